@@ -1,0 +1,351 @@
+"""The eager autograd tape: backward nodes and the engine that runs them.
+
+Each differentiable op call records an `OpNode` holding the op, its bound
+arguments (tensors with their version at record time) and, when the rule asks,
+its output. `backward` walks nodes in reverse topological order, summing
+gradients per (node, output) edge; leaves accumulate into `.grad` through their
+`AccumulateGrad` node. The rules themselves are the registry's derivative
+entries, written with ember ops, so `create_graph=True` simply runs them with
+grad mode on and the gradients get histories of their own.
+"""
+from __future__ import annotations
+
+from ...ir import autodiff
+from ...ir.meta import meta_of
+from ...ir.errors import AutogradError
+from ..tensor import Tensor
+from . import grad_mode
+
+
+class Node:
+    """A backward function: `apply(grads per output) -> grads per input`."""
+    name = "Node"
+
+    def __init__(self):
+        self.next_functions: tuple = ()   # one (node | None, output_nr) per input
+        self.freed = False
+        self.pre_hooks: dict[int, list] = {}
+
+    def apply(self, grads: list):
+        raise NotImplementedError
+
+    def release(self) -> None:
+        self.freed = True
+
+    def __repr__(self) -> str:
+        return f"<{self.name} object>"
+
+    def register_hook(self, hook):
+        """hook(grad_inputs, grad_outputs), called after this node runs (PyTorch's Node hooks)."""
+        self.__dict__.setdefault("post_hooks", []).append(hook)
+        return hook
+
+    def name_(self) -> str:
+        return self.name
+
+
+def edge_of(t) -> tuple:
+    """Where the gradient of `t` goes: its grad_fn, its AccumulateGrad, or nowhere."""
+    if not isinstance(t, Tensor) or not t.requires_grad:
+        return (None, 0)
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    if t._grad_accumulator is None:
+        t._grad_accumulator = AccumulateGrad(t)
+    return (t._grad_accumulator, 0)
+
+
+class AccumulateGrad(Node):
+    name = "AccumulateGrad"
+
+    def __init__(self, variable: Tensor):
+        super().__init__()
+        self.variable = variable
+
+    def apply(self, grads):
+        (grad,) = grads
+        var = self.variable
+        grad = _run_tensor_hooks(var, grad)
+        if grad is None:
+            return ()
+        if var.grad is None:
+            var.grad = grad if grad_mode.is_grad_enabled() else grad.detach()
+            if var.grad is grad and grad._base is not None:
+                var.grad = grad.clone()
+        elif grad_mode.is_grad_enabled():
+            var.grad = var.grad + grad
+        else:
+            var.grad = (var.grad + grad).detach()
+        return ()
+
+
+class SavedTensor:
+    """A tensor saved for backward, with the version it had; checked on unpack."""
+    __slots__ = ("tensor", "version")
+
+    def __init__(self, t: Tensor):
+        self.tensor = t
+        self.version = t._version
+
+    def unpack(self, node: "Node") -> Tensor:
+        t = self.tensor
+        if t._version != self.version:
+            raise AutogradError(
+                "one of the variables needed for gradient computation has been modified by "
+                f"an inplace operation: [{t.dtype} {list(t.shape)}] is at version {t._version}; "
+                f"expected version {self.version} instead (saved by {node.name}). "
+                "Hint: clone the tensor before modifying it in place.")
+        return t
+
+
+class OpNode(Node):
+    """Backward of one registry op call."""
+
+    def __init__(self, op, bound: tuple, out, input_metas: tuple):
+        super().__init__()
+        self.op = op
+        self.name = f"{_camel(op.name)}Backward0"
+        self._saved = tuple(_save(v, _keeps_value(op, arg.name))
+                            for arg, v in zip(op.schema.args, bound))
+        self._out = _save(out) if op._derivative_wants_out else None
+        self.input_metas = input_metas          # (shape, dtype) per tensor input, for reduction
+        self.n_outputs = len(out) if isinstance(out, (tuple, list)) else 1
+        self.output_metas = tuple((o.shape, o.dtype) for o in _as_tuple(out))
+
+    def release(self):
+        super().release()
+        self._saved = None
+        self._out = None
+
+    def apply(self, grads):
+        if self._saved is None:
+            raise AutogradError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                f"graph are freed when you call .backward() or autograd.grad(); op: "
+                f"{self.op.name} ({self.name}). Specify retain_graph=True if you need to "
+                "backward through the graph a second time.")
+        bound = tuple(_unpack(v, self) for v in self._saved)
+        out = _unpack(self._out, self) if self._out is not None else None
+        grad = self._materialize(grads)
+        raw = self.op.call_derivative(grad, bound, out)
+        return tuple(autodiff.fit_grad(g, shape, dtype) if g is not None else None
+                     for g, (shape, dtype) in _flatten_grads(raw, self.input_metas))
+
+    def _materialize(self, grads):
+        if self.n_outputs == 1 and not isinstance(self.output_metas, list):
+            (g,) = grads
+            if g is None:
+                shape, dtype = self.output_metas[0]
+                return autodiff.zeros(shape, dtype)
+            return g
+        return tuple(g if g is not None else autodiff.zeros(shape, dtype)
+                     for g, (shape, dtype) in zip(grads, self.output_metas))
+
+
+def _flatten_grads(raw, input_metas):
+    """Pair each gradient with its input's (shape, dtype), expanding Tensor[] arguments."""
+    flat = []
+    for g in raw:
+        if isinstance(g, (list, tuple)):
+            flat.extend(g)
+        else:
+            flat.append(g)
+    if len(flat) != len(input_metas):
+        raise AutogradError(f"derivative produced {len(flat)} gradients for "
+                            f"{len(input_metas)} tensor inputs")
+    return zip(flat, input_metas)
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.strip("_").split("_"))
+
+
+def _as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _keeps_value(op, arg_name: str) -> bool:
+    return op.saves is None or arg_name in op.saves
+
+
+def _save(v, keep_value: bool = True):
+    if isinstance(v, Tensor):
+        return SavedTensor(v) if keep_value else meta_of(v)
+    if isinstance(v, (list, tuple)) and any(isinstance(x, Tensor) for x in v):
+        return type(v)(_save(x, keep_value) for x in v)
+    return v
+
+
+def _unpack(v, node):
+    if isinstance(v, SavedTensor):
+        return v.unpack(node)
+    if isinstance(v, (list, tuple)) and any(isinstance(x, SavedTensor) for x in v):
+        return type(v)(_unpack(x, node) for x in v)
+    return v
+
+
+def _run_tensor_hooks(t: Tensor, grad):
+    if t._hooks:
+        for hook in list(t._hooks):
+            new = hook(grad)
+            if new is not None:
+                grad = new
+    return grad
+
+
+def _topological_order(roots) -> list:
+    """Nodes reachable from `roots`, each after every node that feeds it a gradient."""
+    order, seen = [], set()
+    stack = [(n, False) for n in roots if n is not None]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        for nxt, _ in node.next_functions:
+            if nxt is not None and nxt not in seen:
+                stack.append((nxt, False))
+    order.reverse()
+    return order
+
+
+def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None,
+                 accumulate=True):
+    """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
+    buffers: dict = {}
+    for out, g in zip(outputs, grad_outputs):
+        node, nr = edge_of(out)
+        if node is None:
+            raise AutogradError("element 0 of tensors does not require grad and does not have "
+                                "a grad_fn")
+        _add_to_buffer(buffers, node, nr, g, 1)
+    captured = {}
+    order = _topological_order([edge_of(o)[0] for o in outputs])
+    with grad_mode.set_grad_enabled(create_graph):
+        for node in order:
+            n_out = getattr(node, "n_outputs", 1)
+            grads = buffers.pop(node, [None] * n_out)
+            grads = _run_pre_hooks(node, grads)
+            if capture is not None:
+                for nr, g in enumerate(grads):
+                    if (node, nr) in capture:
+                        captured[capture[(node, nr)]] = g
+            if isinstance(node, AccumulateGrad) and not accumulate:
+                continue
+            if all(g is None for g in grads):
+                continue
+            results = node.apply(grads)
+            for (nxt, nr), g in zip(node.next_functions, results):
+                if nxt is not None and g is not None:
+                    _add_to_buffer(buffers, nxt, nr, g, getattr(nxt, "n_outputs", 1))
+            for hook in node.__dict__.get("post_hooks", ()):
+                hook(results, grads)
+            if not retain_graph:
+                node.release()
+    return captured
+
+
+def _run_pre_hooks(node, grads):
+    """Tensor hooks of non-leaf tensors live on their grad_fn, keyed by output number."""
+    if not node.pre_hooks:
+        return grads
+    grads = list(grads)
+    for nr, hooks in node.pre_hooks.items():
+        for hook in hooks:
+            if grads[nr] is not None:
+                new = hook(grads[nr])
+                if new is not None:
+                    grads[nr] = new
+    return grads
+
+
+def _add_to_buffer(buffers, node, nr, g, n_out):
+    slot = buffers.setdefault(node, [None] * n_out)
+    slot[nr] = g if slot[nr] is None else slot[nr] + g
+
+
+def _default_grad(t: Tensor, g):
+    if g is not None:
+        if not isinstance(g, Tensor):
+            from ..factories import tensor
+            g = tensor(g, dtype=t.dtype)
+        if tuple(g.shape) != tuple(t.shape):
+            raise AutogradError(f"Mismatch in shape: grad_output[0] has a shape of "
+                                f"{list(g.shape)} and output[0] has a shape of {list(t.shape)}.")
+        return g
+    if t.numel() != 1:
+        raise AutogradError(f"grad can be implicitly created only for scalar outputs; got an "
+                            f"output of shape {list(t.shape)}")
+    return autodiff.ones_like_value(t)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """torch.autograd.backward."""
+    tensors = list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+    if grad_tensors is None:
+        grad_tensors = [None] * len(tensors)
+    elif not isinstance(grad_tensors, (list, tuple)):
+        grad_tensors = [grad_tensors]
+    if retain_graph is None:
+        retain_graph = create_graph
+    for t in tensors:
+        if not t.requires_grad:
+            raise AutogradError("element 0 of tensors does not require grad and does not "
+                                "have a grad_fn")
+    grads = [_default_grad(t, g) for t, g in zip(tensors, grad_tensors)]
+    if inputs is not None:
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        got = grad(tensors, inputs, grads, retain_graph, create_graph, allow_unused=True)
+        for t, g in zip(inputs, got):
+            if g is not None:
+                t.grad = g if t.grad is None else t.grad + g
+        return
+    run_backward(tensors, grads, retain_graph, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=None, materialize_grads=False):
+    """torch.autograd.grad: gradients of `outputs` w.r.t. `inputs`, without touching .grad."""
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs_single = isinstance(inputs, Tensor)
+    inputs = [inputs] if inputs_single else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    if retain_graph is None:
+        retain_graph = create_graph
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise AutogradError(f"One of the differentiated Tensors (input {i}) does not "
+                                "require grad")
+    capture = {}
+    for i, t in enumerate(inputs):
+        capture[edge_of(t)] = i
+    live = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+    if not live:
+        raise AutogradError("element 0 of tensors does not require grad and does not have a "
+                            "grad_fn")
+    grads = [_default_grad(o, g) for o, g in live]
+    captured = run_backward([o for o, _ in live], grads, retain_graph, create_graph,
+                            capture=capture, accumulate=False)
+    result = []
+    for i, t in enumerate(inputs):
+        g = captured.get(i)
+        if g is None:
+            if materialize_grads:
+                g = autodiff.zeros(tuple(t.shape), t.dtype)
+            elif not allow_unused:
+                raise AutogradError(f"One of the differentiated Tensors (input {i}) appears to "
+                                    "not have been used in the graph. Set allow_unused=True if "
+                                    "this is the desired behavior.")
+        elif not create_graph:
+            g = g.detach()
+        result.append(g)
+    return tuple(result)

@@ -1,0 +1,58 @@
+"""Tensor.to(...) with PyTorch's overloads: to(dtype), to(device), to(other),
+to(device, dtype), and the keywords dtype/device/copy/memory_format."""
+from __future__ import annotations
+
+from ..ir import dtypes
+from ..ir.dtypes import DType
+from ..ir.errors import DeviceError
+from ..ir.meta import MemoryFormat, preserve_format
+from ..ir.registry import OPS
+from .device import device as Device
+
+
+def _parse_to_args(t, args, kwargs):
+    dtype = kwargs.pop("dtype", None)
+    dev = kwargs.pop("device", None)
+    copy = kwargs.pop("copy", False)
+    memory_format = kwargs.pop("memory_format", preserve_format)
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {list(kwargs)}")
+    for a in args:
+        if isinstance(a, DType) or a in (float, int, bool, complex):
+            dtype = a
+        elif isinstance(a, (str, Device)):
+            dev = a
+        elif hasattr(a, "dtype") and hasattr(a, "device"):
+            dtype, dev = a.dtype, a.device
+        elif isinstance(a, bool):
+            copy = a
+        else:
+            raise TypeError(f"to() received an invalid combination of arguments: {a!r}")
+    return dtype, dev, copy, memory_format
+
+
+def tensor_to(t, *args, **kwargs):
+    dtype, dev, copy, memory_format = _parse_to_args(t, args, dict(kwargs))
+    dtype = dtypes.as_dtype(dtype) if dtype is not None else None
+    if isinstance(memory_format, str):
+        memory_format = MemoryFormat(memory_format)
+    if dev is not None:
+        target = Device(dev)
+        if str(target.type) != t._storage.device.split(":")[0]:
+            from . import devices
+            t = devices.move(t, target)
+    out = t
+    if dtype is not None and dtype is not out.dtype:
+        out = OPS["convert_element_type"](out, dtype)
+    if memory_format is not preserve_format and not out.is_contiguous(memory_format):
+        out = OPS["contiguous"](out, memory_format=memory_format)
+    if copy and out is t:
+        out = OPS["clone"](t)
+    return out
+
+
+def check_device_available(dev: Device) -> None:
+    if dev.type != "cpu":
+        raise DeviceError(f"device '{dev}' is not available: this build of ember runs on the "
+                          "CPU only (ember.cuda.is_available() is False)")

@@ -1,0 +1,257 @@
+"""Tensor factories: ember.tensor / as_tensor / from_numpy, zeros, ones, full, empty,
+arange, linspace, logspace, eye, rand, randn, randint, randperm, and the *_like forms.
+
+Constant-fill factories go through registry ops (`full`, `arange`, `*_like`) so they
+trace; random factories draw from the seeded generator.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..ir import dtypes
+from ..ir.errors import DTypeError, ShapeError
+from ..ir.meta import MemoryFormat, contiguous_format, preserve_format
+from ..ir.registry import OPS
+from .conversions import check_device_available
+from .device import device as Device
+from .random import numpy_rng
+from .tensor import Tensor
+
+
+def _sizes(size) -> list[int]:
+    if len(size) == 1 and isinstance(size[0], (list, tuple)):
+        size = size[0]
+    out = []
+    for s in size:
+        if not isinstance(s, (numbers.Integral,)) and not (isinstance(s, Tensor) and s.ndim == 0):
+            raise TypeError(f"size must be a sequence of ints, got {s!r}")
+        out.append(int(s))
+    return out
+
+
+def _finish(t: Tensor, requires_grad: bool, device=None) -> Tensor:
+    if device is not None and Device(device).type != "cpu":
+        check_device_available(Device(device))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _infer_dtype(data) -> dtypes.DType:
+    """PyTorch's inference for nested Python data: bool < int < float (default) < complex."""
+    if isinstance(data, np.ndarray):
+        return dtypes.from_numpy_dtype(data.dtype)
+    flat = np.asarray(data, dtype=object).reshape(-1) if not isinstance(data, (
+        numbers.Number, np.generic)) else [data]
+    if len(flat) == 0:
+        return dtypes.get_default_dtype()
+    cat = max(dtypes.scalar_category(x if not isinstance(x, Tensor) else x.item())
+              for x in flat)
+    return {dtypes.Category.BOOL: dtypes.bool_, dtypes.Category.INT: dtypes.int64,
+            dtypes.Category.FLOAT: dtypes.get_default_dtype(),
+            dtypes.Category.COMPLEX: dtypes.get_default_dtype().to_complex()}[cat]
+
+
+def _to_nested_numbers(data):
+    if isinstance(data, Tensor):
+        return data.detach()._array
+    if isinstance(data, (list, tuple)):
+        return [_to_nested_numbers(x) for x in data]
+    return data
+
+
+def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False) -> Tensor:
+    """A new tensor holding a copy of `data` (nested lists, numbers, arrays, tensors)."""
+    if isinstance(data, Tensor):
+        arr = data.detach()._array
+        dt = dtypes.as_dtype(dtype) if dtype is not None else data.dtype
+    else:
+        data = _to_nested_numbers(data)
+        dt = dtypes.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
+        try:
+            arr = np.asarray(data)
+        except ValueError as err:
+            raise ShapeError(f"tensor(): nested data has inconsistent lengths: {err}") from None
+    if arr.dtype == object:
+        raise DTypeError(f"tensor(): could not infer a dtype for {type(data).__name__} data")
+    return _finish(Tensor._from_array(arr.astype(dt.np_dtype, copy=False)), requires_grad,
+                   device)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """Shares memory with a numpy array or tensor when dtype allows, else copies."""
+    if isinstance(data, Tensor):
+        return data if dtype is None else data.to(dtypes.as_dtype(dtype))
+    if isinstance(data, np.ndarray) and (dtype is None or
+                                         dtypes.as_dtype(dtype).np_dtype == data.dtype):
+        return from_numpy(data)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor sharing `arr`'s memory (PyTorch's from_numpy); negative strides refused."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy expected np.ndarray (got {type(arr).__name__})")
+    if any(s < 0 for s in arr.strides):
+        raise ShapeError("from_numpy: arrays with negative strides are not supported; "
+                         "use arr.copy() first")
+    dtypes.from_numpy_dtype(arr.dtype)
+    from ..ir.ops.shape import flat_storage
+    from .tensor import Storage
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return Tensor._make(arr, Storage(flat_storage(arr)))
+
+
+def _rebuild_tensor(arr, requires_grad, memory_format):
+    t = Tensor._from_array(arr, memory_format)
+    t.requires_grad = requires_grad
+    return t
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad=False,
+         memory_format=contiguous_format) -> Tensor:
+    t = OPS["full"](list(size), fill_value, dtype=dtype, memory_format=memory_format)
+    return _finish(t, requires_grad, device)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False,
+          memory_format=contiguous_format) -> Tensor:
+    return full(_sizes(size), 0, dtype=dtype or dtypes.get_default_dtype(), device=device,
+                requires_grad=requires_grad, memory_format=memory_format)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False,
+         memory_format=contiguous_format) -> Tensor:
+    return full(_sizes(size), 1, dtype=dtype or dtypes.get_default_dtype(), device=device,
+                requires_grad=requires_grad, memory_format=memory_format)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False,
+          memory_format=contiguous_format) -> Tensor:
+    """Uninitialized in PyTorch; ember fills with zeros so results never depend on garbage."""
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad,
+                 memory_format=memory_format)
+
+
+def _like(op_name, t, dtype, memory_format, requires_grad, device, **extra):
+    out = OPS[op_name](t, *extra.values(), dtype=dtype, memory_format=memory_format)
+    return _finish(out, requires_grad, device)
+
+
+def zeros_like(input, *, dtype=None, device=None, requires_grad=False,
+               memory_format=preserve_format) -> Tensor:
+    return _like("zeros_like", input, dtype, memory_format, requires_grad, device)
+
+
+def ones_like(input, *, dtype=None, device=None, requires_grad=False,
+              memory_format=preserve_format) -> Tensor:
+    return _like("ones_like", input, dtype, memory_format, requires_grad, device)
+
+
+def empty_like(input, *, dtype=None, device=None, requires_grad=False,
+               memory_format=preserve_format) -> Tensor:
+    return zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad,
+                      memory_format=memory_format)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False,
+              memory_format=preserve_format) -> Tensor:
+    return _like("full_like", input, dtype, memory_format, requires_grad, device,
+                 fill_value=fill_value)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
+    return _finish(OPS["arange"](start, end, step, dtype=dtype), requires_grad, device)
+
+
+def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
+    arr = np.linspace(float(start), float(end), int(steps), dtype=np.float64)
+    return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
+
+
+def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
+             requires_grad=False) -> Tensor:
+    dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
+    arr = np.logspace(float(start), float(end), int(steps), base=base, dtype=np.float64)
+    return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
+
+
+def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False):
+    dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
+    return _finish(Tensor._from_array(np.eye(n, m, dtype=dt.np_dtype)), requires_grad, device)
+
+
+def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=contiguous_format):
+    dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
+    if not (dt.is_floating_point or dt.is_complex):
+        raise DTypeError(f"random floats requested with a non-float dtype {dt}")
+    return _finish(Tensor._from_array(values.astype(dt.np_dtype), memory_format),
+                   requires_grad, device)
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False,
+         memory_format=contiguous_format) -> Tensor:
+    values = numpy_rng(generator).random(_sizes(size))
+    return _random(values, dtype, requires_grad, device, memory_format)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False,
+          memory_format=contiguous_format) -> Tensor:
+    values = numpy_rng(generator).standard_normal(_sizes(size))
+    return _random(values, dtype, requires_grad, device, memory_format)
+
+
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+            requires_grad=False) -> Tensor:
+    if size is None:
+        low, high, size = 0, low, high
+    if high is None:
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    dt = dtypes.as_dtype(dtype) if dtype else dtypes.int64
+    values = numpy_rng(generator).integers(low, high, size=_sizes((size,)))
+    return _finish(Tensor._from_array(values.astype(dt.np_dtype)), requires_grad, device)
+
+
+def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad=False):
+    dt = dtypes.as_dtype(dtype) if dtype else dtypes.int64
+    values = numpy_rng(generator).permutation(int(n))
+    return _finish(Tensor._from_array(values.astype(dt.np_dtype)), requires_grad, device)
+
+
+def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
+              memory_format=preserve_format) -> Tensor:
+    fmt = input.memory_format if memory_format is preserve_format else memory_format
+    return rand(*input.shape, generator=generator, dtype=dtype or input.dtype, device=device,
+                requires_grad=requires_grad, memory_format=fmt)
+
+
+def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
+               memory_format=preserve_format) -> Tensor:
+    fmt = input.memory_format if memory_format is preserve_format else memory_format
+    return randn(*input.shape, generator=generator, dtype=dtype or input.dtype, device=device,
+                 requires_grad=requires_grad, memory_format=fmt)
+
+
+def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=None,
+                 requires_grad=False) -> Tensor:
+    return randint(low, high, list(input.shape), generator=generator,
+                   dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+
+
+def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return tensor(value, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in (
+    "annotations", "numbers", "np", "dtypes", "Tensor", "OPS", "MemoryFormat", "Device",
+    "DTypeError", "ShapeError", "check_device_available", "numpy_rng",
+    "contiguous_format", "preserve_format")]

@@ -1,0 +1,462 @@
+"""ember.Tensor: a strided view over a numpy-backed storage, plus autograd state.
+
+Invariants:
+- `_storage.data` is a 1-D numpy array; `_array` is a numpy view into it whose
+  shape/strides are the tensor's (strides never negative, as in PyTorch);
+- every view of a storage shares its `Storage`, and so its version counter;
+- `_base` is the tensor a view was taken from (None for non-views).
+
+Ops are not methods here: `install_op_methods` attaches one method per registry
+op marked `method=True`, so every Tensor method passes through `ir.dispatch`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import dtypes
+from ..ir.dtypes import DType
+from ..ir.errors import DTypeError, ShapeError, AutogradError
+from ..ir.ops.shape import flat_storage
+from ..ir.meta import (MemoryFormat, contiguous_format, channels_last, preserve_format,
+                       is_contiguous_for, suggest_memory_format)
+
+
+class Size(tuple):
+    """torch.Size: a tuple of ints that prints as `ember.Size([2, 3])`."""
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"ember.Size({list(self)})"
+
+    def __getitem__(self, item):
+        out = tuple.__getitem__(self, item)
+        return Size(out) if isinstance(item, slice) else out
+
+
+class Storage:
+    """A flat buffer and its version counter (bumped by every in-place write)."""
+    __slots__ = ("data", "version", "device")
+
+    def __init__(self, data: np.ndarray, device: str = "cpu"):
+        self.data = data
+        self.version = 0
+        self.device = device
+
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+
+def _layout_array(arr: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
+    """A fresh, owned array equal to `arr`, laid out in `memory_format`."""
+    if memory_format is channels_last and arr.ndim == 4:
+        nhwc = np.empty((arr.shape[0], arr.shape[2], arr.shape[3], arr.shape[1]), arr.dtype)
+        np.copyto(nhwc, arr.transpose(0, 2, 3, 1))
+        return nhwc.transpose(0, 3, 1, 2)
+    out = np.empty(arr.shape, arr.dtype)
+    np.copyto(out, arr)
+    return out
+
+
+class Tensor:
+    __slots__ = ("_array", "_storage", "_base", "requires_grad", "grad", "grad_fn",
+                 "_output_nr", "_grad_accumulator", "_hooks", "_retains_grad",
+                 "_is_param", "__weakref__", "__dict__")
+
+    # fx's Proxy overrides these; tracing code checks it
+    _ember_is_tensor = True
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("construct tensors with ember.tensor(...), ember.zeros(...), ...")
+
+    # --- construction (internal) ---------------------------------------------------
+    @classmethod
+    def _make(cls, array: np.ndarray, storage: Storage, base: "Tensor | None" = None):
+        t = object.__new__(cls)
+        t._array = array
+        t._storage = storage
+        t._base = base
+        t.requires_grad = False
+        t.grad = None
+        t.grad_fn = None
+        t._output_nr = 0
+        t._grad_accumulator = None
+        t._hooks = None
+        t._retains_grad = False
+        t._is_param = False
+        return t
+
+    @classmethod
+    def _from_array(cls, arr: np.ndarray, memory_format: MemoryFormat = contiguous_format,
+                    copy: bool = True) -> "Tensor":
+        """A new tensor owning a copy of `arr` (or `arr` itself when copy=False and dense)."""
+        arr = np.asarray(arr)
+        if copy or not _is_dense_owned(arr):
+            arr = _layout_array(arr, memory_format)
+        return cls._make(arr, Storage(flat_storage(arr)))
+
+    def _view_of_self(self, arr: np.ndarray) -> "Tensor":
+        """A tensor sharing this tensor's storage, with `arr` (a numpy view) as its geometry."""
+        base = self._base if self._base is not None else self
+        return Tensor._make(arr, self._storage, base)
+
+    # --- metadata ------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._array.shape)
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return Size(self._array.shape)
+        return self._array.shape[_wrap_dim(dim, self.ndim, "size")]
+
+    @property
+    def dtype(self) -> DType:
+        return dtypes.from_numpy_dtype(self._array.dtype)
+
+    @property
+    def device(self):
+        from .device import device
+        return device(self._storage.device)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._storage.device.startswith("cuda")
+
+    @property
+    def ndim(self) -> int:
+        return self._array.ndim
+
+    def dim(self) -> int:
+        return self._array.ndim
+
+    def numel(self) -> int:
+        return int(self._array.size)
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self._array.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self._array.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self._array.nbytes
+
+    def stride(self, dim: int | None = None):
+        item = self._array.itemsize
+        strides = tuple(s // item for s in self._array.strides)
+        if dim is None:
+            return strides
+        return strides[_wrap_dim(dim, self.ndim, "stride")]
+
+    def storage_offset(self) -> int:
+        if self._array.size == 0:
+            return 0
+        return (self._array.ctypes.data - self._storage.data.ctypes.data) // self._array.itemsize
+
+    def data_ptr(self) -> int:
+        return self._array.ctypes.data
+
+    def untyped_storage(self) -> Storage:
+        return self._storage
+
+    def is_contiguous(self, memory_format: MemoryFormat = contiguous_format) -> bool:
+        return is_contiguous_for(self._array.shape, self.stride(), memory_format)
+
+    @property
+    def memory_format(self) -> MemoryFormat:
+        """ember extension: the format PyTorch's suggest_memory_format would report."""
+        return suggest_memory_format(self._array.shape, self.stride())
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def is_complex(self) -> bool:
+        return self.dtype.is_complex
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        return self._storage.version
+
+    def _bump_version(self) -> None:
+        self._storage.version += 1
+
+    @property
+    def _is_view(self) -> bool:
+        return self._base is not None
+
+    # --- conversion ----------------------------------------------------------------
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if self.requires_grad and not force:
+            raise AutogradError("Can't call numpy() on Tensor that requires grad. "
+                                "Use tensor.detach().numpy() instead.")
+        if self.is_cuda:
+            raise DTypeError("can't convert cuda tensor to numpy; use .cpu() first")
+        return self._array
+
+    def item(self):
+        if self._array.size != 1:
+            raise ShapeError(f"a Tensor with {self._array.size} elements cannot be converted "
+                             "to Scalar")
+        return self._array.reshape(()).item()
+
+    def tolist(self):
+        return self._array.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.detach()._array
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self._array.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._array.size} elements "
+                               "is ambiguous")
+        return bool(self._array.reshape(()).item())
+
+    def __index__(self):
+        if self.dtype.category > dtypes.Category.INT or self._array.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted "
+                            "to an index")
+        return int(self.item())
+
+    def __complex__(self):
+        return complex(self.item())
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._array.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._array.shape[0]))
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self) -> str:
+        from .printing import tensor_repr
+        return tensor_repr(self)
+
+    def __format__(self, spec):
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
+    def __reduce_ex__(self, proto):
+        from .factories import _rebuild_tensor
+        return (_rebuild_tensor, (np.array(self._array), self.requires_grad,
+                                  self.memory_format))
+
+    def __deepcopy__(self, memo):
+        if not self.is_leaf:
+            raise AutogradError("Only Tensors created explicitly by the user (graph leaves) "
+                                "support the deepcopy protocol")
+        new = self.detach().clone(memory_format=preserve_format)
+        new.requires_grad = self.requires_grad
+        new._is_param = self._is_param
+        if self.grad is not None:
+            new.grad = self.grad.__deepcopy__(memo)
+        if type(self) is not Tensor:
+            new.__class__ = type(self)
+            new.__dict__.update(self.__dict__)
+        memo[id(self)] = new
+        return new
+
+    # --- autograd ------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import engine
+        engine.backward([self], [gradient], retain_graph, create_graph, inputs)
+
+    def detach(self) -> "Tensor":
+        out = Tensor._make(self._array, self._storage, self._base)
+        return out
+
+    def detach_(self) -> "Tensor":
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if not self.is_leaf:
+            raise AutogradError("you can only change requires_grad flags of leaf variables. "
+                                "If you want to use a computed variable in a subgraph that "
+                                "doesn't require differentiation use var_no_grad = var.detach().")
+        if requires_grad and not (self.dtype.is_floating_point or self.dtype.is_complex):
+            raise AutogradError(f"only Tensors of floating point and complex dtype can require "
+                                f"gradients, got {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def register_hook(self, hook):
+        """hook(grad) -> Tensor or None, called with this tensor's gradient.
+
+        A leaf's hooks run before accumulation into `.grad`; a non-leaf's hooks sit on
+        its grad_fn, keyed by output number, and run before that node does.
+        """
+        if not self.requires_grad:
+            raise AutogradError("cannot register a hook on a tensor that doesn't require "
+                                "gradient")
+        if self.grad_fn is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            hooks = self.grad_fn.pre_hooks.setdefault(self._output_nr, [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def retain_grad(self) -> None:
+        if self.grad_fn is None or self._retains_grad:
+            return
+        self._retains_grad = True
+
+        def store(grad):
+            self.grad = grad.detach() if self.grad is None else (self.grad + grad).detach()
+        self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    @property
+    def data(self) -> "Tensor":
+        return self.detach()
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        self._array = value._array
+        self._storage = value._storage
+        self._base = value._base
+
+    # --- device/dtype movement ------------------------------------------------------
+    def to(self, *args, **kwargs) -> "Tensor":
+        from .conversions import tensor_to
+        return tensor_to(self, *args, **kwargs)
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> "Tensor":
+        return self.to("cuda" if device is None else device)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"ember.{self.dtype.name}"
+        return self.to(dtypes.as_dtype(dtype))
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def double(self):
+        return self.to(dtypes.float64)
+
+    def half(self):
+        return self.to(dtypes.float16)
+
+    def bfloat16(self):
+        return self.to(dtypes.bfloat16)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def long(self):
+        return self.to(dtypes.int64)
+
+    def short(self):
+        return self.to(dtypes.int16)
+
+    def char(self):
+        return self.to(dtypes.int8)
+
+    def byte(self):
+        return self.to(dtypes.uint8)
+
+    def bool(self):
+        return self.to(dtypes.bool_)
+
+    def cfloat(self):
+        return self.to(dtypes.complex64)
+
+    def cdouble(self):
+        return self.to(dtypes.complex128)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def new_tensor(self, data, dtype=None, requires_grad=False):
+        from .factories import tensor
+        return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False):
+        from .factories import zeros
+        return zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False):
+        from .factories import ones
+        return ones(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False):
+        from .factories import full
+        return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False):
+        from .factories import empty
+        return empty(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    # --- indexing ------------------------------------------------------------------
+    def __getitem__(self, index):
+        from .indexing import getitem
+        return getitem(self, index)
+
+    def __setitem__(self, index, value):
+        from .indexing import setitem
+        setitem(self, index, value)
+
+
+class _HookHandle:
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _is_dense_owned(arr: np.ndarray) -> bool:
+    if arr.ndim == 0 or arr.size == 0:
+        return arr.flags.c_contiguous and arr.flags.writeable
+    return (arr.flags.c_contiguous or arr.flags.f_contiguous) and arr.flags.writeable \
+        and min(arr.strides) >= 0
+
+
+def _wrap_dim(dim: int, ndim: int, op: str) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        from ..ir.errors import EmberIndexError
+        raise EmberIndexError(f"{op}: Dimension out of range (expected to be in range of "
+                              f"[{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)

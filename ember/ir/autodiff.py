@@ -1,0 +1,52 @@
+"""Gradient plumbing shared by the eager tape and the graph autograd pass.
+
+Both run the registry's derivative rules; both then need each raw gradient fitted
+to its input: summed over broadcast dimensions, cast to the input's dtype, and
+real-projected when a real input got a complex gradient (PyTorch's convention).
+Written with op calls, so it records on the tape or in a graph alike.
+"""
+from __future__ import annotations
+
+from .dtypes import Category
+
+
+def _ops():
+    from .ops import OPS_NS
+    return OPS_NS
+
+
+def sum_to_shape(g, shape: tuple):
+    """Sum `g` over the dims that broadcasting added or expanded from size 1."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    ops = _ops()
+    lead = g.ndim - len(shape)
+    dims = list(range(lead))
+    dims += [lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1]
+    if dims:
+        g = ops.sum(g, dims, keepdim=True)
+    if lead or tuple(g.shape) != shape:
+        g = ops.reshape(g, list(shape))
+    return g
+
+
+def fit_grad(g, shape, dtype):
+    """The gradient for an input of `shape`/`dtype` (None shape: a Python scalar input)."""
+    if shape is None:
+        return None
+    ops = _ops()
+    if g.dtype != dtype:
+        if g.dtype.category == Category.COMPLEX and dtype.category != Category.COMPLEX:
+            g = ops.real(g)
+        if g.dtype != dtype:
+            g = ops.convert_element_type(g, dtype)
+    return sum_to_shape(g, shape)
+
+
+def zeros(shape, dtype):
+    return _ops().full(list(shape), 0, dtype=dtype)
+
+
+def ones_like_value(t):
+    return _ops().ones_like(t)

@@ -1,0 +1,92 @@
+"""The one dispatch point every op call passes through.
+
+`dispatch(op, bound_args)` picks a handler:
+1. the innermost active *mode* (profiler, jit tracer, forward-AD, ...) if any;
+   a mode handles the call, usually by re-dispatching with itself disabled
+   (`with disabled(mode): ...`), which is how modes stack;
+2. otherwise the highest-priority *value handler* among the argument types
+   (fx Proxy outranks eager Tensor, as `__torch_function__` would arrange);
+3. otherwise the default handler (eager), for calls with no tensor at all.
+
+Handlers are installed by higher layers at import time (`register_value_handler`),
+so `ir` itself imports nothing above it.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+_value_handlers: dict[type, tuple[int, Callable]] = {}
+_modes: list = []
+_default_handler: list[Callable] = []
+
+
+def register_value_handler(cls: type, handler: Callable, priority: int) -> None:
+    """`handler(op, bound_args)` runs calls whose arguments include a `cls` value."""
+    _value_handlers[cls] = (priority, handler)
+
+
+def set_default_handler(handler: Callable) -> None:
+    _default_handler[:] = [handler]
+
+
+def _handler_for(value):
+    for cls in type(value).__mro__:
+        entry = _value_handlers.get(cls)
+        if entry is not None:
+            return entry
+    return None
+
+
+def _best_handler(op, args):
+    best = None
+    for i in op.schema.tensor_arg_indices:
+        value = args[i]
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        for v in values:
+            entry = _handler_for(v)
+            if entry is not None and (best is None or entry[0] > best[0]):
+                best = entry
+    if best is None and not op.schema.tensor_arg_indices:
+        return None
+    if best is None:  # Scalars where tensors go (e.g. add(2, x) with x a Proxy in kwargs)
+        for value in args:
+            entry = _handler_for(value)
+            if entry is not None and (best is None or entry[0] > best[0]):
+                best = entry
+    return best
+
+
+def dispatch(op, args: tuple):
+    if _modes:
+        return _modes[-1].handle(op, args)
+    best = _best_handler(op, args)
+    if best is not None:
+        return best[1](op, args)
+    return _default_handler[0](op, args)
+
+
+@contextlib.contextmanager
+def enabled(mode):
+    """Push a mode: every op call goes to `mode.handle(op, args)` while inside."""
+    _modes.append(mode)
+    try:
+        yield mode
+    finally:
+        _modes.remove(mode)
+
+
+@contextlib.contextmanager
+def disabled(mode):
+    """Inside a mode's handler: run the call as if `mode` (and modes above it) were off."""
+    index = _modes.index(mode)
+    saved = _modes[index:]
+    del _modes[index:]
+    try:
+        yield
+    finally:
+        _modes.extend(saved)
+
+
+def active_modes() -> tuple:
+    return tuple(_modes)

@@ -1,0 +1,91 @@
+"""ember's error hierarchy: one base, one subclass per kind of mistake.
+
+Each subclass is also the builtin a PyTorch user would catch (`ShapeError` is a
+`ValueError`, `DTypeError` a `TypeError`), so `except ValueError` keeps working.
+Messages say what was expected, what was received, the op, and the user's line.
+"""
+from __future__ import annotations
+
+import os
+import sysconfig
+import traceback
+
+EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_STDLIB_DIRS = tuple(
+    p for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]} if p
+)
+
+
+class EmberError(Exception):
+    """Base of every error ember raises on purpose."""
+
+
+class ShapeError(EmberError, ValueError):
+    """Shapes that do not fit an op (mismatch, bad dim, bad size)."""
+
+
+class DTypeError(EmberError, TypeError):
+    """A dtype an op does not accept, or a cast PyTorch would refuse."""
+
+
+class EmberIndexError(EmberError, IndexError):
+    """An index out of range or of a kind the op does not accept."""
+
+
+class AutogradError(EmberError, RuntimeError):
+    """Misuse of autograd: freed graphs, in-place changes to saved tensors, ..."""
+
+
+class TraceError(EmberError, RuntimeError):
+    """Tracing met something it cannot record (data-dependent control flow, ...)."""
+
+
+class VerifyError(EmberError, RuntimeError):
+    """A graph broke an IR invariant (SSA, arity, shapes)."""
+
+
+class ParseError(EmberError, ValueError):
+    """Malformed textual IR; the message carries line:column."""
+
+
+class LoweringError(EmberError, NotImplementedError):
+    """A backend has no kernel for an op."""
+
+
+class ArtifactError(EmberError, RuntimeError):
+    """A saved artifact is corrupt or from an incompatible version."""
+
+
+class DeviceError(EmberError, RuntimeError):
+    """Tensors on different devices in one op, or an unavailable device."""
+
+
+class OutOfMemoryError(EmberError, MemoryError):
+    """A device allocator could not satisfy a request."""
+
+
+def user_frame() -> traceback.FrameSummary | None:
+    """Innermost frame outside ember, pytest's plumbing and the stdlib: the user's line."""
+    for frame in reversed(traceback.extract_stack()):
+        name = frame.filename
+        if name.startswith(EMBER_DIR) or name.startswith(_STDLIB_DIRS) or name.startswith("<"):
+            continue
+        if os.sep + "site-packages" + os.sep in name and "ember" not in name:
+            continue
+        return frame
+    return None
+
+
+def format_frame(frame: traceback.FrameSummary | None) -> str:
+    """'file.py:14 in forward' plus the source line, or '' when unknown."""
+    if frame is None:
+        return ""
+    where = f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+    line = (frame.line or "").strip()
+    return f"{where}\n      {line}" if line else where
+
+
+def at_user_line() -> str:
+    """A suffix 'at file:line ...' for error messages, or '' when no user frame exists."""
+    text = format_frame(user_frame())
+    return f"\n  at {text}" if text else ""

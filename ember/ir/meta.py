@@ -1,0 +1,136 @@
+"""TensorMeta: what the IR knows about a value without its data.
+
+Shape rules in the registry take objects with `.shape`, `.dtype`, `.ndim`,
+`.device` and `.memory_format` (a TensorMeta, or a live Tensor, which has the same
+attributes) and return TensorMeta. ShapeProp, the verifier and eager dispatch all
+run the same rules.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from .dtypes import DType
+
+
+class MemoryFormat(enum.Enum):
+    contiguous_format = "contiguous_format"
+    channels_last = "channels_last"
+    channels_last_3d = "channels_last_3d"
+    preserve_format = "preserve_format"
+
+    def __repr__(self) -> str:
+        return f"ember.{self.value}"
+
+    def __reduce__(self):
+        return (MemoryFormat, (self.value,))
+
+
+contiguous_format = MemoryFormat.contiguous_format
+channels_last = MemoryFormat.channels_last
+channels_last_3d = MemoryFormat.channels_last_3d
+preserve_format = MemoryFormat.preserve_format
+
+
+def contiguous_strides(shape) -> tuple[int, ...]:
+    strides, acc = [], 1
+    for size in reversed(shape):
+        strides.append(acc)
+        acc *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def channels_last_strides(shape) -> tuple[int, ...]:
+    """NCHW logical shape stored as NHWC (NCDHW as NDHWC for 5-d)."""
+    if len(shape) == 4:
+        n, c, h, w = shape
+        return (h * w * c, 1, w * c, c)
+    if len(shape) == 5:
+        n, c, d, h, w = shape
+        return (d * h * w * c, 1, h * w * c, w * c, c)
+    raise ValueError(f"channels_last needs a 4-d (or 5-d) shape, got {list(shape)}")
+
+
+def strides_for(shape, memory_format: MemoryFormat) -> tuple[int, ...]:
+    if memory_format in (channels_last, channels_last_3d) and len(shape) in (4, 5):
+        return channels_last_strides(shape)
+    return contiguous_strides(shape)
+
+
+def is_contiguous_for(shape, strides, memory_format: MemoryFormat) -> bool:
+    """PyTorch's is_contiguous: strides of size-1 dims do not matter."""
+    if memory_format in (channels_last, channels_last_3d):
+        if len(shape) not in (4, 5):
+            return False
+        order = (1,) + tuple(range(len(shape) - 1, 1, -1)) + (0,)
+    else:
+        order = tuple(range(len(shape) - 1, -1, -1))
+    expected = 1
+    for d in order:
+        if shape[d] == 1:
+            continue
+        if strides[d] != expected:
+            return False
+        expected *= shape[d]
+    return True
+
+
+def suggest_memory_format(shape, strides) -> MemoryFormat:
+    """channels_last only when the strides say so and plain contiguity does not."""
+    if len(shape) == 4 and is_contiguous_for(shape, strides, channels_last) and \
+            not is_contiguous_for(shape, strides, contiguous_format):
+        return channels_last
+    return contiguous_format
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    shape: tuple[int, ...]
+    dtype: DType
+    device: str = "cpu"
+    memory_format: MemoryFormat = contiguous_format
+    strides: tuple[int, ...] | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if self.strides is None:
+            object.__setattr__(self, "strides", strides_for(self.shape, self.memory_format))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def size(self, d: int | None = None):
+        return self.shape if d is None else self.shape[d]
+
+    def stride(self, d: int | None = None):
+        return self.strides if d is None else self.strides[d]
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel() * self.dtype.itemsize
+
+    def is_contiguous(self, memory_format: MemoryFormat = contiguous_format) -> bool:
+        return is_contiguous_for(self.shape, self.strides, memory_format)
+
+    def with_(self, **changes) -> "TensorMeta":
+        fields = dict(shape=self.shape, dtype=self.dtype, device=self.device,
+                      memory_format=self.memory_format)
+        fields.update(changes)
+        return TensorMeta(**fields)
+
+
+def meta_of(value) -> TensorMeta:
+    """TensorMeta of a Tensor-like (anything with shape, dtype, stride())."""
+    if isinstance(value, TensorMeta):
+        return value
+    strides = tuple(value.stride())
+    return TensorMeta(tuple(value.shape), value.dtype, str(value.device),
+                      suggest_memory_format(tuple(value.shape), strides), strides)

@@ -1,0 +1,164 @@
+"""Shared shape/dtype rules and argument helpers for op declarations.
+
+Rules raise short messages (`shapes [2, 3] and [4] cannot be broadcast`); the
+caller (eager dispatch, ShapeProp, the verifier) prefixes the op name and adds
+the user's source line, so every rule stays one screen long.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes
+from ..dtypes import DType
+from ..errors import DTypeError, EmberIndexError, ShapeError
+from ..meta import (TensorMeta, channels_last, contiguous_format, suggest_memory_format,
+                    MemoryFormat)
+from ..registry import Promotion
+
+
+def is_tensor_like(v) -> bool:
+    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(
+        v, (np.ndarray, np.generic))
+
+
+def shape_of(v) -> tuple:
+    return tuple(v.shape) if is_tensor_like(v) else ()
+
+
+def device_of(args) -> str:
+    for v in args:
+        if is_tensor_like(v):
+            return str(v.device)
+    return "cpu"
+
+
+def wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise EmberIndexError(f"Dimension out of range (expected to be in range of "
+                              f"[{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def wrap_dims(dims, ndim: int) -> tuple[int, ...]:
+    """None/[] -> all dims; ints wrapped; duplicates rejected."""
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        return tuple(range(ndim))
+    if isinstance(dims, int):
+        dims = (dims,)
+    out = tuple(wrap_dim(d, ndim) for d in dims)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"dim {list(dims)} appears multiple times in the list of dims")
+    return out
+
+
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(-ndim, 0):
+        size = 1
+        for s in shapes:
+            if len(s) >= -i:
+                d = s[i]
+                if d != 1:
+                    if size != 1 and d != size:
+                        raise ShapeError("shapes " + " and ".join(str(list(x)) for x in shapes)
+                                         + " cannot be broadcast "
+                                         f"(size {size} vs {d} at dim {i})")
+                    size = d
+        out.append(size)
+    return tuple(out)
+
+
+def operand_for_promotion(v):
+    if is_tensor_like(v):
+        return (v.dtype, v.ndim)
+    return v
+
+
+def result_dtype(args) -> DType:
+    return dtypes.result_type([operand_for_promotion(a) for a in args])
+
+
+def promote_dtypes(promotion: Promotion, args) -> tuple[DType, DType]:
+    """(compute dtype, result dtype) of a pointwise op under PyTorch's promotion kind."""
+    dt = result_dtype(args)
+    if promotion is Promotion.INT_TO_FLOAT and dt.category <= dtypes.Category.INT:
+        dt = dtypes.get_default_dtype()
+    if promotion is Promotion.ALWAYS_BOOL:
+        return dt, dtypes.bool_
+    if promotion is Promotion.COMPLEX_TO_FLOAT:
+        return dt, dt.to_real()
+    if promotion is Promotion.BOOL_TO_LONG and dt is dtypes.bool_:
+        return dtypes.int64, dtypes.int64
+    return dt, dt
+
+
+def opmath(dt: DType) -> DType:
+    """Compute half types in float32, as PyTorch's CPU kernels do."""
+    return dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
+
+
+def pointwise_memory_format(args) -> MemoryFormat:
+    """PyTorch's TensorIterator: outputs follow the first 4-d channels-last input."""
+    for a in args:
+        if is_tensor_like(a) and a.ndim == 4 and \
+                suggest_memory_format(tuple(a.shape), tuple(a.stride())) is channels_last:
+            return channels_last
+    return contiguous_format
+
+
+def pointwise_meta(promotion: Promotion, n_operands: int | None = None,
+                   promote: tuple[int, ...] | None = None):
+    """Meta rule for pointwise ops: broadcast the first `n_operands` arguments (all
+    positional ones by default) and promote the dtypes of those at `promote`."""
+    def rule(*args, **_attrs):
+        operands = args if n_operands is None else args[:n_operands]
+        shape = broadcast_shapes(*(shape_of(a) for a in operands))
+        promoted = operands if promote is None else [operands[i] for i in promote]
+        _, out_dtype = promote_dtypes(promotion, promoted)
+        fmt = pointwise_memory_format(operands) if len(shape) == 4 else contiguous_format
+        return TensorMeta(shape, out_dtype, device_of(operands), fmt)
+    return rule
+
+
+def same_meta(x, *_, **__) -> TensorMeta:
+    return TensorMeta(tuple(x.shape), x.dtype, str(x.device), pointwise_memory_format([x]))
+
+
+def require_float(x, what: str = "input") -> None:
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        raise DTypeError(f"expected a floating point or complex {what}, got {x.dtype}")
+
+
+def require_dtype_category(x, allowed: set, what: str) -> None:
+    if x.dtype.category not in allowed:
+        raise DTypeError(f"{what} not supported for {x.dtype}")
+
+
+def reduced_shape(shape: tuple, dims: tuple, keepdim: bool) -> tuple:
+    if keepdim:
+        return tuple(1 if i in dims else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in dims)
+
+
+def numel(shape) -> int:
+    return math.prod(shape)
+
+
+def as_int_list(v, n: int, name: str) -> tuple[int, ...]:
+    """Expand an int or a 1-element list to n ints (stride=2 -> (2, 2))."""
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(v)
+    if len(v) == 1:
+        return v * n
+    if len(v) != n:
+        raise ShapeError(f"{name} must have {n} elements, got {list(v)}")
+    return v
+
+
+def np_dtype(dt: DType):
+    return dt.np_dtype

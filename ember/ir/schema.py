@@ -1,0 +1,169 @@
+"""PyTorch-style op signatures: `add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor`.
+
+A parsed `Schema` binds a call's positional and keyword arguments into one ordered
+tuple (defaults filled in) and says which arguments are tensors, which is what
+eager dispatch, tracing, the IR printer and the verifier all need.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from .errors import EmberError
+
+
+class SchemaError(EmberError, TypeError):
+    """A call whose arguments do not fit the op's signature."""
+
+
+_NO_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str            # 'Tensor', 'Tensor?', 'Tensor[]', 'int', 'int[]', 'float', ...
+    default: object = _NO_DEFAULT
+    kwarg_only: bool = False
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _NO_DEFAULT
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.type in ("Tensor", "Tensor?")
+
+    @property
+    def is_tensor_list(self) -> bool:
+        return self.type in ("Tensor[]", "Tensor?[]")
+
+    @property
+    def holds_tensors(self) -> bool:
+        return self.is_tensor or self.is_tensor_list
+
+
+@dataclass(frozen=True)
+class Return:
+    name: str | None
+    type: str
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    args: tuple[Arg, ...]
+    returns: tuple[Return, ...]
+    text: str
+
+    @property
+    def tensor_arg_indices(self) -> tuple[int, ...]:
+        return tuple(i for i, a in enumerate(self.args) if a.holds_tensors)
+
+    @property
+    def returns_tuple(self) -> bool:
+        return len(self.returns) > 1
+
+    @property
+    def returns_list(self) -> bool:
+        return len(self.returns) == 1 and self.returns[0].type == "Tensor[]"
+
+    def bind(self, args: tuple, kwargs: dict) -> tuple:
+        """Arguments in schema order with defaults filled; raises SchemaError naming the op."""
+        params = self.args
+        positional = [a for a in params if not a.kwarg_only]
+        if len(args) > len(positional):
+            raise SchemaError(
+                f"{self.name}() takes {len(positional)} positional arguments but "
+                f"{len(args)} were given\n  signature: {self.text}")
+        values = list(args)
+        for param in params[len(args):]:
+            if param.name in kwargs:
+                values.append(kwargs[param.name])
+            elif param.has_default:
+                values.append(param.default)
+            else:
+                raise SchemaError(f"{self.name}() missing required argument '{param.name}'"
+                                  f"\n  signature: {self.text}")
+        known = {a.name for a in params}
+        extra = [k for k in kwargs if k not in known]
+        if extra:
+            raise SchemaError(f"{self.name}() got unexpected keyword argument(s) {extra}"
+                              f"\n  signature: {self.text}")
+        dup = [p.name for p in params[:len(args)] if p.name in kwargs]
+        if dup:
+            raise SchemaError(f"{self.name}() got multiple values for argument '{dup[0]}'")
+        return tuple(_convert(p.type, v) for p, v in zip(params, values))
+
+    def as_kwargs(self, bound: tuple) -> dict:
+        return {a.name: v for a, v in zip(self.args, bound)}
+
+
+def _convert(type_: str, value):
+    """Normalize enum-like arguments: 'float32' -> ember.float32, 'channels_last' -> enum."""
+    if value is None:
+        return None
+    base = type_.rstrip("?")
+    if base == "ScalarType":
+        from .dtypes import as_dtype
+        return as_dtype(value)
+    if base == "MemoryFormat":
+        from .meta import MemoryFormat
+        return value if isinstance(value, MemoryFormat) else MemoryFormat(value)
+    return value
+
+
+_ARG_RE = re.compile(r"^\s*(?P<type>[\w\[\]\?]+)\s+(?P<name>\w+)\s*(=\s*(?P<default>.+))?$")
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas that are not inside brackets."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur))
+    return parts
+
+
+def _parse_default(text: str):
+    text = text.strip()
+    consts = {"True": True, "False": False, "None": None}
+    if text in consts:
+        return consts[text]
+    return ast.literal_eval(text)
+
+
+def parse_schema(text: str) -> Schema:
+    m = re.match(r"^\s*([\w.]+)\((.*)\)\s*->\s*(.+)$", text)
+    if not m:
+        raise SchemaError(f"malformed schema: {text!r}")
+    name, arg_text, ret_text = m.groups()
+    args, kwarg_only = [], False
+    for piece in _split_top(arg_text):
+        if piece.strip() == "*":
+            kwarg_only = True
+            continue
+        am = _ARG_RE.match(piece)
+        if not am:
+            raise SchemaError(f"malformed argument {piece!r} in schema {text!r}")
+        default = _parse_default(am["default"]) if am["default"] is not None else _NO_DEFAULT
+        args.append(Arg(am["name"], am["type"], default, kwarg_only))
+    ret_text = ret_text.strip()
+    if ret_text.startswith("("):
+        rets = []
+        for piece in _split_top(ret_text[1:-1]):
+            bits = piece.split()
+            rets.append(Return(bits[1] if len(bits) > 1 else None, bits[0]))
+    else:
+        rets = [Return(None, ret_text)]
+    return Schema(name, tuple(args), tuple(rets), text.strip())
