@@ -1,0 +1,650 @@
+"""ember.nn.Module: PyTorch's module contract.
+
+Parameters, buffers and submodules are registered by attribute assignment and kept
+in three ordered dicts (`_parameters`, `_buffers`, `_modules`); everything that walks
+a model (named_parameters, state_dict, to, train, repr) reads only those dicts, in
+registration order, so keys and orders match PyTorch's and state_dicts transfer.
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections import OrderedDict, namedtuple
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ....ir import dtypes
+from ....ir.errors import EmberError
+from ....ir.meta import MemoryFormat, preserve_format
+from ...tensor import Tensor
+from ...autograd import no_grad
+from ..parameter import Parameter, Buffer
+
+__all__ = ["Module", "RemovableHandle", "StateDictError"]
+
+
+class StateDictError(EmberError, RuntimeError):
+    """load_state_dict found missing/unexpected keys or shape mismatches."""
+
+
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+class RemovableHandle:
+    """What register_*_hook returns: `.remove()` unregisters the hook."""
+    _next_id = itertools.count()
+
+    def __init__(self, *hooks_dicts: dict):
+        self.hooks_dicts_ref = [weakref.ref(d) if _weakrefable(d) else (lambda d=d: d)
+                                for d in hooks_dicts]
+        self.id = next(RemovableHandle._next_id)
+
+    def remove(self) -> None:
+        for ref in self.hooks_dicts_ref:
+            d = ref()
+            if d is not None and self.id in d:
+                del d[self.id]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def _weakrefable(d) -> bool:
+    try:
+        weakref.ref(d)
+        return True
+    except TypeError:
+        return False
+
+
+class _HookDict(OrderedDict):
+    """An OrderedDict that weakref can point at (plain dicts cannot)."""
+
+
+def _addindent(s: str, num_spaces: int) -> str:
+    lines = s.split("\n")
+    if len(lines) == 1:
+        return s
+    first = lines.pop(0)
+    return first + "\n" + "\n".join(" " * num_spaces + line for line in lines)
+
+
+def _as_array(value) -> np.ndarray:
+    """A state_dict value (ember Tensor, numpy array, or anything array-like) as numpy."""
+    if isinstance(value, Tensor):
+        return value.detach()._array
+    if hasattr(value, "detach") and hasattr(value, "numpy"):   # a foreign tensor
+        return np.asarray(value.detach().numpy())
+    return np.asarray(value)
+
+
+def _shape_str(shape) -> str:
+    return f"ember.Size({list(shape)})"
+
+
+class Module:
+    """Base class of every layer. Subclasses call `super().__init__()` first."""
+
+    training: bool
+    _version: int = 1
+    dump_patches: bool = False
+    call_super_init: bool = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        if args or kwargs:
+            raise TypeError(f"{type(self).__name__}.__init__() got unexpected arguments")
+        sa = object.__setattr__
+        sa(self, "training", True)
+        sa(self, "_parameters", OrderedDict())
+        sa(self, "_buffers", OrderedDict())
+        sa(self, "_non_persistent_buffers_set", set())
+        sa(self, "_modules", OrderedDict())
+        sa(self, "_forward_hooks", _HookDict())
+        sa(self, "_forward_hooks_with_kwargs", {})
+        sa(self, "_forward_hooks_always_called", {})
+        sa(self, "_forward_pre_hooks", _HookDict())
+        sa(self, "_forward_pre_hooks_with_kwargs", {})
+        sa(self, "_state_dict_hooks", _HookDict())
+        sa(self, "_load_state_dict_pre_hooks", _HookDict())
+
+    forward: Callable[..., Any]
+
+    def forward(self, *args, **kwargs):  # noqa: F811
+        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
+                                  '"forward" function')
+
+    # --- registration -----------------------------------------------------------------
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("cannot assign parameter before Module.__init__() call")
+        _check_name(name, "parameter")
+        if hasattr(self, name) and name not in self._parameters:
+            raise KeyError(f"attribute '{name}' already exists")
+        if param is None:
+            self._parameters[name] = None
+            return
+        if not isinstance(param, Parameter):
+            raise TypeError(f"cannot assign '{_typename(param)}' object to parameter '{name}' "
+                            "(ember.nn.Parameter or None required)")
+        if param.grad_fn is not None:
+            raise ValueError(f"Cannot assign non-leaf Tensor to parameter '{name}'. Model "
+                             "parameters must be created explicitly. To express "
+                             f"'{name}' as a function of another Tensor, compute the value in "
+                             "the forward() method.")
+        self._parameters[name] = param
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("cannot assign buffer before Module.__init__() call")
+        _check_name(name, "buffer")
+        if hasattr(self, name) and name not in self._buffers:
+            raise KeyError(f"attribute '{name}' already exists")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"cannot assign '{_typename(tensor)}' object to buffer '{name}' "
+                            "(ember Tensor or None required)")
+        if isinstance(tensor, Buffer):
+            persistent = tensor.persistent
+            tensor = Tensor._make(tensor._array, tensor._storage, tensor._base)
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers_set.discard(name)
+        else:
+            self._non_persistent_buffers_set.add(name)
+
+    def add_module(self, name: str, module: "Module | None") -> None:
+        if not isinstance(module, Module) and module is not None:
+            raise TypeError(f"{_typename(module)} is not a Module subclass")
+        _check_name(name, "module", allow_dot=False)
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
+        self._modules[name] = module
+
+    register_module = add_module
+
+    def get_submodule(self, target: str) -> "Module":
+        mod = self
+        if target == "":
+            return mod
+        for item in target.split("."):
+            if not hasattr(mod, item):
+                raise AttributeError(f"{mod._get_name()} has no attribute `{item}`")
+            mod = getattr(mod, item)
+            if not isinstance(mod, Module):
+                raise AttributeError(f"`{item}` is not an nn.Module")
+        return mod
+
+    def get_parameter(self, target: str) -> Parameter:
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if name not in mod._parameters:
+            raise AttributeError(f"{mod._get_name()} has no parameter `{name}`")
+        return mod._parameters[name]
+
+    def get_buffer(self, target: str) -> Tensor:
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if name not in mod._buffers:
+            raise AttributeError(f"{mod._get_name()} has no buffer `{name}`")
+        return mod._buffers[name]
+
+    # --- attribute protocol -------------------------------------------------------------
+    def __getattr__(self, name: str):
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __setattr__(self, name: str, value) -> None:
+        params = self.__dict__.get("_parameters")
+        if isinstance(value, Parameter):
+            if params is None:
+                raise AttributeError("cannot assign parameters before Module.__init__() call")
+            self._remove_from(name, self.__dict__, self._buffers, self._modules,
+                              self._non_persistent_buffers_set)
+            self.register_parameter(name, value)
+        elif params is not None and name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign '{_typename(value)}' as parameter '{name}' "
+                                "(ember.nn.Parameter or None expected)")
+            self.register_parameter(name, value)
+        else:
+            self._setattr_module_or_buffer(name, value)
+
+    def _setattr_module_or_buffer(self, name: str, value) -> None:
+        modules = self.__dict__.get("_modules")
+        if isinstance(value, Module):
+            if modules is None:
+                raise AttributeError("cannot assign module before Module.__init__() call")
+            self._remove_from(name, self.__dict__, self._parameters, self._buffers,
+                              self._non_persistent_buffers_set)
+            modules[name] = value
+        elif modules is not None and name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign '{_typename(value)}' as child module '{name}' "
+                                "(ember.nn.Module or None expected)")
+            modules[name] = value
+        elif isinstance(value, Buffer) or (self.__dict__.get("_buffers") is not None
+                                           and name in self._buffers):
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign '{_typename(value)}' as buffer '{name}' "
+                                "(ember Tensor or None expected)")
+            if isinstance(value, Buffer):
+                persistent = value.persistent
+            else:
+                persistent = name not in self._non_persistent_buffers_set
+            self._remove_from(name, self.__dict__, self._parameters, self._modules)
+            self.register_buffer(name, value, persistent)
+        else:
+            object.__setattr__(self, name, value)
+
+    @staticmethod
+    def _remove_from(name, *stores) -> None:
+        for store in stores:
+            if name in store:
+                if isinstance(store, set):
+                    store.discard(name)
+                else:
+                    del store[name]
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._parameters:
+            del self._parameters[name]
+        elif name in self._buffers:
+            del self._buffers[name]
+            self._non_persistent_buffers_set.discard(name)
+        elif name in self._modules:
+            del self._modules[name]
+        else:
+            object.__delattr__(self, name)
+
+    def __dir__(self):
+        keys = list(dir(type(self))) + list(self.__dict__) + list(self._parameters) + \
+            list(self._modules) + list(self._buffers)
+        return sorted(k for k in set(keys) if not k[0].isdigit())
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    # --- calling ------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if not (self._forward_hooks or self._forward_pre_hooks):
+            return self.forward(*args, **kwargs)
+        args, kwargs = self._run_pre_hooks(args, kwargs)
+        result = self.forward(*args, **kwargs)
+        for hook_id, hook in list(self._forward_hooks.items()):
+            if hook_id in self._forward_hooks_with_kwargs:
+                hook_result = hook(self, args, kwargs, result)
+            else:
+                hook_result = hook(self, args, result)
+            if hook_result is not None:
+                result = hook_result
+        return result
+
+    def _run_pre_hooks(self, args: tuple, kwargs: dict):
+        for hook_id, hook in list(self._forward_pre_hooks.items()):
+            if hook_id in self._forward_pre_hooks_with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result}.")
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        return args, kwargs
+
+    _call_impl = __call__
+
+    def register_forward_pre_hook(self, hook, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """hook(module, args) -> None or new args; with_kwargs: hook(module, args, kwargs)."""
+        handle = RemovableHandle(self._forward_pre_hooks, self._forward_pre_hooks_with_kwargs)
+        self._forward_pre_hooks[handle.id] = hook
+        if with_kwargs:
+            self._forward_pre_hooks_with_kwargs[handle.id] = True
+        if prepend:
+            self._forward_pre_hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """hook(module, args, output) -> None or a new output."""
+        handle = RemovableHandle(self._forward_hooks, self._forward_hooks_with_kwargs,
+                                 self._forward_hooks_always_called)
+        self._forward_hooks[handle.id] = hook
+        if with_kwargs:
+            self._forward_hooks_with_kwargs[handle.id] = True
+        if always_call:
+            self._forward_hooks_always_called[handle.id] = True
+        if prepend:
+            self._forward_hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    # --- iteration ----------------------------------------------------------------------
+    def _named_members(self, get_members, prefix="", recurse=True, remove_duplicate=True):
+        memo = set()
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) \
+            if recurse else [(prefix, self)]
+        for module_prefix, module in modules:
+            for k, v in get_members(module):
+                if v is None or (remove_duplicate and id(v) in memo):
+                    continue
+                if remove_duplicate:
+                    memo.add(id(v))
+                yield (module_prefix + ("." if module_prefix else "") + k, v)
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        return self._named_members(lambda m: m._parameters.items(), prefix, recurse,
+                                   remove_duplicate)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+        return self._named_members(lambda m: m._buffers.items(), prefix, recurse,
+                                   remove_duplicate)
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        memo = set()
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in memo:
+                memo.add(id(module))
+                yield name, module
+
+    def children(self) -> Iterator["Module"]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, memo: set | None = None, prefix: str = "",
+                      remove_duplicate: bool = True):
+        if memo is None:
+            memo = set()
+        if id(self) in memo:
+            return
+        if remove_duplicate:
+            memo.add(id(self))
+        yield prefix, self
+        for name, module in self._modules.items():
+            if module is None:
+                continue
+            sub_prefix = prefix + ("." if prefix else "") + name
+            yield from module.named_modules(memo, sub_prefix, remove_duplicate)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    # --- modes and gradients -------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        self.training = mode
+        for module in self.children():
+            module.train(mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad = Tensor._from_array(np.zeros_like(p.grad._array))
+
+    def apply(self, fn: Callable[["Module"], None]) -> "Module":
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
+
+    # --- conversion ---------------------------------------------------------------------
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "Module":
+        """Replace every parameter's data and every buffer by fn(tensor), keeping the
+        Parameter objects (optimizers hold references to them)."""
+        if recurse:
+            for module in self.children():
+                module._apply(fn)
+        with no_grad():
+            for key, param in self._parameters.items():
+                if param is None:
+                    continue
+                new = fn(param.detach())
+                if new is not param.detach():
+                    param.data = new
+                if param.grad is not None:
+                    param.grad = fn(param.grad)
+            for key, buf in self._buffers.items():
+                if buf is not None:
+                    self._buffers[key] = fn(buf)
+        return self
+
+    def to(self, *args, **kwargs) -> "Module":
+        """to(device), to(dtype), to(tensor), to(memory_format=...): only floating point
+        tensors change dtype, and memory_format applies to 4-d/5-d tensors, as in PyTorch."""
+        from ...conversions import _parse_to_args
+        dtype, device, _, memory_format = _parse_to_args(None, args, dict(kwargs))
+        if dtype is not None:
+            dtype = dtypes.as_dtype(dtype)
+            if not (dtype.is_floating_point or dtype.is_complex):
+                raise TypeError("nn.Module.to only accepts floating point or complex dtypes, "
+                                f"but got desired dtype={dtype}")
+        if isinstance(memory_format, str):
+            memory_format = MemoryFormat(memory_format)
+
+        def convert(t: Tensor) -> Tensor:
+            cast = dtype if dtype is not None and (t.is_floating_point() or
+                                                   t.is_complex()) else None
+            fmt = memory_format if t.ndim in (4, 5) else preserve_format
+            return t.to(device=device, dtype=cast, memory_format=fmt)
+        return self._apply(convert)
+
+    def _cast_floating(self, dtype) -> "Module":
+        return self._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+    def float(self) -> "Module":
+        return self._cast_floating(dtypes.float32)
+
+    def double(self) -> "Module":
+        return self._cast_floating(dtypes.float64)
+
+    def half(self) -> "Module":
+        return self._cast_floating(dtypes.float16)
+
+    def bfloat16(self) -> "Module":
+        return self._cast_floating(dtypes.bfloat16)
+
+    def type(self, dst_type) -> "Module":
+        return self._apply(lambda t: t.to(dtypes.as_dtype(dst_type)))
+
+    def cpu(self) -> "Module":
+        return self._apply(lambda t: t.to("cpu"))
+
+    def cuda(self, device=None) -> "Module":
+        return self._apply(lambda t: t.to("cuda" if device is None else device))
+
+    # --- state dict ---------------------------------------------------------------------
+    def _save_to_state_dict(self, destination, prefix: str, keep_vars: bool) -> None:
+        for name, param in self._parameters.items():
+            if param is not None:
+                destination[prefix + name] = param if keep_vars else param.detach()
+        for name, buf in self._buffers.items():
+            if buf is not None and name not in self._non_persistent_buffers_set:
+                destination[prefix + name] = buf if keep_vars else buf.detach()
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        if args:   # PyTorch's deprecated positional form: (destination, prefix, keep_vars)
+            destination = args[0]
+            prefix = args[1] if len(args) > 1 else prefix
+            keep_vars = args[2] if len(args) > 2 else keep_vars
+        if destination is None:
+            destination = OrderedDict()
+        self._save_to_state_dict(destination, prefix, keep_vars)
+        for name, module in self._modules.items():
+            if module is not None:
+                module.state_dict(destination=destination, prefix=prefix + name + ".",
+                                  keep_vars=keep_vars)
+        for hook in self._state_dict_hooks.values():
+            result = hook(self, destination, prefix, {})
+            if result is not None:
+                destination = result
+        return destination
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs, assign=False):
+        """Copy this module's own entries from state_dict; record what did not fit."""
+        for hook in self._load_state_dict_pre_hooks.values():
+            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                 error_msgs)
+        persistent = {k: v for k, v in self._buffers.items()
+                      if k not in self._non_persistent_buffers_set}
+        local = {k: v for k, v in itertools.chain(self._parameters.items(), persistent.items())
+                 if v is not None}
+        for name, target in local.items():
+            key = prefix + name
+            if key not in state_dict:
+                if strict:
+                    missing_keys.append(key)
+                continue
+            value = _as_array(state_dict[key])
+            if tuple(value.shape) != tuple(target.shape):
+                error_msgs.append(
+                    f"size mismatch for {key}: copying a param with shape "
+                    f"{_shape_str(value.shape)} from checkpoint, the shape in current model "
+                    f"is {_shape_str(target.shape)}.")
+                continue
+            self._copy_into(name, target, value, assign)
+        if strict:
+            for key in state_dict:
+                if key.startswith(prefix) and key != prefix + "_extra_state":
+                    rest = key[len(prefix):]
+                    head = rest.split(".", 1)[0]
+                    if head not in self._modules and head not in local:
+                        unexpected_keys.append(key)
+
+    def _copy_into(self, name: str, target: Tensor, value: np.ndarray, assign: bool) -> None:
+        if assign:
+            new = Tensor._from_array(value.astype(target._array.dtype)
+                                     if not value.dtype == target._array.dtype else value)
+            if name in self._parameters:
+                self._parameters[name] = Parameter(new, target.requires_grad)
+            else:
+                self._buffers[name] = new
+            return
+        target._array[...] = value.astype(target._array.dtype, copy=False)
+        target._bump_version()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Copy parameters and buffers from `state_dict` (values: ember Tensors or numpy
+        arrays). strict: keys must match exactly. Returns (missing_keys, unexpected_keys)."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        missing, unexpected, errors = [], [], []
+        for prefix, module in self.named_modules():
+            module._load_from_state_dict(state_dict, prefix + "." if prefix else "", {},
+                                         True, missing, unexpected, errors, assign)
+        # every module reported the keys under its prefix; keep only the leaves' view
+        unexpected = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
+        if strict:
+            if unexpected:
+                errors.insert(0, "Unexpected key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in unexpected) + ". ")
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in missing) + ". ")
+        if errors:
+            raise StateDictError(f"Error(s) in loading state_dict for {self._get_name()}:\n\t"
+                                 + "\n\t".join(errors))
+        return _IncompatibleKeys(missing, unexpected)
+
+    def register_state_dict_pre_hook(self, hook):
+        raise NotImplementedError("ember.nn.Module.register_state_dict_pre_hook")
+
+    def _register_state_dict_hook(self, hook) -> RemovableHandle:
+        handle = RemovableHandle(self._state_dict_hooks)
+        self._state_dict_hooks[handle.id] = hook
+        return handle
+
+    def _register_load_state_dict_pre_hook(self, hook, with_module=False) -> RemovableHandle:
+        handle = RemovableHandle(self._load_state_dict_pre_hooks)
+        if with_module:
+            module = self
+            self._load_state_dict_pre_hooks[handle.id] = \
+                lambda *a: hook(module, *a)
+        else:
+            self._load_state_dict_pre_hooks[handle.id] = hook
+        return handle
+
+    # --- printing -----------------------------------------------------------------------
+    def _get_name(self) -> str:
+        return type(self).__name__
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({key}): " + _addindent(repr(module), 2)
+                       for key, module in self._modules.items()]
+        lines = extra_lines + child_lines
+        main = self._get_name() + "("
+        if lines:
+            if len(extra_lines) == 1 and not child_lines:
+                main += extra_lines[0]
+            else:
+                main += "\n  " + "\n  ".join(lines) + "\n"
+        return main + ")"
+
+
+def _has_owner(root: Module, key: str) -> bool:
+    """True when `key` names a parameter or persistent buffer somewhere under root."""
+    module_path, _, name = key.rpartition(".")
+    try:
+        mod = root.get_submodule(module_path)
+    except AttributeError:
+        return False
+    return (name in mod._parameters and mod._parameters[name] is not None) or (
+        name in mod._buffers and name not in mod._non_persistent_buffers_set)
+
+
+def _check_name(name, kind: str, allow_dot: bool = False) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+    if "." in name and not allow_dot:
+        raise KeyError(f'{kind} name can\'t contain ".", got: {name}')
+    if name == "":
+        raise KeyError(f'{kind} name can\'t be empty string ""')
+
+
+def _typename(obj) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__

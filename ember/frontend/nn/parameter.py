@@ -1,0 +1,59 @@
+"""ember.nn.Parameter and Buffer: tensors a Module registers by attribute assignment.
+
+A Parameter shares its data's storage (no copy), is a leaf, and requires grad by
+default. Tensor has __slots__ plus __dict__, so a subclass adds nothing and is
+built through `Tensor._make`, the one internal constructor.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """torch.nn.Parameter: `Parameter(data=None, requires_grad=True)`."""
+
+    def __new__(cls, data: Tensor | None = None, requires_grad: bool = True):
+        if data is None:
+            from ..factories import empty
+            data = empty(0)
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Parameter expects a Tensor, got {type(data).__name__}")
+        t = cls._make(data._array, data._storage, data._base)
+        t._is_param = True
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
+
+    def __init__(self, data=None, requires_grad: bool = True):
+        pass  # all set up in __new__; Tensor.__init__ refuses direct construction
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+    def __reduce_ex__(self, proto):
+        return (_rebuild_parameter, (np.array(self._array), self.requires_grad))
+
+
+def _rebuild_parameter(array: np.ndarray, requires_grad: bool) -> Parameter:
+    return Parameter(Tensor._from_array(array), requires_grad)
+
+
+class Buffer(Tensor):
+    """torch.nn.Buffer: marks a tensor to be registered as a buffer on assignment."""
+
+    def __new__(cls, data: Tensor | None = None, *, persistent: bool = True):
+        if data is None:
+            from ..factories import empty
+            data = empty(0)
+        t = cls._make(data._array, data._storage, data._base)
+        t.persistent = persistent
+        return t
+
+    def __init__(self, data=None, *, persistent: bool = True):
+        pass
+
+
+def is_lazy(param) -> bool:
+    return False

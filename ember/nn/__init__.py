@@ -1,0 +1,22 @@
+"""`import ember.nn as nn`: the user-facing name of ember.frontend.nn.
+
+The submodules (functional, init, parameter, modules, utils) are the very same
+module objects as under ember.frontend.nn, registered under ember.nn.* so that
+`import ember.nn.functional as F` works.
+"""
+import importlib as _importlib
+import sys as _sys
+
+from ..frontend import nn as _impl
+from ..frontend.nn import *  # noqa: F401,F403
+from ..frontend.nn import Parameter, Buffer, Module  # noqa: F401
+
+for _name in ("functional", "init", "parameter", "modules", "utils"):
+    try:
+        _mod = _importlib.import_module(f"{_impl.__name__}.{_name}")
+    except ModuleNotFoundError as _err:
+        if _err.name != f"{_impl.__name__}.{_name}":
+            raise
+        continue
+    _sys.modules[f"{__name__}.{_name}"] = _mod
+    globals()[_name] = _mod
