@@ -34,6 +34,8 @@ from .frontend.autograd import no_grad, enable_grad, set_grad_enabled, inference
 _eager.install()
 _methods.install(Tensor)
 
+from . import nn  # noqa: E402
+
 
 def _export_ops(namespace: dict) -> None:
     """Every top-level registry op becomes ember.<name> unless a wrapper already exists."""
