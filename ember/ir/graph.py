@@ -1,0 +1,390 @@
+"""The graph IR: an ordered list of Nodes in SSA form, torch.fx's data model.
+
+A Node has an op kind (placeholder, get_attr, call_function, call_method,
+call_module, output), a target (an OpDef for registry ops, a Python callable,
+a method or attribute name), args/kwargs that may reference other Nodes, the
+users that reference it, and `meta` (TensorMeta under 'val', the user's source
+location under 'loc', anything passes add). Graph owns node order, unique names
+and the editing API (insertion points, replace-all-uses, erase, DCE, lint).
+"""
+from __future__ import annotations
+
+import contextlib
+import enum
+import keyword
+import re
+from typing import Any, Callable, Iterator
+
+from .errors import VerifyError
+
+
+class OpKind(str, enum.Enum):
+    placeholder = "placeholder"
+    get_attr = "get_attr"
+    call_function = "call_function"
+    call_method = "call_method"
+    call_module = "call_module"
+    output = "output"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def map_arg(value, fn: Callable):
+    """Apply `fn` to every Node inside nested lists/tuples/dicts/slices of `value`."""
+    if isinstance(value, Node):
+        return fn(value)
+    if isinstance(value, tuple):
+        return tuple(map_arg(v, fn) for v in value)
+    if isinstance(value, list):
+        return [map_arg(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: map_arg(v, fn) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(map_arg(value.start, fn), map_arg(value.stop, fn), map_arg(value.step, fn))
+    return value
+
+
+def nodes_in(value) -> list["Node"]:
+    found = []
+    map_arg(value, lambda n: found.append(n) or n)
+    return found
+
+
+class Node:
+    def __init__(self, graph: "Graph", name: str, op: OpKind, target, args: tuple,
+                 kwargs: dict, type_=None):
+        self.graph = graph
+        self.name = name
+        self.op = OpKind(op)
+        self.target = target
+        self._args: tuple = ()
+        self._kwargs: dict = {}
+        self.users: dict[Node, None] = {}
+        self.meta: dict[str, Any] = {}
+        self.type = type_
+        self._erased = False
+        self._update_args(tuple(args), dict(kwargs))
+
+    # --- arguments and use lists -------------------------------------------------------
+    @property
+    def args(self) -> tuple:
+        return self._args
+
+    @args.setter
+    def args(self, value) -> None:
+        self._update_args(tuple(value), self._kwargs)
+
+    @property
+    def kwargs(self) -> dict:
+        return self._kwargs
+
+    @kwargs.setter
+    def kwargs(self, value) -> None:
+        self._update_args(self._args, dict(value))
+
+    @property
+    def all_input_nodes(self) -> list["Node"]:
+        seen = {}
+        for n in nodes_in((self._args, self._kwargs)):
+            seen[n] = None
+        return list(seen)
+
+    def _update_args(self, args: tuple, kwargs: dict) -> None:
+        for old in self.all_input_nodes if self._args or self._kwargs else []:
+            old.users.pop(self, None)
+        self._args, self._kwargs = args, kwargs
+        for new in self.all_input_nodes:
+            new.users[self] = None
+
+    def update_arg(self, index: int, value) -> None:
+        args = list(self._args)
+        args[index] = value
+        self.args = tuple(args)
+
+    def update_kwarg(self, key: str, value) -> None:
+        kwargs = dict(self._kwargs)
+        kwargs[key] = value
+        self.kwargs = kwargs
+
+    def replace_input_with(self, old: "Node", new: "Node") -> None:
+        self._update_args(*map_arg((self._args, self._kwargs),
+                                   lambda n: new if n is old else n))
+
+    def replace_all_uses_with(self, replacement: "Node",
+                              delete_user_cb: Callable[["Node"], bool] = lambda user: True,
+                              *, propagate_meta: bool = False) -> list["Node"]:
+        """Point every user (that `delete_user_cb` accepts) at `replacement`."""
+        if propagate_meta:
+            for k, v in self.meta.items():
+                replacement.meta.setdefault(k, v)
+        changed = []
+        for user in list(self.users):
+            if user is replacement or not delete_user_cb(user):
+                continue
+            user.replace_input_with(self, replacement)
+            changed.append(user)
+        return changed
+
+    # --- order -------------------------------------------------------------------------
+    @property
+    def next(self) -> "Node":
+        nodes = self.graph._nodes
+        i = nodes.index(self)
+        return nodes[i + 1] if i + 1 < len(nodes) else self.graph._root
+
+    @property
+    def prev(self) -> "Node":
+        nodes = self.graph._nodes
+        i = nodes.index(self)
+        return nodes[i - 1] if i > 0 else self.graph._root
+
+    def prepend(self, node: "Node") -> None:
+        """Move `node` to just before self."""
+        self.graph._move(node, self.graph._nodes.index(self))
+
+    def append(self, node: "Node") -> None:
+        """Move `node` to just after self."""
+        self.graph._move(node, self.graph._nodes.index(self) + 1)
+
+    # --- display -----------------------------------------------------------------------
+    @property
+    def target_name(self) -> str:
+        return target_name(self.target)
+
+    def format(self) -> str:
+        from .printer import format_node
+        return format_node(self)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @property
+    def stack_trace(self) -> str | None:
+        loc = self.meta.get("loc")
+        return str(loc) if loc else None
+
+
+def target_name(target) -> str:
+    if isinstance(target, str):
+        return target
+    name = getattr(target, "name", None)
+    if isinstance(name, str) and type(target).__name__ == "OpDef":
+        return name
+    module = getattr(target, "__module__", None) or ""
+    qual = getattr(target, "__qualname__", getattr(target, "__name__", repr(target)))
+    if module in ("_operator", "operator"):
+        return f"operator.{qual}"
+    if module == "builtins":
+        return qual
+    return f"{module}.{qual}" if module else qual
+
+
+class _Root:
+    """Sentinel standing before the first and after the last node (fx's graph root)."""
+    name = "<root>"
+
+
+class Graph:
+    def __init__(self):
+        self._nodes: list[Node] = []
+        self._names: dict[str, int] = {}
+        self._used: set[str] = set()
+        self._insert_at: int | None = None   # None: append
+        self._root = _Root()
+        self.owning_module = None
+
+    # --- iteration ---------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[Node]:
+        return list(self._nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(list(self._nodes))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def find_nodes(self, *, op: str, target=None) -> list[Node]:
+        return [n for n in self._nodes if n.op == op and (target is None or n.target == target)]
+
+    @property
+    def placeholders(self) -> list[Node]:
+        return [n for n in self._nodes if n.op == OpKind.placeholder]
+
+    @property
+    def output_node(self) -> Node | None:
+        for n in reversed(self._nodes):
+            if n.op == OpKind.output:
+                return n
+        return None
+
+    # --- names -------------------------------------------------------------------------
+    def _unique_name(self, hint: str) -> str:
+        base = re.sub(r"[^0-9a-zA-Z_]+", "_", hint) or "_"
+        if base[0].isdigit() and not base.isdigit():
+            base = "_" + base
+        if keyword.iskeyword(base) or base in ("graph", "self"):
+            base = base + "_1"
+        name = base
+        while name in self._used:
+            count = self._names.get(base, 0) + 1
+            self._names[base] = count
+            name = f"{base}_{count}"
+        self._used.add(name)
+        return name
+
+    # --- creation ----------------------------------------------------------------------
+    def create_node(self, op, target, args=(), kwargs=None, name: str | None = None,
+                    type_expr=None) -> Node:
+        hint = name or _default_name(op, target)
+        node = Node(self, self._unique_name(hint), op, target, tuple(args), kwargs or {},
+                    type_expr)
+        if self._insert_at is None:
+            out = self.output_node
+            if out is not None and op != OpKind.output:
+                self._nodes.insert(self._nodes.index(out), node)
+            else:
+                self._nodes.append(node)
+        else:
+            self._nodes.insert(self._insert_at, node)
+            self._insert_at += 1
+        return node
+
+    def placeholder(self, name: str, type_expr=None, default_value=_Root) -> Node:
+        node = self.create_node(OpKind.placeholder, name, (), {}, name=name, type_expr=type_expr)
+        if default_value is not _Root:
+            node.args = (default_value,)
+        return node
+
+    def get_attr(self, qualified_name: str, type_expr=None) -> Node:
+        return self.create_node(OpKind.get_attr, qualified_name, name=qualified_name,
+                                type_expr=type_expr)
+
+    def call_function(self, fn, args=(), kwargs=None, type_expr=None) -> Node:
+        return self.create_node(OpKind.call_function, fn, args, kwargs, type_expr=type_expr)
+
+    def call_method(self, method_name: str, args=(), kwargs=None, type_expr=None) -> Node:
+        return self.create_node(OpKind.call_method, method_name, args, kwargs,
+                                type_expr=type_expr)
+
+    def call_module(self, module_name: str, args=(), kwargs=None, type_expr=None) -> Node:
+        return self.create_node(OpKind.call_module, module_name, args, kwargs,
+                                type_expr=type_expr)
+
+    def output(self, result, type_expr=None) -> Node:
+        return self.create_node(OpKind.output, "output", (result,), name="output",
+                                type_expr=type_expr)
+
+    # --- insertion points --------------------------------------------------------------
+    @contextlib.contextmanager
+    def _inserting_at(self, index: int | None):
+        saved = self._insert_at
+        self._insert_at = index
+        try:
+            yield
+        finally:
+            self._insert_at = saved
+
+    def inserting_before(self, node: Node | None = None):
+        if node is None:
+            return self._inserting_at(0)
+        return self._inserting_at(self._nodes.index(node))
+
+    def inserting_after(self, node: Node | None = None):
+        if node is None:
+            return self._inserting_at(None)
+        return self._inserting_at(self._nodes.index(node) + 1)
+
+    def _move(self, node: Node, index: int) -> None:
+        old = self._nodes.index(node)
+        self._nodes.pop(old)
+        if old < index:
+            index -= 1
+        self._nodes.insert(index, node)
+
+    # --- editing -----------------------------------------------------------------------
+    def erase_node(self, node: Node) -> None:
+        if node.users:
+            raise VerifyError(f"Tried to erase Node {node.name} but it still had "
+                              f"{len(node.users)} users in the graph: {list(node.users)}!")
+        node._update_args((), {})
+        self._nodes.remove(node)
+        node._erased = True
+
+    def node_copy(self, node: Node, arg_transform: Callable[[Node], Any] = lambda n: n) -> Node:
+        args = map_arg(node.args, arg_transform)
+        kwargs = map_arg(node.kwargs, arg_transform)
+        new = self.create_node(node.op, node.target, args, kwargs, name=node.name,
+                               type_expr=node.type)
+        new.meta = dict(node.meta)
+        return new
+
+    def graph_copy(self, other: "Graph", val_map: dict, return_output_node=False):
+        """Copy `other`'s nodes (except output) into self; returns the output value."""
+        for node in other._nodes:
+            if node.op == OpKind.output:
+                out = map_arg(node.args[0], lambda n: val_map[n])
+                return (out, node) if return_output_node else out
+            val_map[node] = self.node_copy(node, lambda n: val_map[n])
+        return None
+
+    def eliminate_dead_code(self, is_impure_node: Callable[[Node], bool] | None = None) -> bool:
+        """Remove nodes with no users, except placeholders, outputs and impure calls."""
+        changed = False
+        for node in reversed(self._nodes):
+            if node.op in (OpKind.placeholder, OpKind.output) or node.users:
+                continue
+            if is_impure_node(node) if is_impure_node else _is_impure(node):
+                continue
+            self.erase_node(node)
+            changed = True
+        return changed
+
+    def lint(self) -> None:
+        """Check SSA: every use is defined earlier; users lists are consistent; one output."""
+        seen: set[Node] = set()
+        for node in self._nodes:
+            if node.graph is not self:
+                raise VerifyError(f"node {node.name} belongs to another graph")
+            for inp in node.all_input_nodes:
+                if inp not in seen:
+                    raise VerifyError(f"{node.name} uses {inp.name} before it is defined")
+                if node not in inp.users:
+                    raise VerifyError(f"{inp.name}.users is missing {node.name}")
+            seen.add(node)
+        outputs = [n for n in self._nodes if n.op == OpKind.output]
+        if len(outputs) > 1:
+            raise VerifyError(f"graph has {len(outputs)} output nodes")
+
+    def __str__(self) -> str:
+        from .printer import print_graph
+        return print_graph(self)
+
+    def print_tabular(self) -> str:
+        rows = [f"{'opcode':<15}{'name':<20}{'target':<30}args / kwargs"]
+        for n in self._nodes:
+            rows.append(f"{n.op.value:<15}{n.name:<20}{n.target_name:<30}{n.args} {n.kwargs}")
+        text = "\n".join(rows)
+        print(text)
+        return text
+
+
+def _default_name(op, target) -> str:
+    if op == OpKind.call_module or op == OpKind.get_attr:
+        return str(target).replace(".", "_")
+    if op == OpKind.call_method:
+        return str(target)
+    name = target_name(target).split(".")[-1]
+    return name.strip("_") or "node"
+
+
+def _is_impure(node: Node) -> bool:
+    """In-place ops and random ops are kept even when their result is unused."""
+    tags = getattr(node.target, "tags", None)
+    if tags is not None:
+        from .registry import Tag
+        return Tag.INPLACE in tags or Tag.RANDOM in tags
+    if node.op == OpKind.call_method:
+        return str(node.target).endswith("_") and not str(node.target).endswith("__")
+    return False
