@@ -1,0 +1,55 @@
+"""The IR verifier: SSA form, arity against the registry, and shape/dtype
+consistency (each registry node's recorded type equals what its meta rule says).
+
+`verify(graph, after="pass-name")` raises a VerifyError naming the pass, the node
+(as text) and its source line.
+"""
+from __future__ import annotations
+
+from .errors import EmberError, VerifyError
+from .graph import Graph, Node, OpKind, map_arg
+from .meta import TensorMeta
+
+
+def verify(graph: Graph, after: str | None = None) -> None:
+    prefix = f"after '{after}': " if after else ""
+    try:
+        graph.lint()
+    except VerifyError as err:
+        raise VerifyError(prefix + str(err)) from None
+    for node in graph.nodes:
+        if node.op == OpKind.call_function and type(node.target).__name__ == "OpDef":
+            _check_op_node(node, prefix)
+
+
+def _where(node: Node) -> str:
+    loc = node.meta.get("loc")
+    return f"\n  {node.format()}" + (f"\n  from {loc}" if loc else "")
+
+
+def _check_op_node(node: Node, prefix: str) -> None:
+    op = node.target
+    try:
+        bound = op.schema.bind(node.args, node.kwargs)
+    except EmberError as err:
+        raise VerifyError(f"{prefix}%{node.name}: {err}{_where(node)}") from None
+    recorded = node.meta.get("val")
+    inputs = map_arg(bound, lambda n: n.meta.get("val"))
+    if recorded is None or any(isinstance(n, Node) and n.meta.get("val") is None
+                               for n in node.all_input_nodes):
+        return
+    try:
+        expected = op.meta(*inputs)
+    except EmberError as err:
+        raise VerifyError(f"{prefix}{op.name}: {err}{_where(node)}") from None
+    if not _same_types(expected, recorded):
+        raise VerifyError(f"{prefix}%{node.name} is typed {recorded} but {op.name} gives "
+                          f"{expected}{_where(node)}")
+
+
+def _same_types(a, b) -> bool:
+    if isinstance(a, TensorMeta) and isinstance(b, TensorMeta):
+        return a.shape == b.shape and a.dtype is b.dtype
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_types(x, y) for x, y in zip(a, b))
+    return a == b
