@@ -1,0 +1,351 @@
+"""ember.nn.functional: torch.nn.functional's names and signatures over registry ops.
+
+Each function does what PyTorch's Python layer does (argument normalisation, default
+dims, reductions by name) and then calls the registry op of the same aten name, so
+eager execution, tracing and autograd all see one op. Where an op has not been
+registered, a few functions fall back to a composition of primitive ops (written with
+ember ops, so it still differentiates and traces); the rest raise MissingOpError
+naming the op.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ...ir.errors import EmberError, ShapeError
+from ...ir.registry import OPS
+from ..tensor import Tensor
+from ..autograd import no_grad
+from ._functional_losses import (cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
+                                 smooth_l1_loss, huber_loss, binary_cross_entropy,
+                                 binary_cross_entropy_with_logits, kl_div)
+
+
+class MissingOpError(EmberError, NotImplementedError):
+    """A functional needs a registry op that has not been declared."""
+
+
+def _op(name: str, caller: str | None = None):
+    op = OPS.get(name)
+    if op is None:
+        raise MissingOpError(f"ember.nn.functional.{caller or name} needs the registry op "
+                             f"'{name}', which is not registered")
+    return op
+
+
+def _has(name: str) -> bool:
+    return name in OPS
+
+
+def _pair(v, n: int = 2) -> list[int]:
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    return [int(v)] * n
+
+
+# --- activations ----------------------------------------------------------------------
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return _op("relu_" if inplace else "relu", "relu")(input)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    if _has("hardtanh"):
+        return OPS["hardtanh"](input, min_val, max_val)
+    return _op("clamp", "hardtanh")(input, min_val, max_val)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    if _has("leaky_relu"):
+        return OPS["leaky_relu"](input, negative_slope)
+    return OPS["where"](input > 0, input, input * negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    if _has("elu"):
+        return OPS["elu"](input, alpha)
+    return OPS["where"](input > 0, input, (input.exp() - 1) * alpha)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _op("gelu")(input, approximate=approximate)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    if _has("silu"):
+        return OPS["silu"](input)
+    return input * input.sigmoid()
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    if _has("softplus"):
+        return OPS["softplus"](input, beta, threshold)
+    scaled = input * beta
+    soft = (scaled.exp() + 1).log() / beta
+    return OPS["where"](scaled > threshold, input, soft)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return _op("sigmoid")(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return _op("tanh")(input)
+
+
+def _softmax_dim(ndim: int) -> int:
+    # PyTorch's legacy implicit-dim rule (it warns; so do we, by docstring)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _softmax_composite(input: Tensor, dim: int, log: bool) -> Tensor:
+    shifted = input - input.amax(dim, True).detach()
+    exp = shifted.exp()
+    total = exp.sum(dim, keepdim=True)
+    return shifted - total.log() if log else exp / total
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype=None) -> Tensor:
+    if dim is None:
+        dim = _softmax_dim(input.ndim)
+    if dtype is not None:
+        input = input.to(dtype)
+    if _has("softmax"):
+        return OPS["softmax"](input, dim)
+    return _softmax_composite(input, dim, log=False)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+                dtype=None) -> Tensor:
+    if dim is None:
+        dim = _softmax_dim(input.ndim)
+    if dtype is not None:
+        input = input.to(dtype)
+    if _has("log_softmax"):
+        return OPS["log_softmax"](input, dim)
+    return _softmax_composite(input, dim, log=True)
+
+
+# --- linear and convolution -----------------------------------------------------------
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    if _has("linear"):
+        return OPS["linear"](input, weight, bias)
+    out = _op("matmul", "linear")(input, weight.transpose(0, 1))
+    return out if bias is None else out + bias
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
+    return _op("bilinear")(input1, input2, weight, bias)
+
+
+def _conv_padding(padding):
+    return padding if isinstance(padding, str) else None
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    pad = padding if isinstance(padding, str) else _pair(padding, 1)
+    return _op("conv1d")(input, weight, bias, _pair(stride, 1), pad, _pair(dilation, 1),
+                         groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    pad = padding if isinstance(padding, str) else _pair(padding)
+    return _op("conv2d")(input, weight, bias, _pair(stride), pad, _pair(dilation), groups)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1) -> Tensor:
+    return _op("conv_transpose2d")(input, weight, bias, _pair(stride), _pair(padding),
+                                   _pair(output_padding), groups, _pair(dilation))
+
+
+# --- pooling --------------------------------------------------------------------------
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    stride = kernel_size if stride is None or stride == [] else stride
+    args = (input, _pair(kernel_size), _pair(stride), _pair(padding), _pair(dilation),
+            ceil_mode)
+    if return_indices:
+        return tuple(_op("max_pool2d_with_indices", "max_pool2d")(*args))
+    if _has("max_pool2d"):
+        return OPS["max_pool2d"](*args)
+    return _op("max_pool2d_with_indices", "max_pool2d")(*args)[0]
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None) -> Tensor:
+    stride = kernel_size if stride is None or stride == [] else stride
+    return _op("avg_pool2d")(input, _pair(kernel_size), _pair(stride), _pair(padding),
+                             ceil_mode, count_include_pad, divisor_override)
+
+
+def adaptive_avg_pool2d(input, output_size) -> Tensor:
+    size = _pair(output_size)
+    size = [input.shape[-2 + i] if s is None else s for i, s in enumerate(size)]
+    if _has("adaptive_avg_pool2d"):
+        return OPS["adaptive_avg_pool2d"](input, size)
+    if size == [1, 1]:
+        return input.mean([-2, -1], keepdim=True)
+    raise MissingOpError("ember.nn.functional.adaptive_avg_pool2d needs the registry op "
+                         "'adaptive_avg_pool2d' for output sizes other than 1")
+
+
+# --- normalization --------------------------------------------------------------------
+def _assign_(t: Tensor, value: Tensor) -> None:
+    """Overwrite t's values in place (running statistics): no autograd, bumps version."""
+    t._array[...] = value.detach()._array.astype(t._array.dtype, copy=False)
+    t._bump_version()
+
+
+def _normalize_stats(input: Tensor, dims: list[int], eps: float):
+    mean = input.mean(dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    return centered / (var + eps).sqrt(), mean, var
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5) -> Tensor:
+    """Batch statistics when training (updating running_* in place, unbiased variance),
+    running statistics otherwise. momentum=None is handled by the module (it passes
+    1/num_batches_tracked), as in PyTorch."""
+    c = input.shape[1]
+    dims = [0] + list(range(2, input.ndim))
+    if training:
+        n = input.numel() // c
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got "
+                             f"input size {list(input.shape)}")
+        normed, mean, var = _normalize_stats(input, dims, eps)
+        if running_mean is not None:
+            with no_grad():
+                flat_mean = mean.detach().reshape([c])
+                flat_var = var.detach().reshape([c]) * (n / (n - 1))
+                _assign_(running_mean, running_mean * (1 - momentum) + flat_mean * momentum)
+                _assign_(running_var, running_var * (1 - momentum) + flat_var * momentum)
+    else:
+        shape = [1, c] + [1] * (input.ndim - 2)
+        normed = (input - running_mean.reshape(shape)) / \
+            (running_var.reshape(shape) + eps).sqrt()
+    return _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2))
+
+
+def _affine(x, weight, bias, shape):
+    if weight is not None:
+        x = x * weight.reshape(shape)
+    if bias is not None:
+        x = x + bias.reshape(shape)
+    return x
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
+    normalized_shape = _pair(normalized_shape, 1)
+    if list(input.shape[input.ndim - len(normalized_shape):]) != list(normalized_shape):
+        raise ShapeError(f"layer_norm: expected input with shape [*, "
+                         f"{', '.join(map(str, normalized_shape))}], got {list(input.shape)}")
+    if _has("layer_norm"):
+        return OPS["layer_norm"](input, normalized_shape, weight, bias, eps)
+    dims = list(range(input.ndim - len(normalized_shape), input.ndim))
+    normed = _normalize_stats(input, dims, eps)[0]
+    return _affine(normed, weight, bias, list(normalized_shape))
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
+    n, c = input.shape[0], input.shape[1]
+    if c % num_groups:
+        raise ShapeError(f"group_norm: num_channels ({c}) must be divisible by num_groups "
+                         f"({num_groups})")
+    if _has("group_norm"):
+        return OPS["group_norm"](input, num_groups, weight, bias, eps)
+    grouped = input.reshape([n, num_groups, -1])
+    normed = _normalize_stats(grouped, [2], eps)[0].reshape(list(input.shape))
+    return _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2))
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None) -> Tensor:
+    norm = (input.abs() ** p).sum([dim], keepdim=True) ** (1.0 / p)
+    floor = OPS["full_like"](norm, eps)
+    return input / OPS["maximum"](norm, floor)
+
+
+# --- dropout, embedding, padding, one_hot -----------------------------------------------
+def dropout(input: Tensor, p: float = 0.5, training: bool = True,
+            inplace: bool = False) -> Tensor:
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if _has("dropout"):
+        return OPS["dropout"](input, p, training)
+    from ..random import numpy_rng
+    keep = numpy_rng().random(tuple(input.shape)) >= p
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    mask = Tensor._from_array((keep * scale).astype(input._array.dtype))
+    return input * mask
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False) -> Tensor:
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += weight.shape[0]
+    if _has("embedding"):
+        return OPS["embedding"](weight, input, -1 if padding_idx is None else padding_idx,
+                                scale_grad_by_freq, sparse)
+    onehot = one_hot(input, weight.shape[0]).to(weight.dtype)
+    return _op("matmul", "embedding")(onehot, weight)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    if num_classes < 0:
+        num_classes = int(tensor.amax().item()) + 1 if tensor.numel() else 0
+    if _has("one_hot"):
+        return OPS["one_hot"](tensor, num_classes)
+    from ..factories import arange
+    from ...ir import dtypes
+    return (tensor.unsqueeze(-1) == arange(num_classes)).to(dtypes.int64)
+
+
+def pad(input: Tensor, pad: list[int], mode: str = "constant", value=None) -> Tensor:
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ShapeError(f"pad: padding length must be even and at most 2*ndim, got {pad}")
+    if mode == "constant":
+        if _has("constant_pad_nd"):
+            return OPS["constant_pad_nd"](input, list(pad), 0.0 if value is None else value)
+        return _op("pad")(input, list(pad), mode, value)
+    return _op("pad")(input, list(pad), mode, value)
+
+
+# --- attention ------------------------------------------------------------------------
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False) -> Tensor:
+    if _has("scaled_dot_product_attention"):
+        return OPS["scaled_dot_product_attention"](query, key, value, attn_mask, dropout_p,
+                                                   is_causal, scale=scale)
+    matmul = _op("matmul", "scaled_dot_product_attention")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = matmul(query, key.transpose(-2, -1)) * scale
+    l, s = query.shape[-2], key.shape[-2]
+    if is_causal:
+        from ..factories import ones
+        allowed = Tensor._from_array(np.tril(np.ones((l, s), dtype=bool)))
+        scores = OPS["where"](allowed, scores, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype.name == "bool":
+            scores = OPS["where"](attn_mask, scores, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    weights = softmax(scores, -1)
+    weights = dropout(weights, dropout_p, True) if dropout_p > 0 else weights
+    return matmul(weights, value)
+
+
+from ._functional_mha import multi_head_attention_forward  # noqa: E402,F401
