@@ -35,6 +35,7 @@ _eager.install()
 _methods.install(Tensor)
 
 from . import nn  # noqa: E402
+from . import optim  # noqa: E402
 
 
 def _export_ops(namespace: dict) -> None:

@@ -1,0 +1,211 @@
+"""SGD, Adam, AdamW, Adagrad, RMSprop: PyTorch's hyperparameters, defaults and state.
+
+Each `step()` gathers the group's tensors, calls the pure update from
+`functional.py` under no_grad, and writes the new values back in place. State
+keys and layout match torch.optim (e.g. Adam: 'step' as a 0-d float32 tensor,
+'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq' when amsgrad), so state_dicts line up.
+"""
+from __future__ import annotations
+
+from ..autograd import no_grad
+from .optimizer import Optimizer, _write
+from . import functional as F
+
+
+def _zeros_like(p):
+    from ... import zeros_like
+    return zeros_like(p)
+
+
+def _step_tensor(value: float = 0.0):
+    from ... import tensor, float32
+    return tensor(value, dtype=float32)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def _write_all(dsts, srcs) -> None:
+    for d, s in zip(dsts, srcs):
+        if d is not None and s is not None:
+            _write(d, s)
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _check(not nesterov or (momentum > 0 and dampening == 0),
+               "Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in self.param_groups:
+                params = self._params_with_grad(group)
+                bufs = [self.state[p].get("momentum_buffer") for p in params] \
+                    if group["momentum"] != 0 else []
+                out = F.sgd(params, [p.grad for p in params], bufs,
+                            weight_decay=group["weight_decay"], momentum=group["momentum"],
+                            lr=group["lr"], dampening=group["dampening"],
+                            nesterov=group["nesterov"], maximize=group["maximize"])
+                _write_all(params, out.params)
+                if group["momentum"] != 0:
+                    for p, old, new in zip(params, bufs, out.momentum_buffers):
+                        if old is None:
+                            self.state[p]["momentum_buffer"] = new
+                        else:
+                            _write(old, new)
+        return loss
+
+
+class Adam(Optimizer):
+    _decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+        _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        fn = F.adamw if self._decoupled else F.adam
+        with no_grad():
+            for group in self.param_groups:
+                params = self._params_with_grad(group)
+                states = []
+                for p in params:
+                    st = self.state[p]
+                    if len(st) == 0:
+                        st["step"] = _step_tensor()
+                        st["exp_avg"] = _zeros_like(p)
+                        st["exp_avg_sq"] = _zeros_like(p)
+                        if group["amsgrad"]:
+                            st["max_exp_avg_sq"] = _zeros_like(p)
+                    states.append(st)
+                beta1, beta2 = group["betas"]
+                amsgrad = group["amsgrad"]
+                out = fn(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                         [s["exp_avg_sq"] for s in states],
+                         [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+                         [s["step"] for s in states], amsgrad=amsgrad, beta1=beta1,
+                         beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+                         eps=group["eps"], maximize=group["maximize"])
+                _write_all(params, out.params)
+                _write_all([s["exp_avg"] for s in states], out.exp_avgs)
+                _write_all([s["exp_avg_sq"] for s in states], out.exp_avg_sqs)
+                _write_all([s["step"] for s in states], out.state_steps)
+                if amsgrad:
+                    _write_all([s["max_exp_avg_sq"] for s in states], out.max_exp_avg_sqs)
+        return loss
+
+
+class AdamW(Adam):
+    _decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)
+
+
+class Adagrad(Optimizer):
+    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, *, maximize: bool = False):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _check(initial_accumulator_value >= 0.0,
+               f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
+                                      weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      maximize=maximize))
+        from ... import full_like
+        for group in self.param_groups:   # PyTorch creates Adagrad's state eagerly
+            for p in group["params"]:
+                st = self.state[p]
+                st["step"] = _step_tensor()
+                st["sum"] = full_like(p, group["initial_accumulator_value"])
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in self.param_groups:
+                params = self._params_with_grad(group)
+                states = [self.state[p] for p in params]
+                out = F.adagrad(params, [p.grad for p in params], [s["sum"] for s in states],
+                                [s["step"] for s in states], lr=group["lr"],
+                                weight_decay=group["weight_decay"],
+                                lr_decay=group["lr_decay"], eps=group["eps"],
+                                maximize=group["maximize"])
+                _write_all(params, out.params)
+                _write_all([s["sum"] for s in states], out.state_sums)
+                _write_all([s["step"] for s in states], out.state_steps)
+        return loss
+
+
+class RMSprop(Optimizer):
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
+                 maximize: bool = False):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _check(alpha >= 0.0, f"Invalid alpha value: {alpha}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
+                                      centered=centered, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in self.param_groups:
+                params = self._params_with_grad(group)
+                states = []
+                for p in params:
+                    st = self.state[p]
+                    if len(st) == 0:
+                        st["step"] = _step_tensor()
+                        st["square_avg"] = _zeros_like(p)
+                        if group["momentum"] > 0:
+                            st["momentum_buffer"] = _zeros_like(p)
+                        if group["centered"]:
+                            st["grad_avg"] = _zeros_like(p)
+                    states.append(st)
+                centered, momentum = group["centered"], group["momentum"]
+                out = F.rmsprop(params, [p.grad for p in params],
+                                [s["square_avg"] for s in states],
+                                [s["grad_avg"] for s in states] if centered else [],
+                                [s["momentum_buffer"] for s in states] if momentum > 0 else [],
+                                [s["step"] for s in states], lr=group["lr"],
+                                alpha=group["alpha"], eps=group["eps"],
+                                weight_decay=group["weight_decay"], momentum=momentum,
+                                centered=centered, maximize=group["maximize"])
+                _write_all(params, out.params)
+                _write_all([s["square_avg"] for s in states], out.square_avgs)
+                _write_all([s["step"] for s in states], out.state_steps)
+                if centered:
+                    _write_all([s["grad_avg"] for s in states], out.grad_avgs)
+                if momentum > 0:
+                    _write_all([s["momentum_buffer"] for s in states], out.momentum_buffers)
+        return loss
+
+
+__all__ = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop"]

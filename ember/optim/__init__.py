@@ -1,0 +1,4 @@
+"""ember.optim (user-facing name): re-exports ember.frontend.optim, as torch.optim."""
+from ..frontend.optim import *  # noqa: F401,F403
+from ..frontend.optim import Optimizer, SGD, Adam, AdamW, Adagrad, RMSprop, required  # noqa
+from . import functional, lr_scheduler  # noqa: F401
