@@ -1,20 +1,103 @@
-"""Reductions over dims: sum, mean, amax, amin, ... with PyTorch's dim/keepdim/dtype.
+"""Reductions over dims: sum, mean, prod, amax/amin, max/min, argmax/argmin, var/std,
+var_mean/std_mean, norm, logsumexp, any/all, count_nonzero, nansum/nanmean, median.
 
-`dim=None` (or []) reduces everything. Integer and bool sums accumulate in int64,
-as PyTorch does; floats accumulate in their own type (float32 sums use numpy's
-pairwise summation, close to PyTorch's cascade sum).
+`dim=None` (or []) reduces everything. Integer and bool sums and products accumulate
+in int64, as PyTorch does; floats accumulate in their own type (float32 sums use
+numpy's pairwise summation, close to PyTorch's cascade sum).
+
+Overloaded names (`max`, `min`, `median`). PyTorch has three `max`es: `max(x)` (full
+reduction, one tensor), `max(x, dim, keepdim=False)` -> (values, indices) and
+`max(x, other)` (= `maximum`). Each form is its own registry op with one fixed schema,
+so graphs, meta rules and derivatives stay simple:
+
+- `max(Tensor self) -> Tensor`                                   (full reduction)
+- `max_dim(Tensor self, int dim, bool keepdim=False) -> (values, indices)`
+- `maximum(Tensor self, Tensor other)`                           (pointwise.py)
+
+The `max` OpDef is an `OverloadedOp`: calling it (as `ember.max(...)` or through the
+generated `Tensor.max` method) picks the form from the arguments -- an int `dim`
+(positional or keyword) selects `max_dim`, any other second argument (or `other=`)
+selects `maximum` -- and calls that op, so traces record the op that really ran.
+Ops that return `(values, indices)` are `NamedTupleOp`s: their result is a
+`collections.namedtuple` with `.values` / `.indices` (like torch.return_types), built
+from the schema's return names; the registry op underneath still returns a tuple.
+`min`/`min_dim`/`minimum` and `median`/`median_dim` follow the same pattern.
 """
 from __future__ import annotations
+
+import builtins
+import collections
+import math
 
 import numpy as np
 
 from .. import dtypes
+from ..errors import DTypeError, EmberIndexError, ShapeError
 from ..meta import TensorMeta
-from ..registry import NOT_DIFFERENTIABLE, Tag, defop
+from ..registry import NOT_DIFFERENTIABLE, OPS, OpDef, Tag, defop
 from . import samples as S
-from .rules import reduced_shape, wrap_dims
+from .rules import reduced_shape, require_float, wrap_dim, wrap_dims
 
 R = {Tag.REDUCTION}
+
+
+# --- overloads and named-tuple results -----------------------------------------------
+_NAMEDTUPLES: dict[str, type] = {}
+
+
+def _namedtuple_for(op: OpDef) -> type:
+    nt = _NAMEDTUPLES.get(op.name)
+    if nt is None:
+        fields = [r.name or f"out{i}" for i, r in enumerate(op.schema.returns)]
+        nt = collections.namedtuple(op.python_name.removesuffix("_dim"), fields)
+        _NAMEDTUPLES[op.name] = nt
+    return nt
+
+
+class NamedTupleOp(OpDef):
+    """An op whose tuple result comes back as a namedtuple (`.values`, `.indices`)."""
+
+    def __call__(self, *args, **kwargs):
+        out = OpDef.__call__(self, *args, **kwargs)
+        if isinstance(out, tuple) and not hasattr(out, "_fields"):
+            return _namedtuple_for(self)(*out)
+        return out
+
+
+def named_tuple_op(op: OpDef) -> OpDef:
+    op.__class__ = NamedTupleOp
+    return op
+
+
+class OverloadedOp(OpDef):
+    """`max`/`min`/`median`: the full reduction, or its `dim` / binary forms by arguments."""
+    _dim_op: str = ""
+    _binary_op: str = ""
+
+    def __call__(self, *args, **kwargs):
+        rest = args[1:]
+        if "other" in kwargs or (rest and not isinstance(rest[0], int)):
+            if not self._binary_op:
+                raise TypeError(f"{self.name}() takes no 'other' argument")
+            if self._binary_op not in OPS:
+                raise NotImplementedError(f"{self.name}(input, other) needs the "
+                                          f"'{self._binary_op}' op, which is not defined")
+            return OPS[self._binary_op](*args, **kwargs)
+        if "dim" in kwargs or rest:
+            return OPS[self._dim_op](*args, **kwargs)
+        return OpDef.__call__(self, *args, **kwargs)
+
+
+def overloaded(op: OpDef, dim_op: str, binary_op: str = "") -> OpDef:
+    op.__class__ = OverloadedOp
+    op._dim_op, op._binary_op = dim_op, binary_op
+    return op
+
+
+# --- shared rules ----------------------------------------------------------------------
+def _sample(*args, **kwargs):
+    return S.Sample(tuple(args), kwargs)
+
 
 REDUCE_SAMPLES = lambda rng: [  # noqa: E731 - a table entry
     S.Sample((S.randn(rng, 3, 4),), {}),
@@ -25,10 +108,14 @@ REDUCE_SAMPLES = lambda rng: [  # noqa: E731 - a table entry
 ]
 
 
+def _is_intlike(dt) -> bool:
+    return dt.category <= dtypes.Category.INT
+
+
 def _sum_dtype(x, dtype):
     if dtype is not None:
         return dtypes.as_dtype(dtype)
-    if x.dtype.category <= dtypes.Category.INT:
+    if _is_intlike(x.dtype):
         return dtypes.int64
     return x.dtype
 
@@ -39,11 +126,14 @@ def _np_sum_dtype(x: np.ndarray, dtype):
     return np.int64 if x.dtype.kind in "biu" else x.dtype
 
 
+def _meta(self, dim, keepdim, dtype) -> TensorMeta:
+    dims = wrap_dims(dim, self.ndim)
+    return TensorMeta(reduced_shape(tuple(self.shape), dims, keepdim), dtype, str(self.device))
+
+
 def _reduce_meta(result_dtype):
     def rule(self, dim=None, keepdim=False, dtype=None):
-        dims = wrap_dims(dim, self.ndim)
-        return TensorMeta(reduced_shape(tuple(self.shape), dims, keepdim),
-                          result_dtype(self, dtype), str(self.device))
+        return _meta(self, dim, keepdim, result_dtype(self, dtype))
     return rule
 
 
@@ -51,14 +141,39 @@ def _axes(x, dim):
     return wrap_dims(dim, x.ndim) if x.ndim else None
 
 
+def _cast(x: np.ndarray, dtype):
+    return x if dtype is None else x.astype(dtypes.as_dtype(dtype).np_dtype)
+
+
 def expand_reduced(g, self, dim, keepdim):
     """Broadcast a reduced gradient back to `self`'s shape."""
+    return expand(_keep(g, self, dim, keepdim), list(self.shape))
+
+
+def _keep(t, self, dim, keepdim):
+    """Re-insert the reduced dims of `t` (a result of reducing `self`) as size 1."""
     if not keepdim and self.ndim:
         for d in sorted(wrap_dims(dim, self.ndim)):
-            g = unsqueeze(g, d)
-    return expand(g, list(self.shape))
+            t = unsqueeze(t, d)
+    return t
 
 
+def _count(x, dim) -> int:
+    n = 1
+    for d in wrap_dims(dim, x.ndim):
+        n *= x.shape[d]
+    return n
+
+
+def _require_float_result(x, dtype, what):
+    dt = dtypes.as_dtype(dtype) if dtype is not None else x.dtype
+    if not (dt.is_floating_point or dt.is_complex):
+        raise DTypeError(f"could not infer output dtype. {what} must be either a floating "
+                         f"point or complex dtype. Got: {dt.name}")
+    return dt
+
+
+# --- sum, mean, prod -----------------------------------------------------------------
 sum = defop(  # noqa: A001 - PyTorch's name
     "sum(Tensor self, int[]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
     saves=(),
@@ -66,56 +181,199 @@ sum = defop(  # noqa: A001 - PyTorch's name
     reference=lambda x, dim, keepdim, dtype: np.sum(
         x, axis=_axes(x, dim), keepdims=keepdim, dtype=_np_sum_dtype(x, dtype)),
     derivative=lambda g, self, dim, keepdim, dtype: expand_reduced(g, self, dim, keepdim),
-    tags=R, samples=REDUCE_SAMPLES, torch_ref="torch.sum", method=True,
+    tags=R, torch_ref="torch.sum", method=True,
+    samples=lambda rng: REDUCE_SAMPLES(rng) + [
+        _sample(S.int_array(rng, 3, 4), 1), _sample(S.bool_array(rng, 3, 4)),
+        _sample(S.int_array(rng, 3, 4, dtype=np.int32), [0], True),
+        _sample(S.randn(rng, 3, 4), 0, dtype="float64")],
 )
 
 mean = defop(
     "mean(Tensor self, int[]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
     saves=(),
-    meta=_reduce_meta(lambda x, dtype: dtypes.as_dtype(dtype) if dtype else x.dtype),
-    reference=lambda x, dim, keepdim, dtype: np.mean(x, axis=_axes(x, dim), keepdims=keepdim),
+    meta=_reduce_meta(lambda x, dtype: _require_float_result(x, dtype, "Input dtype")),
+    reference=lambda x, dim, keepdim, dtype: np.mean(
+        _cast(x, dtype), axis=_axes(x, dim), keepdims=keepdim),
     derivative=lambda g, self, dim, keepdim, dtype: expand_reduced(
-        g, self, dim, keepdim) / _count(self, dim),
-    tags=R, samples=REDUCE_SAMPLES, torch_ref="torch.mean", method=True,
+        g, self, dim, keepdim) / builtins.max(_count(self, dim), 1),
+    tags=R, torch_ref="torch.mean", method=True,
+    samples=lambda rng: REDUCE_SAMPLES(rng) + [
+        _sample(S.randn(rng, 3, 4), [-1], dtype="float64")],
 )
 
 
-def _count(x, dim) -> int:
-    n = 1
-    for d in wrap_dims(dim, x.ndim):
-        n *= x.shape[d]
-    return max(n, 1)
+def _prod_derivative(g, self, dim, keepdim, dtype, out):
+    """d prod / d x_i = prod of the others; exact with zeros (one zero: the product of the
+    rest; two or more: 0), as PyTorch's prod_backward."""
+    dims = None if dim is None else [dim]
+    if not self.ndim:
+        return g
+    is_zero = self == 0
+    safe = where(is_zero, 1, self)
+    out_b = expand_reduced(out, self, dims, keepdim)
+    g_b = expand_reduced(g, self, dims, keepdim)
+    prod_nonzero = expand(prod_keep(safe, dims), list(self.shape))
+    zeros = expand(sum(is_zero, dims, True), list(self.shape))
+    at_zero = where(zeros == 1, prod_nonzero, 0)
+    return g_b * where(is_zero, at_zero, out_b / safe)
 
 
+def prod_keep(x, dims):
+    """prod over `dims` (None: all) keeping them, for rules (prod takes one dim)."""
+    for d in (range(x.ndim) if dims is None else dims):
+        x = prod(x, d, True)
+    return x
+
+
+def _prod_meta(self, dim, keepdim, dtype):
+    if dim is not None:
+        wrap_dim(dim, self.ndim)
+    return _meta(self, None if dim is None else [dim], keepdim, _sum_dtype(self, dtype))
+
+
+prod = defop(
+    "prod(Tensor self, int? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
+    meta=_prod_meta,
+    reference=lambda x, dim, keepdim, dtype: np.prod(
+        x, axis=None if dim is None or not x.ndim else wrap_dim(dim, x.ndim),
+        keepdims=keepdim, dtype=_np_sum_dtype(x, dtype)),
+    derivative=_prod_derivative,
+    tags=R, torch_ref="torch.prod", method=True,
+    samples=lambda rng: [
+        _sample(S.away_from_zero(rng, 3, 4)), _sample(S.away_from_zero(rng, 3, 4), 1),
+        _sample(S.away_from_zero(rng, 2, 3, 4), 0, True), _sample(S.away_from_zero(rng)),
+        _sample(np.array([[1.5, 0.0, 2.0], [0.0, 0.0, 3.0], [1.0, 2.0, -1.0]], np.float32), 1),
+        _sample(S.int_array(rng, 3, 4, dtype=np.int32), 1),
+        _sample(S.bool_array(rng, 5)),
+        _sample(S.away_from_zero(rng, 3, 4), 1, dtype="float64")],
+)
+
+
+# --- amax/amin, max/min, argmax/argmin ---------------------------------------------------
 def _extreme_derivative(g, self, dim, keepdim, out):
-    """amax/amin: the gradient is split evenly among the tied extreme elements."""
-    out_b = expand_reduced(out, self, dim, keepdim)
-    mask = self == out_b
-    count = sum(mask, dim, True)
-    return expand_reduced(g, self, dim, keepdim) * mask / expand(
-        count if keepdim or not self.ndim else count, list(self.shape))
+    """amax/amin and full max/min: the gradient is split evenly among the tied extremes."""
+    if not self.ndim:
+        return g
+    mask = self == expand_reduced(out, self, dim, keepdim)
+    count = expand(sum(mask, dim, True), list(self.shape))
+    return expand_reduced(g, self, dim, keepdim) * mask / count
 
 
-amax = defop(
-    "amax(Tensor self, int[] dim=[], bool keepdim=False) -> Tensor",
-    meta=lambda self, dim, keepdim: _reduce_meta(lambda x, d: x.dtype)(self, dim, keepdim),
-    reference=lambda x, dim, keepdim: np.amax(x, axis=_axes(x, dim), keepdims=keepdim),
-    derivative=_extreme_derivative,
-    tags=R, samples=REDUCE_SAMPLES, torch_ref="torch.amax", method=True,
-)
+def _no_empty(self, dims, what):
+    for d in dims if self.ndim else ():
+        if self.shape[d] == 0:
+            raise EmberIndexError(f"{what}: Expected reduction dim {d} to have non-zero size.")
 
-argmax = defop(
-    "argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor",
-    meta=lambda self, dim, keepdim: TensorMeta(
-        reduced_shape(tuple(self.shape), wrap_dims(dim, self.ndim), keepdim)
-        if dim is not None else ((1,) * self.ndim if keepdim else ()), dtypes.int64,
-        str(self.device)),
-    reference=lambda x, dim, keepdim: _arg_reduce(np.argmax, x, dim, keepdim),
-    derivative=NOT_DIFFERENTIABLE,
-    tags=R, samples=lambda rng: [S.Sample((S.randn(rng, 3, 4), 1)),
-                                 S.Sample((S.randn(rng, 3, 4),))],
-    torch_ref="torch.argmax", method=True,
-)
+
+def _extreme_meta(what):
+    def rule(self, dim=(), keepdim=False):
+        dims = wrap_dims(dim, self.ndim)
+        _no_empty(self, dims, what)
+        return _meta(self, dims, keepdim, self.dtype)
+    return rule
+
+
+def _extreme(name, np_fn):
+    return defop(
+        f"{name}(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor",
+        meta=_extreme_meta(name),
+        reference=lambda x, dim, keepdim: np_fn(x, axis=_axes(x, dim), keepdims=keepdim),
+        derivative=_extreme_derivative,
+        tags=R, torch_ref=f"torch.{name}", method=True,
+        samples=lambda rng: REDUCE_SAMPLES(rng) + [
+            S.Sample((np.array([[1.0, 3.0, 3.0], [-2.0, -2.0, 0.5]], np.float32), 1),
+                     note="ties split the gradient"),
+            _sample(S.int_array(rng, 3, 4), 0)],
+    )
+
+
+amax = _extreme("amax", np.amax)
+amin = _extreme("amin", np.amin)
+
+
+def _full_extreme(name, np_fn, dim_op, binary_op):
+    op = defop(
+        f"{name}(Tensor self) -> Tensor",
+        meta=lambda self: _extreme_meta(name)(self, None, False),
+        reference=lambda x: np_fn(x),
+        derivative=lambda g, self, out: _extreme_derivative(g, self, None, False, out),
+        tags=R, torch_ref=f"torch.{name}", method=True,
+        samples=lambda rng: [_sample(S.randn(rng, 3, 4)), _sample(S.randn(rng)),
+                             _sample(np.array([2.0, -1.0, 2.0], np.float32)),
+                             _sample(S.int_array(rng, 5))],
+    )
+    return overloaded(op, dim_op, binary_op)
+
+
+def _dim_select_meta(self, dim, keepdim):
+    d = wrap_dims(dim, self.ndim)
+    _no_empty(self, d, "")
+    out = _meta(self, d, keepdim, self.dtype)
+    return out, out.with_(dtype=dtypes.int64)
+
+
+def _select_grad(g, self, dim, keepdim, indices):
+    """The gradient of a value picked at `indices` along `dim`: g at that index, 0 elsewhere
+    (a one-hot of `indices` against an arange; a gather/scatter-free formulation)."""
+    if not self.ndim:
+        return g
+    d = wrap_dim(dim, self.ndim)
+    idx, g = _keep(indices, self, [d], keepdim), _keep(g, self, [d], keepdim)
+    return where(idx == _positions(self.shape[d], d, self.ndim, indices), g, 0)
+
+
+def _positions(n, d, ndim, like):
+    """arange(n) shaped to lie along dim `d` of an `ndim`-d tensor."""
+    pos = arange(0, n, dtype=dtypes.int64, device=str(like.device))
+    return reshape(pos, [1] * d + [n] + [1] * (ndim - d - 1))
+
+
+def _arg_np(fn, x, axis):
+    return fn(x, axis=axis)
+
+
+def _dim_select_reference(np_arg):
+    def ref(x, dim, keepdim):
+        if not x.ndim:
+            return x.copy(), np.asarray(0, np.int64)
+        axis = wrap_dim(dim, x.ndim)
+        idx = np.expand_dims(np_arg(x, axis=axis), axis)
+        vals = np.take_along_axis(x, idx, axis)
+        if not keepdim:
+            idx, vals = idx.squeeze(axis), vals.squeeze(axis)
+        return vals, idx.astype(np.int64)
+    return ref
+
+
+DIM_SELECT_SAMPLES = lambda rng: [  # noqa: E731
+    _sample(S.randn(rng, 3, 4), 1), _sample(S.randn(rng, 3, 4), 0, True),
+    _sample(S.randn(rng, 2, 3, 4), -1, keepdim=True), _sample(S.randn(rng), 0),
+    _sample(S.int_array(rng, 3, 5, low=-100, high=100), 1)]
+
+
+def _dim_select(name, np_arg, torch_name):
+    return named_tuple_op(defop(
+        f"{name}(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)",
+        meta=_dim_select_meta,
+        reference=_dim_select_reference(np_arg),
+        derivative=lambda g, self, dim, keepdim, out: _select_grad(
+            g[0], self, dim, keepdim, out[1]),
+        tags=R, torch_ref=f"torch.{torch_name}", method=True, samples=DIM_SELECT_SAMPLES,
+        saves=(),
+    ))
+
+
+max_dim = _dim_select("max_dim", np.argmax, "max")
+min_dim = _dim_select("min_dim", np.argmin, "min")
+max = _full_extreme("max", np.max, "max_dim", "maximum")  # noqa: A001 - PyTorch's name
+min = _full_extreme("min", np.min, "min_dim", "minimum")  # noqa: A001 - PyTorch's name
+
+
+def _arg_meta(self, dim, keepdim):
+    if dim is None:
+        _no_empty(self, range(self.ndim), "")
+        return TensorMeta((1,) * self.ndim if keepdim else (), dtypes.int64, str(self.device))
+    return _meta(self, wrap_dims(dim, self.ndim), keepdim, dtypes.int64)
 
 
 def _arg_reduce(fn, x, dim, keepdim):
@@ -127,4 +385,367 @@ def _arg_reduce(fn, x, dim, keepdim):
     return np.expand_dims(out, axis) if keepdim and x.ndim else out
 
 
-from .shape import expand, unsqueeze  # noqa: E402 - derivative rules use shape ops
+def _arg_extreme(name, fn):
+    return defop(
+        f"{name}(Tensor self, int? dim=None, bool keepdim=False) -> Tensor",
+        meta=_arg_meta,
+        reference=lambda x, dim, keepdim: _arg_reduce(fn, x, dim, keepdim),
+        derivative=NOT_DIFFERENTIABLE,
+        tags=R, torch_ref=f"torch.{name}", method=True,
+        samples=lambda rng: [_sample(S.randn(rng, 3, 4), 1), _sample(S.randn(rng, 3, 4)),
+                             _sample(S.randn(rng, 2, 3, 4), 0, True),
+                             _sample(S.randn(rng, 3, 4), keepdim=True),
+                             _sample(S.int_array(rng, 6, low=-100, high=100), 0)],
+    )
+
+
+argmax = _arg_extreme("argmax", np.argmax)
+argmin = _arg_extreme("argmin", np.argmin)
+
+
+# --- var, std, var_mean, std_mean ----------------------------------------------------
+VAR_SCHEMA = ("(Tensor self, int[1]? dim=None, bool? unbiased=None, bool keepdim=False, *, "
+              "Scalar? correction=None)")
+
+
+def _var_args(dim, unbiased, correction):
+    """PyTorch's overloads: var(x, unbiased), var(x, dim, unbiased, keepdim), correction=."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    return dim, correction
+
+
+def _var_meta(self, dim, unbiased, keepdim, correction):
+    require_float(self)
+    dim, _ = _var_args(dim, unbiased, correction)
+    return _meta(self, dim, keepdim, self.dtype.to_real() if self.dtype.is_complex
+                 else self.dtype)
+
+
+def _var_np(x, dim, unbiased, keepdim, correction):
+    dim, correction = _var_args(dim, unbiased, correction)
+    axes = _axes(x, dim)
+    n = x.size if axes is None else math.prod(x.shape[a] for a in axes)
+    m = np.mean(x, axis=axes, keepdims=True)
+    d = np.abs(x - m) ** 2 if x.dtype.kind == "c" else (x - m) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sum(d, axis=axes, keepdims=keepdim) / np.asarray(
+            builtins.max(n - correction, 0), d.dtype)
+
+
+def _var_grad(g, self, dim, unbiased, keepdim, correction):
+    dim, correction = _var_args(dim, unbiased, correction)
+    dims = list(wrap_dims(dim, self.ndim))
+    centered = self - expand(mean(self, dims, True), list(self.shape))
+    return expand_reduced(g, self, dims, keepdim) * centered * (
+        2.0 / (_count(self, dims) - correction))
+
+
+def _std_grad(g, self, dim, unbiased, keepdim, correction, std):
+    return _var_grad(where(std == 0, 0, g / (2 * std)), self, dim, unbiased, keepdim,
+                     correction)
+
+
+def _mean_grad(g, self, dim, unbiased, keepdim, correction):
+    dim, _ = _var_args(dim, unbiased, correction)
+    return expand_reduced(g, self, dim, keepdim) / builtins.max(_count(self, dim), 1)
+
+
+VAR_SAMPLES = lambda rng: [  # noqa: E731
+    _sample(S.randn(rng, 3, 4)), _sample(S.randn(rng, 3, 4), 1),
+    _sample(S.randn(rng, 2, 3, 4), [0, 2], True),
+    _sample(S.randn(rng, 3, 4), 1, False, True),        # (dim, unbiased, keepdim)
+    _sample(S.randn(rng, 5), 0, correction=0),
+    _sample(S.randn(rng, 3, 5), [1], correction=2, keepdim=True),
+    _sample(S.randn(rng, 3, 4), False)]                  # var(x, unbiased)
+
+var = defop(
+    "var" + VAR_SCHEMA + " -> Tensor",
+    meta=_var_meta,
+    reference=_var_np,
+    derivative=_var_grad,
+    tags=R, torch_ref="torch.var", method=True, samples=VAR_SAMPLES,
+)
+
+std = defop(
+    "std" + VAR_SCHEMA + " -> Tensor",
+    meta=_var_meta,
+    reference=lambda x, *a: np.sqrt(_var_np(x, *a)),
+    derivative=lambda g, self, dim, unbiased, keepdim, correction, out: _std_grad(
+        g, self, dim, unbiased, keepdim, correction, out),
+    tags=R, torch_ref="torch.std", method=True, samples=VAR_SAMPLES,
+)
+
+
+def _with_mean_meta(self, dim, unbiased, keepdim, correction):
+    out = _var_meta(self, dim, unbiased, keepdim, correction)
+    return out, out.with_(dtype=self.dtype)
+
+
+def _mean_np(x, dim, unbiased, keepdim, correction):
+    dim, _ = _var_args(dim, unbiased, correction)
+    return np.mean(x, axis=_axes(x, dim), keepdims=keepdim)
+
+
+var_mean = defop(
+    "var_mean" + VAR_SCHEMA + " -> (Tensor, Tensor)",
+    meta=_with_mean_meta,
+    reference=lambda x, *a: (_var_np(x, *a), _mean_np(x, *a)),
+    derivative=lambda g, self, dim, unbiased, keepdim, correction: _var_grad(
+        g[0], self, dim, unbiased, keepdim, correction) + _mean_grad(
+        g[1], self, dim, unbiased, keepdim, correction),
+    tags=R, torch_ref="torch.var_mean", samples=VAR_SAMPLES,
+)
+
+std_mean = defop(
+    "std_mean" + VAR_SCHEMA + " -> (Tensor, Tensor)",
+    meta=_with_mean_meta,
+    reference=lambda x, *a: (np.sqrt(_var_np(x, *a)), _mean_np(x, *a)),
+    derivative=lambda g, self, dim, unbiased, keepdim, correction, out: _std_grad(
+        g[0], self, dim, unbiased, keepdim, correction, out[0]) + _mean_grad(
+        g[1], self, dim, unbiased, keepdim, correction),
+    tags=R, torch_ref="torch.std_mean", samples=VAR_SAMPLES,
+)
+
+
+# --- norm ----------------------------------------------------------------------------------
+def _norm_p(p):
+    if p is None or p == "fro":
+        return 2.0
+    if p == "nuc" or isinstance(p, str):
+        raise NotImplementedError(f"norm: p={p!r} is not supported (use 'fro' or a number)")
+    return float(p)
+
+
+def _norm_meta(self, p, dim, keepdim, dtype):
+    _norm_p(p)
+    dt = dtypes.as_dtype(dtype) if dtype is not None else self.dtype
+    if not (dt.is_floating_point or dt.is_complex):
+        raise DTypeError(f"norm(): input dtype should be either floating point or complex. "
+                         f"Got {dt.name} instead.")
+    return _meta(self, dim, keepdim, dt.to_real() if dt.is_complex else dt)
+
+
+def _norm_np(x, p, dim, keepdim, dtype):
+    p = _norm_p(p)
+    a = np.abs(_cast(x, dtype))
+    axes = _axes(x, dim)
+    if p == math.inf:
+        return np.amax(a, axis=axes, keepdims=keepdim)
+    if p == -math.inf:
+        return np.amin(a, axis=axes, keepdims=keepdim)
+    if p == 0:
+        return np.sum(a != 0, axis=axes, keepdims=keepdim).astype(a.dtype)
+    if p == 1:
+        return np.sum(a, axis=axes, keepdims=keepdim)
+    if p == 2:
+        return np.sqrt(np.sum(a * a, axis=axes, keepdims=keepdim))
+    return np.sum(a ** p, axis=axes, keepdims=keepdim) ** (1.0 / p)
+
+
+def _norm_grad(g, self, p, dim, keepdim, dtype, out):
+    p = _norm_p(p)
+    if p == 0:
+        return g * 0 if not self.ndim else expand_reduced(g, self, dim, keepdim) * 0
+    out_b = expand_reduced(out, self, dim, keepdim) if self.ndim else out
+    g_b = expand_reduced(g, self, dim, keepdim) if self.ndim else g
+    if p == 1:
+        return g_b * sgn(self)
+    if math.isinf(p):
+        mask = abs(self) == out_b
+        count = expand(sum(mask, dim, True), list(self.shape)) if self.ndim else 1
+        return g_b * sgn(self) * mask / count
+    if p == 2:
+        return self * where(out_b == 0, 0, g_b / out_b)
+    scale = where(out_b == 0, 0, g_b / out_b ** (p - 1))
+    return self * abs(self) ** (p - 2) * scale
+
+
+norm = defop(
+    "norm(Tensor self, Scalar? p='fro', int[1]? dim=None, bool keepdim=False, *, "
+    "ScalarType? dtype=None) -> Tensor",
+    meta=_norm_meta,
+    reference=_norm_np,
+    derivative=_norm_grad,
+    tags=R, torch_ref="torch.norm", method=True,
+    samples=lambda rng: [
+        _sample(S.randn(rng, 3, 4)), _sample(S.randn(rng, 3, 4), 2, 1),
+        _sample(S.away_from_zero(rng, 3, 4), 1, [0], True),
+        _sample(S.randn(rng, 3, 4), math.inf, 1), _sample(S.randn(rng, 2, 5), -math.inf, 1),
+        _sample(S.away_from_zero(rng, 3, 4), 3, 1), _sample(S.randn(rng, 2, 3), 0, 1),
+        _sample(S.randn(rng, 2, 3, 4), "fro", [1, 2]), _sample(S.randn(rng)),
+        _sample(S.randn(rng, 3, 4), dtype="float64")],
+)
+
+
+# --- logsumexp -------------------------------------------------------------------------------
+def _logsumexp_np(x, dim, keepdim):
+    axes = _axes(x, dim)
+    if x.dtype.kind in "biu":
+        x = x.astype(dtypes.get_default_dtype().np_dtype)
+    if x.size == 0:
+        return np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
+    m = np.amax(x, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    return out if keepdim or axes is None and not x.ndim else np.squeeze(out, axis=axes)
+
+
+def _logsumexp_meta(self, dim, keepdim):
+    dt = self.dtype if not _is_intlike(self.dtype) else dtypes.get_default_dtype()
+    return _meta(self, dim, keepdim, dt)
+
+
+logsumexp = defop(
+    "logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor",
+    meta=_logsumexp_meta,
+    reference=_logsumexp_np,
+    derivative=lambda g, self, dim, keepdim, out: expand_reduced(g, self, dim, keepdim) * exp(
+        self - expand_reduced(out, self, dim, keepdim)) if self.ndim else g * exp(self - out),
+    tags=R, torch_ref="torch.logsumexp", method=True,
+    samples=lambda rng: [_sample(S.randn(rng, 3, 4), 1), _sample(S.randn(rng, 3, 4), [0, 1]),
+                         _sample(S.randn(rng, 2, 3, 4), [0, 2], True),
+                         _sample(S.randn(rng), 0),
+                         S.Sample((np.array([[-np.inf, -np.inf], [1.0, 2.0]], np.float32), 1),
+                                  grad=False, note="-inf output: no finite differences"),
+                         _sample(S.int_array(rng, 3, 4), 1)],
+)
+
+
+# --- any, all, count_nonzero ---------------------------------------------------------------
+def _bool_reduce(name, np_fn):
+    return defop(
+        f"{name}(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor",
+        meta=lambda self, dim, keepdim: _meta(
+            self, dim, keepdim, dtypes.uint8 if self.dtype is dtypes.uint8 else dtypes.bool_),
+        reference=lambda x, dim, keepdim: np_fn(x, axis=_axes(x, dim), keepdims=keepdim),
+        derivative=NOT_DIFFERENTIABLE,
+        tags=R, torch_ref=f"torch.{name}", method=True,
+        samples=lambda rng: [
+            _sample(S.bool_array(rng, 3, 4)), _sample(S.bool_array(rng, 3, 4), 1),
+            _sample(S.int_array(rng, 2, 3, 4, low=0, high=2), [0, 2], True),
+            _sample(S.randn(rng, 3, 4), 0), _sample(S.bool_array(rng)),
+            _sample(S.int_array(rng, 3, 4, low=0, high=2, dtype=np.uint8), 1)],
+    )
+
+
+any = _bool_reduce("any", np.any)  # noqa: A001 - PyTorch's name
+all = _bool_reduce("all", np.all)  # noqa: A001 - PyTorch's name
+
+count_nonzero = defop(
+    "count_nonzero(Tensor self, int[]? dim=None) -> Tensor",
+    meta=lambda self, dim: _meta(self, dim, False, dtypes.int64),
+    reference=lambda x, dim: np.asarray(np.count_nonzero(x, axis=_axes(x, dim)), np.int64),
+    derivative=NOT_DIFFERENTIABLE,
+    tags=R, torch_ref="torch.count_nonzero", method=True,
+    samples=lambda rng: [_sample(S.int_array(rng, 3, 4, low=-1, high=2)),
+                         _sample(S.int_array(rng, 3, 4, low=-1, high=2), 1),
+                         _sample(S.bool_array(rng, 2, 3, 4), [0, 2]),
+                         _sample(S.randn(rng, 3, 4), 0)],
+)
+
+
+# --- nansum, nanmean -------------------------------------------------------------------------
+def _with_nans(rng, *shape):
+    x = S.randn(rng, *shape)
+    x.reshape(-1)[::3] = np.nan
+    return x
+
+
+NAN_SAMPLES = lambda rng: [  # noqa: E731
+    _sample(_with_nans(rng, 3, 4)), _sample(_with_nans(rng, 3, 4), 1),
+    _sample(_with_nans(rng, 2, 3, 4), [0, 2], True), _sample(S.randn(rng))]
+
+nansum = defop(
+    "nansum(Tensor self, int[]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
+    meta=_reduce_meta(_sum_dtype),
+    reference=lambda x, dim, keepdim, dtype: np.nansum(
+        x, axis=_axes(x, dim), keepdims=keepdim, dtype=_np_sum_dtype(x, dtype)),
+    derivative=lambda g, self, dim, keepdim, dtype: where(
+        self != self, 0, expand_reduced(g, self, dim, keepdim)),
+    tags=R, torch_ref="torch.nansum", method=True,
+    samples=lambda rng: NAN_SAMPLES(rng) + [_sample(S.int_array(rng, 3, 4), 1)],
+)
+
+
+def _nanmean_grad(g, self, dim, keepdim, dtype):
+    ok = self == self
+    count = expand(sum(ok, dim, True), list(self.shape)) if self.ndim else ok
+    return where(ok, expand_reduced(g, self, dim, keepdim) / count, 0)
+
+
+nanmean = defop(
+    "nanmean(Tensor self, int[]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
+    meta=_reduce_meta(lambda x, dtype: _require_float_result(x, dtype, "Input dtype")),
+    reference=lambda x, dim, keepdim, dtype: _nanmean_np(_cast(x, dtype), _axes(x, dim),
+                                                         keepdim),
+    derivative=_nanmean_grad,
+    tags=R, torch_ref="torch.nanmean", method=True, samples=NAN_SAMPLES,
+)
+
+
+def _nanmean_np(x, axes, keepdim):
+    ok = ~np.isnan(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(np.where(ok, x, 0), axis=axes, keepdims=keepdim) / np.sum(
+            ok, axis=axes, keepdims=keepdim).astype(x.dtype)
+
+
+# --- median ----------------------------------------------------------------------------------
+def _lower_median_index(x, axis):
+    """Index (along `axis`) of the lower median; NaN wins, as in PyTorch."""
+    n = x.shape[axis]
+    order = np.argsort(x, axis=axis, kind="stable")
+    idx = np.take(order, [(n - 1) // 2], axis=axis)
+    if x.dtype.kind in "fc":
+        nan = np.isnan(x)
+        first_nan = np.argmax(nan, axis=axis)
+        idx = np.where(np.any(nan, axis=axis, keepdims=True),
+                       np.expand_dims(first_nan, axis), idx)
+    return idx
+
+
+def _median_np(x):
+    flat = x.reshape(-1)
+    return flat[_lower_median_index(flat, 0)[0]]
+
+
+def _median_dim_np(x, dim, keepdim):
+    if not x.ndim:
+        return x.copy(), np.asarray(0, np.int64)
+    axis = wrap_dim(dim, x.ndim)
+    idx = _lower_median_index(x, axis)
+    vals = np.take_along_axis(x, idx, axis)
+    if not keepdim:
+        idx, vals = idx.squeeze(axis), vals.squeeze(axis)
+    return vals, idx.astype(np.int64)
+
+
+median_dim = named_tuple_op(defop(
+    "median_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)",
+    meta=_dim_select_meta,
+    reference=_median_dim_np,
+    derivative=lambda g, self, dim, keepdim, out: _select_grad(g[0], self, dim, keepdim,
+                                                               out[1]),
+    tags=R, torch_ref="torch.median", method=True, saves=(),
+    samples=lambda rng: [_sample(S.randn(rng, 3, 5), 1), _sample(S.randn(rng, 4, 3), 0, True),
+                         _sample(S.randn(rng, 2, 3, 4), -1), _sample(S.randn(rng), 0)],
+))
+
+median = overloaded(defop(
+    "median(Tensor self) -> Tensor",
+    meta=lambda self: _extreme_meta("median")(self, None, False),
+    reference=_median_np,
+    derivative=lambda g, self, out: _extreme_derivative(g, self, None, False, out),
+    tags=R, torch_ref="torch.median", method=True,
+    samples=lambda rng: [_sample(S.randn(rng, 3, 5)), _sample(S.randn(rng, 4)),
+                         _sample(S.randn(rng)), _sample(S.int_array(rng, 7))],
+), "median_dim")
+
+
+from .creation import arange  # noqa: E402 - derivative rules use these ops
+from .pointwise import abs, exp, sgn, where  # noqa: E402,A004
+from .shape import expand, reshape, unsqueeze  # noqa: E402
