@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir import rng as _ir_rng
+
 
 class Generator:
     def __init__(self, device="cpu"):
@@ -65,3 +67,7 @@ def set_rng_state(state) -> None:
 
 def numpy_rng(generator: Generator | None = None) -> np.random.Generator:
     return (generator or default_generator).numpy
+
+
+# reference kernels in ir (dropout, ...) draw from the default generator's current state
+_ir_rng.set_provider(lambda: default_generator.numpy)
