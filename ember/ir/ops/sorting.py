@@ -1,0 +1,303 @@
+"""Sorting, selection and scans: sort, argsort, topk, kthvalue, cumsum, cumprod,
+cummax, cummin, logcumsumexp -- with PyTorch's schemas, dtypes and tie rules.
+
+Ops returning `(values, indices)` give a namedtuple (`.values`, `.indices`), as
+torch.return_types do (see `reduction.NamedTupleOp`). Sorting is stable in the
+reference kernels (ties keep input order, NaN sorts as the largest value), which
+is what PyTorch guarantees with `stable=True`. Gradients of selections send `g`
+to the selected index (a one-hot of the indices against an arange: no gather/
+scatter needed); scans use reverse cumulative sums written as
+`sum(g) - cumsum(g) + g`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import EmberIndexError
+from ..meta import TensorMeta
+from ..registry import NOT_DIFFERENTIABLE, Tag, defop
+from . import samples as S
+from .reduction import (_is_intlike, _keep, _np_sum_dtype, _positions, _select_grad,
+                        _sum_dtype, named_tuple_op)
+from .rules import wrap_dim
+
+R = {Tag.REDUCTION}
+
+
+def _sample(*args, **kwargs):
+    return S.Sample(tuple(args), kwargs)
+
+
+def _distinct(rng, *shape, dtype=np.float32):
+    """Values without ties (sort/topk gradients and indices are then unambiguous)."""
+    n = int(np.prod(shape)) if shape else 1
+    return np.asarray(rng.permutation(n).reshape(shape) * 0.37 - n * 0.1 +
+                      rng.random(shape) * 0.01, dtype=dtype)
+
+
+def _stable_argsort(x: np.ndarray, axis: int, descending: bool) -> np.ndarray:
+    """Stable order along `axis`; descending keeps ties in input order; NaN is largest."""
+    if not descending:
+        return np.argsort(x, axis=axis, kind="stable")
+    n = x.shape[axis]
+    rev = np.flip(x, axis)
+    return (n - 1) - np.flip(np.argsort(rev, axis=axis, kind="stable"), axis)
+
+
+def _scatter_grad(g, indices, self, dim):
+    """sum_k g[..k..] * (indices[..k..] == j): routes the gradient of gathered values
+    (sort, topk, cummax) back to the positions they came from."""
+    if not self.ndim:
+        return g
+    d = wrap_dim(dim, self.ndim)
+    n = self.shape[d]
+    idx, g = unsqueeze(indices, d + 1), unsqueeze(g, d + 1)
+    hit = idx == _positions(n, d + 1, self.ndim + 1, indices)
+    return sum(where(hit, g, 0), [d])
+
+
+def _values_indices_meta(self, shape):
+    out = TensorMeta(shape, self.dtype, str(self.device))
+    return out, out.with_(dtype=dtypes.int64)
+
+
+# --- sort, argsort ----------------------------------------------------------------------
+def _sort_np(x, dim, descending, stable=False):
+    if not x.ndim:
+        wrap_dim(dim, 0)
+        return x.copy(), np.zeros((), np.int64)
+    axis = wrap_dim(dim, x.ndim)
+    idx = _stable_argsort(x, axis, descending)
+    return np.take_along_axis(x, idx, axis), idx.astype(np.int64)
+
+
+def _sort_meta(self, dim, descending, stable=False):
+    wrap_dim(dim, self.ndim)
+    return _values_indices_meta(self, tuple(self.shape))
+
+
+SORT_SAMPLES = lambda rng: [  # noqa: E731
+    _sample(_distinct(rng, 3, 5)), _sample(_distinct(rng, 3, 5), 0),
+    _sample(_distinct(rng, 2, 3, 4), 1, True), _sample(_distinct(rng, 6), descending=True),
+    _sample(_distinct(rng)),
+    S.Sample((S.int_array(rng, 3, 8, low=0, high=3),), {"stable": True}),
+    S.Sample((S.int_array(rng, 3, 8, low=0, high=3),),
+             {"dim": 0, "descending": True, "stable": True}),
+    S.Sample((np.array([1.0, np.nan, -2.0, 3.0], np.float32),), {"stable": True},
+             grad=False)]
+
+sort = named_tuple_op(defop(
+    "sort(Tensor self, int dim=-1, bool descending=False, *, bool? stable=False) -> "
+    "(Tensor values, Tensor indices)",
+    meta=_sort_meta, reference=_sort_np,
+    derivative=lambda g, self, dim, descending, stable, out: _scatter_grad(
+        g[0], out[1], self, dim),
+    saves=(), tags=set(), torch_ref="torch.sort", method=True, samples=SORT_SAMPLES,
+))
+
+argsort = defop(
+    "argsort(Tensor self, int dim=-1, bool descending=False, *, bool stable=False) -> Tensor",
+    meta=lambda self, dim, descending, stable: _sort_meta(self, dim, descending)[1],
+    reference=lambda x, dim, descending, stable: _sort_np(x, dim, descending)[1],
+    derivative=NOT_DIFFERENTIABLE, tags=set(), torch_ref="torch.argsort", method=True,
+    samples=SORT_SAMPLES,
+)
+
+
+# --- topk, kthvalue -------------------------------------------------------------------
+def _topk_meta(self, k, dim, largest, sorted):
+    d = wrap_dim(dim, self.ndim)
+    n = self.shape[d] if self.ndim else 1
+    if not 0 <= k <= n:
+        raise EmberIndexError(f"selected index k out of range (k={k}, size {n})")
+    shape = list(self.shape)
+    if self.ndim:
+        shape[d] = k
+    return _values_indices_meta(self, tuple(shape))
+
+
+def _topk_np(x, k, dim, largest, sorted):
+    if not x.ndim:
+        return x.copy(), np.zeros((), np.int64)
+    axis = wrap_dim(dim, x.ndim)
+    idx = np.take(_stable_argsort(x, axis, largest), np.arange(k), axis=axis)
+    return np.take_along_axis(x, idx, axis), idx.astype(np.int64)
+
+
+topk = named_tuple_op(defop(
+    "topk(Tensor self, int k, int dim=-1, bool largest=True, bool sorted=True) -> "
+    "(Tensor values, Tensor indices)",
+    meta=_topk_meta, reference=_topk_np,
+    derivative=lambda g, self, k, dim, largest, sorted, out: _scatter_grad(
+        g[0], out[1], self, dim),
+    saves=(), tags=set(), torch_ref="torch.topk", method=True,
+    samples=lambda rng: [
+        _sample(_distinct(rng, 3, 5), 2), _sample(_distinct(rng, 4, 3), 3, 0),
+        _sample(_distinct(rng, 2, 3, 4), 1, 1, False), _sample(_distinct(rng, 6), 6),
+        _sample(_distinct(rng, 6), 0), _sample(_distinct(rng), 1),
+        _sample(S.int_array(rng, 3, 8, low=-100, high=100) * 7 + np.arange(8), 3,
+                largest=False)],
+))
+
+
+def _kthvalue_meta(self, k, dim, keepdim):
+    d = wrap_dim(dim, self.ndim)
+    n = self.shape[d] if self.ndim else 1
+    if not 1 <= k <= n:
+        raise EmberIndexError(f"kthvalue(): selected number k out of range for dimension {d}")
+    shape = tuple(self.shape)
+    if self.ndim:
+        shape = shape[:d] + ((1,) if keepdim else ()) + shape[d + 1:]
+    return _values_indices_meta(self, shape)
+
+
+def _kthvalue_np(x, k, dim, keepdim):
+    if not x.ndim:
+        return x.copy(), np.zeros((), np.int64)
+    axis = wrap_dim(dim, x.ndim)
+    idx = np.take(_stable_argsort(x, axis, False), [k - 1], axis=axis)
+    vals = np.take_along_axis(x, idx, axis)
+    if not keepdim:
+        idx, vals = idx.squeeze(axis), vals.squeeze(axis)
+    return vals, idx.astype(np.int64)
+
+
+kthvalue = named_tuple_op(defop(
+    "kthvalue(Tensor self, int k, int dim=-1, bool keepdim=False) -> "
+    "(Tensor values, Tensor indices)",
+    meta=_kthvalue_meta, reference=_kthvalue_np,
+    derivative=lambda g, self, k, dim, keepdim, out: _select_grad(
+        g[0], self, dim, keepdim, out[1]),
+    saves=(), tags=R, torch_ref="torch.kthvalue", method=True,
+    samples=lambda rng: [
+        _sample(_distinct(rng, 3, 5), 2), _sample(_distinct(rng, 4, 3), 4, 0, True),
+        _sample(_distinct(rng, 2, 3, 4), 1, 1), _sample(_distinct(rng), 1),
+        _sample(S.int_array(rng, 3, 8, low=-100, high=100) * 7 + np.arange(8), 3)],
+))
+
+
+# --- cumulative scans -------------------------------------------------------------------
+def _scan_meta(self, dim, dtype=None):
+    wrap_dim(dim, self.ndim)
+    return TensorMeta(tuple(self.shape), _sum_dtype(self, dtype), str(self.device))
+
+
+def _scan_np(fn):
+    def ref(x, dim, dtype=None):
+        if not x.ndim:
+            wrap_dim(dim, 0)
+            return x.astype(_np_sum_dtype(x, dtype))
+        return fn(x, axis=wrap_dim(dim, x.ndim), dtype=_np_sum_dtype(x, dtype))
+    return ref
+
+
+def _reverse_cumsum(g, dim):
+    """out[i] = sum_{k >= i} g[k] along dim."""
+    if not g.ndim:
+        return g
+    return sum(g, [dim], True) - cumsum(g, dim) + g
+
+
+SCAN_SAMPLES = lambda rng, make=S.randn: [  # noqa: E731
+    _sample(make(rng, 3, 5), 1), _sample(make(rng, 3, 5), 0), _sample(make(rng, 2, 3, 4), -1),
+    _sample(make(rng, 6), 0), _sample(make(rng), 0),
+    _sample(S.int_array(rng, 3, 4, dtype=np.int32), 1), _sample(S.bool_array(rng, 5), 0),
+    _sample(make(rng, 3, 4), 1, dtype="float64")]
+
+cumsum = defop(
+    "cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor",
+    meta=_scan_meta, reference=_scan_np(np.cumsum),
+    derivative=lambda g, self, dim, dtype: _reverse_cumsum(g, dim),
+    saves=(), tags=set(), torch_ref="torch.cumsum", method=True, samples=SCAN_SAMPLES,
+)
+
+
+def _cumprod_grad(g, self, dim, dtype, out):
+    """sum_{k >= i} g_k out_k / x_i, for inputs without zeros (see the report: a zero
+    in the scanned dim gives a non-finite gradient there)."""
+    if not self.ndim:
+        return g
+    return _reverse_cumsum(g * out, wrap_dim(dim, self.ndim)) / self
+
+
+cumprod = defop(
+    "cumprod(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor",
+    meta=_scan_meta, reference=_scan_np(np.cumprod),
+    derivative=_cumprod_grad,
+    tags=set(), torch_ref="torch.cumprod", method=True,
+    samples=lambda rng: SCAN_SAMPLES(rng, S.away_from_zero),
+)
+
+
+def _cum_extreme_np(better):
+    def ref(x, dim):
+        if not x.ndim:
+            wrap_dim(dim, 0)
+            return x.copy(), np.zeros((), np.int64)
+        axis = wrap_dim(dim, x.ndim)
+        xs = np.moveaxis(x, axis, 0)
+        vals, idx = np.empty_like(xs), np.empty(xs.shape, np.int64)
+        vals[0], idx[0] = xs[0], 0
+        for i in range(1, xs.shape[0]):
+            cur = xs[i]
+            take = better(cur, vals[i - 1]) | (cur != cur) & (vals[i - 1] == vals[i - 1]) \
+                if xs.dtype.kind in "fc" else better(cur, vals[i - 1])
+            vals[i] = np.where(take, cur, vals[i - 1])
+            idx[i] = np.where(take, i, idx[i - 1])
+        return np.moveaxis(vals, 0, axis), np.moveaxis(idx, 0, axis)
+    return ref
+
+
+def _cum_extreme(name, better):
+    return named_tuple_op(defop(
+        f"{name}(Tensor self, int dim) -> (Tensor values, Tensor indices)",
+        meta=lambda self, dim: _values_indices_meta(self, tuple(self.shape))
+        if wrap_dim(dim, self.ndim) is not None else None,
+        reference=_cum_extreme_np(better),
+        derivative=lambda g, self, dim, out: _scatter_grad(g[0], out[1], self, dim),
+        saves=(), tags=set(), torch_ref=f"torch.{name}", method=True,
+        samples=lambda rng: [
+            _sample(_distinct(rng, 3, 6), 1), _sample(_distinct(rng, 4, 3), 0),
+            _sample(_distinct(rng, 2, 3, 4), -1), _sample(_distinct(rng), 0),
+            _sample(S.int_array(rng, 3, 8, low=0, high=4), 1)],
+    ))
+
+
+cummax = _cum_extreme("cummax", np.greater_equal)   # ties: the later index, as PyTorch
+cummin = _cum_extreme("cummin", np.less_equal)
+
+
+def _logcumsumexp_np(x, dim):
+    if x.dtype.kind in "biu":
+        x = x.astype(dtypes.get_default_dtype().np_dtype)
+    if not x.ndim:
+        wrap_dim(dim, 0)
+        return x.copy()
+    return np.logaddexp.accumulate(x, axis=wrap_dim(dim, x.ndim))
+
+
+def _logcumsumexp_grad(g, self, dim, out):
+    """d out_k / d x_i = exp(x_i - out_k) for k >= i."""
+    if not self.ndim:
+        return g
+    d = wrap_dim(dim, self.ndim)
+    return _reverse_cumsum(g * exp(-out), d) * exp(self)
+
+
+logcumsumexp = defop(
+    "logcumsumexp(Tensor self, int dim) -> Tensor",
+    meta=lambda self, dim: TensorMeta(
+        tuple(self.shape), dtypes.get_default_dtype() if _is_intlike(self.dtype)
+        else self.dtype, str(self.device)) if wrap_dim(dim, self.ndim) is not None else None,
+    reference=_logcumsumexp_np,
+    derivative=_logcumsumexp_grad,
+    tags=set(), torch_ref="torch.logcumsumexp", method=True,
+    samples=lambda rng: [_sample(S.randn(rng, 3, 5), 1), _sample(S.randn(rng, 4), 0),
+                         _sample(S.randn(rng, 2, 3, 4), 0), _sample(S.randn(rng), 0)],
+)
+
+
+from .pointwise import exp, where  # noqa: E402 - derivative rules use these ops
+from .reduction import sum  # noqa: E402,A004
+from .shape import unsqueeze  # noqa: E402
