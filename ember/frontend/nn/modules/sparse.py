@@ -1,0 +1,52 @@
+"""Embedding: a lookup table; row padding_idx starts at zero and gets no gradient."""
+from __future__ import annotations
+
+from ....ir.errors import ShapeError
+from .. import functional as F, init
+from ._util import new_param
+from .module import Module
+
+
+class Embedding(Module):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None,
+                 max_norm=None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                 sparse: bool = False, _weight=None, _freeze: bool = False, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError("Padding_idx must be within num_embeddings")
+            padding_idx %= num_embeddings
+        if max_norm is not None:
+            raise NotImplementedError("Embedding(max_norm=...) is not supported yet")
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx, self.max_norm, self.norm_type = padding_idx, max_norm, norm_type
+        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+        self.weight = new_param(num_embeddings, embedding_dim, dtype=dtype)
+        self.reset_parameters()
+        if _weight is not None:
+            init._fill_(self.weight, _weight.detach()._array)
+        self.weight.requires_grad_(not _freeze)
+
+    def reset_parameters(self) -> None:
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight._array[self.padding_idx] = 0
+            self.weight._bump_version()
+
+    def forward(self, input):
+        if input.dtype.is_floating_point:
+            raise ShapeError(f"{self!r}: expected integer indices, got {input.dtype}")
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm,
+                           self.norm_type, self.scale_grad_by_freq, self.sparse)
+
+    def extra_repr(self) -> str:
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        return s
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None, **kwargs):
+        rows, cols = embeddings.shape
+        return cls(rows, cols, padding_idx, _weight=embeddings, _freeze=freeze, **kwargs)
