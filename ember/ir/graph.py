@@ -9,6 +9,7 @@ and the editing API (insertion points, replace-all-uses, erase, DCE, lint).
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import enum
 import keyword
@@ -16,6 +17,10 @@ import re
 from typing import Any, Callable, Iterator
 
 from .errors import VerifyError
+
+
+# names generated code must not shadow
+_RESERVED = set(dir(builtins)) | {"graph", "self", "ember", "operator"}
 
 
 class OpKind(str, enum.Enum):
@@ -194,6 +199,14 @@ class Graph:
         self._root = _Root()
         self.owning_module = None
 
+    def __getstate__(self):
+        # the owning GraphModule pickles the graph, not the other way round
+        return {k: v for k, v in self.__dict__.items() if k != "owning_module"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.owning_module = None
+
     # --- iteration ---------------------------------------------------------------------
     @property
     def nodes(self) -> list[Node]:
@@ -224,7 +237,7 @@ class Graph:
         base = re.sub(r"[^0-9a-zA-Z_]+", "_", hint) or "_"
         if base[0].isdigit() and not base.isdigit():
             base = "_" + base
-        if keyword.iskeyword(base) or base in ("graph", "self"):
+        if keyword.iskeyword(base) or base in _RESERVED:
             base = base + "_1"
         name = base
         while name in self._used:

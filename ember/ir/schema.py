@@ -96,8 +96,29 @@ class Schema:
             raise SchemaError(f"{self.name}() got multiple values for argument '{dup[0]}'")
         return tuple(_convert(p.type, v) for p, v in zip(params, values))
 
+    def unbind(self, bound: tuple) -> tuple[tuple, dict]:
+        """Bound values back to a minimal call: positional args up to the last one that
+        differs from its default, and keyword-only args that differ from theirs."""
+        positional = [(a, v) for a, v in zip(self.args, bound) if not a.kwarg_only]
+        while positional and positional[-1][0].has_default and \
+                _same_default(positional[-1][1], positional[-1][0].default):
+            positional.pop()
+        kwargs = {a.name: v for a, v in zip(self.args, bound)
+                  if a.kwarg_only and not (a.has_default and _same_default(v, a.default))}
+        return tuple(v for _, v in positional), kwargs
+
     def as_kwargs(self, bound: tuple) -> dict:
         return {a.name: v for a, v in zip(self.args, bound)}
+
+
+def _same_default(value, default) -> bool:
+    if hasattr(value, "node") or hasattr(value, "_array"):   # a Proxy/Node/Tensor: never
+        return False
+    try:
+        return type(value) is type(default) and bool(value == default) or \
+            (value is None and default is None)
+    except Exception:  # noqa: BLE001 - exotic values compare as different
+        return False
 
 
 def _convert(type_: str, value):

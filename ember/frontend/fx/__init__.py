@@ -1,0 +1,15 @@
+"""ember.fx: torch.fx-style symbolic tracing, GraphModule, Interpreter and friends."""
+from ...ir.graph import Graph, Node, map_arg
+from .proxy import Proxy, install as _install_proxy
+from .tracer import Tracer, symbolic_trace, wrap
+from .graph_module import GraphModule
+from .interpreter import Interpreter, Transformer
+from .shape_prop import ShapeProp
+from . import subgraph_rewriter
+from .subgraph_rewriter import replace_pattern
+
+_install_proxy()
+
+__all__ = ["Graph", "Node", "map_arg", "Proxy", "Tracer", "symbolic_trace", "wrap",
+           "GraphModule", "Interpreter", "Transformer", "ShapeProp", "subgraph_rewriter",
+           "replace_pattern"]

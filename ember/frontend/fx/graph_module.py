@@ -1,0 +1,115 @@
+"""GraphModule: a Module that owns a Graph, the submodules, parameters and buffers
+its graph refers to, and forward() generated from the graph as readable Python.
+
+Edit `gm.graph`, then call `gm.recompile()`; `gm.code` shows the source.
+GraphModules deep-copy and pickle (the graph travels, the code is regenerated).
+"""
+from __future__ import annotations
+
+import copy
+import linecache
+import os
+
+from ...ir.graph import Graph, OpKind
+from ..nn.modules.module import Module
+from ..tensor import Tensor
+from .codegen import python_code
+
+_COUNTER = [0]
+
+
+def _copy_attr(src, dst: Module, qualname: str) -> None:
+    *path, last = qualname.split(".")
+    for part in path:
+        if isinstance(src, dict):
+            break
+        src = getattr(src, part)
+        if not hasattr(dst, part):
+            setattr(dst, part, Module())
+        dst = getattr(dst, part)
+    value = src[qualname] if isinstance(src, dict) else getattr(src, last)
+    if isinstance(value, Tensor) and not isinstance(value, Module):
+        from ..nn.parameter import Parameter
+        if isinstance(value, Parameter):
+            dst.register_parameter(last, value)
+        else:
+            dst.register_buffer(last, value)
+    else:
+        setattr(dst, last, value)
+
+
+class GraphModule(Module):
+    def __init__(self, root, graph: Graph, class_name: str = "GraphModule"):
+        super().__init__()
+        self.__class__ = type(class_name, (GraphModule,), {})
+        for node in graph.nodes:
+            if node.op in (OpKind.get_attr, OpKind.call_module):
+                try:
+                    _copy_attr(root, self, node.target)
+                except (AttributeError, KeyError):
+                    if not (isinstance(root, Module) and node.target.startswith("_tensor_constant")):
+                        raise
+        self.graph = graph
+
+    @property
+    def graph(self) -> Graph:
+        return self._graph
+
+    @graph.setter
+    def graph(self, g: Graph) -> None:
+        self.__dict__["_graph"] = g
+        g.owning_module = self
+        self.recompile()
+
+    @property
+    def code(self) -> str:
+        return self._code
+
+    def recompile(self):
+        code = python_code(self._graph)
+        self.__dict__["_code"] = code.src
+        _COUNTER[0] += 1
+        filename = f"<ember-fx-{_COUNTER[0]}>"
+        linecache.cache[filename] = (len(code.src), None, code.src.splitlines(True), filename)
+        namespace = dict(code.globals)
+        exec(compile(code.src, filename, "exec"), namespace)  # noqa: S102 - our own codegen
+        type(self).forward = namespace["forward"]
+        return code
+
+    def print_readable(self, print_output: bool = True) -> str:
+        text = f"class {type(self).__name__}(ember.nn.Module):\n" + "\n".join(
+            "    " + line for line in self._code.splitlines())
+        if print_output:
+            print(text)
+        return text
+
+    def to_folder(self, folder: str, module_name: str = "FxModule") -> None:
+        """Write module.py (the code) and the weights, loadable without ember.fx."""
+        from ...frontend.models.weights import save_weights
+        os.makedirs(folder, exist_ok=True)
+        save_weights(self, os.path.join(folder, "weights.safetensors"))
+        src = ["import ember", "import operator", "from ember.nn import Module", "",
+               f"class {module_name}(Module):", "    " + self._code.replace("\n", "\n    ")]
+        with open(os.path.join(folder, "module.py"), "w") as f:
+            f.write("\n".join(src))
+
+    def __reduce__(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_graph", "_code")}
+        return (_rebuild_graph_module, (state, self._graph, type(self).__name__))
+
+    def __deepcopy__(self, memo):
+        state = copy.deepcopy({k: v for k, v in self.__dict__.items()
+                               if k not in ("_graph", "_code")}, memo)
+        return _rebuild_graph_module(state, copy.deepcopy(self._graph, memo),
+                                     type(self).__name__)
+
+    def __str__(self) -> str:
+        return super().__str__() + "\n\n" + self._code
+
+
+def _rebuild_graph_module(state: dict, graph: Graph, class_name: str) -> GraphModule:
+    gm = GraphModule.__new__(GraphModule)
+    gm.__dict__.update(state)
+    gm.__class__ = type(class_name, (GraphModule,), {})
+    gm.graph = graph
+    return gm

@@ -1,0 +1,134 @@
+"""Interpreter (run a GraphModule node by node, each step overridable) and
+Transformer (an Interpreter whose values are Proxies: it builds a new graph)."""
+from __future__ import annotations
+
+from ...ir.graph import Graph, Node, OpKind, map_arg
+from .proxy import Proxy
+from .tracer import Tracer
+
+
+def fetch_attr(module, target: str):
+    obj = module
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class Interpreter:
+    def __init__(self, module, garbage_collect_values: bool = True, graph: Graph | None = None):
+        self.module = module
+        self.graph = graph if graph is not None else module.graph
+        self.env: dict[Node, object] = {}
+        self.garbage_collect_values = garbage_collect_values
+        self._last_use = _last_uses(self.graph) if garbage_collect_values else {}
+
+    def run(self, *args, initial_env: dict | None = None):
+        self.env = dict(initial_env or {})
+        self.args_iter = iter(args)
+        for node in self.graph.nodes:
+            if node in self.env:
+                continue
+            try:
+                self.env[node] = self.run_node(node)
+            except Exception as err:
+                if not getattr(err, "_ember_noted", False):
+                    loc = node.meta.get("loc")
+                    err.add_note(f"while executing {node.format()}" +
+                                 (f" (from {loc})" if loc else ""))
+                    err._ember_noted = True
+                raise
+            for dead in self._last_use.get(node, ()):
+                self.env.pop(dead, None)
+            if node.op == OpKind.output:
+                return self.env[node]
+        return None
+
+    def run_node(self, node: Node):
+        args, kwargs = self.fetch_args_kwargs_from_env(node)
+        return getattr(self, node.op.value)(node.target, args, kwargs)
+
+    def fetch_args_kwargs_from_env(self, node: Node):
+        return (map_arg(node.args, lambda n: self.env[n]),
+                map_arg(node.kwargs, lambda n: self.env[n]))
+
+    # --- one method per op kind ------------------------------------------------------------
+    def placeholder(self, target, args, kwargs):
+        try:
+            return next(self.args_iter)
+        except StopIteration:
+            if args:
+                return args[0]
+            raise TypeError(f"missing value for input '{target}'") from None
+
+    def get_attr(self, target, args, kwargs):
+        return fetch_attr(self.module, target)
+
+    def call_function(self, target, args, kwargs):
+        return target(*args, **kwargs)
+
+    def call_method(self, target, args, kwargs):
+        self_obj, *rest = args
+        return getattr(self_obj, target)(*rest, **kwargs)
+
+    def call_module(self, target, args, kwargs):
+        return fetch_attr(self.module, target)(*args, **kwargs)
+
+    def output(self, target, args, kwargs):
+        return args[0]
+
+
+def _last_uses(graph: Graph) -> dict:
+    """node -> values whose last use is that node (freed right after it runs)."""
+    last = {}
+    for node in graph.nodes:
+        for inp in node.all_input_nodes:
+            last[inp] = node
+    out: dict = {}
+    for value, user in last.items():
+        if user.op != OpKind.output:
+            out.setdefault(user, []).append(value)
+    return out
+
+
+class Transformer(Interpreter):
+    """Re-trace a GraphModule node by node; override call_function etc. to rewrite."""
+
+    def __init__(self, module):
+        super().__init__(module, garbage_collect_values=False)
+        self.new_graph = Graph()
+        self.tracer = Tracer()
+        self.tracer.graph = self.new_graph
+        self.tracer.root = module
+
+    def placeholder(self, target, args, kwargs):
+        node = self.new_graph.placeholder(target)
+        if args:
+            node.args = args
+        return Proxy(node, self.tracer)
+
+    def get_attr(self, target, args, kwargs):
+        return Proxy(self.new_graph.get_attr(target), self.tracer)
+
+    def call_function(self, target, args, kwargs):
+        return self.tracer.create_proxy("call_function", target, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        return self.tracer.create_proxy("call_method", target, args, kwargs)
+
+    def call_module(self, target, args, kwargs):
+        return self.tracer.create_proxy("call_module", target, args, kwargs)
+
+    def transform(self):
+        from .graph_module import GraphModule
+        result = self.run(*[None for _ in self.graph.placeholders])
+        self.new_graph.output(self.tracer.create_arg(result))
+        return GraphModule(self.module, self.new_graph)
+
+    def run(self, *args, initial_env=None):
+        self.env = {}
+        for node in self.graph.nodes:
+            args_, kwargs_ = self.fetch_args_kwargs_from_env(node)
+            if node.op == OpKind.output:
+                return args_[0]
+            self.env[node] = getattr(self, node.op.value)(node.target, args_, kwargs_)
+        return None
