@@ -43,8 +43,9 @@ def _check_op_node(node: Node, prefix: str) -> None:
     except EmberError as err:
         raise VerifyError(f"{prefix}{op.name}: {err}{_where(node)}") from None
     if not _same_types(expected, recorded):
-        raise VerifyError(f"{prefix}%{node.name} is typed {recorded} but {op.name} gives "
-                          f"{expected}{_where(node)}")
+        from .printer import format_type
+        raise VerifyError(f"{prefix}%{node.name} is typed {format_type(recorded)} but "
+                          f"{op.name} gives {format_type(expected)}{_where(node)}")
 
 
 def _same_types(a, b) -> bool:

@@ -217,3 +217,15 @@ def test_malformed_ir_names_line_and_column(text, where):
     with pytest.raises(ParseError) as err:
         parse(text)
     assert str(err.value).startswith(where)
+
+
+def test_verifier_names_the_pass_and_the_node():
+    from ember.ir.errors import VerifyError
+    from ember.ir.verifier import verify
+    g = parse("graph(%x: f32[4,8], %w: f32[8]):\n  %0 = add(%x, %w) : f32[4,9]\n  return %0")
+    with pytest.raises(VerifyError) as err:
+        verify(g, after="fuse-pointwise")
+    assert "after 'fuse-pointwise'" in str(err.value) and "f32[4,8]" in str(err.value)
+    g = parse("graph(%x: f32[4,8], %w: f32[9,2]):\n  %0 = add(%x, %w) : f32[4,2]\n  return %0")
+    with pytest.raises(VerifyError, match=r"\[4, 8\] and \[9, 2\]"):
+        verify(g)
