@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ir import dispatch
 from ..ir.errors import AutogradError, DeviceError, EmberError, at_user_line
-from ..ir.meta import TensorMeta, channels_last
+from ..ir.meta import TensorMeta, channels_last, contiguous_format, strides_for
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
 from ..ir.ops.rules import opmath, promote_dtypes
 from .autograd import grad_mode
@@ -97,7 +97,7 @@ def _wrap_one(op, args, value, meta: TensorMeta, index: int) -> Tensor:
     if tuple(arr.shape) != tuple(meta.shape):
         raise EmberError(f"internal: {op.name} computed shape {list(arr.shape)} but its meta "
                          f"rule says {list(meta.shape)}")
-    if op.has_tag(Tag.VIEW) and index == 0 and isinstance(args[0], Tensor) and \
+    if op.has_tag(Tag.VIEW) and isinstance(args[0], Tensor) and \
             np.may_share_memory(arr, args[0]._array):
         return args[0]._view_of_self(arr)
     if arr.dtype != meta.dtype.np_dtype:
@@ -110,11 +110,14 @@ def _wrap_one(op, args, value, meta: TensorMeta, index: int) -> Tensor:
 
 
 def _has_layout(arr: np.ndarray, channels_last_wanted: bool) -> bool:
+    """Exactly PyTorch's strides for the format (size-1 dims included, which numpy's
+    contiguity flags ignore), in a writeable array that owns its layout."""
     if not arr.flags.writeable:
         return False
-    if channels_last_wanted:
-        return arr.transpose(0, 2, 3, 1).flags.c_contiguous
-    return arr.flags.c_contiguous
+    if arr.size == 0:
+        return arr.flags.c_contiguous
+    fmt = channels_last if channels_last_wanted else contiguous_format
+    return tuple(s // arr.itemsize for s in arr.strides) == strides_for(arr.shape, fmt)
 
 
 def _needs_grad(op: OpDef, args: tuple) -> bool:

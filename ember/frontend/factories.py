@@ -69,11 +69,11 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=Fal
         dt = dtypes.as_dtype(dtype) if dtype is not None else data.dtype
     else:
         data = _to_nested_numbers(data)
-        dt = dtypes.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
         try:
             arr = np.asarray(data)
         except ValueError as err:
             raise ShapeError(f"tensor(): nested data has inconsistent lengths: {err}") from None
+        dt = dtypes.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
     if arr.dtype == object:
         raise DTypeError(f"tensor(): could not infer a dtype for {type(data).__name__} data")
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype, copy=False)), requires_grad,

@@ -18,7 +18,7 @@ from ..ir.dtypes import DType
 from ..ir.errors import DTypeError, ShapeError, AutogradError
 from ..ir.ops.shape import flat_storage
 from ..ir.meta import (MemoryFormat, contiguous_format, channels_last, preserve_format,
-                       is_contiguous_for, suggest_memory_format)
+                       is_contiguous_for, suggest_memory_format, strides_for)
 
 
 class Size(tuple):
@@ -56,7 +56,9 @@ def _layout_array(arr: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
     if memory_format is channels_last and arr.ndim == 4:
         nhwc = np.empty((arr.shape[0], arr.shape[2], arr.shape[3], arr.shape[1]), arr.dtype)
         np.copyto(nhwc, arr.transpose(0, 2, 3, 1))
-        return nhwc.transpose(0, 3, 1, 2)
+        # PyTorch's strides exactly, size-1 dims included
+        strides = tuple(s * arr.itemsize for s in strides_for(arr.shape, channels_last))
+        return np.lib.stride_tricks.as_strided(nhwc, arr.shape, strides)
     out = np.empty(arr.shape, arr.dtype)
     np.copyto(out, arr)
     return out
@@ -152,7 +154,11 @@ class Tensor:
 
     def stride(self, dim: int | None = None):
         item = self._array.itemsize
-        strides = tuple(s // item for s in self._array.strides)
+        if self._array.size == 0:      # numpy reports 0 strides for empty arrays
+            from ..ir.meta import contiguous_strides
+            strides = contiguous_strides(self._array.shape)
+        else:
+            strides = tuple(s // item for s in self._array.strides)
         if dim is None:
             return strides
         return strides[_wrap_dim(dim, self.ndim, "stride")]

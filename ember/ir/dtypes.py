@@ -47,6 +47,11 @@ class DType:
         return self.category == Category.COMPLEX
 
     @property
+    def scalar_type_name(self) -> str:
+        """PyTorch's C++ ScalarType name, used in its error messages ('Float', 'Long')."""
+        return _SCALAR_TYPE_NAMES[self.name]
+
+    @property
     def is_signed(self) -> bool:
         return self.name not in ("bool", "uint8")
 
@@ -58,6 +63,12 @@ class DType:
         """float32 -> complex64 (float16/bfloat16 too, as PyTorch's CPU build does)."""
         return {float64: complex128, complex64: complex64, complex128: complex128}.get(
             self, complex64)
+
+
+_SCALAR_TYPE_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short",
+                      "int32": "Int", "int64": "Long", "float16": "Half",
+                      "bfloat16": "BFloat16", "float32": "Float", "float64": "Double",
+                      "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
 
 
 def _make(name, short, npd, cat):

@@ -173,8 +173,8 @@ def _inplace_meta(op: OpDef):
             raise ShapeError(f"output with shape {list(self.shape)} doesn't match the "
                              f"broadcast shape {list(out.shape)}")
         if not can_cast(out.dtype, self.dtype):
-            raise DTypeError(f"result type {out.dtype.name} can't be cast to the desired "
-                             f"output type {self.dtype.name}")
+            raise DTypeError(f"result type {out.dtype.scalar_type_name} can't be cast to the "
+                             f"desired output type {self.dtype.scalar_type_name}")
         return out.with_(dtype=self.dtype)
     return rule
 

@@ -104,7 +104,7 @@ class OpNode(Node):
     def __init__(self, op, bound: tuple, out, input_metas: tuple):
         super().__init__()
         self.op = op
-        self.name = f"{_camel(op.name)}Backward0"
+        self.name = _node_name(op, bound, out)
         self._saved = tuple(_save(v, _keeps_value(op, arg.name))
                             for arg, v in zip(op.schema.args, bound))
         self._out = _save(out) if op._derivative_wants_out else None
@@ -155,6 +155,30 @@ def _flatten_grads(raw, input_metas):
         raise AutogradError(f"derivative produced {len(flat)} gradients for "
                             f"{len(input_metas)} tensor inputs")
     return zip(flat, input_metas)
+
+
+_RENAMED = {"convert_element_type": "ToCopy", "contiguous": "Clone"}
+
+
+def _node_name(op, bound: tuple, out) -> str:
+    """PyTorch's grad_fn class name for this call (`SumBackward1` for sum over dims...)."""
+    name, overload = op.name.strip("_"), 0
+    args = dict(zip((a.name for a in op.schema.args), bound))
+    if name in ("sum", "mean") and args.get("dim") is not None:
+        overload = 1
+    elif name == "squeeze" and args.get("dim") is not None:
+        overload = 1
+    elif name == "pow":
+        overload = 2 if not isinstance(args.get("self"), Tensor) else \
+            1 if isinstance(args.get("exponent"), Tensor) else 0
+    elif name == "sub" and not isinstance(args.get("self"), Tensor):
+        name, overload = "rsub", 1
+    elif name == "reshape":
+        src = args.get("self")
+        shares = isinstance(out, Tensor) and isinstance(src, Tensor) and \
+            out._storage is src._storage
+        name = "view" if shares else "unsafe_view"
+    return f"{_RENAMED.get(name) or _camel(name)}Backward{overload}"
 
 
 def _camel(name: str) -> str:
