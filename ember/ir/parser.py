@@ -273,9 +273,14 @@ def graphs_equal(a: Graph, b: Graph) -> bool:
         if map_arg((na.args, na.kwargs), lambda n: ("%", index_a[n])) != \
                 map_arg((nb.args, nb.kwargs), lambda n: ("%", index_b[n])):
             return False
-        if na.meta.get("val") != nb.meta.get("val"):
+        if _tensor_types(na.meta.get("val")) != _tensor_types(nb.meta.get("val")):
             return False
     return True
+
+
+def _tensor_types(val):
+    from .printer import has_tensor_type
+    return val if has_tensor_type(val) else None
 
 
 def _target_key(node: Node):

@@ -33,6 +33,15 @@ def format_type(val) -> str:
     return "?"
 
 
+def has_tensor_type(val) -> bool:
+    """Only tensor types print; Python values a node yields (sizes, flags) do not."""
+    if isinstance(val, TensorMeta):
+        return True
+    if isinstance(val, (tuple, list)):
+        return any(has_tensor_type(v) for v in val)
+    return False
+
+
 def format_value(v, names: dict) -> str:
     if isinstance(v, Node):
         return "%" + names[v]
@@ -105,7 +114,7 @@ def format_node(node: Node, names: dict | None = None, locs: bool = False) -> st
     else:
         body = f"{_callee(node)}({_args_text(node, names)})"
     val = node.meta.get("val")
-    typ = f" : {format_type(val)}" if val is not None else ""
+    typ = f" : {format_type(val)}" if has_tensor_type(val) else ""
     return f"%{names[node]} = {body}{typ}{_loc_text(node) if locs else ''}"
 
 
@@ -126,7 +135,7 @@ def print_graph(graph: Graph, locs: bool = False, names: dict | None = None) -> 
     params = []
     for p in graph.placeholders:
         val = p.meta.get("val")
-        params.append(f"%{names[p]}" + (f": {format_type(val)}" if val is not None else ""))
+        params.append(f"%{names[p]}" + (f": {format_type(val)}" if has_tensor_type(val) else ""))
     lines = [f"graph({', '.join(params)}):"]
     for n in graph.nodes:
         if n.op != OpKind.placeholder:

@@ -4,11 +4,12 @@ from .proxy import Proxy, install as _install_proxy
 from .tracer import Tracer, symbolic_trace, wrap
 from .graph_module import GraphModule
 from .interpreter import Interpreter, Transformer
-from .shape_prop import ShapeProp
+from .shape_prop import ShapeProp, MetaTensor, install as _install_meta
 from . import subgraph_rewriter
 from .subgraph_rewriter import replace_pattern
 
 _install_proxy()
+_install_meta()
 
 __all__ = ["Graph", "Node", "map_arg", "Proxy", "Tracer", "symbolic_trace", "wrap",
            "GraphModule", "Interpreter", "Transformer", "ShapeProp", "subgraph_rewriter",

@@ -1,26 +1,84 @@
 """ShapeProp: fill node.meta['val'] (shape, dtype, strides, memory format) by
-abstract evaluation from the registry's meta rules. No tensor data is computed,
-so it runs on very deep models in milliseconds per layer.
+abstract evaluation from the registry's meta rules. No tensor data is computed.
 
-Registry ops run their meta rule; `call_module` leaf modules are traced on the fly
-and propagated through; a few shape-only methods/functions (getattr of .shape,
-getitem, size, dim) are evaluated on the metadata itself.
+The values flowing through are `MetaTensor`s: they have a Tensor's metadata and
+methods, and their dispatch handler runs each op's meta rule instead of its
+kernel. So leaf modules run their ordinary forward (shape checks included) on
+metadata alone, and ShapeProp is just the Interpreter over MetaTensors.
 """
 from __future__ import annotations
 
-import operator
-
+from ...ir import dispatch
 from ...ir.graph import Node, OpKind, map_arg
 from ...ir.meta import TensorMeta, meta_of
-from ...ir.registry import OPS
-from ..tensor import Tensor
-from .interpreter import Interpreter, fetch_attr
+from ..tensor import Size, Tensor
+from .interpreter import Interpreter
 
 
-def _as_meta(v):
-    if isinstance(v, Tensor):
-        return meta_of(v)
-    return v
+class MetaTensor:
+    """A tensor with metadata and no data: what ops compute on during ShapeProp."""
+    __slots__ = ("meta",)
+
+    def __init__(self, meta: TensorMeta):
+        self.meta = meta
+
+    shape = property(lambda self: Size(self.meta.shape))
+    dtype = property(lambda self: self.meta.dtype)
+    ndim = property(lambda self: self.meta.ndim)
+    device = property(lambda self: self.meta.device)
+    requires_grad = False
+
+    def size(self, d=None):
+        return self.shape if d is None else self.meta.shape[d]
+
+    def dim(self) -> int:
+        return self.meta.ndim
+
+    def numel(self) -> int:
+        return self.meta.numel()
+
+    def stride(self, d=None):
+        return self.meta.stride(d)
+
+    def is_contiguous(self, memory_format=None):
+        return self.meta.is_contiguous(*(() if memory_format is None else (memory_format,)))
+
+    def is_floating_point(self) -> bool:
+        return self.meta.dtype.is_floating_point
+
+    def __repr__(self) -> str:
+        return f"MetaTensor({self.meta.dtype.short}{list(self.meta.shape)})"
+
+
+def _to_meta(value):
+    if isinstance(value, MetaTensor):
+        return value.meta
+    if isinstance(value, Tensor):
+        return meta_of(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_meta(v) for v in value)
+    return value
+
+
+def _wrap(value):
+    if isinstance(value, TensorMeta):
+        return MetaTensor(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_wrap(v) for v in value)
+    return value
+
+
+def _run_meta(op, args: tuple):
+    target = op.functional if op.functional is not None else op
+    return _wrap(target.meta(*_to_meta(args)))
+
+
+def install() -> None:
+    from ..methods import install as install_methods
+    install_methods(MetaTensor)
+    dispatch.register_value_handler(MetaTensor, _run_meta, priority=5)
+    MetaTensor.contiguous = lambda self, memory_format=None: self if memory_format is None \
+        else _wrap(TensorMeta(self.meta.shape, self.meta.dtype, self.meta.device, memory_format))
 
 
 class ShapeProp(Interpreter):
@@ -28,54 +86,16 @@ class ShapeProp(Interpreter):
         super().__init__(module, garbage_collect_values=False)
 
     def propagate(self, *args):
-        return self.run(*[map_arg(a, _as_meta) if not isinstance(a, Tensor) else meta_of(a)
-                          for a in args])
+        return self.run(*[_wrap(_to_meta(a)) for a in args])
 
     def run_node(self, node: Node):
         result = super().run_node(node)
         if node.op != OpKind.output:
-            node.meta["val"] = result
-            if isinstance(result, TensorMeta):
-                node.meta["tensor_meta"] = result
+            node.meta["val"] = _to_meta(result)
+            if isinstance(result, MetaTensor):
+                node.meta["tensor_meta"] = result.meta
         return result
 
     def get_attr(self, target, args, kwargs):
-        value = fetch_attr(self.module, target)
-        return meta_of(value) if isinstance(value, Tensor) else value
-
-    def call_function(self, target, args, kwargs):
-        if type(target).__name__ == "OpDef":
-            return target.meta(*target.schema.bind(args, kwargs))
-        if target is getattr and args[1] == "shape":
-            return tuple(args[0].shape)
-        if target is operator.getitem:
-            return args[0][args[1]]
-        return _shape_only(target, args, kwargs)
-
-    def call_method(self, target, args, kwargs):
-        self_obj, *rest = args
-        if target in ("size", "dim", "stride", "numel", "is_contiguous"):
-            return getattr(self_obj, target)(*rest, **kwargs)
-        if target == "contiguous":
-            fmt = kwargs.get("memory_format", rest[0] if rest else None)
-            return OPS["contiguous"].meta(self_obj, fmt) if fmt is not None else \
-                TensorMeta(self_obj.shape, self_obj.dtype, self_obj.device)
-        op = OPS.get(target)
-        if op is not None:
-            return op.meta(*op.schema.bind((self_obj, *rest), kwargs))
-        raise NotImplementedError(f"ShapeProp: no shape rule for method '{target}'")
-
-    def call_module(self, target, args, kwargs):
-        from .tracer import Tracer
-        from .graph_module import GraphModule
-        module = fetch_attr(self.module, target)
-
-        class _Inner(Tracer):
-            def is_leaf_module(self, m, name):
-                return False
-        graph = _Inner().trace(module)
-        return ShapeProp(GraphModule(module, graph)).propagate(*args)
-
-
-def _shape_only(target, args, kwargs):
-    raise NotImplementedError(f"ShapeProp: no shape rule for {getattr(target, '__name__', target)}")
+        value = super().get_attr(target, args, kwargs)
+        return _wrap(meta_of(value)) if isinstance(value, Tensor) else value
