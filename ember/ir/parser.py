@@ -23,7 +23,7 @@ from .meta import MemoryFormat, TensorMeta, contiguous_format
 GRAMMAR = r"""
 start: graph
 graph: "graph" "(" [param ("," param)*] ")" ":" stmt* ret
-param: REF [":" type]
+param: REF [":" type] ["=" value]
 stmt: REF "=" rhs [":" type] [loc]
 ret: "return" value
 rhs: "placeholder"                                  -> placeholder
@@ -123,8 +123,10 @@ class _Builder:
         return self.graph
 
     def _param(self, tree: Tree) -> None:
-        ref, typ = tree.children
+        ref, typ, default = tree.children
         node = self.graph.placeholder(ref[1:])
+        if default is not None:
+            node.args = (self.value(default),)
         self._define(ref, node)
         if typ is not None:
             node.meta["val"] = self.type(typ)

@@ -135,7 +135,10 @@ def print_graph(graph: Graph, locs: bool = False, names: dict | None = None) -> 
     params = []
     for p in graph.placeholders:
         val = p.meta.get("val")
-        params.append(f"%{names[p]}" + (f": {format_type(val)}" if has_tensor_type(val) else ""))
+        text = f"%{names[p]}" + (f": {format_type(val)}" if has_tensor_type(val) else "")
+        if p.args:                           # a default value (fx keeps it in args)
+            text += f" = {format_value(p.args[0], names)}"
+        params.append(text)
     lines = [f"graph({', '.join(params)}):"]
     for n in graph.nodes:
         if n.op != OpKind.placeholder:
