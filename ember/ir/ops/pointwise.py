@@ -390,3 +390,560 @@ erfc = unary("erfc", _erfc, lambda g, self: g * (-TWO_OVER_SQRT_PI * exp(-self *
 erfinv = unary("erfinv", _erfinv,
                lambda g, self, out: g * (0.5 * math.sqrt(math.pi) * exp(out * out)),
                meta=_real_meta, samples=_samples(S.unit, ints=(0, 1)))
+
+# --- rounding: piecewise constant, zero gradients as in PyTorch ------------------------
+_NO_BOOL_COMPLEX = _dtype_check(Promotion.DEFAULT, _not_for("bool", "complex"))
+floor = unary("floor", np.floor, lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
+              meta=_NO_BOOL_COMPLEX, saves=(), samples=_samples(_off_integers, ints=(-5, 6)))
+ceil = unary("ceil", np.ceil, lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
+             meta=_NO_BOOL_COMPLEX, saves=(), samples=_samples(_off_integers, ints=(-5, 6)))
+trunc = unary("trunc", np.trunc, lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
+              meta=_NO_BOOL_COMPLEX, saves=(), samples=_samples(_off_integers, ints=(-5, 6)))
+frac = unary("frac", lambda x: x - np.trunc(x), lambda g, self: g,
+             promotion=Promotion.DEFAULT, saves=(),
+             meta=_dtype_check(Promotion.DEFAULT, _not_for("bool", "int", "complex")),
+             samples=_samples(_off_integers))
+
+
+def _round_reference(x, decimals):
+    if decimals == 0:
+        return np.round(x)
+    if decimals > 0:
+        scale = np.asarray(10.0 ** decimals, x.dtype)
+        return np.round(x * scale) / scale
+    scale = np.asarray(10.0 ** -decimals, x.dtype)
+    return np.round(x / scale) * scale
+
+
+round = defop(  # noqa: A001 - PyTorch's name
+    "round(Tensor self, *, int decimals=0) -> Tensor",
+    meta=_dtype_check(Promotion.DEFAULT, _not_for("bool", "int", "complex"), 1),
+    reference=_round_reference,
+    derivative=lambda g, self, decimals: _zeros(g), saves=(),
+    tags=UNARY, promotion=Promotion.DEFAULT,
+    samples=_samples(_off_integers, extra=lambda rng: [
+        S.Sample((_off_integers(rng, 3, 4) * 10,), {"decimals": -1}),
+        S.Sample((_off_integers(rng, 5) / 10,), {"decimals": 1}),
+        S.Sample((np.array([0.5, 1.5, 2.5, -0.5, -2.5], np.float32),), grad=False,
+                 note="ties round half to even; finite differences jump there"),
+    ]),
+    torch_ref="torch.round", method=True, inplace_variant=True,
+)
+
+sign = unary("sign", lambda x: x.copy() if x.dtype == np.bool_ else np.sign(x), lambda g, self: _zeros(g), promotion=Promotion.DEFAULT,
+             meta=_dtype_check(Promotion.DEFAULT, _not_for(
+                 "complex", msg="Unlike NumPy, torch.sign is not intended to support complex "
+                                "numbers. Please use torch.sgn instead.")),
+             saves=(), samples=_samples(S.away_from_zero, ints=(-3, 4), bools=True))
+
+positive = defop(
+    "positive(Tensor self) -> Tensor",
+    saves=(),
+    meta=_dtype_check(Promotion.DEFAULT, _not_for(
+        "bool", msg="The `+` operator, on a bool tensor is not supported.")),
+    reference=lambda x: x,
+    derivative=lambda g, self: g,
+    tags=UNARY, samples=_samples(ints=(-3, 4), cplx=S.randn), torch_ref="torch.positive",
+    method=True,
+)
+
+# --- predicates and logical/bitwise not -------------------------------------------------
+
+
+def predicate(name, reference, *, meta=None, samples=None):
+    return defop(f"{name}(Tensor self) -> Tensor",
+                 meta=meta or pointwise_meta(Promotion.ALWAYS_BOOL), reference=reference,
+                 derivative=NOT_DIFFERENTIABLE, tags=UNARY, promotion=Promotion.ALWAYS_BOOL,
+                 samples=samples or _special_samples(cplx=True), torch_ref=f"torch.{name}",
+                 method=True)
+
+
+def _special_samples(cplx=False):
+    """Floats with nan/inf/-inf/0 mixed in, ints, bools (and complex)."""
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0], np.float32)
+
+    def gen(rng):
+        out = [S.Sample((specials,)), S.Sample((np.array(np.inf, np.float32),)),
+               S.Sample((rng.choice(specials, size=(3, 4)).astype(np.float32),)),
+               S.Sample((rng.choice(specials, size=(2, 3)).astype(np.float64),)),
+               S.Sample((rng.choice(specials, size=(4,)).astype(np.float16),)),
+               S.Sample((S.int_array(rng, 3, 4),)), S.Sample((S.bool_array(rng, 2, 3),))]
+        if cplx:
+            z = rng.choice(specials, size=(2, 3)) + 1j * rng.choice(specials, size=(2, 3))
+            out.append(S.Sample((z.astype(np.complex64),)))
+        return out
+    return gen
+
+
+_NOT_COMPLEX_PRED = lambda name: _dtype_check(  # noqa: E731
+    Promotion.ALWAYS_BOOL, _not_for("complex", msg=f"{name} does not support complex inputs."))
+
+isnan = predicate("isnan", np.isnan)
+isinf = predicate("isinf", np.isinf)
+isfinite = predicate("isfinite", np.isfinite)
+isposinf = predicate("isposinf", np.isposinf, meta=_NOT_COMPLEX_PRED("isposinf"),
+                     samples=_special_samples())
+isneginf = predicate("isneginf", np.isneginf, meta=_NOT_COMPLEX_PRED("isneginf"),
+                     samples=_special_samples())
+
+logical_not = defop(
+    "logical_not(Tensor self) -> Tensor",
+    meta=pointwise_meta(Promotion.ALWAYS_BOOL), reference=np.logical_not,
+    derivative=NOT_DIFFERENTIABLE, tags=UNARY,
+    samples=_special_samples(cplx=True), torch_ref="torch.logical_not",
+    method=True, inplace_variant=True,
+)
+
+bitwise_not = defop(
+    "bitwise_not(Tensor self) -> Tensor",
+    meta=_dtype_check(Promotion.DEFAULT, INT_ONLY), reference=np.invert,
+    derivative=NOT_DIFFERENTIABLE, tags=UNARY, promotion=Promotion.DEFAULT,
+    samples=lambda rng: [S.Sample((S.int_array(rng, 3, 4),)),
+                         S.Sample((S.int_array(rng, low=-9, high=9),)),
+                         S.Sample((S.int_array(rng, 5, dtype=np.int32),)),
+                         S.Sample((S.int_array(rng, 5, low=0, high=255, dtype=np.uint8),)),
+                         S.Sample((S.bool_array(rng, 2, 3),))],
+    torch_ref="torch.bitwise_not", method=True, inplace_variant=True,
+)
+
+
+def _nan_to_num_reference(x, nan, posinf, neginf):
+    if x.dtype.kind not in "fc":
+        return x.copy()
+    return np.nan_to_num(x, nan=0.0 if nan is None else nan, posinf=posinf, neginf=neginf)
+
+
+nan_to_num = defop(
+    "nan_to_num(Tensor self, float? nan=None, float? posinf=None, float? neginf=None) -> Tensor",
+    meta=same_meta,
+    reference=_nan_to_num_reference,
+    derivative=lambda g, self, nan, posinf, neginf: g * isfinite(self),
+    tags=UNARY,
+    samples=lambda rng: [S.Sample(s.args, grad=False, note="inf/nan: no finite differences")
+                         for s in _special_samples(cplx=True)(rng)] + [
+        S.Sample((np.array([np.nan, np.inf, -np.inf, 1.0], np.float32), 1.0, 2.0, -3.0)),
+        S.Sample((np.array([np.nan, np.inf, -np.inf], np.float32),), {"posinf": 7.0}),
+        S.Sample((S.randn(rng, 3, 4),)), S.Sample((S.randn(rng),))],
+    torch_ref="torch.nan_to_num", method=True, inplace_variant=True,
+)
+
+# --- complex parts ----------------------------------------------------------------------
+
+
+def _imag_meta(self):
+    if not self.dtype.is_complex:
+        raise DTypeError("imag is not implemented for tensors with non-complex dtypes.")
+    return same_meta(self).with_(dtype=self.dtype.to_real())
+
+
+def _complex_samples(rng):
+    def z(*shape):
+        return np.asarray(S.randn(rng, *shape) + 1j * S.randn(rng, *shape), np.complex64)
+    return [S.Sample((z(),)), S.Sample((z(5),)), S.Sample((z(3, 4),)),
+            S.Sample((z(2, 3).astype(np.complex128),)),
+            S.Sample((z(4, 6)[:, ::2],), note="non-contiguous")]
+
+
+imag = defop(
+    "imag(Tensor self) -> Tensor",
+    saves=(),
+    meta=_imag_meta,
+    reference=np.imag,
+    derivative=lambda g, self: g * 1j,
+    tags={Tag.VIEW}, samples=_complex_samples, torch_ref="torch.imag", method=False,
+)
+
+
+def _angle_meta(self):
+    _, dt = promote_dtypes(Promotion.INT_TO_FLOAT, [self])
+    return same_meta(self).with_(dtype=dt.to_real())
+
+
+angle = defop(
+    "angle(Tensor self) -> Tensor",
+    meta=_angle_meta,
+    reference=lambda x: np.angle(x).astype(x.real.dtype) if x.dtype.kind == "c" else
+    np.where(np.isnan(x), x, np.where(x < 0, np.asarray(math.pi, x.dtype), 0)).astype(x.dtype),
+    derivative=lambda g, self: _angle_derivative(g, self),
+    tags=UNARY, promotion=Promotion.INT_TO_FLOAT,
+    samples=lambda rng: _samples(S.away_from_zero, ints=(-3, 4), bools=True)(rng) +
+    _complex_samples(rng),
+    torch_ref="torch.angle", method=True,
+)
+
+
+def _angle_derivative(g, self):
+    if not self.dtype.is_complex:
+        return _zeros(g)
+    # PyTorch: where(self == 0, 0, g * self / |self|^2 * 1j)
+    return where(self == 0, 0, g * self / (self * conj(self)) * 1j)
+
+
+# --- clamp ------------------------------------------------------------------------------
+
+
+def _clamp_meta(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+    if min is None and max is None:
+        raise DTypeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    operands = [a for a in (self, min, max) if a is not None]
+    for a in operands:
+        if is_tensor_like(a) and a.dtype.is_complex:
+            raise DTypeError("clamp is not supported for complex types")
+    shape = broadcast_shapes(*(shape_of(a) for a in operands))
+    _, dt = promote_dtypes(Promotion.DEFAULT, operands)
+    fmt = pointwise_memory_format(operands) if len(shape) == 4 else contiguous_format
+    return TensorMeta(shape, dt, device_of(operands), fmt)
+
+
+def _clamp_reference(x, lo, hi):
+    out = x
+    if lo is not None:
+        out = np.maximum(out, lo)
+    if hi is not None:
+        out = np.minimum(out, hi)
+    return np.broadcast_to(out, np.broadcast_shapes(
+        np.shape(x), np.shape(lo) if lo is not None else (),
+        np.shape(hi) if hi is not None else ()))
+
+
+def _clamp_derivative(g, self, min, max):  # noqa: A002
+    keep = None
+    if min is not None:
+        keep = ge(self, min)
+    if max is not None:
+        le_max = le(self, max)
+        keep = le_max if keep is None else logical_and(keep, le_max)
+    grad_self = where(keep, g, 0)
+    grad_min = grad_max = None
+    if _is_t(min):
+        pred = lt(self, min)
+        if max is not None:
+            pred = logical_and(pred, lt(min, max))
+        grad_min = where(pred, g, 0)
+    if _is_t(max):
+        pred = gt(self, max)
+        if min is not None:
+            pred = logical_or(pred, lt(max, min))
+        grad_max = where(pred, g, 0)
+    return grad_self, grad_min, grad_max
+
+
+def _clamp_samples(rng):
+    x = S.randn
+    return [
+        S.Sample((x(rng, 3, 4), -0.5, 0.5)),
+        S.Sample((x(rng), -0.5, 0.5)),
+        S.Sample((x(rng, 3, 4),), {"min": -0.3}),
+        S.Sample((x(rng, 3, 4),), {"max": 0.2}),
+        S.Sample((x(rng, 3, 4), x(rng, 4) - 1.0, x(rng, 3, 1) + 1.0)),
+        S.Sample((x(rng, 2, 1, 4), None, x(rng, 3, 1))),
+        S.Sample((x(rng, 5), x(rng, 5))),
+        S.Sample((S.int_array(rng, 3, 4), -2, 3)),
+        S.Sample((S.int_array(rng, 3, 4), 1.5)),
+        S.Sample((S.int_array(rng, 3, 4), x(rng, 4))),
+    ]
+
+
+clamp = defop(
+    "clamp(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor",
+    meta=_clamp_meta, reference=_clamp_reference, derivative=_clamp_derivative,
+    tags={P}, samples=_clamp_samples, torch_ref="torch.clamp", method=True,
+    inplace_variant=True,
+)
+
+
+def _clamp_side_samples(rng):
+    return [S.Sample((S.randn(rng, 3, 4), 0.3)), S.Sample((S.randn(rng), -0.2)),
+            S.Sample((S.randn(rng, 3, 4), S.randn(rng, 4))),
+            S.Sample((S.randn(rng, 2, 1, 4), S.randn(rng, 3, 1))),
+            S.Sample((S.int_array(rng, 3, 4), 1)), S.Sample((S.int_array(rng, 3, 4), 1.5))]
+
+
+clamp_min = defop(
+    "clamp_min(Tensor self, Tensor min) -> Tensor",
+    meta=lambda self, min: _clamp_meta(self, min, None),  # noqa: A002
+    reference=lambda x, lo: _clamp_reference(x, lo, None),
+    derivative=lambda g, self, min: _clamp_derivative(g, self, min, None)[:2],  # noqa: A002
+    tags={P}, samples=_clamp_side_samples, torch_ref="torch.clamp_min", method=True,
+    inplace_variant=True,
+)
+
+clamp_max = defop(
+    "clamp_max(Tensor self, Tensor max) -> Tensor",
+    meta=lambda self, max: _clamp_meta(self, None, max),  # noqa: A002
+    reference=lambda x, hi: _clamp_reference(x, None, hi),
+    derivative=lambda g, self, max: _clamp_derivative(g, self, None, max)[::2],  # noqa: A002
+    tags={P}, samples=_clamp_side_samples, torch_ref="torch.clamp_max", method=True,
+    inplace_variant=True,
+)
+
+# --- binary arithmetic ------------------------------------------------------------------
+
+
+def _bsamples(make_a=S.randn, make_b=S.randn, *, scalar=None, scalar_first=None, ints=None,
+              bools=False, extra=None):
+    """Binary samples: float32 pairs over BINARY_SHAPES; a Python scalar on either side;
+    int64 pairs (ints=(make_a, make_b) taking (rng, *shape)); bool pairs; extra(rng)."""
+    def gen(rng):
+        out = S.binary_samples(make_a, make_b, scalar)(rng)
+        if scalar_first is not None:
+            out.append(S.Sample((scalar_first, make_b(rng, 3, 4))))
+        if ints is not None:
+            out.append(S.Sample((ints[0](rng, 3, 4), ints[1](rng, 4))))
+            out.append(S.Sample((ints[0](rng, 5).astype(np.int32), ints[1](rng, 5))))
+        if bools:
+            out.append(S.Sample((S.bool_array(rng, 3, 4), S.bool_array(rng, 4))))
+        if extra is not None:
+            out.extend(extra(rng))
+        return out
+    return gen
+
+
+def _ints(rng, *shape):
+    return S.int_array(rng, *shape)
+
+
+def _nonzero_ints(rng, *shape):
+    return S.int_array(rng, *shape, low=1, high=6) * rng.choice([-1, 1], size=shape)
+
+
+def binary(name, reference, derivative, *, promotion=Promotion.DEFAULT, meta=None,
+           samples=None, tags=(), method=True, inplace_variant=True, **fields):
+    return defop(f"{name}(Tensor self, Tensor other) -> Tensor",
+                 meta=meta or pointwise_meta(promotion), reference=reference,
+                 derivative=derivative, tags=BINARY | set(tags), promotion=promotion,
+                 samples=samples or _bsamples(), torch_ref=f"torch.{name}", method=method,
+                 inplace_variant=inplace_variant, **fields)
+
+
+_NO_COMPLEX_DEFAULT = _dtype_check(Promotion.DEFAULT, NO_COMPLEX)
+
+minimum = binary(
+    "minimum", np.minimum,
+    lambda g, self, other: (g * ((self < other) + (self == other) * 0.5),
+                            g * ((other < self) + (self == other) * 0.5)),
+    meta=_NO_COMPLEX_DEFAULT, tags={Tag.COMMUTATIVE}, inplace_variant=False,
+    samples=_bsamples(ints=(_ints, _ints), bools=True, extra=lambda rng: [
+        S.Sample((np.array([1.0, np.nan, 2.0], np.float32), np.array([np.nan, 0.0, 3.0],
+                                                                      np.float32)), grad=False)]))
+
+
+def _nan_pairs(rng):
+    a = np.array([1.0, np.nan, 2.0, -1.0, np.nan], np.float32)
+    b = np.array([np.nan, 0.0, 3.0, -2.0, np.nan], np.float32)
+    return [S.Sample((a, b), grad=False)]
+
+
+def _fmax_derivative(g, self, other, pick_self):
+    take_self = logical_or(pick_self, isnan(other))
+    return (where(take_self, g, 0), where(take_self, 0, g))
+
+
+fmax = binary("fmax", np.fmax,
+              lambda g, self, other: _fmax_derivative(g, self, other, ge(self, other)),
+              meta=_NO_COMPLEX_DEFAULT, inplace_variant=False,
+              samples=_bsamples(ints=(_ints, _ints), bools=True, extra=_nan_pairs))
+fmin = binary("fmin", np.fmin,
+              lambda g, self, other: _fmax_derivative(g, self, other, le(self, other)),
+              meta=_NO_COMPLEX_DEFAULT, inplace_variant=False,
+              samples=_bsamples(ints=(_ints, _ints), bools=True, extra=_nan_pairs))
+
+fmod = binary(
+    "fmod", np.fmod,
+    lambda g, self, other: (g, -g * div(self, other, rounding_mode="trunc")
+                            if _is_t(other) else None),
+    meta=_NO_COMPLEX_DEFAULT,
+    samples=_bsamples(S.randn, S.away_from_zero, scalar=0.7, ints=(_ints, _nonzero_ints),
+                      extra=lambda rng: [S.Sample((S.int_array(rng, 3, 4), 3))]))
+
+remainder = binary(
+    "remainder", np.remainder,
+    lambda g, self, other: (g if _is_t(self) else None,
+                            -g * div(self, other, rounding_mode="floor") if _is_t(other)
+                            else None),
+    meta=_NO_COMPLEX_DEFAULT,
+    samples=_bsamples(S.randn, S.away_from_zero, scalar=0.7, ints=(_ints, _nonzero_ints),
+                      extra=lambda rng: [
+                          S.Sample((5, _nonzero_ints(rng, 4))),
+                          # torch has no derivative for remainder(Scalar, Tensor); the
+                          # rule is checked by test_pointwise_extra instead
+                          S.Sample((2.5, S.away_from_zero(rng, 3, 4)), grad=False)]))
+
+floor_divide = binary(
+    "floor_divide", np.floor_divide, NOT_DIFFERENTIABLE, meta=_NO_COMPLEX_DEFAULT,
+    samples=_bsamples(S.randn, S.away_from_zero, scalar=0.7, ints=(_ints, _nonzero_ints),
+                      extra=lambda rng: [S.Sample((S.int_array(rng, 3, 4), 2)),
+                                         S.Sample((S.int_array(rng, 3, 4), 2.5))]))
+
+atan2 = binary(
+    "atan2", np.arctan2,
+    lambda g, self, other: (g * other / (self * self + other * other),
+                            -g * self / (self * self + other * other)),
+    promotion=Promotion.INT_TO_FLOAT, meta=_dtype_check(Promotion.INT_TO_FLOAT, NO_COMPLEX),
+    samples=_bsamples(S.away_from_zero, S.away_from_zero, ints=(_ints, _ints)))
+
+hypot = binary(
+    "hypot", np.hypot,
+    lambda g, self, other, out: (g * self / out, g * other / out),
+    meta=_dtype_check(Promotion.DEFAULT, FLOAT_ONLY), tags={Tag.COMMUTATIVE},
+    samples=_bsamples(S.away_from_zero, S.away_from_zero))
+
+copysign = binary(
+    "copysign", np.copysign,
+    lambda g, self, other, out: (g * (sign(self) * sign(out)),
+                                 _zeros(other) if _is_t(other) else None),
+    promotion=Promotion.INT_TO_FLOAT, meta=_dtype_check(Promotion.INT_TO_FLOAT, NO_COMPLEX),
+    samples=_bsamples(S.away_from_zero, S.away_from_zero, scalar=-2.0,
+                      ints=(_ints, _nonzero_ints)))
+
+
+def _xlogy_reference(x, y):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = x * np.log(y)
+    return np.where((x == 0) & ~np.isnan(y), np.zeros((), x.dtype), out)
+
+
+def _xlogy_derivative(g, self, other):
+    grad_self = grad_other = None
+    if _is_t(self):
+        dead = eq(self, 0) if not _is_t(other) and other > 0 else \
+            logical_and(eq(self, 0), le(other, 0))
+        grad_self = where(dead, 0, xlogy(g, other))
+    if _is_t(other):
+        grad_other = g * self / other
+    return grad_self, grad_other
+
+
+xlogy = binary(
+    "xlogy", _xlogy_reference, _xlogy_derivative, promotion=Promotion.INT_TO_FLOAT,
+    meta=_dtype_check(Promotion.INT_TO_FLOAT, NO_COMPLEX),
+    samples=_bsamples(S.randn, S.positive, scalar=2.0, scalar_first=3.0,
+                      ints=(_ints, lambda rng, *s: S.int_array(rng, *s, low=1, high=5)),
+                      extra=lambda rng: [S.Sample((np.array([0.0, 0.0, 1.0, 2.0], np.float32),
+                                                   np.array([0.0, 2.0, np.nan, 0.5],
+                                                            np.float32)), grad=False)]))
+
+
+# --- pow with a scalar base, extra samples ----------------------------------------------
+def _pow_samples(rng):
+    return S.binary_samples(make_a=S.positive, scalar=2.0)(rng) + [
+        S.Sample((2.0, S.randn(rng, 3, 4))),
+        S.Sample((2, S.randn(rng, 5))),
+        S.Sample((2, S.int_array(rng, 3, 4, low=0, high=6))),
+        S.Sample((2.5, S.int_array(rng, 4, low=0, high=6))),
+        S.Sample((S.int_array(rng, 3, 4), 3)),
+        S.Sample((S.int_array(rng, 3, 4), S.int_array(rng, 4, low=0, high=4))),
+        S.Sample((S.positive(rng, 3, 4), 0.5)),
+    ]
+
+
+pow.samples = _pow_samples
+
+# --- logical and bitwise binary ops -----------------------------------------------------
+
+
+def _logical_samples(rng):
+    def mixed(*shape):
+        return np.asarray(S.randn(rng, *shape) * (rng.random(shape) > 0.4), np.float32)
+    return [S.Sample((mixed(3, 4), mixed(4))), S.Sample((mixed(), mixed())),
+            S.Sample((S.int_array(rng, 2, 1, 4, low=-1, high=2), mixed(3, 1))),
+            S.Sample((S.bool_array(rng, 3, 4), S.bool_array(rng, 3, 4))),
+            S.Sample((S.bool_array(rng, 5), S.int_array(rng, 5, low=0, high=2)))]
+
+
+def logical(name, reference):
+    return binary(name, reference, NOT_DIFFERENTIABLE, promotion=Promotion.ALWAYS_BOOL,
+                  tags={Tag.COMMUTATIVE}, samples=_logical_samples)
+
+
+logical_and = logical("logical_and", np.logical_and)
+logical_or = logical("logical_or", np.logical_or)
+logical_xor = logical("logical_xor", np.logical_xor)
+
+
+def _bitwise_samples(rng):
+    return [S.Sample((S.int_array(rng, 3, 4, low=-20, high=20), S.int_array(rng, 4, low=-9,
+                                                                             high=9))),
+            S.Sample((S.int_array(rng), S.int_array(rng))),
+            S.Sample((S.int_array(rng, 5, dtype=np.int32), S.int_array(rng, 5))),
+            S.Sample((S.int_array(rng, 5, low=0, high=255, dtype=np.uint8), 7)),
+            S.Sample((6, S.int_array(rng, 2, 3))),
+            S.Sample((S.bool_array(rng, 3, 4), S.bool_array(rng, 4))),
+            S.Sample((S.int_array(rng, 3, 4), True))]
+
+
+def bitwise(name, reference, samples=_bitwise_samples, commutative=True):
+    return binary(name, reference, NOT_DIFFERENTIABLE, meta=_dtype_check(Promotion.DEFAULT,
+                                                                        INT_ONLY),
+                  tags={Tag.COMMUTATIVE} if commutative else (), samples=samples)
+
+
+bitwise_and = bitwise("bitwise_and", np.bitwise_and)
+bitwise_or = bitwise("bitwise_or", np.bitwise_or)
+bitwise_xor = bitwise("bitwise_xor", np.bitwise_xor)
+
+
+def _shift(x, s, left):
+    """PyTorch's shifts: out-of-range or negative amounts give 0 (left) or the sign (right)."""
+    x, s = np.broadcast_arrays(np.asarray(x), np.asarray(s))
+    bits = x.dtype.itemsize * 8
+    signed = x.dtype.kind == "i"
+    in_range = (s >= 0) & (s < (bits if left else bits - signed))
+    amount = np.where(in_range, s, 0).astype(x.dtype)
+    if left:
+        return np.where(in_range, np.left_shift(x, amount), np.zeros((), x.dtype))
+    fill = np.where(x < 0, -1, 0).astype(x.dtype) if signed else np.zeros((), x.dtype)
+    return np.where(in_range, np.right_shift(x, amount), fill)
+
+
+def _shift_samples(rng):
+    return [S.Sample((S.int_array(rng, 3, 4, low=-50, high=50), S.int_array(rng, 4, low=0,
+                                                                             high=8))),
+            S.Sample((S.int_array(rng, 7, low=-50, high=50),
+                      np.array([0, 1, 62, 63, 64, 70, -1], np.int64))),
+            S.Sample((S.int_array(rng, 5, dtype=np.int32), S.int_array(rng, 5, low=0, high=4))),
+            S.Sample((S.int_array(rng, 5, low=0, high=255, dtype=np.uint8), 3)),
+            S.Sample((S.int_array(rng, 4, low=0, high=255, dtype=np.uint8),
+                      np.array([0, 7, 8, 9], np.uint8))),
+            S.Sample((S.int_array(rng, 3, 4, dtype=np.int32), 2)),
+            S.Sample((1, S.int_array(rng, 2, 3, low=0, high=10)))]
+
+
+bitwise_left_shift = bitwise("bitwise_left_shift", lambda x, s: _shift(x, s, True),
+                             _shift_samples, commutative=False)
+bitwise_right_shift = bitwise("bitwise_right_shift", lambda x, s: _shift(x, s, False),
+                              _shift_samples, commutative=False)
+
+# --- lerp --------------------------------------------------------------------------------
+
+
+def _lerp_meta(self, end, weight):
+    for name, v in (("end", end), ("weight", weight)):
+        if is_tensor_like(v) and v.dtype is not self.dtype:
+            raise DTypeError(f"expected dtype {self.dtype.name} for `{name}` but got dtype "
+                             f"{v.dtype.name}")
+    if not (self.dtype.is_floating_point or self.dtype.is_complex):
+        raise DTypeError(f"lerp not implemented for '{self.dtype.name}'")
+    return pointwise_meta(Promotion.DEFAULT)(self, end, weight)
+
+
+def _lerp_reference(x, y, w):
+    small = np.abs(w) < 0.5
+    return np.where(small, x + w * (y - x), y - (y - x) * (1 - w))
+
+
+lerp = defop(
+    "lerp(Tensor self, Tensor end, Tensor weight) -> Tensor",
+    meta=_lerp_meta, reference=_lerp_reference,
+    derivative=lambda g, self, end, weight: (g * _c(1 - weight), g * _c(weight),
+                                             g * _c(end - self) if _is_t(weight) else None),
+    tags={P}, promotion=Promotion.DEFAULT,
+    samples=lambda rng: [
+        S.Sample((S.randn(rng, 3, 4), S.randn(rng, 4), 0.3)),
+        S.Sample((S.randn(rng, 3, 4), S.randn(rng, 3, 4), 0.8)),
+        S.Sample((S.randn(rng), S.randn(rng), S.randn(rng))),
+        S.Sample((S.randn(rng, 2, 1, 4), S.randn(rng, 3, 1), S.unit(rng, 4) + 0.5)),
+        S.Sample((S.randn(rng, 5), S.randn(rng, 5), S.randn(rng, 5))),
+        S.Sample((_complex_samples(rng)[2].args[0], _complex_samples(rng)[2].args[0], 0.25))],
+    torch_ref="torch.lerp", method=True, inplace_variant=True,
+)
