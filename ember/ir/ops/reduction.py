@@ -64,6 +64,11 @@ class NamedTupleOp(OpDef):
         return out
 
 
+# Shared code (fx codegen, printer, verifier) recognizes registry ops by
+# `type(target).__name__ == "OpDef"`; these subclasses keep that name.
+NamedTupleOp.__name__ = "OpDef"
+
+
 def named_tuple_op(op: OpDef) -> OpDef:
     op.__class__ = NamedTupleOp
     return op
@@ -86,6 +91,9 @@ class OverloadedOp(OpDef):
         if "dim" in kwargs or rest:
             return OPS[self._dim_op](*args, **kwargs)
         return OpDef.__call__(self, *args, **kwargs)
+
+
+OverloadedOp.__name__ = "OpDef"
 
 
 def overloaded(op: OpDef, dim_op: str, binary_op: str = "") -> OpDef:
