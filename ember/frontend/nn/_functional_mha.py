@@ -22,6 +22,12 @@ def _float_mask(mask: Tensor, dtype) -> Tensor:
     return OPS["where"](mask, neg_inf, OPS["full_like"](mask, 0.0, dtype=dtype))
 
 
+def _thirds(packed: Tensor, e: int) -> tuple:
+    """q, k, v rows of a packed (3E, ...) projection, as views (the `narrow` op)."""
+    narrow = OPS["narrow"]
+    return tuple(narrow(packed, 0, i * e, e) for i in range(3))
+
+
 def _in_projection(query, key, value, embed_dim, in_proj_weight, in_proj_bias,
                    use_separate_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight):
     from .functional import linear
@@ -29,9 +35,8 @@ def _in_projection(query, key, value, embed_dim, in_proj_weight, in_proj_bias,
     if use_separate_proj_weight:
         weights = (q_proj_weight, k_proj_weight, v_proj_weight)
     else:
-        weights = (in_proj_weight[0:e], in_proj_weight[e:2 * e], in_proj_weight[2 * e:])
-    biases = (None, None, None) if in_proj_bias is None else \
-        (in_proj_bias[0:e], in_proj_bias[e:2 * e], in_proj_bias[2 * e:])
+        weights = _thirds(in_proj_weight, e)
+    biases = (None, None, None) if in_proj_bias is None else _thirds(in_proj_bias, e)
     return tuple(linear(x, w, b) for x, w, b in zip((query, key, value), weights, biases))
 
 

@@ -300,8 +300,13 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     if _has("embedding"):
         return OPS["embedding"](weight, input, -1 if padding_idx is None else padding_idx,
                                 scale_grad_by_freq, sparse)
+    matmul = _op("matmul", "embedding")
     onehot = one_hot(input, weight.shape[0]).to(weight.dtype)
-    return _op("matmul", "embedding")(onehot, weight)
+    if padding_idx is None:
+        return matmul(onehot, weight)
+    # the padding row is looked up but gets no gradient, as in PyTorch
+    is_pad = (input == padding_idx).unsqueeze(-1).to(weight.dtype)
+    return matmul(onehot * (1 - is_pad), weight) + matmul(onehot * is_pad, weight.detach())
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
