@@ -69,8 +69,7 @@ dropout = defop(
     meta=lambda input, p, train: _dropout_meta_pair(input, p, train)[0],
     reference=lambda x, p, train: _dropout_ref(x, p, train)[0],
     derivative=lambda g, input, p, train, out: g * _scale(p, train) if not train or p == 0
-    else g * PW.logical_or_(out != 0, input == 0) * _scale(p, train)
-    if hasattr(PW, "logical_or_") else g * ((out != 0) + (input == 0) > 0) * _scale(p, train),
+    else PW.where(PW.ne(out, 0), g, PW.where(PW.eq(input, 0), g, g * 0)) * _scale(p, train),
     tags={Tag.RANDOM, Tag.COMPOSITE},
     decomposition=lambda input, p, train: native_dropout(input, p, train)[0],
     samples=lambda rng: [S.Sample((S.randn(rng, 3, 4), 0.0, True)),
