@@ -155,7 +155,8 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
     recording = grad_mode.is_grad_enabled() and _needs_grad(op, args)
     if recording:
         _check_inplace_allowed(op, target)
-        args = (_snapshot(target),) + tuple(args[1:])
+        snap = _snapshot(target)            # `x.mul_(x)`: every use of x sees the old x
+        args = (snap,) + tuple(snap if a is target else a for a in args[1:])
     result = run_op(op.functional, args)
     np.copyto(target._array, result._array, casting="unsafe")
     target._bump_version()

@@ -114,8 +114,10 @@ class OpNode(Node):
 
     def release(self):
         super().release()
-        self._saved = None
-        self._out = None
+        # a node that saved no tensor values can run again, as in PyTorch (SumBackward0)
+        if self._out is not None or any(_holds_saved(v) for v in self._saved or ()):
+            self._saved = None
+            self._out = None
 
     def apply(self, grads):
         if self._saved is None:
@@ -199,6 +201,12 @@ def _save(v, keep_value: bool = True):
     if isinstance(v, (list, tuple)) and any(isinstance(x, Tensor) for x in v):
         return type(v)(_save(x, keep_value) for x in v)
     return v
+
+
+def _holds_saved(v) -> bool:
+    if isinstance(v, SavedTensor):
+        return True
+    return isinstance(v, (list, tuple)) and any(isinstance(x, SavedTensor) for x in v)
 
 
 def _unpack(v, node):
