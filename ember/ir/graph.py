@@ -170,11 +170,16 @@ class Node:
         return str(loc) if loc else None
 
 
+def is_op(target) -> bool:
+    from .registry import OpDef   # registry imports dispatch only; no cycle at call time
+    return isinstance(target, OpDef)
+
+
 def target_name(target) -> str:
     if isinstance(target, str):
         return target
     name = getattr(target, "name", None)
-    if isinstance(name, str) and type(target).__name__ == "OpDef":
+    if isinstance(name, str) and is_op(target):
         return name
     module = getattr(target, "__module__", None) or ""
     qual = getattr(target, "__qualname__", getattr(target, "__name__", repr(target)))

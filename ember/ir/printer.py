@@ -15,6 +15,7 @@ import math
 from .dtypes import DType
 from .graph import Graph, Node, OpKind, target_name
 from .meta import MemoryFormat, TensorMeta, contiguous_format
+from .registry import is_op
 
 
 def format_type(val) -> str:
@@ -84,7 +85,7 @@ def _quote(s: str) -> str:
 
 def _callee(node: Node) -> str:
     if node.op == OpKind.call_function:
-        if type(node.target).__name__ == "OpDef":
+        if is_op(node.target):
             return node.target.name
         return f"call_function {_quote(target_name(node.target))}"
     return f"{node.op.value} {_quote(str(node.target))}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .errors import EmberError, VerifyError
 from .graph import Graph, Node, OpKind, map_arg
 from .meta import TensorMeta
+from .registry import is_op
 
 
 def verify(graph: Graph, after: str | None = None) -> None:
@@ -18,7 +19,7 @@ def verify(graph: Graph, after: str | None = None) -> None:
     except VerifyError as err:
         raise VerifyError(prefix + str(err)) from None
     for node in graph.nodes:
-        if node.op == OpKind.call_function and type(node.target).__name__ == "OpDef":
+        if node.op == OpKind.call_function and is_op(node.target):
             _check_op_node(node, prefix)
 
 

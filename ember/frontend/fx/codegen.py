@@ -11,6 +11,7 @@ import operator
 from ...ir.dtypes import DType
 from ...ir.graph import Graph, Node, OpKind, target_name
 from ...ir.meta import MemoryFormat
+from ...ir.registry import is_op
 
 
 class PythonCode:
@@ -76,7 +77,7 @@ class _Emitter:
             return f"{self.value(node.args[0])}[{self.value(node.args[1])}]"
         if target is getattr and len(node.args) == 2 and isinstance(node.args[1], str):
             return f"{self.value(node.args[0])}.{node.args[1]}"
-        if type(target).__name__ == "OpDef":
+        if is_op(target):
             import ember
             if getattr(ember, target.python_name, None) is target:
                 return f"ember.{target.python_name}({self.call_args(node)})"
