@@ -186,5 +186,10 @@ def get_op(name: str) -> OpDef:
         raise RegistryError(f"unknown op {name!r}") from None
 
 
+def is_op(target) -> bool:
+    """True for registry ops (and their subclasses): what graphs call by name."""
+    return isinstance(target, OpDef)
+
+
 def ops_tagged(tag: Tag) -> list[OpDef]:
     return [op for op in OPS.values() if tag in op.tags]
