@@ -750,7 +750,7 @@ max_pool2d_with_indices_backward = defop(
     reference=lambda g, x, kernel_size, stride, padding, dilation, ceil_mode, indices:
         _scatter_add_planes(_compute(g)[0], indices, x.shape),
     derivative=lambda g, grad_output, self, kernel_size, stride, padding, dilation, ceil_mode,
-    indices: (max_pool_gather(g, indices), zeros_like(self), None),
+    indices: (max_pool_gather(g, indices), full(list(self.shape), 0, dtype=self.dtype), None),
     saves=("indices",),
     samples=lambda rng: [_max_bwd_sample(rng, s) for s in _max_pool_samples(rng)[:3]],
     torch_ref="torch.ops.aten.max_pool2d_with_indices_backward",
@@ -877,7 +877,7 @@ avg_pool2d_backward = defop(
     derivative=lambda g, grad_output, self, kernel_size, stride, padding, ceil_mode,
     count_include_pad, divisor_override: (
         avg_pool2d(g, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                   divisor_override), zeros_like(self)),
+                   divisor_override), full(list(self.shape), 0, dtype=self.dtype)),
     saves=(),
     samples=lambda rng: [_avg_bwd_sample(rng, s) for s in _avg_pool_samples(rng)],
     torch_ref="torch.ops.aten.avg_pool2d_backward",
@@ -966,7 +966,7 @@ adaptive_avg_pool2d_backward = defop(
         channels_last if _is_cl(self) else contiguous_format),
     reference=_adaptive_bwd_ref,
     derivative=lambda g, grad_output, self: (
-        adaptive_avg_pool2d(g, list(grad_output.shape[-2:])), zeros_like(self)),
+        adaptive_avg_pool2d(g, list(grad_output.shape[-2:])), full(list(self.shape), 0, dtype=self.dtype)),
     saves=(),
     samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 3, 2), S.randn(rng, 2, 3, 7, 5))),
                          S.Sample((S.randn(rng, 2, 4, 4), S.randn(rng, 2, 6, 6)))],
@@ -975,5 +975,5 @@ adaptive_avg_pool2d_backward = defop(
 )
 
 
-from .creation import zeros_like  # noqa: E402 - derivative rules use these
+from .creation import full  # noqa: E402 - derivative rules use these
 from .reduction import sum  # noqa: E402,A001
