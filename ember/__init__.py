@@ -35,6 +35,8 @@ _eager.install()
 _methods.install(Tensor)
 
 from . import nn  # noqa: E402
+from . import models  # noqa: E402
+from .frontend.models import save_weights, load_weights  # noqa: E402
 from . import optim  # noqa: E402
 
 
