@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta, channels_last, contiguous_format, suggest_memory_format
-from ..registry import NOT_DIFFERENTIABLE, Tag, defop
+from ..registry import Tag, defop
 from . import samples as S
 from .rules import device_of
 
