@@ -15,8 +15,8 @@ import numpy as np
 from ..errors import DTypeError
 from ..registry import Promotion, Tag, defop
 from . import samples as S
-from .pointwise import (_erf, _zeros, exp, erf, log1p, sigmoid, tanh, where, gt, lt, le,
-                        ge, logical_and, abs as _abs)
+from .pointwise import (_c, _erf, exp, erf, log1p, sigmoid, tanh, where, gt, lt, le,
+                        logical_and, abs as _abs)
 from .rules import pointwise_meta
 
 UNARY = {Tag.POINTWISE, Tag.UNARY}
@@ -178,7 +178,7 @@ def _sigmoid_np(x):
 silu = activation(
     "silu(Tensor self) -> Tensor",
     lambda x: x * _sigmoid_np(x),
-    lambda g, self: g * _silu_grad(self), name="silu", complex_ok=True,
+    lambda g, self: g * _c(_silu_grad(self)), name="silu", complex_ok=True,
     samples=_samples(S.randn))
 
 
@@ -225,5 +225,5 @@ softsign = activation(
 tanhshrink = activation(
     "tanhshrink(Tensor self) -> Tensor",
     lambda x: x - np.tanh(x),
-    lambda g, self: g * (tanh(self) * tanh(self)), name="tanhshrink", complex_ok=True,
+    lambda g, self: g * _c(tanh(self) * tanh(self)), name="tanhshrink", complex_ok=True,
     samples=_samples(S.randn))
