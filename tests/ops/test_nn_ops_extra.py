@@ -137,3 +137,16 @@ def test_sdpa_fully_masked_row_and_decomposition():
     np.testing.assert_allclose(e.numpy(), t.numpy(), rtol=1e-5, atol=1e-6)
     d = op.decomposition(ember.tensor(q), ember.tensor(q), ember.tensor(q), ember.tensor(m))
     np.testing.assert_allclose(d.numpy(), t.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_embedding_scale_grad_by_freq_matches_torch():
+    rng = np.random.default_rng(8)
+    w, idx = rng.standard_normal((4, 3)), np.array([0, 1, 1, 3, 1])
+    cot = rng.standard_normal((5, 3))
+    ew = ember.tensor(w, requires_grad=True)
+    (g,) = ember.autograd.grad((OPS["embedding"](ew, ember.tensor(idx), -1, True)
+                                * ember.tensor(cot)).sum(), [ew])
+    tw = torch.tensor(w, requires_grad=True)
+    (tg,) = torch.autograd.grad((torch.embedding(tw, torch.tensor(idx), -1, True)
+                                 * torch.tensor(cot)).sum(), [tw])
+    np.testing.assert_allclose(g.numpy(), tg.numpy(), rtol=1e-10)

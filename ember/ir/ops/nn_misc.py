@@ -123,8 +123,11 @@ embedding = defop(
     saves=("indices",),
     samples=lambda rng: [
         S.Sample((S.randn(rng, 6, 3), S.int_array(rng, 4, low=0, high=6))),
-        S.Sample((S.randn(rng, 5, 2), S.int_array(rng, 2, 3, low=0, high=5), 1)),
-        S.Sample((S.randn(rng, 4, 3), np.asarray([0, 1, 1, 3, 1]), -1, True)),
+        # padding_idx and scale_grad_by_freq change the gradient away from the math
+        # (PyTorch's semantics), so finite differences would disagree: the padding row is
+        # absent here, and scale_grad_by_freq is checked against torch in the extra tests
+        S.Sample((S.randn(rng, 5, 2), np.asarray([[0, 2, 3], [4, 4, 0]]), 1)),
+        S.Sample((S.randn(rng, 4, 3), np.asarray([0, 1, 1, 3, 1]), -1, True), grad=False),
         S.Sample((S.randn(rng, 4, 3), np.asarray(2))),
     ],
     torch_ref=lambda torch: lambda w, i, padding_idx=-1, scale_grad_by_freq=False,
