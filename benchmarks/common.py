@@ -66,6 +66,7 @@ class Bench:
         self.name = name
         self.args = args or bench_args(name, [])
         self.rows: list[dict] = []
+        self.skipped: list[dict] = []       # rows that could not run, with the reason
 
     def row(self, label: str, ember: Callable, **baselines: Callable | None) -> dict:
         """Time ember and each given baseline (numpy=, torch=, torch_compile=)."""
@@ -129,7 +130,8 @@ class Bench:
             meta["torch_threads"] = torch.get_num_threads()
         except ImportError:
             pass
-        path.write_text(json.dumps({"benchmark": self.name, "meta": meta, "rows": self.rows},
+        path.write_text(json.dumps({"benchmark": self.name, "meta": meta, "rows": self.rows,
+                                    "skipped": self.skipped},
                                    indent=2) + "\n")
         print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
         return path
