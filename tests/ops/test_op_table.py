@@ -215,6 +215,6 @@ def _to_meta(v):
     from ember.ir.meta import meta_of
     if isinstance(v, ember.Tensor):
         return meta_of(v)
-    if isinstance(v, (list, tuple)) and v and isinstance(v[0], ember.Tensor):
-        return type(v)(meta_of(x) for x in v)
+    if isinstance(v, (list, tuple)) and any(isinstance(x, ember.Tensor) for x in v):
+        return type(v)(meta_of(x) if isinstance(x, ember.Tensor) else x for x in v)
     return v

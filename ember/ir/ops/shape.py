@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import EmberIndexError, ShapeError
 from ..meta import TensorMeta, contiguous_format, suggest_memory_format, preserve_format
 from ..registry import Tag, defop
 from . import samples as S
@@ -361,3 +361,482 @@ contiguous = defop(
 )
 
 from .creation import zeros_like  # noqa: E402 - derivative rules use it
+
+
+# --- strided views: select, slice, narrow, diagonal, unfold, split, ... ---------------
+
+def _zeros(self):
+    """Zeros shaped like `self` (a tensor or the metadata saved for it)."""
+    from .creation import full
+    return full(list(self.shape), 0, dtype=self.dtype)
+
+
+def _dim_slice(ndim, dim, item):
+    return (slice(None),) * dim + (item, Ellipsis)
+
+
+def _norm_select(self, dim, index):
+    if self.ndim == 0:
+        raise EmberIndexError("select() cannot be applied to a 0-dim tensor.")
+    d = wrap_dim(dim, self.ndim)
+    size = self.shape[d]
+    if not -size <= index < size:
+        raise EmberIndexError(f"index {index} is out of bounds for dimension {d} with size {size}")
+    return d, index % size
+
+
+def _select_meta(self, dim, index):
+    d, _ = _norm_select(self, dim, index)
+    st = list(self.stride())
+    return view_meta(self, [s for i, s in enumerate(self.shape) if i != d],
+                     [s for i, s in enumerate(st) if i != d])
+
+
+def _select_ref(x, dim, index):
+    d, i = _norm_select(_ArrayMeta(x), dim, index)
+    return x[_dim_slice(x.ndim, d, i)]
+
+
+select = defop(
+    "select(Tensor self, int dim, int index) -> Tensor",
+    saves=(),
+    meta=_select_meta, reference=_select_ref,
+    derivative=lambda g, self, dim, index: select_scatter(_zeros(self), g, dim, index),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 3, 4), 1, 2)),
+                         S.Sample((S.randn(rng, 5), 0, -1)),
+                         S.Sample((S.randn(rng, 2, 3, 4), -1, 0))],
+    torch_ref="torch.select",
+)
+
+
+def _norm_slice(self, dim, start, end, step):
+    if self.ndim == 0:
+        raise EmberIndexError("slice() cannot be applied to a 0-dim tensor.")
+    if step is None:
+        step = 1
+    if step <= 0:
+        raise ShapeError("slice step must be positive")
+    d = wrap_dim(dim, self.ndim)
+    n = self.shape[d]
+    start = 0 if start is None else start
+    end = n if end is None else end
+    if start < 0:
+        start += n
+    if end < 0:
+        end += n
+    start = min(max(start, 0), n)
+    end = min(max(end, start), n)
+    return d, start, end, step
+
+
+def _slice_shape_strides(self, dim, start, end, step):
+    d, start, end, step = _norm_slice(self, dim, start, end, step)
+    shape, st = list(self.shape), list(self.stride())
+    shape[d] = (end - start + step - 1) // step
+    st[d] = st[d] * step
+    return shape, st
+
+
+def _slice_ref(x, dim, start, end, step):
+    d, start, end, step = _norm_slice(_ArrayMeta(x), dim, start, end, step)
+    out = x[_dim_slice(x.ndim, d, slice(start, end, step))]
+    if out.size == 0:        # numpy normalizes empty strides; keep PyTorch's
+        strides = list(x.strides)
+        strides[d] *= step
+        out = np.lib.stride_tricks.as_strided(out, out.shape, strides)
+    return out
+
+
+slice_op = defop(
+    "slice(Tensor self, int dim=0, int? start=None, int? end=None, int step=1) -> Tensor",
+    saves=(),
+    meta=lambda self, dim, start, end, step: view_meta(
+        self, *_slice_shape_strides(self, dim, start, end, step)),
+    reference=_slice_ref,
+    derivative=lambda g, self, dim, start, end, step: slice_scatter(
+        _zeros(self), g, dim, start, end, step),
+    tags=VIEW,
+    samples=lambda rng: [S.Sample((S.randn(rng, 5, 4), 0, 1, 4)),
+                         S.Sample((S.randn(rng, 3, 7), 1, -6, None, 2)),
+                         S.Sample((S.randn(rng, 6), 0, None, 100, 3)),
+                         S.Sample((S.randn(rng, 2, 3), 1, -1, 100))],
+    torch_ref=lambda torch: lambda x, *a: torch.ops.aten.slice.Tensor(x, *a),
+)
+
+
+def _narrow_args(self, dim, start, length):
+    d = wrap_dim(dim, self.ndim)
+    n = self.shape[d]
+    if start < 0:
+        start += n
+    if not (0 <= start <= n and 0 <= length and start + length <= n):
+        raise EmberIndexError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    return d, start, start + length
+
+
+narrow = defop(
+    "narrow(Tensor self, int dim, int start, int length) -> Tensor",
+    saves=(),
+    meta=lambda self, dim, start, length: view_meta(
+        self, *_slice_shape_strides(self, *_narrow_args(self, dim, start, length), 1)),
+    reference=lambda x, dim, start, length: _slice_ref(
+        x, *_narrow_args(_ArrayMeta(x), dim, start, length), 1),
+    derivative=lambda g, self, dim, start, length: slice_scatter(
+        _zeros(self), g, *_narrow_args(self, dim, start, length), 1),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 5, 4), 0, 1, 3)),
+                         S.Sample((S.randn(rng, 3, 7), -1, -4, 2))],
+    torch_ref="torch.narrow",
+)
+
+
+t = defop(
+    "t(Tensor self) -> Tensor",
+    saves=(),
+    meta=lambda self: _permute_meta(self, list(range(self.ndim))[::-1]) if self.ndim <= 2
+    else _raise(ShapeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                           f"{self.ndim}D")),
+    reference=lambda x: x.T,
+    derivative=lambda g, self: t(g),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 3, 4),)), S.Sample((S.randn(rng, 5),)),
+                         S.Sample((S.randn(rng),))],
+    torch_ref="torch.t",
+)
+
+
+def _raise(err):
+    raise err
+
+
+def _flatten_shape(self, start_dim, end_dim):
+    if self.ndim == 0:
+        return [1]
+    s, e = wrap_dim(start_dim, self.ndim), wrap_dim(end_dim, self.ndim)
+    if s > e:
+        raise ShapeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    shape = list(self.shape)
+    return shape[:s] + [math.prod(shape[s:e + 1])] + shape[e + 1:]
+
+
+flatten = defop(
+    "flatten(Tensor self, int start_dim=0, int end_dim=-1) -> Tensor",
+    saves=(),
+    meta=lambda self, start_dim, end_dim: _reshape_meta(self, _flatten_shape(self, start_dim,
+                                                                             end_dim)),
+    reference=lambda x, start_dim, end_dim: x.reshape(_flatten_shape(x, start_dim, end_dim)),
+    derivative=lambda g, self, start_dim, end_dim: reshape(g, list(self.shape)),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 4),)),
+                         S.Sample((S.randn(rng, 2, 3, 4, 5), 1, 2)),
+                         S.Sample((S.randn(rng, 3, 4).T, 0, 1)),
+                         S.Sample((S.randn(rng),))],
+    torch_ref="torch.flatten",
+)
+
+
+def _unflatten_shape(self, dim, sizes):
+    d = wrap_dim(dim, self.ndim)
+    sizes = infer_size(sizes, self.shape[d])
+    shape = list(self.shape)
+    return shape[:d] + list(sizes) + shape[d + 1:]
+
+
+unflatten = defop(
+    "unflatten(Tensor self, int dim, int[] sizes) -> Tensor",
+    saves=(),
+    meta=lambda self, dim, sizes: _reshape_meta(self, _unflatten_shape(self, dim, sizes)),
+    reference=lambda x, dim, sizes: x.reshape(_unflatten_shape(x, dim, sizes)),
+    derivative=lambda g, self, dim, sizes: reshape(g, list(self.shape)),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 2, 12), 1, [3, -1])),
+                         S.Sample((S.randn(rng, 6, 5), 0, [2, 3]))],
+    torch_ref="torch.unflatten",
+)
+
+
+def _movedim_order(ndim, source, destination):
+    src = wrap_dims([source] if isinstance(source, int) else source, ndim) \
+        if not (isinstance(source, (list, tuple)) and not source) else ()
+    dst = wrap_dims([destination] if isinstance(destination, int) else destination, ndim) \
+        if not (isinstance(destination, (list, tuple)) and not destination) else ()
+    if len(src) != len(dst):
+        raise ShapeError(f"movedim: Invalid source or destination dims: source ({list(src)} dims)"
+                         f" should contain the same number of dims as destination "
+                         f"({list(dst)} dims)")
+    order = [-1] * ndim
+    for s, d in zip(src, dst):
+        order[d] = s
+    rest = iter(i for i in range(ndim) if i not in src)
+    return [o if o >= 0 else next(rest) for o in order]
+
+
+movedim = defop(
+    "movedim(Tensor self, int[] source, int[] destination) -> Tensor",
+    saves=(),
+    meta=lambda self, source, destination: _permute_meta(
+        self, _movedim_order(self.ndim, source, destination)),
+    reference=lambda x, source, destination: np.transpose(
+        x, _movedim_order(x.ndim, source, destination)),
+    derivative=lambda g, self, source, destination: movedim(g, destination, source),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 4), 0, 2)),
+                         S.Sample((S.randn(rng, 2, 3, 4, 5), [0, 3], [2, 0]))],
+    torch_ref="torch.movedim",
+)
+
+
+def _alias_of_transpose(name):
+    return defop(
+        f"{name}(Tensor self, int dim0, int dim1) -> Tensor",
+        saves=(),
+        meta=lambda self, dim0, dim1: _permute_meta(self, _transpose_dims(self.ndim, dim0, dim1)),
+        reference=lambda x, dim0, dim1: np.transpose(x, _transpose_dims(x.ndim, dim0, dim1)),
+        derivative=lambda g, self, dim0, dim1: transpose(g, dim0, dim1),
+        tags=VIEW, method=True,
+        samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 4), 0, 2))],
+        torch_ref=f"torch.{name}", doc="Alias of transpose.")
+
+
+swapaxes = _alias_of_transpose("swapaxes")
+swapdims = _alias_of_transpose("swapdims")
+
+
+def _diag_geometry(self, offset, dim1, dim2):
+    d1, d2 = wrap_dim(dim1, self.ndim), wrap_dim(dim2, self.ndim)
+    if d1 == d2:
+        raise ShapeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    shape, st = list(self.shape), list(self.stride())
+    if offset >= 0:
+        n = max(min(shape[d1], shape[d2] - offset), 0)
+        off = offset * st[d2] if n else 0
+    else:
+        n = max(min(shape[d1] + offset, shape[d2]), 0)
+        off = -offset * st[d1] if n else 0
+    keep = [i for i in range(self.ndim) if i not in (d1, d2)]
+    return ([shape[i] for i in keep] + [n], [st[i] for i in keep] + [st[d1] + st[d2]],
+            off, d1, d2)
+
+
+def _diagonal_ref(x, offset, dim1, dim2):
+    shape, strides, off, d1, d2 = _diag_geometry(_ArrayMeta(x), offset, dim1, dim2)
+    if off:   # move the start with basic slicing (a view), then restride
+        if offset >= 0:
+            x = x[_dim_slice(x.ndim, d2, slice(offset, None))]
+        else:
+            x = x[_dim_slice(x.ndim, d1, slice(-offset, None))]
+    return np.lib.stride_tricks.as_strided(x, shape, [s * x.itemsize for s in strides])
+
+
+diagonal = defop(
+    "diagonal(Tensor self, int offset=0, int dim1=0, int dim2=1) -> Tensor",
+    saves=(),
+    meta=lambda self, offset, dim1, dim2: view_meta(
+        self, *_diag_geometry(self, offset, dim1, dim2)[:2]),
+    reference=_diagonal_ref,
+    derivative=lambda g, self, offset, dim1, dim2: diagonal_scatter(
+        _zeros(self), g, offset, dim1, dim2),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 4, 4),)),
+                         S.Sample((S.randn(rng, 3, 5), 2)),
+                         S.Sample((S.randn(rng, 3, 5), -1)),
+                         S.Sample((S.randn(rng, 2, 3, 4), 1, 2, 0))],
+    torch_ref="torch.diagonal",
+)
+
+
+def _unfold_geometry(self, dimension, size, step):
+    shape, st = list(self.shape), list(self.stride())
+    if self.ndim == 0:
+        shape, st, d = [1], [1], 0
+    else:
+        d = wrap_dim(dimension, self.ndim)
+    if size > shape[d]:
+        raise ShapeError(f"maximum size for tensor at dimension {d} is {shape[d]} but size is "
+                         f"{size}")
+    if step <= 0:
+        raise ShapeError(f"step is {step} but must be > 0")
+    n = (shape[d] - size) // step + 1
+    new_shape = shape[:d] + [n] + shape[d + 1:] + [size]
+    new_st = st[:d] + [st[d] * step] + st[d + 1:] + [st[d]]
+    if self.ndim == 0:
+        return [size], [1]
+    return new_shape, new_st
+
+
+unfold = defop(
+    "unfold(Tensor self, int dimension, int size, int step) -> Tensor",
+    saves=(),
+    meta=lambda self, dimension, size, step: view_meta(
+        self, *_unfold_geometry(self, dimension, size, step)),
+    reference=lambda x, dimension, size, step: np.lib.stride_tricks.as_strided(
+        x, *[(s if i == 0 else [v * x.itemsize for v in s]) for i, s in
+             enumerate(_unfold_geometry(_ArrayMeta(x), dimension, size, step))]),
+    derivative=lambda g, self, dimension, size, step: unfold_backward(
+        g, list(self.shape), dimension, size, step),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 7), 0, 3, 2)),
+                         S.Sample((S.randn(rng, 3, 8), 1, 2, 3)),
+                         S.Sample((S.randn(rng, 5, 2), 0, 2, 1))],
+    torch_ref=lambda torch: lambda x, *a: x.unfold(*a),
+)
+
+
+def _unfold_backward_ref(g, input_sizes, dim, size, step):
+    out = np.zeros(tuple(input_sizes), g.dtype)
+    if len(input_sizes) == 0:
+        return out + g.reshape(-1)[:1].reshape(()) if g.size else out
+    d = wrap_dim(dim, len(input_sizes))
+    n = g.shape[d]
+    gm = np.moveaxis(g, (d, g.ndim - 1), (0, 1))          # [n, size, ...rest]
+    om = np.moveaxis(out, d, 0)
+    for i in range(n):
+        om[i * step:i * step + size] += gm[i]
+    return out
+
+
+unfold_backward = defop(
+    "unfold_backward(Tensor grad_in, int[] input_sizes, int dim, int size, int step) -> Tensor",
+    saves=(),
+    meta=lambda grad_in, input_sizes, dim, size, step: TensorMeta(
+        tuple(input_sizes), grad_in.dtype, str(grad_in.device)),
+    reference=_unfold_backward_ref,
+    derivative=lambda g, grad_in, input_sizes, dim, size, step: unfold(g, dim, size, step),
+    tags={Tag.SHAPE},
+    samples=lambda rng: [S.Sample((S.randn(rng, 3, 3), [7], 0, 3, 2)),
+                         S.Sample((S.randn(rng, 3, 3, 2), [3, 8], 1, 2, 3)),
+                         S.Sample((S.randn(rng, 4, 2, 2), [5, 2], 0, 2, 1))],
+    torch_ref=lambda torch: torch.ops.aten.unfold_backward,
+)
+
+
+def _unbind_meta(self, dim):
+    d = wrap_dim(dim, self.ndim)
+    return [_select_meta(self, d, i) for i in range(self.shape[d])]
+
+
+unbind = defop(
+    "unbind(Tensor self, int dim=0) -> Tensor[]",
+    saves=(),
+    meta=_unbind_meta,
+    reference=lambda x, dim: [_select_ref(x, dim, i) for i in range(x.shape[wrap_dim(dim, x.ndim)])],
+    derivative=lambda g, self, dim: _stack(list(g), dim),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 3, 4),)), S.Sample((S.randn(rng, 2, 3, 2), -1))],
+    torch_ref="torch.unbind",
+)
+
+
+def _split_bounds(self, split_size, dim):
+    d = wrap_dim(dim, self.ndim)
+    n = self.shape[d]
+    if isinstance(split_size, (list, tuple)):
+        if sum(split_size) != n:
+            raise ShapeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                             f"(input tensor's size at dimension {d}), but got split_sizes="
+                             f"{list(split_size)}")
+        bounds, at = [], 0
+        for s in split_size:
+            bounds.append((at, at + s))
+            at += s
+        return d, bounds
+    if split_size <= 0 and n:
+        raise ShapeError(f"split_size can only be 0 if dimension size is 0, but got dimension "
+                         f"size of {n}")
+    if n == 0:
+        return d, [(0, 0)]
+    return d, [(i, min(i + split_size, n)) for i in range(0, n, split_size)]
+
+
+def _split_meta(self, split_size, dim):
+    d, bounds = _split_bounds(self, split_size, dim)
+    return [view_meta(self, *_slice_shape_strides(self, d, a, b, 1)) for a, b in bounds]
+
+
+split = defop(
+    "split(Tensor self, int[] split_size, int dim=0) -> Tensor[]",
+    saves=(),
+    meta=_split_meta,
+    reference=lambda x, split_size, dim: [
+        _slice_ref(x, d, a, b, 1) for d, bs in [_split_bounds(_ArrayMeta(x), split_size, dim)]
+        for a, b in bs],
+    derivative=lambda g, self, split_size, dim: _cat(list(g), dim),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 7, 3), 3)),
+                         S.Sample((S.randn(rng, 3, 6), [1, 2, 3], 1)),
+                         S.Sample((S.randn(rng, 4, 2), 2, -2))],
+    torch_ref="torch.split",
+)
+
+
+def _chunk_size(self, chunks, dim):
+    if chunks <= 0:
+        raise ShapeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    n = self.shape[wrap_dim(dim, self.ndim)]
+    return max(-(-n // chunks), 1) if n else 1
+
+
+chunk = defop(
+    "chunk(Tensor self, int chunks, int dim=0) -> Tensor[]",
+    saves=(),
+    meta=lambda self, chunks, dim: _split_meta(self, _chunk_size(self, chunks, dim), dim),
+    reference=lambda x, chunks, dim: [
+        _slice_ref(x, d, a, b, 1) for d, bs in
+        [_split_bounds(_ArrayMeta(x), _chunk_size(_ArrayMeta(x), chunks, dim), dim)]
+        for a, b in bs],
+    derivative=lambda g, self, chunks, dim: _cat(list(g), dim),
+    tags=VIEW, method=True,
+    samples=lambda rng: [S.Sample((S.randn(rng, 7, 3), 3)),
+                         S.Sample((S.randn(rng, 3, 6), 4, 1))],
+    torch_ref="torch.chunk",
+)
+
+
+def _as_meta(name, shape_of_other, deriv):
+    return defop(
+        f"{name}(Tensor self, Tensor other) -> Tensor",
+        saves=(),
+        meta=lambda self, other: OPS_BY_NAME[name.replace("_as", "")].meta(
+            self, list(other.shape)),
+        reference=lambda x, other: OPS_BY_NAME[name.replace("_as", "")].reference(
+            x, list(other.shape)),
+        derivative=deriv,
+        tags=VIEW, method=True,
+        samples=shape_of_other, torch_ref=lambda torch: lambda x, o: getattr(x, name)(o))
+
+
+OPS_BY_NAME = {"expand": expand, "view": view, "reshape": reshape}
+expand_as = _as_meta("expand_as", lambda rng: [
+    S.Sample((S.randn(rng, 3, 1), S.randn(rng, 2, 3, 4)))], lambda g, self, other: (g, None))
+view_as = _as_meta("view_as", lambda rng: [
+    S.Sample((S.randn(rng, 3, 4), S.randn(rng, 2, 6)))],
+    lambda g, self, other: (reshape(g, list(self.shape)), None))
+reshape_as = _as_meta("reshape_as", lambda rng: [
+    S.Sample((S.randn(rng, 3, 4).T, S.randn(rng, 12)))],
+    lambda g, self, other: (reshape(g, list(self.shape)), None))
+
+
+def _stack(tensors, dim):
+    from .joining import stack
+    return stack(tensors, dim)
+
+
+def _cat(tensors, dim):
+    from .joining import cat
+    return cat(tensors, dim)
+
+
+def slice_scatter(*a, **k):
+    from .joining import slice_scatter as op
+    return op(*a, **k)
+
+
+def select_scatter(*a, **k):
+    from .joining import select_scatter as op
+    return op(*a, **k)
+
+
+def diagonal_scatter(*a, **k):
+    from .joining import diagonal_scatter as op
+    return op(*a, **k)
