@@ -469,8 +469,9 @@ def _special_samples(cplx=False):
                S.Sample((rng.choice(specials, size=(4,)).astype(np.float16),)),
                S.Sample((S.int_array(rng, 3, 4),)), S.Sample((S.bool_array(rng, 2, 3),))]
         if cplx:
-            z = rng.choice(specials, size=(2, 3)) + 1j * rng.choice(specials, size=(2, 3))
-            out.append(S.Sample((z.astype(np.complex64),)))
+            z = np.empty((2, 3), np.complex64)
+            z.real, z.imag = rng.choice(specials, size=(2, 3)), rng.choice(specials, (2, 3))
+            out.append(S.Sample((z,)))
         return out
     return gen
 
@@ -521,8 +522,10 @@ nan_to_num = defop(
     tags=UNARY,
     samples=lambda rng: [S.Sample(s.args, grad=False, note="inf/nan: no finite differences")
                          for s in _special_samples(cplx=True)(rng)] + [
-        S.Sample((np.array([np.nan, np.inf, -np.inf, 1.0], np.float32), 1.0, 2.0, -3.0)),
-        S.Sample((np.array([np.nan, np.inf, -np.inf], np.float32),), {"posinf": 7.0}),
+        S.Sample((np.array([np.nan, np.inf, -np.inf, 1.0], np.float32), 1.0, 2.0, -3.0),
+                 grad=False),
+        S.Sample((np.array([np.nan, np.inf, -np.inf], np.float32),), {"posinf": 7.0},
+                 grad=False),
         S.Sample((S.randn(rng, 3, 4),)), S.Sample((S.randn(rng),))],
     torch_ref="torch.nan_to_num", method=True, inplace_variant=True,
 )
