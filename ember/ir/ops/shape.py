@@ -226,6 +226,12 @@ expand = defop(
 )
 
 
+def _restride(x, shape, strides):
+    """A view of x with PyTorch's exact strides (numpy picks its own for size-1 dims)."""
+    return np.lib.stride_tricks.as_strided(x, tuple(shape), tuple(s * x.itemsize
+                                                                  for s in strides))
+
+
 def _unsqueeze_shape_strides(self, dim):
     d = wrap_dim(dim, self.ndim + 1)
     shape, strides = list(self.shape), list(self.stride())
@@ -239,7 +245,7 @@ unsqueeze = defop(
     "unsqueeze(Tensor self, int dim) -> Tensor",
     saves=(),
     meta=lambda self, dim: view_meta(self, *_unsqueeze_shape_strides(self, dim)),
-    reference=lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)),
+    reference=lambda x, dim: _restride(x, *_unsqueeze_shape_strides(_ArrayMeta(x), dim)),
     derivative=lambda g, self, dim: reshape(g, list(self.shape)),
     tags=VIEW, method=True,
     samples=lambda rng: [S.Sample((S.randn(rng, 3, 4), 1)),
