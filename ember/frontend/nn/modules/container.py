@@ -143,7 +143,33 @@ class ModuleList(Module):
         return super().__repr__()
 
 
-class ModuleDict(Module):
+class _DictMethods:
+    """The read/delete half of the mapping protocol over `self._entries()`, shared by
+    ModuleDict and ParameterDict (each keeps its own registration on __setitem__)."""
+
+    def __delitem__(self, key: str) -> None:
+        del self._entries()[key]
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __iter__(self):
+        return iter(self._entries())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries()
+
+    def keys(self):
+        return self._entries().keys()
+
+    def items(self):
+        return self._entries().items()
+
+    def values(self):
+        return self._entries().values()
+
+
+class ModuleDict(_DictMethods, Module):
     def __init__(self, modules=None) -> None:
         super().__init__()
         if modules is not None:
@@ -155,26 +181,9 @@ class ModuleDict(Module):
     def __setitem__(self, key: str, module: Module) -> None:
         self.add_module(key, module)
 
-    def __delitem__(self, key: str) -> None:
-        del self._modules[key]
+    def _entries(self) -> dict:
+        return self._modules
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._modules
-
-    def keys(self):
-        return self._modules.keys()
-
-    def items(self):
-        return self._modules.items()
-
-    def values(self):
-        return self._modules.values()
 
     def pop(self, key: str) -> Module:
         value = self[key]
@@ -227,7 +236,7 @@ class ParameterList(Module):
         return "\n".join(lines)
 
 
-class ParameterDict(Module):
+class ParameterDict(_DictMethods, Module):
     def __init__(self, parameters=None) -> None:
         super().__init__()
         if parameters is not None:
@@ -239,26 +248,9 @@ class ParameterDict(Module):
     def __setitem__(self, key: str, value) -> None:
         self.register_parameter(key, value if isinstance(value, Parameter) else Parameter(value))
 
-    def __delitem__(self, key: str) -> None:
-        del self._parameters[key]
+    def _entries(self) -> dict:
+        return self._parameters
 
-    def __len__(self) -> int:
-        return len(self._parameters)
-
-    def __iter__(self):
-        return iter(self._parameters)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._parameters
-
-    def keys(self):
-        return self._parameters.keys()
-
-    def items(self):
-        return self._parameters.items()
-
-    def values(self):
-        return self._parameters.values()
 
     def update(self, parameters) -> None:
         items = parameters.items() if hasattr(parameters, "items") else parameters
