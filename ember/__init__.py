@@ -19,6 +19,7 @@ from .ir.errors import (EmberError, ShapeError, DTypeError, EmberIndexError, Aut
                         DeviceError, OutOfMemoryError)
 from .ir import ops as _ops
 from .ir.registry import OPS as _OPS
+from .ir.symbolic import SymbolicTensor as _SymbolicTensor
 
 from .frontend.tensor import Tensor, Size, is_tensor
 from .frontend.device import device
@@ -33,6 +34,7 @@ from .frontend.autograd import no_grad, enable_grad, set_grad_enabled, inference
 
 _eager.install()
 _methods.install(Tensor)
+_methods.install(_SymbolicTensor)
 
 from . import nn  # noqa: E402
 from . import models  # noqa: E402
