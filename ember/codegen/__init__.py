@@ -1,0 +1,1 @@
+"""Lowering of graphs to kernels: llvm/ for the CPU, triton/ for CUDA."""

@@ -1,0 +1,1 @@
+"""Graph -> Graph rewrites and analyses, and the pass manager (see docs/passes.md)."""
