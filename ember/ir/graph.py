@@ -240,7 +240,7 @@ class Graph:
     # --- names -------------------------------------------------------------------------
     def _unique_name(self, hint: str) -> str:
         base = re.sub(r"[^0-9a-zA-Z_]+", "_", hint) or "_"
-        if base[0].isdigit() and not base.isdigit():
+        if base[0].isdigit():                # "0" (a Sequential child) is no identifier
             base = "_" + base
         if keyword.iskeyword(base) or base in _RESERVED:
             base = base + "_1"

@@ -6,6 +6,7 @@ function is bound to a global name in the generated module's namespace.
 """
 from __future__ import annotations
 
+import keyword
 import operator
 
 from ...ir.dtypes import DType
@@ -21,7 +22,12 @@ class PythonCode:
 
 
 def _attr_path(target: str) -> str:
-    return "".join(f".{p}" if p.isidentifier() else f"[{p!r}]" for p in target.split("."))
+    """`self.layer1.conv`; parts that are not identifiers (Sequential's "0") via getattr."""
+    expr = "self"
+    for part in target.split("."):
+        plain = part.isidentifier() and not keyword.iskeyword(part)
+        expr = f"{expr}.{part}" if plain else f"getattr({expr}, {part!r})"
+    return expr
 
 
 class _Emitter:
@@ -85,9 +91,9 @@ class _Emitter:
 
     def line(self, node: Node) -> str:
         if node.op == OpKind.get_attr:
-            return f"{node.name} = self{_attr_path(node.target)}"
+            return f"{node.name} = {_attr_path(node.target)}"
         if node.op == OpKind.call_module:
-            return f"{node.name} = self{_attr_path(node.target)}({self.call_args(node)})"
+            return f"{node.name} = {_attr_path(node.target)}({self.call_args(node)})"
         if node.op == OpKind.call_method:
             obj = self.value(node.args[0])
             return f"{node.name} = {obj}.{node.target}({self.call_args(node, skip_first=True)})"
