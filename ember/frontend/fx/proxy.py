@@ -95,6 +95,44 @@ class Attribute(Proxy):
         return self.tracer.create_proxy("call_method", self.attr, (self.root,) + args, kwargs)
 
 
+class ParameterProxy(Proxy):
+    """A parameter read during tracing: a get_attr node that still knows its Parameter.
+
+    With `Tracer(param_shapes_constant=True)`, shape queries (`shape`, `size()`,
+    `dim()`, `ndim`, `numel()`, `nelement()`) answer from the parameter itself, so
+    code that computes with a weight's shape traces to constants (torch.fx's
+    ParameterProxy). Otherwise they are recorded like on any Proxy.
+    """
+
+    def __init__(self, node: Node, tracer, param):
+        super().__init__(node, tracer)
+        self.param = param
+
+    def _constant_shapes(self) -> bool:
+        return self.tracer.param_shapes_constant
+
+    @property
+    def shape(self):
+        return self.param.shape if self._constant_shapes() else Attribute(self, "shape")
+
+    @property
+    def ndim(self):
+        return self.param.ndim if self._constant_shapes() else Attribute(self, "ndim")
+
+    def size(self, dim=None):
+        if self._constant_shapes():
+            return self.param.size() if dim is None else self.param.size(dim)
+        return Attribute(self, "size")(*(() if dim is None else (dim,)))
+
+    def dim(self):
+        return self.param.dim() if self._constant_shapes() else Attribute(self, "dim")()
+
+    def numel(self):
+        return self.param.numel() if self._constant_shapes() else Attribute(self, "numel")()
+
+    nelement = numel
+
+
 def _output_arity(node: Node) -> int | None:
     target = node.target
     schema = getattr(target, "schema", None)

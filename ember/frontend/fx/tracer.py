@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
+import types
 from typing import Any, Callable
 
 from ...ir.errors import TraceError, format_frame, user_frame
 from ...ir.graph import Graph, Node, map_arg
 from ..nn.modules.module import Module
 from ..tensor import Tensor
-from .proxy import Proxy
+from ..nn.parameter import Parameter
+from .proxy import ParameterProxy, Proxy
 
 _WRAPPED: list[tuple[dict, str]] = []   # (globals of the caller, function name)
 
@@ -33,7 +36,17 @@ def wrap(fn_or_name):
 
 
 class Tracer:
-    def __init__(self, autowrap_modules=(), autowrap_functions=(),
+    """torch.fx's Tracer: records a forward into a Graph.
+
+    autowrap_modules: calls to the functions of these modules (default: `math`)
+        that receive a Proxy are recorded as call_function leaves instead of
+        running (math.sqrt(x.shape[-1]) would otherwise need a concrete value).
+    autowrap_functions: the same for single functions.
+    param_shapes_constant: parameters read during the trace become get_attr
+        Proxies; when True their shape queries return the concrete values.
+    """
+
+    def __init__(self, autowrap_modules=(math,), autowrap_functions=(),
                  param_shapes_constant: bool = False):
         self.autowrap_functions = tuple(autowrap_functions)
         self.autowrap_modules = tuple(autowrap_modules)
@@ -41,6 +54,9 @@ class Tracer:
         self.graph: Graph | None = None
         self.root = None
         self.tensor_constants: dict[str, Tensor] = {}
+        self._attr_nodes: dict[str, Node] = {}
+        self._module_paths: dict[int, str] | None = None
+        self._param_paths: dict[int, str] | None = None
 
     # --- policy hooks (override in subclasses) -------------------------------------------
     def is_leaf_module(self, m: Module, module_qualified_name: str) -> bool:
@@ -49,9 +65,14 @@ class Tracer:
             cls.__name__ not in ("Sequential", "ModuleList", "ModuleDict")
 
     def path_of_module(self, mod: Module) -> str:
-        for name, m in self.root.named_modules():
-            if m is mod:
-                return name
+        if self._module_paths is None:      # one walk per trace, not one per call
+            self._module_paths = {}
+            if isinstance(self.root, Module):
+                for name, m in self.root.named_modules(remove_duplicate=False):
+                    self._module_paths.setdefault(id(m), name)
+        path = self._module_paths.get(id(mod))
+        if path is not None:
+            return path
         raise TraceError(f"module {type(mod).__name__} is not a submodule of the traced root")
 
     def call_module(self, m: Module, forward: Callable, args: tuple, kwargs: dict):
@@ -96,10 +117,28 @@ class Tracer:
         return self._get_attr(name)
 
     def _get_attr(self, qualname: str) -> Node:
-        for n in self.graph.nodes:
-            if n.op == "get_attr" and n.target == qualname:
-                return n
-        return self.graph.get_attr(qualname)
+        node = self._attr_nodes.get(qualname)
+        if node is None or node.graph is not self.graph or node._erased:
+            node = self.graph.get_attr(qualname)
+            self._attr_nodes[qualname] = node
+        return node
+
+    def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict | None = None):
+        """What reading `module.attr` gives during the trace (torch.fx's hook).
+
+        Parameters of the traced root become ParameterProxies of one get_attr node
+        each; everything else is returned unchanged.
+        """
+        if not isinstance(attr_val, Parameter) or not isinstance(self.root, Module):
+            return attr_val
+        if self._param_paths is None:
+            self._param_paths = {}
+            for name, p in self.root.named_parameters(remove_duplicate=False):
+                self._param_paths.setdefault(id(p), name)
+        name = self._param_paths.get(id(attr_val))
+        if name is None:
+            return attr_val
+        return ParameterProxy(self._get_attr(name), self, attr_val)
 
     def create_node(self, kind, target, args, kwargs, name=None) -> Node:
         node = self.graph.create_node(kind, target, self.create_arg(tuple(args)),
@@ -117,9 +156,12 @@ class Tracer:
     def trace(self, root, concrete_args: dict[str, Any] | None = None) -> Graph:
         self.root = root
         self.graph = Graph()
+        self._attr_nodes = {}
+        self._module_paths = None
+        self._param_paths = None
         fn = root.forward if isinstance(root, Module) else root
         args = self._placeholders(fn, concrete_args or {})
-        with self._patched():
+        with self._patched(getattr(fn, "__globals__", {})):
             result = fn(*args)
         self.graph.output(self.create_arg(result))
         return self.graph
@@ -140,18 +182,23 @@ class Tracer:
         return args
 
     @contextlib.contextmanager
-    def _patched(self):
+    def _patched(self, fn_globals: dict):
         tracer = self
         original_call = Module.__call__
+        original_getattr = Module.__getattr__
 
         def module_call(mod, *args, **kwargs):
             return tracer.call_module(mod, functools.partial(original_call, mod), args, kwargs)
 
-        patches = [(Module, "__call__", module_call)]
+        def module_getattr(mod, name):
+            return tracer.getattr(name, original_getattr(mod, name))
+
+        patches = [(Module, "__call__", module_call), (Module, "__getattr__", module_getattr)]
         for globals_, name in _WRAPPED + [(getattr(f, "__globals__", {}), f.__name__)
                                           for f in self.autowrap_functions]:
             if name in globals_:
                 patches.append((globals_, name, self._wrapped(globals_[name])))
+        patches += self._autowrap_module_patches(fn_globals)
         saved = []
         try:
             for owner, name, value in patches:
@@ -168,6 +215,21 @@ class Tracer:
                     owner[name] = value
                 else:
                     setattr(owner, name, value)
+
+    def _autowrap_module_patches(self, fn_globals: dict) -> list:
+        """Patch `module.fn` for each autowrap module, and names the traced code
+        imported from them (`from math import sqrt`)."""
+        functions = {}
+        for module in self.autowrap_modules:
+            for name, value in vars(module).items():
+                if not name.startswith("_") and isinstance(
+                        value, (types.FunctionType, types.BuiltinFunctionType)):
+                    functions[id(value)] = (module, name, value)
+        patches = [(module, name, self._wrapped(fn)) for module, name, fn in functions.values()]
+        for name, value in list(fn_globals.items()):
+            if id(value) in functions and not isinstance(value, type):
+                patches.append((fn_globals, name, self._wrapped(value)))
+        return patches
 
     def _wrapped(self, fn):
         tracer = self
