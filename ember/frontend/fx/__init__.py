@@ -7,10 +7,12 @@ from .interpreter import Interpreter, Transformer
 from .shape_prop import ShapeProp, MetaTensor, install as _install_meta
 from . import subgraph_rewriter
 from .subgraph_rewriter import replace_pattern
+from .split_module import split_module
+from ...ir.drawer import GraphDrawer
 
 _install_proxy()
 _install_meta()
 
 __all__ = ["Graph", "Node", "map_arg", "Proxy", "Tracer", "symbolic_trace", "wrap",
            "GraphModule", "Interpreter", "Transformer", "ShapeProp", "subgraph_rewriter",
-           "replace_pattern"]
+           "replace_pattern", "split_module", "GraphDrawer"]
