@@ -275,7 +275,7 @@ def evaluate(kernel: Kernel, buffers: dict[str, np.ndarray]) -> None:
     inner_axes = tuple(range(n_outer, kernel.n_vars))
     for stage in kernel.stages:
         if isinstance(stage, Reduce):
-            values = _eval(stage.value, buffers, grids, reduced, n_outer, kernel.inner)
+            values = _eval(stage.value, buffers, grids, reduced, n_outer, kernel.inner, {})
             values = np.broadcast_to(values, kernel.outer + kernel.inner).astype(
                 stage.acc_dtype.np_dtype, copy=False)
             reduced[stage.name] = _reduce(stage.combine, values, inner_axes)
@@ -283,7 +283,7 @@ def evaluate(kernel: Kernel, buffers: dict[str, np.ndarray]) -> None:
             scope = grids if stage.over_inner else outer_grids
             shape = kernel.outer + (kernel.inner if stage.over_inner else ())
             values = _eval(stage.value, buffers, scope, reduced, n_outer,
-                           kernel.inner if stage.over_inner else ())
+                           kernel.inner if stage.over_inner else (), {})
             offsets = _offsets(stage.index, scope)
             out = buffers[stage.buffer]
             out[np.broadcast_to(offsets, shape).ravel()] = \
@@ -316,8 +316,17 @@ def _reduce(combine: str, values: np.ndarray, axes: tuple) -> np.ndarray:
     return values.min(axis=axes)
 
 
-def _eval(expr, buffers, grids, reduced, n_outer, inner) -> np.ndarray:
-    recurse = lambda e: _eval(e, buffers, grids, reduced, n_outer, inner)  # noqa: E731
+def _eval(expr, buffers, grids, reduced, n_outer, inner, memo) -> np.ndarray:
+    """Evaluate over index grids; `memo` (by object id) keeps shared subexpressions shared."""
+    hit = memo.get(id(expr))
+    if hit is None:
+        hit = memo[id(expr)] = _eval_uncached(expr, buffers, grids, reduced, n_outer, inner,
+                                              memo)
+    return hit
+
+
+def _eval_uncached(expr, buffers, grids, reduced, n_outer, inner, memo) -> np.ndarray:
+    recurse = lambda e: _eval(e, buffers, grids, reduced, n_outer, inner, memo)  # noqa: E731
     if isinstance(expr, Load):
         return buffers[expr.buffer][_offsets(expr.index, grids)]
     if isinstance(expr, Const):

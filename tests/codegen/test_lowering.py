@@ -1,0 +1,135 @@
+"""Lowering (codegen/lowering.py): every op with a lowering rule, lowered alone and in
+fused chains, evaluated through the kernel description's reference semantics, equals
+eager ember on its registry samples."""
+import numpy as np
+import pytest
+
+import ember
+from ember.codegen import kernel as K
+from ember.codegen.lowering import RULES, can_lower, lower_group
+from ember.ir.errors import LoweringError
+from ember.ir.meta import meta_of
+from ember.ir.registry import OPS
+from ember.ir.symbolic import build_graph
+
+
+def run_lowered(fn, *tensors):
+    """Build fn's graph over `tensors`, lower it to one kernel, evaluate it with NumPy."""
+    graph, constants = build_graph(fn, [meta_of(t) for t in tensors])
+    assert not constants
+    lowered = lower_group(graph, "k")
+    buffers = {}
+    for spec, node, t in zip(lowered.kernel.inputs, lowered.inputs, tensors):
+        base = np.lib.stride_tricks.as_strided(
+            t.numpy(), shape=(spec.numel,), strides=(t.numpy().itemsize,)) if spec.numel else \
+            np.empty(0, t.numpy().dtype)
+        buffers[spec.name] = np.ascontiguousarray(base)
+    outs = []
+    for spec, node in zip(lowered.kernel.outputs, lowered.outputs):
+        buffers[spec.name] = np.zeros(spec.numel, spec.dtype.np_dtype)
+        outs.append((spec.name, node.meta["val"]))
+    K.evaluate(lowered.kernel, buffers)
+    results = [np.lib.stride_tricks.as_strided(
+        buffers[name], shape=meta.shape,
+        strides=[s * meta.dtype.itemsize for s in meta.strides]) for name, meta in outs]
+    return results, lowered.kernel
+
+
+def _sample_cases():
+    rng = np.random.default_rng(0)
+    cases = []
+    for name in sorted(RULES):
+        op = OPS.get(name)
+        if op is None or op.samples is None:
+            continue
+        for i, sample in enumerate(op.samples(rng)[:3]):
+            cases.append(pytest.param(op, sample, id=f"{name}-{i}"))
+    return cases
+
+
+@pytest.mark.parametrize("op, sample", _sample_cases())
+def test_each_rule_matches_eager(op, sample):
+    positions = [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)]
+    tensors = [ember.tensor(sample.args[i]) for i in positions]
+    if any(t.dtype.is_complex for t in tensors):
+        pytest.skip("complex values are not lowered")
+
+    def fn(*ts):
+        args = list(sample.args)
+        for i, t in zip(positions, ts):
+            args[i] = t
+        return op(*args, **sample.kwargs)
+    expected = fn(*tensors)
+    if isinstance(expected, (tuple, list)):
+        pytest.skip("multi-output op")
+    graph, _ = build_graph(fn, [meta_of(t) for t in tensors])
+    node = [n for n in graph.nodes if n.op == "call_function"][-1]
+    if not can_lower(node):
+        pytest.skip(f"{op.name} with these arguments is not lowerable")
+    try:
+        (got,), _ = run_lowered(fn, *tensors)
+    except LoweringError as err:
+        pytest.skip(f"not lowerable here: {err}")
+    want = expected.numpy()
+    assert got.dtype == want.dtype
+    tol = dict(rtol=1e-5, atol=1e-6) if want.dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got, want, **tol, equal_nan=True)
+
+
+def _chain(x, w, b):
+    return ember.nn.functional.gelu(x * w + b) * ember.sigmoid(x)
+
+
+def test_fused_pointwise_chain_is_one_flat_loop(rng):
+    x = ember.randn(4, 8, 16)
+    w, b = ember.randn(16), ember.randn(8, 1)
+    (got,), kernel = run_lowered(_chain, x, w, b)
+    np.testing.assert_allclose(got, _chain(x, w, b).numpy(), rtol=1e-5, atol=1e-6)
+    assert kernel.inner == () and len(kernel.outer) <= 3
+
+
+def test_contiguous_pointwise_collapses_to_one_dim():
+    x, y = ember.randn(3, 5, 7), ember.randn(3, 5, 7)
+    (got,), kernel = run_lowered(lambda a, b: (a + b).exp(), x, y)
+    assert kernel.outer == (105,)
+    np.testing.assert_allclose(got, (x + y).exp().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: ember.softmax(x, -1),
+    lambda x: ember.log_softmax(x, 1),
+    lambda x: ember.nn.functional.layer_norm(x, [9]),
+    lambda x: x.var(1, keepdim=True),
+    lambda x: (x - x.mean(-1, keepdim=True)).relu().sum(-1),
+    lambda x: ember.logsumexp(x, 1),
+], ids=["softmax", "log_softmax", "layer_norm", "var", "center_relu_sum", "logsumexp"])
+def test_row_reductions_are_one_kernel(fn):
+    x = ember.randn(6, 9)
+    (got,), kernel = run_lowered(fn, x)
+    np.testing.assert_allclose(got, fn(x).numpy(), rtol=1e-5, atol=1e-6)
+    assert kernel.inner == (9,) and kernel.outer == (6,)
+
+
+def test_transposed_input_and_channels_last_output():
+    x = ember.randn(2, 3, 4, 5).contiguous(memory_format=ember.channels_last)
+    (got,), _ = run_lowered(lambda a: a.relu() + 1, x)
+    np.testing.assert_allclose(got, (x.relu() + 1).numpy())
+    y = ember.randn(5, 4)
+    (got,), _ = run_lowered(lambda a: a.t().exp(), y)
+    np.testing.assert_allclose(got, y.t().exp().numpy(), rtol=1e-6)
+
+
+def test_two_reduction_spaces_are_refused():
+    x = ember.randn(4, 6)
+    with pytest.raises(LoweringError, match="one reduction space"):
+        run_lowered(lambda a: a.sum(0).sum() + a.sum(1).sum(), x)
+
+
+def test_batch_norm_eval_is_pointwise():
+    x = ember.randn(2, 3, 4, 4)
+    rm, rv, w, b = ember.randn(3), ember.rand(3) + 0.5, ember.randn(3), ember.randn(3)
+    fn = lambda x, rm, rv, w, b: ember.nn.functional.batch_norm(  # noqa: E731
+        x, rm, rv, w, b, training=False).relu()
+    (got,), kernel = run_lowered(fn, x, rm, rv, w, b)
+    np.testing.assert_allclose(got, fn(x, rm, rv, w, b).numpy(), rtol=1e-5, atol=1e-6)
+    assert kernel.inner == ()
