@@ -106,8 +106,11 @@ class _JitRecorder:
         if name is None:
             name = f"_tensor_constant{len(self.constants)}"
             self.constants[name] = tensor
-        with self.graph.inserting_before(_first_computation(self.graph)):
-            node = self.graph.get_attr(name)    # inputs, then attributes, then ops
+        first_op = _first_computation(self.graph)
+        where = self.graph.inserting_before(first_op) if first_op is not None \
+            else self.graph.inserting_after()      # inputs, then attributes, then ops
+        with where:
+            node = self.graph.get_attr(name)
         node.meta["val"] = meta_of(tensor)
         return node
 

@@ -81,11 +81,15 @@ def parse(text: str) -> Graph:
 
 def _describe(err: UnexpectedInput, text: str) -> str:
     line, col = getattr(err, "line", "?"), getattr(err, "column", "?")
-    if isinstance(err, UnexpectedToken):
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        what = f"unexpected end of input; expected one of {sorted(err.expected)}"
+    elif isinstance(err, UnexpectedToken):
         expected = sorted(err.expected)
         what = f"unexpected {err.token.type} {err.token.value!r}; expected one of {expected}"
     elif isinstance(err, UnexpectedCharacters):
         what = f"unexpected character {text[err.pos_in_stream]!r}"
+        if err.allowed:
+            what += f"; expected one of {sorted(err.allowed)}"
     elif isinstance(err, UnexpectedEOF):
         what = f"unexpected end of input; expected one of {sorted(err.expected)}"
     else:

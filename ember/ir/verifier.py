@@ -42,7 +42,7 @@ def _check_op_node(node: Node, prefix: str) -> None:
     try:
         expected = op.meta(*inputs)
     except EmberError as err:
-        raise VerifyError(f"{prefix}{op.name}: {err}{_where(node)}") from None
+        raise VerifyError(f"{prefix}%{node.name}: {op.name}: {err}{_where(node)}") from None
     if not _same_types(expected, recorded):
         from .printer import format_type
         raise VerifyError(f"{prefix}%{node.name} is typed {format_type(recorded)} but "
