@@ -1,1 +1,12 @@
-"""Graph -> Graph rewrites and analyses, and the pass manager (see docs/passes.md)."""
+"""Graph -> Graph rewrites and analyses, and the pass manager (see docs/passes.md).
+
+Importing this package registers every pass in `manager.PASSES`; each pass module
+adds itself with one import line below.
+"""
+from .manager import (PASSES, PIPELINES, Pass, PassContext, PassError, PassManager,  # noqa: F401
+                      PassReport, extend_pipeline, register_pass, register_pipeline,
+                      run_passes)
+from . import cleanup  # noqa: F401
+from . import decompose  # noqa: F401
+from . import fold_bn  # noqa: F401
+

@@ -1,0 +1,394 @@
+"""Cleanup passes: dead code elimination, common subexpression elimination,
+constant folding and algebraic simplification.
+
+All of them keep every node's type (meta['val']) and never touch in-place or
+random ops' semantics: an in-place op is impure (DCE keeps it), values it
+mutates (and the bases of views it mutates through) are never merged or
+forwarded, since the mutation would then reach a value that did not see it.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Callable
+
+from ..ir.errors import EmberError
+from ..ir.graph import Graph, Node, OpKind, map_arg
+from ..ir.registry import OPS, Tag, is_op
+from .manager import PassContext, register_pass
+
+# call_function targets that are not registry ops but are pure and deterministic
+PURE_FUNCTIONS = (operator.getitem, getattr)
+
+
+# --- shared helpers ------------------------------------------------------------------------
+def is_pure(node: Node) -> bool:
+    """A call that computes a value from its inputs only: safe to merge, fold or drop."""
+    if node.op == OpKind.get_attr:
+        return True
+    if node.op != OpKind.call_function:
+        return False
+    if is_op(node.target):
+        return not node.target.tags & {Tag.INPLACE, Tag.RANDOM, Tag.NONDETERMINISTIC}
+    return node.target in PURE_FUNCTIONS
+
+
+def mutated_values(graph: Graph) -> set[Node]:
+    """Nodes whose value an in-place op changes: its argument, the bases that argument
+    views, and the in-place node itself (which aliases its argument)."""
+    mutated: set[Node] = set()
+    for node in graph.nodes:
+        if node.op == OpKind.call_function and is_op(node.target) and \
+                Tag.INPLACE in node.target.tags and node.args and isinstance(node.args[0], Node):
+            mutated.add(node)
+            value = node.args[0]
+            while isinstance(value, Node):
+                mutated.add(value)
+                view = is_op(value.target) and Tag.VIEW in value.target.tags
+                value = value.args[0] if view and value.args else None
+    return mutated
+
+
+def same_type(a: Node, b: Node) -> bool:
+    """Shape and dtype agree (what replacing one value by the other must keep)."""
+    ma, mb = a.meta.get("val"), b.meta.get("val")
+    if ma is None or mb is None or not hasattr(ma, "shape") or not hasattr(mb, "shape"):
+        return False
+    return tuple(ma.shape) == tuple(mb.shape) and ma.dtype is mb.dtype
+
+
+def replace_node(node: Node, replacement: Node) -> None:
+    """Point node's users at `replacement` and erase node."""
+    node.replace_all_uses_with(replacement)
+    node.graph.erase_node(node)
+
+
+def insert_call(before: Node, op, args: tuple, kwargs: dict | None = None,
+                like: Node | None = None) -> Node:
+    """A new call_function node just before `before`, typed and located like `like`."""
+    like = like if like is not None else before
+    with before.graph.inserting_before(before):
+        new = before.graph.call_function(op, args, kwargs or {})
+    for key in ("val", "loc"):
+        if key in like.meta:
+            new.meta[key] = like.meta[key]
+    return new
+
+
+def insert_constant(before: Node, ctx: PassContext, value, like: Node,
+                    hint: str = "_folded") -> Node:
+    """A get_attr node for a new context constant, typed like `like`."""
+    name = ctx.add_constant(value, hint)
+    with before.graph.inserting_before(before):
+        new = before.graph.get_attr(name)
+    new.meta["val"] = like.meta.get("val")
+    if "loc" in like.meta:
+        new.meta["loc"] = like.meta["loc"]
+    return new
+
+
+def op_name(node: Node) -> str | None:
+    if node.op == OpKind.call_function and is_op(node.target):
+        return node.target.name
+    return None
+
+
+def is_tensor_value(value) -> bool:
+    return hasattr(value, "_array") and hasattr(value, "dtype")
+
+
+def detached(value):
+    """Folded constants must not keep the autograd tape of the parameters they came from."""
+    return value.detach() if hasattr(value, "detach") else value
+
+
+# --- dead code elimination -------------------------------------------------------------------
+@register_pass("dce")
+def eliminate_dead_code(graph: Graph, ctx: PassContext) -> int:
+    """Remove nodes whose values nobody uses; in-place and random calls are kept."""
+    before = len(graph)
+    graph.eliminate_dead_code()
+    return before - len(graph)
+
+
+# --- common subexpression elimination --------------------------------------------------------
+def _freeze(value):
+    """A hashable key for an argument; scalars keep their type (1, 1.0 and True differ)."""
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, slice):
+        return ("slice", _freeze(value.start), _freeze(value.stop), _freeze(value.step))
+    if isinstance(value, float):
+        return ("float", repr(value))           # repr: nan == nan, 0.0 != -0.0
+    return (type(value).__name__, value)
+
+
+def _cse_key(node: Node, order: dict[Node, int]):
+    args = node.args
+    if is_op(node.target) and Tag.COMMUTATIVE in node.target.tags and len(args) == 2 and \
+            all(isinstance(a, Node) for a in args):
+        args = tuple(sorted(args, key=order.__getitem__))   # add(a, b) == add(b, a)
+    target = node.target if node.op == OpKind.call_function else str(node.target)
+    return (node.op, target, _freeze(args), _freeze(node.kwargs))
+
+
+@register_pass("cse")
+def eliminate_common_subexpressions(graph: Graph, ctx: PassContext) -> int:
+    """Merge pure nodes with the same target, args and kwargs into the first of them."""
+    mutated = mutated_values(graph)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    seen: dict[Any, Node] = {}
+    changed = 0
+    for node in graph.nodes:
+        if not is_pure(node) or node in mutated:
+            continue
+        try:
+            key = _cse_key(node, order)
+            first = seen.setdefault(key, node)
+        except TypeError:                       # an unhashable constant argument
+            continue
+        if first is not node:
+            replace_node(node, first)
+            changed += 1
+    return changed
+
+
+# --- constant folding ---------------------------------------------------------------------
+DEFAULT_FOLD_LIMIT = 1 << 16   # elements a folded constant may have beyond its inputs'
+
+
+def _too_big(node: Node, inputs: list, limit: int) -> bool:
+    """Folding must not materialize what broadcasting keeps small (expand, full, ...)."""
+    val = node.meta.get("val")
+    if not hasattr(val, "shape"):
+        return False
+    largest = max([math.prod(v.shape) for v in inputs if is_tensor_value(v)] + [0])
+    return math.prod(val.shape) > max(limit, largest)
+
+
+def _evaluate(node: Node, values: dict[Node, Any]):
+    fetch = values.__getitem__
+    return node.target(*map_arg(node.args, fetch), **map_arg(node.kwargs, fetch))
+
+
+def constant_values(graph: Graph, ctx: PassContext) -> dict[Node, Any]:
+    """Values of every node computable from constants alone (get_attr values only
+    count in inference graphs)."""
+    limit = ctx.options.get("fold_size_limit", DEFAULT_FOLD_LIMIT)
+    values: dict[Node, Any] = {}
+    for node in graph.nodes:
+        if node.op == OpKind.get_attr:
+            value = ctx.value_of(node) if ctx.inference else None
+            if value is not None:
+                values[node] = value
+            continue
+        if not is_pure(node) or not all(i in values for i in node.all_input_nodes):
+            continue
+        if _too_big(node, [values[i] for i in node.all_input_nodes], limit):
+            continue
+        try:
+            values[node] = detached(_evaluate(node, values))
+        except EmberError:      # leave the failure to the run, where it names the user line
+            continue
+    return values
+
+
+@register_pass("fold", provides=("constants-folded",))
+def fold_constants(graph: Graph, ctx: PassContext) -> int:
+    """Replace values computed from constants only by new constants in the context."""
+    values = constant_values(graph, ctx)
+    changed = 0
+    for node, value in values.items():
+        if node.op == OpKind.get_attr or not is_tensor_value(value):
+            continue
+        if any(user not in values for user in node.users):
+            replace_node(node, insert_constant(node, ctx, value, node))
+            changed += 1
+    for node in reversed(list(values)):          # the folded intermediates are now dead
+        if node.op != OpKind.get_attr and not node.users and node.graph is graph \
+                and not node._erased:
+            graph.erase_node(node)
+    return changed
+
+
+# --- algebraic simplification ---------------------------------------------------------------
+def _is_scalar(value, wanted: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == wanted
+
+
+def _other_if_scalar(node: Node, wanted: float) -> Node | None:
+    """For mul(x, 1) / mul(1, x): x."""
+    a, b = node.args[0], node.args[1]
+    if isinstance(a, Node) and _is_scalar(b, wanted):
+        return a
+    if isinstance(b, Node) and _is_scalar(a, wanted):
+        return b
+    return None
+
+
+def _simplify_mul(node: Node) -> Node | None:
+    return _other_if_scalar(node, 1)
+
+
+def _simplify_add(node: Node) -> Node | None:
+    a, b = node.args[0], node.args[1]
+    if isinstance(a, Node) and _is_scalar(b, 0):
+        return a
+    if isinstance(b, Node) and _is_scalar(a, 0) and node.kwargs.get("alpha", 1) == 1:
+        return b
+    return None
+
+
+def _simplify_sub(node: Node) -> Node | None:
+    a, b = node.args[0], node.args[1]
+    return a if isinstance(a, Node) and _is_scalar(b, 0) else None
+
+
+def _simplify_div(node: Node) -> Node | None:
+    a, b = node.args[0], node.args[1]
+    if node.kwargs.get("rounding_mode") is None and isinstance(a, Node) and _is_scalar(b, 1):
+        return a
+    return None
+
+
+def _simplify_neg(node: Node) -> Node | None:
+    inner = node.args[0]
+    return inner.args[0] if isinstance(inner, Node) and op_name(inner) == "neg" else None
+
+
+def _ndim(node: Node) -> int:
+    return len(node.meta["val"].shape)
+
+
+def _permutation(node: Node) -> list[int] | None:
+    """The dims a permute/transpose/t node takes from its input, in output order."""
+    name = op_name(node)
+    if name not in ("permute", "transpose", "t") or "val" not in node.meta:
+        return None
+    n = _ndim(node)
+    if name == "permute":
+        return [d % n for d in node.args[1]] if n else []
+    perm = list(range(n))
+    if name == "t":
+        return perm[::-1]
+    d0, d1 = node.args[1] % max(n, 1), node.args[2] % max(n, 1)
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return perm
+
+
+def _simplify_permutation(node: Node) -> Node | None:
+    """transpose(transpose(x)) and permute(permute(x)): one permute, or x itself."""
+    outer = _permutation(node)
+    source = node.args[0]
+    inner = _permutation(source) if isinstance(source, Node) else None
+    if outer is None:
+        return None
+    if inner is None:
+        return source if outer == sorted(outer) else None
+    combined = [inner[d] for d in outer]
+    if combined == sorted(combined):
+        return source.args[0]
+    return insert_call(node, OPS["permute"], (source.args[0], combined), like=node)
+
+
+RESHAPES = ("reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze")
+
+
+def _simplify_reshape(node: Node) -> Node | None:
+    """Chains of reshapes/views/flatten collapse to one reshape, or to x when the
+    shape comes back (they all keep the elements' row-major order)."""
+    source = node.args[0]
+    if not isinstance(source, Node):
+        return None
+    if same_type(node, source):
+        return source
+    if op_name(source) in RESHAPES and isinstance(source.args[0], Node):
+        shape = list(node.meta["val"].shape)
+        return insert_call(node, OPS["reshape"], (source.args[0], shape), like=node)
+    return None
+
+
+def _simplify_contiguous(node: Node) -> Node | None:
+    source = node.args[0]
+    fmt = node.kwargs.get("memory_format", node.args[1] if len(node.args) > 1 else None)
+    if op_name(source) != "contiguous":
+        return None
+    inner_fmt = source.kwargs.get("memory_format", source.args[1] if len(source.args) > 1
+                                  else None)
+    return source if str(fmt) == str(inner_fmt) else None
+
+
+def _identity_if_same_type(node: Node) -> Node | None:
+    """expand to the same shape, a cast to the same dtype: the input itself."""
+    source = node.args[0]
+    return source if isinstance(source, Node) and same_type(node, source) else None
+
+
+def _simplify_slice(node: Node) -> Node | None:
+    """slice(x, d, 0, >= size, 1) and narrow(x, d, 0, size) take all of x."""
+    source = node.args[0]
+    if not isinstance(source, Node) or not same_type(node, source):
+        return None
+    step = node.args[4] if op_name(node) == "slice" and len(node.args) > 4 else 1
+    return source if step == 1 else None
+
+
+def _functional_inplace(node: Node) -> Node | None:
+    """relu_(t) where t is a fresh temporary nobody else reads: relu(t). Nothing can
+    observe the mutation, and pure ops merge, fold and fuse."""
+    source = node.args[0] if node.args else None
+    functional = node.target.functional
+    if functional is None or not isinstance(source, Node) or list(source.users) != [node]:
+        return None
+    if source.op != OpKind.call_function or not is_pure(source) or \
+            (is_op(source.target) and Tag.VIEW in source.target.tags):
+        return None
+    return insert_call(node, functional, node.args, node.kwargs, like=node)
+
+
+SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
+    "mul": _simplify_mul, "add": _simplify_add, "sub": _simplify_sub, "div": _simplify_div,
+    "neg": _simplify_neg,
+    "permute": _simplify_permutation, "transpose": _simplify_permutation,
+    "t": _simplify_permutation,
+    **{name: _simplify_reshape for name in RESHAPES},
+    "contiguous": _simplify_contiguous,
+    "expand": _identity_if_same_type, "convert_element_type": _identity_if_same_type,
+    "slice": _simplify_slice, "narrow": _simplify_slice,
+}
+
+
+def _rule_for(node: Node) -> Callable[[Node], Node | None] | None:
+    name = op_name(node)
+    if name is None:
+        return None
+    if Tag.INPLACE in node.target.tags:
+        return _functional_inplace
+    return SIMPLIFICATIONS.get(name)
+
+
+@register_pass("simplify")
+def simplify_algebra(graph: Graph, ctx: PassContext) -> int:
+    """Rewrite x*1, x+0, x-0, x/1, -(-x), permute chains, reshape chains, identity
+    contiguous/expand/cast/slice, and in-place ops on dead temporaries."""
+    changed = 0
+    progress = True
+    while progress:
+        progress = False
+        mutated = mutated_values(graph)
+        for node in graph.nodes:
+            rule = _rule_for(node)
+            if rule is None or node._erased or node in mutated and rule is not _functional_inplace:
+                continue
+            replacement = rule(node)
+            if replacement is None or replacement in mutated or not same_type(node, replacement):
+                continue
+            replace_node(node, replacement)
+            changed += 1
+            progress = True
+            break       # the mutated set may have changed; rescan
+    return changed
