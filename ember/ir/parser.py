@@ -31,6 +31,7 @@ rhs: "placeholder"                                  -> placeholder
    | "call_function" STRING "(" [args] ")"          -> call_function
    | "call_method" STRING "(" [args] ")"            -> call_method
    | "call_module" STRING "(" [args] ")"            -> call_module
+   | "fused" STRING NAME "(" [args] ")" "{" graph "}"   -> fused
    | NAME "(" [args] ")"                            -> call_op
 args: arg ("," arg)*
 arg: value
@@ -142,7 +143,7 @@ class _Builder:
 
     def _stmt(self, tree: Tree) -> None:
         ref, rhs, typ, loc = tree.children
-        node = self._rhs(rhs, ref)
+        node = self._fused(rhs) if rhs.data == "fused" else self._rhs(rhs, ref)
         self._define(ref, node)
         if typ is not None:
             node.meta["val"] = self.type(typ)
@@ -163,6 +164,16 @@ class _Builder:
             return self.graph.call_function(self._function(rhs.children[0], target), args,
                                             kwargs)
         return self.graph.create_node(OpKind(kind), target, args, kwargs)
+
+    def _fused(self, rhs: Tree) -> Node:
+        from .fused import KINDS, FusedGroup
+        name, kind, arg_tree, body = rhs.children
+        if str(kind) not in KINDS:
+            raise self.error(kind, f"unknown fused group kind {str(kind)!r}; expected one of "
+                                   f"{list(KINDS)}")
+        args, kwargs = self._args(arg_tree)
+        group = FusedGroup(_unquote(name), _Builder(self.text).build(body), str(kind))
+        return self.graph.call_function(group, args, kwargs)
 
     def _op(self, name: Token):
         from .registry import OPS

@@ -15,6 +15,7 @@ import math
 from .dtypes import DType
 from .graph import Graph, Node, OpKind, target_name
 from .meta import MemoryFormat, TensorMeta, contiguous_format
+from .fused import is_fused
 from .registry import is_op
 
 
@@ -84,6 +85,8 @@ def _quote(s: str) -> str:
 
 
 def _callee(node: Node) -> str:
+    if node.op == OpKind.call_function and is_fused(node.target):
+        return f"fused {_quote(node.target.name)} {node.target.kind}"
     if node.op == OpKind.call_function:
         if is_op(node.target):
             return node.target.name
@@ -116,7 +119,15 @@ def format_node(node: Node, names: dict | None = None, locs: bool = False) -> st
         body = f"{_callee(node)}({_args_text(node, names)})"
     val = node.meta.get("val")
     typ = f" : {format_type(val)}" if has_tensor_type(val) else ""
+    if node.op == OpKind.call_function and is_fused(node.target):
+        body += _region_text(node, locs)
     return f"%{names[node]} = {body}{typ}{_loc_text(node) if locs else ''}"
+
+
+def _region_text(node: Node, locs: bool) -> str:
+    """A fused group's own graph, as a nested region."""
+    inner = print_graph(node.target.graph, locs=locs).rstrip("\n").split("\n")
+    return " {\n" + "\n".join("    " + line for line in inner) + "\n  }"
 
 
 def value_names(graph: Graph) -> dict:

@@ -1,0 +1,62 @@
+"""FusedGroup: the call target of a node that stands for a fused group of ops.
+
+The fusion pass replaces each group by one `call_function` node whose target is a
+FusedGroup holding the group's own graph (placeholders = the group's inputs, output
+= its results). Codegen lowers that graph to one kernel. Calling a FusedGroup runs
+its graph op by op (`call_graph`), so a fused graph still runs in the Interpreter and
+in generated Python code: fused results can always be checked against unfused ones.
+
+Textual IR prints the group's graph as a nested region:
+
+    %3 = fused "fused_1" pointwise(%x, %0) {
+      graph(%in0: f32[8,16], %in1: f32[16]):
+        %0 = add(%in0, %in1) : f32[8,16]
+        %1 = relu(%0) : f32[8,16]
+        return %1
+    } : f32[8,16]
+"""
+from __future__ import annotations
+
+from .graph import Graph, OpKind
+
+KINDS = ("pointwise", "reduction", "epilogue")
+
+
+class FusedGroup:
+    def __init__(self, name: str, graph: Graph, kind: str):
+        if kind not in KINDS:
+            raise ValueError(f"unknown fused group kind {kind!r}; expected one of {KINDS}")
+        self.name = name
+        self.graph = graph
+        self.kind = kind
+
+    @property
+    def n_outputs(self) -> int:
+        out = self.graph.output_node.args[0]
+        return len(out) if isinstance(out, (tuple, list)) else 1
+
+    @property
+    def ops(self) -> list:
+        return [n.target for n in self.graph.nodes if n.op == OpKind.call_function]
+
+    def __call__(self, *args):
+        from .symbolic import call_graph
+        return call_graph(self.graph, args)
+
+    def __repr__(self) -> str:
+        return f"<fused {self.name} {self.kind}: {', '.join(getattr(t, 'name', str(t)) for t in self.ops)}>"
+
+    def __eq__(self, other) -> bool:
+        from .parser import graphs_equal
+        return isinstance(other, FusedGroup) and (self.name, self.kind) == \
+            (other.name, other.kind) and graphs_equal(self.graph, other.graph)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.kind))
+
+    def __reduce__(self):
+        return (FusedGroup, (self.name, self.graph, self.kind))
+
+
+def is_fused(target) -> bool:
+    return isinstance(target, FusedGroup)
