@@ -1,0 +1,79 @@
+"""The `ember` command: a click group; each tool is one subcommand.
+
+    ember opt --passes=dce,cse model.ir        # like mlir-opt: text in, text out
+
+Errors exit non-zero with one line saying what was wrong (parse errors carry
+line:column, verifier errors the pass and the node); --traceback shows the rest.
+Other commands (compile, run, bench) add themselves with `@main.command()`.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from .ir.errors import EmberError
+
+
+@click.group()
+def main() -> None:
+    """ember: a compiler-centric deep-learning system."""
+
+
+def _fail(err: BaseException, show_traceback: bool) -> None:
+    if show_traceback:
+        traceback.print_exception(err)
+    lines = str(err).splitlines() or [type(err).__name__]
+    click.echo(f"error: {lines[0]}", err=True)
+    for line in lines[1:]:               # the node and its source line, the parse context
+        if line.strip():
+            click.echo(f"  {line.strip()}", err=True)
+    sys.exit(1)
+
+
+def _load_constants(path: str | None) -> dict:
+    """Constants for get_attr nodes from a .safetensors file (name -> Tensor)."""
+    if path is None:
+        return {}
+    from safetensors.numpy import load_file
+    from . import tensor
+    return {name: tensor(array) for name, array in load_file(path).items()}
+
+
+@main.command()
+@click.argument("input_file", type=click.File("r"), default="-")
+@click.option("--passes", "pipeline", required=True,
+              help="comma-separated passes or pipeline names, e.g. dce,cse or cleanup")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="where the IR goes")
+@click.option("--verify-each", is_flag=True, help="run the verifier after every pass")
+@click.option("--print-ir-before", multiple=True, metavar="PASS",
+              help="dump the IR before PASS ('all': before every pass), to stderr")
+@click.option("--print-ir-after", multiple=True, metavar="PASS",
+              help="dump the IR after PASS ('all': after every pass), to stderr")
+@click.option("--timing", is_flag=True, help="print per-pass time and change counts")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a .safetensors file with the values of the graph's get_attr names")
+@click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
+def opt(input_file, pipeline, output, verify_each, print_ir_before, print_ir_after, timing,
+        weights, show_traceback) -> None:
+    """Read textual IR (a file or - for stdin), run a pass pipeline, print the IR."""
+    from .ir.parser import parse
+    from .ir.printer import print_graph
+    from .passes import PassContext, PassManager
+    try:
+        manager = PassManager.from_string(pipeline, verify_each=verify_each,
+                                          print_ir_before=print_ir_before,
+                                          print_ir_after=print_ir_after,
+                                          dump_to=sys.stderr)
+        graph = parse(input_file.read())
+        report = manager.run(graph, PassContext(_load_constants(weights)))
+    except (EmberError, OSError, ValueError, TypeError) as err:
+        _fail(err, show_traceback)
+    output.write(print_graph(graph))
+    if timing:
+        click.echo(report.table(), err=True)
+
+
+if __name__ == "__main__":
+    main()
