@@ -36,6 +36,11 @@ class AutogradError(EmberError, RuntimeError):
     """Misuse of autograd: freed graphs, in-place changes to saved tensors, ..."""
 
 
+class LinAlgError(EmberError, RuntimeError):
+    """A matrix a linalg op cannot factor: singular, not positive-definite (torch's
+    torch.linalg.LinAlgError, also a RuntimeError)."""
+
+
 class TraceError(EmberError, RuntimeError):
     """Tracing met something it cannot record (data-dependent control flow, ...)."""
 
