@@ -138,7 +138,8 @@ hardswish = activation(
     "hardswish(Tensor self) -> Tensor",
     lambda x: (x * np.minimum(np.maximum(x + 3, 0), 6) / 6).astype(x.dtype),
     lambda g, self: where(lt(self, -3.0), 0, where(le(self, 3.0), g * (self / 3 + 0.5), g)),
-    name="hardswish", samples=_samples(_off([-3, 3])))
+    name="hardswish", samples=_samples(_off([-3, 3])),
+    decomposition=lambda self: self * hardtanh(self + 3, 0.0, 6.0) / 6)
 
 # --- smooth activations -----------------------------------------------------------------
 INV_SQRT2 = 1 / math.sqrt(2)
@@ -165,9 +166,15 @@ def _gelu_derivative(g, self, approximate):
                 exp(-0.5 * self * self))
 
 
+def _gelu_decomposition(self, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * self * (1 + tanh(GELU_K * (self + GELU_C * self * self * self)))
+    return 0.5 * self * (1 + erf(self * INV_SQRT2))
+
+
 gelu = activation(
     "gelu(Tensor self, *, str approximate='none') -> Tensor",
-    _gelu_reference, _gelu_derivative, name="gelu",
+    _gelu_reference, _gelu_derivative, name="gelu", decomposition=_gelu_decomposition,
     samples=_samples(S.randn, kwargs_list=({"approximate": "tanh"}, {"approximate": "none"})))
 
 
@@ -179,7 +186,7 @@ silu = activation(
     "silu(Tensor self) -> Tensor",
     lambda x: x * _sigmoid_np(x),
     lambda g, self: g * _c(_silu_grad(self)), name="silu", complex_ok=True,
-    samples=_samples(S.randn))
+    samples=_samples(S.randn), decomposition=lambda self: self * sigmoid(self))
 
 
 def _silu_grad(x):
@@ -209,7 +216,8 @@ def _mish_grad(x):
 mish = activation(
     "mish(Tensor self) -> Tensor",
     lambda x: x * np.tanh(np.logaddexp(0, x)),
-    lambda g, self: g * _mish_grad(self), name="mish", samples=_samples(S.randn))
+    lambda g, self: g * _mish_grad(self), name="mish", samples=_samples(S.randn),
+    decomposition=lambda self: self * tanh(softplus(self)))
 
 logsigmoid = activation(
     "log_sigmoid(Tensor self) -> Tensor",
