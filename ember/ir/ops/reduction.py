@@ -207,6 +207,8 @@ mean = defop(
     tags=R, torch_ref="torch.mean", method=True,
     samples=lambda rng: REDUCE_SAMPLES(rng) + [
         _sample(S.randn(rng, 3, 4), [-1], dtype="float64")],
+    decomposition=lambda self, dim=None, keepdim=False, dtype=None:
+        sum(self, dim, keepdim, dtype=dtype) / _count(self, dim),
 )
 
 
@@ -469,8 +471,18 @@ VAR_SAMPLES = lambda rng: [  # noqa: E731
     _sample(S.randn(rng, 3, 5), [1], correction=2, keepdim=True),
     _sample(S.randn(rng, 3, 4), False)]                  # var(x, unbiased)
 
+def _var_decomposition(self, dim=None, unbiased=None, keepdim=False, correction=None):
+    """sum((x - mean)^2) / (n - correction), the reference's formula, in sums."""
+    dim, correction = _var_args(dim, unbiased, correction)
+    dims = list(wrap_dims(dim, self.ndim))
+    centered = self - mean(self, dims, True)
+    squares = abs(centered) * abs(centered) if self.dtype.is_complex else centered * centered
+    return sum(squares, dims, keepdim) / builtins.max(_count(self, dims) - correction, 0)
+
+
 var = defop(
     "var" + VAR_SCHEMA + " -> Tensor",
+    decomposition=_var_decomposition,
     meta=_var_meta,
     reference=_var_np,
     derivative=_var_grad,
@@ -479,6 +491,7 @@ var = defop(
 
 std = defop(
     "std" + VAR_SCHEMA + " -> Tensor",
+    decomposition=lambda self, *args: sqrt(_var_decomposition(self, *args)),
     meta=_var_meta,
     reference=lambda x, *a: np.sqrt(_var_np(x, *a)),
     derivative=lambda g, self, dim, unbiased, keepdim, correction, out: _std_grad(
@@ -607,8 +620,24 @@ def _logsumexp_meta(self, dim, keepdim):
     return _meta(self, dim, keepdim, dt)
 
 
+def _logsumexp_decomposition(self, dim, keepdim=False):
+    """max-shifted, as the reference: log(sum(exp(x - m))) + m, m = 0 where not finite."""
+    if _is_intlike(self.dtype):
+        self = convert_element_type(self, dtypes.get_default_dtype())
+    dims = list(wrap_dims(dim, self.ndim))
+    if self.numel() == 0:
+        return log(sum(exp(self), dims, keepdim))
+    if self.ndim == 0:
+        return self
+    m = amax(self, dims, True)
+    m = where(isfinite(m), m, 0)
+    out = log(sum(exp(self - m), dims, True)) + m
+    return out if keepdim else squeeze(out, dims)
+
+
 logsumexp = defop(
     "logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor",
+    decomposition=_logsumexp_decomposition,
     meta=_logsumexp_meta,
     reference=_logsumexp_np,
     derivative=lambda g, self, dim, keepdim, out: expand_reduced(g, self, dim, keepdim) * exp(
@@ -755,5 +784,5 @@ median = overloaded(defop(
 
 
 from .creation import arange  # noqa: E402 - derivative rules use these ops
-from .pointwise import abs, exp, sgn, where  # noqa: E402,A004
-from .shape import expand, reshape, unsqueeze  # noqa: E402
+from .pointwise import abs, convert_element_type, exp, isfinite, log, sgn, sqrt, where  # noqa: E402,A004,E501
+from .shape import expand, reshape, squeeze, unsqueeze  # noqa: E402
