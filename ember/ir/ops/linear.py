@@ -211,8 +211,14 @@ def _scale(t, s):
     return t if s == 1 else t * s
 
 
+def _addmm_decomposition(self, mat1, mat2, beta=1, alpha=1):
+    product = _scale(mm(mat1, mat2), alpha)
+    return product if beta == 0 else _scale(self, beta) + product   # beta=0 ignores nan
+
+
 addmm = defop(
     "addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor",
+    decomposition=_addmm_decomposition,
     meta=_add_mm_meta(_mm_meta, "self"), reference=_addmm_ref,
     derivative=lambda g, self, mat1, mat2, beta, alpha: (
         _scale(g, beta), _scale(mm(g, _c(_mT(mat2))), alpha),
@@ -344,8 +350,14 @@ def _linear_grad(g, input, weight, bias):
     return gi, gw, (g if bias is not None else None)
 
 
+def _linear_decomposition(input, weight, bias=None):
+    out = matmul(input, transpose(weight, 0, 1) if weight.ndim == 2 else weight)
+    return out if bias is None else out + bias
+
+
 linear = defop(
     "linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor",
+    decomposition=_linear_decomposition,
     meta=_linear_meta, reference=_linear_ref, derivative=_linear_grad,
     tags=LIN,
     samples=lambda rng: [S.Sample((S.randn(rng, 3, 4), S.randn(rng, 5, 4), S.randn(rng, 5))),
