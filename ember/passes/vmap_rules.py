@@ -110,6 +110,25 @@ def unary_rule(op, bound, ctx):
     return wrap_result(call(op, out), b.bdim)
 
 
+def masked_fill_rule(op, bound, ctx):
+    """A batched fill value is not 0-d any more: masked_fill becomes a where."""
+    self_, mask, value = bound
+    if not (isinstance(value, Batched) and value.is_batched):
+        return self_shaped_rule(op, bound, ctx)
+    filled = Batched(ops.convert_element_type(value.value, self_.value.dtype), value.bdim)
+    self_ = Batched(materialize(self_, ctx.batch_size), 0)
+    return pointwise_rule(OPS["where"], [mask, filled, self_], ctx)
+
+
+def expanded_pointwise_rule(op, bound, ctx):
+    """Pointwise ops that insist on equal shapes (losses): every operand batched."""
+    out = list(bound)
+    for i in op.schema.tensor_arg_indices:
+        if isinstance(out[i], Batched):
+            out[i] = Batched(materialize(out[i], ctx.batch_size), 0)
+    return pointwise_rule(op, out, ctx)
+
+
 def self_shaped_rule(op, bound, ctx):
     """Ops whose result has `self`'s shape (masked_fill, copy, in-place pointwise): the
     batched result needs a batched self."""
@@ -202,7 +221,7 @@ def squeeze_rule(op, bound, ctx):
 
 def roll_rule(op, bound, ctx):
     b, shifts, dims = bound
-    if dims:
+    if dims not in (None, [], ()):
         return dim_rule()(op, bound, ctx)
     flat = ops.roll(front(b).reshape([ctx.batch_size, -1]), shifts, [1])
     return Batched(flat.reshape([ctx.batch_size] + list(b.logical_shape)), 0)
@@ -213,6 +232,19 @@ def flatten_rule(op, bound, ctx):
     if b.logical_ndim == 0:
         return Batched(front(b).reshape([ctx.batch_size, 1]), 0)
     return dim_rule()(op, bound, ctx)
+
+
+def fft_rule(op, bound, ctx):
+    """fft family: dim=None means every example dim (or the last len(s)); name them so
+    the batch dim is never transformed, then shift as usual."""
+    names = [a.name for a in op.schema.args]
+    out = list(bound)
+    if "dim" in names and out[names.index("dim")] is None:
+        rank = bound[0].logical_ndim
+        sizes = out[names.index("s")] if "s" in names else None
+        count = len(sizes) if sizes is not None else rank
+        out[names.index("dim")] = list(range(rank - count, rank))
+    return _dims(op, out, ctx)
 
 
 def vstack_rule(op, bound, ctx):
@@ -275,11 +307,12 @@ def like_factory_rule(op, bound, ctx):
 def matmul_rule(op, bound, ctx):
     """matmul/mm/bmm/mv/dot: vectors become matrices, ranks are padded after the batch dim
     so broadcasting keeps it first, and the added dims are squeezed at the end."""
-    a, b = bound[0], bound[1]
-    return Batched(batched_matmul(a, b, ctx), 0)
+    return batched_matmul(bound[0], bound[1], ctx)
 
 
-def batched_matmul(a: Batched, b: Batched, ctx: BatchContext):
+def batched_matmul(a: Batched, b: Batched, ctx: BatchContext) -> Batched:
+    if not (a.is_batched or b.is_batched):
+        return Batched(ops.matmul(a.value, b.value), None)
     a_vec, b_vec = a.logical_ndim == 1, b.logical_ndim == 1
     av = _as_matrix(a, -2)
     bv = _as_matrix(b, -1)
@@ -300,7 +333,7 @@ def batched_matmul(a: Batched, b: Batched, ctx: BatchContext):
         out = out.squeeze(-1)
     if a_vec:
         out = out.squeeze(-1 if b_vec else -2)
-    return out
+    return Batched(out, 0)
 
 
 def _as_matrix(b: Batched, axis: int):
@@ -323,7 +356,7 @@ def logical_unsqueeze(b: Batched, dim: int) -> Batched:
 def addmm_rule(op, bound, ctx):
     """addmm/baddbmm: beta * self + alpha * (m1 @ m2), each part through its rule."""
     self_, m1, m2, beta, alpha = bound
-    product = Batched(batched_matmul(m1, m2, ctx), 0)
+    product = batched_matmul(m1, m2, ctx)
     product = _scaled(product, alpha, ctx)
     if beta == 0:       # PyTorch ignores self (even nan) when beta is 0
         return product
@@ -343,7 +376,7 @@ def linear_rule(op, bound, ctx):
         out = Batched(ops.linear(materialize(x, ctx.batch_size), weight.value), 0)
     else:
         w_t = Batched(front(weight).transpose(-1, -2), 0)
-        out = Batched(batched_matmul(x, w_t, ctx), 0)
+        out = batched_matmul(x, w_t, ctx)
     if bias is None:
         return out
     return pointwise_rule(OPS["add"], [out, bias, 1], ctx)
@@ -461,7 +494,7 @@ def _class_loss_mean(op, bound, ctx, total):
         count = rows[0] if len(rows) >= 2 else 1
         return total / count
     kept = (t != bound[arg_index(op, "ignore_index")]).reshape([ctx.batch_size, -1])
-    return total / kept.sum([1]).to(total.dtype)
+    return total / ops.convert_element_type(kept.sum([1]), total.dtype)
 
 
 def _class_loss_rank(op, bound):
@@ -586,7 +619,7 @@ def no_rule(reason: str) -> Callable:
 # --- the table ---------------------------------------------------------------------------
 _dims = dim_rule()
 _dims_expand = dim_rule(expand=True)
-_pointwise_loss = loss_rule(pointwise_rule)
+_pointwise_loss = loss_rule(expanded_pointwise_rule)
 _class_loss = loss_rule(fold_rule(_class_loss_rank, shared=("weight",)))
 
 RULES: dict[str, Callable] = {
@@ -605,7 +638,7 @@ RULES: dict[str, Callable] = {
                                                                        False)), 0),
     "tril": lambda op, bound, ctx: Batched(call(op, with_front_tensors(op, bound, ctx,
                                                                         False)), 0),
-    "masked_fill": self_shaped_rule, "copy": self_shaped_rule,
+    "masked_fill": masked_fill_rule, "copy": self_shaped_rule,
     "index": index_rule, "index_put": index_rule,
     "zeros_like": like_factory_rule, "ones_like": like_factory_rule,
     "full_like": like_factory_rule,
@@ -688,6 +721,8 @@ def rule_for(op: OpDef) -> Callable:
         return unary_rule if _single_tensor(op) else pointwise_rule
     if Tag.REDUCTION in op.tags:
         return reduction_rule
+    if Tag.FFT in op.tags:
+        return fft_rule
     if op.name in LOOPED:
         return loop_rule
     return no_rule("none is registered (add one to ember/passes/vmap_rules.py)")
