@@ -7,12 +7,12 @@ from .grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
 __all__ = ["backward", "grad", "Node", "Function", "FunctionCtx", "once_differentiable",
            "no_grad", "enable_grad", "set_grad_enabled", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled"]
 
-from . import functional  # noqa: E402  (needs engine and grad_mode above)
+from . import functional, forward_ad  # noqa: E402  (they need engine and grad_mode)
 
 # `ember.autograd` is this package: register it (and its public submodules) under that
 # name too, so `import ember.autograd.functional as F` works as torch's spelling does and
 # never loads a second copy of a submodule.
 import sys as _sys  # noqa: E402
 _sys.modules.setdefault("ember.autograd", _sys.modules[__name__])
-for _name in ("functional",):
+for _name in ("functional", "forward_ad"):
     _sys.modules.setdefault(f"ember.autograd.{_name}", _sys.modules[f"{__name__}.{_name}"])
