@@ -40,6 +40,7 @@ from . import nn  # noqa: E402
 from . import models  # noqa: E402
 from .frontend.models import save_weights, load_weights  # noqa: E402
 from . import optim  # noqa: E402
+from . import linalg  # noqa: E402
 from . import fft  # noqa: E402
 
 
