@@ -1,0 +1,573 @@
+"""ember.linalg as registry ops: torch.linalg's schemas, outputs, dtypes, errors and
+derivatives (norms, det/slogdet, inv, solve(_triangular), cholesky, qr, eig(h), svd,
+pinv, lstsq, matrix_rank/power/exp, cross, multi_dot, cond, vander, tensorinv/solve).
+
+Schema names are aten's (`linalg_inv`); `namespace="linalg"` puts each op at
+`ember.linalg.<python_name>`. Every op batches over leading dimensions. NumPy's
+LAPACK wrappers are the reference kernels. Singular or indefinite input raises
+`LinAlgError` with torch's wording.
+
+Derivatives are written with ember ops (they differentiate again) and follow torch's
+formulas and conventions: conjugate Wirtinger gradients for complex inputs; for
+eigh/eig/svd the gradient exists only for losses that do not depend on the phase of
+the vectors, and, as torch, we raise when the loss does (checked on concrete values;
+traced graphs skip the check).
+
+Gauge: ember fixes the sign/phase of eigenvectors and singular vectors so that the
+largest-magnitude entry of each column of V (eig, eigh) or U (svd) is real positive.
+torch and NumPy leave it to LAPACK; the normalization makes results reproducible.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import AutogradError, DTypeError, LinAlgError, ShapeError, at_user_line
+from ..meta import TensorMeta
+from ..registry import NOT_DIFFERENTIABLE, Tag, defop
+from . import samples as S
+from .reduction import named_tuple_op
+from .rules import broadcast_shapes, wrap_dim, wrap_dims
+
+LIN = {Tag.LINALG}
+
+
+def linalg_op(schema: str, *, named: bool = False, torch_ref=None, **fields):
+    """Declare `linalg_<schema>` as ember.linalg.<name>; `named`: namedtuple result."""
+    name = schema.split("(", 1)[0]
+    op = defop("linalg_" + schema, namespace="linalg", python_name=name, tags=LIN,
+               torch_ref=torch_ref or f"torch.linalg.{name}", **fields)
+    return named_tuple_op(op) if named else op
+
+
+# --- meta rules ----------------------------------------------------------------------
+
+def _require_float(A, name="A"):
+    if not (A.dtype.is_floating_point or A.dtype.is_complex):
+        raise DTypeError(f"Expected a floating point or complex tensor as input. Got "
+                         f"{A.dtype.scalar_type_name}")
+    if A.dtype in (dtypes.float16, dtypes.bfloat16):
+        raise DTypeError(f"Low precision dtypes not supported. Got {A.dtype.scalar_type_name}")
+
+
+def _require_matrix(A, name="A"):
+    _require_float(A, name)
+    if A.ndim < 2:
+        raise ShapeError(f"The input tensor {name} must have at least 2 dimensions.")
+
+
+def _require_square(A, name="A"):
+    _require_matrix(A, name)
+    m, n = A.shape[-2:]
+    if m != n:
+        raise ShapeError(f"{name} must be batches of square matrices, but they are {m} by {n} "
+                         f"matrices")
+
+
+def _meta(like, shape=None, dtype=None) -> TensorMeta:
+    return TensorMeta(tuple(like.shape) if shape is None else tuple(shape),
+                      dtype or like.dtype, str(like.device))
+
+
+def _real_of(dt):
+    return dt.to_real() if dt.is_complex else dt
+
+
+def _complex_of(dt):
+    return dt if dt.is_complex else dt.to_complex()
+
+
+def _square_meta(A, *_, **__):
+    _require_square(A)
+    return _meta(A)
+
+
+def _batch(A):
+    return tuple(A.shape[:-2])
+
+
+def _same_dtype(A, B):
+    if A.dtype != B.dtype:
+        raise DTypeError(f"Expected A and B to have the same dtype, but found A of type "
+                         f"{A.dtype.scalar_type_name} and B of type {B.dtype.scalar_type_name} "
+                         f"instead.")
+
+
+# --- reference helpers -----------------------------------------------------------------
+
+def _batch_prefix(a: np.ndarray, index: int) -> str:
+    return f"(Batch element {index}): " if a.ndim > 2 else ""
+
+
+def _first_zero_pivot(a: np.ndarray) -> int:
+    """1-based index of the first zero pivot of LU with partial pivoting (LAPACK getrf's
+    info), 0 if none: torch names it in its singular-matrix error."""
+    u = np.array(a, dtype=np.complex128 if a.dtype.kind == "c" else np.float64)
+    n = u.shape[0]
+    for k in range(n):
+        p = k + int(np.argmax(np.abs(u[k:, k])))
+        if u[p, k] == 0:
+            return k + 1
+        u[[k, p]] = u[[p, k]]
+        u[k + 1:, k:] -= np.outer(u[k + 1:, k] / u[k, k], u[k, k:])
+    return 0
+
+
+def _raise_singular(opname: str, a: np.ndarray):
+    mats = a.reshape((-1,) + a.shape[-2:])
+    for i, mat in enumerate(mats):
+        pivot = _first_zero_pivot(mat)
+        if pivot:
+            raise LinAlgError(f"linalg.{opname}: {_batch_prefix(a, i)}The diagonal element "
+                              f"{pivot} is zero, the inversion could not be completed because "
+                              f"the input matrix is singular.{at_user_line()}")
+    raise LinAlgError(f"linalg.{opname}: the input matrix is singular.{at_user_line()}")
+
+
+def _not_pd_order(mat: np.ndarray) -> int:
+    """Order of the first leading minor that is not positive-definite (potrf's info)."""
+    for k in range(1, mat.shape[0] + 1):
+        try:
+            np.linalg.cholesky(mat[:k, :k])
+        except np.linalg.LinAlgError:
+            return k
+    return 0
+
+
+def _cholesky_info(a: np.ndarray) -> np.ndarray:
+    mats = a.reshape((-1,) + a.shape[-2:])
+    return np.array([_not_pd_order(m) for m in mats], np.int32).reshape(a.shape[:-2])
+
+
+def _mH_np(a):
+    return np.conj(np.swapaxes(a, -1, -2))
+
+
+def _gauge_fix_np(vectors: np.ndarray) -> np.ndarray:
+    """Per-column phase that makes each column's largest-|.| entry real positive."""
+    idx = np.argmax(np.abs(vectors), axis=-2)[..., None, :]
+    peak = np.take_along_axis(vectors, idx, axis=-2)
+    mag = np.abs(peak)
+    return np.where(mag > 0, np.conj(peak) / np.where(mag > 0, mag, 1), 1).astype(vectors.dtype)
+
+
+# --- ember-op helpers for derivative rules -------------------------------------------
+
+def _c(x):
+    return conj(x) if getattr(x, "dtype", None) is not None and x.dtype.is_complex else x
+
+
+def _mT(x):
+    return transpose(x, -2, -1)
+
+
+def _mH(x):
+    return _c(_mT(x))
+
+
+def _eye(n: int, like):
+    idx = arange(0, n)
+    return convert_element_type(eq(unsqueeze(idx, 1), unsqueeze(idx, 0)), like.dtype)
+
+
+def _diag_embed(v):
+    return unsqueeze(v, -1) * _eye(v.shape[-1], v)
+
+
+def _diag(x):
+    return diagonal(x, 0, -2, -1)
+
+
+def _col(v):
+    """Scalar-per-matrix values (batch shape) as (..., 1, 1), to scale matrices."""
+    return unsqueeze(unsqueeze(v, -1), -1)
+
+
+def _i_imag(z):
+    """i * Im(z) for complex z (z - Re z), avoiding complex Python scalars in graphs."""
+    return z - real(z)
+
+
+def _is_concrete(t) -> bool:
+    return hasattr(t, "_array")
+
+
+def _check_phase_invariant(VhgV_diag, what: str):
+    """torch's check: a loss that depends on the vectors' phases has no gradient."""
+    if not VhgV_diag.dtype.is_complex or not _is_concrete(VhgV_diag):
+        return
+    im = np.imag(np.asarray(VhgV_diag._array))
+    if not np.allclose(im, 0, rtol=1e-2, atol=1e-2):
+        raise AutogradError(what + at_user_line())
+
+
+EIG_PHASE = ("{}: The eigenvectors in the complex case are specified up to multiplication by "
+             "e^{{i phi}}. The specified loss function depends on this quantity, so it is "
+             "ill-defined.")
+SVD_PHASE = ("svd_backward: The singular vectors in the complex case are specified up to "
+             "multiplication by e^{i phi}. The specified loss function depends on this phase "
+             "term, making it ill-defined.")
+
+
+# --- samples ----------------------------------------------------------------------------
+
+def _well_conditioned(rng, *shape, dtype=np.float64):
+    """Random square matrices kept away from singular: A + n*I, entries O(1)."""
+    n = shape[-1]
+    a = S.randn(rng, *shape, dtype=np.float64)
+    if np.dtype(dtype).kind == "c":
+        a = a + 1j * S.randn(rng, *shape, dtype=np.float64)
+    return np.asarray(a + n * np.eye(n), dtype=dtype)
+
+
+def _spd(rng, *shape, dtype=np.float64):
+    a = _well_conditioned(rng, *shape, dtype=dtype)
+    return np.asarray(a @ _mH_np(a) + np.eye(shape[-1]), dtype=dtype)
+
+
+def _distinct_spectrum(rng, *shape, dtype=np.float64):
+    """Q diag(1..n spaced) Q^T (+ a complex phase): eigen- and singular values apart."""
+    n = shape[-1]
+    q, _ = np.linalg.qr(_well_conditioned(rng, *shape, dtype=dtype))
+    vals = np.arange(1, n + 1, dtype=np.float64) * 1.5 + rng.random(n) * 0.3
+    return np.asarray((q * vals) @ _mH_np(q), dtype=dtype)
+
+
+def _sample(*args, grad=True, note="", **kwargs):
+    return S.Sample(tuple(args), kwargs, grad=grad, note=note)
+
+
+def _square_samples(make=_well_conditioned):
+    def gen(rng):
+        return [_sample(make(rng, 3, 3)), _sample(make(rng, 2, 4, 4)),
+                _sample(make(rng, 3, 3, dtype=np.float32)),
+                _sample(make(rng, 2, 3, 3, dtype=np.complex128))]
+    return gen
+
+
+def _gauge_fixed(torch_fn, *, vec_index, partner_index=None):
+    """torch_ref wrapper: torch's result with ember's gauge (see the module docstring)."""
+    def call(*args, **kwargs):
+        out = list(torch_fn(*args, **kwargs))
+        vecs = out[vec_index]
+        idx = vecs.abs().argmax(dim=-2, keepdim=True)
+        peak = vecs.gather(-2, idx).detach()
+        phase = (peak.conj() / peak.abs()).to(vecs.dtype)
+        out[vec_index] = vecs * phase
+        if partner_index is not None:
+            out[partner_index] = out[partner_index] * phase.conj().transpose(-2, -1)
+        return tuple(out)
+    return call
+
+
+# --- inv, det, slogdet --------------------------------------------------------------------
+
+def _inv_ref(A):
+    try:
+        return np.linalg.inv(A)
+    except np.linalg.LinAlgError:
+        _raise_singular("inv", A)
+
+
+def _inv_grad(g, A, out):
+    """d(A^-1) = -A^-1 dA A^-1, so gA = -A^-H g A^-H."""
+    return -matmul(matmul(_mH(out), g), _mH(out))
+
+
+inv = linalg_op(
+    "inv(Tensor A) -> Tensor",
+    meta=_square_meta, reference=_inv_ref, derivative=_inv_grad, saves=(),
+    samples=_square_samples(),
+    doc="Inverse of square matrices; singular input raises LinAlgError naming the zero pivot.",
+)
+
+
+def _inv_ex_meta(A, check_errors=False):
+    _require_square(A)
+    return _meta(A), _meta(A, _batch(A), dtypes.int32)
+
+
+def _inv_ex_ref(A, check_errors=False):
+    info = np.array([_first_zero_pivot(m) for m in A.reshape((-1,) + A.shape[-2:])],
+                    np.int32).reshape(A.shape[:-2])
+    if check_errors and info.any():
+        _raise_singular("inv_ex", A)
+    # Singular matrices get NaN: LAPACK leaves a partial factorization, never a meaning.
+    out = np.full(A.shape, np.nan, dtype=A.dtype)
+    ok = info == 0
+    if ok.any():
+        out[ok] = np.linalg.inv(A[ok])
+    return out, info
+
+
+inv_ex = linalg_op(
+    "inv_ex(Tensor A, *, bool check_errors=False) -> (Tensor inverse, Tensor info)",
+    named=True, meta=_inv_ex_meta, reference=_inv_ex_ref,
+    derivative=lambda g, A, check_errors, out: _inv_grad(g[0], A, out[0]), saves=(),
+    samples=lambda rng: [_sample(_well_conditioned(rng, 2, 3, 3)),
+                         _sample(np.zeros((3, 3)), grad=False)],
+    torch_ref=lambda torch: lambda A, **kw: _nan_to_zero(torch, torch.linalg.inv_ex(A, **kw)),
+    doc="(inverse, info): info is the 1-based zero pivot (0: invertible); singular "
+        "matrices' inverses are NaN (torch leaves LAPACK's partial result).",
+)
+
+
+def _nan_to_zero(torch, result):
+    """Test-only: compare inv_ex's inverse where defined (ember: NaN, torch: garbage)."""
+    inverse, info = result
+    bad = (info != 0)[..., None, None]
+    return inverse.masked_fill(bad, float("nan")), info
+
+
+def _det_meta(A):
+    _require_square(A)
+    return _meta(A, _batch(A))
+
+
+def _det_grad(g, A, out):
+    """d det = det * tr(A^-1 dA): gA = conj(g * det) ... as torch: (g * conj(det)) A^-H."""
+    return _col(g * _c(out)) * _mH(inv(A))
+
+
+det = linalg_op(
+    "det(Tensor A) -> Tensor",
+    meta=_det_meta, reference=lambda A: np.asarray(np.linalg.det(A)), derivative=_det_grad,
+    samples=_square_samples(),
+    doc="Determinant. The gradient uses A^-1, so it is undefined at singular A (torch "
+        "falls back to an SVD there).",
+)
+
+
+def _slogdet_meta(A):
+    _require_square(A)
+    return _meta(A, _batch(A)), _meta(A, _batch(A), _real_of(A.dtype))
+
+
+def _slogdet_ref(A):
+    sign, logabsdet = np.linalg.slogdet(A)
+    return np.asarray(sign, A.dtype), np.asarray(logabsdet)
+
+
+def _slogdet_grad(g, A, out):
+    """logabsdet changes by Re tr(A^-1 dA), the sign's phase by Im tr(A^-1 dA)."""
+    g_sign, g_log = g
+    sign = out[0]
+    coeff = g_log
+    if A.dtype.is_complex:
+        coeff = g_log - _i_imag(_c(g_sign) * sign)
+    return _col(coeff) * _mH(inv(A))
+
+
+slogdet = linalg_op(
+    "slogdet(Tensor A) -> (Tensor sign, Tensor logabsdet)",
+    named=True, meta=_slogdet_meta, reference=_slogdet_ref, derivative=_slogdet_grad,
+    samples=_square_samples(),
+)
+
+
+# --- solve, solve_triangular ----------------------------------------------------------------
+
+def _solve_is_vector(A, B) -> bool:
+    """torch: B is a (batch of) vector(s) if 1-D, or if B.shape == A.shape[:-1]."""
+    return B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
+
+
+def _solve_meta(A, B, left=True):
+    _require_square(A)
+    _same_dtype(A, B)
+    n = A.shape[-1]
+    vector = _solve_is_vector(A, B)
+    rows = B.shape[-1] if vector else B.shape[-2 if left else -1]
+    if rows != n:
+        side = "A.size(-1) == B.size(-2)" if left else "A.size(-2) == B.size(-1)"
+        raise ShapeError(f"Incompatible shapes of A and B for the equation "
+                         f"{'AX = B' if left else 'XA = B'} ({_dims(A)} and {_dims(B)}): "
+                         f"expected {side}")
+    b_batch = tuple(B.shape[:-1]) if vector else tuple(B.shape[:-2])
+    batch = broadcast_shapes(_batch(A), b_batch)
+    tail = (n,) if vector else tuple(B.shape[-2:])
+    return _meta(A, batch + tail)
+
+
+def _dims(t) -> str:
+    return "x".join(str(s) for s in t.shape)
+
+
+def _solve_ref(A, B, left=True):
+    vector = _solve_is_vector(A, B)
+    b = B[..., None] if vector else B
+    if not left:        # X A = B  <=>  A^T X^T = B^T
+        A, b = np.swapaxes(A, -1, -2), np.swapaxes(b, -1, -2)
+    try:
+        x = np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        raise LinAlgError("torch.linalg.solve: The solver failed because the input matrix is "
+                          "singular." + at_user_line()) from None
+    if not left:
+        x = np.swapaxes(x, -1, -2)
+    return x[..., 0] if vector else x
+
+
+def _as_matrix(x, vector):
+    return unsqueeze(x, -1) if vector else x
+
+
+def _solve_grad(g, A, B, left, out):
+    """X = A^-1 B: gB = A^-H g, gA = -gB X^H (left); X = B A^-1: gA = -X^H gB."""
+    vector = _solve_is_vector(A, B)
+    gB = solve(_mH(A), g, left=left)
+    gm, xm = _as_matrix(gB, vector), _as_matrix(out, vector)
+    gA = -matmul(gm, _mH(xm)) if left else -matmul(_mH(xm), gm)
+    return gA, gB
+
+
+solve = linalg_op(
+    "solve(Tensor A, Tensor B, *, bool left=True) -> Tensor",
+    meta=_solve_meta, reference=_solve_ref, derivative=_solve_grad, saves=("A",),
+    samples=lambda rng: [
+        _sample(_well_conditioned(rng, 3, 3), S.randn(rng, 3, 2, dtype=np.float64)),
+        _sample(_well_conditioned(rng, 2, 3, 3), S.randn(rng, 2, 3, dtype=np.float64)),
+        _sample(_well_conditioned(rng, 3, 3), S.randn(rng, 3, dtype=np.float64)),
+        _sample(_well_conditioned(rng, 2, 3, 3), S.randn(rng, 3, 1, dtype=np.float64)),
+        _sample(_well_conditioned(rng, 3, 3), S.randn(rng, 2, 3, dtype=np.float64),
+                left=False),
+        _sample(_well_conditioned(rng, 3, 3, dtype=np.float32),
+                S.randn(rng, 3, 2, dtype=np.float32)),
+        _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128),
+                _well_conditioned(rng, 3, 3, dtype=np.complex128)[:, :2].copy())],
+)
+
+
+def _triangular(a: np.ndarray, upper: bool, unitriangular: bool) -> np.ndarray:
+    t = np.triu(a) if upper else np.tril(a)
+    if unitriangular:
+        t = t - np.eye(a.shape[-1]) * np.diagonal(t, 0, -2, -1)[..., None, :] + np.eye(a.shape[-1])
+    return t
+
+
+def _solve_triangular_meta(A, B, upper, left=True, unitriangular=False):
+    _require_square(A)
+    _require_matrix(B, "B")
+    return _solve_meta(A, B, left)
+
+
+def _solve_triangular_ref(A, B, upper, left=True, unitriangular=False):
+    t = _triangular(A, upper, unitriangular)
+    if not left:
+        t, B = np.swapaxes(t, -1, -2), np.swapaxes(B, -1, -2)
+    with np.errstate(all="ignore"):      # torch (trsm) returns inf/nan for zero pivots
+        x = np.linalg.solve(t, B) if np.all(np.diagonal(t, 0, -2, -1)) else \
+            np.full(np.broadcast_shapes(t.shape[:-2], B.shape[:-2]) + B.shape[-2:], np.nan,
+                    dtype=A.dtype)
+    return np.swapaxes(x, -1, -2) if not left else x
+
+
+def _solve_triangular_grad(g, A, B, upper, left, unitriangular, out):
+    """As solve's, with gA projected onto the triangle that A's values come from."""
+    gB = solve_triangular(_mH(A), g, upper=not upper, left=left, unitriangular=unitriangular)
+    gA = -matmul(gB, _mH(out)) if left else -matmul(_mH(out), gB)
+    gA = triu(gA, 1 if unitriangular else 0) if upper else tril(gA, -1 if unitriangular else 0)
+    return gA, gB
+
+
+solve_triangular = linalg_op(
+    "solve_triangular(Tensor A, Tensor B, *, bool upper, bool left=True, "
+    "bool unitriangular=False) -> Tensor",
+    meta=_solve_triangular_meta, reference=_solve_triangular_ref,
+    derivative=_solve_triangular_grad, saves=("A",),
+    samples=lambda rng: [
+        _sample(_well_conditioned(rng, 3, 3), S.randn(rng, 3, 2, dtype=np.float64), upper=True),
+        _sample(_well_conditioned(rng, 2, 3, 3), S.randn(rng, 2, 3, 2, dtype=np.float64),
+                upper=False),
+        _sample(_well_conditioned(rng, 3, 3), S.randn(rng, 2, 3, dtype=np.float64),
+                upper=False, left=False),
+        _sample(_well_conditioned(rng, 3, 3), S.randn(rng, 3, 2, dtype=np.float64),
+                upper=True, unitriangular=True),
+        _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128),
+                _well_conditioned(rng, 3, 3, dtype=np.complex128), upper=True)],
+)
+
+
+# --- cholesky ---------------------------------------------------------------------------------
+
+def _cholesky_ref(A, upper=False, check=True):
+    try:
+        L = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        info = _cholesky_info(A).reshape(-1)
+        first = int(np.argmax(info != 0))
+        raise LinAlgError(f"linalg.cholesky: {_batch_prefix(A, first)}The factorization could "
+                          f"not be completed because the input is not positive-definite (the "
+                          f"leading minor of order {info[first]} is not positive-definite)."
+                          f"{at_user_line()}") from None
+    return _mH_np(L) if upper else L
+
+
+def _cholesky_grad(g, A, upper, out):
+    """Murray (2016), torch's form: gA = sym(L^-H phi(L^H gL) L^-1), phi = tril with the
+    diagonal halved."""
+    L, gL = (_mH(out), _mH(g)) if upper else (out, g)
+    L_inv = solve_triangular(L, _eye(L.shape[-1], L), upper=False)
+    phi = tril(matmul(_mH(L), gL))
+    phi = phi - _diag_embed(_diag(phi)) * 0.5
+    gA = matmul(matmul(_mH(L_inv), phi), L_inv)
+    return (gA + _mH(gA)) * 0.5
+
+
+HERMITIAN_NOTE = ("finite differences perturb one entry and break the Hermitian input, while "
+                  "torch's gradient is the symmetric one; tests/linalg checks it through a "
+                  "symmetrizing wrapper, as torch's own OpInfo does")
+
+
+def _hermitian_samples(make):
+    def gen(rng):
+        return [_sample(make(rng, 3, 3), grad=False, note=HERMITIAN_NOTE),
+                _sample(make(rng, 2, 3, 3, dtype=np.float32), grad=False, note=HERMITIAN_NOTE),
+                _sample(make(rng, 3, 3, dtype=np.complex128), grad=False, note=HERMITIAN_NOTE)]
+    return gen
+
+
+cholesky = linalg_op(
+    "cholesky(Tensor A, *, bool upper=False) -> Tensor",
+    meta=_square_meta, reference=lambda A, upper=False: _cholesky_ref(A, upper),
+    derivative=_cholesky_grad, saves=(), samples=_hermitian_samples(_spd),
+    doc="Reads the lower triangle of A; upper=True returns L^H.",
+)
+
+
+def _cholesky_ex_meta(A, upper=False, check_errors=False):
+    _require_square(A)
+    return _meta(A), _meta(A, _batch(A), dtypes.int32)
+
+
+def _cholesky_ex_ref(A, upper=False, check_errors=False):
+    info = _cholesky_info(A)
+    if check_errors and info.any():
+        _cholesky_ref(A, upper)
+    out = np.full(A.shape, np.nan, dtype=A.dtype)
+    ok = info == 0
+    if ok.any():
+        out[ok] = _cholesky_ref(A[ok], upper)
+    return out, info
+
+
+cholesky_ex = linalg_op(
+    "cholesky_ex(Tensor A, *, bool upper=False, bool check_errors=False) -> "
+    "(Tensor L, Tensor info)",
+    named=True, meta=_cholesky_ex_meta, reference=_cholesky_ex_ref,
+    derivative=lambda g, A, upper, check_errors, out: _cholesky_grad(g[0], A, upper, out[0]),
+    saves=(), samples=lambda rng: [_sample(_spd(rng, 2, 3, 3), grad=False, note=HERMITIAN_NOTE),
+                                   _sample(-np.eye(3), grad=False)],
+    torch_ref=lambda torch: lambda A, **kw: _nan_to_zero(torch, torch.linalg.cholesky_ex(A, **kw)),
+    doc="(L, info): info is the order of the first leading minor that is not positive-"
+        "definite (0: success); failed factorizations are NaN.",
+)
+
+
+from .creation import arange  # noqa: E402 - derivative rules use these
+from .linear import matmul  # noqa: E402
+from .pointwise import conj, convert_element_type, eq, real  # noqa: E402
+from .joining import tril, triu  # noqa: E402
+from .shape import diagonal, transpose, unsqueeze  # noqa: E402
