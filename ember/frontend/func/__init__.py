@@ -1,4 +1,10 @@
-"""ember.func: composable function transforms (torch.func's API), built on graph passes."""
+"""ember.func: composable function transforms (torch.func's API), built on graph passes.
+
+vmap batches a traced graph (passes/vmap.py); grad/vjp use the reverse-mode joint graph
+(passes/autograd.py); jvp the forward-mode graph (passes/forward_ad.py); jacrev, jacfwd
+and hessian compose them. See docs/autograd.md, "vmap and ember.func".
+"""
+from .autodiff import grad, grad_and_value, jvp, vjp
 from .vmap import vmap
 
-__all__ = ["vmap"]
+__all__ = ["vmap", "grad", "grad_and_value", "vjp", "jvp"]
