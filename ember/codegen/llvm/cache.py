@@ -1,0 +1,66 @@
+"""On-disk cache of compiled object code, keyed by what determines the machine code.
+
+A key is the SHA-256 of the unoptimized IR text, the target CPU name and feature
+string, llvmlite's version (which pins LLVM's) and `FORMAT`, so a warm process loads
+object code without parsing, optimizing or generating anything. Entries are written
+atomically (temporary file, then rename), so concurrent processes never read half a
+file; a corrupt or unreadable entry is a miss, never an error.
+
+The directory is `EMBER_CACHE_DIR/llvm` (default `~/.cache/ember/llvm`); setting
+`EMBER_CACHE_DIR` to an empty string turns the disk cache off.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import llvmlite
+
+from .target import Target
+
+FORMAT = "ember-llvm-obj-1"   # bump when what the cache stores changes meaning
+
+
+def cache_dir() -> Path | None:
+    """Where object code lives, or None when `EMBER_CACHE_DIR` is set to ''."""
+    root = os.environ.get("EMBER_CACHE_DIR")
+    if root == "":
+        return None
+    base = Path(root) if root else Path.home() / ".cache" / "ember"
+    return base / "llvm"
+
+
+def cache_key(ir_text: str, target: Target) -> str:
+    h = hashlib.sha256()
+    for part in (FORMAT, llvmlite.__version__, target.cpu, target.features, ir_text):
+        h.update(part.encode())
+        h.update(b"\0")          # separator: ("ab","c") and ("a","bc") hash differently
+    return h.hexdigest()
+
+
+def load(key: str) -> bytes | None:
+    """The object code stored under `key`, or None."""
+    d = cache_dir()
+    if d is None:
+        return None
+    try:
+        return (d / f"{key}.o").read_bytes()
+    except OSError:
+        return None
+
+
+def store(key: str, object_code: bytes) -> None:
+    """Save object code under `key`; a read-only or full disk only costs the next compile."""
+    d = cache_dir()
+    if d is None:
+        return
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(object_code)
+        os.replace(tmp, d / f"{key}.o")
+    except OSError:
+        pass

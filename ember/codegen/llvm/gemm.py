@@ -1,0 +1,348 @@
+"""float32 GEMM: C = A @ B (+ beta*C), packed and register-blocked, split across cores.
+
+The structure is the BLIS/GotoBLAS one (Goto & van de Geijn, "Anatomy of
+High-Performance Matrix Multiplication", 2008):
+
+    for jc in N by NC:                      # B block  (KC x NC) stays in L2
+      for pc in K by KC:
+        pack B[pc:pc+KC, jc:jc+NC] into NR-wide column panels (zero-padded)
+        for ic in rows by MC:
+          pack A[ic:ic+MC, pc:pc+KC] into MR-tall row panels (zero-padded)
+          for ir in MC by MR:               # A micro-panel (MR x KC) stays in L1
+            for jr in NC by NR:
+              microkernel: C[ir:ir+MR, jr:jr+NR] (+)= Apanel @ Bpanel
+
+The microkernel keeps an MR x NR tile of C in vector registers (MR*NR/lanes
+accumulators) and does one broadcast of A and NR/lanes loads of B per FMA row:
+14x32 on AVX-512 (28 of 32 zmm registers), 6x16 on AVX2 (12 of 16 ymm), 4x8 with
+4-lane vectors on the portable path. Partial tiles (any M, N) go through a stack
+tile; K has no edge (packing pads with zeros only in M and N).
+
+Any element strides are accepted for A and B (a transposed view costs nothing but a
+slower packing loop), so B given K-major is just `gemm(a, w.T)`. Threads split the
+rows of C (or its columns when C has few rows); each thread packs into its own slice
+of a workspace that is allocated once per process, so steady-state calls allocate
+nothing large.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from ...ir.errors import DTypeError, ShapeError
+from ...runtime.threads import ThreadPool, default_pool
+from . import irutil as u
+from .jit import Library, compile_ir
+from .target import Isa, host_isa, target_for
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Register tile (MR x NR) and cache blocks (MC, KC, NC) for one ISA."""
+    isa: Isa
+    mr: int
+    nr: int
+    mc: int
+    kc: int
+    nc: int
+
+    @property
+    def lanes(self) -> int:
+        return self.isa.lanes
+
+    @property
+    def workspace_floats(self) -> int:
+        """Floats of packing space one thread needs: an A block and a B block."""
+        return self.mc * self.kc + self.kc * self.nc
+
+
+CONFIGS = {
+    # KC*NR*4 bytes of B micro-panel and MR*KC*4 of A stream through L1/L2 per tile;
+    # a KC x NC block of B (512 KiB) sits in Zen 4's / Skylake-X's 1 MiB L2.
+    Isa.AVX512: GemmConfig(Isa.AVX512, mr=14, nr=32, mc=14 * 12, kc=256, nc=512),
+    Isa.AVX2: GemmConfig(Isa.AVX2, mr=6, nr=16, mc=6 * 24, kc=256, nc=512),
+    Isa.PORTABLE: GemmConfig(Isa.PORTABLE, mr=4, nr=8, mc=4 * 32, kc=256, nc=256),
+}
+
+# gemm_rows / gemm_cols(begin, end, worker, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc,
+#                      accumulate, workspace, workspace_stride); strides in elements.
+_ENTRY_ARGS = [("begin", u.I64), ("end", u.I64), ("worker", u.I64),
+               ("m", u.I64), ("n", u.I64), ("k", u.I64),
+               ("a", u.PTR), ("rsa", u.I64), ("csa", u.I64),
+               ("b", u.PTR), ("rsb", u.I64), ("csb", u.I64),
+               ("c", u.PTR), ("ldc", u.I64), ("accumulate", u.I32),
+               ("ws", u.PTR), ("ws_stride", u.I64)]
+_ENTRY_CTYPES = [ctypes.c_int64] * 6 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 2 \
+    + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64]
+
+
+# --- packing -------------------------------------------------------------------------------
+def _emit_pack(module: ir.Module, name: str, tile: int) -> None:
+    """pack(dst, src, stride_along_tile, stride_along_k, rows, kc): panels of `tile` lanes.
+
+    dst[p*kc*tile + k*tile + t] = src[(p*tile + t)*s_tile + k*s_k], zero where
+    p*tile + t >= rows. Rows past the edge read a clamped (valid) address, then are
+    replaced by zero, so the loop has no branches and no out-of-bounds loads.
+    """
+    fn, b = u.define(module, name, u.VOID, [("dst", u.PTR), ("src", u.PTR), ("s_tile", u.I64),
+                                           ("s_k", u.I64), ("rows", u.I64), ("kc", u.I64)])
+    dst, src, s_tile, s_k, rows, kc = fn.args
+    fn.linkage = "internal"
+    last = b.sub(rows, u.i64(1))
+    zero = ir.Constant(u.F32, 0.0)
+    with u.counted_loop(b, u.i64(0), rows, tile, "p") as p:
+        panel = b.mul(p, kc)
+        with u.counted_loop(b, u.i64(0), kc, 1, "k") as k:
+            src_k = b.mul(k, s_k)
+            out = b.add(panel, b.mul(k, u.i64(tile)))
+            for t in range(tile):
+                row = b.add(p, u.i64(t))
+                valid = b.icmp_signed("<", row, rows)
+                clamped = b.select(valid, row, last)
+                x = b.load(u.elem_ptr(b, src, b.add(b.mul(clamped, s_tile), src_k)), typ=u.F32)
+                b.store(b.select(valid, x, zero), u.elem_ptr(b, dst, b.add(out, u.i64(t))))
+    b.ret_void()
+
+
+# --- microkernel ---------------------------------------------------------------------------
+def _emit_microkernel(module: ir.Module, cfg: GemmConfig) -> ir.Function:
+    """ukernel(kc, ap, bp, c, ldc, m_valid, n_valid, accumulate): one MR x NR tile."""
+    fn, b = u.define(module, "ukernel", u.VOID,
+                     [("kc", u.I64), ("ap", u.PTR), ("bp", u.PTR), ("c", u.PTR), ("ldc", u.I64),
+                      ("m_valid", u.I64), ("n_valid", u.I64), ("accumulate", u.I1)])
+    fn.linkage = "internal"
+    kc, ap, bp, c, ldc, m_valid, n_valid, accumulate = fn.args
+    lanes, nv = cfg.lanes, cfg.nr // cfg.lanes
+    vt = u.vec(u.F32, lanes)
+    tile = b.alloca(u.F32, size=cfg.mr * cfg.nr, name="tile")   # for partial tiles
+    acc = _emit_k_loop(b, cfg, kc, ap, bp, vt, nv)
+    full = b.and_(b.icmp_signed("==", m_valid, u.i64(cfg.mr)),
+                  b.icmp_signed("==", n_valid, u.i64(cfg.nr)))
+    with b.if_else(full) as (then, otherwise):
+        with then:
+            _store_tile(b, acc, c, ldc, accumulate, lanes)
+        with otherwise:
+            _store_tile(b, acc, tile, u.i64(cfg.nr), ir.Constant(u.I1, 0), lanes)
+            _copy_partial(b, tile, cfg.nr, c, ldc, m_valid, n_valid, accumulate)
+    b.ret_void()
+    return fn
+
+
+def _emit_k_loop(b, cfg, kc, ap, bp, vt, nv) -> list[list[ir.Value]]:
+    """The hot loop: acc[r][v] += A[k, r] * B[k, v*lanes : (v+1)*lanes] for k < kc."""
+    pre = b.block
+    head = b.append_basic_block("k.head")
+    body = b.append_basic_block("k.body")
+    done = b.append_basic_block("k.done")
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(u.I64, name="k")
+    k.add_incoming(u.i64(0), pre)
+    acc = [[b.phi(vt, name=f"acc{r}_{v}") for v in range(nv)] for r in range(cfg.mr)]
+    for row in acc:
+        for phi in row:
+            phi.add_incoming(ir.Constant(vt, None), pre)
+    b.cbranch(b.icmp_signed("<", k, kc), body, done)
+    b.position_at_end(body)
+    b_vecs = [u.load_vec(b, bp, b.add(b.mul(k, u.i64(cfg.nr)), u.i64(v * cfg.lanes)), cfg.lanes)
+              for v in range(nv)]
+    a_base = b.mul(k, u.i64(cfg.mr))
+    for r in range(cfg.mr):
+        a = u.splat(b, b.load(u.elem_ptr(b, ap, b.add(a_base, u.i64(r))), typ=u.F32), cfg.lanes)
+        for v in range(nv):
+            acc[r][v].add_incoming(_multiply_add(b, cfg, a, b_vecs[v], acc[r][v]), body)
+    k.add_incoming(b.add(k, u.i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    return acc
+
+
+def _multiply_add(b, cfg, x, y, acc):
+    # Without hardware FMA (the portable target is baseline x86-64), llvm.fma becomes a
+    # libm call per lane; a separate multiply and add is what such a CPU can do fast.
+    if cfg.isa is Isa.PORTABLE:
+        return b.fadd(b.fmul(x, y), acc)
+    return u.fma(b, x, y, acc)
+
+
+def _store_tile(b, acc, dst, ld, accumulate, lanes) -> None:
+    """dst[r*ld + v*lanes ...] = acc[r][v] (+ dst when accumulate)."""
+    for r, row in enumerate(acc):
+        for v, value in enumerate(row):
+            idx = b.add(b.mul(u.i64(r), ld), u.i64(v * lanes))
+            old = u.load_vec(b, dst, idx, lanes)
+            new = b.select(accumulate, b.fadd(value, old), value)
+            u.store_vec(b, new, dst, idx)
+
+
+def _copy_partial(b, tile, tile_ld, c, ldc, m_valid, n_valid, accumulate) -> None:
+    zero = ir.Constant(u.F32, 0.0)
+    with u.counted_loop(b, u.i64(0), m_valid, 1, "r") as r:
+        with u.counted_loop(b, u.i64(0), n_valid, 1, "j") as j:
+            dst = u.elem_ptr(b, c, b.add(b.mul(r, ldc), j))
+            x = b.load(u.elem_ptr(b, tile, b.add(b.mul(r, u.i64(tile_ld)), j)), typ=u.F32)
+            # read C only when accumulating: with beta == 0 it may hold NaN (BLAS rule)
+            with b.if_then(accumulate):
+                b.store(b.fadd(x, b.load(dst, typ=u.F32)), dst)
+            with b.if_then(b.not_(accumulate)):
+                b.store(b.fadd(x, zero), dst)
+
+
+# --- the loop nest -------------------------------------------------------------------------
+def _emit_block(module: ir.Module, cfg: GemmConfig, ukernel: ir.Function) -> ir.Function:
+    """block(m0, m1, n0, n1, worker, ...): C[m0:m1, n0:n1] by the five-loop nest."""
+    args = [("m0", u.I64), ("m1", u.I64), ("n0", u.I64), ("n1", u.I64)] + _ENTRY_ARGS[2:]
+    fn, b = u.define(module, "gemm_block", u.VOID, args)
+    fn.linkage = "internal"
+    p = dict(zip([name for name, _ in args], fn.args))
+    ap = u.elem_ptr(b, p["ws"], b.mul(p["worker"], p["ws_stride"]))
+    bp = u.elem_ptr(b, ap, u.i64(cfg.mc * cfg.kc))
+    first_accumulates = b.icmp_signed("!=", p["accumulate"], ir.Constant(u.I32, 0))
+    with u.counted_loop(b, p["n0"], p["n1"], cfg.nc, "jc") as jc:
+        nc = u.imin(b, u.i64(cfg.nc), b.sub(p["n1"], jc))
+        with u.counted_loop(b, u.i64(0), p["k"], cfg.kc, "pc") as pc:
+            kc = u.imin(b, u.i64(cfg.kc), b.sub(p["k"], pc))
+            b_src = u.elem_ptr(b, p["b"], b.add(b.mul(pc, p["rsb"]), b.mul(jc, p["csb"])))
+            b.call(module.get_global("pack_b"), [bp, b_src, p["csb"], p["rsb"], nc, kc])
+            accumulate = b.or_(first_accumulates, b.icmp_signed(">", pc, u.i64(0)))
+            with u.counted_loop(b, p["m0"], p["m1"], cfg.mc, "ic") as ic:
+                mc = u.imin(b, u.i64(cfg.mc), b.sub(p["m1"], ic))
+                a_src = u.elem_ptr(b, p["a"], b.add(b.mul(ic, p["rsa"]), b.mul(pc, p["csa"])))
+                b.call(module.get_global("pack_a"), [ap, a_src, p["rsa"], p["csa"], mc, kc])
+                c_block = u.elem_ptr(b, p["c"], b.add(b.mul(ic, p["ldc"]), jc))
+                _emit_tiles(b, cfg, ukernel, kc, mc, nc, ap, bp, c_block, p["ldc"], accumulate)
+    b.ret_void()
+    return fn
+
+
+def _emit_tiles(b, cfg, ukernel, kc, mc, nc, ap, bp, c_block, ldc, accumulate) -> None:
+    with u.counted_loop(b, u.i64(0), mc, cfg.mr, "ir") as i:
+        a_panel = u.elem_ptr(b, ap, b.mul(i, kc))
+        m_valid = u.imin(b, u.i64(cfg.mr), b.sub(mc, i))
+        with u.counted_loop(b, u.i64(0), nc, cfg.nr, "jr") as j:
+            b_panel = u.elem_ptr(b, bp, b.mul(j, kc))
+            n_valid = u.imin(b, u.i64(cfg.nr), b.sub(nc, j))
+            c_tile = u.elem_ptr(b, c_block, b.add(b.mul(i, ldc), j))
+            b.call(ukernel, [kc, a_panel, b_panel, c_tile, ldc, m_valid, n_valid, accumulate])
+
+
+def _emit_entries(module: ir.Module, block: ir.Function) -> None:
+    """gemm_rows splits C by rows [begin, end); gemm_cols by columns."""
+    for name in ("gemm_rows", "gemm_cols"):
+        fn, b = u.define(module, name, u.VOID, _ENTRY_ARGS)
+        p = dict(zip([n for n, _ in _ENTRY_ARGS], fn.args))
+        if name == "gemm_rows":
+            bounds = [p["begin"], p["end"], u.i64(0), p["n"]]
+        else:
+            bounds = [u.i64(0), p["m"], p["begin"], p["end"]]
+        b.call(block, bounds + list(fn.args)[2:])
+        b.ret_void()
+
+
+def gemm_module(cfg: GemmConfig) -> ir.Module:
+    """The LLVM module of one GEMM configuration (exported: gemm_rows, gemm_cols)."""
+    module = ir.Module(name=f"ember_gemm_{cfg.isa.value}")
+    _emit_pack(module, "pack_a", cfg.mr)
+    _emit_pack(module, "pack_b", cfg.nr)
+    ukernel = _emit_microkernel(module, cfg)
+    ukernel.attributes.add("noinline")   # keep the hot loop's registers to itself
+    _emit_entries(module, _emit_block(module, cfg, ukernel))
+    return module
+
+
+# --- the Python entry ----------------------------------------------------------------------
+@dataclass
+class GemmKernel:
+    cfg: GemmConfig
+    library: Library
+    rows: object
+    cols: object
+
+
+@functools.cache
+def gemm_kernel(isa: Isa) -> GemmKernel:
+    """The compiled GEMM for `isa` (disk-cached; compiled at most once per process)."""
+    cfg = CONFIGS[isa]
+    lib = compile_ir(gemm_module(cfg), target_for(isa))
+    return GemmKernel(cfg, lib, lib.function("gemm_rows", None, *_ENTRY_CTYPES),
+                      lib.function("gemm_cols", None, *_ENTRY_CTYPES))
+
+
+_WORKSPACES: dict[tuple[GemmConfig, int], np.ndarray] = {}
+
+
+def _workspace(cfg: GemmConfig, threads: int) -> np.ndarray:
+    """Packing buffers for `threads` workers, allocated once (64-byte aligned)."""
+    key = (cfg, threads)
+    if key not in _WORKSPACES:
+        raw = np.zeros(cfg.workspace_floats * threads + 16, np.float32)
+        offset = (-raw.ctypes.data % 64) // 4
+        _WORKSPACES[key] = raw[offset:offset + cfg.workspace_floats * threads]
+    return _WORKSPACES[key]
+
+
+def _strides(x: np.ndarray) -> tuple[int, int]:
+    return x.strides[0] // 4, x.strides[1] // 4
+
+
+def _check(a: np.ndarray, b: np.ndarray, out: np.ndarray | None) -> tuple[int, int, int]:
+    for name, x in (("a", a), ("b", b)) + ((("out", out),) if out is not None else ()):
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+            got = getattr(x, "dtype", type(x).__name__)
+            raise DTypeError(f"gemm: {name} must be a float32 numpy array, got {got}")
+        if x.ndim != 2:
+            raise ShapeError(f"gemm: {name} must be 2-D, got shape {x.shape}")
+        if any(s % 4 for s in x.strides):
+            raise ShapeError(f"gemm: {name}'s strides {x.strides} are not whole elements")
+    (m, k), (k2, n) = a.shape, b.shape
+    if k != k2:
+        raise ShapeError(f"gemm: a.shape[1] must equal b.shape[0], got {a.shape} and {b.shape}")
+    if out is not None and out.shape != (m, n):
+        raise ShapeError(f"gemm: out must have shape {(m, n)}, got {out.shape}")
+    return m, n, k
+
+
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: float = 0.0,
+         isa: Isa | None = None, pool: ThreadPool | None = None,
+         threads: int | None = None) -> np.ndarray:
+    """out = a @ b + beta * out for float32 matrices of any strides; returns out.
+
+    `b` given K-major (e.g. a Linear weight of shape (N, K)) is passed as `w.T`.
+    With beta == 0, out's old contents are never read (NaN there does not leak).
+    `isa` forces an instruction set (tests use it for the AVX2 path); `threads`
+    caps how many pool threads take part.
+    """
+    m, n, k = _check(a, b, out)
+    if out is None:
+        out, beta = np.empty((m, n), np.float32), 0.0
+    if out.strides[1] != 4 or out.strides[0] % 4:
+        result = gemm(a, b, np.ascontiguousarray(out), beta, isa, pool, threads)
+        out[...] = result
+        return out
+    if beta not in (0.0, 1.0) and m * n:
+        out *= np.float32(beta)
+    if k == 0 or m * n == 0:
+        if beta == 0.0:
+            out[...] = 0.0
+        return out
+    kernel = gemm_kernel(isa or host_isa())
+    _run(kernel, a, b, out, m, n, k, beta != 0.0, pool or default_pool(), threads)
+    return out
+
+
+def _run(kernel: GemmKernel, a, b, out, m, n, k, accumulate, pool, threads) -> None:
+    cfg = kernel.cfg
+    n_threads = min(pool.n_threads, threads or pool.n_threads)
+    ws = _workspace(cfg, pool.n_threads)
+    # Split rows when there are enough for every thread, else columns (tall-skinny B).
+    by_rows = m >= cfg.mr * n_threads or m >= n
+    entry, extent, align = (kernel.rows, m, cfg.mr) if by_rows else (kernel.cols, n, cfg.nr)
+    rsa, csa = _strides(a)
+    rsb, csb = _strides(b)
+    pool.parallel_for(entry, extent, m, n, k, a.ctypes.data, rsa, csa, b.ctypes.data, rsb, csb,
+                      out.ctypes.data, out.strides[0] // 4, int(accumulate), ws.ctypes.data,
+                      cfg.workspace_floats, align=align, max_threads=n_threads)
