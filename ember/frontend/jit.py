@@ -25,7 +25,7 @@ import warnings
 from ..ir import dispatch
 from ..ir.errors import EMBER_DIR, TraceError, format_frame, user_frame
 from ..ir.graph import Graph, Node
-from ..ir.meta import TensorMeta, meta_of
+from ..ir.meta import meta_of
 from .nn.modules.module import Module
 from .tensor import Tensor
 
@@ -73,11 +73,8 @@ class _JitRecorder:
             self.bind(result, node)
         elif isinstance(result, (tuple, list)):
             for i, item in enumerate(result):
-                if isinstance(item, Tensor):
-                    with self.graph.inserting_after(self.graph.nodes[-1]
-                                                    if self.graph.output_node is None
-                                                    else None):
-                        getter = self.graph.call_function(operator.getitem, (node, i))
+                if isinstance(item, Tensor):      # one getitem node per tensor result
+                    getter = self.graph.call_function(operator.getitem, (node, i))
                     getter.meta["val"] = meta_of(item)
                     getter.meta["loc"] = node.meta.get("loc")
                     self.bind(item, getter)
@@ -131,11 +128,12 @@ def _first_computation(graph: Graph) -> Node | None:
 
 
 def _metas(result):
+    """TensorMeta(s) of an op's result; namedtuples become plain tuples."""
     if isinstance(result, Tensor):
         return meta_of(result)
     if isinstance(result, (tuple, list)):
-        return type(result)(_metas(r) if isinstance(r, Tensor) else r for r in result) \
-            if not hasattr(result, "_fields") else tuple(_metas(r) for r in result)
+        items = [_metas(r) for r in result]
+        return items if isinstance(result, list) else tuple(items)
     return result
 
 

@@ -15,7 +15,7 @@ import types
 from typing import Any, Callable
 
 from ...ir.errors import TraceError, format_frame, user_frame
-from ...ir.graph import Graph, Node, map_arg
+from ...ir.graph import Graph, Node
 from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..nn.parameter import Parameter
