@@ -87,7 +87,9 @@ def _batch_norm_step(step: Node, producer: Node, ctx: PassContext, affine: Chann
     if any(v is None for v in values[:2]) or any(p is not None and v is None
                                                  for p, v in zip(params, values[2:])):
         return False
-    mean, var, weight, bias = [None if v is None else _per_channel(v, producer, affine.channels)
+    if any(v is not None and tuple(v.shape) != (affine.channels,) for v in values):
+        return False
+    mean, var, weight, bias = [None if v is None else _op("convert_element_type")(v, float64)
                                for v in values]
     inv_std = _op("rsqrt")(_op("add")(var, args["eps"]))
     scale = inv_std if weight is None else _op("mul")(inv_std, weight)
