@@ -255,13 +255,18 @@ def _check_vars(kernel: Kernel, expr, inner_allowed: bool) -> None:
         raise ValueError(f"{kernel.name}: index {index} uses an inner variable outside the inner loop")
 
 
-def _walk(expr):
+def _walk(expr, seen: set | None = None):
+    """Each distinct subexpression once (descriptions are DAGs: shared loads stay shared)."""
+    seen = set() if seen is None else seen
+    if id(expr) in seen:
+        return
+    seen.add(id(expr))
     yield expr
     if isinstance(expr, Call):
         for a in expr.args:
-            yield from _walk(a)
+            yield from _walk(a, seen)
     elif isinstance(expr, Cast):
-        yield from _walk(expr.value)
+        yield from _walk(expr.value, seen)
 
 
 # --- reference semantics -------------------------------------------------------------------

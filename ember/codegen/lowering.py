@@ -687,8 +687,9 @@ def is_reduction_rule(node: Node) -> bool:
 @dataclass
 class LoweredKernel:
     kernel: K.Kernel
-    inputs: list[Node]       # the group graph's placeholders, in buffer order
+    inputs: list[Node]       # the group graph's nodes each input buffer holds, in order
     outputs: list[Node]      # the group graph's output values, in buffer order
+    anchor: Node | None = None   # an extern op (GEMM/conv) whose result the kernel reads
 
 
 def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
@@ -697,6 +698,7 @@ def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
                 if isinstance(n.meta.get("val"), TensorMeta)] + [0])
     ctx = LoweringContext(name, 2 * ndim + 1)
     env: dict[Node, object] = {}
+    anchor = None
     inputs, specs = [], []
     for node in graph.nodes:
         if node.op == OpKind.placeholder:
@@ -706,14 +708,47 @@ def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
             specs.append(K.BufferSpec(buf, meta.dtype, _extent(meta)))
             env[node] = strided_value(ctx, Strided(buf, tuple(meta.strides)), meta.shape,
                                       meta.dtype)
+        elif _is_anchor(node):
+            if anchor is not None:
+                raise LoweringError(f"{name}: two extern ops ({anchor.target.name}, "
+                                    f"{node.target.name}) in one group")
+            anchor = node
+            meta = node.meta["val"]
+            inputs.append(node)
+            specs.append(K.BufferSpec("acc", meta.dtype, _extent(meta)))
+            env[node] = strided_value(ctx, Strided("acc", tuple(meta.strides)), meta.shape,
+                                      meta.dtype)
         elif node.op == OpKind.call_function:
             env[node] = _lower_node(ctx, node, env)
         elif node.op == OpKind.output:
             outputs = _flatten(node.args[0])
-            return _finish_kernel(ctx, name, inputs, specs, outputs, env)
+            if anchor is not None and anchor in outputs:
+                raise LoweringError(f"{name}: the extern op's own result leaves the group")
+            lowered = _finish_kernel(ctx, name, inputs, specs, outputs, env)
+            lowered.anchor = anchor
+            return _drop_unread_inputs(lowered)
         else:
             raise LoweringError(f"{name}: cannot lower {node.op} node {node.name}")
     raise LoweringError(f"{name}: group graph has no output")
+
+
+def _is_anchor(node: Node) -> bool:
+    from ..ir.fused import EPILOGUE_ANCHORS
+    return node.op == OpKind.call_function and is_op(node.target) and \
+        node.target.name in EPILOGUE_ANCHORS and node.target.name not in RULES
+
+
+def _drop_unread_inputs(lowered: LoweredKernel) -> LoweredKernel:
+    """Buffers no expression loads (an extern op's operands) are not kernel arguments."""
+    read = set()
+    for stage in lowered.kernel.stages:
+        for e in K._walk(stage.value):
+            if isinstance(e, K.Load):
+                read.add(e.buffer)
+    keep = [i for i, spec in enumerate(lowered.kernel.inputs) if spec.name in read]
+    lowered.kernel.inputs = [lowered.kernel.inputs[i] for i in keep]
+    lowered.inputs = [lowered.inputs[i] for i in keep]
+    return lowered
 
 
 def _flatten(value) -> list[Node]:
@@ -897,3 +932,24 @@ def _try_merge(kernel: K.Kernel, space: str):
             inner = tuple(new_sizes) if space == "inner" else kernel.inner
             return K.Kernel(kernel.name, outer, inner, kernel.inputs, kernel.outputs, stages)
     return None
+
+
+# --- registration: the registry's `lowering` field and fusion's group checker -----------------
+def _why_not_one_kernel(graph: Graph) -> str | None:
+    try:
+        lower_group(graph, "candidate")
+    except LoweringError as err:
+        return str(err)
+    return None
+
+
+def _register() -> None:
+    from ..ir.fused import register_group_checker
+    from ..ir.registry import OPS
+    for name, rule in RULES.items():
+        if name in OPS:
+            OPS[name].lowering = rule
+    register_group_checker(_why_not_one_kernel)
+
+
+_register()

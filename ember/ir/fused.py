@@ -60,3 +60,29 @@ class FusedGroup:
 
 def is_fused(target) -> bool:
     return isinstance(target, FusedGroup)
+
+
+# --- the group checker ------------------------------------------------------------------------
+# Whether a candidate group can become one kernel is codegen's knowledge (it must lower it),
+# but the fusion pass lives in `passes`, which may not import codegen. Codegen registers its
+# checker here at import time, as it sets the registry's `lowering` fields.
+_group_checker: list = []
+
+# Ops that run as extern kernels (GEMM, convolution) but accept a pointwise epilogue.
+EPILOGUE_ANCHORS = frozenset({"mm", "addmm", "linear", "matmul", "bmm", "conv2d", "convolution",
+                              "conv1d"})
+
+
+def register_group_checker(fn) -> None:
+    """`fn(graph) -> str | None`: None when the group graph lowers to one kernel, else why not."""
+    _group_checker[:] = [fn]
+
+
+def group_problem(graph: Graph) -> str | None:
+    if not _group_checker:
+        return "no code generator is loaded (import ember.codegen.lowering)"
+    return _group_checker[0](graph)
+
+
+def is_lowerable(node) -> bool:
+    return node.op == OpKind.call_function and getattr(node.target, "lowering", None) is not None

@@ -158,17 +158,20 @@ class GraphBuilder:
         if node is None:
             name = f"_constant{len(self.constants)}"
             self.constants[name] = tensor
-            with self.graph.inserting_before(self._first_non_placeholder()):
+            with self.graph.inserting_after(self._last_leading_input()):
                 node = self.graph.get_attr(name)
             node.meta["val"] = _meta_of_tensor(tensor)
             self._constant_nodes[id(tensor)] = node
         return SymbolicTensor(node, node.meta["val"])
 
-    def _first_non_placeholder(self) -> Node | None:
+    def _last_leading_input(self) -> Node | None:
+        """Constants go after the placeholders and earlier constants, in creation order."""
+        last = None
         for node in self.graph.nodes:
-            if node.op != OpKind.placeholder:
-                return node
-        return None
+            if node.op not in (OpKind.placeholder, OpKind.get_attr):
+                break
+            last = node
+        return last
 
     def output(self, result) -> Node:
         return self.graph.output(map_arg(_to_args(self, result), lambda n: n))

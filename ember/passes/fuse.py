@@ -1,0 +1,221 @@
+"""Fusion: group ops into kernels, and replace each group by one FusedGroup node.
+
+Groups grow greedily in topological order: each lowerable node tries to join the
+group of each of its lowerable producers. A merge is taken when
+1. it creates no cycle (no path leaves the merged group and comes back), and
+2. the merged group still lowers to one kernel — codegen's group checker says so
+   (`ir.fused.group_problem`): pointwise ops fuse with each other, with a preceding
+   or following reduction over one reduction space (softmax, layernorm, mean/var
+   become one persistent kernel), and as the epilogue of one GEMM/conv.
+
+Cost model: a node belongs to exactly one group, and a value needed outside its
+group is written once by the group that computes it, so fusion never recomputes a
+producer in a second kernel. What it declines are merges that would make one
+kernel iterate two reduction spaces, or put two extern ops in one group.
+
+Groups of one node are kept as groups too: every lowerable op becomes a kernel.
+"""
+from __future__ import annotations
+
+from ..ir.fused import EPILOGUE_ANCHORS, FusedGroup, group_problem, is_lowerable
+from ..ir.graph import Graph, Node, OpKind, map_arg
+from ..ir.meta import TensorMeta
+from ..ir.registry import Tag, is_op
+from .manager import PassContext, register_pass
+
+
+@register_pass("fuse", provides=("fused",))
+def fuse(graph: Graph, ctx: PassContext) -> int:
+    """Group pointwise/reduction ops (and GEMM/conv epilogues) into fused kernels."""
+    functionalize_inplace(graph)
+    groups = plan_groups(graph)
+    for k, members in enumerate(groups):
+        replace_with_group(graph, members, f"fused_{k}")
+    if groups:
+        topological_sort(graph)
+    return len(groups)
+
+
+def functionalize_inplace(graph: Graph) -> int:
+    """`relu_(x)` -> `relu(x)` where nothing else reads x afterwards (x not an input).
+
+    Traced models use in-place activations (`ReLU(inplace=True)`); when the mutated
+    value is a temporary that only the in-place op reads, the functional op computes
+    the same thing and can be fused."""
+    changed = 0
+    for node in graph.nodes:
+        op = node.target
+        if node.op != OpKind.call_function or not is_op(op) or op.functional is None:
+            continue
+        target = node.args[0] if node.args else None
+        if isinstance(target, Node) and target.op == OpKind.call_function and \
+                set(target.users) == {node}:
+            node.target = op.functional
+            changed += 1
+    return changed
+
+
+# --- planning ------------------------------------------------------------------------------
+def _candidate(node: Node) -> bool:
+    val = node.meta.get("val")
+    return is_lowerable(node) and isinstance(val, TensorMeta) and \
+        not val.dtype.is_complex and Tag.INPLACE not in node.target.tags and \
+        Tag.RANDOM not in node.target.tags
+
+
+def _anchor(node: Node) -> bool:
+    return node.op == OpKind.call_function and is_op(node.target) and \
+        node.target.name in EPILOGUE_ANCHORS and isinstance(node.meta.get("val"), TensorMeta)
+
+
+def plan_groups(graph: Graph) -> list[list[Node]]:
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    group: dict[Node, int] = {}
+    members: dict[int, list[Node]] = {}
+    for gid, node in enumerate(graph.nodes):
+        if not _candidate(node):
+            continue
+        group[node], members[gid] = gid, [node]
+        for producer in node.all_input_nodes:
+            pid = group.get(producer)
+            if pid is None or pid == group[node]:
+                continue
+            merged = sorted(members[pid] + members[group[node]], key=order.__getitem__)
+            if _creates_cycle(merged, order) or _problem(graph, merged):
+                continue
+            _merge(group, members, keep=pid, drop=group[node])
+    for gid in list(members):
+        if _only_views(members[gid]):      # views stay free views; a kernel would copy
+            del members[gid]
+            continue
+        _attach_anchor(graph, group, members, gid, order)
+    return [sorted(m, key=order.__getitem__) for m in members.values() if m]
+
+
+def _only_views(nodes: list[Node]) -> bool:
+    return all(Tag.VIEW in n.target.tags for n in nodes)
+
+
+def _merge(group, members, keep: int, drop: int) -> None:
+    for n in members[drop]:
+        group[n] = keep
+    members[keep] += members.pop(drop)
+
+
+def _attach_anchor(graph, group, members, gid, order) -> None:
+    """Put a GEMM/conv in front of a group that is its only consumer (an epilogue)."""
+    nodes = members.get(gid)
+    if not nodes:
+        return
+    for producer in sorted({p for n in nodes for p in n.all_input_nodes}, key=order.__getitem__):
+        if not _anchor(producer) or producer in group:
+            continue
+        if not all(u in nodes for u in producer.users):
+            continue
+        merged = sorted([producer] + nodes, key=order.__getitem__)
+        if not _creates_cycle(merged, order) and not _problem(graph, merged):
+            group[producer] = gid
+            nodes.insert(0, producer)
+            return
+
+
+def _creates_cycle(nodes: list[Node], order: dict) -> bool:
+    """True when some path leaves `nodes` and re-enters them."""
+    inside = set(nodes)
+    last = max(order[n] for n in nodes)
+    frontier = [u for n in nodes for u in n.users if u not in inside and order[u] < last]
+    seen = set()
+    while frontier:
+        node = frontier.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for user in node.users:
+            if user in inside:
+                return True
+            if order[user] < last:
+                frontier.append(user)
+    return False
+
+
+def _problem(graph: Graph, nodes: list[Node]) -> str | None:
+    sub, _, _ = extract_group(nodes)
+    return group_problem(sub)
+
+
+# --- materializing ---------------------------------------------------------------------------
+def extract_group(nodes: list[Node]) -> tuple[Graph, list[Node], list[Node]]:
+    """The group's own graph, its external inputs and the members used outside it."""
+    inside = set(nodes)
+    sub = Graph()
+    inputs: list[Node] = []
+    for node in nodes:           # placeholders first, in order of first use
+        for n in node.all_input_nodes:
+            if n not in inside and n not in inputs:
+                inputs.append(n)
+    env: dict[Node, Node] = {}
+    for k, n in enumerate(inputs):
+        env[n] = sub.placeholder(f"in{k}")
+        env[n].meta["val"] = n.meta.get("val")
+    for node in nodes:
+        copy = sub.create_node(node.op, node.target, map_arg(node.args, env.__getitem__),
+                               map_arg(node.kwargs, env.__getitem__), name=node.name)
+        copy.meta = {k: v for k, v in node.meta.items() if k in ("val", "loc")}
+        env[node] = copy
+    outputs = [n for n in nodes if any(u not in inside for u in n.users)]
+    sub.output(env[outputs[0]] if len(outputs) == 1 else tuple(env[n] for n in outputs))
+    return sub, inputs, outputs
+
+
+def _kind(nodes: list[Node]) -> str:
+    if any(_anchor(n) and not is_lowerable(n) for n in nodes):
+        return "epilogue"
+    if any(Tag.REDUCTION in n.target.tags or n.target.name in
+           ("softmax", "log_softmax", "layer_norm") for n in nodes):
+        return "reduction"
+    return "pointwise"
+
+
+def replace_with_group(graph: Graph, nodes: list[Node], name: str) -> Node:
+    sub, inputs, outputs = extract_group(nodes)
+    group = FusedGroup(name, sub, _kind(nodes))
+    with graph.inserting_after(nodes[-1]):
+        fused = graph.call_function(group, tuple(inputs))
+    fused.meta["val"] = outputs[0].meta["val"] if len(outputs) == 1 else \
+        tuple(n.meta["val"] for n in outputs)
+    locs = [n.meta["loc"] for n in nodes if n.meta.get("loc")]
+    if locs:
+        fused.meta["loc"] = locs[0]
+    if len(outputs) == 1:
+        outputs[0].replace_all_uses_with(fused)
+    else:
+        import operator
+        last = fused
+        for i, out in enumerate(outputs):
+            with graph.inserting_after(last):
+                item = last = graph.call_function(operator.getitem, (fused, i))
+            item.meta["val"] = out.meta["val"]
+            out.replace_all_uses_with(item)
+    for node in reversed(nodes):
+        graph.erase_node(node)
+    return fused
+
+
+def topological_sort(graph: Graph) -> None:
+    """Reorder nodes so every use follows its definition, keeping the order otherwise."""
+    import heapq
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    pending = {n: len(n.all_input_nodes) for n in graph.nodes}
+    ready = [(position[n], n.name, n) for n in graph.nodes if pending[n] == 0]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        _, _, node = heapq.heappop(ready)
+        ordered.append(node)
+        for user in node.users:
+            pending[user] -= 1
+            if pending[user] == 0:
+                heapq.heappush(ready, (position[user], user.name, user))
+    if len(ordered) != len(position):
+        raise RuntimeError("fusion left a cycle in the graph")
+    graph._nodes[:] = ordered
