@@ -87,6 +87,24 @@ def _grad_inputs(args):
     return [a for a in flat_tensors(args) if getattr(a, "requires_grad", False)]
 
 
+def _real_sum(v, real):
+    """sum(v), its real part when complex: autograd needs a real scalar loss, so a
+    complex output o with cotangent c contributes Re(sum(o * c))."""
+    total = v.sum()
+    return real(total) if total.is_complex() else total
+
+
+def _cotangent(rng, out, dtype=None):
+    """A random cotangent (of `out`'s dtype unless given); complex outputs get a complex
+    one, so the gradients of both parts are checked."""
+    dtype = np.dtype(dtype or as_numpy(out).dtype)
+    c = rng.standard_normal(tuple(out.shape))
+    if out.is_complex():
+        c = c + 1j * rng.standard_normal(tuple(out.shape))
+        dtype = np.result_type(dtype, np.complex64)
+    return c.astype(dtype)
+
+
 DIFFERENTIABLE = [op for op in TESTED if op.is_differentiable]
 TORCH_GRAD_OK = [op for op in DIFFERENTIABLE if not op.torch_grad_differs]
 
@@ -97,10 +115,11 @@ def test_gradients_match_torch(op, rng):
         e_args, t_args, e_out, t_out = run_both(op, sample, requires_grad=True)
         e_outs, t_outs = _float_outputs(e_out), [o for o in outputs(t_out)
                                                  if o.is_floating_point() or o.is_complex()]
-        cots = [rng.standard_normal(tuple(o.shape)).astype(as_numpy(o).dtype) for o in e_outs]
+        cots = [_cotangent(rng, o) for o in e_outs]
         e_in, t_in = _grad_inputs(e_args), _grad_inputs(t_args)
-        e_loss = sum((o * ember.tensor(c)).sum() for o, c in zip(e_outs, cots))
-        t_loss = sum((o * torch.from_numpy(c)).sum() for o, c in zip(t_outs, cots))
+        e_loss = sum(_real_sum(o * ember.tensor(c), ember.real) for o, c in zip(e_outs, cots))
+        t_loss = sum(_real_sum(o * torch.from_numpy(c), torch.real)
+                     for o, c in zip(t_outs, cots))
         e_grads = ember.autograd.grad(e_loss, e_in, allow_unused=True)
         t_grads = torch.autograd.grad(t_loss, t_in, allow_unused=True)
         for i, (eg, tg) in enumerate(zip(e_grads, t_grads)):
@@ -130,14 +149,14 @@ def test_gradients_match_finite_differences(op, rng):
         args = to_ember_value(sample.args, requires_grad=True)
         inputs = _grad_inputs(args)
         outs = _float_outputs(op(*args, **sample.kwargs))
-        cots = [ember.tensor(rng.standard_normal(tuple(o.shape))) for o in outs]
-        loss = sum((o * c).sum() for o, c in zip(outs, cots))
+        cots = [ember.tensor(_cotangent(rng, o, np.float64)) for o in outs]
+        loss = sum(_real_sum(o * c, ember.real) for o, c in zip(outs, cots))
         grads = ember.autograd.grad(loss, inputs, allow_unused=True)
 
         def f():
             with ember.no_grad():
                 outs = _float_outputs(op(*args, **sample.kwargs))
-                return float(sum((o * c).sum() for o, c in zip(outs, cots)).item())
+                return float(sum(_real_sum(o * c, ember.real) for o, c in zip(outs, cots)).item())
         for k, (x, g) in enumerate(zip(inputs, grads)):
             arr = x.detach().numpy()
             flat = arr.reshape(-1)
@@ -164,8 +183,8 @@ def test_second_derivatives_match_torch(op, rng):
         e_outs = _float_outputs(e_out)
         t_outs = [o for o in outputs(t_out) if o.is_floating_point() or o.is_complex()]
         e_in, t_in = _grad_inputs(e_args), _grad_inputs(t_args)
-        e_loss = sum((o * o).sum() for o in e_outs)
-        t_loss = sum((o * o).sum() for o in t_outs)
+        e_loss = sum(_real_sum(o * o, ember.real) for o in e_outs)
+        t_loss = sum(_real_sum(o * o, torch.real) for o in t_outs)
         try:
             t_g = torch.autograd.grad(t_loss, t_in, create_graph=True, allow_unused=True)
             t_pairs = [(i, g) for i, g in enumerate(t_g) if g is not None and g.requires_grad]
