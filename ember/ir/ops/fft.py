@@ -303,7 +303,7 @@ def _samples(kind: str, arity: str):
     size_kw = "n" if arity == "1d" else "s"
 
     def gen(rng):
-        real = [S.Sample((S.randn(rng, 6),)),
+        real = [S.Sample((S.randn(rng, 6) if arity != "2d" else S.randn(rng, 1, 6),)),
                 S.Sample((S.randn(rng, 3, 5),), {"norm": "ortho"}),
                 S.Sample((S.randn(rng, 2, 4, 5),), {"norm": "forward", "dim": _dims(arity)}),
                 S.Sample((S.randn(rng, 4, 6),), {size_kw: _sizes(arity, 5, 3)}),
