@@ -1,4 +1,5 @@
-"""ember.autograd: backward, grad, grad modes, custom Functions."""
+"""ember.autograd: backward, grad, grad modes, custom Functions, functional
+(jacobian/hessian/...), forward_ad (dual tensors), gradcheck/gradgradcheck."""
 from .engine import backward, grad, Node
 from .function import Function, FunctionCtx, once_differentiable
 from .grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
@@ -8,11 +9,14 @@ __all__ = ["backward", "grad", "Node", "Function", "FunctionCtx", "once_differen
            "no_grad", "enable_grad", "set_grad_enabled", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled"]
 
 from . import functional, forward_ad  # noqa: E402  (they need engine and grad_mode)
+from .gradcheck import gradcheck, gradgradcheck, GradcheckError  # noqa: E402
+
+__all__ += ["functional", "forward_ad", "gradcheck", "gradgradcheck", "GradcheckError"]
 
 # `ember.autograd` is this package: register it (and its public submodules) under that
 # name too, so `import ember.autograd.functional as F` works as torch's spelling does and
 # never loads a second copy of a submodule.
 import sys as _sys  # noqa: E402
 _sys.modules.setdefault("ember.autograd", _sys.modules[__name__])
-for _name in ("functional", "forward_ad"):
+for _name in ("functional", "forward_ad", "gradcheck"):
     _sys.modules.setdefault(f"ember.autograd.{_name}", _sys.modules[f"{__name__}.{_name}"])
