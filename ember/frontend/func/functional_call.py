@@ -1,0 +1,69 @@
+"""functional_call: run a module with some parameters and buffers replaced (torch.func's).
+
+The replacement values may be Tensors or symbolic values of a transform, which is how
+per-example gradients are written: vmap(grad(lambda p, x, y: loss(functional_call(
+model, p, (x,)), y)), in_dims=(None, 0, 0))(params, xs, ys).
+"""
+from __future__ import annotations
+
+import contextlib
+
+
+def functional_call(module, parameters_and_buffers, args=(), kwargs=None, *,
+                    tie_weights: bool = True, strict: bool = False):
+    """module(*args, **kwargs) with the named tensors swapped in for the call only."""
+    mapping = _merge(parameters_and_buffers)
+    if strict:
+        _check_strict(module, mapping)
+    if not isinstance(args, tuple):
+        args = (args,)
+    with _swapped(module, mapping):
+        return module(*args, **(kwargs or {}))
+
+
+def _merge(parameters_and_buffers) -> dict:
+    if isinstance(parameters_and_buffers, dict):
+        return dict(parameters_and_buffers)
+    merged: dict = {}
+    for part in parameters_and_buffers:
+        overlap = set(merged) & set(part)
+        if overlap:
+            raise ValueError(f"functional_call: {sorted(overlap)} appear in more than one "
+                             "of the given dictionaries")
+        merged.update(part)
+    return merged
+
+
+def _check_strict(module, mapping: dict) -> None:
+    expected = {n for n, _ in module.named_parameters()} | {n for n, _ in
+                                                          module.named_buffers()}
+    missing, unexpected = sorted(expected - set(mapping)), sorted(set(mapping) - expected)
+    if missing or unexpected:
+        raise RuntimeError(f"functional_call got missing keys {missing} and unexpected "
+                           f"keys {unexpected}")
+
+
+def _owner(module, name: str):
+    *path, leaf = name.split(".")
+    for part in path:
+        module = getattr(module, part)
+    if leaf in module._parameters:
+        return module._parameters, leaf
+    if leaf in module._buffers:
+        return module._buffers, leaf
+    raise AttributeError(f"functional_call: {type(module).__name__} has no parameter or "
+                         f"buffer named {name!r}")
+
+
+@contextlib.contextmanager
+def _swapped(module, mapping: dict):
+    saved = []
+    try:
+        for name, value in mapping.items():
+            table, leaf = _owner(module, name)
+            saved.append((table, leaf, table[leaf]))
+            table[leaf] = value
+        yield
+    finally:
+        for table, leaf, old in reversed(saved):
+            table[leaf] = old
