@@ -248,18 +248,33 @@ def _square_samples(make=_well_conditioned):
 
 
 def _gauge_fixed(torch_fn, *, vec_index, partner_index=None):
-    """torch_ref wrapper: torch's result with ember's gauge (see the module docstring)."""
+    """torch_ref wrapper: torch's result with ember's gauge (see the module docstring).
+    With a partner (svd's Vh), only the first k = partner rows columns are paired."""
     def call(*args, **kwargs):
+        import torch
         out = list(torch_fn(*args, **kwargs))
         vecs = out[vec_index]
-        idx = vecs.abs().argmax(dim=-2, keepdim=True)
-        peak = vecs.gather(-2, idx).detach()
+        k = vecs.shape[-1] if partner_index is None else out[partner_index].shape[-2]
+        k = min(k, vecs.shape[-1])
+        head = vecs[..., :k]
+        peak = head.gather(-2, head.abs().argmax(dim=-2, keepdim=True)).detach()
         phase = (peak.conj() / peak.abs()).to(vecs.dtype)
-        out[vec_index] = vecs * phase
+        rest = torch.ones(phase.shape[:-1] + (vecs.shape[-1] - k,), dtype=vecs.dtype)
+        out[vec_index] = vecs * torch.cat([phase, rest], -1)
         if partner_index is not None:
-            out[partner_index] = out[partner_index] * phase.conj().transpose(-2, -1)
+            partner = out[partner_index]
+            rest = torch.ones(phase.shape[:-2] + (partner.shape[-2] - k, 1), dtype=vecs.dtype)
+            out[partner_index] = partner * torch.cat([phase.conj().transpose(-2, -1), rest], -2)
         return tuple(out)
     return call
+
+
+def _real_spectrum(rng, *shape, dtype=np.float64):
+    """P diag(spaced) P^-1: a non-symmetric matrix with distinct real eigenvalues."""
+    n = shape[-1]
+    p = _well_conditioned(rng, *shape)
+    vals = np.arange(1, n + 1, dtype=np.float64) * 1.5 + rng.random(n) * 0.3
+    return np.asarray((p * vals) @ np.linalg.inv(p), dtype=dtype)
 
 
 # --- inv, det, slogdet --------------------------------------------------------------------
@@ -566,8 +581,272 @@ cholesky_ex = linalg_op(
 )
 
 
+
+# --- qr ---------------------------------------------------------------------------------
+
+def _qr_meta(A, mode="reduced"):
+    _require_matrix(A)
+    if mode not in ("reduced", "complete", "r"):
+        raise ShapeError(f"qr received unrecognized mode '{mode}' but expected one of "
+                         f"'reduced' (default), 'r', or 'complete'")
+    m, n = A.shape[-2:]
+    k = m if mode == "complete" else min(m, n)
+    q = _meta(A, (0,)) if mode == "r" else _meta(A, _batch(A) + (m, k))
+    return q, _meta(A, _batch(A) + (k, n))
+
+
+def _qr_ref(A, mode="reduced"):
+    if mode == "r":
+        return np.zeros((0,), A.dtype), np.linalg.qr(A, mode="r")
+    q, r = np.linalg.qr(A, mode=mode)
+    return q, r
+
+
+def _qr_grad(g, A, mode, out):
+    """m >= n (torch's case 1): gA = [gQ + Q syminvadj(triu(gR R^H - Q^H gQ))] R^-H."""
+    gQ, gR = g
+    Q, R = out
+    m, n = A.shape[-2:]
+    if mode == "r":
+        raise AutogradError("The derivative of linalg.qr depends on Q, which is not computed "
+                            "when mode='r'. Please use linalg.qr(A, mode='reduced') if you are "
+                            "going to differentiate through linalg.qr." + at_user_line())
+    if mode == "complete" and m > n:
+        raise AutogradError("The QR decomposition is not differentiable when mode='complete' "
+                            "and nrows > ncols." + at_user_line())
+    if m < n:
+        raise AutogradError("linalg.qr: the derivative for wide matrices (m < n) is not "
+                            "implemented in ember" + at_user_line())
+    M = triu(matmul(gR, _mH(R)) - matmul(_mH(Q), gQ))
+    M = M + _mH(M) - _diag_embed(real(_diag(M)))     # syminvadj: Hermitian, real diagonal
+    return solve_triangular(_mH(R), gQ + matmul(Q, M), upper=False, left=False)
+
+
+qr = linalg_op(
+    "qr(Tensor A, str mode='reduced') -> (Tensor Q, Tensor R)",
+    named=True, meta=_qr_meta, reference=_qr_ref, derivative=_qr_grad,
+    samples=lambda rng: [_sample(_well_conditioned(rng, 3, 3)),
+                         _sample(S.randn(rng, 2, 4, 3, dtype=np.float64)),
+                         _sample(S.randn(rng, 4, 3, dtype=np.float32)),
+                         _sample(S.randn(rng, 3, 3, dtype=np.float64), mode="complete"),
+                         _sample(S.randn(rng, 4, 2, dtype=np.float64), mode="complete",
+                                 grad=False),
+                         _sample(S.randn(rng, 2, 4, dtype=np.float64), grad=False),
+                         _sample(S.randn(rng, 3, 2, dtype=np.float64), mode="r", grad=False),
+                         _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128))],
+    doc="Householder QR (LAPACK's signs, as torch). Differentiable for m >= n.",
+)
+
+
+# --- eigh, eigvalsh ----------------------------------------------------------------------
+
+def _eigh_meta(A, UPLO="L"):
+    _require_square(A)
+    if UPLO not in ("L", "U"):
+        raise ShapeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+    return _meta(A, A.shape[:-1], _real_of(A.dtype)), _meta(A)
+
+
+def _eigh_ref(A, UPLO="L"):
+    w, v = np.linalg.eigh(A, UPLO=UPLO)
+    return w, v * _gauge_fix_np(v)
+
+
+def _eigh_grad(g, A, UPLO, out):
+    """torch's linalg_eig_backward (Hermitian): gA = V (skew(V^H gV)/E + diag(gL)) V^H,
+    E_ij = L_j - L_i off the diagonal."""
+    gL, gV = g
+    L, V = out
+    VhgV = matmul(_mH(V), gV)
+    _check_phase_invariant(_diag(VhgV), EIG_PHASE.format("linalg_eigh_backward"))
+    VhgV = (VhgV - _mH(VhgV)) * 0.5
+    E = unsqueeze(L, -2) - unsqueeze(L, -1)
+    inner = VhgV / (E + _eye(L.shape[-1], E)) + _diag_embed(gL)
+    return matmul(matmul(V, inner), _mH(V))
+
+
+eigh = linalg_op(
+    "eigh(Tensor A, str UPLO='L') -> (Tensor eigenvalues, Tensor eigenvectors)",
+    named=True, meta=_eigh_meta, reference=_eigh_ref, derivative=_eigh_grad, saves=(),
+    samples=_hermitian_samples(_distinct_spectrum),
+    torch_ref=lambda torch: _gauge_fixed(torch.linalg.eigh, vec_index=1),
+    doc="Ascending eigenvalues (real) and unit eigenvectors with ember's gauge.",
+)
+
+
+def _eigvalsh_meta(A, UPLO="L"):
+    return _eigh_meta(A, UPLO)[0]
+
+
+eigvalsh = linalg_op(
+    "eigvalsh(Tensor A, str UPLO='L') -> Tensor",
+    meta=_eigvalsh_meta, reference=lambda A, UPLO="L": np.linalg.eigvalsh(A, UPLO=UPLO),
+    derivative=lambda g, A, UPLO: _eigvals_grad(g, eigh(A, UPLO)[1]),
+    samples=_hermitian_samples(_distinct_spectrum),
+)
+
+
+def _eigvals_grad(gL, V):
+    """dL_k = (V^-1 dA V)_kk; for unitary V, V^-H = V."""
+    return matmul(matmul(V, _diag_embed(gL)), _mH(V))
+
+
+# --- eig, eigvals ------------------------------------------------------------------------
+
+def _eig_meta(A):
+    _require_square(A)
+    ct = _complex_of(A.dtype)
+    return _meta(A, A.shape[:-1], ct), _meta(A, dtype=ct)
+
+
+def _eig_ref(A):
+    w, v = np.linalg.eig(A)
+    ct = np.result_type(A.dtype, np.complex64)
+    v = v.astype(ct)
+    return w.astype(ct), v * _gauge_fix_np(v)
+
+
+def _eig_grad(g, A, out):
+    """torch's linalg_eig_backward: gA = V^-H (diag(gL) + (V^H gV - V^H V Re diag(V^H gV))
+    / conj(E)) V^H, with E_ij = L_j - L_i."""
+    gL, gV = g
+    L, V = out
+    VhgV = matmul(_mH(V), gV)
+    _check_phase_invariant(_diag(VhgV), EIG_PHASE.format("linalg_eig_backward"))
+    VhgV = VhgV - matmul(_mH(V), V * unsqueeze(real(_diag(VhgV)), -2))
+    Lc = _c(L)
+    E = unsqueeze(Lc, -2) - unsqueeze(Lc, -1)
+    inner = VhgV / (E + _eye(L.shape[-1], E)) + _diag_embed(gL)
+    return solve(_mH(V), matmul(inner, _mH(V)))
+
+
+EIG_NOTE = ("the table's random complex cotangents on eigenvectors depend on their phase, "
+            "so the gradient is ill-defined (torch raises too); tests/linalg checks "
+            "phase-invariant losses")
+
+
+def _eig_samples(rng):
+    return [_sample(_real_spectrum(rng, 3, 3), grad=False, note=EIG_NOTE),
+            _sample(_real_spectrum(rng, 2, 3, 3, dtype=np.float32), grad=False, note=EIG_NOTE),
+            _sample(_well_conditioned(rng, 2, 3, 3, dtype=np.complex128), grad=False,
+                    note=EIG_NOTE)]
+
+
+eig = linalg_op(
+    "eig(Tensor A) -> (Tensor eigenvalues, Tensor eigenvectors)",
+    named=True, meta=_eig_meta, reference=_eig_ref, derivative=_eig_grad, saves=("A",),
+    samples=_eig_samples, torch_ref=lambda torch: _gauge_fixed(torch.linalg.eig, vec_index=1),
+    tol={"grad": dict(rtol=1e-4, atol=1e-4)},
+    doc="Complex eigenvalues and unit eigenvectors (LAPACK's order) with ember's gauge.",
+)
+
+eigvals = linalg_op(
+    "eigvals(Tensor A) -> Tensor",
+    meta=lambda A: _eig_meta(A)[0], reference=lambda A: _eig_ref(A)[0],
+    derivative=lambda g, A: _eigvals_general_grad(g, eig(A)[1]),
+    samples=lambda rng: [_sample(_well_conditioned(rng, 3, 3)),
+                         _sample(_well_conditioned(rng, 2, 3, 3, dtype=np.complex128))],
+)
+
+
+def _eigvals_general_grad(gL, V):
+    return solve(_mH(V), matmul(_diag_embed(gL), _mH(V)))
+
+
+# --- svd, svdvals --------------------------------------------------------------------------
+
+def _svd_meta(A, full_matrices=True, driver=None):
+    _require_matrix(A)
+    m, n = A.shape[-2:]
+    k = min(m, n)
+    ur, vr = (m, n) if full_matrices else (k, k)
+    batch = _batch(A)
+    return (_meta(A, batch + (m, ur)), _meta(A, batch + (k,), _real_of(A.dtype)),
+            _meta(A, batch + (vr, n)))
+
+
+def _svd_ref(A, full_matrices=True, driver=None):
+    u, s, vh = np.linalg.svd(A, full_matrices=full_matrices)
+    k = s.shape[-1]
+    phase = _gauge_fix_np(u[..., :k])
+    u = u.copy()
+    u[..., :k] *= phase
+    vh = vh.copy()
+    vh[..., :k, :] *= np.conj(np.swapaxes(phase, -1, -2))
+    return u, s, vh
+
+
+def _svd_grad(g, A, full_matrices, driver, out):
+    """torch's svd_backward (gauge-invariant losses): with J = U^H gU, K = V^H gV,
+    gA = U[(skew(J) S + S skew(K)) / E + diag(gS) + i Im diag(J) / S] V^H
+         + (I - UU^H) gU S^-1 V^H + U S^-1 gV^H (I - VV^H),  E_jk = S_k^2 - S_j^2."""
+    gU, gS, gVh = g
+    U, S, Vh = out
+    k = S.shape[-1]
+    if full_matrices:        # the extra columns are arbitrary: only the first k carry meaning
+        U, gU = narrow(U, -1, 0, k), narrow(gU, -1, 0, k)
+        Vh, gVh = narrow(Vh, -2, 0, k), narrow(gVh, -2, 0, k)
+    V, gV = _mH(Vh), _mH(gVh)
+    J, K = matmul(_mH(U), gU), matmul(_mH(V), gV)
+    _check_phase_invariant(_diag(J) + _diag(K), SVD_PHASE)
+    S2 = S * S
+    E = unsqueeze(S2, -2) - unsqueeze(S2, -1)
+    E = E + _eye(k, E)
+    inner = ((J - _mH(J)) * unsqueeze(S, -2) + unsqueeze(S, -1) * (K - _mH(K))) / E
+    inner = inner + _diag_embed(gS)
+    if A.dtype.is_complex:
+        inner = inner + _diag_embed(_i_imag(_diag(J)) / S)
+    gA = matmul(matmul(U, inner), Vh)
+    m, n = A.shape[-2:]
+    if m > k:
+        gUs = gU / unsqueeze(S, -2)
+        gA = gA + matmul(gUs - matmul(U, matmul(_mH(U), gUs)), Vh)
+    if n > k:
+        gVs = gV / unsqueeze(S, -2)
+        gA = gA + matmul(U, _mH(gVs - matmul(V, matmul(Vh, gVs))))
+    return gA
+
+
+def _svd_samples(rng):
+    return [_sample(_distinct_spectrum(rng, 3, 3), full_matrices=False),
+            _sample(S.randn(rng, 2, 4, 3, dtype=np.float64), full_matrices=False),
+            _sample(S.randn(rng, 3, 5, dtype=np.float64), full_matrices=False),
+            _sample(S.randn(rng, 4, 3, dtype=np.float64), grad=False,
+                    note="U's last m - k columns are any basis of the complement"),
+            _sample(S.randn(rng, 3, 3, dtype=np.float32), full_matrices=False),
+            _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128), grad=False,
+                    note="random cotangents on complex singular vectors depend on their "
+                         "phase; tests/linalg checks phase-invariant losses")]
+
+
+svd = linalg_op(
+    "svd(Tensor A, bool full_matrices=True, *, str? driver=None) -> "
+    "(Tensor U, Tensor S, Tensor Vh)",
+    named=True, meta=_svd_meta, reference=_svd_ref, derivative=_svd_grad, saves=(),
+    samples=_svd_samples,
+    torch_ref=lambda torch: _gauge_fixed(torch.linalg.svd, vec_index=0, partner_index=2),
+    tol={"grad": dict(rtol=1e-4, atol=1e-4)},
+    doc="Descending singular values; U's columns carry ember's gauge, Vh's rows follow.",
+)
+
+svdvals = linalg_op(
+    "svdvals(Tensor A, *, str? driver=None) -> Tensor",
+    meta=lambda A, driver=None: _svd_meta(A, False)[1],
+    reference=lambda A, driver=None: np.linalg.svd(A, compute_uv=False),
+    derivative=lambda g, A, driver: _svdvals_grad(g, A),
+    samples=lambda rng: [_sample(_distinct_spectrum(rng, 3, 3)),
+                         _sample(S.randn(rng, 2, 4, 3, dtype=np.float64)),
+                         _sample(S.randn(rng, 3, 3, dtype=np.complex128))],
+)
+
+
+def _svdvals_grad(gS, A):
+    U, _, Vh = svd(A, full_matrices=False)
+    return matmul(U * unsqueeze(gS, -2), Vh)
+
+
 from .creation import arange  # noqa: E402 - derivative rules use these
 from .linear import matmul  # noqa: E402
 from .pointwise import conj, convert_element_type, eq, real  # noqa: E402
 from .joining import tril, triu  # noqa: E402
-from .shape import diagonal, transpose, unsqueeze  # noqa: E402
+from .shape import diagonal, narrow, transpose, unsqueeze  # noqa: E402
