@@ -31,9 +31,11 @@ def _attr_path(target: str) -> str:
 
 
 class _Emitter:
-    def __init__(self):
+    def __init__(self, local_names=()):
         import ember
         self.globals: dict = {"ember": ember, "operator": operator}
+        # a global named like a node (op fft_rfft, node fft_rfft) would be shadowed by it
+        self.local_names = set(local_names)
 
     def value(self, v) -> str:
         if isinstance(v, Node):
@@ -65,7 +67,7 @@ class _Emitter:
                 return k
         base = target_name(obj).replace(".", "_").replace("<", "").replace(">", "")
         name, i = base, 0
-        while name in self.globals:
+        while name in self.globals or name in self.local_names:
             i += 1
             name = f"{base}_{i}"
         self.globals[name] = obj
@@ -105,7 +107,7 @@ class _Emitter:
 
 
 def python_code(graph: Graph) -> PythonCode:
-    em = _Emitter()
+    em = _Emitter(n.name for n in graph.nodes)
     params = []
     for p in graph.placeholders:
         params.append(p.name if not p.args else f"{p.name}={em.value(p.args[0])}")
