@@ -324,8 +324,9 @@ def _convolution_ref(x, w, b, stride, padding, dilation, transposed, output_padd
 
 def _conv_grads(g, input, weight, bias, nd, p: ConvParams):
     args = p.args()
-    gi = convolution_backward_input(g, weight, list(input.shape), *args)
-    gw = convolution_backward_weight(g, input, list(weight.shape), *args)
+    # complex: the adjoint of x -> conv(x, w) is the correlation with conj(w) (and vice versa)
+    gi = convolution_backward_input(g, _c(weight), list(input.shape), *args)
+    gw = convolution_backward_weight(g, _c(input), list(weight.shape), *args)
     return gi, gw, (_bias_grad(g, input, nd) if bias is not None else None)
 
 
@@ -977,3 +978,4 @@ adaptive_avg_pool2d_backward = defop(
 
 from .creation import full  # noqa: E402 - derivative rules use these
 from .reduction import sum  # noqa: E402,A001
+from .pointwise import _c  # noqa: E402
