@@ -845,8 +845,181 @@ def _svdvals_grad(gS, A):
     return matmul(U * unsqueeze(gS, -2), Vh)
 
 
+
+# --- pinv, matrix_rank, lstsq --------------------------------------------------------------
+
+def _tolerance(s: np.ndarray, atol, rtol, m: int, n: int, eps: float) -> np.ndarray:
+    """torch's rule: max(atol, rtol * sigma_max); rtol defaults to eps * max(m, n) unless
+    only a positive atol is given."""
+    if rtol is None:
+        rtol = 0.0 if (atol is not None and atol > 0) else eps * max(m, n)
+    smax = s[..., :1] if s.shape[-1] else np.zeros(s.shape[:-1] + (1,))
+    return np.maximum(atol or 0.0, rtol * smax)
+
+
+def _pinv_ref(A, atol=None, rtol=None, hermitian=False):
+    u, s, vh = np.linalg.svd(A, full_matrices=False)
+    keep = s > _tolerance(s, atol, rtol, *A.shape[-2:], np.finfo(s.dtype).eps)
+    s_inv = np.where(keep, 1 / np.where(keep, s, 1), 0)
+    return np.asarray(_mH_np(vh) * s_inv[..., None, :] @ _mH_np(u), A.dtype)
+
+
+def _pinv_meta(A, atol=None, rtol=None, hermitian=False):
+    _require_matrix(A)
+    return _meta(A, _batch(A) + (A.shape[-1], A.shape[-2]))
+
+
+def _pinv_vjp(g, A, X):
+    """dX = -X dA X + X X^H dA^H (I - A X) + (I - X A) dA^H X^H X (Golub & Pereyra):
+    gA = -X^H g X^H + (I - A X) g^H X X^H + X^H X g^H (I - X A)."""
+    gh = _mH(g)
+    term1 = -matmul(matmul(_mH(X), g), _mH(X))
+    ghXXh = matmul(gh, matmul(X, _mH(X)))
+    term2 = ghXXh - matmul(A, matmul(X, ghXXh))
+    XhXgh = matmul(matmul(_mH(X), X), gh)
+    term3 = XhXgh - matmul(matmul(XhXgh, X), A)
+    return term1 + term2 + term3
+
+
+pinv = linalg_op(
+    "pinv(Tensor A, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor",
+    meta=_pinv_meta, reference=_pinv_ref,
+    derivative=lambda g, A, atol, rtol, hermitian, out: _pinv_vjp(g, A, out),
+    samples=lambda rng: [_sample(S.randn(rng, 4, 3, dtype=np.float64)),
+                         _sample(S.randn(rng, 2, 3, 4, dtype=np.float64)),
+                         _sample(_well_conditioned(rng, 3, 3, dtype=np.float32)),
+                         _sample(S.randn(rng, 3, 2, dtype=np.float64), rtol=1e-3),
+                         _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128))],
+    doc="Moore-Penrose inverse through the SVD; the gradient assumes a locally constant rank.",
+)
+
+
+def _matrix_rank_meta(A, atol=None, rtol=None, hermitian=False):
+    _require_matrix(A)
+    return _meta(A, _batch(A), dtypes.int64)
+
+
+def _matrix_rank_ref(A, atol=None, rtol=None, hermitian=False):
+    if hermitian:
+        s = np.sort(np.abs(np.linalg.eigvalsh(A)), axis=-1)[..., ::-1]
+    else:
+        s = np.linalg.svd(A, compute_uv=False)
+    tol = _tolerance(s, atol, rtol, *A.shape[-2:], np.finfo(s.dtype).eps)
+    return np.sum(s > tol, axis=-1).astype(np.int64)
+
+
+def _low_rank(rng, *shape, rank=2, dtype=np.float64):
+    a = S.randn(rng, *shape[:-1], rank, dtype=np.float64) @ \
+        S.randn(rng, *shape[:-2], rank, shape[-1], dtype=np.float64)
+    return np.asarray(a, dtype)
+
+
+matrix_rank = linalg_op(
+    "matrix_rank(Tensor A, *, float? atol=None, float? rtol=None, bool hermitian=False) "
+    "-> Tensor",
+    meta=_matrix_rank_meta, reference=_matrix_rank_ref, derivative=NOT_DIFFERENTIABLE,
+    samples=lambda rng: [_sample(_low_rank(rng, 4, 3)), _sample(_low_rank(rng, 2, 3, 5)),
+                         _sample(S.randn(rng, 3, 3, dtype=np.float64), atol=0.5),
+                         _sample(_spd(rng, 3, 3), hermitian=True)],
+)
+
+LSTSQ_DRIVERS = ("gels", "gelsy", "gelsd", "gelss")
+
+
+def _lstsq_parts(A, B, driver):
+    """Which of residuals / rank / singular_values torch's driver fills (others: empty)."""
+    driver = driver or "gelsy"
+    if driver not in LSTSQ_DRIVERS:
+        raise ShapeError(f"parameter `driver` should be one of {LSTSQ_DRIVERS}")
+    m, n = A.shape[-2:]
+    return driver, driver != "gelsy" and m > n, driver != "gels", driver in ("gelsd", "gelss")
+
+
+def _lstsq_meta(self, b, rcond=None, driver=None):
+    _require_matrix(self)
+    _same_dtype(self, b)
+    vector = b.ndim == self.ndim - 1
+    if not vector and b.ndim != self.ndim:
+        raise ShapeError(f"input.dim() must be greater or equal to other.dim() and "
+                         f"(input.dim() - other.dim()) <= 1 (A {list(self.shape)}, "
+                         f"B {list(b.shape)})")
+    m, n = self.shape[-2:]
+    b_rows = b.shape[-1] if vector else b.shape[-2]
+    if b_rows != m:
+        raise ShapeError(f"input.size(-2) should match other.size(-2) (A {list(self.shape)}, "
+                         f"B {list(b.shape)})")
+    _, has_res, has_rank, has_sv = _lstsq_parts(self, b, driver)
+    b_batch = tuple(b.shape[:-1]) if vector else tuple(b.shape[:-2])
+    batch = broadcast_shapes(_batch(self), b_batch)
+    k = () if vector else (b.shape[-1],)
+    real = _real_of(self.dtype)
+    return (_meta(self, batch + (n,) + k),
+            _meta(self, batch + (k or (1,)) if has_res else (0,), real),
+            _meta(self, batch if has_rank else (0,), dtypes.int64),
+            _meta(self, batch + (min(m, n),) if has_sv else (0,), real))
+
+
+def _lstsq_ref(A, B, rcond=None, driver=None):
+    driver, has_res, has_rank, has_sv = _lstsq_parts(A, B, driver)
+    vector = B.ndim == A.ndim - 1
+    b = B[..., None] if vector else B
+    batch = np.broadcast_shapes(A.shape[:-2], b.shape[:-2])
+    A_, b_ = np.broadcast_to(A, batch + A.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
+    m, n = A.shape[-2:]
+    rcond = np.finfo(np.abs(A).dtype).eps * max(m, n) if rcond is None else rcond
+    x = np.empty(batch + (n, b.shape[-1]), np.result_type(A, B))
+    rank = np.empty(batch, np.int64)
+    sv = np.empty(batch + (min(m, n),), np.abs(A).dtype)
+    for idx in np.ndindex(*batch):
+        x[idx], _, rank[idx], sv[idx] = np.linalg.lstsq(A_[idx], b_[idx], rcond=rcond)
+    res = np.sum(np.abs(A_ @ x - b_) ** 2, axis=-2)
+    if vector:
+        x = x[..., 0]
+    empty = np.zeros((0,), np.abs(A).dtype)
+    return (x, res if has_res else empty, rank if has_rank else np.zeros((0,), np.int64),
+            sv if has_sv else empty)
+
+
+def _lstsq_grad(g, self, b, rcond, driver, out):
+    """X = pinv(A) B (full rank): through pinv's VJP; residuals ||AX - B||^2 are stationary
+    in X, so only their explicit A and B dependence counts."""
+    gX, gRes = g[0], g[1]
+    vector = b.ndim == self.ndim - 1
+    X, Bm, gXm = _as_matrix(out[0], vector), _as_matrix(b, vector), _as_matrix(gX, vector)
+    P = pinv(self)
+    gA = _pinv_vjp(matmul(gXm, _mH(Bm)), self, P)
+    gB = matmul(_mH(P), gXm)
+    if out[1].numel() > 0:
+        R = matmul(self, X) - Bm
+        gRm = unsqueeze(gRes, -2) * 2
+        gA = gA + matmul(R * gRm, _mH(X))
+        gB = gB - R * gRm
+    return gA, (squeeze(gB, [-1]) if vector else gB)
+
+
+LSTSQ_SV_NOTE = ("torch's singular_values output carries no gradient; ember's tape gives "
+                 "every float output one, so finite differences see it")
+
+lstsq = linalg_op(
+    "lstsq(Tensor self, Tensor b, float? rcond=None, *, str? driver=None) -> "
+    "(Tensor solution, Tensor residuals, Tensor rank, Tensor singular_values)",
+    named=True, meta=_lstsq_meta, reference=_lstsq_ref, derivative=_lstsq_grad,
+    samples=lambda rng: [
+        _sample(S.randn(rng, 5, 3, dtype=np.float64), S.randn(rng, 5, 2, dtype=np.float64)),
+        _sample(S.randn(rng, 2, 5, 3, dtype=np.float64), S.randn(rng, 2, 5, 2, dtype=np.float64),
+                driver="gelsd", grad=False, note=LSTSQ_SV_NOTE),
+        _sample(S.randn(rng, 4, 3, dtype=np.float64), S.randn(rng, 4, 2, dtype=np.float64),
+                driver="gels"),
+        _sample(S.randn(rng, 4, 3, dtype=np.float64), S.randn(rng, 4, dtype=np.float64),
+                driver="gelss", grad=False, note=LSTSQ_SV_NOTE),
+        _sample(S.randn(rng, 4, 3, dtype=np.float32), S.randn(rng, 4, 2, dtype=np.float32))],
+    tol={"fwd": dict(rtol=1e-4, atol=1e-5)},
+    doc="driver as torch (CPU default 'gelsy'); which outputs are filled follows the driver.",
+)
+
+
 from .creation import arange  # noqa: E402 - derivative rules use these
 from .linear import matmul  # noqa: E402
 from .pointwise import conj, convert_element_type, eq, real  # noqa: E402
 from .joining import tril, triu  # noqa: E402
-from .shape import diagonal, narrow, transpose, unsqueeze  # noqa: E402
+from .shape import diagonal, narrow, squeeze, transpose, unsqueeze  # noqa: E402
