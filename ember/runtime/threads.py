@@ -75,6 +75,7 @@ class ThreadPool:
         self.n_threads = n_threads or cpu_count()
         self._queues = [queue.SimpleQueue() for _ in range(self.n_threads - 1)]
         self._local = threading.local()
+        self._calls = threading.Lock()     # one parallel_for at a time: workers' scratch
         self._workers = [threading.Thread(target=self._work, args=(q,), daemon=True,
                                           name=f"ember-worker-{i + 1}")
                          for i, q in enumerate(self._queues)]
@@ -92,17 +93,21 @@ class ThreadPool:
 
         Returns when every chunk has finished; the first error raised by a chunk is
         re-raised here. Called from inside a worker, it runs serially (no deadlock)."""
-        threads = min(self.n_threads, max_threads or self.n_threads)
-        if getattr(self._local, "inside", False):
-            threads = 1
-        chunks = split_range(n, threads, align)
-        tasks = [_Task(kernel, (b, e, w, *args)) for w, (b, e) in enumerate(chunks)]
-        for q, task in zip(self._queues, tasks[1:]):
-            q.put(task)
-        if tasks:
+        nested = getattr(self._local, "inside", False)   # a chunk calling back in
+        threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads)
+        tasks = [_Task(kernel, (b, e, w, *args))
+                 for w, (b, e) in enumerate(split_range(n, threads, align))]
+        if n <= 0:
+            return
+        if nested:
             tasks[0].run()
-        for task in tasks:
-            task.done.wait()
+        else:
+            with self._calls:
+                for q, task in zip(self._queues, tasks[1:]):
+                    q.put(task)
+                tasks[0].run()
+                for task in tasks:
+                    task.done.wait()
         for task in tasks:
             if task.error is not None:
                 raise task.error
