@@ -225,7 +225,7 @@ def _prod_derivative(g, self, dim, keepdim, dtype, out):
     prod_nonzero = expand(prod_keep(safe, dims), list(self.shape))
     zeros = expand(sum(is_zero, dims, True), list(self.shape))
     at_zero = where(zeros == 1, prod_nonzero, 0)
-    return g_b * where(is_zero, at_zero, out_b / safe)
+    return g_b * _c(where(is_zero, at_zero, out_b / safe))   # complex: g * conj(d out/dx)
 
 
 def prod_keep(x, dims):
@@ -635,13 +635,20 @@ def _logsumexp_decomposition(self, dim, keepdim=False):
     return out if keepdim else squeeze(out, dims)
 
 
+def _logsumexp_derivative(g, self, dim, keepdim, out):
+    """g * softmax(x) along dim; conj'd for complex (torch's convention)."""
+    if not self.ndim:
+        return g * _c(exp(self - out))
+    softmax = exp(self - expand_reduced(out, self, dim, keepdim))
+    return expand_reduced(g, self, dim, keepdim) * _c(softmax)
+
+
 logsumexp = defop(
     "logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor",
     decomposition=_logsumexp_decomposition,
     meta=_logsumexp_meta,
     reference=_logsumexp_np,
-    derivative=lambda g, self, dim, keepdim, out: expand_reduced(g, self, dim, keepdim) * exp(
-        self - expand_reduced(out, self, dim, keepdim)) if self.ndim else g * exp(self - out),
+    derivative=_logsumexp_derivative,
     tags=R, torch_ref="torch.logsumexp", method=True,
     samples=lambda rng: [_sample(S.randn(rng, 3, 4), 1), _sample(S.randn(rng, 3, 4), [0, 1]),
                          _sample(S.randn(rng, 2, 3, 4), [0, 2], True),
@@ -784,5 +791,5 @@ median = overloaded(defop(
 
 
 from .creation import arange  # noqa: E402 - derivative rules use these ops
-from .pointwise import abs, convert_element_type, exp, isfinite, log, sgn, sqrt, where  # noqa: E402,A004,E501
+from .pointwise import _c, abs, convert_element_type, exp, isfinite, log, sgn, sqrt, where  # noqa: E402,A004,E501
 from .shape import expand, reshape, squeeze, unsqueeze  # noqa: E402
