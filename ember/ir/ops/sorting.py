@@ -218,7 +218,8 @@ def _cumprod_grad(g, self, dim, dtype, out):
     in the scanned dim gives a non-finite gradient there)."""
     if not self.ndim:
         return g
-    return _reverse_cumsum(g * out, wrap_dim(dim, self.ndim)) / self
+    # complex: g * conj(d out / dx), i.e. conj(out) and conj(x)
+    return _reverse_cumsum(g * _c(out), wrap_dim(dim, self.ndim)) / _c(self)
 
 
 cumprod = defop(
@@ -298,6 +299,6 @@ logcumsumexp = defop(
 )
 
 
-from .pointwise import exp, where  # noqa: E402 - derivative rules use these ops
+from .pointwise import _c, exp, where  # noqa: E402 - derivative rules use these ops
 from .reduction import sum  # noqa: E402,A004
 from .shape import unsqueeze  # noqa: E402
