@@ -4,7 +4,13 @@
 
 Errors exit non-zero with one line saying what was wrong (parse errors carry
 line:column, verifier errors the pass and the node); --traceback shows the rest.
-Other commands (compile, run, bench) add themselves with `@main.command()`.
+Other commands (compile, run, bench) add themselves with `def _save_constants(graph, constants: dict, path: str) -> None:
+    from safetensors.numpy import save_file
+    names = {str(n.target) for n in graph.nodes if n.op == "get_attr"}
+    save_file({k: constants[k].detach().numpy() for k in sorted(names & set(constants))}, path)
+
+
+@main.command()`.
 """
 from __future__ import annotations
 
@@ -41,6 +47,12 @@ def _load_constants(path: str | None) -> dict:
     return {name: tensor(array) for name, array in load_file(path).items()}
 
 
+def _save_constants(graph, constants: dict, path: str) -> None:
+    from safetensors.numpy import save_file
+    names = {str(n.target) for n in graph.nodes if n.op == "get_attr"}
+    save_file({k: constants[k].detach().numpy() for k in sorted(names & set(constants))}, path)
+
+
 @main.command()
 @click.argument("input_file", type=click.File("r"), default="-")
 @click.option("--passes", "pipeline", required=True,
@@ -54,9 +66,12 @@ def _load_constants(path: str | None) -> dict:
 @click.option("--timing", is_flag=True, help="print per-pass time and change counts")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="a .safetensors file with the values of the graph's get_attr names")
+@click.option("--save-weights", type=click.Path(dir_okay=False), default=None,
+              help="write the constants the result's get_attr nodes name (folded ones "
+                   "included) to a .safetensors file")
 @click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
 def opt(input_file, pipeline, output, verify_each, print_ir_before, print_ir_after, timing,
-        weights, show_traceback) -> None:
+        weights, save_weights, show_traceback) -> None:
     """Read textual IR (a file or - for stdin), run a pass pipeline, print the IR."""
     from .ir.parser import parse
     from .ir.printer import print_graph
@@ -67,7 +82,10 @@ def opt(input_file, pipeline, output, verify_each, print_ir_before, print_ir_aft
                                           print_ir_after=print_ir_after,
                                           dump_to=sys.stderr)
         graph = parse(input_file.read())
-        report = manager.run(graph, PassContext(_load_constants(weights)))
+        ctx = PassContext(_load_constants(weights))
+        report = manager.run(graph, ctx)
+        if save_weights:
+            _save_constants(graph, ctx.constants, save_weights)
     except (EmberError, OSError, ValueError, TypeError) as err:
         _fail(err, show_traceback)
     output.write(print_graph(graph))

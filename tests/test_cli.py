@@ -91,6 +91,12 @@ def test_opt_weights_feed_constant_folding(tmp_path):
     save_file({"w": np.arange(4, dtype=np.float32)}, str(weights))
     ir = ("graph(%x: f32[4]):\n  %0 = get_attr \"w\" : f32[4]\n  %1 = exp(%0) : f32[4]\n"
           "  %2 = add(%x, %1) : f32[4]\n  return %2\n")
-    result = invoke("opt", "--passes=fold,dce", "--weights", str(weights), "-", stdin=ir)
+    saved = tmp_path / "folded.safetensors"
+    result = invoke("opt", "--passes=fold,dce", "--weights", str(weights), "--save-weights",
+                    str(saved), "-", stdin=ir)
     assert result.exit_code == 0, result.output
     assert "exp(" not in result.stdout and "_folded" in result.stdout
+    from safetensors.numpy import load_file
+    (name, value), = load_file(str(saved)).items()
+    assert name in result.stdout
+    np.testing.assert_allclose(value, np.exp(np.arange(4, dtype=np.float32)), rtol=1e-6)
