@@ -1,0 +1,147 @@
+"""conv2d forward (float32) in NCHW and NHWC through the GEMM (im2col).
+
+    y = conv2d(x, w, bias, stride=1, padding=0, dilation=1, groups=1, layout="nchw")
+
+`w` is always in PyTorch's layout (C_out, C_in/groups, kH, kW); `x` and the result
+are (N, C, H, W) for layout="nchw" and (N, H, W, C) for "nhwc". Semantics follow
+torch.nn.functional.conv2d (zero padding, int/pair or 'valid'/'same' padding).
+
+How each layout maps onto C = A @ B (one GEMM per group; per image in NCHW):
+- NHWC: rows are output pixels. A = patches (N*OH*OW, kH*kW*Cg) with channels
+  innermost, B = weights (kH*kW*Cg, Cout_g), C = the output's channel slice, which
+  is already NHWC. A 1x1, stride-1 convolution uses x itself as A (no copy).
+- NCHW: per image, A = weights (Cout_g, Cg*kH*kW), B = patches (Cg*kH*kW, OH*OW),
+  C = that image's (Cout_g, OH*OW) output block.
+Patches are gathered by a strided view of the zero-padded input and one copy.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ...ir.errors import DTypeError, ShapeError
+from .gemm import gemm
+
+LAYOUTS = ("nchw", "nhwc")
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ShapeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _padding(padding, kernel, dilation, stride) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) zero padding."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        if stride != (1, 1):
+            raise ShapeError("conv2d: padding='same' is not supported for strided convolutions")
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in total)   # PyTorch puts the odd one last
+    ph, pw = _pair(padding, "padding")
+    if ph < 0 or pw < 0:
+        raise ShapeError(f"conv2d: padding must be non-negative, got {padding!r}")
+    return (ph, ph), (pw, pw)
+
+
+def _check(x, w, bias, groups, layout) -> None:
+    for name, t in (("input", x), ("weight", w)) + ((("bias", bias),) if bias is not None else ()):
+        if not isinstance(t, np.ndarray) or t.dtype != np.float32:
+            raise DTypeError(f"conv2d: {name} must be a float32 numpy array, got "
+                             f"{getattr(t, 'dtype', type(t).__name__)}")
+    if layout not in LAYOUTS:
+        raise ShapeError(f"conv2d: layout must be one of {LAYOUTS}, got {layout!r}")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ShapeError(f"conv2d: expected 4-D input and weight, got {x.shape} and {w.shape}")
+    c_in = x.shape[1] if layout == "nchw" else x.shape[3]
+    if groups < 1 or c_in % groups or w.shape[0] % groups:
+        raise ShapeError(f"conv2d: groups={groups} must divide in_channels={c_in} and "
+                         f"out_channels={w.shape[0]}")
+    if w.shape[1] * groups != c_in:
+        raise ShapeError(f"conv2d: input {x.shape} ({layout}) has {c_in} channels, but weight "
+                         f"{w.shape} expects {w.shape[1] * groups} (groups={groups})")
+    if bias is not None and bias.shape != (w.shape[0],):
+        raise ShapeError(f"conv2d: bias must have shape ({w.shape[0]},), got {bias.shape}")
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1, layout: str = "nchw") -> np.ndarray:
+    """2-D cross-correlation, as torch.nn.functional.conv2d, in `layout`."""
+    _check(x, w, bias, groups, layout)
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if min(stride) < 1 or min(dilation) < 1:
+        raise ShapeError(f"conv2d: stride {stride} and dilation {dilation} must be positive")
+    kernel = w.shape[2:]
+    pads = _padding(padding, kernel, dilation, stride)
+    nhwc = x if layout == "nhwc" else x.transpose(0, 2, 3, 1)
+    n, h, wd, _ = nhwc.shape
+    out_hw = [(size + sum(p) - d * (k - 1) - 1) // s + 1
+              for size, p, d, k, s in zip((h, wd), pads, dilation, kernel, stride)]
+    if min(out_hw) < 1:
+        raise ShapeError(f"conv2d: input {x.shape} ({layout}) is smaller than the dilated "
+                         f"kernel {tuple(kernel)} (padding {pads}, dilation {dilation})")
+    geometry = _Geometry(tuple(kernel), stride, dilation, pads, tuple(out_hw), groups)
+    out = _conv_nhwc(nhwc, w, geometry) if layout == "nhwc" else _conv_nchw(x, w, geometry)
+    if bias is not None:
+        out += bias if layout == "nhwc" else bias[:, None, None]
+    return out
+
+
+class _Geometry:
+    def __init__(self, kernel, stride, dilation, pads, out_hw, groups):
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+        self.pads, self.out_hw, self.groups = pads, out_hw, groups
+
+    @property
+    def is_pointwise(self) -> bool:
+        """1x1, stride 1, no padding: the input already is the patch matrix."""
+        return self.kernel == (1, 1) and self.stride == (1, 1) and self.pads == ((0, 0), (0, 0))
+
+
+def _patches_nhwc(x: np.ndarray, g: _Geometry) -> np.ndarray:
+    """(N, OH, OW, kH, kW, C) view of the padded NHWC input (no copy yet)."""
+    xp = np.pad(x, ((0, 0), g.pads[0], g.pads[1], (0, 0))) if any(map(any, g.pads)) else x
+    sn, sh, sw, sc = xp.strides
+    (oh, ow), (kh, kw) = g.out_hw, g.kernel
+    shape = (xp.shape[0], oh, ow, kh, kw, xp.shape[3])
+    strides = (sn, sh * g.stride[0], sw * g.stride[1], sh * g.dilation[0], sw * g.dilation[1], sc)
+    return as_strided(xp, shape, strides, writeable=False)
+
+
+def _conv_nhwc(x: np.ndarray, w: np.ndarray, g: _Geometry) -> np.ndarray:
+    n, c_out, (oh, ow) = x.shape[0], w.shape[0], g.out_hw
+    cg, og = x.shape[3] // g.groups, c_out // g.groups
+    out = np.empty((n, oh, ow, c_out), np.float32)
+    rows = out.reshape(n * oh * ow, c_out)
+    patches = x.reshape(-1, x.shape[3]) if g.is_pointwise else _patches_nhwc(x, g)
+    # weights as (kH*kW*Cg, Cout): the same (kh, kw, c) order as a patch row
+    w_kc = w.transpose(2, 3, 1, 0).reshape(-1, c_out)
+    for grp in range(g.groups):
+        if g.is_pointwise:
+            a = patches[:, grp * cg:(grp + 1) * cg]
+        else:
+            a = np.ascontiguousarray(patches[..., grp * cg:(grp + 1) * cg]).reshape(n * oh * ow, -1)
+        gemm(a, w_kc[:, grp * og:(grp + 1) * og], rows[:, grp * og:(grp + 1) * og])
+    return out
+
+
+def _conv_nchw(x: np.ndarray, w: np.ndarray, g: _Geometry) -> np.ndarray:
+    n, c_in, c_out, (oh, ow) = x.shape[0], x.shape[1], w.shape[0], g.out_hw
+    cg, og = c_in // g.groups, c_out // g.groups
+    out = np.empty((n, c_out, oh, ow), np.float32)
+    w_rows = w.reshape(c_out, -1)                 # (Cout, Cg*kH*kW), torch's order
+    # (N, OH, OW, kH, kW, C) -> (N, C, kH, kW, OH, OW): patch columns in w's order
+    patches = None if g.is_pointwise else _patches_nhwc(x.transpose(0, 2, 3, 1), g)
+    for img in range(n):
+        for grp in range(g.groups):
+            if patches is None:
+                b = x[img, grp * cg:(grp + 1) * cg].reshape(cg, oh * ow)
+            else:
+                view = patches[img, ..., grp * cg:(grp + 1) * cg].transpose(4, 2, 3, 0, 1)
+                b = np.ascontiguousarray(view).reshape(-1, oh * ow)
+            gemm(w_rows[grp * og:(grp + 1) * og], b,
+                 out[img, grp * og:(grp + 1) * og].reshape(og, oh * ow))
+    return out
