@@ -740,7 +740,11 @@ def _scatter_add_planes(g, indices, shape):
     ii = indices.reshape(gi.shape)
     b = gi.shape[0]
     flat = (ii + (np.arange(b) * hw)[:, None]).ravel()
-    out = np.bincount(flat, weights=gi.ravel().astype(np.float64), minlength=b * hw)
+    weights = gi.ravel()
+    out = np.bincount(flat, weights=weights.real.astype(np.float64), minlength=b * hw)
+    if np.iscomplexobj(weights):    # bincount drops imaginary parts: sum them separately
+        out = out + 1j * np.bincount(flat, weights=weights.imag.astype(np.float64),
+                                     minlength=b * hw)
     return out.astype(g.dtype).reshape(shape)
 
 
