@@ -247,6 +247,14 @@ def fft_rule(op, bound, ctx):
     return _dims(op, out, ctx)
 
 
+def matrix_batch_rule(op, bound, ctx):
+    """torch.linalg ops act on (*, m, n) with any leading batch dims: every operand
+    batched (unbatched ones expanded) puts vmap's batch among them."""
+    if any(a.name in DIM_ARGS for a in op.schema.args):
+        return _dims_expand(op, bound, ctx)
+    return wrap_result(call(op, with_front_tensors(op, bound, ctx, expand=True)), 0)
+
+
 def vstack_rule(op, bound, ctx):
     tensors = [Batched(materialize(t, ctx.batch_size), 0) for t in bound[0]]
     rows = [t.value.unsqueeze(1) if t.logical_ndim == 1 else t.value for t in tensors]
@@ -318,16 +326,12 @@ def batched_matmul(a: Batched, b: Batched, ctx: BatchContext) -> Batched:
     bv = _as_matrix(b, -1)
     a_rank, b_rank = max(a.logical_ndim, 2), max(b.logical_ndim, 2)
     rank = max(a_rank, b_rank)
+    # an unbatched operand broadcasts from the right; padding the batched one to the
+    # common rank keeps the batch dim leading
     if a.is_batched:
         av = pad_rank(av, a_rank, rank)
     if b.is_batched:
         bv = pad_rank(bv, b_rank, rank)
-    if not a.is_batched:    # an unbatched operand broadcasts; make sure the batch dim leads
-        av = av.reshape([1] * (rank - a_rank) + list(av.shape))
-        bv = pad_rank(bv, b_rank, rank)
-    if not b.is_batched:
-        bv = bv.reshape([1] * (rank - b_rank) + list(bv.shape))
-        av = pad_rank(av, a_rank, rank)
     out = ops.matmul(av, bv)
     if b_vec:
         out = out.squeeze(-1)
@@ -339,6 +343,15 @@ def batched_matmul(a: Batched, b: Batched, ctx: BatchContext) -> Batched:
 def _as_matrix(b: Batched, axis: int):
     value = front(b) if b.is_batched else b.value
     return value.unsqueeze(axis) if b.logical_ndim == 1 else value
+
+
+def multi_dot_rule(op, bound, ctx):
+    """linalg_multi_dot: a chain of batched matmuls (vector ends act as in matmul)."""
+    tensors = list(bound[0])
+    product = tensors[0]
+    for t in tensors[1:]:
+        product = batched_matmul(product, t, ctx)
+    return product
 
 
 def outer_rule(op, bound, ctx):
@@ -572,7 +585,7 @@ def dropout_rule(op, bound, ctx):
     if ctx.randomness == "different" or not _dropout_active(bound):
         return unary_rule(op, bound, ctx)
     x = bound[0]
-    ones = ops.ones_like(front(x)[0])
+    ones = ops.ones_like(front(x).select(0, 0))
     mask_args = [Batched(ones, None)] + list(bound[1:])
     mask = batch_call(op, mask_args, ctx)
     if op.name == "dropout":
@@ -648,6 +661,7 @@ RULES: dict[str, Callable] = {
     "matmul": matmul_rule, "mm": matmul_rule, "bmm": matmul_rule, "mv": matmul_rule,
     "dot": matmul_rule, "outer": outer_rule, "addmm": addmm_rule, "baddbmm": addmm_rule,
     "linear": linear_rule, "einsum": einsum_rule, "tensordot": tensordot_rule,
+    "linalg_multi_dot": multi_dot_rule,
     # conv and pooling: the batch joins N
     "conv1d": fold_rule(_const_rank(3), ("weight", "bias")),
     "conv2d": fold_rule(_const_rank(4), ("weight", "bias")),
@@ -691,6 +705,7 @@ LOOPED = {
     "max_pool_gather": "internal pooling helper; indices address the flat example",
     "unfold_backward": "input_sizes would need the batch prepended",
     "pad_backward": "input_sizes would need the batch prepended",
+    "linalg_lstsq": "its residuals output is empty or not depending on the batch rank",
 }
 
 
@@ -713,6 +728,8 @@ def rule_for(op: OpDef) -> Callable:
     """The batching rule of `op` (see the module docstring for the lookup order)."""
     if op.name in RULES:
         return RULES[op.name]
+    if op.name in LOOPED:
+        return loop_rule
     if Tag.INPLACE in op.tags:
         if Tag.POINTWISE in op.tags:
             return self_shaped_rule
@@ -723,8 +740,8 @@ def rule_for(op: OpDef) -> Callable:
         return reduction_rule
     if Tag.FFT in op.tags:
         return fft_rule
-    if op.name in LOOPED:
-        return loop_rule
+    if op.name.startswith("linalg_"):
+        return matrix_batch_rule
     return no_rule("none is registered (add one to ember/passes/vmap_rules.py)")
 
 
