@@ -22,6 +22,8 @@ BINARY = {P, Tag.BINARY}
 
 def _c(x):
     """conj(x) for complex values, x itself otherwise: keeps real graphs free of conj."""
+    if isinstance(x, complex):          # a Python scalar operand (x * 1j)
+        return x.conjugate()
     return conj(x) if getattr(x, "dtype", None) is not None and x.dtype.is_complex else x
 
 
