@@ -40,7 +40,9 @@ from ember.ir.meta import TensorMeta
 from ember.ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag, is_op
 from ember.ir.symbolic import GraphBuilder, SymbolicTensor, call_graph
 
-__all__ = ["joint_graph", "trace_joint", "call_joint", "backprop", "is_differentiable_meta"]
+__all__ = ["joint_graph", "trace_joint", "call_joint", "grad_fn_from_graph", "backprop",
+           "copy_functional", "trace_forward", "requires_grad_nodes", "is_differentiable_meta",
+           "cotangent_placeholders"]
 
 FORWARD = "forward"
 BACKWARD = "backward"
@@ -53,7 +55,7 @@ def is_differentiable_meta(meta) -> bool:
                                              meta.dtype.is_complex)
 
 
-def _where(node: Node) -> str:
+def where(node: Node) -> str:
     loc = node.meta.get("loc")
     return f" (at {loc})" if loc else ""
 
@@ -68,9 +70,10 @@ def _ops():
 
 
 # --- copying the forward graph -------------------------------------------------------------
-def _copy_forward(graph: Graph, builder: GraphBuilder) -> tuple[dict, Any]:
+def copy_functional(graph: Graph, builder: GraphBuilder) -> tuple[dict, Any]:
     """Copy `graph` (but its output) into the builder's graph, functionalizing in-place
-    ops; returns (old node -> new node, the output value in new nodes)."""
+    ops and marking nodes 'forward'; returns (old node -> new node, the output value in
+    new nodes). Shared with the forward-mode pass."""
     env: dict[Node, Node] = {}
     new = builder.graph
     for node in graph.nodes:
@@ -96,13 +99,13 @@ def _functionalize(node: Node, env: dict, builder: GraphBuilder) -> Node:
     mutated = node.args[0] if node.args else None
     if not isinstance(mutated, Node):
         raise AutogradError(f"{op.name}: cannot functionalize an in-place op whose first "
-                            f"argument is not a graph value{_where(node)}")
+                            f"argument is not a graph value{where(node)}")
     _check_mutation_is_local(op, mutated, node)
     functional = op.functional if op.functional is not None else None
     if functional is None:
-        raise AutogradError(f"{op.name}: in-place op with no functional variant{_where(node)}")
-    args = map_arg(node.args, lambda n: _sym(env[n]))
-    kwargs = map_arg(node.kwargs, lambda n: _sym(env[n]))
+        raise AutogradError(f"{op.name}: in-place op with no functional variant{where(node)}")
+    args = map_arg(node.args, lambda n: symbolic(env[n]))
+    kwargs = map_arg(node.kwargs, lambda n: symbolic(env[n]))
     result = functional(*args, **kwargs)
     target_dtype = node.meta["val"].dtype
     if result.dtype != target_dtype:
@@ -116,12 +119,12 @@ def _check_mutation_is_local(op: OpDef, mutated: Node, node: Node) -> None:
     if mutated.op in (OpKind.placeholder, OpKind.get_attr):
         raise AutogradError(f"{op.name}: in-place update of graph input %{mutated.name}; the "
                             f"joint graph is functional, so the caller would not see the "
-                            f"update. Use the out-of-place {op.name.rstrip('_')}{_where(node)}")
+                            f"update. Use the out-of-place {op.name.rstrip('_')}{where(node)}")
     aliases = [mutated] + [u for u in mutated.users if _is_view(u)]
     if _is_view(mutated) or len(aliases) > 1:
         raise AutogradError(f"{op.name}: in-place update of %{mutated.name}, which is or has a "
                             f"view; graph autograd does not track aliasing. Clone before "
-                            f"updating in place{_where(node)}")
+                            f"updating in place{where(node)}")
 
 
 def _is_view(node: Node) -> bool:
@@ -141,7 +144,7 @@ def _nodes_since(graph: Graph, last: Node) -> list[Node]:
 
 
 # --- symbolic values for existing nodes -----------------------------------------------------
-def _sym(node: Node) -> SymbolicTensor | Node:
+def symbolic(node: Node) -> SymbolicTensor | Node:
     val = node.meta.get("val")
     return SymbolicTensor(node, val) if isinstance(val, TensorMeta) else node
 
@@ -165,11 +168,11 @@ def _output_items(node: Node) -> list[Node]:
     return [found[i] for i in range(len(metas))]
 
 
-def _out_value(node: Node):
+def out_value(node: Node):
     metas = node.meta["val"]
     if isinstance(metas, TensorMeta):
-        return _sym(node)
-    items = [_sym(n) for n in _output_items(node)]
+        return symbolic(node)
+    items = [symbolic(n) for n in _output_items(node)]
     return items if isinstance(metas, list) else tuple(items)
 
 
@@ -209,19 +212,22 @@ class _Grads:
         return self.by_node.get(node)
 
 
-def backprop(nodes: Sequence[Node], req: set[Node], seeds: dict[Node, Any]) -> _Grads:
-    """Run the derivative rules over `nodes` (in forward order) from `seeds` (node -> its
-    gradient); must run under a GraphBuilder of the nodes' graph. Returns the gradients."""
+def backprop(nodes: Sequence[Node], req: set[Node], seeds) -> _Grads:
+    """Run the derivative rules over `nodes` (in forward order) from `seeds` ((node, its
+    gradient) pairs, or a dict; a node seeded twice gets the sum); must run under a
+    GraphBuilder of the nodes' graph. Returns the accumulated gradients."""
     grads = _Grads()
-    for node, g in seeds.items():
+    for node, g in (seeds.items() if isinstance(seeds, dict) else seeds):
         grads.add(node, g)
     for node in reversed(list(nodes)):
         if node not in req:
             continue
         if node.op == OpKind.call_function and node.target is operator.getitem:
             continue                  # collected by its multi-output parent below
+        if not any(i in req for i in node.all_input_nodes):
+            continue                  # a source: its gradient is a result, not passed on
         incoming = _incoming(node, grads)
-        if incoming is None or node.op == OpKind.placeholder or node.op == OpKind.get_attr:
+        if incoming is None:
             continue
         _backprop_node(node, incoming, req, grads)
     return grads
@@ -243,22 +249,22 @@ def _incoming(node: Node, grads: _Grads):
 def _backprop_node(node: Node, grad, req: set[Node], grads: _Grads) -> None:
     if node.op != OpKind.call_function or not is_op(node.target):
         raise AutogradError(f"cannot differentiate through {_describe(node)} (%{node.name}); "
-                            f"graph autograd needs registry ops{_where(node)}")
+                            f"graph autograd needs registry ops{where(node)}")
     op: OpDef = node.target
     if not op.is_differentiable:
         raise AutogradError(f"{op.name}: the derivative is not implemented, and %{node.name} "
-                            f"is on the path to a differentiated input{_where(node)}")
+                            f"is on the path to a differentiated input{where(node)}")
     bound = op.schema.bind(node.args, node.kwargs)
-    inputs = _tensor_inputs(op, bound)
-    raw = op.call_derivative(grad, map_arg(bound, _sym), _out_value(node))
-    for input_node, g in zip(inputs, _flatten(raw, len(inputs), op)):
+    inputs = tensor_inputs(op, bound)
+    raw = op.call_derivative(grad, map_arg(bound, symbolic), out_value(node))
+    for input_node, g in zip(inputs, flat_grads(raw, len(inputs), op)):
         if g is None or not isinstance(input_node, Node) or input_node not in req:
             continue
         meta = input_node.meta["val"]
         grads.add(input_node, autodiff.fit_grad(g, meta.shape, meta.dtype))
 
 
-def _tensor_inputs(op: OpDef, bound: tuple) -> list:
+def tensor_inputs(op: OpDef, bound: tuple) -> list:
     """One entry per tensor argument, Tensor[] arguments expanded (the tape's order)."""
     inputs = []
     for i in op.schema.tensor_arg_indices:
@@ -267,7 +273,7 @@ def _tensor_inputs(op: OpDef, bound: tuple) -> list:
     return inputs
 
 
-def _flatten(raw: tuple, expected: int, op: OpDef) -> list:
+def flat_grads(raw: tuple, expected: int, op: OpDef) -> list:
     flat = []
     for g in raw:
         flat.extend(g if isinstance(g, (list, tuple)) else (g,))
@@ -288,22 +294,23 @@ def joint_graph(graph: Graph, wrt: Sequence[int | str], *, seed: str | None = No
         raise AutogradError(f"joint_graph: seed must be None or 'ones', got {seed!r}")
     builder = GraphBuilder(record_locations=False)
     with builder:
-        env, out_value = _copy_forward(graph, builder)
+        env, out_value = copy_functional(graph, builder)
         if out_value is None:
             raise AutogradError("joint_graph: the forward graph has no output node")
-        sources = _resolve_wrt(graph, env, wrt)
+        sources = resolve_wrt(graph, env, wrt)
         seeds = _make_seeds(builder, nodes_in(out_value), seed)
         forward = [n for n in builder.graph.nodes if n.meta.get("phase") == FORWARD]
         req = requires_grad_nodes(forward, sources)
         grads = backprop(forward, req, seeds)
         results = tuple(_final_grad(grads, node, i, allow_unused)
-                        for i, node in zip(_wrt_indices(wrt), sources))
+                        for i, node in enumerate(sources))
         builder.output((out_value, results))
     _finish(builder)
     return builder.graph
 
 
-def _resolve_wrt(graph: Graph, env: dict, wrt) -> list[Node]:
+def resolve_wrt(graph: Graph, env: dict, wrt) -> list[Node]:
+    """The copied nodes for `wrt` (placeholder indices / get_attr targets of `graph`)."""
     placeholders = graph.placeholders
     attrs = {n.target: n for n in graph.nodes if n.op == OpKind.get_attr}
     sources = []
@@ -313,19 +320,15 @@ def _resolve_wrt(graph: Graph, env: dict, wrt) -> list[Node]:
         elif isinstance(w, str) and w in attrs:
             node = attrs[w]
         else:
-            raise AutogradError(f"joint_graph: wrt entry {w!r} is neither a placeholder index "
+            raise AutogradError(f"wrt entry {w!r} is neither a placeholder index "
                                 f"(0..{len(placeholders) - 1}) nor a get_attr target "
                                 f"({sorted(attrs)})")
         if not is_differentiable_meta(node.meta.get("val")):
-            raise AutogradError(f"joint_graph: input {w!r} (%{node.name}) has type "
+            raise AutogradError(f"input {w!r} (%{node.name}) has type "
                                 f"{node.meta.get('val')}; only floating point and complex "
                                 "tensors can require gradients")
         sources.append(env[node])
     return sources
-
-
-def _wrt_indices(wrt) -> range:
-    return range(len(wrt))
 
 
 def _make_seeds(builder: GraphBuilder, outputs: list[Node], seed: str | None) -> dict:
@@ -336,7 +339,7 @@ def _make_seeds(builder: GraphBuilder, outputs: list[Node], seed: str | None) ->
             shapes = [list(n.meta["val"].shape) for n in live]
             raise AutogradError(f"joint_graph(seed='ones'): grad can be implicitly created "
                                 f"only for one scalar output; got outputs of shapes {shapes}")
-        return {live[0]: autodiff.ones_like_value(_sym(live[0]))}
+        return {live[0]: autodiff.ones_like_value(symbolic(live[0]))}
     seeds: dict[Node, Any] = {}
     graph = builder.graph
     for i, node in enumerate(live):
@@ -372,22 +375,20 @@ def _finish(builder: GraphBuilder) -> None:
 
 
 # --- tracing and running --------------------------------------------------------------------
-def trace_joint(fn_or_module, example_inputs: Sequence, wrt="parameters", *,
-                seed: str | None = None) -> tuple[Graph, dict]:
-    """Trace `fn_or_module(*example_inputs)` and build its joint graph.
+def trace_forward(fn_or_module, example_inputs: Sequence) -> tuple[Graph, dict, int]:
+    """Trace `fn_or_module(*example_inputs)` into a forward graph with `build_graph`.
 
-    For a module, its parameters become the first placeholders (named after them, in
-    `named_parameters()` order), then the inputs, so a training step can feed new
-    weights; buffers stay get_attr constants. `wrt`: "parameters" (a module's
-    parameters), "inputs" (every floating input), or placeholder indices.
-    Returns (joint graph, constants) for `call_graph`/`call_joint`.
+    For a module its parameters become the first placeholders (named after them, in
+    `named_parameters()` order), then the inputs (arg0, arg1, ...), so a training step
+    can feed new weights; buffers stay get_attr constants. Returns (graph, constants,
+    number of parameter placeholders).
     """
     from ember.ir.meta import meta_of
-    input_metas = [meta_of(x) for x in example_inputs]
+    from ember.ir.symbolic import build_graph
     params = _named_parameters(fn_or_module)
     names = [_placeholder_name(n) for n, _ in params] + \
-        [f"arg{i}" for i in range(len(input_metas))]
-    metas = [meta_of(p) for _, p in params] + input_metas
+        [f"arg{i}" for i in range(len(example_inputs))]
+    metas = [meta_of(p) for _, p in params] + [meta_of(x) for x in example_inputs]
 
     def run(*values):
         if not params:
@@ -395,10 +396,20 @@ def trace_joint(fn_or_module, example_inputs: Sequence, wrt="parameters", *,
         with _parameters_replaced(fn_or_module, [p for _, p in params], values[:len(params)]):
             return fn_or_module(*values[len(params):])
 
-    from ember.ir.symbolic import build_graph
-    forward, constants = build_graph(run, metas, names)
-    indices = _wrt_for(wrt, len(params), metas)
-    return joint_graph(forward, indices, seed=seed), constants
+    graph, constants = build_graph(run, metas, names)
+    return graph, constants, len(params)
+
+
+def trace_joint(fn_or_module, example_inputs: Sequence, wrt="parameters", *,
+                seed: str | None = None) -> tuple[Graph, dict]:
+    """Trace `fn_or_module(*example_inputs)` (see `trace_forward`) and build its joint graph.
+
+    `wrt`: "parameters" (a module's parameters), "inputs" (every floating input), or
+    placeholder indices. Returns (joint graph, constants) for `call_graph`/`call_joint`.
+    """
+    forward, constants, n_params = trace_forward(fn_or_module, example_inputs)
+    metas = [p.meta["val"] for p in forward.placeholders]
+    return joint_graph(forward, _wrt_for(wrt, n_params, metas), seed=seed), constants
 
 
 def _named_parameters(fn_or_module) -> list:

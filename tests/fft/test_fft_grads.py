@@ -154,3 +154,13 @@ def test_transforms_trace_into_the_graph_and_run_there(rng):
     (g_graph,) = ember.autograd.grad(gm(x, w).sum(), [w])
     (g_eager,) = ember.autograd.grad(spectral_filter(x, w).sum(), [w])
     assert_close(g_graph, g_eager, rtol=1e-12, atol=1e-12)
+
+
+def test_complex_python_scalar_gradient_is_conjugated():
+    """Building complex weights as re + im * 1j (examples/spectral_fit.py) needs mul's
+    gradient to conjugate a Python complex scalar, as torch does."""
+    a = ember.tensor(np.ones(3), requires_grad=True)
+    t = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    (got,) = ember.autograd.grad(ember.imag(a * 1j + 2j * a).sum(), [a])
+    (want,) = torch.autograd.grad((t * 1j + 2j * t).imag.sum(), [t])
+    assert_close(got, want, rtol=0, atol=0)
