@@ -137,7 +137,8 @@ def _float_dtype(dt, name: str):
 def output_dtype(x, kind: str, name: str):
     dt = _float_dtype(x.dtype, name)
     if kind == "r2c" and dt.is_complex:
-        raise DTypeError(f"{name} expects a real input tensor, but got {dt.scalar_type_name}")
+        real = "real" if name in ("rfft", "ihfft") else "real-valued"    # torch's wording
+        raise DTypeError(f"{name} expects a {real} input tensor, but got {dt.scalar_type_name}")
     return dt.to_real() if kind == "c2r" else dt.to_complex()
 
 
