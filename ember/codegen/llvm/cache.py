@@ -4,7 +4,9 @@ A key is the SHA-256 of the unoptimized IR text, the target CPU name and feature
 string, llvmlite's version (which pins LLVM's) and `FORMAT`, so a warm process loads
 object code without parsing, optimizing or generating anything. Entries are written
 atomically (temporary file, then rename), so concurrent processes never read half a
-file; a corrupt or unreadable entry is a miss, never an error.
+file, and each carries the SHA-256 of its object code: LLVM's loader crashes the
+process on a damaged object file, so a corrupt, truncated or unreadable entry must
+be a miss (and is recompiled and overwritten), never a load.
 
 The directory is `EMBER_CACHE_DIR/llvm` (default `~/.cache/ember/llvm`); setting
 `EMBER_CACHE_DIR` to an empty string turns the disk cache off.
@@ -21,6 +23,8 @@ import llvmlite
 from .target import Target
 
 FORMAT = "ember-llvm-obj-1"   # bump when what the cache stores changes meaning
+_MAGIC = b"EMBERLLVMOBJ1\n"
+_DIGEST = 32
 
 
 def cache_dir() -> Path | None:
@@ -46,9 +50,16 @@ def load(key: str) -> bytes | None:
     if d is None:
         return None
     try:
-        return (d / f"{key}.o").read_bytes()
+        data = (d / f"{key}.o").read_bytes()
     except OSError:
         return None
+    header = len(_MAGIC) + _DIGEST
+    if not data.startswith(_MAGIC) or len(data) <= header:
+        return None
+    obj = data[header:]
+    if hashlib.sha256(obj).digest() != data[len(_MAGIC):header]:
+        return None
+    return obj
 
 
 def store(key: str, object_code: bytes) -> None:
@@ -60,7 +71,7 @@ def store(key: str, object_code: bytes) -> None:
         d.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(object_code)
+            f.write(_MAGIC + hashlib.sha256(object_code).digest() + object_code)
         os.replace(tmp, d / f"{key}.o")
     except OSError:
         pass

@@ -16,7 +16,6 @@ reduction order, a polynomial's FMA contraction), never on range reductions.
 from __future__ import annotations
 
 import ctypes
-import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -55,25 +54,33 @@ _LOCK = threading.Lock()
 
 
 def compile_ir(module: str | llir.Module, target: Target | None = None,
-               use_cache: bool = True) -> Library:
-    """Compile `module` for `target` (default: the host), through both caches."""
+               use_cache: bool = True, reuse_loaded: bool = True) -> Library:
+    """Compile `module` for `target` (default: the host), through both caches.
+
+    `use_cache=False` skips the disk cache; `reuse_loaded=False` skips the in-process
+    table (a fresh load, as a new process would do: used to time warm starts)."""
     target = target or host_target()
     text = str(module)
     key = cache.cache_key(text, target)
     with _LOCK:
-        if key in _LOADED:
+        if reuse_loaded and key in _LOADED:
             return _LOADED[key]
         t0 = time.perf_counter()
-        obj = cache.load(key) if use_cache else None
-        from_cache = obj is not None
-        if obj is None:
+        lib = _load_cached(key, target, t0) if use_cache else None
+        if lib is None:
             obj = compile_to_object(text, target)
             if use_cache:
                 cache.store(key, obj)
-        engine = _load_object(obj)
-        lib = Library(key, target, obj, from_cache, time.perf_counter() - t0, engine)
-        _LOADED[key] = lib
+            lib = Library(key, target, obj, False, time.perf_counter() - t0, _load_object(obj))
+        _LOADED.setdefault(key, lib)
         return lib
+
+
+def _load_cached(key: str, target: Target, t0: float) -> Library | None:
+    obj = cache.load(key)      # checksummed: never a damaged object file
+    if obj is None:
+        return None
+    return Library(key, target, obj, True, time.perf_counter() - t0, _load_object(obj))
 
 
 def compile_to_object(text: str, target: Target) -> bytes:
@@ -103,12 +110,11 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
 def _load_object(obj: bytes) -> llvm.ExecutionEngine:
     # One engine per library: symbols never clash across libraries, and the host
     # machine can run code built for any ISA it supports.
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _host_machine())
+    # The engine takes ownership of its target machine (and frees it with itself),
+    # so each engine gets a machine of its own.
+    machine = target_for(supported_isas()[0]).machine()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     return engine
 
-
-@functools.cache
-def _host_machine() -> llvm.TargetMachine:
-    return target_for(supported_isas()[0]).machine()
