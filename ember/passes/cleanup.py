@@ -44,9 +44,14 @@ def mutated_values(graph: Graph) -> set[Node]:
             value = node.args[0]
             while isinstance(value, Node):
                 mutated.add(value)
-                view = is_op(value.target) and Tag.VIEW in value.target.tags
-                value = value.args[0] if view and value.args else None
+                value = value.args[0] if may_alias_input(value) and value.args else None
     return mutated
+
+
+def may_alias_input(node: Node) -> bool:
+    """Views share input 0's storage; other shape ops (contiguous, reshape) may return
+    their input itself when no copy is needed."""
+    return is_op(node.target) and bool(node.target.tags & {Tag.VIEW, Tag.SHAPE})
 
 
 def same_type(a: Node, b: Node) -> bool:
@@ -344,8 +349,7 @@ def _functional_inplace(node: Node) -> Node | None:
     functional = node.target.functional
     if functional is None or not isinstance(source, Node) or list(source.users) != [node]:
         return None
-    if source.op != OpKind.call_function or not is_pure(source) or \
-            (is_op(source.target) and Tag.VIEW in source.target.tags):
+    if source.op != OpKind.call_function or not is_pure(source) or may_alias_input(source):
         return None
     return insert_call(node, functional, node.args, node.kwargs, like=node)
 

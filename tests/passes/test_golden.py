@@ -127,7 +127,8 @@ def case_weights(graph, rng) -> dict:
 
 
 def run_graph(graph, inputs, constants):
-    result = call_graph(graph, inputs, constants)
+    """Values of the graph's outputs; inputs are copied, as in-place ops may write them."""
+    result = call_graph(graph, [i.clone() for i in inputs], constants)
     return [r.detach().numpy() for r in (result if isinstance(result, tuple) else (result,))]
 
 
