@@ -10,6 +10,7 @@ import torch
 import ember
 import ember.fft as efft
 import ember.fx as fx
+from ember.ir import graphs_equal, parse, print_graph
 from tests.oracle import assert_close
 
 ONE_D = ["fft", "ifft", "rfft", "irfft", "hfft", "ihfft"]
@@ -148,6 +149,8 @@ def test_transforms_trace_into_the_graph_and_run_there(rng):
     gm = fx.symbolic_trace(spectral_filter)
     targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
     assert efft.rfft in targets and efft.irfft in targets, targets
+    text = print_graph(gm.graph)
+    assert "fft_rfft(" in text and graphs_equal(parse(text), gm.graph), text
     x = ember.tensor(make(rng, (2, 8), False))
     w = ember.tensor(make(rng, (5,), True), requires_grad=True)
     assert_close(gm(x, w), spectral_filter(x, w), rtol=1e-12, atol=1e-12)
