@@ -18,6 +18,7 @@ The same arguments, semantics, error messages and output structures as
 from __future__ import annotations
 
 from ...ir.errors import AutogradError
+from ...ir.symbolic import SymbolicTensor
 from ..factories import eye, zeros_like
 from ...ir.ops import OPS_NS
 from ..tensor import Tensor
@@ -36,7 +37,7 @@ def _as_tuple(value, arg_name: str, fn_name: str):
     is_tuple = isinstance(value, tuple)
     values = value if is_tuple else (value,)
     for i, el in enumerate(values):
-        if not isinstance(el, Tensor):
+        if not isinstance(el, (Tensor, SymbolicTensor)):   # symbolic: inside ember.func
             where = (f"the value at index {i} has type {type(el)}" if is_tuple
                      else f"the given {arg_name} has type {type(el)}")
             raise TypeError(f"The {arg_name} given to {fn_name} must be either a Tensor or a "
@@ -243,7 +244,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
                     "ember.autograd.functional.jacobian: `strict=True` and `vectorized=True` "
                     "are not supported together. Please either set `strict=False` or "
                     "`vectorize=False`.")
-            jac = _jacrev_vectorized(inputs, outputs, create_graph)
+            jac = _jacrev_vectorized(func, inputs, outputs, create_graph)
         else:
             jac = tuple(_jacobian_rows(i, out, inputs, create_graph, strict)
                         for i, out in enumerate(outputs))
@@ -300,17 +301,29 @@ def _func_transforms():
     return vmap, func_vjp, func_jvp
 
 
-def _jacrev_vectorized(inputs, outputs, create_graph: bool) -> tuple:
-    """All rows of the jacobian at once: vmap a VJP over the standard basis of the outputs."""
-    vmap, _, _ = _func_transforms()
-    flat_outputs = tuple(o.reshape(-1) for o in outputs)
-    numels = [o.numel() for o in outputs]
+def _func_jacrev():
+    _func_transforms()      # the same error when ember.func is missing
+    from ember.func import jacrev
+    return jacrev
 
-    def vjp_of(*cotangents):
-        grads = _autograd_grad(flat_outputs, inputs, cotangents, retain_graph=True,
-                               create_graph=create_graph)
-        return tuple(g if g is not None else inp.mul(0) for g, inp in zip(grads, inputs))
-    per_input = vmap(vjp_of)(*_standard_basis(flat_outputs))
+
+def _as_tuple_output(func):
+    def call(*args):
+        out = func(*args)
+        return tuple(out) if isinstance(out, tuple) else (out,)
+    return call
+
+
+def _jacrev_vectorized(func, inputs, outputs, create_graph: bool) -> tuple:
+    """All rows of the jacobian at once: vmap of the VJP over the standard basis of the
+    flattened outputs (each basis row is one output element's cotangent)."""
+    vmap, func_vjp, _ = _func_transforms()
+    numels = [o.numel() for o in outputs]
+    _, vjp_fn = func_vjp(_as_tuple_output(func), *inputs)
+    basis = _standard_basis([o.reshape(-1) for o in outputs])
+    cotangents = tuple(b.reshape([b.shape[0]] + list(o.shape)) for b, o in zip(basis, outputs))
+    with grad_mode.set_grad_enabled(create_graph):
+        per_input = vmap(vjp_fn)(cotangents)
     by_input = []
     for jac_i, inp in zip(per_input, inputs):
         pieces = jac_i.split(numels, 0)
@@ -345,9 +358,10 @@ def _jacfwd(func, inputs, strict: bool, vectorize: bool):
         # the batch dim runs over input elements: move it last, then split it per input
         moved = jac_o.permute(list(range(1, jac_o.ndim)) + [0]) if jac_o.ndim > 1 else jac_o
         pieces = moved.split(numels, -1)
-        result.append(tuple(p.reshape(list(out.shape) + list(inp.shape))
-                            for p, inp in zip(pieces, inputs)))
-    return _unpack(tuple(result), (info["is_tuple"], is_inputs_tuple))
+        # lists, not tuples: torch's forward-mode jacobian returns lists of lists
+        result.append([p.reshape(list(out.shape) + list(inp.shape)).detach()
+                       for p, inp in zip(pieces, inputs)])
+    return _unpack(result, (info["is_tuple"], is_inputs_tuple))
 
 
 # --- second order ----------------------------------------------------------------------
@@ -371,6 +385,9 @@ def hessian(func, inputs, create_graph=False, strict=False, vectorize=False,
         return out.squeeze()
 
     def jac_func(*inp):
+        if vectorize:       # traceable, so the outer vmap'd vjp/jvp can differentiate it
+            _, func_jacrev = _func_transforms()[0], _func_jacrev()
+            return tuple(func_jacrev(single_output, argnums=tuple(range(len(inp))))(*inp))
         if outer_jacobian_strategy == "forward-mode":
             inp = tuple(t.requires_grad_(True) for t in inp)
         jac = jacobian(single_output, inp, create_graph=True)
