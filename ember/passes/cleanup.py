@@ -366,7 +366,22 @@ SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
 }
 
 
+def _same_device_and_type(node: Node) -> Node | None:
+    """x.to(dtype/device) that changes neither (fx graphs keep `to` as a method call)."""
+    source = node.args[0] if node.args else None
+    if not isinstance(source, Node) or node.kwargs.get("copy") or not same_type(node, source):
+        return None
+    return source if node.meta["val"].device == source.meta["val"].device else None
+
+
+METHOD_SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
+    "to": _same_device_and_type,
+}
+
+
 def _rule_for(node: Node) -> Callable[[Node], Node | None] | None:
+    if node.op == OpKind.call_method:
+        return METHOD_SIMPLIFICATIONS.get(str(node.target))
     name = op_name(node)
     if name is None:
         return None

@@ -47,6 +47,14 @@ class PassContext:
     inference: bool = True
     added: set[str] = field(default_factory=set)   # names passes created
 
+    @classmethod
+    def from_module(cls, module, **fields) -> "PassContext":
+        """Constants named as a traced module's get_attr nodes name them: its
+        parameters and buffers by qualified name ('layer1.0.conv1.weight')."""
+        constants = dict(module.named_parameters())
+        constants.update(module.named_buffers())
+        return cls(constants, **fields)
+
     def value_of(self, node: Node):
         """The constant value a get_attr node names, or None when it is not known."""
         if node.op != OpKind.get_attr:

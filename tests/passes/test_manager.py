@@ -126,3 +126,30 @@ def test_context_prunes_only_constants_passes_added():
     PassManager.from_string("fold,dce").run(graph, ctx)
     folded = [n.target for n in graph.nodes if n.op == "get_attr"]
     assert len(folded) == 1 and set(ctx.constants) == {"user_entry", folded[0]}
+
+
+def test_context_from_a_traced_module_folds_its_parameters():
+    import numpy as np
+
+    import ember
+    import ember.fx
+    from ember.ir.symbolic import call_graph
+
+    class Scale(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = ember.nn.Parameter(ember.randn(4))
+
+        def forward(self, x):
+            return x * self.w.exp()
+
+    module, x = Scale(), ember.randn(3, 4)
+    gm = ember.fx.symbolic_trace(module)
+    ember.fx.ShapeProp(gm).propagate(x)
+    ctx = PassContext.from_module(gm)
+    assert "w" in ctx.constants
+    report = PassManager.from_string("fold,dce", verify_each=True).run(gm.graph, ctx)
+    assert report.changes("fold") == 1
+    assert not any(getattr(n.target, "name", "") == "exp" for n in gm.graph.nodes)
+    np.testing.assert_allclose(call_graph(gm.graph, [x], ctx.constants).detach().numpy(),
+                               module(x).detach().numpy(), rtol=1e-6)
