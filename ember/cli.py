@@ -4,13 +4,7 @@
 
 Errors exit non-zero with one line saying what was wrong (parse errors carry
 line:column, verifier errors the pass and the node); --traceback shows the rest.
-Other commands (compile, run, bench) add themselves with `def _save_constants(graph, constants: dict, path: str) -> None:
-    from safetensors.numpy import save_file
-    names = {str(n.target) for n in graph.nodes if n.op == "get_attr"}
-    save_file({k: constants[k].detach().numpy() for k in sorted(names & set(constants))}, path)
-
-
-@main.command()`.
+Other commands (compile, run, bench) add themselves with `@main.command()`.
 """
 from __future__ import annotations
 
