@@ -15,9 +15,8 @@ lanes on AVX-512, 8 on AVX2), with a one-lane remainder loop:
   the outer dimension, such as summing over dim 0: W outputs accumulate at once).
 - INNER mode: for each outer point, the stages' loops over the inner space are
   vectorized along the last inner variable (row reductions: softmax, layernorm,
-  sum over the last dim). Sums keep 4 independent vector accumulators (ILP and a
-  shorter dependency chain: error grows with n / (4 W), not n) and end with a
-  pairwise horizontal reduction.
+  sum over the last dim). A sum keeps one W-lane vector accumulator (each lane adds
+  n / W terms) and ends with a pairwise horizontal reduction.
 Values that do not depend on the vectorized variable stay scalar ("uniform") and
 are splatted only where they meet a vector, so per-channel constants (batchnorm's
 rsqrt(var + eps)) are computed once per row.
@@ -469,6 +468,9 @@ class KernelEmitter:
         if op == "ne":
             return b.fcmp_unordered("!=", xs[0], xs[1])
         one = U.const_like(ty, 1.0)
+        fast = _vecmath(op, dtype)
+        if fast is not None and len(xs) == 1:
+            return fast(b, xs[0])
         simple = {
             "neg": lambda x: b.fneg(x),
             "abs": lambda x: _intrinsic(b, "fabs", ty, x),
@@ -645,13 +647,11 @@ def _fbits(dtype: DType) -> int:
 
 
 def _vecmath(op: str, dtype: DType):
-    """The vecmath emitter for `op`, when vecmath has one for this dtype."""
-    try:
-        from . import vecmath
-    except ImportError:
+    """The vecmath emitter for `op` (float32 only: its polynomials are float32 fits)."""
+    from .vecmath import EMITTERS
+    if dtype.name not in ("float32", "float16"):
         return None
-    finder = getattr(vecmath, "emitter_for", None)
-    return finder(op, dtype) if finder is not None else None
+    return EMITTERS.get(op)
 
 
 # --- compiled kernels ------------------------------------------------------------------------
