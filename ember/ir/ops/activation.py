@@ -125,6 +125,7 @@ relu6 = activation(
     "relu6(Tensor self) -> Tensor",
     lambda x: np.minimum(np.maximum(x, 0), 6).astype(x.dtype),
     lambda g, self: _hardtanh_derivative(g, self, 0.0, 6.0),
+    decomposition=lambda self: hardtanh(self, 0.0, 6.0),
     name="relu6", samples=_samples(lambda rng, *s, dtype=np.float32: _off([0, 6])(
         rng, *s, dtype=dtype) * 1.5 + 1.0))
 
@@ -132,6 +133,7 @@ hardsigmoid = activation(
     "hardsigmoid(Tensor self) -> Tensor",
     lambda x: (np.minimum(np.maximum(x + 3, 0), 6) / 6).astype(x.dtype),
     lambda g, self: where(logical_and(gt(self, -3.0), lt(self, 3.0)), g / 6, 0),
+    decomposition=lambda self: hardtanh(self + 3, 0.0, 6.0) / 6,
     name="hardsigmoid", samples=_samples(_off([-3, 3])))
 
 hardswish = activation(
@@ -228,10 +230,12 @@ logsigmoid = activation(
 softsign = activation(
     "softsign(Tensor self) -> Tensor",
     lambda x: x / (1 + np.abs(x)),
-    lambda g, self: g / ((1 + _abs(self)) * (1 + _abs(self))), name="softsign")
+    lambda g, self: g / ((1 + _abs(self)) * (1 + _abs(self))), name="softsign",
+    decomposition=lambda self: self / (1 + _abs(self)))
 
 tanhshrink = activation(
     "tanhshrink(Tensor self) -> Tensor",
     lambda x: x - np.tanh(x),
     lambda g, self: g * _c(tanh(self) * tanh(self)), name="tanhshrink", complex_ok=True,
+    decomposition=lambda self: self - tanh(self),
     samples=_samples(S.randn))
