@@ -9,4 +9,5 @@ from .manager import (PASSES, PIPELINES, Pass, PassContext, PassError, PassManag
 from . import cleanup  # noqa: F401
 from . import decompose  # noqa: F401
 from . import fold_bn  # noqa: F401
+from . import autograd, forward_ad, partition  # noqa: F401
 
