@@ -219,7 +219,7 @@ def _well_conditioned(rng, *shape, dtype=np.float64):
     a = S.randn(rng, *shape, dtype=np.float64)
     if np.dtype(dtype).kind == "c":
         a = a + 1j * S.randn(rng, *shape, dtype=np.float64)
-    return np.asarray(a + n * np.eye(n), dtype=dtype)
+    return np.asarray(a + n * np.eye(shape[-2], n), dtype=dtype)
 
 
 def _spd(rng, *shape, dtype=np.float64):
@@ -688,7 +688,7 @@ eigvalsh = linalg_op(
 
 def _eigvals_grad(gL, V):
     """dL_k = (V^-1 dA V)_kk; for unitary V, V^-H = V."""
-    return matmul(matmul(V, _diag_embed(gL)), _mH(V))
+    return matmul(V * unsqueeze(gL, -2), _mH(V))
 
 
 # --- eig, eigvals ------------------------------------------------------------------------
