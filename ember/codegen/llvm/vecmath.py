@@ -153,13 +153,12 @@ def tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     cancellation there (tanh >= 0.55), and e**(2|x|) = inf gives exactly +-1.
     """
     a = u.intrinsic(b, "fabs", x.type, x)
-    z = b.fmul(x, x)
-    small = u.fma(b, b.fmul(x, z), _horner(b, z, _TANH_P), x)
+    z = b.fmul(a, a)
+    small = u.fma(b, b.fmul(a, z), _horner(b, z, _TANH_P), a)
     e = exp(b, b.fmul(a, _c(x, 2.0)))
     large = b.fsub(_c(x, 1.0), b.fdiv(_c(x, 2.0), b.fadd(e, _c(x, 1.0))))
-    result = b.select(b.fcmp_ordered("<", a, _c(x, _TANH_SMALL)), small,
-                      _copysign(b, large, x))
-    return _select_nan(b, x, result)
+    magnitude = b.select(b.fcmp_ordered("<", a, _c(x, _TANH_SMALL)), small, large)
+    return _select_nan(b, x, _copysign(b, magnitude, x))   # odd: tanh(-0) = -0
 
 
 # --- sigmoid -------------------------------------------------------------------------------
@@ -193,19 +192,25 @@ def erf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     into hi + lo with an FMA so e**(-a*a) keeps its relative precision.
     """
     a = u.intrinsic(b, "fabs", x.type, x)
-    small = u.fma(b, x, _horner(b, b.fmul(x, x), _ERF_P), x)
+    small = u.fma(b, a, _horner(b, b.fmul(a, a), _ERF_P), a)
     ac = u.intrinsic(b, "maxnum", x.type, u.intrinsic(b, "minnum", x.type, a, _c(x, 4.0)),
                      _c(x, 1.0))
     hi = b.fmul(ac, ac)
     lo = u.fma(b, ac, ac, b.fneg(hi))
     gauss = b.fmul(exp(b, b.fneg(hi)), b.fsub(_c(x, 1.0), lo))
     erfc = b.fmul(gauss, _horner(b, b.fdiv(_c(x, 1.0), ac), _ERFC_Q))
-    large = _copysign(b, b.fsub(_c(x, 1.0), erfc), x)
-    result = b.select(b.fcmp_ordered("<", a, _c(x, 1.0)), small, large)
-    return _select_nan(b, x, result)
+    large = b.fsub(_c(x, 1.0), erfc)
+    magnitude = b.select(b.fcmp_ordered("<", a, _c(x, 1.0)), small, large)
+    return _select_nan(b, x, _copysign(b, magnitude, x))   # odd: erf(-0) = -0
 
 
 # --- gelu building blocks ------------------------------------------------------------------
+def _keep_zero(b: ir.IRBuilder, x: ir.Value, result: ir.Value) -> ir.Value:
+    # h*e + h with h = -0 and e = -0 is +0 (IEEE sums of opposite zeros); PyTorch's
+    # x/2 * (1 + erf) keeps -0, and so do we.
+    return b.select(b.fcmp_ordered("==", x, _c(x, 0.0)), x, result)
+
+
 def gelu(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """x/2 (1 + erf(x/sqrt 2)), PyTorch's gelu(approximate='none'), float32.
 
@@ -214,7 +219,7 @@ def gelu(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     PyTorch's own float32 kernel, so a pure ulp bound does not hold there.
     """
     half_x = b.fmul(x, _c(x, 0.5))
-    return u.fma(b, half_x, erf(b, b.fmul(x, _c(x, math.sqrt(0.5)))), half_x)
+    return _keep_zero(b, x, u.fma(b, half_x, erf(b, b.fmul(x, _c(x, math.sqrt(0.5)))), half_x))
 
 
 def gelu_tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
@@ -224,7 +229,7 @@ def gelu_tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     inner = b.fmul(_c(x, math.sqrt(2.0 / math.pi)),
                    u.fma(b, b.fmul(_c(x, 0.044715), b.fmul(x, x)), x, x))
     half_x = b.fmul(x, _c(x, 0.5))
-    return u.fma(b, half_x, tanh(b, inner), half_x)
+    return _keep_zero(b, x, u.fma(b, half_x, tanh(b, inner), half_x))
 
 
 EMITTERS: dict[str, Emitter] = {"exp": exp, "log": log, "tanh": tanh, "sigmoid": sigmoid,

@@ -1,0 +1,103 @@
+"""float32 GEMM against float64 NumPy: shapes that break every block size, strides, beta."""
+import numpy as np
+import pytest
+
+from ember.codegen.llvm.gemm import CONFIGS, gemm
+from ember.codegen.llvm.target import Isa
+from ember.ir.errors import DTypeError, ShapeError
+
+from llvm_isas import isa_params  # tests/codegen is on sys.path (no package)
+
+SHAPES = [(1, 1, 1), (2, 3, 5), (13, 17, 19), (14, 32, 7), (15, 33, 257), (1, 97, 300),
+          (97, 1, 64), (300, 5, 3), (3, 600, 2), (29, 531, 41), (170, 70, 520)]
+
+
+def _check(got, a, b, extra=None):
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    if extra is not None:
+        want += extra
+    # float32 sums of k products: error grows like sqrt(k) * eps * |a||b|
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64) + 1e-30
+    err = np.abs(got - want) / scale
+    assert err.max() < 4e-6 * max(1, a.shape[1]) ** 0.5, err.max()
+
+
+@pytest.mark.parametrize("isa", isa_params())
+@pytest.mark.parametrize("m,n,k", SHAPES, ids=lambda s: str(s))
+def test_gemm_shapes(isa, m, n, k, rng):
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    _check(gemm(a, b, isa=isa), a, b)
+
+
+@pytest.mark.parametrize("isa", isa_params(Isa.AVX512, Isa.AVX2))
+def test_gemm_256(isa, rng):
+    a, b = rng.standard_normal((2, 256, 256)).astype(np.float32)
+    _check(gemm(a, b, isa=isa), a, b)
+
+
+@pytest.mark.parametrize("isa", isa_params())
+def test_b_given_k_major_and_strided_a(isa, rng):
+    w = rng.standard_normal((37, 45)).astype(np.float32)        # (N, K), like Linear.weight
+    a_big = rng.standard_normal((60, 90)).astype(np.float32)
+    a = a_big[::3, ::2]                                          # (20, 45), both strides odd
+    _check(gemm(a, w.T, isa=isa), a, w.T)
+    _check(gemm(a_big[:, :45].T.copy().T, w.T, isa=isa), a_big[:, :45], w.T)
+
+
+@pytest.mark.parametrize("isa", isa_params())
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
+def test_beta_and_out_views(isa, beta, rng):
+    a = rng.standard_normal((23, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 35)).astype(np.float32)
+    big = rng.standard_normal((30, 50)).astype(np.float32)
+    before = big.copy()
+    out = big[3:26, 5:40]                                        # row stride 50, not 35
+    gemm(a, b, out, beta=beta, isa=isa)
+    _check(out, a, b, beta * before[3:26, 5:40].astype(np.float64))
+    outside = np.ones(big.shape, bool)
+    outside[3:26, 5:40] = False
+    np.testing.assert_array_equal(big[outside], before[outside])   # nothing else written
+
+
+def test_beta_zero_ignores_nan_in_out(rng):
+    a = rng.standard_normal((16, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 40)).astype(np.float32)
+    out = np.full((16, 40), np.nan, np.float32)
+    _check(gemm(a, b, out), a, b)
+
+
+def test_column_strided_out_and_empty_k(rng):
+    a = rng.standard_normal((9, 6)).astype(np.float32)
+    b = rng.standard_normal((6, 4)).astype(np.float32)
+    out = np.zeros((4, 9), np.float32).T                         # column stride != 1
+    _check(gemm(a, b, out), a, b)
+    empty = gemm(np.zeros((3, 0), np.float32), np.zeros((0, 5), np.float32))
+    np.testing.assert_array_equal(empty, np.zeros((3, 5)))
+
+
+def test_threads_split_columns_when_rows_are_few(rng):
+    a = rng.standard_normal((2, 64)).astype(np.float32)
+    b = rng.standard_normal((64, 1000)).astype(np.float32)
+    _check(gemm(a, b), a, b)
+    _check(gemm(a, b, threads=1), a, b)
+
+
+def test_configs_fill_registers():
+    for cfg in CONFIGS.values():
+        assert cfg.nr % cfg.lanes == 0 and cfg.mc % cfg.mr == 0 and cfg.nc % cfg.nr == 0
+    assert CONFIGS[Isa.AVX512].mr * CONFIGS[Isa.AVX512].nr // 16 <= 30   # of 32 zmm
+    assert CONFIGS[Isa.AVX2].mr * CONFIGS[Isa.AVX2].nr // 8 <= 13        # of 16 ymm
+
+
+def test_bad_inputs_are_named():
+    a = np.zeros((3, 4), np.float32)
+    with pytest.raises(ShapeError, match=r"a.shape\[1\] must equal b.shape\[0\], got \(3, 4\) "
+                                         r"and \(5, 2\)"):
+        gemm(a, np.zeros((5, 2), np.float32))
+    with pytest.raises(DTypeError, match="b must be a float32 numpy array, got float64"):
+        gemm(a, np.zeros((4, 2)))
+    with pytest.raises(ShapeError, match=r"out must have shape \(3, 2\)"):
+        gemm(a, np.zeros((4, 2), np.float32), np.zeros((2, 3), np.float32))
+    with pytest.raises(ShapeError, match="must be 2-D"):
+        gemm(a, np.zeros(4, np.float32))
