@@ -121,7 +121,16 @@ def format_node(node: Node, names: dict | None = None, locs: bool = False) -> st
     typ = f" : {format_type(val)}" if has_tensor_type(val) else ""
     if node.op == OpKind.call_function and is_fused(node.target):
         body += _region_text(node, locs)
-    return f"%{names[node]} = {body}{typ}{_loc_text(node) if locs else ''}"
+    return f"%{names[node]} = {body}{typ}{_loc_text(node) if locs else ''}{_buffer_text(node)}"
+
+
+def _buffer_text(node: Node) -> str:
+    """The memory plan's slot (meta['buffer'], set by memplan), as a comment the parser skips."""
+    entry = node.meta.get("buffer")
+    if entry is None:
+        return ""
+    entries = entry if isinstance(entry[0], tuple) else (entry,)
+    return "  # buffer " + ", ".join(f"{slot} ({nbytes} B)" for slot, nbytes in entries)
 
 
 def _region_text(node: Node, locs: bool) -> str:

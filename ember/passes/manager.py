@@ -260,4 +260,5 @@ def run_passes(graph: Graph, pipeline: str, ctx: PassContext | None = None,
 # Named pipelines. Later passes join with extend_pipeline("default-inference", "layout").
 register_pipeline("cleanup", ["simplify", "fold", "cse", "dce"])
 register_pipeline("default-inference", ["simplify", "fold", "fold-bn", "decompose",
-                                        "simplify", "fold", "cse", "dce"])
+                                        "simplify", "fold", "cse", "dce",
+                                        "layout", "fuse", "memplan"])

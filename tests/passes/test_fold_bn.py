@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import ember
+from ember.ir.fused import FusedGroup
 from ember.ir.registry import OPS
 from ember.ir.symbolic import build_graph, call_graph
 from ember.ir.meta import meta_of
@@ -15,10 +16,13 @@ from tests.passes.test_cleanup import _randomize_batchnorms
 AFFINE_OPS = {"batch_norm", "sub", "div", "mul", "rsqrt", "sqrt"}
 
 
-def _op_counts(graph) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _op_counts(graph, counts=None) -> dict[str, int]:
+    """Registry ops by name, counting those inside fused groups too."""
+    counts = {} if counts is None else counts
     for n in graph.nodes:
-        if n.op == "call_function" and hasattr(n.target, "name"):
+        if n.op == "call_function" and isinstance(n.target, FusedGroup):
+            _op_counts(n.target.graph, counts)
+        elif n.op == "call_function" and hasattr(n.target, "name"):
             counts[n.target.name] = counts.get(n.target.name, 0) + 1
     return counts
 

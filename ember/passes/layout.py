@@ -1,0 +1,315 @@
+"""Layout propagation: choose, per region, whether 4-d tensors live channels-last
+(NHWC) or contiguous (NCHW), and insert the fewest conversions.
+
+A *region* is a set of 4-d values connected through ops that carry a layout from an
+input to their output. Whether an op carries layout is read from the registry, not
+from a list: an op carries it through argument `a` when its meta rule gives a
+channels-last output for a channels-last `a` (the other 4-d arguments contiguous)
+— exactly PyTorch's memory-format propagation (pointwise ops, pooling, batchnorm,
+cat, clone, ...). Convolutions are the exception: their rule also follows the
+weight, but only the input (argument 0) joins the region, since the weight is a
+parameter whose layout the kernel chooses.
+
+Each region gets a format (option `layout`, default 'auto': channels-last when the
+region holds a convolution, because the CPU conv kernels run NHWC as an implicit
+GEMM over C; otherwise the region is left as it is). Then
+- entry values (placeholders, constants, and outputs of ops whose format does not
+  follow their inputs) not already in the region's format get one conversion
+  `contiguous(x, memory_format=F)`, which only the region's own ops read;
+- region values read by a reshape/view-like op (SHAPE/VIEW tags, which address
+  elements in row-major order) get one conversion back to contiguous, shared by
+  all such readers; other readers (reductions, matmul, ...) read strides from meta;
+- graph outputs keep the format they had before the pass, unless the caller fixes
+  it.
+After inserting conversions the pass recomputes `meta['val']` (strides and
+memory_format) downstream with the registry's meta rules. Values are unchanged:
+layout is a physical property, and every op is defined on logical indices.
+
+Options (ctx.options):
+  layout:        'auto' (default) | 'nhwc' (every region channels-last) | 'nchw'
+  input_layout:  'keep' (default: placeholders as traced) | 'nchw' | 'nhwc' |
+                 'any' (a placeholder takes its region's format: no conversion)
+  output_layout: 'keep' (default: each output as before the pass) | 'nchw' | 'nhwc' |
+                 'any' (outputs in whatever format their region chose)
+Regions holding a value that an in-place op mutates are left alone (a converted
+copy would take the mutation instead of the original). Run it before `fuse`:
+fused groups are opaque here.
+"""
+from __future__ import annotations
+
+import operator
+
+from ..ir.fused import is_fused
+from ..ir.graph import Graph, Node, OpKind, map_arg
+from ..ir.meta import MemoryFormat, TensorMeta, channels_last, contiguous_format
+from ..ir.registry import OPS, Tag, is_op
+from .cleanup import mutated_values
+from .manager import PassContext, PassError, register_pass
+
+# ops whose kernel prefers a layout for one argument: op name -> argument index
+LAYOUT_PREFERRING = {"conv2d": 0, "convolution": 0, "conv_transpose2d": 0}
+FORMATS = {"nchw": contiguous_format, "nhwc": channels_last}
+CONVERSIONS = ("contiguous", "clone")   # readers that convert by themselves
+
+
+@register_pass("layout", provides=("layout",))
+def propagate_layout(graph: Graph, ctx: PassContext) -> int:
+    """Choose channels-last or contiguous per conv region; insert the fewest conversions."""
+    options = _options(ctx)
+    if any(n.op == OpKind.call_function and is_fused(n.target) for n in graph.nodes):
+        raise PassError("pass 'layout' must run before 'fuse': fused groups hide the ops "
+                        "whose layout it propagates")
+    outputs_before = {n: n.meta["val"] for n in _output_values(graph) if _is_4d(n)}
+    changed = _fix_inputs(graph, options["input_layout"])
+    mutated = mutated_values(graph)
+    converted = []
+    for region in find_regions(graph):
+        fmt = _region_format(region, options["layout"])
+        if fmt is None or region.members & mutated:
+            continue
+        changed += _convert_entries(region, fmt, options["input_layout"] == "any")
+        converted.append(region)
+    recompute_metas(graph)
+    changed += _convert_exits(converted)
+    changed += _convert_outputs(graph, outputs_before, options["output_layout"])
+    recompute_metas(graph)
+    return changed
+
+
+def _options(ctx: PassContext) -> dict:
+    chosen = {"layout": ctx.options.get("layout", "auto"),
+              "input_layout": ctx.options.get("input_layout", "keep"),
+              "output_layout": ctx.options.get("output_layout", "keep")}
+    allowed = {"layout": ("auto", "nchw", "nhwc"),
+               "input_layout": ("keep", "nchw", "nhwc", "any"),
+               "output_layout": ("keep", "nchw", "nhwc", "any")}
+    for key, value in chosen.items():
+        if value not in allowed[key]:
+            raise PassError(f"pass 'layout': option {key}={value!r}; expected one of "
+                            f"{list(allowed[key])}")
+    return chosen
+
+
+# --- regions -------------------------------------------------------------------------------
+class Region:
+    def __init__(self):
+        self.members: set[Node] = set()
+        self.carriers: set[Node] = set()     # members whose format follows their inputs
+        self.has_conv = False
+
+
+def _is_4d(node) -> bool:
+    val = node.meta.get("val") if isinstance(node, Node) else None
+    if isinstance(val, (tuple, list)) and val:
+        val = val[0]
+    return isinstance(val, TensorMeta) and val.ndim == 4
+
+
+def _first_meta(val):
+    return val[0] if isinstance(val, (tuple, list)) and val else val
+
+
+def carries_layout(node: Node, arg: Node) -> bool:
+    """The op's meta rule makes the output channels-last when `arg` is, all else contiguous."""
+    op = node.target
+    def probe(n):
+        meta = n.meta.get("val")
+        if not isinstance(meta, TensorMeta) or meta.ndim != 4:
+            return meta
+        return meta.with_(memory_format=channels_last if n is arg else contiguous_format)
+    try:
+        bound = op.schema.bind(node.args, node.kwargs)
+        out = _first_meta(op.meta(*map_arg(bound, probe)))
+    except Exception:   # noqa: BLE001 - a rule that rejects the probe carries nothing
+        return False
+    return isinstance(out, TensorMeta) and out.ndim == 4 and \
+        out.memory_format is channels_last and out.is_contiguous(channels_last) and \
+        not out.is_contiguous(contiguous_format)
+
+
+def _layout_inputs(node: Node) -> tuple[list[Node], bool]:
+    """The 4-d inputs whose layout `node`'s output follows, and whether it is a conv."""
+    if node.op != OpKind.call_function or not _is_4d(node):
+        return [], False
+    if node.target is operator.getitem:
+        source = node.args[0]
+        return ([source] if _is_4d(source) else []), False
+    if not is_op(node.target) or Tag.INPLACE in node.target.tags:
+        return [], False
+    name = node.target.name
+    if name in LAYOUT_PREFERRING:
+        arg = node.args[LAYOUT_PREFERRING[name]]
+        return ([arg] if _is_4d(arg) else []), True
+    return [a for a in node.all_input_nodes if _is_4d(a) and carries_layout(node, a)], False
+
+
+def find_regions(graph: Graph) -> list[Region]:
+    """Union-find over 4-d values joined by layout-carrying ops."""
+    parent: dict[Node, Node] = {}
+
+    def root(n: Node) -> Node:
+        while parent.setdefault(n, n) is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    carriers, convs = set(), set()
+    for node in graph.nodes:
+        inputs, is_conv = _layout_inputs(node)
+        for inp in inputs:
+            parent[root(inp)] = root(node)
+            carriers.add(node)
+        if is_conv and inputs:
+            convs.add(node)
+    regions: dict[Node, Region] = {}
+    for node in parent:
+        region = regions.setdefault(root(node), Region())
+        region.members.add(node)
+        region.carriers |= {node} & carriers
+        region.has_conv |= node in convs
+    return list(regions.values())
+
+
+def _region_format(region: Region, choice: str) -> MemoryFormat | None:
+    if choice == "auto":
+        return channels_last if region.has_conv else None
+    return FORMATS[choice]
+
+
+# --- conversions -----------------------------------------------------------------------------
+def _in_format(node: Node, fmt: MemoryFormat) -> bool:
+    return _first_meta(node.meta["val"]).is_contiguous(fmt)
+
+
+def insert_conversion(value: Node, fmt: MemoryFormat) -> Node:
+    """`contiguous(value, memory_format=fmt)` right after value, typed and located like it."""
+    anchor = value
+    while getattr(anchor.next, "op", None) == OpKind.placeholder:      # keep placeholders first
+        anchor = anchor.next
+    with value.graph.inserting_after(anchor):
+        node = value.graph.call_function(OPS["contiguous"], (value,), {"memory_format": fmt})
+    node.meta["val"] = OPS["contiguous"].meta(value.meta["val"], fmt)
+    if "loc" in value.meta:
+        node.meta["loc"] = value.meta["loc"]
+    return node
+
+
+def _convert_entries(region: Region, fmt: MemoryFormat, retype_placeholders: bool) -> int:
+    changed = 0
+    for entry in sorted(region.members - region.carriers, key=_position):
+        readers = [u for u in entry.users if u in region.carriers]
+        if not readers or _in_format(entry, fmt):
+            continue
+        if entry.op == OpKind.placeholder and retype_placeholders:
+            entry.meta["val"] = entry.meta["val"].with_(memory_format=fmt)
+        else:
+            converted = insert_conversion(entry, fmt)
+            for reader in readers:
+                reader.replace_input_with(entry, converted)
+        changed += 1
+    return changed
+
+
+def _needs_row_major(reader: Node) -> bool:
+    """Readers that address elements in row-major order (reshape/view/permute/...)."""
+    if reader.op == OpKind.output:
+        return False
+    if reader.op != OpKind.call_function or not is_op(reader.target):
+        return reader.target is not operator.getitem
+    if reader.target.name in CONVERSIONS:
+        return False
+    return bool(reader.target.tags & {Tag.SHAPE, Tag.VIEW})
+
+
+def _convert_exits(regions: list[Region]) -> int:
+    changed = 0
+    for region in regions:
+        for value in sorted(region.carriers, key=_position):
+            readers = [u for u in value.users if u not in region.carriers and
+                       _needs_row_major(u)]
+            if not readers or _in_format(value, contiguous_format):
+                continue
+            converted = insert_conversion(value, contiguous_format)
+            for reader in readers:
+                reader.replace_input_with(value, converted)
+            changed += 1
+    return changed
+
+
+def _convert_outputs(graph: Graph, before: dict[Node, TensorMeta], choice: str) -> int:
+    if choice == "any":
+        return 0
+    changed = 0
+    out = graph.output_node
+    for value in _output_values(graph):
+        if value not in before or not isinstance(value.meta.get("val"), TensorMeta):
+            continue
+        fmt = FORMATS.get(choice) or _format_of(before[value])
+        if _in_format(value, fmt):
+            continue
+        out.replace_input_with(value, insert_conversion(value, fmt))
+        changed += 1
+    return changed
+
+
+def _format_of(meta: TensorMeta) -> MemoryFormat:
+    return channels_last if meta.is_contiguous(channels_last) and \
+        not meta.is_contiguous(contiguous_format) else contiguous_format
+
+
+def _fix_inputs(graph: Graph, choice: str) -> int:
+    """input_layout nchw/nhwc: the caller passes 4-d inputs in that layout."""
+    if choice not in FORMATS:
+        return 0
+    changed = 0
+    for p in graph.placeholders:
+        if _is_4d(p) and not _in_format(p, FORMATS[choice]):
+            p.meta["val"] = p.meta["val"].with_(memory_format=FORMATS[choice])
+            changed += 1
+    return changed
+
+
+def _output_values(graph: Graph) -> list[Node]:
+    out = graph.output_node
+    return [] if out is None else out.all_input_nodes
+
+
+def _position(node: Node) -> int:
+    return node.graph._nodes.index(node)
+
+
+# --- meta propagation --------------------------------------------------------------------------
+def recompute_metas(graph: Graph) -> int:
+    """Re-run the meta rules of every registry op (and getitem) in graph order, so strides
+    and memory formats follow the inputs' new layouts. Returns how many metas changed."""
+    changed = 0
+    for node in graph.nodes:
+        new = _meta_now(node)
+        if new is None:
+            continue
+        old = node.meta.get("val")
+        if not _same_layout(old, new):
+            node.meta["val"] = new
+            changed += 1
+    return changed
+
+
+def _meta_now(node: Node):
+    if node.op != OpKind.call_function:
+        return None
+    if node.target is operator.getitem:
+        source, index = node.args
+        val = source.meta.get("val") if isinstance(source, Node) else None
+        return val[index] if isinstance(val, (tuple, list)) else None
+    if not is_op(node.target) or any(n.meta.get("val") is None for n in node.all_input_nodes):
+        return None
+    bound = node.target.schema.bind(node.args, node.kwargs)
+    return node.target.meta(*map_arg(bound, lambda n: n.meta["val"]))
+
+
+def _same_layout(a, b) -> bool:
+    if isinstance(a, TensorMeta) and isinstance(b, TensorMeta):
+        return a == b and a.strides == b.strides
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_layout(x, y) for x, y in zip(a, b))
+    return a == b
