@@ -250,9 +250,22 @@ def fft_rule(op, bound, ctx):
 def matrix_batch_rule(op, bound, ctx):
     """torch.linalg ops act on (*, m, n) with any leading batch dims: every operand
     batched (unbatched ones expanded) puts vmap's batch among them."""
-    if any(a.name in DIM_ARGS for a in op.schema.args):
-        return _dims_expand(op, bound, ctx)
+    names = [a.name for a in op.schema.args]
+    if "dim" in names:
+        return _linalg_dims(op, bound, ctx, names.index("dim"))
     return wrap_result(call(op, with_front_tensors(op, bound, ctx, expand=True)), 0)
+
+
+def _linalg_dims(op, bound, ctx, dim_index: int):
+    """Norms and the like: dim=None means every example dim, which the op then treats
+    as a vector or matrix by count, as it would unbatched."""
+    b = first_tensor(op, bound)
+    if b.logical_ndim == 0:
+        return reduction_rule(op, bound, ctx)
+    out = list(bound)
+    if out[dim_index] is None:
+        out[dim_index] = list(range(b.logical_ndim))
+    return _dims_expand(op, out, ctx)
 
 
 def vstack_rule(op, bound, ctx):
@@ -304,11 +317,6 @@ def repeat_rule(op, bound, ctx):
         repeats = [1] * (b.logical_ndim - len(repeats)) + repeats
     value = pad_rank(materialize(b, ctx.batch_size), b.logical_ndim, len(repeats))
     return Batched(value.repeat([1] + repeats), 0)
-
-
-def like_factory_rule(op, bound, ctx):
-    """zeros_like & co.: the physical shape already has the batch dim where it is."""
-    return unary_rule(op, bound, ctx)
 
 
 # --- linear algebra ----------------------------------------------------------------------
@@ -653,8 +661,8 @@ RULES: dict[str, Callable] = {
                                                                         False)), 0),
     "masked_fill": masked_fill_rule, "copy": self_shaped_rule,
     "index": index_rule, "index_put": index_rule,
-    "zeros_like": like_factory_rule, "ones_like": like_factory_rule,
-    "full_like": like_factory_rule,
+    # zeros_like & co.: the physical shape already has the batch dim where it is
+    "zeros_like": unary_rule, "ones_like": unary_rule, "full_like": unary_rule,
     # reductions that are not plain dim-reductions
     "max": reduction_rule, "min": reduction_rule, "median": median_rule,
     # linear algebra
@@ -706,6 +714,8 @@ LOOPED = {
     "unfold_backward": "input_sizes would need the batch prepended",
     "pad_backward": "input_sizes would need the batch prepended",
     "linalg_lstsq": "its residuals output is empty or not depending on the batch rank",
+    "linalg_tensorinv": "it splits the example's dims at `ind`; no leading batch dims",
+    "linalg_tensorsolve": "it splits the example's dims by B's rank; no leading batch dims",
 }
 
 

@@ -81,9 +81,10 @@ def broadcast_prefix(prefix, tree, what: str = "in_dims") -> list:
     if tree_kind == "namedtuple" and kind == "tuple":
         tree_kind = "tuple"
     if kind != tree_kind or len(prefix) != len(tree):
+        size = len(tree) if tree_kind != "leaf" else 1
         raise ValueError(f"{what} {prefix!r} does not match the structure of its "
-                         f"argument(s): expected a {tree_kind} of {len(tree) if tree_kind != 'leaf' else 1} "
-                         f"entries like {_describe(tree)}")
+                         f"argument(s): expected a {tree_kind} of {size} entries like "
+                         f"{_describe(tree)}")
     if kind == "dict":
         if set(prefix) != set(tree):
             raise ValueError(f"{what} keys {sorted(prefix)} do not match {sorted(tree)}")
