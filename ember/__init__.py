@@ -44,6 +44,7 @@ from .frontend.models import save_weights, load_weights  # noqa: E402
 from . import optim  # noqa: E402
 from . import linalg  # noqa: E402
 from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' lowering rules
+from .frontend.compile import compile  # noqa: E402,A001
 from . import fft  # noqa: E402
 
 

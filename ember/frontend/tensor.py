@@ -101,6 +101,11 @@ class Tensor:
             arr = _layout_array(arr, memory_format)
         return cls._make(arr, Storage(flat_storage(arr)))
 
+    @classmethod
+    def _adopt(cls, arr: np.ndarray) -> "Tensor":
+        """A tensor over `arr` itself, never a copy: arrays a compiled plan produced."""
+        return cls._make(arr, Storage(flat_storage(arr)))
+
     def _view_of_self(self, arr: np.ndarray) -> "Tensor":
         """A tensor sharing this tensor's storage, with `arr` (a numpy view) as its geometry."""
         base = self._base if self._base is not None else self

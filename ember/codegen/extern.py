@@ -1,0 +1,157 @@
+"""Extern kernels: ops that run as library calls (GEMM, convolution) instead of
+generated loops. Each entry makes a kernel-style callable for one node:
+
+    fn = extern_kernel(node)          # or None when the node is not one of these
+    fn([*input_arrays, out_array])    # writes the result into out_array
+
+Inputs are the node's tensor arguments in `tensor_inputs(node)` order; everything
+else (strides, padding, alpha) is fixed when the callable is made. Only float32 has
+native kernels; other dtypes fall back to the op's eager execution (the caller's
+choice), as do shapes these do not cover.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..ir.graph import Node, OpKind
+from ..ir.meta import TensorMeta
+from ..ir.registry import is_op
+from .llvm.conv import conv2d as conv2d_kernel
+from .llvm.gemm import gemm
+
+
+def tensor_inputs(node: Node) -> list[Node]:
+    """The node's tensor-valued input nodes, in argument order (duplicates kept)."""
+    found = []
+
+    def visit(v):
+        if isinstance(v, Node):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                visit(x)
+    for a in node.args:
+        visit(a)
+    for a in node.kwargs.values():
+        visit(a)
+    return found
+
+
+def _bound(node: Node) -> dict:
+    op = node.target
+    return op.schema.as_kwargs(op.schema.bind(node.args, node.kwargs))
+
+
+def _all_f32(node: Node) -> bool:
+    metas = [n.meta.get("val") for n in tensor_inputs(node)] + [node.meta.get("val")]
+    return all(isinstance(m, TensorMeta) and m.dtype.name == "float32" for m in metas)
+
+
+def _as_2d(x: np.ndarray) -> np.ndarray | None:
+    """x (..., K) as a (rows, K) matrix without copying, when its strides allow."""
+    if x.ndim == 2:
+        return x
+    rows = x.reshape(-1, x.shape[-1]) if x.size else None
+    return rows if rows is not None and np.shares_memory(rows, x) else None
+
+
+def _linear(node: Node) -> Callable | None:
+    args = _bound(node)
+    has_bias = isinstance(args["bias"], Node)
+
+    def run(arrays):
+        x, w, *rest = arrays
+        out = rest[-1]
+        x2, out2 = _as_2d(x), _as_2d(out)
+        if x2 is None or out2 is None:
+            x2, out2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1]), None
+        target = out2 if out2 is not None else np.empty((x2.shape[0], w.shape[0]), np.float32)
+        if has_bias:
+            target[...] = rest[0]
+        gemm(x2, w.T, target, beta=1.0 if has_bias else 0.0)
+        if out2 is None:
+            out[...] = target.reshape(out.shape)
+    return run
+
+
+def _mm(node: Node) -> Callable | None:
+    def run(arrays):
+        a, b, out = arrays
+        gemm(a, b, out)
+    return run
+
+
+def _matmul(node: Node) -> Callable | None:
+    a, b = (n.meta["val"] for n in tensor_inputs(node)[:2])
+    if len(b.shape) != 2 or len(a.shape) < 2:
+        return None
+
+    def run(arrays):
+        x, w, out = arrays
+        x2, out2 = _as_2d(x), _as_2d(out)
+        if x2 is None or out2 is None:
+            out[...] = np.matmul(x, w)
+            return
+        gemm(x2, w, out2)
+    return run
+
+
+def _addmm(node: Node) -> Callable | None:
+    args = _bound(node)
+    beta, alpha = args["beta"], args["alpha"]
+    if alpha != 1:
+        return None
+
+    def run(arrays):
+        bias, a, b, out = arrays
+        out[...] = bias * beta if beta != 1 else bias
+        gemm(a, b, out, beta=1.0 if beta != 0 else 0.0)
+    return run
+
+
+def _bmm(node: Node) -> Callable | None:
+    def run(arrays):
+        a, b, out = arrays
+        for i in range(a.shape[0]):
+            gemm(a[i], b[i], out[i])
+    return run
+
+
+def _conv2d(node: Node) -> Callable | None:
+    args = _bound(node)
+    x_meta: TensorMeta = args["input"].meta["val"]
+    if len(x_meta.shape) != 4 or isinstance(args["padding"], str):
+        return None
+    channels_last = x_meta.memory_format.value == "channels_last"
+    has_bias = isinstance(args["bias"], Node)
+
+    def run(arrays):
+        x, w, *rest = arrays
+        out = rest[-1]
+        bias = rest[0] if has_bias else None
+        if channels_last:
+            y = conv2d_kernel(x.transpose(0, 2, 3, 1), w, bias, args["stride"], args["padding"],
+                              args["dilation"], args["groups"], layout="nhwc")
+            out[...] = y.transpose(0, 3, 1, 2)
+        else:
+            out[...] = conv2d_kernel(x, w, bias, args["stride"], args["padding"],
+                                     args["dilation"], args["groups"], layout="nchw")
+    return run
+
+
+EXTERNS: dict[str, Callable[[Node], Callable | None]] = {
+    "linear": _linear, "mm": _mm, "matmul": _matmul, "addmm": _addmm, "bmm": _bmm,
+    "conv2d": _conv2d,
+}
+
+
+def extern_kernel(node: Node) -> Callable | None:
+    """A native kernel for `node`, or None (not an extern op, or not float32)."""
+    if node.op != OpKind.call_function or not is_op(node.target):
+        return None
+    make = EXTERNS.get(node.target.name)
+    if make is None or not _all_f32(node):
+        return None
+    return make(node)

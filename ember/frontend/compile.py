@@ -1,0 +1,302 @@
+"""ember.compile: trace, optimize, lower, generate, and run a plan.
+
+    fast = ember.compile(model)          # or a function of tensors
+    y = fast(x)                          # first call with these shapes compiles
+
+A call looks up a plan by its guard (the shapes, dtypes and strides of the tensor
+arguments, and the values of the others); a new guard compiles a new plan:
+1. trace the function over the arguments' metadata (`ir.symbolic.build_graph`: no
+   data is computed; module parameters become constants);
+2. run the pass pipeline ('default-inference': folding, batchnorm folding,
+   cleanup, layout, fusion, memory planning);
+3. turn every node into a step: fused groups are lowered to kernel descriptions and
+   compiled by the backend (LLVM), GEMM/conv run as extern kernels, and the rest
+   runs through eager execution on the planned arrays;
+4. run the plan (runtime/plan.py) and wrap its arrays as Tensors.
+
+Weights are read at compile time (folding bakes them into new constants), as
+`torch.jit.freeze` does: compile again after changing them.
+"""
+from __future__ import annotations
+
+import operator
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..codegen.extern import extern_kernel, tensor_inputs
+from ..codegen.llvm.emit import compile_kernel
+from ..codegen.lowering import lower_group
+from ..ir.errors import EmberError, LoweringError
+from ..ir.fused import FusedGroup
+from ..ir.graph import Graph, Node, OpKind, map_arg
+from ..ir.meta import TensorMeta, meta_of
+from ..ir.symbolic import build_graph
+from ..passes import PassContext, run_passes
+from ..runtime.plan import BufferSpec, Plan, Step
+from .autograd import grad_mode
+from .tensor import Tensor
+
+BACKENDS = ("llvm",)
+
+
+def compile(model_or_fn=None, *, backend: str = "llvm", pipeline: str = "default-inference",
+            options: dict | None = None, **unused):
+    """Compile a module or a function of tensors; returns a callable with its signature.
+
+    As a decorator: `@ember.compile` or `@ember.compile(backend="llvm")`."""
+    if backend not in BACKENDS:
+        raise EmberError(f"ember.compile: unknown backend {backend!r}; expected one of "
+                         f"{list(BACKENDS)}")
+    if model_or_fn is None:
+        return lambda fn: compile(fn, backend=backend, pipeline=pipeline, options=options)
+    return CompiledFunction(model_or_fn, backend, pipeline, dict(options or {}))
+
+
+@dataclass
+class CompileStats:
+    seconds: float = 0.0
+    original_ops: int = 0
+    groups: int = 0
+    kernels: int = 0
+    externs: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+
+
+class CompiledFunction:
+    def __init__(self, fn, backend: str, pipeline: str, options: dict):
+        self.fn, self.backend, self.pipeline, self.options = fn, backend, pipeline, options
+        self.plans: dict[tuple, tuple[Plan, CompileStats, Graph]] = {}
+
+    def __call__(self, *args):
+        key = _guard(args)
+        entry = self.plans.get(key)
+        if entry is None:
+            entry = self.plans[key] = self._compile(args)
+        plan = entry[0]
+        arrays = [_array_of(a) for a in args if isinstance(a, Tensor)]
+        return _wrap(plan.run(arrays))
+
+    # -- introspection ------------------------------------------------------------------
+    @property
+    def last(self) -> tuple[Plan, CompileStats, Graph]:
+        return list(self.plans.values())[-1]
+
+    @property
+    def stats(self) -> CompileStats:
+        return self.last[1]
+
+    @property
+    def graph(self) -> Graph:
+        return self.last[2]
+
+    # -- compiling ------------------------------------------------------------------------
+    def _compile(self, args) -> tuple[Plan, CompileStats, Graph]:
+        start = time.perf_counter()
+        tensor_positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+
+        def traced(*tensors):
+            full = list(args)
+            for i, t in zip(tensor_positions, tensors):
+                full[i] = t
+            return self.fn(*full)
+        metas = [meta_of(args[i]) for i in tensor_positions]
+        names = [f"arg{i}" for i in tensor_positions]
+        with grad_mode.no_grad():
+            graph, constants = build_graph(traced, metas, names)
+        stats = CompileStats(original_ops=_count_ops(graph))
+        ctx = PassContext(constants=dict(constants), options=dict(self.options), inference=True)
+        run_passes(graph, _with_fusion(self.pipeline), ctx)
+        plan = PlanBuilder(graph, ctx.constants, stats).build()
+        stats.seconds = time.perf_counter() - start
+        return plan, stats, graph
+
+
+def _with_fusion(pipeline: str) -> str:
+    """The pipeline, with the fusion pass appended when it has none."""
+    from ..passes.manager import lookup
+    names = [p.name for part in pipeline.split(",") if part.strip() for p in lookup(part.strip())]
+    return pipeline if "fuse" in names else pipeline + ",fuse"
+
+
+def _count_ops(graph: Graph) -> int:
+    return sum(1 for n in graph.nodes if n.op == OpKind.call_function and
+               n.target is not operator.getitem)
+
+
+def _guard(args) -> tuple:
+    key = []
+    for a in args:
+        if isinstance(a, Tensor):
+            key.append(("T", tuple(a.shape), a.dtype.name, tuple(a.stride())))
+        else:
+            key.append(("V", repr(a)))
+    return tuple(key)
+
+
+def _array_of(t: Tensor) -> np.ndarray:
+    return t._array
+
+
+def _wrap(value):
+    if isinstance(value, np.ndarray):
+        return Tensor._adopt(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_wrap(v) for v in value)
+    return value
+
+
+# --- plan building ---------------------------------------------------------------------------
+class PlanBuilder:
+    """Graph (after passes) -> Plan: one step per node, slots for every value."""
+
+    def __init__(self, graph: Graph, constants: dict, stats: CompileStats):
+        self.graph, self.constants, self.stats = graph, constants, stats
+        self.slot: dict[Node, Any] = {}
+        self.n_slots = 0
+        self.plan = Plan(0, [], None)
+        self.results = _result_nodes(graph)
+
+    def new_slot(self) -> int:
+        self.n_slots += 1
+        return self.n_slots - 1
+
+    def build(self) -> Plan:
+        for node in self.graph.nodes:
+            handler = getattr(self, f"_{node.op.value}")
+            handler(node)
+        self.plan.n_slots = self.n_slots
+        return self.plan
+
+    # -- node kinds --------------------------------------------------------------------------
+    def _placeholder(self, node: Node) -> None:
+        slot = self.slot[node] = self.new_slot()
+        self.plan.input_slots.append(slot)
+
+    def _get_attr(self, node: Node) -> None:
+        value = self.constants[str(node.target)]
+        slot = self.slot[node] = self.new_slot()
+        self.plan.constants[slot] = value._array if isinstance(value, Tensor) else value
+
+    def _output(self, node: Node) -> None:
+        self.plan.output_slots = map_arg(node.args[0], lambda n: self.slot[n])
+
+    def _call_method(self, node: Node) -> None:
+        self._fallback(node)
+
+    def _call_module(self, node: Node) -> None:
+        raise LoweringError(f"ember.compile: call_module node {node.name} left after tracing")
+
+    def _call_function(self, node: Node) -> None:
+        target = node.target
+        if isinstance(target, FusedGroup):
+            self._fused(node)
+        elif target is operator.getitem:
+            self._getitem(node)
+        elif (fn := extern_kernel(node)) is not None:
+            self.stats.externs += 1
+            self._kernel_step(node.name, fn, tensor_inputs(node), [node])
+        else:
+            self._fallback(node)
+
+    def _getitem(self, node: Node) -> None:
+        source, index = node.args
+        produced = self.slot[source]
+        if isinstance(produced, tuple):          # a multi-output kernel: slots per output
+            self.slot[node] = produced[index]
+            return
+        slot = self.slot[node] = self.new_slot()
+        self.plan.steps.append(Step(node.name, lambda seq, i=index: seq[i], (produced,), (slot,)))
+
+    def _fused(self, node: Node) -> None:
+        group: FusedGroup = node.target
+        self.stats.groups += 1
+        try:
+            lowered = lower_group(group.graph, group.name)
+            compiled = compile_kernel(lowered.kernel)
+        except LoweringError as err:
+            self.stats.fallbacks.append(f"{group.name}: {err}")
+            return self._fallback(node)
+        outer_of = dict(zip(group.graph.placeholders, node.args))
+        if lowered.anchor is not None:
+            anchor_slot = self._anchor(lowered.anchor, outer_of, group.name)
+        inputs = []
+        for inner in lowered.inputs:
+            inputs.append(anchor_slot if inner is lowered.anchor else self.slot[outer_of[inner]])
+        self.stats.kernels += 1
+        outputs = [self.new_slot() for _ in lowered.outputs]
+        keep = node in self.results
+        specs = tuple(BufferSpec(o.meta["val"], persistent=not keep) for o in lowered.outputs)
+        self.plan.steps.append(Step(group.name, compiled, tuple(inputs), tuple(outputs),
+                                    kernel=True, out_specs=specs))
+        self.slot[node] = outputs[0] if group.n_outputs == 1 else tuple(outputs)
+
+    def _anchor(self, anchor: Node, outer_of: dict, name: str) -> int:
+        fn = extern_kernel(anchor)
+        inputs = [self.slot[outer_of[n]] for n in tensor_inputs(anchor)]
+        slot = self.new_slot()
+        if fn is None:
+            eager = _eager_step(anchor)
+            self.plan.steps.append(Step(f"{name}.anchor", eager, tuple(inputs), (slot,)))
+            self.stats.fallbacks.append(f"{name}: anchor {anchor.target.name} ran eagerly")
+            return slot
+        self.stats.externs += 1
+        self.plan.steps.append(Step(f"{name}.anchor", fn, tuple(inputs), (slot,), kernel=True,
+                                    out_specs=(BufferSpec(anchor.meta["val"]),)))
+        return slot
+
+    def _kernel_step(self, name, fn, inputs: list[Node], outputs: list[Node]) -> None:
+        slots = tuple(self.new_slot() for _ in outputs)
+        specs = tuple(BufferSpec(o.meta["val"], persistent=o not in self.results) for o in outputs)
+        self.plan.steps.append(Step(name, fn, tuple(self.slot[n] for n in inputs), slots,
+                                    kernel=True, out_specs=specs))
+        for node, slot in zip(outputs, slots):
+            self.slot[node] = slot
+
+    def _fallback(self, node: Node) -> None:
+        """Run the node's op eagerly on the planned arrays (ops without generated code)."""
+        inputs = tensor_inputs(node)
+        fn = _eager_step(node)
+        slot = self.slot[node] = self.new_slot()
+        self.plan.steps.append(Step(node.name, fn, tuple(self.slot[n] for n in inputs), (slot,)))
+        if node.op == OpKind.call_function and isinstance(node.target, FusedGroup):
+            return
+        self.stats.fallbacks.append(getattr(node.target, "name", str(node.target)))
+
+
+def _result_nodes(graph: Graph) -> set:
+    out = graph.output_node
+    found: set = set()
+    if out is not None:
+        map_arg(out.args[0], lambda n: found.add(n) or n)
+    # a getitem of a multi-output node that is a result makes its source a result too
+    for n in list(found):
+        if n.op == OpKind.call_function and n.target is operator.getitem:
+            found.add(n.args[0])
+    return found
+
+
+def _eager_step(node: Node) -> Callable:
+    """A callable on arrays that runs `node` eagerly (no autograd) and returns arrays."""
+    def run(*arrays):
+        values = iter([Tensor._adopt(a) for a in arrays])
+        args = map_arg(node.args, lambda n: next(values))
+        kwargs = map_arg(node.kwargs, lambda n: next(values))
+        with grad_mode.no_grad():
+            if node.op == OpKind.call_method:
+                self_, *rest = args
+                result = getattr(self_, node.target)(*rest, **kwargs)
+            else:
+                result = node.target(*args, **kwargs)
+        return _unwrap(result)
+    return run
+
+
+def _unwrap(value):
+    if isinstance(value, Tensor):
+        return value._array
+    if isinstance(value, (tuple, list)):
+        return tuple(_unwrap(v) for v in value)
+    return value

@@ -1,0 +1,157 @@
+"""The executable plan: a list of kernel calls over planned buffers, and nothing heavier.
+
+A Plan holds numbered value slots. Inputs and constants fill some slots; each Step
+reads slots and writes slots:
+- a kernel step calls a compiled kernel with its buffers (inputs then outputs);
+  its output buffers were allocated when the plan was built and are reused by every
+  call, unless they are results the caller keeps (those come from the caching
+  allocator each call);
+- a call step calls a Python callable on arrays (extern GEMM/conv, views, ops with
+  no generated code) and stores what it returns.
+
+The runtime imports only `ir`: steps are prepared by codegen/frontend, and the plan
+just runs them in order.
+"""
+from __future__ import annotations
+
+import math
+import resource
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..ir.meta import TensorMeta
+from .allocator import default_allocator
+
+
+@dataclass
+class BufferSpec:
+    """How to make a step output's array: shape/dtype/strides (elements) of a TensorMeta."""
+    meta: TensorMeta
+    persistent: bool = True        # False: a fresh block per call (a result the caller keeps)
+
+
+def array_for(meta: TensorMeta, allocator=None) -> np.ndarray:
+    """An uninitialized array with `meta`'s shape, dtype and strides, from the allocator."""
+    allocator = allocator or default_allocator()
+    count = max(1, _extent(meta))
+    flat = allocator.empty(count, meta.dtype.np_dtype)
+    return strided_view(flat, meta)
+
+
+def strided_view(flat: np.ndarray, meta: TensorMeta) -> np.ndarray:
+    """View the 1-D `flat` with `meta`'s geometry, through ordinary numpy views when the
+    layout is contiguous or channels-last (so tensors can find their storage)."""
+    shape, strides = tuple(meta.shape), tuple(meta.strides)
+    n = math.prod(shape)
+    if strides == _contiguous(shape):
+        return flat[:n].reshape(shape)
+    if len(shape) == 4 and strides == _channels_last(shape):
+        nb, c, h, w = shape
+        return flat[:n].reshape(nb, h, w, c).transpose(0, 3, 1, 2)
+    item = flat.itemsize
+    return np.lib.stride_tricks.as_strided(flat, shape, [s * item for s in strides])
+
+
+def _contiguous(shape):
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(out))
+
+
+def _channels_last(shape):
+    n, c, h, w = shape
+    return (h * w * c, 1, w * c, c)
+
+
+def _extent(meta: TensorMeta) -> int:
+    if any(s == 0 for s in meta.shape):
+        return 0
+    return 1 + sum((s - 1) * st for s, st in zip(meta.shape, meta.strides))
+
+
+@dataclass
+class Step:
+    name: str
+    fn: Callable
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    kernel: bool = False            # fn(list of arrays: inputs then outputs) -> None
+    out_specs: tuple = ()           # kernel steps: BufferSpec per output
+
+
+@dataclass
+class Plan:
+    n_slots: int
+    input_slots: list[int]
+    output_slots: Any                 # nested tuples of slot numbers, like the graph's output
+    constants: dict[int, Any] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    _fixed: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    calls: int = 0
+
+    def prepare(self) -> None:
+        """Allocate the persistent buffers once (done on the first call)."""
+        for step in self.steps:
+            for slot, spec in zip(step.outputs, step.out_specs):
+                if spec.persistent and slot not in self._fixed:
+                    self._fixed[slot] = array_for(spec.meta)
+
+    def run(self, inputs: list[np.ndarray]):
+        if not self._fixed:
+            self.prepare()
+        values: list[Any] = [None] * self.n_slots
+        for slot, value in self.constants.items():
+            values[slot] = value
+        for slot, value in zip(self.input_slots, inputs):
+            values[slot] = value
+        for step in self.steps:
+            if step.kernel:
+                outs = [self._fixed[s] if spec.persistent else array_for(spec.meta)
+                        for s, spec in zip(step.outputs, step.out_specs)]
+                step.fn([values[s] for s in step.inputs] + outs)
+                for s, arr in zip(step.outputs, outs):
+                    values[s] = arr
+            else:
+                result = step.fn(*[values[s] for s in step.inputs])
+                if len(step.outputs) == 1:
+                    values[step.outputs[0]] = result
+                else:
+                    for s, arr in zip(step.outputs, result):
+                        values[s] = arr
+        self.calls += 1
+        return _gather(self.output_slots, values, self._owns)
+
+    def _owns(self, arr) -> bool:
+        """True when `arr` lives in a buffer the next call overwrites."""
+        return isinstance(arr, np.ndarray) and any(
+            np.may_share_memory(arr, fixed) for fixed in self._fixed.values())
+
+
+def _gather(structure, values, reused: Callable):
+    """The results, copied out of reused buffers (callers keep results across calls)."""
+    if isinstance(structure, int):
+        value = values[structure]
+        if reused(value):
+            copy = array_for(_meta_of_array(value))
+            np.copyto(copy, value)
+            return copy
+        return value
+    if isinstance(structure, (tuple, list)):
+        return type(structure)(_gather(s, values, reused) for s in structure)
+    return structure
+
+
+def _meta_of_array(arr: np.ndarray) -> TensorMeta:
+    from ..ir.dtypes import from_numpy_dtype
+    from ..ir.meta import contiguous_strides
+    return TensorMeta(arr.shape, from_numpy_dtype(arr.dtype), "cpu",
+                      strides=contiguous_strides(arr.shape))
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far (ru_minflt)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
