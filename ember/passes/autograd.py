@@ -101,17 +101,17 @@ def _functionalize(node: Node, env: dict, builder: GraphBuilder) -> Node:
         raise AutogradError(f"{op.name}: cannot functionalize an in-place op whose first "
                             f"argument is not a graph value{where(node)}")
     _check_mutation_is_local(op, mutated, node)
-    functional = op.functional if op.functional is not None else None
-    if functional is None:
+    if op.functional is None:
         raise AutogradError(f"{op.name}: in-place op with no functional variant{where(node)}")
+    start = len(builder.graph)
     args = map_arg(node.args, lambda n: symbolic(env[n]))
     kwargs = map_arg(node.kwargs, lambda n: symbolic(env[n]))
-    result = functional(*args, **kwargs)
+    result = op.functional(*args, **kwargs)
     target_dtype = node.meta["val"].dtype
     if result.dtype != target_dtype:
         result = _ops().convert_element_type(result, target_dtype)
-    for made in _nodes_since(builder.graph, result.node):
-        made.meta.setdefault("loc", node.meta.get("loc"))
+    for made in builder.graph.nodes[start:]:
+        made.meta["loc"] = node.meta.get("loc")
     return result.node
 
 
@@ -130,17 +130,6 @@ def _check_mutation_is_local(op: OpDef, mutated: Node, node: Node) -> None:
 def _is_view(node: Node) -> bool:
     return node.op == OpKind.call_function and is_op(node.target) and \
         node.target.has_tag(Tag.VIEW)
-
-
-def _nodes_since(graph: Graph, last: Node) -> list[Node]:
-    """`last` and the nodes the builder made just before it (no 'phase' yet)."""
-    nodes = graph.nodes
-    end = nodes.index(last)
-    start = end
-    while start > 0 and "phase" not in nodes[start - 1].meta and \
-            nodes[start - 1].op != OpKind.placeholder:
-        start -= 1
-    return nodes[start:end + 1]
 
 
 # --- symbolic values for existing nodes -----------------------------------------------------

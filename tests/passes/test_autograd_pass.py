@@ -283,3 +283,23 @@ def test_wrt_get_attr_parameter():
     x = ember.randn(3)
     _, (g,) = call_graph(joint, [x], constants)
     assert_close(g, x)
+
+
+def test_op_without_derivative_on_the_path_names_op_and_line(monkeypatch):
+    graph, _ = build_graph(lambda x: x.exp().sin(), [TensorMeta((3,), F32)])
+    monkeypatch.setattr(OPS["sin"], "derivative", None)
+    with pytest.raises(AutogradError, match=r"sin: the derivative is not implemented.*"
+                                            r"test_autograd_pass.py:\d+"):
+        joint_graph(graph, [0], seed=None)
+
+
+def test_opaque_call_on_the_path_is_refused():
+    graph, _ = build_graph(lambda x: x.exp(), [TensorMeta((3,), F32)])
+    exp = next(n for n in graph.nodes if n.op == "call_function")
+    with graph.inserting_after(exp):
+        opaque = graph.call_method("my_method", (exp,))
+    opaque.meta["val"] = exp.meta["val"]
+    graph.output_node.args = (opaque,)
+    with pytest.raises(AutogradError, match=r"cannot differentiate through call_method "
+                                            r"my_method"):
+        joint_graph(graph, [0])
