@@ -227,6 +227,10 @@ def _derived_jvp(op, args, out, tangents) -> tuple:
     differentiable = [o.dtype.is_floating_point or o.dtype.is_complex for o in outs]
     keep_graph = grad_mode.is_grad_enabled() and any(
         isinstance(t, Tensor) and t.requires_grad for t in _tensor_args(op, args) + tangents)
+    if not keep_graph:
+        # the rule then records only its own few nodes: the backward below must not walk
+        # (and free) the user's graph behind the primals
+        args, out, tangents = _detached(args), _detached(out), _detached(tangents)
     with grad_mode.enable_grad():
         dummies = [OPS_NS.zeros_like(o).requires_grad_(d) for o, d in zip(outs, differentiable)]
         g = tuple(dummies) if len(outs) > 1 or isinstance(out, (tuple, list)) else dummies[0]
@@ -240,6 +244,14 @@ def _derived_jvp(op, args, out, tangents) -> tuple:
     grads = iter(grads)
     return tuple(_zero_if_none(next(grads), o) if d else None
                  for o, d in zip(outs, differentiable))
+
+
+def _detached(value):
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(v) for v in value)
+    return value
 
 
 def _inner_product(raw_grads, inputs, tangents):
@@ -293,7 +305,7 @@ def _fresh_tangent(mode, target: Tensor) -> Tensor:
     base = target._base
     storage = _tangent(mode, base) if base is not None else None
     if storage is None:
-        storage = OPS_NS.zeros([target._storage.data.size], dtype=target.dtype)
+        storage = OPS_NS.full([target._storage.data.size], 0, dtype=target.dtype)
         if base is not None:
             _set_tangent(mode, base, _strided_like(storage, base))
     tangent = _strided_like(storage, target)
