@@ -465,6 +465,44 @@ def fold_rule(full_rank: Callable, shared: tuple = ()) -> Callable:
     return rule
 
 
+def conv_backward_input_rule(op, bound, ctx):
+    """The input gradient of a conv with a shared weight: the batch joins N, as forward."""
+    grad_out, weight, input_size = bound[0], bound[1], list(bound[2])
+    if weight.is_batched or bound[6]:       # transposed: keep the loop
+        return loop_rule(op, bound, ctx)
+    value = front(grad_out)
+    has_n = grad_out.logical_ndim == len(input_size)
+    out = list(bound)
+    if has_n:
+        out[0], out[2] = value.flatten(0, 1), [ctx.batch_size * input_size[0]] + input_size[1:]
+    else:
+        out[0], out[2] = value, [ctx.batch_size] + input_size
+    out[1] = weight.value
+    result = call(op, out)
+    return Batched(result.unflatten(0, [ctx.batch_size, input_size[0]]) if has_n else result, 0)
+
+
+def conv_backward_weight_rule(op, bound, ctx):
+    """Per-example weight gradients: the batch becomes conv groups. With grad_output
+    (B, N, O, *s) and input (B, N, C, *s) laid out as (N, B*O, *s) and (N, B*C, *s), a
+    conv with B*groups groups gives each example its own (O, C/groups, *k) block."""
+    grad_out, inp, weight_size = bound[0], bound[1], list(bound[2])
+    if bound[6]:       # transposed: keep the loop
+        return loop_rule(op, bound, ctx)
+    n = ctx.batch_size
+    has_n = inp.logical_ndim == len(weight_size)
+    go, x = materialize(grad_out, n), materialize(inp, n)
+    if not has_n:       # an unbatched conv: each example is an N of 1
+        go, x = go.unsqueeze(1), x.unsqueeze(1)
+    go = go.movedim(0, 1).flatten(1, 2)
+    x = x.movedim(0, 1).flatten(1, 2)
+    out = list(bound)
+    out[0], out[1] = go, x
+    out[2] = [n * weight_size[0]] + weight_size[1:]
+    out[8] = bound[8] * n
+    return Batched(call(op, out).unflatten(0, [n, weight_size[0]]), 0)
+
+
 def _rank_from_weight(op, bound):
     return unwrap(bound[1]).ndim
 
@@ -676,6 +714,8 @@ RULES: dict[str, Callable] = {
     "conv_transpose1d": fold_rule(_const_rank(3), ("weight", "bias")),
     "conv_transpose2d": fold_rule(_const_rank(4), ("weight", "bias")),
     "convolution": fold_rule(_rank_from_weight, ("weight", "bias")),
+    "convolution_backward_input": conv_backward_input_rule,
+    "convolution_backward_weight": conv_backward_weight_rule,
     "max_pool2d": fold_rule(_const_rank(4)), "max_pool2d_with_indices": fold_rule(_const_rank(4)),
     "avg_pool2d": fold_rule(_const_rank(4)), "adaptive_avg_pool2d": fold_rule(_const_rank(4)),
     "max_pool2d_with_indices_backward": fold_rule(_const_rank(4)),
@@ -708,8 +748,6 @@ for _name in ("softmax", "log_softmax", "cumsum", "cumprod", "cummax", "cummin",
 
 # Ops batched by `loop_rule` (one op per example, stacked): no faster rule written yet.
 LOOPED = {
-    "convolution_backward_input": "weight and sizes would need the batch folded in",
-    "convolution_backward_weight": "needs the grouped-conv trick (batch as groups)",
     "max_pool_gather": "internal pooling helper; indices address the flat example",
     "unfold_backward": "input_sizes would need the batch prepended",
     "pad_backward": "input_sizes would need the batch prepended",

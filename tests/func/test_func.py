@@ -211,3 +211,23 @@ def test_jvp_jacfwd_hessian_match_torch(rng):
           tf.hessian(lambda x: (x.sin() * x).sum())(xt))
     close(F.jacrev(F.jacfwd(lambda x: (x.exp() * x).sum()))(xe),
           tf.jacrev(tf.jacfwd(lambda x: (x.exp() * x).sum()))(xt))
+
+
+def test_per_example_gradients_of_a_cnn(rng):
+    """Conv weight gradients per example go through the grouped-conv batching rule."""
+    w, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    xs = rng.standard_normal((3, 2, 6, 6))
+
+    def loss(lib, conv):
+        return lambda p, x: (conv(x.unsqueeze(0), p[0], p[1], padding=1).tanh() ** 2).sum()
+    got = F.vmap(F.grad(loss(ember, ember.nn.functional.conv2d)), in_dims=(None, 0))(
+        (ember.tensor(w), ember.tensor(b)), ember.tensor(xs))
+    want = tf.vmap(tf.grad(loss(torch, torch.nn.functional.conv2d)), in_dims=(None, 0))(
+        (torch.tensor(w), torch.tensor(b)), torch.tensor(xs))
+    close(got, want)
+    # grads w.r.t. the input too: convolution_backward_input with the batch folded into N
+    got_x = F.vmap(F.grad(loss(ember, ember.nn.functional.conv2d), argnums=1),
+                   in_dims=(None, 0))((ember.tensor(w), ember.tensor(b)), ember.tensor(xs))
+    want_x = tf.vmap(tf.grad(loss(torch, torch.nn.functional.conv2d), argnums=1),
+                     in_dims=(None, 0))((torch.tensor(w), torch.tensor(b)), torch.tensor(xs))
+    close(got_x, want_x)
