@@ -95,7 +95,7 @@ def batch_graph(graph: Graph, in_dims: Sequence[int | None], batch_size: int, *,
                 builder.output(_outputs(node.args[0], env, out_dims, ctx))
             elif node.op != OpKind.placeholder:
                 ctx.node = node
-                env[node] = _batch_node(builder, node, env, ctx)
+                env[node] = _batch_node_noting(builder, node, env, ctx)
     return builder.graph
 
 
@@ -110,6 +110,16 @@ def _batched_placeholder(builder: GraphBuilder, node: Node, dim, batch_size: int
     dim = dim % (len(shape) + 1)
     shape.insert(dim, batch_size)
     return Batched(builder.placeholder(node.name, meta.with_(shape=tuple(shape))), dim)
+
+
+def _batch_node_noting(builder: GraphBuilder, node: Node, env: dict, ctx: BatchContext):
+    """Batch one node; a failure inside a rule says which node was being batched."""
+    try:
+        return _batch_node(builder, node, env, ctx)
+    except EmberError as err:
+        if not isinstance(err, BatchingRuleError):
+            err.add_note(f"while batching {node.format()}{ctx.where()} for vmap")
+        raise
 
 
 def _batch_node(builder: GraphBuilder, node: Node, env: dict, ctx: BatchContext):
