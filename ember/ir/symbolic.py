@@ -97,6 +97,10 @@ class SymbolicTensor:
             raise TypeError("len() of a 0-d tensor")
         return self.meta.shape[0]
 
+    def detach(self) -> "SymbolicTensor":
+        """Graphs carry no autograd history: detaching is the identity."""
+        return self
+
     def item(self):
         self._concrete(".item()")
 
