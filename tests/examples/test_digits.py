@@ -27,3 +27,4 @@ def test_digits_cnn_short_run(tmp_path):
     assert out["same_predictions"]
     assert (out["before"] == out["after"]).all()
     assert out["accuracy"] > 0.6, out["accuracy"]          # chance is 0.1
+    assert out["compiled_agreement"] == 1.0 and out["compiled_max_diff"] < 1e-4
