@@ -3,10 +3,9 @@
 
 A *region* is a set of 4-d values connected through ops that carry a layout from an
 input to their output. Whether an op carries layout is read from the registry, not
-from a list: an op carries it through argument `a` when its meta rule gives a
-channels-last output for a channels-last `a` (the other 4-d arguments contiguous)
-— exactly PyTorch's memory-format propagation (pointwise ops, pooling, batchnorm,
-cat, clone, ...). Convolutions are the exception: their rule also follows the
+from a list: an op carries it when its meta rule gives a channels-last output for
+channels-last 4-d inputs — PyTorch's memory-format propagation (pointwise ops,
+pooling, batchnorm, cat, clone, ...). Convolutions are the exception: their rule also follows the
 weight, but only the input (argument 0) joins the region, since the weight is a
 parameter whose layout the kernel chooses.
 
@@ -31,8 +30,9 @@ Options (ctx.options):
                  'any' (a placeholder takes its region's format: no conversion)
   output_layout: 'keep' (default: each output as before the pass) | 'nchw' | 'nhwc' |
                  'any' (outputs in whatever format their region chose)
-Regions holding a value that an in-place op mutates are left alone (a converted
-copy would take the mutation instead of the original). Run it before `fuse`:
+Regions of parameters alone (no placeholder upstream) are left alone.
+A value that an in-place op mutates is never converted at a region's entry or exit
+(a copy would miss the mutation); output conversions sit just before the output. Run it before `fuse`:
 fused groups are opaque here.
 """
 from __future__ import annotations
@@ -63,14 +63,15 @@ def propagate_layout(graph: Graph, ctx: PassContext) -> int:
     changed = _fix_inputs(graph, options["input_layout"])
     mutated = mutated_values(graph)
     converted = []
+    computed = _computed_from_inputs(graph)
     for region in find_regions(graph):
         fmt = _region_format(region, options["layout"])
-        if fmt is None or region.members & mutated:
+        if fmt is None or not region.members & computed:
             continue
-        changed += _convert_entries(region, fmt, options["input_layout"] == "any")
+        changed += _convert_entries(region, fmt, options["input_layout"] == "any", mutated)
         converted.append(region)
     recompute_metas(graph)
-    changed += _convert_exits(converted)
+    changed += _convert_exits(converted, mutated)
     changed += _convert_outputs(graph, outputs_before, options["output_layout"])
     recompute_metas(graph)
     return changed
@@ -109,14 +110,15 @@ def _first_meta(val):
     return val[0] if isinstance(val, (tuple, list)) and val else val
 
 
-def carries_layout(node: Node, arg: Node) -> bool:
-    """The op's meta rule makes the output channels-last when `arg` is, all else contiguous."""
+def carries_layout(node: Node) -> bool:
+    """The op's meta rule makes the output channels-last when its 4-d inputs are."""
     op = node.target
+
     def probe(n):
         meta = n.meta.get("val")
         if not isinstance(meta, TensorMeta) or meta.ndim != 4:
             return meta
-        return meta.with_(memory_format=channels_last if n is arg else contiguous_format)
+        return meta.with_(memory_format=channels_last)
     try:
         bound = op.schema.bind(node.args, node.kwargs)
         out = _first_meta(op.meta(*map_arg(bound, probe)))
@@ -140,7 +142,8 @@ def _layout_inputs(node: Node) -> tuple[list[Node], bool]:
     if name in LAYOUT_PREFERRING:
         arg = node.args[LAYOUT_PREFERRING[name]]
         return ([arg] if _is_4d(arg) else []), True
-    return [a for a in node.all_input_nodes if _is_4d(a) and carries_layout(node, a)], False
+    inputs = [a for a in node.all_input_nodes if _is_4d(a)]
+    return (inputs if inputs and carries_layout(node) else []), False
 
 
 def find_regions(graph: Graph) -> list[Region]:
@@ -170,6 +173,15 @@ def find_regions(graph: Graph) -> list[Region]:
     return list(regions.values())
 
 
+def _computed_from_inputs(graph: Graph) -> set[Node]:
+    """Values that depend on a placeholder; the rest are parameters (or will fold)."""
+    computed: set[Node] = set()
+    for node in graph.nodes:
+        if node.op == OpKind.placeholder or set(node.all_input_nodes) & computed:
+            computed.add(node)
+    return computed
+
+
 def _region_format(region: Region, choice: str) -> MemoryFormat | None:
     if choice == "auto":
         return channels_last if region.has_conv else None
@@ -181,12 +193,15 @@ def _in_format(node: Node, fmt: MemoryFormat) -> bool:
     return _first_meta(node.meta["val"]).is_contiguous(fmt)
 
 
-def insert_conversion(value: Node, fmt: MemoryFormat) -> Node:
-    """`contiguous(value, memory_format=fmt)` right after value, typed and located like it."""
+def insert_conversion(value: Node, fmt: MemoryFormat, before: Node | None = None) -> Node:
+    """`contiguous(value, memory_format=fmt)` right after value (or just before `before`),
+    typed and located like it."""
     anchor = value
     while getattr(anchor.next, "op", None) == OpKind.placeholder:      # keep placeholders first
         anchor = anchor.next
-    with value.graph.inserting_after(anchor):
+    where = value.graph.inserting_before(before) if before is not None else \
+        value.graph.inserting_after(anchor)
+    with where:
         node = value.graph.call_function(OPS["contiguous"], (value,), {"memory_format": fmt})
     node.meta["val"] = OPS["contiguous"].meta(value.meta["val"], fmt)
     if "loc" in value.meta:
@@ -194,9 +209,10 @@ def insert_conversion(value: Node, fmt: MemoryFormat) -> Node:
     return node
 
 
-def _convert_entries(region: Region, fmt: MemoryFormat, retype_placeholders: bool) -> int:
+def _convert_entries(region: Region, fmt: MemoryFormat, retype_placeholders: bool,
+                     mutated: set[Node]) -> int:
     changed = 0
-    for entry in sorted(region.members - region.carriers, key=_position):
+    for entry in sorted(region.members - region.carriers - mutated, key=_position):
         readers = [u for u in entry.users if u in region.carriers]
         if not readers or _in_format(entry, fmt):
             continue
@@ -221,10 +237,10 @@ def _needs_row_major(reader: Node) -> bool:
     return bool(reader.target.tags & {Tag.SHAPE, Tag.VIEW})
 
 
-def _convert_exits(regions: list[Region]) -> int:
+def _convert_exits(regions: list[Region], mutated: set[Node]) -> int:
     changed = 0
     for region in regions:
-        for value in sorted(region.carriers, key=_position):
+        for value in sorted(region.carriers - mutated, key=_position):
             readers = [u for u in value.users if u not in region.carriers and
                        _needs_row_major(u)]
             if not readers or _in_format(value, contiguous_format):
@@ -247,7 +263,8 @@ def _convert_outputs(graph: Graph, before: dict[Node, TensorMeta], choice: str) 
         fmt = FORMATS.get(choice) or _format_of(before[value])
         if _in_format(value, fmt):
             continue
-        out.replace_input_with(value, insert_conversion(value, fmt))
+        # just before the output: an in-place op after `value` must reach the copy
+        out.replace_input_with(value, insert_conversion(value, fmt, before=out))
         changed += 1
     return changed
 

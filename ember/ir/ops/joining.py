@@ -68,7 +68,10 @@ def _cat_meta(tensors, dim):
         total += t.shape[d]
     shape = list(ref.shape)
     shape[d] = total
-    return TensorMeta(tuple(shape), result_dtype(list(tensors)), str(ref.device))
+    # PyTorch: the inputs' common memory format when they all agree, else contiguous
+    formats = {pointwise_memory_format([t]) for t in tensors}
+    fmt = formats.pop() if len(formats) == 1 and len(shape) == 4 else contiguous_format
+    return TensorMeta(tuple(shape), result_dtype(list(tensors)), str(ref.device), fmt)
 
 
 def _cat_ref(tensors, dim):
