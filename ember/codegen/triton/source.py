@@ -1,0 +1,515 @@
+"""Kernel descriptions (codegen/kernel.py) -> Triton source text.
+
+Each description becomes one `@triton.jit` function whose arguments are the
+description's buffers (inputs then outputs, as `<name>_ptr`) and its block sizes
+(constexprs). Sizes, strides and offsets are baked into the text as literals:
+descriptions are shape-specialized, and literal strides let Triton prove
+contiguity (vector loads) without runtime arguments.
+
+- Pointwise (no inner space): 1-D blocks of XBLOCK points over the flattened
+  outer space, masked at the end; the flat index is unraveled into the loop
+  variables with // and % by the outer sizes (lowering already collapsed dims
+  that every access walks contiguously).
+- Reductions: each program owns XBLOCK outer points (a [XBLOCK, 1] column) and
+  walks the inner space in [1, RBLOCK] rows. When the inner space fits in
+  registers (`MAX_PERSISTENT`) the whole row is loaded once and every stage
+  reads it ("one pass": softmax and layernorm read x once); otherwise each
+  Reduce loops over RBLOCK chunks into an [XBLOCK, RBLOCK] accumulator, then
+  reduces it (float sums accumulate in float32: the description's acc dtype).
+- max/min propagate NaN, as torch does (`M.max_nan`); float16/bfloat16 values
+  live in float32 registers and are rounded where the description casts.
+
+Descriptions are DAGs: each distinct expression object becomes one variable per
+scope. Values that do not depend on the inner space are emitted once per program,
+outside the inner loop (per-row constants such as rsqrt(var + eps)).
+
+`emit_epilogue` reuses the same emitter inside GEMM kernels (gemm.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+
+from ...ir.dtypes import Category, DType
+from ...ir.errors import LoweringError
+from .. import kernel as K
+
+# --- dtypes --------------------------------------------------------------------------------
+# ember dtype -> (Triton type in source, signature type for triton.compile)
+_TYPES = {
+    "float32": ("tl.float32", "fp32"), "float16": ("tl.float16", "fp16"),
+    "bfloat16": ("tl.bfloat16", "bf16"), "float64": ("tl.float64", "fp64"),
+    "int8": ("tl.int8", "i8"), "int16": ("tl.int16", "i16"), "int32": ("tl.int32", "i32"),
+    "int64": ("tl.int64", "i64"), "uint8": ("tl.uint8", "u8"), "bool": ("tl.int1", "i1"),
+}
+_LOW_PRECISION = ("float16", "bfloat16")
+
+MAX_PERSISTENT = 16384      # inner extents up to this stay in registers (one pass over memory)
+LOOP_RBLOCK = 2048          # chunk of the inner space per iteration otherwise
+POINTWISE_XBLOCK = 1024
+TILE_ELEMENTS = 4096        # XBLOCK * RBLOCK budget for small rows (several rows per program)
+
+
+def tl_type(dtype: DType) -> str:
+    entry = _TYPES.get(dtype.name)
+    if entry is None:
+        raise LoweringError(f"the Triton backend has no {dtype.name} support")
+    return entry[0]
+
+
+def pointer_type(dtype: DType) -> str:
+    tl_type(dtype)
+    return "*" + _TYPES[dtype.name][1]
+
+
+def register_type(dtype: DType) -> str:
+    """float16/bfloat16 are computed in float32 registers (as the LLVM backend does)."""
+    return "tl.float32" if dtype.name in _LOW_PRECISION else tl_type(dtype)
+
+
+def _is_float(dtype: DType) -> bool:
+    return dtype.category == Category.FLOAT
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (max(1, n) - 1).bit_length())
+
+
+# --- generated kernels and their launch metadata ----------------------------------------------
+@dataclass
+class LaunchSpec:
+    """What a runtime needs to launch the compiled kernel without Triton.
+
+    `args` are the kernel's runtime arguments in call order: (name, signature type),
+    all device pointers (sizes are literals in the source). `constexprs` are the block
+    sizes compiled in. The grid is fixed by the sizes: `grid` is the value, `grid_rule`
+    says how it was computed.
+    """
+    name: str
+    args: list[tuple[str, str]]
+    constexprs: dict[str, int]
+    grid: tuple[int, int, int]
+    grid_rule: str
+    num_warps: int
+    num_stages: int = 1
+    buffers: list[str] = field(default_factory=list)   # description buffer per pointer arg
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "args": [list(a) for a in self.args],
+                "constexprs": dict(self.constexprs), "grid": list(self.grid),
+                "grid_rule": self.grid_rule, "num_warps": self.num_warps,
+                "num_stages": self.num_stages, "buffers": list(self.buffers)}
+
+
+@dataclass
+class GeneratedKernel:
+    source: str              # the function's text (module header not included)
+    launch: LaunchSpec
+
+    @property
+    def name(self) -> str:
+        return self.launch.name
+
+    def key(self) -> str:
+        """Identity for caching and deduplication: the source plus how it is launched."""
+        h = hashlib.sha256(self.source.encode())
+        h.update(repr(sorted(self.launch.constexprs.items())).encode())
+        h.update(f"{self.launch.num_warps}/{self.launch.num_stages}".encode())
+        return h.hexdigest()[:24]
+
+
+MODULE_HEADER = '''"""Generated by ember.codegen.triton; do not edit."""
+import triton
+import triton.language as tl
+
+from ember.codegen.triton import mathlib as M
+'''
+
+
+def function_name(name: str) -> str:
+    ident = re.sub(r"\W", "_", name)
+    return ident if ident and not ident[0].isdigit() else f"k_{ident}"
+
+
+# --- block choice ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Blocks:
+    xblock: int
+    rblock: int = 1
+    persistent: bool = True
+    num_warps: int = 4
+
+
+def default_blocks(kernel: K.Kernel) -> Blocks:
+    """Documented defaults; autotune.py may time alternatives on a GPU."""
+    x, r = math.prod(kernel.outer), math.prod(kernel.inner)
+    if not kernel.inner:
+        xblock = min(POINTWISE_XBLOCK, next_pow2(x))
+        return Blocks(xblock, 1, True, _warps(xblock))
+    persistent = r <= MAX_PERSISTENT
+    rblock = next_pow2(r) if persistent else LOOP_RBLOCK
+    xblock = min(next_pow2(x), max(1, TILE_ELEMENTS // rblock))
+    return Blocks(xblock, rblock, persistent, _warps(xblock * rblock))
+
+
+def _warps(tile: int) -> int:
+    """About 8 elements per thread for small tiles, up to 16 warps for long rows."""
+    return max(1, min(16, tile // 256))
+
+
+# --- the emitter ---------------------------------------------------------------------------------
+class Scope:
+    """Where values are emitted: a list of lines, a memo (expression id -> variable),
+    the mask of full-shape accesses, and whether inner variables exist here."""
+
+    def __init__(self, lines: list, mask: str | None, inner: bool):
+        self.lines, self.mask, self.inner = lines, mask, inner
+        self.memo: dict[int, str] = {}
+
+
+class Emitter:
+    """Emits the body of one kernel; `pointwise_body`/`reduction_body` build whole kernels,
+    `epilogue` only the stores after a GEMM main loop."""
+
+    def __init__(self, kernel: K.Kernel, wide: bool = False, substitutes=None):
+        K.validate(kernel)
+        self.k = kernel
+        self.n_outer = len(kernel.outer)
+        self.dtypes = {b.name: b.dtype for b in kernel.inputs + kernel.outputs}
+        for d in self.dtypes.values():
+            tl_type(d)
+        self.itype = "tl.int64" if wide else "tl.int32"
+        self.wide = wide
+        self.substitutes = substitutes or {}     # buffer name -> variable (GEMM's accumulator)
+        self.count = 0
+        self.reduced: dict[str, str] = {}
+        self._inner_memo: dict[int, bool] = {}
+
+    def fresh(self, prefix: str = "t") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    # -- index variables ------------------------------------------------------------------
+    def unravel(self, lines: list, flat: str, first_var: int, sizes) -> None:
+        """v_d = (flat // stride_d) % size_d for row-major `sizes` (one var per dim)."""
+        strides = [math.prod(sizes[d + 1:]) for d in range(len(sizes))]
+        for d, (size, stride) in enumerate(zip(sizes, strides)):
+            value = flat if stride == 1 else f"({flat} // {stride})"
+            if d > 0 and size != 1:
+                value = f"{value} % {size}"
+            elif size == 1:
+                value = f"{flat} * 0"
+            lines.append(f"v{first_var + d} = {value}")
+
+    def unravel_dense(self, lines: list, flat: str, index: K.Affine) -> None:
+        """Inverse of a dense permutation index: loop vars from a memory offset."""
+        for v in range(self.n_outer):
+            c, size = index.coeff(v), self.k.outer[v]
+            lines.append(f"v{v} = ({flat} // {c}) % {size}" if size != 1 else f"v{v} = {flat} * 0")
+
+    # -- expressions ----------------------------------------------------------------------
+    def uses_inner(self, e) -> bool:
+        hit = self._inner_memo.get(id(e))
+        if hit is None:
+            if isinstance(e, (K.Load, K.IndexValue)):
+                hit = any(e.index.coeff(v) for v in range(self.n_outer, self.k.n_vars))
+            elif isinstance(e, K.Call):
+                hit = any(self.uses_inner(a) for a in e.args)
+            elif isinstance(e, K.Cast):
+                hit = self.uses_inner(e.value)
+            else:
+                hit = False
+            self._inner_memo[id(e)] = hit
+        return hit
+
+    def value(self, e, scope: Scope, outer: Scope) -> str:
+        """The variable holding `e`; outer-only values go to the outer scope."""
+        target = scope if scope.inner and self.uses_inner(e) else outer
+        hit = target.memo.get(id(e))
+        if hit is None:
+            text = self._text(e, target, outer)
+            if isinstance(e, (K.ReduceRef,)) or re.fullmatch(r"\w+", text):
+                hit = text
+            else:
+                hit = self.fresh()
+                target.lines.append(f"{hit} = {text}")
+            target.memo[id(e)] = hit
+        return hit
+
+    def _text(self, e, scope: Scope, outer: Scope) -> str:
+        if isinstance(e, K.Load):
+            return self._load(e, scope)
+        if isinstance(e, K.Const):
+            return _constant(e.value, e.dtype)
+        if isinstance(e, K.ReduceRef):
+            return self.reduced[e.name]
+        if isinstance(e, K.IndexValue):
+            offset = self.affine(e.index)
+            if not any(e.index.coeffs):
+                return f"tl.full([], {e.index.offset}, {register_type(e.dtype)})"
+            return f"({offset}).to({register_type(e.dtype)})"
+        if isinstance(e, K.Cast):
+            return _cast(self.value(e.value, scope, outer), e.value.dtype, e.dtype)
+        args = [self.value(a, scope, outer) for a in e.args]
+        text = scalar_op(e.op, args, e.args[-1 if e.op == "where" else 0].dtype, e.dtype,
+                         self.k.name)
+        return _round_low_precision(text, e.dtype)
+
+    def affine(self, index: K.Affine) -> str:
+        terms = [f"v{v}" if c == 1 else f"v{v} * {c}" for v, c in enumerate(index.coeffs) if c]
+        if index.offset or not terms:
+            terms.append(str(index.offset))
+        return " + ".join(terms)
+
+    def _mask_for(self, index: K.Affine, scope: Scope) -> str | None:
+        if any(index.coeff(v) for v in range(self.n_outer, self.k.n_vars)):
+            return scope.mask
+        return "xmask" if any(index.coeffs) else None
+
+    def _load(self, e: K.Load, scope: Scope) -> str:
+        if e.buffer in self.substitutes:
+            return self.substitutes[e.buffer]
+        mask = self._mask_for(e.index, scope)
+        masked = f", mask={mask}, other=0" if mask else ""
+        text = f"tl.load({e.buffer}_ptr + ({self.affine(e.index)}){masked})"
+        if e.dtype.name in _LOW_PRECISION:
+            text += ".to(tl.float32)"
+        return text
+
+    # -- stages -----------------------------------------------------------------------------
+    def store(self, stage: K.Store, scope: Scope, outer: Scope) -> None:
+        dtype = self.dtypes[stage.buffer]
+        value = self.value(stage.value, scope, outer)
+        value = _cast(value, stage.value.dtype, dtype) if stage.value.dtype != dtype else value
+        mask = scope.mask if stage.over_inner else "xmask"
+        offset = self.affine(stage.index)
+        if not any(stage.index.coeffs):
+            offset += " + xindex * 0"          # a block of pointers: value and mask are blocks
+        scope.lines.append(f"tl.store({stage.buffer}_ptr + ({offset}), "
+                           f"({value}).to({tl_type(dtype)}), mask={mask})")
+
+    def reduce_persistent(self, stage: K.Reduce, row: Scope, outer: Scope) -> None:
+        value = self.value(stage.value, row, outer)
+        name = f"red_{stage.name}"
+        ident = _identity(stage.combine, stage.acc_dtype)
+        outer.lines.append(f"{name} = {_reduce_call(stage, f'tl.where({row.mask}, {value}, {ident})')}"
+                           "[:, None]")
+        self.reduced[stage.name] = name
+
+    def reduce_loop(self, stage: K.Reduce, outer: Scope, inner_header) -> None:
+        acc, ident = self.fresh("acc"), _identity(stage.combine, stage.acc_dtype)
+        outer.lines.append(f"{acc} = tl.full([XBLOCK, RBLOCK], {ident}, "
+                           f"{register_type(stage.acc_dtype)})")
+        row = inner_header()
+        value = self.value(stage.value, row, outer)
+        picked = f"tl.where({row.mask}, {value}, {ident})"
+        row.lines.append(f"{acc} = {_combine(stage, acc, picked)}")
+        self._close_loop(outer, row)
+        name = f"red_{stage.name}"
+        outer.lines.append(f"{name} = {_reduce_call(stage, acc)}[:, None]")
+        self.reduced[stage.name] = name
+
+    def _close_loop(self, outer: Scope, row: Scope) -> None:
+        outer.lines.append("for roff in range(0, R, RBLOCK):")
+        outer.lines.extend("    " + line for line in row.lines)
+
+    # -- whole kernels ----------------------------------------------------------------------
+    def pointwise_body(self) -> list[str]:
+        lines = [f"xindex = {self._program_start()} + tl.arange(0, XBLOCK){self._widen()}",
+                 "xmask = xindex < X"]
+        self.unravel(lines, "xindex", 0, self.k.outer)
+        scope = Scope(lines, "xmask", inner=False)
+        for stage in self.k.stages:
+            self.store(stage, scope, scope)
+        return lines
+
+    def reduction_body(self, persistent: bool) -> list[str]:
+        lines = [f"xindex = {self._program_start()} + tl.arange(0, XBLOCK){self._widen()}[:, None]",
+                 "xmask = xindex < X"]
+        self.unravel(lines, "xindex", 0, self.k.outer)
+        outer = Scope(lines, "xmask", inner=False)
+
+        def inner_header() -> Scope:
+            body = lines if persistent else []
+            start = "" if persistent else "roff + "
+            body.append(f"rindex = {start}tl.arange(0, RBLOCK){self._widen()}[None, :]")
+            body.append("rmask = rindex < R")
+            self.unravel(body, "rindex", self.n_outer, self.k.inner)
+            body.append("rxmask = xmask & rmask")
+            return Scope(body, "rxmask", inner=True)
+
+        row = inner_header() if persistent else None
+        for stage in self.k.stages:
+            if isinstance(stage, K.Reduce):
+                if persistent:
+                    self.reduce_persistent(stage, row, outer)     # row loads stay shared
+                else:
+                    self.reduce_loop(stage, outer, inner_header)
+            elif stage.over_inner:
+                if persistent:
+                    self.store(stage, row, outer)
+                else:
+                    loop = inner_header()
+                    self.store(stage, loop, outer)
+                    self._close_loop(outer, loop)
+            else:
+                self.store(stage, outer, outer)
+        return lines
+
+    def _program_start(self) -> str:
+        pid = "tl.program_id(0).to(tl.int64)" if self.wide else "tl.program_id(0)"
+        return f"{pid} * XBLOCK"
+
+    def _widen(self) -> str:
+        return ".to(tl.int64)" if self.wide else ""
+
+
+def needs_int64(kernel: K.Kernel) -> bool:
+    """Offsets past 2**31 - 1 need 64-bit index math (int32 is faster otherwise)."""
+    biggest = max([b.numel for b in kernel.inputs + kernel.outputs] +
+                  [math.prod(kernel.outer) * max(1, math.prod(kernel.inner))])
+    return biggest >= 2 ** 31 - 1
+
+
+def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
+    """The Triton function for one kernel description, with its launch metadata."""
+    blocks = blocks or default_blocks(kernel)
+    emitter = Emitter(kernel, wide=needs_int64(kernel))
+    name = function_name(kernel.name)
+    x, r = math.prod(kernel.outer), math.prod(kernel.inner)
+    if kernel.inner:
+        body = emitter.reduction_body(blocks.persistent)
+        constexprs = {"XBLOCK": blocks.xblock, "RBLOCK": blocks.rblock}
+    else:
+        body = emitter.pointwise_body()
+        constexprs = {"XBLOCK": blocks.xblock}
+    buffers = [b.name for b in kernel.inputs + kernel.outputs]
+    params = [f"{b}_ptr" for b in buffers] + [f"{c}: tl.constexpr" for c in constexprs]
+    sizes = [f"X = {x}"] + ([f"R = {r}"] if kernel.inner else [])
+    comment = "\n".join("# " + line for line in str(kernel).splitlines())
+    mode = ("persistent rows" if blocks.persistent else "looped rows") if kernel.inner \
+        else "pointwise"
+    text = "\n".join([comment, "@triton.jit", f"def {name}({', '.join(params)}):",
+                      f'    """{mode}: {len(kernel.stages)} stages over outer {list(kernel.outer)}'
+                      f', inner {list(kernel.inner)}."""']
+                     + ["    " + line for line in sizes + body]) + "\n"
+    args = [(f"{b.name}_ptr", pointer_type(b.dtype)) for b in kernel.inputs + kernel.outputs]
+    grid = (math.ceil(x / blocks.xblock), 1, 1)
+    launch = LaunchSpec(name, args, constexprs, grid, f"cdiv({x}, XBLOCK)", blocks.num_warps,
+                        1, buffers)
+    return GeneratedKernel(text, launch)
+
+
+# --- scalar ops ------------------------------------------------------------------------------
+def _constant(value, dtype: DType) -> str:
+    if dtype.name == "bool":
+        literal = "1" if value else "0"
+    elif _is_float(dtype):
+        value = float(value)
+        literal = f'float("{value}")' if not math.isfinite(value) else repr(value)
+    else:
+        literal = str(int(value))
+    return f"tl.full([], {literal}, {register_type(dtype)})"
+
+
+def _cast(value: str, src: DType, dst: DType) -> str:
+    if src == dst:
+        return value
+    if dst.name == "bool":
+        return f"({value} != 0)"
+    if dst.name in _LOW_PRECISION:
+        return f"{value}.to({tl_type(dst)}).to(tl.float32)"     # round like the memory type
+    if src.name in _LOW_PRECISION and _is_float(dst) and dst.name != "float64":
+        return value
+    return f"{value}.to({register_type(dst)})"
+
+
+def _round_low_precision(text: str, dtype: DType) -> str:
+    """NumPy's reference rounds each float16 result; so do we, in float32 registers."""
+    if dtype.name in _LOW_PRECISION:
+        return f"({text}).to({tl_type(dtype)}).to(tl.float32)"
+    return text
+
+
+_FLOAT_OPS = {
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
+    "neg": "(-{0})", "abs": "tl.abs({0})", "reciprocal": "(1.0 / {0})", "square": "({0} * {0})",
+    "maximum": "tl.maximum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)",
+    "minimum": "tl.minimum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)",
+    "pow": "M.pow({0}, {1})", "fmod": "({0} % {1})", "remainder": "M.remainder_float({0}, {1})",
+    "floor_divide": "tl.floor({0} / {1})",
+    "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "expm1": "M.expm1({0})", "log": "tl.log({0})",
+    "log2": "tl.log2({0})", "log1p": "M.log1p({0})", "sqrt": "tl.sqrt_rn({0})",
+    "rsqrt": "(1.0 / tl.sqrt_rn({0}))", "tanh": "M.tanh({0})", "sigmoid": "tl.sigmoid({0})",
+    "erf": "tl.erf({0})", "sin": "tl.sin({0})", "cos": "tl.cos({0})", "tan": "M.tan({0})",
+    "atan": "M.atan({0})", "asin": "M.asin({0})", "acos": "M.acos({0})", "sinh": "M.sinh({0})",
+    "cosh": "M.cosh({0})", "atan2": "M.atan2({0}, {1})",
+    "floor": "tl.floor({0})", "ceil": "tl.ceil({0})", "round": "M.rint({0})",
+    "trunc": "M.trunc({0})", "sign": "M.sign({0})",
+    "isnan": "({0} != {0})", "isinf": '(tl.abs({0}) == float("inf"))',
+    "logical_not": "({0} == 0)",
+}
+_INT_OPS = {
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "neg": "(-{0})",
+    "abs": "tl.abs({0})", "square": "({0} * {0})", "maximum": "tl.maximum({0}, {1})",
+    "minimum": "tl.minimum({0}, {1})", "floor_divide": "M.floor_div_int({0}, {1})",
+    "remainder": "M.remainder_int({0}, {1})", "fmod": "({0} % {1})",
+    "bitwise_and": "({0} & {1})", "bitwise_or": "({0} | {1})", "bitwise_xor": "({0} ^ {1})",
+    "bitwise_not": "(~{0})", "sign": "M.sign({0})", "logical_not": "({0} == 0)",
+    "isnan": "({0} != {0})", "isinf": "({0} != {0})",
+}
+_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_LOGICAL = {"logical_and": "&", "logical_or": "|", "logical_xor": "^"}
+
+
+def scalar_op(op: str, args: list[str], in_dtype: DType, out_dtype: DType, where: str) -> str:
+    """Source text for one SCALAR_OPS call over operand variables."""
+    if op == "where":
+        return f"tl.where({args[0]}, {args[1]}, {args[2]})"
+    if op in _COMPARE:
+        return f"({args[0]} {_COMPARE[op]} {args[1]})"
+    if op in _LOGICAL:
+        return f"(({args[0]} != 0) {_LOGICAL[op]} ({args[1]} != 0))"
+    if in_dtype.name == "bool" and op == "bitwise_not":
+        return f"({args[0]} == 0)"
+    table = _FLOAT_OPS if _is_float(in_dtype) else _INT_OPS
+    template = table.get(op)
+    if template is None:
+        raise LoweringError(f"{where}: the Triton backend has no {in_dtype.name} lowering "
+                            f"for scalar op {op!r}")
+    return template.format(*args)
+
+
+# --- reductions --------------------------------------------------------------------------------
+def _identity(combine: str, dtype: DType) -> str:
+    if combine == "sum":
+        return "0.0" if _is_float(dtype) else "0"
+    if combine == "prod":
+        return "1.0" if _is_float(dtype) else "1"
+    if _is_float(dtype):
+        return 'float("-inf")' if combine == "max" else 'float("inf")'
+    import numpy as np
+    info = np.iinfo(dtype.np_dtype)
+    return str(int(info.min if combine == "max" else info.max))
+
+
+def _reduce_call(stage: K.Reduce, value: str) -> str:
+    if stage.combine == "sum":
+        return f"tl.sum({value}, 1)"
+    if stage.combine == "prod":
+        return f"tl.reduce({value}, 1, M.multiply)"
+    if _is_float(stage.acc_dtype):
+        return f"tl.reduce({value}, 1, M.{stage.combine}_nan)"
+    return f"tl.{stage.combine}({value}, 1)"
+
+
+def _combine(stage: K.Reduce, acc: str, value: str) -> str:
+    if stage.combine == "sum":
+        return f"{acc} + {value}"
+    if stage.combine == "prod":
+        return f"{acc} * {value}"
+    if _is_float(stage.acc_dtype):
+        return f"M.{stage.combine}_nan({acc}, {value})"
+    return f"tl.{'maximum' if stage.combine == 'max' else 'minimum'}({acc}, {value})"
