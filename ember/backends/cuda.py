@@ -1,0 +1,57 @@
+"""CUDA matmul precision flags, as PyTorch defines them.
+
+One state, two spellings (as in PyTorch, where both read the same cuBLAS setting):
+- `ember.set_float32_matmul_precision("highest" | "high" | "medium")`, default "highest";
+- `ember.backends.cuda.matmul.allow_tf32`, default False; True means the precision
+  is not "highest". Setting it True selects "high", False selects "highest".
+
+The Triton GEMM (codegen/triton/gemm.py) reads them when it generates a float32
+GEMM: "highest" computes in IEEE float32 (`input_precision="ieee"`), "high" and
+"medium" in TF32 (`"tf32"`; PyTorch's "medium" also allows bfloat16 internally,
+ember uses TF32 for it too). float16 and bfloat16 GEMMs always accumulate in float32.
+"""
+from __future__ import annotations
+
+PRECISIONS = ("highest", "high", "medium")
+_state = {"float32_matmul_precision": "highest"}
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"set_float32_matmul_precision: expected one of {', '.join(PRECISIONS)}, "
+                         f"got {precision!r}")
+    _state["float32_matmul_precision"] = precision
+
+
+def get_float32_matmul_precision() -> str:
+    return _state["float32_matmul_precision"]
+
+
+class _MatmulFlags:
+    """`ember.backends.cuda.matmul`: torch.backends.cuda.matmul's flags."""
+
+    # PyTorch's defaults: reduced-precision reductions allowed in fp16/bf16 GEMMs
+    allow_fp16_reduced_precision_reduction = True
+    allow_bf16_reduced_precision_reduction = True
+
+    @property
+    def allow_tf32(self) -> bool:
+        return get_float32_matmul_precision() != "highest"
+
+    @allow_tf32.setter
+    def allow_tf32(self, value: bool) -> None:
+        set_float32_matmul_precision("high" if value else "highest")
+
+
+matmul = _MatmulFlags()
+
+
+def float32_input_precision() -> str:
+    """Triton's tl.dot input_precision for float32 operands under the current flags."""
+    return "tf32" if matmul.allow_tf32 else "ieee"
+
+
+def is_built() -> bool:
+    """True when the CUDA backend's compiler (Triton) can be imported."""
+    import importlib.util
+    return importlib.util.find_spec("triton") is not None
