@@ -127,6 +127,42 @@ class TensorMeta:
         return TensorMeta(**fields)
 
 
+class HasMeta:
+    """Tensor metadata methods for stand-ins that hold a TensorMeta in `self.meta`
+    (fx's MetaTensor, the graph builder's SymbolicTensor): what shape rules and user
+    code read from a tensor that has no data."""
+    __slots__ = ()
+    requires_grad = False
+    _shape_type = tuple            # MetaTensor uses ember.Size
+
+    shape = property(lambda self: self._shape_type(self.meta.shape))
+    dtype = property(lambda self: self.meta.dtype)
+    ndim = property(lambda self: self.meta.ndim)
+    device = property(lambda self: self.meta.device)
+    memory_format = property(lambda self: self.meta.memory_format)
+
+    def size(self, d=None):
+        return self.shape if d is None else self.meta.shape[d]
+
+    def dim(self) -> int:
+        return self.meta.ndim
+
+    def numel(self) -> int:
+        return self.meta.numel()
+
+    def stride(self, d=None):
+        return self.meta.stride(d)
+
+    def is_contiguous(self, memory_format=None):
+        return self.meta.is_contiguous(*(() if memory_format is None else (memory_format,)))
+
+    def is_floating_point(self) -> bool:
+        return self.meta.dtype.is_floating_point
+
+    def is_complex(self) -> bool:
+        return self.meta.dtype.is_complex
+
+
 def meta_of(value) -> TensorMeta:
     """TensorMeta of a Tensor-like (anything with shape, dtype, stride())."""
     if isinstance(value, TensorMeta):

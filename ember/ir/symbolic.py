@@ -30,10 +30,10 @@ from typing import Any, Callable
 from . import dispatch
 from .errors import TraceError, format_frame, user_frame
 from .graph import Graph, Node, OpKind, map_arg
-from .meta import TensorMeta
+from .meta import HasMeta, TensorMeta
 
 
-class SymbolicTensor:
+class SymbolicTensor(HasMeta):
     """A tensor-valued node of a graph under construction, with its metadata."""
     __slots__ = ("node", "meta", "__weakref__")
 
@@ -41,34 +41,7 @@ class SymbolicTensor:
         self.node = node
         self.meta = meta
 
-    shape = property(lambda self: tuple(self.meta.shape))
-    dtype = property(lambda self: self.meta.dtype)
-    ndim = property(lambda self: self.meta.ndim)
-    device = property(lambda self: self.meta.device)
-    memory_format = property(lambda self: self.meta.memory_format)
-    requires_grad = False
     is_symbolic = True
-
-    def size(self, d=None):
-        return self.shape if d is None else self.meta.shape[d]
-
-    def dim(self) -> int:
-        return self.meta.ndim
-
-    def numel(self) -> int:
-        return self.meta.numel()
-
-    def stride(self, d=None):
-        return self.meta.stride(d)
-
-    def is_contiguous(self, memory_format=None):
-        return self.meta.is_contiguous(*(() if memory_format is None else (memory_format,)))
-
-    def is_floating_point(self) -> bool:
-        return self.meta.dtype.is_floating_point
-
-    def is_complex(self) -> bool:
-        return self.meta.dtype.is_complex
 
     def __repr__(self) -> str:
         return f"SymbolicTensor({self.node.name}: {self.meta.dtype.short}{list(self.meta.shape)})"

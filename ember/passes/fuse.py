@@ -21,6 +21,7 @@ from ..ir.fused import EPILOGUE_ANCHORS, FusedGroup, group_problem, is_lowerable
 from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.meta import TensorMeta
 from ..ir.registry import Tag, is_op
+from .cleanup import may_alias_input
 from .manager import PassContext, register_pass
 
 
@@ -28,6 +29,10 @@ from .manager import PassContext, register_pass
 def fuse(graph: Graph, ctx: PassContext) -> int:
     """Group pointwise/reduction ops (and GEMM/conv epilogues) into fused kernels."""
     functionalize_inplace(graph)
+    if _remaining_mutations(graph):
+        # kernels read and write buffers in an order that data dependencies alone
+        # decide; a mutation through an alias is an ordering the graph does not show
+        return 0
     groups = plan_groups(graph)
     for k, members in enumerate(groups):
         replace_with_group(graph, members, f"fused_{k}")
@@ -49,10 +54,15 @@ def functionalize_inplace(graph: Graph) -> int:
             continue
         target = node.args[0] if node.args else None
         if isinstance(target, Node) and target.op == OpKind.call_function and \
-                set(target.users) == {node}:
+                set(target.users) == {node} and not may_alias_input(target):
             node.target = op.functional
             changed += 1
     return changed
+
+
+def _remaining_mutations(graph: Graph) -> bool:
+    return any(n.op == OpKind.call_function and is_op(n.target) and Tag.INPLACE in n.target.tags
+               for n in graph.nodes)
 
 
 # --- planning ------------------------------------------------------------------------------

@@ -110,3 +110,26 @@ def test_inplace_relu_on_a_temporary_is_fused():
     graph, constants, _ = fused(fn, ember.randn(3, 3))
     [group] = groups(graph)
     assert [op.name for op in group.ops] == ["mul", "relu", "add"]
+
+
+def test_mutation_through_a_view_keeps_the_graph_unfused():
+    def fn(x):
+        v = x.transpose(0, -1)
+        v.add_(1.0)
+        return x + x, v
+    x = ember.randn(3, 4)
+    graph, constants, _ = fused(fn, x)
+    assert not groups(graph)
+    got = call_graph(graph, [x.clone()], constants)
+    want = fn(x.clone())
+    np.testing.assert_allclose(got[0].numpy(), want[0].numpy())
+
+
+def test_inplace_on_a_view_of_a_temporary_is_not_functionalized():
+    def fn(x):
+        y = x * 2
+        y.t().relu_()
+        return y + 1
+    x = ember.randn(3, 3)
+    graph, constants, _ = fused(fn, x)
+    np.testing.assert_allclose(call_graph(graph, [x], constants).numpy(), fn(x).numpy())

@@ -10,41 +10,19 @@ from __future__ import annotations
 
 from ...ir import dispatch
 from ...ir.graph import Node, OpKind, map_arg
-from ...ir.meta import TensorMeta, meta_of
+from ...ir.meta import HasMeta, TensorMeta, meta_of
 from ..tensor import Size, Tensor
 from .interpreter import Interpreter
 
 
-class MetaTensor:
+class MetaTensor(HasMeta):
     """A tensor with metadata and no data: what ops compute on during ShapeProp."""
     __slots__ = ("meta",)
 
     def __init__(self, meta: TensorMeta):
         self.meta = meta
 
-    shape = property(lambda self: Size(self.meta.shape))
-    dtype = property(lambda self: self.meta.dtype)
-    ndim = property(lambda self: self.meta.ndim)
-    device = property(lambda self: self.meta.device)
-    requires_grad = False
-
-    def size(self, d=None):
-        return self.shape if d is None else self.meta.shape[d]
-
-    def dim(self) -> int:
-        return self.meta.ndim
-
-    def numel(self) -> int:
-        return self.meta.numel()
-
-    def stride(self, d=None):
-        return self.meta.stride(d)
-
-    def is_contiguous(self, memory_format=None):
-        return self.meta.is_contiguous(*(() if memory_format is None else (memory_format,)))
-
-    def is_floating_point(self) -> bool:
-        return self.meta.dtype.is_floating_point
+    _shape_type = Size
 
     def __repr__(self) -> str:
         return f"MetaTensor({self.meta.dtype.short}{list(self.meta.shape)})"
