@@ -200,12 +200,6 @@ def adaptive_avg_pool2d(input, output_size) -> Tensor:
 
 
 # --- normalization --------------------------------------------------------------------
-def _assign_(t: Tensor, value: Tensor) -> None:
-    """Overwrite t's values in place (running statistics): no autograd, bumps version."""
-    t._array[...] = value.detach()._array.astype(t._array.dtype, copy=False)
-    t._bump_version()
-
-
 def _normalize_stats(input: Tensor, dims: list[int], eps: float):
     mean = input.mean(dims, keepdim=True)
     centered = input - mean
@@ -230,8 +224,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             with no_grad():
                 flat_mean = mean.detach().reshape([c])
                 flat_var = var.detach().reshape([c]) * (n / (n - 1))
-                _assign_(running_mean, running_mean * (1 - momentum) + flat_mean * momentum)
-                _assign_(running_var, running_var * (1 - momentum) + flat_var * momentum)
+                # an op-level in-place copy (not a write to the array), so a graph
+                # tracer records it and a compiled training step can write it back
+                running_mean.copy_(running_mean * (1 - momentum) + flat_mean * momentum)
+                running_var.copy_(running_var * (1 - momentum) + flat_var * momentum)
     else:
         shape = [1, c] + [1] * (input.ndim - 2)
         normed = (input - running_mean.reshape(shape)) / \
