@@ -261,3 +261,15 @@ def test_forward_mode_needs_vectorize():
     for F, lib in ((EF, ember), (TF, torch)):
         with pytest.raises(NotImplementedError, match="only implemented for `vectorize=True`"):
             F.jacobian(lambda x: x * 2, lib.ones(2), strategy="forward-mode")
+
+
+def test_complex_output_jacobian_follows_torch(rng):
+    """An implicit cotangent of 1 on a complex output is refused (it would give conj(J));
+    the vectorized jacobian, which passes basis cotangents, matches torch's."""
+    z = rng.standard_normal(3) + 1j * rng.standard_normal(3)
+    ember_msg, torch_msg = _error_pair(lambda F, lib: F.jacobian(lambda a: a * a.exp(),
+                                                                 lib.tensor(z)))
+    assert _same_words(ember_msg, torch_msg), (ember_msg, torch_msg)
+    e = EF.jacobian(lambda a: a * a.exp(), ember.tensor(z), vectorize=True)
+    t = TF.jacobian(lambda a: a * a.exp(), torch.tensor(z), vectorize=True)
+    assert_same_structure(e, t, "complex jacobian (vectorized)")

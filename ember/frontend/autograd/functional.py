@@ -139,6 +139,10 @@ def _autograd_grad(outputs, inputs, grad_outputs=None, create_graph=False, retai
     live = [(o, g) for o, g in zip(outputs, grad_outputs) if o is not None and o.requires_grad]
     if not live:
         return (None,) * len(inputs)
+    for o, g in live:
+        if g is None and o.dtype.is_complex:   # an implicit 1 would silently give conj(J)
+            raise AutogradError(f"grad can be implicitly created only for real scalar outputs "
+                                f"but got {o.dtype}")
     return autograd_grad([o for o, _ in live], list(inputs), [g for _, g in live],
                          retain_graph=retain_graph, create_graph=create_graph,
                          allow_unused=True)
