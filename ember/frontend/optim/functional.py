@@ -20,9 +20,17 @@ import math
 from typing import NamedTuple, Sequence
 
 
-def _value(step) -> float:
-    """A step count as a Python number (0-d tensors are read)."""
+def _value(step):
+    """A step count as a Python number (0-d tensors are read). A symbolic step (a traced
+    training step's input) stays a tensor, so the bias corrections become graph ops:
+    torch's capturable=True math, computed in the step's dtype."""
+    if getattr(step, "is_symbolic", False):
+        return step
     return step.item() if hasattr(step, "item") else step
+
+
+def _sqrt(x):
+    return x.sqrt() if hasattr(x, "sqrt") else math.sqrt(x)
 
 
 def _next_step(step):
@@ -102,7 +110,7 @@ def _adam_like(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_step
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         step_size = lr / bias_correction1
-        bias_correction2_sqrt = math.sqrt(bias_correction2)
+        bias_correction2_sqrt = _sqrt(bias_correction2)
         max_sq = None
         if amsgrad:
             from ... import maximum
