@@ -11,7 +11,7 @@ How each layout maps onto C = A @ B (one GEMM per group; per image in NCHW):
   innermost, B = weights (kH*kW*Cg, Cout_g), C = the output's channel slice, which
   is already NHWC. A 1x1, stride-1 convolution uses x itself as A (no copy).
 - NCHW: per image, A = weights (Cout_g, Cg*kH*kW), B = patches (Cg*kH*kW, OH*OW),
-  C = that image's (Cout_g, OH*OW) output block.
+  C = that image's (Cout_g, OH*OW) output block; a 1x1, stride-1 one uses x[n] as B.
 Patches are gathered by a strided view of the zero-padded input and one copy.
 """
 from __future__ import annotations
@@ -133,15 +133,27 @@ def _conv_nchw(x: np.ndarray, w: np.ndarray, g: _Geometry) -> np.ndarray:
     cg, og = c_in // g.groups, c_out // g.groups
     out = np.empty((n, c_out, oh, ow), np.float32)
     w_rows = w.reshape(c_out, -1)                 # (Cout, Cg*kH*kW), torch's order
-    # (N, OH, OW, kH, kW, C) -> (N, C, kH, kW, OH, OW): patch columns in w's order
-    patches = None if g.is_pointwise else _patches_nhwc(x.transpose(0, 2, 3, 1), g)
+    patches = None if g.is_pointwise else _patches_nchw(x, g)
+    # one patch matrix, reused by every image and group (no page faults per image)
+    buffer = None if patches is None else np.empty((cg, *g.kernel, oh, ow), np.float32)
     for img in range(n):
         for grp in range(g.groups):
             if patches is None:
                 b = x[img, grp * cg:(grp + 1) * cg].reshape(cg, oh * ow)
             else:
-                view = patches[img, ..., grp * cg:(grp + 1) * cg].transpose(4, 2, 3, 0, 1)
-                b = np.ascontiguousarray(view).reshape(-1, oh * ow)
+                np.copyto(buffer, patches[img, grp * cg:(grp + 1) * cg])
+                b = buffer.reshape(-1, oh * ow)
             gemm(w_rows[grp * og:(grp + 1) * og], b,
                  out[img, grp * og:(grp + 1) * og].reshape(og, oh * ow))
     return out
+
+
+def _patches_nchw(x: np.ndarray, g: _Geometry) -> np.ndarray:
+    """(N, C, kH, kW, OH, OW) view of the padded NCHW input: rows in w's (c, kh, kw)
+    order, and output columns innermost, so the copy runs along rows of the input."""
+    xp = np.pad(x, ((0, 0), (0, 0), g.pads[0], g.pads[1])) if any(map(any, g.pads)) else x
+    sn, sc, sh, sw = xp.strides
+    (oh, ow), (kh, kw) = g.out_hw, g.kernel
+    shape = (xp.shape[0], xp.shape[1], kh, kw, oh, ow)
+    strides = (sn, sc, sh * g.dilation[0], sw * g.dilation[1], sh * g.stride[0], sw * g.stride[1])
+    return as_strided(xp, shape, strides, writeable=False)
