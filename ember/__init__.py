@@ -45,6 +45,7 @@ from . import optim  # noqa: E402
 from . import linalg  # noqa: E402
 from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' lowering rules
 from .frontend.compile import compile  # noqa: E402,A001
+from .frontend.compile_train import compile_train_step  # noqa: E402
 from . import fft  # noqa: E402
 from . import backends  # noqa: E402
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401

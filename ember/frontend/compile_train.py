@@ -1,0 +1,462 @@
+"""ember.compile_train_step: a whole training step as one compiled graph.
+
+    step = ember.compile_train_step(model, nn.CrossEntropyLoss(), opt)
+    for x, y in batches:
+        loss = step(x, y)    # forward + backward + opt.step(), parameters updated in place
+
+is the compiled form of the eager step
+
+    loss = loss_fn(model(x), y); loss.backward(); opt.step(); opt.zero_grad()
+
+A call looks up a plan by its guard (the shapes/dtypes/strides of the arguments, the
+model's train/eval mode, the optimizer's hyperparameters and which state it holds); a
+new guard compiles a new plan:
+1. trace `loss_fn(model(*args[:n]), *args[n:])` with the model's parameters and the
+   optimizer's state as placeholders (buffers stay constants: they are read live);
+   train-mode BatchNorm's `running_mean.copy_(...)` on a buffer becomes an extra output;
+2. differentiate the loss w.r.t. the trainable parameters with the graph autograd
+   pass's sweep (`passes.autograd.backprop`, the registry's derivative rules);
+3. apply the optimizer's functional update (`optim.functional`) to the symbolic
+   parameters, gradients and state: new parameters and new state become outputs.
+   Adam's step count is an input, so bias correction is computed per call;
+4. run the 'default-training' pipeline (no constant folding: parameters change every
+   call) and build the plan with ember.compile's PlanBuilder.
+
+Each call writes the new parameters, optimizer state and running statistics back
+into the existing tensors (in place: Parameters keep their identity) and returns the
+loss. Gradients are not stored in `.grad` (the step ends with zero_grad()).
+
+Differences from the eager step, by design: Adam's bias corrections are computed in
+float32 from the step tensor (torch's capturable=True math) instead of in float64;
+parameters that do not reach the loss get zero gradients (eager skips them); one
+step count per parameter group. Not supported: dropout with p > 0 (a random op in
+the graph), BatchNorm with momentum=None (its factor depends on a counter), closures.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..ir import autodiff
+from ..ir.errors import EmberError, TraceError
+from ..ir.graph import Graph, Node, OpKind
+from ..ir.meta import meta_of
+from ..ir.registry import Tag, is_op
+from ..ir.symbolic import GraphBuilder, build_graph
+from ..passes import PassContext, register_pipeline, run_passes
+from ..passes.autograd import (FORWARD, _parameters_replaced, backprop, copy_functional,
+                               requires_grad_nodes, symbolic)
+from .autograd import grad_mode
+from .compile import BACKENDS, CompileStats, PlanBuilder, _count_ops, _guard
+from .optim import functional as F
+from .tensor import Tensor
+
+# Training graphs keep parameters as inputs, so there is nothing to fold into them;
+# layout conversions are left out (the update writes parameters in their own layout).
+register_pipeline("default-training", ["simplify", "decompose", "simplify", "cse", "dce",
+                                       "fuse", "memplan"])
+
+
+def compile_train_step(model, loss_fn: Callable, optimizer, *, backend: str = "llvm",
+                       pipeline: str = "default-training", model_inputs: int = 1,
+                       options: dict | None = None) -> "CompiledTrainStep":
+    """Compile `loss_fn(model(*args[:model_inputs]), *args[model_inputs:])` followed by
+    backward and `optimizer.step()` into one plan; see the module docstring."""
+    if backend not in BACKENDS:
+        raise EmberError(f"ember.compile_train_step: unknown backend {backend!r}; expected "
+                         f"one of {list(BACKENDS)}")
+    rule = _rule_for(optimizer)
+    return CompiledTrainStep(model, loss_fn, optimizer, rule, pipeline, model_inputs,
+                             dict(options or {}))
+
+
+# --- optimizer rules: which state a step reads and how it updates -------------------------
+@dataclass
+class OptimizerRule:
+    """How one optimizer class becomes graph inputs, a functional update and write-backs.
+
+    `state_keys(group, has_state)`: per-parameter state fed to the graph, in order;
+    `shared_keys`: state that is one value per group (a step count), fed once;
+    `init_state(optimizer, group)`: create state eagerly as the first eager step would;
+    `update(group, params, grads, state)`: {key: new values per parameter}, 'params'
+    for the parameters themselves; every other key is written to optimizer.state."""
+    state_keys: Callable[[dict, bool], list[str]]
+    shared_keys: tuple[str, ...]
+    init_state: Callable[[Any, dict], None]
+    update: Callable[[dict, list, list, dict], dict]
+
+
+def _sgd_state_keys(group: dict, has_state: bool) -> list[str]:
+    return ["momentum_buffer"] if group["momentum"] != 0 and has_state else []
+
+
+def _sgd_update(group: dict, params, grads, state) -> dict:
+    out = F.sgd(params, grads, state.get("momentum_buffer", []),
+                weight_decay=group["weight_decay"], momentum=group["momentum"],
+                lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
+                maximize=group["maximize"])
+    new = {"params": out.params}
+    if group["momentum"] != 0:
+        new["momentum_buffer"] = out.momentum_buffers
+    return new
+
+
+def _adam_state_keys(group: dict, has_state: bool) -> list[str]:
+    return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+
+
+def _adam_init_state(optimizer, group: dict) -> None:
+    from .optim.optimizers import _step_tensor, _zeros_like
+    for p in group["params"]:
+        st = optimizer.state[p]
+        if len(st) == 0:
+            st["step"] = _step_tensor()
+            st["exp_avg"] = _zeros_like(p)
+            st["exp_avg_sq"] = _zeros_like(p)
+            if group["amsgrad"]:
+                st["max_exp_avg_sq"] = _zeros_like(p)
+
+
+def _adam_update(decoupled: bool):
+    def update(group: dict, params, grads, state) -> dict:
+        fn = F.adamw if decoupled else F.adam
+        beta1, beta2 = group["betas"]
+        steps = [state["step"]] * len(params)
+        out = fn(params, grads, state["exp_avg"], state["exp_avg_sq"],
+                 state.get("max_exp_avg_sq", []), steps, amsgrad=group["amsgrad"],
+                 beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+                 eps=group["eps"], maximize=group["maximize"])
+        new = {"params": out.params, "exp_avg": out.exp_avgs, "exp_avg_sq": out.exp_avg_sqs,
+               "step": out.state_steps}
+        if group["amsgrad"]:
+            new["max_exp_avg_sq"] = out.max_exp_avg_sqs
+        return new
+    return update
+
+
+def _no_init(optimizer, group: dict) -> None:
+    return None
+
+
+def _rules() -> dict:
+    from .optim.optimizers import SGD, Adam, AdamW
+    return {
+        SGD: OptimizerRule(_sgd_state_keys, (), _no_init, _sgd_update),
+        Adam: OptimizerRule(_adam_state_keys, ("step",), _adam_init_state, _adam_update(False)),
+        AdamW: OptimizerRule(_adam_state_keys, ("step",), _adam_init_state, _adam_update(True)),
+    }
+
+
+def _rule_for(optimizer) -> OptimizerRule:
+    rule = _rules().get(type(optimizer))
+    if rule is None:
+        names = sorted(cls.__name__ for cls in _rules())
+        raise EmberError(f"ember.compile_train_step: no functional update for optimizer "
+                         f"{type(optimizer).__name__}; supported: {names}")
+    return rule
+
+
+# --- the compiled step ------------------------------------------------------------------------
+@dataclass
+class StepLayout:
+    """Where each graph input comes from and each output goes, fixed per plan."""
+    params: list[Tensor]                 # placeholders 0..n-1 (all model parameters)
+    state_inputs: list[tuple]            # (param or group index, key) per state placeholder
+    write_backs: list[tuple]             # (param, key) per updated value; key 'params': p
+    buffers: list[Tensor]                # running statistics the step overwrites
+
+
+@dataclass
+class TrainPlan:
+    plan: Any
+    stats: CompileStats
+    graph: Graph
+    layout: StepLayout
+
+
+class CompiledTrainStep:
+    def __init__(self, model, loss_fn, optimizer, rule: OptimizerRule, pipeline: str,
+                 model_inputs: int, options: dict):
+        self.model, self.loss_fn, self.optimizer, self.rule = model, loss_fn, optimizer, rule
+        self.pipeline, self.model_inputs, self.options = pipeline, model_inputs, options
+        self.plans: dict[tuple, TrainPlan] = {}
+
+    def __call__(self, *args) -> Tensor:
+        for group in self.optimizer.param_groups:
+            self.rule.init_state(self.optimizer, group)
+        key = self._guard(args)
+        entry = self.plans.get(key)
+        if entry is None:
+            entry = self.plans[key] = self._compile(args)
+        inputs = self._input_arrays(entry.layout, args)
+        loss, updates, buffers = entry.plan.run(inputs)
+        self._write_back(entry.layout, updates, buffers)
+        _count_batchnorm_batches(self.model)
+        return Tensor._adopt(loss)
+
+    # -- introspection -------------------------------------------------------------------
+    @property
+    def last(self) -> TrainPlan:
+        return list(self.plans.values())[-1]
+
+    @property
+    def stats(self) -> CompileStats:
+        return self.last.stats
+
+    @property
+    def graph(self) -> Graph:
+        return self.last.graph
+
+    # -- guards and data movement -----------------------------------------------------------
+    def _guard(self, args) -> tuple:
+        groups = []
+        for group in self.optimizer.param_groups:
+            hyper = tuple(sorted((k, repr(v)) for k, v in group.items() if k != "params"))
+            has_state = all(len(self.optimizer.state[p]) > 0 for p in group["params"])
+            groups.append((hyper, has_state))
+        params = tuple((tuple(p.shape), p.dtype.name, p.requires_grad)
+                       for p in self.model.parameters())
+        return (_guard(args), bool(self.model.training), tuple(groups), params)
+
+    def _input_arrays(self, layout: StepLayout, args) -> list[np.ndarray]:
+        arrays = [p._array for p in layout.params]
+        for source, key in layout.state_inputs:
+            if isinstance(source, int):         # shared per group: the first parameter's
+                arrays.append(self._shared_state(source, key))
+            else:
+                arrays.append(self.optimizer.state[source][key]._array)
+        return arrays + [a._array for a in args if isinstance(a, Tensor)]
+
+    def _shared_state(self, group_index: int, key: str) -> np.ndarray:
+        group = self.optimizer.param_groups[group_index]
+        values = [self.optimizer.state[p][key]._array for p in group["params"]]
+        if any(not np.array_equal(v, values[0]) for v in values[1:]):
+            raise EmberError(f"ember.compile_train_step: the parameters of group "
+                             f"{group_index} have different '{key}' values; a compiled step "
+                             f"keeps one per group")
+        return values[0]
+
+    def _write_back(self, layout: StepLayout, updates, buffers) -> None:
+        for (param, key), value in zip(layout.write_backs, updates):
+            if key == "params":
+                _copy_into(param, value)
+            elif key in self.optimizer.state[param]:
+                _copy_into(self.optimizer.state[param][key], value)
+            else:                               # state the first step creates (SGD momentum)
+                self.optimizer.state[param][key] = Tensor._adopt(np.array(value))
+        for buffer, value in zip(layout.buffers, buffers):
+            _copy_into(buffer, value)
+
+    # -- compiling ----------------------------------------------------------------------------
+    def _compile(self, args) -> TrainPlan:
+        start = time.perf_counter()
+        graph, constants, layout = self._trace(args)
+        stats = CompileStats(original_ops=_count_ops(graph))
+        ctx = PassContext(constants=dict(constants), options=dict(self.options),
+                          inference=False)
+        run_passes(graph, self.pipeline, ctx)
+        plan = PlanBuilder(graph, ctx.constants, stats).build()
+        stats.seconds = time.perf_counter() - start
+        return TrainPlan(plan, stats, graph, layout)
+
+    def _trace(self, args) -> tuple[Graph, dict, StepLayout]:
+        _check_batchnorms(self.model)
+        with _buffers_restored(self.model), grad_mode.no_grad():
+            forward, constants, layout = self._trace_forward(args)
+        buffer_updates = _extract_buffer_updates(forward, constants)
+        layout.buffers = [constants[name] for name, _ in buffer_updates]
+        graph, extra = self._build_step_graph(forward, buffer_updates, layout)
+        constants.update(extra)
+        return graph, constants, layout
+
+    def _trace_forward(self, args):
+        params = list(self.model.parameters())
+        state_metas, state_inputs = self._state_inputs(params)
+        tensor_args = [a for a in args if isinstance(a, Tensor)]
+        metas = [meta_of(p) for p in params] + state_metas + [meta_of(a) for a in tensor_args]
+        names = [f"param{i}" for i in range(len(params))] + \
+            [f"state{i}" for i in range(len(state_metas))] + \
+            [f"arg{i}" for i in range(len(tensor_args))]
+        n_leading = len(params) + len(state_metas)
+
+        def run(*values):
+            full = _substitute_tensors(args, values[n_leading:])
+            with _parameters_replaced(self.model, params, values[:len(params)]):
+                output = self.model(*full[:self.model_inputs])
+                return self.loss_fn(output, *full[self.model_inputs:])
+        graph, constants = build_graph(run, metas, names)
+        _check_scalar_loss(graph)
+        return graph, constants, StepLayout(params, state_inputs, [], [])
+
+    def _state_inputs(self, params: list) -> tuple[list, list]:
+        metas, sources = [], []
+        for g, group in enumerate(self.optimizer.param_groups):
+            has_state = all(len(self.optimizer.state[p]) > 0 for p in group["params"])
+            for key in self.rule.shared_keys:
+                metas.append(meta_of(self.optimizer.state[group["params"][0]][key]))
+                sources.append((g, key))
+            for key in self.rule.state_keys(group, has_state):
+                for p in group["params"]:
+                    metas.append(meta_of(self.optimizer.state[p][key]))
+                    sources.append((p, key))
+        return metas, sources
+
+    def _build_step_graph(self, forward: Graph, buffer_updates, layout: StepLayout):
+        """forward (loss, new buffers) -> (loss, updated values, new buffers)."""
+        builder = GraphBuilder(record_locations=False)
+        with builder:
+            env, (loss, new_buffers) = copy_functional(forward, builder)
+            placeholders = [env[p] for p in forward.placeholders]
+            grads = self._gradients(builder, loss, placeholders[:len(layout.params)], layout)
+            updates = self._update(placeholders, grads, layout)
+            builder.output((loss, tuple(updates), tuple(new_buffers)))
+        return builder.graph, builder.constants
+
+    def _gradients(self, builder: GraphBuilder, loss: Node, param_nodes: list,
+                   layout: StepLayout) -> dict:
+        """{param: its gradient (symbolic)} for every parameter the optimizer trains."""
+        trained = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        wrt = [n for p, n in zip(layout.params, param_nodes)
+               if id(p) in trained and p.requires_grad]
+        forward = [n for n in builder.graph.nodes if n.meta.get("phase") == FORWARD]
+        req = requires_grad_nodes(forward, wrt)
+        seed = autodiff.ones_like_value(symbolic(loss))
+        found = backprop(forward, req, {loss: seed})
+        by_node = {}
+        for node in wrt:
+            g = found.get(node)
+            meta = node.meta["val"]
+            by_node[node] = g if g is not None else autodiff.zeros(meta.shape, meta.dtype)
+        return {id(p): by_node[n] for p, n in zip(layout.params, param_nodes) if n in by_node}
+
+    def _update(self, placeholders: list, grads: dict, layout: StepLayout) -> list:
+        """Run each group's functional update on symbolic values; fills layout.write_backs."""
+        n_params = len(layout.params)
+        param_value = {id(p): symbolic(n) for p, n in zip(layout.params, placeholders)}
+        state_values = [symbolic(n) for n in placeholders[n_params:n_params +
+                                                           len(layout.state_inputs)]]
+        outputs = []
+        for g, group in enumerate(self.optimizer.param_groups):
+            params = [p for p in group["params"] if id(p) in grads]
+            if len(params) != len(group["params"]):
+                missing = len(group["params"]) - len(params)
+                raise EmberError(f"ember.compile_train_step: {missing} parameter(s) of "
+                                 f"optimizer group {g} are not trainable parameters of the "
+                                 f"model (requires_grad=False or not in model.parameters())")
+            state = _group_state(group, g, layout.state_inputs, state_values)
+            new = self.rule.update(group, [param_value[id(p)] for p in params],
+                                   [grads[id(p)] for p in params], state)
+            for key, values in new.items():
+                for p, value in zip(params, values):
+                    layout.write_backs.append((p, key))
+                    outputs.append(value)
+        return outputs
+
+
+def _group_state(group: dict, g: int, sources: list, values: list) -> dict:
+    """{key: symbolic value (shared) or list of values per parameter} for one group."""
+    state: dict[str, Any] = {}
+    members = {id(p) for p in group["params"]}
+    for (source, key), value in zip(sources, values):
+        if isinstance(source, int):
+            if source == g:
+                state[key] = value
+        elif id(source) in members:
+            state.setdefault(key, []).append(value)
+    return state
+
+
+# --- tracing helpers ---------------------------------------------------------------------------
+def _substitute_tensors(args, tensors) -> list:
+    values = iter(tensors)
+    return [next(values) if isinstance(a, Tensor) else a for a in args]
+
+
+def _check_scalar_loss(graph: Graph) -> None:
+    out = graph.output_node.args[0]
+    meta = out.meta.get("val") if isinstance(out, Node) else None
+    if meta is None or not hasattr(meta, "shape") or meta.numel() != 1 or \
+            not meta.dtype.is_floating_point:
+        raise TraceError(f"ember.compile_train_step: loss_fn must return a one-element "
+                         f"floating tensor, got {meta if meta is not None else out!r}")
+
+
+def _extract_buffer_updates(graph: Graph, constants: dict) -> list[tuple[str, Node]]:
+    """`copy_(buffer, new)` on a constant -> an extra graph output; the output becomes
+    (loss, (new buffer values...)). Returns [(constant name, new value node)]."""
+    updates = []
+    for node in list(graph.nodes):
+        if not (node.op == OpKind.call_function and is_op(node.target) and
+                node.target.has_tag(Tag.INPLACE)):
+            continue
+        target, *rest = node.args
+        if not (isinstance(target, Node) and target.op == OpKind.get_attr):
+            continue
+        if node.target.name != "copy_" or target.meta["val"].dtype != rest[0].meta["val"].dtype:
+            raise TraceError(f"ember.compile_train_step: {node.target.name} updates module "
+                             f"state {target.target} in place{_where(node)}; only a same-dtype "
+                             f"copy_ (running statistics) can become an output of the step")
+        updates.append((str(target.target), rest[0]))
+        node.replace_all_uses_with(rest[0])
+        graph.erase_node(node)
+    output = graph.output_node
+    output.args = ((output.args[0], tuple(new for _, new in updates)),)
+    return updates
+
+
+def _where(node: Node) -> str:
+    loc = node.meta.get("loc")
+    return f" (at {loc})" if loc else ""
+
+
+class _buffers_restored:
+    """Tracing runs module code once; undo what it wrote to buffers outside of ops
+    (BatchNorm's num_batches_tracked counter), so the trace has no side effects."""
+
+    def __init__(self, model):
+        self.saved = [(b, b._array.copy()) for b in _buffers(model)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for buffer, value in self.saved:
+            if not np.array_equal(buffer._array, value):
+                np.copyto(buffer._array, value)
+
+
+def _buffers(model) -> list:
+    named = getattr(model, "buffers", None)
+    return [b for b in named() if b is not None] if callable(named) else []
+
+
+def _training_batchnorms(model) -> list:
+    return [m for m in (model.modules() if hasattr(model, "modules") else ())
+            if getattr(m, "num_batches_tracked", None) is not None and m.training and
+            getattr(m, "track_running_stats", False)]
+
+
+def _check_batchnorms(model) -> None:
+    for module in _training_batchnorms(model):
+        if module.momentum is None:
+            raise EmberError(f"ember.compile_train_step: {module!r} has momentum=None (a "
+                             f"cumulative average whose factor changes every step); "
+                             f"set a momentum to compile its training step")
+
+
+def _count_batchnorm_batches(model) -> None:
+    """The compiled step does what train-mode BatchNorm.forward does to its counter."""
+    for module in _training_batchnorms(model):
+        module.num_batches_tracked._array += 1
+        module.num_batches_tracked._bump_version()
+
+
+def _copy_into(dst: Tensor, value: np.ndarray) -> None:
+    np.copyto(dst._array, value, casting="unsafe")
+    dst._bump_version()
+
+
+__all__ = ["compile_train_step", "CompiledTrainStep", "OptimizerRule"]
