@@ -1,4 +1,4 @@
-"""Scalar math the generated Triton kernels call as `M.<name>(...)`.
+"""Scalar math the generated Triton kernels call as `emath.<name>(...)`.
 
 On a GPU these are libdevice's functions (correctly rounded or within a few ulp).
 Triton's interpreter (`TRITON_INTERPRET=1`, how CI runs kernels on the CPU) cannot

@@ -1,0 +1,443 @@
+"""GEMM and implicit-GEMM conv2d as generated Triton kernels, with fused epilogues.
+
+One template: a program computes a BLOCK_M x BLOCK_N tile of C = A @ B over K in
+BLOCK_K steps, accumulating in float32 with `tl.dot`, programs ordered in groups
+of GROUP_M rows so neighbouring programs share B tiles in L2 (Triton's tutorial
+order). The problem classes only say how A and B tiles are addressed:
+
+- `MatmulProblem`: A (M, K) and B with any strides. B either row-major (K, N) or
+  K-major (stored (N, K), as a Linear weight is). On an H100 with Triton 3.6 the
+  K-major form reached 81-90% of cuBLAS TF32 against 40% for row-major B, so
+  `linear` keeps its weight K-major and the compiler should store GEMM weights so.
+  A batch axis (program_id(1)) covers bmm and batched matmul.
+- `ConvProblem`: conv2d as implicit GEMM over an NHWC view: M = N*Ho*Wo output
+  pixels, N = Cout/groups, K = KH*KW*Cin/groups ordered (kh, kw, ci), so a K step
+  reads consecutive channels of the input; the im2col index math runs inside the K
+  loop (nothing is materialized). Padding is a load mask. groups use program_id(1).
+
+Precision: float32 operands use `input_precision="tf32"` or `"ieee"` from
+`ember.backends.cuda` (PyTorch's flags and defaults: IEEE unless allowed);
+float16/bfloat16 operands go to tensor cores and accumulate in float32.
+
+Epilogue: the kernel lowering produced for an `anchor` group (pointwise, reading the
+GEMM result as buffer "acc") is emitted by source.Emitter on the accumulator tile
+before the store: each tile element's memory offset in the anchor's output is
+inverted into the epilogue's loop variables (the anchor output must be a dense
+layout, as GEMM/conv outputs are), so bias adds, activations and residual adds
+cost no extra pass over memory.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ...ir.dtypes import DType, float32
+from ...ir.errors import LoweringError
+from .. import kernel as K
+from .source import (Emitter, GeneratedKernel, LaunchSpec, Scope, function_name, pointer_type,
+                     tl_type)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    block_m: int = 64
+    block_n: int = 64
+    block_k: int = 32
+    group_m: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def constexprs(self) -> dict[str, int]:
+        return {"BLOCK_M": self.block_m, "BLOCK_N": self.block_n, "BLOCK_K": self.block_k,
+                "GROUP_M": self.group_m}
+
+
+def input_precision(dtype: DType) -> str | None:
+    """tl.dot's input_precision for float32 operands (None: not a float32 GEMM)."""
+    if dtype != float32:
+        return None
+    from ...backends.cuda import float32_input_precision   # user flags, no heavier import
+    return float32_input_precision()
+
+
+_GEMM_DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class MatmulProblem:
+    """C[b] (M, N) = A[b] (M, K) @ B[b] (K, N) (+ bias[N]); strides in elements.
+
+    c_strides give where C[b, m, n] lives: b*c_strides[0] + m*c_strides[1] + n*c_strides[2].
+    """
+    m: int
+    n: int
+    k: int
+    dtype: DType
+    out_dtype: DType
+    a_strides: tuple[int, int, int]          # (batch, m, k)
+    b_strides: tuple[int, int, int]          # (batch, k, n)
+    c_strides: tuple[int, int, int]
+    batch: int = 1
+    bias: DType | None = None
+    precision: str | None = None             # None: from ember.backends.cuda at generation
+
+    @classmethod
+    def create(cls, m, n, k, dtype=float32, b_layout="row", batch=1, bias=None,
+               out_dtype=None, precision=None) -> "MatmulProblem":
+        """Contiguous A and C; B row-major (K, N) or K-major (stored (N, K))."""
+        if b_layout not in ("row", "kmajor"):
+            raise ValueError(f"b_layout must be 'row' or 'kmajor', got {b_layout!r}")
+        b = (k * n, n, 1) if b_layout == "row" else (k * n, 1, k)
+        return cls(m, n, k, dtype, out_dtype or dtype, (m * k, k, 1), b, (m * n, n, 1), batch,
+                   bias, precision)
+
+    @property
+    def b_layout(self) -> str:
+        return "kmajor" if self.b_strides[1] == 1 and self.b_strides[2] != 1 else "row"
+
+    def a_setup(self) -> list[str]:
+        sb, sm, sk = self.a_strides
+        return [f"a_ptrs = a_ptr + pid_b.to(tl.int64) * {sb} + rm[:, None] * {sm} "
+                f"+ rk[None, :] * {sk}"]
+
+    def a_load(self, k_mask: bool) -> list[str]:
+        mask = ", mask=rk[None, :] < K - k0, other=0.0" if k_mask else ""
+        return [f"a = tl.load(a_ptrs{mask})", f"a_ptrs += BLOCK_K * {self.a_strides[2]}"]
+
+    def b_setup(self) -> list[str]:
+        sb, sk, sn = self.b_strides
+        return [f"b_ptrs = b_ptr + pid_b.to(tl.int64) * {sb} + rk[:, None] * {sk} "
+                f"+ rn[None, :] * {sn}"]
+
+    def b_load(self, k_mask: bool) -> list[str]:
+        mask = ", mask=rk[:, None] < K - k0, other=0.0" if k_mask else ""
+        return [f"b = tl.load(b_ptrs{mask})", f"b_ptrs += BLOCK_K * {self.b_strides[1]}"]
+
+    def c_offset(self) -> str:
+        sb, sm, sn = self.c_strides
+        return f"pid_b.to(tl.int64) * {sb} + rm * {sm} + rn * {sn}"
+
+    def bias_offset(self) -> str:
+        return "rn"
+
+    def describe(self) -> str:
+        return (f"matmul {self.batch}x[{self.m}x{self.k}] @ [{self.k}x{self.n}] "
+                f"{self.dtype.name}, B {self.b_layout}")
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """conv2d as implicit GEMM. Input (N, C, H, W) and weight (Cout, Cin/g, KH, KW) with
+    any strides (channels-last input makes K steps contiguous); output (N, Cout, Ho, Wo)
+    with `out_strides`."""
+    x_shape: tuple[int, int, int, int]
+    x_strides: tuple[int, int, int, int]
+    w_shape: tuple[int, int, int, int]
+    w_strides: tuple[int, int, int, int]
+    out_strides: tuple[int, int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    dtype: DType = float32
+    out_dtype: DType = float32
+    bias: DType | None = None
+    precision: str | None = None
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        (_, _, h, w), (_, _, kh, kw) = self.x_shape, self.w_shape
+        return tuple((size + 2 * p - d * (kk - 1) - 1) // s + 1 for size, kk, s, p, d in
+                     zip((h, w), (kh, kw), self.stride, self.padding, self.dilation))
+
+    @property
+    def m(self) -> int:
+        return self.x_shape[0] * math.prod(self.out_hw)
+
+    @property
+    def n(self) -> int:
+        return self.w_shape[0] // self.groups
+
+    @property
+    def k(self) -> int:
+        return self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
+
+    @property
+    def batch(self) -> int:
+        return self.groups
+
+    def a_setup(self) -> list[str]:
+        ho, wo = self.out_hw
+        sn, sc, sh, sw = self.x_strides
+        cin_g = self.w_shape[1]
+        return [f"img = rm // {ho * wo}", f"oh = (rm // {wo}) % {ho}", f"ow = rm % {wo}",
+                f"ih0 = oh * {self.stride[0]} - {self.padding[0]}",
+                f"iw0 = ow * {self.stride[1]} - {self.padding[1]}",
+                f"x_base = a_ptr + pid_b.to(tl.int64) * {cin_g * sc} + img.to(tl.int64) * {sn}"]
+
+    def _k_split(self) -> list[str]:
+        cin_g, kw = self.w_shape[1], self.w_shape[3]
+        return ["kk = k0 + rk", f"kh = kk // {kw * cin_g}", f"kw = (kk // {cin_g}) % {kw}",
+                f"ci = kk % {cin_g}"]
+
+    def a_load(self, k_mask: bool) -> list[str]:
+        _, sc, sh, sw = self.x_strides
+        h, w = self.x_shape[2:]
+        return self._k_split() + [
+            f"ih = ih0[:, None] + kh[None, :] * {self.dilation[0]}",
+            f"iw = iw0[:, None] + kw[None, :] * {self.dilation[1]}",
+            f"inside = (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w}) & (kk[None, :] < K)",
+            f"a = tl.load(x_base[:, None] + ih * {sh} + iw * {sw} + ci[None, :] * {sc}, "
+            "mask=inside, other=0.0)"]
+
+    def b_setup(self) -> list[str]:
+        so = self.w_strides[0]
+        return [f"w_base = b_ptr + pid_b.to(tl.int64) * {self.n * so} + rn[None, :] * {so}"]
+
+    def b_load(self, k_mask: bool) -> list[str]:
+        _, si, sh, sw = self.w_strides
+        cin_g, kw = self.w_shape[1], self.w_shape[3]
+        dense = (si, sw, sh) == (1, cin_g, kw * cin_g)     # OHWI: k is the memory offset
+        koff = "kk" if dense else f"(kh * {sh} + kw * {sw} + ci * {si})"
+        return [f"b = tl.load(w_base + {koff}[:, None], mask=kk[:, None] < K, other=0.0)"]
+
+    def c_offset(self) -> str:
+        ho, wo = self.out_hw
+        sn, sc, sh, sw = self.out_strides
+        return (f"(rm // {ho * wo}) * {sn} + ((rm // {wo}) % {ho}) * {sh} + (rm % {wo}) * {sw} "
+                f"+ (pid_b * {self.n} + rn) * {sc}")
+
+    def bias_offset(self) -> str:
+        return f"pid_b * {self.n} + rn"
+
+    def describe(self) -> str:
+        return (f"conv2d implicit GEMM x{list(self.x_shape)} w{list(self.w_shape)} "
+                f"stride {list(self.stride)} pad {list(self.padding)} groups {self.groups}")
+
+
+# --- the kernel ---------------------------------------------------------------------------------
+def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel | None = None,
+                  name: str = "gemm") -> GeneratedKernel:
+    """A GEMM/conv kernel; with `epilogue` (a lowered anchor group) fused before the store."""
+    config = config or GemmConfig()
+    for dt in (problem.dtype, problem.out_dtype):
+        if dt.name not in _GEMM_DTYPES:
+            raise LoweringError(f"{name}: the Triton GEMM takes float32, float16 or bfloat16, "
+                                f"got {dt.name}")
+    if problem.dtype.name != "float32" and problem.bias is not None and \
+            problem.bias.name not in _GEMM_DTYPES:
+        raise LoweringError(f"{name}: bias dtype {problem.bias.name} is not a float type")
+    fn = function_name(name)
+    precision = problem.precision or input_precision(problem.dtype)
+    k_mask = problem.k % config.block_k != 0 or hasattr(problem, "x_shape")
+    body = _main_loop(problem, config, precision, k_mask)
+    args = [("a_ptr", pointer_type(problem.dtype)), ("b_ptr", pointer_type(problem.dtype))]
+    buffers = ["a", "b"]
+    if problem.bias is not None:
+        args.append(("bias_ptr", pointer_type(problem.bias)))
+        buffers.append("bias")
+        body += [f"acc += tl.load(bias_ptr + {problem.bias_offset()}, mask=rn < N, "
+                 "other=0.0).to(tl.float32)"]
+    body += [f"cidx = {problem.c_offset()}"]
+    if epilogue is None:
+        body += [f"tl.store(c_ptr + cidx, acc.to({tl_type(problem.out_dtype)}), mask=xmask)"]
+        args.append(("c_ptr", pointer_type(problem.out_dtype)))
+        buffers.append("c")
+    else:
+        body += _epilogue(epilogue, problem)
+        extra = [b for b in epilogue.inputs if b.name != "acc"] + list(epilogue.outputs)
+        args += [(f"{b.name}_ptr", pointer_type(b.dtype)) for b in extra]
+        buffers += [b.name for b in extra]
+    constexprs = config.constexprs()
+    params = [a for a, _ in args] + [f"{c}: tl.constexpr" for c in constexprs]
+    header = [f"# {problem.describe()}, {precision or 'fp32 accumulate'}"]
+    if epilogue is not None:
+        header += ["# epilogue:"] + ["#   " + line for line in str(epilogue).splitlines()]
+    text = "\n".join(header + ["@triton.jit", f"def {fn}({', '.join(params)}):"]
+                     + ["    " + line for line in body]) + "\n"
+    grid = (math.ceil(problem.m / config.block_m) * math.ceil(problem.n / config.block_n),
+            problem.batch, 1)
+    launch = LaunchSpec(fn, args, constexprs, grid,
+                        "(cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), batch, 1)", config.num_warps,
+                        config.num_stages, buffers)
+    return GeneratedKernel(text, launch)
+
+
+def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool) -> list[str]:
+    dot_args = f", input_precision=\"{precision}\"" if precision else ""
+    lines = [f"M = {problem.m}", f"N = {problem.n}", f"K = {problem.k}",
+             "pid = tl.program_id(0)", "pid_b = tl.program_id(1)",
+             "num_pid_m = tl.cdiv(M, BLOCK_M)", "num_pid_n = tl.cdiv(N, BLOCK_N)",
+             "# grouped order: GROUP_M rows of tiles share B tiles in L2",
+             "group_size = GROUP_M * num_pid_n",
+             "first_m = (pid // group_size) * GROUP_M",
+             "rows = tl.minimum(num_pid_m - first_m, GROUP_M)",
+             "pid_m = first_m + (pid % group_size) % rows",
+             "pid_n = (pid % group_size) // rows",
+             "# rows/cols past the edge wrap (loads stay in bounds, stores are masked)",
+             "rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M",
+             "rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
+             "rk = tl.arange(0, BLOCK_K)"]
+    lines += problem.a_setup() + problem.b_setup()
+    lines += ["acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)",
+              "for k0 in range(0, K, BLOCK_K):"]
+    inner = problem.a_load(k_mask) + problem.b_load(k_mask) + [f"acc = tl.dot(a, b, acc{dot_args})"]
+    lines += ["    " + line for line in inner]
+    lines += ["rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
+              "rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]",
+              "xmask = (rm < M) & (rn < N)"]
+    return lines
+
+
+def _epilogue(kernel: K.Kernel, problem) -> list[str]:
+    """The epilogue description's stores, with its "acc" loads reading the tile."""
+    if kernel.inner:
+        raise LoweringError(f"{kernel.name}: a reduction cannot be a GEMM epilogue")
+    index = _acc_index(kernel)
+    lines = ["xindex = cidx"]
+    emitter = Emitter(kernel, wide=False, substitutes={"acc": "acc_value"})
+    emitter.unravel_dense(lines, "cidx", index)
+    acc_dtype = next(b.dtype for b in kernel.inputs if b.name == "acc")
+    if acc_dtype.name in ("float16", "bfloat16"):
+        lines.append(f"acc_value = acc.to({tl_type(acc_dtype)}).to(tl.float32)")
+    else:
+        lines.append(f"acc_value = acc.to({tl_type(acc_dtype)})")
+    scope = Scope(lines, "xmask", inner=False)
+    for stage in kernel.stages:
+        emitter.store(stage, scope, scope)
+    return lines
+
+
+def _acc_index(kernel: K.Kernel) -> K.Affine:
+    """The one index the epilogue reads "acc" at; it must be a dense layout of the outer
+    space (each output point reads its own GEMM result) for the tile to stand in for it."""
+    indices = {e.index for s in kernel.stages for e in K._walk(s.value)
+               if isinstance(e, K.Load) and e.buffer == "acc"}
+    if len(indices) != 1:
+        raise LoweringError(f"{kernel.name}: the epilogue reads the GEMM result at "
+                            f"{len(indices)} different indices; expected one")
+    (index,) = indices
+    dims = sorted((index.coeff(v), size) for v, size in enumerate(kernel.outer) if size != 1)
+    expected = 1
+    for coeff, size in dims:
+        if coeff != expected:
+            raise LoweringError(f"{kernel.name}: the epilogue reads the GEMM result at {index}, "
+                                "not at each output point's own element")
+        expected *= size
+    if index.offset != 0:
+        raise LoweringError(f"{kernel.name}: the epilogue reads the GEMM result at an offset")
+    return index
+
+
+# --- extern anchors (graph nodes) -> problems ------------------------------------------------------
+def anchor_problem(node, dtype_out: DType | None = None):
+    """The GEMM/conv problem of an anchor node (mm, addmm, linear, matmul, bmm, conv2d,
+    convolution), and the nodes feeding A, B and the bias, in kernel-argument order."""
+    op = node.target
+    bound = op.schema.as_kwargs(op.schema.bind(node.args, node.kwargs))
+    out = node.meta["val"]
+    builder = _ANCHORS.get(op.name)
+    if builder is None:
+        raise LoweringError(f"the Triton GEMM has no rule for {op.name} (at {node.name})")
+    return builder(bound, out, node.name)
+
+
+def _meta(n):
+    return n.meta["val"]
+
+
+def _rows(meta, name: str) -> tuple[int, int, int]:
+    """(batch=0, row, col) strides of a 2-D operand, or of an N-D one whose leading dims
+    flatten into rows (contiguous over them)."""
+    shape, strides = tuple(meta.shape), tuple(meta.strides)
+    for d in range(len(shape) - 2):
+        if shape[d] != 1 and strides[d] != strides[d + 1] * shape[d + 1]:
+            raise LoweringError(f"{name}: operand of shape {list(shape)} with strides "
+                                f"{list(strides)} does not flatten into GEMM rows")
+    return (0, strides[-2] if len(shape) > 1 else 0, strides[-1])
+
+
+def _mm(bound, out, name, a="self", b="mat2", bias=None):
+    am, bm = _meta(bound[a]), _meta(bound[b])
+    m = math.prod(am.shape[:-1])
+    k, n = bm.shape
+    problem = MatmulProblem(m, n, k, am.dtype, out.dtype, _rows(am, name), (0,) + tuple(bm.strides),
+                            _rows(out, name), 1, _meta(bias).dtype if bias is not None else None)
+    return problem, [bound[a], bound[b]] + ([bias] if bias is not None else [])
+
+
+def _linear(bound, out, name):
+    x, w, bias = bound["input"], bound["weight"], bound.get("bias")
+    xm, wm = _meta(x), _meta(w)
+    n, k = wm.shape
+    if bias is not None and (tuple(_meta(bias).shape) != (n,) or _meta(bias).strides[-1] != 1):
+        raise LoweringError(f"{name}: linear bias must be a contiguous ({n},) vector")
+    problem = MatmulProblem(math.prod(xm.shape[:-1]), n, k, xm.dtype, out.dtype, _rows(xm, name),
+                            (0, wm.strides[1], wm.strides[0]), _rows(out, name), 1,
+                            _meta(bias).dtype if bias is not None else None)
+    return problem, [x, w] + ([bias] if bias is not None else [])
+
+
+def _addmm(bound, out, name):
+    bias = bound["self"]
+    if bound.get("beta", 1) != 1 or bound.get("alpha", 1) != 1 or \
+            tuple(_meta(bias).shape) != (out.shape[-1],) or _meta(bias).strides[-1] != 1:
+        raise LoweringError(f"{name}: the Triton GEMM fuses addmm only as mm + a contiguous "
+                            "row bias with beta = alpha = 1")
+    return _mm(bound, out, name, "mat1", "mat2", bias)
+
+
+def _bmm(bound, out, name, a="self", b="mat2"):
+    am, bm = _meta(bound[a]), _meta(bound[b])
+    batch, m, k = am.shape
+    n = bm.shape[-1]
+    problem = MatmulProblem(m, n, k, am.dtype, out.dtype, tuple(am.strides), tuple(bm.strides),
+                            tuple(out.strides), batch)
+    return problem, [bound[a], bound[b]]
+
+
+def _matmul(bound, out, name):
+    a, b = _meta(bound["self"]), _meta(bound["other"])
+    if len(b.shape) == 2 and len(a.shape) >= 2:
+        return _mm({"self": bound["self"], "mat2": bound["other"]}, out, name)
+    if len(a.shape) == 3 and len(b.shape) == 3 and a.shape[0] == b.shape[0]:
+        return _bmm({"self": bound["self"], "mat2": bound["other"]}, out, name)
+    raise LoweringError(f"{name}: the Triton GEMM takes matmul of {len(a.shape)}-D @ 2-D or "
+                        "equal-batch 3-D operands")
+
+
+def _pair(value, name: str, what: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2):
+        return (value[0], value[-1])
+    raise LoweringError(f"{name}: conv2d {what}={value!r} is not supported by the Triton GEMM")
+
+
+def _conv(bound, out, name):
+    if bound.get("transposed"):
+        raise LoweringError(f"{name}: transposed convolution has no Triton implicit GEMM")
+    x, w, bias = bound["input"], bound["weight"], bound.get("bias")
+    xm, wm = _meta(x), _meta(w)
+    if len(xm.shape) != 4:
+        raise LoweringError(f"{name}: the Triton implicit GEMM takes 2-D convolutions")
+    padding = bound.get("padding", 0)
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":
+        padding = tuple((d * (k - 1)) // 2 for d, k in
+                        zip(_pair(bound.get("dilation", 1), name, "dilation"), wm.shape[2:]))
+    problem = ConvProblem(tuple(xm.shape), tuple(xm.strides), tuple(wm.shape), tuple(wm.strides),
+                          tuple(out.strides), _pair(bound.get("stride", 1), name, "stride"),
+                          _pair(padding, name, "padding"),
+                          _pair(bound.get("dilation", 1), name, "dilation"),
+                          int(bound.get("groups", 1)), xm.dtype, out.dtype,
+                          _meta(bias).dtype if bias is not None else None)
+    if problem.out_hw != tuple(out.shape[2:]):
+        raise LoweringError(f"{name}: conv2d output {list(out.shape)} does not match its "
+                            f"arguments (asymmetric 'same' padding?)")
+    return problem, [x, w] + ([bias] if bias is not None else [])
+
+
+_ANCHORS = {"mm": _mm, "addmm": _addmm, "linear": _linear, "bmm": _bmm, "matmul": _matmul,
+            "conv2d": _conv, "convolution": _conv}
