@@ -84,17 +84,30 @@ _ENTRY_CTYPES = [ctypes.c_int64] * 6 + [ctypes.c_void_p, ctypes.c_int64, ctypes.
 def _emit_pack(module: ir.Module, name: str, tile: int) -> None:
     """pack(dst, src, stride_along_tile, stride_along_k, rows, kc): panels of `tile` lanes.
 
-    dst[p*kc*tile + k*tile + t] = src[(p*tile + t)*s_tile + k*s_k], zero where
-    p*tile + t >= rows. Rows past the edge read a clamped (valid) address, then are
-    replaced by zero, so the loop has no branches and no out-of-bounds loads.
+    dst[p*kc + k*tile + t] = src[(p + t)*s_tile + k*s_k] for panel starts p (multiples
+    of `tile`), zero where p + t >= rows. When the tile direction is contiguous
+    (s_tile == 1: row-major B, or A given K-major), whole panels are vector copies;
+    otherwise, and for the last partial panel, rows past the edge read a clamped
+    (valid) address and are replaced by zero: no branches, no out-of-bounds loads.
     """
     fn, b = u.define(module, name, u.VOID, [("dst", u.PTR), ("src", u.PTR), ("s_tile", u.I64),
                                            ("s_k", u.I64), ("rows", u.I64), ("kc", u.I64)])
     dst, src, s_tile, s_k, rows, kc = fn.args
     fn.linkage = "internal"
+    contiguous = b.icmp_signed("==", s_tile, u.i64(1))
+    full_rows = b.select(contiguous, b.sub(rows, b.srem(rows, u.i64(tile))), u.i64(0))
+    with u.counted_loop(b, u.i64(0), full_rows, tile, "pv") as p:
+        with u.counted_loop(b, u.i64(0), kc, 1, "kv") as k:
+            panel = u.load_vec(b, src, b.add(p, b.mul(k, s_k)), tile)
+            u.store_vec(b, panel, dst, b.add(b.mul(p, kc), b.mul(k, u.i64(tile))))
+    _emit_pack_clamped(b, dst, src, s_tile, s_k, rows, kc, tile, full_rows)
+    b.ret_void()
+
+
+def _emit_pack_clamped(b, dst, src, s_tile, s_k, rows, kc, tile, start) -> None:
     last = b.sub(rows, u.i64(1))
     zero = ir.Constant(u.F32, 0.0)
-    with u.counted_loop(b, u.i64(0), rows, tile, "p") as p:
+    with u.counted_loop(b, start, rows, tile, "p") as p:
         panel = b.mul(p, kc)
         with u.counted_loop(b, u.i64(0), kc, 1, "k") as k:
             src_k = b.mul(k, s_k)
@@ -105,7 +118,6 @@ def _emit_pack(module: ir.Module, name: str, tile: int) -> None:
                 clamped = b.select(valid, row, last)
                 x = b.load(u.elem_ptr(b, src, b.add(b.mul(clamped, s_tile), src_k)), typ=u.F32)
                 b.store(b.select(valid, x, zero), u.elem_ptr(b, dst, b.add(out, u.i64(t))))
-    b.ret_void()
 
 
 # --- microkernel ---------------------------------------------------------------------------
