@@ -68,7 +68,7 @@ def _remaining_mutations(graph: Graph) -> bool:
 # --- planning ------------------------------------------------------------------------------
 def _candidate(node: Node) -> bool:
     val = node.meta.get("val")
-    return is_lowerable(node) and isinstance(val, TensorMeta) and \
+    return is_lowerable(node) and bool(node.users) and isinstance(val, TensorMeta) and \
         not val.dtype.is_complex and Tag.INPLACE not in node.target.tags and \
         Tag.RANDOM not in node.target.tags
 

@@ -133,3 +133,11 @@ def test_inplace_on_a_view_of_a_temporary_is_not_functionalized():
     x = ember.randn(3, 3)
     graph, constants, _ = fused(fn, x)
     np.testing.assert_allclose(call_graph(graph, [x], constants).numpy(), fn(x).numpy())
+
+
+def test_dead_values_form_no_group():
+    def fn(x):
+        (x * 3).exp()          # unused
+        return x + 1
+    graph, constants, _ = fused(fn, ember.randn(4))
+    assert all(g.n_outputs >= 1 for g in groups(graph))
