@@ -28,7 +28,7 @@ def _transformer():
     model = ember.models.transformer_classifier(vocab_size=30, d_model=16, nhead=2,
                                                 num_layers=1, dim_feedforward=32, max_len=12,
                                                 dropout=0.0)
-    return model, lambda: (ember.randint(0, 30, (2, 7)), ember.randint(0, 10, (2,)))
+    return model, lambda: (ember.randint(0, 30, (2, 7)), ember.randint(0, 2, (2,)))   # 2 classes
 
 
 _OPTIMIZERS = {
@@ -51,6 +51,7 @@ def _eager_step(model, loss_fn, opt, x, y):
 
 
 def _assert_same_state(model, ref, opt, opt_ref, tol):
+    assert all(np.isfinite(q.detach().numpy()).all() for q in ref.parameters())
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=tol, atol=tol,
                                    err_msg=name)
@@ -76,6 +77,7 @@ def _run_both(make, make_opt, steps, train=True, tol=2e-4):
         x, y = batch()
         got = step(x, y)
         want = _eager_step(ref, loss_fn, opt_ref, x, y)
+        assert np.isfinite(want.item())
         np.testing.assert_allclose(got.item(), want.item(), rtol=tol, atol=tol)
     _assert_same_state(model, ref, opt, opt_ref, tol)
     return step
@@ -97,7 +99,9 @@ def test_small_cnn_eval_mode_steps_equal_eager():
 
 
 def test_transformer_classifier_steps_equal_eager():
-    _run_both(_transformer, _OPTIMIZERS["adamw"], steps=2)
+    # SGD, not Adam: the key bias's gradient is zero up to rounding (softmax ignores a
+    # per-query shift), and Adam would scale that rounding noise up to lr-sized steps
+    _run_both(_transformer, _OPTIMIZERS["sgd_momentum_wd"], steps=2)
 
 
 def test_parameters_are_updated_in_place():
