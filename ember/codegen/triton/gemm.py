@@ -350,11 +350,16 @@ def _rows(meta, name: str) -> tuple[int, int, int]:
     """(batch=0, row, col) strides of a 2-D operand, or of an N-D one whose leading dims
     flatten into rows (contiguous over them)."""
     shape, strides = tuple(meta.shape), tuple(meta.strides)
-    for d in range(len(shape) - 2):
-        if shape[d] != 1 and strides[d] != strides[d + 1] * shape[d + 1]:
-            raise LoweringError(f"{name}: operand of shape {list(shape)} with strides "
-                                f"{list(strides)} does not flatten into GEMM rows")
+    if not _flattens(meta):
+        raise LoweringError(f"{name}: operand of shape {list(shape)} with strides "
+                            f"{list(strides)} does not flatten into GEMM rows")
     return (0, strides[-2] if len(shape) > 1 else 0, strides[-1])
+
+
+def _flattens(meta) -> bool:
+    shape, strides = tuple(meta.shape), tuple(meta.strides)
+    return all(shape[d] == 1 or strides[d] == strides[d + 1] * shape[d + 1]
+               for d in range(len(shape) - 2))
 
 
 def _mm(bound, out, name, a="self", b="mat2", bias=None):
@@ -398,6 +403,11 @@ def _bmm(bound, out, name, a="self", b="mat2"):
 
 def _matmul(bound, out, name):
     a, b = _meta(bound["self"]), _meta(bound["other"])
+    if len(b.shape) == 2 and len(a.shape) == 3 and not _flattens(a):
+        batch, m, k = a.shape                   # e.g. a seq-first view: batch over dim 0
+        problem = MatmulProblem(m, b.shape[1], k, a.dtype, out.dtype, tuple(a.strides),
+                                (0,) + tuple(b.strides), tuple(out.strides), batch)
+        return problem, [bound["self"], bound["other"]]
     if len(b.shape) == 2 and len(a.shape) >= 2:
         return _mm({"self": bound["self"], "mat2": bound["other"]}, out, name)
     if len(a.shape) == 3 and len(b.shape) == 3 and a.shape[0] == b.shape[0]:

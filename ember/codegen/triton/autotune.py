@@ -1,0 +1,109 @@
+"""Block configurations for generated GEMMs: a documented default, or the fastest of a
+candidate list timed on the GPU, remembered on disk.
+
+Key: SHA-256 of the GEMM's source generated with the default config (sizes, strides,
+dtypes and precision are literals in it) plus the device name, so a tuned result is
+reused only for the same problem on the same kind of GPU. Entries are JSON files in
+`<cache>/autotune/` (cache.cache_dir()).
+
+Without a GPU (CI, the interpreter) nothing is timed: `gemm_config` returns the stored
+result for the device if one exists, else `default_config`:
+  BLOCK_M/BLOCK_N = 128 where the dimension has 128 or more, else its next power of
+  two (at least 16, tl.dot's minimum); BLOCK_K = 32 for float32 (64 for 16-bit types
+  when K >= 64); GROUP_M = 8; num_warps = 8 for 128x128 tiles, else 4; num_stages = 3.
+  (128x128x32 float32 with 3 stages uses 96 KiB of shared memory: fits sm_80 and sm_90.)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Callable
+
+from .cache import cache_dir, write_atomic
+from .gemm import GemmConfig, generate_gemm
+from .source import next_pow2
+
+FORMAT = "ember-triton-autotune-1"
+CPU_DEVICE = "no-gpu"
+
+# Candidates timed on a GPU (tile shapes from Triton's matmul tutorial plus the K-major
+# TF32 shapes measured on the H100); configs that do not fit the problem are skipped.
+CANDIDATES = [
+    GemmConfig(128, 256, 32, 8, 8, 3), GemmConfig(256, 128, 32, 8, 8, 3),
+    GemmConfig(128, 128, 32, 8, 8, 4), GemmConfig(128, 128, 64, 8, 8, 3),
+    GemmConfig(128, 64, 32, 8, 4, 4), GemmConfig(64, 128, 32, 8, 4, 4),
+    GemmConfig(64, 64, 32, 8, 4, 4), GemmConfig(128, 256, 64, 8, 8, 3),
+    GemmConfig(64, 32, 32, 8, 4, 4), GemmConfig(32, 64, 32, 8, 4, 4),
+]
+
+
+def default_config(problem) -> GemmConfig:
+    block_m = 128 if problem.m >= 128 else max(16, next_pow2(problem.m))
+    block_n = 128 if problem.n >= 128 else max(16, next_pow2(problem.n))
+    wide = problem.dtype.itemsize == 2 and problem.k >= 64
+    warps = 8 if block_m * block_n >= 128 * 128 else 4
+    return GemmConfig(block_m, block_n, 64 if wide else 32, 8, warps, 3)
+
+
+def tuning_key(problem, device: str) -> str:
+    text = generate_gemm(problem, default_config(problem)).source
+    return hashlib.sha256(f"{FORMAT}\n{device}\n{text}".encode()).hexdigest()[:32]
+
+
+def _entry_path(problem, device: str):
+    return cache_dir() / "autotune" / f"{tuning_key(problem, device)}.json"
+
+
+def stored_config(problem, device: str) -> GemmConfig | None:
+    path = _entry_path(problem, device)
+    try:
+        data = json.loads(path.read_text())
+        return GemmConfig(**data["config"]) if data.get("format") == FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None          # missing or damaged entry: a miss, never an error
+
+
+def gemm_config(problem, device: str | None = None) -> GemmConfig:
+    """The stored tuned config for this problem and device, else the default."""
+    return stored_config(problem, device or current_device()) or default_config(problem)
+
+
+def candidates_for(problem) -> list[GemmConfig]:
+    """Candidates whose tiles are not much larger than the problem (tiny GEMMs skip huge
+    tiles); the default is always among them."""
+    fits = [c for c in CANDIDATES if c.block_m <= max(16, next_pow2(problem.m)) and
+            c.block_n <= max(16, next_pow2(problem.n))]
+    default = default_config(problem)
+    return fits + ([default] if default not in fits else [])
+
+
+def autotune_gemm(problem, bench: Callable[[GemmConfig], float], device: str) -> GemmConfig:
+    """Time every candidate with `bench(config) -> milliseconds` (the caller launches on
+    its own device buffers), store and return the fastest. Failing candidates (out of
+    shared memory, ...) are skipped."""
+    timings = {}
+    for config in candidates_for(problem):
+        try:
+            timings[config] = float(bench(config))
+        except Exception:      # noqa: BLE001 - a config that cannot run is not a candidate
+            timings[config] = float("inf")
+    best = min(timings, key=timings.get)
+    record = {"format": FORMAT, "device": device, "config": asdict(best),
+              "timings_ms": [[asdict(c), t] for c, t in timings.items()]}
+    write_atomic(_entry_path(problem, device), json.dumps(record, indent=1).encode())
+    return best
+
+
+def current_device() -> str:
+    """The GPU kind for cache keys ("cuda-90"), or CPU_DEVICE when there is none (CI, the
+    interpreter). A runtime that knows the device's marketing name may pass it instead."""
+    from .mathlib import INTERPRETED
+    if INTERPRETED:
+        return CPU_DEVICE
+    try:
+        import triton
+        target = triton.runtime.driver.active.get_current_target()
+        return f"{target.backend}-{target.arch}"
+    except Exception:          # noqa: BLE001 - no driver / no device: untimed defaults
+        return CPU_DEVICE

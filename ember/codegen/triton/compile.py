@@ -1,0 +1,221 @@
+"""Ahead-of-time compilation: generated Triton kernels -> cubin + JSON launch metadata.
+
+No GPU is needed: `triton.compile(ASTSource(fn, signature, constexprs, attrs),
+target=GPUTarget("cuda", arch, 32))` runs Triton's whole pipeline (TTIR -> TTGIR ->
+LLVM -> PTX -> ptxas) for the named architecture. Each kernel is written as
+
+    <dir>/<name>.<key>.sm_<arch>.cubin     the machine code
+    <dir>/<name>.<key>.sm_<arch>.json      how to launch it (FORMAT below)
+
+so a CUDA runtime can cuModuleLoadData the cubin, cuModuleGetFunction(name) and
+cuLaunchKernel it without Triton. The JSON holds:
+
+    format         "ember-triton-cubin-1"
+    name           entry symbol in the cubin (the @triton.jit function's name)
+    arch           "sm_80" / "sm_90"
+    grid           [gx, gy, gz]; fixed, because sizes are literals in the source
+    grid_rule      how the grid was computed (for readers)
+    block          [32 * num_warps, 1, 1]
+    num_warps, num_stages, num_ctas
+    shared_mem     dynamic shared memory bytes to pass to cuLaunchKernel (above 48 KiB the
+                   runtime must first raise CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
+    args           [[param name, Triton signature type]] - device pointers, in order
+    buffers        the kernel-description buffer each pointer argument is (in0, acc, out0,
+                   a, b, bias, c, ...)
+    extra_params   parameters Triton appends after `args` (global_scratch, profile_scratch
+                   in Triton 3.x): pass a null pointer when the matching *_size is 0
+    global_scratch_size, global_scratch_align, profile_scratch_size
+    pointer_align  every pointer argument must be aligned to this many bytes (the kernel
+                   was compiled assuming it: vector loads)
+    constexprs, source_key, triton_version, cubin (file name), cubin_sha256
+
+`launch_args(metadata, pointers)` turns that into the cuLaunchKernel arguments.
+`python -m ember.codegen.triton.compile --out DIR [--models mlp,small_cnn,...]` compiles every
+kernel the built-in models generate (deduplicated by source) for sm_80 and sm_90.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import load, write_atomic
+from .source import GeneratedKernel
+
+FORMAT = "ember-triton-cubin-1"
+ARCHS = (80, 90)
+POINTER_ALIGN = 16
+
+
+@dataclass
+class Cubin:
+    kernel: GeneratedKernel
+    arch: int
+    binary: bytes
+    metadata: dict
+
+
+def compile_cubin(kernel: GeneratedKernel, arch: int) -> Cubin:
+    """Compile one generated kernel for sm_<arch> (Triton, no GPU needed)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    fn = load(kernel)
+    if not hasattr(fn, "arg_names") or type(fn).__name__ == "InterpretedFunction":
+        raise RuntimeError("cubin compilation needs compiled Triton: unset TRITON_INTERPRET")
+    spec = kernel.launch
+    signature = {name: ty for name, ty in spec.args}
+    signature.update({name: "constexpr" for name in spec.constexprs})
+    # pointers 16-byte aligned: lets Triton vectorize loads (the runtime guarantees it)
+    attrs = {(i,): [["tt.divisibility", POINTER_ALIGN]] for i in range(len(spec.args))}
+    source = ASTSource(fn, signature, constexprs=dict(spec.constexprs), attrs=attrs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": spec.num_warps,
+                                       "num_stages": spec.num_stages})
+    binary = compiled.asm["cubin"]
+    return Cubin(kernel, arch, binary, _metadata(kernel, arch, compiled, binary))
+
+
+def _metadata(kernel: GeneratedKernel, arch: int, compiled, binary: bytes) -> dict:
+    import triton
+    md, spec = compiled.metadata, kernel.launch
+    n_params = _entry_param_count(compiled.asm["ptx"], md.name)
+    extra = ["global_scratch", "profile_scratch"][:max(0, n_params - len(spec.args))]
+    return {
+        "format": FORMAT, "name": md.name, "arch": f"sm_{arch}",
+        "grid": list(spec.grid), "grid_rule": spec.grid_rule,
+        "block": [32 * md.num_warps, 1, 1], "num_warps": md.num_warps,
+        "num_stages": md.num_stages, "num_ctas": getattr(md, "num_ctas", 1),
+        "shared_mem": md.shared, "args": [list(a) for a in spec.args],
+        "buffers": list(spec.buffers), "extra_params": extra,
+        "global_scratch_size": getattr(md, "global_scratch_size", 0) or 0,
+        "global_scratch_align": getattr(md, "global_scratch_align", 1) or 1,
+        "profile_scratch_size": getattr(md, "profile_scratch_size", 0) or 0,
+        "pointer_align": POINTER_ALIGN, "constexprs": dict(spec.constexprs),
+        "source_key": kernel.key(), "triton_version": triton.__version__,
+        "cubin_sha256": hashlib.sha256(binary).hexdigest(),
+    }
+
+
+def _entry_param_count(ptx: str, name: str) -> int:
+    """Parameters of the kernel's entry in the PTX (Triton appends scratch pointers)."""
+    match = re.search(r"\.entry\s+" + re.escape(name) + r"\s*\((.*?)\)", ptx, re.S)
+    return len(re.findall(r"\.param\b", match.group(1))) if match else 0
+
+
+def write_cubin(cubin: Cubin, directory: Path) -> Path:
+    """Write <name>.<key>.sm_<arch>.cubin and its .json; returns the JSON's path."""
+    stem = f"{cubin.kernel.name}.{cubin.kernel.key()}.sm_{cubin.arch}"
+    meta = dict(cubin.metadata, cubin=f"{stem}.cubin")
+    write_atomic(Path(directory) / f"{stem}.cubin", cubin.binary)
+    path = Path(directory) / f"{stem}.json"
+    write_atomic(path, json.dumps(meta, indent=1).encode())
+    return path
+
+
+@dataclass
+class LaunchArgs:
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_mem: int
+    params: list[int]                 # device pointers, in cuLaunchKernel order
+
+
+def launch_args(metadata: dict, pointers) -> LaunchArgs:
+    """cuLaunchKernel's arguments from a cubin's metadata and device pointers.
+
+    `pointers` maps each name in metadata["buffers"] to a device address (int), or is a
+    list in that order. Scratch parameters are null (their sizes must be 0; a kernel that
+    needs scratch is refused here, naming it)."""
+    buffers = metadata["buffers"]
+    if isinstance(pointers, dict):
+        missing = [b for b in buffers if b not in pointers]
+        if missing:
+            raise ValueError(f"{metadata['name']}: no pointer for buffers {missing} "
+                             f"(expects {buffers})")
+        pointers = [pointers[b] for b in buffers]
+    if len(pointers) != len(buffers):
+        raise ValueError(f"{metadata['name']} takes {len(buffers)} pointers ({buffers}), "
+                         f"got {len(pointers)}")
+    align = metadata.get("pointer_align", 1)
+    for name, ptr in zip(buffers, pointers):
+        if int(ptr) % align:
+            raise ValueError(f"{metadata['name']}: buffer {name} at {int(ptr):#x} is not "
+                             f"{align}-byte aligned")
+    if metadata.get("global_scratch_size", 0) or metadata.get("profile_scratch_size", 0):
+        raise ValueError(f"{metadata['name']} needs global scratch memory; allocate it and "
+                         "pass its pointer in extra_params")
+    params = [int(p) for p in pointers] + [0] * len(metadata.get("extra_params", []))
+    return LaunchArgs(tuple(metadata["grid"]), tuple(metadata["block"]),
+                      metadata["shared_mem"], params)
+
+
+# --- every kernel of the built-in models ------------------------------------------------------
+def builtin_model_cases() -> dict:
+    """Small configurations of ember.models, with example inputs (name -> (model, inputs))."""
+    import ember
+    cases = {
+        "mlp": lambda: (ember.models.mlp(784, (256, 128)).eval(), [ember.randn(8, 784)]),
+        "small_cnn": lambda: (ember.models.small_cnn().eval(), [ember.randn(2, 1, 28, 28)]),
+        "resnet18": lambda: (ember.models.resnet18(num_classes=10).eval(),
+                             [ember.randn(2, 3, 32, 32)]),
+        "resnet50": lambda: (ember.models.resnet50(num_classes=10).eval(),
+                             [ember.randn(1, 3, 32, 32)]),
+        "transformer": lambda: (ember.models.transformer_classifier().eval(),
+                                [ember.randint(0, 1000, (2, 16))]),
+    }
+    return cases
+
+
+def model_kernel_set(names=None) -> tuple[dict, dict]:
+    """(unique kernels by key, per-model report) for the named built-in models."""
+    from .collect import model_kernels, unique
+    cases = builtin_model_cases()
+    kernels, report = [], {}
+    for name in names or cases:
+        model, inputs = cases[name]()
+        found, externs = model_kernels(model, inputs)
+        kernels += found
+        report[name] = {"kernels": len(found), "unique": len(unique(found)),
+                        "extern": [f"{e.op} ({e.reason})" for e in externs]}
+    return unique(kernels), report
+
+
+def compile_all(kernels: dict, directory: Path, archs=ARCHS, log=None) -> list[Path]:
+    paths = []
+    for gk in kernels.values():
+        for arch in archs:
+            paths.append(write_cubin(compile_cubin(gk.kernel, arch), directory))
+        if log:
+            log(f"{gk.kind:14s} {gk.node:24s} {gk.kernel.name}")
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ember.codegen.triton.compile",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--models", default="all",
+                        help="comma-separated built-in models, or 'all'")
+    parser.add_argument("--arch", default=",".join(map(str, ARCHS)))
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    names = None if args.models == "all" else args.models.split(",")
+    start = time.perf_counter()
+    kernels, report = model_kernel_set(names)
+    archs = tuple(int(a) for a in args.arch.split(","))
+    paths = compile_all(kernels, args.out, archs, None if args.quiet else print)
+    summary = {"models": report, "unique_kernels": len(kernels), "archs": list(archs),
+               "files": len(paths), "seconds": round(time.perf_counter() - start, 1)}
+    write_atomic(args.out / "summary.json", json.dumps(summary, indent=1).encode())
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
