@@ -12,6 +12,7 @@ CASES = [
     ((1, 6, 10, 7), (6, 1, 3, 3), dict(padding=(2, 1), dilation=2, groups=6)),   # depthwise
     ((2, 8, 5, 5), (16, 8, 1, 1), {}),                                           # pointwise
     ((1, 8, 6, 6), (4, 4, 1, 1), dict(groups=2)),                                # grouped 1x1
+    ((2, 6, 7, 7), (5, 6, 1, 1), dict(stride=2)),                                # downsample
     ((1, 3, 7, 7), (5, 3, 2, 4), dict(stride=(2, 3), padding="valid")),
     ((1, 3, 7, 9), (5, 3, 3, 5), dict(padding="same", dilation=(1, 2))),
     ((1, 3, 16, 16), (8, 3, 7, 7), dict(stride=2, padding=3)),                   # a stem

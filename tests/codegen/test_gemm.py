@@ -76,6 +76,14 @@ def test_column_strided_out_and_empty_k(rng):
     np.testing.assert_array_equal(empty, np.zeros((3, 5)))
 
 
+def test_out_aliasing_an_input(rng):
+    a = rng.standard_normal((20, 20)).astype(np.float32)
+    b = rng.standard_normal((20, 20)).astype(np.float32)
+    a0 = a.copy()
+    gemm(a, b, a, beta=1.0)                                      # a = a @ b + a
+    _check(a, a0, b, a0.astype(np.float64))
+
+
 def test_threads_split_columns_when_rows_are_few(rng):
     a = rng.standard_normal((2, 64)).astype(np.float32)
     b = rng.standard_normal((64, 1000)).astype(np.float32)

@@ -192,16 +192,13 @@ def _store_tile(b, acc, dst, ld, accumulate, lanes) -> None:
 
 
 def _copy_partial(b, tile, tile_ld, c, ldc, m_valid, n_valid, accumulate) -> None:
-    zero = ir.Constant(u.F32, 0.0)
+    """The valid m_valid x n_valid corner of the stack tile into C (+ C when accumulate)."""
     with u.counted_loop(b, u.i64(0), m_valid, 1, "r") as r:
         with u.counted_loop(b, u.i64(0), n_valid, 1, "j") as j:
             dst = u.elem_ptr(b, c, b.add(b.mul(r, ldc), j))
             x = b.load(u.elem_ptr(b, tile, b.add(b.mul(r, u.i64(tile_ld)), j)), typ=u.F32)
-            # read C only when accumulating: with beta == 0 it may hold NaN (BLAS rule)
-            with b.if_then(accumulate):
-                b.store(b.fadd(x, b.load(dst, typ=u.F32)), dst)
-            with b.if_then(b.not_(accumulate)):
-                b.store(b.fadd(x, zero), dst)
+            # select, not arithmetic: with beta == 0, C's old NaNs must not leak (BLAS)
+            b.store(b.select(accumulate, b.fadd(x, b.load(dst, typ=u.F32)), x), dst)
 
 
 # --- the loop nest -------------------------------------------------------------------------
@@ -331,8 +328,10 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: floa
     m, n, k = _check(a, b, out)
     if out is None:
         out, beta = np.empty((m, n), np.float32), 0.0
-    if out.strides[1] != 4 or out.strides[0] % 4:
-        result = gemm(a, b, np.ascontiguousarray(out), beta, isa, pool, threads)
+    overlaps = np.may_share_memory(out, a) or np.may_share_memory(out, b)
+    if out.strides[1] != 4 or out.strides[0] % 4 or overlaps:
+        # the kernel stores rows of C as vectors, and reads A/B while writing C
+        result = gemm(a, b, out.copy(), beta, isa, pool, threads)
         out[...] = result
         return out
     if beta not in (0.0, 1.0) and m * n:
