@@ -74,7 +74,34 @@ def propagate_layout(graph: Graph, ctx: PassContext) -> int:
     changed += _convert_exits(converted, mutated)
     changed += _convert_outputs(graph, outputs_before, options["output_layout"])
     recompute_metas(graph)
+    changed -= _drop_redundant_conversions(graph, mutated)
     return changed
+
+
+def _is_conversion(node: Node) -> bool:
+    return node.op == OpKind.call_function and node.target is OPS["contiguous"] and \
+        "memory_format" in node.kwargs
+
+
+def _drop_redundant_conversions(graph: Graph, mutated: set[Node]) -> int:
+    """Once metas are final: a conversion of a value already in the format goes, and two
+    conversions of one value to one format become one (values no in-place op touches)."""
+    dropped = 0
+    seen: dict[tuple, Node] = {}
+    for node in graph.nodes:
+        if not _is_conversion(node) or node in mutated or node.args[0] in mutated:
+            continue
+        value, fmt = node.args[0], node.kwargs["memory_format"]
+        keep = value if _in_format(value, fmt) else seen.get((value, fmt))
+        if keep is None:
+            seen[(value, fmt)] = node
+            continue
+        node.replace_all_uses_with(keep)
+        graph.erase_node(node)
+        dropped += 1
+    if dropped:
+        recompute_metas(graph)
+    return dropped
 
 
 def _options(ctx: PassContext) -> dict:
