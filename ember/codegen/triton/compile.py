@@ -172,8 +172,9 @@ def builtin_model_cases() -> dict:
     return cases
 
 
-def model_kernel_set(names=None) -> tuple[dict, dict]:
-    """(unique kernels by key, per-model report) for the named built-in models."""
+def model_kernel_set(names=None, per_kind: int | None = None) -> tuple[dict, dict]:
+    """(unique kernels by key, per-model report) for the named built-in models; with
+    `per_kind`, only the first that many kernels of each kind (a representative subset)."""
     from .collect import model_kernels, unique
     cases = builtin_model_cases()
     kernels, report = [], {}
@@ -183,7 +184,16 @@ def model_kernel_set(names=None) -> tuple[dict, dict]:
         kernels += found
         report[name] = {"kernels": len(found), "unique": len(unique(found)),
                         "extern": [f"{e.op} ({e.reason})" for e in externs]}
-    return unique(kernels), report
+    chosen = unique(kernels)
+    if per_kind is not None:
+        counts: dict[str, int] = {}
+        subset = {}
+        for key, gk in chosen.items():
+            counts[gk.kind] = counts.get(gk.kind, 0) + 1
+            if counts[gk.kind] <= per_kind:
+                subset[key] = gk
+        chosen = subset
+    return chosen, report
 
 
 def compile_all(kernels: dict, directory: Path, archs=ARCHS, log=None) -> list[Path]:
@@ -203,14 +213,16 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="all",
                         help="comma-separated built-in models, or 'all'")
     parser.add_argument("--arch", default=",".join(map(str, ARCHS)))
+    parser.add_argument("--per-kind", type=int, default=None,
+                        help="only the first N kernels of each kind (a representative subset)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     names = None if args.models == "all" else args.models.split(",")
     start = time.perf_counter()
-    kernels, report = model_kernel_set(names)
+    kernels, report = model_kernel_set(names, args.per_kind)
     archs = tuple(int(a) for a in args.arch.split(","))
     paths = compile_all(kernels, args.out, archs, None if args.quiet else print)
-    summary = {"models": report, "unique_kernels": len(kernels), "archs": list(archs),
+    summary = {"models": report, "compiled_kernels": len(kernels), "archs": list(archs),
                "files": len(paths), "seconds": round(time.perf_counter() - start, 1)}
     write_atomic(args.out / "summary.json", json.dumps(summary, indent=1).encode())
     print(json.dumps(summary))
