@@ -100,6 +100,14 @@ class Plan:
                 if spec.persistent and slot not in self._fixed:
                     self._fixed[slot] = array_for(spec.meta)
 
+    def bind(self, slot: int, array: np.ndarray) -> None:
+        """Make a persistent kernel output write into the caller's `array` (which must
+        have its BufferSpec's shape, dtype and strides): a training step updating its
+        parameters in place. Rebinding each call is cheap."""
+        if not self._fixed:
+            self.prepare()
+        self._fixed[slot] = array
+
     def run(self, inputs: list[np.ndarray]):
         if not self._fixed:
             self.prepare()
