@@ -12,15 +12,25 @@ How each layout maps onto C = A @ B (one GEMM per group; per image in NCHW):
   is already NHWC. A 1x1, stride-1 convolution uses x itself as A (no copy).
 - NCHW: per image, A = weights (Cout_g, Cg*kH*kW), B = patches (Cg*kH*kW, OH*OW),
   C = that image's (Cout_g, OH*OW) output block; a 1x1, stride-1 one uses x[n] as B.
-Patches are gathered by a strided view of the zero-padded input and one copy.
+NHWC patches are gathered by a native, threaded im2col kernel (padding written as
+zeros, no padded copy of the input) into a per-thread buffer reused across calls;
+NCHW patches by a strided view of the zero-padded input and one NumPy copy.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+import threading
+
 import numpy as np
+from llvmlite import ir
 from numpy.lib.stride_tricks import as_strided
 
 from ...ir.errors import DTypeError, ShapeError
+from ...runtime.threads import default_pool
+from . import irutil as u
 from .gemm import gemm
+from .jit import compile_ir
 
 LAYOUTS = ("nchw", "nhwc")
 
@@ -101,14 +111,78 @@ class _Geometry:
         return self.kernel == (1, 1) and self.stride == (1, 1) and self.pads == ((0, 0), (0, 0))
 
 
-def _patches_nhwc(x: np.ndarray, g: _Geometry) -> np.ndarray:
-    """(N, OH, OW, kH, kW, C) view of the padded NHWC input (no copy yet)."""
-    xp = np.pad(x, ((0, 0), g.pads[0], g.pads[1], (0, 0))) if any(map(any, g.pads)) else x
-    sn, sh, sw, sc = xp.strides
+# im2col_nhwc(begin, end, worker, x, patches, <_IM2COL_DIMS>): patch rows of output rows
+# [begin, end) of N*OH; each patch row is (kh, kw, c) for c in [c0, c0 + cg).
+_IM2COL_DIMS = ("h", "w", "c", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "ph", "pw",
+                "c0", "cg")
+
+
+def _im2col_module() -> ir.Module:
+    module = ir.Module(name="ember_im2col_nhwc")
+    args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64), ("x", u.PTR),
+            ("patches", u.PTR)] + [(d, u.I64) for d in _IM2COL_DIMS]
+    fn, b = u.define(module, "im2col_nhwc", u.VOID, args)
+    p = dict(zip([name for name, _ in args], fn.args))
+    with u.counted_loop(b, p["begin"], p["end"], 1, "row") as row:
+        n, oh = b.sdiv(row, p["oh"]), b.srem(row, p["oh"])
+        with u.counted_loop(b, u.i64(0), p["ow"], 1, "ow") as ow:
+            with u.counted_loop(b, u.i64(0), p["kh"], 1, "kh") as kh:
+                with u.counted_loop(b, u.i64(0), p["kw"], 1, "kw") as kw:
+                    _emit_patch_pixel(b, p, n, oh, ow, kh, kw, row)
+    b.ret_void()
+    return module
+
+
+def _emit_patch_pixel(b, p, n, oh, ow, kh, kw, row) -> None:
+    """Copy cg channels of input pixel (ih, iw) into the patch, or zeros in the padding."""
+    ih = b.add(b.sub(b.mul(oh, p["sh"]), p["ph"]), b.mul(kh, p["dh"]))
+    iw = b.add(b.sub(b.mul(ow, p["sw"]), p["pw"]), b.mul(kw, p["dw"]))
+    inside = b.and_(b.and_(b.icmp_signed(">=", ih, u.i64(0)), b.icmp_signed("<", ih, p["h"])),
+                    b.and_(b.icmp_signed(">=", iw, u.i64(0)), b.icmp_signed("<", iw, p["w"])))
+    patch_row = b.add(b.mul(row, p["ow"]), ow)
+    tap = b.add(b.mul(kh, p["kw"]), kw)
+    dst = b.mul(b.add(b.mul(patch_row, b.mul(p["kh"], p["kw"])), tap), p["cg"])
+    pixel = b.add(b.mul(b.add(b.mul(n, p["h"]), ih), p["w"]), iw)
+    src = b.add(b.mul(pixel, p["c"]), p["c0"])
+    zero = ir.Constant(u.F32, 0.0)
+    with b.if_else(inside) as (copy, pad):
+        with copy:
+            with u.counted_loop(b, u.i64(0), p["cg"], 1, "c") as c:
+                value = b.load(u.elem_ptr(b, p["x"], b.add(src, c)), typ=u.F32)
+                b.store(value, u.elem_ptr(b, p["patches"], b.add(dst, c)))
+        with pad:
+            with u.counted_loop(b, u.i64(0), p["cg"], 1, "z") as c:
+                b.store(zero, u.elem_ptr(b, p["patches"], b.add(dst, c)))
+
+
+@functools.cache
+def _im2col_kernel():
+    lib = compile_ir(_im2col_module())
+    return lib.function("im2col_nhwc", None, *[ctypes.c_int64] * 3, ctypes.c_void_p,
+                        ctypes.c_void_p, *[ctypes.c_int64] * len(_IM2COL_DIMS))
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(n_floats: int) -> np.ndarray:
+    """A per-thread float32 buffer of n_floats, grown but never shrunk: patch matrices
+    are large, and a fresh one per call would pay its page faults every time."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < n_floats:
+        buf = _SCRATCH.buf = np.empty(n_floats, np.float32)
+    return buf[:n_floats]
+
+
+def _patches_nhwc(x: np.ndarray, g: _Geometry, c0: int, cg: int) -> np.ndarray:
+    """The (N*OH*OW, kH*kW*cg) patch matrix of channels [c0, c0+cg), built natively."""
+    n, h, w, c = x.shape
     (oh, ow), (kh, kw) = g.out_hw, g.kernel
-    shape = (xp.shape[0], oh, ow, kh, kw, xp.shape[3])
-    strides = (sn, sh * g.stride[0], sw * g.stride[1], sh * g.dilation[0], sw * g.dilation[1], sc)
-    return as_strided(xp, shape, strides, writeable=False)
+    patches = _scratch(n * oh * ow * kh * kw * cg).reshape(n * oh * ow, kh * kw * cg)
+    dims = (h, w, c, oh, ow, kh, kw, *g.stride, *g.dilation, g.pads[0][0], g.pads[1][0], c0, cg)
+    default_pool().parallel_for(_im2col_kernel(), n * oh, x.ctypes.data, patches.ctypes.data,
+                                *dims)
+    return patches
 
 
 def _conv_nhwc(x: np.ndarray, w: np.ndarray, g: _Geometry) -> np.ndarray:
@@ -116,14 +190,14 @@ def _conv_nhwc(x: np.ndarray, w: np.ndarray, g: _Geometry) -> np.ndarray:
     cg, og = x.shape[3] // g.groups, c_out // g.groups
     out = np.empty((n, oh, ow, c_out), np.float32)
     rows = out.reshape(n * oh * ow, c_out)
-    patches = x.reshape(-1, x.shape[3]) if g.is_pointwise else _patches_nhwc(x, g)
+    x = np.ascontiguousarray(x)
     # weights as (kH*kW*Cg, Cout): the same (kh, kw, c) order as a patch row
     w_kc = w.transpose(2, 3, 1, 0).reshape(-1, c_out)
     for grp in range(g.groups):
         if g.is_pointwise:
-            a = patches[:, grp * cg:(grp + 1) * cg]
+            a = x.reshape(-1, x.shape[3])[:, grp * cg:(grp + 1) * cg]
         else:
-            a = np.ascontiguousarray(patches[..., grp * cg:(grp + 1) * cg]).reshape(n * oh * ow, -1)
+            a = _patches_nhwc(x, g, grp * cg, cg)
         gemm(a, w_kc[:, grp * og:(grp + 1) * og], rows[:, grp * og:(grp + 1) * og])
     return out
 

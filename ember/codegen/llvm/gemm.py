@@ -85,23 +85,39 @@ def _emit_pack(module: ir.Module, name: str, tile: int) -> None:
     """pack(dst, src, stride_along_tile, stride_along_k, rows, kc): panels of `tile` lanes.
 
     dst[p*kc + k*tile + t] = src[(p + t)*s_tile + k*s_k] for panel starts p (multiples
-    of `tile`), zero where p + t >= rows. When the tile direction is contiguous
-    (s_tile == 1: row-major B, or A given K-major), whole panels are vector copies;
-    otherwise, and for the last partial panel, rows past the edge read a clamped
+    of `tile`), zero where p + t >= rows. Whole panels are vector copies when the tile
+    direction is contiguous (s_tile == 1: row-major B, or A given K-major), else plain
+    element copies; in the last, partial panel, rows past the edge read a clamped
     (valid) address and are replaced by zero: no branches, no out-of-bounds loads.
     """
     fn, b = u.define(module, name, u.VOID, [("dst", u.PTR), ("src", u.PTR), ("s_tile", u.I64),
                                            ("s_k", u.I64), ("rows", u.I64), ("kc", u.I64)])
     dst, src, s_tile, s_k, rows, kc = fn.args
     fn.linkage = "internal"
+    full_rows = b.sub(rows, b.srem(rows, u.i64(tile)))
     contiguous = b.icmp_signed("==", s_tile, u.i64(1))
-    full_rows = b.select(contiguous, b.sub(rows, b.srem(rows, u.i64(tile))), u.i64(0))
-    with u.counted_loop(b, u.i64(0), full_rows, tile, "pv") as p:
-        with u.counted_loop(b, u.i64(0), kc, 1, "kv") as k:
-            panel = u.load_vec(b, src, b.add(p, b.mul(k, s_k)), tile)
-            u.store_vec(b, panel, dst, b.add(b.mul(p, kc), b.mul(k, u.i64(tile))))
+    with b.if_else(contiguous) as (vector_copy, element_copy):
+        with vector_copy:
+            _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector=True)
+        with element_copy:
+            _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector=False)
     _emit_pack_clamped(b, dst, src, s_tile, s_k, rows, kc, tile, full_rows)
     b.ret_void()
+
+
+def _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector: bool) -> None:
+    """Whole panels: one vector copy per k (contiguous tile), else `tile` plain copies."""
+    with u.counted_loop(b, u.i64(0), full_rows, tile, "pf") as p:
+        with u.counted_loop(b, u.i64(0), kc, 1, "kf") as k:
+            out = b.add(b.mul(p, kc), b.mul(k, u.i64(tile)))
+            src_k = b.mul(k, s_k)
+            if vector:
+                u.store_vec(b, u.load_vec(b, src, b.add(p, src_k), tile), dst, out)
+            else:
+                for t in range(tile):
+                    index = b.add(b.mul(b.add(p, u.i64(t)), s_tile), src_k)
+                    value = b.load(u.elem_ptr(b, src, index), typ=u.F32)
+                    b.store(value, u.elem_ptr(b, dst, b.add(out, u.i64(t))))
 
 
 def _emit_pack_clamped(b, dst, src, s_tile, s_k, rows, kc, tile, start) -> None:
