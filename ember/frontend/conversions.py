@@ -53,6 +53,9 @@ def tensor_to(t, *args, **kwargs):
 
 
 def check_device_available(dev: Device) -> None:
-    if dev.type != "cpu":
+    if dev.type == "cuda":
+        from . import cuda
+        cuda.check_device(dev)
+    elif dev.type != "cpu":
         raise DeviceError(f"device '{dev}' is not available: this build of ember runs on the "
                           "CPU only (ember.cuda.is_available() is False)")

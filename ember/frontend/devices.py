@@ -1,11 +1,203 @@
-"""Moving tensors between devices. Only 'cpu' exists until the CUDA runtime lands;
-asking for another device raises a DeviceError that says so."""
+"""CUDA tensors' storage and geometry, and moving tensors between devices.
+
+A CPU tensor's `_array` is a numpy view of its storage. A CUDA tensor has no host
+values, so its `_array` is a `DeviceArray`: the same geometry in numpy's vocabulary
+(`shape`, byte `strides`, numpy `dtype`, `ndim`, `size`, `itemsize`, `nbytes`) plus the
+element `offset` into its storage. Tensor's metadata code therefore reads both kinds
+alike, and host code that tries to read a CUDA tensor's values (np.asarray) gets a
+DeviceError instead of garbage.
+
+`DeviceStorage` owns one block of the caching allocator (runtime/cuda/allocator.py):
+the block goes back to the cache when the last tensor viewing the storage dies.
+
+Moves: `.to('cuda')` copies the host bytes in the tensor's memory format (contiguous or
+channels-last; other layouts become contiguous, as PyTorch's preserve_format does for
+non-dense tensors); `.cpu()` copies the device span the tensor covers and lays it out
+the same way. Both record an autograd node, so gradients flow across devices.
+"""
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from ..ir.errors import DeviceError
+from ..ir.meta import channels_last, contiguous_format, strides_for
+from .autograd.function import Function
 from .conversions import check_device_available
 from .device import device as Device
+from .tensor import Tensor
 
 
-def move(t, target: Device):
+class DeviceArray:
+    """The geometry of a CUDA tensor, spelled as numpy spells an array's."""
+    __slots__ = ("shape", "strides", "dtype", "offset")
+
+    def __init__(self, shape, strides, dtype, offset: int = 0):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.strides = tuple(int(s) for s in strides)          # bytes, as numpy's
+        self.offset = int(offset)                               # elements into the storage
+
+    @classmethod
+    def of(cls, shape, element_strides, dtype, offset: int = 0) -> "DeviceArray":
+        itemsize = np.dtype(dtype).itemsize
+        return cls(shape, [s * itemsize for s in element_strides], dtype, offset)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
+
+    def element_strides(self) -> tuple[int, ...]:
+        return tuple(s // self.itemsize for s in self.strides)
+
+    def extent(self) -> int:
+        """Elements from the first to one past the last the geometry reaches."""
+        if self.size == 0:
+            return 0
+        return 1 + sum((n - 1) * s for n, s in zip(self.shape, self.element_strides()))
+
+    def __array__(self, dtype=None, copy=None):
+        raise DeviceError("internal: host code tried to read the values of a CUDA tensor; "
+                          "copy it with .cpu() first")
+
+    def __repr__(self) -> str:
+        return (f"DeviceArray(shape={list(self.shape)}, strides={list(self.element_strides())},"
+                f" dtype={self.dtype}, offset={self.offset})")
+
+
+class DeviceStorage:
+    """Device memory of one allocator block; freed back to the cache when unreferenced."""
+    __slots__ = ("block", "ptr", "nbytes", "version", "device", "index", "_allocator")
+
+    def __init__(self, nbytes: int, index: int):
+        from ..runtime.cuda.allocator import device_allocator
+        from ..runtime.cuda.stream import current_stream
+        self._allocator = device_allocator(index)
+        self.block = self._allocator.malloc(nbytes, current_stream(index).handle)
+        self.ptr, self.nbytes = self.block.ptr, nbytes
+        self.version = 0
+        self.index = index
+        self.device = f"cuda:{index}"
+
+    def __del__(self):
+        block = getattr(self, "block", None)
+        if block is not None and block.allocated:
+            self._allocator.free(block)
+
+
+def device_index(dev) -> int:
+    """The CUDA ordinal of 'cuda', 'cuda:n' or a device (no index: the current device)."""
+    dev = Device(dev)
+    return 0 if dev.index is None else dev.index
+
+
+def tensor_index(t: Tensor) -> int:
+    return t._storage.index
+
+
+def empty_cuda(shape, strides, dtype, index: int = 0) -> Tensor:
+    """An uninitialized CUDA tensor with the given geometry (element strides)."""
+    geometry = DeviceArray.of(shape, strides, dtype.np_dtype)
+    storage = DeviceStorage(geometry.extent() * geometry.itemsize, index)
+    return Tensor._make(geometry, storage)
+
+
+def empty_cuda_like_meta(meta, index: int = 0) -> Tensor:
+    return empty_cuda(meta.shape, meta.strides, meta.dtype, index)
+
+
+def data_ptr(t: Tensor) -> int:
+    return t._storage.ptr + t._array.offset * t._array.itemsize
+
+
+def cuda_view(t: Tensor, shape, element_strides, offset: int) -> Tensor:
+    """A view of CUDA tensor `t`'s storage with another geometry."""
+    geometry = DeviceArray.of(shape, element_strides, t._array.dtype, offset)
+    base = t._base if t._base is not None else t
+    return Tensor._make(geometry, t._storage, base)
+
+
+# --- host <-> device -------------------------------------------------------------------
+def _layout_for(t: Tensor):
+    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(channels_last):
+        return channels_last
+    return contiguous_format
+
+
+def _dense_order(shape, memory_format):
+    """The permutation that makes a tensor of this format C-contiguous."""
+    if memory_format is channels_last and len(shape) == 4:
+        return (0, 2, 3, 1)
+    return tuple(range(len(shape)))
+
+
+def upload(arr: np.ndarray, memory_format=None, index: int = 0) -> Tensor:
+    """A new CUDA tensor holding host array `arr` laid out in `memory_format`."""
+    from ..ir.dtypes import from_numpy_dtype
+    from ..runtime.cuda.stream import copy_host_to_device, current_stream
+    dtype = from_numpy_dtype(arr.dtype)
+    memory_format = memory_format or contiguous_format
+    out = empty_cuda(arr.shape, strides_for(arr.shape, memory_format), dtype, index)
+    host = np.ascontiguousarray(arr.transpose(_dense_order(arr.shape, memory_format)))
+    copy_host_to_device(data_ptr(out), host, current_stream(index))
+    return out
+
+
+def download(t: Tensor) -> np.ndarray:
+    """The values of CUDA tensor `t` as a new host array with t's shape (any strides)."""
+    from ..runtime.cuda.stream import copy_device_to_host, current_stream
+    geometry = t._array
+    span = np.empty(geometry.extent(), geometry.dtype)
+    copy_device_to_host(span, data_ptr(t), current_stream(tensor_index(t)))
+    if geometry.size == 0:
+        return np.empty(geometry.shape, geometry.dtype)
+    return np.lib.stride_tricks.as_strided(span, geometry.shape, geometry.strides)
+
+
+def to_host(t: Tensor) -> Tensor:
+    return Tensor._from_array(download(t), _layout_for(t))
+
+
+def to_device(t: Tensor, index: int) -> Tensor:
+    if t.is_cuda:                                   # another GPU: through the host
+        return upload(download(t), _layout_for(t), index)
+    return upload(t._array, _layout_for(t), index)
+
+
+class _Move(Function):
+    """A device copy as an autograd node: the gradient moves back to the source device."""
+
+    @staticmethod
+    def forward(ctx, t, target: str):
+        ctx.source = str(t.device)
+        if target == "cpu":
+            return to_host(t)
+        return to_device(t, device_index(target))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.to(ctx.source), None
+
+
+def move(t: Tensor, target: Device) -> Tensor:
+    """`t` on `target` (a copy; `t` itself when it is already there)."""
+    target = Device(target)
+    if target.type == "cpu":
+        return t if not t.is_cuda else _Move.apply(t, "cpu")
     check_device_available(target)
-    return t
+    if t.is_cuda and tensor_index(t) == device_index(target):
+        return t
+    return _Move.apply(t, f"cuda:{device_index(target)}")

@@ -23,10 +23,14 @@ from .tensor import Tensor
 def run_op(op: OpDef, args: tuple):
     if op.has_tag(Tag.INPLACE):
         return run_inplace(op, args)
-    _check_devices(op, args)
+    on_cuda = _check_devices(op, args)
     out_meta = run_meta(op, args)
-    result = op.reference(*_reference_args(op, args))
-    outputs = _wrap_outputs(op, args, result, out_meta)
+    if on_cuda:                             # values from generated kernels (eager_cuda.py)
+        from .eager_cuda import compute
+        outputs = compute(op, args, out_meta)
+    else:
+        result = op.reference(*_reference_args(op, args))
+        outputs = _wrap_outputs(op, args, result, out_meta)
     if grad_mode.is_grad_enabled() and _needs_grad(op, args):
         _record(op, args, outputs)
     return outputs
@@ -49,13 +53,15 @@ def _tensors_in(op: OpDef, args: tuple):
             yield v
 
 
-def _check_devices(op, args):
+def _check_devices(op, args) -> bool:
+    """True when the op runs on a CUDA device (0-dim CPU tensors may join, as in PyTorch)."""
     devices = {t._storage.device for t in _tensors_in(op, args) if t.ndim or
                t._storage.device != "cpu"}
     if len(devices) > 1:
         raise DeviceError(f"{op.name}: Expected all tensors to be on the same device, but found "
                           f"at least two devices, {' and '.join(sorted(devices))}!"
                           f"{at_user_line()}")
+    return bool(devices) and "cpu" not in devices
 
 
 def _reference_args(op: OpDef, args: tuple) -> list:
@@ -158,7 +164,11 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
         snap = _snapshot(target)            # `x.mul_(x)`: every use of x sees the old x
         args = (snap,) + tuple(snap if a is target else a for a in args[1:])
     result = run_op(op.functional, args)
-    np.copyto(target._array, result._array, casting="unsafe")
+    if target.is_cuda:
+        from .eager_cuda import copy_into
+        copy_into(target, result)
+    else:
+        np.copyto(target._array, result._array, casting="unsafe")
     target._bump_version()
     if recording and result.requires_grad:
         _rebase_history(target, result)
@@ -177,7 +187,11 @@ def _check_inplace_allowed(op: OpDef, target: Tensor) -> None:
 
 def _snapshot(t: Tensor) -> Tensor:
     """A copy of `t` that keeps its autograd history: the value the op's rule must see."""
-    copy = Tensor._from_array(t._array, t.memory_format)
+    if t.is_cuda:
+        from .eager_cuda import clone
+        copy = clone(t)
+    else:
+        copy = Tensor._from_array(t._array, t.memory_format)
     copy.requires_grad = t.requires_grad
     copy.grad_fn = t.grad_fn
     copy._output_nr = t._output_nr

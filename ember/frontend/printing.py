@@ -169,7 +169,7 @@ def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
 
 
 def tensor_repr(t) -> str:
-    arr = t._array
+    arr = t._values()
     prefix = "tensor("
     indent = len(prefix)
     suffixes = []

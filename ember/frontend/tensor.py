@@ -1,8 +1,11 @@
 """ember.Tensor: a strided view over a numpy-backed storage, plus autograd state.
 
 Invariants:
-- `_storage.data` is a 1-D numpy array; `_array` is a numpy view into it whose
-  shape/strides are the tensor's (strides never negative, as in PyTorch);
+- on the CPU, `_storage.data` is a 1-D numpy array; `_array` is a numpy view into it
+  whose shape/strides are the tensor's (strides never negative, as in PyTorch);
+- on CUDA, `_storage` is a `devices.DeviceStorage` (an allocator block) and `_array`
+  a `devices.DeviceArray`: the same geometry attributes, no host values (`_values()`
+  copies them to the host);
 - every view of a storage shares its `Storage`, and so its version counter;
 - `_base` is the tensor a view was taken from (None for non-views).
 
@@ -169,12 +172,24 @@ class Tensor:
         return strides[_wrap_dim(dim, self.ndim, "stride")]
 
     def storage_offset(self) -> int:
+        if self.is_cuda:
+            return self._array.offset
         if self._array.size == 0:
             return 0
         return (self._array.ctypes.data - self._storage.data.ctypes.data) // self._array.itemsize
 
     def data_ptr(self) -> int:
+        if self.is_cuda:
+            from .devices import data_ptr
+            return data_ptr(self)
         return self._array.ctypes.data
+
+    def _values(self) -> np.ndarray:
+        """The values as a numpy array: `_array` itself on the CPU, a host copy on CUDA."""
+        if self.is_cuda:
+            from .devices import download
+            return download(self)
+        return self._array
 
     def untyped_storage(self) -> Storage:
         return self._storage
@@ -214,19 +229,22 @@ class Tensor:
             raise AutogradError("Can't call numpy() on Tensor that requires grad. "
                                 "Use tensor.detach().numpy() instead.")
         if self.is_cuda:
-            raise DTypeError("can't convert cuda tensor to numpy; use .cpu() first")
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use "
+                            "Tensor.cpu() to copy the tensor to host memory first.")
         return self._array
 
     def item(self):
         if self._array.size != 1:
             raise ShapeError(f"a Tensor with {self._array.size} elements cannot be converted "
                              "to Scalar")
-        return self._array.reshape(()).item()
+        return self._values().reshape(()).item()
 
     def tolist(self):
-        return self._array.tolist()
+        return self._values().tolist()
 
     def __array__(self, dtype=None, copy=None):
+        if self.is_cuda:
+            self.numpy(force=True)              # raises PyTorch's "use .cpu()" error
         arr = self.detach()._array
         return arr.astype(dtype) if dtype is not None else arr
 
@@ -240,7 +258,7 @@ class Tensor:
         if self._array.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self._array.size} elements "
                                "is ambiguous")
-        return bool(self._array.reshape(()).item())
+        return bool(self._values().reshape(()).item())
 
     def __index__(self):
         if self.dtype.category > dtypes.Category.INT or self._array.size != 1:
@@ -275,7 +293,7 @@ class Tensor:
 
     def __reduce_ex__(self, proto):
         from .factories import _rebuild_tensor
-        return (_rebuild_tensor, (np.array(self._array), self.requires_grad,
+        return (_rebuild_tensor, (np.array(self._values()), self.requires_grad,
                                   self.memory_format))
 
     def __deepcopy__(self, memo):

@@ -1,0 +1,494 @@
+"""Eager execution of registry ops on CUDA tensors.
+
+eager.run_op runs the meta rule (shapes, dtypes, errors) and records autograd exactly
+as on the CPU; for CUDA operands it asks `compute(op, args, out_meta)` for the values.
+Each call takes the first route that applies:
+
+1. views (Tag.VIEW): the op's NumPy reference runs on a *shadow* of the storage (an
+   anonymous mmap of the same size, never read), which yields the view's strides and
+   offset; the result shares the CUDA storage. References that copy fall through.
+2. GEMM (mm, bmm, matmul, linear, addmm) and conv2d: ember.codegen.triton.gemm's
+   kernels (TF32 per ember.backends.cuda), for the operand layouts they take.
+3. ops with a lowering rule (codegen.lowering.RULES): the one-op graph is built with
+   `build_graph` over the operands' TensorMetas, lowered to a kernel description,
+   turned into Triton source, compiled to a cubin with Triton (cached per source,
+   launch settings, operand alignment and device) and launched through the runtime
+   (runtime/cuda/module.py) on the current stream with device pointers.
+4. everything else runs on the host: operands are copied to the CPU, the op runs
+   eagerly there, results are copied back; a one-time warning names the op.
+
+Plans (the route, the compiled kernel, which operand feeds which buffer) are cached
+per op, argument values and operand geometry, so a repeated call only packs pointers
+and launches.
+"""
+from __future__ import annotations
+
+import mmap
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir.errors import EmberError, LoweringError
+from ..ir.meta import TensorMeta, meta_of
+from ..ir.registry import OpDef, Tag
+from .autograd import grad_mode
+from .devices import (DeviceArray, cuda_view, data_ptr, empty_cuda, tensor_index, to_host,
+                      upload)
+from .tensor import Tensor
+
+_PLANS: dict = {}
+_KERNELS: dict = {}
+_WARNED: set[str] = set()
+ALIGNMENT = 16          # bytes; Triton specializes pointers divisible by 16 (vector loads)
+GEMM_OPS = ("mm", "bmm", "matmul", "linear", "addmm", "conv2d")
+
+
+def compute(op: OpDef, args: tuple, out_meta):
+    """The outputs of `op(*args)` for operands on one CUDA device (no autograd here)."""
+    index = _device_index(op, args)
+    args = _scalars_to_device(op, args, index)
+    if op.has_tag(Tag.VIEW):
+        views = _views(op, args)
+        if views is not None:
+            return views
+    plan = _plan(op, args, out_meta)
+    if plan is not None:
+        return plan.run(args, index)
+    return _on_host(op, args, index)
+
+
+# --- operands ----------------------------------------------------------------------------
+def _slots(op: OpDef, args: tuple) -> list[tuple[int, int | None]]:
+    """Where the tensors are: (argument position, index in a tensor list or None)."""
+    slots = []
+    for i in op.schema.tensor_arg_indices:
+        value = args[i]
+        if isinstance(value, (list, tuple)):
+            slots += [(i, j) for j, v in enumerate(value) if isinstance(v, Tensor)]
+        elif isinstance(value, Tensor):
+            slots.append((i, None))
+    return slots
+
+
+def _get(args, slot):
+    i, j = slot
+    return args[i] if j is None else args[i][j]
+
+
+def _replace(args: tuple, slots, values) -> list:
+    out = [list(a) if isinstance(a, (list, tuple)) else a for a in args]
+    for (i, j), v in zip(slots, values):
+        if j is None:
+            out[i] = v
+        else:
+            out[i][j] = v
+    return [type(a)(o) if isinstance(a, tuple) else o for a, o in zip(args, out)]
+
+
+def _device_index(op, args) -> int:
+    for slot in _slots(op, args):
+        t = _get(args, slot)
+        if t.is_cuda:
+            return tensor_index(t)
+    raise EmberError(f"internal: {op.name} reached the CUDA path without a CUDA tensor")
+
+
+def _scalars_to_device(op, args, index: int) -> tuple:
+    """0-dim CPU tensors may join CUDA ops (as in PyTorch): copy them over."""
+    slots = [s for s in _slots(op, args) if not _get(args, s).is_cuda]
+    if not slots:
+        return args
+    moved = [upload(_get(args, s)._array, None, index) for s in slots]
+    return tuple(_replace(args, slots, moved))
+
+
+# --- 1. views --------------------------------------------------------------------------
+def _shadow(t: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(storage, view): host arrays over an unread mmap with t's storage size and geometry."""
+    geometry: DeviceArray = t._array
+    count = max(1, t._storage.nbytes // geometry.itemsize)
+    buffer = mmap.mmap(-1, count * geometry.itemsize)
+    storage = np.frombuffer(buffer, geometry.dtype, count)
+    view = np.lib.stride_tricks.as_strided(storage[geometry.offset:], geometry.shape,
+                                           geometry.strides) if geometry.size else \
+        np.empty(geometry.shape, geometry.dtype)
+    return storage, view
+
+
+def _views(op: OpDef, args: tuple):
+    source = args[0]
+    if not isinstance(source, Tensor):
+        return None
+    storage, view = _shadow(source)
+    slots = _slots(op, args)
+    shadows = [view if _get(args, s) is source else _shadow(_get(args, s))[1] for s in slots]
+    result = op.reference(*_replace(args, slots, shadows))
+    results = result if isinstance(result, (list, tuple)) else [result]
+    if not all(isinstance(r, np.ndarray) and _inside(r, storage) for r in results):
+        return None
+    views = [_as_view(source, r, storage) for r in results]
+    if isinstance(result, (list, tuple)):
+        return tuple(views) if op.schema.returns_tuple else views
+    return views[0]
+
+
+def _inside(arr: np.ndarray, storage: np.ndarray) -> bool:
+    if arr.size == 0:
+        return True
+    return np.shares_memory(arr, storage) and min(arr.strides, default=0) >= 0
+
+
+def _as_view(source: Tensor, arr: np.ndarray, storage: np.ndarray) -> Tensor:
+    itemsize = arr.itemsize
+    offset = (arr.ctypes.data - storage.ctypes.data) // itemsize if arr.size else 0
+    strides = [s // itemsize for s in arr.strides] if arr.size else \
+        list(_contiguous(arr.shape))
+    return cuda_view(source, arr.shape, strides, offset)
+
+
+def _contiguous(shape):
+    from ..ir.meta import contiguous_strides
+    return contiguous_strides(tuple(shape))
+
+
+# --- compiled kernels --------------------------------------------------------------------
+def aligned(ptr: int) -> bool:
+    return ptr % ALIGNMENT == 0
+
+
+def compile_kernel(generated, alignment: list[bool], index: int):
+    """A launchable CubinKernel for a GeneratedKernel: Triton compiles it to a cubin for this
+    device, pointers marked 16-byte divisible where `alignment` says so."""
+    key = (generated.key(), tuple(alignment), index)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        from ..runtime.cuda import driver
+        from ..runtime.cuda.module import CubinKernel, LaunchMetadata
+        cubin, meta = compile_cubin(generated, alignment, driver.capability(index))
+        spec = generated.launch
+        kernel = CubinKernel(cubin, LaunchMetadata.from_dict(meta, [t for _, t in spec.args]),
+                             index)
+        _KERNELS[key] = kernel
+    return kernel
+
+
+def compile_cubin(generated, alignment: list[bool], capability: tuple[int, int]):
+    """(cubin bytes, Triton's metadata dict) for a GeneratedKernel on `capability`.
+    Runs without a GPU (ptxas ships with Triton), so CI tests it."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from ..codegen.triton import cache
+    spec = generated.launch
+    fn = cache.load(generated)
+    signature = {name: sig for name, sig in spec.args}
+    signature.update({name: "constexpr" for name in spec.constexprs})
+    attrs = {(i,): [["tt.divisibility", ALIGNMENT]] for i, ok in enumerate(alignment) if ok}
+    source = ASTSource(fn, signature, constexprs=dict(spec.constexprs), attrs=attrs)
+    major, minor = capability
+    compiled = triton.compile(source, target=GPUTarget("cuda", major * 10 + minor, 32),
+                              options={"num_warps": spec.num_warps,
+                                       "num_stages": spec.num_stages})
+    meta = compiled.metadata
+    meta = meta._asdict() if hasattr(meta, "_asdict") else dict(meta)
+    return compiled.asm["cubin"], meta
+
+
+def launch(generated, tensors: list[Tensor], index: int) -> None:
+    """Run a GeneratedKernel on CUDA tensors given in its buffer order."""
+    pointers = [data_ptr(t) for t in tensors]
+    kernel = compile_kernel(generated, [aligned(p) for p in pointers], index)
+    kernel.launch(generated.launch.grid, pointers)
+
+
+# --- 2./3. planned kernels ---------------------------------------------------------------
+@dataclass
+class _Plan:
+    generated: object                     # codegen.triton GeneratedKernel
+    inputs: list[int]                     # operand slot feeding each input buffer
+    outputs: list[TensorMeta]             # one fresh tensor per output buffer
+    results: list[int]                    # output buffer of each op result, in order
+    structure: str                        # "single", "tuple" or "list"
+
+    def run(self, args: tuple, index: int):
+        operands = [_get(args, s) for s in _operand_slots(args)]
+        outs = [empty_cuda(m.shape, m.strides, m.dtype, index) for m in self.outputs]
+        launch(self.generated, [operands[i] for i in self.inputs] + outs, index)
+        values = [outs[i] for i in self.results]
+        if self.structure == "single":
+            return values[0]
+        return tuple(values) if self.structure == "tuple" else values
+
+
+def _operand_slots(args):
+    """Tensor slots of the argument tuple in order (the op is implied by the plan)."""
+    slots = []
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor):
+            slots.append((i, None))
+        elif isinstance(a, (list, tuple)):
+            slots += [(i, j) for j, v in enumerate(a) if isinstance(v, Tensor)]
+    return slots
+
+
+def _plan_key(op: OpDef, args: tuple) -> tuple:
+    parts = [op.name]
+    for a in args:
+        values = a if isinstance(a, (list, tuple)) else (a,)
+        for v in values:
+            if isinstance(v, Tensor):
+                parts.append((tuple(v.shape), tuple(v.stride()), v.dtype.name,
+                              aligned(data_ptr(v))))
+            else:
+                parts.append(repr(v))
+        parts.append("|")
+    from ..backends.cuda import get_float32_matmul_precision
+    parts.append(get_float32_matmul_precision())
+    return tuple(parts)
+
+
+def _plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
+    key = _plan_key(op, args)
+    if key not in _PLANS:
+        _PLANS[key] = _make_plan(op, args, out_meta)
+    return _PLANS[key]
+
+
+def _make_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
+    if not _triton_available():
+        return None
+    try:
+        if op.name in GEMM_OPS:
+            plan = _gemm_plan(op, args, out_meta)
+            if plan is not None:
+                return plan
+        return _lowered_plan(op, args)
+    except LoweringError:
+        return None
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
+    from ..codegen.lowering import RULES, lower_group
+    from ..codegen.triton.source import generate
+    from ..ir.graph import OpKind
+    from ..ir.symbolic import build_graph
+    if op.name not in RULES:
+        return None
+    slots = _operand_slots(args)
+    if any(_get(args, s).dtype.is_complex for s in slots):
+        return None
+
+    def one_op(*placeholders):
+        return op(*_replace(args, slots, placeholders))
+    graph, constants = build_graph(one_op, [meta_of(_get(args, s)) for s in slots])
+    if constants:
+        return None
+    lowered = lower_group(graph, op.name)
+    if lowered.anchor is not None:
+        return None
+    placeholders = [n for n in graph.nodes if n.op == OpKind.placeholder]
+    output = next(n for n in graph.nodes if n.op == OpKind.output).args[0]
+    results = list(output) if isinstance(output, (list, tuple)) else [output]
+    if any(r not in lowered.outputs for r in results):
+        return None
+    structure = "single" if not isinstance(output, (list, tuple)) else \
+        ("tuple" if op.schema.returns_tuple else "list")
+    return _Plan(generate(lowered.kernel), [placeholders.index(n) for n in lowered.inputs],
+                 [n.meta["val"] for n in lowered.outputs],
+                 [lowered.outputs.index(r) for r in results], structure)
+
+
+# --- 2. GEMM and conv2d ------------------------------------------------------------------
+_GEMM_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _as_matrix(t: Tensor):
+    """(rows, row stride, column stride) of `t` with all leading dims as rows, or None when
+    the leading dims do not collapse into one strided dim."""
+    shape, strides = tuple(t.shape), tuple(t.stride())
+    if len(shape) == 1:
+        return 1, 0, strides[0]
+    lead = [(n, s) for n, s in zip(shape[:-1], strides[:-1]) if n != 1]
+    for (n0, s0), (n1, s1) in zip(lead, lead[1:]):
+        if s0 != s1 * n1:
+            return None
+    rows = int(np.prod(shape[:-1]))
+    return rows, (lead[-1][1] if lead else 0), strides[-1]
+
+
+def _bias_dtype(bias, n: int):
+    """The bias's dtype when it is a dense vector of n (what the GEMM epilogue reads)."""
+    if bias is None:
+        return None
+    if tuple(bias.shape) != (n,) or (n > 1 and bias.stride(0) != 1):
+        raise LoweringError("bias layout")
+    return bias.dtype
+
+
+def _gemm_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
+    from ..codegen.triton import gemm
+    operands = [_get(args, s) for s in _operand_slots(args)]
+    if not operands or any(t.dtype.name not in _GEMM_DTYPES or t.dtype != operands[0].dtype
+                           for t in operands) or out_meta.dtype.name not in _GEMM_DTYPES:
+        return None
+    built = _GEMM_PROBLEMS[op.name](gemm, args, out_meta)
+    if built is None:
+        return None
+    problem, inputs = built
+    return _Plan(gemm.generate_gemm(problem, name=op.name), inputs, [out_meta], [0], "single")
+
+
+def _matmul_problem(gemm, a, b, out_meta, bias=None, b_transposed=False):
+    """A (.., M, K) @ B (K, N) [+ bias] with A's leading dims as rows, or None."""
+    rows = _as_matrix(a)
+    out = _as_matrix_meta(out_meta)
+    if rows is None or out is None or b.ndim != 2:
+        return None
+    m, sam, sak = rows
+    sbk, sbn = (b.stride(1), b.stride(0)) if b_transposed else (b.stride(0), b.stride(1))
+    k = a.shape[-1]
+    n = b.shape[0] if b_transposed else b.shape[1]
+    return gemm.MatmulProblem(m, n, k, a.dtype, out_meta.dtype, (0, sam, sak), (0, sbk, sbn),
+                              (0, out[1], out[2]), 1, _bias_dtype(bias, n))
+
+
+def _as_matrix_meta(meta: TensorMeta):
+    shape, strides = meta.shape, meta.strides
+    if len(shape) == 1:
+        return 1, 0, strides[0]
+    if len(shape) == 2 or all(strides[d] == strides[d + 1] * shape[d + 1]
+                              for d in range(len(shape) - 2)):
+        return int(np.prod(shape[:-1])), strides[-2], strides[-1]
+    return None
+
+
+def _mm(gemm, args, out_meta):
+    a, b = args[0], args[1]
+    if a.ndim != 2:
+        return None
+    problem = _matmul_problem(gemm, a, b, out_meta)
+    return problem and (problem, [0, 1])
+
+
+def _bmm(gemm, args, out_meta):
+    a, b = args[0], args[1]
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        return None
+    batch, m, k = a.shape
+    n = b.shape[2]
+    so = out_meta.strides
+    return gemm.MatmulProblem(m, n, k, a.dtype, out_meta.dtype, tuple(a.stride()),
+                              tuple(b.stride()), tuple(so), batch), [0, 1]
+
+
+def _matmul(gemm, args, out_meta):
+    a, b = args[0], args[1]
+    if a.ndim == 3 and b.ndim == 3:
+        return _bmm(gemm, args, out_meta)
+    if a.ndim >= 2 and b.ndim == 2:
+        problem = _matmul_problem(gemm, a, b, out_meta)
+        return problem and (problem, [0, 1])
+    return None
+
+
+def _linear(gemm, args, out_meta):
+    x, w = args[0], args[1]
+    bias = args[2] if len(args) > 2 else None
+    problem = _matmul_problem(gemm, x, w, out_meta, bias, b_transposed=True)
+    return problem and (problem, [0, 1] + ([2] if bias is not None else []))
+
+
+def _addmm(gemm, args, out_meta):
+    bias, a, b = args[0], args[1], args[2]
+    beta, alpha = (list(args[3:]) + [1, 1])[:2]
+    if beta != 1 or alpha != 1 or a.ndim != 2:
+        return None
+    problem = _matmul_problem(gemm, a, b, out_meta, bias)
+    return problem and (problem, [1, 2, 0])
+
+
+def _conv2d(gemm, args, out_meta):
+    x, w = args[0], args[1]
+    bias = args[2] if len(args) > 2 else None
+    stride, padding, dilation, groups = (list(args[3:]) + [1, 0, 1, 1])[:4]
+    if isinstance(padding, str) or x.ndim != 4:
+        return None
+    pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
+    problem = gemm.ConvProblem(tuple(x.shape), tuple(x.stride()), tuple(w.shape),
+                               tuple(w.stride()), tuple(out_meta.strides), pair(stride),
+                               pair(padding), pair(dilation), groups, x.dtype, out_meta.dtype,
+                               _bias_dtype(bias, w.shape[0]))
+    return problem, [0, 1] + ([2] if bias is not None else [])
+
+
+_GEMM_PROBLEMS = {"mm": _mm, "bmm": _bmm, "matmul": _matmul, "linear": _linear,
+                  "addmm": _addmm, "conv2d": _conv2d}
+
+
+# --- 4. the host fallback ---------------------------------------------------------------
+def _on_host(op: OpDef, args: tuple, index: int):
+    if op.name not in _WARNED:
+        _WARNED.add(op.name)
+        warnings.warn(f"{op.name}: no CUDA kernel for these arguments; it runs on the host "
+                      "(operands copied to the CPU and results back)", stacklevel=4)
+    slots = _slots(op, args)
+    host = _replace(args, slots, [to_host(_get(args, s)) for s in slots])
+    with grad_mode.no_grad():
+        result = op(*host)
+    if isinstance(result, (list, tuple)):
+        moved = [_back(r, index) for r in result]
+        return tuple(moved) if isinstance(result, tuple) else moved
+    return _back(result, index)
+
+
+def _back(value, index: int):
+    if not isinstance(value, Tensor):
+        return value
+    from .devices import _layout_for
+    return upload(value._array, _layout_for(value), index)
+
+
+# --- in-place writes ---------------------------------------------------------------------
+def copy_into(target: Tensor, source: Tensor) -> None:
+    """target[...] = source (same shape; cast to target's dtype), on the current stream."""
+    from ..codegen.triton.source import generate
+    if not source.is_cuda:
+        source = upload(source._values(), None, tensor_index(target))
+    if target.numel() == 0:
+        return
+    kernel = strided_copy_kernel(tuple(target.shape), source, target)
+    launch(generate(kernel), [source, target], tensor_index(target))
+
+
+def strided_copy_kernel(shape, source, target):
+    """A kernel description that writes `source` (any strides) into `target`'s strides."""
+    from ..codegen import kernel as K
+    shape = shape or (1,)
+    src_strides = tuple(source.stride()) or (0,)
+    dst_strides = tuple(target.stride()) or (0,)
+    value = K.Load("in0", K.strided_index(src_strides), source.dtype)
+    if source.dtype != target.dtype:
+        value = K.Cast(value, target.dtype)
+    src_extent = source._array.extent() if source.is_cuda else source.numel()
+    return K.Kernel("copy_", tuple(shape), (),
+                    [K.BufferSpec("in0", source.dtype, max(1, src_extent))],
+                    [K.BufferSpec("out0", target.dtype, max(1, target._array.extent()))],
+                    [K.Store("out0", K.strided_index(dst_strides), value)])
+
+
+def clone(t: Tensor) -> Tensor:
+    """A fresh CUDA tensor with t's values and dense strides of its memory format."""
+    from ..ir.meta import strides_for
+    out = empty_cuda(tuple(t.shape), strides_for(tuple(t.shape), t.memory_format), t.dtype,
+                     tensor_index(t))
+    copy_into(out, t)
+    return out
