@@ -16,6 +16,9 @@ CASES = [
     ((1, 3, 7, 7), (5, 3, 2, 4), dict(stride=(2, 3), padding="valid")),
     ((1, 3, 7, 9), (5, 3, 3, 5), dict(padding="same", dilation=(1, 2))),
     ((1, 3, 16, 16), (8, 3, 7, 7), dict(stride=2, padding=3)),                   # a stem
+    # >= 16 channels per group: channels-last patches (the native im2col) in both layouts
+    ((1, 32, 6, 5), (8, 16, 3, 3), dict(padding=1, groups=2, stride=(1, 2))),
+    ((2, 16, 5, 5), (4, 16, 3, 3), dict(dilation=2, padding=2)),
 ]
 
 

@@ -12,6 +12,8 @@ How each layout maps onto C = A @ B (one GEMM per group; per image in NCHW):
   is already NHWC. A 1x1, stride-1 convolution uses x itself as A (no copy).
 - NCHW: per image, A = weights (Cout_g, Cg*kH*kW), B = patches (Cg*kH*kW, OH*OW),
   C = that image's (Cout_g, OH*OW) output block; a 1x1, stride-1 one uses x[n] as B.
+The flavour of im2col follows the channel count, not the layout
+(`_patches_channels_last`); the input and result are transposed when they differ.
 NHWC patches are gathered by a native, threaded im2col kernel (padding written as
 zeros, no padded copy of the input) into a per-thread buffer reused across calls;
 NCHW patches by a strided view of the zero-padded input and one NumPy copy.
@@ -94,10 +96,34 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, stride=
         raise ShapeError(f"conv2d: input {x.shape} ({layout}) is smaller than the dilated "
                          f"kernel {tuple(kernel)} (padding {pads}, dilation {dilation})")
     geometry = _Geometry(tuple(kernel), stride, dilation, pads, tuple(out_hw), groups)
-    out = _conv_nhwc(nhwc, w, geometry) if layout == "nhwc" else _conv_nchw(x, w, geometry)
+    if _patches_channels_last(geometry, w.shape[1], layout):
+        out = _to_layout(_conv_nhwc(nhwc, w, geometry), "nhwc", layout)
+    else:
+        nchw = x if layout == "nchw" else x.transpose(0, 3, 1, 2)
+        out = _to_layout(_conv_nchw(nchw, w, geometry), "nchw", layout)
     if bias is not None:
         out += bias if layout == "nhwc" else bias[:, None, None]
     return out
+
+
+_NHWC_MIN_CHANNELS = 16
+
+
+def _patches_channels_last(g: "_Geometry", channels_per_group: int, layout: str) -> bool:
+    """Which im2col to run, whatever the layout: NHWC patches copy runs of C floats,
+    NCHW patches runs of OW floats. With few channels (a 3-channel stem) the NCHW copy
+    wins by far; with many, the NHWC one (and its bigger GEMM) wins even after
+    transposing an NCHW input and output. A pointwise conv needs no patches at all."""
+    if g.is_pointwise:
+        return layout == "nhwc"
+    return channels_per_group >= _NHWC_MIN_CHANNELS
+
+
+def _to_layout(out: np.ndarray, have: str, want: str) -> np.ndarray:
+    if have == want:
+        return out
+    axes = (0, 3, 1, 2) if want == "nchw" else (0, 2, 3, 1)
+    return np.ascontiguousarray(out.transpose(axes))
 
 
 class _Geometry:
