@@ -116,6 +116,15 @@ def _mismatch(exc: GradcheckError):
     return o, i, row, col, float(m.group(5)), float(m.group(6))
 
 
+def test_gradcheck_of_a_tuple_of_multi_output_op_results(rng):
+    a = ember.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    sym_eigh = lambda a: tuple(ember.linalg.eigh(a + a.transpose(0, 1)))
+    assert gradcheck(sym_eigh, (a,))
+    assert gradgradcheck(sym_eigh, (a,))
+    x = _real(4, rng)
+    assert gradcheck(lambda x: x.chunk(2), (x,))
+
+
 def test_wrong_rule_names_output_input_and_values(rng):
     x = _real(3, rng)
     with pytest.raises(GradcheckError) as info:

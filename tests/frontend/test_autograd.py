@@ -137,6 +137,21 @@ def test_grad_with_grad_outputs_and_multiple(rng):
     assert ex.grad is None                     # grad() does not touch .grad
 
 
+def test_grad_of_several_outputs_of_one_multi_output_op(rng):
+    (ex, tx) = pair(rng.standard_normal(4))
+    go = [rng.standard_normal(2), rng.standard_normal(2)]
+    ea, eb = ex.chunk(2)
+    ta, tb = tx.chunk(2)
+    re = ember.autograd.grad((ea, eb), ex, [ember.tensor(g) for g in go])
+    rt = torch.autograd.grad((ta, tb), tx, [torch.tensor(g) for g in go])
+    close(re[0], rt[0])
+    ea, eb = ex.chunk(2)
+    ta, tb = tx.chunk(2)
+    (ge,) = ember.autograd.grad([ea, eb.sum()], [ex], [ember.tensor(go[0]), None])
+    (gt,) = torch.autograd.grad([ta, tb.sum()], [tx], [torch.tensor(go[0]), None])
+    close(ge, gt)
+
+
 def test_grad_allow_unused_and_materialize(rng):
     (ex, _), (ey, _) = pair(rng.standard_normal(2)), pair(rng.standard_normal(2))
     with pytest.raises(RuntimeError, match="allow_unused"):

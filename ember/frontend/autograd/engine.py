@@ -255,7 +255,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
         if node is None:
             raise AutogradError("element 0 of tensors does not require grad and does not have "
                                 "a grad_fn")
-        _add_to_buffer(buffers, node, nr, g, 1)
+        # several outputs may be outputs of one multi-output node (chunk, eigh...)
+        _add_to_buffer(buffers, node, nr, g, getattr(node, "n_outputs", 1))
     captured = {}
     order = _topological_order([edge_of(o)[0] for o in outputs])
     with grad_mode.set_grad_enabled(create_graph):
