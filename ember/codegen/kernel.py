@@ -106,6 +106,20 @@ class Load:
 
 
 @dataclass(frozen=True)
+class MaskedLoad:
+    """buffer[index] where `mask` holds, else `other` — and no memory access where it does
+    not, so `index` may point outside the buffer there (padding, the parts of `cat`)."""
+    buffer: str
+    index: Affine
+    dtype: DType
+    mask: "Expr"
+    other: Union[int, float, bool] = 0
+
+    def __str__(self):
+        return f"{self.buffer}[{self.index}] if {self.mask} else {self.other!r}"
+
+
+@dataclass(frozen=True)
 class Const:
     value: Union[int, float, bool]
     dtype: DType
@@ -160,7 +174,7 @@ class ReduceRef:
         return f"%{self.name}"
 
 
-Expr = Union[Load, Const, Call, Cast, IndexValue, ReduceRef]
+Expr = Union[Load, MaskedLoad, Const, Call, Cast, IndexValue, ReduceRef]
 
 
 # --- stages and kernels --------------------------------------------------------------------
@@ -232,11 +246,11 @@ def validate(kernel: Kernel) -> None:
     defined: set[str] = set()
     for stage in kernel.stages:
         for expr in _walk(stage.value):
-            if isinstance(expr, Load) and expr.buffer not in names:
+            if isinstance(expr, (Load, MaskedLoad)) and expr.buffer not in names:
                 raise ValueError(f"{kernel.name}: load from unknown buffer {expr.buffer}")
             if isinstance(expr, ReduceRef) and expr.name not in defined:
                 raise ValueError(f"{kernel.name}: %{expr.name} used before its Reduce")
-            if isinstance(expr, (Load, IndexValue)):
+            if isinstance(expr, (Load, MaskedLoad, IndexValue)):
                 _check_vars(kernel, expr, inner_allowed=isinstance(stage, Reduce) or
                             getattr(stage, "over_inner", False))
         if isinstance(stage, Reduce):
@@ -267,6 +281,8 @@ def _walk(expr, seen: set | None = None):
             yield from _walk(a, seen)
     elif isinstance(expr, Cast):
         yield from _walk(expr.value, seen)
+    elif isinstance(expr, MaskedLoad):
+        yield from _walk(expr.mask, seen)
 
 
 # --- reference semantics -------------------------------------------------------------------
@@ -334,6 +350,13 @@ def _eval_uncached(expr, buffers, grids, reduced, n_outer, inner, memo) -> np.nd
     recurse = lambda e: _eval(e, buffers, grids, reduced, n_outer, inner, memo)  # noqa: E731
     if isinstance(expr, Load):
         return buffers[expr.buffer][_offsets(expr.index, grids)]
+    if isinstance(expr, MaskedLoad):
+        mask = np.asarray(recurse(expr.mask), dtype=bool)
+        offsets = np.broadcast_arrays(_offsets(expr.index, grids), mask)[0]
+        safe = np.where(mask, offsets, 0)
+        values = buffers[expr.buffer][safe] if buffers[expr.buffer].size else \
+            np.zeros(safe.shape, expr.dtype.np_dtype)
+        return np.where(mask, values, np.asarray(expr.other, dtype=expr.dtype.np_dtype))
     if isinstance(expr, Const):
         return np.asarray(expr.value, dtype=expr.dtype.np_dtype)
     if isinstance(expr, IndexValue):

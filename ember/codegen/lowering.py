@@ -658,17 +658,21 @@ REDUCTION_RULES: dict[str, Callable] = {
 
 RULES: dict[str, Callable] = {**POINTWISE_RULES, **_view_rules(), **REDUCTION_RULES,
                               "batch_norm": _batch_norm_rule}
+# rules that take the op's bound arguments by name (lowering_windows.py fills it)
+ARG_RULES: dict[str, Callable] = {}
 
 
 def lowering_rule(op) -> Callable | None:
-    return RULES.get(op.name) if is_op(op) else None
+    if not is_op(op):
+        return None
+    return RULES.get(op.name) or ARG_RULES.get(op.name)
 
 
 def can_lower(node: Node) -> bool:
     """True when `node` may be part of a generated kernel (fusion's question)."""
     if node.op != OpKind.call_function or not is_op(node.target):
         return False
-    if node.target.name not in RULES:
+    if node.target.name not in RULES and node.target.name not in ARG_RULES:
         return False
     val = node.meta.get("val")
     if not isinstance(val, TensorMeta) or val.dtype.category == Category.COMPLEX:
@@ -680,7 +684,9 @@ def can_lower(node: Node) -> bool:
 
 
 def is_reduction_rule(node: Node) -> bool:
-    return is_op(node.target) and node.target.name in REDUCTION_RULES
+    return is_op(node.target) and (node.target.name in REDUCTION_RULES or
+                                   node.target.name in ("max_pool2d", "avg_pool2d",
+                                                        "adaptive_avg_pool2d"))
 
 
 # --- lowering a group ----------------------------------------------------------------------
@@ -743,7 +749,7 @@ def _drop_unread_inputs(lowered: LoweredKernel) -> LoweredKernel:
     read = set()
     for stage in lowered.kernel.stages:
         for e in K._walk(stage.value):
-            if isinstance(e, K.Load):
+            if isinstance(e, (K.Load, K.MaskedLoad)):
                 read.add(e.buffer)
     keep = [i for i, spec in enumerate(lowered.kernel.inputs) if spec.name in read]
     lowered.kernel.inputs = [lowered.kernel.inputs[i] for i in keep]
@@ -769,6 +775,10 @@ def _extent(meta: TensorMeta) -> int:
 
 def _lower_node(ctx: LoweringContext, node: Node, env: dict):
     op = node.target
+    if op.name in ARG_RULES:
+        bound = op.schema.bind(map_arg(node.args, lambda n: env[n]),
+                               map_arg(node.kwargs, lambda n: env[n]))
+        return ARG_RULES[op.name](ctx, node, op.schema.as_kwargs(bound))
     rule = lowering_rule(op)
     if rule is None:
         where = f" (from {node.meta['loc']})" if node.meta.get("loc") else ""
@@ -864,6 +874,8 @@ def _map_indices(kernel: K.Kernel, fn: Callable[[K.Affine], K.Affine]) -> list:
             return hit
         if isinstance(e, K.Load):
             new = K.Load(e.buffer, fn(e.index), e.dtype)
+        elif isinstance(e, K.MaskedLoad):
+            new = K.MaskedLoad(e.buffer, fn(e.index), e.dtype, expr(e.mask), e.other)
         elif isinstance(e, K.IndexValue):
             new = K.IndexValue(fn(e.index), e.dtype)
         elif isinstance(e, K.Call):
@@ -946,7 +958,9 @@ def _why_not_one_kernel(graph: Graph) -> str | None:
 def _register() -> None:
     from ..ir.fused import register_group_checker
     from ..ir.registry import OPS
-    for name, rule in RULES.items():
+    from .lowering_windows import ARG_RULES as windowed
+    ARG_RULES.update(windowed)
+    for name, rule in {**RULES, **ARG_RULES}.items():
         if name in OPS:
             OPS[name].lowering = rule
     register_group_checker(_why_not_one_kernel)

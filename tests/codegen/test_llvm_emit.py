@@ -150,3 +150,27 @@ def test_threads_split_a_large_kernel():
     y = ember.randn(1 << 18)
     pairs, _ = run_both(lambda t: (t * 3).tanh(), y)
     assert_close(pairs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: ember.nn.functional.max_pool2d(x, 3, 2, 1),
+    lambda x: ember.nn.functional.max_pool2d(x, 2),
+    lambda x: ember.nn.functional.max_pool2d(x, 3, 2, 1, ceil_mode=True),
+    lambda x: ember.nn.functional.avg_pool2d(x, 3, 1, 1),
+    lambda x: ember.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False, ceil_mode=True),
+    lambda x: ember.nn.functional.adaptive_avg_pool2d(x, 1),
+    lambda x: ember.nn.functional.adaptive_avg_pool2d(x, (3, 2)),
+    lambda x: ember.nn.functional.pad(x, (1, 2, 0, 1), value=-3.0),
+    lambda x: ember.cat([x, x.flip(0)], 1),
+], ids=["max3s2p1", "max2", "max_ceil", "avg3p1", "avg_ceil_nopad", "adaptive1", "adaptive32",
+        "pad", "cat"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_windowed_ops(fn, layout):
+    x = ember.randn(2, 3, 6, 4)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=ember.channels_last)
+    try:
+        pairs, kernel = run_both(fn, x)
+    except LoweringError as err:
+        pytest.skip(str(err))
+    assert_close(pairs, rtol=1e-5, atol=1e-6)

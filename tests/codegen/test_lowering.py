@@ -133,3 +133,43 @@ def test_batch_norm_eval_is_pointwise():
     (got,), kernel = run_lowered(fn, x, rm, rv, w, b)
     np.testing.assert_allclose(got, fn(x, rm, rv, w, b).numpy(), rtol=1e-5, atol=1e-6)
     assert kernel.inner == ()
+
+
+WINDOWED = {
+    "max3s2p1": lambda x: ember.nn.functional.max_pool2d(x, 3, 2, 1),
+    "max_ceil_dil": lambda x: ember.nn.functional.max_pool2d(x, 2, 2, 1, 2, ceil_mode=True),
+    "avg3p1": lambda x: ember.nn.functional.avg_pool2d(x, 3, 1, 1),
+    "avg_ceil_nopad": lambda x: ember.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True,
+                                                               count_include_pad=False),
+    "avg_divisor": lambda x: ember.nn.functional.avg_pool2d(x, 2, divisor_override=3),
+    "adaptive1": lambda x: ember.nn.functional.adaptive_avg_pool2d(x, 1),
+    "adaptive32": lambda x: ember.nn.functional.adaptive_avg_pool2d(x, (3, 2)),
+    "pad": lambda x: ember.nn.functional.pad(x, (1, 2, 0, 1), value=-3.0),
+    "pad_crop": lambda x: ember.nn.functional.pad(x, (-1, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWED))
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_windowed_ops_match_eager(name, channels_last):
+    x = ember.randn(2, 3, 6, 4)
+    if channels_last:
+        x = x.contiguous(memory_format=ember.channels_last)
+    fn = WINDOWED[name]
+    (got,), _ = run_lowered(fn, x)
+    np.testing.assert_allclose(got, fn(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_cat_of_buffers_matches_eager():
+    a, b = ember.randn(2, 3, 4), ember.randn(2, 5, 4)
+    fn = lambda x, y: ember.cat([x, y], 1) * 2  # noqa: E731
+    (got,), _ = run_lowered(fn, a, b)
+    np.testing.assert_allclose(got, fn(a, b).numpy(), rtol=1e-6)
+
+
+def test_max_pool_keeps_nan_like_torch():
+    x = ember.randn(1, 1, 4, 4)
+    x[0, 0, 1, 1] = float("nan")
+    fn = lambda t: ember.nn.functional.max_pool2d(t, 2)  # noqa: E731
+    (got,), _ = run_lowered(fn, x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(fn(x).numpy()))

@@ -158,7 +158,8 @@ class KernelEmitter:
         if self.n_outer == 0:
             return "inner"
         last_inner, last_outer = k.n_vars - 1, self.n_outer - 1
-        loads = [e for s in k.stages for e in K._walk(s.value) if isinstance(e, K.Load)]
+        loads = [e for s in k.stages for e in K._walk(s.value)
+                 if isinstance(e, (K.Load, K.MaskedLoad))]
         inner_unit = sum(1 for ld in loads if ld.index.coeff(last_inner) == 1)
         outer_unit = sum(1 for ld in loads if ld.index.coeff(last_outer) == 1)
         return "outer" if outer_unit > inner_unit else "inner"
@@ -315,6 +316,8 @@ class KernelEmitter:
     def _expr(self, e, point: Point) -> Val:
         if isinstance(e, K.Load):
             return self.load(e, point)
+        if isinstance(e, K.MaskedLoad):
+            return self.masked_load(e, point)
         if isinstance(e, K.Const):
             return Val(self.constant(e.value, e.dtype), e.dtype, False)
         if isinstance(e, K.ReduceRef):
@@ -360,6 +363,32 @@ class KernelEmitter:
                 item = b.load(U.elem_ptr(b, ptr, at, mem), typ=mem)
                 raw = b.insert_element(raw, item, ir.Constant(U.I32, lane))
         return Val(self.from_memory(raw, e.dtype), e.dtype, True)
+
+    def masked_load(self, e: K.MaskedLoad, point: Point) -> Val:
+        """Lanes whose mask is off read element 0 (always valid) and take `other`."""
+        b = self.b
+        mask = self.expr(e.mask, point)
+        offset = self.offset(e.index, point)
+        coeff = e.index.coeff(point.vvar) if point.vvar is not None else 0
+        mem = memory_type(e.dtype)
+        ptr = self.ptrs[e.buffer]
+        other = self.constant(e.other, e.dtype)
+        if not mask.vector and (point.lanes == 1 or coeff == 0):
+            safe = b.select(mask.value, offset, U.i64(0))
+            raw = b.load(b.gep(ptr, [safe], source_etype=mem), typ=mem)
+            return Val(b.select(mask.value, self.from_memory(raw, e.dtype), other), e.dtype, False)
+        lanes = point.lanes
+        mask_vec = self.vector_of(mask, lanes)
+        steps = ir.Constant(U.vec(U.I64, lanes), [i * coeff for i in range(lanes)])
+        offsets = b.add(U.splat(b, offset, lanes), steps)
+        safe = b.select(mask_vec, offsets, ir.Constant(U.vec(U.I64, lanes), [0] * lanes))
+        raw = ir.Constant(U.vec(mem, lanes), ir.Undefined)
+        for lane in range(lanes):
+            idx = ir.Constant(U.I32, lane)
+            item = b.load(b.gep(ptr, [b.extract_element(safe, idx)], source_etype=mem), typ=mem)
+            raw = b.insert_element(raw, item, idx)
+        value = self.from_memory(raw, e.dtype)
+        return Val(b.select(mask_vec, value, U.splat(b, other, lanes)), e.dtype, True)
 
     def index_value(self, e: K.IndexValue, point: Point) -> Val:
         offset = self.offset(e.index, point)

@@ -1,0 +1,178 @@
+"""Lowering rules for ops that read windows or pieces of their inputs: pooling, constant
+padding and concatenation. They read through masked loads (`kernel.MaskedLoad`): where a
+window hangs over the border, or an output position belongs to another piece, nothing
+is read and a fill value is used instead.
+
+Each rule gets the op's bound arguments by name (tensors as lowering `Value`s). Inputs
+read through masks must be buffers (strided values): a computed value would be
+evaluated at the masked-off positions too, so fusion keeps such producers in their own
+kernel (the group checker refuses the merge).
+"""
+from __future__ import annotations
+
+import math
+
+from ..ir.dtypes import Category, DType, bool_, int64
+from ..ir.errors import LoweringError
+from ..ir.meta import TensorMeta
+from ..ir.ops.conv import PoolParams, _adaptive_out
+from . import kernel as K
+from .lowering import LoweringContext, Value, c, cast, constant, linear, opmath
+
+
+def _buffer_load(ctx: LoweringContext, x: Value, index: tuple, mask: K.Expr, other) -> K.Expr:
+    if x.strided is None:
+        raise LoweringError(f"{ctx.name}: a windowed read needs its input in a buffer, not a "
+                            "value computed in the same kernel")
+    s = x.strided
+    at = linear(zip(s.strides, index), s.offset, ctx.n_vars)
+    return K.MaskedLoad(s.buffer, at, x.dtype, mask, other)
+
+
+def _within(ctx, position: K.Affine, lo: int, hi: int) -> K.Expr:
+    """lo <= position < hi, as a bool expression."""
+    value = K.IndexValue(position, int64)
+    return c("logical_and", c("ge", value, constant(lo, int64)), c("lt", value, constant(hi, int64)))
+
+
+def _all(exprs: list) -> K.Expr:
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = c("logical_and", out, e)
+    return out
+
+
+def _lowest(dtype: DType):
+    return -math.inf if dtype.category == Category.FLOAT else int(_iinfo_min(dtype))
+
+
+def _iinfo_min(dtype: DType):
+    import numpy as np
+    return np.iinfo(dtype.np_dtype).min
+
+
+def window_reduce(ctx: LoweringContext, combine: str, out_shape: tuple, window: tuple,
+                  expr_fn, acc: DType) -> Value:
+    """Reduce expr_fn(outer_index, window_index) over `window` for each output point."""
+    virtual = tuple(out_shape) + tuple(window)
+    n = len(out_shape)
+    values = Value(virtual, acc, lambda idx: cast(expr_fn(idx[:n], idx[n:]), acc))
+    return ctx.reduce(combine, values, tuple(range(n, len(virtual))), False, acc)
+
+
+def _window_positions(ctx, p: PoolParams, outer, window):
+    """Input rows/cols read by window element (i, j) of output (oh, ow)."""
+    oh, ow = outer[-2:]
+    i, j = window
+    ih = linear([(p.s[0], oh), (p.d[0], i)], -p.p[0], ctx.n_vars)
+    iw = linear([(p.s[1], ow), (p.d[1], j)], -p.p[1], ctx.n_vars)
+    return ih, iw
+
+
+def _pool_params(x: Value, *args) -> PoolParams:
+    return PoolParams(TensorMeta(x.shape, x.dtype), *args)
+
+
+def _max_pool(ctx, node, args: dict) -> Value:
+    x: Value = args["self"]
+    p = _pool_params(x, args["kernel_size"], args["stride"], args["padding"], args["dilation"],
+                     args["ceil_mode"])
+    out: TensorMeta = node.meta["val"]
+    acc = opmath(x.dtype)
+    h, w = p.spatial
+
+    def element(outer, window):
+        ih, iw = _window_positions(ctx, p, outer, window)
+        mask = _all([_within(ctx, ih, 0, h), _within(ctx, iw, 0, w)])
+        return _buffer_load(ctx, x, tuple(outer[:-2]) + (ih, iw), mask, _lowest(x.dtype))
+    result = window_reduce(ctx, "max", tuple(out.shape), p.k, element, acc)
+    return Value(tuple(out.shape), out.dtype, lambda i: cast(result.load(i), out.dtype))
+
+
+def _avg(ctx, node, x: Value, p: PoolParams, count_include_pad: bool, divisor) -> Value:
+    out: TensorMeta = node.meta["val"]
+    acc = opmath(x.dtype)
+    h, w = p.spatial
+
+    def element(outer, window):
+        ih, iw = _window_positions(ctx, p, outer, window)
+        mask = _all([_within(ctx, ih, 0, h), _within(ctx, iw, 0, w)])
+        return _buffer_load(ctx, x, tuple(outer[:-2]) + (ih, iw), mask, 0)
+
+    def counted(outer, window):   # which window elements the divisor counts
+        ih, iw = _window_positions(ctx, p, outer, window)
+        lo_h, hi_h = (-p.p[0], h + p.p[0]) if count_include_pad else (0, h)
+        lo_w, hi_w = (-p.p[1], w + p.p[1]) if count_include_pad else (0, w)
+        return cast(_all([_within(ctx, ih, lo_h, hi_h), _within(ctx, iw, lo_w, hi_w)]), acc)
+    total = window_reduce(ctx, "sum", tuple(out.shape), p.k, element, acc)
+    if divisor:
+        count = Value(total.shape, acc, lambda i: constant(divisor, acc))
+    else:
+        count = window_reduce(ctx, "sum", tuple(out.shape), p.k, counted, acc)
+    return Value(tuple(out.shape), out.dtype,
+                 lambda i: cast(c("div", total.load(i), count.load(i)), out.dtype))
+
+
+def _avg_pool(ctx, node, args: dict) -> Value:
+    x: Value = args["self"]
+    p = _pool_params(x, args["kernel_size"], args["stride"], args["padding"], 1,
+                     args["ceil_mode"])
+    return _avg(ctx, node, x, p, args["count_include_pad"], args["divisor_override"])
+
+
+def _adaptive_avg_pool(ctx, node, args: dict) -> Value:
+    x: Value = args["self"]
+    oh, ow = _adaptive_out(TensorMeta(x.shape, x.dtype), args["output_size"])
+    h, w = x.shape[-2:]
+    if h % oh or w % ow:
+        raise LoweringError(f"{ctx.name}: adaptive_avg_pool2d lowers when the output size "
+                            f"divides the input size ({h}x{w} -> {oh}x{ow} does not)")
+    kernel = (h // oh, w // ow)
+    p = _pool_params(x, kernel, kernel, 0, 1, False)
+    return _avg(ctx, node, x, p, True, kernel[0] * kernel[1])
+
+
+def _pad(ctx, node, args: dict) -> Value:
+    x: Value = args["self"]
+    if args["mode"] != "constant":
+        raise LoweringError(f"{ctx.name}: pad lowers in 'constant' mode only")
+    out: TensorMeta = node.meta["val"]
+    pads = list(args["pad"])
+    fill = args["value"] if args["value"] is not None else 0
+    befores = [0] * len(x.shape)
+    for k in range(len(pads) // 2):
+        befores[len(x.shape) - 1 - k] = pads[2 * k]
+
+    def load(index):
+        source = tuple(linear([(1, a)], -b, ctx.n_vars) for a, b in zip(index, befores))
+        mask = _all([_within(ctx, s, 0, size) for s, size, b in zip(source, x.shape, befores)
+                     if b or True])
+        return cast(_buffer_load(ctx, x, source, mask, fill), out.dtype)
+    return Value(tuple(out.shape), out.dtype, load)
+
+
+def _cat(ctx, node, args: dict) -> Value:
+    pieces: list[Value] = [v for v in args["tensors"] if isinstance(v, Value)]
+    out: TensorMeta = node.meta["val"]
+    dim = args["dim"] % len(out.shape)
+    pieces = [v for v in pieces if len(v.shape) == len(out.shape)]   # torch skips 1-d empties
+    starts = [0]
+    for v in pieces:
+        starts.append(starts[-1] + v.shape[dim])
+
+    def load(index):
+        value = constant(0, out.dtype)
+        for v, start in reversed(list(zip(pieces, starts))):
+            along = index[dim]
+            shifted = index[:dim] + (linear([(1, along)], -start, ctx.n_vars),) + index[dim + 1:]
+            mask = _within(ctx, along, start, start + v.shape[dim])
+            piece = cast(_buffer_load(ctx, v, shifted, mask, 0), out.dtype)
+            value = c("where", mask, piece, value)
+        return value
+    return Value(tuple(out.shape), out.dtype, load)
+
+
+ARG_RULES = {
+    "max_pool2d": _max_pool, "avg_pool2d": _avg_pool, "adaptive_avg_pool2d": _adaptive_avg_pool,
+    "pad": _pad, "cat": _cat,
+}
