@@ -34,6 +34,7 @@ the graph), BatchNorm with momentum=None (its factor depends on a counter), clos
 """
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -42,6 +43,7 @@ import numpy as np
 
 from ..ir import autodiff
 from ..ir.errors import EmberError, TraceError
+from ..ir.fused import is_fused
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import meta_of
 from ..ir.registry import Tag, is_op
@@ -175,6 +177,7 @@ class TrainPlan:
     stats: CompileStats
     graph: Graph
     layout: StepLayout
+    bindings: list[tuple[int, int]]      # (plan slot, graph input index): updated in place
 
 
 class CompiledTrainStep:
@@ -192,6 +195,8 @@ class CompiledTrainStep:
         if entry is None:
             entry = self.plans[key] = self._compile(args)
         inputs = self._input_arrays(entry.layout, args)
+        for slot, input_index in entry.bindings:
+            entry.plan.bind(slot, inputs[input_index])
         loss, updates, buffers = entry.plan.run(inputs)
         self._write_back(entry.layout, updates, buffers)
         _count_batchnorm_batches(self.model)
@@ -241,7 +246,9 @@ class CompiledTrainStep:
 
     def _write_back(self, layout: StepLayout, updates, buffers) -> None:
         for (param, key), value in zip(layout.write_backs, updates):
-            if key == "params":
+            if value is None:                   # the kernel wrote it in place
+                _bump(param if key == "params" else self.optimizer.state[param][key])
+            elif key == "params":
                 _copy_into(param, value)
             elif key in self.optimizer.state[param]:
                 _copy_into(self.optimizer.state[param][key], value)
@@ -258,9 +265,9 @@ class CompiledTrainStep:
         ctx = PassContext(constants=dict(constants), options=dict(self.options),
                           inference=False)
         run_passes(graph, self.pipeline, ctx)
-        plan = PlanBuilder(graph, ctx.constants, stats).build()
+        plan, bindings = _build_plan(graph, ctx.constants, stats, layout)
         stats.seconds = time.perf_counter() - start
-        return TrainPlan(plan, stats, graph, layout)
+        return TrainPlan(plan, stats, graph, layout, bindings)
 
     def _trace(self, args) -> tuple[Graph, dict, StepLayout]:
         _check_batchnorms(self.model)
@@ -354,6 +361,33 @@ class CompiledTrainStep:
                     layout.write_backs.append((p, key))
                     outputs.append(value)
         return outputs
+
+
+def _build_plan(graph: Graph, constants: dict, stats: CompileStats, layout: StepLayout):
+    """The plan, with in-place updates bound where legal; if a group chosen for one did
+    not become a kernel with plan-owned outputs (it fell back to eager), rebuild with
+    every update copied back instead."""
+    all_outputs = graph.output_node.args
+    in_place = in_place_updates(graph, _update_inputs(layout))
+    builder = PlanBuilder(graph, constants, stats)
+    plan = builder.build()
+    bindings = [(_slot_of(builder, group, index), input_index)
+                for group, index, input_index in in_place]
+    if all(slot in _owned_kernel_slots(plan) for slot, _ in bindings):
+        return plan, bindings
+    graph.output_node.args = all_outputs
+    stats.__init__(original_ops=stats.original_ops)
+    return PlanBuilder(graph, constants, stats).build(), []
+
+
+def _slot_of(builder: PlanBuilder, group: Node, index: int) -> int:
+    slot = builder.slot[group]
+    return slot if isinstance(slot, int) else slot[index]
+
+
+def _owned_kernel_slots(plan) -> set[int]:
+    return {slot for step in plan.steps if step.kernel
+            for slot, spec in zip(step.outputs, step.out_specs) if spec.persistent}
 
 
 def _group_state(group: dict, g: int, sources: list, values: list) -> dict:
@@ -457,6 +491,118 @@ def _count_batchnorm_batches(model) -> None:
 def _copy_into(dst: Tensor, value: np.ndarray) -> None:
     np.copyto(dst._array, value, casting="unsafe")
     dst._bump_version()
+
+
+def _bump(tensor: Tensor) -> None:
+    tensor._bump_version()
+
+
+# --- in-place updates: kernels that write straight into the tensors they replace -----------
+def _update_inputs(layout: StepLayout) -> list[int | None]:
+    """Per updated value, the graph input holding the tensor it replaces (None: none)."""
+    param_index = {id(p): i for i, p in enumerate(layout.params)}
+    state_index = {(id(src), key): len(layout.params) + i
+                   for i, (src, key) in enumerate(layout.state_inputs)
+                   if not isinstance(src, int)}
+    return [param_index.get(id(p)) if key == "params" else state_index.get((id(p), key))
+            for p, key in layout.write_backs]
+
+
+def in_place_updates(graph: Graph, update_inputs: list) -> list[tuple[Node, int, int]]:
+    """Find updates a fused kernel can store straight into the input it replaces, and
+    drop them from the graph's output; returns (group node, output index, input index).
+
+    Legal when (1) the group reads that input only through pointwise ops of the
+    store's shape and layout, so element i is read before element i is written, by the
+    same iteration; (2) every other reader of the input, or of a view of it, runs
+    before the group; (3) no other argument of the group may alias it. A group is
+    bound all-or-nothing: a group with a result that stays a result allocates fresh
+    outputs each call, so none of its outputs can be bound."""
+    output = graph.output_node
+    loss, updates, buffers = output.args[0]
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    placeholders = graph.placeholders
+    candidates: dict[Node, list[tuple[int, int, int]]] = {}
+    for position, (value, input_index) in enumerate(zip(updates, update_inputs)):
+        found = _group_output(value) if input_index is not None else None
+        if found is not None and _can_write_into(found, placeholders[input_index], order):
+            candidates.setdefault(found[0], []).append((position, found[1], input_index))
+    bound, kept = [], list(updates)
+    for group, entries in candidates.items():
+        if _results_of(group, updates) != len(entries) or \
+                _results_of(group, (loss, *buffers)):
+            continue
+        for position, index, input_index in entries:
+            kept[position] = None
+            bound.append((group, index, input_index))
+    output.args = ((loss, tuple(kept), buffers),)
+    return bound
+
+
+def _results_of(group: Node, values) -> int:
+    """How many of `values` are outputs of `group`."""
+    return sum(1 for v in values if (_group_output(v) or (None,))[0] is group)
+
+
+def _group_output(value) -> tuple[Node, int] | None:
+    """(fused group node, output index) when `value` is a fused group's output."""
+    if not isinstance(value, Node) or value.op != OpKind.call_function:
+        return None
+    if value.target is operator.getitem and is_fused(value.args[0].target):
+        return value.args[0], value.args[1]
+    if is_fused(value.target) and value.target.n_outputs == 1:
+        return value, 0
+    return None
+
+
+def _can_write_into(found: tuple[Node, int], source: Node, order: dict) -> bool:
+    group_node, index = found
+    group = group_node.target
+    out_meta = group.graph.output_node.args[0]
+    out_meta = (out_meta[index] if isinstance(out_meta, (tuple, list)) else out_meta)
+    out_meta = out_meta.meta["val"]
+    if group.kind not in ("pointwise", "epilogue") or not _same_layout(source, out_meta):
+        return False
+    aliases = _aliases(source)
+    if [a for a in group_node.args if a in aliases] != [source]:
+        return False
+    inner = group.graph.placeholders[list(group_node.args).index(source)]
+    if not all(_is_pointwise(u) and u.meta["val"].shape == out_meta.shape
+               for u in inner.users):
+        return False
+    readers = {u for a in aliases for u in a.users} - {group_node}
+    return all(order[r] < order[group_node] for r in readers)
+
+
+def _aliases(source: Node) -> set[Node]:
+    """`source` and every value that may share its storage: outputs of nodes that are
+    not kernels (views, eager fallbacks), transitively. Kernels write fresh buffers; a
+    group of views alone might run eagerly and return a view, so it counts as one."""
+    found, todo = {source}, [source]
+    while todo:
+        for user in todo.pop().users:
+            if user.op == OpKind.call_function and user not in found and \
+                    not _computes_fresh_values(user):
+                found.add(user)
+                todo.append(user)
+    return found
+
+
+def _computes_fresh_values(node: Node) -> bool:
+    return is_fused(node.target) and any(
+        inner.op == OpKind.call_function and is_op(inner.target) and
+        Tag.VIEW not in inner.target.tags for inner in node.target.graph.nodes)
+
+
+def _is_pointwise(node: Node) -> bool:
+    return node.op == OpKind.call_function and is_op(node.target) and \
+        Tag.POINTWISE in node.target.tags and Tag.INPLACE not in node.target.tags
+
+
+def _same_layout(source: Node, meta) -> bool:
+    have = source.meta.get("val")
+    return have is not None and tuple(have.shape) == tuple(meta.shape) and \
+        have.dtype == meta.dtype and tuple(have.strides) == tuple(meta.strides)
 
 
 __all__ = ["compile_train_step", "CompiledTrainStep", "OptimizerRule"]

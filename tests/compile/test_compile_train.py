@@ -152,6 +152,8 @@ def test_steady_state_steps_allocate_no_large_buffers():
     x, y = ember.randn(64, 256), ember.randint(0, 10, (64,))
     for _ in range(3):
         step(x, y)
+    # the update kernels store parameters, exp_avg and exp_avg_sq straight into the tensors
+    assert len(step.last.bindings) == 3 * len(list(model.parameters()))
     gc.collect()
     reserved = default_allocator().reserved_bytes
     before = page_faults()
