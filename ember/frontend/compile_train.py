@@ -37,7 +37,7 @@ from __future__ import annotations
 import operator
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
