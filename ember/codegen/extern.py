@@ -85,17 +85,28 @@ def _mm(node: Node) -> Callable | None:
 
 def _matmul(node: Node) -> Callable | None:
     a, b = (n.meta["val"] for n in tensor_inputs(node)[:2])
-    if len(b.shape) != 2 or len(a.shape) < 2:
+    if len(b.shape) < 2 or len(a.shape) < 2:
         return None
+    if len(b.shape) == 2:
+        def run(arrays):
+            x, w, out = arrays
+            x2, out2 = _as_2d(x), _as_2d(out)
+            if x2 is None or out2 is None:
+                _batched_gemm(x, w, out)
+                return
+            gemm(x2, w, out2)
+        return run
+    return lambda arrays: _batched_gemm(*arrays)
 
-    def run(arrays):
-        x, w, out = arrays
-        x2, out2 = _as_2d(x), _as_2d(out)
-        if x2 is None or out2 is None:
-            out[...] = np.matmul(x, w)
-            return
-        gemm(x2, w, out2)
-    return run
+
+def _batched_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """out[..., :, :] = x[..., :, :] @ w[..., :, :] with broadcast batch dims, one GEMM per
+    matrix (any strides: transposed operands cost nothing)."""
+    batch = out.shape[:-2]
+    xb = np.broadcast_to(x, batch + x.shape[-2:])
+    wb = np.broadcast_to(w, batch + w.shape[-2:])
+    for index in np.ndindex(*batch):
+        gemm(xb[index], wb[index], out[index])
 
 
 def _addmm(node: Node) -> Callable | None:
@@ -112,11 +123,7 @@ def _addmm(node: Node) -> Callable | None:
 
 
 def _bmm(node: Node) -> Callable | None:
-    def run(arrays):
-        a, b, out = arrays
-        for i in range(a.shape[0]):
-            gemm(a[i], b[i], out[i])
-    return run
+    return lambda arrays: _batched_gemm(*arrays)
 
 
 def _conv2d(node: Node) -> Callable | None:

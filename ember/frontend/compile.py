@@ -198,8 +198,20 @@ class PlanBuilder:
         elif (fn := extern_kernel(node)) is not None:
             self.stats.externs += 1
             self._kernel_step(node.name, fn, tensor_inputs(node), [node])
+        elif _is_view(node):
+            self._view(node)
         else:
             self._fallback(node)
+
+    def _view(self, node: Node) -> None:
+        """A view runs its NumPy reference (a numpy view: no data moves, no dispatch)."""
+        op = node.target
+        bound = op.schema.bind(node.args, node.kwargs)
+        source = bound[0]
+        rest = bound[1:]
+        slot = self.slot[node] = self.new_slot()
+        self.plan.steps.append(Step(node.name, lambda x: op.reference(x, *rest),
+                                    (self.slot[source],), (slot,)))
 
     def _getitem(self, node: Node) -> None:
         source, index = node.args
@@ -264,6 +276,14 @@ class PlanBuilder:
         if node.op == OpKind.call_function and isinstance(node.target, FusedGroup):
             return
         self.stats.fallbacks.append(getattr(node.target, "name", str(node.target)))
+
+
+def _is_view(node: Node) -> bool:
+    from ..ir.registry import Tag
+    op = node.target
+    return getattr(op, "tags", None) is not None and Tag.VIEW in op.tags and \
+        op.promotion is None and isinstance(op.schema.bind(node.args, node.kwargs)[0], Node) \
+        and not any(isinstance(a, Node) for a in op.schema.bind(node.args, node.kwargs)[1:])
 
 
 def _result_nodes(graph: Graph) -> set:
