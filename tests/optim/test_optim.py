@@ -383,3 +383,37 @@ def test_onecycle_too_many_steps():
     s.step()
     with pytest.raises(ValueError, match="Tried to step 3 times"):
         s.step()
+
+
+COMPLEX_CASES = [("Adam", dict(lr=0.05)), ("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.1)),
+                 ("AdamW", dict(lr=0.05, weight_decay=0.1)), ("Adagrad", dict(lr=0.1)),
+                 ("RMSprop", dict(lr=0.01, centered=True, momentum=0.9)),
+                 ("SGD", dict(lr=0.05, momentum=0.9))]
+
+
+def _train_complex(lib, opt_cls, kwargs, init, data, steps=5):
+    p = lib.tensor(init.copy(), requires_grad=True)
+    a, c = lib.tensor(data[0]), lib.tensor(data[1])
+    opt = opt_cls([p], **kwargs)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = lib.sum(lib.real(p * p.conj() * a)) + lib.sum(lib.real(c * p * p * p))
+        loss.backward()
+        opt.step()
+    return p, opt
+
+
+@pytest.mark.parametrize("case", COMPLEX_CASES, ids=[_id(c) for c in COMPLEX_CASES])
+def test_complex_parameter_matches_torch(case):
+    """torch optimizes a complex parameter as (re, im) pairs: second moments per component."""
+    name, kwargs = case
+    rng = np.random.default_rng(3)
+    cplx = lambda *s: (rng.standard_normal(s) + 1j * rng.standard_normal(s)).astype(np.complex64)
+    init, data = cplx(2, 3), [rng.uniform(0.5, 1.5, (2, 3)).astype(np.float32), cplx(2, 3)]
+    ep, e_opt = _train_complex(ember, getattr(optim, name), kwargs, init, data)
+    tp, t_opt = _train_complex(torch, getattr(torch.optim, name), kwargs, init, data)
+    assert ep.dtype == ember.complex64
+    np.testing.assert_allclose(ep.detach().numpy(), tp.detach().numpy(), **TOL)
+    for key, tv in t_opt.state_dict()["state"][0].items():
+        ev = np.asarray(e_opt.state_dict()["state"][0][key])
+        np.testing.assert_allclose(ev, tv.numpy(), **TOL, err_msg=key)

@@ -16,6 +16,7 @@ serves eager execution and tracing.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Sequence
 
@@ -42,6 +43,43 @@ def _lerp(start, end, weight: float):
     if weight < 0.5:
         return start + (end - start) * weight
     return end - (end - start) * (1 - weight)
+
+
+def _is_complex(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return bool(getattr(dtype, "is_complex", False))
+
+
+def _as_real(x):
+    """torch.view_as_real as a value: complex [...] -> real [..., 2] (re, im)."""
+    if not _is_complex(x):
+        return x
+    from ... import imag, real, stack
+    return stack([real(x), imag(x)], -1)
+
+
+def _as_complex(x):
+    """Inverse of `_as_real`."""
+    return x[..., 0] + x[..., 1] * 1j
+
+
+def _complex_params_as_real_pairs(update):
+    """Run `update` on complex parameters as PyTorch does: every complex tensor (param,
+    grad, state) is viewed as real (re, im) pairs, so second moments are per component
+    (re(g)^2, im(g)^2), not the complex g*g. Results come back complex; steps stay real."""
+    @functools.wraps(update)
+    def wrapper(params, *per_param_lists, **options):
+        complex_at = [_is_complex(p) for p in params]
+        if not any(complex_at):
+            return update(params, *per_param_lists, **options)
+        real_lists = [[_as_real(x) for x in seq] for seq in (params, *per_param_lists)]
+        result = update(*real_lists, **options)
+        return type(result)(*(
+            field if name == "state_steps" else
+            [_as_complex(x) if x is not None and was_complex else x
+             for x, was_complex in zip(field, complex_at)]
+            for name, field in zip(result._fields, result)))
+    return wrapper
 
 
 class SGDResult(NamedTuple):
@@ -126,6 +164,7 @@ def _adam_like(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_step
     return out
 
 
+@_complex_params_as_real_pairs
 def adam(params: Sequence, grads: Sequence, exp_avgs: Sequence, exp_avg_sqs: Sequence,
          max_exp_avg_sqs: Sequence, state_steps: Sequence, *, amsgrad: bool, beta1: float,
          beta2: float, lr: float, weight_decay: float, eps: float,
@@ -137,6 +176,7 @@ def adam(params: Sequence, grads: Sequence, exp_avgs: Sequence, exp_avg_sqs: Seq
                       weight_decay=weight_decay, eps=eps, maximize=maximize, decoupled=False)
 
 
+@_complex_params_as_real_pairs
 def adamw(params: Sequence, grads: Sequence, exp_avgs: Sequence, exp_avg_sqs: Sequence,
           max_exp_avg_sqs: Sequence, state_steps: Sequence, *, amsgrad: bool, beta1: float,
           beta2: float, lr: float, weight_decay: float, eps: float,
@@ -147,6 +187,7 @@ def adamw(params: Sequence, grads: Sequence, exp_avgs: Sequence, exp_avg_sqs: Se
                       weight_decay=weight_decay, eps=eps, maximize=maximize, decoupled=True)
 
 
+@_complex_params_as_real_pairs
 def adagrad(params: Sequence, grads: Sequence, state_sums: Sequence, state_steps: Sequence,
             *, lr: float, weight_decay: float, lr_decay: float, eps: float,
             maximize: bool) -> AdagradResult:
@@ -166,6 +207,7 @@ def adagrad(params: Sequence, grads: Sequence, state_sums: Sequence, state_steps
     return out
 
 
+@_complex_params_as_real_pairs
 def rmsprop(params: Sequence, grads: Sequence, square_avgs: Sequence, grad_avgs: Sequence,
             momentum_buffer_list: Sequence, state_steps: Sequence, *, lr: float,
             alpha: float, eps: float, weight_decay: float, momentum: float, centered: bool,
