@@ -267,7 +267,7 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool)
     dot_args = f", input_precision=\"{precision}\"" if precision else ""
     lines = [f"M = {problem.m}", f"N = {problem.n}", f"K = {problem.k}",
              "pid = tl.program_id(0)", "pid_b = tl.program_id(1)",
-             "num_pid_m = tl.cdiv(M, BLOCK_M)", "num_pid_n = tl.cdiv(N, BLOCK_N)",
+             "num_pid_m = (M + BLOCK_M - 1) // BLOCK_M", "num_pid_n = (N + BLOCK_N - 1) // BLOCK_N",
              "# grouped order: GROUP_M rows of tiles share B tiles in L2",
              "group_size = GROUP_M * num_pid_n",
              "first_m = (pid // group_size) * GROUP_M",

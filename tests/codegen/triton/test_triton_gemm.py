@@ -1,16 +1,13 @@
 """Generated GEMM and implicit-GEMM conv kernels (codegen/triton/gemm.py), run by Triton's
 interpreter on torch CPU tensors, against float64 torch; epilogues from real fusion groups."""
-import os
 import sys
 from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from triton_device import dev, host, torch  # noqa: E402  (TRITON_INTERPRET=1 unless given)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
 
 import ember  # noqa: E402
 from ember.codegen.lowering import lower_group  # noqa: E402
@@ -33,7 +30,7 @@ F = ember.nn.functional
 
 
 def _torch_flat(t: ember.Tensor):
-    return torch.from_numpy(flat_input(t))
+    return dev(flat_input(t))
 
 
 @pytest.mark.parametrize("b_layout", ["row", "kmajor"])
@@ -44,10 +41,10 @@ def test_mm_ieee_matches_float64(b_layout, m, n, k, rng):
     stored_b = b if b_layout == "row" else np.ascontiguousarray(b.T)
     problem = MatmulProblem.create(m, n, k, b_layout=b_layout, precision="ieee")
     gen = generate_gemm(problem, SMALL)
-    c = torch.full((m * n,), 7.0)
-    cache.launch(gen, [torch.from_numpy(a), torch.from_numpy(stored_b), c])
+    c = dev(np.full(m * n, 7.0, np.float32))
+    cache.launch(gen, [dev(a), dev(stored_b), c])
     want = a.astype(np.float64) @ b.astype(np.float64)
-    np.testing.assert_allclose(c.numpy().reshape(m, n), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(host(c).reshape(m, n), want, rtol=1e-5, atol=1e-5)
     assert 'input_precision="ieee"' in gen.source
 
 
@@ -73,20 +70,20 @@ def test_tf32_gemm_runs(rng):
     a = rng.standard_normal((20, 24)).astype(np.float32)
     b = rng.standard_normal((24, 18)).astype(np.float32)
     gen = generate_gemm(MatmulProblem.create(20, 18, 24, precision="tf32"), SMALL)
-    c = torch.empty(20 * 18)
-    cache.launch(gen, [torch.from_numpy(a), torch.from_numpy(b), c])
+    c = dev(np.zeros(20 * 18, np.float32))
+    cache.launch(gen, [dev(a), dev(b), c])
     # TF32 keeps 10 mantissa bits: about 1e-3 relative per product
-    np.testing.assert_allclose(c.numpy().reshape(20, 18), a @ b, rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(host(c).reshape(20, 18), a @ b, rtol=2e-2, atol=2e-2)
 
 
 def test_fp16_inputs_accumulate_in_float32(rng):
     a = rng.standard_normal((33, 40)).astype(np.float16)
     b = rng.standard_normal((40, 17)).astype(np.float16)
     gen = generate_gemm(MatmulProblem.create(33, 17, 40, dtype=float16, out_dtype=float32), SMALL)
-    c = torch.empty(33 * 17)
-    cache.launch(gen, [torch.from_numpy(a), torch.from_numpy(b), c])
+    c = dev(np.zeros(33 * 17, np.float32))
+    cache.launch(gen, [dev(a), dev(b), c])
     want = a.astype(np.float64) @ b.astype(np.float64)
-    np.testing.assert_allclose(c.numpy().reshape(33, 17), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(host(c).reshape(33, 17), want, rtol=1e-4, atol=1e-4)
 
 
 def run_epilogue_group(fn, *tensors, config=SMALL):
@@ -102,10 +99,9 @@ def run_epilogue_group(fn, *tensors, config=SMALL):
     problem, operands = anchor_problem(lowered.anchor)
     gen = generate_gemm(problem, config, lowered.kernel, name="epi")
     extra = [n for n in lowered.inputs if n is not lowered.anchor]
-    outs = [torch.full((spec.numel,), 7.0).to(getattr(torch, spec.dtype.name))
-            for spec in lowered.kernel.outputs]
+    outs = [dev(np.full(spec.numel, 7, spec.dtype.np_dtype)) for spec in lowered.kernel.outputs]
     cache.launch(gen, [_torch_flat(values[n]) for n in operands + extra] + outs)
-    return outs, lowered, gen
+    return [host(o) for o in outs], lowered, gen
 
 
 def test_linear_bias_gelu_residual_epilogue():
@@ -114,7 +110,7 @@ def test_linear_bias_gelu_residual_epilogue():
     (out,), lowered, gen = run_epilogue_group(fn, x, w, b, r)
     want = torch.nn.functional.gelu(torch.nn.functional.linear(
         *(torch.from_numpy(t.numpy()).double() for t in (x, w, b)))) + torch.from_numpy(r.numpy())
-    np.testing.assert_allclose(out.numpy().reshape(37, 40), want.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.reshape(37, 40), want.numpy(), rtol=1e-5, atol=1e-5)
     assert lowered.anchor.target.name == "linear"
     assert "tl.store(" in gen.source and gen.source.count("tl.store(") == 1
 
@@ -124,14 +120,14 @@ def test_mm_relu_epilogue_with_column_broadcast():
     fn = lambda x, w, s: (x @ w * s).relu()  # noqa: E731
     (out,), _, _ = run_epilogue_group(fn, x, w, s)
     want = ((x.numpy().astype(np.float64) @ w.numpy()) * s.numpy()).clip(0)
-    np.testing.assert_allclose(out.numpy().reshape(19, 30), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.reshape(19, 30), want, rtol=1e-5, atol=1e-5)
 
 
 def test_bmm_epilogue():
     a, b = ember.randn(3, 17, 20), ember.randn(3, 20, 18)
     (out,), _, _ = run_epilogue_group(lambda a, b: ember.bmm(a, b).sigmoid(), a, b)
     want = 1 / (1 + np.exp(-(a.numpy().astype(np.float64) @ b.numpy())))
-    np.testing.assert_allclose(out.numpy().reshape(3, 17, 18), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.reshape(3, 17, 18), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("stride, padding, dilation, groups", [
@@ -147,7 +143,7 @@ def test_conv2d_nhwc_implicit_gemm_with_epilogue(stride, padding, dilation, grou
                                       stride=stride, padding=padding, dilation=dilation,
                                       groups=groups).relu()
     meta = lowered.outputs[0].meta["val"]
-    got = np.lib.stride_tricks.as_strided(out.numpy(), meta.shape,
+    got = np.lib.stride_tricks.as_strided(out, meta.shape,
                                           [s * 4 for s in meta.strides])
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
     assert "kk[:, None]" in gen.source          # OHWI weight: K-major B, no index math
@@ -159,7 +155,7 @@ def test_conv2d_nchw_operands_still_correct():
     want = np.tanh(torch.nn.functional.conv2d(torch.from_numpy(x.numpy()).double(),
                                               torch.from_numpy(w.numpy()).double(),
                                               padding=1).numpy())
-    np.testing.assert_allclose(out.numpy().reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-5, atol=1e-6)
 
 
 def test_unsupported_anchor_is_a_lowering_error():

@@ -2,19 +2,17 @@
 torch CPU tensors, equal the descriptions' NumPy semantics (codegen/kernel.evaluate).
 
 TRITON_INTERPRET must be set before triton is imported: Triton reads it when a
-kernel is decorated. The cubin tests run in a subprocess without it (test_triton_aot.py).
+kernel is decorated (triton_device.py sets it; with TRITON_INTERPRET=0 on the GPU machine
+the same tests run on the GPU). The cubin tests run in a subprocess (test_triton_aot.py).
 """
-import os
 import sys
 from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from triton_device import dev, host  # noqa: E402  (sets TRITON_INTERPRET=1 unless given)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
 
 import ember  # noqa: E402
 from ember.codegen import kernel as K  # noqa: E402
@@ -31,14 +29,14 @@ from test_llvm_emit import LOOSE, _sample_cases, assert_close, flat_input  # noq
 def run_kernel(kernel: K.Kernel, inputs: list[np.ndarray], blocks=None):
     """(reference, triton) output pairs for one description on flat input arrays."""
     ref = {s.name: a for s, a in zip(kernel.inputs, inputs)}
-    got = {s.name: torch.from_numpy(a.copy()) for s, a in zip(kernel.inputs, inputs)}
+    got = {s.name: dev(a) for s, a in zip(kernel.inputs, inputs)}
     for spec in kernel.outputs:
         ref[spec.name] = np.full(spec.numel, 7, spec.dtype.np_dtype)   # gaps stay 7
-        got[spec.name] = torch.from_numpy(np.full(spec.numel, 7, spec.dtype.np_dtype))
+        got[spec.name] = dev(np.full(spec.numel, 7, spec.dtype.np_dtype))
     K.evaluate(kernel, ref)
     generated = source.generate(kernel, blocks)
     cache.launch(generated, [got[s.name] for s in kernel.inputs + kernel.outputs])
-    return [(ref[s.name], got[s.name].numpy()) for s in kernel.outputs], generated
+    return [(ref[s.name], host(got[s.name])) for s in kernel.outputs], generated
 
 
 def run_fn(fn, *tensors, blocks=None):

@@ -1,17 +1,14 @@
 """Every kernel a built-in model needs, generated for Triton and run by the interpreter in
 place of its fused group or GEMM, gives the model's eager output (ops with no generated
 kernel, such as max_pool2d, run eagerly between them)."""
-import os
 import sys
 from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from triton_device import dev, host  # noqa: E402  (TRITON_INTERPRET=1 unless given)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
 
 import ember  # noqa: E402
 from ember.codegen.triton import cache  # noqa: E402
@@ -74,17 +71,13 @@ def _launch_all(node, kernels, env, flats):
     if isinstance(node.target, FusedGroup) and node.target.kind == "epilogue":
         meta = _acc_meta(node)
         flats[f"{node.name}.acc"] = np.zeros(_extent(meta), meta.dtype.np_dtype)
+    on_device = {name: dev(flat) for name, (flat, _) in outs.items()}
+    on_device.update({name: dev(flat) for name, flat in flats.items()})
     for gk in kernels:
-        buffers = []
-        for arg in gk.arguments:
-            if arg in outs:
-                buffers.append(torch.from_numpy(outs[arg][0]))
-            elif arg in flats:
-                buffers.append(torch.from_numpy(flats[arg]))
-            else:
-                buffers.append(torch.from_numpy(flat_input(values[arg].detach())))
+        buffers = [on_device[arg] if arg in on_device else dev(flat_input(values[arg].detach()))
+                   for arg in gk.arguments]
         cache.launch(gk.kernel, buffers)
-    results = [_strided(flat, meta) for flat, meta in outs.values()]
+    results = [_strided(host(on_device[name]), meta) for name, (_, meta) in outs.items()]
     return results[0] if len(results) == 1 else tuple(results)
 
 
@@ -106,8 +99,8 @@ def test_mlp_runs_on_generated_kernels():
 
 def test_small_cnn_runs_on_generated_kernels():
     kernels, externs = check_model("small_cnn")
-    assert {k.kind for k in kernels} == {"gemm+epilogue"}
-    assert {e.op for e in externs} <= {"max_pool2d", "adaptive_avg_pool2d", "reshape", "flatten"}
+    kinds = [k.kind for k in kernels]
+    assert kinds.count("gemm+epilogue") == 3          # conv+relu, conv+relu, linear+bias
 
 
 def test_transformer_runs_on_generated_kernels():
