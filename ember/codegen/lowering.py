@@ -826,7 +826,7 @@ def _finish_kernel(ctx, name, inputs, specs, outputs, env) -> LoweredKernel:
         stores.append(_store(ctx, name, buf, meta, value))
     kernel = K.Kernel(name, tuple(ctx.outer), tuple(ctx.inner), specs, out_specs,
                       ctx.stages + stores)
-    kernel = collapse_dims(trim_vars(kernel))
+    kernel = collapse_dims(reorder_loops(collapse_dims(trim_vars(kernel))))
     K.validate(kernel)
     return LoweredKernel(kernel, inputs, list(outputs))
 
@@ -912,6 +912,39 @@ def _all_indices(kernel: K.Kernel) -> list[K.Affine]:
     found = []
     _map_indices(kernel, lambda a: found.append(a) or a)
     return found
+
+
+def reorder_loops(kernel: K.Kernel) -> K.Kernel:
+    """Loop order = memory order: outer loops follow the first output's strides (largest
+    first), inner loops the strides their loads walk. A channels-last tensor is then
+    walked with its channels innermost (contiguous vectors, and often one flat loop
+    once collapsed), whatever the logical dim order was."""
+    n_outer = len(kernel.outer)
+    stores = [s for s in kernel.stages if isinstance(s, K.Store)]
+    loads = [e for s in kernel.stages if isinstance(s, K.Reduce) for e in K._walk(s.value)
+             if isinstance(e, (K.Load, K.MaskedLoad))]
+
+    def weight(var: int) -> int:
+        if var < n_outer:
+            return max([abs(st.index.coeff(var)) for st in stores[:1]] + [0])
+        return sum(abs(ld.index.coeff(var)) for ld in loads)
+    outer = sorted(range(n_outer), key=lambda v: -weight(v))
+    inner = sorted(range(n_outer, kernel.n_vars), key=lambda v: -weight(v))
+    order = outer + inner                       # new position -> old var
+    if order == list(range(kernel.n_vars)):
+        return kernel
+    new_of = {old: new for new, old in enumerate(order)}
+
+    def permute(a: K.Affine) -> K.Affine:
+        coeffs = [0] * kernel.n_vars
+        for v, c in enumerate(a.coeffs):
+            if c:
+                coeffs[new_of[v]] = c
+        return K.Affine(tuple(coeffs), a.offset)
+    stages = _map_indices(kernel, permute)
+    sizes = list(kernel.outer) + list(kernel.inner)
+    return K.Kernel(kernel.name, tuple(sizes[v] for v in outer), tuple(sizes[v] for v in inner),
+                    kernel.inputs, kernel.outputs, stages)
 
 
 def collapse_dims(kernel: K.Kernel) -> K.Kernel:
