@@ -25,6 +25,15 @@ def test_broadcast_mismatch_names_op_shapes_and_line():
     _raises(ValueError, lambda: ember.where(a > 0, a, b), "where", "[2, 3]", "[4]")
 
 
+def test_non_tensor_operand_is_a_type_error_naming_op_type_and_line():
+    """torch: TypeError 'mul(): argument 'other' ... must be Tensor, not tuple'."""
+    x = ember.zeros(2, 3)
+    _raises(TypeError, lambda: x * x.shape, "mul", "Size", HERE)
+    _raises(ember.DTypeError, lambda: ember.mul(x, (1, 2)), "mul", "tuple", HERE)
+    _raises(ember.DTypeError, lambda: ember.add(x, [1.0, 2.0, 3.0]), "add", "list", HERE)
+    assert (x * 2).tolist() == [[0.0] * 3] * 2        # numbers are still operands
+
+
 def test_view_and_reshape_errors():
     x = ember.zeros(2, 3)
     _raises(ember.ShapeError, lambda: x.view(4), "view", "[4]", HERE)

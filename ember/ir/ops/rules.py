@@ -72,10 +72,19 @@ def broadcast_shapes(*shapes) -> tuple[int, ...]:
     return tuple(out)
 
 
+_SCALAR_TYPES = (bool, int, float, complex, np.bool_, np.number)
+
+
 def operand_for_promotion(v):
+    """(dtype, ndim) for a tensor, the value itself for a Python/NumPy scalar. Anything else
+    (a tuple, an ember.Size, a list) is the user's mistake, named here rather than misread
+    as a (dtype, ndim) pair further down."""
     if is_tensor_like(v):
         return (v.dtype, v.ndim)
-    return v
+    if isinstance(v, _SCALAR_TYPES):
+        return v
+    raise DTypeError(f"expected every operand to be a Tensor or a number, "
+                     f"got {type(v).__name__} {v!r}")
 
 
 def result_dtype(args) -> DType:
