@@ -215,6 +215,9 @@ class Emitter:
         if hit is None:
             if isinstance(e, (K.Load, K.IndexValue)):
                 hit = any(e.index.coeff(v) for v in range(self.n_outer, self.k.n_vars))
+            elif isinstance(e, K.MaskedLoad):
+                hit = any(e.index.coeff(v) for v in range(self.n_outer, self.k.n_vars)) or \
+                    self.uses_inner(e.mask)
             elif isinstance(e, K.Call):
                 hit = any(self.uses_inner(a) for a in e.args)
             elif isinstance(e, K.Cast):
@@ -241,6 +244,8 @@ class Emitter:
     def _text(self, e, scope: Scope, outer: Scope) -> str:
         if isinstance(e, K.Load):
             return self._load(e, scope)
+        if isinstance(e, K.MaskedLoad):
+            return self._masked_load(e, scope, outer)
         if isinstance(e, K.Const):
             return _constant(e.value, e.dtype)
         if isinstance(e, K.ReduceRef):
@@ -274,6 +279,20 @@ class Emitter:
         mask = self._mask_for(e.index, scope)
         masked = f", mask={mask}, other=0" if mask else ""
         text = f"tl.load({e.buffer}_ptr + ({self.affine(e.index)}){masked})"
+        if e.dtype.name in _LOW_PRECISION:
+            text += ".to(tl.float32)"
+        return text
+
+    def _masked_load(self, e: K.MaskedLoad, scope: Scope, outer: Scope) -> str:
+        """A load only where the description's mask (and the block's) holds: no memory
+        access elsewhere, so the index may point outside the buffer there (padding)."""
+        if e.buffer in self.substitutes:
+            raise LoweringError(f"{self.k.name}: a masked read of the GEMM result cannot be "
+                                "fused into the GEMM")
+        own = self.value(e.mask, scope, outer)
+        block = self._mask_for(e.index, scope) or (scope.mask if scope.inner else "xmask")
+        text = (f"tl.load({e.buffer}_ptr + ({self.affine(e.index)}), mask=({block}) & ({own}), "
+                f"other={_constant(e.other, e.dtype)})")
         if e.dtype.name in _LOW_PRECISION:
             text += ".to(tl.float32)"
         return text
