@@ -22,15 +22,16 @@ new guard compiles a new plan:
 4. run the 'default-training' pipeline (no constant folding: parameters change every
    call) and build the plan with ember.compile's PlanBuilder.
 
-Each call writes the new parameters, optimizer state and running statistics back
-into the existing tensors (in place: Parameters keep their identity) and returns the
-loss. Gradients are not stored in `.grad` (the step ends with zero_grad()).
+Each call leaves the new parameters, optimizer state and running statistics in the
+existing tensors (in place: Parameters keep their identity and storage; update
+kernels store straight into them where that is legal, see `in_place_updates`, and the
+rest is copied back) and returns the loss. Gradients are not stored in `.grad` (the step ends with zero_grad()).
 
 Differences from the eager step, by design: Adam's bias corrections are computed in
 float32 from the step tensor (torch's capturable=True math) instead of in float64;
 parameters that do not reach the loss get zero gradients (eager skips them); one
-step count per parameter group. Not supported: dropout with p > 0 (a random op in
-the graph), BatchNorm with momentum=None (its factor depends on a counter), closures.
+step count per parameter group. Not supported: BatchNorm with momentum=None (its
+factor depends on a counter), closures.
 """
 from __future__ import annotations
 

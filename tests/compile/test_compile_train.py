@@ -104,6 +104,24 @@ def test_transformer_classifier_steps_equal_eager():
     _run_both(_transformer, _OPTIMIZERS["sgd_momentum_wd"], steps=2)
 
 
+def test_dropout_masks_match_eager_under_the_same_seed():
+    ember.manual_seed(3)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    ref = copy.deepcopy(model)
+    loss_fn = nn.CrossEntropyLoss()
+    opt, opt_ref = ember.optim.SGD(model.parameters(), lr=0.1), \
+        ember.optim.SGD(ref.parameters(), lr=0.1)
+    step = ember.compile_train_step(model, loss_fn, opt)
+    for i in range(3):
+        x, y = ember.randn(4, 8), ember.randint(0, 3, (4,))
+        ember.manual_seed(100 + i)
+        got = step(x, y)
+        ember.manual_seed(100 + i)
+        want = _eager_step(ref, loss_fn, opt_ref, x, y)
+        np.testing.assert_allclose(got.item(), want.item(), rtol=1e-5)
+    _assert_same_state(model, ref, opt, opt_ref, 1e-5)
+
+
 def test_parameters_are_updated_in_place():
     ember.manual_seed(1)
     model, batch = _mlp()
