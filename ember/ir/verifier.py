@@ -2,13 +2,15 @@
 consistency (each registry node's recorded type equals what its meta rule says).
 
 `verify(graph, after="pass-name")` raises a VerifyError naming the pass, the node
-(as text) and its source line.
+and its source line. Nodes are named as `print_graph` prints them (`%2`, placeholders
+by their names), so the message can be matched against `ember opt` output.
 """
 from __future__ import annotations
 
 from .errors import EmberError, VerifyError
 from .graph import Graph, Node, OpKind, map_arg
 from .meta import TensorMeta
+from .printer import format_node, format_type, value_names
 from .registry import is_op
 
 
@@ -18,22 +20,24 @@ def verify(graph: Graph, after: str | None = None) -> None:
         graph.lint()
     except VerifyError as err:
         raise VerifyError(prefix + str(err)) from None
+    names = value_names(graph)
     for node in graph.nodes:
         if node.op == OpKind.call_function and is_op(node.target):
-            _check_op_node(node, prefix)
+            _check_op_node(node, f"{prefix}%{names[node]}", _where(node, names))
 
 
-def _where(node: Node) -> str:
+def _where(node: Node, names: dict) -> str:
+    """The node's printed line, then the user's source line when the node has one."""
     loc = node.meta.get("loc")
-    return f"\n  {node.format()}" + (f"\n  from {loc}" if loc else "")
+    return f"\n  {format_node(node, names)}" + (f"\n  from {loc}" if loc else "")
 
 
-def _check_op_node(node: Node, prefix: str) -> None:
+def _check_op_node(node: Node, name: str, where: str) -> None:
     op = node.target
     try:
         bound = op.schema.bind(node.args, node.kwargs)
     except EmberError as err:
-        raise VerifyError(f"{prefix}%{node.name}: {err}{_where(node)}") from None
+        raise VerifyError(f"{name}: {err}{where}") from None
     recorded = node.meta.get("val")
     inputs = map_arg(bound, lambda n: n.meta.get("val"))
     if recorded is None or any(isinstance(n, Node) and n.meta.get("val") is None
@@ -42,11 +46,10 @@ def _check_op_node(node: Node, prefix: str) -> None:
     try:
         expected = op.meta(*inputs)
     except EmberError as err:
-        raise VerifyError(f"{prefix}%{node.name}: {op.name}: {err}{_where(node)}") from None
+        raise VerifyError(f"{name}: {op.name}: {err}{where}") from None
     if not _same_types(expected, recorded):
-        from .printer import format_type
-        raise VerifyError(f"{prefix}%{node.name} is typed {format_type(recorded)} but "
-                          f"{op.name} gives {format_type(expected)}{_where(node)}")
+        raise VerifyError(f"{name} is typed {format_type(recorded)} but "
+                          f"{op.name} gives {format_type(expected)}{where}")
 
 
 def _same_types(a, b) -> bool:

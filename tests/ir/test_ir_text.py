@@ -114,21 +114,38 @@ def test_malformed_ir_gives_line_column_and_what_was_expected(text, position, ex
 # --- the verifier ---------------------------------------------------------------------------
 def test_verifier_rejects_wrong_arity_naming_the_node():
     g = parse("graph(%x: f32[4,8]):\n  %0 = relu(%x, %x) : f32[4,8]\n  return %0")
-    with pytest.raises(VerifyError, match=r"^%relu: relu\(\) takes 1 positional"):
+    with pytest.raises(VerifyError, match=r"^%0: relu\(\) takes 1 positional"):
         verify(g)
     g = parse("graph(%x: f32[4,8]):\n  %0 = add(%x) : f32[4,8]\n  return %0")
-    with pytest.raises(VerifyError, match=r"^%add: .*missing required argument 'other'"):
+    with pytest.raises(VerifyError, match=r"^%0: .*missing required argument 'other'"):
         verify(g)
 
 
 def test_verifier_rejects_wrong_shapes_naming_the_node():
     g = parse("graph(%x: f32[4,8]):\n  %0 = relu(%x) : f32[4,9]\n  return %0")
-    with pytest.raises(VerifyError, match=r"^%relu is typed f32\[4,9\] but relu gives f32\[4,8\]"):
+    with pytest.raises(VerifyError, match=r"^%0 is typed f32\[4,9\] but relu gives f32\[4,8\]"):
         verify(g)
     g = parse("graph(%x: f32[4,8], %w: f32[3,2]):\n  %0 = matmul(%x, %w) : f32[4,2]\n"
               "  return %0")
-    with pytest.raises(VerifyError, match=r"^%matmul: matmul: .*4x8 and 3x2"):
+    with pytest.raises(VerifyError, match=r"^%0: matmul: .*4x8 and 3x2"):
         verify(g)
+
+
+def test_verifier_names_nodes_as_printed_with_their_source_line():
+    text = ("graph(%x: f32[4,8], %y: f32[4,8]):\n"
+            "  %0 = add(%x, %y) : f32[4,8] loc(\"model.py:3 in forward\")\n"
+            "  %1 = mul(%0, %x) : f32[4,8] loc(\"model.py:4 in forward\")\n"
+            "  %2 = mul(%1, %y) : f32[4,9] loc(\"model.py:5 in forward\")\n"
+            "  return %2")
+    g = parse(text)
+    assert [n.name for n in g.nodes[2:4]] == ["add", "mul"]      # internal names differ
+    with pytest.raises(VerifyError) as err:
+        verify(g)
+    message = str(err.value)
+    assert message.startswith("%2 is typed f32[4,9] but mul gives f32[4,8]"), message
+    assert "%2 = mul(%1, %y) : f32[4,9]" in message            # the line as `ember opt` prints it
+    assert "model.py:5 in forward" in message
+    assert "%mul" not in message
 
 
 def test_verifier_rejects_use_before_definition():
