@@ -17,7 +17,9 @@ the same way. Both record an autograd node, so gradients flow across devices.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 
@@ -123,9 +125,11 @@ def data_ptr(t: Tensor) -> int:
     return t._storage.ptr + t._array.offset * t._array.itemsize
 
 
-def cuda_view(t: Tensor, shape, element_strides, offset: int) -> Tensor:
-    """A view of CUDA tensor `t`'s storage with another geometry."""
-    geometry = DeviceArray.of(shape, element_strides, t._array.dtype, offset)
+def cuda_view(t: Tensor, shape, element_strides, offset: int, dtype=None) -> Tensor:
+    """A view of CUDA tensor `t`'s storage with another geometry (and maybe dtype: real,
+    imag and view_as_real reinterpret complex storage)."""
+    dtype = t._array.dtype if dtype is None else dtype
+    geometry = DeviceArray.of(shape, element_strides, dtype, offset)
     base = t._base if t._base is not None else t
     return Tensor._make(geometry, t._storage, base)
 
@@ -201,3 +205,44 @@ def move(t: Tensor, target: Device) -> Tensor:
     if t.is_cuda and tensor_index(t) == device_index(target):
         return t
     return _Move.apply(t, f"cuda:{device_index(target)}")
+
+
+# --- where tensor-less ops (factories) put their results --------------------------------
+_creation = threading.local()
+
+
+def creation_device() -> str:
+    """'cpu', or the CUDA device a derivative rule's factories must use (see below)."""
+    return getattr(_creation, "device", "cpu")
+
+
+@contextlib.contextmanager
+def creation_device_like(tensors):
+    """While a derivative rule runs on CUDA gradients, factories it calls without a device
+    (`full(shape, 0)`) create CUDA tensors, so the rule's arithmetic stays on one device."""
+    previous = creation_device()
+    found = next((str(t.device) for t in tensors if isinstance(t, Tensor) and t.is_cuda),
+                 None)
+    _creation.device = found or previous
+    try:
+        yield
+    finally:
+        _creation.device = previous
+
+
+def place_created(op, args: tuple, outputs):
+    """Outputs of a tensor-less op, moved to its `device=` argument or the creation device."""
+    target = creation_device()
+    names = [a.name for a in op.schema.args]
+    if "device" in names and args[names.index("device")] is not None:
+        target = str(Device(args[names.index("device")]))
+    if not target.startswith("cuda"):
+        return outputs
+    check_device_available(Device(target))
+    index = device_index(target)
+
+    def place(t):
+        return upload(t._array, _layout_for(t), index) if isinstance(t, Tensor) else t
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(place(t) for t in outputs)
+    return place(outputs)

@@ -31,6 +31,9 @@ def run_op(op: OpDef, args: tuple):
     else:
         result = op.reference(*_reference_args(op, args))
         outputs = _wrap_outputs(op, args, result, out_meta)
+        if next(_tensors_in(op, args), None) is None:     # a factory: honour device=
+            from .devices import place_created
+            outputs = place_created(op, args, outputs)
     if grad_mode.is_grad_enabled() and _needs_grad(op, args):
         _record(op, args, outputs)
     return outputs

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.errors import EmberError, LoweringError
+from ..ir.errors import EmberError, LoweringError, user_frame
 from ..ir.meta import TensorMeta, meta_of
 from ..ir.registry import OpDef, Tag
 from .autograd import grad_mode
@@ -52,6 +52,8 @@ def compute(op: OpDef, args: tuple, out_meta):
         views = _views(op, args)
         if views is not None:
             return views
+    if op.name in _FILLS and not out_meta.dtype.is_complex:
+        return _fill(out_meta, _FILLS[op.name](args), index)
     plan = _plan(op, args, out_meta)
     if plan is not None:
         return plan.run(args, index)
@@ -84,6 +86,12 @@ def _replace(args: tuple, slots, values) -> list:
         else:
             out[i][j] = v
     return [type(a)(o) if isinstance(a, tuple) else o for a, o in zip(args, out)]
+
+
+def _call(op: OpDef, bound) -> object:
+    """Call `op` with a bound argument tuple (keyword-only arguments back as keywords)."""
+    positional, keywords = op.schema.unbind(tuple(bound))
+    return op(*positional, **keywords)
 
 
 def _device_index(op, args) -> int:
@@ -127,7 +135,10 @@ def _views(op: OpDef, args: tuple):
     results = result if isinstance(result, (list, tuple)) else [result]
     if not all(isinstance(r, np.ndarray) and _inside(r, storage) for r in results):
         return None
-    views = [_as_view(source, r, storage) for r in results]
+    try:
+        views = [_as_view(source, r, storage) for r in results]
+    except LoweringError:
+        return None
     if isinstance(result, (list, tuple)):
         return tuple(views) if op.schema.returns_tuple else views
     return views[0]
@@ -141,10 +152,13 @@ def _inside(arr: np.ndarray, storage: np.ndarray) -> bool:
 
 def _as_view(source: Tensor, arr: np.ndarray, storage: np.ndarray) -> Tensor:
     itemsize = arr.itemsize
-    offset = (arr.ctypes.data - storage.ctypes.data) // itemsize if arr.size else 0
+    start = arr.ctypes.data - storage.ctypes.data
+    if start % itemsize:
+        raise LoweringError("view offset is not a whole number of elements")
+    offset = start // itemsize if arr.size else 0
     strides = [s // itemsize for s in arr.strides] if arr.size else \
         list(_contiguous(arr.shape))
-    return cuda_view(source, arr.shape, strides, offset)
+    return cuda_view(source, arr.shape, strides, offset, arr.dtype)
 
 
 def _contiguous(shape):
@@ -264,7 +278,7 @@ def _make_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
             if plan is not None:
                 return plan
         return _lowered_plan(op, args)
-    except LoweringError:
+    except (LoweringError, ValueError):     # ValueError: kernel.validate refused it
         return None
 
 
@@ -288,7 +302,7 @@ def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
         return None
 
     def one_op(*placeholders):
-        return op(*_replace(args, slots, placeholders))
+        return _call(op, _replace(args, slots, placeholders))
     graph, constants = build_graph(one_op, [meta_of(_get(args, s)) for s in slots])
     if constants:
         return None
@@ -335,7 +349,10 @@ def _bias_dtype(bias, n: int):
 
 
 def _gemm_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
-    from ..codegen.triton import gemm
+    try:
+        from ..codegen.triton import gemm
+    except ImportError:                 # the GEMM generator is not in this build
+        return None
     operands = [_get(args, s) for s in _operand_slots(args)]
     if not operands or any(t.dtype.name not in _GEMM_DTYPES or t.dtype != operands[0].dtype
                            for t in operands) or out_meta.dtype.name not in _GEMM_DTYPES:
@@ -438,16 +455,24 @@ _GEMM_PROBLEMS = {"mm": _mm, "bmm": _bmm, "matmul": _matmul, "linear": _linear,
 def _on_host(op: OpDef, args: tuple, index: int):
     if op.name not in _WARNED:
         _WARNED.add(op.name)
-        warnings.warn(f"{op.name}: no CUDA kernel for these arguments; it runs on the host "
-                      "(operands copied to the CPU and results back)", stacklevel=4)
+        _warn_at_user_line(f"{op.name}: no CUDA kernel for these arguments; it runs on the "
+                           "host (operands copied to the CPU and results back)")
     slots = _slots(op, args)
     host = _replace(args, slots, [to_host(_get(args, s)) for s in slots])
     with grad_mode.no_grad():
-        result = op(*host)
+        result = _call(op, host)
     if isinstance(result, (list, tuple)):
         moved = [_back(r, index) for r in result]
         return tuple(moved) if isinstance(result, tuple) else moved
     return _back(result, index)
+
+
+def _warn_at_user_line(message: str) -> None:
+    frame = user_frame()
+    if frame is None:
+        warnings.warn(message, stacklevel=2)
+    else:
+        warnings.warn_explicit(message, UserWarning, frame.filename, frame.lineno or 0)
 
 
 def _back(value, index: int):
@@ -455,6 +480,32 @@ def _back(value, index: int):
         return value
     from .devices import _layout_for
     return upload(value._array, _layout_for(value), index)
+
+
+# --- fills ----------------------------------------------------------------------------
+# ops whose result is a constant of the meta's shape: value from the bound arguments
+_FILLS = {"zeros_like": lambda args: 0, "ones_like": lambda args: 1,
+          "empty_like": lambda args: 0, "full_like": lambda args: args[1]}
+
+
+def _fill(meta: TensorMeta, value, index: int) -> Tensor:
+    from ..codegen import kernel as K
+    from ..codegen.triton.source import generate
+    out = empty_cuda(meta.shape, meta.strides, meta.dtype, index)
+    if out.numel():
+        value = value.item() if isinstance(value, Tensor) else value
+        kernel = K.Kernel("fill", tuple(meta.shape) or (1,), (), [],
+                          [K.BufferSpec("out0", meta.dtype, max(1, out._array.extent()))],
+                          [K.Store("out0", K.strided_index(tuple(out.stride()) or (0,)),
+                                   K.Const(_python_scalar(value, meta.dtype), meta.dtype))])
+        launch(generate(kernel), [out], index)
+    return out
+
+
+def _python_scalar(value, dtype):
+    if dtype.is_floating_point:
+        return float(value)
+    return bool(value) if dtype.name == "bool" else int(value)
 
 
 # --- in-place writes ---------------------------------------------------------------------

@@ -98,6 +98,11 @@ class SavedTensor:
         return t
 
 
+def _device_of(grads):
+    from ..devices import creation_device_like
+    return creation_device_like(grads)
+
+
 class OpNode(Node):
     """Backward of one registry op call."""
 
@@ -129,8 +134,9 @@ class OpNode(Node):
                 "backward through the graph a second time.")
         bound = tuple(_unpack(v, self) for v in self._saved)
         out = _unpack(self._out, self) if self._out is not None else None
-        grad = self._materialize(grads)
-        raw = self.op.call_derivative(grad, bound, out)
+        with _device_of(grads):            # tensors a rule creates live where grads do
+            grad = self._materialize(grads)
+            raw = self.op.call_derivative(grad, bound, out)
         return tuple(autodiff.fit_grad(g, shape, dtype) if g is not None else None
                      for g, (shape, dtype) in _flatten_grads(raw, self.input_metas))
 
