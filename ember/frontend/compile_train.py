@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import operator
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -168,8 +168,9 @@ class StepLayout:
     """Where each graph input comes from and each output goes, fixed per plan."""
     params: list[Tensor]                 # placeholders 0..n-1 (all model parameters)
     state_inputs: list[tuple]            # (param or group index, key) per state placeholder
-    write_backs: list[tuple]             # (param, key) per updated value; key 'params': p
+    write_backs: list[tuple]             # (optimizer, param, key) per updated value
     buffers: list[Tensor]                # running statistics the step overwrites
+    constants: dict = field(default_factory=dict)   # a traced step's get_attr values
 
 
 @dataclass
@@ -178,7 +179,7 @@ class TrainPlan:
     stats: CompileStats
     graph: Graph
     layout: StepLayout
-    bindings: list[tuple[int, int]]      # (plan slot, graph input index): updated in place
+    bindings: list[tuple[int, int]]      # (plan slot, write-back index): stored in place
 
 
 class CompiledTrainStep:
@@ -195,11 +196,8 @@ class CompiledTrainStep:
         entry = self.plans.get(key)
         if entry is None:
             entry = self.plans[key] = self._compile(args)
-        inputs = self._input_arrays(entry.layout, args)
-        for slot, input_index in entry.bindings:
-            entry.plan.bind(slot, inputs[input_index])
-        loss, updates, buffers = entry.plan.run(inputs)
-        self._write_back(entry.layout, updates, buffers)
+        loss, updates, buffers = _run(entry, self._input_arrays(entry.layout, args))
+        _write_back(entry.layout, updates, buffers)
         _count_batchnorm_batches(self.model)
         return Tensor._adopt(loss)
 
@@ -244,19 +242,6 @@ class CompiledTrainStep:
                              f"{group_index} have different '{key}' values; a compiled step "
                              f"keeps one per group")
         return values[0]
-
-    def _write_back(self, layout: StepLayout, updates, buffers) -> None:
-        for (param, key), value in zip(layout.write_backs, updates):
-            if value is None:                   # the kernel wrote it in place
-                _bump(param if key == "params" else self.optimizer.state[param][key])
-            elif key == "params":
-                _copy_into(param, value)
-            elif key in self.optimizer.state[param]:
-                _copy_into(self.optimizer.state[param][key], value)
-            else:                               # state the first step creates (SGD momentum)
-                self.optimizer.state[param][key] = Tensor._adopt(np.array(value))
-        for buffer, value in zip(layout.buffers, buffers):
-            _copy_into(buffer, value)
 
     # -- compiling ----------------------------------------------------------------------------
     def _compile(self, args) -> TrainPlan:
@@ -359,7 +344,7 @@ class CompiledTrainStep:
                                    [grads[id(p)] for p in params], state)
             for key, values in new.items():
                 for p, value in zip(params, values):
-                    layout.write_backs.append((p, key))
+                    layout.write_backs.append((self.optimizer, p, key))
                     outputs.append(value)
         return outputs
 
@@ -369,11 +354,11 @@ def _build_plan(graph: Graph, constants: dict, stats: CompileStats, layout: Step
     not become a kernel with plan-owned outputs (it fell back to eager), rebuild with
     every update copied back instead."""
     all_outputs = graph.output_node.args
-    in_place = in_place_updates(graph, _update_inputs(layout))
+    in_place = in_place_updates(graph, _update_sources(graph, layout))
     builder = PlanBuilder(graph, constants, stats)
     plan = builder.build()
-    bindings = [(_slot_of(builder, group, index), input_index)
-                for group, index, input_index in in_place]
+    bindings = [(_slot_of(builder, group, index), position)
+                for group, index, position in in_place]
     if all(slot in _owned_kernel_slots(plan) for slot, _ in bindings):
         return plan, bindings
     graph.output_node.args = all_outputs
@@ -489,29 +474,63 @@ def _count_batchnorm_batches(model) -> None:
         module.num_batches_tracked._bump_version()
 
 
+def _run(entry: TrainPlan, inputs: list):
+    """Run the plan with its in-place outputs bound to the tensors' current buffers."""
+    for slot, position in entry.bindings:
+        entry.plan.bind(slot, _target_tensor(*entry.layout.write_backs[position])._array)
+    return entry.plan.run(inputs)
+
+
+def _target_tensor(optimizer, param, key: str):
+    """The tensor an update replaces: the parameter, or its optimizer state (None when
+    this step creates it)."""
+    return param if key == "params" else optimizer.state[param].get(key)
+
+
+def _write_back(layout: StepLayout, updates, buffers) -> None:
+    for (optimizer, param, key), value in zip(layout.write_backs, updates):
+        target = _target_tensor(optimizer, param, key)
+        if value is None:                       # the kernel stored it in place
+            target._bump_version()
+        elif target is not None:
+            _copy_into(target, value)
+        else:                                   # state the first step creates (SGD momentum)
+            optimizer.state[param][key] = Tensor._adopt(np.array(value))
+    for buffer, value in zip(layout.buffers, buffers):
+        _copy_into(buffer, value)
+
+
 def _copy_into(dst: Tensor, value: np.ndarray) -> None:
     np.copyto(dst._array, value, casting="unsafe")
     dst._bump_version()
 
 
-def _bump(tensor: Tensor) -> None:
-    tensor._bump_version()
-
-
 # --- in-place updates: kernels that write straight into the tensors they replace -----------
-def _update_inputs(layout: StepLayout) -> list[int | None]:
-    """Per updated value, the graph input holding the tensor it replaces (None: none)."""
+def _update_sources(graph: Graph, layout: StepLayout) -> list[Node | None]:
+    """Per updated value, the graph input (placeholder, or constant of a traced step)
+    holding the tensor it replaces; None where there is none (state a step creates)."""
+    placeholders = graph.placeholders
     param_index = {id(p): i for i, p in enumerate(layout.params)}
     state_index = {(id(src), key): len(layout.params) + i
                    for i, (src, key) in enumerate(layout.state_inputs)
                    if not isinstance(src, int)}
-    return [param_index.get(id(p)) if key == "params" else state_index.get((id(p), key))
-            for p, key in layout.write_backs]
+    constant_of = {id(layout.constants[n.target]): n for n in graph.nodes
+                   if n.op == OpKind.get_attr and n.target in layout.constants}
+    sources = []
+    for optimizer, p, key in layout.write_backs:
+        index = param_index.get(id(p)) if key == "params" else state_index.get((id(p), key))
+        if index is not None:
+            sources.append(placeholders[index])
+        else:
+            target = _target_tensor(optimizer, p, key)
+            sources.append(constant_of.get(id(target)) if target is not None else None)
+    return sources
 
 
-def in_place_updates(graph: Graph, update_inputs: list) -> list[tuple[Node, int, int]]:
-    """Find updates a fused kernel can store straight into the input it replaces, and
-    drop them from the graph's output; returns (group node, output index, input index).
+def in_place_updates(graph: Graph, sources: list) -> list[tuple[Node, int, int]]:
+    """Find updates a fused kernel can store straight into the input (`sources`: one
+    node or None per update) it replaces, and drop them from the graph's output;
+    returns (group node, output index, position among the updates).
 
     Legal when (1) the group reads that input only through pointwise ops of the
     store's shape and layout, so element i is read before element i is written, by the
@@ -522,20 +541,19 @@ def in_place_updates(graph: Graph, update_inputs: list) -> list[tuple[Node, int,
     output = graph.output_node
     loss, updates, buffers = output.args[0]
     order = {n: i for i, n in enumerate(graph.nodes)}
-    placeholders = graph.placeholders
-    candidates: dict[Node, list[tuple[int, int, int]]] = {}
-    for position, (value, input_index) in enumerate(zip(updates, update_inputs)):
-        found = _group_output(value) if input_index is not None else None
-        if found is not None and _can_write_into(found, placeholders[input_index], order):
-            candidates.setdefault(found[0], []).append((position, found[1], input_index))
+    candidates: dict[Node, list[tuple[int, int]]] = {}
+    for position, (value, source) in enumerate(zip(updates, sources)):
+        found = _group_output(value) if source is not None else None
+        if found is not None and _can_write_into(found, source, order):
+            candidates.setdefault(found[0], []).append((position, found[1]))
     bound, kept = [], list(updates)
     for group, entries in candidates.items():
         if _results_of(group, updates) != len(entries) or \
                 _results_of(group, (loss, *buffers)):
             continue
-        for position, index, input_index in entries:
+        for position, index in entries:
             kept[position] = None
-            bound.append((group, index, input_index))
+            bound.append((group, index, position))
     output.args = ((loss, tuple(kept), buffers),)
     return bound
 
