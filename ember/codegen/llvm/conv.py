@@ -99,7 +99,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, stride=
     if _patches_channels_last(geometry, w.shape[1], layout):
         out = _to_layout(_conv_nhwc(nhwc, w, geometry), "nhwc", layout)
     else:
-        nchw = x if layout == "nchw" else x.transpose(0, 3, 1, 2)
+        # contiguous NCHW: the patch copy then runs along input rows (np.pad would
+        # keep a transposed view's channels-last order)
+        nchw = np.ascontiguousarray(x if layout == "nchw" else x.transpose(0, 3, 1, 2))
         out = _to_layout(_conv_nchw(nchw, w, geometry), "nchw", layout)
     if bias is not None:
         out += bias if layout == "nhwc" else bias[:, None, None]
