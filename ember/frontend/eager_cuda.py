@@ -188,7 +188,15 @@ def compile_kernel(generated, alignment: list[bool], index: int):
 
 
 def compile_cubin(generated, alignment: list[bool], capability: tuple[int, int]):
-    """(cubin bytes, Triton's metadata dict) for a GeneratedKernel on `capability`.
+    """(cubin bytes, Triton's metadata dict) for a GeneratedKernel on `capability`."""
+    compiled = compile_triton(generated, alignment, capability)
+    meta = compiled.metadata
+    meta = meta._asdict() if hasattr(meta, "_asdict") else dict(meta)
+    return compiled.asm["cubin"], meta
+
+
+def compile_triton(generated, alignment: list[bool], capability: tuple[int, int]):
+    """Triton's CompiledKernel for a GeneratedKernel on a CUDA `capability` (major, minor).
     Runs without a GPU (ptxas ships with Triton), so CI tests it."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -201,12 +209,8 @@ def compile_cubin(generated, alignment: list[bool], capability: tuple[int, int])
     attrs = {(i,): [["tt.divisibility", ALIGNMENT]] for i, ok in enumerate(alignment) if ok}
     source = ASTSource(fn, signature, constexprs=dict(spec.constexprs), attrs=attrs)
     major, minor = capability
-    compiled = triton.compile(source, target=GPUTarget("cuda", major * 10 + minor, 32),
-                              options={"num_warps": spec.num_warps,
-                                       "num_stages": spec.num_stages})
-    meta = compiled.metadata
-    meta = meta._asdict() if hasattr(meta, "_asdict") else dict(meta)
-    return compiled.asm["cubin"], meta
+    return triton.compile(source, target=GPUTarget("cuda", major * 10 + minor, 32),
+                          options={"num_warps": spec.num_warps, "num_stages": spec.num_stages})
 
 
 def launch(generated, tensors: list[Tensor], index: int) -> None:

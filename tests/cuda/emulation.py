@@ -1,0 +1,64 @@
+"""Run ember's CUDA frontend path on the CPU: "device" memory is host memory.
+
+For CI, which has no GPU. What is real: the caching allocator (over a HostBackend),
+DeviceArray/DeviceStorage tensors, views, plan building (build_graph -> lower_group ->
+Triton source, the GEMM/conv problem selection), the host fallback, in-place copies,
+autograd across devices. What is replaced: host<->device copies become memmoves, and a
+launch runs the generated Triton kernel under Triton's interpreter (TRITON_INTERPRET=1
+must be set before triton is imported) on torch tensors that alias the block's memory,
+instead of compiling a cubin and calling cuLaunchKernel (tests/cuda/test_gpu.py covers
+those on a GPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+
+import numpy as np
+
+
+class _HostStream:
+    handle = 0
+    device = 0
+
+    def synchronize(self):
+        pass
+
+
+def _host_array(ptr: int, count: int, dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    raw = (ctypes.c_char * (max(count, 1) * dtype.itemsize)).from_address(ptr)
+    return np.frombuffer(raw, dtype, max(count, 1))
+
+
+def interpreted_launch(generated, tensors, index):
+    """eager_cuda.launch on host memory: Triton's interpreter over aliasing torch tensors."""
+    import torch
+    from ember.codegen.triton import cache
+    from ember.frontend.devices import data_ptr
+    buffers = [torch.from_numpy(_host_array(data_ptr(t), t._array.extent(), t._array.dtype))
+               for t in tensors]
+    cache.launch(generated, buffers)
+
+
+@contextlib.contextmanager
+def emulated_cuda(capacity: int = 512 << 20):
+    """Inside: device 'cuda:0' exists and lives in host memory; yields the allocator."""
+    import pytest
+    from ember.frontend import cuda as cuda_api, eager_cuda
+    from ember.runtime.cuda import allocator as A, stream as S
+    stream = _HostStream()
+    alloc = A.CachingAllocator(A.HostBackend(capacity))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(A._allocators, 0, alloc)
+        mp.setattr(cuda_api, "check_device", lambda device: None)
+        mp.setattr(S, "current_stream", lambda device=0: stream)
+        mp.setattr(S, "copy_host_to_device",
+                   lambda dst, src, s, pinned=False: ctypes.memmove(dst, src.ctypes.data,
+                                                                    src.nbytes))
+        mp.setattr(S, "copy_device_to_host",
+                   lambda dst, src, s, pinned=False: ctypes.memmove(dst.ctypes.data, src,
+                                                                    dst.nbytes))
+        mp.setattr(eager_cuda, "launch", interpreted_launch)
+        mp.setattr(eager_cuda, "_PLANS", {})
+        yield alloc
