@@ -292,10 +292,7 @@ def test_clone_memory_format(fmt):
 
 
 @pytest.mark.parametrize("op", ["add", "mul", "relu", "exp", "neg", "sigmoid", "add_scalar",
-                                "add_contig", pytest.param("contig_add", marks=pytest.mark.xfail(
-                                    reason="ir/ops/rules.pointwise_memory_format (add): torch "
-                                    "follows the FIRST operand's layout; ember picks any "
-                                    "channels-last input", strict=True))])
+                                "add_contig", "contig_add"])
 def test_pointwise_carries_channels_last(op):
     e = ember.tensor(_nchw()).to(memory_format=ember.channels_last)
     t = torch.tensor(_nchw()).to(memory_format=torch.channels_last)
@@ -307,6 +304,22 @@ def test_pointwise_carries_channels_last(op):
     re, rt = f(e, ec), f(t, tc)
     assert re.stride() == rt.stride()
     np.testing.assert_allclose(re.numpy(), rt.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("first,second", [
+    (((2, 3, 4, 5), "cl"), ((2, 3, 4, 5), "c")), (((2, 3, 4, 5), "c"), ((2, 3, 4, 5), "cl")),
+    (((1, 3, 1, 1), "c"), ((2, 3, 4, 5), "cl")), (((2, 3, 4, 5), "cl"), ((3, 1, 1), "c")),
+    (((5,), "c"), ((2, 3, 4, 5), "cl")), (((2, 3, 1, 1), "cl"), ((2, 3, 4, 5), "c")),
+    (((1, 3, 4, 5), "c"), ((2, 3, 4, 5), "cl")), (((2, 1, 1, 1), "c"), ((2, 3, 4, 5), "cl"))])
+def test_binary_result_layout_follows_the_first_operand_that_decides(first, second):
+    """TensorIterator: broadcast operands say nothing about the layout; the first full one does."""
+    def make(lib, shape, fmt):
+        t = lib.tensor(np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape))
+        return t.to(memory_format=lib.channels_last) if fmt == "cl" else t
+    re = make(ember, *first) * make(ember, *second)
+    rt = make(torch, *first) * make(torch, *second)
+    assert re.stride() == rt.stride()
+    np.testing.assert_array_equal(re.numpy(), rt.numpy())
 
 
 def test_to_dtype_preserves_channels_last():

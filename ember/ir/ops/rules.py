@@ -111,12 +111,55 @@ def opmath(dt: DType) -> DType:
 
 
 def pointwise_memory_format(args) -> MemoryFormat:
-    """PyTorch's TensorIterator: outputs follow the first 4-d channels-last input."""
-    for a in args:
-        if is_tensor_like(a) and a.ndim == 4 and \
-                suggest_memory_format(tuple(a.shape), tuple(a.stride())) is channels_last:
-            return channels_last
-    return contiguous_format
+    """The layout of a pointwise result, as PyTorch's TensorIterator picks it: dims are
+    ordered by the strides of the FIRST operand that tells two dims apart (broadcast dims,
+    stride 0, tell nothing), so `contiguous + channels_last` is contiguous and
+    `channels_last + bias` is channels_last. A single operand keeps its own layout."""
+    tensors = [a for a in args if is_tensor_like(a)]
+    if len(tensors) == 1:
+        a = tensors[0]
+        return suggest_memory_format(tuple(a.shape), tuple(a.stride())) \
+            if a.ndim == 4 else contiguous_format
+    shape = broadcast_shapes(*(tuple(a.shape) for a in tensors))
+    if len(shape) != 4:
+        return contiguous_format
+    strides = [_broadcast_strides(a, shape) for a in tensors]
+    order = _dims_innermost_first(shape, strides)
+    return channels_last if order == [1, 3, 2, 0] else contiguous_format
+
+
+def _broadcast_strides(a, shape: tuple) -> tuple:
+    """`a`'s strides once broadcast to `shape` (0 where it is broadcast)."""
+    lead = len(shape) - a.ndim
+    own = tuple(a.stride())
+    return tuple(0 if i < lead or (a.shape[i - lead] == 1 and shape[i] != 1)
+                 else own[i - lead] for i in range(len(shape)))
+
+
+def _dims_innermost_first(shape: tuple, strides: list) -> list:
+    """Insertion sort of the dims, innermost first, by operand strides in order."""
+    def should_swap(d0, d1) -> int:
+        for st in strides:
+            s0, s1 = st[d0], st[d1]
+            if s0 == 0 or s1 == 0:
+                continue                      # broadcast here: ask the next operand
+            if s0 != s1:
+                return 1 if s0 > s1 else -1
+            if shape[d0] > shape[d1]:         # equal strides: the smaller dim goes inner
+                return 1
+        return 0
+
+    order = list(range(len(shape) - 1, -1, -1))
+    for i in range(1, len(order)):
+        j = i
+        for k in range(i - 1, -1, -1):
+            verdict = should_swap(order[k], order[j])
+            if verdict > 0:
+                order[k], order[j] = order[j], order[k]
+                j = k
+            elif verdict < 0:
+                break
+    return order
 
 
 def pointwise_meta(promotion: Promotion, n_operands: int | None = None,
