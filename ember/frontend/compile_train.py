@@ -42,18 +42,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..ir import autodiff
-from ..ir.errors import EmberError, TraceError
+from ..ir import autodiff, dispatch
+from ..ir.errors import AutogradError, EmberError, TraceError
 from ..ir.fused import is_fused
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import meta_of
 from ..ir.registry import Tag, is_op
-from ..ir.symbolic import GraphBuilder, build_graph
+from ..ir.symbolic import GraphBuilder, SymbolicTensor, build_graph
 from ..passes import PassContext, register_pipeline, run_passes
 from ..passes.autograd import (FORWARD, _parameters_replaced, backprop, copy_functional,
                                requires_grad_nodes, symbolic)
 from .autograd import grad_mode
-from .compile import BACKENDS, CompileStats, PlanBuilder, _count_ops, _guard
+from .compile import BACKENDS, CompileStats, PlanBuilder, _count_ops, _guard, _wrap
 from .optim import functional as F
 from .tensor import Tensor
 
@@ -63,16 +63,25 @@ register_pipeline("default-training", ["simplify", "decompose", "simplify", "cse
                                        "fuse", "memplan"])
 
 
-def compile_train_step(model, loss_fn: Callable, optimizer, *, backend: str = "llvm",
-                       pipeline: str = "default-training", model_inputs: int = 1,
-                       options: dict | None = None) -> "CompiledTrainStep":
-    """Compile `loss_fn(model(*args[:model_inputs]), *args[model_inputs:])` followed by
-    backward and `optimizer.step()` into one plan; see the module docstring."""
+def compile_train_step(model_or_step, loss_fn: Callable | None = None, optimizer=None, *,
+                       backend: str = "llvm", pipeline: str = "default-training",
+                       model_inputs: int = 1, options: dict | None = None):
+    """Compile a whole training step into one plan; see the module docstring.
+
+    `compile_train_step(model, loss_fn, optimizer)`: the step
+    `loss_fn(model(*args[:model_inputs]), *args[model_inputs:])`, backward, optimizer step.
+    `compile_train_step(step_fn)`: a PyTorch-style step function (forward, `.backward()`,
+    `opt.step()`, `opt.zero_grad()`, return the loss), traced whole."""
     if backend not in BACKENDS:
         raise EmberError(f"ember.compile_train_step: unknown backend {backend!r}; expected "
                          f"one of {list(BACKENDS)}")
+    if loss_fn is None and optimizer is None:
+        return TracedTrainStep(model_or_step, pipeline, dict(options or {}))
+    if loss_fn is None or optimizer is None:
+        raise EmberError("ember.compile_train_step: pass a model, a loss_fn and an optimizer, "
+                         "or a step function alone")
     rule = _rule_for(optimizer)
-    return CompiledTrainStep(model, loss_fn, optimizer, rule, pipeline, model_inputs,
+    return CompiledTrainStep(model_or_step, loss_fn, optimizer, rule, pipeline, model_inputs,
                              dict(options or {}))
 
 
@@ -216,14 +225,10 @@ class CompiledTrainStep:
 
     # -- guards and data movement -----------------------------------------------------------
     def _guard(self, args) -> tuple:
-        groups = []
-        for group in self.optimizer.param_groups:
-            hyper = tuple(sorted((k, repr(v)) for k, v in group.items() if k != "params"))
-            has_state = all(len(self.optimizer.state[p]) > 0 for p in group["params"])
-            groups.append((hyper, has_state))
         params = tuple((tuple(p.shape), p.dtype.name, p.requires_grad)
                        for p in self.model.parameters())
-        return (_guard(args), bool(self.model.training), tuple(groups), params)
+        return (_guard(args), bool(self.model.training), _optimizer_guard(self.optimizer),
+                params)
 
     def _input_arrays(self, layout: StepLayout, args) -> list[np.ndarray]:
         arrays = [p._array for p in layout.params]
@@ -247,13 +252,7 @@ class CompiledTrainStep:
     def _compile(self, args) -> TrainPlan:
         start = time.perf_counter()
         graph, constants, layout = self._trace(args)
-        stats = CompileStats(original_ops=_count_ops(graph))
-        ctx = PassContext(constants=dict(constants), options=dict(self.options),
-                          inference=False)
-        run_passes(graph, self.pipeline, ctx)
-        plan, bindings = _build_plan(graph, ctx.constants, stats, layout)
-        stats.seconds = time.perf_counter() - start
-        return TrainPlan(plan, stats, graph, layout, bindings)
+        return _compile_graph(graph, constants, layout, self.pipeline, self.options, start)
 
     def _trace(self, args) -> tuple[Graph, dict, StepLayout]:
         _check_batchnorms(self.model)
@@ -347,6 +346,209 @@ class CompiledTrainStep:
                     layout.write_backs.append((self.optimizer, p, key))
                     outputs.append(value)
         return outputs
+
+
+# --- the PyTorch-style front door: a whole step function, traced ------------------------------
+class TracedTrainStep:
+    """`def step(x, y): loss = ...; loss.backward(); opt.step(); opt.zero_grad(); return
+    loss`, compiled whole. While it is traced, `.backward()` on a symbolic loss runs the
+    graph autograd sweep (gradients of the Parameters the graph reads) and `opt.step()`
+    records the optimizer's functional update; parameters and optimizer state stay
+    graph constants, read live by the plan (never folded) and updated in place."""
+
+    def __init__(self, fn: Callable, pipeline: str, options: dict):
+        self.fn, self.pipeline, self.options = fn, pipeline, options
+        self.plans: dict[tuple, TrainPlan] = {}
+        self.optimizers: list = []          # those the traced step called .step() on
+
+    def __call__(self, *args):
+        for optimizer in self.optimizers:
+            rule = _rule_for(optimizer)
+            for group in optimizer.param_groups:
+                rule.init_state(optimizer, group)
+        key = (_guard(args), tuple(_optimizer_guard(o) for o in self.optimizers))
+        entry = self.plans.get(key)
+        if entry is None:
+            entry = self._compile(args)
+            key = (_guard(args), tuple(_optimizer_guard(o) for o in self.optimizers))
+            self.plans[key] = entry
+        output, updates, buffers = _run(entry, [a._array for a in args if isinstance(a, Tensor)])
+        _write_back(entry.layout, updates, buffers)
+        return _wrap(output)
+
+    last = property(lambda self: list(self.plans.values())[-1])
+    stats = property(lambda self: self.last.stats)
+    graph = property(lambda self: self.last.graph)
+
+    def _compile(self, args) -> TrainPlan:
+        start = time.perf_counter()
+        builder = GraphBuilder()
+        recorder = _StepRecorder(builder)
+        with builder, grad_mode.no_grad(), recorder.recording():
+            inputs = [builder.placeholder(f"arg{i}", meta_of(a))
+                      for i, a in enumerate(args) if isinstance(a, Tensor)]
+            output = self.fn(*_substitute_tensors(args, inputs))
+            builder.output((output, tuple(value for _, value in recorder.updates)))
+        if not recorder.updates:
+            raise TraceError("ember.compile_train_step: the step function updated nothing "
+                             "(no opt.step() after loss.backward() while it was traced)")
+        self.optimizers = recorder.optimizers
+        graph, constants = builder.graph, builder.constants
+        buffer_updates = _extract_buffer_updates(graph, constants)
+        (output, updates), buffers = graph.output_node.args[0]
+        graph.output_node.args = ((output, updates, buffers),)
+        layout = StepLayout([], [], [target for target, _ in recorder.updates],
+                            [constants[name] for name, _ in buffer_updates], constants)
+        return _compile_graph(graph, constants, layout, self.pipeline, self.options, start)
+
+
+class _StepRecorder:
+    """What `.backward()` and `opt.step()` do while a step function is traced."""
+
+    def __init__(self, builder: GraphBuilder):
+        self.builder = builder
+        self.grads: dict[int, Any] = {}      # id(Parameter) -> symbolic gradient
+        self.updates: list[tuple] = []       # ((optimizer, param, key), new symbolic value)
+        self.optimizers: list = []
+
+    def recording(self):
+        """Route SymbolicTensor.backward and every optimizer's step/zero_grad here."""
+        from .optim.optimizer import Optimizer
+        patches = [(SymbolicTensor, "backward", self.backward)]
+        for cls in _subclasses(Optimizer):
+            patches.append((cls, "step", self.step))
+        patches.append((Optimizer, "zero_grad", self.zero_grad))
+        return _patched(patches)
+
+    def backward(self, loss, gradient=None, retain_graph=None, create_graph=False,
+                 inputs=None):
+        if gradient is not None or create_graph or inputs is not None:
+            raise TraceError("ember.compile_train_step: a traced step supports "
+                             "loss.backward() only (no gradient=, create_graph=, inputs=)")
+        if loss.numel() != 1:
+            raise TraceError(f"ember.compile_train_step: grad can be implicitly created only "
+                             f"for scalar outputs; the loss has shape {list(loss.shape)}")
+        graph = loss.node.graph
+        forward = list(graph.nodes)
+        sources = dict(_graph_parameters(graph, self.builder.constants))
+        req = requires_grad_nodes(forward, sources)
+        _check_functional_gradient_path(forward, req)
+        found = backprop(forward, req, {loss.node: autodiff.ones_like_value(loss)})
+        for node, param in sources.items():
+            g = found.get(node)
+            if g is not None:
+                have = self.grads.get(id(param))
+                self.grads[id(param)] = g if have is None else have + g
+
+    def step(self, optimizer, closure=None):
+        if closure is not None:
+            raise TraceError("ember.compile_train_step: opt.step(closure) is not supported")
+        rule = _rule_for(optimizer)
+        if optimizer not in self.optimizers:
+            self.optimizers.append(optimizer)
+        for group in optimizer.param_groups:
+            with dispatch.disabled(self.builder):    # real state tensors, as eager makes them
+                rule.init_state(optimizer, group)
+            params = [p for p in group["params"] if id(p) in self.grads]   # .grad is not None
+            if params:
+                self._update(optimizer, rule, group, params)
+
+    def _update(self, optimizer, rule: OptimizerRule, group: dict, params: list) -> None:
+        has_state = all(len(optimizer.state[p]) > 0 for p in params)
+        state: dict[str, Any] = {key: optimizer.state[params[0]][key]
+                                 for key in rule.shared_keys}
+        for key in rule.state_keys(group, has_state):
+            state[key] = [optimizer.state[p][key] for p in params]
+        new = rule.update(group, params, [self.grads[id(p)] for p in params], state)
+        for key, values in new.items():
+            for p, value in zip(params, values):
+                self.updates.append(((optimizer, p, key), value))
+
+    def zero_grad(self, optimizer, set_to_none: bool = True):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                self.grads.pop(id(p), None)
+
+
+def _graph_parameters(graph: Graph, constants: dict) -> list[tuple[Node, Tensor]]:
+    """(get_attr node, Parameter) for every trainable Parameter the graph reads."""
+    from .nn.parameter import Parameter
+    found = []
+    for node in graph.nodes:
+        if node.op == OpKind.get_attr:
+            value = constants.get(node.target)
+            if isinstance(value, Parameter) and value.requires_grad:
+                found.append((node, value))
+    return found
+
+
+def _check_functional_gradient_path(nodes: list, req: set) -> None:
+    for node in nodes:
+        if node in req and node.op == OpKind.call_function and is_op(node.target) and \
+                node.target.has_tag(Tag.INPLACE) and \
+                not (isinstance(node.args[0], Node) and node.args[0].op == OpKind.get_attr):
+            raise AutogradError(f"ember.compile_train_step: in-place {node.target.name} on "
+                                f"the gradient path{_where(node)}; a traced step needs "
+                                f"out-of-place ops there (e.g. ReLU(inplace=False)), or use "
+                                f"compile_train_step(model, loss_fn, optimizer)")
+
+
+def _subclasses(cls) -> list:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_subclasses(sub))
+    return found
+
+
+class _patched:
+    """Set attributes for the duration of a trace (the tracing mode), then restore."""
+
+    def __init__(self, patches: list):
+        self.patches = patches
+        self.saved: list = []
+
+    def __enter__(self):
+        for owner, name, fn in self.patches:
+            self.saved.append((owner, name, owner.__dict__.get(name, _MISSING)))
+            setattr(owner, name, _as_method(fn))
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, old in reversed(self.saved):
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+
+
+_MISSING = object()
+
+
+def _as_method(fn):
+    def method(self, *args, **kwargs):
+        return fn(self, *args, **kwargs)
+    return method
+
+
+def _optimizer_guard(optimizer) -> tuple:
+    """Each group's hyperparameters (read at compile time) and whether its state exists."""
+    groups = []
+    for group in optimizer.param_groups:
+        hyper = tuple(sorted((k, repr(v)) for k, v in group.items() if k != "params"))
+        has_state = all(len(optimizer.state[p]) > 0 for p in group["params"])
+        groups.append((hyper, has_state))
+    return tuple(groups)
+
+
+def _compile_graph(graph: Graph, constants: dict, layout: StepLayout, pipeline: str,
+                   options: dict, start: float) -> TrainPlan:
+    stats = CompileStats(original_ops=_count_ops(graph))
+    ctx = PassContext(constants=dict(constants), options=dict(options), inference=False)
+    run_passes(graph, pipeline, ctx)
+    plan, bindings = _build_plan(graph, ctx.constants, stats, layout)
+    stats.seconds = time.perf_counter() - start
+    return TrainPlan(plan, stats, graph, layout, bindings)
 
 
 def _build_plan(graph: Graph, constants: dict, stats: CompileStats, layout: StepLayout):

@@ -192,3 +192,83 @@ def test_unsupported_optimizer_and_non_scalar_loss_are_rejected():
                                     ember.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ember.TraceError, match="one-element floating tensor"):
         step(*batch())
+
+
+# --- the PyTorch-style front door: a whole step function ---------------------------------------
+def _traced_step(model, loss_fn, opt, zero_first=False):
+    @ember.compile_train_step
+    def step(x, y):
+        if zero_first:
+            opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        if not zero_first:
+            opt.zero_grad()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("opt_name, zero_first", [("adamw", False), ("sgd_nesterov", True)])
+def test_traced_step_function_equals_eager_steps(opt_name, zero_first):
+    ember.manual_seed(4)
+    model, batch = _mlp()
+    ref = copy.deepcopy(model)
+    loss_fn = nn.CrossEntropyLoss()
+    opt, opt_ref = _OPTIMIZERS[opt_name](model.parameters()), \
+        _OPTIMIZERS[opt_name](ref.parameters())
+    step = _traced_step(model, loss_fn, opt, zero_first)
+    for _ in range(3):
+        x, y = batch()
+        np.testing.assert_allclose(step(x, y).item(),
+                                   _eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
+    _assert_same_state(model, ref, opt, opt_ref, 2e-4)
+    assert step.last.bindings                  # parameters updated by the kernels in place
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_traced_step_with_train_mode_batchnorm_updates_running_stats():
+    ember.manual_seed(5)
+    model, batch = _cnn()
+    ref = copy.deepcopy(model)
+    loss_fn = nn.CrossEntropyLoss()
+    opt, opt_ref = (ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (model, ref))
+    step = _traced_step(model, loss_fn, opt)
+    for _ in range(2):
+        x, y = batch()
+        np.testing.assert_allclose(step(x, y).item(),
+                                   _eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
+    for name, b in model.named_buffers():
+        if "running" in name:
+            np.testing.assert_allclose(b.numpy(), dict(ref.named_buffers())[name].numpy(),
+                                       rtol=2e-4, atol=2e-5, err_msg=name)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=2e-4, atol=2e-4)
+
+
+def test_traced_step_errors_name_the_problem():
+    model, batch = _mlp()
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+
+    @ember.compile_train_step
+    def no_update(x, y):
+        return nn.CrossEntropyLoss()(model(x), y)
+    with pytest.raises(ember.TraceError, match="updated nothing"):
+        no_update(*batch())
+
+    @ember.compile_train_step
+    def vector_loss(x, y):
+        loss = model(x).sum(0)
+        loss.backward()
+        opt.step()
+        return loss
+    with pytest.raises(ember.TraceError, match="scalar outputs"):
+        vector_loss(*batch())
+    adagrad = ember.optim.Adagrad(model.parameters())
+
+    @ember.compile_train_step
+    def unsupported(x, y):
+        nn.CrossEntropyLoss()(model(x), y).backward()
+        adagrad.step()
+    with pytest.raises(ember.EmberError, match="Adagrad"):
+        unsupported(*batch())
