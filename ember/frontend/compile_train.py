@@ -25,13 +25,25 @@ new guard compiles a new plan:
 Each call leaves the new parameters, optimizer state and running statistics in the
 existing tensors (in place: Parameters keep their identity and storage; update
 kernels store straight into them where that is legal, see `in_place_updates`, and the
-rest is copied back) and returns the loss. Gradients are not stored in `.grad` (the step ends with zero_grad()).
+rest is copied back) and returns the loss. Gradients are not stored in `.grad` (the
+step ends with zero_grad()).
+
+The PyTorch-style front door, `compile_train_step(step_fn)` (also a decorator), traces
+a whole step function instead (`TracedTrainStep`): while it is traced,
+`loss.backward()` on the symbolic loss runs the same sweep over the graph recorded so
+far (w.r.t. every trainable Parameter it reads), `opt.step()` records the functional
+update, and `opt.zero_grad()` drops the recorded gradients. Parameters and optimizer
+state stay graph constants there (read live, never folded) and are updated in place.
+Guards: the arguments and the stepped optimizers' hyperparameters and state. Limits of
+that door: code between backward() and step() cannot read `.grad` (it stays None);
+the model's train/eval mode is not guarded (compile a step per mode); BatchNorm's
+num_batches_tracked counts only the traced call; no in-place ops on the gradient path.
 
 Differences from the eager step, by design: Adam's bias corrections are computed in
 float32 from the step tensor (torch's capturable=True math) instead of in float64;
 parameters that do not reach the loss get zero gradients (eager skips them); one
 step count per parameter group. Not supported: BatchNorm with momentum=None (its
-factor depends on a counter), closures.
+factor depends on a counter), step(closure), optimizers other than SGD/Adam/AdamW.
 """
 from __future__ import annotations
 
@@ -234,19 +246,10 @@ class CompiledTrainStep:
         arrays = [p._array for p in layout.params]
         for source, key in layout.state_inputs:
             if isinstance(source, int):         # shared per group: the first parameter's
-                arrays.append(self._shared_state(source, key))
+                arrays.append(_shared_state(self.optimizer, source, key))
             else:
                 arrays.append(self.optimizer.state[source][key]._array)
         return arrays + [a._array for a in args if isinstance(a, Tensor)]
-
-    def _shared_state(self, group_index: int, key: str) -> np.ndarray:
-        group = self.optimizer.param_groups[group_index]
-        values = [self.optimizer.state[p][key]._array for p in group["params"]]
-        if any(not np.array_equal(v, values[0]) for v in values[1:]):
-            raise EmberError(f"ember.compile_train_step: the parameters of group "
-                             f"{group_index} have different '{key}' values; a compiled step "
-                             f"keeps one per group")
-        return values[0]
 
     # -- compiling ----------------------------------------------------------------------------
     def _compile(self, args) -> TrainPlan:
@@ -364,8 +367,10 @@ class TracedTrainStep:
     def __call__(self, *args):
         for optimizer in self.optimizers:
             rule = _rule_for(optimizer)
-            for group in optimizer.param_groups:
+            for g, group in enumerate(optimizer.param_groups):
                 rule.init_state(optimizer, group)
+                for key in rule.shared_keys:
+                    _shared_state(optimizer, g, key)
         key = (_guard(args), tuple(_optimizer_guard(o) for o in self.optimizers))
         entry = self.plans.get(key)
         if entry is None:
@@ -529,6 +534,16 @@ def _as_method(fn):
     def method(self, *args, **kwargs):
         return fn(self, *args, **kwargs)
     return method
+
+
+def _shared_state(optimizer, group_index: int, key: str) -> np.ndarray:
+    """The one value of `key` (a step count) that a group's parameters share."""
+    group = optimizer.param_groups[group_index]
+    values = [optimizer.state[p][key]._array for p in group["params"]]
+    if any(not np.array_equal(v, values[0]) for v in values[1:]):
+        raise EmberError(f"ember.compile_train_step: the parameters of group {group_index} "
+                         f"have different '{key}' values; a compiled step keeps one per group")
+    return values[0]
 
 
 def _optimizer_guard(optimizer) -> tuple:
