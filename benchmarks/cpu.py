@@ -32,7 +32,7 @@ from ember.codegen.llvm.conv import conv2d  # noqa: E402
 from ember.codegen.llvm.jit import compile_ir  # noqa: E402
 from ember.codegen.llvm.target import host_isa, host_target  # noqa: E402
 from ember.codegen.llvm.unary import apply_unary  # noqa: E402
-from ember.runtime.threads import ThreadPool, default_pool  # noqa: E402
+from ember.runtime.threads import default_pool  # noqa: E402
 from llvmlite import ir  # noqa: E402
 
 
