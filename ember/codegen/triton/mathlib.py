@@ -166,12 +166,77 @@ def _pow(a, b):
     return tl.where(b == 0.0, 1.0, tl.where(a == 1.0, 1.0, out))
 
 
+# --- libdevice through jit wrappers: Triton swaps the generic `libdevice` module for the
+# target's inside jit functions only, so a bare alias of its stubs would compile to nothing
+@triton.jit
+def _lib_expm1(x):
+    return libdevice.expm1(x)
+
+
+@triton.jit
+def _lib_log1p(x):
+    return libdevice.log1p(x)
+
+
+@triton.jit
+def _lib_tanh(x):
+    return libdevice.tanh(x)
+
+
+@triton.jit
+def _lib_sinh(x):
+    return libdevice.sinh(x)
+
+
+@triton.jit
+def _lib_cosh(x):
+    return libdevice.cosh(x)
+
+
+@triton.jit
+def _lib_tan(x):
+    return libdevice.tan(x)
+
+
+@triton.jit
+def _lib_atan(x):
+    return libdevice.atan(x)
+
+
+@triton.jit
+def _lib_atan2(y, x):
+    return libdevice.atan2(y, x)
+
+
+@triton.jit
+def _lib_asin(x):
+    return libdevice.asin(x)
+
+
+@triton.jit
+def _lib_acos(x):
+    return libdevice.acos(x)
+
+
+@triton.jit
+def _lib_trunc(x):
+    return libdevice.trunc(x)
+
+
+@triton.jit
+def _lib_rint(x):
+    return libdevice.rint(x)
+
+
+@triton.jit
+def _lib_pow(a, b):
+    return libdevice.pow(a, b)
+
+
 if INTERPRETED:
     expm1, log1p, tanh, sinh, cosh, tan = _expm1, _log1p, _tanh, _sinh, _cosh, _tan
     atan, atan2, asin, acos, trunc, rint, pow = _atan, _atan2, _asin, _acos, _trunc, _rint, _pow
 else:
-    expm1, log1p, tanh, sinh, cosh = (libdevice.expm1, libdevice.log1p, libdevice.tanh,
-                                      libdevice.sinh, libdevice.cosh)
-    tan, atan, atan2, asin, acos = (libdevice.tan, libdevice.atan, libdevice.atan2,
-                                    libdevice.asin, libdevice.acos)
-    trunc, rint, pow = libdevice.trunc, libdevice.rint, libdevice.pow
+    expm1, log1p, tanh, sinh, cosh = _lib_expm1, _lib_log1p, _lib_tanh, _lib_sinh, _lib_cosh
+    tan, atan, atan2, asin, acos = _lib_tan, _lib_atan, _lib_atan2, _lib_asin, _lib_acos
+    trunc, rint, pow = _lib_trunc, _lib_rint, _lib_pow

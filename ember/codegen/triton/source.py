@@ -473,6 +473,9 @@ _FLOAT_OPS = {
     "isnan": "({0} != {0})", "isinf": '(tl.abs({0}) == float("inf"))',
     "logical_not": "({0} == 0)",
 }
+# tl.sqrt_rn (IEEE-rounded; tl.sqrt may be approximate for float32) takes float32 only;
+# float64 square roots are always correctly rounded
+_FLOAT64_OPS = {**_FLOAT_OPS, "sqrt": "tl.sqrt({0})", "rsqrt": "(1.0 / tl.sqrt({0}))"}
 _INT_OPS = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "neg": "(-{0})",
     "abs": "tl.abs({0})", "square": "({0} * {0})", "maximum": "tl.maximum({0}, {1})",
@@ -496,7 +499,8 @@ def scalar_op(op: str, args: list[str], in_dtype: DType, out_dtype: DType, where
         return f"(({args[0]} != 0) {_LOGICAL[op]} ({args[1]} != 0))"
     if in_dtype.name == "bool" and op == "bitwise_not":
         return f"({args[0]} == 0)"
-    table = _FLOAT_OPS if _is_float(in_dtype) else _INT_OPS
+    table = (_FLOAT64_OPS if in_dtype.name == "float64" else _FLOAT_OPS) if _is_float(in_dtype) \
+        else _INT_OPS
     template = table.get(op)
     if template is None:
         raise LoweringError(f"{where}: the Triton backend has no {in_dtype.name} lowering "
