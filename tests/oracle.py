@@ -56,7 +56,8 @@ def as_numpy(t):
         t = t.detach()
         if t.dtype == torch.bfloat16:
             t = t.float()
-        return t.resolve_conj().numpy()
+        # force=True: torch may return a ZeroTensor (SgnBackward of a real input)
+        return t.resolve_conj().numpy(force=True)
     if isinstance(t, ember.Tensor):
         arr = t.detach().numpy()
         return arr.astype(np.float32) if str(arr.dtype) == "bfloat16" else arr

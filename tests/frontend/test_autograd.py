@@ -613,9 +613,16 @@ def test_function_setup_context_style(rng):
     assert x.grad.tolist() == [2.0, 6.0]
 
 
-@pytest.mark.xfail(reason="ir/ops/pointwise sgn: declared NOT_DIFFERENTIABLE, torch records "
-                   "SgnBackward0 (zero gradient for real inputs)", strict=True)
-def test_sgn_is_differentiable_like_torch():
-    x = ember.tensor([1.0, -2.0], requires_grad=True)
+def test_sgn_is_differentiable_like_torch(rng):
+    x = ember.tensor([1.0, -2.0, 0.0], requires_grad=True)
     y = x.sgn()
     assert y.requires_grad and y.grad_fn.name == "SgnBackward0"
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]           # real: piecewise constant
+    z = rng.standard_normal(4) + 1j * rng.standard_normal(4)
+    z[1] = 0                                           # torch: zero gradient at 0
+    g = rng.standard_normal(4) + 1j * rng.standard_normal(4)
+    ez, tz = ember.tensor(z, requires_grad=True), torch.tensor(z, requires_grad=True)
+    (ge,) = ember.autograd.grad(ez.sgn(), ez, ember.tensor(g))
+    (gt,) = torch.autograd.grad(tz.sgn(), tz, torch.tensor(g))
+    close(ge, gt)

@@ -121,7 +121,20 @@ abs = unary(  # noqa: A001 - PyTorch's name
 
 sgn = unary("sgn", lambda x: np.sign(x) if x.dtype.kind != "c" else
             np.where(x == 0, 0, x / np.where(x == 0, 1, np.abs(x))),
-            NOT_DIFFERENTIABLE, promotion=Promotion.DEFAULT)
+            lambda g, self, out: _sgn_derivative(g, self, out), promotion=Promotion.DEFAULT,
+            samples=S.unary_samples(S.away_from_zero))
+
+
+def _sgn_derivative(g, self, out):
+    """PyTorch's SgnBackward: zero for real inputs (piecewise constant); for complex z,
+    (g - sgn * Re(conj(sgn) * g)) / |z|, the part of g tangent to the unit circle, and 0
+    at z = 0 where sgn is 0."""
+    if not self.dtype.is_complex:
+        return _zeros(g)
+    r = abs(self)
+    at_zero = r == 0
+    tangent = (g - out * real(conj(out) * g)) / where(at_zero, 1, r)
+    return where(at_zero, 0, tangent)
 
 relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
              lambda g, self, out: g * (out > 0), promotion=Promotion.DEFAULT,
