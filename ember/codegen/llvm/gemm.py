@@ -299,12 +299,16 @@ def gemm_kernel(isa: Isa) -> GemmKernel:
                       lib.function("gemm_cols", None, *_ENTRY_CTYPES))
 
 
-_WORKSPACES: dict[tuple[GemmConfig, int], np.ndarray] = {}
+_WORKSPACES: dict[tuple[GemmConfig, int, int], np.ndarray] = {}
 
 
-def _workspace(cfg: GemmConfig, threads: int) -> np.ndarray:
-    """Packing buffers for `threads` workers, allocated once (64-byte aligned)."""
-    key = (cfg, threads)
+def _workspace(cfg: GemmConfig, pool: ThreadPool) -> np.ndarray:
+    """Packing buffers for each of `pool`'s workers, allocated once (64-byte aligned).
+
+    One per pool: a pool runs one parallel_for at a time, so its workers' slices are
+    never shared, while two pools may run at once."""
+    threads = pool.n_threads
+    key = (cfg, id(pool), threads)       # id reuse after a pool dies: same size, safe
     if key not in _WORKSPACES:
         raw = np.zeros(cfg.workspace_floats * threads + 16, np.float32)
         offset = (-raw.ctypes.data % 64) // 4
@@ -366,7 +370,7 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: floa
 def _run(kernel: GemmKernel, a, b, out, m, n, k, accumulate, pool, threads) -> None:
     cfg = kernel.cfg
     n_threads = min(pool.n_threads, threads or pool.n_threads)
-    ws = _workspace(cfg, pool.n_threads)
+    ws = _workspace(cfg, pool)
     # Split rows when there are enough for every thread, else columns (tall-skinny B).
     by_rows = m >= cfg.mr * n_threads or m >= n
     entry, extent, align = (kernel.rows, m, cfg.mr) if by_rows else (kernel.cols, n, cfg.nr)
