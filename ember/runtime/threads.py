@@ -92,7 +92,9 @@ class ThreadPool:
         """Run `kernel(begin, end, worker, *args)` over `[0, n)`, one chunk per thread.
 
         Returns when every chunk has finished; the first error raised by a chunk is
-        re-raised here. Called from inside a worker, it runs serially (no deadlock)."""
+        re-raised here. Called from inside a chunk (a Python callable calling back in),
+        it runs serially as worker 0 instead of deadlocking, so kernels that use
+        per-worker scratch must not be nested."""
         nested = getattr(self._local, "inside", False)   # a chunk calling back in
         threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads)
         tasks = [_Task(kernel, (b, e, w, *args))
