@@ -54,9 +54,16 @@ def compute(op: OpDef, args: tuple, out_meta):
             return views
     if op.name in _FILLS and not out_meta.dtype.is_complex:
         return _fill(out_meta, _FILLS[op.name](args), index)
-    plan = _plan(op, args, out_meta)
+    key = _plan_key(op, args)
+    if key not in _PLANS:
+        _PLANS[key] = _make_plan(op, args, out_meta)
+    plan = _PLANS[key]
     if plan is not None:
-        return plan.run(args, index)
+        try:
+            return plan.run(args, index)
+        except LoweringError as err:            # Triton refused the kernel: never again
+            _PLANS[key] = None
+            _warn_at_user_line(f"{op.name}: {err}")
     return _on_host(op, args, index)
 
 
@@ -179,7 +186,11 @@ def compile_kernel(generated, alignment: list[bool], index: int):
     if kernel is None:
         from ..runtime.cuda import driver
         from ..runtime.cuda.module import CubinKernel, LaunchMetadata
-        cubin, meta = compile_cubin(generated, alignment, driver.capability(index))
+        try:
+            cubin, meta = compile_cubin(generated, alignment, driver.capability(index))
+        except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
+            raise LoweringError(f"Triton could not compile {generated.name}: "
+                                f"{type(err).__name__}: {str(err)[:500]}") from err
         spec = generated.launch
         kernel = CubinKernel(cubin, LaunchMetadata.from_dict(meta, [t for _, t in spec.args]),
                              index)
@@ -264,13 +275,6 @@ def _plan_key(op: OpDef, args: tuple) -> tuple:
     from ..backends.cuda import get_float32_matmul_precision
     parts.append(get_float32_matmul_precision())
     return tuple(parts)
-
-
-def _plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
-    key = _plan_key(op, args)
-    if key not in _PLANS:
-        _PLANS[key] = _make_plan(op, args, out_meta)
-    return _PLANS[key]
 
 
 def _make_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:

@@ -22,6 +22,7 @@ from itertools import chain
 import numpy as np
 
 from ..autograd import no_grad, enable_grad
+from ...ir.registry import OPS
 from ..tensor import Tensor
 
 
@@ -35,7 +36,11 @@ required = _RequiredParameter()
 
 def _write(dst: Tensor, src: Tensor) -> None:
     """Copy src's values into dst's storage (an optimizer update; not recorded)."""
-    np.copyto(dst._array, np.asarray(src._array), casting="unsafe")
+    if dst.is_cuda:
+        from ..eager_cuda import copy_into
+        copy_into(dst, src)
+    else:
+        np.copyto(dst._array, np.asarray(src._array), casting="unsafe")
     dst._bump_version()
 
 
@@ -96,8 +101,11 @@ class Optimizer:
                 else:
                     if p.grad.grad_fn is not None:
                         p.grad = p.grad.detach()
-                    p.grad._array[...] = 0
-                    p.grad._bump_version()
+                    if p.grad.is_cuda:
+                        _write(p.grad, OPS["zeros_like"](p.grad))
+                    else:
+                        p.grad._array[...] = 0
+                        p.grad._bump_version()
 
     def step(self, closure=None):
         raise NotImplementedError

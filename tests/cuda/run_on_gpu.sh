@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# ember's CUDA tests on a machine with an NVIDIA GPU, in one call (from anywhere):
+#   bash tests/cuda/run_on_gpu.sh [extra pytest args for test_gpu.py, e.g. -k streams]
+# Needs python with numpy, pytest, torch (for the emulated tests' interpreter), triton,
+# cuda-bindings, llvmlite; lark is not needed to import ember. If a wheel directory is
+# given in EMBER_WHEELS, missing packages are installed from it without a network.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+unset TRITON_INTERPRET
+PY=${PYTHON:-python3}
+
+if [ -n "${EMBER_WHEELS:-}" ]; then
+    $PY -m pip install -q --no-index --find-links "$EMBER_WHEELS" \
+        numpy pytest hypothesis llvmlite cuda-bindings 2>&1 | tail -3
+fi
+$PY - <<'PY' || exit 1
+import sys
+import ember
+print("python", sys.version.split()[0], "| ember", ember.__version__,
+      "| lark imported:", "lark" in sys.modules)
+if not ember.cuda.is_available():
+    from ember.runtime.cuda import driver
+    sys.exit(f"no usable CUDA GPU: {driver._state['init']}")
+import triton
+print("GPU:", ember.cuda.get_device_name(), "capability", ember.cuda.get_device_capability(),
+      "| triton", triton.__version__)
+PY
+
+status=0
+# real GPU tests: their own process (the emulated tests set TRITON_INTERPRET=1 at import)
+$PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu.py "$@" || status=1
+# CPU-side tests of the same runtime (allocator policy, launch packing, emulation)
+$PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu.py || status=1
+exit $status
