@@ -272,3 +272,12 @@ def test_traced_step_errors_name_the_problem():
         adagrad.step()
     with pytest.raises(ember.EmberError, match="Adagrad"):
         unsupported(*batch())
+    relu_model = nn.Sequential(nn.Linear(24, 8), nn.ReLU(inplace=True), nn.Linear(8, 5))
+    relu_opt = ember.optim.SGD(relu_model.parameters(), lr=0.1)
+
+    @ember.compile_train_step
+    def in_place(x, y):
+        nn.CrossEntropyLoss()(relu_model(x), y).backward()
+        relu_opt.step()
+    with pytest.raises(ember.EmberError, match="in-place relu_ on the gradient path"):
+        in_place(*batch())
