@@ -1,4 +1,4 @@
-"""ember.linalg: torch.linalg's functions, each a registry op (see ember/ir/ops/linalg.py).
+"""ember.linalg: torch.linalg's functions, each a registry op (see ember/ir/ops/linalg_*.py).
 
 They run eagerly on tensors, trace into graphs, and differentiate; names, arguments,
 defaults and named-tuple results follow torch.linalg. `LinAlgError` is raised for

@@ -10,7 +10,7 @@ import torch
 import ember
 import ember.fx
 import ember.linalg as LA
-from ember.ir.ops.linalg import _distinct_spectrum, _spd, _well_conditioned
+from ember.ir.ops.linalg_common import _distinct_spectrum, _spd, _well_conditioned
 
 from tests.oracle import assert_close
 

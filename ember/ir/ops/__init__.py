@@ -13,7 +13,7 @@ from ..registry import OPS
 import pkgutil
 
 # Every module in this package is an op family, except the shared helpers.
-HELPERS = {"rules", "samples"}
+HELPERS = {"rules", "samples", "linalg_common"}
 FAMILIES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
                         if m.name not in HELPERS))
 
