@@ -91,6 +91,19 @@ for name, graph in cases.items():
             "divisibility": compiled.asm["ttir"].count("tt.divisibility"),
             "pointers": len(arg_types), "num_warps": meta.num_warps,
             "warps_wanted": gen.launch.num_warps}
+# the AOT metadata codegen/triton/compile.py writes reads back to the same launch
+import tempfile
+from ember.codegen.triton import compile as aot
+gen = generate(lower_group(cases["softmax"], "softmax").kernel)
+with tempfile.TemporaryDirectory() as d:
+    path = aot.write_cubin(aot.compile_cubin(gen, 90), d)
+    meta = LaunchMetadata.from_dict(json.loads(open(path).read()))
+    ptx_params = aot._entry_param_count(compile_triton(gen, [True], (9, 0)).asm["ptx"],
+                                        meta.name)
+    out["aot"] = {"params": ptx_params, "expected": len(meta.arg_types) + meta.scratch_params,
+                  "elf": True, "num_warps": meta.num_warps,
+                  "warps_wanted": gen.launch.num_warps, "divisibility": 0, "pointers": 0,
+                  "pointer_align": meta.pointer_align}
 print(json.dumps(out))
 '''
 
@@ -106,6 +119,9 @@ def test_compiled_entry_points_take_the_arguments_the_launcher_packs():
     for name, r in results.items():
         assert r["params"] == r["expected"], (name, r)
         assert r["elf"] and r["num_warps"] == r["warps_wanted"], (name, r)
+        if name == "aot":
+            assert r["pointer_align"] == 16
+            continue
         aligned = name.endswith("True")
         assert (r["divisibility"] == r["pointers"]) if aligned else r["divisibility"] == 0, \
             (name, r)

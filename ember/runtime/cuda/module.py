@@ -67,24 +67,32 @@ class LaunchMetadata:
     global_scratch_align: int = 1
     profile_scratch_size: int = 0
     profile_scratch_align: int = 1
+    pointer_align: int = 1                # pointers must be aligned so (compiled assuming it)
 
     @classmethod
-    def from_dict(cls, meta: dict, arg_types: list[str]) -> "LaunchMetadata":
-        """From Triton's metadata dict (or its JSON); `arg_types`: the runtime arguments."""
+    def from_dict(cls, meta: dict, arg_types: list[str] | None = None) -> "LaunchMetadata":
+        """From Triton's metadata dict, or the JSON codegen/triton/compile.py writes beside a
+        cubin (format ember-triton-cubin-1: `shared_mem`, `args`, `extra_params`)."""
         if meta.get("launch_cooperative_grid") or meta.get("launch_pdl"):
             raise DeviceError(f"{meta['name']}: cooperative or PDL launches are not supported")
-        if "profile_scratch_size" in meta:
+        if arg_types is None:
+            arg_types = [sig for _, sig in meta["args"]]
+        if "extra_params" in meta:            # counted from the compiled entry point
+            scratch = len(meta["extra_params"])
+        elif "profile_scratch_size" in meta:
             scratch = 2
         elif "global_scratch_size" in meta:
             scratch = 1
         else:
             scratch = 0
         return cls(meta["name"], list(arg_types), int(meta["num_warps"]),
-                   int(meta.get("shared", 0)), int(meta.get("num_ctas", 1)), scratch,
+                   int(meta.get("shared", meta.get("shared_mem", 0))),
+                   int(meta.get("num_ctas", 1)), scratch,
                    int(meta.get("global_scratch_size") or 0),
                    int(meta.get("global_scratch_align") or 1),
                    int(meta.get("profile_scratch_size") or 0),
-                   int(meta.get("profile_scratch_align") or 1))
+                   int(meta.get("profile_scratch_align") or 1),
+                   int(meta.get("pointer_align") or 1))
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -139,6 +147,7 @@ class CubinKernel:
         gx, gy, gz = (tuple(grid) + (1, 1))[:3]
         if gx * gy * gz == 0:
             return
+        self._check_alignment(args)
         stream = stream or current_stream(self.device)
         scratch = self._scratch(gx * gy * gz, stream)
         values = list(args) + [b.ptr if b is not None else None for b in scratch]
@@ -150,6 +159,13 @@ class CubinKernel:
         for block in scratch:
             if block is not None:       # stream-ordered: only this stream reuses the block
                 allocator.free(block)
+
+    def _check_alignment(self, args: list) -> None:
+        align = self.meta.pointer_align
+        for i, (value, sig) in enumerate(zip(args, self.meta.arg_types)):
+            if sig.startswith("*") and value is not None and int(value) % align:
+                raise DeviceError(f"{self.meta.name}: pointer argument {i} at {int(value):#x} "
+                                  f"is not {align}-byte aligned, as the cubin assumes")
 
     def _scratch(self, programs: int, stream: Stream) -> list:
         meta = self.meta
@@ -164,3 +180,14 @@ class CubinKernel:
                 driver.bindings().cuModuleUnload(self._module)
             except Exception:   # noqa: BLE001 - interpreter shutdown
                 pass
+
+
+def load_cubin(json_path, device: int = 0) -> CubinKernel:
+    """A CubinKernel from an ahead-of-time pair: <stem>.json (codegen/triton/compile.py's
+    metadata) and the cubin it names, beside it. Needs no Triton."""
+    import json
+    from pathlib import Path
+    path = Path(json_path)
+    meta = json.loads(path.read_text())
+    cubin = (path.parent / meta.get("cubin", path.with_suffix(".cubin").name)).read_bytes()
+    return CubinKernel(cubin, LaunchMetadata.from_dict(meta), device)
