@@ -202,7 +202,7 @@ def _outputs(value, env: dict, out_dims, ctx: BatchContext):
 
 
 def _output_leaf(b: Batched, out_dim, ctx: BatchContext, node: Node):
-    from .vmap_rules import materialize
+    from .vmap_batchdim import materialize
     if out_dim is None:
         if b.is_batched:
             raise ShapeError(f"vmap: out_dims is None for output {node.name}, but it "
