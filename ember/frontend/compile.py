@@ -39,7 +39,37 @@ from ..runtime.plan import BufferSpec, Plan, Step
 from .autograd import grad_mode
 from .tensor import Tensor
 
-BACKENDS = ("llvm",)
+class CpuBackend:
+    """What a compiled plan needs from a device: kernels, externs, views, an eager
+    fallback, and where buffers live. The CUDA backend provides the same methods."""
+    name = "llvm"
+    buffers = None          # the runtime's HostBuffers (the Plan's default)
+
+    def kernel(self, lowered):
+        return compile_kernel(lowered.kernel)
+
+    def extern(self, node: Node):
+        return extern_kernel(node)
+
+    def view(self, op, rest: tuple):
+        """A view runs its NumPy reference (a numpy view: no data moves, no dispatch)."""
+        return lambda x: op.reference(x, *rest)
+
+    def eager(self, node: Node):
+        return _eager_step(node)
+
+    def constant(self, value):
+        return value._array if isinstance(value, Tensor) else value
+
+    def unwrap(self, tensor: Tensor):
+        return tensor._array
+
+    def wrap(self, value):
+        return Tensor._adopt(value)
+
+
+COMPILE_BACKENDS: dict[str, Callable] = {"llvm": CpuBackend}
+BACKENDS = tuple(COMPILE_BACKENDS)
 
 
 def compile(model_or_fn=None, *, backend: str = "llvm", pipeline: str = "default-inference",
@@ -47,9 +77,9 @@ def compile(model_or_fn=None, *, backend: str = "llvm", pipeline: str = "default
     """Compile a module or a function of tensors; returns a callable with its signature.
 
     As a decorator: `@ember.compile` or `@ember.compile(backend="llvm")`."""
-    if backend not in BACKENDS:
+    if backend not in COMPILE_BACKENDS:
         raise EmberError(f"ember.compile: unknown backend {backend!r}; expected one of "
-                         f"{list(BACKENDS)}")
+                         f"{list(COMPILE_BACKENDS)}")
     if model_or_fn is None:
         return lambda fn: compile(fn, backend=backend, pipeline=pipeline, options=options)
     return CompiledFunction(model_or_fn, backend, pipeline, dict(options or {}))
@@ -67,7 +97,8 @@ class CompileStats:
 
 class CompiledFunction:
     def __init__(self, fn, backend: str, pipeline: str, options: dict):
-        self.fn, self.backend, self.pipeline, self.options = fn, backend, pipeline, options
+        self.fn, self.pipeline, self.options = fn, pipeline, options
+        self.backend = COMPILE_BACKENDS[backend]()
         self.plans: dict[tuple, tuple[Plan, CompileStats, Graph]] = {}
 
     def __call__(self, *args):
@@ -76,8 +107,8 @@ class CompiledFunction:
         if entry is None:
             entry = self.plans[key] = self._compile(args)
         plan = entry[0]
-        arrays = [_array_of(a) for a in args if isinstance(a, Tensor)]
-        return _wrap(plan.run(arrays))
+        arrays = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
+        return _wrap(plan.run(arrays), self.backend)
 
     # -- introspection ------------------------------------------------------------------
     @property
@@ -109,7 +140,7 @@ class CompiledFunction:
         stats = CompileStats(original_ops=_count_ops(graph))
         ctx = PassContext(constants=dict(constants), options=dict(self.options), inference=True)
         run_passes(graph, _with_fusion(self.pipeline), ctx)
-        plan = PlanBuilder(graph, ctx.constants, stats).build()
+        plan = PlanBuilder(graph, ctx.constants, stats, self.backend).build()
         stats.seconds = time.perf_counter() - start
         return plan, stats, graph
 
@@ -136,15 +167,14 @@ def _guard(args) -> tuple:
     return tuple(key)
 
 
-def _array_of(t: Tensor) -> np.ndarray:
-    return t._array
-
-
-def _wrap(value):
+def _wrap(value, backend=None):
+    """Plan results as Tensors (the backend wraps its own buffers)."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_wrap(v, backend) for v in value)
     if isinstance(value, np.ndarray):
         return Tensor._adopt(value)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_wrap(v) for v in value)
+    if backend is not None and value is not None and not isinstance(value, (int, float, bool)):
+        return backend.wrap(value)
     return value
 
 
@@ -152,11 +182,14 @@ def _wrap(value):
 class PlanBuilder:
     """Graph (after passes) -> Plan: one step per node, slots for every value."""
 
-    def __init__(self, graph: Graph, constants: dict, stats: CompileStats):
+    def __init__(self, graph: Graph, constants: dict, stats: CompileStats, backend=None):
         self.graph, self.constants, self.stats = graph, constants, stats
+        self.backend = backend or CpuBackend()
         self.slot: dict[Node, Any] = {}
         self.n_slots = 0
         self.plan = Plan(0, [], None)
+        if self.backend.buffers is not None:
+            self.plan.buffers = self.backend.buffers
         self.results = _result_nodes(graph)
 
     def new_slot(self) -> int:
@@ -178,7 +211,7 @@ class PlanBuilder:
     def _get_attr(self, node: Node) -> None:
         value = self.constants[str(node.target)]
         slot = self.slot[node] = self.new_slot()
-        self.plan.constants[slot] = value._array if isinstance(value, Tensor) else value
+        self.plan.constants[slot] = self.backend.constant(value)
 
     def _output(self, node: Node) -> None:
         self.plan.output_slots = map_arg(node.args[0], lambda n: self.slot[n])
@@ -195,7 +228,7 @@ class PlanBuilder:
             self._fused(node)
         elif target is operator.getitem:
             self._getitem(node)
-        elif (fn := extern_kernel(node)) is not None:
+        elif (fn := self.backend.extern(node)) is not None:
             self.stats.externs += 1
             self._kernel_step(node.name, fn, tensor_inputs(node), [node])
         elif _is_view(node):
@@ -204,14 +237,11 @@ class PlanBuilder:
             self._fallback(node)
 
     def _view(self, node: Node) -> None:
-        """A view runs its NumPy reference (a numpy view: no data moves, no dispatch)."""
         op = node.target
         bound = op.schema.bind(node.args, node.kwargs)
-        source = bound[0]
-        rest = bound[1:]
         slot = self.slot[node] = self.new_slot()
-        self.plan.steps.append(Step(node.name, lambda x: op.reference(x, *rest),
-                                    (self.slot[source],), (slot,)))
+        self.plan.steps.append(Step(node.name, self.backend.view(op, bound[1:]),
+                                    (self.slot[bound[0]],), (slot,)))
 
     def _getitem(self, node: Node) -> None:
         source, index = node.args
@@ -227,7 +257,7 @@ class PlanBuilder:
         self.stats.groups += 1
         try:
             lowered = lower_group(group.graph, group.name)
-            compiled = compile_kernel(lowered.kernel)
+            compiled = self.backend.kernel(lowered)
         except LoweringError as err:
             self.stats.fallbacks.append(f"{group.name}: {err}")
             return self._fallback(node)
@@ -240,28 +270,32 @@ class PlanBuilder:
         self.stats.kernels += 1
         outputs = [self.new_slot() for _ in lowered.outputs]
         keep = node in self.results
-        specs = tuple(BufferSpec(o.meta["val"], persistent=not keep) for o in lowered.outputs)
+        arenas = _arenas(node, len(lowered.outputs))
+        specs = tuple(BufferSpec(o.meta["val"], persistent=not keep, arena=a)
+                      for o, a in zip(lowered.outputs, arenas))
         self.plan.steps.append(Step(group.name, compiled, tuple(inputs), tuple(outputs),
                                     kernel=True, out_specs=specs))
         self.slot[node] = outputs[0] if group.n_outputs == 1 else tuple(outputs)
 
     def _anchor(self, anchor: Node, outer_of: dict, name: str) -> int:
-        fn = extern_kernel(anchor)
+        fn = self.backend.extern(anchor)
         inputs = [self.slot[outer_of[n]] for n in tensor_inputs(anchor)]
         slot = self.new_slot()
         if fn is None:
-            eager = _eager_step(anchor)
+            eager = self.backend.eager(anchor)
             self.plan.steps.append(Step(f"{name}.anchor", eager, tuple(inputs), (slot,)))
             self.stats.fallbacks.append(f"{name}: anchor {anchor.target.name} ran eagerly")
             return slot
         self.stats.externs += 1
+        # every anchor's result dies in the very next step: all of them share one arena
         self.plan.steps.append(Step(f"{name}.anchor", fn, tuple(inputs), (slot,), kernel=True,
-                                    out_specs=(BufferSpec(anchor.meta["val"]),)))
+                                    out_specs=(BufferSpec(anchor.meta["val"], arena="anchor"),)))
         return slot
 
     def _kernel_step(self, name, fn, inputs: list[Node], outputs: list[Node]) -> None:
         slots = tuple(self.new_slot() for _ in outputs)
-        specs = tuple(BufferSpec(o.meta["val"], persistent=o not in self.results) for o in outputs)
+        specs = tuple(BufferSpec(o.meta["val"], persistent=o not in self.results,
+                                 arena=_arenas(o, 1)[0]) for o in outputs)
         self.plan.steps.append(Step(name, fn, tuple(self.slot[n] for n in inputs), slots,
                                     kernel=True, out_specs=specs))
         for node, slot in zip(outputs, slots):
@@ -270,7 +304,7 @@ class PlanBuilder:
     def _fallback(self, node: Node) -> None:
         """Run the node's op eagerly on the planned arrays (ops without generated code)."""
         inputs = tensor_inputs(node)
-        fn = _eager_step(node)
+        fn = self.backend.eager(node)
         slot = self.slot[node] = self.new_slot()
         self.plan.steps.append(Step(node.name, fn, tuple(self.slot[n] for n in inputs), (slot,)))
         if node.op == OpKind.call_function and isinstance(node.target, FusedGroup):
@@ -284,6 +318,16 @@ def _is_view(node: Node) -> bool:
     return getattr(op, "tags", None) is not None and Tag.VIEW in op.tags and \
         op.promotion is None and isinstance(op.schema.bind(node.args, node.kwargs)[0], Node) \
         and not any(isinstance(a, Node) for a in op.schema.bind(node.args, node.kwargs)[1:])
+
+
+def _arenas(node: Node, n_outputs: int) -> list:
+    """The memory plan's slot for each output of `node` (None: a buffer of its own)."""
+    planned = node.meta.get("buffer")
+    if planned is None:
+        return [None] * n_outputs
+    if n_outputs == 1 and not isinstance(planned[0], tuple):
+        return [planned[0]]
+    return [p[0] if p is not None else None for p in planned]
 
 
 def _result_nodes(graph: Graph) -> set:

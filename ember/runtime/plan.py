@@ -30,6 +30,32 @@ class BufferSpec:
     """How to make a step output's array: shape/dtype/strides (elements) of a TensorMeta."""
     meta: TensorMeta
     persistent: bool = True        # False: a fresh block per call (a result the caller keeps)
+    arena: Any = None              # memory-plan slot shared with other values (memplan pass)
+
+
+class HostBuffers:
+    """Where a plan's arrays live: CPU memory from the caching allocator. A device
+    backend supplies the same five methods over its own buffers."""
+
+    def allocate(self, meta: TensorMeta):
+        return array_for(meta)
+
+    def arena(self, nbytes: int):
+        return default_allocator().empty(max(nbytes, 1), np.uint8)
+
+    def view(self, arena, meta: TensorMeta):
+        """`meta`'s geometry over the start of an arena."""
+        count = max(1, _extent(meta))
+        flat = arena[:count * meta.dtype.itemsize].view(meta.dtype.np_dtype)
+        return strided_view(flat, meta)
+
+    def overlaps(self, a, b) -> bool:
+        return isinstance(a, np.ndarray) and np.may_share_memory(a, b)
+
+    def copy(self, value):
+        out = array_for(_meta_of_array(value))
+        np.copyto(out, value)
+        return out
 
 
 def array_for(meta: TensorMeta, allocator=None) -> np.ndarray:
@@ -90,15 +116,39 @@ class Plan:
     output_slots: Any                 # nested tuples of slot numbers, like the graph's output
     constants: dict[int, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
-    _fixed: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    buffers: Any = field(default_factory=HostBuffers)
+    _fixed: dict[int, Any] = field(default_factory=dict, repr=False)
     calls: int = 0
 
     def prepare(self) -> None:
-        """Allocate the persistent buffers once (done on the first call)."""
+        """Allocate the persistent buffers once (done on the first call). Values the
+        memory plan put in one arena share it: one block of the largest size."""
+        sizes: dict[int, int] = {}
+        for step in self.steps:
+            for spec in step.out_specs:
+                if spec.persistent and spec.arena is not None:
+                    nbytes = max(1, _extent(spec.meta)) * spec.meta.dtype.itemsize
+                    sizes[spec.arena] = max(sizes.get(spec.arena, 0), nbytes)
+        arenas = {k: self.buffers.arena(n) for k, n in sizes.items()}
         for step in self.steps:
             for slot, spec in zip(step.outputs, step.out_specs):
-                if spec.persistent and slot not in self._fixed:
-                    self._fixed[slot] = array_for(spec.meta)
+                if not spec.persistent or slot in self._fixed:
+                    continue
+                self._fixed[slot] = self.buffers.view(arenas[spec.arena], spec.meta) \
+                    if spec.arena is not None else self.buffers.allocate(spec.meta)
+
+    @property
+    def reserved_bytes(self) -> int:
+        """Bytes of the persistent buffers (arenas counted once)."""
+        seen, total = set(), 0
+        for arr in self._fixed.values():
+            base = arr.base if getattr(arr, "base", None) is not None else arr
+            while getattr(base, "base", None) is not None and isinstance(base.base, np.ndarray):
+                base = base.base
+            if id(base) not in seen:
+                seen.add(id(base))
+                total += getattr(base, "nbytes", 0)
+        return total
 
     def bind(self, slot: int, array: np.ndarray) -> None:
         """Make a persistent kernel output write into the caller's `array` (which must
@@ -118,7 +168,7 @@ class Plan:
             values[slot] = value
         for step in self.steps:
             if step.kernel:
-                outs = [self._fixed[s] if spec.persistent else array_for(spec.meta)
+                outs = [self._fixed[s] if spec.persistent else self.buffers.allocate(spec.meta)
                         for s, spec in zip(step.outputs, step.out_specs)]
                 step.fn([values[s] for s in step.inputs] + outs)
                 for s, arr in zip(step.outputs, outs):
@@ -131,25 +181,20 @@ class Plan:
                     for s, arr in zip(step.outputs, result):
                         values[s] = arr
         self.calls += 1
-        return _gather(self.output_slots, values, self._owns)
+        return _gather(self.output_slots, values, self._owns, self.buffers.copy)
 
     def _owns(self, arr) -> bool:
         """True when `arr` lives in a buffer the next call overwrites."""
-        return isinstance(arr, np.ndarray) and any(
-            np.may_share_memory(arr, fixed) for fixed in self._fixed.values())
+        return any(self.buffers.overlaps(arr, fixed) for fixed in self._fixed.values())
 
 
-def _gather(structure, values, reused: Callable):
+def _gather(structure, values, reused: Callable, copy: Callable):
     """The results, copied out of reused buffers (callers keep results across calls)."""
     if isinstance(structure, int):
         value = values[structure]
-        if reused(value):
-            copy = array_for(_meta_of_array(value))
-            np.copyto(copy, value)
-            return copy
-        return value
+        return copy(value) if reused(value) else value
     if isinstance(structure, (tuple, list)):
-        return type(structure)(_gather(s, values, reused) for s in structure)
+        return type(structure)(_gather(s, values, reused, copy) for s in structure)
     return structure
 
 

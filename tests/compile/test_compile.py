@@ -10,6 +10,7 @@ import ember
 from ember.ir.registry import OPS, Tag
 from ember.runtime.allocator import default_allocator
 from ember.runtime.plan import page_faults
+from tests.op_samples import assert_arrays_close, sample_call, sample_cases
 
 
 def _close(got, want, loose=False):
@@ -22,55 +23,18 @@ def _close(got, want, loose=False):
         assert got == want
         return
     assert got.dtype == want.dtype and tuple(got.shape) == tuple(want.shape)
-    g, w = got.detach().numpy(), want.detach().numpy()
-    if w.dtype.kind in "fc":
-        tol = 1e-4 if loose else 2e-5
-        np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True)
-    else:
-        np.testing.assert_array_equal(g, w)
+    tol = 1e-4 if loose else 2e-5
+    assert_arrays_close(got.detach().numpy(), want.detach().numpy(), rtol=tol, atol=tol)
 
 
-def _op_cases():
-    rng = np.random.default_rng(3)
-    cases = []
-    for op in sorted(OPS.values(), key=lambda o: o.name):
-        if op.samples is None or op.tags & {Tag.INPLACE, Tag.RANDOM, Tag.NONDETERMINISTIC}:
-            continue
-        samples = op.samples(rng)
-        if samples:
-            cases.append(pytest.param(op, samples[0], id=op.name))
-    return cases
+_COMPILED_OPS = [op for op in sorted(OPS.values(), key=lambda o: o.name)
+                 if not op.tags & {Tag.INPLACE, Tag.RANDOM, Tag.NONDETERMINISTIC}]
 
 
-def _arrays_in(value, found):
-    if isinstance(value, np.ndarray):
-        found.append(value)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _arrays_in(v, found)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _arrays_in(v, found)
-    return found
-
-
-def _substitute(value, tensors):
-    if isinstance(value, np.ndarray):
-        return next(tensors)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_substitute(v, tensors) for v in value)
-    if isinstance(value, dict):
-        return {k: _substitute(v, tensors) for k, v in value.items()}
-    return value
-
-
-@pytest.mark.parametrize("op, sample", _op_cases())
+@pytest.mark.parametrize("op, sample", sample_cases(_COMPILED_OPS, per_op=1, seed=3,
+                                                 numbered=False))
 def test_every_op_compiled_equals_eager(op, sample):
-    tensors = [ember.tensor(a) for a in _arrays_in((sample.args, sample.kwargs), [])]
-
-    def fn(*ts):
-        args, kwargs = _substitute((sample.args, sample.kwargs), iter(ts))
-        return op(*args, **kwargs)
+    fn, tensors = sample_call(op, sample)
     with ember.no_grad():
         want = fn(*tensors)
         got = ember.compile(fn)(*tensors)
@@ -178,3 +142,16 @@ def test_random_chains_compiled_equal_eager(program, shape, reduce_dim):
         return out if reduce_dim is None else out.sum(reduce_dim)
     x, y = ember.randn(*shape), ember.randn(*shape)
     _close(ember.compile(fn)(x, y), fn(x, y), loose=True)
+
+
+def test_memory_plan_arenas_cut_resnet_buffers():
+    model = ember.models.resnet18(num_classes=10).eval()
+    x = ember.randn(2, 3, 64, 64)
+    f = ember.compile(model)
+    with ember.no_grad():
+        _close(f(x), model(x), loose=True)
+    plan = f.last[0]
+    specs = [sp for st in plan.steps for sp in st.out_specs if sp.persistent]
+    unplanned = sum(int(np.prod(sp.meta.shape)) * sp.meta.dtype.itemsize for sp in specs)
+    print(f"persistent buffers: {plan.reserved_bytes} B planned vs {unplanned} B one each")
+    assert plan.reserved_bytes <= 0.6 * unplanned
