@@ -286,8 +286,8 @@ def _make_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
             if plan is not None:
                 return plan
         return _lowered_plan(op, args)
-    except (LoweringError, ValueError):     # ValueError: kernel.validate refused it
-        return None
+    except (EmberError, ValueError):   # not lowerable (LoweringError, a decomposition's
+        return None                     # PassError) or refused by kernel.validate
 
 
 def _triton_available() -> bool:
@@ -303,7 +303,7 @@ def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
     from ..codegen.triton.source import generate
     from ..ir.graph import OpKind
     from ..ir.symbolic import build_graph
-    if op.name not in RULES:
+    if op.name not in RULES and op.decomposition is None:
         return None
     slots = _operand_slots(args)
     if any(_get(args, s).dtype.is_complex for s in slots):
@@ -314,6 +314,10 @@ def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
     graph, constants = build_graph(one_op, [meta_of(_get(args, s)) for s in slots])
     if constants:
         return None
+    if op.name not in RULES:                # composite: into primitives that have rules
+        from ..passes.decompose import decompose_composites
+        from ..passes.manager import PassContext
+        decompose_composites(graph, PassContext(options={"decompose_keep": set(RULES)}))
     lowered = lower_group(graph, op.name)
     if lowered.anchor is not None:
         return None

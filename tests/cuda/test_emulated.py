@@ -186,3 +186,25 @@ def test_small_model_forward_and_backward_equal_cpu(cuda):
     for p, want in zip(model.parameters(), cpu_grads):
         assert p.is_cuda and p.grad.is_cuda
         np.testing.assert_allclose(p.grad.cpu().numpy(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_optimizer_steps_on_cuda_parameters_equal_cpu(cuda):
+    def train(device):
+        ember.manual_seed(0)
+        model = ember.nn.Linear(4, 3).to(device)
+        opt = ember.optim.Adam(model.parameters(), lr=0.1)
+        x = ember.randn(8, 4).to(device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(3):
+                opt.zero_grad()
+                out = model(x)
+                (out * out).mean().backward()
+                opt.step()
+            opt.zero_grad(set_to_none=False)
+        return model
+    cpu, gpu = train("cpu"), train("cuda")
+    for p, q in zip(cpu.parameters(), gpu.parameters()):
+        assert q.is_cuda and not q.grad.cpu().numpy().any()
+        np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
