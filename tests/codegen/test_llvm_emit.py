@@ -11,6 +11,7 @@ from ember.ir.errors import LoweringError
 from ember.ir.meta import meta_of
 from ember.ir.registry import OPS
 from ember.ir.symbolic import build_graph
+from tests.op_samples import assert_arrays_close, sample_call, sample_cases
 
 
 def flat_input(t):
@@ -43,23 +44,7 @@ def run_both(fn, *tensors, lanes=None):
 
 def assert_close(pairs, rtol=2e-6, atol=1e-6):
     for want, got in pairs:
-        assert got.dtype == want.dtype
-        if want.dtype.kind == "f":
-            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
-        else:
-            np.testing.assert_array_equal(got, want)
-
-
-def _sample_cases():
-    rng = np.random.default_rng(1)
-    cases = []
-    for name in sorted(RULES):
-        op = OPS.get(name)
-        if op is None or op.samples is None:
-            continue
-        for i, sample in enumerate(op.samples(rng)[:2]):
-            cases.append(pytest.param(op, sample, id=f"{name}-{i}"))
-    return cases
+        assert_arrays_close(got, want, rtol, atol)
 
 
 # transcendental ops: the vector code differs from NumPy by a few ulp
@@ -70,18 +55,12 @@ LOOSE = {"erf", "erfc", "tanh", "gelu", "mish", "softplus", "log_sigmoid", "silu
          "hypot", "rsqrt", "var", "std", "layer_norm", "mean", "sum", "prod"}
 
 
-@pytest.mark.parametrize("op, sample", _sample_cases())
+@pytest.mark.parametrize("op, sample", sample_cases([OPS.get(n) for n in sorted(RULES)],
+                                                 per_op=2, seed=1))
 def test_every_rule_compiles_and_matches(op, sample):
-    positions = [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)]
-    tensors = [ember.tensor(sample.args[i]) for i in positions]
+    fn, tensors = sample_call(op, sample)
     if any(t.dtype.is_complex or t.dtype.name == "bfloat16" for t in tensors):
         pytest.skip("complex/bfloat16 are not compiled by the LLVM backend")
-
-    def fn(*ts):
-        args = list(sample.args)
-        for i, t in zip(positions, ts):
-            args[i] = t
-        return op(*args, **sample.kwargs)
     try:
         pairs, _ = run_both(fn, *tensors)
     except LoweringError as err:

@@ -11,6 +11,7 @@ from ember.ir.errors import LoweringError
 from ember.ir.meta import meta_of
 from ember.ir.registry import OPS
 from ember.ir.symbolic import build_graph
+from tests.op_samples import sample_call, sample_cases
 
 
 def run_lowered(fn, *tensors):
@@ -35,30 +36,12 @@ def run_lowered(fn, *tensors):
     return results, lowered.kernel
 
 
-def _sample_cases():
-    rng = np.random.default_rng(0)
-    cases = []
-    for name in sorted(RULES):
-        op = OPS.get(name)
-        if op is None or op.samples is None:
-            continue
-        for i, sample in enumerate(op.samples(rng)[:3]):
-            cases.append(pytest.param(op, sample, id=f"{name}-{i}"))
-    return cases
-
-
-@pytest.mark.parametrize("op, sample", _sample_cases())
+@pytest.mark.parametrize("op, sample", sample_cases([OPS.get(n) for n in sorted(RULES)],
+                                                 per_op=3, seed=0))
 def test_each_rule_matches_eager(op, sample):
-    positions = [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)]
-    tensors = [ember.tensor(sample.args[i]) for i in positions]
+    fn, tensors = sample_call(op, sample)
     if any(t.dtype.is_complex for t in tensors):
         pytest.skip("complex values are not lowered")
-
-    def fn(*ts):
-        args = list(sample.args)
-        for i, t in zip(positions, ts):
-            args[i] = t
-        return op(*args, **sample.kwargs)
     expected = fn(*tensors)
     if isinstance(expected, (tuple, list)):
         pytest.skip("multi-output op")
