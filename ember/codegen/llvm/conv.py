@@ -1,4 +1,8 @@
-"""conv2d forward (float32) in NCHW and NHWC through the GEMM (im2col).
+"""conv2d forward (float32) in NCHW and NHWC: implicit GEMM, or im2col + GEMM for groups.
+
+groups=1 (every conv of the usual CNNs) runs the implicit-GEMM kernel of
+implicit_conv.py on either layout, with no patch matrix and no transposes; what
+follows describes the im2col path that grouped convolutions keep.
 
     y = conv2d(x, w, bias, stride=1, padding=0, dilation=1, groups=1, layout="nchw")
 
@@ -32,6 +36,7 @@ from ...ir.errors import DTypeError, ShapeError
 from ...runtime.threads import default_pool
 from . import irutil as u
 from .gemm import gemm
+from .implicit_conv import ConvGeometry, PreparedConv
 from .jit import compile_ir
 
 LAYOUTS = ("nchw", "nhwc")
@@ -95,6 +100,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, stride=
     if min(out_hw) < 1:
         raise ShapeError(f"conv2d: input {x.shape} ({layout}) is smaller than the dilated "
                          f"kernel {tuple(kernel)} (padding {pads}, dilation {dilation})")
+    if groups == 1:
+        return _implicit_gemm(x, w, bias, ConvGeometry(tuple(kernel), stride, pads, dilation),
+                              layout, n, out_hw)
     geometry = _Geometry(tuple(kernel), stride, dilation, pads, tuple(out_hw), groups)
     if _patches_channels_last(geometry, w.shape[1], layout):
         out = _to_layout(_conv_nhwc(nhwc, w, geometry), "nhwc", layout)
@@ -105,6 +113,18 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, stride=
         out = _to_layout(_conv_nchw(nchw, w, geometry), "nchw", layout)
     if bias is not None:
         out += bias if layout == "nhwc" else bias[:, None, None]
+    return out
+
+
+def _implicit_gemm(x, w, bias, geometry, layout, n, out_hw) -> np.ndarray:
+    """groups=1: the implicit GEMM kernel on (N, C, H, W)-shaped views of either layout."""
+    conv = PreparedConv(w, bias, geometry)
+    if layout == "nhwc":
+        out = np.empty((n, *out_hw, w.shape[0]), np.float32)
+        conv(x.transpose(0, 3, 1, 2), out.transpose(0, 3, 1, 2))
+    else:
+        out = np.empty((n, w.shape[0], *out_hw), np.float32)
+        conv(x, out)
     return out
 
 

@@ -1,0 +1,473 @@
+"""conv2d (groups=1, float32) as an implicit GEMM with a fused epilogue.
+
+    conv = prepare_conv2d(w, bias, stride, padding, dilation, epilogue=Epilogue.RELU)
+    conv(x, out, residual=None)      # x, out, residual: (N, C, H, W)-shaped, any strides
+
+C[m, co] = sum_k A[m, k] * B[k, co] with rows m = (n, oh, ow) (output pixels), columns
+co (output channels), and k = (kh, kw, c). Nothing materializes A (no im2col): the
+microkernel's broadcast loads read the input itself. For each k segment (one tap, or
+one kernel row of KW taps when (kw, c) is contiguous in the input) it points each of
+its MR rows at the input pixel that row needs, or at a zero buffer where the tap falls
+in the padding, and runs the channel loop with MR*NR/lanes accumulators in registers
+(6x64 on AVX-512). B, the weights, is packed once when the conv is prepared, into
+NR-wide panels over all of K (zero past C_out), as the GEMM packs B.
+
+The loop nest is the GEMM's (gemm.py) without the A packing: per thread (a range of
+output rows), for each NC block of channels and each K block (about KC values of k:
+several whole segments, or a chunk of one long segment), every MR x NR tile runs the
+microkernel. Partial sums go to the output; the last K block adds the old partial
+sum, then the epilogue: + bias[co], + residual[n, co, oh, ow], relu; and stores once.
+
+The input needs its channels contiguous (stride 1). Otherwise (NCHW), or when C is
+small (the 3-channel stem: runs of 3 floats would make the per-segment work dominate),
+the input is first copied natively into a zero-padded NHWC scratch buffer; then a
+segment is a whole kernel row of KW*C contiguous floats and there is no bounds check
+left. The output may have any strides (NCHW or channels-last): contiguous channel runs
+store whole vectors, others go through a stack tile and scalar stores.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+import functools
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from ...ir.errors import ShapeError
+from ...runtime.threads import default_pool
+from . import irutil as u
+from .gemm import CONFIGS, GemmConfig
+from .jit import compile_ir
+from .target import Isa, host_isa, target_for
+
+
+class Epilogue(enum.IntFlag):
+    """What the tile store applies after the sum (bias is always added, zeros if none)."""
+    NONE = 0
+    RELU = 1
+    RESIDUAL = 2          # + residual (same shape as the output), before relu
+
+
+KC = 256                  # values of k per block (B block: KC x NC floats in L2)
+NC = 512
+SMALL_CHANNELS = 16       # below this, copy to a padded NHWC buffer and use row segments
+_ROW_FIELDS = 4           # per tile row: input offset, ih0, iw0, output offset
+
+# conv_rows(begin, end, worker, <pointers>, <dims>): output rows [begin, end) of N*OH*OW
+_POINTERS = ("x", "wp", "out", "bias", "res", "zeros")
+_DIMS = ("m", "ohw", "ow", "sh", "sw", "ph", "pw", "dh", "dw", "h", "w", "c",
+         "xsn", "xsh", "xsw", "segw", "nseg", "seglen", "spb", "chunk", "k", "cout",
+         "osn", "osc", "osh", "osw", "relu", "has_res")
+
+
+# --- the kernel ----------------------------------------------------------------------------
+def _emit_row_info(b, p, cfg: GemmConfig, m0, info) -> None:
+    """info[r] = (input offset of (n, ih0, iw0), ih0, iw0, output offset) for row m0 + r;
+    rows past the end repeat the last row (computed, never stored)."""
+    last = b.sub(p["m"], u.i64(1))
+    for r in range(cfg.mr):
+        m = u.imin(b, b.add(m0, u.i64(r)), last)
+        n, pix = b.sdiv(m, p["ohw"]), b.srem(m, p["ohw"])
+        oh, ow = b.sdiv(pix, p["ow"]), b.srem(pix, p["ow"])
+        ih0 = b.sub(b.mul(oh, p["sh"]), p["ph"])
+        iw0 = b.sub(b.mul(ow, p["sw"]), p["pw"])
+        x_off = b.add(b.add(b.mul(n, p["xsn"]), b.mul(ih0, p["xsh"])), b.mul(iw0, p["xsw"]))
+        o_off = b.add(b.add(b.mul(n, p["osn"]), b.mul(oh, p["osh"])), b.mul(ow, p["osw"]))
+        for f, value in enumerate((x_off, ih0, iw0, o_off)):
+            b.store(value, b.gep(info, [u.i64(r * _ROW_FIELDS + f)], source_etype=u.I64))
+
+
+def _info(b, info, r, field):
+    index = b.add(b.mul(r, u.i64(_ROW_FIELDS)), u.i64(field)) if isinstance(r, ir.Value) \
+        else u.i64(r * _ROW_FIELDS + field)
+    return b.load(b.gep(info, [index], source_etype=u.I64), typ=u.I64)
+
+
+def _emit_segment_rows(b, p, cfg, info, s, c0):
+    """Per tile row, a pointer to segment s's run (from channel c0), or to zeros."""
+    kh, kw = b.sdiv(s, p["segw"]), b.srem(s, p["segw"])
+    dy, dx = b.mul(kh, p["dh"]), b.mul(kw, p["dw"])
+    shift = b.add(b.add(b.mul(dy, p["xsh"]), b.mul(dx, p["xsw"])), c0)
+    ptrs = []
+    for r in range(cfg.mr):
+        ih, iw = b.add(_info(b, info, r, 1), dy), b.add(_info(b, info, r, 2), dx)
+        inside = b.and_(b.and_(b.icmp_signed(">=", ih, u.i64(0)), b.icmp_signed("<", ih, p["h"])),
+                        b.and_(b.icmp_signed(">=", iw, u.i64(0)), b.icmp_signed("<", iw, p["w"])))
+        src = u.elem_ptr(b, p["x"], b.add(_info(b, info, r, 0), shift))
+        ptrs.append(b.select(inside, src, p["zeros"]))
+    return ptrs
+
+
+def _emit_microkernel(module, cfg: GemmConfig) -> ir.Function:
+    """tile(s0, s1, c0, clen, bpanel, col0, m_valid, n_valid, first, last, info, <p>)."""
+    own = [("s0", u.I64), ("s1", u.I64), ("c0", u.I64), ("clen", u.I64), ("bpanel", u.PTR),
+           ("col0", u.I64), ("m_valid", u.I64), ("n_valid", u.I64), ("first", u.I1),
+           ("last", u.I1), ("info", u.PTR)]
+    args = own + [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS]
+    fn, b = u.define(module, "conv_tile", u.VOID, args, noalias_ptrs=False)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    p = dict(zip([name for name, _ in args], fn.args))
+    lanes, nv = cfg.lanes, cfg.nr // cfg.lanes
+    vt = u.vec(u.F32, lanes)
+    slots = [[b.alloca(vt) for _ in range(nv)] for _ in range(cfg.mr)]
+    for row in slots:
+        for slot in row:
+            b.store(ir.Constant(vt, None), slot)
+    with u.counted_loop(b, p["s0"], p["s1"], 1, "seg") as s:
+        ptrs = _emit_segment_rows(b, p, cfg, p["info"], s, p["c0"])
+        bseg = u.elem_ptr(b, p["bpanel"], b.mul(b.add(b.mul(s, p["seglen"]), p["c0"]),
+                                                u.i64(cfg.nr)))
+        _emit_channel_loop(b, cfg, p["clen"], ptrs, bseg, slots, vt)
+    acc = [[b.load(slot, typ=vt) for slot in row] for row in slots]
+    _emit_store(b, cfg, p, acc)
+    b.ret_void()
+    return fn
+
+
+def _emit_channel_loop(b, cfg, clen, ptrs, bseg, slots, vt) -> None:
+    """The hot loop: acc[r][v] += x_r[i] * B[i, v*lanes ...] for i < clen."""
+    nv = cfg.nr // cfg.lanes
+    acc = [[b.load(slot, typ=vt) for slot in row] for row in slots]
+    pre = b.block
+    head, body, done = (b.append_basic_block(n) for n in ("ch.head", "ch.body", "ch.done"))
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(u.I64, name="i")
+    i.add_incoming(u.i64(0), pre)
+    phis = [[b.phi(vt) for _ in range(nv)] for _ in range(cfg.mr)]
+    for row, init in zip(phis, acc):
+        for phi, value in zip(row, init):
+            phi.add_incoming(value, pre)
+    b.cbranch(b.icmp_signed("<", i, clen), body, done)
+    b.position_at_end(body)
+    bk = b.mul(i, u.i64(cfg.nr))
+    b_vecs = [u.load_vec(b, bseg, b.add(bk, u.i64(v * cfg.lanes)), cfg.lanes) for v in range(nv)]
+    for r, ptr in enumerate(ptrs):
+        a = u.splat(b, b.load(u.elem_ptr(b, ptr, i), typ=u.F32), cfg.lanes)
+        for v in range(nv):
+            phis[r][v].add_incoming(u.fma(b, a, b_vecs[v], phis[r][v]), body)
+    i.add_incoming(b.add(i, u.i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    for row, slot_row in zip(phis, slots):
+        for phi, slot in zip(row, slot_row):
+            b.store(phi, slot)
+
+
+def _epilogue(b, p, value, old, bias, res_index, lanes):
+    """value (+ old unless first) and, in the last K block, + bias, + residual, relu."""
+    total = b.select(p["first"], value, b.fadd(value, old))
+    with_bias = b.fadd(total, bias)
+    res = _load(b, p["res"], res_index, lanes)     # res is `out` itself when there is none
+    with_res = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)), b.fadd(with_bias, res),
+                        with_bias)
+    zero = u.const_like(value.type, 0.0)
+    # relu as torch: NaN stays NaN (the compare is false for NaN)
+    relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
+    finished = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
+    return b.select(p["last"], finished, total)
+
+
+def _load(b, base, index, lanes):
+    """A vector (lanes > 1) or scalar load."""
+    if lanes == 1:
+        return b.load(u.elem_ptr(b, base, index), typ=u.F32)
+    return u.load_vec(b, base, index, lanes)
+
+
+def _emit_store(b, cfg, p, acc) -> None:
+    lanes = cfg.lanes
+    full = b.and_(b.and_(b.icmp_signed("==", p["m_valid"], u.i64(cfg.mr)),
+                         b.icmp_signed("==", p["n_valid"], u.i64(cfg.nr))),
+                  b.icmp_signed("==", p["osc"], u.i64(1)))
+    with b.if_else(full) as (vector, scalar):
+        with vector:
+            for r, row in enumerate(acc):
+                base = b.add(_info(b, p["info"], r, 3), p["col0"])
+                for v, value in enumerate(row):
+                    index = b.add(base, u.i64(v * lanes))
+                    old = _load(b, p["out"], index, lanes)
+                    bias = _load(b, p["bias"], b.add(p["col0"], u.i64(v * lanes)), lanes)
+                    new = _epilogue(b, p, value, old, bias, index, lanes)
+                    u.store_vec(b, new, p["out"], index)
+        with scalar:
+            _emit_scalar_store(b, cfg, p, acc)
+
+
+def _emit_scalar_store(b, cfg, p, acc) -> None:
+    """Partial tiles and strided channels: the tile to the stack, then element by element."""
+    tile = b.alloca(u.F32, size=cfg.mr * cfg.nr, name="tile")
+    for r, row in enumerate(acc):
+        for v, value in enumerate(row):
+            u.store_vec(b, value, tile, u.i64(r * cfg.nr + v * cfg.lanes))
+    with u.counted_loop(b, u.i64(0), p["m_valid"], 1, "r") as r:
+        base = _info(b, p["info"], r, 3)
+        with u.counted_loop(b, u.i64(0), p["n_valid"], 1, "j") as j:
+            col = b.add(p["col0"], j)
+            index = b.add(base, b.mul(col, p["osc"]))
+            value = b.load(u.elem_ptr(b, tile, b.add(b.mul(r, u.i64(cfg.nr)), j)), typ=u.F32)
+            old = b.load(u.elem_ptr(b, p["out"], index), typ=u.F32)
+            bias = b.load(u.elem_ptr(b, p["bias"], col), typ=u.F32)
+            b.store(_epilogue(b, p, value, old, bias, index, 1), u.elem_ptr(b, p["out"], index))
+
+
+def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> None:
+    args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
+        [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS]
+    fn, b = u.define(module, "conv_rows", u.VOID, args, noalias_ptrs=False)
+    p = dict(zip([name for name, _ in args], fn.args))
+    info = b.alloca(u.I64, size=cfg.mr * _ROW_FIELDS, name="info")
+    rest = [p[n] for n in _POINTERS] + [p[d] for d in _DIMS]
+    panel = b.mul(p["k"], u.i64(cfg.nr))                      # floats per B panel
+    with u.counted_loop(b, u.i64(0), p["cout"], NC, "jc") as jc:
+        nc = u.imin(b, u.i64(NC), b.sub(p["cout"], jc))
+        with _stepped_loop(b, u.i64(0), p["nseg"], p["spb"], "s0") as s0:
+            s1 = u.imin(b, b.add(s0, p["spb"]), p["nseg"])
+            with _stepped_loop(b, u.i64(0), p["seglen"], p["chunk"], "c0") as c0:
+                clen = u.imin(b, p["chunk"], b.sub(p["seglen"], c0))
+                first = b.and_(b.icmp_signed("==", s0, u.i64(0)), b.icmp_signed("==", c0, u.i64(0)))
+                last = b.and_(b.icmp_signed("==", s1, p["nseg"]),
+                              b.icmp_signed("==", b.add(c0, clen), p["seglen"]))
+                with u.counted_loop(b, p["begin"], p["end"], cfg.mr, "m0") as m0:
+                    _emit_row_info(b, p, cfg, m0, info)
+                    m_valid = u.imin(b, u.i64(cfg.mr), b.sub(p["end"], m0))
+                    with u.counted_loop(b, u.i64(0), nc, cfg.nr, "jr") as jr:
+                        col0 = b.add(jc, jr)
+                        bpanel = u.elem_ptr(b, p["wp"], b.mul(b.sdiv(col0, u.i64(cfg.nr)), panel))
+                        n_valid = u.imin(b, u.i64(cfg.nr), b.sub(nc, jr))
+                        b.call(tile, [s0, s1, c0, clen, bpanel, col0, m_valid, n_valid, first,
+                                      last, info] + rest)
+    b.ret_void()
+
+
+@contextlib.contextmanager
+def _stepped_loop(b, start, stop, step, name):
+    """`for i in range(start, stop, step)` with a run-time step (> 0)."""
+    pre = b.block
+    head, body, done = (b.append_basic_block(f"{name}.{part}") for part in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(u.I64, name=name)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, done)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, step), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def _emit_pad_copy(module) -> None:
+    """pad_nhwc(begin, end, worker, src, dst, n, c, h, w, ph, pw, hp, wp, sn, sc, sh, sw):
+    dst (N, Hp, Wp, C) contiguous = src (any strides) shifted by (ph, pw), zeros around;
+    rows [begin, end) of N*Hp. NCHW sources loop channels outside (reads along rows)."""
+    names = ("n", "c", "h", "w", "ph", "pw", "hp", "wp", "sn", "sc", "sh", "sw")
+    args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64), ("src", u.PTR),
+            ("dst", u.PTR)] + [(n, u.I64) for n in names]
+    fn, b = u.define(module, "pad_nhwc", u.VOID, args)
+    p = dict(zip([name for name, _ in args], fn.args))
+    zero = ir.Constant(u.F32, 0.0)
+    row_len = b.mul(p["wp"], p["c"])
+    with u.counted_loop(b, p["begin"], p["end"], 1, "row") as row:
+        n, hp = b.sdiv(row, p["hp"]), b.srem(row, p["hp"])
+        ih = b.sub(hp, p["ph"])
+        dst_row = b.mul(row, row_len)
+        with u.counted_loop(b, u.i64(0), row_len, 1, "z") as i:   # zeros first: padding
+            b.store(zero, u.elem_ptr(b, p["dst"], b.add(dst_row, i)))
+        inside = b.and_(b.icmp_signed(">=", ih, u.i64(0)), b.icmp_signed("<", ih, p["h"]))
+        with b.if_then(inside):
+            src_row = b.add(b.mul(n, p["sn"]), b.mul(ih, p["sh"]))
+            channels_inner = b.icmp_signed("==", p["sc"], u.i64(1))
+            with b.if_else(channels_inner) as (nhwc, nchw):
+                with nhwc:
+                    _copy_row(b, p, src_row, dst_row, ("w", "c"))
+                with nchw:
+                    _copy_row(b, p, src_row, dst_row, ("c", "w"))
+    b.ret_void()
+
+
+def _copy_row(b, p, src_row, dst_row, order) -> None:
+    with u.counted_loop(b, u.i64(0), p[order[0]], 1, f"{order[0]}o") as outer:
+        with u.counted_loop(b, u.i64(0), p[order[1]], 1, f"{order[1]}i") as inner:
+            iw, c = (outer, inner) if order[0] == "w" else (inner, outer)
+            src = b.add(src_row, b.add(b.mul(iw, p["sw"]), b.mul(c, p["sc"])))
+            dst = b.add(dst_row, b.add(b.mul(b.add(iw, p["pw"]), p["c"]), c))
+            value = b.load(u.elem_ptr(b, p["src"], src), typ=u.F32)
+            b.store(value, u.elem_ptr(b, p["dst"], dst))
+
+
+def conv_module(cfg: GemmConfig) -> ir.Module:
+    """The LLVM module (exported: conv_rows, pad_nhwc) for one register tile."""
+    module = ir.Module(name=f"ember_implicit_conv_{cfg.isa.value}")
+    _emit_rows_entry(module, cfg, _emit_microkernel(module, cfg))
+    _emit_pad_copy(module)
+    return module
+
+
+@dataclass
+class _Kernels:
+    cfg: GemmConfig
+    rows: object
+    pad: object
+
+
+@functools.cache
+def conv_kernels(isa: Isa) -> _Kernels:
+    """Compiled once per process (and cached on disk)."""
+    cfg = CONFIGS[isa]
+    lib = compile_ir(conv_module(cfg), target_for(isa))
+    rows = lib.function("conv_rows", None, *[ctypes.c_int64] * 3,
+                        *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
+    pad = lib.function("pad_nhwc", None, *[ctypes.c_int64] * 3, ctypes.c_void_p,
+                       ctypes.c_void_p, *[ctypes.c_int64] * 12)
+    return _Kernels(cfg, rows, pad)
+
+
+# --- the Python side -----------------------------------------------------------------------
+_ZEROS = np.zeros(KC * NC // 16 + 64, np.float32)      # what padded taps read (never written)
+_SCRATCH = threading.local()
+
+
+def _scratch(n_floats: int) -> np.ndarray:
+    """A per-thread buffer for padded inputs, grown but never shrunk (no page faults
+    per call once it has its size)."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < n_floats:
+        buf = _SCRATCH.buf = np.empty(n_floats, np.float32)
+    return buf[:n_floats]
+
+
+def pack_weights(w: np.ndarray, nr: int) -> np.ndarray:
+    """(C_out, C, kH, kW) -> NR-wide panels over k = (kh, kw, c): wp[j, k, t] =
+    w[j*nr + t, c, kh, kw], zero past C_out. Contiguous, 64-byte aligned."""
+    c_out = w.shape[0]
+    wk = w.transpose(2, 3, 1, 0).reshape(-1, c_out)          # (K, C_out)
+    panels = -(-c_out // nr)
+    raw = np.zeros(panels * wk.shape[0] * nr + 16, np.float32)
+    offset = (-raw.ctypes.data % 64) // 4
+    wp = raw[offset:offset + panels * wk.shape[0] * nr].reshape(panels, wk.shape[0], nr)
+    for j in range(panels):
+        cols = wk[:, j * nr:(j + 1) * nr]
+        wp[j, :, :cols.shape[1]] = cols
+    return wp
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]     # (top, bottom), (left, right)
+    dilation: tuple[int, int]
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        return tuple((size + sum(p) - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
+                     zip((h, w), self.padding, self.dilation, self.kernel, self.stride))
+
+
+class PreparedConv:
+    """A groups=1 float32 conv2d with its weights packed (once) and a fixed epilogue.
+
+    Call with (N, C, H, W)-shaped arrays of any strides: `conv(x, out, residual)`
+    writes epilogue(conv(x) + bias [+ residual]) into `out`. Weights are copied at
+    preparation: prepare again after changing them."""
+
+    def __init__(self, w: np.ndarray, bias: np.ndarray | None, geometry: ConvGeometry,
+                 epilogue: Epilogue = Epilogue.NONE, isa: Isa | None = None):
+        self.kernels = conv_kernels(isa or host_isa())
+        self.geometry, self.epilogue = geometry, Epilogue(epilogue)
+        self.c_out, self.c_in = w.shape[:2]
+        self.wp = pack_weights(np.asarray(w, np.float32), self.kernels.cfg.nr)
+        self.bias = np.zeros(self.c_out, np.float32) if bias is None else \
+            np.ascontiguousarray(bias, np.float32)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray, residual: np.ndarray | None = None):
+        n, c, h, w = x.shape
+        oh, ow = self.geometry.out_hw(h, w)
+        if c != self.c_in or out.shape != (n, self.c_out, oh, ow):
+            raise ShapeError(f"conv2d: input {x.shape} and output {out.shape} do not fit "
+                             f"weights ({self.c_out}, {self.c_in}, *{self.geometry.kernel}) "
+                             f"with {self.geometry}")
+        if (Epilogue.RESIDUAL in self.epilogue) != (residual is not None):
+            raise ShapeError(f"conv2d: epilogue {self.epilogue!r} and residual "
+                             f"{'given' if residual is not None else 'missing'} disagree")
+        if residual is not None and (residual.strides != out.strides or
+                                     np.may_share_memory(residual, out)):
+            # the kernel reads the residual at out's offsets, after partial sums in out
+            residual = _like(out, residual)
+        target = out if _whole_elements(out) else np.empty(out.shape, np.float32)
+        self._run(x, target, residual)
+        if target is not out:
+            out[...] = target
+        return out
+
+    def _run(self, x, out, residual) -> None:
+        g, cfg = self.geometry, self.kernels.cfg
+        n, c, h, w = x.shape
+        oh, ow = g.out_hw(h, w)
+        (kh, kw), (ph, pw) = g.kernel, (g.padding[0][0], g.padding[1][0])
+        xs = [s // 4 for s in x.strides] if _whole_elements(x) else None
+        padded = any(map(any, g.padding))
+        direct = xs is not None and xs[1] == 1 and (c >= SMALL_CHANNELS or not padded)
+        if not direct:                   # padded NHWC copy: whole kernel rows are runs
+            x, ph, pw, padded = self._padded(x), 0, 0, False
+            h, w = x.shape[1:3]
+            xs = [h * w * c, 1, w * c, c]
+        # a kernel row's KW*C values are one run when (w, c) is contiguous and no tap
+        # of the row can fall in the padding
+        rows_merge = xs[3] == c and g.dilation[1] == 1 and not padded
+        segw, seglen = (1, kw * c) if rows_merge else (kw, c)
+        nseg = kh if rows_merge else kh * kw
+        # few output channels leave room in L2 for more k per B block (fewer passes
+        # over the output's partial sums)
+        kc = KC * max(1, NC // (-(-self.c_out // cfg.nr) * cfg.nr))
+        spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
+        os_ = [s // 4 for s in out.strides]
+        flags = Epilogue.RELU in self.epilogue
+        res = out if residual is None else residual
+        m = n * oh * ow
+        dims = (m, oh * ow, ow, *g.stride, ph, pw, *g.dilation, h, w, c,
+                xs[0], xs[2], xs[3], segw, nseg, seglen, spb, chunk, kh * kw * c, self.c_out,
+                os_[0], os_[1], os_[2], os_[3], int(flags), int(residual is not None))
+        default_pool().parallel_for(self.kernels.rows, m, x.ctypes.data, self.wp.ctypes.data,
+                                    out.ctypes.data, self.bias.ctypes.data, res.ctypes.data,
+                                    _ZEROS.ctypes.data, *dims, align=cfg.mr)
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        """x as a zero-padded, contiguous NHWC array (native copy, threaded by rows)."""
+        if not _whole_elements(x):
+            x = np.ascontiguousarray(x)
+        n, c, h, w = x.shape
+        (ph, bottom), (pw, right) = self.geometry.padding
+        hp, wp = h + ph + bottom, w + pw + right
+        dst = _scratch(n * hp * wp * c).reshape(n, hp, wp, c)
+        sn, sc, sh, sw = (s // 4 for s in x.strides)
+        default_pool().parallel_for(self.kernels.pad, n * hp, x.ctypes.data, dst.ctypes.data,
+                                    n, c, h, w, ph, pw, hp, wp, sn, sc, sh, sw)
+        return dst
+
+
+def _whole_elements(a: np.ndarray) -> bool:
+    return a.dtype == np.float32 and all(s % 4 == 0 for s in a.strides)
+
+
+def _like(out: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A copy of `values` with out's strides (a fresh array with the same layout)."""
+    order = np.argsort([-s for s in out.strides], kind="stable")
+    fresh = np.empty([out.shape[i] for i in order], np.float32)
+    view = fresh.transpose(np.argsort(order))
+    view[...] = values
+    return view
+
+
+def prepare_conv2d(w: np.ndarray, bias: np.ndarray | None = None, stride=(1, 1),
+                   padding=(0, 0), dilation=(1, 1),
+                   epilogue: Epilogue = Epilogue.NONE, isa: Isa | None = None) -> PreparedConv:
+    """A PreparedConv for int pairs (padding: (ph, pw), or ((top, bottom), (left, right)))."""
+    pads = tuple((p, p) if isinstance(p, (int, np.integer)) else tuple(p) for p in padding)
+    geometry = ConvGeometry(tuple(w.shape[2:]), tuple(stride), pads, tuple(dilation))
+    return PreparedConv(w, bias, geometry, epilogue, isa)
