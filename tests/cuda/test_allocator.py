@@ -1,6 +1,5 @@
 """The caching allocator's policy (runtime/cuda/allocator.py) on host memory: the same
 code that serves cuMemAlloc on a GPU, with a HostBackend of fixed capacity."""
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
