@@ -40,6 +40,18 @@ def to_ember_value(v, requires_grad=False):
     return v
 
 
+def torch_fn(op):
+    """The torch callable an op is checked against (`op.torch_ref`: a dotted name or
+    `lambda torch: callable`)."""
+    ref = op.torch_ref
+    if callable(ref):
+        return ref(torch)
+    obj = torch
+    for part in ref.split(".")[1:]:
+        obj = getattr(obj, part)
+    return obj
+
+
 def kwargs_to_torch(kwargs):
     out = {}
     for k, v in kwargs.items():

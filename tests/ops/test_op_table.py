@@ -14,21 +14,11 @@ import ember
 from ember.ir.registry import OPS, Tag, NOT_DIFFERENTIABLE
 
 from tests.oracle import (TORCH_DTYPES, as_numpy, assert_close, flat_tensors, kwargs_to_torch,
-                          to_ember_value, to_torch_value)
+                          to_ember_value, to_torch_value, torch_fn)
 
 TABLE = sorted((op for op in OPS.values() if not op.has_tag(Tag.INPLACE)),
                key=lambda op: op.name)
 TESTED = [op for op in TABLE if op.samples is not None and op.torch_ref is not None]
-
-
-def torch_fn(op):
-    ref = op.torch_ref
-    if callable(ref):
-        return ref(torch)
-    obj = torch
-    for part in ref.split(".")[1:]:
-        obj = getattr(obj, part)
-    return obj
 
 
 def samples_of(op, rng):

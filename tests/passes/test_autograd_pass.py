@@ -84,6 +84,18 @@ def _op_graph(op, sample):
     return graph, constants, arrays
 
 
+def differentiable_op_graph(op, rng):
+    """(sample, graph, constants, arrays, wrt) for the op's richest differentiable sample:
+    the graph of one call, its input arrays, and the float inputs' positions; skips
+    the test when the op has no differentiable sample."""
+    sample = _richest_sample(op, rng)
+    if sample is None:
+        pytest.skip(f"{op.name}: no differentiable sample")
+    graph, constants, arrays = _op_graph(op, sample)
+    wrt = [i for i, a in enumerate(arrays) if _is_float_array(a)]
+    return sample, graph, constants, arrays, wrt
+
+
 def _eager_grads(fn, inputs, wrt, cotangents):
     leaves = [ember.tensor(a) for a in inputs]
     for i in wrt:
@@ -120,11 +132,7 @@ def _check_roundtrip(joint):
 
 @pytest.mark.parametrize("op", TESTED, ids=lambda op: op.name)
 def test_joint_graph_matches_eager_tape_for_op(op, rng):
-    sample = _richest_sample(op, rng)
-    if sample is None:
-        pytest.skip(f"{op.name}: no differentiable sample")
-    graph, constants, arrays = _op_graph(op, sample)
-    wrt = [i for i, a in enumerate(arrays) if _is_float_array(a)]
+    sample, graph, constants, arrays, wrt = differentiable_op_graph(op, rng)
     joint = joint_graph(graph, wrt)
     _check_roundtrip(joint)
     cots = [ember.tensor(rng.standard_normal(p.meta["val"].shape).astype(

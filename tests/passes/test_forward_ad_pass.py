@@ -20,8 +20,8 @@ from ember.ir.verifier import verify
 from ember.passes.autograd import cotangent_placeholders, joint_graph, trace_forward
 from ember.passes.forward_ad import jvp_graph, tangent_placeholders
 
-from tests.oracle import as_numpy, assert_close, kwargs_to_torch
-from tests.passes.test_autograd_pass import TESTED, _is_float_array, _op_graph, _richest_sample
+from tests.oracle import as_numpy, assert_close, kwargs_to_torch, torch_fn
+from tests.passes.test_autograd_pass import TESTED, differentiable_op_graph
 
 
 def _random_like(rng, meta):
@@ -44,11 +44,7 @@ def _leaves(value):
 
 @pytest.mark.parametrize("op", TESTED, ids=lambda op: op.name)
 def test_jvp_graph_is_adjoint_of_joint_graph(op, rng):
-    sample = _richest_sample(op, rng)
-    if sample is None:
-        pytest.skip(f"{op.name}: no differentiable sample")
-    graph, constants, arrays = _op_graph(op, sample)
-    wrt = [i for i, a in enumerate(arrays) if _is_float_array(a)]
+    sample, graph, constants, arrays, wrt = differentiable_op_graph(op, rng)
     jvp = jvp_graph(graph, wrt)
     joint = joint_graph(graph, wrt)
     verify(jvp)
@@ -72,22 +68,10 @@ TORCH_CHECKED = ["sin", "mul", "matmul", "softmax", "layer_norm", "max", "cat", 
                  "log_softmax", "var"]
 
 
-def _torch_fn(op):
-    ref = op.torch_ref
-    if callable(ref):
-        return ref(torch)
-    obj = torch
-    for part in ref.split(".")[1:]:
-        obj = getattr(obj, part)
-    return obj
-
-
 @pytest.mark.parametrize("name", TORCH_CHECKED)
 def test_jvp_graph_matches_torch_func_jvp(name, rng):
     op = OPS[name]
-    sample = _richest_sample(op, rng)
-    graph, constants, arrays = _op_graph(op, sample)
-    wrt = [i for i, a in enumerate(arrays) if _is_float_array(a)]
+    sample, graph, constants, arrays, wrt = differentiable_op_graph(op, rng)
     jvp = jvp_graph(graph, wrt)
     assert graphs_equal(parse(str(jvp)), jvp)
     tangents = [rng.standard_normal(arrays[i].shape).astype(arrays[i].dtype) for i in wrt]
@@ -102,7 +86,7 @@ def test_jvp_graph_matches_torch_func_jvp(name, rng):
         values = list(fixed)
         for i, d in zip(wrt, diff):
             values[i] = d
-        return _torch_fn(op)(*_fill(template, values), **kwargs)
+        return torch_fn(op)(*_fill(template, values), **kwargs)
     _, want = torch.func.jvp(f, tuple(fixed[i] for i in wrt),
                              tuple(torch.from_numpy(t) for t in tangents))
     for g, w in zip(_leaves(got), _leaves(want)):
