@@ -187,25 +187,27 @@ def requires_grad_nodes(nodes: Iterable[Node], sources: Iterable[Node]) -> set[N
 
 
 # --- the reverse sweep -------------------------------------------------------------------------
-class _Grads:
-    """Accumulated gradient per node (and per output slot of multi-output nodes)."""
+class NodeSums:
+    """A value summed per node: gradients here (per output slot of multi-output nodes
+    too), tangents in forward_ad. Absent means zero."""
 
     def __init__(self):
         self.by_node: dict[Node, Any] = {}
 
-    def add(self, node: Node, g) -> None:
+    def add(self, node: Node, value) -> None:
         have = self.by_node.get(node)
-        self.by_node[node] = g if have is None else have + g
+        self.by_node[node] = value if have is None else have + value
 
-    def get(self, node: Node):
-        return self.by_node.get(node)
+    def get(self, node):
+        return self.by_node.get(node) if isinstance(node, Node) else None
 
 
-def backprop(nodes: Sequence[Node], req: set[Node], seeds) -> _Grads:
+
+def backprop(nodes: Sequence[Node], req: set[Node], seeds) -> NodeSums:
     """Run the derivative rules over `nodes` (in forward order) from `seeds` ((node, its
     gradient) pairs, or a dict; a node seeded twice gets the sum); must run under a
     GraphBuilder of the nodes' graph. Returns the accumulated gradients."""
-    grads = _Grads()
+    grads = NodeSums()
     for node, g in (seeds.items() if isinstance(seeds, dict) else seeds):
         grads.add(node, g)
     for node in reversed(list(nodes)):
@@ -222,7 +224,7 @@ def backprop(nodes: Sequence[Node], req: set[Node], seeds) -> _Grads:
     return grads
 
 
-def _incoming(node: Node, grads: _Grads):
+def _incoming(node: Node, grads: NodeSums):
     """The gradient of `node`'s output(s), zeros for missing slots; None when none came."""
     val = node.meta.get("val")
     if not isinstance(val, (tuple, list)):
@@ -235,7 +237,7 @@ def _incoming(node: Node, grads: _Grads):
                  for g, m in zip(got, val))
 
 
-def _backprop_node(node: Node, grad, req: set[Node], grads: _Grads) -> None:
+def _backprop_node(node: Node, grad, req: set[Node], grads: NodeSums) -> None:
     if node.op != OpKind.call_function or not is_op(node.target):
         raise AutogradError(f"cannot differentiate through {_describe(node)} (%{node.name}); "
                             f"graph autograd needs registry ops{where(node)}")
@@ -339,7 +341,7 @@ def _make_seeds(builder: GraphBuilder, outputs: list[Node], seed: str | None) ->
     return seeds
 
 
-def _final_grad(grads: _Grads, node: Node, index: int, allow_unused: bool):
+def _final_grad(grads: NodeSums, node: Node, index: int, allow_unused: bool):
     g = grads.get(node)
     if g is not None:
         return g.node

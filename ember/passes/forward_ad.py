@@ -24,7 +24,7 @@ behaviour). Nodes get meta['phase'] 'forward' or 'tangent'.
 from __future__ import annotations
 
 import operator
-from typing import Any, Sequence
+from typing import Sequence
 
 from ember.ir import autodiff
 from ember.ir.errors import AutogradError
@@ -32,8 +32,9 @@ from ember.ir.graph import Graph, Node, OpKind, map_arg, nodes_in
 from ember.ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag, is_op
 from ember.ir.symbolic import GraphBuilder, SymbolicTensor
 
-from .autograd import (backprop, copy_functional, flat_grads, is_differentiable_meta, out_value,
-                       requires_grad_nodes, resolve_wrt, symbolic, tensor_inputs, where)
+from .autograd import (NodeSums, backprop, copy_functional, flat_grads, is_differentiable_meta,
+                       out_value, requires_grad_nodes, resolve_wrt, symbolic, tensor_inputs,
+                       where)
 
 __all__ = ["jvp_graph", "tangent_placeholders"]
 
@@ -72,20 +73,8 @@ def _tangent_placeholder(builder: GraphBuilder, source: Node, index: int) -> Sym
     return tangent
 
 
-class _TangentMap:
+class _TangentMap(NodeSums):
     """The tangent of each value (a tuple for multi-output nodes); absent: zero."""
-
-    def __init__(self):
-        self.by_node: dict[Node, Any] = {}
-
-    def add(self, node: Node, tangent) -> None:
-        have = self.by_node.get(node)
-        self.by_node[node] = tangent if have is None else have + tangent
-
-    def get(self, node) -> Any:
-        if not isinstance(node, Node):
-            return None
-        return self.by_node.get(node)
 
     def for_output(self, node: Node) -> Node:
         tangent = self.by_node.get(node)
