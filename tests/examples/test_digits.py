@@ -1,26 +1,16 @@
 """examples/digits_cnn.py, shortened: trains, beats chance by far, save/reload is exact."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("sklearn")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_cnn.py"
-
-
-def _load_example():
-    spec = importlib.util.spec_from_file_location("digits_cnn", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.examples.example_loader import load_example  # noqa: E402
 
 
 @pytest.mark.slow
 def test_digits_cnn_short_run(tmp_path):
-    digits = _load_example()
+    digits = load_example("digits_cnn")
     out = digits.main(["--epochs", "2", "--no-progress",
                        "--weights", str(tmp_path / "w.safetensors")])
     assert (tmp_path / "w.safetensors").stat().st_size > 0
