@@ -230,19 +230,26 @@ def creation_device_like(tensors):
         _creation.device = previous
 
 
-def place_created(op, args: tuple, outputs):
-    """Outputs of a tensor-less op, moved to its `device=` argument or the creation device."""
+def creation_target(op, args: tuple) -> str:
+    """Where a tensor-less op (a factory) creates its result: its `device=` argument, else
+    the creation device ('cpu' outside derivative rules on CUDA)."""
     target = creation_device()
     names = [a.name for a in op.schema.args]
     if "device" in names and args[names.index("device")] is not None:
         target = str(Device(args[names.index("device")]))
-    if not target.startswith("cuda"):
-        return outputs
-    check_device_available(Device(target))
-    index = device_index(target)
+    if target != "cpu":
+        check_device_available(Device(target))
+        if Device(target).type == "cuda":
+            return f"cuda:{device_index(target)}"
+    return target
 
-    def place(t):
-        return upload(t._array, _layout_for(t), index) if isinstance(t, Tensor) else t
-    if isinstance(outputs, (list, tuple)):
-        return type(outputs)(place(t) for t in outputs)
-    return place(outputs)
+
+@contextlib.contextmanager
+def creating_on_host():
+    """Factories inside run on the CPU (the host fallback of a CUDA op)."""
+    previous = creation_device()
+    _creation.device = "cpu"
+    try:
+        yield
+    finally:
+        _creation.device = previous

@@ -24,6 +24,9 @@ def run_op(op: OpDef, args: tuple):
     if op.has_tag(Tag.INPLACE):
         return run_inplace(op, args)
     on_cuda = _check_devices(op, args)
+    if not on_cuda and next(_tensors_in(op, args), None) is None:   # a factory: device=
+        from .devices import creation_target
+        on_cuda = creation_target(op, args) != "cpu"
     out_meta = run_meta(op, args)
     if on_cuda:                             # values from generated kernels (eager_cuda.py)
         from .eager_cuda import compute
@@ -31,9 +34,6 @@ def run_op(op: OpDef, args: tuple):
     else:
         result = op.reference(*_reference_args(op, args))
         outputs = _wrap_outputs(op, args, result, out_meta)
-        if next(_tensors_in(op, args), None) is None:     # a factory: honour device=
-            from .devices import place_created
-            outputs = place_created(op, args, outputs)
     if grad_mode.is_grad_enabled() and _needs_grad(op, args):
         _record(op, args, outputs)
     return outputs

@@ -107,7 +107,8 @@ def _device_index(op, args) -> int:
         t = _get(args, slot)
         if t.is_cuda:
             return tensor_index(t)
-    raise EmberError(f"internal: {op.name} reached the CUDA path without a CUDA tensor")
+    from .devices import creation_target, device_index       # a factory: its device=
+    return device_index(creation_target(op, args))
 
 
 def _scalars_to_device(op, args, index: int) -> tuple:
@@ -349,9 +350,13 @@ def _on_host(op: OpDef, args: tuple, index: int):
         _WARNED.add(op.name)
         _warn_at_user_line(f"{op.name}: no CUDA kernel for these arguments; it runs on the "
                            "host (operands copied to the CPU and results back)")
+    from .devices import creating_on_host
     slots = _slots(op, args)
     host = _replace(args, slots, [to_host(_get(args, s)) for s in slots])
-    with grad_mode.no_grad():
+    names = [a.name for a in op.schema.args]
+    if "device" in names:
+        host[names.index("device")] = "cpu"
+    with grad_mode.no_grad(), creating_on_host():
         result = _call(op, host)
     if isinstance(result, (list, tuple)):
         moved = [_back(r, index) for r in result]
@@ -376,7 +381,7 @@ def _back(value, index: int):
 
 # --- fills ----------------------------------------------------------------------------
 # ops whose result is a constant of the meta's shape: value from the bound arguments
-_FILLS = {"zeros_like": lambda args: 0, "ones_like": lambda args: 1,
+_FILLS = {"full": lambda args: args[1], "zeros_like": lambda args: 0, "ones_like": lambda args: 1,
           "empty_like": lambda args: 0, "full_like": lambda args: args[1]}
 
 

@@ -113,7 +113,8 @@ def _rebuild_tensor(arr, requires_grad, memory_format):
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
-    t = OPS["full"](list(size), fill_value, dtype=dtype, memory_format=memory_format)
+    t = OPS["full"](list(size), fill_value, dtype=dtype, device=device,
+                    memory_format=memory_format)
     return _finish(t, requires_grad, device)
 
 
