@@ -189,6 +189,20 @@ def _call(func, inputs, fn_name: str, strict: bool):
 
 # --- vjp / jvp -------------------------------------------------------------------------
 
+def _final_grads(outputs, wrt, v, like, create_graph, strict, stage):
+    """The last autograd.grad of a product, under the caller's grad mode (kept only when
+    create_graph); unused entries become zeros shaped as `like` (or errors when strict)."""
+    with grad_mode.set_grad_enabled(create_graph or grad_mode.is_grad_enabled()):
+        grads = _autograd_grad(outputs, wrt, v, create_graph=create_graph)
+        return _fill_in_zeros(grads, like, strict, create_graph, stage)
+
+
+def _results(outputs, outputs_tuple: bool, result, result_tuple: bool, create_graph):
+    """(func's outputs, the product), detached unless create_graph, unpacked as given."""
+    return (_unpack(_grad_postprocess(outputs, create_graph), outputs_tuple),
+            _unpack(_grad_postprocess(result, create_graph), result_tuple))
+
+
 def vjp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), v^T J): the vector-Jacobian product at `inputs`."""
     with grad_mode.enable_grad():
@@ -196,11 +210,8 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
         inputs = _grad_preprocess(inputs, create_graph=create_graph, need_graph=True)
         is_outputs_tuple, outputs = _call(func, inputs, "vjp", strict)
         v = _preprocess_v(v, "vjp", create_graph, outputs, is_outputs_tuple, _NONE_OUTPUT_V)
-    with grad_mode.set_grad_enabled(create_graph or grad_mode.is_grad_enabled()):
-        grads = _autograd_grad(outputs, inputs, v, create_graph=create_graph)
-        result = _fill_in_zeros(grads, inputs, strict, create_graph, "back")
-    return (_unpack(_grad_postprocess(outputs, create_graph), is_outputs_tuple),
-            _unpack(_grad_postprocess(result, create_graph), is_inputs_tuple))
+    result = _final_grads(outputs, inputs, v, inputs, create_graph, strict, "back")
+    return _results(outputs, is_outputs_tuple, result, is_inputs_tuple, create_graph)
 
 
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
@@ -215,11 +226,8 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         dummies = tuple(zeros_like(o, requires_grad=True) for o in outputs)
         grad_inputs = _autograd_grad(outputs, inputs, dummies, create_graph=True)
         _check_requires_grad(grad_inputs, "grad_inputs", strict=strict)
-    with grad_mode.set_grad_enabled(create_graph or grad_mode.is_grad_enabled()):
-        grads = _autograd_grad(grad_inputs, dummies, v, create_graph=create_graph)
-        result = _fill_in_zeros(grads, outputs, strict, create_graph, "back_trick")
-    return (_unpack(_grad_postprocess(outputs, create_graph), is_outputs_tuple),
-            _unpack(_grad_postprocess(result, create_graph), is_outputs_tuple))
+    result = _final_grads(grad_inputs, dummies, v, outputs, create_graph, strict, "back_trick")
+    return _results(outputs, is_outputs_tuple, result, is_outputs_tuple, create_graph)
 
 
 # --- jacobian --------------------------------------------------------------------------
@@ -424,11 +432,8 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
     with grad_mode.enable_grad():
         is_inputs_tuple, inputs, v, outputs, jac = _scalar_function_grad(
             func, inputs, v, create_graph, strict, "vhp")
-    with grad_mode.set_grad_enabled(create_graph or grad_mode.is_grad_enabled()):
-        grads = _autograd_grad(jac, inputs, v, create_graph=create_graph)
-        result = _fill_in_zeros(grads, inputs, strict, create_graph, "double_back")
-    return (_unpack(_grad_postprocess(outputs, create_graph), False),
-            _unpack(_grad_postprocess(result, create_graph), is_inputs_tuple))
+    result = _final_grads(jac, inputs, v, inputs, create_graph, strict, "double_back")
+    return _results(outputs, False, result, is_inputs_tuple, create_graph)
 
 
 def hvp(func, inputs, v=None, create_graph=False, strict=False):
@@ -439,8 +444,6 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
         dummies = tuple(zeros_like(inp, requires_grad=True) for inp in inputs)
         double_back = _autograd_grad(jac, inputs, dummies, create_graph=True)
         _check_requires_grad(jac, "hessian", strict=strict)
-    with grad_mode.set_grad_enabled(create_graph or grad_mode.is_grad_enabled()):
-        grads = _autograd_grad(double_back, dummies, v, create_graph=create_graph)
-        result = _fill_in_zeros(grads, inputs, strict, create_graph, "double_back_trick")
-    return (_unpack(_grad_postprocess(outputs, create_graph), False),
-            _unpack(_grad_postprocess(result, create_graph), is_inputs_tuple))
+    result = _final_grads(double_back, dummies, v, inputs, create_graph, strict,
+                          "double_back_trick")
+    return _results(outputs, False, result, is_inputs_tuple, create_graph)
