@@ -130,7 +130,7 @@ def test_cubin_launch_with_more_than_48kib_of_shared_memory():
     gemm = pytest.importorskip("ember.codegen.triton.gemm")
     m, n, k = 256, 256, 512
     problem = gemm.MatmulProblem.create(m, n, k)
-    config = gemm.GemmConfig(block_m=128, block_n=128, block_k=64, num_warps=8, num_stages=4)
+    config = gemm.GemmConfig(block_m=128, block_n=128, block_k=64, num_warps=8, num_stages=3)
     generated = gemm.generate_gemm(problem, config)
     a, b = ember.randn(m, k, device="cuda"), ember.randn(k, n, device="cuda")
     c = ember.empty(m, n, device="cuda")
@@ -149,7 +149,7 @@ def test_misaligned_operands_get_their_own_kernel():
 
 
 # --- tensors and ops -------------------------------------------------------------------
-@pytest.mark.parametrize("op, sample", sample_cases(3))
+@pytest.mark.parametrize("op, sample", sample_cases(2))
 def test_every_registry_op_on_cuda_equals_cpu(op, sample):
     check_op_on_device(op, sample, "cuda")
 
