@@ -24,7 +24,7 @@ from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta, channels_last, contiguous_format, suggest_memory_format
 from ..registry import Tag, defop
 from . import samples as S
-from .rules import device_of
+from .rules import device_of, opmath_arrays
 
 CONV = {Tag.LINALG}
 _as_strided = np.lib.stride_tricks.as_strided
@@ -68,15 +68,6 @@ def _is_cl(t) -> bool:
 
 def _shape(s) -> str:
     return str(list(s))
-
-
-def _compute(*arrays):
-    out = []
-    for a in arrays:
-        if a is not None and a.dtype.itemsize == 2 and a.dtype.kind not in "iub":
-            a = a.astype(np.float32)
-        out.append(a)
-    return out
 
 
 # --- geometry and validation -----------------------------------------------------------
@@ -286,7 +277,7 @@ def _conv_reference(nd, transposed_default=None):
     def ref(x, w, b, stride, padding, dilation, transposed, output_padding, groups):
         p = ConvParams(nd, stride, padding, dilation, transposed, output_padding, groups,
                        w.shape)
-        x, w, b = _compute(x, w, b)
+        x, w, b = opmath_arrays(x, w, b)
         (x,), unb = _batched([x], nd)
         if not p.transposed:
             y = _conv_fwd(x, w, p.stride, p.pads, p.dilation, p.groups)
@@ -365,27 +356,34 @@ def _bwd_params(weight_shape, stride, padding, dilation, transposed, output_padd
                       output_padding, groups)
 
 
+def _bwd_meta(grad_output, x, w, p, opname, result, layout_partner):
+    """Meta of a conv gradient (`result` is the input's or the weight's meta): the forward
+    conv of x and w must give grad_output's shape; the layout follows grad_output and
+    `layout_partner` as the forward conv's does."""
+    want = _check_conv(x, w, None, p, opname)
+    if tuple(want) != tuple(grad_output.shape):
+        raise ShapeError(f"grad_output {_shape(grad_output.shape)} does not match the "
+                         f"convolution output {list(want)} for input {_shape(x.shape)} and "
+                         f"weight {_shape(w.shape)}")
+    shape = tuple(result.shape)
+    return TensorMeta(shape, grad_output.dtype, device_of([grad_output]),
+                      _conv_format(grad_output, layout_partner) if len(shape) == 4 else
+                      contiguous_format)
+
+
 def _bwd_input_meta(grad_output, weight, input_size, stride, padding, dilation, transposed,
                     output_padding, groups):
     p = _bwd_params(tuple(weight.shape), stride, padding, dilation, transposed,
                     output_padding, groups)
     fake = TensorMeta(tuple(input_size), grad_output.dtype)
-    want = _check_conv(fake, weight, None, p, "convolution_backward_input")
-    if tuple(want) != tuple(grad_output.shape):
-        raise ShapeError(f"grad_output {_shape(grad_output.shape)} does not match the "
-                         f"convolution output {list(want)} for input {list(input_size)} and "
-                         f"weight {_shape(weight.shape)}")
-    shape = tuple(input_size)
-    return TensorMeta(shape, grad_output.dtype, device_of([grad_output]),
-                      _conv_format(grad_output, weight) if len(shape) == 4 else
-                      contiguous_format)
+    return _bwd_meta(grad_output, fake, weight, p, "convolution_backward_input", fake, weight)
 
 
 def _bwd_input_ref(g, w, input_size, stride, padding, dilation, transposed, output_padding,
                    groups):
     nd = w.ndim - 2
     p = _bwd_params(w.shape, stride, padding, dilation, transposed, output_padding, groups)
-    g, w = _compute(g, w)
+    g, w = opmath_arrays(g, w)
     (g,), unb = _batched([g], nd)
     xshape = ((1,) if unb else ()) + tuple(input_size)
     if not p.transposed:
@@ -452,15 +450,7 @@ def _bwd_weight_meta(grad_output, input, weight_size, stride, padding, dilation,
     p = _bwd_params(tuple(weight_size), stride, padding, dilation, transposed, output_padding,
                     groups)
     fake = TensorMeta(tuple(weight_size), grad_output.dtype)
-    want = _check_conv(input, fake, None, p, "convolution_backward_weight")
-    if tuple(want) != tuple(grad_output.shape):
-        raise ShapeError(f"grad_output {_shape(grad_output.shape)} does not match the "
-                         f"convolution output {list(want)} for input {_shape(input.shape)} "
-                         f"and weight {list(weight_size)}")
-    shape = tuple(weight_size)
-    return TensorMeta(shape, grad_output.dtype, device_of([grad_output]),
-                      _conv_format(grad_output, input) if len(shape) == 4 else
-                      contiguous_format)
+    return _bwd_meta(grad_output, input, fake, p, "convolution_backward_weight", fake, input)
 
 
 def _bwd_weight_ref(g, x, weight_size, stride, padding, dilation, transposed, output_padding,
@@ -468,7 +458,7 @@ def _bwd_weight_ref(g, x, weight_size, stride, padding, dilation, transposed, ou
     nd = len(weight_size) - 2
     p = _bwd_params(tuple(weight_size), stride, padding, dilation, transposed, output_padding,
                     groups)
-    g, x = _compute(g, x)
+    g, x = opmath_arrays(g, x)
     (g, x), _ = _batched([g, x], nd)
     if not p.transposed:
         return _conv_bw(g, x, tuple(weight_size), p.stride, p.pads, p.dilation, p.groups)
@@ -676,7 +666,7 @@ def _max_pool_ref(x, kernel_size, stride, padding, dilation, ceil_mode):
     lead = x.shape[:-2]
     h, w = x.shape[-2:]
     fill = -np.inf if x.dtype.kind == "f" or x.dtype.kind == "V" else np.iinfo(x.dtype).min
-    xc = _compute(x)[0]
+    xc = opmath_arrays(x)[0]
     xp = _pad_pool(_flat_planes(xc), p, fill)
     win = _pool_windows(xp, p).reshape(xp.shape[0], p.out[0], p.out[1], -1)
     arg = np.argmax(win, axis=-1)
@@ -753,7 +743,7 @@ max_pool2d_with_indices_backward = defop(
     "int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode, Tensor indices) -> Tensor",
     meta=_max_pool_bwd_meta,
     reference=lambda g, x, kernel_size, stride, padding, dilation, ceil_mode, indices:
-        _scatter_add_planes(_compute(g)[0], indices, x.shape),
+        _scatter_add_planes(opmath_arrays(g)[0], indices, x.shape),
     derivative=lambda g, grad_output, self, kernel_size, stride, padding, dilation, ceil_mode,
     indices: (max_pool_gather(g, indices), full(list(self.shape), 0, dtype=self.dtype), None),
     saves=("indices",),
@@ -820,7 +810,7 @@ def _avg_params(self, kernel_size, stride, padding, ceil_mode, divisor_override)
 def _avg_pool_ref(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                   divisor_override):
     p = _avg_params(x, kernel_size, stride, padding, ceil_mode, divisor_override)
-    xc = _compute(x)[0]
+    xc = opmath_arrays(x)[0]
     xp = _pad_pool(_flat_planes(xc), p, 0)
     sums = _pool_windows(xp, p).sum(axis=(-2, -1))
     out = sums / _avg_divisor(p, count_include_pad, divisor_override)
@@ -853,7 +843,7 @@ avg_pool2d = defop(
 def _avg_pool_bwd_ref(g, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                       divisor_override):
     p = _avg_params(x, kernel_size, stride, padding, ceil_mode, divisor_override)
-    gc = _compute(g)[0]
+    gc = opmath_arrays(g)[0]
     gd = _flat_planes(gc) / _avg_divisor(p, count_include_pad, divisor_override)
     size = [max(p.spatial[i] + 2 * p.p[i], (p.out[i] - 1) * p.s[i] + p.k[i]) for i in range(2)]
     acc = np.zeros((gd.shape[0],) + tuple(size), dtype=gd.dtype)
@@ -939,7 +929,7 @@ def _adaptive_meta(self, output_size):
 
 def _adaptive_ref(x, output_size):
     oh, ow = _adaptive_out(x, output_size)
-    xc = _compute(x)[0]
+    xc = opmath_arrays(x)[0]
     ah = _adaptive_matrix(x.shape[-2], oh).astype(xc.dtype)
     aw = _adaptive_matrix(x.shape[-1], ow).astype(xc.dtype)
     return np.einsum("oh,...hw,pw->...op", ah, xc, aw)
@@ -958,7 +948,7 @@ adaptive_avg_pool2d = defop(
 
 
 def _adaptive_bwd_ref(g, x):
-    gc = _compute(g)[0]
+    gc = opmath_arrays(g)[0]
     ah = _adaptive_matrix(x.shape[-2], g.shape[-2]).astype(gc.dtype)
     aw = _adaptive_matrix(x.shape[-1], g.shape[-1]).astype(gc.dtype)
     return np.einsum("oh,...op,pw->...hw", ah, gc, aw)

@@ -18,23 +18,13 @@ from ..errors import DTypeError, EmberError, ShapeError
 from ..meta import TensorMeta
 from ..registry import Promotion, Tag, defop
 from . import samples as S
-from .rules import broadcast_shapes, device_of, pointwise_meta, promote_dtypes
+from .rules import broadcast_shapes, device_of, opmath_arrays, pointwise_meta, promote_dtypes
 
 LIN = {Tag.LINALG}
 
 
 def _c(x):
     return conj(x) if getattr(x, "dtype", None) is not None and x.dtype.is_complex else x
-
-
-def _compute(*arrays):
-    """float16/bfloat16 in float32, as PyTorch's CPU kernels accumulate."""
-    out = []
-    for a in arrays:
-        if a is not None and a.dtype.itemsize == 2 and a.dtype.kind not in "iub":
-            a = a.astype(np.float32)
-        out.append(a)
-    return out
 
 
 def _dims(shape) -> str:
@@ -91,7 +81,7 @@ def _matmul_meta(self, other):
 
 
 def _matmul_ref(a, b):
-    a, b = _compute(a, b)
+    a, b = opmath_arrays(a, b)
     return np.asarray(np.matmul(a, b))
 
 
@@ -198,7 +188,7 @@ def _add_mm_meta(inner, self_name):
 
 
 def _addmm_ref(x, a, b, beta, alpha):
-    x, a, b = _compute(x, a, b)
+    x, a, b = opmath_arrays(x, a, b)
     prod = np.matmul(a, b)
     if alpha != 1:
         prod = prod * alpha
@@ -333,7 +323,7 @@ def _linear_meta(input, weight, bias):
 
 
 def _linear_ref(x, w, b):
-    x, w, b = _compute(x, w, b)
+    x, w, b = opmath_arrays(x, w, b)
     out = np.matmul(x, w.T) if w.ndim == 2 else np.matmul(x, w)
     return out if b is None else out + b
 
@@ -438,7 +428,7 @@ def _einsum_meta(equation, tensors):
 
 
 def _einsum_ref(equation, arrays):
-    arrays = _compute(*arrays)
+    arrays = opmath_arrays(*arrays)
     terms, rhs, sizes = parse_einsum(equation, [a.shape for a in arrays])
     full = []
     for t, a in zip(terms, arrays):
@@ -527,7 +517,7 @@ tensordot = defop(
     "tensordot(Tensor self, Tensor other, int[] dims_self, int[] dims_other) -> Tensor",
     meta=_tensordot_meta,
     reference=lambda a, b, dims_self, dims_other: np.asarray(np.tensordot(
-        *_compute(a, b), axes=(list(dims_self), list(dims_other)))),
+        *opmath_arrays(a, b), axes=(list(dims_self), list(dims_other)))),
     derivative=lambda g, self, other, dims_self, dims_other: tuple(_einsum_grad(
         g, _tensordot_check(self, other, dims_self, dims_other), [self, other])[0]),
     tags=LIN,

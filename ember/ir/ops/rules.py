@@ -110,6 +110,13 @@ def opmath(dt: DType) -> DType:
     return dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
 
 
+def opmath_arrays(*arrays) -> list:
+    """NumPy reference operands with float16/bfloat16 widened to float32 (`opmath` for
+    arrays: PyTorch's CPU matmul/conv kernels accumulate halves in float32); None stays."""
+    return [a.astype(np.float32) if a is not None and a.dtype.itemsize == 2 and
+            a.dtype.kind not in "iub" else a for a in arrays]
+
+
 def pointwise_memory_format(args) -> MemoryFormat:
     """The layout of a pointwise result, as PyTorch's TensorIterator picks it: dims are
     ordered by the strides of the FIRST operand that tells two dims apart (broadcast dims,
