@@ -33,6 +33,31 @@ def _write_all(dsts, srcs) -> None:
             _write(d, s)
 
 
+def _init_states(state, params, keys) -> list:
+    """Each param's state, created on its first step as torch does: a 0-d float32 'step'
+    and zeros like the param for each of `keys`."""
+    states = []
+    for p in params:
+        st = state[p]
+        if len(st) == 0:
+            st["step"] = _step_tensor()
+            for key in keys:
+                st[key] = _zeros_like(p)
+        states.append(st)
+    return states
+
+
+def _column(states, key) -> list:
+    return [s[key] for s in states]
+
+
+def _write_back(params, states, out, fields: dict) -> None:
+    """Write the update's new params, and state[key] from `out.<field>`, in place."""
+    _write_all(params, out.params)
+    for key, field in fields.items():
+        _write_all(_column(states, key), getattr(out, field))
+
+
 class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False):
@@ -85,30 +110,20 @@ class Adam(Optimizer):
         with no_grad():
             for group in self.param_groups:
                 params = self._params_with_grad(group)
-                states = []
-                for p in params:
-                    st = self.state[p]
-                    if len(st) == 0:
-                        st["step"] = _step_tensor()
-                        st["exp_avg"] = _zeros_like(p)
-                        st["exp_avg_sq"] = _zeros_like(p)
-                        if group["amsgrad"]:
-                            st["max_exp_avg_sq"] = _zeros_like(p)
-                    states.append(st)
-                beta1, beta2 = group["betas"]
                 amsgrad = group["amsgrad"]
-                out = fn(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                         [s["exp_avg_sq"] for s in states],
-                         [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
-                         [s["step"] for s in states], amsgrad=amsgrad, beta1=beta1,
+                fields = {"exp_avg": "exp_avgs", "exp_avg_sq": "exp_avg_sqs",
+                          "step": "state_steps"}
+                if amsgrad:
+                    fields["max_exp_avg_sq"] = "max_exp_avg_sqs"
+                states = _init_states(self.state, params, [k for k in fields if k != "step"])
+                beta1, beta2 = group["betas"]
+                out = fn(params, [p.grad for p in params], _column(states, "exp_avg"),
+                         _column(states, "exp_avg_sq"),
+                         _column(states, "max_exp_avg_sq") if amsgrad else [],
+                         _column(states, "step"), amsgrad=amsgrad, beta1=beta1,
                          beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
                          eps=group["eps"], maximize=group["maximize"])
-                _write_all(params, out.params)
-                _write_all([s["exp_avg"] for s in states], out.exp_avgs)
-                _write_all([s["exp_avg_sq"] for s in states], out.exp_avg_sqs)
-                _write_all([s["step"] for s in states], out.state_steps)
-                if amsgrad:
-                    _write_all([s["max_exp_avg_sq"] for s in states], out.max_exp_avg_sqs)
+                _write_back(params, states, out, fields)
         return loss
 
 
@@ -149,14 +164,12 @@ class Adagrad(Optimizer):
             for group in self.param_groups:
                 params = self._params_with_grad(group)
                 states = [self.state[p] for p in params]
-                out = F.adagrad(params, [p.grad for p in params], [s["sum"] for s in states],
-                                [s["step"] for s in states], lr=group["lr"],
+                out = F.adagrad(params, [p.grad for p in params], _column(states, "sum"),
+                                _column(states, "step"), lr=group["lr"],
                                 weight_decay=group["weight_decay"],
                                 lr_decay=group["lr_decay"], eps=group["eps"],
                                 maximize=group["maximize"])
-                _write_all(params, out.params)
-                _write_all([s["sum"] for s in states], out.state_sums)
-                _write_all([s["step"] for s in states], out.state_steps)
+                _write_back(params, states, out, {"sum": "state_sums", "step": "state_steps"})
         return loss
 
 
@@ -178,33 +191,21 @@ class RMSprop(Optimizer):
         with no_grad():
             for group in self.param_groups:
                 params = self._params_with_grad(group)
-                states = []
-                for p in params:
-                    st = self.state[p]
-                    if len(st) == 0:
-                        st["step"] = _step_tensor()
-                        st["square_avg"] = _zeros_like(p)
-                        if group["momentum"] > 0:
-                            st["momentum_buffer"] = _zeros_like(p)
-                        if group["centered"]:
-                            st["grad_avg"] = _zeros_like(p)
-                    states.append(st)
                 centered, momentum = group["centered"], group["momentum"]
-                out = F.rmsprop(params, [p.grad for p in params],
-                                [s["square_avg"] for s in states],
-                                [s["grad_avg"] for s in states] if centered else [],
-                                [s["momentum_buffer"] for s in states] if momentum > 0 else [],
-                                [s["step"] for s in states], lr=group["lr"],
+                fields = {"square_avg": "square_avgs", "step": "state_steps"}
+                if momentum > 0:
+                    fields["momentum_buffer"] = "momentum_buffers"
+                if centered:
+                    fields["grad_avg"] = "grad_avgs"
+                states = _init_states(self.state, params, [k for k in fields if k != "step"])
+                out = F.rmsprop(params, [p.grad for p in params], _column(states, "square_avg"),
+                                _column(states, "grad_avg") if centered else [],
+                                _column(states, "momentum_buffer") if momentum > 0 else [],
+                                _column(states, "step"), lr=group["lr"],
                                 alpha=group["alpha"], eps=group["eps"],
                                 weight_decay=group["weight_decay"], momentum=momentum,
                                 centered=centered, maximize=group["maximize"])
-                _write_all(params, out.params)
-                _write_all([s["square_avg"] for s in states], out.square_avgs)
-                _write_all([s["step"] for s in states], out.state_steps)
-                if centered:
-                    _write_all([s["grad_avg"] for s in states], out.grad_avgs)
-                if momentum > 0:
-                    _write_all([s["momentum_buffer"] for s in states], out.momentum_buffers)
+                _write_back(params, states, out, fields)
         return loss
 
 
