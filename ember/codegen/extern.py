@@ -15,11 +15,15 @@ from typing import Callable
 
 import numpy as np
 
-from ..ir.graph import Node, OpKind
+from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta
 from ..ir.registry import is_op
+from .llvm.conv import padding_pairs
 from .llvm.conv import conv2d as conv2d_kernel
 from .llvm.gemm import gemm
+from .llvm.implicit_conv import ConvGeometry, Epilogue, PreparedConv
+
+Constant = Callable[[Node], "np.ndarray | None"] | None
 
 
 def tensor_inputs(node: Node) -> list[Node]:
@@ -57,7 +61,7 @@ def _as_2d(x: np.ndarray) -> np.ndarray | None:
     return rows if rows is not None and np.shares_memory(rows, x) else None
 
 
-def _linear(node: Node) -> Callable | None:
+def _linear(node: Node, constant: Constant = None) -> Callable | None:
     args = _bound(node)
     has_bias = isinstance(args["bias"], Node)
 
@@ -76,14 +80,14 @@ def _linear(node: Node) -> Callable | None:
     return run
 
 
-def _mm(node: Node) -> Callable | None:
+def _mm(node: Node, constant: Constant = None) -> Callable | None:
     def run(arrays):
         a, b, out = arrays
         gemm(a, b, out)
     return run
 
 
-def _matmul(node: Node) -> Callable | None:
+def _matmul(node: Node, constant: Constant = None) -> Callable | None:
     a, b = (n.meta["val"] for n in tensor_inputs(node)[:2])
     if len(b.shape) < 2 or len(a.shape) < 2:
         return None
@@ -109,7 +113,7 @@ def _batched_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
         gemm(xb[index], wb[index], out[index])
 
 
-def _addmm(node: Node) -> Callable | None:
+def _addmm(node: Node, constant: Constant = None) -> Callable | None:
     args = _bound(node)
     beta, alpha = args["beta"], args["alpha"]
     if alpha != 1:
@@ -122,14 +126,18 @@ def _addmm(node: Node) -> Callable | None:
     return run
 
 
-def _bmm(node: Node) -> Callable | None:
+def _bmm(node: Node, constant: Constant = None) -> Callable | None:
     return lambda arrays: _batched_gemm(*arrays)
 
 
-def _conv2d(node: Node) -> Callable | None:
+def _conv2d(node: Node, constant: Constant = None) -> Callable | None:
     args = _bound(node)
     x_meta: TensorMeta = args["input"].meta["val"]
-    if len(x_meta.shape) != 4 or isinstance(args["padding"], str):
+    if len(x_meta.shape) != 4:
+        return None
+    if args["groups"] == 1:
+        return _implicit_conv(node, args, Epilogue.NONE, constant)
+    if isinstance(args["padding"], str):
         return None
     channels_last = x_meta.memory_format.value == "channels_last"
     has_bias = isinstance(args["bias"], Node)
@@ -148,17 +156,99 @@ def _conv2d(node: Node) -> Callable | None:
     return run
 
 
-EXTERNS: dict[str, Callable[[Node], Callable | None]] = {
+def _implicit_conv(node: Node, args: dict, epilogue: Epilogue, constant: Constant):
+    """groups=1 conv2d (+ epilogue): arrays are [x, w, (bias), (residual), out], all
+    (N, C, H, W)-shaped with any strides. Constant weights are packed here, once."""
+    w_meta: TensorMeta = args["weight"].meta["val"]
+    kernel, stride, dilation = tuple(w_meta.shape[2:]), _pair(args["stride"]), \
+        _pair(args["dilation"])
+    geometry = ConvGeometry(kernel, stride, padding_pairs(args["padding"], kernel, dilation,
+                                                         stride), dilation)
+    has_bias = isinstance(args["bias"], Node)
+    weight = constant(args["weight"]) if constant else None
+    bias = constant(args["bias"]) if constant and has_bias else None
+    prepared = None
+    if weight is not None and (bias is not None or not has_bias):
+        prepared = PreparedConv(weight, bias, geometry, epilogue)
+    residual = Epilogue.RESIDUAL in epilogue
+
+    def run(arrays):
+        x, w, *rest = arrays
+        out = rest[-1]
+        conv = prepared or PreparedConv(w, rest[0] if has_bias else None, geometry, epilogue)
+        conv(x, out, rest[-2] if residual else None)
+    return run
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def conv_epilogue_kernel(graph: Graph, constant: Constant = None):
+    """A fused group `conv2d -> [add residual] -> [relu]` as one conv kernel whose tile
+    store applies the epilogue, or None for any other group.
+
+    Returns (fn, inputs): `inputs` are the group's placeholders the kernel reads, in
+    order (x, w, [bias], [residual]); fn([*arrays of inputs, out]) writes the output.
+    `constant(placeholder)` gives a weight's value when it is a frozen constant."""
+    ops = [n for n in graph.nodes if n.op == OpKind.call_function]
+    if not ops or not is_op(ops[0].target) or ops[0].target.name != "conv2d" \
+            or not _all_f32(ops[0]):
+        return None
+    conv, rest = ops[0], ops[1:]
+    args = _bound(conv)
+    if args["groups"] != 1 or len(args["input"].meta["val"].shape) != 4:
+        return None
+    epilogue, residual, last = Epilogue.NONE, None, conv
+    if rest and _op_name(rest[0]) == "add":
+        residual = _residual_of(rest[0], conv)
+        if residual is None:
+            return None
+        epilogue, last, rest = epilogue | Epilogue.RESIDUAL, rest[0], rest[1:]
+    if rest and _op_name(rest[0]) == "relu" and rest[0].args[0] is last:
+        epilogue, last, rest = epilogue | Epilogue.RELU, rest[0], rest[1:]
+    outputs = graph.output_node.args[0]
+    if rest or epilogue == Epilogue.NONE or outputs not in (last, (last,), [last]):
+        return None
+    inputs = [n for n in tensor_inputs(conv)] + ([residual] if residual is not None else [])
+    if not all(n.op == OpKind.placeholder for n in inputs):
+        return None
+    return _implicit_conv(conv, args, epilogue, constant), inputs
+
+
+def _op_name(node: Node) -> str | None:
+    return node.target.name if is_op(node.target) else None
+
+
+def _residual_of(add: Node, conv: Node) -> Node | None:
+    """The other operand of add(conv, r) / add(r, conv) when it is a same-shape float32
+    tensor and alpha is 1 (the kernel adds it element for element)."""
+    bound = _bound(add)
+    a, b, alpha = bound["self"], bound["other"], bound.get("alpha", 1)
+    other = b if a is conv else a if b is conv else None
+    if other is None or other is conv or alpha != 1 or not isinstance(other, Node):
+        return None
+    meta, want = other.meta.get("val"), conv.meta["val"]
+    ok = isinstance(meta, TensorMeta) and meta.dtype.name == "float32" and \
+        tuple(meta.shape) == tuple(want.shape) and add.meta["val"].dtype.name == "float32"
+    return other if ok else None
+
+
+EXTERNS: dict[str, Callable[[Node, Constant], Callable | None]] = {
     "linear": _linear, "mm": _mm, "matmul": _matmul, "addmm": _addmm, "bmm": _bmm,
     "conv2d": _conv2d,
 }
 
 
-def extern_kernel(node: Node) -> Callable | None:
-    """A native kernel for `node`, or None (not an extern op, or not float32)."""
+def extern_kernel(node: Node, constant: Constant = None) -> Callable | None:
+    """A native kernel for `node`, or None (not an extern op, or not float32).
+
+    `constant(input_node)` returns an input's value when it is a constant that stays
+    fixed for the kernel's lifetime (inference weights), else None; kernels use it to
+    prepare (pack) such operands once."""
     if node.op != OpKind.call_function or not is_op(node.target):
         return None
     make = EXTERNS.get(node.target.name)
     if make is None or not _all_f32(node):
         return None
-    return make(node)
+    return make(node, constant)

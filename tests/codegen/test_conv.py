@@ -70,3 +70,118 @@ def test_bad_inputs_are_named():
         conv2d(x.astype(np.float64), np.zeros((2, 4, 3, 3), np.float32))
     with pytest.raises(ShapeError, match="layout must be one of"):
         conv2d(x, np.zeros((2, 4, 3, 3), np.float32), layout="chwn")
+
+
+# --- the implicit-GEMM kernel (groups=1) with fused epilogues ---------------------------------
+from llvm_isas import isa_params  # noqa: E402  (tests/codegen is on sys.path)
+
+from ember.codegen.llvm.implicit_conv import Epilogue, prepare_conv2d  # noqa: E402
+from ember.codegen.llvm.target import Isa  # noqa: E402
+
+IMPLICIT_CASES = [   # x shape, w shape, stride, padding, dilation: each path of the kernel
+    ((2, 3, 9, 11), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1)),         # small C, no padding
+    ((1, 3, 16, 16), (8, 3, 7, 7), (2, 2), (3, 3), (1, 1)),        # stem: padded copy
+    ((2, 16, 9, 11), (70, 16, 3, 3), (2, 1), (1, 1), (1, 1)),      # C_out past one tile
+    ((2, 32, 5, 5), (4, 32, 3, 3), (1, 1), (2, 2), (2, 2)),        # dilation, taps in padding
+    ((1, 20, 6, 7), (5, 20, 2, 3), (1, 2), ((0, 1), (2, 0)), (1, 1)),  # asymmetric padding
+    ((1, 300, 4, 4), (9, 300, 3, 3), (1, 1), (1, 1), (1, 1)),      # C > KC: chunked segments
+    ((2, 24, 7, 7), (33, 24, 1, 1), (2, 2), (0, 0), (1, 1)),       # 1x1 downsample
+]
+
+
+def _torch_conv(x, w, bias, stride, padding, dilation):
+    xt = torch.from_numpy(x).double()
+    if not isinstance(padding[0], int):                 # asymmetric: pad explicitly
+        (top, bottom), (left, right) = padding
+        xt = torch.nn.functional.pad(xt, (left, right, top, bottom))
+        padding = (0, 0)
+    return torch.nn.functional.conv2d(xt, torch.from_numpy(w).double(),
+                                      torch.from_numpy(bias).double(), stride, padding, dilation)
+
+
+def _layout(a, channels_last):
+    """(N, C, H, W)-shaped array in NCHW or channels-last memory."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) \
+        if channels_last else np.ascontiguousarray(a)
+
+
+@pytest.mark.parametrize("epilogue", [Epilogue.NONE, Epilogue.RELU,
+                                      Epilogue.RESIDUAL | Epilogue.RELU])
+@pytest.mark.parametrize("x_cl,out_cl", [(False, False), (True, True), (False, True)])
+@pytest.mark.parametrize("case", IMPLICIT_CASES, ids=[str(c[:2]) for c in IMPLICIT_CASES])
+def test_implicit_conv_matches_torch(case, x_cl, out_cl, epilogue, rng):
+    x_shape, w_shape, stride, padding, dilation = case
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    bias = rng.standard_normal(w_shape[0]).astype(np.float32)
+    want = _torch_conv(x, w, bias, stride, padding, dilation)
+    residual = None
+    if Epilogue.RESIDUAL in epilogue:
+        residual = rng.standard_normal(want.shape).astype(np.float32)
+        want = want + torch.from_numpy(residual).double()
+        residual = _layout(residual, out_cl)
+    if Epilogue.RELU in epilogue:
+        want = want.relu()
+    out = _layout(np.full(want.shape, np.nan, np.float32), out_cl)   # old NaNs must not leak
+    prepare_conv2d(w, bias, stride, padding, dilation, epilogue)(_layout(x, x_cl), out, residual)
+    np.testing.assert_allclose(out, want.numpy(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("isa", isa_params(Isa.AVX2, Isa.PORTABLE))
+def test_implicit_conv_other_isas(isa, rng):
+    x = rng.standard_normal((2, 17, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((21, 17, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(21).astype(np.float32)
+    out = np.empty((2, 21, 6, 5), np.float32)
+    prepare_conv2d(w, bias, (1, 1), (1, 1), isa=isa)(_layout(x, True), out)
+    want = _torch_conv(x, w, bias, (1, 1), (1, 1), (1, 1)).numpy()
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+
+
+def test_residual_may_be_the_output_buffer(rng):
+    """A memory plan may give the block's output the residual's buffer (in place)."""
+    x = rng.standard_normal((1, 16, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    bias = np.zeros(16, np.float32)
+    buf = rng.standard_normal((1, 16, 5, 5)).astype(np.float32)
+    want = (_torch_conv(x, w, bias, (1, 1), (1, 1), (1, 1)) + torch.from_numpy(buf)).numpy()
+    prepare_conv2d(w, bias, (1, 1), (1, 1), epilogue=Epilogue.RESIDUAL)(x, buf, buf)
+    np.testing.assert_allclose(buf, want, rtol=1e-5, atol=1e-4)
+
+
+def test_relu_keeps_nan_like_torch():
+    x = np.full((1, 16, 1, 6), np.nan, np.float32)
+    x[..., :3] = 1.0
+    out = np.empty((1, 2, 1, 6), np.float32)
+    prepare_conv2d(-np.ones((2, 16, 1, 1), np.float32), epilogue=Epilogue.RELU)(x, out)
+    assert (out[..., :3] == 0).all() and np.isnan(out[..., 3:]).all()
+
+
+def test_prepared_conv_errors_name_the_shapes():
+    conv = prepare_conv2d(np.zeros((4, 3, 3, 3), np.float32), padding=(1, 1))
+    with pytest.raises(ShapeError, match=r"input \(1, 5, 8, 8\) and output"):
+        conv(np.zeros((1, 5, 8, 8), np.float32), np.zeros((1, 4, 8, 8), np.float32))
+    with pytest.raises(ShapeError, match="residual missing"):
+        prepare_conv2d(np.zeros((4, 3, 1, 1), np.float32), epilogue=Epilogue.RESIDUAL)(
+            np.zeros((1, 3, 2, 2), np.float32), np.zeros((1, 4, 2, 2), np.float32))
+
+
+def test_compiled_block_fuses_conv_epilogues(rng):
+    """conv-bn-relu and conv-bn-add-relu groups become one conv step each (the epilogue
+    in the tile store); the result equals eager, in both input layouts."""
+    import ember
+    from ember.frontend.models.vision import BasicBlock
+    ember.manual_seed(0)
+    block = BasicBlock(16, 16).eval()
+    for bn in (block.bn1, block.bn2):        # non-trivial folded batchnorm
+        bn.running_mean.copy_(ember.randn(16))
+        bn.running_var.copy_(ember.rand(16) + 0.5)
+    compiled = ember.compile(block)
+    x = ember.tensor(rng.standard_normal((2, 16, 6, 5)).astype(np.float32))
+    with ember.no_grad():
+        want = block(x).numpy()
+        for xin in (x, x.contiguous(memory_format=ember.channels_last)):
+            np.testing.assert_allclose(compiled(xin).numpy(), want, rtol=1e-5, atol=1e-5)
+    plan = compiled.last[0]
+    assert compiled.stats.kernels == 0, [s.name for s in plan.steps]
+    assert not any(step.name.endswith(".anchor") for step in plan.steps)

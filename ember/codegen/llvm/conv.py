@@ -49,7 +49,7 @@ def _pair(value, name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _padding(padding, kernel, dilation, stride) -> tuple[tuple[int, int], tuple[int, int]]:
+def padding_pairs(padding, kernel, dilation, stride) -> tuple[tuple[int, int], tuple[int, int]]:
     """((top, bottom), (left, right)) zero padding."""
     if padding == "valid":
         return (0, 0), (0, 0)
@@ -92,7 +92,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, stride=
     if min(stride) < 1 or min(dilation) < 1:
         raise ShapeError(f"conv2d: stride {stride} and dilation {dilation} must be positive")
     kernel = w.shape[2:]
-    pads = _padding(padding, kernel, dilation, stride)
+    pads = padding_pairs(padding, kernel, dilation, stride)
     nhwc = x if layout == "nhwc" else x.transpose(0, 2, 3, 1)
     n, h, wd, _ = nhwc.shape
     out_hw = [(size + sum(p) - d * (k - 1) - 1) // s + 1

@@ -184,14 +184,14 @@ def _emit_k_loop(b, cfg, kc, ap, bp, vt, nv) -> list[list[ir.Value]]:
     for r in range(cfg.mr):
         a = u.splat(b, b.load(u.elem_ptr(b, ap, b.add(a_base, u.i64(r))), typ=u.F32), cfg.lanes)
         for v in range(nv):
-            acc[r][v].add_incoming(_multiply_add(b, cfg, a, b_vecs[v], acc[r][v]), body)
+            acc[r][v].add_incoming(multiply_add(b, cfg, a, b_vecs[v], acc[r][v]), body)
     k.add_incoming(b.add(k, u.i64(1)), body)
     b.branch(head)
     b.position_at_end(done)
     return acc
 
 
-def _multiply_add(b, cfg, x, y, acc):
+def multiply_add(b, cfg, x, y, acc):
     # Without hardware FMA (the portable target is baseline x86-64), llvm.fma becomes a
     # libm call per lane; a separate multiply and add is what such a CPU can do fast.
     if cfg.isa is Isa.PORTABLE:

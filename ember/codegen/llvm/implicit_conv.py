@@ -40,7 +40,7 @@ from llvmlite import ir
 from ...ir.errors import ShapeError
 from ...runtime.threads import default_pool
 from . import irutil as u
-from .gemm import CONFIGS, GemmConfig
+from .gemm import CONFIGS, GemmConfig, multiply_add
 from .jit import compile_ir
 from .target import Isa, host_isa, target_for
 
@@ -150,7 +150,7 @@ def _emit_channel_loop(b, cfg, clen, ptrs, bseg, slots, vt) -> None:
     for r, ptr in enumerate(ptrs):
         a = u.splat(b, b.load(u.elem_ptr(b, ptr, i), typ=u.F32), cfg.lanes)
         for v in range(nv):
-            phis[r][v].add_incoming(u.fma(b, a, b_vecs[v], phis[r][v]), body)
+            phis[r][v].add_incoming(multiply_add(b, cfg, a, b_vecs[v], phis[r][v]), body)
     i.add_incoming(b.add(i, u.i64(1)), body)
     b.branch(head)
     b.position_at_end(done)
