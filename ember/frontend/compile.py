@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..codegen.extern import extern_kernel, tensor_inputs
+from ..codegen.extern import conv_epilogue_kernel, extern_kernel, tensor_inputs
 from ..codegen.llvm.emit import compile_kernel
 from ..codegen.lowering import lower_group
 from ..ir.errors import EmberError, LoweringError
@@ -48,8 +48,13 @@ class CpuBackend:
     def kernel(self, lowered):
         return compile_kernel(lowered.kernel)
 
-    def extern(self, node: Node):
-        return extern_kernel(node)
+    def extern(self, node: Node, constant=None):
+        return extern_kernel(node, constant)
+
+    def fused_extern(self, graph: Graph, constant=None):
+        """A group whose epilogue the extern applies itself (conv + bias/residual/relu):
+        (fn, inner input nodes), or None."""
+        return conv_epilogue_kernel(graph, constant)
 
     def view(self, op, rest: tuple):
         """A view runs its NumPy reference (a numpy view: no data moves, no dispatch)."""
@@ -140,7 +145,8 @@ class CompiledFunction:
         stats = CompileStats(original_ops=_count_ops(graph))
         ctx = PassContext(constants=dict(constants), options=dict(self.options), inference=True)
         run_passes(graph, _with_fusion(self.pipeline), ctx)
-        plan = PlanBuilder(graph, ctx.constants, stats, self.backend).build()
+        plan = PlanBuilder(graph, ctx.constants, stats, self.backend,
+                           freeze_constants=True).build()
         stats.seconds = time.perf_counter() - start
         return plan, stats, graph
 
@@ -182,8 +188,12 @@ def _wrap(value, backend=None):
 class PlanBuilder:
     """Graph (after passes) -> Plan: one step per node, slots for every value."""
 
-    def __init__(self, graph: Graph, constants: dict, stats: CompileStats, backend=None):
+    def __init__(self, graph: Graph, constants: dict, stats: CompileStats, backend=None,
+                 freeze_constants: bool = False):
         self.graph, self.constants, self.stats = graph, constants, stats
+        # inference plans read weights once (externs pack them at build time); a training
+        # step updates its constants in place, so there they are read every call
+        self.freeze_constants = freeze_constants
         self.backend = backend or CpuBackend()
         self.slot: dict[Node, Any] = {}
         self.n_slots = 0
@@ -228,7 +238,7 @@ class PlanBuilder:
             self._fused(node)
         elif target is operator.getitem:
             self._getitem(node)
-        elif (fn := self.backend.extern(node)) is not None:
+        elif (fn := self.backend.extern(node, self._frozen)) is not None:
             self.stats.externs += 1
             self._kernel_step(node.name, fn, tensor_inputs(node), [node])
         elif _is_view(node):
@@ -252,9 +262,18 @@ class PlanBuilder:
         slot = self.slot[node] = self.new_slot()
         self.plan.steps.append(Step(node.name, lambda seq, i=index: seq[i], (produced,), (slot,)))
 
+    def _frozen(self, node: Node):
+        """`node`'s value when it is a constant the plan may treat as fixed, else None."""
+        if not self.freeze_constants or node.op != OpKind.get_attr:
+            return None
+        value = self.plan.constants.get(self.slot[node])
+        return value if isinstance(value, np.ndarray) else None
+
     def _fused(self, node: Node) -> None:
         group: FusedGroup = node.target
         self.stats.groups += 1
+        if self._fused_extern(node):
+            return
         try:
             lowered = lower_group(group.graph, group.name)
             compiled = self.backend.kernel(lowered)
@@ -277,8 +296,21 @@ class PlanBuilder:
                                     kernel=True, out_specs=specs))
         self.slot[node] = outputs[0] if group.n_outputs == 1 else tuple(outputs)
 
+    def _fused_extern(self, node: Node) -> bool:
+        """One step for a group the extern finishes itself (no separate epilogue kernel)."""
+        group: FusedGroup = node.target
+        fused = getattr(self.backend, "fused_extern", None)
+        outer_of = dict(zip(group.graph.placeholders, node.args))
+        found = fused and fused(group.graph, lambda inner: self._frozen(outer_of[inner]))
+        if not found or group.n_outputs != 1:
+            return False
+        fn, inner_inputs = found
+        self.stats.externs += 1
+        self._kernel_step(group.name, fn, [outer_of[n] for n in inner_inputs], [node])
+        return True
+
     def _anchor(self, anchor: Node, outer_of: dict, name: str) -> int:
-        fn = self.backend.extern(anchor)
+        fn = self.backend.extern(anchor, lambda inner: self._frozen(outer_of[inner]))
         inputs = [self.slot[outer_of[n]] for n in tensor_inputs(anchor)]
         slot = self.new_slot()
         if fn is None:
