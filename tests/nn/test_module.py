@@ -126,3 +126,20 @@ def test_models_seeded_and_save_load(tmp_path):
     x = ember.randn(2, 1, 12, 12)
     a.eval(), c.eval()
     np.testing.assert_allclose(a(x).detach().numpy(), c(x).detach().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("build, fan_in", [
+    (lambda lib: lib.nn.Linear(20, 30), 20), (lambda lib: lib.nn.Bilinear(4, 5, 30), 4),
+    (lambda lib: lib.nn.Conv2d(3, 30, 3), 27), (lambda lib: lib.nn.ConvTranspose2d(6, 30, 2), 120),
+    (lambda lib: lib.nn.Conv1d(4, 30, 5, groups=2), 10)])
+def test_default_init_bounds_match_torch(build, fan_in):
+    """kaiming-uniform(a=sqrt(5)) weights and bias in +-1/sqrt(fan_in), as torch's layers."""
+    layer, twin = build(ember), build(torch)
+    bound = 1 / np.sqrt(fan_in)
+    for e, t in [(layer.weight, twin.weight), (layer.bias, twin.bias)]:
+        assert tuple(e.shape) == tuple(t.shape)
+        values = e.detach().numpy()
+        assert np.abs(values).max() <= bound * (1 + 1e-6)
+        assert np.abs(values).max() > bound * 0.5          # spread over the interval
+    assert nn.Linear(0, 3).bias.tolist() == [0.0] * 3       # torch: empty fan draws in [0, 0]
+    assert nn.Linear(4, 3, bias=False).bias is None

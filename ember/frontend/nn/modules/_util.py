@@ -1,5 +1,8 @@
-"""Helpers shared by the layers: fresh parameters, input-shape checks."""
+"""Helpers shared by the layers: fresh parameters, torch's default init, input-shape
+checks."""
 from __future__ import annotations
+
+import math
 
 from ....ir import dtypes
 from ....ir.errors import ShapeError
@@ -10,6 +13,31 @@ from ..parameter import Parameter
 def new_param(*shape, dtype=None) -> Parameter:
     """An uninitialized Parameter; the layer's reset_parameters fills it."""
     return Parameter(empty(*shape, dtype=dtype or dtypes.get_default_dtype()))
+
+
+def weight_and_bias(module, weight_shape: tuple, bias_size: int, bias: bool, dtype) -> None:
+    """Give `module` a `weight` of `weight_shape` and a `bias` of `bias_size` (or a None
+    'bias' parameter, as torch registers it), then run its reset_parameters."""
+    module.weight = new_param(*weight_shape, dtype=dtype)
+    if bias:
+        module.bias = new_param(bias_size, dtype=dtype)
+    else:
+        module.register_parameter("bias", None)
+    module.reset_parameters()
+
+
+def kaiming_init(weight, bias, fan_in: int, init_empty_fan: bool) -> None:
+    """torch's Linear/Conv default: kaiming-uniform(a=sqrt(5)) weight, bias uniform in
+    +-1/sqrt(fan_in). With fan_in 0, Linear still draws its bias in [0, 0]
+    (`init_empty_fan`), conv leaves it; both kept so the random stream matches torch's."""
+    from .. import init
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is None:
+        return
+    if fan_in > 0:
+        init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+    elif init_empty_fan:
+        init.uniform_(bias, 0, 0)
 
 
 def check_ndim(module, input, allowed: tuple[int, ...], what: str) -> None:

@@ -1,11 +1,9 @@
 """Conv1d, Conv2d, ConvTranspose2d: torch's weight layouts, init and repr."""
 from __future__ import annotations
 
-import math
-
 from ....ir.errors import ShapeError
 from .. import functional as F, init
-from ._util import new_param, ntuple
+from ._util import kaiming_init, ntuple, weight_and_bias
 from .module import Module
 
 
@@ -35,20 +33,11 @@ class _ConvNd(Module):
             shape = (in_channels, out_channels // groups) + self.kernel_size
         else:
             shape = (out_channels, in_channels // groups) + self.kernel_size
-        self.weight = new_param(*shape, dtype=dtype)
-        if bias:
-            self.bias = new_param(out_channels, dtype=dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        weight_and_bias(self, shape, out_channels, bias, dtype)
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+        kaiming_init(self.weight, self.bias, fan_in, init_empty_fan=False)
 
     def _check_input(self, input) -> None:
         n = self._dims

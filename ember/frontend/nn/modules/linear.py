@@ -5,7 +5,7 @@ import math
 
 from ....ir.errors import ShapeError
 from .. import functional as F, init
-from ._util import new_param
+from ._util import kaiming_init, weight_and_bias
 from .module import Module
 
 
@@ -25,19 +25,10 @@ class Linear(Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = new_param(out_features, in_features, dtype=dtype)
-        if bias:
-            self.bias = new_param(out_features, dtype=dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        weight_and_bias(self, (out_features, in_features), out_features, bias, dtype)
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_features
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        kaiming_init(self.weight, self.bias, self.in_features, init_empty_fan=True)
 
     def forward(self, input):
         if input.ndim == 0 or input.shape[-1] != self.in_features:
@@ -57,12 +48,8 @@ class Bilinear(Module):
         super().__init__()
         self.in1_features, self.in2_features = in1_features, in2_features
         self.out_features = out_features
-        self.weight = new_param(out_features, in1_features, in2_features, dtype=dtype)
-        if bias:
-            self.bias = new_param(out_features, dtype=dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        weight_and_bias(self, (out_features, in1_features, in2_features), out_features, bias,
+                        dtype)
 
     def reset_parameters(self) -> None:
         bound = 1 / math.sqrt(self.weight.shape[1])
