@@ -1,6 +1,8 @@
 """Module contract, state_dict errors, hooks, repr parity, and models vs torch."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,17 @@ def test_default_init_bounds_match_torch(build, fan_in):
         assert np.abs(values).max() > bound * 0.5          # spread over the interval
     assert nn.Linear(0, 3).bias.tolist() == [0.0] * 3       # torch: empty fan draws in [0, 0]
     assert nn.Linear(4, 3, bias=False).bias is None
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim, dtype", [(None, None), (0, None), (1, "float64")])
+def test_functional_softmax_dim_and_dtype_match_torch(name, dim, dtype, rng):
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")               # torch warns on the implicit dim
+        t = getattr(torch.nn.functional, name)(torch.tensor(x), dim,
+                                               dtype=getattr(torch, dtype) if dtype else None)
+        e = getattr(nn.functional, name)(ember.tensor(x), dim,
+                                         dtype=getattr(ember, dtype) if dtype else None)
+    assert e.dtype.name == str(t.dtype).split(".")[-1]
+    np.testing.assert_allclose(e.numpy(), t.numpy(), rtol=1e-5, atol=1e-6)

@@ -113,26 +113,25 @@ def _softmax_composite(input: Tensor, dim: int, log: bool) -> Tensor:
     return shifted - total.log() if log else exp / total
 
 
-def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
-            dtype=None) -> Tensor:
+def _softmax_call(name: str, input: Tensor, dim, dtype) -> Tensor:
+    """softmax/log_softmax: torch's implicit dim, the cast before, the registry op."""
     if dim is None:
         dim = _softmax_dim(input.ndim)
     if dtype is not None:
         input = input.to(dtype)
-    if _has("softmax"):
-        return OPS["softmax"](input, dim)
-    return _softmax_composite(input, dim, log=False)
+    if _has(name):
+        return OPS[name](input, dim)
+    return _softmax_composite(input, dim, log=name == "log_softmax")
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype=None) -> Tensor:
+    return _softmax_call("softmax", input, dim, dtype)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
                 dtype=None) -> Tensor:
-    if dim is None:
-        dim = _softmax_dim(input.ndim)
-    if dtype is not None:
-        input = input.to(dtype)
-    if _has("log_softmax"):
-        return OPS["log_softmax"](input, dim)
-    return _softmax_composite(input, dim, log=True)
+    return _softmax_call("log_softmax", input, dim, dtype)
 
 
 # --- linear and convolution -----------------------------------------------------------
