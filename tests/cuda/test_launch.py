@@ -125,3 +125,14 @@ def test_compiled_entry_points_take_the_arguments_the_launcher_packs():
         aligned = name.endswith("True")
         assert (r["divisibility"] == r["pointers"]) if aligned else r["divisibility"] == 0, \
             (name, r)
+
+
+def test_import_ember_loads_no_cuda_bindings_triton_or_lark():
+    """The CUDA runtime imports its bindings on first use: ember imports on any machine."""
+    code = ("import sys, ember; print(sorted(m for m in ('cuda.bindings.driver', 'triton', "
+            "'lark', 'torch') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
