@@ -159,3 +159,18 @@ def test_functional_softmax_dim_and_dtype_match_torch(name, dim, dtype, rng):
                                          dtype=getattr(ember, dtype) if dtype else None)
     assert e.dtype.name == str(t.dtype).split(".")[-1]
     np.testing.assert_allclose(e.numpy(), t.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["Sequential", "ModuleList"])
+def test_container_edits_renumber_keys_like_torch(kind):
+    def edited(lib):
+        layers = [lib.nn.ReLU(), lib.nn.Tanh(), lib.nn.Sigmoid(), lib.nn.Identity()]
+        c = getattr(lib.nn, kind)(*layers) if kind == "Sequential" else lib.nn.ModuleList(layers)
+        del c[1]
+        c.insert(1, lib.nn.ELU())
+        c.append(lib.nn.GELU())
+        del c[-3:-1]
+        c[0] = lib.nn.Softplus()
+        return [(k, type(m).__name__) for k, m in c.named_children()], len(c), \
+            [type(m).__name__ for m in c]
+    assert edited(ember) == edited(torch)

@@ -9,7 +9,30 @@ from ..parameter import Parameter
 from .module import Module
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: modules in order under the keys 0..n-1."""
+
+    def _renumber(self, modules) -> None:
+        """Re-key `modules` as 0..n-1, as torch does after a delete or an insert."""
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self._modules[str(i)] = m
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __dir__(self):
+        return [k for k in super().__dir__() if not k.isdigit()]
+
+    def append(self, module: Module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_ModuleSequence):
     def __init__(self, *args) -> None:
         super().__init__()
         if len(args) == 1 and isinstance(args[0], OrderedDict):
@@ -42,24 +65,7 @@ class Sequential(Module):
                 delattr(self, key)
         else:
             delattr(self, self._get_item_by_idx(iter(self._modules.keys()), idx))
-        # keep keys 0..n-1, as PyTorch does
-        modules = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self._modules[str(i)] = m
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __dir__(self):
-        return [k for k in super().__dir__() if not k.isdigit()]
-
-    def append(self, module: Module) -> "Sequential":
-        self.add_module(str(len(self)), module)
-        return self
+        self._renumber(list(self._modules.values()))
 
     def extend(self, sequential) -> "Sequential":
         for layer in sequential:
@@ -69,9 +75,7 @@ class Sequential(Module):
     def insert(self, index: int, module: Module) -> "Sequential":
         modules = list(self._modules.values())
         modules.insert(index if index >= 0 else index + len(modules), module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self._modules[str(i)] = m
+        self._renumber(modules)
         return self
 
     def forward(self, input):
@@ -80,7 +84,7 @@ class Sequential(Module):
         return input
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     def __init__(self, modules=None) -> None:
         super().__init__()
         if modules is not None:
@@ -104,26 +108,10 @@ class ModuleList(Module):
         keys = list(self._modules)[idx] if isinstance(idx, slice) else [self._index(idx)]
         for k in keys:
             del self._modules[k]
-        modules = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self._modules[str(i)] = m
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
+        self._renumber(list(self._modules.values()))
 
     def __iadd__(self, modules) -> "ModuleList":
         return self.extend(modules)
-
-    def __dir__(self):
-        return [k for k in super().__dir__() if not k.isdigit()]
-
-    def append(self, module: Module) -> "ModuleList":
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules) -> "ModuleList":
         offset = len(self)
@@ -134,9 +122,7 @@ class ModuleList(Module):
     def insert(self, index: int, module: Module) -> None:
         modules = list(self._modules.values())
         modules.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self._modules[str(i)] = m
+        self._renumber(modules)
 
     def __repr__(self) -> str:
         # PyTorch collapses runs of identical reprs; ember prints each (same when distinct)
