@@ -73,18 +73,24 @@ def _pool_params(x: Value, *args) -> PoolParams:
     return PoolParams(TensorMeta(x.shape, x.dtype), *args)
 
 
+def _window_element(ctx, x: Value, p: PoolParams, fill):
+    """element(outer, window): x at the window position, masked to `fill` in the padding."""
+    h, w = p.spatial
+
+    def element(outer, window):
+        ih, iw = _window_positions(ctx, p, outer, window)
+        mask = _all([_within(ctx, ih, 0, h), _within(ctx, iw, 0, w)])
+        return _buffer_load(ctx, x, tuple(outer[:-2]) + (ih, iw), mask, fill)
+    return element
+
+
 def _max_pool(ctx, node, args: dict) -> Value:
     x: Value = args["self"]
     p = _pool_params(x, args["kernel_size"], args["stride"], args["padding"], args["dilation"],
                      args["ceil_mode"])
     out: TensorMeta = node.meta["val"]
     acc = opmath(x.dtype)
-    h, w = p.spatial
-
-    def element(outer, window):
-        ih, iw = _window_positions(ctx, p, outer, window)
-        mask = _all([_within(ctx, ih, 0, h), _within(ctx, iw, 0, w)])
-        return _buffer_load(ctx, x, tuple(outer[:-2]) + (ih, iw), mask, _lowest(x.dtype))
+    element = _window_element(ctx, x, p, fill=_lowest(x.dtype))
     result = window_reduce(ctx, "max", tuple(out.shape), p.k, element, acc)
     return Value(tuple(out.shape), out.dtype, lambda i: cast(result.load(i), out.dtype))
 
@@ -92,12 +98,8 @@ def _max_pool(ctx, node, args: dict) -> Value:
 def _avg(ctx, node, x: Value, p: PoolParams, count_include_pad: bool, divisor) -> Value:
     out: TensorMeta = node.meta["val"]
     acc = opmath(x.dtype)
+    element = _window_element(ctx, x, p, fill=0)
     h, w = p.spatial
-
-    def element(outer, window):
-        ih, iw = _window_positions(ctx, p, outer, window)
-        mask = _all([_within(ctx, ih, 0, h), _within(ctx, iw, 0, w)])
-        return _buffer_load(ctx, x, tuple(outer[:-2]) + (ih, iw), mask, 0)
 
     def counted(outer, window):   # which window elements the divisor counts
         ih, iw = _window_positions(ctx, p, outer, window)
