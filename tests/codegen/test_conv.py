@@ -185,3 +185,11 @@ def test_compiled_block_fuses_conv_epilogues(rng):
     plan = compiled.last[0]
     assert compiled.stats.kernels == 0, [s.name for s in plan.steps]
     assert not any(step.name.endswith(".anchor") for step in plan.steps)
+
+
+def test_zero_input_channels_give_the_epilogue_of_zeros():
+    bias = np.array([-1.0, 2.0], np.float32)
+    out = np.empty((1, 2, 3, 3), np.float32)
+    prepare_conv2d(np.zeros((2, 0, 1, 1), np.float32), bias, epilogue=Epilogue.RELU)(
+        np.zeros((1, 0, 3, 3), np.float32), out)
+    np.testing.assert_array_equal(out[0, :, 0, 0], [0.0, 2.0])

@@ -54,6 +54,7 @@ class Epilogue(enum.IntFlag):
 
 KC = 256                  # values of k per block (B block: KC x NC floats in L2)
 NC = 512
+MAX_KC = 8192             # with few output channels a block may take more k (see _run)
 SMALL_CHANNELS = 16       # below this, copy to a padded NHWC buffer and use row segments
 _ROW_FIELDS = 4           # per tile row: input offset, ih0, iw0, output offset
 
@@ -329,7 +330,7 @@ def conv_kernels(isa: Isa) -> _Kernels:
 
 
 # --- the Python side -----------------------------------------------------------------------
-_ZEROS = np.zeros(KC * NC // 16 + 64, np.float32)      # what padded taps read (never written)
+_ZEROS = np.zeros(MAX_KC, np.float32)       # what taps in the padding read (never written)
 _SCRATCH = threading.local()
 
 
@@ -400,7 +401,12 @@ class PreparedConv:
             # the kernel reads the residual at out's offsets, after partial sums in out
             residual = _like(out, residual)
         target = out if _whole_elements(out) else np.empty(out.shape, np.float32)
-        self._run(x, target, residual)
+        if c == 0 or out.size == 0:      # an empty sum: the epilogue of zeros
+            target[...] = self.bias[:, None, None] + (0 if residual is None else residual)
+            if Epilogue.RELU in self.epilogue:
+                np.maximum(target, 0, out=target, where=~np.isnan(target))
+        else:
+            self._run(x, target, residual)
         if target is not out:
             out[...] = target
         return out
@@ -409,7 +415,7 @@ class PreparedConv:
         g, cfg = self.geometry, self.kernels.cfg
         n, c, h, w = x.shape
         oh, ow = g.out_hw(h, w)
-        (kh, kw), (ph, pw) = g.kernel, (g.padding[0][0], g.padding[1][0])
+        (kh, kw), (ph, pw) = g.kernel, (g.padding[0][0], g.padding[1][0])  # top, left
         xs = [s // 4 for s in x.strides] if _whole_elements(x) else None
         padded = any(map(any, g.padding))
         direct = xs is not None and xs[1] == 1 and (c >= SMALL_CHANNELS or not padded)
@@ -420,12 +426,7 @@ class PreparedConv:
         # a kernel row's KW*C values are one run when (w, c) is contiguous and no tap
         # of the row can fall in the padding
         rows_merge = xs[3] == c and g.dilation[1] == 1 and not padded
-        segw, seglen = (1, kw * c) if rows_merge else (kw, c)
-        nseg = kh if rows_merge else kh * kw
-        # few output channels leave room in L2 for more k per B block (fewer passes
-        # over the output's partial sums)
-        kc = KC * max(1, NC // (-(-self.c_out // cfg.nr) * cfg.nr))
-        spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
+        segw, seglen, nseg, spb, chunk = self._k_blocks(c, rows_merge)
         os_ = [s // 4 for s in out.strides]
         flags = Epilogue.RELU in self.epilogue
         res = out if residual is None else residual
@@ -436,6 +437,19 @@ class PreparedConv:
         default_pool().parallel_for(self.kernels.rows, m, x.ctypes.data, self.wp.ctypes.data,
                                     out.ctypes.data, self.bias.ctypes.data, res.ctypes.data,
                                     _ZEROS.ctypes.data, *dims, align=cfg.mr)
+
+    def _k_blocks(self, c: int, rows_merge: bool) -> tuple[int, int, int, int, int]:
+        """(taps per kernel row of a segment index, segment length, segments, segments
+        per K block, chunk of a segment per K block)."""
+        kh, kw = self.geometry.kernel
+        segw, seglen = (1, kw * c) if rows_merge else (kw, c)
+        nseg = kh if rows_merge else kh * kw
+        # few output channels leave room in L2 for more k per B block (fewer passes
+        # over the output's partial sums)
+        nr = self.kernels.cfg.nr
+        kc = min(MAX_KC, KC * max(1, NC // (-(-self.c_out // nr) * nr)))
+        spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
+        return segw, seglen, nseg, spb, chunk
 
     def _padded(self, x: np.ndarray) -> np.ndarray:
         """x as a zero-padded, contiguous NHWC array (native copy, threaded by rows)."""
