@@ -24,6 +24,8 @@ and launches.
 """
 from __future__ import annotations
 
+import functools
+import math
 import mmap
 import warnings
 from dataclasses import dataclass
@@ -386,17 +388,27 @@ _FILLS = {"full": lambda args: args[1], "zeros_like": lambda args: 0, "ones_like
 
 
 def _fill(meta: TensorMeta, value, index: int) -> Tensor:
-    from ..codegen import kernel as K
-    from ..codegen.triton.source import generate
     out = empty_cuda(meta.shape, meta.strides, meta.dtype, index)
     if out.numel():
-        value = value.item() if isinstance(value, Tensor) else value
-        kernel = K.Kernel("fill", tuple(meta.shape) or (1,), (), [],
-                          [K.BufferSpec("out0", meta.dtype, max(1, out._array.extent()))],
-                          [K.Store("out0", K.strided_index(tuple(out.stride()) or (0,)),
-                                   K.Const(_python_scalar(value, meta.dtype), meta.dtype))])
-        launch(generate(kernel), [out], index)
+        value = _python_scalar(value.item() if isinstance(value, Tensor) else value, meta.dtype)
+        negative = isinstance(value, float) and math.copysign(1.0, value) < 0   # -0.0 != 0.0
+        generated = _fill_source(tuple(meta.shape), tuple(out.stride()), out._array.extent(),
+                                 meta.dtype, value, negative)
+        launch(generated, [out], index)
     return out
+
+
+@functools.lru_cache(maxsize=512)
+def _fill_source(shape, strides, extent, dtype, value, negative: bool):
+    """The generated kernel that stores one constant over a strided tensor (cached: eager
+    fills repeat, and emitting source costs more than launching). `negative` keeps -0.0 and
+    0.0 apart, which compare equal as cache keys."""
+    from ..codegen import kernel as K
+    from ..codegen.triton.source import generate
+    return generate(K.Kernel("fill", shape or (1,), (), [],
+                             [K.BufferSpec("out0", dtype, max(1, extent))],
+                             [K.Store("out0", K.strided_index(strides or (0,)),
+                                      K.Const(value, dtype))]))
 
 
 def _python_scalar(value, dtype):
@@ -408,29 +420,35 @@ def _python_scalar(value, dtype):
 # --- in-place writes ---------------------------------------------------------------------
 def copy_into(target: Tensor, source: Tensor) -> None:
     """target[...] = source (same shape; cast to target's dtype), on the current stream."""
-    from ..codegen.triton.source import generate
     if not source.is_cuda:
         source = upload(source._values(), None, tensor_index(target))
     if target.numel() == 0:
         return
-    kernel = strided_copy_kernel(tuple(target.shape), source, target)
-    launch(generate(kernel), [source, target], tensor_index(target))
+    generated = _copy_source(tuple(target.shape), tuple(source.stride()), source.dtype,
+                             source._array.extent(), tuple(target.stride()), target.dtype,
+                             target._array.extent())
+    launch(generated, [source, target], tensor_index(target))
 
 
-def strided_copy_kernel(shape, source, target):
-    """A kernel description that writes `source` (any strides) into `target`'s strides."""
+@functools.lru_cache(maxsize=512)
+def _copy_source(shape, src_strides, src_dtype, src_extent, dst_strides, dst_dtype,
+                 dst_extent):
+    from ..codegen.triton.source import generate
+    return generate(strided_copy_kernel(shape, src_strides, src_dtype, src_extent, dst_strides,
+                                        dst_dtype, dst_extent))
+
+
+def strided_copy_kernel(shape, src_strides, src_dtype, src_extent, dst_strides, dst_dtype,
+                        dst_extent):
+    """A kernel description: out0 (dst strides, dst dtype) = in0 (src strides), cast."""
     from ..codegen import kernel as K
-    shape = shape or (1,)
-    src_strides = tuple(source.stride()) or (0,)
-    dst_strides = tuple(target.stride()) or (0,)
-    value = K.Load("in0", K.strided_index(src_strides), source.dtype)
-    if source.dtype != target.dtype:
-        value = K.Cast(value, target.dtype)
-    src_extent = source._array.extent() if source.is_cuda else source.numel()
-    return K.Kernel("copy_", tuple(shape), (),
-                    [K.BufferSpec("in0", source.dtype, max(1, src_extent))],
-                    [K.BufferSpec("out0", target.dtype, max(1, target._array.extent()))],
-                    [K.Store("out0", K.strided_index(dst_strides), value)])
+    value = K.Load("in0", K.strided_index(src_strides or (0,)), src_dtype)
+    if src_dtype != dst_dtype:
+        value = K.Cast(value, dst_dtype)
+    return K.Kernel("copy_", shape or (1,), (),
+                    [K.BufferSpec("in0", src_dtype, max(1, src_extent))],
+                    [K.BufferSpec("out0", dst_dtype, max(1, dst_extent))],
+                    [K.Store("out0", K.strided_index(dst_strides or (0,)), value)])
 
 
 def clone(t: Tensor) -> Tensor:

@@ -208,3 +208,12 @@ def test_optimizer_steps_on_cuda_parameters_equal_cpu(cuda):
         assert q.is_cuda and not q.grad.cpu().numpy().any()
         np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-5,
                                    atol=1e-6)
+
+
+def test_fills_keep_special_values_apart(cuda):
+    x = ember.zeros(3, device="cuda")
+    assert np.isnan(ember.full_like(x, float("nan")).cpu().numpy()).all()
+    assert np.signbit(ember.full_like(x, -0.0).cpu().numpy()).all()
+    assert not np.signbit(ember.full_like(x, 0.0).cpu().numpy()).any()     # not the cached -0.0
+    assert ember.full((2,), float("inf"), device="cuda").cpu().tolist() == [np.inf, np.inf]
+    assert ember.ones(2, dtype=ember.int64, device="cuda").cpu().tolist() == [1, 1]
