@@ -29,7 +29,7 @@ cost no extra pass over memory.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ...ir.dtypes import DType, float32
 from ...ir.errors import LoweringError
@@ -329,7 +329,7 @@ def _acc_index(kernel: K.Kernel) -> K.Affine:
     return index
 
 
-# --- extern anchors (graph nodes) -> problems ------------------------------------------------------
+# --- extern anchors (graph nodes) -> problems -----------------------------------------------
 def anchor_problem(node, dtype_out: DType | None = None):
     """The GEMM/conv problem of an anchor node (mm, addmm, linear, matmul, bmm, conv2d,
     convolution), and the nodes feeding A, B and the bias, in kernel-argument order."""

@@ -313,8 +313,8 @@ class Emitter:
         value = self.value(stage.value, row, outer)
         name = f"red_{stage.name}"
         ident = _identity(stage.combine, stage.acc_dtype)
-        outer.lines.append(f"{name} = {_reduce_call(stage, f'tl.where({row.mask}, {value}, {ident})')}"
-                           "[:, None]")
+        picked = f"tl.where({row.mask}, {value}, {ident})"      # masked lanes: the identity
+        outer.lines.append(f"{name} = {_reduce_call(stage, picked)}[:, None]")
         self.reduced[stage.name] = name
 
     def reduce_loop(self, stage: K.Reduce, outer: Scope, inner_header) -> None:

@@ -23,7 +23,11 @@ from ember.ir.meta import meta_of  # noqa: E402
 from ember.ir.symbolic import build_graph  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_llvm_emit import LOOSE, _sample_cases, assert_close, flat_input  # noqa: E402
+from test_llvm_emit import LOOSE, assert_close, flat_input  # noqa: E402
+
+from ember.codegen.lowering import RULES  # noqa: E402
+from ember.ir.registry import OPS  # noqa: E402
+from tests.op_samples import sample_call, sample_cases  # noqa: E402
 
 
 def run_kernel(kernel: K.Kernel, inputs: list[np.ndarray], blocks=None):
@@ -47,18 +51,12 @@ def run_fn(fn, *tensors, blocks=None):
     return run_kernel(lowered.kernel, ins, blocks)
 
 
-@pytest.mark.parametrize("op, sample", _sample_cases())
+@pytest.mark.parametrize("op, sample", sample_cases([OPS.get(n) for n in sorted(RULES)],
+                                                 per_op=2, seed=1))
 def test_every_rule_matches_evaluate(op, sample):
-    positions = [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)]
-    tensors = [ember.tensor(sample.args[i]) for i in positions]
+    fn, tensors = sample_call(op, sample)
     if any(t.dtype.is_complex for t in tensors):
         pytest.skip("complex tensors are not generated code")
-
-    def fn(*ts):
-        args = list(sample.args)
-        for i, t in zip(positions, ts):
-            args[i] = t
-        return op(*args, **sample.kwargs)
     try:
         pairs, _ = run_fn(fn, *tensors)
     except LoweringError as err:
