@@ -275,6 +275,15 @@ def flat_grads(raw: tuple, expected: int, op: OpDef) -> list:
 
 
 # --- the pass ------------------------------------------------------------------------------
+def copy_with_sources(graph: Graph, builder: GraphBuilder, wrt, transform: str):
+    """Copy `graph` functionally into `builder`: (its output value, the copied nodes that
+    `wrt` names). Shared by joint_graph and forward_ad.jvp_graph."""
+    env, out_value = copy_functional(graph, builder)
+    if out_value is None:
+        raise AutogradError(f"{transform}: the forward graph has no output node")
+    return out_value, resolve_wrt(graph, env, wrt)
+
+
 def joint_graph(graph: Graph, wrt: Sequence[int | str], *, seed: str | None = None,
                 allow_unused: bool = True) -> Graph:
     """The joint forward+backward graph of `graph`; see the module docstring.
@@ -285,10 +294,7 @@ def joint_graph(graph: Graph, wrt: Sequence[int | str], *, seed: str | None = No
         raise AutogradError(f"joint_graph: seed must be None or 'ones', got {seed!r}")
     builder = GraphBuilder(record_locations=False)
     with builder:
-        env, out_value = copy_functional(graph, builder)
-        if out_value is None:
-            raise AutogradError("joint_graph: the forward graph has no output node")
-        sources = resolve_wrt(graph, env, wrt)
+        out_value, sources = copy_with_sources(graph, builder, wrt, "joint_graph")
         seeds = _make_seeds(builder, nodes_in(out_value), seed)
         forward = [n for n in builder.graph.nodes if n.meta.get("phase") == FORWARD]
         req = requires_grad_nodes(forward, sources)

@@ -32,9 +32,9 @@ from ember.ir.graph import Graph, Node, OpKind, map_arg, nodes_in
 from ember.ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag, is_op
 from ember.ir.symbolic import GraphBuilder, SymbolicTensor
 
-from .autograd import (NodeSums, backprop, copy_functional, flat_grads, is_differentiable_meta,
-                       out_value, requires_grad_nodes, resolve_wrt, symbolic, tensor_inputs,
-                       where)
+from .autograd import (NodeSums, backprop, copy_with_sources, flat_grads,
+                       is_differentiable_meta, out_value, requires_grad_nodes, symbolic,
+                       tensor_inputs, where)
 
 __all__ = ["jvp_graph", "tangent_placeholders"]
 
@@ -45,10 +45,7 @@ def jvp_graph(graph: Graph, wrt: Sequence[int | str]) -> Graph:
     """The forward-mode graph of `graph`; see the module docstring."""
     builder = GraphBuilder(record_locations=False)
     with builder:
-        env, out_value = copy_functional(graph, builder)
-        if out_value is None:
-            raise AutogradError("jvp_graph: the forward graph has no output node")
-        sources = resolve_wrt(graph, env, wrt)
+        out_value, sources = copy_with_sources(graph, builder, wrt, "jvp_graph")
         forward = list(builder.graph.nodes)
         tangents = _TangentMap()
         for i, source in enumerate(sources):
