@@ -72,6 +72,14 @@ class CpuBackend:
     def wrap(self, value):
         return Tensor._adopt(value)
 
+    def is_array(self, value) -> bool:
+        """True for a constant value an extern may read at build time (a frozen weight)."""
+        return isinstance(value, np.ndarray)
+
+    def finish(self, plan: Plan, options: dict):
+        """The runnable plan (a device backend may wrap it, e.g. for graph replay)."""
+        return plan
+
 
 COMPILE_BACKENDS: dict[str, Callable] = {"llvm": CpuBackend}
 BACKENDS = tuple(COMPILE_BACKENDS)
@@ -107,12 +115,12 @@ class CompiledFunction:
         self.plans: dict[tuple, tuple[Plan, CompileStats, Graph]] = {}
 
     def __call__(self, *args):
+        arrays = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
         key = _guard(args)
         entry = self.plans.get(key)
         if entry is None:
             entry = self.plans[key] = self._compile(args)
         plan = entry[0]
-        arrays = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
         return _wrap(plan.run(arrays), self.backend)
 
     # -- introspection ------------------------------------------------------------------
@@ -147,6 +155,7 @@ class CompiledFunction:
         run_passes(graph, _with_fusion(self.pipeline), ctx)
         plan = PlanBuilder(graph, ctx.constants, stats, self.backend,
                            freeze_constants=True).build()
+        plan = self.backend.finish(plan, self.options)
         stats.seconds = time.perf_counter() - start
         return plan, stats, graph
 
@@ -267,7 +276,7 @@ class PlanBuilder:
         if not self.freeze_constants or node.op != OpKind.get_attr:
             return None
         value = self.plan.constants.get(self.slot[node])
-        return value if isinstance(value, np.ndarray) else None
+        return value if self.backend.is_array(value) else None
 
     def _fused(self, node: Node) -> None:
         group: FusedGroup = node.target
