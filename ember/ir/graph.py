@@ -359,17 +359,20 @@ class Graph:
             changed = True
         return changed
 
-    def lint(self) -> None:
-        """Check SSA: every use is defined earlier; users lists are consistent; one output."""
+    def lint(self, names: dict | None = None) -> None:
+        """Check SSA: every use is defined earlier; users lists are consistent; one output.
+        `names` (printer.value_names) makes messages name nodes as printed IR does."""
+        def label(n: Node) -> str:
+            return f"%{names[n]}" if names and n in names else n.name
         seen: set[Node] = set()
         for node in self._nodes:
             if node.graph is not self:
-                raise VerifyError(f"node {node.name} belongs to another graph")
+                raise VerifyError(f"node {label(node)} belongs to another graph")
             for inp in node.all_input_nodes:
                 if inp not in seen:
-                    raise VerifyError(f"{node.name} uses {inp.name} before it is defined")
+                    raise VerifyError(f"{label(node)} uses {label(inp)} before it is defined")
                 if node not in inp.users:
-                    raise VerifyError(f"{inp.name}.users is missing {node.name}")
+                    raise VerifyError(f"{label(inp)}.users is missing {label(node)}")
             seen.add(node)
         outputs = [n for n in self._nodes if n.op == OpKind.output]
         if len(outputs) > 1:

@@ -16,11 +16,11 @@ from .registry import is_op
 
 def verify(graph: Graph, after: str | None = None) -> None:
     prefix = f"after '{after}': " if after else ""
+    names = value_names(graph)
     try:
-        graph.lint()
+        graph.lint(names)
     except VerifyError as err:
         raise VerifyError(prefix + str(err)) from None
-    names = value_names(graph)
     for node in graph.nodes:
         if node.op == OpKind.call_function and is_op(node.target):
             _check_op_node(node, f"{prefix}%{names[node]}", _where(node, names))

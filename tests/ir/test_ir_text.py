@@ -153,5 +153,6 @@ def test_verifier_rejects_use_before_definition():
               "  return %1")
     relu, neg = g.nodes[1], g.nodes[2]
     neg.append(relu)                       # move relu after its user
-    with pytest.raises(VerifyError, match="neg uses relu before it is defined"):
-        verify(g)
+    with pytest.raises(VerifyError, match="%0 uses %1 before it is defined"):
+        verify(g)                          # as printed: %0 = neg(%1), then %1 = relu(%x)
+    assert "%0 = neg(%1)" in print_graph(g)
