@@ -72,6 +72,15 @@ def _shape(s) -> str:
 
 # --- geometry and validation -----------------------------------------------------------
 
+def window_count(n: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int,
+                 ceil_mode: bool = False) -> int:
+    """How many dilated windows of size k fit along a padded dim of size n (the output size
+    of conv and pooling; ceil_mode rounds up, pooling then drops a window starting in
+    the padding)."""
+    span = n + pad_lo + pad_hi - dilation * (k - 1) - 1
+    return (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+
+
 class ConvParams:
     """Normalized convolution arguments for nd spatial dims."""
 
@@ -131,7 +140,7 @@ class ConvParams:
             if self.transposed:
                 out.append((n - 1) * s - lo - hi + d * (kk - 1) + self.output_padding[i] + 1)
             else:
-                out.append((n + lo + hi - d * (kk - 1) - 1) // s + 1)
+                out.append(window_count(n, kk, s, lo, hi, d))
         return tuple(out)
 
 
@@ -221,8 +230,8 @@ def _conv_fwd(x, w, stride, pads, dil, groups):
     nd = w.ndim - 2
     n = x.shape[0]
     f, k = w.shape[0], tuple(w.shape[2:])
-    out = tuple((x.shape[2 + i] + pads[i][0] + pads[i][1] - dil[i] * (k[i] - 1) - 1)
-                // stride[i] + 1 for i in range(nd))
+    out = tuple(window_count(x.shape[2 + i], k[i], stride[i], *pads[i], dil[i])
+                for i in range(nd))
     cols = _im2col(x, out, k, stride, pads, dil, groups)
     wm = w.reshape(groups, f // groups, -1).transpose(0, 2, 1)
     y = np.matmul(cols, wm)                                    # (G, N*O, Fg)
@@ -589,9 +598,8 @@ conv_transpose1d = defop(
 # --- pooling geometry ------------------------------------------------------------------------
 
 def _pool_out(n, k, s, p, d, ceil_mode):
-    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
-    out = num // s + 1
-    if ceil_mode and (out - 1) * s >= n + p:
+    out = window_count(n, k, s, p, p, d, ceil_mode)
+    if ceil_mode and (out - 1) * s >= n + p:   # torch: the last window must start inside
         out -= 1
     return out
 
