@@ -1,0 +1,362 @@
+"""ember.compile(..., backend="triton"): compiled plans on CUDA.
+
+`CudaBackend` is what PlanBuilder (compile.py) asks for device-specific pieces:
+- fused groups -> generated Triton kernels (codegen/triton/source.py), compiled for the
+  device by Triton once per source and operand alignment (eager_cuda.compile_kernel's
+  cache) and launched through ember's runtime (`cuLaunchKernel`, runtime/cuda/module.py),
+  never through Triton's Python launcher: a plan step is one packed launch;
+- GEMM/conv anchors -> the Triton GEMM / implicit-GEMM conv (codegen/triton/gemm.py),
+  with the group's epilogue (bias, activation, residual) fused into the tile store when
+  the group is one (`fused_extern`); precision per `ember.backends.cuda.matmul` at build;
+- operand layouts: a frozen (inference) weight that a GEMM would read row-major is stored
+  K-major instead, a conv weight OHWI (channels-last), the layouts the template is fast in
+  (an H100 measured 142 TFLOP/s for row-major B against 296-299 K-major);
+- buffers from the CUDA caching allocator (arenas are device blocks, values are
+  geometry-only views into them), views as geometry-only DeviceArray views (computed once
+  per input geometry), ops without generated code through eager CUDA ops;
+- the plan is wrapped in `GraphedPlan`: after its first call, its launches are captured
+  into one CUDA graph (runtime/cuda/graph.py) and later calls copy their inputs into the
+  plan's own input buffers, replay the graph, and copy the results out (fresh tensors, as
+  every compiled call returns). Plans with host-side steps (eager fallbacks) run as plain
+  launches. `options={"cuda_graphs": False}` turns replay off.
+
+Values in a CUDA plan are CUDA Tensors (DeviceArray geometry over DeviceStorage).
+Nothing here imports Triton or the CUDA bindings until a plan is built or run.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..codegen.extern import tensor_inputs
+from ..codegen.lowering import lower_group
+from ..ir.errors import DeviceError, LoweringError
+from ..ir.graph import Graph, Node, OpKind, map_arg
+from ..ir.meta import TensorMeta, channels_last, strides_for
+from . import eager_cuda
+from .autograd import grad_mode
+from .devices import cuda_view, data_ptr, empty_cuda, tensor_index
+from .tensor import Tensor
+
+
+# --- kernels as plan steps ---------------------------------------------------------------
+class PlanKernel:
+    """A generated kernel as a plan step: `step([step inputs..., outputs...])`.
+
+    `order[j]` is the step input feeding the kernel's j-th input buffer (None: the step's
+    inputs in order); `fixed[j]` replaces that operand by a tensor made at build time (a
+    weight repacked into the fast layout)."""
+    graph_safe = True                    # only launches: a CUDA graph may record it
+
+    def __init__(self, generated, index: int, order: list[int] | None = None,
+                 n_inputs: int = 0, fixed: dict | None = None):
+        self.generated, self.index = generated, index
+        self.order, self.n_inputs, self.fixed = order, n_inputs, fixed or {}
+        self.compiled: dict[tuple, object] = {}
+
+    def operands(self, values: list) -> list:
+        if self.order is None:
+            return values
+        ins = [self.fixed.get(j, values[i] if i is not None else None)
+               for j, i in enumerate(self.order)]
+        return ins + values[self.n_inputs:]
+
+    def __call__(self, values: list) -> None:
+        _launch(self, self.operands(values))
+
+
+def _launch(kernel: PlanKernel, tensors: list) -> None:
+    """cuLaunchKernel of the kernel's cubin for these operands' alignment (compiled once)."""
+    pointers = [data_ptr(t) for t in tensors]
+    alignment = tuple(eager_cuda.aligned(p) for p in pointers)
+    compiled = kernel.compiled.get(alignment)
+    if compiled is None:
+        compiled = kernel.compiled[alignment] = eager_cuda.compile_kernel(
+            kernel.generated, list(alignment), kernel.index)
+    compiled.launch(kernel.generated.launch.grid, pointers)
+
+
+# --- buffers -------------------------------------------------------------------------------
+class CudaBuffers:
+    """The plan's buffer interface (runtime/plan.py's HostBuffers) over device memory."""
+
+    def __init__(self, backend: "CudaBackend"):
+        self.backend = backend
+
+    def allocate(self, meta: TensorMeta) -> Tensor:
+        return empty_cuda(meta.shape, meta.strides, meta.dtype, self.backend.index)
+
+    def arena(self, nbytes: int) -> Tensor:
+        from ..ir.dtypes import uint8
+        return empty_cuda((max(nbytes, 1),), (1,), uint8, self.backend.index)
+
+    def view(self, arena: Tensor, meta: TensorMeta) -> Tensor:
+        return cuda_view(arena, meta.shape, meta.strides, 0, meta.dtype.np_dtype)
+
+    def overlaps(self, a, b) -> bool:
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor) and a.is_cuda and b.is_cuda):
+            return False
+        if a._storage is not b._storage:
+            return False
+        (a0, a1), (b0, b1) = _byte_span(a), _byte_span(b)
+        return a0 < b1 and b0 < a1
+
+    def copy(self, value):
+        if not isinstance(value, Tensor):
+            return value
+        out = empty_cuda(tuple(value.shape), tuple(value.stride()), value.dtype,
+                         tensor_index(value))
+        _copy_span(out, value)
+        return out
+
+
+def _byte_span(t: Tensor) -> tuple[int, int]:
+    start = data_ptr(t)
+    return start, start + max(1, t._array.extent()) * t._array.itemsize
+
+
+def _copy_span(dst: Tensor, src: Tensor) -> None:
+    """dst's bytes = src's (same geometry): one async device-to-device copy."""
+    from ..runtime.cuda.stream import copy_device_to_device, current_stream
+    nbytes = src._array.extent() * src._array.itemsize
+    copy_device_to_device(data_ptr(dst), data_ptr(src), nbytes, current_stream(tensor_index(dst)))
+
+
+def upload_exact(arr: np.ndarray, index: int) -> Tensor:
+    """A CUDA tensor with `arr`'s values and element strides (a graph constant's meta must
+    match its buffer); negative or non-element strides become contiguous."""
+    from ..ir.dtypes import from_numpy_dtype
+    from ..runtime.cuda.stream import copy_host_to_device, current_stream
+    arr = np.asarray(arr)
+    item = arr.itemsize
+    if any(s < 0 or s % item for s in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    strides = tuple(s // item for s in arr.strides)
+    out = empty_cuda(arr.shape, strides, from_numpy_dtype(arr.dtype), index)
+    extent = out._array.extent()
+    if extent:
+        span = np.zeros(extent, arr.dtype)
+        np.lib.stride_tricks.as_strided(span, arr.shape, arr.strides)[...] = arr
+        copy_host_to_device(data_ptr(out), span, current_stream(index))
+    return out
+
+
+# --- the backend -----------------------------------------------------------------------------
+class CudaBackend:
+    """PlanBuilder's device interface for CUDA (see compile.CpuBackend for the methods)."""
+    name = "triton"
+    precompile = True          # compile each kernel for the device when the plan is built
+
+    def __init__(self):
+        self.index = 0
+        self.buffers = CudaBuffers(self)
+        self._host: dict[int, np.ndarray] = {}       # id(uploaded constant) -> host values
+
+    # -- values -----------------------------------------------------------------------------
+    def unwrap(self, tensor: Tensor) -> Tensor:
+        if not tensor.is_cuda:
+            raise DeviceError(f"ember.compile(backend='triton'): an input is on {tensor.device} "
+                              f"but the compiled plan runs on cuda:{self.index}; Expected all "
+                              "tensors to be on the same device, but found at least two "
+                              f"devices, cuda:{self.index} and {tensor.device}!")
+        self.index = tensor_index(tensor)
+        return tensor
+
+    def wrap(self, value):
+        return value
+
+    def constant(self, value):
+        if isinstance(value, Tensor):
+            if value.is_cuda:
+                return value
+            value = value._array
+        if not isinstance(value, np.ndarray):
+            return value
+        uploaded = upload_exact(value, self.index)
+        self._host[id(uploaded)] = value
+        return uploaded
+
+    def is_array(self, value) -> bool:
+        return isinstance(value, Tensor) and value.is_cuda
+
+    def finish(self, plan, options: dict):
+        return GraphedPlan(plan, self, bool(options.get("cuda_graphs", True)))
+
+    # -- kernels ----------------------------------------------------------------------------
+    def kernel(self, lowered):
+        from ..codegen.triton.source import generate
+        return self._ready(PlanKernel(generate(lowered.kernel), self.index))
+
+    def extern(self, node: Node, constant=None):
+        """A GEMM/conv node as one Triton GEMM step (inputs in tensor_inputs order)."""
+        found = self._gemm(node, None, constant or (lambda n: None))
+        if found is None:
+            return None
+        generated, operands, fixed = found
+        inputs = tensor_inputs(node)
+        order = [inputs.index(n) for n in operands]
+        return self._ready(PlanKernel(generated, self.index, order, len(inputs), fixed))
+
+    def fused_extern(self, graph: Graph, constant=None):
+        """A GEMM/conv group with its epilogue fused into the tile store: (step, inner inputs)."""
+        try:
+            lowered = lower_group(graph, "epilogue")
+        except LoweringError:
+            return None
+        if lowered.anchor is None or len(lowered.outputs) != 1:
+            return None
+        found = self._gemm(lowered.anchor, lowered.kernel, constant or (lambda n: None))
+        if found is None:
+            return None
+        generated, operands, fixed = found
+        inner = operands + [n for n in lowered.inputs if n is not lowered.anchor]
+        if any(n.op != OpKind.placeholder for n in inner):
+            return None
+        step = PlanKernel(generated, self.index, list(range(len(inner))), len(inner), fixed)
+        return self._ready(step), inner
+
+    def _gemm(self, anchor: Node, epilogue, constant):
+        """(generated kernel, operand nodes, repacked operands) or None (not a Triton GEMM)."""
+        from ..codegen.triton.autotune import gemm_config
+        from ..codegen.triton.gemm import anchor_problem, generate_gemm
+        try:
+            problem, operands = anchor_problem(anchor)
+            problem, fixed = self._fast_layouts(problem, operands, constant)
+            name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
+            return generate_gemm(problem, gemm_config(problem), epilogue, name), operands, fixed
+        except LoweringError:
+            return None
+
+    def _fast_layouts(self, problem, operands: list, constant):
+        """Frozen weights repacked into the layout the GEMM template is fast in: B K-major
+        for a matmul, OHWI (channels-last) for a conv weight."""
+        weight = operands[1]
+        value = constant(weight)
+        if value is None or not isinstance(weight, Node):
+            return problem, {}
+        shape = tuple(weight.meta["val"].shape)
+        if hasattr(problem, "w_strides"):
+            wanted = strides_for(shape, channels_last) if len(shape) == 4 else None
+            if wanted is None or tuple(problem.w_strides) == tuple(wanted):
+                return problem, {}
+            repacked = self._repack(value, wanted)
+            return dataclasses.replace(problem, w_strides=tuple(wanted)), {1: repacked}
+        if problem.batch != 1 or len(shape) != 2 or problem.b_layout == "kmajor":
+            return problem, {}
+        k, n = shape
+        repacked = self._repack(value, (1, k))
+        return dataclasses.replace(problem, b_strides=(0, 1, k)), {1: repacked}
+
+    def _repack(self, value: Tensor, strides) -> Tensor:
+        host = self._host.get(id(value))
+        if host is None:
+            host = value.cpu()._array
+        itemsize = host.itemsize
+        packed = np.lib.stride_tricks.as_strided(
+            np.empty(max(1, host.size), host.dtype), host.shape, [s * itemsize for s in strides])
+        packed[...] = host
+        return upload_exact(packed, self.index)
+
+    def _ready(self, step: PlanKernel) -> PlanKernel:
+        """Compile for the device now (a Triton failure becomes the eager fallback)."""
+        if self.precompile:
+            n = len(step.generated.launch.args)
+            key = tuple([True] * n)
+            step.compiled[key] = eager_cuda.compile_kernel(step.generated, list(key), self.index)
+        return step
+
+    # -- views and fallbacks --------------------------------------------------------------
+    def view(self, op, rest: tuple):
+        """A geometry-only view: the op runs eagerly once per input geometry to learn the
+        result's geometry; later calls only make a DeviceArray view of the same storage."""
+        geometry: dict[tuple, tuple] = {}
+
+        def run(x: Tensor) -> Tensor:
+            key = (x._array.shape, x._array.strides, x._array.offset, x._array.dtype)
+            found = geometry.get(key)
+            if found is not None:
+                return cuda_view(x, *found)
+            with grad_mode.no_grad():
+                out = eager_cuda._call(op, (x,) + tuple(rest))
+            if isinstance(out, Tensor) and out._storage is x._storage:
+                geometry[key] = (out._array.shape, out._array.element_strides(),
+                                 out._array.offset, out._array.dtype)
+            else:                       # the op copied: not a launch-free step
+                run.graph_safe = False
+            return out
+        run.graph_safe = True
+        return run
+
+    def eager(self, node: Node):
+        """Run `node`'s op eagerly on CUDA tensors (eager CUDA ops; may use the host)."""
+        def run(*values):
+            it = iter(values)
+            args = map_arg(node.args, lambda n: next(it))
+            kwargs = map_arg(node.kwargs, lambda n: next(it))
+            with grad_mode.no_grad():
+                if node.op == OpKind.call_method:
+                    self_, *rest = args
+                    result = getattr(self_, node.target)(*rest, **kwargs)
+                else:
+                    result = node.target(*args, **kwargs)
+            return tuple(result) if isinstance(result, list) else result
+        return run
+
+
+# --- CUDA-graph replay ---------------------------------------------------------------------
+class GraphedPlan:
+    """A Plan that, from its second call on, replays its launches as one CUDA graph.
+
+    Call 1 runs the plan step by step (kernels compile, views learn their geometry).
+    Call 2 copies its inputs into buffers the plan owns, captures a plain run over them
+    (nothing executes during capture) and launches the graph; later calls copy inputs,
+    launch, and copy the results out of the captured output buffers (results are fresh
+    tensors, never overwritten by a later call). A plan with host-side steps (eager
+    fallbacks, views that copy) always runs step by step."""
+
+    def __init__(self, plan, backend: CudaBackend, enabled: bool):
+        self.plan, self.backend, self.enabled = plan, backend, enabled
+        self.graph = None
+        self.static_inputs: list = []
+
+    def __getattr__(self, name):
+        return getattr(self.plan, name)
+
+    @property
+    def capturable(self) -> bool:
+        return all(step.kernel or getattr(step.fn, "graph_safe", False)
+                   for step in self.plan.steps)
+
+    def run(self, inputs: list):
+        if not self.enabled or self.plan.calls == 0 or not self.capturable:
+            return self.plan.run(inputs)
+        if self.graph is None:
+            self._capture(inputs)
+        else:
+            for static, given in zip(self.static_inputs, inputs):
+                _copy_span(static, given)
+            self.plan.calls += 1
+        self.graph.launch()
+        return _map(self.backend.buffers.copy, self.graph.result)
+
+    def _capture(self, inputs: list) -> None:
+        from ..runtime.cuda.graph import CudaGraph
+        buffers = self.backend.buffers
+        self.static_inputs = [buffers.copy(x) for x in inputs]
+        self.graph = CudaGraph.capture(lambda: self.plan.run(self.static_inputs),
+                                       self.backend.index)
+
+
+def _map(fn, value):
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map(fn, v) for v in value)
+    return fn(value)
+
+
+def _register() -> None:
+    from .compile import COMPILE_BACKENDS
+    COMPILE_BACKENDS["triton"] = CudaBackend
+
+
+_register()

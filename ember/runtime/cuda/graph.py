@@ -1,0 +1,86 @@
+"""CUDA graphs: record a sequence of launches once, replay it with one cuGraphLaunch.
+
+`CudaGraph.capture(work)` runs `work()` with a fresh capturing stream as the current
+stream (so every launch and async copy `work` queues through the runtime is recorded,
+not executed), then instantiates the graph. `launch(stream)` replays it: the same
+kernels, on the same device addresses, in the recorded order, ordered after earlier
+work on `stream`. Nothing is executed during capture, so whatever `work` returns holds
+no values until the first `launch`.
+
+Capture mode is RELAXED: the caching allocator may call cuMemAlloc while a capture is
+open (a block a captured launch writes is then an address baked into the graph; the
+caller keeps such blocks alive for the graph's lifetime). The capturing stream is a
+non-blocking stream, so work on the legacy default stream neither joins nor breaks the
+capture. Only one replay of an instantiated graph runs at a time (the driver orders
+launches of one graph exec), which is what a plan needs: its buffers are reused.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import driver
+from .stream import Stream, current_stream, use_stream
+
+
+class CudaGraph:
+    """An instantiated CUDA graph on one device (`cuGraphExec`), replayable with `launch`."""
+
+    def __init__(self, graph, executable, device: int, result: Any = None):
+        self._graph, self._exec, self.device = graph, executable, device
+        self.result = result            # what the captured work returned (its buffers)
+        self.launches = 0
+
+    @classmethod
+    def capture(cls, work: Callable[[], Any], device: int = 0) -> "CudaGraph":
+        """Record the launches `work()` queues on the current stream into a graph."""
+        cu = driver.bindings()
+        stream = Stream(device)
+        driver.context(device)
+        driver.call("cuStreamBeginCapture", stream._stream,
+                    cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+        try:
+            with use_stream(stream):
+                result = work()
+        except BaseException:
+            _end_capture_quietly(stream)
+            raise
+        graph = driver.call("cuStreamEndCapture", stream._stream)
+        try:
+            executable = driver.call("cuGraphInstantiate", graph, 0)
+        except BaseException:
+            driver.bindings().cuGraphDestroy(graph)
+            raise
+        return cls(graph, executable, device, result)
+
+    @property
+    def node_count(self) -> int:
+        """Kernel launches and copies the graph holds."""
+        found = driver.call("cuGraphGetNodes", self._graph, 0)
+        return int(found[-1] if isinstance(found, tuple) else found)
+
+    def launch(self, stream: Stream | None = None) -> None:
+        """Replay on `stream` (default: the current stream), after its earlier work."""
+        stream = stream or current_stream(self.device)
+        driver.context(self.device)
+        driver.call("cuGraphLaunch", self._exec, stream._stream)
+        self.launches += 1
+
+    def __del__(self):
+        cu = driver._state["cu"]
+        if cu is None:
+            return
+        try:                             # interpreter shutdown may have torn the driver down
+            if getattr(self, "_exec", None) is not None:
+                cu.cuGraphExecDestroy(self._exec)
+            if getattr(self, "_graph", None) is not None:
+                cu.cuGraphDestroy(self._graph)
+        except Exception:   # noqa: BLE001
+            pass
+
+
+def _end_capture_quietly(stream: Stream) -> None:
+    """Close a capture that failed part-way (the stream is unusable until it ends)."""
+    cu = driver.bindings()
+    result, graph = cu.cuStreamEndCapture(stream._stream)
+    if result == cu.CUresult.CUDA_SUCCESS and graph is not None:
+        cu.cuGraphDestroy(graph)
