@@ -405,3 +405,6 @@ def _unwrap(value):
     if isinstance(value, (tuple, list)):
         return tuple(_unwrap(v) for v in value)
     return value
+
+
+from . import compile_cuda  # noqa: E402,F401 - registers COMPILE_BACKENDS["triton"]
