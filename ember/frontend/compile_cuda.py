@@ -18,7 +18,9 @@
   into one CUDA graph (runtime/cuda/graph.py) and later calls copy their inputs into the
   plan's own input buffers, replay the graph, and copy the results out (fresh tensors, as
   every compiled call returns). Plans with host-side steps (eager fallbacks) run as plain
-  launches. `options={"cuda_graphs": False}` turns replay off.
+  launches. `options={"cuda_graphs": False}` turns replay off, True forces it; the
+  default "auto" skips it where copying the inputs and results would cost more than the
+  launches it saves (large tensors through few kernels).
 
 Values in a CUDA plan are CUDA Tensors (DeviceArray geometry over DeviceStorage).
 Nothing here imports Triton or the CUDA bindings until a plan is built or run.
@@ -31,7 +33,7 @@ import numpy as np
 
 from ..codegen.extern import tensor_inputs
 from ..codegen.lowering import lower_group
-from ..ir.errors import DeviceError, LoweringError
+from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.meta import TensorMeta, channels_last, strides_for
 from . import eager_cuda
@@ -181,7 +183,11 @@ class CudaBackend:
         return isinstance(value, Tensor) and value.is_cuda
 
     def finish(self, plan, options: dict):
-        return GraphedPlan(plan, self, bool(options.get("cuda_graphs", True)))
+        mode = options.get("cuda_graphs", "auto")
+        if mode not in (True, False, "auto"):
+            raise EmberError(f"ember.compile: options['cuda_graphs'] must be True, False or "
+                             f"'auto', got {mode!r}")
+        return GraphedPlan(plan, self, mode)
 
     # -- kernels ----------------------------------------------------------------------------
     def kernel(self, lowered):
@@ -313,12 +319,19 @@ class GraphedPlan:
     (nothing executes during capture) and launches the graph; later calls copy inputs,
     launch, and copy the results out of the captured output buffers (results are fresh
     tensors, never overwritten by a later call). A plan with host-side steps (eager
-    fallbacks, views that copy) always runs step by step."""
+    fallbacks, views that copy) always runs step by step.
 
-    def __init__(self, plan, backend: CudaBackend, enabled: bool):
-        self.plan, self.backend, self.enabled = plan, backend, enabled
+    `mode` "auto" (the default) replays only where that saves time: when the bytes the
+    replay copies in and out are at most COPY_BYTES_PER_STEP per plan step (a copy of
+    that size costs about what launching one step from Python does); True always
+    replays, False never."""
+    COPY_BYTES_PER_STEP = 8 << 20
+
+    def __init__(self, plan, backend: CudaBackend, mode):
+        self.plan, self.backend, self.mode = plan, backend, mode
         self.graph = None
         self.static_inputs: list = []
+        self.copied_bytes = 0             # per call, measured on the first call
 
     def __getattr__(self, name):
         return getattr(self.plan, name)
@@ -328,8 +341,17 @@ class GraphedPlan:
         return all(step.kernel or getattr(step.fn, "graph_safe", False)
                    for step in self.plan.steps)
 
+    def worth_replaying(self) -> bool:
+        if self.mode == "auto":
+            return self.copied_bytes <= self.COPY_BYTES_PER_STEP * len(self.plan.steps)
+        return bool(self.mode)
+
     def run(self, inputs: list):
-        if not self.enabled or self.plan.calls == 0 or not self.capturable:
+        if self.plan.calls == 0:
+            result = self.plan.run(inputs)
+            self.copied_bytes = sum(_nbytes(v) for v in _leaves(inputs) + _leaves(result))
+            return result
+        if not (self.graph is not None or self.worth_replaying() and self.capturable):
             return self.plan.run(inputs)
         if self.graph is None:
             self._capture(inputs)
@@ -341,11 +363,21 @@ class GraphedPlan:
         return _map(self.backend.buffers.copy, self.graph.result)
 
     def _capture(self, inputs: list) -> None:
-        from ..runtime.cuda.graph import CudaGraph
+        from ..runtime.cuda import graph
         buffers = self.backend.buffers
         self.static_inputs = [buffers.copy(x) for x in inputs]
-        self.graph = CudaGraph.capture(lambda: self.plan.run(self.static_inputs),
-                                       self.backend.index)
+        self.graph = graph.CudaGraph.capture(lambda: self.plan.run(self.static_inputs),
+                                             self.backend.index)
+
+
+def _leaves(value) -> list:
+    if isinstance(value, (tuple, list)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def _nbytes(value) -> int:
+    return value._array.extent() * value._array.itemsize if isinstance(value, Tensor) else 0
 
 
 def _map(fn, value):

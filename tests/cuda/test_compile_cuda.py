@@ -167,6 +167,20 @@ def test_graph_off_and_host_steps_run_step_by_step(device):
     assert host.stats.fallbacks
 
 
+def test_graph_auto_skips_copy_bound_plans(device):
+    double = ember.compile(lambda x: x * 2.0, backend="triton")     # one step, > 8 MiB copied
+    x = ember.randn((1 << 20) + 16)
+    for _ in range(3):
+        _close(double(x.to(device)), x * 2.0)
+    assert double.last[0].graph is None
+    forced = ember.compile(lambda x: x * 2.0, backend="triton", options={"cuda_graphs": True})
+    for _ in range(2):
+        _close(forced(x.to(device)), x * 2.0)
+    assert forced.last[0].graph is not None
+    with pytest.raises(ember.ir.errors.EmberError, match="cuda_graphs"):
+        ember.compile(lambda x: x, backend="triton", options={"cuda_graphs": "yes"})(x.to(device))
+
+
 # --- on the GPU: built-in models at real sizes, TF32, replay through the driver ----------
 BUILTIN = {
     "mlp": lambda: (ember.models.mlp().eval(), ember.randn(16, 784)),
