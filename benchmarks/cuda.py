@@ -1,0 +1,357 @@
+"""ember.compile(..., backend="triton") on a GPU against PyTorch eager and torch.compile.
+
+    python benchmarks/cuda.py [--quick] [--no-compile] [--only chain,gemm,...]
+
+Cases (issue #9's targets in brackets):
+- copy: device-to-device copy bandwidth of 256 MiB (cuMemcpyDtoDAsync), the yardstick;
+- chain: gelu(x*w+b)*sigmoid(x) on 64M float32 [>= 90% of copy bandwidth];
+- gemm: 4096^3 TF32 with a frozen weight (stored K-major by the compiler) [>= 85% of
+  torch matmul with TF32 allowed, i.e. cuBLAS];
+- softmax, layernorm: 8192x8192 float32 [>= torch.compile];
+- resnet18: batch 64, 224x224, channels-last, inference [>= torch.compile];
+- mlp: 784-1024-1024-10 at batch 256, per call, CUDA-graph replay [faster than torch eager].
+
+Timing: CUDA events around `inner` back-to-back calls (so host overhead counts where the
+GPU would wait for it), after warmup; the best of `repeats` such measurements. ember's
+events time ember's calls and torch's events torch's calls; both run on the legacy
+default stream of the same device. Writes benchmarks/results/cuda.json (device named).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+import ember  # noqa: E402
+import ember.nn.functional as F  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--only", default="", help="comma-separated cases")
+    p.add_argument("--out", type=Path, default=RESULTS / "cuda.json")
+    args = p.parse_args(argv)
+    args.repeats, args.warmup = (3, 1) if args.quick else (10, 3)
+    return args
+
+
+# --- timing ------------------------------------------------------------------------------
+def time_ember(fn, inner: int, args) -> float:
+    """Best milliseconds per call over `repeats` event-timed runs of `inner` calls."""
+    for _ in range(args.warmup):
+        fn()
+    ember.cuda.synchronize()
+    best = float("inf")
+    for _ in range(args.repeats):
+        start, end = ember.cuda.Event(enable_timing=True), ember.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / inner)
+    return best
+
+
+def time_torch(fn, inner: int, args) -> float:
+    import torch
+    for _ in range(args.warmup):
+        fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(args.repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / inner)
+    return best
+
+
+def torch_compiled(fn, args):
+    if args.no_compile:
+        return None
+    import torch
+    return torch.compile(fn)
+
+
+# --- cases ---------------------------------------------------------------------------------
+def case_copy(args) -> dict:
+    from ember.frontend.devices import data_ptr
+    from ember.runtime.cuda.stream import copy_device_to_device, current_stream
+    n = 64 << 20
+    src, dst = ember.empty(n, device="cuda"), ember.empty(n, device="cuda")
+    nbytes = 4 * n
+    ms = time_ember(lambda: copy_device_to_device(data_ptr(dst), data_ptr(src), nbytes,
+                                                  current_stream()), 5, args)
+    return {"bytes_moved": 2 * nbytes, "ember_ms": ms, "gb_per_s": 2 * nbytes / ms / 1e6}
+
+
+def case_chain(args, copy_gbps: float) -> dict:
+    import torch
+    n = 64 << 20
+
+    def chain(x, w, b):
+        return F.gelu(x * w + b) * ember.sigmoid(x)
+
+    def torch_chain(x, w, b):
+        return torch.nn.functional.gelu(x * w + b) * torch.sigmoid(x)
+    host = [np.random.default_rng(i).standard_normal(n, dtype=np.float32) for i in range(3)]
+    ex = [ember.tensor(h).cuda() for h in host]
+    tx = [torch.from_numpy(h).cuda() for h in host]
+    fast = ember.compile(chain, backend="triton")
+    check = np.abs(fast(*ex).cpu().numpy()[:4096] -
+                   torch_chain(*tx).cpu().numpy()[:4096]).max()
+    row = _row(lambda: fast(*ex), lambda: torch_chain(*tx),
+               torch_compiled(torch_chain, args), 5, args)
+    moved = 4 * 4 * n
+    row.update(bytes_moved=moved, max_abs_diff=float(check),
+               ember_gb_per_s=moved / row["ember_ms"] / 1e6)
+    row["fraction_of_copy"] = row["ember_gb_per_s"] / copy_gbps
+    return row
+
+
+def case_gemm(args) -> dict:
+    import torch
+    n = 4096
+    ember.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    a_host = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    w_host = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    w = ember.tensor(w_host)                       # frozen: the compiler picks its layout
+    fast = ember.compile(lambda a: a @ w, backend="triton")
+    a = ember.tensor(a_host).cuda()
+    ta, tw = torch.from_numpy(a_host).cuda(), torch.from_numpy(w_host).cuda()
+    got = fast(a).cpu().numpy()
+    ref = (ta.double() @ tw.double()).cpu().numpy()
+    row = _row(lambda: fast(a), lambda: ta @ tw, None, 3, args)
+    flops = 2 * n ** 3
+    row.update(ember_tflops=flops / row["ember_ms"] / 1e9,
+               cublas_tflops=flops / row["torch_ms"] / 1e9,
+               fraction_of_cublas=row["torch_ms"] / row["ember_ms"],
+               max_rel_err=float(np.abs(got - ref).max() / np.abs(ref).max()))
+    return row
+
+
+def case_rows(args, which: str) -> dict:
+    import torch
+    n = 8192
+    host = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    if which == "softmax":
+        fn, tfn = (lambda x: F.softmax(x, dim=-1)), (lambda x: torch.softmax(x, dim=-1))
+    else:
+        fn = lambda x: F.layer_norm(x, (n,))                           # noqa: E731
+        tfn = lambda x: torch.nn.functional.layer_norm(x, (n,))       # noqa: E731
+    fast = ember.compile(fn, backend="triton")
+    x, tx = ember.tensor(host).cuda(), torch.from_numpy(host).cuda()
+    diff = float(np.abs(fast(x).cpu().numpy() - tfn(tx).cpu().numpy()).max())
+    row = _row(lambda: fast(x), lambda: tfn(tx), torch_compiled(tfn, args), 10, args)
+    row.update(max_abs_diff=diff, ember_gb_per_s=2 * 4 * n * n / row["ember_ms"] / 1e6)
+    return row
+
+
+def case_resnet18(args) -> dict:
+    import torch
+    model = ember.models.resnet18().eval()
+    x_host = np.random.default_rng(0).standard_normal((64, 3, 224, 224), dtype=np.float32)
+    x = ember.tensor(x_host).contiguous(memory_format=ember.channels_last).cuda()
+    start = time.perf_counter()
+    fast = ember.compile(model, backend="triton")
+    with ember.no_grad():
+        out = fast(x)
+    compile_s = time.perf_counter() - start
+    tmodel = torch_resnet18_like(model).cuda().eval().to(memory_format=torch.channels_last)
+    tx = torch.from_numpy(x_host).cuda().contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        diff = float((torch.from_numpy(out.cpu().numpy()).cuda() - tmodel(tx)).abs().max())
+
+    def teager():
+        with torch.no_grad():
+            return tmodel(tx)
+    tcomp = torch_compiled(tmodel, args)
+
+    def tcompiled():
+        with torch.no_grad():
+            return tcomp(tx)
+    with ember.no_grad():
+        row = _row(lambda: fast(x), teager, tcompiled if tcomp is not None else None,
+                   3, args)
+    row.update(ember_first_call_s=compile_s, max_abs_diff_vs_torch=diff,
+               fallbacks=fast.stats.fallbacks, externs=fast.stats.externs,
+               kernels=fast.stats.kernels, graph_replay=fast.last[0].graph is not None)
+    return row
+
+
+def case_mlp(args) -> dict:
+    import torch
+    model = ember.models.mlp(784, (1024, 1024), 10).eval()
+    tmodel = torch_copy(model).cuda().eval()
+    x_host = np.random.default_rng(0).standard_normal((256, 784), dtype=np.float32)
+    x, tx = ember.tensor(x_host).cuda(), torch.from_numpy(x_host).cuda()
+    fast = ember.compile(model, backend="triton")
+    plain = ember.compile(model, backend="triton", options={"cuda_graphs": False})
+    with ember.no_grad():
+        got = fast(x)
+        fast(x)
+    with torch.no_grad():
+        diff = float(np.abs(got.cpu().numpy() - tmodel(tx).cpu().numpy()).max())
+
+    def teager():
+        with torch.no_grad():
+            return tmodel(tx)
+    tcomp = torch_compiled(tmodel, args)
+    with ember.no_grad():
+        row = _row(lambda: fast(x), teager, (lambda: tcomp(tx)) if tcomp else None,
+                   50, args)
+        row["ember_no_graph_ms"] = time_ember(lambda: plain(x), 50, args)
+    row.update(max_abs_diff=diff, graph_replay=fast.last[0].graph is not None,
+               graph_nodes=fast.last[0].graph.node_count if fast.last[0].graph else 0)
+    return row
+
+
+def _row(ember_fn, torch_fn, torch_compile_fn, inner: int, args) -> dict:
+    row = {"ember_ms": time_ember(ember_fn, inner, args),
+           "torch_ms": time_torch(torch_fn, inner, args)}
+    if torch_compile_fn is not None:
+        try:
+            torch_compile_fn()                                    # compile outside timing
+            row["torch_compile_ms"] = time_torch(torch_compile_fn, inner, args)
+        except Exception as err:    # noqa: BLE001 - a failing baseline must not hide ember
+            row["torch_compile_error"] = f"{type(err).__name__}: {err}"[:300]
+    row["torch_over_ember"] = row["torch_ms"] / row["ember_ms"]
+    if "torch_compile_ms" in row:
+        row["torch_compile_over_ember"] = row["torch_compile_ms"] / row["ember_ms"]
+    return row
+
+
+# --- torch twins of ember models (same weights) ---------------------------------------------
+def torch_copy(model):
+    """A torch nn.Sequential of Linear/ReLU/Flatten with ember's weights."""
+    import torch
+    layers = []
+    for m in model:
+        kind = type(m).__name__
+        if kind == "Linear":
+            lin = torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+            lin.weight.data = torch.from_numpy(m.weight.detach().numpy().copy())
+            if m.bias is not None:
+                lin.bias.data = torch.from_numpy(m.bias.detach().numpy().copy())
+            layers.append(lin)
+        else:
+            layers.append(getattr(torch.nn, kind)())
+    return torch.nn.Sequential(*layers)
+
+
+def torch_resnet18_like(model):
+    """torch's ResNet-18 layout with ember's weights, loaded by parameter/buffer name
+    (ember's resnet18 uses torchvision's names)."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + identity)
+
+    class Net(nn.Module):
+        def __init__(self, classes):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            widths, cin = (64, 128, 256, 512), 64
+            for i, w in enumerate(widths):
+                setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, w, 1 if i == 0 else 2),
+                                                             Block(w, w, 1)))
+                cin = w
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(512, classes)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    net = Net(model.fc.out_features)
+    state = {name: torch.from_numpy(np.ascontiguousarray(t.detach().numpy()))
+             for name, t in list(model.state_dict().items())}
+    missing = net.load_state_dict(state, strict=False)
+    net.loaded_names_missing = list(missing.missing_keys)
+    return net
+
+
+CASES = ("copy", "chain", "gemm", "softmax", "layernorm", "mlp", "resnet18")
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    import torch
+    only = [c for c in args.only.split(",") if c] or list(CASES)
+    device = {"name": ember.cuda.get_device_name(), "capability":
+              list(ember.cuda.get_device_capability())}
+    meta = {"device": device, "python": platform.python_version(), "torch": torch.__version__,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "repeats": args.repeats,
+            "warmup": args.warmup, "timing": "CUDA events, best of repeats"}
+    try:
+        import triton
+        meta["triton"] = triton.__version__
+    except ImportError:
+        pass
+    results = {"benchmark": "cuda", "meta": meta, "rows": {}}
+    copy_gbps = None
+    for name in only:
+        print(f"--- {name}", flush=True)
+        start = time.perf_counter()
+        try:
+            if name == "copy":
+                row = case_copy(args)
+                copy_gbps = row["gb_per_s"]
+            elif name == "chain":
+                copy_gbps = copy_gbps or case_copy(args)["gb_per_s"]
+                row = case_chain(args, copy_gbps)
+            elif name in ("softmax", "layernorm"):
+                row = case_rows(args, name)
+            else:
+                row = globals()[f"case_{name}"](args)
+        except Exception as err:    # noqa: BLE001 - report, keep the other cases
+            traceback.print_exc()
+            row = {"error": f"{type(err).__name__}: {err}"[:500]}
+        row["wall_s"] = round(time.perf_counter() - start, 1)
+        results["rows"][name] = row
+        print(json.dumps(row), flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")     # partial results survive
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
