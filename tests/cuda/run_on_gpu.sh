@@ -30,6 +30,9 @@ PY
 status=0
 # real GPU tests: their own process (the emulated tests set TRITON_INTERPRET=1 at import)
 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu.py "$@" || status=1
+# compiled plans (backend='triton') on the GPU: cubins, CUDA-graph replay
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_compile_cuda.py || status=1
 # CPU-side tests of the same runtime (allocator policy, launch packing, emulation)
-$PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu.py || status=1
+$PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu.py \
+    --ignore=tests/cuda/test_compile_cuda.py || status=1
 exit $status
