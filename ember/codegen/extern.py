@@ -11,6 +11,7 @@ choice), as do shapes these do not cover.
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..ir.meta import TensorMeta
 from ..ir.registry import is_op
 from .llvm.conv import padding_pairs
 from .llvm.conv import conv2d as conv2d_kernel
-from .llvm.gemm import gemm
+from .llvm.gemm import gemm, gemm_batched
 from .llvm.implicit_conv import ConvGeometry, Epilogue, PreparedConv
 
 Constant = Callable[[Node], "np.ndarray | None"] | None
@@ -104,13 +105,38 @@ def _matmul(node: Node, constant: Constant = None) -> Callable | None:
 
 
 def _batched_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-    """out[..., :, :] = x[..., :, :] @ w[..., :, :] with broadcast batch dims, one GEMM per
-    matrix (any strides: transposed operands cost nothing)."""
+    """out[..., :, :] = x[..., :, :] @ w[..., :, :] with broadcast batch dims (any strides:
+    transposed operands cost nothing). A 2-D `w` shared by a batch whose rows cannot
+    be viewed as one matrix (a permuted activation) is one GEMM over a copy of x."""
+    if w.ndim == 2:
+        rows = _as_2d(out)
+        if rows is not None:
+            gemm(_contiguous_rows(x), w, rows)
+            return
     batch = out.shape[:-2]
-    xb = np.broadcast_to(x, batch + x.shape[-2:])
-    wb = np.broadcast_to(w, batch + w.shape[-2:])
-    for index in np.ndindex(*batch):
-        gemm(xb[index], wb[index], out[index])
+    xb = np.broadcast_to(x, batch + x.shape[-2:]).reshape(-1, *x.shape[-2:])
+    wb = np.broadcast_to(w, batch + w.shape[-2:]).reshape(-1, *w.shape[-2:])
+    ob = out.reshape(-1, *out.shape[-2:])
+    if not np.shares_memory(ob, out) and out.size:      # out not viewable as 3-D
+        for index in np.ndindex(*batch):
+            gemm(np.broadcast_to(x, batch + x.shape[-2:])[index],
+                 np.broadcast_to(w, batch + w.shape[-2:])[index], out[index])
+        return
+    gemm_batched(xb, wb, ob)
+
+
+_SCRATCH = threading.local()
+
+
+def _contiguous_rows(x: np.ndarray) -> np.ndarray:
+    """x copied into a per-thread buffer reused across calls (no page faults per call),
+    as a (rows, K) matrix; the GEMM consumes it before the next call reuses it."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < x.size:
+        buf = _SCRATCH.buf = np.empty(x.size, np.float32)
+    rows = buf[:x.size].reshape(x.shape)
+    np.copyto(rows, x)
+    return rows.reshape(-1, x.shape[-1])
 
 
 def _addmm(node: Node, constant: Constant = None) -> Callable | None:

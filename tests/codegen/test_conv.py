@@ -193,3 +193,15 @@ def test_zero_input_channels_give_the_epilogue_of_zeros():
     prepare_conv2d(np.zeros((2, 0, 1, 1), np.float32), bias, epilogue=Epilogue.RELU)(
         np.zeros((1, 0, 3, 3), np.float32), out)
     np.testing.assert_array_equal(out[0, :, 0, 0], [0.0, 2.0])
+
+
+@pytest.mark.parametrize("c_out", [3, 16, 30, 64])
+def test_narrow_register_tiles(c_out, rng):
+    """Few output channels take narrower, taller tiles (each width checked at its edge)."""
+    x = rng.standard_normal((1, 4, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((c_out, 4, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(c_out).astype(np.float32)
+    out = np.empty((1, c_out, 7, 9), np.float32)
+    prepare_conv2d(w, bias, (1, 1), (1, 1), epilogue=Epilogue.RELU)(x, out)
+    want = _torch_conv(x, w, bias, (1, 1), (1, 1), (1, 1)).relu().numpy()
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)

@@ -109,3 +109,15 @@ def test_bad_inputs_are_named():
         gemm(a, np.zeros((4, 2), np.float32), np.zeros((2, 3), np.float32))
     with pytest.raises(ShapeError, match="must be 2-D"):
         gemm(a, np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("batch,m,n,k", [(5, 7, 9, 11), (1, 3, 4, 5), (4, 64, 32, 40)])
+def test_gemm_batched(batch, m, n, k, rng):
+    """Per-matrix GEMMs split over the batch; operands may be transposed/broadcast views."""
+    from ember.codegen.llvm.gemm import gemm_batched
+    a = rng.standard_normal((batch, k, m)).astype(np.float32).transpose(0, 2, 1)
+    b = np.broadcast_to(rng.standard_normal((k, n)).astype(np.float32), (batch, k, n))
+    out = np.full((batch, m, n), np.nan, np.float32)
+    gemm_batched(a, b, out)
+    want = np.einsum("bmk,bkn->bmn", a.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)

@@ -379,3 +379,40 @@ def _run(kernel: GemmKernel, a, b, out, m, n, k, accumulate, pool, threads) -> N
     pool.parallel_for(entry, extent, m, n, k, a.ctypes.data, rsa, csa, b.ctypes.data, rsb, csb,
                       out.ctypes.data, out.strides[0] // 4, int(accumulate), ws.ctypes.data,
                       cfg.workspace_floats, align=align, max_threads=n_threads)
+
+
+def gemm_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray,
+                 pool: ThreadPool | None = None) -> np.ndarray:
+    """out[i] = a[i] @ b[i] for 3-D float32 arrays of any strides (broadcast views too);
+    out's rows must have unit column stride and not overlap a or b.
+
+    Many small matrices (attention's per-head products) split the *batch* across the
+    pool, each thread running whole single-threaded GEMMs into its own packing space:
+    one hand-off per call instead of one per matrix. Few or big matrices run one
+    threaded GEMM each."""
+    pool = pool or default_pool()
+    batch = out.shape[0]
+    if a.shape[0] != batch or b.shape[0] != batch or a.ndim != 3 or b.ndim != 3:
+        raise ShapeError(f"gemm_batched: batch shapes differ: {a.shape}, {b.shape}, {out.shape}")
+    m, n, k = _check(a[0], b[0], out[0]) if batch else (0, 0, 0)
+    kernel = gemm_kernel(host_isa())
+    small = m * n * k <= 256 ** 3 and batch >= pool.n_threads
+    if not small or k == 0 or out.strides[2] != 4 or np.may_share_memory(out, a) \
+            or np.may_share_memory(out, b):
+        for i in range(batch):
+            gemm(a[i], b[i], out[i], pool=pool)
+        return out
+    cfg, ws = kernel.cfg, _workspace(kernel.cfg, pool)
+    rsa, csa = _strides(a[0])
+    rsb, csb = _strides(b[0])
+    ldc = out.strides[1] // 4
+    steps = [x.strides[0] for x in (a, b, out)]
+    bases = [x.ctypes.data for x in (a, b, out)]
+
+    def matrices(begin, end, worker):
+        for i in range(begin, end):
+            pa, pb, pc = (base + i * step for base, step in zip(bases, steps))
+            kernel.rows(0, m, worker, m, n, k, pa, rsa, csa, pb, rsb, csb, pc, ldc, 0,
+                        ws.ctypes.data, cfg.workspace_floats)
+    pool.parallel_for(matrices, batch)
+    return out

@@ -70,10 +70,19 @@ def _emit_row_info(b, p, cfg: GemmConfig, m0, info) -> None:
     """info[r] = (input offset of (n, ih0, iw0), ih0, iw0, output offset) for row m0 + r;
     rows past the end repeat the last row (computed, never stored)."""
     last = b.sub(p["m"], u.i64(1))
+    n, pix = b.sdiv(m0, p["ohw"]), b.srem(m0, p["ohw"])
+    oh, ow = b.sdiv(pix, p["ow"]), b.srem(pix, p["ow"])      # divisions for row 0 only
+    one, zero = u.i64(1), u.i64(0)
     for r in range(cfg.mr):
-        m = u.imin(b, b.add(m0, u.i64(r)), last)
-        n, pix = b.sdiv(m, p["ohw"]), b.srem(m, p["ohw"])
-        oh, ow = b.sdiv(pix, p["ow"]), b.srem(pix, p["ow"])
+        if r:   # the next output pixel, or the same one again past the last row
+            stay = b.icmp_signed(">", b.add(m0, u.i64(r)), last)
+            ow1 = b.add(ow, one)
+            wrap_w = b.icmp_signed("==", ow1, p["ow"])
+            oh1 = b.select(wrap_w, b.add(oh, one), oh)
+            wrap_h = b.icmp_signed("==", oh1, b.sdiv(p["ohw"], p["ow"]))
+            ow = b.select(stay, ow, b.select(wrap_w, zero, ow1))
+            n = b.select(stay, n, b.select(wrap_h, b.add(n, one), n))
+            oh = b.select(stay, oh, b.select(wrap_h, zero, oh1))
         ih0 = b.sub(b.mul(oh, p["sh"]), p["ph"])
         iw0 = b.sub(b.mul(ow, p["sw"]), p["pw"])
         x_off = b.add(b.add(b.mul(n, p["xsn"]), b.mul(ih0, p["xsh"])), b.mul(iw0, p["xsw"]))
@@ -304,7 +313,7 @@ def _copy_row(b, p, src_row, dst_row, order) -> None:
 
 def conv_module(cfg: GemmConfig) -> ir.Module:
     """The LLVM module (exported: conv_rows, pad_nhwc) for one register tile."""
-    module = ir.Module(name=f"ember_implicit_conv_{cfg.isa.value}")
+    module = ir.Module(name=f"ember_implicit_conv_{cfg.isa.value}_{cfg.mr}x{cfg.nr}")
     _emit_rows_entry(module, cfg, _emit_microkernel(module, cfg))
     _emit_pad_copy(module)
     return module
@@ -317,10 +326,25 @@ class _Kernels:
     pad: object
 
 
+# Narrower register tiles for convs with few output channels (a 16-channel conv in a
+# 64-wide tile would waste 3/4 of its FMAs and take the partial-tile store): taller
+# tiles keep the accumulator count (MR * NR / lanes) near the default's.
+NARROW_TILES = {Isa.AVX512: ((16, 12), (32, 12)), Isa.AVX2: ((8, 12),), Isa.PORTABLE: ()}
+
+
+def tile_for(isa: Isa, c_out: int) -> tuple[int, int]:
+    """(MR, NR) for a conv with c_out output channels."""
+    for nr, mr in NARROW_TILES[isa]:
+        if c_out <= nr:
+            return mr, nr
+    return CONFIGS[isa].mr, CONFIGS[isa].nr
+
+
 @functools.cache
-def conv_kernels(isa: Isa) -> _Kernels:
-    """Compiled once per process (and cached on disk)."""
-    cfg = CONFIGS[isa]
+def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Kernels:
+    """Compiled once per process (and cached on disk) per ISA and register tile."""
+    base = CONFIGS[isa]
+    cfg = GemmConfig(isa, mr or base.mr, nr or base.nr, base.mc, base.kc, base.nc)
     lib = compile_ir(conv_module(cfg), target_for(isa))
     rows = lib.function("conv_rows", None, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
@@ -379,7 +403,8 @@ class PreparedConv:
 
     def __init__(self, w: np.ndarray, bias: np.ndarray | None, geometry: ConvGeometry,
                  epilogue: Epilogue = Epilogue.NONE, isa: Isa | None = None):
-        self.kernels = conv_kernels(isa or host_isa())
+        isa = isa or host_isa()
+        self.kernels = conv_kernels(isa, *tile_for(isa, w.shape[0]))
         self.geometry, self.epilogue = geometry, Epilogue(epilogue)
         self.c_out, self.c_in = w.shape[:2]
         self.wp = pack_weights(np.asarray(w, np.float32), self.kernels.cfg.nr)
