@@ -1,19 +1,29 @@
-"""CPU codegen benchmark: ember's LLVM kernels against NumPy, PyTorch eager and torch.compile.
+"""CPU benchmark: ember's LLVM kernels and compiled models against NumPy, PyTorch eager
+and torch.compile, in one run.
 
     python3 benchmarks/cpu.py [--quick] [--no-compile] [--sections machine,gemm,...]
 
 The run is a list of named sections (`SECTIONS`); each adds rows to one Bench table
 and may record derived rates (GFLOP/s, GB/s) with their formula. A section reads what
 earlier ones measured from `Context` (the machine's FMA peak and copy bandwidth), so
-`machine` runs first. To add a section (fused chains, softmax, resnet18, ...), write
-`def my_section(ctx: Context) -> None` and append `Section("name", my_section)`.
-Writes benchmarks/results/cpu.json (timings, ratios, rates) beside the printed tables.
+`machine` runs first. Rows time ember and its references *interleaved* (one call of
+each per round), because the machine is shared: contention then hits every column
+alike. Each row keeps the median and quartiles (the table) and the best call;
+`ratios` are median-based, `ratios_best` best-of-N (other / ember: > 1, ember faster),
+and `first_call_s` is each callable's first call (compile time for ember.compile and
+torch.compile). Writes benchmarks/results/cpu.json (rows, rates, machine facts).
+--quick: fewer repeats and the large-model rows with fewer rounds (a smoke run).
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
+import json
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +33,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+os.environ.setdefault("COLUMNS", "180")     # rich: keep the wide tables readable
 import torch  # noqa: E402
 
 from benchmarks.common import Bench, bench_args, measure  # noqa: E402
 from ember.codegen.llvm import gemm as G  # noqa: E402
 from ember.codegen.llvm import irutil as u  # noqa: E402
-from ember.codegen.llvm.conv import conv2d  # noqa: E402
+import ember  # noqa: E402
+from ember.codegen.llvm.implicit_conv import prepare_conv2d  # noqa: E402
+from ember.runtime.plan import page_faults  # noqa: E402
 from ember.codegen.llvm.jit import compile_ir  # noqa: E402
 from ember.codegen.llvm.target import host_isa, host_target  # noqa: E402
 from ember.codegen.llvm.unary import apply_unary  # noqa: E402
@@ -50,6 +63,51 @@ class Context:
         """Median seconds of fn, with the run's warmup/repeats."""
         return measure(fn, self.args.warmup, self.args.repeats)["median_s"]
 
+    def row(self, label: str, ember: Callable, repeats: int | None = None,
+            **baselines: Callable | None) -> dict:
+        """Time ember and the baselines (numpy=, torch=, torch_compile=) interleaved."""
+        if self.args.no_compile:
+            baselines.pop("torch_compile", None)
+        fns = {"ember": ember, **{k: f for k, f in baselines.items() if f is not None}}
+        row = interleaved(label, fns, self.args.warmup, repeats or self.args.repeats)
+        self.bench.rows.append(row)
+        return row
+
+
+def interleaved(label: str, fns: dict[str, Callable], warmup: int, repeats: int) -> dict:
+    """One call of each callable per round; the first call of each timed on its own
+    (it compiles, for ember.compile and torch.compile). A failing baseline is recorded
+    as an error and dropped; ember failing is an error of the benchmark."""
+    row: dict = {"name": label, "first_call_s": {}}
+    live = {}
+    for key, fn in fns.items():
+        try:
+            t0 = time.perf_counter()
+            fn()
+            row["first_call_s"][key] = time.perf_counter() - t0
+            for _ in range(max(0, warmup - 1)):
+                fn()
+            live[key] = fn
+        except Exception as e:      # noqa: BLE001 (a baseline failing must not hide others)
+            if key == "ember":
+                raise
+            row[key] = {"error": f"{type(e).__name__}: {e}"[:200]}
+    times: dict[str, list[float]] = {k: [] for k in live}
+    for _ in range(repeats):
+        for key, fn in live.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    for key, ts in times.items():
+        ts.sort()
+        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
+        row[key] = {"median_s": statistics.median(ts), "q1_s": q[0], "q3_s": q[2],
+                    "min_s": ts[0], "repeats": repeats, "warmup": warmup}
+    e = row["ember"]
+    row["ratios"] = {k: row[k]["median_s"] / e["median_s"] for k in times if k != "ember"}
+    row["ratios_best"] = {k: row[k]["min_s"] / e["min_s"] for k in times if k != "ember"}
+    return row
+
 
 @dataclass
 class Section:
@@ -58,6 +116,10 @@ class Section:
 
 
 def _compiled(fn):
+    """torch.compile(fn) with dynamo's caches cleared first: the benchmarks' lambdas
+    share code objects, and dynamo would count every new closure as a recompile of one
+    function (falling back to eager past its limit). Each compiled fn serves one row."""
+    torch._dynamo.reset()
     return torch.compile(fn)
 
 
@@ -119,6 +181,10 @@ def machine(ctx: Context) -> None:
 
 
 # --- GEMM ------------------------------------------------------------------------------------
+def _best(row: dict, key: str = "ember") -> float:
+    return row[key]["min_s"]
+
+
 def gemm(ctx: Context) -> None:
     rng = np.random.default_rng(0)
     for n in (1024, 2048):
@@ -126,20 +192,18 @@ def gemm(ctx: Context) -> None:
         c = np.empty((n, n), np.float32)
         at, bt, ct = map(torch.from_numpy, (a, b, c))
         mm = _compiled(lambda x, y: x @ y)
-        row = ctx.bench.row(f"gemm {n}x{n}x{n} f32", ember=lambda: G.gemm(a, b, c),
-                            numpy=lambda: np.matmul(a, b, out=c),
-                            torch=lambda: torch.mm(at, bt, out=ct),
-                            torch_compile=lambda: mm(at, bt))
-        flops = 2 * n ** 3
-        for who in ("ember", "numpy", "torch"):
-            gf = flops / row[who]["median_s"] / 1e9
-            ctx.rate(f"gemm {n} {who}", gf, "GFLOP/s", "2 n^3 / s")
-        ember_gf = flops / row["ember"]["median_s"] / 1e9
-        ctx.rate(f"gemm {n} ember / numpy BLAS", ember_gf / (flops / row["numpy"]["median_s"] / 1e9),
-                 "x", "numpy_s / ember_s")
+        row = ctx.row(f"gemm {n}x{n}x{n} f32", ember=lambda: G.gemm(a, b, c),
+                      numpy=lambda: np.matmul(a, b, out=c),
+                      torch=lambda: torch.mm(at, bt, out=ct),
+                      torch_compile=lambda: mm(at, bt))
+        gflops = {who: 2 * n ** 3 / _best(row, who) / 1e9 for who in ("ember", "numpy", "torch")}
+        for who, gf in gflops.items():
+            ctx.rate(f"gemm {n} {who}", gf, "GFLOP/s", "2 n^3 / best s")
+        ctx.rate(f"gemm {n} ember / numpy BLAS", gflops["ember"] / gflops["numpy"], "x",
+                 "target >= 0.8")
         if "fma_peak_gflops" in ctx.facts:
-            ctx.rate(f"gemm {n} ember / FMA peak", ember_gf / ctx.facts["fma_peak_gflops"], "x",
-                     "ember GFLOP/s / measured peak")
+            ctx.rate(f"gemm {n} ember / FMA peak", gflops["ember"] / ctx.facts["fma_peak_gflops"],
+                     "x", "ember GFLOP/s / measured peak")
 
 
 def threads(ctx: Context) -> None:
@@ -174,10 +238,10 @@ def vecmath(ctx: Context) -> None:
     xt, outt = torch.from_numpy(x), torch.from_numpy(out.copy())
     for name, (np_fn, t_fn, c_fn) in _vecmath_baselines().items():
         compiled = _compiled(c_fn)
-        row = ctx.bench.row(f"{name} 16M f32", ember=lambda: apply_unary(name, x, out),
+        row = ctx.row(f"{name} 16M f32", ember=lambda: apply_unary(name, x, out),
                             numpy=None if np_fn is None else (lambda: np_fn(x, out)),
                             torch=lambda: t_fn(xt, outt), torch_compile=lambda: compiled(xt))
-        gbps = 2 * x.nbytes / row["ember"]["median_s"] / 1e9     # read x, write out
+        gbps = 2 * x.nbytes / _best(row) / 1e9     # read x, write out
         ctx.rate(f"{name} ember", gbps, "GB/s", "2 * 4 * n / s (read x, write out)")
         if "copy_gbps" in ctx.facts:
             ctx.rate(f"{name} ember / copy bandwidth", gbps / ctx.facts["copy_gbps"], "x",
@@ -195,27 +259,281 @@ CONV_LAYERS = [  # (label, N, C_in, H, C_out, k, stride, padding): resnet18 at b
 
 
 def conv(ctx: Context) -> None:
+    """The kernel compiled plans run (weights packed once, output buffer reused)."""
     rng = np.random.default_rng(3)
+    conv_t = torch.nn.functional.conv2d
     for label, n, c, h, co, k, s, p in CONV_LAYERS:
         x = rng.standard_normal((n, c, h, h), dtype=np.float32)
         w = rng.standard_normal((co, c, k, k), dtype=np.float32)
-        x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        kernel = prepare_conv2d(w, None, (s, s), (p, p))
+        oh = (h + 2 * p - k) // s + 1
         xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-        xt_cl = xt.contiguous(memory_format=torch.channels_last)
-        conv_t = torch.nn.functional.conv2d
         compiled = _compiled(lambda a, b: conv_t(a, b, stride=s, padding=p))
-        ctx.bench.row(f"conv {label} NCHW", ember=lambda: conv2d(x, w, stride=s, padding=p),
-                      torch=lambda: conv_t(xt, wt, stride=s, padding=p),
-                      torch_compile=lambda: compiled(xt, wt))
-        ctx.bench.row(f"conv {label} NHWC", ember=lambda: conv2d(x_cl, w, stride=s, padding=p,
-                                                                  layout="nhwc"),
-                      torch=lambda: conv_t(xt_cl, wt, stride=s, padding=p),
-                      torch_compile=lambda: compiled(xt_cl, wt))
+        flops = 2 * n * oh * oh * co * c * k * k
+        xt_cl = xt.contiguous(memory_format=torch.channels_last)
+        for layout, xt_l in (("NCHW", xt), ("NHWC", xt_cl)):
+            x_l = xt_l.numpy()                # (N, C, H, W)-shaped, the layout's strides
+            out = np.empty((n, co, oh, oh), np.float32) if layout == "NCHW" else \
+                np.empty((n, oh, oh, co), np.float32).transpose(0, 3, 1, 2)
+            row = ctx.row(f"conv {label} {layout}", ember=lambda: kernel(x_l, out),
+                          torch=lambda: conv_t(xt_l, wt, stride=s, padding=p),
+                          torch_compile=lambda: compiled(xt_l, wt))
+            ctx.rate(f"conv {label} {layout} ember", flops / _best(row) / 1e9, "GFLOP/s",
+                     "2 N OH OW Cout Cin kH kW / best s")
+
+
+# --- fused pointwise chain, softmax, layernorm (ember.compile) -------------------------------
+def _ember_fn(fn, *arrays):
+    """ember.compile(fn) on tensors of `arrays`, and torch eager / torch.compile of the
+    same function on torch tensors (fn is written against the shared tensor API)."""
+    e_args = [ember.tensor(a) for a in arrays]
+    t_args = [torch.from_numpy(a) for a in arrays]
+    e_fn = ember.compile(lambda *xs: fn(ember_api, *xs))
+    t_fn = lambda *xs: fn(torch_api, *xs)        # noqa: E731
+    t_compiled = _compiled(t_fn)
+    return (lambda: e_fn(*e_args)), (lambda: t_fn(*t_args)), (lambda: t_compiled(*t_args)), \
+        e_fn, e_args, t_args
+
+
+class _Api:
+    """The few functions the fused benchmarks need, from ember or torch."""
+    def __init__(self, lib):
+        self.F = lib.nn.functional
+        self.sigmoid = lib.sigmoid
+
+
+ember_api, torch_api = _Api(ember), _Api(torch)
+
+
+def _bandwidth_rates(ctx, label, row, nbytes) -> None:
+    gbps = nbytes / _best(row) / 1e9
+    ctx.rate(f"{label} ember", gbps, "GB/s", "bytes read + written / best s")
+    if "copy_gbps" in ctx.facts:
+        ctx.rate(f"{label} ember / copy bandwidth", gbps / ctx.facts["copy_gbps"], "x",
+                 "target >= 0.6")
+    if "torch_compile" in row and "min_s" in row["torch_compile"]:
+        ctx.rate(f"{label} torch.compile", nbytes / _best(row, "torch_compile") / 1e9, "GB/s",
+                 "bytes read + written / best s")
+
+
+def _np_softmax(x, out):
+    np.subtract(x, x.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+
+
+def _np_layernorm(x, w, b, out):
+    mean = x.mean(axis=1, keepdims=True)
+    np.subtract(x, mean, out=out)
+    inv = 1.0 / np.sqrt((out * out).mean(axis=1, keepdims=True) + 1e-5)
+    out *= inv
+    out *= w
+    out += b
+
+
+def fused(ctx: Context) -> None:
+    rng = np.random.default_rng(4)
+    rows, cols = 4096, 4096                               # 16M floats, 64 MiB
+    x = rng.standard_normal((rows, cols), dtype=np.float32)
+    w = rng.standard_normal(cols, dtype=np.float32)
+    b = rng.standard_normal(cols, dtype=np.float32)
+    out = np.empty_like(x)
+    vec_bytes = 2 * 4 * cols                              # w and b, read once
+
+    def chain(api, x, w, b):
+        return api.F.gelu(x * w + b) * api.sigmoid(x)
+    e, t, tc, *_ = _ember_fn(chain, x, w, b)
+    row = ctx.row("gelu(x*w+b)*sigmoid(x) 16M f32", ember=e, torch=t, torch_compile=tc)
+    _bandwidth_rates(ctx, "fused gelu chain", row, 2 * x.nbytes + vec_bytes)
+
+    e, t, tc, *_ = _ember_fn(lambda api, x: api.F.softmax(x, dim=-1), x)
+    row = ctx.row("softmax 4096x4096 f32", ember=e, numpy=lambda: _np_softmax(x, out),
+                  torch=t, torch_compile=tc)
+    _bandwidth_rates(ctx, "softmax", row, 2 * x.nbytes)
+
+    e, t, tc, *_ = _ember_fn(lambda api, x, w, b: api.F.layer_norm(x, (cols,), w, b), x, w, b)
+    row = ctx.row("layer_norm 4096x4096 f32", ember=e,
+                  numpy=lambda: _np_layernorm(x, w, b, out), torch=t, torch_compile=tc)
+    _bandwidth_rates(ctx, "layer_norm", row, 2 * x.nbytes + vec_bytes)
+
+
+# --- models ----------------------------------------------------------------------------------
+def _torch_resnet18(num_classes: int = 1000):
+    """torchvision's resnet18 (BasicBlock, [2, 2, 2, 2]) with ember's module names."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None if stride == 1 and cin == cout else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + identity)
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            widths, cin = (64, 128, 256, 512), 64
+            for i, width in enumerate(widths):
+                stride = 1 if i == 0 else 2
+                setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, width, stride),
+                                                             Block(width, width, 1)))
+                cin = width
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(512, num_classes)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+    return ResNet()
+
+
+def _torch_small_cnn():
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10))
+
+
+def _torch_mlp():
+    nn = torch.nn
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+                         nn.ReLU(), nn.Linear(128, 10))
+
+
+TRANSFORMER = dict(d_model=256, nhead=8, dim_feedforward=1024, dropout=0.0, batch_first=True)
+
+
+def _same_weights(e_model, t_model):
+    """Both models in eval mode holding the ember model's weights (and BN statistics)."""
+    state = {k: torch.from_numpy(np.array(v.numpy())) for k, v in e_model.state_dict().items()}
+    t_model.load_state_dict(state)
+    return e_model.eval(), t_model.eval()
+
+
+def _model_row(ctx, label, e_model, t_model, x: np.ndarray, channels_last=False,
+               repeats=None):
+    xe, xt = ember.tensor(x), torch.from_numpy(x)
+    if channels_last:
+        xe = xe.contiguous(memory_format=ember.channels_last)
+        xt = xt.contiguous(memory_format=torch.channels_last)
+        t_model = t_model.to(memory_format=torch.channels_last)
+    compiled = ember.compile(e_model)
+    t_compiled = _compiled(t_model)
+    with ember.no_grad(), torch.no_grad():
+        row = ctx.row(label, ember=lambda: compiled(xe), torch=lambda: t_model(xt),
+                      torch_compile=lambda: t_compiled(xt), repeats=repeats)
+        got, want = compiled(xe).numpy(), t_model(xt).numpy()
+    row["max_abs_diff_vs_torch"] = float(np.abs(got - want).max())
+    row["compile_stats"] = {"seconds": compiled.stats.seconds, "kernels": compiled.stats.kernels,
+                            "externs": compiled.stats.externs,
+                            "fallbacks": len(compiled.stats.fallbacks)}
+    with ember.no_grad():
+        row["page_faults_per_call"] = _faults_per_call(lambda: compiled(xe))
+    return row
+
+
+def _faults_per_call(fn, calls: int = 5) -> float:
+    fn()
+    before = page_faults()
+    for _ in range(calls):
+        fn()
+    return (page_faults() - before) / calls
+
+
+def models(ctx: Context) -> None:
+    rng = np.random.default_rng(5)
+    big = 3 if ctx.args.quick else 10                     # rounds for the big models
+    e, t = _same_weights(ember.models.mlp(), _torch_mlp())
+    _model_row(ctx, "mlp 784-256-128-10, batch 256", e, t,
+               rng.standard_normal((256, 1, 28, 28), dtype=np.float32))
+    e, t = _same_weights(ember.models.small_cnn(), _torch_small_cnn())
+    _model_row(ctx, "small_cnn, batch 64, 1x28x28", e, t,
+               rng.standard_normal((64, 1, 28, 28), dtype=np.float32))
+    x = rng.standard_normal((8, 3, 224, 224), dtype=np.float32)
+    for cl in (False, True):
+        e, t = _same_weights(ember.models.resnet18(), _torch_resnet18())
+        _model_row(ctx, f"resnet18 batch 8 224x224 {'channels-last' if cl else 'NCHW'}", e, t,
+                   x, channels_last=cl, repeats=big)
+    ember.manual_seed(0)
+    e, t = _same_weights(ember.nn.TransformerEncoderLayer(**TRANSFORMER),
+                         torch.nn.TransformerEncoderLayer(**TRANSFORMER))
+    _model_row(ctx, "transformer encoder layer (d 256, 8 heads, ff 1024), 8x128", e, t,
+               rng.standard_normal((8, 128, 256), dtype=np.float32))
+
+
+def train_step(ctx: Context) -> None:
+    """benchmarks/train_step.py's MLP step (compiled ember vs torch eager / torch.compile)."""
+    from benchmarks import train_step as ts
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((ts.BATCH, ts.SIZES[0])).astype(np.float32)
+    y = rng.integers(0, ts.SIZES[-1], ts.BATCH).astype(np.int64)
+    torch.manual_seed(0)
+    t_models = [ts.mlp(torch.nn) for _ in range(2)]
+    t_models[1].load_state_dict(t_models[0].state_dict())
+    step, _ = ts.ember_compiled_step(ts.ember_model_like(t_models[0]), ember.tensor(x),
+                                     ember.tensor(y))
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    row = ctx.row(f"mlp train step (b={ts.BATCH}, Adam)", ember=step,
+                  torch=ts.torch_step(t_models[0], xt, yt),
+                  torch_compile=ts.torch_step(t_models[1], xt, yt, compiled=True))
+    row["page_faults_per_call"] = _faults_per_call(step)
 
 
 # --- compile times ---------------------------------------------------------------------------
+_COMPILE_SCRIPT = """
+import json, time
+t0 = time.perf_counter()
+import ember
+imported = time.perf_counter() - t0
+model = ember.models.resnet18().eval()
+x = ember.randn(8, 3, 224, 224)
+compiled = ember.compile(model)
+t0 = time.perf_counter()
+with ember.no_grad():
+    compiled(x)
+first = time.perf_counter() - t0
+print(json.dumps({"import_s": imported, "compile_s": compiled.stats.seconds,
+                  "first_call_s": first}))
+"""
+
+
+def _fresh_process_compile(cache_dir: str) -> dict:
+    env = dict(os.environ, EMBER_CACHE_DIR=cache_dir)
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, cwd=root,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def compile_times(ctx: Context) -> None:
-    """Cold (LLVM O3 + codegen) and warm (object code from the disk cache) GEMM builds."""
+    """resnet18 (batch 8) compile in fresh processes: cold (an empty kernel cache: every
+    kernel through LLVM O3) then warm (object code from that cache). `compile_s` is
+    ember.compile's own time (trace, passes, kernels, plan); `first_call_s` adds the
+    first run. Also one GEMM module cold and warm, in this process."""
+    with tempfile.TemporaryDirectory(prefix="ember-cache-") as cache:
+        for kind in ("cold", "warm"):
+            got = _fresh_process_compile(cache)
+            ctx.facts[f"resnet18_{kind}_compile"] = got
+            ctx.rate(f"resnet18 {kind} compile (fresh process)", got["compile_s"], "s",
+                     "target < 10 s cold, < 1 s warm")
+            ctx.rate(f"resnet18 {kind} first call incl. compile", got["first_call_s"], "s",
+                     "compile + one batch-8 forward")
     module = G.gemm_module(G.CONFIGS[host_isa()])
     t0 = time.perf_counter()
     compile_ir(module, host_target(), use_cache=False, reuse_loaded=False)
@@ -229,9 +547,36 @@ def compile_times(ctx: Context) -> None:
              f"disk cache -> load (from_cache={warm.from_cache})")
 
 
-SECTIONS = [Section("machine", machine), Section("gemm", gemm), Section("threads", threads),
-            Section("vecmath", vecmath), Section("conv", conv),
-            Section("compile", compile_times)]
+def faults(ctx: Context) -> None:
+    """Page faults per steady-state call of compiled plans (rows record their own too)."""
+    for row in ctx.bench.rows:
+        if "page_faults_per_call" in row:
+            ctx.rate(f"page faults per call: {row['name']}", row["page_faults_per_call"],
+                     "faults", "ru_minflt delta / calls (target ~0)")
+
+
+SECTIONS = [Section("machine", machine), Section("fused", fused), Section("gemm", gemm),
+            Section("threads", threads), Section("vecmath", vecmath), Section("conv", conv),
+            Section("models", models), Section("train", train_step),
+            Section("compile", compile_times), Section("faults", faults)]
+
+
+def _best_ratios_table(rows):
+    from rich.table import Table
+    t = Table(title="best-of-N ratios (other / ember; > 1: ember faster) and first calls")
+    for col in ("benchmark", "ember best", "numpy", "torch", "torch.compile",
+                "first call: ember / torch.compile"):
+        t.add_column(col, justify="left" if col == "benchmark" else "right")
+    for r in rows:
+        cells = [r["name"], f"{r['ember']['min_s'] * 1e3:.3g} ms"]
+        for key in ("numpy", "torch", "torch_compile"):
+            ratio = r.get("ratios_best", {}).get(key)
+            cells.append("-" if ratio is None else f"{ratio:.3g}x")
+        first = r.get("first_call_s", {})
+        cells.append(f"{first.get('ember', float('nan')):.3g} s / "
+                     f"{first.get('torch_compile', float('nan')):.3g} s")
+        t.add_row(*cells)
+    return t
 
 
 def _rates_table(rates):
@@ -259,9 +604,9 @@ def main(argv=None):
             section.run(ctx)
     from rich.console import Console
     Console().print(_rates_table(ctx.rates))
+    Console().print(_best_ratios_table(ctx.bench.rows))
     path = ctx.bench.finish()
     if path is not None:          # add the rates and facts beside the timings
-        import json
         data = json.loads(path.read_text())
         data.update(rates=ctx.rates, facts=ctx.facts, isa=host_isa().value,
                     threads=default_pool().n_threads)

@@ -162,7 +162,7 @@ def _conv2d(node: Node, constant: Constant = None) -> Callable | None:
     if len(x_meta.shape) != 4:
         return None
     if args["groups"] == 1:
-        return _implicit_conv(node, args, Epilogue.NONE, constant)
+        return _implicit_conv(args, Epilogue.NONE, constant)
     if isinstance(args["padding"], str):
         return None
     channels_last = x_meta.memory_format.value == "channels_last"
@@ -182,7 +182,7 @@ def _conv2d(node: Node, constant: Constant = None) -> Callable | None:
     return run
 
 
-def _implicit_conv(node: Node, args: dict, epilogue: Epilogue, constant: Constant):
+def _implicit_conv(args: dict, epilogue: Epilogue, constant: Constant):
     """groups=1 conv2d (+ epilogue): arrays are [x, w, (bias), (residual), out], all
     (N, C, H, W)-shaped with any strides. Constant weights are packed here, once."""
     w_meta: TensorMeta = args["weight"].meta["val"]
@@ -239,7 +239,7 @@ def conv_epilogue_kernel(graph: Graph, constant: Constant = None):
     inputs = [n for n in tensor_inputs(conv)] + ([residual] if residual is not None else [])
     if not all(n.op == OpKind.placeholder for n in inputs):
         return None
-    return _implicit_conv(conv, args, epilogue, constant), inputs
+    return _implicit_conv(args, epilogue, constant), inputs
 
 
 def _op_name(node: Node) -> str | None:
