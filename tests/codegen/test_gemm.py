@@ -121,3 +121,14 @@ def test_gemm_batched(batch, m, n, k, rng):
     gemm_batched(a, b, out)
     want = np.einsum("bmk,bkn->bmn", a.astype(np.float64), b.astype(np.float64))
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("isa", isa_params(Isa.AVX512, Isa.AVX2))
+@pytest.mark.parametrize("n", [5, 16, 20, 32])
+def test_narrow_tiles(isa, n, rng):
+    """Few columns take the narrow, tall register tiles (edges in M and N included)."""
+    from ember.codegen.llvm.gemm import tile_for
+    a = rng.standard_normal((50, 70)).astype(np.float32)
+    b = rng.standard_normal((70, n)).astype(np.float32)
+    assert tile_for(isa, n)[1] < CONFIGS[isa].nr or isa is Isa.AVX2
+    _check(gemm(a, b, isa=isa), a, b)

@@ -272,7 +272,7 @@ def _emit_entries(module: ir.Module, block: ir.Function) -> None:
 
 def gemm_module(cfg: GemmConfig) -> ir.Module:
     """The LLVM module of one GEMM configuration (exported: gemm_rows, gemm_cols)."""
-    module = ir.Module(name=f"ember_gemm_{cfg.isa.value}")
+    module = ir.Module(name=f"ember_gemm_{cfg.isa.value}_{cfg.mr}x{cfg.nr}")
     _emit_pack(module, "pack_a", cfg.mr)
     _emit_pack(module, "pack_b", cfg.nr)
     ukernel = _emit_microkernel(module, cfg)
@@ -290,10 +290,32 @@ class GemmKernel:
     cols: object
 
 
+# Narrower, taller register tiles for matrices with few columns (attention's per-head
+# products have N = 32; a 64-wide tile would waste half its FMAs and store through the
+# partial-tile path). MR * NR / lanes accumulators stay near the default's. The
+# implicit conv picks its tile from the same table by output channels.
+NARROW_TILES = {Isa.AVX512: ((16, 12), (32, 12)), Isa.AVX2: ((8, 12),), Isa.PORTABLE: ()}
+
+
+def tile_for(isa: Isa, n: int) -> tuple[int, int]:
+    """(MR, NR) for a product with n columns: the narrowest tile that covers n."""
+    for nr, mr in NARROW_TILES[isa]:
+        if n <= nr:
+            return mr, nr
+    return CONFIGS[isa].mr, CONFIGS[isa].nr
+
+
+def config(isa: Isa, mr: int | None = None, nr: int | None = None) -> GemmConfig:
+    base = CONFIGS[isa]
+    mr, nr = mr or base.mr, nr or base.nr
+    return GemmConfig(isa, mr, nr, base.mc // base.mr * mr, base.kc, base.nc)
+
+
 @functools.cache
-def gemm_kernel(isa: Isa) -> GemmKernel:
-    """The compiled GEMM for `isa` (disk-cached; compiled at most once per process)."""
-    cfg = CONFIGS[isa]
+def gemm_kernel(isa: Isa, mr: int | None = None, nr: int | None = None) -> GemmKernel:
+    """The compiled GEMM for `isa` and a register tile (default: the ISA's); disk-cached,
+    compiled at most once per process."""
+    cfg = config(isa, mr, nr)
     lib = compile_ir(gemm_module(cfg), target_for(isa))
     return GemmKernel(cfg, lib, lib.function("gemm_rows", None, *_ENTRY_CTYPES),
                       lib.function("gemm_cols", None, *_ENTRY_CTYPES))
@@ -362,7 +384,8 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: floa
         if beta == 0.0:
             out[...] = 0.0
         return out
-    kernel = gemm_kernel(isa or host_isa())
+    isa = isa or host_isa()
+    kernel = gemm_kernel(isa, *tile_for(isa, n))
     _run(kernel, a, b, out, m, n, k, beta != 0.0, pool or default_pool(), threads)
     return out
 
@@ -395,7 +418,7 @@ def gemm_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray,
     if a.shape[0] != batch or b.shape[0] != batch or a.ndim != 3 or b.ndim != 3:
         raise ShapeError(f"gemm_batched: batch shapes differ: {a.shape}, {b.shape}, {out.shape}")
     m, n, k = _check(a[0], b[0], out[0]) if batch else (0, 0, 0)
-    kernel = gemm_kernel(host_isa())
+    kernel = gemm_kernel(host_isa(), *tile_for(host_isa(), n))
     small = m * n * k <= 256 ** 3 and batch >= pool.n_threads
     if not small or k == 0 or out.strides[2] != 4 or np.may_share_memory(out, a) \
             or np.may_share_memory(out, b):

@@ -40,7 +40,7 @@ from llvmlite import ir
 from ...ir.errors import ShapeError
 from ...runtime.threads import default_pool
 from . import irutil as u
-from .gemm import CONFIGS, GemmConfig, multiply_add
+from .gemm import GemmConfig, config, multiply_add, tile_for
 from .jit import compile_ir
 from .target import Isa, host_isa, target_for
 
@@ -326,25 +326,10 @@ class _Kernels:
     pad: object
 
 
-# Narrower register tiles for convs with few output channels (a 16-channel conv in a
-# 64-wide tile would waste 3/4 of its FMAs and take the partial-tile store): taller
-# tiles keep the accumulator count (MR * NR / lanes) near the default's.
-NARROW_TILES = {Isa.AVX512: ((16, 12), (32, 12)), Isa.AVX2: ((8, 12),), Isa.PORTABLE: ()}
-
-
-def tile_for(isa: Isa, c_out: int) -> tuple[int, int]:
-    """(MR, NR) for a conv with c_out output channels."""
-    for nr, mr in NARROW_TILES[isa]:
-        if c_out <= nr:
-            return mr, nr
-    return CONFIGS[isa].mr, CONFIGS[isa].nr
-
-
 @functools.cache
 def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Kernels:
     """Compiled once per process (and cached on disk) per ISA and register tile."""
-    base = CONFIGS[isa]
-    cfg = GemmConfig(isa, mr or base.mr, nr or base.nr, base.mc, base.kc, base.nc)
+    cfg = config(isa, mr, nr)
     lib = compile_ir(conv_module(cfg), target_for(isa))
     rows = lib.function("conv_rows", None, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
