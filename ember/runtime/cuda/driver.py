@@ -16,7 +16,7 @@ import threading
 from ...ir.errors import DeviceError
 
 _state = {"cu": None, "init": None, "contexts": {}}
-_lock = threading.Lock()
+_lock = threading.RLock()   # context() calls init() while holding it
 _current = threading.local()
 
 
