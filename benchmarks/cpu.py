@@ -74,6 +74,12 @@ class Context:
         return row
 
 
+# A pause before each timed call: PyTorch's OpenMP workers spin for a while after a
+# parallel region, and on 2 cores that takes one from whatever runs next (measured:
+# ember's transformer layer 45% slower right after a torch call, unaffected after 10 ms).
+SETTLE_S = 0.01
+
+
 def interleaved(label: str, fns: dict[str, Callable], warmup: int, repeats: int) -> dict:
     """One call of each callable per round; the first call of each timed on its own
     (it compiles, for ember.compile and torch.compile). A failing baseline is recorded
@@ -95,6 +101,7 @@ def interleaved(label: str, fns: dict[str, Callable], warmup: int, repeats: int)
     times: dict[str, list[float]] = {k: [] for k in live}
     for _ in range(repeats):
         for key, fn in live.items():
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             fn()
             times[key].append(time.perf_counter() - t0)

@@ -21,7 +21,7 @@ from ..ir.meta import TensorMeta
 from ..ir.registry import is_op
 from .llvm.conv import padding_pairs
 from .llvm.conv import conv2d as conv2d_kernel
-from .llvm.gemm import gemm, gemm_batched
+from .llvm.gemm import gemm, gemm_batched, prepack_b
 from .llvm.implicit_conv import ConvGeometry, Epilogue, PreparedConv
 
 Constant = Callable[[Node], "np.ndarray | None"] | None
@@ -62,12 +62,22 @@ def _as_2d(x: np.ndarray) -> np.ndarray | None:
     return rows if rows is not None and np.shares_memory(rows, x) else None
 
 
+def _packed(constant: Constant, node, transpose: bool = False):
+    """A constant 2-D weight packed for the GEMM once, at plan build (else None)."""
+    value = constant(node) if constant and isinstance(node, Node) else None
+    if value is None or value.ndim != 2 or value.dtype != np.float32:
+        return None
+    return prepack_b(value.T if transpose else value)
+
+
 def _linear(node: Node, constant: Constant = None) -> Callable | None:
     args = _bound(node)
     has_bias = isinstance(args["bias"], Node)
+    packed = _packed(constant, args["weight"], transpose=True)
 
     def run(arrays):
         x, w, *rest = arrays
+        w_t = packed if packed is not None else w.T
         out = rest[-1]
         x2, out2 = _as_2d(x), _as_2d(out)
         if x2 is None or out2 is None:
@@ -75,7 +85,7 @@ def _linear(node: Node, constant: Constant = None) -> Callable | None:
         target = out2 if out2 is not None else np.empty((x2.shape[0], w.shape[0]), np.float32)
         if has_bias:
             target[...] = rest[0]
-        gemm(x2, w.T, target, beta=1.0 if has_bias else 0.0)
+        gemm(x2, w_t, target, beta=1.0 if has_bias else 0.0)
         if out2 is None:
             out[...] = target.reshape(out.shape)
     return run
@@ -93,13 +103,17 @@ def _matmul(node: Node, constant: Constant = None) -> Callable | None:
     if len(b.shape) < 2 or len(a.shape) < 2:
         return None
     if len(b.shape) == 2:
+        packed = _packed(constant, tensor_inputs(node)[1])
+
         def run(arrays):
             x, w, out = arrays
             x2, out2 = _as_2d(x), _as_2d(out)
-            if x2 is None or out2 is None:
+            if x2 is None and out2 is not None:
+                x2 = _contiguous_rows(x)
+            if out2 is None:
                 _batched_gemm(x, w, out)
                 return
-            gemm(x2, w, out2)
+            gemm(x2, packed if packed is not None else w, out2)
         return run
     return lambda arrays: _batched_gemm(*arrays)
 

@@ -132,3 +132,19 @@ def test_narrow_tiles(isa, n, rng):
     b = rng.standard_normal((70, n)).astype(np.float32)
     assert tile_for(isa, n)[1] < CONFIGS[isa].nr or isa is Isa.AVX2
     _check(gemm(a, b, isa=isa), a, b)
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 10, 784), (50, 70, 300), (7, 300, 40), (13, 32, 5)])
+def test_prepacked_b(m, n, k, rng):
+    """A weight packed once (panels over all of K) gives the same product, by rows and
+    by columns (m small), with beta 1, and after the source array changes."""
+    from ember.codegen.llvm.gemm import prepack_b
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)          # a Linear weight (N, K)
+    packed = prepack_b(w.T)
+    want = a.astype(np.float64) @ w.T.astype(np.float64)
+    w[...] = 0                                                  # packing copied it
+    np.testing.assert_allclose(gemm(a, packed), want, rtol=1e-4, atol=1e-4)
+    out = np.ones((m, n), np.float32)
+    gemm(a, packed, out, beta=1.0)
+    np.testing.assert_allclose(out, want + 1, rtol=1e-4, atol=1e-4)

@@ -71,15 +71,17 @@ CONFIGS = {
 }
 
 # gemm_rows / gemm_cols(begin, end, worker, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc,
-#                      accumulate, workspace, workspace_stride); strides in elements.
+#                      accumulate, workspace, workspace_stride, b_packed); strides in
+# elements. b_packed: null, or B already in NR-wide panels over all of K (PackedB).
 _ENTRY_ARGS = [("begin", u.I64), ("end", u.I64), ("worker", u.I64),
                ("m", u.I64), ("n", u.I64), ("k", u.I64),
                ("a", u.PTR), ("rsa", u.I64), ("csa", u.I64),
                ("b", u.PTR), ("rsb", u.I64), ("csb", u.I64),
                ("c", u.PTR), ("ldc", u.I64), ("accumulate", u.I32),
-               ("ws", u.PTR), ("ws_stride", u.I64)]
+               ("ws", u.PTR), ("ws_stride", u.I64), ("b_packed", u.PTR)]
 _ENTRY_CTYPES = [ctypes.c_int64] * 6 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 2 \
-    + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64]
+    + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64,
+       ctypes.c_void_p]
 
 
 # --- packing -------------------------------------------------------------------------------
@@ -229,29 +231,39 @@ def _emit_block(module: ir.Module, cfg: GemmConfig, ukernel: ir.Function) -> ir.
     ap = u.elem_ptr(b, p["ws"], b.mul(p["worker"], p["ws_stride"]))
     bp = u.elem_ptr(b, ap, u.i64(cfg.mc * cfg.kc))
     first_accumulates = b.icmp_signed("!=", p["accumulate"], ir.Constant(u.I32, 0))
+    prepacked = b.icmp_unsigned("!=", p["b_packed"], ir.Constant(u.PTR, None))
     with u.counted_loop(b, p["n0"], p["n1"], cfg.nc, "jc") as jc:
         nc = u.imin(b, u.i64(cfg.nc), b.sub(p["n1"], jc))
         with u.counted_loop(b, u.i64(0), p["k"], cfg.kc, "pc") as pc:
             kc = u.imin(b, u.i64(cfg.kc), b.sub(p["k"], pc))
-            b_src = u.elem_ptr(b, p["b"], b.add(b.mul(pc, p["rsb"]), b.mul(jc, p["csb"])))
-            b.call(module.get_global("pack_b"), [bp, b_src, p["csb"], p["rsb"], nc, kc])
+            with b.if_then(b.not_(prepacked)):
+                b_src = u.elem_ptr(b, p["b"], b.add(b.mul(pc, p["rsb"]), b.mul(jc, p["csb"])))
+                b.call(module.get_global("pack_b"), [bp, b_src, p["csb"], p["rsb"], nc, kc])
+            # panels of the packed block (KC deep) or of the prepacked B (K deep)
+            packed_at = u.elem_ptr(b, p["b_packed"], b.add(b.mul(jc, p["k"]),
+                                                           b.mul(pc, u.i64(cfg.nr))))
+            b_block = b.select(prepacked, packed_at, bp)
+            panel_k = b.select(prepacked, p["k"], kc)
             accumulate = b.or_(first_accumulates, b.icmp_signed(">", pc, u.i64(0)))
             with u.counted_loop(b, p["m0"], p["m1"], cfg.mc, "ic") as ic:
                 mc = u.imin(b, u.i64(cfg.mc), b.sub(p["m1"], ic))
                 a_src = u.elem_ptr(b, p["a"], b.add(b.mul(ic, p["rsa"]), b.mul(pc, p["csa"])))
                 b.call(module.get_global("pack_a"), [ap, a_src, p["rsa"], p["csa"], mc, kc])
                 c_block = u.elem_ptr(b, p["c"], b.add(b.mul(ic, p["ldc"]), jc))
-                _emit_tiles(b, cfg, ukernel, kc, mc, nc, ap, bp, c_block, p["ldc"], accumulate)
+                _emit_tiles(b, cfg, ukernel, (kc, panel_k), mc, nc, ap, b_block, c_block,
+                            p["ldc"], accumulate)
     b.ret_void()
     return fn
 
 
-def _emit_tiles(b, cfg, ukernel, kc, mc, nc, ap, bp, c_block, ldc, accumulate) -> None:
+def _emit_tiles(b, cfg, ukernel, kc_and_panel_k, mc, nc, ap, bp, c_block, ldc,
+                accumulate) -> None:
+    kc, panel_k = kc_and_panel_k          # B panel j starts at j * panel_k (j in columns)
     with u.counted_loop(b, u.i64(0), mc, cfg.mr, "ir") as i:
         a_panel = u.elem_ptr(b, ap, b.mul(i, kc))
         m_valid = u.imin(b, u.i64(cfg.mr), b.sub(mc, i))
         with u.counted_loop(b, u.i64(0), nc, cfg.nr, "jr") as j:
-            b_panel = u.elem_ptr(b, bp, b.mul(j, kc))
+            b_panel = u.elem_ptr(b, bp, b.mul(j, panel_k))
             n_valid = u.imin(b, u.i64(cfg.nr), b.sub(nc, j))
             c_tile = u.elem_ptr(b, c_block, b.add(b.mul(i, ldc), j))
             b.call(ukernel, [kc, a_panel, b_panel, c_tile, ldc, m_valid, n_valid, accumulate])
@@ -359,6 +371,47 @@ def _check(a: np.ndarray, b: np.ndarray, out: np.ndarray | None) -> tuple[int, i
     return m, n, k
 
 
+@dataclass(frozen=True, eq=False)
+class PackedB:
+    """A constant B (K x N) packed once into NR-wide panels over all of K, for the
+    register tile its width selects: gemm(a, packed) then skips packing B (a Linear's
+    weight in a compiled plan). panels[j, k, t] = B[k, j*NR + t], zero past N."""
+    panels: np.ndarray
+    k: int
+    n: int
+    isa: Isa
+    tile: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.k, self.n
+
+
+def prepack_b(b: np.ndarray, isa: Isa | None = None) -> PackedB:
+    """Pack B (K x N float32, any strides; a weight given (N, K) is passed as w.T)."""
+    if not isinstance(b, np.ndarray) or b.dtype != np.float32 or b.ndim != 2:
+        raise DTypeError(f"prepack_b: b must be a 2-D float32 numpy array, got "
+                         f"{getattr(b, 'dtype', type(b).__name__)} {getattr(b, 'shape', '')}")
+    isa = isa or host_isa()
+    k, n = b.shape
+    mr, nr = tile_for(isa, n)
+    return PackedB(panels_of(b, nr), k, n, isa, (mr, nr))
+
+
+def panels_of(b: np.ndarray, nr: int) -> np.ndarray:
+    """(K, N) -> (ceil(N/nr), K, nr) zero-padded panels, contiguous and 64-byte aligned
+    (the layout of a packed B block, over all of K)."""
+    k, n = b.shape
+    count = -(-n // nr)
+    raw = np.zeros(count * k * nr + 16, np.float32)
+    offset = (-raw.ctypes.data % 64) // 4
+    panels = raw[offset:offset + count * k * nr].reshape(count, k, nr)
+    for j in range(count):
+        cols = b[:, j * nr:(j + 1) * nr]
+        panels[j, :, :cols.shape[1]] = cols
+    return panels
+
+
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: float = 0.0,
          isa: Isa | None = None, pool: ThreadPool | None = None,
          threads: int | None = None) -> np.ndarray:
@@ -367,8 +420,10 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: floa
     `b` given K-major (e.g. a Linear weight of shape (N, K)) is passed as `w.T`.
     With beta == 0, out's old contents are never read (NaN there does not leak).
     `isa` forces an instruction set (tests use it for the AVX2 path); `threads`
-    caps how many pool threads take part.
+    caps how many pool threads take part. `b` may be a PackedB (prepack_b).
     """
+    if isinstance(b, PackedB):
+        return _gemm_packed(a, b, out, beta, pool, threads)
     m, n, k = _check(a, b, out)
     if out is None:
         out, beta = np.empty((m, n), np.float32), 0.0
@@ -390,8 +445,25 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: floa
     return out
 
 
+def _gemm_packed(a, packed: PackedB, out, beta, pool, threads) -> np.ndarray:
+    m, n, k = _check(a, np.broadcast_to(np.float32(0), packed.shape), out)   # shapes only
+    if out is None:
+        out, beta = np.empty((m, n), np.float32), 0.0
+    if out.strides[1] != 4 or out.strides[0] % 4 or np.may_share_memory(out, a) or \
+            beta not in (0.0, 1.0) or k == 0 or m * n == 0:
+        dense = packed.panels.transpose(1, 0, 2).reshape(k, -1)[:, :n]
+        return gemm(a, dense, out, beta, packed.isa, pool, threads)
+    _run(gemm_kernel(packed.isa, *packed.tile), a, packed, out, m, n, k, beta != 0.0,
+         pool or default_pool(), threads)
+    return out
+
+
 def _run(kernel: GemmKernel, a, b, out, m, n, k, accumulate, pool, threads) -> None:
+    """b: a matrix, or a PackedB (its panels replace the packing of B)."""
     cfg = kernel.cfg
+    packed = b.panels.ctypes.data if isinstance(b, PackedB) else None
+    if packed is not None:
+        b = b.panels[0]                    # any 2-D view: its strides go unused
     n_threads = min(pool.n_threads, threads or pool.n_threads)
     ws = _workspace(cfg, pool)
     # Split rows when there are enough for every thread, else columns (tall-skinny B).
@@ -401,7 +473,7 @@ def _run(kernel: GemmKernel, a, b, out, m, n, k, accumulate, pool, threads) -> N
     rsb, csb = _strides(b)
     pool.parallel_for(entry, extent, m, n, k, a.ctypes.data, rsa, csa, b.ctypes.data, rsb, csb,
                       out.ctypes.data, out.strides[0] // 4, int(accumulate), ws.ctypes.data,
-                      cfg.workspace_floats, align=align, max_threads=n_threads)
+                      cfg.workspace_floats, packed, align=align, max_threads=n_threads)
 
 
 def gemm_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray,
@@ -436,6 +508,6 @@ def gemm_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray,
         for i in range(begin, end):
             pa, pb, pc = (base + i * step for base, step in zip(bases, steps))
             kernel.rows(0, m, worker, m, n, k, pa, rsa, csa, pb, rsb, csb, pc, ldc, 0,
-                        ws.ctypes.data, cfg.workspace_floats)
+                        ws.ctypes.data, cfg.workspace_floats, None)
     pool.parallel_for(matrices, batch)
     return out
