@@ -26,7 +26,11 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# run as a script, this file's folder is sys.path[0], where this file would shadow NVIDIA's
+# `cuda` package (cuda.bindings): import from the repository root instead
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 import numpy as np  # noqa: E402
 
