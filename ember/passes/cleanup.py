@@ -149,7 +149,8 @@ def eliminate_common_subexpressions(graph: Graph, ctx: PassContext) -> int:
     seen: dict[Any, Node] = {}
     changed = 0
     for node in graph.nodes:
-        if not is_pure(node) or node in mutated:
+        # a read of a mutated value depends on where it stands (before or after the write)
+        if not is_pure(node) or node in mutated or any(i in mutated for i in node.all_input_nodes):
             continue
         try:
             key = _cse_key(node, order)
