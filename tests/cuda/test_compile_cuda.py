@@ -46,7 +46,8 @@ class RecordingGraph:
     def capture(cls, work, device=0):
         recorded = []
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(compile_cuda, "_launch", lambda k, ts: recorded.append((_interpreted, (k, list(ts)))))
+            mp.setattr(compile_cuda, "_launch",
+                       lambda k, ts: recorded.append((_interpreted, (k, list(ts)))))
             mp.setattr(S, "copy_device_to_device",
                        lambda *a: recorded.append((_memmove, a)))
             result = work()
