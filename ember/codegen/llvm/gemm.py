@@ -280,6 +280,24 @@ def _emit_entries(module: ir.Module, block: ir.Function) -> None:
             bounds = [u.i64(0), p["m"], p["begin"], p["end"]]
         b.call(block, bounds + list(fn.args)[2:])
         b.ret_void()
+    _emit_batch_entry(module, block)
+
+
+# gemm_batch(<gemm_rows' arguments>, sa, sb, sc): whole products a[i] @ b[i] -> c[i] for
+# matrices i in [begin, end) (batch strides in elements), all on this thread.
+_BATCH_ARGS = _ENTRY_ARGS + [("sa", u.I64), ("sb", u.I64), ("sc", u.I64)]
+_BATCH_CTYPES = _ENTRY_CTYPES + [ctypes.c_int64] * 3
+
+
+def _emit_batch_entry(module: ir.Module, block: ir.Function) -> None:
+    fn, b = u.define(module, "gemm_batch", u.VOID, _BATCH_ARGS)
+    p = dict(zip([n for n, _ in _BATCH_ARGS], fn.args))
+    with u.counted_loop(b, p["begin"], p["end"], 1, "i") as i:
+        moved = {name: u.elem_ptr(b, p[name], b.mul(i, p[step]))
+                 for name, step in (("a", "sa"), ("b", "sb"), ("c", "sc"))}
+        args = [moved.get(name, p[name]) for name, _ in _ENTRY_ARGS[2:]]
+        b.call(block, [u.i64(0), p["m"], u.i64(0), p["n"]] + args)
+    b.ret_void()
 
 
 def gemm_module(cfg: GemmConfig) -> ir.Module:
@@ -300,6 +318,7 @@ class GemmKernel:
     library: Library
     rows: object
     cols: object
+    batch: object
 
 
 # Narrower, taller register tiles for matrices with few columns (attention's per-head
@@ -330,7 +349,8 @@ def gemm_kernel(isa: Isa, mr: int | None = None, nr: int | None = None) -> GemmK
     cfg = config(isa, mr, nr)
     lib = compile_ir(gemm_module(cfg), target_for(isa))
     return GemmKernel(cfg, lib, lib.function("gemm_rows", None, *_ENTRY_CTYPES),
-                      lib.function("gemm_cols", None, *_ENTRY_CTYPES))
+                      lib.function("gemm_cols", None, *_ENTRY_CTYPES),
+                      lib.function("gemm_batch", None, *_BATCH_CTYPES))
 
 
 _WORKSPACES: dict[tuple[GemmConfig, int, int], np.ndarray] = {}
@@ -500,14 +520,9 @@ def gemm_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray,
     cfg, ws = kernel.cfg, _workspace(kernel.cfg, pool)
     rsa, csa = _strides(a[0])
     rsb, csb = _strides(b[0])
-    ldc = out.strides[1] // 4
-    steps = [x.strides[0] for x in (a, b, out)]
-    bases = [x.ctypes.data for x in (a, b, out)]
-
-    def matrices(begin, end, worker):
-        for i in range(begin, end):
-            pa, pb, pc = (base + i * step for base, step in zip(bases, steps))
-            kernel.rows(0, m, worker, m, n, k, pa, rsa, csa, pb, rsb, csb, pc, ldc, 0,
-                        ws.ctypes.data, cfg.workspace_floats, None)
-    pool.parallel_for(matrices, batch)
+    if any(x.strides[0] % 4 for x in (a, b, out)):
+        raise ShapeError("gemm_batched: batch strides are not whole elements")
+    pool.parallel_for(kernel.batch, batch, m, n, k, a.ctypes.data, rsa, csa, b.ctypes.data,
+                      rsb, csb, out.ctypes.data, out.strides[1] // 4, 0, ws.ctypes.data,
+                      cfg.workspace_floats, None, *(x.strides[0] // 4 for x in (a, b, out)))
     return out
