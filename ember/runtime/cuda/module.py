@@ -19,6 +19,7 @@ MAX_DYNAMIC_SHARED_SIZE_BYTES), which `CubinKernel` does when it loads.
 from __future__ import annotations
 
 import ctypes
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +122,8 @@ class CubinKernel:
         driver.context(device)
         self.meta, self.device = meta, device
         self._module = driver.call("cuModuleLoadData", cubin)
+        # kept on the kernel: __del__ may run when the module's globals are already gone
+        self._unload = driver.bindings().cuModuleUnload
         self._function = driver.call("cuModuleGetFunction", self._module, meta.name.encode())
         if meta.shared > DEFAULT_SHARED_LIMIT:
             self._opt_in_shared_memory()
@@ -174,12 +177,16 @@ class CubinKernel:
         return [allocator.malloc(programs * meta.num_ctas * size, stream.handle) if size
                 else None for size in sizes]
 
-    def __del__(self):
-        if getattr(self, "_module", None) is not None and driver._state["cu"] is not None:
-            try:
-                driver.bindings().cuModuleUnload(self._module)
-            except Exception:   # noqa: BLE001 - interpreter shutdown
-                pass
+    def __del__(self, _finalizing=sys.is_finalizing):
+        # At interpreter exit the driver frees every module with its context, and this
+        # module's globals may already be None: unload only while the process goes on.
+        unload = getattr(self, "_unload", None)
+        if unload is None or _finalizing():
+            return
+        try:
+            unload(self._module)
+        except Exception:   # noqa: BLE001 - the context was destroyed first
+            pass
 
 
 def load_cubin(json_path, device: int = 0) -> CubinKernel:
