@@ -116,12 +116,12 @@ class CompiledFunction:
 
     def __call__(self, *args):
         arrays = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
-        key = _guard(args)
+        key = guard_key(args)
         entry = self.plans.get(key)
         if entry is None:
             entry = self.plans[key] = self._compile(args)
         plan = entry[0]
-        return _wrap(plan.run(arrays), self.backend)
+        return wrap_results(plan.run(arrays), self.backend)
 
     # -- introspection ------------------------------------------------------------------
     @property
@@ -150,7 +150,7 @@ class CompiledFunction:
         names = [f"arg{i}" for i in tensor_positions]
         with grad_mode.no_grad():
             graph, constants = build_graph(traced, metas, names)
-        stats = CompileStats(original_ops=_count_ops(graph))
+        stats = CompileStats(original_ops=count_ops(graph))
         ctx = PassContext(constants=dict(constants), options=dict(self.options), inference=True)
         run_passes(graph, _with_fusion(self.pipeline), ctx)
         plan = PlanBuilder(graph, ctx.constants, stats, self.backend,
@@ -167,12 +167,16 @@ def _with_fusion(pipeline: str) -> str:
     return pipeline if "fuse" in names else pipeline + ",fuse"
 
 
-def _count_ops(graph: Graph) -> int:
+def count_ops(graph: Graph) -> int:
+    """The graph's op calls (getitem of a multi-output node not counted): CompileStats'
+    original_ops."""
     return sum(1 for n in graph.nodes if n.op == OpKind.call_function and
                n.target is not operator.getitem)
 
 
-def _guard(args) -> tuple:
+def guard_key(args) -> tuple:
+    """The plan-cache key of a call's arguments: shape, dtype and strides of each tensor,
+    the repr of every other value (a new key compiles a new plan)."""
     key = []
     for a in args:
         if isinstance(a, Tensor):
@@ -182,10 +186,11 @@ def _guard(args) -> tuple:
     return tuple(key)
 
 
-def _wrap(value, backend=None):
-    """Plan results as Tensors (the backend wraps its own buffers)."""
+def wrap_results(value, backend=None):
+    """Plan results (nested tuples/lists of buffers) as Tensors: host arrays are adopted,
+    the backend wraps its own buffers, Python scalars and None pass through."""
     if isinstance(value, (tuple, list)):
-        return type(value)(_wrap(v, backend) for v in value)
+        return type(value)(wrap_results(v, backend) for v in value)
     if isinstance(value, np.ndarray):
         return Tensor._adopt(value)
     if backend is not None and value is not None and not isinstance(value, (int, float, bool)):

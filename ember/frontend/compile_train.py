@@ -62,10 +62,10 @@ from ..ir.meta import meta_of
 from ..ir.registry import Tag, is_op
 from ..ir.symbolic import GraphBuilder, SymbolicTensor, build_graph
 from ..passes import PassContext, register_pipeline, run_passes
-from ..passes.autograd import (FORWARD, _parameters_replaced, backprop, copy_functional,
+from ..passes.autograd import (FORWARD, parameters_replaced, backprop, copy_functional,
                                requires_grad_nodes, symbolic)
 from .autograd import grad_mode
-from .compile import BACKENDS, CompileStats, PlanBuilder, _count_ops, _guard, _wrap
+from .compile import BACKENDS, CompileStats, PlanBuilder, count_ops, guard_key, wrap_results
 from .optim import functional as F
 from .tensor import Tensor
 
@@ -239,7 +239,7 @@ class CompiledTrainStep:
     def _guard(self, args) -> tuple:
         params = tuple((tuple(p.shape), p.dtype.name, p.requires_grad)
                        for p in self.model.parameters())
-        return (_guard(args), bool(self.model.training), _optimizer_guard(self.optimizer),
+        return (guard_key(args), bool(self.model.training), _optimizer_guard(self.optimizer),
                 params)
 
     def _input_arrays(self, layout: StepLayout, args) -> list[np.ndarray]:
@@ -279,7 +279,7 @@ class CompiledTrainStep:
 
         def run(*values):
             full = _substitute_tensors(args, values[n_leading:])
-            with _parameters_replaced(self.model, params, values[:len(params)]):
+            with parameters_replaced(self.model, params, values[:len(params)]):
                 output = self.model(*full[:self.model_inputs])
                 return self.loss_fn(output, *full[self.model_inputs:])
         graph, constants = build_graph(run, metas, names)
@@ -371,15 +371,15 @@ class TracedTrainStep:
                 rule.init_state(optimizer, group)
                 for key in rule.shared_keys:
                     _shared_state(optimizer, g, key)
-        key = (_guard(args), tuple(_optimizer_guard(o) for o in self.optimizers))
+        key = (guard_key(args), tuple(_optimizer_guard(o) for o in self.optimizers))
         entry = self.plans.get(key)
         if entry is None:
             entry = self._compile(args)
-            key = (_guard(args), tuple(_optimizer_guard(o) for o in self.optimizers))
+            key = (guard_key(args), tuple(_optimizer_guard(o) for o in self.optimizers))
             self.plans[key] = entry
         output, updates, buffers = _run(entry, [a._array for a in args if isinstance(a, Tensor)])
         _write_back(entry.layout, updates, buffers)
-        return _wrap(output)
+        return wrap_results(output)
 
     last = property(lambda self: list(self.plans.values())[-1])
     stats = property(lambda self: self.last.stats)
@@ -558,7 +558,7 @@ def _optimizer_guard(optimizer) -> tuple:
 
 def _compile_graph(graph: Graph, constants: dict, layout: StepLayout, pipeline: str,
                    options: dict, start: float) -> TrainPlan:
-    stats = CompileStats(original_ops=_count_ops(graph))
+    stats = CompileStats(original_ops=count_ops(graph))
     ctx = PassContext(constants=dict(constants), options=dict(options), inference=False)
     run_passes(graph, pipeline, ctx)
     plan, bindings = _build_plan(graph, ctx.constants, stats, layout)

@@ -390,7 +390,7 @@ def trace_forward(fn_or_module, example_inputs: Sequence) -> tuple[Graph, dict, 
     def run(*values):
         if not params:
             return fn_or_module(*values)
-        with _parameters_replaced(fn_or_module, [p for _, p in params], values[:len(params)]):
+        with parameters_replaced(fn_or_module, [p for _, p in params], values[:len(params)]):
             return fn_or_module(*values[len(params):])
 
     graph, constants = build_graph(run, metas, names)
@@ -426,8 +426,10 @@ def _wrt_for(wrt, n_params: int, metas: list) -> list[int]:
     return list(wrt)
 
 
-class _parameters_replaced:
-    """Swap a module tree's parameters (by identity, so tied weights stay tied)."""
+class parameters_replaced:
+    """Context manager: swap a module tree's parameters for `values` (matched to `params`
+    by identity, so tied weights stay tied) and put the originals back on exit. Tracing
+    uses it to feed symbolic parameters through a module's own forward."""
 
     def __init__(self, module, params: list, values: Sequence):
         self.by_id = {id(p): v for p, v in zip(params, values)}
