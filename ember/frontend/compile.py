@@ -72,6 +72,23 @@ class CpuBackend:
     def wrap(self, value):
         return Tensor._adopt(value)
 
+    # a training step's state, which may live elsewhere than the plan runs
+    def input(self, tensor: Tensor):
+        """A plan input from a tensor wherever it lives (unwrap refuses another device)."""
+        return tensor._values()
+
+    def holds(self, tensor: Tensor) -> bool:
+        """True when a kernel of this plan may store straight into `tensor` (Plan.bind)."""
+        return not tensor.is_cuda
+
+    def copy_into(self, tensor: Tensor, value) -> None:
+        """tensor[...] = a plan value, in place (cast to tensor's dtype)."""
+        if tensor.is_cuda:
+            with grad_mode.no_grad():
+                tensor.copy_(Tensor._adopt(value))
+        else:
+            np.copyto(tensor._array, value, casting="unsafe")
+
     def is_array(self, value) -> bool:
         """True for a constant value an extern may read at build time (a frozen weight)."""
         return isinstance(value, np.ndarray)

@@ -168,6 +168,26 @@ class CudaBackend:
     def wrap(self, value):
         return value
 
+    # a training step's state (compile_train_graph.py)
+    def input(self, tensor: Tensor) -> Tensor:
+        """A plan input from a tensor wherever it lives: host state (Adam's step count
+        is a CPU tensor, as in PyTorch) is uploaded for this call."""
+        return tensor if tensor.is_cuda else upload_exact(tensor._array, self.index)
+
+    def holds(self, tensor: Tensor) -> bool:
+        """True when a kernel of this plan may store straight into `tensor` (Plan.bind)."""
+        return tensor.is_cuda and tensor_index(tensor) == self.index
+
+    def copy_into(self, tensor: Tensor, value: Tensor) -> None:
+        """tensor[...] = a plan value, in place (cast to tensor's dtype), on either side."""
+        if not tensor.is_cuda:
+            np.copyto(tensor._array, value._values(), casting="unsafe")
+        elif (value.dtype, tuple(value.shape), value.stride()) == \
+                (tensor.dtype, tuple(tensor.shape), tensor.stride()):
+            _copy_span(tensor, value)
+        else:
+            eager_cuda.copy_into(tensor, value)
+
     def constant(self, value):
         if isinstance(value, Tensor):
             if value.is_cuda:
@@ -332,9 +352,18 @@ class GraphedPlan:
         self.graph = None
         self.static_inputs: list = []
         self.copied_bytes = 0             # per call, measured on the first call
+        self.bound: dict[int, object] = {}  # slot -> buffer bound to it (a training step's)
 
     def __getattr__(self, name):
         return getattr(self.plan, name)
+
+    def bind(self, slot: int, value) -> None:
+        """Plan.bind. A captured graph stores into the buffers bound when it was
+        captured: binding another one drops the graph (captured again next call)."""
+        if self.graph is not None and self.bound.get(slot) is not value:
+            self.graph = None
+        self.bound[slot] = value
+        self.plan.bind(slot, value)
 
     @property
     def capturable(self) -> bool:
