@@ -9,7 +9,8 @@ microkernel's broadcast loads read the input itself. For each k segment (one tap
 one kernel row of KW taps when (kw, c) is contiguous in the input) it points each of
 its MR rows at the input pixel that row needs, or at a zero buffer where the tap falls
 in the padding, and runs the channel loop with MR*NR/lanes accumulators in registers
-(6x64 on AVX-512). B, the weights, is packed once when the conv is prepared, into
+(6x64 on AVX-512; narrower, taller tiles for few output channels, gemm.tile_for).
+B, the weights, is packed once when the conv is prepared, into
 NR-wide panels over all of K (zero past C_out), as the GEMM packs B.
 
 The loop nest is the GEMM's (gemm.py) without the A packing: per thread (a range of
@@ -54,7 +55,7 @@ class Epilogue(enum.IntFlag):
 
 KC = 256                  # values of k per block (B block: KC x NC floats in L2)
 NC = 512
-MAX_KC = 8192             # with few output channels a block may take more k (see _run)
+MAX_KC = 8192             # with few output channels a block may take more k (_k_blocks)
 SMALL_CHANNELS = 16       # below this, copy to a padded NHWC buffer and use row segments
 _ROW_FIELDS = 4           # per tile row: input offset, ih0, iw0, output offset
 
