@@ -117,11 +117,18 @@ def _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector: bool)
             src_k = b.mul(k, s_k)
             if vector:
                 u.store_vec(b, u.load_vec(b, src, b.add(p, src_k), tile), dst, out)
+            elif tile <= 16:     # A panels (row-major A, the common case): unrolled
+                for t in range(tile):
+                    _copy_element(b, src, dst, b.add(b.mul(b.add(p, u.i64(t)), s_tile), src_k),
+                                  b.add(out, u.i64(t)))
             else:       # a loop, not unrolled: 64 copies x 2 paths made O3 take seconds
                 with u.counted_loop(b, u.i64(0), u.i64(tile), 1, "t") as t:
-                    index = b.add(b.mul(b.add(p, t), s_tile), src_k)
-                    value = b.load(u.elem_ptr(b, src, index), typ=u.F32)
-                    b.store(value, u.elem_ptr(b, dst, b.add(out, t)))
+                    _copy_element(b, src, dst, b.add(b.mul(b.add(p, t), s_tile), src_k),
+                                  b.add(out, t))
+
+
+def _copy_element(b, src, dst, src_index, dst_index) -> None:
+    b.store(b.load(u.elem_ptr(b, src, src_index), typ=u.F32), u.elem_ptr(b, dst, dst_index))
 
 
 def _emit_pack_clamped(b, dst, src, s_tile, s_k, rows, kc, tile, start) -> None:
