@@ -326,8 +326,18 @@ class CudaBackend:
                     result = getattr(self_, node.target)(*rest, **kwargs)
                 else:
                     result = node.target(*args, **kwargs)
-            return tuple(result) if isinstance(result, list) else result
+            if isinstance(result, (tuple, list)):      # a multi-output op: a plain tuple
+                return tuple(self._on_device(v) for v in result)
+            return self._on_device(result)
         return run
+
+    def _on_device(self, value):
+        """A host tensor an eager step made (a factory a derivative rule called without
+        device=, such as nll_loss's class arange) moved to the plan's device: kernels
+        read only device memory."""
+        if isinstance(value, Tensor) and not value.is_cuda:
+            return upload_exact(value._array, self.index)
+        return value
 
 
 # --- CUDA-graph replay ---------------------------------------------------------------------
