@@ -262,3 +262,7 @@ register_pipeline("cleanup", ["simplify", "fold", "cse", "dce"])
 register_pipeline("default-inference", ["simplify", "fold", "fold-bn", "decompose",
                                         "simplify", "fold", "cse", "dce",
                                         "layout", "fuse", "memplan"])
+# Training graphs keep parameters as inputs, so there is nothing to fold into them;
+# layout conversions are left out (the update writes parameters in their own layout).
+register_pipeline("default-training", ["simplify", "decompose", "simplify", "cse", "dce",
+                                       "fuse", "memplan"])

@@ -32,7 +32,11 @@ status=0
 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu.py "$@" || status=1
 # compiled plans (backend='triton') on the GPU: cubins, CUDA-graph replay
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_compile_cuda.py || status=1
+# compiled training steps (compile_train_step(..., backend='triton')) on the GPU
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_compile_train_cuda.py \
+    || status=1
 # CPU-side tests of the same runtime (allocator policy, launch packing, emulation)
 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu.py \
-    --ignore=tests/cuda/test_compile_cuda.py || status=1
+    --ignore=tests/cuda/test_compile_cuda.py --ignore=tests/cuda/test_compile_train_cuda.py \
+    || status=1
 exit $status

@@ -1,0 +1,248 @@
+"""A training step's graph -> its plan, and running it: shared by both front doors of
+`ember.compile_train_step` (compile_train.py's explicit form, compile_train_traced.py's
+traced step function).
+
+The step graph's output is `(loss, (updated values...), (new buffer values...))`; a
+`StepLayout` says which tensor each input comes from and where each update goes.
+Everything that depends on the device goes through the compile backend
+(compile.CpuBackend / compile_cuda.CudaBackend): reading tensors as plan inputs
+(`unwrap`, and `input` for state that may live on the host, such as Adam's step
+count), binding in-place outputs to the tensors' own buffers (`Plan.bind` with
+`unwrap`), copying the rest back (`copy_into`), and wrapping results (`wrap`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..ir.errors import EmberError, TraceError
+from ..ir.graph import Graph, Node, OpKind
+from ..ir.registry import Tag, is_op
+from ..passes import PassContext, run_passes
+from ..passes.in_place import in_place_updates
+from .compile import CompileStats, PlanBuilder, count_ops
+from .tensor import Tensor
+
+
+@dataclass
+class StepLayout:
+    """Where each graph input comes from and each output goes, fixed per plan."""
+    params: list[Tensor]                 # placeholders 0..n-1 (all model parameters)
+    state_inputs: list[tuple]            # (param or group index, key) per state placeholder
+    write_backs: list[tuple]             # (optimizer, param, key) per updated value
+    buffers: list[Tensor]                # running statistics the step overwrites
+    constants: dict = field(default_factory=dict)   # a traced step's get_attr values
+    extra_inputs: list = field(default_factory=list)   # a traced step's step counts,
+    #                                                    placeholders after its arguments
+
+
+@dataclass
+class TrainPlan:
+    plan: Any
+    stats: CompileStats
+    graph: Graph
+    layout: StepLayout
+    bindings: list[tuple[int, int]]      # (plan slot, write-back index): stored in place
+
+
+# --- compiling -------------------------------------------------------------------------------
+def compile_step_graph(graph: Graph, constants: dict, layout: StepLayout, pipeline: str,
+                       options: dict, start: float, backend) -> TrainPlan:
+    """Run the pipeline over a step graph and build its plan on `backend`."""
+    stats = CompileStats(original_ops=count_ops(graph))
+    ctx = PassContext(constants=dict(constants), options=dict(options), inference=False)
+    run_passes(graph, pipeline, ctx)
+    plan, bindings = _build_plan(graph, ctx.constants, stats, layout, backend)
+    plan = backend.finish(plan, options)
+    stats.seconds = time.perf_counter() - start
+    return TrainPlan(plan, stats, graph, layout, bindings)
+
+
+def _build_plan(graph: Graph, constants: dict, stats: CompileStats, layout: StepLayout,
+                backend):
+    """The plan, with in-place updates bound where legal; if a group chosen for one did
+    not become a kernel with plan-owned outputs (it fell back to eager), rebuild with
+    every update copied back instead."""
+    all_outputs = graph.output_node.args
+    in_place = in_place_updates(graph, _update_sources(graph, layout, backend))
+    builder = PlanBuilder(graph, constants, stats, backend)
+    plan = builder.build()
+    bindings = [(_slot_of(builder, group, index), position)
+                for group, index, position in in_place]
+    if all(slot in _owned_kernel_slots(plan) for slot, _ in bindings):
+        return plan, bindings
+    graph.output_node.args = all_outputs
+    stats.__init__(original_ops=stats.original_ops)
+    return PlanBuilder(graph, constants, stats, backend).build(), []
+
+
+def _slot_of(builder: PlanBuilder, group: Node, index: int) -> int:
+    slot = builder.slot[group]
+    return slot if isinstance(slot, int) else slot[index]
+
+
+def _owned_kernel_slots(plan) -> set[int]:
+    return {slot for step in plan.steps if step.kernel
+            for slot, spec in zip(step.outputs, step.out_specs) if spec.persistent}
+
+
+def _update_sources(graph: Graph, layout: StepLayout, backend) -> list[Node | None]:
+    """Per updated value, the graph input (placeholder, or constant of a traced step)
+    holding the tensor it replaces; None where there is none (state a step creates) or
+    the tensor lives where the plan cannot store (a host step count of a CUDA plan)."""
+    placeholders = graph.placeholders
+    param_index = {id(p): i for i, p in enumerate(layout.params)}
+    state_index = {(id(src), key): len(layout.params) + i
+                   for i, (src, key) in enumerate(layout.state_inputs)
+                   if not isinstance(src, int)}
+    constant_of = {id(layout.constants[n.target]): n for n in graph.nodes
+                   if n.op == OpKind.get_attr and n.target in layout.constants}
+    sources = []
+    for optimizer, p, key in layout.write_backs:
+        target = target_tensor(optimizer, p, key)
+        index = param_index.get(id(p)) if key == "params" else state_index.get((id(p), key))
+        if target is None or not backend.holds(target):
+            sources.append(None)
+        elif index is not None:
+            sources.append(placeholders[index])
+        else:
+            sources.append(constant_of.get(id(target)))
+    return sources
+
+
+# --- running ---------------------------------------------------------------------------------
+def run_step(entry: TrainPlan, inputs: list, backend):
+    """Run the plan with its in-place outputs bound to the tensors' current buffers;
+    returns (loss or the step function's output, updates, new buffers) as plan values."""
+    for slot, position in entry.bindings:
+        target = target_tensor(*entry.layout.write_backs[position])
+        entry.plan.bind(slot, backend.unwrap(target))
+    return entry.plan.run(inputs)
+
+
+def target_tensor(optimizer, param, key: str):
+    """The tensor an update replaces: the parameter, or its optimizer state (None when
+    this step creates it)."""
+    return param if key == "params" else optimizer.state[param].get(key)
+
+
+def write_back(layout: StepLayout, updates, buffers, backend) -> None:
+    """Leave the step's new values in the existing tensors (those a kernel did not
+    already store in place), and create the state a first step makes."""
+    for (optimizer, param, key), value in zip(layout.write_backs, updates):
+        target = target_tensor(optimizer, param, key)
+        if value is None:                       # the kernel stored it in place
+            target._bump_version()
+        elif target is not None:
+            _copy_into(target, value, backend)
+        else:                                   # state the first step creates (SGD momentum)
+            optimizer.state[param][key] = _fresh_tensor(value, backend)
+    for buffer, value in zip(layout.buffers, buffers):
+        _copy_into(buffer, value, backend)
+
+
+def _copy_into(dst: Tensor, value, backend) -> None:
+    backend.copy_into(dst, value)
+    dst._bump_version()
+
+
+def _fresh_tensor(value, backend) -> Tensor:
+    """A tensor of its own (never a buffer the plan reuses) holding `value`."""
+    from .autograd import grad_mode
+    with grad_mode.no_grad():
+        return backend.wrap(value).clone()
+
+
+# --- tracing helpers ---------------------------------------------------------------------------
+def substitute_tensors(args, tensors) -> list:
+    """`args` with its Tensors replaced, in order, by `tensors` (symbolic values)."""
+    values = iter(tensors)
+    return [next(values) if isinstance(a, Tensor) else a for a in args]
+
+
+def check_scalar_loss(graph: Graph) -> None:
+    """Refuse a traced loss that is not a one-element floating tensor."""
+    out = graph.output_node.args[0]
+    meta = out.meta.get("val") if isinstance(out, Node) else None
+    if meta is None or not hasattr(meta, "shape") or meta.numel() != 1 or \
+            not meta.dtype.is_floating_point:
+        raise TraceError(f"ember.compile_train_step: loss_fn must return a one-element "
+                         f"floating tensor, got {meta if meta is not None else out!r}")
+
+
+def extract_buffer_updates(graph: Graph, constants: dict) -> list[tuple[str, Node]]:
+    """`copy_(buffer, new)` on a constant -> an extra graph output; the output becomes
+    (loss, (new buffer values...)). Returns [(constant name, new value node)]."""
+    updates = []
+    for node in list(graph.nodes):
+        if not (node.op == OpKind.call_function and is_op(node.target) and
+                node.target.has_tag(Tag.INPLACE)):
+            continue
+        target, *rest = node.args
+        if not (isinstance(target, Node) and target.op == OpKind.get_attr):
+            continue
+        if node.target.name != "copy_" or target.meta["val"].dtype != rest[0].meta["val"].dtype:
+            raise TraceError(f"ember.compile_train_step: {node.target.name} updates module "
+                             f"state {target.target} in place{where(node)}; only a same-dtype "
+                             f"copy_ (running statistics) can become an output of the step")
+        updates.append((str(target.target), rest[0]))
+        node.replace_all_uses_with(rest[0])
+        graph.erase_node(node)
+    output = graph.output_node
+    output.args = ((output.args[0], tuple(new for _, new in updates)),)
+    return updates
+
+
+def where(node: Node) -> str:
+    """' (at file:line)' for a node with a recorded source location, else ''."""
+    loc = node.meta.get("loc")
+    return f" (at {loc})" if loc else ""
+
+
+class buffers_restored:
+    """Tracing runs module code once; undo what it wrote to buffers outside of ops
+    (BatchNorm's num_batches_tracked counter), so the trace has no side effects."""
+
+    def __init__(self, model):
+        self.saved = [(b, b._values().copy()) for b in _buffers(model)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        from .autograd import grad_mode
+        for buffer, value in self.saved:
+            if not np.array_equal(buffer._values(), value):
+                with grad_mode.no_grad():
+                    buffer.copy_(Tensor._adopt(value))
+
+
+def _buffers(model) -> list:
+    named = getattr(model, "buffers", None)
+    return [b for b in named() if b is not None] if callable(named) else []
+
+
+def _training_batchnorms(model) -> list:
+    return [m for m in (model.modules() if hasattr(model, "modules") else ())
+            if getattr(m, "num_batches_tracked", None) is not None and m.training and
+            getattr(m, "track_running_stats", False)]
+
+
+def check_batchnorms(model) -> None:
+    """Refuse train-mode BatchNorm with momentum=None (its factor changes every step)."""
+    for module in _training_batchnorms(model):
+        if module.momentum is None:
+            raise EmberError(f"ember.compile_train_step: {module!r} has momentum=None (a "
+                             f"cumulative average whose factor changes every step); "
+                             f"set a momentum to compile its training step")
+
+
+def count_batchnorm_batches(model) -> None:
+    """The compiled step does what train-mode BatchNorm.forward does to its counter."""
+    from .autograd import grad_mode
+    with grad_mode.no_grad():
+        for module in _training_batchnorms(model):
+            module.num_batches_tracked.add_(1)

@@ -1,0 +1,132 @@
+"""How each supported optimizer becomes part of a compiled training step: which state
+the step reads, how it is created, and the functional update (`optim.functional`)
+applied to symbolic parameters, gradients and state."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..ir.errors import EmberError
+from .optim import functional as F
+
+
+@dataclass
+class OptimizerRule:
+    """How one optimizer class becomes graph inputs, a functional update and write-backs.
+
+    `state_keys(group, has_state)`: per-parameter state fed to the graph, in order;
+    `shared_keys`: state that is one value per group (a step count), fed once;
+    `init_state(optimizer, group)`: create state eagerly as the first eager step would;
+    `update(group, params, grads, state)`: {key: new values per parameter}, 'params'
+    for the parameters themselves; every other key is written to optimizer.state."""
+    state_keys: Callable[[dict, bool], list[str]]
+    shared_keys: tuple[str, ...]
+    init_state: Callable[[Any, dict], None]
+    update: Callable[[dict, list, list, dict], dict]
+
+
+def _sgd_state_keys(group: dict, has_state: bool) -> list[str]:
+    return ["momentum_buffer"] if group["momentum"] != 0 and has_state else []
+
+
+def _sgd_update(group: dict, params, grads, state) -> dict:
+    out = F.sgd(params, grads, state.get("momentum_buffer", []),
+                weight_decay=group["weight_decay"], momentum=group["momentum"],
+                lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
+                maximize=group["maximize"])
+    new = {"params": out.params}
+    if group["momentum"] != 0:
+        new["momentum_buffer"] = out.momentum_buffers
+    return new
+
+
+def _adam_state_keys(group: dict, has_state: bool) -> list[str]:
+    return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+
+
+def _adam_init_state(optimizer, group: dict) -> None:
+    from .optim.optimizers import _step_tensor, _zeros_like
+    for p in group["params"]:
+        st = optimizer.state[p]
+        if len(st) == 0:
+            st["step"] = _step_tensor()
+            st["exp_avg"] = _zeros_like(p)
+            st["exp_avg_sq"] = _zeros_like(p)
+            if group["amsgrad"]:
+                st["max_exp_avg_sq"] = _zeros_like(p)
+
+
+def _adam_update(decoupled: bool):
+    def update(group: dict, params, grads, state) -> dict:
+        fn = F.adamw if decoupled else F.adam
+        beta1, beta2 = group["betas"]
+        steps = [state["step"]] * len(params)
+        out = fn(params, grads, state["exp_avg"], state["exp_avg_sq"],
+                 state.get("max_exp_avg_sq", []), steps, amsgrad=group["amsgrad"],
+                 beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+                 eps=group["eps"], maximize=group["maximize"])
+        new = {"params": out.params, "exp_avg": out.exp_avgs, "exp_avg_sq": out.exp_avg_sqs,
+               "step": out.state_steps}
+        if group["amsgrad"]:
+            new["max_exp_avg_sq"] = out.max_exp_avg_sqs
+        return new
+    return update
+
+
+def _no_init(optimizer, group: dict) -> None:
+    return None
+
+
+def _rules() -> dict:
+    from .optim.optimizers import SGD, Adam, AdamW
+    return {
+        SGD: OptimizerRule(_sgd_state_keys, (), _no_init, _sgd_update),
+        Adam: OptimizerRule(_adam_state_keys, ("step",), _adam_init_state, _adam_update(False)),
+        AdamW: OptimizerRule(_adam_state_keys, ("step",), _adam_init_state, _adam_update(True)),
+    }
+
+
+def rule_for(optimizer) -> OptimizerRule:
+    rule = _rules().get(type(optimizer))
+    if rule is None:
+        names = sorted(cls.__name__ for cls in _rules())
+        raise EmberError(f"ember.compile_train_step: no functional update for optimizer "
+                         f"{type(optimizer).__name__}; supported: {names}")
+    return rule
+
+
+def shared_state(optimizer, group_index: int, key: str):
+    """The one tensor of `key` (a step count) that a group's parameters share: the first
+    parameter's; refused when the others' values differ."""
+    group = optimizer.param_groups[group_index]
+    tensors = [optimizer.state[p][key] for p in group["params"]]
+    first = tensors[0]._values()
+    if any(not np.array_equal(t._values(), first) for t in tensors[1:]):
+        raise EmberError(f"ember.compile_train_step: the parameters of group {group_index} "
+                         f"have different '{key}' values; a compiled step keeps one per group")
+    return tensors[0]
+
+
+def optimizer_guard(optimizer) -> tuple:
+    """Each group's hyperparameters (read at compile time) and whether its state exists."""
+    groups = []
+    for group in optimizer.param_groups:
+        hyper = tuple(sorted((k, repr(v)) for k, v in group.items() if k != "params"))
+        has_state = all(len(optimizer.state[p]) > 0 for p in group["params"])
+        groups.append((hyper, has_state))
+    return tuple(groups)
+
+
+def group_state(group: dict, g: int, sources: list, values: list) -> dict:
+    """{key: symbolic value (shared) or list of values per parameter} for one group."""
+    state: dict[str, Any] = {}
+    members = {id(p) for p in group["params"]}
+    for (source, key), value in zip(sources, values):
+        if isinstance(source, int):
+            if source == g:
+                state[key] = value
+        elif id(source) in members:
+            state.setdefault(key, []).append(value)
+    return state

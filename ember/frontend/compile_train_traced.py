@@ -1,0 +1,224 @@
+"""The PyTorch-style front door of `ember.compile_train_step`: a whole step function
+(forward, `loss.backward()`, `opt.step()`, `opt.zero_grad()`, return the loss) traced
+into one graph. See compile_train.py's docstring for what a step does and its limits."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from ..ir import autodiff, dispatch
+from ..ir.errors import AutogradError, TraceError
+from ..ir.graph import Graph, Node, OpKind
+from ..ir.meta import meta_of
+from ..ir.registry import Tag, is_op
+from ..ir.symbolic import GraphBuilder, SymbolicTensor
+from ..passes.autograd import backprop, requires_grad_nodes
+from .autograd import grad_mode
+from .compile import guard_key, wrap_results
+from .compile_train_graph import (StepLayout, TrainPlan, compile_step_graph,
+                                  extract_buffer_updates, run_step, substitute_tensors, where,
+                                  write_back)
+from .compile_train_rules import OptimizerRule, optimizer_guard, rule_for, shared_state
+from .tensor import Tensor
+
+
+class TracedTrainStep:
+    """`def step(x, y): loss = ...; loss.backward(); opt.step(); opt.zero_grad(); return
+    loss`, compiled whole. While it is traced, `.backward()` on a symbolic loss runs the
+    graph autograd sweep (gradients of the Parameters the graph reads) and `opt.step()`
+    records the optimizer's functional update; parameters and optimizer state stay
+    graph constants, read live by the plan (never folded) and updated in place."""
+
+    def __init__(self, fn: Callable, backend, pipeline: str, options: dict):
+        self.fn, self.backend, self.pipeline, self.options = fn, backend, pipeline, options
+        self.plans: dict[tuple, TrainPlan] = {}
+        self.optimizers: list = []          # those the traced step called .step() on
+
+    def __call__(self, *args):
+        for optimizer in self.optimizers:
+            rule = rule_for(optimizer)
+            for g, group in enumerate(optimizer.param_groups):
+                rule.init_state(optimizer, group)
+                for key in rule.shared_keys:
+                    shared_state(optimizer, g, key)
+        key = (guard_key(args), tuple(optimizer_guard(o) for o in self.optimizers))
+        entry = self.plans.get(key)
+        if entry is None:
+            entry = self._compile(args)
+            key = (guard_key(args), tuple(optimizer_guard(o) for o in self.optimizers))
+            self.plans[key] = entry
+        inputs = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
+        inputs += [self.backend.input(t) for t in entry.layout.extra_inputs]
+        output, updates, buffers = run_step(entry, inputs, self.backend)
+        write_back(entry.layout, updates, buffers, self.backend)
+        return wrap_results(output, self.backend)
+
+    last = property(lambda self: list(self.plans.values())[-1])
+    stats = property(lambda self: self.last.stats)
+    graph = property(lambda self: self.last.graph)
+
+    def _compile(self, args) -> TrainPlan:
+        start = time.perf_counter()
+        builder = GraphBuilder()
+        recorder = _StepRecorder(builder)
+        with builder, grad_mode.no_grad(), recorder.recording():
+            inputs = [builder.placeholder(f"arg{i}", meta_of(a))
+                      for i, a in enumerate(args) if isinstance(a, Tensor)]
+            output = self.fn(*substitute_tensors(args, inputs))
+            builder.output((output, tuple(value for _, value in recorder.updates)))
+        if not recorder.updates:
+            raise TraceError("ember.compile_train_step: the step function updated nothing "
+                             "(no opt.step() after loss.backward() while it was traced)")
+        self.optimizers = recorder.optimizers
+        graph, constants = builder.graph, builder.constants
+        buffer_updates = extract_buffer_updates(graph, constants)
+        (output, updates), buffers = graph.output_node.args[0]
+        graph.output_node.args = ((output, updates, buffers),)
+        layout = StepLayout([], [], [target for target, _ in recorder.updates],
+                            [constants[name] for name, _ in buffer_updates], constants,
+                            [tensor for tensor, _ in recorder.shared_inputs.values()])
+        return compile_step_graph(graph, constants, layout, self.pipeline, self.options, start,
+                                  self.backend)
+
+
+class _StepRecorder:
+    """What `.backward()` and `opt.step()` do while a step function is traced."""
+
+    def __init__(self, builder: GraphBuilder):
+        self.builder = builder
+        self.grads: dict[int, Any] = {}      # id(Parameter) -> symbolic gradient
+        self.updates: list[tuple] = []       # ((optimizer, param, key), new symbolic value)
+        self.optimizers: list = []
+        self.shared_inputs: dict[int, tuple] = {}   # id(step count) -> (tensor, placeholder)
+
+    def recording(self):
+        """Route SymbolicTensor.backward and every optimizer's step/zero_grad here."""
+        from .optim.optimizer import Optimizer
+        patches = [(SymbolicTensor, "backward", self.backward)]
+        for cls in _subclasses(Optimizer):
+            patches.append((cls, "step", self.step))
+        patches.append((Optimizer, "zero_grad", self.zero_grad))
+        return _patched(patches)
+
+    def backward(self, loss, gradient=None, retain_graph=None, create_graph=False,
+                 inputs=None):
+        if gradient is not None or create_graph or inputs is not None:
+            raise TraceError("ember.compile_train_step: a traced step supports "
+                             "loss.backward() only (no gradient=, create_graph=, inputs=)")
+        if loss.numel() != 1:
+            raise TraceError(f"ember.compile_train_step: grad can be implicitly created only "
+                             f"for scalar outputs; the loss has shape {list(loss.shape)}")
+        graph = loss.node.graph
+        forward = list(graph.nodes)
+        sources = dict(_graph_parameters(graph, self.builder.constants))
+        req = requires_grad_nodes(forward, sources)
+        _check_functional_gradient_path(forward, req)
+        found = backprop(forward, req, {loss.node: autodiff.ones_like_value(loss)})
+        for node, param in sources.items():
+            g = found.get(node)
+            if g is not None:
+                have = self.grads.get(id(param))
+                self.grads[id(param)] = g if have is None else have + g
+
+    def step(self, optimizer, closure=None):
+        if closure is not None:
+            raise TraceError("ember.compile_train_step: opt.step(closure) is not supported")
+        rule = rule_for(optimizer)
+        if optimizer not in self.optimizers:
+            self.optimizers.append(optimizer)
+        for group in optimizer.param_groups:
+            with dispatch.disabled(self.builder):    # real state tensors, as eager makes them
+                rule.init_state(optimizer, group)
+            params = [p for p in group["params"] if id(p) in self.grads]   # .grad is not None
+            if params:
+                self._update(optimizer, rule, group, params)
+
+    def _update(self, optimizer, rule: OptimizerRule, group: dict, params: list) -> None:
+        has_state = all(len(optimizer.state[p]) > 0 for p in params)
+        state: dict[str, Any] = {key: self._shared_input(optimizer.state[params[0]][key])
+                                 for key in rule.shared_keys}
+        for key in rule.state_keys(group, has_state):
+            state[key] = [optimizer.state[p][key] for p in params]
+        new = rule.update(group, params, [self.grads[id(p)] for p in params], state)
+        for key, values in new.items():
+            for p, value in zip(params, values):
+                self.updates.append(((optimizer, p, key), value))
+
+    def _shared_input(self, tensor: Tensor):
+        """A group's step count as a graph input, read every call (not a constant: it
+        changes each step, and it lives on the host even when the plan runs on CUDA)."""
+        found = self.shared_inputs.get(id(tensor))
+        if found is None:
+            graph = self.builder.graph
+            first = next(n for n in graph.nodes if n.op != OpKind.placeholder)
+            with graph.inserting_before(first):
+                value = self.builder.placeholder(f"state{len(self.shared_inputs)}",
+                                                meta_of(tensor))
+            found = self.shared_inputs[id(tensor)] = (tensor, value)
+        return found[1]
+
+    def zero_grad(self, optimizer, set_to_none: bool = True):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                self.grads.pop(id(p), None)
+
+
+def _graph_parameters(graph: Graph, constants: dict) -> list[tuple[Node, Tensor]]:
+    """(get_attr node, Parameter) for every trainable Parameter the graph reads."""
+    from .nn.parameter import Parameter
+    found = []
+    for node in graph.nodes:
+        if node.op == OpKind.get_attr:
+            value = constants.get(node.target)
+            if isinstance(value, Parameter) and value.requires_grad:
+                found.append((node, value))
+    return found
+
+
+def _check_functional_gradient_path(nodes: list, req: set) -> None:
+    for node in nodes:
+        if node in req and node.op == OpKind.call_function and is_op(node.target) and \
+                node.target.has_tag(Tag.INPLACE) and \
+                not (isinstance(node.args[0], Node) and node.args[0].op == OpKind.get_attr):
+            raise AutogradError(f"ember.compile_train_step: in-place {node.target.name} on "
+                                f"the gradient path{where(node)}; a traced step needs "
+                                f"out-of-place ops there (e.g. ReLU(inplace=False)), or use "
+                                f"compile_train_step(model, loss_fn, optimizer)")
+
+
+def _subclasses(cls) -> list:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_subclasses(sub))
+    return found
+
+
+class _patched:
+    """Set attributes for the duration of a trace (the tracing mode), then restore."""
+
+    def __init__(self, patches: list):
+        self.patches = patches
+        self.saved: list = []
+
+    def __enter__(self):
+        for owner, name, fn in self.patches:
+            self.saved.append((owner, name, owner.__dict__.get(name, _MISSING)))
+            setattr(owner, name, _as_method(fn))
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, old in reversed(self.saved):
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+
+
+_MISSING = object()
+
+
+def _as_method(fn):
+    def method(self, *args, **kwargs):
+        return fn(self, *args, **kwargs)
+    return method
