@@ -327,6 +327,14 @@ class KernelEmitter:
         if isinstance(e, K.Cast):
             return self.cast(self.expr(e.value, point), e.dtype, point)
         args = [self.expr(a, point) for a in e.args]
+        if e.op == "div" and _is_row_constant(e.args[1]) and args[0].vector and \
+                not args[1].vector and _is_float(e.dtype):
+            # softmax's x / sum: one reciprocal per row, a multiply per element (as ATen)
+            one = self.constant(1.0, args[1].dtype)
+            inverse = Val(self.b.fdiv(one, args[1].value), args[1].dtype, False)
+            return Val(self.scalar_op("mul", [args[0], Val(self.vector_of(inverse, point.lanes),
+                                                            inverse.dtype, True)], e.dtype),
+                       e.dtype, True)
         if any(a.vector for a in args):
             args = [Val(self.vector_of(a, point.lanes), a.dtype, True) for a in args]
         vector = any(a.vector for a in args)
@@ -669,6 +677,13 @@ class KernelEmitter:
             vec = self.combine(combine, lo, hi, dtype)
             lanes = half
         return b.extract_element(vec, ir.Constant(U.I32, 0))
+
+
+def _is_row_constant(e) -> bool:
+    """A reduction's result (possibly cast): the same for every element of a row."""
+    while isinstance(e, K.Cast):
+        e = e.value
+    return isinstance(e, K.ReduceRef)
 
 
 def _fbits(dtype: DType) -> int:
