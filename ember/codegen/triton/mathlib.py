@@ -14,6 +14,7 @@ every generated module shares one copy.
 """
 from __future__ import annotations
 
+import linecache
 import os
 
 import triton
@@ -167,76 +168,29 @@ def _pow(a, b):
 
 
 # --- libdevice through jit wrappers: Triton swaps the generic `libdevice` module for the
-# target's inside jit functions only, so a bare alias of its stubs would compile to nothing
-@triton.jit
-def _lib_expm1(x):
-    return libdevice.expm1(x)
+# target's inside jit functions only, so a bare alias of its stubs would compile to nothing.
+# Each wrapper is the same one-line forward, so its source is written here from a table;
+# Triton reads a jit function's source, hence the linecache entry under a pseudo-filename.
+_LIBDEVICE_PARAMS = {
+    "expm1": "x", "log1p": "x", "tanh": "x", "sinh": "x", "cosh": "x", "tan": "x",
+    "atan": "x", "atan2": "y, x", "asin": "x", "acos": "x", "trunc": "x", "rint": "x",
+    "pow": "a, b",
+}
 
 
-@triton.jit
-def _lib_log1p(x):
-    return libdevice.log1p(x)
-
-
-@triton.jit
-def _lib_tanh(x):
-    return libdevice.tanh(x)
-
-
-@triton.jit
-def _lib_sinh(x):
-    return libdevice.sinh(x)
-
-
-@triton.jit
-def _lib_cosh(x):
-    return libdevice.cosh(x)
-
-
-@triton.jit
-def _lib_tan(x):
-    return libdevice.tan(x)
-
-
-@triton.jit
-def _lib_atan(x):
-    return libdevice.atan(x)
-
-
-@triton.jit
-def _lib_atan2(y, x):
-    return libdevice.atan2(y, x)
-
-
-@triton.jit
-def _lib_asin(x):
-    return libdevice.asin(x)
-
-
-@triton.jit
-def _lib_acos(x):
-    return libdevice.acos(x)
-
-
-@triton.jit
-def _lib_trunc(x):
-    return libdevice.trunc(x)
-
-
-@triton.jit
-def _lib_rint(x):
-    return libdevice.rint(x)
-
-
-@triton.jit
-def _lib_pow(a, b):
-    return libdevice.pow(a, b)
+def _libdevice_wrapper(name: str, params: str):
+    """`@triton.jit def _lib_<name>(<params>): return libdevice.<name>(<params>)`."""
+    source = f"def _lib_{name}({params}):\n    return libdevice.{name}({params})\n"
+    filename = f"<ember.codegen.triton.mathlib._lib_{name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"__name__": __name__, "libdevice": libdevice}
+    exec(compile(source, filename, "exec"), namespace)
+    return triton.jit(namespace[f"_lib_{name}"])
 
 
 if INTERPRETED:
     expm1, log1p, tanh, sinh, cosh, tan = _expm1, _log1p, _tanh, _sinh, _cosh, _tan
     atan, atan2, asin, acos, trunc, rint, pow = _atan, _atan2, _asin, _acos, _trunc, _rint, _pow
-else:
-    expm1, log1p, tanh, sinh, cosh = _lib_expm1, _lib_log1p, _lib_tanh, _lib_sinh, _lib_cosh
-    tan, atan, atan2, asin, acos = _lib_tan, _lib_atan, _lib_atan2, _lib_asin, _lib_acos
-    trunc, rint, pow = _lib_trunc, _lib_rint, _lib_pow
+else:                                   # unpacked in the table's order
+    (expm1, log1p, tanh, sinh, cosh, tan, atan, atan2, asin, acos, trunc, rint,
+     pow) = (_libdevice_wrapper(name, params) for name, params in _LIBDEVICE_PARAMS.items())
