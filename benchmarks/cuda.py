@@ -52,14 +52,15 @@ def parse(argv=None):
 
 
 # --- timing ------------------------------------------------------------------------------
-def time_ember(fn, inner: int, args) -> float:
-    """Best milliseconds per call over `repeats` event-timed runs of `inner` calls."""
+def _time_events(cuda, fn, inner: int, args) -> float:
+    """Best milliseconds per call over `repeats` runs of `inner` calls, timed by `cuda`'s
+    events (ember.cuda or torch.cuda: each library's events time its own calls)."""
     for _ in range(args.warmup):
         fn()
-    ember.cuda.synchronize()
+    cuda.synchronize()
     best = float("inf")
     for _ in range(args.repeats):
-        start, end = ember.cuda.Event(enable_timing=True), ember.cuda.Event(enable_timing=True)
+        start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
         start.record()
         for _ in range(inner):
             fn()
@@ -67,23 +68,15 @@ def time_ember(fn, inner: int, args) -> float:
         end.synchronize()
         best = min(best, start.elapsed_time(end) / inner)
     return best
+
+
+def time_ember(fn, inner: int, args) -> float:
+    return _time_events(ember.cuda, fn, inner, args)
 
 
 def time_torch(fn, inner: int, args) -> float:
     import torch
-    for _ in range(args.warmup):
-        fn()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(args.repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / inner)
-    return best
+    return _time_events(torch.cuda, fn, inner, args)
 
 
 def torch_compiled(fn, args):
