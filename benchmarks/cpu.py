@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("COLUMNS", "180")     # rich: keep the wide tables readable
 import torch  # noqa: E402
 
-from benchmarks.common import Bench, bench_args, measure  # noqa: E402
+from benchmarks.common import Bench, bench_args, measure, torch_resnet18  # noqa: E402
 from ember.codegen.llvm import gemm as G  # noqa: E402
 from ember.codegen.llvm import irutil as u  # noqa: E402
 import ember  # noqa: E402
@@ -365,49 +365,6 @@ def fused(ctx: Context) -> None:
 
 
 # --- models ----------------------------------------------------------------------------------
-def _torch_resnet18(num_classes: int = 1000):
-    """torchvision's resnet18 (BasicBlock, [2, 2, 2, 2]) with ember's module names."""
-    nn = torch.nn
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = None if stride == 1 and cin == cout else nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            identity = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
-            return self.relu(self.bn2(self.conv2(out)) + identity)
-
-    class ResNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            widths, cin = (64, 128, 256, 512), 64
-            for i, width in enumerate(widths):
-                stride = 1 if i == 0 else 2
-                setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, width, stride),
-                                                             Block(width, width, 1)))
-                cin = width
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = nn.Linear(512, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-    return ResNet()
-
-
 def _torch_small_cnn():
     nn = torch.nn
     return nn.Sequential(
@@ -473,7 +430,7 @@ def models(ctx: Context) -> None:
                rng.standard_normal((64, 1, 28, 28), dtype=np.float32))
     x = rng.standard_normal((8, 3, 224, 224), dtype=np.float32)
     for cl in (False, True):
-        e, t = _same_weights(ember.models.resnet18(), _torch_resnet18())
+        e, t = _same_weights(ember.models.resnet18(), torch_resnet18())
         _model_row(ctx, f"resnet18 batch 8 224x224 {'channels-last' if cl else 'NCHW'}", e, t,
                    x, channels_last=cl, repeats=big)
     ember.manual_seed(0)

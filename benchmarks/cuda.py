@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 import ember  # noqa: E402
 import ember.nn.functional as F  # noqa: E402
+from benchmarks.common import torch_resnet18  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -259,47 +260,7 @@ def torch_resnet18_like(model):
     """torch's ResNet-18 layout with ember's weights, loaded by parameter/buffer name
     (ember's resnet18 uses torchvision's names)."""
     import torch
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = None
-            if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                                nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            identity = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
-            return self.relu(self.bn2(self.conv2(out)) + identity)
-
-    class Net(nn.Module):
-        def __init__(self, classes):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            widths, cin = (64, 128, 256, 512), 64
-            for i, w in enumerate(widths):
-                setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, w, 1 if i == 0 else 2),
-                                                             Block(w, w, 1)))
-                cin = w
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(512, classes)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    net = Net(model.fc.out_features)
+    net = torch_resnet18(model.fc.out_features)
     state = {name: torch.from_numpy(np.ascontiguousarray(t.detach().numpy()))
              for name, t in list(model.state_dict().items())}
     missing = net.load_state_dict(state, strict=False)
