@@ -408,17 +408,21 @@ def _result_nodes(graph: Graph) -> set:
 def _eager_step(node: Node) -> Callable:
     """A callable on arrays that runs `node` eagerly (no autograd) and returns arrays."""
     def run(*arrays):
-        values = iter([Tensor._adopt(a) for a in arrays])
-        args = map_arg(node.args, lambda n: next(values))
-        kwargs = map_arg(node.kwargs, lambda n: next(values))
-        with grad_mode.no_grad():
-            if node.op == OpKind.call_method:
-                self_, *rest = args
-                result = getattr(self_, node.target)(*rest, **kwargs)
-            else:
-                result = node.target(*args, **kwargs)
-        return _unwrap(result)
+        return _unwrap(call_node_eagerly(node, [Tensor._adopt(a) for a in arrays]))
     return run
+
+
+def call_node_eagerly(node: Node, values) -> Any:
+    """Run `node`'s function or method without autograd, `values` standing for its Node
+    arguments in order (args, then kwargs); shared with the CUDA backend's eager steps."""
+    it = iter(values)
+    args = map_arg(node.args, lambda n: next(it))
+    kwargs = map_arg(node.kwargs, lambda n: next(it))
+    with grad_mode.no_grad():
+        if node.op == OpKind.call_method:
+            self_, *rest = args
+            return getattr(self_, node.target)(*rest, **kwargs)
+        return node.target(*args, **kwargs)
 
 
 def _unwrap(value):

@@ -34,10 +34,11 @@ import numpy as np
 from ..codegen.extern import tensor_inputs
 from ..codegen.lowering import lower_group
 from ..ir.errors import DeviceError, EmberError, LoweringError
-from ..ir.graph import Graph, Node, OpKind, map_arg
+from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, channels_last, strides_for
 from . import eager_cuda
 from .autograd import grad_mode
+from .compile import call_node_eagerly
 from .devices import cuda_view, data_ptr, empty_cuda, tensor_index
 from .tensor import Tensor
 
@@ -317,15 +318,7 @@ class CudaBackend:
     def eager(self, node: Node):
         """Run `node`'s op eagerly on CUDA tensors (eager CUDA ops; may use the host)."""
         def run(*values):
-            it = iter(values)
-            args = map_arg(node.args, lambda n: next(it))
-            kwargs = map_arg(node.kwargs, lambda n: next(it))
-            with grad_mode.no_grad():
-                if node.op == OpKind.call_method:
-                    self_, *rest = args
-                    result = getattr(self_, node.target)(*rest, **kwargs)
-                else:
-                    result = node.target(*args, **kwargs)
+            result = call_node_eagerly(node, values)
             if isinstance(result, (tuple, list)):      # a multi-output op: a plain tuple
                 return tuple(self._on_device(v) for v in result)
             return self._on_device(result)
