@@ -83,23 +83,6 @@ def lanes_for(dtype_bytes: int = 4) -> int:
     return max(1, width_bits // (8 * dtype_bytes))
 
 
-def _mangle(ty: ir.Type) -> str:
-    """LLVM's overload suffix: float -> f32, <16 x float> -> v16f32, i8 -> i8."""
-    if isinstance(ty, ir.VectorType):
-        return f"v{ty.count}{_mangle(ty.element)}"
-    if isinstance(ty, ir.IntType):
-        return f"i{ty.width}"
-    return {U.F32: "f32", U.F64: "f64", _F16: "f16"}[ty]
-
-
-def _intrinsic(b: ir.IRBuilder, name: str, ty: ir.Type, *args: ir.Value) -> ir.Value:
-    full = f"llvm.{name}.{_mangle(ty)}"
-    fn = b.module.globals.get(full)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(ty, [a.type for a in args]), name=full)
-    return b.call(fn, list(args))
-
-
 def _bytes(ty: ir.Type) -> int:
     return 2 if ty == _F16 else max(1, ty.width // 8) if isinstance(ty, ir.IntType) else \
         (8 if ty == U.F64 else 4)
@@ -510,17 +493,17 @@ class KernelEmitter:
             return fast(b, xs[0])
         simple = {
             "neg": lambda x: b.fneg(x),
-            "abs": lambda x: _intrinsic(b, "fabs", ty, x),
+            "abs": lambda x: U.intrinsic(b, "fabs", ty, x),
             "square": lambda x: b.fmul(x, x),
             "reciprocal": lambda x: b.fdiv(one, x),
-            "sqrt": lambda x: _intrinsic(b, "sqrt", ty, x),
-            "rsqrt": lambda x: b.fdiv(one, _intrinsic(b, "sqrt", ty, x)),
-            "floor": lambda x: _intrinsic(b, "floor", ty, x),
-            "ceil": lambda x: _intrinsic(b, "ceil", ty, x),
-            "trunc": lambda x: _intrinsic(b, "trunc", ty, x),
-            "round": lambda x: _intrinsic(b, "roundeven", ty, x),
+            "sqrt": lambda x: U.intrinsic(b, "sqrt", ty, x),
+            "rsqrt": lambda x: b.fdiv(one, U.intrinsic(b, "sqrt", ty, x)),
+            "floor": lambda x: U.intrinsic(b, "floor", ty, x),
+            "ceil": lambda x: U.intrinsic(b, "ceil", ty, x),
+            "trunc": lambda x: U.intrinsic(b, "trunc", ty, x),
+            "round": lambda x: U.intrinsic(b, "roundeven", ty, x),
             "isnan": lambda x: b.fcmp_unordered("uno", x, x),
-            "isinf": lambda x: b.fcmp_ordered("==", _intrinsic(b, "fabs", ty, x),
+            "isinf": lambda x: b.fcmp_ordered("==", U.intrinsic(b, "fabs", ty, x),
                                               U.const_like(ty, math.inf)),
             "sign": lambda x: b.select(b.fcmp_ordered(">", x, U.const_like(ty, 0.0)), one,
                                        b.select(b.fcmp_ordered("<", x, U.const_like(ty, 0.0)),
@@ -531,9 +514,9 @@ class KernelEmitter:
         if op in simple:
             return simple[op](xs[0])
         if op in ("maximum", "minimum"):
-            return _intrinsic(b, op, ty, xs[0], xs[1])
+            return U.intrinsic(b, op, ty, xs[0], xs[1])
         if op == "pow":
-            return _intrinsic(b, "pow", ty, xs[0], xs[1])
+            return U.intrinsic(b, "pow", ty, xs[0], xs[1])
         if op in ("logical_and", "logical_or", "logical_xor"):
             zero = U.const_like(ty, 0.0)
             l, r = b.fcmp_unordered("!=", xs[0], zero), b.fcmp_unordered("!=", xs[1], zero)
@@ -541,8 +524,8 @@ class KernelEmitter:
         if op in ("floor_divide", "remainder", "fmod"):
             q = b.fdiv(xs[0], xs[1])
             if op == "floor_divide":
-                return _intrinsic(b, "floor", ty, q)
-            base = _intrinsic(b, "floor" if op == "remainder" else "trunc", ty, q)
+                return U.intrinsic(b, "floor", ty, q)
+            base = U.intrinsic(b, "floor" if op == "remainder" else "trunc", ty, q)
             return b.fsub(xs[0], b.fmul(base, xs[1]))
         return self._math(op, *xs, dtype=dtype)
 
@@ -554,7 +537,7 @@ class KernelEmitter:
         if fast is not None:
             return fast(b, *xs)
         if op in ("exp", "exp2", "log", "log2", "sin", "cos"):
-            return _intrinsic(b, op, ty, *xs)
+            return U.intrinsic(b, op, ty, *xs)
         return self._libm(op, xs, dtype)
 
     def _libm(self, op: str, xs, dtype: DType):
@@ -609,7 +592,7 @@ class KernelEmitter:
             return b.not_(xs[0])
         if op in ("maximum", "minimum"):
             name = ("s" if signed else "u") + ("max" if op == "maximum" else "min")
-            return _intrinsic(b, name, ty, xs[0], xs[1])
+            return U.intrinsic(b, name, ty, xs[0], xs[1])
         if op in ("floor_divide", "remainder", "fmod"):
             return self._int_division(op, xs[0], xs[1], signed)
         if op == "sign":
@@ -657,14 +640,14 @@ class KernelEmitter:
                 return b.fadd(x, y)
             if combine == "prod":
                 return b.fmul(x, y)
-            return _intrinsic(b, "maximum" if combine == "max" else "minimum", x.type, x, y)
+            return U.intrinsic(b, "maximum" if combine == "max" else "minimum", x.type, x, y)
         if combine == "sum":
             return b.add(x, y)
         if combine == "prod":
             return b.mul(x, y)
         signed = not _unsigned(dtype)
         name = ("s" if signed else "u") + ("max" if combine == "max" else "min")
-        return _intrinsic(b, name, x.type, x, y)
+        return U.intrinsic(b, name, x.type, x, y)
 
     def horizontal(self, combine: str, vec, lanes: int, dtype: DType):
         """Pairwise reduction of a vector's lanes (log2(W) steps)."""

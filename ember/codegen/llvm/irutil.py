@@ -71,10 +71,12 @@ def elem_size(elem: ir.Type) -> int:
 
 
 def _mangle(ty: ir.Type) -> str:
-    """LLVM's overload suffix: float -> f32, <16 x float> -> v16f32."""
+    """LLVM's overload suffix: float -> f32, <16 x float> -> v16f32, i8 -> i8, half -> f16."""
     if isinstance(ty, ir.VectorType):
         return f"v{ty.count}{_mangle(ty.element)}"
-    return {F32: "f32", F64: "f64", I32: "i32", I64: "i64"}[ty]
+    if isinstance(ty, ir.IntType):
+        return f"i{ty.width}"
+    return {F32: "f32", F64: "f64", ir.HalfType(): "f16"}[ty]
 
 
 def intrinsic(b: ir.IRBuilder, name: str, ty: ir.Type, *args: ir.Value) -> ir.Value:
