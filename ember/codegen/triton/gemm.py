@@ -96,22 +96,16 @@ class MatmulProblem:
         return "kmajor" if self.b_strides[1] == 1 and self.b_strides[2] != 1 else "row"
 
     def a_setup(self) -> list[str]:
-        sb, sm, sk = self.a_strides
-        return [f"a_ptrs = a_ptr + pid_b.to(tl.int64) * {sb} + rm[:, None] * {sm} "
-                f"+ rk[None, :] * {sk}"]
+        return _tile_pointers("a", self.a_strides, "rm", "rk")
 
     def a_load(self, k_mask: bool) -> list[str]:
-        mask = ", mask=rk[None, :] < K - k0, other=0.0" if k_mask else ""
-        return [f"a = tl.load(a_ptrs{mask})", f"a_ptrs += BLOCK_K * {self.a_strides[2]}"]
+        return _tile_load("a", "rk[None, :]", self.a_strides[2], k_mask)
 
     def b_setup(self) -> list[str]:
-        sb, sk, sn = self.b_strides
-        return [f"b_ptrs = b_ptr + pid_b.to(tl.int64) * {sb} + rk[:, None] * {sk} "
-                f"+ rn[None, :] * {sn}"]
+        return _tile_pointers("b", self.b_strides, "rk", "rn")
 
     def b_load(self, k_mask: bool) -> list[str]:
-        mask = ", mask=rk[:, None] < K - k0, other=0.0" if k_mask else ""
-        return [f"b = tl.load(b_ptrs{mask})", f"b_ptrs += BLOCK_K * {self.b_strides[1]}"]
+        return _tile_load("b", "rk[:, None]", self.b_strides[1], k_mask)
 
     def c_offset(self) -> str:
         sb, sm, sn = self.c_strides
@@ -123,6 +117,19 @@ class MatmulProblem:
     def describe(self) -> str:
         return (f"matmul {self.batch}x[{self.m}x{self.k}] @ [{self.k}x{self.n}] "
                 f"{self.dtype.name}, B {self.b_layout}")
+
+
+def _tile_pointers(name: str, strides: tuple, rows: str, cols: str) -> list[str]:
+    """`<name>_ptrs`: a (rows x cols) tile of operand `name` in this program's batch."""
+    sb, s_row, s_col = strides
+    return [f"{name}_ptrs = {name}_ptr + pid_b.to(tl.int64) * {sb} + {rows}[:, None] * {s_row} "
+            f"+ {cols}[None, :] * {s_col}"]
+
+
+def _tile_load(name: str, k_index: str, k_stride: int, k_mask: bool) -> list[str]:
+    """Load operand `name`'s tile (masked past K on the last step) and step along K."""
+    mask = f", mask={k_index} < K - k0, other=0.0" if k_mask else ""
+    return [f"{name} = tl.load({name}_ptrs{mask})", f"{name}_ptrs += BLOCK_K * {k_stride}"]
 
 
 @dataclass(frozen=True)
