@@ -522,20 +522,22 @@ def _identity(combine: str, dtype: DType) -> str:
 
 
 def _reduce_call(stage: K.Reduce, value: str) -> str:
-    if stage.combine == "sum":
-        return f"tl.sum({value}, 1)"
-    if stage.combine == "prod":
-        return f"tl.reduce({value}, 1, emath.multiply)"
-    if _is_float(stage.acc_dtype):
-        return f"tl.reduce({value}, 1, emath.{stage.combine}_nan)"
-    return f"tl.{stage.combine}({value}, 1)"
+    return _reduction_templates(stage)[0].format(value)
 
 
 def _combine(stage: K.Reduce, acc: str, value: str) -> str:
+    return _reduction_templates(stage)[1].format(acc, value)
+
+
+def _reduction_templates(stage: K.Reduce) -> tuple[str, str]:
+    """(reduce block {0} over axis 1, fold value {1} into accumulator {0}) for `stage`'s
+    combine; float max/min use emath's NaN-propagating versions, as torch does."""
     if stage.combine == "sum":
-        return f"{acc} + {value}"
+        return "tl.sum({0}, 1)", "{0} + {1}"
     if stage.combine == "prod":
-        return f"{acc} * {value}"
+        return "tl.reduce({0}, 1, emath.multiply)", "{0} * {1}"
     if _is_float(stage.acc_dtype):
-        return f"emath.{stage.combine}_nan({acc}, {value})"
-    return f"tl.{'maximum' if stage.combine == 'max' else 'minimum'}({acc}, {value})"
+        nan_fn = f"emath.{stage.combine}_nan"
+        return f"tl.reduce({{0}}, 1, {nan_fn})", f"{nan_fn}({{0}}, {{1}})"
+    pairwise = "maximum" if stage.combine == "max" else "minimum"
+    return f"tl.{stage.combine}({{0}}, 1)", f"tl.{pairwise}({{0}}, {{1}})"
