@@ -1,15 +1,12 @@
 """ember.compile: compiled equals eager for every registry op with samples, every
 built-in model, and random fused chains; guards recompile; buffers are reused."""
-import gc
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import ember
 from ember.ir.registry import OPS, Tag
-from ember.runtime.allocator import default_allocator
-from ember.runtime.plan import page_faults
+from tests.compile.helpers import assert_steady_calls_allocate_nothing
 from tests.op_samples import assert_arrays_close, sample_call, sample_cases
 
 
@@ -102,15 +99,8 @@ def test_steady_state_calls_allocate_no_large_buffers():
     x, w = ember.randn(256, 512), ember.randn(512, 512)
     for _ in range(3):
         f(x, w)
-    gc.collect()
-    reserved = default_allocator().reserved_bytes
-    before = page_faults()
-    for _ in range(5):
-        f(x, w)
-    gc.collect()
-    assert default_allocator().reserved_bytes == reserved
     # a fresh 512 KiB intermediate would fault ~128 pages per call
-    assert page_faults() - before < 5 * 64
+    assert_steady_calls_allocate_nothing(lambda: f(x, w), max_faults_per_call=64)
 
 
 def test_decorator_and_unknown_backend():

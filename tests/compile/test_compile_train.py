@@ -2,14 +2,12 @@
 parameters, optimizer state, running statistics) for the built-in models and the
 supported optimizers; guards recompile; steady state allocates no large buffers."""
 import copy
-import gc
 
 import numpy as np
 import pytest
 
 import ember
-from ember.runtime.allocator import default_allocator
-from ember.runtime.plan import page_faults
+from tests.compile.helpers import assert_steady_calls_allocate_nothing, eager_step
 
 nn = ember.nn
 
@@ -42,14 +40,6 @@ _OPTIMIZERS = {
 }
 
 
-def _eager_step(model, loss_fn, opt, x, y):
-    loss = loss_fn(model(x), y)
-    loss.backward()
-    opt.step()
-    opt.zero_grad()
-    return loss
-
-
 def _assert_same_state(model, ref, opt, opt_ref, tol):
     assert all(np.isfinite(q.detach().numpy()).all() for q in ref.parameters())
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
@@ -76,7 +66,7 @@ def _run_both(make, make_opt, steps, train=True, tol=2e-4):
     for _ in range(steps):
         x, y = batch()
         got = step(x, y)
-        want = _eager_step(ref, loss_fn, opt_ref, x, y)
+        want = eager_step(ref, loss_fn, opt_ref, x, y)
         assert np.isfinite(want.item())
         np.testing.assert_allclose(got.item(), want.item(), rtol=tol, atol=tol)
     _assert_same_state(model, ref, opt, opt_ref, tol)
@@ -117,7 +107,7 @@ def test_dropout_masks_match_eager_under_the_same_seed():
         ember.manual_seed(100 + i)
         got = step(x, y)
         ember.manual_seed(100 + i)
-        want = _eager_step(ref, loss_fn, opt_ref, x, y)
+        want = eager_step(ref, loss_fn, opt_ref, x, y)
         np.testing.assert_allclose(got.item(), want.item(), rtol=1e-5)
     _assert_same_state(model, ref, opt, opt_ref, 1e-5)
 
@@ -148,7 +138,7 @@ def test_batch_size_change_recompiles_and_stays_correct():
     for batch in (4, 4, 7, 4):
         x, y = ember.randn(batch, 24), ember.randint(0, 5, (batch,))
         np.testing.assert_allclose(step(x, y).item(),
-                                   _eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
+                                   eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
     assert len(step.plans) == 2
     _assert_same_state(model, ref, opt, opt_ref, 2e-4)
 
@@ -172,15 +162,8 @@ def test_steady_state_steps_allocate_no_large_buffers():
         step(x, y)
     # the update kernels store parameters, exp_avg and exp_avg_sq straight into the tensors
     assert len(step.last.bindings) == 3 * len(list(model.parameters()))
-    gc.collect()
-    reserved = default_allocator().reserved_bytes
-    before = page_faults()
-    for _ in range(5):
-        step(x, y)
-    gc.collect()
-    assert default_allocator().reserved_bytes == reserved
     # a fresh 256 KiB weight-sized buffer would fault ~64 pages per call
-    assert page_faults() - before < 5 * 32
+    assert_steady_calls_allocate_nothing(lambda: step(x, y), max_faults_per_call=32)
 
 
 def test_unsupported_optimizer_and_non_scalar_loss_are_rejected():
@@ -221,7 +204,7 @@ def test_traced_step_function_equals_eager_steps(opt_name, zero_first):
     for _ in range(3):
         x, y = batch()
         np.testing.assert_allclose(step(x, y).item(),
-                                   _eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
+                                   eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
     _assert_same_state(model, ref, opt, opt_ref, 2e-4)
     assert step.last.bindings                  # parameters updated by the kernels in place
     assert all(p.grad is None for p in model.parameters())
@@ -237,7 +220,7 @@ def test_traced_step_with_train_mode_batchnorm_updates_running_stats():
     for _ in range(2):
         x, y = batch()
         np.testing.assert_allclose(step(x, y).item(),
-                                   _eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
+                                   eager_step(ref, loss_fn, opt_ref, x, y).item(), rtol=2e-4)
     for name, b in model.named_buffers():
         if "running" in name:
             np.testing.assert_allclose(b.numpy(), dict(ref.named_buffers())[name].numpy(),

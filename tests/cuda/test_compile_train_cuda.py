@@ -22,6 +22,7 @@ pytest.importorskip("triton")
 import ember  # noqa: E402
 
 from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+from tests.compile.helpers import eager_step  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 nn = ember.nn
@@ -36,14 +37,6 @@ OPTIMIZERS = {
     "sgd_momentum": lambda ps: ember.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01),
     "adam": lambda ps: ember.optim.Adam(ps, lr=1e-2),
 }
-
-
-def _eager_step(model, loss_fn, opt, x, y):
-    loss = loss_fn(model(x), y)
-    loss.backward()
-    opt.step()
-    opt.zero_grad()
-    return loss
 
 
 def _host(t):
@@ -86,7 +79,7 @@ def _compare(model_name, opt_name, device, steps, traced=False, tol=2e-4):
     for _ in range(steps):
         x, y = batch()
         got = step(x.to(device), y.to(device))
-        want = _eager_step(ref, loss_fn, opt_ref, x, y)
+        want = eager_step(ref, loss_fn, opt_ref, x, y)
         assert got.is_cuda and np.isfinite(want.item())
         np.testing.assert_allclose(got.item(), want.item(), rtol=tol, atol=tol)
     _assert_same(model, ref, opt, opt_ref, tol)
