@@ -22,6 +22,13 @@ def sample_cases(ops, *, per_op: int, seed: int, numbered: bool = True) -> list:
     return cases
 
 
+def lowering_rule_cases(*, per_op: int, seed: int) -> list:
+    """`sample_cases` over every op with a lowering rule (the lowering and backend tests)."""
+    from ember.codegen.lowering import RULES
+    from ember.ir.registry import OPS
+    return sample_cases([OPS.get(n) for n in sorted(RULES)], per_op=per_op, seed=seed)
+
+
 def arrays_in(value, found: list | None = None) -> list:
     """The NumPy arrays in a sample's (args, kwargs), nested lists and dicts included."""
     found = [] if found is None else found

@@ -6,12 +6,11 @@ import pytest
 
 import ember
 from ember.codegen import kernel as K
-from ember.codegen.lowering import RULES, can_lower, lower_group
+from ember.codegen.lowering import can_lower, lower_group
 from ember.ir.errors import LoweringError
 from ember.ir.meta import meta_of
-from ember.ir.registry import OPS
 from ember.ir.symbolic import build_graph
-from tests.op_samples import sample_call, sample_cases
+from tests.op_samples import lowering_rule_cases, sample_call
 
 
 def run_lowered(fn, *tensors):
@@ -36,8 +35,7 @@ def run_lowered(fn, *tensors):
     return results, lowered.kernel
 
 
-@pytest.mark.parametrize("op, sample", sample_cases([OPS.get(n) for n in sorted(RULES)],
-                                                 per_op=3, seed=0))
+@pytest.mark.parametrize("op, sample", lowering_rule_cases(per_op=3, seed=0))
 def test_each_rule_matches_eager(op, sample):
     fn, tensors = sample_call(op, sample)
     if any(t.dtype.is_complex for t in tensors):

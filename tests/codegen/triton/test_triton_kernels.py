@@ -18,16 +18,13 @@ import ember  # noqa: E402
 from ember.codegen import kernel as K  # noqa: E402
 from ember.codegen.lowering import lower_group  # noqa: E402
 from ember.codegen.triton import cache, source  # noqa: E402
-from ember.ir.errors import LoweringError  # noqa: E402
 from ember.ir.meta import meta_of  # noqa: E402
 from ember.ir.symbolic import build_graph  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_llvm_emit import LOOSE, assert_close, flat_input  # noqa: E402
+from test_llvm_emit import assert_close, assert_rule_sample_matches, flat_input  # noqa: E402
 
-from ember.codegen.lowering import RULES  # noqa: E402
-from ember.ir.registry import OPS  # noqa: E402
-from tests.op_samples import sample_call, sample_cases  # noqa: E402
+from tests.op_samples import lowering_rule_cases  # noqa: E402
 
 
 def run_kernel(kernel: K.Kernel, inputs: list[np.ndarray], blocks=None):
@@ -51,18 +48,10 @@ def run_fn(fn, *tensors, blocks=None):
     return run_kernel(lowered.kernel, ins, blocks)
 
 
-@pytest.mark.parametrize("op, sample", sample_cases([OPS.get(n) for n in sorted(RULES)],
-                                                 per_op=2, seed=1))
+@pytest.mark.parametrize("op, sample", lowering_rule_cases(per_op=2, seed=1))
 def test_every_rule_matches_evaluate(op, sample):
-    fn, tensors = sample_call(op, sample)
-    if any(t.dtype.is_complex for t in tensors):
-        pytest.skip("complex tensors are not generated code")
-    try:
-        pairs, _ = run_fn(fn, *tensors)
-    except LoweringError as err:
-        pytest.skip(f"not lowerable: {err}")
-    loose = op.name in LOOSE
-    assert_close(pairs, rtol=1e-4 if loose else 2e-6, atol=1e-5 if loose else 1e-6)
+    assert_rule_sample_matches(run_fn, op, sample, lambda t: t.dtype.is_complex,
+                               "complex tensors are not generated code")
 
 
 @pytest.mark.parametrize("shape", [(1,), (33,), (3, 17), (2, 3, 40)])
