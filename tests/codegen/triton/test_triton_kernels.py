@@ -113,7 +113,9 @@ def test_int_and_bool_kernels():
 def test_half_precision_rounds_like_numpy():
     x = ember.randn(4, 33).to(ember.float16)
     pairs, _ = run_fn(lambda t: (t * 3 + 1).exp(), x)
-    assert_close(pairs, rtol=2e-3, atol=1e-3)
+    # float16 keeps 11 bits (ulp ~ 1e-3 relative); exp amplifies a one-ulp difference in its
+    # rounded input, and the GPU's libdevice exp differs from NumPy's: allow 4 ulps
+    assert_close(pairs, rtol=4e-3, atol=1e-3)
 
 
 def test_channels_last_and_transposed_access():
