@@ -1,0 +1,344 @@
+"""Run PyTorch's own OpInfo database (op_db) against ember.
+
+Each OpInfo entry is mapped by name, as a user porting code would: `torch.X` ->
+`ember.X`, `torch.nn.functional.X` -> `ember.nn.functional.X`, `torch.linalg/fft/special/
+masked.X` -> the same path under ember, `torch.signal.windows.X` ->
+`ember.signal.windows.X`, and method-only entries -> `ember.Tensor.X`. For each entry
+and dtype, every `sample_inputs` case is converted to ember tensors and the results
+compared with torch's; with `--grad`, float64 gradients (a fixed random cotangent) too.
+
+    python tools/opinfo.py                       # summary over every entry
+    python tools/opinfo.py addcmul nn.functional.glu --verbose   # named entries, details
+    python tools/opinfo.py --missing             # names ember lacks
+    python tools/opinfo.py --json out.json       # the per-entry record, as data
+
+Needs torch (the test oracle) and expecttest; ember itself never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+import traceback
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+# ops whose values are random or uninitialized: only shapes and dtypes are compared
+RANDOM_OPS = {
+    "bernoulli", "multinomial", "normal", "uniform", "cauchy", "exponential", "geometric",
+    "log_normal", "rand_like", "randn_like", "randint_like", "randint", "randn", "rand",
+    "nn.functional.dropout", "nn.functional.dropout2d", "nn.functional.dropout3d",
+    "nn.functional.dropout1d", "nn.functional.alpha_dropout",
+    "nn.functional.feature_alpha_dropout", "nn.functional.rrelu", "empty", "empty_like",
+    "new_empty", "new_empty_strided", "empty_strided", "empty_permuted",
+    "nn.functional.fractional_max_pool2d", "nn.functional.fractional_max_pool3d",
+    "torch.empty", "svd_lowrank", "pca_lowrank", "resize_", "resize_as_",
+}
+# entries outside the scope of the CPU float/complex surface (sparse, CUDA-only, private)
+OUT_OF_SCOPE_PREFIXES = ("sparse.", "jiterator_", "torch._scaled_mm", "torch.ops.aten.",
+                         "_", "to_sparse")
+
+DTYPE_NAMES = ("float32", "float64", "complex64", "int64", "bool")
+
+
+def _ember():
+    import ember  # noqa: PLC0415 - imported late so --help works without it
+    return ember
+
+
+def resolve(name: str):
+    """The ember callable a user would reach for OpInfo entry `name`, or None."""
+    ember = _ember()
+    parts = name.split(".")
+    if parts[:2] == ["nn", "functional"]:
+        base, rest = "ember.nn.functional", parts[2:]
+    elif parts[:2] == ["signal", "windows"]:
+        base, rest = "ember.signal.windows", parts[2:]
+    elif parts[0] in ("linalg", "fft", "special", "masked"):
+        base, rest = f"ember.{parts[0]}", parts[1:]
+    else:
+        base, rest = "ember", parts
+    try:
+        obj = importlib.import_module(base)
+    except ImportError:
+        return None
+    for p in rest:
+        obj = getattr(obj, p, None)
+        if obj is None:
+            break
+    if obj is None and len(parts) == 1:
+        method = getattr(ember.Tensor, name, None)
+        if method is not None:
+            return lambda self, *a, **k: getattr(self, name)(*a, **k)
+    return obj
+
+
+# --- torch <-> ember values ---------------------------------------------------------
+def to_ember(v, requires_grad=False):
+    import torch
+    ember = _ember()
+    if isinstance(v, torch.Tensor):
+        arr = v.detach().resolve_conj().resolve_neg().numpy()
+        t = ember.tensor(arr)
+        if requires_grad and v.requires_grad:
+            t.requires_grad_(True)
+        return t
+    if isinstance(v, torch.dtype):
+        return getattr(ember, str(v).split(".")[-1])
+    if isinstance(v, torch.device):
+        return str(v)
+    if isinstance(v, torch.memory_format):
+        return getattr(ember, str(v).split(".")[-1])
+    if isinstance(v, torch.Size):
+        return tuple(v)
+    if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+        return type(v)(to_ember(x, requires_grad) for x in v)
+    if isinstance(v, dict):
+        return {k: to_ember(x, requires_grad) for k, x in v.items()}
+    return v
+
+
+def as_numpy(v):
+    import torch
+    ember = _ember()
+    if isinstance(v, torch.Tensor):
+        return v.detach().resolve_conj().resolve_neg().numpy()
+    if isinstance(v, ember.Tensor):
+        return v.detach().numpy()
+    return np.asarray(v)
+
+
+def flatten(v):
+    if isinstance(v, (list, tuple)):
+        return [x for item in v for x in flatten(item)]
+    return [v]
+
+
+def compare(actual, expected, dtype_name, values=True):
+    """None when equal within tolerance, else a one-line reason."""
+    a_list, e_list = flatten(actual), flatten(expected)
+    if len(a_list) != len(e_list):
+        return f"{len(a_list)} outputs, torch has {len(e_list)}"
+    for i, (a, e) in enumerate(zip(a_list, e_list)):
+        if e is None or isinstance(e, (str, bool, int, float, complex)) and a == e:
+            continue
+        an, en = as_numpy(a), as_numpy(e)
+        if an.shape != en.shape:
+            return f"output {i}: shape {an.shape}, torch {en.shape}"
+        if str(an.dtype) != str(en.dtype) and not (an.dtype.kind == en.dtype.kind == "f"
+                                                   and not values):
+            return f"output {i}: dtype {an.dtype}, torch {en.dtype}"
+        if not values or an.size == 0:
+            continue
+        rtol, atol = {"float32": (1e-4, 1e-5), "complex64": (1e-4, 1e-5)}.get(
+            dtype_name, (1e-7, 1e-7))
+        if an.dtype.kind in "fc":
+            ok = np.allclose(an, en, rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            ok = np.array_equal(an, en)
+        if not ok:
+            diff = np.abs(an.astype(np.complex128) - en.astype(np.complex128))
+            return f"output {i}: max abs diff {np.nanmax(diff) if diff.size else 0:.3g}"
+    return None
+
+
+def _call(fn, sample, convert):
+    args = (convert(sample.input),) + tuple(convert(a) for a in sample.args)
+    kwargs = {k: convert(v) for k, v in sample.kwargs.items()}
+    return fn(*args, **kwargs)
+
+
+def check_values(info, fn, dtype_name, limit):
+    """(passed, failures) over sample_inputs in one dtype."""
+    import torch
+    dtype = getattr(torch, dtype_name)
+    if dtype not in info.supported_dtypes("cpu"):
+        return 0, []
+    passed, failures = 0, []
+    values = info.name not in RANDOM_OPS
+    for i, sample in enumerate(info.sample_inputs("cpu", dtype)):
+        if i >= limit:
+            break
+        try:
+            expected = _call(info.op, sample, lambda v: v)
+        except Exception:  # torch rejects it too: not a value case
+            continue
+        try:
+            actual = _call(fn, sample, to_ember)
+            reason = compare(actual, expected, dtype_name, values)
+        except Exception as exc:  # noqa: BLE001 - recorded as the failure
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        if reason is None:
+            passed += 1
+        else:
+            failures.append(f"{dtype_name} sample {i} {_describe(sample)}: {reason}")
+    return passed, failures
+
+
+def check_grads(info, fn, limit):
+    """(passed, failures) comparing float64 gradients through a fixed cotangent."""
+    import torch
+    if not info.supports_autograd or torch.float64 not in info.supported_dtypes("cpu") \
+            or info.name in RANDOM_OPS:
+        return 0, []
+    passed, failures = 0, []
+    for i, sample in enumerate(info.sample_inputs("cpu", torch.float64, requires_grad=True)):
+        if i >= limit:
+            break
+        leaves = [t for t in flatten([sample.input, list(sample.args),
+                                      list(sample.kwargs.values())])
+                  if isinstance(t, torch.Tensor) and t.requires_grad]
+        if not leaves:
+            continue
+        try:
+            out = _call(info.op, sample, lambda v: v)
+            outs = [o for o in flatten(out) if isinstance(o, torch.Tensor)
+                    and o.requires_grad]
+            if not outs:
+                continue
+            gen = torch.Generator().manual_seed(i)
+            cots = [torch.randn(o.shape, dtype=o.dtype, generator=gen) for o in outs]
+            expected = torch.autograd.grad(outs, leaves, cots, allow_unused=True)
+        except Exception:
+            continue
+        try:
+            reason = _ember_grads_reason(fn, sample, outs, cots, expected)
+        except Exception as exc:  # noqa: BLE001
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        if reason is None:
+            passed += 1
+        else:
+            failures.append(f"grad sample {i} {_describe(sample)}: {reason}")
+    return passed, failures
+
+
+def _ember_grads_reason(fn, sample, torch_outs, cots, expected):
+    import torch
+    ember = _ember()
+    mapping = {}
+
+    def convert(v):
+        if isinstance(v, torch.Tensor) and v.requires_grad:
+            if id(v) not in mapping:
+                mapping[id(v)] = to_ember(v, requires_grad=True)
+            return mapping[id(v)]
+        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+            return type(v)(convert(x) for x in v)
+        return to_ember(v)
+
+    out = _call(fn, sample, convert)
+    outs = [o for o in flatten(out) if isinstance(o, ember.Tensor) and o.requires_grad]
+    if len(outs) != len(torch_outs):
+        return f"{len(outs)} differentiable outputs, torch has {len(torch_outs)}"
+    leaves = list(mapping.values())
+    grads = ember.autograd.grad(outs, leaves, [to_ember(c) for c in cots],
+                                allow_unused=True)
+    for k, (g, e) in enumerate(zip(grads, expected)):
+        if e is None or g is None:
+            if (e is None) != (g is None) and not (e is not None and not e.any()):
+                return f"grad {k}: {'None' if g is None else 'a value'}, torch " \
+                       f"{'None' if e is None else 'a value'}"
+            continue
+        reason = compare(g, e, "float64")
+        if reason:
+            return f"grad {k}: {reason}"
+    return None
+
+
+def _describe(sample) -> str:
+    import torch
+
+    def d(v):
+        if isinstance(v, torch.Tensor):
+            return f"{str(v.dtype).split('.')[-1]}{list(v.shape)}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(d(x) for x in v[:4]) + ("..." if len(v) > 4 else "") + "]"
+        return repr(v)[:30]
+    args = [d(sample.input)] + [d(a) for a in sample.args]
+    args += [f"{k}={d(v)}" for k, v in sample.kwargs.items()]
+    return "(" + ", ".join(args) + ")"
+
+
+def in_scope(name: str) -> bool:
+    return not name.startswith(OUT_OF_SCOPE_PREFIXES)
+
+
+def entries(names=None):
+    from torch.testing._internal.common_methods_invocations import op_db
+    seen = {}
+    for info in op_db:
+        key = info.name if not info.variant_test_name else \
+            f"{info.name}.{info.variant_test_name}"
+        if names and info.name not in names and key not in names:
+            continue
+        seen.setdefault(key, info)
+    return seen
+
+
+def check_entry(info, *, dtypes=DTYPE_NAMES, grad=True, limit=12):
+    fn = resolve(info.name)
+    record = {"name": info.name, "variant": info.variant_test_name,
+              "exists": fn is not None, "passed": 0, "failures": []}
+    if fn is None:
+        return record
+    for dt in dtypes:
+        p, f = check_values(info, fn, dt, limit)
+        record["passed"] += p
+        record["failures"] += f
+    if grad:
+        p, f = check_grads(info, fn, limit)
+        record["passed"] += p
+        record["failures"] += f
+    return record
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="OpInfo names (default: every entry)")
+    ap.add_argument("--missing", action="store_true", help="only list missing names")
+    ap.add_argument("--no-grad", action="store_true", help="values only")
+    ap.add_argument("--limit", type=int, default=12, help="samples per dtype")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
+    ap.add_argument("--json", help="write the per-entry records here")
+    args = ap.parse_args(argv)
+    todo = entries(set(args.names) or None)
+    records = []
+    for key, info in sorted(todo.items()):
+        if not args.names and not in_scope(info.name):
+            continue
+        if args.missing:
+            if resolve(info.name) is None:
+                print(key)
+            continue
+        try:
+            rec = check_entry(info, grad=not args.no_grad, limit=args.limit)
+        except Exception as exc:  # noqa: BLE001 - the harness itself must go on
+            rec = {"name": info.name, "variant": info.variant_test_name, "exists": True,
+                   "passed": 0, "failures": [f"harness: {exc!r}"]}
+            if args.verbose:
+                traceback.print_exc()
+        records.append(rec)
+        status = "MISSING" if not rec["exists"] else (
+            "ok" if not rec["failures"] else f"FAIL({len(rec['failures'])})")
+        print(f"{key:50s} {status:10s} passed={rec['passed']}", flush=True)
+        if args.verbose:
+            for f in rec["failures"]:
+                print("    " + f)
+    if records:
+        exist = sum(r["exists"] for r in records)
+        clean = sum(r["exists"] and not r["failures"] for r in records)
+        print(f"\n{len(records)} entries: {exist} exist, {clean} pass every sample, "
+              f"{len(records) - exist} missing")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
