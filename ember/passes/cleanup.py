@@ -35,17 +35,30 @@ def is_pure(node: Node) -> bool:
 
 def mutated_values(graph: Graph) -> set[Node]:
     """Nodes whose value an in-place op changes: its argument, the bases that argument
-    views, and the in-place node itself (which aliases its argument)."""
+    views, the in-place node itself (which aliases its argument), and every other view
+    of those bases (a sibling view `y.T.T` sees a write through `y.transpose(0, 1)`)."""
+    written_roots: set[Node] = set()
     mutated: set[Node] = set()
     for node in graph.nodes:
         if node.op == OpKind.call_function and is_op(node.target) and \
                 Tag.INPLACE in node.target.tags and node.args and isinstance(node.args[0], Node):
             mutated.add(node)
-            value = node.args[0]
-            while isinstance(value, Node):
-                mutated.add(value)
-                value = value.args[0] if may_alias_input(value) and value.args else None
+            written_roots.add(_storage_root(node.args[0]))
+    if not written_roots:
+        return mutated
+    for node in graph.nodes:
+        if _storage_root(node) in written_roots:
+            mutated.add(node)
     return mutated
+
+
+def _storage_root(node: Node) -> Node:
+    """The value whose storage `node` may share: up the chain of views, shape ops and
+    in-place ops (each returns its argument)."""
+    while (may_alias_input(node) or is_op(node.target) and Tag.INPLACE in node.target.tags) \
+            and node.args and isinstance(node.args[0], Node):
+        node = node.args[0]
+    return node
 
 
 def may_alias_input(node: Node) -> bool:

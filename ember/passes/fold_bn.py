@@ -44,6 +44,12 @@ class ChannelAffine:
         self.shift = t if self.shift is None else _op("add")(self.shift, t)
 
 
+def _full(channels: int, value: float, device):
+    """A float64 vector of `channels` copies of value, on the device the graph's tensors
+    live on (a model compiled on CUDA keeps its constants there)."""
+    return _op("full")([channels], float(value), dtype=float64, device=device)
+
+
 def _channel_dim(producer: Node) -> int:
     return 1 if op_name(producer) in ("conv1d", "conv2d") else len(producer.meta["val"].shape) - 1
 
@@ -52,7 +58,7 @@ def _per_channel(value, producer: Node, channels: int):
     """A python scalar or a constant broadcasting along the channel dim only, as a
     float64 vector of `channels` entries; None when it is anything else."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _op("full")([channels], float(value), dtype=float64)
+        return _full(channels, value, producer.meta["val"].device)
     if not is_tensor_value(value):
         return None
     out_ndim = len(producer.meta["val"].shape)
@@ -148,10 +154,10 @@ def _folded_params(producer: Node, ctx: PassContext, affine: ChannelAffine):
         return None
     w64 = _op("convert_element_type")(weight, float64)
     scale = affine.scale if affine.scale is not None else \
-        _op("full")([affine.channels], 1.0, dtype=float64)
+        _full(affine.channels, 1.0, weight.device)
     shape = [affine.channels] + [1] * (len(weight.shape) - 1)
     new_w = _op("mul")(w64, _op("reshape")(scale, shape))
-    b64 = _op("full")([affine.channels], 0.0, dtype=float64) if bias is None else \
+    b64 = _full(affine.channels, 0.0, weight.device) if bias is None else \
         _op("convert_element_type")(bias, float64)
     new_b = _op("mul")(b64, scale)
     if affine.shift is not None:
