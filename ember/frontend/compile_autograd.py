@@ -38,7 +38,7 @@ from ..passes import PassContext, run_passes
 from ..passes.autograd import is_differentiable_meta, joint_graph, requires_grad_nodes
 from ..passes.partition import PartitionReport, min_cut_partition
 from .autograd import grad_mode
-from .autograd.engine import Node as BackwardNode, SavedTensor, edge_of
+from .autograd.engine import Node as BackwardNode, SavedTensor, _device_of, edge_of
 from .compile import CompileStats, PlanBuilder, count_ops
 from .compile_train_graph import extract_buffer_updates
 from .compile_trace import Traced
@@ -73,6 +73,7 @@ def build_training_entry(traced: Traced, leaves: list, backend, options: dict) -
     updates = extract_buffer_updates(graph, constants)
     buffers = [constants[name] for name, _ in updates]
     lifted = _lift_trainable_constants(graph, constants)
+    _detach_no_grad_values(graph)
     inputs = list(leaves) + lifted
     placeholders = graph.placeholders
     wrt = [i for i, (t, p) in enumerate(zip(inputs, placeholders))
@@ -113,6 +114,21 @@ def _lift_trainable_constants(graph: Graph, constants: dict) -> list[Tensor]:
         del constants[node.target]
         lifted.append(value)
     return lifted
+
+
+def _detach_no_grad_values(graph: Graph) -> None:
+    """Values computed under no_grad() inside the function carry no gradient: their
+    users read them through a detach node (the eager tape records nothing there)."""
+    from ..ir.registry import OPS
+    for node in list(graph.nodes):
+        if not node.meta.get("no_grad") or not is_differentiable_meta(node.meta.get("val")):
+            continue
+        users = list(node.users)
+        with graph.inserting_after(node):
+            stop = graph.call_function(OPS["detach"], (node,))
+        stop.meta = {"val": node.meta["val"], "loc": node.meta.get("loc")}
+        for user in users:
+            user.replace_input_with(node, stop)
 
 
 def _reached_sources(graph: Graph, sources: list[Node], outputs, needs: set) -> list[bool]:
@@ -226,9 +242,10 @@ class CompiledFunctionBackward(BackwardNode):
         for g, position in zip(grads, entry.cotangent_of):
             if position is not None and g is not None:
                 cotangents[position] = self.backend.unwrap(g.contiguous())
-        for i, (shape, dtype) in enumerate(entry.cotangent_metas):
-            if cotangents[i] is None:
-                cotangents[i] = self.backend.unwrap(autodiff.zeros(shape, dtype))
+        with _device_of([g for g in grads if g is not None]):   # zeros where grads live
+            for i, (shape, dtype) in enumerate(entry.cotangent_metas):
+                if cotangents[i] is None:
+                    cotangents[i] = self.backend.unwrap(autodiff.zeros(shape, dtype))
         return cotangents
 
 

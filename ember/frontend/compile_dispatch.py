@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..ir.errors import AutogradError, TraceError
 from ..ir.graph import Graph, OpKind
 from ..ir.registry import Tag, is_op
+from ..passes.partition import PartitionError
 from .autograd import grad_mode
 from .compile import CompileStats, build_inference_plan
 from .compile_autograd import TrainingEntry, build_training_entry, run_training_entry
@@ -89,6 +91,16 @@ class TrainingRun:
         return unflatten(self.out_spec, outputs)
 
 
+# what stops a training compile after a good trace: functionalizing an in-place update
+# of an input or a view (AutogradError), a state update other than running statistics
+# (TraceError), a joint graph the partitioner cannot split (PartitionError)
+_BREAKS_WHILE_BUILDING = (AutogradError, TraceError, PartitionError)
+
+
+def traced_ok(watcher: ModuleWatcher) -> bool:
+    return watcher.finished
+
+
 # --- the dispatcher ----------------------------------------------------------------------------
 class Dispatcher:
     """Guards and entries of one compiled function; see the module docstring."""
@@ -144,26 +156,27 @@ class Dispatcher:
         from .compile_breaks import BreakEntry, graph_break
         from .compile_step import StepRoute
         start = time.perf_counter()
-        watcher = None
+        for tensor in leaves:           # a tensor on another device is refused before
+            self.backend.unwrap(tensor)     # anything compiles
+        watcher = ModuleWatcher()
         try:
-            traced, watcher = self._trace(leaves, spec)
+            traced = trace_call(self.fn, leaves, spec, watcher)
             entry = self._build(traced, leaves, start)
         except StepFunctionFound:
             self.step_route = StepRoute(self)
             return None
+        except _BREAKS_WHILE_BUILDING as err:
+            entry = BreakEntry(graph_break(err, self), self.modules_called(watcher))
         except Exception as err:     # noqa: BLE001 - whatever stops the trace is a break
-            found = graph_break(err, self)
-            entry = BreakEntry(found, self.modules_called(watcher))
+            if traced_ok(watcher):
+                raise                # a compiler failure after a good trace: a bug to see
+            entry = BreakEntry(graph_break(err, self), self.modules_called(watcher))
         self.entries[key] = entry
         if entry.kind != "eager":
             self.compiled.plans[key] = (entry.plan, entry.stats, entry.graph)
         from .compile_breaks import record_event
         record_event(self, entry)
         return entry
-
-    def _trace(self, leaves: list, spec):
-        watcher = ModuleWatcher()
-        return trace_call(self.fn, leaves, spec, watcher), watcher
 
     def _build(self, traced: Traced, leaves: list, start: float):
         trains = grad_mode.is_grad_enabled() and (

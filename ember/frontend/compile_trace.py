@@ -10,6 +10,7 @@ the modules it called. While it runs:
   graph break compiles separately), and train-mode BatchNorms, whose
   `num_batches_tracked` counter forward advances on real data (not an op): the trace
   undoes that, and the compiled entry advances it per call instead.
+- `t.detach()` on a traced value records the `detach` op (graph autograd stops there);
 - `loss.backward()` on a symbolic value, or `optimizer.step()`, raises
   `StepFunctionFound`: the function is a training step (compile_step.py).
 """
@@ -43,13 +44,32 @@ class Traced:
 def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
     """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
     `watcher` keeps what it saw even when the trace fails."""
-    with grad_mode.no_grad(), watcher.watching(), GraphBuilder() as builder:
+    with watcher.watching(), _GradModeBuilder() as builder:
         inputs = [builder.placeholder(f"arg{i}", meta_of(t)) for i, t in enumerate(leaves)]
         args, kwargs = unflatten(spec, inputs)
         out_leaves, out_spec = flatten(fn(*args, **kwargs))
         builder.output(tuple(out_leaves))
+    watcher.finished = True
     return Traced(builder.graph, builder.constants, out_spec, watcher.top_level,
                   watcher.batchnorms)
+
+
+class _GradModeBuilder(GraphBuilder):
+    """Records under the caller's grad mode, marking what it records while grad mode is
+    off (`with no_grad():` inside the function): meta['no_grad'], which the training
+    compile turns into detach nodes, as the eager tape records nothing there."""
+
+    def record(self, op, bound: tuple):
+        value = super().record(op, bound)
+        if not grad_mode.is_grad_enabled():
+            for leaf in flatten(value)[0]:
+                leaf.node.meta["no_grad"] = True
+        return value
+
+
+def _record_detach(value):
+    from ..ir.registry import OPS
+    return OPS["detach"](value)
 
 
 class ModuleWatcher:
@@ -60,6 +80,7 @@ class ModuleWatcher:
         self.top_level: list = []
         self.batchnorms: list = []
         self.saved_counters: list = []
+        self.finished = False          # the trace ran to the end
 
     def watching(self):
         from .nn.modules.module import Module
@@ -74,7 +95,8 @@ class ModuleWatcher:
                 return original_call(module, *args, **kwargs)
             finally:
                 watcher.depth -= 1
-        patches = [(Module, "__call__", call), (SymbolicTensor, "backward", _found_step)]
+        patches = [(Module, "__call__", call), (SymbolicTensor, "backward", _found_step),
+                   (SymbolicTensor, "detach", _record_detach)]
         patches += [(cls, "step", _found_step) for cls in [Optimizer] + _subclasses(Optimizer)
                     if "step" in cls.__dict__]
         return _Watching(self, _patched(patches))
