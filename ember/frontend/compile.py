@@ -32,8 +32,7 @@ from ..codegen.lowering import lower_group
 from ..ir.errors import EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
-from ..ir.meta import TensorMeta, meta_of
-from ..ir.symbolic import build_graph
+from ..ir.meta import TensorMeta
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
 from .autograd import grad_mode

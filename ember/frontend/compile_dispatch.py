@@ -97,10 +97,6 @@ class TrainingRun:
 _BREAKS_WHILE_BUILDING = (AutogradError, TraceError, PartitionError)
 
 
-def traced_ok(watcher: ModuleWatcher) -> bool:
-    return watcher.finished
-
-
 # --- the dispatcher ----------------------------------------------------------------------------
 class Dispatcher:
     """Guards and entries of one compiled function; see the module docstring."""
@@ -109,6 +105,8 @@ class Dispatcher:
         self.compiled = compiled
         self.fn = compiled.fn
         self.module = owning_module(compiled.fn)
+        # whose train/eval flags the guard reads (refreshed at each compile)
+        self.submodules = list(self.module.modules()) if self.module is not None else []
         self.backend = compiled.backend
         self.entries: dict = {}
         self.step_route = None            # compile_step.StepRoute once fn is a step
@@ -122,13 +120,13 @@ class Dispatcher:
         if self.step_route is not None:
             return self.step_route.call(args, kwargs)
         leaves, spec = flatten((args, kwargs))
-        key = guard_key_of(leaves, spec, leaf_names(self.fn, args, kwargs), self.module)
+        key = guard_key_of(leaves, spec, self.submodules)
         entry = self.entries.get(key)
         reason = entry.stale() if entry is not None else None
         if entry is None or reason is not None:
             if entry is None and len(self.entries) >= config.cache_size_limit:
                 return self._over_limit(key, args, kwargs)
-            self._log_recompile(key, reason)
+            self._log_recompile(key, reason, args, kwargs)
             entry = self._compile(key, leaves, spec, args, kwargs)
             if entry is None:                        # routed to a training step
                 return self.step_route.call(args, kwargs)
@@ -137,25 +135,30 @@ class Dispatcher:
     def _over_limit(self, key, args, kwargs):
         if not self.warned_limit:
             self.warned_limit = True
-            last = list(self.entries)[-1]
             log.warning("ember.compile: %s hit config.cache_size_limit (%d); running it "
                         "eagerly for new arguments. Last reason: %s", self.name,
-                        config.cache_size_limit, "; ".join(recompile_reasons(last, key)))
+                        config.cache_size_limit, self._reasons(key, args, kwargs))
         return self.fn(*args, **kwargs)
 
-    def _log_recompile(self, key, stale_reason: str | None) -> None:
+    def _log_recompile(self, key, stale_reason: str | None, args, kwargs) -> None:
         if stale_reason is not None:
             log.info("ember.compile: recompiling %s: %s", self.name, stale_reason)
         elif self.entries:
-            last = list(self.entries)[-1]
             log.info("ember.compile: recompiling %s (entry %d of cache_size_limit %d): %s",
                      self.name, len(self.entries) + 1, config.cache_size_limit,
-                     "; ".join(recompile_reasons(last, key)))
+                     self._reasons(key, args, kwargs))
+
+    def _reasons(self, key, args, kwargs) -> str:
+        last = list(self.entries)[-1]
+        return "; ".join(recompile_reasons(last, key, leaf_names(self.fn, args, kwargs)))
 
     def _compile(self, key, leaves: list, spec, args, kwargs):
         from .compile_breaks import BreakEntry, graph_break
         from .compile_step import StepRoute
         start = time.perf_counter()
+        if self.module is not None:
+            self.submodules = list(self.module.modules())
+            key = guard_key_of(leaves, spec, self.submodules)
         for tensor in leaves:           # a tensor on another device is refused before
             self.backend.unwrap(tensor)     # anything compiles
         watcher = ModuleWatcher()
@@ -168,7 +171,7 @@ class Dispatcher:
         except _BREAKS_WHILE_BUILDING as err:
             entry = BreakEntry(graph_break(err, self), self.modules_called(watcher))
         except Exception as err:     # noqa: BLE001 - whatever stops the trace is a break
-            if traced_ok(watcher):
+            if watcher.finished:
                 raise                # a compiler failure after a good trace: a bug to see
             entry = BreakEntry(graph_break(err, self), self.modules_called(watcher))
         self.entries[key] = entry

@@ -102,7 +102,6 @@ def has_symbolic(value) -> bool:
 # --- the guard key ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TensorGuard:
-    name: str
     shape: tuple
     dtype: str
     stride: tuple
@@ -118,17 +117,12 @@ class GuardKey:
     tensors: tuple              # TensorGuard per leaf
 
 
-def guard_key_of(leaves: list, spec, names: list[str], module) -> GuardKey:
-    tensors = tuple(TensorGuard(name, tuple(t.shape), t.dtype.name, tuple(t.stride()),
-                                str(t.device), bool(t.requires_grad))
-                    for name, t in zip(names, leaves))
-    return GuardKey(grad_mode.is_grad_enabled(), training_flags(module), repr(spec), tensors)
-
-
-def training_flags(module) -> tuple:
-    if module is None:
-        return ()
-    return tuple(bool(m.training) for m in module.modules())
+def guard_key_of(leaves: list, spec, modules: list) -> GuardKey:
+    """The key of a call; `modules`: the compiled module's submodules (train flags)."""
+    tensors = tuple(TensorGuard(tuple(t.shape), t.dtype.name, tuple(t.stride()),
+                                str(t.device), bool(t.requires_grad)) for t in leaves)
+    return GuardKey(grad_mode.is_grad_enabled(), tuple(m.training for m in modules),
+                    repr(spec), tensors)
 
 
 def leaf_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
@@ -155,8 +149,9 @@ def _name_leaves(value, path: str, names: list[str]) -> None:
             _name_leaves(v, f"{path}[{k!r}]", names)
 
 
-def recompile_reasons(old: GuardKey, new: GuardKey) -> list[str]:
-    """Why `new` does not match the entry compiled for `old`, in torch's guard wording."""
+def recompile_reasons(old: GuardKey, new: GuardKey, names: list[str]) -> list[str]:
+    """Why `new` does not match the entry compiled for `old`, in torch's guard wording;
+    `names`: the tensor arguments' names (leaf_names)."""
     reasons = []
     if old.grad_enabled != new.grad_enabled:
         reasons.append(f"grad mode changed: expected {old.grad_enabled}, actual "
@@ -169,25 +164,25 @@ def recompile_reasons(old: GuardKey, new: GuardKey) -> list[str]:
         reasons.append(f"number of tensor arguments changed: expected {len(old.tensors)}, "
                        f"actual {len(new.tensors)}")
         return reasons
-    for a, b in zip(old.tensors, new.tensors):
-        reasons.extend(_tensor_reasons(a, b))
+    for a, b, name in zip(old.tensors, new.tensors, names):
+        reasons.extend(_tensor_reasons(a, b, name))
     return reasons or ["no entry for these arguments"]
 
 
-def _tensor_reasons(a: TensorGuard, b: TensorGuard) -> list[str]:
+def _tensor_reasons(a: TensorGuard, b: TensorGuard, name: str) -> list[str]:
     found = []
     if len(a.shape) != len(b.shape):
-        found.append(f"tensor '{b.name}' rank mismatch: expected {len(a.shape)}, actual "
+        found.append(f"tensor '{name}' rank mismatch: expected {len(a.shape)}, actual "
                      f"{len(b.shape)}")
     else:
-        found.extend(f"tensor '{b.name}' size mismatch at index {i}: expected {x}, actual {y}"
+        found.extend(f"tensor '{name}' size mismatch at index {i}: expected {x}, actual {y}"
                      for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y)
     for field_name in ("dtype", "device", "requires_grad"):
         x, y = getattr(a, field_name), getattr(b, field_name)
         if x != y:
-            found.append(f"tensor '{b.name}' {field_name} mismatch: expected {x}, actual {y}")
+            found.append(f"tensor '{name}' {field_name} mismatch: expected {x}, actual {y}")
     if a.shape == b.shape and a.stride != b.stride:
-        found.append(f"tensor '{b.name}' stride mismatch: expected {a.stride}, actual "
+        found.append(f"tensor '{name}' stride mismatch: expected {a.stride}, actual "
                      f"{b.stride}")
     return found
 
