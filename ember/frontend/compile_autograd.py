@@ -67,7 +67,10 @@ class TrainingEntry:
     saved_input: list              # per saved value: the input index it is, or None
 
 
-def build_training_entry(traced: Traced, leaves: list, backend, options: dict) -> TrainingEntry:
+def build_training_entry(traced: Traced, leaves: list, backend, options: dict,
+                         differentiable: bool = True) -> TrainingEntry:
+    """`differentiable=False`: no gradients (grad mode off), only the live parameters and
+    the buffer write-back (a train-mode BatchNorm under no_grad)."""
     start = time.perf_counter()
     graph, constants = traced.graph, dict(traced.constants)
     updates = extract_buffer_updates(graph, constants)
@@ -77,7 +80,7 @@ def build_training_entry(traced: Traced, leaves: list, backend, options: dict) -
     inputs = list(leaves) + lifted
     placeholders = graph.placeholders
     wrt = [i for i, (t, p) in enumerate(zip(inputs, placeholders))
-           if t.requires_grad and is_differentiable_meta(p.meta.get("val"))]
+           if differentiable and t.requires_grad and is_differentiable_meta(p.meta.get("val"))]
     outputs, new_buffers = graph.output_node.args[0]
     needs = requires_grad_nodes(list(graph.nodes), [placeholders[i] for i in wrt])
     output_requires_grad = [n in needs for n in outputs]

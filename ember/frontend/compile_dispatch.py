@@ -186,8 +186,11 @@ class Dispatcher:
             any(t.requires_grad for t in leaves) or
             any(isinstance(v, Tensor) and v.requires_grad for v in traced.constants.values()))
         options = self.compiled.options
-        if trains:
-            entry = build_training_entry(traced, leaves, self.backend, options)
+        if trains or _updates_constants(traced.graph):
+            # an inference plan would fold the running statistics it updates: without
+            # grad mode, the training form runs without a backward
+            entry = build_training_entry(traced, leaves, self.backend, options,
+                                         differentiable=trains)
             entry.stats.seconds = time.perf_counter() - start
             return TrainingRun(entry, traced.out_spec, traced.batchnorms)
         watched = self._watched_constants(traced)
@@ -197,16 +200,11 @@ class Dispatcher:
                               watched)
 
     def _watched_constants(self, traced: Traced) -> list:
-        """Constants the plan may fold, with their versions (those the graph itself
-        updates in place, such as running statistics, are read live and not watched)."""
-        mutated = {n.args[0].target for n in traced.graph.nodes
-                   if n.op == OpKind.call_function and is_op(n.target) and
-                   n.target.has_tag(Tag.INPLACE) and getattr(n.args[0], "op", None) ==
-                   OpKind.get_attr}
+        """Constants the plan may fold, with their versions (a graph that updates one in
+        place is compiled in the training form instead)."""
         names = self._constant_names()
         return [(names.get(id(t), f"a tensor of shape {list(t.shape)} the function reads"),
-                 t, t._version) for name, t in traced.constants.items()
-                if isinstance(t, Tensor) and name not in mutated]
+                 t, t._version) for t in traced.constants.values() if isinstance(t, Tensor)]
 
     def _constant_names(self) -> dict[int, str]:
         if self.module is None:
@@ -224,6 +222,13 @@ class Dispatcher:
             return [m for m in self.module.children()]
         called = list(watcher.top_level) if watcher is not None else []
         return modules_of_function(self.fn, called)
+
+
+def _updates_constants(graph: Graph) -> bool:
+    """Does the graph update a tensor it reads as a constant in place (running stats)?"""
+    return any(n.op == OpKind.call_function and is_op(n.target) and
+               n.target.has_tag(Tag.INPLACE) and getattr(n.args[0], "op", None) ==
+               OpKind.get_attr for n in graph.nodes)
 
 
 def owning_module(fn):

@@ -295,3 +295,15 @@ def test_dropout_masks_match_eager_under_the_same_seed():
     want.sum().backward()
     _assert_close(got, want, 1e-5)
     _assert_close(got_grad, x.grad, 1e-5)
+
+
+def test_train_mode_batchnorm_under_no_grad_updates_running_stats_as_eager():
+    model = ember.models.small_cnn(num_classes=3)
+    ref = copy.deepcopy(model)
+    fast = ember.compile(model)
+    x = ember.randn(2, 1, 8, 8)
+    with ember.no_grad():
+        for _ in range(3):
+            _assert_close(fast(x), ref(x), 1e-5)
+    for (name, b), c in zip(model.named_buffers(), ref.buffers()):
+        np.testing.assert_allclose(b.numpy(), c.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
