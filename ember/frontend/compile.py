@@ -15,7 +15,15 @@ arguments, and the values of the others); a new guard compiles a new plan:
 4. run the plan (runtime/plan.py) and wrap its arrays as Tensors.
 
 Weights are read at compile time (folding bakes them into new constants), as
-`torch.jit.freeze` does: compile again after changing them.
+`torch.jit.freeze` does; the guard keeps each folded tensor's version counter, so a
+weight updated in place (optimizer.step() under no_grad, load_state_dict) recompiles.
+
+Calls go through compile_dispatch.Dispatcher: under grad mode with something that
+requires grad a call trains (compile_autograd.py: the joint graph, the min-cut
+partition, an autograd node running the compiled backward); code that cannot be traced
+runs eagerly with its modules compiled (compile_breaks.py); a step function calling
+backward()/opt.step() becomes one compiled step (compile_step.py); guard reasons and
+cache_size_limit are in compile_guards.py. docs/compile.md has the whole picture.
 """
 from __future__ import annotations
 

@@ -24,12 +24,13 @@ from typing import Any
 from ..ir.errors import AutogradError, TraceError
 from ..ir.graph import Graph, OpKind
 from ..ir.registry import Tag, is_op
+from ..ir.symbolic import SymbolicTensor
 from ..passes.partition import PartitionError
 from .autograd import grad_mode
 from .compile import CompileStats, build_inference_plan
 from .compile_autograd import TrainingEntry, build_training_entry, run_training_entry
-from .compile_guards import (config, describe_function, flatten, guard_key_of, has_symbolic,
-                             leaf_names, log, recompile_reasons, unflatten)
+from .compile_guards import (config, describe_function, flatten, guard_key_of, leaf_names,
+                             log, recompile_reasons, unflatten)
 from .compile_trace import (ModuleWatcher, StepFunctionFound, Traced,
                             advance_batchnorm_counters, trace_call)
 from .tensor import Tensor
@@ -115,11 +116,11 @@ class Dispatcher:
         self.name = describe_function(compiled.fn)
 
     def call(self, args: tuple, kwargs: dict):
-        if has_symbolic((args, kwargs)):
+        leaves, spec = flatten((args, kwargs))
+        if any(isinstance(t, SymbolicTensor) for t in leaves):
             return self.fn(*args, **kwargs)          # nested in another trace: inline
         if self.step_route is not None:
             return self.step_route.call(args, kwargs)
-        leaves, spec = flatten((args, kwargs))
         key = guard_key_of(leaves, spec, self.submodules)
         entry = self.entries.get(key)
         reason = entry.stale() if entry is not None else None

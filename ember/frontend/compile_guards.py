@@ -93,12 +93,6 @@ def _rebuild(spec, it):
     return spec
 
 
-def has_symbolic(value) -> bool:
-    """True when `value` holds a SymbolicTensor: the call happens inside another trace."""
-    leaves, _ = flatten(value)
-    return any(isinstance(v, SymbolicTensor) for v in leaves)
-
-
 # --- the guard key ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TensorGuard:

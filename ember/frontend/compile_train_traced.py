@@ -125,7 +125,10 @@ class _StepRecorder:
         for cls in _subclasses(Optimizer):
             patches.append((cls, "step", self.step))
         patches.append((Optimizer, "zero_grad", self.zero_grad))
+        patches.append((SymbolicTensor, "detach", _record_detach))   # stops gradients
         if self.strict:
+            from .autograd.grad_mode import no_grad
+            patches.append((no_grad, "__enter__", _refuse_no_grad))
             return _both(_patched(patches), _grad_attribute_refused())
         return _patched(patches)
 
@@ -296,6 +299,17 @@ class _grad_attribute_refused:
 
     def __exit__(self, *exc):
         Tensor.grad = self.slot
+
+
+def _record_detach(value):
+    """`t.detach()` on a traced value: the detach op, where graph autograd stops."""
+    from ..ir.registry import OPS
+    return OPS["detach"](value)
+
+
+def _refuse_no_grad(context):
+    raise TraceError("no_grad() inside a compiled training step: the traced step cannot "
+                     "tell which values it must not differentiate")
 
 
 def _requires_grad(tensor) -> bool:

@@ -307,3 +307,35 @@ def test_train_mode_batchnorm_under_no_grad_updates_running_stats_as_eager():
             _assert_close(fast(x), ref(x), 1e-5)
     for (name, b), c in zip(model.named_buffers(), ref.buffers()):
         np.testing.assert_allclose(b.numpy(), c.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_step_function_with_no_grad_or_detach_matches_eager():
+    ember.manual_seed(5)
+    model, batch = _mlp()
+    ref = copy.deepcopy(model)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def make(m, opt, use_no_grad):
+        def step(x, y):
+            opt.zero_grad()
+            out = m(x)
+            if use_no_grad:
+                with ember.no_grad():
+                    scale = out.abs().mean()
+            else:
+                scale = out.abs().mean().detach()
+            loss = loss_fn(out, y) * scale
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+    for use_no_grad in (False, True):
+        opt, opt_ref = (ember.optim.SGD(p.parameters(), lr=0.1) for p in (model, ref))
+        step, eager = ember.compile(make(model, opt, use_no_grad)), make(ref, opt_ref,
+                                                                          use_no_grad)
+        for _ in range(3):
+            x, y = batch()
+            np.testing.assert_allclose(step(x, y).item(), eager(x, y).item(), rtol=2e-4)
+        for p, q in zip(model.parameters(), ref.parameters()):
+            _assert_close(p, q, 2e-4)
+        assert (step.dispatcher.step_route.broken is not None) == use_no_grad
