@@ -10,7 +10,7 @@ jvp), ember.autograd.functional.jacobian/hessian(vectorize=True) when it exists,
 ember's eager row loop (one backward pass per output row through ember.autograd.grad),
 each against torch.autograd.functional with vectorize=True ("torch" column). The
 "row loop / vectorized" ratio (> 1: vectorizing pays) is printed and stored per row.
-Writes benchmarks/results/autograd_functional.json.
+With --save, writes benchmarks/results/autograd_functional.json.
 """
 from __future__ import annotations
 

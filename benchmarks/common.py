@@ -4,7 +4,7 @@
     args = bench_args("eager_train")            # --quick, --no-compile, --repeats N
     b = Bench("eager_train", args)
     b.row("mlp step", ember=lambda: ..., torch=lambda: ..., torch_compile=lambda: ...)
-    b.finish()     # rich table on stdout, JSON in benchmarks/results/eager_train.json
+    b.finish()     # rich table on stdout; with --save, JSON in benchmarks/results/eager_train.json
 
 Each timing is the median (and quartiles) of `repeats` runs after `warmup` runs.
 Ratios are other / ember, so > 1 means ember is faster (e.g. "torch: 0.5x" means
@@ -32,7 +32,11 @@ def bench_args(name: str, argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="warmup 1, repeats 5")
     p.add_argument("--no-compile", action="store_true",
                    help="skip torch.compile (its first call can take tens of seconds)")
-    p.add_argument("--no-json", action="store_true", help="do not write results JSON")
+    p.add_argument("--save", action="store_true",
+                   help=f"write benchmarks/results/{name}.json (without it nothing is written: "
+                        "the committed results change only when asked)")
+    p.add_argument("--no-json", action="store_true", help="do not write results JSON "
+                   "(the default; kept for old command lines)")
     args = p.parse_args(argv)
     if args.quick:
         args.warmup, args.repeats = 1, 5
@@ -114,7 +118,7 @@ class Bench:
     def finish(self) -> Path | None:
         from rich.console import Console
         Console().print(self.table())
-        if self.args.no_json:
+        if self.args.no_json or not getattr(self.args, "save", False):
             return None
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"{self.name}.json"

@@ -1,7 +1,7 @@
 """CPU benchmark: ember's LLVM kernels and compiled models against NumPy, PyTorch eager
 and torch.compile, in one run.
 
-    python3 benchmarks/cpu.py [--quick] [--no-compile] [--sections machine,gemm,...]
+    python3 benchmarks/cpu.py [--quick] [--no-compile] [--sections machine,gemm,...] [--save]
 
 The run is a list of named sections (`SECTIONS`); each adds rows to one Bench table
 and may record derived rates (GFLOP/s, GB/s) with their formula. A section reads what
@@ -11,7 +11,7 @@ each per round), because the machine is shared: contention then hits every colum
 alike. Each row keeps the median and quartiles (the table) and the best call;
 `ratios` are median-based, `ratios_best` best-of-N (other / ember: > 1, ember faster),
 and `first_call_s` is each callable's first call (compile time for ember.compile and
-torch.compile). Writes benchmarks/results/cpu.json (rows, rates, machine facts).
+torch.compile). With --save, writes benchmarks/results/cpu.json (rows, rates, machine facts).
 --quick: fewer repeats and the large-model rows with fewer rounds (a smoke run).
 """
 from __future__ import annotations
@@ -458,6 +458,66 @@ def train_step(ctx: Context) -> None:
     row["page_faults_per_call"] = _faults_per_call(step)
 
 
+# --- ember.compile as a drop-in: training loop, dynamic batch --------------------------------
+def _loop_step(model, opt, loss_fn, x, y):
+    """The eager-style training loop body; `model` may be a compiled module."""
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def drop_in(ctx: Context) -> None:
+    """`model = ember.compile(model)` in an ordinary training loop (forward and backward
+    compiled, loss and Adam eager) against the same loop with torch eager and with
+    `torch.compile(model)`; and a dynamic-batch inference sweep (batch 1..64, one call
+    each) through ember.compile (one plan per size up to cache_size_limit, then eager)
+    against torch eager and torch.compile (dynamic shapes after the second size)."""
+    from benchmarks import train_step as ts
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((ts.BATCH, ts.SIZES[0])).astype(np.float32)
+    y = rng.integers(0, ts.SIZES[-1], ts.BATCH).astype(np.int64)
+    torch.manual_seed(0)
+    t_models = [ts.mlp(torch.nn) for _ in range(2)]
+    t_models[1].load_state_dict(t_models[0].state_dict())
+    e_model = ember.compile(ts.ember_model_like(t_models[0]))
+    t_compiled = _compiled(t_models[1])
+    xe, ye, xt, yt = ember.tensor(x), ember.tensor(y), torch.tensor(x), torch.tensor(y)
+    steps = {"ember": _loop_step(e_model, ember.optim.Adam(e_model.parameters(), lr=1e-3),
+                                 ember.nn.CrossEntropyLoss(), xe, ye),
+             "torch": _loop_step(t_models[0], torch.optim.Adam(t_models[0].parameters(),
+                                                               lr=1e-3),
+                                 torch.nn.CrossEntropyLoss(), xt, yt),
+             "torch_compile": _loop_step(t_compiled, torch.optim.Adam(
+                 t_compiled.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss(), xt, yt)}
+    ctx.row(f"mlp train loop, model = compile(model) (b={ts.BATCH}, Adam)", **steps)
+    _dynamic_batch_row(ctx, ts)
+
+
+def _dynamic_batch_row(ctx: Context, ts) -> None:
+    torch.manual_seed(1)
+    t_model = ts.mlp(torch.nn).eval()
+    e_model = ts.ember_model_like(t_model).eval()
+    e_compiled, t_compiled = ember.compile(e_model), _compiled(t_model)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((b, ts.SIZES[0])).astype(np.float32) for b in range(1, 65)]
+    xes, xts = [ember.tensor(x) for x in xs], [torch.tensor(x) for x in xs]
+
+    def sweep(fn, inputs):
+        return lambda: [fn(x) for x in inputs]
+    with ember.no_grad(), torch.no_grad():
+        row = ctx.row("mlp inference, batch 1..64 (64 calls, one per size)",
+                      ember=sweep(e_compiled, xes), torch=sweep(t_model, xts),
+                      torch_compile=sweep(t_compiled, xts), repeats=max(3, ctx.args.repeats // 4))
+        diff = max(float(np.abs(e_compiled(a).numpy() - t_model(b).numpy()).max())
+                   for a, b in zip(xes, xts))
+    row["max_abs_diff_vs_torch"] = diff
+    row["ember_plans"] = len(e_compiled.plans)    # the rest ran eagerly (cache_size_limit)
+
+
 # --- compile times ---------------------------------------------------------------------------
 _COMPILE_SCRIPT = """
 import json, time
@@ -522,6 +582,7 @@ def faults(ctx: Context) -> None:
 SECTIONS = [Section("machine", machine), Section("fused", fused), Section("gemm", gemm),
             Section("threads", threads), Section("vecmath", vecmath), Section("conv", conv),
             Section("models", models), Section("train", train_step),
+            Section("drop_in", drop_in),
             Section("compile", compile_times), Section("faults", faults)]
 
 
@@ -569,12 +630,26 @@ def main(argv=None):
     from rich.console import Console
     Console().print(_rates_table(ctx.rates))
     Console().print(_best_ratios_table(ctx.bench.rows))
+    partial = set(wanted) != {s.name for s in SECTIONS}
+    kept_rows = _unmeasured("rows", ctx.bench.rows) if partial else []
+    kept_rates = _unmeasured("rates", ctx.rates) if partial else []
     path = ctx.bench.finish()
     if path is not None:          # add the rates and facts beside the timings
         data = json.loads(path.read_text())
-        data.update(rates=ctx.rates, facts=ctx.facts, isa=host_isa().value,
+        data["rows"] = kept_rows + data["rows"]
+        data.update(rates=kept_rates + ctx.rates, facts=ctx.facts, isa=host_isa().value,
                     threads=default_pool().n_threads)
         path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _unmeasured(key: str, measured: list) -> list:
+    """A --save of some sections keeps the saved rows (or rates) of the others."""
+    from benchmarks.common import RESULTS
+    path = RESULTS / "cpu.json"
+    if not path.exists():
+        return []
+    names = {r["name"] for r in measured}
+    return [r for r in json.loads(path.read_text()).get(key, []) if r["name"] not in names]
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 Models: an MLP (64 -> 256 -> 256 -> 10, batch 64) and the digits CNN of
 examples/digits_cnn.py (1x8x8 input, batch 32). The torch.compile column compiles
 the model's forward (backward through AOTAutograd); the optimizer step stays eager.
-Writes benchmarks/results/eager_train.json.
+With --save, writes benchmarks/results/eager_train.json.
 """
 from __future__ import annotations
 

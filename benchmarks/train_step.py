@@ -9,7 +9,7 @@ function (dynamo breaks the graph at backward(); AOTAutograd compiles the backwa
 the optimizer step is compiled as its own graph). Ratios are other / compiled ember
 (> 1: compiled ember faster); `ember_eager` is ember's own eager step. Also reports
 the first-call compile time and page faults per steady-state step.
-Writes benchmarks/results/train_step.json.
+With --save, writes benchmarks/results/train_step.json.
 """
 from __future__ import annotations
 

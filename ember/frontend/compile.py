@@ -15,7 +15,15 @@ arguments, and the values of the others); a new guard compiles a new plan:
 4. run the plan (runtime/plan.py) and wrap its arrays as Tensors.
 
 Weights are read at compile time (folding bakes them into new constants), as
-`torch.jit.freeze` does: compile again after changing them.
+`torch.jit.freeze` does; the guard keeps each folded tensor's version counter, so a
+weight updated in place (optimizer.step() under no_grad, load_state_dict) recompiles.
+
+Calls go through compile_dispatch.Dispatcher: under grad mode with something that
+requires grad a call trains (compile_autograd.py: the joint graph, the min-cut
+partition, an autograd node running the compiled backward); code that cannot be traced
+runs eagerly with its modules compiled (compile_breaks.py); a step function calling
+backward()/opt.step() becomes one compiled step (compile_step.py); guard reasons and
+cache_size_limit are in compile_guards.py. docs/compile.md has the whole picture.
 """
 from __future__ import annotations
 
@@ -32,8 +40,7 @@ from ..codegen.lowering import lower_group
 from ..ir.errors import EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
-from ..ir.meta import TensorMeta, meta_of
-from ..ir.symbolic import build_graph
+from ..ir.meta import TensorMeta
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
 from .autograd import grad_mode
@@ -102,17 +109,23 @@ COMPILE_BACKENDS: dict[str, Callable] = {"llvm": CpuBackend}
 BACKENDS = tuple(COMPILE_BACKENDS)
 
 
-def compile(model_or_fn=None, *, backend: str = "llvm", pipeline: str = "default-inference",
-            options: dict | None = None, **unused):
+def compile(model_or_fn=None, *, fullgraph: bool = False, dynamic: bool | None = None,
+            backend: str = "llvm", mode: str | None = None, options: dict | None = None,
+            pipeline: str = "default-inference", **unused):
     """Compile a module or a function of tensors; returns a callable with its signature.
 
-    As a decorator: `@ember.compile` or `@ember.compile(backend="llvm")`."""
+    As a decorator: `@ember.compile` or `@ember.compile(backend="llvm")`. Under grad mode
+    with inputs or parameters that require grad, calls train (compile_autograd.py);
+    code that cannot be traced runs eagerly around compiled parts (compile_breaks.py)
+    unless `fullgraph=True`; `ember.compile.explain(fn, *args)` lists the breaks."""
     if backend not in COMPILE_BACKENDS:
         raise EmberError(f"ember.compile: unknown backend {backend!r}; expected one of "
                          f"{list(COMPILE_BACKENDS)}")
     if model_or_fn is None:
-        return lambda fn: compile(fn, backend=backend, pipeline=pipeline, options=options)
-    return CompiledFunction(model_or_fn, backend, pipeline, dict(options or {}))
+        return lambda fn: compile(fn, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
+                                  mode=mode, options=options, pipeline=pipeline)
+    return CompiledFunction(model_or_fn, backend, pipeline, dict(options or {}),
+                            fullgraph=fullgraph, dynamic=dynamic)
 
 
 @dataclass
@@ -126,19 +139,27 @@ class CompileStats:
 
 
 class CompiledFunction:
-    def __init__(self, fn, backend: str, pipeline: str, options: dict):
-        self.fn, self.pipeline, self.options = fn, pipeline, options
-        self.backend = COMPILE_BACKENDS[backend]()
-        self.plans: dict[tuple, tuple[Plan, CompileStats, Graph]] = {}
+    """What `ember.compile` returns: calls go through compile_dispatch.Dispatcher (guards,
+    inference/training entries, graph breaks); attributes of a compiled module
+    (`parameters()`, `train()`, `state_dict()`...) are the module's."""
 
-    def __call__(self, *args):
-        arrays = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
-        key = guard_key(args)
-        entry = self.plans.get(key)
-        if entry is None:
-            entry = self.plans[key] = self._compile(args)
-        plan = entry[0]
-        return wrap_results(plan.run(arrays), self.backend)
+    def __init__(self, fn, backend: str, pipeline: str, options: dict, *,
+                 fullgraph: bool = False, dynamic: bool | None = None):
+        from .compile_dispatch import Dispatcher
+        self.fn, self.pipeline, self.options = fn, pipeline, options
+        self.fullgraph, self.dynamic = fullgraph, dynamic
+        self.backend = COMPILE_BACKENDS[backend]()
+        self.backend_name = backend
+        # (plan, stats, graph) of each compiled entry (a training entry: its forward)
+        self.plans: dict[tuple, tuple[Plan, CompileStats, Graph]] = {}
+        self.dispatcher = Dispatcher(self)
+
+    def __call__(self, *args, **kwargs):
+        return self.dispatcher.call(args, kwargs)
+
+    def __getattr__(self, name: str):
+        from .compile_dispatch import forward_attribute
+        return forward_attribute(self, name)
 
     # -- introspection ------------------------------------------------------------------
     @property
@@ -153,28 +174,18 @@ class CompiledFunction:
     def graph(self) -> Graph:
         return self.last[2]
 
-    # -- compiling ------------------------------------------------------------------------
-    def _compile(self, args) -> tuple[Plan, CompileStats, Graph]:
-        start = time.perf_counter()
-        tensor_positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
 
-        def traced(*tensors):
-            full = list(args)
-            for i, t in zip(tensor_positions, tensors):
-                full[i] = t
-            return self.fn(*full)
-        metas = [meta_of(args[i]) for i in tensor_positions]
-        names = [f"arg{i}" for i in tensor_positions]
-        with grad_mode.no_grad():
-            graph, constants = build_graph(traced, metas, names)
-        stats = CompileStats(original_ops=count_ops(graph))
-        ctx = PassContext(constants=dict(constants), options=dict(self.options), inference=True)
-        run_passes(graph, _with_fusion(self.pipeline), ctx)
-        plan = PlanBuilder(graph, ctx.constants, stats, self.backend,
-                           freeze_constants=True).build()
-        plan = self.backend.finish(plan, self.options)
-        stats.seconds = time.perf_counter() - start
-        return plan, stats, graph
+def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: dict,
+                         backend, start: float) -> tuple[Plan, CompileStats]:
+    """A traced graph -> its inference plan: the pipeline (folding: constants are read
+    now), then one step per node (PlanBuilder, weights frozen)."""
+    stats = CompileStats(original_ops=count_ops(graph))
+    ctx = PassContext(constants=dict(constants), options=dict(options), inference=True)
+    run_passes(graph, _with_fusion(pipeline), ctx)
+    plan = PlanBuilder(graph, ctx.constants, stats, backend, freeze_constants=True).build()
+    plan = backend.finish(plan, options)
+    stats.seconds = time.perf_counter() - start
+    return plan, stats
 
 
 def _with_fusion(pipeline: str) -> str:
@@ -434,3 +445,8 @@ def _unwrap(value):
 
 
 from . import compile_cuda  # noqa: E402,F401 - registers COMPILE_BACKENDS["triton"]
+from .compile_breaks import explain  # noqa: E402 - ember.compile.explain
+from .compile_guards import config  # noqa: E402 - ember.compile.config
+
+compile.explain = explain
+compile.config = config

@@ -37,6 +37,9 @@ class StepLayout:
     constants: dict = field(default_factory=dict)   # a traced step's get_attr values
     extra_inputs: list = field(default_factory=list)   # a traced step's step counts,
     #                                                    placeholders after its arguments
+    grad_params: list = field(default_factory=list)    # store_grads: whose .grad it sets
+    grads_read: list = field(default_factory=list)     # store_grads: whose .grad must be
+    #                                                    None (no zero_grad() before backward)
 
 
 @dataclass

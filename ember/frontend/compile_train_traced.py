@@ -29,12 +29,20 @@ class TracedTrainStep:
     records the optimizer's functional update; parameters and optimizer state stay
     graph constants, read live by the plan (never folded) and updated in place."""
 
-    def __init__(self, fn: Callable, backend, pipeline: str, options: dict):
+    def __init__(self, fn: Callable, backend, pipeline: str, options: dict,
+                 store_grads: bool = False):
         self.fn, self.backend, self.pipeline, self.options = fn, backend, pipeline, options
         self.plans: dict[tuple, TrainPlan] = {}
         self.optimizers: list = []          # those the traced step called .step() on
+        # ember.compile's door (compile_step.py): leave .grad as eager does, refuse
+        # what the trace cannot reproduce (reading .grad, zero_grad(set_to_none=False))
+        self.store_grads = store_grads
 
     def __call__(self, *args):
+        return self.run(self.entry_for(args), args)
+
+    def entry_for(self, args) -> TrainPlan:
+        """The plan for these arguments, compiled on first use."""
         for optimizer in self.optimizers:
             rule = rule_for(optimizer)
             for g, group in enumerate(optimizer.param_groups):
@@ -47,11 +55,22 @@ class TracedTrainStep:
             entry = self._compile(args)
             key = (guard_key(args), tuple(optimizer_guard(o) for o in self.optimizers))
             self.plans[key] = entry
+        return entry
+
+    def run(self, entry: TrainPlan, args):
         inputs = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
         inputs += [self.backend.input(t) for t in entry.layout.extra_inputs]
         output, updates, buffers = run_step(entry, inputs, self.backend)
         write_back(entry.layout, updates, buffers, self.backend)
+        if self.store_grads:
+            output, grads = output
+            _store_grads(entry.layout.grad_params, grads, self.backend)
         return wrap_results(output, self.backend)
+
+    def grads_in_the_way(self, entry: TrainPlan) -> list:
+        """Parameters whose existing .grad the step would add to (no zero_grad() before its
+        backward()) but holds: the compiled step ignores incoming gradients."""
+        return [p for p in entry.layout.grads_read if p.grad is not None]
 
     last = property(lambda self: list(self.plans.values())[-1])
     stats = property(lambda self: self.last.stats)
@@ -60,11 +79,13 @@ class TracedTrainStep:
     def _compile(self, args) -> TrainPlan:
         start = time.perf_counter()
         builder = GraphBuilder()
-        recorder = _StepRecorder(builder)
+        recorder = _StepRecorder(builder, strict=self.store_grads)
         with builder, grad_mode.no_grad(), recorder.recording():
             inputs = [builder.placeholder(f"arg{i}", meta_of(a))
                       for i, a in enumerate(args) if isinstance(a, Tensor)]
             output = self.fn(*substitute_tensors(args, inputs))
+            if self.store_grads:        # what eager leaves in .grad after the step
+                output = (output, tuple(recorder.grads.values()))
             builder.output((output, tuple(value for _, value in recorder.updates)))
         if not recorder.updates:
             raise TraceError("ember.compile_train_step: the step function updated nothing "
@@ -77,6 +98,8 @@ class TracedTrainStep:
         layout = StepLayout([], [], [target for target, _ in recorder.updates],
                             [constants[name] for name, _ in buffer_updates], constants,
                             [tensor for tensor, _ in recorder.shared_inputs.values()])
+        layout.grad_params = [recorder.params[i] for i in recorder.grads]
+        layout.grads_read = list(recorder.reads_incoming.values())
         return compile_step_graph(graph, constants, layout, self.pipeline, self.options, start,
                                   self.backend)
 
@@ -84,9 +107,13 @@ class TracedTrainStep:
 class _StepRecorder:
     """What `.backward()` and `opt.step()` do while a step function is traced."""
 
-    def __init__(self, builder: GraphBuilder):
+    def __init__(self, builder: GraphBuilder, strict: bool = False):
         self.builder = builder
+        self.strict = strict
         self.grads: dict[int, Any] = {}      # id(Parameter) -> symbolic gradient
+        self.params: dict[int, Tensor] = {}  # id(Parameter) -> Parameter
+        self.cleared: set[int] = set()       # ids zero_grad() cleared before this point
+        self.reads_incoming: dict[int, Tensor] = {}   # accumulate onto the incoming .grad
         self.updates: list[tuple] = []       # ((optimizer, param, key), new symbolic value)
         self.optimizers: list = []
         self.shared_inputs: dict[int, tuple] = {}   # id(step count) -> (tensor, placeholder)
@@ -98,6 +125,11 @@ class _StepRecorder:
         for cls in _subclasses(Optimizer):
             patches.append((cls, "step", self.step))
         patches.append((Optimizer, "zero_grad", self.zero_grad))
+        patches.append((SymbolicTensor, "detach", _record_detach))   # stops gradients
+        if self.strict:
+            from .autograd.grad_mode import no_grad
+            patches.append((no_grad, "__enter__", _refuse_no_grad))
+            return _both(_patched(patches), _grad_attribute_refused())
         return _patched(patches)
 
     def backward(self, loss, gradient=None, retain_graph=None, create_graph=False,
@@ -117,6 +149,9 @@ class _StepRecorder:
         for node, param in sources.items():
             g = found.get(node)
             if g is not None:
+                self.params[id(param)] = param
+                if id(param) not in self.grads and id(param) not in self.cleared:
+                    self.reads_incoming[id(param)] = param
                 have = self.grads.get(id(param))
                 self.grads[id(param)] = g if have is None else have + g
 
@@ -158,9 +193,13 @@ class _StepRecorder:
         return found[1]
 
     def zero_grad(self, optimizer, set_to_none: bool = True):
+        if self.strict and not set_to_none:
+            raise TraceError("opt.zero_grad(set_to_none=False) leaves zero tensors in .grad, "
+                             "which a compiled step does not reproduce")
         for group in optimizer.param_groups:
             for p in group["params"]:
                 self.grads.pop(id(p), None)
+                self.cleared.add(id(p))
 
 
 def _graph_parameters(graph: Graph, constants: dict) -> list[tuple[Node, Tensor]]:
@@ -216,6 +255,77 @@ class _patched:
 
 
 _MISSING = object()
+
+
+class _both:
+    """Two context managers as one."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def __enter__(self):
+        self.first.__enter__()
+        self.second.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.second.__exit__(*exc)
+        self.first.__exit__(*exc)
+
+
+class _grad_attribute_refused:
+    """While a step function is traced for ember.compile, `.grad` has no value yet
+    (gradients are symbolic): reading or writing it (gradient clipping, logging) would
+    silently see None, so it stops the trace instead."""
+
+    def __enter__(self):
+        slot = self.slot = Tensor.__dict__["grad"]
+
+        def refuse():
+            raise TraceError("a compiled training step cannot read or set .grad between "
+                             "backward() and step() (gradients exist only in the graph)")
+
+        def get(tensor):
+            if _requires_grad(tensor):
+                refuse()
+            return slot.__get__(tensor, Tensor)
+
+        def set_(tensor, value):
+            if _requires_grad(tensor):
+                refuse()
+            slot.__set__(tensor, value)
+        Tensor.grad = property(get, set_)
+        return self
+
+    def __exit__(self, *exc):
+        Tensor.grad = self.slot
+
+
+def _record_detach(value):
+    """`t.detach()` on a traced value: the detach op, where graph autograd stops."""
+    from ..ir.registry import OPS
+    return OPS["detach"](value)
+
+
+def _refuse_no_grad(context):
+    raise TraceError("no_grad() inside a compiled training step: the traced step cannot "
+                     "tell which values it must not differentiate")
+
+
+def _requires_grad(tensor) -> bool:
+    """Only tensors that can have gradients are refused (new tensors set .grad = None
+    before their requires_grad exists)."""
+    try:
+        return bool(tensor.requires_grad)
+    except AttributeError:
+        return False
+
+
+def _store_grads(params: list, grads, backend) -> None:
+    """Leave each parameter's gradient in .grad, as eager's backward() does."""
+    from .compile_train_graph import _fresh_tensor
+    for param, value in zip(params, grads):
+        param.grad = _fresh_tensor(value, backend)
 
 
 def _as_method(fn):

@@ -50,6 +50,7 @@ RULES: dict[str, Callable] = {
     "slice_scatter": _dims_expand, "select_scatter": _dims_expand,
     "diagonal_scatter": _dims_expand,
     "real": unary_rule, "imag": unary_rule, "clone": unary_rule, "contiguous": unary_rule,
+    "detach": unary_rule,
     "pad": lambda op, bound, ctx: Batched(call(op, with_front_tensors(op, bound, ctx,
                                                                        False)), 0),
     "tril": lambda op, bound, ctx: Batched(call(op, with_front_tensors(op, bound, ctx,

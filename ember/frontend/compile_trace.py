@@ -1,0 +1,145 @@
+"""Tracing a call for `ember.compile`: the graph, and what the trace saw on the way.
+
+`trace_call(fn, leaves, spec)` runs `fn` once on symbolic values (ir.symbolic's
+GraphBuilder; nothing is computed) and returns a `Traced`: the graph, whose output is
+the flat tuple of the result's tensor leaves, the result's structure (`out_spec`),
+the constants (real tensors the function read: parameters, buffers, closures), and
+the modules it called. While it runs:
+
+- `Module.__call__` is watched: the modules called (the top-level ones are what a
+  graph break compiles separately), and train-mode BatchNorms, whose
+  `num_batches_tracked` counter forward advances on real data (not an op): the trace
+  undoes that, and the compiled entry advances it per call instead.
+- `t.detach()` on a traced value records the `detach` op (graph autograd stops there);
+- `loss.backward()` on a symbolic value, or `optimizer.step()`, raises
+  `StepFunctionFound`: the function is a training step (compile_step.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..ir.errors import TraceError
+from ..ir.graph import Graph
+from ..ir.meta import meta_of
+from ..ir.symbolic import GraphBuilder, SymbolicTensor
+from .autograd import grad_mode
+from .compile_guards import flatten, unflatten
+from .compile_train_traced import _patched, _subclasses
+
+
+class StepFunctionFound(Exception):
+    """The traced function calls backward() or optimizer.step(): a training step."""
+
+
+@dataclass
+class Traced:
+    graph: Graph
+    constants: dict
+    out_spec: Any                                      # the result with tensors as markers
+    top_modules: list = field(default_factory=list)    # modules called from fn itself
+    batchnorms: list = field(default_factory=list)     # train-mode BN with a counter
+
+
+def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
+    """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
+    `watcher` keeps what it saw even when the trace fails."""
+    with watcher.watching(), _GradModeBuilder() as builder:
+        inputs = [builder.placeholder(f"arg{i}", meta_of(t)) for i, t in enumerate(leaves)]
+        args, kwargs = unflatten(spec, inputs)
+        out_leaves, out_spec = flatten(fn(*args, **kwargs))
+        builder.output(tuple(out_leaves))
+    watcher.finished = True
+    return Traced(builder.graph, builder.constants, out_spec, watcher.top_level,
+                  watcher.batchnorms)
+
+
+class _GradModeBuilder(GraphBuilder):
+    """Records under the caller's grad mode, marking what it records while grad mode is
+    off (`with no_grad():` inside the function): meta['no_grad'], which the training
+    compile turns into detach nodes, as the eager tape records nothing there."""
+
+    def record(self, op, bound: tuple):
+        value = super().record(op, bound)
+        if not grad_mode.is_grad_enabled():
+            for leaf in flatten(value)[0]:
+                leaf.node.meta["no_grad"] = True
+        return value
+
+
+def _record_detach(value):
+    from ..ir.registry import OPS
+    return OPS["detach"](value)
+
+
+class ModuleWatcher:
+    """Records module calls during a trace; refuses training-step calls (see module doc)."""
+
+    def __init__(self):
+        self.depth = 0
+        self.top_level: list = []
+        self.batchnorms: list = []
+        self.saved_counters: list = []
+        self.finished = False          # the trace ran to the end
+
+    def watching(self):
+        from .nn.modules.module import Module
+        from .optim.optimizer import Optimizer
+        watcher = self
+        original_call = Module.__call__
+
+        def call(module, *args, **kwargs):
+            watcher.enter(module)
+            watcher.depth += 1
+            try:
+                return original_call(module, *args, **kwargs)
+            finally:
+                watcher.depth -= 1
+        patches = [(Module, "__call__", call), (SymbolicTensor, "backward", _found_step),
+                   (SymbolicTensor, "detach", _record_detach)]
+        patches += [(cls, "step", _found_step) for cls in [Optimizer] + _subclasses(Optimizer)
+                    if "step" in cls.__dict__]
+        return _Watching(self, _patched(patches))
+
+    def enter(self, module) -> None:
+        if self.depth == 0 and all(m is not module for m in self.top_level):
+            self.top_level.append(module)
+        counter = getattr(module, "num_batches_tracked", None)
+        if counter is None or not module.training or \
+                not getattr(module, "track_running_stats", False):
+            return
+        if module.momentum is None:
+            raise TraceError(f"{type(module).__name__} with momentum=None (a cumulative "
+                             "average whose factor changes every call) cannot be compiled "
+                             "in train mode")
+        if all(m is not module for m in self.batchnorms):
+            self.batchnorms.append(module)
+            self.saved_counters.append((counter, counter._values().copy()))
+
+    def restore(self) -> None:
+        for counter, value in self.saved_counters:
+            counter._values()[...] = value
+
+
+class _Watching:
+    def __init__(self, watcher: ModuleWatcher, patches):
+        self.watcher, self.patches = watcher, patches
+
+    def __enter__(self):
+        self.patches.__enter__()
+
+    def __exit__(self, *exc):
+        self.patches.__exit__(*exc)
+        self.watcher.restore()
+
+
+def _found_step(self, *args, **kwargs):
+    what = "backward" if isinstance(self, SymbolicTensor) else "step"
+    raise StepFunctionFound(f"{type(self).__name__}.{what}()")
+
+
+def advance_batchnorm_counters(batchnorms: list) -> None:
+    """What train-mode BatchNorm.forward does to its counter, once per compiled call."""
+    with grad_mode.no_grad():
+        for module in batchnorms:
+            module.num_batches_tracked.add_(1)
