@@ -4,6 +4,9 @@ from .linear import Identity, Linear, Bilinear  # noqa: F401
 from .conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401
 from .activation import (ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU, Softplus, Tanh,  # noqa: F401
                          Sigmoid, Softmax, LogSoftmax)
+from .activation_extra import (Hardtanh, Hardswish, Hardsigmoid, SELU, CELU, Mish,  # noqa: F401
+                               LogSigmoid, Softsign, Tanhshrink, GLU, Softmin, Softmax2d,
+                               PReLU, Threshold, Softshrink, Hardshrink, RReLU)
 from .dropout import Dropout  # noqa: F401
 from .flatten import Flatten, Unflatten  # noqa: F401
 from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d  # noqa: F401

@@ -1,0 +1,41 @@
+"""Helpers shared by ember.nn.functional's activation, distance, dropout and loss modules.
+
+- `apply_inplace`: PyTorch's `inplace=True` for a function written as a composite;
+- `BadArgument`: the RuntimeError PyTorch raises for a bad value or shape (ShapeError is
+  a ValueError, which `except RuntimeError` in ported code would not catch);
+- `reduce_loss`: 'none' | 'mean' | 'sum' with the legacy size_average/reduce pair.
+"""
+from __future__ import annotations
+
+from ...ir.errors import EmberError
+from ..autograd import is_grad_enabled
+
+
+class BadArgument(EmberError, RuntimeError):
+    """An argument value or shape that PyTorch rejects with a RuntimeError."""
+
+
+def apply_inplace(input, compute):
+    """`input.copy_(compute(input))`, keeping autograd right: when the input's history
+    is recorded, `compute` reads a clone, so the values its derivative saves are not the
+    ones overwritten. copy_ refuses a leaf that requires grad, as PyTorch does."""
+    recording = getattr(input, "requires_grad", False) and is_grad_enabled()
+    source = input.clone() if recording else input
+    return input.copy_(compute(source))
+
+
+def maybe_inplace(input, inplace: bool, compute):
+    return apply_inplace(input, compute) if inplace else compute(input)
+
+
+def reduce_loss(loss, reduction: str, size_average=None, reduce=None):
+    """Reduce an elementwise loss by name (after PyTorch's legacy-argument mapping)."""
+    from ._functional_losses import _legacy_reduction
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"{reduction} is not a valid value for reduction")
