@@ -13,6 +13,9 @@ from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d  # noqa: F401
 from .sparse import Embedding  # noqa: F401
 from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm,  # noqa: F401
                             GroupNorm)
+from .normalization_extra import (InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,  # noqa: F401
+                                  RMSNorm, LocalResponseNorm, CosineSimilarity,
+                                  PairwiseDistance)
 from .container import (Sequential, ModuleList, ModuleDict, ParameterList,  # noqa: F401
                         ParameterDict)
 from .loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss,  # noqa: F401
