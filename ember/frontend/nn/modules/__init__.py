@@ -7,7 +7,8 @@ from .activation import (ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU, Softplus, Tanh
 from .activation_extra import (Hardtanh, Hardswish, Hardsigmoid, SELU, CELU, Mish,  # noqa: F401
                                LogSigmoid, Softsign, Tanhshrink, GLU, Softmin, Softmax2d,
                                PReLU, Threshold, Softshrink, Hardshrink, RReLU)
-from .dropout import Dropout  # noqa: F401
+from .dropout import (Dropout, Dropout1d, Dropout2d, Dropout3d, AlphaDropout,  # noqa: F401
+                      FeatureAlphaDropout)
 from .flatten import Flatten, Unflatten  # noqa: F401
 from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d  # noqa: F401
 from .sparse import Embedding  # noqa: F401
