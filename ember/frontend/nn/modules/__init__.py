@@ -12,6 +12,7 @@ from .dropout import (Dropout, Dropout1d, Dropout2d, Dropout3d, AlphaDropout,  #
 from .flatten import Flatten, Unflatten  # noqa: F401
 from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d  # noqa: F401
 from .sparse import Embedding  # noqa: F401
+from .embedding_bag import EmbeddingBag  # noqa: F401
 from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm,  # noqa: F401
                             GroupNorm)
 from .normalization_extra import (InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,  # noqa: F401
