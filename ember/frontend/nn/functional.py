@@ -351,3 +351,4 @@ from ._functional_activations import *  # noqa: E402,F401,F403
 from ._functional_norms import *  # noqa: E402,F401,F403
 from ._functional_dropout import *  # noqa: E402,F401,F403
 from ._functional_embedding_bag import embedding_bag  # noqa: E402,F401
+from ._functional_losses_extra import *  # noqa: E402,F401,F403

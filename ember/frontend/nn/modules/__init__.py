@@ -22,6 +22,10 @@ from .container import (Sequential, ModuleList, ModuleDict, ParameterList,  # no
                         ParameterDict)
 from .loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss,  # noqa: F401
                    CrossEntropyLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss)
+from .loss_extra import (MarginRankingLoss, CosineEmbeddingLoss, HingeEmbeddingLoss,  # noqa: F401
+                         SoftMarginLoss, MultiLabelMarginLoss, MultiLabelSoftMarginLoss,
+                         MultiMarginLoss, TripletMarginLoss, TripletMarginWithDistanceLoss,
+                         GaussianNLLLoss, PoissonNLLLoss, CTCLoss)
 from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
                           TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
                           Transformer)
