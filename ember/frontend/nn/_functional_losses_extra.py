@@ -250,7 +250,26 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
     return reduce_loss(loss, reduction)
 
 
-__all__ = ["margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+def _length_list(lengths, name) -> list[int]:
+    if isinstance(lengths, Tensor):
+        return [int(v) for v in lengths.reshape([-1]).tolist()]
+    if hasattr(lengths, "shape"):
+        raise BadArgument(f"ctc_loss: {name} must be concrete (a list or an eager tensor) "
+                          f"when tracing")
+    if isinstance(lengths, int):
+        return [lengths]
+    return [int(v) for v in lengths]
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    """Connectionist Temporal Classification loss; see ember/ir/ops/loss_ctc.py."""
+    return OPS["ctc_loss"](log_probs, targets, _length_list(input_lengths, "input_lengths"),
+                           _length_list(target_lengths, "target_lengths"), blank,
+                           reduction, zero_infinity)
+
+
+__all__ = ["ctc_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
            "multilabel_soft_margin_loss", "multi_margin_loss", "multilabel_margin_loss",
            "triplet_margin_loss", "triplet_margin_with_distance_loss", "cosine_embedding_loss",
            "gaussian_nll_loss", "poisson_nll_loss"]
