@@ -28,6 +28,24 @@ def maybe_inplace(input, inplace: bool, compute):
     return apply_inplace(input, compute) if inplace else compute(input)
 
 
+def check_reduction(reduction: str) -> None:
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def check_broadcast(*tensors) -> None:
+    """PyTorch's RuntimeError for operands whose shapes do not broadcast."""
+    shapes = [list(t.shape) for t in tensors if hasattr(t, "shape")]
+    ndim = max((len(s) for s in shapes), default=0)
+    padded = [[1] * (ndim - len(s)) + s for s in shapes]
+    for dim in range(ndim):
+        sizes = {p[dim] for p in padded} - {1}
+        if len(sizes) > 1:
+            a, b = sorted(sizes)[:2]
+            raise BadArgument(f"The size of tensor a ({a}) must match the size of tensor b "
+                              f"({b}) at non-singleton dimension {dim}")
+
+
 def reduce_loss(loss, reduction: str, size_average=None, reduce=None):
     """Reduce an elementwise loss by name (after PyTorch's legacy-argument mapping)."""
     from ._functional_losses import _legacy_reduction
@@ -36,6 +54,5 @@ def reduce_loss(loss, reduction: str, size_average=None, reduce=None):
         return loss
     if reduction == "mean":
         return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    raise ValueError(f"{reduction} is not a valid value for reduction")
+    check_reduction(reduction)
+    return loss.sum()

@@ -16,7 +16,7 @@ import math
 from ...ir import dtypes
 from ...ir.registry import OPS
 from ..tensor import Tensor
-from ._functional_common import BadArgument, reduce_loss
+from ._functional_common import BadArgument, check_broadcast, check_reduction, reduce_loss
 from ._functional_losses import _legacy_reduction
 from ._functional_norms import pairwise_distance
 
@@ -53,6 +53,8 @@ def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, 
 def soft_margin_loss(input, target, size_average=None, reduce=None,
                      reduction: str = "mean") -> Tensor:
     """log(1 + exp(-target * input)), averaged over every element for 'mean'."""
+    check_reduction(_legacy_reduction(size_average, reduce, reduction))
+    check_broadcast(input, target)
     loss = (-target * input).exp().log1p()
     return reduce_loss(loss, reduction, size_average, reduce)
 
@@ -69,32 +71,47 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     return reduce_loss(loss, reduction, size_average, reduce)
 
 
-def _class_target_checks(name, input, target):
-    if input.ndim > 2 or (input.ndim == 2 and target.ndim != 1) or \
-            (input.ndim <= 1 and target.ndim > 1):
-        raise BadArgument(f"{name}: inconsistent target size: {list(target.shape)} for input "
-                          f"of size: {list(input.shape)}")
-    if input.ndim == 2 and input.shape[0] != target.shape[0]:
-        raise BadArgument(f"{name}: inconsistent target size: {list(target.shape)} for input "
-                          f"of size: {list(input.shape)}")
+def _check_margin_input(name, input):
+    nonempty = (input.ndim <= 1 and input.numel() > 0) or (input.ndim == 2 and input.shape[1])
+    if not nonempty:
+        raise BadArgument(f"{name}: Expected non-empty vector or matrix with optional 0-dim "
+                          f"batch size, but got: {list(input.shape)}")
+
+
+def _check_index_target(target):
+    if target.dtype not in (dtypes.int64,):
+        raise BadArgument(f"expected scalar type Long but found "
+                          f"{_scalar_type_name(target.dtype)}")
+
+
+def _scalar_type_name(dtype) -> str:
+    return getattr(dtype, "scalar_type_name", dtype.name)
 
 
 def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None,
                       size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
     """sum over i != y of max(0, margin - x[y] + x[i])^p * weight[y], divided by C."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    check_reduction(reduction)
     if p not in (1, 2):
         raise ValueError("only p == 1 and p == 2 supported")
     if weight is not None and weight.ndim != 1:
         raise ValueError("weight must be one-dimensional")
-    _class_target_checks("multi_margin_loss", input, target)
+    _check_margin_input("multi_margin_loss", input)
     batched = input.ndim == 2
+    samples = input.shape[0] if batched else 1
+    if target.ndim > 1 or target.numel() != samples:
+        raise BadArgument(f"multi_margin_loss: target tensor should be 1-D with size equal to "
+                          f"the number of input samples (batch size). Expected target size "
+                          f"[{samples}], but got {list(target.shape)}. Input has shape "
+                          f"{list(input.shape)}.")
+    _check_index_target(target)
     x = input if batched else input.reshape([1, -1])
-    y = target.reshape([-1, 1])
     classes = x.shape[1]
-    if x.numel() and (target.ndim and target.numel() != x.shape[0]):
-        raise BadArgument(f"inconsistent target size: {list(target.shape)} for input of size: "
-                          f"{list(input.shape)}")
+    if weight is not None and weight.numel() != classes:
+        raise BadArgument(f"inconsistent weight size, expected {classes} but got "
+                          f"{list(weight.shape)}")
+    y = target.reshape([-1, 1])
     picked = x.gather(1, y)                                          # [N, 1]
     hinge = (margin - picked + x).clamp_min(0)
     if p == 2:
@@ -104,7 +121,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
     not_target = OPS["arange"](0, classes, dtype=y.dtype).unsqueeze(0) != y
     loss = _w(not_target, hinge, _zeros(hinge)).sum([1]) / classes
     if not batched:
-        loss = loss.reshape(list(target.shape) if target.ndim else [])
+        loss = loss.reshape(list(target.shape))
     return reduce_loss(loss, reduction)
 
 
@@ -113,9 +130,12 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None,
     """For each target class j (the entries of `target` before the first -1) and each
     non-target class i: max(0, 1 - (x[j] - x[i])), summed and divided by C."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    check_reduction(reduction)
+    _check_margin_input("multilabel_margin_loss", input)
     if input.ndim > 2 or list(target.shape) != list(input.shape):
-        raise BadArgument(f"multilabel_margin_loss: inconsistent target size: "
-                          f"{list(target.shape)} for input of size: {list(input.shape)}")
+        raise BadArgument(f"inconsistent target size: {list(target.shape)} for input of "
+                          f"size: {list(input.shape)}")
+    _check_index_target(target)
     batched = input.ndim == 2
     x = input if batched else input.reshape([1, -1])
     t = target.reshape(list(x.shape))
@@ -131,7 +151,7 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None,
     counted = OPS["logical_and"](valid.unsqueeze(2), OPS["logical_not"](is_target).unsqueeze(1))
     loss = _w(counted, hinge, _zeros(hinge)).sum([1, 2]) / classes
     if not batched:
-        loss = loss.reshape([] if input.ndim == 0 else [])
+        loss = loss.reshape([])
     return reduce_loss(loss, reduction)
 
 
@@ -145,6 +165,8 @@ def _check_triplet_dims(anchor, positive, negative):
 def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2,
                         eps: float = 1e-6, swap: bool = False, size_average=None,
                         reduce=None, reduction: str = "mean") -> Tensor:
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
     _check_triplet_dims(anchor, positive, negative)
 
     def distance(a, b):
@@ -166,8 +188,8 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_fu
 
 def _triplet(anchor, positive, negative, distance, margin, swap, reduction):
     """max(0, margin + d(a, p) - d(a, n)); with swap, d(a, n) is min(d(a, n), d(p, n))."""
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{reduction} is not a valid value for reduction")
+    check_reduction(reduction)
+    check_broadcast(anchor, positive, negative)
     to_positive = distance(anchor, positive)
     to_negative = distance(anchor, negative)
     if swap:
@@ -222,6 +244,7 @@ def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
         raise ValueError(reduction + " is not valid")
     if isinstance(var, Tensor) and bool((var < 0).any()):
         raise ValueError("var has negative entry/entries")
+    check_broadcast(input, target, var)
     var = var + (var.clamp_min(eps) - var).detach()
     diff = input - target
     loss = 0.5 * (var.log() + diff * diff / var)
@@ -237,8 +260,8 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
     full, Stirling's term target*log(target) - target + 0.5*log(2*pi*target) where
     target > 1."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(reduction + " is not a valid value for reduction")
+    check_reduction(reduction)
+    check_broadcast(input, target)
     if log_input:
         loss = input.exp() - target * input
     else:

@@ -57,6 +57,8 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
     if input.dtype.name == "bool":
         raise BadArgument("Bool inputs not supported for hardtanh")
     if not (input.dtype.is_floating_point or input.dtype.is_complex):
@@ -75,7 +77,8 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        raise BadArgument(f"approximate argument must be either none or tanh, got "
+                          f"{approximate!r}")
     return _op("gelu")(input, approximate=approximate)
 
 
