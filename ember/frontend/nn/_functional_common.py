@@ -3,6 +3,7 @@
 - `apply_inplace`: PyTorch's `inplace=True` for a function written as a composite;
 - `BadArgument`: the RuntimeError PyTorch raises for a bad value or shape (ShapeError is
   a ValueError, which `except RuntimeError` in ported code would not catch);
+- `cast`: a dtype conversion that also traces;
 - `reduce_loss`: 'none' | 'mean' | 'sum' with the legacy size_average/reduce pair.
 """
 from __future__ import annotations
@@ -13,6 +14,13 @@ from ..autograd import is_grad_enabled
 
 class BadArgument(EmberError, RuntimeError):
     """An argument value or shape that PyTorch rejects with a RuntimeError."""
+
+
+def cast(x, dtype):
+    """x in `dtype` through the registry op, so traced code records it (Tensor.to is
+    eager-only)."""
+    from ...ir.registry import OPS
+    return x if x.dtype == dtype else OPS["convert_element_type"](x, dtype)
 
 
 def apply_inplace(input, compute):

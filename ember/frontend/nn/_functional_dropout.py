@@ -14,7 +14,7 @@ import math
 
 from ...ir.registry import OPS
 from ..tensor import Tensor
-from ._functional_common import BadArgument, apply_inplace, maybe_inplace
+from ._functional_common import cast, BadArgument, apply_inplace, maybe_inplace
 
 SELU_NEGATIVE_SATURATION = 1.7580993408473766     # SELU's scale * alpha
 
@@ -36,7 +36,7 @@ def _keep_mask(input, p: float, feature: bool):
     """(kept as 0/1 in the input's dtype, broadcastable to the input)."""
     ones = OPS["full"](_mask_shape(input, feature), 1.0, dtype=input.dtype,
                        device=input.device)
-    return OPS["native_dropout"](ones, p, True)[1].to(input.dtype)
+    return cast(OPS["native_dropout"](ones, p, True)[1], input.dtype)
 
 
 def _dropout(input, p: float, training: bool, inplace: bool, *, feature: bool,

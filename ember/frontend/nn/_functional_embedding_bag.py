@@ -12,7 +12,7 @@ from ...ir import dtypes
 from ...ir.registry import OPS
 from ..autograd import no_grad
 from ..tensor import Tensor
-from ._functional_common import BadArgument
+from ._functional_common import BadArgument, cast
 
 _MODES = ("sum", "mean", "max")
 
@@ -110,8 +110,8 @@ def _renorm_rows(weight, input, max_norm, norm_type):
     """Scale each looked-up row whose norm exceeds max_norm down to max_norm, in place."""
     with no_grad():
         row_ids = OPS["arange"](0, weight.shape[0], dtype=input.dtype)
-        used = (row_ids.unsqueeze(1) == input.reshape([-1]).unsqueeze(0)).to(
-            dtypes.int64).sum([1], keepdim=True) > 0                        # [V, 1]
+        used = cast(row_ids.unsqueeze(1) == input.reshape([-1]).unsqueeze(0),
+                    dtypes.int64).sum([1], keepdim=True) > 0                        # [V, 1]
         norms = OPS["linalg_vector_norm"](weight, norm_type, [-1], True)
         shrink = OPS["logical_and"](used, norms > max_norm)
         scale = OPS["where"](shrink, max_norm / (norms + 1e-7), OPS["ones_like"](norms))
@@ -124,7 +124,7 @@ def _membership(input, offsets, include_last_offset, padding_idx):
     positions = OPS["arange"](0, n, dtype=offsets.dtype)
     starts = offsets[:-1] if include_last_offset else offsets
     started = positions.unsqueeze(0) >= starts.unsqueeze(1)              # [B, n]
-    bag_of_position = started.to(dtypes.int64).sum([0]) - 1              # [n]
+    bag_of_position = cast(started, dtypes.int64).sum([0]) - 1              # [n]
     bag_ids = OPS["arange"](0, starts.shape[0], dtype=dtypes.int64)
     member = bag_of_position.unsqueeze(0) == bag_ids.unsqueeze(1)        # [B, n]
     if include_last_offset and offsets.shape[0] > 0:
@@ -135,7 +135,7 @@ def _membership(input, offsets, include_last_offset, padding_idx):
 
 
 def _reduce_bags(rows, member, mode):
-    weights = member.to(rows.dtype)                                      # [B, n]
+    weights = cast(member, rows.dtype)                                    # [B, n]
     if mode == "max":
         masked = OPS["where"](member.unsqueeze(-1), rows.unsqueeze(0), float("-inf"))
         best = masked.amax([1])                                          # [B, D]

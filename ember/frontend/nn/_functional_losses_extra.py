@@ -16,7 +16,7 @@ import math
 from ...ir import dtypes
 from ...ir.registry import OPS
 from ..tensor import Tensor
-from ._functional_common import BadArgument, check_broadcast, check_reduction, reduce_loss
+from ._functional_common import cast, BadArgument, check_broadcast, check_reduction, reduce_loss
 from ._functional_losses import _legacy_reduction
 from ._functional_norms import pairwise_distance
 
@@ -141,11 +141,11 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None,
     t = target.reshape(list(x.shape))
     classes = x.shape[1]
     # targets count up to the first negative entry
-    valid = (t >= 0).to(dtypes.int64).cumprod(1) > 0                 # [N, J]
+    valid = cast(t >= 0, dtypes.int64).cumprod(1) > 0                # [N, J]
     safe = _w(valid, t, _zeros(t))
     class_ids = OPS["arange"](0, classes, dtype=t.dtype)
     hits = OPS["logical_and"](safe.unsqueeze(2) == class_ids, valid.unsqueeze(2))  # [N,J,C]
-    is_target = hits.to(dtypes.int64).sum([1]) > 0                   # [N, C]
+    is_target = cast(hits, dtypes.int64).sum([1]) > 0                  # [N, C]
     picked = x.gather(1, safe)                                       # [N, J]
     hinge = (1 - picked.unsqueeze(2) + x.unsqueeze(1)).clamp_min(0)  # [N, J, C]
     counted = OPS["logical_and"](valid.unsqueeze(2), OPS["logical_not"](is_target).unsqueeze(1))
@@ -217,8 +217,8 @@ def cosine_embedding_loss(input1, input2, target, margin: float = 0, size_averag
                           f"{list(input1.shape)} and {list(input2.shape)}.")
     dim = input1.ndim - 1
     if not input1.dtype.is_floating_point:
-        input1 = input1.to(dtypes.get_default_dtype())
-        input2 = input2.to(dtypes.get_default_dtype())
+        input1 = cast(input1, dtypes.get_default_dtype())
+        input2 = cast(input2, dtypes.get_default_dtype())
     dot = (input1 * input2).sum([dim])
     square1 = (input1 * input1).sum([dim]) + COSINE_EPS
     square2 = (input2 * input2).sum([dim]) + COSINE_EPS

@@ -16,7 +16,7 @@ from ...ir.ops.rules import broadcast_shapes
 from ...ir.registry import OPS
 from ..autograd import no_grad
 from ..tensor import Tensor
-from ._functional_common import BadArgument
+from ._functional_common import BadArgument, cast
 
 
 def _vector_norm(x, p, dim, keepdim=False):
@@ -122,17 +122,24 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
         return input / (total / size * alpha + k) ** beta
     # integers: PyTorch's average pooling floor-divides; the rest is in the default dtype
     float_dtype = dtypes.get_default_dtype()
-    average = total.div(size, rounding_mode="floor").to(float_dtype)
-    return input.to(float_dtype) / (average * alpha + k) ** beta
+    average = cast(total.div(size, rounding_mode="floor"), float_dtype)
+    return cast(input, float_dtype) / (average * alpha + k) ** beta
+
+
+def _clamp_value_only(norm, eps):
+    """max(norm, eps) in value, but differentiated as norm: PyTorch clamps the norms in
+    place under no_grad, so the norm's own derivative still flows where it was clamped."""
+    return norm + (norm.clamp_min(eps) - norm).detach()
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """sum(x1/max(|x1|, eps) * x2/max(|x2|, eps)) along dim, after broadcasting."""
+    """sum(x1/max(|x1|, eps) * x2/max(|x2|, eps)) along dim, after broadcasting (the max
+    taken for the value only, as PyTorch)."""
     shape = list(broadcast_shapes(tuple(x1.shape), tuple(x2.shape)))
     x1, x2 = x1.expand(shape), x2.expand(shape)
     dims = [dim] if shape else None          # a 0-d pair takes dim 0 or -1, as in PyTorch
-    unit1 = x1 / _vector_norm(x1, 2, dims, True).clamp_min(eps)
-    unit2 = x2 / _vector_norm(x2, 2, dims, True).clamp_min(eps)
+    unit1 = x1 / _clamp_value_only(_vector_norm(x1, 2, dims, True), eps)
+    unit2 = x2 / _clamp_value_only(_vector_norm(x2, 2, dims, True), eps)
     return (unit1 * unit2).sum(dims) if dims else unit1 * unit2
 
 
