@@ -61,6 +61,7 @@ def _export_ops(namespace: dict) -> None:
 
 
 _export_ops(globals())
+from .frontend.nn._functional_norms import cdist, pdist, cosine_similarity, pairwise_distance  # noqa: E402,F401,E501
 
 
 def result_type(*operands):

@@ -106,11 +106,28 @@ def to_ember(v, requires_grad=False):
         return getattr(ember, str(v).split(".")[-1])
     if isinstance(v, torch.Size):
         return tuple(v)
+    if isinstance(v, torch.nn.Module):
+        return _module_to_ember(v)
     if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
         return type(v)(to_ember(x, requires_grad) for x in v)
     if isinstance(v, dict):
         return {k: to_ember(x, requires_grad) for k, x in v.items()}
     return v
+
+
+def _module_to_ember(module):
+    """A torch.nn module passed as an argument (e.g. a distance_function) -> the ember.nn
+    module of the same class name with the same public options; else left as is."""
+    ember = _ember()
+    cls = getattr(ember.nn, type(module).__name__, None)
+    if cls is None or any(True for _ in module.parameters()):
+        return module
+    twin = cls.__new__(cls)
+    ember.nn.Module.__init__(twin)
+    for key, value in vars(module).items():
+        if not key.startswith("_"):
+            setattr(twin, key, to_ember(value))
+    return twin
 
 
 def as_numpy(v):

@@ -157,6 +157,9 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    if delta <= 0:
+        from ._functional_common import BadArgument
+        raise BadArgument("huber_loss does not support non-positive values for delta.")
     diff = (input - target).abs()
     loss = _where(diff < delta, diff * diff * 0.5, (diff - 0.5 * delta) * delta)
     return _reduce(loss if weight is None else loss * weight, reduction)

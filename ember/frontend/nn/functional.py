@@ -18,6 +18,7 @@ from ...ir.errors import EmberError, ShapeError
 from ...ir.registry import OPS
 from ..tensor import Tensor
 from ..autograd import no_grad
+from ._functional_common import BadArgument, maybe_inplace
 from ._functional_losses import (cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
                                  smooth_l1_loss, huber_loss, binary_cross_entropy,
                                  binary_cross_entropy_with_logits, kl_div)
@@ -51,38 +52,38 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
-    return hardtanh(input, 0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
-    if _has("hardtanh"):
-        return OPS["hardtanh"](input, min_val, max_val)
-    return _op("clamp", "hardtanh")(input, min_val, max_val)
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    if input.dtype.name == "bool":
+        raise BadArgument("Bool inputs not supported for hardtanh")
+    if not (input.dtype.is_floating_point or input.dtype.is_complex):
+        # PyTorch truncates the bounds to the integer dtype, then clamps
+        return maybe_inplace(input, inplace, lambda x: x.clamp(int(min_val), int(max_val)))
+    return maybe_inplace(input, inplace, lambda x: OPS["hardtanh"](x, min_val, max_val))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
-    if _has("leaky_relu"):
-        return OPS["leaky_relu"](input, negative_slope)
-    return OPS["where"](input > 0, input, input * negative_slope)
+    return maybe_inplace(input, inplace, lambda x: OPS["leaky_relu"](x, negative_slope))
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    if _has("elu"):
-        return OPS["elu"](input, alpha)
-    return OPS["where"](input > 0, input, (input.exp() - 1) * alpha)
+    return maybe_inplace(input, inplace, lambda x: OPS["elu"](x, alpha))
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        raise BadArgument(f"approximate argument must be either none or tanh, got "
+                          f"{approximate!r}")
     return _op("gelu")(input, approximate=approximate)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
-    if _has("silu"):
-        return OPS["silu"](input)
-    return input * input.sigmoid()
+    return maybe_inplace(input, inplace, OPS["silu"])
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -267,9 +268,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None) -> Tensor:
-    norm = (input.abs() ** p).sum([dim], keepdim=True) ** (1.0 / p)
-    floor = OPS["full_like"](norm, eps)
-    return input / OPS["maximum"](norm, floor)
+    # a 0-d input accepts dim 0 or -1, as PyTorch's wrap rule allows
+    norm = OPS["linalg_vector_norm"](input, p, [dim] if input.ndim else None, True)
+    return input / norm.clamp_min(eps)
 
 
 # --- dropout, embedding, padding, one_hot -----------------------------------------------
@@ -349,3 +350,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 
 from ._functional_mha import multi_head_attention_forward  # noqa: E402,F401
+from ._functional_activations import *  # noqa: E402,F401,F403
+from ._functional_norms import *  # noqa: E402,F401,F403
+from ._functional_dropout import *  # noqa: E402,F401,F403
+from ._functional_embedding_bag import embedding_bag  # noqa: E402,F401
+from ._functional_losses_extra import *  # noqa: E402,F401,F403

@@ -46,14 +46,14 @@ def up(x: np.ndarray) -> np.ndarray:
 
 
 def np_softmax(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)   # initial: empty dims
     m = np.where(np.isfinite(m), m, 0)
     e = np.exp(x - m)
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def np_log_softmax(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)   # initial: empty dims
     m = np.where(np.isfinite(m), m, 0)
     shifted = x - m
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))

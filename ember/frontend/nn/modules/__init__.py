@@ -4,16 +4,28 @@ from .linear import Identity, Linear, Bilinear  # noqa: F401
 from .conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401
 from .activation import (ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU, Softplus, Tanh,  # noqa: F401
                          Sigmoid, Softmax, LogSoftmax)
-from .dropout import Dropout  # noqa: F401
+from .activation_extra import (Hardtanh, Hardswish, Hardsigmoid, SELU, CELU, Mish,  # noqa: F401
+                               LogSigmoid, Softsign, Tanhshrink, GLU, Softmin, Softmax2d,
+                               PReLU, Threshold, Softshrink, Hardshrink, RReLU)
+from .dropout import (Dropout, Dropout1d, Dropout2d, Dropout3d, AlphaDropout,  # noqa: F401
+                      FeatureAlphaDropout)
 from .flatten import Flatten, Unflatten  # noqa: F401
 from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d  # noqa: F401
 from .sparse import Embedding  # noqa: F401
+from .embedding_bag import EmbeddingBag  # noqa: F401
 from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm,  # noqa: F401
                             GroupNorm)
+from .normalization_extra import (InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,  # noqa: F401
+                                  RMSNorm, LocalResponseNorm, CosineSimilarity,
+                                  PairwiseDistance)
 from .container import (Sequential, ModuleList, ModuleDict, ParameterList,  # noqa: F401
                         ParameterDict)
 from .loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss,  # noqa: F401
                    CrossEntropyLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss)
+from .loss_extra import (MarginRankingLoss, CosineEmbeddingLoss, HingeEmbeddingLoss,  # noqa: F401
+                         SoftMarginLoss, MultiLabelMarginLoss, MultiLabelSoftMarginLoss,
+                         MultiMarginLoss, TripletMarginLoss, TripletMarginWithDistanceLoss,
+                         GaussianNLLLoss, PoissonNLLLoss, CTCLoss)
 from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
                           TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
                           Transformer)
