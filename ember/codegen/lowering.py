@@ -851,10 +851,16 @@ def _store(ctx, name, buf, meta: TensorMeta, value: Value) -> K.Store:
 
 
 def _reduced_index(ctx, shape, name) -> tuple:
-    """The outer-variable index of a reduction-shaped output (keepdim or not)."""
+    """The outer-variable index of a reduction-shaped output (keepdim or not).
+
+    The shape must match exactly: a store index has to enumerate every element of its
+    output once. Matching by rank alone took a permuted full-size output such as
+    [2,8,1,1] (of a reduction over [2,1,1,8]'s last dim) for the keepdim result
+    [2,1,1,1] and stored only its first channel."""
     full = ctx.reduced_input_shape
     n = ctx.n_vars
-    if len(shape) == len(full):       # keepdim
+    keepdim_shape = tuple(1 if d in ctx.reduce_dims else s for d, s in enumerate(full))
+    if tuple(shape) == keepdim_shape:
         outer_vars = iter(range(len(ctx.outer)))
         return tuple(zero(n) if d in ctx.reduce_dims else var(next(outer_vars), n)
                      for d in range(len(full)))
