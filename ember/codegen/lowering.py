@@ -254,7 +254,8 @@ POINTWISE_RULES: dict[str, Callable] = {
                      c("floor_divide", a, b)),
     "neg": pointwise(lambda x: c("neg", x)),
     "abs": pointwise(lambda x: c("abs", x)),
-    "relu": pointwise(lambda x: c("where", c("gt", x, _num(0, x)), x, _num(0, x))),
+    # `x <= 0 ? 0 : x`, not `x > 0 ? x : 0`: relu(nan) is nan in PyTorch
+    "relu": pointwise(lambda x: c("where", c("le", x, _num(0, x)), _num(0, x), x)),
     "relu6": pointwise(lambda x: _clamp(x, _num(0, x), _num(6, x))),
     "hardtanh": pointwise(lambda x, min_val=-1, max_val=1:
                           _clamp(x, _num(min_val, x), _num(max_val, x))),

@@ -44,3 +44,10 @@ def test_layer_norm_2d(spatial):
     c = 768 if spatial == 1 else 16
     _assert_compiled_equals_eager(_layer_norm_2d, ember.randn(2, c, spatial, spatial),
                                   ember.randn(c), ember.randn(c))
+
+
+def test_relu_keeps_nan():
+    # the kernel computed `x > 0 ? x : 0`, which maps NaN to 0; PyTorch's relu keeps NaN
+    x = ember.tensor([float("nan"), -1.0, 2.0, 0.0])
+    _assert_compiled_equals_eager(lambda t: t.relu() * 2, x)
+
