@@ -51,3 +51,13 @@ def test_relu_keeps_nan():
     x = ember.tensor([float("nan"), -1.0, 2.0, 0.0])
     _assert_compiled_equals_eager(lambda t: t.relu() * 2, x)
 
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_over_an_empty_dim(name):
+    # eager (NumPy's max has no identity) and the decomposition (amax) raised; torch gives []
+    import torch
+    fn = getattr(ember, name)
+    assert tuple(fn(ember.randn(2, 0, 3), 1).shape) == \
+        tuple(getattr(torch, name)(torch.randn(2, 0, 3), 1).shape)
+    _assert_compiled_equals_eager(lambda t: fn(t, 1), ember.randn(2, 0, 3))
+
