@@ -419,6 +419,8 @@ def _reshape_index(index, in_shape, out_shape, n_vars, **_):
 
 def _nocopy_reshape_strides(shape, strides, new_shape):
     """Strides for viewing (shape, strides) as new_shape, or None (NumPy's algorithm)."""
+    if 0 in shape:               # an empty tensor views as any shape of no elements
+        return _row_major(new_shape)
     old = [(s, st) for s, st in zip(shape, strides) if s != 1]
     new_strides = [0] * len(new_shape)
     oi = ni = 0
@@ -447,6 +449,14 @@ def _nocopy_reshape_strides(shape, strides, new_shape):
     for (i, _), st in zip(new_nonunit, res):
         new_strides[i] = st
     return new_strides
+
+
+def _row_major(shape) -> list[int]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return strides[::-1]
 
 
 def _view_rules() -> dict[str, Callable]:

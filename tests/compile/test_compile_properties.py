@@ -64,6 +64,11 @@ def test_softmax_over_an_empty_dim(name):
     _assert_compiled_equals_eager(lambda t: fn(t, 1), ember.randn(2, 0, 3))
 
 
+def test_flatten_of_an_empty_tensor_in_a_kernel():
+    # the reshape-as-view stride rule indexed past the end of its size list for 0 elements
+    _assert_compiled_equals_eager(lambda t: t.flatten(0).sum(0) + 1, ember.randn(1, 4, 0))
+
+
 # --- random graphs --------------------------------------------------------------------------
 # A program is a list of steps, each applied to the latest value (and, for binary steps, an
 # earlier one whose shape broadcasts with it). Programs are drawn against the shapes an eager
@@ -73,7 +78,9 @@ _BINARY = ("add", "sub", "mul", "maximum", "div_pos")
 _UNARY = ("relu", "tanh", "sigmoid", "softplus", "relu6", "hardtanh", "leaky_relu", "elu", "gelu",
           "silu")
 _STEPS = ("permute", "reduce", "center", "binary", "unary", "layer_norm", "softmax",
-          "log_softmax")
+          "log_softmax", "view")
+# movement ops: (name, how to apply it, which shapes allow it)
+_VIEWS = ("transpose", "unsqueeze", "squeeze", "flatten", "expand", "contiguous", "slice")
 
 
 def _broadcast_shape(a, b):
@@ -103,10 +110,31 @@ def _apply(lib, F, step, values, weights):
         return getattr(lib, p["op"])(x, other)
     if kind == "unary":
         return getattr(F, p["op"])(x)
+    if kind == "view":
+        return _view(x, p)
     if kind == "layer_norm":
         w, b = (weights[i] if i is not None else None for i in p["weights"])
         return F.layer_norm(x, p["normalized_shape"], w, b)
     return getattr(lib, kind)(x, p["dim"])
+
+
+def _view(x, p):
+    name, a = p["op"], p["arg"]
+    if name == "transpose":
+        return x.transpose(a % x.ndim, (a // 4) % x.ndim)
+    if name == "unsqueeze":
+        return x.unsqueeze(a % (x.ndim + 1))
+    if name == "squeeze":
+        return x.squeeze(a % x.ndim)
+    if name == "flatten":
+        return x.flatten(a % x.ndim)
+    if name == "expand":                       # grow the size-1 dims to 3
+        return x.expand(*[3 if s == 1 else s for s in x.shape])
+    if name == "contiguous":
+        return x.contiguous()
+    dim = a % x.ndim                           # slice: every other element from 1
+    return x.narrow(dim, 0, x.shape[dim]) if x.shape[dim] < 2 else x[(slice(None),) * dim +
+                                                                       (slice(1, None, 2),)]
 
 
 def _run_program(lib, F, program, x, weights):
@@ -134,6 +162,9 @@ def _draw_step(data, st, shape, shapes):
                       "other": data.draw(st.sampled_from(partners))}
     if kind == "unary":
         return kind, {"op": data.draw(st.sampled_from(_UNARY))}
+    if kind == "view":
+        return kind, {"op": data.draw(st.sampled_from(_VIEWS)), "arg": data.draw(
+            st.integers(0, 15))}
     if kind == "layer_norm":
         k = data.draw(st.integers(1, min(ndim, 2)))
         return kind, {"normalized_shape": tuple(shape[-k:]),
