@@ -35,8 +35,8 @@ from .frontend.autograd import no_grad, enable_grad, set_grad_enabled, inference
 _eager.install()
 _methods.install(Tensor)
 _methods.install(_SymbolicTensor)
-# basic/advanced indexing is built from op calls, so it records into graphs too (rules use it)
-_SymbolicTensor.__getitem__ = Tensor.__getitem__
+# indexing, conversions and new_* are built from op calls, so they record into graphs too
+_methods.install_traced(_SymbolicTensor)
 
 from . import nn  # noqa: E402
 from . import models  # noqa: E402

@@ -254,7 +254,8 @@ POINTWISE_RULES: dict[str, Callable] = {
                      c("floor_divide", a, b)),
     "neg": pointwise(lambda x: c("neg", x)),
     "abs": pointwise(lambda x: c("abs", x)),
-    "relu": pointwise(lambda x: c("where", c("gt", x, _num(0, x)), x, _num(0, x))),
+    # `x <= 0 ? 0 : x`, not `x > 0 ? x : 0`: relu(nan) is nan in PyTorch
+    "relu": pointwise(lambda x: c("where", c("le", x, _num(0, x)), _num(0, x), x)),
     "relu6": pointwise(lambda x: _clamp(x, _num(0, x), _num(6, x))),
     "hardtanh": pointwise(lambda x, min_val=-1, max_val=1:
                           _clamp(x, _num(min_val, x), _num(max_val, x))),
@@ -418,6 +419,8 @@ def _reshape_index(index, in_shape, out_shape, n_vars, **_):
 
 def _nocopy_reshape_strides(shape, strides, new_shape):
     """Strides for viewing (shape, strides) as new_shape, or None (NumPy's algorithm)."""
+    if 0 in shape:               # an empty tensor views as any shape of no elements
+        return _row_major(new_shape)
     old = [(s, st) for s, st in zip(shape, strides) if s != 1]
     new_strides = [0] * len(new_shape)
     oi = ni = 0
@@ -446,6 +449,14 @@ def _nocopy_reshape_strides(shape, strides, new_shape):
     for (i, _), st in zip(new_nonunit, res):
         new_strides[i] = st
     return new_strides
+
+
+def _row_major(shape) -> list[int]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return strides[::-1]
 
 
 def _view_rules() -> dict[str, Callable]:
@@ -851,10 +862,16 @@ def _store(ctx, name, buf, meta: TensorMeta, value: Value) -> K.Store:
 
 
 def _reduced_index(ctx, shape, name) -> tuple:
-    """The outer-variable index of a reduction-shaped output (keepdim or not)."""
+    """The outer-variable index of a reduction-shaped output (keepdim or not).
+
+    The shape must match exactly: a store index has to enumerate every element of its
+    output once. Matching by rank alone took a permuted full-size output such as
+    [2,8,1,1] (of a reduction over [2,1,1,8]'s last dim) for the keepdim result
+    [2,1,1,1] and stored only its first channel."""
     full = ctx.reduced_input_shape
     n = ctx.n_vars
-    if len(shape) == len(full):       # keepdim
+    keepdim_shape = tuple(1 if d in ctx.reduce_dims else s for d, s in enumerate(full))
+    if tuple(shape) == keepdim_shape:
         outer_vars = iter(range(len(ctx.outer)))
         return tuple(zero(n) if d in ctx.reduce_dims else var(next(outer_vars), n)
                      for d in range(len(full)))

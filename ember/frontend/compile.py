@@ -44,6 +44,7 @@ from ..ir.meta import TensorMeta
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
 from .autograd import grad_mode
+from .compile_options import check_compile_arguments
 from .tensor import Tensor
 
 class CpuBackend:
@@ -109,23 +110,28 @@ COMPILE_BACKENDS: dict[str, Callable] = {"llvm": CpuBackend}
 BACKENDS = tuple(COMPILE_BACKENDS)
 
 
-def compile(model_or_fn=None, *, fullgraph: bool = False, dynamic: bool | None = None,
+def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
             backend: str = "llvm", mode: str | None = None, options: dict | None = None,
-            pipeline: str = "default-inference", **unused):
+            disable: bool = False, pipeline: str = "default-inference", **unknown):
     """Compile a module or a function of tensors; returns a callable with its signature.
 
-    As a decorator: `@ember.compile` or `@ember.compile(backend="llvm")`. Under grad mode
-    with inputs or parameters that require grad, calls train (compile_autograd.py);
+    torch.compile's signature (frontend/compile_options.py: what each argument does here);
+    `pipeline` (ember's) names the pass pipeline. As a decorator: `@ember.compile` or
+    `@ember.compile(mode="max-autotune")`. disable=True returns `model` itself. Under grad
+    mode with inputs or parameters that require grad, calls train (compile_autograd.py);
     code that cannot be traced runs eagerly around compiled parts (compile_breaks.py)
     unless `fullgraph=True`; `ember.compile.explain(fn, *args)` lists the breaks."""
-    if backend not in COMPILE_BACKENDS:
-        raise EmberError(f"ember.compile: unknown backend {backend!r}; expected one of "
-                         f"{list(COMPILE_BACKENDS)}")
-    if model_or_fn is None:
+    merged = check_compile_arguments(unknown, fullgraph=fullgraph, dynamic=dynamic,
+                                     backend=backend, mode=mode, options=options,
+                                     disable=disable, backends=COMPILE_BACKENDS)
+    if model is None:
         return lambda fn: compile(fn, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
-                                  mode=mode, options=options, pipeline=pipeline)
-    return CompiledFunction(model_or_fn, backend, pipeline, dict(options or {}),
-                            fullgraph=fullgraph, dynamic=dynamic)
+                                  mode=mode, options=options, disable=disable,
+                                  pipeline=pipeline)
+    if disable:
+        return model
+    return CompiledFunction(model, backend, pipeline, merged, fullgraph=fullgraph,
+                            dynamic=dynamic)
 
 
 @dataclass
@@ -164,11 +170,15 @@ class CompiledFunction:
     # -- introspection ------------------------------------------------------------------
     @property
     def last(self) -> tuple[Plan, CompileStats, Graph]:
+        if not self.plans:
+            raise EmberError("ember.compile: nothing is compiled yet (a plan is compiled at "
+                             "the first call with new input shapes); call the function first")
         return list(self.plans.values())[-1]
 
     @property
     def stats(self) -> CompileStats:
-        return self.last[1]
+        """The latest plan's statistics; all zero before the first call."""
+        return self.last[1] if self.plans else CompileStats()
 
     @property
     def graph(self) -> Graph:

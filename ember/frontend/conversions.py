@@ -39,7 +39,9 @@ def tensor_to(t, *args, **kwargs):
         memory_format = MemoryFormat(memory_format)
     if dev is not None:
         target = Device(dev)
-        if str(target.type) != t._storage.device.split(":")[0]:
+        if str(target.type) != str(t.device).split(":")[0]:
+            if getattr(t, "is_symbolic", False):
+                raise_traced_device_move(t, target)
             from . import devices
             t = devices.move(t, target)
     out = t
@@ -59,3 +61,11 @@ def check_device_available(dev: Device) -> None:
     elif dev.type != "cpu":
         raise DeviceError(f"device '{dev}' is not available: this build of ember runs on the "
                           "CPU only (ember.cuda.is_available() is False)")
+
+
+def raise_traced_device_move(t, target) -> None:
+    """A compiled graph runs on one device: moving a traced value is refused by name."""
+    from ..ir.errors import TraceError, at_user_line
+    raise TraceError(f"Tensor.to('{target}'): a tensor on {t.device} cannot move to another "
+                     f"device inside a function being traced into a graph (ember.compile); "
+                     f"move the inputs before calling it (the line runs eagerly){at_user_line()}")

@@ -24,9 +24,14 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def _is_tensor(v) -> bool:
+    """A Tensor, or a tensor being traced into a graph (same indexing semantics)."""
+    return isinstance(v, Tensor) or getattr(v, "is_symbolic", False)
+
+
 def _as_index_tensor(v) -> Tensor:
     from .factories import tensor
-    if isinstance(v, Tensor):
+    if _is_tensor(v):
         t = v
     else:
         arr = np.asarray(v)
@@ -50,6 +55,8 @@ def _normalize(index) -> list:
             items.append(bool(v))
         elif _is_int(v):
             items.append(int(v))
+        elif getattr(v, "is_symbolic", False):
+            items.append(_traced_index(v))
         elif isinstance(v, Tensor):
             if v.ndim == 0 and v.dtype is dtypes.bool_:
                 items.append(bool(v.item()))
@@ -69,10 +76,21 @@ def _normalize(index) -> list:
     return items
 
 
+def _traced_index(v):
+    """A traced index tensor stays a tensor: a 0-d integer one indexes like an int (NumPy's
+    rule for a 0-d index array), a 0-d bool one would give a value-dependent shape."""
+    if v.ndim == 0 and v.dtype is dtypes.bool_:
+        from ..ir.errors import TraceError, at_user_line
+        raise TraceError("indexing with a 0-d bool tensor computed inside a function being "
+                         "traced into a graph (ember.compile) gives a shape that depends on its "
+                         f"value; the same line runs eagerly{at_user_line()}")
+    return _as_index_tensor(v)
+
+
 def _consumed(item) -> int:
     if item is None or item is Ellipsis or isinstance(item, bool):
         return 0
-    if isinstance(item, Tensor) and item.dtype is dtypes.bool_:
+    if _is_tensor(item) and item.dtype is dtypes.bool_:
         return item.ndim
     return 1
 
@@ -159,7 +177,7 @@ def getitem(t: Tensor, index):
 
 def _as_value(t: Tensor, value) -> Tensor:
     from .factories import tensor
-    if not isinstance(value, Tensor):
+    if not _is_tensor(value):
         return tensor(np.asarray(value), dtype=t.dtype)
     if value.dtype != t.dtype:
         value = value.to(t.dtype)
@@ -179,12 +197,31 @@ def _strip_leading_ones(value: Tensor, ndim: int) -> Tensor:
 def setitem(t: Tensor, index, value) -> None:
     value = _as_value(t, value)
     target, advanced = _apply_basic(t, index)
+    if _traced_mask_fill(target, advanced, value):
+        return
     if advanced:
         indices = _indices_list(advanced)
         shape = _indexed_shape(target, indices)
         target.index_put_(indices, _strip_leading_ones(value, len(shape)))
         return
     target.copy_(_strip_leading_ones(value, target.ndim))
+
+
+def _traced_mask_fill(target, advanced, value) -> bool:
+    """`y[mask] = v` with one bool mask and a one-element value, while tracing: as
+    masked_fill_ (index_put_ needs the number of True elements, a value the trace lacks).
+    True when done."""
+    traced = getattr(target, "is_symbolic", False) or \
+        any(getattr(idx, "is_symbolic", False) for _, idx in advanced)
+    if not traced or len(advanced) != 1 or advanced[0][1].dtype is not dtypes.bool_ or \
+            value.numel() != 1:
+        return False
+    dim, mask = advanced[0]
+    trailing = target.ndim - dim - mask.ndim
+    if trailing:
+        mask = ops.reshape(mask, list(mask.shape) + [1] * trailing)
+    target.masked_fill_(mask, ops.reshape(value, []))
+    return True
 
 
 def _indexed_shape(target: Tensor, indices) -> tuple:

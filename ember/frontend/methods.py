@@ -91,3 +91,44 @@ def install(cls=Tensor) -> None:
             setattr(cls, dunder, _unary(name))
     cls.contiguous = _contiguous
     cls.__hash__ = lambda self: id(self)
+
+
+# --- traced values ------------------------------------------------------------------------------
+# Tensor methods that work unchanged on a value being traced into a graph (ir.symbolic's
+# SymbolicTensor): they only call ops and read shape/dtype/device. Indexing writes record
+# copy_/index_put_ on a view, so `m = ember.zeros(4, 4); m[0:2, 0:2] = 1.0` traces.
+TRACED_TENSOR_METHODS = (
+    "to", "cpu", "cuda", "type", "type_as", "float", "double", "half", "bfloat16", "int",
+    "long", "short", "char", "byte", "bool", "cfloat", "cdouble",
+    "new_tensor", "new_zeros", "new_ones", "new_full", "new_empty",
+    "__getitem__", "__setitem__",
+)
+
+
+def install_traced(cls) -> None:
+    """Give the tracer's value class Tensor's traceable methods, PyTorch's iteration and
+    sizes, and errors in Tensor's vocabulary for the rest."""
+    for name in TRACED_TENSOR_METHODS:
+        setattr(cls, name, Tensor.__dict__[name])
+    cls.__iter__ = _iterate_rows
+    cls.nelement = lambda self: self.numel()
+    cls.element_size = lambda self: self.dtype.itemsize
+    cls.is_cuda = property(lambda self: str(self.device).startswith("cuda"))
+    cls.__getattr__ = _missing_while_traced
+
+
+def _iterate_rows(self):
+    if self.ndim == 0:
+        raise TypeError("iteration over a 0-d tensor")
+    return (self[i] for i in range(self.shape[0]))
+
+
+def _missing_while_traced(self, name: str):
+    """Attribute lookup that failed on a traced value: name Tensor, never the tracer's class."""
+    if name.startswith("_") or not hasattr(Tensor, name):
+        raise AttributeError(f"'Tensor' object has no attribute {name!r}")
+    from ..ir.errors import at_user_line
+    raise AttributeError(
+        f"Tensor.{name} is not supported on a tensor computed inside a function being traced "
+        f"into a graph (ember.compile){at_user_line()}\n  the same line runs eagerly: call it "
+        f"outside the compiled function, or compile the code before and after it separately")

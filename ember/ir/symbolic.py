@@ -44,14 +44,18 @@ class SymbolicTensor(HasMeta):
     is_symbolic = True
 
     def __repr__(self) -> str:
-        return f"SymbolicTensor({self.node.name}: {self.meta.dtype.short}{list(self.meta.shape)})"
+        # users see this (print inside a compiled function): Tensor's vocabulary
+        return f"Tensor(traced %{self.node.name}: {self.meta.dtype.short}{list(self.meta.shape)})"
 
     # concrete values do not exist while building a graph
     def _concrete(self, what: str):
         frame = user_frame()
         where = f"\n  at {format_frame(frame)}" if frame else ""
-        raise TraceError(f"{what} of a symbolic tensor ({self.node.name}) needs its value, "
-                         f"which does not exist while a graph is being built{where}")
+        raise TraceError(
+            f"{what} needs the value of a traced tensor ({self.node.format()}), which does not "
+            f"exist while a function is traced into a graph (ember.compile, vmap, ...){where}"
+            f"\n  the same line runs eagerly: call it outside the compiled function, or compile "
+            f"the code before and after it separately")
 
     def __bool__(self):
         self._concrete("bool()")

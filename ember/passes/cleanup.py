@@ -198,8 +198,13 @@ def constant_values(graph: Graph, ctx: PassContext) -> dict[Node, Any]:
     """Values of every node computable from constants alone (get_attr values only
     count in inference graphs)."""
     limit = ctx.options.get("fold_size_limit", DEFAULT_FOLD_LIMIT)
+    # a value an in-place op writes (through a view, too) is not one constant: folding it
+    # and its views into separate new constants would lose the write
+    mutated = mutated_values(graph)
     values: dict[Node, Any] = {}
     for node in graph.nodes:
+        if node in mutated:
+            continue
         if node.op == OpKind.get_attr:
             value = ctx.value_of(node) if ctx.inference else None
             if value is not None:

@@ -161,8 +161,14 @@ def _layout_inputs(node: Node) -> tuple[list[Node], bool]:
     if node.op != OpKind.call_function or not _is_4d(node):
         return [], False
     if node.target is operator.getitem:
+        # an output of a multi-output node follows the layout its source follows; when the
+        # source's outputs do not follow its inputs (chunk along channels: strided pieces),
+        # each getitem is a region entry of its own, where a conversion can go (a
+        # conversion of the multi-output node itself would be of a list of tensors)
         source = node.args[0]
-        return ([source] if _is_4d(source) else []), False
+        follows = _is_4d(source) and (source.op != OpKind.call_function or
+                                      bool(_layout_inputs(source)[0]))
+        return ([source] if follows else []), False
     if not is_op(node.target) or Tag.INPLACE in node.target.tags:
         return [], False
     name = node.target.name

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TextIO
 
 from ..ir.errors import EmberError, VerifyError
 from ..ir.graph import Graph, Node, OpKind
-from ..ir.printer import print_graph
+from ..ir.printer import format_node, print_graph, value_names
 from ..ir.verifier import verify
 
 
@@ -233,7 +234,7 @@ class PassManager:
         try:
             changes = int(p.fn(graph, ctx))
         except Exception as err:
-            err.add_note(f"in pass {p.name!r}")
+            err.add_note(f"in pass {p.name!r}{_where_failed(err, graph)}")
             raise
         seconds = time.perf_counter() - start
         return PassRecord(p.name, seconds, changes, before, len(graph))
@@ -242,6 +243,48 @@ class PassManager:
         if name in wanted or "all" in wanted:
             out = self.dump_to or sys.stderr
             out.write(f"# IR {when} {name!r}\n{print_graph(graph)}")
+
+
+@contextmanager
+def at_node(node: Node):
+    """Mark an exception raised inside the block with the node being rewritten, for the
+    manager's note (the innermost mark wins): `with at_node(node): ...`."""
+    try:
+        yield
+    except Exception as err:
+        if getattr(err, "_ember_pass_node", None) is None:
+            err._ember_pass_node = node
+        raise
+
+
+def _where_failed(err: Exception, graph: Graph) -> str:
+    """' at' the failing node (as IR text) and its user source line, or ''."""
+    node = getattr(err, "_ember_pass_node", None) or _node_in_traceback(err, graph)
+    if node is None:
+        return ""
+    names = value_names(graph)
+    try:
+        text = format_node(node, names)
+    except Exception:   # noqa: BLE001 - a node half-rewritten may not print; name it
+        text = f"%{names.get(node, node.name)} = {getattr(node.target, 'name', node.target)}(...)"
+    loc = node.meta.get("loc")
+    return f" at\n  {text}" + (f"\n  from {loc}" if loc else "")
+
+
+def _node_in_traceback(err: Exception, graph: Graph) -> Node | None:
+    """The node the innermost frame of the traceback was working on: a local variable that
+    is a node of `graph` (one with a source line first, then one named `node`). Passes that
+    know better mark their exceptions with `at_node`."""
+    found, members = None, set(graph.nodes)
+    tb = err.__traceback__
+    while tb is not None:
+        local = [(name, v) for name, v in tb.tb_frame.f_locals.items()
+                 if isinstance(v, Node) and v in members]
+        if local:
+            local.sort(key=lambda item: ("loc" not in item[1].meta, item[0] != "node"))
+            found = local[0][1]
+        tb = tb.tb_next
+    return found
 
 
 def _verify_input(graph: Graph) -> None:

@@ -132,6 +132,19 @@ def test_concatenation_along_channels_carries_the_layout():
     assert cat.meta["val"].memory_format is channels_last
 
 
+def test_multi_output_node_between_convolutions():
+    # chunk's pieces of a channels-last value are strided (neither layout): each piece is a
+    # region entry of its own; a conversion of chunk itself (a list) failed in the pass
+    w1, w2 = _w(8, 3, 3, 3), _w(4, 4, 3, 3)
+
+    def fn(x):
+        a, b = F.conv2d(x, w1, padding=1).chunk(2, dim=1)
+        return ember.cat([F.conv2d(a, w2, padding=1), b], 1)
+    graph = run_layout(fn, [ember.randn(2, 3, 8, 8)])
+    chunk = next(n for n in graph.nodes if getattr(n.target, "name", "") == "chunk")
+    assert all(u.target is not OPS["contiguous"] for u in chunk.users)
+
+
 def test_values_mutated_in_place_are_left_alone():
     w = _w(3, 3, 1, 1)
 
@@ -175,6 +188,7 @@ STEPS = {
     "softmax_c": lambda b, pool, a, k: a.softmax(1),
     "mean_keep": lambda b, pool, a, k: a - a.mean([2, 3], keepdim=True),
     "flatten_back": lambda b, pool, a, k: a.flatten(2).reshape(list(a.shape)),
+    "chunk_swap": lambda b, pool, a, k: ember.cat(a.chunk(2, 1)[::-1], 1),
 }
 programs = st.lists(st.tuples(st.sampled_from(sorted(STEPS)), st.integers(0, 7),
                               st.integers(0, 7)), min_size=1, max_size=8)

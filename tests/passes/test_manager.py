@@ -9,6 +9,7 @@ import pytest
 from ember.ir.errors import VerifyError
 from ember.ir.parser import parse
 from ember.passes import PASSES, PIPELINES, PassContext, PassError, PassManager, register_pass
+from ember.passes.manager import at_node
 
 GRAPH = """\
 graph(%x: f32[4,8], %y: f32[4,8]):
@@ -112,6 +113,34 @@ def test_pass_failure_is_annotated_with_the_pass(temporary_pass):
     with pytest.raises(ValueError) as info:
         PassManager.from_string("explode").run(parse(GRAPH))
     assert "in pass 'explode'" in "".join(info.value.__notes__)
+
+
+def test_pass_failure_names_the_node_and_the_user_line(temporary_pass):
+    def explode_at_exp(graph, ctx):
+        for node in graph.nodes:
+            if getattr(node.target, "name", "") == "exp":
+                raise ValueError("boom")
+        return 0
+    temporary_pass("explode-at-exp", explode_at_exp)
+    graph = parse(GRAPH)
+    exp = next(n for n in graph.nodes if getattr(n.target, "name", "") == "exp")
+    exp.meta["loc"] = "model.py:7 in forward"
+    with pytest.raises(ValueError) as info:
+        PassManager.from_string("explode-at-exp").run(graph)
+    note = "".join(info.value.__notes__)
+    assert "in pass 'explode-at-exp' at\n  %" in note and "= exp(" in note
+    assert "from model.py:7 in forward" in note
+
+
+def test_at_node_marks_the_node_a_pass_names(temporary_pass):
+    def explode(graph, ctx):
+        first = graph.placeholders[0]
+        with at_node(first):
+            raise ValueError("boom")
+    temporary_pass("explode-marked", explode)
+    with pytest.raises(ValueError) as info:
+        PassManager.from_string("explode-marked").run(parse(GRAPH))
+    assert "at\n  %x = placeholder" in "".join(info.value.__notes__)
 
 
 def test_registering_a_name_twice_is_refused():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, EmberIndexError, ShapeError
+from ..errors import DTypeError, EmberIndexError, ShapeError, TraceError, at_user_line
 from ..meta import TensorMeta, contiguous_format
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
@@ -788,7 +788,11 @@ def _index_result_shape(self, indices):
                         f"The shape of the mask {list(idx.shape)} at index {j} does not match "
                         f"the shape of the indexed tensor {list(self.shape)} at index {pos + j}")
             if not hasattr(type(idx), "__array__"):
-                raise ShapeError("indexing with a bool mask has a data-dependent shape")
+                raise TraceError("indexing with a bool mask gives a shape that depends on the "
+                                 "mask's values, which do not exist while a function is traced "
+                                 f"into a graph (ember.compile){at_user_line()}\n  the same "
+                                 "line runs eagerly; for a fixed shape use ember.where(mask, "
+                                 "x, other) or x.masked_fill(mask, value)")
             nnz = int(np.count_nonzero(np.asarray(idx)))
             per_dim.extend([(nnz,)] * idx.ndim)
         elif idx.dtype.category is dtypes.Category.INT:

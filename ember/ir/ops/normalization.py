@@ -45,15 +45,20 @@ def up(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _row_max(x, axis):
+    """max over `axis` (keepdims); -inf over an empty axis, where softmax is empty too."""
+    return np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+
+
 def np_softmax(x, axis):
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)   # initial: empty dims
+    m = _row_max(x, axis)
     m = np.where(np.isfinite(m), m, 0)
     e = np.exp(x - m)
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def np_log_softmax(x, axis):
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)   # initial: empty dims
+    m = _row_max(x, axis)
     m = np.where(np.isfinite(m), m, 0)
     shifted = x - m
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
@@ -106,9 +111,16 @@ def _softmax_backward(g, out, dim):
     return gy - out * R.sum(gy, [dim], True)
 
 
+def _empty_dim(x, dim) -> bool:
+    """A softmax over a size-0 dim is empty (amax over it would be an error)."""
+    return x.ndim > 0 and x.shape[dim] == 0
+
+
 def _softmax_decomposition(x, dim, dtype=None):
     if dtype is not None:
         x = PW.convert_element_type(x, dtype)
+    if _empty_dim(x, dim):
+        return PW.exp(x)
     e = PW.exp(x - R.amax(x, [dim], True))
     return e / R.sum(e, [dim], True)
 
@@ -126,6 +138,8 @@ log_softmax = defop(
 def _log_softmax_decomposition(x, dim, dtype=None):
     if dtype is not None:
         x = PW.convert_element_type(x, dtype)
+    if _empty_dim(x, dim):
+        return PW.exp(x)
     shifted = x - R.amax(x, [dim], True)
     return shifted - PW.log(R.sum(PW.exp(shifted), [dim], True))
 
