@@ -235,3 +235,21 @@ def test_random_layout_graphs_compiled_equal_eager(data):
     assert tuple(got.shape) == tuple(want.shape), note
     assert_arrays_close(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
     assert_arrays_close(want.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def _matmul_plus_row_sum(m, r):
+    return ember.matmul(m, r) + m.sum([1], keepdim=True)
+
+
+def _conv_times_input_mean(x, w):
+    return F.conv2d(x, w) * x.mean().exp()
+
+
+@pytest.mark.parametrize("fn,shapes", [
+    (_matmul_plus_row_sum, [(2, 4), (4, 3)]),
+    (_conv_times_input_mean, [(2, 3, 8, 8), (4, 3, 3, 3)]),
+])
+def test_reduction_of_an_extern_operand_after_the_extern(fn, shapes):
+    # a GEMM/conv epilogue holding a reduction of another operand read unwritten tiles,
+    # and the reduction kernel stored a [2,3] result as the [2,1] keepdim one
+    _assert_compiled_equals_eager(fn, *[ember.randn(*s) for s in shapes])
