@@ -349,3 +349,13 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 
 from ._functional_mha import multi_head_attention_forward  # noqa: E402,F401
+from ._functional_conv import (conv3d, conv_transpose1d, conv_transpose3d,  # noqa: E402,F401
+                               unfold, fold)
+from ._functional_pool import (  # noqa: E402,F401
+    max_pool1d, max_pool3d, max_pool1d_with_indices, max_pool2d_with_indices,
+    max_pool3d_with_indices, avg_pool1d, avg_pool3d, adaptive_avg_pool1d, adaptive_avg_pool3d,
+    adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
+    adaptive_max_pool1d_with_indices, adaptive_max_pool2d_with_indices,
+    adaptive_max_pool3d_with_indices, max_unpool1d, max_unpool2d, max_unpool3d, lp_pool1d,
+    lp_pool2d, lp_pool3d, fractional_max_pool2d, fractional_max_pool3d,
+    fractional_max_pool2d_with_indices, fractional_max_pool3d_with_indices)
