@@ -359,3 +359,6 @@ from ._functional_pool import (  # noqa: E402,F401
     adaptive_max_pool3d_with_indices, max_unpool1d, max_unpool2d, max_unpool3d, lp_pool1d,
     lp_pool2d, lp_pool3d, fractional_max_pool2d, fractional_max_pool3d,
     fractional_max_pool2d_with_indices, fractional_max_pool3d_with_indices)
+from ._functional_resample import (  # noqa: E402,F401
+    interpolate, upsample, upsample_nearest, upsample_bilinear, pixel_shuffle, pixel_unshuffle,
+    channel_shuffle, native_channel_shuffle)

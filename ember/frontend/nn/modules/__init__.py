@@ -22,3 +22,5 @@ from .loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss,  # noqa: F
 from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
                           TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
                           Transformer)
+from .resampling import (Upsample, UpsamplingNearest2d, UpsamplingBilinear2d,  # noqa: F401
+                         PixelShuffle, PixelUnshuffle, ChannelShuffle)
