@@ -21,13 +21,12 @@ import numpy as np
 from .. import dtypes
 from ..errors import ShapeError
 from ..meta import TensorMeta, channels_last, contiguous_format
-from ..registry import Tag, defop
+from ..registry import defop
 from . import samples as S
 from .conv import _ints, _is_cl, _shape, window_count
 from .rules import device_of, opmath_arrays
 
 _as_strided = np.lib.stride_tricks.as_strided
-POOL = {Tag.LINALG}
 
 
 # --- geometry ------------------------------------------------------------------------------
@@ -211,7 +210,7 @@ def _declare_max_pool(nd):
         f"max_pool{nd}d_with_indices(Tensor self, {ints} kernel_size, {ints} stride=[], "
         f"{ints} padding=0, {ints} dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)",
         meta=_max_pool_meta(nd), reference=_max_pool_ref(nd), derivative=_max_pool_grad(nd),
-        tags=POOL, saves=(), samples=_max_pool_samples(nd), torch_ref=_with_indices_ref(nd),
+        saves=(), samples=_max_pool_samples(nd), torch_ref=_with_indices_ref(nd),
         doc="Values and PyTorch's flat indices (into each plane of the unpadded input).",
     )
     values = defop(
@@ -219,7 +218,7 @@ def _declare_max_pool(nd):
         f"{ints} dilation=1, bool ceil_mode=False) -> Tensor",
         meta=lambda self, *a: _max_pool_meta(nd)(self, *a)[0],
         reference=lambda x, *a: _max_pool_ref(nd)(x, *a)[0],
-        derivative=_max_pool_values_grad(nd, with_indices), tags=POOL,
+        derivative=_max_pool_values_grad(nd, with_indices),
         samples=_max_pool_samples(nd), torch_ref=f"torch.max_pool{nd}d",
     )
     return with_indices, values
@@ -264,7 +263,7 @@ max_pool_scatter = defop(
                                                              x.shape, dims),
     derivative=lambda g, grad_output, self, indices, dims: (
         max_pool_gather(g, indices, dims), _zeros_like(self), None),
-    saves=("indices",), tags=POOL,
+    saves=("indices",),
     samples=lambda rng: [
         S.Sample((S.randn(rng, 2, 3, 2, 2), S.randn(rng, 2, 3, 4, 5),
                   S.int_array(rng, 2, 3, 2, 2, low=0, high=20))),
@@ -287,7 +286,7 @@ max_pool_gather = defop(
     meta=_gather_meta,
     reference=lambda x, indices, dims: gather_planes(x, indices, dims),
     derivative=lambda g, self, indices, dims: (max_pool_scatter(g, self, indices, dims), None),
-    saves=("indices",), tags=POOL,
+    saves=("indices",),
     samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 4, 5),
                                    S.int_array(rng, 2, 3, 2, 2, low=0, high=20))),
                          S.Sample((S.randn(rng, 2, 3, 3, 3),
@@ -338,7 +337,7 @@ def _declare_max_backward(nd):
             scatter_add_planes(opmath_arrays(g)[0], indices, x.shape, nd),
         derivative=lambda g, grad_output, self, kernel_size, stride, padding, dilation,
         ceil_mode, indices: (max_pool_gather(g, indices, nd), _zeros_like(self), None),
-        saves=("indices",), tags=POOL,
+        saves=("indices",),
         samples=lambda rng: [_max_bwd_sample(rng, s, nd) for s in
                              _max_pool_samples(nd)(rng)[:2]],
         torch_ref=f"torch.ops.aten.max_pool{nd}d_with_indices_backward",
@@ -457,7 +456,7 @@ def _declare_avg_backward(nd):
         f"avg_pool{nd}d_backward(Tensor grad_output, Tensor self, {ints} kernel_size, "
         f"{ints} stride, {ints} padding, bool ceil_mode, bool count_include_pad, "
         f"int? divisor_override) -> Tensor",
-        meta=meta, reference=_avg_pool_bwd_ref(nd), derivative=grad, saves=(), tags=POOL,
+        meta=meta, reference=_avg_pool_bwd_ref(nd), derivative=grad, saves=(),
         samples=lambda rng: [_avg_bwd_sample(rng, s, nd) for s in _avg_samples(nd)(rng)],
         torch_ref=f"torch.ops.aten.avg_pool{nd}d_backward",
     )
@@ -484,7 +483,7 @@ avg_pool1d = defop(
     "avg_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=0, "
     "bool ceil_mode=False, bool count_include_pad=True) -> Tensor",
     meta=_avg_meta(1), reference=_avg_pool_ref(1), derivative=_avg1d_grad, saves=("self",),
-    tags=POOL, samples=_avg_samples(1), torch_ref="torch.nn.functional.avg_pool1d",
+    samples=_avg_samples(1), torch_ref="torch.nn.functional.avg_pool1d",
 )
 
 avg_pool2d = defop(
@@ -494,7 +493,7 @@ avg_pool2d = defop(
     derivative=lambda g, self, kernel_size, stride, padding, ceil_mode, count_include_pad,
     divisor_override: avg_pool2d_backward(g, self, kernel_size, stride, padding, ceil_mode,
                                           count_include_pad, divisor_override),
-    saves=(), tags=POOL, samples=_avg_samples(2), torch_ref="torch.nn.functional.avg_pool2d",
+    saves=(), samples=_avg_samples(2), torch_ref="torch.nn.functional.avg_pool2d",
 )
 
 avg_pool3d = defop(
@@ -504,7 +503,7 @@ avg_pool3d = defop(
     derivative=lambda g, self, kernel_size, stride, padding, ceil_mode, count_include_pad,
     divisor_override: avg_pool3d_backward(g, self, kernel_size, stride, padding, ceil_mode,
                                           count_include_pad, divisor_override),
-    saves=(), tags=POOL, samples=_avg_samples(3), torch_ref="torch.nn.functional.avg_pool3d",
+    saves=(), samples=_avg_samples(3), torch_ref="torch.nn.functional.avg_pool3d",
 )
 
 avg_pool2d_backward = _declare_avg_backward(2)

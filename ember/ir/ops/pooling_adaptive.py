@@ -19,14 +19,13 @@ import numpy as np
 from .. import dtypes
 from ..errors import EmberIndexError, ShapeError
 from ..meta import TensorMeta
-from ..registry import Tag, defop
+from ..registry import defop
 from . import samples as S
 from .conv import _ints, _shape
 from .pooling import (_max_pool_ref, _zeros_like, check_pool_input, flat_index, flat_planes,
                       max_pool_gather, max_pool_scatter, pool_layout)
 from .rules import device_of, opmath_arrays
 
-POOL = {Tag.LINALG}
 
 
 def apply_axes(x, mats, transpose=False):
@@ -110,7 +109,7 @@ def _declare_adaptive_avg(nd):
     return defop(
         f"adaptive_avg_pool{nd}d(Tensor self, int[{nd}] output_size) -> Tensor",
         meta=_adaptive_avg_meta(nd), reference=_adaptive_avg_ref(nd), derivative=grad,
-        saves=("self",) if nd == 1 else (), tags=POOL, samples=samples,
+        saves=("self",) if nd == 1 else (), samples=samples,
         torch_ref=f"torch.nn.functional.adaptive_avg_pool{nd}d",
     )
 
@@ -137,7 +136,7 @@ def _declare_adaptive_avg_backward(nd):
         3: lambda rng: [S.Sample((S.randn(rng, 1, 2, 2, 3, 2), S.randn(rng, 1, 2, 5, 4, 3)))]}
     return defop(
         f"adaptive_avg_pool{nd}d_backward(Tensor grad_output, Tensor self) -> Tensor",
-        meta=meta, reference=ref, derivative=grad, saves=(), tags=POOL, samples=samples[nd],
+        meta=meta, reference=ref, derivative=grad, saves=(), samples=samples[nd],
         torch_ref=f"torch.ops.aten._adaptive_avg_pool{nd}d_backward",
         doc=f"aten::_adaptive_avg_pool{nd}d_backward.",
     )
@@ -221,7 +220,7 @@ def _declare_adaptive_max(nd):
         f"adaptive_max_pool{nd}d(Tensor self, int[{nd}] output_size) -> (Tensor, Tensor)",
         meta=_adaptive_max_meta(nd), reference=_adaptive_max_ref(nd),
         derivative=lambda g, self, output_size, out: max_pool_scatter(g[0], self, out[1], nd),
-        saves=(), tags=POOL, samples=samples,
+        saves=(), samples=samples,
         torch_ref=lambda torch: lambda x, size: getattr(
             torch.nn.functional, f"adaptive_max_pool{nd}d")(x, size, return_indices=True),
         doc="Values and PyTorch's flat per-plane indices.",
@@ -301,7 +300,7 @@ def _declare_fractional(nd):
         meta=meta, reference=_fractional_ref(nd),
         derivative=lambda g, self, kernel_size, output_size, random_samples, out: (
             max_pool_scatter(g[0], self, out[1], nd), None),
-        saves=(), tags=POOL, samples=samples,
+        saves=(), samples=samples,
         torch_ref=lambda torch: lambda x, k, size, u: getattr(
             torch.ops.aten, f"fractional_max_pool{nd}d")(x, k, size, u.detach()),
         doc="aten's form: `random_samples` (N, C, nd) in [0, 1) place the windows.",
@@ -364,7 +363,7 @@ def _declare_unpool(nd):
         return [S.Sample((v, i, [4, 4, 5], [2, 2, 2], [0, 0, 0]))]
     return defop(
         f"max_unpool{nd}d(Tensor self, Tensor indices, int[{nd}] output_size{extra}) -> Tensor",
-        meta=meta, reference=_unpool_ref(nd), derivative=grad, saves=("indices",), tags=POOL,
+        meta=meta, reference=_unpool_ref(nd), derivative=grad, saves=("indices",),
         samples=samples, torch_ref=f"torch.ops.aten.max_unpool{nd}d",
         doc="Places each value at its flat per-plane index in a zero tensor of output_size.",
     )
