@@ -62,6 +62,8 @@ def _export_ops(namespace: dict) -> None:
 
 _export_ops(globals())
 from .frontend.nn._functional_norms import cdist, pdist, cosine_similarity, pairwise_distance  # noqa: E402,F401,E501
+from .frontend.nn._functional_grid import (grid_sampler, grid_sampler_2d,  # noqa: E402,F401
+                                          grid_sampler_3d, affine_grid_generator)
 
 
 def result_type(*operands):

@@ -15,7 +15,8 @@ import math
 from ..ir.dtypes import Category, DType, bool_, int64
 from ..ir.errors import LoweringError
 from ..ir.meta import TensorMeta
-from ..ir.ops.conv import PoolParams, _adaptive_out
+from ..ir.ops.pooling import PoolParams
+from ..ir.ops.pooling_adaptive import adaptive_out as _adaptive_out
 from . import kernel as K
 from .lowering import LoweringContext, Value, c, cast, constant, linear, opmath
 

@@ -98,6 +98,35 @@ RULES: dict[str, Callable] = {
 }
 RULES["triu"] = RULES["tril"]
 
+
+def _leading_dims_rule(op, bound, ctx):
+    """Ops that treat every dim before their last few alike (pixel_shuffle, the pooling
+    index gather/scatter): the batch is one more leading dim."""
+    return Batched(call(op, with_front_tensors(op, bound, ctx, True)), 0)
+
+
+# conv, pooling and resampling beyond the 2-d ops above (issue 13): the batch joins N
+RULES.update({
+    "conv3d": fold_rule(_const_rank(5), ("weight", "bias")),
+    "conv_transpose3d": fold_rule(_const_rank(5), ("weight", "bias")),
+    "im2col": fold_rule(_const_rank(4)), "col2im": fold_rule(_const_rank(3)),
+    "channel_shuffle": fold_rule(_const_rank(3)),
+    "pixel_shuffle": _leading_dims_rule, "pixel_unshuffle": _leading_dims_rule,
+    "max_pool_scatter": _leading_dims_rule, "max_pool_gather": _leading_dims_rule,
+})
+for _nd in (1, 2, 3):
+    _linear = {1: "upsample_linear1d", 2: "upsample_bilinear2d", 3: "upsample_trilinear3d"}
+    _names = [f"max_pool{_nd}d", f"max_pool{_nd}d_with_indices", f"avg_pool{_nd}d",
+              f"adaptive_avg_pool{_nd}d", f"adaptive_max_pool{_nd}d",
+              f"upsample_nearest{_nd}d", f"_upsample_nearest_exact{_nd}d", _linear[_nd]]
+    if _nd > 1:             # 1-d pools differentiate through the 2-d backward ops
+        _names += [f"max_pool{_nd}d_with_indices_backward", f"avg_pool{_nd}d_backward",
+                   f"adaptive_avg_pool{_nd}d_backward", f"max_unpool{_nd}d"]
+    for _name in _names:
+        RULES.setdefault(_name, fold_rule(_const_rank(_nd + 2)))
+for _name in ("upsample_bicubic2d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa"):
+    RULES[_name] = fold_rule(_const_rank(4))
+
 for _name in ("softmax", "log_softmax", "cumsum", "cumprod", "cummax", "cummin",
               "logcumsumexp", "sort", "argsort", "topk", "select", "slice", "narrow",
               "unfold", "unbind", "split", "chunk", "flip", "transpose", "swapaxes",
@@ -106,12 +135,18 @@ for _name in ("softmax", "log_softmax", "cumsum", "cumprod", "cummax", "cummin",
 
 # Ops batched by `loop_rule` (one op per example, stacked): no faster rule written yet.
 LOOPED = {
-    "max_pool_gather": "internal pooling helper; indices address the flat example",
     "unfold_backward": "input_sizes would need the batch prepended",
     "pad_backward": "input_sizes would need the batch prepended",
     "linalg_lstsq": "its residuals output is empty or not depending on the batch rank",
     "linalg_tensorinv": "it splits the example's dims at `ind`; no leading batch dims",
     "linalg_tensorsolve": "it splits the example's dims by B's rank; no leading batch dims",
+    "fractional_max_pool2d": "random_samples is per (N, C) plane; folding would reorder it",
+    "fractional_max_pool3d": "random_samples is per (N, C) plane; folding would reorder it",
+    **{f"{name}_backward": "input_sizes would need the batch folded into N" for name in (
+        "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
+        "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d",
+        "upsample_linear1d", "upsample_bilinear2d", "upsample_trilinear3d",
+        "upsample_bicubic2d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa")},
 }
 
 

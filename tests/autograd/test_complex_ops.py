@@ -53,6 +53,21 @@ NOT_COMPLEX = {
     **{name: _NO_COMPLEX_GRAD for name in (
         "embedding", "nan_to_num", "native_dropout", "select_scatter", "silu",
         "slice_scatter")},
+    # pooling and resampling beyond 2-d (issue 13)
+    **{name: _UNORDERED for name in (
+        "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+        "fractional_max_pool2d", "fractional_max_pool3d", "max_pool1d",
+        "max_pool1d_with_indices", "max_pool3d", "max_pool3d_with_indices",
+        "max_pool3d_with_indices_backward", "max_unpool2d", "max_unpool3d")},
+    **{name: _NO_KERNEL for name in (
+        "adaptive_avg_pool1d", "adaptive_avg_pool3d", "adaptive_avg_pool3d_backward",
+        "avg_pool1d", "avg_pool3d", "avg_pool3d_backward",
+        *(f"{op}{suffix}" for op in (
+            "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
+            "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
+            "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_bilinear2d",
+            "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_bilinear2d_aa",
+            "_upsample_bicubic2d_aa") for suffix in ("", "_backward")))},
 }
 
 # torch refuses these gradients for complex inputs unless the loss is invariant to the

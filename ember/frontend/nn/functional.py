@@ -355,3 +355,17 @@ from ._functional_norms import *  # noqa: E402,F401,F403
 from ._functional_dropout import *  # noqa: E402,F401,F403
 from ._functional_embedding_bag import embedding_bag  # noqa: E402,F401
 from ._functional_losses_extra import *  # noqa: E402,F401,F403
+from ._functional_conv import (conv3d, conv_transpose1d, conv_transpose3d,  # noqa: E402,F401
+                               unfold, fold)
+from ._functional_pool import (  # noqa: E402,F401
+    max_pool1d, max_pool3d, max_pool1d_with_indices, max_pool2d_with_indices,
+    max_pool3d_with_indices, avg_pool1d, avg_pool3d, adaptive_avg_pool1d, adaptive_avg_pool3d,
+    adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
+    adaptive_max_pool1d_with_indices, adaptive_max_pool2d_with_indices,
+    adaptive_max_pool3d_with_indices, max_unpool1d, max_unpool2d, max_unpool3d, lp_pool1d,
+    lp_pool2d, lp_pool3d, fractional_max_pool2d, fractional_max_pool3d,
+    fractional_max_pool2d_with_indices, fractional_max_pool3d_with_indices)
+from ._functional_resample import (  # noqa: E402,F401
+    interpolate, upsample, upsample_nearest, upsample_bilinear, pixel_shuffle, pixel_unshuffle,
+    channel_shuffle, native_channel_shuffle)
+from ._functional_grid import grid_sample, affine_grid  # noqa: E402,F401

@@ -1,15 +1,14 @@
-"""Convolution and pooling: convolution (aten's generic form), conv1d, conv2d,
-conv_transpose1d/2d, max_pool2d(_with_indices), avg_pool2d, adaptive_avg_pool2d, and
-the backward ops their derivatives call.
+"""Convolution: convolution (aten's generic form), conv1d/2d/3d, conv_transpose1d/2d/3d,
+and the backward ops their derivatives call (pooling lives in pooling.py).
 
 Kernels are im2col over numpy stride tricks plus one batched matmul per call; the
 adjoint (col2im) loops over kernel offsets only. Convolution derivatives are the
 registered ops `convolution_backward_input` / `convolution_backward_weight`; the three
 are bilinear adjoints of each other, so each one's derivative is written with the
-others and any order of derivative works. Pooling backward ops are linear in the
-incoming gradient and differentiate into the forward pooling (or a gather).
+others and any order of derivative works. Integer inputs convolve exactly (int64
+matmul), as PyTorch's CPU kernels do.
 
-Padding may be given as `'same'`/`'valid'` to conv1d/conv2d; an asymmetric 'same'
+Padding may be given as `'same'`/`'valid'` to conv1d/2d/3d; an asymmetric 'same'
 padding (even kernels) is passed on internally as `[lo..., hi...]` (2*nd ints), which
 every op here accepts. Outputs are channels_last when the input (or, for convolution,
 the weight) is, as PyTorch lays them out.
@@ -157,8 +156,9 @@ def _check_conv(input, weight, bias, p: ConvParams, what="conv"):
         if t is not None and t.dtype != input.dtype:
             raise DTypeError(f"expected input and {name} to have the same dtype, but got input "
                              f"{input.dtype.name} and {name} {t.dtype.name}")
-    if not (input.dtype.is_floating_point or input.dtype.is_complex):
-        raise DTypeError(f"expected a floating point input, got {input.dtype.name}")
+    if input.dtype.name == "bool":
+        raise DTypeError(f"expected a floating point, complex or integer input, got "
+                         f"{input.dtype.name}")
     batched = input.ndim == nd + 2
     c = input.shape[1 if batched else 0]
     g = p.groups
@@ -595,389 +595,37 @@ conv_transpose1d = defop(
 )
 
 
-# --- pooling geometry ------------------------------------------------------------------------
-
-def _pool_out(n, k, s, p, d, ceil_mode):
-    out = window_count(n, k, s, p, p, d, ceil_mode)
-    if ceil_mode and (out - 1) * s >= n + p:   # torch: the last window must start inside
-        out -= 1
-    return out
-
-
-class PoolParams:
-    def __init__(self, self_t, kernel_size, stride, padding, dilation, ceil_mode):
-        if self_t.ndim not in (3, 4):
-            raise ShapeError(f"expected 3-d (unbatched) or 4-d (batched) input, got input "
-                             f"{_shape(self_t.shape)}")
-        self.k = _ints(kernel_size, 2, "kernel_size")
-        self.s = self.k if stride is None or (isinstance(stride, (list, tuple)) and
-                                              len(stride) == 0) else _ints(stride, 2, "stride")
-        self.p = _ints(padding, 2, "padding")
-        self.d = _ints(dilation, 2, "dilation")
-        self.ceil = bool(ceil_mode)
-        if any(v <= 0 for v in self.k + self.s + self.d):
-            raise ShapeError(f"kernel_size, stride and dilation must be greater than zero, got "
-                             f"kernel_size={list(self.k)}, stride={list(self.s)}, dilation="
-                             f"{list(self.d)}")
-        for p, k, d in zip(self.p, self.k, self.d):
-            if p < 0 or p > (d * (k - 1) + 1) // 2:
-                raise ShapeError(f"pad should be at most half of effective kernel size, but got "
-                                 f"pad={p}, kernel_size={k} and dilation={d}")
-        self.spatial = tuple(self_t.shape[-2:])
-        self.out = tuple(_pool_out(n, k, s, p, d, self.ceil) for n, k, s, p, d in
-                         zip(self.spatial, self.k, self.s, self.p, self.d))
-        if any(o <= 0 for o in self.out):
-            raise ShapeError(f"Given input size: {_shape(self_t.shape)}. Calculated output "
-                             f"size: {list(self.out)}. Output size is too small "
-                             f"(kernel_size={list(self.k)}, stride={list(self.s)}, "
-                             f"padding={list(self.p)})")
-
-    def shape(self, self_t):
-        return tuple(self_t.shape[:-2]) + self.out
-
-
-def _pool_meta_for(self, p: PoolParams, dtype=None):
-    return TensorMeta(p.shape(self), dtype or self.dtype, device_of([self]),
-                      channels_last if _is_cl(self) else contiguous_format)
-
-
-def _pad_pool(x, p: PoolParams, fill):
-    widths = [(0, 0)] * (x.ndim - 2)
-    for i in range(2):
-        need = (p.out[i] - 1) * p.s[i] + p.d[i] * (p.k[i] - 1) + 1
-        widths.append((p.p[i], max(need - p.p[i] - x.shape[-2 + i], 0)))
-    return np.pad(x, widths, constant_values=fill)
-
-
-def _pool_windows(xp, p: PoolParams):
-    """(B, OH, OW, KH, KW) windows of (B, H', W')."""
-    st = xp.strides
-    shape = xp.shape[:1] + p.out + p.k
-    strides = st[:1] + (st[1] * p.s[0], st[2] * p.s[1], st[1] * p.d[0], st[2] * p.d[1])
-    return _as_strided(xp, shape, strides, writeable=False)
-
-
-def _flat_planes(x):
-    return x.reshape((-1,) + x.shape[-2:])
-
-
-# --- max pooling -------------------------------------------------------------------------------
-
-def _max_pool_meta(self, kernel_size, stride, padding, dilation, ceil_mode):
-    p = PoolParams(self, kernel_size, stride, padding, dilation, ceil_mode)
-    from .. import dtypes
-    return _pool_meta_for(self, p), _pool_meta_for(self, p, dtypes.int64)
-
-
-def _max_pool_ref(x, kernel_size, stride, padding, dilation, ceil_mode):
-    p = PoolParams(x, kernel_size, stride, padding, dilation, ceil_mode)
-    lead = x.shape[:-2]
-    h, w = x.shape[-2:]
-    fill = -np.inf if x.dtype.kind == "f" or x.dtype.kind == "V" else np.iinfo(x.dtype).min
-    xc = opmath_arrays(x)[0]
-    xp = _pad_pool(_flat_planes(xc), p, fill)
-    win = _pool_windows(xp, p).reshape(xp.shape[0], p.out[0], p.out[1], -1)
-    arg = np.argmax(win, axis=-1)
-    vals = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
-    ki, kj = np.divmod(arg, p.k[1])
-    row = np.arange(p.out[0])[:, None] * p.s[0] - p.p[0] + ki * p.d[0]
-    col = np.arange(p.out[1])[None, :] * p.s[1] - p.p[1] + kj * p.d[1]
-    idx = (row * w + col).astype(np.int64)
-    return vals.reshape(lead + p.out), idx.reshape(lead + p.out)
-
-
-def _max_pool_samples(rng):
-    r = S.randn
-    return [S.Sample((r(rng, 2, 3, 6, 5), 2)),
-            S.Sample((r(rng, 1, 2, 7, 7), [3, 2], [2, 1], [1, 0])),
-            S.Sample((r(rng, 2, 5, 6), 3, 2, 1, 1, True)),
-            S.Sample((r(rng, 1, 2, 9, 8), 2, 2, 1, 2, True)),
-            S.Sample((r(rng, 1, 1, 5, 5), [2, 2]), {"stride": [2, 2], "ceil_mode": True})]
-
-
-max_pool2d_with_indices = defop(
-    "max_pool2d_with_indices(Tensor self, int[2] kernel_size, int[2] stride=[], "
-    "int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)",
-    meta=_max_pool_meta, reference=_max_pool_ref,
-    derivative=lambda g, self, kernel_size, stride, padding, dilation, ceil_mode, out: (
-        max_pool2d_with_indices_backward(g[0], self, kernel_size, stride, padding, dilation,
-                                         ceil_mode, out[1]),),
-    saves=(), samples=_max_pool_samples,
-    torch_ref=lambda torch: lambda x, kernel_size, stride=None, padding=0, dilation=1,
-    ceil_mode=False: torch.nn.functional.max_pool2d_with_indices(
-        x, kernel_size, stride, padding, dilation, ceil_mode),
-    doc="Values and PyTorch's flat indices (into each H*W plane of the unpadded input).",
+_m, _r, _g = _convnd(3, "conv3d")
+conv3d = defop(
+    "conv3d(Tensor input, Tensor weight, Tensor? bias=None, int[3] stride=1, "
+    "int[3] padding=0, int[3] dilation=1, int groups=1) -> Tensor",
+    meta=_m, reference=_r, derivative=_g, tags=CONV,
+    samples=lambda rng: [
+        S.Sample((S.randn(rng, 1, 2, 4, 3, 5), S.randn(rng, 3, 2, 2, 2, 3), S.randn(rng, 3)),
+                 {"padding": [1, 0, 1]}),
+        S.Sample((S.randn(rng, 4, 5, 4, 4), S.randn(rng, 2, 2, 3, 1, 2)),
+                 {"stride": [2, 1, 1], "dilation": [1, 2, 1], "groups": 2}),
+        S.Sample((S.randn(rng, 1, 2, 3, 4, 3), S.randn(rng, 2, 2, 2, 3, 2)),
+                 {"padding": "same"}),
+        S.Sample((S.int_array(rng, 1, 2, 3, 3, 3), S.int_array(rng, 2, 2, 2, 2, 2)),
+                 {"stride": 2})],
+    torch_ref="torch.nn.functional.conv3d", tol={"fwd": dict(rtol=1e-4, atol=1e-5)},
+    doc="padding may also be 'same' or 'valid'.",
 )
 
-max_pool2d = defop(
-    "max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, "
-    "int[2] dilation=1, bool ceil_mode=False) -> Tensor",
-    meta=lambda self, *a: _max_pool_meta(self, *a)[0],
-    reference=lambda x, *a: _max_pool_ref(x, *a)[0],
-    derivative=lambda g, self, kernel_size, stride, padding, dilation, ceil_mode:
-        max_pool2d_with_indices_backward(
-            g, self, kernel_size, stride, padding, dilation, ceil_mode,
-            max_pool2d_with_indices(self.detach() if hasattr(self, "detach") else self,
-                                    kernel_size, stride, padding, dilation, ceil_mode)[1]),
-    samples=_max_pool_samples, torch_ref="torch.max_pool2d",
+_m, _r, _g = _conv_transposend(3, "conv_transpose3d")
+conv_transpose3d = defop(
+    "conv_transpose3d(Tensor input, Tensor weight, Tensor? bias=None, int[3] stride=1, "
+    "int[3] padding=0, int[3] output_padding=0, int groups=1, int[3] dilation=1) -> Tensor",
+    meta=_m, reference=_r, derivative=_g, tags=CONV,
+    samples=lambda rng: [
+        S.Sample((S.randn(rng, 1, 2, 3, 2, 3), S.randn(rng, 2, 3, 2, 3, 2), S.randn(rng, 3)),
+                 {"stride": [2, 1, 2], "padding": [1, 0, 0], "output_padding": [1, 0, 1]}),
+        S.Sample((S.randn(rng, 4, 2, 3, 2), S.randn(rng, 4, 1, 2, 2, 2)),
+                 {"groups": 2, "dilation": [1, 2, 1]})],
+    torch_ref="torch.nn.functional.conv_transpose3d", tol={"fwd": dict(rtol=1e-4, atol=1e-5)},
 )
 
 
-def _max_pool_bwd_meta(grad_output, self, kernel_size, stride, padding, dilation, ceil_mode,
-                       indices):
-    if tuple(grad_output.shape) != tuple(indices.shape):
-        raise ShapeError(f"grad_output {_shape(grad_output.shape)} and indices "
-                         f"{_shape(indices.shape)} must have the same shape")
-    return TensorMeta(tuple(self.shape), grad_output.dtype, device_of([grad_output]),
-                      channels_last if _is_cl(self) else contiguous_format)
-
-
-def _scatter_add_planes(g, indices, shape):
-    hw = shape[-1] * shape[-2]
-    gi = g.reshape(-1, g.shape[-1] * g.shape[-2]) if g.ndim >= 2 else g.reshape(1, -1)
-    ii = indices.reshape(gi.shape)
-    b = gi.shape[0]
-    flat = (ii + (np.arange(b) * hw)[:, None]).ravel()
-    weights = gi.ravel()
-    out = np.bincount(flat, weights=weights.real.astype(np.float64), minlength=b * hw)
-    if np.iscomplexobj(weights):    # bincount drops imaginary parts: sum them separately
-        out = out + 1j * np.bincount(flat, weights=weights.imag.astype(np.float64),
-                                     minlength=b * hw)
-    return out.astype(g.dtype).reshape(shape)
-
-
-max_pool2d_with_indices_backward = defop(
-    "max_pool2d_with_indices_backward(Tensor grad_output, Tensor self, int[2] kernel_size, "
-    "int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode, Tensor indices) -> Tensor",
-    meta=_max_pool_bwd_meta,
-    reference=lambda g, x, kernel_size, stride, padding, dilation, ceil_mode, indices:
-        _scatter_add_planes(opmath_arrays(g)[0], indices, x.shape),
-    derivative=lambda g, grad_output, self, kernel_size, stride, padding, dilation, ceil_mode,
-    indices: (max_pool_gather(g, indices), full(list(self.shape), 0, dtype=self.dtype), None),
-    saves=("indices",),
-    samples=lambda rng: [_max_bwd_sample(rng, s) for s in _max_pool_samples(rng)[:3]],
-    torch_ref="torch.ops.aten.max_pool2d_with_indices_backward",
-    doc="Scatter-adds grad_output into self's shape at the indices max pooling chose.",
-)
-
-
-def _max_bwd_sample(rng, s):
-    x = s.args[0]
-    args = list(s.args[1:]) + [None] * (5 - len(s.args[1:]))
-    defaults = [None, [], 0, 1, False]
-    args = [a if a is not None else d for a, d in zip(args, defaults)]
-    for k, v in s.kwargs.items():
-        args[["kernel_size", "stride", "padding", "dilation", "ceil_mode"].index(k)] = v
-    vals, idx = _max_pool_ref(x, *args)
-    return S.Sample((S.randn(rng, *vals.shape), x, *args, idx))
-
-
-max_pool_gather = defop(
-    "max_pool_gather(Tensor self, Tensor indices) -> Tensor",
-    meta=lambda self, indices: TensorMeta(tuple(indices.shape), self.dtype, device_of([self]),
-                                          channels_last if _is_cl(indices) else
-                                          contiguous_format),
-    reference=lambda x, indices: np.take_along_axis(
-        _flat_planes(x).reshape(-1, x.shape[-2] * x.shape[-1]),
-        indices.reshape(-1, indices.shape[-2] * indices.shape[-1]), axis=1).reshape(
-        indices.shape),
-    derivative=lambda g, self, indices: (max_pool2d_with_indices_backward(
-        g, self, [1, 1], [1, 1], [0, 0], [1, 1], False, indices), None),
-    saves=("indices",),
-    samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 4, 5),
-                                   S.int_array(rng, 2, 3, 2, 2, low=0, high=20)))],
-    torch_ref=lambda torch: lambda x, idx: torch.gather(
-        x.flatten(-2), -1, idx.flatten(-2)).view(idx.shape),
-    doc="ember: out[..., i, j] = self[..., indices[..., i, j]] over flattened H*W planes; the "
-        "adjoint of max_pool2d_with_indices_backward (its double backward).",
-)
-
-
-# --- average pooling ---------------------------------------------------------------------------
-
-def _avg_divisor(p: PoolParams, count_include_pad, divisor_override):
-    if divisor_override:
-        return float(divisor_override)
-    counts = []
-    for i in range(2):
-        start = np.arange(p.out[i]) * p.s[i] - p.p[i]
-        end = np.minimum(start + p.k[i], p.spatial[i] + p.p[i])
-        if count_include_pad:
-            counts.append(end - start)
-        else:
-            counts.append(np.minimum(end, p.spatial[i]) - np.maximum(start, 0))
-    return np.multiply.outer(counts[0], counts[1]).astype(np.float64)
-
-
-def _avg_params(self, kernel_size, stride, padding, ceil_mode, divisor_override):
-    if divisor_override is not None and divisor_override == 0:
-        raise ShapeError("divisor must be not zero")
-    return PoolParams(self, kernel_size, stride, padding, 1, ceil_mode)
-
-
-def _avg_pool_ref(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                  divisor_override):
-    p = _avg_params(x, kernel_size, stride, padding, ceil_mode, divisor_override)
-    xc = opmath_arrays(x)[0]
-    xp = _pad_pool(_flat_planes(xc), p, 0)
-    sums = _pool_windows(xp, p).sum(axis=(-2, -1))
-    out = sums / _avg_divisor(p, count_include_pad, divisor_override)
-    return out.astype(xc.dtype).reshape(x.shape[:-2] + p.out)
-
-
-def _avg_pool_samples(rng):
-    r = S.randn
-    return [S.Sample((r(rng, 2, 3, 6, 5), 2)),
-            S.Sample((r(rng, 1, 2, 7, 7), [3, 2], [2, 1], [1, 0])),
-            S.Sample((r(rng, 2, 5, 6), 3, 2, 1, True, False)),
-            S.Sample((r(rng, 1, 2, 6, 5), 3, 2, 1, True, True)),
-            S.Sample((r(rng, 1, 2, 5, 5), 2), {"divisor_override": 3, "ceil_mode": True})]
-
-
-avg_pool2d = defop(
-    "avg_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, "
-    "bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor",
-    meta=lambda self, kernel_size, stride, padding, ceil_mode, count_include_pad,
-    divisor_override: _pool_meta_for(self, _avg_params(self, kernel_size, stride, padding,
-                                                       ceil_mode, divisor_override)),
-    reference=_avg_pool_ref,
-    derivative=lambda g, self, kernel_size, stride, padding, ceil_mode, count_include_pad,
-    divisor_override: avg_pool2d_backward(g, self, kernel_size, stride, padding, ceil_mode,
-                                          count_include_pad, divisor_override),
-    saves=(), samples=_avg_pool_samples, torch_ref="torch.nn.functional.avg_pool2d",
-)
-
-
-def _avg_pool_bwd_ref(g, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                      divisor_override):
-    p = _avg_params(x, kernel_size, stride, padding, ceil_mode, divisor_override)
-    gc = opmath_arrays(g)[0]
-    gd = _flat_planes(gc) / _avg_divisor(p, count_include_pad, divisor_override)
-    size = [max(p.spatial[i] + 2 * p.p[i], (p.out[i] - 1) * p.s[i] + p.k[i]) for i in range(2)]
-    acc = np.zeros((gd.shape[0],) + tuple(size), dtype=gd.dtype)
-    for i in range(p.k[0]):
-        for j in range(p.k[1]):
-            acc[:, i:i + (p.out[0] - 1) * p.s[0] + 1:p.s[0],
-                j:j + (p.out[1] - 1) * p.s[1] + 1:p.s[1]] += gd
-    out = acc[:, p.p[0]:p.p[0] + p.spatial[0], p.p[1]:p.p[1] + p.spatial[1]]
-    return out.astype(gc.dtype).reshape(x.shape)
-
-
-def _avg_bwd_meta(grad_output, self, kernel_size, stride, padding, ceil_mode,
-                  count_include_pad, divisor_override):
-    p = _avg_params(self, kernel_size, stride, padding, ceil_mode, divisor_override)
-    if tuple(grad_output.shape) != p.shape(self):
-        raise ShapeError(f"grad_output {_shape(grad_output.shape)} does not match the pooled "
-                         f"shape {list(p.shape(self))} of input {_shape(self.shape)}")
-    return TensorMeta(tuple(self.shape), grad_output.dtype, device_of([grad_output]),
-                      channels_last if _is_cl(self) else contiguous_format)
-
-
-avg_pool2d_backward = defop(
-    "avg_pool2d_backward(Tensor grad_output, Tensor self, int[2] kernel_size, int[2] stride, "
-    "int[2] padding, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor",
-    meta=_avg_bwd_meta, reference=_avg_pool_bwd_ref,
-    derivative=lambda g, grad_output, self, kernel_size, stride, padding, ceil_mode,
-    count_include_pad, divisor_override: (
-        avg_pool2d(g, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                   divisor_override), full(list(self.shape), 0, dtype=self.dtype)),
-    saves=(),
-    samples=lambda rng: [_avg_bwd_sample(rng, s) for s in _avg_pool_samples(rng)],
-    torch_ref="torch.ops.aten.avg_pool2d_backward",
-)
-
-
-def _avg_bwd_sample(rng, s):
-    x = s.args[0]
-    names = ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-             "divisor_override"]
-    args = list(s.args[1:]) + [None] * (6 - len(s.args[1:]))
-    defaults = [None, [], 0, False, True, None]
-    args = [a if a is not None else d for a, d in zip(args, defaults)]
-    for k, v in s.kwargs.items():
-        args[names.index(k)] = v
-    out = _avg_pool_ref(x, *args)
-    return S.Sample((S.randn(rng, *out.shape), x, *args))
-
-
-# --- adaptive average pooling -----------------------------------------------------------------
-
-def _adaptive_out(self, output_size):
-    if self.ndim not in (3, 4):
-        raise ShapeError(f"expected 3-d (unbatched) or 4-d (batched) input, got input "
-                         f"{_shape(self.shape)}")
-    if isinstance(output_size, (int, np.integer)) or output_size is None:
-        output_size = [output_size, output_size]
-    output_size = list(output_size)
-    if len(output_size) == 1:
-        output_size = output_size * 2
-    if len(output_size) != 2:
-        raise ShapeError(f"output_size must be 2 values, got {output_size}")
-    out = tuple(int(o) if o is not None else int(n)
-                for o, n in zip(output_size, self.shape[-2:]))
-    if any(o < 0 for o in out) or (any(n == 0 for n in self.shape[-2:]) and any(out)):
-        raise ShapeError(f"output_size {list(out)} is invalid for input {_shape(self.shape)}")
-    return out
-
-
-def _adaptive_matrix(n, o):
-    i = np.arange(o)
-    start = (i * n) // o
-    end = -((-(i + 1) * n) // o)
-    cols = np.arange(n)
-    mask = (cols >= start[:, None]) & (cols < end[:, None])
-    return mask / (end - start)[:, None]
-
-
-def _adaptive_meta(self, output_size):
-    out = _adaptive_out(self, output_size)
-    return TensorMeta(tuple(self.shape[:-2]) + out, self.dtype, device_of([self]),
-                      channels_last if _is_cl(self) else contiguous_format)
-
-
-def _adaptive_ref(x, output_size):
-    oh, ow = _adaptive_out(x, output_size)
-    xc = opmath_arrays(x)[0]
-    ah = _adaptive_matrix(x.shape[-2], oh).astype(xc.dtype)
-    aw = _adaptive_matrix(x.shape[-1], ow).astype(xc.dtype)
-    return np.einsum("oh,...hw,pw->...op", ah, xc, aw)
-
-
-adaptive_avg_pool2d = defop(
-    "adaptive_avg_pool2d(Tensor self, int[2] output_size) -> Tensor",
-    meta=_adaptive_meta, reference=_adaptive_ref,
-    derivative=lambda g, self, output_size: adaptive_avg_pool2d_backward(g, self),
-    saves=(),
-    samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 7, 5), [3, 2])),
-                         S.Sample((S.randn(rng, 2, 6, 6), 4)),
-                         S.Sample((S.randn(rng, 1, 2, 5, 4), [None, 1]))],
-    torch_ref="torch.nn.functional.adaptive_avg_pool2d",
-)
-
-
-def _adaptive_bwd_ref(g, x):
-    gc = opmath_arrays(g)[0]
-    ah = _adaptive_matrix(x.shape[-2], g.shape[-2]).astype(gc.dtype)
-    aw = _adaptive_matrix(x.shape[-1], g.shape[-1]).astype(gc.dtype)
-    return np.einsum("oh,...op,pw->...hw", ah, gc, aw)
-
-
-adaptive_avg_pool2d_backward = defop(
-    "adaptive_avg_pool2d_backward(Tensor grad_output, Tensor self) -> Tensor",
-    meta=lambda grad_output, self: TensorMeta(
-        tuple(self.shape), grad_output.dtype, device_of([grad_output]),
-        channels_last if _is_cl(self) else contiguous_format),
-    reference=_adaptive_bwd_ref,
-    derivative=lambda g, grad_output, self: (
-        adaptive_avg_pool2d(g, list(grad_output.shape[-2:])), full(list(self.shape), 0, dtype=self.dtype)),
-    saves=(),
-    samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 3, 2), S.randn(rng, 2, 3, 7, 5))),
-                         S.Sample((S.randn(rng, 2, 4, 4), S.randn(rng, 2, 6, 6)))],
-    torch_ref="torch.ops.aten._adaptive_avg_pool2d_backward",
-    doc="aten::_adaptive_avg_pool2d_backward.",
-)
-
-
-from .creation import full  # noqa: E402 - derivative rules use these
 from .reduction import sum  # noqa: E402,A001
 from .pointwise import _c  # noqa: E402

@@ -1,7 +1,8 @@
 """ember.nn layers: one file per family, all re-exported here."""
 from .module import Module, RemovableHandle, StateDictError  # noqa: F401
 from .linear import Identity, Linear, Bilinear  # noqa: F401
-from .conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401
+from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,  # noqa: F401
+                   ConvTranspose3d, Unfold, Fold)
 from .activation import (ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU, Softplus, Tanh,  # noqa: F401
                          Sigmoid, Softmax, LogSoftmax)
 from .activation_extra import (Hardtanh, Hardswish, Hardsigmoid, SELU, CELU, Mish,  # noqa: F401
@@ -10,7 +11,11 @@ from .activation_extra import (Hardtanh, Hardswish, Hardsigmoid, SELU, CELU, Mis
 from .dropout import (Dropout, Dropout1d, Dropout2d, Dropout3d, AlphaDropout,  # noqa: F401
                       FeatureAlphaDropout)
 from .flatten import Flatten, Unflatten  # noqa: F401
-from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d  # noqa: F401
+from .pooling import (MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d,  # noqa: F401
+                      AvgPool3d, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,
+                      AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, MaxUnpool1d,
+                      MaxUnpool2d, MaxUnpool3d, LPPool1d, LPPool2d, LPPool3d,
+                      FractionalMaxPool2d, FractionalMaxPool3d)
 from .sparse import Embedding  # noqa: F401
 from .embedding_bag import EmbeddingBag  # noqa: F401
 from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm,  # noqa: F401
@@ -29,3 +34,5 @@ from .loss_extra import (MarginRankingLoss, CosineEmbeddingLoss, HingeEmbeddingL
 from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
                           TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
                           Transformer)
+from .resampling import (Upsample, UpsamplingNearest2d, UpsamplingBilinear2d,  # noqa: F401
+                         PixelShuffle, PixelUnshuffle, ChannelShuffle)

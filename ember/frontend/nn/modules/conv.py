@@ -1,4 +1,5 @@
-"""Conv1d, Conv2d, ConvTranspose2d: torch's weight layouts, init and repr."""
+"""Conv1d/2d/3d, ConvTranspose1d/2d/3d, Unfold, Fold: torch's weight layouts, init and
+repr."""
 from __future__ import annotations
 
 from ....ir.errors import ShapeError
@@ -81,8 +82,16 @@ class Conv2d(_ConvNd):
                         self.dilation, self.groups)
 
 
-class ConvTranspose2d(_ConvNd):
-    _dims = 2
+class Conv3d(_ConvNd):
+    _dims = 3
+
+    def forward(self, input):
+        self._check_input(input)
+        return F.conv3d(input, self.weight, self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+class _ConvTransposeNd(_ConvNd):
     _transposed = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -91,9 +100,75 @@ class ConvTranspose2d(_ConvNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, output_padding, device, dtype)
 
+    def _output_padding(self, input, output_size) -> tuple:
+        """output_padding that makes the output `output_size` (PyTorch's rule: it must lie
+        between the smallest output and that plus stride - 1)."""
+        if output_size is None:
+            return self.output_padding
+        n = self._dims
+        size = list(output_size)[-n:]
+        if len(size) != n:
+            raise ValueError(f"ConvTranspose{n}D: for {input.ndim}D input, output_size must "
+                             f"have {n} or {n + 2} elements (got {len(list(output_size))})")
+        pads = []
+        for i in range(n):
+            smallest = (input.shape[-n + i] - 1) * self.stride[i] - 2 * self.padding[i] + \
+                self.dilation[i] * (self.kernel_size[i] - 1) + 1
+            largest = smallest + self.stride[i] - 1
+            if not smallest <= size[i] <= largest:
+                raise ValueError(f"requested an output size of {size}, but valid sizes range "
+                                 f"from {smallest} to {largest} (for an input of "
+                                 f"{list(input.shape[-n:])})")
+            pads.append(size[i] - smallest)
+        return tuple(pads)
+
     def forward(self, input, output_size=None):
         self._check_input(input)
-        if output_size is not None:
-            raise NotImplementedError("ConvTranspose2d(output_size=...) is not supported yet")
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding, self.groups, self.dilation)
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[self._dims]
+        return fn(input, self.weight, self.bias, self.stride, self.padding,
+                  self._output_padding(input, output_size), self.groups, self.dilation)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    _dims = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    _dims = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    _dims = 3
+
+
+class Unfold(Module):
+    """Sliding local blocks as columns (F.unfold)."""
+
+    def __init__(self, kernel_size, dilation=1, padding=0, stride=1) -> None:
+        super().__init__()
+        self.kernel_size, self.dilation = kernel_size, dilation
+        self.padding, self.stride = padding, stride
+
+    def forward(self, input):
+        return F.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, "
+                f"padding={self.padding}, stride={self.stride}")
+
+
+class Fold(Module):
+    """Columns summed back into an image (F.fold), the adjoint of Unfold."""
+
+    def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1) -> None:
+        super().__init__()
+        self.output_size, self.kernel_size = output_size, kernel_size
+        self.dilation, self.padding, self.stride = dilation, padding, stride
+
+    def forward(self, input):
+        return F.fold(input, self.output_size, self.kernel_size, self.dilation, self.padding,
+                      self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, kernel_size={self.kernel_size}, "
+                f"dilation={self.dilation}, padding={self.padding}, stride={self.stride}")
