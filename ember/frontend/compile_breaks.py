@@ -52,8 +52,11 @@ def graph_break(err: BaseException, dispatcher) -> GraphBreak:
     found = GraphBreak(_reason(err), _where(frame), (frame.line or "").strip() or None
                        if frame is not None else None)
     if dispatcher.compiled.fullgraph:
+        detail = str(err).replace("SymbolicTensor", "Tensor")
         raise TraceError(f"ember.compile(fullgraph=True): {dispatcher.name} cannot be "
-                         f"compiled as one graph: {found}") from err
+                         f"compiled as one graph: {type(err).__name__}: {detail}\n"
+                         f"  without fullgraph=True the graph breaks there and that part "
+                         f"runs eagerly") from err
     log.info("ember.compile: graph break in %s: %s", dispatcher.name, found)
     return found
 
