@@ -579,9 +579,17 @@ def _rsub_meta(self, other, alpha=1):
     return sub.meta(other, self, alpha)
 
 
+def _rsub_reference(x, y, alpha):
+    dt = np.result_type(x, y)
+    if dt.kind in "iu" and alpha != 1:     # wrap around as torch does (uint8 with alpha < 0)
+        wide = sub.reference(np.asarray(y, np.int64), np.asarray(x, np.int64), int(alpha))
+        return wide.astype(dt)
+    return sub.reference(y, x, alpha)
+
+
 rsub = defop(
     "rsub(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor",
-    meta=_rsub_meta, reference=lambda x, y, alpha: sub.reference(y, x, alpha),
+    meta=_rsub_meta, reference=_rsub_reference,
     derivative=lambda g, self, other, alpha: (-g * _c(alpha) if alpha != 1 else -g, g),
     decomposition=lambda self, other, alpha=1: sub(other, self, alpha=alpha),
     saves=(), tags=BINARY | {Tag.COMPOSITE}, promotion=Promotion.DEFAULT,
