@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError
 from ..registry import Promotion, Tag, defop
 from . import samples as S
 from .pointwise import UNARY, conj, imag, real, sgn
@@ -123,14 +123,14 @@ def _view_as_complex_meta(self):
                                 f"tensors, but got a tensor of scalar type: "
                                 f"{self.dtype.scalar_type_name}")
     if self.ndim == 0:
-        raise ShapeError("Input tensor must have one or more dimensions")
+        raise MathArgumentError("Input tensor must have one or more dimensions")
     if self.shape[-1] != 2:
-        raise ShapeError("Tensor must have a last dimension of size 2")
+        raise MathArgumentError("Tensor must have a last dimension of size 2")
     strides = tuple(self.stride())
     if strides[-1] != 1:
-        raise ShapeError("Tensor must have a last dimension with stride 1")
+        raise MathArgumentError("Tensor must have a last dimension with stride 1")
     if any(s % 2 for s in strides[:-1]):
-        raise ShapeError("Tensor must have a stride divisible by 2 for all but last dimension")
+        raise MathArgumentError("Tensor must have a stride divisible by 2 for all but last dimension")
     return same_meta(self).with_(shape=tuple(self.shape[:-1]), dtype=self.dtype.to_complex())
 
 
