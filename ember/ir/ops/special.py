@@ -103,6 +103,12 @@ ALIASES = {
 }
 
 
+def _call_bound(op, bound):
+    """Call `op` with schema-ordered arguments (what decompositions receive)."""
+    args, kwargs = op.schema.unbind(tuple(bound))
+    return op(*args, **kwargs)
+
+
 def _alias(name: str, target_name: str):
     """special_<name>: `target` under torch.special's name (its rules, decomposing to it)."""
     target = OPS[target_name]
@@ -113,7 +119,7 @@ def _alias(name: str, target_name: str):
         return samples(rng)[:3]
     return special_op(
         schema, meta=target.meta, reference=target.reference, derivative=target.derivative,
-        decomposition=lambda *args, **kwargs: target(*args, **kwargs),
+        decomposition=lambda *bound: _call_bound(target, bound),
         tags=(target.tags - {Tag.INPLACE}) | {Tag.COMPOSITE}, promotion=target.promotion,
         promote_args=target.promote_args, saves=target.saves, tol=target.tol,
         torch_grad_differs=target.torch_grad_differs, samples=few_samples,
