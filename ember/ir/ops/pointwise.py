@@ -50,10 +50,19 @@ add = defop(
     inplace_variant=True,
 )
 
+def _sub_meta(self, other, alpha=1):
+    out = pointwise_meta(Promotion.DEFAULT, 2)(self, other, alpha)
+    if out.dtype.name == "bool":
+        from .pointwise_math import MathArgumentError   # (that module imports this one)
+        raise MathArgumentError("Subtraction, the `-` operator, with two bool tensors is not "
+                                "supported. Use the `^` or `logical_xor()` operator instead.")
+    return out
+
+
 sub = defop(
     "sub(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor",
     saves=(),
-    meta=pointwise_meta(Promotion.DEFAULT, 2),
+    meta=_sub_meta,
     reference=lambda x, y, alpha: x - y * alpha if alpha != 1 else x - y,
     derivative=lambda g, self, other, alpha: (g, -g * _c(alpha) if alpha != 1 else -g),
     tags=BINARY, promotion=Promotion.DEFAULT,
