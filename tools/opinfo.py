@@ -54,6 +54,10 @@ TIE_OPS = {"sort", "argsort", "topk", "kthvalue", "mode", "median", "nanmedian",
 
 DTYPE_NAMES = ("float32", "float64", "complex64", "int64", "bool")
 
+# entries whose OpInfo `op` is a lambda taking (input, n) for torch's (n, input) signature:
+# ember's function is called in torch's order
+SWAPPED_FIRST_TWO = {"polygamma", "special.polygamma"}
+
 
 def _ember():
     import ember  # noqa: PLC0415 - imported late so --help works without it
@@ -80,6 +84,9 @@ def resolve(name: str):
         obj = getattr(obj, p, None)
         if obj is None:
             break
+    if obj is not None and name in SWAPPED_FIRST_TWO:
+        fn = obj
+        return lambda x, n, *a, **k: fn(n, x, *a, **k)
     if (obj is None or isinstance(obj, ember.dtype)) and len(parts) == 1:
         # method-only entries (Tensor.double, Tensor.int, ...) share names with dtypes
         method = getattr(ember.Tensor, name, None)

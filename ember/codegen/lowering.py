@@ -295,8 +295,6 @@ POINTWISE_RULES: dict[str, Callable] = {
     "lerp": pointwise(lambda a, b, w: c("add", a, c("mul", w, c("sub", b, a)))),
     "isfinite": pointwise(lambda x: c("logical_not", c("logical_or", c("isnan", x),
                                                        c("isinf", x))), compute="promoted"),
-    "xlogy": pointwise(lambda x, y: c("where", c("eq", x, _num(0, x)), _num(0, x),
-                                      c("mul", x, c("log", y)))),
     "round": pointwise(lambda x, decimals=0: c("round", x) if decimals == 0 else
                        c("div", c("round", c("mul", x, _num(10.0 ** decimals, x))),
                          _num(10.0 ** decimals, x))),
@@ -1014,7 +1012,10 @@ def _register() -> None:
     from ..ir.fused import register_group_checker
     from ..ir.registry import OPS
     from .lowering_windows import ARG_RULES as windowed
+    from .lowering_math import MATH_RULES
     ARG_RULES.update(windowed)
+    POINTWISE_RULES.update(MATH_RULES)
+    RULES.update(MATH_RULES)
     for name, rule in {**RULES, **ARG_RULES}.items():
         if name in OPS:
             OPS[name].lowering = rule

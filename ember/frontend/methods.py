@@ -57,12 +57,31 @@ OPERATORS = {
     "__or__": ("bitwise_or", False), "__ror__": ("bitwise_or", True),
     "__xor__": ("bitwise_xor", False), "__rxor__": ("bitwise_xor", True),
     "__lshift__": ("bitwise_left_shift", False), "__rshift__": ("bitwise_right_shift", False),
+    "__rlshift__": ("bitwise_left_shift", True), "__rrshift__": ("bitwise_right_shift", True),
+    "__ilshift__": ("bitwise_left_shift_", False), "__irshift__": ("bitwise_right_shift_", False),
+    "__iand__": ("bitwise_and_", False), "__ior__": ("bitwise_or_", False),
+    "__ixor__": ("bitwise_xor_", False), "__ifloordiv__": ("floor_divide_", False),
+    "__imod__": ("remainder_", False),
+    # Python 2 names PyTorch still defines
+    "__div__": ("div", False), "__rdiv__": ("div", True), "__idiv__": ("div_", False),
     "__eq__": ("eq", False), "__ne__": ("ne", False), "__lt__": ("lt", False),
     "__le__": ("le", False), "__gt__": ("gt", False), "__ge__": ("ge", False),
 }
 
 UNARY_OPERATORS = {"__neg__": "neg", "__abs__": "abs", "__invert__": "bitwise_not",
                    "__pos__": None}
+
+
+def _tensor_second(op):
+    """`x.polygamma(n)` for `polygamma(n, x)`: the tensor is the op's second argument."""
+    def method(self, first, *args, **kwargs):
+        return op(first, self, *args, **kwargs)
+    method.__name__ = op.python_name
+    method.__doc__ = op.doc or f"See ember.{op.python_name}."
+    return method
+
+
+REORDERED_METHODS = {"polygamma": _tensor_second}
 
 
 def _contiguous(self, memory_format=contiguous_format):
@@ -89,6 +108,9 @@ def install(cls=Tensor) -> None:
     for dunder, name in UNARY_OPERATORS.items():
         if name is None or name in OPS:
             setattr(cls, dunder, _unary(name))
+    for name, make in REORDERED_METHODS.items():
+        if name in OPS:
+            setattr(cls, name, make(OPS[name]))
     cls.contiguous = _contiguous
     cls.__hash__ = lambda self: id(self)
 

@@ -97,6 +97,21 @@ RULES: dict[str, Callable] = {
     "_batch_norm_running_stat": no_rule("it updates statistics shared by the whole batch"),
 }
 RULES["triu"] = RULES["tril"]
+# complex views: view_as_real appends a dim (the batch dim stays put); view_as_complex
+# drops the last one, so the batch dim moves to the front first
+RULES["view_as_real"] = RULES["resolve_conj"] = RULES["resolve_neg"] = unary_rule
+
+
+def _view_as_complex_rule(op, bound, ctx):
+    """The batch dim goes to the front, and the (re, im) pairs must then be made adjacent
+    again (a copy: the result no longer aliases the input, which vmap's outputs need not)."""
+    (x,) = with_front_tensors(op, bound, ctx, False)
+    return Batched(call(op, [x.contiguous()]), 0)
+
+
+RULES["view_as_complex"] = _view_as_complex_rule
+# torch.special's aliases batch as the ops they name
+RULES["special_softmax"] = RULES["special_log_softmax"] = _dims
 
 
 def _leading_dims_rule(op, bound, ctx):
@@ -147,6 +162,7 @@ LOOPED = {
         "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d",
         "upsample_linear1d", "upsample_bilinear2d", "upsample_trilinear3d",
         "upsample_bicubic2d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa")},
+    "isin": "each example may test against its own set of elements",
 }
 
 

@@ -68,6 +68,18 @@ NOT_COMPLEX = {
             "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_bilinear2d",
             "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_bilinear2d_aa",
             "_upsample_bicubic2d_aa") for suffix in ("", "_backward")))},
+    # the math families (pointwise_math, gamma, bessel, special): real functions
+    **{name: _NO_KERNEL for name in (
+        "deg2rad", "digamma", "frexp", "i0", "lgamma", "logaddexp2", "logit", "mvlgamma",
+        "nextafter", "polygamma", "rad2deg", "special_digamma", "special_entr", "special_erf",
+        "special_erfc", "special_erfcx", "special_erfinv", "special_gammaln", "special_i0",
+        "special_i0e", "special_i1", "special_i1e", "special_log_ndtr",
+        "special_log_softmax", "special_logit", "special_multigammaln", "special_ndtr",
+        "special_ndtri", "special_polygamma", "special_psi", "special_softmax",
+        "special_xlog1py", "special_xlogy", "special_zeta")},
+    "special_round": _UNORDERED,
+    **{name: "its inputs are real by definition (it builds the complex result)" for name in (
+        "complex", "polar", "view_as_complex")},
 }
 
 # torch refuses these gradients for complex inputs unless the loss is invariant to the

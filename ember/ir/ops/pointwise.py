@@ -50,10 +50,19 @@ add = defop(
     inplace_variant=True,
 )
 
+def _sub_meta(self, other, alpha=1):
+    out = pointwise_meta(Promotion.DEFAULT, 2)(self, other, alpha)
+    if out.dtype.name == "bool":
+        from .pointwise_math import MathArgumentError   # (that module imports this one)
+        raise MathArgumentError("Subtraction, the `-` operator, with two bool tensors is not "
+                                "supported. Use the `^` or `logical_xor()` operator instead.")
+    return out
+
+
 sub = defop(
     "sub(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor",
     saves=(),
-    meta=pointwise_meta(Promotion.DEFAULT, 2),
+    meta=_sub_meta,
     reference=lambda x, y, alpha: x - y * alpha if alpha != 1 else x - y,
     derivative=lambda g, self, other, alpha: (g, -g * _c(alpha) if alpha != 1 else -g),
     tags=BINARY, promotion=Promotion.DEFAULT,
@@ -140,10 +149,33 @@ relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
              lambda g, self, out: g * (out > 0), promotion=Promotion.DEFAULT,
              samples=S.unary_samples(S.away_from_zero))
 
+def _pow_meta(self, exponent):
+    out = pointwise_meta(Promotion.BOOL_TO_LONG)(self, exponent)
+    integral = not (out.dtype.is_floating_point or out.dtype.is_complex)
+    if isinstance(exponent, int) and not isinstance(exponent, bool) and exponent < 0 and \
+            integral:
+        from .pointwise_math import MathArgumentError   # (that module imports this one)
+        raise MathArgumentError("Integers to negative integer powers are not allowed.")
+    return out
+
+
+def _pow_reference(x, y):
+    """np.power, except integer bases to negative integer exponents (a tensor exponent):
+    PyTorch gives 1 for base 1, +-1 for base -1 and 0 otherwise; NumPy raises."""
+    y = np.asarray(y)
+    if y.dtype.kind != "i" or np.asarray(x).dtype.kind not in "iu" or not np.any(y < 0):
+        return np.power(x, y)
+    negative = y < 0
+    out = np.power(x, np.where(negative, 0, y))
+    minus_one = np.where(y % 2 == 0, 1, -1).astype(out.dtype)
+    reciprocal = np.where(x == 1, 1, np.where(x == -1, minus_one, 0)).astype(out.dtype)
+    return np.where(negative, reciprocal, out)
+
+
 pow = defop(  # noqa: A001 - PyTorch's name
     "pow(Tensor self, Tensor exponent) -> Tensor",
-    meta=pointwise_meta(Promotion.BOOL_TO_LONG),
-    reference=lambda x, y: np.power(x, y),
+    meta=_pow_meta,
+    reference=_pow_reference,
     derivative=lambda g, self, exponent, out: _pow_derivative(g, self, exponent, out),
     tags=BINARY, promotion=Promotion.BOOL_TO_LONG,
     samples=S.binary_samples(make_a=S.positive, scalar=2.0), torch_ref="torch.pow",
