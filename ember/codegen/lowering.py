@@ -740,11 +740,6 @@ def lower_group(graph: Graph, name: str = "kernel") -> LoweredKernel:
             if anchor is not None and anchor in outputs:
                 raise LoweringError(f"{name}: the extern op's own result leaves the group")
             lowered = _finish_kernel(ctx, name, inputs, specs, outputs, env)
-            if anchor is not None and (lowered.kernel.inner or any(
-                    isinstance(s, K.Reduce) for s in lowered.kernel.stages)):
-                # GEMM/conv epilogues run per output tile, pointwise only: a reduction
-                # (of another operand, say) in one would read tiles nobody wrote yet
-                raise LoweringError(f"{name}: an extern op's epilogue must be pointwise")
             lowered.anchor = anchor
             return _drop_unread_inputs(lowered)
         else:
