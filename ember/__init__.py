@@ -19,6 +19,7 @@ from .ir.errors import (EmberError, ShapeError, DTypeError, EmberIndexError, Aut
                         DeviceError, OutOfMemoryError)
 from .ir import ops as _ops
 from .ir.registry import OPS as _OPS
+from .ir import composite as _composite
 from .ir.symbolic import SymbolicTensor as _SymbolicTensor
 
 from .frontend.tensor import Tensor, Size, is_tensor
@@ -32,6 +33,7 @@ from .frontend import autograd
 from .frontend.autograd import no_grad, enable_grad, set_grad_enabled, inference_mode, \
     is_grad_enabled, is_inference_mode_enabled
 
+from .frontend import composites as _composites  # noqa: E402,F401 - registers them
 _eager.install()
 _methods.install(Tensor)
 _methods.install(_SymbolicTensor)
@@ -61,6 +63,7 @@ def _export_ops(namespace: dict) -> None:
 
 
 _export_ops(globals())
+_composite.export(globals())   # PyTorch functions written as ember op calls (ir/composite.py)
 
 
 def result_type(*operands):
