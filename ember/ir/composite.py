@@ -28,19 +28,24 @@ class Composite:
     method: bool = False       # Tensor.<name>(...)
     attribute: bool = False    # Tensor.<name>, a read-only property
     namespace: str = ""        # '' or 'nn.functional', 'linalg', ...
+    replaces_op: bool = False  # ember.<name> is this wrapper of the registry op <name>
 
 
 COMPOSITES: dict[str, Composite] = {}
 
 
 def composite(name: str | None = None, *, function: bool = True, method: bool = False,
-              attribute: bool = False, namespace: str = ""):
-    """Register `fn` as PyTorch's `name` (default: the function's own name)."""
+              attribute: bool = False, namespace: str = "", replaces_op: bool = False):
+    """Register `fn` as PyTorch's `name` (default: the function's own name). With
+    `replaces_op`, `fn` is the user-facing form of the registry op of the same name (it
+    adds PyTorch's Python-level options, e.g. nonzero's as_tuple) and is exported in
+    its place."""
     def register(fn: Callable) -> Callable:
         key = name or fn.__name__
         if key in COMPOSITES:
             raise KeyError(f"composite {key!r} is registered twice")
-        COMPOSITES[key] = Composite(key, fn, function, method, attribute, namespace)
+        COMPOSITES[key] = Composite(key, fn, function, method, attribute, namespace,
+                                    replaces_op)
         fn.__name__ = key
         return fn
     return register
@@ -58,5 +63,5 @@ def install_methods(cls) -> None:
 def export(namespace: dict, where: str = "") -> None:
     """Expose the composites of namespace `where` in a module's globals (unless taken)."""
     for c in COMPOSITES.values():
-        if c.function and c.namespace == where and c.name not in namespace:
+        if c.function and c.namespace == where and (c.replaces_op or c.name not in namespace):
             namespace[c.name] = c.fn
