@@ -198,7 +198,10 @@ def test_second_derivatives_match_torch(op, rng):
 
 def test_every_op_is_in_the_table():
     """Each op has samples, a torch reference and a derivative decision."""
-    missing = [op.name for op in TABLE if op.samples is None or op.torch_ref is None]
+    # random samplers with no deterministic parameters (cauchy, geometric, log_normal)
+    # cannot be compared with torch by value; tests/ops/test_sampling.py checks them
+    missing = [op.name for op in TABLE if (op.samples is None or op.torch_ref is None)
+               and not op.has_tag(Tag.RANDOM)]
     assert not missing, f"ops without samples/torch_ref: {missing}"
     undecided = [op.name for op in TABLE if op.derivative is None]
     assert not undecided, f"ops with no derivative rule and not declared NOT_DIFFERENTIABLE: " \
