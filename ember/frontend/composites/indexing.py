@@ -172,16 +172,14 @@ def take_along_dim(input, indices, dim=None):
     """Values of input at `indices` along dim (input and indices broadcast elsewhere);
     with dim=None, input and indices are flattened."""
     _require_long("take_along_dim", indices)
-    if dim is None:
-        flat = _flat(indices)
-        flat = ops.where(ops.lt(flat, 0), flat + input.numel(), flat)
-        return ops.gather(_flat(input), 0, flat)
+    if dim is None:             # PyTorch: a gather of the flattened input, no wrapping
+        return ops.gather(_flat(input), 0, _flat(indices))
     if input.ndim != indices.ndim:
         raise ShapeError(f"torch.take_along_dim(): input and indices should have the same "
                          f"number of dimensions, but got {input.ndim} dimensions for input, "
                          f"and {indices.ndim} dimensions for indices")
     d = wrap_dim(dim, input.ndim)
-    n = input.shape[d]          # negative indices count from the end, as in take()
+    n = input.shape[d]          # along a dim, PyTorch counts negative indices from the end
     indices = ops.where(ops.lt(indices, 0), indices + n, indices)
     in_shape, ix_shape = list(input.shape), list(indices.shape)
     in_shape[d] = ix_shape[d] = 1
