@@ -38,7 +38,7 @@ NOT_COMPLEX = {
         "hardtanh", "kthvalue", "max", "max_dim", "max_pool2d", "max_pool2d_with_indices",
         "max_pool2d_with_indices_backward", "maximum", "median", "median_dim", "min",
         "min_dim", "minimum", "relu", "relu6", "remainder", "round", "sign", "sort", "topk",
-        "trunc")},
+        "trunc", "mode", "nanmedian", "nanmedian_dim")},
     **{name: _NO_KERNEL for name in (
         "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "atan2", "avg_pool2d",
         "avg_pool2d_backward", "batch_norm", "celu", "convolution", "convolution_backward_input",
@@ -52,7 +52,7 @@ NOT_COMPLEX = {
         "fft_ihfft", "fft_ihfft2", "fft_ihfftn", "fft_rfft", "fft_rfft2", "fft_rfftn")},
     **{name: _NO_COMPLEX_GRAD for name in (
         "embedding", "nan_to_num", "native_dropout", "select_scatter", "silu",
-        "slice_scatter")},
+        "slice_scatter", "scatter_reduce")},
 }
 
 # torch refuses these gradients for complex inputs unless the loss is invariant to the
