@@ -223,9 +223,7 @@ def cov(input, *, correction=1, fweights=None, aweights=None):
                            f"input with {input.ndim} dimensions")
     x = ops.reshape(input, [1, -1]) if input.ndim < 2 else input
     n = x.shape[1]
-    if not (x.dtype.is_floating_point or x.dtype.is_complex):
-        x = ops.convert_element_type(x, dtypes.get_default_dtype())
-    w = None
+    w = None                    # PyTorch's order of operations (integer sums stay exact)
     if fweights is not None:
         _check_weights("fweights", fweights, n, True)
         w = fweights
@@ -233,24 +231,21 @@ def cov(input, *, correction=1, fweights=None, aweights=None):
         _check_weights("aweights", aweights, n, False)
         w = aweights if w is None else w * aweights
     if w is None:
-        avg = ops.mean(x, [1])
-        w_sum = float(n)
-        norm = ops.full([], float(n - correction), dtype=x.dtype.to_real()
-                        if x.dtype.is_complex else x.dtype)
-    else:                       # w keeps its dtype, as in PyTorch (float32 weights sum in f32)
+        w_sum = ops.full([], n, dtype=dtypes.int64)
+        avg = ops.sum(x, [1]) / w_sum
+        norm = w_sum - correction
+    else:
         w_sum = ops.sum(w)
         avg = ops.sum(x * w, [1]) / w_sum
-        if aweights is None:
-            norm = w_sum - correction
-        else:
-            norm = w_sum - correction * ops.sum(w * aweights) / w_sum
+        norm = w_sum - correction * ops.sum(w * aweights) / w_sum \
+            if aweights is not None and correction != 0 else w_sum - correction
     norm = ops.clamp(norm, min=0)             # PyTorch: <= 0 degrees of freedom -> 0
     centered = x - ops.unsqueeze(avg, 1)
     weighted = centered if w is None else centered * w
     other = ops.transpose(weighted, 0, 1)
     if other.dtype.is_complex:
         other = ops.conj(other)
-    c = ops.matmul(centered, other) / norm
+    c = ops.div(ops.matmul(centered, other), norm)
     return ops.squeeze(c)
 
 
@@ -295,6 +290,8 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
         raise RuntimeError("diff expects input to be at least one-dimensional")
     if n < 0:
         raise RuntimeError(f"order must be non-negative but got {n}")
+    if n == 0:                  # PyTorch ignores prepend and append then
+        return input
     d = wrap_dim(dim, input.ndim)
     parts = [p for p in (_cat_edge("prepend", input, prepend, d), input,
                          _cat_edge("append", input, append, d)) if p is not None]
