@@ -27,6 +27,7 @@ from .vmap_rules_nn import (
     _class_loss_rank, _const_rank, _rank_from_weight, attention_rule, batch_norm_rule,
     conv_backward_input_rule, conv_backward_weight_rule, dropout_rule, embedding_rule,
     fold_rule, index_rule, layer_norm_rule, loop_rule, loss_rule, no_rule)
+from .vmap_rules_random import RANDOM_RULES
 from .vmap_rules_shape import (
     _dims, _dims_expand, dim_rule, expand_rule, expanded_pointwise_rule, fft_rule,
     flatten_rule, hstack_rule, masked_fill_rule, median_rule, permute_rule, pointwise_rule,
@@ -60,6 +61,7 @@ RULES: dict[str, Callable] = {
     "zeros_like": unary_rule, "ones_like": unary_rule, "full_like": unary_rule,
     # reductions that are not plain dim-reductions
     "max": reduction_rule, "min": reduction_rule, "median": median_rule,
+    "nanmedian": median_rule, "scatter_reduce": _dims_expand,
     # linear algebra
     "matmul": matmul_rule, "mm": matmul_rule, "bmm": matmul_rule, "mv": matmul_rule,
     "dot": matmul_rule, "outer": outer_rule, "addmm": addmm_rule, "baddbmm": addmm_rule,
@@ -96,6 +98,8 @@ RULES: dict[str, Callable] = {
     "_batch_norm_running_stat": no_rule("it updates statistics shared by the whole batch"),
 }
 RULES["triu"] = RULES["tril"]
+RULES.update(RANDOM_RULES)
+RULES["copy_"] = self_shaped_rule      # x.copy_(src) into a batched x (fill_, zero_, normal_)
 
 for _name in ("softmax", "log_softmax", "cumsum", "cumprod", "cummax", "cummin",
               "logcumsumexp", "sort", "argsort", "topk", "select", "slice", "narrow",
@@ -111,6 +115,11 @@ LOOPED = {
     "linalg_lstsq": "its residuals output is empty or not depending on the batch rank",
     "linalg_tensorinv": "it splits the example's dims at `ind`; no leading batch dims",
     "linalg_tensorsolve": "it splits the example's dims by B's rank; no leading batch dims",
+    "searchsorted": "a batched 1-D boundary would need expanding to the batch's rows",
+    "nonzero_static": "coordinates are per example (the batch dim must not appear in them)",
+    "histc": "its range defaults to each example's own min and max",
+    "_histogramdd_bin_edges": "bin edges default to each example's own min and max",
+    "_histogramdd_from_bin_tensors": "points are counted per example",
 }
 
 
@@ -128,6 +137,10 @@ def _shared_index_rule(op, bound, ctx):
 RULES["index_select"] = RULES["index_add"] = _shared_index_rule
 
 
+_DATA_DEPENDENT = no_rule("its output shape depends on each example's values, so the "
+                          "examples' results cannot be stacked")
+
+
 def rule_for(op: OpDef) -> Callable:
     """The batching rule of `op` (see the module docstring for the lookup order)."""
     if op.name in RULES:
@@ -138,6 +151,8 @@ def rule_for(op: OpDef) -> Callable:
         if Tag.POINTWISE in op.tags:
             return self_shaped_rule
         return no_rule("in-place op; vmap only batches in-place pointwise ops")
+    if Tag.DYNAMIC_SHAPE in op.tags:
+        return _DATA_DEPENDENT
     if Tag.POINTWISE in op.tags:
         return unary_rule if _single_tensor(op) else pointwise_rule
     if Tag.REDUCTION in op.tags:
