@@ -19,6 +19,7 @@ from .ir.errors import (EmberError, ShapeError, DTypeError, EmberIndexError, Aut
                         DeviceError, OutOfMemoryError)
 from .ir import ops as _ops
 from .ir.registry import OPS as _OPS
+from .ir import composite as _composite
 from .ir.symbolic import SymbolicTensor as _SymbolicTensor
 
 from .frontend.tensor import Tensor, Size, is_tensor
@@ -32,6 +33,7 @@ from .frontend import autograd
 from .frontend.autograd import no_grad, enable_grad, set_grad_enabled, inference_mode, \
     is_grad_enabled, is_inference_mode_enabled
 
+from .frontend import composites as _composites  # noqa: E402,F401 - registers them
 _eager.install()
 _methods.install(Tensor)
 _methods.install(_SymbolicTensor)
@@ -66,6 +68,7 @@ _export_ops(globals())
 from .frontend.nn._functional_norms import cdist, pdist, cosine_similarity, pairwise_distance  # noqa: E402,F401,E501
 from .frontend.nn._functional_grid import (grid_sampler, grid_sampler_2d,  # noqa: E402,F401
                                           grid_sampler_3d, affine_grid_generator)
+_composite.export(globals())   # PyTorch functions written as ember op calls (ir/composite.py)
 
 
 def result_type(*operands):

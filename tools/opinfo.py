@@ -39,6 +39,8 @@ RANDOM_OPS = {
     "nn.functional.fractional_max_pool2d", "nn.functional.fractional_max_pool3d",
     "torch.empty", "svd_lowrank", "pca_lowrank", "resize_", "resize_as_",
 }
+# entries whose op is `wrapper_set_seed(torch.Tensor.<name>_, ...)`: ember's <name>_ method
+INPLACE_SAMPLERS = {"uniform", "cauchy", "exponential", "geometric", "log_normal"}
 # entries outside the scope of the CPU float/complex surface (sparse, CUDA-only, private)
 OUT_OF_SCOPE_PREFIXES = ("sparse.", "jiterator_", "torch._scaled_mm", "torch.ops.aten.",
                          "_", "to_sparse")
@@ -90,9 +92,20 @@ def resolve(name: str):
     if (obj is None or isinstance(obj, ember.dtype)) and len(parts) == 1:
         # method-only entries (Tensor.double, Tensor.int, ...) share names with dtypes
         method = getattr(ember.Tensor, name, None)
+        if isinstance(method, property):          # T, mT, H, mH: attributes
+            return lambda self: getattr(self, name)
         if method is not None:
             return lambda self, *a, **k: getattr(self, name)(*a, **k)
+        if name in INPLACE_SAMPLERS and hasattr(ember.Tensor, name + "_"):
+            return lambda self, *a, **k: getattr(self.clone(), name + "_")(*a, **k)
     return obj
+
+
+def resolve_inplace(name: str):
+    """`lambda x, *a: x.clone().<name>_(*a)`, or None where ember lacks the method."""
+    if not hasattr(_ember().Tensor, name + "_"):
+        return None
+    return lambda self, *a, **k: getattr(self.clone(), name + "_")(*a, **k)
 
 
 # --- torch <-> ember values ---------------------------------------------------------
@@ -349,6 +362,8 @@ def ported(info, fn):
 
 def check_entry(info, *, dtypes=DTYPE_NAMES, grad=True, limit=12):
     fn = ported(info, resolve(info.name))
+    if (info.name, info.variant_test_name) == ("normal", "in_place"):
+        fn = resolve_inplace("normal")
     record = {"name": info.name, "variant": info.variant_test_name,
               "exists": fn is not None, "passed": 0, "failures": []}
     if fn is None:

@@ -6,6 +6,7 @@ take sizes as varargs (`x.view(2, 3)`) get their arguments packed here, once.
 """
 from __future__ import annotations
 
+from ..ir.composite import install_methods as install_composites
 from ..ir.meta import contiguous_format
 from ..ir.registry import OPS
 from .tensor import Tensor
@@ -113,6 +114,7 @@ def install(cls=Tensor) -> None:
             setattr(cls, name, make(OPS[name]))
     cls.contiguous = _contiguous
     cls.__hash__ = lambda self: id(self)
+    install_composites(cls)
 
 
 # --- traced values ------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class Tag(enum.Enum):
     FACTORY = "factory"            # makes a tensor from no tensor
     LINALG = "linalg"
     FFT = "fft"
+    DYNAMIC_SHAPE = "dynamic_shape"  # output shape depends on input values: eager only
 
 
 class Promotion(enum.Enum):

@@ -27,6 +27,7 @@ from .vmap_rules_nn import (
     _class_loss_rank, _const_rank, _rank_from_weight, attention_rule, batch_norm_rule,
     conv_backward_input_rule, conv_backward_weight_rule, dropout_rule, embedding_rule,
     fold_rule, index_rule, layer_norm_rule, loop_rule, loss_rule, no_rule)
+from .vmap_rules_random import RANDOM_RULES
 from .vmap_rules_shape import (
     _dims, _dims_expand, dim_rule, expand_rule, expanded_pointwise_rule, fft_rule,
     flatten_rule, hstack_rule, masked_fill_rule, median_rule, permute_rule, pointwise_rule,
@@ -61,6 +62,7 @@ RULES: dict[str, Callable] = {
     "zeros_like": unary_rule, "ones_like": unary_rule, "full_like": unary_rule,
     # reductions that are not plain dim-reductions
     "max": reduction_rule, "min": reduction_rule, "median": median_rule,
+    "nanmedian": median_rule, "scatter_reduce": _dims_expand,
     # linear algebra
     "matmul": matmul_rule, "mm": matmul_rule, "bmm": matmul_rule, "mv": matmul_rule,
     "dot": matmul_rule, "outer": outer_rule, "addmm": addmm_rule, "baddbmm": addmm_rule,
@@ -141,6 +143,8 @@ for _nd in (1, 2, 3):
         RULES.setdefault(_name, fold_rule(_const_rank(_nd + 2)))
 for _name in ("upsample_bicubic2d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa"):
     RULES[_name] = fold_rule(_const_rank(4))
+RULES.update(RANDOM_RULES)
+RULES["copy_"] = self_shaped_rule      # x.copy_(src) into a batched x (fill_, zero_, normal_)
 
 for _name in ("softmax", "log_softmax", "cumsum", "cumprod", "cummax", "cummin",
               "logcumsumexp", "sort", "argsort", "topk", "select", "slice", "narrow",
@@ -163,6 +167,11 @@ LOOPED = {
         "upsample_linear1d", "upsample_bilinear2d", "upsample_trilinear3d",
         "upsample_bicubic2d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa")},
     "isin": "each example may test against its own set of elements",
+    "searchsorted": "a batched 1-D boundary would need expanding to the batch's rows",
+    "nonzero_static": "coordinates are per example (the batch dim must not appear in them)",
+    "histc": "its range defaults to each example's own min and max",
+    "_histogramdd_bin_edges": "bin edges default to each example's own min and max",
+    "_histogramdd_from_bin_tensors": "points are counted per example",
 }
 
 
@@ -180,6 +189,10 @@ def _shared_index_rule(op, bound, ctx):
 RULES["index_select"] = RULES["index_add"] = _shared_index_rule
 
 
+_DATA_DEPENDENT = no_rule("its output shape depends on each example's values, so the "
+                          "examples' results cannot be stacked")
+
+
 def rule_for(op: OpDef) -> Callable:
     """The batching rule of `op` (see the module docstring for the lookup order)."""
     if op.name in RULES:
@@ -190,6 +203,8 @@ def rule_for(op: OpDef) -> Callable:
         if Tag.POINTWISE in op.tags:
             return self_shaped_rule
         return no_rule("in-place op; vmap only batches in-place pointwise ops")
+    if Tag.DYNAMIC_SHAPE in op.tags:
+        return _DATA_DEPENDENT
     if Tag.POINTWISE in op.tags:
         return unary_rule if _single_tensor(op) else pointwise_rule
     if Tag.REDUCTION in op.tags:

@@ -133,8 +133,10 @@ WHOLE_TENSOR_REDUCTIONS = {"max": OPS["amax"], "min": OPS["amin"]}
 
 
 def median_rule(op, bound, ctx):
+    """median()/nanmedian() of a whole example: the dim form over each flattened example."""
     flat = front(bound[0]).reshape([ctx.batch_size, -1])
-    return Batched(ops.median_dim(flat, 1)[0], 0)
+    dim_form = ops.nanmedian_dim if op.name == "nanmedian" else ops.median_dim
+    return Batched(dim_form(flat, 1)[0], 0)
 
 
 def squeeze_rule(op, bound, ctx):

@@ -38,7 +38,7 @@ NOT_COMPLEX = {
         "hardtanh", "kthvalue", "max", "max_dim", "max_pool2d", "max_pool2d_with_indices",
         "max_pool2d_with_indices_backward", "maximum", "median", "median_dim", "min",
         "min_dim", "minimum", "relu", "relu6", "remainder", "round", "sign", "sort", "topk",
-        "trunc")},
+        "trunc", "mode", "nanmedian", "nanmedian_dim")},
     **{name: _NO_KERNEL for name in (
         "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "atan2", "avg_pool2d",
         "avg_pool2d_backward", "batch_norm", "celu", "convolution", "convolution_backward_input",
@@ -80,6 +80,7 @@ NOT_COMPLEX = {
     "special_round": _UNORDERED,
     **{name: "its inputs are real by definition (it builds the complex result)" for name in (
         "complex", "polar", "view_as_complex")},
+        "slice_scatter", "scatter_reduce")},
 }
 
 # torch refuses these gradients for complex inputs unless the loss is invariant to the

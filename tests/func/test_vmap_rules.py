@@ -24,7 +24,9 @@ SAMPLED = [op for op in OPS.values() if op.samples is not None and Tag.INPLACE n
 
 # Ops that raise under vmap (with the reason the rule gives), pinned so the list only
 # shrinks on purpose.
-NO_RULE = {"as_strided", "as_strided_scatter", "_batch_norm_running_stat"}
+NO_RULE = {"as_strided", "as_strided_scatter", "_batch_norm_running_stat",
+           # data-dependent output shapes (Tag.DYNAMIC_SHAPE): torch's vmap refuses them too
+           "nonzero", "unique", "unique_consecutive", "repeat_interleave", "bincount"}
 
 
 def _scaled(value):
@@ -108,6 +110,8 @@ def test_vmap_matches_per_example(op, rng):
     except BatchingRuleError as e:
         assert op.name in NO_RULE, f"{op.name} has no batching rule: {e}"
         assert op.name in str(e)
+    except ember.ShapeError as e:      # refused while tracing, before any rule runs
+        assert op.has_tag(Tag.DYNAMIC_SHAPE) and "data-dependent" in str(e), str(e)
 
 
 def test_ops_without_batching_rules_are_few_and_named():
@@ -115,6 +119,26 @@ def test_ops_without_batching_rules_are_few_and_named():
                      if getattr(vmap_rules.rule_for(op), "reason", None) is not None
                      and Tag.INPLACE not in op.tags and op.schema.tensor_arg_indices)
     assert missing == sorted(NO_RULE), f"ops with no batching rule: {missing}"
+
+
+@pytest.mark.parametrize("fill, same_ok", [
+    (lambda t: t.uniform_(-1, 1), True), (lambda t: t.exponential_(), True),
+    (lambda t: t.normal_(), True), (lambda t: t.random_(0, 1000), True),
+    (lambda t: ember.bernoulli(t.sigmoid()), False), (lambda t: t.bernoulli_(0.5), False)],
+    ids=["uniform_", "exponential_", "normal_", "random_", "bernoulli", "bernoulli_"])
+def test_vmap_randomness_of_samplers(fill, same_ok):
+    x = ember.zeros(4, 3)
+    with pytest.raises(BatchingRuleError, match="random"):
+        ember.func.vmap(lambda t: fill(t.clone()))(x)
+    different = ember.func.vmap(lambda t: fill(t.clone()), randomness="different")(x)
+    assert different.shape == (4, 3)
+    assert len({tuple(r) for r in different.numpy().tolist()}) > 1
+    if not same_ok:
+        with pytest.raises(BatchingRuleError, match="same"):
+            ember.func.vmap(lambda t: fill(t.clone()), randomness="same")(x)
+        return
+    same = ember.func.vmap(lambda t: fill(t.clone()), randomness="same")(x).numpy()
+    assert all(row == same.tolist()[0] for row in same.tolist())
 
 
 def test_looped_ops_are_listed():

@@ -141,7 +141,8 @@ class OpNode(Node):
                      for g, (shape, dtype) in _flatten_grads(raw, self.input_metas))
 
     def _materialize(self, grads):
-        if self.n_outputs == 1 and not isinstance(self.output_metas, list):
+        schema = self.op.schema          # a one-element Tensor[] result still gets a tuple
+        if self.n_outputs == 1 and not (schema.returns_list or schema.returns_tuple):
             (g,) = grads
             if g is None:
                 shape, dtype = self.output_metas[0]

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..dtypes import int64
 from ..errors import EmberIndexError, ShapeError
 from ..meta import TensorMeta, contiguous_format, suggest_memory_format, preserve_format
 from ..registry import Tag, defop
@@ -295,13 +296,28 @@ def _as_strided_reference(x, size, stride, storage_offset):
                                            tuple(s * x.itemsize for s in stride))
 
 
+def _as_strided_grad(g, self, size, stride, storage_offset):
+    """Each element of self (taken as contiguous storage) receives the sum of g over the
+    output positions that read it: overlapping windows (stride 0, stride < size) add up."""
+    from .creation import arange, full
+    from .joining import index_put
+    flat = full([], storage_offset, dtype=int64)
+    for k, (n, st) in enumerate(zip(size, stride)):
+        steps = arange(0, n, dtype=int64) * st
+        flat = flat + reshape(steps, [n if j == k else 1 for j in range(len(size))])
+    flat = reshape(expand(flat, list(size)), [-1])
+    if math.prod(self.shape) == 0:
+        return full(list(self.shape), 0, dtype=g.dtype)
+    zeros = full([math.prod(self.shape)], 0, dtype=g.dtype)
+    return reshape(index_put(zeros, [flat], reshape(g, [-1]), True), list(self.shape))
+
+
 as_strided = defop(
     "as_strided(Tensor self, int[] size, int[] stride, int? storage_offset=None) -> Tensor",
     meta=lambda self, size, stride, storage_offset: view_meta(self, size, stride),
     reference=_as_strided_reference,
-    derivative=lambda g, self, size, stride, storage_offset: as_strided_scatter(
-        zeros_like(self, memory_format=contiguous_format), g, size, stride,
-        storage_offset or 0),
+    derivative=lambda g, self, size, stride, storage_offset: _as_strided_grad(
+        g, self, size, stride, storage_offset or 0),
     tags=VIEW, method=True,
     samples=lambda rng: [S.Sample((S.randn(rng, 4, 4), [2, 2], [4, 1], 5)),
                          S.Sample((S.randn(rng, 9), [3, 3], [3, 1]))],
