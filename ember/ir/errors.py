@@ -20,12 +20,16 @@ class EmberError(Exception):
     """Base of every error ember raises on purpose."""
 
 
-class ShapeError(EmberError, ValueError):
-    """Shapes that do not fit an op (mismatch, bad dim, bad size)."""
+class ShapeError(EmberError, ValueError, RuntimeError):
+    """Shapes that do not fit an op (mismatch, bad dim, bad size).
+
+    Also a RuntimeError: PyTorch raises RuntimeError for these, so code written for it
+    (`except RuntimeError`, `pytest.raises(RuntimeError)`) keeps working."""
 
 
-class DTypeError(EmberError, TypeError):
-    """A dtype an op does not accept, or a cast PyTorch would refuse."""
+class DTypeError(EmberError, TypeError, RuntimeError):
+    """A dtype an op does not accept, or a cast PyTorch would refuse (a RuntimeError in
+    PyTorch for most ops, a TypeError for some: both are caught)."""
 
 
 class EmberIndexError(EmberError, IndexError):

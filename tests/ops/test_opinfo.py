@@ -2,9 +2,10 @@
 
 Every in-scope CPU entry is mapped by name to ember (`tools/opinfo.py` says how) and
 must pass every sample in float32/float64/complex64/int64/bool (those torch supports for
-it), values and float64 gradients. Entries that do not pass yet are listed, each with its
-reason, in `opinfo_expected_failures.txt` beside this file; they run as strict xfails, so
-one that starts passing fails here until it is taken off the list.
+it), values and float64 gradients; and each of its error_inputs must raise torch's
+exception type. Entries that do not pass yet are listed, each with its reason, in
+`opinfo_expected_failures.txt` beside this file (`name [errors]` for the error inputs);
+they run as strict xfails, so one that starts passing fails here until it is taken off.
 """
 from __future__ import annotations
 
@@ -19,22 +20,41 @@ import opinfo  # noqa: E402
 
 EXPECTED = opinfo.read_expected(Path(__file__).with_name("opinfo_expected_failures.txt"))
 ENTRIES = {k: v for k, v in opinfo.entries().items() if opinfo.in_scope(v.name)}
+_RECORDS: dict[str, dict] = {}
 
 
-def _param(key):
-    if key in EXPECTED:
-        return pytest.param(key, marks=pytest.mark.xfail(reason=EXPECTED[key][:200],
-                                                         strict=True))
-    return key
+def _record(key):
+    """One check per entry, shared by the values and the error-inputs test."""
+    if key not in _RECORDS:
+        _RECORDS[key] = opinfo.check_entry(ENTRIES[key], limit=6)
+    return _RECORDS[key]
 
 
-@pytest.mark.parametrize("key", [_param(k) for k in sorted(ENTRIES)])
+def _params(suffix=""):
+    out = []
+    for key in sorted(ENTRIES):
+        why = EXPECTED.get(key + suffix)
+        marks = [pytest.mark.xfail(reason=why[:200], strict=True)] if why else []
+        out.append(pytest.param(key, marks=marks, id=key))
+    return out
+
+
+@pytest.mark.parametrize("key", _params())
 def test_opinfo_entry(key):
-    record = opinfo.check_entry(ENTRIES[key], limit=6)
+    record = _record(key)
     assert record["exists"], f"{key}: not in ember"
     assert not record["failures"], f"{key}: " + "\n".join(record["failures"][:5])
 
 
+@pytest.mark.parametrize("key", _params(" [errors]"))
+def test_opinfo_error_inputs(key):
+    record = _record(key)
+    if not record["exists"]:
+        pytest.skip(f"{key} is not in ember (see test_opinfo_entry)")
+    assert not record["error_failures"], f"{key}: " + "\n".join(record["error_failures"][:5])
+
+
 def test_expected_failures_name_real_entries():
-    stale = sorted(set(EXPECTED) - set(ENTRIES))
+    names = {k.removesuffix(" [errors]") for k in EXPECTED}
+    stale = sorted(names - set(ENTRIES))
     assert not stale, f"opinfo_expected_failures.txt names entries op_db lacks: {stale}"
