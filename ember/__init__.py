@@ -45,6 +45,8 @@ from . import optim  # noqa: E402
 from . import linalg  # noqa: E402
 from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' lowering rules
 from .frontend.asserts import _assert  # noqa: E402,F401
+from .frontend.comparison import allclose, equal  # noqa: E402,F401
+from .frontend.serialization import save, load  # noqa: E402,F401
 from . import fft  # noqa: E402
 from . import backends  # noqa: E402
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
