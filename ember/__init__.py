@@ -1,6 +1,6 @@
 """ember: a compiler-centric deep-learning system with a PyTorch-shaped API.
 
-Layers (DESIGN.md): frontend -> passes -> codegen -> runtime, all over ir.
+Layers (docs/design.md): frontend -> passes -> codegen -> runtime, all over ir.
 This module re-exports the user API: tensors, dtypes, ops, autograd, nn, ...
 """
 from __future__ import annotations
