@@ -100,3 +100,13 @@ def test_cli_opt_normalizes_fx_text(tmp_path):
     result = CliRunner().invoke(main, ["opt", "--passes=dce"], input=text)
     assert result.exit_code == 0, result.output
     assert "relu(%x)" in result.output and "mul(%0, 2.0)" in result.output
+
+
+def test_compiling_a_traced_graph_module_matches_eager():
+    module, x = Scaled(), ember.randn(3, 4)
+    gm = fx.symbolic_trace(module)
+    compiled = ember.compile(gm)
+    np.testing.assert_allclose(compiled(x).detach().numpy(), module(x).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert compiled.graph.nodes and not any(n.op == OpKind.call_method
+                                            for n in compiled.graph.nodes)
