@@ -1,6 +1,6 @@
 """ember: a compiler-centric deep-learning system with a PyTorch-shaped API.
 
-Layers (DESIGN.md): frontend -> passes -> codegen -> runtime, all over ir.
+Layers (docs/design.md): frontend -> passes -> codegen -> runtime, all over ir.
 This module re-exports the user API: tensors, dtypes, ops, autograd, nn, ...
 """
 from __future__ import annotations
@@ -46,8 +46,9 @@ from .frontend.models import save_weights, load_weights  # noqa: E402
 from . import optim  # noqa: E402
 from . import linalg  # noqa: E402
 from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' lowering rules
-from .frontend.compile import compile  # noqa: E402,A001
-from .frontend.compile_train import compile_train_step  # noqa: E402
+from .frontend.asserts import _assert  # noqa: E402,F401
+from .frontend.comparison import allclose, equal  # noqa: E402,F401
+from .frontend.serialization import save, load  # noqa: E402,F401
 from . import fft  # noqa: E402
 from . import ops  # noqa: E402 - torch.ops.aten's names over the registry
 from . import special  # noqa: E402
@@ -89,3 +90,47 @@ def numel(t) -> int:
 
 
 __version__ = "0.1.0"
+
+# Loaded on first use: `import ember; ember.fx.symbolic_trace(m)` works, and `import
+# ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.
+_LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes"})
+_LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
+                    "compile_train_step": ("ember.frontend.compile_train",
+                                           "compile_train_step")}
+
+
+def __getattr__(name: str):
+    import importlib
+    if name in _LAZY_ATTRIBUTES:
+        module, attribute = _LAZY_ATTRIBUTES[name]
+        value = getattr(importlib.import_module(module), attribute)
+    elif name in _LAZY_SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'ember' has no attribute '{name}'")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_SUBMODULES | set(_LAZY_ATTRIBUTES))
+
+
+def _publish_names() -> None:
+    """Functions and missing attributes carry the public module's name (frontend/public.py)."""
+    import sys
+    from .frontend import public
+    from .nn import functional, init
+    for module, name in ((functional, "ember.nn.functional"), (init, "ember.nn.init"),
+                         (fft, "ember.fft"), (linalg, "ember.linalg")):
+        public.publish_functions(module, name)
+    public.publish_functions(sys.modules[__name__], "ember")
+    for module, name in ((functional, "ember.nn.functional"), (init, "ember.nn.init"),
+                         (autograd, "ember.autograd"), (cuda, "ember.cuda"),
+                         (autograd.functional, "ember.autograd.functional"),
+                         (autograd.forward_ad, "ember.autograd.forward_ad")):
+        if module.__name__ != name:
+            public.name_missing_attributes(module, name)
+
+
+_publish_names()

@@ -1,6 +1,7 @@
 """The `ember` command: a click group; each tool is one subcommand.
 
     ember opt --passes=dce,cse model.ir        # like mlir-opt: text in, text out
+    ember --version                            # also `python -m ember ...`
 
 Errors exit non-zero with one line saying what was wrong (parse errors carry
 line:column, verifier errors the pass and the node); --traceback shows the rest.
@@ -16,7 +17,14 @@ import click
 from .ir.errors import EmberError
 
 
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
 @click.group()
+@click.version_option(_version(), "--version", prog_name="ember",
+                      message="%(prog)s %(version)s")
 def main() -> None:
     """ember: a compiler-centric deep-learning system."""
 
@@ -32,13 +40,37 @@ def _fail(err: BaseException, show_traceback: bool) -> None:
     sys.exit(1)
 
 
-def _load_constants(path: str | None) -> dict:
-    """Constants for get_attr nodes from a .safetensors file (name -> Tensor)."""
+def _load_constants(path: str | None, graph) -> dict:
+    """Constants for get_attr nodes from a .safetensors file (name -> Tensor), each
+    checked against the type the IR declares for it."""
     if path is None:
         return {}
-    from safetensors.numpy import load_file
     from . import tensor
-    return {name: tensor(array) for name, array in load_file(path).items()}
+    from .frontend.models.weights import read_safetensors
+    arrays = read_safetensors(path)
+    _check_weight_types(arrays, graph, path)
+    return {name: tensor(array) for name, array in arrays.items()}
+
+
+def _check_weight_types(arrays: dict, graph, path: str) -> None:
+    """Every weight a typed get_attr names must have the declared shape and dtype."""
+    from .ir.dtypes import from_numpy_dtype
+    from .ir.errors import ArtifactError
+    from .ir.meta import TensorMeta
+    for node in graph.nodes:
+        declared = node.meta.get("val")
+        array = arrays.get(str(node.target)) if node.op == "get_attr" else None
+        if array is None or not isinstance(declared, TensorMeta):
+            continue
+        try:
+            dtype = from_numpy_dtype(array.dtype).short
+        except EmberError:
+            dtype = str(array.dtype)
+        got = f"{dtype}[{','.join(str(s) for s in array.shape)}]"
+        want = f"{declared.dtype.short}[{','.join(str(s) for s in declared.shape)}]"
+        if got != want:
+            raise ArtifactError(f"{path}: weight {str(node.target)!r} is {got}, but the IR "
+                                f"declares {want}")
 
 
 def _save_constants(graph, constants: dict, path: str) -> None:
@@ -76,7 +108,7 @@ def opt(input_file, pipeline, output, verify_each, print_ir_before, print_ir_aft
                                           print_ir_after=print_ir_after,
                                           dump_to=sys.stderr)
         graph = parse(input_file.read())
-        ctx = PassContext(_load_constants(weights))
+        ctx = PassContext(_load_constants(weights, graph))
         report = manager.run(graph, ctx)
         if save_weights:
             _save_constants(graph, ctx.constants, save_weights)

@@ -100,3 +100,49 @@ def test_opt_weights_feed_constant_folding(tmp_path):
     (name, value), = load_file(str(saved)).items()
     assert name in result.stdout
     np.testing.assert_allclose(value, np.exp(np.arange(4, dtype=np.float32)), rtol=1e-6)
+
+
+# --- bad weights, version ----------------------------------------------------------------------
+WEIGHTED_IR = ("graph(%x: f32[4]):\n  %0 = get_attr \"w\" : f32[4]\n"
+               "  %1 = add(%x, %0) : f32[4]\n  return %1\n")
+
+
+def test_opt_corrupt_weights_is_one_line_naming_the_file(tmp_path):
+    weights = tmp_path / "broken.safetensors"
+    weights.write_bytes(b"this is not a safetensors file")
+    result = invoke("opt", "--passes=dce", "--weights", str(weights), "-", stdin=WEIGHTED_IR)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {weights}: not a valid safetensors file")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("array,got", [(np.zeros(3, np.float32), "f32[3]"),
+                                       (np.zeros(4, np.float64), "f64[4]"),
+                                       (np.zeros((4, 1), np.float32), "f32[4,1]")])
+def test_opt_weights_must_match_the_ir_types(tmp_path, array, got):
+    from safetensors.numpy import save_file
+    weights = tmp_path / "w.safetensors"
+    save_file({"w": array}, str(weights))
+    result = invoke("opt", "--passes=dce", "--weights", str(weights), "-", stdin=WEIGHTED_IR)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: {weights}: weight 'w' is {got}, but the IR "
+                                     "declares f32[4]")
+
+
+def test_load_weights_on_a_corrupt_file_names_it(tmp_path):
+    import ember
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"\x00" * 3)
+    with pytest.raises(ember.ArtifactError, match=f"{path}: not a valid safetensors file"):
+        ember.load_weights(ember.nn.Linear(2, 2), path)
+
+
+def test_version_and_python_dash_m():
+    import subprocess
+    import sys
+    import ember
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"ember {ember.__version__}"
+    out = subprocess.run([sys.executable, "-m", "ember", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == f"ember {ember.__version__}"

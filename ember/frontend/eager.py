@@ -2,7 +2,8 @@
 
 For every op call: check devices, run the meta rule (the one source of shapes,
 dtypes and error messages), promote operands, run the NumPy reference, wrap the
-results (views share storage), and record the autograd node. In-place variants
+results (views share storage), and record the autograd node. NumPy's floating-point
+warnings are silenced around the kernel: PyTorch returns inf/nan without a word. In-place variants
 compute out of place, write into their target, bump its version and rebase its
 autograd history (through `as_strided_scatter` when the target is a view).
 """
@@ -32,8 +33,11 @@ def run_op(op: OpDef, args: tuple):
         from .eager_cuda import compute
         outputs = compute(op, args, out_meta)
     else:
-        result = op.reference(*_reference_args(op, args))
-        outputs = _wrap_outputs(op, args, result, out_meta)
+        # IEEE results (exp overflow -> inf, log(0) -> -inf, 0/0 -> nan) are answers, as in
+        # PyTorch, not warnings: NumPy's RuntimeWarnings stay inside the kernel
+        with np.errstate(all="ignore"):
+            result = op.reference(*_reference_args(op, args))
+            outputs = _wrap_outputs(op, args, result, out_meta)
     if grad_mode.is_grad_enabled() and _needs_grad(op, args):
         _record(op, args, outputs)
     return outputs
@@ -171,7 +175,8 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
         from .eager_cuda import copy_into
         copy_into(target, result)
     else:
-        np.copyto(target._array, result._array, casting="unsafe")
+        with np.errstate(all="ignore"):     # inf/nan into an int target: as PyTorch, quietly
+            np.copyto(target._array, result._array, casting="unsafe")
     target._bump_version()
     if recording and result.requires_grad:
         _rebase_history(target, result)

@@ -259,4 +259,60 @@ def _flatten(value) -> list:
     return []
 
 
-__all__ = ["trace", "TracerWarning"]
+# --- TorchScript's decorators and queries ------------------------------------------------------
+# ember has no TorchScript compiler: code runs as Python (and compiles with ember.compile),
+# so these keep torch.jit's names and eager meaning for code written against it.
+def script(obj, *args, **kwargs):
+    """Returns `obj` (a Module or function) unchanged: ember runs it as the Python it is.
+    torch.jit.script's result runs the same computation; for a graph, use
+    ember.jit.trace or ember.fx.symbolic_trace, and ember.compile to compile it."""
+    return obj
+
+
+def _mark(fn, how: str):
+    try:
+        fn._ember_jit = how
+    except (AttributeError, TypeError):    # a builtin or a bound method: nothing to mark
+        pass
+    return fn
+
+
+def unused(fn):
+    """Decorator: leave a method out of scripting (it still runs eagerly)."""
+    return _mark(fn, "unused")
+
+
+def ignore(drop=False, **kwargs):
+    """Decorator (`@ignore` or `@ignore(drop=True)`): the function stays Python."""
+    if callable(drop):
+        return _mark(drop, "ignore")
+    return lambda fn: _mark(fn, "ignore")
+
+
+def export(fn):
+    """Decorator: a method to compile besides forward (here: it is already callable)."""
+    return _mark(fn, "export")
+
+
+def _overload_method(fn):
+    """Declares an overload of a method (for TorchScript's type checks); returns it."""
+    return _mark(fn, "overload")
+
+
+def annotate(the_type, the_value):
+    """Type hint for TorchScript; returns the value."""
+    return the_value
+
+
+def is_scripting() -> bool:
+    """False: nothing here runs as TorchScript (torch.jit.is_scripting outside script)."""
+    return False
+
+
+def is_tracing() -> bool:
+    """True while ember.jit.trace is recording (torch.jit.is_tracing)."""
+    return any(isinstance(mode, _JitRecorder) for mode in dispatch.active_modes())
+
+
+__all__ = ["trace", "TracerWarning", "script", "unused", "ignore", "export",
+           "_overload_method", "annotate", "is_scripting", "is_tracing"]

@@ -8,19 +8,9 @@ from __future__ import annotations
 
 from ..ir.composite import install_methods as install_composites
 from ..ir.meta import contiguous_format
+from ..ir.operators import BINARY, UNARY, VARARG_METHODS, pack_sizes as _pack_sizes
 from ..ir.registry import OPS
 from .tensor import Tensor
-
-# PyTorch methods whose first argument may be given as varargs: x.view(2, 3)
-VARARG_METHODS = {"view", "reshape", "permute", "expand", "repeat", "tile", "flip"}
-
-
-def _pack_sizes(args):
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        return list(args[0])
-    if len(args) == 1 and hasattr(args[0], "__len__") and not isinstance(args[0], int):
-        return list(args[0])
-    return list(args)
 
 
 def _method(op):
@@ -45,32 +35,23 @@ def _binary(op_name, reflected=False):
     return method
 
 
-OPERATORS = {
-    "__add__": ("add", False), "__radd__": ("add", True), "__iadd__": ("add_", False),
-    "__sub__": ("sub", False), "__rsub__": ("sub", True), "__isub__": ("sub_", False),
-    "__mul__": ("mul", False), "__rmul__": ("mul", True), "__imul__": ("mul_", False),
-    "__truediv__": ("div", False), "__rtruediv__": ("div", True), "__itruediv__": ("div_", False),
-    "__pow__": ("pow", False), "__rpow__": ("pow", True), "__ipow__": ("pow_", False),
-    "__matmul__": ("matmul", False), "__rmatmul__": ("matmul", True),
-    "__floordiv__": ("floor_divide", False), "__rfloordiv__": ("floor_divide", True),
-    "__mod__": ("remainder", False), "__rmod__": ("remainder", True),
-    "__and__": ("bitwise_and", False), "__rand__": ("bitwise_and", True),
-    "__or__": ("bitwise_or", False), "__ror__": ("bitwise_or", True),
-    "__xor__": ("bitwise_xor", False), "__rxor__": ("bitwise_xor", True),
-    "__lshift__": ("bitwise_left_shift", False), "__rshift__": ("bitwise_right_shift", False),
-    "__rlshift__": ("bitwise_left_shift", True), "__rrshift__": ("bitwise_right_shift", True),
-    "__ilshift__": ("bitwise_left_shift_", False), "__irshift__": ("bitwise_right_shift_", False),
-    "__iand__": ("bitwise_and_", False), "__ior__": ("bitwise_or_", False),
-    "__ixor__": ("bitwise_xor_", False), "__ifloordiv__": ("floor_divide_", False),
-    "__imod__": ("remainder_", False),
-    # Python 2 names PyTorch still defines
-    "__div__": ("div", False), "__rdiv__": ("div", True), "__idiv__": ("div_", False),
-    "__eq__": ("eq", False), "__ne__": ("ne", False), "__lt__": ("lt", False),
-    "__le__": ("le", False), "__gt__": ("gt", False), "__ge__": ("ge", False),
-}
+def _operator_table() -> dict:
+    """dunder -> (op name, reflected), from ir.operators' one table."""
+    table = {}
+    for row in BINARY:
+        table[row.dunder] = (row.op_name, False)
+        if row.reflected:
+            table[row.dunder.replace("__", "__r", 1)] = (row.op_name, True)
+        if row.inplace_op:
+            table[row.dunder.replace("__", "__i", 1)] = (row.inplace_op, False)
+    # Python 2's division names, which PyTorch's Tensor still defines
+    table["__div__"], table["__rdiv__"], table["__idiv__"] = \
+        table["__truediv__"], table["__rtruediv__"], table["__itruediv__"]
+    return table
 
-UNARY_OPERATORS = {"__neg__": "neg", "__abs__": "abs", "__invert__": "bitwise_not",
-                   "__pos__": None}
+
+OPERATORS = _operator_table()
+UNARY_OPERATORS = {f"__{fn.__name__}__": name for fn, name in UNARY}
 
 
 def _tensor_second(op):

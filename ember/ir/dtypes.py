@@ -1,7 +1,8 @@
 """Scalar types and PyTorch's type promotion.
 
 `DType` objects are singletons (`ember.float32` ...). Each knows its numpy dtype
-(bfloat16 comes from ml_dtypes), its category (bool < int < float < complex) and
+(bfloat16 comes from ml_dtypes, imported the first time bfloat16's numpy dtype is
+needed: loading it costs most of a second), its category (bool < int < float < complex) and
 its short IR name (`f32`). `result_type` implements PyTorch's promotion: tensors
 with dims outrank 0-d tensors, which outrank Python scalars, and a higher
 category always wins (int tensor + 2.5 -> default float dtype).
@@ -9,9 +10,9 @@ category always wins (int tensor + 2.5 -> default float dtype).
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 
 from .errors import DTypeError
@@ -28,9 +29,16 @@ class Category(enum.IntEnum):
 class DType:
     name: str          # PyTorch's name: 'float32'
     short: str         # IR name: 'f32'
-    np_dtype: np.dtype
     category: Category
     itemsize: int
+    # np_dtype: an instance attribute set by _make, or on first use for bfloat16
+
+    def __getattr__(self, name: str):
+        if name == "np_dtype" and self.name == "bfloat16":
+            npd = _load_bfloat16()
+            object.__setattr__(self, "np_dtype", npd)
+            return npd
+        raise AttributeError(f"'DType' object has no attribute '{name}'")
 
     def __repr__(self) -> str:
         return f"ember.{self.name}"
@@ -71,9 +79,21 @@ _SCALAR_TYPE_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": 
                       "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
 
 
-def _make(name, short, npd, cat):
+def _make(name, short, npd, cat, itemsize=None):
+    """A DType; npd None: its numpy dtype is loaded on first use (bfloat16)."""
+    if npd is None:
+        return DType(name, short, cat, itemsize)
     npd = np.dtype(npd)
-    return DType(name, short, npd, cat, npd.itemsize)
+    dtype = DType(name, short, cat, npd.itemsize)
+    object.__setattr__(dtype, "np_dtype", npd)
+    return dtype
+
+
+def _load_bfloat16() -> np.dtype:
+    import ml_dtypes
+    npd = np.dtype(ml_dtypes.bfloat16)
+    _BY_NP[npd] = bfloat16
+    return npd
 
 
 bool_ = _make("bool", "b8", np.bool_, Category.BOOL)
@@ -83,7 +103,7 @@ int16 = _make("int16", "i16", np.int16, Category.INT)
 int32 = _make("int32", "i32", np.int32, Category.INT)
 int64 = _make("int64", "i64", np.int64, Category.INT)
 float16 = _make("float16", "f16", np.float16, Category.FLOAT)
-bfloat16 = _make("bfloat16", "bf16", ml_dtypes.bfloat16, Category.FLOAT)
+bfloat16 = _make("bfloat16", "bf16", None, Category.FLOAT, itemsize=2)
 float32 = _make("float32", "f32", np.float32, Category.FLOAT)
 float64 = _make("float64", "f64", np.float64, Category.FLOAT)
 complex64 = _make("complex64", "c64", np.complex64, Category.COMPLEX)
@@ -97,7 +117,7 @@ INT_DTYPES = (uint8, int8, int16, int32, int64)
 _BY_NAME = {d.name: d for d in ALL_DTYPES} | {d.short: d for d in ALL_DTYPES}
 _BY_NAME |= {"half": float16, "float": float32, "double": float64, "long": int64,
              "int": int32, "short": int16, "cfloat": complex64, "cdouble": complex128}
-_BY_NP = {d.np_dtype: d for d in ALL_DTYPES}
+_BY_NP = {d.np_dtype: d for d in ALL_DTYPES if d is not bfloat16}
 
 
 class _Defaults:
@@ -119,7 +139,13 @@ def from_numpy_dtype(npd) -> DType:
     try:
         return _BY_NP[npd]
     except KeyError:
-        raise DTypeError(f"numpy dtype {npd} has no ember equivalent") from None
+        if npd.name == "bfloat16" and "ml_dtypes" in sys.modules:   # an ml_dtypes array
+            return bfloat16 if bfloat16.np_dtype == npd else _no_equivalent(npd)
+        return _no_equivalent(npd)
+
+
+def _no_equivalent(npd):
+    raise DTypeError(f"numpy dtype {npd} has no ember equivalent")
 
 
 def as_dtype(d) -> DType:

@@ -19,8 +19,9 @@ from typing import Any, Callable, Iterator
 from .errors import VerifyError
 
 
-# names generated code must not shadow
-_RESERVED = set(dir(builtins)) | {"graph", "self", "ember", "operator"}
+# names generated code must not shadow (torch.fx reserves builtins, keywords and `torch`)
+_RESERVED = set(dir(builtins)) | {"self", "ember", "operator"}
+_NUMBERED = re.compile(r"(.+)_(\d+)$")
 
 
 class OpKind(str, enum.Enum):
@@ -237,20 +238,25 @@ class Graph:
                 return n
         return None
 
-    # --- names -------------------------------------------------------------------------
+    # --- names ----------------------------------------------------------------------------
     def _unique_name(self, hint: str) -> str:
-        base = re.sub(r"[^0-9a-zA-Z_]+", "_", hint) or "_"
-        if base[0].isdigit():                # "0" (a Sequential child) is no identifier
-            base = "_" + base
-        if keyword.iskeyword(base) or base in _RESERVED:
-            base = base + "_1"
-        name = base
-        while name in self._used:
-            count = self._names.get(base, 0) + 1
-            self._names[base] = count
-            name = f"{base}_{count}"
-        self._used.add(name)
-        return name
+        """torch.fx's naming: `add`, `add_1`, ...; builtins and keywords get a suffix
+        (`sum_1`); a hint that already ends in `_<n>` continues that count."""
+        candidate = re.sub(r"[^0-9a-zA-Z_]+", "_", hint) if hint else "_unnamed"
+        if candidate[0].isdigit():           # "0" (a Sequential child) is no identifier
+            candidate = "_" + candidate
+        match = _NUMBERED.match(candidate)
+        base, number = (match.group(1), int(match.group(2))) if match else (candidate, 0)
+        if candidate in self._used or _is_reserved(candidate):
+            number = self._names.get(base, 0)
+            candidate = f"{base}_{number + 1}"
+            while candidate in self._used:
+                number += 1
+                candidate = f"{base}_{number + 1}"
+            number += 1
+        self._names[base] = max(self._names.get(base, 0), number)
+        self._used.add(candidate)
+        return candidate
 
     # --- creation ----------------------------------------------------------------------
     def create_node(self, op, target, args=(), kwargs=None, name: str | None = None,
@@ -270,14 +276,15 @@ class Graph:
         return node
 
     def placeholder(self, name: str, type_expr=None, default_value=_Root) -> Node:
-        node = self.create_node(OpKind.placeholder, name, (), {}, name=name, type_expr=type_expr)
+        """An input; its node name is `name` in snake_case (torch.fx: `myInput` ->
+        my_input), made unique; its target stays `name`, the parameter's name."""
+        node = self.create_node(OpKind.placeholder, name, (), {}, type_expr=type_expr)
         if default_value is not _Root:
             node.args = (default_value,)
         return node
 
     def get_attr(self, qualified_name: str, type_expr=None) -> Node:
-        return self.create_node(OpKind.get_attr, qualified_name, name=qualified_name,
-                                type_expr=type_expr)
+        return self.create_node(OpKind.get_attr, qualified_name, type_expr=type_expr)
 
     def call_function(self, fn, args=(), kwargs=None, type_expr=None) -> Node:
         return self.create_node(OpKind.call_function, fn, args, kwargs, type_expr=type_expr)
@@ -391,13 +398,24 @@ class Graph:
         return text
 
 
+def _is_reserved(name: str) -> bool:
+    return keyword.iskeyword(name) or name in _RESERVED
+
+
+def _snake_case(name: str) -> str:
+    """`myLinear` -> `my_linear`, `Weight_A` -> `weight_a` (torch.fx's node names)."""
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 def _default_name(op, target) -> str:
-    if op == OpKind.call_module or op == OpKind.get_attr:
-        return str(target).replace(".", "_")
-    if op == OpKind.call_method:
-        return str(target)
-    name = target_name(target).split(".")[-1]
-    return name.strip("_") or "node"
+    """The name torch.fx gives a node: the input's, module's or attribute's name with
+    dots as underscores, the method name, or the function's __name__, in snake_case."""
+    if isinstance(target, str):      # placeholder, get_attr, call_module, call_method
+        return _snake_case(target.replace(".", "_"))
+    if is_op(target):
+        return target.name
+    name = getattr(target, "__name__", None) or target_name(target).split(".")[-1]
+    return _snake_case(name)
 
 
 def _is_impure(node: Node) -> bool:

@@ -129,7 +129,7 @@ class _Builder:
 
     def _param(self, tree: Tree) -> None:
         ref, typ, default = tree.children
-        node = self.graph.placeholder(ref[1:])
+        node = self.graph.create_node(OpKind.placeholder, ref[1:], name=ref[1:])
         if default is not None:
             node.args = (self.value(default),)
         self._define(ref, node)
@@ -153,7 +153,7 @@ class _Builder:
     def _rhs(self, rhs: Tree, ref: Token) -> Node:
         kind = rhs.data
         if kind == "placeholder":
-            return self.graph.placeholder(ref[1:])
+            return self.graph.create_node(OpKind.placeholder, ref[1:], name=ref[1:])
         if kind == "get_attr":
             return self.graph.get_attr(_unquote(rhs.children[0]))
         args, kwargs = self._args(rhs.children[-1])

@@ -6,6 +6,7 @@ adds itself with one import line below.
 from .manager import (PASSES, PIPELINES, Pass, PassContext, PassError, PassManager,  # noqa: F401
                       PassReport, extend_pipeline, register_pass, register_pipeline,
                       run_passes)
+from . import normalize  # noqa: F401
 from . import cleanup  # noqa: F401
 from . import decompose  # noqa: F401
 from . import fold_bn  # noqa: F401

@@ -9,7 +9,9 @@ Register one with
     @register_pass("cse", requires=("shapes",), preserves=("shapes",))
     def eliminate_common_subexpressions(graph, ctx) -> int: ...
 
-Properties are plain strings ("shapes", "constants-folded", "decomposed", ...).
+Every pipeline starts with the `normalize` pass (passes/normalize.py: torch.fx's
+call_method/operator form -> registry ops); the manager puts it first when a
+pipeline does not. Properties are plain strings ("shapes", "constants-folded", "decomposed", ...).
 The manager tracks which ones hold while a pipeline runs: a graph starts with
 `initial_properties`; after a pass, the properties it `preserves` survive
 (preserves=None: all of them) and those it `provides` are added. A pipeline in
@@ -181,6 +183,10 @@ class PassManager:
                  dump_to: TextIO | None = None):
         self.passes = [p for item in passes
                        for p in ([item] if isinstance(item, Pass) else lookup(item))]
+        if "normalize" in PASSES and (not self.passes or self.passes[0].name != "normalize"):
+            # fx graphs record torch.fx's form (call_method "relu", operator.mul);
+            # every pass reads registry ops, so that conversion always runs first
+            self.passes.insert(0, PASSES["normalize"])
         self.verify_each = verify_each
         self.print_ir_before = set(print_ir_before)
         self.print_ir_after = set(print_ir_after)
@@ -301,11 +307,11 @@ def run_passes(graph: Graph, pipeline: str, ctx: PassContext | None = None,
 
 
 # Named pipelines. Later passes join with extend_pipeline("default-inference", "layout").
-register_pipeline("cleanup", ["simplify", "fold", "cse", "dce"])
-register_pipeline("default-inference", ["simplify", "fold", "fold-bn", "decompose",
-                                        "simplify", "fold", "cse", "dce",
+register_pipeline("cleanup", ["normalize", "simplify", "fold", "cse", "dce"])
+register_pipeline("default-inference", ["normalize", "simplify", "fold", "fold-bn",
+                                        "decompose", "simplify", "fold", "cse", "dce",
                                         "layout", "fuse", "memplan"])
 # Training graphs keep parameters as inputs, so there is nothing to fold into them;
 # layout conversions are left out (the update writes parameters in their own layout).
-register_pipeline("default-training", ["simplify", "decompose", "simplify", "cse", "dce",
-                                       "fuse", "memplan"])
+register_pipeline("default-training", ["normalize", "simplify", "decompose", "simplify",
+                                       "cse", "dce", "fuse", "memplan"])

@@ -1,8 +1,18 @@
-"""Graph -> readable Python source for GraphModule.forward.
+"""Graph -> readable Python source for GraphModule.forward, in torch.fx's style.
 
-Registry ops print as `ember.<name>(...)`, getitem/getattr as `x[i]` / `x.attr`,
-method calls as `x.view(...)`, submodules as `self.layer1(...)`; every other
-function is bound to a global name in the generated module's namespace.
+    def forward(self, x, bias = 1.0):
+        relu = x.relu();  x = None
+        mul = relu * 2;  relu = None
+        relu_1 = ember.nn.functional.relu(mul, inplace = False);  mul = None
+        lin = self.lin(relu_1);  relu_1 = None
+        return lin
+
+Python operators print infix (`a * 2`, `-a`, `a[0]`, `a.shape`), methods as method
+calls, submodules and attributes through `self`, ember's functions under their
+public names (`ember.relu`, `ember.nn.functional.relu`, `ember.linalg.solve`); any
+other function is bound to a global of the generated module (`math_sqrt`). After
+each statement, the values it used for the last time are released (`; x = None`),
+as torch.fx does, so a GraphModule holds no dead intermediate.
 """
 from __future__ import annotations
 
@@ -13,6 +23,13 @@ from ...ir.dtypes import DType
 from ...ir.graph import Graph, Node, OpKind, target_name
 from ...ir.meta import MemoryFormat
 from ...ir.registry import is_op
+
+INFIX = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+         operator.floordiv: "//", operator.mod: "%", operator.pow: "**",
+         operator.matmul: "@", operator.and_: "&", operator.or_: "|", operator.xor: "^",
+         operator.lshift: "<<", operator.rshift: ">>", operator.eq: "==", operator.ne: "!=",
+         operator.lt: "<", operator.le: "<=", operator.gt: ">", operator.ge: ">="}
+PREFIX = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.not_: "not "}
 
 
 class PythonCode:
@@ -26,8 +43,28 @@ def _attr_path(target: str) -> str:
     expr = "self"
     for part in target.split("."):
         plain = part.isidentifier() and not keyword.iskeyword(part)
-        expr = f"{expr}.{part}" if plain else f"getattr({expr}, {part!r})"
+        expr = f"{expr}.{part}" if plain else f'getattr({expr}, "{part}")'
     return expr
+
+
+def public_name(obj) -> str | None:
+    """`ember.relu`, `ember.nn.functional.relu`, `ember.linalg.solve`: the public path
+    under which `obj` (a registry op or one of ember's functions) is reachable."""
+    import ember
+    if is_op(obj):
+        space = {"": "", "nn.functional": "nn.functional."}.get(obj.namespace,
+                                                                 obj.namespace + ".")
+        path = f"ember.{space}{obj.python_name}"
+    else:
+        module = getattr(obj, "__module__", None) or ""
+        name = getattr(obj, "__qualname__", None)
+        if not module.startswith("ember") or not name or "<" in name:
+            return None
+        path = f"{module}.{name}"
+    value = ember
+    for part in path.split(".")[1:]:
+        value = getattr(value, part, None)
+    return path if value is obj else None
 
 
 class _Emitter:
@@ -41,7 +78,7 @@ class _Emitter:
         if isinstance(v, Node):
             return v.name
         if isinstance(v, DType):
-            return f"ember.{v.name if v.name != 'bool' else 'bool'}"
+            return f"ember.{v.name}"
         if isinstance(v, MemoryFormat):
             return f"ember.{v.value}"
         if isinstance(v, (list, tuple)):
@@ -61,6 +98,15 @@ class _Emitter:
             return repr(v)
         return self.global_name(v)
 
+    def operand(self, v) -> str:
+        """A value as an operand of an infix/prefix operator: negative and complex
+        constants are parenthesized (`(-1) ** x`, not `-1 ** x`)."""
+        text = self.value(v)
+        if isinstance(v, (int, float, complex)) and not isinstance(v, bool) and \
+                (text.startswith("-") or isinstance(v, complex)):
+            return f"({text})"
+        return text
+
     def global_name(self, obj) -> str:
         for k, existing in self.globals.items():
             if existing is obj:
@@ -76,49 +122,79 @@ class _Emitter:
     def call_args(self, node: Node, skip_first: bool = False) -> str:
         args = node.args[1:] if skip_first else node.args
         parts = [self.value(a) for a in args]
-        parts += [f"{k}={self.value(v)}" for k, v in node.kwargs.items()]
+        parts += [f"{k} = {self.value(v)}" for k, v in node.kwargs.items()]
         return ", ".join(parts)
 
     def function_call(self, node: Node) -> str:
-        target = node.target
-        if target is operator.getitem:
-            return f"{self.value(node.args[0])}[{self.value(node.args[1])}]"
-        if target is getattr and len(node.args) == 2 and isinstance(node.args[1], str):
-            return f"{self.value(node.args[0])}.{node.args[1]}"
-        if is_op(target):
-            import ember
-            if getattr(ember, target.python_name, None) is target:
-                return f"ember.{target.python_name}({self.call_args(node)})"
+        target, args = node.target, node.args
+        if target in INFIX and len(args) == 2 and not node.kwargs:
+            return f"{self.operand(args[0])} {INFIX[target]} {self.operand(args[1])}"
+        if target in PREFIX and len(args) == 1 and not node.kwargs:
+            return f"{PREFIX[target]}{self.operand(args[0])}"
+        if target is operator.getitem and len(args) == 2:
+            return f"{self.value(args[0])}[{self.value(args[1])}]"
+        if target is getattr and len(args) == 2 and isinstance(args[1], str) and \
+                args[1].isidentifier():
+            return f"{self.value(args[0])}.{args[1]}"
+        path = public_name(target)
+        if path is not None:
+            return f"{path}({self.call_args(node)})"
         return f"{self.global_name(target)}({self.call_args(node)})"
 
-    def line(self, node: Node) -> str:
+    def expression(self, node: Node) -> str:
         if node.op == OpKind.get_attr:
-            return f"{node.name} = {_attr_path(node.target)}"
+            return _attr_path(node.target)
         if node.op == OpKind.call_module:
-            return f"{node.name} = {_attr_path(node.target)}({self.call_args(node)})"
+            return f"{_attr_path(node.target)}({self.call_args(node)})"
         if node.op == OpKind.call_method:
             obj = self.value(node.args[0])
-            return f"{node.name} = {obj}.{node.target}({self.call_args(node, skip_first=True)})"
+            return f"{obj}.{node.target}({self.call_args(node, skip_first=True)})"
         if node.op == OpKind.call_function:
-            return f"{node.name} = {self.function_call(node)}"
-        if node.op == OpKind.output:
-            return f"return {self.value(node.args[0])}"
+            return self.function_call(node)
         raise AssertionError(node.op)
+
+
+def _released_after(graph: Graph) -> dict:
+    """node -> the values to release after its statement, in argument order: those it
+    used for the last time (never what the output returns), then itself when nothing
+    uses it."""
+    last_use: dict = {}
+    for node in graph.nodes:
+        for inp in node.all_input_nodes:
+            last_use[inp] = node
+    released: dict = {}
+    for node in graph.nodes:
+        if node.op == OpKind.output:
+            continue
+        dead = [inp for inp in node.all_input_nodes if last_use[inp] is node]
+        if node.op != OpKind.placeholder and not node.users:
+            dead.append(node)
+        if dead:
+            released[node] = dead
+    return released
 
 
 def python_code(graph: Graph) -> PythonCode:
     em = _Emitter(n.name for n in graph.nodes)
-    params = []
+    params, body = [], []
     for p in graph.placeholders:
-        params.append(p.name if not p.args else f"{p.name}={em.value(p.args[0])}")
-    body = []
+        params.append(p.target if not p.args else f"{p.target} = {em.value(p.args[0])}")
+        if p.name != p.target:          # a parameter named like a builtin: `sum_1 = sum`
+            body.append(f"    {p.name} = {p.target}")
+    released = _released_after(graph)
     for node in graph.nodes:
         if node.op == OpKind.placeholder:
             continue
-        loc = node.meta.get("loc")
-        text = em.line(node)
-        body.append(f"    {text}" + (f"  # {loc}" if loc and node.op != OpKind.output else ""))
-    if not any(n.op == OpKind.output for n in graph.nodes):
+        if node.op == OpKind.output:
+            body.append(f"    return {em.value(node.args[0])}")
+            continue
+        line = f"    {node.name} = {em.expression(node)}"
+        dead = released.get(node)
+        if dead:
+            line += ";  " + " = ".join(n.name for n in dead) + " = None"
+        body.append(line)
+    if graph.output_node is None:
         body.append("    return None")
-    src = "def forward(self" + "".join(f", {p}" for p in params) + "):\n" + "\n".join(body) + "\n"
+    signature = "def forward(" + ", ".join(["self"] + params) + "):"
+    src = "\n\n\n" + signature + "\n" + "\n".join(body) + "\n    "
     return PythonCode(src, em.globals)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import linecache
-import os
 
 from ...ir.graph import Graph, OpKind
 from ..nn.modules.module import Module
@@ -77,21 +76,21 @@ class GraphModule(Module):
         return code
 
     def print_readable(self, print_output: bool = True) -> str:
+        body = self._code.strip("\n").rstrip()
         text = f"class {type(self).__name__}(ember.nn.Module):\n" + "\n".join(
-            "    " + line for line in self._code.splitlines())
+            "    " + line for line in body.splitlines()) + "\n"
         if print_output:
             print(text)
         return text
 
     def to_folder(self, folder: str, module_name: str = "FxModule") -> None:
-        """Write module.py (the code) and the weights, loadable without ember.fx."""
-        from ...frontend.models.weights import save_weights
-        os.makedirs(folder, exist_ok=True)
-        save_weights(self, os.path.join(folder, "weights.safetensors"))
-        src = ["import ember", "import operator", "from ember.nn import Module", "",
-               f"class {module_name}(Module):", "    " + self._code.replace("\n", "\n    ")]
-        with open(os.path.join(folder, "module.py"), "w") as f:
-            f.write("\n".join(src))
+        """Write `folder` as an importable package: module.py (a Module class named
+        `module_name` whose __init__ rebuilds the submodules, parameters and buffers
+        and loads their values from weights.safetensors, and whose forward is this
+        GraphModule's code) and __init__.py. `import folder; folder.FxModule()` then
+        computes what this GraphModule computes, without ember.fx."""
+        from .to_folder import write_folder
+        write_folder(self, folder, module_name)
 
     def __reduce__(self):
         state = {k: v for k, v in self.__dict__.items() if k not in ("_graph", "_code")}

@@ -43,6 +43,9 @@ class Interpreter:
                 return self.env[node]
         return None
 
+    def fetch_attr(self, target: str):
+        return fetch_attr(self.module, target)
+
     def run_node(self, node: Node):
         args, kwargs = self.fetch_args_kwargs_from_env(node)
         return getattr(self, node.op.value)(node.target, args, kwargs)
@@ -61,7 +64,7 @@ class Interpreter:
             raise TypeError(f"missing value for input '{target}'") from None
 
     def get_attr(self, target, args, kwargs):
-        return fetch_attr(self.module, target)
+        return self.fetch_attr(target)
 
     def call_function(self, target, args, kwargs):
         return target(*args, **kwargs)
@@ -71,7 +74,7 @@ class Interpreter:
         return getattr(self_obj, target)(*rest, **kwargs)
 
     def call_module(self, target, args, kwargs):
-        return fetch_attr(self.module, target)(*args, **kwargs)
+        return self.fetch_attr(target)(*args, **kwargs)
 
     def output(self, target, args, kwargs):
         return args[0]
@@ -91,7 +94,13 @@ def _last_uses(graph: Graph) -> dict:
 
 
 class Transformer(Interpreter):
-    """Re-trace a GraphModule node by node; override call_function etc. to rewrite."""
+    """Re-trace a GraphModule node by node into a new graph (torch.fx's Transformer).
+
+    The values are Proxies of a fresh Tracer, so overriding `call_method`,
+    `call_function`, `call_module`, `get_attr` or `run_node` rewrites what they
+    record; whatever the override computes on its Proxies is recorded the way
+    symbolic_trace records it. `transform()` returns the new GraphModule.
+    """
 
     def __init__(self, module):
         super().__init__(module, garbage_collect_values=False)
@@ -120,15 +129,6 @@ class Transformer(Interpreter):
 
     def transform(self):
         from .graph_module import GraphModule
-        result = self.run(*[None for _ in self.graph.placeholders])
+        result = self.run()
         self.new_graph.output(self.tracer.create_arg(result))
         return GraphModule(self.module, self.new_graph)
-
-    def run(self, *args, initial_env=None):
-        self.env = {}
-        for node in self.graph.nodes:
-            args_, kwargs_ = self.fetch_args_kwargs_from_env(node)
-            if node.op == OpKind.output:
-                return args_[0]
-            self.env[node] = getattr(self, node.op.value)(node.target, args_, kwargs_)
-        return None

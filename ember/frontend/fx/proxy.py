@@ -1,18 +1,33 @@
-"""Proxy: a stand-in for a Tensor during symbolic tracing.
+"""Proxy: a stand-in for a Tensor during symbolic tracing, recording as torch.fx does.
 
-Every registry op reached with a Proxy argument is recorded through the dispatch
-point (Proxy's value handler outranks Tensor's), so Tensor methods and operators
-need no per-op code here: `methods.install(Proxy)` gives Proxy the same methods.
-Control flow that needs a concrete value (`bool`, `len`, iteration) raises a
-TraceError naming the user's line.
+- `x.relu()` records `call_method "relu"`: a Proxy has no Tensor methods; reading
+  an attribute gives an `Attribute` proxy, which records `getattr` only when used as
+  a value (`x.shape`) and `call_method` when called.
+- `a * 2`, `1 - a`, `-a`, `a[i]` record `call_function` on `operator.mul`,
+  `operator.sub`, `operator.neg`, `operator.getitem`: the Python operator itself.
+  In-place operators (`a += 1`) fall back to the plain one, as in torch.fx.
+- Functions (`ember.relu(x)`, `ember.nn.functional.relu(x)`) are recorded by the
+  tracer at the call (tracer.py patches the public namespaces while it traces).
+  An op call that reaches the dispatch point with a Proxy argument anyway — a real
+  tensor's method or operator applied to a Proxy (`const + x`), or an op reached
+  through a reference the tracer did not patch — is recorded here: as the method
+  call when a Tensor method was the way in, as a call of the op otherwise.
+
+The registry-op form the compiler works on comes from the normalize pass
+(ember/passes/normalize.py), never from here. Control flow that needs a concrete
+value (`bool`, `len`, iteration of unknown length) raises a TraceError naming the
+user's line.
 """
 from __future__ import annotations
 
+import dis
 import operator
+import sys
 
 from ...ir import dispatch
 from ...ir.errors import TraceError, format_frame, user_frame
 from ...ir.graph import Node
+from ...ir.operators import BINARY, UNARY
 
 
 class Proxy:
@@ -22,6 +37,8 @@ class Proxy:
 
     def __repr__(self) -> str:
         return f"Proxy({self.node.name})"
+
+    __hash__ = object.__hash__      # __eq__ records a node; identity stays the hash
 
     # --- attribute access and calls recorded as nodes -------------------------------------
     def __getattr__(self, name: str):
@@ -36,6 +53,7 @@ class Proxy:
         return self.tracer.create_proxy("call_function", operator.getitem, (self, index), {})
 
     def __setitem__(self, index, value):
+        # beyond torch.fx (whose Proxy refuses item assignment): recorded as a call
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
     # --- concrete values: not available while tracing ------------------------------------
@@ -56,10 +74,13 @@ class Proxy:
         self._concrete("len()")
 
     def __iter__(self):
-        # `a, b = proxy` works when the node's arity is known (multi-output ops)
-        arity = _output_arity(self.node)
-        if arity is not None:
-            return (self[i] for i in range(arity))
+        # `a, b = proxy`: the unpacking instruction says how many items (as torch.fx
+        # reads it); a multi-output op's schema says it too
+        count = _unpack_count(sys._getframe(1))
+        if count is None:
+            count = _output_arity(self.node)
+        if count is not None:
+            return (self[i] for i in range(count))
         self._concrete("iteration")
 
     def __index__(self):
@@ -75,8 +96,37 @@ class Proxy:
         self._concrete("keys()")
 
 
+def _record_operator(fn, reflected: bool = False):
+    if reflected:
+        def method(self, other):
+            return self.tracer.create_proxy("call_function", fn, (other, self), {})
+    else:
+        def method(self, other):
+            return self.tracer.create_proxy("call_function", fn, (self, other), {})
+    return method
+
+
+def _record_unary(fn):
+    def method(self):
+        return self.tracer.create_proxy("call_function", fn, (self,), {})
+    return method
+
+
+def _install_operators(cls) -> None:
+    for row in BINARY:
+        setattr(cls, row.dunder, _record_operator(row.fn))
+        if row.reflected:
+            setattr(cls, row.dunder.replace("__", "__r", 1), _record_operator(row.fn, True))
+    for fn, _ in UNARY:
+        setattr(cls, f"__{fn.__name__}__", _record_unary(fn))
+
+
+_install_operators(Proxy)
+
+
 class Attribute(Proxy):
-    """`proxy.attr`: recorded lazily, so `x.size()` becomes one call_method node."""
+    """`proxy.attr`: recorded lazily, so `x.size()` becomes one call_method node and an
+    attribute that is never used (`x.dtype` for a check) records nothing."""
 
     def __init__(self, root: Proxy, attr: str):
         self.root = root
@@ -133,18 +183,31 @@ class ParameterProxy(Proxy):
     nelement = numel
 
 
+def _unpack_count(frame) -> int | None:
+    """n when `frame` is executing `a1, ..., an = <the proxy>`, else None."""
+    for instruction in dis.get_instructions(frame.f_code):
+        if instruction.offset == frame.f_lasti:
+            return instruction.argval if instruction.opname == "UNPACK_SEQUENCE" else None
+    return None
+
+
 def _output_arity(node: Node) -> int | None:
-    target = node.target
-    schema = getattr(target, "schema", None)
+    schema = getattr(node.target, "schema", None)
     if schema is not None and schema.returns_tuple:
         return len(schema.returns)
     return None
 
 
 def _record_op(op, args: tuple):
-    """Value handler: record a registry op call whose arguments include a Proxy."""
+    """Value handler: an op call with a Proxy among its arguments that no patched
+    function recorded. A real tensor's method or operator (`const + x`) records the
+    method call, as torch.fx does; anything else records a call of the op."""
     tracer = _find_tracer(args)
     call_args, call_kwargs = op.schema.unbind(args)
+    first = call_args[0] if call_args else None
+    if op.method and op.namespace == "" and first is not None and \
+            not isinstance(first, Proxy) and hasattr(first, "_array"):
+        return tracer.create_proxy("call_method", op.python_name, call_args, call_kwargs)
     return tracer.create_proxy("call_function", op, call_args, call_kwargs)
 
 
@@ -162,9 +225,4 @@ def _find_tracer(value):
 
 
 def install() -> None:
-    from ..methods import install as install_methods
-    install_methods(Proxy)          # op methods and operators, recorded via dispatch
     dispatch.register_value_handler(Proxy, _record_op, priority=10)
-    # contiguous() depends on a concrete layout: record it as the method call it is
-    Proxy.contiguous = lambda self, *a, **k: self.tracer.create_proxy(
-        "call_method", "contiguous", (self,) + a, k)

@@ -1,9 +1,21 @@
-"""Symbolic tracing: run a module's forward on Proxies and record a Graph.
+"""Symbolic tracing: run a module's forward on Proxies and record a Graph, node for
+node what torch.fx.symbolic_trace records for the same program.
 
-Submodule calls become `call_module` nodes for leaf modules (ember.nn's own
-layers, by default) and are traced through otherwise; parameters and buffers a
-forward touches become `get_attr` nodes; other tensor constants are stored on the
-GraphModule as `_tensor_constant<N>`. Every node records the user's source line.
+- Tensor methods are `call_method` nodes and Python operators `operator.*` calls
+  (proxy.py).
+- Calls of ember's public functions — `ember.relu`, `ember.nn.functional.relu`,
+  `ember.linalg.solve`, ... — are `call_function` nodes whose target is that
+  function, with the arguments as written: while tracing, those namespaces (and the
+  traced code's own imports of their functions) hold recorders in their place, as
+  torch's functions record themselves through `__torch_function__`.
+- Submodule calls are `call_module` nodes for leaf modules (ember.nn's own layers,
+  not Sequential) and are traced through otherwise; parameters read through a
+  module become one cached `get_attr` node each; buffers and other tensors become a
+  `get_attr` per use (tensor constants are stored as `_tensor_constant<N>`).
+- Node names follow torch.fx's (`add`, `add_1`, `sum_1`, `my_linear`).
+
+Every node records the user's source line. The registry-op form the compiler
+works on is made from this by the normalize pass (ember/passes/normalize.py).
 """
 from __future__ import annotations
 
@@ -19,7 +31,8 @@ from ...ir.graph import Graph, Node
 from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..nn.parameter import Parameter
-from .proxy import ParameterProxy, Proxy
+from ...ir.registry import is_op
+from .proxy import ParameterProxy, Proxy, _find_tracer
 
 _WRAPPED: list[tuple[dict, str]] = []   # (globals of the caller, function name)
 
@@ -57,12 +70,15 @@ class Tracer:
         self._attr_nodes: dict[str, Node] = {}
         self._module_paths: dict[int, str] | None = None
         self._param_paths: dict[int, str] | None = None
+        self._patcher: _Patcher | None = None
+        self._replacements: dict = {}
 
     # --- policy hooks (override in subclasses) -------------------------------------------
     def is_leaf_module(self, m: Module, module_qualified_name: str) -> bool:
-        cls = type(m)
-        return cls.__module__.startswith("ember.") and \
-            cls.__name__ not in ("Sequential", "ModuleList", "ModuleDict")
+        """ember.nn's own layers are leaves (torch.fx: torch.nn's), Sequential is not;
+        user modules, built-in models and GraphModules are traced through."""
+        module = type(m).__module__
+        return module.startswith(_NN_MODULES) and not isinstance(m, _containers())
 
     def path_of_module(self, mod: Module) -> str:
         if self._module_paths is None:      # one walk per trace, not one per call
@@ -79,6 +95,9 @@ class Tracer:
         path = self.path_of_module(m)
         if self.is_leaf_module(m, path):
             return self.create_proxy("call_module", path, args, kwargs)
+        if self._patcher is not None:       # names its forward imported get recorded too
+            self._patcher.patch_globals(getattr(type(m).forward, "__globals__", {}),
+                                        self._replacements)
         return forward(*args, **kwargs)
 
     # --- node creation --------------------------------------------------------------------
@@ -101,20 +120,25 @@ class Tracer:
         return value
 
     def _tensor_attr(self, t: Tensor) -> Node:
-        for name, p in self.root.named_parameters(remove_duplicate=False) \
-                if isinstance(self.root, Module) else ():
-            if p is t:
-                return self._get_attr(name)
-        for name, b in self.root.named_buffers(remove_duplicate=False) \
-                if isinstance(self.root, Module) else ():
-            if b is t:
-                return self._get_attr(name)
+        """A get_attr node for a tensor used as an argument: the root's parameter or
+        buffer of that identity, else a `_tensor_constant<N>`. As in torch.fx, each use
+        gets its own node (only parameters read through the module are cached)."""
+        return self.graph.get_attr(self._tensor_qualname(t))
+
+    def _tensor_qualname(self, t: Tensor) -> str:
+        if isinstance(self.root, Module):
+            for name, p in self.root.named_parameters(remove_duplicate=False):
+                if p is t:
+                    return name
+            for name, b in self.root.named_buffers(remove_duplicate=False):
+                if b is t:
+                    return name
         for name, c in self.tensor_constants.items():
             if c is t:
-                return self._get_attr(name)
+                return name
         name = f"_tensor_constant{len(self.tensor_constants)}"
         self.tensor_constants[name] = t
-        return self._get_attr(name)
+        return name
 
     def _get_attr(self, qualname: str) -> Node:
         node = self._attr_nodes.get(qualname)
@@ -167,12 +191,17 @@ class Tracer:
         return self.graph
 
     def _placeholders(self, fn, concrete_args: dict) -> list:
+        """One placeholder per parameter. A concrete argument still gets one (named
+        `<name>_1`, as torch.fx names it) guarded by an assertion that callers pass
+        the value the trace was specialized to."""
         args = []
         for name, param in inspect.signature(fn).parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise TraceError(f"cannot trace {fn.__qualname__}: *args/**kwargs parameters "
                                  "are not supported; give them names")
             if name in concrete_args:
+                node = self.graph.placeholder(f"{name}_1")
+                self._guard_concrete(name, Proxy(node, self), concrete_args[name])
                 args.append(concrete_args[name])
                 continue
             node = self.graph.placeholder(name)
@@ -180,6 +209,14 @@ class Tracer:
                 node.args = (param.default,)
             args.append(Proxy(node, self))
         return args
+
+    def _guard_concrete(self, name: str, proxy: Proxy, value) -> None:
+        message = f"{name} has been specialized to have value {value} but got another value"
+        if value is None:
+            self.create_proxy("call_function", _assert_is_none, (proxy, message), {})
+        elif isinstance(value, (bool, int, float, str)):
+            from ..asserts import _assert
+            self.create_proxy("call_function", _assert, (proxy == value, message), {})
 
     @contextlib.contextmanager
     def _patched(self, fn_globals: dict):
@@ -193,43 +230,36 @@ class Tracer:
         def module_getattr(mod, name):
             return tracer.getattr(name, original_getattr(mod, name))
 
-        patches = [(Module, "__call__", module_call), (Module, "__getattr__", module_getattr)]
-        for globals_, name in _WRAPPED + [(getattr(f, "__globals__", {}), f.__name__)
-                                          for f in self.autowrap_functions]:
-            if name in globals_:
-                patches.append((globals_, name, self._wrapped(globals_[name])))
-        patches += self._autowrap_module_patches(fn_globals)
-        saved = []
+        patcher = _Patcher()
+        self._replacements = self._autowrap_replacements()
         try:
-            for owner, name, value in patches:
-                if isinstance(owner, dict):
-                    saved.append((owner, name, owner[name]))
-                    owner[name] = value
-                else:
-                    saved.append((owner, name, getattr(owner, name)))
-                    setattr(owner, name, value)
+            patcher.set(Module, "__call__", module_call)
+            patcher.set(Module, "__getattr__", module_getattr)
+            for globals_, name in _WRAPPED + [(getattr(f, "__globals__", {}), f.__name__)
+                                              for f in self.autowrap_functions]:
+                if name in globals_:
+                    patcher.set(globals_, name, self._wrapped(globals_[name]))
+            for module in self.autowrap_modules:
+                patcher.patch_globals(vars(module), self._replacements)
+            self._replacements.update(public_function_recorders(patcher))
+            patcher.patch_globals(fn_globals, self._replacements)
+            self._patcher = patcher
             yield
         finally:
-            for owner, name, value in reversed(saved):
-                if isinstance(owner, dict):
-                    owner[name] = value
-                else:
-                    setattr(owner, name, value)
+            self._patcher = None
+            patcher.restore()
 
-    def _autowrap_module_patches(self, fn_globals: dict) -> list:
-        """Patch `module.fn` for each autowrap module, and names the traced code
-        imported from them (`from math import sqrt`)."""
-        functions = {}
+    def _autowrap_replacements(self) -> dict:
+        """id(function) -> leaf wrapper, for each public function of the autowrap
+        modules: patched in the modules and in the traced code's globals
+        (`from math import sqrt`)."""
+        replacements = {}
         for module in self.autowrap_modules:
             for name, value in vars(module).items():
                 if not name.startswith("_") and isinstance(
                         value, (types.FunctionType, types.BuiltinFunctionType)):
-                    functions[id(value)] = (module, name, value)
-        patches = [(module, name, self._wrapped(fn)) for module, name, fn in functions.values()]
-        for name, value in list(fn_globals.items()):
-            if id(value) in functions and not isinstance(value, type):
-                patches.append((fn_globals, name, self._wrapped(value)))
-        return patches
+                    replacements[id(value)] = self._wrapped(value)
+        return replacements
 
     def _wrapped(self, fn):
         tracer = self
@@ -243,6 +273,131 @@ class Tracer:
         return wrapper
 
 
+class _Patcher:
+    """Attribute and global-dict assignments for the duration of one trace, undone in
+    reverse order (only where the value is still the one the patcher set)."""
+
+    def __init__(self):
+        self._saved: list = []
+        self._globals_seen: set[int] = set()
+
+    def set(self, owner, name: str, value) -> None:
+        if isinstance(owner, dict):
+            self._saved.append((owner, name, owner[name], value))
+            owner[name] = value
+        else:
+            self._saved.append((owner, name, owner.__dict__.get(name, _MISSING), value))
+            setattr(owner, name, value)
+
+    def patch_globals(self, globals_: dict, replacements: dict) -> None:
+        """Replace, in one module's globals, every value that has a replacement."""
+        if id(globals_) in self._globals_seen:
+            return
+        self._globals_seen.add(id(globals_))
+        for name, value in list(globals_.items()):
+            replacement = replacements.get(id(value))
+            if replacement is not None and not isinstance(value, type):
+                self.set(globals_, name, replacement)
+
+    def restore(self) -> None:
+        for owner, name, original, value in reversed(self._saved):
+            if isinstance(owner, dict):
+                if owner.get(name) is value:
+                    owner[name] = original
+            elif original is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+        self._saved.clear()
+
+
+_MISSING = object()
+
+# --- public functions recorded at the call, as torch.fx records torch's functions -----------
+# Never recorded: they do not compute on tensors (`is_tensor(proxy)` is False, as in torch)
+_NOT_RECORDED = frozenset({"is_tensor", "is_storage", "compile", "compile_train_step", "save",
+                           "load", "save_weights", "load_weights", "set_printoptions",
+                           "manual_seed", "seed", "set_default_dtype", "get_default_dtype",
+                           "set_grad_enabled", "is_grad_enabled", "set_rng_state",
+                           "get_rng_state", "promote_types", "can_cast", "typename"})
+_RECORDERS: dict[int, tuple] = {}       # id(function) -> (function, recorder)
+
+
+def _public_namespaces() -> list:
+    """The modules whose functions torch.fx would record by name: ember,
+    ember.nn.functional, ember.linalg, ember.fft."""
+    import ember
+    from ember import fft, linalg
+    from ember.nn import functional
+    return [ember, functional, linalg, fft]
+
+
+def _is_recorded_function(name: str, value) -> bool:
+    private = name.startswith("_") and name != "_assert"     # torch._assert is recorded
+    if private or name in _NOT_RECORDED or isinstance(value, type):
+        return False
+    if is_op(value):
+        return True
+    return isinstance(value, types.FunctionType) and \
+        getattr(value, "__module__", "").startswith("ember")
+
+
+def _recorder(fn):
+    entry = _RECORDERS.get(id(fn))
+    if entry is None or entry[0] is not fn:
+        entry = (fn, _RecordedCall(fn))
+        _RECORDERS[id(fn)] = entry
+    return entry[1]
+
+
+class _RecordedCall:
+    """Stands in for a public function while tracing: a call with a Proxy among its
+    arguments becomes one call_function node (target: the function itself, args and
+    kwargs as written); any other call runs the function."""
+    __slots__ = ("fn", "__wrapped__")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__wrapped__ = fn
+
+    def __call__(self, *args, **kwargs):
+        tracer = _find_tracer((args, kwargs))
+        if tracer is None:
+            return self.fn(*args, **kwargs)
+        return tracer.create_proxy("call_function", self.fn, args, kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.fn, name)
+
+
+def public_function_recorders(patcher: _Patcher) -> dict:
+    """Patch every public function of ember's namespaces with its recorder; return
+    id(function) -> recorder, for patching the traced code's own imports too."""
+    replacements = {}
+    for module in _public_namespaces():
+        namespace = vars(module)
+        for name, value in list(namespace.items()):
+            if isinstance(value, _RecordedCall) or not _is_recorded_function(name, value):
+                continue
+            recorder = _recorder(value)
+            replacements[id(value)] = recorder
+            patcher.set(namespace, name, recorder)
+    return replacements
+
+
+def _assert_is_none(value, message: str) -> None:
+    """The guard a `concrete_args={name: None}` trace records (torch.fx's)."""
+    assert value is None, message
+
+
+def _containers() -> tuple:
+    from ..nn.modules.container import Sequential
+    return (Sequential,)
+
+
+_NN_MODULES = ("ember.frontend.nn.", "ember.nn.")
+
+
 def _contains_proxy(value) -> bool:
     if isinstance(value, Proxy):
         return True
@@ -254,7 +409,8 @@ def _contains_proxy(value) -> bool:
 
 
 def symbolic_trace(root, concrete_args: dict | None = None):
-    """Trace `root` (a Module or function) into a GraphModule."""
+    """Trace `root` (a Module or function) into a GraphModule, recording what
+    torch.fx.symbolic_trace records for the same program."""
     from .graph_module import GraphModule
     tracer = Tracer()
     graph = tracer.trace(root, concrete_args)

@@ -519,8 +519,11 @@ class Module:
         return destination
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs, assign=False):
-        """Copy this module's own entries from state_dict; record what did not fit."""
+                              missing_keys, unexpected_keys, error_msgs):
+        """Copy this module's own entries from state_dict; record what did not fit.
+        PyTorch's seven arguments; load_state_dict(assign=True) arrives as
+        local_metadata['assign_to_params_buffers'], as in PyTorch."""
+        assign = bool(local_metadata.get("assign_to_params_buffers", False))
         for hook in self._load_state_dict_pre_hooks.values():
             hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                  error_msgs)
@@ -568,9 +571,13 @@ class Module:
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing, unexpected, errors = [], [], []
+        metadata = getattr(state_dict, "_metadata", None) or {}
         for prefix, module in self.named_modules():
-            module._load_from_state_dict(state_dict, prefix + "." if prefix else "", {},
-                                         True, missing, unexpected, errors, assign)
+            local_metadata = dict(metadata.get(prefix, {}))
+            if assign:
+                local_metadata["assign_to_params_buffers"] = True
+            module._load_from_state_dict(state_dict, prefix + "." if prefix else "",
+                                         local_metadata, True, missing, unexpected, errors)
         # every module reported the keys under its prefix; keep only the leaves' view
         unexpected = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
         if strict:

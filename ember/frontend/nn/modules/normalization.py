@@ -78,7 +78,7 @@ class _BatchNorm(Module):
                 f"track_running_stats={self.track_running_stats}")
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs, assign=False):
+                              unexpected_keys, error_msgs):
         # checkpoints from before num_batches_tracked existed load with a zero count
         key = prefix + "num_batches_tracked"
         if self.track_running_stats and key not in state_dict and \
@@ -86,7 +86,7 @@ class _BatchNorm(Module):
             state_dict = dict(state_dict)
             state_dict[key] = tensor(0, dtype=dtypes.int64)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs, assign)
+                                      unexpected_keys, error_msgs)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -1,0 +1,207 @@
+"""ember.save / ember.load: tensors, state dicts and nested containers of them, in a
+pickle-free file (torch.save/torch.load's interface, not its pickle format).
+
+The file is one safetensors blob: the tensors' data under the names "0", "1", ...,
+and in its string metadata a JSON record of the saved object's structure:
+
+    {"format": "ember.save", "version": 1,
+     "object": {"dict": [[{"value": "weight"}, {"tensor": "0"}], ...]},
+     "tensors": {"0": {"dtype": "float32", "device": "cpu", "requires_grad": false,
+                       "parameter": false}}}
+
+Loading never runs code from the file, so a file from anyone is safe to load
+(torch.load needs weights_only=True for that). What can be saved: Tensors (and
+Parameters, kept as Parameters with their requires_grad), dicts (OrderedDict
+too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
+Python scalars/strings/None. Anything else is refused by name. Each tensor is
+stored contiguous; a tensor object saved twice is stored once and loads as one
+object, but views do not share storage after loading (torch.save keeps that).
+bfloat16 and complex128, which safetensors does not store, are stored as uint16
+and as float64 pairs and restored exactly.
+
+`f` is a path (str or os.PathLike) or a binary file object (`io.BytesIO()`, an open
+file). `map_location` is accepted as torch.load accepts it: a device or device
+string (every tensor goes there), or a dict {saved device: device}; by default
+tensors return to the device they were saved from.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import struct
+
+import numpy as np
+
+from ..ir.dtypes import DType, dtype_from_name
+from ..ir.errors import ArtifactError, EmberError
+
+FORMAT = "ember.save"
+VERSION = 1
+
+
+class SaveError(EmberError, TypeError):
+    """An object ember.save cannot store."""
+
+
+# --- saving ------------------------------------------------------------------------------------
+def save(obj, f, *args, **kwargs) -> None:
+    """Save `obj` (tensors, state dicts, nested dicts/lists/tuples of them) to `f`."""
+    from safetensors.numpy import save as to_bytes
+    arrays, tensors = {}, {}
+    record = {"format": FORMAT, "version": VERSION,
+              "object": _encode(obj, arrays, tensors, {}), "tensors": tensors}
+    data = to_bytes(arrays, metadata={"ember": json.dumps(record)})
+    if _is_path(f):
+        with open(f, "wb") as out:
+            out.write(data)
+    else:
+        f.write(data)
+
+
+def _encode(obj, arrays: dict, tensors: dict, seen: dict):
+    from .nn.parameter import Parameter
+    from .tensor import Size, Tensor
+    if isinstance(obj, Tensor):
+        key = seen.get(id(obj))
+        if key is None:
+            key = seen[id(obj)] = str(len(tensors))
+            arrays[key], stored = _storable(obj.detach().cpu().numpy())
+            tensors[key] = {"dtype": obj.dtype.name, "stored": stored,
+                            "device": str(obj.device), "requires_grad": obj.requires_grad,
+                            "parameter": isinstance(obj, Parameter)}
+        return {"tensor": key}
+    if isinstance(obj, DType):
+        return {"dtype": obj.name}
+    if isinstance(obj, Size):
+        return {"size": list(obj)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"value": _scalar(obj)}
+    if isinstance(obj, dict):
+        items = [[_encode(k, arrays, tensors, seen), _encode(v, arrays, tensors, seen)]
+                 for k, v in obj.items()]
+        return {"ordered_dict" if isinstance(obj, collections.OrderedDict) else "dict": items}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        kind = "list" if isinstance(obj, list) else "tuple"
+        return {kind: [_encode(v, arrays, tensors, seen) for v in obj]}
+    raise SaveError(f"ember.save: cannot save an object of type {type(obj).__name__} "
+                    "(it saves tensors, and dicts, lists and tuples of tensors, sizes, dtypes, "
+                    "numbers, strings and None)")
+
+
+def _scalar(value):
+    """JSON has no inf/nan: floats that are not finite go as strings."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+def _storable(array: np.ndarray) -> tuple[np.ndarray, str]:
+    """The array as safetensors can store it, and the stored dtype's name."""
+    array = np.array(array, order="C")         # a 0-d array stays 0-d
+    if array.dtype == np.complex128:
+        array = array.view(np.float64).reshape(*array.shape, 2)
+    elif array.dtype.name == "bfloat16":
+        array = array.view(np.uint16)
+    return array, array.dtype.name
+
+
+# --- loading -----------------------------------------------------------------------------------
+def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
+    """Load what `save` wrote. `weights_only` and `mmap` are accepted for torch.load's
+    sake: the format holds data only, and is read whole."""
+    from safetensors.numpy import load as from_bytes
+    name = os.fspath(f) if _is_path(f) else getattr(f, "name", "<file object>")
+    data = _read(f, name)
+    try:
+        record = json.loads(_metadata(data)["ember"])
+        arrays = from_bytes(data)
+    except (ArtifactError, KeyError, ValueError, TypeError) as err:
+        raise ArtifactError(f"{name}: not a file written by ember.save ({err})") from None
+    except Exception as err:  # noqa: BLE001 - safetensors' SafetensorError is a bare Exception
+        raise ArtifactError(f"{name}: not a valid ember.save file ({err})") from None
+    if record.get("format") != FORMAT or record.get("version", 0) > VERSION:
+        raise ArtifactError(f"{name}: written by an unknown format or a newer version "
+                            f"({record.get('format')!r} version {record.get('version')!r})")
+    place = _placement(map_location)
+    tensors = {key: _tensor(arrays[key], info, place) for key, info in record["tensors"].items()}
+    return _decode(record["object"], tensors)
+
+
+def _read(f, name: str) -> bytes:
+    try:
+        if _is_path(f):
+            with open(f, "rb") as src:
+                return src.read()
+        return f.read()
+    except OSError as err:
+        raise ArtifactError(f"{name}: cannot read: {err.strerror or err}") from None
+
+
+def _metadata(data: bytes) -> dict:
+    """The safetensors header's __metadata__ (the header is 8 bytes of length + JSON)."""
+    if len(data) < 8:
+        raise ArtifactError("the file is too short to hold a header")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > len(data) - 8:
+        raise ArtifactError("the header is longer than the file")
+    return json.loads(data[8:8 + length]).get("__metadata__") or {}
+
+
+def _tensor(array: np.ndarray, info: dict, place):
+    from .nn.parameter import Parameter
+    dtype = dtype_from_name(info["dtype"])
+    if info["stored"] != dtype.np_dtype.name:       # complex128 pairs, bfloat16 bits
+        array = np.ascontiguousarray(array).view(dtype.np_dtype)
+        if dtype.is_complex:
+            array = array.reshape(array.shape[:-1])
+    tensor = _as_tensor(array, dtype)
+    device = place(info["device"])
+    if device != "cpu":
+        tensor = tensor.to(device)
+    if info["parameter"]:
+        return Parameter(tensor, requires_grad=info["requires_grad"])
+    return tensor.requires_grad_(info["requires_grad"]) if info["requires_grad"] else tensor
+
+
+def _as_tensor(array: np.ndarray, dtype: DType):
+    from .factories import tensor
+    return tensor(np.array(array), dtype=dtype)
+
+
+def _placement(map_location):
+    """saved device string -> device string to load onto."""
+    if map_location is None:
+        return lambda saved: saved
+    if isinstance(map_location, dict):
+        mapping = {str(k): str(v) for k, v in map_location.items()}
+        return lambda saved: mapping.get(saved, saved)
+    if isinstance(map_location, str) or type(map_location).__name__ == "device":
+        return lambda saved: str(map_location)
+    raise TypeError(f"ember.load: map_location must be a device, a device string or a dict "
+                    f"of them, not {type(map_location).__name__}")
+
+
+def _decode(node: dict, tensors: dict):
+    from .tensor import Size
+    (kind, value), = node.items()
+    if kind == "tensor":
+        return tensors[value]
+    if kind == "value":
+        return float(value["float"]) if isinstance(value, dict) else value
+    if kind == "dtype":
+        return dtype_from_name(value)
+    if kind == "size":
+        return Size(value)
+    if kind in ("dict", "ordered_dict"):
+        pairs = ((_decode(k, tensors), _decode(v, tensors)) for k, v in value)
+        return collections.OrderedDict(pairs) if kind == "ordered_dict" else dict(pairs)
+    if kind in ("list", "tuple"):
+        items = [_decode(v, tensors) for v in value]
+        return items if kind == "list" else tuple(items)
+    raise ArtifactError(f"ember.load: unknown entry {kind!r} in the file's structure record")
+
+
+def _is_path(f) -> bool:
+    return isinstance(f, (str, bytes, os.PathLike))
+

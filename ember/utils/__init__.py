@@ -1,0 +1,2 @@
+"""ember.utils: torch.utils' namespaces (checkpoint)."""
+from . import checkpoint  # noqa: F401
