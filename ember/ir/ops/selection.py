@@ -34,6 +34,8 @@ def concrete_values(t, what: str) -> np.ndarray:
     if not hasattr(type(t), "__array__"):
         raise ShapeError(f"{what} has a data-dependent output shape, so it cannot be traced "
                          f"into a graph (ember.compile, jit.trace, vmap); call it eagerly")
+    if not str(t.device).startswith("cpu"):
+        t = t.cpu()     # the size must reach the host, as in PyTorch (a synchronizing copy)
     return np.asarray(t)
 
 
