@@ -45,6 +45,11 @@ OUT_OF_SCOPE_PREFIXES = ("sparse.", "jiterator_", "torch._scaled_mm", "torch.ops
 
 DTYPE_NAMES = ("float32", "float64", "complex64", "int64", "bool")
 
+# entries whose OpInfo `op` is a lambda that reorders the public function's arguments
+ARG_ADAPTERS = {
+    "nn.functional.embedding": lambda fn: lambda weight, idx, *a, **k: fn(idx, weight, *a, **k),
+}
+
 
 def _ember():
     import ember  # noqa: PLC0415 - imported late so --help works without it
@@ -75,6 +80,8 @@ def resolve(name: str):
         method = getattr(ember.Tensor, name, None)
         if method is not None:
             return lambda self, *a, **k: getattr(self, name)(*a, **k)
+    if obj is not None and name in ARG_ADAPTERS:
+        return ARG_ADAPTERS[name](obj)
     return obj
 
 

@@ -41,3 +41,26 @@ def test_split_backward_when_one_chunk_covers_the_dim(shape, size, dim, rng):
     eo, to = ember.split(e, size, dim), torch.split(t, size, dim)
     assert len(eo) == len(to) == 1
     _grads_match(eo, to, [e], [t], rng)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_embedding_max_norm_renormalizes_referenced_rows_in_place(norm_type, rng):
+    w = rng.standard_normal((6, 3)) * 2
+    idx = np.asarray([[0, 2, 2], [5, 0, 1]])
+    ew, tw = _pair(w)
+    eo = ember.nn.functional.embedding(ember.tensor(idx), ew, max_norm=1.0, norm_type=norm_type)
+    to = torch.nn.functional.embedding(torch.from_numpy(idx), tw, max_norm=1.0,
+                                       norm_type=norm_type)
+    assert_close(ew.detach(), tw.detach(), rtol=1e-12, atol=1e-12, what="renormalized weight")
+    assert_close(eo.detach(), to.detach(), rtol=1e-12, atol=1e-12, what="lookup")
+    _grads_match([eo], [to], [ew], [tw], rng)
+
+
+def test_embedding_module_max_norm(rng):
+    ember.manual_seed(0)
+    emb = ember.nn.Embedding(5, 4, max_norm=0.5)
+    idx = ember.tensor(np.asarray([1, 3]))
+    out = emb(idx)
+    assert np.all(np.linalg.norm(out.detach().numpy(), axis=-1) <= 0.5 + 1e-6)
+    untouched = np.linalg.norm(emb.weight.detach().numpy()[[0, 2, 4]], axis=-1)
+    assert np.all(untouched > 0.5)      # init N(0,1) rows of 4: unreferenced rows kept

@@ -292,6 +292,10 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False) -> Tensor:
     if padding_idx is not None and padding_idx < 0:
         padding_idx += weight.shape[0]
+    if max_norm is not None:
+        # as PyTorch: the referenced rows of weight are renormalized in place, untracked
+        with no_grad():
+            OPS["embedding_renorm_"](weight, input, max_norm, norm_type)
     if _has("embedding"):
         return OPS["embedding"](weight, input, -1 if padding_idx is None else padding_idx,
                                 scale_grad_by_freq, sparse)
