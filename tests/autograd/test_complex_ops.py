@@ -62,7 +62,6 @@ GAUGE_DEPENDENT = {"linalg_svd", "linalg_eig"}
 EMBER_GAPS = {
     "l1_loss": "ember's l1_loss rejects complex inputs (torch: |x - y| with complex grads)",
     "softsign": "ember's softsign rejects complex inputs",
-    "logcumsumexp": "ember's reference uses np.logaddexp, which has no complex loop",
 }
 
 

@@ -64,3 +64,26 @@ def test_embedding_module_max_norm(rng):
     assert np.all(np.linalg.norm(out.detach().numpy(), axis=-1) <= 0.5 + 1e-6)
     untouched = np.linalg.norm(emb.weight.detach().numpy()[[0, 2, 4]], axis=-1)
     assert np.all(untouched > 0.5)      # init N(0,1) rows of 4: unreferenced rows kept
+
+
+@pytest.mark.parametrize("zeros", [[2], [0], [1, 3], [4]])
+def test_cumprod_backward_with_zeros(zeros, rng):
+    x = rng.standard_normal((2, 5)) + 0.5
+    x[:, zeros] = 0
+    e, t = _pair(x)
+    _grads_match([ember.cumprod(e, 1)], [torch.cumprod(t, 1)], [e], [t], rng)
+
+
+@pytest.mark.parametrize("scale", [1.0, 500.0, 1e4])
+def test_logcumsumexp_backward_on_large_inputs(scale, rng):
+    x = rng.standard_normal((3, 6)) * scale
+    e, t = _pair(x)
+    _grads_match([ember.logcumsumexp(e, 1)], [torch.logcumsumexp(t, 1)], [e], [t], rng,
+                 rtol=1e-9)
+
+
+def test_logcumsumexp_complex_keeps_the_imaginary_branch(rng):
+    z = rng.standard_normal((2, 5)) + 1j * rng.standard_normal((2, 5)) * 6
+    z[0, 1] = z[0, 0].real - 2j        # a tie in the real part: the new element leads
+    eo, to = ember.logcumsumexp(ember.tensor(z), 1), torch.logcumsumexp(torch.from_numpy(z), 1)
+    assert_close(eo, to, rtol=1e-12, atol=1e-12, what="complex logcumsumexp")
