@@ -90,6 +90,8 @@ def to_ember(v, requires_grad=False):
     import torch
     ember = _ember()
     if isinstance(v, torch.Tensor):
+        if v._base is not None and not v.is_conj() and not v.is_neg():
+            return _view_to_ember(v, requires_grad)
         arr = v.detach().resolve_conj().resolve_neg().numpy()
         t = ember.tensor(arr)
         if requires_grad and v.requires_grad:
@@ -108,6 +110,16 @@ def to_ember(v, requires_grad=False):
     if isinstance(v, dict):
         return {k: to_ember(x, requires_grad) for k, x in v.items()}
     return v
+
+
+def _view_to_ember(v, requires_grad):
+    """A torch view as the same view of an ember copy of its base, so that ops reading
+    the storage (as_strided, storage_offset) see what torch's see."""
+    ember = _ember()
+    base = ember.tensor(v._base.detach().numpy())
+    if requires_grad and v.requires_grad:
+        base.requires_grad_(True)
+    return ember.as_strided(base, tuple(v.shape), tuple(v.stride()), v.storage_offset())
 
 
 def as_numpy(v):

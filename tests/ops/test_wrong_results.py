@@ -87,3 +87,23 @@ def test_logcumsumexp_complex_keeps_the_imaginary_branch(rng):
     z[0, 1] = z[0, 0].real - 2j        # a tie in the real part: the new element leads
     eo, to = ember.logcumsumexp(ember.tensor(z), 1), torch.logcumsumexp(torch.from_numpy(z), 1)
     assert_close(eo, to, rtol=1e-12, atol=1e-12, what="complex logcumsumexp")
+
+
+@pytest.mark.parametrize("size,stride,offset", [([2, 2, 2, 2], [1, 1, 1, 1], 0),
+                                                ([2, 1, 1, 2], [1, 7, 7, 1], 0),
+                                                ([3, 2], [1, 1], None), ([2, 2], [1, 2], 1)])
+def test_as_strided_backward_adds_overlaps_and_reads_the_view_offset(size, stride, offset, rng):
+    e_base, t_base = _pair(rng.standard_normal(16))
+    # a view with a storage offset (2): size, stride and offset refer to the storage
+    e_x, t_x = e_base[2:14], t_base[2:14]
+    eo = ember.as_strided(e_x, size, stride, offset)
+    to = torch.as_strided(t_x, size, stride, offset)
+    assert_close(eo.detach(), to.detach(), rtol=0, atol=0, what="values")
+    _grads_match([eo], [to], [e_base], [t_base], rng)
+
+
+def test_as_strided_backward_through_an_expanded_input(rng):
+    e_base, t_base = _pair(rng.standard_normal(3))
+    eo = e_base.unsqueeze(0).expand(2, 3).as_strided([2, 2], [1, 1], 0)
+    to = t_base.unsqueeze(0).expand(2, 3).as_strided([2, 2], [1, 1], 0)
+    _grads_match([eo], [to], [e_base], [t_base], rng)
