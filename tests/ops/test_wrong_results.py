@@ -107,3 +107,28 @@ def test_as_strided_backward_through_an_expanded_input(rng):
     eo = e_base.unsqueeze(0).expand(2, 3).as_strided([2, 2], [1, 1], 0)
     to = t_base.unsqueeze(0).expand(2, 3).as_strided([2, 2], [1, 1], 0)
     _grads_match([eo], [to], [e_base], [t_base], rng)
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
+@pytest.mark.parametrize("pad", [(-1, 2), (2, -1), (-2, -1), (3, -2), (1, -2, -1, 2)])
+def test_pad_with_negative_padding(mode, pad, rng):
+    e, t = _pair(rng.standard_normal((1, 5, 6)))
+    eo = ember.nn.functional.pad(e, pad, mode=mode)
+    to = torch.nn.functional.pad(t, pad, mode=mode)
+    assert_close(eo.detach(), to.detach(), rtol=0, atol=0, what="values")
+    _grads_match([eo], [to], [e], [t], rng)
+
+
+def test_pad_negative_padding_errors_as_torch():
+    x = ember.ones(1, 1, 6)
+    with pytest.raises((RuntimeError, ValueError), match="is too small"):
+        ember.nn.functional.pad(x, (-3, -3), mode="replicate")
+    with pytest.raises((RuntimeError, ValueError), match="wrapping around more than once"):
+        ember.nn.functional.pad(x, (5, -2), mode="circular")
+
+
+def test_squeeze_with_an_empty_dim_list_squeezes_nothing():
+    x = ember.ones(1, 3, 1)
+    assert tuple(ember.squeeze(x, ()).shape) == (1, 3, 1)
+    assert tuple(x.squeeze([]).shape) == (1, 3, 1)
+    assert tuple(x.squeeze().shape) == (3,)

@@ -263,6 +263,8 @@ unsqueeze = defop(
 def _squeeze_dims(self, dim):
     if dim is None:
         return tuple(i for i, s in enumerate(self.shape) if s == 1)
+    if isinstance(dim, (list, tuple)) and not dim:
+        return ()       # PyTorch: an empty dim list squeezes nothing (wrap_dims reads "all")
     dims = wrap_dims(dim if isinstance(dim, (list, tuple)) else [dim], self.ndim) \
         if self.ndim else ()
     return tuple(d for d in dims if self.shape[d] == 1)
