@@ -132,3 +132,23 @@ def test_squeeze_with_an_empty_dim_list_squeezes_nothing():
     assert tuple(ember.squeeze(x, ()).shape) == (1, 3, 1)
     assert tuple(x.squeeze([]).shape) == (1, 3, 1)
     assert tuple(x.squeeze().shape) == (3,)
+
+
+def test_complex_logsumexp_wraps_the_imaginary_part(rng):
+    z = rng.standard_normal((3, 4)) + 1j * rng.standard_normal((3, 4)) * 8
+    for dim in (0, 1):
+        assert_close(ember.logsumexp(ember.tensor(z), dim), torch.logsumexp(
+            torch.from_numpy(z), dim), rtol=1e-12, atol=1e-12, what=f"dim {dim}")
+    one = np.asarray(3 + 20j)
+    assert_close(ember.logsumexp(ember.tensor(one), 0),
+                 torch.logsumexp(torch.from_numpy(one), 0), rtol=1e-12, atol=1e-12)
+
+
+def test_l1_loss_of_complex_input_is_real(rng):
+    z, w = (rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3)) for _ in range(2))
+    for reduction in ("mean", "sum", "none"):
+        eo = ember.nn.functional.l1_loss(ember.tensor(z), ember.tensor(w), reduction=reduction)
+        to = torch.nn.functional.l1_loss(torch.from_numpy(z), torch.from_numpy(w),
+                                         reduction=reduction)
+        assert eo.dtype == ember.float64
+        assert_close(eo, to, rtol=1e-12, atol=1e-12, what=reduction)

@@ -67,7 +67,17 @@ def _pair_meta(input, target, reduction="mean", *_):
     return _loss_meta(shape, dt, str(input.device), reduction)
 
 
-def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_extra=()):
+def _l1_meta(input, target, reduction="mean"):
+    """l1_loss also takes complex input and returns |input - target|, real (PyTorch)."""
+    if not input.dtype.is_complex:
+        return _pair_meta(input, target, reduction)
+    shape = broadcast_shapes(tuple(input.shape), tuple(target.shape))
+    dt = dtypes.promote_types(input.dtype, target.dtype).to_real()
+    return _loss_meta(shape, dt, str(input.device), reduction)
+
+
+def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_extra=(),
+              meta=_pair_meta):
     """A loss of d = input - target, elementwise, then reduced. `grad_diff(g, d, *extra)`."""
     schema = (f"{name}(Tensor input, Tensor target, str reduction='mean'{extra}) -> Tensor")
 
@@ -89,13 +99,13 @@ def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_e
         return out + [S.Sample((S.randn(rng, 4, 3) * 2, S.randn(rng, 4, 3)), kw)
                       for kw in samples_extra]
 
-    return defop(schema, meta=_pair_meta, reference=ref, derivative=derivative,
+    return defop(schema, meta=meta, reference=ref, derivative=derivative,
                  samples=samples, torch_ref=f"torch.nn.functional.{torch_name or name}",
                  namespace=NN)
 
 
 mse_loss = pair_loss("mse_loss", lambda d: d * d, lambda g, d: 2 * g * d)
-l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d))
+l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d), meta=_l1_meta)
 smooth_l1_loss = pair_loss(
     "smooth_l1_loss",
     lambda d, beta: np.abs(d) if beta == 0 else

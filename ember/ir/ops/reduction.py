@@ -608,9 +608,11 @@ def _logsumexp_np(x, dim, keepdim):
         x = x.astype(dtypes.get_default_dtype().np_dtype)
     if x.size == 0:
         return np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
-    m = np.amax(x, axis=axes, keepdims=True)
+    # shift by the largest real part: for complex x the log then returns the principal
+    # branch (imaginary part in (-pi, pi]), as PyTorch
+    m = np.amax(x.real, axis=axes, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
     return out if keepdim or axes is None and not x.ndim else np.squeeze(out, axis=axes)
 
@@ -627,9 +629,9 @@ def _logsumexp_decomposition(self, dim, keepdim=False):
     dims = list(wrap_dims(dim, self.ndim))
     if self.numel() == 0:
         return log(sum(exp(self), dims, keepdim))
-    if self.ndim == 0:
+    if self.ndim == 0 and not self.dtype.is_complex:
         return self
-    m = amax(self, dims, True)
+    m = amax(real(self) if self.dtype.is_complex else self, dims, True)
     m = where(isfinite(m), m, 0)
     out = log(sum(exp(self - m), dims, True)) + m
     return out if keepdim else squeeze(out, dims)
@@ -655,7 +657,8 @@ logsumexp = defop(
                          _sample(S.randn(rng), 0),
                          S.Sample((np.array([[-np.inf, -np.inf], [1.0, 2.0]], np.float32), 1),
                                   grad=False, note="-inf output: no finite differences"),
-                         _sample(S.int_array(rng, 3, 4), 1)],
+                         _sample(S.int_array(rng, 3, 4), 1),
+                         _sample(np.asarray([[1 + 7j, 2 - 8j], [3 + 20j, -1 + 1j]]), 1)],
 )
 
 
@@ -791,5 +794,6 @@ median = overloaded(defop(
 
 
 from .creation import arange  # noqa: E402 - derivative rules use these ops
-from .pointwise import _c, abs, convert_element_type, exp, isfinite, log, sgn, sqrt, where  # noqa: E402,A004,E501
+from .pointwise import (_c, abs, convert_element_type, exp, isfinite, log, real, sgn,  # noqa: E402,A004
+                        sqrt, where)
 from .shape import expand, reshape, squeeze, unsqueeze  # noqa: E402
