@@ -35,6 +35,8 @@ from .frontend.autograd import no_grad, enable_grad, set_grad_enabled, inference
 _eager.install()
 _methods.install(Tensor)
 _methods.install(_SymbolicTensor)
+_methods.install_attributes(Tensor)
+_methods.install_attributes(_SymbolicTensor)
 # basic/advanced indexing is built from op calls, so it records into graphs too (rules use it)
 _SymbolicTensor.__getitem__ = Tensor.__getitem__
 

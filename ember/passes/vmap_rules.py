@@ -111,6 +111,7 @@ LOOPED = {
     "linalg_lstsq": "its residuals output is empty or not depending on the batch rank",
     "linalg_tensorinv": "it splits the example's dims at `ind`; no leading batch dims",
     "linalg_tensorsolve": "it splits the example's dims by B's rank; no leading batch dims",
+    "embedding_renorm": "each example renormalizes the rows its own indices refer to",
 }
 
 

@@ -27,6 +27,8 @@ def _grads_match(e_outs, t_outs, e_ins, t_ins, rng, rtol=1e-7, atol=1e-9):
     """Pull the same random cotangent back through both and compare input gradients."""
     e_outs, t_outs = list(e_outs), list(t_outs)
     cots = [rng.standard_normal(tuple(t.shape)) for t in t_outs]
+    cots = [c + 1j * rng.standard_normal(c.shape) if t.is_complex() else c
+            for c, t in zip(cots, t_outs)]
     t_grads = torch.autograd.grad(t_outs, t_ins, [torch.from_numpy(c) for c in cots],
                                   allow_unused=True)
     e_grads = ember.autograd.grad(e_outs, e_ins, [ember.tensor(c) for c in cots],
@@ -152,3 +154,45 @@ def test_l1_loss_of_complex_input_is_real(rng):
                                          reduction=reduction)
         assert eo.dtype == ember.float64
         assert_close(eo, to, rtol=1e-12, atol=1e-12, what=reduction)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_pinv_hermitian_reads_the_lower_triangle(dtype, rng):
+    a = rng.standard_normal((2, 4, 4)).astype(dtype)
+    if dtype == np.complex128:
+        a = a + 1j * rng.standard_normal((2, 4, 4))
+    a[0, :, 1] = 0                               # rank-deficient: a zero eigenvalue dropped
+    a[0, 1, :] = 0
+    e, t = _pair(a)                              # not Hermitian: the upper triangle is noise
+    eo = ember.linalg.pinv(e, hermitian=True)
+    to = torch.linalg.pinv(t, hermitian=True)
+    assert_close(eo.detach(), to.detach(), rtol=1e-9, atol=1e-10, what="values")
+    _grads_match([eo], [to], [e], [t], rng, rtol=1e-8, atol=1e-9)
+
+
+def test_logcumsumexp_forward_mode_on_large_inputs(rng):
+    import ember.func
+    x, t = rng.standard_normal((3, 5)) * 300, rng.standard_normal((3, 5))
+    _, tangent = ember.func.jvp(lambda a: ember.logcumsumexp(a, 1), (ember.tensor(x),),
+                                (ember.tensor(t),))
+    out = np.logaddexp.accumulate(x, axis=1)
+    want = np.einsum("bik,bi->bk", np.triu(np.exp(x[:, :, None] - out[:, None, :])), t)
+    assert_close(tangent, want, rtol=1e-9, atol=1e-12, what="jvp")
+
+
+def test_tensor_view_attributes(rng):
+    z = rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))
+    e, t = ember.tensor(z.copy()), torch.from_numpy(z.copy())
+    for name in ("T", "mT", "H", "mH", "real", "imag"):
+        assert_close(getattr(e, name), getattr(t, name), rtol=0, atol=0, what=name)
+    e.real = ember.tensor(np.ones(3))            # settable views write through
+    t.real = torch.ones(3, dtype=torch.float64)
+    e.imag[0, 1] = 7.0
+    t.imag[0, 1] = 7.0
+    assert_close(e, t, rtol=0, atol=0, what="after setting parts")
+    x = ember.ones(2, 3)
+    assert x.real is x
+    with pytest.raises(RuntimeError, match="non-complex"):
+        x.imag
+    with pytest.raises(RuntimeError, match="mT is only supported"):
+        ember.ones(3).mT

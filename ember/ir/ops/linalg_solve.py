@@ -254,10 +254,25 @@ def _tolerance(s: np.ndarray, atol, rtol, m: int, n: int, eps: float) -> np.ndar
 
 
 def _pinv_ref(A, atol=None, rtol=None, hermitian=False):
+    if hermitian:
+        return _pinv_hermitian_ref(A, atol, rtol)
     u, s, vh = np.linalg.svd(A, full_matrices=False)
     keep = s > _tolerance(s, atol, rtol, *A.shape[-2:], np.finfo(s.dtype).eps)
     s_inv = np.where(keep, 1 / np.where(keep, s, 1), 0)
     return np.asarray(_mH_np(vh) * s_inv[..., None, :] @ _mH_np(u), A.dtype)
+
+
+def _pinv_hermitian_ref(A, atol, rtol):
+    """Through eigh of the lower triangle (PyTorch reads only that one): eigenvalues whose
+    magnitude passes the tolerance are inverted, the rest dropped."""
+    w, v = np.linalg.eigh(A, UPLO="L")
+    mag = np.abs(w)
+    order = np.argsort(-mag, axis=-1)                    # the tolerance reads the largest
+    tol = _tolerance(np.take_along_axis(mag, order, -1), atol, rtol, *A.shape[-2:],
+                     np.finfo(mag.dtype).eps)
+    keep = mag > tol
+    w_inv = np.where(keep, 1 / np.where(keep, w, 1), 0)
+    return np.asarray(v * w_inv[..., None, :] @ _mH_np(v), A.dtype)
 
 
 def _pinv_meta(A, atol=None, rtol=None, hermitian=False):
@@ -277,6 +292,11 @@ def _pinv_vjp(g, A, X):
     return term1 + term2 + term3
 
 
+PINV_HERMITIAN_NOTE = ("PyTorch's gradient for hermitian=True is the general pinv gradient at "
+                       "A, while the value reads only A's lower triangle, so finite "
+                       "differences disagree; tests/ops/test_wrong_results.py checks it "
+                       "against torch")
+
 pinv = linalg_op(
     "pinv(Tensor A, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor",
     meta=_pinv_meta, reference=_pinv_ref,
@@ -285,8 +305,14 @@ pinv = linalg_op(
                          _sample(S.randn(rng, 2, 3, 4, dtype=np.float64)),
                          _sample(_well_conditioned(rng, 3, 3, dtype=np.float32)),
                          _sample(S.randn(rng, 3, 2, dtype=np.float64), rtol=1e-3),
-                         _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128))],
-    doc="Moore-Penrose inverse through the SVD; the gradient assumes a locally constant rank.",
+                         _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128)),
+                         _sample(_well_conditioned(rng, 3, 3, dtype=np.float64), hermitian=True,
+                                 grad=False, note=PINV_HERMITIAN_NOTE),
+                         _sample(_well_conditioned(rng, 2, 3, 3, dtype=np.complex128),
+                                 hermitian=True, grad=False, note=PINV_HERMITIAN_NOTE)],
+    doc="Moore-Penrose inverse through the SVD (hermitian=True: eigh of the lower triangle; "
+        "the gradient, as PyTorch's, is the general one at A); it assumes a locally "
+        "constant rank.",
 )
 
 

@@ -331,24 +331,52 @@ def _reverse_logcumsumexp(v, dim):
     return flip(logcumsumexp(flip(v, [dim]), dim), [dim])
 
 
+def _signed_log_sums(v, weights, d, reverse):
+    """sum over the scan of v_j exp(weights_j), as (log of the positive part, log of the
+    negative part) for real v, or one complex log for complex v."""
+    scan = _reverse_logcumsumexp if reverse else logcumsumexp
+    if v.dtype.is_complex:
+        return scan(_log_or_floor(v, ne(v, 0)) + weights, d), None
+    return (scan(_log_or_floor(v, gt(v, 0)) + weights, d),
+            scan(_log_or_floor(-v, lt(v, 0)) + weights, d))
+
+
+def _centered(self, out, d):
+    """x and out less the slice's last (largest) output: the log-space sums then run over
+    numbers near 0 rather than near |x|, which keeps their rounding relative."""
+    shift = narrow(out, d, out.shape[d] - 1, 1) if out.shape[d] else out
+    shift = where(isfinite(shift), shift, 0)
+    return self - shift, out - shift
+
+
 def _logcumsumexp_grad(g, self, dim, out):
     """gx_i = sum_{k >= i} g_k exp(x_i - out_k), summed in log space so that neither
-    exp(x) nor exp(-out) overflows: real g splits into its positive and negative parts;
-    complex g takes its complex log."""
+    exp(x) nor exp(-out) overflows: real g splits into its positive and negative parts,
+    complex g takes its complex log. (As PyTorch's, the rule's own derivative in g is
+    lost where g is exactly 0; forward mode uses the explicit jvp below.)"""
     if not self.ndim:
         return g
     d = wrap_dim(dim, self.ndim)
-    if self.dtype.is_complex:
-        log_g = _log_or_floor(g, ne(g, 0))
-        return exp(_reverse_logcumsumexp(log_g - _c(out), d) + _c(self))
-    # shifted by the slice's last (largest) output: the sums then run over numbers near
-    # 0 rather than near |x|, which keeps their rounding relative to the result
-    shift = narrow(out, d, out.shape[d] - 1, 1) if out.shape[d] else out
-    shift = where(isfinite(shift), shift, 0)
-    x, out = self - shift, out - shift
-    pos = _reverse_logcumsumexp(_log_or_floor(g, gt(g, 0)) - out, d)
-    neg = _reverse_logcumsumexp(_log_or_floor(-g, lt(g, 0)) - out, d)
+    x, out = _centered(self, out, d)
+    pos, neg = _signed_log_sums(g, -_c(out), d, reverse=True)
+    if neg is None:
+        return exp(pos + _c(x))
     return exp(pos + x) - exp(neg + x)
+
+
+def _logcumsumexp_jvp(tangents, self, dim, out):
+    """d out_k = sum_{i <= k} exp(x_i - out_k) t_i, in log space as the VJP."""
+    (t,) = tangents
+    if t is None:
+        return None
+    if not self.ndim:
+        return t
+    d = wrap_dim(dim, self.ndim)
+    x, out = _centered(self, out, d)
+    pos, neg = _signed_log_sums(t, x, d, reverse=False)
+    if neg is None:
+        return exp(pos - out)
+    return exp(pos - out) - exp(neg - out)
 
 
 logcumsumexp = defop(
@@ -357,7 +385,7 @@ logcumsumexp = defop(
         tuple(self.shape), dtypes.get_default_dtype() if _is_intlike(self.dtype)
         else self.dtype, str(self.device)) if wrap_dim(dim, self.ndim) is not None else None,
     reference=_logcumsumexp_np,
-    derivative=_logcumsumexp_grad,
+    derivative=_logcumsumexp_grad, jvp=_logcumsumexp_jvp,
     tags=set(), torch_ref="torch.logcumsumexp", method=True,
     samples=lambda rng: [_sample(S.randn(rng, 3, 5), 1), _sample(S.randn(rng, 4), 0),
                          _sample(S.randn(rng, 2, 3, 4), 0), _sample(S.randn(rng), 0),
