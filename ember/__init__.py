@@ -54,6 +54,9 @@ from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
 
 
+from .frontend.torch_functions import einsum, tensordot  # noqa: E402
+
+
 def _export_ops(namespace: dict) -> None:
     """Every top-level registry op becomes ember.<name> unless a wrapper already exists."""
     for _op in _OPS.values():

@@ -49,6 +49,7 @@ DTYPE_NAMES = ("float32", "float64", "complex64", "int64", "bool")
 ARG_ADAPTERS = {
     "nn.functional.embedding": lambda fn: lambda weight, idx, *a, **k: fn(idx, weight, *a, **k),
     "linalg.pinv.singular": lambda fn: lambda a, b: fn(a @ b.mT),
+    "einsum": lambda fn: lambda tensors, equation: fn(equation, tensors),
 }
 
 

@@ -73,3 +73,48 @@ def test_norm_nuc(dim, keepdim, rng):
     assert_close(e.grad, t.grad, rtol=1e-9, atol=1e-12, what="grad")
     with pytest.raises(ValueError, match="2-tuple"):
         ember.norm(ember.ones(2, 3, 4), p="nuc")
+
+
+def test_einsum_call_forms(rng):
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((3, 4))
+    ea, eb, ta, tb = ember.tensor(a), ember.tensor(b), torch.from_numpy(a), torch.from_numpy(b)
+    want = torch.einsum("ij,jk", ta, tb)
+    assert_close(ember.einsum("ij,jk", ea, eb), want, rtol=1e-12, atol=1e-12)
+    assert_close(ember.einsum("ij,jk", [ea, eb]), want, rtol=1e-12, atol=1e-12)
+    assert_close(ember.einsum(ea, [0, 1], eb, [1, 2], [0, 2]),
+                 torch.einsum(ta, [0, 1], tb, [1, 2], [0, 2]), rtol=1e-12, atol=1e-12)
+    assert_close(ember.einsum(ea, [Ellipsis, 30], eb, [30, 2]),
+                 torch.einsum(ta, [Ellipsis, 30], tb, [30, 2]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("equation,shapes", [("ii->i", [(3, 3)]), ("iji->j", [(2, 3, 2)]),
+                                             ("iij,j->i", [(2, 2, 3), (3,)])])
+def test_einsum_gradient_with_repeated_subscripts(equation, shapes, rng):
+    arrays = [rng.standard_normal(s) for s in shapes]
+    es = [ember.tensor(a).requires_grad_(True) for a in arrays]
+    ts = [torch.from_numpy(a).requires_grad_(True) for a in arrays]
+    eo, to = ember.einsum(equation, es), torch.einsum(equation, ts)
+    cot = rng.standard_normal(tuple(to.shape))
+    for eg, tg in zip(ember.autograd.grad(eo, es, ember.tensor(cot)),
+                      torch.autograd.grad(to, ts, torch.from_numpy(cot))):
+        assert_close(eg, tg, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dims", [2, 0, 1, ([0, 1], [2, 0]), torch.tensor(1)])
+def test_tensordot_dims_forms(dims, rng):
+    a, b = rng.standard_normal((2, 1, 3)), rng.standard_normal((3, 1, 2))
+    if isinstance(dims, tuple):
+        b = rng.standard_normal((1, 4, 2))      # a's dim 1 (size 1) broadcasts against b's 2
+    edims = ember.tensor(dims.numpy()) if isinstance(dims, torch.Tensor) else dims
+    if dims == 2 and not isinstance(dims, torch.Tensor):
+        b = rng.standard_normal((1, 3, 5))
+    eo = ember.tensordot(ember.tensor(a), ember.tensor(b), dims=edims)
+    to = torch.tensordot(torch.from_numpy(a), torch.from_numpy(b), dims=dims)
+    assert_close(eo, to, rtol=1e-12, atol=1e-12)
+
+
+def test_mean_backward_of_a_0d_tensor():
+    x, t = ember.tensor(2.0).requires_grad_(True), torch.tensor(2.0).requires_grad_(True)
+    ember.mean(x, 0, keepdim=True).backward()
+    torch.mean(t, 0, keepdim=True).backward()
+    assert_close(x.grad, t.grad)

@@ -167,6 +167,8 @@ def _keep(t, self, dim, keepdim):
 
 
 def _count(x, dim) -> int:
+    if not x.ndim:                   # dim 0 / -1 of a 0-d tensor is the tensor itself
+        return 1
     n = 1
     for d in wrap_dims(dim, x.ndim):
         n *= x.shape[d]
@@ -206,7 +208,7 @@ mean = defop(
         g, self, dim, keepdim) / builtins.max(_count(self, dim), 1),
     tags=R, torch_ref="torch.mean", method=True,
     samples=lambda rng: REDUCE_SAMPLES(rng) + [
-        _sample(S.randn(rng, 3, 4), [-1], dtype="float64")],
+        _sample(S.randn(rng, 3, 4), [-1], dtype="float64"), _sample(S.randn(rng), 0, True)],
     decomposition=lambda self, dim=None, keepdim=False, dtype=None:
         sum(self, dim, keepdim, dtype=dtype) / _count(self, dim),
 )
