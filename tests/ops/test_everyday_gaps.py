@@ -118,3 +118,37 @@ def test_mean_backward_of_a_0d_tensor():
     ember.mean(x, 0, keepdim=True).backward()
     torch.mean(t, 0, keepdim=True).backward()
     assert_close(x.grad, t.grad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kwargs", [{"ignore_index": 1}, {"ignore_index": -100},
+                                    {"ignore_index": 2, "label_smoothing": 0.2},
+                                    {"ignore_index": 0, "weight": True},
+                                    {"label_smoothing": 0.1, "weight": True}])
+@pytest.mark.parametrize("loss", ["nll_loss", "cross_entropy"])
+def test_class_losses_options(loss, kwargs, reduction, rng):
+    kwargs = dict(kwargs)
+    if loss == "nll_loss" and "label_smoothing" in kwargs:
+        pytest.skip("nll_loss has no label_smoothing")
+    x, target = rng.standard_normal((4, 3, 2)), rng.integers(0, 3, (4, 2))
+    w = rng.uniform(0.5, 2, 3) if kwargs.pop("weight", False) else None
+    ex, tx = ember.tensor(x).requires_grad_(True), torch.from_numpy(x).requires_grad_(True)
+    e_kw = dict(kwargs, weight=None if w is None else ember.tensor(w), reduction=reduction)
+    t_kw = dict(kwargs, weight=None if w is None else torch.from_numpy(w), reduction=reduction)
+    eo = getattr(ember.nn.functional, loss)(ex, ember.tensor(target), **e_kw)
+    to = getattr(torch.nn.functional, loss)(tx, torch.from_numpy(target), **t_kw)
+    assert_close(eo, to.detach(), rtol=1e-12, atol=1e-12)
+    cot = rng.standard_normal(tuple(to.shape))
+    eo.backward(ember.tensor(cot))
+    to.backward(torch.from_numpy(cot))
+    assert_close(ex.grad, tx.grad, rtol=1e-10, atol=1e-12, what="grad")
+
+
+def test_cross_entropy_with_class_probabilities(rng):
+    x, p = rng.standard_normal((3, 4)), rng.dirichlet(np.ones(4), 3)
+    w = rng.uniform(0.5, 2, 4)
+    eo = ember.nn.functional.cross_entropy(ember.tensor(x), ember.tensor(p), ember.tensor(w),
+                                           label_smoothing=0.1)
+    to = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(p),
+                                           torch.from_numpy(w), label_smoothing=0.1)
+    assert_close(eo, to, rtol=1e-12, atol=1e-12)

@@ -213,7 +213,7 @@ def _class_loss_derivative(logits):
             dlsm = -gl * tw
             lw = lsm * wb if wb is not None else lsm
             gt = -gl * lw * (1 - ls)
-            gw = R.sum(-gl * lsm * t, rest) if wb is not None else None
+            gw = _sum_over(-gl * lsm * t, rest) if wb is not None else None
             return _through_log_softmax(dlsm, lsm, cd, logits), gt, gw
         classes = SH.reshape(CR.arange(0, c, dtype=target.dtype),
                              [c] + [1] * (input.ndim - cd - 1))
@@ -232,12 +232,17 @@ def _class_loss_derivative(logits):
         dlsm = -gl * coeff
         gw = None
         if wb is not None:
-            gw = R.sum(-gl * mask * pattern * lsm, rest)
+            gw = _sum_over(-gl * mask * pattern * lsm, rest)
             if reduction == "mean":     # the denominator depends on the weights too
                 loss = R.sum(-(coeff * lsm))
-                gw = gw - g * loss / (denom * denom) * R.sum(mask * oh, rest)
+                gw = gw - g * loss / (denom * denom) * _sum_over(mask * oh, rest)
         return _through_log_softmax(dlsm, lsm, cd, logits), None, gw
     return derivative
+
+
+def _sum_over(x, dims):
+    """Sum over `dims`; none for an unbatched input (R.sum reads [] as every dim)."""
+    return R.sum(x, dims) if dims else x
 
 
 def _through_log_softmax(dlsm, lsm, cd, logits):
