@@ -152,3 +152,36 @@ def test_cross_entropy_with_class_probabilities(rng):
     to = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(p),
                                            torch.from_numpy(w), label_smoothing=0.1)
     assert_close(eo, to, rtol=1e-12, atol=1e-12)
+
+
+EMPTY_CASES = [
+    ("softmax", lambda lib, x: lib.nn.functional.softmax(x, dim=1), (3, 0)),
+    ("softmax0", lambda lib, x: lib.nn.functional.softmax(x, dim=1), (0, 3)),
+    ("softmax 0-d", lambda lib, x: lib.nn.functional.softmax(x, dim=0), ()),
+    ("log_softmax", lambda lib, x: lib.nn.functional.log_softmax(x, dim=1), (3, 0)),
+    ("log_softmax 0-d", lambda lib, x: lib.nn.functional.log_softmax(x, dim=0), ()),
+    ("group_norm", lambda lib, x: lib.nn.functional.group_norm(x, 2), (0, 4, 3)),
+    ("group_norm spatial", lambda lib, x: lib.nn.functional.group_norm(x, 2), (2, 4, 0)),
+    ("batch_norm", lambda lib, x: lib.nn.functional.batch_norm(
+        x, lib.zeros(4, dtype=x.dtype), lib.ones(4, dtype=x.dtype), training=True), (0, 4, 3)),
+    ("vector_norm", lambda lib, x: lib.linalg.vector_norm(x), (0, 3)),
+    ("vector_norm 0-d", lambda lib, x: lib.linalg.vector_norm(x), ()),
+    ("eigh", lambda lib, x: lib.linalg.eigh(x), (2, 0, 0)),
+    ("eig", lambda lib, x: lib.linalg.eig(x), (2, 0, 0)),
+    ("svd", lambda lib, x: lib.linalg.svd(x), (2, 0, 0)),
+    ("svd wide", lambda lib, x: lib.linalg.svd(x), (2, 0, 3)),
+    ("qr", lambda lib, x: lib.linalg.qr(x), (0, 3, 2)),
+    ("cholesky", lambda lib, x: lib.linalg.cholesky(x), (2, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("name,fn,shape", EMPTY_CASES, ids=[c[0] for c in EMPTY_CASES])
+def test_empty_and_0d_inputs(name, fn, shape, rng):
+    x = rng.standard_normal(shape)
+    eo, to = fn(ember, ember.tensor(x)), fn(torch, torch.from_numpy(x))
+    eo = eo if isinstance(eo, (tuple, list)) else [eo]
+    to = to if isinstance(to, (tuple, list)) else [to]
+    for e, t in zip(eo, to):
+        assert tuple(e.shape) == tuple(t.shape)
+        if t.numel():
+            assert_close(e, t, rtol=1e-12, atol=1e-12, what=name)

@@ -214,12 +214,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     c = input.shape[1]
     dims = [0] + list(range(2, input.ndim))
     if training:
-        n = input.numel() // c
-        if n <= 1:
+        n = input.numel() // c if c else 0
+        if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "
                              f"input size {list(input.shape)}")
         normed, mean, var = _normalize_stats(input, dims, eps)
-        if running_mean is not None:
+        if running_mean is not None and n > 1:      # an empty batch leaves them (PyTorch)
             with no_grad():
                 flat_mean = mean.detach().reshape([c])
                 flat_var = var.detach().reshape([c]) * (n / (n - 1))
@@ -261,7 +261,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
                          f"({num_groups})")
     if _has("group_norm"):
         return OPS["group_norm"](input, num_groups, weight, bias, eps)
-    grouped = input.reshape([n, num_groups, -1])
+    grouped = input.reshape([n, num_groups, input.numel() // max(n * num_groups, 1)])
     normed = _normalize_stats(grouped, [2], eps)[0].reshape(list(input.shape))
     return _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2))
 
