@@ -185,3 +185,18 @@ def test_empty_and_0d_inputs(name, fn, shape, rng):
         assert tuple(e.shape) == tuple(t.shape)
         if t.numel():
             assert_close(e, t, rtol=1e-12, atol=1e-12, what=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_qr_backward_on_wide_matrices(dtype, rng):
+    a = rng.standard_normal((2, 3, 5)).astype(dtype)
+    if dtype == np.complex128:
+        a = a + 1j * rng.standard_normal((2, 3, 5))
+    e, t = ember.tensor(a).requires_grad_(True), torch.from_numpy(a).requires_grad_(True)
+    eq, er = ember.linalg.qr(e)
+    tq, tr = torch.linalg.qr(t)
+    cots = [rng.standard_normal(tuple(x.shape)).astype(dtype) for x in (tq, tr)]
+    # a loss that does not depend on the signs of Q's columns (they are LAPACK's in both)
+    eg, = ember.autograd.grad([eq, er], [e], [ember.tensor(c) for c in cots])
+    tg, = torch.autograd.grad([tq, tr], [t], [torch.from_numpy(c) for c in cots])
+    assert_close(eg, tg, rtol=1e-9, atol=1e-10)
