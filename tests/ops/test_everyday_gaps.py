@@ -200,3 +200,36 @@ def test_qr_backward_on_wide_matrices(dtype, rng):
     eg, = ember.autograd.grad([eq, er], [e], [ember.tensor(c) for c in cots])
     tg, = torch.autograd.grad([tq, tr], [t], [torch.from_numpy(c) for c in cots])
     assert_close(eg, tg, rtol=1e-9, atol=1e-10)
+
+
+def _copy_mha(e_mha, t_mha):
+    with torch.no_grad():
+        for name, p in t_mha.named_parameters():
+            target = e_mha
+            for part in name.split("."):
+                target = getattr(target, part)
+            target._array[...] = p.detach().numpy()
+
+
+@pytest.mark.parametrize("bias_kv,zero_attn", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("masks", [False, True])
+def test_multihead_attention_bias_kv_and_zero_attn(bias_kv, zero_attn, masks, rng):
+    torch.manual_seed(0)
+    t_mha = torch.nn.MultiheadAttention(4, 2, add_bias_kv=bias_kv, add_zero_attn=zero_attn)
+    t_mha = t_mha.double()
+    e_mha = ember.nn.MultiheadAttention(4, 2, add_bias_kv=bias_kv, add_zero_attn=zero_attn,
+                                        dtype=ember.float64)
+    assert [n for n, _ in e_mha.named_parameters()] == [n for n, _ in t_mha.named_parameters()]
+    _copy_mha(e_mha, t_mha)
+    q, k = rng.standard_normal((3, 2, 4)), rng.standard_normal((5, 2, 4))
+    kw_e, kw_t = {}, {}
+    if masks:
+        kpm = np.zeros((2, 5), bool)
+        kpm[1, 2] = True
+        am = rng.standard_normal((3, 5))
+        kw_e = dict(key_padding_mask=ember.tensor(kpm), attn_mask=ember.tensor(am))
+        kw_t = dict(key_padding_mask=torch.from_numpy(kpm), attn_mask=torch.from_numpy(am))
+    eo, ew = e_mha(ember.tensor(q), ember.tensor(k), ember.tensor(k), **kw_e)
+    to, tw = t_mha(torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(k), **kw_t)
+    assert_close(eo, to.detach(), rtol=1e-10, atol=1e-12, what="output")
+    assert_close(ew, tw.detach(), rtol=1e-10, atol=1e-12, what="weights")
