@@ -55,6 +55,9 @@ from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_prec
 
 
 from .frontend.torch_functions import einsum, tensordot  # noqa: E402
+from .frontend.linalg_functions import TOP_LEVEL as _LINALG_TOP_LEVEL  # noqa: E402
+
+globals().update(_LINALG_TOP_LEVEL)
 
 
 def _export_ops(namespace: dict) -> None:

@@ -91,7 +91,9 @@ def to_ember(v, requires_grad=False):
     ember = _ember()
     if isinstance(v, torch.Tensor):
         if v._base is not None and not v.is_conj() and not v.is_neg():
-            return _view_to_ember(v, requires_grad)
+            view = _view_to_ember(v, requires_grad)
+            if view is not None:
+                return view
         arr = v.detach().resolve_conj().resolve_neg().numpy()
         t = ember.tensor(arr)
         if requires_grad and v.requires_grad:
@@ -116,10 +118,16 @@ def _view_to_ember(v, requires_grad):
     """A torch view as the same view of an ember copy of its base, so that ops reading
     the storage (as_strided, storage_offset) see what torch's see."""
     ember = _ember()
-    base = ember.tensor(v._base.detach().numpy())
+    base = v._base.detach()
+    if base.dtype != v.dtype or base.is_conj() or base.is_neg():
+        return None
+    base = ember.tensor(base.numpy())
     if requires_grad and v.requires_grad:
         base.requires_grad_(True)
-    return ember.as_strided(base, tuple(v.shape), tuple(v.stride()), v.storage_offset())
+    view = ember.as_strided(base, tuple(v.shape), tuple(v.stride()), v.storage_offset())
+    # only where the view really reads its base's storage that way
+    same = np.array_equal(view.detach().numpy(), v.detach().numpy(), equal_nan=True)
+    return view if same else None
 
 
 def as_numpy(v):

@@ -209,10 +209,14 @@ def _solve_triangular_ref(A, B, upper, left=True, unitriangular=False):
     t = _triangular(A, upper, unitriangular)
     if not left:
         t, B = np.swapaxes(t, -1, -2), np.swapaxes(B, -1, -2)
-    with np.errstate(all="ignore"):      # torch (trsm) returns inf/nan for zero pivots
-        x = np.linalg.solve(t, B) if np.all(np.diagonal(t, 0, -2, -1)) else \
-            np.full(np.broadcast_shapes(t.shape[:-2], B.shape[:-2]) + B.shape[-2:], np.nan,
-                    dtype=A.dtype)
+    batch = np.broadcast_shapes(t.shape[:-2], B.shape[:-2])
+    t = np.broadcast_to(t, batch + t.shape[-2:])
+    B = np.broadcast_to(B, batch + B.shape[-2:])
+    # torch (trsm) gives inf/nan for a zero pivot, in that batch element only
+    x = np.full(batch + B.shape[-2:], np.nan, dtype=np.result_type(t, B))
+    ok = np.all(np.diagonal(t, 0, -2, -1) != 0, axis=-1)
+    if ok.any():
+        x[ok] = np.linalg.solve(t[ok], B[ok])
     return np.swapaxes(x, -1, -2) if not left else x
 
 
