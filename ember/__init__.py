@@ -58,6 +58,8 @@ from .frontend.torch_functions import einsum, tensordot  # noqa: E402
 from .frontend.linalg_functions import TOP_LEVEL as _LINALG_TOP_LEVEL  # noqa: E402
 
 globals().update(_LINALG_TOP_LEVEL)
+from . import signal  # noqa: E402
+globals().update(signal.windows.FACTORIES)
 
 
 def _export_ops(namespace: dict) -> None:
