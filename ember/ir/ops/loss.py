@@ -69,10 +69,11 @@ def _pair_meta(input, target, reduction="mean", *_):
 
 def _l1_meta(input, target, reduction="mean"):
     """l1_loss also takes complex input and returns |input - target|, real (PyTorch)."""
-    if not input.dtype.is_complex:
+    dt = dtypes.promote_types(input.dtype, target.dtype)
+    if not dt.is_complex:
         return _pair_meta(input, target, reduction)
     shape = broadcast_shapes(tuple(input.shape), tuple(target.shape))
-    dt = dtypes.promote_types(input.dtype, target.dtype).to_real()
+    dt = dt.to_real()
     return _loss_meta(shape, dt, str(input.device), reduction)
 
 
