@@ -200,9 +200,17 @@ def _triangular(a: np.ndarray, upper: bool, unitriangular: bool) -> np.ndarray:
 
 
 def _solve_triangular_meta(A, B, upper, left=True, unitriangular=False):
+    """As solve's, except that B is always a (batch of) matrices: no vector case."""
     _require_square(A)
     _require_matrix(B, "B")
-    return _solve_meta(A, B, left)
+    _same_dtype(A, B)
+    n = A.shape[-1]
+    if B.shape[-2 if left else -1] != n:
+        side = "A.size(-1) == B.size(-2)" if left else "A.size(-2) == B.size(-1)"
+        raise ShapeError(f"Incompatible shapes of A and B for the equation "
+                         f"{'AX = B' if left else 'XA = B'} ({_dims(A)} and {_dims(B)}): "
+                         f"expected {side}")
+    return _meta(A, broadcast_shapes(_batch(A), tuple(B.shape[:-2])) + tuple(B.shape[-2:]))
 
 
 def _solve_triangular_ref(A, B, upper, left=True, unitriangular=False):
