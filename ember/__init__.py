@@ -39,6 +39,8 @@ _methods.install(Tensor)
 _methods.install(_SymbolicTensor)
 # indexing, conversions and new_* are built from op calls, so they record into graphs too
 _methods.install_traced(_SymbolicTensor)
+_methods.install_attributes(Tensor)
+_methods.install_attributes(_SymbolicTensor)
 
 from . import nn  # noqa: E402
 from . import models  # noqa: E402
@@ -55,6 +57,14 @@ from . import special  # noqa: E402
 from . import backends  # noqa: E402
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
+
+
+from .frontend.torch_functions import einsum, tensordot  # noqa: E402
+from .frontend.linalg_functions import TOP_LEVEL as _LINALG_TOP_LEVEL  # noqa: E402
+
+globals().update(_LINALG_TOP_LEVEL)
+from . import signal  # noqa: E402
+globals().update(signal.windows.FACTORIES)
 
 
 def _export_ops(namespace: dict) -> None:

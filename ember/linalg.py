@@ -17,3 +17,8 @@ for _op in _OPS.values():
         globals()[_op.python_name] = _op
         __all__.append(_op.python_name)
 del _op
+
+from .frontend.linalg_functions import LINALG as _COMPOSITES  # noqa: E402
+
+globals().update(_COMPOSITES)
+__all__ += sorted(_COMPOSITES)

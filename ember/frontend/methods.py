@@ -137,3 +137,63 @@ def _missing_while_traced(self, name: str):
         f"Tensor.{name} is not supported on a tensor computed inside a function being traced "
         f"into a graph (ember.compile){at_user_line()}\n  the same line runs eagerly: call it "
         f"outside the compiled function, or compile the code before and after it separately")
+
+
+# --- attributes that are views: x.T, x.mT, x.H, x.mH, x.real, x.imag -------------------
+def _transpose_all(self):
+    return OPS["permute"](self, list(range(self.ndim - 1, -1, -1)))
+
+
+def _matrix_transpose(self):
+    if self.ndim < 2:
+        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. "
+                           f"Got {self.ndim}-D tensor.")
+    return OPS["transpose"](self, -2, -1)
+
+
+def _conj_if_complex(t):
+    return OPS["conj"](t) if t.dtype.is_complex else t
+
+
+def _hermitian(self):
+    if self.ndim not in (0, 2):
+        raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got "
+                           f"{self.ndim}-D tensor.")
+    return _conj_if_complex(_transpose_all(self))
+
+
+def _matrix_hermitian(self):
+    if self.ndim < 2:
+        raise RuntimeError(f"tensor.mH is only supported on matrices or batches of matrices. "
+                           f"Got {self.ndim}-D tensor.")
+    return _conj_if_complex(OPS["transpose"](self, -2, -1))
+
+
+def _real(self):
+    """A view of the real part (self itself, for real tensors), as PyTorch."""
+    return OPS["real"](self) if self.dtype.is_complex else self
+
+
+def _imag(self):
+    if not self.dtype.is_complex:
+        raise RuntimeError("imag is not implemented for tensors with non-complex dtypes.")
+    return OPS["imag"](self)
+
+
+def _set_part(getter):
+    def setter(self, value):
+        part = getter(self)
+        part.copy_(value if isinstance(value, Tensor) else Tensor._from_array(
+            __import__("numpy").asarray(value)))
+    return setter
+
+
+def install_attributes(cls=Tensor) -> None:
+    """PyTorch's view attributes, on classes whose attribute access is not itself recorded
+    (Tensor and the graph builder's symbolic tensors; fx's Proxy records getattr nodes)."""
+    cls.T = property(_transpose_all)
+    cls.mT = property(_matrix_transpose)
+    cls.H = property(_hermitian)
+    cls.mH = property(_matrix_hermitian)
+    cls.real = property(_real, _set_part(_real))
+    cls.imag = property(_imag, _set_part(_imag))

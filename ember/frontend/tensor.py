@@ -393,67 +393,72 @@ class Tensor:
             return f"ember.{self.dtype.name}"
         return self.to(dtypes.as_dtype(dtype))
 
-    def float(self):
-        return self.to(dtypes.float32)
+    def float(self, memory_format=preserve_format):
+        return self.to(dtypes.float32, memory_format=memory_format)
 
-    def double(self):
-        return self.to(dtypes.float64)
+    def double(self, memory_format=preserve_format):
+        return self.to(dtypes.float64, memory_format=memory_format)
 
-    def half(self):
-        return self.to(dtypes.float16)
+    def half(self, memory_format=preserve_format):
+        return self.to(dtypes.float16, memory_format=memory_format)
 
-    def bfloat16(self):
-        return self.to(dtypes.bfloat16)
+    def bfloat16(self, memory_format=preserve_format):
+        return self.to(dtypes.bfloat16, memory_format=memory_format)
 
-    def int(self):
-        return self.to(dtypes.int32)
+    def int(self, memory_format=preserve_format):
+        return self.to(dtypes.int32, memory_format=memory_format)
 
-    def long(self):
-        return self.to(dtypes.int64)
+    def long(self, memory_format=preserve_format):
+        return self.to(dtypes.int64, memory_format=memory_format)
 
-    def short(self):
-        return self.to(dtypes.int16)
+    def short(self, memory_format=preserve_format):
+        return self.to(dtypes.int16, memory_format=memory_format)
 
-    def char(self):
-        return self.to(dtypes.int8)
+    def char(self, memory_format=preserve_format):
+        return self.to(dtypes.int8, memory_format=memory_format)
 
-    def byte(self):
-        return self.to(dtypes.uint8)
+    def byte(self, memory_format=preserve_format):
+        return self.to(dtypes.uint8, memory_format=memory_format)
 
-    def bool(self):
-        return self.to(dtypes.bool_)
+    def bool(self, memory_format=preserve_format):
+        return self.to(dtypes.bool_, memory_format=memory_format)
 
-    def cfloat(self):
-        return self.to(dtypes.complex64)
+    def cfloat(self, memory_format=preserve_format):
+        return self.to(dtypes.complex64, memory_format=memory_format)
 
-    def cdouble(self):
-        return self.to(dtypes.complex128)
+    def cdouble(self, memory_format=preserve_format):
+        return self.to(dtypes.complex128, memory_format=memory_format)
 
     def type_as(self, other):
         return self.to(other.dtype)
 
     # new_*: self's dtype and device unless given (PyTorch's defaults)
-    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False, layout=None,
+                   pin_memory=False):
         from .factories import tensor
         return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
                       requires_grad=requires_grad)
 
-    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
+                  pin_memory=False):
         from .factories import zeros
         return zeros(*size, dtype=dtype or self.dtype, device=device or self.device,
                      requires_grad=requires_grad)
 
-    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
+                 pin_memory=False):
         from .factories import ones
         return ones(*size, dtype=dtype or self.dtype, device=device or self.device,
                     requires_grad=requires_grad)
 
-    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False,
+                 layout=None, pin_memory=False):
         from .factories import full
         return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
                     requires_grad=requires_grad)
 
-    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
+                  pin_memory=False):
         from .factories import empty
         return empty(*size, dtype=dtype or self.dtype, device=device or self.device,
                      requires_grad=requires_grad)

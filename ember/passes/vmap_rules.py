@@ -67,7 +67,7 @@ RULES: dict[str, Callable] = {
     "matmul": matmul_rule, "mm": matmul_rule, "bmm": matmul_rule, "mv": matmul_rule,
     "dot": matmul_rule, "outer": outer_rule, "addmm": addmm_rule, "baddbmm": addmm_rule,
     "linear": linear_rule, "einsum": einsum_rule, "tensordot": tensordot_rule,
-    "linalg_multi_dot": multi_dot_rule,
+    "linalg_multi_dot": multi_dot_rule, "lu_unpack": matrix_batch_rule,
     # conv and pooling: the batch joins N
     "conv1d": fold_rule(_const_rank(3), ("weight", "bias")),
     "conv2d": fold_rule(_const_rank(4), ("weight", "bias")),
@@ -172,6 +172,7 @@ LOOPED = {
     "histc": "its range defaults to each example's own min and max",
     "_histogramdd_bin_edges": "bin edges default to each example's own min and max",
     "_histogramdd_from_bin_tensors": "points are counted per example",
+    "embedding_renorm": "each example renormalizes the rows its own indices refer to",
 }
 
 

@@ -114,7 +114,9 @@ class OpNode(Node):
                             for arg, v in zip(op.schema.args, bound))
         self._out = _save(out) if op._derivative_wants_out else None
         self.input_metas = input_metas          # (shape, dtype) per tensor input, for reduction
-        self.n_outputs = len(out) if isinstance(out, (tuple, list)) else 1
+        # a Tensor[] result of length 1 still gets its gradient as a tuple (split, unbind)
+        self.multi_output = isinstance(out, (tuple, list))
+        self.n_outputs = len(out) if self.multi_output else 1
         self.output_metas = tuple((o.shape, o.dtype) for o in _as_tuple(out))
 
     def release(self):
@@ -141,8 +143,7 @@ class OpNode(Node):
                      for g, (shape, dtype) in _flatten_grads(raw, self.input_metas))
 
     def _materialize(self, grads):
-        schema = self.op.schema          # a one-element Tensor[] result still gets a tuple
-        if self.n_outputs == 1 and not (schema.returns_list or schema.returns_tuple):
+        if not self.multi_output:
             (g,) = grads
             if g is None:
                 shape, dtype = self.output_metas[0]

@@ -58,9 +58,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     if "nll_loss" in OPS:
-        return _call_op("nll_loss", reduction, input, target, weight) \
-            if ignore_index == -100 else OPS["nll_loss"](input, target, weight,
-                                                         _REDUCTIONS[reduction], ignore_index)
+        return OPS["nll_loss"](input, target, weight, ignore_index=ignore_index,
+                               reduction=reduction)
     class_dim = 1 if input.ndim > 1 else 0
     num_classes = input.shape[class_dim]
     expected = list(input.shape[:class_dim]) + list(input.shape[class_dim + 1:])
@@ -90,6 +89,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    if "cross_entropy" in OPS:
+        return OPS["cross_entropy"](input, target, weight, ignore_index=ignore_index,
+                                    reduction=reduction, label_smoothing=label_smoothing)
     from .functional import log_softmax
     class_dim = 1 if input.ndim > 1 else 0
     num_classes = input.shape[class_dim]

@@ -66,6 +66,38 @@ def _combined_mask(attn_mask, key_padding_mask, is_causal, bsz, num_heads, tgt_l
     return attn_mask
 
 
+def _pad_key_dim(mask, dtype):
+    """One more key position, which every query may attend (0 added to its score)."""
+    if mask is None:
+        return None
+    from .functional import pad
+    return pad(_float_mask(mask, dtype), [0, 1])
+
+
+def _append_bias_kv(k, v, bias_k, bias_v, static_k, static_v, bsz, attn_mask,
+                    key_padding_mask, dtype):
+    """PyTorch's add_bias_kv: a learned key/value row appended to every sequence."""
+    if bias_k is None or bias_v is None:
+        raise ShapeError("multi_head_attention_forward: bias_k and bias_v must be given "
+                         "together")
+    if static_k is not None or static_v is not None:
+        raise ShapeError("bias cannot be added to static key/value.")
+    cat = OPS["cat"]
+    k = cat([k, bias_k.expand([1, bsz, bias_k.shape[-1]])], 0)
+    v = cat([v, bias_v.expand([1, bsz, bias_v.shape[-1]])], 0)
+    return k, v, _pad_key_dim(attn_mask, dtype), _pad_key_dim(key_padding_mask, dtype)
+
+
+def _heads(x, static, n_heads_total, head_dim, name):
+    """(S, N, E) -> (N*H, S, head_dim), or the caller's static_k/static_v as given."""
+    if static is None:
+        return x.reshape([x.shape[0], n_heads_total, head_dim]).transpose(0, 1)
+    if list(static.shape[::2]) != [n_heads_total, head_dim]:
+        raise ShapeError(f"expecting static_{name[0]} of shape [{n_heads_total}, S, {head_dim}]"
+                         f", but got {list(static.shape)}")
+    return static
+
+
 def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_heads,
                                  in_proj_weight, in_proj_bias, bias_k, bias_v, add_zero_attn,
                                  dropout_p, out_proj_weight, out_proj_bias, training=True,
@@ -74,10 +106,6 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
                                  k_proj_weight=None, v_proj_weight=None, static_k=None,
                                  static_v=None, average_attn_weights=True, is_causal=False):
     from .functional import dropout, linear, softmax
-    if bias_k is not None or bias_v is not None or add_zero_attn or static_k is not None \
-            or static_v is not None:
-        raise NotImplementedError("multi_head_attention_forward: bias_k/bias_v, add_zero_attn "
-                                  "and static_k/v are not supported by ember yet")
     unbatched = query.ndim == 2
     if unbatched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
@@ -92,11 +120,22 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     q, k, v = _in_projection(query, key, value, embed_dim, in_proj_weight, in_proj_bias,
                              use_separate_proj_weight, q_proj_weight, k_proj_weight,
                              v_proj_weight)
+    if is_causal and attn_mask is None:
+        attn_mask = Tensor._from_array(np.triu(np.ones((tgt_len, src_len), dtype=bool), 1))
+    if bias_k is not None or bias_v is not None:
+        k, v, attn_mask, key_padding_mask = _append_bias_kv(
+            k, v, bias_k, bias_v, static_k, static_v, bsz, attn_mask, key_padding_mask, q.dtype)
     q = q.reshape([tgt_len, bsz * num_heads, head_dim]).transpose(0, 1)
-    k = k.reshape([src_len, bsz * num_heads, head_dim]).transpose(0, 1)
-    v = v.reshape([src_len, bsz * num_heads, head_dim]).transpose(0, 1)
-    mask = _combined_mask(attn_mask, key_padding_mask, is_causal and attn_mask is None, bsz,
-                          num_heads, tgt_len, src_len, q.dtype)
+    k = _heads(k, static_k, bsz * num_heads, head_dim, "key")
+    v = _heads(v, static_v, bsz * num_heads, head_dim, "value")
+    if add_zero_attn:
+        zeros = OPS["full"]([bsz * num_heads, 1, head_dim], 0.0, dtype=q.dtype)
+        k, v = OPS["cat"]([k, zeros], 1), OPS["cat"]([v, zeros], 1)
+        attn_mask = _pad_key_dim(attn_mask, q.dtype)
+        key_padding_mask = _pad_key_dim(key_padding_mask, q.dtype)
+    src_len = k.shape[1]
+    mask = _combined_mask(attn_mask, key_padding_mask, False, bsz, num_heads, tgt_len, src_len,
+                          q.dtype)
     matmul = OPS["matmul"]
     scores = matmul(q * (1.0 / math.sqrt(head_dim)), k.transpose(-2, -1))
     if mask is not None:

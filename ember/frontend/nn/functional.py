@@ -215,12 +215,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     c = input.shape[1]
     dims = [0] + list(range(2, input.ndim))
     if training:
-        n = input.numel() // c
-        if n <= 1:
+        n = input.numel() // c if c else 0
+        if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "
                              f"input size {list(input.shape)}")
         normed, mean, var = _normalize_stats(input, dims, eps)
-        if running_mean is not None:
+        if running_mean is not None and n > 1:      # an empty batch leaves them (PyTorch)
             with no_grad():
                 flat_mean = mean.detach().reshape([c])
                 flat_var = var.detach().reshape([c]) * (n / (n - 1))
@@ -262,7 +262,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
                          f"({num_groups})")
     if _has("group_norm"):
         return OPS["group_norm"](input, num_groups, weight, bias, eps)
-    grouped = input.reshape([n, num_groups, -1])
+    grouped = input.reshape([n, num_groups, input.numel() // max(n * num_groups, 1)])
     normed = _normalize_stats(grouped, [2], eps)[0].reshape(list(input.shape))
     return _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2))
 
@@ -293,6 +293,10 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False) -> Tensor:
     if padding_idx is not None and padding_idx < 0:
         padding_idx += weight.shape[0]
+    if max_norm is not None:
+        # as PyTorch: the referenced rows of weight are renormalized in place, untracked
+        with no_grad():
+            OPS["embedding_renorm_"](weight, input, max_norm, norm_type)
     if _has("embedding"):
         return OPS["embedding"](weight, input, -1 if padding_idx is None else padding_idx,
                                 scale_grad_by_freq, sparse)

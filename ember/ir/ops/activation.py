@@ -16,7 +16,7 @@ from ..errors import DTypeError
 from ..registry import Promotion, Tag, defop
 from . import samples as S
 from .pointwise import (_c, _erf, exp, erf, log1p, sigmoid, tanh, where, gt, lt, le,
-                        logical_and, real, sgn, abs as _abs)
+                        logical_and, abs as _abs, real, sgn)
 from .rules import pointwise_meta
 
 UNARY = {Tag.POINTWISE, Tag.UNARY}
@@ -227,19 +227,19 @@ logsigmoid = activation(
     lambda g, self: g * sigmoid(-self), name="logsigmoid", samples=_samples(S.randn),
     python_name="logsigmoid")
 
-def _softsign_derivative(g, self):
-    """z * u with u = 1 / (1 + |z|): g * u through the product, and through the real u
-    -u^2 * Re(g * conj(z)) * sgn(z) (|z|'s derivative); for real z, g / (1 + |z|)^2."""
-    u = 1 / (1 + _abs(self))
+def _softsign_grad(g, self):
+    """d/dz of z / (1 + |z|); for complex z (PyTorch's composite, conjugate-Wirtinger):
+    g / (1 + |z|) - Re(g conj(z)) sgn(z) / (1 + |z|)^2, which is g / (1 + |x|)^2 for real."""
+    denom = 1 + _abs(self)
     if not self.dtype.is_complex:
-        return g * u * u
-    return g * u - u * u * real(g * _c(self)) * sgn(self)
+        return g / (denom * denom)
+    return g / denom - real(g * _c(self)) * sgn(self) / (denom * denom)
 
 
 softsign = activation(
     "softsign(Tensor self) -> Tensor",
     lambda x: x / (1 + np.abs(x)),
-    _softsign_derivative, name="softsign", complex_ok=True,
+    _softsign_grad, name="softsign", complex_ok=True,
     decomposition=lambda self: self / (1 + _abs(self)))
 
 tanhshrink = activation(

@@ -205,8 +205,8 @@ def _check_index_bounds(index, size, dim, negative=True):
 
 
 def _gather_scatter_check(self, dim, index, src=None, name="gather"):
-    if index.dtype is not dtypes.int64:
-        raise DTypeError(f"{name}(): Expected dtype int64 for index")
+    if index.dtype not in (dtypes.int64, dtypes.int32):
+        raise DTypeError(f"{name}(): Expected dtype int32/int64 for index")
     nd = max(self.ndim, 1)
     if max(index.ndim, 1) != nd:
         raise ShapeError(f"Index tensor must have the same number of dimensions as "
@@ -470,11 +470,15 @@ def _pad_shape(self, pad, mode):
             raise ShapeError(f"Argument #4: Padding size should be less than the corresponding "
                              f"input dimension, but got: padding ({lo}, {hi}) at dimension {d} "
                              f"of input {list(self.shape)}")
-        if mode != "constant" and (lo < 0 or hi < 0) and mode != "circular":
-            raise ShapeError("negative padding is only supported for constant/circular mode")
-        if mode == "circular" and (lo > shape[d] or hi > shape[d]):
-            raise ShapeError("Padding value causes wrapping around more than once.")
+        if mode == "circular":
+            kept = shape[d] - max(-lo, 0) - max(-hi, 0)     # wraps around the cropped input
+            if max(lo, hi, 0) > kept or kept <= 0 < shape[d] + lo + hi:
+                raise ShapeError("Padding value causes wrapping around more than once.")
         shape[d] = shape[d] + lo + hi
+        if mode in ("reflect", "replicate") and shape[d] < 1:
+            name = "WHD"[i] if i < 3 else f"dim {d}"
+            raise ShapeError(f"input ({name}: {self.shape[d]}) is too small. Calculated output "
+                             f"{name}: {shape[d]}")
         if shape[d] < 0:
             raise ShapeError(f"The input size {self.shape[d]}, plus negative padding {lo} and "
                              f"{hi} resulted in a negative output size, which is invalid.")
@@ -482,12 +486,19 @@ def _pad_shape(self, pad, mode):
 
 
 def _pad_index(n, lo, hi, mode):
-    """For each output position along one dim, the input position it reads."""
-    idx = np.arange(n)
+    """For each output position along one dim, the input position it reads. As PyTorch:
+    reflect and replicate index the whole input (negative padding crops what they show),
+    circular wraps around the input left after cropping."""
+    out = np.arange(n + lo + hi)
     if mode == "circular":
-        return np.arange(-lo, n + hi) % n
-    cut = idx[max(-lo, 0):n - max(-hi, 0)]
-    return np.pad(cut, (max(lo, 0), max(hi, 0)), mode=_NP_MODES[mode])
+        start = max(-lo, 0)
+        kept = n - start - max(-hi, 0)
+        return start + (out - max(lo, 0)) % max(kept, 1)
+    at = out - lo
+    if mode == "replicate":
+        return np.clip(at, 0, n - 1)
+    at = np.abs(at)                        # reflect about 0, then about n - 1
+    return (n - 1) - np.abs((n - 1) - at)
 
 
 def _pad_ref(x, pad, mode, value):
@@ -524,7 +535,10 @@ pad_op = defop(
                          S.Sample((S.randn(rng, 2, 3, 4), [2, 1, 1, 2], "reflect")),
                          S.Sample((S.randn(rng, 1, 2, 3), [2, 3], "replicate")),
                          S.Sample((S.randn(rng, 1, 2, 3, 4), [1, 2, 3, 0], "circular")),
-                         S.Sample((S.randn(rng, 1, 2, 3, 3), [1, 1, 2, 2], "replicate"))],
+                         S.Sample((S.randn(rng, 1, 2, 3, 3), [1, 1, 2, 2], "replicate")),
+                         S.Sample((S.randn(rng, 1, 2, 6), [-1, 2], "circular")),
+                         S.Sample((S.randn(rng, 1, 5, 6), [3, -2, -1, 2], "reflect")),
+                         S.Sample((S.randn(rng, 1, 2, 6), [2, -3], "replicate"))],
     torch_ref="torch.nn.functional.pad",
     doc="torch.nn.functional.pad: constant, reflect, replicate and circular modes.",
 )

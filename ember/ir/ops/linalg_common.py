@@ -148,6 +148,8 @@ def _mH_np(a):
 
 def _gauge_fix_np(vectors: np.ndarray) -> np.ndarray:
     """Per-column phase that makes each column's largest-|.| entry real positive."""
+    if vectors.size == 0:            # no entries: nothing to fix (argmax needs some)
+        return np.ones(vectors.shape[:-2] + (1, vectors.shape[-1]), vectors.dtype)
     idx = np.argmax(np.abs(vectors), axis=-2)[..., None, :]
     peak = np.take_along_axis(vectors, idx, axis=-2)
     mag = np.abs(peak)

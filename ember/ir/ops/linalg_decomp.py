@@ -127,11 +127,25 @@ def _qr_grad(g, A, mode, out):
         raise AutogradError("The QR decomposition is not differentiable when mode='complete' "
                             "and nrows > ncols." + at_user_line())
     if m < n:
-        raise AutogradError("linalg.qr: the derivative for wide matrices (m < n) is not "
-                            "implemented in ember" + at_user_line())
+        return _qr_grad_wide(gQ, gR, A, Q, R)
+    return _qr_grad_tall(gQ, gR, Q, R)
+
+
+def _qr_grad_tall(gQ, gR, Q, R):
     M = triu(matmul(gR, _mH(R)) - matmul(_mH(Q), gQ))
     M = M + _mH(M) - _diag_embed(real(_diag(M)))     # syminvadj: Hermitian, real diagonal
     return solve_triangular(_mH(R), gQ + matmul(Q, M), upper=False, left=False)
+
+
+def _qr_grad_wide(gQ, gR, A, Q, R):
+    """m < n: A = [X | Y] with X square, so Q R_X = X and R_Y = Q^H Y. Y reaches the loss
+    through R_Y only (gY = Q gR_Y); X through Q and R_X, and through R_Y's Q, which adds
+    Y gR_Y^H to Q's gradient before the square rule (Liao et al. 2019)."""
+    m = A.shape[-2]
+    X_grad_R, gR_Y = narrow(gR, -1, 0, m), narrow(gR, -1, m, A.shape[-1] - m)
+    Y = narrow(A, -1, m, A.shape[-1] - m)
+    gX = _qr_grad_tall(gQ + matmul(Y, _mH(gR_Y)), X_grad_R, Q, narrow(R, -1, 0, m))
+    return cat([gX, matmul(Q, gR_Y)], -1)
 
 
 qr = linalg_op(
@@ -143,10 +157,12 @@ qr = linalg_op(
                          _sample(S.randn(rng, 3, 3, dtype=np.float64), mode="complete"),
                          _sample(S.randn(rng, 4, 2, dtype=np.float64), mode="complete",
                                  grad=False),
-                         _sample(S.randn(rng, 2, 4, dtype=np.float64), grad=False),
+                         _sample(S.randn(rng, 2, 4, dtype=np.float64)),
+                         _sample(S.randn(rng, 2, 3, 5, dtype=np.complex128)),
                          _sample(S.randn(rng, 3, 2, dtype=np.float64), mode="r", grad=False),
                          _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128))],
-    doc="Householder QR (LAPACK's signs, as torch). Differentiable for m >= n.",
+    doc="Householder QR (LAPACK's signs, as torch). Differentiable except for mode='r' and "
+        "for mode='complete' with m > n (as torch).",
 )
 
 
@@ -357,7 +373,7 @@ def _svdvals_grad(gS, A):
     return matmul(U * unsqueeze(gS, -2), Vh)
 
 
-from .joining import tril, triu  # noqa: E402 - derivative rules use these
+from .joining import cat, tril, triu  # noqa: E402 - derivative rules use these
 from .linalg_solve import solve, solve_triangular  # noqa: E402
 from .linear import matmul  # noqa: E402
 from .pointwise import real  # noqa: E402

@@ -200,19 +200,31 @@ def _triangular(a: np.ndarray, upper: bool, unitriangular: bool) -> np.ndarray:
 
 
 def _solve_triangular_meta(A, B, upper, left=True, unitriangular=False):
+    """As solve's, except that B is always a (batch of) matrices: no vector case."""
     _require_square(A)
     _require_matrix(B, "B")
-    return _solve_meta(A, B, left)
+    _same_dtype(A, B)
+    n = A.shape[-1]
+    if B.shape[-2 if left else -1] != n:
+        side = "A.size(-1) == B.size(-2)" if left else "A.size(-2) == B.size(-1)"
+        raise ShapeError(f"Incompatible shapes of A and B for the equation "
+                         f"{'AX = B' if left else 'XA = B'} ({_dims(A)} and {_dims(B)}): "
+                         f"expected {side}")
+    return _meta(A, broadcast_shapes(_batch(A), tuple(B.shape[:-2])) + tuple(B.shape[-2:]))
 
 
 def _solve_triangular_ref(A, B, upper, left=True, unitriangular=False):
     t = _triangular(A, upper, unitriangular)
     if not left:
         t, B = np.swapaxes(t, -1, -2), np.swapaxes(B, -1, -2)
-    with np.errstate(all="ignore"):      # torch (trsm) returns inf/nan for zero pivots
-        x = np.linalg.solve(t, B) if np.all(np.diagonal(t, 0, -2, -1)) else \
-            np.full(np.broadcast_shapes(t.shape[:-2], B.shape[:-2]) + B.shape[-2:], np.nan,
-                    dtype=A.dtype)
+    batch = np.broadcast_shapes(t.shape[:-2], B.shape[:-2])
+    t = np.broadcast_to(t, batch + t.shape[-2:])
+    B = np.broadcast_to(B, batch + B.shape[-2:])
+    # torch (trsm) gives inf/nan for a zero pivot, in that batch element only
+    x = np.full(batch + B.shape[-2:], np.nan, dtype=np.result_type(t, B))
+    ok = np.all(np.diagonal(t, 0, -2, -1) != 0, axis=-1)
+    if ok.any():
+        x[ok] = np.linalg.solve(t[ok], B[ok])
     return np.swapaxes(x, -1, -2) if not left else x
 
 
@@ -254,10 +266,25 @@ def _tolerance(s: np.ndarray, atol, rtol, m: int, n: int, eps: float) -> np.ndar
 
 
 def _pinv_ref(A, atol=None, rtol=None, hermitian=False):
+    if hermitian:
+        return _pinv_hermitian_ref(A, atol, rtol)
     u, s, vh = np.linalg.svd(A, full_matrices=False)
     keep = s > _tolerance(s, atol, rtol, *A.shape[-2:], np.finfo(s.dtype).eps)
     s_inv = np.where(keep, 1 / np.where(keep, s, 1), 0)
     return np.asarray(_mH_np(vh) * s_inv[..., None, :] @ _mH_np(u), A.dtype)
+
+
+def _pinv_hermitian_ref(A, atol, rtol):
+    """Through eigh of the lower triangle (PyTorch reads only that one): eigenvalues whose
+    magnitude passes the tolerance are inverted, the rest dropped."""
+    w, v = np.linalg.eigh(A, UPLO="L")
+    mag = np.abs(w)
+    order = np.argsort(-mag, axis=-1)                    # the tolerance reads the largest
+    tol = _tolerance(np.take_along_axis(mag, order, -1), atol, rtol, *A.shape[-2:],
+                     np.finfo(mag.dtype).eps)
+    keep = mag > tol
+    w_inv = np.where(keep, 1 / np.where(keep, w, 1), 0)
+    return np.asarray(v * w_inv[..., None, :] @ _mH_np(v), A.dtype)
 
 
 def _pinv_meta(A, atol=None, rtol=None, hermitian=False):
@@ -277,6 +304,11 @@ def _pinv_vjp(g, A, X):
     return term1 + term2 + term3
 
 
+PINV_HERMITIAN_NOTE = ("PyTorch's gradient for hermitian=True is the general pinv gradient at "
+                       "A, while the value reads only A's lower triangle, so finite "
+                       "differences disagree; tests/ops/test_wrong_results.py checks it "
+                       "against torch")
+
 pinv = linalg_op(
     "pinv(Tensor A, *, float? atol=None, float? rtol=None, bool hermitian=False) -> Tensor",
     meta=_pinv_meta, reference=_pinv_ref,
@@ -285,8 +317,14 @@ pinv = linalg_op(
                          _sample(S.randn(rng, 2, 3, 4, dtype=np.float64)),
                          _sample(_well_conditioned(rng, 3, 3, dtype=np.float32)),
                          _sample(S.randn(rng, 3, 2, dtype=np.float64), rtol=1e-3),
-                         _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128))],
-    doc="Moore-Penrose inverse through the SVD; the gradient assumes a locally constant rank.",
+                         _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128)),
+                         _sample(_well_conditioned(rng, 3, 3, dtype=np.float64), hermitian=True,
+                                 grad=False, note=PINV_HERMITIAN_NOTE),
+                         _sample(_well_conditioned(rng, 2, 3, 3, dtype=np.complex128),
+                                 hermitian=True, grad=False, note=PINV_HERMITIAN_NOTE)],
+    doc="Moore-Penrose inverse through the SVD (hermitian=True: eigh of the lower triangle; "
+        "the gradient, as PyTorch's, is the general one at A); it assumes a locally "
+        "constant rank.",
 )
 
 

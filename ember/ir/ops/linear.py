@@ -441,24 +441,47 @@ def _einsum_ref(equation, arrays):
 
 def _einsum_grad(g, equation, tensors):
     terms, rhs, _ = parse_einsum(equation, [tuple(t.shape) for t in tensors])
-    grads = []
-    for i, (t, x) in enumerate(zip(terms, tensors)):
-        if len(set(t)) != len(t):
-            raise EmberError(f"einsum: the gradient for operand {i} with a repeated subscript "
-                             f"('{t}' in '{equation}') is not implemented")
-        others = [terms[j] for j in range(len(terms)) if j != i]
-        seen = rhs + "".join(others)
-        kept = "".join(c for c in t if c in seen)
-        grad = einsum(",".join([rhs] + others) + "->" + kept,
-                      [g] + [_c(tensors[j]) for j in range(len(terms)) if j != i])
-        if kept != t:
-            for pos, c in enumerate(t):
-                if c not in seen:
-                    grad = unsqueeze(grad, pos)
-        if tuple(grad.shape) != tuple(x.shape):      # size-1 broadcasting either way
-            grad = expand(grad, [max(a, b) for a, b in zip(grad.shape, x.shape)])
-        grads.append(grad)
-    return (grads,)
+    return ([_einsum_operand_grad(g, terms, rhs, tensors, i) for i in range(len(terms))],)
+
+
+def _einsum_operand_grad(g, terms, rhs, tensors, i):
+    """The gradient of operand i: an einsum of g with the other operands onto i's distinct
+    subscripts; a repeated subscript (a diagonal, 'ii') then puts it back on that diagonal."""
+    t, x = terms[i], tensors[i]
+    distinct = "".join(dict.fromkeys(t))
+    shape = [x.shape[t.index(c)] for c in distinct]
+    others = [terms[j] for j in range(len(terms)) if j != i]
+    seen = rhs + "".join(others)
+    kept = "".join(c for c in distinct if c in seen)
+    grad = einsum(",".join([rhs] + others) + "->" + kept,
+                  [g] + [_c(tensors[j]) for j in range(len(terms)) if j != i])
+    for pos, c in enumerate(distinct):
+        if c not in seen:
+            grad = unsqueeze(grad, pos)
+    if tuple(grad.shape) != tuple(shape):      # size-1 broadcasting either way
+        grad = expand(grad, [max(a, b) for a, b in zip(grad.shape, shape)])
+    if distinct == t:
+        return grad
+    return _onto_diagonal(grad, distinct, t, shape, "".join(terms) + rhs)
+
+
+def _onto_diagonal(grad, distinct: str, term: str, shape, used: str):
+    """grad over `distinct` placed where `term` repeats a subscript: each repeat gets a
+    fresh subscript tied to the first by an identity matrix."""
+    fresh = iter(c for c in string.ascii_letters if c not in used)
+    seen, out, ties, eyes = set(), "", [], []
+    for c in term:
+        if c not in seen:
+            seen.add(c)
+            out += c
+            continue
+        f = next(fresh)
+        out += f
+        n = shape[distinct.index(c)]
+        ties.append(c + f)
+        eyes.append(convert_element_type(eq(unsqueeze(arange(0, n), 1), unsqueeze(arange(0, n), 0)),
+                                         grad.dtype))
+    return einsum(",".join([distinct] + ties) + "->" + out, [grad] + eyes)
 
 
 einsum = defop(
@@ -474,8 +497,8 @@ einsum = defop(
         S.Sample(("...ij,...jk->...ik", [S.randn(rng, 2, 3, 4), S.randn(rng, 4, 2)])),
         S.Sample(("i,j,k->ijk", [S.randn(rng, 2), S.randn(rng, 3), S.randn(rng, 2)])),
         S.Sample(("ij,ij->i", [S.randn(rng, 3, 1), S.randn(rng, 3, 4)])),
-        S.Sample(("ii->i", [S.randn(rng, 3, 3)]), grad=False,
-                 note="gradients of repeated subscripts are not implemented"),
+        S.Sample(("ii->i", [S.randn(rng, 3, 3)])),
+        S.Sample(("iji,j->j", [S.randn(rng, 2, 3, 2), S.randn(rng, 3)])),
     ],
     torch_ref="torch.einsum",
     doc="torch.einsum(equation, [tensors]); ellipsis and size-1 broadcasting as in PyTorch.",
@@ -500,7 +523,7 @@ def _tensordot_check(self, other, dims_self, dims_other):
         raise ShapeError(f"both dimension lists should have same length, got dims_self "
                          f"{list(dims_self)} and dims_other {list(dims_other)}")
     for da, db in zip(dims_self, dims_other):
-        if self.shape[da] != other.shape[db]:
+        if self.shape[da] != other.shape[db] and 1 not in (self.shape[da], other.shape[db]):
             raise ShapeError(f"contracted dimensions need to match, but first has size "
                              f"{self.shape[da]} in dim {da} and second has size "
                              f"{other.shape[db]} in dim {db} (self {list(self.shape)}, other "
@@ -516,19 +539,21 @@ def _tensordot_meta(self, other, dims_self, dims_other):
 tensordot = defop(
     "tensordot(Tensor self, Tensor other, int[] dims_self, int[] dims_other) -> Tensor",
     meta=_tensordot_meta,
-    reference=lambda a, b, dims_self, dims_other: np.asarray(np.tensordot(
-        *opmath_arrays(a, b), axes=(list(dims_self), list(dims_other)))),
+    reference=lambda a, b, dims_self, dims_other: _einsum_ref(      # size 1 broadcasts
+        _tensordot_equation(a.ndim, b.ndim, dims_self, dims_other), [a, b]),
     derivative=lambda g, self, other, dims_self, dims_other: tuple(_einsum_grad(
         g, _tensordot_check(self, other, dims_self, dims_other), [self, other])[0]),
     tags=LIN,
     samples=lambda rng: [S.Sample((S.randn(rng, 2, 3, 4), S.randn(rng, 4, 3, 5), [1, 2], [1, 0])),
-                         S.Sample((S.randn(rng, 3, 4), S.randn(rng, 2, 5), [], []))],
+                         S.Sample((S.randn(rng, 3, 4), S.randn(rng, 2, 5), [], [])),
+                         S.Sample((S.randn(rng, 1, 1, 3), S.randn(rng, 2, 1, 2), [0, 1], [2, 0]))],
     torch_ref=lambda torch: lambda a, b, dims_self, dims_other: torch.tensordot(
         a, b, dims=(list(dims_self), list(dims_other))),
     doc="aten's form; torch.tensordot(a, b, dims=...) maps onto it.",
 )
 
 
-from .pointwise import conj  # noqa: E402 - derivative rules use these
+from .creation import arange  # noqa: E402 - derivative rules use these
+from .pointwise import conj, convert_element_type, eq  # noqa: E402
 from .reduction import sum  # noqa: E402,A001
 from .shape import expand, reshape, squeeze, transpose, unsqueeze  # noqa: E402

@@ -67,7 +67,18 @@ def _pair_meta(input, target, reduction="mean", *_):
     return _loss_meta(shape, dt, str(input.device), reduction)
 
 
-def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_extra=()):
+def _l1_meta(input, target, reduction="mean"):
+    """l1_loss also takes complex input and returns |input - target|, real (PyTorch)."""
+    dt = dtypes.promote_types(input.dtype, target.dtype)
+    if not dt.is_complex:
+        return _pair_meta(input, target, reduction)
+    shape = broadcast_shapes(tuple(input.shape), tuple(target.shape))
+    dt = dt.to_real()
+    return _loss_meta(shape, dt, str(input.device), reduction)
+
+
+def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_extra=(),
+              meta=_pair_meta):
     """A loss of d = input - target, elementwise, then reduced. `grad_diff(g, d, *extra)`."""
     schema = (f"{name}(Tensor input, Tensor target, str reduction='mean'{extra}) -> Tensor")
 
@@ -89,13 +100,13 @@ def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_e
         return out + [S.Sample((S.randn(rng, 4, 3) * 2, S.randn(rng, 4, 3)), kw)
                       for kw in samples_extra]
 
-    return defop(schema, meta=_pair_meta, reference=ref, derivative=derivative,
+    return defop(schema, meta=meta, reference=ref, derivative=derivative,
                  samples=samples, torch_ref=f"torch.nn.functional.{torch_name or name}",
                  namespace=NN)
 
 
 mse_loss = pair_loss("mse_loss", lambda d: d * d, lambda g, d: 2 * g * d)
-l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d))
+l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d), meta=_l1_meta)
 smooth_l1_loss = pair_loss(
     "smooth_l1_loss",
     lambda d, beta: np.abs(d) if beta == 0 else
@@ -203,7 +214,7 @@ def _class_loss_derivative(logits):
             dlsm = -gl * tw
             lw = lsm * wb if wb is not None else lsm
             gt = -gl * lw * (1 - ls)
-            gw = R.sum(-gl * lsm * t, rest) if wb is not None else None
+            gw = _sum_over(-gl * lsm * t, rest) if wb is not None else None
             return _through_log_softmax(dlsm, lsm, cd, logits), gt, gw
         classes = SH.reshape(CR.arange(0, c, dtype=target.dtype),
                              [c] + [1] * (input.ndim - cd - 1))
@@ -222,12 +233,17 @@ def _class_loss_derivative(logits):
         dlsm = -gl * coeff
         gw = None
         if wb is not None:
-            gw = R.sum(-gl * mask * pattern * lsm, rest)
+            gw = _sum_over(-gl * mask * pattern * lsm, rest)
             if reduction == "mean":     # the denominator depends on the weights too
                 loss = R.sum(-(coeff * lsm))
-                gw = gw - g * loss / (denom * denom) * R.sum(mask * oh, rest)
+                gw = gw - g * loss / (denom * denom) * _sum_over(mask * oh, rest)
         return _through_log_softmax(dlsm, lsm, cd, logits), None, gw
     return derivative
+
+
+def _sum_over(x, dims):
+    """Sum over `dims`; none for an unbatched input (R.sum reads [] as every dim)."""
+    return R.sum(x, dims) if dims else x
 
 
 def _through_log_softmax(dlsm, lsm, cd, logits):

@@ -137,6 +137,43 @@ embedding = defop(
 )
 
 
+
+def _embedding_renorm_meta(self, indices, max_norm, norm_type):
+    if self.ndim != 2:
+        raise ShapeError(f"embedding_renorm_: 'self' must be 2-D, got {list(self.shape)}")
+    if indices.dtype not in (dtypes.int64, dtypes.int32):
+        raise DTypeError(f"Expected tensor for argument #2 'indices' to have one of the "
+                         f"following scalar types: Long, Int; but got {indices.dtype.name}")
+    return same_meta(self)
+
+
+def _embedding_renorm_ref(w, idx, max_norm, norm_type):
+    """Each row idx refers to (once, however often referenced) whose norm_type-norm exceeds
+    max_norm is scaled to max_norm / (norm + 1e-7): PyTorch's eps keeps the new norm
+    just under max_norm."""
+    if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
+        raise EmberIndexError(f"index out of range in self (num_embeddings={w.shape[0]})")
+    out = w.copy()
+    rows = np.unique(idx.reshape(-1))
+    norms = np.linalg.norm(out[rows], ord=float(norm_type), axis=-1)
+    scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(w.dtype)
+    out[rows] *= scale[:, None]
+    return out
+
+
+embedding_renorm = defop(
+    "embedding_renorm(Tensor self, Tensor indices, float max_norm, float norm_type) -> Tensor",
+    meta=_embedding_renorm_meta, reference=_embedding_renorm_ref,
+    derivative=NOT_DIFFERENTIABLE, inplace_variant=True,
+    samples=lambda rng: [
+        S.Sample((S.randn(rng, 5, 3) * 2, np.asarray([[0, 2], [2, 4]]), 1.0, 2.0)),
+        S.Sample((S.randn(rng, 4, 3), np.asarray([1, 3]), 0.5, 1.0))],
+    torch_ref=lambda torch: lambda w, i, max_norm, norm_type: torch.embedding_renorm_(
+        w.detach().clone(), i, max_norm, norm_type),
+    doc="Out-of-place form of aten's embedding_renorm_ (F.embedding(max_norm=) calls the "
+        "in-place one under no_grad).",
+)
+
 one_hot = defop(
     "one_hot(Tensor self, int num_classes=-1) -> Tensor",
     meta=lambda self, num_classes=-1: _one_hot_meta(self, num_classes),

@@ -26,6 +26,8 @@ batch_norm and group_norm keep channels_last, layer_norm/softmax return contiguo
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
@@ -425,10 +427,18 @@ def _group_norm_meta(input, num_groups, weight=None, bias=None, eps=1e-5):
                       pointwise_memory_format([input]))
 
 
+def _grouped(shape, num_groups) -> list[int]:
+    """[N, groups, channels per group * spatial], explicit: -1 cannot be inferred when N or
+    the spatial size is 0."""
+    per_group = shape[1] // num_groups * math.prod(shape[2:])
+    return [shape[0], num_groups, per_group]
+
+
 def _group_norm_ref(x, num_groups, weight, bias, eps):
     x = up(x)
-    n = x.shape[0]
-    xr = x.reshape(n, num_groups, -1)
+    if x.size == 0:
+        return x.copy()
+    xr = x.reshape(_grouped(x.shape, num_groups))
     mu = xr.mean(axis=-1, keepdims=True)
     xc = xr - mu
     y = (xc / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)).reshape(x.shape)
@@ -441,8 +451,8 @@ def _group_norm_ref(x, num_groups, weight, bias, eps):
 
 
 def _group_norm_derivative(g, input, num_groups, weight, bias, eps):
-    shape, n = list(input.shape), input.shape[0]
-    grouped = [n, num_groups, -1]
+    shape = list(input.shape)
+    grouped = _grouped(shape, num_groups)
     w = _channel_view(weight, input.ndim)
     gxhat = g * w if w is not None else g
     gx, xhat = normalize_backward(SH.reshape(gxhat, grouped), SH.reshape(input, grouped), [2],
@@ -454,7 +464,7 @@ def _group_norm_derivative(g, input, num_groups, weight, bias, eps):
 
 
 def _group_norm_decomposition(input, num_groups, weight=None, bias=None, eps=1e-5):
-    y = SH.reshape(_normalize(SH.reshape(input, [input.shape[0], num_groups, -1]), [2], eps),
+    y = SH.reshape(_normalize(SH.reshape(input, _grouped(input.shape, num_groups)), [2], eps),
                    list(input.shape))
     return _affine(y, _channel_view(weight, input.ndim), _channel_view(bias, input.ndim))
 

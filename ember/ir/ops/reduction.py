@@ -167,6 +167,8 @@ def _keep(t, self, dim, keepdim):
 
 
 def _count(x, dim) -> int:
+    if not x.ndim:                   # dim 0 / -1 of a 0-d tensor is the tensor itself
+        return 1
     n = 1
     for d in wrap_dims(dim, x.ndim):
         n *= x.shape[d]
@@ -206,7 +208,7 @@ mean = defop(
         g, self, dim, keepdim) / builtins.max(_count(self, dim), 1),
     tags=R, torch_ref="torch.mean", method=True,
     samples=lambda rng: REDUCE_SAMPLES(rng) + [
-        _sample(S.randn(rng, 3, 4), [-1], dtype="float64")],
+        _sample(S.randn(rng, 3, 4), [-1], dtype="float64"), _sample(S.randn(rng), 0, True)],
     decomposition=lambda self, dim=None, keepdim=False, dtype=None:
         sum(self, dim, keepdim, dtype=dtype) / _count(self, dim),
 )
@@ -535,12 +537,25 @@ std_mean = defop(
 def _norm_p(p):
     if p is None or p == "fro":
         return 2.0
-    if p == "nuc" or isinstance(p, str):
-        raise NotImplementedError(f"norm: p={p!r} is not supported (use 'fro' or a number)")
+    if isinstance(p, str):
+        raise ShapeError(f"norm: p={p!r} is not supported (use 'fro', 'nuc' or a number)")
     return float(p)
 
 
+def _nuclear_dims(self, dim):
+    """torch.norm(p='nuc') is linalg.matrix_norm's: over two dims (a 2-D input's by
+    default)."""
+    dims = list(range(self.ndim)) if dim is None else \
+        list(dim) if isinstance(dim, (list, tuple)) else [dim]
+    if len(dims) != 2:
+        raise ShapeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
+                         f"{' '.join(str(d) for d in dims)}")
+    return dims
+
+
 def _norm_meta(self, p, dim, keepdim, dtype):
+    if p == "nuc":
+        return LN._matrix_norm_meta(self, "nuc", _nuclear_dims(self, dim), keepdim, dtype)
     _norm_p(p)
     dt = dtypes.as_dtype(dtype) if dtype is not None else self.dtype
     if not (dt.is_floating_point or dt.is_complex):
@@ -550,6 +565,8 @@ def _norm_meta(self, p, dim, keepdim, dtype):
 
 
 def _norm_np(x, p, dim, keepdim, dtype):
+    if p == "nuc":
+        return LN._matrix_norm_ref(x, "nuc", _nuclear_dims(x, dim), keepdim, dtype)
     p = _norm_p(p)
     a = np.abs(_cast(x, dtype))
     axes = _axes(x, dim)
@@ -567,6 +584,9 @@ def _norm_np(x, p, dim, keepdim, dtype):
 
 
 def _norm_grad(g, self, p, dim, keepdim, dtype, out):
+    if p == "nuc":
+        return LN._matrix_norm_grad(g, self, "nuc", _nuclear_dims(self, dim), keepdim, dtype,
+                                    out)
     p = _norm_p(p)
     if p == 0:
         return g * 0 if not self.ndim else expand_reduced(g, self, dim, keepdim) * 0
@@ -597,7 +617,9 @@ norm = defop(
         _sample(S.randn(rng, 3, 4), math.inf, 1), _sample(S.randn(rng, 2, 5), -math.inf, 1),
         _sample(S.away_from_zero(rng, 3, 4), 3, 1), _sample(S.randn(rng, 2, 3), 0, 1),
         _sample(S.randn(rng, 2, 3, 4), "fro", [1, 2]), _sample(S.randn(rng)),
-        _sample(S.randn(rng, 3, 4), dtype="float64")],
+        _sample(S.randn(rng, 3, 4), dtype="float64"),
+        _sample(S.randn(rng, 3, 4).astype(np.float64), "nuc"),
+        _sample(S.randn(rng, 2, 3, 4).astype(np.float64), "nuc", [2, 0], True)],
 )
 
 
@@ -608,9 +630,11 @@ def _logsumexp_np(x, dim, keepdim):
         x = x.astype(dtypes.get_default_dtype().np_dtype)
     if x.size == 0:
         return np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
-    m = np.amax(x, axis=axes, keepdims=True)
+    # shift by the largest real part: for complex x the log then returns the principal
+    # branch (imaginary part in (-pi, pi]), as PyTorch
+    m = np.amax(x.real, axis=axes, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
     return out if keepdim or axes is None and not x.ndim else np.squeeze(out, axis=axes)
 
@@ -627,9 +651,9 @@ def _logsumexp_decomposition(self, dim, keepdim=False):
     dims = list(wrap_dims(dim, self.ndim))
     if self.numel() == 0:
         return log(sum(exp(self), dims, keepdim))
-    if self.ndim == 0:
+    if self.ndim == 0 and not self.dtype.is_complex:
         return self
-    m = amax(self, dims, True)
+    m = amax(real(self) if self.dtype.is_complex else self, dims, True)
     m = where(isfinite(m), m, 0)
     out = log(sum(exp(self - m), dims, True)) + m
     return out if keepdim else squeeze(out, dims)
@@ -655,7 +679,8 @@ logsumexp = defop(
                          _sample(S.randn(rng), 0),
                          S.Sample((np.array([[-np.inf, -np.inf], [1.0, 2.0]], np.float32), 1),
                                   grad=False, note="-inf output: no finite differences"),
-                         _sample(S.int_array(rng, 3, 4), 1)],
+                         _sample(S.int_array(rng, 3, 4), 1),
+                         _sample(np.asarray([[1 + 7j, 2 - 8j], [3 + 20j, -1 + 1j]]), 1)],
 )
 
 
@@ -791,5 +816,7 @@ median = overloaded(defop(
 
 
 from .creation import arange  # noqa: E402 - derivative rules use these ops
-from .pointwise import _c, abs, convert_element_type, exp, isfinite, log, sgn, sqrt, where  # noqa: E402,A004,E501
+from .pointwise import (_c, abs, convert_element_type, exp, isfinite, log, real, sgn,  # noqa: E402,A004
+                        sqrt, where)
 from .shape import expand, reshape, squeeze, unsqueeze  # noqa: E402
+from . import linalg_norms as LN  # noqa: E402 - norm(p='nuc') is matrix_norm's

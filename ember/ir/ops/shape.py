@@ -23,8 +23,14 @@ VIEW = {Tag.VIEW, Tag.SHAPE}
 def flat_storage(arr: np.ndarray) -> np.ndarray:
     """The 1-D array over the whole buffer that `arr` views (its storage)."""
     base = arr
-    while isinstance(base.base, np.ndarray):
-        base = base.base
+    while True:
+        parent = base.base
+        # np.lib.stride_tricks.as_strided keeps its source behind a holder object
+        if parent is not None and not isinstance(parent, np.ndarray):
+            parent = getattr(parent, "base", None)
+        if not isinstance(parent, np.ndarray):
+            break
+        base = parent
     if base.ndim == 1:
         return base
     return base.reshape(-1, order="A")
@@ -258,6 +264,8 @@ unsqueeze = defop(
 def _squeeze_dims(self, dim):
     if dim is None:
         return tuple(i for i, s in enumerate(self.shape) if s == 1)
+    if isinstance(dim, (list, tuple)) and not dim:
+        return ()       # PyTorch: an empty dim list squeezes nothing (wrap_dims reads "all")
     dims = wrap_dims(dim if isinstance(dim, (list, tuple)) else [dim], self.ndim) \
         if self.ndim else ()
     return tuple(d for d in dims if self.shape[d] == 1)
@@ -317,12 +325,58 @@ as_strided = defop(
     meta=lambda self, size, stride, storage_offset: view_meta(self, size, stride),
     reference=_as_strided_reference,
     derivative=lambda g, self, size, stride, storage_offset: _as_strided_grad(
-        g, self, size, stride, storage_offset or 0),
-    tags=VIEW, method=True,
+        g, self, size, stride, storage_offset),
+    tags=VIEW, method=True,     # saves self: the rule reads its storage offset
     samples=lambda rng: [S.Sample((S.randn(rng, 4, 4), [2, 2], [4, 1], 5)),
-                         S.Sample((S.randn(rng, 9), [3, 3], [3, 1]))],
+                         S.Sample((S.randn(rng, 9), [3, 3], [3, 1])),
+                         S.Sample((S.randn(rng, 6), [2, 3], [1, 1])),      # overlapping
+                         S.Sample((S.randn(rng, 5), [2, 2, 2], [1, 1, 2], 0))],
     torch_ref="torch.as_strided",
 )
+
+
+def _storage_offset(t) -> int:
+    """A tensor's offset into its storage; traced values (no storage) count as 0."""
+    get = getattr(t, "storage_offset", None)
+    return get() if callable(get) else 0
+
+
+def _strided_positions(size, stride, offset, like):
+    """int64 tensor of `size`: the storage position each element of that geometry reads."""
+    pos = full([], offset, dtype=int64, device=like.device)
+    for d, (n, st) in enumerate(zip(size, stride)):
+        steps = arange(0, n, dtype=int64, device=like.device) * st
+        pos = unsqueeze(pos, -1) + reshape(steps, [1] * d + [n])
+    return reshape(pos, [-1])
+
+
+def _storage_extent(size, stride, offset) -> int:
+    if any(n == 0 for n in size):
+        return offset
+    return offset + 1 + sum((n - 1) * st for n, st in zip(size, stride))
+
+
+def _as_strided_grad(g, self, size, stride, storage_offset):
+    """PyTorch's storage-level rule: add g into a zero storage at the output's positions
+    (overlapping outputs add up), then read the input's own positions back (its storage
+    offset included); a storage element the input shows several times (an expanded
+    input) gives each copy an equal share."""
+    in_size, in_stride = list(self.shape), list(self.stride())
+    in_offset = _storage_offset(self)
+    out_offset = in_offset if storage_offset is None else storage_offset
+    extent = max(_storage_extent(size, stride, out_offset),
+                 _storage_extent(in_size, in_stride, in_offset))
+    out_pos = _strided_positions(size, stride, out_offset, g)
+    in_pos = _strided_positions(in_size, in_stride, in_offset, g)
+    storage = index_add(full([extent], 0, dtype=g.dtype, device=g.device), 0, out_pos,
+                        reshape(g, [-1]))
+    grad = index_select(storage, 0, in_pos)
+    if any(st == 0 and n > 1 for n, st in zip(in_size, in_stride)) or \
+            _storage_extent(in_size, in_stride, 0) < math.prod(in_size):
+        ones = full([in_pos.shape[0]], 1, dtype=g.dtype, device=g.device)
+        copies = index_add(full([extent], 0, dtype=g.dtype, device=g.device), 0, in_pos, ones)
+        grad = grad / index_select(copies, 0, in_pos)
+    return reshape(grad, in_size)
 
 
 def _as_strided_scatter_reference(x, src, size, stride, storage_offset):
@@ -343,7 +397,8 @@ as_strided_scatter = defop(
         as_strided_scatter(g, zeros_like(src), size, stride, storage_offset),
         as_strided(contiguous(g), size, stride, storage_offset)),
     tags={Tag.SHAPE}, method=True,
-    samples=lambda rng: [S.Sample((S.randn(rng, 4, 4), S.randn(rng, 2, 2), [2, 2], [4, 1], 5))],
+    samples=lambda rng: [S.Sample((S.randn(rng, 4, 4), S.randn(rng, 2, 2), [2, 2], [4, 1], 5)),
+                         S.Sample((S.randn(rng, 3, 3), S.randn(rng, 2, 2), [2, 2], [1, 2]))],
     torch_ref="torch.as_strided_scatter",
     torch_grad_differs="torch 2.13 returns the gradient w.r.t. self masked the wrong way "
                        "round (ones inside the scattered window); ours matches finite "
@@ -382,7 +437,8 @@ contiguous = defop(
     doc="Graph form of Tensor.contiguous (which returns self when already contiguous).",
 )
 
-from .creation import zeros_like  # noqa: E402 - derivative rules use it
+from .creation import arange, full, zeros_like  # noqa: E402 - derivative rules use it
+from ..dtypes import int64  # noqa: E402
 
 
 # --- strided views: select, slice, narrow, diagonal, unfold, split, ... ---------------
@@ -842,6 +898,16 @@ reshape_as = _as_meta("reshape_as", lambda rng: [
 def _stack(tensors, dim):
     from .joining import stack
     return stack(tensors, dim)
+
+
+def index_add(*a, **k):
+    from .joining import index_add as op
+    return op(*a, **k)
+
+
+def index_select(*a, **k):
+    from .joining import index_select as op
+    return op(*a, **k)
 
 
 def _cat(tensors, dim):

@@ -214,12 +214,31 @@ cumsum = defop(
 
 
 def _cumprod_grad(g, self, dim, dtype, out):
-    """sum_{k >= i} g_k out_k / x_i, for inputs without zeros (see the report: a zero
-    in the scanned dim gives a non-finite gradient there)."""
+    """d out_k / d x_i = prod_{j <= k, j != i} x_j for k >= i. Per slice, with z the first
+    zero of x: for i < z it is out_k / x_i (x_i != 0 there, and out_k = 0 for k >= z);
+    for i = z it is the cumprod of x with x_z replaced by 1; for i > z every term has the
+    factor x_z = 0. Exact with zeros, O(n), and written in ember ops (differentiates again)."""
     if not self.ndim:
         return g
-    # complex: g * conj(d out / dx), i.e. conj(out) and conj(x)
-    return _reverse_cumsum(g * _c(out), wrap_dim(dim, self.ndim)) / _c(self)
+    d = wrap_dim(dim, self.ndim)
+    is_zero = eq(self, 0)
+    zeros_seen = cumsum(is_zero, d)
+    before_first_zero = eq(zeros_seen, 0)
+    at_first_zero = logical_and(is_zero, eq(zeros_seen, 1))
+    x_safe = where(before_first_zero, self, 1)
+    # complex: g * conj(d out / dx), i.e. conj of the products
+    before = _reverse_cumsum(g * _c(out), d) / _c(x_safe)
+    skip_first_zero = cumprod(where(at_first_zero, 1, self), d)
+    at = _reverse_cumsum(g * _c(skip_first_zero), d)
+    return where(before_first_zero, before, where(at_first_zero, at, 0))
+
+
+def _cumprod_samples(rng):
+    with_zeros = S.away_from_zero(rng, 3, 6, dtype=np.float64)
+    with_zeros[0, 2] = with_zeros[1, 0] = with_zeros[1, 4] = with_zeros[2, 5] = 0
+    with_zeros[2, 1] = with_zeros[2, 3] = 0            # two zeros in one row
+    return SCAN_SAMPLES(rng, S.away_from_zero) + [_sample(with_zeros, 1),
+                                                  _sample(with_zeros.T.copy(), 0)]
 
 
 cumprod = defop(
@@ -227,7 +246,7 @@ cumprod = defop(
     meta=_scan_meta, reference=_scan_np(np.cumprod),
     derivative=_cumprod_grad,
     tags=set(), torch_ref="torch.cumprod", method=True,
-    samples=lambda rng: SCAN_SAMPLES(rng, S.away_from_zero),
+    samples=_cumprod_samples,
 )
 
 
@@ -275,15 +294,89 @@ def _logcumsumexp_np(x, dim):
     if not x.ndim:
         wrap_dim(dim, 0)
         return x.copy()
-    return np.logaddexp.accumulate(x, axis=wrap_dim(dim, x.ndim))
+    axis = wrap_dim(dim, x.ndim)
+    if x.dtype.kind != "c":
+        return np.logaddexp.accumulate(x, axis=axis)
+    xs = np.moveaxis(x, axis, 0)
+    out = np.empty_like(xs)
+    acc = np.full(xs.shape[1:], complex(-np.inf, 0), xs.dtype)    # log(0)
+    for i in range(len(xs)):
+        acc = _complex_logaddexp(acc, xs[i])
+        out[i] = acc
+    return np.moveaxis(out, 0, axis)
+
+
+def _complex_logaddexp(acc, new):
+    """log(exp(acc) + exp(new)) as PyTorch's scan computes it: big + log1p(exp(small - big))
+    with big the operand of larger real part (the new one on ties), so the imaginary part
+    continues big's branch rather than wrapping to (-pi, pi]."""
+    take_acc = acc.real > new.real
+    big, small = np.where(take_acc, acc, new), np.where(take_acc, new, acc)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = big + np.log1p(np.exp(small - big))
+    both_log_zero = np.isneginf(acc.real) & np.isneginf(new.real)
+    return np.where(both_log_zero, acc, r).astype(acc.dtype)
+
+
+# stands for log(0) in the gradient's log-space sums: -inf there would give inf - inf in
+# the second derivative, and exp of it is 0 all the same
+_LOG_ZERO = -1e30
+
+
+def _log_or_floor(v, where_ok):
+    return where(where_ok, log(where(where_ok, v, 1)), _LOG_ZERO)
+
+
+def _reverse_logcumsumexp(v, dim):
+    return flip(logcumsumexp(flip(v, [dim]), dim), [dim])
+
+
+def _signed_log_sums(v, weights, d, reverse):
+    """sum over the scan of v_j exp(weights_j), as (log of the positive part, log of the
+    negative part) for real v, or one complex log for complex v."""
+    scan = _reverse_logcumsumexp if reverse else logcumsumexp
+    if v.dtype.is_complex:
+        return scan(_log_or_floor(v, ne(v, 0)) + weights, d), None
+    return (scan(_log_or_floor(v, gt(v, 0)) + weights, d),
+            scan(_log_or_floor(-v, lt(v, 0)) + weights, d))
+
+
+def _centered(self, out, d):
+    """x and out less the slice's last (largest) output: the log-space sums then run over
+    numbers near 0 rather than near |x|, which keeps their rounding relative."""
+    shift = narrow(out, d, out.shape[d] - 1, 1) if out.shape[d] else out
+    shift = where(isfinite(shift), shift, 0)
+    return self - shift, out - shift
 
 
 def _logcumsumexp_grad(g, self, dim, out):
-    """d out_k / d x_i = exp(x_i - out_k) for k >= i."""
+    """gx_i = sum_{k >= i} g_k exp(x_i - out_k), summed in log space so that neither
+    exp(x) nor exp(-out) overflows: real g splits into its positive and negative parts,
+    complex g takes its complex log. (As PyTorch's, the rule's own derivative in g is
+    lost where g is exactly 0; forward mode uses the explicit jvp below.)"""
     if not self.ndim:
         return g
     d = wrap_dim(dim, self.ndim)
-    return _reverse_cumsum(g * exp(-out), d) * exp(self)
+    x, out = _centered(self, out, d)
+    pos, neg = _signed_log_sums(g, -_c(out), d, reverse=True)
+    if neg is None:
+        return exp(pos + _c(x))
+    return exp(pos + x) - exp(neg + x)
+
+
+def _logcumsumexp_jvp(tangents, self, dim, out):
+    """d out_k = sum_{i <= k} exp(x_i - out_k) t_i, in log space as the VJP."""
+    (t,) = tangents
+    if t is None:
+        return None
+    if not self.ndim:
+        return t
+    d = wrap_dim(dim, self.ndim)
+    x, out = _centered(self, out, d)
+    pos, neg = _signed_log_sums(t, x, d, reverse=False)
+    if neg is None:
+        return exp(pos - out)
+    return exp(pos - out) - exp(neg - out)
 
 
 logcumsumexp = defop(
@@ -292,13 +385,16 @@ logcumsumexp = defop(
         tuple(self.shape), dtypes.get_default_dtype() if _is_intlike(self.dtype)
         else self.dtype, str(self.device)) if wrap_dim(dim, self.ndim) is not None else None,
     reference=_logcumsumexp_np,
-    derivative=_logcumsumexp_grad,
+    derivative=_logcumsumexp_grad, jvp=_logcumsumexp_jvp,
     tags=set(), torch_ref="torch.logcumsumexp", method=True,
     samples=lambda rng: [_sample(S.randn(rng, 3, 5), 1), _sample(S.randn(rng, 4), 0),
-                         _sample(S.randn(rng, 2, 3, 4), 0), _sample(S.randn(rng), 0)],
+                         _sample(S.randn(rng, 2, 3, 4), 0), _sample(S.randn(rng), 0),
+                         _sample(S.randn(rng, 2, 4, dtype=np.float64) * 800, 1),
+                         _sample(S.randn(rng, 3, 2, dtype=np.complex128), 0)],
 )
 
 
-from .pointwise import _c, exp, where  # noqa: E402 - derivative rules use these ops
+from .joining import flip  # noqa: E402 - derivative rules use these ops
+from .pointwise import _c, eq, exp, gt, isfinite, log, logical_and, lt, ne, where  # noqa: E402
 from .reduction import sum  # noqa: E402,A004
-from .shape import unsqueeze  # noqa: E402
+from .shape import narrow, unsqueeze  # noqa: E402
