@@ -82,3 +82,5 @@ def numel(t) -> int:
 
 
 __version__ = "0.1.0"
+from .compiler.export import export_namespace as export  # noqa: E402 - ember.export(...), .save/.load
+from . import aot  # noqa: E402 - ember.aot.compile_and_package / load_package
