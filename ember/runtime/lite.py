@@ -71,10 +71,9 @@ def read_members(path) -> tuple[dict, dict]:
                 members[name] = z.read(name)
     except ArtifactError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-            KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError) as err:
-        # BadZipFile also covers a CRC mismatch; ValueError covers bad JSON; a damaged
-        # header can surface as almost anything zipfile or zlib raises
+    except Exception as err:    # noqa: BLE001
+        # a damaged zip surfaces as almost anything zipfile, zlib or json raise
+        # (BadZipFile for a CRC mismatch, zlib.error, EOFError, ValueError, ...)
         raise ArtifactError(f"{path}: not a readable ember artifact "
                             f"({type(err).__name__}: {err})") from None
     for name, digest in manifest["members"].items():
@@ -93,8 +92,25 @@ def check_format(manifest, path) -> None:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: format version {manifest.get('format_version')!r}; "
                             f"this runtime reads version {FORMAT_VERSION}")
-    if not isinstance(manifest.get("members"), dict):
+    members = manifest.get("members")
+    if not isinstance(members, dict) or not all(isinstance(v, str) for v in members.values()):
         raise ArtifactError(f"{path}: the manifest lists no members")
+    target = manifest.get("target")
+    if not isinstance(target, dict) or not isinstance(target.get("required_features"), list):
+        raise ArtifactError(f"{path}: the manifest has no target CPU features")
+    for key in ("inputs", "outputs"):
+        specs = manifest.get(key)
+        if not isinstance(specs, list) or not all(
+                isinstance(s, dict) and isinstance(s.get("name"), str) and
+                isinstance(s.get("dtype"), str) and isinstance(s.get("shape"), list)
+                for s in specs):
+            raise ArtifactError(f"{path}: the manifest's {key} are malformed")
+        for s in specs:
+            try:
+                np.dtype(s["dtype"])
+            except TypeError:
+                raise ArtifactError(f"{path}: the manifest's {key} name an unknown dtype "
+                                    f"{s['dtype']!r}") from None
 
 
 def host_cpu_flags() -> set:
