@@ -4,6 +4,7 @@ inspect. They add themselves to cli.py's click group.
     ember compile ember.models:resnet18 --input x:8x3x224x224 -o r18.ember
     ember compile model.py:make_model --input x:1x784 -o mlp.ember
     ember compile saved.ep -o model.ember            # an ember.export.save'd program
+    ember compile model.onnx -o model.ember          # through ember.onnx.load
     ember run r18.ember --input x=in.npy -o out.npz
     ember bench r18.ember --warmup 5 --iters 50
     ember inspect r18.ember [--graph]
@@ -94,19 +95,19 @@ def _is_saved_program(path: str) -> bool:
               help="a dynamic dimension (not supported yet)")
 @click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
 def compile_command(model_spec, output, inputs, target, dynamic, show_traceback) -> None:
-    """Compile MODEL (file.py:factory, module:factory or a saved ExportedProgram) to an
-    artifact."""
+    """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
+    ExportedProgram) to an artifact."""
     import ember
     try:
         if dynamic:
             raise ValueError("--dynamic: dynamic dimensions are not supported yet; "
                              "artifacts have static shapes")
-        if model_spec.endswith(".onnx"):
-            raise ValueError(f"MODEL {model_spec!r}: ONNX import is not available yet")
         console = _console(stderr=True)
         start = time.perf_counter()
         with console.status("exporting", spinner="dots"):
-            if os.path.exists(model_spec) and _is_saved_program(model_spec):
+            if model_spec.endswith(".onnx"):
+                exported = _export_onnx(model_spec, inputs)
+            elif os.path.exists(model_spec) and _is_saved_program(model_spec):
                 if inputs:
                     raise ValueError("--input: a saved ExportedProgram has its shapes already")
                 exported = ember.export.load(model_spec)
@@ -127,6 +128,21 @@ def compile_command(model_spec, output, inputs, target, dynamic, show_traceback)
     seconds = time.perf_counter() - start
     click.echo(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB) in {seconds:.1f} s",
                err=True)
+
+
+def _export_onnx(path: str, inputs: tuple):
+    """An .onnx file through ember.onnx.load, exported at its own static input shapes."""
+    import ember
+    import ember.onnx
+    if not os.path.exists(path):
+        raise OSError(f"MODEL {path!r}: no such file")
+    if inputs:
+        raise ValueError("--input: an ONNX model has its input shapes already")
+    specs = ember.onnx.input_specs(path)
+    args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype)) for _, shape, dtype in specs)
+    exported = ember.export(ember.onnx.load(path), args)
+    _rename_inputs(exported, [name for name, _, _ in specs])
+    return exported
 
 
 def _rename_inputs(exported, names: list[str]) -> None:

@@ -95,7 +95,7 @@ def test_compile_saved_exported_program(tmp_path):
      "dynamic dimensions are not supported yet"),
     (("compile", "ember.models:nothing", "--input", "x:2", "-o", "o.ember"),
      "has no callable 'nothing'"),
-    (("compile", "m.onnx", "-o", "o.ember"), "ONNX import is not available yet"),
+    (("compile", "m.onnx", "-o", "o.ember"), "no such file"),
     (("run", "missing.ember", "--input", "x.npy", "-o", "o.npz"), "not a readable ember artifact"),
     (("inspect", "missing.ember"), "not a readable ember artifact"),
 ])
