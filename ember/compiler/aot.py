@@ -116,9 +116,11 @@ class PackagingBackend(CpuBackend):
     def _gemm(self, node: Node, constant) -> dict | None:
         ins = tensor_inputs(node)
         a, b = (n.meta["val"] for n in ins[:2])
+        name = node.target.name
+        if name == "matmul" and len(b.shape) > 2 and len(a.shape) >= 2:
+            return self._batched_gemm(node.meta["val"].shape[-1])
         if len(b.shape) != 2 or len(a.shape) < 2:
             return None
-        name = node.target.name
         transpose = name == "linear"
         n = b.shape[0] if transpose else b.shape[1]
         mr, nr = tile_for(self.isa, n)
@@ -131,6 +133,16 @@ class PackagingBackend(CpuBackend):
                 "has_bias": name == "linear" and isinstance(_bound(node)["bias"], Node),
                 "_module": ("gemm", module, ("gemm_rows", "gemm_cols")),
                 "rows": "gemm_rows", "cols": "gemm_cols"}
+
+    def _batched_gemm(self, n: int) -> dict:
+        """matmul with batch dims (extern._batched_gemm -> gemm_batched)."""
+        mr, nr = tile_for(self.isa, n)
+        cfg = gemm_config(self.isa, mr, nr)
+        return {"kind": "bgemm", "op": "matmul", "mr": mr, "nr": nr,
+                "workspace_floats": cfg.workspace_floats,
+                "_module": ("gemm", str(gemm_module(cfg)), ("gemm_rows", "gemm_cols",
+                                                            "gemm_batch")),
+                "rows": "gemm_rows", "cols": "gemm_cols", "batch": "gemm_batch"}
 
     def _conv(self, args: dict, relu: bool, residual: bool) -> dict:
         w = args["weight"].meta["val"]
@@ -279,13 +291,13 @@ def _step_table(plan, views: dict) -> tuple[list, list]:
         kind = desc["kind"]
         if kind == "kernel":
             desc["symbol"] = symbol(fn.modules[0], desc["symbol"])
-        elif kind in ("gemm", "conv"):
-            for key in ("rows", "cols", "pad"):
+        elif kind in ("gemm", "bgemm", "conv"):
+            for key in ("rows", "cols", "pad", "batch"):
                 if key in desc:
                     desc[key] = symbol(fn.desc["_module"], desc[key])
             if kind == "gemm":
                 desc["b_slot"] = step.inputs[1]
-            else:
+            elif kind == "conv":
                 desc["w_slot"] = step.inputs[1]
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
         elif kind == "view":

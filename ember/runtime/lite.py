@@ -20,9 +20,12 @@ machine code was compiled for. docs/aot.md describes the members.
 Running follows the plan table (plan.json) step by step:
 - "kernel": a generated kernel, `fn(begin, end, worker, buffers)`, split over the
   outer loop across threads like the in-process plan;
-- "gemm" / "conv": the GEMM and implicit-GEMM conv entry points, driven with the
-  same blocking, packing and thread split as codegen/llvm/gemm.py and
-  implicit_conv.py drive them in-process (so results are equal bit for bit);
+- "gemm" / "bgemm" / "conv": the GEMM (2-D, and batched matmul) and implicit-GEMM
+  conv entry points, driven with the same blocking, packing and thread split as
+  codegen/extern.py, llvm/gemm.py and llvm/implicit_conv.py drive them in-process
+  (so results are equal bit for bit). These drivers repeat codegen's Python side
+  (which imports llvmlite): keep the two in step, or better, move codegen's drivers
+  here and let codegen supply only the machine code;
 - "view": a strided view of another value (shape, strides, element offset).
 Buffers sit at the memory plan's offsets in one arena allocated at load; results
 the caller keeps are fresh arrays each call.
@@ -335,6 +338,85 @@ class GemmStep:
                           align=align)
 
 
+BATCH_TYPE = ctypes.CFUNCTYPE(None, *[I64] * 6, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32,
+                              PTR, I64, PTR, I64, I64, I64)
+
+
+class BatchedGemmStep:
+    """matmul with batch dims: whole products per matrix, split over the batch when the
+    matrices are small and many (codegen/extern.py's _batched_gemm and gemm_batched)."""
+
+    def __init__(self, desc, lib):
+        self.rows = GEMM_TYPE(_address(lib, desc["rows"]))
+        self.cols = GEMM_TYPE(_address(lib, desc["cols"]))
+        self.batch = BATCH_TYPE(_address(lib, desc["batch"]))
+        self.mr, self.nr, self.ws_floats = desc["mr"], desc["nr"], desc["workspace_floats"]
+        self.ws = None
+
+    def workspace(self, pool) -> np.ndarray:
+        if self.ws is None or self.ws.size < self.ws_floats * pool.n_threads:
+            self.ws = aligned_empty(self.ws_floats * pool.n_threads, np.float32)
+        return self.ws
+
+    def __call__(self, arrays, pool) -> None:
+        x, w, out = arrays
+        if w.ndim == 2:
+            rows = out.reshape(-1, out.shape[-1]) if out.ndim != 2 else out
+            if np.shares_memory(rows, out) or not out.size:
+                self.gemm(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), w, rows, pool)
+                return
+        batch = out.shape[:-2]
+        xb = np.broadcast_to(x, batch + x.shape[-2:]).reshape(-1, *x.shape[-2:])
+        wb = np.broadcast_to(w, batch + w.shape[-2:]).reshape(-1, *w.shape[-2:])
+        ob = out.reshape(-1, *out.shape[-2:])
+        if not np.shares_memory(ob, out) and out.size:
+            for index in np.ndindex(*batch):
+                self.gemm(np.broadcast_to(x, batch + x.shape[-2:])[index],
+                          np.broadcast_to(w, batch + w.shape[-2:])[index], out[index], pool)
+            return
+        self.batched(xb, wb, ob, pool)
+
+    def batched(self, a, b, out, pool) -> None:
+        count = out.shape[0]
+        m, k = a.shape[1:] if count else (0, 0)
+        n = b.shape[2] if count else 0
+        small = m * n * k <= 256 ** 3 and count >= pool.n_threads
+        if not small or k == 0 or out.strides[2] != 4 or np.may_share_memory(out, a) \
+                or np.may_share_memory(out, b):
+            for i in range(count):
+                self.gemm(a[i], b[i], out[i], pool)
+            return
+        ws = self.workspace(pool)
+        pool.parallel_for(self.batch, count, m, n, k, a.ctypes.data, a.strides[1] // 4,
+                          a.strides[2] // 4, b.ctypes.data, b.strides[1] // 4,
+                          b.strides[2] // 4, out.ctypes.data, out.strides[1] // 4, 0,
+                          ws.ctypes.data, self.ws_floats, None,
+                          *(z.strides[0] // 4 for z in (a, b, out)))
+
+    def gemm(self, a, b, out, pool) -> None:
+        """out = a @ b for 2-D float32 arrays (gemm.gemm's path for unpacked operands)."""
+        m, k = a.shape
+        n = b.shape[1]
+        if out.strides[1] != 4 or out.strides[0] % 4 or np.may_share_memory(out, a) or \
+                np.may_share_memory(out, b):
+            tmp = np.empty((m, n), np.float32)
+            self.gemm(a, b, tmp, pool)
+            out[...] = tmp
+            return
+        if k == 0 or m * n == 0:
+            out[...] = 0.0
+            return
+        a = a if all(s % 4 == 0 for s in a.strides) else np.ascontiguousarray(a)
+        b = b if all(s % 4 == 0 for s in b.strides) else np.ascontiguousarray(b)
+        ws = self.workspace(pool)
+        by_rows = m >= self.mr * pool.n_threads or m >= n
+        entry, extent, align = (self.rows, m, self.mr) if by_rows else (self.cols, n, self.nr)
+        pool.parallel_for(entry, extent, m, n, k, a.ctypes.data, a.strides[0] // 4,
+                          a.strides[1] // 4, b.ctypes.data, b.strides[0] // 4,
+                          b.strides[1] // 4, out.ctypes.data, out.strides[0] // 4, 0,
+                          ws.ctypes.data, self.ws_floats, None, align=align)
+
+
 def pack_conv_weights(w: np.ndarray, nr: int) -> np.ndarray:
     """(C_out, C, kH, kW) -> NR-wide panels over k = (kh, kw, c) (implicit_conv's layout)."""
     c_out = w.shape[0]
@@ -468,6 +550,8 @@ class LiteModel:
             return GemmStep(s, self.lib, self.constants)
         if kind == "conv":
             return ConvStep(s, self.lib, self.constants)
+        if kind == "bgemm":
+            return BatchedGemmStep(s, self.lib)
         if kind == "view":
             return ViewStep(s)
         raise ArtifactError(f"{self.path}: plan step {s.get('name')!r} has unknown kind {kind!r}")

@@ -54,6 +54,21 @@ def test_cnn_with_conv_epilogues_equals_compiled(rng, tmp_path):
     np.testing.assert_allclose(got, eager, rtol=1e-4, atol=1e-5)
 
 
+def test_transformer_layer_batched_matmuls_equal_compiled(rng, tmp_path):
+    ember.manual_seed(4)
+    layer = ember.nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64,
+                                             dropout=0.0, batch_first=True).eval()
+    x = ember.tensor(rng.standard_normal((2, 6, 32), dtype=np.float32))
+    path = tmp_path / "layer.ember"
+    ember.aot.compile_and_package(ember.export(layer, (x,)), path)
+    with zipfile.ZipFile(path) as z:
+        kinds = {s["kind"] for s in json.loads(z.read("plan.json"))["steps"]}
+    assert {"bgemm", "gemm", "kernel", "view"} <= kinds
+    with ember.no_grad():
+        want = ember.compile(layer)(x).numpy()
+    np.testing.assert_array_equal(ember.aot.load_package(path)(x).numpy(), want)
+
+
 def test_manifest_members(mlp_artifact):
     path, _, _ = mlp_artifact
     with zipfile.ZipFile(path) as z:
