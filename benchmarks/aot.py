@@ -220,7 +220,7 @@ def main(argv=None) -> None:
         for name in args.models.split(","):
             rows.append(row(name.strip(), args, rng, tmp))
     from rich.console import Console
-    Console().print(table(rows))
+    Console(width=170).print(table(rows))
     if args.save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / "aot.json"

@@ -181,9 +181,7 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
                        freeze_constants=True).build()
     views = _view_geometry(plan, exported)
     table, modules = _step_table(plan, views)
-    constants = {f"c{slot}": np.ascontiguousarray(backend.unwrap(v) if isinstance(v, Tensor)
-                                                  else np.asarray(v))
-                 for slot, v in plan.constants.items()}
+    constants = _weights(plan, table)
     members = {
         "graph.ir": print_graph(graph).encode(),
         "weights.safetensors": _safetensors(constants),
@@ -307,6 +305,34 @@ def _step_table(plan, views: dict) -> tuple[list, list]:
     return table, modules
 
 
+def _weights(plan, table: list) -> dict:
+    """weights.safetensors' arrays: "c<slot>" for plan constants, "p<step>" for weights
+    packed here for a GEMM or conv step (so loading does not pack). A constant that only
+    such steps read is stored packed only."""
+    constants = {slot: np.ascontiguousarray(np.asarray(v)) for slot, v in plan.constants.items()}
+    arrays, packed_only = {}, {}
+    for i, desc in enumerate(table):
+        key = None
+        if desc["kind"] == "gemm" and desc["prepack"] and desc["b_slot"] in constants:
+            b = constants[desc["b_slot"]]
+            arrays[f"p{i}"] = lite.panels_of(b.T if desc["transpose_b"] else b, desc["nr"])
+            key = desc["b_slot"]
+        elif desc["kind"] == "conv" and desc["w_slot"] in constants:
+            arrays[f"p{i}"] = lite.pack_conv_weights(constants[desc["w_slot"]], desc["nr"])
+            key = desc["w_slot"]
+        if key is not None:
+            desc["packed"] = f"p{i}"
+            packed_only.setdefault(key, True)
+        for position, slot in enumerate(desc["inputs"]):
+            if slot in constants and not (key == slot and position == 1):
+                packed_only[slot] = False
+    for slot in _flat_outputs(plan.output_slots):
+        packed_only[slot] = False
+    arrays.update({f"c{slot}": v for slot, v in constants.items()
+                   if not packed_only.get(slot, False)})
+    return arrays
+
+
 def _spec_json(spec) -> dict:
     meta = spec.meta
     return {"shape": list(meta.shape), "strides": list(meta.strides),
@@ -415,7 +441,9 @@ def _write_zip(path, manifest: dict, members: dict) -> None:
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        # stored, not deflated: weights barely compress, and loading then only copies
+        # (each member still has the zip's CRC-32 and the manifest's SHA-256)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
             z.writestr("manifest.json", json.dumps(manifest, indent=1))
             for name, data in members.items():
                 z.writestr(name, data)

@@ -297,22 +297,22 @@ def panels_of(b: np.ndarray, nr: int) -> np.ndarray:
 class GemmStep:
     """out = x @ w (+ bias): linear (w given (N, K)) and 2-D matmul/mm."""
 
-    def __init__(self, desc, lib, constants: dict):
+    def __init__(self, desc, lib, constants: dict, packed: dict):
         self.desc = desc
         self.rows = GEMM_TYPE(_address(lib, desc["rows"]))
         self.cols = GEMM_TYPE(_address(lib, desc["cols"]))
         self.mr, self.nr, self.ws_floats = desc["mr"], desc["nr"], desc["workspace_floats"]
         self.transpose_b, self.has_bias = desc["transpose_b"], desc["has_bias"]
         b = constants.get(desc["b_slot"])
-        self.packed = None
-        if b is not None and desc["prepack"]:
+        self.packed = packed.get(desc.get("packed"))
+        if self.packed is None and b is not None and desc["prepack"]:
             self.packed = panels_of(b.T if self.transpose_b else b, self.nr)
         self.ws = None
 
     def __call__(self, arrays, pool) -> None:
         x, w, *rest = arrays
         out = rest[-1]
-        b = w.T if self.transpose_b else w
+        b = None if self.packed is not None else w.T if self.transpose_b else w
         a2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
         if not np.shares_memory(a2, x) and x.size:
             a2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
@@ -320,7 +320,7 @@ class GemmStep:
         if self.has_bias:
             out2[...] = rest[0]
         m, k = a2.shape
-        n = b.shape[1]
+        n = out2.shape[1]
         if k == 0 or m * n == 0:
             if not self.has_bias:
                 out2[...] = 0.0
@@ -426,13 +426,15 @@ def pack_conv_weights(w: np.ndarray, nr: int) -> np.ndarray:
 class ConvStep:
     """groups=1 float32 conv2d with its epilogue (bias, residual, relu)."""
 
-    def __init__(self, desc, lib, constants: dict):
+    def __init__(self, desc, lib, constants: dict, packed: dict):
         self.d = desc
         self.rows = CONV_TYPE(_address(lib, desc["rows"]))
         self.pad = PAD_TYPE(_address(lib, desc["pad"]))
         self.mr, self.nr = desc["mr"], desc["nr"]
         w = constants.get(desc["w_slot"])
-        self.wp = pack_conv_weights(w, self.nr) if w is not None else None
+        self.wp = packed.get(desc.get("packed"))
+        if self.wp is None and w is not None:
+            self.wp = pack_conv_weights(w, self.nr)
         bias = constants.get(desc["bias_slot"]) if desc["has_bias"] else None
         self.bias = np.ascontiguousarray(bias, np.float32) if bias is not None else None
         self.zeros = np.zeros(desc["max_kc"], np.float32)
@@ -531,7 +533,8 @@ class LiteModel:
         except (ValueError, KeyError, TypeError) as err:
             raise ArtifactError(f"{path}: unreadable plan or weights ({err})") from None
         self.manifest, self.graph_text = manifest, members["graph.ir"].decode()
-        self.constants = {int(k[1:]): v for k, v in constants.items()}
+        self.constants = {int(k[1:]): v for k, v in constants.items() if k[0] == "c"}
+        self.packed = {k: v for k, v in constants.items() if k[0] == "p"}
         self.lib = _load_library(members["model.so"], path)
         self.steps = [self._step(s) for s in self.plan["steps"]]
         self.arena = aligned_empty(self.memory["arena_bytes"], np.uint8)
@@ -547,9 +550,9 @@ class LiteModel:
         if kind == "kernel":
             return KernelStep(s, self.lib)
         if kind == "gemm":
-            return GemmStep(s, self.lib, self.constants)
+            return GemmStep(s, self.lib, self.constants, self.packed)
         if kind == "conv":
-            return ConvStep(s, self.lib, self.constants)
+            return ConvStep(s, self.lib, self.constants, self.packed)
         if kind == "bgemm":
             return BatchedGemmStep(s, self.lib)
         if kind == "view":
