@@ -199,6 +199,14 @@ def run_command(artifact, inputs, output, show_traceback) -> None:
         click.echo(f"{s['name']}: {o.dtype}{list(o.shape)}", err=True)
 
 
+def _profile(path: str) -> list:
+    model = _load(path)
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in model.inputs]
+    model(*arrays)                                       # warm-up
+    return model.profile(*arrays)
+
+
 def percentile(samples: list, q: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
@@ -252,14 +260,18 @@ def bench_command(artifact, warmup, iters, as_json, show_traceback) -> None:
 @main.command("inspect")
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--graph", "show_graph", is_flag=True, help="print the graph IR too")
+@click.option("--profile", is_flag=True,
+              help="run on random inputs and show each step's median time")
 @click.option("--traceback", "show_traceback", is_flag=True)
-def inspect_command(artifact, show_graph, show_traceback) -> None:
-    """Show an artifact's manifest, kernels and memory plan (checked, not run)."""
+def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
+    """Show an artifact's manifest, kernels and memory plan (checked; run only with
+    --profile)."""
     from .runtime import lite
     try:
         manifest, members = lite.read_members(artifact)
         plan = json.loads(members["plan.json"])
         memory = json.loads(members["memory_plan.json"])
+        timings = _profile(artifact) if profile else None
     except _ERRORS as err:
         _fail(err, show_traceback)
     from rich.table import Table
@@ -284,12 +296,16 @@ def inspect_command(artifact, show_graph, show_traceback) -> None:
             io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
     console.print(io)
     steps = Table(title=f"plan: {len(plan['steps'])} steps")
-    for col in ("#", "step", "kind", "outputs"):
-        steps.add_column(col)
+    for col in ("#", "step", "kind", "outputs") + (("median ms", "%") if timings else ()):
+        steps.add_column(col, justify="right" if col in ("median ms", "%") else "left")
+    total = sum(t for _, _, t in timings) if timings else 0.0
     for i, s in enumerate(plan["steps"]):
         shapes = ", ".join("x".join(map(str, o["shape"])) for o in s.get("out_specs", []))
-        steps.add_row(str(i), s["name"], s["kind"] + (f" ({s['op']})" if "op" in s else ""),
-                      shapes)
+        cells = [str(i), s["name"], s["kind"] + (f" ({s['op']})" if "op" in s else ""), shapes]
+        if timings:
+            seconds = timings[i][2]
+            cells += [f"{seconds * 1e3:.3f}", f"{100 * seconds / max(total, 1e-12):.1f}"]
+        steps.add_row(*cells)
     console.print(steps)
     sizes = Table(title="members")
     for col in ("member", "bytes", "sha256"):

@@ -214,9 +214,16 @@ class PackagedModel:
         return self.lite.manifest
 
     def __call__(self, *args):
+        """Tensors (or arrays) in, one per exported input; the exported result's
+        structure out (a Tensor, a tuple, a dict ... of Tensors)."""
+        from ..frontend.compile_guards import LEAF, unflatten
+        from .export import _spec_from_json
         arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a) for a in args]
         outs = [Tensor._adopt(o) for o in self.lite(*arrays)]
-        return outs[0] if len(outs) == 1 else tuple(outs)
+        structure = self.lite.manifest.get("output_structure")
+        if structure is None:
+            return outs[0] if len(outs) == 1 else tuple(outs)
+        return unflatten(_spec_from_json(structure, LEAF), outs)
 
 
 def _copy_graph(graph: Graph) -> Graph:
@@ -432,8 +439,15 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
                    for s in exported.user_inputs],
         "outputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)}
                     for s in exported.output_specs],
+        "output_structure": _spec_json_of(exported.out_spec),
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
     }
+
+
+def _spec_json_of(spec):
+    from ..frontend.compile_guards import LEAF
+    from .export import _spec_json as structure_json
+    return structure_json(spec, LEAF)
 
 
 def _write_zip(path, manifest: dict, members: dict) -> None:

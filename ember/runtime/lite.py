@@ -568,6 +568,20 @@ class LiteModel:
         return self.manifest["outputs"]
 
     def __call__(self, *arrays) -> list:
+        return self.run(arrays)
+
+    def profile(self, *arrays, repeats: int = 5) -> list[tuple[str, str, float]]:
+        """(step name, kind, median seconds) per step over `repeats` calls."""
+        times: dict[int, list] = {}
+        for _ in range(repeats):
+            self.run(arrays, times)
+        return [(d["name"], d["kind"] + (f" ({d['op']})" if "op" in d else ""),
+                 sorted(times[i])[len(times[i]) // 2])
+                for i, d in enumerate(self.plan["steps"])]
+
+    def run(self, arrays, times: dict | None = None) -> list:
+        """The outputs for `arrays`; with `times`, each step's seconds are appended."""
+        import time
         specs = self.inputs
         if len(arrays) != len(specs):
             raise ArtifactError(f"{self.path}: takes {len(specs)} input(s) "
@@ -581,16 +595,19 @@ class LiteModel:
                 raise ArtifactError(f"input '{spec['name']}' must be {spec['dtype']}"
                                     f"{list(spec['shape'])}, got {a.dtype}{list(a.shape)}")
             values[slot] = np.ascontiguousarray(a)
-        for desc, step in zip(self.plan["steps"], self.steps):
+        for i, (desc, step) in enumerate(zip(self.plan["steps"], self.steps)):
+            start = time.perf_counter() if times is not None else 0.0
             if desc["kind"] == "view":
                 values[desc["outputs"][0]] = step(values[desc["inputs"][0]])
-                continue
-            outs = []
-            for slot, spec in zip(desc["outputs"], desc["out_specs"]):
-                outs.append(self.fixed[slot] if spec["persistent"] else _fresh(spec))
-            step([values[s] for s in desc["inputs"]] + outs, self.pool)
-            for slot, arr in zip(desc["outputs"], outs):
-                values[slot] = arr
+            else:
+                outs = []
+                for slot, spec in zip(desc["outputs"], desc["out_specs"]):
+                    outs.append(self.fixed[slot] if spec["persistent"] else _fresh(spec))
+                step([values[s] for s in desc["inputs"]] + outs, self.pool)
+                for slot, arr in zip(desc["outputs"], outs):
+                    values[slot] = arr
+            if times is not None:
+                times.setdefault(i, []).append(time.perf_counter() - start)
         return [self._result(values[s]) for s in self.plan["output_slots"]]
 
     def _result(self, value):

@@ -65,6 +65,13 @@ def test_inspect_shows_manifest_plan_and_graph(compiled):
         assert text in result.stdout
 
 
+def test_inspect_profile_times_each_step(compiled):
+    _, artifact = compiled
+    result = invoke("inspect", artifact, "--profile")
+    assert result.exit_code == 0, result.output
+    assert "median ms" in result.stdout
+
+
 def test_bench_reports_percentiles(compiled):
     _, artifact = compiled
     result = invoke("bench", artifact, "--warmup", 1, "--iters", 5, "--json")

@@ -69,6 +69,29 @@ def test_transformer_layer_batched_matmuls_equal_compiled(rng, tmp_path):
     np.testing.assert_array_equal(ember.aot.load_package(path)(x).numpy(), want)
 
 
+def test_result_structure_and_two_inputs(rng, tmp_path):
+    class Pair(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = ember.nn.Linear(4, 3)
+
+        def forward(self, x, y):
+            h = self.fc(x)
+            return {"sum": h + y, "parts": (h.relu(), y * 2)}
+    model = Pair()
+    x = ember.tensor(rng.standard_normal((5, 4), dtype=np.float32))
+    y = ember.tensor(rng.standard_normal((5, 3), dtype=np.float32))
+    path = tmp_path / "pair.ember"
+    ember.aot.compile_and_package(ember.export(model, (x, y)), path)
+    got = ember.aot.load_package(path)(x, y)
+    with ember.no_grad():
+        want = ember.compile(model)(x, y)
+    assert set(got) == {"sum", "parts"} and isinstance(got["parts"], tuple)
+    np.testing.assert_array_equal(got["sum"].numpy(), want["sum"].numpy())
+    for g, w in zip(got["parts"], want["parts"]):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
 def test_manifest_members(mlp_artifact):
     path, _, _ = mlp_artifact
     with zipfile.ZipFile(path) as z:
