@@ -215,6 +215,7 @@ def table(rows: list):
 def main(argv=None) -> None:
     args = parse_args(argv)
     rng = np.random.default_rng(0)
+    load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ember-aot-bench-") as tmp:
         for name in args.models.split(","):
@@ -224,9 +225,13 @@ def main(argv=None) -> None:
     if args.save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / "aot.json"
-        path.write_text(json.dumps({"benchmark": "aot", "rows": rows,
-                                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                    "cpus": os.cpu_count()}, indent=2) + "\n")
+        meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
+                "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                "warmup": args.warmup, "repeats": args.repeats,
+                "torch_threads": torch.get_num_threads() if torch is not None else None,
+                "note": "timings on a shared machine are only comparable within one row"}
+        path.write_text(json.dumps({"benchmark": "aot", "meta": meta, "rows": rows},
+                                   indent=2) + "\n")
         print(f"wrote {path}")
 
 

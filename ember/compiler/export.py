@@ -33,7 +33,6 @@ from ..frontend.compile_trace import ModuleWatcher, StepFunctionFound, trace_cal
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, EmberError, TraceError
 from ..ir.graph import Graph, OpKind
-from ..ir.meta import TensorMeta
 
 EXPORT_FORMAT = 1
 
@@ -110,7 +109,8 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> None:
 def export(model, args: tuple = (), kwargs: dict | None = None, *,
            dynamic_shapes=None, strict: bool = True) -> ExportedProgram:
     """Trace `model(*args, **kwargs)` into an ExportedProgram (torch.export.export's
-    signature). Modules are traced in their current train/eval mode, without grad."""
+    signature; `strict` is accepted for it and changes nothing: ember's trace is always
+    strict). Modules are traced in their current train/eval mode, without grad."""
     if dynamic_shapes is not None:
         raise EmberError("ember.export: dynamic_shapes is not supported yet; every "
                          "dimension is exported static (pass dynamic_shapes=None)")
@@ -260,10 +260,6 @@ def _spec_from_json(data, leaf):
     if "dict" in data:
         return {k: _spec_from_json(v, leaf) for k, v in data["dict"]}
     return data["value"]
-
-
-def tensor_meta_json(meta: TensorMeta) -> dict:
-    return {"dtype": meta.dtype.name, "shape": list(meta.shape)}
 
 
 class _ExportNamespace:

@@ -268,6 +268,3 @@ def _shape_value(shape: tuple, node) -> np.ndarray:
     attrs = attributes(node)
     start, end = attrs.get("start", 0), attrs.get("end", None)
     return np.asarray(shape[start:end], np.int64)
-
-
-_ = onnx_dtype   # re-exported for ops' users
