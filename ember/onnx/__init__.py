@@ -54,7 +54,11 @@ def load(source):
     for name, value in exported.state_dict.items():      # constants an op made itself
         if name not in module._buffers:
             module.register_buffer(name, value)
-    return GraphModule(module, exported.graph, class_name="OnnxGraphModule")
+    graph = exported.graph
+    outputs = graph.output_node.args[0]
+    if len(module.output_names) == 1 and len(outputs) == 1:   # one output: a tensor, not (t,)
+        graph.output_node.args = (outputs[0],)
+    return GraphModule(module, graph, class_name="OnnxGraphModule")
 
 
 def _dtype(name: str):

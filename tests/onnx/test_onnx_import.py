@@ -90,7 +90,8 @@ class Encoder(torch.nn.Module):
 
 def test_mlp(rng):
     torch.manual_seed(0)
-    check(MLP(), torch.tensor(rng.standard_normal((3, 10), dtype=np.float32)))
+    gm, inputs, _ = check(MLP(), torch.tensor(rng.standard_normal((3, 10), dtype=np.float32)))
+    assert isinstance(gm(*inputs), ember.Tensor)     # one output: a tensor, as in torch
 
 
 def test_cnn_conv_bn_pools_concat_slice(rng):
