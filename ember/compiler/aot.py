@@ -107,6 +107,9 @@ class PackagingBackend(CpuBackend):
 
     def eager(self, node: Node):
         what = getattr(node.target, "name", str(node.target))
+        if what == "embedding" and len(tensor_inputs(node)) == 2:
+            # rows of the weight: the lite runtime's np.take (a copy, as eager's is)
+            return _Described(super().eager(node), {"kind": "embedding", "op": what})
         return _Described(super().eager(node), {"kind": "unsupported", "op": what})
 
     def view(self, op, rest: tuple):

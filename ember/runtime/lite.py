@@ -26,7 +26,8 @@ Running follows the plan table (plan.json) step by step:
   (so results are equal bit for bit). These drivers repeat codegen's Python side
   (which imports llvmlite): keep the two in step, or better, move codegen's drivers
   here and let codegen supply only the machine code;
-- "view": a strided view of another value (shape, strides, element offset).
+- "view": a strided view of another value (shape, strides, element offset);
+- "embedding": rows of a weight picked by an index tensor (np.take).
 Buffers sit at the memory plan's offsets in one arena allocated at load; results
 the caller keeps are fresh arrays each call.
 """
@@ -509,6 +510,19 @@ def _like(out: np.ndarray, values: np.ndarray) -> np.ndarray:
     return view
 
 
+class EmbeddingStep:
+    """embedding(weight, indices): rows of the weight (a fresh array, as eager gives)."""
+
+    def __init__(self, desc):
+        self.name = desc["name"]
+
+    def __call__(self, weight, indices):
+        try:
+            return np.take(weight, indices, axis=0)
+        except IndexError as err:
+            raise IndexError(f"embedding (step {self.name}): {err}") from None
+
+
 class ViewStep:
     def __init__(self, desc):
         self.offset, self.shape, self.strides = desc["offset"], desc["shape"], desc["strides"]
@@ -557,6 +571,8 @@ class LiteModel:
             return BatchedGemmStep(s, self.lib)
         if kind == "view":
             return ViewStep(s)
+        if kind == "embedding":
+            return EmbeddingStep(s)
         raise ArtifactError(f"{self.path}: plan step {s.get('name')!r} has unknown kind {kind!r}")
 
     @property
@@ -597,8 +613,8 @@ class LiteModel:
             values[slot] = np.ascontiguousarray(a)
         for i, (desc, step) in enumerate(zip(self.plan["steps"], self.steps)):
             start = time.perf_counter() if times is not None else 0.0
-            if desc["kind"] == "view":
-                values[desc["outputs"][0]] = step(values[desc["inputs"][0]])
+            if desc["kind"] in ("view", "embedding"):        # functions of their inputs
+                values[desc["outputs"][0]] = step(*[values[s] for s in desc["inputs"]])
             else:
                 outs = []
                 for slot, spec in zip(desc["outputs"], desc["out_specs"]):

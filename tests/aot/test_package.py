@@ -92,6 +92,20 @@ def test_result_structure_and_two_inputs(rng, tmp_path):
         np.testing.assert_array_equal(g.numpy(), w.numpy())
 
 
+def test_text_classifier_with_embedding(tmp_path):
+    model = ember.models.transformer_classifier(vocab_size=50, d_model=16, nhead=2,
+                                                num_layers=1).eval()
+    tokens = ember.randint(0, 50, (2, 5))
+    path = tmp_path / "text.ember"
+    ember.aot.compile_and_package(ember.export(model, (tokens,)), path)
+    with ember.no_grad():
+        want = ember.compile(model)(tokens).numpy()
+    run = ember.aot.load_package(path)
+    np.testing.assert_array_equal(run(tokens).numpy(), want)
+    with pytest.raises(IndexError, match="embedding"):
+        run(np.full((2, 5), 50, np.int64))
+
+
 def test_manifest_members(mlp_artifact):
     path, _, _ = mlp_artifact
     with zipfile.ZipFile(path) as z:
