@@ -43,6 +43,7 @@ from ..codegen.llvm import implicit_conv as conv_impl
 from ..codegen.llvm.emit import PARALLEL_THRESHOLD, KernelEmitter, compile_kernel
 from ..codegen.llvm.gemm import config as gemm_config, gemm_module, tile_for
 from ..codegen.llvm.conv import padding_pairs
+from ..codegen.llvm import cache
 from ..codegen.llvm.jit import optimize
 from ..codegen.llvm.target import _REQUIRED, host_isa, target_for
 from ..frontend.compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
@@ -406,17 +407,9 @@ def _shared_library(modules: list, isa) -> bytes:
     with tempfile.TemporaryDirectory(prefix="ember-aot-") as tmp:
         objects = []
         for i, (_, text, _) in enumerate(modules):
-            mod = llvm.parse_assembly(text)
-            for value in list(mod.functions) + list(mod.global_variables):
-                if not value.is_declaration:
-                    value.name = f"m{i}_{value.name}"
-            mod.verify()
-            mod.triple = machine.triple
-            mod.data_layout = str(machine.target_data)
-            optimize(mod, machine)
             path = os.path.join(tmp, f"m{i}.o")
             with open(path, "wb") as f:
-                f.write(machine.emit_object(mod))
+                f.write(_object_code(text, f"m{i}_", machine, tgt))
             objects.append(path)
         out = os.path.join(tmp, "model.so")
         done = subprocess.run([cc, "-shared", "-o", out, *objects, "-lm"],
@@ -426,6 +419,28 @@ def _shared_library(modules: list, isa) -> bytes:
                                 f"{done.stderr.strip()[:500]}")
         with open(out, "rb") as f:
             return f.read()
+
+
+def _object_code(text: str, prefix: str, machine, tgt) -> bytes:
+    """One module's object code for a shared library (position-independent, symbols
+    renamed with `prefix`), through ember's disk cache of object code (llvm/cache.py;
+    its key has the IR text, the target and this use)."""
+    import llvmlite.binding as llvm
+    key = cache.cache_key(f"aot-shared-object {prefix}\n{text}", tgt)
+    obj = cache.load(key)
+    if obj is not None:
+        return obj
+    mod = llvm.parse_assembly(text)
+    for value in list(mod.functions) + list(mod.global_variables):
+        if not value.is_declaration:
+            value.name = f"{prefix}{value.name}"
+    mod.verify()
+    mod.triple = machine.triple
+    mod.data_layout = str(machine.target_data)
+    optimize(mod, machine)
+    obj = machine.emit_object(mod)
+    cache.store(key, obj)
+    return obj
 
 
 def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
