@@ -119,5 +119,7 @@ def opt(input_file, pipeline, output, verify_each, print_ir_before, print_ir_aft
         click.echo(report.table(), err=True)
 
 
+from . import cli_aot  # noqa: E402,F401 - compile, run, bench, inspect
+
 if __name__ == "__main__":
     main()

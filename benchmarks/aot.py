@@ -1,0 +1,239 @@
+"""Ahead-of-time artifacts: per-call time through the artifact (the lite runtime) against
+ember.compile in process, PyTorch eager, torch.compile and onnxruntime (when installed),
+and the cold start of a fresh process (load + first result).
+
+    python3 benchmarks/aot.py [--quick] [--no-compile] [--models mlp,small_cnn,...] [--save]
+
+Ratios are other / artifact (> 1: the artifact is faster). Rows a model cannot be
+packaged for (a step with no native kernel) are listed as skipped with the reason.
+With --save, writes benchmarks/results/aot.json; without it nothing is written.
+Timing is never asserted anywhere.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ember  # noqa: E402
+from benchmarks.common import RESULTS, measure  # noqa: E402
+
+try:
+    import torch
+except ImportError:       # the torch columns are left out
+    torch = None
+
+LITE = Path(ember.__file__).parent / "runtime" / "lite.py"
+TRANSFORMER = dict(d_model=256, nhead=8, dim_feedforward=1024, dropout=0.0, batch_first=True)
+
+
+def parse_args(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--quick", action="store_true", help="warmup 1, repeats 5")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--models", default="mlp,small_cnn,transformer,resnet18")
+    p.add_argument("--save", action="store_true", help="write benchmarks/results/aot.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.warmup, args.repeats = 1, 5
+    return args
+
+
+# --- models: (ember model, torch twin or None, input) ------------------------------------------
+def _same_weights(e_model, t_model):
+    state = {k: torch.from_numpy(np.array(v.numpy())) for k, v in e_model.state_dict().items()}
+    t_model.load_state_dict(state)
+    return e_model.eval(), t_model.eval()
+
+
+def build(name: str, rng):
+    nn = torch.nn if torch is not None else None
+    if name == "mlp":
+        e = ember.models.mlp()
+        t = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+                          nn.ReLU(), nn.Linear(128, 10)) if nn else None
+        x = rng.standard_normal((256, 784), dtype=np.float32)
+    elif name == "small_cnn":
+        e = ember.models.small_cnn()
+        t = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10)) if nn else None
+        x = rng.standard_normal((64, 1, 28, 28), dtype=np.float32)
+    elif name == "resnet18":
+        e = ember.models.resnet18()
+        t = _torch_resnet18() if nn else None
+        x = rng.standard_normal((8, 3, 224, 224), dtype=np.float32)
+    elif name == "transformer":
+        ember.manual_seed(0)
+        e = ember.nn.TransformerEncoderLayer(**TRANSFORMER)
+        t = nn.TransformerEncoderLayer(**TRANSFORMER) if nn else None
+        x = rng.standard_normal((8, 128, 256), dtype=np.float32)
+    else:
+        raise SystemExit(f"unknown model {name!r}")
+    if t is not None:
+        e, t = _same_weights(e, t)
+    return e.eval(), t, x
+
+
+def _torch_resnet18():
+    """The torch twin from benchmarks/common.py (same layer names as ember's ResNet)."""
+    from benchmarks.common import torch_resnet18
+    return torch_resnet18()
+
+
+# --- one row -------------------------------------------------------------------------------------
+def row(name: str, args, rng, tmp: str) -> dict:
+    e, t, x = build(name, rng)
+    xe = ember.tensor(x)
+    path = os.path.join(tmp, f"{name}.ember")
+    t0 = time.perf_counter()
+    try:
+        ember.aot.compile_and_package(ember.export(e, (xe,)), path)
+    except ember.EmberError as err:
+        return {"name": name, "skipped": f"{type(err).__name__}: {err}"[:300]}
+    out = {"name": name, "input": list(x.shape), "package_s": time.perf_counter() - t0,
+           "artifact_bytes": os.path.getsize(path)}
+    art = ember.aot.load_package(path).lite
+    compiled = ember.compile(e)
+    fns = {"artifact": lambda: art(x)}
+    with ember.no_grad():
+        compiled(xe)
+    fns["ember.compile"] = lambda: _no_grad_call(compiled, xe)
+    if t is not None:
+        xt = torch.from_numpy(x)
+        fns["torch"] = lambda: _torch_call(t, xt)
+        if not args.no_compile:
+            tc = torch.compile(t)
+            fns["torch.compile"] = lambda: _torch_call(tc, xt)
+        ort = _onnxruntime(t, xt)
+        if ort is not None:
+            fns["onnxruntime"] = lambda: ort.run(None, {"x": x})
+    for key, fn in fns.items():
+        try:
+            out[key] = measure(fn, args.warmup, args.repeats)
+        except Exception as err:     # noqa: BLE001 - a baseline failing hides no other
+            out[key] = {"error": f"{type(err).__name__}: {err}"[:200]}
+    base = out["artifact"]["median_s"]
+    out["ratios"] = {k: out[k]["median_s"] / base for k in fns
+                     if k != "artifact" and "median_s" in out[k]}
+    with ember.no_grad():
+        want = compiled(xe).numpy()
+    out["bitwise_equal_to_ember_compile"] = bool(np.array_equal(art(x)[0], want))
+    if t is not None:
+        with torch.no_grad():
+            out["max_abs_diff_vs_torch"] = float(np.abs(art(x)[0] - t(xt).numpy()).max())
+    out["cold_start"] = cold_start(path, x, tmp)
+    return out
+
+
+def _no_grad_call(fn, x):
+    with ember.no_grad():
+        return fn(x)
+
+
+def _torch_call(fn, x):
+    with torch.no_grad():
+        return fn(x)
+
+
+def _onnxruntime(t_model, xt):
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    f = io.BytesIO()
+    torch.onnx.export(t_model, (xt,), f, dynamo=False, input_names=["x"])
+    return onnxruntime.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+
+
+_COLD = """
+import time
+t0 = time.perf_counter()
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("ember_lite", {lite!r})
+lite = importlib.util.module_from_spec(spec); spec.loader.exec_module(lite)
+import numpy as np
+x = np.load({x!r})
+t1 = time.perf_counter()
+model = lite.load_package({path!r})
+t2 = time.perf_counter()
+model(x)
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def cold_start(path: str, x: np.ndarray, tmp: str) -> dict:
+    """A fresh interpreter: import the lite runtime and numpy, load, first call."""
+    np.save(os.path.join(tmp, "x.npy"), x)
+    script = _COLD.format(lite=str(LITE), x=os.path.join(tmp, "x.npy"), path=path)
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1][:200]}
+    imports, load, first = map(float, done.stdout.split())
+    return {"imports_s": imports, "load_s": load, "first_call_s": first,
+            "load_plus_first_s": load + first, "process_wall_s": wall}
+
+
+def table(rows: list):
+    from rich.table import Table
+    keys = ["ember.compile", "torch", "torch.compile", "onnxruntime"]
+    t = Table(title="aot (median per call; ratio = other/artifact, >1: artifact faster)")
+    for col in ["model", "artifact"] + [f"{k}" for k in keys] + ["cold: load+first", "bitwise"]:
+        t.add_column(col, justify="right" if col != "model" else "left")
+    for r in rows:
+        if "skipped" in r:
+            t.add_row(r["name"], f"skipped: {r['skipped'][:70]}", *[""] * (len(keys) + 2))
+            continue
+        cells = [r["name"], f"{r['artifact']['median_s'] * 1e3:.3g} ms"]
+        for k in keys:
+            ratio = r["ratios"].get(k)
+            cells.append(f"{r[k]['median_s'] * 1e3:.3g} ms ({ratio:.2f}x)" if ratio else "-")
+        cold = r["cold_start"]
+        cells.append(f"{cold['load_plus_first_s'] * 1e3:.0f} ms" if "load_s" in cold else "error")
+        cells.append(str(r["bitwise_equal_to_ember_compile"]))
+        t.add_row(*cells)
+    return t
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    rng = np.random.default_rng(0)
+    load_before = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ember-aot-bench-") as tmp:
+        for name in args.models.split(","):
+            rows.append(row(name.strip(), args, rng, tmp))
+    from rich.console import Console
+    Console(width=170).print(table(rows))
+    if args.save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / "aot.json"
+        meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
+                "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                "warmup": args.warmup, "repeats": args.repeats,
+                "torch_threads": torch.get_num_threads() if torch is not None else None,
+                "note": "timings on a shared machine are only comparable within one row"}
+        path.write_text(json.dumps({"benchmark": "aot", "meta": meta, "rows": rows},
+                                   indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""The deployment commands of `ember` (tvmc / trtexec in spirit): compile, run, bench,
+inspect. They add themselves to cli.py's click group.
+
+    ember compile ember.models:resnet18 --input x:8x3x224x224 -o r18.ember
+    ember compile model.py:make_model --input x:1x784 -o mlp.ember
+    ember compile saved.ep -o model.ember            # an ember.export.save'd program
+    ember compile model.onnx -o model.ember          # through ember.onnx.load
+    ember run r18.ember --input x=in.npy -o out.npz
+    ember bench r18.ember --warmup 5 --iters 50
+    ember inspect r18.ember [--graph]
+
+`run`, `bench` and `inspect` load artifacts through the lite runtime only. Bad input
+exits 1 with one line (`error: ...`); --traceback shows the rest.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import zipfile
+
+import click
+import numpy as np
+
+from .cli import _fail, main
+from .ir.errors import ArtifactError, EmberError
+
+_ERRORS = (EmberError, ArtifactError, OSError, ValueError, TypeError, KeyError,
+           AttributeError, ImportError, SyntaxError)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+    return Console(stderr=stderr)
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple, str]:
+    """'x:8x3x224x224' or 'x:8x3x224x224:float32' -> (name, shape, dtype)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise ValueError(f"--input {text!r}: expected NAME:DIMS[:DTYPE], e.g. x:8x3x224x224")
+    try:
+        shape = tuple(int(d) for d in parts[1].split("x")) if parts[1] else ()
+    except ValueError:
+        raise ValueError(f"--input {text!r}: dimensions must be integers joined by 'x'") \
+            from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"--input {text!r}: dimensions must be >= 0")
+    return parts[0], shape, parts[2] if len(parts) == 3 else "float32"
+
+
+def load_factory(spec: str):
+    """'file.py:factory' or 'package.module:factory' -> factory() (a module, in eval mode)."""
+    import importlib
+    import importlib.util
+    source, sep, name = spec.rpartition(":")
+    if not sep or not source or not name:
+        raise ValueError(f"MODEL {spec!r}: expected file.py:factory, module:factory, a "
+                         "saved ExportedProgram or an .onnx file")
+    if source.endswith(".py"):
+        if not os.path.exists(source):
+            raise OSError(f"MODEL {spec!r}: no file {source}")
+        module_spec = importlib.util.spec_from_file_location("_ember_model_source", source)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(source)
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ValueError(f"MODEL {spec!r}: {source} has no callable {name!r}")
+    model = factory()
+    if hasattr(model, "eval"):
+        model.eval()
+    return model
+
+
+def _is_saved_program(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "spec.json" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+@main.command("compile")
+@click.argument("model_spec", metavar="MODEL")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="the artifact to write (e.g. model.ember)")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
+              help="an input's shape, e.g. x:8x3x224x224 (repeat per input)")
+@click.option("--target", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@click.option("--dynamic", multiple=True, metavar="NAME:DIM",
+              help="a dynamic dimension (not supported yet)")
+@click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
+def compile_command(model_spec, output, inputs, target, dynamic, show_traceback) -> None:
+    """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
+    ExportedProgram) to an artifact."""
+    import ember
+    try:
+        if dynamic:
+            raise ValueError("--dynamic: dynamic dimensions are not supported yet; "
+                             "artifacts have static shapes")
+        console = _console(stderr=True)
+        start = time.perf_counter()
+        with console.status("exporting", spinner="dots"):
+            if model_spec.endswith(".onnx"):
+                exported = _export_onnx(model_spec, inputs)
+            elif os.path.exists(model_spec) and _is_saved_program(model_spec):
+                if inputs:
+                    raise ValueError("--input: a saved ExportedProgram has its shapes already")
+                exported = ember.export.load(model_spec)
+            else:
+                shapes = [parse_input_shape(text) for text in inputs]
+                if not shapes:
+                    raise ValueError("--input: give each input's shape, e.g. --input "
+                                     "x:8x3x224x224")
+                model = load_factory(model_spec)
+                args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype))
+                             for _, shape, dtype in shapes)
+                exported = ember.export(model, args)
+                _rename_inputs(exported, [name for name, _, _ in shapes])
+        with console.status(f"compiling for {target}", spinner="dots"):
+            ember.aot.compile_and_package(exported, output, target=target)
+    except _ERRORS as err:
+        _fail(err, show_traceback)
+    seconds = time.perf_counter() - start
+    click.echo(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB) in {seconds:.1f} s",
+               err=True)
+
+
+def _export_onnx(path: str, inputs: tuple):
+    """An .onnx file through ember.onnx.load, exported at its own static input shapes."""
+    import ember
+    import ember.onnx
+    if not os.path.exists(path):
+        raise OSError(f"MODEL {path!r}: no such file")
+    if inputs:
+        raise ValueError("--input: an ONNX model has its input shapes already")
+    specs = ember.onnx.input_specs(path)
+    args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype)) for _, shape, dtype in specs)
+    exported = ember.export(ember.onnx.load(path), args)
+    _rename_inputs(exported, [name for name, _, _ in specs])
+    return exported
+
+
+def _rename_inputs(exported, names: list[str]) -> None:
+    users = exported.user_inputs
+    if len(names) != len(users):
+        raise ValueError(f"--input: the model takes {len(users)} tensor input(s), "
+                         f"{len(names)} given")
+    for spec, name in zip(users, names):
+        spec.name = name
+
+
+def _load(path: str):
+    from .runtime import lite
+    return lite.load_package(path)
+
+
+def _read_inputs(model, given: tuple) -> list:
+    """--input NAME=FILE.npy (or FILE.npy alone for a one-input model)."""
+    specs = model.inputs
+    files = {}
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep:
+            if len(specs) != 1:
+                raise ValueError(f"--input {item!r}: this model has {len(specs)} inputs; "
+                                 "write NAME=FILE.npy")
+            name, path = specs[0]["name"], item
+        files[name] = path
+    unknown = sorted(set(files) - {s["name"] for s in specs})
+    if unknown:
+        raise ValueError(f"--input: no input named {unknown[0]!r} (inputs: "
+                         f"{', '.join(s['name'] for s in specs)})")
+    missing = [s["name"] for s in specs if s["name"] not in files]
+    if missing:
+        raise ValueError(f"--input: no file for input {missing[0]!r}")
+    return [np.load(files[s["name"]]) for s in specs]
+
+
+@main.command("run")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="an .npz file with one array per output")
+@click.option("--traceback", "show_traceback", is_flag=True)
+def run_command(artifact, inputs, output, show_traceback) -> None:
+    """Run an artifact on .npy inputs; write the outputs to an .npz file."""
+    try:
+        model = _load(artifact)
+        outs = model(*_read_inputs(model, inputs))
+        np.savez(output, **{s["name"]: o for s, o in zip(model.outputs, outs)})
+    except _ERRORS as err:
+        _fail(err, show_traceback)
+    for s, o in zip(model.outputs, outs):
+        click.echo(f"{s['name']}: {o.dtype}{list(o.shape)}", err=True)
+
+
+def _profile(path: str) -> list:
+    model = _load(path)
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in model.inputs]
+    model(*arrays)                                       # warm-up
+    return model.profile(*arrays)
+
+
+def percentile(samples: list, q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+@main.command("bench")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0))
+@click.option("--iters", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="print the numbers as JSON")
+@click.option("--traceback", "show_traceback", is_flag=True)
+def bench_command(artifact, warmup, iters, as_json, show_traceback) -> None:
+    """Time an artifact on random inputs: load time, latency p50/p90/p99, throughput."""
+    try:
+        t0 = time.perf_counter()
+        model = _load(artifact)
+        load_s = time.perf_counter() - t0
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in model.inputs]
+        t0 = time.perf_counter()
+        model(*arrays)
+        first_s = time.perf_counter() - t0
+        for _ in range(warmup):
+            model(*arrays)
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            model(*arrays)
+            times.append(time.perf_counter() - t0)
+    except _ERRORS as err:
+        _fail(err, show_traceback)
+    batch = model.inputs[0]["shape"][0] if model.inputs and model.inputs[0]["shape"] else 1
+    mean = sum(times) / len(times)
+    stats = {"load_ms": load_s * 1e3, "first_call_ms": first_s * 1e3,
+             "p50_ms": percentile(times, 50) * 1e3, "p90_ms": percentile(times, 90) * 1e3,
+             "p99_ms": percentile(times, 99) * 1e3, "mean_ms": mean * 1e3,
+             "calls_per_s": 1 / mean, "items_per_s": batch / mean, "iters": iters}
+    if as_json:
+        click.echo(json.dumps(stats))
+        return
+    from rich.table import Table
+    table = Table(title=f"ember bench {os.path.basename(artifact)} (batch {batch})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    _console().print(table)
+
+
+@main.command("inspect")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--graph", "show_graph", is_flag=True, help="print the graph IR too")
+@click.option("--profile", is_flag=True,
+              help="run on random inputs and show each step's median time")
+@click.option("--traceback", "show_traceback", is_flag=True)
+def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
+    """Show an artifact's manifest, kernels and memory plan (checked; run only with
+    --profile)."""
+    from .runtime import lite
+    try:
+        manifest, members = lite.read_members(artifact)
+        plan = json.loads(members["plan.json"])
+        memory = json.loads(members["memory_plan.json"])
+        timings = _profile(artifact) if profile else None
+    except _ERRORS as err:
+        _fail(err, show_traceback)
+    from rich.table import Table
+    console = _console()
+    target = manifest["target"]
+    head = Table(title=f"{artifact}", show_header=False)
+    for key, value in (("format", f"{manifest['format']} v{manifest['format_version']}"),
+                       ("ember", manifest.get("ember_version", "?")),
+                       ("target", f"{target.get('kind')} {target.get('isa')} "
+                                  f"({target.get('llvm_cpu')})"),
+                       ("needs CPU flags", " ".join(target["required_features"])),
+                       ("arena", f"{memory['arena_bytes'] / 1e6:.2f} MB, "
+                                 f"{len(memory['buffers'])} buffers in "
+                                 f"{memory.get('regions', '?')} regions")):
+        head.add_row(key, str(value))
+    console.print(head)
+    io = Table(title="inputs and outputs")
+    for col in ("", "name", "dtype", "shape"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for s in manifest[kind]:
+            io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
+    console.print(io)
+    steps = Table(title=f"plan: {len(plan['steps'])} steps")
+    for col in ("#", "step", "kind", "outputs") + (("median ms", "%") if timings else ()):
+        steps.add_column(col, justify="right" if col in ("median ms", "%") else "left")
+    total = sum(t for _, _, t in timings) if timings else 0.0
+    for i, s in enumerate(plan["steps"]):
+        shapes = ", ".join("x".join(map(str, o["shape"])) for o in s.get("out_specs", []))
+        cells = [str(i), s["name"], s["kind"] + (f" ({s['op']})" if "op" in s else ""), shapes]
+        if timings:
+            seconds = timings[i][2]
+            cells += [f"{seconds * 1e3:.3f}", f"{100 * seconds / max(total, 1e-12):.1f}"]
+        steps.add_row(*cells)
+    console.print(steps)
+    sizes = Table(title="members")
+    for col in ("member", "bytes", "sha256"):
+        sizes.add_column(col)
+    for name, digest in manifest["members"].items():
+        sizes.add_row(name, str(len(members[name])), digest[:16])
+    console.print(sizes)
+    if show_graph:
+        click.echo(members["graph.ir"].decode())

@@ -1,0 +1,280 @@
+"""ember.export: a model and example inputs -> an ExportedProgram (torch.export's shape).
+
+    ep = ember.export(model, (x,))
+    ep.graph_signature, ep.state_dict, ep.module()(x)
+    ember.export.save(ep, "model.ep"); ep2 = ember.export.load("model.ep")
+
+Capture is ember.compile's trace (frontend/compile_trace.py): forward runs once on
+symbolic values, parameters and buffers become get_attr constants, and whatever the
+trace cannot follow (data-dependent control flow, a .item()) is refused with the
+user's line, as ember.compile(fullgraph=True) does. Constants are renamed to their
+module paths ('fc1.weight') so the graph text reads like the model.
+
+The saved form is a zip: `graph.ir` (the textual IR: it parses back with
+ember.ir.parse), `weights.safetensors`, `spec.json` (inputs, outputs, pytree
+structure of the arguments and the result).
+
+Beyond torch.export today: nothing. Short of it: `dynamic_shapes` must be None (every
+dimension is static), and the graph is ember's op-level IR, not ATen's.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..frontend.autograd import grad_mode
+from ..frontend.compile_guards import flatten, unflatten
+from ..frontend.compile_trace import ModuleWatcher, StepFunctionFound, trace_call
+from ..frontend.tensor import Tensor
+from ..ir.errors import ArtifactError, EmberError, TraceError
+from ..ir.graph import Graph, OpKind
+
+EXPORT_FORMAT = 1
+
+
+@dataclass
+class TensorSpec:
+    """One input or output of an exported program: its name, kind, dtype and shape."""
+    name: str
+    kind: str                  # 'user_input' | 'parameter' | 'buffer' | 'constant' | 'output'
+    dtype: str
+    shape: tuple
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype,
+                "shape": list(self.shape)}
+
+
+@dataclass
+class ExportedProgram:
+    """A traced graph with the values it reads (torch.export.ExportedProgram's roles):
+    `graph` reads user inputs as placeholders and `state_dict` entries as get_attr."""
+    graph: Graph
+    state_dict: dict                       # name -> Tensor (parameters, buffers, constants)
+    input_specs: list[TensorSpec]
+    output_specs: list[TensorSpec]
+    in_spec: Any = None                    # (args, kwargs) with tensors as markers
+    out_spec: Any = None                   # the result with tensors as markers
+    range_constraints: dict = field(default_factory=dict)   # no dynamic dims yet
+
+    @property
+    def graph_signature(self) -> dict:
+        return {"inputs": [s.as_json() for s in self.input_specs],
+                "outputs": [s.as_json() for s in self.output_specs]}
+
+    @property
+    def user_inputs(self) -> list[TensorSpec]:
+        return [s for s in self.input_specs if s.kind == "user_input"]
+
+    def module(self):
+        """A callable running the graph eagerly: same arguments as the exported call."""
+        return _ExportedCallable(self)
+
+    def __str__(self) -> str:
+        from ..ir.printer import print_graph
+        return f"ExportedProgram:\n{print_graph(self.graph)}"
+
+
+class _ExportedCallable:
+    def __init__(self, ep: ExportedProgram):
+        self.ep = ep
+
+    def __call__(self, *args, **kwargs):
+        from ..ir.symbolic import call_graph
+        leaves, _ = flatten((args, kwargs))
+        check_inputs(self.ep, leaves)
+        with grad_mode.no_grad():
+            out = call_graph(self.ep.graph, leaves, self.ep.state_dict)
+        return unflatten(self.ep.out_spec, list(out))
+
+
+def check_inputs(ep: ExportedProgram, leaves: list) -> None:
+    """Refuse inputs whose count, dtype or shape differ from what was exported."""
+    specs = ep.user_inputs
+    if len(leaves) != len(specs):
+        raise EmberError(f"exported program takes {len(specs)} tensor input(s), got "
+                         f"{len(leaves)}")
+    for spec, t in zip(specs, leaves):
+        if t.dtype.name != spec.dtype or tuple(t.shape) != tuple(spec.shape):
+            raise EmberError(f"exported program: input '{spec.name}' must be "
+                             f"{spec.dtype}{list(spec.shape)}, got "
+                             f"{t.dtype.name}{list(t.shape)}")
+
+
+def export(model, args: tuple = (), kwargs: dict | None = None, *,
+           dynamic_shapes=None, strict: bool = True) -> ExportedProgram:
+    """Trace `model(*args, **kwargs)` into an ExportedProgram (torch.export.export's
+    signature; `strict` is accepted for it and changes nothing: ember's trace is always
+    strict). Modules are traced in their current train/eval mode, without grad."""
+    if dynamic_shapes is not None:
+        raise EmberError("ember.export: dynamic_shapes is not supported yet; every "
+                         "dimension is exported static (pass dynamic_shapes=None)")
+    if not isinstance(args, tuple):
+        raise TypeError(f"ember.export: args must be a tuple, got {type(args).__name__}")
+    kwargs = dict(kwargs or {})
+    leaves, in_spec = flatten((args, kwargs))
+    if any(not isinstance(t, Tensor) for t in leaves):
+        raise TypeError("ember.export: inputs must be ember Tensors")
+    watcher = ModuleWatcher()
+    try:
+        with grad_mode.no_grad():
+            traced = trace_call(model, leaves, in_spec, watcher)
+    except StepFunctionFound as found:
+        raise TraceError(f"ember.export: the function calls {found}; export captures "
+                         "inference (a forward), not a training step") from None
+    names = _constant_names(model)
+    state = _rename_constants(traced.graph, traced.constants, names)
+    kinds = _constant_kinds(model)
+    input_specs = [TensorSpec(n, "user_input", t.dtype.name, tuple(t.shape))
+                   for n, t in zip(_input_names(model, args, kwargs, len(leaves)), leaves)]
+    input_specs += [TensorSpec(n, kinds.get(n, "constant"), t.dtype.name, tuple(t.shape))
+                    for n, t in state.items()]
+    for node, name in zip(traced.graph.placeholders, input_specs):
+        node.meta["export_name"] = name.name
+    outs = traced.graph.output_node.args[0]
+    output_specs = [TensorSpec(f"output{i}" if len(outs) > 1 else "output", "output",
+                               n.meta["val"].dtype.name, tuple(n.meta["val"].shape))
+                    for i, n in enumerate(outs)]
+    return ExportedProgram(traced.graph, state, input_specs, output_specs, in_spec,
+                           traced.out_spec)
+
+
+def _input_names(model, args, kwargs, count: int) -> list[str]:
+    """forward's parameter names for the tensor inputs when they map one to one."""
+    target = getattr(model, "forward", model)
+    try:
+        params = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        params = []
+    names = params[:len(args)] + list(kwargs)
+    simple = all(isinstance(a, Tensor) for a in args) and \
+        all(isinstance(v, Tensor) for v in kwargs.values())
+    if simple and len(names) == count and len(set(names)) == count:
+        return names
+    return [f"arg{i}" for i in range(count)]
+
+
+def _constant_names(model) -> dict[int, str]:
+    named = {}
+    if hasattr(model, "named_parameters"):
+        named.update({id(t): n for n, t in model.named_buffers() if t is not None})
+        named.update({id(t): n for n, t in model.named_parameters()})
+    return named
+
+
+def _constant_kinds(model) -> dict[str, str]:
+    if not hasattr(model, "named_parameters"):
+        return {}
+    kinds = {n: "buffer" for n, t in model.named_buffers() if t is not None}
+    kinds.update({n: "parameter" for n, _ in model.named_parameters()})
+    return kinds
+
+
+def _rename_constants(graph: Graph, constants: dict, names: dict) -> dict:
+    """get_attr targets become module paths; returns the renamed state dict."""
+    state, renamed = {}, {}
+    for old, value in constants.items():
+        new = names.get(id(value), old) if isinstance(value, Tensor) else old
+        if new in state and state[new] is not value:
+            new = old
+        if not isinstance(value, Tensor):
+            value = Tensor._adopt(np.asarray(value))
+        renamed[old] = new
+        state[new] = value
+    for node in graph.nodes:
+        if node.op == OpKind.get_attr:
+            node.target = renamed.get(node.target, node.target)
+    return state
+
+
+# --- save / load ---------------------------------------------------------------------------
+def save(ep: ExportedProgram, f) -> None:
+    """Write `ep` to a path or binary file (a zip: graph.ir, weights.safetensors, spec.json)."""
+    from safetensors.numpy import save as save_tensors
+    from ..ir.printer import print_graph
+    from ..frontend.compile_guards import LEAF
+    spec = {"format": "ember-exported-program", "version": EXPORT_FORMAT,
+            "inputs": [s.as_json() for s in ep.input_specs],
+            "outputs": [s.as_json() for s in ep.output_specs],
+            "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF)}
+    weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.state_dict.items()}
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("spec.json", json.dumps(spec, indent=1))
+        z.writestr("graph.ir", print_graph(ep.graph))
+        z.writestr("weights.safetensors", save_tensors(weights) if weights else b"")
+
+
+def load(f) -> ExportedProgram:
+    """Read what `save` wrote; refuses another format or version with ArtifactError."""
+    from safetensors.numpy import load as load_tensors
+    from ..frontend.compile_guards import LEAF
+    from ..ir.parser import parse
+    try:
+        with zipfile.ZipFile(f) as z:
+            spec = json.loads(z.read("spec.json"))
+            text = z.read("graph.ir").decode()
+            raw = z.read("weights.safetensors")
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
+        raise ArtifactError(f"ember.export.load: not a saved ExportedProgram ({err})") from None
+    if spec.get("format") != "ember-exported-program" or spec.get("version") != EXPORT_FORMAT:
+        raise ArtifactError(f"ember.export.load: format {spec.get('format')!r} version "
+                            f"{spec.get('version')!r}, expected version {EXPORT_FORMAT}")
+    graph = parse(text)
+    weights = load_tensors(raw) if raw else {}
+    state = {n: Tensor._adopt(np.array(a)) for n, a in weights.items()}
+    specs = [TensorSpec(s["name"], s["kind"], s["dtype"], tuple(s["shape"]))
+             for s in spec["inputs"]]
+    outs = [TensorSpec(s["name"], s["kind"], s["dtype"], tuple(s["shape"]))
+            for s in spec["outputs"]]
+    for node, s in zip(graph.placeholders, specs):
+        node.meta["export_name"] = s.name
+    return ExportedProgram(graph, state, specs, outs, _spec_from_json(spec["in_spec"], LEAF),
+                           _spec_from_json(spec["out_spec"], LEAF))
+
+
+def _spec_json(spec, leaf):
+    """A pytree spec (tuples, lists, dicts, tensor markers, plain values) as JSON."""
+    if spec is leaf:
+        return {"leaf": True}
+    if isinstance(spec, (tuple, list)):
+        return {"seq": type(spec).__name__, "items": [_spec_json(s, leaf) for s in spec]}
+    if isinstance(spec, dict):
+        return {"dict": [[k, _spec_json(v, leaf)] for k, v in spec.items()]}
+    if spec is None or isinstance(spec, (bool, int, float, str)):
+        return {"value": spec}
+    raise EmberError(f"ember.export.save: cannot save a {type(spec).__name__} in the "
+                     "argument/result structure")
+
+
+def _spec_from_json(data, leaf):
+    if "leaf" in data:
+        return leaf
+    if "seq" in data:
+        items = [_spec_from_json(s, leaf) for s in data["items"]]
+        return tuple(items) if data["seq"] == "tuple" else items
+    if "dict" in data:
+        return {k: _spec_from_json(v, leaf) for k, v in data["dict"]}
+    return data["value"]
+
+
+class _ExportNamespace:
+    """`ember.export`: callable as torch.export.export, with save/load beside it."""
+    ExportedProgram = ExportedProgram
+    save = staticmethod(save)
+    load = staticmethod(load)
+    export = staticmethod(export)
+
+    def __call__(self, model, args: tuple = (), kwargs: dict | None = None, *,
+                 dynamic_shapes=None, strict: bool = True) -> ExportedProgram:
+        return export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+
+    def __repr__(self) -> str:
+        return "<ember.export: export(model, args), save(ep, f), load(f)>"
+
+
+export_namespace = _ExportNamespace()

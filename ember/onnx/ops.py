@@ -1,0 +1,462 @@
+"""ONNX ops in ember: one handler per op type, and NumPy folders for constant subgraphs.
+
+A handler is `handler(node, inputs, attrs, module) -> value or tuple of values`;
+`inputs` are `_Value`s (`.tensor()`, `.const()`, `.ints()`, `.shape`, `.present`).
+Semantics follow the ONNX operator specs (opsets 11-21 where they differ: axes of
+Squeeze/Unsqueeze/Reduce* moved from attributes to inputs in 13/18, Softmax's
+coerce-to-2-D before 13).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir.errors import EmberError
+
+
+class OnnxError(EmberError):
+    """An ONNX model ember cannot import (unsupported op, non-constant shape, ...)."""
+
+
+def attributes(node) -> dict:
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
+                9: "bool", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+def onnx_dtype(code: int) -> str:
+    try:
+        return _ONNX_DTYPES[code]
+    except KeyError:
+        raise OnnxError(f"ONNX element type {code} is not supported") from None
+
+
+def _f():
+    from ..frontend.nn import functional
+    return functional
+
+
+def _e():
+    import ember
+    return ember
+
+
+def _s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+# --- element-wise --------------------------------------------------------------------------
+def _binary(fn):
+    def handler(node, ins, attrs, m):
+        a, b = ins
+        return fn(_operand(a), _operand(b))
+    return handler
+
+
+def _operand(v):
+    """A tensor, or a Python number for a folded scalar (keeps dtype promotion ONNX's:
+    both operands of an ONNX binary op have one type)."""
+    return v.tensor()
+
+
+def _unary(name):
+    def handler(node, ins, attrs, m):
+        return getattr(_e(), name)(ins[0].tensor())
+    return handler
+
+
+def _activation(name):
+    def handler(node, ins, attrs, m):
+        return getattr(_f(), name)(ins[0].tensor())
+    return handler
+
+
+def _gelu(node, ins, attrs, m):
+    return _f().gelu(ins[0].tensor(), approximate=_s(attrs.get("approximate", "none")))
+
+
+def _leaky_relu(node, ins, attrs, m):
+    return _f().leaky_relu(ins[0].tensor(), attrs.get("alpha", 0.01))
+
+
+def _clip(node, ins, attrs, m):
+    lo = float(ins[1].const("Clip's min")) if len(ins) > 1 and ins[1].present else \
+        attrs.get("min")
+    hi = float(ins[2].const("Clip's max")) if len(ins) > 2 and ins[2].present else \
+        attrs.get("max")
+    return _e().clamp(ins[0].tensor(), lo, hi)
+
+
+def _pow(node, ins, attrs, m):
+    if ins[1].is_static and ins[1].const().size == 1:
+        return ins[0].tensor() ** float(ins[1].const())
+    return ins[0].tensor() ** ins[1].tensor()
+
+
+def _softmax(name):
+    def handler(node, ins, attrs, m):
+        x = ins[0].tensor()
+        shape = ins[0].shape
+        axis = attrs.get("axis", -1 if m.opset >= 13 else 1) % max(len(shape), 1)
+        fn = getattr(_f(), name)
+        if m.opset >= 13 or axis == len(shape) - 1:
+            return fn(x, dim=axis)
+        flat = x.reshape(math.prod(shape[:axis]), -1)       # opset < 13: coerce to 2-D
+        return fn(flat, dim=1).reshape(*shape)
+    return handler
+
+
+def _cast(node, ins, attrs, m):
+    return ins[0].tensor().to(getattr(_e(), onnx_dtype(attrs["to"])))
+
+
+def _identity(node, ins, attrs, m):
+    return ins[0].tensor()
+
+
+def _dropout(node, ins, attrs, m):
+    return ins[0].tensor()       # inference: the identity (the mask output is unsupported)
+
+
+def _where(node, ins, attrs, m):
+    return _e().where(ins[0].tensor(), ins[1].tensor(), ins[2].tensor())
+
+
+# --- linear algebra, conv, norms, pooling --------------------------------------------------
+def _gemm(node, ins, attrs, m):
+    a, b = ins[0].tensor(), ins[1].tensor()
+    alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    if attrs.get("transA", 0):
+        a = a.transpose(0, 1)
+    bias = ins[2].tensor() if len(ins) > 2 and ins[2].present else None
+    if attrs.get("transB", 0) and alpha == 1.0 and beta in (1.0,):
+        return _f().linear(a, b, bias)
+    b = b.transpose(0, 1) if attrs.get("transB", 0) else b
+    out = _e().matmul(a, b)
+    if alpha != 1.0:
+        out = out * alpha
+    if bias is not None:
+        out = out + (bias * beta if beta != 1.0 else bias)
+    return out
+
+
+def _matmul(node, ins, attrs, m):
+    return _e().matmul(ins[0].tensor(), ins[1].tensor())
+
+
+def _spatial(attrs, ins, kernel) -> tuple:
+    """(strides, symmetric padding or None when asymmetric, pads, dilations)."""
+    n = len(kernel)
+    if _s(attrs.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+        raise OnnxError(f"auto_pad={_s(attrs['auto_pad'])} is not supported; export with "
+                        "explicit pads")
+    strides = list(attrs.get("strides", [1] * n))
+    pads = list(attrs.get("pads", [0] * (2 * n)))
+    dilations = list(attrs.get("dilations", [1] * n))
+    symmetric = pads[:n] == pads[n:]
+    return strides, (pads[:n] if symmetric else None), pads, dilations
+
+
+def _pad_input(x, pads, n, value=0.0):
+    """ONNX pads [x1_begin, x2_begin, ..., x1_end, x2_end] -> F.pad's last-dim-first."""
+    pairs = []
+    for i in reversed(range(n)):
+        pairs += [pads[i], pads[i + n]]
+    return _f().pad(x, pairs, value=value)
+
+
+def _conv(node, ins, attrs, m):
+    x, w = ins[0].tensor(), ins[1].tensor()
+    kernel = ins[1].shape[2:]
+    if len(kernel) != 2:
+        raise OnnxError(f"Conv with {len(kernel)} spatial dims is not supported (2-D only)")
+    strides, padding, pads, dilations = _spatial(attrs, ins, kernel)
+    if padding is None:
+        x, padding = _pad_input(x, pads, 2), [0, 0]
+    bias = ins[2].tensor() if len(ins) > 2 and ins[2].present else None
+    return _f().conv2d(x, w, bias, strides, padding, dilations, attrs.get("group", 1))
+
+
+def _batch_norm(node, ins, attrs, m):
+    if attrs.get("training_mode", 0):
+        raise OnnxError("BatchNormalization with training_mode=1 is not supported")
+    x, scale, bias, mean, var = (v.tensor() for v in ins[:5])
+    # written out (inference form), as ember's own BatchNorm traces: per-channel vectors
+    # broadcast over (N, C, *spatial)
+    shape = (1, ins[0].shape[1]) + (1,) * (len(ins[0].shape) - 2)
+    per_channel = [t.reshape(*shape) for t in (scale, bias, mean, var)]
+    scale, bias, mean, var = per_channel
+    return (x - mean) / _e().sqrt(var + attrs.get("epsilon", 1e-5)) * scale + bias
+
+
+def _layer_norm(node, ins, attrs, m):
+    shape = ins[0].shape
+    axis = attrs.get("axis", -1) % len(shape)
+    weight = ins[1].tensor() if len(ins) > 1 and ins[1].present else None
+    bias = ins[2].tensor() if len(ins) > 2 and ins[2].present else None
+    return _f().layer_norm(ins[0].tensor(), list(shape[axis:]), weight, bias,
+                           attrs.get("epsilon", 1e-5))
+
+
+def _max_pool(node, ins, attrs, m):
+    kernel = list(attrs["kernel_shape"])
+    if len(kernel) != 2:
+        raise OnnxError("MaxPool is supported for 2-D inputs only")
+    if attrs.get("storage_order", 0):
+        raise OnnxError("MaxPool with storage_order=1 is not supported")
+    strides, padding, pads, dilations = _spatial(attrs, ins, kernel)
+    x = ins[0].tensor()
+    if padding is None:
+        x, padding = _pad_input(x, pads, 2, value=-math.inf), [0, 0]
+    return _f().max_pool2d(x, kernel, strides, padding, dilations,
+                           ceil_mode=bool(attrs.get("ceil_mode", 0)))
+
+
+def _avg_pool(node, ins, attrs, m):
+    kernel = list(attrs["kernel_shape"])
+    if len(kernel) != 2:
+        raise OnnxError("AveragePool is supported for 2-D inputs only")
+    strides, padding, pads, dilations = _spatial(attrs, ins, kernel)
+    if any(d != 1 for d in dilations):
+        raise OnnxError("AveragePool with dilations is not supported")
+    include = bool(attrs.get("count_include_pad", 0))
+    x = ins[0].tensor()
+    if padding is None:
+        if not include:
+            raise OnnxError("AveragePool with asymmetric pads and count_include_pad=0 is "
+                            "not supported")
+        x, padding = _pad_input(x, pads, 2), [0, 0]
+    return _f().avg_pool2d(x, kernel, strides, padding, ceil_mode=bool(attrs.get("ceil_mode", 0)),
+                           count_include_pad=include)
+
+
+def _global_avg_pool(node, ins, attrs, m):
+    x = ins[0].tensor()
+    return x.mean(dim=tuple(range(2, len(ins[0].shape))), keepdim=True)
+
+
+def _global_max_pool(node, ins, attrs, m):
+    x = ins[0].tensor()
+    return _e().amax(x, dim=tuple(range(2, len(ins[0].shape))), keepdim=True)
+
+
+# --- shapes --------------------------------------------------------------------------------
+def _reshape_target(shape_in, target, allowzero=False) -> list:
+    out = [shape_in[i] if d == 0 and not allowzero else d for i, d in enumerate(target)]
+    return out
+
+
+def _reshape(node, ins, attrs, m):
+    target = _reshape_target(ins[0].shape, ins[1].ints("Reshape's shape"),
+                             attrs.get("allowzero", 0))
+    return ins[0].tensor().reshape(*target)
+
+
+def _flatten(node, ins, attrs, m):
+    shape = ins[0].shape
+    axis = attrs.get("axis", 1) % (len(shape) + 1) if shape else 0
+    return ins[0].tensor().reshape(math.prod(shape[:axis]), math.prod(shape[axis:]))
+
+
+def _transpose(node, ins, attrs, m):
+    perm = attrs.get("perm", list(reversed(range(len(ins[0].shape)))))
+    return ins[0].tensor().permute(*perm)
+
+
+def _concat(node, ins, attrs, m):
+    return _e().cat([v.tensor() for v in ins if v.present], dim=attrs["axis"])
+
+
+def _axes(ins, attrs, m, index=1):
+    if len(ins) > index and ins[index].present:
+        return ins[index].ints("axes")
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+def _squeeze(node, ins, attrs, m):
+    shape = ins[0].shape
+    axes = _axes(ins, attrs, m)
+    axes = [a % len(shape) for a in axes] if axes is not None else \
+        [i for i, d in enumerate(shape) if d == 1]
+    return ins[0].tensor().reshape(*[d for i, d in enumerate(shape) if i not in axes])
+
+
+def _unsqueeze(node, ins, attrs, m):
+    shape = list(ins[0].shape)
+    axes = _axes(ins, attrs, m)
+    rank = len(shape) + len(axes)
+    for a in sorted(a % rank for a in axes):
+        shape.insert(a, 1)
+    return ins[0].tensor().reshape(*shape)
+
+
+def _slice(node, ins, attrs, m):
+    shape = ins[0].shape
+    if m.opset < 10:
+        starts, ends = attrs["starts"], attrs["ends"]
+        axes, steps = attrs.get("axes", list(range(len(starts)))), [1] * len(starts)
+    else:
+        starts, ends = ins[1].ints("Slice's starts"), ins[2].ints("Slice's ends")
+        axes = ins[3].ints("Slice's axes") if len(ins) > 3 and ins[3].present else \
+            list(range(len(starts)))
+        steps = ins[4].ints("Slice's steps") if len(ins) > 4 and ins[4].present else \
+            [1] * len(starts)
+    index = [slice(None)] * len(shape)
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        if step <= 0:
+            raise OnnxError("Slice with a non-positive step is not supported")
+        axis %= len(shape)
+        index[axis] = slice(*slice(start, end, step).indices(shape[axis]))
+    return ins[0].tensor()[tuple(index)]
+
+
+def _gather(node, ins, attrs, m):
+    shape = ins[0].shape
+    axis = attrs.get("axis", 0) % len(shape)
+    x = ins[0].tensor()
+    if ins[1].is_static:
+        idx = np.asarray(ins[1].const())
+        if idx.ndim == 0:
+            return x.select(axis, int(idx) % shape[axis])
+        flat = _e().tensor((idx.reshape(-1) % shape[axis]).astype(np.int64))
+        picked = x.index_select(axis, flat)
+        return picked.reshape(*shape[:axis], *idx.shape, *shape[axis + 1:])
+    idx = ins[1].tensor()
+    if axis == 0 and len(shape) == 2:
+        return _f().embedding(idx, x)
+    ishape = ins[1].shape
+    picked = x.index_select(axis, idx.reshape(-1))
+    return picked.reshape(*shape[:axis], *ishape, *shape[axis + 1:])
+
+
+def _expand(node, ins, attrs, m):
+    target = ins[1].ints("Expand's shape")
+    shape = ins[0].shape
+    out = list(np.broadcast_shapes(tuple(shape), tuple(target)))
+    return ins[0].tensor().expand(*out)
+
+
+def _reduce(name):
+    def handler(node, ins, attrs, m):
+        x = ins[0].tensor()
+        axes = _axes(ins, attrs, m) if (m.opset >= 18 or name == "sum" and m.opset >= 13) \
+            else attrs.get("axes")
+        keep = bool(attrs.get("keepdims", 1))
+        if not axes:
+            if attrs.get("noop_with_empty_axes", 0):
+                return x
+            axes = list(range(len(ins[0].shape)))
+        fn = {"mean": lambda: x.mean(dim=tuple(axes), keepdim=keep),
+              "sum": lambda: x.sum(dim=tuple(axes), keepdim=keep),
+              "max": lambda: _e().amax(x, dim=tuple(axes), keepdim=keep),
+              "min": lambda: _e().amin(x, dim=tuple(axes), keepdim=keep)}[name]
+        return fn()
+    return handler
+
+
+HANDLERS = {
+    "Add": _binary(lambda a, b: a + b), "Sub": _binary(lambda a, b: a - b),
+    "Mul": _binary(lambda a, b: a * b), "Div": _binary(lambda a, b: a / b),
+    "Pow": _pow, "Max": _binary(lambda a, b: _e().maximum(a, b)),
+    "Min": _binary(lambda a, b: _e().minimum(a, b)),
+    "Relu": _activation("relu"), "Sigmoid": _activation("sigmoid"),
+    "Tanh": _unary("tanh"), "Erf": _unary("erf"), "Exp": _unary("exp"), "Log": _unary("log"),
+    "Sqrt": _unary("sqrt"), "Neg": _unary("neg"), "Abs": _unary("abs"),
+    "Reciprocal": _unary("reciprocal"), "Gelu": _gelu, "LeakyRelu": _leaky_relu,
+    "Clip": _clip, "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
+    "Cast": _cast, "Identity": _identity, "Dropout": _dropout, "Where": _where,
+    "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv, "BatchNormalization": _batch_norm,
+    "LayerNormalization": _layer_norm, "MaxPool": _max_pool, "AveragePool": _avg_pool,
+    "GlobalAveragePool": _global_avg_pool, "GlobalMaxPool": _global_max_pool,
+    "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose, "Concat": _concat,
+    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice, "Gather": _gather,
+    "Expand": _expand, "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"),
+    "ReduceMax": _reduce("max"), "ReduceMin": _reduce("min"),
+}
+
+
+# --- NumPy folding of constant subgraphs ---------------------------------------------------
+def _fold_constant(values, attrs):
+    from onnx import numpy_helper
+    if "value" in attrs:
+        return [numpy_helper.to_array(attrs["value"])]
+    for key, dtype in (("value_float", np.float32), ("value_int", np.int64)):
+        if key in attrs:
+            return [np.asarray(attrs[key], dtype)]
+    for key, dtype in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if key in attrs:
+            return [np.asarray(list(attrs[key]), dtype)]
+    raise ValueError(f"Constant with attributes {sorted(attrs)} is not supported")
+
+
+def _fold_unsqueeze(values, attrs):
+    x = values[0]
+    axes = [int(a) for a in (values[1] if len(values) > 1 and values[1] is not None
+                             else attrs["axes"])]
+    rank = x.ndim + len(axes)
+    for a in sorted(a % rank for a in axes):
+        x = np.expand_dims(x, a)
+    return [x]
+
+
+def _fold_squeeze(values, attrs):
+    axes = values[1] if len(values) > 1 and values[1] is not None else attrs.get("axes")
+    return [np.squeeze(values[0], axis=tuple(int(a) for a in axes) if axes is not None
+                       else None)]
+
+
+def _fold_gather(values, attrs):
+    return [np.take(values[0], values[1], axis=attrs.get("axis", 0))]
+
+
+def _fold_slice(values, attrs):
+    x, starts, ends = values[:3]
+    axes = values[3] if len(values) > 3 and values[3] is not None else range(len(starts))
+    steps = values[4] if len(values) > 4 and values[4] is not None else [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[int(a)] = slice(int(s), int(e), int(st))
+    return [x[tuple(index)]]
+
+
+def _fold_reshape(values, attrs):
+    x, shape = values
+    target = _reshape_target(x.shape, [int(d) for d in shape], attrs.get("allowzero", 0))
+    return [x.reshape(target)]
+
+
+def _fold_constant_of_shape(values, attrs):
+    from onnx import numpy_helper
+    fill = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
+    return [np.full([int(d) for d in values[0]], fill.reshape(-1)[0], fill.dtype)]
+
+
+def _fold_cast(values, attrs):
+    return [values[0].astype(np.dtype(onnx_dtype(attrs["to"]).replace("bfloat16", "float32")))]
+
+
+def _fold_binary(fn):
+    return lambda values, attrs: [fn(values[0], values[1]).astype(
+        np.result_type(values[0], values[1]))]
+
+
+STATIC = {
+    "Constant": _fold_constant, "Shape": lambda v, a: [np.asarray(v[0].shape, np.int64)],
+    "Gather": _fold_gather, "Unsqueeze": _fold_unsqueeze, "Squeeze": _fold_squeeze,
+    "Concat": lambda v, a: [np.concatenate([x for x in v if x is not None], axis=a["axis"])],
+    "Slice": _fold_slice, "Reshape": _fold_reshape, "Cast": _fold_cast,
+    "ConstantOfShape": _fold_constant_of_shape, "Identity": lambda v, a: [v[0]],
+    "Add": _fold_binary(np.add), "Sub": _fold_binary(np.subtract),
+    "Mul": _fold_binary(np.multiply),
+    "Div": _fold_binary(lambda a, b: a // b if np.issubdtype(np.result_type(a, b), np.integer)
+                        else a / b),
+    "Range": lambda v, a: [np.arange(v[0], v[1], v[2])],
+    "Equal": lambda v, a: [np.equal(v[0], v[1])],
+    "Where": lambda v, a: [np.where(v[0], v[1], v[2])],
+    "Transpose": lambda v, a: [np.transpose(v[0], a.get("perm"))],
+    "Sqrt": lambda v, a: [np.sqrt(v[0])],
+}
