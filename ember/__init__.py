@@ -47,6 +47,7 @@ from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' loweri
 from .frontend.compile import compile  # noqa: E402,A001
 from .frontend.compile_train import compile_train_step  # noqa: E402
 from . import fft  # noqa: E402
+from . import profiler  # noqa: E402 - ember.profiler, torch.profiler's API
 from . import backends  # noqa: E402
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
