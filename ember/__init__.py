@@ -52,6 +52,9 @@ from . import backends  # noqa: E402
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
 from .runtime.threads import set_num_threads, get_num_threads  # noqa: E402,F401
+from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F401
+                                   are_deterministic_algorithms_enabled,
+                                   is_deterministic_algorithms_warn_only_enabled)
 
 
 def _export_ops(namespace: dict) -> None:
