@@ -48,6 +48,8 @@ from .frontend.compile import compile  # noqa: E402,A001
 from .frontend.compile_train import compile_train_step  # noqa: E402
 from . import fft  # noqa: E402
 from . import profiler  # noqa: E402 - ember.profiler, torch.profiler's API
+from . import library  # noqa: E402 - ember.library, torch.library's custom ops
+from .library import ops  # noqa: E402 - ember.ops.<namespace>.<op>, torch.ops
 from . import backends  # noqa: E402
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401

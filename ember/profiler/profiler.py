@@ -162,8 +162,8 @@ class _OpMode:
 
 
 def _op_name(op) -> str:
-    namespace = getattr(op, "namespace", "") or "aten"
-    return f"{namespace}::{op.name}"
+    """PyTorch's row names: 'aten::conv2d' for built-in ops, 'mylib::op' for custom ones."""
+    return op.name if "::" in op.name else f"aten::{op.name}"
 
 
 def _shapes(args) -> list:

@@ -170,7 +170,7 @@ _RENAMED = {"convert_element_type": "ToCopy", "contiguous": "Clone"}
 
 def _node_name(op, bound: tuple, out) -> str:
     """PyTorch's grad_fn class name for this call (`SumBackward1` for sum over dims...)."""
-    name, overload = op.name.strip("_"), 0
+    name, overload = op.name.split("::")[-1].strip("_"), 0   # custom ops: no namespace
     args = dict(zip((a.name for a in op.schema.args), bound))
     if name in ("sum", "mean") and args.get("dim") is not None:
         overload = 1

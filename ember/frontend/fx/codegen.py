@@ -65,7 +65,8 @@ class _Emitter:
         for k, existing in self.globals.items():
             if existing is obj:
                 return k
-        base = target_name(obj).replace(".", "_").replace("<", "").replace(">", "")
+        base = target_name(obj).replace(".", "_").replace("<", "").replace(">", "") \
+            .replace("::", "_")
         name, i = base, 0
         while name in self.globals or name in self.local_names:
             i += 1
@@ -89,6 +90,9 @@ class _Emitter:
             import ember
             if getattr(ember, target.python_name, None) is target:
                 return f"ember.{target.python_name}({self.call_args(node)})"
+            if "::" in target.name:     # a custom op: torch.ops-style path, as fx prints it
+                namespace, name = target.name.split("::")
+                return f"ember.ops.{namespace}.{name}({self.call_args(node)})"
         return f"{self.global_name(target)}({self.call_args(node)})"
 
     def line(self, node: Node) -> str:
