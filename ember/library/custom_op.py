@@ -164,6 +164,8 @@ class CustomOpDef:
         def register(kernel: Callable) -> Callable:
             for t in types:
                 self._kernels[t] = kernel
+            if "cuda" in types:      # eager CUDA calls it on the CUDA tensors themselves
+                self._opdef.cuda_kernel = self._run_cuda_kernel
             return kernel
         return register(fn) if fn is not None else register
 
@@ -203,6 +205,23 @@ class CustomOpDef:
                 isinstance(result, (tuple, list)) and all(isinstance(r, Tensor) for r in result)):
             raise CustomOpError(f"{self._qualname}: the kernel must return a Tensor or a tuple "
                                 f"of Tensors, got {type(result).__name__}")
+        return result
+
+    def _run_cuda_kernel(self, args, out_meta):
+        """The 'cuda' kernel on CUDA tensors (without one, CUDA operands go through the
+        host: copied to the CPU, the CPU kernel, copied back)."""
+        with grad_mode.no_grad():
+            result = self._kernels["cuda"](*args)
+        want = out_meta if isinstance(out_meta, (tuple, list)) else (out_meta,)
+        got = result if isinstance(result, (tuple, list)) else (result,)
+        for i, (r, m) in enumerate(zip(got, want)):
+            if not isinstance(r, Tensor) or tuple(r.shape) != tuple(m.shape) or \
+                    r.dtype != m.dtype or not r.is_cuda:
+                what = f"{r.dtype.short}{list(r.shape)} on {r.device}" \
+                    if isinstance(r, Tensor) else type(r).__name__
+                raise CustomOpError(f"{self._qualname}: the 'cuda' kernel returned {what} for "
+                                    f"output {i}, but the fake function says "
+                                    f"{m.dtype.short}{list(m.shape)} on cuda")
         return result
 
     def _check_fake(self, args, result) -> None:

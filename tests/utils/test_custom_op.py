@@ -173,3 +173,4 @@ def test_infer_schema_matches_torch():
     # ember has no symbolic sizes: PyTorch's SymInt is a plain int here
     want = torch.library.infer_schema(g, mutates_args=()).replace("SymInt", "int")
     assert ember.library.infer_schema(f) == want
+
