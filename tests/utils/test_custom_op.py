@@ -174,3 +174,15 @@ def test_infer_schema_matches_torch():
     want = torch.library.infer_schema(g, mutates_args=()).replace("SymInt", "int")
     assert ember.library.infer_schema(f) == want
 
+
+
+def test_graph_text_names_the_op_and_parses_back():
+    from ember.ir.parser import parse
+    from ember.ir.printer import print_graph
+    op = _scaled_sin()
+    gm = ember.fx.symbolic_trace(lambda t: op(t, 2.0) + 1)
+    text = print_graph(gm.graph)
+    assert f"{op.name}(%t, 2.0)" in text
+    assert print_graph(parse(text)) == text
+    with pytest.raises(Exception, match="unknown op 'testlib::missing'"):
+        parse(text.replace(op.name, "testlib::missing"))
