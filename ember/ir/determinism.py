@@ -33,7 +33,8 @@ class DeterminismError(EmberError, RuntimeError):
 
 def set_mode(mode: bool, warn_only: bool = False) -> None:
     if not isinstance(mode, bool) and mode not in (0, 1):
-        raise TypeError(f"use_deterministic_algorithms expects a bool, but got {type(mode).__name__}")
+        raise TypeError("use_deterministic_algorithms expects a bool, but got "
+                        f"{type(mode).__name__}")
     if not isinstance(warn_only, bool):
         raise TypeError("use_deterministic_algorithms: warn_only must be a bool, but got "
                         f"{type(warn_only).__name__}")

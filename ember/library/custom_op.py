@@ -23,9 +23,10 @@ autograd formula, tracing an op with no fake function.
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import typing
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from ..frontend.autograd import grad_mode
 from ..frontend.tensor import Tensor
 from ..ir.errors import AutogradError, EmberError, TraceError
 from ..ir.meta import TensorMeta, meta_of
-from ..ir.registry import NOT_DIFFERENTIABLE, OPS, Tag, defop
+from ..ir.registry import OPS, Tag, defop
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
 
 __all__ = ["custom_op", "CustomOpDef", "register_fake", "register_autograd", "register_kernel",
@@ -72,8 +73,7 @@ def _type_text(hint, op_name: str, name: str) -> str:
         return "Tensor"
     if hint in _SCALAR_TYPES:
         return _SCALAR_TYPES[hint]
-    if origin in (list, tuple, Sequence, typing.Sequence) or origin is getattr(
-            __import__("collections.abc").abc, "Sequence"):
+    if origin in (list, tuple, collections.abc.Sequence):
         inner = params[0] if params else None
         return f"{_type_text(inner, op_name, name)}[]"
     if origin is typing.Union and type(None) in params and len(params) == 2:

@@ -26,7 +26,8 @@ def _measurements(mod, seed: int, threads=(1, 2), envs=(None,), descs=("d1", "d2
                     for desc in descs:
                         base = state.choice([3e-7, 2e-6, 5e-5, 1e-3, 0.02, 1.3])
                         spread = state.choice([0.001, 0.05, 0.3])
-                        times = list(base * (1 + spread * state.rand(int(state.choice([1, 3, 7, 20])))))
+                        n = int(state.choice([1, 3, 7, 20]))
+                        times = list(base * (1 + spread * state.rand(n)))
                         spec = mod.TaskSpec("f(x)", "pass", label=label, sub_label=sub,
                                             description=desc, num_threads=n_threads, env=env)
                         out.append(mod.Measurement(int(state.choice([1, 10])), times, spec))
@@ -51,7 +52,8 @@ def _render(mod, results, options) -> str:
 
 
 @pytest.mark.parametrize("layout", [{}, {"envs": ("cpu", "avx512")}, {"threads": (4,)},
-                                    {"descs": ("only",)}], ids=["threads", "envs", "one-thread", "one-column"])
+                                    {"descs": ("only",)}],
+                         ids=["threads", "envs", "one-thread", "one-column"])
 @pytest.mark.parametrize("option", OPTIONS, ids=list(OPTIONS))
 def test_compare_prints_torch_layout(option, layout):
     for seed in range(6):

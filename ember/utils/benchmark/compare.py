@@ -14,7 +14,6 @@ Measurements of the same task are merged (Measurement.merge) before rendering.
 from __future__ import annotations
 
 import enum
-import math
 
 from .common import Measurement, leading_digits, select_unit, trim_sigfig, unit_to_english
 

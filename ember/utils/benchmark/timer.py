@@ -75,7 +75,8 @@ class Timer:
         if not isinstance(stmt, str):
             raise ValueError("Timer: stmt must be a string")
         if language not in (Language.PYTHON, "py", "python"):
-            raise ValueError(f"Timer: ember times Python statements only, got language={language!r}")
+            raise ValueError("Timer: ember times Python statements only, "
+                             f"got language={language!r}")
         if global_setup:
             raise ValueError("Timer: global_setup is only meaningful for C++ statements")
         # Python's timeit accepts no leading indentation; strip it as PyTorch does
