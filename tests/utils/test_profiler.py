@@ -173,3 +173,16 @@ def test_compiled_resnet18_profile_structure():
     assert all(s.sources for s in plan.cpu_children if s.category == "kernel")
     averages = prof.key_averages()
     assert averages.self_cpu_time_total == pytest.approx(plan.cpu_time_total, rel=1e-6)
+
+
+def test_with_stack_names_user_frames_of_eager_ops():
+    x = ember.randn(3, 3)
+    with profile(with_stack=True) as prof:
+        y = x.exp()                                        # the line the row must name
+        y.sum()
+    exp = next(e for e in prof.events() if e.name == "aten::exp")
+    assert exp.stack and HERE in exp.stack[0] and "test_with_stack" in exp.stack[0]
+    grouped = prof.key_averages(group_by_stack_n=1)
+    rows = [e for e in grouped if e.key == "aten::exp"]
+    assert len(rows) == 1 and rows[0].stack == exp.stack[:1]
+    assert HERE in grouped.table(row_limit=5)
