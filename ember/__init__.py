@@ -54,9 +54,15 @@ from .frontend.serialization import save, load  # noqa: E402,F401
 from . import fft  # noqa: E402
 from . import ops  # noqa: E402 - torch.ops.aten's names over the registry
 from . import special  # noqa: E402
+from . import profiler  # noqa: E402 - ember.profiler, torch.profiler's API
+from . import library  # noqa: E402 - ember.library, torch.library's custom ops
 from . import backends  # noqa: E402
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
+from .runtime.threads import set_num_threads, get_num_threads  # noqa: E402,F401
+from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F401
+                                   are_deterministic_algorithms_enabled,
+                                   is_deterministic_algorithms_warn_only_enabled)
 
 
 from .frontend.torch_functions import einsum, tensordot  # noqa: E402

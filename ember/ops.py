@@ -12,6 +12,8 @@ schema already takes every overload's arguments.
 """
 from __future__ import annotations
 
+import sys
+
 from .ir.registry import OPS
 
 
@@ -50,7 +52,8 @@ class _Namespace:
         op = OPS.get(key)
         if op is None:
             raise AttributeError(f"ember.ops.{self._name} has no op named {name!r}")
-        return OpOverloadPacket(op)
+        # a custom op (ember.library) is its registry entry itself; OpDef.default is itself
+        return OpOverloadPacket(op) if self._name == "aten" else op
 
 
 aten = _Namespace("aten")
@@ -60,3 +63,6 @@ def __getattr__(namespace: str) -> _Namespace:
     if namespace.startswith("__"):
         raise AttributeError(namespace)
     return _Namespace(namespace)
+
+
+ops_namespace = sys.modules[__name__]

@@ -261,7 +261,9 @@ class PlanBuilder:
     def build(self) -> Plan:
         for node in self.graph.nodes:
             handler = getattr(self, f"_{node.op.value}")
+            first_new = len(self.plan.steps)
             handler(node)
+            _describe_steps(self.plan.steps[first_new:], node)
         self.plan.n_slots = self.n_slots
         return self.plan
 
@@ -345,7 +347,7 @@ class PlanBuilder:
         specs = tuple(BufferSpec(o.meta["val"], persistent=not keep, arena=a)
                       for o, a in zip(lowered.outputs, arenas))
         self.plan.steps.append(Step(group.name, compiled, tuple(inputs), tuple(outputs),
-                                    kernel=True, out_specs=specs))
+                                    kernel=True, out_specs=specs, kind="kernel"))
         self.slot[node] = outputs[0] if group.n_outputs == 1 else tuple(outputs)
 
     def _fused_extern(self, node: Node) -> bool:
@@ -373,7 +375,8 @@ class PlanBuilder:
         self.stats.externs += 1
         # every anchor's result dies in the very next step: all of them share one arena
         self.plan.steps.append(Step(f"{name}.anchor", fn, tuple(inputs), (slot,), kernel=True,
-                                    out_specs=(BufferSpec(anchor.meta["val"], arena="anchor"),)))
+                                    out_specs=(BufferSpec(anchor.meta["val"], arena="anchor"),),
+                                    kind="extern"))
         return slot
 
     def _kernel_step(self, name, fn, inputs: list[Node], outputs: list[Node]) -> None:
@@ -381,7 +384,7 @@ class PlanBuilder:
         specs = tuple(BufferSpec(o.meta["val"], persistent=o not in self.results,
                                  arena=_arenas(o, 1)[0]) for o in outputs)
         self.plan.steps.append(Step(name, fn, tuple(self.slot[n] for n in inputs), slots,
-                                    kernel=True, out_specs=specs))
+                                    kernel=True, out_specs=specs, kind="extern"))
         for node, slot in zip(outputs, slots):
             self.slot[node] = slot
 
@@ -394,6 +397,27 @@ class PlanBuilder:
         if node.op == OpKind.call_function and isinstance(node.target, FusedGroup):
             return
         self.stats.fallbacks.append(getattr(node.target, "name", str(node.target)))
+
+
+def _describe_steps(steps: list, node: Node) -> None:
+    """Tag steps made for `node` with the profiler's category (kernels and externs were
+    tagged where they were made) and the user lines they came from: a fused kernel
+    names every distinct line of its fused ops, in order."""
+    source = _source_lines(node)
+    for step in steps:
+        if step.kind == "call":
+            viewish = node.op == OpKind.call_function and \
+                (node.target is operator.getitem or _is_view(node))
+            step.kind = "view" if viewish else "fallback"
+        step.source = source
+
+
+def _source_lines(node: Node) -> tuple[str, ...]:
+    if node.op == OpKind.call_function and isinstance(node.target, FusedGroup):
+        locs = [n.meta.get("loc") for n in node.target.graph.nodes]
+    else:
+        locs = [node.meta.get("loc")]
+    return tuple(dict.fromkeys(loc for loc in locs if loc))
 
 
 def _is_view(node: Node) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import dispatch
+from ..ir import determinism, dispatch
 from ..ir.errors import AutogradError, DeviceError, EmberError, at_user_line
 from ..ir.meta import TensorMeta, channels_last, contiguous_format, strides_for
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
@@ -22,6 +22,8 @@ from .tensor import Tensor
 
 
 def run_op(op: OpDef, args: tuple):
+    if op.has_tag(Tag.NONDETERMINISTIC):
+        determinism.alert_not_deterministic(op.name)
     if op.has_tag(Tag.INPLACE):
         return run_inplace(op, args)
     on_cuda = _check_devices(op, args)

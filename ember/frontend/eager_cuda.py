@@ -51,6 +51,9 @@ def compute(op: OpDef, args: tuple, out_meta):
     """The outputs of `op(*args)` for operands on one CUDA device (no autograd here)."""
     index = _device_index(op, args)
     args = _scalars_to_device(op, args, index)
+    device_kernel = getattr(op, "cuda_kernel", None)   # custom ops' register_kernel("cuda")
+    if device_kernel is not None:
+        return device_kernel(args, out_meta)
     if op.has_tag(Tag.VIEW):
         views = _views(op, args)
         if views is not None:

@@ -33,6 +33,7 @@ rhs: "placeholder"                                  -> placeholder
    | "call_module" STRING "(" [args] ")"            -> call_module
    | "fused" STRING NAME "(" [args] ")" "{" graph "}"   -> fused
    | NAME "(" [args] ")"                            -> call_op
+   | NAME "::" NAME "(" [args] ")"                  -> call_custom_op
 args: arg ("," arg)*
 arg: value
    | NAME "=" value                                 -> kwarg
@@ -159,6 +160,11 @@ class _Builder:
         args, kwargs = self._args(rhs.children[-1])
         if kind == "call_op":
             return self.graph.call_function(self._op(rhs.children[0]), args, kwargs)
+        if kind == "call_custom_op":     # 'mylib::op': a custom op, looked up by its full name
+            namespace, name = rhs.children[0], rhs.children[1]
+            qualified = Token("NAME", f"{namespace}::{name}", namespace.start_pos,
+                              namespace.line, namespace.column)
+            return self.graph.call_function(self._op(qualified), args, kwargs)
         target = _unquote(rhs.children[0])
         if kind == "call_function":
             return self.graph.call_function(self._function(rhs.children[0], target), args,

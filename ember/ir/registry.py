@@ -98,6 +98,12 @@ class OpDef:
     _derivative_wants_out: bool = False
 
     @property
+    def default(self) -> "OpDef":
+        """torch.ops' overload attribute (`ember.ops.mylib.op.default`): the op itself,
+        whose schema takes every overload's arguments."""
+        return self
+
+    @property
     def name(self) -> str:
         return self.schema.name
 

@@ -165,7 +165,7 @@ def _parse_default(text: str):
 
 
 def parse_schema(text: str) -> Schema:
-    m = re.match(r"^\s*([\w.]+)\((.*)\)\s*->\s*(.+)$", text)
+    m = re.match(r"^\s*([\w.]+(?:::\w+)?)\((.*)\)\s*->\s*(.+)$", text)   # mylib::op too
     if not m:
         raise SchemaError(f"malformed schema: {text!r}")
     name, arg_text, ret_text = m.groups()

@@ -27,10 +27,11 @@ import contextlib
 import operator
 from typing import Any, Callable
 
-from . import dispatch
+from . import determinism, dispatch
 from .errors import TraceError, format_frame, user_frame
 from .graph import Graph, Node, OpKind, map_arg
 from .meta import HasMeta, TensorMeta
+from .registry import Tag
 
 
 class SymbolicTensor(HasMeta):
@@ -159,6 +160,8 @@ class GraphBuilder:
 
     # --- recording ---------------------------------------------------------------------
     def record(self, op, bound: tuple):
+        if Tag.NONDETERMINISTIC in getattr(op, "tags", ()):   # nor may compiled code hide it
+            determinism.alert_not_deterministic(op.name)
         target = op.functional if op.functional is not None else op
         metas = target.meta(*_metas(self, bound))
         args, kwargs = op.schema.unbind(_to_args(self, bound))

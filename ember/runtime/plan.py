@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..ir import profiling
 from ..ir.meta import TensorMeta
 from .allocator import default_allocator
 
@@ -107,6 +108,8 @@ class Step:
     outputs: tuple[int, ...]
     kernel: bool = False            # fn(list of arrays: inputs then outputs) -> None
     out_specs: tuple = ()           # kernel steps: BufferSpec per output
+    kind: str = "call"              # profiler category: kernel, extern, view, fallback, call
+    source: tuple[str, ...] = ()    # user lines ('model.py:14 in forward') of its graph nodes
 
 
 @dataclass
@@ -166,22 +169,40 @@ class Plan:
             values[slot] = value
         for slot, value in zip(self.input_slots, inputs):
             values[slot] = value
-        for step in self.steps:
-            if step.kernel:
-                outs = [self._fixed[s] if spec.persistent else self.buffers.allocate(spec.meta)
-                        for s, spec in zip(step.outputs, step.out_specs)]
-                step.fn([values[s] for s in step.inputs] + outs)
-                for s, arr in zip(step.outputs, outs):
-                    values[s] = arr
-            else:
-                result = step.fn(*[values[s] for s in step.inputs])
-                if len(step.outputs) == 1:
-                    values[step.outputs[0]] = result
-                else:
-                    for s, arr in zip(step.outputs, result):
-                        values[s] = arr
+        profiler = profiling.collector()
+        if profiler is None:
+            for step in self.steps:
+                self._run_step(step, values)
+        else:
+            self._run_profiled(profiler, values)
         self.calls += 1
         return _gather(self.output_slots, values, self._owns, self.buffers.copy)
+
+    def _run_profiled(self, profiler, values: list) -> None:
+        """The steps, each a span (named by its graph node, carrying its user lines)
+        inside one 'CompiledFunction' span for the whole call."""
+        with profiling.record("CompiledFunction", "compiled"):
+            for step in self.steps:
+                token = profiler.begin(step.name, step.kind, {"source": step.source})
+                try:
+                    self._run_step(step, values)
+                finally:
+                    profiler.end(token)
+
+    def _run_step(self, step: Step, values: list) -> None:
+        if step.kernel:
+            outs = [self._fixed[s] if spec.persistent else self.buffers.allocate(spec.meta)
+                    for s, spec in zip(step.outputs, step.out_specs)]
+            step.fn([values[s] for s in step.inputs] + outs)
+            for s, arr in zip(step.outputs, outs):
+                values[s] = arr
+        else:
+            result = step.fn(*[values[s] for s in step.inputs])
+            if len(step.outputs) == 1:
+                values[step.outputs[0]] = result
+            else:
+                for s, arr in zip(step.outputs, result):
+                    values[s] = arr
 
     def _owns(self, arr) -> bool:
         """True when `arr` lives in a buffer the next call overwrites."""

@@ -96,7 +96,8 @@ class ThreadPool:
         it runs serially as worker 0 instead of deadlocking, so kernels that use
         per-worker scratch must not be nested."""
         nested = getattr(self._local, "inside", False)   # a chunk calling back in
-        threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads)
+        threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads,
+                                       _THREAD_LIMIT[0] or self.n_threads)
         tasks = [_Task(kernel, (b, e, w, *args))
                  for w, (b, e) in enumerate(split_range(n, threads, align))]
         if n <= 0:
@@ -116,6 +117,7 @@ class ThreadPool:
 
 
 _DEFAULT: ThreadPool | None = None
+_THREAD_LIMIT: list[int | None] = [None]    # set_num_threads's cap on every parallel_for
 _DEFAULT_LOCK = threading.Lock()
 
 
@@ -126,3 +128,19 @@ def default_pool() -> ThreadPool:
         if _DEFAULT is None:
             _DEFAULT = ThreadPool()
         return _DEFAULT
+
+
+def set_num_threads(n: int) -> None:
+    """torch.set_num_threads: run native kernels on at most `n` threads (n >= 1).
+
+    Caps every pool's parallel_for; the pool keeps its workers, so raising the
+    limit again later costs nothing. Above the pool size the pool size wins."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads expects a positive integer, but got {n!r}")
+    _THREAD_LIMIT[0] = n
+
+
+def get_num_threads() -> int:
+    """torch.get_num_threads: the threads a native kernel may use now."""
+    size = _DEFAULT.n_threads if _DEFAULT is not None else cpu_count()
+    return min(size, _THREAD_LIMIT[0] or size)

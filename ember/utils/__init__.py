@@ -1,2 +1,2 @@
-"""ember.utils: torch.utils' namespaces (checkpoint)."""
+"""ember.utils: torch.utils' namespaces (checkpoint, benchmark)."""
 from . import checkpoint  # noqa: F401

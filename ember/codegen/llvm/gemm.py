@@ -34,7 +34,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...ir.errors import DTypeError, ShapeError
-from ...runtime.threads import ThreadPool, default_pool
+from ...runtime.threads import ThreadPool, default_pool, get_num_threads
 from . import irutil as u
 from .jit import Library, compile_ir
 from .target import Isa, host_isa, target_for
@@ -491,7 +491,8 @@ def _run(kernel: GemmKernel, a, b, out, m, n, k, accumulate, pool, threads) -> N
     packed = b.panels.ctypes.data if isinstance(b, PackedB) else None
     if packed is not None:
         b = b.panels[0]                    # any 2-D view: its strides go unused
-    n_threads = min(pool.n_threads, threads or pool.n_threads)
+    # set_num_threads caps the split too, so rows vs columns follow the threads used
+    n_threads = min(pool.n_threads, threads or pool.n_threads, get_num_threads())
     ws = _workspace(cfg, pool)
     # Split rows when there are enough for every thread, else columns (tall-skinny B).
     by_rows = m >= cfg.mr * n_threads or m >= n

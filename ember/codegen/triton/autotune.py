@@ -25,6 +25,7 @@ import json
 from dataclasses import asdict
 from typing import Callable
 
+from ...ir import determinism
 from .cache import cache_dir, write_atomic
 from .gemm import GemmConfig, generate_gemm
 from .source import next_pow2
@@ -72,7 +73,11 @@ def stored_config(problem, device: str) -> GemmConfig | None:
 
 
 def gemm_config(problem, device: str | None = None) -> GemmConfig:
-    """The stored tuned config for this problem and device, else the default."""
+    """The stored tuned config for this problem and device, else the default.
+    Deterministic mode always takes the default: a config tuned by timing on this
+    machine may sum K in other blocks than another machine's."""
+    if determinism.enabled():
+        return default_config(problem)
     return stored_config(problem, device or current_device()) or default_config(problem)
 
 

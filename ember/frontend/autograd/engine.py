@@ -10,7 +10,7 @@ grad mode on and the gradients get histories of their own.
 """
 from __future__ import annotations
 
-from ...ir import autodiff
+from ...ir import autodiff, profiling
 from ...ir.meta import meta_of
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
@@ -172,7 +172,7 @@ _RENAMED = {"convert_element_type": "ToCopy", "contiguous": "Clone"}
 
 def _node_name(op, bound: tuple, out) -> str:
     """PyTorch's grad_fn class name for this call (`SumBackward1` for sum over dims...)."""
-    name, overload = op.name.strip("_"), 0
+    name, overload = op.name.split("::")[-1].strip("_"), 0   # custom ops: no namespace
     args = dict(zip((a.name for a in op.schema.args), bound))
     if name in ("sum", "mean") and args.get("dim") is not None:
         overload = 1
@@ -280,7 +280,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 continue
             if all(g is None for g in grads):
                 continue
-            results = node.apply(grads)
+            if profiling.collector() is None:
+                results = node.apply(grads)
+            else:   # the profiler's row name for a backward node, as PyTorch's
+                with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
+                                      "autograd"):
+                    results = node.apply(grads)
             for (nxt, nr), g in zip(node.next_functions, results):
                 if nxt is not None and g is not None:
                     _add_to_buffer(buffers, nxt, nr, g, getattr(nxt, "n_outputs", 1))

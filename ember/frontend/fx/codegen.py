@@ -111,7 +111,8 @@ class _Emitter:
         for k, existing in self.globals.items():
             if existing is obj:
                 return k
-        base = target_name(obj).replace(".", "_").replace("<", "").replace(">", "")
+        base = target_name(obj).replace(".", "_").replace("<", "").replace(">", "") \
+            .replace("::", "_")
         name, i = base, 0
         while name in self.globals or name in self.local_names:
             i += 1
@@ -139,6 +140,9 @@ class _Emitter:
         path = public_name(target)
         if path is not None:
             return f"{path}({self.call_args(node)})"
+        if is_op(target) and "::" in target.name:  # a custom op: its torch.ops-style path
+            namespace, name = target.name.split("::")
+            return f"ember.ops.{namespace}.{name}({self.call_args(node)})"
         return f"{self.global_name(target)}({self.call_args(node)})"
 
     def expression(self, node: Node) -> str:
