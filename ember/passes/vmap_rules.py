@@ -173,6 +173,8 @@ LOOPED = {
     "_histogramdd_bin_edges": "bin edges default to each example's own min and max",
     "_histogramdd_from_bin_tensors": "points are counted per example",
     "embedding_renorm": "each example renormalizes the rows its own indices refer to",
+    "ctc_loss": "target and input lengths are per example (ragged alignments)",
+    "ctc_loss_backward": "target and input lengths are per example (ragged alignments)",
 }
 
 

@@ -80,7 +80,7 @@ NOT_COMPLEX = {
     "special_round": _UNORDERED,
     **{name: "its inputs are real by definition (it builds the complex result)" for name in (
         "complex", "polar", "view_as_complex")},
-        "slice_scatter", "scatter_reduce")},
+    "scatter_reduce": _NO_COMPLEX_GRAD,
 }
 
 # torch refuses these gradients for complex inputs unless the loss is invariant to the
