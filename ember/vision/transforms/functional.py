@@ -636,4 +636,5 @@ def to_pil_image(pic, mode=None):
             arr = arr[:, :, 0]
     if arr.dtype.kind == "f":
         arr = (arr * 255).astype(np.uint8)
-    return Image.fromarray(arr, mode=mode)
+    img = Image.fromarray(arr)
+    return img if mode is None or img.mode == mode else img.convert(mode)
