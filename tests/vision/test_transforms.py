@@ -287,3 +287,74 @@ def test_deterministic_pipeline_compiles(rng):
                                T.Normalize([0.5, 0.4, 0.3], [0.2, 0.25, 0.3]))
     compiled = ember.compile(pipe)
     _close(compiled(x), pipe(x), 1e-4)
+
+
+# --- per_sample=True (ember extension): one draw per image, equal to per-image calls ----
+def _gen(seed):
+    return ember.Generator().manual_seed(seed)
+
+
+def test_per_sample_flips(rng):
+    x = ember.tensor(_img(rng, (16, 3, 4, 5)))
+    out = T.RandomHorizontalFlip(per_sample=True, generator=_gen(0))(x).numpy()
+    flipped = [np.allclose(out[k], x.numpy()[k, ..., ::-1]) for k in range(16)]
+    kept = [np.allclose(out[k], x.numpy()[k]) for k in range(16)]
+    assert all(f or k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < 16
+    coins = ember.rand(16, generator=_gen(0)).numpy() < 0.5
+    assert flipped == coins.tolist()
+    with pytest.raises(ValueError, match=r"per_sample=True\) needs an"):
+        T.RandomVerticalFlip(per_sample=True)(x[0])
+
+
+def test_per_sample_color_jitter(rng):
+    x = ember.tensor(_img(rng, (3, 3, 5, 6)))
+    out = T.ColorJitter(0.5, 0.4, 0.3, 0.1, per_sample=True, generator=_gen(4))(x)
+    g = _gen(4)
+    order = [int(v) for v in ember.randperm(4, generator=g).tolist()]
+    draws = [lo + (hi - lo) * ember.rand(3, generator=g).numpy()
+             for lo, hi in ((0.5, 1.5), (0.6, 1.4), (0.7, 1.3), (-0.1, 0.1))]
+    fns = [VF.adjust_brightness, VF.adjust_contrast, VF.adjust_saturation, VF.adjust_hue]
+    for k in range(3):
+        ref = x[k]
+        for i in order:
+            ref = fns[i](ref, float(draws[i][k]))
+        _close(out[k], ref, 2e-6)
+
+
+def test_per_sample_blur_rotation_affine(rng):
+    x = ember.tensor(_img(rng, (3, 2, 7, 8)))
+    out = T.GaussianBlur(5, (0.5, 2.0), per_sample=True, generator=_gen(5))(x)
+    sig = 0.5 + 1.5 * ember.rand(3, generator=_gen(5)).numpy()
+    for k in range(3):
+        _close(out[k], VF.gaussian_blur(x[k], 5, float(sig[k])), 1e-5)
+    out = T.RandomRotation(40, VF.InterpolationMode.BILINEAR, per_sample=True,
+                           generator=_gen(6))(x)
+    g = _gen(6)
+    for k in range(3):
+        angle = T.RandomRotation.get_params([-40.0, 40.0], g)
+        _close(out[k], VF.rotate(x[k], angle, VF.InterpolationMode.BILINEAR, fill=[0.0] * 2),
+               1e-5)
+    aff = T.RandomAffine(15, (0.1, 0.2), (0.9, 1.1), 8, per_sample=True, generator=_gen(7))
+    out = aff(x)
+    g = _gen(7)
+    for k in range(3):
+        params = T.RandomAffine.get_params(aff.degrees, aff.translate, aff.scale, aff.shear,
+                                           [8, 7], g)
+        _close(out[k], VF.affine(x[k], *params, fill=[0.0] * 2), 1e-5)
+
+
+def test_per_sample_resized_crop(rng):
+    x = ember.tensor(_img(rng, (3, 3, 12, 16)))
+    out = T.RandomResizedCrop(6, per_sample=True, generator=_gen(8))(x)
+    one = T.RandomResizedCrop(6, generator=_gen(8))
+    for k in range(3):
+        _close(out[k], one(x[k]))
+
+
+def test_per_sample_pipeline_compiles_after_draws(rng):
+    """The random parts run eagerly; what follows them compiles as before."""
+    x = ember.tensor(_img(rng, (4, 3, 10, 10), np.uint8))
+    tail = ember.nn.Sequential(T.ConvertImageDtype(ember.float32),
+                               T.Normalize([0.5] * 3, [0.25] * 3))
+    flipped = T.RandomHorizontalFlip(per_sample=True, generator=_gen(9))(x)
+    _close(ember.compile(tail)(flipped), tail(flipped), 1e-5)

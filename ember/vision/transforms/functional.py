@@ -328,8 +328,21 @@ def convert_image_dtype(image, dtype=dtypes.float32):
     return image.to(dtype) * factor
 
 
-def _blend(img1, img2, ratio: float):
-    ratio = float(ratio)
+def _per_sample(factor, img, trailing: int):
+    """A factor as a number, or (ember extension) a [N] tensor of one factor per image of
+    an (N, ..., H, W) batch, shaped to broadcast over the `trailing` dims after N."""
+    if not isinstance(factor, ember.Tensor):
+        return float(factor)
+    if factor.ndim != 1 or img.ndim < trailing + 1 or int(factor.shape[0]) != int(img.shape[0]):
+        raise ValueError(f"a per-image factor must be a 1-D tensor with one value per image "
+                         f"of the batch, got shape {list(factor.shape)} for images of shape "
+                         f"{list(img.shape)}")
+    return factor.to(img.dtype if img.dtype.is_floating_point else dtypes.float32).reshape(
+        [-1] + [1] * trailing)
+
+
+def _blend(img1, img2, ratio):
+    ratio = _per_sample(ratio, img1, img1.ndim - 1)
     bound = _max_value(img1.dtype)
     return (ratio * img1 + (1.0 - ratio) * img2).clamp(0, bound).to(img1.dtype)
 
@@ -353,7 +366,10 @@ def rgb_to_grayscale(img, num_output_channels: int = 1):
 
 
 def _check_factor(value, name):
-    if value < 0:
+    if isinstance(value, ember.Tensor):
+        if bool((value < 0).any()):
+            raise ValueError(f"{name} ({value.tolist()}) is not non-negative.")
+    elif value < 0:
         raise ValueError(f"{name} ({value}) is not non-negative.")
 
 
@@ -415,14 +431,18 @@ def _hsv_to_rgb(h, s, v):
 
 def adjust_hue(img, hue_factor: float):
     """Rotate hue by hue_factor turns (in [-0.5, 0.5]) through HSV."""
-    if not -0.5 <= hue_factor <= 0.5:
+    if isinstance(hue_factor, ember.Tensor):
+        if bool(((hue_factor < -0.5) | (hue_factor > 0.5)).any()):
+            raise ValueError(f"hue_factor ({hue_factor.tolist()}) is not in [-0.5, 0.5].")
+    elif not -0.5 <= hue_factor <= 0.5:
         raise ValueError(f"hue_factor ({hue_factor}) is not in [-0.5, 0.5].")
     if get_image_num_channels(img) == 1:
         return img
     dtype = img.dtype
     work = img.to(dtypes.float32) / 255.0 if dtype == dtypes.uint8 else img
     h, s, v = _rgb_to_hsv(work)
-    out = _hsv_to_rgb(ember.fmod(h + hue_factor + 1.0, 1.0), s, v)
+    shift = _per_sample(hue_factor, work, work.ndim - 2)
+    out = _hsv_to_rgb(ember.fmod(h + shift + 1.0, 1.0), s, v)
     if dtype == dtypes.uint8:
         return (out * 255.0).to(dtype)
     return out
@@ -462,6 +482,8 @@ def gaussian_blur(img, kernel_size, sigma=None):
         if k % 2 == 0 or k < 0:
             raise ValueError(f"kernel_size should have odd and positive integers. Got "
                              f"{kernel_size}")
+    if isinstance(sigma, ember.Tensor):
+        return _gaussian_blur_per_image(img, kernel_size, sigma)
     if sigma is None:
         sigma = [k * 0.15 + 0.35 for k in kernel_size]
     if isinstance(sigma, numbers.Number):
@@ -481,6 +503,36 @@ def gaussian_blur(img, kernel_size, sigma=None):
                            kernel_size[1] // 2, kernel_size[1] // 2], mode="reflect")
     out = F.conv2d(padded, kernel, groups=channels)
     return _back_to(_from_batch(out, shape), dtype)
+
+
+def _gaussian_blur_per_image(img, kernel_size, sigma):
+    """(ember extension) one isotropic sigma per image of an (N, C, H, W) batch: a grouped
+    convolution with N * C kernels."""
+    if img.ndim != 4 or sigma.ndim != 1 or int(sigma.shape[0]) != int(img.shape[0]):
+        raise ValueError(f"gaussian_blur: a sigma tensor needs one value per image of an "
+                         f"(N, C, H, W) batch, got sigma {list(sigma.shape)} for images "
+                         f"{list(img.shape)}")
+    if bool((sigma <= 0).any()):
+        raise ValueError(f"sigma should have positive values. Got {sigma.tolist()}")
+    dtype = img.dtype
+    batch = _to_compute(img)
+    n, channels, h, w = (int(v) for v in batch.shape)
+    sig = sigma.to(batch.dtype).reshape([n, 1])
+
+    def kernel1d(size):
+        half = (size - 1) * 0.5
+        x = ember.linspace(-half, half, size, dtype=batch.dtype).reshape([1, size])
+        pdf = ember.exp(-0.5 * (x / sig) ** 2)
+        return pdf / pdf.sum(dim=1, keepdim=True)                      # [N, size]
+    kx, ky = kernel1d(kernel_size[0]), kernel1d(kernel_size[1])
+    kernel = ky.unsqueeze(2) * kx.unsqueeze(1)                           # [N, kh, kw]
+    kernel = kernel.unsqueeze(1).expand([n, channels, kernel_size[1], kernel_size[0]])
+    kernel = kernel.reshape([n * channels, 1, kernel_size[1], kernel_size[0]])
+    padded = F.pad(batch, [kernel_size[0] // 2, kernel_size[0] // 2,
+                           kernel_size[1] // 2, kernel_size[1] // 2], mode="reflect")
+    flat = padded.reshape([1, n * channels] + list(padded.shape[-2:]))
+    out = F.conv2d(flat, kernel, groups=n * channels).reshape([n, channels, h, w])
+    return _back_to(out, dtype)
 
 
 # --- affine -----------------------------------------------------------------------------
@@ -504,24 +556,31 @@ def _inverse_affine_matrix(center, angle, translate, scale, shear) -> list[float
     return m
 
 
-def _affine_grid(matrix, w, h, out_w, out_h, dtype):
-    """Sampling grid in grid_sample's normalized coords, pixel centres, origin mid-image."""
+def _affine_grid(matrices, w, h, out_w, out_h, dtype):
+    """Sampling grid [M, oh, ow, 2] in grid_sample's normalized coords (pixel centres,
+    origin mid-image) for M inverse affine maps of 6 numbers each."""
     xs = ember.linspace(-out_w * 0.5 + 0.5, out_w * 0.5 - 0.5, out_w, dtype=dtype)
     ys = ember.linspace(-out_h * 0.5 + 0.5, out_h * 0.5 - 0.5, out_h, dtype=dtype)
-    gx = xs.reshape([1, out_w]).expand([out_h, out_w])
-    gy = ys.reshape([out_h, 1]).expand([out_h, out_w])
-    a, b, c, d, e, f = matrix
+    gx = xs.reshape([1, 1, out_w]).expand([1, out_h, out_w])
+    gy = ys.reshape([1, out_h, 1]).expand([1, out_h, out_w])
+    coeffs = ember.tensor(matrices, dtype=dtype).reshape([-1, 6, 1, 1])
+    a, b, c, d, e, f = coeffs.unbind(1)
     in_x = (a * gx + b * gy + c) / (0.5 * w)
     in_y = (d * gx + e * gy + f) / (0.5 * h)
-    return ember.stack([in_x, in_y], dim=-1).unsqueeze(0)
+    return ember.stack([in_x, in_y], dim=-1)
 
 
 def _apply_grid(img, matrix, mode, fill, out_size=None):
+    """Resample by an inverse affine map (6 numbers), or one map per image of a batch."""
     dtype = img.dtype
     batch, shape = _as_batch(_to_compute(img))
     n, channels, h, w = (int(s) for s in batch.shape)
     out_h, out_w = out_size if out_size is not None else (h, w)
-    grid = _affine_grid(matrix, w, h, out_w, out_h, batch.dtype).expand([n, out_h, out_w, 2])
+    per_image = isinstance(matrix[0], (list, tuple))
+    if per_image and len(matrix) != n:
+        raise ValueError(f"one affine map per image: got {len(matrix)} maps for {n} images")
+    grid = _affine_grid(matrix if per_image else [matrix], w, h, out_w, out_h, batch.dtype)
+    grid = grid if per_image else grid.expand([n, out_h, out_w, 2])
     if fill is not None:    # a ones channel tells which outputs came from outside
         batch = ember.cat([batch, ember.ones_like(batch[:, :1])], dim=1)
     out = F.grid_sample(batch, grid, mode=mode, padding_mode="zeros", align_corners=False)

@@ -2,7 +2,8 @@
 
 Random transforms draw their parameters from ember's generators (the default one, or a
 `generator=` given at construction), once per call as torchvision does: a batch gets one
-draw. The deterministic ones (Normalize, Resize, CenterCrop, Pad, GaussianBlur with a fixed
+draw. Beyond torchvision, `per_sample=True` draws one set of parameters per image of an
+(N, C, H, W) batch, still in a few batched ops (masks, per-image factors, one grid). The deterministic ones (Normalize, Resize, CenterCrop, Pad, GaussianBlur with a fixed
 sigma, ConvertImageDtype, Grayscale) trace and compile; a Compose of them compiles into one
 plan.
 """
@@ -151,33 +152,57 @@ class Grayscale(nn.Module):
 
 
 class _Random(nn.Module):
-    """Base of the random transforms: holds an optional ember.Generator."""
+    """Base of the random transforms: an optional ember.Generator and the per-sample flag."""
 
-    def __init__(self, generator=None):
+    def __init__(self, generator=None, per_sample: bool = False):
         super().__init__()
-        self.generator = generator
+        self.generator, self.per_sample = generator, per_sample
+
+    def _batch_size(self, img):
+        """N when drawing per image, else None; per_sample needs an (N, C, H, W) batch."""
+        if not self.per_sample:
+            return None
+        if img.ndim != 4:
+            raise ValueError(f"{type(self).__name__}(per_sample=True) needs an (N, C, H, W) "
+                             f"batch, got a {img.ndim}-D tensor")
+        return int(img.shape[0])
+
+    def _uniforms(self, n, lo, hi):
+        """n draws in [lo, hi) as a [n] float32 tensor."""
+        return lo + (hi - lo) * ember.rand(n, generator=self.generator)
+
+
+def _where_images(take, a, b):
+    """Per image of a batch: a where take[i] else b."""
+    return ember.where(take.reshape([-1, 1, 1, 1]), a, b)
 
 
 class RandomHorizontalFlip(_Random):
-    def __init__(self, p: float = 0.5, generator=None):
-        super().__init__(generator)
+    def __init__(self, p: float = 0.5, *, per_sample: bool = False, generator=None):
+        super().__init__(generator, per_sample)
         self.p = p
 
     def forward(self, img):
+        n = self._batch_size(img)
+        if n is not None:
+            return _where_images(self._uniforms(n, 0.0, 1.0) < self.p, F.hflip(img), img)
         return F.hflip(img) if _uniform(0.0, 1.0, self.generator) < self.p else img
 
 
 class RandomVerticalFlip(_Random):
-    def __init__(self, p: float = 0.5, generator=None):
-        super().__init__(generator)
+    def __init__(self, p: float = 0.5, *, per_sample: bool = False, generator=None):
+        super().__init__(generator, per_sample)
         self.p = p
 
     def forward(self, img):
+        n = self._batch_size(img)
+        if n is not None:
+            return _where_images(self._uniforms(n, 0.0, 1.0) < self.p, F.vflip(img), img)
         return F.vflip(img) if _uniform(0.0, 1.0, self.generator) < self.p else img
 
 
 class RandomGrayscale(_Random):
-    def __init__(self, p: float = 0.1, generator=None):
+    def __init__(self, p: float = 0.1, *, generator=None):
         super().__init__(generator)
         self.p = p
 
@@ -189,7 +214,7 @@ class RandomGrayscale(_Random):
 
 
 class RandomApply(_Random):
-    def __init__(self, transforms, p: float = 0.5, generator=None):
+    def __init__(self, transforms, p: float = 0.5, *, generator=None):
         super().__init__(generator)
         self.transforms = list(transforms)
         self.p = p
@@ -204,7 +229,7 @@ class RandomApply(_Random):
 
 class RandomCrop(_Random):
     def __init__(self, size, padding=None, pad_if_needed: bool = False, fill=0,
-                 padding_mode: str = "constant", generator=None):
+                 padding_mode: str = "constant", *, generator=None):
         super().__init__(generator)
         self.size = _size_pair(size)
         self.padding, self.pad_if_needed = padding, pad_if_needed
@@ -235,9 +260,9 @@ class RandomCrop(_Random):
 
 class RandomResizedCrop(_Random):
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0),
-                 interpolation=InterpolationMode.BILINEAR, antialias: bool | None = True,
-                 generator=None):
-        super().__init__(generator)
+                 interpolation=InterpolationMode.BILINEAR, antialias: bool | None = True, *,
+                 per_sample: bool = False, generator=None):
+        super().__init__(generator, per_sample)
         self.size = _size_pair(size)
         if scale[0] > scale[1] or ratio[0] > ratio[1]:
             raise ValueError("Scale and ratio should be of kind (min, max)")
@@ -269,6 +294,12 @@ class RandomResizedCrop(_Random):
         return (height - h) // 2, (width - w) // 2, h, w
 
     def forward(self, img):
+        n = self._batch_size(img)
+        if n is not None:   # crops differ in size, so each is resized on its own
+            return ember.stack([self._one(img[k]) for k in range(n)], dim=0)
+        return self._one(img)
+
+    def _one(self, img):
         i, j, h, w = self.get_params(img, self.scale, self.ratio, self.generator)
         return F.resized_crop(img, i, j, h, w, self.size, self.interpolation,
                               antialias=self.antialias)
@@ -297,8 +328,9 @@ def _jitter_range(value, name, center=1.0, bound=(0, float("inf")), clip_first=T
 class ColorJitter(_Random):
     """Random brightness, contrast, saturation and hue, applied in a random order."""
 
-    def __init__(self, brightness=0, contrast=0, saturation=0, hue=0, generator=None):
-        super().__init__(generator)
+    def __init__(self, brightness=0, contrast=0, saturation=0, hue=0, *,
+                 per_sample: bool = False, generator=None):
+        super().__init__(generator, per_sample)
         self.brightness = _jitter_range(brightness, "brightness")
         self.contrast = _jitter_range(contrast, "contrast")
         self.saturation = _jitter_range(saturation, "saturation")
@@ -312,8 +344,14 @@ class ColorJitter(_Random):
         return (order, *draws)
 
     def forward(self, img):
-        order, b, c, s, h = self.get_params(self.brightness, self.contrast, self.saturation,
-                                            self.hue, self.generator)
+        n = self._batch_size(img)
+        if n is None:
+            order, b, c, s, h = self.get_params(self.brightness, self.contrast,
+                                                self.saturation, self.hue, self.generator)
+        else:   # one order per batch, one factor per image
+            order = [int(v) for v in ember.randperm(4, generator=self.generator).tolist()]
+            b, c, s, h = (None if r is None else self._uniforms(n, r[0], r[1])
+                          for r in (self.brightness, self.contrast, self.saturation, self.hue))
         for fn_id in order:
             if fn_id == 0 and b is not None:
                 img = F.adjust_brightness(img, b)
@@ -327,8 +365,9 @@ class ColorJitter(_Random):
 
 
 class GaussianBlur(_Random):
-    def __init__(self, kernel_size, sigma=(0.1, 2.0), generator=None):
-        super().__init__(generator)
+    def __init__(self, kernel_size, sigma=(0.1, 2.0), *, per_sample: bool = False,
+                 generator=None):
+        super().__init__(generator, per_sample)
         self.kernel_size = _size_pair(kernel_size, "kernel size")
         for k in self.kernel_size:
             if k <= 0 or k % 2 == 0:
@@ -348,6 +387,10 @@ class GaussianBlur(_Random):
         return _uniform(sigma_min, sigma_max, generator)
 
     def forward(self, img):
+        n = self._batch_size(img)
+        if n is not None:
+            return F.gaussian_blur(img, self.kernel_size,
+                                   self._uniforms(n, self.sigma[0], self.sigma[1]))
         sigma = self.get_params(self.sigma[0], self.sigma[1], self.generator)
         return F.gaussian_blur(img, self.kernel_size, [sigma, sigma])
 
@@ -364,8 +407,11 @@ def _degrees_range(degrees, name="degrees"):
 
 class RandomRotation(_Random):
     def __init__(self, degrees, interpolation=InterpolationMode.NEAREST, expand: bool = False,
-                 center=None, fill=0, generator=None):
-        super().__init__(generator)
+                 center=None, fill=0, *, per_sample: bool = False, generator=None):
+        super().__init__(generator, per_sample)
+        if per_sample and expand:
+            raise ValueError("RandomRotation: per_sample=True needs expand=False (rotated "
+                             "images of one batch must keep one size)")
         self.degrees = _degrees_range(degrees)
         self.interpolation, self.expand, self.center, self.fill = \
             interpolation, expand, center, fill
@@ -375,9 +421,21 @@ class RandomRotation(_Random):
         return _uniform(degrees[0], degrees[1], generator)
 
     def forward(self, img):
+        n = self._batch_size(img)
+        if n is not None:
+            _, h, w = F.get_dimensions(img)
+            maps = [F._inverse_affine_matrix(_center(self.center, w, h),
+                                             -self.get_params(self.degrees, self.generator),
+                                             [0.0, 0.0], 1.0, [0.0, 0.0]) for _ in range(n)]
+            return F._apply_grid(img, maps, F._grid_mode(self.interpolation),
+                                 _fill_for(self.fill, img))
         angle = self.get_params(self.degrees, self.generator)
         return F.rotate(img, angle, self.interpolation, self.expand, self.center,
                         _fill_for(self.fill, img))
+
+
+def _center(center, w, h):
+    return [0.0, 0.0] if center is None else [c - s * 0.5 for c, s in zip(center, [w, h])]
 
 
 def _fill_for(fill, img):
@@ -389,8 +447,9 @@ def _fill_for(fill, img):
 
 class RandomAffine(_Random):
     def __init__(self, degrees, translate=None, scale=None, shear=None,
-                 interpolation=InterpolationMode.NEAREST, fill=0, center=None, generator=None):
-        super().__init__(generator)
+                 interpolation=InterpolationMode.NEAREST, fill=0, center=None, *,
+                 per_sample: bool = False, generator=None):
+        super().__init__(generator, per_sample)
         self.degrees = _degrees_range(degrees)
         if translate is not None and not all(0.0 <= t <= 1.0 for t in translate):
             raise ValueError("translation values should be between 0 and 1")
@@ -427,6 +486,19 @@ class RandomAffine(_Random):
         return angle, translations, scale, (shear_x, shear_y)
 
     def forward(self, img):
+        n = self._batch_size(img)
+        if n is not None:
+            _, h, w = F.get_dimensions(img)
+            maps = []
+            for _ in range(n):
+                angle, translate, scale, shear = self.get_params(
+                    self.degrees, self.translate, self.scale, self.shear, [w, h],
+                    self.generator)
+                maps.append(F._inverse_affine_matrix(_center(self.center, w, h), angle,
+                                                     [float(t) for t in translate], scale,
+                                                     list(shear)))
+            return F._apply_grid(img, maps, F._grid_mode(self.interpolation),
+                                 _fill_for(self.fill, img))
         angle, translate, scale, shear = self.get_params(
             self.degrees, self.translate, self.scale, self.shear, F.get_image_size(img),
             self.generator)
