@@ -75,7 +75,7 @@ def _bytes_of(data, name) -> np.ndarray:
 
 
 # --- decoding ---------------------------------------------------------------------------
-def _decode(data, mode, name, expect=None):
+def _decode(data, mode, name, expect=None, exif=False):
     Image = _pil()
     raw = _bytes_of(data, name)
     try:
@@ -86,6 +86,9 @@ def _decode(data, mode, name, expect=None):
     if expect is not None and img.format != expect:
         raise RuntimeError(f"{name}: expected a {expect} image, got "
                            f"{img.format or 'unknown format'}")
+    if exif:   # rotate/flip as the EXIF Orientation tag says
+        from PIL import ImageOps
+        img = ImageOps.exif_transpose(img)
     mode = _read_mode(mode)
     if mode != ImageReadMode.UNCHANGED:
         img = img.convert(_PIL_MODES[mode])
@@ -108,14 +111,14 @@ def _maybe_list(data, fn):
 def decode_jpeg(input, mode=ImageReadMode.UNCHANGED, device="cpu", apply_exif_orientation=False):
     """JPEG bytes (1-D uint8 tensor, or a list of them) -> uint8 CxHxW tensor(s)."""
     def one(data):
-        out = _decode(data, mode, "decode_jpeg", "JPEG")
+        out = _decode(data, mode, "decode_jpeg", "JPEG", apply_exif_orientation)
         return out.to(device) if str(device) != "cpu" else out
     return _maybe_list(input, one)
 
 
 def decode_png(input, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=False):
     """PNG bytes (1-D uint8 tensor) -> uint8 CxHxW tensor."""
-    return _decode(input, mode, "decode_png", "PNG")
+    return _decode(input, mode, "decode_png", "PNG", apply_exif_orientation)
 
 
 def decode_image(input, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=False):
@@ -123,12 +126,12 @@ def decode_image(input, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=Fal
     argument is read from disk first."""
     if isinstance(input, (str, os.PathLike)):
         input = read_file(input)
-    return _decode(input, mode, "decode_image")
+    return _decode(input, mode, "decode_image", exif=apply_exif_orientation)
 
 
 def read_image(path, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=False):
     """Read a JPEG/PNG/... file into a uint8 CxHxW tensor."""
-    return _decode(read_file(path), mode, "read_image")
+    return _decode(read_file(path), mode, "read_image", exif=apply_exif_orientation)
 
 
 # --- encoding ---------------------------------------------------------------------------

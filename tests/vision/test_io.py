@@ -85,3 +85,16 @@ def test_bad_inputs(rgb):
         vio.decode_jpeg(png)
     with pytest.raises(RuntimeError, match="could not decode"):
         vio.decode_png(ember.tensor(np.arange(20, dtype=np.uint8)))
+
+
+def test_exif_orientation(tmp_path):
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[0, 0] = 255                     # a white top-left pixel
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = 6                       # Orientation: rotate 90 CW to display
+    img.save(tmp_path / "o.png", exif=exif)
+    raw = vio.read_image(tmp_path / "o.png")
+    turned = vio.read_image(tmp_path / "o.png", apply_exif_orientation=True)
+    assert tuple(raw.shape) == (3, 4, 6) and tuple(turned.shape) == (3, 6, 4)
+    assert turned.numpy()[0, 0, 3] == 255  # top-left went to top-right
