@@ -218,3 +218,47 @@ def test_sigmoid_focal_loss(reduction, alpha):
     _grad(lambda a, b: ops.sigmoid_focal_loss(a, b, alpha, 2, reduction), ref, x, t)
     with pytest.raises(ValueError, match="Invalid Value for arg 'reduction'"):
         ops.sigmoid_focal_loss(ember.tensor(x), ember.tensor(t), reduction="avg")
+
+
+def test_feature_pyramid_network_matches_torch_mirror():
+    from collections import OrderedDict
+    tnn = torch.nn
+
+    class TorchFPN(tnn.Module):      # torchvision's structure, written with torch.nn
+        def __init__(self, chans, out):
+            super().__init__()
+            self.inner_blocks = tnn.ModuleList(
+                [tnn.Sequential(tnn.Conv2d(c, out, 1)) for c in chans])
+            self.layer_blocks = tnn.ModuleList(
+                [tnn.Sequential(tnn.Conv2d(out, out, 3, padding=1)) for _ in chans])
+
+        def forward(self, feats):
+            last = self.inner_blocks[-1](feats[-1])
+            res = [self.layer_blocks[-1](last)]
+            for i in range(len(feats) - 2, -1, -1):
+                lat = self.inner_blocks[i](feats[i])
+                last = lat + torch.nn.functional.interpolate(last, size=lat.shape[-2:],
+                                                             mode="nearest")
+                res.insert(0, self.layer_blocks[i](last))
+            return res + [torch.nn.functional.max_pool2d(res[-1], 1, 2, 0)]
+
+    rng = np.random.default_rng(9)
+    chans = [4, 6, 8]
+    feats = [rng.normal(size=(2, c, s, s + 1)) for c, s in zip(chans, (16, 8, 5))]
+    fpn = ops.FeaturePyramidNetwork(chans, 5, extra_blocks=ops.LastLevelMaxPool())
+    mirror = TorchFPN(chans, 5)
+    mirror.load_state_dict({k: torch.tensor(v.numpy()) for k, v in fpn.state_dict().items()},
+                           strict=True)
+    fpn = fpn.to(ember.float64)
+    mirror = mirror.double()
+    inputs = [ember.tensor(f, requires_grad=True) for f in feats]
+    out = fpn(OrderedDict(zip(["p2", "p3", "p4"], inputs)))
+    assert list(out.keys()) == ["p2", "p3", "p4", "pool"]
+    t_in = [torch.tensor(f, requires_grad=True) for f in feats]
+    ref = mirror(t_in)
+    for o, r in zip(out.values(), ref):
+        np.testing.assert_allclose(o.detach().numpy(), r.detach().numpy(), atol=1e-10)
+    sum(o.sum() for o in out.values()).backward()
+    sum(r.sum() for r in ref).backward()
+    for e, t in zip(inputs, t_in):
+        np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), atol=1e-9)
