@@ -4,5 +4,5 @@
 FrequencyMasking, TimeMasking), `ember.audio.functional`, and load/save/info for WAV
 files through the standard library.
 """
-from . import functional, transforms  # noqa: F401
+from . import functional, models, transforms  # noqa: F401
 from ._wav import AudioMetaData, info, load, save  # noqa: F401

@@ -14,7 +14,8 @@ import ember
 import ember.nn.functional as F
 from ember.ir import dtypes
 
-__all__ = ["hann_window", "stft", "spectrogram", "melscale_fbanks", "create_dct",
+__all__ = ["hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
+           "resample", "melscale_fbanks", "create_dct",
            "amplitude_to_DB", "DB_to_amplitude", "mask_along_axis", "mask_along_axis_iid"]
 
 
@@ -103,6 +104,134 @@ def spectrogram(waveform, pad: int, window, n_fft: int, hop_length: int, win_len
         # (ember.compile mis-strides view_as_real of a transposed complex tensor)
         spec = _magnitude(spec, float(power))
     return _to_freq_time(spec, batch_shape)
+
+
+def istft(spec, n_fft: int, hop_length: int, win_length: int, window, center: bool = True,
+          normalized: bool = False, onesided: bool = True, length: int | None = None):
+    """Inverse of `stft` (torch.istft's rule): irfft each frame, window, overlap-add, and
+    divide by the summed squared window."""
+    if not onesided:
+        raise NotImplementedError("istft: only onesided=True is supported by ember.audio")
+    shape = list(spec.shape)
+    n_freq, n_frames = shape[-2], shape[-1]
+    if n_freq != n_fft // 2 + 1:
+        raise ValueError(f"istft: expected {n_fft // 2 + 1} frequency bins for n_fft={n_fft}, "
+                         f"got {n_freq}")
+    spec = spec.reshape([-1, n_freq, n_frames]).transpose(-1, -2)        # [B, frames, freq]
+    frames = ember.fft.irfft(spec, n=n_fft, dim=-1)                      # [B, frames, n_fft]
+    if normalized:
+        frames = frames * math.sqrt(n_fft)
+    win = ember.ones(n_fft, dtype=frames.dtype) if window is None else \
+        _pad_window(window.to(frames.dtype), win_length, n_fft)
+    frames = frames * win
+    total = n_fft + hop_length * (n_frames - 1)
+    fold = dict(output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop_length))
+    signal = F.fold(frames.transpose(1, 2), **fold).reshape([-1, total])
+    envelope = F.fold((win * win).reshape([1, n_fft, 1]).expand([1, n_fft, n_frames]),
+                      **fold).reshape([total])
+    start = n_fft // 2 if center else 0
+    end = total - (n_fft // 2 if center else 0) if length is None else start + length
+    end_in = min(end, total)
+    env = envelope[start:end_in]
+    if bool((env.abs() < 1e-11).any()):
+        raise RuntimeError("istft: window overlap add min: the window's squared sum "
+                           "(NOLA condition) vanishes somewhere; use another window or hop")
+    out = signal[:, start:end_in] / env
+    if end > end_in:   # a longer requested length is zero-padded, as torch does
+        out = F.pad(out, [0, end - end_in])
+    return out.reshape(shape[:-2] + [int(out.shape[-1])])
+
+
+def inverse_spectrogram(spectrogram, length, pad: int, window, n_fft: int, hop_length: int,
+                        win_length: int, normalized, center: bool = True,
+                        pad_mode: str = "reflect", onesided: bool = True):
+    """Waveform from a complex spectrogram (torchaudio.functional.inverse_spectrogram)."""
+    if not spectrogram.dtype.is_complex:
+        raise ValueError("Expected `spectrogram` to be complex dtype.")
+    if normalized is True or normalized == "window":
+        spectrogram = spectrogram * float(ember.sqrt((window.to(dtypes.float64) ** 2).sum())
+                                          .item())
+    wave = istft(spectrogram, n_fft, hop_length, win_length, window, center,
+                 normalized == "frame_length", onesided,
+                 None if length is None else length + 2 * pad)
+    if pad > 0:
+        wave = wave[..., pad:int(wave.shape[-1]) - pad]
+    return wave
+
+
+def griffinlim(specgram, window, n_fft: int, hop_length: int, win_length: int, power: float,
+               n_iter: int, momentum: float, length: int | None, rand_init: bool,
+               generator=None):
+    """Phase recovery from a magnitude spectrogram (Griffin & Lim 1984, with the "fast"
+    momentum of Perraudin et al. 2013), as torchaudio.functional.griffinlim."""
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in range [0, 1). Found: {momentum}")
+    momentum = momentum / (1 + momentum)
+    magnitude = specgram.pow(1.0 / power)
+    real_dtype = magnitude.dtype
+    if rand_init:
+        # as torchaudio: real and imaginary parts uniform in [0, 1)
+        angles = ember.complex(ember.rand(*magnitude.shape, generator=generator,
+                                          dtype=real_dtype),
+                               ember.rand(*magnitude.shape, generator=generator,
+                                          dtype=real_dtype))
+    else:
+        angles = ember.complex(ember.ones_like(magnitude), ember.zeros_like(magnitude))
+    previous = ember.zeros_like(angles)
+    for _ in range(n_iter):
+        inverse = istft(magnitude * angles, n_fft, hop_length, win_length, window, True,
+                        False, True, length)
+        rebuilt = stft(inverse, n_fft, hop_length, win_length, window, True, "reflect")
+        angles = rebuilt - previous * momentum
+        angles = angles / (angles.abs() + 1e-16)
+        previous = rebuilt
+    return istft(magnitude * angles, n_fft, hop_length, win_length, window, True, False,
+                 True, length)
+
+
+def _sinc_kernels(orig: int, new: int, lowpass_filter_width: int, rolloff: float,
+                  resampling_method: str, beta: float | None):
+    """[new, 1, taps] windowed-sinc interpolation filters, one per output phase."""
+    base = min(orig, new) * rolloff
+    width = int(math.ceil(lowpass_filter_width * orig / base))
+    idx = np.arange(-width, width + orig, dtype=np.float64)[None, :] / orig
+    t = (-np.arange(new, dtype=np.float64)[:, None] / new + idx) * base
+    t = np.clip(t, -lowpass_filter_width, lowpass_filter_width)
+    if resampling_method == "sinc_interp_hann":
+        window = np.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    elif resampling_method == "sinc_interp_kaiser":
+        beta = 14.769656459379492 if beta is None else beta
+        window = np.i0(beta * np.sqrt(1 - (t / lowpass_filter_width) ** 2)) / np.i0(beta)
+    else:
+        raise ValueError(f"Invalid resampling method: {resampling_method}")
+    t = t * math.pi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kernels = np.where(t == 0, 1.0, np.sin(t) / t)
+    return kernels * window * (base / orig), width
+
+
+def resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
+             rolloff: float = 0.99, resampling_method: str = "sinc_interp_hann",
+             beta: float | None = None):
+    """Band-limited resampling by windowed-sinc filters (a strided conv1d), as
+    torchaudio.functional.resample."""
+    if orig_freq <= 0 or new_freq <= 0:
+        raise ValueError("Original frequency and desired frequecy should be positive")
+    if orig_freq == new_freq:
+        return waveform
+    g = math.gcd(int(orig_freq), int(new_freq))
+    orig, new = int(orig_freq) // g, int(new_freq) // g
+    kernels, width = _sinc_kernels(orig, new, lowpass_filter_width, rolloff,
+                                   resampling_method, beta)
+    shape = list(waveform.shape)
+    length = shape[-1]
+    x = waveform.reshape([-1, 1, length])
+    x = F.pad(x, [width, width + orig])
+    weight = ember.tensor(kernels[:, None, :], dtype=waveform.dtype)
+    out = F.conv1d(x, weight, stride=orig)                       # [B, new, frames]
+    out = out.transpose(1, 2).reshape([int(out.shape[0]), -1])
+    target = int(math.ceil(new * length / orig))
+    return out[..., :target].reshape(shape[:-1] + [target])
 
 
 # --- mel scale --------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from ember import nn
 
 from . import functional as AF
 
-__all__ = ["Spectrogram", "MelScale", "MelSpectrogram", "MFCC", "AmplitudeToDB",
-           "FrequencyMasking", "TimeMasking"]
+__all__ = ["Spectrogram", "InverseSpectrogram", "GriffinLim", "Resample", "MelScale",
+           "MelSpectrogram", "MFCC", "AmplitudeToDB", "FrequencyMasking", "TimeMasking"]
 
 
 class Spectrogram(nn.Module):
@@ -31,6 +31,65 @@ class Spectrogram(nn.Module):
         return AF.spectrogram(waveform, self.pad, self.window, self.n_fft, self.hop_length,
                               self.win_length, self.power, self.normalized, self.center,
                               self.pad_mode, self.onesided)
+
+
+class InverseSpectrogram(nn.Module):
+    """Complex (..., freq, time) spectrogram -> (..., time) waveform."""
+
+    def __init__(self, n_fft: int = 400, win_length: int | None = None,
+                 hop_length: int | None = None, pad: int = 0, window_fn=AF.hann_window,
+                 normalized=False, wkwargs=None, center: bool = True,
+                 pad_mode: str = "reflect", onesided: bool = True):
+        super().__init__()
+        self.n_fft = n_fft
+        self.win_length = win_length if win_length is not None else n_fft
+        self.hop_length = hop_length if hop_length is not None else self.win_length // 2
+        self.register_buffer("window", window_fn(self.win_length, **(wkwargs or {})))
+        self.pad, self.normalized, self.center = pad, normalized, center
+        self.pad_mode, self.onesided = pad_mode, onesided
+
+    def forward(self, spectrogram, length: int | None = None):
+        return AF.inverse_spectrogram(spectrogram, length, self.pad, self.window, self.n_fft,
+                                      self.hop_length, self.win_length, self.normalized,
+                                      self.center, self.pad_mode, self.onesided)
+
+
+class GriffinLim(nn.Module):
+    """Waveform from a magnitude (power) spectrogram by iterative phase recovery."""
+
+    def __init__(self, n_fft: int = 400, n_iter: int = 32, win_length: int | None = None,
+                 hop_length: int | None = None, window_fn=AF.hann_window, power: float = 2.0,
+                 wkwargs=None, momentum: float = 0.99, length: int | None = None,
+                 rand_init: bool = True, *, generator=None):
+        super().__init__()
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in the range [0, 1). Found: {momentum}")
+        self.n_fft, self.n_iter = n_fft, n_iter
+        self.win_length = win_length if win_length is not None else n_fft
+        self.hop_length = hop_length if hop_length is not None else self.win_length // 2
+        self.register_buffer("window", window_fn(self.win_length, **(wkwargs or {})))
+        self.power, self.momentum, self.length = power, momentum, length
+        self.rand_init, self.generator = rand_init, generator
+
+    def forward(self, specgram):
+        return AF.griffinlim(specgram, self.window, self.n_fft, self.hop_length,
+                             self.win_length, self.power, self.n_iter, self.momentum,
+                             self.length, self.rand_init, self.generator)
+
+
+class Resample(nn.Module):
+    def __init__(self, orig_freq: int = 16000, new_freq: int = 16000,
+                 resampling_method: str = "sinc_interp_hann", lowpass_filter_width: int = 6,
+                 rolloff: float = 0.99, beta: float | None = None, *, dtype=None):
+        super().__init__()
+        self.orig_freq, self.new_freq = orig_freq, new_freq
+        self.resampling_method, self.lowpass_filter_width = resampling_method, \
+            lowpass_filter_width
+        self.rolloff, self.beta = rolloff, beta
+
+    def forward(self, waveform):
+        return AF.resample(waveform, self.orig_freq, self.new_freq, self.lowpass_filter_width,
+                           self.rolloff, self.resampling_method, self.beta)
 
 
 class MelScale(nn.Module):

@@ -239,3 +239,75 @@ def test_compile_view_as_real_of_transposed_complex():
         def forward(self, x):
             return ember.view_as_real(ember.fft.rfft(x, dim=-1).transpose(-1, -2)) * 2
     np.testing.assert_allclose(ember.compile(M())(x).numpy(), M()(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("n_fft,hop,win,center,normalized,length", [
+    (64, 16, 64, True, False, None), (64, 20, 48, True, True, 290),
+    (32, 8, 32, True, "frame_length", None), (64, 16, 64, True, False, 400)])
+def test_inverse_spectrogram_matches_torch_istft(n_fft, hop, win, center, normalized, length):
+    x = _signal((2, 300), 10)
+    spec = _torch_spec(torch.tensor(x), n_fft, hop, win, None, normalized, center)
+    inv = AT.InverseSpectrogram(n_fft, win, hop, normalized=normalized, center=center,
+                                wkwargs={"dtype": ember.float64})
+    es = ember.tensor(spec.detach().numpy(), requires_grad=True)
+    out = inv(es, length)
+    window = torch.hann_window(win, dtype=torch.float64)
+    ts = spec.detach().clone().requires_grad_(True)
+    tin = ts * window.pow(2).sum().sqrt() if normalized is True else ts
+    ref = torch.istft(tin, n_fft, hop, win, window, center=center,
+                      normalized=normalized == "frame_length", length=length)
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), atol=1e-9)
+    if length is None and center:   # and it inverts the forward transform
+        np.testing.assert_allclose(out.detach().numpy()[:, :ref.shape[-1]],
+                                   x[:, :ref.shape[-1]], atol=1e-9)
+    w = np.random.default_rng(2).random(tuple(ref.shape))
+    (out * ember.tensor(w)).sum().backward()
+    (ref * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(es.grad.numpy(), ts.grad.numpy(), atol=1e-8)
+
+
+def test_griffinlim_recovers_a_consistent_signal():
+    t = np.arange(2000) / 8000.0
+    x = (np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 1250 * t))[None]
+    power = AT.Spectrogram(256, hop_length=64, wkwargs={"dtype": ember.float64})(
+        ember.tensor(x))
+    gl = AT.GriffinLim(256, n_iter=60, hop_length=64, length=2000,
+                       wkwargs={"dtype": ember.float64}, generator=ember.Generator().manual_seed(0))
+    y = gl(power)
+    again = AT.Spectrogram(256, hop_length=64, wkwargs={"dtype": ember.float64})(y)
+    rel = np.linalg.norm(np.sqrt(again.numpy()) - np.sqrt(power.numpy())) / \
+        np.linalg.norm(np.sqrt(power.numpy()))
+    assert tuple(y.shape) == (1, 2000) and rel < 0.1
+
+
+@pytest.mark.parametrize("orig,new", [(16000, 8000), (8000, 16000), (44100, 16000)])
+def test_resample_a_band_limited_sine(orig, new):
+    f = 440.0
+    x = np.sin(2 * np.pi * f * np.arange(orig // 10) / orig)[None]
+    out = AT.Resample(orig, new)(ember.tensor(x)).numpy()
+    n_out = int(math.ceil(new * x.shape[-1] / orig))
+    ref = np.sin(2 * np.pi * f * np.arange(n_out) / new)
+    assert out.shape == (1, n_out)
+    inner = slice(n_out // 10, n_out - n_out // 10)   # away from the zero-padded edges
+    np.testing.assert_allclose(out[0, inner], ref[inner], atol=2e-3)
+    assert AT.Resample(8000, 8000)(ember.tensor(x)) is not None
+
+
+def test_istft_refuses_a_vanishing_window_envelope():
+    """center=False with a Hann window: the first sample has no window weight (torch too
+    refuses: 'window overlap add min')."""
+    spec = _torch_spec(torch.tensor(_signal((300,), 11)), 32, 8, 32, None, center=False)
+    with pytest.raises(RuntimeError, match="window overlap add min"):
+        AT.InverseSpectrogram(32, hop_length=8, center=False,
+                              wkwargs={"dtype": ember.float64})(ember.tensor(spec.numpy()))
+
+
+def test_ctc_greedy_decode():
+    from ember.audio.models import CTCGreedyDecoder, ctc_greedy_decode
+    path = [0, 1, 1, 0, 1, 2, 2, 2, 0, 0, 3, 0]       # -> 1 1 2 3 (blank splits repeats)
+    logits = np.full((len(path), 4), -5.0)
+    logits[np.arange(len(path)), path] = 1.0
+    assert ctc_greedy_decode(ember.tensor(logits)) == [1, 1, 2, 3]
+    batch = ember.tensor(np.stack([logits, logits[::-1].copy()]))
+    assert ctc_greedy_decode(batch, lengths=[12, 5]) == [[1, 1, 2, 3], [3, 2]]
+    assert CTCGreedyDecoder("-abc")(ember.tensor(logits)) == "aabc"
