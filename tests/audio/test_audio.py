@@ -149,6 +149,8 @@ def test_melspectrogram_compiles_and_differentiates():
     mel = AT.MelSpectrogram(16000, n_fft=64, hop_length=16, n_mels=10)
     np.testing.assert_allclose(ember.compile(mel)(x).numpy(), mel(x).numpy(), rtol=1e-4,
                                atol=1e-4)
+    explained = ember.compile.explain(mel, x)
+    assert explained.graph_break_count == 0, str(explained)
     xg = ember.tensor(_signal((640,), 7), requires_grad=True)
     mel64 = AT.MelSpectrogram(16000, n_fft=64, hop_length=16, n_mels=10,
                               wkwargs={"dtype": ember.float64})

@@ -287,6 +287,35 @@ def test_deterministic_pipeline_compiles(rng):
                                T.Normalize([0.5, 0.4, 0.3], [0.2, 0.25, 0.3]))
     compiled = ember.compile(pipe)
     _close(compiled(x), pipe(x), 1e-4)
+    explained = ember.compile.explain(pipe, x)
+    assert explained.graph_break_count == 0, str(explained)
+
+
+class _Fn(ember.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+@pytest.mark.parametrize("name", ["uint8_resize_rotate", "color_tensor_factors", "blur_sigmas"])
+def test_functional_compiles_in_one_graph(rng, name):
+    """Value checks must not break the graph: compiled == eager with no graph break."""
+    x = ember.tensor(_img(rng, (2, 3, 9, 10), np.uint8 if name.startswith("uint8") else
+                          np.float32))
+    fac = ember.tensor(np.array([0.7, 1.2], np.float32))
+    fn, args = {
+        "uint8_resize_rotate": (lambda im: VF.rotate(VF.resize(im, [6, 7]), 15.0,
+                                                     fill=[0.0] * 3), (x,)),
+        "color_tensor_factors": (lambda im, f: VF.adjust_hue(VF.adjust_contrast(
+            VF.adjust_brightness(im, f), f), f - 1.0), (x, fac)),
+        "blur_sigmas": (lambda im, f: VF.gaussian_blur(im, 3, f), (x, fac))}[name]
+    module = _Fn(fn)
+    explained = ember.compile.explain(module, *args)
+    assert explained.graph_break_count == 0, str(explained)
+    _close(ember.compile(module)(*args), module(*args), 1e-5)
 
 
 # --- per_sample=True (ember extension): one draw per image, equal to per-image calls ----
@@ -358,3 +387,4 @@ def test_per_sample_pipeline_compiles_after_draws(rng):
                                T.Normalize([0.5] * 3, [0.25] * 3))
     flipped = T.RandomHorizontalFlip(per_sample=True, generator=_gen(9))(x)
     _close(ember.compile(tail)(flipped), tail(flipped), 1e-5)
+    assert ember.compile.explain(tail, flipped).graph_break_count == 0

@@ -12,6 +12,8 @@ import enum
 import math
 import numbers
 
+import numpy as np
+
 import ember
 import ember.nn.functional as F
 from ember.ir import dtypes
@@ -290,11 +292,13 @@ def normalize(tensor, mean, std, inplace: bool = False):
     if tensor.ndim < 3:
         raise ValueError(f"Expected tensor to be a tensor image of size (..., C, H, W). Got "
                          f"tensor.size() = {tuple(tensor.shape)}")
-    mean = ember.as_tensor(mean, dtype=tensor.dtype)
-    std = ember.as_tensor(std, dtype=tensor.dtype)
-    if bool((std == 0).any()):
+    std_values = _concrete_values(std)
+    if std_values is not None and (std_values.astype(
+            np.float16 if tensor.dtype == dtypes.float16 else np.float64) == 0).any():
         raise ValueError(f"std evaluated to zero after conversion to {tensor.dtype}, leading "
                          f"to division by zero.")
+    mean = ember.as_tensor(mean, dtype=tensor.dtype)
+    std = ember.as_tensor(std, dtype=tensor.dtype)
     if mean.ndim == 1:
         mean = mean.reshape([-1, 1, 1])
     if std.ndim == 1:
@@ -328,10 +332,20 @@ def convert_image_dtype(image, dtype=dtypes.float32):
     return image.to(dtype) * factor
 
 
+def _concrete_values(t):
+    """The values of a number, list or eager tensor as numpy; None for a tensor being traced
+    (ember.compile): checks on values must not break the graph, so they are skipped there."""
+    if isinstance(t, numbers.Number) or isinstance(t, (list, tuple)):
+        return np.asarray(t, dtype=np.float64)
+    if isinstance(t, ember.Tensor):
+        return t.detach().numpy()
+    return None
+
+
 def _per_sample(factor, img, trailing: int):
     """A factor as a number, or (ember extension) a [N] tensor of one factor per image of
     an (N, ..., H, W) batch, shaped to broadcast over the `trailing` dims after N."""
-    if not isinstance(factor, ember.Tensor):
+    if isinstance(factor, numbers.Number):
         return float(factor)
     if factor.ndim != 1 or img.ndim < trailing + 1 or int(factor.shape[0]) != int(img.shape[0]):
         raise ValueError(f"a per-image factor must be a 1-D tensor with one value per image "
@@ -366,11 +380,10 @@ def rgb_to_grayscale(img, num_output_channels: int = 1):
 
 
 def _check_factor(value, name):
-    if isinstance(value, ember.Tensor):
-        if bool((value < 0).any()):
-            raise ValueError(f"{name} ({value.tolist()}) is not non-negative.")
-    elif value < 0:
-        raise ValueError(f"{name} ({value}) is not non-negative.")
+    values = _concrete_values(value)
+    if values is not None and (values < 0).any():
+        shown = value if isinstance(value, numbers.Number) else values.tolist()
+        raise ValueError(f"{name} ({shown}) is not non-negative.")
 
 
 def adjust_brightness(img, brightness_factor: float):
@@ -431,11 +444,10 @@ def _hsv_to_rgb(h, s, v):
 
 def adjust_hue(img, hue_factor: float):
     """Rotate hue by hue_factor turns (in [-0.5, 0.5]) through HSV."""
-    if isinstance(hue_factor, ember.Tensor):
-        if bool(((hue_factor < -0.5) | (hue_factor > 0.5)).any()):
-            raise ValueError(f"hue_factor ({hue_factor.tolist()}) is not in [-0.5, 0.5].")
-    elif not -0.5 <= hue_factor <= 0.5:
-        raise ValueError(f"hue_factor ({hue_factor}) is not in [-0.5, 0.5].")
+    values = _concrete_values(hue_factor)
+    if values is not None and ((values < -0.5) | (values > 0.5)).any():
+        shown = hue_factor if isinstance(hue_factor, numbers.Number) else values.tolist()
+        raise ValueError(f"hue_factor ({shown}) is not in [-0.5, 0.5].")
     if get_image_num_channels(img) == 1:
         return img
     dtype = img.dtype
@@ -482,7 +494,7 @@ def gaussian_blur(img, kernel_size, sigma=None):
         if k % 2 == 0 or k < 0:
             raise ValueError(f"kernel_size should have odd and positive integers. Got "
                              f"{kernel_size}")
-    if isinstance(sigma, ember.Tensor):
+    if sigma is not None and not isinstance(sigma, (numbers.Number, list, tuple)):
         return _gaussian_blur_per_image(img, kernel_size, sigma)
     if sigma is None:
         sigma = [k * 0.15 + 0.35 for k in kernel_size]
@@ -512,8 +524,9 @@ def _gaussian_blur_per_image(img, kernel_size, sigma):
         raise ValueError(f"gaussian_blur: a sigma tensor needs one value per image of an "
                          f"(N, C, H, W) batch, got sigma {list(sigma.shape)} for images "
                          f"{list(img.shape)}")
-    if bool((sigma <= 0).any()):
-        raise ValueError(f"sigma should have positive values. Got {sigma.tolist()}")
+    values = _concrete_values(sigma)
+    if values is not None and (values <= 0).any():
+        raise ValueError(f"sigma should have positive values. Got {values.tolist()}")
     dtype = img.dtype
     batch = _to_compute(img)
     n, channels, h, w = (int(v) for v in batch.shape)
