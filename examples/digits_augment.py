@@ -16,7 +16,6 @@ path (identity warp, factors 1) through the same compiled module.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np

@@ -3,9 +3,11 @@
 Random transforms draw their parameters from ember's generators (the default one, or a
 `generator=` given at construction), once per call as torchvision does: a batch gets one
 draw. Beyond torchvision, `per_sample=True` draws one set of parameters per image of an
-(N, C, H, W) batch, still in a few batched ops (masks, per-image factors, one grid). The deterministic ones (Normalize, Resize, CenterCrop, Pad, GaussianBlur with a fixed
-sigma, ConvertImageDtype, Grayscale) trace and compile; a Compose of them compiles into one
-plan.
+(N, C, H, W) batch, still in a few batched ops (masks, per-image factors, one grid).
+
+The deterministic ones (Normalize, Resize, CenterCrop, Pad, GaussianBlur with a fixed
+sigma, ConvertImageDtype, Grayscale) trace and compile; an nn.Sequential of them compiles
+into one graph. (Compose is a plain callable, as torchvision's.)
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import numbers
 
 import ember
 from ember import nn
-from ember.ir import dtypes
 
 from . import functional as F
 from .functional import InterpolationMode
