@@ -108,7 +108,7 @@ def test_torchvision_keys_and_forward(build, mirror):
     ref.load_state_dict(state, strict=True)   # same names, same shapes
     model.eval()
     ref.eval()
-    x = np.random.default_rng(1).random((2, 3, 40, 40)).astype(np.float32)
+    x = np.random.default_rng(1).random((1, 3, 32, 32)).astype(np.float32)
     out = model(ember.tensor(x)).detach().numpy()
     np.testing.assert_allclose(out, ref(torch.tensor(x)).detach().numpy(), atol=2e-4,
                                rtol=1e-3)
@@ -118,7 +118,78 @@ def test_torchvision_keys_and_forward(build, mirror):
 
 
 def test_state_dict_sizes_and_errors():
-    assert len(models.resnet34(num_classes=5).state_dict()) == 218
-    assert len(models.resnet50(num_classes=5).state_dict()) == 320
+    assert len(models.resnet18(num_classes=5).state_dict()) == 122
+    assert len(models.mobilenet_v2(num_classes=5).state_dict()) == 314
     with pytest.raises(ValueError, match="cannot download"):
         models.resnet18(weights="IMAGENET1K_V1")
+
+
+# torchvision's documented parameter counts (ImageNet heads, 1000 classes); built here with
+# 10 classes, so the head's difference is subtracted: an architecture check independent of
+# any mirror written for these tests.
+_DOCUMENTED = {"resnet18": (11_689_512, 512), "resnet50": (25_557_032, 2048),
+               "mobilenet_v2": (3_504_872, 1280),
+               "mobilenet_v3_large": (5_483_032, 1280), "mobilenet_v3_small": (2_542_856, 1024)}
+
+
+@pytest.mark.parametrize("name", sorted(_DOCUMENTED))
+def test_documented_parameter_counts(name):
+    total, head_in = _DOCUMENTED[name]
+    model = getattr(models, name)(num_classes=10)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == total - (head_in * 1000 + 1000) + (head_in * 10 + 10)
+
+
+class _TorchSE(nn.Module):
+    def __init__(self, c, s):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = nn.Conv2d(c, s, 1), nn.Conv2d(s, c, 1)
+        self.activation, self.scale_activation = nn.ReLU(), nn.Hardsigmoid()
+
+    def forward(self, x):
+        return self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x))))) * x
+
+
+def _t_cna(cin, cout, k, stride=1, groups=1, act=None):
+    layers = [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(cout, eps=0.001, momentum=0.01)]
+    return nn.Sequential(*(layers + ([act()] if act else [])))
+
+
+class _TorchV3Block(nn.Module):
+    def __init__(self, cin, k, exp, cout, se, hs, stride):
+        super().__init__()
+        act = nn.Hardswish if hs else nn.ReLU
+        layers = [_t_cna(cin, exp, 1, act=act)] if exp != cin else []
+        layers.append(_t_cna(exp, exp, k, stride, exp, act))
+        if se:
+            layers.append(_TorchSE(exp, max(8, int(exp // 4 + 4) // 8 * 8)))
+        layers.append(_t_cna(exp, cout, 1))
+        self.block = nn.Sequential(*layers)
+        self.res = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.block(x) if self.res else self.block(x)
+
+
+class _TorchMobileNetV3Small(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        rows = [(16, 3, 16, 16, 1, 0, 2), (16, 3, 72, 24, 0, 0, 2), (24, 3, 88, 24, 0, 0, 1),
+                (24, 5, 96, 40, 1, 1, 2), (40, 5, 240, 40, 1, 1, 1), (40, 5, 240, 40, 1, 1, 1),
+                (40, 5, 120, 48, 1, 1, 1), (48, 5, 144, 48, 1, 1, 1), (48, 5, 288, 96, 1, 1, 2),
+                (96, 5, 576, 96, 1, 1, 1), (96, 5, 576, 96, 1, 1, 1)]
+        self.features = nn.Sequential(_t_cna(3, 16, 3, 2, act=nn.Hardswish),
+                                      *[_TorchV3Block(*r) for r in rows],
+                                      _t_cna(96, 576, 1, act=nn.Hardswish))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(), nn.Dropout(0.2),
+                                        nn.Linear(1024, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def test_mobilenet_v3_small_matches_torch_mirror():
+    test_torchvision_keys_and_forward(models.mobilenet_v3_small, _TorchMobileNetV3Small)
