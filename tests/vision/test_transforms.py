@@ -388,3 +388,70 @@ def test_per_sample_pipeline_compiles_after_draws(rng):
     flipped = T.RandomHorizontalFlip(per_sample=True, generator=_gen(9))(x)
     _close(ember.compile(tail)(flipped), tail(flipped), 1e-5)
     assert ember.compile.explain(tail, flipped).graph_break_count == 0
+
+
+# --- float64 gradients through the differentiable transforms, against torch ------------
+def _grads(e_fn, t_fn, x):
+    ex = ember.tensor(x, requires_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    e_out, t_out = e_fn(ex), t_fn(tx)
+    np.testing.assert_allclose(e_out.detach().numpy(), t_out.detach().numpy(), atol=1e-10)
+    w = np.random.default_rng(3).random(tuple(t_out.shape))
+    (e_out * ember.tensor(w)).sum().backward()
+    (t_out * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), atol=1e-10)
+
+
+def _t_blend(a, b, r):
+    return (r * a + (1 - r) * b).clamp(0, 1)
+
+
+def _t_gray64(x):
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+_GRAD_CASES = {
+    "resize_aa": (lambda x: VF.resize(x, [5, 4]),
+                  lambda x: torch.nn.functional.interpolate(x, size=(5, 4), mode="bilinear",
+                                                            antialias=True,
+                                                            align_corners=False)),
+    "normalize": (lambda x: VF.normalize(x, [0.1, 0.2, 0.3], [0.5, 0.6, 0.7]),
+                  lambda x: (x - torch.tensor([0.1, 0.2, 0.3], dtype=x.dtype)[:, None, None])
+                  / torch.tensor([0.5, 0.6, 0.7], dtype=x.dtype)[:, None, None]),
+    "brightness": (lambda x: VF.adjust_brightness(x, 0.8),
+                   lambda x: _t_blend(x, torch.zeros_like(x), 0.8)),
+    "contrast": (lambda x: VF.adjust_contrast(x, 0.6),
+                 lambda x: _t_blend(x, _t_gray64(x).mean(dim=(-3, -2, -1), keepdim=True), 0.6)),
+    "saturation": (lambda x: VF.adjust_saturation(x, 0.5),
+                   lambda x: _t_blend(x, _t_gray64(x), 0.5)),
+    "crop_flip_pad": (lambda x: VF.pad(VF.hflip(VF.crop(x, 1, 2, 5, 6)), [1, 2],
+                                       padding_mode="reflect"),
+                      lambda x: torch.nn.functional.pad(x[..., 1:6, 2:8].flip(-1), [1, 1, 2, 2],
+                                                        mode="reflect")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_GRAD_CASES))
+def test_float64_gradients(name):
+    x = np.random.default_rng(2).uniform(0.05, 0.9, (2, 3, 8, 9))
+    _grads(*_GRAD_CASES[name], x)
+
+
+def test_float64_gradients_blur_and_affine():
+    x = np.random.default_rng(4).random((2, 3, 8, 9))
+
+    def t_blur(t):
+        v = torch.linspace(-1, 1, 3, dtype=torch.float64)
+        k = torch.exp(-0.5 * (v / 0.9) ** 2)
+        k = k / k.sum()
+        k2 = torch.outer(k, k).expand(3, 1, 3, 3)
+        return torch.nn.functional.conv2d(
+            torch.nn.functional.pad(t, [1, 1, 1, 1], mode="reflect"), k2, groups=3)
+    _grads(lambda t: VF.gaussian_blur(t, 3, 0.9), t_blur, x)
+
+    def t_shift(t):   # an integer translation with bilinear sampling is an exact shift
+        out = torch.zeros_like(t)
+        out[..., 1:, :8] = t[..., :7, 1:]
+        return out
+    _grads(lambda t: VF.affine(t, 0.0, [-1, 1], 1.0, [0.0, 0.0],
+                               VF.InterpolationMode.BILINEAR), t_shift, x)
