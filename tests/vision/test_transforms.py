@@ -455,3 +455,10 @@ def test_float64_gradients_blur_and_affine():
         return out
     _grads(lambda t: VF.affine(t, 0.0, [-1, 1], 1.0, [0.0, 0.0],
                                VF.InterpolationMode.BILINEAR), t_shift, x)
+
+
+def test_convert_half_to_uint8_keeps_white():
+    """1.0 * 255.999 rounds to 256 in half precision; ember converts through float32."""
+    ones = ember.ones(1, 2, 2, dtype=ember.float16)
+    assert (VF.convert_image_dtype(ones, ember.uint8).numpy() == 255).all()
+    assert (VF.convert_image_dtype(ones.to(ember.bfloat16), ember.uint8).numpy() == 255).all()

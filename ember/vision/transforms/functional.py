@@ -320,6 +320,8 @@ def convert_image_dtype(image, dtype=dtypes.float32):
             raise RuntimeError(f"The cast from {image.dtype} to {dtype} cannot be performed "
                                f"safely.")
         eps = 1e-3   # so that 1.0 maps to max, not max + 1
+        if image.dtype in (dtypes.float16, dtypes.bfloat16):
+            image = image.to(dtypes.float32)   # 255.999 is 256 in half precision
         return (image * (_max_value(dtype) + 1.0 - eps)).to(dtype)
     in_max = _max_value(image.dtype)
     if _is_float(dtype):
