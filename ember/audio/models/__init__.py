@@ -1,2 +1,3 @@
-"""ember.audio.models: decoders for acoustic models' outputs (models themselves: later)."""
+"""ember.audio.models: torchaudio.models' ConvTasNet and a greedy CTC decoder."""
+from .conv_tasnet import ConvTasNet, conv_tasnet_base  # noqa: F401
 from .decoder import ctc_greedy_decode, CTCGreedyDecoder  # noqa: F401
