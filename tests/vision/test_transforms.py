@@ -462,3 +462,22 @@ def test_convert_half_to_uint8_keeps_white():
     ones = ember.ones(1, 2, 2, dtype=ember.float16)
     assert (VF.convert_image_dtype(ones, ember.uint8).numpy() == 255).all()
     assert (VF.convert_image_dtype(ones.to(ember.bfloat16), ember.uint8).numpy() == 255).all()
+
+
+@pytest.mark.parametrize("value", [0.5, [0.1, 0.2, 0.3], "random"])
+def test_random_erasing(rng, value):
+    x = _img(rng, (3, 12, 14))
+    out = T.RandomErasing(p=1.0, value=value, generator=_gen(3))(ember.tensor(x)).numpy()
+    g = _gen(3)
+    assert float(ember.rand(1, generator=g).item()) < 1.0     # the p draw
+    vals = None if value == "random" else ([value] if isinstance(value, float) else value)
+    i, j, h, w, v = T.RandomErasing.get_params(ember.tensor(x), (0.02, 0.33), (0.3, 3.3),
+                                               vals, g)
+    ref = x.copy()
+    ref[:, i:i + h, j:j + w] = np.broadcast_to(v.numpy(), (3, h, w))
+    np.testing.assert_array_equal(out, ref)
+    assert 0 < h < 12 and 0 < w < 14
+    untouched = T.RandomErasing(p=0.0)(ember.tensor(x))
+    np.testing.assert_array_equal(untouched.numpy(), x)
+    with pytest.raises(ValueError, match="number of input channels"):
+        T.RandomErasing(p=1.0, value=[0.1, 0.2])(ember.tensor(x))

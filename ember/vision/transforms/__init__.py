@@ -3,6 +3,6 @@ from . import functional  # noqa: F401
 from .functional import InterpolationMode  # noqa: F401
 from .transforms import (  # noqa: F401
     CenterCrop, ColorJitter, Compose, ConvertImageDtype, GaussianBlur, Grayscale, Lambda,
-    Normalize, Pad, PILToTensor, RandomAffine, RandomApply, RandomCrop, RandomGrayscale,
-    RandomHorizontalFlip, RandomResizedCrop, RandomRotation, RandomVerticalFlip, Resize,
-    ToPILImage, ToTensor)
+    Normalize, Pad, PILToTensor, RandomAffine, RandomApply, RandomCrop, RandomErasing,
+    RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, RandomRotation,
+    RandomVerticalFlip, Resize, ToPILImage, ToTensor)

@@ -476,6 +476,21 @@ def invert(img):
         (_max_value(img.dtype) - img.to(dtypes.int64)).to(img.dtype)
 
 
+def erase(img, i: int, j: int, h: int, w: int, v, inplace: bool = False):
+    """Replace img[..., i:i+h, j:j+w] with v (a tensor broadcastable to (..., C, h, w))."""
+    _check_image(img, "erase")
+    _, height, width = get_dimensions(img)
+    patch = (v if isinstance(v, ember.Tensor) else ember.as_tensor(v)).to(img.dtype)
+    patch = patch.expand(list(img.shape[:-2]) + [h, w])
+    pads = [j, width - j - w, i, height - i - h]
+    inside = F.pad(ember.ones(h, w), pads) > 0.5
+    out = ember.where(inside, F.pad(patch, pads), img)
+    if inplace:
+        img.copy_(out)
+        return img
+    return out
+
+
 # --- blur -------------------------------------------------------------------------------
 def _gaussian_kernel1d(size: int, sigma: float, dtype):
     half = (size - 1) * 0.5

@@ -306,6 +306,69 @@ class RandomResizedCrop(_Random):
                               antialias=self.antialias)
 
 
+class RandomErasing(_Random):
+    """Erase a random rectangle (Zhong et al. 2017) of a tensor image with `value`
+    (a number, per-channel numbers, or "random" for standard-normal noise)."""
+
+    def __init__(self, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0,
+                 inplace: bool = False, *, generator=None):
+        super().__init__(generator)
+        if not isinstance(value, (numbers.Number, str, tuple, list)):
+            raise TypeError("Argument value should be either a number or str or a sequence")
+        if isinstance(value, str) and value != "random":
+            raise ValueError("If value is str, it should be 'random'")
+        if scale[0] > scale[1] or ratio[0] > ratio[1]:
+            raise ValueError("Scale and ratio should be of kind (min, max)")
+        if scale[0] < 0 or scale[1] > 1:
+            raise ValueError("Scale should be between 0 and 1")
+        if p < 0 or p > 1:
+            raise ValueError("Random erasing probability should be between 0 and 1")
+        self.p, self.scale, self.ratio, self.value, self.inplace = p, scale, ratio, value, \
+            inplace
+
+    @staticmethod
+    def get_params(img, scale, ratio, value=None, generator=None):
+        """(i, j, h, w, v): the rectangle and what fills it; the whole image unchanged if
+        ten tries find no rectangle that fits."""
+        channels, height, width = F.get_dimensions(img)
+        area = height * width
+        log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+        for _ in range(10):
+            erase_area = area * _uniform(scale[0], scale[1], generator)
+            aspect = math.exp(_uniform(log_ratio[0], log_ratio[1], generator))
+            h = int(round(math.sqrt(erase_area * aspect)))
+            w = int(round(math.sqrt(erase_area / aspect)))
+            if not (h < height and w < width):
+                continue
+            if value is None:
+                v = ember.randn(channels, h, w, generator=generator)
+            else:
+                v = ember.as_tensor([float(x) for x in value]).reshape([-1, 1, 1])
+            i = _randint(0, height - h + 1, generator)
+            j = _randint(0, width - w + 1, generator)
+            return i, j, h, w, v
+        return 0, 0, height, width, img
+
+    def forward(self, img):
+        if _uniform(0.0, 1.0, self.generator) >= self.p:
+            return img
+        value = self.value
+        if isinstance(value, numbers.Number):
+            value = [float(value)]
+        elif isinstance(value, str):
+            value = None
+        elif value is not None:
+            value = list(value)
+        channels = F.get_image_num_channels(img)
+        if value is not None and len(value) not in (1, channels):
+            raise ValueError(f"If value is a sequence, it should have either a single value "
+                             f"or {channels} (number of input channels)")
+        i, j, h, w, v = self.get_params(img, self.scale, self.ratio, value, self.generator)
+        if v is img:
+            return img
+        return F.erase(img, i, j, h, w, v, self.inplace)
+
+
 def _jitter_range(value, name, center=1.0, bound=(0, float("inf")), clip_first=True):
     if value is None:
         return None
