@@ -1,5 +1,5 @@
-"""ember.audio.models.ConvTasNet against a torch mirror of torchaudio's module layout
-(torchaudio has no build for this torch): strict state_dict load, outputs and float64
+"""ember.audio.models (ConvTasNet, Wav2Letter) against torch mirrors of torchaudio's module
+layouts (torchaudio has no build for this torch): strict state_dict load, outputs and
 input gradients agree."""
 import numpy as np
 import torch
@@ -81,3 +81,33 @@ def test_conv_tasnet_matches_torch_mirror():
     (out * ember.tensor(w)).sum().backward()
     (ref * torch.tensor(w)).sum().backward()
     np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), atol=1e-9)
+
+
+def _t_conv_relu(cin, cout, k, s, p):
+    return [nn.Conv1d(cin, cout, k, stride=s, padding=p), nn.ReLU()]
+
+
+def test_wav2letter_matches_torch_mirror():
+    from ember.audio.models import Wav2Letter
+    layers = _t_conv_relu(10, 250, 48, 2, 23)
+    for _ in range(7):
+        layers += _t_conv_relu(250, 250, 7, 1, 3)
+    layers += _t_conv_relu(250, 2000, 32, 1, 16) + _t_conv_relu(2000, 2000, 1, 1, 0) + \
+        _t_conv_relu(2000, 5, 1, 1, 0)
+    mirror = nn.Sequential(nn.Sequential(*layers))     # keys acoustic_model.<i>.*
+    ember.manual_seed(0)
+    model = Wav2Letter(num_classes=5, input_type="mfcc", num_features=10)
+    state = {k.replace("acoustic_model.", "0.", 1): torch.tensor(v.numpy())
+             for k, v in model.state_dict().items()}
+    mirror.load_state_dict(state, strict=True)
+    x = np.random.default_rng(3).normal(size=(1, 10, 40)).astype(np.float32)
+    out = model(ember.tensor(x)).detach().numpy()
+    ref = torch.log_softmax(mirror(torch.tensor(x)), dim=1).detach().numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    assert out.shape == (1, 5, 21)
+    wave_model = Wav2Letter(num_classes=5)
+    assert list(wave_model.state_dict())[:2] == ["acoustic_model.0.0.weight",
+                                                 "acoustic_model.0.0.bias"]
+    assert sum(p.numel() for p in wave_model.parameters()) == \
+        sum(p.numel() for p in model.parameters()) + 250 * 250 + 250 - 10 * 250 * 48 + \
+        250 * 250 * 48
