@@ -14,7 +14,9 @@ Rows (issue 21):
 - MelSpectrogram (n_fft 400, hop 160, 80 mels) of 64 x 10 s of 16 kHz audio, ember eager
   and compiled vs torch.stft + the same filter bank.
 --small shrinks everything (8 images of 64x64, 4 x 1 s of audio) for a smoke run.
-Outputs are checked against the baselines before anything is timed.
+Outputs are checked against the baselines before anything is timed. On a machine whose
+cores are shared with other work, torch's OpenMP threads spin and its times balloon
+(100x); run with OMP_NUM_THREADS=1 there, or on an idle machine.
 """
 from __future__ import annotations
 
