@@ -1,0 +1,202 @@
+"""torchaudio.transforms' spectral modules over ember tensors (differentiable, compilable).
+
+Windows, filter banks and DCT matrices are buffers, as in torchaudio, so they follow
+`.to(device)` and appear in the state_dict under the same names.
+"""
+from __future__ import annotations
+
+import ember
+from ember import nn
+
+from . import functional as AF
+
+__all__ = ["Spectrogram", "InverseSpectrogram", "GriffinLim", "Resample", "MelScale",
+           "MelSpectrogram", "MFCC", "AmplitudeToDB", "FrequencyMasking", "TimeMasking"]
+
+
+class Spectrogram(nn.Module):
+    def __init__(self, n_fft: int = 400, win_length: int | None = None,
+                 hop_length: int | None = None, pad: int = 0, window_fn=AF.hann_window,
+                 power: float | None = 2.0, normalized=False, wkwargs=None,
+                 center: bool = True, pad_mode: str = "reflect", onesided: bool = True):
+        super().__init__()
+        self.n_fft = n_fft
+        self.win_length = win_length if win_length is not None else n_fft
+        self.hop_length = hop_length if hop_length is not None else self.win_length // 2
+        self.register_buffer("window", window_fn(self.win_length, **(wkwargs or {})))
+        self.pad, self.power, self.normalized = pad, power, normalized
+        self.center, self.pad_mode, self.onesided = center, pad_mode, onesided
+
+    def forward(self, waveform):
+        return AF.spectrogram(waveform, self.pad, self.window, self.n_fft, self.hop_length,
+                              self.win_length, self.power, self.normalized, self.center,
+                              self.pad_mode, self.onesided)
+
+
+class InverseSpectrogram(nn.Module):
+    """Complex (..., freq, time) spectrogram -> (..., time) waveform."""
+
+    def __init__(self, n_fft: int = 400, win_length: int | None = None,
+                 hop_length: int | None = None, pad: int = 0, window_fn=AF.hann_window,
+                 normalized=False, wkwargs=None, center: bool = True,
+                 pad_mode: str = "reflect", onesided: bool = True):
+        super().__init__()
+        self.n_fft = n_fft
+        self.win_length = win_length if win_length is not None else n_fft
+        self.hop_length = hop_length if hop_length is not None else self.win_length // 2
+        self.register_buffer("window", window_fn(self.win_length, **(wkwargs or {})))
+        self.pad, self.normalized, self.center = pad, normalized, center
+        self.pad_mode, self.onesided = pad_mode, onesided
+
+    def forward(self, spectrogram, length: int | None = None):
+        return AF.inverse_spectrogram(spectrogram, length, self.pad, self.window, self.n_fft,
+                                      self.hop_length, self.win_length, self.normalized,
+                                      self.center, self.pad_mode, self.onesided)
+
+
+class GriffinLim(nn.Module):
+    """Waveform from a magnitude (power) spectrogram by iterative phase recovery."""
+
+    def __init__(self, n_fft: int = 400, n_iter: int = 32, win_length: int | None = None,
+                 hop_length: int | None = None, window_fn=AF.hann_window, power: float = 2.0,
+                 wkwargs=None, momentum: float = 0.99, length: int | None = None,
+                 rand_init: bool = True, *, generator=None):
+        super().__init__()
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in the range [0, 1). Found: {momentum}")
+        self.n_fft, self.n_iter = n_fft, n_iter
+        self.win_length = win_length if win_length is not None else n_fft
+        self.hop_length = hop_length if hop_length is not None else self.win_length // 2
+        self.register_buffer("window", window_fn(self.win_length, **(wkwargs or {})))
+        self.power, self.momentum, self.length = power, momentum, length
+        self.rand_init, self.generator = rand_init, generator
+
+    def forward(self, specgram):
+        return AF.griffinlim(specgram, self.window, self.n_fft, self.hop_length,
+                             self.win_length, self.power, self.n_iter, self.momentum,
+                             self.length, self.rand_init, self.generator)
+
+
+class Resample(nn.Module):
+    def __init__(self, orig_freq: int = 16000, new_freq: int = 16000,
+                 resampling_method: str = "sinc_interp_hann", lowpass_filter_width: int = 6,
+                 rolloff: float = 0.99, beta: float | None = None, *, dtype=None):
+        super().__init__()
+        self.orig_freq, self.new_freq = orig_freq, new_freq
+        self.resampling_method, self.lowpass_filter_width = resampling_method, \
+            lowpass_filter_width
+        self.rolloff, self.beta = rolloff, beta
+
+    def forward(self, waveform):
+        return AF.resample(waveform, self.orig_freq, self.new_freq, self.lowpass_filter_width,
+                           self.rolloff, self.resampling_method, self.beta)
+
+
+class MelScale(nn.Module):
+    """(..., n_stft, time) spectrogram -> (..., n_mels, time)."""
+
+    def __init__(self, n_mels: int = 128, sample_rate: int = 16000, f_min: float = 0.0,
+                 f_max: float | None = None, n_stft: int = 201, norm: str | None = None,
+                 mel_scale: str = "htk"):
+        super().__init__()
+        self.n_mels, self.sample_rate = n_mels, sample_rate
+        self.f_max = f_max if f_max is not None else float(sample_rate // 2)
+        self.f_min, self.norm, self.mel_scale = f_min, norm, mel_scale
+        if f_min > self.f_max:
+            raise ValueError(f"Require f_min: {f_min} <= f_max: {self.f_max}")
+        self.register_buffer("fb", AF.melscale_fbanks(n_stft, f_min, self.f_max, n_mels,
+                                                      sample_rate, norm, mel_scale))
+
+    def forward(self, specgram):
+        fb = self.fb.to(specgram.dtype)
+        return ember.matmul(specgram.transpose(-1, -2), fb).transpose(-1, -2)
+
+
+class MelSpectrogram(nn.Module):
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 400,
+                 win_length: int | None = None, hop_length: int | None = None,
+                 f_min: float = 0.0, f_max: float | None = None, pad: int = 0,
+                 n_mels: int = 128, window_fn=AF.hann_window, power: float = 2.0,
+                 normalized: bool = False, wkwargs=None, center: bool = True,
+                 pad_mode: str = "reflect", onesided=None, norm: str | None = None,
+                 mel_scale: str = "htk"):
+        super().__init__()
+        self.sample_rate, self.n_fft, self.n_mels = sample_rate, n_fft, n_mels
+        self.spectrogram = Spectrogram(n_fft, win_length, hop_length, pad, window_fn, power,
+                                       normalized, wkwargs, center, pad_mode, True)
+        self.mel_scale = MelScale(n_mels, sample_rate, f_min, f_max, n_fft // 2 + 1, norm,
+                                  mel_scale)
+
+    def forward(self, waveform):
+        return self.mel_scale(self.spectrogram(waveform))
+
+
+class AmplitudeToDB(nn.Module):
+    def __init__(self, stype: str = "power", top_db: float | None = None):
+        super().__init__()
+        if top_db is not None and top_db < 0:
+            raise ValueError("top_db must be positive value")
+        self.stype, self.top_db = stype, top_db
+        self.multiplier = 10.0 if stype == "power" else 20.0
+        self.amin, self.ref_value, self.db_multiplier = 1e-10, 1.0, 0.0
+
+    def forward(self, x):
+        return AF.amplitude_to_DB(x, self.multiplier, self.amin, self.db_multiplier,
+                                  self.top_db)
+
+
+class MFCC(nn.Module):
+    def __init__(self, sample_rate: int = 16000, n_mfcc: int = 40, dct_type: int = 2,
+                 norm: str = "ortho", log_mels: bool = False, melkwargs=None):
+        super().__init__()
+        if dct_type != 2:
+            raise ValueError(f"DCT type not supported: {dct_type}")
+        self.n_mfcc, self.dct_type, self.norm, self.log_mels = n_mfcc, dct_type, norm, log_mels
+        self.top_db = 80.0
+        self.amplitude_to_DB = AmplitudeToDB("power", self.top_db)
+        self.MelSpectrogram = MelSpectrogram(sample_rate=sample_rate, **(melkwargs or {}))
+        if n_mfcc > self.MelSpectrogram.n_mels:
+            raise ValueError("Cannot select more MFCC coefficients than # mel bins")
+        self.register_buffer("dct_mat", AF.create_dct(n_mfcc, self.MelSpectrogram.n_mels, norm))
+
+    def forward(self, waveform):
+        mel = self.MelSpectrogram(waveform)
+        if self.log_mels:
+            mel = ember.log(mel + 1e-6)
+        else:
+            mel = self.amplitude_to_DB(mel)
+        dct = self.dct_mat.to(mel.dtype)
+        return ember.matmul(mel.transpose(-1, -2), dct).transpose(-1, -2)
+
+
+class _AxisMasking(nn.Module):
+    def __init__(self, mask_param: int, axis: int, iid_masks: bool, p: float = 1.0,
+                 generator=None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"The value of p must be between 0.0 and 1.0 ({p} given).")
+        self.mask_param, self.axis, self.iid_masks, self.p = mask_param, axis, iid_masks, p
+        self.generator = generator
+
+    def forward(self, specgram, mask_value: float = 0.0):
+        if self.iid_masks and specgram.ndim == 4:
+            return AF.mask_along_axis_iid(specgram, self.mask_param, mask_value,
+                                          self.axis + 1, self.p, self.generator)
+        return AF.mask_along_axis(specgram, self.mask_param, mask_value,
+                                  self.axis - 3, self.p, self.generator)
+
+
+class FrequencyMasking(_AxisMasking):
+    """SpecAugment's frequency mask: zero a random band of at most freq_mask_param bins."""
+
+    def __init__(self, freq_mask_param: int, iid_masks: bool = False, generator=None):
+        super().__init__(freq_mask_param, 1, iid_masks, generator=generator)
+
+
+class TimeMasking(_AxisMasking):
+    """SpecAugment's time mask: a random band of at most time_mask_param (and at most
+    p * length) frames."""
+
+    def __init__(self, time_mask_param: int, iid_masks: bool = False, p: float = 1.0,
+                 generator=None):
+        super().__init__(time_mask_param, 2, iid_masks, p, generator)
