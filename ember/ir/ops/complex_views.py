@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError
+from ..meta import TensorMeta
 from ..registry import Promotion, Tag, defop
 from . import samples as S
 from .pointwise import UNARY, conj, imag, real, sgn
@@ -106,7 +107,11 @@ polar = defop(
 def _view_as_real_meta(self):
     if not self.dtype.is_complex:
         raise MathArgumentError("view_as_real is only supported for complex tensors")
-    return same_meta(self).with_(shape=tuple(self.shape) + (2,), dtype=self.dtype.to_real())
+    # a view: each complex element becomes two reals, so every stride doubles (a transposed
+    # or sliced input keeps its layout; contiguous strides here read the wrong elements)
+    strides = tuple(2 * s for s in self.stride()) + (1,)
+    return TensorMeta(tuple(self.shape) + (2,), self.dtype.to_real(), str(self.device),
+                      strides=strides)
 
 
 def _view_as_real_reference(z):
@@ -131,7 +136,8 @@ def _view_as_complex_meta(self):
         raise MathArgumentError("Tensor must have a last dimension with stride 1")
     if any(s % 2 for s in strides[:-1]):
         raise MathArgumentError("Tensor must have a stride divisible by 2 for all but last dimension")
-    return same_meta(self).with_(shape=tuple(self.shape[:-1]), dtype=self.dtype.to_complex())
+    return TensorMeta(tuple(self.shape[:-1]), self.dtype.to_complex(), str(self.device),
+                      strides=tuple(s // 2 for s in strides[:-1]))
 
 
 def _view_as_complex_reference(x):
