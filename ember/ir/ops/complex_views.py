@@ -21,7 +21,7 @@ from ..registry import Promotion, Tag, defop
 from . import samples as S
 from .pointwise import UNARY, conj, imag, real, sgn
 from .pointwise_math import MathArgumentError, tensors_only
-from .rules import pointwise_meta, same_meta
+from .rules import aliasing_meta, pointwise_meta, same_meta
 
 NO_COMPLEX32 = ("ember has no complex32 (torch.chalf): complex results of float16 inputs "
                 "are not supported")
@@ -199,7 +199,8 @@ conj_physical = defop(
 def _resolved(name: str):
     return defop(
         f"{name}(Tensor self) -> Tensor",
-        meta=same_meta, reference=lambda x: x, derivative=lambda g, self: g, saves=(),
+        meta=lambda self: aliasing_meta(self), reference=lambda x: x,
+        derivative=lambda g, self: g, saves=(),
         tags={Tag.VIEW}, samples=_any_dtype_samples, torch_ref=f"torch.{name}", method=True,
         doc=f"See torch.{name}. ember keeps no lazy conjugate/negative bit, so this returns "
             "a view of the input unchanged.")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..registry import NOT_DIFFERENTIABLE, Promotion, Tag, defop
 from . import samples as S
-from .rules import pointwise_meta, same_meta
+from .rules import aliasing_meta, pointwise_meta, same_meta
 
 P = Tag.POINTWISE
 UNARY = {P, Tag.UNARY}
@@ -238,7 +238,7 @@ where = defop(
 real = defop(
     "real(Tensor self) -> Tensor",
     saves=(),
-    meta=lambda self: same_meta(self).with_(dtype=self.dtype.to_real()),
+    meta=lambda self: aliasing_meta(self, self.dtype.to_real()),
     reference=lambda x: np.real(x) if x.dtype.kind == "c" else x,
     derivative=lambda g, self: g,
     tags={Tag.VIEW}, samples=S.unary_samples(), torch_ref="torch.real", method=False,
@@ -583,7 +583,7 @@ nan_to_num = defop(
 def _imag_meta(self):
     if not self.dtype.is_complex:
         raise DTypeError("imag is not implemented for tensors with non-complex dtypes.")
-    return same_meta(self).with_(dtype=self.dtype.to_real())
+    return aliasing_meta(self, self.dtype.to_real())
 
 
 def _complex_samples(rng):

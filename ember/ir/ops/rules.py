@@ -183,6 +183,16 @@ def pointwise_meta(promotion: Promotion, n_operands: int | None = None,
     return rule
 
 
+def aliasing_meta(x, dtype=None) -> TensorMeta:
+    """A view of x with x's shape and layout: the same strides, doubled when a complex x is
+    viewed as its real or imaginary part (two reals per element). Views must carry their
+    strides: compiled kernels index the shared buffer with them."""
+    dtype = dtype or x.dtype
+    factor = 2 if x.dtype.is_complex and not dtype.is_complex else 1
+    return TensorMeta(tuple(x.shape), dtype, str(x.device),
+                      strides=tuple(factor * s for s in x.stride()))
+
+
 def same_meta(x, *_, **__) -> TensorMeta:
     return TensorMeta(tuple(x.shape), x.dtype, str(x.device), pointwise_memory_format([x]))
 
