@@ -15,4 +15,5 @@ from .c10d import (  # noqa: F401
 )
 from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
 from .reduce_op import ReduceOp  # noqa: F401
+from .sampler import DistributedSampler  # noqa: F401
 from .work import Work  # noqa: F401
