@@ -1,0 +1,153 @@
+"""DDP (each option and comm hook) and ZeRO against single-process training.
+
+Every rank also trains the reference model on the whole batch (the concatenation of
+every rank's shard), so parameters can be compared after N steps on every rank. The
+reference loss is the mean of the per-rank losses: what DDP's averaged gradients
+descend. A failed assertion aborts the job; the test reads the exit status.
+"""
+import numpy as np
+
+import ember
+import ember.distributed as dist
+import ember.nn as nn
+import ember.nn.functional as F
+from ember.distributed.algorithms.ddp_comm_hooks import default_hooks
+from ember.distributed.optim import ZeroRedundancyOptimizer
+from ember.nn.parallel import DistributedDataParallel as DDP
+
+dist.init_process_group(backend="mpi")
+R, W = dist.get_rank(), dist.get_world_size()
+STEPS, SHARD = 3, 4
+
+
+class Net(nn.Module):
+    """A small CNN + MLP, with a branch only some inputs use and a layer none use."""
+
+    def __init__(self, unused_layers: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.fc1 = nn.Linear(4 * 5 * 5, 16)
+        self.fc2 = nn.Linear(16, 3)
+        if unused_layers:
+            self.branch = nn.Linear(16, 16)
+            self.never_used = nn.Linear(3, 3)
+
+    def forward(self, x, use_branch=False):
+        h = F.relu(self.conv(x)).flatten(1)
+        h = ember.tanh(self.fc1(h))
+        if use_branch:
+            h = h + self.branch(h)
+        return self.fc2(h)
+
+
+def fresh_net(unused_layers=False):
+    ember.manual_seed(0)
+    return Net(unused_layers)
+
+
+rng = np.random.default_rng(1)
+X = rng.standard_normal((STEPS, W * SHARD, 2, 5, 5)).astype(np.float32)
+Y = rng.standard_normal((STEPS, W * SHARD, 3)).astype(np.float32)
+
+
+def shard_loss(model, step, rank, use_branch=False):
+    rows = slice(rank * SHARD, (rank + 1) * SHARD)
+    out = model(ember.tensor(X[step, rows]), use_branch=use_branch)
+    return F.mse_loss(out, ember.tensor(Y[step, rows]))
+
+
+def reference(opt_class, branch_ranks=(), **opt_kwargs):
+    model = fresh_net(bool(branch_ranks))
+    opt = opt_class(model.parameters(), **opt_kwargs)
+    for step in range(STEPS):
+        opt.zero_grad()
+        loss = sum(shard_loss(model, step, r, r in branch_ranks) for r in range(W)) / W
+        loss.backward()
+        opt.step()
+    return model
+
+
+def train_ddp(make_opt, branch_ranks=(), hook=None, **ddp_kwargs):
+    model = fresh_net(bool(branch_ranks))
+    if R != 0:                       # DDP must start every replica from rank 0's weights
+        with ember.no_grad():
+            for p in model.parameters():
+                p.add_(0.5)
+    ddp = DDP(model, **ddp_kwargs)
+    if hook is not None:
+        ddp.register_comm_hook(None, hook)
+    opt = make_opt(ddp.parameters())
+    for step in range(STEPS):
+        opt.zero_grad()
+        shard_loss(ddp, step, R, R in branch_ranks).backward()
+        opt.step()
+    return model
+
+
+def assert_same(model, ref, what, tol):
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        a, b = p.detach().numpy(), q.detach().numpy()
+        err = float(np.abs(a - b).max())
+        assert err <= tol, f"rank {R} {what}: {name} differs from single-process by {err}"
+    print(f"rank {R}: {what} OK", flush=True)
+
+
+def sgd(params):
+    return ember.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+ref_sgd = reference(ember.optim.SGD, lr=0.1, momentum=0.9)
+assert_same(train_ddp(sgd), ref_sgd, "DDP", 2e-6)
+assert_same(train_ddp(sgd, bucket_cap_mb=0.0005, gradient_as_bucket_view=True), ref_sgd,
+            "DDP small buckets + gradient_as_bucket_view", 2e-6)
+assert_same(train_ddp(sgd, hook=default_hooks.allreduce_hook), ref_sgd, "allreduce_hook", 2e-6)
+assert_same(train_ddp(sgd, hook=default_hooks.fp16_compress_hook), ref_sgd,
+            "fp16_compress_hook", 2e-3)
+assert_same(train_ddp(sgd, hook=default_hooks.bf16_compress_hook), ref_sgd,
+            "bf16_compress_hook", 2e-2)
+
+# a branch rank 0 uses and the others do not, and a layer nobody uses
+branch = (0,)
+net = train_ddp(sgd, branch_ranks=branch, find_unused_parameters=True)
+assert_same(net, reference(ember.optim.SGD, branch, lr=0.1, momentum=0.9),
+            "find_unused_parameters", 2e-6)
+assert net.never_used.weight.grad is None, "a parameter no rank used keeps grad None"
+
+# no_sync: the first micro-batch accumulates locally, the second averages both
+model = fresh_net()
+ddp = DDP(model)
+opt = ember.optim.SGD(ddp.parameters(), lr=0.1)
+ref = fresh_net()
+ref_opt = ember.optim.SGD(ref.parameters(), lr=0.1)
+opt.zero_grad()
+with ddp.no_sync():
+    shard_loss(ddp, 0, R).backward()
+shard_loss(ddp, 1, R).backward()
+opt.step()
+ref_opt.zero_grad()
+(sum(shard_loss(ref, 0, r) + shard_loss(ref, 1, r) for r in range(W)) / W).backward()
+ref_opt.step()
+assert_same(model, ref, "no_sync accumulation", 2e-6)
+
+# ZeRO: sharded Adam equals plain Adam
+model = fresh_net()
+ddp = DDP(model)
+zero = ZeroRedundancyOptimizer(ddp.parameters(), ember.optim.Adam, lr=0.01)
+for step in range(STEPS):
+    zero.zero_grad()
+    shard_loss(ddp, step, R).backward()
+    zero.step()
+owned = sum(len(g["params"]) for g in zero.optim.param_groups) if zero.optim else 0
+assert owned < len(list(model.parameters())) or W == 1, "each rank must own only a shard"
+assert_same(model, reference(ember.optim.Adam, lr=0.01), "ZeroRedundancyOptimizer(Adam)", 2e-6)
+
+# DistributedSampler: the ranks' shards cover the dataset exactly once
+sampler = dist.DistributedSampler(list(range(10)), shuffle=True, seed=3)
+sampler.set_epoch(2)
+mine = ember.tensor(np.array(list(sampler), np.int64))
+everyone = [ember.zeros(len(sampler), dtype=ember.int64) for _ in range(W)]
+dist.all_gather(everyone, mine)
+seen = sorted(int(i) for t in everyone for i in t.tolist())
+assert set(seen) == set(range(10)) and len(seen) == len(sampler) * W, seen
+print(f"rank {R}: DistributedSampler OK", flush=True)
+dist.destroy_process_group()
