@@ -76,16 +76,24 @@ class _Bucket:
 
 
 def assign_buckets(params: list, cap_bytes: int, first_cap_bytes: int) -> list[list]:
-    """Group parameters (reverse order, one dtype per bucket) under the byte caps."""
-    buckets, open_by_dtype = [], {}
+    """Group parameters (reverse order, one dtype per bucket) under the byte caps.
+
+    Each dtype's first bucket is capped at `first_cap_bytes`, later ones at `cap_bytes`;
+    a parameter larger than the cap gets a bucket of its own.
+    """
+    buckets, open_by_dtype, count_by_dtype = [], {}, {}
     for p in reversed(params):
         key = p._array.dtype
-        cap = first_cap_bytes if not buckets else cap_bytes
-        current = open_by_dtype.get(key)
         size = p.numel() * p._array.itemsize
-        if current is None or (current[1] + size > cap and current[0]):
+        current = open_by_dtype.get(key)
+        if current is not None:
+            cap = first_cap_bytes if count_by_dtype[key] == 1 else cap_bytes
+            if current[1] + size > cap:
+                current = None
+        if current is None:
             current = [[], 0]
             open_by_dtype[key] = current
+            count_by_dtype[key] = count_by_dtype.get(key, 0) + 1
             buckets.append(current)
         current[0].append(p)
         current[1] += size
