@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from ..frontend import autograd
+from ..frontend.factories import tensor as ember_tensor
 from ..frontend.nn.modules.module import Module
 from . import c10d
 from .reducer import Reducer
@@ -53,10 +54,13 @@ class DistributedDataParallel(Module):
                                gradient_as_bucket_view=gradient_as_bucket_view,
                                find_unused_parameters=find_unused_parameters)
         self._comm_hook_registered = False
+        self._join = None                  # the join() options while inside it
 
     # --- forward -----------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
         sync = autograd.grad_mode.is_grad_enabled() and self.require_backward_grad_sync
+        if sync and self._join is not None:
+            self._count_active_ranks(active=True)
         if self.broadcast_buffers and sync:
             self._broadcast(list(self.module.buffers()))
         output = self.module(*inputs, **kwargs)
@@ -75,6 +79,69 @@ class DistributedDataParallel(Module):
             yield
         finally:
             self.require_backward_grad_sync = previous
+
+    # --- uneven inputs -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def join(self, divide_by_initial_world_size: bool = True, enable: bool = True,
+             throw_on_early_termination: bool = False):
+        """Train on a different number of batches per rank.
+
+        Inside the context each synchronizing forward first all-reduces how many ranks
+        are still training. A rank whose inputs ran out shadows the others' collectives
+        (zero gradients) until every rank has run out; then the parameters and buffers
+        of a rank that trained longest are broadcast to all. Gradients are divided by
+        the initial world size, or by the ranks still training when
+        `divide_by_initial_world_size=False`.
+        """
+        if not enable:
+            yield
+            return
+        self._join = {"divide_by_initial": divide_by_initial_world_size,
+                      "throw": throw_on_early_termination, "iterations": 0}
+        try:
+            yield
+        except BaseException:
+            self._join = None
+            raise
+        self._shadow_until_all_joined()
+        self._join = None
+
+    def _count_active_ranks(self, active: bool) -> int:
+        count = ember_tensor([1 if active else 0])
+        c10d.all_reduce(count, group=self.process_group)
+        n, world = int(count.item()), c10d.get_world_size(self.process_group)
+        if self._join["throw"] and n < world:
+            raise RuntimeError(f"Rank {c10d.get_rank()} exhausted all inputs." if not active
+                               else "Detected at least one rank that exhausted inputs. "
+                               "Throwing across all ranks.")
+        if active:
+            self._join["iterations"] += 1
+            divide_by_initial = self._join["divide_by_initial"]
+            self.reducer.grad_scale = None if divide_by_initial else world / n
+        return n
+
+    def _shadow_until_all_joined(self) -> None:
+        while self._count_active_ranks(active=False) > 0:
+            if self.broadcast_buffers:
+                self._broadcast(list(self.module.buffers()))
+            self.reducer.shadow_iteration()
+        self.reducer.grad_scale = None
+        self._sync_from_longest_trained_rank()
+
+    def _sync_from_longest_trained_rank(self) -> None:
+        iterations = ember_tensor([self._join["iterations"]])
+        c10d.all_reduce(iterations, c10d.ReduceOp.MAX, group=self.process_group)
+        mine = c10d.get_rank(self.process_group)
+        longest = self._join["iterations"] == int(iterations.item())
+        src = ember_tensor([mine if longest else -1])
+        c10d.all_reduce(src, c10d.ReduceOp.MAX, group=self.process_group)
+        src_global = c10d.get_global_rank(self.process_group, int(src.item()))
+        tensors = list(self.module.parameters()) + list(self.module.buffers())
+        with autograd.no_grad():
+            works = [c10d.broadcast(t.detach(), src_global, group=self.process_group,
+                                    async_op=True) for t in tensors]
+        for w in works:
+            w.wait()
 
     # --- communication hooks ---------------------------------------------------------
     def register_comm_hook(self, state, hook) -> None:

@@ -118,6 +118,7 @@ class Reducer:
         self._next_bucket = 0
         self._used_map = None
         self._used_work = None
+        self.grad_scale: float | None = None     # join: rescale averages to active ranks
         for p in params:
             edge_of(p)[0].register_hook(self._grad_ready_hook(p))
 
@@ -219,6 +220,9 @@ class Reducer:
                                 f"values for bucket {b.index} of {b.buffer.size}")
             if not np.may_share_memory(result._array, b.buffer):
                 np.copyto(b.buffer, result._array.reshape(-1), casting="unsafe")
+        if self.grad_scale is not None:
+            for b in self.buckets:
+                np.multiply(b.buffer, self.grad_scale, out=b.buffer, casting="unsafe")
         globally_used = self._globally_used()
         for p in self.params:
             if globally_used is not None and not globally_used[self.index_of[id(p)]]:
@@ -228,6 +232,22 @@ class Reducer:
             p.grad = slot if self.as_view else Tensor._from_array(slot._array)
         self._active = False
         self._ready = set()
+
+    def shadow_iteration(self) -> None:
+        """A joined rank's stand-in for a backward: the same collectives, zero gradients.
+
+        Issued in the order a training rank issues them (used map, then buckets by
+        index), so MPI matches them; nothing is written to `.grad`.
+        """
+        if self.find_unused:
+            used = np.zeros(len(self.params), np.uint8)
+            self.engine.allreduce(Tensor._adopt(used), ReduceOp.MAX).wait()
+        futures = []
+        for b in self.buckets:
+            b.buffer[...] = 0
+            futures.append(self._run_comm_hook(GradBucket(b, b.index == len(self.buckets) - 1)))
+        for f in futures:
+            f.wait()
 
     def _globally_used(self):
         if self._used_work is None:

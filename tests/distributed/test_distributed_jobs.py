@@ -60,6 +60,8 @@ def test_ddp_hooks_and_zero_match_single_process_training(nproc):
     assert_ok(job, nproc, "OK")
     for what in ("DDP OK", "gradient_as_bucket_view OK", "fp16_compress_hook OK",
                  "bf16_compress_hook OK", "find_unused_parameters OK", "no_sync accumulation OK",
+                 "join (divide_by_initial_world_size=True) OK",
+                 "join (divide_by_initial_world_size=False) OK",
                  "ZeroRedundancyOptimizer(Adam) OK", "DistributedSampler OK"):
         assert job.stdout.count(what) == nproc, (what, job.stdout[-3000:])
 
