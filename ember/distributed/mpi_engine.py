@@ -80,6 +80,7 @@ class MPIEngine:
         self.size = comm.Get_size()
         self._seq = 0
         self._broken: str | None = None
+        self._inflight: list[Work] = []
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
@@ -90,6 +91,14 @@ class MPIEngine:
 
     def mark_broken(self, work) -> None:
         self._broken = repr(work)
+
+    def progress(self) -> None:
+        """Test in-flight operations once, so MPI moves them along (no progress thread).
+
+        Only the engine's own completion steps run here (copy-backs), never a Future's
+        callbacks: those may issue collectives, which must happen in program order.
+        """
+        self._inflight = [w for w in self._inflight if not w.is_completed()]
 
     def free(self) -> None:
         if self.comm is not None:
@@ -203,9 +212,13 @@ class MPIEngine:
             if keep:
                 keep.clear()      # a send's staged buffer must live until it completes
 
-        return Work(self, op_type, requests, seq=self._seq, numel_in=numel_in,
+        work = Work(self, op_type, requests, seq=self._seq, numel_in=numel_in,
                     numel_out=numel_out, finish=finish, statuses=statuses,
                     outputs=[s.tensor for s in outputs if s.tensor is not None])
+        if requests:     # forget finished ones (waited by their owners) as we go
+            self._inflight = [w for w in self._inflight if not w._completed]
+            self._inflight.append(work)
+        return work
 
 
 def _displacements(counts) -> list[int]:

@@ -205,9 +205,8 @@ class Reducer:
 
     def _drive_progress(self) -> None:
         """Let MPI move launched buckets along (no progress thread does it for us)."""
-        for b in self.buckets[:self._next_bucket]:
-            if b.future is not None:
-                b.future.done()
+        if self._next_bucket:
+            self.engine.progress()
 
     def _finalize(self) -> None:
         for b in self.buckets:
