@@ -14,6 +14,9 @@ from .c10d import (  # noqa: F401
     isend, new_group, recv, reduce, reduce_scatter, reduce_scatter_tensor, scatter, send,
 )
 from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
+from .object_collectives import (  # noqa: F401
+    all_gather_object, broadcast_object_list, gather_object, scatter_object_list,
+)
 from .reduce_op import ReduceOp  # noqa: F401
 from .sampler import DistributedSampler  # noqa: F401
 from .work import Work  # noqa: F401

@@ -143,6 +143,22 @@ def test_new_group():
     dist.destroy_process_group(g) if g is not dist.GroupMember.NON_GROUP_MEMBER else None
 
 
+def test_object_collectives():
+    got = [None] * W
+    dist.all_gather_object(got, {"rank": R, "payload": "x" * (R * 37)})
+    assert got == [{"rank": r, "payload": "x" * (r * 37)} for r in range(W)], got
+    objs = [("from", R), [R] * R] if R == W - 1 else [None, None]
+    dist.broadcast_object_list(objs, src=W - 1)
+    assert objs == [("from", W - 1), [W - 1] * (W - 1)], objs
+    gathered = [None] * W if R == 0 else None
+    dist.gather_object(R * 10, gathered, dst=0)
+    if R == 0:
+        assert gathered == [r * 10 for r in range(W)], gathered
+    out = [None]
+    dist.scatter_object_list(out, [f"to {r}" for r in range(W)] if R == 0 else None, src=0)
+    assert out == [f"to {R}"], out
+
+
 def test_errors_name_the_op():
     try:
         dist.all_gather_into_tensor(ember.zeros(3), ember.zeros(2))
