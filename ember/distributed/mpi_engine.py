@@ -1,5 +1,7 @@
 """The MPI engine: one process group's collectives as nonblocking mpi4py calls.
 
+Collectives are blocking MPI calls run in issue order on one communication thread per
+group (see `MPIEngine`); point-to-point operations are nonblocking requests.
 Buffers are the tensors' own numpy arrays, handed to MPI zero-copy. A tensor whose
 array MPI cannot take as it is (non-contiguous, or bfloat16, which MPI has no type
 for) goes through a contiguous staging copy (bfloat16 is reduced in float32) that is
@@ -10,12 +12,15 @@ Invariant: every rank of a group issues the group's operations in the same order
 """
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 
 from ..ir import dtypes
 from .errors import DistBackendError, DistError
 from .reduce_op import ReduceOp
-from .work import Work
+from .work import Requests, ThreadOp, Work
 
 
 def mpi():
@@ -69,7 +74,13 @@ class _Staged:
 
 
 class MPIEngine:
-    """Issues one group's operations on its MPI communicator; returns `Work` handles."""
+    """Issues one group's operations on its MPI communicator; returns `Work` handles.
+
+    Collectives run as blocking MPI calls on the group's communication thread, one at
+    a time in issue order (MPI matches collectives by order); the thread sleeps on its
+    queue when idle, and mpi4py releases the GIL inside MPI, so the caller computes
+    meanwhile. Point-to-point operations are nonblocking requests from the caller.
+    """
 
     def __init__(self, comm, global_ranks: list[int], timeout_s: float, global_rank: int):
         self.comm = comm
@@ -80,7 +91,8 @@ class MPIEngine:
         self.size = comm.Get_size()
         self._seq = 0
         self._broken: str | None = None
-        self._inflight: list[Work] = []
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
@@ -93,14 +105,17 @@ class MPIEngine:
         self._broken = repr(work)
 
     def progress(self) -> None:
-        """Test in-flight operations once, so MPI moves them along (no progress thread).
-
-        Only the engine's own completion steps run here (copy-backs), never a Future's
-        callbacks: those may issue collectives, which must happen in program order.
-        """
-        self._inflight = [w for w in self._inflight if not w.is_completed()]
+        """Nothing to drive: collectives progress on the communication thread."""
 
     def free(self) -> None:
+        """Stop the communication thread and free the communicator (unless an op hangs)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=1.0)
+            if self._thread.is_alive():       # stuck in a collective that timed out
+                self.comm = None
+                return
+            self._thread = None
         if self.comm is not None:
             self.comm.Free()
             self.comm = None
@@ -108,73 +123,77 @@ class MPIEngine:
     # --- collectives -----------------------------------------------------------------
     def allreduce(self, tensor, op: ReduceOp) -> Work:
         s = self._stage(tensor, "all_reduce", op)
-        req = self.comm.Iallreduce(mpi().IN_PLACE, s.buf, op=_mpi_op(op, s.buf.dtype == bool))
-        return self._work("ALLREDUCE", [req], [s], op, tensor.numel(), tensor.numel())
+        mop = _mpi_op(op, s.buf.dtype == bool)
+        return self._submit("ALLREDUCE", lambda c: c.Allreduce(mpi().IN_PLACE, s.buf, op=mop),
+                            [s], op, tensor.numel(), tensor.numel())
 
     def reduce(self, tensor, root: int, op: ReduceOp) -> Work:
         s = self._stage(tensor, "reduce", op)
         mop = _mpi_op(op, s.buf.dtype == bool)
         if self.rank == root:
-            req = self.comm.Ireduce(mpi().IN_PLACE, s.buf, op=mop, root=root)
-            return self._work("REDUCE", [req], [s], op, tensor.numel(), tensor.numel())
-        req = self.comm.Ireduce(s.buf, None, op=mop, root=root)
-        return self._work("REDUCE", [req], [], None, tensor.numel(), 0)
+            return self._submit("REDUCE", lambda c: c.Reduce(mpi().IN_PLACE, s.buf, op=mop,
+                                                             root=root),
+                                [s], op, tensor.numel(), tensor.numel())
+        return self._submit("REDUCE", lambda c: c.Reduce(s.buf, None, op=mop, root=root),
+                            [], None, tensor.numel(), 0)
 
     def broadcast(self, tensor, root: int) -> Work:
         s = self._stage(tensor, "broadcast")
-        req = self.comm.Ibcast(s.buf, root=root)
-        return self._work("BROADCAST", [req], [s], None, tensor.numel(), tensor.numel())
+        return self._submit("BROADCAST", lambda c: c.Bcast(s.buf, root=root), [s], None,
+                            tensor.numel(), tensor.numel())
 
     def allgather(self, out_flat: _Staged, inp) -> Work:
         s_in = self._stage(inp, "all_gather")
-        req = self.comm.Iallgather(s_in.buf, out_flat.buf)
-        return self._work("ALLGATHER", [req], [out_flat], None, inp.numel(),
-                          out_flat.buf.size)
+        return self._submit("ALLGATHER", lambda c: c.Allgather(s_in.buf, out_flat.buf),
+                            [out_flat], None, inp.numel(), out_flat.buf.size)
 
     def gather(self, out_flat: _Staged | None, inp, root: int) -> Work:
         s_in = self._stage(inp, "gather")
-        req = self.comm.Igather(s_in.buf, None if out_flat is None else out_flat.buf, root=root)
+        recv = None if out_flat is None else out_flat.buf
         outs = [] if out_flat is None else [out_flat]
-        return self._work("GATHER", [req], outs, None, inp.numel(), sum(
-            o.buf.size for o in outs))
+        return self._submit("GATHER", lambda c: c.Gather(s_in.buf, recv, root=root), outs,
+                            None, inp.numel(), 0 if recv is None else recv.size)
 
     def scatter(self, out, in_flat: _Staged | None, root: int) -> Work:
         s_out = self._stage(out, "scatter", read=False)
-        req = self.comm.Iscatter(None if in_flat is None else in_flat.buf, s_out.buf,
-                                 root=root)
-        return self._work("SCATTER", [req], [s_out], None, 0, out.numel())
+        send = None if in_flat is None else in_flat.buf
+        return self._submit("SCATTER", lambda c: c.Scatter(send, s_out.buf, root=root),
+                            [s_out], None, 0, out.numel())
 
     def reduce_scatter(self, out, in_flat: _Staged, op: ReduceOp) -> Work:
         s_out = self._stage(out, "reduce_scatter", op, read=False)
-        req = self.comm.Ireduce_scatter_block(in_flat.buf, s_out.buf,
-                                              op=_mpi_op(op, s_out.buf.dtype == bool))
-        return self._work("REDUCE_SCATTER", [req], [s_out], op, in_flat.buf.size, out.numel())
+        mop = _mpi_op(op, s_out.buf.dtype == bool)
+        return self._submit("REDUCE_SCATTER",
+                            lambda c: c.Reduce_scatter_block(in_flat.buf, s_out.buf, op=mop),
+                            [s_out], op, in_flat.buf.size, out.numel())
 
     def alltoallv(self, out_flat: _Staged, out_counts, in_flat: _Staged, in_counts) -> Work:
+        self._check_usable("all_to_all")
         send = [in_flat.buf, (in_counts, _displacements(in_counts))]
         recv = [out_flat.buf, (out_counts, _displacements(out_counts))]
-        req = self.comm.Ialltoallv(send, recv)
-        return self._work("ALLTOALL", [req], [out_flat], None, in_flat.buf.size,
-                          out_flat.buf.size)
+        return self._submit("ALLTOALL", lambda c: c.Alltoallv(send, recv), [out_flat], None,
+                            in_flat.buf.size, out_flat.buf.size)
 
     def barrier(self) -> Work:
         self._check_usable("barrier")
-        return self._work("BARRIER", [self.comm.Ibarrier()], [], None, 0, 0)
+        return self._submit("BARRIER", lambda c: c.Barrier(), [], None, 0, 0)
 
     # --- point to point --------------------------------------------------------------
     def send(self, tensor, peer: int, tag: int) -> Work:
         s = self._stage(tensor, "send")
         req = self.comm.Isend(s.buf, dest=peer, tag=tag)
-        return self._work("SEND", [req], [], None, tensor.numel(), 0, keep=[s])
+        # `s` is held by the finish closure: the staged buffer lives until the send is done
+        return self._work("SEND", Requests([req], self.test), [], None, tensor.numel(), 0,
+                          keep=[s])
 
     def recv(self, tensor, peer: int | None, tag: int) -> Work:
         s = self._stage(tensor, "recv", read=False)
         source = mpi().ANY_SOURCE if peer is None else peer
         req = self.comm.Irecv(s.buf, source=source, tag=tag)
-        return self._work("RECV", [req], [s], None, 0, tensor.numel(),
-                          statuses=[mpi().Status()])
+        pending = Requests([req], self.test, statuses=[mpi().Status()])
+        return self._work("RECV", pending, [s], None, 0, tensor.numel())
 
-    # --- internals -------------------------------------------------------------------
+    # --- staging ---------------------------------------------------------------------
     def stage(self, tensor, op_name: str, *, read: bool = True) -> _Staged:
         return self._stage(tensor, op_name, read=read)
 
@@ -196,10 +215,35 @@ class MPIEngine:
             raise DistError(f"{op_name}: the process group has been destroyed")
         if self._broken is not None:
             raise DistBackendError(f"{op_name}: the process group is unusable after an earlier "
-                                   f"operation timed out: {self._broken}")
+                                   f"operation failed or timed out: {self._broken}")
 
-    def _work(self, op_type, requests, outputs, op, numel_in, numel_out, *, keep=None,
-              statuses=None) -> Work:
+    # --- the communication thread ----------------------------------------------------
+    def _submit(self, op_type, call, outputs, op, numel_in, numel_out) -> Work:
+        """Queue `call(comm)` for the communication thread; its Work waits on an Event."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="ember-mpi-comm",
+                                            daemon=True)
+            self._thread.start()
+        pending = ThreadOp()
+        work = self._work(op_type, pending, outputs, op, numel_in, numel_out)
+        self._queue.put((call, pending))
+        return work
+
+    def _serve(self) -> None:
+        comm = self.comm
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            call, pending = item
+            try:
+                call(comm)
+            except BaseException as err:     # noqa: BLE001 - reported by Work.wait
+                pending.error = err
+            pending.event.set()
+
+    def _work(self, op_type, pending, outputs, op, numel_in, numel_out, *,
+              keep=None) -> Work:
         self._seq += 1
         size = self.size
 
@@ -210,15 +254,11 @@ class MPIEngine:
                 if s.tensor is not None:
                     s.write_back()
             if keep:
-                keep.clear()      # a send's staged buffer must live until it completes
+                keep.clear()
 
-        work = Work(self, op_type, requests, seq=self._seq, numel_in=numel_in,
-                    numel_out=numel_out, finish=finish, statuses=statuses,
+        return Work(self, op_type, pending, seq=self._seq, numel_in=numel_in,
+                    numel_out=numel_out, finish=finish,
                     outputs=[s.tensor for s in outputs if s.tensor is not None])
-        if requests:     # forget finished ones (waited by their owners) as we go
-            self._inflight = [w for w in self._inflight if not w._completed]
-            self._inflight.append(work)
-        return work
 
 
 def _displacements(counts) -> list[int]:

@@ -10,7 +10,7 @@ import ember.distributed as dist
 from ember.distributed import run
 from ember.distributed.errors import DistBackendError
 from ember.distributed.reducer import assign_buckets
-from ember.distributed.work import Work
+from ember.distributed.work import Requests, ThreadOp, Work
 from ember.futures import Future
 
 
@@ -40,22 +40,37 @@ def test_sampler_rejects_a_bad_rank():
         dist.DistributedSampler(range(4), num_replicas=2, rank=3)
 
 
-class _NeverDone:
-    """An engine whose requests never complete: a peer that never joins."""
-    timeout_s, global_rank = 0.05, 3
-
-    def test(self, requests, statuses=None):
-        return False
+class _Engine:
+    timeout_s, global_rank, broken = 0.05, 3, None
 
     def mark_broken(self, work):
         self.broken = work
 
 
 def test_work_timeout_names_rank_and_op():
-    work = Work(_NeverDone(), "ALLREDUCE", ["pending"], seq=7, numel_in=4, numel_out=4)
+    """A collective whose peers never join (its event is never set) times out."""
+    engine = _Engine()
+    work = Work(engine, "ALLREDUCE", ThreadOp(), seq=7, numel_in=4, numel_out=4)
     assert not work.is_completed()
     with pytest.raises(DistBackendError, match=r"\[Rank 3\] Watchdog caught collective "
                        r"operation timeout: WorkMPI\(SeqNum=7, OpType=ALLREDUCE"):
+        work.wait()
+    assert engine.broken is work
+
+
+def test_requests_time_out_too():
+    never = Requests(["request"], test=lambda requests, statuses: False)
+    work = Work(_Engine(), "RECV", never, seq=1)
+    with pytest.raises(DistBackendError, match="OpType=RECV"):
+        work.wait(timeout=0.02)
+
+
+def test_failed_call_raises_naming_the_op():
+    op = ThreadOp()
+    op.error = RuntimeError("MPI_ERR_TRUNCATE: message truncated")
+    op.event.set()
+    work = Work(_Engine(), "BROADCAST", op, seq=2)
+    with pytest.raises(DistBackendError, match="OpType=BROADCAST.*MPI_ERR_TRUNCATE"):
         work.wait()
 
 
