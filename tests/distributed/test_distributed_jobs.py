@@ -63,7 +63,8 @@ def test_ddp_hooks_and_zero_match_single_process_training(nproc):
                  "powerSGD_hook at rank 1 OK", "find_unused_parameters OK", "no_sync accumulation OK",
                  "join (divide_by_initial_world_size=True) OK",
                  "join (divide_by_initial_world_size=False) OK",
-                 "ZeroRedundancyOptimizer(Adam) OK", "DistributedSampler OK"):
+                 "ZeroRedundancyOptimizer(Adam) OK",
+                 "ZeRO consolidate_state_dict/load_state_dict OK", "DistributedSampler OK"):
         assert job.stdout.count(what) == nproc, (what, job.stdout[-3000:])
 
 

