@@ -13,6 +13,7 @@ import contextlib
 from ..frontend import autograd
 from ..frontend.factories import tensor as ember_tensor
 from ..frontend.nn.modules.module import Module
+from ..ir.errors import TraceError
 from . import c10d
 from .reducer import Reducer
 
@@ -58,6 +59,7 @@ class DistributedDataParallel(Module):
 
     # --- forward -----------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
+        _refuse_tracing(inputs, kwargs)
         sync = autograd.grad_mode.is_grad_enabled() and self.require_backward_grad_sync
         if sync and self._join is not None:
             self._count_active_ranks(active=True)
@@ -168,3 +170,18 @@ class DistributedDataParallel(Module):
                                     async_op=True) for t in tensors]
         for w in works:
             w.wait()
+
+
+def _refuse_tracing(inputs: tuple, kwargs: dict) -> None:
+    """DDP's forward must run eagerly on every call: it arms the gradient reduction.
+
+    Under ember.compile this TraceError is a graph break: the call runs DDP's forward
+    eagerly and compiles the wrapped module on its own (its backward still reaches the
+    parameters' AccumulateGrad hooks). With fullgraph=True it is raised instead.
+    """
+    from ..ir.symbolic import SymbolicTensor
+    values = list(inputs) + list(kwargs.values())
+    if any(isinstance(v, SymbolicTensor) for v in values):
+        raise TraceError("DistributedDataParallel.forward cannot be traced into one graph: "
+                         "it starts the gradient all-reduce of every call eagerly; the "
+                         "wrapped module is compiled on its own")

@@ -124,3 +124,21 @@ def test_unknown_backend_is_refused():
         dist.c10d._check_backend("carrier-pigeon")
     with pytest.raises(dist.DistError, match="nccl"):
         dist.c10d._check_backend("nccl")
+
+
+def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, capsys):
+    attempts = []
+
+    def fake_call(cmd, env):
+        attempts.append(env["TORCHELASTIC_RESTART_COUNT"])
+        return 1 if len(attempts) < 3 else 0
+
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: True)
+    monkeypatch.setattr(run.subprocess, "call", fake_call)
+    assert run.main(["--mpirun", "/x/mpirun", "--max-restarts", "5", "train.py"]) == 0
+    assert attempts == ["0", "1", "2"]
+    assert "restarting (4 restarts left)" in capsys.readouterr().err
+    attempts.clear()
+    monkeypatch.setattr(run.subprocess, "call", lambda cmd, env: attempts.append(1) or 7)
+    assert run.main(["--mpirun", "/x/mpirun", "--max-restarts", "1", "train.py"]) == 7
+    assert len(attempts) == 2

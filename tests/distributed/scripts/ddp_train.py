@@ -68,7 +68,7 @@ def reference(opt_class, branch_ranks=(), return_optimizer=False, **opt_kwargs):
     return (model, opt) if return_optimizer else model
 
 
-def train_ddp(make_opt, branch_ranks=(), hook=None, state=None, **ddp_kwargs):
+def train_ddp(make_opt, branch_ranks=(), hook=None, state=None, compiled=False, **ddp_kwargs):
     model = fresh_net(bool(branch_ranks))
     if R != 0:                       # DDP must start every replica from rank 0's weights
         with ember.no_grad():
@@ -78,9 +78,10 @@ def train_ddp(make_opt, branch_ranks=(), hook=None, state=None, **ddp_kwargs):
     if hook is not None:
         ddp.register_comm_hook(state, hook)
     opt = make_opt(ddp.parameters())
+    run = ember.compile(ddp) if compiled else ddp
     for step in range(STEPS):
         opt.zero_grad()
-        shard_loss(ddp, step, R, R in branch_ranks).backward()
+        shard_loss(run, step, R, R in branch_ranks).backward()
         opt.step()
     return model
 
@@ -103,6 +104,8 @@ ref_sgd = reference(ember.optim.SGD, lr=0.1, momentum=0.9)
 assert_same(train_ddp(sgd), ref_sgd, "DDP", 2e-6)
 assert_same(train_ddp(sgd, bucket_cap_mb=0.0005, gradient_as_bucket_view=True), ref_sgd,
             "DDP small buckets + gradient_as_bucket_view", 2e-6)
+# ember.compile(DDP(model)): DDP's forward breaks the graph, the model is compiled
+assert_same(train_ddp(sgd, compiled=True), ref_sgd, "ember.compile(DDP(model))", 2e-6)
 assert_same(train_ddp(sgd, hook=default_hooks.allreduce_hook), ref_sgd, "allreduce_hook", 2e-6)
 assert_same(train_ddp(sgd, hook=default_hooks.fp16_compress_hook), ref_sgd,
             "fp16_compress_hook", 5e-4)
