@@ -219,7 +219,14 @@ class MPIEngine:
 
     # --- the communication thread ----------------------------------------------------
     def _submit(self, op_type, call, outputs, op, numel_in, numel_out) -> Work:
-        """Queue `call(comm)` for the communication thread; its Work waits on an Event."""
+        """Queue `call(comm)` for the communication thread; its Work waits on an Event.
+
+        A group of one process runs the call inline: nothing can hang without peers,
+        and the thread hand-off (~20 us) would be the whole cost.
+        """
+        if self.size == 1:
+            call(self.comm)
+            return self._work(op_type, None, outputs, op, numel_in, numel_out)
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="ember-mpi-comm",
                                             daemon=True)
