@@ -92,3 +92,11 @@ def test_killed_rank_ends_the_job():
     assert job.returncode != 0
     assert "rank 1" in job.stderr and "signal 9" in job.stderr, job.stderr[-3000:]
     assert time.monotonic() - start < 100
+
+
+@pytest.mark.parametrize("nproc", [2, pytest.param(4, marks=pytest.mark.slow)])
+def test_pipeline_stages_equal_the_unsplit_model(nproc):
+    job = launch(nproc, "pipeline.py")
+    assert_ok(job, nproc, "equals the unsplit model")
+    for schedule in ("ScheduleGPipe", "Schedule1F1B"):
+        assert job.stdout.count(f"{schedule} equals the unsplit model") == nproc, job.stdout
