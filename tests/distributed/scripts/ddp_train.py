@@ -132,6 +132,18 @@ assert_same(net, reference(ember.optim.SGD, branch, lr=0.1, momentum=0.9),
             "find_unused_parameters", 2e-6)
 assert net.never_used.weight.grad is None, "a parameter no rank used keeps grad None"
 
+# a parameter without a gradient and no find_unused_parameters: PyTorch's error, naming it
+ddp = DDP(fresh_net(unused_layers=True))
+shard_loss(ddp, 0, R).backward()
+try:
+    shard_loss(ddp, 1, R)
+except dist.DistError as err:
+    assert "Expected to have finished reduction in the prior iteration" in str(err), err
+    assert "find_unused_parameters=True" in str(err) and "[6, 7, 8, 9]" in str(err), err
+else:
+    raise AssertionError("the second forward must refuse the unfinished reduction")
+print(f"rank {R}: unfinished reduction error OK", flush=True)
+
 # no_sync: the first micro-batch accumulates locally, the second averages both
 model = fresh_net()
 ddp = DDP(model)
