@@ -52,6 +52,7 @@ from . import fft  # noqa: E402
 from . import ops  # noqa: E402 - torch.ops.aten's names over the registry
 from . import special  # noqa: E402
 from . import backends  # noqa: E402
+from . import distributed, futures  # noqa: E402 - torch.distributed's API (mpi4py loads lazily)
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
 
