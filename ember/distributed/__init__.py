@@ -14,6 +14,7 @@ from .c10d import (  # noqa: F401
     isend, new_group, recv, reduce, reduce_scatter, reduce_scatter_tensor, scatter, send,
 )
 from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
+from .monitored_barrier import monitored_barrier  # noqa: F401
 from .object_collectives import (  # noqa: F401
     all_gather_object, broadcast_object_list, gather_object, scatter_object_list,
 )

@@ -87,6 +87,13 @@ def test_hung_collective_times_out_naming_rank_and_op():
     assert time.monotonic() - start < 100
 
 
+def test_monitored_barrier_names_the_missing_rank():
+    job = launch(3, "failures.py", "monitored")
+    assert job.returncode != 0
+    assert "[Rank 0] Rank 1 failed to pass monitoredBarrier in 2000 ms" in job.stderr, \
+        job.stderr[-3000:]
+
+
 def test_killed_rank_ends_the_job():
     start = time.monotonic()
     job = launch(2, "failures.py", "kill")
