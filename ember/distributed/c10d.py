@@ -97,6 +97,12 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     backend = _check_backend(backend)
     _check_init_method(init_method, store)
     MPI = mpi()
+    if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        # collectives run on a communication thread while the caller may send/recv
+        raise DistError("the mpi backend needs an MPI library initialized with "
+                        "MPI_THREAD_MULTIPLE; this one gives thread level "
+                        f"{MPI.Query_thread()} (do not set mpi4py.rc.threads=False or "
+                        "thread_level below 'multiple')")
     world = MPI.COMM_WORLD
     rank, world_size = _rank_and_size(rank, world_size, init_method)
     if world_size not in (-1, world.Get_size()) or rank not in (-1, world.Get_rank()):
