@@ -22,6 +22,8 @@ from .errors import DistBackendError, DistError
 from .reduce_op import ReduceOp
 from .work import Requests, ThreadOp, Work
 
+_INLINE_BYTES = 64 * 1024      # all_reduce/broadcast up to this size skip the thread
+
 
 def mpi():
     """The mpi4py MPI module, imported on first use (a dependency of ember[distributed])."""
@@ -93,6 +95,8 @@ class MPIEngine:
         self._broken: str | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._submitted = 0          # ops queued to the thread (issuing thread only)
+        self._finished = 0           # ops the thread has returned from
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
@@ -124,6 +128,10 @@ class MPIEngine:
     def allreduce(self, tensor, op: ReduceOp) -> Work:
         s = self._stage(tensor, "all_reduce", op)
         mop = _mpi_op(op, s.buf.dtype == bool)
+        if self._small_and_idle(s.buf):
+            req = self.comm.Iallreduce(mpi().IN_PLACE, s.buf, op=mop)
+            return self._work("ALLREDUCE", Requests([req], self.test), [s], op,
+                              tensor.numel(), tensor.numel())
         return self._submit("ALLREDUCE", lambda c: c.Allreduce(mpi().IN_PLACE, s.buf, op=mop),
                             [s], op, tensor.numel(), tensor.numel())
 
@@ -139,6 +147,10 @@ class MPIEngine:
 
     def broadcast(self, tensor, root: int) -> Work:
         s = self._stage(tensor, "broadcast")
+        if self._small_and_idle(s.buf):
+            req = self.comm.Ibcast(s.buf, root=root)
+            return self._work("BROADCAST", Requests([req], self.test), [s], None,
+                              tensor.numel(), tensor.numel())
         return self._submit("BROADCAST", lambda c: c.Bcast(s.buf, root=root), [s], None,
                             tensor.numel(), tensor.numel())
 
@@ -218,6 +230,17 @@ class MPIEngine:
                                    f"operation failed or timed out: {self._broken}")
 
     # --- the communication thread ----------------------------------------------------
+    def _small_and_idle(self, buf: np.ndarray) -> bool:
+        """Issue from the caller as a nonblocking request instead of through the thread?
+
+        For small buffers the two thread wake-ups cost more than the collective, and
+        Open MPI's nonblocking collectives are fast there (measured 8 vs 5 us blocking
+        at 4 KiB, 30 vs 22 us at 64 KiB, against ~25 us more through the thread). Only
+        while the thread has nothing queued or running: MPI matches collectives by
+        issue order, so a request must never overtake a queued call.
+        """
+        return buf.nbytes <= _INLINE_BYTES and self._submitted == self._finished
+
     def _submit(self, op_type, call, outputs, op, numel_in, numel_out) -> Work:
         """Queue `call(comm)` for the communication thread; its Work waits on an Event.
 
@@ -233,6 +256,7 @@ class MPIEngine:
             self._thread.start()
         pending = ThreadOp()
         work = self._work(op_type, pending, outputs, op, numel_in, numel_out)
+        self._submitted += 1
         self._queue.put((call, pending))
         return work
 
@@ -247,6 +271,7 @@ class MPIEngine:
                 call(comm)
             except BaseException as err:     # noqa: BLE001 - reported by Work.wait
                 pending.error = err
+            self._finished += 1
             pending.event.set()
 
     def _work(self, op_type, pending, outputs, op, numel_in, numel_out, *,
