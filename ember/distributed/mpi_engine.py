@@ -97,6 +97,7 @@ class MPIEngine:
         self._thread: threading.Thread | None = None
         self._submitted = 0          # ops queued to the thread (issuing thread only)
         self._finished = 0           # ops the thread has returned from
+        self._requests_inflight: list[Work] = []
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
@@ -109,7 +110,15 @@ class MPIEngine:
         self._broken = repr(work)
 
     def progress(self) -> None:
-        """Nothing to drive: collectives progress on the communication thread."""
+        """Test the caller-issued requests once, so MPI moves them along.
+
+        Collectives on the thread progress by themselves; small ones issued as
+        nonblocking requests (see `_small_and_idle`) only move when tested. Only the
+        engine's own completion steps run here (copy-backs), never a Future's callbacks,
+        which may issue collectives and must run in program order.
+        """
+        self._requests_inflight = [w for w in self._requests_inflight
+                                   if not w.is_completed()]
 
     def free(self) -> None:
         """Stop the communication thread and free the communicator (unless an op hangs)."""
@@ -288,9 +297,14 @@ class MPIEngine:
             if keep:
                 keep.clear()
 
-        return Work(self, op_type, pending, seq=self._seq, numel_in=numel_in,
+        work = Work(self, op_type, pending, seq=self._seq, numel_in=numel_in,
                     numel_out=numel_out, finish=finish,
                     outputs=[s.tensor for s in outputs if s.tensor is not None])
+        if isinstance(pending, Requests):     # forget those their owners already waited
+            self._requests_inflight = [w for w in self._requests_inflight
+                                       if not w._completed]
+            self._requests_inflight.append(work)
+        return work
 
 
 def _displacements(counts) -> list[int]:

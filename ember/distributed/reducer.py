@@ -5,7 +5,8 @@ produces their gradients), into flat per-dtype buckets of at most `bucket_cap_mb
 (the first one 1 MiB, so communication starts early). A post-hook on each parameter's
 AccumulateGrad node copies the fresh gradient into its bucket slot; when a bucket's
 last gradient arrives, the bucket goes to the comm hook (default: average by
-all-reduce), which issues a nonblocking collective and returns a Future. Buckets are
+all-reduce), which issues an asynchronous collective (run by the group's communication
+thread, or as a nonblocking request for small buckets) and returns a Future. Buckets are
 launched strictly in index order, so every rank issues its collectives in the same
 order even when its gradients arrive in another. When the last bucket is launched the
 reducer waits for all of them and writes the averaged gradients back to `.grad`.
