@@ -57,6 +57,7 @@ from . import special  # noqa: E402
 from . import profiler  # noqa: E402 - ember.profiler, torch.profiler's API
 from . import library  # noqa: E402 - ember.library, torch.library's custom ops
 from . import backends  # noqa: E402
+from . import distributed, futures  # noqa: E402 - torch.distributed's API (mpi4py loads lazily)
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
 from .runtime.threads import set_num_threads, get_num_threads  # noqa: E402,F401

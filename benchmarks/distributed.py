@@ -1,0 +1,189 @@
+"""ember.distributed on one host: all-reduce bandwidth against raw mpi4py, DDP scaling.
+
+    python3 benchmarks/distributed.py [--quick] [--nprocs 1,2,4] [--save]
+
+For each process count the script relaunches itself through
+`python -m ember.distributed.run` (mpirun), and rank 0 reports JSON lines:
+- allreduce: float32 buffers from 4 KiB to 16 MiB (1 MiB with --quick); ember's
+  `dist.all_reduce` (nonblocking MPI request + polling Work.wait) against mpi4py's
+  blocking `comm.Allreduce(IN_PLACE, ...)` on the same array. Bus bandwidth uses
+  nccl-tests' formula: busbw = 2 (n - 1) / n * bytes / seconds. "of raw" is ember's
+  busbw / mpi4py's (target: >= 0.9).
+- ddp: training samples/s (all ranks together: world * batch / step time) of an MLP
+  (784-512-512-10) and a small CNN (2 conv + linear on 1x28x28), batch 32 per rank,
+  with the default all-reduce, fp16 compression and PowerSGD (rank 2), SGD steps.
+Timing is the median of `repeats` runs after `warmup`. On a small shared box the
+ranks fight for cores: read the numbers as relative, not as this engine's ceiling.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def median_time(fn, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --- worker side (inside an MPI job) -----------------------------------------------------
+def allreduce_rows(args) -> list[dict]:
+    import numpy as np
+    from mpi4py import MPI
+
+    import ember
+    import ember.distributed as dist
+    comm = MPI.COMM_WORLD.Dup()
+    n = dist.get_world_size()
+    top = 1 << (20 if args.quick else 24)
+    rows, size = [], 4096
+    while size <= top:
+        numel = size // 4
+        t = ember.ones(numel)
+        raw = np.ones(numel, np.float32)
+        ember_s = median_time(lambda: dist.all_reduce(t), args.warmup, args.repeats)
+        raw_s = median_time(lambda: comm.Allreduce(MPI.IN_PLACE, raw), args.warmup,
+                            args.repeats)
+        busbw = lambda s: 2 * (n - 1) / n * size / s / 1e9 if n > 1 else 0.0  # noqa: E731
+        rows.append({"kind": "allreduce", "world": n, "bytes": size, "ember_s": ember_s,
+                     "mpi4py_s": raw_s, "ember_busbw_GBps": busbw(ember_s),
+                     "mpi4py_busbw_GBps": busbw(raw_s),
+                     "of_raw": raw_s / ember_s})
+        size *= 4
+    comm.Free()
+    return rows
+
+
+def _models():
+    import ember.nn as nn
+    mlp = lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(),  # noqa: E731
+                                nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    cnn = lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),  # noqa: E731
+                                nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                                nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    return {"mlp": mlp, "cnn": cnn}
+
+
+def _hooks():
+    from ember.distributed.algorithms.ddp_comm_hooks import default_hooks
+    from ember.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powerSGD
+    return {
+        "allreduce": lambda: (None, None),
+        "fp16": lambda: (None, default_hooks.fp16_compress_hook),
+        "powerSGD": lambda: (powerSGD.PowerSGDState(None, matrix_approximation_rank=2,
+                                                    start_powerSGD_iter=2),
+                             powerSGD.powerSGD_hook),
+    }
+
+
+def ddp_rows(args) -> list[dict]:
+    import numpy as np
+
+    import ember
+    import ember.distributed as dist
+    import ember.nn.functional as F
+    from ember.nn.parallel import DistributedDataParallel as DDP
+    n, batch = dist.get_world_size(), 32
+    rng = np.random.default_rng(dist.get_rank())
+    x = ember.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
+    y = ember.tensor(rng.integers(0, 10, batch))
+    rows = []
+    for model_name, make in _models().items():
+        for hook_name, make_hook in _hooks().items():
+            ember.manual_seed(0)
+            model = DDP(make())
+            state, hook = make_hook()
+            if hook is not None:
+                model.register_comm_hook(state, hook)
+            opt = ember.optim.SGD(model.parameters(), lr=0.01)
+
+            def step():
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
+
+            seconds = median_time(step, args.warmup, args.repeats)
+            rows.append({"kind": "ddp", "world": n, "model": model_name, "hook": hook_name,
+                         "step_s": seconds, "samples_per_s": n * batch / seconds})
+    return rows
+
+
+def worker(args) -> None:
+    import ember.distributed as dist
+    dist.init_process_group("mpi")
+    rows = [] if args.only == "ddp" else allreduce_rows(args)
+    rows += [] if args.only == "allreduce" else ddp_rows(args)
+    if dist.get_rank() == 0:
+        for row in rows:
+            print("ROW " + json.dumps(row), flush=True)
+    dist.destroy_process_group()
+
+
+# --- driver side -------------------------------------------------------------------------
+def run_world(nproc: int, args) -> list[dict]:
+    cmd = [sys.executable, "-m", "ember.distributed.run", "--nproc-per-node", str(nproc),
+           __file__, "--worker", "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    if args.quick:
+        cmd.append("--quick")
+    if args.only:
+        cmd += ["--only", args.only]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"the {nproc}-process job failed:\n{out.stderr[-3000:]}")
+    return [json.loads(line[4:]) for line in out.stdout.splitlines() if line.startswith("ROW ")]
+
+
+def report(rows: list[dict]) -> None:
+    print(f"{'world':>5} {'bytes':>10} {'ember ms':>9} {'mpi4py ms':>9} "
+          f"{'ember GB/s':>10} {'mpi4py GB/s':>11} {'of raw':>6}")
+    for r in (r for r in rows if r["kind"] == "allreduce"):
+        print(f"{r['world']:>5} {r['bytes']:>10} {r['ember_s'] * 1e3:>9.3f} "
+              f"{r['mpi4py_s'] * 1e3:>9.3f} {r['ember_busbw_GBps']:>10.3f} "
+              f"{r['mpi4py_busbw_GBps']:>11.3f} {r['of_raw']:>6.2f}")
+    print(f"\n{'world':>5} {'model':>5} {'hook':>9} {'step ms':>8} {'samples/s':>9}")
+    for r in (r for r in rows if r["kind"] == "ddp"):
+        print(f"{r['world']:>5} {r['model']:>5} {r['hook']:>9} {r['step_s'] * 1e3:>8.2f} "
+              f"{r['samples_per_s']:>9.0f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="benchmark: distributed")
+    p.add_argument("--quick", action="store_true", help="up to 1 MiB; warmup 1, repeats 5")
+    p.add_argument("--nprocs", default="1,2,4")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--save", action="store_true",
+                   help="write benchmarks/results/distributed.json")
+    p.add_argument("--only", choices=("allreduce", "ddp"), default=None)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.quick and not args.worker:
+        args.warmup, args.repeats = 1, 5
+    if args.worker:
+        worker(args)
+        return
+    rows = [row for n in args.nprocs.split(",") for row in run_world(int(n), args)]
+    report(rows)
+    if args.save:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "distributed.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

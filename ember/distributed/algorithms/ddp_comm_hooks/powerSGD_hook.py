@@ -1,0 +1,197 @@
+"""PowerSGD gradient compression (Vogels et al., 2019) as a DDP comm hook.
+
+Each gradient of 2+ dims, viewed as an n x m matrix M, is replaced by a rank-r
+approximation computed by one step of power iteration shared by all ranks:
+    P = M Q            all-reduce P (sum), orthonormalize its columns
+    Q = M^T P          all-reduce Q, divide by the world size
+    M ~= P Q^T         the average of the ranks' M, projected on span(P)
+so the wire carries (n + m) r numbers instead of n m. Tensors that would not shrink by
+`min_compression_rate` (vectors, small matrices) are averaged uncompressed. With error
+feedback each rank adds what compression lost last time (M - P Q^T) to its next
+gradient, so the error does not accumulate; with warm start Q is kept between
+iterations, so one power step per iteration converges over time. The first
+`start_powerSGD_iter` iterations use the plain averaging all-reduce.
+
+The collectives for P and Q are issued from Future callbacks that run when DDP waits
+for the bucket: that happens in bucket order on every rank, so MPI matches them.
+Only the bucket's compressed tensors feed the error memory (PyTorch also stores the
+uncompressed tensors' local-minus-average, which sums to zero over the ranks).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import c10d
+from ....frontend.tensor import Tensor
+from .default_hooks import allreduce_hook
+
+
+class PowerSGDState:
+    """PowerSGD's hyperparameters and its memory across iterations (per bucket)."""
+
+    def __init__(self, process_group, matrix_approximation_rank: int = 1,
+                 start_powerSGD_iter: int = 1_000, min_compression_rate: float = 2,
+                 use_error_feedback: bool = True, warm_start: bool = True,
+                 orthogonalization_epsilon: float = 0, random_seed: int = 0,
+                 compression_stats_logging_frequency: int = 10_000,
+                 batch_tensors_with_same_shape: bool = False):
+        if (use_error_feedback or warm_start) and start_powerSGD_iter <= 1:
+            raise ValueError("Expect `start_powerSGD_iter` > 1 if `use_error_feedback` or "
+                             "`warm_start` is enabled, because PowerSGD can only be applied "
+                             "after the first two iterations in DDP.")
+        self.process_group = process_group
+        self.matrix_approximation_rank = matrix_approximation_rank
+        self.start_powerSGD_iter = start_powerSGD_iter
+        self.min_compression_rate = min_compression_rate
+        self.use_error_feedback = use_error_feedback
+        self.warm_start = warm_start
+        self.orthogonalization_epsilon = orthogonalization_epsilon
+        self.rng = np.random.RandomState(random_seed)   # same draws on every rank
+        self.compression_stats_logging_frequency = compression_stats_logging_frequency
+        self.batch_tensors_with_same_shape = batch_tensors_with_same_shape
+        self.error_dict: dict[int, np.ndarray] = {}
+        self.q_memory_dict: dict[int, list] = {}
+        self.iter = 0
+        self.total_numel_before_compression = 0
+        self.total_numel_after_compression = 0
+
+    def maybe_increase_iter(self, bucket) -> None:
+        if bucket.is_last():
+            self.iter += 1
+
+    def compression_stats(self) -> tuple[float, int, int]:
+        """(compression rate, numel before, numel after), over all compressed iterations."""
+        before, after = self.total_numel_before_compression, self.total_numel_after_compression
+        return (before / after if after else 0.0), before, after
+
+
+def _should_compress(rows: int, cols: int, rank: int, min_rate: float) -> bool:
+    return (rows + cols) * rank * min_rate < rows * cols
+
+
+def _orthonormalize(matrix: np.ndarray, epsilon: float) -> None:
+    """Modified Gram-Schmidt on the columns, in place.
+
+    Done in float64: P = M Q is often ill-conditioned, and float32 Gram-Schmidt then
+    loses orthogonality (P P^T far from a projection), which no error feedback repairs.
+    """
+    work = matrix.astype(np.float64)
+    for i in range(work.shape[1]):
+        col = work[:, i]
+        norm = float(np.linalg.norm(col))
+        if norm + epsilon > 0:
+            col /= norm + epsilon
+        if i + 1 < work.shape[1]:
+            rest = work[:, i + 1:]
+            rest -= np.outer(col, col @ rest)
+    matrix[...] = work
+
+
+def powerSGD_hook(state: PowerSGDState, bucket):
+    """Average the bucket with rank-r PowerSGD compression; returns Future[Tensor]."""
+    pg = state.process_group
+    if state.iter < state.start_powerSGD_iter:
+        state.maybe_increase_iter(bucket)
+        return allreduce_hook(pg, bucket)
+    world = c10d.get_world_size(pg)
+    buffer = bucket.buffer()
+    flat = buffer._array.reshape(-1)
+    index = bucket.index()
+    if state.use_error_feedback:
+        if index in state.error_dict:
+            flat += state.error_dict[index]
+        local = flat.copy()
+    matrices, plain = _split(state, bucket)
+    state.total_numel_before_compression += sum(m.size for m in matrices)
+    state.total_numel_after_compression += sum(
+        (m.shape[0] + m.shape[1]) * _rank_of(state, m) for m in matrices)
+    plain_buf = np.concatenate([t.reshape(-1) for t in plain]) if plain else \
+        np.zeros(0, flat.dtype)
+    plain_buf /= world
+    plain_work = c10d.all_reduce(Tensor._adopt(plain_buf), group=pg, async_op=True)
+    qs = _initial_qs(state, index, matrices)
+    ps = [m @ q for m, q in zip(matrices, qs)]
+    p_flat = _pack(ps, flat.dtype)
+    p_work = c10d.all_reduce(Tensor._adopt(p_flat), group=pg, async_op=True)
+
+    def compute_qs(fut):
+        ps_sum = _unpack(p_flat, [p.shape for p in ps])
+        for p in ps_sum:
+            _orthonormalize(p, state.orthogonalization_epsilon)
+        new_qs = [m.T @ p for m, p in zip(matrices, ps_sum)]
+        q_flat = _pack(new_qs, flat.dtype)
+        c10d.all_reduce(Tensor._adopt(q_flat), group=pg)
+        return ps_sum, _unpack(q_flat / world, [q.shape for q in new_qs])
+
+    def decompress(fut):
+        ps_sum, qs_avg = fut.value()
+        for m, p, q in zip(matrices, ps_sum, qs_avg):
+            np.matmul(p, q.T, out=m)
+        plain_work.wait()
+        start = 0
+        for t in plain:
+            t.reshape(-1)[...] = plain_buf[start:start + t.size]
+            start += t.size
+        if state.use_error_feedback:
+            state.error_dict[index] = local - flat
+            for t in plain:      # uncompressed tensors lost nothing
+                state.error_dict[index][_offset_in(flat, t):_offset_in(flat, t) + t.size] = 0
+        state.q_memory_dict[index] = [q.copy() for q in qs_avg] if state.warm_start else None
+        state.maybe_increase_iter(bucket)
+        return buffer
+
+    return p_work.get_future().then(compute_qs).then(decompress)
+
+
+def _rank_of(state, matrix) -> int:
+    return min(matrix.shape[0], matrix.shape[1], state.matrix_approximation_rank)
+
+
+def _split(state, bucket) -> tuple[list, list]:
+    """The bucket's gradients as (n x m matrix views to compress, arrays sent as they are)."""
+    matrices, plain = [], []
+    for grad in bucket.gradients():
+        arr = grad._array
+        if arr.ndim > 1:
+            m = arr.reshape(arr.shape[0], -1)
+            if _should_compress(m.shape[0], m.shape[1], _rank_of(state, m),
+                                state.min_compression_rate):
+                matrices.append(m)
+                continue
+        plain.append(arr)
+    return matrices, plain
+
+
+def _initial_qs(state, index, matrices) -> list:
+    kept = state.q_memory_dict.get(index) if state.warm_start else None
+    if kept is not None and [q.shape for q in kept] == \
+            [(m.shape[1], _rank_of(state, m)) for m in matrices]:
+        return kept
+    seed = state.rng.randint(1_000_000_000)
+    gen = np.random.default_rng(seed)
+    qs = []
+    for m in matrices:
+        q = gen.standard_normal((m.shape[1], _rank_of(state, m))).astype(m.dtype)
+        _orthonormalize(q, state.orthogonalization_epsilon)
+        qs.append(q)
+    return qs
+
+
+def _pack(arrays, dtype) -> np.ndarray:
+    if not arrays:
+        return np.zeros(0, dtype)
+    return np.concatenate([a.reshape(-1) for a in arrays]).astype(dtype, copy=False)
+
+
+def _unpack(flat, shapes) -> list:
+    out, start = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        out.append(flat[start:start + n].reshape(shape).copy())
+        start += n
+    return out
+
+
+def _offset_in(flat: np.ndarray, view: np.ndarray) -> int:
+    return (view.__array_interface__["data"][0] - flat.__array_interface__["data"][0]) \
+        // flat.itemsize

@@ -1,0 +1,535 @@
+"""torch.distributed's process-group API (c10d), over ember's communication engines.
+
+The default group spans every process of the job; `new_group` makes sub-groups. Ranks
+in arguments (src, dst) are global ranks, as in PyTorch; `group_src`/`group_dst` are
+ranks inside the group. Each function issues its operation to the group's engine and
+either waits for it (raising a timeout error that names the rank and the operation) or,
+with `async_op=True`, returns the `Work` handle.
+
+Engines: "mpi" (Open MPI or MPICH through mpi4py) for CPU tensors. "gloo" is accepted
+as a name for the same CPU engine, since PyTorch scripts ask for it; "nccl" is not
+built yet and says so.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+import numpy as np
+
+from .errors import DistError
+from .mpi_engine import MPIEngine, mpi
+from .reduce_op import ReduceOp
+
+default_pg_timeout = datetime.timedelta(minutes=30)
+_CPU_BACKENDS = ("mpi", "gloo")
+
+
+class ProcessGroup:
+    """A set of ranks that communicate; `rank()`/`size()` are positions inside it."""
+
+    def __init__(self, engine: MPIEngine, backend: str, group_name: str):
+        self._engine = engine
+        self._backend = backend
+        self.group_name = group_name
+
+    def rank(self) -> int:
+        return self._engine.rank
+
+    def size(self) -> int:
+        return self._engine.size
+
+    def name(self) -> str:
+        return self._backend
+
+    def __repr__(self) -> str:
+        return f"ProcessGroup(backend={self._backend!r}, rank={self.rank()}, size={self.size()})"
+
+
+class GroupMember:
+    WORLD: ProcessGroup | None = None
+    NON_GROUP_MEMBER = object()
+
+
+class group:
+    """`dist.group.WORLD`, the default group (None before init_process_group)."""
+    WORLD: ProcessGroup | None = None
+
+
+class _State:
+    default: ProcessGroup | None = None
+    groups: list[ProcessGroup] = []
+    init_method: str | None = None
+
+
+# --- initialization ----------------------------------------------------------------------
+def is_available() -> bool:
+    return True
+
+
+def is_mpi_available() -> bool:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def is_nccl_available() -> bool:
+    return False
+
+
+def is_gloo_available() -> bool:
+    return False
+
+
+def is_initialized() -> bool:
+    return _State.default is not None
+
+
+def init_process_group(backend: str | None = None, init_method: str | None = None,
+                       timeout: datetime.timedelta | None = None, world_size: int = -1,
+                       rank: int = -1, store=None, group_name: str = "", pg_options=None,
+                       device_id=None) -> None:
+    """Join the job's default process group (the processes mpirun started)."""
+    if _State.default is not None:
+        raise ValueError("trying to initialize the default process group twice!")
+    backend = _check_backend(backend)
+    _check_init_method(init_method, store)
+    MPI = mpi()
+    if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        # collectives run on a communication thread while the caller may send/recv
+        raise DistError("the mpi backend needs an MPI library initialized with "
+                        "MPI_THREAD_MULTIPLE; this one gives thread level "
+                        f"{MPI.Query_thread()} (do not set mpi4py.rc.threads=False or "
+                        "thread_level below 'multiple')")
+    world = MPI.COMM_WORLD
+    rank, world_size = _rank_and_size(rank, world_size, init_method)
+    if world_size not in (-1, world.Get_size()) or rank not in (-1, world.Get_rank()):
+        raise DistError(
+            f"init_process_group: rank={rank}, world_size={world_size} do not match the MPI "
+            f"job this process belongs to (rank {world.Get_rank()} of {world.Get_size()}); "
+            "start the processes with `python -m ember.distributed.run --nproc-per-node N "
+            "script.py` (or mpirun)")
+    timeout_s = (timeout or default_pg_timeout).total_seconds()
+    # a private communicator, so user MPI traffic on COMM_WORLD never matches ours
+    engine = MPIEngine(world.Dup(), list(range(world.Get_size())), timeout_s, world.Get_rank())
+    pg = ProcessGroup(engine, backend, group_name or "default_pg")
+    _State.default = pg
+    _State.groups = [pg]
+    _State.init_method = init_method or "env://"
+    group.WORLD = GroupMember.WORLD = pg
+
+
+def _check_backend(backend) -> str:
+    name = "mpi" if backend is None else str(backend).lower()
+    if name in _CPU_BACKENDS:
+        return "mpi"
+    if name == "nccl" or name.startswith("cpu:") or name.startswith("cuda:"):
+        raise DistError(f"backend {backend!r} is not available in ember yet: only the CPU "
+                        "engine 'mpi' is built (use backend='mpi')")
+    raise ValueError(f"Invalid backend: '{backend}'; ember.distributed supports 'mpi' "
+                     "(and 'gloo' as a name for it)")
+
+
+def _check_init_method(init_method, store) -> None:
+    """MPI finds its peers itself; the rendezvous URL is checked for form only."""
+    if store is not None and init_method is not None:
+        raise ValueError("Cannot specify both init_method and store.")
+    if init_method is None:
+        return
+    if not init_method.startswith(("env://", "tcp://", "file://")):
+        raise ValueError(f"init_method {init_method!r}: expected an 'env://', 'tcp://host:port' "
+                         "or 'file://path' URL")
+
+
+def _rank_and_size(rank: int, world_size: int, init_method) -> tuple[int, int]:
+    if init_method in (None, "env://"):
+        if rank == -1 and "RANK" in os.environ:
+            rank = int(os.environ["RANK"])
+        if world_size == -1 and "WORLD_SIZE" in os.environ:
+            world_size = int(os.environ["WORLD_SIZE"])
+    return rank, world_size
+
+
+def destroy_process_group(group: ProcessGroup | None = None) -> None:
+    """Free a group's communicator; with no argument, every group and the default one."""
+    if group is None or group is _State.default:
+        _require_init("destroy_process_group")
+        for pg in _State.groups:
+            pg._engine.free()
+        _State.default, _State.groups = None, []
+        globals()["group"].WORLD = GroupMember.WORLD = None
+        return
+    group._engine.free()
+    _State.groups.remove(group)
+
+
+def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
+              use_local_synchronization: bool = False, group_desc=None, device_id=None):
+    """A sub-group of `ranks` (global ranks). Every process of the job must call it."""
+    world = _require_init("new_group")
+    size = world.size()
+    ranks = list(range(size)) if ranks is None else sorted(int(r) for r in ranks)
+    bad = [r for r in ranks if not 0 <= r < size]
+    if bad or len(set(ranks)) != len(ranks):
+        raise ValueError(f"new_group: ranks {ranks} must be distinct global ranks in "
+                         f"[0, {size})")
+    backend = _check_backend(backend)
+    wcomm = world._engine.comm
+    comm = wcomm.Create(wcomm.Get_group().Incl(ranks))      # collective over the world
+    if comm == mpi().COMM_NULL:
+        return GroupMember.NON_GROUP_MEMBER
+    timeout_s = world._engine.timeout_s if timeout is None else timeout.total_seconds()
+    engine = MPIEngine(comm, ranks, timeout_s, world.rank())
+    pg = ProcessGroup(engine, backend, group_desc or f"group_{len(_State.groups)}")
+    _State.groups.append(pg)
+    return pg
+
+
+# --- queries -----------------------------------------------------------------------------
+def get_rank(group: ProcessGroup | None = None) -> int:
+    if group is GroupMember.NON_GROUP_MEMBER:
+        return -1
+    return _group(group, "get_rank").rank()
+
+
+def get_world_size(group: ProcessGroup | None = None) -> int:
+    if group is GroupMember.NON_GROUP_MEMBER:
+        return -1
+    return _group(group, "get_world_size").size()
+
+
+def get_backend(group: ProcessGroup | None = None) -> str:
+    return _group(group, "get_backend").name()
+
+
+def get_process_group_ranks(group: ProcessGroup | None) -> list[int]:
+    return list(_group(group, "get_process_group_ranks")._engine.global_ranks)
+
+
+def get_global_rank(group: ProcessGroup, group_rank: int) -> int:
+    ranks = get_process_group_ranks(group)
+    if not 0 <= group_rank < len(ranks):
+        raise ValueError(f"Group rank {group_rank} is not part of group {ranks}")
+    return ranks[group_rank]
+
+
+def get_group_rank(group: ProcessGroup, global_rank: int) -> int:
+    ranks = get_process_group_ranks(group)
+    if global_rank not in ranks:
+        raise ValueError(f"Global rank {global_rank} is not part of group {ranks}")
+    return ranks.index(global_rank)
+
+
+def _require_init(fn: str) -> ProcessGroup:
+    if _State.default is None:
+        raise ValueError("Default process group has not been initialized, please make sure "
+                         "to call init_process_group.")
+    return _State.default
+
+
+def _group(pg, fn: str) -> ProcessGroup:
+    default = _require_init(fn)
+    return default if pg is None else pg
+
+
+def _engine(pg, fn: str) -> MPIEngine | None:
+    """The group's engine, or None where this rank is not a member (nothing to do)."""
+    if pg is GroupMember.NON_GROUP_MEMBER:
+        return None
+    return _group(pg, fn)._engine
+
+
+def _finish(work, async_op: bool):
+    if async_op:
+        return work
+    work.wait()
+    return None
+
+
+def _group_peer(engine: MPIEngine, fn: str, peer, group_peer, name: str):
+    """A peer's rank inside the group, from its global rank or its group rank."""
+    if peer is not None and group_peer is not None:
+        raise ValueError(f"{fn}: pass {name} or group_{name}, not both")
+    if group_peer is not None:
+        return int(group_peer)
+    if peer is None:
+        return None
+    if peer not in engine.global_ranks:
+        raise ValueError(f"{fn}: {name}={peer} is not a rank of the group "
+                         f"{engine.global_ranks}")
+    return engine.global_ranks.index(peer)
+
+
+# --- collectives -------------------------------------------------------------------------
+def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
+    engine = _engine(group, "all_reduce")
+    if engine is None:
+        return None
+    return _finish(engine.allreduce(tensor, _op(op)), async_op)
+
+
+def reduce(tensor, dst=None, op=ReduceOp.SUM, group=None, async_op: bool = False,
+           group_dst=None):
+    engine = _engine(group, "reduce")
+    if engine is None:
+        return None
+    root = _root(engine, "reduce", dst, group_dst, "dst")
+    return _finish(engine.reduce(tensor, root, _op(op)), async_op)
+
+
+def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=None):
+    engine = _engine(group, "broadcast")
+    if engine is None:
+        return None
+    root = _root(engine, "broadcast", src, group_src, "src")
+    return _finish(engine.broadcast(tensor, root), async_op)
+
+
+def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bool = False):
+    engine = _engine(group, "all_gather_into_tensor")
+    if engine is None:
+        return None
+    _check_same_dtype("all_gather_into_tensor", output_tensor, input_tensor)
+    if output_tensor.numel() != input_tensor.numel() * engine.size:
+        raise ValueError("all_gather_into_tensor: output tensor size must be equal to "
+                         f"world_size ({engine.size}) times input tensor size; got "
+                         f"{list(output_tensor.shape)} and {list(input_tensor.shape)}")
+    out = engine.stage(output_tensor, "all_gather_into_tensor", read=False)
+    return _finish(engine.allgather(out, input_tensor), async_op)
+
+
+def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
+    engine = _engine(group, "all_gather")
+    if engine is None:
+        return None
+    _check_list("all_gather", tensor_list, engine.size, tensor)
+    flat = engine.stage_array(np.empty((engine.size,) + tuple(tensor.shape),
+                                       _wire_dtype(tensor)))
+    work = engine.allgather(flat, tensor)
+    return _finish(_then_scatter_into(work, flat.buf, tensor_list), async_op)
+
+
+def gather(tensor, gather_list=None, dst=None, group=None, async_op: bool = False,
+           group_dst=None):
+    engine = _engine(group, "gather")
+    if engine is None:
+        return None
+    root = _root(engine, "gather", dst, group_dst, "dst")
+    if engine.rank != root:
+        return _finish(engine.gather(None, tensor, root), async_op)
+    _check_list("gather", gather_list, engine.size, tensor)
+    flat = engine.stage_array(np.empty((engine.size,) + tuple(tensor.shape),
+                                       _wire_dtype(tensor)))
+    work = engine.gather(flat, tensor, root)
+    return _finish(_then_scatter_into(work, flat.buf, gather_list), async_op)
+
+
+def scatter(tensor, scatter_list=None, src=None, group=None, async_op: bool = False,
+            group_src=None):
+    engine = _engine(group, "scatter")
+    if engine is None:
+        return None
+    root = _root(engine, "scatter", src, group_src, "src")
+    flat = None
+    if engine.rank == root:
+        _check_list("scatter", scatter_list, engine.size, tensor)
+        flat = engine.stage_array(_stack(scatter_list, tensor))
+    return _finish(engine.scatter(tensor, flat, root), async_op)
+
+
+def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: bool = False):
+    engine = _engine(group, "reduce_scatter_tensor")
+    if engine is None:
+        return None
+    _check_same_dtype("reduce_scatter_tensor", output, input)
+    if input.numel() != output.numel() * engine.size:
+        raise ValueError("reduce_scatter_tensor: input tensor size must be equal to "
+                         f"world_size ({engine.size}) times output tensor size; got "
+                         f"{list(input.shape)} and {list(output.shape)}")
+    flat = engine.stage(input, "reduce_scatter_tensor")
+    return _finish(engine.reduce_scatter(output, flat, _op(op)), async_op)
+
+
+def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bool = False):
+    engine = _engine(group, "reduce_scatter")
+    if engine is None:
+        return None
+    _check_list("reduce_scatter", input_list, engine.size, output)
+    flat = engine.stage_array(_stack(input_list, output))
+    return _finish(engine.reduce_scatter(output, flat, _op(op)), async_op)
+
+
+def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=None,
+                      group=None, async_op: bool = False):
+    engine = _engine(group, "all_to_all_single")
+    if engine is None:
+        return None
+    _check_same_dtype("all_to_all_single", output, input)
+    in_counts = _split_counts("all_to_all_single", input, input_split_sizes, engine.size)
+    out_counts = _split_counts("all_to_all_single", output, output_split_sizes, engine.size)
+    src = engine.stage(input, "all_to_all_single")
+    dst = engine.stage(output, "all_to_all_single", read=False)
+    return _finish(engine.alltoallv(dst, out_counts, src, in_counts), async_op)
+
+
+def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool = False):
+    engine = _engine(group, "all_to_all")
+    if engine is None:
+        return None
+    for name, lst in (("output_tensor_list", output_tensor_list),
+                      ("input_tensor_list", input_tensor_list)):
+        if len(lst) != engine.size:
+            raise ValueError(f"all_to_all: {name} must hold world_size ({engine.size}) "
+                             f"tensors, got {len(lst)}")
+    dtype = _wire_dtype(input_tensor_list[0])
+    src = engine.stage_array(np.concatenate([_wire(t, dtype).reshape(-1)
+                                             for t in input_tensor_list]))
+    dst = engine.stage_array(np.empty(sum(t.numel() for t in output_tensor_list), dtype))
+    work = engine.alltoallv(dst, [t.numel() for t in output_tensor_list], src,
+                            [t.numel() for t in input_tensor_list])
+    return _finish(_then_scatter_into(work, dst.buf, output_tensor_list), async_op)
+
+
+def barrier(group=None, async_op: bool = False, device_ids=None, timeout=None):
+    engine = _engine(group, "barrier")
+    if engine is None:
+        return None
+    work = engine.barrier()
+    if async_op:
+        return work
+    work.wait(timeout)
+    return None
+
+
+# --- point to point ----------------------------------------------------------------------
+def isend(tensor, dst=None, group=None, tag: int = 0, group_dst=None):
+    engine = _engine(group, "isend")
+    if engine is None:
+        return None
+    peer = _group_peer(engine, "isend", dst, group_dst, "dst")
+    if peer is None:
+        raise ValueError("isend: dst (or group_dst) is required")
+    return engine.send(tensor, peer, tag)
+
+
+def irecv(tensor, src=None, group=None, tag: int = 0, group_src=None):
+    engine = _engine(group, "irecv")
+    if engine is None:
+        return None
+    peer = _group_peer(engine, "irecv", src, group_src, "src")
+    return engine.recv(tensor, peer, tag)
+
+
+def send(tensor, dst=None, group=None, tag: int = 0, group_dst=None) -> None:
+    work = isend(tensor, dst, group, tag, group_dst)
+    if work is not None:
+        work.wait()
+
+
+def recv(tensor, src=None, group=None, tag: int = 0, group_src=None) -> int:
+    """Receive into `tensor`; returns the global rank it came from (any rank if src=None)."""
+    work = irecv(tensor, src, group, tag, group_src)
+    if work is None:
+        return -1
+    work.wait()
+    return work.source_rank()
+
+
+class P2POp:
+    """torch.distributed.P2POp: one isend or irecv for batch_isend_irecv."""
+
+    def __init__(self, op, tensor, peer=None, group=None, tag: int = 0, group_peer=None):
+        if op not in (isend, irecv):
+            raise ValueError("Invalid ``op``. Expected ``op`` to be of type "
+                             "``ember.distributed.isend`` or ``ember.distributed.irecv``.")
+        self.op, self.tensor, self.peer, self.group, self.tag = op, tensor, peer, group, tag
+        self.group_peer = group_peer
+
+
+def batch_isend_irecv(p2p_op_list: list) -> list:
+    """Issue every op of the list (nonblocking, so their order cannot deadlock)."""
+    if not p2p_op_list or not all(isinstance(p, P2POp) for p in p2p_op_list):
+        raise ValueError("Invalid ``p2p_op_list``. Each op is expected to to be of type "
+                         "``ember.distributed.P2POp``.")
+    return [p.op(p.tensor, p.peer, p.group, p.tag, p.group_peer) for p in p2p_op_list]
+
+
+# --- argument checks and list staging ----------------------------------------------------
+def _op(op) -> ReduceOp:
+    if not isinstance(op, ReduceOp):
+        raise TypeError(f"op must be an ember.distributed.ReduceOp, got {op!r}")
+    return op
+
+
+def _root(engine, fn, peer, group_peer, name) -> int:
+    root = _group_peer(engine, fn, peer, group_peer, name)
+    if root is None:
+        raise ValueError(f"{fn}: {name} (or group_{name}) is required")
+    if not 0 <= root < engine.size:
+        raise ValueError(f"{fn}: group_{name}={root} is outside the group of size "
+                         f"{engine.size}")
+    return root
+
+
+def _check_same_dtype(fn, a, b) -> None:
+    if a.dtype != b.dtype:
+        raise TypeError(f"{fn}: output and input must have the same dtype, got {a.dtype} "
+                        f"and {b.dtype}")
+
+
+def _check_list(fn, tensors, size, like) -> None:
+    if tensors is None or len(tensors) != size:
+        got = "None" if tensors is None else len(tensors)
+        raise ValueError(f"{fn}: the tensor list must hold world_size ({size}) tensors, "
+                         f"got {got}")
+    for t in tensors:
+        if tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
+            raise ValueError(f"{fn}: every tensor of the list must match {list(like.shape)} "
+                             f"{like.dtype}, got {list(t.shape)} {t.dtype} (uneven sizes are "
+                             "not supported by the mpi backend)")
+
+
+def _wire_dtype(tensor):
+    from ..ir import dtypes
+    return np.dtype(np.float32) if tensor.dtype == dtypes.bfloat16 else tensor._array.dtype
+
+
+def _wire(tensor, dtype) -> np.ndarray:
+    return np.asarray(tensor._array, dtype=dtype)
+
+
+def _stack(tensors, like) -> np.ndarray:
+    dtype = _wire_dtype(like)
+    return np.ascontiguousarray(np.stack([_wire(t, dtype) for t in tensors]))
+
+
+def _split_counts(fn, tensor, splits, size) -> list[int]:
+    rows = tensor.shape[0] if tensor.ndim else 1
+    row_numel = tensor.numel() // rows if rows else 0
+    if splits is None:
+        if rows % size:
+            raise ValueError(f"{fn}: dim 0 ({rows}) must divide evenly by world_size "
+                             f"({size}) when no split sizes are given")
+        return [rows // size * row_numel] * size
+    splits = [int(s) for s in splits]
+    if len(splits) != size or sum(splits) != rows:
+        raise ValueError(f"{fn}: split sizes {splits} must have world_size ({size}) entries "
+                         f"summing to dim 0 ({rows})")
+    return [s * row_numel for s in splits]
+
+
+def _then_scatter_into(work, flat: np.ndarray, tensors):
+    """When `work` completes, copy consecutive pieces of `flat` into `tensors`."""
+    def scatter_pieces():
+        start = 0
+        for t in tensors:
+            n = t.numel()
+            np.copyto(t._array, flat.reshape(-1)[start:start + n].reshape(t._array.shape),
+                      casting="unsafe")
+            t._bump_version()
+            start += n
+
+    work.then_on_completion(scatter_pieces, tensors)
+    return work

@@ -1,0 +1,144 @@
+"""Single-process tests of ember.distributed's pieces: no MPI job is started."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch.utils.data.distributed as torch_dist_data
+
+import ember
+import ember.distributed as dist
+from ember.distributed import run
+from ember.distributed.errors import DistBackendError
+from ember.distributed.reducer import assign_buckets
+from ember.distributed.work import Requests, ThreadOp, Work
+from ember.futures import Future
+
+
+@pytest.mark.parametrize("n,replicas,drop_last", [(10, 3, False), (10, 3, True), (2, 4, False),
+                                                   (9, 3, True)])
+def test_sampler_shards_match_torch_without_shuffle(n, replicas, drop_last):
+    data = list(range(n))
+    for rank in range(replicas):
+        ours = dist.DistributedSampler(data, replicas, rank, shuffle=False, drop_last=drop_last)
+        theirs = torch_dist_data.DistributedSampler(data, replicas, rank, shuffle=False,
+                                                    drop_last=drop_last)
+        assert list(ours) == list(theirs) and len(ours) == len(theirs)
+
+
+def test_sampler_shuffle_depends_on_epoch_and_covers_the_data():
+    shards = [dist.DistributedSampler(range(11), 2, r, seed=4) for r in range(2)]
+    first = [list(s) for s in shards]
+    for s in shards:
+        s.set_epoch(1)
+    second = [list(s) for s in shards]
+    assert first != second
+    assert set(first[0] + first[1]) == set(range(11))
+
+
+def test_sampler_rejects_a_bad_rank():
+    with pytest.raises(ValueError, match="Invalid rank 3"):
+        dist.DistributedSampler(range(4), num_replicas=2, rank=3)
+
+
+class _Engine:
+    timeout_s, global_rank, broken = 0.05, 3, None
+
+    def mark_broken(self, work):
+        self.broken = work
+
+
+def test_work_timeout_names_rank_and_op():
+    """A collective whose peers never join (its event is never set) times out."""
+    engine = _Engine()
+    work = Work(engine, "ALLREDUCE", ThreadOp(), seq=7, numel_in=4, numel_out=4)
+    assert not work.is_completed()
+    with pytest.raises(DistBackendError, match=r"\[Rank 3\] Watchdog caught collective "
+                       r"operation timeout: WorkMPI\(SeqNum=7, OpType=ALLREDUCE"):
+        work.wait()
+    assert engine.broken is work
+
+
+def test_requests_time_out_too():
+    never = Requests(["request"], test=lambda requests, statuses: False)
+    work = Work(_Engine(), "RECV", never, seq=1)
+    with pytest.raises(DistBackendError, match="OpType=RECV"):
+        work.wait(timeout=0.02)
+
+
+def test_failed_call_raises_naming_the_op():
+    op = ThreadOp()
+    op.error = RuntimeError("MPI_ERR_TRUNCATE: message truncated")
+    op.event.set()
+    work = Work(_Engine(), "BROADCAST", op, seq=2)
+    with pytest.raises(DistBackendError, match="OpType=BROADCAST.*MPI_ERR_TRUNCATE"):
+        work.wait()
+
+
+def test_future_then_chains_and_waits_once():
+    calls = []
+    fut = Future(waiter=lambda: calls.append(1) or 5)
+    doubled = fut.then(lambda f: f.value() * 2)
+    assert doubled.wait() == 10 and fut.value() == 5 and calls == [1]
+    done = Future()
+    done.set_result(3)
+    assert done.then(lambda f: f.value() + 1).wait() == 4
+
+
+def test_buckets_respect_caps_dtypes_and_reverse_order():
+    params = [ember.zeros(100), ember.zeros(100), ember.zeros(10, dtype=ember.float64),
+              ember.zeros(300)]
+    buckets = assign_buckets(params, cap_bytes=800, first_cap_bytes=1200)
+    # reversed: p3 fills the first float32 bucket (1200 B cap), p2 is float64, then
+    # p1 + p0 share the next float32 bucket (800 B cap)
+    assert [[id(p) for p in b] for b in buckets] == \
+        [[id(params[3])], [id(params[2])], [id(params[1]), id(params[0])]]
+
+
+def test_launcher_command_has_torchrun_environment_and_abort_on_error(monkeypatch):
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: True)
+    args = run._parser().parse_args(["--nproc-per-node", "3", "--master-port", "1234",
+                                     "train.py", "--lr", "0.1"])
+    env = run._job_environment(args)
+    cmd = run.build_command(args, "/x/mpirun", env)
+    assert cmd[:3] == ["/x/mpirun", "-n", "3"] and "--oversubscribe" in cmd
+    assert env["MASTER_PORT"] == "1234" and "MASTER_PORT" in cmd
+    assert cmd[-7:] == ["-m", "mpi4py", "-m", "ember.distributed._worker", "train.py",
+                        "--lr", "0.1"]
+
+
+def test_launcher_refuses_nodes_without_hostfile(monkeypatch):
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: True)
+    args = run._parser().parse_args(["--nnodes", "2", "train.py"])
+    with pytest.raises(SystemExit, match="--hostfile"):
+        run.build_command(args, "/x/mpirun", {})
+
+
+def test_queries_before_init_raise_like_torch():
+    assert not dist.is_initialized()
+    with pytest.raises(ValueError, match="Default process group has not been initialized"):
+        dist.get_rank()
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="Invalid backend"):
+        dist.c10d._check_backend("carrier-pigeon")
+    with pytest.raises(dist.DistError, match="nccl"):
+        dist.c10d._check_backend("nccl")
+
+
+def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, capsys):
+    attempts = []
+
+    def fake_call(cmd, env):
+        attempts.append(env["TORCHELASTIC_RESTART_COUNT"])
+        return 1 if len(attempts) < 3 else 0
+
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: True)
+    monkeypatch.setattr(run.subprocess, "call", fake_call)
+    assert run.main(["--mpirun", "/x/mpirun", "--max-restarts", "5", "train.py"]) == 0
+    assert attempts == ["0", "1", "2"]
+    assert "restarting (4 restarts left)" in capsys.readouterr().err
+    attempts.clear()
+    monkeypatch.setattr(run.subprocess, "call", lambda cmd, env: attempts.append(1) or 7)
+    assert run.main(["--mpirun", "/x/mpirun", "--max-restarts", "1", "train.py"]) == 7
+    assert len(attempts) == 2
