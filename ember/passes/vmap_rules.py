@@ -104,6 +104,11 @@ for _name in ("softmax", "log_softmax", "cumsum", "cumprod", "cummax", "cummin",
               "swapdims", "movedim", "diagonal", "unflatten", "kthvalue"):
     RULES[_name] = _dims
 
+# quantization (ir/ops/quantize.py): per-tensor ones are elementwise
+for _name in ("quantize_per_tensor", "dequantize", "fake_quantize_per_tensor_affine",
+              "_fake_quantize_per_tensor_mask"):
+    RULES[_name] = unary_rule
+
 # Ops batched by `loop_rule` (one op per example, stacked): no faster rule written yet.
 LOOPED = {
     "max_pool_gather": "internal pooling helper; indices address the flat example",
@@ -112,6 +117,9 @@ LOOPED = {
     "linalg_lstsq": "its residuals output is empty or not depending on the batch rank",
     "linalg_tensorinv": "it splits the example's dims at `ind`; no leading batch dims",
     "linalg_tensorsolve": "it splits the example's dims by B's rank; no leading batch dims",
+    "quantize_per_channel": "its `axis` would need shifting past the batch dim",
+    "fake_quantize_per_channel_affine": "its `axis` would need shifting past the batch dim",
+    "_fake_quantize_per_channel_mask": "its `axis` would need shifting past the batch dim",
 }
 
 
