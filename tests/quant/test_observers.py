@@ -139,3 +139,34 @@ def test_observer_state_and_with_args():
     assert set(obs.state_dict()) == {"eps", "min_val", "max_val"}
     assert obs.dtype is ember.qint8
     assert repr(obs) == "MinMaxObserver(min_val=-1.0, max_val=2.0)"
+
+
+HISTOGRAM_CASES = [{}, {"reduce_range": True},
+                   {"dtype": torch.qint8, "qscheme": torch.per_tensor_symmetric},
+                   {"quant_min": 0, "quant_max": 63}]
+
+
+@pytest.mark.parametrize("kwargs", HISTOGRAM_CASES, ids=str)
+def test_histogram_observer_matches_torch(rng, kwargs):
+    """One batch, then batches that widen the range (the old histogram is re-binned)."""
+    e_obs = EO.HistogramObserver(**ember_kwargs(kwargs))
+    t_obs = TO.HistogramObserver(**kwargs)
+    for i in range(3):
+        b = (rng.standard_normal((6, 40)) * (1 + i) + rng.uniform(-1, 1)).astype(np.float32)
+        if i == 1:
+            b = np.maximum(b, 0)         # a ReLU-like batch: mass piled at zero
+        e_obs(ember.tensor(b))
+        t_obs(torch.from_numpy(b))
+        np.testing.assert_array_equal(e_obs.histogram.numpy(), t_obs.histogram.numpy())
+        assert float(e_obs.min_val) == float(t_obs.min_val)
+        assert float(e_obs.max_val) == float(t_obs.max_val)
+        assert_same_qparams(e_obs, t_obs)
+
+
+def test_histogram_observer_constant_input():
+    e_obs, t_obs = EO.HistogramObserver(), TO.HistogramObserver()
+    for v in (2.0, 3.0):
+        e_obs(ember.full((5,), v))
+        t_obs(torch.full((5,), v))
+    np.testing.assert_array_equal(e_obs.histogram.numpy(), t_obs.histogram.numpy())
+    assert_same_qparams(e_obs, t_obs)

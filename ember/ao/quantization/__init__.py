@@ -8,4 +8,4 @@ from .observer import *  # noqa: F401,F403
 from .observer import (ObserverBase, UniformQuantizationObserverBase, MinMaxObserver,  # noqa
                        MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
                        MovingAveragePerChannelMinMaxObserver, PlaceholderObserver,
-                       FixedQParamsObserver, NoopObserver)
+                       FixedQParamsObserver, NoopObserver, HistogramObserver)

@@ -417,3 +417,179 @@ default_fixed_qparams_range_0to1_observer = FixedQParamsObserver.with_args(
     scale=1.0 / 256.0, zero_point=0, dtype=dtypes.quint8, quant_min=0, quant_max=255)
 default_fixed_qparams_range_neg1to1_observer = FixedQParamsObserver.with_args(
     scale=2.0 / 256.0, zero_point=128, dtype=dtypes.quint8, quant_min=0, quant_max=255)
+
+
+# --- histogram -------------------------------------------------------------------------------
+def _histc(x: np.ndarray, bins: int, lo, hi) -> np.ndarray:
+    """torch.histc in float32: equal-width bins over [lo, hi], hi itself in the last bin."""
+    lo, hi = F32(lo), F32(hi)
+    x = x[(x >= lo) & (x <= hi)]
+    if hi == lo:
+        idx = np.zeros(x.shape, np.int64)
+    else:
+        idx = ((x - lo) / (hi - lo) * F32(bins)).astype(np.int64)
+    idx = np.clip(np.where(x == hi, bins - 1, idx), 0, bins - 1)
+    return np.bincount(idx, minlength=bins).astype(F32)
+
+
+class HistogramObserver(UniformQuantizationObserverBase):
+    """A running histogram of the values; calculate_qparams searches it for the [min, max]
+    that minimizes the L2 error of quantizing the histogram (torch.ao's default activation
+    observer for x86/fbgemm/qnnpack).
+
+    The search: starting from the full range, repeatedly move in whichever end (lower
+    or upper) lets go of less probability mass, in steps of 1e-5 of the total; stop when
+    the quantization error of the shrunk range stops decreasing. The error of a range
+    sums, over source bins, the integral of the squared distance to the nearest of the
+    256 destination bin centres, assuming values spread evenly within each bin.
+    Histograms of later batches with a wider range are merged by splitting each old
+    bin into `upsample_rate` equal parts and moving each part to the new bin holding
+    its midpoint.
+    """
+
+    def __init__(self, bins=2048, dtype=dtypes.quint8, qscheme=per_tensor_affine,
+                 reduce_range=False, quant_min=None, quant_max=None, factory_kwargs=None,
+                 eps=EPS, is_dynamic=False, **kwargs):
+        if qscheme not in (per_tensor_affine, per_tensor_symmetric):
+            raise NotImplementedError(f"HistogramObserver's qscheme only supports "
+                                      f"ember.per_tensor_symmetric and ember.per_tensor_affine, "
+                                      f"got {qscheme}")
+        super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, factory_kwargs,
+                         eps, is_dynamic, **kwargs)
+        self.bins = bins
+        self.register_buffer("histogram", _buffer(np.zeros(bins)))
+        self.register_buffer("min_val", _buffer(np.inf))
+        self.register_buffer("max_val", _buffer(-np.inf))
+        self.dst_nbins = 2 ** (8 * dtype.itemsize)
+        self.upsample_rate = 16
+
+    # -- recording --
+    def forward(self, x_orig):
+        x = _values(x_orig).reshape(-1)
+        if x.size == 0:
+            return x_orig
+        finite = x[np.isfinite(x)]
+        if finite.size != x.size:
+            warnings.warn("HistogramObserver: ignoring infinite values when computing the "
+                          "quantization range")
+        if finite.size == 0:
+            return x_orig
+        x_min, x_max = F32(finite.min()), F32(finite.max())
+        cur_min, cur_max = F32(self.min_val._values()), F32(self.max_val._values())
+        if cur_min == np.inf or cur_max == -np.inf:
+            hist, new_min, new_max = _histc(finite, self.bins, x_min, x_max), x_min, x_max
+        else:
+            new_min, new_max = min(cur_min, x_min), max(cur_max, x_max)
+            update = _histc(finite, self.bins, new_min, new_max)
+            hist = self._combine(np.asarray(self.histogram._values(), F32), cur_min, cur_max,
+                                 update, new_min, new_max)
+        self.histogram = _buffer(hist)
+        self.min_val = _buffer(new_min)
+        self.max_val = _buffer(new_max)
+        return x_orig
+
+    def _combine(self, orig, orig_min, orig_max, update, new_min, new_max):
+        if new_min == orig_min and new_max == orig_max:
+            return orig + update
+        if orig_min == orig_max:          # every old value sat at one point
+            return _histc(np.asarray([orig_min], F32), self.bins, new_min, new_max) * \
+                orig.sum(dtype=F32) + update
+        return update + self._upscale(orig, orig_min, orig_max, new_min, new_max)
+
+    def _upscale(self, hist, orig_min, orig_max, new_min, new_max):
+        rate = self.upsample_rate
+        parts = np.repeat(hist, rate) / F32(rate)
+        n = self.bins * rate
+        mids = (_linspace(orig_min, orig_max, n + 1)[:-1] +
+                (orig_max - orig_min) / F32(2 * n)).astype(F32)
+        edges = _linspace(new_min, new_max, self.bins + 1)
+        which = np.clip(np.searchsorted(edges, mids, side="right") - 1, 0, self.bins - 1)
+        return np.bincount(which, weights=parts, minlength=self.bins).astype(F32)
+
+    # -- the search --
+    def _quantization_error(self, hist, bin_width, start_bin: int, end_bin: int) -> float:
+        dst_width = bin_width * F32(end_bin - start_bin + 1) / F32(self.dst_nbins)
+        if dst_width == 0.0:
+            return 0.0
+        src = np.arange(self.bins, dtype=np.int64)
+        begin = ((src - start_bin) * bin_width).astype(F32)
+        end = (begin + bin_width).astype(F32)
+        top = F32(self.dst_nbins - 1)
+        dst_begin = np.clip(np.floor(begin / dst_width), 0, top).astype(F32)
+        dst_begin_center = (dst_begin + F32(0.5)) * dst_width
+        dst_end = np.clip(np.floor(end / dst_width), 0, top).astype(F32)
+        density = hist / bin_width
+        half = dst_width / F32(2)
+        norm = _norm(begin - dst_begin_center, np.full(self.bins, half, F32), density)
+        norm = norm + (dst_end - dst_begin - F32(1)) * _norm(-half, half, density)
+        dst_end_center = dst_end * dst_width + half
+        norm = norm + _norm(-half, end - dst_end_center, density)
+        return float(norm.astype(F32).sum(dtype=F32))
+
+    def _non_linear_param_search(self):
+        hist = np.asarray(self.histogram._values(), F32)
+        min_val, max_val = F32(self.min_val._values()), F32(self.max_val._values())
+        bin_width = (max_val - min_val) / F32(self.bins)
+        total = hist.sum(dtype=F32)
+        csum = np.cumsum(hist, dtype=F32)
+        stepsize, alpha, beta = 1e-5, 0.0, 1.0
+        start_bin, end_bin = 0, self.bins - 1
+        norm_min = float("inf")
+        while alpha < beta:
+            next_alpha, next_beta = alpha + stepsize, beta - stepsize
+            lo_target, hi_target = F32(next_alpha) * total, F32(next_beta) * total
+            left = start_bin
+            while left < end_bin and csum[left] < lo_target:
+                left += 1
+            right = end_bin
+            while right > start_bin and csum[right] > hi_target:
+                right -= 1
+            next_start, next_end = start_bin, end_bin
+            if (left - start_bin) > (end_bin - right):
+                next_start, alpha = left, next_alpha
+            else:
+                next_end, beta = right, next_beta
+            if next_start == start_bin and next_end == end_bin:
+                continue
+            norm = self._quantization_error(hist, bin_width, next_start, next_end)
+            if norm > norm_min:
+                break
+            norm_min, start_bin, end_bin = norm, next_start, next_end
+        new_min = F32(min_val + bin_width * F32(start_bin))
+        new_max = F32(min_val + bin_width * F32(end_bin + 1))
+        return new_min, new_max
+
+    def calculate_qparams(self):
+        min_val, max_val = F32(self.min_val._values()), F32(self.max_val._values())
+        if min_val == np.inf and max_val == -np.inf:
+            warnings.warn("must run observer before calling calculate_qparams. "
+                          "Returning default scale and zero point ")
+            return _buffer([1.0]), _buffer([0], np.int64)
+        new_min, new_max = self._non_linear_param_search()
+        return self._calculate_qparams(new_min, new_max)
+
+    def extra_repr(self) -> str:
+        return f"min_val={_fmt(self.min_val)}, max_val={_fmt(self.max_val)}"
+
+    def reset_min_max_vals(self):
+        self.min_val = _buffer(np.inf)
+        self.max_val = _buffer(-np.inf)
+        self.histogram = _buffer(np.zeros(self.bins))
+
+
+def _linspace(start, end, steps: int) -> np.ndarray:
+    """torch.linspace's float32 values (as measured): the first half counted up from `start`, the second
+    half down from `end`, each point one fused multiply-add (a float64 product of a
+    float32 step and an integer is exact, so rounding once to float32 is the fma)."""
+    start, end = F32(start), F32(end)
+    step = np.float64((end - start) / F32(steps - 1))
+    i = np.arange(steps, dtype=np.float64)
+    up = (np.float64(start) + i * step).astype(F32)
+    down = (np.float64(end) - (steps - 1 - i) * step).astype(F32)
+    return np.where(np.arange(steps) < steps // 2, up, down).astype(F32)
+
+
+def _norm(delta_begin, delta_end, density):
+    """Integral of x^2 over [delta_begin, delta_end], times the bin's density."""
+    return density * ((delta_end * delta_end * delta_end -
+                       delta_begin * delta_begin * delta_begin) / F32(3))
