@@ -8,4 +8,12 @@ from .observer import *  # noqa: F401,F403
 from .observer import (ObserverBase, UniformQuantizationObserverBase, MinMaxObserver,  # noqa
                        MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
                        MovingAveragePerChannelMinMaxObserver, PlaceholderObserver,
-                       FixedQParamsObserver, NoopObserver, HistogramObserver)
+                       FixedQParamsObserver, NoopObserver, HistogramObserver,
+                       ReuseInputObserver)
+from .fake_quantize import *  # noqa: F401,F403
+from .fake_quantize import (FakeQuantizeBase, FakeQuantize, FusedMovingAvgObsFakeQuantize,  # noqa
+                            FixedQParamsFakeQuantize)
+from .qconfig import *  # noqa: F401,F403
+from .qconfig import QConfig, get_default_qconfig, get_default_qat_qconfig  # noqa: F401
+from .qconfig_mapping import (QConfigMapping, get_default_qconfig_mapping,  # noqa: F401
+                              get_default_qat_qconfig_mapping)

@@ -593,3 +593,16 @@ def _norm(delta_begin, delta_end, density):
     """Integral of x^2 over [delta_begin, delta_end], times the bin's density."""
     return density * ((delta_end * delta_end * delta_end -
                        delta_begin * delta_begin * delta_begin) / F32(3))
+
+
+class ReuseInputObserver(ObserverBase):
+    """For ops whose output reuses the input's qparams (reshape): observes nothing."""
+
+    def __init__(self):
+        super().__init__(dtypes.quint8, is_dynamic=False)
+
+    def forward(self, x):
+        return x
+
+    def calculate_qparams(self):
+        raise Exception("calculate_qparams should not be called for ReuseInputObserver")  # noqa: TRY002
