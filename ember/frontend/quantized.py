@@ -18,12 +18,18 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.errors import AutogradError, EmberError, at_user_line
 from ..ir.quantized import QuantizedArray, per_channel_affine, per_tensor_affine
-from ..ir.registry import OpDef
+from ..ir.registry import OpDef, Tag
 from .tensor import Storage, Tensor
 from ..ir.ops.shape import flat_storage
 
-# ops whose NumPy references take QuantizedArray operands themselves
+# ops whose NumPy references take QuantizedArray operands themselves (besides the ops
+# tagged QUANTIZED: ir/ops/quantized.py)
 QUANTIZED_KERNELS: set[str] = {"dequantize"}
+
+# averaging ops: computed on the dequantized values, requantized with the input's qparams
+# (PyTorch's quantized pooling keeps the input's scale and zero point too)
+SAME_QPARAMS_REQUANTIZED = {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d",
+                            "avg_pool2d", "mean", "upsample_nearest2d", "dropout"}
 
 # ops that act on the integers alone and keep per-tensor qparams (monotone or moving data)
 SAME_QPARAMS = {"view", "reshape", "_unsafe_view", "flatten", "permute", "transpose", "t",
@@ -141,13 +147,15 @@ def wrap_result(value):
 def run_quantized(op: OpDef, args: tuple, tensors: list):
     """Eager execution of an op that has a quantized tensor among its operands."""
     from .eager import run_meta, _wrap_outputs
-    if op.name in QUANTIZED_KERNELS:
+    if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
         out_meta = run_meta(op, args)
         ref_args = [_unwrap(v) for v in args]
         return _wrap_outputs(op, args, op.reference(*ref_args), out_meta)
     (first,) = tensors if len(tensors) == 1 else (None,)
     if first is not None and first._qaxis is None and op.name in SAME_QPARAMS:
         return _same_qparams(op, args, first)
+    if first is not None and first._qaxis is None and op.name in SAME_QPARAMS_REQUANTIZED:
+        return _requantized_same(op, args, first)
     if first is not None and op.name == "relu" and first._qaxis is None:
         qa = first._qarray()
         return QuantizedTensor._wrap(qa.with_values(
@@ -175,6 +183,17 @@ def _same_qparams(op: OpDef, args: tuple, qt: QuantizedTensor):
     if isinstance(result, (tuple, list)):
         return type(result)(_requantized_like(r, qa) for r in result)
     return _requantized_like(result, qa)
+
+
+def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
+    """Run an averaging op in float on the dequantized values; requantize with the input's
+    scale and zero point."""
+    from ..ir.quantized import quantize_array
+    qa = qt._qarray()
+    float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
+    result = op(*float_args)
+    return QuantizedTensor._wrap(quantize_array(result._array, qa.scale, qa.zero_point,
+                                                qa.dtype))
 
 
 def _requantized_like(t, qa: QuantizedArray):

@@ -44,6 +44,7 @@ class Tag(enum.Enum):
     FACTORY = "factory"            # makes a tensor from no tensor
     LINALG = "linalg"
     FFT = "fft"
+    QUANTIZED = "quantized"        # takes quantized operands (ir/ops/quantized.py)
 
 
 class Promotion(enum.Enum):

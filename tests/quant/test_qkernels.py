@@ -1,0 +1,106 @@
+"""Quantized compute ops (NumPy int-accumulate references) against torch.ao's quantized
+modules on the same quantized operands: equal integers, or one step apart where
+torch's requantization rounds differently."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.ao.nn.quantized as nnq
+
+import ember
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*quantized tensor creation")
+torch.backends.quantized.engine = "x86"
+
+
+def both_per_tensor(x, scale, zp, tdtype=torch.quint8, edtype=ember.quint8):
+    return (ember.quantize_per_tensor(ember.tensor(x), scale, zp, edtype),
+            torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, tdtype))
+
+
+def both_weight(rng, shape, per_channel):
+    w = (rng.standard_normal(shape) * 0.2).astype(np.float32)
+    if per_channel:
+        scales = np.abs(w.reshape(shape[0], -1)).max(1) / 127.0
+        zps = np.zeros(shape[0], np.int64)
+        return (ember.quantize_per_channel(ember.tensor(w), ember.tensor(scales),
+                                           ember.tensor(zps), 0, ember.qint8),
+                torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(scales),
+                                           torch.from_numpy(zps), 0, torch.qint8))
+    scale = float(np.abs(w).max() / 127.0)
+    return (ember.quantize_per_tensor(ember.tensor(w), scale, 0, ember.qint8),
+            torch.quantize_per_tensor(torch.from_numpy(w), scale, 0, torch.qint8))
+
+
+def assert_within_one_step(e, t, what):
+    diff = np.abs(e.int_repr().numpy().astype(np.int64) - t.int_repr().numpy().astype(np.int64))
+    assert e.q_scale() == t.q_scale() and e.q_zero_point() == t.q_zero_point()
+    assert diff.max() <= 1, f"{what}: {diff.max()} steps apart"
+    assert (diff == 0).mean() > 0.97, f"{what}: only {(diff == 0).mean():.3f} equal"
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+def test_quantized_linear_matches_torch(rng, per_channel, relu):
+    x = rng.standard_normal((6, 32)).astype(np.float32)
+    ex, tx = both_per_tensor(x, 0.03, 120)
+    ew, tw = both_weight(rng, (16, 32), per_channel)
+    bias = rng.standard_normal(16).astype(np.float32)
+    mod = (torch.ao.nn.intrinsic.quantized.LinearReLU if relu else nnq.Linear)(32, 16)
+    mod.set_weight_bias(tw, torch.from_numpy(bias))
+    mod.scale, mod.zero_point = 0.08, 60
+    ty = mod(tx)
+    ey = ember.quantized_linear(ex, ew, ember.tensor(bias), 0.08, 60, relu)
+    assert_within_one_step(ey, ty, "quantized_linear")
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+def test_quantized_conv2d_matches_torch(rng, per_channel, relu):
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    ex, tx = both_per_tensor(x, 0.03, 120)
+    ew, tw = both_weight(rng, (6, 2, 3, 3), per_channel)
+    bias = rng.standard_normal(6).astype(np.float32)
+    cls = torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else nnq.Conv2d
+    mod = cls(4, 6, 3, stride=2, padding=1, groups=2)
+    mod.set_weight_bias(tw, torch.from_numpy(bias))
+    mod.scale, mod.zero_point = 0.1, 50
+    ty = mod(tx)
+    ey = ember.quantized_conv2d(ex, ew, ember.tensor(bias), [2, 2], [1, 1], [1, 1], 2, 0.1, 50,
+                                relu)
+    assert_within_one_step(ey, ty, "quantized_conv2d")
+
+
+def test_quantized_add_mul_and_pooling_match_torch(rng):
+    a, b = (rng.standard_normal((2, 3, 6, 6)).astype(np.float32) for _ in range(2))
+    ea, ta = both_per_tensor(a, 0.02, 130)
+    eb, tb = both_per_tensor(b, 0.03, 120)
+    assert_within_one_step(ember.quantized_add(ea, eb, 0.05, 128),
+                           torch.ops.quantized.add(ta, tb, 0.05, 128), "add")
+    assert_within_one_step(ember.quantized_add(ea, eb, 0.05, 128, True),
+                           torch.ops.quantized.add_relu(ta, tb, 0.05, 128), "add_relu")
+    assert_within_one_step(ember.quantized_mul(ea, eb, 0.05, 128),
+                           torch.ops.quantized.mul(ta, tb, 0.05, 128), "mul")
+    pooled = ember.nn.functional.adaptive_avg_pool2d(ea, 1)
+    assert_within_one_step(pooled, torch.nn.functional.adaptive_avg_pool2d(ta, 1), "avgpool")
+    assert_within_one_step(ember.nn.functional.avg_pool2d(ea, 2),
+                           torch.nn.functional.avg_pool2d(ta, 2), "avg_pool2d")
+
+
+def test_quantized_linear_dynamic_close_to_torch(rng):
+    x = rng.standard_normal((8, 32)).astype(np.float32)
+    ew, tw = both_weight(rng, (16, 32), True)
+    bias = rng.standard_normal(16).astype(np.float32)
+    mod = torch.ao.nn.quantized.dynamic.Linear(32, 16)
+    mod.set_weight_bias(tw, torch.from_numpy(bias))
+    ty = mod(torch.from_numpy(x)).numpy()
+    ey = ember.quantized_linear_dynamic(ember.tensor(x), ew, ember.tensor(bias)).numpy()
+    step = np.abs(x).max() / 127 * 0.2 * np.sqrt(32)
+    assert np.abs(ey - ty).max() < step, np.abs(ey - ty).max()
+
+
+def test_quantized_ops_refuse_float_operands():
+    with pytest.raises(ember.DTypeError, match="quantized_linear: expected input to be a "
+                                               "quantized tensor"):
+        ember.quantized_linear(ember.randn(2, 3), ember.randn(4, 3), None, 0.1, 0)
