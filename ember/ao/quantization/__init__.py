@@ -17,3 +17,6 @@ from .qconfig import *  # noqa: F401,F403
 from .qconfig import QConfig, get_default_qconfig, get_default_qat_qconfig  # noqa: F401
 from .qconfig_mapping import (QConfigMapping, get_default_qconfig_mapping,  # noqa: F401
                               get_default_qat_qconfig_mapping)
+from . import quantize_fx  # noqa: F401,E402
+from .quantize_fx import PrepareCustomConfig, ConvertCustomConfig, QuantizationError  # noqa
+from .quantize import quantize_dynamic  # noqa: F401,E402
