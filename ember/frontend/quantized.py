@@ -150,7 +150,7 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
     if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
         out_meta = run_meta(op, args)
         ref_args = [_unwrap(v) for v in args]
-        return _wrap_outputs(op, args, op.reference(*ref_args), out_meta)
+        return _wrap_outputs(op, args, _native_or_reference(op, args, ref_args), out_meta)
     (first,) = tensors if len(tensors) == 1 else (None,)
     if first is not None and first._qaxis is None and op.name in SAME_QPARAMS:
         return _same_qparams(op, args, first)
@@ -164,6 +164,20 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
     raise NotImplementedError(
         f"{op.name}: not supported on quantized tensors ({kinds}); call .dequantize() "
         f"first, or use a quantized module from ember.ao{at_user_line()}")
+
+
+def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
+    """The op's native kernel where codegen has one for these operands (VNNI int8 GEMM,
+    identical results), else its NumPy reference. A weight keeps its packed form in
+    `_kernel_cache`, so packing happens once per weight."""
+    weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
+    if weight is not None and op.name in ("quantized_linear", "quantized_linear_dynamic"):
+        from ..codegen.quantized import kernel_for
+        cache = weight.__dict__.setdefault("_kernel_cache", {})
+        kernel = kernel_for(op.name, ref_args, cache)
+        if kernel is not None:
+            return kernel()
+    return op.reference(*ref_args)
 
 
 def _unwrap(v):

@@ -104,3 +104,25 @@ def test_quantized_ops_refuse_float_operands():
     with pytest.raises(ember.DTypeError, match="quantized_linear: expected input to be a "
                                                "quantized tensor"):
         ember.quantized_linear(ember.randn(2, 3), ember.randn(4, 3), None, 0.1, 0)
+
+
+@pytest.mark.skipif(not __import__("ember.codegen.llvm.qgemm", fromlist=["x"]).available(),
+                    reason="this CPU has no AVX-512 VNNI")
+@pytest.mark.parametrize("shape, n, per_channel, x_zp", [
+    ((6, 32), 64, True, 120), ((5, 13), 70, False, 0), ((2, 3, 40), 17, True, 255),
+    ((1, 1), 1, False, 7)])
+def test_vnni_int8_gemm_equals_the_reference_bit_for_bit(rng, shape, n, per_channel, x_zp):
+    from ember.codegen.quantized import kernel_for
+    from ember.ir.ops.quantized import quantized_linear as op
+    x = rng.standard_normal(shape).astype(np.float32)
+    ex = ember.quantize_per_tensor(ember.tensor(x), 0.03, x_zp, ember.quint8)
+    ew, _ = both_weight(rng, (n, shape[-1]), per_channel)
+    bias = ember.tensor(rng.standard_normal(n).astype(np.float32))
+    args = [ex._qarray(), ew._qarray(), bias.numpy(), 0.07, 100, True]
+    kernel = kernel_for("quantized_linear", args, {})
+    assert kernel is not None
+    np.testing.assert_array_equal(kernel().int_repr, op.reference(*args).int_repr)
+    dyn = [x, ew._qarray(), bias.numpy(), False]
+    from ember.ir.ops.quantized import quantized_linear_dynamic as dop
+    np.testing.assert_array_equal(kernel_for("quantized_linear_dynamic", dyn, {})(),
+                                  dop.reference(*dyn))
