@@ -52,6 +52,13 @@ def kernel_for(op_name: str, args: list, cache: dict):
         if not (isinstance(x, QuantizedArray) and _usable(x.dtype, w)):
             return None
         return lambda: _linear(*args, cache=cache)
+    if op_name == "quantized_conv2d":
+        x, w, groups = args[0], args[1], args[6]
+        if not (isinstance(x, QuantizedArray) and groups == 1 and x.axis is None and
+                Q.available() and x.dtype is dtypes.quint8 and w.dtype is dtypes.qint8 and
+                w.axis in (None, 0)):
+            return None
+        return lambda: _conv2d(*args, cache=cache)
     if op_name == "quantized_linear_dynamic":
         w = args[1]
         if not _usable(dtypes.quint8, w):
@@ -70,6 +77,33 @@ def _linear(x, w, bias, scale, zero_point, relu, cache):
     acc = _int_matmul(x, w, _packed(w, cache))
     return requantize(acc, x.scale, _scales(w, acc.shape[-1]), bias, scale, zero_point, relu,
                       x.dtype, acc.ndim - 1)
+
+
+def _im2col(q: np.ndarray, pad_value: int, kh: int, kw: int, stride, padding, dilation):
+    """uint8 [N, C, H, W] -> rows [N * OH * OW, C * KH * KW] (padding with the zero
+    point: the quantized form of 0.0)."""
+    n, c, h, w = q.shape
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    padded = np.full((n, c, h + 2 * ph, w + 2 * pw), pad_value, np.uint8)
+    padded[:, :, ph:ph + h, pw:pw + w] = q
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    win = np.lib.stride_tricks.sliding_window_view(
+        padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]      # N, C, OH, OW, KH, KW
+    return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, -1), \
+        (n, oh, ow)
+
+
+def _conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache):
+    oc, _, kh, kw = w.int_repr.shape
+    rows, (n, oh, ow) = _im2col(x.int_repr, int(x.zero_point), kh, kw, stride, padding,
+                                dilation)
+    flat_w = QuantizedArray(w.int_repr.reshape(oc, -1), w.dtype, w.scale, w.zero_point, w.axis)
+    flat_x = QuantizedArray(rows, x.dtype, x.scale, x.zero_point)
+    acc = _int_matmul(flat_x, flat_w, _packed(flat_w, cache))
+    acc = acc.reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
+    return requantize(acc, x.scale, _scales(w, oc), bias, scale, zero_point, relu, x.dtype, 1)
 
 
 def _linear_dynamic(x, w, bias, relu, cache):

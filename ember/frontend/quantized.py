@@ -171,7 +171,8 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
     identical results), else its NumPy reference. A weight keeps its packed form in
     `_kernel_cache`, so packing happens once per weight."""
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
-    if weight is not None and op.name in ("quantized_linear", "quantized_linear_dynamic"):
+    if weight is not None and op.name in ("quantized_linear", "quantized_linear_dynamic",
+                                          "quantized_conv2d"):
         from ..codegen.quantized import kernel_for
         cache = weight.__dict__.setdefault("_kernel_cache", {})
         kernel = kernel_for(op.name, ref_args, cache)

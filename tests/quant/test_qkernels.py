@@ -126,3 +126,22 @@ def test_vnni_int8_gemm_equals_the_reference_bit_for_bit(rng, shape, n, per_chan
     from ember.ir.ops.quantized import quantized_linear_dynamic as dop
     np.testing.assert_array_equal(kernel_for("quantized_linear_dynamic", dyn, {})(),
                                   dop.reference(*dyn))
+
+
+@pytest.mark.skipif(not __import__("ember.codegen.llvm.qgemm", fromlist=["x"]).available(),
+                    reason="this CPU has no AVX-512 VNNI")
+@pytest.mark.parametrize("shape, oc, stride, padding, dilation", [
+    ((2, 3, 9, 9), 8, (1, 1), (1, 1), (1, 1)), ((1, 4, 12, 10), 5, (2, 2), (1, 0), (1, 1)),
+    ((2, 2, 11, 11), 6, (1, 2), (2, 2), (2, 2))])
+def test_vnni_int8_conv_equals_the_reference_bit_for_bit(rng, shape, oc, stride, padding,
+                                                         dilation):
+    from ember.codegen.quantized import kernel_for
+    from ember.ir.ops.quantized import quantized_conv2d as op
+    x = rng.standard_normal(shape).astype(np.float32)
+    ex = ember.quantize_per_tensor(ember.tensor(x), 0.02, 100, ember.quint8)
+    ew, _ = both_weight(rng, (oc, shape[1], 3, 3), True)
+    args = [ex._qarray(), ew._qarray(), rng.standard_normal(oc).astype(np.float32),
+            list(stride), list(padding), list(dilation), 1, 0.05, 90, True]
+    kernel = kernel_for("quantized_conv2d", args, {})
+    assert kernel is not None
+    np.testing.assert_array_equal(kernel().int_repr, op.reference(*args).int_repr)
