@@ -102,6 +102,10 @@ class QuantizedTensor(Tensor):
     def numpy(self, *, force: bool = False):
         raise EmberError("numpy() of a quantized tensor: call int_repr() or dequantize() first")
 
+    def detach(self) -> "QuantizedTensor":
+        """The same integers and qparams (shares storage; quantized tensors have no grad)."""
+        return QuantizedTensor._wrap(self._qarray())
+
     def requires_grad_(self, requires_grad: bool = True):
         if requires_grad:
             raise AutogradError(f"only Tensors of floating point and complex dtype can require "

@@ -173,6 +173,9 @@ def set_default_dtype(d) -> None:
 def _promote_pair(a: DType, b: DType) -> DType:
     if a is b:
         return a
+    if a.is_quantized or b.is_quantized:
+        raise DTypeError(f"promote_types: no promotion with quantized dtypes ({a}, {b}); "
+                         f"dequantize() first")
     if a.category != b.category:
         hi, lo = (a, b) if a.category > b.category else (b, a)
         if hi.category == Category.COMPLEX and lo in (float64,):

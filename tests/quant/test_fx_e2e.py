@@ -167,3 +167,21 @@ def test_prepare_refuses_training_mode_and_unknown_backend():
         eqfx.prepare_fx(model, eq.get_default_qconfig_mapping(), (ember.randn(2, 32),))
     with pytest.raises(ValueError, match="backend: arm not supported"):
         eq.get_default_qconfig_mapping("arm")
+
+
+def test_quantized_model_state_dict_round_trips_through_safetensors(rng, tmp_path):
+    t_model, e_model = twin_models("mlp", rng)
+    prepared = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping("x86"),
+                               (ember.randn(2, 32),))
+    prepared(ember.tensor(rng.standard_normal((16, 32)).astype(np.float32)))
+    quantized = eqfx.convert_fx(prepared)
+    ember.save_weights(quantized, tmp_path / "q.safetensors")
+    fresh = eqfx.convert_fx(prepared)
+    for name, buf in fresh.named_buffers():       # scramble, then load back
+        if buf.is_quantized:
+            buf._array[...] = 0
+    ember.load_weights(fresh, tmp_path / "q.safetensors")
+    x = ember.randn(5, 32)
+    np.testing.assert_array_equal(fresh(x).numpy(), quantized(x).numpy())
+    w = fresh._packed_fc1_weight
+    assert w.dtype is ember.qint8 and w.qscheme() is ember.per_channel_affine

@@ -153,3 +153,8 @@ def test_quantized_dtypes_print_and_parse_in_ir():
         assert not d.is_floating_point and d.is_quantized
     assert ember.qint8.is_signed and not ember.quint8.is_signed
     assert not ember.uint8.is_quantized
+
+
+def test_quantized_dtypes_do_not_promote():
+    with pytest.raises(ember.DTypeError, match="quantized"):
+        ember.promote_types(ember.quint8, ember.float32)
