@@ -92,7 +92,6 @@ def test_convert_fx_agrees_with_torch_ao(rng, name):
     float_out = t_model(torch.from_numpy(test)).detach().numpy()
     agree = (t_out.argmax(1) == e_out.argmax(1)).mean()
     step = float(np.abs(float_out).max()) / 127          # about one output quantization step
-    print(name, "agree", agree, "max diff in steps", np.abs(t_out - e_out).max() / step)
     assert agree >= 0.99, f"argmax agrees on {agree:.3f}"
     assert np.abs(t_out - e_out).max() <= 3 * step, np.abs(t_out - e_out).max() / step
     ref = eqfx.convert_to_reference_fx(e_prep)(ember.tensor(test)).numpy()
