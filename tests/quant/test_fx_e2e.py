@@ -184,3 +184,28 @@ def test_quantized_model_state_dict_round_trips_through_safetensors(rng, tmp_pat
     np.testing.assert_array_equal(fresh(x).numpy(), quantized(x).numpy())
     w = fresh._packed_fc1_weight
     assert w.dtype is ember.qint8 and w.qscheme() is ember.per_channel_affine
+
+
+def test_prepare_qat_fx_trains_and_converts(rng):
+    _, e_model = twin_models("mlp", rng)
+    e_model.train()
+    prepared = eqfx.prepare_qat_fx(e_model, eq.get_default_qat_qconfig_mapping("x86"),
+                                   (ember.randn(2, 32),))
+    assert type(prepared.fc1[0]).__name__ == "Linear" and hasattr(prepared.fc1[0],
+                                                                  "weight_fake_quant")
+    opt = ember.optim.SGD(prepared.parameters(), lr=0.05)
+    x = ember.tensor(rng.standard_normal((64, 32)).astype(np.float32))
+    y = ember.tensor(rng.integers(0, 10, 64))
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        loss = ember.nn.functional.cross_entropy(prepared(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    fq_out = prepared(x).detach().numpy()
+    int8_out = eqfx.convert_fx(prepared)(x).numpy()
+    ref_out = eqfx.convert_to_reference_fx(prepared)(x).numpy()
+    assert (fq_out.argmax(1) == int8_out.argmax(1)).mean() >= 0.95
+    np.testing.assert_allclose(ref_out, int8_out, atol=0.1 * np.abs(fq_out).max())

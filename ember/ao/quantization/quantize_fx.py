@@ -28,6 +28,7 @@ from ...ir.ops import OPS_NS
 from ...ir.quantized import per_channel_affine, per_channel_symmetric
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
+from ..nn import qat as nnqat
 from ..nn.intrinsic import ConvReLU2d, LinearReLU, _FusedModule
 from .fake_quantize import FakeQuantizeBase
 from .observer import ObserverBase, PlaceholderObserver
@@ -105,9 +106,9 @@ def _module_kind(module) -> str | None:
         return "linear_relu"
     if isinstance(module, ConvReLU2d):
         return "conv2d_relu"
-    if type(module) is nn.Linear:
+    if type(module) in (nn.Linear, nnqat.Linear):
         return "linear"
-    if type(module) is nn.Conv2d:
+    if type(module) in (nn.Conv2d, nnqat.Conv2d):
         return "conv2d"
     if isinstance(module, nn.ReLU):
         return "relu"
@@ -258,8 +259,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     if example_inputs is None:
         raise QuantizationError("prepare_fx needs example_inputs (a tuple of inputs)")
     gm = _trace(model, prepare_custom_config)
-    if not is_qat:
-        gm = _fuse_graph(gm)
+    gm = _fuse_graph(gm)        # in training mode BatchNorm is not folded
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
     counter = [0]
@@ -285,26 +285,21 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
 
 
 def _attach_weight_fake_quant(gm, quantized, qconfigs):
-    """QAT: weighted modules fake-quantize their weight in forward (the weight observer
-    is a FakeQuantize module stored as `weight_fake_quant`)."""
+    """QAT: weighted modules become ember.ao.nn.qat modules, which fake-quantize their
+    weight in forward (the weight's FakeQuantize is their `weight_fake_quant`)."""
     modules = dict(gm.named_modules())
     for node, kind in quantized.items():
         if kind not in qpass.WEIGHTED:
             continue
-        module = modules[str(node.target)]
+        target = str(node.target)
+        module = modules[target]
         inner = module[0] if isinstance(module, _FusedModule) else module
-        inner.weight_fake_quant = qconfigs[node].weight()
-        inner.forward = _qat_forward(inner)
-
-
-def _qat_forward(module):
-    def forward(x):
-        w = module.weight_fake_quant(module.weight)
-        if isinstance(module, nn.Linear):
-            return F.linear(x, w, module.bias)
-        return F.conv2d(x, w, module.bias, module.stride, module.padding, module.dilation,
-                        module.groups)
-    return forward
+        qat_cls = nnqat.Linear if isinstance(inner, nn.Linear) else nnqat.Conv2d
+        qat = qat_cls.from_float(inner, qconfigs[node].weight())
+        if isinstance(module, _FusedModule):
+            module[0] = qat
+        else:
+            _set_module(gm, target, qat)
 
 
 def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=None,
@@ -376,6 +371,12 @@ def _weighted_specs(gm, reference: bool) -> dict:
             qconfig.weight()
         qweight = _quantize_weight(inner.weight, observer)
         if reference:            # a float module computing with the q/dq weight
+            if isinstance(inner, (nnqat.Linear, nnqat.Conv2d)):
+                inner = inner.to_float()
+                if isinstance(module, _FusedModule):
+                    module[0] = inner
+                else:
+                    _set_module(gm, target, inner)
             inner.weight = nn.Parameter(qweight.dequantize())
             continue
         stem = "_packed_" + target.replace(".", "_")
