@@ -196,12 +196,21 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
                 all(a not in qvalue for a in node.all_input_nodes[1:]):
             qvalue[node] = qvalue[node.args[0]]
             continue
+        if _reads_only_shape(node):          # x.shape / x.size(): same on the quantized value
+            continue
         for value in node.all_input_nodes:
             if value in qvalue and not (node.op == OpKind.call_function and
                                         node.target is OPS["dequantize"]):
                 node.replace_input_with(value, dequant(value))
     graph.eliminate_dead_code()
     graph.lint()
+
+
+def _reads_only_shape(node: Node) -> bool:
+    if node.op == OpKind.call_method:
+        return node.target in ("size", "dim", "numel")
+    return node.op == OpKind.call_function and getattr(node.target, "__name__", "") == \
+        "getattr" and len(node.args) == 2 and node.args[1] in ("shape", "ndim")
 
 
 def _quantize_user(node: Node) -> Node | None:

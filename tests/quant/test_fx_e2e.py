@@ -209,3 +209,25 @@ def test_prepare_qat_fx_trains_and_converts(rng):
     ref_out = eqfx.convert_to_reference_fx(prepared)(x).numpy()
     assert (fq_out.argmax(1) == int8_out.argmax(1)).mean() >= 0.95
     np.testing.assert_allclose(ref_out, int8_out, atol=0.1 * np.abs(fq_out).max())
+
+
+def test_resnet18_convert_fx_agrees_with_torch_ao(rng):
+    """ember.models.resnet18's blocks are traced through (not left as float leaves):
+    every conv, residual add and the fc run in int8."""
+    from benchmarks.quant import twins
+    t_model, e_model = twins("resnet18", rng)
+    calib = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    test = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
+    t_prep = _ptq(tqfx, t_model, tq.get_default_qconfig_mapping("x86"),
+                  [torch.from_numpy(calib)], (torch.from_numpy(calib),))
+    e_prep = _ptq(eqfx, e_model, eq.get_default_qconfig_mapping("x86"), [ember.tensor(calib)],
+                  (ember.tensor(calib),))
+    e_q = eqfx.convert_fx(e_prep)
+    ops = [n.target.name for n in e_q.graph.nodes if hasattr(n.target, "name")]
+    assert ops.count("quantized_conv2d") == 20 and ops.count("quantized_add") == 8
+    assert ops.count("dequantize") == 1                   # only the model's output
+    t_out = tqfx.convert_fx(t_prep)(torch.from_numpy(test)).numpy()
+    e_out = e_q(ember.tensor(test)).numpy()
+    step = float(np.abs(t_model(torch.from_numpy(test)).detach().numpy()).max()) / 127
+    assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= 0.99
+    assert np.abs(t_out - e_out).max() <= 3 * step

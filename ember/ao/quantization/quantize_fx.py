@@ -70,9 +70,14 @@ class _QuantizationTracer(Tracer):
         if module_qualified_name in self.skipped_names or \
                 (self.skipped_classes and isinstance(m, self.skipped_classes)):
             return True
-        if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase)):
+        if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase, nnqat.Linear,
+                          nnqat.Conv2d)):
             return True
-        return super().is_leaf_module(m, module_qualified_name)
+        # ember.nn's own layers are leaves; model code elsewhere in ember (ember.models'
+        # blocks) is traced through, so its convs and adds get quantized too
+        cls = type(m)
+        return cls.__module__.startswith("ember.frontend.nn.") and \
+            cls.__name__ not in ("Sequential", "ModuleList", "ModuleDict")
 
 
 def _trace(model, custom: PrepareCustomConfig | None) -> GraphModule:
