@@ -156,8 +156,10 @@ def test_non_traceable_submodule_stays_float(rng):
     prepared = eqfx.prepare_fx(Outer().eval(), eq.get_default_qconfig_mapping(),
                                (ember.randn(2, 4),), prepare_custom_config=cfg)
     prepared(ember.randn(8, 4))
-    out = eqfx.convert_fx(prepared)(ember.randn(3, 4))
+    converted = eqfx.convert_fx(prepared)
+    out = converted(ember.randn(3, 4))
     assert out.dtype is ember.float32 and tuple(out.shape) == (3, 4)
+    assert [what for _, what in converted.quantization_report] == ["call_module inner"]
 
 
 def test_prepare_refuses_training_mode_and_unknown_backend():
@@ -223,6 +225,7 @@ def test_resnet18_convert_fx_agrees_with_torch_ao(rng):
     e_prep = _ptq(eqfx, e_model, eq.get_default_qconfig_mapping("x86"), [ember.tensor(calib)],
                   (ember.tensor(calib),))
     e_q = eqfx.convert_fx(e_prep)
+    assert e_q.quantization_report == []            # nothing left in float
     ops = [n.target.name for n in e_q.graph.nodes if hasattr(n.target, "name")]
     assert ops.count("quantized_conv2d") == 20 and ops.count("quantized_add") == 8
     assert ops.count("dequantize") == 1                   # only the model's output

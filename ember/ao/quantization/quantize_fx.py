@@ -420,7 +420,42 @@ def _convert(prepared, reference: bool) -> GraphModule:
             delattr(gm, name)
     gm.graph.eliminate_dead_code()
     gm.recompile()
+    gm.quantization_report = _float_report(gm, kinds) if not reference else None
     return gm
+
+
+_QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",
+                   "quantized_add", "quantized_mul"}
+
+
+def _float_report(gm, kinds) -> list[tuple[str, str]]:
+    """(node, what it calls) for every compute node of the converted graph that runs in
+    float: what the patterns or the qconfigs left unquantized, said rather than hidden.
+    Shape reads and ops that run on quantized values (pooling, views, relu) are not
+    listed."""
+    quantized_ops = _QUANT_PLUMBING
+    quantized_values, shape_values = set(), set()
+    report = []
+    for node in gm.graph.nodes:
+        if qpass._reads_only_shape(node) or (node.all_input_nodes and all(
+                n in shape_values for n in node.all_input_nodes)):
+            shape_values.add(node)            # sizes and arithmetic on sizes
+            continue
+        name = node.target.name if is_op(node.target) else None
+        if name in quantized_ops and name != "dequantize":
+            quantized_values.add(node)
+            continue
+        if node.op in (OpKind.placeholder, OpKind.get_attr, OpKind.output) or \
+                name == "dequantize":
+            continue
+        kind = qpass.node_kind(node, kinds)
+        if kind in qpass.SHARED and node.args and node.args[0] in quantized_values:
+            quantized_values.add(node)
+            continue
+        what = str(node.target) if node.op == OpKind.call_module else \
+            (name or getattr(node.target, "__name__", str(node.target)))
+        report.append((node.name, f"{node.op.value} {what}"))
+    return report
 
 
 def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
