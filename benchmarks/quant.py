@@ -104,8 +104,8 @@ def dynamic_row(name, make, shape, b: Bench, rng):
 
 
 def main():
-    args = bench_args("quant")
     resnet = "--resnet" in sys.argv
+    args = bench_args("quant", [a for a in sys.argv[1:] if a != "--resnet"])
     rng = np.random.default_rng(0)
     b = Bench("quant", args)
     static_pair("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
