@@ -158,3 +158,14 @@ def test_quantized_dtypes_print_and_parse_in_ir():
 def test_quantized_dtypes_do_not_promote():
     with pytest.raises(ember.DTypeError, match="quantized"):
         ember.promote_types(ember.quint8, ember.float32)
+
+
+def test_inplace_relu_on_a_quantized_tensor_clamps_at_the_zero_point(rng):
+    x = rng.standard_normal(50).astype(np.float32)
+    eq = ember.quantize_per_tensor(ember.tensor(x), 0.1, 50, ember.quint8)
+    tq = torch.quantize_per_tensor(torch.from_numpy(x), 0.1, 50, torch.quint8)
+    eq.relu_()
+    tq.relu_()
+    np.testing.assert_array_equal(eq.int_repr().numpy(), tq.int_repr().numpy())
+    with pytest.raises(NotImplementedError, match="add"):
+        eq.add_(eq)
