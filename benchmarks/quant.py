@@ -119,8 +119,10 @@ def main():
         if "argmax_agreement" not in r:
             continue
         base = floats.get(r["name"].split(" int8")[0])
-        speed = f"; ember int8 / ember float: {base['ember']['median_s'] / r['ember']['median_s']:.2f}x" \
-            if base else ""
+        speed = ""
+        if base:
+            ratio = base["ember"]["median_s"] / r["ember"]["median_s"]
+            speed = f"; ember float time / ember int8 time: {ratio:.2f}x"
         print(f"{r['name']}: argmax agreement with torch.ao {r['argmax_agreement']:.3f}, "
               f"max logit difference {r['max_diff_steps']:.2f} steps{speed}")
 

@@ -372,7 +372,8 @@ class PlaceholderObserver(ObserverBase):
         return x
 
     def calculate_qparams(self):
-        raise Exception("calculate_qparams should not be called for PlaceholderObserver")  # noqa: TRY002
+        # torch.ao raises a bare Exception here; scripts may catch exactly that
+        raise Exception("calculate_qparams should not be called for PlaceholderObserver")
 
 
 class FixedQParamsObserver(ObserverBase):
