@@ -234,3 +234,22 @@ def test_resnet18_convert_fx_agrees_with_torch_ao(rng):
     step = float(np.abs(t_model(torch.from_numpy(test)).detach().numpy()).max()) / 127
     assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= 0.99
     assert np.abs(t_out - e_out).max() <= 3 * step
+
+
+def test_qconfig_the_backend_cannot_run_names_the_node():
+    model = model_classes(ember)["mlp"]().eval()
+    bad = eq.QConfig(activation=eq.MinMaxObserver.with_args(dtype=ember.qint8),
+                     weight=eq.default_weight_observer)
+    mapping = eq.QConfigMapping().set_global(eq.get_default_qconfig("x86")) \
+        .set_module_name("fc2", bad)
+    with pytest.raises(eq.QuantizationError,
+                       match=r"node fc2 \(fc2\).*activation ember.qint8.*'linear_relu'"):
+        eqfx.prepare_fx(model, mapping, (ember.randn(2, 32),))
+    from ember.ao.quantization.backend_config import (BackendConfig, BackendPatternConfig,
+                                                      DTypeConfig)
+    only_linear = BackendConfig("mine").set_backend_pattern_config(
+        BackendPatternConfig(ember.nn.Linear).add_dtype_config(
+            DTypeConfig(ember.quint8, ember.quint8, ember.qint8, ember.float32)))
+    with pytest.raises(eq.QuantizationError, match="no pattern for 'linear_relu'"):
+        eqfx.prepare_fx(model, eq.get_default_qconfig_mapping(), (ember.randn(2, 32),),
+                        backend_config=only_linear)

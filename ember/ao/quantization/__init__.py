@@ -20,3 +20,4 @@ from .qconfig_mapping import (QConfigMapping, get_default_qconfig_mapping,  # no
 from . import quantize_fx  # noqa: F401,E402
 from .quantize_fx import PrepareCustomConfig, ConvertCustomConfig, QuantizationError  # noqa
 from .quantize import quantize_dynamic  # noqa: F401,E402
+from . import backend_config  # noqa: F401,E402

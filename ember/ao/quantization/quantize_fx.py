@@ -30,6 +30,7 @@ from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
 from ..nn.intrinsic import ConvReLU2d, LinearReLU, _FusedModule
+from .backend_config import check_qconfig, get_native_backend_config
 from .fake_quantize import FakeQuantizeBase
 from .observer import ObserverBase, PlaceholderObserver
 from .qconfig_mapping import QConfigMapping
@@ -255,7 +256,8 @@ def _is_static(qconfig) -> bool:
         getattr(probe.dtype, "is_quantized", False)
 
 
-def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_qat):
+def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_qat,
+             backend_config=None):
     if isinstance(qconfig_mapping, dict):
         qconfig_mapping = QConfigMapping.from_dict(qconfig_mapping)
     if not isinstance(qconfig_mapping, QConfigMapping):
@@ -277,8 +279,20 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         owners[name] = value.name
         return name
 
-    quantized = qpass.insert_observers(gm.graph, kinds,
-                                       lambda n: _is_static(qconfigs.get(n)), new_observer)
+    backend = backend_config or get_native_backend_config()
+
+    def wants(node) -> bool:
+        qconfig = qconfigs.get(node)
+        if not _is_static(qconfig):
+            return False
+        kind = qpass.node_kind(node, kinds)
+        weight = qconfig.weight() if kind in qpass.WEIGHTED else None
+        where = str(node.target) if node.op == OpKind.call_module else \
+            getattr(node.target, "name", getattr(node.target, "__name__", str(node.target)))
+        check_qconfig(backend, kind, qconfig.activation(), weight, node.name, where)
+        return True
+
+    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
                      if k in qpass.WEIGHTED},
@@ -313,14 +327,16 @@ def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=Non
     if getattr(model, "training", False):
         raise QuantizationError("prepare_fx is for post-training quantization: call "
                                 "model.eval() first (or use prepare_qat_fx for training)")
-    return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, False)
+    return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, False,
+                    backend_config)
 
 
 def prepare_qat_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=None,
                    backend_config=None) -> GraphModule:
     """Insert fake quantize modules (activations and weights) for quantization-aware
     training. BatchNorm stays a separate module (no simulated BN folding yet)."""
-    return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, True)
+    return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, True,
+                    backend_config)
 
 
 # --- convert ---------------------------------------------------------------------------------
