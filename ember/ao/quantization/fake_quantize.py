@@ -161,3 +161,12 @@ default_fixed_qparams_range_0to1_fake_quant = FixedQParamsFakeQuantize.with_args
     observer=default_fixed_qparams_range_0to1_observer)
 default_fixed_qparams_range_neg1to1_fake_quant = FixedQParamsFakeQuantize.with_args(
     observer=default_fixed_qparams_range_neg1to1_observer)
+
+
+__all__ = [
+    'FakeQuantizeBase', 'FakeQuantize', 'FusedMovingAvgObsFakeQuantize',
+    'FixedQParamsFakeQuantize', 'default_fake_quant', 'default_weight_fake_quant',
+    'default_per_channel_weight_fake_quant', 'default_fused_act_fake_quant',
+    'default_fused_wt_fake_quant', 'default_fused_per_channel_wt_fake_quant',
+    'default_fixed_qparams_range_0to1_fake_quant',
+    'default_fixed_qparams_range_neg1to1_fake_quant']

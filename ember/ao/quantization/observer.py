@@ -607,3 +607,14 @@ class ReuseInputObserver(ObserverBase):
 
     def calculate_qparams(self):
         raise Exception("calculate_qparams should not be called for ReuseInputObserver")  # noqa: TRY002
+
+
+__all__ = [
+    'ObserverBase', 'UniformQuantizationObserverBase', 'MinMaxObserver',
+    'MovingAverageMinMaxObserver', 'PerChannelMinMaxObserver',
+    'MovingAveragePerChannelMinMaxObserver', 'PlaceholderObserver', 'FixedQParamsObserver',
+    'NoopObserver', 'default_observer', 'default_weight_observer',
+    'default_per_channel_weight_observer', 'default_placeholder_observer',
+    'default_dynamic_quant_observer', 'default_float_qparams_observer',
+    'default_fixed_qparams_range_0to1_observer',
+    'default_fixed_qparams_range_neg1to1_observer', 'HistogramObserver', 'ReuseInputObserver']

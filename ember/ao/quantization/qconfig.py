@@ -108,3 +108,10 @@ def qconfig_equals(a, b) -> bool:
         return px == py
     return same(a.activation, b.activation) and same(a.weight, b.weight)
 
+
+__all__ = [
+    'QConfig', 'default_qconfig', 'default_debug_qconfig', 'default_per_channel_qconfig',
+    'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig',
+    'default_qat_qconfig', 'default_weight_only_qconfig', 'default_reuse_input_qconfig',
+    'get_default_qconfig', 'get_default_qat_qconfig', 'get_default_qconfig_dict',
+    'qconfig_equals']
