@@ -20,7 +20,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("COLUMNS", "180")
-warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 import torch.ao.quantization as tq  # noqa: E402
@@ -104,6 +103,7 @@ def dynamic_row(name, make, shape, b: Bench, rng):
 
 
 def main():
+    warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
     resnet = "--resnet" in sys.argv
     args = bench_args("quant", [a for a in sys.argv[1:] if a != "--resnet"])
     rng = np.random.default_rng(0)
