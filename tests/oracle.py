@@ -11,6 +11,9 @@ TORCH_DTYPES = {ember.float32: torch.float32, ember.float64: torch.float64,
                 ember.int64: torch.int64, ember.int32: torch.int32, ember.int16: torch.int16,
                 ember.int8: torch.int8, ember.uint8: torch.uint8, ember.bool: torch.bool,
                 ember.complex64: torch.complex64, ember.complex128: torch.complex128}
+# quantized dtypes: kept apart, since most tests iterate TORCH_DTYPES as "every dtype"
+QUANTIZED_TORCH_DTYPES = {ember.quint8: torch.quint8, ember.qint8: torch.qint8,
+                          ember.qint32: torch.qint32}
 
 
 def to_torch_value(v, requires_grad=False):
@@ -64,6 +67,8 @@ def kwargs_to_torch(kwargs):
 
 
 def as_numpy(t):
+    if getattr(t, "is_quantized", False):     # quantized tensors compare by integers
+        t = t.int_repr()
     if isinstance(t, torch.Tensor):
         t = t.detach()
         if t.dtype == torch.bfloat16:

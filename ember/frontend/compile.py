@@ -259,6 +259,7 @@ class PlanBuilder:
         return self.n_slots - 1
 
     def build(self) -> Plan:
+        _refuse_quantized(self.graph)
         for node in self.graph.nodes:
             handler = getattr(self, f"_{node.op.value}")
             first_new = len(self.plan.steps)
@@ -418,6 +419,17 @@ def _source_lines(node: Node) -> tuple[str, ...]:
     else:
         locs = [node.meta.get("loc")]
     return tuple(dict.fromkeys(loc for loc in locs if loc))
+
+
+def _refuse_quantized(graph: Graph) -> None:
+    """Plans hold plain arrays, which would drop a quantized value's scale and zero point:
+    refuse such graphs by name rather than return integers as if they were values."""
+    for node in graph.nodes:
+        val = node.meta.get("val")
+        if getattr(getattr(val, "dtype", None), "is_quantized", False):
+            raise LoweringError(f"ember.compile: {node.name} produces a quantized tensor "
+                                f"({val.dtype}); compiled plans do not take quantized values "
+                                f"yet, run this part eagerly")
 
 
 def _is_view(node: Node) -> bool:

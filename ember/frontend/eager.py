@@ -19,6 +19,8 @@ from ..ir.ops.rules import opmath, promote_dtypes
 from .autograd import grad_mode
 from .autograd.engine import OpNode, edge_of
 from .tensor import Tensor
+from .quantized import is_quantized_tensor, run_quantized, wrap_result
+from ..ir.quantized import QuantizedArray
 
 
 def run_op(op: OpDef, args: tuple):
@@ -26,6 +28,9 @@ def run_op(op: OpDef, args: tuple):
         determinism.alert_not_deterministic(op.name)
     if op.has_tag(Tag.INPLACE):
         return run_inplace(op, args)
+    quantized = [t for t in _tensors_in(op, args) if is_quantized_tensor(t)]
+    if quantized:                           # quint8/qint8/qint32 operands (quantized.py)
+        return run_quantized(op, args, quantized)
     on_cuda = _check_devices(op, args)
     if not on_cuda and next(_tensors_in(op, args), None) is None:   # a factory: device=
         from .devices import creation_target
@@ -108,6 +113,8 @@ def _wrap_outputs(op: OpDef, args: tuple, result, out_meta):
 
 
 def _wrap_one(op, args, value, meta: TensorMeta, index: int) -> Tensor:
+    if isinstance(value, QuantizedArray):
+        return wrap_result(value)
     arr = np.asarray(value)
     if tuple(arr.shape) != tuple(meta.shape):
         raise EmberError(f"internal: {op.name} computed shape {list(arr.shape)} but its meta "

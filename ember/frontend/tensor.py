@@ -209,6 +209,10 @@ class Tensor:
         return self.dtype.is_complex
 
     @property
+    def is_quantized(self) -> bool:      # frontend/quantized.py's QuantizedTensor says True
+        return False
+
+    @property
     def is_leaf(self) -> bool:
         return self.grad_fn is None
 

@@ -61,7 +61,13 @@ class DType:
 
     @property
     def is_signed(self) -> bool:
-        return self.name not in ("bool", "uint8")
+        return self.name not in ("bool", "uint8", "quint8")
+
+    @property
+    def is_quantized(self) -> bool:
+        """quint8/qint8/qint32: the values are integers standing for scale * (q - zero_point);
+        `np_dtype` is the integer storage type (what `int_repr()` returns)."""
+        return self.name in _QUANTIZED_NAMES
 
     def to_real(self) -> "DType":
         """complex64 -> float32; other dtypes unchanged."""
@@ -76,7 +82,9 @@ class DType:
 _SCALAR_TYPE_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short",
                       "int32": "Int", "int64": "Long", "float16": "Half",
                       "bfloat16": "BFloat16", "float32": "Float", "float64": "Double",
-                      "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
+                      "complex64": "ComplexFloat", "complex128": "ComplexDouble",
+                      "quint8": "QUInt8", "qint8": "QInt8", "qint32": "QInt32"}
+_QUANTIZED_NAMES = frozenset({"quint8", "qint8", "qint32"})
 
 
 def _make(name, short, npd, cat, itemsize=None):
@@ -114,7 +122,15 @@ ALL_DTYPES = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float3
 FLOAT_DTYPES = (float16, bfloat16, float32, float64)
 INT_DTYPES = (uint8, int8, int16, int32, int64)
 
-_BY_NAME = {d.name: d for d in ALL_DTYPES} | {d.short: d for d in ALL_DTYPES}
+# Quantized dtypes (torch.quint8 ...) are kept out of ALL_DTYPES and the numpy lookup:
+# their storage is a plain integer array, and no op promotes to or from them.
+quint8 = _make("quint8", "qu8", np.uint8, Category.INT)
+qint8 = _make("qint8", "qi8", np.int8, Category.INT)
+qint32 = _make("qint32", "qi32", np.int32, Category.INT)
+QUANTIZED_DTYPES = (quint8, qint8, qint32)
+
+_BY_NAME = {d.name: d for d in ALL_DTYPES + QUANTIZED_DTYPES} | \
+    {d.short: d for d in ALL_DTYPES + QUANTIZED_DTYPES}
 _BY_NAME |= {"half": float16, "float": float32, "double": float64, "long": int64,
              "int": int32, "short": int16, "cfloat": complex64, "cdouble": complex128}
 _BY_NP = {d.np_dtype: d for d in ALL_DTYPES if d is not bfloat16}
@@ -183,6 +199,9 @@ def set_default_dtype(d) -> None:
 def _promote_pair(a: DType, b: DType) -> DType:
     if a is b:
         return a
+    if a.is_quantized or b.is_quantized:
+        raise DTypeError(f"promote_types: no promotion with quantized dtypes ({a}, {b}); "
+                         f"dequantize() first")
     if a.category != b.category:
         hi, lo = (a, b) if a.category > b.category else (b, a)
         if hi.category == Category.COMPLEX and lo in (float64,):

@@ -45,6 +45,7 @@ class Tag(enum.Enum):
     LINALG = "linalg"
     FFT = "fft"
     DYNAMIC_SHAPE = "dynamic_shape"  # output shape depends on input values: eager only
+    QUANTIZED = "quantized"        # takes quantized operands (ir/ops/quantized.py)
 
 
 class Promotion(enum.Enum):

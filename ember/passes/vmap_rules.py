@@ -152,6 +152,11 @@ for _name in ("softmax", "log_softmax", "cumsum", "cumprod", "cummax", "cummin",
               "swapdims", "movedim", "diagonal", "unflatten", "kthvalue"):
     RULES[_name] = _dims
 
+# quantization (ir/ops/quantize.py): per-tensor ones are elementwise
+for _name in ("quantize_per_tensor", "dequantize", "fake_quantize_per_tensor_affine",
+              "_fake_quantize_per_tensor_mask"):
+    RULES[_name] = unary_rule
+
 # Ops batched by `loop_rule` (one op per example, stacked): no faster rule written yet.
 LOOPED = {
     "unfold_backward": "input_sizes would need the batch prepended",
@@ -175,6 +180,9 @@ LOOPED = {
     "embedding_renorm": "each example renormalizes the rows its own indices refer to",
     "ctc_loss": "target and input lengths are per example (ragged alignments)",
     "ctc_loss_backward": "target and input lengths are per example (ragged alignments)",
+    "quantize_per_channel": "its `axis` would need shifting past the batch dim",
+    "fake_quantize_per_channel_affine": "its `axis` would need shifting past the batch dim",
+    "_fake_quantize_per_channel_mask": "its `axis` would need shifting past the batch dim",
 }
 
 

@@ -24,9 +24,18 @@ def _close(got, want, loose=False):
     assert_arrays_close(got.detach().numpy(), want.detach().numpy(), rtol=tol, atol=tol)
 
 
+# ops whose results are quantized tensors: compiled plans refuse them (tested below)
+_QUANTIZED_RESULT = {"quantize_per_tensor", "quantize_per_channel"}
 _COMPILED_OPS = [op for op in sorted(OPS.values(), key=lambda o: o.name)
                  if not op.tags & {Tag.INPLACE, Tag.RANDOM, Tag.NONDETERMINISTIC,
-                                   Tag.DYNAMIC_SHAPE}]
+                                   Tag.DYNAMIC_SHAPE}
+                 and op.name not in _QUANTIZED_RESULT]
+
+
+def test_compile_refuses_quantized_values_by_name():
+    x = ember.randn(3, 4)
+    with pytest.raises(ember.LoweringError, match="quantized tensor .*quint8"):
+        ember.compile(lambda t: ember.quantize_per_tensor(t, 0.1, 3, ember.quint8))(x)
 
 
 @pytest.mark.parametrize("op, sample", sample_cases(_COMPILED_OPS, per_op=1, seed=3,

@@ -537,6 +537,10 @@ class Module:
                 if strict:
                     missing_keys.append(key)
                 continue
+            if getattr(target, "is_quantized", False) or \
+                    getattr(state_dict[key], "is_quantized", False):
+                self._load_quantized(name, key, target, state_dict[key], error_msgs)
+                continue
             value = _as_array(state_dict[key])
             if tuple(value.shape) != tuple(target.shape):
                 error_msgs.append(
@@ -552,6 +556,19 @@ class Module:
                     head = rest.split(".", 1)[0]
                     if head not in self._modules and head not in local:
                         unexpected_keys.append(key)
+
+    def _load_quantized(self, name, key, target, value, error_msgs) -> None:
+        """A quantized buffer takes the saved tensor whole: integers and qparams."""
+        if not (getattr(target, "is_quantized", False) and getattr(value, "is_quantized", False)):
+            error_msgs.append(f"dtype mismatch for {key}: copying a {value.dtype} tensor into "
+                              f"a {target.dtype} one (quantized and float do not mix)")
+            return
+        if tuple(value.shape) != tuple(target.shape):
+            error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                              f"{_shape_str(value.shape)} from checkpoint, the shape in current "
+                              f"model is {_shape_str(target.shape)}.")
+            return
+        self._buffers[name] = value
 
     def _copy_into(self, name: str, target: Tensor, value: np.ndarray, assign: bool) -> None:
         if assign:

@@ -1,0 +1,131 @@
+"""Quantization benchmark: float vs int8 for an MLP (static and dynamic) and a small CNN,
+ember against torch.ao (x86 backend) and torch float, on the same weights.
+
+    python3 benchmarks/quant.py [--quick] [--resnet] [--save]
+
+Rows come in pairs: "<model> float" times ember float eager against torch float; "<model>
+int8 ..." times ember's converted model against torch.ao's. Ratios are other / ember
+(> 1: ember faster). Beside each int8 row: argmax agreement with torch.ao's int8 model
+and the largest logit difference in output quantization steps; after the table, ember's
+int8 / float speedup. --resnet adds a resnet18-shaped model at batch 8, 224x224 (slow).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("COLUMNS", "180")
+
+import torch  # noqa: E402
+import torch.ao.quantization as tq  # noqa: E402
+import torch.ao.quantization.quantize_fx as tqfx  # noqa: E402
+
+import ember  # noqa: E402
+import ember.ao.quantization as eq  # noqa: E402
+import ember.ao.quantization.quantize_fx as eqfx  # noqa: E402
+from benchmarks.common import Bench, bench_args, torch_resnet18  # noqa: E402
+
+torch.backends.quantized.engine = "x86"
+
+
+def mlp(lib):
+    nn = lib.nn
+    return nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024))
+
+
+def small_cnn(lib):
+    nn = lib.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10))
+
+
+def twins(make, rng):
+    """The same random float weights in a torch and an ember model (eval mode)."""
+    t_model = (torch_resnet18() if make == "resnet18" else make(torch)).eval()
+    e_model = (ember.models.resnet18() if make == "resnet18" else make(ember)).eval()
+    state = {}
+    for k, v in t_model.state_dict().items():
+        if v.dtype.is_floating_point:
+            arr = rng.standard_normal(tuple(v.shape)).astype(np.float32)
+            arr *= 1.0 / np.sqrt(max(1, int(np.prod(v.shape[1:])))) if v.ndim > 1 else 0.1
+            if "running_var" in k:
+                arr = np.abs(arr) + 1.0
+            v = torch.from_numpy(arr)
+        state[k] = v
+    t_model.load_state_dict(state)
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in state.items()})
+    return t_model, e_model
+
+
+def agreement(t_out, e_out, float_out) -> dict:
+    step = float(np.abs(float_out).max()) / 127
+    return {"argmax_agreement": float((t_out.argmax(1) == e_out.argmax(1)).mean()),
+            "max_diff_steps": float(np.abs(t_out - e_out).max() / step)}
+
+
+def static_pair(name, make, shape, b: Bench, rng, calib_batches=4):
+    t_model, e_model = twins(make, rng)
+    x = rng.standard_normal(shape).astype(np.float32)
+    tx, ex = torch.from_numpy(x), ember.tensor(x)
+    with torch.no_grad(), ember.no_grad():
+        b.row(f"{name} float", ember=lambda: e_model(ex), torch=lambda: t_model(tx))
+        calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(calib_batches)]
+        t_prep = tqfx.prepare_fx(t_model, tq.get_default_qconfig_mapping("x86"), (tx,))
+        e_prep = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping("x86"), (ex,))
+        for c in calib:
+            t_prep(torch.from_numpy(c))
+            e_prep(ember.tensor(c))
+        t_q, e_q = tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
+        row = b.row(f"{name} int8 static (torch = torch.ao x86)", ember=lambda: e_q(ex),
+                    torch=lambda: t_q(tx))
+        row.update(agreement(t_q(tx).numpy(), e_q(ex).numpy(), t_model(tx).numpy()))
+    return row
+
+
+def dynamic_row(name, make, shape, b: Bench, rng):
+    t_model, e_model = twins(make, rng)
+    x = rng.standard_normal(shape).astype(np.float32)
+    tx, ex = torch.from_numpy(x), ember.tensor(x)
+    t_q = tq.quantize_dynamic(t_model, {torch.nn.Linear}, dtype=torch.qint8)
+    e_q = eq.quantize_dynamic(e_model, {ember.nn.Linear}, dtype=ember.qint8)
+    with torch.no_grad(), ember.no_grad():
+        row = b.row(f"{name} int8 dynamic (torch = torch.ao)", ember=lambda: e_q(ex),
+                    torch=lambda: t_q(tx))
+        row.update(agreement(t_q(tx).numpy(), e_q(ex).numpy(), t_model(tx).numpy()))
+    return row
+
+
+def main():
+    warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
+    resnet = "--resnet" in sys.argv
+    args = bench_args("quant", [a for a in sys.argv[1:] if a != "--resnet"])
+    rng = np.random.default_rng(0)
+    b = Bench("quant", args)
+    static_pair("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
+    dynamic_row("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
+    static_pair("small_cnn b64 1x28x28", small_cnn, (64, 1, 28, 28), b, rng)
+    if resnet:
+        static_pair("resnet18 b8 224", "resnet18", (8, 3, 224, 224), b, rng, calib_batches=1)
+    b.finish()
+    floats = {r["name"].split(" float")[0]: r for r in b.rows if r["name"].endswith("float")}
+    for r in b.rows:
+        if "argmax_agreement" not in r:
+            continue
+        base = floats.get(r["name"].split(" int8")[0])
+        speed = ""
+        if base:
+            ratio = base["ember"]["median_s"] / r["ember"]["median_s"]
+            speed = f"; ember float time / ember int8 time: {ratio:.2f}x"
+        print(f"{r['name']}: argmax agreement with torch.ao {r['argmax_agreement']:.3f}, "
+              f"max logit difference {r['max_diff_steps']:.2f} steps{speed}")
+
+
+if __name__ == "__main__":
+    main()

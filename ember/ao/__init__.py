@@ -1,0 +1,1 @@
+"""ember.ao: torch.ao's namespace (architecture optimization): quantization."""

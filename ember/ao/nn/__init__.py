@@ -1,0 +1,1 @@
+"""ember.ao.nn: torch.ao.nn's modules: fused (intrinsic) and quantized."""

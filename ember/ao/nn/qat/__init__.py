@@ -1,0 +1,54 @@
+"""Quantization-aware training modules (torch.ao.nn.qat): Linear and Conv2d that
+fake-quantize their weight with `weight_fake_quant` on every forward. They share the
+float module's Parameters, so an optimizer built before or after prepare_qat_fx trains
+the same tensors."""
+from __future__ import annotations
+
+from ....frontend import nn
+from ....frontend.nn import functional as F
+
+
+class Linear(nn.Linear):
+    @classmethod
+    def from_float(cls, mod, weight_fake_quant):
+        qat = cls.__new__(cls)
+        nn.Module.__init__(qat)
+        qat.in_features, qat.out_features = mod.in_features, mod.out_features
+        qat.weight, qat.bias = mod.weight, mod.bias
+        qat.weight_fake_quant = weight_fake_quant
+        return qat
+
+    def forward(self, x):
+        return F.linear(x, self.weight_fake_quant(self.weight), self.bias)
+
+    def to_float(self):
+        mod = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        mod.weight, mod.bias = self.weight, self.bias
+        return mod
+
+
+class Conv2d(nn.Conv2d):
+    @classmethod
+    def from_float(cls, mod, weight_fake_quant):
+        qat = cls.__new__(cls)
+        nn.Module.__init__(qat)
+        qat.__dict__.update({k: v for k, v in mod.__dict__.items()
+                             if k not in ("_parameters", "_buffers", "_modules")})
+        qat.weight, qat.bias = mod.weight, mod.bias
+        qat.weight_fake_quant = weight_fake_quant
+        return qat
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight_fake_quant(self.weight), self.bias, self.stride,
+                        self.padding, self.dilation, self.groups)
+
+    def to_float(self):
+        mod = nn.Conv2d.__new__(nn.Conv2d)
+        nn.Module.__init__(mod)
+        mod.__dict__.update({k: v for k, v in self.__dict__.items()
+                             if k not in ("_parameters", "_buffers", "_modules")})
+        mod.weight, mod.bias = self.weight, self.bias
+        return mod
+
+
+__all__ = ["Linear", "Conv2d"]

@@ -1,0 +1,23 @@
+"""ember.ao.quantization: torch.ao.quantization's user API under the same names.
+
+Observers and fake quantization (observer.py, fake_quantize.py), qconfigs and their
+mappings (qconfig.py, qconfig_mapping.py), backend patterns (backend_config/), and the
+FX graph-mode pipeline (quantize_fx.py; its graph rewrites live in ember/passes/).
+"""
+from .observer import *  # noqa: F401,F403
+from .observer import (ObserverBase, UniformQuantizationObserverBase, MinMaxObserver,  # noqa
+                       MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
+                       MovingAveragePerChannelMinMaxObserver, PlaceholderObserver,
+                       FixedQParamsObserver, NoopObserver, HistogramObserver,
+                       ReuseInputObserver)
+from .fake_quantize import *  # noqa: F401,F403
+from .fake_quantize import (FakeQuantizeBase, FakeQuantize, FusedMovingAvgObsFakeQuantize,  # noqa
+                            FixedQParamsFakeQuantize)
+from .qconfig import *  # noqa: F401,F403
+from .qconfig import QConfig, get_default_qconfig, get_default_qat_qconfig  # noqa: F401
+from .qconfig_mapping import (QConfigMapping, get_default_qconfig_mapping,  # noqa: F401
+                              get_default_qat_qconfig_mapping)
+from . import quantize_fx  # noqa: F401,E402
+from .quantize_fx import PrepareCustomConfig, ConvertCustomConfig, QuantizationError  # noqa
+from .quantize import quantize_dynamic  # noqa: F401,E402
+from . import backend_config  # noqa: F401,E402

@@ -1,0 +1,172 @@
+"""Fake quantization modules for quantization-aware training (torch.ao's names).
+
+`FakeQuantize` observes its input (an observer module inside it), refreshes its
+scale and zero point from the observer, and returns the input quantized and
+dequantized in float, with the straight-through gradient of
+`fake_quantize_per_tensor_affine` / `_per_channel_affine`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import nn
+from ...frontend.tensor import Tensor
+from ...ir import dtypes
+from ...ir.ops.quantize import fake_quantize_per_channel_affine, fake_quantize_per_tensor_affine
+from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
+                             per_channel_symmetric, per_tensor_affine, per_tensor_symmetric)
+from .observer import (FixedQParamsObserver, MovingAverageMinMaxObserver,
+                       MovingAveragePerChannelMinMaxObserver, _with_args, _with_callable_args,
+                       default_fixed_qparams_range_0to1_observer,
+                       default_fixed_qparams_range_neg1to1_observer)
+
+_PER_CHANNEL = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
+
+
+def _flag(on: bool) -> Tensor:
+    return Tensor._from_array(np.asarray([1 if on else 0], np.uint8))
+
+
+class FakeQuantizeBase(nn.Module):
+    """Switches shared by every fake quantize module: fake_quant_enabled and
+    observer_enabled (uint8 buffers, as in torch.ao, so they round-trip state_dict)."""
+
+    with_args = classmethod(_with_args)
+    with_callable_args = classmethod(_with_callable_args)
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("fake_quant_enabled", _flag(True))
+        self.register_buffer("observer_enabled", _flag(True))
+
+    def enable_fake_quant(self, enabled: bool = True):
+        self.fake_quant_enabled = _flag(enabled)
+        return self
+
+    def disable_fake_quant(self):
+        return self.enable_fake_quant(False)
+
+    def enable_observer(self, enabled: bool = True):
+        self.observer_enabled = _flag(enabled)
+        return self
+
+    def disable_observer(self):
+        return self.enable_observer(False)
+
+
+class FakeQuantize(FakeQuantizeBase):
+    """Observe, then fake-quantize with the observer's current qparams."""
+
+    def __init__(self, observer=MovingAverageMinMaxObserver, quant_min=None, quant_max=None,
+                 is_dynamic=False, **observer_kwargs):
+        super().__init__()
+        if quant_min is not None and quant_max is not None:
+            if quant_min > quant_max:
+                raise ValueError("quant_min must be less than or equal to quant_max")
+            observer_kwargs["quant_min"] = quant_min
+            observer_kwargs["quant_max"] = quant_max
+        observer_kwargs["is_dynamic"] = is_dynamic
+        self.activation_post_process = observer(**observer_kwargs)
+        app = self.activation_post_process
+        self.quant_min, self.quant_max = app.quant_min, app.quant_max
+        self.is_dynamic = app.is_dynamic
+        self.register_buffer("scale", Tensor._from_array(np.asarray([1.0], np.float32)))
+        self.register_buffer("zero_point", Tensor._from_array(np.asarray([0], np.int32)))
+        self.dtype = app.dtype
+        self.qscheme = app.qscheme
+        self.ch_axis = getattr(app, "ch_axis", -1)
+        self.is_per_channel = self.qscheme in _PER_CHANNEL
+
+    def calculate_qparams(self):
+        return self.activation_post_process.calculate_qparams()
+
+    def forward(self, x):
+        if int(self.observer_enabled._values()[0]) == 1:
+            self.activation_post_process(x.detach())
+            scale, zero_point = self.calculate_qparams()
+            self.scale = Tensor._from_array(np.asarray(scale._values(), np.float32))
+            self.zero_point = Tensor._from_array(np.asarray(zero_point._values(), np.int32))
+        if int(self.fake_quant_enabled._values()[0]) == 1:
+            if self.is_per_channel:
+                return fake_quantize_per_channel_affine(
+                    x, self.scale, self.zero_point, self.ch_axis, self.quant_min,
+                    self.quant_max)
+            return fake_quantize_per_tensor_affine(
+                x, float(self.scale._values()[0]), int(self.zero_point._values()[0]),
+                self.quant_min, self.quant_max)
+        return x
+
+    def extra_repr(self) -> str:
+        return (f"fake_quant_enabled={self.fake_quant_enabled}, observer_enabled="
+                f"{self.observer_enabled}, quant_min={self.quant_min}, quant_max="
+                f"{self.quant_max}, dtype={self.dtype}, qscheme={self.qscheme}, ch_axis="
+                f"{self.ch_axis}, scale={self.scale}, zero_point={self.zero_point}")
+
+
+class FusedMovingAvgObsFakeQuantize(FakeQuantize):
+    """torch.ao fuses observing and fake quantizing into one kernel for speed. Its kernel
+    computes per-tensor affine qparams in float64 (scale = (max - min) / (qmax - qmin)
+    rounded once to float32), which this reproduces bit for bit. Known difference: for
+    symmetric and per-channel weights torch's fused kernel uses other formulas
+    (per-channel symmetric is treated as affine there); ember keeps the observer's
+    documented symmetric formulas, so QAT weight qparams can differ from torch.ao's
+    fused module by a step."""
+
+    def calculate_qparams(self):
+        app = self.activation_post_process
+        if app.qscheme is not per_tensor_affine or self.is_per_channel:
+            return super().calculate_qparams()
+        if float(app.min_val._values()) == np.inf:      # nothing observed yet
+            return super().calculate_qparams()
+        lo = min(float(app.min_val._values()), 0.0)
+        hi = max(float(app.max_val._values()), 0.0)
+        eps = float(app.eps._values()[0])
+        scale = max((hi - lo) / (self.quant_max - self.quant_min), eps)
+        scale32 = np.float32(scale)
+        zero_point = self.quant_min - int(np.rint(lo / scale))
+        zero_point = min(max(zero_point, self.quant_min), self.quant_max)
+        return (Tensor._from_array(np.asarray([scale32], np.float32)),
+                Tensor._from_array(np.asarray([zero_point], np.int32)))
+
+
+class FixedQParamsFakeQuantize(FakeQuantize):
+    """Fake quantization with fixed qparams (sigmoid, tanh, softmax outputs)."""
+
+    def __init__(self, observer):
+        super().__init__(observer=observer)
+        if type(self.activation_post_process) is not FixedQParamsObserver:
+            raise TypeError(f"{type(self).__name__}'s observer must be a FixedQParamsObserver")
+        self.scale = self.activation_post_process.scale
+        self.zero_point = self.activation_post_process.zero_point
+
+
+default_fake_quant = FakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=dtypes.quint8,
+    qscheme=per_tensor_affine, reduce_range=True)
+default_weight_fake_quant = FakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=-128, quant_max=127, dtype=dtypes.qint8,
+    qscheme=per_tensor_symmetric, reduce_range=False)
+default_per_channel_weight_fake_quant = FakeQuantize.with_args(
+    observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127,
+    dtype=dtypes.qint8, qscheme=per_channel_symmetric, reduce_range=False, ch_axis=0)
+default_fused_act_fake_quant = FusedMovingAvgObsFakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=dtypes.quint8)
+default_fused_wt_fake_quant = FusedMovingAvgObsFakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=-128, quant_max=127, dtype=dtypes.qint8,
+    qscheme=per_tensor_symmetric)
+default_fused_per_channel_wt_fake_quant = FusedMovingAvgObsFakeQuantize.with_args(
+    observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127,
+    dtype=dtypes.qint8, qscheme=per_channel_symmetric)
+default_fixed_qparams_range_0to1_fake_quant = FixedQParamsFakeQuantize.with_args(
+    observer=default_fixed_qparams_range_0to1_observer)
+default_fixed_qparams_range_neg1to1_fake_quant = FixedQParamsFakeQuantize.with_args(
+    observer=default_fixed_qparams_range_neg1to1_observer)
+
+
+__all__ = [
+    'FakeQuantizeBase', 'FakeQuantize', 'FusedMovingAvgObsFakeQuantize',
+    'FixedQParamsFakeQuantize', 'default_fake_quant', 'default_weight_fake_quant',
+    'default_per_channel_weight_fake_quant', 'default_fused_act_fake_quant',
+    'default_fused_wt_fake_quant', 'default_fused_per_channel_wt_fake_quant',
+    'default_fixed_qparams_range_0to1_fake_quant',
+    'default_fixed_qparams_range_neg1to1_fake_quant']

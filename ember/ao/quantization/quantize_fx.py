@@ -1,0 +1,488 @@
+"""FX graph-mode quantization: fuse_fx, prepare_fx, convert_fx, convert_to_reference_fx,
+prepare_qat_fx (torch.ao.quantization.quantize_fx's names and arguments).
+
+The flow: `prepared = prepare_fx(model, qconfig_mapping, example_inputs)` traces the
+model (after fusing conv+bn(+relu) and linear+relu), and inserts observer modules
+where values will be quantized; running calibration data through `prepared` records
+ranges; `convert_fx(prepared)` replaces observers with quantize nodes and lowers
+quantized patterns to int8 ops (quantized_linear / quantized_conv2d / quantized_add
+...), dequantizing wherever a float op reads a quantized value. The graph rewrites
+are ember/passes/quantize.py; this module decides qconfigs and owns observers and
+quantized weights.
+"""
+from __future__ import annotations
+
+import copy
+import operator
+import numpy as np
+
+from ... import nn
+from ...frontend.fx.graph_module import GraphModule
+from ...frontend.fx.tracer import Tracer
+from ...frontend.nn import functional as F
+from ...frontend.tensor import Tensor
+from ...ir import dtypes
+from ...ir.errors import EmberError, TraceError
+from ...ir.graph import OpKind
+from ...ir.ops import OPS_NS
+from ...ir.quantized import per_channel_affine, per_channel_symmetric
+from ...ir.registry import is_op
+from ...passes import quantize as qpass
+from ..nn import qat as nnqat
+from ..nn.intrinsic import ConvReLU2d, LinearReLU, _FusedModule
+from .backend_config import check_qconfig, get_native_backend_config
+from .fake_quantize import FakeQuantizeBase
+from .observer import ObserverBase, PlaceholderObserver
+from .qconfig_mapping import QConfigMapping
+
+
+class QuantizationError(EmberError):
+    """Bad input to the quantization flow (what was wrong, and which node)."""
+
+
+# --- custom configs --------------------------------------------------------------------------
+class PrepareCustomConfig:
+    """Escape hatches for prepare_fx: modules the tracer must not enter."""
+
+    def __init__(self):
+        self.non_traceable_module_names: list[str] = []
+        self.non_traceable_module_classes: list[type] = []
+
+    def set_non_traceable_module_names(self, module_names: list[str]) -> "PrepareCustomConfig":
+        self.non_traceable_module_names = list(module_names)
+        return self
+
+    def set_non_traceable_module_classes(self, module_classes: list) -> "PrepareCustomConfig":
+        self.non_traceable_module_classes = list(module_classes)
+        return self
+
+
+class ConvertCustomConfig:
+    """Accepted for signature compatibility; no options are used yet."""
+
+
+class _QuantizationTracer(Tracer):
+    def __init__(self, skipped_names=(), skipped_classes=()):
+        super().__init__()
+        self.skipped_names = set(skipped_names)
+        self.skipped_classes = tuple(skipped_classes)
+
+    def is_leaf_module(self, m, module_qualified_name: str) -> bool:
+        if module_qualified_name in self.skipped_names or \
+                (self.skipped_classes and isinstance(m, self.skipped_classes)):
+            return True
+        if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase, nnqat.Linear,
+                          nnqat.Conv2d)):
+            return True
+        # ember.nn's own layers are leaves; model code elsewhere in ember (ember.models'
+        # blocks) is traced through, so its convs and adds get quantized too
+        cls = type(m)
+        return cls.__module__.startswith("ember.frontend.nn.") and \
+            cls.__name__ not in ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _trace(model, custom: PrepareCustomConfig | None) -> GraphModule:
+    custom = custom or PrepareCustomConfig()
+    tracer = _QuantizationTracer(custom.non_traceable_module_names,
+                                 custom.non_traceable_module_classes)
+    try:
+        graph = tracer.trace(model)
+    except TraceError as err:
+        raise QuantizationError(
+            f"prepare_fx could not trace {type(model).__name__}: {err}\nMark the submodule "
+            f"that contains this code as non-traceable with PrepareCustomConfig()."
+            f"set_non_traceable_module_names([...]) (or set_non_traceable_module_classes) "
+            f"and pass it as prepare_custom_config; it then stays in float.") from None
+    gm = GraphModule(model, graph, type(model).__name__)
+    for name, value in tracer.tensor_constants.items():
+        setattr(gm, name, value)
+    return gm
+
+
+# --- module kinds ----------------------------------------------------------------------------
+_SHARED_MODULES = tuple(getattr(nn, n) for n in (
+    "ReLU", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity") if hasattr(nn, n))
+_FIXED_MODULES = tuple(getattr(nn, n) for n in ("Sigmoid", "Tanh", "Softmax", "Hardsigmoid")
+                       if hasattr(nn, n))
+
+
+def _module_kind(module) -> str | None:
+    if isinstance(module, LinearReLU):
+        return "linear_relu"
+    if isinstance(module, ConvReLU2d):
+        return "conv2d_relu"
+    if type(module) in (nn.Linear, nnqat.Linear):
+        return "linear"
+    if type(module) in (nn.Conv2d, nnqat.Conv2d):
+        return "conv2d"
+    if isinstance(module, nn.ReLU):
+        return "relu"
+    if isinstance(module, _SHARED_MODULES):
+        return "identity"
+    if isinstance(module, _FIXED_MODULES):
+        return "sigmoid"
+    return None
+
+
+def _module_kinds(gm: GraphModule) -> dict:
+    modules = dict(gm.named_modules())
+    kinds = {}
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_module:
+            kind = _module_kind(modules.get(str(node.target)))
+            if kind is not None:
+                kinds[str(node.target)] = kind
+    return kinds
+
+
+# --- fusion ----------------------------------------------------------------------------------
+def _fold_bn(conv, bn):
+    """A Conv2d equal to conv followed by eval-mode bn, in float32 as torch.ao folds."""
+    w = np.asarray(conv.weight.detach().numpy(), np.float32)
+    b = np.zeros(w.shape[0], np.float32) if conv.bias is None else \
+        np.asarray(conv.bias.detach().numpy(), np.float32)
+    mean, var = bn.running_mean.numpy(), bn.running_var.numpy()
+    gamma = bn.weight.detach().numpy() if bn.weight is not None else np.ones_like(mean)
+    beta = bn.bias.detach().numpy() if bn.bias is not None else np.zeros_like(mean)
+    rsqrt = (np.float32(1) / np.sqrt(var + np.float32(bn.eps))).astype(np.float32)
+    scale = (gamma * rsqrt).astype(np.float32)
+    fused = copy.deepcopy(conv)
+    fused.weight = nn.Parameter(Tensor._from_array(
+        (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)))
+    fused.bias = nn.Parameter(Tensor._from_array(((b - mean) * rsqrt * gamma + beta)
+                                                 .astype(np.float32)))
+    return fused
+
+
+def _set_module(root, qualname: str, module) -> None:
+    parent, _, name = qualname.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
+def _sole_user(node):
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _is_relu(node, modules) -> bool:
+    if node is None:
+        return False
+    if node.op == OpKind.call_module:
+        return isinstance(modules.get(str(node.target)), nn.ReLU)
+    if node.op == OpKind.call_function:
+        return node.target is OPS_NS.relu or node.target is F.relu
+    return node.op == OpKind.call_method and node.target == "relu"
+
+
+def _fuse_graph(gm: GraphModule) -> GraphModule:
+    graph = gm.graph
+    modules = dict(gm.named_modules())
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_module:
+            continue
+        module = modules.get(str(node.target))
+        if type(module) is nn.Conv2d:
+            bn_node = _sole_user(node)
+            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
+                bn_node.op == OpKind.call_module else None
+            if isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.track_running_stats:
+                module = _fold_bn(module, bn)
+                _set_module(gm, str(node.target), module)
+                bn_node.replace_all_uses_with(node)
+                graph.erase_node(bn_node)
+        if type(module) in (nn.Conv2d, nn.Linear):
+            relu_node = _sole_user(node)
+            if _is_relu(relu_node, modules) and relu_node.args[0] is node:
+                fused_cls = ConvReLU2d if type(module) is nn.Conv2d else LinearReLU
+                _set_module(gm, str(node.target), fused_cls(module, nn.ReLU()))
+                relu_node.replace_all_uses_with(node)
+                graph.erase_node(relu_node)
+    graph.lint()
+    gm.recompile()
+    return gm
+
+
+def fuse_fx(model, fuse_custom_config=None, backend_config=None) -> GraphModule:
+    """Fuse conv2d + batch_norm (folded, eval mode) (+ relu) and linear + relu."""
+    return _fuse_graph(_trace(model, None))
+
+
+# --- prepare ---------------------------------------------------------------------------------
+def _object_types(node) -> list:
+    """Every key a QConfigMapping's object_type entry may use for this node."""
+    if node.op == OpKind.call_method:
+        return [str(node.target)]
+    target = node.target
+    found = [target]
+    name = target.name if is_op(target) else getattr(target, "__name__", "")
+    if target in (operator.add, operator.iadd):
+        found += [OPS_NS.add, "add"]
+    elif target in (operator.mul, operator.imul):
+        found += [OPS_NS.mul, "mul"]
+    if name:
+        fn = getattr(F, name, None)
+        found += [x for x in (fn, getattr(OPS_NS, name, None), name) if x is not None]
+    return found
+
+
+def _assign_qconfigs(gm: GraphModule, mapping: QConfigMapping) -> dict:
+    modules = dict(gm.named_modules())
+    qconfigs, counts = {}, {}
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_module:
+            module = modules.get(str(node.target))
+            kind = type(module[0]) if isinstance(module, _FusedModule) else type(module)
+            q = mapping.qconfig_for(str(node.target), kind)
+            if isinstance(module, _FusedModule) and q is mapping.global_qconfig:
+                q = mapping.qconfig_for(str(node.target), type(module))
+            qconfigs[node] = q
+        elif node.op in (OpKind.call_function, OpKind.call_method):
+            types_ = _object_types(node)
+            obj = next((t for t in types_ if t in mapping.object_type_qconfigs), types_[0])
+            index = counts.get(("", obj), 0)
+            counts[("", obj)] = index + 1
+            qconfigs[node] = mapping.qconfig_for("", obj, index)
+    return qconfigs
+
+
+def _is_static(qconfig) -> bool:
+    if qconfig is None:
+        return False
+    probe = qconfig.activation()
+    if getattr(probe, "is_dynamic", False):
+        return False
+    return getattr(probe, "dtype", None) is not None and \
+        getattr(probe.dtype, "is_quantized", False)
+
+
+def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_qat,
+             backend_config=None):
+    if isinstance(qconfig_mapping, dict):
+        qconfig_mapping = QConfigMapping.from_dict(qconfig_mapping)
+    if not isinstance(qconfig_mapping, QConfigMapping):
+        raise QuantizationError(f"prepare_fx expects a QConfigMapping, got "
+                                f"{type(qconfig_mapping).__name__}")
+    if example_inputs is None:
+        raise QuantizationError("prepare_fx needs example_inputs (a tuple of inputs)")
+    gm = _trace(model, prepare_custom_config)
+    gm = _fuse_graph(gm)        # in training mode BatchNorm is not folded
+    qconfigs = _assign_qconfigs(gm, qconfig_mapping)
+    kinds = _module_kinds(gm)
+    counter = [0]
+    owners = {}
+
+    def new_observer(value, for_node) -> str:
+        name = f"activation_post_process_{counter[0]}"
+        counter[0] += 1
+        gm.add_module(name, qconfigs[for_node].activation())
+        owners[name] = value.name
+        return name
+
+    backend = backend_config or get_native_backend_config()
+
+    def wants(node) -> bool:
+        qconfig = qconfigs.get(node)
+        if not _is_static(qconfig):
+            return False
+        kind = qpass.node_kind(node, kinds)
+        weight = qconfig.weight() if kind in qpass.WEIGHTED else None
+        where = str(node.target) if node.op == OpKind.call_module else \
+            getattr(node.target, "name", getattr(node.target, "__name__", str(node.target)))
+        check_qconfig(backend, kind, qconfig.activation(), weight, node.name, where)
+        return True
+
+    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer)
+    gm._ember_quant = {
+        "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
+                     if k in qpass.WEIGHTED},
+        "observer_owner": owners, "is_qat": is_qat}
+    if is_qat:
+        _attach_weight_fake_quant(gm, quantized, qconfigs)
+    gm.recompile()           # example_inputs are accepted for torch.ao's signature
+    return gm
+
+
+def _attach_weight_fake_quant(gm, quantized, qconfigs):
+    """QAT: weighted modules become ember.ao.nn.qat modules, which fake-quantize their
+    weight in forward (the weight's FakeQuantize is their `weight_fake_quant`)."""
+    modules = dict(gm.named_modules())
+    for node, kind in quantized.items():
+        if kind not in qpass.WEIGHTED:
+            continue
+        target = str(node.target)
+        module = modules[target]
+        inner = module[0] if isinstance(module, _FusedModule) else module
+        qat_cls = nnqat.Linear if isinstance(inner, nn.Linear) else nnqat.Conv2d
+        qat = qat_cls.from_float(inner, qconfigs[node].weight())
+        if isinstance(module, _FusedModule):
+            module[0] = qat
+        else:
+            _set_module(gm, target, qat)
+
+
+def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=None,
+               _equalization_config=None, backend_config=None) -> GraphModule:
+    """Trace, fuse and insert observers for post-training static quantization."""
+    if getattr(model, "training", False):
+        raise QuantizationError("prepare_fx is for post-training quantization: call "
+                                "model.eval() first (or use prepare_qat_fx for training)")
+    return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, False,
+                    backend_config)
+
+
+def prepare_qat_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=None,
+                   backend_config=None) -> GraphModule:
+    """Insert fake quantize modules (activations and weights) for quantization-aware
+    training. BatchNorm stays a separate module (no simulated BN folding yet)."""
+    return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, True,
+                    backend_config)
+
+
+# --- convert ---------------------------------------------------------------------------------
+def _activation_qparams(gm) -> dict:
+    owners = gm._ember_quant["observer_owner"]
+    out = {}
+    for name, module in gm.named_children():
+        if not isinstance(module, (ObserverBase, FakeQuantizeBase)) or name not in owners:
+            continue
+        if isinstance(module, PlaceholderObserver):
+            continue
+        obs = module.activation_post_process if isinstance(module, FakeQuantizeBase) \
+            else module
+        min_val = getattr(obs, "min_val", None)
+        if min_val is not None and min_val.numel() in (0, 1) and \
+                (min_val.numel() == 0 or float(min_val) == float("inf")):
+            raise QuantizationError(
+                f"convert_fx: observer {name} (on the output of node '{owners[name]}') has "
+                f"seen no data; run calibration inputs through the prepared model before "
+                f"convert_fx")
+        if getattr(obs, "qscheme", None) in (per_channel_affine, per_channel_symmetric):
+            raise QuantizationError(f"convert_fx: observer {name} (node '{owners[name]}') is "
+                                    f"per-channel; activations must be quantized per tensor")
+        scale, zero_point = module.calculate_qparams()
+        out[name] = (float(scale._values().reshape(-1)[0]),
+                     int(zero_point._values().reshape(-1)[0]), obs.dtype)
+    return out
+
+
+def _quantize_weight(weight: Tensor, observer) -> Tensor:
+    from ...ir.ops.quantize import quantize_per_channel, quantize_per_tensor
+    observer(weight.detach())
+    scale, zero_point = observer.calculate_qparams()
+    if getattr(observer, "qscheme", None) in (per_channel_affine, per_channel_symmetric):
+        return quantize_per_channel(weight.detach(), scale.to(dtypes.float64),
+                                    zero_point.long(), observer.ch_axis, observer.dtype)
+    return quantize_per_tensor(weight.detach(), float(scale._values()[0]),
+                               int(zero_point._values()[0]), observer.dtype)
+
+
+def _weighted_specs(gm, reference: bool) -> dict:
+    modules = dict(gm.named_modules())
+    specs = {}
+    for node in gm.graph.nodes:
+        target = str(node.target)
+        if node.op != OpKind.call_module or target not in gm._ember_quant["weighted"]:
+            continue
+        module = modules[target]
+        inner = module[0] if isinstance(module, _FusedModule) else module
+        qconfig = gm._ember_quant["weighted"][target]
+        observer = getattr(inner, "weight_fake_quant", None)
+        observer = observer.activation_post_process if observer is not None else \
+            qconfig.weight()
+        qweight = _quantize_weight(inner.weight, observer)
+        if reference:            # a float module computing with the q/dq weight
+            if isinstance(inner, (nnqat.Linear, nnqat.Conv2d)):
+                inner = inner.to_float()
+                if isinstance(module, _FusedModule):
+                    module[0] = inner
+                else:
+                    _set_module(gm, target, inner)
+            inner.weight = nn.Parameter(qweight.dequantize())
+            continue
+        stem = "_packed_" + target.replace(".", "_")
+        gm.register_buffer(stem + "_weight", qweight)
+        bias = None
+        if inner.bias is not None:
+            gm.register_buffer(stem + "_bias", inner.bias.detach().clone())
+            bias = stem + "_bias"
+        spec = {"weight": stem + "_weight", "bias": bias}
+        if isinstance(inner, nn.Conv2d):
+            if isinstance(inner.padding, str):
+                raise QuantizationError(f"convert_fx: {target} uses padding="
+                                        f"{inner.padding!r}; give explicit padding")
+            spec.update(stride=tuple(inner.stride), padding=tuple(inner.padding),
+                        dilation=tuple(inner.dilation), groups=inner.groups)
+        specs[node] = spec
+    return specs
+
+
+def _convert(prepared, reference: bool) -> GraphModule:
+    if not hasattr(prepared, "_ember_quant"):
+        raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
+                                "prepare_qat_fx) returned")
+    gm = copy.deepcopy(prepared)
+    qparams = _activation_qparams(gm)
+    specs = _weighted_specs(gm, reference)
+    kinds = _module_kinds(gm)
+    quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
+    if reference:
+        qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
+    else:
+        qpass.lower_quantized(gm.graph, quantize_nodes, kinds, specs)
+    for name in list(qparams) + [n for n, m in gm.named_children()
+                                 if isinstance(m, PlaceholderObserver)]:
+        if hasattr(gm, name):
+            delattr(gm, name)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    gm.quantization_report = _float_report(gm, kinds) if not reference else None
+    return gm
+
+
+_QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",
+                   "quantized_add", "quantized_mul"}
+
+
+def _float_report(gm, kinds) -> list[tuple[str, str]]:
+    """(node, what it calls) for every compute node of the converted graph that runs in
+    float: what the patterns or the qconfigs left unquantized, said rather than hidden.
+    Shape reads and ops that run on quantized values (pooling, views, relu) are not
+    listed."""
+    quantized_ops = _QUANT_PLUMBING
+    quantized_values, shape_values = set(), set()
+    report = []
+    for node in gm.graph.nodes:
+        if qpass._reads_only_shape(node) or (node.all_input_nodes and all(
+                n in shape_values for n in node.all_input_nodes)):
+            shape_values.add(node)            # sizes and arithmetic on sizes
+            continue
+        name = node.target.name if is_op(node.target) else None
+        if name in quantized_ops and name != "dequantize":
+            quantized_values.add(node)
+            continue
+        if node.op in (OpKind.placeholder, OpKind.get_attr, OpKind.output) or \
+                name == "dequantize":
+            continue
+        kind = qpass.node_kind(node, kinds)
+        if kind in qpass.SHARED and node.args and node.args[0] in quantized_values:
+            quantized_values.add(node)
+            continue
+        what = str(node.target) if node.op == OpKind.call_module else \
+            (name or getattr(node.target, "__name__", str(node.target)))
+        report.append((node.name, f"{node.op.value} {what}"))
+    return report
+
+
+def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
+               qconfig_mapping=None, backend_config=None) -> GraphModule:
+    """A calibrated prepared model -> an int8 model (quantized ops, float boundaries)."""
+    return _convert(graph_module, reference=False)
+
+
+def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
+                            qconfig_mapping=None, backend_config=None) -> GraphModule:
+    """A calibrated prepared model -> the reference form: dequantize -> float op ->
+    quantize around every quantized op, weights quantized and dequantized."""
+    return _convert(graph_module, reference=True)
+

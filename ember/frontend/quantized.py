@@ -1,0 +1,221 @@
+"""Quantized tensors in eager mode: torch's quint8/qint8/qint32 tensors.
+
+A `QuantizedTensor` is an ember Tensor whose `_array` holds the integer representation
+(what `int_repr()` returns) and which carries its qparams: a scale and zero point per
+tensor, or scales, zero points and an axis per channel. Its `dtype` is the quantized
+dtype. Registry ops see it as an `ir.quantized.QuantizedArray`.
+
+Few ops accept quantized tensors, as in PyTorch: those written for them (dequantize
+and the quantized kernels of ember.ao), shape ops and max pooling over per-tensor
+quantized values (exact on the integers: the qparams carry over), and relu (max with
+the zero point). Every other op refuses with an error that says to dequantize first,
+so nothing computes silently on the integers as if they were the values.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import dtypes
+from ..ir.errors import AutogradError, EmberError, at_user_line
+from ..ir.quantized import QuantizedArray, per_channel_affine, per_tensor_affine
+from ..ir.registry import OpDef, Tag
+from .tensor import Storage, Tensor
+from ..ir.ops.shape import flat_storage
+
+# ops whose NumPy references take QuantizedArray operands themselves (besides the ops
+# tagged QUANTIZED: ir/ops/quantized.py)
+QUANTIZED_KERNELS: set[str] = {"dequantize"}
+
+# averaging ops: computed on the dequantized values, requantized with the input's qparams
+# (PyTorch's quantized pooling keeps the input's scale and zero point too)
+SAME_QPARAMS_REQUANTIZED = {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d",
+                            "avg_pool2d", "mean", "upsample_nearest2d", "dropout"}
+
+# ops that act on the integers alone and keep per-tensor qparams (monotone or moving data)
+SAME_QPARAMS = {"view", "reshape", "_unsafe_view", "flatten", "permute", "transpose", "t",
+                "contiguous", "clone", "squeeze", "unsqueeze", "expand", "select", "slice",
+                "narrow", "detach", "alias", "max_pool1d", "max_pool2d", "max_pool3d",
+                "adaptive_max_pool2d", "unflatten", "movedim", "chunk", "split"}
+
+
+class QuantizedTensor(Tensor):
+    """A Tensor of dtype quint8/qint8/qint32 (see the module docstring)."""
+
+    @classmethod
+    def _wrap(cls, qa: QuantizedArray) -> "QuantizedTensor":
+        arr = np.ascontiguousarray(qa.int_repr)
+        t = cls._make(arr, Storage(flat_storage(arr)))
+        t._qdtype = qa.dtype
+        t._qscale = qa.scale
+        t._qzero_point = qa.zero_point
+        t._qaxis = qa.axis
+        return t
+
+    def _qarray(self) -> QuantizedArray:
+        return QuantizedArray(self._array, self._qdtype, self._qscale, self._qzero_point,
+                              self._qaxis)
+
+    @property
+    def dtype(self):
+        return self._qdtype
+
+    @property
+    def is_quantized(self) -> bool:
+        return True
+
+    def qscheme(self):
+        return per_tensor_affine if self._qaxis is None else per_channel_affine
+
+    def _per_tensor(self, what: str):
+        if self._qaxis is not None:
+            raise EmberError(f"{what}: expected a per-tensor quantized tensor, got "
+                             f"qscheme {self.qscheme().name}")
+
+    def _per_channel(self, what: str):
+        if self._qaxis is None:
+            raise EmberError(f"{what}: expected a per-channel quantized tensor, got "
+                             f"qscheme {self.qscheme().name}")
+
+    def q_scale(self) -> float:
+        self._per_tensor("q_scale")
+        return float(self._qscale)
+
+    def q_zero_point(self) -> int:
+        self._per_tensor("q_zero_point")
+        return int(self._qzero_point)
+
+    def q_per_channel_scales(self) -> Tensor:
+        self._per_channel("q_per_channel_scales")
+        return Tensor._from_array(np.asarray(self._qscale, np.float64))
+
+    def q_per_channel_zero_points(self) -> Tensor:
+        self._per_channel("q_per_channel_zero_points")
+        return Tensor._from_array(np.asarray(self._qzero_point, np.int64))
+
+    def q_per_channel_axis(self) -> int:
+        self._per_channel("q_per_channel_axis")
+        return int(self._qaxis)
+
+    def int_repr(self) -> Tensor:
+        return Tensor._from_array(self._array)
+
+    def numpy(self, *, force: bool = False):
+        raise EmberError("numpy() of a quantized tensor: call int_repr() or dequantize() first")
+
+    def detach(self) -> "QuantizedTensor":
+        """The same integers and qparams (shares storage; quantized tensors have no grad)."""
+        return QuantizedTensor._wrap(self._qarray())
+
+    def requires_grad_(self, requires_grad: bool = True):
+        if requires_grad:
+            raise AutogradError(f"only Tensors of floating point and complex dtype can require "
+                                f"gradients, got {self.dtype}")
+        return self
+
+    def __repr__(self) -> str:
+        from .printing import tensor_repr
+        values = tensor_repr(Tensor._from_array(self._qarray().dequantize()))
+        body = values[:-1] if values.endswith(")") else values
+        body = body.split(", dtype=")[0]
+        if self._qaxis is None:
+            q = f"scale={float(self._qscale)}, zero_point={int(self._qzero_point)}"
+        else:
+            q = (f"scale={repr(self.q_per_channel_scales())}, zero_point="
+                 f"{repr(self.q_per_channel_zero_points())}, axis={self._qaxis}")
+        return (f"{body}, size={tuple(self.shape)}, dtype={self.dtype},\n"
+                f"       quantization_scheme={self.qscheme()!r}, {q})")
+
+    def __deepcopy__(self, memo):
+        return QuantizedTensor._wrap(QuantizedArray(
+            self._array.copy(), self._qdtype, self._qscale, self._qzero_point, self._qaxis))
+
+    def __reduce_ex__(self, proto):
+        return (_rebuild, (self._array.copy(), self._qdtype.name, self._qscale,
+                           self._qzero_point, self._qaxis))
+
+
+def _rebuild(arr, dtype_name, scale, zero_point, axis):
+    return QuantizedTensor._wrap(QuantizedArray(arr, dtypes.dtype_from_name(dtype_name), scale,
+                                                zero_point, axis))
+
+
+def is_quantized_tensor(v) -> bool:
+    return type(v) is QuantizedTensor
+
+
+def wrap_result(value):
+    """A reference's QuantizedArray result as a tensor (eager's output wrapping)."""
+    return QuantizedTensor._wrap(value)
+
+
+def run_quantized(op: OpDef, args: tuple, tensors: list):
+    """Eager execution of an op that has a quantized tensor among its operands."""
+    from .eager import run_meta, _wrap_outputs
+    if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
+        out_meta = run_meta(op, args)
+        ref_args = [_unwrap(v) for v in args]
+        return _wrap_outputs(op, args, _native_or_reference(op, args, ref_args), out_meta)
+    (first,) = tensors if len(tensors) == 1 else (None,)
+    if first is not None and first._qaxis is None and op.name in SAME_QPARAMS:
+        return _same_qparams(op, args, first)
+    if first is not None and first._qaxis is None and op.name in SAME_QPARAMS_REQUANTIZED:
+        return _requantized_same(op, args, first)
+    if first is not None and op.name == "relu" and first._qaxis is None:
+        qa = first._qarray()
+        return QuantizedTensor._wrap(qa.with_values(
+            np.maximum(qa.int_repr, qa.zero_point).astype(qa.int_repr.dtype)))
+    kinds = ", ".join(sorted({f"{t.dtype} ({t.qscheme().name})" for t in tensors}))
+    raise NotImplementedError(
+        f"{op.name}: not supported on quantized tensors ({kinds}); call .dequantize() "
+        f"first, or use a quantized module from ember.ao{at_user_line()}")
+
+
+def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
+    """The op's native kernel where codegen has one for these operands (VNNI int8 GEMM,
+    identical results), else its NumPy reference. A weight keeps its packed form in
+    `_kernel_cache`, so packing happens once per weight."""
+    weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
+    if weight is not None and op.name in ("quantized_linear", "quantized_linear_dynamic",
+                                          "quantized_conv2d"):
+        from ..codegen.quantized import kernel_for
+        cache = weight.__dict__.setdefault("_kernel_cache", {})
+        kernel = kernel_for(op.name, ref_args, cache)
+        if kernel is not None:
+            return kernel()
+    return op.reference(*ref_args)
+
+
+def _unwrap(v):
+    if isinstance(v, QuantizedTensor):
+        return v._qarray()
+    if isinstance(v, Tensor):
+        return v._array
+    return v
+
+
+def _same_qparams(op: OpDef, args: tuple, qt: QuantizedTensor):
+    """Run a data-movement op on the integers and keep the qparams."""
+    qa = qt._qarray()
+    int_args = tuple(Tensor._from_array(qa.int_repr, copy=False) if a is qt else a
+                     for a in args)
+    result = op(*int_args)
+    if isinstance(result, (tuple, list)):
+        return type(result)(_requantized_like(r, qa) for r in result)
+    return _requantized_like(result, qa)
+
+
+def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
+    """Run an averaging op in float on the dequantized values; requantize with the input's
+    scale and zero point."""
+    from ..ir.quantized import quantize_array
+    qa = qt._qarray()
+    float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
+    result = op(*float_args)
+    return QuantizedTensor._wrap(quantize_array(result._array, qa.scale, qa.zero_point,
+                                                qa.dtype))
+
+
+def _requantized_like(t, qa: QuantizedArray):
+    if not isinstance(t, Tensor) or t.dtype.np_dtype != qa.dtype.np_dtype:
+        return t      # an index output (max_pool's indices)
+    return QuantizedTensor._wrap(qa.with_values(np.asarray(t._array)))

@@ -1,0 +1,198 @@
+"""Quantized compute ops: what convert_fx lowers dequant -> float op -> quant patterns to.
+
+Operands are quantized tensors (their references receive `QuantizedArray`s); results
+are quantized with the output scale and zero point the graph carries as constants.
+The NumPy references are the correctness baseline for the int8 kernels: integer
+accumulation (exact; done as float64 matrix products of integer values, exact below
+2**53, so BLAS does the work), then requantization in float32:
+
+    acc[i, o]  = sum_k (x[i, k] - x_zp) * (w[o, k] - w_zp[o])
+    real[i, o] = acc[i, o] * (x_scale * w_scale[o]) + bias[o]
+    out        = quantize(real, scale, zero_point)   (clamped at zero_point when relu)
+
+`quantized_linear_dynamic` quantizes its float input per call (qparams from the
+batch's min/max, range 0..127 as fbgemm/x86 do) and returns float.
+
+These ops take quantized operands, which the table-driven tests cannot build from
+NumPy samples; they are tagged QUANTIZED and tested against torch.ao in tests/quant.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import DTypeError, ShapeError
+from ..meta import TensorMeta
+from ..quantized import QuantizedArray, dequantize_array, quantize_array
+from ..registry import NOT_DIFFERENTIABLE, Tag, defop
+from .conv import conv2d as _conv2d
+
+Q = {Tag.QUANTIZED}
+
+
+def _require_quantized(x, what: str, name: str):
+    if not getattr(x.dtype, "is_quantized", False):
+        raise DTypeError(f"{what}: expected {name} to be a quantized tensor, got dtype {x.dtype}")
+
+
+def _centered(qa: QuantizedArray, channel_axis: int = 0) -> np.ndarray:
+    """q - zero_point as float64 (exact integers)."""
+    q = qa.int_repr.astype(np.float64)
+    if qa.axis is None:
+        return q - qa.zero_point
+    shape = [1] * q.ndim
+    shape[qa.axis] = q.shape[qa.axis]
+    return q - qa.zero_point.reshape(shape)
+
+
+def _weight_scales(w: QuantizedArray, n_out: int) -> np.ndarray:
+    if w.axis is None:
+        return np.full(n_out, np.float32(w.scale), np.float32)
+    if w.axis != 0:
+        raise ShapeError(f"quantized weights must be quantized per output channel (axis 0), "
+                         f"got axis {w.axis}")
+    return np.asarray(w.scale, np.float32)
+
+
+def requantize(acc: np.ndarray, x_scale: float, w_scales: np.ndarray, bias, scale: float,
+               zero_point: int, relu: bool, dtype, channel_axis: int) -> QuantizedArray:
+    """int accumulators -> float32 real values -> quantized output."""
+    shape = [1] * acc.ndim
+    shape[channel_axis] = acc.shape[channel_axis]
+    multiplier = (np.float32(x_scale) * w_scales).reshape(shape)
+    real = acc.astype(np.float32) * multiplier
+    if bias is not None:
+        real = real + np.asarray(bias, np.float32).reshape(shape)
+    out = quantize_array(real, scale, zero_point, dtype)
+    if relu:
+        out = out.with_values(np.maximum(out.int_repr, zero_point).astype(out.int_repr.dtype))
+    return out
+
+
+def _linear_acc(x: QuantizedArray, w: QuantizedArray) -> np.ndarray:
+    return _centered(x) @ _centered(w).T
+
+
+def _linear_meta(self, weight, bias, scale, zero_point, relu):
+    _require_quantized(self, "quantized_linear", "input")
+    _require_quantized(weight, "quantized_linear", "weight")
+    if weight.ndim != 2 or self.shape[-1] != weight.shape[1]:
+        raise ShapeError(f"quantized_linear: input {list(self.shape)} and weight "
+                         f"{list(weight.shape)} do not match")
+    return TensorMeta(tuple(self.shape[:-1]) + (weight.shape[0],), self.dtype,
+                      str(self.device))
+
+
+def _linear_ref(x, w, bias, scale, zero_point, relu):
+    acc = _linear_acc(x, w)
+    return requantize(acc, x.scale, _weight_scales(w, acc.shape[-1]), bias, scale,
+                      zero_point, relu, x.dtype, acc.ndim - 1)
+
+
+quantized_linear = defop(
+    "quantized_linear(Tensor self, Tensor weight, Tensor? bias, float scale, int zero_point, "
+    "bool relu=False) -> Tensor",
+    meta=_linear_meta, reference=_linear_ref, derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+
+def _float_meta(t):
+    return TensorMeta(tuple(t.shape), dtypes.float32, str(t.device))
+
+
+def _conv_meta(self, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu):
+    _require_quantized(self, "quantized_conv2d", "input")
+    _require_quantized(weight, "quantized_conv2d", "weight")
+    out = _conv2d.meta(_float_meta(self), _float_meta(weight), None, stride, padding,
+                       dilation, groups)
+    return TensorMeta(out.shape, self.dtype, str(self.device))
+
+
+def _conv_ref(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu):
+    acc = _conv2d.reference(_centered(x), _centered(w), None, stride, padding, dilation, groups)
+    acc = np.rint(acc)          # exact integers up to float64 summation order
+    return requantize(acc, x.scale, _weight_scales(w, acc.shape[1]), bias, scale, zero_point,
+                      relu, x.dtype, 1)
+
+
+quantized_conv2d = defop(
+    "quantized_conv2d(Tensor self, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+    "int[2] dilation, int groups, float scale, int zero_point, bool relu=False) -> Tensor",
+    meta=_conv_meta, reference=_conv_ref, derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+
+def _binary_meta(name):
+    def meta(self, other, scale, zero_point, relu):
+        _require_quantized(self, name, "self")
+        _require_quantized(other, name, "other")
+        from .rules import broadcast_shapes
+        return TensorMeta(broadcast_shapes(self.shape, other.shape), self.dtype,
+                          str(self.device))
+    return meta
+
+
+def _binary_ref(fn):
+    def ref(a, b, scale, zero_point, relu):
+        real = fn(dequantize_array(a), dequantize_array(b))
+        if relu:
+            real = np.maximum(real, np.float32(0))
+        return quantize_array(real, scale, zero_point, a.dtype)
+    return ref
+
+
+quantized_add = defop(
+    "quantized_add(Tensor self, Tensor other, float scale, int zero_point, bool relu=False) "
+    "-> Tensor",
+    meta=_binary_meta("quantized_add"), reference=_binary_ref(np.add),
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+quantized_mul = defop(
+    "quantized_mul(Tensor self, Tensor other, float scale, int zero_point, bool relu=False) "
+    "-> Tensor",
+    meta=_binary_meta("quantized_mul"), reference=_binary_ref(np.multiply),
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+
+def _dynamic_meta(self, weight, bias, relu):
+    if not self.dtype.is_floating_point:
+        raise DTypeError(f"quantized_linear_dynamic: expected a float input, got {self.dtype}")
+    _require_quantized(weight, "quantized_linear_dynamic", "weight")
+    if weight.ndim != 2 or self.shape[-1] != weight.shape[1]:
+        raise ShapeError(f"quantized_linear_dynamic: input {list(self.shape)} and weight "
+                         f"{list(weight.shape)} do not match")
+    return TensorMeta(tuple(self.shape[:-1]) + (weight.shape[0],), dtypes.float32,
+                      str(self.device))
+
+
+def dynamic_input_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):
+    """Per-batch affine qparams for a dynamically quantized input (range includes 0)."""
+    lo = min(float(np.min(x)), 0.0) if x.size else 0.0
+    hi = max(float(np.max(x)), 0.0) if x.size else 0.0
+    scale = (hi - lo) / (qmax - qmin)
+    if scale == 0.0:
+        scale = 0.1
+    scale = float(np.float32(scale))
+    zero_point = int(min(max(qmin - round(lo / scale), qmin), qmax))
+    return scale, zero_point
+
+
+def _dynamic_ref(x, w, bias, relu):
+    scale, zp = dynamic_input_qparams(x)
+    qx = quantize_array(x, scale, zp, dtypes.quint8)
+    acc = _linear_acc(qx, w)
+    shape = [1] * acc.ndim
+    shape[-1] = acc.shape[-1]
+    real = acc.astype(np.float32) * (np.float32(scale) * _weight_scales(w, acc.shape[-1]))
+    if bias is not None:
+        real = real + np.asarray(bias, np.float32)
+    return np.maximum(real, np.float32(0)) if relu else real
+
+
+quantized_linear_dynamic = defop(
+    "quantized_linear_dynamic(Tensor self, Tensor weight, Tensor? bias, bool relu=False) "
+    "-> Tensor",
+    meta=_dynamic_meta, reference=_dynamic_ref, derivative=NOT_DIFFERENTIABLE, tags=Q,
+)

@@ -1,0 +1,269 @@
+"""Graph-mode quantization rewrites: insert observers (prepare), then turn them into
+quantize/dequantize nodes and lower quantized patterns to int8 ops (convert).
+
+These are the graph halves of ember.ao.quantization.quantize_fx; the user API there
+decides qconfigs and owns the observer modules, and hands these passes plain data:
+`module_kinds` (call_module target -> kind), `wants(node)` (does this node's qconfig
+quantize it) and `new_observer(node, for_node) -> str` (the qualified name of a
+fresh observer module to call).
+
+Kinds of nodes (function and method forms are recognized here, both the registry
+op form ember's tracer records and torch.fx's forms: operator.add, call_method "add"):
+
+- WEIGHTED ("linear", "linear_relu", "conv2d", "conv2d_relu"): quantized inputs, an
+  observed output, lowered to quantized_linear / quantized_conv2d;
+- BINARY ("add", "mul", with a following relu fused): quantized_add / quantized_mul;
+- SHARED (pooling, flatten/reshape/views, relu, dropout): run on the quantized value
+  itself and keep its qparams, so they get no observer of their own;
+- FIXED (sigmoid, tanh, softmax): their output observer has fixed qparams; they run
+  in float between a dequantize and a quantize;
+- everything else runs in float: convert puts a dequantize in front of it.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Callable
+
+from ember.ir.graph import Graph, Node, OpKind
+from ember.ir.registry import OPS, is_op
+
+WEIGHTED = {"linear", "linear_relu", "conv2d", "conv2d_relu"}
+BINARY = {"add", "mul"}
+SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
+          "contiguous", "detach", "max_pool1d", "max_pool2d", "adaptive_max_pool2d",
+          "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "relu",
+          "dropout", "identity"}
+FIXED = {"sigmoid", "tanh", "softmax", "hardsigmoid"}
+_OPERATORS = {operator.add: "add", operator.iadd: "add", operator.mul: "mul",
+              operator.imul: "mul"}
+
+
+def node_kind(node: Node, module_kinds: dict) -> str | None:
+    """The quantization kind of a node (None: not a tensor op that quantization knows)."""
+    if node.op == OpKind.call_module:
+        return module_kinds.get(str(node.target))
+    if node.op == OpKind.call_function:
+        if node.target in _OPERATORS:
+            return _OPERATORS[node.target]
+        name = node.target.name if is_op(node.target) else getattr(node.target, "__name__", "")
+    elif node.op == OpKind.call_method:
+        name = str(node.target)
+    else:
+        return None
+    name = name.rstrip("_") if name.endswith("_") and not name.startswith("_") else name
+    if name in BINARY or name in SHARED or name in FIXED:
+        return name
+    return None
+
+
+def _tensor_inputs(node: Node, kind: str) -> list[Node]:
+    """The inputs a quantized pattern reads as quantized values."""
+    if kind in BINARY:
+        return [a for a in node.args[:2] if isinstance(a, Node)]
+    return [node.args[0]] if node.args and isinstance(node.args[0], Node) else []
+
+
+def _binary_of_tensors(node: Node) -> bool:
+    return len(node.args) >= 2 and all(isinstance(a, Node) for a in node.args[:2]) and \
+        not node.kwargs.get("alpha", 1) != 1
+
+
+# --- prepare ---------------------------------------------------------------------------------
+def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], bool],
+                     new_observer: Callable[[Node, Node], str]) -> dict:
+    """Insert `call_module` observer nodes; returns {node: kind} of the quantized nodes.
+
+    A quantized pattern's tensor inputs are observed (an observer is added after a
+    float producer or a placeholder, once per value) and its output is observed; all
+    later uses read the observer's output. A binary op whose only user is a relu is
+    observed after the relu (convert fuses them).
+    """
+    observed: dict[Node, Node] = {}     # value -> the observer node reading it
+    quantized: dict[Node, str] = {}
+    observers = set()
+
+    def is_quantized_value(n: Node) -> bool:
+        return n in observers or (n in quantized and quantized[n] in SHARED)
+
+    def ensure_observed(value: Node, consumer: Node) -> None:
+        if is_quantized_value(value):
+            return
+        if value not in observed:
+            with graph.inserting_after(value):
+                obs = graph.call_module(new_observer(value, consumer), (value,))
+            observed[value] = obs
+            observers.add(obs)
+        consumer.replace_input_with(value, observed[value])
+
+    def observe_output(node: Node, owner: Node) -> None:
+        with graph.inserting_after(node):
+            obs = graph.call_module(new_observer(node, owner), (node,))
+        node.replace_all_uses_with(obs, delete_user_cb=lambda user: user is not obs)
+        observers.add(obs)
+
+    for node in list(graph.nodes):
+        if node in observers:
+            continue
+        kind = node_kind(node, module_kinds)
+        if kind is None or not wants(node):
+            continue
+        if kind in BINARY and not _binary_of_tensors(node):
+            continue
+        inputs = _tensor_inputs(node, kind)
+        if not inputs:
+            continue
+        if kind in SHARED:
+            if is_quantized_value(inputs[0]):
+                quantized[node] = kind
+            continue
+        for value in dict.fromkeys(inputs):
+            ensure_observed(value, node)
+        quantized[node] = kind
+        relu = _sole_relu_user(node, module_kinds) if kind in BINARY else None
+        if relu is not None:
+            quantized[relu] = "fused_relu"
+            observe_output(relu, node)
+        else:
+            observe_output(node, node)
+    graph.lint()
+    return quantized
+
+
+def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
+    users = list(node.users)
+    if len(users) == 1 and node_kind(users[0], module_kinds) == "relu" and \
+            users[0].args and users[0].args[0] is node:
+        return users[0]
+    return None
+
+
+# --- convert ---------------------------------------------------------------------------------
+def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
+    """Replace each observer node (qualified name in `qparams`: (scale, zero_point, dtype))
+    with `quantize_per_tensor(x, scale, zero_point, dtype)`; returns {node: qparams}."""
+    quantize = OPS["quantize_per_tensor"]
+    made = {}
+    for node in list(graph.nodes):
+        if node.op != OpKind.call_module or str(node.target) not in qparams:
+            continue
+        scale, zero_point, dtype = qparams[str(node.target)]
+        with graph.inserting_before(node):
+            q = graph.call_function(quantize, (node.args[0], float(scale), int(zero_point),
+                                               dtype))
+        node.replace_all_uses_with(q)
+        graph.erase_node(node)
+        made[q] = (scale, zero_point, dtype)
+    return made
+
+
+def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
+    """convert_to_reference_fx's form: every quantize is followed by a dequantize, and
+    everything reads the dequantized value (dequant -> float op -> quant)."""
+    dequantize = OPS["dequantize"]
+    for q in quantize_nodes:
+        with graph.inserting_after(q):
+            dq = graph.call_function(dequantize, (q,))
+        q.replace_all_uses_with(dq, delete_user_cb=lambda user: user is not dq)
+    graph.lint()
+
+
+def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
+                    weighted: dict, shared_ok: Callable[[Node], bool] = lambda n: True) -> None:
+    """Lower `op -> quantize` pairs whose inputs are quantized to quantized ops; keep
+    SHARED ops on quantized values; dequantize every quantized value a float op reads.
+
+    `weighted[node]`: for WEIGHTED call_module nodes, a dict with "weight" and "bias"
+    (get_attr qualified names, bias may be None) and, for convs, "stride", "padding",
+    "dilation", "groups".
+    """
+    qvalue: dict[Node, tuple] = dict(quantize_nodes)      # quantized node -> qparams
+    dequantized: dict[Node, Node] = {}
+
+    def dequant(value: Node) -> Node:
+        if value not in dequantized:
+            with graph.inserting_after(value):
+                dequantized[value] = graph.call_function(OPS["dequantize"], (value,))
+        return dequantized[value]
+
+    for node in list(graph.nodes):
+        if node in qvalue or node in dequantized.values():
+            continue
+        lowered = _lower_pattern(graph, node, qvalue, module_kinds, weighted)
+        if lowered is not None:
+            continue
+        kind = node_kind(node, module_kinds)
+        if kind in SHARED and node.args and node.args[0] in qvalue and shared_ok(node) and \
+                all(a not in qvalue for a in node.all_input_nodes[1:]):
+            qvalue[node] = qvalue[node.args[0]]
+            continue
+        if _reads_only_shape(node):          # x.shape / x.size(): same on the quantized value
+            continue
+        for value in node.all_input_nodes:
+            if value in qvalue and not (node.op == OpKind.call_function and
+                                        node.target is OPS["dequantize"]):
+                node.replace_input_with(value, dequant(value))
+    graph.eliminate_dead_code()
+    graph.lint()
+
+
+def _reads_only_shape(node: Node) -> bool:
+    if node.op == OpKind.call_method:
+        return node.target in ("size", "dim", "numel")
+    return node.op == OpKind.call_function and getattr(node.target, "__name__", "") == \
+        "getattr" and len(node.args) == 2 and node.args[1] in ("shape", "ndim")
+
+
+def _quantize_user(node: Node) -> Node | None:
+    users = list(node.users)
+    if len(users) == 1 and users[0].op == OpKind.call_function and \
+            users[0].target is OPS["quantize_per_tensor"]:
+        return users[0]
+    return None
+
+
+def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
+                   weighted: dict) -> Node | None:
+    kind = node_kind(node, module_kinds)
+    if kind in WEIGHTED and node in weighted and node.args and node.args[0] in qvalue:
+        out_q = _quantize_user(node)
+        if out_q is None:
+            return None
+        spec = weighted[node]
+        _, scale, zero_point, _ = out_q.args
+        with graph.inserting_before(out_q):
+            w = graph.get_attr(spec["weight"])
+            b = graph.get_attr(spec["bias"]) if spec.get("bias") else None
+            relu = kind.endswith("_relu")
+            if kind.startswith("linear"):
+                new = graph.call_function(OPS["quantized_linear"],
+                                          (node.args[0], w, b, scale, zero_point, relu))
+            else:
+                new = graph.call_function(OPS["quantized_conv2d"], (
+                    node.args[0], w, b, list(spec["stride"]), list(spec["padding"]),
+                    list(spec["dilation"]), spec["groups"], scale, zero_point, relu))
+        return _replace(graph, out_q, new, qvalue, [node])
+    if kind in BINARY and _binary_of_tensors(node) and \
+            all(a in qvalue for a in node.args[:2]):
+        relu_node = _sole_relu_user(node, module_kinds)
+        tail = relu_node if relu_node is not None else node
+        out_q = _quantize_user(tail)
+        if out_q is None:
+            return None
+        _, scale, zero_point, _ = out_q.args
+        op = OPS["quantized_add"] if kind == "add" else OPS["quantized_mul"]
+        with graph.inserting_before(out_q):
+            new = graph.call_function(op, (node.args[0], node.args[1], scale, zero_point,
+                                           relu_node is not None))
+        dead = [relu_node, node] if relu_node is not None else [node]
+        return _replace(graph, out_q, new, qvalue, dead)
+    return None
+
+
+def _replace(graph: Graph, out_q: Node, new: Node, qvalue: dict, dead: list) -> Node:
+    out_q.replace_all_uses_with(new)
+    qvalue[new] = qvalue.pop(out_q)
+    graph.erase_node(out_q)
+    for n in dead:
+        if not n.users:
+            graph.erase_node(n)
+    return new
