@@ -8,6 +8,8 @@ autograd history (through `as_strided_scatter` when the target is a view).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..ir import dispatch, dtypes
@@ -18,6 +20,7 @@ from ..ir.ops.rules import opmath, promote_dtypes
 from .autograd import grad_mode
 from .autograd.engine import OpNode, edge_of
 from ..ir.ops.shape import flat_storage
+from . import eager_kernels
 from .tensor import VALUE_READS, Storage, Tensor
 
 
@@ -31,6 +34,15 @@ def run_op(op: OpDef, args: tuple):
     if plan.on_cuda:                        # values from generated kernels (eager_cuda.py)
         from .eager_cuda import compute
         outputs = compute(op, args, plan.out_meta)
+    elif plan.kernel is not None:            # a generated kernel (eager_kernels.py)
+        if plan.measured:
+            result = plan.kernel(args)
+        else:                               # first use: measure it against the reference
+            result, plan.kernel = eager_kernels.choose(
+                op, args, plan.kernel,
+                lambda: op.reference(*_reference_args(op, args, plan.compute_dtype)))
+            plan.measured = True
+        outputs = _wrap_outputs(op, args, result, plan)
     else:
         result = op.reference(*_reference_args(op, args, plan.compute_dtype))
         outputs = _wrap_outputs(op, args, result, plan)
@@ -57,10 +69,13 @@ def run_meta(op: OpDef, args: tuple):
 # *values* (boolean-mask indexing) is seen doing so and its call is never cached.
 
 class _Plan:
-    __slots__ = ("on_cuda", "out_meta", "compute_dtype", "out_np_dtype", "out_strides")
+    __slots__ = ("on_cuda", "out_meta", "compute_dtype", "out_np_dtype", "out_strides",
+                 "kernel", "measured")
 
     def __init__(self, on_cuda, out_meta, compute_dtype):
         self.on_cuda = on_cuda
+        self.kernel = None                       # a generated kernel, once chosen
+        self.measured = False
         self.out_meta = out_meta
         self.compute_dtype = compute_dtype       # numpy dtype of promoted operands, or None
         single = isinstance(out_meta, TensorMeta)
@@ -77,6 +92,8 @@ def _wanted_strides(meta: TensorMeta) -> tuple:
 
 
 _PLANS: dict[tuple, _Plan] = {}
+# EMBER_EAGER_KERNELS=0 keeps every eager op on its NumPy reference
+_USE_KERNELS = os.environ.get("EMBER_EAGER_KERNELS", "1") != "0"
 _MAX_PLANS = 20000                           # cleared when full: keys with changing scalars
 _MAX_KEYED_LIST = 32                         # longer literal lists are not worth hashing
 _SCALARS = (int, float, bool, complex)
@@ -94,7 +111,10 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
         compute, _ = promote_dtypes(op.promotion, [args[i] for i in op.promote_args])
         compute = opmath(compute).np_dtype
     plan = _Plan(on_cuda, out_meta, compute)
-    if key is not None and VALUE_READS[0] == reads_before:
+    cacheable = key is not None and VALUE_READS[0] == reads_before
+    if cacheable and not on_cuda and _USE_KERNELS:
+        plan.kernel = eager_kernels.candidate(op, args, out_meta)
+    if cacheable:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
         _PLANS[key] = plan
