@@ -81,22 +81,27 @@ def _conv_forward(op, args, meta):
 
 
 def _conv_backward_input(op, args, meta):
-    """dx of a stride-1 conv: conv(g, w rotated 180 degrees, channels swapped) with the
-    complementary padding d*(k-1) - p."""
+    """dx as a stride-1 convolution of grad_output (zero-stuffed between rows and columns
+    when the forward was strided) with the weight rotated 180 degrees and its channel
+    dims swapped; padding d*(k-1) - p before, whatever reaches the input's size after."""
     g, w, input_size, stride, padding, dilation, transposed, _, groups = args
     if transposed or groups != 1 or w.ndim != 4 or g.ndim != 4 or not _f32(g, w):
         return None
     p = ConvParams(2, stride, padding, dilation, False, 0, groups, tuple(w.shape))
-    if any(s != 1 for s in p.stride):
-        return None
-    k = w.shape[2:]
-    pads = tuple((d * (n - 1) - lo, d * (n - 1) - hi)
-                 for (lo, hi), d, n in zip(p.pads, p.dilation, k))
+    k, out_hw, in_hw = w.shape[2:], g.shape[2:], tuple(input_size[2:])
+    stuffed = tuple((o - 1) * s + 1 for o, s in zip(out_hw, p.stride))
+    pads = tuple((d * (n - 1) - lo, size + lo - st)
+                 for (lo, _), d, n, size, st in zip(p.pads, p.dilation, k, in_hw, stuffed))
     if any(v < 0 for pair in pads for v in pair):
         return None
+    strided = any(s != 1 for s in p.stride)
 
     def run(args):
         g, w = args[0]._array, args[1]._array
+        if strided:
+            full = np.zeros(g.shape[:2] + stuffed, np.float32)
+            full[:, :, ::p.stride[0], ::p.stride[1]] = g
+            g = full
         w_rot = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
         out = _empty(meta)
         _conv_fn(w_rot, None, (1, 1), pads, p.dilation)(g, out)
