@@ -162,3 +162,37 @@ def test_results_have_pytorch_strides_and_own_their_storage():
     w = v.t()
     w.add_(1)                                       # a view's write reaches its base
     assert v.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+
+
+# --- in-place optimizer updates ------------------------------------------------------------
+
+def _optimizer_run(opt_cls, kwargs, fast: bool, monkeypatch):
+    from ember.frontend.optim import inplace_cpu
+    monkeypatch.setattr(inplace_cpu, "applies", inplace_cpu.applies if fast else
+                        (lambda *a: False))
+    rng = np.random.default_rng(3)
+    p = ember.tensor(rng.standard_normal((5, 4)).astype(np.float32), requires_grad=True)
+    opt = opt_cls([p], **kwargs)
+    for _ in range(3):
+        p.grad = ember.tensor(rng.standard_normal((5, 4)).astype(np.float32))
+        opt.step()
+    return p.detach().numpy().copy(), opt.state_dict()["state"].get(0, {})
+
+
+@pytest.mark.parametrize("opt_name, kwargs", [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("SGD", dict(lr=0.1, momentum=0.5, dampening=0.1, maximize=True)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1, amsgrad=True, betas=(0.6, 0.9))),
+    ("AdamW", dict(lr=0.01, maximize=True)),
+])
+def test_inplace_optimizer_steps_are_bit_identical(opt_name, kwargs, monkeypatch):
+    opt_cls = getattr(ember.optim, opt_name)
+    fast, fast_state = _optimizer_run(opt_cls, kwargs, True, monkeypatch)
+    slow, slow_state = _optimizer_run(opt_cls, kwargs, False, monkeypatch)
+    np.testing.assert_array_equal(fast, slow)
+    assert fast_state.keys() == slow_state.keys()
+    for key in fast_state:
+        np.testing.assert_array_equal(np.asarray(fast_state[key].numpy()),
+                                      np.asarray(slow_state[key].numpy()))
