@@ -8,8 +8,9 @@ compiled plans use); this module offers them to eager dispatch:
 
 `eager.run_op` asks once per cached call plan (one per op, argument dtypes, shapes,
 strides and scalar arguments) and then *measures*: the first call runs both the
-candidate and the reference on the real inputs, compares the values (float32
-tolerance; a mismatch keeps the reference and is recorded) and keeps the faster.
+candidate and the reference on the real inputs (best of three each), compares the
+values (float32 tolerance; a mismatch keeps the reference and is recorded) and keeps
+the kernel only when it is at least 10% faster.
 Every decision lands in `CHOICES`, keyed by (op, dtype, layout class), which
 `print_choices()` (the eager benchmark) prints. Compiled kernels are cached per
 process and on disk by codegen (`gemm_kernel`, `conv_kernels`).
@@ -35,6 +36,8 @@ CHOICES: dict[tuple, dict] = {}
 
 _MIN_WORK = 1 << 16        # multiply-adds below which NumPy's call overhead is unbeatable
 _RTOL, _ATOL = 1e-4, 1e-5
+_RUNS = 3                  # timed calls of each side; the best counts
+_MARGIN = 0.9              # the kernel must beat NumPy by 10% (noise must not flip it)
 
 
 def _arr(v):
@@ -265,12 +268,12 @@ def _timed(fn, runs: int):
 
 
 def choose(op, args: tuple, kernel: Callable, reference: Callable):
-    """Time both on the real inputs (best of two calls each) and compare their values;
+    """Time both on the real inputs (best of three calls each) and compare their values;
     returns (this call's result, the kernel to keep or None)."""
-    expected, t_ref = _timed(reference, 2)
+    expected, t_ref = _timed(reference, _RUNS)
     try:
         kernel(args)                                     # first call compiles/packs
-        got, t_kernel = _timed(lambda: kernel(args), 2)
+        got, t_kernel = _timed(lambda: kernel(args), _RUNS)
         close = np.allclose(got, expected, rtol=_RTOL, atol=_ATOL * max(
             1.0, float(np.abs(expected).max()) if expected.size else 1.0))
     except Exception as err:  # noqa: BLE001 - a kernel failure keeps the reference
@@ -278,7 +281,7 @@ def choose(op, args: tuple, kernel: Callable, reference: Callable):
         CHOICES[(op.name, "float32", _layout_class(op, args))] = {
             "kernel": "numpy", "why": f"llvm failed: {type(err).__name__}: {err}"[:120]}
         return expected, None
-    use = close and t_kernel < t_ref
+    use = close and t_kernel < _MARGIN * t_ref
     CHOICES[(op.name, "float32", _layout_class(op, args))] = {
         "kernel": "llvm" if use else "numpy", "llvm_ms": t_kernel * 1e3,
         "numpy_ms": t_ref * 1e3, "why": "" if close else "values differ: kept numpy"}
