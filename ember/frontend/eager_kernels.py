@@ -11,14 +11,16 @@ strides and scalar arguments) and then *measures*: the first call runs both the
 candidate and the reference on the real inputs (best of three each), compares the
 values (float32 tolerance; a mismatch keeps the reference and is recorded) and keeps
 the kernel only when it is at least 10% faster.
-Every decision lands in `CHOICES`, keyed by (op, dtype, layout class), which
+Every decision lands in `CHOICES`, keyed by (op, dtype, argument shapes), which
 `print_choices()` (the eager benchmark) prints. Compiled kernels are cached per
 process and on disk by codegen (`gemm_kernel`, `conv_kernels`).
 
 Covered: conv2d / convolution forward (groups 1), both convolution backward products
 (the input gradient as a stride-1 convolution of grad_output with the rotated
 weight, the weight gradient as a convolution of the input with grad_output), and
-linear / matmul / mm / addmm / bmm through the LLVM GEMM.
+linear / matmul / mm / addmm / bmm through the LLVM GEMM; and one NumPy rewrite,
+max pooling over tiled windows (kernel == stride), which is a reshape instead of the
+reference's padded strided gather.
 """
 from __future__ import annotations
 
@@ -215,7 +217,42 @@ def _addmm(op, args, meta):
     return run
 
 
+# --- max pooling over tiled windows ----------------------------------------------------------
+
+def _max_pool_tiles(op, args, meta):
+    """kernel == stride, no padding or dilation (MaxPool2d(2)): the windows tile the
+    input, so they are a reshape of it rather than a padded strided gather. Same argmax
+    over the same window order as the reference: the same values, ties and NaNs."""
+    x = args[0]
+    if not isinstance(x, Tensor) or x._array.dtype not in (np.float32, np.float64) or \
+            x.ndim != 4:
+        return None
+    from ..ir.ops.conv import PoolParams
+    p = PoolParams(x, *args[1:6])
+    if p.k != p.s or any(p.p) or p.d != (1, 1):
+        return None
+    (kh, kw), (oh, ow) = p.k, p.out
+    with_indices = op.name == "max_pool2d_with_indices"
+
+    def run(args):
+        a = args[0]._array[:, :, :oh * kh, :ow * kw]
+        n, c = a.shape[:2]
+        win = a.reshape(n, c, oh, kh, ow, kw).transpose(0, 1, 2, 4, 3, 5).reshape(
+            n, c, oh, ow, kh * kw)
+        arg = np.argmax(win, axis=-1)
+        vals = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+        if not with_indices:
+            return vals
+        ki, kj = np.divmod(arg, kw)
+        row = np.arange(oh)[:, None] * kh + ki
+        col = np.arange(ow)[None, :] * kw + kj
+        return vals, (row * x.shape[3] + col).astype(np.int64)
+    run.impl = "numpy-tiles"
+    return run
+
+
 _CANDIDATES: dict[str, Callable] = {
+    "max_pool2d": _max_pool_tiles, "max_pool2d_with_indices": _max_pool_tiles,
     "conv2d": _conv_forward, "convolution": _conv_forward,
     "convolution_backward_input": _conv_backward_input,
     "convolution_backward_weight": _conv_backward_weight,
@@ -225,6 +262,8 @@ _CANDIDATES: dict[str, Callable] = {
 
 def _work(op, args, meta) -> int:
     """Multiply-adds, roughly: output elements times the reduced length."""
+    if op.name.startswith("max_pool"):
+        return int(np.prod(args[0].shape))
     out = int(np.prod(meta.shape))
     if op.name.startswith("conv"):
         if op.name == "convolution_backward_weight":
@@ -239,7 +278,7 @@ def _work(op, args, meta) -> int:
 def candidate(op, args: tuple, meta) -> Callable | None:
     """A native kernel for this call, or None (then the NumPy reference runs)."""
     make = _CANDIDATES.get(op.name)
-    if make is None or not isinstance(meta, TensorMeta):
+    if make is None:
         return None
     try:
         kernel = make(op, args, meta)
@@ -248,6 +287,10 @@ def candidate(op, args: tuple, meta) -> Callable | None:
     if kernel is None or _work(op, args, meta) < _MIN_WORK:
         return None
     return kernel
+
+
+def _dtype_of(args) -> str:
+    return next((a.dtype.name for a in args if isinstance(a, Tensor)), "-")
 
 
 def _layout_class(op, args) -> tuple:
@@ -267,6 +310,18 @@ def _timed(fn, runs: int):
     return result, best
 
 
+def _all_close(got, expected) -> bool:
+    if isinstance(expected, (tuple, list)):
+        return len(got) == len(expected) and all(map(_all_close, got, expected))
+    got, expected = np.asarray(got), np.asarray(expected)
+    if got.shape != expected.shape:
+        return False
+    if expected.dtype.kind in "iub":
+        return bool(np.array_equal(got, expected))
+    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
+    return bool(np.allclose(got, expected, rtol=_RTOL, atol=_ATOL * scale, equal_nan=True))
+
+
 def choose(op, args: tuple, kernel: Callable, reference: Callable):
     """Time both on the real inputs (best of three calls each) and compare their values;
     returns (this call's result, the kernel to keep or None)."""
@@ -274,17 +329,18 @@ def choose(op, args: tuple, kernel: Callable, reference: Callable):
     try:
         kernel(args)                                     # first call compiles/packs
         got, t_kernel = _timed(lambda: kernel(args), _RUNS)
-        close = np.allclose(got, expected, rtol=_RTOL, atol=_ATOL * max(
-            1.0, float(np.abs(expected).max()) if expected.size else 1.0))
+        close = _all_close(got, expected)
     except Exception as err:  # noqa: BLE001 - a kernel failure keeps the reference
         close, t_kernel, got = False, float("nan"), None
-        CHOICES[(op.name, "float32", _layout_class(op, args))] = {
-            "kernel": "numpy", "why": f"llvm failed: {type(err).__name__}: {err}"[:120]}
+        CHOICES[(op.name, _dtype_of(args), _layout_class(op, args))] = {
+            "kernel": "reference", "why": f"kernel failed: {type(err).__name__}: {err}"[:120]}
         return expected, None
     use = close and t_kernel < _MARGIN * t_ref
-    CHOICES[(op.name, "float32", _layout_class(op, args))] = {
-        "kernel": "llvm" if use else "numpy", "llvm_ms": t_kernel * 1e3,
-        "numpy_ms": t_ref * 1e3, "why": "" if close else "values differ: kept numpy"}
+    impl = getattr(kernel, "impl", "llvm")
+    CHOICES[(op.name, _dtype_of(args), _layout_class(op, args))] = {
+        "kernel": impl if use else "reference", "kernel_ms": t_kernel * 1e3,
+        "reference_ms": t_ref * 1e3, "candidate": impl,
+        "why": "" if close else "values differ: kept the reference"}
     return (got if use else expected), (kernel if use else None)
 
 
@@ -299,7 +355,7 @@ def print_choices() -> None:
     print(f"\neager kernel choices ({len(rows)}; measured on first use of each shape):")
     for r in rows:
         shapes = " ".join("x".join(map(str, s)) for s in r["shapes"])
-        times = (f"llvm {r['llvm_ms']:.2f} ms, numpy {r['numpy_ms']:.2f} ms"
-                 if "llvm_ms" in r else "")
-        print(f"  {r['op']:<28} {r['dtype']:<8} {shapes:<40} -> {r['kernel']:<6} {times} "
+        times = (f"{r['candidate']} {r['kernel_ms']:.2f} ms, reference (NumPy) "
+                 f"{r['reference_ms']:.2f} ms" if "kernel_ms" in r else "")
+        print(f"  {r['op']:<28} {r['dtype']:<8} {shapes:<40} -> {r['kernel']:<11} {times} "
               f"{r['why']}")

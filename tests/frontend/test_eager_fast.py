@@ -37,6 +37,7 @@ def _direct(op_name, args):
 
 def _close(got, expected, meta):
     assert got.shape == tuple(meta.shape)
+    assert got.dtype == expected.dtype
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale)
 
@@ -84,6 +85,21 @@ def test_gemm_kernels_equal_the_reference(op_name, shapes, rng, small_work):
     args = tuple(None if s is None else ember.tensor(rng.standard_normal(s).astype(np.float32))
                  for s in shapes)
     _close(*_direct(op_name, args))
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 8, 8), 2), ((1, 2, 7, 9), 3), ((2, 2, 6, 6), 2)])
+def test_tiled_max_pool_equals_the_reference(shape, k, rng, small_work):
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0, :2, :2] = 1.0                                  # a tie inside one window
+    x[-1, -1, 0, 1] = np.nan
+    t = ember.tensor(x)
+    if shape[-1] == 6:
+        t = t.contiguous(memory_format=ember.channels_last)
+    for name in ("max_pool2d", "max_pool2d_with_indices"):
+        got, expected, meta = _direct(name, (t, [k, k], [], [0, 0], [1, 1], False))
+        pairs = zip(got, expected) if isinstance(got, tuple) else [(got, expected)]
+        for g, e in pairs:
+            np.testing.assert_array_equal(g, e)
 
 
 def test_addmm_kernel_with_beta(rng, small_work):
