@@ -212,3 +212,17 @@ def test_inplace_optimizer_steps_are_bit_identical(opt_name, kwargs, monkeypatch
     for key in fast_state:
         np.testing.assert_array_equal(np.asarray(fast_state[key].numpy()),
                                       np.asarray(slow_state[key].numpy()))
+
+
+def test_conv_skips_the_input_gradient_nobody_needs(monkeypatch):
+    op = get_op("convolution_backward_input")
+    calls = []
+    reference = op.reference
+    monkeypatch.setattr(op, "reference", lambda *a: calls.append(1) or reference(*a))
+    x = ember.randn(2, 3, 6, 6)
+    w = ember.randn(4, 3, 3, 3, requires_grad=True)
+    ember.nn.functional.conv2d(x, w, padding=1).sum().backward()
+    assert w.grad is not None and calls == []
+    x.requires_grad_()
+    ember.nn.functional.conv2d(x, w, padding=1).sum().backward()
+    assert x.grad is not None and calls == [1]

@@ -136,9 +136,19 @@ class OpNode(Node):
         out = _unpack(self._out, self) if self._out is not None else None
         with _device_of(grads):            # tensors a rule creates live where grads do
             grad = self._materialize(grads)
-            raw = self.op.call_derivative(grad, bound, out)
+            with autodiff.input_grad_mask(self._input_mask()):
+                raw = self.op.call_derivative(grad, bound, out)
         return tuple(autodiff.fit_grad(g, shape, dtype) if g is not None else None
                      for g, (shape, dtype) in _flatten_grads(raw, self.input_metas))
+
+    def _input_mask(self):
+        """Per tensor argument, whether its gradient goes anywhere (None: all do, or
+        list arguments make the mapping ambiguous)."""
+        edges = self.next_functions
+        if len(edges) != len(self.op.schema.tensor_arg_indices) or \
+                all(node is not None for node, _ in edges):
+            return None
+        return tuple(node is not None for node, _ in edges)
 
     def _materialize(self, grads):
         if self.n_outputs == 1 and not isinstance(self.output_metas, list):
