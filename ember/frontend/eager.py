@@ -101,7 +101,8 @@ _SCALARS = (int, float, bool, complex)
 
 def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
     on_cuda = _check_devices(op, args)
-    if not on_cuda and next(_tensors_in(op, args), None) is None:   # a factory: device=
+    factory = next(_tensors_in(op, args), None) is None
+    if not on_cuda and factory:             # a factory: device=, or the creation device
         from .devices import creation_target
         on_cuda = creation_target(op, args) != "cpu"
     reads_before = VALUE_READS[0]
@@ -111,7 +112,9 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
         compute, _ = promote_dtypes(op.promotion, [args[i] for i in op.promote_args])
         compute = opmath(compute).np_dtype
     plan = _Plan(on_cuda, out_meta, compute)
-    cacheable = key is not None and VALUE_READS[0] == reads_before
+    # factories are not cached: where they create depends on thread state (a CUDA
+    # derivative rule's creation device), not only on their arguments
+    cacheable = key is not None and not factory and VALUE_READS[0] == reads_before
     if cacheable and not on_cuda and _USE_KERNELS:
         plan.kernel = eager_kernels.candidate(op, args, out_meta)
     if cacheable:
