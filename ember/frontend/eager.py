@@ -9,42 +9,54 @@ autograd history (through `as_strided_scatter` when the target is a view).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from ..ir import determinism, dispatch
+from ..ir import determinism, dispatch, dtypes
 from ..ir.errors import AutogradError, DeviceError, EmberError, at_user_line
 from ..ir.meta import TensorMeta, channels_last, contiguous_format, strides_for
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
 from ..ir.ops.rules import opmath, promote_dtypes
 from .autograd import grad_mode
 from .autograd.engine import OpNode, edge_of
-from .tensor import Tensor
-from .quantized import is_quantized_tensor, run_quantized, wrap_result
+from ..ir.ops.shape import flat_storage
 from ..ir.quantized import QuantizedArray
+from . import eager_kernels
+from .quantized import is_quantized_tensor, run_quantized, wrap_result
+from .tensor import VALUE_READS, Storage, Tensor
 
 
 def run_op(op: OpDef, args: tuple):
-    if op.has_tag(Tag.NONDETERMINISTIC):
+    if Tag.NONDETERMINISTIC in op.tags:
         determinism.alert_not_deterministic(op.name)
-    if op.has_tag(Tag.INPLACE):
+    if Tag.INPLACE in op.tags:
         return run_inplace(op, args)
-    quantized = [t for t in _tensors_in(op, args) if is_quantized_tensor(t)]
-    if quantized:                           # quint8/qint8/qint32 operands (quantized.py)
-        return run_quantized(op, args, quantized)
-    on_cuda = _check_devices(op, args)
-    if not on_cuda and next(_tensors_in(op, args), None) is None:   # a factory: device=
-        from .devices import creation_target
-        on_cuda = creation_target(op, args) != "cpu"
-    out_meta = run_meta(op, args)
-    if on_cuda:                             # values from generated kernels (eager_cuda.py)
+    key = _call_key(op, args)
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is None:
+        plan = _make_plan(op, args, key)
+    if plan.quantized:                      # quint8/qint8/qint32 operands (quantized.py)
+        return run_quantized(op, args, [t for t in _tensors_in(op, args)
+                                        if is_quantized_tensor(t)])
+    if plan.on_cuda:                        # values from generated kernels (eager_cuda.py)
         from .eager_cuda import compute
-        outputs = compute(op, args, out_meta)
+        outputs = compute(op, args, plan.out_meta)
+    elif plan.kernel is not None:            # a generated kernel (eager_kernels.py)
+        if plan.measured:
+            result = plan.kernel(args)
+        else:                               # first use: measure it against the reference
+            result, plan.kernel = eager_kernels.choose(
+                op, args, plan.kernel,
+                lambda: op.reference(*_reference_args(op, args, plan.compute_dtype)))
+            plan.measured = True
+        outputs = _wrap_outputs(op, args, result, plan)
     else:
         # IEEE results (exp overflow -> inf, log(0) -> -inf, 0/0 -> nan) are answers, as in
         # PyTorch, not warnings: NumPy's RuntimeWarnings stay inside the kernel
         with np.errstate(all="ignore"):
-            result = op.reference(*_reference_args(op, args))
-            outputs = _wrap_outputs(op, args, result, out_meta)
+            result = op.reference(*_reference_args(op, args, plan.compute_dtype))
+            outputs = _wrap_outputs(op, args, result, plan)
     if grad_mode.is_grad_enabled() and _needs_grad(op, args):
         _record(op, args, outputs)
     return outputs
@@ -56,6 +68,145 @@ def run_meta(op: OpDef, args: tuple):
         return op.meta(*args)
     except EmberError as err:
         raise type(err)(f"{op.name}: {err}{at_user_line()}") from None
+
+
+# --- the per-call plan and its cache -------------------------------------------------
+#
+# Everything run_op decides before the kernel runs (device checks, the meta rule,
+# the compute dtype) is a function of the arguments' metadata (dtype, shape, strides,
+# device), the non-tensor argument values and the default dtype. A call whose key was
+# seen before reuses that decision; only successful calls are cached, so errors are
+# raised (with the user's line) exactly as before. A meta rule that reads tensor
+# *values* (boolean-mask indexing) is seen doing so and its call is never cached.
+
+class _Plan:
+    __slots__ = ("on_cuda", "out_meta", "compute_dtype", "out_np_dtype", "out_strides",
+                 "kernel", "measured", "quantized")
+
+    def __init__(self, on_cuda, out_meta, compute_dtype):
+        self.quantized = False
+        self.on_cuda = on_cuda
+        self.kernel = None                       # a generated kernel, once chosen
+        self.measured = False
+        self.out_meta = out_meta
+        self.compute_dtype = compute_dtype       # numpy dtype of promoted operands, or None
+        single = isinstance(out_meta, TensorMeta)
+        self.out_np_dtype = out_meta.dtype.np_dtype if single else None
+        # the byte strides a fresh result must have to be adopted without a copy
+        self.out_strides = _wanted_strides(out_meta) if single else None
+
+
+def _wanted_strides(meta: TensorMeta) -> tuple:
+    """PyTorch's strides (in bytes) for a fresh result of `meta`'s shape and format."""
+    cl = meta.memory_format is channels_last and len(meta.shape) == 4
+    strides = strides_for(meta.shape, channels_last if cl else contiguous_format)
+    return tuple(s * meta.dtype.itemsize for s in strides)
+
+
+_PLANS: dict[tuple, _Plan] = {}
+# EMBER_EAGER_KERNELS=0 keeps every eager op on its NumPy reference
+_USE_KERNELS = os.environ.get("EMBER_EAGER_KERNELS", "1") != "0"
+_MAX_PLANS = 20000                           # cleared when full: keys with changing scalars
+_MAX_KEYED_LIST = 32                         # longer literal lists are not worth hashing
+_SCALARS = (int, float, bool, complex)
+
+
+class _QuantizedPlan:
+    """Calls with quantized operands run through quantized.py (their dtypes are in the key)."""
+    quantized = True
+
+
+_QUANTIZED_PLAN = _QuantizedPlan()
+
+
+def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
+    if any(is_quantized_tensor(t) for t in _tensors_in(op, args)):
+        if key is not None:
+            _PLANS[key] = _QUANTIZED_PLAN
+        return _QUANTIZED_PLAN
+    on_cuda = _check_devices(op, args)
+    factory = next(_tensors_in(op, args), None) is None
+    if not on_cuda and factory:             # a factory: device=, or the creation device
+        from .devices import creation_target
+        on_cuda = creation_target(op, args) != "cpu"
+    reads_before = VALUE_READS[0]
+    out_meta = run_meta(op, args)
+    compute = None
+    if op.promotion is not None and not on_cuda:
+        compute, _ = promote_dtypes(op.promotion, [args[i] for i in op.promote_args])
+        compute = opmath(compute).np_dtype
+    plan = _Plan(on_cuda, out_meta, compute)
+    # factories are not cached: where they create depends on thread state (a CUDA
+    # derivative rule's creation device), not only on their arguments
+    cacheable = key is not None and not factory and VALUE_READS[0] == reads_before
+    if cacheable and not on_cuda and _USE_KERNELS:
+        plan.kernel = eager_kernels.candidate(op, args, out_meta)
+    if cacheable:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _scalars_by_type(op: OpDef) -> bool:
+    """True when the op's meta rule is the shared pointwise rule, which reads Python
+    scalars only through their type (promotion): `x * 0.5` and `x * 0.7` share a plan."""
+    facts = _SCALAR_KEYING.get(op)
+    if facts is None:
+        rule = (op.functional or op).meta
+        facts = _SCALAR_KEYING[op] = getattr(rule, "__qualname__", "").startswith(
+            "pointwise_meta.")
+    return facts
+
+
+_SCALAR_KEYING: dict[OpDef, bool] = {}
+
+
+def _call_key(op: OpDef, args: tuple):
+    """The plan-cache key of a call, or None when the call is not cacheable (CUDA
+    tensors, unhashable or long literal arguments)."""
+    by_type = _scalars_by_type(op)
+    key = [op, dtypes.DEFAULTS.float_dtype]
+    for v in args:
+        part = _key_part(v, by_type)
+        if part is _UNKEYABLE:
+            return None
+        key.append(part)
+    key = tuple(key)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+_UNKEYABLE = object()
+
+
+def _key_part(v, scalars_by_type: bool):
+    cls = type(v)
+    if cls is Tensor or isinstance(v, Tensor):
+        if v._storage.device != "cpu":
+            return _UNKEYABLE
+        a = v._array
+        return (cls, a.dtype, a.shape, a.strides)
+    if v is None:
+        return None
+    if cls in _SCALARS:
+        return cls if scalars_by_type else (cls, v)
+    if cls is list or cls is tuple:
+        if len(v) > _MAX_KEYED_LIST:
+            return _UNKEYABLE
+        parts = [cls]
+        for x in v:
+            part = _key_part(x, False)
+            if part is _UNKEYABLE:
+                return _UNKEYABLE
+            parts.append(part)
+        return tuple(parts)
+    if isinstance(v, np.ndarray):
+        return _UNKEYABLE
+    return (cls, v)
 
 
 def _tensors_in(op: OpDef, args: tuple):
@@ -78,15 +229,12 @@ def _check_devices(op, args) -> bool:
     return bool(devices) and "cpu" not in devices
 
 
-def _reference_args(op: OpDef, args: tuple) -> list:
+def _reference_args(op: OpDef, args: tuple, compute) -> list:
     """Unwrap tensors to arrays; cast promoted operands to the op's compute dtype."""
-    compute = None
-    if op.promotion is not None:
-        compute, _ = promote_dtypes(op.promotion, [args[i] for i in op.promote_args])
-        compute = opmath(compute).np_dtype
+    promoted = op.promote_args if compute is not None else ()
     out = []
     for i, v in enumerate(args):
-        if compute is not None and i in op.promote_args:
+        if i in promoted:
             out.append(_as_array(v, compute))
         elif isinstance(v, Tensor):
             out.append(v._array)
@@ -104,31 +252,60 @@ def _as_array(v, np_dtype):
     return np.asarray(v, dtype=np_dtype)
 
 
-def _wrap_outputs(op: OpDef, args: tuple, result, out_meta):
+def _wrap_outputs(op: OpDef, args: tuple, result, plan: _Plan):
+    schema = op.schema
+    if schema.returns_tuple or schema.returns_list:
+        values = [_wrap_one(op, args, r, m, None) for r, m in zip(result, plan.out_meta)]
+        return tuple(values) if schema.returns_tuple else values
+    return _wrap_one(op, args, result, plan.out_meta, plan)
+
+
+def wrap_with_meta(op: OpDef, args: tuple, result, out_meta):
+    """Results as Tensors laid out as `out_meta` says, for callers with no cached plan
+    (quantized.py)."""
     if op.schema.returns_tuple or op.schema.returns_list:
-        metas = list(out_meta)
-        values = [_wrap_one(op, args, r, m, i) for i, (r, m) in enumerate(zip(result, metas))]
+        values = [_wrap_one(op, args, r, m, None) for r, m in zip(result, out_meta)]
         return tuple(values) if op.schema.returns_tuple else values
-    return _wrap_one(op, args, result, out_meta, 0)
+    return _wrap_one(op, args, result, out_meta, None)
 
 
-def _wrap_one(op, args, value, meta: TensorMeta, index: int) -> Tensor:
+def _wrap_one(op, args, value, meta: TensorMeta, plan: _Plan | None) -> Tensor:
     if isinstance(value, QuantizedArray):
         return wrap_result(value)
-    arr = np.asarray(value)
-    if tuple(arr.shape) != tuple(meta.shape):
+    arr = value if type(value) is np.ndarray else np.asarray(value)
+    if arr.shape != meta.shape:
         raise EmberError(f"internal: {op.name} computed shape {list(arr.shape)} but its meta "
                          f"rule says {list(meta.shape)}")
-    if op.has_tag(Tag.VIEW) and isinstance(args[0], Tensor) and \
+    if Tag.VIEW in op.tags and isinstance(args[0], Tensor) and \
             np.may_share_memory(arr, args[0]._array):
         return args[0]._view_of_self(arr)
-    if arr.dtype != meta.dtype.np_dtype:
-        arr = arr.astype(meta.dtype.np_dtype)
-    fresh = not any(np.may_share_memory(arr, t._array) for t in _tensors_in(op, args))
-    wants_cl = meta.memory_format is channels_last and arr.ndim == 4
-    if fresh and _has_layout(arr, wants_cl):
-        return Tensor._from_array(arr, meta.memory_format, copy=False)
+    np_dtype = plan.out_np_dtype if plan is not None else meta.dtype.np_dtype
+    if arr.dtype != np_dtype:
+        arr = arr.astype(np_dtype)
+    fresh = not _shares_input_memory(arr, op, args)
+    flags = arr.flags
+    if fresh and flags.writeable and (flags.c_contiguous or flags.f_contiguous):
+        if plan is not None:
+            exact = arr.strides == plan.out_strides or arr.size == 0
+        else:
+            exact = _has_layout(arr, meta.memory_format is channels_last and arr.ndim == 4)
+        if exact:                           # adopt the dense, owned result as it is
+            return Tensor._make(arr, Storage(flat_storage(arr)))
     return Tensor._from_array(arr, meta.memory_format, copy=True)
+
+
+def _shares_input_memory(arr: np.ndarray, op: OpDef, args: tuple) -> bool:
+    if arr.base is None:
+        # an array owning its buffer aliases an input only by being that input's array
+        # or the root array its views hang from: identity checks, no bounds arithmetic
+        for t in _tensors_in(op, args):
+            a = t._array
+            while a is not arr and isinstance(a.base, np.ndarray):
+                a = a.base
+            if a is arr:
+                return True
+        return False
+    return any(np.may_share_memory(arr, t._array) for t in _tensors_in(op, args))
 
 
 def _has_layout(arr: np.ndarray, channels_last_wanted: bool) -> bool:

@@ -150,11 +150,11 @@ def wrap_result(value):
 
 def run_quantized(op: OpDef, args: tuple, tensors: list):
     """Eager execution of an op that has a quantized tensor among its operands."""
-    from .eager import run_meta, _wrap_outputs
+    from .eager import run_meta, wrap_with_meta
     if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
         out_meta = run_meta(op, args)
         ref_args = [_unwrap(v) for v in args]
-        return _wrap_outputs(op, args, _native_or_reference(op, args, ref_args), out_meta)
+        return wrap_with_meta(op, args, _native_or_reference(op, args, ref_args), out_meta)
     (first,) = tensors if len(tensors) == 1 else (None,)
     if first is not None and first._qaxis is None and op.name in SAME_QPARAMS:
         return _same_qparams(op, args, first)

@@ -24,6 +24,11 @@ from ..ir.meta import (MemoryFormat, contiguous_format, channels_last, preserve_
                        is_contiguous_for, suggest_memory_format, strides_for)
 
 
+# Counts reads of tensor *values* on the host (`_values`, `numpy`, `__array__`): eager
+# dispatch caches a meta rule's result only when the rule read no values.
+VALUE_READS = [0]
+
+
 class Size(tuple):
     """torch.Size: a tuple of ints that prints as `ember.Size([2, 3])`."""
 
@@ -186,6 +191,7 @@ class Tensor:
 
     def _values(self) -> np.ndarray:
         """The values as a numpy array: `_array` itself on the CPU, a host copy on CUDA."""
+        VALUE_READS[0] += 1
         if self.is_cuda:
             from .devices import download
             return download(self)
@@ -229,6 +235,7 @@ class Tensor:
 
     # --- conversion ----------------------------------------------------------------
     def numpy(self, *, force: bool = False) -> np.ndarray:
+        VALUE_READS[0] += 1
         if self.requires_grad and not force:
             raise AutogradError("Can't call numpy() on Tensor that requires grad. "
                                 "Use tensor.detach().numpy() instead.")
@@ -247,6 +254,7 @@ class Tensor:
         return self._values().tolist()
 
     def __array__(self, dtype=None, copy=None):
+        VALUE_READS[0] += 1
         if self.is_cuda:
             self.numpy(force=True)              # raises PyTorch's "use .cpu()" error
         arr = self.detach()._array

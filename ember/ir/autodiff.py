@@ -7,7 +7,34 @@ Written with op calls, so it records on the tape or in a graph alike.
 """
 from __future__ import annotations
 
+import contextlib
+
 from .dtypes import Category
+
+
+# Which tensor inputs of the rule running now need a gradient (PyTorch's output_mask):
+# the eager engine sets it around a derivative call when some input needs none, so
+# an expensive rule (a convolution's input gradient for the image batch) can skip
+# that product. None: every input (the graph autograd pass, forward mode).
+_INPUT_MASK: list = [None]
+
+
+def take_input_mask() -> tuple | None:
+    """The running derivative's mask (True: that tensor input needs its gradient), or
+    None for all. Read once, first thing in a rule: it is cleared here, so rules run by
+    the ops this rule calls (forward-mode AD nested in a backward) never see it."""
+    mask, _INPUT_MASK[0] = _INPUT_MASK[0], None
+    return mask
+
+
+@contextlib.contextmanager
+def input_grad_mask(mask):
+    saved = _INPUT_MASK[0]
+    _INPUT_MASK[0] = mask
+    try:
+        yield
+    finally:
+        _INPUT_MASK[0] = saved
 
 
 def _ops():

@@ -24,18 +24,26 @@ _default_handler: list[Callable] = []
 def register_value_handler(cls: type, handler: Callable, priority: int) -> None:
     """`handler(op, bound_args)` runs calls whose arguments include a `cls` value."""
     _value_handlers[cls] = (priority, handler)
+    _handler_by_type.clear()
 
 
 def set_default_handler(handler: Callable) -> None:
     _default_handler[:] = [handler]
 
 
+# type -> its handler entry (or None): the MRO walk once per type, not per call
+_handler_by_type: dict[type, tuple[int, Callable] | None] = {}
+
+
 def _handler_for(value):
-    for cls in type(value).__mro__:
-        entry = _value_handlers.get(cls)
-        if entry is not None:
-            return entry
-    return None
+    cls = type(value)
+    try:
+        return _handler_by_type[cls]
+    except KeyError:
+        pass
+    entry = next((_value_handlers[c] for c in cls.__mro__ if c in _value_handlers), None)
+    _handler_by_type[cls] = entry
+    return entry
 
 
 def _best_handler(op, args):

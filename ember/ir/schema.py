@@ -57,20 +57,32 @@ class Schema:
     returns: tuple[Return, ...]
     text: str
 
-    @property
-    def tensor_arg_indices(self) -> tuple[int, ...]:
-        return tuple(i for i, a in enumerate(self.args) if a.holds_tensors)
-
-    @property
-    def returns_tuple(self) -> bool:
-        return len(self.returns) > 1
-
-    @property
-    def returns_list(self) -> bool:
-        return len(self.returns) == 1 and self.returns[0].type == "Tensor[]"
+    def __post_init__(self):
+        # Facts every op call reads, computed once (a frozen dataclass: set directly).
+        facts = {
+            "tensor_arg_indices": tuple(i for i, a in enumerate(self.args) if a.holds_tensors),
+            "returns_tuple": len(self.returns) > 1,
+            "returns_list": len(self.returns) == 1 and self.returns[0].type == "Tensor[]",
+            "_n_positional": sum(1 for a in self.args if not a.kwarg_only),
+            "_defaults": tuple(a.default for a in self.args),
+            # positional arguments a call must give (a kwarg-only one without a default
+            # makes this exceed _n_positional, so such calls always take the full path)
+            "_n_required": max((i + 1 for i, a in enumerate(self.args) if not a.has_default),
+                               default=0),
+            "_needs_convert": any(a.type.rstrip("?") in ("ScalarType", "MemoryFormat")
+                                  for a in self.args),
+        }
+        for name, value in facts.items():
+            object.__setattr__(self, name, value)
 
     def bind(self, args: tuple, kwargs: dict) -> tuple:
         """Arguments in schema order with defaults filled; raises SchemaError naming the op."""
+        if not kwargs and self._n_required <= len(args) <= self._n_positional:
+            # the common call: positional arguments, defaults for the rest
+            values = tuple(args) + self._defaults[len(args):]
+            if self._needs_convert:
+                return tuple(_convert(p.type, v) for p, v in zip(self.args, values))
+            return values
         params = self.args
         positional = [a for a in params if not a.kwarg_only]
         if len(args) > len(positional):

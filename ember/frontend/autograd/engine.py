@@ -10,6 +10,8 @@ grad mode on and the gradients get histories of their own.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ...ir import autodiff, profiling
 from ...ir.meta import meta_of
 from ...ir.errors import AutogradError
@@ -138,9 +140,19 @@ class OpNode(Node):
         out = _unpack(self._out, self) if self._out is not None else None
         with _device_of(grads):            # tensors a rule creates live where grads do
             grad = self._materialize(grads)
-            raw = self.op.call_derivative(grad, bound, out)
+            with autodiff.input_grad_mask(self._input_mask()):
+                raw = self.op.call_derivative(grad, bound, out)
         return tuple(autodiff.fit_grad(g, shape, dtype) if g is not None else None
                      for g, (shape, dtype) in _flatten_grads(raw, self.input_metas))
+
+    def _input_mask(self):
+        """Per tensor argument, whether its gradient goes anywhere (None: all do, or
+        list arguments make the mapping ambiguous)."""
+        edges = self.next_functions
+        if len(edges) != len(self.op.schema.tensor_arg_indices) or \
+                all(node is not None for node, _ in edges):
+            return None
+        return tuple(node is not None for node, _ in edges)
 
     def _materialize(self, grads):
         if not self.multi_output:
@@ -170,9 +182,18 @@ def _flatten_grads(raw, input_metas):
 _RENAMED = {"convert_element_type": "ToCopy", "contiguous": "Clone"}
 
 
+_SPECIAL_NAMES = {"sum", "mean", "squeeze", "pow", "sub", "reshape"}
+_PLAIN_NAMES: dict = {}                  # op -> its name when no argument changes it
+
+
 def _node_name(op, bound: tuple, out) -> str:
     """PyTorch's grad_fn class name for this call (`SumBackward1` for sum over dims...)."""
     name, overload = op.name.split("::")[-1].strip("_"), 0   # custom ops: no namespace
+    if name not in _SPECIAL_NAMES:
+        plain = _PLAIN_NAMES.get(op)
+        if plain is None:
+            plain = _PLAIN_NAMES[op] = f"{_RENAMED.get(name) or _camel(name)}Backward0"
+        return plain
     args = dict(zip((a.name for a in op.schema.args), bound))
     if name in ("sum", "mean") and args.get("dim") is not None:
         overload = 1
@@ -203,9 +224,27 @@ def _keeps_value(op, arg_name: str) -> bool:
     return op.saves is None or arg_name in op.saves
 
 
+_METAS: dict = {}                        # (dtype, shape, strides) -> TensorMeta, CPU
+
+
+def _meta_of_tensor(t: Tensor):
+    """meta_of(t), shared between CPU tensors of the same geometry (TensorMeta is
+    immutable): a node that saves only metadata costs a dict lookup."""
+    a = t._array
+    if type(a) is not np.ndarray:
+        return meta_of(t)
+    key = (a.dtype, a.shape, a.strides)
+    meta = _METAS.get(key)
+    if meta is None:
+        if len(_METAS) >= 4096:
+            _METAS.clear()
+        meta = _METAS[key] = meta_of(t)
+    return meta
+
+
 def _save(v, keep_value: bool = True):
     if isinstance(v, Tensor):
-        return SavedTensor(v) if keep_value else meta_of(v)
+        return SavedTensor(v) if keep_value else _meta_of_tensor(v)
     if isinstance(v, (list, tuple)) and any(isinstance(x, Tensor) for x in v):
         return type(v)(_save(x, keep_value) for x in v)
     return v

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..autograd import no_grad
 from .optimizer import Optimizer, _write
 from . import functional as F
+from . import inplace_cpu
 
 
 def _zeros_like(p):
@@ -77,6 +78,19 @@ class SGD(Optimizer):
                 params = self._params_with_grad(group)
                 bufs = [self.state[p].get("momentum_buffer") for p in params] \
                     if group["momentum"] != 0 else []
+                grads = [p.grad for p in params]
+                if inplace_cpu.applies(params, grads) and all(
+                        b is None or inplace_cpu._state_ok([b], p._array)
+                        for p, b in zip(params, bufs)):
+                    new_bufs = inplace_cpu.sgd(
+                        params, grads, bufs, weight_decay=group["weight_decay"],
+                        momentum=group["momentum"], lr=group["lr"],
+                        dampening=group["dampening"], nesterov=group["nesterov"],
+                        maximize=group["maximize"])
+                    if group["momentum"] != 0:
+                        for p, buf in zip(params, new_bufs):
+                            self.state[p]["momentum_buffer"] = buf
+                    continue
                 out = F.sgd(params, [p.grad for p in params], bufs,
                             weight_decay=group["weight_decay"], momentum=group["momentum"],
                             lr=group["lr"], dampening=group["dampening"],
@@ -117,6 +131,12 @@ class Adam(Optimizer):
                     fields["max_exp_avg_sq"] = "max_exp_avg_sqs"
                 states = _init_states(self.state, params, [k for k in fields if k != "step"])
                 beta1, beta2 = group["betas"]
+                grads = [p.grad for p in params]
+                if inplace_cpu.applies(params, grads) and inplace_cpu.adam(
+                        params, grads, states, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
+                        lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                        maximize=group["maximize"], decoupled=self._decoupled):
+                    continue
                 out = fn(params, [p.grad for p in params], _column(states, "exp_avg"),
                          _column(states, "exp_avg_sq"),
                          _column(states, "max_exp_avg_sq") if amsgrad else [],

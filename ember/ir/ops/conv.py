@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from .. import autodiff
 from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta, channels_last, contiguous_format, suggest_memory_format
 from ..registry import Tag, defop
@@ -325,8 +326,12 @@ def _convolution_ref(x, w, b, stride, padding, dilation, transposed, output_padd
 def _conv_grads(g, input, weight, bias, nd, p: ConvParams):
     args = p.args()
     # complex: the adjoint of x -> conv(x, w) is the correlation with conj(w) (and vice versa)
-    gi = convolution_backward_input(g, _c(weight), list(input.shape), *args)
-    gw = convolution_backward_weight(g, _c(input), list(weight.shape), *args)
+    # the eager tape says which inputs need a gradient (an image batch needs none)
+    mask = autodiff.take_input_mask() or (True, True)
+    gi = convolution_backward_input(g, _c(weight), list(input.shape), *args) \
+        if mask[0] else None
+    gw = convolution_backward_weight(g, _c(input), list(weight.shape), *args) \
+        if mask[1] else None
     return gi, gw, (_bias_grad(g, input, nd) if bias is not None else None)
 
 

@@ -1,0 +1,212 @@
+"""Eager mode against PyTorch eager on the CPU: models and per-op overhead (issue 22).
+
+    python3 benchmarks/eager.py [--quick] [--save] [--only NAME[,NAME]] [--threads N]
+
+Rows: inference and one training step (forward, cross_entropy, backward, SGD) for the
+MLP (784-256-128-10, batch 64), the small CNN (batch 32, 1x28x28), resnet18 (batch 8,
+3x224x224) and a transformer encoder layer (d 256, 8 heads, batch 8 x 128 tokens), plus
+per-op overhead for a 1-element add and a 1000x1000 add. ember and torch run
+*interleaved* (one call of each per round, so load on a shared machine hits both
+alike); times are medians over the rounds. The table then lists which eager kernels
+ember picked and why (`ember.frontend.eager_kernels.choices()`).
+--threads N (default 1) gives both libraries N threads: torch.set_num_threads, NumPy's
+BLAS through threadpoolctl, ember's pool through EMBER_NUM_THREADS; 0 leaves every
+library at its own default. On a shared machine one thread each is the fair setting:
+OpenMP and BLAS workers spinning for cores they do not get make both sides noisy.
+With --save, writes benchmarks/results/eager.json.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def _pop_option(argv: list, name: str, default):
+    if name in argv:
+        i = argv.index(name)
+        value = argv[i + 1]
+        del argv[i:i + 2]
+        return value
+    return default
+
+
+ARGV = sys.argv[1:]
+THREADS = int(_pop_option(ARGV, "--threads", "1"))
+ONLY = _pop_option(ARGV, "--only", None)
+if THREADS:                                  # before numpy, torch and ember start pools
+    os.environ["EMBER_NUM_THREADS"] = str(THREADS)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import ember  # noqa: E402
+import ember.nn.functional as EF  # noqa: E402
+from benchmarks.common import Bench, bench_args, torch_resnet18  # noqa: E402
+
+
+def interleaved(fns: dict, warmup: int, repeats: int, inner: int = 1) -> dict:
+    """{name: measure-dict}: each round calls every fn once (`inner` times), in turn."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[k].append((time.perf_counter() - t0) / inner)
+    out = {}
+    for k, ts in times.items():
+        ts.sort()
+        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
+        out[k] = {"median_s": statistics.median(ts), "q1_s": q[0], "q3_s": q[2],
+                  "min_s": ts[0], "repeats": repeats, "warmup": warmup}
+    return out
+
+
+def add_row(b: Bench, label: str, ember_fn, torch_fn, inner: int = 1, repeats=None):
+    m = interleaved({"ember": ember_fn, "torch": torch_fn}, b.args.warmup,
+                    repeats or b.args.repeats, inner)
+    row = {"name": label, "ember": m["ember"], "torch": m["torch"],
+           "ratios": {"torch": m["torch"]["median_s"] / m["ember"]["median_s"]}}
+    b.rows.append(row)
+    print(f"  {label}: ember {m['ember']['median_s'] * 1e3:.3f} ms, torch "
+          f"{m['torch']['median_s'] * 1e3:.3f} ms, ember/torch "
+          f"{m['ember']['median_s'] / m['torch']['median_s']:.2f}x", flush=True)
+
+
+# --- models: the same architecture built from either library's nn -------------------------
+def mlp(nn):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+                         nn.ReLU(), nn.Linear(128, 10))
+
+
+def small_cnn(nn):
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10))
+
+
+class _EncoderHead:
+    """A transformer encoder layer, then mean over tokens and a linear classifier."""
+
+    @staticmethod
+    def build(nn):
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer = nn.TransformerEncoderLayer(256, 8, 1024, dropout=0.0,
+                                                        batch_first=True)
+                self.head = nn.Linear(256, 10)
+
+            def forward(self, x):
+                return self.head(self.layer(x).mean(1))
+        return Model()
+
+
+def _pair(build_ember, build_torch):
+    e_model, t_model = build_ember(), build_torch()
+    state = {k: torch.from_numpy(np.array(v.detach().numpy())) for k, v in
+             e_model.state_dict().items()}
+    t_model.load_state_dict(state)
+    return e_model, t_model
+
+
+CASES = {
+    "mlp": (lambda: mlp(ember.nn), lambda: mlp(torch.nn), (64, 1, 28, 28)),
+    "small_cnn": (lambda: small_cnn(ember.nn), lambda: small_cnn(torch.nn), (32, 1, 28, 28)),
+    "resnet18": (lambda: ember.models.resnet18(num_classes=10), lambda: torch_resnet18(10),
+                 (8, 3, 224, 224)),
+    "encoder": (lambda: _EncoderHead.build(ember.nn), lambda: _EncoderHead.build(torch.nn),
+                (8, 128, 256)),
+}
+
+
+def model_rows(b: Bench, name: str, rng):
+    build_e, build_t, shape = CASES[name]
+    e_model, t_model = _pair(build_e, build_t)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, 10, shape[0]).astype(np.int64)
+    xe, xt, ye, yt = ember.tensor(x), torch.from_numpy(x), ember.tensor(y), torch.from_numpy(y)
+
+    e_model.eval(), t_model.eval()
+
+    def e_infer():
+        with ember.no_grad():
+            return e_model(xe)
+
+    def t_infer():
+        with torch.no_grad():
+            return t_model(xt)
+    out_e, out_t = e_infer().numpy(), t_infer().numpy()
+    err = float(np.abs(out_e - out_t).max() / (np.abs(out_t).max() + 1e-12))
+    print(f"{name}: inference max rel. difference vs torch {err:.2e}")
+    add_row(b, f"{name} inference (batch {shape[0]})", e_infer, t_infer)
+
+    e_model.train(), t_model.train()
+    e_opt = ember.optim.SGD(e_model.parameters(), lr=1e-3, momentum=0.9)
+    t_opt = torch.optim.SGD(t_model.parameters(), lr=1e-3, momentum=0.9)
+
+    def e_step():
+        loss = EF.cross_entropy(e_model(xe), ye)
+        e_opt.zero_grad()
+        loss.backward()
+        e_opt.step()
+
+    def t_step():
+        loss = torch.nn.functional.cross_entropy(t_model(xt), yt)
+        t_opt.zero_grad()
+        loss.backward()
+        t_opt.step()
+    add_row(b, f"{name} train step, SGD (batch {shape[0]})", e_step, t_step)
+
+
+def overhead_rows(b: Bench):
+    a, c = ember.randn(1), ember.randn(1)
+    ta, tc = torch.randn(1), torch.randn(1)
+    # cheap rows get many rounds: a shared machine preempts some of them
+    add_row(b, "add, 1 element (per op)", lambda: a + c, lambda: ta + tc, inner=100,
+            repeats=max(b.args.repeats, 101))
+    a, c = ember.randn(1000, 1000), ember.randn(1000, 1000)
+    ta, tc = torch.randn(1000, 1000), torch.randn(1000, 1000)
+    add_row(b, "add, 1000x1000 (per op)", lambda: a + c, lambda: ta + tc, inner=5,
+            repeats=max(b.args.repeats, 41))
+
+
+def main():
+    only = ONLY.split(",") if ONLY else None
+    args = bench_args("eager", ARGV)
+    b = Bench("eager", args)
+    if THREADS:
+        torch.set_num_threads(THREADS)
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(THREADS)
+        except ImportError:
+            print("threadpoolctl is not installed: NumPy's BLAS keeps its own thread count")
+    print(f"threads: torch {torch.get_num_threads()}, ember pool "
+          f"{os.environ.get('EMBER_NUM_THREADS', 'default')}; load: {os.getloadavg()}")
+    rng = np.random.default_rng(0)
+    if only is None or "overhead" in only:
+        overhead_rows(b)
+    for name in CASES:
+        if only is None or name in only:
+            model_rows(b, name, rng)
+    b.finish()
+    try:
+        from ember.frontend import eager_kernels
+    except ImportError:
+        return
+    eager_kernels.print_choices()
+
+
+if __name__ == "__main__":
+    main()
