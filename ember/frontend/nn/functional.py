@@ -353,3 +353,4 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 
 from ._functional_mha import multi_head_attention_forward  # noqa: E402,F401
+from ._functional_activations_rest import mish, softsign, tanhshrink  # noqa: E402,F401
