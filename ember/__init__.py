@@ -91,3 +91,4 @@ def numel(t) -> int:
 
 
 __version__ = "0.1.0"
+from . import masked  # noqa: E402
