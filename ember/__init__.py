@@ -92,3 +92,6 @@ def numel(t) -> int:
 
 __version__ = "0.1.0"
 from . import masked  # noqa: E402
+from .frontend.spectral import stft, istft  # noqa: E402
+for _cls in (Tensor, _SymbolicTensor):
+    _cls.stft, _cls.istft = stft, istft
