@@ -95,3 +95,7 @@ from . import masked  # noqa: E402
 from .frontend.spectral import stft, istft  # noqa: E402
 for _cls in (Tensor, _SymbolicTensor):
     _cls.stft, _cls.istft = stft, istft
+from .frontend.linalg_householder import TOP_LEVEL_HOUSEHOLDER as _HOUSEHOLDER  # noqa: E402
+globals().update(_HOUSEHOLDER)
+for _cls in (Tensor, _SymbolicTensor):
+    _cls.ormqr = _HOUSEHOLDER["ormqr"]
