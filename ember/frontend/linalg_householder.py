@@ -64,22 +64,20 @@ def _apply_q(A, tau, C, left: bool, adjoint: bool):
     return C
 
 
-def _check_float_same(name, *tensors):
-    first = tensors[0]
-    for t in tensors:
-        if not (t.dtype.is_floating_point or t.dtype.is_complex):
-            raise RuntimeError(f"{name}: Expected a floating point or complex tensor as "
-                               f"input. Got {t.dtype.scalar_type_name}")
-        if t.dtype != first.dtype:
-            raise RuntimeError(f"{name}: Expected input and other tensors to have the same "
-                               f"dtype, but got {first.dtype.scalar_type_name} and "
-                               f"{t.dtype.scalar_type_name}")
-
-
 def householder_product(A, tau):
     """The first n columns of H_1 ... H_k (torch.linalg.householder_product)."""
+    _check_householder_args(A, tau)
+    m, n = A.shape[-2:]
+    eye = _const(np.eye(m, n, dtype=A.dtype.np_dtype))
+    # the identity, batched like A and (with k = 0 reflectors) still a function of A, as
+    # in PyTorch, whose result then has a zero gradient rather than none
+    start = OPS["where"](_const(np.zeros((m, n), bool)), A, eye)
+    return _apply_q(A, tau, start, left=True, adjoint=False)
+
+
+def _check_householder_args(A, tau):
+    """PyTorch's checks, in its order."""
     name = "torch.linalg.householder_product"
-    _check_float_same(name, A, tau)
     if A.ndim < 2:
         raise RuntimeError(f"{name}: input must have at least 2 dimensions.")
     m, n = A.shape[-2:]
@@ -89,35 +87,67 @@ def householder_product(A, tau):
     if n < tau.shape[-1]:
         raise RuntimeError(f"{name}: input.shape[-1] must be greater than or equal to "
                            f"tau.shape[-1]")
-    if tau.ndim != A.ndim - 1 or tuple(tau.shape[:-1]) != tuple(A.shape[:-2]):
+    if tau.ndim != A.ndim - 1:
+        raise RuntimeError(f"{name}: Expected tau to have one dimension less than input, but "
+                           f"got tau.ndim equal to {tau.ndim} and input.ndim is equal to "
+                           f"{A.ndim}")
+    if tuple(tau.shape[:-1]) != tuple(A.shape[:-2]):
         raise RuntimeError(f"{name}: Expected batch dimensions of tau to be equal to "
                            f"input.shape[:-2], but got {list(tau.shape[:-1])}")
-    eye = _const(np.eye(m, n, dtype=A.dtype.np_dtype))
-    # the identity, batched like A and (with k = 0 reflectors) still a function of A, as
-    # in PyTorch, whose result then has a zero gradient rather than none
-    start = OPS["where"](_const(np.zeros((m, n), bool)), A, eye)
-    return _apply_q(A, tau, start, left=True, adjoint=False)
+    if tau.dtype != A.dtype:
+        raise RuntimeError(f"{name}: tau dtype {tau.dtype.scalar_type_name} does not match "
+                           f"input dtype {A.dtype.scalar_type_name}")
+    if not (A.dtype.is_floating_point or A.dtype.is_complex):
+        raise NotImplementedError(f'"orgqr_cpu" not implemented for '
+                                  f"'{A.dtype.scalar_type_name}'")
 
 
 def ormqr(input, input2, input3, left: bool = True, transpose: bool = False):
     """Q @ other (or Q^H, or on the right) for Q from geqrf's (input, tau) (torch.ormqr)."""
-    name = "torch.ormqr"
     A, tau, other = input, input2, input3
-    _check_float_same(name, A, tau, other)
-    if A.ndim < 2 or other.ndim < 2:
-        raise RuntimeError(f"{name}: input and other must have at least 2 dimensions.")
-    m = A.shape[-2]
-    if tau.shape[-1] > A.shape[-1]:
-        raise RuntimeError(f"{name}: tau.shape[-1] must be less than or equal to "
-                           f"input.shape[-1]")
-    side = other.shape[-2] if left else other.shape[-1]
-    if side != m:
+    _check_ormqr_shapes(A, tau, other, left)
+    _check_ormqr_dtypes(A, tau, other)
+    return _apply_q(A, tau, other, left=left, adjoint=transpose)
+
+
+def _check_ormqr_shapes(A, tau, other, left):
+    """PyTorch's checks, in its order (shapes before dtypes)."""
+    name = "torch.ormqr"
+    for label, t in (("input", A), ("other", other)):
+        if t.ndim < 2:
+            raise RuntimeError(f"{name}: {label} must have at least 2 dimensions.")
+    side = -2 if left else -1
+    if tau.shape[-1] != min(other.shape[side], A.shape[-1]):
+        raise RuntimeError(f"{name}: tau.shape[-1] must be equal to min(other.shape"
+                           f"[{side}], input.shape[-1])")
+    if tau.ndim != A.ndim - 1:
+        raise RuntimeError(f"{name}: Expected tau to have one dimension less than input, but "
+                           f"got tau.ndim equal to {tau.ndim} and input.ndim is equal to "
+                           f"{A.ndim}")
+    if other.ndim != A.ndim:
+        raise RuntimeError(f"{name}: Expected other to have the same number of dimensions as "
+                           f"input, but got other.ndim equal to {other.ndim} and input.ndim "
+                           f"is equal to {A.ndim}")
+    batch = tuple(A.shape[:-2])
+    for label, t in (("tau", tau), ("other", other)):
+        got = tuple(t.shape[:-1] if label == "tau" else t.shape[:-2])
+        if got != batch:
+            raise RuntimeError(f"{name}: Expected batch dimensions of {label} to be equal to "
+                               f"input.shape[:-2], but got {list(got)}")
+    if other.shape[side] != A.shape[-2]:
         which = "other.shape[-2]" if left else "other.shape[-1]"
         raise RuntimeError(f"{name}: {which} must be equal to input.shape[-2]")
-    if tau.shape[-1] > m:
-        raise RuntimeError(f"{name}: tau.shape[-1] must be less than or equal to "
-                           f"input.shape[-2]")
-    return _apply_q(A, tau, other, left=left, adjoint=transpose)
+
+
+def _check_ormqr_dtypes(A, tau, other):
+    for label, t in (("tau", tau), ("other", other)):
+        if t.dtype != A.dtype:
+            raise RuntimeError(f"torch.ormqr: Expected input and {label} to have the same "
+                               f"dtype, but input has dtype {A.dtype.scalar_type_name} and "
+                               f"{label} has dtype {t.dtype.scalar_type_name}")
+    if not (A.dtype.is_floating_point or A.dtype.is_complex):
+        raise NotImplementedError(f'"ormqr_cpu" not implemented for '
+                                  f"'{A.dtype.scalar_type_name}'")
 
 
 def ldl_factor(A, *, hermitian: bool = False, out=None):

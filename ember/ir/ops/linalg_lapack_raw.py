@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import LinAlgError, ShapeError, at_user_line
+from ..errors import DTypeError, LinAlgError, ShapeError, at_user_line
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from .linalg_common import (_batch, _batch_prefix, _meta, _require_matrix, _require_square,
                             _sample, _well_conditioned, linalg_op)
 from .reduction import named_tuple_op
+from .rules import broadcast_shapes
 
 
 def _lapack(name: str, like: np.ndarray):
@@ -117,23 +118,23 @@ ldl_factor_ex = linalg_op(
 def _ldl_solve_meta(LD, pivots, B, hermitian=False):
     _require_square(LD, "LD")
     _require_matrix(B, "B")
-    if pivots.dtype != dtypes.int32:
-        raise ShapeError(f"torch.linalg.ldl_solve: Expected pivots to be integers. Got "
+    if pivots.dtype.is_floating_point or pivots.dtype.is_complex or pivots.dtype.name == "bool":
+        raise DTypeError(f"Expected pivots to be integers. Got "
                          f"{pivots.dtype.scalar_type_name}")
     if LD.dtype != B.dtype:
-        raise ShapeError(f"torch.linalg.ldl_solve: Expected LD and B to have the same dtype, "
-                         f"but got LD with dtype {LD.dtype.scalar_type_name} and B with dtype "
-                         f"{B.dtype.scalar_type_name} instead")
+        raise DTypeError(f"Expected b and A to have the same dtype, but found b of type "
+                         f"{B.dtype.scalar_type_name} and A of type "
+                         f"{LD.dtype.scalar_type_name} instead.")
     n = LD.shape[-1]
     if tuple(pivots.shape) != _batch(LD) + (n,):
-        raise ShapeError("torch.linalg.ldl_solve: Expected LD.shape[:-1] and pivots.shape to "
-                         "be the same, but got pivots with shape "
-                         f"{list(pivots.shape)} instead")
+        raise ShapeError("Expected LD.shape[:-1] and pivots.shape to be the same, but got "
+                         f"pivots with shape {list(pivots.shape)} instead")
     if B.shape[-2] != n:
-        raise ShapeError(f"torch.linalg.ldl_solve: Incompatible shapes of A and B for the "
-                         f"equation AX = B ({n}x{n} and {B.shape[-2]}x{B.shape[-1]})")
-    batch = tuple(np.broadcast_shapes(_batch(LD), _batch(B)))
-    return _meta(B, batch + tuple(B.shape[-2:]))
+        raise ShapeError(f"Incompatible matrix sizes for torch.linalg.ldl_solve: each A "
+                         f"matrix is {n} by {n} but each b matrix is {B.shape[-2]} by "
+                         f"{B.shape[-1]}")
+    batch = broadcast_shapes(_batch(LD), _batch(B))
+    return _meta(B, tuple(batch) + tuple(B.shape[-2:]))
 
 
 def _ldl_solve_ref(LD, pivots, B, hermitian=False):
@@ -141,7 +142,7 @@ def _ldl_solve_ref(LD, pivots, B, hermitian=False):
     n, k = B.shape[-2:]
     count = int(np.prod(batch, dtype=np.int64))
     ld = np.broadcast_to(LD, batch + LD.shape[-2:]).reshape((count, n, n))
-    piv = np.broadcast_to(pivots, batch + (n,)).reshape((count, n))
+    piv = np.broadcast_to(pivots, batch + (n,)).reshape((count, n)).astype(np.int32)
     b = np.broadcast_to(B, batch + (n, k)).reshape((count, n, k))
     out = np.zeros(b.shape, B.dtype)
     if n and k:
