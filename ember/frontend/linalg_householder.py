@@ -165,7 +165,9 @@ def _range_finder(A, q: int, niter: int):
     """An orthonormal (m, q) Q with A ~ Q Q^H A (power iterations sharpen the spectrum)."""
     e = _ember()
     n = A.shape[-1]
-    probe = e.randn(*A.shape[:-2], n, q, dtype=_real(A.dtype)).to(A.dtype)
+    probe = e.randn(*A.shape[:-2], n, q, dtype=_real(A.dtype))
+    if probe.dtype != A.dtype:
+        probe = OPS["convert_element_type"](probe, A.dtype)
     Q = _orthonormal_basis(OPS["matmul"](A, probe))
     for _ in range(niter):
         Q = _orthonormal_basis(OPS["matmul"](A.mH, Q))

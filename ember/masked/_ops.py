@@ -11,10 +11,19 @@ import math
 
 import numpy as np
 
+from ..ir.registry import OPS
+
 import ember as _e  # the package is complete by the time any function here runs
 
 # integer dtypes that sum/prod accumulate in int64, as torch.masked does
 _SMALL_INTEGRAL = {"uint8", "bool", "int8", "int16", "int32"}
+
+
+def _cast(x, dtype):
+    """x in `dtype` (x itself when it already is); works on traced tensors too."""
+    if x.dtype == dtype:
+        return x
+    return OPS["convert_element_type"](x, dtype)
 
 
 def _is_float(dtype) -> bool:
@@ -47,7 +56,7 @@ def _input_mask(input, mask):
             raise IndexError("masked: expected a broadcastable mask (got mask "
                              "dimensionality higher than of the input)")
         mask = mask.expand(tuple(input.shape))
-    return mask.to(_e.bool)
+    return _cast(mask, _e.bool)
 
 
 def _extreme(dtype, lowest: bool):
@@ -107,7 +116,7 @@ def sum(input, dim=None, *, keepdim=False, dtype=None, mask=None):
 def prod(input, dim=None, *, keepdim=False, dtype=None, mask=None):
     dtype = _accumulate_dtype(input, dtype)
     dims = _canonical_dims(dim, input.ndim)
-    result = _fill_masked("prod", input, mask).to(dtype)
+    result = _cast(_fill_masked("prod", input, mask), dtype)
     for d in reversed(dims):       # from the last dim so that earlier indices stay valid
         result = result.prod(dim=d, keepdim=bool(keepdim))
     return result
@@ -116,44 +125,44 @@ def prod(input, dim=None, *, keepdim=False, dtype=None, mask=None):
 def cumsum(input, dim, *, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     d = _canonical_dims(dim, input.ndim)[0]
-    return _e.cumsum(_fill_masked("sum", input, mask), d, dtype=dtype).to(dtype)
+    return _cast(_e.cumsum(_fill_masked("sum", input, mask), d, dtype=dtype), dtype)
 
 
 def cumprod(input, dim, *, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     d = _canonical_dims(dim, input.ndim)[0]
-    return _e.cumprod(_fill_masked("prod", input, mask), d, dtype=dtype).to(dtype)
+    return _cast(_e.cumprod(_fill_masked("prod", input, mask), d, dtype=dtype), dtype)
 
 
 def amax(input, dim=None, *, keepdim=False, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     dims = _canonical_dims(dim, input.ndim)
-    return _e.amax(_fill_masked("max", input, mask), dims, bool(keepdim)).to(dtype)
+    return _cast(_e.amax(_fill_masked("max", input, mask), dims, bool(keepdim)), dtype)
 
 
 def amin(input, dim=None, *, keepdim=False, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     dims = _canonical_dims(dim, input.ndim)
-    return _e.amin(_fill_masked("min", input, mask), dims, bool(keepdim)).to(dtype)
+    return _cast(_e.amin(_fill_masked("min", input, mask), dims, bool(keepdim)), dtype)
 
 
 def argmax(input, dim=None, *, keepdim=False, dtype=None, mask=None):
     """Index of the largest valid element; like torch.masked, cast to `dtype`, which
     defaults to the input's dtype."""
     dtype = input.dtype if dtype is None else dtype
-    return _e.argmax(_fill_masked("max", input, mask), dim, bool(keepdim)).to(dtype)
+    return _cast(_e.argmax(_fill_masked("max", input, mask), dim, bool(keepdim)), dtype)
 
 
 def argmin(input, dim=None, *, keepdim=False, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
-    return _e.argmin(_fill_masked("min", input, mask), dim, bool(keepdim)).to(dtype)
+    return _cast(_e.argmin(_fill_masked("min", input, mask), dim, bool(keepdim)), dtype)
 
 
 def logsumexp(input, dim=None, *, keepdim=False, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     dims = _canonical_dims(dim, input.ndim)
     filled = _fill_masked("logsumexp", input, mask)
-    return _e.logsumexp(filled, dims, keepdim=bool(keepdim)).to(dtype)
+    return _cast(_e.logsumexp(filled, dims, keepdim=bool(keepdim)), dtype)
 
 
 def logaddexp(input, other, *, dtype=None, input_mask=None, other_mask=None):
@@ -164,9 +173,9 @@ def logaddexp(input, other, *, dtype=None, input_mask=None, other_mask=None):
     shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
     pair = _e.stack([a.expand(shape), b.expand(shape)])
     if not (_is_float(pair.dtype) or pair.dtype.is_complex):
-        pair = pair.to(_e.get_default_dtype())
+        pair = _cast(pair, _e.get_default_dtype())
     # logsumexp over the pair: stable for large values, -inf where both are -inf
-    return _e.logsumexp(pair, 0).to(dtype)
+    return _cast(_e.logsumexp(pair, 0), dtype)
 
 
 def norm(input, ord=2.0, dim=None, *, keepdim=False, dtype=None, mask=None):
@@ -216,8 +225,8 @@ def _var(input, dim, unbiased, correction, keepdim, dtype, mask, take_sqrt):
     if corr != 0:
         real = _e.float64 if compute.name in ("complex128", "float64") else \
             compute if compute.is_floating_point else _e.float32
-        count = _e.clamp(count.to(real) - corr, min=0)
-    output = (total / count).to(dtype)
+        count = _e.clamp(_cast(count, real) - corr, min=0)
+    output = _cast(total / count, dtype)
     return output.sqrt() if take_sqrt else output
 
 
@@ -237,7 +246,7 @@ def median(input, dim=-1, *, keepdim=False, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     d = _canonical_dims(dim, input.ndim)[0]
     is_float = input.dtype.is_floating_point
-    values = input if is_float else input.to(_e.float32)
+    values = input if is_float else _cast(input, _e.float32)
     valid = ~values.isnan()
     inmask = _input_mask(values, mask)
     if inmask is not None:
@@ -248,7 +257,7 @@ def median(input, dim=-1, *, keepdim=False, dtype=None, mask=None):
     if output.isnan().any().item():
         raise ValueError("masked median expects no fully masked out rows if dtype is not "
                          "floating point")
-    return output.to(dtype)
+    return _cast(output, dtype)
 
 
 def _lower_median(values, valid, dim: int, keepdim: bool):
@@ -258,7 +267,7 @@ def _lower_median(values, valid, dim: int, keepdim: bool):
     ranked = _e.where(valid, values, _e.full((), math.inf, dtype=values.dtype))
     ordered, _ = _e.sort(ranked, dim)
     count = valid.sum(dim=dim, keepdim=True, dtype=_e.int64)
-    pick = _e.clamp((count - 1).div(2, rounding_mode="floor"), min=0).to(_e.int64)
+    pick = _cast(_e.clamp((count - 1).div(2, rounding_mode="floor"), min=0), _e.int64)
     picked = _e.gather(ordered, dim, pick)
     picked = _e.where(count > 0, picked, _e.full((), math.nan, dtype=values.dtype))
     return picked if keepdim else picked.squeeze(dim)
@@ -268,20 +277,20 @@ def _lower_median(values, valid, dim: int, keepdim: bool):
 def softmax(input, dim, *, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     d = _canonical_dims(dim, input.ndim)[0]
-    return _e.nn.functional.softmax(_fill_masked("max", input, mask), d, dtype=dtype)
+    return _e.nn.functional.softmax(_cast(_fill_masked("max", input, mask), dtype), d)
 
 
 def log_softmax(input, dim, *, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     d = _canonical_dims(dim, input.ndim)[0]
-    return _e.nn.functional.log_softmax(_fill_masked("max", input, mask), d, dtype=dtype)
+    return _e.nn.functional.log_softmax(_cast(_fill_masked("max", input, mask), dtype), d)
 
 
 def softmin(input, dim, *, dtype=None, mask=None):
     dtype = input.dtype if dtype is None else dtype
     d = _canonical_dims(dim, input.ndim)[0]
     # softmin(x) = softmax(-x); masked elements are +inf so that they weigh nothing
-    return _e.nn.functional.softmax(-_fill_masked("min", input, mask), d, dtype=dtype)
+    return _e.nn.functional.softmax(-_cast(_fill_masked("min", input, mask), dtype), d)
 
 
 def normalize(input, ord, dim, *, eps=1e-12, dtype=None, mask=None):

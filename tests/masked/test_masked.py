@@ -83,3 +83,14 @@ def test_masked_out_elements_get_zero_gradient():
     ember.masked.amax(x, 1, mask=ember.tensor(MASK)).sum().backward()
     assert not x.grad.numpy()[~MASK].any()
     assert x.grad.numpy()[MASK].sum() == 2.0      # one max per row that has valid elements
+
+
+@pytest.mark.parametrize("name,args", [("sum", (1,)), ("softmax", (1,)), ("median", (1,)),
+                                       ("var", (1,)), ("amax", ((0, 1),))])
+def test_compiled_equals_eager(name, args):
+    fn = getattr(ember.masked, name)
+    x = ember.tensor(X.astype(np.float32))
+    mask = ember.tensor(MASK)
+    compiled = ember.compile(lambda t, m: fn(t, *args, mask=m))
+    np.testing.assert_allclose(compiled(x, mask).numpy(), fn(x, *args, mask=mask).numpy(),
+                               rtol=1e-5, atol=1e-6, equal_nan=True)
