@@ -3,7 +3,7 @@ from .module import Module, RemovableHandle, StateDictError  # noqa: F401
 from .linear import Identity, Linear, Bilinear  # noqa: F401
 from .conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401
 from .activation import (ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU, Softplus, Tanh,  # noqa: F401
-                         Sigmoid, Softmax, LogSoftmax, Softsign, Tanhshrink, Mish)
+                         Sigmoid, Softmax, LogSoftmax)
 from .dropout import Dropout  # noqa: F401
 from .flatten import Flatten, Unflatten  # noqa: F401
 from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d  # noqa: F401
@@ -17,3 +17,4 @@ from .loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss,  # noqa: F
 from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
                           TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
                           Transformer)
+from .activation_rest import Softsign, Tanhshrink, Mish  # noqa: F401,E402
