@@ -111,6 +111,14 @@ def numel(t) -> int:
 
 
 __version__ = "0.1.0"
+from . import masked  # noqa: E402
+from .frontend.spectral import stft, istft  # noqa: E402
+for _cls in (Tensor, _SymbolicTensor):
+    _cls.stft, _cls.istft = stft, istft
+from .frontend.linalg_householder import TOP_LEVEL_HOUSEHOLDER as _HOUSEHOLDER  # noqa: E402
+globals().update(_HOUSEHOLDER)
+for _cls in (Tensor, _SymbolicTensor):
+    _cls.ormqr = _HOUSEHOLDER["ormqr"]
 
 # Loaded on first use: `import ember; ember.fx.symbolic_trace(m)` works, and `import
 # ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.

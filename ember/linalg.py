@@ -22,3 +22,8 @@ from .frontend.linalg_functions import LINALG as _COMPOSITES  # noqa: E402
 
 globals().update(_COMPOSITES)
 __all__ += sorted(_COMPOSITES)
+
+from .frontend.linalg_householder import LINALG_HOUSEHOLDER as _HOUSEHOLDER  # noqa: E402
+
+globals().update(_HOUSEHOLDER)
+__all__ += sorted(_HOUSEHOLDER)

@@ -64,6 +64,8 @@ ARG_ADAPTERS = {
     "nn.functional.embedding": lambda fn: lambda weight, idx, *a, **k: fn(idx, weight, *a, **k),
     "linalg.pinv.singular": lambda fn: lambda a, b: fn(a @ b.mT),
     "einsum": lambda fn: lambda tensors, equation: fn(equation, tensors),
+    "svd_lowrank": lambda fn: lambda a, b, **k: fn(a @ b.mT, **k),
+    "pca_lowrank": lambda fn: lambda a, b, **k: fn(a @ b.mT, **k),
 }
 
 

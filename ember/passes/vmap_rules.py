@@ -68,6 +68,7 @@ RULES: dict[str, Callable] = {
     "dot": matmul_rule, "outer": outer_rule, "addmm": addmm_rule, "baddbmm": addmm_rule,
     "linear": linear_rule, "einsum": einsum_rule, "tensordot": tensordot_rule,
     "linalg_multi_dot": multi_dot_rule, "lu_unpack": matrix_batch_rule,
+    "geqrf": matrix_batch_rule,
     # conv and pooling: the batch joins N
     "conv1d": fold_rule(_const_rank(3), ("weight", "bias")),
     "conv2d": fold_rule(_const_rank(4), ("weight", "bias")),

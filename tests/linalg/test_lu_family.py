@@ -139,3 +139,17 @@ def test_logdet_pinverse_matrix_exp_cross_vecdot(rng):
                  torch.linalg.vecdot(torch.from_numpy(z), torch.from_numpy(b).to(torch.complex128)),
                  1e-12, 1e-12)
     assert_close(ember.linalg.diagonal(e, offset=1), torch.linalg.diagonal(t, offset=1), 0, 0)
+
+
+@pytest.mark.parametrize("shape,complex_", [((3, 5), False), ((5, 3), False),
+                                            ((2, 3, 6), True), ((2, 6, 3), True)])
+def test_lu_factor_gradient_of_non_square_matches_torch(shape, complex_):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if complex_ else 0)
+    cot = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if complex_ else 0)
+    ta, ea = torch.tensor(a, requires_grad=True), ember.tensor(a, requires_grad=True)
+    want, = torch.autograd.grad(
+        (torch.linalg.lu_factor(ta).LU * torch.tensor(cot).conj()).real.sum(), ta)
+    got, = ember.autograd.grad(
+        [(ember.linalg.lu_factor(ea).LU * ember.tensor(cot).conj()).real.sum()], [ea])
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-12)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import AutogradError, at_user_line, LinAlgError, ShapeError
+from ..errors import at_user_line, LinAlgError, ShapeError
 from ..registry import defop, Tag
 from . import samples as S
 from .linalg_common import (_batch, _batch_prefix, _mH, _meta, _require_matrix, _sample,
@@ -70,15 +70,41 @@ def _lu_factor_ex_ref(A, pivot=True, check_errors=False):
 
 
 def _lu_factor_grad(gLU, A, LU, pivots):
-    """torch's square rule: A = P L U, gA = P L^-H (tril(L^H gL, -1) + triu(gU U^H)) U^-H."""
+    """A = P L U; gL, gU are gLU's strict lower (m x k) and upper (k x n) parts.
+
+    Square: gA = P L^-H (tril(L^H gL, -1) + triu(gU U^H)) U^-H (torch's rule).
+    Wide (m < n, U = [U1 U2]): with phi = tril(L^H gL - gU2 U2^H, -1) + triu(gU1 U1^H),
+    gA = P L^-H [phi U1^-H, gU2]. Tall (m > n, L = [L1; L2]): with
+    phi = tril(L1^H gL1, -1) + triu(gU U^H - L2^H gL2), gA = P [L1^-H phi; gL2] U^-H.
+    Both follow from differentiating L^-1 P^T A (wide) or P^T A U^-1 (tall) blockwise.
+    """
     m, n = A.shape[-2:]
-    if m != n:
-        raise AutogradError("linalg.lu_factor: the derivative for non-square matrices is not "
-                            "implemented in ember" + at_user_line())
+    k = min(m, n)
     P, L, U = lu_unpack(LU, pivots)
-    phi = tril(matmul(_mH(L), tril(gLU, -1)), -1) + triu(matmul(triu(gLU), _mH(U)))
-    inner = solve_triangular(_mH(U), phi, upper=False, left=False)
-    return matmul(P, solve_triangular(_mH(L), inner, upper=True, unitriangular=True))
+    gL, gU = tril(gLU, -1)[..., :, :k], triu(gLU)[..., :k, :]
+    if m == n:
+        phi = tril(matmul(_mH(L), gL), -1) + triu(matmul(gU, _mH(U)))
+        inner = solve_triangular(_mH(U), phi, upper=False, left=False)
+        return matmul(P, solve_triangular(_mH(L), inner, upper=True, unitriangular=True))
+    if m < n:
+        return _lu_wide_grad(P, L, U, gL, gU, k)
+    return _lu_tall_grad(P, L, U, gL, gU, k)
+
+
+def _lu_wide_grad(P, L, U, gL, gU, k):
+    U1, U2, gU1, gU2 = U[..., :, :k], U[..., :, k:], gU[..., :, :k], gU[..., :, k:]
+    phi = tril(matmul(_mH(L), gL) - matmul(gU2, _mH(U2)), -1) + triu(matmul(gU1, _mH(U1)))
+    left = solve_triangular(_mH(U1), phi, upper=False, left=False)          # phi U1^-H
+    gX = cat([left, gU2], -1)
+    return matmul(P, solve_triangular(_mH(L), gX, upper=True, unitriangular=True))
+
+
+def _lu_tall_grad(P, L, U, gL, gU, k):
+    L1, L2, gL1, gL2 = L[..., :k, :], L[..., k:, :], gL[..., :k, :], gL[..., k:, :]
+    phi = tril(matmul(_mH(L1), gL1), -1) + triu(matmul(gU, _mH(U)) - matmul(_mH(L2), gL2))
+    top = solve_triangular(_mH(L1), phi, upper=True, unitriangular=True)    # L1^-H phi
+    gX = cat([top, gL2], -2)
+    return matmul(P, solve_triangular(_mH(U), gX, upper=False, left=False))
 
 
 def _lu_samples(rng):
@@ -87,10 +113,8 @@ def _lu_samples(rng):
     return [_sample(_well_conditioned(rng, 3, 3)),
             _sample(_well_conditioned(rng, 2, 4, 4, dtype=np.float32)),
             _sample(_well_conditioned(rng, 3, 3, dtype=np.complex128)),
-            _sample(S.randn(rng, 3, 5, dtype=np.float64), grad=False,
-                    note="the gradient of a non-square LU is not implemented"),
-            _sample(S.randn(rng, 4, 2, dtype=np.float64), grad=False,
-                    note="the gradient of a non-square LU is not implemented"),
+            _sample(S.randn(rng, 3, 5, dtype=np.float64), note="wide"),
+            _sample(S.randn(rng, 2, 4, 2, dtype=np.complex128), note="tall"),
             _sample(singular, grad=False, note="singular: info > 0")]
 
 
@@ -182,6 +206,6 @@ lu_unpack = named_tuple_op(defop(
 ))
 
 
-from .joining import pad_op, tril, triu  # noqa: E402 - derivative rules use these
+from .joining import cat, pad_op, tril, triu  # noqa: E402 - derivative rules use these
 from .linalg_solve import solve_triangular  # noqa: E402
 from .linear import matmul  # noqa: E402

@@ -1,0 +1,15 @@
+"""ember.masked: torch.masked's reductions and normalizations with a `mask=` argument.
+
+Each function is a composite of ember ops (so it differentiates, traces and compiles like
+any other composite): masked-out elements are replaced by the operation's identity (0 for
+sum, 1 for prod, -inf for amax/softmax, ...) with `where`, then the plain operation runs.
+Masked-out elements therefore get zero gradient. Results on strided tensors, dtypes and
+the values of fully masked-out slices follow torch.masked (nan for mean/median/var/std).
+"""
+from ._ops import (amax, amin, argmax, argmin, cumprod, cumsum, log_softmax,  # noqa: F401
+                   logaddexp, logsumexp, mean, median, norm, normalize, prod, softmax,
+                   softmin, std, sum, var)
+
+__all__ = ["amax", "amin", "argmax", "argmin", "cumprod", "cumsum", "log_softmax",
+           "logaddexp", "logsumexp", "mean", "median", "norm", "normalize", "prod",
+           "softmax", "softmin", "std", "sum", "var"]
