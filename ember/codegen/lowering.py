@@ -251,7 +251,9 @@ POINTWISE_RULES: dict[str, Callable] = {
                      c("div", a, b) if rounding_mode is None else
                      c("floor" if rounding_mode == "floor" else "trunc", c("div", a, b))
                      if a.dtype.category == Category.FLOAT else
-                     c("floor_divide", a, b)),
+                     c("floor_divide", a, b) if rounding_mode == "floor" else
+                     # integer truncation: a - fmod(a, b) is an exact multiple of b
+                     c("floor_divide", c("sub", a, c("fmod", a, b)), b)),
     "neg": pointwise(lambda x: c("neg", x)),
     "abs": pointwise(lambda x: c("abs", x)),
     # `x <= 0 ? 0 : x`, not `x > 0 ? x : 0`: relu(nan) is nan in PyTorch

@@ -75,7 +75,9 @@ def _reference_args(op: OpDef, args: tuple) -> list:
     """Unwrap tensors to arrays; cast promoted operands to the op's compute dtype."""
     compute = None
     if op.promotion is not None:
-        compute, _ = promote_dtypes(op.promotion, [args[i] for i in op.promote_args])
+        # a callable promotion picks the kind from the call (div: rounding_mode keeps ints)
+        kind = op.promotion(*args) if callable(op.promotion) else op.promotion
+        compute, _ = promote_dtypes(kind, [args[i] for i in op.promote_args])
         compute = opmath(compute).np_dtype
     out = []
     for i, v in enumerate(args):

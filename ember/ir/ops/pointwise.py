@@ -80,13 +80,27 @@ mul = defop(
     inplace_variant=True,
 )
 
+
+def _div_promotion(self, other, rounding_mode=None):
+    """True division gives floats; a rounding mode keeps integer operands integral."""
+    return Promotion.INT_TO_FLOAT if rounding_mode is None else Promotion.DEFAULT
+
+
+def _div_meta(self, other, rounding_mode=None):
+    out = pointwise_meta(_div_promotion(self, other, rounding_mode), 2)(self, other)
+    if rounding_mode is not None and out.dtype.name == "bool":
+        raise DTypeError(f"div with rounding_mode='{rounding_mode}' is not implemented for "
+                         f"'Bool'")
+    return out
+
+
 div = defop(
     "div(Tensor self, Tensor other, *, str? rounding_mode=None) -> Tensor",
-    meta=pointwise_meta(Promotion.INT_TO_FLOAT, 2),
+    meta=_div_meta,
     reference=lambda x, y, rounding_mode: _div_reference(x, y, rounding_mode),
     derivative=lambda g, self, other, rounding_mode: _div_derivative(g, self, other,
                                                                      rounding_mode),
-    tags=BINARY, promotion=Promotion.INT_TO_FLOAT,
+    tags=BINARY, promotion=_div_promotion,
     samples=S.binary_samples(make_b=S.away_from_zero, scalar=4.0),
     torch_ref="torch.div", method=True, inplace_variant=True,
 )
@@ -96,8 +110,9 @@ def _div_reference(x, y, rounding_mode):
     if rounding_mode is None:
         return np.true_divide(x, y)
     if rounding_mode == "trunc":
-        return np.trunc(np.true_divide(x, y)) if x.dtype.kind in "fc" else \
-            np.trunc(x / y).astype(x.dtype)
+        if x.dtype.kind in "fc":
+            return np.trunc(np.true_divide(x, y))
+        return (x - np.fmod(x, y)) // y     # exact for every int64, no float detour
     if rounding_mode == "floor":
         return np.floor_divide(x, y)
     raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
