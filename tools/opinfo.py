@@ -154,6 +154,8 @@ def as_numpy(v):
     import torch
     ember = _ember()
     if isinstance(v, torch.Tensor):
+        if v._is_zerotensor():          # torch's lazy zero gradients (sgn of real input)
+            return torch.zeros(v.shape, dtype=v.dtype).numpy()
         return v.detach().resolve_conj().resolve_neg().numpy()
     if isinstance(v, ember.Tensor):
         return v.detach().numpy()

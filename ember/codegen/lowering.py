@@ -297,7 +297,8 @@ POINTWISE_RULES: dict[str, Callable] = {
     "lerp": pointwise(lambda a, b, w: c("add", a, c("mul", w, c("sub", b, a)))),
     "isfinite": pointwise(lambda x: c("logical_not", c("logical_or", c("isnan", x),
                                                        c("isinf", x))), compute="promoted"),
-    "round": pointwise(lambda x, decimals=0: c("round", x) if decimals == 0 else
+    "round": pointwise(lambda x, decimals=0: x if x.dtype.category != Category.FLOAT else
+                       c("round", x) if decimals == 0 else
                        c("div", c("round", c("mul", x, _num(10.0 ** decimals, x))),
                          _num(10.0 ** decimals, x))),
     "hypot": pointwise(lambda a, b: c("sqrt", c("add", c("mul", a, a), c("mul", b, b)))),

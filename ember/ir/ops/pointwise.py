@@ -143,7 +143,7 @@ abs = unary(  # noqa: A001 - PyTorch's name
     "abs", np.abs, lambda g, self: g * sgn(self), promotion=Promotion.COMPLEX_TO_FLOAT,
     samples=S.unary_samples(S.away_from_zero))
 
-sgn = unary("sgn", lambda x: np.sign(x) if x.dtype.kind != "c" else
+sgn = unary("sgn", lambda x: x.copy() if x.dtype.kind == "b" else np.sign(x) if x.dtype.kind != "c" else
             np.where(x == 0, 0, x / np.where(x == 0, 1, np.abs(x))),
             lambda g, self, out: _sgn_derivative(g, self, out), promotion=Promotion.DEFAULT,
             samples=S.unary_samples(S.away_from_zero))
@@ -468,6 +468,8 @@ frac = unary("frac", lambda x: x - np.trunc(x), lambda g, self: g,
 
 
 def _round_reference(x, decimals):
+    if x.dtype.kind in "iu":
+        return x.copy()
     if decimals == 0:
         return np.round(x)
     if decimals > 0:
@@ -477,9 +479,15 @@ def _round_reference(x, decimals):
     return np.round(x / scale) * scale
 
 
+def _round_meta(self, decimals=0):
+    """Integers round to themselves; only decimals != 0 needs a float (as in PyTorch)."""
+    rejected = ("bool", "complex") if decimals == 0 else ("bool", "int", "complex")
+    return _dtype_check(Promotion.DEFAULT, _not_for(*rejected), 1)(self, decimals)
+
+
 round = defop(  # noqa: A001 - PyTorch's name
     "round(Tensor self, *, int decimals=0) -> Tensor",
-    meta=_dtype_check(Promotion.DEFAULT, _not_for("bool", "int", "complex"), 1),
+    meta=_round_meta,
     reference=_round_reference,
     derivative=lambda g, self, decimals: _zeros(g), saves=(),
     tags=UNARY, promotion=Promotion.DEFAULT,
