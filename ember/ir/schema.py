@@ -129,6 +129,9 @@ def _convert(type_: str, value):
     if base == "ScalarType":
         from .dtypes import as_dtype
         return as_dtype(value)
+    if base == "int" and hasattr(value, "_array") and value.ndim == 0 and \
+            value.dtype.category.name == "INT":
+        return int(value.item())    # a 0-dim integer tensor where an int goes, as torch
     if base == "MemoryFormat":
         from .meta import MemoryFormat
         return value if isinstance(value, MemoryFormat) else MemoryFormat(value)

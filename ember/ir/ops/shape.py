@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..dtypes import int64
-from ..errors import EmberIndexError, ShapeError
+from ..errors import DTypeError, EmberIndexError, ShapeError
 from ..meta import TensorMeta, contiguous_format, suggest_memory_format, preserve_format
 from ..registry import Tag, defop
 from . import samples as S
@@ -488,12 +488,21 @@ slice_op = defop(
 
 
 def _narrow_args(self, dim, start, length):
+    if self.ndim == 0:
+        raise ShapeError("narrow() cannot be applied to a 0-dim tensor.")
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise DTypeError("start must be an 0-dim integral Tensor.")
     d = wrap_dim(dim, self.ndim)
     n = self.shape[d]
+    if not -n <= start <= n:
+        raise EmberIndexError(f"start out of range (expected to be in range of [{-n}, {n}], "
+                              f"but got {start})")
+    if length < 0:
+        raise ShapeError("narrow(): length must be non-negative.")
     if start < 0:
         start += n
-    if not (0 <= start <= n and 0 <= length and start + length <= n):
-        raise EmberIndexError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    if start + length > n:
+        raise ShapeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
     return d, start, start + length
 
 
