@@ -144,7 +144,10 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
-    return _op("bilinear")(input1, input2, weight, bias)
+    if _has("bilinear"):
+        return OPS["bilinear"](input1, input2, weight, bias)
+    from ._functional_bilinear import bilinear as composed
+    return composed(input1, input2, weight, bias)
 
 
 def _conv_padding(padding):
