@@ -201,6 +201,12 @@ def compare(actual, expected, dtype_name, values=True, ties=False):
     return None
 
 
+def _random_sample(sample) -> bool:
+    """Samples that draw random numbers (dropout inside attention): torch's generator and
+    ember's differ, so only shapes and dtypes can be compared."""
+    return (sample.kwargs.get("dropout_p") or 0) > 0
+
+
 def _has_ties(t) -> bool:
     import torch
     return isinstance(t, torch.Tensor) and t.numel() > 1 and \
@@ -220,10 +226,10 @@ def check_values(info, fn, dtype_name, limit):
     if dtype not in info.supported_dtypes("cpu"):
         return 0, []
     passed, failures = 0, []
-    values = info.name not in RANDOM_OPS
     for i, sample in enumerate(info.sample_inputs("cpu", dtype)):
         if i >= limit:
             break
+        values = info.name not in RANDOM_OPS and not _random_sample(sample)
         try:
             expected = _call(info.op, sample, lambda v: v)
         except Exception:  # torch rejects it too: not a value case
@@ -338,7 +344,7 @@ def _ember_grads_reason(fn, sample, torch_outs, cots, expected):
                 return f"grad {k}: {'None' if g is None else 'a value'}, torch " \
                        f"{'None' if e is None else 'a value'}"
             continue
-        reason = compare(g, e, "float64")
+        reason = compare(g, e, "float64", values=not _random_sample(sample))
         if reason:
             return f"grad {k}: {reason}"
     return None

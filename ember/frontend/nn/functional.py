@@ -332,8 +332,11 @@ def pad(input: Tensor, pad: list[int], mode: str = "constant", value=None) -> Te
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False) -> Tensor:
     if _has("scaled_dot_product_attention"):
-        return OPS["scaled_dot_product_attention"](query, key, value, attn_mask, dropout_p,
-                                                   is_causal, scale=scale)
+        op = OPS["scaled_dot_product_attention"]
+        if dropout_p > 0:   # the fused op's backward cannot see its mask: the mask is its
+            return op.decomposition(query, key, value, attn_mask, dropout_p,  # own op here
+                                    is_causal, scale=scale)
+        return op(query, key, value, attn_mask, dropout_p, is_causal, scale=scale)
     matmul = _op("matmul", "scaled_dot_product_attention")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = matmul(query, key.transpose(-2, -1)) * scale
