@@ -333,11 +333,25 @@ def _as_strided_scatter_reference(x, src, size, stride, storage_offset):
     return out
 
 
+def _as_strided_scatter_meta(self, src, size, stride, storage_offset):
+    offset = storage_offset or 0
+    needed = offset if any(n == 0 for n in size) else \
+        offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+    if needed > math.prod(self.shape):
+        raise ShapeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+                         f"offset {offset} require {needed} elements, but the storage has "
+                         f"{math.prod(self.shape)}")
+    if tuple(src.shape) != tuple(size):
+        raise ShapeError(f"expected src to have a size equal to the slice of self. src size = "
+                         f"{list(src.shape)}, slice size = {list(size)}")
+    return TensorMeta(tuple(self.shape), self.dtype, str(self.device),
+                      pointwise_memory_format([self]))
+
+
 as_strided_scatter = defop(
     "as_strided_scatter(Tensor self, Tensor src, int[] size, int[] stride, "
     "int? storage_offset=None) -> Tensor",
-    meta=lambda self, src, size, stride, storage_offset: TensorMeta(
-        tuple(self.shape), self.dtype, str(self.device), pointwise_memory_format([self])),
+    meta=_as_strided_scatter_meta,
     reference=_as_strided_scatter_reference,
     derivative=lambda g, self, src, size, stride, storage_offset: (
         as_strided_scatter(g, zeros_like(src), size, stride, storage_offset),
