@@ -375,3 +375,4 @@ from ._functional_resample import (  # noqa: E402,F401
     interpolate, upsample, upsample_nearest, upsample_bilinear, pixel_shuffle, pixel_unshuffle,
     channel_shuffle, native_channel_shuffle)
 from ._functional_grid import grid_sample, affine_grid  # noqa: E402,F401
+from ._functional_linear_ce import linear_cross_entropy  # noqa: E402,F401
