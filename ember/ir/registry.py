@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from . import dispatch
 from .errors import EmberError
+from .public_args import check_public_call
 from .schema import Schema, parse_schema
 
 
@@ -108,7 +109,9 @@ class OpDef:
         return (get_op, (self.name,))
 
     def __call__(self, *args, **kwargs):
-        return dispatch.dispatch(self, self.schema.bind(args, kwargs))
+        bound = self.schema.bind(args, kwargs)
+        check_public_call(self, bound)      # numbers where PyTorch's signature wants tensors
+        return dispatch.dispatch(self, bound)
 
     def has_tag(self, tag: Tag) -> bool:
         return tag in self.tags

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import types
 from dataclasses import dataclass
 
 from .errors import EmberError
@@ -129,13 +130,19 @@ def _convert(type_: str, value):
     if base == "ScalarType":
         from .dtypes import as_dtype
         return as_dtype(value)
-    if base == "int" and hasattr(value, "_array") and value.ndim == 0 and \
+    if base == "int" and _is_eager_tensor(value) and value.ndim == 0 and \
             value.dtype.category.name == "INT":
         return int(value.item())    # a 0-dim integer tensor where an int goes, as torch
     if base == "MemoryFormat":
         from .meta import MemoryFormat
         return value if isinstance(value, MemoryFormat) else MemoryFormat(value)
     return value
+
+
+def _is_eager_tensor(value) -> bool:
+    """An eager Tensor (it holds an array in a slot); never a tracing Proxy, which
+    answers every attribute lookup."""
+    return isinstance(getattr(type(value), "_array", None), types.MemberDescriptorType)
 
 
 _ARG_RE = re.compile(r"^\s*(?P<type>[\w\[\]\?]+)\s+(?P<name>\w+)\s*(=\s*(?P<default>.+))?$")
