@@ -113,6 +113,12 @@ def to_ember(v, requires_grad=False):
     import torch
     ember = _ember()
     if isinstance(v, torch.Tensor):
+        if v.layout == torch.strided and _ALIASED and \
+                v.untyped_storage().data_ptr() in _ALIASED:
+            t = _aliased_twin(v)
+            if requires_grad and v.requires_grad:
+                t = t.detach().requires_grad_(True)
+            return t
         arr = v.detach().resolve_conj().resolve_neg().numpy()
         t = ember.tensor(arr)
         if requires_grad and v.requires_grad:
@@ -214,9 +220,57 @@ def _has_ties(t) -> bool:
 
 
 def _call(fn, sample, convert):
-    args = (convert(sample.input),) + tuple(convert(a) for a in sample.args)
-    kwargs = {k: convert(v) for k, v in sample.kwargs.items()}
+    _ALIASED.clear()
+    if convert is not _identity_convert:
+        _ALIASED.update(_aliased_storages(sample))
+    try:
+        args = (convert(sample.input),) + tuple(convert(a) for a in sample.args)
+        kwargs = {k: convert(v) for k, v in sample.kwargs.items()}
+    finally:
+        _ALIASED.clear()
     return fn(*args, **kwargs)
+
+
+def _identity_convert(v):
+    return v
+
+
+# storages (by data pointer) that a sample's tensors share or only partly cover: their
+# ember twins are views of one ember copy of the whole storage, so aliasing (out= that
+# overlaps an input, as_strided over a partial view) survives the conversion
+_ALIASED: dict = {}
+
+
+def _aliased_storages(sample) -> dict:
+    import torch
+    tensors = [t for t in flatten([sample.input, list(sample.args),
+                                   list(sample.kwargs.values())])
+               if isinstance(t, torch.Tensor) and t.layout == torch.strided
+               and t.device.type == "cpu"]
+    by_storage = {}
+    for t in tensors:
+        by_storage.setdefault(t.untyped_storage().data_ptr(), []).append(t)
+    out = {}
+    for ptr, group in by_storage.items():
+        t = group[0]
+        n_storage = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+        same_dtype = all(g.dtype == t.dtype for g in group)
+        if same_dtype and n_storage and (len({id(g) for g in group}) > 1 or
+                                         t.numel() != n_storage):
+            out[ptr] = None                     # the ember base, made on first use
+    return out
+
+
+def _aliased_twin(v):
+    """The ember view over the shared ember storage for torch tensor `v`."""
+    import torch
+    ember = _ember()
+    ptr = v.untyped_storage().data_ptr()
+    if _ALIASED[ptr] is None:
+        n = v.untyped_storage().nbytes() // v.element_size()
+        flat = torch.empty(0, dtype=v.dtype).set_(v.untyped_storage(), 0, (n,), (1,))
+        _ALIASED[ptr] = ember.tensor(flat.detach().resolve_conj().resolve_neg().numpy())
+    return _ALIASED[ptr].as_strided(list(v.shape), list(v.stride()), v.storage_offset())
 
 
 def check_values(info, fn, dtype_name, limit):
@@ -231,7 +285,7 @@ def check_values(info, fn, dtype_name, limit):
             break
         values = info.name not in RANDOM_OPS and not _random_sample(sample)
         try:
-            expected = _call(info.op, sample, lambda v: v)
+            expected = _call(info.op, sample, _identity_convert)
         except Exception:  # torch rejects it too: not a value case
             continue
         try:
@@ -266,7 +320,7 @@ def check_grads(info, fn, limit):
         if not leaves:
             continue
         try:
-            out = sample.output_process_fn_grad(_call(info.op, sample, lambda v: v))
+            out = sample.output_process_fn_grad(_call(info.op, sample, _identity_convert))
             outs = [o for o in flatten(out) if isinstance(o, torch.Tensor)
                     and o.requires_grad]
             if not outs:
@@ -298,7 +352,7 @@ def check_errors(info, fn, limit):
     for i, case in enumerate(cases[:limit]):
         sample = case.sample_input
         try:
-            _call(info.op, sample, lambda v: v)
+            _call(info.op, sample, _identity_convert)
             continue                      # torch no longer raises: not an error case
         except Exception:  # noqa: BLE001
             pass

@@ -109,9 +109,14 @@ class OpDef:
         return (get_op, (self.name,))
 
     def __call__(self, *args, **kwargs):
+        out = kwargs.pop("out", None) if "out" in kwargs else None
         bound = self.schema.bind(args, kwargs)
         check_public_call(self, bound)      # numbers where PyTorch's signature wants tensors
-        return dispatch.dispatch(self, bound)
+        if out is None:
+            return dispatch.dispatch(self, bound)
+        from .out_arg import check_overlap, write_out   # PyTorch's out= (ir/out_arg.py)
+        check_overlap(self, bound, out)
+        return write_out(self, dispatch.dispatch(self, bound), out)
 
     def has_tag(self, tag: Tag) -> bool:
         return tag in self.tags

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..dtypes import int64
 from ..errors import DTypeError, EmberIndexError, ShapeError
-from ..meta import TensorMeta, contiguous_format, suggest_memory_format, preserve_format
+from ..meta import TensorMeta, contiguous_format, contiguous_strides, \
+    suggest_memory_format, preserve_format
 from ..registry import Tag, defop
 from . import samples as S
 from .rules import wrap_dim, wrap_dims, pointwise_memory_format
@@ -23,8 +24,13 @@ VIEW = {Tag.VIEW, Tag.SHAPE}
 def flat_storage(arr: np.ndarray) -> np.ndarray:
     """The 1-D array over the whole buffer that `arr` views (its storage)."""
     base = arr
-    while isinstance(base.base, np.ndarray):
-        base = base.base
+    while True:
+        parent = base.base
+        if not isinstance(parent, np.ndarray):   # as_strided's results hang off a holder
+            parent = getattr(parent, "base", None)   # object whose .base is the array
+        if not isinstance(parent, np.ndarray):
+            break
+        base = parent
     if base.ndim == 1:
         return base
     return base.reshape(-1, order="A")
@@ -297,19 +303,53 @@ def _as_strided_reference(x, size, stride, storage_offset):
 
 
 def _as_strided_grad(g, self, size, stride, storage_offset):
-    """Each element of self (taken as contiguous storage) receives the sum of g over the
-    output positions that read it: overlapping windows (stride 0, stride < size) add up."""
+    """Each element of self receives the sum of g over the output positions that read its
+    storage slot: overlapping windows (stride 0, stride < size) add up."""
+    from .creation import full
+    from .joining import index, index_put
+    flat = _positions(list(size), list(stride), storage_offset)
+    if math.prod(self.shape) == 0:
+        return full(list(self.shape), 0, dtype=g.dtype)
+    geometry = _view_geometry(self)
+    if geometry is None:                 # self fills its storage from 0 in order
+        zeros = full([math.prod(self.shape)], 0, dtype=g.dtype)
+        return reshape(index_put(zeros, [flat], reshape(g, [-1]), True), list(self.shape))
+    # self is a view (a partial one, or strided): the gradient of the storage, read at
+    # the positions self's elements occupy; storage outside self gets none
+    own_offset, own_strides = geometry
+    own = _positions(list(self.shape), own_strides, own_offset)
+    span = lambda shape, strides, off: off + 1 + sum(  # noqa: E731
+        (n - 1) * st for n, st in zip(shape, strides))
+    length = max(span(self.shape, own_strides, own_offset),
+                 span(size, stride, storage_offset) if all(n > 0 for n in size) else 0)
+    storage_grad = index_put(full([length], 0, dtype=g.dtype), [flat], reshape(g, [-1]), True)
+    return reshape(index(storage_grad, [own]), list(self.shape))
+
+
+def _positions(size, stride, storage_offset):
+    """The storage index of each element of a strided view, flattened in order."""
     from .creation import arange, full
-    from .joining import index_put
     flat = full([], storage_offset, dtype=int64)
     for k, (n, st) in enumerate(zip(size, stride)):
         steps = arange(0, n, dtype=int64) * st
         flat = flat + reshape(steps, [n if j == k else 1 for j in range(len(size))])
-    flat = reshape(expand(flat, list(size)), [-1])
-    if math.prod(self.shape) == 0:
-        return full(list(self.shape), 0, dtype=g.dtype)
-    zeros = full([math.prod(self.shape)], 0, dtype=g.dtype)
-    return reshape(index_put(zeros, [flat], reshape(g, [-1]), True), list(self.shape))
+    return reshape(expand(flat, list(size)), [-1])
+
+
+def _own_offset(self) -> int:
+    """as_strided's default storage_offset: self's own (0 for traced values)."""
+    return self.storage_offset() if callable(getattr(self, "storage_offset", None)) else 0
+
+
+def _view_geometry(self):
+    """(storage offset, strides) of `self` when it is not its storage read from 0 in
+    order, else None. Traced values (no storage offset) count as contiguous from 0."""
+    if not callable(getattr(self, "storage_offset", None)):
+        return None
+    offset, strides = self.storage_offset(), tuple(self.stride())
+    if offset == 0 and strides == contiguous_strides(tuple(self.shape)):
+        return None
+    return offset, strides
 
 
 as_strided = defop(
@@ -317,7 +357,7 @@ as_strided = defop(
     meta=lambda self, size, stride, storage_offset: view_meta(self, size, stride),
     reference=_as_strided_reference,
     derivative=lambda g, self, size, stride, storage_offset: _as_strided_grad(
-        g, self, size, stride, storage_offset or 0),
+        g, self, size, stride, _own_offset(self) if storage_offset is None else storage_offset),
     tags=VIEW, method=True,
     samples=lambda rng: [S.Sample((S.randn(rng, 4, 4), [2, 2], [4, 1], 5)),
                          S.Sample((S.randn(rng, 9), [3, 3], [3, 1]))],
