@@ -168,10 +168,23 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     if end is None:
         start, end = 0, start
     start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
+    if not all(np.isfinite(complex(v)) for v in (start, end)):
+        raise ShapeError(f"arange: unsupported range: {start} -> {end}")
     return _finish(OPS["arange"](start, end, step, dtype=dtype), requires_grad, device)
 
 
+def _check_steps(steps) -> None:
+    """PyTorch's rules for linspace/logspace's steps: an int (a TypeError otherwise), >= 0."""
+    if isinstance(steps, Tensor):
+        steps = steps.item()
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be an int, not {type(steps).__name__}")
+    if steps < 0:
+        raise ShapeError("number of steps must be non-negative")
+
+
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _check_steps(steps)
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     arr = np.linspace(float(start), float(end), int(steps), dtype=np.float64)
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
@@ -179,12 +192,16 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
 
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
              requires_grad=False) -> Tensor:
+    _check_steps(steps)
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     arr = np.logspace(float(start), float(end), int(steps), base=base, dtype=np.float64)
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False):
+    if n < 0 or (m is not None and m < 0):
+        raise ShapeError(f"n must be greater or equal to 0, got {n}" if n < 0 else
+                         f"m must be greater or equal to 0, got {m}")
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     return _finish(Tensor._from_array(np.eye(n, m, dtype=dt.np_dtype)), requires_grad, device)
 

@@ -52,9 +52,33 @@ def _from_user_code(depth: int) -> bool:
     return not (module == "ember" or module.startswith("ember."))
 
 
+_LIST_ARGS: dict = {}
+
+
+def _tensor_list_indices(op) -> tuple:
+    found = _LIST_ARGS.get(op.name)
+    if found is None:
+        found = _LIST_ARGS[op.name] = tuple(
+            i for i, a in enumerate(op.schema.args) if a.type == "Tensor[]")
+    return found
+
+
+def _check_tensor_lists(op, args: tuple) -> None:
+    """`cat([t, None])`: PyTorch's TypeError, not a failure deep inside the op."""
+    for i in _tensor_list_indices(op):
+        values = args[i]
+        if isinstance(values, (list, tuple)):
+            for k, v in enumerate(values):
+                if v is None or isinstance(v, str):
+                    from .schema import SchemaError
+                    raise SchemaError(f"{op.python_name}(): expected Tensor as element {k} in "
+                                      f"argument {i}, but got {type(v).__name__}")
+
+
 def check_public_call(op, args: tuple, depth: int = 1) -> None:
     """Raise PyTorch's TypeError when a user call passes a number where `op` needs a
     tensor. `args` are bound in schema order; `depth` frames up is the caller."""
+    _check_tensor_lists(op, args)
     rule = TENSOR_REQUIRED.get(op.name)
     if rule is None:
         return

@@ -259,6 +259,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
+    if input.ndim < 2:
+        raise ShapeError(f"Expected at least 2 dimensions for input tensor but received "
+                         f"{input.ndim}")
     n, c = input.shape[0], input.shape[1]
     if c % num_groups:
         raise ShapeError(f"group_norm: num_channels ({c}) must be divisible by num_groups "

@@ -125,7 +125,16 @@ def _div_derivative(g, self, other, rounding_mode):
     return (g / _c(other), -g * _c(self) / _c(other * other))
 
 
-neg = unary("neg", np.negative, lambda g, self: -g, promotion=Promotion.DEFAULT, saves=())
+neg = unary("neg", np.negative, lambda g, self: -g, promotion=Promotion.DEFAULT, saves=(),
+            meta=lambda self: _neg_meta(self))
+
+
+def _neg_meta(self):
+    if self.dtype.name == "bool":
+        raise DTypeError("Negation, the `-` operator, on a bool tensor is not supported. If "
+                         "you are trying to invert a mask, use the `~` or `logical_not()` "
+                         "operator instead.")
+    return pointwise_meta(Promotion.DEFAULT)(self)
 
 # --- transcendental ---------------------------------------------------------------
 exp = unary("exp", np.exp, lambda g, self, out: g * _c(out))
