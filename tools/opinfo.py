@@ -255,7 +255,7 @@ def _aliased_storages(sample) -> dict:
         t = group[0]
         n_storage = t.untyped_storage().nbytes() // max(t.element_size(), 1)
         same_dtype = all(g.dtype == t.dtype for g in group)
-        if same_dtype and n_storage and (len({id(g) for g in group}) > 1 or
+        if same_dtype and n_storage and (len(group) > 1 or
                                          t.numel() != n_storage):
             out[ptr] = None                     # the ember base, made on first use
     return out

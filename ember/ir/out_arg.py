@@ -108,6 +108,10 @@ def check_overlap(op, args: tuple, out) -> None:
         for x in (v if isinstance(v, (list, tuple)) else (v,)):
             inputs.extend(x if isinstance(x, (list, tuple)) else (x,))
     for o in outs:
+        if hasattr(o, "stride") and any(st == 0 and n > 1 for n, st in zip(o.shape, o.stride())):
+            raise ShapeError("unsupported operation: more than one element of the written-to "
+                             "tensor refers to a single memory location. Please clone() the "
+                             "tensor before performing the operation.")
         for t in inputs:
             if not hasattr(t, "untyped_storage") or not hasattr(o, "untyped_storage"):
                 continue
