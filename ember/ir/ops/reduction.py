@@ -80,6 +80,10 @@ class OverloadedOp(OpDef):
     _binary_op: str = ""
 
     def __call__(self, *args, **kwargs):
+        if args and isinstance(args[0], (int, float, complex)):   # bool is an int
+            from ..schema import SchemaError
+            raise SchemaError(f"{self.name}(): argument 'input' (position 1) must be Tensor, "
+                              f"not {type(args[0]).__name__}")
         rest = args[1:]
         if "other" in kwargs or (rest and not isinstance(rest[0], int)):
             if not self._binary_op:
