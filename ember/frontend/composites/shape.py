@@ -416,7 +416,7 @@ def sum_to_size(self, *size):
 
 @composite(method=True)
 def narrow_copy(input, dim, start, length):
-    if input.ndim and not -input.ndim <= dim < input.ndim:   # a RuntimeError here in torch
+    if input.ndim and dim >= input.ndim:   # torch: a RuntimeError here (IndexError below)
         raise RuntimeError(f"narrow_copy(): Dimension out of range (expected to be in range "
                            f"of [{-input.ndim}, {input.ndim - 1}], but got {dim})")
     return _copy(ops.narrow(input, dim, start, length))
