@@ -251,7 +251,9 @@ POINTWISE_RULES: dict[str, Callable] = {
                      c("div", a, b) if rounding_mode is None else
                      c("floor" if rounding_mode == "floor" else "trunc", c("div", a, b))
                      if a.dtype.category == Category.FLOAT else
-                     c("floor_divide", a, b)),
+                     c("floor_divide", a, b) if rounding_mode == "floor" else
+                     # integer truncation: a - fmod(a, b) is an exact multiple of b
+                     c("floor_divide", c("sub", a, c("fmod", a, b)), b)),
     "neg": pointwise(lambda x: c("neg", x)),
     "abs": pointwise(lambda x: c("abs", x)),
     # `x <= 0 ? 0 : x`, not `x > 0 ? x : 0`: relu(nan) is nan in PyTorch
@@ -295,7 +297,8 @@ POINTWISE_RULES: dict[str, Callable] = {
     "lerp": pointwise(lambda a, b, w: c("add", a, c("mul", w, c("sub", b, a)))),
     "isfinite": pointwise(lambda x: c("logical_not", c("logical_or", c("isnan", x),
                                                        c("isinf", x))), compute="promoted"),
-    "round": pointwise(lambda x, decimals=0: c("round", x) if decimals == 0 else
+    "round": pointwise(lambda x, decimals=0: x if x.dtype.category != Category.FLOAT else
+                       c("round", x) if decimals == 0 else
                        c("div", c("round", c("mul", x, _num(10.0 ** decimals, x))),
                          _num(10.0 ** decimals, x))),
     "hypot": pointwise(lambda a, b: c("sqrt", c("add", c("mul", a, a), c("mul", b, b)))),

@@ -133,7 +133,9 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
     out_meta = run_meta(op, args)
     compute = None
     if op.promotion is not None and not on_cuda:
-        compute, _ = promote_dtypes(op.promotion, [args[i] for i in op.promote_args])
+        # a callable promotion picks the kind from the call (div: rounding_mode keeps ints)
+        kind = op.promotion(*args) if callable(op.promotion) else op.promotion
+        compute, _ = promote_dtypes(kind, [args[i] for i in op.promote_args])
         compute = opmath(compute).np_dtype
     plan = _Plan(on_cuda, out_meta, compute)
     # factories are not cached: where they create depends on thread state (a CUDA

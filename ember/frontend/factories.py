@@ -164,27 +164,72 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
                  fill_value=fill_value)
 
 
+def _with_out(factory):
+    """PyTorch's out= for a factory: the result (in out's dtype unless dtype= says
+    otherwise) is written into out, resized to fit."""
+    import functools
+
+    @functools.wraps(factory)
+    def wrapper(*args, out=None, **kwargs):
+        if out is None:
+            return factory(*args, **kwargs)
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = out.dtype
+        result = factory(*args, **kwargs)
+        if tuple(out.shape) != tuple(result.shape):
+            out.resize_(list(result.shape))
+        out.copy_(result)
+        return out
+    return wrapper
+
+
+@_with_out
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None:
         start, end = 0, start
     start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
+    if not all(np.isfinite(complex(v)) for v in (start, end)):
+        raise ShapeError(f"arange: unsupported range: {start} -> {end}")
+    if dtype is not None and dtypes.as_dtype(dtype).category <= dtypes.Category.INT:
+        # PyTorch casts the bounds and the step to the integer type first (0.5 -> 0)
+        if step != 0 and int(step) == 0:
+            raise ValueError("step must be nonzero")
+        start, end, step = int(start), int(end), int(step)
     return _finish(OPS["arange"](start, end, step, dtype=dtype), requires_grad, device)
 
 
+def _check_steps(steps) -> None:
+    """PyTorch's rules for linspace/logspace's steps: an int (a TypeError otherwise), >= 0."""
+    if isinstance(steps, Tensor):
+        steps = steps.item()
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be an int, not {type(steps).__name__}")
+    if steps < 0:
+        raise ShapeError("number of steps must be non-negative")
+
+
+@_with_out
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _check_steps(steps)
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     arr = np.linspace(float(start), float(end), int(steps), dtype=np.float64)
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 
+@_with_out
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
              requires_grad=False) -> Tensor:
+    _check_steps(steps)
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     arr = np.logspace(float(start), float(end), int(steps), base=base, dtype=np.float64)
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 
+@_with_out
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False):
+    if n < 0 or (m is not None and m < 0):
+        raise ShapeError(f"n must be greater or equal to 0, got {n}" if n < 0 else
+                         f"m must be greater or equal to 0, got {m}")
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     return _finish(Tensor._from_array(np.eye(n, m, dtype=dt.np_dtype)), requires_grad, device)
 

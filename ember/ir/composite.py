@@ -64,4 +64,5 @@ def export(namespace: dict, where: str = "") -> None:
     """Expose the composites of namespace `where` in a module's globals (unless taken)."""
     for c in COMPOSITES.values():
         if c.function and c.namespace == where and (c.replaces_op or c.name not in namespace):
-            namespace[c.name] = c.fn
+            from .out_arg import with_out      # PyTorch's out= keyword, as registry ops take
+            namespace[c.name] = with_out(c.fn)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from . import dispatch
 from .errors import EmberError
+from .public_args import check_public_call
 from .schema import Schema, parse_schema
 
 
@@ -115,7 +116,14 @@ class OpDef:
         return (get_op, (self.name,))
 
     def __call__(self, *args, **kwargs):
-        return dispatch.dispatch(self, self.schema.bind(args, kwargs))
+        out = kwargs.pop("out", None) if "out" in kwargs else None
+        bound = self.schema.bind(args, kwargs)
+        check_public_call(self, bound)      # numbers where PyTorch's signature wants tensors
+        if out is None:
+            return dispatch.dispatch(self, bound)
+        from .out_arg import check_overlap, write_out   # PyTorch's out= (ir/out_arg.py)
+        check_overlap(self, bound, out)
+        return write_out(self, dispatch.dispatch(self, bound), out)
 
     def has_tag(self, tag: Tag) -> bool:
         return tag in self.tags

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import types
 from dataclasses import dataclass
 
 from .errors import EmberError
@@ -71,6 +72,9 @@ class Schema:
                                default=0),
             "_needs_convert": any(a.type.rstrip("?") in ("ScalarType", "MemoryFormat")
                                   for a in self.args),
+            # `int` arguments: a 0-dim integer tensor there converts (torch accepts it)
+            "_int_positions": tuple(i for i, a in enumerate(self.args)
+                                    if a.type.rstrip("?") == "int"),
         }
         for name, value in facts.items():
             object.__setattr__(self, name, value)
@@ -80,7 +84,8 @@ class Schema:
         if not kwargs and self._n_required <= len(args) <= self._n_positional:
             # the common call: positional arguments, defaults for the rest
             values = tuple(args) + self._defaults[len(args):]
-            if self._needs_convert:
+            if self._needs_convert or any(type(values[i]) not in _PLAIN_INT
+                                          for i in self._int_positions):
                 return tuple(_convert(p.type, v) for p, v in zip(self.args, values))
             return values
         params = self.args
@@ -133,6 +138,9 @@ def _same_default(value, default) -> bool:
         return False
 
 
+_PLAIN_INT = (int, bool, type(None))
+
+
 def _convert(type_: str, value):
     """Normalize enum-like arguments: 'float32' -> ember.float32, 'channels_last' -> enum."""
     if value is None:
@@ -141,10 +149,19 @@ def _convert(type_: str, value):
     if base == "ScalarType":
         from .dtypes import as_dtype
         return as_dtype(value)
+    if base == "int" and _is_eager_tensor(value) and value.ndim == 0 and \
+            value.dtype.category.name == "INT":
+        return int(value.item())    # a 0-dim integer tensor where an int goes, as torch
     if base == "MemoryFormat":
         from .meta import MemoryFormat
         return value if isinstance(value, MemoryFormat) else MemoryFormat(value)
     return value
+
+
+def _is_eager_tensor(value) -> bool:
+    """An eager Tensor (it holds an array in a slot); never a tracing Proxy, which
+    answers every attribute lookup."""
+    return isinstance(getattr(type(value), "_array", None), types.MemberDescriptorType)
 
 
 _ARG_RE = re.compile(r"^\s*(?P<type>[\w\[\]\?]+)\s+(?P<name>\w+)\s*(=\s*(?P<default>.+))?$")

@@ -150,6 +150,11 @@ def tensor_split(input, indices_or_sections, dim=0):
 
 
 def _hvd_split(name, input, indices_or_sections, dim, min_dims):
+    if not isinstance(indices_or_sections, (numbers.Integral, list, tuple)) and \
+            not hasattr(indices_or_sections, "tolist"):
+        raise TypeError(f"{name}() received an invalid combination of arguments: "
+                        f"indices_or_sections must be an int or a sequence of ints, got "
+                        f"{type(indices_or_sections).__name__}")
     if input.ndim < min_dims:
         raise RuntimeError(f"torch.{name} requires a tensor with at least {min_dims} "
                            f"dimension{'s' if min_dims > 1 else ''}, but got a tensor with "
@@ -411,6 +416,9 @@ def sum_to_size(self, *size):
 
 @composite(method=True)
 def narrow_copy(input, dim, start, length):
+    if input.ndim and dim >= input.ndim:   # torch: a RuntimeError here (IndexError below)
+        raise RuntimeError(f"narrow_copy(): Dimension out of range (expected to be in range "
+                           f"of [{-input.ndim}, {input.ndim - 1}], but got {dim})")
     return _copy(ops.narrow(input, dim, start, length))
 
 

@@ -42,9 +42,11 @@ def aminmax(input, *, dim=None, keepdim=False):
     """(min, max) over dim (or everything), as a named tuple."""
     empty = input.numel() == 0 if dim is None or input.ndim == 0 else \
         input.shape[wrap_dim(dim, input.ndim)] == 0
-    if empty:
+    if empty and dim is None:
         raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the "
                            "operation has no identity.")
+    if empty:   # an empty dim named: PyTorch's IndexError
+        raise IndexError(f"aminmax(): Expected reduction dim {dim} to have non-zero size.")
     dims = [] if dim is None else [dim]
     if dim is None and keepdim:
         low = ops.reshape(ops.amin(input, []), [1] * input.ndim)

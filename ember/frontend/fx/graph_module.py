@@ -71,6 +71,8 @@ class GraphModule(Module):
         filename = f"<ember-fx-{_COUNTER[0]}>"
         linecache.cache[filename] = (len(code.src), None, code.src.splitlines(True), filename)
         namespace = dict(code.globals)
+        # generated code is ember's: its op calls were checked when the graph was traced
+        namespace.setdefault("__name__", "ember.fx.generated")
         exec(compile(code.src, filename, "exec"), namespace)  # noqa: S102 - our own codegen
         type(self).forward = namespace["forward"]
         return code

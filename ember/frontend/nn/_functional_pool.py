@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from ...ir.errors import ShapeError
 from ...ir.registry import OPS
 from ..factories import rand
 
@@ -81,7 +82,7 @@ def _output_size(input, output_size, nd):
     """PyTorch's adaptive output size: an int means every dim, None keeps the input's."""
     size = list(output_size) if isinstance(output_size, (list, tuple)) else [output_size] * nd
     if len(size) != nd:
-        raise ValueError(f"adaptive_pool{nd}d: output_size must be an int or {nd} values, "
+        raise ShapeError(f"adaptive_pool{nd}d: output_size must be an int or {nd} values, "
                          f"got {output_size}")
     return [input.shape[input.ndim - nd + i] if s is None else int(s) for i, s in
             enumerate(size)]

@@ -144,7 +144,10 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
-    return _op("bilinear")(input1, input2, weight, bias)
+    if _has("bilinear"):
+        return OPS["bilinear"](input1, input2, weight, bias)
+    from ._functional_bilinear import bilinear as composed
+    return composed(input1, input2, weight, bias)
 
 
 def _conv_padding(padding):
@@ -280,6 +283,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
+    if input.ndim < 2:
+        raise ShapeError(f"Expected at least 2 dimensions for input tensor but received "
+                         f"{input.ndim}")
     n, c = input.shape[0], input.shape[1]
     if c % num_groups:
         raise ShapeError(f"group_norm: num_channels ({c}) must be divisible by num_groups "
@@ -357,8 +363,11 @@ def pad(input: Tensor, pad: list[int], mode: str = "constant", value=None) -> Te
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False) -> Tensor:
     if _has("scaled_dot_product_attention"):
-        return OPS["scaled_dot_product_attention"](query, key, value, attn_mask, dropout_p,
-                                                   is_causal, scale=scale)
+        op = OPS["scaled_dot_product_attention"]
+        if dropout_p > 0:   # the fused op's backward cannot see its mask: the mask is its
+            return op.decomposition(query, key, value, attn_mask, dropout_p,  # own op here
+                                    is_causal, scale=scale)
+        return op(query, key, value, attn_mask, dropout_p, is_causal, scale=scale)
     matmul = _op("matmul", "scaled_dot_product_attention")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = matmul(query, key.transpose(-2, -1)) * scale
@@ -397,3 +406,4 @@ from ._functional_resample import (  # noqa: E402,F401
     interpolate, upsample, upsample_nearest, upsample_bilinear, pixel_shuffle, pixel_unshuffle,
     channel_shuffle, native_channel_shuffle)
 from ._functional_grid import grid_sample, affine_grid  # noqa: E402,F401
+from ._functional_linear_ce import linear_cross_entropy  # noqa: E402,F401

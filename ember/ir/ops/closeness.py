@@ -19,7 +19,7 @@ from . import samples as S
 from .rules import broadcast_shapes, device_of, shape_of
 
 
-class ClosenessError(EmberError, ValueError):
+class ClosenessError(EmberError, ValueError, RuntimeError):
     """A negative tolerance."""
 
 

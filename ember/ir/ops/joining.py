@@ -156,6 +156,8 @@ def _hv_dim(tensors, vertical):
 
 def _hv(name, vertical):
     def meta(tensors):
+        if not tensors:
+            raise ShapeError(f"{name} expects a non-empty TensorList")
         shapes = _hv_reshaped(tensors, vertical)
         metas = [TensorMeta(tuple(s), t.dtype, str(t.device)) for s, t in zip(shapes, tensors)]
         return _cat_meta(metas, _hv_dim(tensors, vertical))
@@ -196,12 +198,17 @@ def _fiber_coords(index, dim):
     return tuple(coords)
 
 
+class IndexBoundsError(EmberIndexError, RuntimeError):
+    """An index past the end of a dim: an IndexError for indexing and index_select, a
+    RuntimeError for gather/scatter in PyTorch; this error is both."""
+
+
 def _check_index_bounds(index, size, dim, negative=True):
     low = -size if negative else 0
     if index.size and (index.min() < low or index.max() >= size):
         bad = index[(index < low) | (index >= size)].reshape(-1)[0]
-        raise EmberIndexError(f"index {bad} is out of bounds for dimension {dim} with size "
-                              f"{size}")
+        raise IndexBoundsError(f"index {bad} is out of bounds for dimension {dim} with size "
+                               f"{size}")
 
 
 def _gather_scatter_check(self, dim, index, src=None, name="gather"):
@@ -219,6 +226,8 @@ def _gather_scatter_check(self, dim, index, src=None, name="gather"):
             raise ShapeError(f"Size does not match at dimension {k} expected index "
                              f"{list(index.shape)} to be smaller than self {list(self.shape)} "
                              f"apart from dimension {d}")
+        if src is not None and hasattr(src, "dtype") and src.dtype is not self.dtype:
+            raise DTypeError(f"{name}(): Expected self.dtype to be equal to src.dtype")
         if src is not None and hasattr(src, "shape") and src.ndim and \
                 ishape[k] > (tuple(src.shape) or (1,))[k]:
             raise ShapeError(f"Size does not match at dimension {k} expected index "

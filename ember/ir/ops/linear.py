@@ -189,6 +189,8 @@ def _add_mm_meta(inner, self_name):
 
 def _addmm_ref(x, a, b, beta, alpha):
     x, a, b = opmath_arrays(x, a, b)
+    if a.dtype.kind in "iu":   # PyTorch casts the scalars to the integer type (0.6 -> 0)
+        beta, alpha = int(beta), int(alpha)
     prod = np.matmul(a, b)
     if alpha != 1:
         prod = prod * alpha

@@ -80,13 +80,27 @@ mul = defop(
     inplace_variant=True,
 )
 
+
+def _div_promotion(self, other, rounding_mode=None):
+    """True division gives floats; a rounding mode keeps integer operands integral."""
+    return Promotion.INT_TO_FLOAT if rounding_mode is None else Promotion.DEFAULT
+
+
+def _div_meta(self, other, rounding_mode=None):
+    out = pointwise_meta(_div_promotion(self, other, rounding_mode), 2)(self, other)
+    if rounding_mode is not None and out.dtype.name == "bool":
+        raise DTypeError(f"div with rounding_mode='{rounding_mode}' is not implemented for "
+                         f"'Bool'")
+    return out
+
+
 div = defop(
     "div(Tensor self, Tensor other, *, str? rounding_mode=None) -> Tensor",
-    meta=pointwise_meta(Promotion.INT_TO_FLOAT, 2),
+    meta=_div_meta,
     reference=lambda x, y, rounding_mode: _div_reference(x, y, rounding_mode),
     derivative=lambda g, self, other, rounding_mode: _div_derivative(g, self, other,
                                                                      rounding_mode),
-    tags=BINARY, promotion=Promotion.INT_TO_FLOAT,
+    tags=BINARY, promotion=_div_promotion,
     samples=S.binary_samples(make_b=S.away_from_zero, scalar=4.0),
     torch_ref="torch.div", method=True, inplace_variant=True,
 )
@@ -96,8 +110,9 @@ def _div_reference(x, y, rounding_mode):
     if rounding_mode is None:
         return np.true_divide(x, y)
     if rounding_mode == "trunc":
-        return np.trunc(np.true_divide(x, y)) if x.dtype.kind in "fc" else \
-            np.trunc(x / y).astype(x.dtype)
+        if x.dtype.kind in "fc":
+            return np.trunc(np.true_divide(x, y))
+        return (x - np.fmod(x, y)) // y     # exact for every int64, no float detour
     if rounding_mode == "floor":
         return np.floor_divide(x, y)
     raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
@@ -110,7 +125,16 @@ def _div_derivative(g, self, other, rounding_mode):
     return (g / _c(other), -g * _c(self) / _c(other * other))
 
 
-neg = unary("neg", np.negative, lambda g, self: -g, promotion=Promotion.DEFAULT, saves=())
+neg = unary("neg", np.negative, lambda g, self: -g, promotion=Promotion.DEFAULT, saves=(),
+            meta=lambda self: _neg_meta(self))
+
+
+def _neg_meta(self):
+    if self.dtype.name == "bool":
+        raise DTypeError("Negation, the `-` operator, on a bool tensor is not supported. If "
+                         "you are trying to invert a mask, use the `~` or `logical_not()` "
+                         "operator instead.")
+    return pointwise_meta(Promotion.DEFAULT)(self)
 
 # --- transcendental ---------------------------------------------------------------
 exp = unary("exp", np.exp, lambda g, self, out: g * _c(out))
@@ -128,7 +152,7 @@ abs = unary(  # noqa: A001 - PyTorch's name
     "abs", np.abs, lambda g, self: g * sgn(self), promotion=Promotion.COMPLEX_TO_FLOAT,
     samples=S.unary_samples(S.away_from_zero))
 
-sgn = unary("sgn", lambda x: np.sign(x) if x.dtype.kind != "c" else
+sgn = unary("sgn", lambda x: x.copy() if x.dtype.kind == "b" else np.sign(x) if x.dtype.kind != "c" else
             np.where(x == 0, 0, x / np.where(x == 0, 1, np.abs(x))),
             lambda g, self, out: _sgn_derivative(g, self, out), promotion=Promotion.DEFAULT,
             samples=S.unary_samples(S.away_from_zero))
@@ -453,6 +477,8 @@ frac = unary("frac", lambda x: x - np.trunc(x), lambda g, self: g,
 
 
 def _round_reference(x, decimals):
+    if x.dtype.kind in "iu":
+        return x.copy()
     if decimals == 0:
         return np.round(x)
     if decimals > 0:
@@ -462,9 +488,15 @@ def _round_reference(x, decimals):
     return np.round(x / scale) * scale
 
 
+def _round_meta(self, decimals=0):
+    """Integers round to themselves; only decimals != 0 needs a float (as in PyTorch)."""
+    rejected = ("bool", "complex") if decimals == 0 else ("bool", "int", "complex")
+    return _dtype_check(Promotion.DEFAULT, _not_for(*rejected), 1)(self, decimals)
+
+
 round = defop(  # noqa: A001 - PyTorch's name
     "round(Tensor self, *, int decimals=0) -> Tensor",
-    meta=_dtype_check(Promotion.DEFAULT, _not_for("bool", "int", "complex"), 1),
+    meta=_round_meta,
     reference=_round_reference,
     derivative=lambda g, self, decimals: _zeros(g), saves=(),
     tags=UNARY, promotion=Promotion.DEFAULT,

@@ -80,6 +80,10 @@ class OverloadedOp(OpDef):
     _binary_op: str = ""
 
     def __call__(self, *args, **kwargs):
+        if args and isinstance(args[0], (int, float, complex)):   # bool is an int
+            from ..schema import SchemaError
+            raise SchemaError(f"{self.name}(): argument 'input' (position 1) must be Tensor, "
+                              f"not {type(args[0]).__name__}")
         rest = args[1:]
         if "other" in kwargs or (rest and not isinstance(rest[0], int)):
             if not self._binary_op:
@@ -271,16 +275,22 @@ def _extreme_derivative(g, self, dim, keepdim, out):
     return expand_reduced(g, self, dim, keepdim) * mask / count
 
 
-def _no_empty(self, dims, what):
+def _no_empty(self, dims, what, whole=False):
+    """An empty reduced dim has no identity: IndexError naming the dim, as PyTorch; a
+    RuntimeError when the reduction is over the whole tensor (no dim given)."""
     for d in dims if self.ndim else ():
         if self.shape[d] == 0:
+            if whole:
+                raise ShapeError(f"{what}: Expected reduction dim to be specified for "
+                                 f"input.numel() == 0. Specify the reduction dim with the "
+                                 f"'dim' argument.")
             raise EmberIndexError(f"{what}: Expected reduction dim {d} to have non-zero size.")
 
 
 def _extreme_meta(what):
     def rule(self, dim=(), keepdim=False):
         dims = wrap_dims(dim, self.ndim)
-        _no_empty(self, dims, what)
+        _no_empty(self, dims, what, whole=not dim)
         return _meta(self, dims, keepdim, self.dtype)
     return rule
 

@@ -11,8 +11,9 @@ import math
 import numpy as np
 
 from ..dtypes import int64
-from ..errors import EmberIndexError, ShapeError
-from ..meta import TensorMeta, contiguous_format, suggest_memory_format, preserve_format
+from ..errors import DTypeError, EmberIndexError, ShapeError
+from ..meta import TensorMeta, contiguous_format, contiguous_strides, \
+    suggest_memory_format, preserve_format
 from ..registry import Tag, defop
 from . import samples as S
 from .rules import wrap_dim, wrap_dims, pointwise_memory_format
@@ -305,19 +306,53 @@ def _as_strided_reference(x, size, stride, storage_offset):
 
 
 def _as_strided_grad(g, self, size, stride, storage_offset):
-    """Each element of self (taken as contiguous storage) receives the sum of g over the
-    output positions that read it: overlapping windows (stride 0, stride < size) add up."""
+    """Each element of self receives the sum of g over the output positions that read its
+    storage slot: overlapping windows (stride 0, stride < size) add up."""
+    from .creation import full
+    from .joining import index, index_put
+    flat = _positions(list(size), list(stride), storage_offset)
+    if math.prod(self.shape) == 0:
+        return full(list(self.shape), 0, dtype=g.dtype)
+    geometry = _view_geometry(self)
+    if geometry is None:                 # self fills its storage from 0 in order
+        zeros = full([math.prod(self.shape)], 0, dtype=g.dtype)
+        return reshape(index_put(zeros, [flat], reshape(g, [-1]), True), list(self.shape))
+    # self is a view (a partial one, or strided): the gradient of the storage, read at
+    # the positions self's elements occupy; storage outside self gets none
+    own_offset, own_strides = geometry
+    own = _positions(list(self.shape), own_strides, own_offset)
+    span = lambda shape, strides, off: off + 1 + sum(  # noqa: E731
+        (n - 1) * st for n, st in zip(shape, strides))
+    length = max(span(self.shape, own_strides, own_offset),
+                 span(size, stride, storage_offset) if all(n > 0 for n in size) else 0)
+    storage_grad = index_put(full([length], 0, dtype=g.dtype), [flat], reshape(g, [-1]), True)
+    return reshape(index(storage_grad, [own]), list(self.shape))
+
+
+def _positions(size, stride, storage_offset):
+    """The storage index of each element of a strided view, flattened in order."""
     from .creation import arange, full
-    from .joining import index_put
     flat = full([], storage_offset, dtype=int64)
     for k, (n, st) in enumerate(zip(size, stride)):
         steps = arange(0, n, dtype=int64) * st
         flat = flat + reshape(steps, [n if j == k else 1 for j in range(len(size))])
-    flat = reshape(expand(flat, list(size)), [-1])
-    if math.prod(self.shape) == 0:
-        return full(list(self.shape), 0, dtype=g.dtype)
-    zeros = full([math.prod(self.shape)], 0, dtype=g.dtype)
-    return reshape(index_put(zeros, [flat], reshape(g, [-1]), True), list(self.shape))
+    return reshape(expand(flat, list(size)), [-1])
+
+
+def _own_offset(self) -> int:
+    """as_strided's default storage_offset: self's own (0 for traced values)."""
+    return self.storage_offset() if callable(getattr(self, "storage_offset", None)) else 0
+
+
+def _view_geometry(self):
+    """(storage offset, strides) of `self` when it is not its storage read from 0 in
+    order, else None. Traced values (no storage offset) count as contiguous from 0."""
+    if not callable(getattr(self, "storage_offset", None)):
+        return None
+    offset, strides = self.storage_offset(), tuple(self.stride())
+    if offset == 0 and strides == contiguous_strides(tuple(self.shape)):
+        return None
+    return offset, strides
 
 
 as_strided = defop(
@@ -325,7 +360,7 @@ as_strided = defop(
     meta=lambda self, size, stride, storage_offset: view_meta(self, size, stride),
     reference=_as_strided_reference,
     derivative=lambda g, self, size, stride, storage_offset: _as_strided_grad(
-        g, self, size, stride, storage_offset),
+        g, self, size, stride, _own_offset(self) if storage_offset is None else storage_offset),
     tags=VIEW, method=True,     # saves self: the rule reads its storage offset
     samples=lambda rng: [S.Sample((S.randn(rng, 4, 4), [2, 2], [4, 1], 5)),
                          S.Sample((S.randn(rng, 9), [3, 3], [3, 1])),
@@ -387,11 +422,25 @@ def _as_strided_scatter_reference(x, src, size, stride, storage_offset):
     return out
 
 
+def _as_strided_scatter_meta(self, src, size, stride, storage_offset):
+    offset = storage_offset or 0
+    needed = offset if any(n == 0 for n in size) else \
+        offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+    if needed > math.prod(self.shape):
+        raise ShapeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+                         f"offset {offset} require {needed} elements, but the storage has "
+                         f"{math.prod(self.shape)}")
+    if tuple(src.shape) != tuple(size):
+        raise ShapeError(f"expected src to have a size equal to the slice of self. src size = "
+                         f"{list(src.shape)}, slice size = {list(size)}")
+    return TensorMeta(tuple(self.shape), self.dtype, str(self.device),
+                      pointwise_memory_format([self]))
+
+
 as_strided_scatter = defop(
     "as_strided_scatter(Tensor self, Tensor src, int[] size, int[] stride, "
     "int? storage_offset=None) -> Tensor",
-    meta=lambda self, src, size, stride, storage_offset: TensorMeta(
-        tuple(self.shape), self.dtype, str(self.device), pointwise_memory_format([self])),
+    meta=_as_strided_scatter_meta,
     reference=_as_strided_scatter_reference,
     derivative=lambda g, self, src, size, stride, storage_offset: (
         as_strided_scatter(g, zeros_like(src), size, stride, storage_offset),
@@ -544,12 +593,21 @@ slice_op = defop(
 
 
 def _narrow_args(self, dim, start, length):
+    if self.ndim == 0:
+        raise ShapeError("narrow() cannot be applied to a 0-dim tensor.")
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise DTypeError("start must be an 0-dim integral Tensor.")
     d = wrap_dim(dim, self.ndim)
     n = self.shape[d]
+    if not -n <= start <= n:
+        raise EmberIndexError(f"start out of range (expected to be in range of [{-n}, {n}], "
+                              f"but got {start})")
+    if length < 0:
+        raise ShapeError("narrow(): length must be non-negative.")
     if start < 0:
         start += n
-    if not (0 <= start <= n and 0 <= length and start + length <= n):
-        raise EmberIndexError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    if start + length > n:
+        raise ShapeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
     return d, start, start + length
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import EmberIndexError
+from ..errors import EmberIndexError, ShapeError
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
@@ -145,7 +145,7 @@ def _kthvalue_meta(self, k, dim, keepdim):
     d = wrap_dim(dim, self.ndim)
     n = self.shape[d] if self.ndim else 1
     if not 1 <= k <= n:
-        raise EmberIndexError(f"kthvalue(): selected number k out of range for dimension {d}")
+        raise ShapeError(f"kthvalue(): selected number k out of range for dimension {d}")
     shape = tuple(self.shape)
     if self.ndim:
         shape = shape[:d] + ((1,) if keepdim else ()) + shape[d + 1:]
