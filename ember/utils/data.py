@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import collections.abc
 import math
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from ..frontend.tensor import Tensor
 
+T_co = TypeVar("T_co", covariant=True)
 
-class Dataset:
+
+class Dataset(Generic[T_co]):
     """A map-style dataset: subclasses define __getitem__ (and usually __len__)."""
 
     def __getitem__(self, index):
         raise NotImplementedError("Subclasses of Dataset should implement __getitem__.")
 
 
-class IterableDataset(Dataset):
+class IterableDataset(Dataset[T_co]):
     """A dataset read by iteration: subclasses define __iter__."""
 
     def __iter__(self):
@@ -44,7 +47,7 @@ class TensorDataset(Dataset):
         return self.tensors[0].shape[0]
 
 
-class Sampler:
+class Sampler(Generic[T_co]):
     """Yields dataset indices; subclasses define __iter__ (and usually __len__)."""
 
     def __init__(self, data_source=None) -> None:

@@ -88,12 +88,21 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
         del sys.modules[name]
     finder = _TorchToEmberFinder()
     sys.meta_path.insert(0, finder)
+    # `from torch import x` falls back to sys.modules["<torch's __name__>.x"], and
+    # torch's __name__ is "ember": a shim for torch.x is also seen as ember.x
+    ember_aliases = {"ember" + name[len(_ALIASED_ROOT):]: module for name, module in
+                     shims.items() if _is_under(name, _ALIASED_ROOT)}
+    ember_aliases = {name: module for name, module in ember_aliases.items()
+                     if name not in sys.modules}
     try:
+        sys.modules.update(ember_aliases)
         sys.modules.update(shims)
         sys.modules.update(_PORTED_MODULES)
         yield {package: importlib.import_module(package) for package in packages}
     finally:
         sys.meta_path.remove(finder)
+        for name in ember_aliases:
+            sys.modules.pop(name, None)
         for name in [name for name in sys.modules if _owned(name, roots)]:
             module = sys.modules.pop(name)
             if _owned(name, packages):
@@ -111,5 +120,5 @@ def copy_state_dict(torch_model, ember_model) -> None:
         raise AssertionError(
             f"state_dict keys differ: only in torch {sorted(set(source) - target_keys)}, "
             f"only in ember {sorted(target_keys - set(source))}")
-    ember_model.load_state_dict({key: ember.tensor(np.ascontiguousarray(value))
+    ember_model.load_state_dict({key: ember.tensor(np.array(value))
                                  for key, value in source.items()})
