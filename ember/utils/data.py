@@ -122,7 +122,11 @@ def default_collate(batch):
         return ember.stack(list(batch))
     if isinstance(first, np.ndarray):
         return ember.tensor(np.stack(batch))
-    if isinstance(first, (bool, int, float, np.number)):
+    if isinstance(first, np.number):
+        return ember.tensor(np.array(batch))
+    if isinstance(first, float):            # Python floats batch as float64, as in torch
+        return ember.tensor(list(batch), dtype=ember.float64)
+    if isinstance(first, (bool, int)):
         return ember.tensor(list(batch))
     if isinstance(first, (str, bytes)):
         return list(batch)
