@@ -50,6 +50,7 @@ from . import linalg  # noqa: E402
 from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' lowering rules
 from .frontend.asserts import _assert  # noqa: E402,F401
 from .frontend.dtype_info import finfo, iinfo  # noqa: E402,F401
+from .frontend.autocast import autocast, is_autocast_enabled  # noqa: E402,F401
 from .frontend.comparison import allclose, equal  # noqa: E402,F401
 from .frontend.serialization import save, load  # noqa: E402,F401
 from . import fft  # noqa: E402
