@@ -53,6 +53,8 @@ from . import optim  # noqa: E402
 from . import linalg  # noqa: E402
 from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' lowering rules
 from .frontend.asserts import _assert  # noqa: E402,F401
+from .frontend.dtype_info import finfo, iinfo  # noqa: E402,F401
+from .frontend.autocast import autocast, is_autocast_enabled  # noqa: E402,F401
 from .frontend.comparison import allclose, equal  # noqa: E402,F401
 from .frontend.serialization import save, load  # noqa: E402,F401
 from . import fft  # noqa: E402
@@ -122,7 +124,8 @@ for _cls in (Tensor, _SymbolicTensor):
 
 # Loaded on first use: `import ember; ember.fx.symbolic_trace(m)` works, and `import
 # ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.
-_LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx"})
+_LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
+                              "hub"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
                     "export": ("ember.compiler.export", "export_namespace"),
                     "compile_train_step": ("ember.frontend.compile_train",

@@ -31,6 +31,16 @@ def _sizes(size) -> list[int]:
     return out
 
 
+def _size_argument(name: str, sizes: tuple, size) -> list[int]:
+    """The shape of zeros/ones/empty/rand/randn: positional ints, or a sequence given
+    positionally or as the `size=` keyword (torch.zeros(size=(2, 3)))."""
+    if size is None:
+        return _sizes(sizes)
+    if sizes:
+        raise TypeError(f"{name}() got multiple values for argument 'size'")
+    return _sizes((size,))
+
+
 def _finish(t: Tensor, requires_grad: bool, device=None) -> Tensor:
     if device is not None:
         t = t.to(device)
@@ -118,22 +128,25 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False,
     return _finish(t, requires_grad, device)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False,
+def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
-    return full(_sizes(size), 0, dtype=dtype or dtypes.get_default_dtype(), device=device,
+    return full(_size_argument("zeros", sizes, size), 0,
+                dtype=dtype or dtypes.get_default_dtype(), device=device,
                 requires_grad=requires_grad, memory_format=memory_format)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False,
+def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
-    return full(_sizes(size), 1, dtype=dtype or dtypes.get_default_dtype(), device=device,
+    return full(_size_argument("ones", sizes, size), 1,
+                dtype=dtype or dtypes.get_default_dtype(), device=device,
                 requires_grad=requires_grad, memory_format=memory_format)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False,
+def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
     """Uninitialized in PyTorch; ember fills with zeros so results never depend on garbage."""
-    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad,
+    return zeros(_size_argument("empty", sizes, size), dtype=dtype, device=device,
+                 requires_grad=requires_grad,
                  memory_format=memory_format)
 
 
@@ -242,15 +255,15 @@ def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=cont
                    requires_grad, device)
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False,
+def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
-    values = numpy_rng(generator).random(_sizes(size))
+    values = numpy_rng(generator).random(_size_argument("rand", sizes, size))
     return _random(values, dtype, requires_grad, device, memory_format)
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False,
+def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
-    values = numpy_rng(generator).standard_normal(_sizes(size))
+    values = numpy_rng(generator).standard_normal(_size_argument("randn", sizes, size))
     return _random(values, dtype, requires_grad, device, memory_format)
 
 

@@ -314,5 +314,8 @@ def is_tracing() -> bool:
     return any(isinstance(mode, _JitRecorder) for mode in dispatch.active_modes())
 
 
-__all__ = ["trace", "TracerWarning", "script", "unused", "ignore", "export",
+# TorchScript's attribute annotation; eagerly it is typing's own Final (as in torch.jit)
+from typing import Final  # noqa: E402
+
+__all__ = ["Final", "trace", "TracerWarning", "script", "unused", "ignore", "export",
            "_overload_method", "annotate", "is_scripting", "is_tracing"]

@@ -91,7 +91,7 @@ def plan_groups(graph: Graph) -> list[list[Node]]:
             if pid is None or pid == group[node]:
                 continue
             merged = sorted(members[pid] + members[group[node]], key=order.__getitem__)
-            if _creates_cycle(merged, order) or _problem(graph, merged):
+            if _creates_cycle(merged, order, group, members) or _problem(graph, merged):
                 continue
             _merge(group, members, keep=pid, drop=group[node])
     for gid in list(members):
@@ -123,28 +123,42 @@ def _attach_anchor(graph, group, members, gid, order) -> None:
         if not all(u in nodes for u in producer.users):
             continue
         merged = sorted([producer] + nodes, key=order.__getitem__)
-        if not _creates_cycle(merged, order) and not _problem(graph, merged):
+        if not _creates_cycle(merged, order, group, members, horizon=len(order)) and \
+                not _problem(graph, merged):
             group[producer] = gid
             nodes.insert(0, producer)
             return
 
 
-def _creates_cycle(nodes: list[Node], order: dict) -> bool:
-    """True when some path leaves `nodes` and re-enters them."""
+def _creates_cycle(nodes: list[Node], order: dict, group: dict | None = None,
+                   members: dict | None = None, horizon: int | None = None) -> bool:
+    """True when some path leaves `nodes` and re-enters them.
+
+    Paths run through the groups formed so far as through single nodes (each becomes
+    one kernel): a value may leave through one member of a group and come back from
+    another, which is a cycle between kernels though no single node path is cyclic."""
     inside = set(nodes)
-    last = max(order[n] for n in nodes)
-    frontier = [u for n in nodes for u in n.users if u not in inside and order[u] < last]
+    group, members = group or {}, members or {}
+    # while groups are planned in order they hold no node later than the newest
+    # member, so a path through a later node can't come back; `horizon` widens that
+    # bound once groups are complete (attaching anchors)
+    last = max(order[n] for n in nodes) if horizon is None else horizon
+    frontier = [u for n in nodes for u in n.users if u not in inside and order[u] <= last]
     seen = set()
     while frontier:
         node = frontier.pop()
         if node in seen:
             continue
-        seen.add(node)
-        for user in node.users:
-            if user in inside:
-                return True
-            if order[user] < last:
-                frontier.append(user)
+        kernel = [node]
+        if node in group:
+            kernel = [m for m in members.get(group[node], [node]) if m not in inside]
+        seen.update(kernel)
+        for member in kernel:
+            for user in member.users:
+                if user in inside:
+                    return True
+                if order[user] <= last and user not in seen:
+                    frontier.append(user)
     return False
 
 

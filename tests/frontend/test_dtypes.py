@@ -154,3 +154,24 @@ def test_as_dtype_names():
     assert as_dtype(int) is ember.int64 and as_dtype(bool) is ember.bool
     with pytest.raises(ember.DTypeError, match="unknown dtype"):
         as_dtype("float128x")
+
+
+def test_finfo_and_iinfo_match_torch():
+    """ember.finfo/iinfo: torch's fields, values, repr and errors (timm's eva uses finfo)."""
+    import torch
+    for name in ("float16", "bfloat16", "float32", "float64", "complex64", "complex128"):
+        ours, theirs = ember.finfo(getattr(ember, name)), torch.finfo(getattr(torch, name))
+        assert repr(ours) == repr(theirs), name
+        for field in ("bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution"):
+            assert getattr(ours, field) == getattr(theirs, field), (name, field)
+    assert repr(ember.finfo()) == repr(torch.finfo())
+    for name in ("uint8", "int8", "int16", "int32", "int64"):
+        ours, theirs = ember.iinfo(getattr(ember, name)), torch.iinfo(getattr(torch, name))
+        assert (repr(ours), ours.bits, ours.min, ours.max) == \
+            (repr(theirs), theirs.bits, theirs.min, theirs.max)
+    with pytest.raises(TypeError, match=r"torch.finfo\(\) requires a floating point"):
+        ember.finfo(ember.int32)
+    with pytest.raises(TypeError, match=r"torch.iinfo\(\) requires an integer input type"):
+        ember.iinfo(ember.float32)
+    with pytest.raises(TypeError, match="torch.bool is not supported by torch.iinfo"):
+        ember.iinfo(ember.bool)

@@ -484,3 +484,14 @@ def test_deepcopy_and_pickle():
     assert y.requires_grad and y.tolist() == [1.0, 2.0] and y.data_ptr() != x.data_ptr()
     z = pickle.loads(pickle.dumps(ember.zeros(1, 2, 2, 2, memory_format=ember.channels_last)))
     assert z.stride() == (8, 1, 4, 2)
+
+
+@pytest.mark.parametrize("name", ["zeros", "ones", "empty", "rand", "randn"])
+def test_factories_take_size_keyword(name):
+    """torch.zeros(size=(2, 3)) (timm's beit writes it): the shape as a keyword."""
+    factory = getattr(ember, name)
+    assert tuple(factory(size=(2, 3)).shape) == tuple(getattr(torch, name)(size=(2, 3)).shape)
+    assert tuple(factory(size=[4]).shape) == (4,)
+    with pytest.raises(TypeError, match=f"{name}\\(\\) got multiple values for argument "
+                                        "'size'"):
+        factory(2, size=(3,))

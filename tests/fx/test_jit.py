@@ -128,3 +128,15 @@ def test_check_trace_and_bad_example_inputs():
     assert_same(gm(ember.zeros(2)), ember.zeros(2))
     with pytest.raises(TraceError, match=r"example input 'flag' is a bool.*\n  at test_jit.py"):
         ember.jit.trace(lambda x, flag: x, (ember.randn(2), True))
+
+
+def test_jit_final_and_annotations_are_typings_names():
+    """torch.jit.Final and torch.jit.annotations' names are typing's (timm uses both)."""
+    import typing
+
+    import torch
+    from ember.jit.annotations import BroadcastingList2, Dict, List, Optional, Tuple
+    assert ember.jit.Final is torch.jit.Final is typing.Final
+    assert (List, Tuple, Dict, Optional) == (typing.List, typing.Tuple, typing.Dict,
+                                             typing.Optional)
+    assert BroadcastingList2[int] == typing.List[int]

@@ -141,3 +141,28 @@ def test_dead_values_form_no_group():
         return x + 1
     graph, constants, _ = fused(fn, ember.randn(4))
     assert all(g.n_outputs >= 1 for g in groups(graph))
+
+
+def test_cycle_check_sees_paths_through_other_groups():
+    """Group B = {b2, b4}; merging A = {a1, a3} where a1 -> b4 and b2 -> a3 has no
+    cyclic node path, but A would need B's output and B A's: a cycle between kernels
+    (it broke compiling timm's hrnet_w18_small)."""
+    from ember.passes.fuse import _creates_cycle
+    x = ember.randn(4)
+    def fn(x):
+        a1 = ember.relu(x)
+        b2 = ember.exp(x)
+        a3 = ember.neg(b2) + a1
+        b4 = ember.sin(b2) * a1
+        return a3, b4
+    graph, _ = build_graph(fn, [meta_of(x)])
+    named = {n.target.name: n for n in graph.nodes if n.op == "call_function"
+             and hasattr(n.target, "name")}
+    a1, b2, neg, a3 = named["relu"], named["exp"], named["neg"], named["add"]
+    sin, b4 = named["sin"], named["mul"]
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    group = {b2: 1, sin: 1, b4: 1}
+    members = {1: [b2, sin, b4]}
+    merged = sorted([a1, neg, a3], key=order.__getitem__)
+    assert not _creates_cycle(merged, order)           # no node path re-enters
+    assert _creates_cycle(merged, order, group, members, horizon=len(order))

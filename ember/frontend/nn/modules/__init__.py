@@ -36,3 +36,4 @@ from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: 
                           Transformer)
 from .resampling import (Upsample, UpsamplingNearest2d, UpsamplingBilinear2d,  # noqa: F401
                          PixelShuffle, PixelUnshuffle, ChannelShuffle)
+from .sync_batchnorm import SyncBatchNorm  # noqa: F401

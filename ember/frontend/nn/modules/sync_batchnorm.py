@@ -1,0 +1,46 @@
+"""SyncBatchNorm: torch.nn.SyncBatchNorm's class, for single-process use.
+
+Model code (timm, torchvision) subclasses or swaps in SyncBatchNorm. Across
+processes it would reduce batch statistics over a process group; ember has no
+group-reduced batch norm yet, so a process group is refused, and within one
+process (eval mode, or training without a group) it computes exactly BatchNorm,
+as PyTorch does when torch.distributed is not initialized.
+"""
+from __future__ import annotations
+
+from .normalization import _BatchNorm
+
+
+class SyncBatchNorm(_BatchNorm):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, process_group=None,
+                 device=None, dtype=None) -> None:
+        if process_group is not None:
+            raise NotImplementedError(
+                "SyncBatchNorm: synchronizing batch statistics over a process group is "
+                "not supported by ember; use process_group=None (single process)")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats,
+                         device=device, dtype=dtype)
+        self.process_group = None
+
+    def _check_input_dim(self, input) -> None:
+        if input.ndim < 2:
+            raise ValueError(f"expected at least 2D input (got {input.ndim}D input)")
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """Returns `module` with every BatchNorm*d replaced by a SyncBatchNorm (same state)."""
+        converted = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm) and \
+                type(module).__name__.startswith("BatchNorm"):
+            converted = cls(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats, process_group)
+            if module.affine:
+                converted.weight, converted.bias = module.weight, module.bias
+            converted.running_mean = module.running_mean
+            converted.running_var = module.running_var
+            converted.num_batches_tracked = module.num_batches_tracked
+            converted.training = module.training
+        for name, child in module.named_children():
+            converted.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return converted

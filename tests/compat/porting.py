@@ -1,0 +1,124 @@
+"""Import third-party PyTorch model code with `torch` replaced by `ember`.
+
+Issue 17 asks that ecosystem model code (timm's ResNet, ConvNeXt, ViT, ...) run on
+ember after changing imports only. Editing a package's source is not practical, so
+`torch_as_ember()` does the import change for it: while the context is active,
+`import torch`, `import torch.nn.functional as F`, `from torch.utils.checkpoint import
+checkpoint` and so on resolve to ember's modules (`ember`, `ember.nn.functional`, ...),
+and the named packages (e.g. "timm") are imported fresh against them. On exit the real
+torch and the real packages come back into sys.modules, so the same test can run the
+PyTorch reference next to the ember port. The ember-bound copies of the packages are
+cached and reinstalled on the next entry: a package is only imported once per process.
+
+`copy_state_dict(torch_model, ember_model)` copies weights by key name, so both models
+compute with the same numbers.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import types
+
+import numpy as np
+
+#: packages that are never imported with torch aliased (the oracle and its friends)
+_ALIASED_ROOT = "torch"
+
+
+def _is_under(name: str, root: str) -> bool:
+    return name == root or name.startswith(root + ".")
+
+
+class _AliasLoader(importlib.abc.Loader):
+    """Hands an existing ember module to the import system under a torch name."""
+
+    def __init__(self, module: types.ModuleType):
+        self.module = module
+        self.original_spec = getattr(module, "__spec__", None)
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module):
+        # the import system rewrites __spec__ to the alias's spec; keep ember's own
+        module.__spec__ = self.original_spec
+
+
+class _TorchToEmberFinder(importlib.abc.MetaPathFinder):
+    """Resolves `torch` and `torch.<sub>` to `ember` and `ember.<sub>`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not _is_under(fullname, _ALIASED_ROOT):
+            return None
+        ember_name = "ember" + fullname[len(_ALIASED_ROOT):]
+        try:
+            module = importlib.import_module(ember_name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and not _is_under(error.name, "ember"):
+                raise      # a real third-party dependency of ember is missing
+            raise ModuleNotFoundError(
+                f"ember has no counterpart of module '{fullname}' (looked for "
+                f"'{ember_name}')", name=fullname) from None
+        return importlib.util.spec_from_loader(fullname, _AliasLoader(module))
+
+
+#: ember-bound copies of ported packages, by module name, reused across entries
+_PORTED_MODULES: dict[str, types.ModuleType] = {}
+
+
+def _owned(name: str, roots: tuple[str, ...]) -> bool:
+    return any(_is_under(name, root) for root in roots)
+
+
+@contextlib.contextmanager
+def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = None):
+    """Within the block, `torch` is ember and `packages` are imported against it.
+
+    shims: extra modules to place in sys.modules while the block runs (for a
+    dependency that has no ember port, e.g. a stand-in `torchvision.ops.misc`).
+    Yields a dict of the imported packages by name.
+    """
+    shims = shims or {}
+    roots = (_ALIASED_ROOT, *packages, *{name.split(".")[0] for name in shims})
+    saved = {name: module for name, module in sys.modules.items() if _owned(name, roots)}
+    for name in saved:
+        del sys.modules[name]
+    finder = _TorchToEmberFinder()
+    sys.meta_path.insert(0, finder)
+    # `from torch import x` falls back to sys.modules["<torch's __name__>.x"], and
+    # torch's __name__ is "ember": a shim for torch.x is also seen as ember.x
+    ember_aliases = {"ember" + name[len(_ALIASED_ROOT):]: module for name, module in
+                     shims.items() if _is_under(name, _ALIASED_ROOT)}
+    ember_aliases = {name: module for name, module in ember_aliases.items()
+                     if name not in sys.modules}
+    try:
+        sys.modules.update(ember_aliases)
+        sys.modules.update(shims)
+        sys.modules.update(_PORTED_MODULES)
+        yield {package: importlib.import_module(package) for package in packages}
+    finally:
+        sys.meta_path.remove(finder)
+        for name in ember_aliases:
+            sys.modules.pop(name, None)
+        for name in [name for name in sys.modules if _owned(name, roots)]:
+            module = sys.modules.pop(name)
+            if _owned(name, packages):
+                _PORTED_MODULES[name] = module
+        sys.modules.update(saved)
+
+
+def copy_state_dict(torch_model, ember_model) -> None:
+    """Copies every parameter and buffer of `torch_model` into `ember_model` by key."""
+    import ember
+    source = {key: value.detach().cpu().numpy() for key, value in
+              torch_model.state_dict().items()}
+    target_keys = set(ember_model.state_dict())
+    if set(source) != target_keys:
+        raise AssertionError(
+            f"state_dict keys differ: only in torch {sorted(set(source) - target_keys)}, "
+            f"only in ember {sorted(target_keys - set(source))}")
+    ember_model.load_state_dict({key: ember.tensor(np.array(value))
+                                 for key, value in source.items()})

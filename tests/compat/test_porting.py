@@ -1,0 +1,70 @@
+"""porting.torch_as_ember: a package written for torch imports against ember, and the
+real torch is back afterwards (the oracle stays usable in the same test)."""
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+from porting import copy_state_dict, torch_as_ember
+
+_PACKAGE_SOURCE = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("shift", torch.zeros(3), persistent=True)
+
+    def forward(self, x):
+        if not torch.jit.is_scripting():
+            x = F.gelu(x)
+        return self.fc(x) + self.shift
+'''
+
+
+@pytest.fixture
+def tiny_package(tmp_path, monkeypatch):
+    (tmp_path / "tinynet_for_porting").mkdir()
+    (tmp_path / "tinynet_for_porting" / "__init__.py").write_text(
+        textwrap.dedent(_PACKAGE_SOURCE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "tinynet_for_porting"
+    sys.modules.pop("tinynet_for_porting", None)
+
+
+def test_ported_package_uses_ember_and_torch_comes_back(tiny_package, rng):
+    import tinynet_for_porting as reference_package
+    reference = reference_package.TinyNet()
+    with torch_as_ember(tiny_package) as ported:
+        assert sys.modules["torch"] is ember
+        assert sys.modules["torch.nn.functional"] is ember.nn.functional
+        port = ported[tiny_package].TinyNet()
+    assert sys.modules["torch"] is torch
+    assert sys.modules[tiny_package] is reference_package
+    assert ember.__spec__.name == "ember"          # aliasing left ember's identity alone
+    assert isinstance(port, ember.nn.Module) and isinstance(reference, torch.nn.Module)
+    copy_state_dict(reference, port)
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(port(ember.tensor(x)).detach().numpy(),
+                               reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-6)
+    with torch_as_ember(tiny_package) as again:      # the ember-bound copy is reused
+        assert again[tiny_package] is sys.modules[tiny_package]
+        assert type(port) is again[tiny_package].TinyNet
+
+
+def test_missing_counterpart_names_the_torch_module():
+    with torch_as_ember():
+        with pytest.raises(ModuleNotFoundError, match="no counterpart of module "
+                                                      "'torch.no_such_namespace'"):
+            importlib.import_module("torch.no_such_namespace")
+    assert sys.modules["torch"] is torch
