@@ -31,7 +31,9 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks: bool = False) ->
     if engine.rank != 0:
         engine.send(_token(), 0, _TAG).wait(limit_s)
         try:
-            engine.recv(_token(), 0, _TAG).wait(limit_s)
+            # rank 0 may take the whole timeout to find a missing rank and report it: wait
+            # twice as long, so that its report (naming the rank) comes first, not ours
+            engine.recv(_token(), 0, _TAG).wait(2 * limit_s + 1)
         except DistBackendError as err:
             raise DistBackendError(
                 f"[Rank {engine.global_rank}] monitored_barrier: rank 0 did not confirm the "

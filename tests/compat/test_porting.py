@@ -56,7 +56,8 @@ def test_ported_package_uses_ember_and_torch_comes_back(tiny_package, rng):
     copy_state_dict(reference, port)
     x = rng.standard_normal((2, 4)).astype(np.float32)
     np.testing.assert_allclose(port(ember.tensor(x)).detach().numpy(),
-                               reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-6)
+                               reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-5,
+                               atol=1e-6)   # float32 GEMMs may sum in another order
     with torch_as_ember(tiny_package) as again:      # the ember-bound copy is reused
         assert again[tiny_package] is sys.modules[tiny_package]
         assert type(port) is again[tiny_package].TinyNet
