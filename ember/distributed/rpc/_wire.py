@@ -1,0 +1,91 @@
+"""The bytes of an RPC message: pickled Python structure plus raw tensor buffers.
+
+A message is `[8-byte length of the pickle][pickle][buffer 0][buffer 1]...`. Tensors are
+never pickled as Python objects: the pickler replaces each one by a persistent id
+holding only (numpy dtype, shape, requires_grad, offset, nbytes), and its contiguous
+bytes go after the pickle. Functions travel as pickle does them, by qualified name, so a
+function must be importable (module level) on the receiving worker.
+
+The receiver keeps the message in one writable bytearray and builds each tensor as a
+numpy view into it, so tensors are not copied again after the message arrives.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+
+import numpy as np
+
+from ...frontend.factories import from_numpy
+from ...frontend.tensor import Tensor
+
+_HEADER = struct.Struct("<Q")
+
+
+class _TensorPickler(pickle.Pickler):
+    def __init__(self, file, buffers: list, tensors: list):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._buffers = buffers
+        self._tensors = tensors
+        self._offset = 0
+
+    def persistent_id(self, obj):
+        if not isinstance(obj, Tensor):
+            return None
+        if obj.device.type != "cpu":
+            raise RuntimeError("RPC sends CPU tensors only; move the tensor to CPU first "
+                               f"(got a tensor on {obj.device})")
+        array = obj.detach().numpy()
+        if not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)    # keeps 0-d shapes (only when strided)
+        raw = array.reshape(-1).view(np.uint8)
+        meta = ("tensor", array.dtype, tuple(array.shape), bool(obj.requires_grad),
+                self._offset, raw.nbytes)
+        self._buffers.append(raw)
+        self._tensors.append(obj)
+        self._offset += raw.nbytes
+        return meta
+
+
+class _TensorUnpickler(pickle.Unpickler):
+    def __init__(self, file, data: bytearray, base: int):
+        super().__init__(file)
+        self._data = data
+        self._base = base
+        self.tensors: list = []        # (tensor, requires_grad) in message order
+
+    def persistent_load(self, pid):
+        _, dtype, shape, requires_grad, offset, nbytes = pid
+        start = self._base + offset
+        array = np.frombuffer(self._data, dtype=np.uint8, count=nbytes, offset=start)
+        tensor = from_numpy(array.view(dtype).reshape(shape))
+        self.tensors.append((tensor, requires_grad))
+        return tensor
+
+
+def encode(obj, tensors: list | None = None) -> bytes:
+    """obj -> message bytes (tensors as raw buffers after the pickle). The tensors met
+    are appended to `tensors`, in message order, when a list is given."""
+    buffers: list = []
+    tensors = [] if tensors is None else tensors
+    stream = io.BytesIO()
+    stream.write(_HEADER.pack(0))
+    _TensorPickler(stream, buffers, tensors).dump(obj)
+    pickled_end = stream.tell()
+    stream.seek(0)
+    stream.write(_HEADER.pack(pickled_end - _HEADER.size))
+    stream.seek(pickled_end)
+    for raw in buffers:
+        stream.write(memoryview(raw))
+    return stream.getvalue()
+
+
+def decode(message: bytes):
+    """message bytes -> (obj, [(tensor, requires_grad), ...])."""
+    data = bytearray(message)
+    (length,) = _HEADER.unpack_from(data, 0)
+    pickled = memoryview(data)[_HEADER.size:_HEADER.size + length]
+    unpickler = _TensorUnpickler(io.BytesIO(pickled), data, _HEADER.size + length)
+    obj = unpickler.load()
+    return obj, unpickler.tensors
