@@ -254,6 +254,8 @@ def unpack_reply(grpc, reply_or_error, what: str, peer: str, timeout: float | No
     err, text = rest
     if err is None:
         raise RuntimeError(f"{what} on worker {peer!r} failed with\n{text}")
+    if hasattr(err, "add_note"):
+        err.add_note(f"(raised on worker {peer!r}; remote traceback:)\n{text.rstrip()}")
     raise err
 
 
