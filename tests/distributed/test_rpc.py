@@ -53,6 +53,9 @@ def test_wire_sends_tensors_as_raw_buffers():
     np.testing.assert_array_equal(back["a"][1].numpy(), t.t().numpy())
     assert back["b"].dtype == ember.bfloat16 and back["scalar"].shape == ()
     assert back["a"][2:] == [3, "s"] and back["f"] is ember.add and len(tensors) == 4
+    layer, _ = _wire.decode(_wire.encode(ember.nn.Linear(3, 2)))
+    assert [type(p).__name__ for p in layer.parameters()] == ["Parameter", "Parameter"]
+    assert all(p.requires_grad for p in layer.parameters())
 
 
 def test_calls_before_init_rpc_raise():
@@ -128,6 +131,7 @@ def test_two_workers_calls_rrefs_errors_and_split_training(rendezvous):
     for line in ("rank 0: rpc_sync/rpc_async OK", "rank 1: rpc_sync/rpc_async OK",
                  "rank 0: remote/RRef OK", "rank 0: remote exceptions and timeout OK",
                  "rank 0: dist autograd + DistributedOptimizer training OK",
+                 "rank 0: RemoteModule + DistributedOptimizer(Adam) training OK",
                  f"rank 0: shutdown OK ({rendezvous})", f"rank 1: shutdown OK ({rendezvous})"):
         assert line in job.stdout, (line, output[-4000:])
 

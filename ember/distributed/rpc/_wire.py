@@ -2,8 +2,9 @@
 
 A message is `[8-byte length of the pickle][pickle][buffer 0][buffer 1]...`. Tensors are
 never pickled as Python objects: the pickler replaces each one by a persistent id
-holding only (numpy dtype, shape, requires_grad, offset, nbytes), and its contiguous
-bytes go after the pickle. Functions travel as pickle does them, by qualified name, so a
+holding only (tensor or Parameter, numpy dtype, shape, requires_grad, offset, nbytes),
+and its contiguous bytes go after the pickle; a tensor that required grad arrives as a
+leaf that requires grad. Functions travel as pickle does them, by qualified name, so a
 function must be importable (module level) on the receiving worker.
 
 The receiver keeps the message in one writable bytearray and builds each tensor as a
@@ -18,6 +19,7 @@ import struct
 import numpy as np
 
 from ...frontend.factories import from_numpy
+from ...frontend.nn.parameter import Parameter
 from ...frontend.tensor import Tensor
 
 _HEADER = struct.Struct("<Q")
@@ -40,7 +42,8 @@ class _TensorPickler(pickle.Pickler):
         if not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)    # keeps 0-d shapes (only when strided)
         raw = array.reshape(-1).view(np.uint8)
-        meta = ("tensor", array.dtype, tuple(array.shape), bool(obj.requires_grad),
+        kind = "parameter" if isinstance(obj, Parameter) else "tensor"
+        meta = (kind, array.dtype, tuple(array.shape), bool(obj.requires_grad),
                 self._offset, raw.nbytes)
         self._buffers.append(raw)
         self._tensors.append(obj)
@@ -56,10 +59,14 @@ class _TensorUnpickler(pickle.Unpickler):
         self.tensors: list = []        # (tensor, requires_grad) in message order
 
     def persistent_load(self, pid):
-        _, dtype, shape, requires_grad, offset, nbytes = pid
+        kind, dtype, shape, requires_grad, offset, nbytes = pid
         start = self._base + offset
         array = np.frombuffer(self._data, dtype=np.uint8, count=nbytes, offset=start)
         tensor = from_numpy(array.view(dtype).reshape(shape))
+        if kind == "parameter":
+            tensor = Parameter(tensor, requires_grad=requires_grad)
+        elif requires_grad:
+            tensor.requires_grad_()            # arrives as a leaf, as in PyTorch's RPC
         self.tensors.append((tensor, requires_grad))
         return tensor
 

@@ -15,6 +15,7 @@ import ember.distributed.autograd as dist_autograd
 import ember.distributed.rpc as rpc
 import ember.nn as nn
 import ember.nn.functional as F
+from ember.distributed.nn import RemoteModule
 from ember.distributed.optim import DistributedOptimizer
 from ember.futures import Future
 
@@ -169,9 +170,42 @@ def split_training():
     print(f"rank {R}: dist autograd + DistributedOptimizer training OK", flush=True)
 
 
+def remote_module_training():
+    """The head as a RemoteModule on worker1, Adam through DistributedOptimizer."""
+    head = RemoteModule("worker1/cpu", nn.Linear, args=(8, 2))
+    ember.manual_seed(1)
+    body = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+    ref_head = head.get_module_rref().to_here()           # a copy of its initial weights
+    ember.manual_seed(1)
+    ref = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), ref_head)
+    params = [rpc.RRef(p) for p in body.parameters()] + head.remote_parameters()
+    opt = DistributedOptimizer(ember.optim.Adam, params, lr=0.01)
+    ref_opt = ember.optim.Adam(ref.parameters(), lr=0.01)
+    rng = np.random.default_rng(4)
+    for step in range(3):
+        x = ember.tensor(rng.standard_normal((5, 4)).astype(np.float32))
+        y = ember.tensor(rng.standard_normal((5, 2)).astype(np.float32))
+        with dist_autograd.context() as context_id:
+            loss = F.mse_loss(head(body(x)), y)
+            dist_autograd.backward(context_id, [loss])
+            opt.step(context_id)
+        ref_opt.zero_grad()
+        ref_loss = F.mse_loss(ref(x), y)
+        ref_loss.backward()
+        ref_opt.step()
+        close(loss, ref_loss)
+    h = body(x)
+    close(head.forward_async(h).wait(), ref_head(h))
+    for p, q in zip(list(body.parameters()) + list(head.get_module_rref().to_here().parameters()),
+                    ref.parameters()):
+        close(p, q)
+    print(f"rank {R}: RemoteModule + DistributedOptimizer(Adam) training OK", flush=True)
+
+
 if R == 0:
     calls_and_rrefs()
     split_training()
+    remote_module_training()
 else:
     # worker1 also calls worker0, so both directions are exercised.
     close(rpc.rpc_sync("worker0", ember.sub, args=(ember.ones(2), 1)), ember.zeros(2))
