@@ -108,13 +108,17 @@ def _rank_of(agent: Agent, to) -> int:
 
 def rpc_async(to, func, args=None, kwargs=None, timeout: float = -1.0) -> Future:
     """Run func(*args, **kwargs) on worker `to`; an ember.futures.Future of its result."""
+    return _call(to, func, args, kwargs, timeout, blocking=False)
+
+
+def _call(to, func, args, kwargs, timeout: float, blocking: bool) -> Future:
     agent = _require_agent("rpc_async")
     rank = _rank_of(agent, to)
     args, kwargs = tuple(args or ()), dict(kwargs or {})
     ctx = dist_autograd.current_context()
     message = ("call", func, args, kwargs, ctx.id if ctx is not None else None)
     if ctx is None:
-        reply = agent.send(rank, message, timeout, what="rpc")
+        reply = agent.send(rank, message, timeout, what="rpc", blocking=blocking)
         return reply.then(lambda f: f.value()[0][0])
     tensors: list = []
     from ._wire import encode
@@ -122,7 +126,7 @@ def rpc_async(to, func, args=None, kwargs=None, timeout: float = -1.0) -> Future
     sent = [t for t in tensors if t.requires_grad]
     with ctx.lock:
         ctx.workers.add(rank)
-    reply = agent.send(rank, message, timeout, what="rpc")
+    reply = agent.send(rank, message, timeout, what="rpc", blocking=blocking)
     return reply.then(lambda f: _attach_result(ctx, rank, sent, *f.value()))
 
 
@@ -149,7 +153,7 @@ def _replace_tensors(obj, mapping: dict):
 
 def rpc_sync(to, func, args=None, kwargs=None, timeout: float = -1.0):
     """Run func(*args, **kwargs) on worker `to` and return its result."""
-    return rpc_async(to, func, args, kwargs, timeout).wait()
+    return _call(to, func, args, kwargs, timeout, blocking=True).wait()
 
 
 def remote(to, func, args=None, kwargs=None, timeout: float = -1.0) -> "RRef":
