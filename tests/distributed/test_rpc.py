@@ -70,6 +70,18 @@ def test_calls_before_init_rpc_raise():
         rpc.init_rpc("w", rank=3, world_size=2)
 
 
+def test_init_rpc_without_rank_0_fails_inside_the_timeout(monkeypatch):
+    import ember.distributed.rpc as rpc
+    from ember.distributed import DistNetworkError
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))          # nobody listens there
+    options = rpc.RpcBackendOptions(rpc_timeout=0.5)
+    with pytest.raises(DistNetworkError, match="did not complete the rendezvous"):
+        rpc.init_rpc("w1", rank=1, world_size=2, rpc_backend_options=options)
+    with pytest.raises(RuntimeError, match="RPC has not been initialized"):
+        rpc.shutdown()
+
+
 def _sin_times(x, w):
     return (x.sin() * w).sum(dim=0)
 

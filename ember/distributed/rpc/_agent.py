@@ -154,8 +154,16 @@ class Agent:
         call = master.unary_unary(_METHOD)
         request = _wire.encode(("join", self.rank, self.name, self.address))
         # wait_for_ready: rank 0 may not be listening yet; the deadline bounds the wait.
-        reply = call(request, timeout=self.rpc_timeout, wait_for_ready=True)
-        master.close()
+        try:
+            reply = call(request, timeout=self.rpc_timeout, wait_for_ready=True)
+        except self.grpc.RpcError as err:
+            from ..errors import DistNetworkError
+            raise DistNetworkError(
+                f"init_rpc: rank 0 at {master_addr}:{master_port} (MASTER_ADDR:MASTER_PORT) "
+                f"did not complete the rendezvous within {self.rpc_timeout:.0f} s "
+                f"(gRPC {err.code().name}: {err.details()})") from None
+        finally:
+            master.close()
         return self._unpack(reply, "init_rpc")[0]
 
     def _channel_to(self, address: str):
@@ -178,9 +186,12 @@ class Agent:
     def _stub(self, rank: int):
         stub = self._stubs.get(rank)
         if stub is None:
-            channel = self._channel_to(self.addresses[rank])
-            self._channels[rank] = channel
-            stub = self._stubs[rank] = channel.unary_unary(_METHOD)
+            with self._pending_lock:           # one channel per peer, even when racing
+                stub = self._stubs.get(rank)
+                if stub is None:
+                    channel = self._channel_to(self.addresses[rank])
+                    self._channels[rank] = channel
+                    stub = self._stubs[rank] = channel.unary_unary(_METHOD)
         return stub
 
     def send(self, rank: int, message: tuple, timeout: float | None = None,

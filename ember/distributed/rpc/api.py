@@ -84,6 +84,8 @@ def shutdown(graceful: bool = True, timeout: float = 0) -> None:
     finally:
         _agent = None
         agent.stop()
+        with _owned_lock:          # values owned through RRefs live until shutdown
+            _owned.clear()
 
 
 def get_worker_info(worker_name: str | None = None) -> WorkerInfo:
