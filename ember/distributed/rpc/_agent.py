@@ -131,7 +131,11 @@ class Agent:
             port = self._server.add_insecure_port("0.0.0.0:0")
         self._server.start()
         self.address = f"{_advertised_host(master_addr)}:{port}"
-        table = self._rendezvous(master_addr, master_port)
+        try:
+            table = self._rendezvous(master_addr, master_port)
+        except BaseException:
+            self._server.stop(0)               # a failed init_rpc leaves nothing listening
+            raise
         self.workers = {r: WorkerInfo(n, r) for r, (n, _) in table.items()}
         self.addresses = {r: a for r, (_, a) in table.items()}
         self.by_name = {info.name: info for info in self.workers.values()}
