@@ -86,6 +86,12 @@ def _sin_times(x, w):
     return (x.sin() * w).sum(dim=0)
 
 
+def _nested(x, w):
+    """Runs on the callee and calls again: gradients must cross two RPC hops back."""
+    import ember.distributed.rpc as rpc
+    return rpc.rpc_sync("solo", _sin_times, args=(x * 2, w)) * w
+
+
 def test_one_worker_rpc_to_itself_with_dist_autograd_matches_torch(monkeypatch):
     import torch
 
@@ -116,6 +122,15 @@ def test_one_worker_rpc_to_itself_with_dist_autograd_matches_torch(monkeypatch):
         np.testing.assert_allclose(grads[w].numpy(), tw.grad.numpy(), rtol=1e-12)
         with pytest.raises(RuntimeError, match="Could not find autograd context"):
             dist_autograd.get_gradients(context_id)      # released when the block ended
+
+        with dist_autograd.context() as context_id:
+            loss = rpc.rpc_async("solo", _nested, args=(x, w)).wait().sum()
+            dist_autograd.backward(context_id, [loss])
+            grads = dist_autograd.get_gradients(context_id)
+        tx.grad = tw.grad = None
+        ((tx * 2).sin() * tw).sum(dim=0).mul(tw).sum().backward()
+        np.testing.assert_allclose(grads[x].numpy(), tx.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(grads[w].numpy(), tw.grad.numpy(), rtol=1e-12)
     finally:
         rpc.shutdown()
 
