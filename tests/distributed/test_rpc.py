@@ -86,6 +86,13 @@ def _sin_times(x, w):
     return (x.sin() * w).sum(dim=0)
 
 
+_CALLEE_WEIGHT = ember.tensor([0.5, -1.5, 2.0, 0.25], dtype=ember.float64, requires_grad=True)
+
+
+def _uses_callee_weight(x):
+    return (x * _CALLEE_WEIGHT).tanh()
+
+
 def _nested(x, w):
     """Runs on the callee and calls again: gradients must cross two RPC hops back."""
     import ember.distributed.rpc as rpc
@@ -127,6 +134,15 @@ def test_one_worker_rpc_to_itself_with_dist_autograd_matches_torch(monkeypatch):
             loss = rpc.rpc_async("solo", _nested, args=(x, w)).wait().sum()
             dist_autograd.backward(context_id, [loss])
             grads = dist_autograd.get_gradients(context_id)
+        with dist_autograd.context() as context_id:      # no leaf on the caller's side
+            y = rpc.rpc_sync("solo", _uses_callee_weight, args=(x.detach(),))
+            dist_autograd.backward(context_id, [y.sum()])
+            grads = dist_autograd.get_gradients(context_id)
+        tcw = torch.tensor(_CALLEE_WEIGHT.detach().numpy(), requires_grad=True)
+        (torch.tensor(xs) * tcw).tanh().sum().backward()
+        assert list(grads) == [_CALLEE_WEIGHT]
+        np.testing.assert_allclose(grads[_CALLEE_WEIGHT].numpy(), tcw.grad.numpy(), rtol=1e-12)
+
         tx.grad = tw.grad = None
         ((tx * 2).sin() * tw).sum(dim=0).mul(tw).sum().backward()
         np.testing.assert_allclose(grads[x].numpy(), tx.grad.numpy(), rtol=1e-12)
@@ -159,6 +175,7 @@ def test_two_workers_calls_rrefs_errors_and_split_training(rendezvous):
                  "rank 0: remote/RRef OK", "rank 0: remote exceptions and timeout OK",
                  "rank 0: dist autograd + DistributedOptimizer training OK",
                  "rank 0: RemoteModule + DistributedOptimizer(Adam) training OK",
+                 "rank 0: to_here in a dist autograd context OK",
                  f"rank 0: shutdown OK ({rendezvous})", f"rank 1: shutdown OK ({rendezvous})"):
         assert line in job.stdout, (line, output[-4000:])
 

@@ -57,9 +57,9 @@ class DistAutogradContext:
         """Gradients of `arg_leaves`; every other leaf reached accumulates into the context."""
         skip = {id(t) for t in arg_leaves} | {id(self.anchor)}
         params = [t for t in _reached_leaves(roots) if id(t) not in skip]
-        inputs = list(arg_leaves) + params
-        if not inputs:
-            return []
+        # The anchor is always an input: with no other leaves here, the pass must still
+        # run to reach the _RemoteCall nodes (and its own gradient is dropped).
+        inputs = list(arg_leaves) + params + [self.anchor]
         previous = getattr(_local, "context", None)
         _local.context = self
         try:

@@ -162,6 +162,15 @@ def remote(to, func, args=None, kwargs=None, timeout: float = -1.0) -> "RRef":
     """Run func on worker `to`, keep the result there; an RRef to it, returned at once."""
     agent = _require_agent("remote")
     rank = _rank_of(agent, to)
+    if dist_autograd.current_context() is not None:
+        from ._wire import encode
+        tensors: list = []
+        encode((args, kwargs), tensors)
+        if any(t.requires_grad for t in tensors):
+            raise RuntimeError("remote(): arguments that require grad inside a distributed "
+                               "autograd context are not supported yet (their gradients "
+                               "would not flow back); use rpc_sync/rpc_async, or call "
+                               "remote() outside the context")
     rref_id = (agent.rank, next(_rref_counter))
     creation = agent.send(rank, ("remote", rref_id, func, tuple(args or ()),
                                  dict(kwargs or {})), timeout, what="remote")
@@ -261,9 +270,15 @@ class RRef:
             self._creation.wait()          # re-raises the remote function's error
         if self.is_owner():
             return self.local_value()
-        value, _ = agent.send(self._owner_rank, ("fetch", self._id), timeout,
-                              what="RRef.to_here").wait()
-        return value
+        ctx = dist_autograd.current_context()
+        message = ("fetch", self._id, ctx.id if ctx is not None else None)
+        (value, rid), tensors = agent.send(self._owner_rank, message, timeout,
+                                           what="RRef.to_here", blocking=True).wait()
+        if ctx is None:
+            return value
+        with ctx.lock:
+            ctx.workers.add(self._owner_rank)
+        return _attach_result(ctx, self._owner_rank, [], (value, rid), tensors)
 
     def rpc_sync(self, timeout: float = -1.0):
         return _Proxy(self, rpc_sync, timeout)
@@ -333,7 +348,19 @@ def _serve_remote(agent, message, tensors):
 
 
 def _serve_fetch(agent, message, tensors):
-    return _slot(message[1]).get(agent.rpc_timeout)
+    """The owner's value; inside a context its tensors that require grad are recorded
+    as outputs, so backward reaches the owner's graph (its parameters)."""
+    _, rref_id, context_id = message
+    value = _slot(rref_id).get(agent.rpc_timeout)
+    if context_id is None:
+        return value, None
+    from ._wire import encode
+    out_tensors: list = []
+    encode(value, out_tensors)
+    outputs = [t for t in out_tensors if t.requires_grad]
+    if not outputs:
+        return value, None
+    return value, dist_autograd._create(context_id).record([], outputs)
 
 
 def _serve_backward(agent, message, tensors):

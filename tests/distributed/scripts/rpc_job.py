@@ -202,10 +202,38 @@ def remote_module_training():
     print(f"rank {R}: RemoteModule + DistributedOptimizer(Adam) training OK", flush=True)
 
 
+def to_here_in_context():
+    """A remote parameter fetched with to_here() inside a context gets its gradient on
+    its owner; remote() with arguments that require grad is refused there."""
+    weight_rrefs = rpc.rpc_sync(1, param_rrefs, args=(rpc.remote(1, nn.Linear, args=(3, 2)),))
+    x = ember.randn(4, 3)
+    with dist_autograd.context() as context_id:
+        weight, bias = (r.to_here() for r in weight_rrefs)
+        loss = (x @ weight.t() + bias).pow(2).sum()
+        dist_autograd.backward(context_id, [loss])
+        owner_grads = rpc.rpc_sync(1, grads_of, args=(weight_rrefs, context_id))
+        try:
+            rpc.remote(1, ember.add, args=(weight, 1))
+            raise AssertionError("remote() with a grad-requiring argument was accepted")
+        except RuntimeError as err:
+            assert "not supported yet" in str(err), err
+    w, b = weight.detach().requires_grad_(), bias.detach().requires_grad_()
+    (x @ w.t() + b).pow(2).sum().backward()
+    close(owner_grads[0], w.grad)
+    close(owner_grads[1], b.grad)
+    print(f"rank {R}: to_here in a dist autograd context OK", flush=True)
+
+
+def grads_of(rrefs, context_id):
+    grads = dist_autograd.get_gradients(context_id)
+    return [grads[r.local_value()] for r in rrefs]
+
+
 if R == 0:
     calls_and_rrefs()
     split_training()
     remote_module_training()
+    to_here_in_context()
 else:
     # worker1 also calls worker0, so both directions are exercised.
     close(rpc.rpc_sync("worker0", ember.sub, args=(ember.ones(2), 1)), ember.zeros(2))
