@@ -70,7 +70,7 @@ def test_calls_before_init_rpc_raise():
         rpc.init_rpc("w", rank=3, world_size=2)
 
 
-def test_init_rpc_without_rank_0_fails_inside_the_timeout(monkeypatch):
+def test_init_rpc_failures_are_clear_and_bounded(monkeypatch):
     import ember.distributed.rpc as rpc
     from ember.distributed import DistNetworkError
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
@@ -80,6 +80,12 @@ def test_init_rpc_without_rank_0_fails_inside_the_timeout(monkeypatch):
         rpc.init_rpc("w1", rank=1, world_size=2, rpc_backend_options=options)
     with pytest.raises(RuntimeError, match="RPC has not been initialized"):
         rpc.shutdown()
+    with socket.socket() as busy:                                  # rank 0's port taken
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        monkeypatch.setenv("MASTER_PORT", str(busy.getsockname()[1]))
+        with pytest.raises(DistNetworkError, match="the port is in use"):
+            rpc.init_rpc("w0", rank=0, world_size=2, rpc_backend_options=options)
 
 
 def _sin_times(x, w):

@@ -123,10 +123,15 @@ class Agent:
         self._use_mpi = _mpi_group_initialized()
         master_addr, master_port = _master_endpoint(init_method)
         if rank == 0 and not self._use_mpi:
-            port = self._server.add_insecure_port(f"0.0.0.0:{master_port}")
+            try:
+                port = self._server.add_insecure_port(f"0.0.0.0:{master_port}")
+            except RuntimeError:
+                port = 0
             if port == 0:
-                raise RuntimeError(f"init_rpc: rank 0 could not listen on MASTER_PORT "
-                                   f"{master_port} (in use?)")
+                from ..errors import DistNetworkError
+                raise DistNetworkError(f"init_rpc: rank 0 could not listen on MASTER_PORT "
+                                       f"{master_port}: the port is in use (pick another "
+                                       "with MASTER_PORT or the launcher's --master-port)")
         else:
             port = self._server.add_insecure_port("0.0.0.0:0")
         self._server.start()
