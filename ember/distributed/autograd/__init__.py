@@ -143,7 +143,7 @@ def _current_context() -> DistAutogradContext:
     ctx = current_context()
     if ctx is None:
         raise RuntimeError("Current thread doesn't have a valid autograd context. Please wrap "
-                           "your code using: with torch.distributed.autograd.context() as "
+                           "your code using: with ember.distributed.autograd.context() as "
                            "context_id")
     return ctx
 

@@ -49,7 +49,7 @@ class TensorPipeRpcBackendOptions(RpcBackendOptions):
 def _require_agent(what: str) -> Agent:
     if _agent is None:
         raise RuntimeError(f"{what}: RPC has not been initialized. Call "
-                           "torch.distributed.rpc.init_rpc first.")
+                           "ember.distributed.rpc.init_rpc first.")
     return _agent
 
 
