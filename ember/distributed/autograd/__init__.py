@@ -139,15 +139,6 @@ def current_context() -> DistAutogradContext | None:
     return getattr(_local, "context", None)
 
 
-def _current_context() -> DistAutogradContext:
-    ctx = current_context()
-    if ctx is None:
-        raise RuntimeError("Current thread doesn't have a valid autograd context. Please wrap "
-                           "your code using: with ember.distributed.autograd.context() as "
-                           "context_id")
-    return ctx
-
-
 def backward(context_id: int, roots, retain_graph: bool = False) -> None:
     """torch.distributed.autograd.backward: from scalar `roots` through every worker."""
     roots = [roots] if isinstance(roots, Tensor) else list(roots)
