@@ -7,8 +7,9 @@ and its contiguous bytes go after the pickle; a tensor that required grad arrive
 leaf that requires grad. Functions travel as pickle does them, by qualified name, so a
 function must be importable (module level) on the receiving worker.
 
-The receiver keeps the message in one writable bytearray and builds each tensor as a
-numpy view into it, so tensors are not copied again after the message arrives.
+Sending copies each tensor's bytes once, into the message (gRPC's Python API takes a
+bytes object). The receiver copies the message once into a writable bytearray and
+builds each tensor as a numpy view into it.
 """
 from __future__ import annotations
 
@@ -73,19 +74,14 @@ class _TensorUnpickler(pickle.Unpickler):
 
 def encode(obj, tensors: list | None = None) -> bytes:
     """obj -> message bytes (tensors as raw buffers after the pickle). The tensors met
-    are appended to `tensors`, in message order, when a list is given."""
+    are appended to `tensors`, in message order, when a list is given. The tensors'
+    bytes are copied once, straight into the message (gRPC's Python API sends bytes)."""
     buffers: list = []
     tensors = [] if tensors is None else tensors
     stream = io.BytesIO()
-    stream.write(_HEADER.pack(0))
     _TensorPickler(stream, buffers, tensors).dump(obj)
-    pickled_end = stream.tell()
-    stream.seek(0)
-    stream.write(_HEADER.pack(pickled_end - _HEADER.size))
-    stream.seek(pickled_end)
-    for raw in buffers:
-        stream.write(memoryview(raw))
-    return stream.getvalue()
+    pickled = stream.getbuffer()
+    return b"".join([_HEADER.pack(pickled.nbytes), pickled, *(memoryview(b) for b in buffers)])
 
 
 def decode(message: bytes):
