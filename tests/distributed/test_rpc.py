@@ -179,7 +179,8 @@ def test_two_workers_calls_rrefs_errors_and_split_training(rendezvous):
     output = job.stdout + job.stderr
     assert job.returncode == 0, output[-4000:]
     for line in ("rank 0: rpc_sync/rpc_async OK", "rank 1: rpc_sync/rpc_async OK",
-                 "rank 0: remote/RRef OK", "rank 0: remote exceptions and timeout OK",
+                 "rank 0: remote/RRef OK", "rank 0: RRef deletion OK",
+                 "rank 0: remote exceptions and timeout OK",
                  "rank 0: dist autograd + DistributedOptimizer training OK",
                  "rank 0: RemoteModule + DistributedOptimizer(Adam) training OK",
                  "rank 0: to_here in a dist autograd context OK",

@@ -183,11 +183,11 @@ class Agent:
         try:
             message, tensors = _wire.decode(request)
             value = HANDLERS[message[0]](self, message, tensors)
-            return _wire.encode(("ok", value))
+            return _wire.encode(("ok", value), to=_wire.UNKNOWN_PEER)
         except BaseException as err:           # noqa: BLE001 - sent back to the caller
             text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
             try:
-                return _wire.encode(("err", err, text))
+                return _wire.encode(("err", err, text), to=_wire.UNKNOWN_PEER)
             except Exception:                  # noqa: BLE001 - the exception won't pickle
                 return _wire.encode(("err", None, f"{type(err).__name__}: {err}\n{text}"))
 
@@ -212,8 +212,9 @@ class Agent:
         peer = self.workers[rank].name
         if blocking:
             return self._send_blocking(rank, message, timeout, what, peer)
-        call = self._stub(rank).future(_wire.encode(message), timeout=timeout)
+        call = self._stub(rank).future(_wire.encode(message, to=rank), timeout=timeout)
         future = Future()
+        future._keepalive = message          # RRefs sent to their owner live until done
         finished = threading.Event()
         future._waiter = lambda: (finished.wait(), future.value())[1]
         with self._pending_lock:
@@ -231,6 +232,7 @@ class Agent:
             else:
                 future.set_result(result)
             finally:
+                future._keepalive = None
                 finished.set()
                 with self._pending_lock:
                     self._pending.discard(future)
@@ -243,7 +245,7 @@ class Agent:
         future = Future()
         try:
             try:
-                reply = self._stub(rank)(_wire.encode(message), timeout=timeout)
+                reply = self._stub(rank)(_wire.encode(message, to=rank), timeout=timeout)
             except self.grpc.RpcError as err:
                 raise _transport_error(self.grpc, err, what, peer, timeout) from None
             result = self._unpack(reply, what, peer, timeout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import threading
 
 import numpy as np
 
@@ -24,6 +25,15 @@ from ...frontend.nn.parameter import Parameter
 from ...frontend.tensor import Tensor
 
 _HEADER = struct.Struct("<Q")
+_sending = threading.local()
+UNKNOWN_PEER = -1
+
+
+def destination():
+    """While encode() runs: the rank the message goes to (UNKNOWN_PEER for replies), or
+    None when a message is only encoded to list its tensors. RRefs read it to know
+    whether they are being shared with a worker other than their owner."""
+    return getattr(_sending, "rank", None)
 
 
 class _TensorPickler(pickle.Pickler):
@@ -72,14 +82,19 @@ class _TensorUnpickler(pickle.Unpickler):
         return tensor
 
 
-def encode(obj, tensors: list | None = None) -> bytes:
+def encode(obj, tensors: list | None = None, to: int | None = None) -> bytes:
     """obj -> message bytes (tensors as raw buffers after the pickle). The tensors met
-    are appended to `tensors`, in message order, when a list is given. The tensors'
+    are appended to `tensors`, in message order, when a list is given; `to` is the
+    receiving rank (None: the message is not sent, only scanned). The tensors'
     bytes are copied once, straight into the message (gRPC's Python API sends bytes)."""
     buffers: list = []
     tensors = [] if tensors is None else tensors
     stream = io.BytesIO()
-    _TensorPickler(stream, buffers, tensors).dump(obj)
+    previous, _sending.rank = destination(), to
+    try:
+        _TensorPickler(stream, buffers, tensors).dump(obj)
+    finally:
+        _sending.rank = previous
     pickled = stream.getbuffer()
     return b"".join([_HEADER.pack(pickled.nbytes), pickled, *(memoryview(b) for b in buffers)])
 

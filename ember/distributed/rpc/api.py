@@ -10,12 +10,14 @@ values until shutdown: there is no reference counting yet.
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 from datetime import timedelta
 
 from ...frontend.tensor import Tensor
 from ...futures import Future
 from .. import autograd as dist_autograd
+from . import _wire
 from ._agent import HANDLERS, Agent, WorkerInfo
 
 _DEFAULT_RPC_TIMEOUT_SEC = 60.0
@@ -70,6 +72,9 @@ def init_rpc(name: str, backend=None, rank: int = -1, world_size: int | None = N
                          f"world_size={world_size}")
     options = rpc_backend_options or RpcBackendOptions()
     _agent = Agent(name, rank, world_size, options.rpc_timeout, options.init_method)
+    _agent.deleter = threading.Thread(target=_delete_unreferenced, args=(_agent,),
+                                      name="ember-rpc-rref-deleter", daemon=True)
+    _agent.deleter.start()
 
 
 def shutdown(graceful: bool = True, timeout: float = 0) -> None:
@@ -77,6 +82,8 @@ def shutdown(graceful: bool = True, timeout: float = 0) -> None:
     every worker to reach shutdown (so nobody still serves another)."""
     global _agent
     agent = _require_agent("rpc.shutdown")
+    _deletions.put(None)
+    agent.deleter.join(timeout=agent.rpc_timeout)
     try:
         if graceful:
             agent.wait_pending(timeout or agent.rpc_timeout)
@@ -86,6 +93,7 @@ def shutdown(graceful: bool = True, timeout: float = 0) -> None:
         agent.stop()
         with _owned_lock:          # values owned through RRefs live until shutdown
             _owned.clear()
+            _deleted.clear()
 
 
 def get_worker_info(worker_name: str | None = None) -> WorkerInfo:
@@ -176,6 +184,7 @@ def remote(to, func, args=None, kwargs=None, timeout: float = -1.0) -> "RRef":
                                  dict(kwargs or {})), timeout, what="remote")
     rref = RRef._make(rank, rref_id)
     rref._creation = creation
+    rref._deletes_on_gc = True
     return rref
 
 
@@ -215,7 +224,34 @@ class _Slot:
 
 
 _owned: dict[tuple, _Slot] = {}
+_deleted: set = set()          # ids whose delete arrived before their creation finished
 _owned_lock = threading.Lock()
+_deletions: queue.SimpleQueue = queue.SimpleQueue()
+
+
+def _delete_unreferenced(agent: Agent) -> None:
+    """The deleter thread: tells owners to drop values whose creating RRef is gone."""
+    while True:
+        item = _deletions.get()
+        if item is None:
+            return
+        owner, rref_id = item
+        try:
+            if owner == agent.rank:
+                _drop_owned(rref_id)
+            else:
+                agent.send(owner, ("delete", rref_id), what="RRef delete")
+        except Exception:              # noqa: BLE001 - the owner is gone; nothing to free
+            pass
+
+
+def _drop_owned(rref_id: tuple) -> None:
+    with _owned_lock:
+        slot = _owned.get(rref_id)
+        if slot is not None and slot.ready.is_set():
+            del _owned[rref_id]
+        else:
+            _deleted.add(rref_id)      # the creation is still running or not arrived yet
 
 
 def _slot(rref_id: tuple) -> _Slot:
@@ -233,6 +269,7 @@ class RRef:
         agent = _require_agent("RRef")
         self._owner_rank, self._id = agent.rank, (agent.rank, next(_rref_counter))
         self._creation = None
+        self._deletes_on_gc = True
         slot = _slot(self._id)
         slot.value = value
         slot.ready.set()
@@ -241,10 +278,18 @@ class RRef:
     def _make(cls, owner_rank: int, rref_id: tuple) -> "RRef":
         rref = cls.__new__(cls)
         rref._owner_rank, rref._id, rref._creation = owner_rank, rref_id, None
+        rref._deletes_on_gc = False
         return rref
 
     def __reduce__(self):
+        to = _wire.destination()
+        if to is not None and to != self._owner_rank:
+            self._deletes_on_gc = False        # shared: its value lives until shutdown
         return (RRef._make, (self._owner_rank, self._id))
+
+    def __del__(self):
+        if getattr(self, "_deletes_on_gc", False) and _agent is not None:
+            _deletions.put((self._owner_rank, self._id))
 
     def owner(self) -> WorkerInfo:
         return _require_agent("RRef.owner").workers[self._owner_rank]
@@ -344,7 +389,21 @@ def _serve_remote(agent, message, tensors):
         raise
     finally:
         slot.ready.set()
+        with _owned_lock:
+            if rref_id in _deleted:           # its creator was collected meanwhile
+                _deleted.discard(rref_id)
+                _owned.pop(rref_id, None)
     return None
+
+
+def _serve_delete(agent, message, tensors):
+    _drop_owned(message[1])
+
+
+def owned_count() -> int:
+    """How many RRef values this worker owns (for tests and leak checks)."""
+    with _owned_lock:
+        return len(_owned)
 
 
 def _serve_fetch(agent, message, tensors):
@@ -383,6 +442,6 @@ def _serve_barrier(agent, message, tensors):
     agent.rendezvous.barrier(message[1], agent.rpc_timeout)
 
 
-HANDLERS.update(call=_serve_call, remote=_serve_remote, fetch=_serve_fetch,
+HANDLERS.update(call=_serve_call, remote=_serve_remote, fetch=_serve_fetch, delete=_serve_delete,
                 backward=_serve_backward, release_ctx=_serve_release, join=_serve_join,
                 barrier=_serve_barrier)

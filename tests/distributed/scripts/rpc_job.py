@@ -3,6 +3,7 @@ across the workers trained with distributed autograd + DistributedOptimizer, whi
 equal the same model trained locally. Argument: "env" (rendezvous on MASTER_ADDR/PORT)
 or "mpi" (through an initialized MPI process group).
 """
+import gc
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ import ember.nn as nn
 import ember.nn.functional as F
 from ember.distributed.nn import RemoteModule
 from ember.distributed.optim import DistributedOptimizer
+from ember.distributed.rpc.api import owned_count
 from ember.futures import Future
 
 MODE = sys.argv[1]
@@ -36,6 +38,25 @@ def close(a, b, tol=1e-5):
 
 def describe(x, extra):
     return {"sum": x.sum(), "shape": tuple(x.shape), "dtype": str(x.dtype), "extra": extra}
+
+
+def wait_for_owned(done, limit_s=10.0):
+    """worker1's count of owned RRef values once `done(count)` holds (deletes are async)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        count = rpc.rpc_sync(1, owned_count)
+        if done(count) or time.monotonic() > deadline:
+            return count
+        time.sleep(0.02)
+
+
+def settled_owned_count():
+    """worker1's owned count once it stops changing (earlier deletes still in flight)."""
+    counts = [rpc.rpc_sync(1, owned_count)]
+    while len(counts) < 4 or len(set(counts[-4:])) > 1:
+        time.sleep(0.05)
+        counts.append(rpc.rpc_sync(1, owned_count))
+    return counts[-1]
 
 
 def fail(message):
@@ -107,6 +128,21 @@ def calls_and_rrefs():
     assert mine.is_owner() and mine.owner_name() == "worker0"
     close(rpc.rpc_sync(1, ember.add, args=(mine.to_here(), 1)), ember.ones(3))
     print(f"rank {R}: remote/RRef OK", flush=True)
+
+    # Reference counting: collected creator RRefs free their values on the owner,
+    # except one that was shared with a worker other than its owner.
+    del rref, tensor_rref
+    gc.collect()
+    before = settled_owned_count()
+    refs = [rpc.remote(1, Counter, args=(i,)) for i in range(5)]
+    assert [r.rpc_sync().add(0) for r in refs] == list(range(5))
+    assert settled_owned_count() == before + 5, (before, settled_owned_count())
+    rpc.rpc_sync(0, repr, args=(refs[0],))          # shared with worker0 (not the owner)
+    del refs
+    gc.collect()
+    after = wait_for_owned(lambda n: n == before + 1)
+    assert after == before + 1, (before, after)
+    print(f"rank {R}: RRef deletion OK", flush=True)
 
     try:
         rpc.rpc_sync("worker1", fail, args=("remote boom",))
