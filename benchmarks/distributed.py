@@ -12,6 +12,9 @@ For each process count the script relaunches itself through
 - ddp: training samples/s (all ranks together: world * batch / step time) of an MLP
   (784-512-512-10) and a small CNN (2 conv + linear on 1x28x28), batch 32 per rank,
   with the default all-reduce, fp16 compression and PowerSGD (rank 2), SGD steps.
+- rpc (2-process worlds only): round-trip time of `rpc_sync(1, echo, args=(t,))` with a
+  float32 tensor of 1 KiB to 4 MiB (1 MiB with --quick), against raw grpcio (a unary
+  generic-handler echo of the same number of bytes, the same transport underneath).
 Timing is the median of `repeats` runs after `warmup`. On a small shared box the
 ranks fight for cores: read the numbers as relative, not as this engine's ceiling.
 """
@@ -123,11 +126,54 @@ def ddp_rows(args) -> list[dict]:
     return rows
 
 
+def _echo(x):
+    return x
+
+
+def rpc_rows(args) -> list[dict]:
+    """Rank 0 calls rank 1: ember's rpc_sync of a tensor against raw grpcio bytes."""
+    from concurrent import futures
+
+    import grpc
+
+    import ember
+    import ember.distributed as dist
+    import ember.distributed.rpc as rpc
+    rank = dist.get_rank()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {
+        "Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    ports = [None, None]
+    dist.all_gather_object(ports, port)
+    rpc.init_rpc(f"bench{rank}", rank=rank, world_size=2)
+    rows = []
+    if rank == 0:
+        channel = grpc.insecure_channel(f"127.0.0.1:{ports[1]}")
+        echo = channel.unary_unary("/bench.Echo/Echo")
+        size, top = 1024, 1 << (20 if args.quick else 22)
+        while size <= top:
+            t, payload = ember.ones(size // 4), bytes(size)
+            ember_s = median_time(lambda: rpc.rpc_sync(1, _echo, args=(t,)), args.warmup,
+                                  args.repeats)
+            raw_s = median_time(lambda: echo(payload, timeout=60), args.warmup, args.repeats)
+            rows.append({"kind": "rpc", "world": 2, "bytes": size, "ember_ms": ember_s * 1e3,
+                         "grpcio_ms": raw_s * 1e3, "ember_over_raw": ember_s / raw_s})
+            size *= 4
+        channel.close()
+    rpc.shutdown()
+    server.stop(0)
+    return rows
+
+
 def worker(args) -> None:
     import ember.distributed as dist
     dist.init_process_group("mpi")
-    rows = [] if args.only == "ddp" else allreduce_rows(args)
-    rows += [] if args.only == "allreduce" else ddp_rows(args)
+    rows = [] if args.only in ("ddp", "rpc") else allreduce_rows(args)
+    rows += [] if args.only in ("allreduce", "rpc") else ddp_rows(args)
+    if args.only in (None, "rpc") and dist.get_world_size() == 2:
+        rows += rpc_rows(args)
     if dist.get_rank() == 0:
         for row in rows:
             print("ROW " + json.dumps(row), flush=True)
@@ -160,6 +206,12 @@ def report(rows: list[dict]) -> None:
     for r in (r for r in rows if r["kind"] == "ddp"):
         print(f"{r['world']:>5} {r['model']:>5} {r['hook']:>9} {r['step_s'] * 1e3:>8.2f} "
               f"{r['samples_per_s']:>9.0f}")
+    rpc_rows_ = [r for r in rows if r["kind"] == "rpc"]
+    if rpc_rows_:
+        print(f"\n{'rpc bytes':>10} {'ember ms':>9} {'grpcio ms':>9} {'ratio':>6}")
+        for r in rpc_rows_:
+            print(f"{r['bytes']:>10} {r['ember_ms']:>9.3f} {r['grpcio_ms']:>9.3f} "
+                  f"{r['ember_over_raw']:>6.2f}")
 
 
 def main() -> None:
@@ -170,7 +222,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--save", action="store_true",
                    help="write benchmarks/results/distributed.json")
-    p.add_argument("--only", choices=("allreduce", "ddp"), default=None)
+    p.add_argument("--only", choices=("allreduce", "ddp", "rpc"), default=None)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick and not args.worker:

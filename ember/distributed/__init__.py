@@ -21,3 +21,4 @@ from .object_collectives import (  # noqa: F401
 from .reduce_op import ReduceOp  # noqa: F401
 from .sampler import DistributedSampler  # noqa: F401
 from .work import Work  # noqa: F401
+from . import autograd, nn, rpc  # noqa: F401,E402 - torch.distributed.{autograd,nn,rpc}
