@@ -11,7 +11,8 @@ ops that have CUDA kernels:
 - convolution_backward_weight: a convolution whose batch is the input's channels and
   whose channels are the batch, with stride and dilation swapped, cropped to the kernel;
 - max_pool2d_with_indices: one kernel (window max, then the first position holding it);
-  max_pool_scatter: an atomic scatter-add of the gradient at the indices;
+  max_pool_scatter: an atomic scatter-add of the gradient at the indices (on the host in
+  deterministic mode: with overlapping windows the atomics add in any order);
 - adaptive_avg_pool2d_backward (output size dividing the input): the gradient spread over
   each window and divided by its size;
 - cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
@@ -195,6 +196,9 @@ def _max_pool_scatter(args, out_meta, index):
     from ..codegen.triton.scatter import plane_scatter_add
     from ..ir.errors import LoweringError
     g, x, indices, dims = args
+    from .determinism import are_deterministic_algorithms_enabled
+    if are_deterministic_algorithms_enabled():
+        return None                   # atomics add overlapping windows in any order
     spatial_in = math.prod(x.shape[-dims:]) if dims else 1
     spatial_out = math.prod(g.shape[-dims:]) if dims else 1
     try:

@@ -2,13 +2,14 @@
 ember/frontend/eager_cuda_training.py (convolution backward as convolutions, max pooling
 with indices and its scatter, adaptive-average-pool backward, class losses, copy, arange)
 equal the CPU, and a whole training step of the built-in small_cnn and mlp, eager and
-compiled, raises no host-fallback warning and equals the CPU step. Runs under
-TRITON_INTERPRET=1 (tests/cuda/emulation.py); test_gpu.py's GPU script runs it for real."""
+compiled, raises no host-fallback warning and equals the CPU step. In CI it runs under
+TRITON_INTERPRET=1 (tests/cuda/emulation.py); tests/cuda/run_on_gpu.sh runs the same
+tests on the GPU with TRITON_INTERPRET=0."""
 import contextlib
 import copy
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"      # before triton is imported (see emulation.py)
+os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
 
 import warnings  # noqa: E402
 
