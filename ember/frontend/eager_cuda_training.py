@@ -9,7 +9,8 @@ ops that have CUDA kernels:
   elements for strided convolutions, padded by dilation*(k-1) - padding) with the weights
   flipped in space and transposed per group;
 - convolution_backward_weight: a convolution whose batch is the input's channels and
-  whose channels are the batch, with stride and dilation swapped, cropped to the kernel;
+  whose channels are the batch (one group per sample without groups, then a sum over the
+  samples), with stride and dilation swapped, cropped to the kernel;
 - max_pool2d_with_indices: one kernel (window max, then the first position holding it);
   max_pool_scatter: an atomic scatter-add of the gradient at the indices (on the host in
   deterministic mode: with overlapping windows the atomics add in any order);
@@ -165,8 +166,8 @@ def _conv_backward_weight(args, out_meta, index):
     cog = co // groups
     ho, wo = g.shape[2:]
     if groups == 1:
-        batch_as_channels = x.permute([1, 0, 2, 3])            # [Cin, N, H, W] (a view)
-        kernels = g.permute([1, 0, 2, 3])                      # [Cout, N, Ho, Wo]
+        return _as_meta(_weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation),
+                        out_meta, index)
     else:
         batch_as_channels = x.reshape([n, groups, cig, h, w]).permute(
             [2, 1, 0, 3, 4]).contiguous().view([cig, groups * n, h, w])
@@ -176,6 +177,21 @@ def _conv_backward_weight(args, out_meta, index):
                         list(stride), groups)                 # [Cin/g, Cout, kh', kw']
     out = out[:, :, :kh, :kw].permute([1, 0, 2, 3])
     return _as_meta(out, out_meta, index)
+
+
+def _weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation):
+    """The weight gradient as a grouped convolution, one group per sample, then a sum over
+    the samples. One convolution over the whole batch would reduce N*Ho*Wo products in
+    one tile (a GEMM with a tiny output and a huge K, a single program on the GPU); one
+    group per sample gives N programs of Ho*Wo each."""
+    n, cin = x.shape[:2]
+    co, ho, wo = g.shape[1:]
+    samples_as_channels = x.permute([1, 0, 2, 3])              # [Cin, N, H, W] (a view)
+    kernels = g.reshape([n * co, 1, ho, wo])                   # sample-major groups
+    out = OPS["conv2d"](samples_as_channels, kernels, None, list(dilation), list(padding),
+                        list(stride), n)                       # [Cin, N*Cout, kh', kw']
+    out = out[:, :, :kh, :kw].reshape([cin, n, co, kh, kw]).sum([1])
+    return out.permute([1, 0, 2, 3])
 
 
 # --- pooling -------------------------------------------------------------------------------
