@@ -91,8 +91,6 @@ def main(argv=None) -> int:
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
     tx, ty = torch.from_numpy(x_host).cuda(), torch.from_numpy(y_host).cuda()
     tloss = torch.nn.CrossEntropyLoss()
-    with torch.no_grad():
-        pass
     tfirst = tloss(tmodel(tx), ty).item()
 
     def teager():

@@ -331,7 +331,8 @@ def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
     if op.name not in RULES and op.name not in ARG_RULES:   # composite: into primitives
         from ..passes.decompose import decompose_composites
         from ..passes.manager import PassContext
-        decompose_composites(graph, PassContext(options={"decompose_keep": set(RULES) | set(ARG_RULES)}))
+        keep = set(RULES) | set(ARG_RULES)
+        decompose_composites(graph, PassContext(options={"decompose_keep": keep}))
     lowered = lower_group(graph, op.name)
     if lowered.anchor is not None:
         return None

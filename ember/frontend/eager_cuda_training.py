@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 
-from ..ir.dtypes import int64
 from ..ir.meta import TensorMeta
 from ..ir.registry import OPS
 from . import eager_cuda
