@@ -18,6 +18,10 @@ ops that have CUDA kernels:
   each window and divided by its size;
 - cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
   one-hot mask from comparing the targets with the class numbers;
+- index_select and embedding: a row gather; index_add (index_select's backward): an
+  atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
+  check, which reads the index's min and max back to the host; embedding's backward is
+  one-hot products, which have kernels;
 - copy (broadcast and cast into a fresh tensor), arange.
 
 An entry returns None where its arguments are outside what it handles (transposed or
@@ -238,6 +242,77 @@ def _adaptive_avg_pool2d_backward(args, out_meta, index):
     return _as_meta(spread, out_meta, index)
 
 
+# --- indexing --------------------------------------------------------------------------------
+def _gather(src: Tensor, dim: int, index: Tensor, out_meta, index_: int):
+    """src's slices at `index` along `dim` (a contiguous copy), after the range check that
+    PyTorch makes (a bad index is an error, never a silent read elsewhere)."""
+    from ..codegen.triton.scatter import gather_rows
+    if src.ndim == 0 or src.dtype.is_complex or index.dtype.name not in ("int64", "int32"):
+        return None
+    size = src.shape[dim]
+    flat = _checked_rows(index, size, dim)
+    outer = math.prod(src.shape[:dim])
+    inner = math.prod(src.shape[dim + 1:])
+    out = _fresh(TensorMeta(tuple(out_meta.shape), src.dtype), index_)
+    if out.numel():
+        kernel = gather_rows(outer, size, flat.numel(), inner, src.dtype, flat.dtype)
+        eager_cuda.launch(kernel, [src.contiguous(), flat, out], index_)
+    return _as_meta(out, out_meta, index_)
+
+
+def _checked_rows(index: Tensor, size: int, dim: int) -> Tensor:
+    """The index flattened, after PyTorch's range check (a bad index is an error, never
+    a silent access elsewhere); reads its min and max back to the host."""
+    from ..ir.errors import EmberIndexError
+    flat = index.reshape([-1])
+    if flat.numel():
+        low, high = int(flat.amin().item()), int(flat.amax().item())
+        if low < 0 or high >= size:
+            raise EmberIndexError(f"index out of range in self (index {low if low < 0 else high}"
+                                  f" for dim {dim} of size {size})")
+    return flat.contiguous()
+
+
+def _index_add(args, out_meta, index):
+    from ..codegen.triton.scatter import scatter_add_rows
+    from ..ir.errors import LoweringError
+    from .determinism import are_deterministic_algorithms_enabled
+    target, dim, idx, source, alpha = args
+    if target.ndim == 0 or idx.dtype.name not in ("int64", "int32") or \
+            are_deterministic_algorithms_enabled():  # atomics add repeats in any order
+        return None
+    dim %= target.ndim
+    size = target.shape[dim]
+    try:
+        kernel = scatter_add_rows(math.prod(target.shape[:dim]), size,
+                                  max(idx.numel(), 1), math.prod(target.shape[dim + 1:]),
+                                  out_meta.dtype, idx.dtype)
+    except LoweringError:
+        return None
+    flat = _checked_rows(idx, size, dim)
+    from ..ir.meta import contiguous_strides
+    out = empty_cuda(tuple(target.shape), contiguous_strides(tuple(target.shape)),
+                     out_meta.dtype, index)
+    eager_cuda.copy_into(out, target)
+    values = source if alpha == 1 else source * alpha
+    if values.numel():
+        values = values.to(out_meta.dtype).contiguous()
+        eager_cuda.launch(kernel, [values, flat, out], index)
+    return _as_meta(out, out_meta, index)
+
+
+def _index_select(args, out_meta, index):
+    src, dim, idx = args
+    if src.ndim == 0:
+        return None
+    return _gather(src, dim % src.ndim, idx, out_meta, index)
+
+
+def _embedding(args, out_meta, index):
+    weight, indices = args[0], args[1]
+    return _gather(weight, 0, indices, out_meta, index)
+
+
 # --- losses -------------------------------------------------------------------------------
 def _class_loss(logits: bool):
     def route(args, out_meta, index):
@@ -284,4 +359,5 @@ ROUTES = {
     "max_pool_scatter": _max_pool_scatter,
     "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,
     "cross_entropy": _class_loss(True), "nll_loss": _class_loss(False),
+    "index_select": _index_select, "embedding": _embedding, "index_add": _index_add,
 }

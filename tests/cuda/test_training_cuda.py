@@ -125,6 +125,26 @@ def test_losses_and_pool_backward_run_on_the_device(cuda):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_embedding_and_index_select_run_on_the_device(cuda):
+    rng = np.random.default_rng(4)
+    table = rng.standard_normal((7, 5)).astype(np.float32)
+    ids = np.array([[0, 6, 2], [2, 2, 5]])
+    results = []
+    for dev in ("cpu", cuda):
+        w = ember.tensor(table).to(dev).requires_grad_(True)
+        i = ember.tensor(ids).to(dev)
+        with _no_host_fallback(dev != "cpu"):
+            rows = F.embedding(i, w, padding_idx=2)
+            cols = ember.index_select(w, 1, ember.tensor([4, 0, 4]).to(dev))
+            (rows * rows).sum().add(cols.sum()).backward()
+        results.append([rows.detach().cpu().numpy(), cols.detach().cpu().numpy(),
+                        w.grad.cpu().numpy()])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError, match="index out of range"):
+        F.embedding(ember.tensor([7]).to(cuda), ember.tensor(table).to(cuda))
+
+
 MODELS = {
     "mlp": lambda: (ember.models.mlp(24, (16, 12), num_classes=5),
                     ember.randn(6, 24), ember.randint(0, 5, (6,))),
