@@ -22,7 +22,10 @@ ops that have CUDA kernels:
   atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
   check, which reads the index's min and max back to the host; embedding's backward is
   one-hot products, which have kernels;
-- copy (broadcast and cast into a fresh tensor), arange.
+- copy (broadcast and cast into a fresh tensor), arange, slice_scatter (a copy, then a
+  copy into a slice view of it), reshape/flatten of a tensor no view can express (a
+  dense copy, then the view), and matmul/linear on operand layouts the GEMM template
+  does not take (the same op on dense copies).
 
 An entry returns None where its arguments are outside what it handles (transposed or
 N-d convolutions, for example): the caller then runs the op on the host, with a warning.
@@ -101,6 +104,36 @@ def _copy(args, out_meta, index):
     out = _fresh(out_meta, index)
     eager_cuda.copy_into(out, src.expand(list(out_meta.shape)))
     return out
+
+
+def _copying_reshape(op_name: str, args, out_meta, index):
+    """reshape/flatten of a tensor whose strides allow no view: a dense copy, then the
+    view (what PyTorch's reshape does)."""
+    x = args[0]
+    if x.is_contiguous():
+        return None                      # a view would have been found: not this case
+    return _as_meta(eager_cuda._call(OPS[op_name], (x.contiguous(),) + tuple(args[1:])),
+                    out_meta, index)
+
+
+def _slice_scatter(args, out_meta, index):
+    target, src, dim, start, end, step = args
+    out = _fresh(out_meta, index)
+    eager_cuda.copy_into(out, target)
+    window = OPS["slice"](out, dim, start, end, step)           # a view of `out`
+    if window.numel():
+        eager_cuda.copy_into(window, src)
+    return out
+
+
+def _dense_operands(args, out_meta, index, op_name: str, count: int):
+    """A GEMM op whose operand layouts the GEMM template does not take: the same op on
+    dense copies of the operands (None when they are dense already)."""
+    operands = list(args[:count])
+    if all(t.is_contiguous() for t in operands):
+        return None
+    dense = [t.contiguous() for t in operands] + list(args[count:])
+    return _as_meta(eager_cuda._call(OPS[op_name], tuple(dense)), out_meta, index)
 
 
 # --- convolution backward --------------------------------------------------------------------
@@ -360,4 +393,9 @@ ROUTES = {
     "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,
     "cross_entropy": _class_loss(True), "nll_loss": _class_loss(False),
     "index_select": _index_select, "embedding": _embedding, "index_add": _index_add,
+    "reshape": lambda a, m, i: _copying_reshape("reshape", a, m, i),
+    "flatten": lambda a, m, i: _copying_reshape("flatten", a, m, i),
+    "slice_scatter": _slice_scatter,
+    "matmul": lambda a, m, i: _dense_operands(a, m, i, "matmul", 2),
+    "linear": lambda a, m, i: _dense_operands(a, m, i, "linear", 2),
 }

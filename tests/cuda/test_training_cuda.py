@@ -1,10 +1,11 @@
 """Training on (emulated) CUDA runs no op on the host: the routes of
 ember/frontend/eager_cuda_training.py (convolution backward as convolutions, max pooling
-with indices and its scatter, adaptive-average-pool backward, class losses, copy, arange)
-equal the CPU, and a whole training step of the built-in small_cnn and mlp, eager and
-compiled, raises no host-fallback warning and equals the CPU step. In CI it runs under
-TRITON_INTERPRET=1 (tests/cuda/emulation.py); tests/cuda/run_on_gpu.sh runs the same
-tests on the GPU with TRITON_INTERPRET=0."""
+with indices and its scatter, adaptive-average-pool backward, class losses, gathers and
+index_add, copy, arange, slice_scatter, copying reshapes, GEMMs on strided operands)
+equal the CPU, and a whole training step of the built-in small_cnn, mlp and transformer
+classifier, eager and compiled, raises no host-fallback warning and equals the CPU step.
+In CI it runs under TRITON_INTERPRET=1 (tests/cuda/emulation.py); run_on_gpu.sh runs the
+same tests on the GPU with TRITON_INTERPRET=0."""
 import contextlib
 import copy
 import os
@@ -150,6 +151,9 @@ MODELS = {
                     ember.randn(6, 24), ember.randint(0, 5, (6,))),
     "small_cnn": lambda: (ember.models.small_cnn(),
                           ember.randn(2, 1, 12, 12), ember.randint(0, 10, (2,))),
+    "transformer": lambda: (ember.models.transformer_classifier(
+        vocab_size=50, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, max_len=8,
+        dropout=0.0), ember.randint(0, 50, (2, 8)), ember.randint(0, 2, (2,))),
 }
 
 
