@@ -101,6 +101,8 @@ class LoweringContext:
 
     def reduce(self, combine: str, value: Value, dims, keepdim: bool, acc: DType) -> Value:
         dims = tuple(sorted(d % max(len(value.shape), 1) for d in dims)) if value.shape else ()
+        if not dims:                    # a 0-d input: reducing one element is that element
+            return Value(tuple(value.shape), acc, lambda i: cast(value.load(i), acc))
         kept = tuple(d for d in range(len(value.shape)) if d not in dims)
         shape = tuple(value.shape)
         if self.inner is None:

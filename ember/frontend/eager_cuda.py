@@ -10,12 +10,15 @@ Each call takes the first route that applies:
 2. GEMM (mm, bmm, matmul, linear, addmm) and conv2d: ember.codegen.triton.gemm's
    kernels (TF32 per ember.backends.cuda), for the operand layouts they take
    (eager_cuda_gemm.py chooses the problem).
-3. ops with a lowering rule (codegen.lowering.RULES): the one-op graph is built with
+3. ops with a lowering rule (codegen.lowering.RULES or ARG_RULES): the one-op graph is built with
    `build_graph` over the operands' TensorMetas, lowered to a kernel description,
    turned into Triton source, compiled to a cubin with Triton (cached per source,
    launch settings, operand alignment and device) and launched through the runtime
    (runtime/cuda/module.py) on the current stream with device pointers.
-4. everything else runs on the host: operands are copied to the CPU, the op runs
+4. ops a training step needs that have no rule (eager_cuda_training.py): kernels built
+   for them, or exact rewrites into ops that have kernels (convolution backward as
+   convolutions, losses through log_softmax and one-hot masks).
+5. everything else runs on the host: operands are copied to the CPU, the op runs
    eagerly there, results are copied back; a one-time warning names the op.
 
 Plans (the route, the compiled kernel, which operand feeds which buffer) are cached
@@ -70,6 +73,10 @@ def compute(op: OpDef, args: tuple, out_meta):
         except LoweringError as err:            # Triton refused the kernel: never again
             _PLANS[key] = None
             _warn_at_user_line(f"{op.name}: {err}")
+    from . import eager_cuda_training        # ops a training step needs that have no rule
+    result = eager_cuda_training.run(op, args, out_meta, index)
+    if result is not None:
+        return result
     return _on_host(op, args, index)
 
 
@@ -306,11 +313,11 @@ def _triton_available() -> bool:
 
 
 def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
-    from ..codegen.lowering import RULES, lower_group
+    from ..codegen.lowering import ARG_RULES, RULES, lower_group
     from ..codegen.triton.source import generate
     from ..ir.graph import OpKind
     from ..ir.symbolic import build_graph
-    if op.name not in RULES and op.decomposition is None:
+    if op.name not in RULES and op.name not in ARG_RULES and op.decomposition is None:
         return None
     slots = _operand_slots(args)
     if any(_get(args, s).dtype.is_complex for s in slots):
@@ -321,10 +328,11 @@ def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
     graph, constants = build_graph(one_op, [meta_of(_get(args, s)) for s in slots])
     if constants:
         return None
-    if op.name not in RULES:                # composite: into primitives that have rules
+    if op.name not in RULES and op.name not in ARG_RULES:   # composite: into primitives
         from ..passes.decompose import decompose_composites
         from ..passes.manager import PassContext
-        decompose_composites(graph, PassContext(options={"decompose_keep": set(RULES)}))
+        keep = set(RULES) | set(ARG_RULES)
+        decompose_composites(graph, PassContext(options={"decompose_keep": keep}))
     lowered = lower_group(graph, op.name)
     if lowered.anchor is not None:
         return None

@@ -35,6 +35,9 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_comp
 # compiled training steps (compile_train_step(..., backend='triton')) on the GPU
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_compile_train_cuda.py \
     || status=1
+# training ops without host fallbacks (small_cnn / mlp steps) on the GPU
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_training_cuda.py \
+    || status=1
 # deterministic mode on the GPU: the same training step twice, bit for bit
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_determinism_gpu.py \
     || status=1
@@ -45,5 +48,6 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_dete
 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu.py \
     --ignore=tests/cuda/test_compile_cuda.py --ignore=tests/cuda/test_compile_train_cuda.py \
     --ignore=tests/cuda/test_emulated.py --ignore=tests/cuda/test_determinism_gpu.py \
+    --ignore=tests/cuda/test_training_cuda.py \
     --ignore=tests/cuda/test_custom_op_emulated.py || status=1
 exit $status

@@ -1,0 +1,103 @@
+"""Hand-written Triton kernels the kernel descriptions cannot state, because their
+addresses come from an index tensor: a scatter-add with atomics, and a row gather.
+
+`plane_scatter_add` serves max pooling's backward (max_pool_scatter): each plane's
+gradient goes to the input positions its indices name. Where windows do not overlap each
+input position receives at most one value, so the result is exact and deterministic;
+overlapping windows add in the order the atomics land (rounding may differ between runs,
+as with PyTorch's CUDA kernels).
+"""
+from __future__ import annotations
+
+import math
+
+from ...ir.dtypes import DType
+from ...ir.errors import LoweringError
+from .source import GeneratedKernel, LaunchSpec, pointer_type
+
+BLOCK = 1024
+ATOMIC_DTYPES = ("float32", "float64")
+
+
+def plane_scatter_add(total: int, plane_out: int, plane_in: int, dtype: DType) -> GeneratedKernel:
+    """out[i // plane_out * plane_in + index[i]] += value[i] for i < total, over dense
+    (contiguous) value/index buffers and a zeroed dense output."""
+    if dtype.name not in ATOMIC_DTYPES:
+        raise LoweringError(f"max_pool_scatter: no atomic add for {dtype.name} on CUDA")
+    name = f"plane_scatter_add_{dtype.name}"
+    source = "\n".join([
+        "@triton.jit",
+        f"def {name}(value_ptr, index_ptr, out_ptr, BLOCK: tl.constexpr):",
+        f'    """scatter-add {total} values, {plane_out} per plane, into planes of '
+        f'{plane_in}."""',
+        "    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
+        f"    inside = offsets < {total}",
+        "    value = tl.load(value_ptr + offsets, mask=inside, other=0)",
+        "    position = tl.load(index_ptr + offsets, mask=inside, other=0)",
+        f"    target = (offsets // {plane_out}) * {plane_in} + position",
+        "    tl.atomic_add(out_ptr + target, value, mask=inside)",
+    ]) + "\n"
+    args = [("value_ptr", pointer_type(dtype)), ("index_ptr", "*i64"),
+            ("out_ptr", pointer_type(dtype))]
+    grid = (math.ceil(total / BLOCK), 1, 1)
+    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
+                                              f"cdiv({total}, BLOCK)", 4, 1,
+                                              ["value", "index", "out"]))
+
+
+def gather_rows(outer: int, size: int, count: int, inner: int, dtype: DType,
+                index_dtype: DType) -> GeneratedKernel:
+    """out[o, k, i] = src[o, index[k], i] over a dense src [outer, size, inner], a dense
+    index of `count` entries (already checked to lie in [0, size)) and a dense output
+    [outer, count, inner]: index_select along one dim, and embedding (outer 1)."""
+    total = outer * count * inner
+    name = f"gather_rows_{dtype.name}_{index_dtype.name}"
+    source = "\n".join([
+        "@triton.jit",
+        f"def {name}(src_ptr, index_ptr, out_ptr, BLOCK: tl.constexpr):",
+        f'    """gather {count} rows of {inner} from {outer} blocks of {size} rows."""',
+        "    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
+        f"    inside = offsets < {total}",
+        f"    i = offsets % {inner}",
+        f"    k = (offsets // {inner}) % {count}",
+        f"    o = offsets // {inner * count}",
+        "    row = tl.load(index_ptr + k, mask=inside, other=0).to(tl.int64)",
+        f"    value = tl.load(src_ptr + (o * {size} + row) * {inner} + i, mask=inside, other=0)",
+        "    tl.store(out_ptr + offsets, value, mask=inside)",
+    ]) + "\n"
+    args = [("src_ptr", pointer_type(dtype)), ("index_ptr", pointer_type(index_dtype)),
+            ("out_ptr", pointer_type(dtype))]
+    grid = (math.ceil(total / BLOCK), 1, 1)
+    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
+                                              f"cdiv({total}, BLOCK)", 4, 1,
+                                              ["src", "index", "out"]))
+
+
+def scatter_add_rows(outer: int, size: int, count: int, inner: int, dtype: DType,
+                     index_dtype: DType) -> GeneratedKernel:
+    """out[o, index[k], i] += value[o, k, i] with atomics, over a dense value
+    [outer, count, inner], a dense index (checked to lie in [0, size)) and a dense output
+    [outer, size, inner] that already holds what is added to: index_add."""
+    if dtype.name not in ATOMIC_DTYPES:
+        raise LoweringError(f"index_add: no atomic add for {dtype.name} on CUDA")
+    total = outer * count * inner
+    name = f"scatter_add_rows_{dtype.name}_{index_dtype.name}"
+    source = "\n".join([
+        "@triton.jit",
+        f"def {name}(value_ptr, index_ptr, out_ptr, BLOCK: tl.constexpr):",
+        f'    """add {count} rows of {inner} into {outer} blocks of {size} rows."""',
+        "    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
+        f"    inside = offsets < {total}",
+        f"    i = offsets % {inner}",
+        f"    k = (offsets // {inner}) % {count}",
+        f"    o = offsets // {inner * count}",
+        "    row = tl.load(index_ptr + k, mask=inside, other=0).to(tl.int64)",
+        "    value = tl.load(value_ptr + offsets, mask=inside, other=0)",
+        f"    tl.atomic_add(out_ptr + (o * {size} + row) * {inner} + i, value, mask=inside)",
+    ]) + "\n"
+    args = [("value_ptr", pointer_type(dtype)), ("index_ptr", pointer_type(index_dtype)),
+            ("out_ptr", pointer_type(dtype))]
+    grid = (math.ceil(total / BLOCK), 1, 1)
+    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
+                                              f"cdiv({total}, BLOCK)", 4, 1,
+                                              ["value", "index", "out"]))

@@ -1,0 +1,401 @@
+"""CUDA routes for the ops a training step runs that have no lowering rule of their own.
+
+eager_cuda.compute asks `run(op, args, out_meta, index)` after the view, fill and plan
+routes and before the host fallback. Each entry either launches a kernel built for the op
+(codegen/lowering_training.py, codegen/triton/scatter.py) or rewrites the op exactly into
+ops that have CUDA kernels:
+
+- convolution_backward_input: a convolution of the gradient (zeros inserted between its
+  elements for strided convolutions, padded by dilation*(k-1) - padding) with the weights
+  flipped in space and transposed per group;
+- convolution_backward_weight: a convolution whose batch is the input's channels and
+  whose channels are the batch (one group per sample without groups, then a sum over the
+  samples), with stride and dilation swapped, cropped to the kernel;
+- max_pool2d_with_indices: one kernel (window max, then the first position holding it);
+  max_pool_scatter: an atomic scatter-add of the gradient at the indices (on the host in
+  deterministic mode: with overlapping windows the atomics add in any order);
+- adaptive_avg_pool2d_backward (output size dividing the input): the gradient spread over
+  each window and divided by its size;
+- cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
+  one-hot mask from comparing the targets with the class numbers;
+- index_select and embedding: a row gather; index_add (index_select's backward): an
+  atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
+  check, which reads the index's min and max back to the host; embedding's backward is
+  one-hot products, which have kernels;
+- copy (broadcast and cast into a fresh tensor), arange, slice_scatter (a copy, then a
+  copy into a slice view of it), reshape/flatten of a tensor no view can express (a
+  dense copy, then the view), and matmul/linear on operand layouts the GEMM template
+  does not take (the same op on dense copies).
+
+An entry returns None where its arguments are outside what it handles (transposed or
+N-d convolutions, for example): the caller then runs the op on the host, with a warning.
+Entries run with gradient recording off (eager.run_op records the op itself).
+"""
+from __future__ import annotations
+
+import math
+
+from ..ir.meta import TensorMeta
+from ..ir.registry import OPS
+from . import eager_cuda
+from .autograd import grad_mode
+from .devices import empty_cuda
+from .tensor import Tensor
+
+
+def run(op, args: tuple, out_meta, index: int):
+    """The op's result computed on the device, or None (no CUDA route for these args)."""
+    route = ROUTES.get(op.name)
+    if route is None:
+        return None
+    with grad_mode.no_grad():
+        return route(args, out_meta, index)
+
+
+# --- helpers -------------------------------------------------------------------------------
+def _launch(kernel, tensors, index):
+    from ..codegen.triton.source import generate
+    eager_cuda.launch(generate(kernel), tensors, index)
+
+
+def _fresh(meta: TensorMeta, index: int) -> Tensor:
+    return empty_cuda(meta.shape, meta.strides, meta.dtype, index)
+
+
+def _as_meta(value: Tensor, meta: TensorMeta, index: int) -> Tensor:
+    """`value` with exactly the geometry and dtype the op's meta promises."""
+    if tuple(value.stride()) == tuple(meta.strides) and value.dtype == meta.dtype and \
+            value.storage_offset() == 0:
+        return value
+    out = _fresh(meta, index)
+    eager_cuda.copy_into(out, value)
+    return out
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _zeros(shape, dtype, index) -> Tensor:
+    return eager_cuda._fill(TensorMeta(tuple(shape), dtype), 0, index)
+
+
+# --- creation and copies ---------------------------------------------------------------------
+def _arange(args, out_meta, index):
+    from ..codegen.lowering_training import arange_kernel
+    start, _, step = args[0], args[1], args[2]
+    out = _fresh(out_meta, index)
+    n = out_meta.shape[0]
+    if n:
+        stride = out_meta.strides[0] if out_meta.strides else 1
+        _launch(arange_kernel(n, _number(start), _number(step), out_meta.dtype, stride), [out],
+                index)
+    return out
+
+
+def _number(v):
+    return v.item() if isinstance(v, Tensor) else v
+
+
+def _copy(args, out_meta, index):
+    target, src = args[0], args[1]
+    if not isinstance(src, Tensor):
+        return None
+    out = _fresh(out_meta, index)
+    eager_cuda.copy_into(out, src.expand(list(out_meta.shape)))
+    return out
+
+
+def _copying_reshape(op_name: str, args, out_meta, index):
+    """reshape/flatten of a tensor whose strides allow no view: a dense copy, then the
+    view (what PyTorch's reshape does)."""
+    x = args[0]
+    if x.is_contiguous():
+        return None                      # a view would have been found: not this case
+    return _as_meta(eager_cuda._call(OPS[op_name], (x.contiguous(),) + tuple(args[1:])),
+                    out_meta, index)
+
+
+def _slice_scatter(args, out_meta, index):
+    target, src, dim, start, end, step = args
+    out = _fresh(out_meta, index)
+    eager_cuda.copy_into(out, target)
+    window = OPS["slice"](out, dim, start, end, step)           # a view of `out`
+    if window.numel():
+        eager_cuda.copy_into(window, src)
+    return out
+
+
+def _dense_operands(args, out_meta, index, op_name: str, count: int):
+    """A GEMM op whose operand layouts the GEMM template does not take: the same op on
+    dense copies of the operands (None when they are dense already)."""
+    operands = list(args[:count])
+    if all(t.is_contiguous() for t in operands):
+        return None
+    dense = [t.contiguous() for t in operands] + list(args[count:])
+    return _as_meta(eager_cuda._call(OPS[op_name], tuple(dense)), out_meta, index)
+
+
+# --- convolution backward --------------------------------------------------------------------
+def _conv_args(args):
+    stride, padding, dilation, transposed, output_padding, groups = args[3:9]
+    return _pair(stride), _pair(padding), _pair(dilation), transposed, groups
+
+
+def _flipped_transposed_weight(w: Tensor, groups: int, index: int) -> Tensor:
+    """[Cout, Cin/g, kh, kw] -> [Cin, Cout/g, kh, kw], each kernel flipped in space."""
+    from ..codegen.lowering_training import strided_copy
+    from ..ir.meta import contiguous_strides
+    co, cig, kh, kw = w.shape
+    cog = co // groups
+    s0, s1, s2, s3 = w.stride()
+    shape = (groups, cig, cog, kh, kw)          # output [g, ci, co_local, kh, kw]
+    src_strides = (cog * s0, s1, s0, -s2, -s3)
+    offset = (kh - 1) * s2 + (kw - 1) * s3
+    strides = contiguous_strides(shape)
+    out = empty_cuda(shape, strides, w.dtype, index)
+    kernel = strided_copy(shape, src_strides, offset, w.dtype, w._array.extent(), strides,
+                          w.dtype, out._array.extent())
+    _launch(kernel, [w, out], index)
+    return out.view([groups * cig, cog, kh, kw])
+
+
+def _conv_backward_input(args, out_meta, index):
+    g, w, input_size = args[0], args[1], list(args[2])
+    stride, padding, dilation, transposed, groups = _conv_args(args)
+    if transposed or w.ndim != 4 or len(input_size) != 4:
+        return None
+    n, _, ho, wo = g.shape
+    size = input_size[2:]
+    ks = w.shape[2:]
+    # where the gradient's elements go in a zero buffer that a stride-1 convolution reads
+    lead, lengths, crops = [], [], []
+    for d in range(2):
+        reach = dilation[d] * (ks[d] - 1)
+        q = reach - padding[d]
+        extra = size[d] + 2 * padding[d] - reach - 1 - ([ho, wo][d] - 1) * stride[d]
+        lead.append(max(q, 0))
+        lengths.append(([ho, wo][d] - 1) * stride[d] + 1 + extra + 2 * max(q, 0))
+        crops.append(max(-q, 0))
+    weight = _flipped_transposed_weight(w, groups, index)
+    if stride == (1, 1) and crops == [0, 0]:
+        spread, pad = g, lead                   # plain padding does the zero insertion
+    else:
+        spread = _zeros([n, g.shape[1]] + lengths, g.dtype, index)
+        window = spread[:, :, lead[0]:lead[0] + (ho - 1) * stride[0] + 1:stride[0],
+                        lead[1]:lead[1] + (wo - 1) * stride[1] + 1:stride[1]]
+        eager_cuda.copy_into(window, g)
+        pad = [0, 0]
+    out = OPS["conv2d"](spread, weight, None, [1, 1], pad, list(dilation), groups)
+    if crops != [0, 0]:
+        out = out[:, :, crops[0]:crops[0] + size[0], crops[1]:crops[1] + size[1]]
+    return _as_meta(out, out_meta, index)
+
+
+def _conv_backward_weight(args, out_meta, index):
+    g, x, weight_size = args[0], args[1], list(args[2])
+    stride, padding, dilation, transposed, groups = _conv_args(args)
+    if transposed or x.ndim != 4 or len(weight_size) != 4:
+        return None
+    n, cin, h, w = x.shape
+    co, cig, kh, kw = weight_size
+    cog = co // groups
+    ho, wo = g.shape[2:]
+    if groups == 1:
+        return _as_meta(_weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation),
+                        out_meta, index)
+    else:
+        batch_as_channels = x.reshape([n, groups, cig, h, w]).permute(
+            [2, 1, 0, 3, 4]).contiguous().view([cig, groups * n, h, w])
+        kernels = g.reshape([n, groups, cog, ho, wo]).permute(
+            [1, 2, 0, 3, 4]).contiguous().view([groups * cog, n, ho, wo])
+    out = OPS["conv2d"](batch_as_channels, kernels, None, list(dilation), list(padding),
+                        list(stride), groups)                 # [Cin/g, Cout, kh', kw']
+    out = out[:, :, :kh, :kw].permute([1, 0, 2, 3])
+    return _as_meta(out, out_meta, index)
+
+
+def _weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation):
+    """The weight gradient as a grouped convolution, one group per sample, then a sum over
+    the samples. One convolution over the whole batch would reduce N*Ho*Wo products in
+    one tile (a GEMM with a tiny output and a huge K, a single program on the GPU); one
+    group per sample gives N programs of Ho*Wo each."""
+    n, cin = x.shape[:2]
+    co, ho, wo = g.shape[1:]
+    samples_as_channels = x.permute([1, 0, 2, 3])              # [Cin, N, H, W] (a view)
+    kernels = g.reshape([n * co, 1, ho, wo])                   # sample-major groups
+    out = OPS["conv2d"](samples_as_channels, kernels, None, list(dilation), list(padding),
+                        list(stride), n)                       # [Cin, N*Cout, kh', kw']
+    out = out[:, :, :kh, :kw].reshape([cin, n, co, kh, kw]).sum([1])
+    return out.permute([1, 0, 2, 3])
+
+
+# --- pooling -------------------------------------------------------------------------------
+def _max_pool2d_with_indices(args, out_meta, index):
+    from ..codegen.lowering_training import max_pool2d_with_indices_kernel
+    from ..ir.meta import meta_of
+    x = args[0]
+    values_meta, indices_meta = out_meta
+    values, indices = _fresh(values_meta, index), _fresh(indices_meta, index)
+    if values.numel():
+        kernel = max_pool2d_with_indices_kernel(meta_of(x), x._array.extent(), tuple(args[1:6]),
+                                                values_meta, indices_meta)
+        _launch(kernel, [x, values, indices], index)
+    return values, indices
+
+
+def _max_pool_scatter(args, out_meta, index):
+    from ..codegen.triton.scatter import plane_scatter_add
+    from ..ir.errors import LoweringError
+    g, x, indices, dims = args
+    from .determinism import are_deterministic_algorithms_enabled
+    if are_deterministic_algorithms_enabled():
+        return None                   # atomics add overlapping windows in any order
+    spatial_in = math.prod(x.shape[-dims:]) if dims else 1
+    spatial_out = math.prod(g.shape[-dims:]) if dims else 1
+    try:
+        kernel = plane_scatter_add(g.numel(), max(spatial_out, 1), spatial_in, g.dtype)
+    except LoweringError:
+        return None
+    out = _zeros(list(x.shape), g.dtype, index)
+    if g.numel():
+        eager_cuda.launch(kernel, [g.contiguous(), indices.contiguous(), out], index)
+    return _as_meta(out, out_meta, index)
+
+
+def _adaptive_avg_pool2d_backward(args, out_meta, index):
+    g, x = args
+    (h, w), (oh, ow) = x.shape[-2:], g.shape[-2:]
+    if h % oh or w % ow:
+        return None                   # overlapping adaptive windows: not handled here
+    kh, kw = h // oh, w // ow
+    lead = list(g.shape[:-2])
+    spread = (g / float(kh * kw)).reshape(lead + [oh, 1, ow, 1]).expand(
+        lead + [oh, kh, ow, kw]).contiguous().view(list(x.shape))
+    return _as_meta(spread, out_meta, index)
+
+
+# --- indexing --------------------------------------------------------------------------------
+def _gather(src: Tensor, dim: int, index: Tensor, out_meta, index_: int):
+    """src's slices at `index` along `dim` (a contiguous copy), after the range check that
+    PyTorch makes (a bad index is an error, never a silent read elsewhere)."""
+    from ..codegen.triton.scatter import gather_rows
+    if src.ndim == 0 or src.dtype.is_complex or index.dtype.name not in ("int64", "int32"):
+        return None
+    size = src.shape[dim]
+    flat = _checked_rows(index, size, dim)
+    outer = math.prod(src.shape[:dim])
+    inner = math.prod(src.shape[dim + 1:])
+    out = _fresh(TensorMeta(tuple(out_meta.shape), src.dtype), index_)
+    if out.numel():
+        kernel = gather_rows(outer, size, flat.numel(), inner, src.dtype, flat.dtype)
+        eager_cuda.launch(kernel, [src.contiguous(), flat, out], index_)
+    return _as_meta(out, out_meta, index_)
+
+
+def _checked_rows(index: Tensor, size: int, dim: int) -> Tensor:
+    """The index flattened, after PyTorch's range check (a bad index is an error, never
+    a silent access elsewhere); reads its min and max back to the host."""
+    from ..ir.errors import EmberIndexError
+    flat = index.reshape([-1])
+    if flat.numel():
+        low, high = int(flat.amin().item()), int(flat.amax().item())
+        if low < 0 or high >= size:
+            raise EmberIndexError(f"index out of range in self (index {low if low < 0 else high}"
+                                  f" for dim {dim} of size {size})")
+    return flat.contiguous()
+
+
+def _index_add(args, out_meta, index):
+    from ..codegen.triton.scatter import scatter_add_rows
+    from ..ir.errors import LoweringError
+    from .determinism import are_deterministic_algorithms_enabled
+    target, dim, idx, source, alpha = args
+    if target.ndim == 0 or idx.dtype.name not in ("int64", "int32") or \
+            are_deterministic_algorithms_enabled():  # atomics add repeats in any order
+        return None
+    dim %= target.ndim
+    size = target.shape[dim]
+    try:
+        kernel = scatter_add_rows(math.prod(target.shape[:dim]), size,
+                                  max(idx.numel(), 1), math.prod(target.shape[dim + 1:]),
+                                  out_meta.dtype, idx.dtype)
+    except LoweringError:
+        return None
+    flat = _checked_rows(idx, size, dim)
+    from ..ir.meta import contiguous_strides
+    out = empty_cuda(tuple(target.shape), contiguous_strides(tuple(target.shape)),
+                     out_meta.dtype, index)
+    eager_cuda.copy_into(out, target)
+    values = source if alpha == 1 else source * alpha
+    if values.numel():
+        values = values.to(out_meta.dtype).contiguous()
+        eager_cuda.launch(kernel, [values, flat, out], index)
+    return _as_meta(out, out_meta, index)
+
+
+def _index_select(args, out_meta, index):
+    src, dim, idx = args
+    if src.ndim == 0:
+        return None
+    return _gather(src, dim % src.ndim, idx, out_meta, index)
+
+
+def _embedding(args, out_meta, index):
+    weight, indices = args[0], args[1]
+    return _gather(weight, 0, indices, out_meta, index)
+
+
+# --- losses -------------------------------------------------------------------------------
+def _class_loss(logits: bool):
+    def route(args, out_meta, index):
+        x, target, weight, ignore_index, reduction = args[:5]
+        smoothing = args[5] if logits else 0.0
+        cd = 1 if x.ndim >= 2 else 0
+        c = x.shape[cd]
+        lsm = OPS["log_softmax"](x, cd) if logits else x
+        trailing = [1] * (x.ndim - cd - 1)
+        wb = None if weight is None else weight.reshape([c] + trailing)
+        if target.dtype.is_floating_point:
+            return _as_meta(_probability_loss(lsm, target, wb, reduction, smoothing, cd, c),
+                            out_meta, index)
+        classes = OPS["arange"](0, c, 1, dtype=target.dtype, device=x.device)
+        onehot = (target.unsqueeze(cd) == classes.reshape([c] + trailing)).to(x.dtype)
+        mask = (target != ignore_index).to(x.dtype).unsqueeze(cd)
+        pattern = onehot * (1 - smoothing) + smoothing / c if smoothing > 0 else onehot
+        coeff = mask * pattern if wb is None else mask * wb * pattern
+        loss = -(coeff * lsm).sum([cd])
+        if reduction == "mean":
+            chosen = mask * onehot if wb is None else mask * onehot * wb
+            loss = loss.sum() / chosen.sum()
+        elif reduction == "sum":
+            loss = loss.sum()
+        return _as_meta(loss, out_meta, index)
+    return route
+
+
+def _probability_loss(lsm, target, wb, reduction, smoothing, cd, c):
+    t = target * (1 - smoothing) + smoothing / c if smoothing > 0 else target
+    weighted = lsm * t if wb is None else lsm * t * wb
+    loss = -weighted.sum([cd])
+    if reduction == "mean":
+        return loss.sum() / float(max(lsm.numel() // c, 1)) if lsm.numel() else \
+            loss.sum() / 0.0
+    return loss.sum() if reduction == "sum" else loss
+
+
+ROUTES = {
+    "arange": _arange, "copy": _copy,
+    "convolution_backward_input": _conv_backward_input,
+    "convolution_backward_weight": _conv_backward_weight,
+    "max_pool2d_with_indices": _max_pool2d_with_indices,
+    "max_pool_scatter": _max_pool_scatter,
+    "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,
+    "cross_entropy": _class_loss(True), "nll_loss": _class_loss(False),
+    "index_select": _index_select, "embedding": _embedding, "index_add": _index_add,
+    "reshape": lambda a, m, i: _copying_reshape("reshape", a, m, i),
+    "flatten": lambda a, m, i: _copying_reshape("flatten", a, m, i),
+    "slice_scatter": _slice_scatter,
+    "matmul": lambda a, m, i: _dense_operands(a, m, i, "matmul", 2),
+    "linear": lambda a, m, i: _dense_operands(a, m, i, "linear", 2),
+}

@@ -1,0 +1,187 @@
+"""Training on (emulated) CUDA runs no op on the host: the routes of
+ember/frontend/eager_cuda_training.py (convolution backward as convolutions, max pooling
+with indices and its scatter, adaptive-average-pool backward, class losses, gathers and
+index_add, copy, arange, slice_scatter, copying reshapes, GEMMs on strided operands)
+equal the CPU, and a whole training step of the built-in small_cnn, mlp and transformer
+classifier, eager and compiled, raises no host-fallback warning and equals the CPU step.
+In CI it runs under TRITON_INTERPRET=1 (tests/cuda/emulation.py); run_on_gpu.sh runs the
+same tests on the GPU with TRITON_INTERPRET=0."""
+import contextlib
+import copy
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
+
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+import ember  # noqa: E402
+from ember.frontend import eager_cuda, eager_cuda_training  # noqa: E402
+
+from common import check_grads_on_device, check_op_on_device, sample_cases  # noqa: E402
+from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+
+F = ember.nn.functional
+ROUTED = sorted(eager_cuda_training.ROUTES)
+
+
+@pytest.fixture
+def cuda(device):  # noqa: F811
+    eager_cuda._WARNED.clear()
+    yield device
+
+
+@contextlib.contextmanager
+def _no_host_fallback(on: bool = True):
+    """Host fallbacks warn (UserWarning): make them errors. NumPy's RuntimeWarnings from
+    the interpreter evaluating masked-off lanes are not about ember."""
+    with warnings.catch_warnings():
+        if on:
+            warnings.simplefilter("error", UserWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+@pytest.mark.parametrize("op, sample", sample_cases(12, ROUTED))
+def test_routed_op_samples_equal_cpu(cuda, op, sample):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # samples outside a route (transposed convs)
+        check_op_on_device(op, sample, cuda)  # run on the host and must still be right
+
+
+@pytest.mark.parametrize("op, sample", sample_cases(2, ["max_pool2d", "adaptive_avg_pool2d",
+                                                        "cross_entropy", "nll_loss", "conv2d"]))
+def test_training_op_gradients_equal_cpu(cuda, op, sample):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_grads_on_device(op, sample, cuda)
+
+
+CONVS = [dict(stride=1, padding=1), dict(stride=2, padding=1),
+         dict(stride=[2, 3], padding=[0, 2], dilation=[1, 2]),
+         dict(stride=1, padding=3, dilation=1), dict(stride=2, padding=0, groups=2)]
+
+
+@pytest.mark.parametrize("kw", CONVS, ids=str)
+def test_conv2d_backward_runs_on_the_device(cuda, kw):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 4 // kw.get("groups", 1), 3, 3)).astype(np.float32)
+    grads = []
+    for dev in ("cpu", cuda):
+        xs = ember.tensor(x).to(dev).requires_grad_(True)
+        ws = ember.tensor(w).to(dev).requires_grad_(True)
+        with _no_host_fallback(dev != "cpu"):
+            out = F.conv2d(xs, ws, **kw)
+            (out * out).sum().backward()
+        grads.append((xs.grad.cpu().numpy(), ws.grad.cpu().numpy()))
+    for got, want in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=2, stride=1, dilation=2, ceil_mode=True)],
+                         ids=str)
+def test_max_pool_and_its_backward_run_on_the_device(cuda, kw):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    x[0, 0, :2, :2] = 1.5                                   # ties: the first one wins
+    results = []
+    for dev in ("cpu", cuda):
+        xs = ember.tensor(x).to(dev).requires_grad_(True)
+        with _no_host_fallback(dev != "cpu"):
+            values, indices = F.max_pool2d(xs, return_indices=True, **kw)
+            (values * values).sum().backward()
+        results.append([values.detach().cpu().numpy(), indices.cpu().numpy(),
+                        xs.grad.cpu().numpy()])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_losses_and_pool_backward_run_on_the_device(cuda):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((5, 4)).astype(np.float32)
+    target = np.array([0, 3, -100, 1, 1])
+    weight = np.abs(rng.standard_normal(4)).astype(np.float32) + 0.5
+    feats = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    results = []
+    for dev in ("cpu", cuda):
+        x = ember.tensor(logits).to(dev).requires_grad_(True)
+        f = ember.tensor(feats).to(dev).requires_grad_(True)
+        t, wt = ember.tensor(target).to(dev), ember.tensor(weight).to(dev)
+        with _no_host_fallback(dev != "cpu"):
+            losses = [F.cross_entropy(x, t), F.cross_entropy(x, t, wt, label_smoothing=0.1),
+                      F.nll_loss(F.log_softmax(x, 1), t, reduction="sum"),
+                      F.cross_entropy(x, t, reduction="none")]
+            pooled = F.adaptive_avg_pool2d(f, (2, 3))
+            (sum(loss.sum() for loss in losses) + (pooled * pooled).sum()).backward()
+        results.append([loss.detach().cpu().numpy() for loss in losses] +
+                       [x.grad.cpu().numpy(), f.grad.cpu().numpy()])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_embedding_and_index_select_run_on_the_device(cuda):
+    rng = np.random.default_rng(4)
+    table = rng.standard_normal((7, 5)).astype(np.float32)
+    ids = np.array([[0, 6, 2], [2, 2, 5]])
+    results = []
+    for dev in ("cpu", cuda):
+        w = ember.tensor(table).to(dev).requires_grad_(True)
+        i = ember.tensor(ids).to(dev)
+        with _no_host_fallback(dev != "cpu"):
+            rows = F.embedding(i, w, padding_idx=2)
+            cols = ember.index_select(w, 1, ember.tensor([4, 0, 4]).to(dev))
+            (rows * rows).sum().add(cols.sum()).backward()
+        results.append([rows.detach().cpu().numpy(), cols.detach().cpu().numpy(),
+                        w.grad.cpu().numpy()])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError, match="index out of range"):
+        F.embedding(ember.tensor([7]).to(cuda), ember.tensor(table).to(cuda))
+
+
+MODELS = {
+    "mlp": lambda: (ember.models.mlp(24, (16, 12), num_classes=5),
+                    ember.randn(6, 24), ember.randint(0, 5, (6,))),
+    "small_cnn": lambda: (ember.models.small_cnn(),
+                          ember.randn(2, 1, 12, 12), ember.randint(0, 10, (2,))),
+    "transformer": lambda: (ember.models.transformer_classifier(
+        vocab_size=50, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, max_len=8,
+        dropout=0.0), ember.randint(0, 50, (2, 8)), ember.randint(0, 2, (2,))),
+}
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_training_step_runs_without_host_fallback(cuda, name, compiled):
+    ember.manual_seed(0)
+    ref, x, y = MODELS[name]()
+    model = copy.deepcopy(ref).to(cuda)
+    loss_fn = ember.nn.CrossEntropyLoss()
+    sgd = lambda m: ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)  # noqa: E731
+    opt, opt_ref = sgd(model), sgd(ref)
+
+    def eager_step(m, o, xs, ys):
+        loss = loss_fn(m(xs), ys)
+        loss.backward()
+        o.step()
+        o.zero_grad()
+        return loss
+    want = [eager_step(ref, opt_ref, x, y).item() for _ in range(2)]
+    step = ember.compile_train_step(model, loss_fn, opt, backend="triton") if compiled else \
+        (lambda xs, ys: eager_step(model, opt, xs, ys))
+    with _no_host_fallback():
+        got = [step(x.to(cuda), y.to(cuda)).item() for _ in range(2)]
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert p.is_cuda
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=2e-4,
+                                   atol=2e-4)
+    for b, c in zip(model.buffers(), ref.buffers()):
+        np.testing.assert_allclose(b.cpu().numpy(), c.numpy(), rtol=2e-4, atol=2e-4)
