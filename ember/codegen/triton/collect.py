@@ -7,8 +7,9 @@ GEMM/conv anchor as a generated GEMM (with its group's epilogue fused in).
   anchor has no Triton GEMM (transposed conv, conv1d, addmm with beta != 1, ...) the
   epilogue becomes a standalone kernel reading "acc" and the anchor stays extern;
 - a lone anchor outside any group -> a plain GEMM.
-`model_kernels(model, example_inputs)` traces a module and runs the inference pipeline
-and fusion first. Kernels are deduplicated by source (`GeneratedKernel.key()`).
+`ember.compiler.triton_kernels.model_kernels(model, example_inputs)` (compiler layer)
+traces a module and runs the inference pipeline and fusion first, then calls
+`graph_kernels`. Kernels are deduplicated by source (`GeneratedKernel.key()`).
 """
 from __future__ import annotations
 
@@ -112,16 +113,6 @@ def _standalone(node_name, lowered, acc_name, extra, out_names) -> GraphKernel:
     args = [acc_name if n is lowered.anchor else next(extra) for n in lowered.inputs]
     return GraphKernel(node_name, "reduction" if kernel.inner else "pointwise",
                        source.generate(kernel), args + out_names)
-
-
-def model_kernels(model, example_inputs, pipeline: str = "default-inference"):
-    """Trace, run `pipeline` then fusion, and generate every kernel of the result."""
-    from ...ir.meta import meta_of
-    from ...ir.symbolic import build_graph
-    from ...passes.manager import PassContext, run_passes
-    graph, constants = build_graph(model, [meta_of(t) for t in example_inputs])
-    run_passes(graph, f"{pipeline},fuse", PassContext(constants=constants))
-    return graph_kernels(graph)
 
 
 def unique(kernels: list[GraphKernel]) -> dict[str, GraphKernel]:

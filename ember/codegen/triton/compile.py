@@ -30,17 +30,14 @@ cuLaunchKernel it without Triton. The JSON holds:
     constexprs, source_key, triton_version, cubin (file name), cubin_sha256
 
 `launch_args(metadata, pointers)` turns that into the cuLaunchKernel arguments.
-`python -m ember.codegen.triton.compile --out DIR [--models mlp,small_cnn,...]` compiles every
+`python -m ember.compiler.triton_kernels --out DIR [--models mlp,small_cnn,...]` compiles every
 kernel the built-in models generate (deduplicated by source) for sm_80 and sm_90.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,47 +152,6 @@ def launch_args(metadata: dict, pointers) -> LaunchArgs:
                       metadata["shared_mem"], params)
 
 
-# --- every kernel of the built-in models ------------------------------------------------------
-def builtin_model_cases() -> dict:
-    """Small configurations of ember.models, with example inputs (name -> (model, inputs))."""
-    import ember
-    cases = {
-        "mlp": lambda: (ember.models.mlp(784, (256, 128)).eval(), [ember.randn(8, 784)]),
-        "small_cnn": lambda: (ember.models.small_cnn().eval(), [ember.randn(2, 1, 28, 28)]),
-        "resnet18": lambda: (ember.models.resnet18(num_classes=10).eval(),
-                             [ember.randn(2, 3, 32, 32)]),
-        "resnet50": lambda: (ember.models.resnet50(num_classes=10).eval(),
-                             [ember.randn(1, 3, 32, 32)]),
-        "transformer": lambda: (ember.models.transformer_classifier().eval(),
-                                [ember.randint(0, 1000, (2, 16))]),
-    }
-    return cases
-
-
-def model_kernel_set(names=None, per_kind: int | None = None) -> tuple[dict, dict]:
-    """(unique kernels by key, per-model report) for the named built-in models; with
-    `per_kind`, only the first that many kernels of each kind (a representative subset)."""
-    from .collect import model_kernels, unique
-    cases = builtin_model_cases()
-    kernels, report = [], {}
-    for name in names or cases:
-        model, inputs = cases[name]()
-        found, externs = model_kernels(model, inputs)
-        kernels += found
-        report[name] = {"kernels": len(found), "unique": len(unique(found)),
-                        "extern": [f"{e.op} ({e.reason})" for e in externs]}
-    chosen = unique(kernels)
-    if per_kind is not None:
-        counts: dict[str, int] = {}
-        subset = {}
-        for key, gk in chosen.items():
-            counts[gk.kind] = counts.get(gk.kind, 0) + 1
-            if counts[gk.kind] <= per_kind:
-                subset[key] = gk
-        chosen = subset
-    return chosen, report
-
-
 def compile_all(kernels: dict, directory: Path, archs=ARCHS, log=None) -> list[Path]:
     paths = []
     for gk in kernels.values():
@@ -204,30 +160,3 @@ def compile_all(kernels: dict, directory: Path, archs=ARCHS, log=None) -> list[P
         if log:
             log(f"{gk.kind:14s} {gk.node:24s} {gk.kernel.name}")
     return paths
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ember.codegen.triton.compile",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--models", default="all",
-                        help="comma-separated built-in models, or 'all'")
-    parser.add_argument("--arch", default=",".join(map(str, ARCHS)))
-    parser.add_argument("--per-kind", type=int, default=None,
-                        help="only the first N kernels of each kind (a representative subset)")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    names = None if args.models == "all" else args.models.split(",")
-    start = time.perf_counter()
-    kernels, report = model_kernel_set(names, args.per_kind)
-    archs = tuple(int(a) for a in args.arch.split(","))
-    paths = compile_all(kernels, args.out, archs, None if args.quiet else print)
-    summary = {"models": report, "compiled_kernels": len(kernels), "archs": list(archs),
-               "files": len(paths), "seconds": round(time.perf_counter() - start, 1)}
-    write_atomic(args.out / "summary.json", json.dumps(summary, indent=1).encode())
-    print(json.dumps(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

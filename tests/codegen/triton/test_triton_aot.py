@@ -21,7 +21,7 @@ from ember.codegen.triton.compile import launch_args  # noqa: E402
 # The CI subset: every kernel of the MLP and the small CNN, plus two kernels of each kind
 # (pointwise, reduction, gemm, gemm+epilogue) of the transformer. The full set (all
 # built-in models, about 110 kernels, ~5 minutes on 2 cores) is
-#   python -m ember.codegen.triton.compile --out DIR
+#   python -m ember.compiler.triton_kernels --out DIR
 SUBSET = ["--models", "mlp,small_cnn,transformer", "--per-kind", "2"]
 
 
@@ -30,7 +30,7 @@ def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("cubins")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["EMBER_CACHE_DIR"] = str(out / "cache")
-    proc = subprocess.run([sys.executable, "-m", "ember.codegen.triton.compile", "--out",
+    proc = subprocess.run([sys.executable, "-m", "ember.compiler.triton_kernels", "--out",
                            str(out), "--quiet", *SUBSET], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

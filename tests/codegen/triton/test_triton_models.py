@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import ember  # noqa: E402
 from ember.codegen.triton import cache  # noqa: E402
 from ember.codegen.triton.collect import graph_kernels  # noqa: E402
-from ember.codegen.triton.compile import builtin_model_cases  # noqa: E402
+from ember.compiler.triton_kernels import builtin_model_cases  # noqa: E402
 from ember.ir.fused import EPILOGUE_ANCHORS, FusedGroup  # noqa: E402
 from ember.ir.graph import OpKind, map_arg  # noqa: E402
 from ember.ir.meta import meta_of  # noqa: E402
