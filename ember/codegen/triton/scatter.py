@@ -19,30 +19,46 @@ BLOCK = 1024
 ATOMIC_DTYPES = ("float32", "float64")
 
 
+def _flat_kernel(name: str, params: tuple, doc: str, total: int, body: list[str],
+                 args: list, buffers: list) -> GeneratedKernel:
+    """A 1-D kernel over `total` elements, BLOCK per program: the shared header (offsets,
+    the `inside` mask) and launch spec around the kernel's own `body` lines."""
+    source = "\n".join([
+        "@triton.jit",
+        f"def {name}({', '.join(params)}, BLOCK: tl.constexpr):",
+        f'    """{doc}"""',
+        "    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
+        f"    inside = offsets < {total}",
+        *body,
+    ]) + "\n"
+    grid = (math.ceil(total / BLOCK), 1, 1)
+    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
+                                              f"cdiv({total}, BLOCK)", 4, 1, buffers))
+
+
+def _row_coordinates(inner: int, count: int) -> list[str]:
+    """Lines splitting a flat offset over [outer, count, inner] into o, k, i and loading
+    the k-th index as the row."""
+    return [f"    i = offsets % {inner}",
+            f"    k = (offsets // {inner}) % {count}",
+            f"    o = offsets // {inner * count}",
+            "    row = tl.load(index_ptr + k, mask=inside, other=0).to(tl.int64)"]
+
+
 def plane_scatter_add(total: int, plane_out: int, plane_in: int, dtype: DType) -> GeneratedKernel:
     """out[i // plane_out * plane_in + index[i]] += value[i] for i < total, over dense
     (contiguous) value/index buffers and a zeroed dense output."""
     if dtype.name not in ATOMIC_DTYPES:
         raise LoweringError(f"max_pool_scatter: no atomic add for {dtype.name} on CUDA")
-    name = f"plane_scatter_add_{dtype.name}"
-    source = "\n".join([
-        "@triton.jit",
-        f"def {name}(value_ptr, index_ptr, out_ptr, BLOCK: tl.constexpr):",
-        f'    """scatter-add {total} values, {plane_out} per plane, into planes of '
-        f'{plane_in}."""',
-        "    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
-        f"    inside = offsets < {total}",
-        "    value = tl.load(value_ptr + offsets, mask=inside, other=0)",
-        "    position = tl.load(index_ptr + offsets, mask=inside, other=0)",
-        f"    target = (offsets // {plane_out}) * {plane_in} + position",
-        "    tl.atomic_add(out_ptr + target, value, mask=inside)",
-    ]) + "\n"
+    body = ["    value = tl.load(value_ptr + offsets, mask=inside, other=0)",
+            "    position = tl.load(index_ptr + offsets, mask=inside, other=0)",
+            f"    target = (offsets // {plane_out}) * {plane_in} + position",
+            "    tl.atomic_add(out_ptr + target, value, mask=inside)"]
     args = [("value_ptr", pointer_type(dtype)), ("index_ptr", "*i64"),
             ("out_ptr", pointer_type(dtype))]
-    grid = (math.ceil(total / BLOCK), 1, 1)
-    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
-                                              f"cdiv({total}, BLOCK)", 4, 1,
-                                              ["value", "index", "out"]))
+    return _flat_kernel(f"plane_scatter_add_{dtype.name}", ("value_ptr", "index_ptr", "out_ptr"),
+                        f"scatter-add {total} values, {plane_out} per plane, into planes of "
+                        f"{plane_in}.", total, body, args, ["value", "index", "out"])
 
 
 def gather_rows(outer: int, size: int, count: int, inner: int, dtype: DType,
@@ -51,26 +67,15 @@ def gather_rows(outer: int, size: int, count: int, inner: int, dtype: DType,
     index of `count` entries (already checked to lie in [0, size)) and a dense output
     [outer, count, inner]: index_select along one dim, and embedding (outer 1)."""
     total = outer * count * inner
-    name = f"gather_rows_{dtype.name}_{index_dtype.name}"
-    source = "\n".join([
-        "@triton.jit",
-        f"def {name}(src_ptr, index_ptr, out_ptr, BLOCK: tl.constexpr):",
-        f'    """gather {count} rows of {inner} from {outer} blocks of {size} rows."""',
-        "    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
-        f"    inside = offsets < {total}",
-        f"    i = offsets % {inner}",
-        f"    k = (offsets // {inner}) % {count}",
-        f"    o = offsets // {inner * count}",
-        "    row = tl.load(index_ptr + k, mask=inside, other=0).to(tl.int64)",
+    body = _row_coordinates(inner, count) + [
         f"    value = tl.load(src_ptr + (o * {size} + row) * {inner} + i, mask=inside, other=0)",
-        "    tl.store(out_ptr + offsets, value, mask=inside)",
-    ]) + "\n"
+        "    tl.store(out_ptr + offsets, value, mask=inside)"]
     args = [("src_ptr", pointer_type(dtype)), ("index_ptr", pointer_type(index_dtype)),
             ("out_ptr", pointer_type(dtype))]
-    grid = (math.ceil(total / BLOCK), 1, 1)
-    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
-                                              f"cdiv({total}, BLOCK)", 4, 1,
-                                              ["src", "index", "out"]))
+    return _flat_kernel(f"gather_rows_{dtype.name}_{index_dtype.name}",
+                        ("src_ptr", "index_ptr", "out_ptr"),
+                        f"gather {count} rows of {inner} from {outer} blocks of {size} rows.",
+                        total, body, args, ["src", "index", "out"])
 
 
 def scatter_add_rows(outer: int, size: int, count: int, inner: int, dtype: DType,
@@ -81,23 +86,12 @@ def scatter_add_rows(outer: int, size: int, count: int, inner: int, dtype: DType
     if dtype.name not in ATOMIC_DTYPES:
         raise LoweringError(f"index_add: no atomic add for {dtype.name} on CUDA")
     total = outer * count * inner
-    name = f"scatter_add_rows_{dtype.name}_{index_dtype.name}"
-    source = "\n".join([
-        "@triton.jit",
-        f"def {name}(value_ptr, index_ptr, out_ptr, BLOCK: tl.constexpr):",
-        f'    """add {count} rows of {inner} into {outer} blocks of {size} rows."""',
-        "    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
-        f"    inside = offsets < {total}",
-        f"    i = offsets % {inner}",
-        f"    k = (offsets // {inner}) % {count}",
-        f"    o = offsets // {inner * count}",
-        "    row = tl.load(index_ptr + k, mask=inside, other=0).to(tl.int64)",
+    body = _row_coordinates(inner, count) + [
         "    value = tl.load(value_ptr + offsets, mask=inside, other=0)",
-        f"    tl.atomic_add(out_ptr + (o * {size} + row) * {inner} + i, value, mask=inside)",
-    ]) + "\n"
+        f"    tl.atomic_add(out_ptr + (o * {size} + row) * {inner} + i, value, mask=inside)"]
     args = [("value_ptr", pointer_type(dtype)), ("index_ptr", pointer_type(index_dtype)),
             ("out_ptr", pointer_type(dtype))]
-    grid = (math.ceil(total / BLOCK), 1, 1)
-    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
-                                              f"cdiv({total}, BLOCK)", 4, 1,
-                                              ["value", "index", "out"]))
+    return _flat_kernel(f"scatter_add_rows_{dtype.name}_{index_dtype.name}",
+                        ("value_ptr", "index_ptr", "out_ptr"),
+                        f"add {count} rows of {inner} into {outer} blocks of {size} rows.",
+                        total, body, args, ["value", "index", "out"])
