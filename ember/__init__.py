@@ -18,6 +18,8 @@ from .ir.quantized import (QScheme as qscheme, per_tensor_affine, per_channel_af
                            per_channel_affine_float_qparams)
 from .ir.meta import (MemoryFormat as memory_format, contiguous_format, channels_last,  # noqa
                       channels_last_3d, preserve_format)
+from .ir.meta import (Layout as layout, strided, sparse_coo, sparse_csr, sparse_csc,  # noqa
+                      sparse_bsr, sparse_bsc, jagged)
 from .ir.errors import (EmberError, ShapeError, DTypeError, EmberIndexError, AutogradError,
                         TraceError, VerifyError, ParseError, LoweringError, ArtifactError,
                         DeviceError, OutOfMemoryError)

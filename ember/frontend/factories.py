@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ir import dtypes
 from ..ir.errors import DTypeError, ShapeError
-from ..ir.meta import MemoryFormat, contiguous_format, preserve_format
+from ..ir.meta import MemoryFormat, check_layout, contiguous_format, preserve_format
 from ..ir.registry import OPS
 from .conversions import check_device_available
 from .device import device as Device
@@ -115,12 +115,25 @@ def from_numpy(arr: np.ndarray) -> Tensor:
     return Tensor._make(arr, Storage(flat_storage(arr)))
 
 
+def _accepts_layout(factory):
+    """PyTorch's factories take `layout=` and `pin_memory=`: strided (the only layout ember
+    stores) and any pin_memory are accepted, another layout is refused naming the factory."""
+    import functools
+
+    @functools.wraps(factory)
+    def wrapper(*args, layout=None, pin_memory=False, **kwargs):
+        check_layout(factory.__name__, layout)
+        return factory(*args, **kwargs)
+    return wrapper
+
+
 def _rebuild_tensor(arr, requires_grad, memory_format):
     t = Tensor._from_array(arr, memory_format)
     t.requires_grad = requires_grad
     return t
 
 
+@_accepts_layout
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
     t = OPS["full"](list(size), fill_value, dtype=dtype, device=device,
@@ -128,6 +141,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False,
     return _finish(t, requires_grad, device)
 
 
+@_accepts_layout
 def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
     return full(_size_argument("zeros", sizes, size), 0,
@@ -135,6 +149,7 @@ def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False,
                 requires_grad=requires_grad, memory_format=memory_format)
 
 
+@_accepts_layout
 def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
     return full(_size_argument("ones", sizes, size), 1,
@@ -142,6 +157,7 @@ def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False,
                 requires_grad=requires_grad, memory_format=memory_format)
 
 
+@_accepts_layout
 def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
     """Uninitialized in PyTorch; ember fills with zeros so results never depend on garbage."""
@@ -155,22 +171,26 @@ def _like(op_name, t, dtype, memory_format, requires_grad, device, **extra):
     return _finish(out, requires_grad, device)
 
 
+@_accepts_layout
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False,
                memory_format=preserve_format) -> Tensor:
     return _like("zeros_like", input, dtype, memory_format, requires_grad, device)
 
 
+@_accepts_layout
 def ones_like(input, *, dtype=None, device=None, requires_grad=False,
               memory_format=preserve_format) -> Tensor:
     return _like("ones_like", input, dtype, memory_format, requires_grad, device)
 
 
+@_accepts_layout
 def empty_like(input, *, dtype=None, device=None, requires_grad=False,
                memory_format=preserve_format) -> Tensor:
     return zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad,
                       memory_format=memory_format)
 
 
+@_accepts_layout
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False,
               memory_format=preserve_format) -> Tensor:
     return _like("full_like", input, dtype, memory_format, requires_grad, device,
@@ -196,6 +216,7 @@ def _with_out(factory):
     return wrapper
 
 
+@_accepts_layout
 @_with_out
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None:
@@ -221,6 +242,7 @@ def _check_steps(steps) -> None:
         raise ShapeError("number of steps must be non-negative")
 
 
+@_accepts_layout
 @_with_out
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     _check_steps(steps)
@@ -229,6 +251,7 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 
+@_accepts_layout
 @_with_out
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
              requires_grad=False) -> Tensor:
@@ -238,6 +261,7 @@ def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=N
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 
+@_accepts_layout
 @_with_out
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False):
     if n < 0 or (m is not None and m < 0):
@@ -255,18 +279,21 @@ def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=cont
                    requires_grad, device)
 
 
+@_accepts_layout
 def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
     values = numpy_rng(generator).random(_size_argument("rand", sizes, size))
     return _random(values, dtype, requires_grad, device, memory_format)
 
 
+@_accepts_layout
 def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
     values = numpy_rng(generator).standard_normal(_size_argument("randn", sizes, size))
     return _random(values, dtype, requires_grad, device, memory_format)
 
 
+@_accepts_layout
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
             requires_grad=False) -> Tensor:
     if size is None:
@@ -280,12 +307,14 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     return _finish(Tensor._from_array(values.astype(dt.np_dtype)), requires_grad, device)
 
 
+@_accepts_layout
 def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad=False):
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.int64
     values = numpy_rng(generator).permutation(int(n))
     return _finish(Tensor._from_array(values.astype(dt.np_dtype)), requires_grad, device)
 
 
+@_accepts_layout
 def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
               memory_format=preserve_format) -> Tensor:
     fmt = input.memory_format if memory_format is preserve_format else memory_format
@@ -293,6 +322,7 @@ def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=F
                 requires_grad=requires_grad, memory_format=fmt)
 
 
+@_accepts_layout
 def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
                memory_format=preserve_format) -> Tensor:
     fmt = input.memory_format if memory_format is preserve_format else memory_format
@@ -300,12 +330,14 @@ def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=
                  requires_grad=requires_grad, memory_format=fmt)
 
 
+@_accepts_layout
 def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=None,
                  requires_grad=False) -> Tensor:
     return randint(low, high, list(input.shape), generator=generator,
                    dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
 
 
+@_accepts_layout
 def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     return tensor(value, dtype=dtype, device=device, requires_grad=requires_grad)
 
@@ -313,4 +345,4 @@ def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False) -> Ten
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "annotations", "numbers", "np", "dtypes", "Tensor", "OPS", "MemoryFormat", "Device",
     "DTypeError", "ShapeError", "check_device_available", "numpy_rng",
-    "contiguous_format", "preserve_format")]
+    "contiguous_format", "preserve_format", "check_layout")]

@@ -20,6 +20,7 @@ from ..ir import dtypes
 from ..ir.dtypes import DType
 from ..ir.errors import DTypeError, ShapeError, AutogradError
 from ..ir.ops.shape import flat_storage
+from ..ir.meta import strided
 from ..ir.meta import (MemoryFormat, contiguous_format, channels_last, preserve_format,
                        is_contiguous_for, suggest_memory_format, strides_for)
 
@@ -216,6 +217,14 @@ class Tensor:
 
     @property
     def is_quantized(self) -> bool:      # frontend/quantized.py's QuantizedTensor says True
+        return False
+
+    @property
+    def layout(self):
+        return strided
+
+    @property
+    def is_sparse(self) -> bool:
         return False
 
     @property

@@ -33,6 +33,46 @@ channels_last_3d = MemoryFormat.channels_last_3d
 preserve_format = MemoryFormat.preserve_format
 
 
+class Layout(enum.Enum):
+    """torch.layout: how a tensor's elements are stored. ember stores every tensor strided;
+    the sparse layouts exist so that code naming them (or comparing `t.layout`) runs, and
+    factories asked for one of them refuse with PyTorch's wording."""
+    strided = "strided"
+    sparse_coo = "sparse_coo"
+    sparse_csr = "sparse_csr"
+    sparse_csc = "sparse_csc"
+    sparse_bsr = "sparse_bsr"
+    sparse_bsc = "sparse_bsc"
+    jagged = "jagged"
+
+    def __repr__(self) -> str:
+        return f"ember.{self.value}"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (Layout, (self.value,))
+
+
+strided = Layout.strided
+sparse_coo = Layout.sparse_coo
+sparse_csr = Layout.sparse_csr
+sparse_csc = Layout.sparse_csc
+sparse_bsr = Layout.sparse_bsr
+sparse_bsc = Layout.sparse_bsc
+jagged = Layout.jagged
+
+
+def check_layout(op_name: str, layout) -> None:
+    """Factories take `layout=` as PyTorch's do; only the strided layout is supported."""
+    if layout is None or layout is Layout.strided:
+        return
+    if not isinstance(layout, Layout):
+        raise TypeError(f"{op_name}(): argument 'layout' must be ember.layout, not "
+                        f"{type(layout).__name__}")
+    raise ValueError(f"{op_name}(): ember supports only strided tensors, got layout={layout!r}")
+
+
 def contiguous_strides(shape) -> tuple[int, ...]:
     strides, acc = [], 1
     for size in reversed(shape):

@@ -11,15 +11,18 @@ import numpy as np
 
 from ..frontend.factories import tensor as _tensor
 from ..ir import dtypes as _dtypes
+from ..ir.meta import strided as _strided
 
 __all__ = ["bartlett", "blackman", "cosine", "exponential", "gaussian", "general_cosine",
            "general_hamming", "hamming", "hann", "kaiser", "nuttall"]
 
 
-def _check(name: str, M: int, dtype) -> None:
+def _check(name: str, M: int, dtype, layout=None) -> None:
+    if layout is not None and layout is not _strided:
+        raise ValueError(f"{name} is implemented for strided tensors only, got: {layout!r}")
     if M < 0:
         raise ValueError(f"{name} requires non-negative window length, got M={M}")
-    if dtype is not None and not _dtypes.as_dtype(dtype).is_floating_point:
+    if dtype is not None and _dtypes.as_dtype(dtype) not in (_dtypes.float32, _dtypes.float64):
         raise ValueError(f"{name} expects float32 or float64 dtypes, got: {dtype}")
 
 
@@ -28,9 +31,9 @@ def _finish(values: np.ndarray, dtype, device, requires_grad):
     return _tensor(values.astype(dtype.np_dtype), device=device, requires_grad=requires_grad)
 
 
-def _window(name, M, sym, dtype, device, requires_grad, body):
+def _window(name, M, sym, dtype, layout, device, requires_grad, body):
     """`body(n, N)`: values at positions n of a symmetric window of N points."""
-    _check(name, M, dtype)
+    _check(name, M, dtype, layout)
     if M == 0:
         return _finish(np.zeros(0), dtype, device, requires_grad)
     if M == 1:
@@ -49,41 +52,41 @@ def general_cosine(M, *, a, sym=True, dtype=None, layout=None, device=None,
 
     def body(n, N):
         return sum((-1) ** k * c * np.cos(2 * math.pi * k * n / (N - 1)) for k, c in enumerate(a))
-    return _window("general_cosine", M, sym, dtype, device, requires_grad, body)
+    return _window("general_cosine", M, sym, dtype, layout, device, requires_grad, body)
 
 
 def general_hamming(M, *, alpha=0.54, sym=True, dtype=None, layout=None, device=None,
                     requires_grad=False):
-    return general_cosine(M, a=[alpha, 1.0 - alpha], sym=sym, dtype=dtype, device=device,
+    return general_cosine(M, a=[alpha, 1.0 - alpha], sym=sym, dtype=dtype, layout=layout, device=device,
                           requires_grad=requires_grad)
 
 
 def hamming(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
-    return general_hamming(M, sym=sym, dtype=dtype, device=device, requires_grad=requires_grad)
+    return general_hamming(M, sym=sym, dtype=dtype, layout=layout, device=device, requires_grad=requires_grad)
 
 
 def hann(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
-    return general_hamming(M, alpha=0.5, sym=sym, dtype=dtype, device=device,
+    return general_hamming(M, alpha=0.5, sym=sym, dtype=dtype, layout=layout, device=device,
                            requires_grad=requires_grad)
 
 
 def blackman(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
-    return general_cosine(M, a=[0.42, 0.5, 0.08], sym=sym, dtype=dtype, device=device,
+    return general_cosine(M, a=[0.42, 0.5, 0.08], sym=sym, dtype=dtype, layout=layout, device=device,
                           requires_grad=requires_grad)
 
 
 def nuttall(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
     return general_cosine(M, a=[0.3635819, 0.4891775, 0.1365995, 0.0106411], sym=sym,
-                          dtype=dtype, device=device, requires_grad=requires_grad)
+                          dtype=dtype, layout=layout, device=device, requires_grad=requires_grad)
 
 
 def bartlett(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
-    return _window("bartlett", M, sym, dtype, device, requires_grad,
+    return _window("bartlett", M, sym, dtype, layout, device, requires_grad,
                    lambda n, N: 1 - np.abs(2 * n / (N - 1) - 1))
 
 
 def cosine(M, *, sym=True, dtype=None, layout=None, device=None, requires_grad=False):
-    return _window("cosine", M, sym, dtype, device, requires_grad,
+    return _window("cosine", M, sym, dtype, layout, device, requires_grad,
                    lambda n, N: np.sin(math.pi * (n + 0.5) / N))
 
 
@@ -91,7 +94,7 @@ def gaussian(M, *, std=1.0, sym=True, dtype=None, layout=None, device=None,
              requires_grad=False):
     if std <= 0:
         raise ValueError(f"Standard deviation must be positive, got: {std} instead.")
-    return _window("gaussian", M, sym, dtype, device, requires_grad,
+    return _window("gaussian", M, sym, dtype, layout, device, requires_grad,
                    lambda n, N: np.exp(-((n - (N - 1) / 2) ** 2) / (2 * std * std)))
 
 
@@ -105,7 +108,7 @@ def exponential(M, *, center=None, tau=1.0, sym=True, dtype=None, layout=None, d
     def body(n, N):
         c = (N - 1) / 2 if center is None else center
         return np.exp(-np.abs(n - c) / tau)
-    return _window("exponential", M, sym, dtype, device, requires_grad, body)
+    return _window("exponential", M, sym, dtype, layout, device, requires_grad, body)
 
 
 def kaiser(M, *, beta=12.0, sym=True, dtype=None, layout=None, device=None,
@@ -116,7 +119,7 @@ def kaiser(M, *, beta=12.0, sym=True, dtype=None, layout=None, device=None,
     def body(n, N):
         half = (N - 1) / 2
         return np.i0(beta * np.sqrt(np.clip(1 - ((n - half) / half) ** 2, 0, None))) / np.i0(beta)
-    return _window("kaiser", M, sym, dtype, device, requires_grad, body)
+    return _window("kaiser", M, sym, dtype, layout, device, requires_grad, body)
 
 
 # --- torch's top-level factories: periodic=True is sym=False --------------------------

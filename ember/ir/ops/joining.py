@@ -6,6 +6,8 @@ gradient would depend on which duplicate wins.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
@@ -212,6 +214,8 @@ def _check_index_bounds(index, size, dim, negative=True):
 
 
 def _gather_scatter_check(self, dim, index, src=None, name="gather"):
+    if math.prod(index.shape) == 0:     # PyTorch checks nothing about an empty index
+        return wrap_dim(dim, self.ndim)
     if index.dtype not in (dtypes.int64, dtypes.int32):
         raise DTypeError(f"{name}(): Expected dtype int32/int64 for index")
     nd = max(self.ndim, 1)
@@ -237,6 +241,8 @@ def _gather_scatter_check(self, dim, index, src=None, name="gather"):
 
 def _gather_ref(x, dim, index, sparse_grad=False):
     d = wrap_dim(dim, x.ndim)
+    if index.size == 0:
+        return np.empty(index.shape, x.dtype)
     x1, i1 = x.reshape(x.shape or (1,)), index.reshape(index.shape or (1,))
     _check_index_bounds(i1, x1.shape[d], d, False)
     return x1[_fiber_coords(i1 % max(x1.shape[d], 1), d)].reshape(index.shape)
@@ -261,6 +267,8 @@ gather = defop(
 
 def _scatter_ref(x, dim, index, src, reduce=None, *, include_self=True):
     out = np.array(x, copy=True)
+    if index.size == 0:
+        return out
     d = wrap_dim(dim, x.ndim)
     o1 = out.reshape(out.shape or (1,))
     i1 = index.reshape(index.shape or (1,))
@@ -427,6 +435,11 @@ def _masked_fill_meta(self, mask, value):
     if hasattr(value, "shape") and value.ndim != 0:
         raise ShapeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got "
                          f"tensor with {value.ndim} dimension(s).")
+    value_complex = isinstance(value, complex) or getattr(getattr(value, "dtype", None),
+                                                          "is_complex", False)
+    if value_complex and not self.dtype.is_complex:
+        raise DTypeError(f"masked_fill: value cannot be converted to type {self.dtype} "
+                         f"without overflow")
     shape = broadcast_shapes(tuple(self.shape), tuple(mask.shape))
     return TensorMeta(shape, self.dtype, str(self.device),
                       pointwise_memory_format([self]) if shape == tuple(self.shape)

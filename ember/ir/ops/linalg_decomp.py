@@ -71,6 +71,8 @@ def _cholesky_ex_meta(A, upper=False, check_errors=False):
 
 
 def _cholesky_ex_ref(A, upper=False, check_errors=False):
+    if A.size == 0:  # 0x0 matrices (or an empty batch) factor trivially
+        return A.copy(), np.zeros(A.shape[:-2], np.int32)
     info = _cholesky_info(A)
     if check_errors and info.any():
         _cholesky_ref(A, upper)

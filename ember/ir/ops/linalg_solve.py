@@ -49,6 +49,8 @@ def _inv_ex_meta(A, check_errors=False):
 
 
 def _inv_ex_ref(A, check_errors=False):
+    if A.size == 0:  # every matrix of a 0x0 (or empty batch) input is trivially invertible
+        return A.copy(), np.zeros(A.shape[:-2], np.int32)
     info = np.array([_first_zero_pivot(m) for m in A.reshape((-1,) + A.shape[-2:])],
                     np.int32).reshape(A.shape[:-2])
     if check_errors and info.any():
@@ -498,7 +500,8 @@ def _tensorsolve_meta(A, B, dims=None):
         kept = [s for i, s in enumerate(shape) if i not in wrap_dims(dims, A.ndim)]
         shape = kept + [shape[d] for d in wrap_dims(dims, A.ndim)]
     x_shape = tuple(shape[B.ndim:])
-    if tuple(shape[:B.ndim]) != tuple(B.shape) or math.prod(x_shape) != math.prod(B.shape):
+    # torch flattens both sides: A's leading dims need only hold as many elements as B
+    if math.prod(shape[:B.ndim]) != math.prod(x_shape) or math.prod(x_shape) != math.prod(B.shape):
         raise ShapeError(f"Expected self to satisfy the requirement prod(self.shape[other.ndim:]) "
                          f"== prod(self.shape[:other.ndim]), but got {math.prod(x_shape)} != "
                          f"{math.prod(B.shape)} (A {list(A.shape)}, B {list(B.shape)})")
