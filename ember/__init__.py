@@ -29,7 +29,7 @@ from .ir import composite as _composite
 from .ir.symbolic import SymbolicTensor as _SymbolicTensor
 
 from .frontend.tensor import Tensor, Size, is_tensor
-from .frontend.device import device
+from .frontend.device import device, set_default_device, get_default_device
 from .frontend import eager as _eager, methods as _methods
 from .frontend.factories import *  # noqa: F401,F403
 from .frontend.random import Generator, manual_seed, seed, initial_seed, get_rng_state, \
@@ -95,6 +95,8 @@ from .frontend.nn._functional_norms import cdist, pdist, cosine_similarity, pair
 from .frontend.nn._functional_grid import (grid_sampler, grid_sampler_2d,  # noqa: E402,F401
                                           grid_sampler_3d, affine_grid_generator)
 _composite.export(globals())   # PyTorch functions written as ember op calls (ir/composite.py)
+from .frontend import aliases as _aliases  # noqa: E402
+_aliases.install(globals(), (Tensor, _SymbolicTensor))   # arccos, clip, x.det(), FloatTensor, ...
 
 
 def result_type(*operands):
@@ -127,8 +129,10 @@ for _cls in (Tensor, _SymbolicTensor):
 # Loaded on first use: `import ember; ember.fx.symbolic_trace(m)` works, and `import
 # ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.
 _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
-                              "hub"})
+                              "hub", "testing", "random", "version", "functional", "cpu",
+                              "multiprocessing", "quantization"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
+                    "vmap": ("ember.func", "vmap"),
                     "export": ("ember.compiler.export", "export_namespace"),
                     "compile_train_step": ("ember.frontend.compile_train",
                                            "compile_train_step")}

@@ -34,3 +34,32 @@ class device:  # noqa: N801 - PyTorch's name
 
     def __hash__(self):
         return hash((self.type, self.index))
+
+    # `with ember.device("cuda"):` makes it the default device of factories inside the block
+    def __enter__(self):
+        _DEFAULT_STACK.append(get_default_device())
+        set_default_device(self)
+        return self
+
+    def __exit__(self, *exc):
+        set_default_device(_DEFAULT_STACK.pop())
+        return False
+
+
+_DEFAULT = [None]          # None: factories make CPU tensors
+_DEFAULT_STACK: list = []
+
+
+def set_default_device(spec) -> None:
+    """ember.set_default_device('cuda'): factories called without device= create tensors
+    there (PyTorch's torch.set_default_device); None or 'cpu' restores the CPU."""
+    _DEFAULT[0] = None if spec is None or device(spec).type == "cpu" else device(spec)
+
+
+def get_default_device() -> device:
+    return _DEFAULT[0] or device("cpu")
+
+
+def default_device_or(spec):
+    """A factory's device: the one given, else the default set by set_default_device."""
+    return spec if spec is not None else _DEFAULT[0]

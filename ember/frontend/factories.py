@@ -15,7 +15,7 @@ from ..ir.errors import DTypeError, ShapeError
 from ..ir.meta import MemoryFormat, check_layout, contiguous_format, preserve_format
 from ..ir.registry import OPS
 from .conversions import check_device_available
-from .device import device as Device
+from .device import default_device_or, device as Device
 from .random import numpy_rng
 from .tensor import Tensor
 
@@ -72,6 +72,23 @@ def _to_nested_numbers(data):
     return data
 
 
+def _accepts_layout(factory):
+    """PyTorch's factories take `layout=` and `pin_memory=`: strided (the only layout ember
+    stores) and any pin_memory are accepted, another layout is refused naming the factory.
+    Without device=, the result goes to the default device (ember.set_default_device)."""
+    import functools
+
+    @functools.wraps(factory)
+    def wrapper(*args, layout=None, pin_memory=False, device=None, **kwargs):
+        check_layout(factory.__name__, layout)
+        device = default_device_or(device)
+        if device is not None:
+            kwargs["device"] = device
+        return factory(*args, **kwargs)
+    return wrapper
+
+
+@_accepts_layout
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False) -> Tensor:
     """A new tensor holding a copy of `data` (nested lists, numbers, arrays, tensors)."""
     if isinstance(data, Tensor):
@@ -90,6 +107,7 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=Fal
                    device)
 
 
+@_accepts_layout
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Shares memory with a numpy array or tensor when dtype allows, else copies."""
     if isinstance(data, Tensor):
@@ -113,18 +131,6 @@ def from_numpy(arr: np.ndarray) -> Tensor:
     if not arr.flags.writeable:
         arr = arr.copy()
     return Tensor._make(arr, Storage(flat_storage(arr)))
-
-
-def _accepts_layout(factory):
-    """PyTorch's factories take `layout=` and `pin_memory=`: strided (the only layout ember
-    stores) and any pin_memory are accepted, another layout is refused naming the factory."""
-    import functools
-
-    @functools.wraps(factory)
-    def wrapper(*args, layout=None, pin_memory=False, **kwargs):
-        check_layout(factory.__name__, layout)
-        return factory(*args, **kwargs)
-    return wrapper
 
 
 def _rebuild_tensor(arr, requires_grad, memory_format):
@@ -344,5 +350,5 @@ def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False) -> Ten
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "annotations", "numbers", "np", "dtypes", "Tensor", "OPS", "MemoryFormat", "Device",
-    "DTypeError", "ShapeError", "check_device_available", "numpy_rng",
+    "DTypeError", "ShapeError", "check_device_available", "numpy_rng", "default_device_or",
     "contiguous_format", "preserve_format", "check_layout")]

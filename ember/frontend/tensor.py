@@ -409,10 +409,11 @@ class Tensor:
     def cuda(self, device=None) -> "Tensor":
         return self.to("cuda" if device is None else device)
 
-    def type(self, dtype=None):
-        if dtype is None:
-            return f"ember.{self.dtype.name}"
-        return self.to(dtypes.as_dtype(dtype))
+    def type(self, dtype=None, non_blocking=False, **kwargs):
+        """No argument: the legacy type name ('ember.FloatTensor'); else a conversion to a
+        dtype, a legacy type or its name (frontend/aliases.py)."""
+        from .aliases import tensor_type
+        return tensor_type(self, dtype)
 
     def float(self, memory_format=preserve_format):
         return self.to(dtypes.float32, memory_format=memory_format)

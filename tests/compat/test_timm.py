@@ -54,11 +54,9 @@ _TORCHVISION_MODULES = ("torchvision", "torchvision.ops", "torchvision.ops.misc"
 
 
 def _torchvision_shims() -> dict[str, types.ModuleType]:
-    try:
-        import torchvision  # noqa: F401
+    from tests.oracle import working_torchvision
+    if working_torchvision() is not None:
         return {}
-    except ImportError:
-        pass
     modules = {name: _StandInModule(name) for name in _TORCHVISION_MODULES}
     modules["torchvision.transforms.functional"].InterpolationMode = enum.Enum(
         "InterpolationMode", {mode.upper(): mode for mode in (

@@ -11,7 +11,12 @@ __all__ = ["backward", "grad", "Node", "Function", "FunctionCtx", "once_differen
 from . import functional, forward_ad  # noqa: E402  (they need engine and grad_mode)
 from .gradcheck import gradcheck, gradgradcheck, GradcheckError  # noqa: E402
 
-__all__ += ["functional", "forward_ad", "gradcheck", "gradgradcheck", "GradcheckError"]
+from .anomaly import (detect_anomaly, set_detect_anomaly, is_anomaly_enabled,  # noqa: E402
+                      is_anomaly_check_nan_enabled)
+
+__all__ += ["functional", "forward_ad", "gradcheck", "gradgradcheck", "GradcheckError",
+            "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
+            "is_anomaly_check_nan_enabled"]
 
 # `ember.autograd` is this package: register it (and its public submodules) under that
 # name too, so `import ember.autograd.functional as F` works as torch's spelling does and

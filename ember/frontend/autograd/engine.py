@@ -16,7 +16,7 @@ from ...ir import autodiff, profiling
 from ...ir.meta import meta_of
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
-from . import grad_mode
+from . import anomaly, grad_mode
 
 
 class Node:
@@ -325,6 +325,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
                                       "autograd"):
                     results = node.apply(grads)
+            if anomaly.is_anomaly_check_nan_enabled():
+                anomaly.check_results(node, results)
             for (nxt, nr), g in zip(node.next_functions, results):
                 if nxt is not None and g is not None:
                     _add_to_buffer(buffers, nxt, nr, g, getattr(nxt, "n_outputs", 1))

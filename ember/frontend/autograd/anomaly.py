@@ -1,0 +1,64 @@
+"""torch.autograd.detect_anomaly / set_detect_anomaly: while on, every backward function's
+results are checked, and the first NaN raises naming the function that produced it (PyTorch's
+message), instead of surfacing steps later as a NaN loss."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.errors import AutogradError
+
+_STATE = {"enabled": False, "check_nan": True}
+
+
+def is_anomaly_enabled() -> bool:
+    return _STATE["enabled"]
+
+
+def is_anomaly_check_nan_enabled() -> bool:
+    return _STATE["enabled"] and _STATE["check_nan"]
+
+
+class set_detect_anomaly:  # noqa: N801 - PyTorch's name; a context manager or a plain call
+    def __init__(self, mode: bool, check_nan: bool = True):
+        self.previous = dict(_STATE)
+        _STATE.update(enabled=bool(mode), check_nan=bool(check_nan))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _STATE.update(self.previous)
+        return False
+
+
+class detect_anomaly:  # noqa: N801 - PyTorch's name; a context manager or a decorator
+    def __init__(self, check_nan: bool = True):
+        self.check_nan = check_nan
+        self.previous = None
+
+    def __enter__(self):
+        self.previous = dict(_STATE)
+        _STATE.update(enabled=True, check_nan=self.check_nan)
+        return self
+
+    def __exit__(self, *exc):
+        _STATE.update(self.previous)
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with detect_anomaly(self.check_nan):
+                return fn(*args, **kwargs)
+        return wrapped
+
+
+def check_results(node, results) -> None:
+    """Called by the engine after each backward function while anomaly mode checks NaNs."""
+    for i, g in enumerate(results):
+        array = getattr(g, "_array", None)
+        if array is not None and array.dtype.kind in "fc" and np.isnan(array).any():
+            raise AutogradError(f"Function '{node.name}' returned nan values in its {i}th "
+                                f"output.")
