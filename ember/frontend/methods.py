@@ -63,7 +63,17 @@ def _tensor_second(op):
     return method
 
 
-REORDERED_METHODS = {"polygamma": _tensor_second}
+def _where_method(op):
+    """`x.where(condition, y)` is where(condition, x, y): the tensor is the op's SECOND
+    argument (binding it first would select by x's truthiness, silently wrong)."""
+    def method(self, condition, other):
+        return op(condition, self, other)
+    method.__name__ = op.python_name
+    method.__doc__ = op.doc or f"See ember.{op.python_name}."
+    return method
+
+
+REORDERED_METHODS = {"polygamma": _tensor_second, "where": _where_method}
 
 
 def _contiguous(self, memory_format=contiguous_format):

@@ -20,3 +20,11 @@ for _name in ("functional", "init", "parameter", "modules", "utils"):
         continue
     _sys.modules[f"{__name__}.{_name}"] = _mod
     globals()[_name] = _mod
+
+# their own submodules too (`import ember.nn.utils.parametrize as P`, `from
+# ember.nn.modules.conv import Conv2d`): one module object under both names
+for _full, _mod in list(_sys.modules.items()):
+    if _full.startswith(_impl.__name__ + ".") and _mod is not None:
+        _sys.modules.setdefault(__name__ + _full[len(_impl.__name__):], _mod)
+
+from . import parallel  # noqa: E402,F401 - nn.parallel.DistributedDataParallel / DataParallel

@@ -176,7 +176,21 @@ def relu_(input: Tensor) -> Tensor:
     return OPS["relu_"](input)
 
 
-__all__ = ["hardswish", "hardsigmoid", "selu", "celu", "mish", "logsigmoid",
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
+                   dim: int = -1) -> Tensor:
+    """Samples of the Gumbel-softmax distribution: softmax((logits + g) / tau) with
+    g = -log(Exponential(1)). hard=True returns one-hot samples whose gradient is the soft
+    sample's (the straight-through estimator)."""
+    gumbels = -logits.new_empty(list(logits.shape)).exponential_().log()
+    soft = ((logits + gumbels) / tau).softmax(dim)
+    if not hard:
+        return soft
+    index = soft.argmax(dim, keepdim=True)
+    one_hot = logits.new_zeros(list(logits.shape)).scatter(dim, index, 1.0)
+    return one_hot - soft.detach() + soft
+
+
+__all__ = ["gumbel_softmax", "hardswish", "hardsigmoid", "selu", "celu", "mish", "logsigmoid",
            "selu_", "celu_", "softsign", "tanhshrink", "softmin", "glu", "prelu", "threshold",
            "threshold_", "softshrink", "hardshrink", "rrelu", "rrelu_", "elu_",
            "leaky_relu_", "hardtanh_", "relu_"]

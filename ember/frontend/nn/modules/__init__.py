@@ -37,3 +37,7 @@ from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: 
 from .resampling import (Upsample, UpsamplingNearest2d, UpsamplingBilinear2d,  # noqa: F401
                          PixelShuffle, PixelUnshuffle, ChannelShuffle)
 from .sync_batchnorm import SyncBatchNorm  # noqa: F401
+from .padding import *  # noqa: F401,F403,E402 - ZeroPad2d, ReflectionPad1d, ...
+from .lazy import *  # noqa: F401,F403,E402 - LazyLinear, LazyConv2d, UninitializedParameter, ...
+from .legacy_layers import DataParallel, NLLLoss2d, CrossMapLRN2d  # noqa: F401,E402
+from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: F401,E402

@@ -19,8 +19,12 @@ class _ConvNd(Module):
         n = self._dims
         if in_channels % groups or out_channels % groups:
             raise ValueError("in_channels and out_channels must be divisible by groups")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"padding_mode={padding_mode!r}: ember supports 'zeros'")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"padding_mode must be one of ['zeros', 'reflect', 'replicate', "
+                             f"'circular'], but got padding_mode='{padding_mode}'")
+        if padding_mode != "zeros" and self._transposed:
+            raise ValueError(f'Only "zeros" padding mode is supported for '
+                             f'{type(self).__name__}')
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = ntuple(kernel_size, n)
         self.stride = ntuple(stride, n)
@@ -39,6 +43,22 @@ class _ConvNd(Module):
     def reset_parameters(self) -> None:
         fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
         kaiming_init(self.weight, self.bias, fan_in, init_empty_fan=False)
+
+    def _padded(self, input):
+        """(input, padding) for the convolution: padding_mode 'reflect'/'replicate'/
+        'circular' pads the input explicitly (PyTorch's order: last dimension first) and
+        convolves without padding; 'zeros' lets the convolution pad."""
+        if self.padding_mode == "zeros":
+            return input, self.padding
+        pads = []
+        for i in reversed(range(self._dims)):
+            if isinstance(self.padding, str):        # 'same' (or 'valid': nothing)
+                total = self.dilation[i] * (self.kernel_size[i] - 1) \
+                    if self.padding == "same" else 0
+                pads += [total // 2, total - total // 2]
+            else:
+                pads += [self.padding[i], self.padding[i]]
+        return F.pad(input, pads, self.padding_mode), 0
 
     def _check_input(self, input) -> None:
         n = self._dims
@@ -69,8 +89,9 @@ class Conv1d(_ConvNd):
 
     def forward(self, input):
         self._check_input(input)
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        input, padding = self._padded(input)
+        return F.conv1d(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                        self.groups)
 
 
 class Conv2d(_ConvNd):
@@ -78,8 +99,9 @@ class Conv2d(_ConvNd):
 
     def forward(self, input):
         self._check_input(input)
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        input, padding = self._padded(input)
+        return F.conv2d(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                        self.groups)
 
 
 class Conv3d(_ConvNd):
@@ -87,8 +109,9 @@ class Conv3d(_ConvNd):
 
     def forward(self, input):
         self._check_input(input)
-        return F.conv3d(input, self.weight, self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        input, padding = self._padded(input)
+        return F.conv3d(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                        self.groups)
 
 
 class _ConvTransposeNd(_ConvNd):

@@ -39,3 +39,21 @@ def fuse_conv_bn_eval(conv, bn, transpose: bool = False):
         fused.weight, fused.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
         bn.bias, transpose)
     return fused
+
+
+def fuse_linear_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b):
+    """A Linear followed by an eval BatchNorm1d over its features, as one Linear."""
+    return fuse_conv_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
+
+
+def fuse_linear_bn_eval(linear, bn):
+    """A copy of `linear` with `bn` folded in; both must be in eval mode."""
+    if linear.training or bn.training:
+        raise AssertionError("Fusion only for eval!")
+    if linear.out_features != bn.num_features:
+        raise AssertionError("To fuse, linear.out_features must equal bn.num_features or "
+                             "bn.num_features must equal 1")
+    fused = copy.deepcopy(linear)
+    fused.weight, fused.bias = fuse_linear_bn_weights(
+        fused.weight, fused.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+    return fused
