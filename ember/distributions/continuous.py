@@ -1,0 +1,471 @@
+"""Continuous univariate distributions: Normal, LogNormal, HalfNormal, Uniform, Exponential,
+Laplace, Cauchy, Gumbel, Gamma, Chi2, Beta. Reparameterized sampling (rsample) wherever
+PyTorch has it through a location-scale or inverse-CDF transform of a base sample; Gamma and
+Beta sample without gradients here (PyTorch differentiates their samples implicitly)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import Size
+from . import constraints
+from .distribution import LOG_SQRT_2PI, Distribution, broadcast_all
+
+
+def _ember():
+    import ember
+    return ember
+
+
+def _uniform_like(shape, like, low=0.0, high=1.0):
+    """Uniform samples in [low, high), clamped away from the ends where a log follows."""
+    em = _ember()
+    u = em.rand(*shape, dtype=like.dtype, device=like.device) if shape else \
+        em.rand(1, dtype=like.dtype, device=like.device).reshape([])
+    return low + (high - low) * u
+
+
+class Normal(Distribution):
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"loc": self.loc, "scale": self.scale}
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def mode(self):
+        return self.loc
+
+    @property
+    def stddev(self):
+        return self.scale
+
+    @property
+    def variance(self):
+        return self.scale ** 2
+
+    def rsample(self, sample_shape=Size()):
+        shape = self._extended_shape(sample_shape)
+        eps = _ember().randn(*shape, dtype=self.loc.dtype) if shape else \
+            _ember().randn(1, dtype=self.loc.dtype).reshape([])
+        return self.loc + eps * self.scale
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        return -((value - self.loc) ** 2) / (2 * self.variance) - self.scale.log() - LOG_SQRT_2PI
+
+    def cdf(self, value):
+        return 0.5 * (1 + ((value - self.loc) / (self.scale * math.sqrt(2))).erf())
+
+    def icdf(self, value):
+        return self.loc + self.scale * (2 * value - 1).erfinv() * math.sqrt(2)
+
+    def entropy(self):
+        return 0.5 + LOG_SQRT_2PI + self.scale.log()
+
+
+class LogNormal(Distribution):
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.positive
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.base_dist = Normal(loc, scale, validate_args=validate_args)
+        self.loc, self.scale = self.base_dist.loc, self.base_dist.scale
+        super().__init__(self.base_dist.batch_shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"loc": self.loc, "scale": self.scale}
+
+    @property
+    def mean(self):
+        return (self.loc + self.scale ** 2 / 2).exp()
+
+    @property
+    def mode(self):
+        return (self.loc - self.scale ** 2).exp()
+
+    @property
+    def variance(self):
+        s2 = self.scale ** 2
+        return s2.expm1() * (2 * self.loc + s2).exp()
+
+    def rsample(self, sample_shape=Size()):
+        return self.base_dist.rsample(sample_shape).exp()
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        log_value = value.log()
+        return self.base_dist.log_prob(log_value) - log_value
+
+    def entropy(self):
+        return self.base_dist.entropy() + self.loc
+
+
+class HalfNormal(Distribution):
+    arg_constraints = {"scale": constraints.positive}
+    support = constraints.nonnegative
+    has_rsample = True
+
+    def __init__(self, scale, validate_args=None):
+        self.base_dist = Normal(0, scale, validate_args=False)
+        self.scale = self.base_dist.scale
+        super().__init__(self.scale.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"scale": self.scale}
+
+    @property
+    def mean(self):
+        return self.scale * math.sqrt(2 / math.pi)
+
+    @property
+    def mode(self):
+        return _ember().zeros_like(self.scale)
+
+    @property
+    def variance(self):
+        return self.scale ** 2 * (1 - 2 / math.pi)
+
+    def rsample(self, sample_shape=Size()):
+        return self.base_dist.rsample(sample_shape).abs()
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        return self.base_dist.log_prob(value) + math.log(2)
+
+    def entropy(self):
+        return self.base_dist.entropy() - math.log(2)
+
+
+class Uniform(Distribution):
+    arg_constraints = {"low": constraints.dependent, "high": constraints.dependent}
+    has_rsample = True
+
+    def __init__(self, low, high, validate_args=None):
+        self.low, self.high = broadcast_all(low, high)
+        if (validate_args is None or validate_args) and not bool((self.low < self.high).all()):
+            raise ValueError(f"Expected parameter low (Tensor of shape {tuple(self.low.shape)}) "
+                             f"of distribution Uniform to be less than high")
+        super().__init__(self.low.shape, validate_args=validate_args)
+
+    @property
+    def support(self):
+        return constraints.interval(self.low, self.high)
+
+    def _params(self):
+        return {"low": self.low, "high": self.high}
+
+    @property
+    def mean(self):
+        return (self.high + self.low) / 2
+
+    @property
+    def mode(self):
+        return _ember().full_like(self.high, float("nan"))
+
+    @property
+    def variance(self):
+        return (self.high - self.low) ** 2 / 12
+
+    def rsample(self, sample_shape=Size()):
+        u = _uniform_like(self._extended_shape(sample_shape), self.low)
+        return self.low + u * (self.high - self.low)
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        inside = ((self.low <= value) & (value < self.high)).to(self.low.dtype)
+        return inside.log() - (self.high - self.low).log()
+
+    def cdf(self, value):
+        return ((value - self.low) / (self.high - self.low)).clamp(0, 1)
+
+    def icdf(self, value):
+        return value * (self.high - self.low) + self.low
+
+    def entropy(self):
+        return (self.high - self.low).log()
+
+
+class Exponential(Distribution):
+    arg_constraints = {"rate": constraints.positive}
+    support = constraints.nonnegative
+    has_rsample = True
+
+    def __init__(self, rate, validate_args=None):
+        (self.rate,) = broadcast_all(rate)
+        super().__init__(self.rate.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"rate": self.rate}
+
+    @property
+    def mean(self):
+        return self.rate.reciprocal()
+
+    @property
+    def mode(self):
+        return _ember().zeros_like(self.rate)
+
+    @property
+    def variance(self):
+        return self.rate ** -2
+
+    def rsample(self, sample_shape=Size()):
+        u = _uniform_like(self._extended_shape(sample_shape), self.rate)
+        return -(-u).log1p() / self.rate
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        return self.rate.log() - self.rate * value
+
+    def cdf(self, value):
+        return 1 - (-self.rate * value).exp()
+
+    def icdf(self, value):
+        return -(-value).log1p() / self.rate
+
+    def entropy(self):
+        return 1.0 - self.rate.log()
+
+
+class Laplace(Distribution):
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"loc": self.loc, "scale": self.scale}
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def mode(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return 2 * self.scale ** 2
+
+    def rsample(self, sample_shape=Size()):
+        eps = float(np.finfo(self.loc.dtype.np_dtype).eps)
+        u = _uniform_like(self._extended_shape(sample_shape), self.loc, -1 + eps, 1.0)
+        return self.loc - self.scale * u.sign() * (-u.abs()).log1p()
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        return -(2 * self.scale).log() - (value - self.loc).abs() / self.scale
+
+    def cdf(self, value):
+        z = value - self.loc
+        return 0.5 - 0.5 * z.sign() * (-(z.abs() / self.scale)).expm1()
+
+    def entropy(self):
+        return 1 + (2 * self.scale).log()
+
+
+class Cauchy(Distribution):
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"loc": self.loc, "scale": self.scale}
+
+    @property
+    def mean(self):
+        return _ember().full_like(self.loc, float("nan"))
+
+    @property
+    def mode(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return _ember().full_like(self.loc, float("inf"))
+
+    def rsample(self, sample_shape=Size()):
+        u = _uniform_like(self._extended_shape(sample_shape), self.loc)
+        return self.loc + self.scale * (math.pi * (u - 0.5)).tan()
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        return -math.log(math.pi) - self.scale.log() - \
+            (((value - self.loc) / self.scale) ** 2).log1p()
+
+    def cdf(self, value):
+        return ((value - self.loc) / self.scale).atan() / math.pi + 0.5
+
+    def entropy(self):
+        return math.log(4 * math.pi) + self.scale.log()
+
+
+class Gumbel(Distribution):
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"loc": self.loc, "scale": self.scale}
+
+    @property
+    def mean(self):
+        return self.loc + self.scale * np.euler_gamma
+
+    @property
+    def mode(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return (math.pi ** 2 / 6) * self.scale ** 2
+
+    def rsample(self, sample_shape=Size()):
+        tiny = float(np.finfo(self.loc.dtype.np_dtype).tiny)
+        u = _uniform_like(self._extended_shape(sample_shape), self.loc).clamp(tiny, 1 - 1e-7)
+        return self.loc - self.scale * (-(u.log())).log()
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        z = (value - self.loc) / self.scale
+        return -(z + (-z).exp()) - self.scale.log()
+
+    def entropy(self):
+        return self.scale.log() + (1 + np.euler_gamma)
+
+
+def _numpy_sample(fn, shape, like):
+    """A sample drawn with NumPy from ember's generator (distributions without a
+    reparameterization here), as an ember tensor of `like`'s dtype."""
+    from ..frontend.random import numpy_rng
+    em = _ember()
+    values = fn(numpy_rng(None), tuple(shape))
+    return em.tensor(np.asarray(values).astype(like.dtype.np_dtype), device=like.device)
+
+
+class Gamma(Distribution):
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
+    support = constraints.nonnegative
+
+    def __init__(self, concentration, rate, validate_args=None):
+        self.concentration, self.rate = broadcast_all(concentration, rate)
+        super().__init__(self.rate.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"concentration": self.concentration, "rate": self.rate}
+
+    @property
+    def mean(self):
+        return self.concentration / self.rate
+
+    @property
+    def mode(self):
+        return ((self.concentration - 1) / self.rate).clamp(min=0)
+
+    @property
+    def variance(self):
+        return self.concentration / self.rate ** 2
+
+    def sample(self, sample_shape=Size()):
+        shape = self._extended_shape(sample_shape)
+        c = self.concentration.detach().expand(list(shape)).numpy()
+        r = self.rate.detach().expand(list(shape)).numpy()
+        return _numpy_sample(lambda rng, s: rng.gamma(c, 1.0 / r, size=s), shape,
+                             self.rate).clamp(min=float(np.finfo(c.dtype).tiny))
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        em = _ember()
+        return em.xlogy(self.concentration, self.rate) + \
+            em.xlogy(self.concentration - 1, value) - self.rate * value - \
+            self.concentration.lgamma()
+
+    def entropy(self):
+        c = self.concentration
+        return c - self.rate.log() + c.lgamma() + (1.0 - c) * c.digamma()
+
+
+class Chi2(Gamma):
+    arg_constraints = {"df": constraints.positive}
+
+    def __init__(self, df, validate_args=None):
+        (df,) = broadcast_all(df)
+        super().__init__(0.5 * df, _ember().full_like(df, 0.5), validate_args=validate_args)
+
+    def _params(self):
+        return {"df": self.df}
+
+    @property
+    def df(self):
+        return self.concentration * 2
+
+
+class Beta(Distribution):
+    arg_constraints = {"concentration1": constraints.positive,
+                       "concentration0": constraints.positive}
+    support = constraints.unit_interval
+
+    def __init__(self, concentration1, concentration0, validate_args=None):
+        self.concentration1, self.concentration0 = broadcast_all(concentration1, concentration0)
+        super().__init__(self.concentration1.shape, validate_args=validate_args)
+
+    def _params(self):
+        return {"concentration1": self.concentration1, "concentration0": self.concentration0}
+
+    @property
+    def mean(self):
+        return self.concentration1 / (self.concentration1 + self.concentration0)
+
+    @property
+    def mode(self):
+        from .multivariate import Dirichlet
+        pair = _ember().stack([self.concentration1, self.concentration0], -1)
+        return Dirichlet(pair, validate_args=False).mode[..., 0]
+
+    @property
+    def variance(self):
+        total = self.concentration1 + self.concentration0
+        return self.concentration1 * self.concentration0 / (total ** 2 * (total + 1))
+
+    def sample(self, sample_shape=Size()):
+        shape = self._extended_shape(sample_shape)
+        a = self.concentration1.detach().expand(list(shape)).numpy()
+        b = self.concentration0.detach().expand(list(shape)).numpy()
+        return _numpy_sample(lambda rng, s: rng.beta(a, b, size=s), shape, self.concentration1)
+
+    def log_prob(self, value):
+        self._validate_sample(value)
+        em = _ember()
+        a, b = self.concentration1, self.concentration0
+        return em.xlogy(a - 1, value) + em.xlogy(b - 1, 1 - value) + (a + b).lgamma() - \
+            a.lgamma() - b.lgamma()
+
+    def entropy(self):
+        a, b = self.concentration1, self.concentration0
+        total = a + b
+        return a.lgamma() + b.lgamma() - total.lgamma() - (a - 1) * a.digamma() - \
+            (b - 1) * b.digamma() + (total - 2) * total.digamma()
