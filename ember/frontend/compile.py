@@ -130,6 +130,9 @@ def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
                                   pipeline=pipeline)
     if disable:
         return model
+    if not isinstance(backend, str) or backend not in COMPILE_BACKENDS:
+        from .compile_custom import CustomBackendFunction   # a callable or registered name
+        return CustomBackendFunction(model, backend)
     return CompiledFunction(model, backend, pipeline, merged, fullgraph=fullgraph,
                             dynamic=dynamic)
 
