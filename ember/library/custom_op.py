@@ -116,6 +116,7 @@ class CustomOpDef:
         self._qualname, self._init_fn = qualname, fn
         self._kernels: dict[str, Callable] = {}
         self._fake: Callable | None = None
+        self._fake_is_default = False        # triton_op: its own function, replaceable
         self._backward: Callable | None = None
         self._setup_context: Callable | None = None
         namespace, name = qualname.split("::")
@@ -142,10 +143,10 @@ class CustomOpDef:
     # --- registration -------------------------------------------------------------------
     def register_fake(self, fn: Callable) -> Callable:
         """The shape/dtype function: called with traced tensors, returns like the op."""
-        if self._fake is not None:
+        if self._fake is not None and not self._fake_is_default:
             raise CustomOpError(f"register_fake({self._qualname}): a fake function is already "
                                 "registered for this op")
-        self._fake = fn
+        self._fake, self._fake_is_default = fn, False
         return fn
 
     def register_autograd(self, backward: Callable, *, setup_context: Callable | None = None):
