@@ -39,7 +39,8 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_comp
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_training_cuda.py \
     || status=1
 # profiler CUDA-event timing and triton_op user kernels on the GPU
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu_tools.py || status=1
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu_tools.py \
+    || status=1
 # deterministic mode on the GPU: the same training step twice, bit for bit
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_determinism_gpu.py \
     || status=1
