@@ -240,7 +240,7 @@ class GenericHooks:
         """The outputs of `op(*args)` for operands on this device (no autograd here)."""
         index = int(device.partition(":")[2] or 0)
         args = self._scalars_to_device(op, args, index)
-        kernel = self.entry.ops.get(op.name)
+        kernel = self.entry.ops.get(op.name) or _custom_op_kernel(op, self.entry.name)
         if kernel is not None:
             with grad_mode.no_grad():
                 result = kernel(*args)
@@ -282,6 +282,12 @@ class GenericHooks:
 
     def _back(self, value, index: int):
         return self.upload(value, index) if isinstance(value, Tensor) else value
+
+
+def _custom_op_kernel(op, device_type: str):
+    """A custom op's kernel registered for this device (register_kernel("<device>"))."""
+    custom = getattr(op, "custom", None)
+    return None if custom is None else custom._kernels.get(device_type)
 
 
 def _format(t: Tensor):

@@ -294,8 +294,9 @@ def creation_device() -> str:
 
 @contextlib.contextmanager
 def creation_device_like(tensors):
-    """While a derivative rule runs on CUDA (or another device's) gradients, factories it calls without a device
-    (`full(shape, 0)`) create CUDA tensors, so the rule's arithmetic stays on one device."""
+    """While a derivative rule runs on CUDA (or another device's) gradients, factories it
+    calls without a device (`full(shape, 0)`) create tensors there, so the rule's
+    arithmetic stays on one device."""
     previous = creation_device()
     found = next((t._storage.device for t in tensors if isinstance(t, Tensor) and
                   t._storage.device != "cpu"), None)

@@ -81,10 +81,10 @@ def launch(kernel, grid, args: tuple, kwargs: dict) -> None:
     on_host = [name for name, v in values.items()
                if isinstance(v, Tensor) and not v.is_cuda]
     if on_host:
+        verb = "is" if len(on_host) == 1 else "are"
         raise DeviceError(f"wrap_triton({kernel_name(kernel)}): Triton kernels run on CUDA "
-                          f"tensors, but {', '.join(on_host)} {'is' if len(on_host) == 1 else 'are'}"
-                          " on the CPU (register a 'cpu' kernel with register_kernel for CPU "
-                          "operands)")
+                          f"tensors, but {', '.join(on_host)} {verb} on the CPU (register a "
+                          "'cpu' kernel with register_kernel for CPU operands)")
     devices = {t._storage.device for t in tensors}
     if len(devices) > 1:
         raise DeviceError(f"wrap_triton({kernel_name(kernel)}): Expected all tensors to be on "

@@ -155,12 +155,15 @@ class CustomOpDef:
         self._backward, self._setup_context = backward, setup_context
 
     def register_kernel(self, device_types, fn: Callable | None = None):
-        """The real kernel for 'cpu' (replacing the decorated function there) or 'cuda'."""
+        """The real kernel for 'cpu' (replacing the decorated function there), 'cuda', or a
+        device type a package registered (called with that device's tensors)."""
+        from ..backends import registry
         types = (device_types,) if isinstance(device_types, str) else tuple(device_types)
         for t in types:
-            if t not in ("cpu", "cuda"):
+            if t not in ("cpu", "cuda") and t not in registry.DEVICES:
+                known = ["cpu", "cuda"] + [d for d in registry.DEVICES if d != "cuda"]
                 raise CustomOpError(f"register_kernel({self._qualname}): unknown device type "
-                                    f"{t!r}; expected 'cpu' or 'cuda'")
+                                    f"{t!r}; expected one of {', '.join(map(repr, known))}")
 
         def register(kernel: Callable) -> Callable:
             for t in types:
