@@ -17,6 +17,7 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 import ember  # noqa: E402
+from ember.frontend import devices, triton_launch  # noqa: E402
 from ember.ir.errors import DeviceError  # noqa: E402
 from ember.ir.registry import OPS  # noqa: E402
 
@@ -25,6 +26,7 @@ from emulation import emulated_cuda  # noqa: E402
 from test_compile_cuda import device  # noqa: E402,F401 - the emulated compile fixture
 
 _ids = itertools.count()
+REAL_RUN_KERNEL = triton_launch.run_kernel       # emulated_cuda replaces it (interpreter)
 
 
 @pytest.fixture
@@ -128,3 +130,29 @@ def test_user_kernel_compiles_to_a_cubin(tmp_path):
                                    {"num_warps": 2}, (9, 0))
     assert compiled.asm["cubin"][:4] == b"\x7fELF"
     assert compiled.metadata.num_warps == 2
+
+
+def test_gpu_launch_gets_the_signature_and_arguments_in_order(add_mul, rng):
+    """ember's own launch path up to the driver (interpreted runs above replace it):
+    one compile per signature, runtime arguments in parameter order, pointers as ints."""
+    loads, launches = [], []
+
+    class RecordingCubin:
+        def launch(self, grid, args):
+            launches.append((grid, list(args)))
+
+    def load(kernel, signature, constexprs, aligned, options, index):
+        loads.append((dict(signature), dict(constexprs), set(aligned), options, index))
+        return RecordingCubin()
+    x, y = _inputs(rng)
+    with emulated_cuda(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(triton_launch, "run_kernel", REAL_RUN_KERNEL)
+        mp.setattr(triton_launch, "_load", load)
+        a, b = ember.tensor(x).to("cuda"), ember.tensor(y).to("cuda")
+        out = add_mul(a, b, 0.5)
+        add_mul(a, b, 0.25)
+        pointers = [devices.data_ptr(t) for t in (a, b, out)]
+    assert loads == [({"x_ptr": "*fp32", "y_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32",
+                       "scale": "fp32"}, {"BLOCK": 64}, {"x_ptr", "y_ptr", "out_ptr"}, {}, 0)]
+    assert launches[0] == ((3, 1, 1), pointers + [150, 0.5])
+    assert launches[1][0] == (3, 1, 1) and launches[1][1][3:] == [150, 0.25]
