@@ -100,3 +100,44 @@ def test_without_a_gpu_cuda_activity_times_nothing_on_the_device(monkeypatch):
         assert profiling.kernel_timer() is None
         ember.relu(ember.ones(2))
     assert "CUDA" not in prof.key_averages().table()
+
+
+def test_the_runtime_launcher_brackets_launches_with_timing_events(gpu_profile, monkeypatch):
+    """runtime/cuda/module.py's CubinKernel.launch with the driver stubbed: while a CUDA
+    profile records, each launch records a start and an end event around cuLaunchKernel
+    on the launch stream and reports them; outside a profile it records none."""
+    from ember.runtime.cuda import module
+    log = []
+
+    class FakeEvent(TimedEvent):
+        clock = iter(range(100))
+
+        def __init__(self, enable_timing=False, device=0):
+            assert enable_timing
+            super().__init__(0.0)
+
+        def record(self, stream):
+            self.ms = float(next(FakeEvent.clock))
+            log.append(("record", stream.handle))
+
+    class FakeStream:
+        handle, _stream = 0x51, object()
+
+    monkeypatch.setattr(module, "Event", FakeEvent)
+    monkeypatch.setattr(module.driver, "context", lambda device: None)
+    monkeypatch.setattr(module.driver, "call", lambda name, *a: log.append((name,)))
+    monkeypatch.setattr(module, "device_allocator", lambda device: None)
+    kernel = object.__new__(module.CubinKernel)
+    kernel.meta = module.LaunchMetadata("triton_relu", ["*fp32", "i32"], 4, scratch_params=0)
+    kernel.device, kernel._function = 0, None
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with record_function("outer"):
+            kernel.launch((2, 1, 1), [0, 8], FakeStream())
+    assert log == [("record", 0x51), ("cuLaunchKernel",), ("record", 0x51)]
+    kernels = [e for e in prof.events() if e.device_type == "CUDA"]
+    assert [(k.name, k.thread, k.grid, k.device_time_total) for k in kernels] == [
+        ("triton_relu", 0x51, (2, 1, 1), 1000.0)]
+    assert kernels[0].cpu_parent.name == "outer"
+    log.clear()
+    kernel.launch((2, 1, 1), [0, 8], FakeStream())            # not profiling: no events
+    assert log == [("cuLaunchKernel",)]
