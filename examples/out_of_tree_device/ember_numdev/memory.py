@@ -1,7 +1,8 @@
 """The device's memory: buffers that live apart from ember's CPU tensors.
 
-A handle is an integer; the bytes behind it are a NumPy array held here (or a CuPy array
-on a GPU when `EMBER_NUMDEV_CUPY=1` and CuPy finds one). ember never sees these arrays:
+A handle is an integer; the bytes behind it are a CuPy array in GPU memory when CuPy is
+installed and finds a GPU, else a NumPy array held here (`EMBER_NUMDEV_MEMORY=numpy` or
+`=cupy` forces one). ember never sees these arrays:
 it asks for copies through `to_host` and writes through `from_host`, exactly as it would
 with memory on an accelerator.
 """
@@ -14,13 +15,20 @@ import numpy as np
 
 
 def _array_module():
-    if os.environ.get("EMBER_NUMDEV_CUPY") == "1":
-        try:
-            import cupy
-            if cupy.cuda.runtime.getDeviceCount() > 0:
-                return cupy
-        except Exception:                       # no CuPy or no GPU: host memory
-            pass
+    choice = os.environ.get("EMBER_NUMDEV_MEMORY", "auto")
+    if choice not in ("auto", "numpy", "cupy"):
+        raise ValueError(f"EMBER_NUMDEV_MEMORY must be auto, numpy or cupy, got {choice!r}")
+    if choice == "numpy":
+        return np
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy
+        reason = "CuPy finds no GPU"
+    except Exception as err:                    # no CuPy, or no CUDA driver
+        reason = f"CuPy is not usable ({type(err).__name__})"
+    if choice == "cupy":
+        raise RuntimeError(f"EMBER_NUMDEV_MEMORY=cupy: {reason}")
     return np
 
 
