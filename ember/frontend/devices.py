@@ -14,6 +14,12 @@ Moves: `.to('cuda')` copies the host bytes in the tensor's memory format (contig
 channels-last; other layouts become contiguous, as PyTorch's preserve_format does for
 non-dense tensors); `.cpu()` copies the device span the tensor covers and lays it out
 the same way. Both record an autograd node, so gradients flow across devices.
+
+Every non-CPU device goes through the hooks registered for its type
+(device_backend.register_device): eager ops (`compute`), moves, in-place writes
+(`copy_into`), clones and host reads. CUDA registers `CudaHooks` (below) through that same
+call; a package's device gets device_backend.GenericHooks, built from its allocator,
+host copies and claimed ops.
 """
 from __future__ import annotations
 
