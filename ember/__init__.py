@@ -67,6 +67,7 @@ from . import library  # noqa: E402 - ember.library, torch.library's custom ops
 from . import backends  # noqa: E402
 from . import distributed, futures  # noqa: E402 - torch.distributed's API (mpi4py loads lazily)
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API
+from .frontend import devices as _devices  # noqa: E402,F401 - registers the CUDA device
 from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_precision  # noqa: E402,F401
 from .runtime.threads import set_num_threads, get_num_threads  # noqa: E402,F401
 from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F401

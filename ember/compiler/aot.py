@@ -53,7 +53,7 @@ from ..ir.graph import Graph, Node
 from ..ir.printer import print_graph
 from ..passes import PassContext, run_passes
 from ..runtime import lite
-from .export import ExportedProgram
+from .export import ExportedProgram, custom_op_names
 
 
 class _Described:
@@ -108,6 +108,10 @@ class PackagingBackend(CpuBackend):
 
     def eager(self, node: Node):
         what = getattr(node.target, "name", str(node.target))
+        if getattr(node.target, "custom", None) is not None:
+            # a custom op: the artifact names it; the loading process must register it
+            return _Described(super().eager(node), {"kind": "custom_op", "op": what,
+                                                    "args": _custom_op_args(node)})
         if what == "embedding" and len(tensor_inputs(node)) == 2:
             # rows of the weight: the lite runtime's np.take (a copy, as eager's is)
             return _Described(super().eager(node), {"kind": "embedding", "op": what})
@@ -228,6 +232,35 @@ class PackagedModel:
         if structure is None:
             return outs[0] if len(outs) == 1 else tuple(outs)
         return unflatten(_spec_from_json(structure, LEAF), outs)
+
+
+class _Input:
+    """Stands for the k-th tensor input of a step while its arguments are bound."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+
+def _custom_op_args(node: Node) -> list:
+    """The op's arguments in schema order as JSON: {"input": k} for the step's k-th
+    tensor input (the order the plan feeds them: args, then kwargs), literals as they are."""
+    from ..ir.graph import map_arg
+    counter = iter(range(1 << 30))
+    args = map_arg(node.args, lambda n: _Input(next(counter)))
+    kwargs = map_arg(node.kwargs, lambda n: _Input(next(counter)))
+    bound = node.target.schema.bind(tuple(args), dict(kwargs))
+
+    def encode(v):
+        if isinstance(v, _Input):
+            return {"input": v.k}
+        if isinstance(v, (list, tuple)):
+            return [encode(x) for x in v]
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        raise LoweringError(f"ember.aot: custom op {node.target.name}: argument {v!r} cannot "
+                            "be stored in the artifact (Tensors, numbers, bools, strings and "
+                            "lists of them can)")
+    return [encode(v) for v in bound]
 
 
 def _copy_graph(graph: Graph) -> Graph:
@@ -458,6 +491,7 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
         "outputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)}
                     for s in exported.output_specs],
         "output_structure": _spec_json_of(exported.out_spec),
+        "custom_ops": custom_op_names(exported.graph),
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
     }
 

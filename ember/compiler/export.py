@@ -201,7 +201,8 @@ def save(ep: ExportedProgram, f) -> None:
     spec = {"format": "ember-exported-program", "version": EXPORT_FORMAT,
             "inputs": [s.as_json() for s in ep.input_specs],
             "outputs": [s.as_json() for s in ep.output_specs],
-            "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF)}
+            "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
+            "custom_ops": custom_op_names(ep.graph)}
     weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.state_dict.items()}
     with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("spec.json", json.dumps(spec, indent=1))
@@ -224,6 +225,7 @@ def load(f) -> ExportedProgram:
     if spec.get("format") != "ember-exported-program" or spec.get("version") != EXPORT_FORMAT:
         raise ArtifactError(f"ember.export.load: format {spec.get('format')!r} version "
                             f"{spec.get('version')!r}, expected version {EXPORT_FORMAT}")
+    check_custom_ops(spec.get("custom_ops", []), "ember.export.load")
     graph = parse(text)
     weights = load_tensors(raw) if raw else {}
     state = {n: Tensor._adopt(np.array(a)) for n, a in weights.items()}
@@ -235,6 +237,25 @@ def load(f) -> ExportedProgram:
         node.meta["export_name"] = s.name
     return ExportedProgram(graph, state, specs, outs, _spec_from_json(spec["in_spec"], LEAF),
                            _spec_from_json(spec["out_spec"], LEAF))
+
+
+def custom_op_names(graph: Graph) -> list[str]:
+    """The custom ops ('mylib::op') a graph calls: artifacts record them by name, since
+    their code is the user's Python and must be registered where the artifact loads."""
+    return sorted({n.target.name for n in graph.nodes if n.op == OpKind.call_function and
+                   "::" in getattr(n.target, "name", "")})
+
+
+def check_custom_ops(names, where: str) -> None:
+    """Refuse to load a graph whose custom ops this process has not registered."""
+    from ..ir.registry import OPS
+    missing = [n for n in names if n not in OPS]
+    if missing:
+        raise ArtifactError(
+            f"{where}: the program calls custom op(s) {', '.join(repr(n) for n in missing)}, "
+            "which are not registered in this process. Custom ops are saved by name only: "
+            "import the module that defines them (with ember.library.custom_op) before "
+            "loading.")
 
 
 def _spec_json(spec, leaf):

@@ -37,7 +37,7 @@ import numpy as np
 from ..codegen.extern import conv_epilogue_kernel, extern_kernel, tensor_inputs
 from ..codegen.llvm.emit import compile_kernel
 from ..codegen.lowering import lower_group
-from ..ir.errors import EmberError, LoweringError
+from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.meta import TensorMeta
@@ -75,6 +75,12 @@ class CpuBackend:
         return value._array if isinstance(value, Tensor) else value
 
     def unwrap(self, tensor: Tensor):
+        if tensor._storage.device != "cpu":
+            raise DeviceError(
+                f"ember.compile(backend='llvm'): an input is on {tensor.device}, but the CPU "
+                "backend compiles CPU tensors; move the inputs with .cpu(), or compile with "
+                "the device's backend (backend='triton' for CUDA, or the callable/name a "
+                "device package registers)")
         return tensor._array
 
     def wrap(self, value):
@@ -130,6 +136,9 @@ def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
                                   pipeline=pipeline)
     if disable:
         return model
+    if not isinstance(backend, str) or backend not in COMPILE_BACKENDS:
+        from .compile_custom import CustomBackendFunction   # a callable or registered name
+        return CustomBackendFunction(model, backend)
     return CompiledFunction(model, backend, pipeline, merged, fullgraph=fullgraph,
                             dynamic=dynamic)
 

@@ -48,9 +48,12 @@ def check_compile_arguments(unknown: dict, *, fullgraph, dynamic, backend, mode,
             raise TypeError(f"compile(): {name} must be a bool, got {value!r}")
     if dynamic not in (None, True, False):
         raise TypeError(f"compile(): dynamic must be None, True or False, got {dynamic!r}")
-    if not isinstance(backend, str) or backend not in backends:
+    from ..backends import registry          # backends packages registered (register_backend)
+    if not callable(backend) and (not isinstance(backend, str) or (
+            backend not in backends and backend not in registry.COMPILE_BACKENDS)):
         raise CompileArgumentError(f"compile(): unknown backend {backend!r}; expected one of "
-                                   f"{list(backends)}")
+                                   f"{list(backends) + list(registry.COMPILE_BACKENDS)} or a "
+                                   "callable taking (GraphModule, example_inputs)")
     if mode not in COMPILE_MODES:
         raise CompileArgumentError(f"compile(): unknown mode {mode!r}; expected one of "
                                    f"{list(COMPILE_MODES)}")

@@ -55,9 +55,10 @@ def tensor_to(t, *args, **kwargs):
 
 
 def check_device_available(dev: Device) -> None:
-    if dev.type == "cuda":
-        from . import cuda
-        cuda.check_device(dev)
+    from ..backends import registry
+    if dev.type in registry.DEVICES:            # CUDA and devices packages registered
+        from .device_backend import hooks_for
+        hooks_for(dev.type).check(dev)
     elif dev.type != "cpu":
         raise DeviceError(f"device '{dev}' is not available: this build of ember runs on the "
                           "CPU only (ember.cuda.is_available() is False)")

@@ -1,6 +1,8 @@
-"""ember.device: 'cpu' now, 'cuda[:n]' once the CUDA runtime is available."""
+"""ember.device: 'cpu', 'cuda[:n]', 'meta', and device types packages register
+(frontend/device_backend.py)."""
 from __future__ import annotations
 
+from ..backends import registry
 from ..ir.errors import DeviceError
 
 
@@ -13,9 +15,9 @@ class device:  # noqa: N801 - PyTorch's name
             return
         text = str(spec)
         kind, _, idx = text.partition(":")
-        if kind not in ("cpu", "cuda", "meta"):
-            raise DeviceError(f"Expected one of cpu, cuda, meta device type at start of device "
-                              f"string: {text}")
+        if kind not in ("cpu", "cuda", "meta") and kind not in registry.DEVICES:
+            raise DeviceError(f"Expected one of {', '.join(registry.device_types())} device "
+                              f"type at start of device string: {text}")
         self.type = kind
         self.index = int(idx) if idx else index
 

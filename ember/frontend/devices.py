@@ -14,6 +14,12 @@ Moves: `.to('cuda')` copies the host bytes in the tensor's memory format (contig
 channels-last; other layouts become contiguous, as PyTorch's preserve_format does for
 non-dense tensors); `.cpu()` copies the device span the tensor covers and lays it out
 the same way. Both record an autograd node, so gradients flow across devices.
+
+Every non-CPU device goes through the hooks registered for its type
+(device_backend.register_device): eager ops (`compute`), moves, in-place writes
+(`copy_into`), clones and host reads. CUDA registers `CudaHooks` (below) through that same
+call; a package's device gets device_backend.GenericHooks, built from its allocator,
+host copies and claimed ops.
 """
 from __future__ import annotations
 
@@ -72,7 +78,7 @@ class DeviceArray:
         return 1 + sum((n - 1) * s for n, s in zip(self.shape, self.element_strides()))
 
     def __array__(self, dtype=None, copy=None):
-        raise DeviceError("internal: host code tried to read the values of a CUDA tensor; "
+        raise DeviceError("internal: host code tried to read the values of a device tensor; "
                           "copy it with .cpu() first")
 
     def __repr__(self) -> str:
@@ -187,9 +193,12 @@ class _Move(Function):
     @staticmethod
     def forward(ctx, t, target: str):
         ctx.source = str(t.device)
-        if target == "cpu":
-            return to_host(t)
-        return to_device(t, device_index(target))
+        if t._storage.device != "cpu":           # to the host first (another device: via it)
+            t = hooks_of(t._storage.device).download(t)
+            if target == "cpu":
+                return t
+        index = int(target.partition(":")[2] or 0)
+        return hooks_of(target).upload(t, index)
 
     @staticmethod
     def backward(ctx, grad):
@@ -199,12 +208,85 @@ class _Move(Function):
 def move(t: Tensor, target: Device) -> Tensor:
     """`t` on `target` (a copy; `t` itself when it is already there)."""
     target = Device(target)
+    source = t._storage.device
     if target.type == "cpu":
-        return t if not t.is_cuda else _Move.apply(t, "cpu")
+        return t if source == "cpu" else _Move.apply(t, "cpu")
     check_device_available(target)
-    if t.is_cuda and tensor_index(t) == device_index(target):
+    wanted = device_string(target)
+    if source == wanted:
         return t
-    return _Move.apply(t, f"cuda:{device_index(target)}")
+    return _Move.apply(t, wanted)
+
+
+# --- every device through its registered hooks ------------------------------------------
+def device_string(dev) -> str:
+    """'cuda:0', 'npu:1': a non-CPU device with its index (no index: device 0)."""
+    dev = Device(dev)
+    return f"{dev.type}:{0 if dev.index is None else dev.index}"
+
+
+def hooks_of(device: str):
+    """The registered hooks of a device string ('cuda:0', 'npu:0')."""
+    from .device_backend import hooks_for
+    return hooks_for(device.partition(":")[0])
+
+
+def compute(op, args: tuple, out_meta, device: str):
+    """The outputs of `op(*args)` on a non-CPU device (eager.run_op's device route)."""
+    return hooks_of(device).compute(op, args, out_meta, device)
+
+
+def copy_into(dst: Tensor, src: Tensor) -> None:
+    """dst[...] = src for a tensor on a non-CPU device (in-place ops, optimizers)."""
+    hooks_of(dst._storage.device).copy_into(dst, src)
+
+
+def clone_on_device(t: Tensor) -> Tensor:
+    return hooks_of(t._storage.device).clone(t)
+
+
+def host_values(t: Tensor) -> np.ndarray:
+    """The values of a non-CPU tensor as a host array with its shape."""
+    return hooks_of(t._storage.device).values(t)
+
+
+def op_device(op, tensors, args) -> str:
+    """Where an op on non-CPU operands runs: the first such operand's device, else (a
+    factory) its creation target."""
+    for t in tensors:
+        if t._storage.device != "cpu":
+            return t._storage.device
+    return creation_target(op, args)
+
+
+class CudaHooks:
+    """ember's CUDA device as registered hooks: generated Triton kernels (eager_cuda.py),
+    the caching allocator, stream copies."""
+
+    def check(self, dev) -> None:
+        from . import cuda
+        cuda.check_device(dev)
+
+    def compute(self, op, args, out_meta, device: str):
+        from .eager_cuda import compute
+        return compute(op, args, out_meta)
+
+    def upload(self, t: Tensor, index: int) -> Tensor:
+        return to_device(t, index)
+
+    def download(self, t: Tensor) -> Tensor:
+        return to_host(t)
+
+    def values(self, t: Tensor) -> np.ndarray:
+        return download(t)
+
+    def copy_into(self, dst: Tensor, src: Tensor) -> None:
+        from .eager_cuda import copy_into
+        copy_into(dst, src)
+
+    def clone(self, t: Tensor) -> Tensor:
+        from .eager_cuda import clone
+        return clone(t)
 
 
 # --- where tensor-less ops (factories) put their results --------------------------------
@@ -218,11 +300,12 @@ def creation_device() -> str:
 
 @contextlib.contextmanager
 def creation_device_like(tensors):
-    """While a derivative rule runs on CUDA gradients, factories it calls without a device
-    (`full(shape, 0)`) create CUDA tensors, so the rule's arithmetic stays on one device."""
+    """While a derivative rule runs on CUDA (or another device's) gradients, factories it
+    calls without a device (`full(shape, 0)`) create tensors there, so the rule's
+    arithmetic stays on one device."""
     previous = creation_device()
-    found = next((str(t.device) for t in tensors if isinstance(t, Tensor) and t.is_cuda),
-                 None)
+    found = next((t._storage.device for t in tensors if isinstance(t, Tensor) and
+                  t._storage.device != "cpu"), None)
     _creation.device = found or previous
     try:
         yield
@@ -239,8 +322,7 @@ def creation_target(op, args: tuple) -> str:
         target = str(Device(args[names.index("device")]))
     if target != "cpu":
         check_device_available(Device(target))
-        if Device(target).type == "cuda":
-            return f"cuda:{device_index(target)}"
+        return device_string(target)
     return target
 
 
@@ -253,3 +335,18 @@ def creating_on_host():
         yield
     finally:
         _creation.device = previous
+
+
+def _register_cuda() -> None:
+    """ember's own CUDA device, through the same registration as out-of-tree devices."""
+    from .device_backend import register_device
+    from ..backends import registry
+
+    def device_count() -> int:
+        from . import cuda
+        return cuda.device_count()
+    if "cuda" not in registry.DEVICES:
+        register_device("cuda", hooks=CudaHooks(), device_count=device_count)
+
+
+_register_cuda()

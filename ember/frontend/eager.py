@@ -39,9 +39,10 @@ def run_op(op: OpDef, args: tuple):
     if plan.quantized:                      # quint8/qint8/qint32 operands (quantized.py)
         return run_quantized(op, args, [t for t in _tensors_in(op, args)
                                         if is_quantized_tensor(t)])
-    if plan.on_cuda:                        # values from generated kernels (eager_cuda.py)
-        from .eager_cuda import compute
-        outputs = compute(op, args, plan.out_meta)
+    if plan.on_cuda:                        # CUDA or a registered device (devices.py)
+        from . import devices
+        outputs = devices.compute(op, args, plan.out_meta,
+                                  devices.op_device(op, _tensors_in(op, args), args))
     elif plan.kernel is not None:            # a generated kernel (eager_kernels.py)
         if plan.measured:
             result = plan.kernel(args)
@@ -221,7 +222,8 @@ def _tensors_in(op: OpDef, args: tuple):
 
 
 def _check_devices(op, args) -> bool:
-    """True when the op runs on a CUDA device (0-dim CPU tensors may join, as in PyTorch)."""
+    """True when the op runs on a device other than the CPU (CUDA or a registered one;
+    0-dim CPU tensors may join, as in PyTorch)."""
     devices = {t._storage.device for t in _tensors_in(op, args) if t.ndim or
                t._storage.device != "cpu"}
     if len(devices) > 1:
@@ -359,8 +361,8 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
         snap = _snapshot(target)            # `x.mul_(x)`: every use of x sees the old x
         args = (snap,) + tuple(snap if a is target else a for a in args[1:])
     result = run_op(op.functional, args)
-    if target.is_cuda:
-        from .eager_cuda import copy_into
+    if target._storage.device != "cpu":
+        from .devices import copy_into
         copy_into(target, result)
     else:
         with np.errstate(all="ignore"):     # inf/nan into an int target: as PyTorch, quietly
@@ -383,9 +385,9 @@ def _check_inplace_allowed(op: OpDef, target: Tensor) -> None:
 
 def _snapshot(t: Tensor) -> Tensor:
     """A copy of `t` that keeps its autograd history: the value the op's rule must see."""
-    if t.is_cuda:
-        from .eager_cuda import clone
-        copy = clone(t)
+    if t._storage.device != "cpu":
+        from .devices import clone_on_device
+        copy = clone_on_device(t)
     else:
         copy = Tensor._from_array(t._array, t.memory_format)
     copy.requires_grad = t.requires_grad

@@ -178,7 +178,7 @@ class Tensor:
         return strides[_wrap_dim(dim, self.ndim, "stride")]
 
     def storage_offset(self) -> int:
-        if self.is_cuda:
+        if self._storage.device != "cpu":
             return self._array.offset
         if self._array.size == 0:
             return 0
@@ -188,14 +188,16 @@ class Tensor:
         if self.is_cuda:
             from .devices import data_ptr
             return data_ptr(self)
+        if self._storage.device != "cpu":     # a registered device: the handle's identity
+            return id(self._storage.handle) + self._array.offset * self._array.itemsize
         return self._array.ctypes.data
 
     def _values(self) -> np.ndarray:
         """The values as a numpy array: `_array` itself on the CPU, a host copy on CUDA."""
         VALUE_READS[0] += 1
-        if self.is_cuda:
-            from .devices import download
-            return download(self)
+        if self._storage.device != "cpu":
+            from .devices import host_values
+            return host_values(self)
         return self._array
 
     def untyped_storage(self) -> Storage:
@@ -248,7 +250,7 @@ class Tensor:
         if self.requires_grad and not force:
             raise AutogradError("Can't call numpy() on Tensor that requires grad. "
                                 "Use tensor.detach().numpy() instead.")
-        if self.is_cuda:
+        if self._storage.device != "cpu":
             raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use "
                             "Tensor.cpu() to copy the tensor to host memory first.")
         return self._array
@@ -264,7 +266,7 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         VALUE_READS[0] += 1
-        if self.is_cuda:
+        if self._storage.device != "cpu":
             self.numpy(force=True)              # raises PyTorch's "use .cpu()" error
         arr = self.detach()._array
         return arr.astype(dtype) if dtype is not None else arr

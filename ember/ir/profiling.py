@@ -42,3 +42,26 @@ def record(name: str, category: str, **fields):
         yield token
     finally:
         c.end(token)
+
+
+# --- device kernels: timed on the GPU ----------------------------------------------------
+# A profile that asked for ProfilerActivity.CUDA installs a kernel timer; the runtime's
+# kernel launcher (runtime/cuda/module.py) then brackets each launch with CUDA events and
+# hands them over with `timer.kernel(name, device, stream, grid, start, end)`. The
+# profiler reads the elapsed times when the profile's results are asked for, so launches
+# stay asynchronous while recording.
+_kernel_timers: list = []
+
+
+def kernel_timer():
+    """The innermost installed kernel timer, or None (launches are not timed)."""
+    return _kernel_timers[-1] if _kernel_timers else None
+
+
+def install_kernel_timer(t) -> None:
+    _kernel_timers.append(t)
+
+
+def uninstall_kernel_timer(t) -> None:
+    if t in _kernel_timers:
+        _kernel_timers.remove(t)

@@ -1,8 +1,10 @@
 """ember.library: torch.library's custom operators (custom_op, register_fake,
-register_autograd, register_kernel). `ember.ops.<namespace>.<name>` finds them."""
+register_autograd, register_kernel) and triton_op/wrap_triton for a user's Triton kernel.
+`ember.ops.<namespace>.<name>` finds them."""
 from .custom_op import (CustomOpDef, custom_op, infer_schema, register_autograd,  # noqa: F401
                         register_fake, register_kernel)
+from .triton_op import triton_op, wrap_triton  # noqa: F401
 from ..ops import ops_namespace as ops  # noqa: F401 - ember.ops itself
 
 __all__ = ["custom_op", "CustomOpDef", "register_fake", "register_autograd", "register_kernel",
-           "infer_schema", "ops"]
+           "infer_schema", "ops", "triton_op", "wrap_triton"]

@@ -116,6 +116,7 @@ class CustomOpDef:
         self._qualname, self._init_fn = qualname, fn
         self._kernels: dict[str, Callable] = {}
         self._fake: Callable | None = None
+        self._fake_is_default = False        # triton_op: its own function, replaceable
         self._backward: Callable | None = None
         self._setup_context: Callable | None = None
         namespace, name = qualname.split("::")
@@ -142,10 +143,10 @@ class CustomOpDef:
     # --- registration -------------------------------------------------------------------
     def register_fake(self, fn: Callable) -> Callable:
         """The shape/dtype function: called with traced tensors, returns like the op."""
-        if self._fake is not None:
+        if self._fake is not None and not self._fake_is_default:
             raise CustomOpError(f"register_fake({self._qualname}): a fake function is already "
                                 "registered for this op")
-        self._fake = fn
+        self._fake, self._fake_is_default = fn, False
         return fn
 
     def register_autograd(self, backward: Callable, *, setup_context: Callable | None = None):
@@ -154,12 +155,15 @@ class CustomOpDef:
         self._backward, self._setup_context = backward, setup_context
 
     def register_kernel(self, device_types, fn: Callable | None = None):
-        """The real kernel for 'cpu' (replacing the decorated function there) or 'cuda'."""
+        """The real kernel for 'cpu' (replacing the decorated function there), 'cuda', or a
+        device type a package registered (called with that device's tensors)."""
+        from ..backends import registry
         types = (device_types,) if isinstance(device_types, str) else tuple(device_types)
         for t in types:
-            if t not in ("cpu", "cuda"):
+            if t not in ("cpu", "cuda") and t not in registry.DEVICES:
+                known = ["cpu", "cuda"] + [d for d in registry.DEVICES if d != "cuda"]
                 raise CustomOpError(f"register_kernel({self._qualname}): unknown device type "
-                                    f"{t!r}; expected 'cpu' or 'cuda'")
+                                    f"{t!r}; expected one of {', '.join(map(repr, known))}")
 
         def register(kernel: Callable) -> Callable:
             for t in types:

@@ -30,6 +30,9 @@ class FunctionEvent:
         self.cpu_parent: FunctionEvent | None = None
         self.cpu_children: list[FunctionEvent] = []
         self.count = 1
+        self.device_type = "CPU"          # 'CUDA' for a kernel timed on the GPU
+        self.device_index = -1
+        self.kernels: list[FunctionEvent] = []    # GPU kernels this span launched itself
 
     @property
     def key(self) -> str:
@@ -37,11 +40,31 @@ class FunctionEvent:
 
     @property
     def cpu_time_total(self) -> float:
+        if self.device_type != "CPU":     # a kernel's span is GPU time, not host time
+            return 0.0
         return (self.end_ns - self.start_ns) / 1e3
 
     @property
     def self_cpu_time_total(self) -> float:
         return self.cpu_time_total - sum(c.cpu_time_total for c in self.cpu_children)
+
+    @property
+    def device_time_total(self) -> float:
+        """GPU microseconds: a kernel's own; a CPU span's kernels and its children's."""
+        if self.device_type != "CPU":
+            return (self.end_ns - self.start_ns) / 1e3
+        return sum(k.device_time_total for k in self.kernels) + \
+            sum(c.device_time_total for c in self.cpu_children)
+
+    @property
+    def self_device_time_total(self) -> float:
+        """A kernel's time; for a CPU span, the kernels it launched itself."""
+        if self.device_type != "CPU":
+            return self.device_time_total
+        return sum(k.device_time_total for k in self.kernels)
+
+    cuda_time_total = device_time_total
+    self_cuda_time_total = self_device_time_total
 
     @property
     def cpu_memory_usage(self) -> int:
@@ -72,11 +95,17 @@ class FunctionEventAvg:
         self.self_cpu_time_total = 0.0
         self.cpu_memory_usage = 0
         self.self_cpu_memory_usage = 0
+        self.device_time_total = 0.0
+        self.self_device_time_total = 0.0
+        self.device_type = "CPU"
 
     def add(self, event: FunctionEvent) -> "FunctionEventAvg":
         self.count += event.count
         self.cpu_time_total += event.cpu_time_total
         self.self_cpu_time_total += event.self_cpu_time_total
+        self.device_time_total += event.device_time_total
+        self.self_device_time_total += event.self_device_time_total
+        self.device_type = event.device_type
         self.cpu_memory_usage += event.cpu_memory_usage
         self.self_cpu_memory_usage += event.self_cpu_memory_usage
         return self
@@ -89,6 +118,20 @@ class FunctionEventAvg:
     def self_cpu_time(self) -> float:
         return self.self_cpu_time_total / max(self.count, 1)
 
+    @property
+    def device_time(self) -> float:
+        return self.device_time_total / max(self.count, 1)
+
+    @property
+    def cuda_time_total(self) -> float:
+        return self.device_time_total
+
+    @property
+    def self_cuda_time_total(self) -> float:
+        return self.self_device_time_total
+
+    cuda_time = device_time
+
     def __repr__(self) -> str:
         return (f"<FunctionEventAvg key={self.key} self_cpu_time={_format_time(self.self_cpu_time)}"
                 f" cpu_time={_format_time(self.cpu_time)} count={self.count}>")
@@ -99,8 +142,9 @@ class EventList(list):
 
     def __init__(self, events: Iterable = (), *, profile_memory: bool = False,
                  with_stack: bool = False, grouped_by_shapes: bool = False,
-                 stack_n: int = 0):
+                 stack_n: int = 0, with_device: bool = False):
         super().__init__(events)
+        self._with_device = with_device       # CUDA columns: kernels were timed on the GPU
         self._profile_memory = profile_memory
         self._with_stack = with_stack
         self._grouped_by_shapes = grouped_by_shapes
@@ -128,7 +172,7 @@ class EventList(list):
             groups[key].add(event)
         return EventList(groups.values(), profile_memory=self._profile_memory,
                          with_stack=self._with_stack, grouped_by_shapes=group_by_input_shape,
-                         stack_n=group_by_stack_n)
+                         stack_n=group_by_stack_n, with_device=self._with_device)
 
     def table(self, sort_by: str | None = None, row_limit: int = 100,
               max_src_column_width: int = _SOURCE_WIDTH,
@@ -140,6 +184,8 @@ class EventList(list):
 
 _SORT_KEYS = ("cpu_time", "cpu_time_total", "self_cpu_time_total", "count",
               "cpu_memory_usage", "self_cpu_memory_usage")
+_DEVICE_SORT_KEYS = ("cuda_time", "cuda_time_total", "self_cuda_time_total", "device_time",
+                     "device_time_total", "self_device_time_total")
 
 
 def _table(events: EventList, sort_by, row_limit, src_width, name_width, header,
@@ -147,15 +193,24 @@ def _table(events: EventList, sort_by, row_limit, src_width, name_width, header,
     rows = list(events)
     if top_level_only:
         rows = [e for e in rows if getattr(e, "cpu_parent", None) is None]
+    device = events._with_device
+    keys = _SORT_KEYS + (_DEVICE_SORT_KEYS if device else ())
     if sort_by is not None:
-        if sort_by not in _SORT_KEYS:
-            raise ValueError(f"table: sort_by must be one of {', '.join(_SORT_KEYS)} "
-                             f"(ember profiles the CPU only), got {sort_by!r}")
-        rows.sort(key=lambda e: getattr(e, sort_by), reverse=True)
+        if sort_by not in keys:
+            raise ValueError(f"table: sort_by must be one of {', '.join(keys)}"
+                             f"{'' if device else ' (no CUDA kernels were timed)'}, "
+                             f"got {sort_by!r}")
+        rows.sort(key=lambda e: _sort_value(e, sort_by), reverse=True)
     total_self = sum(e.self_cpu_time_total for e in events)
+    # PyTorch's device total: the kernels' own times (CPU rows only sum them up)
+    total_device = sum(e.self_device_time_total for e in events
+                       if getattr(e, "device_type", "CPU") != "CPU")
     shown = rows[:row_limit] if row_limit is not None and row_limit >= 0 else rows
     widths = [name_width] + [_COLUMN_WIDTH] * 5
     titles = ["Name", "Self CPU %", "Self CPU", "CPU total %", "CPU total", "CPU time avg"]
+    if device:
+        titles += ["Self CUDA", "Self CUDA %", "CUDA total", "CUDA time avg"]
+        widths += [_COLUMN_WIDTH] * 4
     if events._profile_memory:
         titles += ["CPU Mem", "Self CPU Mem"]
         widths += [_COLUMN_WIDTH] * 2
@@ -176,6 +231,10 @@ def _table(events: EventList, sort_by, row_limit, src_width, name_width, header,
                  _percent(e.self_cpu_time_total, total_self), _format_time(e.self_cpu_time_total),
                  _percent(e.cpu_time_total, total_self), _format_time(e.cpu_time_total),
                  _format_time(e.cpu_time)]
+        if device:
+            cells += [_format_time(e.self_device_time_total),
+                      _percent(e.self_device_time_total, total_device),
+                      _format_time(e.device_time_total), _format_time(_device_avg(e))]
         if events._profile_memory:
             cells += [_format_memory(e.cpu_memory_usage), _format_memory(e.self_cpu_memory_usage)]
         cells.append(str(e.count))
@@ -189,7 +248,19 @@ def _table(events: EventList, sort_by, row_limit, src_width, name_width, header,
             lines.append(_line([""] * (len(widths) - 1) + [_name(extra, src_width)], widths))
     lines.append(rule)
     lines.append(f"Self CPU time total: {_format_time(total_self)}")
+    if device:
+        lines.append(f"Self CUDA time total: {_format_time(total_device)}")
     return "\n".join(lines) + "\n"
+
+
+def _sort_value(e, key: str) -> float:
+    if key in ("cuda_time", "device_time"):
+        return _device_avg(e)
+    return getattr(e, key.replace("cuda", "device"), getattr(e, key, 0))
+
+
+def _device_avg(e) -> float:
+    return e.device_time_total / max(e.count, 1)
 
 
 def _line(cells: list[str], widths: list[int]) -> str:

@@ -17,8 +17,10 @@ Three sources feed one collector:
   step carries the user source lines of the graph nodes it came from (every line a fused
   kernel fused), shown in the table's Source Location column with `with_stack=True`.
 Spans on one thread nest strictly, so the parent/child tree and self times come from
-a per-thread stack. Timing is host wall time (perf_counter_ns); CUDA kernels are not
-yet timed on the device (ProfilerActivity.CUDA is accepted and records host spans).
+a per-thread stack. Host timing is wall time (perf_counter_ns). With
+ProfilerActivity.CUDA on a machine with a GPU, every kernel launch is also timed on the
+GPU with CUDA events (device_timing.py): kernel rows (device_type 'CUDA') and the
+"Self CUDA"/"CUDA total" columns, as in PyTorch.
 """
 from __future__ import annotations
 
@@ -140,6 +142,41 @@ class _Collector:
 
     def clear(self) -> None:
         self.events = []
+        if self.kernel_timer is not None:
+            self.kernel_timer.clear()
+
+    kernel_timer = None                   # a device_timing.KernelTimer when CUDA is timed
+
+    def open_span(self) -> FunctionEvent | None:
+        """The innermost span open on this thread (what a kernel launch belongs to)."""
+        stack = self._stack()
+        return stack[-1] if stack else None
+
+    def device_event(self, name: str, device: int, stream: int, grid, start_ns: int,
+                     duration_ns: int, parent: FunctionEvent | None) -> FunctionEvent:
+        """A kernel timed on the GPU, attached to the CPU span that launched it."""
+        with self._lock:
+            event = FunctionEvent(len(self.events), name, "cuda_kernel", stream, start_ns)
+            self.events.append(event)
+        event.end_ns = start_ns + duration_ns
+        event.device_type, event.device_index = "CUDA", device
+        event.grid = grid
+        if parent is not None:
+            parent.kernels.append(event)
+            event.cpu_parent = parent
+        return event
+
+    def resolve_device_events(self) -> None:
+        if self.kernel_timer is not None:
+            self.kernel_timer.resolve()
+
+
+def _cuda_available() -> bool:
+    from ..frontend import cuda
+    try:
+        return cuda.is_available()
+    except Exception:   # noqa: BLE001 - a broken driver install: no device timing
+        return False
 
 
 class _OpMode:
@@ -223,6 +260,10 @@ class profile:
         self.step_num = 0
         self.current_action = ProfilerAction.NONE
         self._collector = _Collector(record_shapes, profile_memory, with_stack)
+        self.with_device = ProfilerActivity.CUDA in activities and _cuda_available()
+        if self.with_device:
+            from .device_timing import KernelTimer
+            self._collector.kernel_timer = KernelTimer(self._collector)
         self._mode = _OpMode(self._collector)
         self._recording = False
         self._step_event = None
@@ -279,16 +320,21 @@ class profile:
             self._step_event = None
 
     def _set_recording(self, on: bool) -> None:
+        timer = self._collector.kernel_timer
         if on and not self._recording:
             profiling.install(self._collector)
+            if timer is not None:
+                profiling.install_kernel_timer(timer)
             self._mode_ctx = dispatch.enabled(self._mode)
             self._mode_ctx.__enter__()
         elif not on and self._recording:
             self._mode_ctx.__exit__(None, None, None)
             profiling.uninstall(self._collector)
+            profiling.uninstall_kernel_timer(timer)
         self._recording = on
 
     def _finish_cycle(self) -> None:
+        self._collector.resolve_device_events()
         self._saved = list(self._collector.events)
         self._collector.clear()
         if self.on_trace_ready is not None:
@@ -296,9 +342,12 @@ class profile:
 
     # --- results -------------------------------------------------------------------------
     def events(self) -> EventList:
+        if not self._saved:
+            self._collector.resolve_device_events()
         events = self._saved if self._saved or not self._collector.events \
             else self._collector.events
-        return EventList(events, profile_memory=self.profile_memory, with_stack=self.with_stack)
+        return EventList(events, profile_memory=self.profile_memory, with_stack=self.with_stack,
+                         with_device=self.with_device)
 
     def key_averages(self, group_by_input_shape: bool = False, group_by_stack_n: int = 0,
                      group_by_overload_name: bool = False) -> EventList:
@@ -328,6 +377,7 @@ def chrome_trace(events: Iterable[FunctionEvent], prof: profile | None = None) -
     base = min((e.start_ns for e in events), default=0)
     pid = os.getpid()
     trace = []
+    devices: set[int] = set()
     for e in events:
         args: dict[str, Any] = {}
         if e.input_shapes:
@@ -338,9 +388,17 @@ def chrome_trace(events: Iterable[FunctionEvent], prof: profile | None = None) -
             args["Call stack"] = ";".join(e.stack)
         if e.cpu_memory_usage:
             args["Bytes"] = e.cpu_memory_usage
-        trace.append({"ph": "X", "cat": e.category, "name": e.name, "pid": pid,
+        where = pid
+        if e.device_type != "CPU":             # GPU kernels: process = device, thread = stream
+            args.update(device=e.device_index, stream=e.thread, grid=list(e.grid))
+            where = e.device_index
+            devices.add(e.device_index)
+        trace.append({"ph": "X", "cat": e.category, "name": e.name, "pid": where,
                       "tid": e.thread, "ts": (e.start_ns - base) / 1e3,
                       "dur": (e.end_ns - e.start_ns) / 1e3, "args": args})
+    for index in sorted(devices):              # Perfetto's label for each GPU's track
+        trace.append({"ph": "M", "name": "process_name", "pid": index, "tid": 0,
+                      "args": {"name": f"cuda:{index}"}})
     return {"schemaVersion": 1, "displayTimeUnit": "ms", "baseTimeNanoseconds": base,
             "traceName": "ember", "with_stack": bool(prof and prof.with_stack),
             "record_shapes": bool(prof and prof.record_shapes),

@@ -523,6 +523,29 @@ class EmbeddingStep:
             raise IndexError(f"embedding (step {self.name}): {err}") from None
 
 
+class CustomOpStep:
+    """A custom op (ember.library.custom_op) called by name: its code is the user's
+    Python, so the loading process must have registered it; the artifact says which."""
+
+    def __init__(self, desc, path):
+        from ..ir.registry import OPS
+        self.name, self.op_name, self.args = desc["name"], desc["op"], desc["args"]
+        self.op = OPS.get(self.op_name)
+        if self.op is None:
+            raise ArtifactError(
+                f"{path}: step {self.name} calls custom op '{self.op_name}', which is not "
+                "registered in this process. Custom ops are saved by name only: import the "
+                "module that defines it (with ember.library.custom_op) before loading.")
+
+    def __call__(self, *inputs):
+        def decode(v):
+            if isinstance(v, dict):
+                return inputs[v["input"]]
+            return [decode(x) for x in v] if isinstance(v, list) else v
+        result = self.op.reference(*[decode(v) for v in self.args])
+        return tuple(result) if isinstance(result, (list, tuple)) else result
+
+
 class ViewStep:
     def __init__(self, desc):
         self.offset, self.shape, self.strides = desc["offset"], desc["shape"], desc["strides"]
@@ -573,6 +596,8 @@ class LiteModel:
             return ViewStep(s)
         if kind == "embedding":
             return EmbeddingStep(s)
+        if kind == "custom_op":
+            return CustomOpStep(s, self.path)
         raise ArtifactError(f"{self.path}: plan step {s.get('name')!r} has unknown kind {kind!r}")
 
     @property
@@ -613,7 +638,7 @@ class LiteModel:
             values[slot] = np.ascontiguousarray(a)
         for i, (desc, step) in enumerate(zip(self.plan["steps"], self.steps)):
             start = time.perf_counter() if times is not None else 0.0
-            if desc["kind"] in ("view", "embedding"):        # functions of their inputs
+            if desc["kind"] in ("view", "embedding", "custom_op"):   # functions of inputs
                 values[desc["outputs"][0]] = step(*[values[s] for s in desc["inputs"]])
             else:
                 outs = []

@@ -7,7 +7,7 @@ autograd across devices. What is replaced: host<->device copies become memmoves,
 launch runs the generated Triton kernel under Triton's interpreter (TRITON_INTERPRET=1
 must be set before triton is imported) on torch tensors that alias the block's memory,
 instead of compiling a cubin and calling cuLaunchKernel (tests/cuda/test_gpu.py covers
-those on a GPU).
+those on a GPU); a triton_op's user kernel runs the same way (interpreted_user_kernel).
 """
 from __future__ import annotations
 
@@ -41,11 +41,22 @@ def interpreted_launch(generated, tensors, index):
     cache.launch(generated, buffers)
 
 
+def interpreted_user_kernel(kernel, grid, values, constexprs, options, index):
+    """triton_launch.run_kernel on host memory: the user's @triton.jit kernel under Triton's
+    interpreter, ember CUDA tensors passed as torch tensors aliasing their memory."""
+    import torch
+    from ember import Tensor
+    from ember.frontend.devices import data_ptr
+    args = {n: torch.from_numpy(_host_array(data_ptr(v), v._array.extent(), v._array.dtype))
+            if isinstance(v, Tensor) else v for n, v in values.items()}
+    kernel[grid](**args, **options)
+
+
 @contextlib.contextmanager
 def emulated_cuda(capacity: int = 512 << 20):
     """Inside: device 'cuda:0' exists and lives in host memory; yields the allocator."""
     import pytest
-    from ember.frontend import cuda as cuda_api, eager_cuda
+    from ember.frontend import cuda as cuda_api, eager_cuda, triton_launch
     from ember.runtime.cuda import allocator as A, stream as S
     stream = _HostStream()
     alloc = A.CachingAllocator(A.HostBackend(capacity))
@@ -60,5 +71,6 @@ def emulated_cuda(capacity: int = 512 << 20):
                    lambda dst, src, s, pinned=False: ctypes.memmove(dst.ctypes.data, src,
                                                                     dst.nbytes))
         mp.setattr(eager_cuda, "launch", interpreted_launch)
+        mp.setattr(triton_launch, "run_kernel", interpreted_user_kernel)
         mp.setattr(eager_cuda, "_PLANS", {})
         yield alloc

@@ -38,6 +38,9 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_comp
 # training ops without host fallbacks (small_cnn / mlp steps) on the GPU
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_training_cuda.py \
     || status=1
+# profiler CUDA-event timing and triton_op user kernels on the GPU
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu_tools.py \
+    || status=1
 # deterministic mode on the GPU: the same training step twice, bit for bit
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_determinism_gpu.py \
     || status=1
@@ -48,6 +51,7 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_dete
 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu.py \
     --ignore=tests/cuda/test_compile_cuda.py --ignore=tests/cuda/test_compile_train_cuda.py \
     --ignore=tests/cuda/test_emulated.py --ignore=tests/cuda/test_determinism_gpu.py \
-    --ignore=tests/cuda/test_training_cuda.py \
-    --ignore=tests/cuda/test_custom_op_emulated.py || status=1
+    --ignore=tests/cuda/test_training_cuda.py --ignore=tests/cuda/test_gpu_tools.py \
+    --ignore=tests/cuda/test_custom_op_emulated.py \
+    --ignore=tests/cuda/test_triton_op_emulated.py || status=1
 exit $status

@@ -35,7 +35,7 @@ def resize_(self, *size, memory_format=None):
         raise AutogradError("cannot resize variables that require grad")
     if any(s < 0 for s in shape):
         raise ShapeError(f"Trying to create tensor with negative dimension: {shape}")
-    if self.is_cuda:
+    if self._storage.device != "cpu":
         raise ShapeError("resize_: only CPU tensors can be resized")
     if memory_format is not None and not isinstance(memory_format, MemoryFormat):
         memory_format = MemoryFormat(memory_format)

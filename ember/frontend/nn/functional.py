@@ -247,7 +247,7 @@ def _plain_eager(*tensors) -> bool:
     traced eval batch_norm keeps its sub/div/mul/add chain, which fold-bn matches)."""
     from ...ir import dispatch
     return not dispatch.active_modes() and all(
-        t is None or (isinstance(t, Tensor) and not t.is_cuda) for t in tensors)
+        t is None or (isinstance(t, Tensor) and t._storage.device == "cpu") for t in tensors)
 
 
 def _eval_batch_norm_eager(input, running_mean, running_var, weight, bias, eps):

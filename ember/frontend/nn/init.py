@@ -17,8 +17,8 @@ from ..tensor import Tensor
 
 def _fill_(tensor: Tensor, values) -> Tensor:
     values = np.asarray(values).astype(tensor._array.dtype, copy=False)
-    if tensor.is_cuda:
-        from ..eager_cuda import copy_into
+    if tensor._storage.device != "cpu":
+        from ..devices import copy_into
         copy_into(tensor, Tensor._from_array(np.broadcast_to(values, tuple(tensor.shape))))
     else:
         tensor._array[...] = values

@@ -36,8 +36,8 @@ required = _RequiredParameter()
 
 def _write(dst: Tensor, src: Tensor) -> None:
     """Copy src's values into dst's storage (an optimizer update; not recorded)."""
-    if dst.is_cuda:
-        from ..eager_cuda import copy_into
+    if dst._storage.device != "cpu":            # CUDA or a registered device
+        from ..devices import copy_into
         copy_into(dst, src)
     else:
         np.copyto(dst._array, np.asarray(src._array), casting="unsafe")
@@ -101,7 +101,7 @@ class Optimizer:
                 else:
                     if p.grad.grad_fn is not None:
                         p.grad = p.grad.detach()
-                    if p.grad.is_cuda:
+                    if p.grad._storage.device != "cpu":
                         _write(p.grad, OPS["zeros_like"](p.grad))
                     else:
                         p.grad._array[...] = 0

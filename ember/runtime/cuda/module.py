@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...ir import profiling
 from ...ir.errors import DeviceError
 from . import driver
 from .allocator import device_allocator
-from .stream import Stream, current_stream
+from .stream import Event, Stream, current_stream
 
 DEFAULT_SHARED_LIMIT = 48 * 1024    # bytes of dynamic shared memory without opting in
 
@@ -156,8 +157,15 @@ class CubinKernel:
         values = list(args) + [b.ptr if b is not None else None for b in scratch]
         packed = PackedArgs(values, meta.arg_types + ["*i8"] * meta.scratch_params)
         driver.context(self.device)
+        timer = profiling.kernel_timer()         # a profile with ProfilerActivity.CUDA
+        if timer is not None:
+            start, end = (Event(enable_timing=True, device=self.device) for _ in range(2))
+            start.record(stream)
         driver.call("cuLaunchKernel", self._function, gx, gy, gz, 32 * meta.num_warps, 1, 1,
                     meta.shared, stream._stream, packed.address, 0)
+        if timer is not None:
+            end.record(stream)
+            timer.kernel(meta.name, self.device, stream.handle, (gx, gy, gz), start, end)
         allocator = device_allocator(self.device)
         for block in scratch:
             if block is not None:       # stream-ordered: only this stream reuses the block

@@ -1,0 +1,100 @@
+"""`ember.compile(model, backend=compiler_fn)`: a user's compile backend, as torch.compile
+calls one.
+
+A compile backend is a callable `compiler_fn(gm, example_inputs) -> callable`: `gm` is the
+model traced into an fx GraphModule (`ember.fx.symbolic_trace`: one node per op, custom
+ops included), `example_inputs` the tensors of the call that triggered compilation; what
+it returns runs the graph (returning `gm.forward` itself is the "eager" backend). Pass the
+callable itself, or a name registered with `register_backend` (torch._dynamo's
+`register_backend(compiler_fn=None, name=None)`, also a decorator; `list_backends()`).
+
+The backend is called again for inputs with new shapes, dtypes or devices (torch.compile
+re-invokes it when its guards fail); calls with inputs seen before reuse what it returned.
+Unlike ember's own backends there are no graph breaks: code fx cannot trace raises the
+tracer's error. Keyword arguments are not graph inputs: pass tensors positionally.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..backends import registry
+from ..ir.errors import EmberError
+from .tensor import Tensor
+
+
+def register_backend(compiler_fn: Callable | None = None, name: str | None = None,
+                     tags=()):
+    """Register `compiler_fn` under `name` (default: its __name__) for
+    ember.compile(backend=name); usable as a decorator, with or without arguments."""
+    def register(fn: Callable) -> Callable:
+        key = name or fn.__name__
+        if key in registry.COMPILE_BACKENDS and registry.COMPILE_BACKENDS[key] is not fn:
+            raise RuntimeError(f"register_backend: duplicate name: {key}")
+        registry.COMPILE_BACKENDS[key] = fn
+        return fn
+    return register(compiler_fn) if compiler_fn is not None else register
+
+
+def list_backends(exclude_tags=()) -> list[str]:
+    """Names ember.compile(backend=...) accepts: ember's own, then registered ones."""
+    from .compile import COMPILE_BACKENDS
+    return sorted(set(COMPILE_BACKENDS) | set(registry.COMPILE_BACKENDS))
+
+
+def lookup_backend(backend) -> Callable:
+    if callable(backend):
+        return backend
+    found = registry.COMPILE_BACKENDS.get(backend)
+    if found is None:
+        raise EmberError(f"compile(): unknown backend {backend!r}; registered: "
+                         f"{list_backends()}")
+    return found
+
+
+class CustomBackendFunction:
+    """What ember.compile returns for a user's backend: traces once, compiles per input
+    signature, forwards attribute access to the model (parameters(), train(), ...)."""
+
+    def __init__(self, model, backend):
+        self.model = model
+        self.compiler_fn = lookup_backend(backend)
+        self.backend_name = backend if isinstance(backend, str) else \
+            getattr(backend, "__name__", repr(backend))
+        self.graph_module = None
+        self.compiled: dict[tuple, Callable] = {}
+
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            raise TypeError(f"ember.compile(backend={self.backend_name!r}): pass the inputs "
+                            f"positionally (got keyword arguments {sorted(kwargs)})")
+        key = tuple(_signature(a) for a in args)
+        fn = self.compiled.get(key)
+        if fn is None:
+            fn = self._compile(args)
+            self.compiled[key] = fn
+        return fn(*args)
+
+    def _compile(self, args) -> Callable:
+        from .fx.tracer import symbolic_trace
+        if self.graph_module is None:
+            self.graph_module = symbolic_trace(self.model)
+        fn = self.compiler_fn(self.graph_module, list(args))
+        if not callable(fn):
+            raise EmberError(f"compile backend {self.backend_name!r} returned "
+                             f"{type(fn).__name__}, not a callable that runs the graph")
+        return fn
+
+    def __getattr__(self, name: str):
+        if name in ("model", "compiler_fn", "backend_name", "graph_module", "compiled"):
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+
+def _signature(value):
+    if isinstance(value, Tensor):
+        return ("tensor", tuple(value.shape), value.dtype, value._storage.device,
+                value.requires_grad)
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(_signature(v) for v in value))
+    return (type(value), value) if isinstance(value, (int, float, bool, str, type(None))) \
+        else (type(value), id(value))
