@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from .dtypes import DType
+from .symdim import SymDim
 
 
 class MemoryFormat(enum.Enum):
@@ -37,7 +38,7 @@ def contiguous_strides(shape) -> tuple[int, ...]:
     strides, acc = [], 1
     for size in reversed(shape):
         strides.append(acc)
-        acc *= max(size, 1)
+        acc = acc * (size if isinstance(size, SymDim) else max(size, 1))
     return tuple(reversed(strides))
 
 
@@ -93,7 +94,8 @@ class TensorMeta:
     strides: tuple[int, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "shape", tuple(s if isinstance(s, SymDim) else int(s)
+                                                for s in self.shape))
         if self.strides is None:
             object.__setattr__(self, "strides", strides_for(self.shape, self.memory_format))
 
