@@ -37,3 +37,4 @@ from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: 
 from .resampling import (Upsample, UpsamplingNearest2d, UpsamplingBilinear2d,  # noqa: F401
                          PixelShuffle, PixelUnshuffle, ChannelShuffle)
 from .sync_batchnorm import SyncBatchNorm  # noqa: F401
+from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell  # noqa: F401
