@@ -190,6 +190,7 @@ class _KernelReuse:
         self.backend = backend
         self.kernels: dict[str, Any] = {}
         self.generated = 0
+        self.first_plan_built = False      # after it, a new kernel is a per-size one: logged
 
     def __getattr__(self, name: str):
         return getattr(self.backend, name)
@@ -199,6 +200,10 @@ class _KernelReuse:
         key = _extent_free(k)
         compiled = self.kernels.get(key)
         if compiled is None:
+            if self.first_plan_built:
+                log.debug("ember.compile: kernel %s depends on s0 beyond its outer extent (for "
+                          "example a reduction over the dynamic dim): compiled for outer=%s "
+                          "inner=%s", k.name, list(k.outer), list(k.inner))
             compiled = self.kernels[key] = self.backend.kernel(lowered)
             self.generated += 1
             return compiled
@@ -250,6 +255,7 @@ def build_dynamic_entry(dispatcher, key: GuardKey, leaves: list, spec, dims_and_
     entry = DynamicEntry(dims, key, template, constants[0], traced0, watched,
                          dispatcher.backend, stats)
     entry.plan_for(current)
+    entry.reuse.first_plan_built = True
     stats.kernels = entry.kernels_generated
     return entry
 
@@ -525,6 +531,8 @@ class DynamicRoute:
                 entry = build_dynamic_entry(d, key, leaves, spec, found, names)
             except Specialize as err:
                 refusal = str(err)
+            except Exception as err:      # noqa: BLE001 - the per-shape compile reports it
+                refusal = f"tracing at other sizes failed ({type(err).__name__}: {err})"
         if refusal is not None:
             self.refused.add(signature)
             log.info("ember.compile: %s: cannot make %s dynamic: %s; compiling one plan per "

@@ -127,3 +127,58 @@ def test_compiled_symbolic_graph_prints_s0():
         fast(ember.randn(4, 6))
     text = print_graph(fast.dispatcher.dynamic.entries[0].symbolic_graph())
     assert "graph(%arg0: f32[s0,6])" in text and ": f32[s0,2]" in text
+
+
+class _Mixed(ember.nn.Module):
+    """embedding, layer_norm, batch_norm (eval), cat along features, view/bmm/flatten,
+    linear and softmax: each keeps the batch dim symbolic."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.ln = ember.nn.Embedding(20, 8), ember.nn.LayerNorm(8)
+        self.bn, self.lin = ember.nn.BatchNorm1d(8), ember.nn.Linear(16, 4)
+
+    def forward(self, idx, feats):
+        e = self.bn(self.ln(self.emb(idx)))
+        h = ember.cat([e, feats], 1)
+        a = h.view(h.shape[0], 4, 4)
+        b = ember.bmm(a, a.transpose(1, 2)).flatten(1)
+        return self.lin(h).softmax(-1), b.sum(1)
+
+
+def test_embedding_norms_cat_bmm_keep_the_symbol_and_reuse_every_kernel():
+    model = _Mixed().eval()
+    fast = ember.compile(model)
+    with ember.no_grad():
+        for n in (3, 4, 9, 2, 13):
+            idx, feats = ember.randint(0, 20, (n,)), ember.randn(n, 8)
+            for got, want in zip(fast(idx, feats), model(idx, feats)):
+                np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5, rtol=1e-5)
+            if n == 4:
+                generated = fast.dispatcher.dynamic.entries[0].kernels_generated
+    assert _entries(fast) == ["InferenceEntry", "DynamicEntry"]
+    assert fast.dispatcher.dynamic.entries[0].kernels_generated == generated
+
+
+def test_reduction_over_the_dynamic_dim_is_right():
+    # the batch dim is the reduced one here: such a kernel is generated per size, still right
+    fast = ember.compile(lambda x: (x - x.mean(0)).abs().sum(0))
+    with ember.no_grad():
+        for n in (2, 5, 3, 8):
+            x = ember.randn(n, 6)
+            np.testing.assert_allclose(fast(x).numpy(), (x - x.mean(0)).abs().sum(0).numpy(),
+                                       rtol=1e-5, atol=1e-5)
+    assert _entries(fast) == ["InferenceEntry", "DynamicEntry"]
+
+
+def test_graph_break_functions_still_run_with_new_sizes(caplog):
+    def f(x):
+        y = x * 2
+        if float(y.sum()) > 1e9:           # data-dependent: a graph break
+            return y
+        return y + 1
+    fast = ember.compile(f)
+    with caplog.at_level(logging.INFO, logger="ember.compile"):
+        for n in (2, 3, 4):
+            x = ember.randn(n, 3)
+            np.testing.assert_allclose(fast(x).numpy(), f(x).numpy(), rtol=1e-6)
