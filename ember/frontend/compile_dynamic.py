@@ -20,7 +20,7 @@ How the symbolic entry is built (`build_dynamic_entry`):
    description that differs only in that extent (and its buffers' element counts) runs
    the same machine code; GEMM and convolution read M (rows = batch) from the arrays at
    call time. The memory plan is sized for `n` when the plan is instantiated. Plans per
-   size are cached (`PLANS_PER_ENTRY`); only a description that truly differs compiles
+   size are cached (`PLANS_PER_ENTRY`, 64); only a description that truly differs compiles
    (counted in `DynamicEntry.kernels_generated`).
 
 `symbolic_graph()` gives the entry's graph with `s0` in its types (`f32[s0,128]`), which
@@ -44,7 +44,7 @@ import numpy as np
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, contiguous_strides, strides_for
-from ..ir.symdim import SymDim
+from ..ir.symdim import SymDim, instantiate
 from ..passes import PassContext, run_passes
 from .compile import CompileStats, PlanBuilder, _with_fusion, count_ops
 from .compile_guards import GuardKey, TensorGuard, log
@@ -52,7 +52,7 @@ from .compile_trace import ModuleWatcher, trace_call
 from .tensor import Tensor
 
 MIN_SIZE = 2                 # s0's range is [2, inf): 0 and 1 are specialized, as in torch
-PLANS_PER_ENTRY = 16         # instantiated plans kept per dynamic entry (least recent dropped)
+PLANS_PER_ENTRY = 64         # instantiated plans kept per dynamic entry (least recent dropped)
 
 
 class Specialize(Exception):
@@ -103,6 +103,8 @@ class DynamicEntry:
         self.reuse = _KernelReuse(backend)
         self.stats = stats
         self.plans: OrderedDict[int, Any] = OrderedDict()
+        # the graph with s0 in it: each size's graph is this one with s0 evaluated
+        self.symbolic = template.instantiate(SymDim.symbol())
 
     # the dispatcher's view of an entry
     @property
@@ -153,7 +155,7 @@ class DynamicEntry:
     def plan_for(self, n: int):
         plan = self.plans.get(n)
         if plan is None:
-            graph = self.template.instantiate(n)
+            graph = instantiate(self.symbolic, n)
             plan = PlanBuilder(graph, self.constants, CompileStats(), self.reuse,
                                freeze_constants=True).build()
             plan = self.reuse.backend.finish(plan, {})
@@ -178,7 +180,7 @@ class DynamicEntry:
 
     def symbolic_graph(self) -> Graph:
         """The entry's graph with s0 in its types and integer arguments."""
-        return self.template.instantiate(SymDim.symbol())
+        return self.symbolic
 
 
 class _KernelReuse:
@@ -195,6 +197,29 @@ class _KernelReuse:
     def __getattr__(self, name: str):
         return getattr(self.backend, name)
 
+    def extern(self, node: Node, constant=None):
+        """GEMM/conv externs read their sizes (M = rows) from the arrays at call time and
+        pack constant weights when made: one per node, whatever s0 is."""
+        key = ("extern", _static_key([node]))
+        if key not in self.kernels:
+            self.kernels[key] = self.backend.extern(node, constant)
+        return self.kernels[key]
+
+    def fused_extern(self, graph: Graph, constant=None):
+        fused = getattr(self.backend, "fused_extern", None)
+        if fused is None:
+            return None
+        key = ("fused_extern", _static_key(graph.nodes))
+        if key not in self.kernels:
+            found = fused(graph, constant)
+            # remembered by input names: each size has its own copy of the group graph
+            self.kernels[key] = found and (found[0], [n.name for n in found[1]])
+        found = self.kernels[key]
+        if not found:
+            return found
+        by_name = {n.name: n for n in graph.nodes}
+        return found[0], [by_name[name] for name in found[1]]
+
     def kernel(self, lowered):
         k = lowered.kernel
         key = _extent_free(k)
@@ -210,6 +235,14 @@ class _KernelReuse:
         extent = k.outer[0] if k.outer else 1
         work = math.prod(k.outer) * max(1, math.prod(k.inner)) * max(1, len(k.stages))
         return dataclasses.replace(compiled, kernel=k, split_extent=extent, work=work)
+
+
+def _static_key(nodes) -> str:
+    """What an extern is made from besides sizes: names, ops and non-tensor arguments (the
+    same at every s0 unless a size is an argument, which then shows in the key)."""
+    from ..ir.graph import map_arg
+    return repr([(n.name, str(n.op), getattr(n.target, "name", str(n.target)),
+                  map_arg((n.args, n.kwargs), lambda m: f"%{m.name}")) for n in nodes])
 
 
 def _extent_free(k) -> str:
@@ -249,7 +282,6 @@ def build_dynamic_entry(dispatcher, key: GuardKey, leaves: list, spec, dims_and_
         traced0 = traced0 or traced
     template = _Template(graphs, sizes, key.tensors)
     template.check_constants(constants)
-    template.instantiate(sizes[0])          # walks and checks all three graphs
     stats = CompileStats(original_ops=count_ops(traced0.graph))
     watched = dispatcher._watched_constants(traced0)
     entry = DynamicEntry(dims, key, template, constants[0], traced0, watched,
@@ -330,12 +362,12 @@ class _Template:
                              f"{self.sizes}: {_first_difference(graphs)}")
         out = Graph()
         env: dict[Node, Node] = {}
+        indexed = [{m: i for i, m in enumerate(g.nodes)} for g in graphs]
         for nodes in zip(*(g.nodes for g in graphs)):
             first = nodes[0]
             where = _describe(first)
             if len({x.op for x in nodes}) != 1 or not _same_target(nodes):
                 raise Specialize(f"{where} differs between sizes {self.sizes}")
-            indexed = [{m: i for i, m in enumerate(g.nodes)} for g in graphs]
             for a, idx in zip(nodes[1:], indexed[1:]):
                 _check_node_refs(first, a, indexed[0], idx, where)
             target = self._target(nodes, n)
