@@ -44,7 +44,7 @@ import numpy as np
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, contiguous_strides, strides_for
-from ..ir.symdim import SymDim, instantiate
+from ..ir.symdim import SymDim, TracedSize, instantiate, recording_size_comparisons
 from ..passes import PassContext, run_passes
 from .compile import CompileStats, PlanBuilder, _with_fusion, count_ops
 from .compile_guards import GuardKey, TensorGuard, log
@@ -266,7 +266,15 @@ def build_dynamic_entry(dispatcher, key: GuardKey, leaves: list, spec, dims_and_
     graphs, constants, traced0 = [], [], None
     for s in sizes:
         probe = [_resized(t, i, dims, s) for i, t in enumerate(leaves)]
-        traced = trace_call(dispatcher.fn, probe, spec, ModuleWatcher())
+        with recording_size_comparisons() as compared:
+            traced = trace_call(dispatcher.fn, probe, spec, ModuleWatcher())
+        if compared:
+            raise Specialize(f"the function compares a dynamic size at {compared[0]} (a "
+                             "branch that may change with the size)")
+        if traced0 is not None and repr(traced.out_spec) != repr(traced0.out_spec):
+            raise Specialize(f"the function returns a Python value that depends on the size "
+                             f"({traced0.out_spec!r} at size {sizes[0]}, {traced.out_spec!r} "
+                             f"at {s})")
         if any(isinstance(t, Tensor) and t.requires_grad for t in traced.constants.values()) \
                 and _grad_enabled():
             raise Specialize("training entries (grad mode with tensors that require grad) "
@@ -297,7 +305,7 @@ def _resized(tensor, index: int, dims, size: int) -> TensorMeta:
     shape = list(tensor.shape)
     for i, d in dims:
         if i == index:
-            shape[d] = size
+            shape[d] = TracedSize(size, 1, 0)
     fmt = _layout_of(tensor)
     return TensorMeta(tuple(shape), tensor.dtype, str(tensor.device), fmt,
                       strides_for(tuple(shape), fmt))
@@ -431,6 +439,11 @@ class _Template:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             raise Specialize(f"{where} has arguments of different types at sizes {self.sizes}")
         (s0, s1, s2), (v0, v1, v2) = self.sizes, values
+        if any(isinstance(v, TracedSize) and v.a is None for v in values):
+            raise Specialize(f"{where} uses an integer computed from the dynamic size that "
+                             f"is not a*s0 + c (nonlinear in the dynamic size): {v0} at size "
+                             f"{s0}")
+        v0, v1, v2 = int(v0), int(v1), int(v2)
         if v0 == v1 == v2:
             return v0
         a, rest = divmod(v1 - v0, s1 - s0)

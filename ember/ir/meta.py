@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from .dtypes import DType
-from .symdim import SymDim
+from .symdim import SymDim, TracedSize
 
 
 class MemoryFormat(enum.Enum):
@@ -94,8 +94,9 @@ class TensorMeta:
     strides: tuple[int, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(s if isinstance(s, SymDim) else int(s)
-                                                for s in self.shape))
+        # symbolic sizes (SymDim) and probe sizes (TracedSize) stay what they are
+        object.__setattr__(self, "shape", tuple(s if isinstance(s, (SymDim, TracedSize))
+                                                else int(s) for s in self.shape))
         if self.strides is None:
             object.__setattr__(self, "strides", strides_for(self.shape, self.memory_format))
 

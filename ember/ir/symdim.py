@@ -11,7 +11,9 @@ verifier checks (`verify_symbolic`).
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 from dataclasses import dataclass
 
 _TEXT = re.compile(r"^\s*(?:(-?\d+)\*)?s0\s*(?:([+-])\s*(\d+))?\s*$")
@@ -137,3 +139,129 @@ def verify_symbolic(graph, sizes=(2, 7)) -> None:
     from .verifier import verify
     for n in sizes:
         verify(instantiate(graph, n))
+
+
+# --- sizes read while tracing at a probe size -----------------------------------------------
+# A dynamic-shape compile traces the function at three sizes of s0 and assumes the graph is
+# affine in s0 in between. Python code that *compares* a size (`if x.shape[0] > 4`,
+# `min(n, 4)`, `n == 1`) can take another branch at sizes not traced, so those comparisons
+# are recorded and the compile specializes instead (torch installs a guard there).
+_RECORDING: list | None = None
+_EMBER_DIR = __file__.rsplit("/ir/", 1)[0] + "/"
+# ember's own layer code branches as user code does; the rest of ember (shape rules,
+# dispatch, passes) compares sizes only to compute or check shapes
+_USER_LIKE = (_EMBER_DIR + "frontend/nn/", _EMBER_DIR + "frontend/models/",
+              _EMBER_DIR + "models/")
+
+
+class TracedSize(int):
+    """A size at a probe trace: an int (its value there) that knows it equals a*s0 + c
+    (`a` None: not affine in s0), stays one through + - * with ints, and records
+    comparisons whose outcome depends on s0."""
+
+    def __new__(cls, value: int, a, c: int = 0):
+        obj = int.__new__(cls, value)
+        obj.a, obj.c = a, c
+        return obj
+
+    def __reduce__(self):
+        return (TracedSize, (int(self), self.a, self.c))
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+    __str__ = __repr__
+    __hash__ = int.__hash__
+
+    # arithmetic keeps the affine form where there is one
+    def _combine(self, other, value, a_of, c_of):
+        if isinstance(other, TracedSize):
+            a = None if self.a is None or other.a is None else a_of(other.a)
+            return _traced(value, a, c_of(other.c))
+        if isinstance(other, int) and not isinstance(other, bool):
+            return _traced(value, None if self.a is None else a_of(0), c_of(other))
+        return value
+
+    def __add__(self, o):
+        return self._combine(o, int.__add__(self, o), lambda oa: self.a + oa,
+                             lambda oc: self.c + oc)
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        return self._combine(o, int.__sub__(self, o), lambda oa: self.a - oa,
+                             lambda oc: self.c - oc)
+
+    def __rsub__(self, o):
+        return self._combine(o, int.__rsub__(self, o), lambda oa: oa - self.a,
+                             lambda oc: oc - self.c)
+
+    def __mul__(self, o):
+        value = int.__mul__(self, o)
+        if isinstance(o, TracedSize):
+            return _traced(value, None, 0)          # s0 * s0: not affine
+        if isinstance(o, int) and not isinstance(o, bool):
+            return _traced(value, None if self.a is None else self.a * o, self.c * o)
+        return value
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return _traced(-int(self), None if self.a is None else -self.a, -self.c)
+
+    def _nonlinear(op):
+        def method(self, o):
+            value = getattr(int, op)(self, o)
+            return _traced(value, None, 0) if isinstance(value, int) else value
+        return method
+
+    __floordiv__, __rfloordiv__ = _nonlinear("__floordiv__"), _nonlinear("__rfloordiv__")
+    __mod__, __rmod__ = _nonlinear("__mod__"), _nonlinear("__rmod__")
+    __pow__ = _nonlinear("__pow__")
+
+    # comparisons: recorded where the outcome may change with s0
+    def _compare(op):
+        def method(self, o):
+            result = getattr(int, op)(self, o)
+            if _RECORDING is not None and _depends(self, o):
+                _note(f"{op.strip('_')} with {o!r}")
+            return result
+        return method
+
+    __eq__, __ne__ = _compare("__eq__"), _compare("__ne__")
+    __lt__, __le__ = _compare("__lt__"), _compare("__le__")
+    __gt__, __ge__ = _compare("__gt__"), _compare("__ge__")
+
+    def __bool__(self):
+        if _RECORDING is not None and _depends(self, 0):
+            _note("truth value")
+        return int(self) != 0
+
+
+def _traced(value: int, a, c: int):
+    return value if a == 0 else TracedSize(value, a, c)
+
+
+def _depends(x: TracedSize, other) -> bool:
+    if isinstance(other, TracedSize):
+        return x.a is None or other.a is None or x.a != other.a
+    return isinstance(other, int)          # a TracedSize always varies with s0
+
+
+def _note(what: str) -> None:
+    frame = sys._getframe(2)
+    name = frame.f_code.co_filename
+    if name.startswith(_EMBER_DIR) and not name.startswith(_USER_LIKE):
+        return
+    _RECORDING.append(f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({what})")
+
+
+@contextlib.contextmanager
+def recording_size_comparisons():
+    """Collect, in the list this yields, where traced code compared a dynamic size."""
+    global _RECORDING
+    previous, _RECORDING = _RECORDING, []
+    try:
+        yield _RECORDING
+    finally:
+        _RECORDING = previous

@@ -182,3 +182,35 @@ def test_graph_break_functions_still_run_with_new_sizes(caplog):
         for n in (2, 3, 4):
             x = ember.randn(n, 3)
             np.testing.assert_allclose(fast(x).numpy(), f(x).numpy(), rtol=1e-6)
+
+
+def _branchy(x):
+    if x.shape[0] > 4:                    # a branch on the size: torch guards on it
+        return x * 2
+    return x - 1
+
+
+def _clamped(x):
+    return x[:min(x.shape[0], 4)] + 1     # min() compares the size too
+
+
+def _returns_size(x):
+    return x * 3, x.shape[0]
+
+
+@pytest.mark.parametrize("fn", [_branchy, _clamped, _returns_size],
+                         ids=["branch", "min", "returned-size"])
+def test_size_dependent_python_specializes_and_stays_right(fn, caplog):
+    fast = ember.compile(fn)
+    with caplog.at_level(logging.INFO, logger="ember.compile"):
+        for n in (5, 6, 2, 3, 7):
+            x = ember.randn(n, 3)
+            got, want = fast(x), fn(x)
+            if isinstance(want, tuple):
+                assert got[1] == want[1]
+                got, want = got[0], want[0]
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    assert "DynamicEntry" not in _entries(fast)
+    assert "cannot make dim 0 of 'x' dynamic" in caplog.text
+    if fn is not _returns_size:
+        assert "compares a dynamic size at test_dynamic_shapes.py:" in caplog.text
