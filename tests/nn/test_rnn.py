@@ -141,3 +141,17 @@ def test_gru_trains_compiled_like_eager():
     port(x)[0].sum().backward()
     for a, p in zip(compiled_grads, port.parameters()):
         np.testing.assert_allclose(a, p.grad.numpy(), atol=1e-5)
+
+
+def test_packed_lstm_with_initial_state_and_sorted_input_matches_torch():
+    reference, port = _pair("LSTM", 3, 4, num_layers=2)
+    rng = np.random.default_rng(4)
+    x, h0, c0 = (rng.standard_normal(s) for s in ((4, 3, 3), (2, 3, 4), (2, 3, 4)))
+    lengths = [4, 3, 1]
+    tp = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), lengths)
+    ep = pack_padded_sequence(ember.tensor(x), lengths)
+    (to, (th, tc)) = reference(tp, (torch.tensor(h0), torch.tensor(c0)))
+    (eo, (eh, ec)) = port(ep, (ember.tensor(h0), ember.tensor(c0)))
+    assert eo.sorted_indices is None and to.sorted_indices is None
+    for a, b in ((eo.data, to.data), (eh, th), (ec, tc)):
+        _assert_close(a, b)

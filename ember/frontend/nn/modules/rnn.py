@@ -131,15 +131,14 @@ class RNNBase(Module):
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, input, hx=None):
-        from ..utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+        from ..utils.rnn import PackedSequence, _pack_in_order, pad_packed_sequence
         packed = isinstance(input, PackedSequence)
         lengths = None
         if packed:
-            sorted_indices, unsorted_indices = input.sorted_indices, input.unsorted_indices
+            # run padded in the caller's batch order (hx and h_n are in that order, as
+            # torch's), then pack the output as the input was packed
+            indices = (input.sorted_indices, input.unsorted_indices)
             input, lengths = pad_packed_sequence(input, batch_first=False)
-            if sorted_indices is not None:
-                # pad_packed_sequence restored the caller's order; hx is in that order too
-                pass
             batched, time_first = True, input
         else:
             batched = input.ndim == 3
@@ -153,8 +152,10 @@ class RNNBase(Module):
         hx = self._initial_state(hx, time_first, batched)
         output, final = self._run_layers(time_first, hx, lengths)
         if packed:
-            out = pack_padded_sequence(output, lengths, enforce_sorted=False)
-            return out, final
+            lens = [int(n) for n in lengths.numpy()]
+            order = [int(i) for i in indices[0].numpy()] if indices[0] is not None \
+                else list(range(len(lens)))
+            return _pack_in_order(output, lens, order, *indices), final
         if not batched:
             output = output.squeeze(1)
             final = tuple(f.squeeze(1) for f in final) if isinstance(final, tuple) else \

@@ -55,13 +55,19 @@ def pack_padded_sequence(input, lengths, batch_first: bool = False,
     if max(lens) > x.shape[0]:
         raise RuntimeError(f"Expected sequence length to be larger than or equal to "
                            f"{max(lens)}, got {x.shape[0]}")
+    unsorted = tensor(list(np.argsort(order, kind="stable"))) if sorted_indices is not None \
+        else None
+    return _pack_in_order(x, lens, order, sorted_indices, unsorted)
+
+
+def _pack_in_order(x, lens: list[int], order: list[int], sorted_indices, unsorted_indices):
+    """Pack time-first `x` whose sequence b has length lens[b], taking the batch in
+    `order` (longest first); the indices are stored as given."""
     sorted_lens = [lens[i] for i in order]
     batch_sizes = [sum(1 for n in sorted_lens if n > t) for t in range(sorted_lens[0])]
     rows = [x[t][tensor(order[:bs])] for t, bs in enumerate(batch_sizes)]
     data = OPS["cat"](rows, 0)
-    unsorted = tensor(list(np.argsort(order, kind="stable"))) if sorted_indices is not None \
-        else None
-    return PackedSequence(data, tensor(batch_sizes), sorted_indices, unsorted)
+    return PackedSequence(data, tensor(batch_sizes), sorted_indices, unsorted_indices)
 
 
 def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
