@@ -26,11 +26,13 @@ How the symbolic entry is built (`build_dynamic_entry`):
 `symbolic_graph()` gives the entry's graph with `s0` in its types (`f32[s0,128]`), which
 prints, parses and verifies (ir/symdim.py).
 
+Sizes read while tracing at the probe sizes are `TracedSize` ints (ir/symdim.py): a
+comparison the traced code makes on one (`if x.shape[0] > 4`, `min(n, 4)`) is recorded
+and specializes, as torch would guard on it.
+
 Limits: one symbol per function (every dynamic dimension has the same size in a
 call); inference entries only (a training entry specializes per shape); the Triton
-backend specializes per shape. Python control flow on a dynamic size (`if x.shape[0] > 4`)
-is traced at the three sizes only: a branch that differs among them specializes, but a
-branch that would differ at another size is not detected (torch guards on it).
+backend specializes per shape.
 """
 from __future__ import annotations
 

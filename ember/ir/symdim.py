@@ -8,6 +8,10 @@ parser reads both back. It is deliberately not an int: a shape rule that compute
 symbolic size fails loudly instead of computing with a made-up value, and
 `instantiate(graph, n)` gives the concrete graph for s0 = n, which the ordinary
 verifier checks (`verify_symbolic`).
+
+`TracedSize` is the other half: the int a traced function reads as a size while a
+dynamic-shape compile traces it at a probe size; it knows its affine form and records
+comparisons that could branch differently at another size.
 """
 from __future__ import annotations
 
