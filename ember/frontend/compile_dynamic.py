@@ -105,6 +105,7 @@ class DynamicEntry:
         self.reuse = _KernelReuse(backend)
         self.stats = stats
         self.plans: OrderedDict[int, Any] = OrderedDict()
+        self.uniform: dict[str, Any] = {}      # constants made per size: name -> its slice
         # the graph with s0 in it: each size's graph is this one with s0 evaluated
         self.symbolic = template.instantiate(SymDim.symbol())
 
@@ -158,7 +159,7 @@ class DynamicEntry:
         plan = self.plans.get(n)
         if plan is None:
             graph = instantiate(self.symbolic, n)
-            plan = PlanBuilder(graph, self.constants, CompileStats(), self.reuse,
+            plan = PlanBuilder(graph, self._constants_at(graph), CompileStats(), self.reuse,
                                freeze_constants=True).build()
             plan = self.reuse.backend.finish(plan, {})
             self.plans[n] = plan
@@ -167,6 +168,17 @@ class DynamicEntry:
         else:
             self.plans.move_to_end(n)
         return plan
+
+    def _constants_at(self, graph: Graph) -> dict:
+        if not self.uniform:
+            return self.constants
+        constants = dict(self.constants)
+        for node in graph.nodes:
+            if node.op == OpKind.get_attr and node.target in self.uniform:
+                meta = node.meta["val"]
+                constants[node.target] = Tensor._adopt(np.ascontiguousarray(
+                    np.broadcast_to(self.uniform[node.target], tuple(meta.shape))))
+        return constants
 
     def run(self, dispatcher, leaves: list, args, kwargs):
         i, d = self.dims[0]
@@ -291,11 +303,12 @@ def build_dynamic_entry(dispatcher, key: GuardKey, leaves: list, spec, dims_and_
         constants.append(ctx.constants)
         traced0 = traced0 or traced
     template = _Template(graphs, sizes, key.tensors)
-    template.check_constants(constants)
+    uniform = template.check_constants(constants)
     stats = CompileStats(original_ops=count_ops(traced0.graph))
     watched = dispatcher._watched_constants(traced0)
     entry = DynamicEntry(dims, key, template, constants[0], traced0, watched,
                          dispatcher.backend, stats)
+    entry.uniform = uniform
     entry.plan_for(current)
     entry.reuse.first_plan_built = True
     stats.kernels = entry.kernels_generated
@@ -343,12 +356,29 @@ class _Template:
         self.graphs, self.sizes, self.key_tensors = graphs, sizes, key_tensors
         self._guards: dict[int, tuple] = {}
 
-    def check_constants(self, constants: list[dict]) -> None:
-        first = constants[0]
-        for other in constants[1:]:
-            for name, value in first.items():
-                if not _same_constant(value, other.get(name)):
-                    raise Specialize(f"the constant {name!r} depends on the dynamic size")
+    def check_constants(self, constants: list[dict]) -> dict:
+        """Constants must be the same at every size, except tensors that repeat one slice
+        along the dims that vary (a folded `zeros(n, h) @ w + b` initial state):
+        {name: that slice}, broadcast per size."""
+        first, uniform = constants[0], {}
+        for name, value in first.items():
+            others = [c.get(name) for c in constants[1:]]
+            if all(_same_constant(value, o) for o in others):
+                continue
+            slices = [_repeated_slice(value, o) for o in others]
+            if any(sl is None for sl in slices) or \
+                    not all(np.array_equal(slices[0], sl) for sl in slices[1:]):
+                raise Specialize(f"the constant {name!r} ({self._reader(name)}) depends on "
+                                 f"the dynamic size")
+            uniform[name] = slices[0]
+        return uniform
+
+    def _reader(self, name: str) -> str:
+        for node in self.graphs[0].nodes:
+            if node.op == OpKind.get_attr and node.target == name:
+                users = list(node.users)
+                return f"read by {_describe(users[0])}" if users else "unused"
+        return "not in the graph"
 
     def input_guards(self, n: int) -> tuple:
         """The TensorGuard each input has when s0 = n (what a covered call must match)."""
@@ -491,6 +521,25 @@ def _same_constant(x, y) -> bool:
     if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
         return x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
     return _equal(x, y)
+
+
+def _repeated_slice(a, b):
+    """When constants `a` and `b` differ in shape only where each repeats its first slice
+    (the dims that vary with s0): that slice (size 1 there), else None."""
+    a, b = (v._values() if isinstance(v, Tensor) else v for v in (a, b))
+    if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or a.ndim != b.ndim \
+            or a.dtype != b.dtype or 0 in a.shape or 0 in b.shape:
+        return None
+    axes = tuple(d for d in range(a.ndim) if a.shape[d] != b.shape[d])
+    if not axes:
+        return None
+    first_a = a[tuple(slice(0, 1) if d in axes else slice(None) for d in range(a.ndim))]
+    first_b = b[tuple(slice(0, 1) if d in axes else slice(None) for d in range(b.ndim))]
+    if not np.array_equal(first_a, first_b, equal_nan=True) or \
+            not np.array_equal(np.broadcast_to(first_a, a.shape), a, equal_nan=True) or \
+            not np.array_equal(np.broadcast_to(first_b, b.shape), b, equal_nan=True):
+        return None
+    return first_a.copy()
 
 
 def _describe(node: Node) -> str:

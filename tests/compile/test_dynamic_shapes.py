@@ -214,3 +214,17 @@ def test_size_dependent_python_specializes_and_stays_right(fn, caplog):
     assert "cannot make dim 0 of 'x' dynamic" in caplog.text
     if fn is not _returns_size:
         assert "compares a dynamic size at test_dynamic_shapes.py:" in caplog.text
+
+
+def test_lstm_batch_is_dynamic_with_its_folded_zero_state():
+    # h0 = zeros(layers, batch, hidden) folds into batch-sized constants that repeat one
+    # row: they are rebuilt per size, so the batch dim still becomes s0
+    lstm = ember.nn.LSTM(3, 4, bidirectional=True).eval()
+    fast = ember.compile(lstm)
+    with ember.no_grad():
+        for b in (2, 3, 6, 4):
+            x = ember.randn(3, b, 3)
+            (out, (h, c)), (ref, (ref_h, ref_c)) = fast(x), lstm(x)
+            for got, want in ((out, ref), (h, ref_h), (c, ref_c)):
+                np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    assert _entries(fast) == ["InferenceEntry", "DynamicEntry"]
