@@ -4,6 +4,8 @@
       inside another trace (symbolic arguments)  -> inline: trace through fn itself
       a training step (backward()/step() seen)   -> compile_step.StepRoute
       guard key (compile_guards) has an entry    -> run it (unless stale: recompile)
+      a symbolic entry covers the sizes          -> run it (compile_dynamic: s0 = this size)
+      only some sizes changed (or dynamic=True)  -> compile a symbolic entry (compile_dynamic)
       no entry, cache limit reached              -> run fn eagerly, warn once
       no entry                                   -> trace, then compile one of:
           InferenceEntry  grad mode off, or nothing requires grad: the inference plan

@@ -155,3 +155,15 @@ def test_packed_lstm_with_initial_state_and_sorted_input_matches_torch():
     assert eo.sorted_indices is None and to.sorted_indices is None
     for a, b in ((eo.data, to.data), (eh, th), (ec, tc)):
         _assert_close(a, b)
+
+
+def test_dropout_between_layers_only_in_training():
+    reference, port = _pair("GRU", 3, 4, num_layers=2, dropout=0.5)
+    x = np.random.default_rng(5).standard_normal((4, 2, 3))
+    port.eval()
+    reference.eval()
+    _assert_close(port(ember.tensor(x))[0], reference(torch.tensor(x))[0])
+    port.train()
+    ember.manual_seed(0)
+    trained = port(ember.tensor(x))[0]
+    assert not np.allclose(trained.detach().numpy(), reference(torch.tensor(x))[0].detach().numpy())
