@@ -607,10 +607,10 @@ class DynamicRoute:
         signature = (key.spec, tuple(dims))
         for entry in self.entries:
             if (entry.key.spec, tuple(entry.dims)) == signature:
-                why = entry.range_reason(key, names)
-                if why:
-                    log.info("ember.compile: %s: %s; compiling a plan for this shape",
-                             d.name, why)
+                why = entry.range_reason(key, names) or \
+                    "the symbolic entry for it does not cover this call (another stride or size)"
+                log.info("ember.compile: %s: %s: %s; compiling a plan for this shape", d.name,
+                         what, why)
                 return False
         if signature in self.refused:
             return False

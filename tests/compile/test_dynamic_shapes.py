@@ -75,9 +75,12 @@ def test_log_names_the_recompile_and_the_dynamic_dim(caplog):
     with caplog.at_level(logging.INFO, logger="ember.compile"):
         fast(ember.randn(3, 4))
         fast(ember.randn(6, 4))
+        fast(ember.randn(1, 4))            # outside s0's range: a plan of its own
     text = caplog.text
     assert "tensor 'x' size mismatch at index 0: expected 3, actual 6" in text
     assert "making dim 0 of 'x' dynamic (s0, range [2, inf))" in text
+    assert "size 1 of dim 0 of 'x' is outside s0's range [2, inf)" in text
+    assert _entries(fast) == ["InferenceEntry", "DynamicEntry", "InferenceEntry"]
 
 
 def test_a_size_used_nonlinearly_specializes_and_names_the_op(caplog):
