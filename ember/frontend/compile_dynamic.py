@@ -20,7 +20,7 @@ How the symbolic entry is built (`build_dynamic_entry`):
    description that differs only in that extent (and its buffers' element counts) runs
    the same machine code; GEMM and convolution read M (rows = batch) from the arrays at
    call time. The memory plan is sized for `n` when the plan is instantiated. Plans per
-   size are cached (`PLANS_PER_ENTRY`, 64); only a description that truly differs compiles
+   size are cached (`PLANS_PER_ENTRY`, 64, and 1 GiB of buffers); only a description that truly differs compiles
    (counted in `DynamicEntry.kernels_generated`).
 
 `symbolic_graph()` gives the entry's graph with `s0` in its types (`f32[s0,128]`), which
@@ -55,6 +55,7 @@ from .tensor import Tensor
 
 MIN_SIZE = 2                 # s0's range is [2, inf): 0 and 1 are specialized, as in torch
 PLANS_PER_ENTRY = 64         # instantiated plans kept per dynamic entry (least recent dropped)
+PLAN_BYTES_PER_ENTRY = 1 << 30   # and at most this much of their persistent buffers
 
 
 class Specialize(Exception):
@@ -188,9 +189,20 @@ class DynamicEntry:
         from .compile_guards import unflatten
         from .compile_trace import advance_batchnorm_counters
         backend = dispatcher.backend
+        new = n not in self.plans
         outputs = self.plan_for(n).run([backend.unwrap(t) for t in leaves])
+        if new:
+            self._within_budget()
         advance_batchnorm_counters(self.batchnorms)
         return unflatten(self.out_spec, [backend.wrap(v) for v in outputs])
+
+    def _within_budget(self) -> None:
+        """Drop the least recently used plans while their buffers exceed the budget."""
+        sizes = {n: _plan_bytes(p) for n, p in self.plans.items()}
+        total = sum(sizes.values())
+        while total > PLAN_BYTES_PER_ENTRY and len(self.plans) > 1:
+            n, _ = self.plans.popitem(last=False)
+            total -= sizes[n]
 
     def symbolic_graph(self) -> Graph:
         """The entry's graph with s0 in its types and integer arguments."""
@@ -257,6 +269,22 @@ def _static_key(nodes) -> str:
     from ..ir.graph import map_arg
     return repr([(n.name, str(n.op), getattr(n.target, "name", str(n.target)),
                   map_arg((n.args, n.kwargs), lambda m: f"%{m.name}")) for n in nodes])
+
+
+def _plan_bytes(plan) -> int:
+    """Bytes of a plan's persistent buffers (an arena counted once, at its largest)."""
+    arenas: dict = {}
+    total = 0
+    for step in getattr(plan, "steps", ()):
+        for spec in step.out_specs:
+            if not spec.persistent:
+                continue
+            nbytes = math.prod(spec.meta.shape) * spec.meta.dtype.itemsize
+            if spec.arena is None:
+                total += nbytes
+            else:
+                arenas[spec.arena] = max(arenas.get(spec.arena, 0), nbytes)
+    return total + sum(arenas.values())
 
 
 def _extent_free(k) -> str:

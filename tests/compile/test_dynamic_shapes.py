@@ -231,3 +231,11 @@ def test_lstm_batch_is_dynamic_with_its_folded_zero_state():
             for got, want in ((out, ref), (h, ref_h), (c, ref_c)):
                 np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
     assert _entries(fast) == ["InferenceEntry", "DynamicEntry"]
+
+
+def test_plans_per_size_stay_within_their_budget(monkeypatch):
+    import ember.frontend.compile_dynamic as dynamic
+    monkeypatch.setattr(dynamic, "PLAN_BYTES_PER_ENTRY", 1)
+    model = ember.nn.Sequential(ember.nn.Linear(4, 8), ember.nn.ReLU(), ember.nn.Linear(8, 2))
+    fast = _check_sizes(model.eval(), lambda n: (n, 4), (2, 3, 4, 5, 3))
+    assert len(fast.dispatcher.dynamic.entries[0].plans) == 1
