@@ -20,8 +20,8 @@ How the symbolic entry is built (`build_dynamic_entry`):
    description that differs only in that extent (and its buffers' element counts) runs
    the same machine code; GEMM and convolution read M (rows = batch) from the arrays at
    call time. The memory plan is sized for `n` when the plan is instantiated. Plans per
-   size are cached (`PLANS_PER_ENTRY`, 64, and 1 GiB of buffers); only a description that truly differs compiles
-   (counted in `DynamicEntry.kernels_generated`).
+   size are cached (`PLANS_PER_ENTRY`, 64, and `PLAN_BYTES_PER_ENTRY`, 1 GiB of buffers);
+   only a description that truly differs compiles (`DynamicEntry.kernels_generated`).
 
 `symbolic_graph()` gives the entry's graph with `s0` in its types (`f32[s0,128]`), which
 prints, parses and verifies (ir/symdim.py).
@@ -414,8 +414,8 @@ class _Template:
         if guards is None:
             metas = [self._value([p.meta["val"] for p in nodes], n, "an input")
                      for nodes in zip(*(g.placeholders for g in self.graphs))]
-            guards = tuple(TensorGuard(tuple(m.shape), m.dtype.name, tuple(m.strides), str(m.device),
-                                       old.requires_grad)
+            guards = tuple(TensorGuard(tuple(m.shape), m.dtype.name, tuple(m.strides),
+                                       str(m.device), old.requires_grad)
                            for m, old in zip(metas, self.key_tensors))
             if len(self._guards) < 64:
                 self._guards[n] = guards
