@@ -31,9 +31,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..ir import autodiff
 from ..ir.errors import AutogradError
 from ..ir.graph import Graph, Node, OpKind, nodes_in
+from ..ir.meta import TensorMeta
 from ..passes import PassContext, run_passes
 from ..passes.autograd import is_differentiable_meta, joint_graph, requires_grad_nodes
 from ..passes.partition import PartitionReport, min_cut_partition
@@ -235,7 +238,7 @@ class CompiledFunctionBackward(BackwardNode):
         values = [s.unpack(self) if isinstance(s, SavedTensor) else s for s in self.saved]
         inputs = [self.backend.unwrap(v) if isinstance(v, Tensor) else v for v in values]
         inputs += self._cotangents(grads)
-        result = self.entry.backward.run(inputs)
+        result = self.entry.backward.run(_with_planned_strides(inputs, self.entry))
         return tuple(_wrap(g, self.backend) if reached else None
                      for g, reached in zip(result, self.entry.reached))
 
@@ -250,6 +253,25 @@ class CompiledFunctionBackward(BackwardNode):
                 if cotangents[i] is None:
                     cotangents[i] = self.backend.unwrap(autodiff.zeros(shape, dtype))
         return cotangents
+
+
+def _with_planned_strides(arrays: list, entry: TrainingEntry) -> list:
+    """The backward plan's inputs laid out as its kernels were compiled for. The forward
+    plan returns a saved value held in its reused buffers as a compact copy, while the
+    backward was compiled for the value's strides there (a `chunk` piece has its parent's
+    row stride): such a copy is laid out again with the planned strides."""
+    from ..runtime.plan import array_for
+    metas = [n.meta.get("val") for n in entry.backward_graph.placeholders]
+    out = []
+    for array, meta in zip(arrays, metas):
+        if isinstance(array, np.ndarray) and isinstance(meta, TensorMeta) and \
+                array.shape == tuple(meta.shape) and array.size > 1 and \
+                tuple(s // array.itemsize for s in array.strides) != tuple(meta.strides):
+            laid_out = array_for(meta)
+            np.copyto(laid_out, array)
+            array = laid_out
+        out.append(array)
+    return out + list(arrays[len(metas):])
 
 
 __all__ = ["TrainingEntry", "build_training_entry", "run_training_entry",

@@ -4,6 +4,8 @@
       inside another trace (symbolic arguments)  -> inline: trace through fn itself
       a training step (backward()/step() seen)   -> compile_step.StepRoute
       guard key (compile_guards) has an entry    -> run it (unless stale: recompile)
+      a symbolic entry covers the sizes          -> run it (compile_dynamic: s0 = this size)
+      only some sizes changed (or dynamic=True)  -> compile a symbolic entry (compile_dynamic)
       no entry, cache limit reached              -> run fn eagerly, warn once
       no entry                                   -> trace, then compile one of:
           InferenceEntry  grad mode off, or nothing requires grad: the inference plan
@@ -33,6 +35,7 @@ from .compile_guards import (config, describe_function, flatten, guard_key_of, l
                              log, recompile_reasons, unflatten)
 from .compile_trace import (ModuleWatcher, StepFunctionFound, Traced,
                             advance_batchnorm_counters, trace_call)
+from .compile_dynamic import MISS
 from .tensor import Tensor
 
 
@@ -114,6 +117,7 @@ class Dispatcher:
         self.warned_limit = False
         self.children: dict[int, Any] = {}   # compiled submodules, for graph breaks
         self.name = describe_function(compiled.fn)
+        self.dynamic = None               # compile_dynamic.DynamicRoute, made on first use
 
     def call(self, args: tuple, kwargs: dict):
         leaves, spec = flatten((args, kwargs))
@@ -123,15 +127,29 @@ class Dispatcher:
             return self.step_route.call(args, kwargs)
         key = guard_key_of(leaves, spec, self.submodules)
         entry = self.entries.get(key)
+        if entry is None and self.dynamic is not None:
+            result = self.dynamic.call(key, leaves)    # a symbolic entry covering this call
+            if result is not MISS:
+                return result
         reason = entry.stale() if entry is not None else None
         if entry is None or reason is not None:
             if entry is None and len(self.entries) >= config.cache_size_limit:
                 return self._over_limit(key, args, kwargs)
             self._log_recompile(key, reason, args, kwargs)
+            if reason is None and self._try_dynamic(key, leaves, spec, args, kwargs):
+                return self.dynamic.call(key, leaves)
             entry = self._compile(key, leaves, spec, args, kwargs)
             if entry is None:                        # routed to a training step
                 return self.step_route.call(args, kwargs)
         return entry.run(self, leaves, args, kwargs)
+
+    def _try_dynamic(self, key, leaves, spec, args, kwargs) -> bool:
+        """Compile a symbolic entry for this call when its sizes call for one
+        (compile_dynamic.py); False: compile one plan for these shapes."""
+        from .compile_dynamic import DynamicRoute
+        if self.dynamic is None:
+            self.dynamic = DynamicRoute(self)
+        return self.dynamic.try_compile(key, leaves, spec, leaf_names(self.fn, args, kwargs))
 
     def _over_limit(self, key, args, kwargs):
         if not self.warned_limit:

@@ -14,7 +14,8 @@ key compiles a new entry and logs why, at INFO on the logger named "ember.compil
 After `config.cache_size_limit` entries (8 by default, as torch._dynamo's
 cache_size_limit; environment variable EMBER_COMPILE_CACHE_SIZE_LIMIT) a new key runs
 the function eagerly and warns once on that logger. ember compiles one plan per
-distinct shape: it has no symbolic dimensions (see docs/compile.md, "Dynamic shapes").
+distinct shape until a dimension's size changes: then compile_dynamic.py compiles one
+symbolic entry for every size (see docs/compile.md, "Dynamic shapes").
 """
 from __future__ import annotations
 
@@ -121,6 +122,8 @@ def guard_key_of(leaves: list, spec, modules: list) -> GuardKey:
 
 def leaf_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
     """A readable name per tensor leaf of the call: 'x', 'xs[1]', "batch['y']"."""
+    if not inspect.isroutine(fn) and callable(getattr(fn, "forward", None)):
+        fn = fn.forward                 # a module: its forward's parameter names
     try:
         bound = inspect.signature(fn).bind(*args, **kwargs)
         named = list(bound.arguments.items())

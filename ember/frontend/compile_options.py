@@ -14,9 +14,8 @@ the options ember's backends read:
 | "max-autotune" | as "default" (GEMM tiles are always autotuned on CUDA) |
 | "max-autotune-no-cudagraphs" | CUDA-graph replay off |
 
-`fullgraph` and `dynamic` are accepted and type-checked. ember compiles the whole function
-as one graph whatever `fullgraph` says (there are no graph breaks yet: untraceable code
-raises), and `dynamic` does not change what a new shape does (it compiles a new plan).
+`fullgraph` and `dynamic` are type-checked. `dynamic`: None makes a dimension symbolic
+when its size changes, True from the first call, False never (compile_dynamic.py).
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from .dtypes import DType
+from .symdim import SymDim, TracedSize
 
 
 class MemoryFormat(enum.Enum):
@@ -77,7 +78,7 @@ def contiguous_strides(shape) -> tuple[int, ...]:
     strides, acc = [], 1
     for size in reversed(shape):
         strides.append(acc)
-        acc *= max(size, 1)
+        acc = acc * (size if isinstance(size, SymDim) else max(size, 1))
     return tuple(reversed(strides))
 
 
@@ -133,7 +134,9 @@ class TensorMeta:
     strides: tuple[int, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        # symbolic sizes (SymDim) and probe sizes (TracedSize) stay what they are
+        object.__setattr__(self, "shape", tuple(s if isinstance(s, (SymDim, TracedSize))
+                                                else int(s) for s in self.shape))
         if self.strides is None:
             object.__setattr__(self, "strides", strides_for(self.shape, self.memory_format))
 

@@ -19,6 +19,7 @@ from . import dtypes
 from .errors import ParseError
 from .graph import Graph, Node, OpKind
 from .meta import MemoryFormat, TensorMeta, contiguous_format
+from .symdim import SymDim
 
 GRAMMAR = r"""
 start: graph
@@ -49,12 +50,15 @@ arg: value
    | "{" [pair ("," pair)*] "}"                     -> dict
    | "py_slice" "(" value "," value "," value ")"   -> slice
    | "complex" "(" value "," value ")"              -> complex
+   | "sym" "(" STRING ")"                           -> sym
 pair: STRING ":" value
-type: NAME "[" [INT ("," INT)*] "]" ["{" NAME "}"] ["@" STRING]   -> tensor_type
+type: NAME "[" [dim ("," dim)*] "]" ["{" NAME "}"] ["@" STRING]   -> tensor_type
     | "(" [type ("," type)*] [","] ")"                             -> tuple_type
     | "[" [type ("," type)*] "]"                                   -> list_type
     | "?"                                                          -> unknown_type
 loc: "loc" "(" STRING ")"
+dim: INT | SYMDIM
+SYMDIM: /(-?[0-9]+\*)?s0([+-][0-9]+)?/
 REF: "%" /[A-Za-z0-9_.]+/
 NAME: /[A-Za-z_][A-Za-z0-9_.]*/
 STRING: /"(\\.|[^"\\])*"/
@@ -239,6 +243,8 @@ class _Builder:
                     for p in kids if p is not None}
         if kind == "slice":
             return slice(*(self.value(k) for k in kids))
+        if kind == "sym":
+            return SymDim.parse(_unquote(tree.children[0]))
         if kind == "complex":
             return complex(self.value(kids[0]), self.value(kids[1]))
         raise self.error(tree, f"unknown value form {kind}")
@@ -270,12 +276,17 @@ class _Builder:
             dtype = dtypes.dtype_from_name(str(name))
         except Exception:  # noqa: BLE001
             raise self.error(name, f"unknown dtype {str(name)!r}") from None
-        dims = [int(t) for t in rest if isinstance(t, Token) and t.type == "INT"]
+        dims = [_dim(t.children[0]) for t in rest if isinstance(t, Tree) and t.data == "dim"]
         names = [t for t in rest if isinstance(t, Token) and t.type == "NAME"]
         strings = [t for t in rest if isinstance(t, Token) and t.type == "STRING"]
         fmt = MemoryFormat(str(names[0])) if names else contiguous_format
         device = _unquote(strings[0]) if strings else "cpu"
         return TensorMeta(tuple(dims), dtype, device, fmt)
+
+
+def _dim(token):
+    """A type's size: an integer, or a symbolic size (ir/symdim.py)."""
+    return int(token) if token.type == "INT" else SymDim.parse(str(token))
 
 
 def _unquote(token) -> str:

@@ -15,6 +15,7 @@ import math
 from .dtypes import DType
 from .graph import Graph, Node, OpKind, target_name
 from .meta import MemoryFormat, TensorMeta, contiguous_format
+from .symdim import SymDim
 from .fused import is_fused
 from .registry import is_op
 
@@ -47,6 +48,8 @@ def has_tensor_type(val) -> bool:
 def format_value(v, names: dict) -> str:
     if isinstance(v, Node):
         return "%" + names[v]
+    if isinstance(v, SymDim):
+        return f'sym("{v}")'
     if v is None or v is True or v is False:
         return repr(v)
     if isinstance(v, DType):

@@ -57,6 +57,8 @@ def _torchvision_shims() -> dict[str, types.ModuleType]:
     from tests.oracle import working_torchvision
     if working_torchvision() is not None:
         return {}
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]          # a half-imported torchvision must not shadow them
     modules = {name: _StandInModule(name) for name in _TORCHVISION_MODULES}
     modules["torchvision.transforms.functional"].InterpolationMode = enum.Enum(
         "InterpolationMode", {mode.upper(): mode for mode in (
@@ -115,6 +117,10 @@ MODELS = {
     "mobilenetv3_small_050": dict(image=64),
     "hrnet_w18_small": dict(image=64),          # fusion built a cycle between kernels
     "efficientvit_b0": dict(image=64),          # torch.autocast(enabled=False)
+    # nn.LSTM (bidirectional, batch_first) along rows and columns; eager only here: its
+    # compile (every time step unrolled into cell ops) takes about 65 s on 2 cores, and
+    # matched torch to 5e-6 when run by hand
+    "sequencer2d_s": dict(image=32, slow=True, eager_only=True),
 }
 
 
@@ -161,6 +167,8 @@ def test_timm_model_eager_and_compiled_match_torch(name, rng):
     atol = 1e-4 * float(np.abs(expected).max())
     assert np.abs(expected).max() > 1e-2, "degenerate reference output: the check is weak"
     np.testing.assert_allclose(eager, expected, rtol=1e-4, atol=atol)
+    if MODELS[name].get("eager_only"):
+        return
     compiled = ember.compile(port)
     with ember.no_grad():
         result = compiled(ember.tensor(x)).numpy()
