@@ -215,7 +215,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """Batch statistics when training (updating running_* in place, unbiased variance),
     running statistics otherwise. momentum=None is handled by the module (it passes
     1/num_batches_tracked), as in PyTorch."""
-    if input.numel() == 0 and input.ndim < 2:   # PyTorch returns an empty copy, no channels
+    if input.ndim < 2 and input.numel() == 0:   # PyTorch returns an empty copy, no channels
         return input.clone()
     c = input.shape[1]
     dims = [0] + list(range(2, input.ndim))
