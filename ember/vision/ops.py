@@ -18,11 +18,12 @@ from ember.ir import dtypes
 import ember.nn.functional as F
 
 from ._fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool  # noqa: F401
+from ._misc import FrozenBatchNorm2d, LastLevelP6P7  # noqa: F401
 
 __all__ = ["box_area", "box_iou", "generalized_box_iou", "box_convert", "clip_boxes_to_image",
            "remove_small_boxes", "nms", "batched_nms", "roi_align", "roi_pool", "RoIAlign",
            "RoIPool", "sigmoid_focal_loss", "FeaturePyramidNetwork", "LastLevelMaxPool",
-           "ExtraFPNBlock"]
+           "ExtraFPNBlock", "FrozenBatchNorm2d", "LastLevelP6P7"]
 
 
 # --- boxes ------------------------------------------------------------------------------

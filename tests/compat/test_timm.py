@@ -54,11 +54,9 @@ _TORCHVISION_MODULES = ("torchvision", "torchvision.ops", "torchvision.ops.misc"
 
 
 def _torchvision_shims() -> dict[str, types.ModuleType]:
-    try:
-        import torchvision  # noqa: F401
+    from domain_oracles import import_torchvision   # loads even without its C++ extension
+    if import_torchvision() is not None:
         return {}
-    except ImportError:
-        pass
     modules = {name: _StandInModule(name) for name in _TORCHVISION_MODULES}
     modules["torchvision.transforms.functional"].InterpolationMode = enum.Enum(
         "InterpolationMode", {mode.upper(): mode for mode in (
