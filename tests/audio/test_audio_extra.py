@@ -92,3 +92,82 @@ def test_save_flac_soundfile_reads_it(tmp_path, bits):
     assert sf.info(tmp_path / "c.bin").format == "FLAC"
     with pytest.raises(ValueError, match="FLAC stores signed integer PCM"):
         audio.save(path, ember.tensor(src), 8000, encoding="PCM_F")
+
+
+# --- WaveRNN ----------------------------------------------------------------------------
+_WAVERNN = dict(upsample_scales=[2, 3], n_classes=16, hop_length=6, n_res_block=2, n_rnn=12,
+                n_fc=10, kernel_size=3, n_freq=8, n_hidden=6, n_output=8)
+
+
+def _wavernn_pair():
+    torch.manual_seed(7)
+    ref = torchaudio.models.WaveRNN(**_WAVERNN)
+    with torch.no_grad():   # non-trivial batch-norm statistics
+        for name, buf in ref.named_buffers():
+            if name.endswith("running_var"):
+                buf.uniform_(0.5, 1.5)
+            elif name.endswith("running_mean"):
+                buf.normal_(0, 0.2)
+    model = audio.models.WaveRNN(**_WAVERNN)
+    assert list(model.state_dict()) == list(ref.state_dict())
+    model.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
+    return ref.eval(), model.eval()
+
+
+@needs_torchaudio
+def test_wavernn_forward_matches_torchaudio():
+    ref, model = _wavernn_pair()
+    gen = torch.Generator().manual_seed(8)
+    n_time = 6
+    specgram = torch.randn(2, 1, 8, n_time, generator=gen)
+    waveform = torch.rand(2, 1, (n_time - 2) * 6, generator=gen) * 2 - 1
+    expected = ref(waveform, specgram)
+    out = model(ember.tensor(waveform.numpy()), ember.tensor(specgram.numpy()))
+    assert tuple(out.shape) == tuple(expected.shape) == (2, 1, 24, 16)
+    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), atol=1e-5)
+    full = audio.models.WaveRNN(upsample_scales=[5, 5, 8], n_classes=256, hop_length=200)
+    assert sum(p.numel() for p in full.parameters()) == 4_404_903   # torchaudio's count
+    with pytest.raises(ValueError, match="total_scale == hop_length"):
+        audio.models.WaveRNN([2, 3], 16, hop_length=5)
+    with pytest.raises(ValueError, match="input channel of waveform is 1"):
+        model(ember.tensor(waveform.numpy()).repeat(1, 2, 1), ember.tensor(specgram.numpy()))
+
+
+@needs_torchaudio
+def test_wavernn_gradients_match_torchaudio():
+    ref, model = _wavernn_pair()
+    ref.double()
+    model.double()
+    gen = torch.Generator().manual_seed(9)
+    specgram = torch.randn(1, 1, 8, 4, dtype=torch.double, generator=gen, requires_grad=True)
+    waveform = torch.rand(1, 1, 12, dtype=torch.double, generator=gen)
+    weight = torch.randn(1, 1, 12, 16, dtype=torch.double, generator=gen)
+    (ref(waveform, specgram) * weight).sum().backward()
+    es = ember.tensor(specgram.detach().numpy(), requires_grad=True)
+    (model(ember.tensor(waveform.numpy()), es) * ember.tensor(weight.numpy())).sum().backward()
+    np.testing.assert_allclose(es.grad.numpy(), specgram.grad.numpy(), atol=1e-10)
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=1e-10, err_msg=name)
+
+
+@needs_torchaudio
+def test_wavernn_infer_matches_torchaudio_with_argmax_sampling(monkeypatch):
+    ref, model = _wavernn_pair()
+    specgram = torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(10))
+    # sampling replaced by argmax on both sides, so the generated sequences are comparable
+    monkeypatch.setattr(torch, "multinomial", lambda probs, n: probs.argmax(1, keepdim=True))
+    expected, ref_lengths = ref.infer(specgram, torch.tensor([3, 2]))
+    monkeypatch.setattr(type(model), "_sample",
+                        staticmethod(lambda probs, gen: probs.argmax(1, keepdim=True)))
+    out, lengths = model.infer(ember.tensor(specgram.numpy()), ember.tensor([3, 2]))
+    assert tuple(out.shape) == tuple(expected.shape) == (2, 1, 18)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-6)
+    assert lengths.tolist() == ref_lengths.tolist() == [18, 12]
+    monkeypatch.undo()
+    sampled, _ = model.infer(ember.tensor(specgram.numpy()),
+                             generator=ember.Generator().manual_seed(0))
+    again, _ = model.infer(ember.tensor(specgram.numpy()),
+                           generator=ember.Generator().manual_seed(0))
+    values = sampled.numpy()
+    np.testing.assert_array_equal(values, again.numpy())
+    assert values.min() >= -1 and values.max() <= 1
