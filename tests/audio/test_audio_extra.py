@@ -171,3 +171,27 @@ def test_wavernn_infer_matches_torchaudio_with_argmax_sampling(monkeypatch):
     values = sampled.numpy()
     np.testing.assert_array_equal(values, again.numpy())
     assert values.min() >= -1 and values.max() <= 1
+
+
+# --- the earlier models, now against torchaudio's own ----------------------------------
+@needs_torchaudio
+def test_conv_tasnet_and_wav2letter_match_torchaudio():
+    cfg = dict(num_sources=2, enc_kernel_size=8, enc_num_feats=12, msk_kernel_size=3,
+               msk_num_feats=6, msk_num_hidden_feats=10, msk_num_layers=3, msk_num_stacks=2)
+    torch.manual_seed(11)
+    ref = torchaudio.models.ConvTasNet(**cfg).double().eval()
+    model = audio.models.ConvTasNet(**cfg).to(ember.float64)
+    assert list(model.state_dict()) == list(ref.state_dict())
+    model.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
+    x = torch.randn(2, 1, 101, dtype=torch.double)          # 101: needs end padding
+    np.testing.assert_allclose(model(ember.tensor(x.numpy())).detach().numpy(),
+                               ref(x).detach().numpy(), atol=1e-10)
+    ref_w2l = torchaudio.models.Wav2Letter(num_classes=5, input_type="mfcc", num_features=10)
+    w2l = audio.models.Wav2Letter(num_classes=5, input_type="mfcc", num_features=10)
+    assert list(w2l.state_dict()) == list(ref_w2l.state_dict())
+    w2l.load_state_dict({k: v.numpy() for k, v in ref_w2l.state_dict().items()})
+    feats = torch.randn(1, 10, 40)
+    np.testing.assert_allclose(w2l(ember.tensor(feats.numpy())).detach().numpy(),
+                               ref_w2l(feats).detach().numpy(), atol=1e-4)
+    assert list(audio.models.Wav2Letter(5).state_dict()) == \
+        list(torchaudio.models.Wav2Letter(5).state_dict())

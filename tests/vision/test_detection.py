@@ -207,3 +207,20 @@ def test_retinanet_resnet50_fpn_matches_torchvision():
         out = model([_e(i) for i in images])
     for r, o in zip(ref, out):
         _assert_same_detections(r, o, box_atol=5e-3, score_atol=5e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small"])
+def test_classification_models_match_torchvision(name):
+    """The classification models, earlier checked against torch mirrors, against
+    torchvision's own: same keys, and torchvision's weights give the same logits."""
+    torch.manual_seed(12)
+    ref = getattr(torchvision.models, name)(num_classes=7).eval()
+    model = getattr(ember.vision.models, name)(num_classes=7,
+                                               weights=ref.state_dict()).eval()
+    assert list(model.state_dict()) == list(ref.state_dict())
+    x = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        expected = ref(x)
+    with ember.no_grad():
+        out = model(_e(x))
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
