@@ -299,8 +299,13 @@ def check_pipeline(batch, t_images, size):
     """ember's pipeline equals the torch baseline given the same draws."""
     got = ember_pipeline(size)(batch).cpu().numpy()
     want = torch_pipeline(t_images, _draw_like_ember(batch, size), size).numpy()
-    # uint8 rounding after resize can differ by one level at .5 ties: 1/255/std ~ 0.02
-    assert np.abs(got - want).max() < 0.05, np.abs(got - want).max()
+    # uint8 rounding after resize can differ by one level at .5 ties: 1/255/std ~ 0.02,
+    # which contrast and saturation factors up to 1.4 each (and the hue step) amplify:
+    # at 64 x 224 x 224 a few dozen elements of ~10M reach 0.06 (checked: the resized uint8
+    # crops never differ by more than one level)
+    diff = np.abs(got - want)
+    assert diff.max() < 0.1 and np.mean(diff > 0.02) < 1e-4, \
+        (diff.max(), np.mean(diff > 0.02))
 
 
 if __name__ == "__main__":
