@@ -165,8 +165,40 @@ def test_retinanet_small_backbone_matches_torchvision():
     for r, o in zip(ref, out):
         assert o["labels"].dtype == ember.int64
         _assert_same_detections(r, o)
-    with pytest.raises(NotImplementedError, match="training mode"):
-        model.train()([_e(images[0])])
+
+
+def test_retinanet_training_losses_and_gradients_match_torchvision():
+    torch.manual_seed(2)
+    sizes, ratios = ((16,), (32,)), ((0.5, 1.0, 2.0),) * 2
+    kw = dict(num_classes=3, min_size=64, max_size=96)
+    ref_model = tdet.RetinaNet(_TorchTinyBackbone(), anchor_generator=tdet.anchor_utils
+                               .AnchorGenerator(sizes, ratios), **kw).train()
+    _boost_heads(ref_model)
+    model = edet.RetinaNet(_TinyBackbone(), anchor_generator=edet.AnchorGenerator(sizes, ratios),
+                           **kw).train()
+    model.load_state_dict({k: v.numpy() for k, v in ref_model.state_dict().items()})
+    images = [torch.rand(3, 50, 70), torch.rand(3, 80, 60)]
+    targets = [{"boxes": torch.tensor([[5.0, 6.0, 30.0, 40.0], [20.0, 10.0, 60.0, 28.0]]),
+                "labels": torch.tensor([1, 2])},
+               {"boxes": torch.tensor([[10.0, 12.0, 50.0, 70.0]]), "labels": torch.tensor([0])}]
+    ref = ref_model(images, targets)
+    out = model([_e(i) for i in images],
+                [{"boxes": _e(t["boxes"]), "labels": _e(t["labels"])} for t in targets])
+    assert set(out) == set(ref) == {"classification", "bbox_regression"}
+    assert all(ref[key].item() > 0.01 for key in ref)      # foreground anchors exist
+    for key in ref:
+        np.testing.assert_allclose(out[key].item(), ref[key].item(), rtol=1e-4)
+    (ref["classification"] + ref["bbox_regression"]).backward()
+    (out["classification"] + out["bbox_regression"]).backward()
+    ref_params = dict(ref_model.named_parameters())
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(param.grad.numpy(), ref_params[name].grad.numpy(),
+                                   rtol=1e-3, atol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="positive height and width"):
+        model([_e(images[0])], [{"boxes": ember.tensor([[5.0, 6.0, 5.0, 9.0]]),
+                                 "labels": ember.tensor([1])}])
+    with pytest.raises(ValueError, match="targets should not be none"):
+        model([_e(images[0])])
 
 
 def test_retinanet_resnet50_fpn_keys_and_parameter_count():

@@ -1,11 +1,12 @@
-"""torchvision.models.detection.RetinaNet and retinanet_resnet50_fpn (eval mode).
+"""torchvision.models.detection.RetinaNet and retinanet_resnet50_fpn.
 
 A ResNet-50 + FPN (P3-P7) backbone, a classification head (sigmoid logits per anchor and
 class) and a box-regression head shared across levels, anchors from AnchorGenerator, and
 torchvision's post-processing per level (score threshold, top-k candidates, box decoding,
 clipping), then class-wise NMS and the detections-per-image cap. Module names follow
 torchvision's, so its state_dict loads as it is. The post-processing is data-dependent and
-runs on the detached values.
+runs on the detached values. Training mode returns torchvision's two losses (sigmoid focal
+loss for classification, L1 on box codes), matching anchors to boxes on the host.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import ember
 from ember import nn
 from ember.nn import init
+import ember.nn.functional as F
 
 from ... import ops as box_ops
 from ..._misc import LastLevelP6P7
@@ -27,7 +29,56 @@ from .backbone_utils import freeze_batch_norms, resnet_fpn_extractor
 from .transform import GeneralizedRCNNTransform
 
 __all__ = ["RetinaNet", "RetinaNetHead", "RetinaNetClassificationHead",
-           "RetinaNetRegressionHead", "retinanet_resnet50_fpn"]
+           "RetinaNetRegressionHead", "Matcher", "retinanet_resnet50_fpn"]
+
+BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS = -1, -2
+
+
+def _iou_matrix(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """[N, M] IoU in the boxes' own precision (float32 boxes give float32 IoU, so the
+    threshold comparisons fall as torchvision's do)."""
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    lt = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area1[:, None] + area2[None, :] - inter)
+
+
+class Matcher:
+    """Assigns each prediction (column of an [N ground truth, M predictions] quality
+    matrix) its best ground truth when the quality is >= high_threshold,
+    BELOW_LOW_THRESHOLD (-1) below low_threshold, BETWEEN_THRESHOLDS (-2) in between.
+    allow_low_quality_matches also keeps, for every ground truth, the predictions that
+    reach its best quality (so no ground truth goes unmatched)."""
+
+    BELOW_LOW_THRESHOLD = BELOW_LOW_THRESHOLD
+    BETWEEN_THRESHOLDS = BETWEEN_THRESHOLDS
+
+    def __init__(self, high_threshold: float, low_threshold: float,
+                 allow_low_quality_matches: bool = False):
+        if low_threshold > high_threshold:
+            raise ValueError("low_threshold should be <= high_threshold")
+        self.high_threshold, self.low_threshold = high_threshold, low_threshold
+        self.allow_low_quality_matches = allow_low_quality_matches
+
+    def __call__(self, match_quality_matrix) -> np.ndarray:
+        quality = np.asarray(match_quality_matrix)
+        if quality.shape[0] == 0:
+            raise ValueError("No ground-truth boxes available for one of the images during "
+                             "training")
+        best_gt = quality.argmax(0)
+        best_quality = quality.max(0)
+        matches = best_gt.astype(np.int64)
+        matches[best_quality < self.low_threshold] = BELOW_LOW_THRESHOLD
+        between = (best_quality >= self.low_threshold) & (best_quality < self.high_threshold)
+        matches[between] = BETWEEN_THRESHOLDS
+        if self.allow_low_quality_matches:
+            best_per_gt = quality.max(1, keepdims=True)
+            preds = np.nonzero(quality == best_per_gt)[1]
+            matches[preds] = best_gt[preds]
+        return matches
 
 
 def _conv_relu_tower(channels: int, norm_layer):
@@ -76,6 +127,24 @@ class RetinaNetClassificationHead(nn.Module):
     def forward(self, x):
         return _per_anchor([self.cls_logits(self.conv(f)) for f in x], self.num_classes)
 
+    def compute_loss(self, targets, head_outputs, matched_idxs):
+        """Sigmoid focal loss over the anchors that are not between the thresholds (one-hot
+        targets for foreground anchors, zeros for background), per image normalised by its
+        foreground count, averaged over images."""
+        losses = []
+        for index, (target, matched) in enumerate(zip(targets, matched_idxs)):
+            logits = head_outputs["cls_logits"][index]
+            foreground = matched >= 0
+            one_hot = np.zeros(tuple(logits.shape), dtype=logits.dtype.np_dtype)
+            labels = target["labels"].detach().numpy()
+            one_hot[np.nonzero(foreground)[0], labels[matched[foreground]]] = 1.0
+            valid = ember.from_numpy(np.nonzero(matched != BETWEEN_THRESHOLDS)[0])
+            loss = box_ops.sigmoid_focal_loss(logits[valid],
+                                              ember.from_numpy(one_hot)[valid],
+                                              reduction="sum")
+            losses.append(loss / max(1, int(foreground.sum())))
+        return sum(losses[1:], losses[0]) / len(targets)
+
 
 class RetinaNetRegressionHead(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int, norm_layer=None):
@@ -90,6 +159,24 @@ class RetinaNetRegressionHead(nn.Module):
     def forward(self, x):
         return _per_anchor([self.bbox_reg(self.conv(f)) for f in x], 4)
 
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+        """L1 between the predicted codes of foreground anchors and the codes that take
+        each anchor to its matched box, per image normalised by its foreground count."""
+        if self._loss_type != "l1":
+            raise ValueError(f"RetinaNetRegressionHead: box loss '{self._loss_type}' is not "
+                             f"supported in ember (l1 only)")
+        losses = []
+        for index, (target, anchors_per_image, matched) in enumerate(
+                zip(targets, anchors, matched_idxs)):
+            foreground = np.nonzero(matched >= 0)[0]
+            fg = ember.from_numpy(foreground)
+            gt_boxes = target["boxes"][ember.from_numpy(matched[foreground])]
+            codes = head_outputs["bbox_regression"][index][fg]
+            wanted = self.box_coder.encode_single(gt_boxes, anchors_per_image[fg])
+            loss = F.l1_loss(codes, wanted, reduction="sum")
+            losses.append(loss / max(1, len(foreground)))
+        return sum(losses[1:], losses[0]) / max(1, len(targets))
+
 
 class RetinaNetHead(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, norm_layer=None):
@@ -102,6 +189,12 @@ class RetinaNetHead(nn.Module):
     def forward(self, x):
         return {"cls_logits": self.classification_head(x),
                 "bbox_regression": self.regression_head(x)}
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+        return {"classification": self.classification_head.compute_loss(
+                    targets, head_outputs, matched_idxs),
+                "bbox_regression": self.regression_head.compute_loss(
+                    targets, head_outputs, anchors, matched_idxs)}
 
 
 def _default_anchorgen() -> AnchorGenerator:
@@ -141,26 +234,58 @@ class RetinaNet(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
-        self.fg_iou_thresh, self.bg_iou_thresh = fg_iou_thresh, bg_iou_thresh
+        self.proposal_matcher = proposal_matcher or Matcher(
+            fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=True)
+
+    @staticmethod
+    def _check_targets(targets):
+        if targets is None:
+            raise ValueError("targets should not be none when in training mode")
+        for index, target in enumerate(targets):
+            boxes = target["boxes"]
+            if boxes.ndim != 2 or int(boxes.shape[-1]) != 4:
+                raise ValueError(f"Expected target boxes to be a tensor of shape [N, 4], got "
+                                 f"{list(boxes.shape)}.")
+            arr = boxes.detach().numpy()
+            bad = np.nonzero((arr[:, 2:] <= arr[:, :2]).any(1))[0]
+            if len(bad):
+                raise ValueError(f"All bounding boxes should have positive height and width. "
+                                 f"Found invalid box {arr[bad[0]].tolist()} for target at "
+                                 f"index {index}.")
+
+    def compute_loss(self, targets, head_outputs, anchors):
+        """Match anchors to ground-truth boxes by IoU, then the heads' losses."""
+        matched_idxs = []
+        for anchors_per_image, target in zip(anchors, targets):
+            if int(target["boxes"].shape[0]) == 0:
+                matched_idxs.append(np.full(int(anchors_per_image.shape[0]), -1, np.int64))
+                continue
+            quality = _iou_matrix(target["boxes"].detach().numpy(),
+                                  anchors_per_image.detach().numpy())
+            matched_idxs.append(self.proposal_matcher(quality))
+        return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
     def forward(self, images, targets=None):
+        """Eval mode: detections per image. Training mode: {"classification",
+        "bbox_regression"} losses for targets (one dict per image: boxes [N, 4] in the
+        input image's pixels, labels [N] int64)."""
         if self.training:
-            raise NotImplementedError(
-                "RetinaNet: training mode (losses from targets) is not implemented in "
-                "ember.vision yet; call model.eval() for detections")
+            self._check_targets(targets)
         original_sizes = []
         for img in images:
             if img.ndim != 3:
                 raise ValueError(f"Expecting a list of 3d tensors [C, H, W], got "
                                  f"{list(img.shape)}")
             original_sizes.append((int(img.shape[-2]), int(img.shape[-1])))
-        image_list, _ = self.transform(images)
+        image_list, targets = self.transform(images, targets)
         features = self.backbone(image_list.tensors)
         if isinstance(features, ember.Tensor):
             features = OrderedDict([("0", features)])
         features = list(features.values())
         head_outputs = self.head(features)
         anchors = self.anchor_generator(image_list, features)
+        if self.training:
+            return self.compute_loss(targets, head_outputs, anchors)
         detections = self.postprocess_detections(head_outputs, anchors, features,
                                                  image_list.image_sizes)
         return self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
