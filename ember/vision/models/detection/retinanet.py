@@ -286,7 +286,13 @@ class RetinaNet(nn.Module):
         anchors = self.anchor_generator(image_list, features)
         if self.training:
             return self.compute_loss(targets, head_outputs, anchors)
-        detections = self.postprocess_detections(head_outputs, anchors, features,
+        # split per pyramid level, as torchvision hands them to postprocess_detections
+        per_level = [int(f.shape[-2]) * int(f.shape[-1]) for f in features]
+        anchors_per_cell = int(head_outputs["cls_logits"].shape[1]) // sum(per_level)
+        sizes = [n * anchors_per_cell for n in per_level]
+        split_outputs = {k: list(v.split(sizes, 1)) for k, v in head_outputs.items()}
+        split_anchors = [list(a.split(sizes)) for a in anchors]
+        detections = self.postprocess_detections(split_outputs, split_anchors,
                                                  image_list.image_sizes)
         return self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
 
@@ -299,24 +305,23 @@ class RetinaNet(nn.Module):
         order = np.argsort(-scores[passing], kind="stable")[:self.topk_candidates]
         return passing[order], scores[passing[order]]
 
-    def postprocess_detections(self, head_outputs, anchors, features, image_shapes):
-        """Per image and level: threshold, top-k, decode, clip; then batched NMS and the
+    def postprocess_detections(self, head_outputs, anchors, image_shapes):
+        """head_outputs: {"cls_logits", "bbox_regression"} -> per-level lists of [N,
+        anchors_l, K] / [N, anchors_l, 4]; anchors: per image, per-level [anchors_l, 4].
+        Per image and level: threshold, top-k, decode, clip; then class-wise NMS and the
         detections_per_img cap."""
-        logits_all = head_outputs["cls_logits"].detach()
-        regression_all = head_outputs["bbox_regression"].detach()
-        num_classes = int(logits_all.shape[-1])
-        per_level = [int(f.shape[-2]) * int(f.shape[-1]) for f in features]
-        anchors_per_cell = int(logits_all.shape[1]) // sum(per_level)
-        bounds = np.cumsum([0] + [n * anchors_per_cell for n in per_level])
-        logits_np = logits_all.numpy()
+        logits_levels = [t.detach() for t in head_outputs["cls_logits"]]
+        regression_levels = [t.detach() for t in head_outputs["bbox_regression"]]
+        num_classes = int(logits_levels[0].shape[-1])
         results = []
         for index, image_shape in enumerate(image_shapes):
             boxes, scores, labels = [], [], []
-            for start, stop in zip(bounds[:-1], bounds[1:]):
-                flat_idx, level_scores = self._level_candidates(logits_np[index, start:stop])
-                anchor_idx = ember.from_numpy(start + flat_idx // num_classes)
-                decoded = self.box_coder.decode_single(regression_all[index][anchor_idx],
-                                                       anchors[index][anchor_idx])
+            for logits, regression, level_anchors in zip(logits_levels, regression_levels,
+                                                         anchors[index]):
+                flat_idx, level_scores = self._level_candidates(logits[index].numpy())
+                anchor_idx = ember.from_numpy(flat_idx // num_classes)
+                decoded = self.box_coder.decode_single(regression[index][anchor_idx],
+                                                       level_anchors[anchor_idx])
                 boxes.append(box_ops.clip_boxes_to_image(decoded, image_shape))
                 scores.append(level_scores)
                 labels.append(flat_idx % num_classes)
