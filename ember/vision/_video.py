@@ -118,7 +118,7 @@ class VideoReader:
             return False
         self._stream = streams[index]
         if self._num_threads and kind == "video":
-            self._stream.thread_count = self._num_threads
+            self._stream.codec_context.thread_count = self._num_threads
         self._restart(seek_pts=None)
         return True
 
