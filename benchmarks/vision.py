@@ -11,6 +11,8 @@ Rows (issue 21):
   torch ops (torch.nn.functional.interpolate with antialias, torch HSV) per image;
 - its deterministic tail (ConvertImageDtype + Normalize on the cropped batch) eager and
   ember.compile'd, vs torch;
+- the same pipeline against torchvision.transforms.functional itself, per image (where
+  torchvision is installed: it imports without its C++ extension as the tests do);
 - MelSpectrogram (n_fft 400, hop 160, 80 mels) of 64 x 10 s of 16 kHz audio, ember eager
   and compiled vs torch.stft + the same filter bank.
 --small shrinks everything (8 images of 64x64, 4 x 1 s of audio) for a smoke run.
@@ -187,6 +189,40 @@ def torch_pipeline(images, params, size):
     return torch.stack(out)
 
 
+def _torchvision():
+    """torchvision.transforms.functional, or None (imported as the tests do, without its
+    C++ extension, which the transforms do not need)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    try:
+        from domain_oracles import import_torchvision
+        tv = import_torchvision()
+    except Exception:       # a broken install: the row is skipped, with the reason
+        return None
+    finally:
+        sys.path.pop(0)
+    if tv is None:
+        return None
+    import torchvision.transforms.functional as TVF
+    return TVF
+
+
+def torchvision_pipeline(TVF, images, params, size):
+    """The same per-image steps with torchvision.transforms.functional (v1, tensors)."""
+    adjust = [TVF.adjust_brightness, TVF.adjust_contrast, TVF.adjust_saturation,
+              TVF.adjust_hue]
+    out = []
+    for img, (crop, flip, order, b, c, s, h) in zip(images, params):
+        x = TVF.resized_crop(img, *crop, [size, size], antialias=True)
+        if flip:
+            x = TVF.hflip(x)
+        x = TVF.convert_image_dtype(x, torch.float32)
+        factors = (b, c, s, h)
+        for k in order:
+            x = adjust[k](x, factors[k])
+        out.append(TVF.normalize(x, MEAN, STD))
+    return torch.stack(out)
+
+
 # --- ember ----------------------------------------------------------------------------
 def ember_pipeline(size, seed=0):
     g = ember.Generator().manual_seed(seed)
@@ -233,6 +269,20 @@ def main() -> None:
               ember=lambda: pipe(batch), torch=lambda: torch_pipeline(
                   t_images, _draw_like_ember(batch, size), size),
               ember_cuda=(lambda: pipe_gpu(batch_gpu)) if gpu else None)
+
+    TVF = _torchvision()
+    if TVF is None:
+        print("torchvision row skipped: torchvision is not installed")
+        bench.skipped.append({"name": "augment vs torchvision", "reason": "not installed"})
+    else:
+        params = _draw_like_ember(batch, size)
+        _check_close(ember_pipeline(size)(batch).numpy(),
+                     torchvision_pipeline(TVF, t_images, params, size).numpy())
+        bench.row(f"augment batch {n}: the same, torch column = torchvision.transforms "
+                  f"(per image)", ember=lambda: pipe(batch),
+                  torch=lambda: torchvision_pipeline(
+                      TVF, t_images, _draw_like_ember(batch, size), size),
+                  ember_cuda=(lambda: pipe_gpu(batch_gpu)) if gpu else None)
 
     cropped = T.Resize((size, size))(batch)
     cropped_gpu = cropped.to("cuda") if gpu else None
@@ -299,6 +349,10 @@ def check_pipeline(batch, t_images, size):
     """ember's pipeline equals the torch baseline given the same draws."""
     got = ember_pipeline(size)(batch).cpu().numpy()
     want = torch_pipeline(t_images, _draw_like_ember(batch, size), size).numpy()
+    _check_close(got, want)
+
+
+def _check_close(got, want):
     # uint8 rounding after resize can differ by one level at .5 ties: 1/255/std ~ 0.02,
     # which contrast and saturation factors up to 1.4 each (and the hue step) amplify:
     # at 64 x 224 x 224 a few dozen elements of ~10M reach 0.06 (checked: the resized uint8
