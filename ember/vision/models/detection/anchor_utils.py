@@ -64,6 +64,6 @@ class AnchorGenerator(nn.Module):
         grid_sizes = [tuple(int(d) for d in f.shape[-2:]) for f in feature_maps]
         strides = [(image_h // gh, image_w // gw) for gh, gw in grid_sizes]
         anchors = np.concatenate(self.grid_anchors(grid_sizes, strides), axis=0)
-        dtype = feature_maps[0].dtype
-        return [ember.from_numpy(anchors.copy()).to(dtype)
+        like = feature_maps[0]
+        return [ember.from_numpy(anchors.copy()).to(device=like.device, dtype=like.dtype)
                 for _ in range(len(image_list.image_sizes))]

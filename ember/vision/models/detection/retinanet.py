@@ -34,6 +34,11 @@ __all__ = ["RetinaNet", "RetinaNetHead", "RetinaNetClassificationHead",
 BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS = -1, -2
 
 
+def _on(array: np.ndarray, like):
+    """A host array (indices, constants) as a tensor on `like`'s device."""
+    return ember.from_numpy(np.ascontiguousarray(array)).to(like.device)
+
+
 def _iou_matrix(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """[N, M] IoU in the boxes' own precision (float32 boxes give float32 IoU, so the
     threshold comparisons fall as torchvision's do)."""
@@ -136,12 +141,11 @@ class RetinaNetClassificationHead(nn.Module):
             logits = head_outputs["cls_logits"][index]
             foreground = matched >= 0
             one_hot = np.zeros(tuple(logits.shape), dtype=logits.dtype.np_dtype)
-            labels = target["labels"].detach().numpy()
+            labels = target["labels"].detach().cpu().numpy()
             one_hot[np.nonzero(foreground)[0], labels[matched[foreground]]] = 1.0
-            valid = ember.from_numpy(np.nonzero(matched != BETWEEN_THRESHOLDS)[0])
-            loss = box_ops.sigmoid_focal_loss(logits[valid],
-                                              ember.from_numpy(one_hot)[valid],
-                                              reduction="sum")
+            valid = np.nonzero(matched != BETWEEN_THRESHOLDS)[0]
+            loss = box_ops.sigmoid_focal_loss(logits[_on(valid, logits)],
+                                              _on(one_hot[valid], logits), reduction="sum")
             losses.append(loss / max(1, int(foreground.sum())))
         return sum(losses[1:], losses[0]) / len(targets)
 
@@ -169,9 +173,10 @@ class RetinaNetRegressionHead(nn.Module):
         for index, (target, anchors_per_image, matched) in enumerate(
                 zip(targets, anchors, matched_idxs)):
             foreground = np.nonzero(matched >= 0)[0]
-            fg = ember.from_numpy(foreground)
-            gt_boxes = target["boxes"][ember.from_numpy(matched[foreground])]
-            codes = head_outputs["bbox_regression"][index][fg]
+            codes_all = head_outputs["bbox_regression"][index]
+            fg = _on(foreground, codes_all)
+            gt_boxes = target["boxes"][_on(matched[foreground], target["boxes"])]
+            codes = codes_all[fg]
             wanted = self.box_coder.encode_single(gt_boxes, anchors_per_image[fg])
             loss = F.l1_loss(codes, wanted, reduction="sum")
             losses.append(loss / max(1, len(foreground)))
@@ -246,7 +251,7 @@ class RetinaNet(nn.Module):
             if boxes.ndim != 2 or int(boxes.shape[-1]) != 4:
                 raise ValueError(f"Expected target boxes to be a tensor of shape [N, 4], got "
                                  f"{list(boxes.shape)}.")
-            arr = boxes.detach().numpy()
+            arr = boxes.detach().cpu().numpy()
             bad = np.nonzero((arr[:, 2:] <= arr[:, :2]).any(1))[0]
             if len(bad):
                 raise ValueError(f"All bounding boxes should have positive height and width. "
@@ -260,8 +265,8 @@ class RetinaNet(nn.Module):
             if int(target["boxes"].shape[0]) == 0:
                 matched_idxs.append(np.full(int(anchors_per_image.shape[0]), -1, np.int64))
                 continue
-            quality = _iou_matrix(target["boxes"].detach().numpy(),
-                                  anchors_per_image.detach().numpy())
+            quality = _iou_matrix(target["boxes"].detach().cpu().numpy(),
+                                  anchors_per_image.detach().cpu().numpy())
             matched_idxs.append(self.proposal_matcher(quality))
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
@@ -318,16 +323,16 @@ class RetinaNet(nn.Module):
             boxes, scores, labels = [], [], []
             for logits, regression, level_anchors in zip(logits_levels, regression_levels,
                                                          anchors[index]):
-                flat_idx, level_scores = self._level_candidates(logits[index].numpy())
-                anchor_idx = ember.from_numpy(flat_idx // num_classes)
+                flat_idx, level_scores = self._level_candidates(logits[index].cpu().numpy())
+                anchor_idx = _on(flat_idx // num_classes, regression)
                 decoded = self.box_coder.decode_single(regression[index][anchor_idx],
                                                        level_anchors[anchor_idx])
                 boxes.append(box_ops.clip_boxes_to_image(decoded, image_shape))
                 scores.append(level_scores)
                 labels.append(flat_idx % num_classes)
             image_boxes = ember.cat(boxes, dim=0)
-            image_scores = ember.from_numpy(np.concatenate(scores))
-            image_labels = ember.from_numpy(np.concatenate(labels).astype(np.int64))
+            image_scores = _on(np.concatenate(scores), image_boxes)
+            image_labels = _on(np.concatenate(labels).astype(np.int64), image_boxes)
             keep = box_ops.batched_nms(image_boxes, image_scores, image_labels,
                                        self.nms_thresh)[:self.detections_per_img]
             results.append({"boxes": image_boxes[keep], "scores": image_scores[keep],

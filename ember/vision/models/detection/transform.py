@@ -79,8 +79,9 @@ class GeneralizedRCNNTransform(nn.Module):
         if not image.dtype.is_floating_point:
             raise TypeError(f"Expected input images to be of floating type (in range [0, 1]), "
                             f"but found type {image.dtype} instead")
-        mean = ember.tensor(self.image_mean, dtype=image.dtype).reshape(-1, 1, 1)
-        std = ember.tensor(self.image_std, dtype=image.dtype).reshape(-1, 1, 1)
+        mean = ember.tensor(self.image_mean, dtype=image.dtype).to(image.device)
+        std = ember.tensor(self.image_std, dtype=image.dtype).to(image.device)
+        mean, std = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
         return (image - mean) / std
 
     def _target_size(self) -> float:
