@@ -167,6 +167,33 @@ def test_retinanet_small_backbone_matches_torchvision():
         _assert_same_detections(r, o)
 
 
+def test_retinanet_head_and_fpn_compile():
+    """The dense part (pyramid and heads) traces into ember.compile; only the
+    data-dependent post-processing stays eager."""
+    from ember.vision.models.detection.backbone_utils import BackboneWithFPN
+    ember.manual_seed(0)
+    trunk = enn.Sequential()
+    trunk.add_module("c1", enn.Conv2d(3, 8, 3, stride=2, padding=1))
+    trunk.add_module("c2", enn.Conv2d(8, 16, 3, stride=2, padding=1))
+    backbone = BackboneWithFPN(trunk, {"c1": "0", "c2": "1"}, [8, 16], 8,
+                               extra_blocks=ember.vision.ops.LastLevelP6P7(8, 8))
+    head = edet.RetinaNetHead(8, 9, 3)
+    x = ember.randn(2, 3, 32, 48)
+    with ember.no_grad():
+        feats = backbone(x)
+        compiled = ember.compile(backbone)(x)
+        assert list(compiled) == list(feats) == ["0", "1", "p6", "p7"]
+        for key in feats:
+            np.testing.assert_allclose(compiled[key].numpy(), feats[key].numpy(), atol=1e-5)
+        eager_out = head(list(feats.values()))
+        compiled_out = ember.compile(head)(list(feats.values()))
+        for key in eager_out:
+            np.testing.assert_allclose(compiled_out[key].numpy(), eager_out[key].numpy(),
+                                       atol=1e-5)
+    assert ember.compile.explain(backbone, x).graph_break_count == 0
+    assert ember.compile.explain(head, list(feats.values())).graph_break_count == 0
+
+
 def test_retinanet_training_losses_and_gradients_match_torchvision():
     torch.manual_seed(2)
     sizes, ratios = ((16,), (32,)), ((0.5, 1.0, 2.0),) * 2
