@@ -55,6 +55,23 @@ def test_time_stretch_float32_and_override():
     np.testing.assert_allclose(direct.numpy(), out.numpy(), atol=1e-6)
 
 
+def test_time_stretch_compiles_in_a_spectrogram_pipeline():
+    class Stretched(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.spec = AT.Spectrogram(64, power=None)
+            self.stretch = AT.TimeStretch(n_freq=33, fixed_rate=0.8)
+
+        def forward(self, wave):
+            return self.stretch(self.spec(wave)).abs()
+    model = Stretched()
+    wave = ember.tensor(np.random.default_rng(12).normal(size=(2, 800)).astype(np.float32))
+    eager = model(wave)
+    assert tuple(eager.shape) == (2, 33, 33)                # ceil(26 / 0.8) frames
+    np.testing.assert_allclose(ember.compile(model)(wave).numpy(), eager.numpy(), atol=1e-4)
+    assert ember.compile.explain(model, wave).graph_break_count == 0
+
+
 # --- FLAC through soundfile -------------------------------------------------------------
 def _soundfile():
     return pytest.importorskip("soundfile", reason="soundfile is not installed "
