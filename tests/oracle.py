@@ -92,13 +92,3 @@ def flat_tensors(v):
         return [x for item in v for x in flat_tensors(item)]
     return [v]
 
-
-def working_torchvision():
-    """torchvision when it is installed AND its compiled ops load against this torch (a
-    wheel built for another torch imports, then fails on its first op); else None."""
-    try:
-        import torchvision
-        torch.ops.torchvision.nms   # noqa: B018 - raises where the C++ ops did not load
-    except (ImportError, RuntimeError, OSError, AttributeError):
-        return None
-    return torchvision

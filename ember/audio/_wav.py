@@ -1,4 +1,5 @@
-"""ember.audio.load / save / info for WAV files, with the standard library only.
+"""ember.audio.load / save / info for WAV files, with the standard library only; other
+formats (FLAC, ...) are handed to _soundfile.py.
 
 PCM (8-bit unsigned, 16, 24 and 32-bit signed) and IEEE float (32, 64-bit) WAVE files,
 including WAVE_FORMAT_EXTENSIBLE headers. Reading normalizes integers to float32 in
@@ -61,7 +62,28 @@ def _encoding(tag, bits):
     return "PCM_U" if bits == 8 else "PCM_S"
 
 
+def _is_wav(uri) -> bool:
+    """A RIFF/WAVE header, or a .wav name (so a broken .wav file gets the WAV error)."""
+    if os.path.splitext(os.fspath(uri))[1].lower() in (".wav", ".wave"):
+        return True
+    with open(os.fspath(uri), "rb") as f:
+        head = f.read(12)
+    return head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+
+
+def _other_format(uri, format) -> bool:
+    """True when save should not write WAV: a format other than wav, or (no format) a
+    file name whose extension is not .wav."""
+    if format is not None:
+        return str(format).lower() not in ("wav", "wave")
+    ext = os.path.splitext(os.fspath(uri))[1].lower()
+    return ext not in ("", ".wav", ".wave")
+
+
 def info(uri) -> AudioMetaData:
+    if not _is_wav(uri):
+        from . import _soundfile
+        return _soundfile.info(uri)
     chunks = _read_chunks(uri)
     tag, channels, rate, bits = _format(chunks[b"fmt "])
     frames = len(chunks[b"data"]) // (channels * bits // 8)
@@ -87,7 +109,11 @@ def _decode(raw: bytes, tag: int, bits: int, normalize: bool) -> np.ndarray:
 def load(uri, frame_offset: int = 0, num_frames: int = -1, normalize: bool = True,
          channels_first: bool = True, format=None, buffer_size: int = 4096, backend=None):
     """(waveform, sample_rate): [channels, frames] float32 in [-1, 1) (normalize=True),
-    or the file's integer samples (normalize=False)."""
+    or the file's integer samples (normalize=False, integer WAV only). Formats other than
+    WAV (FLAC, ...) load through soundfile as float32."""
+    if not _is_wav(uri):
+        from . import _soundfile
+        return _soundfile.load(uri, frame_offset, num_frames, channels_first)
     chunks = _read_chunks(uri)
     tag, channels, rate, bits = _format(chunks[b"fmt "])
     samples = _decode(chunks[b"data"], tag, bits, normalize)
@@ -123,17 +149,22 @@ def _default_encoding(dtype):
 def save(uri, src, sample_rate: int, channels_first: bool = True, format=None,
          encoding: str | None = None, bits_per_sample: int | None = None,
          buffer_size: int = 4096, backend=None, compression=None) -> None:
-    """Write a [channels, frames] (or [frames, channels]) tensor as a WAV file.
+    """Write a [channels, frames] (or [frames, channels]) tensor as a WAV file (or, by
+    format or file extension, FLAC/... through soundfile: see _soundfile.save).
 
     The default encoding follows the dtype, as torchaudio's: float32 -> 32-bit float,
     int16 -> 16-bit PCM, ... ; floats written as PCM are scaled by 2^(bits-1) and clipped.
     """
-    if format not in (None, "wav") and not str(uri).lower().endswith(".wav"):
-        raise ValueError(f"ember.audio.save writes WAV only, got format {format!r}")
     if src.ndim != 2:
         raise ValueError(f"Expected 2D Tensor, got {src.ndim}D.")
     arr = src.detach().numpy()
     arr = arr.T if channels_first else arr                         # [frames, channels]
+    if _other_format(uri, format):
+        from . import _soundfile
+        fmt = format or os.path.splitext(os.fspath(uri))[1][1:]
+        _soundfile.save(uri, np.ascontiguousarray(arr), sample_rate, fmt, encoding,
+                        bits_per_sample, compression)
+        return
     default_enc, default_bits = _default_encoding(src.dtype)
     encoding = encoding or default_enc
     bits = bits_per_sample or (default_bits if encoding == default_enc else

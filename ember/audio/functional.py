@@ -16,7 +16,8 @@ from ember.ir import dtypes
 
 __all__ = ["hann_window", "stft", "istft", "spectrogram", "inverse_spectrogram", "griffinlim",
            "resample", "melscale_fbanks", "create_dct",
-           "amplitude_to_DB", "DB_to_amplitude", "mask_along_axis", "mask_along_axis_iid"]
+           "amplitude_to_DB", "DB_to_amplitude", "mask_along_axis", "mask_along_axis_iid",
+           "phase_vocoder"]
 
 
 def hann_window(window_length: int, periodic: bool = True, dtype=None):
@@ -367,3 +368,42 @@ def mask_along_axis_iid(specgram, mask_param: int, mask_value: float, axis: int,
     mask = (idx >= lo[..., None]) & (idx < hi[..., None])              # [B, C, size]
     mask = mask.unsqueeze(-1) if axis == 2 else mask.unsqueeze(-2)
     return specgram.masked_fill(mask, mask_value)
+
+
+# --- phase vocoder ----------------------------------------------------------------------
+def _stretch_positions(num_frames: int, rate: float, dtype) -> np.ndarray:
+    """The fractional input frame read for each output frame: 0, rate, 2 * rate, ... below
+    num_frames, rounded to the spectrogram's real dtype as torch.arange(0, n, rate) is."""
+    count = int(math.ceil(num_frames / rate))
+    return (np.arange(count, dtype=np.float64) * rate).astype(dtype)
+
+
+def phase_vocoder(complex_specgrams, rate: float, phase_advance):
+    """Speed a complex spectrogram [..., freq, time] up by rate (time shrinks to
+    ceil(time / rate)) without changing pitch: each output frame interpolates the
+    magnitudes of the two input frames around its position, and its phase advances by the
+    measured instantaneous frequency of that pair (the expected advance phase_advance
+    [freq, 1] plus the deviation wrapped to [-pi, pi]); the first frame keeps its phase."""
+    if rate == 1.0:
+        return complex_specgrams
+    if not complex_specgrams.dtype.is_complex:
+        raise ValueError(f"phase_vocoder: expected a complex spectrogram, got dtype "
+                         f"{complex_specgrams.dtype}")
+    shape = list(complex_specgrams.shape)
+    specs = complex_specgrams.reshape([-1] + shape[-2:])
+    real_dtype = specs.real.dtype
+    positions = _stretch_positions(shape[-1], float(rate), real_dtype.np_dtype)
+    alphas = ember.from_numpy(np.mod(positions, 1.0).astype(positions.dtype))
+    first_phase = specs[..., :1].angle()
+    padded = F.pad(specs, [0, 2])      # frames past the end read as silence
+    index = positions.astype(np.int64)
+    before = padded.index_select(-1, ember.from_numpy(index))
+    after = padded.index_select(-1, ember.from_numpy(index + 1))
+    advance = phase_advance.to(real_dtype)
+    deviation = after.angle() - before.angle() - advance
+    deviation = deviation - 2 * math.pi * ember.round(deviation / (2 * math.pi))
+    step = deviation + advance
+    phase = ember.cat([first_phase, step[..., :-1]], dim=-1).cumsum(-1)
+    magnitude = alphas * after.abs() + (1 - alphas) * before.abs()
+    stretched = ember.polar(magnitude, phase)
+    return stretched.reshape(shape[:-2] + list(stretched.shape[1:]))

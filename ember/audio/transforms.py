@@ -5,13 +5,16 @@ Windows, filter banks and DCT matrices are buffers, as in torchaudio, so they fo
 """
 from __future__ import annotations
 
+import math
+
 import ember
 from ember import nn
 
 from . import functional as AF
 
 __all__ = ["Spectrogram", "InverseSpectrogram", "GriffinLim", "Resample", "MelScale",
-           "MelSpectrogram", "MFCC", "AmplitudeToDB", "FrequencyMasking", "TimeMasking"]
+           "MelSpectrogram", "MFCC", "AmplitudeToDB", "FrequencyMasking", "TimeMasking",
+           "TimeStretch"]
 
 
 class Spectrogram(nn.Module):
@@ -200,3 +203,28 @@ class TimeMasking(_AxisMasking):
     def __init__(self, time_mask_param: int, iid_masks: bool = False, p: float = 1.0,
                  generator=None):
         super().__init__(time_mask_param, 2, iid_masks, p, generator)
+
+
+class TimeStretch(nn.Module):
+    """Stretch a complex spectrogram [..., n_freq, time] in time by 1 / rate, keeping the
+    pitch (phase vocoder). phase_advance is the buffer of expected per-hop phase advances,
+    linspace(0, pi * hop_length, n_freq), as torchaudio registers it."""
+
+    def __init__(self, hop_length: int | None = None, n_freq: int = 201,
+                 fixed_rate: float | None = None):
+        super().__init__()
+        self.fixed_rate = fixed_rate
+        n_fft = (n_freq - 1) * 2
+        hop_length = hop_length if hop_length is not None else n_fft // 2
+        self.register_buffer("phase_advance",
+                             ember.linspace(0, math.pi * hop_length, n_freq).reshape(-1, 1))
+
+    def forward(self, complex_specgrams, overriding_rate: float | None = None):
+        if not complex_specgrams.dtype.is_complex:
+            raise ValueError(f"TimeStretch: expected complex input (a Spectrogram with "
+                             f"power=None), got dtype {complex_specgrams.dtype}")
+        rate = self.fixed_rate if overriding_rate is None else overriding_rate
+        if rate is None:
+            raise ValueError("If no fixed_rate is specified, must pass a valid rate to the "
+                             "forward method.")
+        return AF.phase_vocoder(complex_specgrams, rate, self.phase_advance)

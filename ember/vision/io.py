@@ -1,4 +1,5 @@
-"""torchvision.io's image functions: JPEG/PNG bytes <-> uint8 CxHxW ember tensors.
+"""torchvision.io's image functions: JPEG/PNG bytes <-> uint8 CxHxW ember tensors
+(the video functions, over PyAV, live in _video.py and are re-exported here).
 
 The codec is Pillow (libjpeg-turbo and zlib underneath), imported on first use so that
 `import ember.vision` works without it; install it with `pip install ember[vision]`.
@@ -188,3 +189,8 @@ def write_jpeg(input, filename, quality: int = 75) -> None:
 
 def write_png(input, filename, compression_level: int = 6) -> None:
     write_file(filename, encode_png(input, compression_level))
+
+
+# --- video (PyAV) -----------------------------------------------------------------------
+from ._video import (VideoReader, read_video, read_video_timestamps,  # noqa: E402,F401
+                     write_video)

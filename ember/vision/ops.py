@@ -18,11 +18,12 @@ from ember.ir import dtypes
 import ember.nn.functional as F
 
 from ._fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool  # noqa: F401
+from ._misc import FrozenBatchNorm2d, LastLevelP6P7  # noqa: F401
 
 __all__ = ["box_area", "box_iou", "generalized_box_iou", "box_convert", "clip_boxes_to_image",
            "remove_small_boxes", "nms", "batched_nms", "roi_align", "roi_pool", "RoIAlign",
            "RoIPool", "sigmoid_focal_loss", "FeaturePyramidNetwork", "LastLevelMaxPool",
-           "ExtraFPNBlock"]
+           "ExtraFPNBlock", "FrozenBatchNorm2d", "LastLevelP6P7"]
 
 
 # --- boxes ------------------------------------------------------------------------------
@@ -106,9 +107,9 @@ def clip_boxes_to_image(boxes, size):
 
 def remove_small_boxes(boxes, min_size: float):
     """Indices of the boxes whose sides are both at least min_size."""
-    arr = boxes.detach().numpy()
+    arr = boxes.detach().cpu().numpy()
     keep = ((arr[:, 2] - arr[:, 0]) >= min_size) & ((arr[:, 3] - arr[:, 1]) >= min_size)
-    return ember.from_numpy(np.nonzero(keep)[0].astype(np.int64))
+    return ember.from_numpy(np.nonzero(keep)[0].astype(np.int64)).to(boxes.device)
 
 
 # --- non-maximum suppression ------------------------------------------------------------
@@ -139,20 +140,21 @@ def nms(boxes, scores, iou_threshold: float):
     if scores.ndim != 1 or int(scores.shape[0]) != int(boxes.shape[0]):
         raise ValueError(f"nms: scores should be a 1-D Tensor with one score per box, got "
                          f"{list(scores.shape)} for {int(boxes.shape[0])} boxes")
-    keep = _nms_numpy(boxes.detach().numpy(), scores.detach().numpy(), float(iou_threshold))
-    return ember.from_numpy(keep)
+    keep = _nms_numpy(boxes.detach().cpu().numpy(), scores.detach().cpu().numpy(),
+                      float(iou_threshold))
+    return ember.from_numpy(keep).to(boxes.device)
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold: float):
     """NMS within each category (idxs); boxes of different categories never suppress."""
     _check_boxes(boxes, "batched_nms")
-    b, s = boxes.detach().numpy(), scores.detach().numpy()
-    cats = idxs.detach().numpy()
+    b, s = boxes.detach().cpu().numpy(), scores.detach().cpu().numpy()
+    cats = idxs.detach().cpu().numpy()
     kept = [np.nonzero(cats == c)[0][_nms_numpy(b[cats == c], s[cats == c], iou_threshold)]
             for c in np.unique(cats)]
     keep = np.concatenate(kept) if kept else np.zeros(0, np.int64)
     keep = keep[np.argsort(-s[keep], kind="stable")]
-    return ember.from_numpy(keep.astype(np.int64))
+    return ember.from_numpy(keep.astype(np.int64)).to(boxes.device)
 
 
 # --- RoI pooling ------------------------------------------------------------------------

@@ -54,11 +54,9 @@ _TORCHVISION_MODULES = ("torchvision", "torchvision.ops", "torchvision.ops.misc"
 
 
 def _torchvision_shims() -> dict[str, types.ModuleType]:
-    from tests.oracle import working_torchvision
-    if working_torchvision() is not None:
+    from domain_oracles import import_torchvision   # loads even without its C++ extension
+    if import_torchvision() is not None:
         return {}
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]          # a half-imported torchvision must not shadow them
     modules = {name: _StandInModule(name) for name in _TORCHVISION_MODULES}
     modules["torchvision.transforms.functional"].InterpolationMode = enum.Enum(
         "InterpolationMode", {mode.upper(): mode for mode in (
