@@ -41,7 +41,8 @@ from ..codegen.extern import _bound, _pair, conv_epilogue_kernel, extern_kernel,
     tensor_inputs
 from ..codegen.llvm import implicit_conv as conv_impl
 from ..codegen.llvm.emit import PARALLEL_THRESHOLD, KernelEmitter, compile_kernel
-from ..codegen.llvm.gemm import config as gemm_config, gemm_module, tile_for
+from ..codegen.llvm.gemm import config as gemm_config, gemm_module, panels_of, tile_for
+from ..codegen.native_entry import RUNTIME_C, EntryEmitter
 from ..codegen.llvm.conv import padding_pairs
 from ..codegen.llvm import cache
 from ..codegen.llvm.jit import optimize
@@ -54,6 +55,7 @@ from ..ir.printer import print_graph
 from ..passes import PassContext, run_passes
 from ..runtime import lite
 from .export import ExportedProgram
+from .native_program import ProgramBuilder
 
 
 class _Described:
@@ -186,14 +188,24 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     views = _view_geometry(plan, exported)
     table, modules = _step_table(plan, views)
     constants = _weights(plan, table)
+    memory = _memory_plan(plan)
+    inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
+               "shape": list(s.shape)} for s in exported.user_inputs]
+    builder = ProgramBuilder(table, constants, memory, plan.input_slots, inputs, plan.n_slots)
+    calls, layout, outputs = builder.build(_flat_outputs(plan.output_slots))
+    entry_ir = EntryEmitter(calls, len(table)).emit()
+    memory.update(layout=layout)
     members = {
         "graph.ir": print_graph(graph).encode(),
         "weights.safetensors": _safetensors(constants),
-        "memory_plan.json": json.dumps(_memory_plan(plan), indent=1).encode(),
+        "memory_plan.json": json.dumps(memory, indent=1).encode(),
         "plan.json": json.dumps({"n_slots": plan.n_slots, "input_slots": plan.input_slots,
                                  "output_slots": _flat_outputs(plan.output_slots),
-                                 "steps": table}, indent=1).encode(),
-        "model.so": _shared_library(modules, backend.isa),
+                                 "steps": table,
+                                 "entry": {"symbol": "ember_run", "calls": len(calls),
+                                           "layout": layout, "outputs": outputs,
+                                           "fresh": builder.fresh}}, indent=1).encode(),
+        "model.so": _shared_library(modules, backend.isa, entry_ir),
     }
     manifest = _manifest(exported, backend.isa, members)
     _write_zip(package_path, manifest, members)
@@ -326,10 +338,10 @@ def _weights(plan, table: list) -> dict:
         key = None
         if desc["kind"] == "gemm" and desc["prepack"] and desc["b_slot"] in constants:
             b = constants[desc["b_slot"]]
-            arrays[f"p{i}"] = lite.panels_of(b.T if desc["transpose_b"] else b, desc["nr"])
+            arrays[f"p{i}"] = panels_of(b.T if desc["transpose_b"] else b, desc["nr"])
             key = desc["b_slot"]
         elif desc["kind"] == "conv" and desc["w_slot"] in constants:
-            arrays[f"p{i}"] = lite.pack_conv_weights(constants[desc["w_slot"]], desc["nr"])
+            arrays[f"p{i}"] = conv_impl.pack_weights(constants[desc["w_slot"]], desc["nr"])
             key = desc["w_slot"]
         if key is not None:
             desc["packed"] = f"p{i}"
@@ -393,9 +405,10 @@ def _safetensors(arrays: dict) -> bytes:
 
 
 # --- machine code ------------------------------------------------------------------------------
-def _shared_library(modules: list, isa) -> bytes:
-    """Compile every module for the host target (the ISA the in-process plan used) and
-    link them into one shared library with the system C compiler."""
+def _shared_library(modules: list, isa, entry_ir: str) -> bytes:
+    """Compile every module for the host target (the ISA the in-process plan used), the
+    plan's entry point and the C support runtime (thread pool, copies), and link them
+    into one shared library with the system C compiler."""
     import llvmlite.binding as llvm
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
@@ -411,8 +424,13 @@ def _shared_library(modules: list, isa) -> bytes:
             with open(path, "wb") as f:
                 f.write(_object_code(text, f"m{i}_", machine, tgt))
             objects.append(path)
+        for name, data in (("entry.o", _object_code(entry_ir, None, machine, tgt)),
+                           ("runtime.o", _runtime_object(cc, tmp, tgt))):
+            objects.append(os.path.join(tmp, name))
+            with open(objects[-1], "wb") as f:
+                f.write(data)
         out = os.path.join(tmp, "model.so")
-        done = subprocess.run([cc, "-shared", "-o", out, *objects, "-lm"],
+        done = subprocess.run([cc, "-shared", "-o", out, *objects, "-lm", "-lpthread"],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise LoweringError(f"ember.aot: linking the shared library failed: "
@@ -432,13 +450,34 @@ def _object_code(text: str, prefix: str, machine, tgt) -> bytes:
         return obj
     mod = llvm.parse_assembly(text)
     for value in list(mod.functions) + list(mod.global_variables):
-        if not value.is_declaration:
+        if prefix and not value.is_declaration:
             value.name = f"{prefix}{value.name}"
     mod.verify()
     mod.triple = machine.triple
     mod.data_layout = str(machine.target_data)
     optimize(mod, machine)
     obj = machine.emit_object(mod)
+    cache.store(key, obj)
+    return obj
+
+
+def _runtime_object(cc: str, tmp: str, tgt) -> bytes:
+    """codegen/native_entry.py's C support runtime as position-independent object code
+    (through the same disk cache)."""
+    key = cache.cache_key(f"aot-runtime-c {cc}\n{RUNTIME_C}", tgt)
+    obj = cache.load(key)
+    if obj is not None:
+        return obj
+    src, out = os.path.join(tmp, "ember_runtime.c"), os.path.join(tmp, "ember_runtime.o")
+    with open(src, "w") as f:
+        f.write(RUNTIME_C)
+    done = subprocess.run([cc, "-O2", "-fPIC", "-pthread", "-c", src, "-o", out],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LoweringError(f"ember.aot: compiling the runtime support failed: "
+                            f"{done.stderr.strip()[:500]}")
+    with open(out, "rb") as f:
+        obj = f.read()
     cache.store(key, obj)
     return obj
 
