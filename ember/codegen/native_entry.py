@@ -52,7 +52,7 @@ static atomic_int job_left;
 
 /* Spin a little before sleeping: a call's chunks are short, and a futex wake-up costs
    tens of microseconds. */
-#define SPINS 20000
+#define SPINS 256
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
 #else
