@@ -21,7 +21,8 @@ is stored at times[step]. A nonzero return is 1 + the plan step that failed (an
 embedding index out of range).
 
 `RUNTIME_C` is the small C support library linked beside the kernels: a pthread pool
-(`ember_init`, `ember_threads`, `ember_parallel_for`), `ember_copy` (an N-D strided copy,
+(`ember_init`, `ember_threads`, `ember_set_threads`, `ember_parallel_for`;
+one job at a time), `ember_copy` (an N-D strided copy,
 broadcasting with stride 0), `ember_take` (embedding rows, bounds-checked) and
 `ember_now`. It is compiled with the system C compiler (the one that links the
 shared library).
@@ -39,7 +40,9 @@ RUNTIME_C = r"""
 typedef void (*ember_chunk)(int64_t, int64_t, int64_t, void *);
 
 static int pool_size = 1;
+static int pool_limit = 1;          /* set_num_threads's cap (<= pool_size) */
 static int pool_started = 0;
+static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
@@ -90,7 +93,7 @@ int ember_init(int64_t n_threads) {
     if (pool_started)
         return pool_size;
     pool_started = 1;
-    pool_size = n_threads < 1 ? 1 : (int)n_threads;
+    pool_size = pool_limit = n_threads < 1 ? 1 : (int)n_threads;
     job_bounds = calloc((size_t)pool_size + 1, sizeof(int64_t));
     for (int i = 1; i < pool_size; i++) {
         pthread_t t;
@@ -98,7 +101,7 @@ int ember_init(int64_t n_threads) {
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)i) != 0) {
-            pool_size = i;          /* run on the threads that did start */
+            pool_size = pool_limit = i;     /* run on the threads that did start */
             pthread_attr_destroy(&attr);
             break;
         }
@@ -107,7 +110,12 @@ int ember_init(int64_t n_threads) {
     return pool_size;
 }
 
-int64_t ember_threads(void) { return pool_size; }
+int64_t ember_threads(void) { return pool_limit; }
+
+/* torch.set_num_threads for the pool: use at most n of its threads. */
+void ember_set_threads(int64_t n) {
+    pool_limit = n < 1 ? 1 : n > pool_size ? pool_size : (int)n;
+}
 
 /* [0, n) in at most min(pool, max_threads) chunks starting on multiples of align:
    runtime/threads.py's split_range, chunk w on worker w (the caller is worker 0). */
@@ -115,7 +123,7 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
                         int64_t max_threads) {
     if (n <= 0)
         return;
-    int64_t threads = pool_size;
+    int64_t threads = pool_limit;
     if (max_threads > 0 && max_threads < threads)
         threads = max_threads;
     int64_t blocks = (n + align - 1) / align;
@@ -126,6 +134,7 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
         fn(0, n, 0, ctx);
         return;
     }
+    pthread_mutex_lock(&call_mu);
     pthread_mutex_lock(&pool_mu);
     for (int64_t i = 0; i <= parts; i++) {
         int64_t bound = (blocks * i / parts) * align;
@@ -148,6 +157,7 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
             pthread_cond_wait(&pool_done, &pool_mu);
         pthread_mutex_unlock(&pool_mu);
     }
+    pthread_mutex_unlock(&call_mu);
 }
 
 int64_t ember_now(void) {

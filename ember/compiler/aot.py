@@ -41,7 +41,8 @@ from ..codegen.extern import _bound, _pair, conv_epilogue_kernel, extern_kernel,
     tensor_inputs
 from ..codegen.llvm import implicit_conv as conv_impl
 from ..codegen.llvm.emit import PARALLEL_THRESHOLD, KernelEmitter, compile_kernel
-from ..codegen.llvm.gemm import config as gemm_config, gemm_module, panels_of, tile_for
+from ..codegen.llvm.gemm import config as gemm_config, gemm_kernel, gemm_module, panels_of, \
+    tile_for
 from ..codegen.native_entry import RUNTIME_C, EntryEmitter
 from ..codegen.llvm.conv import padding_pairs
 from ..codegen.llvm import cache
@@ -72,16 +73,23 @@ class PackagingBackend(CpuBackend):
     """CpuBackend whose kernels and externs carry what the artifact needs of them;
     eager fallbacks are marked so packaging can refuse them by name."""
 
-    def __init__(self):
+    def __init__(self, in_process: bool = False):
+        """in_process: describe steps for an entry point compiled into this process
+        (symbols name the loaded kernels' addresses) instead of for an artifact (LLVM
+        module texts to compile into its shared library)."""
         self.isa = host_isa()
+        self.in_process = in_process
 
     def kernel(self, lowered):
         compiled = compile_kernel(lowered.kernel)
-        module = str(KernelEmitter(lowered.kernel).build())
         parallel = compiled.work >= PARALLEL_THRESHOLD and compiled.split_extent >= 2
         desc = {"kind": "kernel", "symbol": lowered.kernel.name,
                 "split_extent": compiled.split_extent, "split_align": compiled.split_align,
                 "parallel": bool(parallel)}
+        if self.in_process:
+            desc["symbol"] = loaded_symbol(compiled.fn)
+            return _Described(compiled, desc)
+        module = str(KernelEmitter(lowered.kernel).build())
         return _Described(compiled, desc, [("kernel", module, (lowered.kernel.name,))])
 
     def extern(self, node: Node, constant=None):
@@ -133,12 +141,17 @@ class PackagingBackend(CpuBackend):
         cfg = gemm_config(self.isa, mr, nr)
         frozen = constant(ins[1]) if constant is not None and name != "mm" else None
         prepack = frozen is not None and frozen.ndim == 2 and frozen.dtype == np.float32
-        module = str(gemm_module(cfg))
         return {"kind": "gemm", "op": name, "transpose_b": transpose, "mr": mr, "nr": nr,
                 "workspace_floats": cfg.workspace_floats, "prepack": bool(prepack),
                 "has_bias": name == "linear" and isinstance(_bound(node)["bias"], Node),
-                "_module": ("gemm", module, ("gemm_rows", "gemm_cols")),
-                "rows": "gemm_rows", "cols": "gemm_cols"}
+                **self._gemm_symbols(cfg, ("rows", "cols"))}
+
+    def _gemm_symbols(self, cfg, entries) -> dict:
+        if self.in_process:
+            kernel = gemm_kernel(self.isa, cfg.mr, cfg.nr)
+            return {e: loaded_symbol(getattr(kernel, e)) for e in entries}
+        return {"_module": ("gemm", str(gemm_module(cfg)), tuple(f"gemm_{e}" for e in entries)),
+                **{e: f"gemm_{e}" for e in entries}}
 
     def _batched_gemm(self, n: int) -> dict:
         """matmul with batch dims (extern._batched_gemm -> gemm_batched)."""
@@ -146,9 +159,7 @@ class PackagingBackend(CpuBackend):
         cfg = gemm_config(self.isa, mr, nr)
         return {"kind": "bgemm", "op": "matmul", "mr": mr, "nr": nr,
                 "workspace_floats": cfg.workspace_floats,
-                "_module": ("gemm", str(gemm_module(cfg)), ("gemm_rows", "gemm_cols",
-                                                            "gemm_batch")),
-                "rows": "gemm_rows", "cols": "gemm_cols", "batch": "gemm_batch"}
+                **self._gemm_symbols(cfg, ("rows", "cols", "batch"))}
 
     def _conv(self, args: dict, relu: bool, residual: bool) -> dict:
         w = args["weight"].meta["val"]
@@ -162,8 +173,13 @@ class PackagingBackend(CpuBackend):
                 "has_bias": isinstance(args["bias"], Node), "relu": relu,
                 "residual": residual, "c_out": int(w.shape[0]), "mr": mr, "nr": nr,
                 "kc": conv_impl.KC, "nc": conv_impl.NC, "max_kc": conv_impl.MAX_KC,
-                "small_channels": conv_impl.SMALL_CHANNELS,
-                "_module": ("conv", str(conv_impl.conv_module(cfg)), ("conv_rows", "pad_nhwc")),
+                "small_channels": conv_impl.SMALL_CHANNELS, **self._conv_symbols(cfg)}
+
+    def _conv_symbols(self, cfg) -> dict:
+        if self.in_process:
+            kernels = conv_impl.conv_kernels(self.isa, cfg.mr, cfg.nr)
+            return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad)}
+        return {"_module": ("conv", str(conv_impl.conv_module(cfg)), ("conv_rows", "pad_nhwc")),
                 "rows": "conv_rows", "pad": "pad_nhwc"}
 
 
@@ -289,12 +305,25 @@ def _np_name(dtype_name: str) -> str:
     return {"bool": "bool", "bfloat16": "float32"}.get(dtype_name, dtype_name)
 
 
-def _step_table(plan, views: dict) -> tuple[list, list]:
+def loaded_symbol(fn) -> str:
+    """A name the JIT resolves to the loaded function `fn` (a ctypes function)."""
+    import ctypes
+    import llvmlite.binding as llvm
+    address = ctypes.cast(fn, ctypes.c_void_p).value
+    name = f"ember_loaded_{address:x}"
+    llvm.add_symbol(name, address)
+    return name
+
+
+def _step_table(plan, views: dict | None) -> tuple[list, list]:
     """plan.json's steps, and the LLVM modules (kind, text, exported symbols) they use;
-    symbols are renamed 'm<i>_<name>' to keep modules apart in one library."""
+    symbols are renamed 'm<i>_<name>' to keep modules apart in one library. With
+    `views` None (in process), symbols stay as described and views are measured later."""
     table, modules, module_index = [], [], {}
 
     def symbol(entry, name):
+        if views is None:
+            return name
         kind, text, _ = entry
         if text not in module_index:
             module_index[text] = len(modules)
@@ -311,17 +340,17 @@ def _step_table(plan, views: dict) -> tuple[list, list]:
         desc.update(name=step.name, inputs=list(step.inputs), outputs=list(step.outputs))
         kind = desc["kind"]
         if kind == "kernel":
-            desc["symbol"] = symbol(fn.modules[0], desc["symbol"])
+            desc["symbol"] = symbol(fn.modules[0] if fn.modules else None, desc["symbol"])
         elif kind in ("gemm", "bgemm", "conv"):
             for key in ("rows", "cols", "pad", "batch"):
                 if key in desc:
-                    desc[key] = symbol(fn.desc["_module"], desc[key])
+                    desc[key] = symbol(fn.desc.get("_module"), desc[key])
             if kind == "gemm":
                 desc["b_slot"] = step.inputs[1]
             elif kind == "conv":
                 desc["w_slot"] = step.inputs[1]
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
-        elif kind == "view":
+        elif kind == "view" and views is not None:
             desc.update(views[step.name])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)

@@ -110,22 +110,36 @@ class ProgramBuilder:
     """Builds (calls, layout) from the step table; see the module doc."""
 
     def __init__(self, table: list, weights: dict, memory: dict, plan_inputs: list,
-                 input_specs: list, n_slots: int):
+                 input_specs: list, n_slots: int, external_weights: bool = False,
+                 view_fns: dict | None = None):
+        """`weights`: name -> array ('c<slot>' constants, 'p<step>' packed panels); with
+        `external_weights` they are not copied into the arena but passed as extra
+        inputs after the user's (in process: the plan's own arrays). `input_specs`:
+        dtype, shape and (default contiguous) strides of each input. `view_fns`: step
+        index -> the view's callable, to measure views whose desc has no geometry."""
         self.table, self.calls = table, []
+        self.view_fns = view_fns or {}
         self.slots: list[Value | None] = [None] * n_slots
         self.offsets: dict[str, int] = {}
+        self.weight_bases: dict[str, tuple] = {}
         offset = 0
-        for name, array in weights.items():        # weights first, each 64-byte aligned
-            self.offsets[name] = offset
-            offset += _up(max(1, array.nbytes))
+        for j, (name, array) in enumerate(weights.items()):
+            if external_weights:       # the (j)th array after the user inputs
+                self.weight_bases[name] = (("in", len(input_specs) + j), 0)
+                strides = [s // array.itemsize for s in array.strides]
+            else:                      # weights first in the arena, each 64-byte aligned
+                self.offsets[name] = offset
+                self.weight_bases[name] = ("arena", offset)
+                offset += _up(max(1, array.nbytes))
+                strides = _contiguous(array.shape)
             if name[0] == "c":
-                self.slots[int(name[1:])] = Value("arena", self.offsets[name], array.shape,
-                                                  _contiguous(array.shape), array.dtype)
+                base, at = self.weight_bases[name]
+                self.slots[int(name[1:])] = Value(base, at, array.shape, strides, array.dtype)
         for i, desc in enumerate(table):    # constants stored packed only: a stand-in
             key = desc.get("b_slot") if desc["kind"] == "gemm" else desc.get("w_slot")
             if desc.get("packed") and key is not None and self.slots[key] is None:
-                self.slots[key] = Value("arena", self.offsets[desc["packed"]], [1], [1],
-                                        np.float32)
+                base, at = self.weight_bases[desc["packed"]]
+                self.slots[key] = Value(base, at, [1], [1], np.float32)
         self.weights_bytes = offset
         self.buffers_offset = offset
         self.persistent = {b["slot"]: b for b in memory["buffers"]}
@@ -133,7 +147,8 @@ class ProgramBuilder:
         self.scratch_need, self.zeros_need, self.workspace_floats = 0, 0, 0
         for i, (slot, spec) in enumerate(zip(plan_inputs, input_specs)):
             shape = spec["shape"]
-            self.slots[slot] = Value(("in", i), 0, shape, _contiguous(shape), spec["dtype"])
+            strides = spec.get("strides") or _contiguous(shape)
+            self.slots[slot] = Value(("in", i), 0, shape, strides, spec["dtype"])
         self.fresh: list[dict] = []
         self.step = 0
         self._scratch_used = 0
@@ -253,6 +268,8 @@ class ProgramBuilder:
 
     def _view(self, desc: dict) -> None:
         x = self._input(desc, 0)
+        if "shape" not in desc:
+            desc.update(measure_view(self.view_fns[self.step], x, desc["name"]))
         self.slots[desc["outputs"][0]] = x.view(desc["shape"], desc["strides"], desc["offset"])
 
     def _embedding(self, desc: dict) -> None:
@@ -293,7 +310,7 @@ class ProgramBuilder:
             self._copy(target, bias)
         packed = desc.get("packed")
         if packed is not None:
-            b_ptr, rsb, csb = ("arena", self.offsets[packed]), 0, 0
+            b_ptr, rsb, csb = self.weight_bases[packed], 0, 0
         else:
             b = w.view(w.shape[::-1], w.strides[::-1]) if desc["transpose_b"] else w
             b_ptr, rsb, csb = b.ptr, b.strides[0], b.strides[1]
@@ -442,9 +459,30 @@ class ProgramBuilder:
                 nseg, seglen, spb, chunk, kh * kw * c, d["c_out"], os_[0], os_[1], os_[2],
                 os_[3], int(d["relu"]), int(residual is not None)]
         zeros = self._zeros(d["max_kc"])
-        self._call(d["rows"], "conv", [x.ptr, ("arena", self.offsets[packed]), out.ptr,
+        self._call(d["rows"], "conv", [x.ptr, self.weight_bases[packed], out.ptr,
                                        bias_ptr, res.ptr, zeros, *dims],
                    extent=m, align=d["mr"], parallel=True)
+
+
+def measure_view(fn, x: Value, name: str) -> dict:
+    """A view step's (offset, shape, strides) in elements: `fn` applied to an array of
+    x's geometry over untouched memory (numpy only computes the view's geometry)."""
+    if any(st < 0 for st in x.strides):
+        raise LoweringError(f"ember.aot: view step {name} reads negative strides")
+    extent = max(1, _extent(x.shape, x.strides))
+    raw = np.empty(extent, x.dtype)
+    fake = np.lib.stride_tricks.as_strided(raw, x.shape, [s * x.dtype.itemsize
+                                                          for s in x.strides])
+    y = fn(fake)
+    if not isinstance(y, np.ndarray) or y.dtype != x.dtype or \
+            (y.size and not np.shares_memory(y, raw)):
+        raise LoweringError(f"ember.aot: view step {name} did not produce a view")
+    offset = y.ctypes.data - raw.ctypes.data
+    if offset % x.dtype.itemsize or any(s % x.dtype.itemsize for s in y.strides) or \
+            any(s < 0 for s in y.strides):
+        raise LoweringError(f"ember.aot: view step {name} is not element-aligned")
+    return {"offset": offset // x.dtype.itemsize, "shape": list(y.shape),
+            "strides": [s // x.dtype.itemsize for s in y.strides]}
 
 
 def _broadcast(v: Value, batch) -> Value:
