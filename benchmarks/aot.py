@@ -167,12 +167,20 @@ spec = importlib.util.spec_from_file_location("ember_lite", {lite!r})
 lite = importlib.util.module_from_spec(spec); spec.loader.exec_module(lite)
 import numpy as np
 x = np.load({x!r})
+import json, resource
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 t1 = time.perf_counter()
 model = lite.load_package({path!r})
 t2 = time.perf_counter()
+f0 = faults()
 model(x)
 t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2)
+f1 = faults()
+model(x)
+t4 = time.perf_counter()
+print(json.dumps(dict(imports_s=t1 - t0, load_s=t2 - t1, first_call_s=t3 - t2,
+                      second_call_s=t4 - t3, first_call_page_faults=f1 - f0,
+                      second_call_page_faults=faults() - f1, **model.load_times)))
 """
 
 
@@ -186,9 +194,29 @@ def cold_start(path: str, x: np.ndarray, tmp: str) -> dict:
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1][:200]}
-    imports, load, first = map(float, done.stdout.split())
-    return {"imports_s": imports, "load_s": load, "first_call_s": first,
-            "load_plus_first_s": load + first, "process_wall_s": wall}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out.update(load_plus_first_s=out["load_s"] + out["first_call_s"], process_wall_s=wall)
+    return out
+
+
+def cold_table(rows: list):
+    """Where a fresh process's cold start goes (no test asserts on it)."""
+    from rich.table import Table
+    t = Table(title="cold start in a fresh process (lite runtime only)")
+    keys = [("imports_s", "import lite+numpy"), ("read_and_verify_s", "mmap+SHA-256"),
+            ("plan_s", "plan json"), ("dlopen_s", "dlopen+pool"),
+            ("arena_and_weights_s", "arena+weights"), ("load_s", "load"),
+            ("first_call_s", "first call"), ("second_call_s", "second call"),
+            ("load_plus_first_s", "load+first")]
+    for col in ["model"] + [k[1] for k in keys] + ["faults 1st/2nd"]:
+        t.add_column(col, justify="right" if col != "model" else "left")
+    for r in rows:
+        cold = r.get("cold_start", {})
+        if "load_s" not in cold:
+            continue
+        t.add_row(r["name"], *[f"{cold.get(k, float('nan')) * 1e3:.1f} ms" for k, _ in keys],
+                  f"{cold['first_call_page_faults']}/{cold['second_call_page_faults']}")
+    return t
 
 
 def table(rows: list):
@@ -221,7 +249,9 @@ def main(argv=None) -> None:
         for name in args.models.split(","):
             rows.append(row(name.strip(), args, rng, tmp))
     from rich.console import Console
-    Console(width=170).print(table(rows))
+    console = Console(width=170)
+    console.print(table(rows))
+    console.print(cold_table(rows))
     if args.save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / "aot.json"

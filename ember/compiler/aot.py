@@ -207,7 +207,9 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     memory = _memory_plan(plan)
     inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
                "shape": list(s.shape)} for s in exported.user_inputs]
-    builder = ProgramBuilder(table, constants, memory, plan.input_slots, inputs, plan.n_slots)
+    # weights stay in the file: the loader passes pointers into its memory map
+    builder = ProgramBuilder(table, constants, memory, plan.input_slots, inputs, plan.n_slots,
+                             external_weights=True)
     calls, layout, outputs = builder.build(_flat_outputs(plan.output_slots))
     entry_ir = EntryEmitter(calls, len(table)).emit()
     memory.update(layout=layout)
@@ -428,9 +430,37 @@ def _memory_plan(plan) -> dict:
         for slot, key, nbytes, spec in buffers]}
 
 
+_ST_DTYPES = {"float32": "F32", "float64": "F64", "float16": "F16", "int64": "I64",
+              "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
+              "complex64": "C64"}
+
+
 def _safetensors(arrays: dict) -> bytes:
-    from safetensors.numpy import save
-    return save(arrays) if arrays else b""
+    """The safetensors format, with every tensor's data at a multiple of 64 bytes from
+    the file's data start (unused `_pad<i>` U8 entries fill the gaps, as the format has
+    no holes), and the header padded with spaces so the data starts 64-aligned too: the
+    loader uses the weights in place in its memory map, aligned as the kernels want."""
+    if not arrays:
+        return b""
+    header, chunks, at = {}, [], 0
+    for i, (name, array) in enumerate(arrays.items()):
+        array = np.ascontiguousarray(array)
+        gap = (-at) % lite.ALIGN
+        if gap:
+            header[f"_pad{i}"] = {"dtype": "U8", "shape": [gap], "data_offsets": [at, at + gap]}
+            chunks.append(b"\0" * gap)
+            at += gap
+        if array.dtype.name not in _ST_DTYPES:
+            raise LoweringError(f"ember.aot: weight {name} has dtype {array.dtype}, which "
+                                "safetensors cannot hold")
+        data = array.tobytes()
+        header[name] = {"dtype": _ST_DTYPES[array.dtype.name], "shape": list(array.shape),
+                        "data_offsets": [at, at + len(data)]}
+        chunks.append(data)
+        at += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((-(8 + len(text))) % lite.ALIGN)
+    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
 # --- machine code ------------------------------------------------------------------------------
@@ -527,6 +557,9 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
                     for s in exported.output_specs],
         "output_structure": _spec_json_of(exported.out_spec),
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
+        # big members also per chunk: the loader checks chunks on several threads
+        "chunked": {name: lite.chunk_digests(data) for name, data in members.items()
+                    if len(data) > lite.CHUNK_BYTES},
     }
 
 
@@ -534,6 +567,18 @@ def _spec_json_of(spec):
     from ..frontend.compile_guards import LEAF
     from .export import _spec_json as structure_json
     return structure_json(spec, LEAF)
+
+
+def _aligned_entry(name: str, header_offset: int) -> zipfile.ZipInfo:
+    """A stored member whose data starts at a multiple of 64 bytes in the file (an
+    extra field of padding in its local header, as Android's zipalign does)."""
+    info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    start = header_offset + lite.LOCAL_HEADER + len(name.encode()) + 4
+    pad = (-start) % lite.ALIGN
+    info.extra = (0x6565).to_bytes(2, "little") + pad.to_bytes(2, "little") + b"\0" * pad
+    return info
 
 
 def _write_zip(path, manifest: dict, members: dict) -> None:
@@ -546,7 +591,7 @@ def _write_zip(path, manifest: dict, members: dict) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
             z.writestr("manifest.json", json.dumps(manifest, indent=1))
             for name, data in members.items():
-                z.writestr(name, data)
+                z.writestr(_aligned_entry(name, z.fp.tell()), data)
         os.replace(tmp, path)
     except OSError as err:
         if os.path.exists(tmp):

@@ -157,6 +157,7 @@ class ProgramBuilder:
     def layout(self) -> dict:
         zeros_offset = self.scratch_offset + _up(self.scratch_need)
         return {"weights": self.offsets, "weights_bytes": self.weights_bytes,
+                "weight_order": list(self.weight_bases),
                 "buffers_offset": self.buffers_offset, "scratch_offset": self.scratch_offset,
                 "scratch_bytes": self.scratch_need, "zeros_offset": zeros_offset,
                 "zeros_bytes": self.zeros_need,

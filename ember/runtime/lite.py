@@ -52,34 +52,103 @@ except ImportError:        # loaded on its own (no package): the same name, stan
 
 
 # --- reading and checking an artifact --------------------------------------------------------
+CHUNK_BYTES = 4 << 20        # members bigger than this carry per-chunk SHA-256s too
+LOCAL_HEADER = 30            # a zip local file header before its name and extra field
+
+
 def read_members(path) -> tuple[dict, dict]:
-    """(manifest, {member: bytes}) with every check done; raises ArtifactError."""
+    """(manifest, {member: bytes-like}) with every check done; raises ArtifactError.
+
+    The file is memory-mapped and members are slices of the mapping (stored members:
+    no decompression, no copy); each is checked against the manifest's SHA-256, big
+    members chunk by chunk on several threads (hashlib releases the GIL). The zip's
+    own CRC-32 is not recomputed: the SHA-256s cover every byte it would."""
+    import mmap
     try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) \
+                if size else memoryview(b"")
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if "manifest.json" not in names:
-                raise ArtifactError(f"{path}: missing member manifest.json")
-            manifest = json.loads(z.read("manifest.json"))
-            check_format(manifest, path)
-            members = {}
-            for name in manifest["members"]:
-                if name not in names:
-                    raise ArtifactError(f"{path}: missing member {name}")
-                members[name] = z.read(name)
+            infos = {i.filename: i for i in z.infolist()}
+        if "manifest.json" not in infos:
+            raise ArtifactError(f"{path}: missing member manifest.json")
+        manifest = json.loads(bytes(_member(data, infos["manifest.json"], path)))
+        check_format(manifest, path)
+        members = {}
+        for name in manifest["members"]:
+            if name not in infos:
+                raise ArtifactError(f"{path}: missing member {name}")
+            members[name] = _member(data, infos[name], path)
     except ArtifactError:
         raise
     except Exception as err:    # noqa: BLE001
-        # a damaged zip surfaces as almost anything zipfile, zlib or json raise
-        # (BadZipFile for a CRC mismatch, zlib.error, EOFError, ValueError, ...)
+        # a damaged zip surfaces as almost anything zipfile or json raise
+        # (BadZipFile, EOFError, ValueError, UnicodeDecodeError, ...)
         raise ArtifactError(f"{path}: not a readable ember artifact "
                             f"({type(err).__name__}: {err})") from None
-    for name, digest in manifest["members"].items():
-        if hashlib.sha256(members[name]).hexdigest() != digest:
-            raise ArtifactError(f"{path}: member {name} fails its SHA-256 check (corrupt)")
+    _check_digests(manifest, members, path)
     for name in MEMBERS:
         if name not in members and name != "manifest.json":
             raise ArtifactError(f"{path}: missing member {name}")
-    return manifest, members
+    return manifest, {name: v if name == "weights.safetensors" else bytes(v)
+                      for name, v in members.items()}
+
+
+def _member(data: memoryview, info, path) -> memoryview:
+    """A stored member's bytes as a slice of the mapped file (its local header read)."""
+    start = info.header_offset
+    header = bytes(data[start:start + LOCAL_HEADER])
+    if len(header) < LOCAL_HEADER or header[:4] != b"PK\x03\x04":
+        raise ArtifactError(f"{path}: member {info.filename} has no local header")
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        raise ArtifactError(f"{path}: member {info.filename} is compressed; artifacts "
+                            "store members")
+    name_len = int.from_bytes(header[26:28], "little")
+    extra_len = int.from_bytes(header[28:30], "little")
+    begin = start + LOCAL_HEADER + name_len + extra_len
+    end = begin + info.file_size
+    if end > len(data):
+        raise ArtifactError(f"{path}: member {info.filename} is truncated")
+    return data[begin:end]
+
+
+def _check_digests(manifest: dict, members: dict, path) -> None:
+    chunked = manifest.get("chunked", {})
+    if not isinstance(chunked, dict):
+        raise ArtifactError(f"{path}: the manifest's chunk digests are malformed")
+    jobs = []                  # (member name, bytes, expected digest)
+    for name, digest in manifest["members"].items():
+        data = members[name]
+        chunks = chunked.get(name)
+        if chunks is None:
+            jobs.append((name, data, digest))
+            continue
+        step = chunks.get("chunk_bytes") if isinstance(chunks, dict) else None
+        digests = chunks.get("sha256") if isinstance(chunks, dict) else None
+        if not isinstance(step, int) or step <= 0 or not isinstance(digests, list) or \
+                len(digests) != max(1, -(-len(data) // step)):
+            raise ArtifactError(f"{path}: the manifest's chunk digests of {name} are "
+                                "malformed")
+        jobs += [(name, data[i * step:(i + 1) * step], d) for i, d in enumerate(digests)]
+    if len(jobs) > len(manifest["members"]):
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max(1, min(cpu_count(), 8))) as pool:
+            ok = list(pool.map(lambda job: hashlib.sha256(job[1]).hexdigest() == job[2], jobs))
+    else:
+        ok = [hashlib.sha256(data).hexdigest() == digest for _, data, digest in jobs]
+    for (name, _, _), good in zip(jobs, ok):
+        if not good:
+            raise ArtifactError(f"{path}: member {name} fails its SHA-256 check (corrupt)")
+
+
+def chunk_digests(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> dict:
+    """The manifest's per-chunk SHA-256s of one member (written by packaging)."""
+    view = memoryview(data)
+    count = max(1, -(-len(view) // chunk_bytes))
+    return {"chunk_bytes": chunk_bytes, "sha256": [
+        hashlib.sha256(view[i * chunk_bytes:(i + 1) * chunk_bytes]).hexdigest()
+        for i in range(count)]}
 
 
 def check_format(manifest, path) -> None:
@@ -132,9 +201,9 @@ def check_cpu(manifest, path, flags: set | None = None) -> None:
                             f"lacks {missing}")
 
 
-def aligned_empty(count: int, dtype) -> np.ndarray:
+def aligned_empty(count: int, dtype, zeros: bool = False) -> np.ndarray:
     dtype = np.dtype(dtype)
-    raw = np.empty(max(count, 1) * dtype.itemsize + ALIGN, np.uint8)
+    raw = (np.zeros if zeros else np.empty)(max(count, 1) * dtype.itemsize + ALIGN, np.uint8)
     start = (-raw.ctypes.data) % ALIGN
     return raw[start:start + count * dtype.itemsize].view(dtype)
 
@@ -167,8 +236,16 @@ class LiteModel:
     """A loaded artifact: call with numpy arrays (one per input), get a list of arrays."""
 
     def __init__(self, path, check_features: bool = True):
-        self.path = str(path)
+        import time
+        clock = [time.perf_counter()]
+
+        def lap(name):          # load_times: where loading spends its time
+            now = time.perf_counter()
+            self.load_times[name] = now - clock[0]
+            clock[0] = now
+        self.path, self.load_times = str(path), {}
         manifest, members = read_members(path)
+        lap("read_and_verify_s")
         if check_features:
             check_cpu(manifest, path)
         try:
@@ -178,19 +255,28 @@ class LiteModel:
             self.fresh = entry["fresh"]
         except (ValueError, KeyError, TypeError) as err:
             raise ArtifactError(f"{path}: unreadable plan ({err})") from None
-        self.manifest, self.graph_text = manifest, members["graph.ir"].decode()
+        self.manifest, self.graph_text = manifest, bytes(members["graph.ir"]).decode()
+        lap("plan_s")
         self.lib = _load_library(members["model.so"], path)
         self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
+        lap("dlopen_s")
         layout = self.layout
+        # calloc'd (zero pages mapped lazily): the zeros region reads as zeros, and the
+        # rest is faulted in when first written, not here
         self.arena = aligned_empty(layout["workspace_offset"] + 4 * layout["workspace_floats"]
-                                   * self.n_threads, np.uint8)
-        self.arena[layout["weights_bytes"]:] = 0        # the zeros region, among others
-        _place_safetensors(members["weights.safetensors"], self.arena, layout["weights"],
-                           path)
+                                   * self.n_threads, np.uint8, zeros=True)
+        # the weights stay where they are in the memory-mapped file (64-byte aligned
+        # by packaging), passed to the entry point after the inputs
+        self.weights = _weights_in_place(members["weights.safetensors"],
+                                         layout["weight_order"], path)
         self._run = self.lib.ember_run
         self._run.restype = ctypes.c_int32
         self._run.argtypes = [ctypes.c_void_p] * 4
-        self._ins = (ctypes.c_void_p * max(1, len(self.inputs)))()
+        n_in = len(self.inputs)
+        self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
+        for j, w in enumerate(self.weights):
+            self._ins[n_in + j] = w.ctypes.data
+        lap("arena_and_weights_s")
         self._outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
 
     @property
@@ -255,29 +341,50 @@ class LiteModel:
             return np.array(_strided(self.arena, g["offset"], g["shape"], g["strides"],
                                      g["dtype"]))
         kind, index = base
-        if kind == "in":
-            return np.array(_strided(inputs[index].reshape(-1).view(np.uint8), g["offset"],
+        if kind == "in":           # an input or a weight: a copy
+            source = inputs[index] if index < len(inputs) else \
+                self.weights[index - len(inputs)]
+            return np.array(_strided(source.reshape(-1).view(np.uint8), g["offset"],
                                      g["shape"], g["strides"], g["dtype"]))
         return _strided(fresh[index], g["offset"], g["shape"], g["strides"], g["dtype"])
 
 
-def _place_safetensors(data: bytes, arena: np.ndarray, offsets: dict, path) -> None:
-    """Copy each tensor of safetensors bytes to its planned offset in the arena."""
-    if not data:
-        if offsets:
+_ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64,
+              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+              "BOOL": np.bool_, "C64": np.complex64}
+
+
+def _weights_in_place(data, names: list, path) -> list:
+    """The named tensors of safetensors bytes as flat numpy views of those bytes (no
+    copy); one not 64-byte aligned (a file rewritten by another tool) is copied."""
+    if not len(data):
+        if names:
             raise ArtifactError(f"{path}: weights.safetensors is empty")
-        return
+        return []
     try:
-        size = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + size])
+        size = int.from_bytes(bytes(data[:8]), "little")
+        header = json.loads(bytes(data[8:8 + size]))
         body = np.frombuffer(data, np.uint8, offset=8 + size)
-        for name, offset in offsets.items():
-            begin, end = header[name]["data_offsets"]
-            if not (0 <= begin <= end <= body.size and offset + end - begin <= arena.size):
+        out = []
+        for name in names:
+            info = header[name]
+            begin, end = info["data_offsets"]
+            dtype = np.dtype(_ST_DTYPES[info["dtype"]])
+            if not (0 <= begin <= end <= body.size) or (end - begin) % dtype.itemsize:
                 raise ValueError(f"tensor {name} is out of bounds")
-            arena[offset:offset + end - begin] = body[begin:end]
+            flat = body[begin:end].view(dtype)
+            if flat.ctypes.data % ALIGN:
+                flat = aligned_copy(flat)
+            out.append(flat)
+        return out
     except (ValueError, KeyError, TypeError) as err:
         raise ArtifactError(f"{path}: unreadable weights ({err})") from None
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = aligned_empty(a.size, a.dtype)
+    out[...] = a
+    return out
 
 
 def _load_library(data: bytes, path):
