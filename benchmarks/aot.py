@@ -118,9 +118,12 @@ def row(name: str, args, rng, tmp: str) -> dict:
         if not args.no_compile:
             tc = torch.compile(t)
             fns["torch.compile"] = lambda: _torch_call(tc, xt)
-        ort = _onnxruntime(t, xt)
+        ort, why = _onnxruntime(t, xt)
         if ort is not None:
             fns["onnxruntime"] = lambda: ort.run(None, {"x": x})
+        else:
+            out["onnxruntime_skipped"] = why
+            print(f"{name}: onnxruntime column skipped: {why}")
     for key, fn in fns.items():
         try:
             out[key] = measure(fn, args.warmup, args.repeats)
@@ -150,13 +153,34 @@ def _torch_call(fn, x):
 
 
 def _onnxruntime(t_model, xt):
+    """(an onnxruntime CPU session of the torch twin exported with torch.onnx.export,
+    None) or (None, why not)."""
     try:
         import onnxruntime
     except ImportError:
-        return None
-    f = io.BytesIO()
-    torch.onnx.export(t_model, (xt,), f, dynamo=False, input_names=["x"])
-    return onnxruntime.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+        return None, "onnxruntime is not installed (pip install 'ember[onnx]')"
+    if isinstance(t_model, torch.nn.TransformerEncoderLayer):
+        t_model = _not_causal(t_model)
+    try:
+        f = io.BytesIO()
+        torch.onnx.export(t_model, (xt,), f, dynamo=False, input_names=["x"])
+        return onnxruntime.InferenceSession(f.getvalue(),
+                                            providers=["CPUExecutionProvider"]), None
+    except Exception as err:      # noqa: BLE001 - the column is optional
+        return None, f"export or session failed: {type(err).__name__}: {err}"[:200]
+
+
+def _not_causal(layer):
+    """The layer called with is_causal=False spelled out: the TorchScript exporter traces
+    the default into a tensor, which scaled_dot_product_attention refuses."""
+    class NotCausal(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return self.layer(x, is_causal=False)
+    return NotCausal().eval()
 
 
 _COLD = """

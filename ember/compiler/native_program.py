@@ -329,6 +329,9 @@ class ProgramBuilder:
                    accumulate, packed: bool) -> None:
         """gemm.py's _run: rows when m >= mr * threads or m >= n, else columns."""
         mr, nr, ws_floats = desc["mr"], desc["nr"], desc["workspace_floats"]
+        problems = desc.setdefault("problems", [])      # (m, n, k) for `ember tune`
+        if [m, n, k] not in problems:
+            problems.append([m, n, k])
         args = [m, n, k, a_ptr, a_strides[0], a_strides[1], b_ptr, b_strides[0], b_strides[1],
                 c_ptr, ldc, accumulate, self._workspace(ws_floats), ws_floats,
                 b_ptr if packed else None]
@@ -460,6 +463,7 @@ class ProgramBuilder:
                 nseg, seglen, spb, chunk, kh * kw * c, d["c_out"], os_[0], os_[1], os_[2],
                 os_[3], int(d["relu"]), int(residual is not None)]
         zeros = self._zeros(d["max_kc"])
+        d["problems"] = [[m, d["c_out"], kh * kw * c]]   # its implicit GEMM, for `ember tune`
         self._call(d["rows"], "conv", [x.ptr, self.weight_bases[packed], out.ptr,
                                        bias_ptr, res.ptr, zeros, *dims],
                    extent=m, align=d["mr"], parallel=True)
