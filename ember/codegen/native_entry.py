@@ -22,7 +22,7 @@ embedding index out of range).
 
 `RUNTIME_C` is the small C support library linked beside the kernels: a pthread pool
 (`ember_init`, `ember_threads`, `ember_set_threads`, `ember_parallel_for`;
-one job at a time), `ember_copy` (an N-D strided copy,
+one job at a time; a forked child runs serially), `ember_copy` (an N-D strided copy,
 broadcasting with stride 0), `ember_take` (embedding rows, bounds-checked) and
 `ember_now`. It is compiled with the system C compiler (the one that links the
 shared library).
@@ -89,10 +89,23 @@ static void *pool_worker(void *arg) {
     return 0;
 }
 
+/* A forked child has none of the pool's threads (and maybe a lock held at fork time):
+   it runs serially on fresh locks. */
+static void pool_after_fork_child(void) {
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
+    pool_mu = fresh;
+    call_mu = fresh;
+    pool_wake = fresh_cond;
+    pool_done = fresh_cond;
+    pool_size = pool_limit = 1;
+}
+
 int ember_init(int64_t n_threads) {
     if (pool_started)
         return pool_size;
     pool_started = 1;
+    pthread_atfork(NULL, NULL, pool_after_fork_child);
     pool_size = pool_limit = n_threads < 1 ? 1 : (int)n_threads;
     job_bounds = calloc((size_t)pool_size + 1, sizeof(int64_t));
     for (int i = 1; i < pool_size; i++) {
@@ -194,14 +207,12 @@ void ember_copy(char *dst, const int64_t *dst_strides, const char *src,
                    ndim - 1, itemsize);
 }
 
-/* out[i, :] = weight[idx[i], :] (numpy.take's rule: -rows <= idx < rows);
-   returns 1 on an index out of range, else 0. */
+/* out[i, :] = weight[idx[i], :]; returns 1 on an index out of range (0 <= idx < rows,
+   as torch.nn.functional.embedding and ember's eager kernel require), else 0. */
 int ember_take(char *out, const char *weight, int64_t rows, int64_t row_bytes,
                const char *idx, int64_t count, int64_t idx_size) {
     for (int64_t i = 0; i < count; i++) {
         int64_t j = idx_size == 8 ? ((const int64_t *)idx)[i] : ((const int32_t *)idx)[i];
-        if (j < 0)
-            j += rows;
         if (j < 0 || j >= rows)
             return 1;
         memcpy(out + i * row_bytes, weight + j * row_bytes, (size_t)row_bytes);

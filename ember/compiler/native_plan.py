@@ -29,7 +29,7 @@ import threading
 import numpy as np
 
 from ..ir import profiling
-from ..ir.errors import EmberError
+from ..ir.errors import EmberError, EmberIndexError
 from ..runtime.threads import cpu_count, get_num_threads
 
 _COUNTER = itertools.count()
@@ -185,8 +185,8 @@ class _NativeEntry:
         status = self.fn(self.arena.ctypes.data, self.ins, self.outs, None)
         if status:
             step = self.table[status - 1]
-            raise IndexError(f"index out of range in self (step {step['name']}, "
-                             f"{step.get('op', step['kind'])})")
+            raise EmberIndexError(f"index out of range in self (step {step['name']}, "
+                                  f"{step.get('op', step['kind'])})")
         values = {}
         for slot, g in zip(self.flat_slots, self.results):
             values[slot] = self._value(g, inputs, fresh)

@@ -107,3 +107,43 @@ def test_thread_counts_take_the_same_splits(threads, tmp_path):
         _THREADS.format(tmp=str(tmp_path)))], capture_output=True, text=True, env=env,
         cwd=os.path.dirname(os.path.dirname(ember.__file__)), timeout=300)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_embedding_indices_are_checked_natively(tmp_path):
+    model = ember.models.transformer_classifier(vocab_size=30, d_model=16, nhead=2,
+                                                num_layers=1).eval()
+    tokens = ember.randint(0, 30, (2, 5))
+    compiled = ember.compile(model)
+    with ember.no_grad():
+        first, second = compiled(tokens).numpy(), compiled(tokens).numpy()
+        assert compiled.last[0].run.native is not None
+        np.testing.assert_array_equal(second, first)
+        for bad in (30, -1):                  # as eager (and torch): 0 <= index < rows
+            with pytest.raises(IndexError, match="index out of range in self"):
+                compiled(ember.full((2, 5), bad, dtype=ember.int64))
+    path = tmp_path / "text.ember"
+    ember.aot.compile_and_package(ember.export(model, (tokens,)), path)
+    with pytest.raises(IndexError, match="embedding"):
+        ember.aot.load_package(path)(np.full((2, 5), -1, np.int64))
+
+
+def test_a_forked_child_runs_native_plans(rng):
+    """The pool's threads do not survive fork: the child runs serially, not hanging."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    model = ember.models.mlp(in_features=16, hidden=(300,), num_classes=4, seed=0).eval()
+    x = ember.tensor(rng.standard_normal((64, 16), dtype=np.float32))
+    compiled = ember.compile(model)
+    with ember.no_grad():
+        want = [compiled(x).numpy() for _ in range(2)][1]
+    assert compiled.last[0].run.native is not None
+    pid = os.fork()
+    if pid == 0:                       # the child: exit status says whether it matched
+        ok = False
+        try:
+            with ember.no_grad():
+                ok = np.array_equal(compiled(x).numpy(), want)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
