@@ -60,10 +60,12 @@ from .native_program import ProgramBuilder
 
 
 class _Described:
-    """A plan step's callable (so the plan still runs in-process) and its description."""
+    """A plan step's callable (so the plan still runs in-process) and its description;
+    `panels`: a GEMM's or conv's constant weights already packed by its extern."""
 
     def __init__(self, fn, desc: dict, modules: list | None = None):
         self.fn, self.desc, self.modules = fn, desc, modules or []
+        self.panels = None
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
@@ -100,11 +102,29 @@ class PackagingBackend(CpuBackend):
         if name in ("linear", "matmul", "mm"):
             desc = self._gemm(node, constant)
             if desc is not None:
-                return _Described(fn, desc)
+                return self._with_panels(_Described(fn, desc))
         elif name == "conv2d" and _bound(node)["groups"] == 1 and \
                 len(node.meta["val"].shape) == 4:
-            return _Described(fn, self._conv(_bound(node), relu=False, residual=False))
+            return self._with_panels(_Described(fn, self._conv(_bound(node), relu=False,
+                                                               residual=False)))
         return _Described(fn, {"kind": "unsupported", "op": name})
+
+    def _with_panels(self, described: "_Described") -> "_Described":
+        """In process: the weights the extern already packed (its closure's PackedB or
+        PreparedConv), so the entry point reuses them instead of packing a second copy."""
+        if not self.in_process:
+            return described
+        fn = described.fn
+        cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ())) \
+            if hasattr(fn, "__code__") else {}
+        held = cells.get("packed") or cells.get("prepared")
+        held = held.cell_contents if held is not None else None
+        panels = getattr(held, "panels", None)
+        panels = getattr(held, "wp", None) if panels is None else panels
+        if isinstance(panels, np.ndarray) and panels.ndim == 3 and \
+                panels.shape[2] == described.desc["nr"]:
+            described.panels = panels
+        return described
 
     def fused_extern(self, graph: Graph, constant=None):
         found = conv_epilogue_kernel(graph, constant)
@@ -114,7 +134,7 @@ class PackagingBackend(CpuBackend):
         ops = [n for n in graph.nodes if n.op.value == "call_function"]
         names = [n.target.name for n in ops]
         desc = self._conv(_bound(ops[0]), relu="relu" in names, residual="add" in names)
-        return _Described(fn, desc), inputs
+        return self._with_panels(_Described(fn, desc)), inputs
 
     def eager(self, node: Node):
         what = getattr(node.target, "name", str(node.target))
@@ -367,12 +387,15 @@ def _weights(plan, table: list) -> dict:
     arrays, packed_only = {}, {}
     for i, desc in enumerate(table):
         key = None
+        ready = getattr(plan.steps[i].fn, "panels", None)      # packed by the extern
         if desc["kind"] == "gemm" and desc["prepack"] and desc["b_slot"] in constants:
             b = constants[desc["b_slot"]]
-            arrays[f"p{i}"] = panels_of(b.T if desc["transpose_b"] else b, desc["nr"])
+            arrays[f"p{i}"] = ready if ready is not None else \
+                panels_of(b.T if desc["transpose_b"] else b, desc["nr"])
             key = desc["b_slot"]
         elif desc["kind"] == "conv" and desc["w_slot"] in constants:
-            arrays[f"p{i}"] = conv_impl.pack_weights(constants[desc["w_slot"]], desc["nr"])
+            arrays[f"p{i}"] = ready if ready is not None else \
+                conv_impl.pack_weights(constants[desc["w_slot"]], desc["nr"])
             key = desc["w_slot"]
         if key is not None:
             desc["packed"] = f"p{i}"

@@ -132,7 +132,8 @@ class _NativeEntry:
     """One plan's compiled entry point and the arrays it reads."""
 
     def __init__(self, plan, input_metas):
-        from ..codegen.llvm.jit import compile_ir
+        from ..codegen.llvm.jit import _load_object, compile_to_object
+        from ..codegen.llvm.target import host_target
         from ..codegen.native_entry import EntryEmitter
         from ..ir.errors import LoweringError
         from .aot import _flat_outputs, _memory_plan, _step_table, _weights
@@ -154,10 +155,12 @@ class _NativeEntry:
         self.flat_slots = _flat_outputs(plan.output_slots)
         calls, layout, outputs = builder.build(self.flat_slots)
         prefix = f"ember_plan{next(_COUNTER)}"
-        library = compile_ir(EntryEmitter(calls, len(table), prefix).emit(), use_cache=False)
-        self.library = library           # keeps the engine (and the code) alive
+        # compiled outside jit.compile_ir's tables: the code (holding this plan's
+        # addresses) lives exactly as long as the plan
+        obj = compile_to_object(EntryEmitter(calls, len(table), prefix).emit(), host_target())
+        self.engine = _load_object(obj)
         self.fn = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * 4)(
-            library.address(f"{prefix}_run"))
+            self.engine.get_function_address(f"{prefix}_run"))
         self.lib, self.table = lib, table
         self.weights = list(weights.values())        # kept alive: their addresses are baked
         self.n_inputs = len(specs)
