@@ -174,34 +174,44 @@ class _NativeEntry:
         self.arena = _aligned_zeros(layout["workspace_offset"] + 4 * layout["workspace_floats"]
                                     * cpu_count())
         self.threads = None
+        self.arena_address = self.arena.ctypes.data
+        # results living in the arena: their views made once, copied each call
+        self.arena_views = [_view(self.arena, g) if g["base"] == "arena" else None
+                            for g in outputs]
+        for g in outputs:
+            g["byte_strides"] = tuple(s * np.dtype(g["dtype"]).itemsize for s in g["strides"])
 
     def __call__(self, inputs):
+        ins, outs = self.ins, self.outs
         for i, a in enumerate(inputs):
-            self.ins[i] = a.ctypes.data
-        fresh = [_aligned_empty(f["nbytes"]) for f in self.fresh]
-        for i, buf in enumerate(fresh):
-            self.outs[i] = buf.ctypes.data
+            ins[i] = a.__array_interface__["data"][0]
+        fresh = []
+        for i, f in enumerate(self.fresh):
+            raw, address = _aligned_buffer(f["nbytes"])
+            fresh.append((raw, address))
+            outs[i] = address
         threads = get_num_threads()
         if threads != self.threads:
             self.lib.ember_set_threads(ctypes.c_int64(threads))
             self.threads = threads
-        status = self.fn(self.arena.ctypes.data, self.ins, self.outs, None)
+        status = self.fn(self.arena_address, ins, outs, None)
         if status:
             step = self.table[status - 1]
             raise EmberIndexError(f"index out of range in self (step {step['name']}, "
                                   f"{step.get('op', step['kind'])})")
         values = {}
-        for slot, g in zip(self.flat_slots, self.results):
-            values[slot] = self._value(g, inputs, fresh)
+        for slot, g, arena_view in zip(self.flat_slots, self.results, self.arena_views):
+            values[slot] = arena_view.copy() if arena_view is not None else \
+                self._value(g, inputs, fresh)
         return _nest(self.structure, values)
 
     def _value(self, g: dict, inputs, fresh) -> np.ndarray:
-        base = g["base"]
-        if base == "arena":
-            return np.array(_view(self.arena, g))
-        kind, index = base
-        if kind == "out":
-            return _view(fresh[index], g)
+        kind, index = g["base"]
+        if kind == "out":              # the caller's own buffer: a view, no copy
+            raw, address = fresh[index]
+            return np.ndarray(g["shape"], g["dtype"], buffer=raw,
+                              offset=address - raw.__array_interface__["data"][0] +
+                              g["offset"], strides=g["byte_strides"])
         source = inputs[index] if index < self.n_inputs else \
             self.weights[index - self.n_inputs]
         if not all(g["shape"]):
@@ -212,6 +222,13 @@ class _NativeEntry:
         raw = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(source.ctypes.data),
                             np.uint8)
         return np.array(_view(raw, g))
+
+
+def _aligned_buffer(nbytes: int) -> tuple[np.ndarray, int]:
+    """A fresh uint8 buffer and a 64-byte-aligned address inside it with nbytes after."""
+    raw = np.empty(max(nbytes, 1) + 64, np.uint8)
+    base = raw.__array_interface__["data"][0]
+    return raw, base + (-base) % 64
 
 
 def _view(buf: np.ndarray, g: dict) -> np.ndarray:

@@ -276,6 +276,8 @@ class LiteModel:
         self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
         for j, w in enumerate(self.weights):
             self._ins[n_in + j] = w.ctypes.data
+        self._arena_address = self.arena.ctypes.data
+        self._arena_views: dict = {}
         lap("arena_and_weights_s")
         self._outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
 
@@ -326,8 +328,8 @@ class LiteModel:
             self._ins[i] = a.ctypes.data
         fresh = [aligned_empty(f["nbytes"], np.uint8) for f in self.fresh]
         for i, buf in enumerate(fresh):
-            self._outs[i] = buf.ctypes.data
-        status = self._run(self.arena.ctypes.data, self._ins, self._outs,
+            self._outs[i] = buf.__array_interface__["data"][0]
+        status = self._run(self._arena_address, self._ins, self._outs,
                            None if times is None else times.ctypes.data)
         if status:
             step = self.plan["steps"][status - 1]
@@ -337,10 +339,17 @@ class LiteModel:
 
     def _result(self, g: dict, inputs: list, fresh: list) -> np.ndarray:
         base = g["base"]
-        if base == "arena":        # reused by the next call (or a weight): a copy
-            return np.array(_strided(self.arena, g["offset"], g["shape"], g["strides"],
-                                     g["dtype"]))
+        if base == "arena":        # reused by the next call: a copy of a view made once
+            view = self._arena_views.get(id(g))
+            if view is None:
+                view = self._arena_views[id(g)] = _strided(
+                    self.arena, g["offset"], g["shape"], g["strides"], g["dtype"])
+            return view.copy()
         kind, index = base
+        if kind == "out" and all(g["shape"]):       # the caller's own buffer: a view
+            return np.ndarray(g["shape"], g["dtype"], buffer=fresh[index], offset=g["offset"],
+                              strides=[s * np.dtype(g["dtype"]).itemsize
+                                       for s in g["strides"]])
         if kind == "in":           # an input or a weight: a copy
             source = inputs[index] if index < len(inputs) else \
                 self.weights[index - len(inputs)]
