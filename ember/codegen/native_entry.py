@@ -244,7 +244,8 @@ class EntryEmitter:
     signature kind: an int for i64/i32, a pointer `(base, byte_offset)` with base
     'arena' / ('in', i) / ('out', i) or None for null, a list of ints for i64s, a list
     of pointers for buffers), `extent`, `align`, `parallel` (bool), `when` (None or a
-    list of ('nt_le' | 'nt_gt', n), all of which must hold), `step` (the plan step it belongs to)."""
+    list of ('nt_le' | 'nt_gt', n), all of which must hold), `step` (the plan step it
+    belongs to)."""
 
     def __init__(self, calls: list, n_steps: int, prefix: str = "ember"):
         self.calls, self.n_steps, self.prefix = calls, n_steps, prefix
