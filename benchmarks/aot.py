@@ -118,9 +118,12 @@ def row(name: str, args, rng, tmp: str) -> dict:
         if not args.no_compile:
             tc = torch.compile(t)
             fns["torch.compile"] = lambda: _torch_call(tc, xt)
-        ort = _onnxruntime(t, xt)
+        ort, why = _onnxruntime(t, xt)
         if ort is not None:
             fns["onnxruntime"] = lambda: ort.run(None, {"x": x})
+        else:
+            out["onnxruntime_skipped"] = why
+            print(f"{name}: onnxruntime column skipped: {why}")
     for key, fn in fns.items():
         try:
             out[key] = measure(fn, args.warmup, args.repeats)
@@ -150,13 +153,34 @@ def _torch_call(fn, x):
 
 
 def _onnxruntime(t_model, xt):
+    """(an onnxruntime CPU session of the torch twin exported with torch.onnx.export,
+    None) or (None, why not)."""
     try:
         import onnxruntime
     except ImportError:
-        return None
-    f = io.BytesIO()
-    torch.onnx.export(t_model, (xt,), f, dynamo=False, input_names=["x"])
-    return onnxruntime.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+        return None, "onnxruntime is not installed (pip install 'ember[onnx]')"
+    if isinstance(t_model, torch.nn.TransformerEncoderLayer):
+        t_model = _not_causal(t_model)
+    try:
+        f = io.BytesIO()
+        torch.onnx.export(t_model, (xt,), f, dynamo=False, input_names=["x"])
+        return onnxruntime.InferenceSession(f.getvalue(),
+                                            providers=["CPUExecutionProvider"]), None
+    except Exception as err:      # noqa: BLE001 - the column is optional
+        return None, f"export or session failed: {type(err).__name__}: {err}"[:200]
+
+
+def _not_causal(layer):
+    """The layer called with is_causal=False spelled out: the TorchScript exporter traces
+    the default into a tensor, which scaled_dot_product_attention refuses."""
+    class NotCausal(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return self.layer(x, is_causal=False)
+    return NotCausal().eval()
 
 
 _COLD = """
@@ -167,12 +191,20 @@ spec = importlib.util.spec_from_file_location("ember_lite", {lite!r})
 lite = importlib.util.module_from_spec(spec); spec.loader.exec_module(lite)
 import numpy as np
 x = np.load({x!r})
+import json, resource
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 t1 = time.perf_counter()
 model = lite.load_package({path!r})
 t2 = time.perf_counter()
+f0 = faults()
 model(x)
 t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2)
+f1 = faults()
+model(x)
+t4 = time.perf_counter()
+print(json.dumps(dict(imports_s=t1 - t0, load_s=t2 - t1, first_call_s=t3 - t2,
+                      second_call_s=t4 - t3, first_call_page_faults=f1 - f0,
+                      second_call_page_faults=faults() - f1, **model.load_times)))
 """
 
 
@@ -186,9 +218,29 @@ def cold_start(path: str, x: np.ndarray, tmp: str) -> dict:
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1][:200]}
-    imports, load, first = map(float, done.stdout.split())
-    return {"imports_s": imports, "load_s": load, "first_call_s": first,
-            "load_plus_first_s": load + first, "process_wall_s": wall}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out.update(load_plus_first_s=out["load_s"] + out["first_call_s"], process_wall_s=wall)
+    return out
+
+
+def cold_table(rows: list):
+    """Where a fresh process's cold start goes (no test asserts on it)."""
+    from rich.table import Table
+    t = Table(title="cold start in a fresh process (lite runtime only)")
+    keys = [("imports_s", "import lite+numpy"), ("read_and_verify_s", "mmap+SHA-256"),
+            ("plan_s", "plan json"), ("dlopen_s", "dlopen+pool"),
+            ("arena_and_weights_s", "arena+weights"), ("load_s", "load"),
+            ("first_call_s", "first call"), ("second_call_s", "second call"),
+            ("load_plus_first_s", "load+first")]
+    for col in ["model"] + [k[1] for k in keys] + ["faults 1st/2nd"]:
+        t.add_column(col, justify="right" if col != "model" else "left")
+    for r in rows:
+        cold = r.get("cold_start", {})
+        if "load_s" not in cold:
+            continue
+        t.add_row(r["name"], *[f"{cold.get(k, float('nan')) * 1e3:.1f} ms" for k, _ in keys],
+                  f"{cold['first_call_page_faults']}/{cold['second_call_page_faults']}")
+    return t
 
 
 def table(rows: list):
@@ -221,7 +273,9 @@ def main(argv=None) -> None:
         for name in args.models.split(","):
             rows.append(row(name.strip(), args, rng, tmp))
     from rich.console import Console
-    Console(width=170).print(table(rows))
+    console = Console(width=170)
+    console.print(table(rows))
+    console.print(cold_table(rows))
     if args.save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / "aot.json"

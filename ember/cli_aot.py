@@ -104,22 +104,7 @@ def compile_command(model_spec, output, inputs, target, dynamic, show_traceback)
         console = _console(stderr=True)
         start = time.perf_counter()
         with console.status("exporting", spinner="dots"):
-            if model_spec.endswith(".onnx"):
-                exported = _export_onnx(model_spec, inputs)
-            elif os.path.exists(model_spec) and _is_saved_program(model_spec):
-                if inputs:
-                    raise ValueError("--input: a saved ExportedProgram has its shapes already")
-                exported = ember.export.load(model_spec)
-            else:
-                shapes = [parse_input_shape(text) for text in inputs]
-                if not shapes:
-                    raise ValueError("--input: give each input's shape, e.g. --input "
-                                     "x:8x3x224x224")
-                model = load_factory(model_spec)
-                args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype))
-                             for _, shape, dtype in shapes)
-                exported = ember.export(model, args)
-                _rename_inputs(exported, [name for name, _, _ in shapes])
+            exported = _export_model(model_spec, inputs)
         with console.status(f"compiling for {target}", spinner="dots"):
             ember.aot.compile_and_package(exported, output, target=target)
     except _ERRORS as err:
@@ -127,6 +112,25 @@ def compile_command(model_spec, output, inputs, target, dynamic, show_traceback)
     seconds = time.perf_counter() - start
     click.echo(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB) in {seconds:.1f} s",
                err=True)
+
+
+def _export_model(model_spec: str, inputs: tuple):
+    """MODEL (file.py:factory, module:factory, .onnx, saved ExportedProgram) exported."""
+    import ember
+    if model_spec.endswith(".onnx"):
+        return _export_onnx(model_spec, inputs)
+    if os.path.exists(model_spec) and _is_saved_program(model_spec):
+        if inputs:
+            raise ValueError("--input: a saved ExportedProgram has its shapes already")
+        return ember.export.load(model_spec)
+    shapes = [parse_input_shape(text) for text in inputs]
+    if not shapes:
+        raise ValueError("--input: give each input's shape, e.g. --input x:8x3x224x224")
+    model = load_factory(model_spec)
+    args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype)) for _, shape, dtype in shapes)
+    exported = ember.export(model, args)
+    _rename_inputs(exported, [name for name, _, _ in shapes])
+    return exported
 
 
 def _export_onnx(path: str, inputs: tuple):
@@ -314,3 +318,88 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
     console.print(sizes)
     if show_graph:
         click.echo(members["graph.ir"].decode())
+
+
+@main.command("tune")
+@click.argument("model_spec", metavar="MODEL_OR_ARTIFACT")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
+              help="an input's shape when MODEL is a factory, e.g. x:8x3x224x224")
+@click.option("--tiles", default=None, metavar="MRxNR,...",
+              help="the candidate register tiles (default: every tile for this CPU)")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="timed runs per product and tile (the median counts)")
+@click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
+def tune_command(model_spec, inputs, tiles, repeats, show_traceback) -> None:
+    """Autotune the GEMM/conv register tiles for MODEL_OR_ARTIFACT's products on this
+    machine, recording the fastest per column count in the on-disk cache (ember.compile
+    and `ember compile` then use them; results are unchanged, only speed)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+    from .codegen.llvm import tiles as cpu_tiles
+    from .codegen.llvm.target import host_isa
+    try:
+        if repeats < 1:
+            raise ValueError("--repeats must be at least 1")
+        problems = _problems(model_spec, inputs)
+        if not problems:
+            raise ValueError(f"{model_spec}: no GEMM or conv products to tune")
+        isa = host_isa()
+        candidates = _parse_tiles(tiles, isa) if tiles else cpu_tiles.CANDIDATES[isa]
+        console = _console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("tuning", total=cpu_tiles.work(problems, len(candidates)))
+            best = cpu_tiles.tune(problems, isa, candidates, repeats, step=lambda what: bar.update(
+                task, advance=1, description=f"tuning {what}"))
+        path = cpu_tiles.record(isa, {n: tile for n, (tile, _) in best.items()},
+                                {n: secs[tile] for n, (tile, secs) in best.items()})
+    except _ERRORS as err:
+        _fail(err, show_traceback)
+    table = Table(title=f"tuned tiles ({isa.value}) -> {path}")
+    for col in ("n", "products", "best tile", "best ms", "default ms"):
+        table.add_column(col, justify="right")
+    from .codegen.llvm.gemm import CONFIGS, NARROW_TILES
+    for n, (tile, seconds) in sorted(best.items()):
+        default = next(((mr, nr) for nr, mr in NARROW_TILES[isa] if n <= nr),
+                       (CONFIGS[isa].mr, CONFIGS[isa].nr))
+        count = sum(1 for _, pn, _ in problems if pn == n)
+        table.add_row(str(n), str(count), f"{tile[0]}x{tile[1]}", f"{seconds[tile] * 1e3:.3f}",
+                      f"{seconds[default] * 1e3:.3f}" if default in seconds else "-")
+    _console().print(table)
+
+
+def _parse_tiles(text: str, isa) -> tuple:
+    from .codegen.llvm.tiles import CANDIDATES
+    out = []
+    for item in text.split(","):
+        try:
+            mr, nr = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--tiles: {item!r} is not MRxNR (e.g. 6x64)") from None
+        most = 28 if isa.lanes == 16 else 14          # accumulators: 32 zmm / 16 ymm
+        if nr % isa.lanes or 512 % nr or mr < 1 or mr * nr // isa.lanes > most:
+            raise ValueError(f"--tiles: {mr}x{nr} does not fit {isa.value} (NR a multiple of "
+                             f"{isa.lanes} dividing 512, at most {most} accumulators); "
+                             f"e.g. {', '.join(f'{a}x{b}' for a, b in CANDIDATES[isa])}")
+        out.append((mr, nr))
+    return tuple(out)
+
+
+def _problems(model_spec: str, inputs: tuple) -> list:
+    """(m, n, k) of every GEMM and conv (as its implicit GEMM) of the model's plan: an
+    artifact's recorded table, or a model packaged here into a temporary file."""
+    import tempfile
+    import ember
+    if os.path.exists(model_spec) and not _is_saved_program(model_spec) and \
+            not model_spec.endswith((".py", ".onnx")):
+        from .runtime import lite
+        _, members = lite.read_members(model_spec)
+        steps = json.loads(members["plan.json"])["steps"]
+    else:
+        exported = _export_model(model_spec, inputs)
+        with tempfile.TemporaryDirectory(prefix="ember-tune-") as tmp:
+            path = os.path.join(tmp, "model.ember")
+            ember.aot.compile_and_package(exported, path)
+            with zipfile.ZipFile(path) as z:
+                steps = json.loads(z.read("plan.json"))["steps"]
+    return [tuple(p) for s in steps for p in s.get("problems", [])]

@@ -41,7 +41,9 @@ from ..codegen.extern import _bound, _pair, conv_epilogue_kernel, extern_kernel,
     tensor_inputs
 from ..codegen.llvm import implicit_conv as conv_impl
 from ..codegen.llvm.emit import PARALLEL_THRESHOLD, KernelEmitter, compile_kernel
-from ..codegen.llvm.gemm import config as gemm_config, gemm_module, tile_for
+from ..codegen.llvm.gemm import config as gemm_config, gemm_kernel, gemm_module, panels_of, \
+    tile_for
+from ..codegen.native_entry import RUNTIME_C, EntryEmitter
 from ..codegen.llvm.conv import padding_pairs
 from ..codegen.llvm import cache
 from ..codegen.llvm.jit import optimize
@@ -54,13 +56,16 @@ from ..ir.printer import print_graph
 from ..passes import PassContext, run_passes
 from ..runtime import lite
 from .export import ExportedProgram, custom_op_names
+from .native_program import ProgramBuilder
 
 
 class _Described:
-    """A plan step's callable (so the plan still runs in-process) and its description."""
+    """A plan step's callable (so the plan still runs in-process) and its description;
+    `panels`: a GEMM's or conv's constant weights already packed by its extern."""
 
     def __init__(self, fn, desc: dict, modules: list | None = None):
         self.fn, self.desc, self.modules = fn, desc, modules or []
+        self.panels = None
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
@@ -70,16 +75,23 @@ class PackagingBackend(CpuBackend):
     """CpuBackend whose kernels and externs carry what the artifact needs of them;
     eager fallbacks are marked so packaging can refuse them by name."""
 
-    def __init__(self):
+    def __init__(self, in_process: bool = False):
+        """in_process: describe steps for an entry point compiled into this process
+        (symbols name the loaded kernels' addresses) instead of for an artifact (LLVM
+        module texts to compile into its shared library)."""
         self.isa = host_isa()
+        self.in_process = in_process
 
     def kernel(self, lowered):
         compiled = compile_kernel(lowered.kernel)
-        module = str(KernelEmitter(lowered.kernel).build())
         parallel = compiled.work >= PARALLEL_THRESHOLD and compiled.split_extent >= 2
         desc = {"kind": "kernel", "symbol": lowered.kernel.name,
                 "split_extent": compiled.split_extent, "split_align": compiled.split_align,
                 "parallel": bool(parallel)}
+        if self.in_process:
+            desc["symbol"] = loaded_symbol(compiled.fn)
+            return _Described(compiled, desc)
+        module = str(KernelEmitter(lowered.kernel).build())
         return _Described(compiled, desc, [("kernel", module, (lowered.kernel.name,))])
 
     def extern(self, node: Node, constant=None):
@@ -90,11 +102,29 @@ class PackagingBackend(CpuBackend):
         if name in ("linear", "matmul", "mm"):
             desc = self._gemm(node, constant)
             if desc is not None:
-                return _Described(fn, desc)
+                return self._with_panels(_Described(fn, desc))
         elif name == "conv2d" and _bound(node)["groups"] == 1 and \
                 len(node.meta["val"].shape) == 4:
-            return _Described(fn, self._conv(_bound(node), relu=False, residual=False))
+            return self._with_panels(_Described(fn, self._conv(_bound(node), relu=False,
+                                                               residual=False)))
         return _Described(fn, {"kind": "unsupported", "op": name})
+
+    def _with_panels(self, described: "_Described") -> "_Described":
+        """In process: the weights the extern already packed (its closure's PackedB or
+        PreparedConv), so the entry point reuses them instead of packing a second copy."""
+        if not self.in_process:
+            return described
+        fn = described.fn
+        cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ())) \
+            if hasattr(fn, "__code__") else {}
+        held = cells.get("packed") or cells.get("prepared")
+        held = held.cell_contents if held is not None else None
+        panels = getattr(held, "panels", None)
+        panels = getattr(held, "wp", None) if panels is None else panels
+        if isinstance(panels, np.ndarray) and panels.ndim == 3 and \
+                panels.shape[2] == described.desc["nr"]:
+            described.panels = panels
+        return described
 
     def fused_extern(self, graph: Graph, constant=None):
         found = conv_epilogue_kernel(graph, constant)
@@ -104,7 +134,7 @@ class PackagingBackend(CpuBackend):
         ops = [n for n in graph.nodes if n.op.value == "call_function"]
         names = [n.target.name for n in ops]
         desc = self._conv(_bound(ops[0]), relu="relu" in names, residual="add" in names)
-        return _Described(fn, desc), inputs
+        return self._with_panels(_Described(fn, desc)), inputs
 
     def eager(self, node: Node):
         what = getattr(node.target, "name", str(node.target))
@@ -135,12 +165,17 @@ class PackagingBackend(CpuBackend):
         cfg = gemm_config(self.isa, mr, nr)
         frozen = constant(ins[1]) if constant is not None and name != "mm" else None
         prepack = frozen is not None and frozen.ndim == 2 and frozen.dtype == np.float32
-        module = str(gemm_module(cfg))
         return {"kind": "gemm", "op": name, "transpose_b": transpose, "mr": mr, "nr": nr,
                 "workspace_floats": cfg.workspace_floats, "prepack": bool(prepack),
                 "has_bias": name == "linear" and isinstance(_bound(node)["bias"], Node),
-                "_module": ("gemm", module, ("gemm_rows", "gemm_cols")),
-                "rows": "gemm_rows", "cols": "gemm_cols"}
+                **self._gemm_symbols(cfg, ("rows", "cols"))}
+
+    def _gemm_symbols(self, cfg, entries) -> dict:
+        if self.in_process:
+            kernel = gemm_kernel(self.isa, cfg.mr, cfg.nr)
+            return {e: loaded_symbol(getattr(kernel, e)) for e in entries}
+        return {"_module": ("gemm", str(gemm_module(cfg)), tuple(f"gemm_{e}" for e in entries)),
+                **{e: f"gemm_{e}" for e in entries}}
 
     def _batched_gemm(self, n: int) -> dict:
         """matmul with batch dims (extern._batched_gemm -> gemm_batched)."""
@@ -148,9 +183,7 @@ class PackagingBackend(CpuBackend):
         cfg = gemm_config(self.isa, mr, nr)
         return {"kind": "bgemm", "op": "matmul", "mr": mr, "nr": nr,
                 "workspace_floats": cfg.workspace_floats,
-                "_module": ("gemm", str(gemm_module(cfg)), ("gemm_rows", "gemm_cols",
-                                                            "gemm_batch")),
-                "rows": "gemm_rows", "cols": "gemm_cols", "batch": "gemm_batch"}
+                **self._gemm_symbols(cfg, ("rows", "cols", "batch"))}
 
     def _conv(self, args: dict, relu: bool, residual: bool) -> dict:
         w = args["weight"].meta["val"]
@@ -164,8 +197,13 @@ class PackagingBackend(CpuBackend):
                 "has_bias": isinstance(args["bias"], Node), "relu": relu,
                 "residual": residual, "c_out": int(w.shape[0]), "mr": mr, "nr": nr,
                 "kc": conv_impl.KC, "nc": conv_impl.NC, "max_kc": conv_impl.MAX_KC,
-                "small_channels": conv_impl.SMALL_CHANNELS,
-                "_module": ("conv", str(conv_impl.conv_module(cfg)), ("conv_rows", "pad_nhwc")),
+                "small_channels": conv_impl.SMALL_CHANNELS, **self._conv_symbols(cfg)}
+
+    def _conv_symbols(self, cfg) -> dict:
+        if self.in_process:
+            kernels = conv_impl.conv_kernels(self.isa, cfg.mr, cfg.nr)
+            return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad)}
+        return {"_module": ("conv", str(conv_impl.conv_module(cfg)), ("conv_rows", "pad_nhwc")),
                 "rows": "conv_rows", "pad": "pad_nhwc"}
 
 
@@ -190,14 +228,26 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     views = _view_geometry(plan, exported)
     table, modules = _step_table(plan, views)
     constants = _weights(plan, table)
+    memory = _memory_plan(plan)
+    inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
+               "shape": list(s.shape)} for s in exported.user_inputs]
+    # weights stay in the file: the loader passes pointers into its memory map
+    builder = ProgramBuilder(table, constants, memory, plan.input_slots, inputs, plan.n_slots,
+                             external_weights=True)
+    calls, layout, outputs = builder.build(_flat_outputs(plan.output_slots))
+    entry_ir = EntryEmitter(calls, len(table)).emit()
+    memory.update(layout=layout)
     members = {
         "graph.ir": print_graph(graph).encode(),
         "weights.safetensors": _safetensors(constants),
-        "memory_plan.json": json.dumps(_memory_plan(plan), indent=1).encode(),
+        "memory_plan.json": json.dumps(memory, indent=1).encode(),
         "plan.json": json.dumps({"n_slots": plan.n_slots, "input_slots": plan.input_slots,
                                  "output_slots": _flat_outputs(plan.output_slots),
-                                 "steps": table}, indent=1).encode(),
-        "model.so": _shared_library(modules, backend.isa),
+                                 "steps": table,
+                                 "entry": {"symbol": "ember_run", "calls": len(calls),
+                                           "layout": layout, "outputs": outputs,
+                                           "fresh": builder.fresh}}, indent=1).encode(),
+        "model.so": _shared_library(modules, backend.isa, entry_ir),
     }
     manifest = _manifest(exported, backend.isa, members)
     _write_zip(package_path, manifest, members)
@@ -310,12 +360,25 @@ def _np_name(dtype_name: str) -> str:
     return {"bool": "bool", "bfloat16": "float32"}.get(dtype_name, dtype_name)
 
 
-def _step_table(plan, views: dict) -> tuple[list, list]:
+def loaded_symbol(fn) -> str:
+    """A name the JIT resolves to the loaded function `fn` (a ctypes function)."""
+    import ctypes
+    import llvmlite.binding as llvm
+    address = ctypes.cast(fn, ctypes.c_void_p).value
+    name = f"ember_loaded_{address:x}"
+    llvm.add_symbol(name, address)
+    return name
+
+
+def _step_table(plan, views: dict | None) -> tuple[list, list]:
     """plan.json's steps, and the LLVM modules (kind, text, exported symbols) they use;
-    symbols are renamed 'm<i>_<name>' to keep modules apart in one library."""
+    symbols are renamed 'm<i>_<name>' to keep modules apart in one library. With
+    `views` None (in process), symbols stay as described and views are measured later."""
     table, modules, module_index = [], [], {}
 
     def symbol(entry, name):
+        if views is None:
+            return name
         kind, text, _ = entry
         if text not in module_index:
             module_index[text] = len(modules)
@@ -332,17 +395,17 @@ def _step_table(plan, views: dict) -> tuple[list, list]:
         desc.update(name=step.name, inputs=list(step.inputs), outputs=list(step.outputs))
         kind = desc["kind"]
         if kind == "kernel":
-            desc["symbol"] = symbol(fn.modules[0], desc["symbol"])
+            desc["symbol"] = symbol(fn.modules[0] if fn.modules else None, desc["symbol"])
         elif kind in ("gemm", "bgemm", "conv"):
             for key in ("rows", "cols", "pad", "batch"):
                 if key in desc:
-                    desc[key] = symbol(fn.desc["_module"], desc[key])
+                    desc[key] = symbol(fn.desc.get("_module"), desc[key])
             if kind == "gemm":
                 desc["b_slot"] = step.inputs[1]
             elif kind == "conv":
                 desc["w_slot"] = step.inputs[1]
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
-        elif kind == "view":
+        elif kind == "view" and views is not None:
             desc.update(views[step.name])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)
@@ -357,12 +420,15 @@ def _weights(plan, table: list) -> dict:
     arrays, packed_only = {}, {}
     for i, desc in enumerate(table):
         key = None
+        ready = getattr(plan.steps[i].fn, "panels", None)      # packed by the extern
         if desc["kind"] == "gemm" and desc["prepack"] and desc["b_slot"] in constants:
             b = constants[desc["b_slot"]]
-            arrays[f"p{i}"] = lite.panels_of(b.T if desc["transpose_b"] else b, desc["nr"])
+            arrays[f"p{i}"] = ready if ready is not None else \
+                panels_of(b.T if desc["transpose_b"] else b, desc["nr"])
             key = desc["b_slot"]
         elif desc["kind"] == "conv" and desc["w_slot"] in constants:
-            arrays[f"p{i}"] = lite.pack_conv_weights(constants[desc["w_slot"]], desc["nr"])
+            arrays[f"p{i}"] = ready if ready is not None else \
+                conv_impl.pack_weights(constants[desc["w_slot"]], desc["nr"])
             key = desc["w_slot"]
         if key is not None:
             desc["packed"] = f"p{i}"
@@ -420,15 +486,44 @@ def _memory_plan(plan) -> dict:
         for slot, key, nbytes, spec in buffers]}
 
 
+_ST_DTYPES = {"float32": "F32", "float64": "F64", "float16": "F16", "int64": "I64",
+              "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
+              "complex64": "C64"}
+
+
 def _safetensors(arrays: dict) -> bytes:
-    from safetensors.numpy import save
-    return save(arrays) if arrays else b""
+    """The safetensors format, with every tensor's data at a multiple of 64 bytes from
+    the file's data start (unused `_pad<i>` U8 entries fill the gaps, as the format has
+    no holes), and the header padded with spaces so the data starts 64-aligned too: the
+    loader uses the weights in place in its memory map, aligned as the kernels want."""
+    if not arrays:
+        return b""
+    header, chunks, at = {}, [], 0
+    for i, (name, array) in enumerate(arrays.items()):
+        array = np.ascontiguousarray(array)
+        gap = (-at) % lite.ALIGN
+        if gap:
+            header[f"_pad{i}"] = {"dtype": "U8", "shape": [gap], "data_offsets": [at, at + gap]}
+            chunks.append(b"\0" * gap)
+            at += gap
+        if array.dtype.name not in _ST_DTYPES:
+            raise LoweringError(f"ember.aot: weight {name} has dtype {array.dtype}, which "
+                                "safetensors cannot hold")
+        data = array.tobytes()
+        header[name] = {"dtype": _ST_DTYPES[array.dtype.name], "shape": list(array.shape),
+                        "data_offsets": [at, at + len(data)]}
+        chunks.append(data)
+        at += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((-(8 + len(text))) % lite.ALIGN)
+    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
 # --- machine code ------------------------------------------------------------------------------
-def _shared_library(modules: list, isa) -> bytes:
-    """Compile every module for the host target (the ISA the in-process plan used) and
-    link them into one shared library with the system C compiler."""
+def _shared_library(modules: list, isa, entry_ir: str) -> bytes:
+    """Compile every module for the host target (the ISA the in-process plan used), the
+    plan's entry point and the C support runtime (thread pool, copies), and link them
+    into one shared library with the system C compiler."""
     import llvmlite.binding as llvm
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
@@ -444,8 +539,13 @@ def _shared_library(modules: list, isa) -> bytes:
             with open(path, "wb") as f:
                 f.write(_object_code(text, f"m{i}_", machine, tgt))
             objects.append(path)
+        for name, data in (("entry.o", _object_code(entry_ir, None, machine, tgt)),
+                           ("runtime.o", _runtime_object(cc, tmp, tgt))):
+            objects.append(os.path.join(tmp, name))
+            with open(objects[-1], "wb") as f:
+                f.write(data)
         out = os.path.join(tmp, "model.so")
-        done = subprocess.run([cc, "-shared", "-o", out, *objects, "-lm"],
+        done = subprocess.run([cc, "-shared", "-o", out, *objects, "-lm", "-lpthread"],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise LoweringError(f"ember.aot: linking the shared library failed: "
@@ -465,13 +565,34 @@ def _object_code(text: str, prefix: str, machine, tgt) -> bytes:
         return obj
     mod = llvm.parse_assembly(text)
     for value in list(mod.functions) + list(mod.global_variables):
-        if not value.is_declaration:
+        if prefix and not value.is_declaration:
             value.name = f"{prefix}{value.name}"
     mod.verify()
     mod.triple = machine.triple
     mod.data_layout = str(machine.target_data)
     optimize(mod, machine)
     obj = machine.emit_object(mod)
+    cache.store(key, obj)
+    return obj
+
+
+def _runtime_object(cc: str, tmp: str, tgt) -> bytes:
+    """codegen/native_entry.py's C support runtime as position-independent object code
+    (through the same disk cache)."""
+    key = cache.cache_key(f"aot-runtime-c {cc}\n{RUNTIME_C}", tgt)
+    obj = cache.load(key)
+    if obj is not None:
+        return obj
+    src, out = os.path.join(tmp, "ember_runtime.c"), os.path.join(tmp, "ember_runtime.o")
+    with open(src, "w") as f:
+        f.write(RUNTIME_C)
+    done = subprocess.run([cc, "-O2", "-fPIC", "-pthread", "-c", src, "-o", out],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LoweringError(f"ember.aot: compiling the runtime support failed: "
+                            f"{done.stderr.strip()[:500]}")
+    with open(out, "rb") as f:
+        obj = f.read()
     cache.store(key, obj)
     return obj
 
@@ -493,6 +614,9 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
         "output_structure": _spec_json_of(exported.out_spec),
         "custom_ops": custom_op_names(exported.graph),
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
+        # big members also per chunk: the loader checks chunks on several threads
+        "chunked": {name: lite.chunk_digests(data) for name, data in members.items()
+                    if len(data) > lite.CHUNK_BYTES},
     }
 
 
@@ -500,6 +624,18 @@ def _spec_json_of(spec):
     from ..frontend.compile_guards import LEAF
     from .export import _spec_json as structure_json
     return structure_json(spec, LEAF)
+
+
+def _aligned_entry(name: str, header_offset: int) -> zipfile.ZipInfo:
+    """A stored member whose data starts at a multiple of 64 bytes in the file (an
+    extra field of padding in its local header, as Android's zipalign does)."""
+    info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    start = header_offset + lite.LOCAL_HEADER + len(name.encode()) + 4
+    pad = (-start) % lite.ALIGN
+    info.extra = (0x6565).to_bytes(2, "little") + pad.to_bytes(2, "little") + b"\0" * pad
+    return info
 
 
 def _write_zip(path, manifest: dict, members: dict) -> None:
@@ -512,7 +648,7 @@ def _write_zip(path, manifest: dict, members: dict) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
             z.writestr("manifest.json", json.dumps(manifest, indent=1))
             for name, data in members.items():
-                z.writestr(name, data)
+                z.writestr(_aligned_entry(name, z.fp.tell()), data)
         os.replace(tmp, path)
     except OSError as err:
         if os.path.exists(tmp):

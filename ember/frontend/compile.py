@@ -201,8 +201,16 @@ def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: 
     stats = CompileStats(original_ops=count_ops(graph))
     ctx = PassContext(constants=dict(constants), options=dict(options), inference=True)
     run_passes(graph, _with_fusion(pipeline), ctx)
-    plan = PlanBuilder(graph, ctx.constants, stats, backend, freeze_constants=True).build()
+    native = None
+    if type(backend) is CpuBackend:        # the whole-plan native entry point's hook
+        from ..compiler import native_plan as native
+        native = native if native.enabled(options) else None
+    plan = PlanBuilder(graph, ctx.constants, stats,
+                       native.describing_backend() if native else backend,
+                       freeze_constants=True).build()
     plan = backend.finish(plan, options)
+    if native is not None:
+        native.attach(plan, graph)
     stats.seconds = time.perf_counter() - start
     return plan, stats
 

@@ -17,19 +17,14 @@ failed): the zip is readable, every member the manifest lists is there with its
 SHA-256, the format version is this runtime's, and this CPU has the features the
 machine code was compiled for. docs/aot.md describes the members.
 
-Running follows the plan table (plan.json) step by step:
-- "kernel": a generated kernel, `fn(begin, end, worker, buffers)`, split over the
-  outer loop across threads like the in-process plan;
-- "gemm" / "bgemm" / "conv": the GEMM (2-D, and batched matmul) and implicit-GEMM
-  conv entry points, driven with the same blocking, packing and thread split as
-  codegen/extern.py, llvm/gemm.py and llvm/implicit_conv.py drive them in-process
-  (so results are equal bit for bit). These drivers repeat codegen's Python side
-  (which imports llvmlite): keep the two in step, or better, move codegen's drivers
-  here and let codegen supply only the machine code;
-- "view": a strided view of another value (shape, strides, element offset);
-- "embedding": rows of a weight picked by an index tensor (np.take).
-Buffers sit at the memory plan's offsets in one arena allocated at load; results
-the caller keeps are fresh arrays each call.
+Running is one foreign call: the artifact's shared library exports
+`ember_run(arena, inputs, outputs, times)`, generated code that calls every kernel of
+the plan in order (generated loops, GEMM and implicit-GEMM conv, copies, embedding
+rows) with arguments fixed at packaging and buffers at planned offsets in one arena
+(compiler/native_program.py, codegen/native_entry.py), splitting work over its own
+native thread pool (`ember_init`, EMBER_NUM_THREADS threads). This file allocates the
+arena, places the weights in it, passes pointers and returns the results: results the
+caller keeps are fresh arrays each call; values living in the arena are copied out.
 """
 from __future__ import annotations
 
@@ -37,15 +32,13 @@ import ctypes
 import hashlib
 import json
 import os
-import queue
 import sys
 import tempfile
-import threading
 import zipfile
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FORMAT_NAME = "ember-artifact"
 MEMBERS = ("manifest.json", "graph.ir", "weights.safetensors", "memory_plan.json",
            "plan.json", "model.so")
@@ -59,34 +52,103 @@ except ImportError:        # loaded on its own (no package): the same name, stan
 
 
 # --- reading and checking an artifact --------------------------------------------------------
+CHUNK_BYTES = 4 << 20        # members bigger than this carry per-chunk SHA-256s too
+LOCAL_HEADER = 30            # a zip local file header before its name and extra field
+
+
 def read_members(path) -> tuple[dict, dict]:
-    """(manifest, {member: bytes}) with every check done; raises ArtifactError."""
+    """(manifest, {member: bytes-like}) with every check done; raises ArtifactError.
+
+    The file is memory-mapped and members are slices of the mapping (stored members:
+    no decompression, no copy); each is checked against the manifest's SHA-256, big
+    members chunk by chunk on several threads (hashlib releases the GIL). The zip's
+    own CRC-32 is not recomputed: the SHA-256s cover every byte it would."""
+    import mmap
     try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) \
+                if size else memoryview(b"")
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if "manifest.json" not in names:
-                raise ArtifactError(f"{path}: missing member manifest.json")
-            manifest = json.loads(z.read("manifest.json"))
-            check_format(manifest, path)
-            members = {}
-            for name in manifest["members"]:
-                if name not in names:
-                    raise ArtifactError(f"{path}: missing member {name}")
-                members[name] = z.read(name)
+            infos = {i.filename: i for i in z.infolist()}
+        if "manifest.json" not in infos:
+            raise ArtifactError(f"{path}: missing member manifest.json")
+        manifest = json.loads(bytes(_member(data, infos["manifest.json"], path)))
+        check_format(manifest, path)
+        members = {}
+        for name in manifest["members"]:
+            if name not in infos:
+                raise ArtifactError(f"{path}: missing member {name}")
+            members[name] = _member(data, infos[name], path)
     except ArtifactError:
         raise
     except Exception as err:    # noqa: BLE001
-        # a damaged zip surfaces as almost anything zipfile, zlib or json raise
-        # (BadZipFile for a CRC mismatch, zlib.error, EOFError, ValueError, ...)
+        # a damaged zip surfaces as almost anything zipfile or json raise
+        # (BadZipFile, EOFError, ValueError, UnicodeDecodeError, ...)
         raise ArtifactError(f"{path}: not a readable ember artifact "
                             f"({type(err).__name__}: {err})") from None
-    for name, digest in manifest["members"].items():
-        if hashlib.sha256(members[name]).hexdigest() != digest:
-            raise ArtifactError(f"{path}: member {name} fails its SHA-256 check (corrupt)")
+    _check_digests(manifest, members, path)
     for name in MEMBERS:
         if name not in members and name != "manifest.json":
             raise ArtifactError(f"{path}: missing member {name}")
-    return manifest, members
+    return manifest, {name: v if name == "weights.safetensors" else bytes(v)
+                      for name, v in members.items()}
+
+
+def _member(data: memoryview, info, path) -> memoryview:
+    """A stored member's bytes as a slice of the mapped file (its local header read)."""
+    start = info.header_offset
+    header = bytes(data[start:start + LOCAL_HEADER])
+    if len(header) < LOCAL_HEADER or header[:4] != b"PK\x03\x04":
+        raise ArtifactError(f"{path}: member {info.filename} has no local header")
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        raise ArtifactError(f"{path}: member {info.filename} is compressed; artifacts "
+                            "store members")
+    name_len = int.from_bytes(header[26:28], "little")
+    extra_len = int.from_bytes(header[28:30], "little")
+    begin = start + LOCAL_HEADER + name_len + extra_len
+    end = begin + info.file_size
+    if end > len(data):
+        raise ArtifactError(f"{path}: member {info.filename} is truncated")
+    return data[begin:end]
+
+
+def _check_digests(manifest: dict, members: dict, path) -> None:
+    chunked = manifest.get("chunked", {})
+    if not isinstance(chunked, dict):
+        raise ArtifactError(f"{path}: the manifest's chunk digests are malformed")
+    jobs = []                  # (member name, bytes, expected digest)
+    for name, digest in manifest["members"].items():
+        data = members[name]
+        chunks = chunked.get(name)
+        if chunks is None:
+            jobs.append((name, data, digest))
+            continue
+        step = chunks.get("chunk_bytes") if isinstance(chunks, dict) else None
+        digests = chunks.get("sha256") if isinstance(chunks, dict) else None
+        if not isinstance(step, int) or step <= 0 or not isinstance(digests, list) or \
+                len(digests) != max(1, -(-len(data) // step)):
+            raise ArtifactError(f"{path}: the manifest's chunk digests of {name} are "
+                                "malformed")
+        jobs += [(name, data[i * step:(i + 1) * step], d) for i, d in enumerate(digests)]
+    if len(jobs) > len(manifest["members"]):
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max(1, min(cpu_count(), 8))) as pool:
+            ok = list(pool.map(lambda job: hashlib.sha256(job[1]).hexdigest() == job[2], jobs))
+    else:
+        ok = [hashlib.sha256(data).hexdigest() == digest for _, data, digest in jobs]
+    for (name, _, _), good in zip(jobs, ok):
+        if not good:
+            raise ArtifactError(f"{path}: member {name} fails its SHA-256 check (corrupt)")
+
+
+def chunk_digests(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> dict:
+    """The manifest's per-chunk SHA-256s of one member (written by packaging)."""
+    view = memoryview(data)
+    count = max(1, -(-len(view) // chunk_bytes))
+    return {"chunk_bytes": chunk_bytes, "sha256": [
+        hashlib.sha256(view[i * chunk_bytes:(i + 1) * chunk_bytes]).hexdigest()
+        for i in range(count)]}
 
 
 def check_format(manifest, path) -> None:
@@ -139,41 +201,16 @@ def check_cpu(manifest, path, flags: set | None = None) -> None:
                             f"lacks {missing}")
 
 
-def read_safetensors(data: bytes) -> dict:
-    """name -> numpy array (copies, aligned) from safetensors bytes."""
-    if not data:
-        return {}
-    size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + size])
-    body = memoryview(data)[8 + size:]
-    dtypes = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64,
-              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
-              "BOOL": np.bool_, "C64": np.complex64}
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        flat = np.frombuffer(body[begin:end], dtypes[info["dtype"]])
-        out[name] = aligned_copy(flat.reshape(info["shape"]))
-    return out
-
-
-def aligned_copy(a: np.ndarray) -> np.ndarray:
-    out = aligned_empty(a.size, a.dtype).reshape(a.shape)
-    out[...] = a
-    return out
-
-
-def aligned_empty(count: int, dtype) -> np.ndarray:
+def aligned_empty(count: int, dtype, zeros: bool = False) -> np.ndarray:
     dtype = np.dtype(dtype)
-    raw = np.empty(max(count, 1) * dtype.itemsize + ALIGN, np.uint8)
+    raw = (np.zeros if zeros else np.empty)(max(count, 1) * dtype.itemsize + ALIGN, np.uint8)
     start = (-raw.ctypes.data) % ALIGN
     return raw[start:start + count * dtype.itemsize].view(dtype)
 
 
-# --- threads -----------------------------------------------------------------------------------
+# --- running: one call into the artifact's entry point -----------------------------------------
 def cpu_count() -> int:
+    """Threads for the artifact's pool: EMBER_NUM_THREADS, else the CPUs we may use."""
     forced = os.environ.get("EMBER_NUM_THREADS")
     if forced:
         return max(1, int(forced))
@@ -183,422 +220,66 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def split_range(n: int, parts: int, align: int = 1) -> list:
-    """runtime/threads.py's split: at most `parts` chunks starting on multiples of align."""
-    blocks = -(-n // align)
-    parts = max(1, min(parts, blocks))
-    bounds = [min(n, (blocks * i // parts) * align) for i in range(parts + 1)]
-    return [(b, e) for b, e in zip(bounds, bounds[1:]) if e > b]
+def _strided(buf: np.ndarray, offset: int, shape, strides, dtype) -> np.ndarray:
+    """A view of the bytes `buf` (uint8) from byte `offset`, with `shape` and element
+    `strides` (non-negative, as the plan's values have)."""
+    dtype = np.dtype(dtype)
+    if not all(shape):
+        return np.empty(shape, dtype)
+    extent = 1 + sum((s - 1) * st for s, st in zip(shape, strides))
+    flat = buf[offset:offset + extent * dtype.itemsize].view(dtype)
+    return np.lib.stride_tricks.as_strided(flat, tuple(shape),
+                                           tuple(s * dtype.itemsize for s in strides))
 
 
-class Pool:
-    """Worker threads running native chunks (a ctypes call releases the GIL)."""
-
-    def __init__(self, n_threads: int):
-        self.n_threads = n_threads
-        self._queues = [queue.SimpleQueue() for _ in range(n_threads - 1)]
-        for q in self._queues:
-            threading.Thread(target=self._work, args=(q,), daemon=True).start()
-
-    @staticmethod
-    def _work(q) -> None:
-        while True:
-            fn, args, done, errors = q.get()
-            try:
-                fn(*args)
-            except BaseException as e:    # re-raised by the caller
-                errors.append(e)
-            done.set()
-
-    def parallel_for(self, fn, n: int, *args, align: int = 1, max_threads=None) -> None:
-        threads = min(self.n_threads, max_threads or self.n_threads)
-        chunks = split_range(n, threads, align)
-        if n <= 0:
-            return
-        waits, errors = [], []
-        for q, (b, e) in zip(self._queues, chunks[1:]):
-            done = threading.Event()
-            q.put((fn, (b, e, len(waits) + 1, *args), done, errors))
-            waits.append(done)
-        b, e = chunks[0]
-        fn(b, e, 0, *args)
-        for done in waits:
-            done.wait()
-        if errors:
-            raise errors[0]
-
-
-_POOL = None
-
-
-def default_pool() -> Pool:
-    global _POOL
-    if _POOL is None:
-        _POOL = Pool(cpu_count())
-    return _POOL
-
-
-# --- the steps ---------------------------------------------------------------------------------
-I64, PTR, I32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32
-KERNEL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
-GEMM_TYPE = ctypes.CFUNCTYPE(None, *[I64] * 6, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32,
-                             PTR, I64, PTR)
-CONV_POINTERS, CONV_DIMS = 6, 28
-CONV_TYPE = ctypes.CFUNCTYPE(None, *[I64] * 3, *[PTR] * CONV_POINTERS, *[I64] * CONV_DIMS)
-PAD_TYPE = ctypes.CFUNCTYPE(None, *[I64] * 3, PTR, PTR, *[I64] * 12)
-
-
-def _address(lib, symbol: str) -> int:
-    """The address of `symbol` in the artifact's library (for a typed CFUNCTYPE)."""
-    try:
-        return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
-    except AttributeError:
-        raise ArtifactError(f"the artifact's library has no symbol {symbol!r}") from None
-
-
-def _strided(base: np.ndarray, offset: int, shape, strides) -> np.ndarray:
-    """A view of `base`'s memory starting `offset` elements past its start."""
-    class _Holder:
-        pass
-    holder = _Holder()
-    holder.__array_interface__ = {
-        "shape": tuple(shape), "typestr": base.dtype.str, "version": 3,
-        "data": (base.ctypes.data + offset * base.itemsize, False),
-        "strides": tuple(s * base.itemsize for s in strides)}
-    holder.base_ref = base
-    return np.asarray(holder)
-
-
-class KernelStep:
-    def __init__(self, desc, lib):
-        self.fn = KERNEL_TYPE(_address(lib, desc["symbol"]))
-        self.extent, self.align = desc["split_extent"], desc["split_align"]
-        self.parallel = desc["parallel"]
-
-    def __call__(self, arrays, pool) -> None:
-        ptrs = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-        if not self.parallel:
-            self.fn(0, self.extent, 0, ctypes.addressof(ptrs))
-        else:
-            pool.parallel_for(self.fn, self.extent, ctypes.addressof(ptrs), align=self.align)
-
-
-def panels_of(b: np.ndarray, nr: int) -> np.ndarray:
-    """(K, N) -> (ceil(N/nr), K, nr) zero-padded panels (the GEMM's packed B layout)."""
-    k, n = b.shape
-    count = -(-n // nr)
-    panels = aligned_empty(count * k * nr, np.float32).reshape(count, k, nr)
-    panels[...] = 0
-    for j in range(count):
-        cols = b[:, j * nr:(j + 1) * nr]
-        panels[j, :, :cols.shape[1]] = cols
-    return panels
-
-
-class GemmStep:
-    """out = x @ w (+ bias): linear (w given (N, K)) and 2-D matmul/mm."""
-
-    def __init__(self, desc, lib, constants: dict, packed: dict):
-        self.desc = desc
-        self.rows = GEMM_TYPE(_address(lib, desc["rows"]))
-        self.cols = GEMM_TYPE(_address(lib, desc["cols"]))
-        self.mr, self.nr, self.ws_floats = desc["mr"], desc["nr"], desc["workspace_floats"]
-        self.transpose_b, self.has_bias = desc["transpose_b"], desc["has_bias"]
-        b = constants.get(desc["b_slot"])
-        self.packed = packed.get(desc.get("packed"))
-        if self.packed is None and b is not None and desc["prepack"]:
-            self.packed = panels_of(b.T if self.transpose_b else b, self.nr)
-        self.ws = None
-
-    def __call__(self, arrays, pool) -> None:
-        x, w, *rest = arrays
-        out = rest[-1]
-        b = None if self.packed is not None else w.T if self.transpose_b else w
-        a2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        if not np.shares_memory(a2, x) and x.size:
-            a2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-        out2 = out.reshape(-1, out.shape[-1])
-        if self.has_bias:
-            out2[...] = rest[0]
-        m, k = a2.shape
-        n = out2.shape[1]
-        if k == 0 or m * n == 0:
-            if not self.has_bias:
-                out2[...] = 0.0
-            return
-        if self.ws is None or self.ws.size < self.ws_floats * pool.n_threads:
-            self.ws = aligned_empty(self.ws_floats * pool.n_threads, np.float32)
-        packed = self.packed.ctypes.data if self.packed is not None else None
-        bb = self.packed[0] if self.packed is not None else b
-        by_rows = m >= self.mr * pool.n_threads or m >= n
-        entry, extent, align = (self.rows, m, self.mr) if by_rows else (self.cols, n, self.nr)
-        pool.parallel_for(entry, extent, m, n, k, a2.ctypes.data, a2.strides[0] // 4,
-                          a2.strides[1] // 4, bb.ctypes.data, bb.strides[0] // 4,
-                          bb.strides[1] // 4, out2.ctypes.data, out2.strides[0] // 4,
-                          int(self.has_bias), self.ws.ctypes.data, self.ws_floats, packed,
-                          align=align)
-
-
-BATCH_TYPE = ctypes.CFUNCTYPE(None, *[I64] * 6, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32,
-                              PTR, I64, PTR, I64, I64, I64)
-
-
-class BatchedGemmStep:
-    """matmul with batch dims: whole products per matrix, split over the batch when the
-    matrices are small and many (codegen/extern.py's _batched_gemm and gemm_batched)."""
-
-    def __init__(self, desc, lib):
-        self.rows = GEMM_TYPE(_address(lib, desc["rows"]))
-        self.cols = GEMM_TYPE(_address(lib, desc["cols"]))
-        self.batch = BATCH_TYPE(_address(lib, desc["batch"]))
-        self.mr, self.nr, self.ws_floats = desc["mr"], desc["nr"], desc["workspace_floats"]
-        self.ws = None
-
-    def workspace(self, pool) -> np.ndarray:
-        if self.ws is None or self.ws.size < self.ws_floats * pool.n_threads:
-            self.ws = aligned_empty(self.ws_floats * pool.n_threads, np.float32)
-        return self.ws
-
-    def __call__(self, arrays, pool) -> None:
-        x, w, out = arrays
-        if w.ndim == 2:
-            rows = out.reshape(-1, out.shape[-1]) if out.ndim != 2 else out
-            if np.shares_memory(rows, out) or not out.size:
-                self.gemm(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), w, rows, pool)
-                return
-        batch = out.shape[:-2]
-        xb = np.broadcast_to(x, batch + x.shape[-2:]).reshape(-1, *x.shape[-2:])
-        wb = np.broadcast_to(w, batch + w.shape[-2:]).reshape(-1, *w.shape[-2:])
-        ob = out.reshape(-1, *out.shape[-2:])
-        if not np.shares_memory(ob, out) and out.size:
-            for index in np.ndindex(*batch):
-                self.gemm(np.broadcast_to(x, batch + x.shape[-2:])[index],
-                          np.broadcast_to(w, batch + w.shape[-2:])[index], out[index], pool)
-            return
-        self.batched(xb, wb, ob, pool)
-
-    def batched(self, a, b, out, pool) -> None:
-        count = out.shape[0]
-        m, k = a.shape[1:] if count else (0, 0)
-        n = b.shape[2] if count else 0
-        small = m * n * k <= 256 ** 3 and count >= pool.n_threads
-        if not small or k == 0 or out.strides[2] != 4 or np.may_share_memory(out, a) \
-                or np.may_share_memory(out, b):
-            for i in range(count):
-                self.gemm(a[i], b[i], out[i], pool)
-            return
-        ws = self.workspace(pool)
-        pool.parallel_for(self.batch, count, m, n, k, a.ctypes.data, a.strides[1] // 4,
-                          a.strides[2] // 4, b.ctypes.data, b.strides[1] // 4,
-                          b.strides[2] // 4, out.ctypes.data, out.strides[1] // 4, 0,
-                          ws.ctypes.data, self.ws_floats, None,
-                          *(z.strides[0] // 4 for z in (a, b, out)))
-
-    def gemm(self, a, b, out, pool) -> None:
-        """out = a @ b for 2-D float32 arrays (gemm.gemm's path for unpacked operands)."""
-        m, k = a.shape
-        n = b.shape[1]
-        if out.strides[1] != 4 or out.strides[0] % 4 or np.may_share_memory(out, a) or \
-                np.may_share_memory(out, b):
-            tmp = np.empty((m, n), np.float32)
-            self.gemm(a, b, tmp, pool)
-            out[...] = tmp
-            return
-        if k == 0 or m * n == 0:
-            out[...] = 0.0
-            return
-        a = a if all(s % 4 == 0 for s in a.strides) else np.ascontiguousarray(a)
-        b = b if all(s % 4 == 0 for s in b.strides) else np.ascontiguousarray(b)
-        ws = self.workspace(pool)
-        by_rows = m >= self.mr * pool.n_threads or m >= n
-        entry, extent, align = (self.rows, m, self.mr) if by_rows else (self.cols, n, self.nr)
-        pool.parallel_for(entry, extent, m, n, k, a.ctypes.data, a.strides[0] // 4,
-                          a.strides[1] // 4, b.ctypes.data, b.strides[0] // 4,
-                          b.strides[1] // 4, out.ctypes.data, out.strides[0] // 4, 0,
-                          ws.ctypes.data, self.ws_floats, None, align=align)
-
-
-def pack_conv_weights(w: np.ndarray, nr: int) -> np.ndarray:
-    """(C_out, C, kH, kW) -> NR-wide panels over k = (kh, kw, c) (implicit_conv's layout)."""
-    c_out = w.shape[0]
-    return panels_of(w.transpose(2, 3, 1, 0).reshape(-1, c_out), nr)
-
-
-class ConvStep:
-    """groups=1 float32 conv2d with its epilogue (bias, residual, relu)."""
-
-    def __init__(self, desc, lib, constants: dict, packed: dict):
-        self.d = desc
-        self.rows = CONV_TYPE(_address(lib, desc["rows"]))
-        self.pad = PAD_TYPE(_address(lib, desc["pad"]))
-        self.mr, self.nr = desc["mr"], desc["nr"]
-        w = constants.get(desc["w_slot"])
-        self.wp = packed.get(desc.get("packed"))
-        if self.wp is None and w is not None:
-            self.wp = pack_conv_weights(w, self.nr)
-        bias = constants.get(desc["bias_slot"]) if desc["has_bias"] else None
-        self.bias = np.ascontiguousarray(bias, np.float32) if bias is not None else None
-        self.zeros = np.zeros(desc["max_kc"], np.float32)
-        self.scratch = None
-
-    def __call__(self, arrays, pool) -> None:
-        d = self.d
-        x, w, *rest = arrays
-        out = rest[-1]
-        residual = rest[-2] if d["residual"] else None
-        wp = self.wp if self.wp is not None else pack_conv_weights(w, self.nr)
-        bias = self.bias if self.bias is not None else (
-            np.ascontiguousarray(rest[0], np.float32) if d["has_bias"] else
-            np.zeros(d["c_out"], np.float32))
-        if residual is not None and (residual.strides != out.strides or
-                                     np.may_share_memory(residual, out)):
-            residual = _like(out, residual)
-        n, c, h, w_ = x.shape
-        (kh, kw), (sh, sw), (dh, dw) = d["kernel"], d["stride"], d["dilation"]
-        (top, bottom), (left, right) = d["padding"]
-        oh, ow = out.shape[2:]
-        if c == 0 or out.size == 0:
-            out[...] = bias[:, None, None] + (0 if residual is None else residual)
-            if d["relu"]:
-                np.maximum(out, 0, out=out, where=~np.isnan(out))
-            return
-        ph, pw = top, left
-        xs = [s // 4 for s in x.strides] if all(s % 4 == 0 for s in x.strides) else None
-        padded = any((top, bottom, left, right))
-        direct = xs is not None and xs[1] == 1 and (c >= d["small_channels"] or not padded)
-        if not direct:
-            x = self._padded(x, pool)
-            ph, pw, padded = 0, 0, False
-            h, w_ = x.shape[1:3]
-            xs = [h * w_ * c, 1, w_ * c, c]
-        rows_merge = xs[3] == c and dw == 1 and not padded
-        segw, seglen = (1, kw * c) if rows_merge else (kw, c)
-        nseg = kh if rows_merge else kh * kw
-        kc = min(d["max_kc"], d["kc"] * max(1, d["nc"] // (-(-d["c_out"] // self.nr) * self.nr)))
-        spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
-        os_ = [s // 4 for s in out.strides]
-        res = out if residual is None else residual
-        m = n * oh * ow
-        dims = (m, oh * ow, ow, sh, sw, ph, pw, dh, dw, h, w_, c, xs[0], xs[2], xs[3], segw,
-                nseg, seglen, spb, chunk, kh * kw * c, d["c_out"], os_[0], os_[1], os_[2],
-                os_[3], int(d["relu"]), int(residual is not None))
-        pool.parallel_for(self.rows, m, x.ctypes.data, wp.ctypes.data, out.ctypes.data,
-                          bias.ctypes.data, res.ctypes.data, self.zeros.ctypes.data, *dims,
-                          align=self.mr)
-
-    def _padded(self, x: np.ndarray, pool) -> np.ndarray:
-        if not all(s % 4 == 0 for s in x.strides):
-            x = np.ascontiguousarray(x)
-        n, c, h, w = x.shape
-        (ph, bottom), (pw, right) = self.d["padding"]
-        hp, wp = h + ph + bottom, w + pw + right
-        count = n * hp * wp * c
-        if self.scratch is None or self.scratch.size < count:
-            self.scratch = aligned_empty(count, np.float32)
-        dst = self.scratch[:count].reshape(n, hp, wp, c)
-        sn, sc, sh, sw = (s // 4 for s in x.strides)
-        pool.parallel_for(self.pad, n * hp, x.ctypes.data, dst.ctypes.data, n, c, h, w, ph,
-                          pw, hp, wp, sn, sc, sh, sw)
-        return dst
-
-
-def _like(out: np.ndarray, values: np.ndarray) -> np.ndarray:
-    order = np.argsort([-s for s in out.strides], kind="stable")
-    fresh = np.empty([out.shape[i] for i in order], np.float32)
-    view = fresh.transpose(np.argsort(order))
-    view[...] = values
-    return view
-
-
-class EmbeddingStep:
-    """embedding(weight, indices): rows of the weight (a fresh array, as eager gives)."""
-
-    def __init__(self, desc):
-        self.name = desc["name"]
-
-    def __call__(self, weight, indices):
-        try:
-            return np.take(weight, indices, axis=0)
-        except IndexError as err:
-            raise IndexError(f"embedding (step {self.name}): {err}") from None
-
-
-class CustomOpStep:
-    """A custom op (ember.library.custom_op) called by name: its code is the user's
-    Python, so the loading process must have registered it; the artifact says which."""
-
-    def __init__(self, desc, path):
-        from ..ir.registry import OPS
-        self.name, self.op_name, self.args = desc["name"], desc["op"], desc["args"]
-        self.op = OPS.get(self.op_name)
-        if self.op is None:
-            raise ArtifactError(
-                f"{path}: step {self.name} calls custom op '{self.op_name}', which is not "
-                "registered in this process. Custom ops are saved by name only: import the "
-                "module that defines it (with ember.library.custom_op) before loading.")
-
-    def __call__(self, *inputs):
-        def decode(v):
-            if isinstance(v, dict):
-                return inputs[v["input"]]
-            return [decode(x) for x in v] if isinstance(v, list) else v
-        result = self.op.reference(*[decode(v) for v in self.args])
-        return tuple(result) if isinstance(result, (list, tuple)) else result
-
-
-class ViewStep:
-    def __init__(self, desc):
-        self.offset, self.shape, self.strides = desc["offset"], desc["shape"], desc["strides"]
-
-    def __call__(self, x):
-        return _strided(x, self.offset, self.shape, self.strides)
-
-
-# --- the loaded model --------------------------------------------------------------------------
 class LiteModel:
     """A loaded artifact: call with numpy arrays (one per input), get a list of arrays."""
 
     def __init__(self, path, check_features: bool = True):
-        self.path = str(path)
+        import time
+        clock = [time.perf_counter()]
+
+        def lap(name):          # load_times: where loading spends its time
+            now = time.perf_counter()
+            self.load_times[name] = now - clock[0]
+            clock[0] = now
+        self.path, self.load_times = str(path), {}
         manifest, members = read_members(path)
+        lap("read_and_verify_s")
         if check_features:
             check_cpu(manifest, path)
         try:
             self.plan = json.loads(members["plan.json"])
-            self.memory = json.loads(members["memory_plan.json"])
-            constants = read_safetensors(members["weights.safetensors"])
+            entry = self.plan["entry"]
+            self.layout, self.result_geometry = entry["layout"], entry["outputs"]
+            self.fresh = entry["fresh"]
         except (ValueError, KeyError, TypeError) as err:
-            raise ArtifactError(f"{path}: unreadable plan or weights ({err})") from None
-        self.manifest, self.graph_text = manifest, members["graph.ir"].decode()
-        self.constants = {int(k[1:]): v for k, v in constants.items() if k[0] == "c"}
-        self.packed = {k: v for k, v in constants.items() if k[0] == "p"}
+            raise ArtifactError(f"{path}: unreadable plan ({err})") from None
+        self.manifest, self.graph_text = manifest, bytes(members["graph.ir"]).decode()
+        lap("plan_s")
         self.lib = _load_library(members["model.so"], path)
-        self.steps = [self._step(s) for s in self.plan["steps"]]
-        self.arena = aligned_empty(self.memory["arena_bytes"], np.uint8)
-        self.fixed = {}
-        for buf in self.memory["buffers"]:
-            dtype = np.dtype(buf["dtype"])
-            flat = self.arena[buf["offset"]:].view(np.uint8)[:buf["nbytes"]].view(dtype)
-            self.fixed[buf["slot"]] = _strided(flat, 0, buf["shape"], buf["strides"])
-        self.pool = default_pool()
-
-    def _step(self, s):
-        kind = s["kind"]
-        if kind == "kernel":
-            return KernelStep(s, self.lib)
-        if kind == "gemm":
-            return GemmStep(s, self.lib, self.constants, self.packed)
-        if kind == "conv":
-            return ConvStep(s, self.lib, self.constants, self.packed)
-        if kind == "bgemm":
-            return BatchedGemmStep(s, self.lib)
-        if kind == "view":
-            return ViewStep(s)
-        if kind == "embedding":
-            return EmbeddingStep(s)
-        if kind == "custom_op":
-            return CustomOpStep(s, self.path)
-        raise ArtifactError(f"{self.path}: plan step {s.get('name')!r} has unknown kind {kind!r}")
+        self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
+        lap("dlopen_s")
+        layout = self.layout
+        # calloc'd (zero pages mapped lazily): the zeros region reads as zeros, and the
+        # rest is faulted in when first written, not here
+        self.arena = aligned_empty(layout["workspace_offset"] + 4 * layout["workspace_floats"]
+                                   * self.n_threads, np.uint8, zeros=True)
+        # the weights stay where they are in the memory-mapped file (64-byte aligned
+        # by packaging), passed to the entry point after the inputs
+        self.weights = _weights_in_place(members["weights.safetensors"],
+                                         layout["weight_order"], path)
+        self._run = self.lib.ember_run
+        self._run.restype = ctypes.c_int32
+        self._run.argtypes = [ctypes.c_void_p] * 4
+        n_in = len(self.inputs)
+        self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
+        for j, w in enumerate(self.weights):
+            self._ins[n_in + j] = w.ctypes.data
+        self._arena_address = self.arena.ctypes.data
+        self._arena_views: dict = {}
+        lap("arena_and_weights_s")
+        self._outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
 
     @property
     def inputs(self) -> list:
@@ -612,57 +293,107 @@ class LiteModel:
         return self.run(arrays)
 
     def profile(self, *arrays, repeats: int = 5) -> list[tuple[str, str, float]]:
-        """(step name, kind, median seconds) per step over `repeats` calls."""
-        times: dict[int, list] = {}
+        """(step name, kind, median seconds) per plan step over `repeats` calls (the
+        entry point stamps the clock after each step)."""
+        steps = self.plan["steps"]
+        samples: list[list] = [[] for _ in steps]
+        now = self.lib.ember_now
+        now.restype = ctypes.c_int64
         for _ in range(repeats):
-            self.run(arrays, times)
+            stamps = np.full(max(1, len(steps)), -1, np.int64)
+            start = now()
+            self.run(arrays, stamps)
+            prev = start
+            for i, t in enumerate(stamps[:len(steps)]):
+                samples[i].append(max(0, int(t) - prev) * 1e-9 if t >= 0 else 0.0)
+                prev = int(t) if t >= 0 else prev
         return [(d["name"], d["kind"] + (f" ({d['op']})" if "op" in d else ""),
-                 sorted(times[i])[len(times[i]) // 2])
-                for i, d in enumerate(self.plan["steps"])]
+                 sorted(times)[len(times) // 2]) for d, times in zip(steps, samples)]
 
-    def run(self, arrays, times: dict | None = None) -> list:
-        """The outputs for `arrays`; with `times`, each step's seconds are appended."""
-        import time
+    def run(self, arrays, times: np.ndarray | None = None) -> list:
+        """The outputs for `arrays` (numpy, one per input); `times` (int64, one per
+        plan step) receives the clock after each step."""
         specs = self.inputs
         if len(arrays) != len(specs):
             raise ArtifactError(f"{self.path}: takes {len(specs)} input(s) "
                                 f"({', '.join(s['name'] for s in specs)}), got {len(arrays)}")
-        values = [None] * self.plan["n_slots"]
-        for slot, value in self.constants.items():
-            values[slot] = value
-        for slot, spec, a in zip(self.plan["input_slots"], specs, arrays):
+        keep = []
+        for i, (spec, a) in enumerate(zip(specs, arrays)):
             a = np.asarray(a)
             if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != list(spec["shape"]):
                 raise ArtifactError(f"input '{spec['name']}' must be {spec['dtype']}"
                                     f"{list(spec['shape'])}, got {a.dtype}{list(a.shape)}")
-            values[slot] = np.ascontiguousarray(a)
-        for i, (desc, step) in enumerate(zip(self.plan["steps"], self.steps)):
-            start = time.perf_counter() if times is not None else 0.0
-            if desc["kind"] in ("view", "embedding", "custom_op"):   # functions of inputs
-                values[desc["outputs"][0]] = step(*[values[s] for s in desc["inputs"]])
-            else:
-                outs = []
-                for slot, spec in zip(desc["outputs"], desc["out_specs"]):
-                    outs.append(self.fixed[slot] if spec["persistent"] else _fresh(spec))
-                step([values[s] for s in desc["inputs"]] + outs, self.pool)
-                for slot, arr in zip(desc["outputs"], outs):
-                    values[slot] = arr
-            if times is not None:
-                times.setdefault(i, []).append(time.perf_counter() - start)
-        return [self._result(values[s]) for s in self.plan["output_slots"]]
+            a = np.ascontiguousarray(a)
+            keep.append(a)
+            self._ins[i] = a.ctypes.data
+        fresh = [aligned_empty(f["nbytes"], np.uint8) for f in self.fresh]
+        for i, buf in enumerate(fresh):
+            self._outs[i] = buf.__array_interface__["data"][0]
+        status = self._run(self._arena_address, self._ins, self._outs,
+                           None if times is None else times.ctypes.data)
+        if status:
+            step = self.plan["steps"][status - 1]
+            raise IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index "
+                             "out of range in self")
+        return [self._result(g, keep, fresh) for g in self.result_geometry]
 
-    def _result(self, value):
-        if np.may_share_memory(value, self.arena) or \
-                any(np.may_share_memory(value, c) for c in self.constants.values()):
-            return np.array(value)
-        return value
+    def _result(self, g: dict, inputs: list, fresh: list) -> np.ndarray:
+        base = g["base"]
+        if base == "arena":        # reused by the next call: a copy of a view made once
+            view = self._arena_views.get(id(g))
+            if view is None:
+                view = self._arena_views[id(g)] = _strided(
+                    self.arena, g["offset"], g["shape"], g["strides"], g["dtype"])
+            return view.copy()
+        kind, index = base
+        if kind == "out" and all(g["shape"]):       # the caller's own buffer: a view
+            return np.ndarray(g["shape"], g["dtype"], buffer=fresh[index], offset=g["offset"],
+                              strides=[s * np.dtype(g["dtype"]).itemsize
+                                       for s in g["strides"]])
+        if kind == "in":           # an input or a weight: a copy
+            source = inputs[index] if index < len(inputs) else \
+                self.weights[index - len(inputs)]
+            return np.array(_strided(source.reshape(-1).view(np.uint8), g["offset"],
+                                     g["shape"], g["strides"], g["dtype"]))
+        return _strided(fresh[index], g["offset"], g["shape"], g["strides"], g["dtype"])
 
 
-def _fresh(spec) -> np.ndarray:
-    extent = 1 + sum((s - 1) * st for s, st in zip(spec["shape"], spec["strides"])) \
-        if all(spec["shape"]) else 0
-    flat = aligned_empty(max(extent, 1), spec["dtype"])
-    return _strided(flat, 0, spec["shape"], spec["strides"])
+_ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64,
+              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+              "BOOL": np.bool_, "C64": np.complex64}
+
+
+def _weights_in_place(data, names: list, path) -> list:
+    """The named tensors of safetensors bytes as flat numpy views of those bytes (no
+    copy); one not 64-byte aligned (a file rewritten by another tool) is copied."""
+    if not len(data):
+        if names:
+            raise ArtifactError(f"{path}: weights.safetensors is empty")
+        return []
+    try:
+        size = int.from_bytes(bytes(data[:8]), "little")
+        header = json.loads(bytes(data[8:8 + size]))
+        body = np.frombuffer(data, np.uint8, offset=8 + size)
+        out = []
+        for name in names:
+            info = header[name]
+            begin, end = info["data_offsets"]
+            dtype = np.dtype(_ST_DTYPES[info["dtype"]])
+            if not (0 <= begin <= end <= body.size) or (end - begin) % dtype.itemsize:
+                raise ValueError(f"tensor {name} is out of bounds")
+            flat = body[begin:end].view(dtype)
+            if flat.ctypes.data % ALIGN:
+                flat = aligned_copy(flat)
+            out.append(flat)
+        return out
+    except (ValueError, KeyError, TypeError) as err:
+        raise ArtifactError(f"{path}: unreadable weights ({err})") from None
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = aligned_empty(a.size, a.dtype)
+    out[...] = a
+    return out
 
 
 def _load_library(data: bytes, path):

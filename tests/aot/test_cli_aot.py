@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 import ember
 from ember.cli import main
+from ember.runtime import lite
 
 MODEL_SOURCE = """
 import ember
@@ -61,7 +62,7 @@ def test_inspect_shows_manifest_plan_and_graph(compiled):
     _, artifact = compiled
     result = invoke("inspect", artifact, "--graph")
     assert result.exit_code == 0, result.output
-    for text in ("ember-artifact v1", "5x12", "gemm", "model.so", "graph("):
+    for text in (f"ember-artifact v{lite.FORMAT_VERSION}", "5x12", "gemm", "model.so", "graph("):
         assert text in result.stdout
 
 

@@ -38,6 +38,7 @@ from ...runtime.threads import ThreadPool, default_pool, get_num_threads
 from . import irutil as u
 from .jit import Library, compile_ir
 from .target import Isa, host_isa, target_for
+from .tiles import tuned_tiles
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,11 @@ NARROW_TILES = {Isa.AVX512: ((16, 12), (32, 12)), Isa.AVX2: ((8, 12),), Isa.PORT
 
 
 def tile_for(isa: Isa, n: int) -> tuple[int, int]:
-    """(MR, NR) for a product with n columns: the narrowest tile that covers n."""
+    """(MR, NR) for a product with n columns: the tile `ember tune` recorded for n on
+    this machine (llvm/tiles.py), else the narrowest tile of the table that covers n."""
+    tuned = tuned_tiles(isa).get(n)
+    if tuned is not None:
+        return tuned
     for nr, mr in NARROW_TILES[isa]:
         if n <= nr:
             return mr, nr

@@ -1,0 +1,401 @@
+"""One native entry point per plan: `ember_run(arena, inputs, outputs, times)` calls
+every kernel of a static-shape plan in order, so running the plan is one foreign call.
+
+The compiler layer (compiler/native_program.py) turns a plan into a *program*: a list
+of calls whose every argument is fixed at build time (dimensions, strides, tiles) or a
+pointer `base + byte offset`, where base is the arena (weights, persistent buffers,
+scratch and GEMM workspace all sit at planned offsets in it), the i-th input or the
+i-th output. This module writes that program as LLVM IR:
+
+    i32 ember_run(ptr arena, ptr inputs, ptr outputs, ptr times)
+
+Each call becomes a small internal *thunk* `void (i64 begin, i64 end, i64 worker, ptr ctx)`
+that computes its pointers from ctx = {arena, inputs, outputs, &status} and calls the
+kernel; `ember_run` calls the thunk directly (serial) or through
+`ember_parallel_for(thunk, ctx, extent, align, max_threads)`, which splits [0, extent)
+exactly as runtime/threads.py's split_range does, so kernels see the same chunks as the
+Python-driven plan and results are equal bit for bit. A call may be guarded by the
+thread count (`when`: a GEMM splits rows or columns depending on it), decided at run
+time from `ember_threads()`. With `times` non-null, the clock (ns) after each plan step
+is stored at times[step]. A nonzero return is 1 + the plan step that failed (an
+embedding index out of range).
+
+`RUNTIME_C` is the small C support library linked beside the kernels: a pthread pool
+(`ember_init`, `ember_threads`, `ember_set_threads`, `ember_parallel_for`;
+one job at a time; a forked child runs serially), `ember_copy` (an N-D strided copy,
+broadcasting with stride 0), `ember_take` (embedding rows, bounds-checked) and
+`ember_now`. It is compiled with the system C compiler (the one that links the
+shared library).
+"""
+from __future__ import annotations
+
+RUNTIME_C = r"""
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef void (*ember_chunk)(int64_t, int64_t, int64_t, void *);
+
+static int pool_size = 1;
+static int pool_limit = 1;          /* set_num_threads's cap (<= pool_size) */
+static int pool_started = 0;
+static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
+static atomic_long job_gen = 0;
+static ember_chunk job_fn;
+static void *job_ctx;
+static int job_parts;
+static int64_t *job_bounds;
+static atomic_int job_left;
+
+/* Spin a little before sleeping: a call's chunks are short, and a futex wake-up costs
+   tens of microseconds. */
+#define SPINS 256
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+static void *pool_worker(void *arg) {
+    int id = (int)(intptr_t)arg;
+    long seen = 0;
+    for (;;) {
+        for (int i = 0; i < SPINS && atomic_load(&job_gen) == seen; i++)
+            CPU_RELAX();
+        pthread_mutex_lock(&pool_mu);
+        while (atomic_load(&job_gen) == seen)
+            pthread_cond_wait(&pool_wake, &pool_mu);
+        seen = atomic_load(&job_gen);
+        ember_chunk fn = job_fn;
+        void *ctx = job_ctx;
+        int parts = job_parts;
+        int64_t b = id < parts ? job_bounds[id] : 0, e = id < parts ? job_bounds[id + 1] : 0;
+        pthread_mutex_unlock(&pool_mu);
+        if (id < parts) {
+            fn(b, e, id, ctx);
+            if (atomic_fetch_sub(&job_left, 1) == 1) {
+                pthread_mutex_lock(&pool_mu);
+                pthread_cond_signal(&pool_done);
+                pthread_mutex_unlock(&pool_mu);
+            }
+        }
+    }
+    return 0;
+}
+
+/* A forked child has none of the pool's threads (and maybe a lock held at fork time):
+   it runs serially on fresh locks. */
+static void pool_after_fork_child(void) {
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
+    pool_mu = fresh;
+    call_mu = fresh;
+    pool_wake = fresh_cond;
+    pool_done = fresh_cond;
+    pool_size = pool_limit = 1;
+}
+
+int ember_init(int64_t n_threads) {
+    if (pool_started)
+        return pool_size;
+    pool_started = 1;
+    pthread_atfork(NULL, NULL, pool_after_fork_child);
+    pool_size = pool_limit = n_threads < 1 ? 1 : (int)n_threads;
+    job_bounds = calloc((size_t)pool_size + 1, sizeof(int64_t));
+    for (int i = 1; i < pool_size; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)i) != 0) {
+            pool_size = pool_limit = i;     /* run on the threads that did start */
+            pthread_attr_destroy(&attr);
+            break;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    return pool_size;
+}
+
+int64_t ember_threads(void) { return pool_limit; }
+
+/* torch.set_num_threads for the pool: use at most n of its threads. */
+void ember_set_threads(int64_t n) {
+    pool_limit = n < 1 ? 1 : n > pool_size ? pool_size : (int)n;
+}
+
+/* [0, n) in at most min(pool, max_threads) chunks starting on multiples of align:
+   runtime/threads.py's split_range, chunk w on worker w (the caller is worker 0). */
+void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
+                        int64_t max_threads) {
+    if (n <= 0)
+        return;
+    int64_t threads = pool_limit;
+    if (max_threads > 0 && max_threads < threads)
+        threads = max_threads;
+    int64_t blocks = (n + align - 1) / align;
+    int64_t parts = threads < blocks ? threads : blocks;
+    if (parts < 1)
+        parts = 1;
+    if (parts == 1) {
+        fn(0, n, 0, ctx);
+        return;
+    }
+    pthread_mutex_lock(&call_mu);
+    pthread_mutex_lock(&pool_mu);
+    for (int64_t i = 0; i <= parts; i++) {
+        int64_t bound = (blocks * i / parts) * align;
+        job_bounds[i] = bound < n ? bound : n;
+    }
+    job_fn = fn;
+    job_ctx = ctx;
+    job_parts = (int)parts;
+    atomic_store(&job_left, (int)parts - 1);
+    atomic_fetch_add(&job_gen, 1);
+    pthread_cond_broadcast(&pool_wake);
+    int64_t b = job_bounds[0], e = job_bounds[1];
+    pthread_mutex_unlock(&pool_mu);
+    fn(b, e, 0, ctx);
+    for (int i = 0; i < SPINS && atomic_load(&job_left) > 0; i++)
+        CPU_RELAX();
+    if (atomic_load(&job_left) > 0) {
+        pthread_mutex_lock(&pool_mu);
+        while (atomic_load(&job_left) > 0)
+            pthread_cond_wait(&pool_done, &pool_mu);
+        pthread_mutex_unlock(&pool_mu);
+    }
+    pthread_mutex_unlock(&call_mu);
+}
+
+int64_t ember_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* dst[i...] = src[i...] over `shape`; strides in elements (0 broadcasts). */
+void ember_copy(char *dst, const int64_t *dst_strides, const char *src,
+                const int64_t *src_strides, const int64_t *shape, int64_t ndim,
+                int64_t itemsize) {
+    if (ndim == 0) {
+        memcpy(dst, src, (size_t)itemsize);
+        return;
+    }
+    int64_t ds = dst_strides[0] * itemsize, ss = src_strides[0] * itemsize;
+    if (ndim == 1) {
+        if (ds == itemsize && ss == itemsize) {
+            memcpy(dst, src, (size_t)(shape[0] * itemsize));
+            return;
+        }
+        if (itemsize == 4) {
+            for (int64_t i = 0; i < shape[0]; i++)
+                *(uint32_t *)(dst + i * ds) = *(const uint32_t *)(src + i * ss);
+            return;
+        }
+        for (int64_t i = 0; i < shape[0]; i++)
+            memcpy(dst + i * ds, src + i * ss, (size_t)itemsize);
+        return;
+    }
+    for (int64_t i = 0; i < shape[0]; i++)
+        ember_copy(dst + i * ds, dst_strides + 1, src + i * ss, src_strides + 1, shape + 1,
+                   ndim - 1, itemsize);
+}
+
+/* out[i, :] = weight[idx[i], :]; returns 1 on an index out of range (0 <= idx < rows,
+   as torch.nn.functional.embedding and ember's eager kernel require), else 0. */
+int ember_take(char *out, const char *weight, int64_t rows, int64_t row_bytes,
+               const char *idx, int64_t count, int64_t idx_size) {
+    for (int64_t i = 0; i < count; i++) {
+        int64_t j = idx_size == 8 ? ((const int64_t *)idx)[i] : ((const int32_t *)idx)[i];
+        if (j < 0 || j >= rows)
+            return 1;
+        memcpy(out + i * row_bytes, weight + j * row_bytes, (size_t)row_bytes);
+    }
+    return 0;
+}
+"""
+
+# argument kinds of each callee, after (begin, end, worker) for the chunked ones
+SIGNATURES = {
+    "kernel": ("buffers",),
+    "gemm": ("i64",) * 3 + ("ptr", "i64", "i64") * 2 + ("ptr", "i64", "i32", "ptr", "i64",
+                                                          "ptr"),
+    "gemm_batch": ("i64",) * 3 + ("ptr", "i64", "i64") * 2 + (
+        "ptr", "i64", "i32", "ptr", "i64", "ptr", "i64", "i64", "i64"),
+    "conv": ("ptr",) * 6 + ("i64",) * 28,
+    "pad": ("ptr", "ptr") + ("i64",) * 12,
+    "copy": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
+    "take": ("ptr", "ptr", "i64", "i64", "ptr", "i64", "i64"),
+}
+CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "pad"}
+_LLVM_TYPE = {"i64": "i64", "i32": "i32", "ptr": "ptr", "i64s": "ptr", "buffers": "ptr"}
+
+
+class EntryEmitter:
+    """LLVM IR text of `ember_run` for a program (see module doc).
+
+    A call is a dict: `fn` (symbol), `sig` (a SIGNATURES key), `args` (one per
+    signature kind: an int for i64/i32, a pointer `(base, byte_offset)` with base
+    'arena' / ('in', i) / ('out', i) or None for null, a list of ints for i64s, a list
+    of pointers for buffers), `extent`, `align`, `parallel` (bool), `when` (None or a
+    list of ('nt_le' | 'nt_gt', n), all of which must hold), `step` (the plan step it
+    belongs to)."""
+
+    def __init__(self, calls: list, n_steps: int, prefix: str = "ember"):
+        self.calls, self.n_steps, self.prefix = calls, n_steps, prefix
+        self.lines: list[str] = []
+        self.globals: list[str] = []
+        self.declared: dict[str, str] = {}
+        self.counter = 0
+
+    def emit(self) -> str:
+        for i, call in enumerate(self.calls):
+            self._thunk(i, call)
+        self._run()
+        decls = [f"declare {ret} @{name}({args})" for name, (ret, args) in
+                 sorted(self.declared.items())]
+        return "\n".join(self.globals + decls + self.lines) + "\n"
+
+    def _declare(self, name: str, ret: str, args: str) -> None:
+        self.declared[name] = (ret, args)
+
+    def _tmp(self) -> str:
+        self.counter += 1
+        return f"%t{self.counter}"
+
+    def _pointer(self, body: list, ptr) -> str:
+        if ptr is None:
+            return "null"
+        base, offset = ptr
+        if base == "arena":
+            src = "%arena"
+        else:
+            which = "%ins" if base[0] == "in" else "%outs"
+            slot, src = self._tmp(), self._tmp()
+            body.append(f"  {slot} = getelementptr ptr, ptr {which}, i64 {int(base[1])}")
+            body.append(f"  {src} = load ptr, ptr {slot}")
+        if not offset:
+            return src
+        out = self._tmp()
+        body.append(f"  {out} = getelementptr i8, ptr {src}, i64 {int(offset)}")
+        return out
+
+    def _thunk(self, index: int, call: dict) -> None:
+        sig = call["sig"]
+        kinds = SIGNATURES[sig]
+        if len(kinds) != len(call["args"]):
+            raise ValueError(f"native entry: call {call['fn']} ({sig}) takes {len(kinds)} "
+                             f"arguments, got {len(call['args'])}")
+        body = ["  %arena = load ptr, ptr %ctx",
+                "  %insp = getelementptr ptr, ptr %ctx, i64 1", "  %ins = load ptr, ptr %insp",
+                "  %outsp = getelementptr ptr, ptr %ctx, i64 2",
+                "  %outs = load ptr, ptr %outsp"]
+        args = ["i64 %b", "i64 %e", "i64 %w"] if sig in CHUNKED else []
+        for kind, value in zip(kinds, call["args"]):
+            args.append(f"{_LLVM_TYPE[kind]} {self._argument(body, kind, value, index)}")
+        arg_types = ", ".join(a.split(" ")[0] for a in args)
+        if sig == "take":
+            self._declare(call["fn"], "i32", arg_types)
+            status = self._tmp()
+            body.append(f"  {status} = call i32 @{call['fn']}({', '.join(args)})")
+            flag, where = self._tmp(), self._tmp()
+            body.append(f"  {where} = getelementptr ptr, ptr %ctx, i64 3")
+            body.append(f"  {flag} = load ptr, ptr {where}")
+            body.append(f"  store i32 {status}, ptr {flag}")
+        else:
+            self._declare(call["fn"], "void", arg_types)
+            body.append(f"  call void @{call['fn']}({', '.join(args)})")
+        self.lines.append(f"define internal void @{self.prefix}_call{index}(i64 %b, i64 %e, "
+                          f"i64 %w, ptr %ctx) {{\nentry:")
+        self.lines += body + ["  ret void", "}"]
+
+    def _argument(self, body: list, kind: str, value, index: int) -> str:
+        if kind in ("i64", "i32"):
+            return str(int(value))
+        if kind == "ptr":
+            return self._pointer(body, value)
+        if kind == "i64s":
+            name = f"@{self.prefix}_c{index}_{len(self.globals)}"
+            items = ", ".join(f"i64 {int(v)}" for v in value) or "i64 0"
+            count = max(1, len(value))
+            self.globals.append(f"{name} = private unnamed_addr constant [{count} x i64] "
+                                f"[{items}], align 8")
+            return name
+        # buffers: a stack array of pointers (a generated kernel's `void **buffers`)
+        array = self._tmp()
+        body.append(f"  {array} = alloca [{max(1, len(value))} x ptr], align 8")
+        for i, ptr in enumerate(value):
+            p = self._pointer(body, ptr)
+            slot = self._tmp()
+            body.append(f"  {slot} = getelementptr ptr, ptr {array}, i64 {i}")
+            body.append(f"  store ptr {p}, ptr {slot}")
+        return array
+
+    def _run(self) -> None:
+        self._declare("ember_parallel_for", "void", "ptr, ptr, i64, i64, i64")
+        self._declare("ember_threads", "i64", "")
+        self._declare("ember_now", "i64", "")
+        out = [f"define i32 @{self.prefix}_run(ptr %arena, ptr %ins, ptr %outs, ptr %times) {{",
+               "entry:",
+               "  %ctx = alloca [4 x ptr], align 8",
+               "  %status = alloca i32, align 4",
+               "  store i32 0, ptr %status",
+               "  store ptr %arena, ptr %ctx",
+               "  %c1 = getelementptr ptr, ptr %ctx, i64 1", "  store ptr %ins, ptr %c1",
+               "  %c2 = getelementptr ptr, ptr %ctx, i64 2", "  store ptr %outs, ptr %c2",
+               "  %c3 = getelementptr ptr, ptr %ctx, i64 3", "  store ptr %status, ptr %c3",
+               "  %nt = call i64 @ember_threads()",
+               "  %timed = icmp ne ptr %times, null"]
+        last_of_step = {}
+        for i, call in enumerate(self.calls):
+            last_of_step[call["step"]] = i
+        for i, call in enumerate(self.calls):
+            out += self._run_call(i, call)
+            if last_of_step.get(call["step"]) == i:
+                out += self._after_step(call["step"], call["sig"] == "take" or any(
+                    c["sig"] == "take" for c in self.calls if c["step"] == call["step"]))
+        out += ["  ret i32 0", "}"]
+        self.lines += out
+
+    def _run_call(self, i: int, call: dict) -> list:
+        thunk = f"@{self.prefix}_call{i}"
+        if call["parallel"]:
+            text = [f"  call void @ember_parallel_for(ptr {thunk}, ptr %ctx, "
+                    f"i64 {int(call['extent'])}, i64 {int(call['align'])}, "
+                    f"i64 {int(call.get('max_threads', 0))})"]
+        else:
+            text = [f"  call void {thunk}(i64 0, i64 {int(call.get('extent', 1))}, i64 0, "
+                    "ptr %ctx)"]
+        when = call.get("when") or []
+        if not when:
+            return text
+        conds = []
+        for j, (kind, bound) in enumerate(when):
+            op = {"nt_le": "sle", "nt_gt": "sgt"}[kind]
+            conds.append(f"  %w{i}_{j} = icmp {op} i64 %nt, {int(bound)}")
+        flag = f"%w{i}_0"
+        for j in range(1, len(when)):
+            conds.append(f"  %w{i}_and{j} = and i1 {flag}, %w{i}_{j}")
+            flag = f"%w{i}_and{j}"
+        return conds + [f"  br i1 {flag}, label %do{i}, label %done{i}", f"do{i}:", *text,
+                        f"  br label %done{i}", f"done{i}:"]
+
+    def _after_step(self, step: int, checks_status: bool) -> list:
+        out = []
+        if checks_status:
+            out += [f"  %s{step} = load i32, ptr %status",
+                    f"  %bad{step} = icmp ne i32 %s{step}, 0",
+                    f"  br i1 %bad{step}, label %fail{step}, label %ok{step}",
+                    f"fail{step}:", f"  ret i32 {step + 1}", f"ok{step}:"]
+        out += [f"  br i1 %timed, label %tm{step}, label %tmd{step}", f"tm{step}:",
+                f"  %now{step} = call i64 @ember_now()",
+                f"  %tp{step} = getelementptr i64, ptr %times, i64 {step}",
+                f"  store i64 %now{step}, ptr %tp{step}",
+                f"  br label %tmd{step}", f"tmd{step}:"]
+        return out

@@ -1,0 +1,149 @@
+"""The whole-plan native entry point (codegen/native_entry.py, compiler/native_program.py,
+compiler/native_plan.py): in-process ember.compile plans switch to it from their second
+call, and artifacts run through it; both equal the Python step loop bit for bit."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import ember
+
+
+def _three_calls(model, *xs, options=None):
+    compiled = ember.compile(model, options=options)
+    with ember.no_grad():
+        results = [compiled(*xs) for _ in range(3)]
+    return compiled.last[0], [r.numpy() for r in results]
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn", "transformer"])
+def test_in_process_entry_equals_python_loop(which, rng):
+    if which == "mlp":
+        model = ember.models.mlp(in_features=24, hidden=(40, 16), num_classes=5, seed=2)
+        x = rng.standard_normal((7, 24), dtype=np.float32)
+    elif which == "cnn":
+        model = ember.models.small_cnn(seed=1)
+        x = rng.standard_normal((2, 1, 12, 12), dtype=np.float32)
+    else:
+        ember.manual_seed(3)
+        model = ember.nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=48,
+                                                 dropout=0.0, batch_first=True)
+        x = rng.standard_normal((2, 5, 32), dtype=np.float32)
+    plan, (first, second, third) = _three_calls(model.eval(), ember.tensor(x))
+    assert plan.run.native is not None, plan.run.failed       # calls 2 and 3 were native
+    np.testing.assert_array_equal(second, first)               # call 1 ran the Python loop
+    np.testing.assert_array_equal(third, first)
+    with ember.no_grad():
+        eager = model(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_results_are_fresh_and_structured(rng):
+    def f(a, b):
+        h = a @ b
+        return {"h": h.relu(), "pair": (h + 1, a.t())}
+    a = ember.tensor(rng.standard_normal((4, 6), dtype=np.float32))
+    b = ember.tensor(rng.standard_normal((6, 3), dtype=np.float32))
+    compiled = ember.compile(f)
+    outs = [compiled(a, b) for _ in range(3)]
+    assert compiled.last[0].run.native is not None
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out["h"].numpy(), outs[0]["h"].numpy())
+        for got, want in zip(out["pair"], outs[0]["pair"]):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    outs[1]["h"].numpy()[...] = 7                # a caller's result is its own array
+    np.testing.assert_array_equal(outs[2]["h"].numpy(), outs[0]["h"].numpy())
+
+
+def test_plans_with_python_steps_keep_the_loop(rng):
+    x = ember.tensor(rng.standard_normal((5, 4), dtype=np.float32))
+    compiled = ember.compile(lambda t: t.sort(dim=-1).values * 2)
+    outs = [compiled(x).numpy() for _ in range(2)]
+    run = compiled.last[0].run
+    assert run.native is None and "sort" in run.failed
+    np.testing.assert_array_equal(outs[1], outs[0])
+
+
+def test_native_entry_can_be_turned_off(rng):
+    x = ember.tensor(rng.standard_normal((3, 4), dtype=np.float32))
+    compiled = ember.compile(lambda t: (t * 2).exp(), options={"native_entry": False})
+    compiled(x)
+    compiled(x)
+    assert not hasattr(compiled.last[0].run, "native")
+
+
+_THREADS = """
+import numpy as np, ember
+rng = np.random.default_rng(0)
+ember.manual_seed(1)
+layer = ember.nn.TransformerEncoderLayer(d_model=32, nhead=8, dim_feedforward=40,
+                                         dropout=0.0, batch_first=True).eval()
+mlp = ember.models.mlp(in_features=16, hidden=(64,), num_classes=70, seed=1).eval()
+for i, (model, x) in enumerate([(layer, rng.standard_normal((2, 9, 32), dtype=np.float32)),
+                                (mlp, rng.standard_normal((3, 16), dtype=np.float32))]):
+    x = ember.tensor(x)
+    path = {tmp!r} + f"/m{{i}}.ember"
+    ember.aot.compile_and_package(ember.export(model, (x,)), path)
+    compiled = ember.compile(model)
+    with ember.no_grad():
+        calls = [compiled(x).numpy() for _ in range(2)]
+    got = ember.aot.load_package(path)(x).numpy()
+    assert np.array_equal(got, calls[0]) and np.array_equal(calls[1], calls[0]), i
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_thread_counts_take_the_same_splits(threads, tmp_path):
+    """Rows or columns, batch or per-matrix GEMMs: the entry decides by the thread count
+    at run time, as the Python drivers do (m < n here; 8 heads over 3 threads)."""
+    env = dict(os.environ, EMBER_NUM_THREADS=threads)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(
+        _THREADS.format(tmp=str(tmp_path)))], capture_output=True, text=True, env=env,
+        cwd=os.path.dirname(os.path.dirname(ember.__file__)), timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_embedding_indices_are_checked_natively(tmp_path):
+    model = ember.models.transformer_classifier(vocab_size=30, d_model=16, nhead=2,
+                                                num_layers=1).eval()
+    tokens = ember.randint(0, 30, (2, 5))
+    compiled = ember.compile(model)
+    with ember.no_grad():
+        first, second = compiled(tokens).numpy(), compiled(tokens).numpy()
+        assert compiled.last[0].run.native is not None
+        np.testing.assert_array_equal(second, first)
+        for bad in (30, -1):                  # as eager (and torch): 0 <= index < rows
+            with pytest.raises(IndexError, match="index out of range in self"):
+                compiled(ember.full((2, 5), bad, dtype=ember.int64))
+    path = tmp_path / "text.ember"
+    ember.aot.compile_and_package(ember.export(model, (tokens,)), path)
+    with pytest.raises(IndexError, match="embedding"):
+        ember.aot.load_package(path)(np.full((2, 5), -1, np.int64))
+
+
+def test_a_forked_child_runs_native_plans(rng):
+    """The pool's threads do not survive fork: the child runs serially, not hanging."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    model = ember.models.mlp(in_features=16, hidden=(300,), num_classes=4, seed=0).eval()
+    x = ember.tensor(rng.standard_normal((64, 16), dtype=np.float32))
+    compiled = ember.compile(model)
+    with ember.no_grad():
+        want = [compiled(x).numpy() for _ in range(2)][1]
+    assert compiled.last[0].run.native is not None
+    pid = os.fork()
+    if pid == 0:                       # the child: exit status says whether it matched
+        ok = False
+        try:
+            with ember.no_grad():
+                ok = np.array_equal(compiled(x).numpy(), want)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
