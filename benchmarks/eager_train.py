@@ -76,6 +76,8 @@ def main(argv=None):
               rng.standard_normal((64, 64)).astype(np.float32)),
              ("cnn train step (b=32, digits CNN)", cnn,
               rng.standard_normal((32, 1, 8, 8)).astype(np.float32))]
+    if args.smoke:
+        cases = cases[:1]                           # the smallest row proves the script runs
     for label, build, x in cases:
         y = rng.integers(0, 10, len(x)).astype(np.int64)
         torch.manual_seed(0)
