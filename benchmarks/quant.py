@@ -102,16 +102,19 @@ def dynamic_row(name, make, shape, b: Bench, rng):
     return row
 
 
-def main():
+def main(argv=None):
+    import argparse
     warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
-    resnet = "--resnet" in sys.argv
-    args = bench_args("quant", [a for a in sys.argv[1:] if a != "--resnet"])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--resnet", action="store_true", help="add resnet18 at batch 8 (slow)")
+    args = bench_args("quant", argv, p)
     rng = np.random.default_rng(0)
     b = Bench("quant", args)
-    static_pair("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
-    dynamic_row("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
+    if not args.smoke:                       # --smoke: the small_cnn pair only
+        static_pair("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
+        dynamic_row("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
     static_pair("small_cnn b64 1x28x28", small_cnn, (64, 1, 28, 28), b, rng)
-    if resnet:
+    if args.resnet:
         static_pair("resnet18 b8 224", "resnet18", (8, 3, 224, 224), b, rng, calib_batches=1)
     b.finish()
     floats = {r["name"].split(" float")[0]: r for r in b.rows if r["name"].endswith("float")}
