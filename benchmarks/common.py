@@ -93,7 +93,9 @@ def torch_clock() -> float:
     CUDA (torch is looked up, never imported: the harness runs without it)."""
     if _TORCH_CUDA[0] is None:
         torch = sys.modules.get("torch")
-        _TORCH_CUDA[0] = bool(torch is not None and torch.cuda.is_available())
+        if torch is None:                   # not imported yet: ask again next time
+            return time.perf_counter()
+        _TORCH_CUDA[0] = bool(torch.cuda.is_available())
     if _TORCH_CUDA[0]:
         sys.modules["torch"].cuda.synchronize()
     return time.perf_counter()
