@@ -77,8 +77,12 @@ def check_agreement(fns, xe, xt) -> None:
         np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-8, atol=1e-10)
 
 
+def parse_args(argv=None):
+    return bench_args("autograd_functional", argv)
+
+
 def main(argv=None) -> None:
-    args = bench_args("autograd_functional", argv)
+    args = parse_args(argv)
     n = 16 if args.smoke else N                 # --smoke: a 16-dim problem proves it runs
     fns, xe, xt = problems(n=n)
     jac_e, jac_t, hess_e, hess_t = fns

@@ -587,13 +587,19 @@ def _rates_table(rates):
     return t
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description="benchmark: cpu")
     p.add_argument("--sections", default=None,
                    help="comma-separated, of: " + ",".join(s.name for s in SECTIONS))
     args = bench_args("cpu", argv, p)
-    if args.sections is None:       # --smoke: the cheapest timed section
-        args.sections = "threads,train,faults" if args.smoke else ",".join(s.name for s in SECTIONS)
+    if args.sections is None:       # --smoke: the cheapest timed sections
+        args.sections = ("threads,train,faults" if args.smoke
+                         else ",".join(s.name for s in SECTIONS))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     wanted = args.sections.split(",")
     unknown = set(wanted) - {s.name for s in SECTIONS}
     if unknown:

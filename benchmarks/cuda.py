@@ -45,7 +45,7 @@ from benchmarks.common import interleaved, torch_resnet18  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def parse(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     p.add_argument("--smoke", action="store_true",
@@ -280,7 +280,7 @@ CASES = ("copy", "chain", "gemm", "softmax", "layernorm", "mlp", "resnet18")
 
 
 def main(argv=None) -> int:
-    args = parse(argv)
+    args = parse_args(argv)
     if not ember.cuda.is_available():
         raise SystemExit("cuda: needs a CUDA device visible to ember "
                          "(ember.cuda.is_available() is False)")

@@ -49,7 +49,7 @@ def _torch_model(model):
     return net.cuda()
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
@@ -58,6 +58,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.steps, args.warmup = 2, 1
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if not ember.cuda.is_available():
         raise SystemExit("cuda_train_step: needs a CUDA device visible to ember "
                          "(ember.cuda.is_available() is False)")

@@ -68,8 +68,12 @@ def torch_step(model, x, y, compiled=False):
     return step
 
 
+def parse_args(argv=None):
+    return bench_args("eager_train", argv)
+
+
 def main(argv=None):
-    args = bench_args("eager_train", argv)
+    args = parse_args(argv)
     b = Bench("eager_train", args)
     rng = np.random.default_rng(0)
     cases = [("mlp train step (b=64, 64-256-256-10)", mlp,

@@ -64,8 +64,12 @@ def _calls(path, np_fn, data, compile_):
             (lambda: compiled(*t_args)) if compiled else None)
 
 
+def parse_args(argv=None):
+    return bench_args("fft_linalg", argv)
+
+
 def main(argv=None):
-    args = bench_args("fft_linalg", argv)
+    args = parse_args(argv)
     b = Bench("fft_linalg", args)
     rng = np.random.default_rng(0)
     for label, path, np_fn, data in _cases(rng, args.smoke):

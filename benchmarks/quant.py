@@ -30,9 +30,6 @@ import ember.ao.quantization as eq  # noqa: E402
 import ember.ao.quantization.quantize_fx as eqfx  # noqa: E402
 from benchmarks.common import Bench, bench_args, torch_resnet18  # noqa: E402
 
-torch.backends.quantized.engine = "x86"
-
-
 def mlp(lib):
     nn = lib.nn
     return nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024))
@@ -102,12 +99,17 @@ def dynamic_row(name, make, shape, b: Bench, rng):
     return row
 
 
-def main(argv=None):
+def parse_args(argv=None):
     import argparse
-    warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--resnet", action="store_true", help="add resnet18 at batch 8 (slow)")
-    args = bench_args("quant", argv, p)
+    return bench_args("quant", argv, p)
+
+
+def main(argv=None):
+    warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
+    torch.backends.quantized.engine = "x86"  # here, not at import: importing changes nothing
+    args = parse_args(argv)
     rng = np.random.default_rng(0)
     b = Bench("quant", args)
     if not args.smoke:                       # --smoke: the small_cnn pair only

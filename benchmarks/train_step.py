@@ -81,8 +81,12 @@ def faults_per_call(fn, calls: int = 20) -> float:
     return (page_faults() - before) / calls
 
 
+def parse_args(argv=None):
+    return bench_args("train_step", argv)
+
+
 def main(argv=None):
-    args = bench_args("train_step", argv)
+    args = parse_args(argv)
     b = Bench("train_step", args)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)

@@ -208,12 +208,17 @@ def ember_pipeline(size, seed=0):
         T.Normalize(MEAN, STD)])
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="small sizes (implied by --smoke)")
     p.add_argument("--no-gpu", action="store_true", help="leave the ember cuda column out")
-    own = args = bench_args("vision", argv, p)
-    own.small = own.small or args.smoke
+    args = bench_args("vision", argv, p)
+    args.small = args.small or args.smoke
+    return args
+
+
+def main(argv=None) -> None:
+    own = args = parse_args(argv)
     n, hw, size = (8, (80, 96), 64) if own.small else (64, (375, 500), 224)
     n_audio, seconds = (4, 1) if own.small else (64, 10)
     gpu_reason = _gpu_skip_reason(own.no_gpu)
