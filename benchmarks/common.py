@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from ember.utils.benchmark import Compare, Measurement, TaskSpec, Timer
+from ember.utils.benchmark import Compare, Measurement, Timer
 from ember.utils.benchmark import timer as ember_clock
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -13,7 +13,8 @@ alike. Each row keeps the median and quartiles (the table) and the best call;
 and `first_call_s` is each callable's first call (compile time for ember.compile and
 torch.compile). With --save, writes benchmarks/results/cpu.json (rows, rates, machine facts).
 --quick: fewer repeats and the large-model rows with fewer rounds. --smoke: 2 rounds of
-the `threads`, `train` and `faults` sections only (unless --sections says otherwise), to prove the script runs.
+the `threads`, `train` and `faults` sections only (unless --sections says otherwise), to
+prove the script runs.
 Timing: benchmarks.common.timed_row (ember.utils.benchmark.Timer blocks, interleaved,
 a 10 ms settle before each block).
 """

@@ -18,8 +18,8 @@ Rows (issue 21):
 --small shrinks everything (8 images of 64x64, 4 x 1 s of audio); --smoke is --small with
 2 rounds and no torch.compile.
 The "ember cuda" column times the same ember calls on the GPU (inputs already there;
-the Timer's clock runs ember.cuda.synchronize() before each reading) where ember sees a CUDA device; elsewhere
-the column is empty and the reason is printed and saved (--no-gpu skips it on purpose).
+the Timer's clock runs ember.cuda.synchronize() before each reading) where ember sees a
+CUDA device; elsewhere the column is empty and the reason is printed and saved (--no-gpu skips it on purpose).
 torch is the CPU build here, so its column is always CPU.
 Outputs are checked against the baselines before anything is timed. On a machine whose
 cores are shared with other work, torch's OpenMP threads spin and its times balloon
