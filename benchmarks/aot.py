@@ -6,6 +6,9 @@ and the cold start of a fresh process (load + first result).
 
 Ratios are other / artifact (> 1: the artifact is faster). Rows a model cannot be
 packaged for (a step with no native kernel) are listed as skipped with the reason.
+Per-call columns are timed interleaved by benchmarks.common.timed_row (Timer blocks);
+the cold start is one fresh process per model (perf_counter inside it). --smoke: the mlp
+row only, 2 rounds, no torch.compile.
 With --save, writes benchmarks/results/aot.json; without it nothing is written.
 Timing is never asserted anywhere.
 """
@@ -25,7 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ember  # noqa: E402
-from benchmarks.common import RESULTS, measure  # noqa: E402
+from benchmarks.common import RESULTS, bench_args, timed_row, timing_note  # noqa: E402
+from ember.utils.benchmark import Compare  # noqa: E402
 
 try:
     import torch
@@ -39,15 +43,13 @@ TRANSFORMER = dict(d_model=256, nhead=8, dim_feedforward=1024, dropout=0.0, batc
 def parse_args(argv=None):
     import argparse
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--quick", action="store_true", help="warmup 1, repeats 5")
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    p.add_argument("--models", default="mlp,small_cnn,transformer,resnet18")
-    p.add_argument("--save", action="store_true", help="write benchmarks/results/aot.json")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.warmup, args.repeats = 1, 5
+    p.add_argument("--models", default=None,
+                   help="comma-separated (default mlp,small_cnn,transformer,resnet18; "
+                        "mlp with --smoke)")
+    args = bench_args("aot", argv, p)
+    args.bench_name = "aot"
+    if args.models is None:
+        args.models = "mlp" if args.smoke else "mlp,small_cnn,transformer,resnet18"
     return args
 
 
@@ -95,7 +97,7 @@ def _torch_resnet18():
 
 
 # --- one row -------------------------------------------------------------------------------------
-def row(name: str, args, rng, tmp: str) -> dict:
+def row(name: str, args, rng, tmp: str, measurements: list | None = None) -> dict:
     e, t, x = build(name, rng)
     xe = ember.tensor(x)
     path = os.path.join(tmp, f"{name}.ember")
@@ -124,14 +126,9 @@ def row(name: str, args, rng, tmp: str) -> dict:
         else:
             out["onnxruntime_skipped"] = why
             print(f"{name}: onnxruntime column skipped: {why}")
-    for key, fn in fns.items():
-        try:
-            out[key] = measure(fn, args.warmup, args.repeats)
-        except Exception as err:     # noqa: BLE001 - a baseline failing hides no other
-            out[key] = {"error": f"{type(err).__name__}: {err}"[:200]}
-    base = out["artifact"]["median_s"]
-    out["ratios"] = {k: out[k]["median_s"] / base for k in fns
-                     if k != "artifact" and "median_s" in out[k]}
+    # every column interleaved, ratios other / artifact (a failing baseline is recorded)
+    timed = timed_row(name, fns, args, base="artifact", measurements=measurements)
+    out.update((k, v) for k, v in timed.items() if k != "name")
     with ember.no_grad():
         want = compiled(xe).numpy()
     out["bitwise_equal_to_ember_compile"] = bool(np.array_equal(art(x)[0], want))
@@ -268,20 +265,22 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
-    rows = []
+    rows, measurements = [], []
     with tempfile.TemporaryDirectory(prefix="ember-aot-bench-") as tmp:
         for name in args.models.split(","):
-            rows.append(row(name.strip(), args, rng, tmp))
+            rows.append(row(name.strip(), args, rng, tmp, measurements))
     from rich.console import Console
     console = Console(width=170)
     console.print(table(rows))
     console.print(cold_table(rows))
+    if args.compare and measurements:
+        Compare(measurements).print()
     if args.save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / "aot.json"
         meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
                 "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                "warmup": args.warmup, "repeats": args.repeats,
+                "warmup": args.warmup, "repeats": args.repeats, "timing": timing_note(args),
                 "torch_threads": torch.get_num_threads() if torch is not None else None,
                 "note": "timings on a shared machine are only comparable within one row"}
         path.write_text(json.dumps({"benchmark": "aot", "meta": meta, "rows": rows},

@@ -31,10 +31,10 @@ from benchmarks.common import Bench, bench_args  # noqa: E402
 N = 256
 
 
-def problems(seed: int = 0):
+def problems(seed: int = 0, n: int = N):
     rng = np.random.default_rng(seed)
-    w = rng.standard_normal((N, N)) / np.sqrt(N)
-    x = rng.standard_normal(N)
+    w = rng.standard_normal((n, n)) / np.sqrt(n)
+    x = rng.standard_normal(n)
     we, xe = ember.tensor(w), ember.tensor(x)
     wt, xt = torch.tensor(w), torch.tensor(x)
     jac_e = lambda v: ember.tanh(we @ v) + ember.sin(v)              # noqa: E731
@@ -77,21 +77,26 @@ def check_agreement(fns, xe, xt) -> None:
         np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-8, atol=1e-10)
 
 
-def main() -> None:
-    args = bench_args("autograd_functional")
-    fns, xe, xt = problems()
+def parse_args(argv=None):
+    return bench_args("autograd_functional", argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    n = 16 if args.smoke else N                 # --smoke: a 16-dim problem proves it runs
+    fns, xe, xt = problems(n=n)
     jac_e, jac_t, hess_e, hess_t = fns
     check_agreement(fns, xe, xt)
     bench = Bench("autograd_functional", args)
     torch_jac = lambda: TAF.jacobian(jac_t, xt, vectorize=True)     # noqa: E731
     torch_hess = lambda: TAF.hessian(hess_t, xt, vectorize=True)    # noqa: E731
-    loop_j = bench.row("jacobian 256->256: ember row loop", ember=lambda: jacobian_row_loop(
+    loop_j = bench.row(f"jacobian {n}->{n}: ember row loop", ember=lambda: jacobian_row_loop(
         jac_e, xe), torch=torch_jac)
-    vec_j = bench.row("jacobian 256->256: ember.func.jacrev (vmap)",
+    vec_j = bench.row(f"jacobian {n}->{n}: ember.func.jacrev (vmap)",
                       ember=lambda: EF.jacrev(jac_e)(xe), torch=torch_jac)
-    loop_h = bench.row("hessian of R^256->R: ember row loop", ember=lambda: hessian_row_loop(
+    loop_h = bench.row(f"hessian of R^{n}->R: ember row loop", ember=lambda: hessian_row_loop(
         hess_e, xe), torch=torch_hess)
-    vec_h = bench.row("hessian of R^256->R: ember.func.hessian (vmap)",
+    vec_h = bench.row(f"hessian of R^{n}->R: ember.func.hessian (vmap)",
                       ember=lambda: EF.hessian(hess_e)(xe), torch=torch_hess)
     _functional_rows(bench, jac_e, hess_e, xe, torch_jac, torch_hess, loop_j, loop_h)
     for loop, vec in ((loop_j, vec_j), (loop_h, vec_h)):

@@ -12,7 +12,11 @@ alike. Each row keeps the median and quartiles (the table) and the best call;
 `ratios` are median-based, `ratios_best` best-of-N (other / ember: > 1, ember faster),
 and `first_call_s` is each callable's first call (compile time for ember.compile and
 torch.compile). With --save, writes benchmarks/results/cpu.json (rows, rates, machine facts).
---quick: fewer repeats and the large-model rows with fewer rounds (a smoke run).
+--quick: fewer repeats and the large-model rows with fewer rounds. --smoke: 2 rounds of
+the `threads`, `train` and `faults` sections only (unless --sections says otherwise), to
+prove the script runs.
+Timing: benchmarks.common.timed_row (ember.utils.benchmark.Timer blocks, interleaved,
+a 10 ms settle before each block).
 """
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ import argparse
 import ctypes
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("COLUMNS", "180")     # rich: keep the wide tables readable
 import torch  # noqa: E402
 
-from benchmarks.common import Bench, bench_args, measure, torch_resnet18  # noqa: E402
+from benchmarks.common import (Bench, bench_args, measure, timed_row,  # noqa: E402
+                               torch_resnet18)
 from ember.codegen.llvm import gemm as G  # noqa: E402
 from ember.codegen.llvm import irutil as u  # noqa: E402
 import ember  # noqa: E402
@@ -60,8 +64,9 @@ class Context:
         self.rates.append({"name": name, "value": value, "unit": unit, "formula": formula})
 
     def time(self, fn: Callable) -> float:
-        """Median seconds of fn, with the run's warmup/repeats."""
-        return measure(fn, self.args.warmup, self.args.repeats)["median_s"]
+        """Median seconds of fn (Timer-timed), with the run's warmup/repeats."""
+        return measure(fn, self.args.warmup, self.args.repeats,
+                       min_run_time=self.args.min_run_time)["median_s"]
 
     def row(self, label: str, ember: Callable, repeats: int | None = None,
             **baselines: Callable | None) -> dict:
@@ -69,7 +74,8 @@ class Context:
         if self.args.no_compile:
             baselines.pop("torch_compile", None)
         fns = {"ember": ember, **{k: f for k, f in baselines.items() if f is not None}}
-        row = interleaved(label, fns, self.args.warmup, repeats or self.args.repeats)
+        row = timed_row(label, fns, self.args, repeats, settle_s=SETTLE_S,
+                        measurements=self.bench.measurements)
         self.bench.rows.append(row)
         return row
 
@@ -78,42 +84,6 @@ class Context:
 # parallel region, and on 2 cores that takes one from whatever runs next (measured:
 # ember's transformer layer 45% slower right after a torch call, unaffected after 10 ms).
 SETTLE_S = 0.01
-
-
-def interleaved(label: str, fns: dict[str, Callable], warmup: int, repeats: int) -> dict:
-    """One call of each callable per round; the first call of each timed on its own
-    (it compiles, for ember.compile and torch.compile). A failing baseline is recorded
-    as an error and dropped; ember failing is an error of the benchmark."""
-    row: dict = {"name": label, "first_call_s": {}}
-    live = {}
-    for key, fn in fns.items():
-        try:
-            t0 = time.perf_counter()
-            fn()
-            row["first_call_s"][key] = time.perf_counter() - t0
-            for _ in range(max(0, warmup - 1)):
-                fn()
-            live[key] = fn
-        except Exception as e:      # noqa: BLE001 (a baseline failing must not hide others)
-            if key == "ember":
-                raise
-            row[key] = {"error": f"{type(e).__name__}: {e}"[:200]}
-    times: dict[str, list[float]] = {k: [] for k in live}
-    for _ in range(repeats):
-        for key, fn in live.items():
-            time.sleep(SETTLE_S)
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-    for key, ts in times.items():
-        ts.sort()
-        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-        row[key] = {"median_s": statistics.median(ts), "q1_s": q[0], "q3_s": q[2],
-                    "min_s": ts[0], "repeats": repeats, "warmup": warmup}
-    e = row["ember"]
-    row["ratios"] = {k: row[k]["median_s"] / e["median_s"] for k in times if k != "ember"}
-    row["ratios_best"] = {k: row[k]["min_s"] / e["min_s"] for k in times if k != "ember"}
-    return row
 
 
 @dataclass
@@ -618,12 +588,20 @@ def _rates_table(rates):
     return t
 
 
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="benchmark: cpu")
+    p.add_argument("--sections", default=None,
+                   help="comma-separated, of: " + ",".join(s.name for s in SECTIONS))
+    args = bench_args("cpu", argv, p)
+    if args.sections is None:       # --smoke: the cheapest timed sections
+        args.sections = ("threads,train,faults" if args.smoke
+                         else ",".join(s.name for s in SECTIONS))
+    return args
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--sections", default=",".join(s.name for s in SECTIONS))
-    own, rest = p.parse_known_args(argv)
-    args = bench_args("cpu", rest)
-    wanted = own.sections.split(",")
+    args = parse_args(argv)
+    wanted = args.sections.split(",")
     unknown = set(wanted) - {s.name for s in SECTIONS}
     if unknown:
         raise SystemExit(f"unknown sections {sorted(unknown)}; known: {[s.name for s in SECTIONS]}")

@@ -11,10 +11,14 @@ Cases (issue #9's targets in brackets):
 - resnet18: batch 64, 224x224, channels-last, inference [>= torch.compile];
 - mlp: 784-1024-1024-10 at batch 256, per call, CUDA-graph replay [faster than torch eager].
 
-Timing: CUDA events around `inner` back-to-back calls (so host overhead counts where the
-GPU would wait for it), after warmup; the best of `repeats` such measurements. ember's
-events time ember's calls and torch's events torch's calls; both run on the legacy
-default stream of the same device. Writes benchmarks/results/cuda.json (device named).
+Timing: an ember.utils.benchmark.Timer block of `inner` back-to-back calls (so host
+overhead counts where the GPU would wait for it), after warmup; the best of `repeats`
+such blocks. The Timer's clock synchronizes the device before each reading, as PyTorch's
+Timer does (ember's device for ember's columns, torch.cuda for torch's); both libraries
+run on the legacy default stream of the same device. (Before the move to the Timer these
+were CUDA-event times, which leave out the launch of the first call and the final sync.)
+With --save (or --out PATH), writes benchmarks/results/cuda.json (device named); without
+it nothing is written. --smoke: the mlp case, 2 repeats, no torch.compile.
 """
 from __future__ import annotations
 
@@ -36,48 +40,52 @@ import numpy as np  # noqa: E402
 
 import ember  # noqa: E402
 import ember.nn.functional as F  # noqa: E402
-from benchmarks.common import torch_resnet18  # noqa: E402
+from benchmarks.common import interleaved, torch_resnet18  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def parse(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--smoke", action="store_true",
+                   help="the mlp case only, 2 repeats, no torch.compile (proves it runs)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--only", default="", help="comma-separated cases")
-    p.add_argument("--out", type=Path, default=RESULTS / "cuda.json")
+    p.add_argument("--save", "--write", dest="save", action="store_true",
+                   help="write the results JSON (benchmarks/results/cuda.json or --out); "
+                        "without it nothing is written")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where --save writes (giving --out implies --save)")
     args = p.parse_args(argv)
     args.repeats, args.warmup = (3, 1) if args.quick else (10, 3)
+    if args.smoke:
+        args.repeats, args.warmup, args.no_compile = 2, 1, True
+        args.only = args.only or "mlp"
+    if args.out is not None:
+        args.save = True
+    args.out = args.out or RESULTS / "cuda.json"
     return args
 
 
 # --- timing ------------------------------------------------------------------------------
-def _time_events(cuda, fn, inner: int, args) -> float:
-    """Best milliseconds per call over `repeats` runs of `inner` calls, timed by `cuda`'s
-    events (ember.cuda or torch.cuda: each library's events time its own calls)."""
+def _time_blocks(key: str, fn, inner: int, args) -> float:
+    """Best milliseconds per call over `repeats` ember Timer blocks of `inner` calls, after
+    `warmup` calls. The Timer's clock synchronizes the device before each reading, as
+    PyTorch's Timer does: ember's device for key "ember", torch's for "torch", so each
+    library's queued kernels are charged to the block that issued them."""
     for _ in range(args.warmup):
         fn()
-    cuda.synchronize()
-    best = float("inf")
-    for _ in range(args.repeats):
-        start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / inner)
-    return best
+    m = interleaved({key: fn}, 0, args.repeats, inner=inner, label="cuda")[key]
+    return min(m.times) * 1e3
 
 
 def time_ember(fn, inner: int, args) -> float:
-    return _time_events(ember.cuda, fn, inner, args)
+    return _time_blocks("ember", fn, inner, args)
 
 
 def time_torch(fn, inner: int, args) -> float:
-    import torch
-    return _time_events(torch.cuda, fn, inner, args)
+    return _time_blocks("torch", fn, inner, args)
 
 
 def torch_compiled(fn, args):
@@ -272,14 +280,18 @@ CASES = ("copy", "chain", "gemm", "softmax", "layernorm", "mlp", "resnet18")
 
 
 def main(argv=None) -> int:
-    args = parse(argv)
+    args = parse_args(argv)
+    if not ember.cuda.is_available():
+        raise SystemExit("cuda: needs a CUDA device visible to ember "
+                         "(ember.cuda.is_available() is False)")
     import torch
     only = [c for c in args.only.split(",") if c] or list(CASES)
     device = {"name": ember.cuda.get_device_name(), "capability":
               list(ember.cuda.get_device_capability())}
     meta = {"device": device, "python": platform.python_version(), "torch": torch.__version__,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "repeats": args.repeats,
-            "warmup": args.warmup, "timing": "CUDA events, best of repeats"}
+            "warmup": args.warmup, "timing": "ember.utils.benchmark.Timer blocks of `inner` calls, "
+            "device synchronized before each clock reading; best of repeats"}
     try:
         import triton
         meta["triton"] = triton.__version__
@@ -307,9 +319,11 @@ def main(argv=None) -> int:
         row["wall_s"] = round(time.perf_counter() - start, 1)
         results["rows"][name] = row
         print(json.dumps(row), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")     # partial results survive
-    print(f"wrote {args.out}")
+        if args.save:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive
+    if args.save:
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -3,9 +3,10 @@ CrossEntropyLoss, SGD momentum 0.9) on the GPU: ember compiled
 (compile_train_step(backend="triton")), ember eager, and torch eager with the same
 weights; prints the host-fallback warnings ember emitted.
 
-    python benchmarks/cuda_train_step.py [--steps N] [--warmup N]
+    python benchmarks/cuda_train_step.py [--steps N] [--warmup N] [--smoke]
 
-Wall-clock per step after warmup, the GPU synchronized before and after the timed steps.
+Wall-clock per step after warmup: one ember.utils.benchmark.Timer block of N steps, the
+GPU synchronized before and after it by the Timer's clock. Prints; writes nothing.
 """
 from __future__ import annotations
 
@@ -23,17 +24,16 @@ sys.path.insert(0, str(_HERE.parent))
 import numpy as np  # noqa: E402
 
 import ember  # noqa: E402
+from benchmarks.common import interleaved  # noqa: E402
 
 
-def _timed(step, warmup: int, steps: int, sync) -> float:
+def _timed(step, warmup: int, steps: int, key: str) -> float:
+    """Milliseconds per step: `warmup` untimed steps, then one ember Timer block of
+    `steps` steps. The Timer's clock synchronizes the GPU before each reading (ember's
+    for "ember..." keys, torch's for "torch..."), as PyTorch's Timer does."""
     for _ in range(warmup):
         step()
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    return (time.perf_counter() - start) / steps * 1e3
+    return interleaved({key: step}, 0, 1, inner=steps)[key].median * 1e3
 
 
 def _torch_model(model):
@@ -49,12 +49,23 @@ def _torch_model(model):
     return net.cuda()
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-eager", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="2 steps after 1 warmup step")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.steps, args.warmup = 2, 1
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not ember.cuda.is_available():
+        raise SystemExit("cuda_train_step: needs a CUDA device visible to ember "
+                         "(ember.cuda.is_available() is False)")
     rng = np.random.default_rng(0)
     x_host = rng.standard_normal((64, 3, 64, 64), dtype=np.float32)
     y_host = rng.integers(0, 10, 64)
@@ -72,7 +83,7 @@ def main(argv=None) -> int:
         first = step(x, y).item()
         rows["ember_compiled_first_call_s"] = time.perf_counter() - t0
         rows["ember_compiled_ms"] = _timed(lambda: step(x, y), args.warmup, args.steps,
-                                           ember.cuda.synchronize)
+                                           "ember")
         if not args.skip_eager:
             model = copy.deepcopy(base).cuda()
             opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -83,7 +94,7 @@ def main(argv=None) -> int:
                 opt.step()
                 opt.zero_grad()
             rows["ember_eager_ms"] = _timed(eager, args.warmup, args.steps,
-                                            ember.cuda.synchronize)
+                                            "ember")
     fallbacks = sorted({str(w.message).split(":")[0] for w in caught
                         if "runs on the host" in str(w.message)})
     import torch
@@ -98,7 +109,7 @@ def main(argv=None) -> int:
         loss.backward()
         topt.step()
         topt.zero_grad()
-    rows["torch_eager_ms"] = _timed(teager, args.warmup, args.steps, torch.cuda.synchronize)
+    rows["torch_eager_ms"] = _timed(teager, args.warmup, args.steps, "torch")
     rows["first_loss_ember_vs_torch"] = (first, tfirst)
     rows["host_fallbacks"] = fallbacks
     for k, v in rows.items():

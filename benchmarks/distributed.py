@@ -15,7 +15,9 @@ For each process count the script relaunches itself through
 - rpc (2-process worlds only): round-trip time of `rpc_sync(1, echo, args=(t,))` with a
   float32 tensor of 1 KiB to 4 MiB (1 MiB with --quick), against raw grpcio (a unary
   generic-handler echo of the same number of bytes, the same transport underneath).
-Timing is the median of `repeats` runs after `warmup`. On a small shared box the
+Timing is the median of `repeats` interleaved rounds after `warmup` (ember's Timer, via
+benchmarks.common.interleaved). --smoke: one process, buffers up to 16 KiB, the mlp
+with the default all-reduce, 2 rounds. On a small shared box the
 ranks fight for cores: read the numbers as relative, not as this engine's ceiling.
 """
 from __future__ import annotations
@@ -23,25 +25,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def median_time(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def median_times(fns: dict, args) -> dict[str, float]:
+    """{key: median seconds per call}, the callables timed interleaved by ember's Timer
+    (benchmarks.common.interleaved). Every rank makes the same calls in the same order
+    (a fixed count of rounds, never blocked_autorange's adaptive count), so collectives
+    inside the callables stay matched across ranks."""
+    from benchmarks.common import interleaved
+    found = interleaved(fns, args.warmup, args.repeats, label="distributed")
+    return {k: m.median for k, m in found.items()}
+
+
+def median_time(fn, args) -> float:
+    return median_times({"ember": fn}, args)["ember"]
 
 
 # --- worker side (inside an MPI job) -----------------------------------------------------
@@ -53,15 +56,15 @@ def allreduce_rows(args) -> list[dict]:
     import ember.distributed as dist
     comm = MPI.COMM_WORLD.Dup()
     n = dist.get_world_size()
-    top = 1 << (20 if args.quick else 24)
+    top = 1 << (14 if args.smoke else 20 if args.quick else 24)
     rows, size = [], 4096
     while size <= top:
         numel = size // 4
         t = ember.ones(numel)
         raw = np.ones(numel, np.float32)
-        ember_s = median_time(lambda: dist.all_reduce(t), args.warmup, args.repeats)
-        raw_s = median_time(lambda: comm.Allreduce(MPI.IN_PLACE, raw), args.warmup,
-                            args.repeats)
+        got = median_times({"ember": lambda: dist.all_reduce(t),
+                            "mpi4py": lambda: comm.Allreduce(MPI.IN_PLACE, raw)}, args)
+        ember_s, raw_s = got["ember"], got["mpi4py"]
         busbw = lambda s: 2 * (n - 1) / n * size / s / 1e9 if n > 1 else 0.0  # noqa: E731
         rows.append({"kind": "allreduce", "world": n, "bytes": size, "ember_s": ember_s,
                      "mpi4py_s": raw_s, "ember_busbw_GBps": busbw(ember_s),
@@ -106,8 +109,11 @@ def ddp_rows(args) -> list[dict]:
     x = ember.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
     y = ember.tensor(rng.integers(0, 10, batch))
     rows = []
-    for model_name, make in _models().items():
-        for hook_name, make_hook in _hooks().items():
+    models, hooks = _models(), _hooks()
+    if args.smoke:                          # the smallest row proves the script runs
+        models, hooks = {"mlp": models["mlp"]}, {"allreduce": hooks["allreduce"]}
+    for model_name, make in models.items():
+        for hook_name, make_hook in hooks.items():
             ember.manual_seed(0)
             model = DDP(make())
             state, hook = make_hook()
@@ -120,7 +126,7 @@ def ddp_rows(args) -> list[dict]:
                 F.cross_entropy(model(x), y).backward()
                 opt.step()
 
-            seconds = median_time(step, args.warmup, args.repeats)
+            seconds = median_time(step, args)
             rows.append({"kind": "ddp", "world": n, "model": model_name, "hook": hook_name,
                          "step_s": seconds, "samples_per_s": n * batch / seconds})
     return rows
@@ -155,9 +161,9 @@ def rpc_rows(args) -> list[dict]:
         size, top = 1024, 1 << (20 if args.quick else 22)
         while size <= top:
             t, payload = ember.ones(size // 4), bytes(size)
-            ember_s = median_time(lambda: rpc.rpc_sync(1, _echo, args=(t,)), args.warmup,
-                                  args.repeats)
-            raw_s = median_time(lambda: echo(payload, timeout=60), args.warmup, args.repeats)
+            got = median_times({"ember": lambda: rpc.rpc_sync(1, _echo, args=(t,)),
+                                "grpcio": lambda: echo(payload, timeout=60)}, args)
+            ember_s, raw_s = got["ember"], got["grpcio"]
             rows.append({"kind": "rpc", "world": 2, "bytes": size, "ember_ms": ember_s * 1e3,
                          "grpcio_ms": raw_s * 1e3, "ember_over_raw": ember_s / raw_s})
             size *= 4
@@ -184,7 +190,9 @@ def worker(args) -> None:
 def run_world(nproc: int, args) -> list[dict]:
     cmd = [sys.executable, "-m", "ember.distributed.run", "--nproc-per-node", str(nproc),
            __file__, "--worker", "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-    if args.quick:
+    if args.smoke:
+        cmd.append("--smoke")
+    elif args.quick:
         cmd.append("--quick")
     if args.only:
         cmd += ["--only", args.only]
@@ -214,19 +222,28 @@ def report(rows: list[dict]) -> None:
                   f"{r['ember_over_raw']:>6.2f}")
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import bench_args
     p = argparse.ArgumentParser(description="benchmark: distributed")
-    p.add_argument("--quick", action="store_true", help="up to 1 MiB; warmup 1, repeats 5")
-    p.add_argument("--nprocs", default="1,2,4")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--save", action="store_true",
-                   help="write benchmarks/results/distributed.json")
+    p.add_argument("--nprocs", default=None, help="process counts (default 1,2,4; 1 with "
+                   "--smoke)")
     p.add_argument("--only", choices=("allreduce", "ddp", "rpc"), default=None)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.quick and not args.worker:
-        args.warmup, args.repeats = 1, 5
+    args = bench_args("distributed", argv, p)
+    if args.min_run_time:
+        raise SystemExit("distributed: --min-run-time is not supported (ranks must make "
+                         "the same number of collective calls)")
+    if args.compare:
+        raise SystemExit("distributed: --compare is not supported (rows are printed by rank 0 "
+                         "as plain text)")
+    if args.nprocs is None:
+        args.nprocs = "1" if args.smoke else "1,2,4"
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     if args.worker:
         worker(args)
         return

@@ -9,6 +9,7 @@ per-op overhead for a 1-element add and a 1000x1000 add. ember and torch run
 *interleaved* (one call of each per round, so load on a shared machine hits both
 alike); times are medians over the rounds. The table then lists which eager kernels
 ember picked and why (`ember.frontend.eager_kernels.choices()`).
+--smoke runs the overhead and mlp rows with 2 rounds (proves the script runs).
 --threads N (default 1) gives both libraries N threads: torch.set_num_threads, NumPy's
 BLAS through threadpoolctl, ember's pool through EMBER_NUM_THREADS; 0 leaves every
 library at its own default. On a shared machine one thread each is the fair setting:
@@ -18,9 +19,7 @@ With --save, writes benchmarks/results/eager.json.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 
@@ -33,11 +32,10 @@ def _pop_option(argv: list, name: str, default):
     return default
 
 
-ARGV = sys.argv[1:]
-THREADS = int(_pop_option(ARGV, "--threads", "1"))
-ONLY = _pop_option(ARGV, "--only", None)
-if THREADS:                                  # before numpy, torch and ember start pools
-    os.environ["EMBER_NUM_THREADS"] = str(THREADS)
+if __name__ == "__main__":                   # before numpy, torch and ember start pools
+    _threads = int(_pop_option(sys.argv[1:], "--threads", "1"))
+    if _threads:
+        os.environ["EMBER_NUM_THREADS"] = str(_threads)
 
 import numpy as np  # noqa: E402
 
@@ -50,36 +48,12 @@ import ember.nn.functional as EF  # noqa: E402
 from benchmarks.common import Bench, bench_args, torch_resnet18  # noqa: E402
 
 
-def interleaved(fns: dict, warmup: int, repeats: int, inner: int = 1) -> dict:
-    """{name: measure-dict}: each round calls every fn once (`inner` times), in turn."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[k].append((time.perf_counter() - t0) / inner)
-    out = {}
-    for k, ts in times.items():
-        ts.sort()
-        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-        out[k] = {"median_s": statistics.median(ts), "q1_s": q[0], "q3_s": q[2],
-                  "min_s": ts[0], "repeats": repeats, "warmup": warmup}
-    return out
-
-
 def add_row(b: Bench, label: str, ember_fn, torch_fn, inner: int = 1, repeats=None):
-    m = interleaved({"ember": ember_fn, "torch": torch_fn}, b.args.warmup,
-                    repeats or b.args.repeats, inner)
-    row = {"name": label, "ember": m["ember"], "torch": m["torch"],
-           "ratios": {"torch": m["torch"]["median_s"] / m["ember"]["median_s"]}}
-    b.rows.append(row)
-    print(f"  {label}: ember {m['ember']['median_s'] * 1e3:.3f} ms, torch "
-          f"{m['torch']['median_s'] * 1e3:.3f} ms, ember/torch "
-          f"{m['ember']['median_s'] / m['torch']['median_s']:.2f}x", flush=True)
+    """ember and torch interleaved (benchmarks.common.timed_row, on ember's Timer)."""
+    row = b.row(label, ember=ember_fn, torch=torch_fn, repeats=repeats, inner=inner)
+    e, t = row["ember"]["median_s"], row["torch"]["median_s"]
+    print(f"  {label}: ember {e * 1e3:.3f} ms, torch {t * 1e3:.3f} ms, "
+          f"ember/torch {e / t:.2f}x", flush=True)
 
 
 # --- models: the same architecture built from either library's nn -------------------------
@@ -173,23 +147,37 @@ def overhead_rows(b: Bench):
     a, c = ember.randn(1), ember.randn(1)
     ta, tc = torch.randn(1), torch.randn(1)
     # cheap rows get many rounds: a shared machine preempts some of them
+    smoke = b.args.smoke
     add_row(b, "add, 1 element (per op)", lambda: a + c, lambda: ta + tc, inner=100,
-            repeats=max(b.args.repeats, 101))
+            repeats=b.args.repeats if smoke else max(b.args.repeats, 101))
     a, c = ember.randn(1000, 1000), ember.randn(1000, 1000)
     ta, tc = torch.randn(1000, 1000), torch.randn(1000, 1000)
     add_row(b, "add, 1000x1000 (per op)", lambda: a + c, lambda: ta + tc, inner=5,
-            repeats=max(b.args.repeats, 41))
+            repeats=b.args.repeats if smoke else max(b.args.repeats, 41))
 
 
-def main():
-    only = ONLY.split(",") if ONLY else None
-    args = bench_args("eager", ARGV)
+def parse_args(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for every library (0: each library's default)")
+    p.add_argument("--only", default=None, help="comma-separated: overhead," + ",".join(CASES))
+    args = bench_args("eager", argv, p)
+    if args.smoke and args.only is None:
+        args.only = "overhead,mlp"                  # the smallest rows
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    only = args.only.split(",") if args.only else None
     b = Bench("eager", args)
-    if THREADS:
-        torch.set_num_threads(THREADS)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        ember.set_num_threads(args.threads)       # EMBER_NUM_THREADS sizes the pool itself
         try:
             from threadpoolctl import threadpool_limits
-            threadpool_limits(THREADS)
+            threadpool_limits(args.threads)
         except ImportError:
             print("threadpoolctl is not installed: NumPy's BLAS keeps its own thread count")
     print(f"threads: torch {torch.get_num_threads()}, ember pool "

@@ -68,14 +68,20 @@ def torch_step(model, x, y, compiled=False):
     return step
 
 
+def parse_args(argv=None):
+    return bench_args("eager_train", argv)
+
+
 def main(argv=None):
-    args = bench_args("eager_train", argv)
+    args = parse_args(argv)
     b = Bench("eager_train", args)
     rng = np.random.default_rng(0)
     cases = [("mlp train step (b=64, 64-256-256-10)", mlp,
               rng.standard_normal((64, 64)).astype(np.float32)),
              ("cnn train step (b=32, digits CNN)", cnn,
               rng.standard_normal((32, 1, 8, 8)).astype(np.float32))]
+    if args.smoke:
+        cases = cases[:1]                           # the smallest row proves the script runs
     for label, build, x in cases:
         y = rng.integers(0, 10, len(x)).astype(np.int64)
         torch.manual_seed(0)

@@ -26,15 +26,15 @@ import ember.linalg  # noqa: E402,F401
 from benchmarks.common import Bench, bench_args  # noqa: E402
 
 
-def _cases(rng):
-    """(label, ember fn, numpy fn, torch fn) for each op and size."""
+def _cases(rng, smoke: bool = False):
+    """(label, ember fn, numpy fn, torch fn) for each op and size (the smallest with smoke)."""
     cases = []
-    for n in (256, 4096, 65536):
+    for n in (256,) if smoke else (256, 4096, 65536):
         x = rng.standard_normal(n) + 1j * rng.standard_normal(n)
         r = rng.standard_normal(n)
         cases.append((f"fft n={n}", "fft.fft", np.fft.fft, x))
         cases.append((f"rfft n={n}", "fft.rfft", np.fft.rfft, r))
-    for n in (16, 128, 512):
+    for n in (16,) if smoke else (16, 128, 512):
         a = rng.standard_normal((n, n)) + n * np.eye(n)
         b = rng.standard_normal((n, 4))
         s = a @ a.T
@@ -64,11 +64,15 @@ def _calls(path, np_fn, data, compile_):
             (lambda: compiled(*t_args)) if compiled else None)
 
 
+def parse_args(argv=None):
+    return bench_args("fft_linalg", argv)
+
+
 def main(argv=None):
-    args = bench_args("fft_linalg", argv)
+    args = parse_args(argv)
     b = Bench("fft_linalg", args)
     rng = np.random.default_rng(0)
-    for label, path, np_fn, data in _cases(rng):
+    for label, path, np_fn, data in _cases(rng, args.smoke):
         try:
             e, n, t, tc = _calls(path, np_fn, data, not args.no_compile)
             e()

@@ -30,9 +30,6 @@ import ember.ao.quantization as eq  # noqa: E402
 import ember.ao.quantization.quantize_fx as eqfx  # noqa: E402
 from benchmarks.common import Bench, bench_args, torch_resnet18  # noqa: E402
 
-torch.backends.quantized.engine = "x86"
-
-
 def mlp(lib):
     nn = lib.nn
     return nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024))
@@ -102,16 +99,24 @@ def dynamic_row(name, make, shape, b: Bench, rng):
     return row
 
 
-def main():
+def parse_args(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--resnet", action="store_true", help="add resnet18 at batch 8 (slow)")
+    return bench_args("quant", argv, p)
+
+
+def main(argv=None):
     warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
-    resnet = "--resnet" in sys.argv
-    args = bench_args("quant", [a for a in sys.argv[1:] if a != "--resnet"])
+    torch.backends.quantized.engine = "x86"  # here, not at import: importing changes nothing
+    args = parse_args(argv)
     rng = np.random.default_rng(0)
     b = Bench("quant", args)
-    static_pair("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
-    dynamic_row("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
+    if not args.smoke:                       # --smoke: the small_cnn pair only
+        static_pair("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
+        dynamic_row("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
     static_pair("small_cnn b64 1x28x28", small_cnn, (64, 1, 28, 28), b, rng)
-    if resnet:
+    if args.resnet:
         static_pair("resnet18 b8 224", "resnet18", (8, 3, 224, 224), b, rng, calib_batches=1)
     b.finish()
     floats = {r["name"].split(" float")[0]: r for r in b.rows if r["name"].endswith("float")}

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 import ember  # noqa: E402
 from ember.runtime.plan import page_faults  # noqa: E402
-from benchmarks.common import Bench, bench_args, measure  # noqa: E402
+from benchmarks.common import Bench, bench_args  # noqa: E402
 
 SIZES = (784, 256, 128, 10)
 BATCH = 64
@@ -81,8 +81,12 @@ def faults_per_call(fn, calls: int = 20) -> float:
     return (page_faults() - before) / calls
 
 
+def parse_args(argv=None):
+    return bench_args("train_step", argv)
+
+
 def main(argv=None):
-    args = bench_args("train_step", argv)
+    args = parse_args(argv)
     b = Bench("train_step", args)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
@@ -97,12 +101,11 @@ def main(argv=None):
     compiled_fn()
     compile_s = time.perf_counter() - start
     label = f"mlp train step (b={BATCH}, {'-'.join(map(str, SIZES))}, Adam)"
+    # ember eager is one more column of the interleaved row
     row = b.row(label, ember=compiled_fn, torch=torch_step(t_models[0], xt, yt),
-                torch_compile=None if args.no_compile else torch_step(t_models[1], xt, yt, True))
-    eager = measure(ember_eager_step(ember_model_like(t_models[0]), xe, ye),
-                    args.warmup, args.repeats)
-    row["ember_eager"] = eager
-    row["ratios"]["ember_eager"] = eager["median_s"] / row["ember"]["median_s"]
+                torch_compile=None if args.no_compile else torch_step(t_models[1], xt, yt, True),
+                ember_eager=ember_eager_step(ember_model_like(t_models[0]), xe, ye))
+    eager = row["ember_eager"]
     row["compile_s"] = compile_s
     row["page_faults_per_call"] = faults_per_call(compiled_fn)
     row["compile_stats"] = {"kernels": compiled.stats.kernels, "externs": compiled.stats.externs,

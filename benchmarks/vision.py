@@ -15,10 +15,11 @@ Rows (issue 21):
   torchvision is installed: it imports without its C++ extension as the tests do);
 - MelSpectrogram (n_fft 400, hop 160, 80 mels) of 64 x 10 s of 16 kHz audio, ember eager
   and compiled vs torch.stft + the same filter bank.
---small shrinks everything (8 images of 64x64, 4 x 1 s of audio) for a smoke run.
-The "ember cuda" column times the same ember calls on the GPU (inputs already there,
-ember.cuda.synchronize() inside the timed call) where ember sees a CUDA device; elsewhere
-the column is empty and the reason is printed and saved (--no-gpu skips it on purpose).
+--small shrinks everything (8 images of 64x64, 4 x 1 s of audio); --smoke is --small with
+2 rounds and no torch.compile.
+The "ember cuda" column times the same ember calls on the GPU (inputs already there;
+the Timer's clock runs ember.cuda.synchronize() before each reading) where ember sees a
+CUDA device; elsewhere the column is empty and the reason is printed and saved (--no-gpu skips it on purpose).
 torch is the CPU build here, so its column is always CPU.
 Outputs are checked against the baselines before anything is timed. On a machine whose
 cores are shared with other work, torch's OpenMP threads spin and its times balloon
@@ -41,16 +42,9 @@ import ember  # noqa: E402
 import ember.audio.transforms as AT  # noqa: E402
 import ember.vision.transforms as T  # noqa: E402
 from ember.vision import io as vio  # noqa: E402
-from benchmarks.common import Bench, bench_args, measure  # noqa: E402
+from benchmarks.common import Bench, bench_args  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def _own_args():
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--small", action="store_true")
-    p.add_argument("--no-gpu", action="store_true", help="leave the ember cuda column out")
-    return p.parse_known_args()
 
 
 def _gpu_skip_reason(no_gpu: bool) -> str | None:
@@ -65,18 +59,11 @@ def _gpu_skip_reason(no_gpu: bool) -> str | None:
     return "no CUDA device visible to ember (ember.cuda.is_available() is False)"
 
 
-def _on_gpu(fn):
-    """fn, then wait for the GPU, so the timing covers the kernels."""
-    def call():
-        out = fn()
-        ember.cuda.synchronize()
-        return out
-    return call
-
-
 class GpuColumnBench(Bench):
-    """Bench plus an "ember cuda" column: row(..., ember_cuda=fn) also times fn (the same
-    ember call on GPU inputs); without a GPU the column stays empty, with the reason."""
+    """Bench plus an "ember_cuda" column: row(..., ember_cuda=fn) also times fn (the same
+    ember call on GPU inputs), interleaved with the others; its Timer clock synchronizes
+    ember's device, so the kernels are counted. Without a GPU the column stays empty,
+    with the reason."""
 
     def __init__(self, name, args, gpu_reason):
         super().__init__(name, args)
@@ -86,25 +73,12 @@ class GpuColumnBench(Bench):
             self.skipped.append({"name": "ember cuda column", "reason": gpu_reason})
 
     def row(self, label, ember, ember_cuda=None, **baselines):
-        result = super().row(label, ember, **baselines)
         if ember_cuda is not None and self.gpu_reason is None:
-            try:
-                result["ember_cuda"] = measure(_on_gpu(ember_cuda), self.args.warmup,
-                                               self.args.repeats)
-                result["ratios"]["ember_cuda"] = (result["ember_cuda"]["median_s"] /
-                                                  result["ember"]["median_s"])
-            except Exception as err:    # a GPU failure must not hide the CPU numbers
-                result["ember_cuda"] = {"error": f"{type(err).__name__}: {err}"[:200]}
-        return result
+            baselines["ember_cuda"] = ember_cuda
+        return super().row(label, ember, **baselines)
 
     def table(self):
         table = super().table()
-        table.add_column("ember cuda", justify="right")
-        # rich keeps cells per column: fill the new one row by row
-        column = table.columns[-1]
-        for r in self.rows:
-            m = r.get("ember_cuda")
-            column._cells.append(self._cell(m) if m else "-")
         if self.gpu_reason is not None:
             table.caption = f"ember cuda: skipped ({self.gpu_reason})"
         return table
@@ -234,9 +208,17 @@ def ember_pipeline(size, seed=0):
         T.Normalize(MEAN, STD)])
 
 
-def main() -> None:
-    own, rest = _own_args()
-    args = bench_args("vision", rest)
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="small sizes (implied by --smoke)")
+    p.add_argument("--no-gpu", action="store_true", help="leave the ember cuda column out")
+    args = bench_args("vision", argv, p)
+    args.small = args.small or args.smoke
+    return args
+
+
+def main(argv=None) -> None:
+    own = args = parse_args(argv)
     n, hw, size = (8, (80, 96), 64) if own.small else (64, (375, 500), 224)
     n_audio, seconds = (4, 1) if own.small else (64, 10)
     gpu_reason = _gpu_skip_reason(own.no_gpu)

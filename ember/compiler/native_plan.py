@@ -74,7 +74,10 @@ class _TieredRun:
 
     def __call__(self, inputs):
         plan = self.plan
-        if self.native is None and self.failed is None and plan.calls >= _first_native_call():
+        # not while a profile records: it runs the Python loop (its spans) anyway, and the
+        # build (LLVM, ~1 s for resnet18) would be time no span accounts for
+        if (self.native is None and self.failed is None and profiling.collector() is None
+                and plan.calls >= _first_native_call()):
             try:
                 self.native = _NativeEntry(plan, self.input_metas)
             except Exception as err:     # noqa: BLE001 - an optimization: the loop is right

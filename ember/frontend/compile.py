@@ -430,12 +430,18 @@ def _describe_steps(steps: list, node: Node) -> None:
         step.source = source
 
 
-def _source_lines(node: Node) -> tuple[str, ...]:
+def _source_lines(node: Node, follow_users: bool = True) -> tuple[str, ...]:
     if node.op == OpKind.call_function and isinstance(node.target, FusedGroup):
         locs = [n.meta.get("loc") for n in node.target.graph.nodes]
     else:
         locs = [node.meta.get("loc")]
-    return tuple(dict.fromkeys(loc for loc in locs if loc))
+    found = tuple(dict.fromkeys(loc for loc in locs if loc))
+    if not found and follow_users:
+        # an op a pass inserted (e.g. a layout change of an input) has no line of its
+        # own: name the lines of the ops it serves, so its kernel is attributed too
+        found = tuple(dict.fromkeys(loc for user in node.users
+                                    for loc in _source_lines(user, follow_users=False)))
+    return found
 
 
 def _refuse_quantized(graph: Graph) -> None:

@@ -96,7 +96,9 @@ def tensorboard_trace_handler(dir_name: str, worker_name: str | None = None,
     def handler(prof: "profile") -> None:
         os.makedirs(dir_name, exist_ok=True)
         worker = worker_name or f"{socket.gethostname()}_{os.getpid()}"
-        name = f"{worker}.{time.time_ns() // 1_000_000}.pt.trace.json"
+        # nanoseconds, as PyTorch: two traces saved within one millisecond (a schedule's
+        # last cycle and the profile's exit) must not overwrite each other
+        name = f"{worker}.{time.time_ns()}.pt.trace.json"
         path = os.path.join(dir_name, name + (".gz" if use_gzip else ""))
         prof.export_chrome_trace(path)
     return handler
