@@ -1,0 +1,95 @@
+"""Elementwise quantized kernels: quantized add (and add + relu) on uint8 values.
+
+    real = float32(a - a_zp) * a_scale + float32(b - b_zp) * b_scale     (float32)
+    real = max(real, 0) when relu
+    q    = roundeven(float32(double(real) * double(1/scale) + zp)), clamped to [0, 255]
+
+which is the NumPy reference (ir/ops/quantized.py: dequantize both, add, quantize_array)
+operation for operation, so results are equal bit for bit. The operands are walked in
+memory order: the caller passes buffers of one layout (both contiguous or both
+channels-last) and the result takes that layout. A 16-lane loop does the bulk and a
+one-lane copy of the same body the tail; threads split the element range.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+from llvmlite import ir
+
+from ...runtime.threads import default_pool
+from . import irutil as u
+from .jit import compile_ir
+from .target import Isa, host_isa, supported_isas, target_for
+
+I8 = ir.IntType(8)
+LANES = 16
+_CHUNK = 1 << 14       # elements per thread-pool task unit
+
+
+def available() -> bool:
+    return host_isa() in (Isa.AVX512, Isa.AVX2) and Isa.AVX2 in supported_isas()
+
+
+def _body(b, lanes, a_ptr, b_ptr, out_ptr, i, qp):
+    """One step of `lanes` elements at index i (qp: the eight float64 parameters)."""
+    vi, vf, vd = u.vec(u.I32, lanes), u.vec(u.F32, lanes), u.vec(u.F64, lanes)
+    vb = u.vec(I8, lanes)
+
+    def spl(x):
+        return u.splat(b, x, lanes)
+
+    def real_of(ptr, zp, scale):
+        q = b.zext(b.load(b.gep(ptr, [i], source_etype=I8), typ=vb, align=1), vi)
+        return b.fmul(b.sitofp(b.sub(q, spl(b.fptosi(zp, u.I32))), vf), spl(b.fptrunc(scale, u.F32)))
+
+    a_zp, a_scale, b_zp, b_scale, inv, zp, lo, hi = qp
+    real = b.fadd(real_of(a_ptr, a_zp, a_scale), real_of(b_ptr, b_zp, b_scale))
+    real = u.intrinsic(b, "maxnum", vf, real, spl(b.fptrunc(lo, u.F32)))     # relu: lo = 0
+    scaled = b.fadd(b.fmul(b.fpext(real, vd), spl(inv)), spl(zp))
+    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
+    q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, spl(ir.Constant(u.F32, 0.0))),
+                    spl(b.fptrunc(hi, u.F32)))
+    b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
+
+
+def _emit(module: ir.Module) -> None:
+    """qadd(c_begin, c_end, worker, a, b, out, n, qparams): elements of chunks
+    [c_begin, c_end) of _CHUNK elements, clipped at n."""
+    fn, b = u.define(module, "qadd", u.VOID, [
+        ("c_begin", u.I64), ("c_end", u.I64), ("worker", u.I64), ("a", u.PTR), ("b", u.PTR),
+        ("out", u.PTR), ("n", u.I64), ("qparams", u.PTR)], noalias_ptrs=False)
+    c_begin, c_end, _, a_ptr, b_ptr, out_ptr, n, qptr = fn.args
+    qp = [b.load(b.gep(qptr, [u.i64(j)], source_etype=u.F64), typ=u.F64) for j in range(8)]
+    start = b.mul(c_begin, u.i64(_CHUNK))
+    stop = u.imin(b, b.mul(c_end, u.i64(_CHUNK)), n)
+    full = b.add(start, b.mul(b.sdiv(b.sub(stop, start), u.i64(LANES)), u.i64(LANES)))
+    with u.counted_loop(b, start, full, LANES, "i") as i:
+        _body(b, LANES, a_ptr, b_ptr, out_ptr, i, qp)
+    with u.counted_loop(b, full, stop, 1, "j") as j:
+        _body(b, 1, a_ptr, b_ptr, out_ptr, j, qp)
+    b.ret_void()
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    module = ir.Module(name="ember_qelementwise")
+    _emit(module)
+    lib = compile_ir(module, target_for(Isa.AVX2))
+    return lib, lib.function("qadd", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3 +
+                                              [ctypes.c_int64, ctypes.c_void_p]))
+
+
+def qadd(a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float, zero_point: int,
+         relu: bool) -> np.ndarray:
+    """uint8 a + b requantized to (scale, zero_point): flat buffers of one layout, same size."""
+    out = np.empty_like(a)
+    inv = np.float32(1.0) / np.float32(scale)
+    qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
+                   0.0 if relu else -np.inf, 255.0], np.float64)
+    _, fn = _kernel()
+    n = a.size
+    default_pool().parallel_for(fn, -(-n // _CHUNK), a.ctypes.data, b.ctypes.data,
+                                out.ctypes.data, n, qp.ctypes.data)
+    return out
