@@ -42,15 +42,16 @@ def _body(b, lanes, a_ptr, b_ptr, out_ptr, i, qp):
 
     def real_of(ptr, zp, scale):
         q = b.zext(b.load(b.gep(ptr, [i], source_etype=I8), typ=vb, align=1), vi)
-        return b.fmul(b.sitofp(b.sub(q, spl(b.fptosi(zp, u.I32))), vf), spl(b.fptrunc(scale, u.F32)))
+        centered = b.sitofp(b.sub(q, spl(b.fptosi(zp, u.I32))), vf)
+        return b.fmul(centered, spl(b.fptrunc(scale, u.F32)))
 
     a_zp, a_scale, b_zp, b_scale, inv, zp, lo, hi = qp
     real = b.fadd(real_of(a_ptr, a_zp, a_scale), real_of(b_ptr, b_zp, b_scale))
     real = u.intrinsic(b, "maxnum", vf, real, spl(b.fptrunc(lo, u.F32)))     # relu: lo = 0
     scaled = b.fadd(b.fmul(b.fpext(real, vd), spl(inv)), spl(zp))
     q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
-    q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, spl(ir.Constant(u.F32, 0.0))),
-                    spl(b.fptrunc(hi, u.F32)))
+    q = u.intrinsic(b, "maxnum", vf, q, spl(ir.Constant(u.F32, 0.0)))
+    q = u.intrinsic(b, "minnum", vf, q, spl(b.fptrunc(hi, u.F32)))
     b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
 
 

@@ -74,7 +74,8 @@ AVX2 = Config("avx2", Isa.AVX2, 8, 4, 2)
 
 # the int64 parameter block the kernels read (pointers as addresses)
 FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq", "offs",
-          "packed", "n_blocks", "out", "ldo", "corr", "mult", "bias", "qparams")
+          "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr", "mult", "bias",
+          "qparams")
 _F = {name: i for i, name in enumerate(FIELDS)}
 
 
@@ -188,17 +189,19 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
 
 
 def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
-    """qgemm_<u8|f32>(t_begin, t_end, worker, params): tasks t = row tile * n_blocks +
-    column block (the thread pool's chunk signature)."""
+    """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
+    block, row tiles inner when nb_outer (the thread pool's chunk signature)."""
     name = f"qgemm_{'u8' if u8_out else 'f32'}"
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams"}
     p = {f: _field(b, params, f, f in ptrs) for f in FIELDS}
+    nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
     with u.counted_loop(b, t_begin, t_end, 1, "t") as t:
-        mt = b.sdiv(t, p["n_blocks"])
-        nb = b.sub(t, b.mul(mt, p["n_blocks"]))
+        outer = b.sdiv(t, b.select(nb_outer, p["m_tiles"], p["n_blocks"]))
+        inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
+        mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
         acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0), nb)
         _epilogue(b, cfg, p, acc, m0, nb, u8_out)
@@ -276,6 +279,13 @@ def conv_gather(x_nhwc: np.ndarray, kh: int, kw: int, stride, dilation, out_hw) 
                   img_stride=hp * wp * cp, row_stride=sh * wp * cp, col_stride=sw * cp)
 
 
+def _weight_stationary(gather: Gather, packed: PackedWeight, m_tiles: int, n_blocks: int):
+    """Task order: column blocks outer (each weight panel stays in cache while every row
+    tile passes) when that moves fewer bytes than row tiles outer (each row tile stays
+    while every weight panel passes): n_blocks * |A| against m_tiles * |B|."""
+    return n_blocks * gather.m * packed.kq * 4 < m_tiles * packed.data.nbytes
+
+
 def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarray,
         bias: np.ndarray | None, qparams: tuple[float, float, float, float],
         u8_out: bool, threads: int | None = None) -> np.ndarray:
@@ -286,6 +296,7 @@ def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarra
         raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the packed "
                          f"weight {packed.kq * 4}")
     m_pad = -(-gather.m // cfg.mr) * cfg.mr
+    m_tiles, n_blocks = m_pad // cfg.mr, packed.n_pad // cfg.nr
     out = np.empty((m_pad, packed.n_pad), np.uint8 if u8_out else np.float32)
     corr = packed.column_vector(np.int64(x_zero_point) * packed.row_sums, np.int32)
     mult = packed.column_vector(mult, np.float32)
@@ -296,12 +307,13 @@ def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarra
               "ow": gather.ow, "img_stride": gather.img_stride,
               "row_stride": gather.row_stride, "col_stride": gather.col_stride,
               "kq": packed.kq, "offs": gather.offs.ctypes.data,
-              "packed": packed.data.ctypes.data, "n_blocks": packed.n_pad // cfg.nr,
+              "packed": packed.data.ctypes.data, "n_blocks": n_blocks, "m_tiles": m_tiles,
+              "nb_outer": int(_weight_stationary(gather, packed, m_tiles, n_blocks)),
               "out": out.ctypes.data, "ldo": packed.n_pad, "corr": corr.ctypes.data,
               "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
     params = np.array([values[f] for f in FIELDS], np.int64)
     _, fns = _kernels(cfg)
-    tasks = (m_pad // cfg.mr) * (packed.n_pad // cfg.nr)
+    tasks = m_tiles * n_blocks
     default_pool().parallel_for(fns[u8_out], tasks, params.ctypes.data, max_threads=threads)
     del keep
     return out[:gather.m, :packed.n]
