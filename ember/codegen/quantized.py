@@ -25,6 +25,7 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.ops.quantized import dynamic_input_qparams
 from ..ir.quantized import QuantizedArray, qrange, quantize_array
+from ..runtime import lite
 from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
 
@@ -71,7 +72,7 @@ def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     """max_pool2d on a channels-last per-tensor quint8 value, or None."""
     if op_name != "max_pool2d" or not _activation(qa) or qa.int_repr.ndim != 4:
         return None
-    geometry = _pool_geometry(args[1:])
+    geometry = pool_geometry(args[1:])
     if geometry is None or not _channels_last(qa.int_repr):
         return None
     return lambda: qa.with_values(max_pool2d_nhwc(qa.int_repr.transpose(0, 2, 3, 1), *geometry)
@@ -100,14 +101,7 @@ def _channels_last(a: np.ndarray) -> bool:
     return a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def _memory_order(a: np.ndarray):
-    """(flat buffer, function giving a result of a's layout from a flat buffer), or None."""
-    if a.flags.c_contiguous:
-        return a.reshape(-1), lambda flat: flat.reshape(a.shape)
-    if _channels_last(a):
-        nhwc = a.transpose(0, 2, 3, 1)
-        return nhwc.reshape(-1), lambda flat: flat.reshape(nhwc.shape).transpose(0, 3, 1, 2)
-    return None
+_memory_order = lite.memory_order
 
 
 # --- GEMM-based ops ----------------------------------------------------------------------------
@@ -148,29 +142,15 @@ def _conv_weight(w_q: np.ndarray, cp: int) -> np.ndarray:
     return out.reshape(oc, -1)
 
 
-def _nhwc_input(x: QuantizedArray, padding, cp: int) -> np.ndarray:
-    """The input as channels-last uint8, padded with its zero point (the quantized 0.0)
-    spatially and in channels up to cp; the input itself where nothing needs padding."""
-    n, c, h, w = x.int_repr.shape
-    ph, pw = padding
-    nhwc = x.int_repr.transpose(0, 2, 3, 1)
-    if ph == pw == 0 and c == cp and nhwc.flags.c_contiguous:
-        return nhwc
-    buf = np.full((n, h + 2 * ph, w + 2 * pw, cp), int(x.zero_point), np.uint8)
-    buf[:, ph:ph + h, pw:pw + w, :c] = nhwc
-    return buf
-
-
 def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg):
     oc, c, kh, kw = w.int_repr.shape
     cp = -(-c // 4) * 4
     packed = _packed(cache, f"conv-{cfg.name}",
                      lambda: Q.PackedWeight(_conv_weight(w.int_repr, cp), cfg))
     n, _, h, wd = x.int_repr.shape
-    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    gather = Q.conv_gather(_nhwc_input(x, padding, cp), kh, kw, stride, dilation, (oh, ow))
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    gather = Q.conv_gather(lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp),
+                           (kh, kw), stride, dilation, (oh, ow))
     out = Q.run(gather, packed, int(x.zero_point), np.float32(x.scale) * _scales(w, oc), bias,
                 _requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
@@ -197,9 +177,9 @@ def _pair(v, default=None):
     return (int(v), int(v))
 
 
-def _pool_geometry(args: tuple):
-    """(kernel, stride, padding) of max_pool2d's arguments, or None where the native
-    pooling does not apply (dilation, ceil_mode)."""
+def pool_geometry(args: tuple):
+    """(kernel, stride, padding) of max_pool2d's arguments after the input, or None where
+    the native pooling does not apply (dilation, ceil_mode)."""
     args = tuple(args) + (None,) * (5 - len(args))
     kernel = _pair(args[0])
     stride = _pair(args[1], kernel)
@@ -210,22 +190,4 @@ def _pool_geometry(args: tuple):
     return kernel, stride, padding
 
 
-def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    """Max pooling of uint8 [N, H, W, C] (channels contiguous: each shifted view is a
-    run of whole pixels)."""
-    n, h, w, c = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    if ph or pw:
-        padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
-        padded[:, ph:ph + h, pw:pw + w] = x
-        x = padded
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            view = x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-            if out is None:
-                out = view.copy()
-            else:
-                np.maximum(out, view, out=out)
-    return out
+max_pool2d_nhwc = lite.max_pool2d_nhwc

@@ -531,6 +531,279 @@ class ViewStep:
         return _strided(x, self.offset, self.shape, self.strides)
 
 
+# --- quantized (int8) steps ---------------------------------------------------------------------
+# The host side of the int8 kernels (codegen/llvm/qgemm.py, qelementwise.py), shared with
+# the in-process eager path (codegen/quantized.py calls these drivers), so the artifact
+# computes exactly what eager mode computes. Values are plain integer arrays here; each
+# step's description carries the qparams its operands and result have (static in a
+# converted graph).
+
+# the int64 parameter block of the qgemm kernels (pointers as addresses)
+QGEMM_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq", "offs",
+                "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr", "mult",
+                "bias", "qparams")
+QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
+QADD_CHUNK = 1 << 14
+QADD_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR, I64, PTR)
+
+
+class Gather:
+    """Where a qgemm's A rows are: row m's k group kk is at buffer + row_base(m) + offs[kk],
+    row_base(m) = img * img_stride + oy * row_stride + ox * col_stride ((img, oy, ox) from
+    m over the output image). A linear layer: ohw = ow = 1, rows img_stride apart."""
+
+    def __init__(self, buffer, m, offs, ohw=1, ow=1, img_stride=0, row_stride=0, col_stride=0):
+        self.buffer, self.m, self.offs = buffer, m, offs
+        self.ohw, self.ow = ohw, ow
+        self.img_stride, self.row_stride, self.col_stride = img_stride, row_stride, col_stride
+
+
+def linear_gather(a: np.ndarray, kq: int) -> Gather:
+    """Rows of a uint8 [M, K] matrix (copied, zero padded, when K is not kq * 4 or the rows
+    are not contiguous)."""
+    m, k = a.shape
+    if k != kq * 4 or not a.flags.c_contiguous:
+        padded = np.zeros((m, kq * 4), np.uint8)
+        padded[:, :k] = a
+        a = padded
+    return Gather(a, m, np.arange(kq, dtype=np.int64) * 4, img_stride=a.shape[1])
+
+
+def conv_output_size(h, w, kernel, stride, padding, dilation):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+
+def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int) -> np.ndarray:
+    """A [N, C, H, W] uint8 value as channels-last, padded with its zero point (the
+    quantized 0.0) spatially and in channels up to cp; x's own memory where it already is
+    channels-last and nothing needs padding."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    nhwc = x.transpose(0, 2, 3, 1)
+    if ph == pw == 0 and c == cp and nhwc.flags.c_contiguous:
+        return nhwc
+    buf = np.full((n, h + 2 * ph, w + 2 * pw, cp), zero_point, np.uint8)
+    buf[:, ph:ph + h, pw:pw + w, :c] = nhwc
+    return buf
+
+
+def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw) -> Gather:
+    """A padded channels-last uint8 input [N, Hp, Wp, Cp] read as the implicit im2col of a
+    convolution, k ordered (kh, kw, c)."""
+    n, hp, wp, cp = x_nhwc.shape
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * cp
+    offs = (taps.reshape(-1, 1) + np.arange(cp // 4)[None, :] * 4).reshape(-1)
+    return Gather(x_nhwc, n * oh * ow, offs.astype(np.int64), ohw=oh * ow, ow=ow,
+                  img_stride=hp * wp * cp, row_stride=sh * wp * cp, col_stride=sw * cp)
+
+
+def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
+              corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
+              threads=None) -> np.ndarray:
+    """One fused int8 GEMM: [M, n] uint8 (u8_out) or float32. corr (int32), mult and bias
+    (float32) are per output column, padded to a multiple of nr; qparams = (1/scale, zero
+    point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring)."""
+    if len(gather.offs) != kq:
+        raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the packed "
+                         f"weight {kq * 4}")
+    n_pad = len(corr)
+    m_pad = -(-gather.m // mr) * mr
+    m_tiles, n_blocks = m_pad // mr, n_pad // nr
+    out = np.empty((m_pad, n_pad), np.uint8 if u8_out else np.float32)
+    qp = np.asarray(qparams, np.float64)
+    # task order: weight panels stay in cache while every row tile passes when that moves
+    # fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
+    nb_outer = n_blocks * gather.m * kq * 4 < m_tiles * packed.nbytes
+    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
+              "ow": gather.ow, "img_stride": gather.img_stride,
+              "row_stride": gather.row_stride, "col_stride": gather.col_stride, "kq": kq,
+              "offs": gather.offs.ctypes.data, "packed": packed.ctypes.data,
+              "n_blocks": n_blocks, "m_tiles": m_tiles, "nb_outer": int(nb_outer),
+              "out": out.ctypes.data, "ldo": n_pad, "corr": corr.ctypes.data,
+              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
+    params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
+    pool.parallel_for(fn, m_tiles * n_blocks, params.ctypes.data, max_threads=threads)
+    return out[:gather.m, :n]
+
+
+def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
+             zero_point: int, relu: bool) -> np.ndarray:
+    """uint8 a + b requantized to (scale, zero_point): flat buffers of one size."""
+    out = np.empty_like(a)
+    inv = np.float32(1.0) / np.float32(scale)
+    qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
+                   0.0 if relu else -np.inf, 255.0], np.float64)
+    pool.parallel_for(fn, -(-a.size // QADD_CHUNK), a.ctypes.data, b.ctypes.data,
+                      out.ctypes.data, a.size, qp.ctypes.data)
+    return out
+
+
+def memory_order(a: np.ndarray):
+    """(flat buffer, function giving an array of a's layout from a flat buffer) for a
+    contiguous or channels-last array, else None."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1), lambda flat: flat.reshape(a.shape)
+    if a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous:
+        nhwc = a.transpose(0, 2, 3, 1)
+        return nhwc.reshape(-1), lambda flat: flat.reshape(nhwc.shape).transpose(0, 3, 1, 2)
+    return None
+
+
+def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """Max pooling of uint8 [N, H, W, C], padding with 0 (no value is below it): the max
+    of the window's shifted views."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if ph or pw:
+        padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
+        padded[:, ph:ph + h, pw:pw + w] = x
+        x = padded
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            view = x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+            if out is None:
+                out = view.copy()
+            else:
+                np.maximum(out, view, out=out)
+    return out
+
+
+def quantize_values(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """quantize_per_tensor to uint8/int8 (ir/quantized.py quantize_array's steps)."""
+    info = np.iinfo(dtype)
+    inv = np.float32(1.0) / np.float32(scale)
+    wide = np.asarray(x, np.float32).astype(np.float64)
+    wide *= np.float64(inv)
+    wide += zero_point
+    q = wide.astype(np.float32)
+    np.rint(q, out=q)
+    np.clip(q, info.min, info.max, out=q)
+    return q.astype(dtype)
+
+
+def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (q.astype(np.int64) - zero_point).astype(np.float32) * np.float32(scale)
+
+
+def adaptive_average(x: np.ndarray, output_size) -> np.ndarray:
+    """adaptive_avg_pool2d of float32 [.., H, W] (ir/ops/pooling_adaptive.py's reference:
+    an averaging matrix applied along each spatial dim)."""
+    for i, o in enumerate(output_size):
+        axis = x.ndim - 2 + i
+        n = x.shape[axis]
+        idx = np.arange(o)
+        start, end = (idx * n) // o, -((-(idx + 1) * n) // o)
+        cols = np.arange(n)
+        mat = ((cols >= start[:, None]) & (cols < end[:, None])) / \
+            np.maximum(end - start, 1)[:, None]
+        x = np.moveaxis(np.tensordot(mat.astype(x.dtype), x, axes=([1], [axis])), 0, axis)
+    return x
+
+
+class QuantizeStep:
+    def __init__(self, desc):
+        self.scale, self.zero_point = desc["scale"], desc["zero_point"]
+        self.dtype = np.dtype(desc["dtype"])
+
+    def __call__(self, x):
+        return quantize_values(x, self.scale, self.zero_point, self.dtype)
+
+
+class DequantizeStep:
+    def __init__(self, desc):
+        self.scale, self.zero_point = desc["in_qparams"][0]
+
+    def __call__(self, q):
+        return dequantize_values(q, self.scale, self.zero_point)
+
+
+class QGemmStep:
+    """quantized_linear / quantized_conv2d: the fused int8 GEMM (weights packed at
+    packaging, with their per-column correction, multiplier and bias)."""
+
+    def __init__(self, desc, lib, packed: dict, pool_fn):
+        self.desc = desc
+        self.fn = QGEMM_TYPE(_address(lib, desc["symbol"]))
+        key = desc["packed"]
+        self.packed, self.corr = packed[key], packed[key + ".corr"]
+        self.mult, self.bias = packed[key + ".mult"], packed[key + ".bias"]
+        self.pool_fn = pool_fn
+
+    def __call__(self, x):
+        d = self.desc
+        if d["op"] == "linear":
+            k = x.shape[-1]
+            gather = linear_gather(x.reshape(-1, k), d["kq"])
+        else:
+            n, _, h, w = x.shape
+            out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
+                                      d["dilation"])
+            gather = conv_gather(nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"]),
+                                 d["kernel"], d["stride"], d["dilation"], out_hw)
+        out = qgemm_run(self.fn, self.pool_fn(), gather, self.packed, d["kq"], d["n"], d["mr"],
+                        d["nr"], self.corr, self.mult, self.bias, d["qparams"], True)
+        out = np.ascontiguousarray(out)
+        if d["op"] == "linear":
+            return out.reshape(*x.shape[:-1], d["n"])
+        return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
+
+
+class QAddStep:
+    def __init__(self, desc, lib, pool_fn):
+        self.desc, self.pool_fn = desc, pool_fn
+        self.fn = QADD_TYPE(_address(lib, desc["symbol"]))
+
+    def __call__(self, a, b):
+        d = self.desc
+        fa, fb = memory_order(a), memory_order(b)
+        if fa is None or fb is None or a.strides != b.strides:
+            a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+            fa, fb = memory_order(a), memory_order(b)
+        out = qadd_run(self.fn, self.pool_fn(), fa[0], fb[0], *d["in_qparams"], d["scale"],
+                       d["zero_point"], d["relu"])
+        return fa[1](out)
+
+
+class QMaxPoolStep:
+    def __init__(self, desc):
+        self.desc = desc
+
+    def __call__(self, x):
+        d = self.desc
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return max_pool2d_nhwc(nhwc, d["kernel"], d["stride"], d["padding"]).transpose(0, 3, 1, 2)
+
+
+class QAvgPoolStep:
+    """adaptive_avg_pool2d on a quantized value: the average of the dequantized values,
+    requantized with the input's qparams (as eager does)."""
+
+    def __init__(self, desc):
+        self.desc = desc
+
+    def __call__(self, q):
+        scale, zero_point = self.desc["in_qparams"][0]
+        real = adaptive_average(np.ascontiguousarray(dequantize_values(q, scale, zero_point)),
+                                self.desc["output_size"])
+        return quantize_values(real, scale, zero_point, q.dtype)
+
+
+class QReshapeStep:
+    def __init__(self, desc):
+        self.shape = tuple(desc["shape"])
+
+    def __call__(self, q):
+        return np.ascontiguousarray(q).reshape(self.shape)
+
+
+QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qadd", "qmaxpool", "qavgpool",
+                   "qreshape")
+
+
 # --- the loaded model --------------------------------------------------------------------------
 class LiteModel:
     """A loaded artifact: call with numpy arrays (one per input), get a list of arrays."""
@@ -573,7 +846,19 @@ class LiteModel:
             return ViewStep(s)
         if kind == "embedding":
             return EmbeddingStep(s)
+        if kind in QUANTIZED_STEPS:
+            return self._quantized_step(s)
         raise ArtifactError(f"{self.path}: plan step {s.get('name')!r} has unknown kind {kind!r}")
+
+    def _quantized_step(self, s):
+        kind = s["kind"]
+        if kind == "qgemm":
+            return QGemmStep(s, self.lib, self.packed, lambda: self.pool)
+        if kind == "qadd":
+            return QAddStep(s, self.lib, lambda: self.pool)
+        return {"quantize": QuantizeStep, "dequantize": DequantizeStep,
+                "qmaxpool": QMaxPoolStep, "qavgpool": QAvgPoolStep,
+                "qreshape": QReshapeStep}[kind](s)
 
     @property
     def inputs(self) -> list:
@@ -613,7 +898,7 @@ class LiteModel:
             values[slot] = np.ascontiguousarray(a)
         for i, (desc, step) in enumerate(zip(self.plan["steps"], self.steps)):
             start = time.perf_counter() if times is not None else 0.0
-            if desc["kind"] in ("view", "embedding"):        # functions of their inputs
+            if desc["kind"] in ("view", "embedding") + QUANTIZED_STEPS:   # fns of their inputs
                 values[desc["outputs"][0]] = step(*[values[s] for s in desc["inputs"]])
             else:
                 outs = []

@@ -18,6 +18,7 @@ import functools
 import numpy as np
 from llvmlite import ir
 
+from ...runtime import lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from .jit import compile_ir
@@ -25,7 +26,7 @@ from .target import Isa, host_isa, supported_isas, target_for
 
 I8 = ir.IntType(8)
 LANES = 16
-_CHUNK = 1 << 14       # elements per thread-pool task unit
+_CHUNK = lite.QADD_CHUNK    # elements per thread-pool task unit
 
 
 def available() -> bool:
@@ -73,11 +74,16 @@ def _emit(module: ir.Module) -> None:
     b.ret_void()
 
 
+def module() -> ir.Module:
+    """The LLVM module with `qadd` (also what ember.aot links)."""
+    mod = ir.Module(name="ember_qelementwise")
+    _emit(mod)
+    return mod
+
+
 @functools.lru_cache(maxsize=1)
 def _kernel():
-    module = ir.Module(name="ember_qelementwise")
-    _emit(module)
-    lib = compile_ir(module, target_for(Isa.AVX2))
+    lib = compile_ir(module(), target_for(Isa.AVX2))
     return lib, lib.function("qadd", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3 +
                                               [ctypes.c_int64, ctypes.c_void_p]))
 
@@ -85,12 +91,5 @@ def _kernel():
 def qadd(a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float, zero_point: int,
          relu: bool) -> np.ndarray:
     """uint8 a + b requantized to (scale, zero_point): flat buffers of one layout, same size."""
-    out = np.empty_like(a)
-    inv = np.float32(1.0) / np.float32(scale)
-    qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
-                   0.0 if relu else -np.inf, 255.0], np.float64)
     _, fn = _kernel()
-    n = a.size
-    default_pool().parallel_for(fn, -(-n // _CHUNK), a.ctypes.data, b.ctypes.data,
-                                out.ctypes.data, n, qp.ctypes.data)
-    return out
+    return lite.qadd_run(fn, default_pool(), a, b, a_qparams, b_qparams, scale, zero_point, relu)

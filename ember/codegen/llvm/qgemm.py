@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from ...runtime import lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from .jit import compile_ir
@@ -73,9 +74,7 @@ VNNI = Config("vnni", Isa.AVX512, 16, 6, 4)
 AVX2 = Config("avx2", Isa.AVX2, 8, 4, 2)
 
 # the int64 parameter block the kernels read (pointers as addresses)
-FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq", "offs",
-          "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr", "mult", "bias",
-          "qparams")
+FIELDS = lite.QGEMM_FIELDS
 _F = {name: i for i, name in enumerate(FIELDS)}
 
 
@@ -208,12 +207,17 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
     b.ret_void()
 
 
-@functools.lru_cache(maxsize=None)
-def _kernels(cfg: Config):
+def module_for(cfg: Config) -> ir.Module:
+    """The LLVM module of cfg's kernels: qgemm_u8 and qgemm_f32 (also what ember.aot links)."""
     module = ir.Module(name=f"ember_qgemm_{cfg.name}")
     _emit(module, cfg, True)
     _emit(module, cfg, False)
-    lib = compile_ir(module, target_for(cfg.isa))
+    return module
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels(cfg: Config):
+    lib = compile_ir(module_for(cfg), target_for(cfg.isa))
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     return lib, {True: lib.function("qgemm_u8", None, *argtypes),
                  False: lib.function("qgemm_f32", None, *argtypes)}
@@ -243,47 +247,16 @@ class PackedWeight:
         out[:self.n] = values
         return out
 
-
-@dataclass
-class Gather:
-    """Where A's rows are: a uint8 buffer and the row-base geometry (see the docstring)."""
-    buffer: np.ndarray
-    m: int
-    offs: np.ndarray
-    ohw: int = 1
-    ow: int = 1
-    img_stride: int = 0
-    row_stride: int = 0
-    col_stride: int = 0
+    def epilogue_vectors(self, x_zero_point: int, mult, bias):
+        """(corr, mult, bias) per output column for the epilogue: the zero-point correction
+        x_zp * rowsum(W) as int32, the float32 multipliers and bias."""
+        return (self.column_vector(np.int64(x_zero_point) * self.row_sums, np.int32),
+                self.column_vector(mult, np.float32),
+                self.column_vector(0.0 if bias is None else bias, np.float32))
 
 
-def linear_gather(a: np.ndarray, kq: int) -> Gather:
-    """Rows of a uint8 [M, K] matrix (copied with zero padding when K is not a multiple of
-    4 or the rows are not contiguous)."""
-    m, k = a.shape
-    if k != kq * 4 or not a.flags.c_contiguous:
-        padded = np.zeros((m, kq * 4), np.uint8)
-        padded[:, :k] = a
-        a = padded
-    return Gather(a, m, np.arange(kq, dtype=np.int64) * 4, img_stride=a.shape[1])
-
-
-def conv_gather(x_nhwc: np.ndarray, kh: int, kw: int, stride, dilation, out_hw) -> Gather:
-    """A padded channels-last uint8 input [N, Hp, Wp, Cp] (Cp a multiple of 4) read as the
-    implicit im2col of a kh x kw convolution."""
-    n, hp, wp, cp = x_nhwc.shape
-    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
-    taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * cp
-    offs = (taps.reshape(-1, 1) + np.arange(cp // 4)[None, :] * 4).reshape(-1)
-    return Gather(x_nhwc, n * oh * ow, offs.astype(np.int64), ohw=oh * ow, ow=ow,
-                  img_stride=hp * wp * cp, row_stride=sh * wp * cp, col_stride=sw * cp)
-
-
-def _weight_stationary(gather: Gather, packed: PackedWeight, m_tiles: int, n_blocks: int):
-    """Task order: column blocks outer (each weight panel stays in cache while every row
-    tile passes) when that moves fewer bytes than row tiles outer (each row tile stays
-    while every weight panel passes): n_blocks * |A| against m_tiles * |B|."""
-    return n_blocks * gather.m * packed.kq * 4 < m_tiles * packed.data.nbytes
+# the row geometry and the driver are the lite runtime's (an artifact runs the same code)
+Gather, linear_gather, conv_gather = lite.Gather, lite.linear_gather, lite.conv_gather
 
 
 def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarray,
@@ -291,29 +264,8 @@ def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarra
         u8_out: bool, threads: int | None = None) -> np.ndarray:
     """The fused GEMM: [M, N] uint8 (u8_out) or float32. `mult` and `bias` are float32 per
     output column; qparams = (1/scale as float32, zero point, lo, hi) (see the docstring)."""
-    cfg = packed.cfg
-    if len(gather.offs) != packed.kq:
-        raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the packed "
-                         f"weight {packed.kq * 4}")
-    m_pad = -(-gather.m // cfg.mr) * cfg.mr
-    m_tiles, n_blocks = m_pad // cfg.mr, packed.n_pad // cfg.nr
-    out = np.empty((m_pad, packed.n_pad), np.uint8 if u8_out else np.float32)
-    corr = packed.column_vector(np.int64(x_zero_point) * packed.row_sums, np.int32)
-    mult = packed.column_vector(mult, np.float32)
-    bias = packed.column_vector(0.0 if bias is None else bias, np.float32)
-    qp = np.asarray(qparams, np.float64)
-    keep = (gather.buffer, gather.offs, packed.data, out, corr, mult, bias, qp)
-    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
-              "ow": gather.ow, "img_stride": gather.img_stride,
-              "row_stride": gather.row_stride, "col_stride": gather.col_stride,
-              "kq": packed.kq, "offs": gather.offs.ctypes.data,
-              "packed": packed.data.ctypes.data, "n_blocks": n_blocks, "m_tiles": m_tiles,
-              "nb_outer": int(_weight_stationary(gather, packed, m_tiles, n_blocks)),
-              "out": out.ctypes.data, "ldo": packed.n_pad, "corr": corr.ctypes.data,
-              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
-    params = np.array([values[f] for f in FIELDS], np.int64)
-    _, fns = _kernels(cfg)
-    tasks = m_tiles * n_blocks
-    default_pool().parallel_for(fns[u8_out], tasks, params.ctypes.data, max_threads=threads)
-    del keep
-    return out[:gather.m, :packed.n]
+    corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
+    _, fns = _kernels(packed.cfg)
+    return lite.qgemm_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq, packed.n,
+                          packed.cfg.mr, packed.cfg.nr, corr, mult, bias, qparams, u8_out,
+                          threads)
