@@ -105,13 +105,13 @@ _memory_order = lite.memory_order
 
 
 # --- GEMM-based ops ----------------------------------------------------------------------------
-def _scales(w: QuantizedArray, n: int) -> np.ndarray:
+def weight_scales(w: QuantizedArray, n: int) -> np.ndarray:
     if w.axis is None:
         return np.full(n, np.float32(w.scale), np.float32)
     return np.asarray(w.scale, np.float32)
 
 
-def _requant_params(scale: float, zero_point: int, dtype, relu: bool):
+def requant_params(scale: float, zero_point: int, dtype, relu: bool):
     lo, hi = qrange(dtype)
     inv = np.float32(1.0) / np.float32(scale)
     return (float(inv), float(zero_point), float(max(lo, zero_point) if relu else lo), float(hi))
@@ -128,13 +128,13 @@ def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     rows = x.int_repr.reshape(-1, k)
     out = Q.run(Q.linear_gather(rows, packed.kq), packed, int(x.zero_point),
-                np.float32(x.scale) * _scales(w, n), bias,
-                _requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+                np.float32(x.scale) * weight_scales(w, n), bias,
+                requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
 
 
-def _conv_weight(w_q: np.ndarray, cp: int) -> np.ndarray:
+def conv_weight_matrix(w_q: np.ndarray, cp: int) -> np.ndarray:
     """[OC, C, KH, KW] -> [OC, KH * KW * Cp] in the implicit GEMM's (kh, kw, c) k order."""
     oc, c, kh, kw = w_q.shape
     out = np.zeros((oc, kh, kw, cp), np.int8)
@@ -146,13 +146,13 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     oc, c, kh, kw = w.int_repr.shape
     cp = -(-c // 4) * 4
     packed = _packed(cache, f"conv-{cfg.name}",
-                     lambda: Q.PackedWeight(_conv_weight(w.int_repr, cp), cfg))
+                     lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp), cfg))
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     gather = Q.conv_gather(lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp),
                            (kh, kw), stride, dilation, (oh, ow))
-    out = Q.run(gather, packed, int(x.zero_point), np.float32(x.scale) * _scales(w, oc), bias,
-                _requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    out = Q.run(gather, packed, int(x.zero_point), np.float32(x.scale) * weight_scales(w, oc), bias,
+                requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
@@ -163,7 +163,7 @@ def linear_dynamic(x, w, bias, relu, cache, cfg):
     scale, zp = dynamic_input_qparams(x)
     qx = quantize_array(x, scale, zp, dtypes.quint8)
     out = Q.run(Q.linear_gather(qx.int_repr.reshape(-1, k), packed.kq), packed, zp,
-                np.float32(scale) * _scales(w, n), bias,
+                np.float32(scale) * weight_scales(w, n), bias,
                 (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
     return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)
 

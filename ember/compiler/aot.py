@@ -52,7 +52,9 @@ from ..ir.errors import ArtifactError, LoweringError
 from ..ir.graph import Graph, Node
 from ..ir.printer import print_graph
 from ..passes import PassContext, run_passes
+from ..ir.quantized import QuantizedArray
 from ..runtime import lite
+from .aot_quantized import quantized_step, _quantized_qparams, _quantized_weights
 from .export import ExportedProgram
 
 
@@ -108,6 +110,9 @@ class PackagingBackend(CpuBackend):
 
     def eager(self, node: Node):
         what = getattr(node.target, "name", str(node.target))
+        quantized = quantized_step(node)
+        if quantized is not None:
+            return _Described(super().eager(node), quantized)
         if what == "embedding" and len(tensor_inputs(node)) == 2:
             # rows of the weight: the lite runtime's np.take (a copy, as eager's is)
             return _Described(super().eager(node), {"kind": "embedding", "op": what})
@@ -184,8 +189,11 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     plan = PlanBuilder(graph, ctx.constants, CompileStats(), backend,
                        freeze_constants=True).build()
     views = _view_geometry(plan, exported)
+    qparams = _quantized_qparams(plan, exported)
     table, modules = _step_table(plan, views)
+    quantized_weights = _quantized_weights(plan, table, qparams)
     constants = _weights(plan, table)
+    constants.update(quantized_weights)
     members = {
         "graph.ir": print_graph(graph).encode(),
         "weights.safetensors": _safetensors(constants),
@@ -196,6 +204,8 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
         "model.so": _shared_library(modules, backend.isa),
     }
     manifest = _manifest(exported, backend.isa, members)
+    if any(d["kind"] == "qgemm" and d["config"] == "vnni" for d in table):
+        manifest["target"]["required_features"].append("avx512_vnni")
     _write_zip(package_path, manifest, members)
     return str(package_path)
 
@@ -311,6 +321,8 @@ def _step_table(plan, views: dict) -> tuple[list, list]:
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
         elif kind == "view":
             desc.update(views[step.name])
+        elif kind in ("qgemm", "qadd"):
+            desc["symbol"] = symbol(fn.desc["_module"], desc["symbol"])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)
     return table, modules
@@ -320,7 +332,8 @@ def _weights(plan, table: list) -> dict:
     """weights.safetensors' arrays: "c<slot>" for plan constants, "p<step>" for weights
     packed here for a GEMM or conv step (so loading does not pack). A constant that only
     such steps read is stored packed only."""
-    constants = {slot: np.ascontiguousarray(np.asarray(v)) for slot, v in plan.constants.items()}
+    constants = {slot: np.ascontiguousarray(np.asarray(v)) for slot, v in plan.constants.items()
+                 if not isinstance(v, QuantizedArray)}     # int8 weights: packed, see below
     arrays, packed_only = {}, {}
     for i, desc in enumerate(table):
         key = None

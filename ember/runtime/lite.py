@@ -735,7 +735,7 @@ class QGemmStep:
 
     def __call__(self, x):
         d = self.desc
-        if d["op"] == "linear":
+        if d["gemm"] == "linear":
             k = x.shape[-1]
             gather = linear_gather(x.reshape(-1, k), d["kq"])
         else:
@@ -747,7 +747,7 @@ class QGemmStep:
         out = qgemm_run(self.fn, self.pool_fn(), gather, self.packed, d["kq"], d["n"], d["mr"],
                         d["nr"], self.corr, self.mult, self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)
-        if d["op"] == "linear":
+        if d["gemm"] == "linear":
             return out.reshape(*x.shape[:-1], d["n"])
         return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
 

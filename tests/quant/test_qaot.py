@@ -1,0 +1,38 @@
+"""Converted (int8) models through ember.export + ember.aot.compile_and_package: the
+artifact (lite runtime, the same int8 kernels linked into model.so) equals the eager
+converted model bit for bit; what it has no step for is refused by name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+from ember.codegen.llvm import qgemm as Q
+from tests.quant.test_fx_e2e import INPUTS, twin_models
+from tests.quant.test_qcompile import converted
+
+pytestmark = [pytest.mark.filterwarnings("ignore"),
+              pytest.mark.skipif(Q.active_config() is None, reason="no int8 kernel on this CPU")]
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnetish"])
+def test_packaged_converted_model_equals_eager(rng, tmp_path, name):
+    model, x = converted(name, rng)
+    with ember.no_grad():
+        path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "q.ember")
+        run = ember.aot.load_package(path)
+        for _ in range(2):
+            np.testing.assert_array_equal(run(x).numpy(), model(x).numpy())
+            x = ember.tensor(rng.standard_normal(tuple(x.shape)).astype(np.float32))
+    kinds = {d["kind"] for d in run.lite.plan["steps"]}
+    assert {"quantize", "qgemm", "dequantize"} <= kinds
+    if Q.active_config() is Q.VNNI:
+        assert "avx512_vnni" in run.manifest["target"]["required_features"]
+
+
+def test_packaging_refuses_dynamic_quantization_by_name(rng, tmp_path):
+    _, model = twin_models("mlp", rng)
+    dyn = ember.ao.quantization.quantize_dynamic(model, {ember.nn.Linear}, dtype=ember.qint8)
+    x = ember.tensor(rng.standard_normal((2,) + INPUTS["mlp"]).astype(np.float32))
+    with ember.no_grad(), pytest.raises(ember.LoweringError, match="quantized_linear_dynamic"):
+        ember.aot.compile_and_package(ember.export(dyn, (x,)), tmp_path / "d.ember")
