@@ -543,6 +543,26 @@ QGEMM_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride",
                 "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr", "mult",
                 "bias", "qparams")
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
+
+try:       # in the ember package: buffers from the caching allocator (a fresh large array
+    from .allocator import default_allocator     # costs its page faults on every call)
+
+    def _empty(shape, dtype) -> np.ndarray:
+        shape = tuple(int(d) for d in shape)
+        return default_allocator().empty(int(np.prod(shape)), dtype).reshape(shape)
+    from .threads import default_pool as _host_pool
+except ImportError:      # loaded on its own
+    def _empty(shape, dtype) -> np.ndarray:
+        return np.empty(shape, dtype)
+
+    _host_pool = None
+
+
+def _over_images(n: int, fn) -> None:
+    """fn(begin, end) over image ranges of [0, n) on the thread pool (NumPy's copies and
+    ufuncs release the GIL, so the pool's threads share the work)."""
+    pool = _host_pool() if _host_pool is not None else default_pool()
+    pool.parallel_for(lambda begin, end, worker: fn(begin, end), n)
 QADD_CHUNK = 1 << 14
 QADD_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR, I64, PTR)
 
@@ -583,8 +603,13 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int) -> np.ndarray:
     nhwc = x.transpose(0, 2, 3, 1)
     if ph == pw == 0 and c == cp and nhwc.flags.c_contiguous:
         return nhwc
-    buf = np.full((n, h + 2 * ph, w + 2 * pw, cp), zero_point, np.uint8)
-    buf[:, ph:ph + h, pw:pw + w, :c] = nhwc
+    buf = _empty((n, h + 2 * ph, w + 2 * pw, cp), np.uint8)
+
+    def fill(begin, end):
+        if ph or pw or c != cp:
+            buf[begin:end].fill(zero_point)
+        buf[begin:end, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
+    _over_images(n, fill)
     return buf
 
 
@@ -611,7 +636,7 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
     n_pad = len(corr)
     m_pad = -(-gather.m // mr) * mr
     m_tiles, n_blocks = m_pad // mr, n_pad // nr
-    out = np.empty((m_pad, n_pad), np.uint8 if u8_out else np.float32)
+    out = _empty((m_pad, n_pad), np.uint8 if u8_out else np.float32)
     qp = np.asarray(qparams, np.float64)
     # task order: weight panels stay in cache while every row tile passes when that moves
     # fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
@@ -631,7 +656,7 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
 def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
              zero_point: int, relu: bool) -> np.ndarray:
     """uint8 a + b requantized to (scale, zero_point): flat buffers of one size."""
-    out = np.empty_like(a)
+    out = _empty(a.shape, a.dtype)
     inv = np.float32(1.0) / np.float32(scale)
     qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
                    0.0 if relu else -np.inf, 255.0], np.float64)
@@ -657,18 +682,21 @@ def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    if ph or pw:
-        padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
-        padded[:, ph:ph + h, pw:pw + w] = x
-        x = padded
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            view = x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-            if out is None:
-                out = view.copy()
-            else:
-                np.maximum(out, view, out=out)
+    padded = _empty((n, h + 2 * ph, w + 2 * pw, c), x.dtype) if ph or pw else x
+    out = _empty((n, oh, ow, c), x.dtype)
+
+    def window_max(begin, end):
+        if ph or pw:
+            padded[begin:end].fill(0)
+            padded[begin:end, ph:ph + h, pw:pw + w] = x[begin:end]
+        for i in range(kh):
+            for j in range(kw):
+                view = padded[begin:end, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                if i == j == 0:
+                    np.copyto(out[begin:end], view)
+                else:
+                    np.maximum(out[begin:end], view, out=out[begin:end])
+    _over_images(n, window_max)
     return out
 
 

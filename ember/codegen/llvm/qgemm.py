@@ -124,18 +124,35 @@ def _field(b, params, name, as_ptr=False):
     return b.inttoptr(value, u.PTR) if as_ptr else value
 
 
-def _row_bases(b, cfg, p, m0):
-    """Byte offsets of the MR rows' first A group (rows past the last re-read the last)."""
+def _row_base(b, p, m):
+    img = b.sdiv(m, p["ohw"])
+    rem = b.sub(m, b.mul(img, p["ohw"]))
+    oy = b.sdiv(rem, p["ow"])
+    ox = b.sub(rem, b.mul(oy, p["ow"]))
+    return img, oy, ox
+
+
+def _row_bases(b, cfg, p, m0, oh, last_base):
+    """Byte offsets of the MR rows' first A group: one division for the tile's first row,
+    then a step along the output row (wrapping to the next row and image); rows past
+    the last re-read the last row (last_base)."""
+    img, oy, ox = _row_base(b, p, m0)
     last = b.sub(p["m"], u.i64(1))
+    zero, one = u.i64(0), u.i64(1)
     bases = []
     for r in range(cfg.mr):
-        m = u.imin(b, b.add(m0, u.i64(r)), last)
-        img = b.sdiv(m, p["ohw"])
-        rem = b.sub(m, b.mul(img, p["ohw"]))
-        oy = b.sdiv(rem, p["ow"])
-        ox = b.sub(rem, b.mul(oy, p["ow"]))
-        bases.append(b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
-                           b.mul(ox, p["col_stride"])))
+        if r:
+            ox = b.add(ox, one)
+            wrap = b.icmp_signed("==", ox, p["ow"])
+            ox = b.select(wrap, zero, ox)
+            oy = b.select(wrap, b.add(oy, one), oy)
+            wrap = b.icmp_signed("==", oy, oh)
+            oy = b.select(wrap, zero, oy)
+            img = b.select(wrap, b.add(img, one), img)
+        base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                     b.mul(ox, p["col_stride"]))
+        past = b.icmp_signed(">", b.add(m0, u.i64(r)), last)
+        bases.append(b.select(past, last_base, base))
     return bases
 
 
@@ -197,12 +214,16 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams"}
     p = {f: _field(b, params, f, f in ptrs) for f in FIELDS}
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
+    oh = b.sdiv(p["ohw"], p["ow"])
+    img, oy, ox = _row_base(b, p, b.sub(p["m"], u.i64(1)))
+    last_base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                      b.mul(ox, p["col_stride"]))
     with u.counted_loop(b, t_begin, t_end, 1, "t") as t:
         outer = b.sdiv(t, b.select(nb_outer, p["m_tiles"], p["n_blocks"]))
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
-        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0), nb)
+        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb)
         _epilogue(b, cfg, p, acc, m0, nb, u8_out)
     b.ret_void()
 
