@@ -22,7 +22,8 @@ needs to run the plan without the compiler:
 
 Steps ember.compile would run eagerly (ops with no native kernel, grouped convs,
 batched matmuls) are refused with a LoweringError naming the op: the artifact has
-no Python fallback. Only the CPU target exists so far.
+no Python fallback. Converted (int8) graphs package through compiler/aot_quantized.py.
+Only the CPU target exists so far.
 """
 from __future__ import annotations
 

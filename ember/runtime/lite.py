@@ -27,7 +27,11 @@ Running follows the plan table (plan.json) step by step:
   (which imports llvmlite): keep the two in step, or better, move codegen's drivers
   here and let codegen supply only the machine code;
 - "view": a strided view of another value (shape, strides, element offset);
-- "embedding": rows of a weight picked by an index tensor (np.take).
+- "embedding": rows of a weight picked by an index tensor (np.take);
+- "quantize", "dequantize", "qgemm", "qadd", "qmaxpool", "qavgpool", "qreshape": a
+  converted int8 graph (compiler/aot_quantized.py): integer arrays, each step's
+  description carrying its operands' qparams; qgemm and qadd call the int8 kernels,
+  driven by the functions below that eager mode uses too (codegen/quantized.py).
 Buffers sit at the memory plan's offsets in one arena allocated at load; results
 the caller keeps are fresh arrays each call.
 """

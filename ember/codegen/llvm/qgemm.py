@@ -258,7 +258,8 @@ class PackedWeight:
         padded = np.zeros((self.n_pad, self.kq * 4), np.int8)
         padded[:self.n, :self.k] = w_q
         # [n / NR, kq, NR, 4]
-        self.data = np.ascontiguousarray(
+        # 64-byte aligned: each k step loads whole cache lines of it
+        self.data = lite.aligned_copy(
             padded.reshape(self.n_pad // cfg.nr, cfg.nr, self.kq, 4).transpose(0, 2, 1, 3))
         self.row_sums = w_q.astype(np.int64).sum(axis=1)
 
