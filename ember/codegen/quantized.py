@@ -134,25 +134,32 @@ def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
 
 
-def conv_weight_matrix(w_q: np.ndarray, cp: int) -> np.ndarray:
-    """[OC, C, KH, KW] -> [OC, KH * KW * Cp] in the implicit GEMM's (kh, kw, c) k order."""
+def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
+    """[OC, C, KH, KW] -> [OC, K] in the implicit GEMM's k order (lite.conv_k_layout): per
+    kernel row, kw * c weights zero padded to `run`; or per tap, c padded to cp."""
     oc, c, kh, kw = w_q.shape
-    out = np.zeros((oc, kh, kw, cp), np.int8)
-    out[..., :c] = w_q.transpose(0, 2, 3, 1)
+    rows = w_q.transpose(0, 2, 3, 1)               # [OC, KH, KW, C]
+    if run:
+        out = np.zeros((oc, kh, run), np.int8)
+        out[..., :kw * c] = rows.reshape(oc, kh, kw * c)
+    else:
+        out = np.zeros((oc, kh, kw, cp), np.int8)
+        out[..., :c] = rows
     return out.reshape(oc, -1)
 
 
 def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg):
     oc, c, kh, kw = w.int_repr.shape
-    cp = -(-c // 4) * 4
+    cp, run = lite.conv_k_layout(c, kw, dilation[1])
     packed = _packed(cache, f"conv-{cfg.name}",
-                     lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp), cfg))
+                     lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
-    gather = Q.conv_gather(lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp),
-                           (kh, kw), stride, dilation, (oh, ow))
-    out = Q.run(gather, packed, int(x.zero_point), np.float32(x.scale) * weight_scales(w, oc), bias,
-                requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    slack = run - kw * c if run else 0
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack)
+    gather = Q.conv_gather(x_nhwc, (kh, kw), stride, dilation, (oh, ow), run)
+    out = Q.run(gather, packed, int(x.zero_point), np.float32(x.scale) * weight_scales(w, oc),
+                bias, requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 

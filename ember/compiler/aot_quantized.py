@@ -32,6 +32,7 @@ from ..ir import dtypes
 from ..ir.errors import LoweringError
 from ..ir.graph import Node, OpKind
 from ..ir.quantized import QuantizedArray
+from ..runtime import lite
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qadd", "qmaxpool", "qavgpool",
                    "qreshape")
@@ -157,9 +158,10 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
     cfg = {"vnni": Q.VNNI, "avx2": Q.AVX2}[desc["config"]]
     n = w.int_repr.shape[0]
     if desc["gemm"] == "conv":
-        cp = -(-w.int_repr.shape[1] // 4) * 4
-        packed = Q.PackedWeight(CQ.conv_weight_matrix(w.int_repr, cp), cfg)
-        desc["cp"] = cp
+        cp, run = lite.conv_k_layout(w.int_repr.shape[1], w.int_repr.shape[3],
+                                     desc["dilation"][1])
+        packed = Q.PackedWeight(CQ.conv_weight_matrix(w.int_repr, cp, run), cfg)
+        desc.update(cp=cp, run=run)
     else:
         packed = Q.PackedWeight(w.int_repr, cfg)
     corr, mult, bias = packed.epilogue_vectors(

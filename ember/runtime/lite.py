@@ -598,16 +598,32 @@ def conv_output_size(h, w, kernel, stride, padding, dilation):
     return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
 
 
-def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int) -> np.ndarray:
+def conv_k_layout(c: int, kw: int, dilation_w: int) -> tuple[int, int]:
+    """How a convolution's k dimension reads the channels-last input: (cp, run).
+    run > 0 (no dilation along W): k grouped by kernel row, each row's kw * c contiguous
+    input bytes read as one run padded to `run` (a multiple of 4; the bytes past the
+    window meet zero weights), channels unpadded (cp = c): the stem's 3 channels cost
+    7 * 3 -> 24 bytes a row, not 7 * 4. run == 0: per tap, channels padded to cp (a
+    multiple of 4)."""
+    if dilation_w == 1:
+        return c, -(-(kw * c) // 4) * 4
+    return -(-c // 4) * 4, 0
+
+
+def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0) -> np.ndarray:
     """A [N, C, H, W] uint8 value as channels-last, padded with its zero point (the
-    quantized 0.0) spatially and in channels up to cp; x's own memory where it already is
-    channels-last and nothing needs padding."""
+    quantized 0.0) spatially and in channels up to cp, with `slack` readable bytes past
+    its end; x's own memory where it already is channels-last and needs none of that."""
     n, c, h, w = x.shape
     ph, pw = padding
     nhwc = x.transpose(0, 2, 3, 1)
-    if ph == pw == 0 and c == cp and nhwc.flags.c_contiguous:
+    if ph == pw == 0 and c == cp and not slack and nhwc.flags.c_contiguous:
         return nhwc
-    buf = _empty((n, h + 2 * ph, w + 2 * pw, cp), np.uint8)
+    shape = (n, h + 2 * ph, w + 2 * pw, cp)
+    size = int(np.prod(shape))
+    flat = _empty((size + slack,), np.uint8)
+    flat[size:] = zero_point
+    buf = flat[:size].reshape(shape)
 
     def fill(begin, end):
         if ph or pw or c != cp:
@@ -617,14 +633,17 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int) -> np.ndarray:
     return buf
 
 
-def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw) -> Gather:
+def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int = 0) -> Gather:
     """A padded channels-last uint8 input [N, Hp, Wp, Cp] read as the implicit im2col of a
-    convolution, k ordered (kh, kw, c)."""
+    convolution, k ordered (kh, kw, c) (conv_k_layout: runs of kernel rows, or taps)."""
     n, hp, wp, cp = x_nhwc.shape
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * cp
-    offs = (taps.reshape(-1, 1) + np.arange(cp // 4)[None, :] * 4).reshape(-1)
-    return Gather(x_nhwc, n * oh * ow, offs.astype(np.int64), ohw=oh * ow, ow=ow,
+    if run:
+        offs = np.arange(kh)[:, None] * dh * wp * cp + np.arange(run // 4)[None, :] * 4
+    else:
+        taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * cp
+        offs = taps.reshape(-1, 1) + np.arange(cp // 4)[None, :] * 4
+    return Gather(x_nhwc, n * oh * ow, offs.reshape(-1).astype(np.int64), ohw=oh * ow, ow=ow,
                   img_stride=hp * wp * cp, row_stride=sh * wp * cp, col_stride=sw * cp)
 
 
@@ -774,8 +793,9 @@ class QGemmStep:
             n, _, h, w = x.shape
             out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
                                       d["dilation"])
-            gather = conv_gather(nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"]),
-                                 d["kernel"], d["stride"], d["dilation"], out_hw)
+            slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
+            gather = conv_gather(nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack),
+                                 d["kernel"], d["stride"], d["dilation"], out_hw, d["run"])
         out = qgemm_run(self.fn, self.pool_fn(), gather, self.packed, d["kq"], d["n"], d["mr"],
                         d["nr"], self.corr, self.mult, self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)

@@ -53,10 +53,11 @@ def test_fused_linear_equals_the_reference(rng, cfg, shape, n, per_channel, relu
 
 @pytest.mark.parametrize("cfg", CONFIGS)
 @pytest.mark.parametrize("shape, oc, kernel, stride, padding, dilation", [
-    ((2, 3, 9, 9), 8, 3, (1, 1), (1, 1), (1, 1)),        # C=3: channels padded to 4
+    ((2, 3, 9, 9), 8, 3, (1, 1), (1, 1), (1, 1)),        # C=3: kernel rows of 9 -> 12 bytes
     ((1, 8, 12, 10), 70, 3, (2, 2), (1, 0), (1, 1)),     # OC past one column block
     ((2, 4, 11, 11), 6, 3, (1, 2), (2, 2), (2, 2)),
-    ((3, 16, 5, 5), 16, 1, (2, 2), (0, 0), (1, 1))])     # 1x1 stride 2: no copy of the input
+    ((3, 16, 5, 5), 16, 1, (2, 2), (0, 0), (1, 1)),      # 1x1 stride 2: no copy of the input
+    ((1, 3, 10, 10), 5, 3, (1, 1), (1, 2), (1, 2))])     # dilated along W: taps, C 3 -> 4
 def test_fused_conv_equals_the_reference(rng, cfg, shape, oc, kernel, stride, padding, dilation):
     x = activation(rng, shape, zp=70)
     w = weight(rng, (oc, shape[1], kernel, kernel), True)
