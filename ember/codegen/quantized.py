@@ -69,7 +69,12 @@ def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
 
 
 def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
-    """max_pool2d on a channels-last per-tensor quint8 value, or None."""
+    """max_pool2d on a channels-last per-tensor quint8 value, adaptive_avg_pool2d on a
+    4-d one (lite's steps: eager mode and an artifact compute alike), or None."""
+    if op_name == "adaptive_avg_pool2d" and _activation(qa) and qa.int_repr.ndim == 4:
+        out_size = _adaptive_size(args[1], qa.int_repr.shape[2:])
+        return lambda: qa.with_values(lite.adaptive_average_quantized(
+            qa.int_repr, qa.scale, qa.zero_point, out_size))
     if op_name != "max_pool2d" or not _activation(qa) or qa.int_repr.ndim != 4:
         return None
     geometry = pool_geometry(args[1:])
@@ -182,6 +187,14 @@ def _pair(v, default=None):
     if isinstance(v, (list, tuple)):
         return tuple(int(i) for i in v) if len(v) == 2 else (int(v[0]),) * 2
     return (int(v), int(v))
+
+
+def _adaptive_size(output_size, spatial) -> list[int]:
+    """adaptive pooling's output_size (an int, or a list with None for 'keep') as ints."""
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        output_size = [output_size] * 2
+    output_size = list(output_size) * (2 if len(output_size) == 1 else 1)
+    return [int(n if o is None else o) for o, n in zip(output_size, spatial)]
 
 
 def pool_geometry(args: tuple):

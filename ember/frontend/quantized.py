@@ -226,6 +226,11 @@ def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
     scale and zero point."""
     from ..ir.quantized import quantize_array
     qa = qt._qarray()
+    if args and args[0] is qt:
+        from ..codegen.quantized import same_qparams_kernel
+        kernel = same_qparams_kernel(op.name, qa, args)
+        if kernel is not None:
+            return QuantizedTensor._wrap(kernel())
     float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
     result = op(*float_args)
     return QuantizedTensor._wrap(quantize_array(result._array, qa.scale, qa.zero_point,

@@ -755,6 +755,14 @@ def adaptive_average(x: np.ndarray, output_size) -> np.ndarray:
     return x
 
 
+def adaptive_average_quantized(q: np.ndarray, scale: float, zero_point: int, output_size):
+    """adaptive_avg_pool2d of a per-tensor quantized value: the average of the dequantized
+    values, requantized with the input's qparams."""
+    real = adaptive_average(np.ascontiguousarray(dequantize_values(q, scale, zero_point)),
+                            output_size)
+    return quantize_values(real, scale, zero_point, q.dtype)
+
+
 class QuantizeStep:
     def __init__(self, desc):
         self.scale, self.zero_point = desc["scale"], desc["zero_point"]
@@ -839,9 +847,7 @@ class QAvgPoolStep:
 
     def __call__(self, q):
         scale, zero_point = self.desc["in_qparams"][0]
-        real = adaptive_average(np.ascontiguousarray(dequantize_values(q, scale, zero_point)),
-                                self.desc["output_size"])
-        return quantize_values(real, scale, zero_point, q.dtype)
+        return adaptive_average_quantized(q, scale, zero_point, self.desc["output_size"])
 
 
 class QReshapeStep:

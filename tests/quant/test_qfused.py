@@ -117,3 +117,17 @@ def test_native_max_pool_equals_the_reference(rng):
     assert kernel is not None
     expect = ember.nn.functional.max_pool2d(ember.tensor(x.astype(np.float32)), 3, 2, 1)
     np.testing.assert_array_equal(kernel().int_repr, expect.numpy().astype(np.uint8))
+
+
+@pytest.mark.parametrize("shape, size", [((2, 6, 7, 7), [1, 1]), ((1, 3, 9, 5), [4, 2]),
+                                         ((2, 4, 6, 6), 3)])
+def test_quantized_adaptive_avg_pool_equals_the_float_reference(rng, shape, size):
+    """lite's averaging (eager's and the artifact's) is the float op's reference on the
+    dequantized values, requantized with the input's qparams."""
+    from ember.ir.ops.pooling_adaptive import adaptive_avg_pool2d
+    from ember.ir.quantized import dequantize_array
+    q = activation(rng, shape, zp=40, scale=0.07, qmax=255)
+    kernel = CQ.same_qparams_kernel("adaptive_avg_pool2d", q, (None, size))
+    want = quantize_array(adaptive_avg_pool2d.reference(dequantize_array(q), size), q.scale,
+                          q.zero_point, q.dtype)
+    np.testing.assert_array_equal(kernel().int_repr, want.int_repr)
