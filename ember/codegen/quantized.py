@@ -97,7 +97,7 @@ def _weight(w, ndim: int) -> bool:
 def _exact(cfg, a: np.ndarray, pad_value: int) -> bool:
     """Whether cfg's dot products are exact on these bytes (and the padding value); only
     AVX2 needs to look at the values."""
-    if cfg is Q.VNNI:
+    if cfg.vnni:
         return True
     return Q.exact_on(cfg, max(int(a.max()) if a.size else 0, pad_value))
 

@@ -69,6 +69,11 @@ class Config:
     def nr(self) -> int:
         return self.nv * self.lanes
 
+    @property
+    def vnni(self) -> bool:
+        """vpdpbusd on zmm (else AVX2's vpmaddubsw + vpmaddwd)."""
+        return self.isa is Isa.AVX512
+
 
 VNNI = Config("vnni", Isa.AVX512, 16, 6, 4)
 AVX2 = Config("avx2", Isa.AVX2, 8, 4, 2)
@@ -97,14 +102,14 @@ def active_config() -> Config | None:
 def exact_on(cfg: Config, a_max: int) -> bool:
     """Whether `cfg` computes exact dot products on A bytes up to `a_max` (AVX2's int16
     pair sums saturate above 127)."""
-    return cfg is VNNI or a_max <= 127
+    return cfg.vnni or a_max <= 127
 
 
 # --- IR ------------------------------------------------------------------------------------
 def _dot(b: ir.IRBuilder, cfg: Config, acc, a_bcast, w):
     """acc (int32 x lanes) += 4-byte dot products of a_bcast (u8) and w (s8)."""
     v32 = u.vec(u.I32, cfg.lanes)
-    if cfg is VNNI:
+    if cfg.vnni:
         name = "llvm.x86.avx512.vpdpbusd.512"
         fn = b.module.globals.get(name) or ir.Function(
             b.module, ir.FunctionType(v32, [v32, v32, v32]), name=name)
