@@ -322,7 +322,7 @@ def _step_table(plan, views: dict) -> tuple[list, list]:
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
         elif kind == "view":
             desc.update(views[step.name])
-        elif kind in ("qgemm", "qadd"):
+        elif kind in ("qgemm", "qgemm_dynamic", "qadd"):
             desc["symbol"] = symbol(fn.desc["_module"], desc["symbol"])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)

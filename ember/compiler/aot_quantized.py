@@ -10,6 +10,8 @@ runtime runs the same kernels without the compiler:
                           GEMM (codegen/llvm/qgemm.py's module linked into model.so); the
                           weight is packed here, with its per-column zero-point correction,
                           multiplier and bias ("pq<step>" members of the weights)
+  qgemm_dynamic           quantized_linear_dynamic (quantize_dynamic's Linear): the input
+                          quantized per call, the same GEMM with a float32 epilogue
   qadd                    quantized_add (+ relu): codegen/llvm/qelementwise.py's kernel
   qmaxpool / qavgpool     max_pool2d and adaptive_avg_pool2d on a quantized value
   qreshape                flatten / reshape / view of a quantized value
@@ -17,8 +19,8 @@ runtime runs the same kernels without the compiler:
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
 them off one run of the plan (as it measures views). Anything else that touches a
-quantized value (quantized_linear_dynamic, quantized_mul, grouped int8 convs, CPUs without
-an int8 kernel) is refused by name, as every step without a native kernel is.
+quantized value (quantized_mul, grouped int8 convs, CPUs without an int8 kernel) is
+refused by name, as every step without a native kernel is.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ from ..ir.graph import Node, OpKind
 from ..ir.quantized import QuantizedArray
 from ..runtime import lite
 
-QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qadd", "qmaxpool", "qavgpool",
-                   "qreshape")
+QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
+                   "qavgpool", "qreshape")
 RESHAPES = {"flatten", "reshape", "view", "_unsafe_view", "contiguous"}
 
 
@@ -63,6 +65,11 @@ def quantized_step(node: Node) -> dict | None:
         desc = {"kind": "dequantize"}
     elif name in ("quantized_linear", "quantized_conv2d"):
         desc = _qgemm(node, name, args)
+    elif name == "quantized_linear_dynamic" and Q.active_config() is not None:
+        cfg = Q.active_config()
+        desc = {"kind": "qgemm_dynamic", "config": cfg.name, "mr": cfg.mr, "nr": cfg.nr,
+                "symbol": "qgemm_f32", "relu": bool(args["relu"]),
+                "_module": ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))}
     elif name == "quantized_add":
         desc = {"kind": "qadd", "scale": float(args["scale"]),
                 "zero_point": int(args["zero_point"]), "relu": bool(args["relu"]),
@@ -138,21 +145,23 @@ def _quantized_weights(plan, table: list, qparams: dict) -> dict:
         if desc["kind"] not in QUANTIZED_KINDS or desc["kind"] == "quantize":
             continue
         seen = qparams.get(desc["name"], [])
+        # the activations (a qgemm's second quantized operand is its per-channel weight;
+        # a dynamic linear's only one is)
+        activations = {"qgemm": seen[:1], "qgemm_dynamic": []}.get(desc["kind"], seen)
         if any(axis is not None or dtype not in ("quint8", "qint8")
-               for _, _, dtype, axis in seen[:1 if desc["kind"] == "qgemm" else None]):
+               for _, _, dtype, axis in activations):
             _refuse(desc, "its quantized input is not per-tensor quint8/qint8")
         desc["in_qparams"] = [[scale, zp] for scale, zp, _, _ in seen]
         if desc["kind"] == "qgemm":
             arrays.update(_pack_qgemm(plan, desc, f"pq{i}"))
+        elif desc["kind"] == "qgemm_dynamic":
+            arrays.update(_pack_dynamic(plan, desc, f"pq{i}"))
     return arrays
 
 
 def _pack_qgemm(plan, desc: dict, key: str) -> dict:
-    x_slot, w_slot = desc["inputs"][:2]
-    w = plan.constants.get(w_slot)
-    if not isinstance(w, QuantizedArray) or w.dtype is not dtypes.qint8 or \
-            w.axis not in (None, 0) or np.any(w.zero_point):
-        _refuse(desc, "its weight is not a constant qint8 tensor with zero points 0")
+    x_slot = desc["inputs"][0]
+    w = _constant_weight(plan, desc)
     bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
     (x_scale, x_zp), x_dtype = desc["in_qparams"][0], desc.get("x_dtype", dtypes.quint8)
     cfg = {"vnni": Q.VNNI, "avx2": Q.AVX2}[desc["config"]]
@@ -170,6 +179,28 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
                 qparams=list(CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype,
                                                desc["relu"])))
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
+
+
+def _constant_weight(plan, desc: dict) -> QuantizedArray:
+    w = plan.constants.get(desc["inputs"][1])
+    if not isinstance(w, QuantizedArray) or w.dtype is not dtypes.qint8 or \
+            w.axis not in (None, 0) or np.any(w.zero_point):
+        _refuse(desc, "its weight is not a constant qint8 tensor with zero points 0")
+    return w
+
+
+def _pack_dynamic(plan, desc: dict, key: str) -> dict:
+    """quantized_linear_dynamic: the packed weight, its row sums, scales and the bias (the
+    input's qparams, so the correction and multiplier, are made per call)."""
+    w = _constant_weight(plan, desc)
+    cfg = {"vnni": Q.VNNI, "avx2": Q.AVX2}[desc["config"]]
+    packed = Q.PackedWeight(w.int_repr, cfg)
+    n = w.int_repr.shape[0]
+    bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
+    desc.update(packed=key, kq=packed.kq, n=n, inputs=desc["inputs"][:1])
+    return {key: packed.data, f"{key}.row_sums": packed.column_vector(packed.row_sums, np.int64),
+            f"{key}.scales": packed.column_vector(CQ.weight_scales(w, n), np.float32),
+            f"{key}.bias": packed.column_vector(0.0 if bias is None else bias, np.float32)}
 
 
 def _refuse(desc: dict, why: str):

@@ -28,7 +28,8 @@ Running follows the plan table (plan.json) step by step:
   here and let codegen supply only the machine code;
 - "view": a strided view of another value (shape, strides, element offset);
 - "embedding": rows of a weight picked by an index tensor (np.take);
-- "quantize", "dequantize", "qgemm", "qadd", "qmaxpool", "qavgpool", "qreshape": a
+- "quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool", "qavgpool",
+  "qreshape": a
   converted int8 graph (compiler/aot_quantized.py): integer arrays, each step's
   description carrying its operands' qparams; qgemm and qadd call the int8 kernels,
   driven by the functions below that eager mode uses too (codegen/quantized.py).
@@ -812,6 +813,42 @@ class QGemmStep:
         return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
 
 
+def dynamic_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):
+    """A dynamically quantized input's per-batch qparams (ir/ops/quantized.py
+    dynamic_input_qparams: range including 0, 0..127 as fbgemm/x86 do)."""
+    lo = min(float(np.min(x)), 0.0) if x.size else 0.0
+    hi = max(float(np.max(x)), 0.0) if x.size else 0.0
+    scale = (hi - lo) / (qmax - qmin)
+    if scale == 0.0:
+        scale = 0.1
+    scale = float(np.float32(scale))
+    return scale, int(min(max(qmin - round(lo / scale), qmin), qmax))
+
+
+class QGemmDynamicStep:
+    """quantized_linear_dynamic: the float input quantized per call, the int8 GEMM with a
+    float32 epilogue (multiplier and zero-point correction made per call)."""
+
+    def __init__(self, desc, lib, packed: dict, pool_fn):
+        self.desc, self.pool_fn = desc, pool_fn
+        self.fn = QGEMM_TYPE(_address(lib, desc["symbol"]))
+        key = desc["packed"]
+        self.packed, self.row_sums = packed[key], packed[key + ".row_sums"]
+        self.scales, self.bias = packed[key + ".scales"], packed[key + ".bias"]
+
+    def __call__(self, x):
+        d = self.desc
+        scale, zp = dynamic_qparams(x)
+        qx = quantize_values(x, scale, zp, np.uint8)
+        k = x.shape[-1]
+        corr = (np.int64(zp) * self.row_sums).astype(np.int32)
+        mult = (np.float32(scale) * self.scales).astype(np.float32)
+        out = qgemm_run(self.fn, self.pool_fn(), linear_gather(qx.reshape(-1, k), d["kq"]),
+                        self.packed, d["kq"], d["n"], d["mr"], d["nr"], corr, mult, self.bias,
+                        (0.0, 0.0, 0.0 if d["relu"] else -np.inf, np.inf), False)
+        return np.ascontiguousarray(out).reshape(*x.shape[:-1], d["n"])
+
+
 class QAddStep:
     def __init__(self, desc, lib, pool_fn):
         self.desc, self.pool_fn = desc, pool_fn
@@ -858,8 +895,8 @@ class QReshapeStep:
         return np.ascontiguousarray(q).reshape(self.shape)
 
 
-QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qadd", "qmaxpool", "qavgpool",
-                   "qreshape")
+QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
+                   "qavgpool", "qreshape")
 
 
 # --- the loaded model --------------------------------------------------------------------------
@@ -912,6 +949,8 @@ class LiteModel:
         kind = s["kind"]
         if kind == "qgemm":
             return QGemmStep(s, self.lib, self.packed, lambda: self.pool)
+        if kind == "qgemm_dynamic":
+            return QGemmDynamicStep(s, self.lib, self.packed, lambda: self.pool)
         if kind == "qadd":
             return QAddStep(s, self.lib, lambda: self.pool)
         return {"quantize": QuantizeStep, "dequantize": DequantizeStep,

@@ -30,9 +30,27 @@ def test_packaged_converted_model_equals_eager(rng, tmp_path, name):
         assert "avx512_vnni" in run.manifest["target"]["required_features"]
 
 
-def test_packaging_refuses_dynamic_quantization_by_name(rng, tmp_path):
+def test_packaged_dynamic_quantization_equals_eager(rng, tmp_path):
     _, model = twin_models("mlp", rng)
     dyn = ember.ao.quantization.quantize_dynamic(model, {ember.nn.Linear}, dtype=ember.qint8)
-    x = ember.tensor(rng.standard_normal((2,) + INPUTS["mlp"]).astype(np.float32))
-    with ember.no_grad(), pytest.raises(ember.LoweringError, match="quantized_linear_dynamic"):
-        ember.aot.compile_and_package(ember.export(dyn, (x,)), tmp_path / "d.ember")
+    x = ember.tensor(rng.standard_normal((5,) + INPUTS["mlp"]).astype(np.float32))
+    with ember.no_grad():
+        run = ember.aot.load_package(ember.aot.compile_and_package(
+            ember.export(dyn, (x,)), tmp_path / "d.ember"))
+        for _ in range(2):      # the input's qparams change per call
+            np.testing.assert_array_equal(run(x).numpy(), dyn(x).numpy())
+            x = ember.tensor(3 * rng.standard_normal(tuple(x.shape)).astype(np.float32))
+    assert "qgemm_dynamic" in {d["kind"] for d in run.lite.plan["steps"]}
+
+
+def test_packaging_refuses_quantized_ops_without_a_step_by_name(rng, tmp_path):
+    def mul(t):
+        q = ember.quantize_per_tensor(t, 0.05, 10, ember.quint8)
+        return ember.dequantize(ember.quantized_mul(q, q, 0.1, 3))
+
+    class Mul(ember.nn.Module):
+        def forward(self, t):
+            return mul(t)
+    x = ember.tensor(rng.standard_normal((2, 3)).astype(np.float32))
+    with ember.no_grad(), pytest.raises(ember.LoweringError, match="quantized_mul"):
+        ember.aot.compile_and_package(ember.export(Mul(), (x,)), tmp_path / "m.ember")
