@@ -52,14 +52,17 @@ def kernel_for(op_name: str, args: list, cache: dict):
 
 
 def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
-    """quantized_add of two per-tensor quint8 values of one shape and layout, or None."""
+    """quantized_add of two per-tensor quint8 values of one shape, or None. Operands of one
+    layout (contiguous or channels-last) are read in place and the result has it; others
+    are made contiguous first (elementwise: the values do not depend on the layout)."""
     if op_name != "quantized_add" or not QE.available():
         return None
     if not (_activation(a) and _activation(b)) or a.shape != b.shape:
         return None
     flat_a, flat_b = _memory_order(a.int_repr), _memory_order(b.int_repr)
     if flat_a is None or flat_b is None or a.int_repr.strides != b.int_repr.strides:
-        return None
+        flat_a = _memory_order(np.ascontiguousarray(a.int_repr))
+        flat_b = _memory_order(np.ascontiguousarray(b.int_repr))
 
     def run(scale, zero_point, relu):
         out = QE.qadd(flat_a[0], flat_b[0], (a.scale, a.zero_point), (b.scale, b.zero_point),
