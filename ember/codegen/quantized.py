@@ -4,8 +4,8 @@
 where no native kernel applies (then the caller runs the NumPy reference):
 
 - quantized_linear / quantized_conv2d / quantized_linear_dynamic: the int8 GEMM of
-  codegen/llvm/qgemm.py (VNNI `vpdpbusd`, or AVX2 `vpmaddubsw`+`vpmaddwd` where the CPU
-  lacks VNNI) with the zero-point correction, per-channel scales, bias, relu and the
+  codegen/llvm/qgemm.py (AMX tiles where the CPU has them: qgemm_amx.py; VNNI
+  `vpdpbusd`; or AVX2 `vpmaddubsw`+`vpmaddwd` where the CPU lacks VNNI) with the zero-point correction, per-channel scales, bias, relu and the
   requantization to uint8 fused in its epilogue. Convolutions are implicit GEMMs over a
   channels-last uint8 input and give a channels-last result (a [N, C, H, W] view of NHWC
   memory), so a chain of convolutions never changes layout.
@@ -28,12 +28,24 @@ from ..ir.quantized import QuantizedArray, qrange, quantize_array
 from ..runtime import lite
 from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
+from .llvm import qgemm_amx as QA
+
+
+def gemm_config():
+    """The int8 GEMM eager mode uses: AMX tiles where the CPU and OS allow them, else
+    qgemm's choice (VNNI, AVX2 or None)."""
+    cfg = Q.active_config()
+    return QA.AMX if cfg is Q.VNNI and QA.available() else cfg
+
+
+def _run_gemm(cfg, gather, packed, *args, **kwargs):
+    return (QA.run if cfg is QA.AMX else Q.run)(gather, packed, *args, **kwargs)
 
 
 def kernel_for(op_name: str, args: list, cache: dict):
     """A callable computing the op on `args` (the reference's arguments), or None.
     `cache` is owned by the weight tensor: it keeps the packed weight between calls."""
-    cfg = Q.active_config()
+    cfg = gemm_config()
     if cfg is None:
         return None
     if op_name == "quantized_linear":
@@ -135,7 +147,7 @@ def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     n, k = w.int_repr.shape
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     rows = x.int_repr.reshape(-1, k)
-    out = Q.run(Q.linear_gather(rows, packed.kq), packed, int(x.zero_point),
+    out = _run_gemm(cfg, Q.linear_gather(rows, -(-k // 4)), packed, int(x.zero_point),
                 np.float32(x.scale) * weight_scales(w, n), bias,
                 requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
@@ -166,8 +178,9 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     slack = run - kw * c if run else 0
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack)
     gather = Q.conv_gather(x_nhwc, (kh, kw), stride, dilation, (oh, ow), run)
-    out = Q.run(gather, packed, int(x.zero_point), np.float32(x.scale) * weight_scales(w, oc),
-                bias, requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    out = _run_gemm(cfg, gather, packed, int(x.zero_point),
+                    np.float32(x.scale) * weight_scales(w, oc), bias,
+                    requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
@@ -177,9 +190,9 @@ def linear_dynamic(x, w, bias, relu, cache, cfg):
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     scale, zp = dynamic_input_qparams(x)
     qx = quantize_array(x, scale, zp, dtypes.quint8)
-    out = Q.run(Q.linear_gather(qx.int_repr.reshape(-1, k), packed.kq), packed, zp,
-                np.float32(scale) * weight_scales(w, n), bias,
-                (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
+    out = _run_gemm(cfg, Q.linear_gather(qx.int_repr.reshape(-1, k), -(-k // 4)), packed, zp,
+                    np.float32(scale) * weight_scales(w, n), bias,
+                    (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
     return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)
 
 

@@ -1,6 +1,6 @@
-"""The fused int8 kernels (codegen/llvm/qgemm.py, qelementwise.py, codegen/quantized.py)
-against the NumPy references bit for bit, on both instruction sequences: AVX-512 VNNI and
-the AVX2 fallback (compiled with every avx512 feature off, so it runs on this CPU too).
+"""The fused int8 kernels (codegen/llvm/qgemm.py, qgemm_amx.py, qelementwise.py,
+codegen/quantized.py) against the NumPy references bit for bit, on each instruction
+sequence: AMX tiles, AVX-512 VNNI and the AVX2 fallback (compiled with every avx512 feature off, so it runs on this CPU too).
 Inputs use 7-bit activations (0..127, what the x86/fbgemm qconfigs observe with
 reduce_range), where AVX2's int16 pair sums are exact, so both paths must agree."""
 from __future__ import annotations
@@ -11,12 +11,15 @@ import pytest
 import ember
 from ember.codegen import quantized as CQ
 from ember.codegen.llvm import qgemm as Q
+from ember.codegen.llvm import qgemm_amx as QA
 from ember.codegen.llvm.target import Isa, supported_isas
 from ember.ir.ops.quantized import quantized_add, quantized_conv2d, quantized_linear
 from ember.ir.ops.quantized import quantized_linear_dynamic
 from ember.ir.quantized import QuantizedArray, quantize_array, quantize_channel_array
 
-CONFIGS = [pytest.param(Q.VNNI, marks=pytest.mark.skipif(not Q.has_vnni(),
+CONFIGS = [pytest.param(QA.AMX, marks=pytest.mark.skipif(not QA.available(),
+                                                         reason="no AMX-INT8 for this process")),
+           pytest.param(Q.VNNI, marks=pytest.mark.skipif(not Q.has_vnni(),
                                                          reason="this CPU has no AVX-512 VNNI")),
            pytest.param(Q.AVX2, marks=pytest.mark.skipif(Isa.AVX2 not in supported_isas(),
                                                          reason="this CPU has no AVX2"))]
@@ -80,6 +83,9 @@ def test_avx2_equals_vnni_and_refuses_8bit_activations(rng, monkeypatch):
     args = [x, w, None, 0.05, 3, False]
     np.testing.assert_array_equal(CQ.linear(*args, cache={}, cfg=Q.AVX2).int_repr,
                                   CQ.linear(*args, cache={}, cfg=Q.VNNI).int_repr)
+    if QA.available():
+        np.testing.assert_array_equal(CQ.linear(*args, cache={}, cfg=QA.AMX).int_repr,
+                                      CQ.linear(*args, cache={}, cfg=Q.VNNI).int_repr)
     monkeypatch.setenv("EMBER_ISA", "avx2")          # the target a CPU without VNNI gets
     assert Q.active_config() is Q.AVX2
     assert CQ.kernel_for("quantized_linear", args, {}) is not None

@@ -64,6 +64,7 @@ class Config:
     lanes: int
     mr: int
     nv: int
+    kq_align: int = 1       # packed k groups padded to a multiple of this (AMX tiles: 16)
 
     @property
     def nr(self) -> int:
@@ -184,6 +185,9 @@ def _k_loop(b, cfg, p, bases, nb):
 
 
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
+    """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
+    is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector."""
+    acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
     qp = p["qparams"]
@@ -196,7 +200,7 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
         mult = b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4)
         bias = b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)
         for r in range(cfg.mr):
-            real = b.fadd(b.fmul(b.sitofp(b.sub(acc[r * cfg.nv + v], corr), vf), mult), bias)
+            real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
             idx = b.add(b.mul(b.add(m0, u.i64(r)), p["ldo"]), col)
             if u8_out:
                 scaled = b.fadd(b.fmul(b.fpext(real, vd), inv), zp)
@@ -258,7 +262,7 @@ class PackedWeight:
         w_q = np.asarray(w_q, np.int8)
         self.cfg = cfg
         self.n, self.k = w_q.shape
-        self.kq = -(-self.k // 4)
+        self.kq = -(-(-(-self.k // 4)) // cfg.kq_align) * cfg.kq_align     # ceil, aligned
         self.n_pad = -(-self.n // cfg.nr) * cfg.nr
         padded = np.zeros((self.n_pad, self.kq * 4), np.int8)
         padded[:self.n, :self.k] = w_q

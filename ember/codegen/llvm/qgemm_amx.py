@@ -1,0 +1,201 @@
+"""int8 GEMM on AMX tiles (Sapphire Rapids and later): the same gather, epilogue and
+results as qgemm.py, with `tdpbusd` doing the dot products.
+
+An AMX tile multiply C[16 x 16 int32] += A[16 x 64 uint8] . B[16 groups of 4 k x 16
+columns] does 16K multiply-adds in one instruction, several times what `vpdpbusd` on zmm
+registers does (oneDNN's brgemm, which torch.ao's x86 backend runs here, uses it). Tiles
+load rows at a fixed stride, so a task first copies its 32 A rows through the gather
+(`row_base(m) + offs[kk]`, qgemm.py) into a per-thread buffer, zero filling k up to a
+multiple of 64 bytes, then walks every column block of 32:
+
+    tiles 0..3  C: rows 0-15 / 16-31 x columns 0-15 / 16-31      (tilezero)
+    tiles 4, 5  A: rows 0-15 and 16-31 of the packed rows (64 k bytes each step)
+    tiles 6, 7  B: columns 0-15 and 16-31 of the packed weight (qgemm.PackedWeight with
+                NR = 32 and k groups padded to 16: 16 rows of 128 bytes, stride 128)
+
+and stores the C tiles to the thread's buffer, from which qgemm's epilogue requantizes
+(bit for bit the same arithmetic). The integer sums are exact on both paths, so results
+equal the VNNI kernel's and the NumPy reference's.
+
+Linux hands a process the AMX register state only on request
+(arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)); `available()` asks once and is
+False where the CPU, the kernel or LLVM says no, or EMBER_QGEMM=vnni.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import numpy as np
+from llvmlite import ir
+
+from ...runtime import lite
+from ...runtime.threads import default_pool
+from . import irutil as u
+from . import qgemm as Q
+from .jit import compile_ir
+from .target import Isa, host_features, target_for
+
+AMX = Q.Config("amx", Isa.AVX512, 16, 32, 2, kq_align=16)
+FIELDS = lite.QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg")
+I8 = ir.IntType(8)
+_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
+C_BYTES = 32 * 32 * 4          # a task's C tiles (32 x 32 int32)
+
+
+@functools.cache
+def available() -> bool:
+    """AMX-INT8 usable by this process (see the module docstring)."""
+    if os.environ.get("EMBER_QGEMM", "").lower() == "vnni":
+        return False
+    feats = host_features()
+    if not (feats.get("amx-int8") and feats.get("amx-tile")):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _amx(b: ir.IRBuilder, name: str, *args):
+    """Call llvm.x86.<name> (void; tile numbers are immediate i8 constants)."""
+    full = f"llvm.x86.{name}"
+    fn = b.module.globals.get(full)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(u.VOID, [a.type for a in args]), name=full)
+    return b.call(fn, list(args))
+
+
+def _tile(t: int) -> ir.Constant:
+    return ir.Constant(I8, t)
+
+
+def _pack_a(b, p, m0, apack, kpad):
+    """The task's 32 A rows, gathered into apack (row r at r * kpad bytes), zero filled
+    from kq groups to kq_pad; rows past the last re-read the last."""
+    last = b.sub(p["m"], u.i64(1))
+    with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
+        img, oy, ox = Q._row_base(b, p, u.imin(b, b.add(m0, r), last))
+        base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                     b.mul(ox, p["col_stride"]))
+        row = b.mul(r, kpad)
+        with u.counted_loop(b, u.i64(0), p["kq"], 1, "g") as g:
+            off = b.load(b.gep(p["offs"], [g], source_etype=u.I64), typ=u.I64)
+            word = b.load(b.gep(p["a"], [b.add(base, off)], source_etype=I8), typ=u.I32,
+                          align=1)
+            dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
+            b.store(word, dst, align=4)
+        with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
+            dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
+            b.store(ir.Constant(u.I32, 0), dst, align=4)
+
+
+def _block(b, p, apack, cbuf, kpad, nb):
+    """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes)."""
+    for t in range(4):
+        _amx(b, "tilezero", _tile(t))
+    panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
+    with u.counted_loop(b, u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), 1, "kt") as kt:
+        a_off = b.mul(kt, u.i64(64))
+        _amx(b, "tileloadd64", _tile(4), b.gep(apack, [a_off], source_etype=I8), kpad)
+        _amx(b, "tileloadd64", _tile(5),
+             b.gep(apack, [b.add(a_off, b.mul(kpad, u.i64(16)))], source_etype=I8), kpad)
+        w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
+        for t, col in ((6, 0), (7, 64)):
+            _amx(b, "tileloadd64", _tile(t),
+                 b.gep(p["packed"], [b.add(w_off, u.i64(col))], source_etype=I8),
+                 u.i64(AMX.nr * 4))
+        for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
+            _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
+    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
+        _amx(b, "tilestored64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
+             u.i64(128))
+
+
+def _emit(module: ir.Module, u8_out: bool) -> None:
+    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row tiles [t_begin, t_end) of
+    32 rows, every column block each."""
+    name = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
+    fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
+                                            ("worker", u.I64), ("params", u.PTR)])
+    t_begin, t_end, worker, params = fn.args
+    ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
+            "tilecfg"}
+    p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
+         for i, f in enumerate(FIELDS)}
+    p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
+    _amx(b, "ldtilecfg", p["tilecfg"])
+    kpad = b.mul(p["kq_pad"], u.i64(4))
+    apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
+    cbuf = b.gep(apack, [b.mul(kpad, u.i64(AMX.mr))], source_etype=I8)
+    v32 = u.vec(u.I32, AMX.lanes)
+
+    def acc_at(r, v):
+        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
+                      align=64)
+    with u.counted_loop(b, t_begin, t_end, 1, "mt") as mt:
+        m0 = b.mul(mt, u.i64(AMX.mr))
+        _pack_a(b, p, m0, apack, kpad)
+        with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
+            _block(b, p, apack, cbuf, kpad, nb)
+            Q._epilogue(b, AMX, p, acc_at, m0, nb, u8_out)
+    _amx(b, "tilerelease")
+    b.ret_void()
+
+
+def module_for() -> ir.Module:
+    module = ir.Module(name="ember_qgemm_amx")
+    _emit(module, True)
+    _emit(module, False)
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    lib = compile_ir(module_for(), target_for(Isa.AVX512))
+    argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+    return lib, {True: lib.function("qgemm_amx_u8", None, *argtypes),
+                 False: lib.function("qgemm_amx_f32", None, *argtypes)}
+
+
+def _tile_config() -> np.ndarray:
+    """ldtilecfg's 64 bytes: palette 1, eight tiles of 16 rows x 64 bytes."""
+    cfg = lite.aligned_empty(64, np.uint8)
+    cfg[:] = 0
+    cfg[0] = 1
+    cfg[16:32].view(np.uint16)[:8] = 64
+    cfg[48:56] = 16
+    return cfg
+
+
+_TILECFG = _tile_config()
+
+
+def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
+        u8_out: bool, threads: int | None = None) -> np.ndarray:
+    """qgemm.run on AMX tiles (same arguments, same results)."""
+    pool = default_pool()
+    corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
+    kq = len(gather.offs)
+    m_tiles = -(-gather.m // AMX.mr)
+    out = np.empty((m_tiles * AMX.mr, packed.n_pad), np.uint8 if u8_out else np.float32)
+    stride = -(-(AMX.mr * packed.kq * 4 + C_BYTES) // 64) * 64
+    scratch = lite.aligned_empty(stride * pool.n_threads, np.uint8)
+    qp = np.asarray(qparams, np.float64)
+    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
+              "ow": gather.ow, "img_stride": gather.img_stride,
+              "row_stride": gather.row_stride, "col_stride": gather.col_stride, "kq": kq,
+              "offs": gather.offs.ctypes.data, "packed": packed.data.ctypes.data,
+              "n_blocks": packed.n_pad // AMX.nr, "m_tiles": m_tiles, "nb_outer": 0,
+              "out": out.ctypes.data, "ldo": packed.n_pad, "corr": corr.ctypes.data,
+              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
+              "kq_pad": packed.kq, "scratch": scratch.ctypes.data, "scratch_stride": stride,
+              "tilecfg": _TILECFG.ctypes.data}
+    params = np.array([values[f] for f in FIELDS], np.int64)
+    keep = (gather, packed, out, corr, mult, bias, qp, scratch)
+    _, fns = _kernels()
+    pool.parallel_for(fns[u8_out], m_tiles, params.ctypes.data, max_threads=threads)
+    del keep
+    return out[:gather.m, :packed.n]
