@@ -577,10 +577,15 @@ class Gather:
     row_base(m) = img * img_stride + oy * row_stride + ox * col_stride ((img, oy, ox) from
     m over the output image). A linear layer: ohw = ow = 1, rows img_stride apart."""
 
-    def __init__(self, buffer, m, offs, ohw=1, ow=1, img_stride=0, row_stride=0, col_stride=0):
+    def __init__(self, buffer, m, offs, ohw=1, ow=1, img_stride=0, row_stride=0, col_stride=0,
+                 seg_offs=None, seg_len=0):
         self.buffer, self.m, self.offs = buffer, m, offs
         self.ohw, self.ow = ohw, ow
         self.img_stride, self.row_stride, self.col_stride = img_stride, row_stride, col_stride
+        # the same k bytes as contiguous segments (seg_len bytes at each of seg_offs), for
+        # kernels that copy rows whole (AMX)
+        self.seg_offs = np.zeros(1, np.int64) if seg_offs is None else seg_offs
+        self.seg_len = seg_len or 4 * len(offs)
 
 
 def linear_gather(a: np.ndarray, kq: int) -> Gather:
@@ -640,12 +645,14 @@ def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int =
     n, hp, wp, cp = x_nhwc.shape
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     if run:
-        offs = np.arange(kh)[:, None] * dh * wp * cp + np.arange(run // 4)[None, :] * 4
+        segments, seg_len = np.arange(kh) * dh * wp * cp, run
     else:
         taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * cp
-        offs = taps.reshape(-1, 1) + np.arange(cp // 4)[None, :] * 4
+        segments, seg_len = taps.reshape(-1), cp
+    offs = segments[:, None] + np.arange(seg_len // 4)[None, :] * 4
     return Gather(x_nhwc, n * oh * ow, offs.reshape(-1).astype(np.int64), ohw=oh * ow, ow=ow,
-                  img_stride=hp * wp * cp, row_stride=sh * wp * cp, col_stride=sw * cp)
+                  img_stride=hp * wp * cp, row_stride=sh * wp * cp, col_stride=sw * cp,
+                  seg_offs=segments.astype(np.int64), seg_len=seg_len)
 
 
 def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,

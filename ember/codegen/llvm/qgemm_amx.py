@@ -5,8 +5,9 @@ An AMX tile multiply C[16 x 16 int32] += A[16 x 64 uint8] . B[16 groups of 4 k x
 columns] does 16K multiply-adds in one instruction, several times what `vpdpbusd` on zmm
 registers does (oneDNN's brgemm, which torch.ao's x86 backend runs here, uses it). Tiles
 load rows at a fixed stride, so a task first copies its 32 A rows through the gather
-(`row_base(m) + offs[kk]`, qgemm.py) into a per-thread buffer, zero filling k up to a
-multiple of 64 bytes, then walks every column block of 32:
+(`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a tap's
+channels, a whole linear row; 64-byte vectors, the tail masked) into a per-thread
+buffer, zero filling k up to a multiple of 64 bytes, then walks every column block of 32:
 
     tiles 0..3  C: rows 0-15 / 16-31 x columns 0-15 / 16-31      (tilezero)
     tiles 4, 5  A: rows 0-15 and 16-31 of the packed rows (64 k bytes each step)
@@ -38,7 +39,8 @@ from .jit import compile_ir
 from .target import Isa, host_features, target_for
 
 AMX = Q.Config("amx", Isa.AVX512, 16, 32, 2, kq_align=16)
-FIELDS = lite.QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg")
+FIELDS = lite.QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg", "seg_offs",
+                               "n_segs", "seg_len")
 I8 = ir.IntType(8)
 _SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
 C_BYTES = 32 * 32 * 4          # a task's C tiles (32 x 32 int32)
@@ -72,21 +74,51 @@ def _tile(t: int) -> ir.Constant:
     return ir.Constant(I8, t)
 
 
+def _masked(b, name: str, ty, *args):
+    full = f"llvm.masked.{name}.v64i8.p0"
+    fn = b.module.globals.get(full)
+    if fn is None:
+        mask_t = u.vec(ir.IntType(1), 64)
+        params = [u.PTR, u.I32, mask_t, ty] if name == "load" else [ty, u.PTR, u.I32, mask_t]
+        fn = ir.Function(b.module, ir.FunctionType(ty if name == "load" else u.VOID, params),
+                         name=full)
+    return b.call(fn, list(args))
+
+
+def _copy_bytes(b, src, dst, length):
+    """dst[:length] = src[:length]: 64-byte vectors, the tail masked (no byte outside
+    either range is touched)."""
+    v64 = u.vec(I8, 64)
+    full = b.sdiv(length, u.i64(64))
+    with u.counted_loop(b, u.i64(0), full, 1, "c") as c:
+        off = b.mul(c, u.i64(64))
+        value = b.load(b.gep(src, [off], source_etype=I8), typ=v64, align=1)
+        b.store(value, b.gep(dst, [off], source_etype=I8), align=1)
+    rem = b.trunc(b.sub(length, b.mul(full, u.i64(64))), I8)
+    iota = ir.Constant(v64, list(range(64)))
+    mask = b.icmp_unsigned("<", iota, u.splat(b, rem, 64))
+    off = b.mul(full, u.i64(64))
+    value = _masked(b, "load", v64, b.gep(src, [off], source_etype=I8),
+                    ir.Constant(u.I32, 1), mask, ir.Constant(v64, None))
+    _masked(b, "store", v64, value, b.gep(dst, [off], source_etype=I8),
+            ir.Constant(u.I32, 1), mask)
+
+
 def _pack_a(b, p, m0, apack, kpad):
-    """The task's 32 A rows, gathered into apack (row r at r * kpad bytes), zero filled
-    from kq groups to kq_pad; rows past the last re-read the last."""
+    """The task's 32 A rows, gathered into apack (row r at r * kpad bytes) as whole
+    segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
+    groups to kq_pad; rows past the last re-read the last."""
     last = b.sub(p["m"], u.i64(1))
     with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
         img, oy, ox = Q._row_base(b, p, u.imin(b, b.add(m0, r), last))
         base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                      b.mul(ox, p["col_stride"]))
         row = b.mul(r, kpad)
-        with u.counted_loop(b, u.i64(0), p["kq"], 1, "g") as g:
-            off = b.load(b.gep(p["offs"], [g], source_etype=u.I64), typ=u.I64)
-            word = b.load(b.gep(p["a"], [b.add(base, off)], source_etype=I8), typ=u.I32,
-                          align=1)
-            dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
-            b.store(word, dst, align=4)
+        with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "s") as seg:
+            off = b.load(b.gep(p["seg_offs"], [seg], source_etype=u.I64), typ=u.I64)
+            src = b.gep(p["a"], [b.add(base, off)], source_etype=I8)
+            dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))], source_etype=I8)
+            _copy_bytes(b, src, dst, p["seg_len"])
         with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
             dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
             b.store(ir.Constant(u.I32, 0), dst, align=4)
@@ -122,7 +154,7 @@ def _emit(module: ir.Module, u8_out: bool) -> None:
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, worker, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
-            "tilecfg"}
+            "tilecfg", "seg_offs"}
     p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
          for i, f in enumerate(FIELDS)}
     p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
@@ -192,7 +224,8 @@ def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
               "out": out.ctypes.data, "ldo": packed.n_pad, "corr": corr.ctypes.data,
               "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
               "kq_pad": packed.kq, "scratch": scratch.ctypes.data, "scratch_stride": stride,
-              "tilecfg": _TILECFG.ctypes.data}
+              "tilecfg": _TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
+              "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len}
     params = np.array([values[f] for f in FIELDS], np.int64)
     keep = (gather, packed, out, corr, mult, bias, qp, scratch)
     _, fns = _kernels()
