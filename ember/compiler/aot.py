@@ -205,8 +205,10 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
         "model.so": _shared_library(modules, backend.isa),
     }
     manifest = _manifest(exported, backend.isa, members)
-    if any(d["kind"] == "qgemm" and d["config"] == "vnni" for d in table):
-        manifest["target"]["required_features"].append("avx512_vnni")
+    configs = {d["config"] for d in table if d["kind"] in ("qgemm", "qgemm_dynamic")}
+    extra = {"vnni": ["avx512_vnni"], "amx": ["amx_int8", "amx_tile"]}
+    for name in sorted(configs):
+        manifest["target"]["required_features"] += extra.get(name, [])
     _write_zip(package_path, manifest, members)
     return str(package_path)
 

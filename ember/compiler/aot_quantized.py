@@ -30,6 +30,7 @@ from ..codegen import quantized as CQ
 from ..codegen.extern import _bound
 from ..codegen.llvm import qelementwise as QE
 from ..codegen.llvm import qgemm as Q
+from ..codegen.llvm import qgemm_amx as QA
 from ..ir import dtypes
 from ..ir.errors import LoweringError
 from ..ir.graph import Node, OpKind
@@ -65,11 +66,9 @@ def quantized_step(node: Node) -> dict | None:
         desc = {"kind": "dequantize"}
     elif name in ("quantized_linear", "quantized_conv2d"):
         desc = _qgemm(node, name, args)
-    elif name == "quantized_linear_dynamic" and Q.active_config() is not None:
-        cfg = Q.active_config()
-        desc = {"kind": "qgemm_dynamic", "config": cfg.name, "mr": cfg.mr, "nr": cfg.nr,
-                "symbol": "qgemm_f32", "relu": bool(args["relu"]),
-                "_module": ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))}
+    elif name == "quantized_linear_dynamic" and CQ.gemm_config() is not None:
+        desc = {"kind": "qgemm_dynamic", "relu": bool(args["relu"]),
+                **_kernel_desc(CQ.gemm_config(), False)}
     elif name == "quantized_add":
         desc = {"kind": "qadd", "scale": float(args["scale"]),
                 "zero_point": int(args["zero_point"]), "relu": bool(args["relu"]),
@@ -89,13 +88,27 @@ def quantized_step(node: Node) -> dict | None:
     return desc
 
 
+def _kernel_desc(cfg, u8_out: bool) -> dict:
+    """The config, tile and LLVM module of the int8 GEMM an artifact uses (the one eager
+    mode uses on this machine: AMX tiles, VNNI or AVX2)."""
+    if cfg is QA.AMX:
+        module = ("qgemm_amx", str(QA.module_for()), ("qgemm_amx_u8", "qgemm_amx_f32"))
+        symbol = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
+    else:
+        module = ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))
+        symbol = f"qgemm_{'u8' if u8_out else 'f32'}"
+    return {"config": cfg.name, "mr": cfg.mr, "nr": cfg.nr, "symbol": symbol,
+            "_module": module}
+
+
+CONFIGS = {"amx": QA.AMX, "vnni": Q.VNNI, "avx2": Q.AVX2}
+
+
 def _qgemm(node: Node, name: str, args: dict) -> dict | None:
-    cfg = Q.active_config()
+    cfg = CQ.gemm_config()
     if cfg is None or (name == "quantized_conv2d" and args["groups"] != 1):
         return None
-    module = ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))
-    desc = {"kind": "qgemm", "gemm": "linear", "config": cfg.name, "mr": cfg.mr,
-            "nr": cfg.nr, "symbol": "qgemm_u8", "_module": module,
+    desc = {"kind": "qgemm", "gemm": "linear", **_kernel_desc(cfg, True),
             "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
             "relu": bool(args["relu"])}
     if name == "quantized_conv2d":
@@ -164,7 +177,7 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
     w = _constant_weight(plan, desc)
     bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
     (x_scale, x_zp), x_dtype = desc["in_qparams"][0], desc.get("x_dtype", dtypes.quint8)
-    cfg = {"vnni": Q.VNNI, "avx2": Q.AVX2}[desc["config"]]
+    cfg = CONFIGS[desc["config"]]
     n = w.int_repr.shape[0]
     if desc["gemm"] == "conv":
         cp, run = lite.conv_k_layout(w.int_repr.shape[1], w.int_repr.shape[3],
@@ -175,7 +188,8 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
         packed = Q.PackedWeight(w.int_repr, cfg)
     corr, mult, bias = packed.epilogue_vectors(
         x_zp, np.float32(x_scale) * CQ.weight_scales(w, n), bias)
-    desc.update(packed=key, kq=packed.kq, n=n, x_zero_point=int(x_zp), inputs=[x_slot],
+    desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
+                x_zero_point=int(x_zp), inputs=[x_slot],
                 qparams=list(CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype,
                                                desc["relu"])))
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
@@ -193,11 +207,11 @@ def _pack_dynamic(plan, desc: dict, key: str) -> dict:
     """quantized_linear_dynamic: the packed weight, its row sums, scales and the bias (the
     input's qparams, so the correction and multiplier, are made per call)."""
     w = _constant_weight(plan, desc)
-    cfg = {"vnni": Q.VNNI, "avx2": Q.AVX2}[desc["config"]]
-    packed = Q.PackedWeight(w.int_repr, cfg)
+    packed = Q.PackedWeight(w.int_repr, CONFIGS[desc["config"]])
     n = w.int_repr.shape[0]
     bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
-    desc.update(packed=key, kq=packed.kq, n=n, inputs=desc["inputs"][:1])
+    desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
+                inputs=desc["inputs"][:1])
     return {key: packed.data, f"{key}.row_sums": packed.column_vector(packed.row_sums, np.int64),
             f"{key}.scales": packed.column_vector(CQ.weight_scales(w, n), np.float32),
             f"{key}.bias": packed.column_vector(0.0 if bias is None else bias, np.float32)}

@@ -684,6 +684,64 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
     return out[:gather.m, :n]
 
 
+# AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer
+QGEMM_AMX_FIELDS = QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
+                                   "seg_offs", "n_segs", "seg_len")
+AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
+_AMX_STATE: list = []
+
+
+def amx_permission() -> bool:
+    """Ask Linux for the AMX tile state (arch_prctl(ARCH_REQ_XCOMP_PERM,
+    XFEATURE_XTILEDATA)) once per process; True when granted."""
+    if not _AMX_STATE:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _AMX_STATE.append(libc.syscall(158, 0x1023, 18) == 0)
+        except (OSError, AttributeError):
+            _AMX_STATE.append(False)
+    return _AMX_STATE[0]
+
+
+def amx_tile_config() -> np.ndarray:
+    """ldtilecfg's 64 bytes: palette 1, eight tiles of 16 rows x 64 bytes."""
+    cfg = aligned_empty(64, np.uint8)
+    cfg[:] = 0
+    cfg[0] = 1
+    cfg[16:32].view(np.uint16)[:8] = 64
+    cfg[48:56] = 16
+    return cfg
+
+
+_AMX_TILECFG = amx_tile_config()
+
+
+def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: int,
+                  corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
+                  threads=None) -> np.ndarray:
+    """qgemm_run on AMX tiles: row tiles of 32 split across threads, each thread with its
+    own buffer for the gathered A rows and the C tiles."""
+    n_pad = len(corr)
+    m_tiles = -(-gather.m // AMX_ROWS)
+    out = _empty((m_tiles * AMX_ROWS, n_pad), np.uint8 if u8_out else np.float32)
+    stride = -(-(AMX_ROWS * kq_pad * 4 + AMX_C_BYTES) // 64) * 64
+    scratch = aligned_empty(stride * pool.n_threads, np.uint8)
+    qp = np.asarray(qparams, np.float64)
+    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
+              "ow": gather.ow, "img_stride": gather.img_stride,
+              "row_stride": gather.row_stride, "col_stride": gather.col_stride,
+              "kq": len(gather.offs), "offs": gather.offs.ctypes.data,
+              "packed": packed.ctypes.data, "n_blocks": n_pad // AMX_COLS, "m_tiles": m_tiles,
+              "nb_outer": 0, "out": out.ctypes.data, "ldo": n_pad, "corr": corr.ctypes.data,
+              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
+              "kq_pad": kq_pad, "scratch": scratch.ctypes.data, "scratch_stride": stride,
+              "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
+              "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len}
+    params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
+    pool.parallel_for(fn, m_tiles, params.ctypes.data, max_threads=threads)
+    return out[:gather.m, :n]
+
+
 def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
              zero_point: int, relu: bool) -> np.ndarray:
     """uint8 a + b requantized to (scale, zero_point): flat buffers of one size."""
@@ -788,6 +846,18 @@ class DequantizeStep:
         return dequantize_values(q, self.scale, self.zero_point)
 
 
+def _qgemm(d: dict, fn, pool, gather, packed, corr, mult, bias, qparams, u8_out: bool):
+    """A qgemm step's GEMM on the kernel it was packaged for (AMX tiles or vectors)."""
+    if d["config"] == "amx":
+        if not amx_permission():
+            raise ArtifactError(f"step {d['name']}: this process was refused the AMX tile "
+                                "state (arch_prctl)")
+        return qgemm_amx_run(fn, pool, gather, packed, d["kq"], d["n"], corr, mult, bias,
+                             qparams, u8_out)
+    return qgemm_run(fn, pool, gather, packed, d["kq"], d["n"], d["mr"], d["nr"], corr, mult,
+                     bias, qparams, u8_out)
+
+
 class QGemmStep:
     """quantized_linear / quantized_conv2d: the fused int8 GEMM (weights packed at
     packaging, with their per-column correction, multiplier and bias)."""
@@ -804,7 +874,7 @@ class QGemmStep:
         d = self.desc
         if d["gemm"] == "linear":
             k = x.shape[-1]
-            gather = linear_gather(x.reshape(-1, k), d["kq"])
+            gather = linear_gather(x.reshape(-1, k), d["groups"])
         else:
             n, _, h, w = x.shape
             out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
@@ -812,8 +882,8 @@ class QGemmStep:
             slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
             gather = conv_gather(nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack),
                                  d["kernel"], d["stride"], d["dilation"], out_hw, d["run"])
-        out = qgemm_run(self.fn, self.pool_fn(), gather, self.packed, d["kq"], d["n"], d["mr"],
-                        d["nr"], self.corr, self.mult, self.bias, d["qparams"], True)
+        out = _qgemm(d, self.fn, self.pool_fn(), gather, self.packed, self.corr, self.mult,
+                     self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)
         if d["gemm"] == "linear":
             return out.reshape(*x.shape[:-1], d["n"])
@@ -850,9 +920,9 @@ class QGemmDynamicStep:
         k = x.shape[-1]
         corr = (np.int64(zp) * self.row_sums).astype(np.int32)
         mult = (np.float32(scale) * self.scales).astype(np.float32)
-        out = qgemm_run(self.fn, self.pool_fn(), linear_gather(qx.reshape(-1, k), d["kq"]),
-                        self.packed, d["kq"], d["n"], d["mr"], d["nr"], corr, mult, self.bias,
-                        (0.0, 0.0, 0.0 if d["relu"] else -np.inf, np.inf), False)
+        out = _qgemm(d, self.fn, self.pool_fn(), linear_gather(qx.reshape(-1, k), d["groups"]),
+                     self.packed, corr, mult, self.bias,
+                     (0.0, 0.0, 0.0 if d["relu"] else -np.inf, np.inf), False)
         return np.ascontiguousarray(out).reshape(*x.shape[:-1], d["n"])
 
 

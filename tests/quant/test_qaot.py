@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember.codegen import quantized as CQ
 from ember.codegen.llvm import qgemm as Q
 from tests.quant.test_fx_e2e import INPUTS, twin_models
 from tests.quant.test_qcompile import converted
@@ -26,8 +27,10 @@ def test_packaged_converted_model_equals_eager(rng, tmp_path, name):
             x = ember.tensor(rng.standard_normal(tuple(x.shape)).astype(np.float32))
     kinds = {d["kind"] for d in run.lite.plan["steps"]}
     assert {"quantize", "qgemm", "dequantize"} <= kinds
-    if Q.active_config() is Q.VNNI:
-        assert "avx512_vnni" in run.manifest["target"]["required_features"]
+    config = next(d["config"] for d in run.lite.plan["steps"] if d["kind"] == "qgemm")
+    assert config == CQ.gemm_config().name          # the kernel eager mode uses here
+    need = {"vnni": {"avx512_vnni"}, "amx": {"amx_int8", "amx_tile"}}.get(config, set())
+    assert need <= set(run.manifest["target"]["required_features"])
 
 
 def test_packaged_dynamic_quantization_equals_eager(rng, tmp_path):

@@ -39,11 +39,8 @@ from .jit import compile_ir
 from .target import Isa, host_features, target_for
 
 AMX = Q.Config("amx", Isa.AVX512, 16, 32, 2, kq_align=16)
-FIELDS = lite.QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg", "seg_offs",
-                               "n_segs", "seg_len")
+FIELDS = lite.QGEMM_AMX_FIELDS
 I8 = ir.IntType(8)
-_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
-C_BYTES = 32 * 32 * 4          # a task's C tiles (32 x 32 int32)
 
 
 @functools.cache
@@ -54,11 +51,7 @@ def available() -> bool:
     feats = host_features()
     if not (feats.get("amx-int8") and feats.get("amx-tile")):
         return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
-    except (OSError, AttributeError):
-        return False
+    return lite.amx_permission()
 
 
 def _amx(b: ir.IRBuilder, name: str, *args):
@@ -192,43 +185,11 @@ def _kernels():
                  False: lib.function("qgemm_amx_f32", None, *argtypes)}
 
 
-def _tile_config() -> np.ndarray:
-    """ldtilecfg's 64 bytes: palette 1, eight tiles of 16 rows x 64 bytes."""
-    cfg = lite.aligned_empty(64, np.uint8)
-    cfg[:] = 0
-    cfg[0] = 1
-    cfg[16:32].view(np.uint16)[:8] = 64
-    cfg[48:56] = 16
-    return cfg
-
-
-_TILECFG = _tile_config()
-
-
 def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
         u8_out: bool, threads: int | None = None) -> np.ndarray:
-    """qgemm.run on AMX tiles (same arguments, same results)."""
-    pool = default_pool()
+    """qgemm.run on AMX tiles (same arguments, same results); the driver is the lite
+    runtime's, as for the vector kernels."""
     corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
-    kq = len(gather.offs)
-    m_tiles = -(-gather.m // AMX.mr)
-    out = np.empty((m_tiles * AMX.mr, packed.n_pad), np.uint8 if u8_out else np.float32)
-    stride = -(-(AMX.mr * packed.kq * 4 + C_BYTES) // 64) * 64
-    scratch = lite.aligned_empty(stride * pool.n_threads, np.uint8)
-    qp = np.asarray(qparams, np.float64)
-    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
-              "ow": gather.ow, "img_stride": gather.img_stride,
-              "row_stride": gather.row_stride, "col_stride": gather.col_stride, "kq": kq,
-              "offs": gather.offs.ctypes.data, "packed": packed.data.ctypes.data,
-              "n_blocks": packed.n_pad // AMX.nr, "m_tiles": m_tiles, "nb_outer": 0,
-              "out": out.ctypes.data, "ldo": packed.n_pad, "corr": corr.ctypes.data,
-              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
-              "kq_pad": packed.kq, "scratch": scratch.ctypes.data, "scratch_stride": stride,
-              "tilecfg": _TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
-              "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len}
-    params = np.array([values[f] for f in FIELDS], np.int64)
-    keep = (gather, packed, out, corr, mult, bias, qp, scratch)
     _, fns = _kernels()
-    pool.parallel_for(fns[u8_out], m_tiles, params.ctypes.data, max_threads=threads)
-    del keep
-    return out[:gather.m, :packed.n]
+    return lite.qgemm_amx_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq,
+                              packed.n, corr, mult, bias, qparams, u8_out, threads)
