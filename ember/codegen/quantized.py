@@ -95,8 +95,10 @@ def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     geometry = pool_geometry(args[1:])
     if geometry is None or not _channels_last(qa.int_repr):
         return None
-    return lambda: qa.with_values(max_pool2d_nhwc(qa.int_repr.transpose(0, 2, 3, 1), *geometry)
-                                  .transpose(0, 3, 1, 2))
+    nhwc = qa.int_repr.transpose(0, 2, 3, 1)
+    pool = QE.max_pool2d_nhwc if nhwc.shape[3] % 64 == 0 and QE.available() else \
+        max_pool2d_nhwc
+    return lambda: qa.with_values(pool(nhwc, *geometry).transpose(0, 3, 1, 2))
 
 
 # --- operand checks --------------------------------------------------------------------------

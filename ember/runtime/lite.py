@@ -754,6 +754,22 @@ def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale
     return out
 
 
+QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
+
+
+def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 64) by the
+    native kernel (codegen/llvm/qelementwise.py), output pixels split across threads."""
+    x = np.ascontiguousarray(x)
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = _empty((n, oh, ow, c), np.uint8)
+    params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
+    pool.parallel_for(fn, n * oh * ow, x.ctypes.data, out.ctypes.data, params.ctypes.data)
+    return out
+
+
 def memory_order(a: np.ndarray):
     """(flat buffer, function giving an array of a's layout from a flat buffer) for a
     contiguous or channels-last array, else None."""

@@ -139,3 +139,14 @@ def test_quantized_adaptive_avg_pool_equals_the_float_reference(rng, shape, size
     want = quantize_array(adaptive_avg_pool2d.reference(dequantize_array(q), size), q.scale,
                           q.zero_point, q.dtype)
     np.testing.assert_array_equal(kernel().int_repr, want.int_repr)
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", [
+    ((2, 9, 11, 64), (3, 3), (2, 2), (1, 1)), ((1, 6, 6, 128), (2, 2), (2, 2), (0, 0)),
+    ((1, 7, 5, 64), (3, 2), (1, 2), (1, 1))])
+def test_native_uint8_max_pool_equals_numpy(rng, shape, kernel, stride, padding):
+    from ember.codegen.llvm import qelementwise as QE
+    from ember.runtime import lite
+    x = rng.integers(0, 256, size=shape).astype(np.uint8)
+    np.testing.assert_array_equal(QE.max_pool2d_nhwc(x, kernel, stride, padding),
+                                  lite.max_pool2d_nhwc(x, kernel, stride, padding))

@@ -1,4 +1,6 @@
-"""Elementwise quantized kernels: quantized add (and add + relu) on uint8 values.
+"""Elementwise quantized kernels: quantized add (and add + relu) on uint8 values, and uint8
+max pooling over channels-last values (`qmaxpool`: 64 channels per vector, taps outside
+the input skipped; exact, as any max is).
 
     real = float32(a - a_zp) * a_scale + float32(b - b_zp) * b_scale     (float32)
     real = max(real, 0) when relu
@@ -74,10 +76,50 @@ def _emit(module: ir.Module) -> None:
     b.ret_void()
 
 
+def _emit_maxpool(module: ir.Module) -> None:
+    """qmaxpool(p_begin, p_end, worker, x, out, params): uint8 max pooling of a
+    channels-last [N, H, W, C] input (C a multiple of 64) for output pixels
+    [p_begin, p_end); params = (h, w, c, oh, ow, kh, kw, sh, sw, ph, pw) as int64.
+    Taps outside the input are skipped (PyTorch pads max pooling with -inf)."""
+    fn, b = u.define(module, "qmaxpool", u.VOID, [
+        ("p_begin", u.I64), ("p_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
+        ("params", u.PTR)], noalias_ptrs=False)
+    p_begin, p_end, _, x, out, params = fn.args
+    h, w, c, oh, ow, kh, kw, sh, sw, ph, pw = (
+        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))
+    v64 = u.vec(I8, 64)
+    zero = u.i64(0)
+    slot = b.alloca(v64)          # the running max (in the entry block: promoted to a register)
+    with u.counted_loop(b, p_begin, p_end, 1, "p") as pix:
+        img = b.sdiv(pix, b.mul(oh, ow))
+        rem = b.sub(pix, b.mul(img, b.mul(oh, ow)))
+        oy = b.sdiv(rem, ow)
+        ox = b.sub(rem, b.mul(oy, ow))
+        with u.counted_loop(b, zero, c, 64, "ch") as ch:
+            b.store(ir.Constant(v64, None), slot)
+            with u.counted_loop(b, zero, kh, 1, "ky") as ky:
+                iy = b.add(b.sub(b.mul(oy, sh), ph), ky)
+                row_ok = b.and_(b.icmp_signed(">=", iy, zero), b.icmp_signed("<", iy, h))
+                with b.if_then(row_ok):
+                    with u.counted_loop(b, zero, kw, 1, "kx") as kx:
+                        ix = b.add(b.sub(b.mul(ox, sw), pw), kx)
+                        ok = b.and_(b.icmp_signed(">=", ix, zero), b.icmp_signed("<", ix, w))
+                        with b.if_then(ok):
+                            at = b.add(b.mul(b.add(b.mul(b.add(b.mul(img, h), iy), w), ix), c),
+                                       ch)
+                            value = b.load(b.gep(x, [at], source_etype=I8), typ=v64, align=1)
+                            best = u.intrinsic(b, "umax", v64, b.load(slot, typ=v64), value)
+                            b.store(best, slot)
+            dst = b.add(b.mul(pix, c), ch)
+            b.store(b.load(slot, typ=v64), b.gep(out, [dst], source_etype=I8), align=1)
+    b.ret_void()
+
+
 def module() -> ir.Module:
-    """The LLVM module with `qadd` (also what ember.aot links)."""
+    """The LLVM module with `qadd` and `qmaxpool` (also what ember.aot links)."""
     mod = ir.Module(name="ember_qelementwise")
     _emit(mod)
+    _emit_maxpool(mod)
     return mod
 
 
@@ -88,6 +130,17 @@ def _kernel():
     lib = compile_ir(module(), target_for(isa))
     return lib, lib.function("qadd", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3 +
                                               [ctypes.c_int64, ctypes.c_void_p]))
+
+
+@functools.lru_cache(maxsize=1)
+def _maxpool_kernel():
+    lib, _ = _kernel()
+    return lib.function("qmaxpool", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3))
+
+
+def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 64) natively."""
+    return lite.qmaxpool_run(_maxpool_kernel(), default_pool(), x, kernel, stride, padding)
 
 
 def qadd(a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float, zero_point: int,
