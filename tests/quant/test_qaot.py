@@ -57,3 +57,31 @@ def test_packaging_refuses_quantized_ops_without_a_step_by_name(rng, tmp_path):
     x = ember.tensor(rng.standard_normal((2, 3)).astype(np.float32))
     with ember.no_grad(), pytest.raises(ember.LoweringError, match="quantized_mul"):
         ember.aot.compile_and_package(ember.export(Mul(), (x,)), tmp_path / "m.ember")
+
+
+def test_quantized_artifact_runs_in_the_lite_runtime_alone(rng, tmp_path):
+    """runtime/lite.py loaded on its own (no ember package: NumPy buffers, lite's thread
+    pool) runs the int8 artifact with the same results."""
+    import subprocess
+    import sys
+
+    from ember.runtime import lite
+    model, x = converted("resnetish", rng)
+    with ember.no_grad():
+        path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "q.ember")
+        want = model(x).numpy()
+    np.save(tmp_path / "x.npy", x.numpy())
+    script = f"""
+import importlib.util, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location('ember_lite', {lite.__file__!r})
+lite = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lite)
+(y,) = lite.load_package({str(path)!r})(np.load({str(tmp_path / 'x.npy')!r}))
+np.save({str(tmp_path / 'y.npy')!r}, y)
+assert not [m for m in sys.modules if m.split('.')[0] == 'ember']
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
