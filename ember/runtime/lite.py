@@ -757,6 +757,17 @@ def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale
 QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
 
 
+def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """quantize_values by the native kernel: a contiguous float32 array to uint8/int8."""
+    info = np.iinfo(dtype)
+    out = _empty(x.shape, dtype)
+    inv = np.float32(1.0) / np.float32(scale)
+    qp = np.array([inv, zero_point, info.min, info.max], np.float64)
+    pool.parallel_for(fn, -(-x.size // QADD_CHUNK), x.ctypes.data, out.ctypes.data, x.size,
+                      qp.ctypes.data)
+    return out
+
+
 def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 64) by the
     native kernel (codegen/llvm/qelementwise.py), output pixels split across threads."""

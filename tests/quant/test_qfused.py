@@ -150,3 +150,19 @@ def test_native_uint8_max_pool_equals_numpy(rng, shape, kernel, stride, padding)
     x = rng.integers(0, 256, size=shape).astype(np.uint8)
     np.testing.assert_array_equal(QE.max_pool2d_nhwc(x, kernel, stride, padding),
                                   lite.max_pool2d_nhwc(x, kernel, stride, padding))
+
+
+@pytest.mark.parametrize("dtype", [ember.quint8, ember.qint8])
+def test_native_quantize_per_tensor_equals_the_reference(rng, dtype):
+    """Eager quantize_per_tensor of a large float32 tensor runs qelementwise's kernel
+    (taken without a trial: it is exact); equal to quantize_array, ties and clamps too."""
+    x = (rng.standard_normal((3, 5, 67, 71)) * 4).astype(np.float32)
+    x.reshape(-1)[:9] = [0.25, -0.25, 0.75, 1e9, -1e9, 2.5 * 0.03, -2.5 * 0.03, 0.0, -0.0]
+    got = ember.quantize_per_tensor(ember.tensor(x), 0.03, 7, dtype)
+    want = quantize_array(x, 0.03, 7, dtype)
+    np.testing.assert_array_equal(got.int_repr().numpy(), want.int_repr)
+    from ember.frontend import eager_kernels
+    from ember.ir.ops.quantize import quantize_per_tensor as op
+    args = (ember.tensor(x), 0.03, 7, dtype)
+    kernel = eager_kernels.candidate(op, args, op.meta(*args))
+    assert kernel is not None and kernel.exact        # the native path was the one tested

@@ -76,6 +76,35 @@ def _emit(module: ir.Module) -> None:
     b.ret_void()
 
 
+def _quantize_body(b, lanes, x_ptr, out_ptr, i, qp):
+    """quantize_array's steps on `lanes` float32 values at index i (qp: inv, zp, lo, hi)."""
+    vf, vd, vi, vb = (u.vec(t, lanes) for t in (u.F32, u.F64, u.I32, I8))
+    inv, zp = (u.splat(b, q, lanes) for q in qp[:2])
+    lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qp[2:])
+    x = b.load(b.gep(x_ptr, [i], source_etype=u.F32), typ=vf, align=4)
+    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(b.fadd(b.fmul(b.fpext(x, vd), inv), zp), vf))
+    q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
+    b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
+
+
+def _emit_quantize(module: ir.Module) -> None:
+    """qquantize(c_begin, c_end, worker, x, out, n, qparams): quantize_per_tensor of
+    float32 elements in chunks [c_begin, c_end) of _CHUNK, to 8-bit integers."""
+    fn, b = u.define(module, "qquantize", u.VOID, [
+        ("c_begin", u.I64), ("c_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
+        ("n", u.I64), ("qparams", u.PTR)], noalias_ptrs=False)
+    c_begin, c_end, _, x_ptr, out_ptr, n, qptr = fn.args
+    qp = [b.load(b.gep(qptr, [u.i64(j)], source_etype=u.F64), typ=u.F64) for j in range(4)]
+    start = b.mul(c_begin, u.i64(_CHUNK))
+    stop = u.imin(b, b.mul(c_end, u.i64(_CHUNK)), n)
+    full = b.add(start, b.mul(b.sdiv(b.sub(stop, start), u.i64(LANES)), u.i64(LANES)))
+    with u.counted_loop(b, start, full, LANES, "i") as i:
+        _quantize_body(b, LANES, x_ptr, out_ptr, i, qp)
+    with u.counted_loop(b, full, stop, 1, "j") as j:
+        _quantize_body(b, 1, x_ptr, out_ptr, j, qp)
+    b.ret_void()
+
+
 def _emit_maxpool(module: ir.Module) -> None:
     """qmaxpool(p_begin, p_end, worker, x, out, params): uint8 max pooling of a
     channels-last [N, H, W, C] input (C a multiple of 64) for output pixels
@@ -116,10 +145,11 @@ def _emit_maxpool(module: ir.Module) -> None:
 
 
 def module() -> ir.Module:
-    """The LLVM module with `qadd` and `qmaxpool` (also what ember.aot links)."""
+    """The LLVM module with `qadd`, `qmaxpool` and `qquantize` (also what ember.aot links)."""
     mod = ir.Module(name="ember_qelementwise")
     _emit(mod)
     _emit_maxpool(mod)
+    _emit_quantize(mod)
     return mod
 
 
@@ -136,6 +166,19 @@ def _kernel():
 def _maxpool_kernel():
     lib, _ = _kernel()
     return lib.function("qmaxpool", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3))
+
+
+@functools.lru_cache(maxsize=1)
+def _quantize_kernel():
+    lib, _ = _kernel()
+    return lib.function("qquantize", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 +
+                                             [ctypes.c_int64, ctypes.c_void_p]))
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, np_dtype) -> np.ndarray:
+    """quantize_per_tensor of a contiguous float32 array to uint8/int8, natively (the
+    reference's steps: ir/quantized.py quantize_array)."""
+    return lite.quantize_run(_quantize_kernel(), default_pool(), x, scale, zero_point, np_dtype)
 
 
 def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
