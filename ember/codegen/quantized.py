@@ -10,8 +10,9 @@ where no native kernel applies (then the caller runs the NumPy reference):
   channels-last uint8 input and give a channels-last result (a [N, C, H, W] view of NHWC
   memory), so a chain of convolutions never changes layout.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
-- max_pool2d on a per-tensor quint8 value (`same_qparams_kernel`): the max over the
-  window's shifted views of the channels-last integers, padding with 0 (no value is below).
+- max_pool2d and adaptive_avg_pool2d on a per-tensor quint8 value (`same_qparams_kernel`):
+  qelementwise's uint8 max pooling over channels-last integers (C a multiple of 64; else
+  NumPy's shifted views), lite's averaging of the dequantized values.
 
 Every kernel computes what the reference computes, operation for operation, so results
 are identical bit for bit (tests/quant/test_qkernels.py, test_qfused.py). Native paths
