@@ -1,116 +1,232 @@
 """Native kernels for the quantized ops eager mode runs (ir/ops/quantized.py).
 
-Where the CPU has AVX-512 VNNI, quantized_linear and quantized_linear_dynamic run their
-integer GEMM through codegen/llvm/qgemm.py (vpdpbusd) instead of the NumPy reference;
-zero points are applied as row/column-sum corrections and the requantization epilogue
-is the reference's own (`ir.ops.quantized.requantize`), so results are identical to
-the reference bit for bit. `kernel_for` returns None where no native kernel applies
-(no VNNI, a signed int8 input, weights not per tensor or per output channel); the
-caller then runs the reference.
+`kernel_for(op, args, cache)` returns a callable computing a quantized op natively, or None
+where no native kernel applies (then the caller runs the NumPy reference):
+
+- quantized_linear / quantized_conv2d / quantized_linear_dynamic: the int8 GEMM of
+  codegen/llvm/qgemm.py (AMX tiles where the CPU has them: qgemm_amx.py; VNNI
+  `vpdpbusd`; or AVX2 `vpmaddubsw`+`vpmaddwd` where the CPU lacks VNNI) with the zero-point correction, per-channel scales, bias, relu and the
+  requantization to uint8 fused in its epilogue. Convolutions are implicit GEMMs over a
+  channels-last uint8 input and give a channels-last result (a [N, C, H, W] view of NHWC
+  memory), so a chain of convolutions never changes layout.
+- quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
+- max_pool2d and adaptive_avg_pool2d on a per-tensor quint8 value (`same_qparams_kernel`):
+  qelementwise's uint8 max pooling over channels-last integers (C a multiple of 64; else
+  NumPy's shifted views), lite's averaging of the dequantized values.
+
+Every kernel computes what the reference computes, operation for operation, so results
+are identical bit for bit (tests/quant/test_qkernels.py, test_qfused.py). Native paths
+need quint8 activations, qint8 weights with zero points 0 (symmetric: every default weight
+observer) per tensor or per output channel, and groups == 1.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir import dtypes
-from ..ir.ops.quantized import dynamic_input_qparams, requantize
-from ..ir.quantized import QuantizedArray, quantize_array
+from ..ir.ops.quantized import dynamic_input_qparams
+from ..ir.quantized import QuantizedArray, qrange, quantize_array
+from ..runtime import lite_int8 as lite
+from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
+from .llvm import qgemm_amx as QA
 
 
-def _int_matmul(x: QuantizedArray, w: QuantizedArray, packed) -> np.ndarray:
-    """sum_k (x - x_zp) * (w - w_zp) as int64, x [..., K] flattened to rows."""
-    rows = x.int_repr.reshape(-1, x.int_repr.shape[-1])
-    c = Q.qgemm(rows, packed).astype(np.int64)
-    x_zp = int(x.zero_point)
-    w_zp = np.zeros(w.int_repr.shape[0], np.int64) if w.axis is None and w.zero_point == 0 \
-        else np.broadcast_to(np.asarray(w.zero_point, np.int64), (w.int_repr.shape[0],))
-    if x_zp:
-        c -= x_zp * packed.row_sums[None, :]
-    if np.any(w_zp):
-        c -= rows.astype(np.int64).sum(axis=1, keepdims=True) * w_zp[None, :]
-        c += packed.k * x_zp * w_zp[None, :]
-    return c.reshape(*x.int_repr.shape[:-1], c.shape[-1])
+def gemm_config():
+    """The int8 GEMM eager mode uses: AMX tiles where the CPU and OS allow them, else
+    qgemm's choice (VNNI, AVX2 or None)."""
+    cfg = Q.active_config()
+    return QA.AMX if cfg is Q.VNNI and QA.available() else cfg
 
 
-def _scales(w: QuantizedArray, n: int) -> np.ndarray:
-    if w.axis is None:
-        return np.full(n, np.float32(w.scale), np.float32)
-    return np.asarray(w.scale, np.float32)
-
-
-def _usable(x_dtype, w: QuantizedArray) -> bool:
-    return Q.available() and x_dtype is dtypes.quint8 and w.dtype is dtypes.qint8 and \
-        w.int_repr.ndim == 2 and w.axis in (None, 0)
+def _run_gemm(cfg, gather, packed, *args, **kwargs):
+    return (QA.run if cfg is QA.AMX else Q.run)(gather, packed, *args, **kwargs)
 
 
 def kernel_for(op_name: str, args: list, cache: dict):
     """A callable computing the op on `args` (the reference's arguments), or None.
     `cache` is owned by the weight tensor: it keeps the packed weight between calls."""
+    cfg = gemm_config()
+    if cfg is None:
+        return None
     if op_name == "quantized_linear":
         x, w = args[0], args[1]
-        if not (isinstance(x, QuantizedArray) and _usable(x.dtype, w)):
-            return None
-        return lambda: _linear(*args, cache=cache)
-    if op_name == "quantized_conv2d":
+        if _activation(x) and _weight(w, 2) and _exact(cfg, x.int_repr, 0):
+            return lambda: linear(*args, cache=cache, cfg=cfg)
+    elif op_name == "quantized_conv2d":
         x, w, groups = args[0], args[1], args[6]
-        if not (isinstance(x, QuantizedArray) and groups == 1 and x.axis is None and
-                Q.available() and x.dtype is dtypes.quint8 and w.dtype is dtypes.qint8 and
-                w.axis in (None, 0)):
-            return None
-        return lambda: _conv2d(*args, cache=cache)
-    if op_name == "quantized_linear_dynamic":
-        w = args[1]
-        if not _usable(dtypes.quint8, w):
-            return None
-        return lambda: _linear_dynamic(*args, cache=cache)
+        if groups == 1 and _activation(x) and _weight(w, 4) and \
+                _exact(cfg, x.int_repr, int(x.zero_point)):
+            return lambda: conv2d(*args, cache=cache, cfg=cfg)
+    elif op_name == "quantized_linear_dynamic":
+        if _weight(args[1], 2):         # dynamic inputs are quantized to 0..127: exact on both
+            return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
     return None
 
 
-def _packed(w: QuantizedArray, cache: dict):
-    if "vnni" not in cache:
-        cache["vnni"] = Q.PackedWeight(w.int_repr)
-    return cache["vnni"]
+def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
+    """quantized_add of two per-tensor quint8 values of one shape, or None. Operands of one
+    layout (contiguous or channels-last) are read in place and the result has it; others
+    are made contiguous first (elementwise: the values do not depend on the layout)."""
+    if op_name != "quantized_add" or not QE.available():
+        return None
+    if not (_activation(a) and _activation(b)) or a.shape != b.shape:
+        return None
+    flat_a, flat_b = _memory_order(a.int_repr), _memory_order(b.int_repr)
+    if flat_a is None or flat_b is None or a.int_repr.strides != b.int_repr.strides:
+        flat_a = _memory_order(np.ascontiguousarray(a.int_repr))
+        flat_b = _memory_order(np.ascontiguousarray(b.int_repr))
+
+    def run(scale, zero_point, relu):
+        out = QE.qadd(flat_a[0], flat_b[0], (a.scale, a.zero_point), (b.scale, b.zero_point),
+                      scale, zero_point, relu)
+        return QuantizedArray(flat_a[1](out), a.dtype, float(scale), int(zero_point))
+    return run
 
 
-def _linear(x, w, bias, scale, zero_point, relu, cache):
-    acc = _int_matmul(x, w, _packed(w, cache))
-    return requantize(acc, x.scale, _scales(w, acc.shape[-1]), bias, scale, zero_point, relu,
-                      x.dtype, acc.ndim - 1)
+def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
+    """max_pool2d on a channels-last per-tensor quint8 value, adaptive_avg_pool2d on a
+    4-d one (lite's steps: eager mode and an artifact compute alike), or None."""
+    if op_name == "adaptive_avg_pool2d" and _activation(qa) and qa.int_repr.ndim == 4:
+        out_size = _adaptive_size(args[1], qa.int_repr.shape[2:])
+        return lambda: qa.with_values(lite.adaptive_average_quantized(
+            qa.int_repr, qa.scale, qa.zero_point, out_size))
+    if op_name != "max_pool2d" or not _activation(qa) or qa.int_repr.ndim != 4:
+        return None
+    geometry = pool_geometry(args[1:])
+    if geometry is None or not _channels_last(qa.int_repr):
+        return None
+    nhwc = qa.int_repr.transpose(0, 2, 3, 1)
+    pool = QE.max_pool2d_nhwc if nhwc.shape[3] % 64 == 0 and QE.available() else \
+        max_pool2d_nhwc
+    return lambda: qa.with_values(pool(nhwc, *geometry).transpose(0, 3, 1, 2))
 
 
-def _im2col(q: np.ndarray, pad_value: int, kh: int, kw: int, stride, padding, dilation):
-    """uint8 [N, C, H, W] -> rows [N * OH * OW, C * KH * KW] (padding with the zero
-    point: the quantized form of 0.0)."""
-    n, c, h, w = q.shape
-    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
-    padded = np.full((n, c, h + 2 * ph, w + 2 * pw), pad_value, np.uint8)
-    padded[:, :, ph:ph + h, pw:pw + w] = q
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    win = np.lib.stride_tricks.sliding_window_view(
-        padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]      # N, C, OH, OW, KH, KW
-    return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, -1), \
-        (n, oh, ow)
+# --- operand checks --------------------------------------------------------------------------
+def _activation(x) -> bool:
+    return isinstance(x, QuantizedArray) and x.dtype is dtypes.quint8 and x.axis is None
 
 
-def _conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache):
-    oc, _, kh, kw = w.int_repr.shape
-    rows, (n, oh, ow) = _im2col(x.int_repr, int(x.zero_point), kh, kw, stride, padding,
-                                dilation)
-    flat_w = QuantizedArray(w.int_repr.reshape(oc, -1), w.dtype, w.scale, w.zero_point, w.axis)
-    flat_x = QuantizedArray(rows, x.dtype, x.scale, x.zero_point)
-    acc = _int_matmul(flat_x, flat_w, _packed(flat_w, cache))
-    acc = acc.reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
-    return requantize(acc, x.scale, _scales(w, oc), bias, scale, zero_point, relu, x.dtype, 1)
+def _weight(w, ndim: int) -> bool:
+    return isinstance(w, QuantizedArray) and w.dtype is dtypes.qint8 and \
+        w.int_repr.ndim == ndim and w.axis in (None, 0) and not np.any(w.zero_point)
 
 
-def _linear_dynamic(x, w, bias, relu, cache):
+def _exact(cfg, a: np.ndarray, pad_value: int) -> bool:
+    """Whether cfg's dot products are exact on these bytes (and the padding value); only
+    AVX2 needs to look at the values."""
+    if cfg.vnni:
+        return True
+    return Q.exact_on(cfg, max(int(a.max()) if a.size else 0, pad_value))
+
+
+def _channels_last(a: np.ndarray) -> bool:
+    return a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+_memory_order = lite.memory_order
+
+
+# --- GEMM-based ops ----------------------------------------------------------------------------
+def weight_scales(w: QuantizedArray, n: int) -> np.ndarray:
+    if w.axis is None:
+        return np.full(n, np.float32(w.scale), np.float32)
+    return np.asarray(w.scale, np.float32)
+
+
+def requant_params(scale: float, zero_point: int, dtype, relu: bool):
+    lo, hi = qrange(dtype)
+    inv = np.float32(1.0) / np.float32(scale)
+    return (float(inv), float(zero_point), float(max(lo, zero_point) if relu else lo), float(hi))
+
+
+def _packed(cache: dict, key: str, make):
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
+    n, k = w.int_repr.shape
+    packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
+    rows = x.int_repr.reshape(-1, k)
+    out = _run_gemm(cfg, Q.linear_gather(rows, -(-k // 4)), packed, int(x.zero_point),
+                np.float32(x.scale) * weight_scales(w, n), bias,
+                requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
+    return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
+
+
+def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
+    """[OC, C, KH, KW] -> [OC, K] in the implicit GEMM's k order (lite.conv_k_layout): per
+    kernel row, kw * c weights zero padded to `run`; or per tap, c padded to cp."""
+    oc, c, kh, kw = w_q.shape
+    rows = w_q.transpose(0, 2, 3, 1)               # [OC, KH, KW, C]
+    if run:
+        out = np.zeros((oc, kh, run), np.int8)
+        out[..., :kw * c] = rows.reshape(oc, kh, kw * c)
+    else:
+        out = np.zeros((oc, kh, kw, cp), np.int8)
+        out[..., :c] = rows
+    return out.reshape(oc, -1)
+
+
+def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg):
+    oc, c, kh, kw = w.int_repr.shape
+    cp, run = lite.conv_k_layout(c, kw, dilation[1])
+    packed = _packed(cache, f"conv-{cfg.name}",
+                     lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
+    n, _, h, wd = x.int_repr.shape
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    slack = run - kw * c if run else 0
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack)
+    gather = Q.conv_gather(x_nhwc, (kh, kw), stride, dilation, (oh, ow), run)
+    out = _run_gemm(cfg, gather, packed, int(x.zero_point),
+                    np.float32(x.scale) * weight_scales(w, oc), bias,
+                    requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
+    return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
+
+
+def linear_dynamic(x, w, bias, relu, cache, cfg):
+    n, k = w.int_repr.shape
+    packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     scale, zp = dynamic_input_qparams(x)
     qx = quantize_array(x, scale, zp, dtypes.quint8)
-    acc = _int_matmul(qx, w, _packed(w, cache))
-    real = acc.astype(np.float32) * (np.float32(scale) * _scales(w, acc.shape[-1]))
-    if bias is not None:
-        real = real + np.asarray(bias, np.float32)
-    return np.maximum(real, np.float32(0)) if relu else real
+    out = _run_gemm(cfg, Q.linear_gather(qx.int_repr.reshape(-1, k), -(-k // 4)), packed, zp,
+                    np.float32(scale) * weight_scales(w, n), bias,
+                    (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
+    return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)
+
+
+# --- pooling -----------------------------------------------------------------------------------
+def _pair(v, default=None):
+    if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
+        return default
+    if isinstance(v, (list, tuple)):
+        return tuple(int(i) for i in v) if len(v) == 2 else (int(v[0]),) * 2
+    return (int(v), int(v))
+
+
+def _adaptive_size(output_size, spatial) -> list[int]:
+    """adaptive pooling's output_size (an int, or a list with None for 'keep') as ints."""
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        output_size = [output_size] * 2
+    output_size = list(output_size) * (2 if len(output_size) == 1 else 1)
+    return [int(n if o is None else o) for o, n in zip(output_size, spatial)]
+
+
+def pool_geometry(args: tuple):
+    """(kernel, stride, padding) of max_pool2d's arguments after the input, or None where
+    the native pooling does not apply (dilation, ceil_mode)."""
+    args = tuple(args) + (None,) * (5 - len(args))
+    kernel = _pair(args[0])
+    stride = _pair(args[1], kernel)
+    padding = _pair(args[2], (0, 0))
+    dilation = _pair(args[3], (1, 1))
+    if kernel is None or dilation != (1, 1) or bool(args[4]):
+        return None
+    return kernel, stride, padding
+
+
+max_pool2d_nhwc = lite.max_pool2d_nhwc

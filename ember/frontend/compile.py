@@ -41,10 +41,12 @@ from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.meta import TensorMeta
+from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
 from .autograd import grad_mode
 from .compile_options import check_compile_arguments
+from .quantized import QuantizedTensor, is_quantized_tensor
 from .tensor import Tensor
 
 class CpuBackend:
@@ -72,6 +74,8 @@ class CpuBackend:
         return _eager_step(node)
 
     def constant(self, value):
+        if is_quantized_tensor(value):
+            return value._qarray()
         return value._array if isinstance(value, Tensor) else value
 
     def unwrap(self, tensor: Tensor):
@@ -84,6 +88,8 @@ class CpuBackend:
         return tensor._array
 
     def wrap(self, value):
+        if isinstance(value, QuantizedArray):
+            return QuantizedTensor._wrap(value)
         return Tensor._adopt(value)
 
     # a training step's state, which may live elsewhere than the plan runs
@@ -248,6 +254,8 @@ def wrap_results(value, backend=None):
         return type(value)(wrap_results(v, backend) for v in value)
     if isinstance(value, np.ndarray):
         return Tensor._adopt(value)
+    if isinstance(value, QuantizedArray):
+        return QuantizedTensor._wrap(value)
     if backend is not None and value is not None and not isinstance(value, (int, float, bool)):
         return backend.wrap(value)
     return value
@@ -270,13 +278,13 @@ class PlanBuilder:
         if self.backend.buffers is not None:
             self.plan.buffers = self.backend.buffers
         self.results = _result_nodes(graph)
+        self.quantized = _quantized_nodes(graph)
 
     def new_slot(self) -> int:
         self.n_slots += 1
         return self.n_slots - 1
 
     def build(self) -> Plan:
-        _refuse_quantized(self.graph)
         for node in self.graph.nodes:
             handler = getattr(self, f"_{node.op.value}")
             first_new = len(self.plan.steps)
@@ -306,7 +314,9 @@ class PlanBuilder:
 
     def _call_function(self, node: Node) -> None:
         target = node.target
-        if isinstance(target, FusedGroup):
+        if node in self.quantized and target is not operator.getitem:
+            self._fallback(node)
+        elif isinstance(target, FusedGroup):
             self._fused(node)
         elif target is operator.getitem:
             self._getitem(node)
@@ -444,15 +454,15 @@ def _source_lines(node: Node, follow_users: bool = True) -> tuple[str, ...]:
     return found
 
 
-def _refuse_quantized(graph: Graph) -> None:
-    """Plans hold plain arrays, which would drop a quantized value's scale and zero point:
-    refuse such graphs by name rather than return integers as if they were values."""
-    for node in graph.nodes:
+def _quantized_nodes(graph: Graph) -> set:
+    """Nodes that produce or read a quantized value. Plans hold plain arrays, so these
+    run eagerly on quantized tensors (their slots hold `QuantizedArray`s, integers with
+    their qparams): the quantized ops' own kernels (codegen/quantized.py) do the work."""
+    def quantized(node) -> bool:
         val = node.meta.get("val")
-        if getattr(getattr(val, "dtype", None), "is_quantized", False):
-            raise LoweringError(f"ember.compile: {node.name} produces a quantized tensor "
-                                f"({val.dtype}); compiled plans do not take quantized values "
-                                f"yet, run this part eagerly")
+        return getattr(getattr(val, "dtype", None), "is_quantized", False)
+    return {n for n in graph.nodes if n.op in (OpKind.call_function, OpKind.call_method) and
+            (quantized(n) or any(quantized(a) for a in n.all_input_nodes))}
 
 
 def _is_view(node: Node) -> bool:
@@ -488,7 +498,7 @@ def _result_nodes(graph: Graph) -> set:
 def _eager_step(node: Node) -> Callable:
     """A callable on arrays that runs `node` eagerly (no autograd) and returns arrays."""
     def run(*arrays):
-        return _unwrap(call_node_eagerly(node, [Tensor._adopt(a) for a in arrays]))
+        return _unwrap(call_node_eagerly(node, [_adopt(a) for a in arrays]))
     return run
 
 
@@ -505,7 +515,15 @@ def call_node_eagerly(node: Node, values) -> Any:
         return node.target(*args, **kwargs)
 
 
+def _adopt(value):
+    if isinstance(value, QuantizedArray):
+        return QuantizedTensor._wrap(value)
+    return Tensor._adopt(value)
+
+
 def _unwrap(value):
+    if is_quantized_tensor(value):
+        return value._qarray()
     if isinstance(value, Tensor):
         return value._array
     if isinstance(value, (tuple, list)):

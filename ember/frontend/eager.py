@@ -144,6 +144,7 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
     cacheable = key is not None and not factory and VALUE_READS[0] == reads_before
     if cacheable and not on_cuda and _USE_KERNELS:
         plan.kernel = eager_kernels.candidate(op, args, out_meta)
+        plan.measured = getattr(plan.kernel, "exact", False)    # bit-exact: no trial needed
     if cacheable:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()

@@ -294,7 +294,29 @@ def _max_pool(op, args, meta):
     return _max_pool_shifted(op, args, meta)
 
 
+def _quantize_per_tensor(op, args, meta):
+    """quantize_per_tensor of a contiguous float32 tensor to quint8/qint8 natively
+    (codegen/llvm/qelementwise.py): the reference's arithmetic step for step, so the
+    kernel is `exact` and taken without measuring."""
+    from ..codegen.llvm import qelementwise as QE
+    from ..ir import dtypes
+    from ..ir.quantized import QuantizedArray
+    x, scale, zero_point, dtype = args
+    dtype = dtypes.as_dtype(dtype)
+    if not (_f32(x) and x._array.flags.c_contiguous and dtype in (dtypes.quint8, dtypes.qint8)
+            and QE.available()):
+        return None
+
+    def kernel(call_args):
+        x, scale, zero_point = call_args[0], float(call_args[1]), int(call_args[2])
+        values = QE.quantize(x._array, scale, zero_point, dtype.np_dtype)
+        return QuantizedArray(values, dtype, scale, zero_point)
+    kernel.exact = True
+    return kernel
+
+
 _CANDIDATES: dict[str, Callable] = {
+    "quantize_per_tensor": _quantize_per_tensor,
     "max_pool2d": _max_pool, "max_pool2d_with_indices": _max_pool_tiles,
     "conv2d": _conv_forward, "convolution": _conv_forward,
     "convolution_backward_input": _conv_backward_input,

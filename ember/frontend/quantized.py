@@ -43,7 +43,9 @@ class QuantizedTensor(Tensor):
 
     @classmethod
     def _wrap(cls, qa: QuantizedArray) -> "QuantizedTensor":
-        arr = np.ascontiguousarray(qa.int_repr)
+        arr = qa.int_repr
+        if not _channels_last_dense(arr):   # the int8 convolutions' channels-last results
+            arr = np.ascontiguousarray(arr)
         t = cls._make(arr, Storage(flat_storage(arr)))
         t._qdtype = qa.dtype
         t._qscale = qa.scale
@@ -139,6 +141,11 @@ def _rebuild(arr, dtype_name, scale, zero_point, axis):
                                                 zero_point, axis))
 
 
+def _channels_last_dense(arr: np.ndarray) -> bool:
+    return arr.ndim == 4 and arr.transpose(0, 2, 3, 1).flags.c_contiguous and \
+        arr.flags.writeable
+
+
 def is_quantized_tensor(v) -> bool:
     return type(v) is QuantizedTensor
 
@@ -174,6 +181,11 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
     """The op's native kernel where codegen has one for these operands (VNNI int8 GEMM,
     identical results), else its NumPy reference. A weight keeps its packed form in
     `_kernel_cache`, so packing happens once per weight."""
+    if op.name == "quantized_add":
+        from ..codegen.quantized import binary_kernel
+        kernel = binary_kernel(op.name, ref_args[0], ref_args[1])
+        if kernel is not None:
+            return kernel(*ref_args[2:])
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
     if weight is not None and op.name in ("quantized_linear", "quantized_linear_dynamic",
                                           "quantized_conv2d"):
@@ -196,6 +208,11 @@ def _unwrap(v):
 def _same_qparams(op: OpDef, args: tuple, qt: QuantizedTensor):
     """Run a data-movement op on the integers and keep the qparams."""
     qa = qt._qarray()
+    if args and args[0] is qt:
+        from ..codegen.quantized import same_qparams_kernel
+        kernel = same_qparams_kernel(op.name, qa, args)
+        if kernel is not None:
+            return QuantizedTensor._wrap(kernel())
     int_args = tuple(Tensor._from_array(qa.int_repr, copy=False) if a is qt else a
                      for a in args)
     result = op(*int_args)
@@ -209,6 +226,11 @@ def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
     scale and zero point."""
     from ..ir.quantized import quantize_array
     qa = qt._qarray()
+    if args and args[0] is qt:
+        from ..codegen.quantized import same_qparams_kernel
+        kernel = same_qparams_kernel(op.name, qa, args)
+        if kernel is not None:
+            return QuantizedTensor._wrap(kernel())
     float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
     result = op(*float_args)
     return QuantizedTensor._wrap(quantize_array(result._array, qa.scale, qa.zero_point,

@@ -109,10 +109,15 @@ def quantize_array(x: np.ndarray, scale: float, zero_point: int, dtype: DType) -
     lo, hi = qrange(dtype)
     inv = np.float32(1.0) / np.float32(scale)
     if dtype is dtypes.qint32:
-        q = np.rint(x * inv + np.float32(zero_point))
+        q = np.clip(np.rint(x * inv + np.float32(zero_point)).astype(np.float64), lo, hi)
     else:   # one rounding of x * inv + zp: the product of two float32 is exact in float64
-        q = np.rint((x.astype(np.float64) * np.float64(inv) + zero_point).astype(np.float32))
-    q = np.clip(q.astype(np.float64), lo, hi).astype(dtype.np_dtype)
+        wide = x.astype(np.float64)
+        wide *= np.float64(inv)
+        wide += zero_point
+        q = wide.astype(np.float32)
+        np.rint(q, out=q)
+        np.clip(q, lo, hi, out=q)       # 8-bit bounds are exact in float32
+    q = q.astype(dtype.np_dtype)
     return QuantizedArray(q, dtype, float(scale), int(zero_point))
 
 

@@ -70,7 +70,14 @@ def _candidate(node: Node) -> bool:
     val = node.meta.get("val")
     return is_lowerable(node) and bool(node.users) and isinstance(val, TensorMeta) and \
         not val.dtype.is_complex and Tag.INPLACE not in node.target.tags and \
-        Tag.RANDOM not in node.target.tags
+        Tag.RANDOM not in node.target.tags and not _touches_quantized(node)
+
+
+def _touches_quantized(node: Node) -> bool:
+    """Quantized values (their integers mean scale * (q - zero_point)) stay out of kernels:
+    the quantized ops run their own (ember.compile runs them eagerly)."""
+    vals = [node.meta.get("val")] + [a.meta.get("val") for a in node.all_input_nodes]
+    return any(getattr(getattr(v, "dtype", None), "is_quantized", False) for v in vals)
 
 
 def _anchor(node: Node) -> bool:

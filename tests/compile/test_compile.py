@@ -24,7 +24,7 @@ def _close(got, want, loose=False):
     assert_arrays_close(got.detach().numpy(), want.detach().numpy(), rtol=tol, atol=tol)
 
 
-# ops whose results are quantized tensors: compiled plans refuse them (tested below)
+# ops whose results are quantized tensors (compared by integers and qparams below)
 _QUANTIZED_RESULT = {"quantize_per_tensor", "quantize_per_channel"}
 _COMPILED_OPS = [op for op in sorted(OPS.values(), key=lambda o: o.name)
                  if not op.tags & {Tag.INPLACE, Tag.RANDOM, Tag.NONDETERMINISTIC,
@@ -32,10 +32,12 @@ _COMPILED_OPS = [op for op in sorted(OPS.values(), key=lambda o: o.name)
                  and op.name not in _QUANTIZED_RESULT]
 
 
-def test_compile_refuses_quantized_values_by_name():
+def test_compile_keeps_quantized_values():
     x = ember.randn(3, 4)
-    with pytest.raises(ember.LoweringError, match="quantized tensor .*quint8"):
-        ember.compile(lambda t: ember.quantize_per_tensor(t, 0.1, 3, ember.quint8))(x)
+    want = ember.quantize_per_tensor(x, 0.1, 3, ember.quint8)
+    got = ember.compile(lambda t: ember.quantize_per_tensor(t, 0.1, 3, ember.quint8))(x)
+    assert got.dtype == ember.quint8 and (got.q_scale(), got.q_zero_point()) == (0.1, 3)
+    assert np.array_equal(got.int_repr().numpy(), want.int_repr().numpy())
 
 
 @pytest.mark.parametrize("op, sample", sample_cases(_COMPILED_OPS, per_op=1, seed=3,

@@ -106,7 +106,7 @@ def test_quantized_ops_refuse_float_operands():
         ember.quantized_linear(ember.randn(2, 3), ember.randn(4, 3), None, 0.1, 0)
 
 
-@pytest.mark.skipif(not __import__("ember.codegen.llvm.qgemm", fromlist=["x"]).available(),
+@pytest.mark.skipif(not __import__("ember.codegen.llvm.qgemm", fromlist=["x"]).has_vnni(),
                     reason="this CPU has no AVX-512 VNNI")
 @pytest.mark.parametrize("shape, n, per_channel, x_zp", [
     ((6, 32), 64, True, 120), ((5, 13), 70, False, 0), ((2, 3, 40), 17, True, 255),
@@ -128,7 +128,7 @@ def test_vnni_int8_gemm_equals_the_reference_bit_for_bit(rng, shape, n, per_chan
                                   dop.reference(*dyn))
 
 
-@pytest.mark.skipif(not __import__("ember.codegen.llvm.qgemm", fromlist=["x"]).available(),
+@pytest.mark.skipif(not __import__("ember.codegen.llvm.qgemm", fromlist=["x"]).has_vnni(),
                     reason="this CPU has no AVX-512 VNNI")
 @pytest.mark.parametrize("shape, oc, stride, padding, dilation", [
     ((2, 3, 9, 9), 8, (1, 1), (1, 1), (1, 1)), ((1, 4, 12, 10), 5, (2, 2), (1, 0), (1, 1)),

@@ -174,31 +174,19 @@ def _emit_microkernel(module: ir.Module, cfg: GemmConfig) -> ir.Function:
 
 def _emit_k_loop(b, cfg, kc, ap, bp, vt, nv) -> list[list[ir.Value]]:
     """The hot loop: acc[r][v] += A[k, r] * B[k, v*lanes : (v+1)*lanes] for k < kc."""
-    pre = b.block
-    head = b.append_basic_block("k.head")
-    body = b.append_basic_block("k.body")
-    done = b.append_basic_block("k.done")
-    b.branch(head)
-    b.position_at_end(head)
-    k = b.phi(u.I64, name="k")
-    k.add_incoming(u.i64(0), pre)
-    acc = [[b.phi(vt, name=f"acc{r}_{v}") for v in range(nv)] for r in range(cfg.mr)]
-    for row in acc:
-        for phi in row:
-            phi.add_incoming(ir.Constant(vt, None), pre)
-    b.cbranch(b.icmp_signed("<", k, kc), body, done)
-    b.position_at_end(body)
-    b_vecs = [u.load_vec(b, bp, b.add(b.mul(k, u.i64(cfg.nr)), u.i64(v * cfg.lanes)), cfg.lanes)
-              for v in range(nv)]
-    a_base = b.mul(k, u.i64(cfg.mr))
-    for r in range(cfg.mr):
-        a = u.splat(b, b.load(u.elem_ptr(b, ap, b.add(a_base, u.i64(r))), typ=u.F32), cfg.lanes)
-        for v in range(nv):
-            acc[r][v].add_incoming(multiply_add(b, cfg, a, b_vecs[v], acc[r][v]), body)
-    k.add_incoming(b.add(k, u.i64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
-    return acc
+    def step(k, flat):
+        b_vecs = [u.load_vec(b, bp, b.add(b.mul(k, u.i64(cfg.nr)), u.i64(v * cfg.lanes)),
+                             cfg.lanes) for v in range(nv)]
+        a_base = b.mul(k, u.i64(cfg.mr))
+        out = []
+        for r in range(cfg.mr):
+            a = u.splat(b, b.load(u.elem_ptr(b, ap, b.add(a_base, u.i64(r))), typ=u.F32),
+                        cfg.lanes)
+            out += [multiply_add(b, cfg, a, b_vecs[v], flat[r * nv + v]) for v in range(nv)]
+        return out
+
+    flat = u.carried_loop(b, u.i64(0), kc, [ir.Constant(vt, None)] * (cfg.mr * nv), step)
+    return [flat[r * nv:(r + 1) * nv] for r in range(cfg.mr)]
 
 
 def multiply_add(b, cfg, x, y, acc):

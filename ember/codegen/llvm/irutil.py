@@ -6,7 +6,7 @@ helper serves float32 and float64 buffers alike.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 from llvmlite import ir
 
@@ -115,6 +115,37 @@ def counted_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int = 1
     i.add_incoming(nxt, b.block)
     b.branch(head)
     b.position_at_end(done)
+
+
+def carried_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, inits: list[ir.Value],
+                 step: Callable[[ir.Value, list[ir.Value]], list[ir.Value]],
+                 name: str = "k") -> list[ir.Value]:
+    """`for k in range(start, stop): values = step(k, values)`, the values carried in phis
+    (so a GEMM's accumulators stay in registers across the loop); returns their final
+    values. `step` emits the body at the builder's position and returns the new values."""
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(I64, name=name)
+    k.add_incoming(start, pre)
+    phis = []
+    for i, init in enumerate(inits):
+        phi = b.phi(init.type, name=f"{name}.v{i}")
+        phi.add_incoming(init, pre)
+        phis.append(phi)
+    b.cbranch(b.icmp_signed("<", k, stop), body, done)
+    b.position_at_end(body)
+    new = step(k, phis)
+    tail = b.block
+    for phi, value in zip(phis, new):
+        phi.add_incoming(value, tail)
+    k.add_incoming(b.add(k, i64(1)), tail)
+    b.branch(head)
+    b.position_at_end(done)
+    return phis
 
 
 def imin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:

@@ -1,147 +1,302 @@
-"""int8 GEMM with AVX-512 VNNI: C[m, n] (int32) = sum_k A[m, k] (uint8) * B[n, k] (int8).
+"""int8 GEMM and implicit-GEMM convolution with the requantization fused in the epilogue.
 
-`vpdpbusd` (llvm.x86.avx512.vpdpbusd.512) multiplies 4 unsigned bytes of A by 4 signed
-bytes of B in each of 16 int32 lanes and adds the four products to the lane, without
-saturation. So B is packed once (at convert time) in the layout the instruction reads:
-for each 16 output columns, for each group of 4 k, 16 lanes x 4 bytes:
+    acc[m, n] = sum_k A[m, k] (uint8) * B[n, k] (int8)          (exact int32)
 
-    packed[nb, kq, lane, j] = B[nb * 16 + lane, kq * 4 + j]     (zero padded in n and k)
+Two instruction sequences compute the 4-byte dot products, chosen by `Config`:
+- AVX-512 VNNI: `vpdpbusd` (llvm.x86.avx512.vpdpbusd.512) multiplies 4 unsigned bytes of
+  A by 4 signed bytes of B in each of 16 int32 lanes and adds the four products to the
+  lane, without saturation; a 6 x 64 int32 tile lives in 24 zmm accumulators.
+- AVX2: `vpmaddubsw` (u8 x s8 pairs summed to int16, saturating) then `vpmaddwd` against
+  ones (int16 pairs to int32) and an add; a 4 x 16 tile in 8 ymm accumulators. The int16
+  pair sum cannot saturate when every A byte is at most 127 (|2 * 127 * 128| < 2**15),
+  which the caller checks (`exact_on`); then both paths give the same integers.
 
-and each step of the microkernel broadcasts 4 bytes of an A row (one int32) against
-NV such 64-byte panels. The microkernel keeps an MR x (NV * 16) tile of C in MR * NV
-zmm accumulators (6 x 64: 24 of 32 registers). Threads split the column panels.
+A is read through a gather: row m's group of 4 k bytes number kk is at
 
-What the caller does around it (ember/codegen/qlinear.py): zero points and the
-requantization epilogue. With A = x_q and B = w_q, sum((x_q - x_zp) * (w_q - w_zp)) =
-C - x_zp * colsum(w_q) - w_zp * rowsum(x_q) + K * x_zp * w_zp.
+    a + row_base(m) + offs[kk],  row_base(m) = img * img_stride + oy * row_stride + ox * col_stride
+
+with (img, oy, ox) = divmod of m over the output image (ohw pixels, ow per row). A linear
+layer is the case ohw = ow = 1 (rows lda apart, offs[kk] = 4 * kk); a convolution reads a
+channels-last (NHWC) uint8 input, spatially padded with its zero point and with channels
+padded to a multiple of 4, so the k order is (kh, kw, c) and offs holds each tap's offset:
+no im2col copy. Rows past the last (a partial 6-row tile) re-read the last row and write
+into the output's padding rows.
+
+B is packed once per weight (`PackedWeight`): for each block of NR output columns, for each
+group of 4 k, NR columns x 4 bytes, so one k step loads NR * 4 contiguous bytes.
+
+The epilogue is the NumPy reference's requantization (ir/ops/quantized.py `requantize`)
+operation for operation, so results equal the reference bit for bit:
+
+    real = float32(acc - x_zp * colsum(B)[n]) * mult[n] + bias[n]      (float32)
+    u8 output:  q = roundeven(float32(double(real) * double(1/scale) + zp)), clamped to
+                [lo, hi] (lo = zero_point when relu: the reference's max with the zero point)
+    f32 output: clamp(real, lo, hi) (lo = 0 when relu; the dynamic linear's float result)
+
+Weights must have zero points 0 (symmetric, as every default weight observer gives); the
+caller takes the reference otherwise. Work is split across threads by (row tile, column
+block) pairs, so a 64-channel convolution still uses every thread.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
 
+from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from .jit import compile_ir
-from .target import Isa, host_features, target_for
+from .target import Isa, host_features, host_isa, supported_isas, target_for
 
-MR, NV, LANES = 6, 4, 16
-NR = NV * LANES
 I8 = ir.IntType(8)
-V16 = u.vec(u.I32, LANES)
+I16 = ir.IntType(16)
 
 
-def available() -> bool:
-    """True where the CPU has AVX-512 VNNI (vpdpbusd on zmm registers)."""
+@dataclass(frozen=True)
+class Config:
+    """One int8 kernel shape: the ISA, int32 lanes per vector, the MR x (NV * lanes) tile."""
+    name: str
+    isa: Isa
+    lanes: int
+    mr: int
+    nv: int
+    kq_align: int = 1       # packed k groups padded to a multiple of this (AMX tiles: 16)
+
+    @property
+    def nr(self) -> int:
+        return self.nv * self.lanes
+
+    @property
+    def vnni(self) -> bool:
+        """vpdpbusd on zmm (else AVX2's vpmaddubsw + vpmaddwd)."""
+        return self.isa is Isa.AVX512
+
+
+VNNI = Config("vnni", Isa.AVX512, 16, 6, 4)
+AVX2 = Config("avx2", Isa.AVX2, 8, 4, 2)
+
+# the int64 parameter block the kernels read (pointers as addresses)
+FIELDS = lite.QGEMM_FIELDS
+_F = {name: i for i, name in enumerate(FIELDS)}
+
+
+def has_vnni() -> bool:
     feats = host_features()
     return bool(feats.get("avx512vnni")) and bool(feats.get("avx512bw"))
 
 
-def _vpdpbusd(b: ir.IRBuilder, acc, a, w):
-    name = "llvm.x86.avx512.vpdpbusd.512"
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(V16, [V16, V16, V16]), name=name)
-    return b.call(fn, [acc, a, w])
+def active_config() -> Config | None:
+    """The kernel this process uses: VNNI where the CPU has it (and EMBER_ISA does not force
+    AVX2), else AVX2 where available, else None (the NumPy references run)."""
+    isa = host_isa()
+    if isa is Isa.AVX512 and has_vnni():
+        return VNNI
+    if Isa.AVX2 in supported_isas() and isa in (Isa.AVX512, Isa.AVX2):
+        return AVX2
+    return None
 
 
-def _emit(module: ir.Module) -> None:
-    """qgemm(nb_begin, nb_end, worker, m, kq, a, lda, packed, c, ldc): column panels
-    [nb_begin, nb_end) of NR columns (the thread pool's chunk signature); m a multiple of
-    MR; A rows padded to kq * 4 bytes."""
-    args = [("nb_begin", u.I64), ("nb_end", u.I64), ("worker", u.I64), ("m", u.I64),
-            ("kq", u.I64), ("a", u.PTR), ("lda", u.I64), ("packed", u.PTR), ("c", u.PTR),
-            ("ldc", u.I64)]
-    fn, b = u.define(module, "qgemm", u.VOID, args)
-    nb_begin, nb_end, _, m, kq, a, lda, packed, c, ldc = fn.args
-    zero = ir.Constant(V16, None)
-    with u.counted_loop(b, nb_begin, nb_end, 1, "nb") as nb:
-        with u.counted_loop(b, u.i64(0), m, MR, "m0") as m0:
-            entry_acc = [[zero] * NV for _ in range(MR)]
-            pre = b.block
-            head = b.append_basic_block("k.head")
-            body = b.append_basic_block("k.body")
-            done = b.append_basic_block("k.done")
-            b.branch(head)
-            b.position_at_end(head)
-            kk = b.phi(u.I64, name="kk")
-            kk.add_incoming(u.i64(0), pre)
-            phis = [[b.phi(V16, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
-            for r in range(MR):
-                for v in range(NV):
-                    phis[r][v].add_incoming(entry_acc[r][v], pre)
-            b.cbranch(b.icmp_signed("<", kk, kq), body, done)
-            b.position_at_end(body)
-            # B panels: packed[(nb * NV + v) * kq + kk] of 16 int32 lanes
-            panels = []
-            for v in range(NV):
-                idx = b.add(b.mul(b.add(b.mul(nb, u.i64(NV)), u.i64(v)), kq), kk)
-                ptr = b.gep(packed, [b.mul(idx, u.i64(LANES))], source_etype=u.I32)
-                panels.append(b.load(ptr, typ=V16, align=4))
-            new = []
-            for r in range(MR):
-                row = b.add(m0, u.i64(r))
-                off = b.add(b.mul(row, lda), b.mul(kk, u.i64(4)))
-                aptr = b.gep(a, [off], source_etype=I8)
-                word = b.load(aptr, typ=u.I32, align=1)
-                bcast = u.splat(b, word, LANES)
-                new.append([_vpdpbusd(b, phis[r][v], bcast, panels[v]) for v in range(NV)])
-            nxt = b.add(kk, u.i64(1))
-            kk.add_incoming(nxt, b.block)
-            for r in range(MR):
-                for v in range(NV):
-                    phis[r][v].add_incoming(new[r][v], b.block)
-            b.branch(head)
-            b.position_at_end(done)
-            for r in range(MR):
-                row = b.add(m0, u.i64(r))
-                for v in range(NV):
-                    col = b.add(b.mul(nb, u.i64(NR)), u.i64(v * LANES))
-                    cptr = b.gep(c, [b.add(b.mul(row, ldc), col)], source_etype=u.I32)
-                    b.store(phis[r][v], cptr, align=4)
+def exact_on(cfg: Config, a_max: int) -> bool:
+    """Whether `cfg` computes exact dot products on A bytes up to `a_max` (AVX2's int16
+    pair sums saturate above 127)."""
+    return cfg.vnni or a_max <= 127
+
+
+# --- IR ------------------------------------------------------------------------------------
+def _dot(b: ir.IRBuilder, cfg: Config, acc, a_bcast, w):
+    """acc (int32 x lanes) += 4-byte dot products of a_bcast (u8) and w (s8)."""
+    v32 = u.vec(u.I32, cfg.lanes)
+    if cfg.vnni:
+        name = "llvm.x86.avx512.vpdpbusd.512"
+        fn = b.module.globals.get(name) or ir.Function(
+            b.module, ir.FunctionType(v32, [v32, v32, v32]), name=name)
+        return b.call(fn, [acc, a_bcast, w])
+    bytes_t, words_t = u.vec(I8, 4 * cfg.lanes), u.vec(I16, 2 * cfg.lanes)
+    ub = b.module.globals.get("llvm.x86.avx2.pmadd.ub.sw") or ir.Function(
+        b.module, ir.FunctionType(words_t, [bytes_t, bytes_t]), name="llvm.x86.avx2.pmadd.ub.sw")
+    wd = b.module.globals.get("llvm.x86.avx2.pmadd.wd") or ir.Function(
+        b.module, ir.FunctionType(v32, [words_t, words_t]), name="llvm.x86.avx2.pmadd.wd")
+    pairs = b.call(ub, [b.bitcast(a_bcast, bytes_t), b.bitcast(w, bytes_t)])
+    quads = b.call(wd, [pairs, ir.Constant(words_t, [1] * (2 * cfg.lanes))])
+    return b.add(acc, quads)
+
+
+def _field(b, params, name, as_ptr=False):
+    value = b.load(b.gep(params, [u.i64(_F[name])], source_etype=u.I64), typ=u.I64)
+    return b.inttoptr(value, u.PTR) if as_ptr else value
+
+
+def _row_base(b, p, m):
+    img = b.sdiv(m, p["ohw"])
+    rem = b.sub(m, b.mul(img, p["ohw"]))
+    oy = b.sdiv(rem, p["ow"])
+    ox = b.sub(rem, b.mul(oy, p["ow"]))
+    return img, oy, ox
+
+
+def _row_bases(b, cfg, p, m0, oh, last_base):
+    """Byte offsets of the MR rows' first A group: one division for the tile's first row,
+    then a step along the output row (wrapping to the next row and image); rows past
+    the last re-read the last row (last_base)."""
+    img, oy, ox = _row_base(b, p, m0)
+    last = b.sub(p["m"], u.i64(1))
+    zero, one = u.i64(0), u.i64(1)
+    bases = []
+    for r in range(cfg.mr):
+        if r:
+            ox = b.add(ox, one)
+            wrap = b.icmp_signed("==", ox, p["ow"])
+            ox = b.select(wrap, zero, ox)
+            oy = b.select(wrap, b.add(oy, one), oy)
+            wrap = b.icmp_signed("==", oy, oh)
+            oy = b.select(wrap, zero, oy)
+            img = b.select(wrap, b.add(img, one), img)
+        base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                     b.mul(ox, p["col_stride"]))
+        past = b.icmp_signed(">", b.add(m0, u.i64(r)), last)
+        bases.append(b.select(past, last_base, base))
+    return bases
+
+
+def _k_loop(b, cfg, p, bases, nb):
+    v32 = u.vec(u.I32, cfg.lanes)
+    panel_bytes = cfg.nr * 4
+    block = b.mul(b.mul(nb, p["kq"]), u.i64(panel_bytes))
+
+    def step(kk, flat):
+        off = b.load(b.gep(p["offs"], [kk], source_etype=u.I64), typ=u.I64)
+        wbase = b.add(block, b.mul(kk, u.i64(panel_bytes)))
+        panels = [b.load(b.gep(p["packed"], [b.add(wbase, u.i64(v * cfg.lanes * 4))],
+                               source_etype=I8), typ=v32, align=4) for v in range(cfg.nv)]
+        out = []
+        for r in range(cfg.mr):
+            word = b.load(b.gep(p["a"], [b.add(bases[r], off)], source_etype=I8), typ=u.I32,
+                          align=1)
+            bcast = u.splat(b, word, cfg.lanes)
+            out += [_dot(b, cfg, flat[r * cfg.nv + v], bcast, panels[v]) for v in range(cfg.nv)]
+        return out
+
+    zero = ir.Constant(v32, None)
+    return u.carried_loop(b, u.i64(0), p["kq"], [zero] * (cfg.mr * cfg.nv), step, "kk")
+
+
+def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
+    """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
+    is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector."""
+    acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
+    lanes = cfg.lanes
+    vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
+    qp = p["qparams"]
+    qload = [b.load(b.gep(qp, [u.i64(i)], source_etype=u.F64), typ=u.F64) for i in range(4)]
+    inv, zp = (u.splat(b, q, lanes) for q in qload[:2])
+    lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[2:])
+    for v in range(cfg.nv):
+        col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
+        corr = b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4)
+        mult = b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4)
+        bias = b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)
+        for r in range(cfg.mr):
+            real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
+            idx = b.add(b.mul(b.add(m0, u.i64(r)), p["ldo"]), col)
+            if u8_out:
+                scaled = b.fadd(b.fmul(b.fpext(real, vd), inv), zp)
+                q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
+                q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
+                value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
+                b.store(value, b.gep(p["out"], [idx], source_etype=I8), align=1)
+            else:
+                value = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, real, lo), hi)
+                b.store(value, b.gep(p["out"], [idx], source_etype=u.F32), align=4)
+
+
+def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
+    """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
+    block, row tiles inner when nb_outer (the thread pool's chunk signature)."""
+    name = f"qgemm_{'u8' if u8_out else 'f32'}"
+    fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
+                                            ("worker", u.I64), ("params", u.PTR)])
+    t_begin, t_end, _, params = fn.args
+    ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams"}
+    p = {f: _field(b, params, f, f in ptrs) for f in FIELDS}
+    nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
+    oh = b.sdiv(p["ohw"], p["ow"])
+    img, oy, ox = _row_base(b, p, b.sub(p["m"], u.i64(1)))
+    last_base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                      b.mul(ox, p["col_stride"]))
+    with u.counted_loop(b, t_begin, t_end, 1, "t") as t:
+        outer = b.sdiv(t, b.select(nb_outer, p["m_tiles"], p["n_blocks"]))
+        inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
+        mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
+        m0 = b.mul(mt, u.i64(cfg.mr))
+        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb)
+        _epilogue(b, cfg, p, acc, m0, nb, u8_out)
     b.ret_void()
 
 
-@functools.lru_cache(maxsize=1)
-def _kernel():
-    module = ir.Module(name="ember_qgemm")
-    _emit(module)
-    lib = compile_ir(module, target_for(Isa.AVX512))
-    argtypes = [ctypes.c_int64] * 5 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                                       ctypes.c_void_p, ctypes.c_int64]
-    return lib, lib.function("qgemm", None, *argtypes)
+def module_for(cfg: Config) -> ir.Module:
+    """The LLVM module of cfg's kernels: qgemm_u8 and qgemm_f32 (also what ember.aot links)."""
+    module = ir.Module(name=f"ember_qgemm_{cfg.name}")
+    _emit(module, cfg, True)
+    _emit(module, cfg, False)
+    return module
 
 
+@functools.lru_cache(maxsize=None)
+def _kernels(cfg: Config):
+    lib = compile_ir(module_for(cfg), target_for(cfg.isa))
+    argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+    return lib, {True: lib.function("qgemm_u8", None, *argtypes),
+                 False: lib.function("qgemm_f32", None, *argtypes)}
+
+
+# --- host side -----------------------------------------------------------------------------
 class PackedWeight:
-    """int8 weights [N, K] in vpdpbusd's layout, with their per-row sums."""
+    """int8 weights [N, K] (K in the kernel's k order, a multiple of 4 or zero padded) in
+    the layout `cfg` reads, with their per-row sums (the zero-point correction)."""
 
-    def __init__(self, w_q: np.ndarray):
+    def __init__(self, w_q: np.ndarray, cfg: Config):
         w_q = np.asarray(w_q, np.int8)
+        self.cfg = cfg
         self.n, self.k = w_q.shape
-        self.kq = -(-self.k // 4)
-        self.n_pad = -(-self.n // NR) * NR
+        self.kq = -(-(-(-self.k // 4)) // cfg.kq_align) * cfg.kq_align     # ceil, aligned
+        self.n_pad = -(-self.n // cfg.nr) * cfg.nr
         padded = np.zeros((self.n_pad, self.kq * 4), np.int8)
         padded[:self.n, :self.k] = w_q
-        # [nb16, kq, lane, 4]
-        self.data = np.ascontiguousarray(
-            padded.reshape(self.n_pad // LANES, LANES, self.kq, 4).transpose(0, 2, 1, 3))
+        # [n / NR, kq, NR, 4]
+        # 64-byte aligned: each k step loads whole cache lines of it
+        self.data = lite.aligned_copy(
+            padded.reshape(self.n_pad // cfg.nr, cfg.nr, self.kq, 4).transpose(0, 2, 1, 3))
         self.row_sums = w_q.astype(np.int64).sum(axis=1)
 
+    def column_vector(self, values, dtype) -> np.ndarray:
+        """A per-output-column array padded to n_pad (what the epilogue loads)."""
+        out = np.zeros(self.n_pad, dtype)
+        out[:self.n] = values
+        return out
 
-def qgemm(a_q: np.ndarray, packed: PackedWeight, threads: int | None = None) -> np.ndarray:
-    """int32 [M, N] = uint8 A [M, K] @ int8 B[N, K].T through the VNNI kernel."""
-    m, k = a_q.shape
-    if k != packed.k:
-        raise ValueError(f"qgemm: A has K={k}, the packed weight K={packed.k}")
-    m_pad = -(-m // MR) * MR
-    a = np.zeros((m_pad, packed.kq * 4), np.uint8)
-    a[:m, :k] = a_q
-    c = np.empty((m_pad, packed.n_pad), np.int32)
-    _, fn = _kernel()
-    default_pool().parallel_for(fn, packed.n_pad // NR, m_pad, packed.kq, a.ctypes.data,
-                                a.shape[1], packed.data.ctypes.data, c.ctypes.data, c.shape[1],
-                                max_threads=threads)
-    return c[:m, :packed.n]
+    def epilogue_vectors(self, x_zero_point: int, mult, bias):
+        """(corr, mult, bias) per output column for the epilogue: the zero-point correction
+        x_zp * rowsum(W) as int32, the float32 multipliers and bias."""
+        return (self.column_vector(np.int64(x_zero_point) * self.row_sums, np.int32),
+                self.column_vector(mult, np.float32),
+                self.column_vector(0.0 if bias is None else bias, np.float32))
+
+
+# the row geometry and the driver are the lite runtime's (an artifact runs the same code)
+Gather, linear_gather, conv_gather = lite.Gather, lite.linear_gather, lite.conv_gather
+
+
+def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarray,
+        bias: np.ndarray | None, qparams: tuple[float, float, float, float],
+        u8_out: bool, threads: int | None = None) -> np.ndarray:
+    """The fused GEMM: [M, N] uint8 (u8_out) or float32. `mult` and `bias` are float32 per
+    output column; qparams = (1/scale as float32, zero point, lo, hi) (see the docstring)."""
+    corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
+    _, fns = _kernels(packed.cfg)
+    return lite.qgemm_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq, packed.n,
+                          packed.cfg.mr, packed.cfg.nr, corr, mult, bias, qparams, u8_out,
+                          threads)

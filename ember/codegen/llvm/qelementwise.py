@@ -1,0 +1,193 @@
+"""Elementwise quantized kernels: quantized add (and add + relu) on uint8 values, and uint8
+max pooling over channels-last values (`qmaxpool`: 64 channels per vector, taps outside
+the input skipped; exact, as any max is).
+
+    real = float32(a - a_zp) * a_scale + float32(b - b_zp) * b_scale     (float32)
+    real = max(real, 0) when relu
+    q    = roundeven(float32(double(real) * double(1/scale) + zp)), clamped to [0, 255]
+
+which is the NumPy reference (ir/ops/quantized.py: dequantize both, add, quantize_array)
+operation for operation, so results are equal bit for bit. The operands are walked in
+memory order: the caller passes buffers of one layout (both contiguous or both
+channels-last) and the result takes that layout. A 16-lane loop does the bulk and a
+one-lane copy of the same body the tail; threads split the element range.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+from llvmlite import ir
+
+from ...runtime import lite_int8 as lite
+from ...runtime.threads import default_pool
+from . import irutil as u
+from .jit import compile_ir
+from .target import Isa, host_isa, supported_isas, target_for
+
+I8 = ir.IntType(8)
+LANES = 16
+_CHUNK = lite.QADD_CHUNK    # elements per thread-pool task unit
+
+
+def available() -> bool:
+    return host_isa() in (Isa.AVX512, Isa.AVX2) and Isa.AVX2 in supported_isas()
+
+
+def _body(b, lanes, a_ptr, b_ptr, out_ptr, i, qp):
+    """One step of `lanes` elements at index i (qp: the eight float64 parameters)."""
+    vi, vf, vd = u.vec(u.I32, lanes), u.vec(u.F32, lanes), u.vec(u.F64, lanes)
+    vb = u.vec(I8, lanes)
+
+    def spl(x):
+        return u.splat(b, x, lanes)
+
+    def real_of(ptr, zp, scale):
+        q = b.zext(b.load(b.gep(ptr, [i], source_etype=I8), typ=vb, align=1), vi)
+        centered = b.sitofp(b.sub(q, spl(b.fptosi(zp, u.I32))), vf)
+        return b.fmul(centered, spl(b.fptrunc(scale, u.F32)))
+
+    a_zp, a_scale, b_zp, b_scale, inv, zp, lo, hi = qp
+    real = b.fadd(real_of(a_ptr, a_zp, a_scale), real_of(b_ptr, b_zp, b_scale))
+    real = u.intrinsic(b, "maxnum", vf, real, spl(b.fptrunc(lo, u.F32)))     # relu: lo = 0
+    scaled = b.fadd(b.fmul(b.fpext(real, vd), spl(inv)), spl(zp))
+    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
+    q = u.intrinsic(b, "maxnum", vf, q, spl(ir.Constant(u.F32, 0.0)))
+    q = u.intrinsic(b, "minnum", vf, q, spl(b.fptrunc(hi, u.F32)))
+    b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
+
+
+def _emit(module: ir.Module) -> None:
+    """qadd(c_begin, c_end, worker, a, b, out, n, qparams): elements of chunks
+    [c_begin, c_end) of _CHUNK elements, clipped at n."""
+    fn, b = u.define(module, "qadd", u.VOID, [
+        ("c_begin", u.I64), ("c_end", u.I64), ("worker", u.I64), ("a", u.PTR), ("b", u.PTR),
+        ("out", u.PTR), ("n", u.I64), ("qparams", u.PTR)], noalias_ptrs=False)
+    c_begin, c_end, _, a_ptr, b_ptr, out_ptr, n, qptr = fn.args
+    qp = [b.load(b.gep(qptr, [u.i64(j)], source_etype=u.F64), typ=u.F64) for j in range(8)]
+    start = b.mul(c_begin, u.i64(_CHUNK))
+    stop = u.imin(b, b.mul(c_end, u.i64(_CHUNK)), n)
+    full = b.add(start, b.mul(b.sdiv(b.sub(stop, start), u.i64(LANES)), u.i64(LANES)))
+    with u.counted_loop(b, start, full, LANES, "i") as i:
+        _body(b, LANES, a_ptr, b_ptr, out_ptr, i, qp)
+    with u.counted_loop(b, full, stop, 1, "j") as j:
+        _body(b, 1, a_ptr, b_ptr, out_ptr, j, qp)
+    b.ret_void()
+
+
+def _quantize_body(b, lanes, x_ptr, out_ptr, i, qp):
+    """quantize_array's steps on `lanes` float32 values at index i (qp: inv, zp, lo, hi)."""
+    vf, vd, vi, vb = (u.vec(t, lanes) for t in (u.F32, u.F64, u.I32, I8))
+    inv, zp = (u.splat(b, q, lanes) for q in qp[:2])
+    lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qp[2:])
+    x = b.load(b.gep(x_ptr, [i], source_etype=u.F32), typ=vf, align=4)
+    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(b.fadd(b.fmul(b.fpext(x, vd), inv), zp), vf))
+    q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
+    b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
+
+
+def _emit_quantize(module: ir.Module) -> None:
+    """qquantize(c_begin, c_end, worker, x, out, n, qparams): quantize_per_tensor of
+    float32 elements in chunks [c_begin, c_end) of _CHUNK, to 8-bit integers."""
+    fn, b = u.define(module, "qquantize", u.VOID, [
+        ("c_begin", u.I64), ("c_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
+        ("n", u.I64), ("qparams", u.PTR)], noalias_ptrs=False)
+    c_begin, c_end, _, x_ptr, out_ptr, n, qptr = fn.args
+    qp = [b.load(b.gep(qptr, [u.i64(j)], source_etype=u.F64), typ=u.F64) for j in range(4)]
+    start = b.mul(c_begin, u.i64(_CHUNK))
+    stop = u.imin(b, b.mul(c_end, u.i64(_CHUNK)), n)
+    full = b.add(start, b.mul(b.sdiv(b.sub(stop, start), u.i64(LANES)), u.i64(LANES)))
+    with u.counted_loop(b, start, full, LANES, "i") as i:
+        _quantize_body(b, LANES, x_ptr, out_ptr, i, qp)
+    with u.counted_loop(b, full, stop, 1, "j") as j:
+        _quantize_body(b, 1, x_ptr, out_ptr, j, qp)
+    b.ret_void()
+
+
+def _emit_maxpool(module: ir.Module) -> None:
+    """qmaxpool(p_begin, p_end, worker, x, out, params): uint8 max pooling of a
+    channels-last [N, H, W, C] input (C a multiple of 64) for output pixels
+    [p_begin, p_end); params = (h, w, c, oh, ow, kh, kw, sh, sw, ph, pw) as int64.
+    Taps outside the input are skipped (PyTorch pads max pooling with -inf)."""
+    fn, b = u.define(module, "qmaxpool", u.VOID, [
+        ("p_begin", u.I64), ("p_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
+        ("params", u.PTR)], noalias_ptrs=False)
+    p_begin, p_end, _, x, out, params = fn.args
+    h, w, c, oh, ow, kh, kw, sh, sw, ph, pw = (
+        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))
+    v64 = u.vec(I8, 64)
+    zero = u.i64(0)
+    slot = b.alloca(v64)          # the running max (in the entry block: promoted to a register)
+    with u.counted_loop(b, p_begin, p_end, 1, "p") as pix:
+        img = b.sdiv(pix, b.mul(oh, ow))
+        rem = b.sub(pix, b.mul(img, b.mul(oh, ow)))
+        oy = b.sdiv(rem, ow)
+        ox = b.sub(rem, b.mul(oy, ow))
+        with u.counted_loop(b, zero, c, 64, "ch") as ch:
+            b.store(ir.Constant(v64, None), slot)
+            with u.counted_loop(b, zero, kh, 1, "ky") as ky:
+                iy = b.add(b.sub(b.mul(oy, sh), ph), ky)
+                row_ok = b.and_(b.icmp_signed(">=", iy, zero), b.icmp_signed("<", iy, h))
+                with b.if_then(row_ok):
+                    with u.counted_loop(b, zero, kw, 1, "kx") as kx:
+                        ix = b.add(b.sub(b.mul(ox, sw), pw), kx)
+                        ok = b.and_(b.icmp_signed(">=", ix, zero), b.icmp_signed("<", ix, w))
+                        with b.if_then(ok):
+                            at = b.add(b.mul(b.add(b.mul(b.add(b.mul(img, h), iy), w), ix), c),
+                                       ch)
+                            value = b.load(b.gep(x, [at], source_etype=I8), typ=v64, align=1)
+                            best = u.intrinsic(b, "umax", v64, b.load(slot, typ=v64), value)
+                            b.store(best, slot)
+            dst = b.add(b.mul(pix, c), ch)
+            b.store(b.load(slot, typ=v64), b.gep(out, [dst], source_etype=I8), align=1)
+    b.ret_void()
+
+
+def module() -> ir.Module:
+    """The LLVM module with `qadd`, `qmaxpool` and `qquantize` (also what ember.aot links)."""
+    mod = ir.Module(name="ember_qelementwise")
+    _emit(mod)
+    _emit_maxpool(mod)
+    _emit_quantize(mod)
+    return mod
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    # the host's best vector ISA (16-lane vectors split into two on AVX2)
+    isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
+    lib = compile_ir(module(), target_for(isa))
+    return lib, lib.function("qadd", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3 +
+                                              [ctypes.c_int64, ctypes.c_void_p]))
+
+
+@functools.lru_cache(maxsize=1)
+def _maxpool_kernel():
+    lib, _ = _kernel()
+    return lib.function("qmaxpool", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3))
+
+
+@functools.lru_cache(maxsize=1)
+def _quantize_kernel():
+    lib, _ = _kernel()
+    return lib.function("qquantize", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 +
+                                             [ctypes.c_int64, ctypes.c_void_p]))
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, np_dtype) -> np.ndarray:
+    """quantize_per_tensor of a contiguous float32 array to uint8/int8, natively (the
+    reference's steps: ir/quantized.py quantize_array)."""
+    return lite.quantize_run(_quantize_kernel(), default_pool(), x, scale, zero_point, np_dtype)
+
+
+def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 64) natively."""
+    return lite.qmaxpool_run(_maxpool_kernel(), default_pool(), x, kernel, stride, padding)
+
+
+def qadd(a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float, zero_point: int,
+         relu: bool) -> np.ndarray:
+    """uint8 a + b requantized to (scale, zero_point): flat buffers of one layout, same size."""
+    _, fn = _kernel()
+    return lite.qadd_run(fn, default_pool(), a, b, a_qparams, b_qparams, scale, zero_point, relu)

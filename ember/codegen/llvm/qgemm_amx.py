@@ -1,0 +1,195 @@
+"""int8 GEMM on AMX tiles (Sapphire Rapids and later): the same gather, epilogue and
+results as qgemm.py, with `tdpbusd` doing the dot products.
+
+An AMX tile multiply C[16 x 16 int32] += A[16 x 64 uint8] . B[16 groups of 4 k x 16
+columns] does 16K multiply-adds in one instruction, several times what `vpdpbusd` on zmm
+registers does (oneDNN's brgemm, which torch.ao's x86 backend runs here, uses it). Tiles
+load rows at a fixed stride, so a task first copies its 32 A rows through the gather
+(`row_base(m)` plus each contiguous segment of k bytes: a kernel row's run, a tap's
+channels, a whole linear row; 64-byte vectors, the tail masked) into a per-thread
+buffer, zero filling k up to a multiple of 64 bytes, then walks every column block of 32:
+
+    tiles 0..3  C: rows 0-15 / 16-31 x columns 0-15 / 16-31      (tilezero)
+    tiles 4, 5  A: rows 0-15 and 16-31 of the packed rows (64 k bytes each step)
+    tiles 6, 7  B: columns 0-15 and 16-31 of the packed weight (qgemm.PackedWeight with
+                NR = 32 and k groups padded to 16: 16 rows of 128 bytes, stride 128)
+
+and stores the C tiles to the thread's buffer, from which qgemm's epilogue requantizes
+(bit for bit the same arithmetic). The integer sums are exact on both paths, so results
+equal the VNNI kernel's and the NumPy reference's.
+
+Linux hands a process the AMX register state only on request
+(arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)); `available()` asks once and is
+False where the CPU, the kernel or LLVM says no, or EMBER_QGEMM=vnni.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import numpy as np
+from llvmlite import ir
+
+from ...runtime import lite_int8 as lite
+from ...runtime.threads import default_pool
+from . import irutil as u
+from . import qgemm as Q
+from .jit import compile_ir
+from .target import Isa, host_features, target_for
+
+AMX = Q.Config("amx", Isa.AVX512, 16, 32, 2, kq_align=16)
+FIELDS = lite.QGEMM_AMX_FIELDS
+I8 = ir.IntType(8)
+
+
+@functools.cache
+def available() -> bool:
+    """AMX-INT8 usable by this process (see the module docstring)."""
+    if os.environ.get("EMBER_QGEMM", "").lower() == "vnni":
+        return False
+    feats = host_features()
+    if not (feats.get("amx-int8") and feats.get("amx-tile")):
+        return False
+    return lite.amx_permission()
+
+
+def _amx(b: ir.IRBuilder, name: str, *args):
+    """Call llvm.x86.<name> (void; tile numbers are immediate i8 constants)."""
+    full = f"llvm.x86.{name}"
+    fn = b.module.globals.get(full)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(u.VOID, [a.type for a in args]), name=full)
+    return b.call(fn, list(args))
+
+
+def _tile(t: int) -> ir.Constant:
+    return ir.Constant(I8, t)
+
+
+def _masked(b, name: str, ty, *args):
+    full = f"llvm.masked.{name}.v64i8.p0"
+    fn = b.module.globals.get(full)
+    if fn is None:
+        mask_t = u.vec(ir.IntType(1), 64)
+        params = [u.PTR, u.I32, mask_t, ty] if name == "load" else [ty, u.PTR, u.I32, mask_t]
+        fn = ir.Function(b.module, ir.FunctionType(ty if name == "load" else u.VOID, params),
+                         name=full)
+    return b.call(fn, list(args))
+
+
+def _copy_bytes(b, src, dst, length):
+    """dst[:length] = src[:length]: 64-byte vectors, the tail masked (no byte outside
+    either range is touched)."""
+    v64 = u.vec(I8, 64)
+    full = b.sdiv(length, u.i64(64))
+    with u.counted_loop(b, u.i64(0), full, 1, "c") as c:
+        off = b.mul(c, u.i64(64))
+        value = b.load(b.gep(src, [off], source_etype=I8), typ=v64, align=1)
+        b.store(value, b.gep(dst, [off], source_etype=I8), align=1)
+    rem = b.trunc(b.sub(length, b.mul(full, u.i64(64))), I8)
+    iota = ir.Constant(v64, list(range(64)))
+    mask = b.icmp_unsigned("<", iota, u.splat(b, rem, 64))
+    off = b.mul(full, u.i64(64))
+    value = _masked(b, "load", v64, b.gep(src, [off], source_etype=I8),
+                    ir.Constant(u.I32, 1), mask, ir.Constant(v64, None))
+    _masked(b, "store", v64, value, b.gep(dst, [off], source_etype=I8),
+            ir.Constant(u.I32, 1), mask)
+
+
+def _pack_a(b, p, m0, apack, kpad):
+    """The task's 32 A rows, gathered into apack (row r at r * kpad bytes) as whole
+    segments (a kernel row's run, a tap's channels, a linear row), zero filled from kq
+    groups to kq_pad; rows past the last re-read the last."""
+    last = b.sub(p["m"], u.i64(1))
+    with u.counted_loop(b, u.i64(0), u.i64(AMX.mr), 1, "r") as r:
+        img, oy, ox = Q._row_base(b, p, u.imin(b, b.add(m0, r), last))
+        base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                     b.mul(ox, p["col_stride"]))
+        row = b.mul(r, kpad)
+        with u.counted_loop(b, u.i64(0), p["n_segs"], 1, "s") as seg:
+            off = b.load(b.gep(p["seg_offs"], [seg], source_etype=u.I64), typ=u.I64)
+            src = b.gep(p["a"], [b.add(base, off)], source_etype=I8)
+            dst = b.gep(apack, [b.add(row, b.mul(seg, p["seg_len"]))], source_etype=I8)
+            _copy_bytes(b, src, dst, p["seg_len"])
+        with u.counted_loop(b, p["kq"], p["kq_pad"], 1, "z") as g:
+            dst = b.gep(apack, [b.add(row, b.mul(g, u.i64(4)))], source_etype=I8)
+            b.store(ir.Constant(u.I32, 0), dst, align=4)
+
+
+def _block(b, p, apack, cbuf, kpad, nb):
+    """C tiles of column block nb over all k, stored to cbuf (32 rows of 128 bytes)."""
+    for t in range(4):
+        _amx(b, "tilezero", _tile(t))
+    panel = b.mul(b.mul(nb, p["kq_pad"]), u.i64(AMX.nr * 4))
+    with u.counted_loop(b, u.i64(0), b.sdiv(p["kq_pad"], u.i64(16)), 1, "kt") as kt:
+        a_off = b.mul(kt, u.i64(64))
+        _amx(b, "tileloadd64", _tile(4), b.gep(apack, [a_off], source_etype=I8), kpad)
+        _amx(b, "tileloadd64", _tile(5),
+             b.gep(apack, [b.add(a_off, b.mul(kpad, u.i64(16)))], source_etype=I8), kpad)
+        w_off = b.add(panel, b.mul(kt, u.i64(16 * AMX.nr * 4)))
+        for t, col in ((6, 0), (7, 64)):
+            _amx(b, "tileloadd64", _tile(t),
+                 b.gep(p["packed"], [b.add(w_off, u.i64(col))], source_etype=I8),
+                 u.i64(AMX.nr * 4))
+        for c, a, w in ((0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)):
+            _amx(b, "tdpbusd", _tile(c), _tile(a), _tile(w))
+    for t, off in ((0, 0), (1, 64), (2, 16 * 128), (3, 16 * 128 + 64)):
+        _amx(b, "tilestored64", _tile(t), b.gep(cbuf, [u.i64(off)], source_etype=I8),
+             u.i64(128))
+
+
+def _emit(module: ir.Module, u8_out: bool) -> None:
+    """qgemm_amx_<u8|f32>(t_begin, t_end, worker, params): row tiles [t_begin, t_end) of
+    32 rows, every column block each."""
+    name = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
+    fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
+                                            ("worker", u.I64), ("params", u.PTR)])
+    t_begin, t_end, worker, params = fn.args
+    ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "scratch",
+            "tilecfg", "seg_offs"}
+    p = {f: b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64)
+         for i, f in enumerate(FIELDS)}
+    p.update({f: b.inttoptr(p[f], u.PTR) for f in ptrs})
+    _amx(b, "ldtilecfg", p["tilecfg"])
+    kpad = b.mul(p["kq_pad"], u.i64(4))
+    apack = b.gep(p["scratch"], [b.mul(worker, p["scratch_stride"])], source_etype=I8)
+    cbuf = b.gep(apack, [b.mul(kpad, u.i64(AMX.mr))], source_etype=I8)
+    v32 = u.vec(u.I32, AMX.lanes)
+
+    def acc_at(r, v):
+        return b.load(b.gep(cbuf, [u.i64(r * 128 + v * 64)], source_etype=I8), typ=v32,
+                      align=64)
+    with u.counted_loop(b, t_begin, t_end, 1, "mt") as mt:
+        m0 = b.mul(mt, u.i64(AMX.mr))
+        _pack_a(b, p, m0, apack, kpad)
+        with u.counted_loop(b, u.i64(0), p["n_blocks"], 1, "nb") as nb:
+            _block(b, p, apack, cbuf, kpad, nb)
+            Q._epilogue(b, AMX, p, acc_at, m0, nb, u8_out)
+    _amx(b, "tilerelease")
+    b.ret_void()
+
+
+def module_for() -> ir.Module:
+    module = ir.Module(name="ember_qgemm_amx")
+    _emit(module, True)
+    _emit(module, False)
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    lib = compile_ir(module_for(), target_for(Isa.AVX512))
+    argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+    return lib, {True: lib.function("qgemm_amx_u8", None, *argtypes),
+                 False: lib.function("qgemm_amx_f32", None, *argtypes)}
+
+
+def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
+        u8_out: bool, threads: int | None = None) -> np.ndarray:
+    """qgemm.run on AMX tiles (same arguments, same results); the driver is the lite
+    runtime's, as for the vector kernels."""
+    corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
+    _, fns = _kernels()
+    return lite.qgemm_amx_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq,
+                              packed.n, corr, mult, bias, qparams, u8_out, threads)

@@ -1,0 +1,222 @@
+"""ember.aot for converted (int8) models: the plan steps of quantized nodes, described for
+the lite runtime (runtime/lite.py's quantized step kinds).
+
+ember.compile runs nodes that produce or read quantized values as eager steps on their
+native kernels (frontend/compile.py). Packaging describes each such step so the lite
+runtime runs the same kernels without the compiler:
+
+  quantize / dequantize   quantize_per_tensor (quint8, qint8) and dequantize, in NumPy
+  qgemm                   quantized_linear / quantized_conv2d (groups 1): the fused int8
+                          GEMM (codegen/llvm/qgemm.py's module linked into model.so); the
+                          weight is packed here, with its per-column zero-point correction,
+                          multiplier and bias ("pq<step>" members of the weights)
+  qgemm_dynamic           quantized_linear_dynamic (quantize_dynamic's Linear): the input
+                          quantized per call, the same GEMM with a float32 epilogue
+  qadd                    quantized_add (+ relu): codegen/llvm/qelementwise.py's kernel
+  qmaxpool / qavgpool     max_pool2d and adaptive_avg_pool2d on a quantized value
+  qreshape                flatten / reshape / view of a quantized value
+
+Values are plain integer arrays in the artifact, so every step's description carries the
+qparams of its quantized operands. They are static in a converted graph; packaging reads
+them off one run of the plan (as it measures views). Anything else that touches a
+quantized value (quantized_mul, grouped int8 convs, CPUs without an int8 kernel) is
+refused by name, as every step without a native kernel is.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen import quantized as CQ
+from ..codegen.extern import _bound
+from ..codegen.llvm import qelementwise as QE
+from ..codegen.llvm import qgemm as Q
+from ..codegen.llvm import qgemm_amx as QA
+from ..ir import dtypes
+from ..ir.errors import LoweringError
+from ..ir.graph import Node, OpKind
+from ..ir.quantized import QuantizedArray
+from ..runtime import lite_int8 as lite
+
+QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
+                   "qavgpool", "qreshape")
+RESHAPES = {"flatten", "reshape", "view", "_unsafe_view", "contiguous"}
+
+
+def _is_quantized(node) -> bool:
+    return getattr(getattr(node.meta.get("val"), "dtype", None), "is_quantized", False)
+
+
+def quantized_step(node: Node) -> dict | None:
+    """The lite description of a node that produces or reads a quantized value (kind
+    "unsupported" where the artifact has no step for it), or None for other nodes."""
+    if node.op != OpKind.call_function or not hasattr(node.target, "schema"):
+        return None
+    if not (_is_quantized(node) or any(_is_quantized(a) for a in node.all_input_nodes)):
+        return None
+    name = node.target.name
+    args = _bound(node)
+    desc = None
+    if name == "quantize_per_tensor":
+        dtype = dtypes.as_dtype(args["dtype"])
+        if dtype in (dtypes.quint8, dtypes.qint8):
+            desc = {"kind": "quantize", "scale": float(args["scale"]),
+                    "zero_point": int(args["zero_point"]),
+                    "dtype": np.dtype(dtype.np_dtype).str}
+    elif name == "dequantize":
+        desc = {"kind": "dequantize"}
+    elif name in ("quantized_linear", "quantized_conv2d"):
+        desc = _qgemm(node, name, args)
+    elif name == "quantized_linear_dynamic" and CQ.gemm_config() is not None:
+        desc = {"kind": "qgemm_dynamic", "relu": bool(args["relu"]),
+                **_kernel_desc(CQ.gemm_config(), False)}
+    elif name == "quantized_add":
+        desc = {"kind": "qadd", "scale": float(args["scale"]),
+                "zero_point": int(args["zero_point"]), "relu": bool(args["relu"]),
+                "symbol": "qadd", "_module": ("qadd", str(QE.module()), ("qadd",))}
+    elif name == "max_pool2d":
+        geometry = CQ.pool_geometry(tuple(args.values())[1:])
+        if geometry is not None:
+            desc = {"kind": "qmaxpool", "kernel": list(geometry[0]),
+                    "stride": list(geometry[1]), "padding": list(geometry[2])}
+    elif name == "adaptive_avg_pool2d":
+        desc = {"kind": "qavgpool", "output_size": list(node.meta["val"].shape[-2:])}
+    elif name in RESHAPES:
+        desc = {"kind": "qreshape", "shape": list(node.meta["val"].shape)}
+    if desc is None:
+        return {"kind": "unsupported", "op": name}
+    desc["op"] = name
+    return desc
+
+
+def _kernel_desc(cfg, u8_out: bool) -> dict:
+    """The config, tile and LLVM module of the int8 GEMM an artifact uses (the one eager
+    mode uses on this machine: AMX tiles, VNNI or AVX2)."""
+    if cfg is QA.AMX:
+        module = ("qgemm_amx", str(QA.module_for()), ("qgemm_amx_u8", "qgemm_amx_f32"))
+        symbol = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
+    else:
+        module = ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))
+        symbol = f"qgemm_{'u8' if u8_out else 'f32'}"
+    return {"config": cfg.name, "mr": cfg.mr, "nr": cfg.nr, "symbol": symbol,
+            "_module": module}
+
+
+CONFIGS = {"amx": QA.AMX, "vnni": Q.VNNI, "avx2": Q.AVX2}
+
+
+def _qgemm(node: Node, name: str, args: dict) -> dict | None:
+    cfg = CQ.gemm_config()
+    if cfg is None or (name == "quantized_conv2d" and args["groups"] != 1):
+        return None
+    desc = {"kind": "qgemm", "gemm": "linear", **_kernel_desc(cfg, True),
+            "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
+            "relu": bool(args["relu"])}
+    if name == "quantized_conv2d":
+        desc.update(gemm="conv", kernel=list(args["weight"].meta["val"].shape[2:]),
+                    stride=list(args["stride"]), padding=list(args["padding"]),
+                    dilation=list(args["dilation"]))
+    return desc
+
+
+def _quantized_qparams(plan, exported) -> dict:
+    """{step name: [(scale, zero point, dtype) of each quantized input]}, read off one run
+    of the plan on zeros."""
+    seen = {}
+
+    def recording(step):
+        fn = step.fn
+
+        def run(*values):
+            seen[step.name] = [_qparams_of(v) for v in values if isinstance(v, QuantizedArray)]
+            return fn(*values)
+        step.fn = run
+        return fn
+    originals = {id(s): recording(s) for s in plan.steps
+                 if getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS}
+    inputs = [np.zeros(s.shape, np.dtype({"bfloat16": "float32"}.get(s.dtype, s.dtype)))
+              for s in exported.user_inputs]
+    try:
+        plan.run(inputs)
+    finally:
+        for s in plan.steps:
+            if id(s) in originals:
+                s.fn = originals[id(s)]
+    return seen
+
+
+def _qparams_of(v: QuantizedArray) -> tuple:
+    if v.axis is not None:          # a per-channel weight: packed from the constant itself
+        return (None, None, v.dtype.name, v.axis)
+    return (float(v.scale), int(v.zero_point), v.dtype.name, None)
+
+
+def _quantized_weights(plan, table: list, qparams: dict) -> dict:
+    """Complete the quantized steps' descriptions with their operands' qparams, pack the
+    int8 weights; returns the arrays to store ("pq<i>", "pq<i>.corr", ...)."""
+    arrays = {}
+    for i, desc in enumerate(table):
+        if desc["kind"] not in QUANTIZED_KINDS or desc["kind"] == "quantize":
+            continue
+        seen = qparams.get(desc["name"], [])
+        # the activations (a qgemm's second quantized operand is its per-channel weight;
+        # a dynamic linear's only one is)
+        activations = {"qgemm": seen[:1], "qgemm_dynamic": []}.get(desc["kind"], seen)
+        if any(axis is not None or dtype not in ("quint8", "qint8")
+               for _, _, dtype, axis in activations):
+            _refuse(desc, "its quantized input is not per-tensor quint8/qint8")
+        desc["in_qparams"] = [[scale, zp] for scale, zp, _, _ in seen]
+        if desc["kind"] == "qgemm":
+            arrays.update(_pack_qgemm(plan, desc, f"pq{i}"))
+        elif desc["kind"] == "qgemm_dynamic":
+            arrays.update(_pack_dynamic(plan, desc, f"pq{i}"))
+    return arrays
+
+
+def _pack_qgemm(plan, desc: dict, key: str) -> dict:
+    x_slot = desc["inputs"][0]
+    w = _constant_weight(plan, desc)
+    bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
+    (x_scale, x_zp), x_dtype = desc["in_qparams"][0], desc.get("x_dtype", dtypes.quint8)
+    cfg = CONFIGS[desc["config"]]
+    n = w.int_repr.shape[0]
+    if desc["gemm"] == "conv":
+        cp, run = lite.conv_k_layout(w.int_repr.shape[1], w.int_repr.shape[3],
+                                     desc["dilation"][1])
+        packed = Q.PackedWeight(CQ.conv_weight_matrix(w.int_repr, cp, run), cfg)
+        desc.update(cp=cp, run=run)
+    else:
+        packed = Q.PackedWeight(w.int_repr, cfg)
+    corr, mult, bias = packed.epilogue_vectors(
+        x_zp, np.float32(x_scale) * CQ.weight_scales(w, n), bias)
+    desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
+                x_zero_point=int(x_zp), inputs=[x_slot],
+                qparams=list(CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype,
+                                               desc["relu"])))
+    return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
+
+
+def _constant_weight(plan, desc: dict) -> QuantizedArray:
+    w = plan.constants.get(desc["inputs"][1])
+    if not isinstance(w, QuantizedArray) or w.dtype is not dtypes.qint8 or \
+            w.axis not in (None, 0) or np.any(w.zero_point):
+        _refuse(desc, "its weight is not a constant qint8 tensor with zero points 0")
+    return w
+
+
+def _pack_dynamic(plan, desc: dict, key: str) -> dict:
+    """quantized_linear_dynamic: the packed weight, its row sums, scales and the bias (the
+    input's qparams, so the correction and multiplier, are made per call)."""
+    w = _constant_weight(plan, desc)
+    packed = Q.PackedWeight(w.int_repr, CONFIGS[desc["config"]])
+    n = w.int_repr.shape[0]
+    bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
+    desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
+                inputs=desc["inputs"][:1])
+    return {key: packed.data, f"{key}.row_sums": packed.column_vector(packed.row_sums, np.int64),
+            f"{key}.scales": packed.column_vector(CQ.weight_scales(w, n), np.float32),
+            f"{key}.bias": packed.column_vector(0.0 if bias is None else bias, np.float32)}
+
+
+def _refuse(desc: dict, why: str):
+    raise LoweringError(f"ember.aot: step {desc['name']} ({desc.get('op')}): {why}; it "
+                        "cannot be packaged")

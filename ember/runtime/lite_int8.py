@@ -1,0 +1,600 @@
+"""The host side of ember's int8 kernels (codegen/llvm/qgemm.py, qgemm_amx.py,
+qelementwise.py): how a quantized GEMM/convolution reads its uint8 input (the implicit
+im2col as a gather of byte runs), packs its weights and calls the kernel, and the NumPy
+steps around it (quantize, dequantize, pooling, reshapes). Eager mode
+(codegen/quantized.py) and quantized artifacts (compiler/aot_quantized.py; the step
+classes at the end) run this one copy of the code.
+
+Like runtime/lite.py it needs only numpy, ctypes and the standard library, so an artifact
+runs without the compiler.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import threading
+
+import numpy as np
+
+try:
+    from ..ir.errors import ArtifactError
+except ImportError:          # loaded on its own, beside lite.py
+    class ArtifactError(Exception):
+        """A corrupt or mismatched artifact (ember.ArtifactError inside the package)."""
+
+I64, PTR, I32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32
+_ALIGN = 64      # bytes: the alignment artifacts and the kernels' packed data use
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def aligned_empty(count: int, dtype, zeros: bool = False) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    raw = (np.zeros if zeros else np.empty)(max(count, 1) * dtype.itemsize + _ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % _ALIGN
+    return raw[start:start + count * dtype.itemsize].view(dtype)
+
+
+# --- running: one call into the artifact's entry point -----------------------------------------
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = aligned_empty(a.size, a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+
+
+def split_range(n: int, parts: int, align: int = 1) -> list:
+    """runtime/threads.py's split: at most `parts` chunks starting on multiples of align."""
+    blocks = -(-n // align)
+    parts = max(1, min(parts, blocks))
+    bounds = [min(n, (blocks * i // parts) * align) for i in range(parts + 1)]
+    return [(b, e) for b, e in zip(bounds, bounds[1:]) if e > b]
+
+
+
+
+class Pool:
+    """Worker threads running native chunks (a ctypes call releases the GIL)."""
+
+    def __init__(self, n_threads: int):
+        self.n_threads = n_threads
+        self._queues = [queue.SimpleQueue() for _ in range(n_threads - 1)]
+        for q in self._queues:
+            threading.Thread(target=self._work, args=(q,), daemon=True).start()
+
+    @staticmethod
+    def _work(q) -> None:
+        while True:
+            fn, args, done, errors = q.get()
+            try:
+                fn(*args)
+            except BaseException as e:    # re-raised by the caller
+                errors.append(e)
+            done.set()
+
+    def parallel_for(self, fn, n: int, *args, align: int = 1, max_threads=None) -> None:
+        threads = min(self.n_threads, max_threads or self.n_threads)
+        chunks = split_range(n, threads, align)
+        if n <= 0:
+            return
+        waits, errors = [], []
+        for q, (b, e) in zip(self._queues, chunks[1:]):
+            done = threading.Event()
+            q.put((fn, (b, e, len(waits) + 1, *args), done, errors))
+            waits.append(done)
+        b, e = chunks[0]
+        fn(b, e, 0, *args)
+        for done in waits:
+            done.wait()
+        if errors:
+            raise errors[0]
+
+
+
+
+def default_pool() -> Pool:
+    global _POOL
+    if _POOL is None:
+        _POOL = Pool(cpu_count())
+    return _POOL
+
+
+# --- the steps ---------------------------------------------------------------------------------
+I64, PTR, I32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32
+
+
+def _address(lib, symbol: str) -> int:
+    """The address of `symbol` in the artifact's library (for a typed CFUNCTYPE)."""
+    try:
+        return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
+    except AttributeError:
+        raise ArtifactError(f"the artifact's library has no symbol {symbol!r}") from None
+
+
+
+
+_POOL = None
+
+
+# --- quantized (int8) steps ---------------------------------------------------------------------
+# The host side of the int8 kernels (codegen/llvm/qgemm.py, qelementwise.py), shared with
+# the in-process eager path (codegen/quantized.py calls these drivers), so the artifact
+# computes exactly what eager mode computes. Values are plain integer arrays here; each
+# step's description carries the qparams its operands and result have (static in a
+# converted graph).
+
+# the int64 parameter block of the qgemm kernels (pointers as addresses)
+QGEMM_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq", "offs",
+                "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr", "mult",
+                "bias", "qparams")
+QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
+
+try:       # in the ember package: buffers from the caching allocator (a fresh large array
+    from .allocator import default_allocator     # costs its page faults on every call)
+
+    def _empty(shape, dtype) -> np.ndarray:
+        shape = tuple(int(d) for d in shape)
+        return default_allocator().empty(int(np.prod(shape)), dtype).reshape(shape)
+    from .threads import default_pool as _host_pool
+except ImportError:      # loaded on its own
+    def _empty(shape, dtype) -> np.ndarray:
+        return np.empty(shape, dtype)
+
+    _host_pool = None
+
+
+def _over_images(n: int, fn) -> None:
+    """fn(begin, end) over image ranges of [0, n) on the thread pool (NumPy's copies and
+    ufuncs release the GIL, so the pool's threads share the work)."""
+    pool = _host_pool() if _host_pool is not None else default_pool()
+    pool.parallel_for(lambda begin, end, worker: fn(begin, end), n)
+QADD_CHUNK = 1 << 14
+QADD_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR, I64, PTR)
+
+
+class Gather:
+    """Where a qgemm's A rows are: row m's k group kk is at buffer + row_base(m) + offs[kk],
+    row_base(m) = img * img_stride + oy * row_stride + ox * col_stride ((img, oy, ox) from
+    m over the output image). A linear layer: ohw = ow = 1, rows img_stride apart."""
+
+    def __init__(self, buffer, m, offs, ohw=1, ow=1, img_stride=0, row_stride=0, col_stride=0,
+                 seg_offs=None, seg_len=0):
+        self.buffer, self.m, self.offs = buffer, m, offs
+        self.ohw, self.ow = ohw, ow
+        self.img_stride, self.row_stride, self.col_stride = img_stride, row_stride, col_stride
+        # the same k bytes as contiguous segments (seg_len bytes at each of seg_offs), for
+        # kernels that copy rows whole (AMX)
+        self.seg_offs = np.zeros(1, np.int64) if seg_offs is None else seg_offs
+        self.seg_len = seg_len or 4 * len(offs)
+
+
+def linear_gather(a: np.ndarray, kq: int) -> Gather:
+    """Rows of a uint8 [M, K] matrix (copied, zero padded, when K is not kq * 4 or the rows
+    are not contiguous)."""
+    m, k = a.shape
+    if k != kq * 4 or not a.flags.c_contiguous:
+        padded = np.zeros((m, kq * 4), np.uint8)
+        padded[:, :k] = a
+        a = padded
+    return Gather(a, m, np.arange(kq, dtype=np.int64) * 4, img_stride=a.shape[1])
+
+
+def conv_output_size(h, w, kernel, stride, padding, dilation):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+
+def conv_k_layout(c: int, kw: int, dilation_w: int) -> tuple[int, int]:
+    """How a convolution's k dimension reads the channels-last input: (cp, run).
+    run > 0 (no dilation along W): k grouped by kernel row, each row's kw * c contiguous
+    input bytes read as one run padded to `run` (a multiple of 4; the bytes past the
+    window meet zero weights), channels unpadded (cp = c): the stem's 3 channels cost
+    7 * 3 -> 24 bytes a row, not 7 * 4. run == 0: per tap, channels padded to cp (a
+    multiple of 4)."""
+    if dilation_w == 1:
+        return c, -(-(kw * c) // 4) * 4
+    return -(-c // 4) * 4, 0
+
+
+def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0) -> np.ndarray:
+    """A [N, C, H, W] uint8 value as channels-last, padded with its zero point (the
+    quantized 0.0) spatially and in channels up to cp, with `slack` readable bytes past
+    its end; x's own memory where it already is channels-last and needs none of that."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    nhwc = x.transpose(0, 2, 3, 1)
+    if ph == pw == 0 and c == cp and not slack and nhwc.flags.c_contiguous:
+        return nhwc
+    shape = (n, h + 2 * ph, w + 2 * pw, cp)
+    size = int(np.prod(shape))
+    flat = _empty((size + slack,), np.uint8)
+    flat[size:] = zero_point
+    buf = flat[:size].reshape(shape)
+
+    def fill(begin, end):
+        if ph or pw or c != cp:
+            buf[begin:end].fill(zero_point)
+        buf[begin:end, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
+    _over_images(n, fill)
+    return buf
+
+
+def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int = 0) -> Gather:
+    """A padded channels-last uint8 input [N, Hp, Wp, Cp] read as the implicit im2col of a
+    convolution, k ordered (kh, kw, c) (conv_k_layout: runs of kernel rows, or taps)."""
+    n, hp, wp, cp = x_nhwc.shape
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    if run:
+        segments, seg_len = np.arange(kh) * dh * wp * cp, run
+    else:
+        taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * cp
+        segments, seg_len = taps.reshape(-1), cp
+    offs = segments[:, None] + np.arange(seg_len // 4)[None, :] * 4
+    return Gather(x_nhwc, n * oh * ow, offs.reshape(-1).astype(np.int64), ohw=oh * ow, ow=ow,
+                  img_stride=hp * wp * cp, row_stride=sh * wp * cp, col_stride=sw * cp,
+                  seg_offs=segments.astype(np.int64), seg_len=seg_len)
+
+
+def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
+              corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
+              threads=None) -> np.ndarray:
+    """One fused int8 GEMM: [M, n] uint8 (u8_out) or float32. corr (int32), mult and bias
+    (float32) are per output column, padded to a multiple of nr; qparams = (1/scale, zero
+    point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring)."""
+    if len(gather.offs) != kq:
+        raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the packed "
+                         f"weight {kq * 4}")
+    n_pad = len(corr)
+    m_pad = -(-gather.m // mr) * mr
+    m_tiles, n_blocks = m_pad // mr, n_pad // nr
+    out = _empty((m_pad, n_pad), np.uint8 if u8_out else np.float32)
+    qp = np.asarray(qparams, np.float64)
+    # task order: weight panels stay in cache while every row tile passes when that moves
+    # fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
+    nb_outer = n_blocks * gather.m * kq * 4 < m_tiles * packed.nbytes
+    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
+              "ow": gather.ow, "img_stride": gather.img_stride,
+              "row_stride": gather.row_stride, "col_stride": gather.col_stride, "kq": kq,
+              "offs": gather.offs.ctypes.data, "packed": packed.ctypes.data,
+              "n_blocks": n_blocks, "m_tiles": m_tiles, "nb_outer": int(nb_outer),
+              "out": out.ctypes.data, "ldo": n_pad, "corr": corr.ctypes.data,
+              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
+    params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
+    pool.parallel_for(fn, m_tiles * n_blocks, params.ctypes.data, max_threads=threads)
+    return out[:gather.m, :n]
+
+
+# AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer
+QGEMM_AMX_FIELDS = QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
+                                   "seg_offs", "n_segs", "seg_len")
+AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
+_AMX_STATE: list = []
+
+
+def amx_permission() -> bool:
+    """Ask Linux for the AMX tile state (arch_prctl(ARCH_REQ_XCOMP_PERM,
+    XFEATURE_XTILEDATA)) once per process; True when granted."""
+    if not _AMX_STATE:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _AMX_STATE.append(libc.syscall(158, 0x1023, 18) == 0)
+        except (OSError, AttributeError):
+            _AMX_STATE.append(False)
+    return _AMX_STATE[0]
+
+
+def amx_tile_config() -> np.ndarray:
+    """ldtilecfg's 64 bytes: palette 1, eight tiles of 16 rows x 64 bytes."""
+    cfg = aligned_empty(64, np.uint8)
+    cfg[:] = 0
+    cfg[0] = 1
+    cfg[16:32].view(np.uint16)[:8] = 64
+    cfg[48:56] = 16
+    return cfg
+
+
+_AMX_TILECFG = amx_tile_config()
+
+
+def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: int,
+                  corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
+                  threads=None) -> np.ndarray:
+    """qgemm_run on AMX tiles: row tiles of 32 split across threads, each thread with its
+    own buffer for the gathered A rows and the C tiles."""
+    n_pad = len(corr)
+    m_tiles = -(-gather.m // AMX_ROWS)
+    out = _empty((m_tiles * AMX_ROWS, n_pad), np.uint8 if u8_out else np.float32)
+    stride = -(-(AMX_ROWS * kq_pad * 4 + AMX_C_BYTES) // 64) * 64
+    scratch = aligned_empty(stride * pool.n_threads, np.uint8)
+    qp = np.asarray(qparams, np.float64)
+    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
+              "ow": gather.ow, "img_stride": gather.img_stride,
+              "row_stride": gather.row_stride, "col_stride": gather.col_stride,
+              "kq": len(gather.offs), "offs": gather.offs.ctypes.data,
+              "packed": packed.ctypes.data, "n_blocks": n_pad // AMX_COLS, "m_tiles": m_tiles,
+              "nb_outer": 0, "out": out.ctypes.data, "ldo": n_pad, "corr": corr.ctypes.data,
+              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
+              "kq_pad": kq_pad, "scratch": scratch.ctypes.data, "scratch_stride": stride,
+              "tilecfg": _AMX_TILECFG.ctypes.data, "seg_offs": gather.seg_offs.ctypes.data,
+              "n_segs": len(gather.seg_offs), "seg_len": gather.seg_len}
+    params = np.array([values[f] for f in QGEMM_AMX_FIELDS], np.int64)
+    pool.parallel_for(fn, m_tiles, params.ctypes.data, max_threads=threads)
+    return out[:gather.m, :n]
+
+
+def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
+             zero_point: int, relu: bool) -> np.ndarray:
+    """uint8 a + b requantized to (scale, zero_point): flat buffers of one size."""
+    out = _empty(a.shape, a.dtype)
+    inv = np.float32(1.0) / np.float32(scale)
+    qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
+                   0.0 if relu else -np.inf, 255.0], np.float64)
+    pool.parallel_for(fn, -(-a.size // QADD_CHUNK), a.ctypes.data, b.ctypes.data,
+                      out.ctypes.data, a.size, qp.ctypes.data)
+    return out
+
+
+QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
+
+
+def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """quantize_values by the native kernel: a contiguous float32 array to uint8/int8."""
+    info = np.iinfo(dtype)
+    out = _empty(x.shape, dtype)
+    inv = np.float32(1.0) / np.float32(scale)
+    qp = np.array([inv, zero_point, info.min, info.max], np.float64)
+    pool.parallel_for(fn, -(-x.size // QADD_CHUNK), x.ctypes.data, out.ctypes.data, x.size,
+                      qp.ctypes.data)
+    return out
+
+
+def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 64) by the
+    native kernel (codegen/llvm/qelementwise.py), output pixels split across threads."""
+    x = np.ascontiguousarray(x)
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = _empty((n, oh, ow, c), np.uint8)
+    params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
+    pool.parallel_for(fn, n * oh * ow, x.ctypes.data, out.ctypes.data, params.ctypes.data)
+    return out
+
+
+def memory_order(a: np.ndarray):
+    """(flat buffer, function giving an array of a's layout from a flat buffer) for a
+    contiguous or channels-last array, else None."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1), lambda flat: flat.reshape(a.shape)
+    if a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous:
+        nhwc = a.transpose(0, 2, 3, 1)
+        return nhwc.reshape(-1), lambda flat: flat.reshape(nhwc.shape).transpose(0, 3, 1, 2)
+    return None
+
+
+def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """Max pooling of uint8 [N, H, W, C], padding with 0 (no value is below it): the max
+    of the window's shifted views."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    padded = _empty((n, h + 2 * ph, w + 2 * pw, c), x.dtype) if ph or pw else x
+    out = _empty((n, oh, ow, c), x.dtype)
+
+    def window_max(begin, end):
+        if ph or pw:
+            padded[begin:end].fill(0)
+            padded[begin:end, ph:ph + h, pw:pw + w] = x[begin:end]
+        for i in range(kh):
+            for j in range(kw):
+                view = padded[begin:end, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                if i == j == 0:
+                    np.copyto(out[begin:end], view)
+                else:
+                    np.maximum(out[begin:end], view, out=out[begin:end])
+    _over_images(n, window_max)
+    return out
+
+
+def quantize_values(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """quantize_per_tensor to uint8/int8 (ir/quantized.py quantize_array's steps)."""
+    info = np.iinfo(dtype)
+    inv = np.float32(1.0) / np.float32(scale)
+    wide = np.asarray(x, np.float32).astype(np.float64)
+    wide *= np.float64(inv)
+    wide += zero_point
+    q = wide.astype(np.float32)
+    np.rint(q, out=q)
+    np.clip(q, info.min, info.max, out=q)
+    return q.astype(dtype)
+
+
+def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (q.astype(np.int64) - zero_point).astype(np.float32) * np.float32(scale)
+
+
+def adaptive_average(x: np.ndarray, output_size) -> np.ndarray:
+    """adaptive_avg_pool2d of float32 [.., H, W] (ir/ops/pooling_adaptive.py's reference:
+    an averaging matrix applied along each spatial dim)."""
+    for i, o in enumerate(output_size):
+        axis = x.ndim - 2 + i
+        n = x.shape[axis]
+        idx = np.arange(o)
+        start, end = (idx * n) // o, -((-(idx + 1) * n) // o)
+        cols = np.arange(n)
+        mat = ((cols >= start[:, None]) & (cols < end[:, None])) / \
+            np.maximum(end - start, 1)[:, None]
+        x = np.moveaxis(np.tensordot(mat.astype(x.dtype), x, axes=([1], [axis])), 0, axis)
+    return x
+
+
+def adaptive_average_quantized(q: np.ndarray, scale: float, zero_point: int, output_size):
+    """adaptive_avg_pool2d of a per-tensor quantized value: the average of the dequantized
+    values, requantized with the input's qparams."""
+    real = adaptive_average(np.ascontiguousarray(dequantize_values(q, scale, zero_point)),
+                            output_size)
+    return quantize_values(real, scale, zero_point, q.dtype)
+
+
+class QuantizeStep:
+    def __init__(self, desc):
+        self.scale, self.zero_point = desc["scale"], desc["zero_point"]
+        self.dtype = np.dtype(desc["dtype"])
+
+    def __call__(self, x):
+        return quantize_values(x, self.scale, self.zero_point, self.dtype)
+
+
+class DequantizeStep:
+    def __init__(self, desc):
+        self.scale, self.zero_point = desc["in_qparams"][0]
+
+    def __call__(self, q):
+        return dequantize_values(q, self.scale, self.zero_point)
+
+
+def _qgemm(d: dict, fn, pool, gather, packed, corr, mult, bias, qparams, u8_out: bool):
+    """A qgemm step's GEMM on the kernel it was packaged for (AMX tiles or vectors)."""
+    if d["config"] == "amx":
+        if not amx_permission():
+            raise ArtifactError(f"step {d['name']}: this process was refused the AMX tile "
+                                "state (arch_prctl)")
+        return qgemm_amx_run(fn, pool, gather, packed, d["kq"], d["n"], corr, mult, bias,
+                             qparams, u8_out)
+    return qgemm_run(fn, pool, gather, packed, d["kq"], d["n"], d["mr"], d["nr"], corr, mult,
+                     bias, qparams, u8_out)
+
+
+class QGemmStep:
+    """quantized_linear / quantized_conv2d: the fused int8 GEMM (weights packed at
+    packaging, with their per-column correction, multiplier and bias)."""
+
+    def __init__(self, desc, lib, packed: dict, pool_fn):
+        self.desc = desc
+        self.fn = QGEMM_TYPE(_address(lib, desc["symbol"]))
+        key = desc["packed"]
+        self.packed, self.corr = packed[key], packed[key + ".corr"]
+        self.mult, self.bias = packed[key + ".mult"], packed[key + ".bias"]
+        self.pool_fn = pool_fn
+
+    def __call__(self, x):
+        d = self.desc
+        if d["gemm"] == "linear":
+            k = x.shape[-1]
+            gather = linear_gather(x.reshape(-1, k), d["groups"])
+        else:
+            n, _, h, w = x.shape
+            out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
+                                      d["dilation"])
+            slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
+            gather = conv_gather(nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack),
+                                 d["kernel"], d["stride"], d["dilation"], out_hw, d["run"])
+        out = _qgemm(d, self.fn, self.pool_fn(), gather, self.packed, self.corr, self.mult,
+                     self.bias, d["qparams"], True)
+        out = np.ascontiguousarray(out)
+        if d["gemm"] == "linear":
+            return out.reshape(*x.shape[:-1], d["n"])
+        return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
+
+
+def dynamic_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):
+    """A dynamically quantized input's per-batch qparams (ir/ops/quantized.py
+    dynamic_input_qparams: range including 0, 0..127 as fbgemm/x86 do)."""
+    lo = min(float(np.min(x)), 0.0) if x.size else 0.0
+    hi = max(float(np.max(x)), 0.0) if x.size else 0.0
+    scale = (hi - lo) / (qmax - qmin)
+    if scale == 0.0:
+        scale = 0.1
+    scale = float(np.float32(scale))
+    return scale, int(min(max(qmin - round(lo / scale), qmin), qmax))
+
+
+class QGemmDynamicStep:
+    """quantized_linear_dynamic: the float input quantized per call, the int8 GEMM with a
+    float32 epilogue (multiplier and zero-point correction made per call)."""
+
+    def __init__(self, desc, lib, packed: dict, pool_fn):
+        self.desc, self.pool_fn = desc, pool_fn
+        self.fn = QGEMM_TYPE(_address(lib, desc["symbol"]))
+        key = desc["packed"]
+        self.packed, self.row_sums = packed[key], packed[key + ".row_sums"]
+        self.scales, self.bias = packed[key + ".scales"], packed[key + ".bias"]
+
+    def __call__(self, x):
+        d = self.desc
+        scale, zp = dynamic_qparams(x)
+        qx = quantize_values(x, scale, zp, np.uint8)
+        k = x.shape[-1]
+        corr = (np.int64(zp) * self.row_sums).astype(np.int32)
+        mult = (np.float32(scale) * self.scales).astype(np.float32)
+        out = _qgemm(d, self.fn, self.pool_fn(), linear_gather(qx.reshape(-1, k), d["groups"]),
+                     self.packed, corr, mult, self.bias,
+                     (0.0, 0.0, 0.0 if d["relu"] else -np.inf, np.inf), False)
+        return np.ascontiguousarray(out).reshape(*x.shape[:-1], d["n"])
+
+
+class QAddStep:
+    def __init__(self, desc, lib, pool_fn):
+        self.desc, self.pool_fn = desc, pool_fn
+        self.fn = QADD_TYPE(_address(lib, desc["symbol"]))
+
+    def __call__(self, a, b):
+        d = self.desc
+        fa, fb = memory_order(a), memory_order(b)
+        if fa is None or fb is None or a.strides != b.strides:
+            a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+            fa, fb = memory_order(a), memory_order(b)
+        out = qadd_run(self.fn, self.pool_fn(), fa[0], fb[0], *d["in_qparams"], d["scale"],
+                       d["zero_point"], d["relu"])
+        return fa[1](out)
+
+
+class QMaxPoolStep:
+    def __init__(self, desc):
+        self.desc = desc
+
+    def __call__(self, x):
+        d = self.desc
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return max_pool2d_nhwc(nhwc, d["kernel"], d["stride"], d["padding"]).transpose(0, 3, 1, 2)
+
+
+class QAvgPoolStep:
+    """adaptive_avg_pool2d on a quantized value: the average of the dequantized values,
+    requantized with the input's qparams (as eager does)."""
+
+    def __init__(self, desc):
+        self.desc = desc
+
+    def __call__(self, q):
+        scale, zero_point = self.desc["in_qparams"][0]
+        return adaptive_average_quantized(q, scale, zero_point, self.desc["output_size"])
+
+
+class QReshapeStep:
+    def __init__(self, desc):
+        self.shape = tuple(desc["shape"])
+
+    def __call__(self, q):
+        return np.ascontiguousarray(q).reshape(self.shape)
+
+
+QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
+                   "qavgpool", "qreshape")
+
+
+# --- the loaded model --------------------------------------------------------------------------
+QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
+                   "qavgpool", "qreshape")
+
+

@@ -1,0 +1,87 @@
+"""Converted (int8) models through ember.export + ember.aot.compile_and_package: the
+artifact (lite runtime, the same int8 kernels linked into model.so) equals the eager
+converted model bit for bit; what it has no step for is refused by name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+from ember.codegen import quantized as CQ
+from ember.codegen.llvm import qgemm as Q
+from tests.quant.test_fx_e2e import INPUTS, twin_models
+from tests.quant.test_qcompile import converted
+
+pytestmark = [pytest.mark.filterwarnings("ignore"),
+              pytest.mark.skipif(Q.active_config() is None, reason="no int8 kernel on this CPU")]
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnetish"])
+def test_packaged_converted_model_equals_eager(rng, tmp_path, name):
+    model, x = converted(name, rng)
+    with ember.no_grad():
+        path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "q.ember")
+        run = ember.aot.load_package(path)
+        for _ in range(2):
+            np.testing.assert_array_equal(run(x).numpy(), model(x).numpy())
+            x = ember.tensor(rng.standard_normal(tuple(x.shape)).astype(np.float32))
+    kinds = {d["kind"] for d in run.lite.plan["steps"]}
+    assert {"quantize", "qgemm", "dequantize"} <= kinds
+    config = next(d["config"] for d in run.lite.plan["steps"] if d["kind"] == "qgemm")
+    assert config == CQ.gemm_config().name          # the kernel eager mode uses here
+    need = {"vnni": {"avx512_vnni"}, "amx": {"amx_int8", "amx_tile"}}.get(config, set())
+    assert need <= set(run.manifest["target"]["required_features"])
+
+
+def test_packaged_dynamic_quantization_equals_eager(rng, tmp_path):
+    _, model = twin_models("mlp", rng)
+    dyn = ember.ao.quantization.quantize_dynamic(model, {ember.nn.Linear}, dtype=ember.qint8)
+    x = ember.tensor(rng.standard_normal((5,) + INPUTS["mlp"]).astype(np.float32))
+    with ember.no_grad():
+        run = ember.aot.load_package(ember.aot.compile_and_package(
+            ember.export(dyn, (x,)), tmp_path / "d.ember"))
+        for _ in range(2):      # the input's qparams change per call
+            np.testing.assert_array_equal(run(x).numpy(), dyn(x).numpy())
+            x = ember.tensor(3 * rng.standard_normal(tuple(x.shape)).astype(np.float32))
+    assert "qgemm_dynamic" in {d["kind"] for d in run.lite.plan["steps"]}
+
+
+def test_packaging_refuses_quantized_ops_without_a_step_by_name(rng, tmp_path):
+    def mul(t):
+        q = ember.quantize_per_tensor(t, 0.05, 10, ember.quint8)
+        return ember.dequantize(ember.quantized_mul(q, q, 0.1, 3))
+
+    class Mul(ember.nn.Module):
+        def forward(self, t):
+            return mul(t)
+    x = ember.tensor(rng.standard_normal((2, 3)).astype(np.float32))
+    with ember.no_grad(), pytest.raises(ember.LoweringError, match="quantized_mul"):
+        ember.aot.compile_and_package(ember.export(Mul(), (x,)), tmp_path / "m.ember")
+
+
+def test_quantized_artifact_runs_in_the_lite_runtime_alone(rng, tmp_path):
+    """runtime/lite.py loaded on its own (no ember package: NumPy buffers, lite's thread
+    pool) runs the int8 artifact with the same results."""
+    import subprocess
+    import sys
+
+    from ember.runtime import lite
+    model, x = converted("resnetish", rng)
+    with ember.no_grad():
+        path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "q.ember")
+        want = model(x).numpy()
+    np.save(tmp_path / "x.npy", x.numpy())
+    script = f"""
+import importlib.util, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location('ember_lite', {lite.__file__!r})
+lite = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lite)
+(y,) = lite.load_package({str(path)!r})(np.load({str(tmp_path / 'x.npy')!r}))
+np.save({str(tmp_path / 'y.npy')!r}, y)
+assert not [m for m in sys.modules if m.split('.')[0] == 'ember']
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
