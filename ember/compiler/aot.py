@@ -141,7 +141,8 @@ class PackagingBackend(CpuBackend):
         if getattr(node.target, "custom", None) is not None:
             # a custom op: the artifact names it; the loading process must register it
             return _Described(super().eager(node), {"kind": "custom_op", "op": what,
-                                                    "args": _custom_op_args(node)})
+                                                    "args": _custom_op_args(node),
+                                                    "results": _custom_op_results(node)})
         if what == "embedding" and len(tensor_inputs(node)) == 2:
             # rows of the weight: the lite runtime's np.take (a copy, as eager's is)
             return _Described(super().eager(node), {"kind": "embedding", "op": what})
@@ -235,7 +236,8 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     builder = ProgramBuilder(table, constants, memory, plan.input_slots, inputs, plan.n_slots,
                              external_weights=True)
     calls, layout, outputs = builder.build(_flat_outputs(plan.output_slots))
-    entry_ir = EntryEmitter(calls, len(table)).emit()
+    emitter = EntryEmitter(calls, len(table), breaks=builder.segment_breaks())
+    entry_ir = emitter.emit()
     memory.update(layout=layout)
     members = {
         "graph.ir": print_graph(graph).encode(),
@@ -244,14 +246,30 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
         "plan.json": json.dumps({"n_slots": plan.n_slots, "input_slots": plan.input_slots,
                                  "output_slots": _flat_outputs(plan.output_slots),
                                  "steps": table,
-                                 "entry": {"symbol": "ember_run", "calls": len(calls),
-                                           "layout": layout, "outputs": outputs,
-                                           "fresh": builder.fresh}}, indent=1).encode(),
+                                 "entry": _entry_json(emitter, builder, calls, layout,
+                                                      outputs)}, indent=1).encode(),
         "model.so": _shared_library(modules, backend.isa, entry_ir),
     }
     manifest = _manifest(exported, backend.isa, members)
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+def _entry_json(emitter, builder, calls, layout, outputs) -> dict:
+    """plan.json's `entry`: one `symbol` (ember_run) for a plan without custom ops;
+    with them, `segments` (ember_run_0 .. ember_run_k, run in order) and `custom_steps`
+    (after segment j the runtime calls custom step j on arena views: its plan step and
+    where each operand and the result live)."""
+    entry = {"calls": len(calls), "layout": layout, "outputs": outputs,
+             "fresh": builder.fresh}
+    names = emitter.entry_names()
+    if builder.custom_steps:
+        entry["segments"] = names
+        entry["custom_steps"] = [{k: c[k] for k in ("step", "inputs", "outputs")}
+                                 for c in builder.custom_steps]
+    else:
+        entry["symbol"] = names[0]
+    return entry
 
 
 def load_package(path, check_features: bool = True):
@@ -311,6 +329,17 @@ def _custom_op_args(node: Node) -> list:
                             "be stored in the artifact (Tensors, numbers, bools, strings and "
                             "lists of them can)")
     return [encode(v) for v in bound]
+
+
+def _custom_op_results(node: Node) -> list | None:
+    """Shape, strides and dtype of a custom op's result (what its fake function said;
+    the native program gives it a buffer of its own in the arena), or None when it is
+    not one Tensor (the native program refuses such a step by name)."""
+    val = node.meta.get("val")
+    if not hasattr(val, "shape") or not hasattr(val, "strides"):
+        return None
+    return [{"shape": list(val.shape), "strides": list(val.strides),
+             "dtype": np.dtype(val.dtype.np_dtype).str}]
 
 
 def _copy_graph(graph: Graph) -> Graph:

@@ -259,6 +259,7 @@ class LiteModel:
         lap("plan_s")
         self.lib = _load_library(members["model.so"], path)
         self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
+        self.lib.ember_now.restype = ctypes.c_int64
         lap("dlopen_s")
         layout = self.layout
         # calloc'd (zero pages mapped lazily): the zeros region reads as zeros, and the
@@ -269,9 +270,15 @@ class LiteModel:
         # by packaging), passed to the entry point after the inputs
         self.weights = _weights_in_place(members["weights.safetensors"],
                                          layout["weight_order"], path)
-        self._run = self.lib.ember_run
-        self._run.restype = ctypes.c_int32
-        self._run.argtypes = [ctypes.c_void_p] * 4
+        self._segments = [self._entry_function(name) for name in
+                          self.plan["entry"].get("segments") or [entry.get("symbol",
+                                                                           "ember_run")]]
+        self._run = self._segments[0]
+        self._custom = [CustomOpCall(c, self.plan["steps"], path)
+                        for c in entry.get("custom_steps", [])]
+        if len(self._custom) != len(self._segments) - 1:
+            raise ArtifactError(f"{path}: unreadable plan ({len(self._segments)} native "
+                                f"segments around {len(self._custom)} custom-op steps)")
         n_in = len(self.inputs)
         self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
         for j, w in enumerate(self.weights):
@@ -280,6 +287,16 @@ class LiteModel:
         self._arena_views: dict = {}
         lap("arena_and_weights_s")
         self._outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
+
+    def _entry_function(self, name: str):
+        try:
+            fn = getattr(self.lib, name)
+        except AttributeError:
+            raise ArtifactError(f"{self.path}: the shared library has no entry point "
+                                f"{name}") from None
+        fn.restype = ctypes.c_int32
+        fn.argtypes = [ctypes.c_void_p] * 4
+        return fn
 
     @property
     def inputs(self) -> list:
@@ -329,13 +346,47 @@ class LiteModel:
         fresh = [aligned_empty(f["nbytes"], np.uint8) for f in self.fresh]
         for i, buf in enumerate(fresh):
             self._outs[i] = buf.__array_interface__["data"][0]
-        status = self._run(self._arena_address, self._ins, self._outs,
-                           None if times is None else times.ctypes.data)
+        stamps = None if times is None else times.ctypes.data
+        if self._custom:
+            status = self._run_segments(keep, fresh, stamps, times)
+        else:       # the whole plan: one foreign call
+            status = self._run(self._arena_address, self._ins, self._outs, stamps)
         if status:
             step = self.plan["steps"][status - 1]
             raise IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index "
                              "out of range in self")
         return [self._result(g, keep, fresh) for g in self.result_geometry]
+
+    def _run_segments(self, inputs: list, fresh: list, stamps, times) -> int:
+        """Native segment j, then custom step j in Python on views of its operands where
+        they live (arena, inputs, weights, result buffers), then segment j + 1 ..."""
+        for j, segment in enumerate(self._segments):
+            status = segment(self._arena_address, self._ins, self._outs, stamps)
+            if status or j == len(self._custom):
+                return status
+            custom = self._custom[j]
+            custom([self._operand(g, inputs, fresh) for g in custom.inputs],
+                   self._operand(custom.output, inputs, fresh))
+            if times is not None:
+                times[custom.step] = self.lib.ember_now()
+        return 0
+
+    def _operand(self, g: dict, inputs: list, fresh: list) -> np.ndarray:
+        """A view (no copy) of the value `g` describes where it lives."""
+        base = g["base"]
+        if base == "arena":        # fixed place: the view is made once
+            view = self._arena_views.get(id(g))
+            if view is None:
+                view = self._arena_views[id(g)] = _strided(
+                    self.arena, g["offset"], g["shape"], g["strides"], g["dtype"])
+            return view
+        kind, index = base
+        if kind == "in":
+            source = inputs[index] if index < len(inputs) else \
+                self.weights[index - len(inputs)]
+            return _strided(source.reshape(-1).view(np.uint8), g["offset"], g["shape"],
+                            g["strides"], g["dtype"])
+        return _strided(fresh[index], g["offset"], g["shape"], g["strides"], g["dtype"])
 
     def _result(self, g: dict, inputs: list, fresh: list) -> np.ndarray:
         base = g["base"]
@@ -356,6 +407,49 @@ class LiteModel:
             return np.array(_strided(source.reshape(-1).view(np.uint8), g["offset"],
                                      g["shape"], g["strides"], g["dtype"]))
         return _strided(fresh[index], g["offset"], g["shape"], g["strides"], g["dtype"])
+
+
+class CustomOpCall:
+    """A custom op (ember.library.custom_op) the plan calls by name between two native
+    segments. Its code is the user's Python, so the loading process must have
+    registered it (by importing the module that defines it, which imports ember); the
+    registry is looked up only for artifacts that have such steps, and only if ember is
+    already imported (this file never imports it)."""
+
+    def __init__(self, custom: dict, steps: list, path):
+        self.step = custom["step"]
+        desc = steps[self.step]
+        self.name, self.op_name, self.args = desc["name"], desc["op"], desc["args"]
+        self.inputs, (self.output,) = custom["inputs"], custom["outputs"]
+        self.op = _registered_op(self.op_name)
+        if self.op is None:
+            raise ArtifactError(
+                f"{path}: step {self.name} calls custom op '{self.op_name}', which is not "
+                "registered in this process. Custom ops are saved by name only: import the "
+                "module that defines it (with ember.library.custom_op) before loading.")
+
+    def __call__(self, operands: list, out: np.ndarray) -> None:
+        def decode(v):
+            if isinstance(v, dict):
+                return operands[v["input"]]
+            return [decode(x) for x in v] if isinstance(v, list) else v
+        result = self.op.reference(*[decode(v) for v in self.args])
+        if not isinstance(result, np.ndarray) or result.shape != out.shape or \
+                result.dtype != out.dtype:
+            got = f"{result.dtype}{list(result.shape)}" if isinstance(result, np.ndarray) \
+                else type(result).__name__
+            raise RuntimeError(f"custom op {self.op_name} (step {self.name}) returned {got}; "
+                               f"its fake function said {out.dtype}{list(out.shape)}")
+        np.copyto(out, result)
+
+
+def _registered_op(name: str):
+    """The op `name` in ember's registry, or None (also when ember is not imported: then
+    nothing can have registered it)."""
+    package = (__package__ or "").rpartition(".")[0] or "ember"
+    registry = sys.modules.get(f"{package}.ir.registry")
+    op = None if registry is None else registry.OPS.get(name)
+    return op if getattr(op, "reference", None) is not None else None
 
 
 _ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64,
