@@ -18,7 +18,9 @@ Python-driven plan and results are equal bit for bit. A call may be guarded by t
 thread count (`when`: a GEMM splits rows or columns depending on it), decided at run
 time from `ember_threads()`. With `times` non-null, the clock (ns) after each plan step
 is stored at times[step]. A nonzero return is 1 + the plan step that failed (an
-embedding index out of range).
+embedding index out of range). A plan calling custom ops (Python) is split at each:
+`ember_run_0` .. `ember_run_<k>` (same signature), the caller running the op between
+two segments (`EntryEmitter(..., breaks=)`).
 
 `RUNTIME_C` is the small C support library linked beside the kernels: a pthread pool
 (`ember_init`, `ember_threads`, `ember_set_threads`, `ember_parallel_for`;

@@ -22,7 +22,9 @@ needs to run the plan without the compiler:
 
 Steps ember.compile would run eagerly (ops with no native kernel, grouped convs,
 batched matmuls) are refused with a LoweringError naming the op: the artifact has
-no Python fallback. Only the CPU target exists so far.
+no Python fallback. Custom ops (ember.library.custom_op) are the exception: recorded
+by name, called by the loading process between native segments (docs/aot.md).
+Only the CPU target exists so far.
 """
 from __future__ import annotations
 
@@ -413,8 +415,15 @@ def _step_table(plan, views: dict | None) -> tuple[list, list]:
             module_index[text] = len(modules)
             modules.append(entry)
         return f"m{module_index[text]}_{name}"
+    custom_results = {}            # slot -> the custom op producing it
     for step in plan.steps:
         fn = step.fn
+        if isinstance(fn, _Described) and fn.desc["kind"] == "custom_op":
+            custom_results.update({slot: fn.desc["op"] for slot in step.outputs})
+        if not isinstance(fn, _Described) and any(s in custom_results for s in step.inputs):
+            op = next(custom_results[s] for s in step.inputs if s in custom_results)
+            raise LoweringError(f"ember.aot: custom op {op} returns several tensors; the "
+                                "native program calls custom ops that return one Tensor")
         if not isinstance(fn, _Described) or fn.desc["kind"] == "unsupported":
             what = fn.desc.get("op") if isinstance(fn, _Described) else "a Python step"
             raise LoweringError(f"ember.aot: step {step.name} ({what}) has no native kernel "

@@ -7,7 +7,10 @@ or padded conv input, residual layout, blocking constants) depends only on shape
 strides, which are fixed here; so it is made once, and the program is a flat list of
 calls with constant arguments and pointers at planned offsets
 (codegen/native_entry.py writes it as LLVM IR). The one decision that depends on the
-machine running it, the thread count, stays a run-time guard (`when`).
+machine running it, the thread count, stays a run-time guard (`when`). A custom-op
+step (ember.library.custom_op: Python) makes no call: it ends a segment
+(`segment_breaks`), and `custom_steps` says where its operands and result live, for
+the runtime that calls it between two native segments.
 
 The arena (one allocation at load) holds, in order: the weights (`c<slot>` constants
 and `p<step>` packed panels), the persistent buffers of the memory plan, one scratch

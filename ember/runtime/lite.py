@@ -25,6 +25,10 @@ rows) with arguments fixed at packaging and buffers at planned offsets in one ar
 native thread pool (`ember_init`, EMBER_NUM_THREADS threads). This file allocates the
 arena, places the weights in it, passes pointers and returns the results: results the
 caller keeps are fresh arrays each call; values living in the arena are copied out.
+A plan calling custom ops (ember.library.custom_op) is several native segments,
+this file calling each op between two of them on views of its operands; the op must be
+registered in this process (ember's registry is consulted only for such artifacts,
+and only if ember is already imported).
 """
 from __future__ import annotations
 

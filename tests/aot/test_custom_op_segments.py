@@ -135,3 +135,27 @@ def test_standalone_lite_runtime_refuses_an_unregistered_op_without_importing_em
     refused, imported = out.stdout.strip().splitlines()
     assert "'segtest::wobble'" in refused and "not registered in this process" in refused
     assert imported == "ember imported: False"
+
+
+def test_a_custom_op_with_several_results_is_refused_by_name(tmp_path):
+    before = set(OPS)
+    try:
+        @ember.library.custom_op("segtest::two", mutates_args=())
+        def two(x: ember.Tensor) -> tuple[ember.Tensor, ember.Tensor]:
+            return x * 2, x + 1
+        two.register_fake(lambda x: (ember.empty_like(x), ember.empty_like(x)))
+
+        def f(t):
+            a, b = two(t.relu())
+            return a * b
+        x = ember.ones(2, 3)
+        compiled = ember.compile(f)
+        for _ in range(2):                  # in process: the Python loop, still right
+            np.testing.assert_array_equal(compiled(x).numpy(), np.full((2, 3), 4.0))
+        assert "several tensors" in compiled.last[0].run.failed
+        with pytest.raises(ember.ir.errors.LoweringError,
+                           match="custom op segtest::two returns several tensors"):
+            ember.aot.compile_and_package(ember.export(f, (x,)), tmp_path / "f.ember")
+    finally:
+        for name in set(OPS) - before:
+            del OPS[name]
