@@ -221,6 +221,12 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
+    if exported.symbolic_graph is not None:
+        (bounds,) = exported.range_constraints.values()
+        raise LoweringError(
+            f"ember.aot.compile_and_package: the program has a dynamic dimension (s0 in "
+            f"[{bounds.lower}, {bounds.upper}]); artifacts are static so far (docs/aot.md, "
+            "'Dynamic shapes in artifacts'): export with dynamic_shapes=None")
     graph = _copy_graph(exported.graph)
     backend = PackagingBackend()
     ctx = PassContext(constants=dict(exported.state_dict), options=dict(options or {}),
