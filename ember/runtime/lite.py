@@ -254,10 +254,14 @@ class LiteModel:
             check_cpu(manifest, path)
         try:
             self.plan = json.loads(members["plan.json"])
-            entry = self.plan["entry"]
-            self.layout, self.result_geometry = entry["layout"], entry["outputs"]
-            self.fresh = entry["fresh"]
-        except (ValueError, KeyError, TypeError) as err:
+            self.dynamic = self.plan.get("dynamic")    # dims, min, max: one entry per size
+            entries = {int(n): e for n, e in self.plan["entries"].items()} \
+                if self.dynamic else {None: self.plan["entry"]}
+            layouts = [e["layout"] for e in entries.values()]
+            weight_order = layouts[0]["weight_order"]
+            if any(lay["weight_order"] != weight_order for lay in layouts):
+                raise ValueError("entries disagree on the weights")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ArtifactError(f"{path}: unreadable plan ({err})") from None
         self.manifest, self.graph_text = manifest, bytes(members["graph.ir"]).decode()
         lap("plan_s")
@@ -265,24 +269,19 @@ class LiteModel:
         self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
         self.lib.ember_now.restype = ctypes.c_int64
         lap("dlopen_s")
-        layout = self.layout
         # calloc'd (zero pages mapped lazily): the zeros region reads as zeros, and the
-        # rest is faulted in when first written, not here
-        self.arena = aligned_empty(layout["workspace_offset"] + 4 * layout["workspace_floats"]
-                                   * self.n_threads, np.uint8, zeros=True)
+        # rest is faulted in when first written, not here; sized for the largest entry
+        self.arena = aligned_empty(max(lay["workspace_offset"] + 4 * lay["workspace_floats"]
+                                       * self.n_threads for lay in layouts),
+                                   np.uint8, zeros=True)
         # the weights stay where they are in the memory-mapped file (64-byte aligned
         # by packaging), passed to the entry point after the inputs
-        self.weights = _weights_in_place(members["weights.safetensors"],
-                                         layout["weight_order"], path)
-        self._segments = [self._entry_function(name) for name in
-                          self.plan["entry"].get("segments") or [entry.get("symbol",
-                                                                           "ember_run")]]
-        self._run = self._segments[0]
-        self._custom = [CustomOpCall(c, self.plan["steps"], path)
-                        for c in entry.get("custom_steps", [])]
-        if len(self._custom) != len(self._segments) - 1:
-            raise ArtifactError(f"{path}: unreadable plan ({len(self._segments)} native "
-                                f"segments around {len(self._custom)} custom-op steps)")
+        self.weights = _weights_in_place(members["weights.safetensors"], weight_order, path)
+        self._programs = {n: _Program(self, e, self.plan.get("steps"))
+                          for n, e in entries.items()}
+        example = self._programs.get(None) or self._programs[self._example_size()]
+        self.layout, self.result_geometry = example.layout, example.results
+        self.fresh = example.fresh
         n_in = len(self.inputs)
         self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
         for j, w in enumerate(self.weights):
@@ -290,7 +289,10 @@ class LiteModel:
         self._arena_address = self.arena.ctypes.data
         self._arena_views: dict = {}
         lap("arena_and_weights_s")
-        self._outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
+
+    def _example_size(self) -> int:
+        i, d = self.dynamic["dims"][0]
+        return self.manifest["inputs"][i]["shape"][d]
 
     def _entry_function(self, name: str):
         try:
@@ -316,10 +318,9 @@ class LiteModel:
     def profile(self, *arrays, repeats: int = 5) -> list[tuple[str, str, float]]:
         """(step name, kind, median seconds) per plan step over `repeats` calls (the
         entry point stamps the clock after each step)."""
-        steps = self.plan["steps"]
+        steps = self._program_for([np.asarray(a) for a in arrays]).steps
         samples: list[list] = [[] for _ in steps]
         now = self.lib.ember_now
-        now.restype = ctypes.c_int64
         for _ in range(repeats):
             stamps = np.full(max(1, len(steps)), -1, np.int64)
             start = now()
@@ -331,44 +332,67 @@ class LiteModel:
         return [(d["name"], d["kind"] + (f" ({d['op']})" if "op" in d else ""),
                  sorted(times)[len(times) // 2]) for d, times in zip(steps, samples)]
 
-    def run(self, arrays, times: np.ndarray | None = None) -> list:
-        """The outputs for `arrays` (numpy, one per input); `times` (int64, one per
-        plan step) receives the clock after each step."""
+    def _program_for(self, arrays: list) -> "_Program":
+        """The entry for these inputs' size of the dynamic dimension (the only one for a
+        static artifact); checks the inputs' count, dtypes and shapes."""
         specs = self.inputs
         if len(arrays) != len(specs):
             raise ArtifactError(f"{self.path}: takes {len(specs)} input(s) "
                                 f"({', '.join(s['name'] for s in specs)}), got {len(arrays)}")
-        keep = []
+        n, dims = None, []
+        if self.dynamic:
+            dims = [tuple(x) for x in self.dynamic["dims"]]
+            sizes = {arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim}
+            n = sizes.pop() if len(sizes) == 1 else None
+            if n is None or n not in self._programs:
+                where = ", ".join(f"dim {d} of '{specs[i]['name']}'" for i, d in dims)
+                got = sorted({arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim})
+                raise ArtifactError(
+                    f"{self.path}: the dynamic dimension s0 ({where}) takes one size in "
+                    f"[{self.dynamic['min']}, {self.dynamic['max']}], got {got}")
         for i, (spec, a) in enumerate(zip(specs, arrays)):
-            a = np.asarray(a)
-            if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != list(spec["shape"]):
+            shape = [n if (i, d) in dims else s for d, s in enumerate(spec["shape"])]
+            if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != shape:
+                want = ", ".join("s0" if (i, d) in dims else str(s)
+                                 for d, s in enumerate(spec["shape"]))
                 raise ArtifactError(f"input '{spec['name']}' must be {spec['dtype']}"
-                                    f"{list(spec['shape'])}, got {a.dtype}{list(a.shape)}")
+                                    f"[{want}], got {a.dtype}{list(a.shape)}")
+        return self._programs[n]
+
+    def run(self, arrays, times: np.ndarray | None = None) -> list:
+        """The outputs for `arrays` (numpy, one per input); `times` (int64, one per
+        plan step) receives the clock after each step."""
+        arrays = [np.asarray(a) for a in arrays]
+        program = self._program_for(arrays)
+        keep = []
+        for i, a in enumerate(arrays):
             a = np.ascontiguousarray(a)
             keep.append(a)
             self._ins[i] = a.ctypes.data
-        fresh = [aligned_empty(f["nbytes"], np.uint8) for f in self.fresh]
+        fresh = [aligned_empty(f["nbytes"], np.uint8) for f in program.fresh]
+        outs = program.outs
         for i, buf in enumerate(fresh):
-            self._outs[i] = buf.__array_interface__["data"][0]
+            outs[i] = buf.__array_interface__["data"][0]
         stamps = None if times is None else times.ctypes.data
-        if self._custom:
-            status = self._run_segments(keep, fresh, stamps, times)
+        if program.custom:
+            status = self._run_segments(program, keep, fresh, stamps, times)
         else:       # the whole plan: one foreign call
-            status = self._run(self._arena_address, self._ins, self._outs, stamps)
+            status = program.segments[0](self._arena_address, self._ins, outs, stamps)
         if status:
-            step = self.plan["steps"][status - 1]
+            step = program.steps[status - 1]
             raise IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index "
                              "out of range in self")
-        return [self._result(g, keep, fresh) for g in self.result_geometry]
+        return [self._result(g, keep, fresh) for g in program.results]
 
-    def _run_segments(self, inputs: list, fresh: list, stamps, times) -> int:
+    def _run_segments(self, program: "_Program", inputs: list, fresh: list, stamps,
+                      times) -> int:
         """Native segment j, then custom step j in Python on views of its operands where
         they live (arena, inputs, weights, result buffers), then segment j + 1 ..."""
-        for j, segment in enumerate(self._segments):
-            status = segment(self._arena_address, self._ins, self._outs, stamps)
-            if status or j == len(self._custom):
+        for j, segment in enumerate(program.segments):
+            status = segment(self._arena_address, self._ins, program.outs, stamps)
+            if status or j == len(program.custom):
                 return status
-            custom = self._custom[j]
+            custom = program.custom[j]
             custom([self._operand(g, inputs, fresh) for g in custom.inputs],
                    self._operand(custom.output, inputs, fresh))
             if times is not None:
@@ -411,6 +435,27 @@ class LiteModel:
             return np.array(_strided(source.reshape(-1).view(np.uint8), g["offset"],
                                      g["shape"], g["strides"], g["dtype"]))
         return _strided(fresh[index], g["offset"], g["shape"], g["strides"], g["dtype"])
+
+
+class _Program:
+    """One entry of an artifact (the only one, or one per size of a dynamic dimension):
+    its native segments, custom-op steps, result buffers and where results live."""
+
+    def __init__(self, model: "LiteModel", entry: dict, steps: list | None):
+        try:
+            self.steps = entry.get("steps", steps)
+            self.layout, self.results, self.fresh = entry["layout"], entry["outputs"], \
+                entry["fresh"]
+            names = entry.get("segments") or [entry.get("symbol", "ember_run")]
+            custom = entry.get("custom_steps", [])
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ArtifactError(f"{model.path}: unreadable plan ({err})") from None
+        self.segments = [model._entry_function(name) for name in names]
+        self.custom = [CustomOpCall(c, self.steps, model.path) for c in custom]
+        if len(self.custom) != len(self.segments) - 1:
+            raise ArtifactError(f"{model.path}: unreadable plan ({len(self.segments)} native "
+                                f"segments around {len(self.custom)} custom-op steps)")
+        self.outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
 
 
 class CustomOpCall:
