@@ -221,44 +221,108 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
-    if exported.symbolic_graph is not None:
-        (bounds,) = exported.range_constraints.values()
-        raise LoweringError(
-            f"ember.aot.compile_and_package: the program has a dynamic dimension (s0 in "
-            f"[{bounds.lower}, {bounds.upper}]); artifacts are static so far (docs/aot.md, "
-            "'Dynamic shapes in artifacts'): export with dynamic_shapes=None")
-    graph = _copy_graph(exported.graph)
     backend = PackagingBackend()
-    ctx = PassContext(constants=dict(exported.state_dict), options=dict(options or {}),
-                      inference=True)
-    run_passes(graph, _with_fusion(pipeline), ctx)
-    plan = PlanBuilder(graph, ctx.constants, CompileStats(), backend,
-                       freeze_constants=True).build()
-    views = _view_geometry(plan, exported)
-    table, modules = _step_table(plan, views)
-    constants = _weights(plan, table)
-    memory = _memory_plan(plan)
-    inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
-               "shape": list(s.shape)} for s in exported.user_inputs]
-    # weights stay in the file: the loader passes pointers into its memory map
-    builder = ProgramBuilder(table, constants, memory, plan.input_slots, inputs, plan.n_slots,
-                             external_weights=True)
-    calls, layout, outputs = builder.build(_flat_outputs(plan.output_slots))
-    emitter = EntryEmitter(calls, len(table), breaks=builder.segment_breaks())
-    entry_ir = emitter.emit()
-    memory.update(layout=layout)
+    if exported.symbolic_graph is not None:
+        return _package_dynamic(exported, package_path, backend, options, pipeline)
+    one = _build(exported, exported.graph, None, backend, options, pipeline, ([], {}))
+    one.memory.update(layout=one.layout)
     members = {
-        "graph.ir": print_graph(graph).encode(),
-        "weights.safetensors": _safetensors(constants),
-        "memory_plan.json": json.dumps(memory, indent=1).encode(),
-        "plan.json": json.dumps({"n_slots": plan.n_slots, "input_slots": plan.input_slots,
-                                 "output_slots": _flat_outputs(plan.output_slots),
-                                 "steps": table,
-                                 "entry": _entry_json(emitter, builder, calls, layout,
-                                                      outputs)}, indent=1).encode(),
-        "model.so": _shared_library(modules, backend.isa, entry_ir),
+        "graph.ir": print_graph(one.graph).encode(),
+        "weights.safetensors": _safetensors(one.constants),
+        "memory_plan.json": json.dumps(one.memory, indent=1).encode(),
+        "plan.json": json.dumps({**one.slots(), "steps": one.table,
+                                 "entry": one.entry_json()}, indent=1).encode(),
+        "model.so": _shared_library(one.modules, backend.isa, one.entry_ir),
     }
     manifest = _manifest(exported, backend.isa, members)
+    _write_zip(package_path, manifest, members)
+    return str(package_path)
+
+
+class _Built:
+    """One graph's plan as a native program (see _build)."""
+
+    def slots(self) -> dict:
+        return {"n_slots": self.plan.n_slots, "input_slots": self.plan.input_slots,
+                "output_slots": _flat_outputs(self.plan.output_slots)}
+
+    def entry_json(self) -> dict:
+        return _entry_json(self.emitter, self.builder, self.calls, self.layout, self.outputs)
+
+
+def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
+           prefix: str = "ember") -> _Built:
+    """The pipeline, plan and native program of `source_graph` (the exported graph, or
+    it at one size of a dynamic dimension: input `shapes`); LLVM modules are collected
+    in `shared` (modules, index by text), so equal kernels of several plans are one."""
+    b = _Built()
+    b.graph = _copy_graph(source_graph)
+    ctx = PassContext(constants=dict(exported.state_dict), options=dict(options or {}),
+                      inference=True)
+    run_passes(b.graph, _with_fusion(pipeline), ctx)
+    b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
+                         freeze_constants=True).build()
+    views = _view_geometry(b.plan, exported, shapes)
+    b.table, b.modules = _step_table(b.plan, views, shared)
+    b.constants = _weights(b.plan, b.table)
+    b.memory = _memory_plan(b.plan)
+    shapes = shapes or [s.shape for s in exported.user_inputs]
+    inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
+               "shape": list(shape)} for s, shape in zip(exported.user_inputs, shapes)]
+    # weights stay in the file: the loader passes pointers into its memory map
+    b.builder = ProgramBuilder(b.table, b.constants, b.memory, b.plan.input_slots, inputs,
+                               b.plan.n_slots, external_weights=True)
+    b.calls, b.layout, b.outputs = b.builder.build(_flat_outputs(b.plan.output_slots))
+    b.emitter = EntryEmitter(b.calls, len(b.table), prefix, breaks=b.builder.segment_breaks())
+    b.entry_ir = b.emitter.emit()
+    return b
+
+
+MAX_DYNAMIC_SIZES = 64      # entries one artifact holds for a dynamic dimension
+
+
+def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
+    """A dynamic dimension of range [lo, hi]: one straight-line program per size, all in
+    one library (entries `ember_b<n>_run`, kernels shared where their code is equal,
+    weights shared and required equal), the runtime picking the entry by the size."""
+    from ..ir.symdim import instantiate
+    (bounds,) = exported.range_constraints.values()
+    lo, hi = bounds.lower, bounds.upper
+    if hi == float("inf") or hi - lo + 1 > MAX_DYNAMIC_SIZES:
+        raise LoweringError(
+            f"ember.aot.compile_and_package: the dynamic dimension s0 has range [{lo}, {hi}]; "
+            f"an artifact holds one program per size, at most {MAX_DYNAMIC_SIZES} sizes: "
+            "export with a Dim whose max - min < 64")
+    dims = exported.dynamic_dims
+    shared, built = ([], {}), {}
+    for n in range(lo, hi + 1):
+        shapes = [[n if (i, d) in dims else size for d, size in enumerate(s.shape)]
+                  for i, s in enumerate(exported.user_inputs)]
+        built[n] = _build(exported, instantiate(exported.symbolic_graph, n), shapes, backend,
+                          options, pipeline, shared, prefix=f"ember_b{n}")
+    i, d = dims[0]
+    example = built[exported.user_inputs[i].shape[d]]
+    for n, b in built.items():
+        if list(b.constants) != list(example.constants) or not all(
+                a.shape == c.shape and a.dtype == c.dtype and np.array_equal(a, c)
+                for a, c in zip(b.constants.values(), example.constants.values())):
+            raise LoweringError(f"ember.aot.compile_and_package: the plan's constants at "
+                                f"size {n} differ from those at the example size; an "
+                                "artifact shares one set of weights across sizes")
+    dynamic = {"dims": [list(x) for x in dims], "min": lo, "max": hi}
+    example.memory.update(layout=example.layout)
+    entries = {str(n): {**b.entry_json(), "steps": b.table} for n, b in built.items()}
+    members = {
+        "graph.ir": print_graph(example.graph).encode(),
+        "weights.safetensors": _safetensors(example.constants),
+        "memory_plan.json": json.dumps(example.memory, indent=1).encode(),
+        "plan.json": json.dumps({**example.slots(), "steps": example.table,
+                                 "dynamic": dynamic, "entries": entries}).encode(),
+        "model.so": _shared_library(shared[0], backend.isa,
+                                    [b.entry_ir for b in built.values()]),
+    }
+    manifest = _manifest(exported, backend.isa, members)
+    manifest["dynamic"] = dynamic
     _write_zip(package_path, manifest, members)
     return str(package_path)
 
@@ -359,7 +423,7 @@ def _copy_graph(graph: Graph) -> Graph:
     return copy
 
 
-def _view_geometry(plan, exported: ExportedProgram) -> dict:
+def _view_geometry(plan, exported: ExportedProgram, shapes: list | None = None) -> dict:
     """Each view step's (offset, shape, strides) in elements, measured by running the
     plan once on zeros: what numpy's view of the actual buffers was."""
     seen = {}
@@ -383,7 +447,9 @@ def _view_geometry(plan, exported: ExportedProgram) -> dict:
         return fn
     originals = {id(s): recording(s) for s in plan.steps
                  if isinstance(s.fn, _Described) and s.fn.desc["kind"] == "view"}
-    inputs = [np.zeros(s.shape, np.dtype(_np_name(s.dtype))) for s in exported.user_inputs]
+    shapes = shapes or [s.shape for s in exported.user_inputs]
+    inputs = [np.zeros(shape, np.dtype(_np_name(s.dtype)))
+              for s, shape in zip(exported.user_inputs, shapes)]
     try:
         plan.run(inputs)
     finally:
@@ -407,11 +473,13 @@ def loaded_symbol(fn) -> str:
     return name
 
 
-def _step_table(plan, views: dict | None) -> tuple[list, list]:
+def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[list, list]:
     """plan.json's steps, and the LLVM modules (kind, text, exported symbols) they use;
     symbols are renamed 'm<i>_<name>' to keep modules apart in one library. With
-    `views` None (in process), symbols stay as described and views are measured later."""
-    table, modules, module_index = [], [], {}
+    `views` None (in process), symbols stay as described and views are measured later.
+    `shared`: (modules, index by text) of other plans in the same library."""
+    table = []
+    modules, module_index = shared if shared is not None else ([], {})
 
     def symbol(entry, name):
         if views is None:
@@ -564,7 +632,7 @@ def _safetensors(arrays: dict) -> bytes:
 
 
 # --- machine code ------------------------------------------------------------------------------
-def _shared_library(modules: list, isa, entry_ir: str) -> bytes:
+def _shared_library(modules: list, isa, entry_ir) -> bytes:
     """Compile every module for the host target (the ISA the in-process plan used), the
     plan's entry point and the C support runtime (thread pool, copies), and link them
     into one shared library with the system C compiler."""
@@ -583,8 +651,10 @@ def _shared_library(modules: list, isa, entry_ir: str) -> bytes:
             with open(path, "wb") as f:
                 f.write(_object_code(text, f"m{i}_", machine, tgt))
             objects.append(path)
-        for name, data in (("entry.o", _object_code(entry_ir, None, machine, tgt)),
-                           ("runtime.o", _runtime_object(cc, tmp, tgt))):
+        entries = [entry_ir] if isinstance(entry_ir, str) else list(entry_ir)
+        for name, data in ([(f"entry{i}.o", _object_code(text, None, machine, tgt))
+                            for i, text in enumerate(entries)] +
+                           [("runtime.o", _runtime_object(cc, tmp, tgt))]):
             objects.append(os.path.join(tmp, name))
             with open(objects[-1], "wb") as f:
                 f.write(data)

@@ -36,8 +36,11 @@ def test_a_dynamic_batch_runs_at_every_size_of_its_range(tmp_path):
             ep.module()(ember.randn(n, 6))
     with pytest.raises(ember.EmberError, match=r"input 'input' must be float32\[s0, 6\]"):
         ep.module()(ember.randn(3, 5))
-    with pytest.raises(ember.ir.errors.LoweringError, match="has a dynamic dimension"):
-        ember.aot.compile_and_package(ep, tmp_path / "m.ember")
+    unbounded = ember.export(model, (ember.randn(4, 6),),
+                             dynamic_shapes={"input": {0: ember.export.Dim("batch")}})
+    with pytest.raises(ember.ir.errors.LoweringError, match=r"range \[2, inf\]; an artifact "
+                       "holds one program per size, at most 64 sizes"):
+        ember.aot.compile_and_package(unbounded, tmp_path / "m.ember")
 
 
 def test_two_inputs_share_the_dim_positionally():
@@ -66,3 +69,31 @@ def test_refusals_name_the_reason():
     with pytest.raises(ember.EmberError, match="must all be the same Dim"):
         ember.export(lambda a, b: a + b, (x, x), dynamic_shapes=(
             {0: ember.export.Dim("n")}, {0: ember.export.Dim("m")}))
+
+
+@pytest.mark.parametrize("which", ["cnn", "transformer"])
+def test_artifact_with_a_dynamic_batch_equals_compile_at_every_size(which, tmp_path):
+    """One program per size in the artifact; the transformer's kernels differ per size
+    (its attention reshapes use the batch beyond the outer loop)."""
+    ember.manual_seed(1)
+    if which == "cnn":
+        model, tail = ember.models.small_cnn(seed=1).eval(), (1, 12, 12)
+    else:
+        model = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=24,
+                                           dropout=0.0, batch_first=True).eval()
+        tail = (3, 16)
+    batch = ember.export.Dim("batch", min=2, max=5)
+    ep = ember.export(model, (ember.randn(3, *tail),), dynamic_shapes=({0: batch},))
+    path = ember.aot.compile_and_package(ep, tmp_path / "m.ember")
+    run = ember.aot.load_package(path)
+    assert run.manifest["dynamic"] == {"dims": [[0, 0]], "min": 2, "max": 5}
+    assert run.manifest["inputs"][0]["shape"] == [3, *tail]
+    for n in (2, 4, 5, 3):
+        x = ember.randn(n, *tail)
+        with ember.no_grad():
+            want = ember.compile(model, dynamic=False)(x).numpy()
+        np.testing.assert_array_equal(run(x).numpy(), want)
+    with pytest.raises(ember.ArtifactError, match=r"takes one size in \[2, 5\], got \[6\]"):
+        run(ember.randn(6, *tail))
+    with pytest.raises(ember.ArtifactError, match=r"must be float32\[s0, "):
+        run(ember.randn(2, *tail[:-1], tail[-1] + 1))
