@@ -324,6 +324,11 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
                                  f"{len(memory['buffers'])} buffers in "
                                  f"{memory.get('regions', '?')} regions")):
         head.add_row(key, str(value))
+    dynamic = manifest.get("dynamic")
+    if dynamic:
+        where = ", ".join(f"dim {d} of input {i}" for i, d in dynamic["dims"])
+        head.add_row("dynamic", f"s0 ({where}) in [{dynamic['min']}, {dynamic['max']}]: one "
+                                "program per size; shapes below at the example size")
     console.print(head)
     io = Table(title="inputs and outputs")
     for col in ("", "name", "dtype", "shape"):

@@ -159,3 +159,20 @@ def test_a_custom_op_with_several_results_is_refused_by_name(tmp_path):
     finally:
         for name in set(OPS) - before:
             del OPS[name]
+
+
+def test_custom_ops_in_an_artifact_with_a_dynamic_batch(ops, tmp_path):
+    wobble, _ = ops
+    ember.manual_seed(0)
+    fc = ember.nn.Linear(6, 4).eval()
+
+    def f(x):
+        return wobble(fc(x), 2.0).relu()
+    batch = ember.export.Dim("batch", min=2, max=5)
+    ep = ember.export(f, (ember.randn(3, 6),), dynamic_shapes=({0: batch},))
+    run = ember.aot.load_package(ember.aot.compile_and_package(ep, tmp_path / "f.ember"))
+    with ember.no_grad():
+        for n in (2, 5):
+            x = ember.randn(n, 6)
+            np.testing.assert_array_equal(run(x).numpy(),
+                                          ember.compile(f, dynamic=False)(x).numpy())
