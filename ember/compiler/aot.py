@@ -24,7 +24,9 @@ Steps ember.compile would run eagerly (ops with no native kernel, grouped convs,
 batched matmuls) are refused with a LoweringError naming the op: the artifact has
 no Python fallback. Custom ops (ember.library.custom_op) are the exception: recorded
 by name, called by the loading process between native segments (docs/aot.md).
-Only the CPU target exists so far.
+An exported program with a dynamic dimension (ember.export's dynamic_shapes) of a
+bounded range packages one straight-line program per size (`_package_dynamic`), the
+runtime picking one by the input's size. Only the CPU target exists so far.
 """
 from __future__ import annotations
 
