@@ -230,8 +230,7 @@ class _NativeEntry:
             out = self._operand(result, inputs, fresh)
             if not isinstance(value, np.ndarray) or value.shape != out.shape or \
                     value.dtype != out.dtype:
-                from ..ir.errors import LoweringError
-                raise LoweringError(f"native entry: a custom op returned "
+                raise RuntimeError(f"native entry: custom op step {j} returned "
                                     f"{getattr(value, 'dtype', type(value).__name__)}"
                                     f"{list(getattr(value, 'shape', []))}, not the "
                                     f"{out.dtype}{list(out.shape)} its fake function said")
