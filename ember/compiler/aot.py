@@ -144,9 +144,10 @@ class PackagingBackend(CpuBackend):
         what = getattr(node.target, "name", str(node.target))
         if getattr(node.target, "custom", None) is not None:
             # a custom op: the artifact names it; the loading process must register it
-            return _Described(super().eager(node), {"kind": "custom_op", "op": what,
-                                                    "args": _custom_op_args(node),
-                                                    "results": _custom_op_results(node)})
+            return _Described(super().eager(node), {
+                "kind": "custom_op", "op": what, "args": _custom_op_args(node),
+                "results": _custom_op_results(node),
+                "tuple": isinstance(node.meta.get("val"), (tuple, list))})
         if what == "embedding" and len(tensor_inputs(node)) == 2:
             # rows of the weight: the lite runtime's np.take (a copy, as eager's is)
             return _Described(super().eager(node), {"kind": "embedding", "op": what})
@@ -339,7 +340,7 @@ def _entry_json(emitter, builder, calls, layout, outputs) -> dict:
     names = emitter.entry_names()
     if builder.custom_steps:
         entry["segments"] = names
-        entry["custom_steps"] = [{k: c[k] for k in ("step", "inputs", "outputs")}
+        entry["custom_steps"] = [{k: c[k] for k in ("step", "inputs", "outputs", "tuple")}
                                  for c in builder.custom_steps]
     else:
         entry["symbol"] = names[0]
@@ -406,14 +407,15 @@ def _custom_op_args(node: Node) -> list:
 
 
 def _custom_op_results(node: Node) -> list | None:
-    """Shape, strides and dtype of a custom op's result (what its fake function said;
-    the native program gives it a buffer of its own in the arena), or None when it is
-    not one Tensor (the native program refuses such a step by name)."""
+    """Shape, strides and dtype of each of a custom op's results (what its fake function
+    said; the native program gives each a buffer of its own in the arena), or None when
+    they are not Tensors (the native program refuses such a step by name)."""
     val = node.meta.get("val")
-    if not hasattr(val, "shape") or not hasattr(val, "strides"):
+    values = val if isinstance(val, (tuple, list)) else (val,)
+    if not all(hasattr(v, "shape") and hasattr(v, "strides") for v in values):
         return None
-    return [{"shape": list(val.shape), "strides": list(val.strides),
-             "dtype": np.dtype(val.dtype.np_dtype).str}]
+    return [{"shape": list(v.shape), "strides": list(v.strides),
+             "dtype": np.dtype(v.dtype.np_dtype).str} for v in values]
 
 
 def _copy_graph(graph: Graph) -> Graph:
@@ -491,15 +493,16 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
             module_index[text] = len(modules)
             modules.append(entry)
         return f"m{module_index[text]}_{name}"
-    custom_results = {}            # slot -> the custom op producing it
+    tuples = {}            # slot -> (custom op, result count) for ops returning a tuple
     for step in plan.steps:
         fn = step.fn
-        if isinstance(fn, _Described) and fn.desc["kind"] == "custom_op":
-            custom_results.update({slot: fn.desc["op"] for slot in step.outputs})
-        if not isinstance(fn, _Described) and any(s in custom_results for s in step.inputs):
-            op = next(custom_results[s] for s in step.inputs if s in custom_results)
-            raise LoweringError(f"ember.aot: custom op {op} returns several tensors; the "
-                                "native program calls custom ops that return one Tensor")
+        if isinstance(fn, _Described) and fn.desc["kind"] == "custom_op" and \
+                fn.desc.get("tuple"):
+            tuples[step.outputs[0]] = (fn.desc["op"], len(fn.desc["results"] or ()))
+        item = _tuple_item(step, tuples)
+        if item is not None:
+            table.append(item)
+            continue
         if not isinstance(fn, _Described) or fn.desc["kind"] == "unsupported":
             what = fn.desc.get("op") if isinstance(fn, _Described) else "a Python step"
             raise LoweringError(f"ember.aot: step {step.name} ({what}) has no native kernel "
@@ -524,6 +527,26 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)
     return table, modules
+
+
+def _tuple_item(step, tuples: dict) -> dict | None:
+    """A step taking one result of a custom op that returns a tuple (the plan's getitem,
+    a plain callable on the tuple) as an `item` step; its index is what the callable
+    picks from (0, 1, ..., count - 1)."""
+    if isinstance(step.fn, _Described) or not any(s in tuples for s in step.inputs):
+        return None
+    op, count = tuples[step.inputs[0]] if step.inputs[0] in tuples else (None, 0)
+    try:
+        index = step.fn(tuple(range(count))) if len(step.inputs) == 1 and op else None
+    except Exception:      # noqa: BLE001 - anything but an index is refused below
+        index = None
+    if not isinstance(index, int) or isinstance(index, bool):
+        op = op or next(tuples[s][0] for s in step.inputs if s in tuples)
+        raise LoweringError(f"ember.aot: step {step.name} reads the results of custom op "
+                            f"{op} in a way the native program cannot follow (it takes "
+                            "them one by one)")
+    return {"kind": "item", "op": "getitem", "index": index, "name": step.name,
+            "inputs": list(step.inputs), "outputs": list(step.outputs), "out_specs": []}
 
 
 def _weights(plan, table: list) -> dict:

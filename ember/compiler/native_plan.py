@@ -168,7 +168,7 @@ class _NativeEntry:
         self.fn = self.segments[0]
         # custom ops: the plan's own eager step (what the Python loop calls) between
         # two segments, on views of its operands; see _run_segments
-        self.custom = [(plan.steps[c["step"]].fn, c["inputs"], c["outputs"][0])
+        self.custom = [(plan.steps[c["step"]].fn, c["inputs"], c["outputs"], c["tuple"])
                        for c in builder.custom_steps]
         self.lib, self.table = lib, table
         self.weights = list(weights.values())        # kept alive: their addresses are baked
@@ -225,16 +225,17 @@ class _NativeEntry:
             status = segment(self.arena_address, self.ins, self.outs, None)
             if status or j == len(self.custom):
                 return status
-            fn, operands, result = self.custom[j]
+            fn, operands, results, returns_tuple = self.custom[j]
             value = fn(*[self._operand(g, inputs, fresh) for g in operands])
-            out = self._operand(result, inputs, fresh)
-            if not isinstance(value, np.ndarray) or value.shape != out.shape or \
-                    value.dtype != out.dtype:
-                raise RuntimeError(f"native entry: custom op step {j} returned "
-                                    f"{getattr(value, 'dtype', type(value).__name__)}"
-                                    f"{list(getattr(value, 'shape', []))}, not the "
-                                    f"{out.dtype}{list(out.shape)} its fake function said")
-            np.copyto(out, value)
+            values = tuple(value) if returns_tuple else (value,)
+            outs = [self._operand(g, inputs, fresh) for g in results]
+            if len(values) != len(outs) or not all(
+                    isinstance(v, np.ndarray) and v.shape == o.shape and v.dtype == o.dtype
+                    for v, o in zip(values, outs)):
+                raise RuntimeError(f"native entry: custom op step {j} returned results "
+                                   "other than its fake function said")
+            for v, o in zip(values, outs):
+                np.copyto(o, v)
         return 0
 
     def _operand(self, g: dict, inputs, fresh) -> np.ndarray:

@@ -303,22 +303,32 @@ class ProgramBuilder:
 
     def _custom_op(self, desc: dict) -> None:
         """A custom op (ember.library.custom_op): Python, called by the runtime between
-        two native segments on views of its operands where they live; its result gets a
-        buffer of its own in the arena, with the strides its fake function gave."""
+        two native segments on views of its operands where they live; each result gets a
+        buffer of its own in the arena, with the strides its fake function gave. A tuple
+        of results sits in its slot as a tuple of Values (`item` steps take them)."""
         results = desc.get("results")
-        if not results or len(results) != 1 or len(desc["outputs"]) != 1:
+        if not results or len(desc["outputs"]) != 1:
             raise LoweringError(f"ember.aot: step {desc['name']} calls custom op "
-                                f"{desc['op']}, which does not return one Tensor; an "
-                                "artifact can call custom ops that return one Tensor")
-        spec = results[0]
-        if any(st < 0 for st in spec["strides"]):
+                                f"{desc['op']}, whose results are not Tensors; an "
+                                "artifact can call custom ops that return Tensors")
+        if any(st < 0 for spec in results for st in spec["strides"]):
             raise LoweringError(f"ember.aot: custom op {desc['op']}'s result has negative "
                                 "strides")
         ins = [self._input(desc, i) for i in range(len(desc["inputs"]))]
-        out = self._scratch_persistent(spec["shape"], spec["dtype"], spec["strides"])
-        self.slots[desc["outputs"][0]] = out
+        outs = [self._scratch_persistent(spec["shape"], spec["dtype"], spec["strides"])
+                for spec in results]
+        self.slots[desc["outputs"][0]] = tuple(outs) if desc.get("tuple") else outs[0]
         self.custom_steps.append({"step": self.step, "call": len(self.calls),
-                                  "inputs": ins, "outputs": [out]})
+                                  "inputs": ins, "outputs": outs,
+                                  "tuple": bool(desc.get("tuple"))})
+
+    def _item(self, desc: dict) -> None:
+        """One result of a custom op returning a tuple."""
+        results = self.slots[desc["inputs"][0]]
+        if not isinstance(results, tuple):
+            raise LoweringError(f"ember.aot: step {desc['name']} takes an item of a value "
+                                "that is not a custom op's tuple of results")
+        self.slots[desc["outputs"][0]] = results[desc["index"]]
 
     def _scratch_persistent(self, shape, dtype, strides=None) -> Value:
         """A buffer of its own for a value later steps read (after the memory plan's)."""

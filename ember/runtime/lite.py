@@ -394,7 +394,7 @@ class LiteModel:
                 return status
             custom = program.custom[j]
             custom([self._operand(g, inputs, fresh) for g in custom.inputs],
-                   self._operand(custom.output, inputs, fresh))
+                   [self._operand(g, inputs, fresh) for g in custom.outputs])
             if times is not None:
                 times[custom.step] = self.lib.ember_now()
         return 0
@@ -469,7 +469,8 @@ class CustomOpCall:
         self.step = custom["step"]
         desc = steps[self.step]
         self.name, self.op_name, self.args = desc["name"], desc["op"], desc["args"]
-        self.inputs, (self.output,) = custom["inputs"], custom["outputs"]
+        self.inputs, self.outputs = custom["inputs"], custom["outputs"]
+        self.returns_tuple = bool(custom.get("tuple"))
         self.op = _registered_op(self.op_name)
         if self.op is None:
             raise ArtifactError(
@@ -477,19 +478,24 @@ class CustomOpCall:
                 "registered in this process. Custom ops are saved by name only: import the "
                 "module that defines it (with ember.library.custom_op) before loading.")
 
-    def __call__(self, operands: list, out: np.ndarray) -> None:
+    def __call__(self, operands: list, outs: list) -> None:
         def decode(v):
             if isinstance(v, dict):
                 return operands[v["input"]]
             return [decode(x) for x in v] if isinstance(v, list) else v
         result = self.op.reference(*[decode(v) for v in self.args])
-        if not isinstance(result, np.ndarray) or result.shape != out.shape or \
-                result.dtype != out.dtype:
-            got = f"{result.dtype}{list(result.shape)}" if isinstance(result, np.ndarray) \
-                else type(result).__name__
+        results = tuple(result) if self.returns_tuple and isinstance(result, (tuple, list)) \
+            else (result,)
+        if len(results) != len(outs) or not all(
+                isinstance(r, np.ndarray) and r.shape == o.shape and r.dtype == o.dtype
+                for r, o in zip(results, outs)):
+            got = [f"{r.dtype}{list(r.shape)}" if isinstance(r, np.ndarray)
+                   else type(r).__name__ for r in results]
+            want = [f"{o.dtype}{list(o.shape)}" for o in outs]
             raise RuntimeError(f"custom op {self.op_name} (step {self.name}) returned {got}; "
-                               f"its fake function said {out.dtype}{list(out.shape)}")
-        np.copyto(out, result)
+                               f"its fake function said {want}")
+        for r, o in zip(results, outs):
+            np.copyto(o, r)
 
 
 def _registered_op(name: str):
