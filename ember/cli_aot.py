@@ -90,21 +90,19 @@ def _is_saved_program(path: str) -> bool:
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
               help="an input's shape, e.g. x:8x3x224x224 (repeat per input)")
 @click.option("--target", type=click.Choice(["cpu", "cuda"]), default="cpu")
-@click.option("--dynamic", multiple=True, metavar="NAME:DIM",
-              help="a dynamic dimension (not supported yet)")
+@click.option("--dynamic", multiple=True, metavar="NAME:DIM[:MIN-MAX]",
+              help="a dynamic dimension, e.g. x:0 (sizes 2 to --input's size) or "
+                   "x:0:2-32; the artifact holds one program per size")
 @click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
 def compile_command(model_spec, output, inputs, target, dynamic, show_traceback) -> None:
     """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
     ExportedProgram) to an artifact."""
     import ember
     try:
-        if dynamic:
-            raise ValueError("--dynamic: dynamic dimensions are not supported yet; "
-                             "artifacts have static shapes")
         console = _console(stderr=True)
         start = time.perf_counter()
         with console.status("exporting", spinner="dots"):
-            exported = _export_model(model_spec, inputs)
+            exported = _export_model(model_spec, inputs, dynamic)
         with console.status(f"compiling for {target}", spinner="dots"):
             ember.aot.compile_and_package(exported, output, target=target)
     except _ERRORS as err:
@@ -114,9 +112,13 @@ def compile_command(model_spec, output, inputs, target, dynamic, show_traceback)
                err=True)
 
 
-def _export_model(model_spec: str, inputs: tuple):
+def _export_model(model_spec: str, inputs: tuple, dynamic: tuple = ()):
     """MODEL (file.py:factory, module:factory, .onnx, saved ExportedProgram) exported."""
     import ember
+    if dynamic and (model_spec.endswith(".onnx") or (
+            os.path.exists(model_spec) and _is_saved_program(model_spec))):
+        raise ValueError("--dynamic: only for a model factory (an ONNX model is exported "
+                         "at its static shapes; a saved ExportedProgram keeps its own)")
     if model_spec.endswith(".onnx"):
         return _export_onnx(model_spec, inputs)
     if os.path.exists(model_spec) and _is_saved_program(model_spec):
@@ -128,9 +130,41 @@ def _export_model(model_spec: str, inputs: tuple):
         raise ValueError("--input: give each input's shape, e.g. --input x:8x3x224x224")
     model = load_factory(model_spec)
     args = tuple(ember.zeros(*shape, dtype=getattr(ember, dtype)) for _, shape, dtype in shapes)
-    exported = ember.export(model, args)
+    exported = ember.export(model, args,
+                            dynamic_shapes=dynamic_shapes_of(dynamic, shapes) if dynamic
+                            else None)
     _rename_inputs(exported, [name for name, _, _ in shapes])
     return exported
+
+
+def dynamic_shapes_of(items: tuple, shapes: list) -> tuple:
+    """--dynamic NAME:DIM[:MIN-MAX] ... -> ember.export's dynamic_shapes (by position);
+    the range defaults to 2 .. the size --input gives that dimension."""
+    import ember
+    names = [name for name, _, _ in shapes]
+    marked, ranges = {}, set()
+    for text in items:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or parts[0] not in names:
+            raise ValueError(f"--dynamic {text!r}: expected NAME:DIM[:MIN-MAX] with NAME "
+                             f"one of the --input names ({', '.join(names)})")
+        i = names.index(parts[0])
+        try:
+            dim = int(parts[1])
+            lo, hi = (int(v) for v in parts[2].split("-")) if len(parts) == 3 else \
+                (2, shapes[i][1][dim])
+        except (ValueError, IndexError):
+            raise ValueError(f"--dynamic {text!r}: DIM must be a dimension of "
+                             f"{parts[0]} and MIN-MAX two integers, e.g. x:0:2-32") from None
+        marked.setdefault(i, []).append(dim)
+        ranges.add((lo, hi))
+    if len(ranges) != 1:
+        raise ValueError(f"--dynamic: the dynamic dimensions must share one range (one "
+                         f"symbol per program), got {sorted(ranges)}")
+    lo, hi = ranges.pop()
+    batch = ember.export.Dim("s0", min=lo, max=hi)
+    return tuple({d: batch for d in marked[i]} if i in marked else None
+                 for i in range(len(shapes)))
 
 
 def _export_onnx(path: str, inputs: tuple):
@@ -290,6 +324,11 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
                                  f"{len(memory['buffers'])} buffers in "
                                  f"{memory.get('regions', '?')} regions")):
         head.add_row(key, str(value))
+    dynamic = manifest.get("dynamic")
+    if dynamic:
+        where = ", ".join(f"dim {d} of input {i}" for i, d in dynamic["dims"])
+        head.add_row("dynamic", f"s0 ({where}) in [{dynamic['min']}, {dynamic['max']}]: one "
+                                "program per size; shapes below at the example size")
     console.print(head)
     io = Table(title="inputs and outputs")
     for col in ("", "name", "dtype", "shape"):

@@ -18,7 +18,9 @@ Python-driven plan and results are equal bit for bit. A call may be guarded by t
 thread count (`when`: a GEMM splits rows or columns depending on it), decided at run
 time from `ember_threads()`. With `times` non-null, the clock (ns) after each plan step
 is stored at times[step]. A nonzero return is 1 + the plan step that failed (an
-embedding index out of range).
+embedding index out of range). A plan calling custom ops (Python) is split at each:
+`ember_run_0` .. `ember_run_<k>` (same signature), the caller running the op between
+two segments (`EntryEmitter(..., breaks=)`).
 
 `RUNTIME_C` is the small C support library linked beside the kernels: a pthread pool
 (`ember_init`, `ember_threads`, `ember_set_threads`, `ember_parallel_for`;
@@ -247,8 +249,14 @@ class EntryEmitter:
     list of ('nt_le' | 'nt_gt', n), all of which must hold), `step` (the plan step it
     belongs to)."""
 
-    def __init__(self, calls: list, n_steps: int, prefix: str = "ember"):
+    def __init__(self, calls: list, n_steps: int, prefix: str = "ember",
+                 breaks: list | None = None):
+        """`breaks`: call indices where the program stops for a custom op (Python, run
+        by the caller): without any, one function `<prefix>_run`; with k of them, k + 1
+        functions `<prefix>_run_0` .. `<prefix>_run_<k>` (same signature), segment j
+        running calls [breaks[j-1], breaks[j])."""
         self.calls, self.n_steps, self.prefix = calls, n_steps, prefix
+        self.breaks = list(breaks or [])
         self.lines: list[str] = []
         self.globals: list[str] = []
         self.declared: dict[str, str] = {}
@@ -337,11 +345,23 @@ class EntryEmitter:
             body.append(f"  store ptr {p}, ptr {slot}")
         return array
 
+    def entry_names(self) -> list[str]:
+        """The exported functions, in the order the caller runs them."""
+        if not self.breaks:
+            return [f"{self.prefix}_run"]
+        return [f"{self.prefix}_run_{j}" for j in range(len(self.breaks) + 1)]
+
     def _run(self) -> None:
         self._declare("ember_parallel_for", "void", "ptr, ptr, i64, i64, i64")
         self._declare("ember_threads", "i64", "")
         self._declare("ember_now", "i64", "")
-        out = [f"define i32 @{self.prefix}_run(ptr %arena, ptr %ins, ptr %outs, ptr %times) {{",
+        bounds = [0] + self.breaks + [len(self.calls)]
+        for name, begin, end in zip(self.entry_names(), bounds, bounds[1:]):
+            self._segment(name, begin, end)
+
+    def _segment(self, name: str, begin: int, end: int) -> None:
+        """One exported function running calls [begin, end)."""
+        out = [f"define i32 @{name}(ptr %arena, ptr %ins, ptr %outs, ptr %times) {{",
                "entry:",
                "  %ctx = alloca [4 x ptr], align 8",
                "  %status = alloca i32, align 4",
@@ -355,7 +375,8 @@ class EntryEmitter:
         last_of_step = {}
         for i, call in enumerate(self.calls):
             last_of_step[call["step"]] = i
-        for i, call in enumerate(self.calls):
+        for i in range(begin, end):
+            call = self.calls[i]
             out += self._run_call(i, call)
             if last_of_step.get(call["step"]) == i:
                 out += self._after_step(call["step"], call["sig"] == "take" or any(

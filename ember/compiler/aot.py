@@ -22,7 +22,11 @@ needs to run the plan without the compiler:
 
 Steps ember.compile would run eagerly (ops with no native kernel, grouped convs,
 batched matmuls) are refused with a LoweringError naming the op: the artifact has
-no Python fallback. Only the CPU target exists so far.
+no Python fallback. Custom ops (ember.library.custom_op) are the exception: recorded
+by name, called by the loading process between native segments (docs/aot.md).
+An exported program with a dynamic dimension (ember.export's dynamic_shapes) of a
+bounded range packages one straight-line program per size (`_package_dynamic`), the
+runtime picking one by the input's size. Only the CPU target exists so far.
 """
 from __future__ import annotations
 
@@ -140,8 +144,10 @@ class PackagingBackend(CpuBackend):
         what = getattr(node.target, "name", str(node.target))
         if getattr(node.target, "custom", None) is not None:
             # a custom op: the artifact names it; the loading process must register it
-            return _Described(super().eager(node), {"kind": "custom_op", "op": what,
-                                                    "args": _custom_op_args(node)})
+            return _Described(super().eager(node), {
+                "kind": "custom_op", "op": what, "args": _custom_op_args(node),
+                "results": _custom_op_results(node),
+                "tuple": isinstance(node.meta.get("val"), (tuple, list))})
         if what == "embedding" and len(tensor_inputs(node)) == 2:
             # rows of the weight: the lite runtime's np.take (a copy, as eager's is)
             return _Described(super().eager(node), {"kind": "embedding", "op": what})
@@ -218,40 +224,127 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
-    graph = _copy_graph(exported.graph)
     backend = PackagingBackend()
-    ctx = PassContext(constants=dict(exported.state_dict), options=dict(options or {}),
-                      inference=True)
-    run_passes(graph, _with_fusion(pipeline), ctx)
-    plan = PlanBuilder(graph, ctx.constants, CompileStats(), backend,
-                       freeze_constants=True).build()
-    views = _view_geometry(plan, exported)
-    table, modules = _step_table(plan, views)
-    constants = _weights(plan, table)
-    memory = _memory_plan(plan)
-    inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
-               "shape": list(s.shape)} for s in exported.user_inputs]
-    # weights stay in the file: the loader passes pointers into its memory map
-    builder = ProgramBuilder(table, constants, memory, plan.input_slots, inputs, plan.n_slots,
-                             external_weights=True)
-    calls, layout, outputs = builder.build(_flat_outputs(plan.output_slots))
-    entry_ir = EntryEmitter(calls, len(table)).emit()
-    memory.update(layout=layout)
+    if exported.symbolic_graph is not None:
+        return _package_dynamic(exported, package_path, backend, options, pipeline)
+    one = _build(exported, exported.graph, None, backend, options, pipeline, ([], {}))
+    one.memory.update(layout=one.layout)
     members = {
-        "graph.ir": print_graph(graph).encode(),
-        "weights.safetensors": _safetensors(constants),
-        "memory_plan.json": json.dumps(memory, indent=1).encode(),
-        "plan.json": json.dumps({"n_slots": plan.n_slots, "input_slots": plan.input_slots,
-                                 "output_slots": _flat_outputs(plan.output_slots),
-                                 "steps": table,
-                                 "entry": {"symbol": "ember_run", "calls": len(calls),
-                                           "layout": layout, "outputs": outputs,
-                                           "fresh": builder.fresh}}, indent=1).encode(),
-        "model.so": _shared_library(modules, backend.isa, entry_ir),
+        "graph.ir": print_graph(one.graph).encode(),
+        "weights.safetensors": _safetensors(one.constants),
+        "memory_plan.json": json.dumps(one.memory, indent=1).encode(),
+        "plan.json": json.dumps({**one.slots(), "steps": one.table,
+                                 "entry": one.entry_json()}, indent=1).encode(),
+        "model.so": _shared_library(one.modules, backend.isa, one.entry_ir),
     }
     manifest = _manifest(exported, backend.isa, members)
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+class _Built:
+    """One graph's plan as a native program (see _build)."""
+
+    def slots(self) -> dict:
+        return {"n_slots": self.plan.n_slots, "input_slots": self.plan.input_slots,
+                "output_slots": _flat_outputs(self.plan.output_slots)}
+
+    def entry_json(self) -> dict:
+        return _entry_json(self.emitter, self.builder, self.calls, self.layout, self.outputs)
+
+
+def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
+           prefix: str = "ember") -> _Built:
+    """The pipeline, plan and native program of `source_graph` (the exported graph, or
+    it at one size of a dynamic dimension: input `shapes`); LLVM modules are collected
+    in `shared` (modules, index by text), so equal kernels of several plans are one."""
+    b = _Built()
+    b.graph = _copy_graph(source_graph)
+    ctx = PassContext(constants=dict(exported.state_dict), options=dict(options or {}),
+                      inference=True)
+    run_passes(b.graph, _with_fusion(pipeline), ctx)
+    b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
+                         freeze_constants=True).build()
+    views = _view_geometry(b.plan, exported, shapes)
+    b.table, b.modules = _step_table(b.plan, views, shared)
+    b.constants = _weights(b.plan, b.table)
+    b.memory = _memory_plan(b.plan)
+    shapes = shapes or [s.shape for s in exported.user_inputs]
+    inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
+               "shape": list(shape)} for s, shape in zip(exported.user_inputs, shapes)]
+    # weights stay in the file: the loader passes pointers into its memory map
+    b.builder = ProgramBuilder(b.table, b.constants, b.memory, b.plan.input_slots, inputs,
+                               b.plan.n_slots, external_weights=True)
+    b.calls, b.layout, b.outputs = b.builder.build(_flat_outputs(b.plan.output_slots))
+    b.emitter = EntryEmitter(b.calls, len(b.table), prefix, breaks=b.builder.segment_breaks())
+    b.entry_ir = b.emitter.emit()
+    return b
+
+
+MAX_DYNAMIC_SIZES = 64      # entries one artifact holds for a dynamic dimension
+
+
+def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
+    """A dynamic dimension of range [lo, hi]: one straight-line program per size, all in
+    one library (entries `ember_b<n>_run`, kernels shared where their code is equal,
+    weights shared and required equal), the runtime picking the entry by the size."""
+    from ..ir.symdim import instantiate
+    (bounds,) = exported.range_constraints.values()
+    lo, hi = bounds.lower, bounds.upper
+    if hi == float("inf") or hi - lo + 1 > MAX_DYNAMIC_SIZES:
+        raise LoweringError(
+            f"ember.aot.compile_and_package: the dynamic dimension s0 has range [{lo}, {hi}]; "
+            f"an artifact holds one program per size, at most {MAX_DYNAMIC_SIZES} sizes: "
+            "export with a Dim whose max - min < 64")
+    dims = exported.dynamic_dims
+    shared, built = ([], {}), {}
+    for n in range(lo, hi + 1):
+        shapes = [[n if (i, d) in dims else size for d, size in enumerate(s.shape)]
+                  for i, s in enumerate(exported.user_inputs)]
+        built[n] = _build(exported, instantiate(exported.symbolic_graph, n), shapes, backend,
+                          options, pipeline, shared, prefix=f"ember_b{n}")
+    i, d = dims[0]
+    example = built[exported.user_inputs[i].shape[d]]
+    for n, b in built.items():
+        if list(b.constants) != list(example.constants) or not all(
+                a.shape == c.shape and a.dtype == c.dtype and np.array_equal(a, c)
+                for a, c in zip(b.constants.values(), example.constants.values())):
+            raise LoweringError(f"ember.aot.compile_and_package: the plan's constants at "
+                                f"size {n} differ from those at the example size; an "
+                                "artifact shares one set of weights across sizes")
+    dynamic = {"dims": [list(x) for x in dims], "min": lo, "max": hi}
+    example.memory.update(layout=example.layout)
+    entries = {str(n): {**b.entry_json(), "steps": b.table} for n, b in built.items()}
+    members = {
+        "graph.ir": print_graph(example.graph).encode(),
+        "weights.safetensors": _safetensors(example.constants),
+        "memory_plan.json": json.dumps(example.memory, indent=1).encode(),
+        "plan.json": json.dumps({**example.slots(), "steps": example.table,
+                                 "dynamic": dynamic, "entries": entries}).encode(),
+        "model.so": _shared_library(shared[0], backend.isa,
+                                    [b.entry_ir for b in built.values()]),
+    }
+    manifest = _manifest(exported, backend.isa, members)
+    manifest["dynamic"] = dynamic
+    _write_zip(package_path, manifest, members)
+    return str(package_path)
+
+
+def _entry_json(emitter, builder, calls, layout, outputs) -> dict:
+    """plan.json's `entry`: one `symbol` (ember_run) for a plan without custom ops;
+    with them, `segments` (ember_run_0 .. ember_run_k, run in order) and `custom_steps`
+    (after segment j the runtime calls custom step j on arena views: its plan step and
+    where each operand and the result live)."""
+    entry = {"calls": len(calls), "layout": layout, "outputs": outputs,
+             "fresh": builder.fresh}
+    names = emitter.entry_names()
+    if builder.custom_steps:
+        entry["segments"] = names
+        entry["custom_steps"] = [{k: c[k] for k in ("step", "inputs", "outputs", "tuple")}
+                                 for c in builder.custom_steps]
+    else:
+        entry["symbol"] = names[0]
+    return entry
 
 
 def load_package(path, check_features: bool = True):
@@ -313,6 +406,18 @@ def _custom_op_args(node: Node) -> list:
     return [encode(v) for v in bound]
 
 
+def _custom_op_results(node: Node) -> list | None:
+    """Shape, strides and dtype of each of a custom op's results (what its fake function
+    said; the native program gives each a buffer of its own in the arena), or None when
+    they are not Tensors (the native program refuses such a step by name)."""
+    val = node.meta.get("val")
+    values = val if isinstance(val, (tuple, list)) else (val,)
+    if not all(hasattr(v, "shape") and hasattr(v, "strides") for v in values):
+        return None
+    return [{"shape": list(v.shape), "strides": list(v.strides),
+             "dtype": np.dtype(v.dtype.np_dtype).str} for v in values]
+
+
 def _copy_graph(graph: Graph) -> Graph:
     """A deep copy (passes rewrite in place; the ExportedProgram stays as exported)."""
     from ..ir.parser import parse
@@ -322,7 +427,7 @@ def _copy_graph(graph: Graph) -> Graph:
     return copy
 
 
-def _view_geometry(plan, exported: ExportedProgram) -> dict:
+def _view_geometry(plan, exported: ExportedProgram, shapes: list | None = None) -> dict:
     """Each view step's (offset, shape, strides) in elements, measured by running the
     plan once on zeros: what numpy's view of the actual buffers was."""
     seen = {}
@@ -346,7 +451,9 @@ def _view_geometry(plan, exported: ExportedProgram) -> dict:
         return fn
     originals = {id(s): recording(s) for s in plan.steps
                  if isinstance(s.fn, _Described) and s.fn.desc["kind"] == "view"}
-    inputs = [np.zeros(s.shape, np.dtype(_np_name(s.dtype))) for s in exported.user_inputs]
+    shapes = shapes or [s.shape for s in exported.user_inputs]
+    inputs = [np.zeros(shape, np.dtype(_np_name(s.dtype)))
+              for s, shape in zip(exported.user_inputs, shapes)]
     try:
         plan.run(inputs)
     finally:
@@ -370,11 +477,13 @@ def loaded_symbol(fn) -> str:
     return name
 
 
-def _step_table(plan, views: dict | None) -> tuple[list, list]:
+def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[list, list]:
     """plan.json's steps, and the LLVM modules (kind, text, exported symbols) they use;
     symbols are renamed 'm<i>_<name>' to keep modules apart in one library. With
-    `views` None (in process), symbols stay as described and views are measured later."""
-    table, modules, module_index = [], [], {}
+    `views` None (in process), symbols stay as described and views are measured later.
+    `shared`: (modules, index by text) of other plans in the same library."""
+    table = []
+    modules, module_index = shared if shared is not None else ([], {})
 
     def symbol(entry, name):
         if views is None:
@@ -384,8 +493,16 @@ def _step_table(plan, views: dict | None) -> tuple[list, list]:
             module_index[text] = len(modules)
             modules.append(entry)
         return f"m{module_index[text]}_{name}"
+    tuples = {}            # slot -> (custom op, result count) for ops returning a tuple
     for step in plan.steps:
         fn = step.fn
+        if isinstance(fn, _Described) and fn.desc["kind"] == "custom_op" and \
+                fn.desc.get("tuple"):
+            tuples[step.outputs[0]] = (fn.desc["op"], len(fn.desc["results"] or ()))
+        item = _tuple_item(step, tuples)
+        if item is not None:
+            table.append(item)
+            continue
         if not isinstance(fn, _Described) or fn.desc["kind"] == "unsupported":
             what = fn.desc.get("op") if isinstance(fn, _Described) else "a Python step"
             raise LoweringError(f"ember.aot: step {step.name} ({what}) has no native kernel "
@@ -410,6 +527,26 @@ def _step_table(plan, views: dict | None) -> tuple[list, list]:
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)
     return table, modules
+
+
+def _tuple_item(step, tuples: dict) -> dict | None:
+    """A step taking one result of a custom op that returns a tuple (the plan's getitem,
+    a plain callable on the tuple) as an `item` step; its index is what the callable
+    picks from (0, 1, ..., count - 1)."""
+    if isinstance(step.fn, _Described) or not any(s in tuples for s in step.inputs):
+        return None
+    op, count = tuples[step.inputs[0]] if step.inputs[0] in tuples else (None, 0)
+    try:
+        index = step.fn(tuple(range(count))) if len(step.inputs) == 1 and op else None
+    except Exception:      # noqa: BLE001 - anything but an index is refused below
+        index = None
+    if not isinstance(index, int) or isinstance(index, bool):
+        op = op or next(tuples[s][0] for s in step.inputs if s in tuples)
+        raise LoweringError(f"ember.aot: step {step.name} reads the results of custom op "
+                            f"{op} in a way the native program cannot follow (it takes "
+                            "them one by one)")
+    return {"kind": "item", "op": "getitem", "index": index, "name": step.name,
+            "inputs": list(step.inputs), "outputs": list(step.outputs), "out_specs": []}
 
 
 def _weights(plan, table: list) -> dict:
@@ -520,7 +657,7 @@ def _safetensors(arrays: dict) -> bytes:
 
 
 # --- machine code ------------------------------------------------------------------------------
-def _shared_library(modules: list, isa, entry_ir: str) -> bytes:
+def _shared_library(modules: list, isa, entry_ir) -> bytes:
     """Compile every module for the host target (the ISA the in-process plan used), the
     plan's entry point and the C support runtime (thread pool, copies), and link them
     into one shared library with the system C compiler."""
@@ -539,8 +676,10 @@ def _shared_library(modules: list, isa, entry_ir: str) -> bytes:
             with open(path, "wb") as f:
                 f.write(_object_code(text, f"m{i}_", machine, tgt))
             objects.append(path)
-        for name, data in (("entry.o", _object_code(entry_ir, None, machine, tgt)),
-                           ("runtime.o", _runtime_object(cc, tmp, tgt))):
+        entries = [entry_ir] if isinstance(entry_ir, str) else list(entry_ir)
+        for name, data in ([(f"entry{i}.o", _object_code(text, None, machine, tgt))
+                            for i, text in enumerate(entries)] +
+                           [("runtime.o", _runtime_object(cc, tmp, tgt))]):
             objects.append(os.path.join(tmp, name))
             with open(objects[-1], "wb") as f:
                 f.write(data)

@@ -14,13 +14,15 @@ The saved form is a zip: `graph.ir` (the textual IR: it parses back with
 ember.ir.parse), `weights.safetensors`, `spec.json` (inputs, outputs, pytree
 structure of the arguments and the result).
 
-Beyond torch.export today: nothing. Short of it: `dynamic_shapes` must be None (every
-dimension is static), and the graph is ember's op-level IR, not ATen's.
+`dynamic_shapes` (torch's forms, `ember.export.Dim`) makes one dimension symbolic:
+compiler/export_dynamic.py. Short of torch.export: one symbol per program, and the
+graph is ember's op-level IR, not ATen's.
 """
 from __future__ import annotations
 
 import inspect
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,7 @@ from ..frontend.compile_trace import ModuleWatcher, StepFunctionFound, trace_cal
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, EmberError, TraceError
 from ..ir.graph import Graph, OpKind
+from .export_dynamic import Dim as _Dim
 
 EXPORT_FORMAT = 1
 
@@ -60,7 +63,11 @@ class ExportedProgram:
     output_specs: list[TensorSpec]
     in_spec: Any = None                    # (args, kwargs) with tensors as markers
     out_spec: Any = None                   # the result with tensors as markers
-    range_constraints: dict = field(default_factory=dict)   # no dynamic dims yet
+    range_constraints: dict = field(default_factory=dict)   # {'s0': ValueRange} if dynamic
+    # with dynamic_shapes: the graph with s0 in its types (`graph` is it at the example
+    # inputs' size) and the (input index, dim) pairs that are s0
+    symbolic_graph: Any = None
+    dynamic_dims: list = field(default_factory=list)
 
     @property
     def graph_signature(self) -> dict:
@@ -86,24 +93,36 @@ class _ExportedCallable:
 
     def __call__(self, *args, **kwargs):
         from ..ir.symbolic import call_graph
+        from .export_dynamic import graph_at
         leaves, _ = flatten((args, kwargs))
-        check_inputs(self.ep, leaves)
+        n = check_inputs(self.ep, leaves)
+        graph = self.ep.graph if n is None else graph_at(self.ep, n)
         with grad_mode.no_grad():
-            out = call_graph(self.ep.graph, leaves, self.ep.state_dict)
+            out = call_graph(graph, leaves, self.ep.state_dict)
         return unflatten(self.ep.out_spec, list(out))
 
 
-def check_inputs(ep: ExportedProgram, leaves: list) -> None:
-    """Refuse inputs whose count, dtype or shape differ from what was exported."""
+def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
+    """Refuse inputs whose count, dtype or shape differ from what was exported (a
+    dynamic dimension may take any size of its range); returns that size, if any."""
+    from .export_dynamic import check_size
     specs = ep.user_inputs
     if len(leaves) != len(specs):
         raise EmberError(f"exported program takes {len(specs)} tensor input(s), got "
                          f"{len(leaves)}")
-    for spec, t in zip(specs, leaves):
-        if t.dtype.name != spec.dtype or tuple(t.shape) != tuple(spec.shape):
+    n = check_size(ep, leaves)
+    for i, (spec, t) in enumerate(zip(specs, leaves)):
+        shape = [n if (i, d) in ep.dynamic_dims else s for d, s in enumerate(spec.shape)]
+        if t.dtype.name != spec.dtype or list(t.shape) != shape:
+            want = ", ".join(ep_symbol(ep) if (i, d) in ep.dynamic_dims else str(s)
+                             for d, s in enumerate(spec.shape))
             raise EmberError(f"exported program: input '{spec.name}' must be "
-                             f"{spec.dtype}{list(spec.shape)}, got "
-                             f"{t.dtype.name}{list(t.shape)}")
+                             f"{spec.dtype}[{want}], got {t.dtype.name}{list(t.shape)}")
+    return n
+
+
+def ep_symbol(ep: ExportedProgram) -> str:
+    return next(iter(ep.range_constraints), "s0")
 
 
 def export(model, args: tuple = (), kwargs: dict | None = None, *,
@@ -111,37 +130,81 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
     """Trace `model(*args, **kwargs)` into an ExportedProgram (torch.export.export's
     signature; `strict` is accepted for it and changes nothing: ember's trace is always
     strict). Modules are traced in their current train/eval mode, without grad."""
-    if dynamic_shapes is not None:
-        raise EmberError("ember.export: dynamic_shapes is not supported yet; every "
-                         "dimension is exported static (pass dynamic_shapes=None)")
     if not isinstance(args, tuple):
         raise TypeError(f"ember.export: args must be a tuple, got {type(args).__name__}")
     kwargs = dict(kwargs or {})
     leaves, in_spec = flatten((args, kwargs))
     if any(not isinstance(t, Tensor) for t in leaves):
         raise TypeError("ember.export: inputs must be ember Tensors")
-    watcher = ModuleWatcher()
+    input_names = _input_names(model, args, kwargs, len(leaves))
+    names = _constant_names(model)
+    if dynamic_shapes is not None:
+        return _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names)
+    traced = _trace(model, leaves, in_spec)
+    state = _rename_constants(traced.graph, traced.constants, names)
+    return _program(model, traced, state, leaves, input_names, in_spec)
+
+
+def _trace(model, leaves, in_spec):
     try:
         with grad_mode.no_grad():
-            traced = trace_call(model, leaves, in_spec, watcher)
+            return trace_call(model, leaves, in_spec, ModuleWatcher())
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "
                          "inference (a forward), not a training step") from None
-    names = _constant_names(model)
-    state = _rename_constants(traced.graph, traced.constants, names)
+
+
+def _program(model, traced, state: dict, leaves: list, input_names: list, in_spec,
+             **dynamic) -> ExportedProgram:
     kinds = _constant_kinds(model)
     input_specs = [TensorSpec(n, "user_input", t.dtype.name, tuple(t.shape))
-                   for n, t in zip(_input_names(model, args, kwargs, len(leaves)), leaves)]
+                   for n, t in zip(input_names, leaves)]
     input_specs += [TensorSpec(n, kinds.get(n, "constant"), t.dtype.name, tuple(t.shape))
                     for n, t in state.items()]
-    for node, name in zip(traced.graph.placeholders, input_specs):
-        node.meta["export_name"] = name.name
+    for graph in (traced.graph, dynamic.get("symbolic_graph")):
+        for node, name in zip(graph.placeholders if graph is not None else (), input_specs):
+            node.meta["export_name"] = name.name
     outs = traced.graph.output_node.args[0]
     output_specs = [TensorSpec(f"output{i}" if len(outs) > 1 else "output", "output",
                                n.meta["val"].dtype.name, tuple(n.meta["val"].shape))
                     for i, n in enumerate(outs)]
     return ExportedProgram(traced.graph, state, input_specs, output_specs, in_spec,
-                           traced.out_spec)
+                           traced.out_spec, **dynamic)
+
+
+def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
+    """Traced at three sizes of the dynamic dimension (compiler/export_dynamic.py)."""
+    from ..frontend.compile_dynamic import Specialize, _resized
+    from ..ir.symdim import instantiate, recording_size_comparisons
+    from . import export_dynamic as dyn
+    dims, dim = dyn.dynamic_dims(dynamic_shapes, input_names, len(leaves), leaves)
+    where = ", ".join(f"dim {d} of '{input_names[i]}'" for i, d in dims)
+    example = leaves[dims[0][0]].shape[dims[0][1]]
+    sizes = dyn.probe_sizes(example, dim, where)
+    graphs, states, first = [], [], None
+    for size in sizes:
+        try:
+            probe = [_resized(t, i, dims, size) for i, t in enumerate(leaves)]
+        except Specialize as err:
+            raise EmberError(f"ember.export: cannot make {where} dynamic: {err}") from None
+        with recording_size_comparisons() as compared:
+            traced = _trace(model, probe, in_spec)
+        if compared:
+            raise EmberError(f"ember.export: cannot make {where} dynamic: the model compares "
+                             f"the size at {compared[0]} (a branch that may change with it)")
+        if first is not None and repr(traced.out_spec) != repr(first.out_spec):
+            raise EmberError(f"ember.export: cannot make {where} dynamic: the result's "
+                             "structure depends on the size")
+        states.append(_rename_constants(traced.graph, traced.constants, names))
+        graphs.append(traced.graph)
+        first = first or traced
+    symbolic = dyn.symbolic_program(graphs, states, sizes, where)
+    first.graph = instantiate(symbolic, example)
+    upper = dim.max if dim.max is not None else math.inf
+    return _program(model, first, states[0], leaves, input_names, in_spec,
+                    symbolic_graph=symbolic,
+                    dynamic_dims=dims,
+                    range_constraints={"s0": dyn.ValueRange(dim.min, upper)})
 
 
 def _input_names(model, args, kwargs, count: int) -> list[str]:
@@ -203,11 +266,17 @@ def save(ep: ExportedProgram, f) -> None:
             "outputs": [s.as_json() for s in ep.output_specs],
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
             "custom_ops": custom_op_names(ep.graph)}
+    if ep.symbolic_graph is not None:      # graph.ir is the program at the example size
+        (bounds,) = ep.range_constraints.values()
+        spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
+                           "max": None if bounds.upper == math.inf else bounds.upper}
     weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.state_dict.items()}
     with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("spec.json", json.dumps(spec, indent=1))
         z.writestr("graph.ir", print_graph(ep.graph))
         z.writestr("weights.safetensors", save_tensors(weights) if weights else b"")
+        if ep.symbolic_graph is not None:
+            z.writestr("symbolic.ir", print_graph(ep.symbolic_graph))
 
 
 def load(f) -> ExportedProgram:
@@ -220,6 +289,7 @@ def load(f) -> ExportedProgram:
             spec = json.loads(z.read("spec.json"))
             text = z.read("graph.ir").decode()
             raw = z.read("weights.safetensors")
+            symbolic_text = z.read("symbolic.ir").decode() if "dynamic" in spec else None
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
         raise ArtifactError(f"ember.export.load: not a saved ExportedProgram ({err})") from None
     if spec.get("format") != "ember-exported-program" or spec.get("version") != EXPORT_FORMAT:
@@ -233,10 +303,19 @@ def load(f) -> ExportedProgram:
              for s in spec["inputs"]]
     outs = [TensorSpec(s["name"], s["kind"], s["dtype"], tuple(s["shape"]))
             for s in spec["outputs"]]
-    for node, s in zip(graph.placeholders, specs):
-        node.meta["export_name"] = s.name
+    dynamic = {}
+    if symbolic_text is not None:
+        from .export_dynamic import ValueRange
+        d = spec["dynamic"]
+        dynamic = {"symbolic_graph": parse(symbolic_text),
+                   "dynamic_dims": [tuple(x) for x in d["dims"]],
+                   "range_constraints": {"s0": ValueRange(
+                       d["min"], math.inf if d["max"] is None else d["max"])}}
+    for g in (graph, dynamic.get("symbolic_graph")):
+        for node, s in zip(g.placeholders if g is not None else (), specs):
+            node.meta["export_name"] = s.name
     return ExportedProgram(graph, state, specs, outs, _spec_from_json(spec["in_spec"], LEAF),
-                           _spec_from_json(spec["out_spec"], LEAF))
+                           _spec_from_json(spec["out_spec"], LEAF), **dynamic)
 
 
 def custom_op_names(graph: Graph) -> list[str]:
@@ -286,6 +365,7 @@ def _spec_from_json(data, leaf):
 class _ExportNamespace:
     """`ember.export`: callable as torch.export.export, with save/load beside it."""
     ExportedProgram = ExportedProgram
+    Dim = _Dim
     save = staticmethod(save)
     load = staticmethod(load)
     export = staticmethod(export)

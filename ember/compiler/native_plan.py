@@ -162,10 +162,17 @@ class _NativeEntry:
         prefix = f"ember_plan{next(_COUNTER)}"
         # compiled outside jit.compile_ir's tables: the code (holding this plan's
         # addresses) lives exactly as long as the plan
-        obj = _entry_object(EntryEmitter(calls, len(table), prefix).emit(), host_target())
+        emitter = EntryEmitter(calls, len(table), prefix, breaks=builder.segment_breaks())
+        obj = _entry_object(emitter.emit(), host_target())
         self.engine = _load_object(obj)
-        self.fn = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * 4)(
-            self.engine.get_function_address(f"{prefix}_run"))
+        signature = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * 4)
+        self.segments = [signature(self.engine.get_function_address(name))
+                         for name in emitter.entry_names()]
+        self.fn = self.segments[0]
+        # custom ops: the plan's own eager step (what the Python loop calls) between
+        # two segments, on views of its operands; see _run_segments
+        self.custom = [(plan.steps[c["step"]].fn, c["inputs"], c["outputs"], c["tuple"])
+                       for c in builder.custom_steps]
         self.lib, self.table = lib, table
         self.weights = list(weights.values())        # kept alive: their addresses are baked
         self.n_inputs = len(specs)
@@ -199,7 +206,10 @@ class _NativeEntry:
         if threads != self.threads:
             self.lib.ember_set_threads(ctypes.c_int64(threads))
             self.threads = threads
-        status = self.fn(self.arena_address, ins, outs, None)
+        if self.custom:
+            status = self._run_segments(inputs, fresh)
+        else:       # the whole plan: one foreign call
+            status = self.fn(self.arena_address, ins, outs, None)
         if status:
             step = self.table[status - 1]
             raise EmberIndexError(f"index out of range in self (step {step['name']}, "
@@ -210,13 +220,38 @@ class _NativeEntry:
                 self._value(g, inputs, fresh)
         return _nest(self.structure, values)
 
-    def _value(self, g: dict, inputs, fresh) -> np.ndarray:
+    def _run_segments(self, inputs, fresh) -> int:
+        """Segment j natively, then custom step j (its plan step's callable, as the
+        Python loop runs it) on views of its operands, its result copied to its planned
+        buffer, then segment j + 1 ..."""
+        for j, segment in enumerate(self.segments):
+            status = segment(self.arena_address, self.ins, self.outs, None)
+            if status or j == len(self.custom):
+                return status
+            fn, operands, results, returns_tuple = self.custom[j]
+            value = fn(*[self._operand(g, inputs, fresh) for g in operands])
+            values = tuple(value) if returns_tuple else (value,)
+            outs = [self._operand(g, inputs, fresh) for g in results]
+            if len(values) != len(outs) or not all(
+                    isinstance(v, np.ndarray) and v.shape == o.shape and v.dtype == o.dtype
+                    for v, o in zip(values, outs)):
+                raise RuntimeError(f"native entry: custom op step {j} returned results "
+                                   "other than its fake function said")
+            for v, o in zip(values, outs):
+                np.copyto(o, v)
+        return 0
+
+    def _operand(self, g: dict, inputs, fresh) -> np.ndarray:
+        """A view (no copy) of the value `g` describes where it lives."""
+        if g["base"] == "arena":
+            return _view(self.arena, g)
         kind, index = g["base"]
-        if kind == "out":              # the caller's own buffer: a view, no copy
+        if kind == "out":              # the caller's own buffer
             raw, address = fresh[index]
             return np.ndarray(g["shape"], g["dtype"], buffer=raw,
                               offset=address - raw.__array_interface__["data"][0] +
-                              g["offset"], strides=g["byte_strides"])
+                              g["offset"], strides=g.get("byte_strides") or tuple(
+                                  s * np.dtype(g["dtype"]).itemsize for s in g["strides"]))
         source = inputs[index] if index < self.n_inputs else \
             self.weights[index - self.n_inputs]
         if not all(g["shape"]):
@@ -226,7 +261,12 @@ class _NativeEntry:
                                                    zip(g["shape"], g["strides"])))
         raw = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(source.ctypes.data),
                             np.uint8)
-        return np.array(_view(raw, g))
+        return _view(raw, g)
+
+    def _value(self, g: dict, inputs, fresh) -> np.ndarray:
+        view = self._operand(g, inputs, fresh)
+        # the caller's own buffer is returned as is; an input or weight is copied
+        return view if g["base"][0] == "out" else np.array(view)
 
 
 def _aligned_buffer(nbytes: int) -> tuple[np.ndarray, int]:

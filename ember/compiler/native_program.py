@@ -7,7 +7,10 @@ or padded conv input, residual layout, blocking constants) depends only on shape
 strides, which are fixed here; so it is made once, and the program is a flat list of
 calls with constant arguments and pointers at planned offsets
 (codegen/native_entry.py writes it as LLVM IR). The one decision that depends on the
-machine running it, the thread count, stays a run-time guard (`when`).
+machine running it, the thread count, stays a run-time guard (`when`). A custom-op
+step (ember.library.custom_op: Python) makes no call: it ends a segment
+(`segment_breaks`), and `custom_steps` says where its operands and result live, for
+the runtime that calls it between two native segments.
 
 The arena (one allocation at load) holds, in order: the weights (`c<slot>` constants
 and `p<step>` packed panels), the persistent buffers of the memory plan, one scratch
@@ -150,6 +153,9 @@ class ProgramBuilder:
             strides = spec.get("strides") or _contiguous(shape)
             self.slots[slot] = Value(("in", i), 0, shape, strides, spec["dtype"])
         self.fresh: list[dict] = []
+        # custom-op steps (Python code, called between native segments): the step, the
+        # call index the segment before it ends at, its operands' and result's Values
+        self.custom_steps: list[dict] = []
         self.step = 0
         self._scratch_used = 0
 
@@ -203,7 +209,15 @@ class ProgramBuilder:
             if value is None:
                 raise LoweringError(f"ember.aot: output slot {slot} has no value")
             outputs.append(_fixed(value, layout).json())
+        for custom in self.custom_steps:
+            for key in ("inputs", "outputs"):
+                custom[key] = [_fixed(v, layout).json() for v in custom[key]]
         return self.calls, layout, outputs
+
+    def segment_breaks(self) -> list:
+        """The call indices where the program stops for a custom op (one per custom-op
+        step, in order): segment k runs calls [breaks[k-1], breaks[k])."""
+        return [custom["call"] for custom in self.custom_steps]
 
     def _fix_pointers(self, layout: dict) -> None:
         bases = {("scratch",): layout["scratch_offset"], ("zeros",): layout["zeros_offset"],
@@ -287,10 +301,40 @@ class ProgramBuilder:
         self._call("ember_take", "take", [out.ptr, weight.ptr, weight.shape[0], row_bytes,
                                           indices.ptr, indices.size, indices.dtype.itemsize])
 
-    def _scratch_persistent(self, shape, dtype) -> Value:
+    def _custom_op(self, desc: dict) -> None:
+        """A custom op (ember.library.custom_op): Python, called by the runtime between
+        two native segments on views of its operands where they live; each result gets a
+        buffer of its own in the arena, with the strides its fake function gave. A tuple
+        of results sits in its slot as a tuple of Values (`item` steps take them)."""
+        results = desc.get("results")
+        if not results or len(desc["outputs"]) != 1:
+            raise LoweringError(f"ember.aot: step {desc['name']} calls custom op "
+                                f"{desc['op']}, whose results are not Tensors; an "
+                                "artifact can call custom ops that return Tensors")
+        if any(st < 0 for spec in results for st in spec["strides"]):
+            raise LoweringError(f"ember.aot: custom op {desc['op']}'s result has negative "
+                                "strides")
+        ins = [self._input(desc, i) for i in range(len(desc["inputs"]))]
+        outs = [self._scratch_persistent(spec["shape"], spec["dtype"], spec["strides"])
+                for spec in results]
+        self.slots[desc["outputs"][0]] = tuple(outs) if desc.get("tuple") else outs[0]
+        self.custom_steps.append({"step": self.step, "call": len(self.calls),
+                                  "inputs": ins, "outputs": outs,
+                                  "tuple": bool(desc.get("tuple"))})
+
+    def _item(self, desc: dict) -> None:
+        """One result of a custom op returning a tuple."""
+        results = self.slots[desc["inputs"][0]]
+        if not isinstance(results, tuple):
+            raise LoweringError(f"ember.aot: step {desc['name']} takes an item of a value "
+                                "that is not a custom op's tuple of results")
+        self.slots[desc["outputs"][0]] = results[desc["index"]]
+
+    def _scratch_persistent(self, shape, dtype, strides=None) -> Value:
         """A buffer of its own for a value later steps read (after the memory plan's)."""
-        nbytes = _up(max(1, math.prod(shape)) * np.dtype(dtype).itemsize)
-        value = Value("arena", self.scratch_offset, shape, _contiguous(shape), dtype)
+        strides = _contiguous(shape) if strides is None else list(strides)
+        nbytes = _up(max(1, _extent(shape, strides)) * np.dtype(dtype).itemsize)
+        value = Value("arena", self.scratch_offset, shape, strides, dtype)
         self.scratch_offset += nbytes
         return value
 

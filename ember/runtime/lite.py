@@ -25,6 +25,10 @@ rows) with arguments fixed at packaging and buffers at planned offsets in one ar
 native thread pool (`ember_init`, EMBER_NUM_THREADS threads). This file allocates the
 arena, places the weights in it, passes pointers and returns the results: results the
 caller keeps are fresh arrays each call; values living in the arena are copied out.
+A plan calling custom ops (ember.library.custom_op) is several native segments,
+this file calling each op between two of them on views of its operands; the op must be
+registered in this process (ember's registry is consulted only for such artifacts,
+and only if ember is already imported).
 """
 from __future__ import annotations
 
@@ -250,28 +254,34 @@ class LiteModel:
             check_cpu(manifest, path)
         try:
             self.plan = json.loads(members["plan.json"])
-            entry = self.plan["entry"]
-            self.layout, self.result_geometry = entry["layout"], entry["outputs"]
-            self.fresh = entry["fresh"]
-        except (ValueError, KeyError, TypeError) as err:
+            self.dynamic = self.plan.get("dynamic")    # dims, min, max: one entry per size
+            entries = {int(n): e for n, e in self.plan["entries"].items()} \
+                if self.dynamic else {None: self.plan["entry"]}
+            layouts = [e["layout"] for e in entries.values()]
+            weight_order = layouts[0]["weight_order"]
+            if any(lay["weight_order"] != weight_order for lay in layouts):
+                raise ValueError("entries disagree on the weights")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ArtifactError(f"{path}: unreadable plan ({err})") from None
         self.manifest, self.graph_text = manifest, bytes(members["graph.ir"]).decode()
         lap("plan_s")
         self.lib = _load_library(members["model.so"], path)
         self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
+        self.lib.ember_now.restype = ctypes.c_int64
         lap("dlopen_s")
-        layout = self.layout
         # calloc'd (zero pages mapped lazily): the zeros region reads as zeros, and the
-        # rest is faulted in when first written, not here
-        self.arena = aligned_empty(layout["workspace_offset"] + 4 * layout["workspace_floats"]
-                                   * self.n_threads, np.uint8, zeros=True)
+        # rest is faulted in when first written, not here; sized for the largest entry
+        self.arena = aligned_empty(max(lay["workspace_offset"] + 4 * lay["workspace_floats"]
+                                       * self.n_threads for lay in layouts),
+                                   np.uint8, zeros=True)
         # the weights stay where they are in the memory-mapped file (64-byte aligned
         # by packaging), passed to the entry point after the inputs
-        self.weights = _weights_in_place(members["weights.safetensors"],
-                                         layout["weight_order"], path)
-        self._run = self.lib.ember_run
-        self._run.restype = ctypes.c_int32
-        self._run.argtypes = [ctypes.c_void_p] * 4
+        self.weights = _weights_in_place(members["weights.safetensors"], weight_order, path)
+        self._programs = {n: _Program(self, e, self.plan.get("steps"))
+                          for n, e in entries.items()}
+        example = self._programs.get(None) or self._programs[self._example_size()]
+        self.layout, self.result_geometry = example.layout, example.results
+        self.fresh = example.fresh
         n_in = len(self.inputs)
         self._ins = (ctypes.c_void_p * max(1, n_in + len(self.weights)))()
         for j, w in enumerate(self.weights):
@@ -279,7 +289,20 @@ class LiteModel:
         self._arena_address = self.arena.ctypes.data
         self._arena_views: dict = {}
         lap("arena_and_weights_s")
-        self._outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
+
+    def _example_size(self) -> int:
+        i, d = self.dynamic["dims"][0]
+        return self.manifest["inputs"][i]["shape"][d]
+
+    def _entry_function(self, name: str):
+        try:
+            fn = getattr(self.lib, name)
+        except AttributeError:
+            raise ArtifactError(f"{self.path}: the shared library has no entry point "
+                                f"{name}") from None
+        fn.restype = ctypes.c_int32
+        fn.argtypes = [ctypes.c_void_p] * 4
+        return fn
 
     @property
     def inputs(self) -> list:
@@ -295,10 +318,9 @@ class LiteModel:
     def profile(self, *arrays, repeats: int = 5) -> list[tuple[str, str, float]]:
         """(step name, kind, median seconds) per plan step over `repeats` calls (the
         entry point stamps the clock after each step)."""
-        steps = self.plan["steps"]
+        steps = self._program_for([np.asarray(a) for a in arrays]).steps
         samples: list[list] = [[] for _ in steps]
         now = self.lib.ember_now
-        now.restype = ctypes.c_int64
         for _ in range(repeats):
             stamps = np.full(max(1, len(steps)), -1, np.int64)
             start = now()
@@ -310,32 +332,89 @@ class LiteModel:
         return [(d["name"], d["kind"] + (f" ({d['op']})" if "op" in d else ""),
                  sorted(times)[len(times) // 2]) for d, times in zip(steps, samples)]
 
-    def run(self, arrays, times: np.ndarray | None = None) -> list:
-        """The outputs for `arrays` (numpy, one per input); `times` (int64, one per
-        plan step) receives the clock after each step."""
+    def _program_for(self, arrays: list) -> "_Program":
+        """The entry for these inputs' size of the dynamic dimension (the only one for a
+        static artifact); checks the inputs' count, dtypes and shapes."""
         specs = self.inputs
         if len(arrays) != len(specs):
             raise ArtifactError(f"{self.path}: takes {len(specs)} input(s) "
                                 f"({', '.join(s['name'] for s in specs)}), got {len(arrays)}")
-        keep = []
+        n, dims = None, []
+        if self.dynamic:
+            dims = [tuple(x) for x in self.dynamic["dims"]]
+            sizes = {arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim}
+            n = sizes.pop() if len(sizes) == 1 else None
+            if n is None or n not in self._programs:
+                where = ", ".join(f"dim {d} of '{specs[i]['name']}'" for i, d in dims)
+                got = sorted({arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim})
+                raise ArtifactError(
+                    f"{self.path}: the dynamic dimension s0 ({where}) takes one size in "
+                    f"[{self.dynamic['min']}, {self.dynamic['max']}], got {got}")
         for i, (spec, a) in enumerate(zip(specs, arrays)):
-            a = np.asarray(a)
-            if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != list(spec["shape"]):
+            shape = [n if (i, d) in dims else s for d, s in enumerate(spec["shape"])]
+            if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != shape:
+                want = ", ".join("s0" if (i, d) in dims else str(s)
+                                 for d, s in enumerate(spec["shape"]))
                 raise ArtifactError(f"input '{spec['name']}' must be {spec['dtype']}"
-                                    f"{list(spec['shape'])}, got {a.dtype}{list(a.shape)}")
+                                    f"[{want}], got {a.dtype}{list(a.shape)}")
+        return self._programs[n]
+
+    def run(self, arrays, times: np.ndarray | None = None) -> list:
+        """The outputs for `arrays` (numpy, one per input); `times` (int64, one per
+        plan step) receives the clock after each step."""
+        arrays = [np.asarray(a) for a in arrays]
+        program = self._program_for(arrays)
+        keep = []
+        for i, a in enumerate(arrays):
             a = np.ascontiguousarray(a)
             keep.append(a)
             self._ins[i] = a.ctypes.data
-        fresh = [aligned_empty(f["nbytes"], np.uint8) for f in self.fresh]
+        fresh = [aligned_empty(f["nbytes"], np.uint8) for f in program.fresh]
+        outs = program.outs
         for i, buf in enumerate(fresh):
-            self._outs[i] = buf.__array_interface__["data"][0]
-        status = self._run(self._arena_address, self._ins, self._outs,
-                           None if times is None else times.ctypes.data)
+            outs[i] = buf.__array_interface__["data"][0]
+        stamps = None if times is None else times.ctypes.data
+        if program.custom:
+            status = self._run_segments(program, keep, fresh, stamps, times)
+        else:       # the whole plan: one foreign call
+            status = program.segments[0](self._arena_address, self._ins, outs, stamps)
         if status:
-            step = self.plan["steps"][status - 1]
+            step = program.steps[status - 1]
             raise IndexError(f"{step.get('op', step['kind'])} (step {step['name']}): index "
                              "out of range in self")
-        return [self._result(g, keep, fresh) for g in self.result_geometry]
+        return [self._result(g, keep, fresh) for g in program.results]
+
+    def _run_segments(self, program: "_Program", inputs: list, fresh: list, stamps,
+                      times) -> int:
+        """Native segment j, then custom step j in Python on views of its operands where
+        they live (arena, inputs, weights, result buffers), then segment j + 1 ..."""
+        for j, segment in enumerate(program.segments):
+            status = segment(self._arena_address, self._ins, program.outs, stamps)
+            if status or j == len(program.custom):
+                return status
+            custom = program.custom[j]
+            custom([self._operand(g, inputs, fresh) for g in custom.inputs],
+                   [self._operand(g, inputs, fresh) for g in custom.outputs])
+            if times is not None:
+                times[custom.step] = self.lib.ember_now()
+        return 0
+
+    def _operand(self, g: dict, inputs: list, fresh: list) -> np.ndarray:
+        """A view (no copy) of the value `g` describes where it lives."""
+        base = g["base"]
+        if base == "arena":        # fixed place: the view is made once
+            view = self._arena_views.get(id(g))
+            if view is None:
+                view = self._arena_views[id(g)] = _strided(
+                    self.arena, g["offset"], g["shape"], g["strides"], g["dtype"])
+            return view
+        kind, index = base
+        if kind == "in":
+            source = inputs[index] if index < len(inputs) else \
+                self.weights[index - len(inputs)]
+            return _strided(source.reshape(-1).view(np.uint8), g["offset"], g["shape"],
+                            g["strides"], g["dtype"])
+        return _strided(fresh[index], g["offset"], g["shape"], g["strides"], g["dtype"])
 
     def _result(self, g: dict, inputs: list, fresh: list) -> np.ndarray:
         base = g["base"]
@@ -356,6 +435,76 @@ class LiteModel:
             return np.array(_strided(source.reshape(-1).view(np.uint8), g["offset"],
                                      g["shape"], g["strides"], g["dtype"]))
         return _strided(fresh[index], g["offset"], g["shape"], g["strides"], g["dtype"])
+
+
+class _Program:
+    """One entry of an artifact (the only one, or one per size of a dynamic dimension):
+    its native segments, custom-op steps, result buffers and where results live."""
+
+    def __init__(self, model: "LiteModel", entry: dict, steps: list | None):
+        try:
+            self.steps = entry.get("steps", steps)
+            self.layout, self.results, self.fresh = entry["layout"], entry["outputs"], \
+                entry["fresh"]
+            names = entry.get("segments") or [entry.get("symbol", "ember_run")]
+            custom = entry.get("custom_steps", [])
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ArtifactError(f"{model.path}: unreadable plan ({err})") from None
+        self.segments = [model._entry_function(name) for name in names]
+        self.custom = [CustomOpCall(c, self.steps, model.path) for c in custom]
+        if len(self.custom) != len(self.segments) - 1:
+            raise ArtifactError(f"{model.path}: unreadable plan ({len(self.segments)} native "
+                                f"segments around {len(self.custom)} custom-op steps)")
+        self.outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
+
+
+class CustomOpCall:
+    """A custom op (ember.library.custom_op) the plan calls by name between two native
+    segments. Its code is the user's Python, so the loading process must have
+    registered it (by importing the module that defines it, which imports ember); the
+    registry is looked up only for artifacts that have such steps, and only if ember is
+    already imported (this file never imports it)."""
+
+    def __init__(self, custom: dict, steps: list, path):
+        self.step = custom["step"]
+        desc = steps[self.step]
+        self.name, self.op_name, self.args = desc["name"], desc["op"], desc["args"]
+        self.inputs, self.outputs = custom["inputs"], custom["outputs"]
+        self.returns_tuple = bool(custom.get("tuple"))
+        self.op = _registered_op(self.op_name)
+        if self.op is None:
+            raise ArtifactError(
+                f"{path}: step {self.name} calls custom op '{self.op_name}', which is not "
+                "registered in this process. Custom ops are saved by name only: import the "
+                "module that defines it (with ember.library.custom_op) before loading.")
+
+    def __call__(self, operands: list, outs: list) -> None:
+        def decode(v):
+            if isinstance(v, dict):
+                return operands[v["input"]]
+            return [decode(x) for x in v] if isinstance(v, list) else v
+        result = self.op.reference(*[decode(v) for v in self.args])
+        results = tuple(result) if self.returns_tuple and isinstance(result, (tuple, list)) \
+            else (result,)
+        if len(results) != len(outs) or not all(
+                isinstance(r, np.ndarray) and r.shape == o.shape and r.dtype == o.dtype
+                for r, o in zip(results, outs)):
+            got = [f"{r.dtype}{list(r.shape)}" if isinstance(r, np.ndarray)
+                   else type(r).__name__ for r in results]
+            want = [f"{o.dtype}{list(o.shape)}" for o in outs]
+            raise RuntimeError(f"custom op {self.op_name} (step {self.name}) returned {got}; "
+                               f"its fake function said {want}")
+        for r, o in zip(results, outs):
+            np.copyto(o, r)
+
+
+def _registered_op(name: str):
+    """The op `name` in ember's registry, or None (also when ember is not imported: then
+    nothing can have registered it)."""
+    package = (__package__ or "").rpartition(".")[0] or "ember"
+    registry = sys.modules.get(f"{package}.ir.registry")
+    op = None if registry is None else registry.OPS.get(name)
+    return op if getattr(op, "reference", None) is not None else None
 
 
 _ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64,

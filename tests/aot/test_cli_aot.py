@@ -99,8 +99,10 @@ def test_compile_saved_exported_program(tmp_path):
     (("compile", "ember.models:mlp", "--input", "x:2xq", "-o", "o.ember"),
      "dimensions must be integers"),
     (("compile", "ember.models:mlp", "-o", "o.ember"), "give each input's shape"),
-    (("compile", "ember.models:mlp", "--input", "x:2x784", "--dynamic", "x:0", "-o", "o.ember"),
-     "dynamic dimensions are not supported yet"),
+    (("compile", "ember.models:mlp", "--input", "x:2x784", "--dynamic", "y:0", "-o", "o.ember"),
+     "NAME one of the --input names (x)"),
+    (("compile", "ember.models:mlp", "--input", "x:3x784", "--dynamic", "x:0", "-o", "o.ember"),
+     "holds fewer than the three sizes"),
     (("compile", "ember.models:nothing", "--input", "x:2", "-o", "o.ember"),
      "has no callable 'nothing'"),
     (("compile", "m.onnx", "-o", "o.ember"), "no such file"),
@@ -124,3 +126,22 @@ def test_run_names_wrong_input(compiled):
     assert "input 'x' must be float32[5, 12], got float32[4, 12]" in result.stderr
     result = invoke("run", artifact, "--input", f"y={tmp / 'bad.npy'}", "-o", tmp / "o.npz")
     assert "no input named 'y'" in result.stderr
+
+
+def test_compile_with_a_dynamic_batch_runs_every_size(tmp_path):
+    (tmp_path / "model.py").write_text(MODEL_SOURCE)
+    out = tmp_path / "dyn.ember"
+    result = invoke("compile", f"{tmp_path / 'model.py'}:make", "--input", "x:4x12",
+                    "--dynamic", "x:0:2-6", "-o", out)
+    assert result.exit_code == 0, result.output
+    model = _model_from_source(tmp_path)
+    for n in (2, 6):
+        x = np.random.default_rng(n).standard_normal((n, 12)).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        result = invoke("run", out, "--input", tmp_path / "x.npy", "-o", tmp_path / "o.npz")
+        assert result.exit_code == 0, result.output
+        with ember.no_grad():
+            want = ember.compile(model, dynamic=False)(ember.tensor(x)).numpy()
+        np.testing.assert_array_equal(np.load(tmp_path / "o.npz")["output"], want)
+    result = invoke("inspect", out)
+    assert result.exit_code == 0, result.output

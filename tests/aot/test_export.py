@@ -61,8 +61,10 @@ def test_load_refuses_other_files(tmp_path):
 def test_refusals(rng):
     model = nn.Linear(3, 2)
     x = ember.randn(2, 3)
-    with pytest.raises(ember.EmberError, match="dynamic_shapes is not supported"):
+    with pytest.raises(ember.EmberError, match=r"names \['x'\], which are not inputs"):
         ember.export(model, (x,), dynamic_shapes={"x": {0: "batch"}})
+    with pytest.raises(ember.EmberError, match="expected ember.export.Dim, got 'batch'"):
+        ember.export(model, (x,), dynamic_shapes={"input": {0: "batch"}})
     ep = ember.export(model, (x,))
     with pytest.raises(ember.EmberError, match=r"input 'input' must be float32\[2, 3\]"):
         ep.module()(ember.randn(5, 3))

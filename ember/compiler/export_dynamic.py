@@ -1,0 +1,167 @@
+"""ember.export's `dynamic_shapes`: one symbolic dimension (torch.export.Dim's role).
+
+    batch = ember.export.Dim("batch", min=2, max=64)
+    ep = ember.export(model, (x,), dynamic_shapes={"x": {0: batch}})
+    ep.range_constraints          # {'s0': ValueRange(lower=2, upper=64)}
+    ep.module()(x_of_batch_17)    # any size in the range
+
+The model is traced at three sizes of the dimension and the graphs compared, as
+ember.compile's dynamic shapes do (frontend/compile_dynamic.py's `_Template`): every
+integer that differs must be `a*s0 + c`; a branch on the size, a constant that depends
+on it or a non-affine size is refused, naming the op. The result keeps
+`symbolic_graph` (s0 in its types: `f32[s0,10]`); `graph` is that graph at the
+example inputs' size, so everything that reads a static program reads it unchanged.
+
+Limits: one symbol (every dynamic dimension has the same size in a call), sizes 0 and
+1 are specialized (min >= 2, as ember.compile), and the range must hold at least the
+three sizes traced. ember.aot.compile_and_package refuses such a program (artifacts
+are static; docs/aot.md says what is missing).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..ir.errors import EmberError
+from ..ir.symdim import SymDim, instantiate
+
+MIN_SIZE = 2
+
+
+@dataclass(frozen=True)
+class Dim:
+    """torch.export.Dim: a named dynamic dimension with an inclusive size range."""
+    name: str
+    min: int = MIN_SIZE
+    max: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.min, int) or self.min < MIN_SIZE:
+            raise EmberError(f"ember.export.Dim {self.name!r}: min must be an int >= "
+                             f"{MIN_SIZE} (sizes 0 and 1 are specialized), got {self.min!r}")
+        if self.max is not None and (not isinstance(self.max, int) or self.max < self.min):
+            raise EmberError(f"ember.export.Dim {self.name!r}: max must be an int >= min "
+                             f"({self.min}), got {self.max!r}")
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """An inclusive range of sizes (torch's ValueRanges: lower, upper)."""
+    lower: int
+    upper: float
+
+    def __contains__(self, n) -> bool:
+        return self.lower <= n <= self.upper
+
+
+def dynamic_dims(dynamic_shapes, names: list[str], n_args: int, leaves: list) -> tuple:
+    """([(leaf index, dim)], Dim) from torch's dynamic_shapes forms: a dict keyed by
+    forward's parameter names, or a tuple/list by position; per tensor a dict
+    {dim: Dim}, a tuple/list of Dim-or-None, or None."""
+    if isinstance(dynamic_shapes, dict):
+        unknown = [k for k in dynamic_shapes if k not in names]
+        if unknown:
+            raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
+                             f"inputs (inputs: {names})")
+        per_input = [dynamic_shapes.get(name) for name in names]
+    elif isinstance(dynamic_shapes, (tuple, list)):
+        if len(dynamic_shapes) != len(leaves):
+            raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} "
+                             f"entries for {len(leaves)} tensor inputs")
+        per_input = list(dynamic_shapes)
+    else:
+        raise EmberError("ember.export: dynamic_shapes must be a dict (by input name), a "
+                         f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
+    dims, found = [], []
+    for i, (spec, tensor) in enumerate(zip(per_input, leaves)):
+        for d, dim in _tensor_dims(spec, names[i], tensor.ndim):
+            dims.append((i, d))
+            found.append(dim)
+    if not dims:
+        raise EmberError("ember.export: dynamic_shapes marks no dimension dynamic")
+    if len({(d.name, d.min, d.max) for d in found}) != 1:
+        raise EmberError("ember.export: dynamic dimensions must all be the same Dim (ember "
+                         f"makes one symbol per program), got {sorted({d.name for d in found})}")
+    sizes = {leaves[i].shape[d] for i, d in dims}
+    if len(sizes) != 1:
+        raise EmberError(f"ember.export: the dimensions marked {found[0].name!r} have "
+                         f"different sizes in the example inputs: {sorted(sizes)}")
+    return dims, found[0]
+
+
+def _tensor_dims(spec, name: str, ndim: int) -> list:
+    if spec is None:
+        return []
+    if isinstance(spec, (tuple, list)):
+        spec = {d: dim for d, dim in enumerate(spec) if dim is not None}
+    if not isinstance(spec, dict):
+        raise EmberError(f"ember.export: dynamic_shapes for {name!r} must be a dict "
+                         f"{{dim: Dim}}, a tuple of Dim/None or None, got {spec!r}")
+    out = []
+    for d, dim in spec.items():
+        if not isinstance(dim, Dim):
+            raise EmberError(f"ember.export: dynamic_shapes for {name!r} dim {d}: expected "
+                             f"ember.export.Dim, got {dim!r}")
+        if not isinstance(d, int) or not -ndim <= d < ndim:
+            raise EmberError(f"ember.export: dynamic_shapes for {name!r}: dim {d!r} is out "
+                             f"of range for a tensor with {ndim} dimensions")
+        out.append((d % ndim, dim))
+    return out
+
+
+def probe_sizes(example: int, dim: Dim, where: str) -> list[int]:
+    """The example size and two more inside the range to trace at."""
+    upper = math.inf if dim.max is None else dim.max
+    if not dim.min <= example <= upper:
+        raise EmberError(f"ember.export: {where} has size {example} in the example inputs, "
+                         f"outside {dim.name!r}'s range [{dim.min}, {dim.max}]")
+    sizes = [example]
+    for s in (example + 1, example + 2, example - 1, example - 2):
+        if dim.min <= s <= upper and s not in sizes and len(sizes) < 3:
+            sizes.append(s)
+    if len(sizes) < 3:
+        raise EmberError(f"ember.export: {dim.name!r}'s range [{dim.min}, {dim.max}] holds "
+                         "fewer than the three sizes ember traces a dynamic dimension at")
+    return sizes
+
+
+def symbolic_program(graphs: list, states: list, sizes: list[int], where: str):
+    """The graph with s0 from graphs traced at `sizes` (their constants `states`), or a
+    refusal naming the op; see the module doc."""
+    from ..frontend.compile_dynamic import Specialize, _Template
+    try:
+        template = _Template(graphs, sizes, ())
+        uniform = template.check_constants(states)
+        if uniform:
+            raise Specialize(f"the constant {next(iter(uniform))!r} depends on the size")
+        return template.instantiate(SymDim.symbol())
+    except Specialize as err:
+        raise EmberError(f"ember.export: cannot make {where} dynamic: {err}") from None
+
+
+def check_size(ep, leaves: list) -> int | None:
+    """s0 in a call of a dynamic program (None for a static one); refuses sizes outside
+    the range or dims that disagree."""
+    if ep.symbolic_graph is None:
+        return None
+    (symbol, bounds), = ep.range_constraints.items()
+    sizes = {leaves[i].shape[d] for i, d in ep.dynamic_dims if d < leaves[i].ndim}
+    if len(sizes) != 1:
+        raise EmberError(f"exported program: the dynamic dimensions ({symbol}) must have one "
+                         f"size in a call, got {sorted(sizes)}")
+    n = sizes.pop()
+    if n not in bounds:
+        raise EmberError(f"exported program: size {n} is outside {symbol}'s range "
+                         f"[{bounds.lower}, {bounds.upper}]")
+    return n
+
+
+def graph_at(ep, n: int):
+    """The program's graph for s0 = n (cached per size)."""
+    cache = ep.__dict__.setdefault("_graphs_by_size", {})
+    graph = cache.get(n)
+    if graph is None:
+        if len(cache) >= 16:
+            cache.pop(next(iter(cache)))
+        graph = cache[n] = instantiate(ep.symbolic_graph, n)
+    return graph
