@@ -236,18 +236,28 @@ def _max_pool_tiles(op, args, meta):
     with_indices = op.name == "max_pool2d_with_indices"
 
     def run(args):
-        a = args[0]._array[:, :, :oh * kh, :ow * kw]
-        n, c = a.shape[:2]
-        win = a.reshape(n, c, oh, kh, ow, kw).transpose(0, 1, 2, 4, 3, 5).reshape(
-            n, c, oh, ow, kh * kw)
-        arg = np.argmax(win, axis=-1)
-        vals = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+        # a running maximum over the kh*kw strided slices, in window order, remembering
+        # which slice won: no gathered copy of the windows, no argmax over a copy
+        a = args[0]._array
+        best = np.array(a[:, :, 0:oh * kh:kh, 0:ow * kw:kw])
+        which = np.zeros(best.shape, np.int64) if with_indices else None
+        for i in range(kh):
+            for j in range(kw):
+                if i == 0 and j == 0:
+                    continue
+                view = a[:, :, i:i + oh * kh:kh, j:j + ow * kw:kw]
+                # argmax's rule: a strictly larger value, or the window's first NaN
+                take = view > best
+                take |= np.isnan(view) & ~np.isnan(best)
+                np.copyto(best, view, where=take)
+                if with_indices:
+                    np.copyto(which, i * kw + j, where=take)
         if not with_indices:
-            return vals
-        ki, kj = np.divmod(arg, kw)
+            return best
+        ki, kj = np.divmod(which, kw)
         row = np.arange(oh)[:, None] * kh + ki
         col = np.arange(ow)[None, :] * kw + kj
-        return vals, (row * x.shape[3] + col).astype(np.int64)
+        return best, row * x.shape[3] + col
     run.impl = "numpy-tiles"
     return run
 

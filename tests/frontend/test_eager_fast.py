@@ -92,6 +92,9 @@ def test_tiled_max_pool_equals_the_reference(shape, k, rng, small_work):
     x = rng.standard_normal(shape).astype(np.float32)
     x[0, 0, :2, :2] = 1.0                                  # a tie inside one window
     x[-1, -1, 0, 1] = np.nan
+    x[0, 1, 0, 0] = np.nan                                 # a NaN first in its window
+    x[-1, 0, 1, 0] = x[-1, 0, 1, 1] = np.nan               # two NaNs in one window
+    x[0, -1, 2:4, 2:4] = -np.inf                           # a window of -inf only
     t = ember.tensor(x)
     if shape[-1] == 6:
         t = t.contiguous(memory_format=ember.channels_last)
