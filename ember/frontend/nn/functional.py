@@ -19,6 +19,7 @@ from ...ir.registry import OPS
 from ..tensor import Tensor
 from ..autograd import no_grad
 from ._functional_common import BadArgument, maybe_inplace
+from ._batch_norm_eager import batch_norm_train, fused_batch_norm_applies
 from ._functional_losses import (cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
                                  smooth_l1_loss, huber_loss, binary_cross_entropy,
                                  binary_cross_entropy_with_logits, kl_div)
@@ -222,6 +223,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "
                              f"input size {list(input.shape)}")
+        if fused_batch_norm_applies(input, running_mean, running_var, weight, bias):
+            return batch_norm_train(input, running_mean, running_var, weight, bias,
+                                    momentum, eps)      # one fused step each way
         normed, mean, var = _normalize_stats(input, dims, eps)
         if running_mean is not None and n > 1:      # an empty batch leaves them (PyTorch)
             with no_grad():
