@@ -178,6 +178,8 @@ def _mm(op, args, meta):
 
 def _matmul(op, args, meta):
     a, b = args
+    if _f32(a, b) and a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0]:
+        return _bmm(op, args, meta)         # attention's per-head products
     if not _f32(a, b) or b.ndim != 2 or a.ndim < 2:
         return None
 
