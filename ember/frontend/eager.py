@@ -28,10 +28,14 @@ from .tensor import VALUE_READS, Storage, Tensor
 
 
 def run_op(op: OpDef, args: tuple):
-    if Tag.NONDETERMINISTIC in op.tags:
-        determinism.alert_not_deterministic(op.name)
-    if Tag.INPLACE in op.tags:
-        return run_inplace(op, args)
+    special = _SPECIAL_OPS.get(op)          # (Tag lookups hash a Python enum: cached)
+    if special is None:
+        special = _SPECIAL_OPS[op] = bool(op.tags & _SPECIAL_TAGS)
+    if special:
+        if Tag.NONDETERMINISTIC in op.tags:
+            determinism.alert_not_deterministic(op.name)
+        if Tag.INPLACE in op.tags:
+            return run_inplace(op, args)
     key = _call_key(op, args)
     plan = _PLANS.get(key) if key is not None else None
     if plan is None:
@@ -94,6 +98,10 @@ def restore_fp(token) -> None:
         token.__exit__(None, None, None)
     else:
         _EXTOBJ.reset(token)
+
+
+_SPECIAL_TAGS = frozenset({Tag.NONDETERMINISTIC, Tag.INPLACE})
+_SPECIAL_OPS: dict[OpDef, bool] = {}
 
 
 def run_meta(op: OpDef, args: tuple):
@@ -356,7 +364,15 @@ def _has_layout(arr: np.ndarray, channels_last_wanted: bool) -> bool:
 
 
 def _needs_grad(op: OpDef, args: tuple) -> bool:
-    return any(t.requires_grad for t in _tensors_in(op, args))
+    for i in op.schema.tensor_arg_indices:
+        v = args[i]
+        if isinstance(v, Tensor):
+            if v.requires_grad:
+                return True
+        elif isinstance(v, (list, tuple)) and any(isinstance(x, Tensor) and x.requires_grad
+                                                  for x in v):
+            return True
+    return False
 
 
 def _record(op: OpDef, args: tuple, outputs) -> None:
