@@ -100,8 +100,11 @@ def operator_method(op_name: str):
                 and result.dtype == entry.np_dtype and result.shape == entry.shape
                 and (result.strides == entry.strides or result.size == 0)
                 and result.flags.writeable and result is not arr_a and result is not arr_b
-                and not _is_input(result, arr_a, arr_b, tb)):
-            out = Tensor._make(result, Storage(flat_storage(result)))
+                and ((arr_a.base is None and (tb not in _FAST_TYPES or arr_b.base is None))
+                     or not _is_input(result, arr_a, arr_b, tb))):
+            # a base-less result is its own storage (flat_storage, without the call)
+            out = Tensor._make(result, Storage(result if result.ndim == 1 else
+                                               flat_storage(result)))
         else:
             out = eager._wrap_outputs(op, (a, b) + entry.tail, result, entry.plan)
         if _GRAD_STATE.enabled and (a.requires_grad or (tb in _FAST_TYPES and b.requires_grad)):
