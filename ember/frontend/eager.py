@@ -102,6 +102,7 @@ def restore_fp(token) -> None:
 
 _SPECIAL_TAGS = frozenset({Tag.NONDETERMINISTIC, Tag.INPLACE})
 _SPECIAL_OPS: dict[OpDef, bool] = {}
+_VIEW_OPS: dict[OpDef, bool] = {}
 
 
 def run_meta(op: OpDef, args: tuple):
@@ -212,6 +213,13 @@ def _call_key(op: OpDef, args: tuple):
     by_type = _scalars_by_type(op)
     key = [op, dtypes.DEFAULTS.float_dtype]
     for v in args:
+        cls = type(v)
+        if cls is Tensor:                   # the common argument, inline (_key_part's rule)
+            if v._storage.device != "cpu":
+                return None
+            a = v._array
+            key.append((cls, a.dtype, a.shape, a.strides))
+            continue
         part = _key_part(v, by_type)
         if part is _UNKEYABLE:
             return None
@@ -320,7 +328,10 @@ def _wrap_one(op, args, value, meta: TensorMeta, plan: _Plan | None) -> Tensor:
     if arr.shape != meta.shape:
         raise EmberError(f"internal: {op.name} computed shape {list(arr.shape)} but its meta "
                          f"rule says {list(meta.shape)}")
-    if Tag.VIEW in op.tags and isinstance(args[0], Tensor) and \
+    is_view = _VIEW_OPS.get(op)
+    if is_view is None:
+        is_view = _VIEW_OPS[op] = Tag.VIEW in op.tags
+    if is_view and isinstance(args[0], Tensor) and \
             np.may_share_memory(arr, args[0]._array):
         return args[0]._view_of_self(arr)
     np_dtype = plan.out_np_dtype if plan is not None else meta.dtype.np_dtype
