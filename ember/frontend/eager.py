@@ -28,10 +28,14 @@ from .tensor import VALUE_READS, Storage, Tensor
 
 
 def run_op(op: OpDef, args: tuple):
-    if Tag.NONDETERMINISTIC in op.tags:
-        determinism.alert_not_deterministic(op.name)
-    if Tag.INPLACE in op.tags:
-        return run_inplace(op, args)
+    special = _SPECIAL_OPS.get(op)          # (Tag lookups hash a Python enum: cached)
+    if special is None:
+        special = _SPECIAL_OPS[op] = bool(op.tags & _SPECIAL_TAGS)
+    if special:
+        if Tag.NONDETERMINISTIC in op.tags:
+            determinism.alert_not_deterministic(op.name)
+        if Tag.INPLACE in op.tags:
+            return run_inplace(op, args)
     key = _call_key(op, args)
     plan = _PLANS.get(key) if key is not None else None
     if plan is None:
@@ -55,12 +59,51 @@ def run_op(op: OpDef, args: tuple):
     else:
         # IEEE results (exp overflow -> inf, log(0) -> -inf, 0/0 -> nan) are answers, as in
         # PyTorch, not warnings: NumPy's RuntimeWarnings stay inside the kernel
-        with np.errstate(all="ignore"):
+        token = quiet_fp()
+        try:
             result = op.reference(*_reference_args(op, args, plan.compute_dtype))
             outputs = _wrap_outputs(op, args, result, plan)
+        finally:
+            restore_fp(token)
     if grad_mode.is_grad_enabled() and _needs_grad(op, args):
         _record(op, args, outputs)
     return outputs
+
+
+# --- NumPy's floating-point warnings, silenced cheaply ---------------------------------
+# `with np.errstate(all="ignore")` costs ~0.8 us a call (it rebuilds NumPy's error state
+# object each time), more than a 1-element add. NumPy 2 keeps that state in a context
+# variable: setting it to a cached "ignore everything" object derived from the current
+# state (bufsize and error callback kept) is the same thing at a third of the cost.
+try:
+    from numpy._core._ufunc_config import _extobj_contextvar as _EXTOBJ, _make_extobj
+except ImportError:                           # another NumPy: the public context manager
+    _EXTOBJ = None
+_QUIET = [None, None]                         # [state it was derived from, quiet state]
+
+
+def quiet_fp():
+    """Silence NumPy's floating-point warnings until `restore_fp(token)`."""
+    if _EXTOBJ is None:
+        state = np.errstate(all="ignore")
+        state.__enter__()
+        return state
+    current = _EXTOBJ.get()
+    if current is not _QUIET[0] and current is not _QUIET[1]:
+        _QUIET[0], _QUIET[1] = current, _make_extobj(all="ignore")
+    return _EXTOBJ.set(_QUIET[1])
+
+
+def restore_fp(token) -> None:
+    if _EXTOBJ is None:
+        token.__exit__(None, None, None)
+    else:
+        _EXTOBJ.reset(token)
+
+
+_SPECIAL_TAGS = frozenset({Tag.NONDETERMINISTIC, Tag.INPLACE})
+_SPECIAL_OPS: dict[OpDef, bool] = {}
+_VIEW_OPS: dict[OpDef, bool] = {}
 
 
 def run_meta(op: OpDef, args: tuple):
@@ -172,6 +215,13 @@ def _call_key(op: OpDef, args: tuple):
     by_type = _scalars_by_type(op)
     key = [op, dtypes.DEFAULTS.float_dtype]
     for v in args:
+        cls = type(v)
+        if cls is Tensor:                   # the common argument, inline (_key_part's rule)
+            if v._storage.device != "cpu":
+                return None
+            a = v._array
+            key.append((cls, a.dtype, a.shape, a.strides))
+            continue
         part = _key_part(v, by_type)
         if part is _UNKEYABLE:
             return None
@@ -281,7 +331,10 @@ def _wrap_one(op, args, value, meta: TensorMeta, plan: _Plan | None) -> Tensor:
     if arr.shape != meta.shape:
         raise EmberError(f"internal: {op.name} computed shape {list(arr.shape)} but its meta "
                          f"rule says {list(meta.shape)}")
-    if Tag.VIEW in op.tags and isinstance(args[0], Tensor) and \
+    is_view = _VIEW_OPS.get(op)
+    if is_view is None:
+        is_view = _VIEW_OPS[op] = Tag.VIEW in op.tags
+    if is_view and isinstance(args[0], Tensor) and \
             np.may_share_memory(arr, args[0]._array):
         return args[0]._view_of_self(arr)
     np_dtype = plan.out_np_dtype if plan is not None else meta.dtype.np_dtype
@@ -325,7 +378,15 @@ def _has_layout(arr: np.ndarray, channels_last_wanted: bool) -> bool:
 
 
 def _needs_grad(op: OpDef, args: tuple) -> bool:
-    return any(t.requires_grad for t in _tensors_in(op, args))
+    for i in op.schema.tensor_arg_indices:
+        v = args[i]
+        if isinstance(v, Tensor):
+            if v.requires_grad:
+                return True
+        elif isinstance(v, (list, tuple)) and any(isinstance(x, Tensor) and x.requires_grad
+                                                  for x in v):
+            return True
+    return False
 
 
 def _record(op: OpDef, args: tuple, outputs) -> None:

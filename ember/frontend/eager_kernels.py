@@ -178,6 +178,8 @@ def _mm(op, args, meta):
 
 def _matmul(op, args, meta):
     a, b = args
+    if _f32(a, b) and a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0]:
+        return _bmm(op, args, meta)         # attention's per-head products
     if not _f32(a, b) or b.ndim != 2 or a.ndim < 2:
         return None
 
@@ -236,18 +238,35 @@ def _max_pool_tiles(op, args, meta):
     with_indices = op.name == "max_pool2d_with_indices"
 
     def run(args):
-        a = args[0]._array[:, :, :oh * kh, :ow * kw]
-        n, c = a.shape[:2]
-        win = a.reshape(n, c, oh, kh, ow, kw).transpose(0, 1, 2, 4, 3, 5).reshape(
-            n, c, oh, ow, kh * kw)
-        arg = np.argmax(win, axis=-1)
-        vals = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+        # a running maximum over the kh*kw strided slices (no gathered copy of the
+        # windows): NaN propagates, as the reference's argmax picks a window's NaN
+        a = args[0]._array
+        slices = [a[:, :, i:i + oh * kh:kh, j:j + ow * kw:kw]
+                  for i in range(kh) for j in range(kw)]
+        best = np.array(slices[0])
+        for view in slices[1:]:
+            np.maximum(best, view, out=best)
         if not with_indices:
-            return vals
-        ki, kj = np.divmod(arg, kw)
+            return best
+        # argmax's index: the first slice holding the maximum (or, in a NaN window, the
+        # first NaN); masked arithmetic, as np.copyto(..., where=) is ~20x slower
+        nan_windows = bool(np.isnan(best).any())
+        found = slices[0] == best
+        if nan_windows:
+            found |= np.isnan(slices[0])
+        which = np.zeros(best.shape, np.int64)
+        for k in range(1, len(slices)):
+            first = slices[k] == best
+            if nan_windows:
+                first |= np.isnan(slices[k])
+            first &= ~found
+            which += first * k
+            found |= first
+        ki = which // kw
+        kj = which - ki * kw
         row = np.arange(oh)[:, None] * kh + ki
         col = np.arange(ow)[None, :] * kw + kj
-        return vals, (row * x.shape[3] + col).astype(np.int64)
+        return best, row * x.shape[3] + col
     run.impl = "numpy-tiles"
     return run
 

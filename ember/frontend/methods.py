@@ -10,6 +10,7 @@ from ..ir.composite import install_methods as install_composites
 from ..ir.meta import contiguous_format
 from ..ir.operators import BINARY, UNARY, VARARG_METHODS, pack_sizes as _pack_sizes
 from ..ir.registry import OPS
+from .eager_fast import operator_method
 from .tensor import Tensor
 
 
@@ -28,9 +29,12 @@ def _method(op):
 
 
 def _binary(op_name, reflected=False):
-    def method(self, other):
-        op = OPS[op_name]
-        return op(other, self) if reflected else op(self, other)
+    if reflected:
+        def method(self, other):
+            return OPS[op_name](other, self)
+    else:
+        # seen CPU calls skip schema binding and dispatch (eager_fast.py)
+        return operator_method(op_name)
     method.__name__ = op_name
     return method
 

@@ -53,6 +53,7 @@ def _from_user_code(depth: int) -> bool:
 
 
 _LIST_ARGS: dict = {}
+_NOTHING_TO_CHECK: set = set()             # ops (by identity) with nothing to check
 
 
 def _tensor_list_indices(op) -> tuple:
@@ -78,9 +79,13 @@ def _check_tensor_lists(op, args: tuple) -> None:
 def check_public_call(op, args: tuple, depth: int = 1) -> None:
     """Raise PyTorch's TypeError when a user call passes a number where `op` needs a
     tensor. `args` are bound in schema order; `depth` frames up is the caller."""
+    if op in _NOTHING_TO_CHECK:             # no tensor-list argument and no rule: most ops
+        return
     _check_tensor_lists(op, args)
     rule = TENSOR_REQUIRED.get(op.name)
     if rule is None:
+        if not _tensor_list_indices(op):
+            _NOTHING_TO_CHECK.add(op)
         return
     indices = op.schema.tensor_arg_indices
     numbers_at = [i for i in indices if _is_number(args[i])]

@@ -80,6 +80,7 @@ def test_conv_kernels_take_channels_last_and_strided_inputs(rng, small_work):
     ("mm", [(6, 16), (16, 5)]),
     ("matmul", [(3, 6, 16), (16, 5)]),
     ("bmm", [(3, 6, 16), (3, 16, 5)]),
+    ("matmul", [(4, 6, 16), (4, 16, 5)]),
 ])
 def test_gemm_kernels_equal_the_reference(op_name, shapes, rng, small_work):
     args = tuple(None if s is None else ember.tensor(rng.standard_normal(s).astype(np.float32))
@@ -87,11 +88,22 @@ def test_gemm_kernels_equal_the_reference(op_name, shapes, rng, small_work):
     _close(*_direct(op_name, args))
 
 
+def test_batched_matmul_kernel_on_attention_views(rng, small_work):
+    """q @ k^T with heads split out of a [tokens, batch*heads, dim] projection: strided views."""
+    q = ember.tensor(rng.standard_normal((6, 4, 8)).astype(np.float32)).transpose(0, 1)
+    k = ember.tensor(rng.standard_normal((6, 4, 8)).astype(np.float32)).transpose(0, 1)
+    _close(*_direct("matmul", (q, k.transpose(-2, -1))))
+    _close(*_direct("matmul", (q @ k.transpose(-2, -1), k)))
+
+
 @pytest.mark.parametrize("shape, k", [((2, 3, 8, 8), 2), ((1, 2, 7, 9), 3), ((2, 2, 6, 6), 2)])
 def test_tiled_max_pool_equals_the_reference(shape, k, rng, small_work):
     x = rng.standard_normal(shape).astype(np.float32)
     x[0, 0, :2, :2] = 1.0                                  # a tie inside one window
     x[-1, -1, 0, 1] = np.nan
+    x[0, 1, 0, 0] = np.nan                                 # a NaN first in its window
+    x[-1, 0, 1, 0] = x[-1, 0, 1, 1] = np.nan               # two NaNs in one window
+    x[0, -1, 2:4, 2:4] = -np.inf                           # a window of -inf only
     t = ember.tensor(x)
     if shape[-1] == 6:
         t = t.contiguous(memory_format=ember.channels_last)

@@ -55,8 +55,14 @@ def host_features() -> dict[str, bool]:
 
 def supported_isas() -> list[Isa]:
     """ISAs this CPU can run, best first (PORTABLE is always there)."""
+    return list(_supported_isas())
+
+
+@functools.cache
+def _supported_isas() -> tuple[Isa, ...]:
+    # once per process: every GEMM call asks (eager runs thousands of them)
     have = {name for name, on in host_features().items() if on}
-    return [isa for isa in _ORDER if _REQUIRED[isa] <= have]
+    return tuple(isa for isa in _ORDER if _REQUIRED[isa] <= have)
 
 
 def host_isa() -> Isa:

@@ -63,6 +63,9 @@ class AccumulateGrad(Node):
     def __init__(self, variable: Tensor):
         super().__init__()
         self.variable = variable
+        # the .grad this node allocated itself (a sum it computed): nothing else shares
+        # its memory, so later accumulations may add into it in place
+        self._owned_grad = None
 
     def apply(self, grads):
         (grad,) = grads
@@ -76,9 +79,28 @@ class AccumulateGrad(Node):
                 var.grad = grad.clone()
         elif grad_mode.is_grad_enabled():
             var.grad = var.grad + grad
+        elif var.grad is self._owned_grad and _accumulate_in_place(var.grad, grad):
+            pass                            # PyTorch's `grad += new` (no new tensor)
         else:
-            var.grad = (var.grad + grad).detach()
+            var.grad = self._owned_grad = (var.grad + grad).detach()
         return ()
+
+
+_IN_PLACE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+
+
+def _accumulate_in_place(acc: Tensor, grad: Tensor) -> bool:
+    """acc += grad on the CPU when the sum keeps acc's dtype and shape (the same values
+    as the out-of-place add); False when it cannot, and then nothing was written."""
+    if acc.requires_grad or acc.is_cuda or not isinstance(grad, Tensor) or grad.is_cuda:
+        return False
+    a, g = acc._array, grad._array
+    if a.dtype != g.dtype or a.dtype.type not in _IN_PLACE_DTYPES or a.shape != g.shape or \
+            not a.flags.writeable or np.may_share_memory(a, g):
+        return False
+    np.add(a, g, out=a)
+    acc._bump_version()
+    return True
 
 
 class SavedTensor:

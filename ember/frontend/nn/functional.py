@@ -19,6 +19,8 @@ from ...ir.registry import OPS
 from ..tensor import Tensor
 from ..autograd import no_grad
 from ._functional_common import BadArgument, maybe_inplace
+from ._batch_norm_eager import batch_norm_train, fused_batch_norm_applies
+from ._max_pool_eager import tiled_max_pool, tiled_max_pool_applies
 from ._functional_losses import (cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
                                  smooth_l1_loss, huber_loss, binary_cross_entropy,
                                  binary_cross_entropy_with_logits, kl_div)
@@ -179,6 +181,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
             ceil_mode)
     if return_indices:
         return tuple(_op("max_pool2d_with_indices", "max_pool2d")(*args))
+    if tiled_max_pool_applies(*args):       # MaxPool2d(2) while training: one fused step
+        return tiled_max_pool(input, args[1])
     if _has("max_pool2d"):
         return OPS["max_pool2d"](*args)
     return _op("max_pool2d_with_indices", "max_pool2d")(*args)[0]
@@ -224,6 +228,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "
                              f"input size {list(input.shape)}")
+        if fused_batch_norm_applies(input, running_mean, running_var, weight, bias):
+            return batch_norm_train(input, running_mean, running_var, weight, bias,
+                                    momentum, eps)      # one fused step each way
         normed, mean, var = _normalize_stats(input, dims, eps)
         if running_mean is not None and n > 1:      # an empty batch leaves them (PyTorch)
             with no_grad():

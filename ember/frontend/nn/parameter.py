@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..eager_fast import allow_type
 from ..tensor import Tensor
 
 
@@ -34,6 +35,10 @@ class Parameter(Tensor):
 
     def __reduce_ex__(self, proto):
         return (_rebuild_parameter, (np.array(self._array), self.requires_grad))
+
+
+# a Parameter computes as a Tensor: binary operators take eager's fast path
+allow_type(Parameter)
 
 
 def _rebuild_parameter(array: np.ndarray, requires_grad: bool) -> Parameter:

@@ -14,6 +14,7 @@ import string
 import numpy as np
 
 from .. import dtypes
+from ..autodiff import take_input_mask
 from ..errors import DTypeError, EmberError, ShapeError
 from ..meta import TensorMeta
 from ..registry import Promotion, Tag, defop
@@ -331,14 +332,19 @@ def _linear_ref(x, w, b):
 
 
 def _linear_grad(g, input, weight, bias):
-    if weight.ndim == 2:
-        gi = matmul(g, _c(weight))
-        g2 = reshape(g, [-1, weight.shape[0]])
-    else:
-        gi = unsqueeze(g, -1) * _c(weight)
-        g2 = reshape(g, [-1, 1])
-    x2 = reshape(input, [-1, input.shape[-1]])
-    gw = reshape(mm(_mT(g2), _c(x2)), list(weight.shape))
+    # the eager tape says which inputs need a gradient: a network's first layer needs
+    # none for its input batch (a whole GEMM saved)
+    mask = take_input_mask() or (True, True)
+    gi = gw = None
+    if mask[0]:
+        gi = matmul(g, _c(weight)) if weight.ndim == 2 else unsqueeze(g, -1) * _c(weight)
+    if mask[1]:
+        g2 = g if weight.ndim == 2 and g.ndim == 2 else \
+            reshape(g, [-1, weight.shape[0]] if weight.ndim == 2 else [-1, 1])
+        x2 = input if input.ndim == 2 else reshape(input, [-1, input.shape[-1]])
+        gw = mm(_mT(g2), _c(x2))            # 2-D rows x features: already weight's shape
+        if weight.ndim != 2:
+            gw = reshape(gw, list(weight.shape))
     return gi, gw, (g if bias is not None else None)
 
 

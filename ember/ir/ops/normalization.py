@@ -55,15 +55,20 @@ def _row_max(x, axis):
 def np_softmax(x, axis):
     m = _row_max(x, axis)
     m = np.where(np.isfinite(m), m, 0)
-    e = np.exp(x - m)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    # in place on the one fresh full-size array: the same values as exp(x - m) / sum,
+    # without two more full-size allocations (page faults on large inputs)
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
 
 
 def np_log_softmax(x, axis):
     m = _row_max(x, axis)
     m = np.where(np.isfinite(m), m, 0)
-    shifted = x - m
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = np.subtract(x, m)
+    shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return shifted
 
 
 # --- softmax / log_softmax --------------------------------------------------------------
@@ -195,12 +200,19 @@ def _layer_norm_ref(x, normalized_shape, weight, bias, eps):
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
     mu = np.mean(x, axis=axes, keepdims=True)
     xc = x - mu
-    y = xc / np.sqrt(np.mean(xc * xc, axis=axes, keepdims=True) + eps)
+    y = xc / np.sqrt(np.mean(np.square(xc), axis=axes, keepdims=True) + eps)
+    # the affine steps in place when that keeps y's dtype (same values, no new arrays)
     if weight is not None:
-        y = y * weight
+        y = _times_or_plus(y, weight, np.multiply)
     if bias is not None:
-        y = y + bias
+        y = _times_or_plus(y, bias, np.add)
     return y
+
+
+def _times_or_plus(y, v, ufunc):
+    if np.result_type(y, v) == y.dtype and np.broadcast_shapes(y.shape, np.shape(v)) == y.shape:
+        return ufunc(y, v, out=y)
+    return ufunc(y, v)
 
 
 def _layer_norm_derivative(g, input, normalized_shape, weight, bias, eps):
