@@ -125,7 +125,7 @@ for _cls in (Tensor, _SymbolicTensor):
 # Loaded on first use: `import ember; ember.fx.symbolic_trace(m)` works, and `import
 # ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.
 _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
-                              "hub"})
+                              "hub", "amp"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
                     "export": ("ember.compiler.export", "export_namespace"),
                     "compile_train_step": ("ember.frontend.compile_train",

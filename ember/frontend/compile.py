@@ -37,6 +37,7 @@ import numpy as np
 from ..codegen.extern import conv_epilogue_kernel, extern_kernel, tensor_inputs
 from ..codegen.llvm.emit import compile_kernel
 from ..codegen.lowering import lower_group
+from ..ir import autocast
 from ..ir.errors import EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
@@ -214,8 +215,9 @@ def count_ops(graph: Graph) -> int:
 
 def guard_key(args) -> tuple:
     """The plan-cache key of a call's arguments: shape, dtype and strides of each tensor,
-    the repr of every other value (a new key compiles a new plan)."""
-    key = []
+    the repr of every other value, and the autocast regions active (a new key compiles a
+    new plan)."""
+    key = [("autocast", autocast.state_key())] if autocast.ACTIVE else []
     for a in args:
         if isinstance(a, Tensor):
             key.append(("T", tuple(a.shape), a.dtype.name, tuple(a.stride())))
@@ -260,11 +262,12 @@ class PlanBuilder:
 
     def build(self) -> Plan:
         _refuse_quantized(self.graph)
-        for node in self.graph.nodes:
-            handler = getattr(self, f"_{node.op.value}")
-            first_new = len(self.plan.steps)
-            handler(node)
-            _describe_steps(self.plan.steps[first_new:], node)
+        with autocast.suspended():          # the graph's dtypes are final (casts traced)
+            for node in self.graph.nodes:
+                handler = getattr(self, f"_{node.op.value}")
+                first_new = len(self.plan.steps)
+                handler(node)
+                _describe_steps(self.plan.steps[first_new:], node)
         self.plan.n_slots = self.n_slots
         return self.plan
 
