@@ -16,11 +16,12 @@ semantics, step by step:
   the scale by `growth_factor` (only if the result is finite). `update(new_scale)` sets it.
 
 Found-inf flags stay tensors on the gradients' device until `step` reads them (one host
-sync per step, as PyTorch's `.item()` there). Sparse gradients are not supported.
+sync per device and step, as PyTorch's `.item()` there). Sparse gradients are not supported.
 """
 from __future__ import annotations
 
 import enum
+import math
 import warnings
 
 from ..frontend import factories
@@ -108,7 +109,9 @@ class GradScaler:
         state["stage"] = _Stage.UNSCALED
 
     def _unscale_grads(self, optimizer, inv_scale: Tensor) -> list:
-        """Per device: a bool tensor, True when a gradient there held inf or NaN."""
+        """Per device: a float32 probe, sum(grad * 0) over its gradients, which is NaN
+        exactly when a gradient there held inf or NaN (0 * inf = NaN) and 0 otherwise:
+        one fused pointwise-and-sum kernel per gradient, read at step()."""
         found: dict[str, Tensor] = {}
         for group in optimizer.param_groups:
             for param in group["params"]:
@@ -118,8 +121,8 @@ class GradScaler:
                 if grad.dtype is dtypes.float16:
                     raise ValueError("Attempting to unscale FP16 gradients.")
                 key = str(grad.device)
-                bad = OPS["logical_not"](OPS["all"](OPS["isfinite"](grad)))
-                found[key] = bad if key not in found else OPS["logical_or"](found[key], bad)
+                probe = OPS["sum"](OPS["mul"](grad, 0.0), dtype=dtypes.float32)
+                found[key] = probe if key not in found else OPS["add"](found[key], probe)
                 scale = inv_scale if inv_scale.device == grad.device else inv_scale.to(grad.device)
                 grad.mul_(scale)
         return list(found.values())
@@ -142,7 +145,7 @@ class GradScaler:
         if not state["found_inf"]:
             raise AssertionError("No inf checks were recorded for this optimizer.")
         result = None
-        if not any(bool(flag.item()) for flag in state["found_inf"]):
+        if not any(_found_inf(probe) for probe in state["found_inf"]):
             result = optimizer.step(*args, **kwargs)
         state["stage"] = _Stage.STEPPED
         return result
@@ -159,7 +162,7 @@ class GradScaler:
             flags = [f for s in self._per_optimizer.values() for f in s["found_inf"]]
             if not flags:
                 raise AssertionError("No inf checks were recorded prior to update.")
-            self._grow_or_back_off(any(bool(f.item()) for f in flags))
+            self._grow_or_back_off(any(_found_inf(f) for f in flags))
         self._per_optimizer = {}
 
     def _set_scale(self, new_scale) -> None:
@@ -238,6 +241,10 @@ class GradScaler:
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])
         self._growth_tracker = int(state_dict["_growth_tracker"])
+
+
+def _found_inf(probe: Tensor) -> bool:
+    return not math.isfinite(float(probe.item()))
 
 
 def _float32(value: float) -> float:
