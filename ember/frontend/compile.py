@@ -27,6 +27,7 @@ cache_size_limit are in compile_guards.py. docs/compile.md has the whole picture
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
 from dataclasses import dataclass, field
@@ -262,14 +263,26 @@ class PlanBuilder:
 
     def build(self) -> Plan:
         _refuse_quantized(self.graph)
+        batch = getattr(self.backend, "batch_compile", contextlib.nullcontext)
+        with batch() as record:             # CUDA: the plan's kernels compiled together
+            self._add_steps()
+        if record is not None and record.failed:
+            # Triton refused a kernel: build again kernel by kernel so that one becomes an
+            # eager step (the others are compiled and cached already)
+            self.__init__(self.graph, self.constants, self.stats, self.backend,
+                          self.freeze_constants)
+            self.stats.__init__(original_ops=self.stats.original_ops)
+            self._add_steps()
+        self.plan.n_slots = self.n_slots
+        return self.plan
+
+    def _add_steps(self) -> None:
         with autocast.suspended():          # the graph's dtypes are final (casts traced)
             for node in self.graph.nodes:
                 handler = getattr(self, f"_{node.op.value}")
                 first_new = len(self.plan.steps)
                 handler(node)
                 _describe_steps(self.plan.steps[first_new:], node)
-        self.plan.n_slots = self.n_slots
-        return self.plan
 
     # -- node kinds --------------------------------------------------------------------------
     def _placeholder(self, node: Node) -> None:
