@@ -24,7 +24,8 @@ backward computes in the dtypes its forward used (`suspended()`, used by the reg
 
 Casts of float32 leaf tensors that require grad (parameters) to the lower dtype are
 cached until the outermost autocast region exits, when `cache_enabled` (PyTorch's
-weight-cast cache); eager calls only: while a graph is traced a cast is a node. This module imports only other `ir` modules.
+weight-cast cache); eager calls only: while a graph is traced a cast is a node.
+This module imports only other `ir` modules.
 """
 from __future__ import annotations
 

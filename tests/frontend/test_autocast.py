@@ -177,3 +177,29 @@ def test_compile_records_casts_and_guards_on_autocast():
     np.testing.assert_allclose(mixed.float().numpy(), eager_mixed.float().numpy(), atol=1e-2)
     np.testing.assert_allclose(plain.numpy(), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
     assert len(fast.dispatcher.entries) == 2       # one plan per autocast state
+
+
+def test_custom_fwd_casts_inputs_and_custom_bwd_restores_the_state():
+    seen = {}
+
+    class Square(ember.autograd.Function):
+        @staticmethod
+        @ember.amp.custom_fwd(device_type="cpu", cast_inputs=ember.float32)
+        def forward(ctx, x):
+            seen["forward"] = (x.dtype, ember.is_autocast_enabled("cpu"))
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        @ember.amp.custom_bwd(device_type="cpu")
+        def backward(ctx, grad):
+            seen["backward"] = ember.is_autocast_enabled("cpu")
+            (x,) = ctx.saved_tensors
+            return grad * 2 * x
+
+    x = ember.ones(3, dtype=ember.bfloat16, requires_grad=True)
+    with ember.autocast("cpu"):
+        y = Square.apply(x)
+    y.sum().backward()
+    assert seen == {"forward": (ember.float32, False), "backward": True}
+    assert y.dtype is ember.float32 and x.grad.tolist() == [2.0, 2.0, 2.0]
