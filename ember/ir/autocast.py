@@ -164,14 +164,24 @@ def clear_cache() -> None:
     _state.cache.clear()
 
 
-@contextlib.contextmanager
-def suspended():
+class _Suspended:
     """No autocasting inside (derivative rules: a backward keeps its forward's dtypes)."""
-    _state.suspended += 1
-    try:
-        yield
-    finally:
+
+    def __enter__(self):
+        _state.suspended += 1
+
+    def __exit__(self, *exc_info):
         _state.suspended -= 1
+
+
+_SUSPENDED = _Suspended()
+_NOTHING = contextlib.nullcontext()
+
+
+def suspended():
+    """A context without autocasting; free when no thread autocasts (plans and derivative
+    rules enter it on every call)."""
+    return _SUSPENDED if ACTIVE else _NOTHING
 
 
 def state_key() -> tuple:
