@@ -27,8 +27,12 @@ ops that have CUDA kernels:
   dense copy, then the view), and matmul/linear on operand layouts the GEMM template
   does not take (the same op on dense copies).
 
-An entry returns None where its arguments are outside what it handles (transposed or
-N-d convolutions, for example): the caller then runs the op on the host, with a warning.
+conv_transpose2d is convolution_backward_input's route with its input as the gradient;
+its backward reuses both: the input gradient is a plain convolution of grad_output, the
+weight gradient a plain weight gradient with input and grad_output swapped.
+
+An entry returns None where its arguments are outside what it handles (N-d
+convolutions, for example): the caller then runs the op on the host, with a warning.
 Entries run with gradient recording off (eager.run_op records the op itself).
 """
 from __future__ import annotations
@@ -163,8 +167,10 @@ def _flipped_transposed_weight(w: Tensor, groups: int, index: int) -> Tensor:
 def _conv_backward_input(args, out_meta, index):
     g, w, input_size = args[0], args[1], list(args[2])
     stride, padding, dilation, transposed, groups = _conv_args(args)
-    if transposed or w.ndim != 4 or len(input_size) != 4:
+    if w.ndim != 4 or len(input_size) != 4:
         return None
+    if transposed:
+        return _transposed_conv_backward_input(args, out_meta, index)
     n, _, ho, wo = g.shape
     size = input_size[2:]
     ks = w.shape[2:]
@@ -192,11 +198,41 @@ def _conv_backward_input(args, out_meta, index):
     return _as_meta(out, out_meta, index)
 
 
+def _transposed_conv_backward_input(args, out_meta, index):
+    """A transposed convolution is the input gradient of a convolution with the same
+    weights, so its own input gradient is that convolution run forward on grad_output
+    (cropped to the input's size, which output_padding can leave smaller)."""
+    g, w, input_size = args[0], args[1], list(args[2])
+    stride, padding, dilation, _, groups = _conv_args(args)
+    out = OPS["conv2d"](g, w, None, list(stride), list(padding), list(dilation), groups)
+    out = out[:, :, :input_size[2], :input_size[3]]
+    return _as_meta(out, out_meta, index)
+
+
+def _conv_transpose2d(args, out_meta, index):
+    """conv_transpose2d is the input gradient of the convolution with the same weights:
+    convolution_backward_input's route with the input as the gradient."""
+    x, w, bias, stride, padding, output_padding, groups, dilation = args
+    if x.ndim != 4 or w.ndim != 4:
+        return None
+    as_gradient = (x, w, list(out_meta.shape), _pair(stride), _pair(padding), _pair(dilation),
+                   False, [0, 0], groups)
+    out = _conv_backward_input(as_gradient, out_meta, index)
+    if bias is not None:
+        out = _as_meta(out + bias.reshape([1, -1, 1, 1]), out_meta, index)
+    return out
+
+
 def _conv_backward_weight(args, out_meta, index):
     g, x, weight_size = args[0], args[1], list(args[2])
     stride, padding, dilation, transposed, groups = _conv_args(args)
-    if transposed or x.ndim != 4 or len(weight_size) != 4:
+    if x.ndim != 4 or len(weight_size) != 4:
         return None
+    if transposed:
+        # the weight gradient of the convolution whose input gradient the transposed one
+        # is: that convolution's input is grad_output, its output gradient the input
+        return _conv_backward_weight((x, g) + tuple(args[2:6]) + (False,) + tuple(args[7:]),
+                                     out_meta, index)
     n, cin, h, w = x.shape
     co, cig, kh, kw = weight_size
     cog = co // groups
@@ -388,6 +424,7 @@ ROUTES = {
     "arange": _arange, "copy": _copy,
     "convolution_backward_input": _conv_backward_input,
     "convolution_backward_weight": _conv_backward_weight,
+    "conv_transpose2d": _conv_transpose2d,
     "max_pool2d_with_indices": _max_pool2d_with_indices,
     "max_pool_scatter": _max_pool_scatter,
     "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,
