@@ -22,6 +22,8 @@ ops that have CUDA kernels:
   atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
   check, which reads the index's min and max back to the host; embedding's backward is
   one-hot products, which have kernels;
+- sort and argsort (rows up to codegen/triton/sorting.MAX_ROW): a stable rank-counting
+  sort kernel along the last dim of a dense copy;
 - copy (broadcast and cast into a fresh tensor), arange, slice_scatter (a copy, then a
   copy into a slice view of it), reshape/flatten of a tensor no view can express (a
   dense copy, then the view), and matmul/linear on operand layouts the GEMM template
@@ -266,6 +268,44 @@ def _weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation):
     return out.permute([1, 0, 2, 3])
 
 
+# --- sorting -------------------------------------------------------------------------------
+def _sorted_along(x: Tensor, dim: int, descending: bool, index: int):
+    """(values, indices) of a stable sort of x along dim on the device, or None (empty,
+    0-d, complex or bool tensors, rows longer than the kernel takes)."""
+    from ..codegen.triton.sorting import sort_rows
+    from ..ir import dtypes
+    from ..ir.errors import LoweringError
+    from ..ir.meta import contiguous_strides
+    if x.ndim == 0 or x.numel() == 0:
+        return None
+    dim = dim % x.ndim
+    n = x.shape[dim]
+    try:
+        kernel = sort_rows(x.numel() // n, n, x.dtype, bool(descending))
+    except LoweringError:
+        return None
+    rows = x.movedim(dim, -1).contiguous()
+    shape = tuple(rows.shape)
+    values = empty_cuda(shape, contiguous_strides(shape), x.dtype, index)
+    indices = empty_cuda(shape, contiguous_strides(shape), dtypes.int64, index)
+    eager_cuda.launch(kernel, [rows, values, indices], index)
+    return values.movedim(-1, dim), indices.movedim(-1, dim)
+
+
+def _sort(args, out_meta, index):
+    x, dim, descending = args[:3]
+    found = _sorted_along(x, dim, descending, index)
+    if found is None:
+        return None
+    return tuple(_as_meta(t, m, index) for t, m in zip(found, out_meta))
+
+
+def _argsort(args, out_meta, index):
+    x, dim, descending = args[:3]
+    found = _sorted_along(x, dim, descending, index)
+    return None if found is None else _as_meta(found[1], out_meta, index)
+
+
 # --- pooling -------------------------------------------------------------------------------
 def _max_pool2d_with_indices(args, out_meta, index):
     from ..codegen.lowering_training import max_pool2d_with_indices_kernel
@@ -425,6 +465,7 @@ ROUTES = {
     "convolution_backward_input": _conv_backward_input,
     "convolution_backward_weight": _conv_backward_weight,
     "conv_transpose2d": _conv_transpose2d,
+    "sort": _sort, "argsort": _argsort,
     "max_pool2d_with_indices": _max_pool2d_with_indices,
     "max_pool_scatter": _max_pool_scatter,
     "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,

@@ -210,3 +210,22 @@ def test_conv_transpose2d_and_its_backward_run_on_the_device(cuda, kw):
                         ws.grad.cpu().numpy(), bs.grad.cpu().numpy()))
     for got, want in zip(results[1], results[0]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64"])
+def test_sort_and_argsort_run_on_the_device(cuda, dtype):
+    rng = np.random.default_rng(6)
+    x = rng.integers(-3, 4, (3, 37)).astype(dtype)          # many ties: stability shows
+    if dtype != "int64":
+        x[0, [2, 9]] = np.nan
+        x[1, 4] = -0.0
+    results = []
+    for dev in ("cpu", cuda):
+        xs = ember.tensor(x).to(dev)
+        with _no_host_fallback(dev != "cpu"):
+            found = [ember.sort(xs), ember.sort(xs, dim=0, descending=True),
+                     ember.sort(xs, descending=True, stable=True),
+                     (ember.argsort(xs, dim=1),)]
+        results.append([t.cpu().numpy() for group in found for t in group])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)
