@@ -64,3 +64,41 @@ def test_parallel_compile_equals_serial_and_fills_the_disk_cache(tmp_path):
     assert all(report["same_cubin"]) and all(report["same_meta"]), report
     assert all(report["hits_equal"]) and all(report["again_equal"]), report
     assert len(set(report["names"])) == 3
+
+
+HALF = """
+import json, os, sys
+import ember
+from ember.codegen.triton import device_compile as dc
+from ember.compiler.triton_kernels import model_kernels
+os.environ["EMBER_CACHE_DIR"] = sys.argv[1]
+models = [(ember.models.mlp(64, (32,)).eval(), ember.randn(8, 64)),
+          (ember.nn.Sequential(ember.nn.Conv2d(3, 8, 3, padding=1), ember.nn.ReLU()).eval(),
+           ember.randn(2, 3, 8, 8))]
+jobs, types = [], []
+for dtype in (ember.float16, ember.bfloat16):
+    for model, x in models:
+        with ember.autocast("cpu", dtype=dtype):          # the casts are traced
+            found, _ = model_kernels(model, [x])
+        for gk in found:
+            if gk.kind.startswith("gemm"):
+                jobs.append(dc.CompileJob(gk.kernel, (True,) * len(gk.kernel.launch.args), 90))
+                types.append(sorted({t for _, t in gk.kernel.launch.args}))
+results = dc.compile_many(jobs, workers=2)
+print(json.dumps({"types": types, "elf": [getattr(r, "cubin", b"")[:4] == b"\\x7fELF"
+                                          for r in results],
+                  "errors": [str(r) for r in results if isinstance(r, Exception)]}))
+"""
+
+
+def test_half_precision_gemm_and_conv_kernels_compile_to_cubins(tmp_path):
+    """float16/bfloat16 GEMM and implicit-GEMM conv kernels of autocast-traced models (the
+    tensor-core paths) compile for sm_90, in parallel."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", HALF, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not report["errors"] and all(report["elf"]), report
+    kinds = {t for types in report["types"] for t in types}
+    assert {"*fp16", "*bf16"} <= kinds and len(report["types"]) >= 6, report
