@@ -203,3 +203,19 @@ def test_custom_fwd_casts_inputs_and_custom_bwd_restores_the_state():
     y.sum().backward()
     assert seen == {"forward": (ember.float32, False), "backward": True}
     assert y.dtype is ember.float32 and x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_top_level_state_functions_match_torch():
+    x = ember.ones(2, 2)
+    for lib in (torch, ember):
+        assert lib.get_autocast_dtype("cpu") == lib.bfloat16
+        assert lib.is_autocast_cache_enabled()
+    ember.set_autocast_dtype("cpu", ember.float16)
+    ember.set_autocast_enabled("cpu", True)
+    try:
+        assert ember.is_autocast_enabled("cpu") and (x @ x).dtype is ember.float16
+    finally:
+        ember.set_autocast_enabled("cpu", False)
+        ember.set_autocast_dtype("cpu", ember.bfloat16)
+    assert (x @ x).dtype is ember.float32
+    ember.clear_autocast_cache()
