@@ -121,6 +121,11 @@ def _pair(fn):
     ("linear then softmax", lambda L, a, b: L.softmax(L.nn.functional.linear(a, b), 1)),
     ("float64 stays", lambda L, a, b: L.mm(a.double(), b.double().T)),
     ("bf16 and float32 matmul", lambda L, a, b: a.bfloat16() @ b.T),
+    ("batch_norm of a bf16 conv", lambda L, a, b: L.nn.functional.batch_norm(
+        L.nn.functional.conv2d(a[None, None], b[None, None, :3, :3]), L.zeros(1), L.ones(1),
+        L.full((1,), 1.5), L.full((1,), 0.5), training=True)),
+    ("batch_norm eval", lambda L, a, b: L.nn.functional.batch_norm(
+        (a @ b.T)[None], L.zeros(4), L.ones(4), L.ones(4), L.zeros(4))),
     ("sdpa", lambda L, a, b: L.nn.functional.scaled_dot_product_attention(
         a[None], b[None], a[None])),
 ])

@@ -232,12 +232,21 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                 running_mean.copy_(running_mean * (1 - momentum) + flat_mean * momentum)
                 running_var.copy_(running_var * (1 - momentum) + flat_var * momentum)
     elif _plain_eager(input, running_mean, running_var, weight, bias):
-        return _eval_batch_norm_eager(input, running_mean, running_var, weight, bias, eps)
+        return _in_dtype_of(input, _eval_batch_norm_eager(input, running_mean, running_var,
+                                                          weight, bias, eps))
     else:
         shape = [1, c] + [1] * (input.ndim - 2)
         normed = (input - running_mean.reshape(shape)) / \
             (running_var.reshape(shape) + eps).sqrt()
-    return _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2))
+    return _in_dtype_of(input, _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2)))
+
+
+def _in_dtype_of(input, out):
+    """PyTorch's mixed-type batch norm: a float16/bfloat16 input with float32 statistics
+    and affine parameters (a network under autocast) gives a result in the input's dtype."""
+    if out.dtype != input.dtype and input.dtype.name in ("float16", "bfloat16"):
+        return OPS["convert_element_type"](out, input.dtype)
+    return out
 
 
 def _plain_eager(*tensors) -> bool:
