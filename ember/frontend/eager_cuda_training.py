@@ -329,14 +329,22 @@ def _max_pool_scatter(args, out_meta, index):
         return None                   # atomics add overlapping windows in any order
     spatial_in = math.prod(x.shape[-dims:]) if dims else 1
     spatial_out = math.prod(g.shape[-dims:]) if dims else 1
+    work = _atomic_dtype(g.dtype)
     try:
-        kernel = plane_scatter_add(g.numel(), max(spatial_out, 1), spatial_in, g.dtype)
+        kernel = plane_scatter_add(g.numel(), max(spatial_out, 1), spatial_in, work)
     except LoweringError:
         return None
-    out = _zeros(list(x.shape), g.dtype, index)
+    out = _zeros(list(x.shape), work, index)
     if g.numel():
-        eager_cuda.launch(kernel, [g.contiguous(), indices.contiguous(), out], index)
+        eager_cuda.launch(kernel, [g.to(work).contiguous(), indices.contiguous(), out], index)
     return _as_meta(out, out_meta, index)
+
+
+def _atomic_dtype(dtype):
+    """float16/bfloat16 gradients are added in float32 (no half atomics in the scatter
+    kernels; the sums are also more exact), then rounded once by _as_meta's copy."""
+    from ..ir import dtypes
+    return dtypes.float32 if dtype.name in ("float16", "bfloat16") else dtype
 
 
 def _adaptive_avg_pool2d_backward(args, out_meta, index):
@@ -392,20 +400,20 @@ def _index_add(args, out_meta, index):
         return None
     dim %= target.ndim
     size = target.shape[dim]
+    work = _atomic_dtype(out_meta.dtype)
     try:
         kernel = scatter_add_rows(math.prod(target.shape[:dim]), size,
                                   max(idx.numel(), 1), math.prod(target.shape[dim + 1:]),
-                                  out_meta.dtype, idx.dtype)
+                                  work, idx.dtype)
     except LoweringError:
         return None
     flat = _checked_rows(idx, size, dim)
     from ..ir.meta import contiguous_strides
-    out = empty_cuda(tuple(target.shape), contiguous_strides(tuple(target.shape)),
-                     out_meta.dtype, index)
+    out = empty_cuda(tuple(target.shape), contiguous_strides(tuple(target.shape)), work, index)
     eager_cuda.copy_into(out, target)
     values = source if alpha == 1 else source * alpha
     if values.numel():
-        values = values.to(out_meta.dtype).contiguous()
+        values = values.to(work).contiguous()
         eager_cuda.launch(kernel, [values, flat, out], index)
     return _as_meta(out, out_meta, index)
 

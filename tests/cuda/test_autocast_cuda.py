@@ -145,3 +145,23 @@ def _mixed_steps(model, loss_fn, opt, x, y, compiled: bool) -> list:
             losses.append(loss.item())
     assert scaler.get_scale() == 2.0 ** 8        # no inf: the scale held
     return losses
+
+
+def test_half_scatter_adds_accumulate_in_float32(cuda):
+    """max pooling's and embedding's backward (atomic scatter-adds) on float16 gradients."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float16)
+    table = rng.standard_normal((7, 4)).astype(np.float16)
+    ids = np.array([[0, 6, 2], [2, 2, 5]])
+    results = []
+    for dev in ("cpu", cuda):
+        xs = ember.tensor(x).to(dev).requires_grad_()
+        w = ember.tensor(table).to(dev).requires_grad_()
+        with _no_host_fallback() if dev != "cpu" else contextlib.nullcontext():
+            pooled = F.max_pool2d(xs, 3, stride=2, padding=1)        # overlapping windows
+            rows = F.embedding(ember.tensor(ids).to(dev), w)
+            (pooled.float().sum() + (rows.float() * 3).sum()).backward()
+        assert xs.grad.dtype is ember.float16 and w.grad.dtype is ember.float16
+        results.append([xs.grad.cpu().float().numpy(), w.grad.cpu().float().numpy()])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
