@@ -215,6 +215,19 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """Batch statistics when training (updating running_* in place, unbiased variance),
     running statistics otherwise. momentum=None is handled by the module (it passes
     1/num_batches_tracked), as in PyTorch."""
+    if input.dtype.name in ("float16", "bfloat16"):
+        # PyTorch's mixed-type batch norm (every conv-BN net under autocast): statistics,
+        # normalization and their backward in float32, the result in the input's dtype;
+        # in half precision the mean subtraction and its gradient lose the small terms
+        from ...ir.dtypes import float32
+        wide = OPS["convert_element_type"](input, float32)
+        out = _batch_norm(wide, running_mean, running_var, weight, bias, training, momentum,
+                          eps)
+        return OPS["convert_element_type"](out, input.dtype)
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps):
     c = input.shape[1]
     dims = [0] + list(range(2, input.ndim))
     if training:
@@ -232,21 +245,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                 running_mean.copy_(running_mean * (1 - momentum) + flat_mean * momentum)
                 running_var.copy_(running_var * (1 - momentum) + flat_var * momentum)
     elif _plain_eager(input, running_mean, running_var, weight, bias):
-        return _in_dtype_of(input, _eval_batch_norm_eager(input, running_mean, running_var,
-                                                          weight, bias, eps))
+        return _eval_batch_norm_eager(input, running_mean, running_var, weight, bias, eps)
     else:
         shape = [1, c] + [1] * (input.ndim - 2)
         normed = (input - running_mean.reshape(shape)) / \
             (running_var.reshape(shape) + eps).sqrt()
-    return _in_dtype_of(input, _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2)))
-
-
-def _in_dtype_of(input, out):
-    """PyTorch's mixed-type batch norm: a float16/bfloat16 input with float32 statistics
-    and affine parameters (a network under autocast) gives a result in the input's dtype."""
-    if out.dtype != input.dtype and input.dtype.name in ("float16", "bfloat16"):
-        return OPS["convert_element_type"](out, input.dtype)
-    return out
+    return _affine(normed, weight, bias, [1, c] + [1] * (input.ndim - 2))
 
 
 def _plain_eager(*tensors) -> bool:
