@@ -9,11 +9,14 @@ around a second each; a plan of resnet18 has dozens. Two things make it cheaper:
   A hit needs neither Triton's compiler nor its import; writes are atomic, so processes
   share the cache safely.
 - **parallel compilation**: `compile_many(jobs)` compiles the cache misses in worker
-  processes (a `concurrent.futures.ProcessPoolExecutor` over the 'spawn' start method,
-  kept for the process's life; forking a process that holds a CUDA context or ember's
-  thread pool is unsafe). Workers only run Triton's compiler for an explicit target: no
-  GPU, no driver. `EMBER_COMPILE_WORKERS` sets the pool size (default: the CPU count, at
-  most 8; 0 or 1 compiles in this process).
+  processes (a `concurrent.futures.ProcessPoolExecutor`, kept for the process's life).
+  Workers are forked: they start at once with ember and Triton already imported, and
+  never re-run the user's script (a 'spawn' or 'forkserver' child imports `__main__`,
+  which breaks scripts without an `if __name__ == "__main__"` guard). A forked child of
+  a process holding a CUDA context must not call CUDA; the workers only run Triton's
+  compiler for an explicit target (no GPU, no driver), as DataLoader workers run Python.
+  `EMBER_COMPILE_WORKERS` sets the pool size (default: the CPU count, at most 8; 0 or 1
+  compiles in this process).
 
 The cubin is the same whichever path made it (tests/codegen/triton/
 test_triton_parallel_compile.py compares them). This module is codegen: it imports no
@@ -168,6 +171,6 @@ _POOLS: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
 def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     pool = _POOLS.get(workers)
     if pool is None:
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("fork")
         pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(workers, context)
     return pool

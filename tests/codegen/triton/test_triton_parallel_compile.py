@@ -29,7 +29,7 @@ os.environ["EMBER_CACHE_DIR"] = os.path.join(root, "ember")
 # serial, in this process, with its own Triton cache
 os.environ["TRITON_CACHE_DIR"] = os.path.join(root, "triton-serial")
 serial = [dc.compile_one(job) for job in jobs]
-# parallel: spawned workers with a fresh Triton cache
+# parallel: worker processes with a fresh Triton cache (they must really compile)
 os.environ["TRITON_CACHE_DIR"] = os.path.join(root, "triton-parallel")
 assert all(dc.cached(job) is None for job in jobs)
 parallel = dc.compile_many(jobs, workers=2)
@@ -49,6 +49,7 @@ print(json.dumps({
                    for h, p in zip(hits, parallel)],
     "again_equal": [a.cubin == p.cubin for a, p in zip(again, parallel)],
     "names": [p.metadata["name"] for p in parallel],
+    "worker_triton_cache": len(os.listdir(os.path.join(root, "triton-parallel"))),
 }))
 """
 
@@ -64,6 +65,7 @@ def test_parallel_compile_equals_serial_and_fills_the_disk_cache(tmp_path):
     assert all(report["same_cubin"]) and all(report["same_meta"]), report
     assert all(report["hits_equal"]) and all(report["again_equal"]), report
     assert len(set(report["names"])) == 3
+    assert report["worker_triton_cache"] >= 3        # the workers compiled, not a cache
 
 
 HALF = """
