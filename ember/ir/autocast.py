@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import threading
 
 from . import dtypes
@@ -65,6 +66,8 @@ _CPU_FP32 = """avg_pool3d adaptive_avg_pool3d max_pool3d max_pool3d_with_indices
     adaptive_max_pool3d max_unpool2d max_unpool3d fractional_max_pool2d fractional_max_pool3d
     binary_cross_entropy binary_cross_entropy_with_logits mse_loss nll_loss cross_entropy
     l1_loss smooth_l1_loss huber_loss kl_div ctc_loss prod polar cdist
+    cosine_embedding_loss hinge_embedding_loss margin_ranking_loss soft_margin_loss
+    triplet_margin_loss multi_margin_loss multilabel_margin_loss poisson_nll_loss
     linalg_cholesky linalg_cholesky_ex linalg_cond linalg_det linalg_eig linalg_eigh
     linalg_eigvals linalg_eigvalsh linalg_inv linalg_inv_ex linalg_lstsq linalg_matrix_rank
     linalg_pinv linalg_qr linalg_slogdet linalg_solve linalg_svd linalg_svdvals
@@ -76,7 +79,9 @@ _CPU_FP32 = """avg_pool3d adaptive_avg_pool3d max_pool3d max_pool3d_with_indices
 _CUDA_FP32 = """acos asin cosh sinh tan erfinv exp expm1 log log10 log2 log1p reciprocal rsqrt
     pow softplus layer_norm group_norm norm cdist logsumexp
     binary_cross_entropy_with_logits mse_loss nll_loss cross_entropy l1_loss smooth_l1_loss
-    huber_loss kl_div
+    huber_loss kl_div cosine_embedding_loss hinge_embedding_loss margin_ranking_loss
+    soft_margin_loss triplet_margin_loss multi_margin_loss multilabel_margin_loss
+    poisson_nll_loss cosine_similarity pdist
     upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d
     _upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_bilinear2d
     _upsample_bilinear2d_aa upsample_trilinear3d upsample_bicubic2d _upsample_bicubic2d_aa"""
@@ -226,6 +231,26 @@ def as_one_op(name: str, *values):
         values = tuple(_cast_values(policy, list(values), device_type, name))
     with suspended():
         yield values
+
+
+def autocast_as(name: str):
+    """Decorate a function ember composes from ops where PyTorch has the one autocast op
+    `name` (the margin losses, cosine_similarity): its tensor arguments are cast by that
+    op's policy and its body runs without autocast."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            if not (ACTIVE and applies()) or not any(True for _ in _active_policies(name)):
+                return fn(*args, **kwargs)
+            keys = list(kwargs)
+            values = list(args) + [kwargs[k] for k in keys]
+            tensors = [v for v in values if _is_tensor(v)]
+            with as_one_op(name, *tensors) as cast:
+                cast = iter(cast)
+                values = [next(cast) if _is_tensor(v) else v for v in values]
+                return fn(*values[:len(args)], **dict(zip(keys, values[len(args):])))
+        return call
+    return wrap
 
 
 def _active_policies(name: str):

@@ -126,6 +126,20 @@ def _pair(fn):
         L.full((1,), 1.5), L.full((1,), 0.5), training=True)),
     ("batch_norm eval", lambda L, a, b: L.nn.functional.batch_norm(
         (a @ b.T)[None], L.zeros(4), L.ones(4), L.ones(4), L.zeros(4))),
+    # losses PyTorch runs as one float32-listed op, composed in ember: bf16 inputs
+    ("cosine_embedding_loss", lambda L, a, b: L.nn.functional.cosine_embedding_loss(
+        a.bfloat16(), b.bfloat16(), L.tensor([1.0, -1.0, 1.0, -1.0]))),
+    ("margin_ranking_loss", lambda L, a, b: L.nn.functional.margin_ranking_loss(
+        a[:, 0].bfloat16(), b[:, 0].bfloat16(), L.tensor([1.0, -1.0, 1.0, -1.0]))),
+    ("triplet_margin_loss", lambda L, a, b: L.nn.functional.triplet_margin_loss(
+        a.bfloat16(), b.bfloat16(), (a * 2).bfloat16())),
+    ("multi_margin_loss", lambda L, a, b: L.nn.functional.multi_margin_loss(
+        a.bfloat16(), L.tensor([0, 5, 2, 1]))),
+    ("soft_margin_loss", lambda L, a, b: L.nn.functional.soft_margin_loss(
+        a.bfloat16(), L.sign(b))),
+    ("poisson_nll_loss", lambda L, a, b: L.nn.functional.poisson_nll_loss(
+        a.bfloat16(), b.abs())),
+    ("cdist of bf16", lambda L, a, b: L.cdist(a.bfloat16(), b.bfloat16())),
     ("sdpa", lambda L, a, b: L.nn.functional.scaled_dot_product_attention(
         a[None], b[None], a[None])),
 ])
