@@ -96,8 +96,6 @@ POLICIES: dict[str, dict[str, Policy]] = {
                    PROMOTE="cat stack addcdiv addcmul atan2 dot index_put scatter_add"),
 }
 
-LOWER_DTYPES = {"cpu": (dtypes.bfloat16, dtypes.float16),
-                "cuda": (dtypes.bfloat16, dtypes.float16)}
 DEFAULT_DTYPES = {"cpu": dtypes.bfloat16, "cuda": dtypes.float16}
 
 _BANNED_MESSAGE = (
