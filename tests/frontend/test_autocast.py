@@ -101,12 +101,14 @@ def test_parameter_casts_are_cached_inside_the_region():
 
 
 class _Net:
-    """The same small conv net in both libraries: conv, relu, pool, linear, log_softmax."""
+    """The same small conv net in both libraries: conv, batch norm, relu, pool, linear,
+    log_softmax."""
 
     @staticmethod
     def build(lib):
         nn = lib.nn
-        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                             nn.MaxPool2d(2),
                              nn.Flatten(), nn.Linear(8 * 4 * 4, 10), nn.LogSoftmax(dim=1))
 
 
