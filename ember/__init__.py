@@ -57,6 +57,9 @@ from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' loweri
 from .frontend.asserts import _assert  # noqa: E402,F401
 from .frontend.dtype_info import finfo, iinfo  # noqa: E402,F401
 from .frontend.autocast import autocast, is_autocast_enabled  # noqa: E402,F401
+from .frontend.autocast import (get_autocast_dtype, set_autocast_enabled,  # noqa: E402,F401
+                                set_autocast_dtype, is_autocast_cache_enabled,
+                                set_autocast_cache_enabled, clear_autocast_cache)
 from .frontend.comparison import allclose, equal  # noqa: E402,F401
 from .frontend.serialization import save, load  # noqa: E402,F401
 from . import fft  # noqa: E402
@@ -131,7 +134,7 @@ for _cls in (Tensor, _SymbolicTensor):
 # ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.
 _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
                               "hub", "testing", "random", "version", "functional", "cpu",
-                              "multiprocessing", "quantization", "distributions"})
+                              "multiprocessing", "quantization", "distributions", "amp"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "export": ("ember.compiler.export", "export_namespace"),

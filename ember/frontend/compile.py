@@ -27,6 +27,7 @@ cache_size_limit are in compile_guards.py. docs/compile.md has the whole picture
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ import numpy as np
 from ..codegen.extern import conv_epilogue_kernel, extern_kernel, tensor_inputs
 from ..codegen.llvm.emit import compile_kernel
 from ..codegen.lowering import lower_group
+from ..ir import autocast
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
@@ -237,8 +239,9 @@ def count_ops(graph: Graph) -> int:
 
 def guard_key(args) -> tuple:
     """The plan-cache key of a call's arguments: shape, dtype and strides of each tensor,
-    the repr of every other value (a new key compiles a new plan)."""
-    key = []
+    the repr of every other value, and the autocast regions active (a new key compiles a
+    new plan)."""
+    key = [("autocast", autocast.state_key())] if autocast.ACTIVE else []
     for a in args:
         if isinstance(a, Tensor):
             key.append(("T", tuple(a.shape), a.dtype.name, tuple(a.stride())))
@@ -285,13 +288,26 @@ class PlanBuilder:
         return self.n_slots - 1
 
     def build(self) -> Plan:
-        for node in self.graph.nodes:
-            handler = getattr(self, f"_{node.op.value}")
-            first_new = len(self.plan.steps)
-            handler(node)
-            _describe_steps(self.plan.steps[first_new:], node)
+        batch = getattr(self.backend, "batch_compile", contextlib.nullcontext)
+        with batch() as record:             # CUDA: the plan's kernels compiled together
+            self._add_steps()
+        if record is not None and record.failed:
+            # Triton refused a kernel: build again kernel by kernel so that one becomes an
+            # eager step (the others are compiled and cached already)
+            self.__init__(self.graph, self.constants, self.stats, self.backend,
+                          self.freeze_constants)
+            self.stats.__init__(original_ops=self.stats.original_ops)
+            self._add_steps()
         self.plan.n_slots = self.n_slots
         return self.plan
+
+    def _add_steps(self) -> None:
+        with autocast.suspended():          # the graph's dtypes are final (casts traced)
+            for node in self.graph.nodes:
+                handler = getattr(self, f"_{node.op.value}")
+                first_new = len(self.plan.steps)
+                handler(node)
+                _describe_steps(self.plan.steps[first_new:], node)
 
     # -- node kinds --------------------------------------------------------------------------
     def _placeholder(self, node: Node) -> None:

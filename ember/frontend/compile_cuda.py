@@ -27,7 +27,9 @@ Nothing here imports Triton or the CUDA bindings until a plan is built or run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import types
 
 import numpy as np
 
@@ -155,6 +157,31 @@ class CudaBackend:
         self.index = 0
         self.buffers = CudaBuffers(self)
         self._host: dict[int, np.ndarray] = {}       # id(uploaded constant) -> host values
+        self._deferred: list[PlanKernel] | None = None   # kernels awaiting a batch compile
+
+    @contextlib.contextmanager
+    def batch_compile(self):
+        """While a plan is built: kernels are collected, then compiled together (disk cache,
+        then parallel workers) on exit. Yields a record whose `failed` says whether Triton
+        refused one: the builder then builds again kernel by kernel, so that kernel becomes
+        an eager step as always (the rest come from the cache)."""
+        record = types.SimpleNamespace(failed=False)
+        if not self.precompile or self._deferred is not None:
+            yield record
+            return
+        self._deferred = []
+        try:
+            yield record
+            steps = self._deferred
+        finally:
+            self._deferred = None
+        requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
+        done = eager_cuda.compile_kernels(requests, self.index)
+        for step, (generated, alignment), ok in zip(steps, requests, done):
+            if ok:
+                step.compiled[tuple(alignment)] = eager_cuda.compile_kernel(
+                    generated, alignment, self.index)       # installed: a dict lookup
+        record.failed = not all(done)
 
     # -- values -----------------------------------------------------------------------------
     def unwrap(self, tensor: Tensor) -> Tensor:
@@ -287,10 +314,14 @@ class CudaBackend:
 
     def _ready(self, step: PlanKernel) -> PlanKernel:
         """Compile for the device now (a Triton failure becomes the eager fallback)."""
-        if self.precompile:
-            n = len(step.generated.launch.args)
-            key = tuple([True] * n)
-            step.compiled[key] = eager_cuda.compile_kernel(step.generated, list(key), self.index)
+        if not self.precompile:
+            return step
+        if self._deferred is not None:              # batch_compile compiles it with the rest
+            self._deferred.append(step)
+            return step
+        n = len(step.generated.launch.args)
+        key = tuple([True] * n)
+        step.compiled[key] = eager_cuda.compile_kernel(step.generated, list(key), self.index)
         return step
 
     # -- views and fallbacks --------------------------------------------------------------

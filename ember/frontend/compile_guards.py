@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..ir import autocast
 from ..ir.symbolic import SymbolicTensor
 from .autograd import grad_mode
 from .tensor import Tensor
@@ -110,6 +111,7 @@ class GuardKey:
     training: tuple             # train flags of the module's submodules (() for functions)
     spec: str                   # repr of the argument structure with its non-tensor values
     tensors: tuple              # TensorGuard per leaf
+    autocast: tuple = ()        # the enabled autocast regions: (device type, dtype) pairs
 
 
 def guard_key_of(leaves: list, spec, modules: list) -> GuardKey:
@@ -117,7 +119,7 @@ def guard_key_of(leaves: list, spec, modules: list) -> GuardKey:
     tensors = tuple(TensorGuard(tuple(t.shape), t.dtype.name, tuple(t.stride()),
                                 str(t.device), bool(t.requires_grad)) for t in leaves)
     return GuardKey(grad_mode.is_grad_enabled(), tuple(m.training for m in modules),
-                    repr(spec), tensors)
+                    repr(spec), tensors, autocast.state_key())
 
 
 def leaf_names(fn: Callable, args: tuple, kwargs: dict) -> list[str]:
@@ -155,6 +157,9 @@ def recompile_reasons(old: GuardKey, new: GuardKey, names: list[str]) -> list[st
                        f"{new.grad_enabled}")
     if old.training != new.training:
         reasons.append("module train/eval mode changed")
+    if old.autocast != new.autocast:
+        reasons.append(f"autocast state changed: expected {old.autocast or 'disabled'}, "
+                       f"actual {new.autocast or 'disabled'}")
     if old.spec != new.spec:
         reasons.append(f"non-tensor arguments changed: expected {old.spec}, actual {new.spec}")
     if len(old.tensors) != len(new.tensors):

@@ -50,7 +50,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from ..ir import autodiff
+from ..ir import autocast, autodiff
 from ..ir.errors import EmberError
 from ..ir.graph import Graph, Node
 from ..ir.meta import meta_of
@@ -204,7 +204,8 @@ class CompiledTrainStep:
     def _build_step_graph(self, forward: Graph, buffer_updates, layout: StepLayout):
         """forward (loss, new buffers) -> (loss, updated values, new buffers)."""
         builder = GraphBuilder(record_locations=False)
-        with builder:
+        # backward and update keep the forward's dtypes, as PyTorch's step outside autocast
+        with autocast.suspended(), builder:
             env, (loss, new_buffers) = copy_functional(forward, builder)
             placeholders = [env[p] for p in forward.placeholders]
             grads = self._gradients(builder, loss, placeholders[:len(layout.params)], layout)

@@ -139,3 +139,15 @@ def set_stream(stream_: _streams.Stream) -> None:
 def stream(stream_: _streams.Stream | None):
     """`with ember.cuda.stream(s):` — ops queue on `s` inside the block."""
     return _streams.use_stream(stream_)
+
+
+def __getattr__(name: str):
+    """`ember.cuda.amp` (torch.cuda.amp's deprecated names), loaded on first use."""
+    if name == "amp":
+        import importlib
+        import sys
+        amp = importlib.import_module("ember.amp.cuda_amp")
+        sys.modules.setdefault("ember.cuda.amp", amp)
+        globals()["amp"] = amp
+        return amp
+    raise AttributeError(f"module 'ember.cuda' has no attribute '{name}'")

@@ -198,17 +198,42 @@ def compile_kernel(generated, alignment: list[bool], index: int):
     key = (generated.key(), tuple(alignment), index)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        from ..runtime.cuda import driver
-        from ..runtime.cuda.module import CubinKernel, LaunchMetadata
+        from ..codegen.triton import device_compile
         try:
-            cubin, meta = compile_cubin(generated, alignment, driver.capability(index))
+            binary = device_compile.compile_cached(_job(generated, alignment, index))
         except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
             raise LoweringError(f"Triton could not compile {generated.name}: "
                                 f"{type(err).__name__}: {str(err)[:500]}") from err
-        spec = generated.launch
-        kernel = CubinKernel(cubin, LaunchMetadata.from_dict(meta, [t for _, t in spec.args]),
-                             index)
-        _KERNELS[key] = kernel
+        kernel = _install(key, generated, binary, index)
+    return kernel
+
+
+def compile_kernels(requests: list[tuple], index: int) -> list[bool]:
+    """Compile many (generated, alignment) pairs for device `index` at once: disk-cached
+    cubins, the rest in parallel worker processes (codegen/triton/device_compile.py).
+    Per request, whether it compiled; a failure is left for compile_kernel to raise."""
+    from ..codegen.triton import device_compile
+    todo = [(generated, tuple(alignment)) for generated, alignment in requests
+            if (generated.key(), tuple(alignment), index) not in _KERNELS]
+    jobs = [_job(generated, alignment, index) for generated, alignment in todo]
+    for (generated, alignment), result in zip(todo, device_compile.compile_many(jobs)):
+        if isinstance(result, device_compile.DeviceBinary):
+            _install((generated.key(), alignment, index), generated, result, index)
+    return [(g.key(), tuple(a), index) in _KERNELS for g, a in requests]
+
+
+def _job(generated, alignment, index: int):
+    from ..codegen.triton.device_compile import CompileJob
+    from ..runtime.cuda import driver
+    major, minor = driver.capability(index)
+    return CompileJob(generated, tuple(bool(a) for a in alignment), major * 10 + minor)
+
+
+def _install(key: tuple, generated, binary, index: int):
+    from ..runtime.cuda.module import CubinKernel, LaunchMetadata
+    spec = generated.launch
+    meta = LaunchMetadata.from_dict(binary.metadata, [t for _, t in spec.args])
+    kernel = _KERNELS[key] = CubinKernel(binary.cubin, meta, index)
     return kernel
 
 

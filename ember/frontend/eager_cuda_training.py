@@ -22,13 +22,19 @@ ops that have CUDA kernels:
   atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
   check, which reads the index's min and max back to the host; embedding's backward is
   one-hot products, which have kernels;
+- sort and argsort (rows up to codegen/triton/sorting.MAX_ROW): a stable rank-counting
+  sort kernel along the last dim of a dense copy;
 - copy (broadcast and cast into a fresh tensor), arange, slice_scatter (a copy, then a
   copy into a slice view of it), reshape/flatten of a tensor no view can express (a
   dense copy, then the view), and matmul/linear on operand layouts the GEMM template
   does not take (the same op on dense copies).
 
-An entry returns None where its arguments are outside what it handles (transposed or
-N-d convolutions, for example): the caller then runs the op on the host, with a warning.
+conv_transpose2d is convolution_backward_input's route with its input as the gradient;
+its backward reuses both: the input gradient is a plain convolution of grad_output, the
+weight gradient a plain weight gradient with input and grad_output swapped.
+
+An entry returns None where its arguments are outside what it handles (N-d
+convolutions, for example): the caller then runs the op on the host, with a warning.
 Entries run with gradient recording off (eager.run_op records the op itself).
 """
 from __future__ import annotations
@@ -163,8 +169,10 @@ def _flipped_transposed_weight(w: Tensor, groups: int, index: int) -> Tensor:
 def _conv_backward_input(args, out_meta, index):
     g, w, input_size = args[0], args[1], list(args[2])
     stride, padding, dilation, transposed, groups = _conv_args(args)
-    if transposed or w.ndim != 4 or len(input_size) != 4:
+    if w.ndim != 4 or len(input_size) != 4:
         return None
+    if transposed:
+        return _transposed_conv_backward_input(args, out_meta, index)
     n, _, ho, wo = g.shape
     size = input_size[2:]
     ks = w.shape[2:]
@@ -192,11 +200,41 @@ def _conv_backward_input(args, out_meta, index):
     return _as_meta(out, out_meta, index)
 
 
+def _transposed_conv_backward_input(args, out_meta, index):
+    """A transposed convolution is the input gradient of a convolution with the same
+    weights, so its own input gradient is that convolution run forward on grad_output
+    (cropped to the input's size, which output_padding can leave smaller)."""
+    g, w, input_size = args[0], args[1], list(args[2])
+    stride, padding, dilation, _, groups = _conv_args(args)
+    out = OPS["conv2d"](g, w, None, list(stride), list(padding), list(dilation), groups)
+    out = out[:, :, :input_size[2], :input_size[3]]
+    return _as_meta(out, out_meta, index)
+
+
+def _conv_transpose2d(args, out_meta, index):
+    """conv_transpose2d is the input gradient of the convolution with the same weights:
+    convolution_backward_input's route with the input as the gradient."""
+    x, w, bias, stride, padding, output_padding, groups, dilation = args
+    if x.ndim != 4 or w.ndim != 4:
+        return None
+    as_gradient = (x, w, list(out_meta.shape), _pair(stride), _pair(padding), _pair(dilation),
+                   False, [0, 0], groups)
+    out = _conv_backward_input(as_gradient, out_meta, index)
+    if bias is not None:
+        out = _as_meta(out + bias.reshape([1, -1, 1, 1]), out_meta, index)
+    return out
+
+
 def _conv_backward_weight(args, out_meta, index):
     g, x, weight_size = args[0], args[1], list(args[2])
     stride, padding, dilation, transposed, groups = _conv_args(args)
-    if transposed or x.ndim != 4 or len(weight_size) != 4:
+    if x.ndim != 4 or len(weight_size) != 4:
         return None
+    if transposed:
+        # the weight gradient of the convolution whose input gradient the transposed one
+        # is: that convolution's input is grad_output, its output gradient the input
+        return _conv_backward_weight((x, g) + tuple(args[2:6]) + (False,) + tuple(args[7:]),
+                                     out_meta, index)
     n, cin, h, w = x.shape
     co, cig, kh, kw = weight_size
     cog = co // groups
@@ -230,6 +268,44 @@ def _weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation):
     return out.permute([1, 0, 2, 3])
 
 
+# --- sorting -------------------------------------------------------------------------------
+def _sorted_along(x: Tensor, dim: int, descending: bool, index: int):
+    """(values, indices) of a stable sort of x along dim on the device, or None (empty,
+    0-d, complex or bool tensors, rows longer than the kernel takes)."""
+    from ..codegen.triton.sorting import sort_rows
+    from ..ir import dtypes
+    from ..ir.errors import LoweringError
+    from ..ir.meta import contiguous_strides
+    if x.ndim == 0 or x.numel() == 0:
+        return None
+    dim = dim % x.ndim
+    n = x.shape[dim]
+    try:
+        kernel = sort_rows(x.numel() // n, n, x.dtype, bool(descending))
+    except LoweringError:
+        return None
+    rows = x.movedim(dim, -1).contiguous()
+    shape = tuple(rows.shape)
+    values = empty_cuda(shape, contiguous_strides(shape), x.dtype, index)
+    indices = empty_cuda(shape, contiguous_strides(shape), dtypes.int64, index)
+    eager_cuda.launch(kernel, [rows, values, indices], index)
+    return values.movedim(-1, dim), indices.movedim(-1, dim)
+
+
+def _sort(args, out_meta, index):
+    x, dim, descending = args[:3]
+    found = _sorted_along(x, dim, descending, index)
+    if found is None:
+        return None
+    return tuple(_as_meta(t, m, index) for t, m in zip(found, out_meta))
+
+
+def _argsort(args, out_meta, index):
+    x, dim, descending = args[:3]
+    found = _sorted_along(x, dim, descending, index)
+    return None if found is None else _as_meta(found[1], out_meta, index)
+
+
 # --- pooling -------------------------------------------------------------------------------
 def _max_pool2d_with_indices(args, out_meta, index):
     from ..codegen.lowering_training import max_pool2d_with_indices_kernel
@@ -253,14 +329,22 @@ def _max_pool_scatter(args, out_meta, index):
         return None                   # atomics add overlapping windows in any order
     spatial_in = math.prod(x.shape[-dims:]) if dims else 1
     spatial_out = math.prod(g.shape[-dims:]) if dims else 1
+    work = _atomic_dtype(g.dtype)
     try:
-        kernel = plane_scatter_add(g.numel(), max(spatial_out, 1), spatial_in, g.dtype)
+        kernel = plane_scatter_add(g.numel(), max(spatial_out, 1), spatial_in, work)
     except LoweringError:
         return None
-    out = _zeros(list(x.shape), g.dtype, index)
+    out = _zeros(list(x.shape), work, index)
     if g.numel():
-        eager_cuda.launch(kernel, [g.contiguous(), indices.contiguous(), out], index)
+        eager_cuda.launch(kernel, [g.to(work).contiguous(), indices.contiguous(), out], index)
     return _as_meta(out, out_meta, index)
+
+
+def _atomic_dtype(dtype):
+    """float16/bfloat16 gradients are added in float32 (no half atomics in the scatter
+    kernels; the sums are also more exact), then rounded once by _as_meta's copy."""
+    from ..ir import dtypes
+    return dtypes.float32 if dtype.name in ("float16", "bfloat16") else dtype
 
 
 def _adaptive_avg_pool2d_backward(args, out_meta, index):
@@ -316,20 +400,20 @@ def _index_add(args, out_meta, index):
         return None
     dim %= target.ndim
     size = target.shape[dim]
+    work = _atomic_dtype(out_meta.dtype)
     try:
         kernel = scatter_add_rows(math.prod(target.shape[:dim]), size,
                                   max(idx.numel(), 1), math.prod(target.shape[dim + 1:]),
-                                  out_meta.dtype, idx.dtype)
+                                  work, idx.dtype)
     except LoweringError:
         return None
     flat = _checked_rows(idx, size, dim)
     from ..ir.meta import contiguous_strides
-    out = empty_cuda(tuple(target.shape), contiguous_strides(tuple(target.shape)),
-                     out_meta.dtype, index)
+    out = empty_cuda(tuple(target.shape), contiguous_strides(tuple(target.shape)), work, index)
     eager_cuda.copy_into(out, target)
     values = source if alpha == 1 else source * alpha
     if values.numel():
-        values = values.to(out_meta.dtype).contiguous()
+        values = values.to(work).contiguous()
         eager_cuda.launch(kernel, [values, flat, out], index)
     return _as_meta(out, out_meta, index)
 
@@ -388,6 +472,8 @@ ROUTES = {
     "arange": _arange, "copy": _copy,
     "convolution_backward_input": _conv_backward_input,
     "convolution_backward_weight": _conv_backward_weight,
+    "conv_transpose2d": _conv_transpose2d,
+    "sort": _sort, "argsort": _argsort,
     "max_pool2d_with_indices": _max_pool2d_with_indices,
     "max_pool_scatter": _max_pool_scatter,
     "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
+from ..ir import autocast
 from ..ir.errors import ShapeError
 from ..ir.registry import OPS
 
@@ -189,8 +190,9 @@ def cross(input, other, dim=None, out=None):
 # --- small linalg helpers ---------------------------------------------------------------
 def vecdot(x, y, *, dim=-1, out=None):
     """sum(conj(x) * y, dim): torch.linalg.vecdot."""
-    xc = OPS["conj"](x) if x.dtype.is_complex else x
-    return OPS["sum"](xc * y, [dim])
+    with autocast.as_one_op("linalg_vecdot", x, y) as (x, y):
+        xc = OPS["conj"](x) if x.dtype.is_complex else x
+        return OPS["sum"](xc * y, [dim])
 
 
 def diagonal(A, *, offset=0, dim1=-2, dim2=-1):

@@ -1,6 +1,9 @@
 """The one dispatch point every op call passes through.
 
 `dispatch(op, bound_args)` picks a handler:
+0. an active `ember.autocast` region casts the arguments first (ir/autocast.py), so the
+   casts are op calls that every handler below records or runs, then runs the call with
+   autocast suspended;
 1. the innermost active *mode* (profiler, jit tracer, forward-AD, ...) if any;
    a mode handles the call, usually by re-dispatching with itself disabled
    (`with disabled(mode): ...`), which is how modes stack;
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 from typing import Callable
+
+from . import autocast
 
 _value_handlers: dict[type, tuple[int, Callable]] = {}
 _modes: list = []
@@ -66,6 +71,17 @@ def _best_handler(op, args):
 
 
 def dispatch(op, args: tuple):
+    if autocast.ACTIVE and autocast.applies():
+        # mixed precision rewrites the arguments before anyone sees them; the op itself
+        # (its decomposition, eager CUDA's one-op graph) then runs without autocast, as
+        # PyTorch's autocast kernels call the op with autocast excluded
+        args = autocast.cast_arguments(op, args)
+        with autocast.suspended():
+            return _dispatch(op, args)
+    return _dispatch(op, args)
+
+
+def _dispatch(op, args: tuple):
     if _modes:
         return _modes[-1].handle(op, args)
     best = _best_handler(op, args)

@@ -24,7 +24,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import dispatch
+from . import autocast, dispatch
 from .errors import EmberError
 from .public_args import check_public_call
 from .schema import Schema, parse_schema
@@ -137,7 +137,8 @@ class OpDef:
         kwargs = self.schema.as_kwargs(bound)
         if self._derivative_wants_out:
             kwargs["out"] = out
-        grads = self.derivative(grad, **kwargs)
+        with autocast.suspended():     # a backward computes in its forward's dtypes
+            grads = self.derivative(grad, **kwargs)
         n_tensor_args = len(self.schema.tensor_arg_indices)
         if not isinstance(grads, tuple):
             grads = (grads,)

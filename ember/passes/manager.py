@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TextIO
 
+from ..ir import autocast
 from ..ir.errors import EmberError, VerifyError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.printer import format_node, print_graph, value_names
@@ -225,12 +226,13 @@ class PassManager:
         report = PassReport()
         if self.verify_each:
             _verify_input(graph)
-        for p in self.passes:
-            self._dump(graph, p.name, self.print_ir_before, "before")
-            report.records.append(self._run_one(p, graph, ctx))
-            if self.verify_each:
-                verify(graph, after=p.name)
-            self._dump(graph, p.name, self.print_ir_after, "after")
+        with autocast.suspended():      # casts were traced already; rewrites add none
+            for p in self.passes:
+                self._dump(graph, p.name, self.print_ir_before, "before")
+                report.records.append(self._run_one(p, graph, ctx))
+                if self.verify_each:
+                    verify(graph, after=p.name)
+                self._dump(graph, p.name, self.print_ir_after, "after")
         ctx.prune_constants(graph)
         return report
 

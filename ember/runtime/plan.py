@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..ir import profiling
+from ..ir import autocast, profiling
 from ..ir.meta import TensorMeta
 from .allocator import default_allocator
 
@@ -170,11 +170,14 @@ class Plan:
         for slot, value in zip(self.input_slots, inputs):
             values[slot] = value
         profiler = profiling.collector()
-        if profiler is None:
-            for step in self.steps:
-                self._run_step(step, values)
-        else:
-            self._run_profiled(profiler, values)
+        # an eager step runs a graph node whose dtypes autocast already chose when it was
+        # traced: a region active at the call must not cast its operands again
+        with autocast.suspended():
+            if profiler is None:
+                for step in self.steps:
+                    self._run_step(step, values)
+            else:
+                self._run_profiled(profiler, values)
         self.calls += 1
         return _gather(self.output_slots, values, self._owns, self.buffers.copy)
 

@@ -44,6 +44,10 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu_
 # deterministic mode on the GPU: the same training step twice, bit for bit
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_determinism_gpu.py \
     || status=1
+# mixed precision on the GPU: autocast('cuda') policy, float16/bfloat16 GEMM and conv
+# (eager and compiled training steps), GradScaler
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_autocast_cuda.py \
+    || status=1
 # CPU-side tests of the same runtime (allocator policy, launch packing). The emulated
 # tests are CI's (Triton 3.9's interpreter); the GPU machine's Triton 3.6 interpreter
 # fails tl.dot under its numpy 2.5 ("only 0-dimensional arrays can be converted"), and the
@@ -52,6 +56,7 @@ $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu
     --ignore=tests/cuda/test_compile_cuda.py --ignore=tests/cuda/test_compile_train_cuda.py \
     --ignore=tests/cuda/test_emulated.py --ignore=tests/cuda/test_determinism_gpu.py \
     --ignore=tests/cuda/test_training_cuda.py --ignore=tests/cuda/test_gpu_tools.py \
+    --ignore=tests/cuda/test_autocast_cuda.py --ignore=tests/cuda/test_batch_compile.py \
     --ignore=tests/cuda/test_custom_op_emulated.py \
     --ignore=tests/cuda/test_triton_op_emulated.py || status=1
 exit $status

@@ -185,3 +185,47 @@ def test_training_step_runs_without_host_fallback(cuda, name, compiled):
                                    atol=2e-4)
     for b, c in zip(model.buffers(), ref.buffers()):
         np.testing.assert_allclose(b.cpu().numpy(), c.numpy(), rtol=2e-4, atol=2e-4)
+
+
+TRANSPOSED = [dict(stride=1, padding=1), dict(stride=2, padding=1, output_padding=1),
+              dict(stride=[2, 3], padding=[0, 2], dilation=[1, 2], output_padding=[1, 0]),
+              dict(stride=2, padding=0, groups=2)]
+
+
+@pytest.mark.parametrize("kw", TRANSPOSED, ids=str)
+def test_conv_transpose2d_and_its_backward_run_on_the_device(cuda, kw):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 6 // kw.get("groups", 1), 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    results = []
+    for dev in ("cpu", cuda):
+        xs = ember.tensor(x).to(dev).requires_grad_(True)
+        ws = ember.tensor(w).to(dev).requires_grad_(True)
+        bs = ember.tensor(b).to(dev).requires_grad_(True)
+        with _no_host_fallback(dev != "cpu"):
+            out = F.conv_transpose2d(xs, ws, bs, **kw)
+            (out * out).sum().backward()
+        results.append((out.detach().cpu().numpy(), xs.grad.cpu().numpy(),
+                        ws.grad.cpu().numpy(), bs.grad.cpu().numpy()))
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64"])
+def test_sort_and_argsort_run_on_the_device(cuda, dtype):
+    rng = np.random.default_rng(6)
+    x = rng.integers(-3, 4, (3, 37)).astype(dtype)          # many ties: stability shows
+    if dtype != "int64":
+        x[0, [2, 9]] = np.nan
+        x[1, 4] = -0.0
+    results = []
+    for dev in ("cpu", cuda):
+        xs = ember.tensor(x).to(dev)
+        with _no_host_fallback(dev != "cpu"):
+            found = [ember.sort(xs), ember.sort(xs, dim=0, descending=True),
+                     ember.sort(xs, descending=True, stable=True),
+                     (ember.argsort(xs, dim=1),)]
+        results.append([t.cpu().numpy() for group in found for t in group])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import numbers
 
-from ...ir import dtypes
+from ...ir import autocast, dtypes
 from ...ir.composite import composite
 from ...ir.errors import DTypeError, ShapeError
 from ...ir.ops import OPS_NS as ops
@@ -584,7 +584,8 @@ def _addbmm_values(name, input, batch1, batch2, beta, alpha):
 @composite(method=True)
 def addbmm(input, batch1, batch2, *, beta=1, alpha=1):
     """beta * input + alpha * sum_b(batch1[b] @ batch2[b])."""
-    return _addbmm_values("addbmm", input, batch1, batch2, beta, alpha)
+    with autocast.as_one_op("addbmm", input, batch1, batch2) as (input, batch1, batch2):
+        return _addbmm_values("addbmm", input, batch1, batch2, beta, alpha)
 
 
 @composite(function=False, method=True)

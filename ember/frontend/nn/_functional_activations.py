@@ -9,6 +9,7 @@ PyTorch.
 """
 from __future__ import annotations
 
+from ...ir import autocast
 from ...ir.errors import TraceError
 from ...ir.registry import OPS
 from ..tensor import Tensor
@@ -95,7 +96,8 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
         weight = weight.reshape([channels] + [1] * (input.ndim - 2))
     elif weight.ndim == 1 and input.ndim == 0:
         weight = weight.reshape([])
-    return OPS["where"](input > 0, input, weight * input)
+    with autocast.as_one_op("prelu", input, weight) as (input, weight):
+        return OPS["where"](input > 0, input, weight * input)
 
 
 def threshold(input: Tensor, threshold: float, value: float,

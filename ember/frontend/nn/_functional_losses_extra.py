@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from ...ir import dtypes
+from ...ir.autocast import autocast_as
 from ...ir.registry import OPS
 from ..tensor import Tensor
 from ._functional_common import cast, BadArgument, check_broadcast, check_reduction, reduce_loss
@@ -29,6 +30,7 @@ def _zeros(x):
     return OPS["zeros_like"](x)
 
 
+@autocast_as("margin_ranking_loss")
 def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=None,
                         reduce=None, reduction: str = "mean") -> Tensor:
     """max(0, -target * (input1 - input2) + margin)."""
@@ -40,6 +42,7 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=
     return reduce_loss(loss, reduction, size_average, reduce)
 
 
+@autocast_as("hinge_embedding_loss")
 def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, reduce=None,
                          reduction: str = "mean") -> Tensor:
     """input where target is 1, max(0, margin - input) where target is -1 (a target that
@@ -50,6 +53,7 @@ def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, 
     return reduce_loss(margin_term + self_term, reduction, size_average, reduce)
 
 
+@autocast_as("soft_margin_loss")
 def soft_margin_loss(input, target, size_average=None, reduce=None,
                      reduction: str = "mean") -> Tensor:
     """log(1 + exp(-target * input)), averaged over every element for 'mean'."""
@@ -88,6 +92,7 @@ def _scalar_type_name(dtype) -> str:
     return getattr(dtype, "scalar_type_name", dtype.name)
 
 
+@autocast_as("multi_margin_loss")
 def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None,
                       size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
     """sum over i != y of max(0, margin - x[y] + x[i])^p * weight[y], divided by C."""
@@ -125,6 +130,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
     return reduce_loss(loss, reduction)
 
 
+@autocast_as("multilabel_margin_loss")
 def multilabel_margin_loss(input, target, size_average=None, reduce=None,
                            reduction: str = "mean") -> Tensor:
     """For each target class j (the entries of `target` before the first -1) and each
@@ -162,6 +168,7 @@ def _check_triplet_dims(anchor, positive, negative):
                           f"positive {positive.ndim}D, and negative {negative.ndim}D inputs")
 
 
+@autocast_as("triplet_margin_loss")
 def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2,
                         eps: float = 1e-6, swap: bool = False, size_average=None,
                         reduce=None, reduction: str = "mean") -> Tensor:
@@ -201,6 +208,7 @@ def _triplet(anchor, positive, negative, distance, margin, swap, reduction):
 COSINE_EPS = 1e-12     # added to each squared norm, as PyTorch's kernel does
 
 
+@autocast_as("cosine_embedding_loss")
 def cosine_embedding_loss(input1, input2, target, margin: float = 0, size_average=None,
                           reduce=None, reduction: str = "mean") -> Tensor:
     """1 - cos(x1, x2) where target is 1, max(0, cos(x1, x2) - margin) where it is -1."""
@@ -253,6 +261,7 @@ def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
     return reduce_loss(loss, reduction)
 
 
+@autocast_as("poisson_nll_loss")
 def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
                      size_average=None, eps: float = 1e-8, reduce=None,
                      reduction: str = "mean") -> Tensor:

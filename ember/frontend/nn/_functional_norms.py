@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import dtypes
+from ...ir.autocast import autocast_as
 from ...ir.ops.rules import broadcast_shapes
 from ...ir.registry import OPS
 from ..autograd import no_grad
@@ -132,6 +133,7 @@ def _clamp_value_only(norm, eps):
     return norm + (norm.clamp_min(eps) - norm).detach()
 
 
+@autocast_as("cosine_similarity")
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """sum(x1/max(|x1|, eps) * x2/max(|x2|, eps)) along dim, after broadcasting (the max
     taken for the value only, as PyTorch)."""
@@ -152,6 +154,7 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     return _vector_norm(diff, p, [-1], keepdim)
 
 
+@autocast_as("pdist")
 def pdist(input: Tensor, p: float = 2.0) -> Tensor:
     """Distances between all pairs of rows i < j, in row-major order of (i, j)."""
     if input.ndim != 2:
@@ -168,6 +171,7 @@ _COMPUTE_MODES = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist
                   "donot_use_mm_for_euclid_dist")
 
 
+@autocast_as("cdist")
 def cdist(x1: Tensor, x2: Tensor, p: float = 2.0,
           compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> Tensor:
     """p-norm distances between each row of x1 [*, P, M] and of x2 [*, R, M]: [*, P, R].

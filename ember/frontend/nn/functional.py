@@ -221,6 +221,19 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     1/num_batches_tracked), as in PyTorch."""
     if input.ndim < 2 and input.numel() == 0:   # PyTorch returns an empty copy, no channels
         return input.clone()
+    if input.dtype.name in ("float16", "bfloat16"):
+        # PyTorch's mixed-type batch norm (every conv-BN net under autocast): statistics,
+        # normalization and their backward in float32, the result in the input's dtype;
+        # in half precision the mean subtraction and its gradient lose the small terms
+        from ...ir.dtypes import float32
+        wide = OPS["convert_element_type"](input, float32)
+        out = _batch_norm(wide, running_mean, running_var, weight, bias, training, momentum,
+                          eps)
+        return OPS["convert_element_type"](out, input.dtype)
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps):
     c = input.shape[1]
     dims = [0] + list(range(2, input.ndim))
     if training:

@@ -135,7 +135,13 @@ def _sum_dtype(x, dtype):
 def _np_sum_dtype(x: np.ndarray, dtype):
     if dtype is not None:
         return dtypes.as_dtype(dtype).np_dtype
+    if _is_half(x):         # accumulate in float32, as PyTorch: a bfloat16 running sum
+        return np.float32   # stops growing once terms fall under its 8-bit mantissa
     return np.int64 if x.dtype.kind in "biu" else x.dtype
+
+
+def _is_half(x: np.ndarray) -> bool:
+    return x.dtype.itemsize == 2 and x.dtype.name in ("float16", "bfloat16")
 
 
 def _meta(self, dim, keepdim, dtype) -> TensorMeta:
@@ -207,7 +213,8 @@ mean = defop(
     saves=(),
     meta=_reduce_meta(lambda x, dtype: _require_float_result(x, dtype, "Input dtype")),
     reference=lambda x, dim, keepdim, dtype: np.mean(
-        _cast(x, dtype), axis=_axes(x, dim), keepdims=keepdim),
+        _cast(x, dtype), axis=_axes(x, dim), keepdims=keepdim,
+        dtype=np.float32 if dtype is None and _is_half(x) else None),
     derivative=lambda g, self, dim, keepdim, dtype: expand_reduced(
         g, self, dim, keepdim) / builtins.max(_count(self, dim), 1),
     tags=R, torch_ref="torch.mean", method=True,

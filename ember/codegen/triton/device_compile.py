@@ -1,0 +1,176 @@
+"""Generated kernels -> cubins for a GPU: one at a time, cached on disk, or many in parallel.
+
+Cold compile is Triton's pipeline (TTIR -> TTGIR -> LLVM -> PTX -> ptxas) per kernel,
+around a second each; a plan of resnet18 has dozens. Two things make it cheaper:
+
+- **the on-disk cubin cache**: `<cache>/cubin/<kernel key>.<alignment>.sm_<arch>.t<triton
+  version>.{cubin,json}` (cache.cache_dir(), i.e. EMBER_CACHE_DIR/triton), the cubin and
+  the launch keys of Triton's metadata (what runtime.cuda.module.LaunchMetadata reads).
+  A hit needs neither Triton's compiler nor its import; writes are atomic, so processes
+  share the cache safely.
+- **parallel compilation**: `compile_many(jobs)` compiles the cache misses in worker
+  processes (a `concurrent.futures.ProcessPoolExecutor`, kept for the process's life).
+  Workers are forked: they start at once with ember and Triton already imported, and
+  never re-run the user's script (a 'spawn' or 'forkserver' child imports `__main__`,
+  which breaks scripts without an `if __name__ == "__main__"` guard). A forked child of
+  a process holding a CUDA context must not call CUDA; the workers only run Triton's
+  compiler for an explicit target (no GPU, no driver), as DataLoader workers run Python.
+  `EMBER_COMPILE_WORKERS` sets the pool size (default: the CPU count, at most 8; 0 or 1
+  compiles in this process).
+
+The cubin is the same whichever path made it (tests/codegen/triton/
+test_triton_parallel_compile.py compares them). This module is codegen: it imports no
+frontend and no runtime.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass
+
+from .cache import cache_dir, load, write_atomic
+from .source import GeneratedKernel
+
+ALIGNMENT = 16          # bytes: pointers marked divisible by this may be loaded as vectors
+# what a launch needs from Triton's CompiledKernel.metadata (LaunchMetadata.from_dict)
+LAUNCH_KEYS = ("name", "num_warps", "num_stages", "num_ctas", "shared", "global_scratch_size",
+               "global_scratch_align", "profile_scratch_size", "profile_scratch_align",
+               "launch_cooperative_grid", "launch_pdl")
+
+
+@dataclass(frozen=True, eq=False)
+class CompileJob:
+    """One kernel for one GPU: pointer alignment as the operands have it, sm_<arch>."""
+    kernel: GeneratedKernel
+    alignment: tuple[bool, ...]
+    arch: int                                   # 10 * major + minor: 90 for an H100
+
+    def key(self) -> str:
+        spec = self.kernel.launch
+        h = hashlib.sha256(self.kernel.key().encode())
+        h.update(repr((spec.args, self.alignment)).encode())
+        return f"{self.kernel.name}.{h.hexdigest()[:24]}.sm_{self.arch}"
+
+
+@dataclass(frozen=True)
+class DeviceBinary:
+    cubin: bytes
+    metadata: dict                              # LAUNCH_KEYS of Triton's metadata
+
+
+# --- one kernel ---------------------------------------------------------------------------
+def compile_one(job: CompileJob) -> DeviceBinary:
+    """Triton's compiler in this process, for the job's explicit target (no GPU needed)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    spec = job.kernel.launch
+    fn = load(job.kernel)
+    signature = {name: sig for name, sig in spec.args}
+    signature.update({name: "constexpr" for name in spec.constexprs})
+    attrs = {(i,): [["tt.divisibility", ALIGNMENT]] for i, ok in enumerate(job.alignment) if ok}
+    source = ASTSource(fn, signature, constexprs=dict(spec.constexprs), attrs=attrs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", job.arch, 32),
+                              options={"num_warps": spec.num_warps,
+                                       "num_stages": spec.num_stages})
+    meta = compiled.metadata
+    meta = meta._asdict() if hasattr(meta, "_asdict") else dict(meta)
+    return DeviceBinary(compiled.asm["cubin"], {k: meta[k] for k in LAUNCH_KEYS if k in meta})
+
+
+def _triton_version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("triton")
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def _paths(job: CompileJob):
+    stem = cache_dir() / "cubin" / f"{job.key()}.t{_triton_version()}"
+    return stem.with_name(stem.name + ".cubin"), stem.with_name(stem.name + ".json")
+
+
+def cached(job: CompileJob) -> DeviceBinary | None:
+    """The job's cubin from the disk cache, or None."""
+    cubin_path, meta_path = _paths(job)
+    try:
+        meta = json.loads(meta_path.read_text())
+        binary = cubin_path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if hashlib.sha256(binary).hexdigest() != meta.pop("cubin_sha256", None):
+        return None                             # a torn or foreign file: compile again
+    return DeviceBinary(binary, meta)
+
+
+def store(job: CompileJob, result: DeviceBinary) -> None:
+    cubin_path, meta_path = _paths(job)
+    write_atomic(cubin_path, result.cubin)
+    meta = dict(result.metadata, cubin_sha256=hashlib.sha256(result.cubin).hexdigest())
+    write_atomic(meta_path, json.dumps(meta).encode())
+
+
+def compile_cached(job: CompileJob) -> DeviceBinary:
+    """From the disk cache, else compiled here and stored."""
+    found = cached(job)
+    if found is None:
+        found = compile_one(job)
+        store(job, found)
+    return found
+
+
+# --- many kernels ---------------------------------------------------------------------------
+class CompileFailure(Exception):
+    """A worker's Triton error, carried back as text (Triton's errors do not all pickle)."""
+
+
+def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
+    """Each job's DeviceBinary, or the CompileFailure that stopped it, in order: disk hits
+    first, the misses in parallel worker processes (in this process when one is missing
+    or `workers` <= 1)."""
+    results: list = [cached(job) for job in jobs]
+    misses = {job.key(): job for job, r in zip(jobs, results) if r is None}   # deduplicated
+    workers = default_workers() if workers is None else workers
+    if len(misses) < 2 or workers <= 1:
+        compiled = {key: _compile_and_store(job) for key, job in misses.items()}
+    else:
+        outcomes = _pool(workers).map(_compile_and_store, misses.values())
+        compiled = dict(zip(misses, outcomes))
+    return [r if r is not None else _as_result(compiled[job.key()])
+            for job, r in zip(jobs, results)]
+
+
+def _compile_and_store(job: CompileJob):
+    """Runs in a worker: the binary, or the error as text."""
+    try:
+        result = compile_one(job)
+    except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
+        return f"{type(err).__name__}: {str(err)[:2000]}"
+    store(job, result)
+    return result
+
+
+def _as_result(value):
+    return CompileFailure(value) if isinstance(value, str) else value
+
+
+def default_workers() -> int:
+    value = os.environ.get("EMBER_COMPILE_WORKERS")
+    if value:
+        return int(value)
+    return min(8, os.cpu_count() or 1)
+
+
+_POOLS: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    pool = _POOLS.get(workers)
+    if pool is None:
+        context = multiprocessing.get_context("fork")
+        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(workers, context)
+    return pool

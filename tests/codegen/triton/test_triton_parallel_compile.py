@@ -1,0 +1,106 @@
+"""Cold compile (codegen/triton/device_compile.py): a plan's kernels compiled in parallel
+worker processes give the same cubins and launch metadata as compiling them one by one,
+and land in the on-disk cubin cache that later compiles read (a torn entry is compiled
+again). No GPU: Triton compiles for sm_90 explicitly. Runs in a subprocess because the
+interpreter tests of this directory set TRITON_INTERPRET in this process."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("triton is not installed", allow_module_level=True)
+
+SCRIPT = """
+import json, os, sys
+from ember.codegen.triton import device_compile as dc
+from ember.compiler.triton_kernels import model_kernel_set
+
+kernels, _ = model_kernel_set(["mlp"])      # three GEMM+epilogue kernels
+jobs = [dc.CompileJob(gk.kernel, (True,) * len(gk.kernel.launch.args), 90)
+        for gk in list(kernels.values())[:3]]
+root = sys.argv[1]
+# one source directory (the cubin's line info names the kernel's file); compile_one does
+# not store, so the cubin cache stays empty until compile_many
+os.environ["EMBER_CACHE_DIR"] = os.path.join(root, "ember")
+# serial, in this process, with its own Triton cache
+os.environ["TRITON_CACHE_DIR"] = os.path.join(root, "triton-serial")
+serial = [dc.compile_one(job) for job in jobs]
+# parallel: worker processes with a fresh Triton cache (they must really compile)
+os.environ["TRITON_CACHE_DIR"] = os.path.join(root, "triton-parallel")
+assert all(dc.cached(job) is None for job in jobs)
+parallel = dc.compile_many(jobs, workers=2)
+workers = len(dc._POOLS[2]._processes)
+hits = [dc.cached(job) for job in jobs]
+# a torn cache entry is not trusted: compiled again (here, serially)
+cubin_path, _ = dc._paths(jobs[0])
+cubin_path.write_bytes(cubin_path.read_bytes()[:100])
+assert dc.cached(jobs[0]) is None
+again = dc.compile_many(jobs, workers=1)
+print(json.dumps({
+    "n": len(jobs), "workers": workers,
+    "same_cubin": [s.cubin == p.cubin for s, p in zip(serial, parallel)],
+    "same_meta": [s.metadata == p.metadata for s, p in zip(serial, parallel)],
+    "elf": [p.cubin[:4] == b"\\x7fELF" for p in parallel],
+    "hits_equal": [h is not None and h.cubin == p.cubin and h.metadata == p.metadata
+                   for h, p in zip(hits, parallel)],
+    "again_equal": [a.cubin == p.cubin for a, p in zip(again, parallel)],
+    "names": [p.metadata["name"] for p in parallel],
+    "worker_triton_cache": len(os.listdir(os.path.join(root, "triton-parallel"))),
+}))
+"""
+
+
+def test_parallel_compile_equals_serial_and_fills_the_disk_cache(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["n"] == 3 and report["workers"] == 2
+    assert all(report["elf"]), report
+    assert all(report["same_cubin"]) and all(report["same_meta"]), report
+    assert all(report["hits_equal"]) and all(report["again_equal"]), report
+    assert len(set(report["names"])) == 3
+    assert report["worker_triton_cache"] >= 3        # the workers compiled, not a cache
+
+
+HALF = """
+import json, os, sys
+import ember
+from ember.codegen.triton import device_compile as dc
+from ember.compiler.triton_kernels import model_kernels
+os.environ["EMBER_CACHE_DIR"] = sys.argv[1]
+models = [(ember.models.mlp(64, (32,)).eval(), ember.randn(8, 64)),
+          (ember.nn.Sequential(ember.nn.Conv2d(3, 8, 3, padding=1), ember.nn.ReLU()).eval(),
+           ember.randn(2, 3, 8, 8))]
+jobs, types = [], []
+for dtype in (ember.float16, ember.bfloat16):
+    for model, x in models:
+        with ember.autocast("cpu", dtype=dtype):          # the casts are traced
+            found, _ = model_kernels(model, [x])
+        for gk in found:
+            if gk.kind.startswith("gemm"):
+                jobs.append(dc.CompileJob(gk.kernel, (True,) * len(gk.kernel.launch.args), 90))
+                types.append(sorted({t for _, t in gk.kernel.launch.args}))
+results = dc.compile_many(jobs, workers=2)
+print(json.dumps({"types": types, "elf": [getattr(r, "cubin", b"")[:4] == b"\\x7fELF"
+                                          for r in results],
+                  "errors": [str(r) for r in results if isinstance(r, Exception)]}))
+"""
+
+
+def test_half_precision_gemm_and_conv_kernels_compile_to_cubins(tmp_path):
+    """float16/bfloat16 GEMM and implicit-GEMM conv kernels of autocast-traced models (the
+    tensor-core paths) compile for sm_90, in parallel."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", HALF, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not report["errors"] and all(report["elf"]), report
+    kinds = {t for types in report["types"] for t in types}
+    assert {"*fp16", "*bf16"} <= kinds and len(report["types"]) >= 6, report

@@ -1,0 +1,80 @@
+"""A CUDA plan's kernels are compiled in one batch when the plan is built
+(CudaBackend.batch_compile -> eager_cuda.compile_kernels -> codegen/triton/
+device_compile.compile_many); a kernel Triton refuses still becomes an eager step. The
+compiler itself is replaced by recorders here (the emulated device runs kernels in Triton's
+interpreter); tests/codegen/triton/test_triton_parallel_compile.py checks real cubins and
+run_on_gpu.sh's compiled-plan tests the real batch path."""
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
+
+import pytest  # noqa: E402
+
+pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+import ember  # noqa: E402
+from ember.frontend import compile_cuda, eager_cuda  # noqa: E402
+from ember.ir.errors import LoweringError  # noqa: E402
+
+from test_compile_cuda import EMULATED, _close, device  # noqa: E402,F401
+
+pytestmark = pytest.mark.skipif(not EMULATED, reason="replaces the Triton compiler: emulated "
+                                "CUDA only (the GPU run compiles for real)")
+
+
+class FakeCompiler:
+    """Records batch and single compiles; `refuse`: kernel names Triton 'fails' on."""
+
+    def __init__(self, refuse=()):
+        self.refuse, self.batches, self.singles = set(refuse), [], []
+
+    def compile_kernels(self, requests, index):
+        self.batches.append([g.name for g, _ in requests])
+        return [g.name not in self.refuse for g, _ in requests]
+
+    def compile_kernel(self, generated, alignment, index):
+        self.singles.append(generated.name)
+        if generated.name in self.refuse:
+            raise LoweringError(f"Triton could not compile {generated.name}: refused")
+        return ("compiled", generated.name)
+
+
+def _layers(x):
+    """Two generated (non-GEMM) kernels: a softmax row kernel and a column reduction."""
+    return (ember.nn.functional.softmax(x * 2, dim=-1) + 1).amax(0)
+
+
+def _compile(fn, device, fake):  # noqa: F811
+    x = ember.randn(4, 32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compile_cuda.CudaBackend, "precompile", True)
+        mp.setattr(eager_cuda, "compile_kernels", fake.compile_kernels)
+        mp.setattr(eager_cuda, "compile_kernel", fake.compile_kernel)
+        fast = ember.compile(fn, backend="triton", options={"cuda_graphs": False})
+        with ember.no_grad():
+            fast(x.to(device))              # builds the plan (kernels 'compiled' here)
+    with ember.no_grad():
+        _close(fast(x.to(device)), fn(x))   # runs it: the emulated launches
+    return fast
+
+
+def test_plan_kernels_compile_in_one_batch(device):  # noqa: F811
+    fake = FakeCompiler()
+    fast = _compile(ember.models.mlp(32, (16, 8)).eval(), device, fake)
+    steps = [s.fn for s in fast.last[0].steps if s.kernel]
+    assert len(fake.batches) == 1 and len(fake.batches[0]) == len(steps) == 3
+    assert all(("compiled", s.generated.name) in s.compiled.values() for s in steps)
+    assert not fast.stats.fallbacks
+
+
+def test_a_refused_kernel_still_falls_back_eagerly(device):  # noqa: F811
+    first = FakeCompiler()
+    assert not _compile(_layers, device, first).stats.fallbacks
+    refused = first.batches[0][0]
+    fake = FakeCompiler(refuse={refused})
+    fast = _compile(_layers, device, fake)
+    # one batch, then the plan built again kernel by kernel: only `refused` runs eagerly
+    assert len(fake.batches) == 1 and refused in fake.singles
+    assert len(fast.stats.fallbacks) == 1 and refused in fast.stats.fallbacks[0]
+    assert fast.stats.kernels == len(first.batches[0]) - 1
