@@ -221,3 +221,33 @@ def test_report_on_a_conv_bn_residual_model(rng):
     assert rows["output"]["sqnr_db"] == pytest.approx(_sqnr(ref, got), abs=1e-3)  # bn folded
     assert rows["output"]["max_abs_error"] == pytest.approx(np.abs(ref - got).max(), abs=1e-4)
     assert all(10 < r["sqnr_db"] < 60 for r in rows.values())
+
+
+def test_numeric_suite_fx_entry_points(rng):
+    """torch's _numeric_suite_fx flow on ember: loggers after each layer, then SQNR per
+    layer; on one batch it equals the report's numbers."""
+    import ember.ao.ns._numeric_suite_fx as ensfx
+    from ember.ao.ns.fx.utils import compute_sqnr
+    _, e_model = twins(rng)
+    x = ember.tensor(rng.standard_normal((16, 16)).astype(np.float32))
+    e_q = _calibrated(eqfx, ember, e_model, [x])
+    weights = ensfx.extract_weights("fp32", e_model, "int8", e_q)
+    assert sorted(weights) == ["fc1", "fc2", "fc3"]
+    assert weights["fc2"]["weight"]["int8"][0]["values"][0].is_quantized
+    a, b = ensfx.add_loggers("fp32", e_model, "int8", e_q, ensfx.OutputLogger)
+    with ember.no_grad():
+        np.testing.assert_array_equal(b(x).numpy(), e_q(x).numpy())   # loggers pass through
+        np.testing.assert_allclose(a(x).numpy(), e_model(x).numpy(), rtol=1e-5, atol=1e-6)
+    results = ensfx.extract_logger_info(a, b, ensfx.OutputLogger, "int8")
+    ensfx.extend_logger_results_with_comparison(results, "fp32", "int8", compute_sqnr, "sqnr")
+    torch_keys = {"type", "values", "ref_node_name", "ref_node_target_type", "prev_node_name",
+                  "prev_node_target_type", "index_within_arg", "index_of_arg", "fqn",
+                  "qconfig_str", "comparisons", "comparison_fn_name", "sqnr"}
+    rows = {r["layer"]: r for r in ns.report(e_model, e_q, [x], show=False)}
+    assert sorted(results) == sorted(k for k in rows if k != "output")
+    for layer, by_type in results.items():
+        entry = by_type["node_output"]["int8"][0]
+        assert set(entry) == torch_keys
+        assert float(entry["sqnr"][0]) == pytest.approx(rows[layer]["sqnr_db"], abs=1e-3)
+    with pytest.raises(NotImplementedError, match="two float models"):
+        ensfx.add_loggers("a", e_model, "b", e_model, ensfx.OutputLogger)

@@ -11,11 +11,14 @@ layer by layer, and which layers to leave in float.
   and returns a QConfigMapping that leaves the n most damaging layers in float;
   `layer_sensitivity` returns the scores themselves.
 - `compute_sqnr`, `compute_normalized_l2_error`, `compute_cosine_similarity`: torch.ao.ns.fx.utils'
-  metrics.
+  metrics (also importable from ember.ao.ns.fx.utils).
+- `_numeric_suite_fx`: torch's extract_weights / add_loggers / extract_logger_info /
+  extend_logger_results_with_comparison for a float model and its quantized version.
 """
 from .numeric_suite import (compare_weights, compute_cosine_similarity,  # noqa: F401
                             compute_normalized_l2_error, compute_sqnr, layer_sensitivity,
                             report, sensitivity)
+from . import _numeric_suite_fx  # noqa: F401,E402
 
 __all__ = ["compare_weights", "report", "sensitivity", "layer_sensitivity", "compute_sqnr",
            "compute_normalized_l2_error", "compute_cosine_similarity"]
