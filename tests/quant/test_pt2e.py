@@ -28,10 +28,13 @@ class Net(ember.nn.Module):
         self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
         self.pool = nn.MaxPool2d(2)
         self.fc = nn.Linear(8 * 3 * 3, 6)
+        self.relu = nn.ReLU(inplace=True)          # exported as relu_
 
     def forward(self, x):
-        x = ember.relu(self.bn1(self.conv1(x)))
-        x = ember.relu(self.bn2(self.conv2(x)) + x)
+        x = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(x))
+        y += x                                     # exported as add_
+        x = ember.relu(y)
         return self.fc(ember.flatten(self.pool(x), 1))
 
 

@@ -229,6 +229,22 @@ def _lift_batch_norm(gm) -> None:
         gm.graph.erase_node(node)
 
 
+_OUT_OF_PLACE = {"relu_": "relu", "add_": "add", "mul_": "mul"}
+
+
+def _functionalize_inplace(gm) -> None:
+    """relu_/add_/mul_ on a value nothing else reads -> relu/add/mul, so that the FX
+    patterns (conv+relu, add+relu, quantized add) see them (`nn.ReLU(inplace=True)`,
+    `out += identity` in residual blocks)."""
+    from ...ir.ops import OPS_NS
+    for node in gm.graph.nodes:
+        name = _op(node)
+        if name in _OUT_OF_PLACE and node.args and \
+                getattr(node.args[0], "users", None) is not None and \
+                len(node.args[0].users) == 1:
+            node.target = getattr(OPS_NS, _OUT_OF_PLACE[name])
+
+
 def _lifted(model) -> GraphModule:
     ep = _exported_program(model)
     if ep is not None:
@@ -239,6 +255,7 @@ def _lifted(model) -> GraphModule:
         raise QuantizationError(f"prepare_pt2e expects an ember.export program (or its "
                                 f".module()) or an ember.fx GraphModule, got "
                                 f"{type(model).__name__}")
+    _functionalize_inplace(gm)
     _lift_batch_norm(gm)
     _lift_weighted(gm)
     gm.graph.eliminate_dead_code()
