@@ -251,3 +251,28 @@ def test_numeric_suite_fx_entry_points(rng):
         assert float(entry["sqnr"][0]) == pytest.approx(rows[layer]["sqnr_db"], abs=1e-3)
     with pytest.raises(NotImplementedError, match="two float models"):
         ensfx.add_loggers("a", e_model, "b", e_model, ensfx.OutputLogger)
+
+
+def test_report_and_sensitivity_on_the_digits_cnn(rng):
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    nn = ember.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+    images = (sklearn_datasets.load_digits().images / 16.0).astype(np.float32)[:, None]
+    data = [ember.tensor(images[i:i + 32]) for i in range(0, 96, 32)]
+    q = _calibrated(eqfx, ember, model, data)
+    rows = {r["layer"]: r for r in ns.report(model, q, data, show=False)}
+    assert list(rows) == ["0", "2", "3", "5", "6", "7", "9", "output"]
+    assert rows["0"]["op"] == "quantized_conv2d+relu" and rows["9"]["op"] == "quantized_linear"
+    assert all(r["quantized"] for k, r in rows.items() if k != "output")
+    scores = ns.layer_sensitivity(model, eq.get_default_qconfig_mapping("x86"), (data[0],), data)
+    assert sorted(r["layer"] for r in scores) == ["0", "3", "7", "9"]
+    assert [r["output_sqnr_db"] for r in scores] == sorted(r["output_sqnr_db"] for r in scores)
+    mapping = ns.sensitivity(model, eq.get_default_qconfig_mapping("x86"), (data[0],), data, 2)
+    prepared = eqfx.prepare_fx(model, mapping, (data[0],))
+    for d in data:
+        prepared(d)
+    left_float = [what for _, what in eqfx.convert_fx(prepared).quantization_report]
+    assert sorted(left_float) == sorted(f"call_module {r['layer']}" for r in scores[:2])
