@@ -1,1 +1,2 @@
-"""ember.ao: torch.ao's namespace (architecture optimization): quantization."""
+"""ember.ao: torch.ao's namespace (architecture optimization): quantization, and the
+numeric suite (ember.ao.ns)."""

@@ -29,7 +29,8 @@ from ...ir.quantized import per_channel_affine, per_channel_symmetric
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
-from ..nn.intrinsic import ConvReLU2d, LinearReLU, _FusedModule
+from ..nn.intrinsic import ConvBn2d, ConvBnReLU2d, ConvReLU2d, LinearReLU, _FusedModule
+from ..nn.intrinsic import qat as nniqat
 from .backend_config import check_qconfig, get_native_backend_config
 from .fake_quantize import FakeQuantizeBase
 from .observer import ObserverBase, PlaceholderObserver
@@ -72,7 +73,7 @@ class _QuantizationTracer(Tracer):
                 (self.skipped_classes and isinstance(m, self.skipped_classes)):
             return True
         if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase, nnqat.Linear,
-                          nnqat.Conv2d)):
+                          nnqat.Conv2d, nniqat.ConvBn2d)):
             return True
         # ember.nn's own layers are leaves; model code elsewhere in ember (ember.models'
         # blocks) is traced through, so its convs and adds get quantized too
@@ -110,8 +111,10 @@ _FIXED_MODULES = tuple(getattr(nn, n) for n in ("Sigmoid", "Tanh", "Softmax", "H
 def _module_kind(module) -> str | None:
     if isinstance(module, LinearReLU):
         return "linear_relu"
-    if isinstance(module, ConvReLU2d):
+    if isinstance(module, (ConvReLU2d, ConvBnReLU2d, nniqat.ConvBnReLU2d)):
         return "conv2d_relu"
+    if isinstance(module, (ConvBn2d, nniqat.ConvBn2d)):
+        return "conv2d"
     if type(module) in (nn.Linear, nnqat.Linear):
         return "linear"
     if type(module) in (nn.Conv2d, nnqat.Conv2d):
@@ -186,16 +189,19 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
             bn_node = _sole_user(node)
             bn = modules.get(str(bn_node.target)) if bn_node is not None and \
                 bn_node.op == OpKind.call_module else None
-            if isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.track_running_stats:
-                module = _fold_bn(module, bn)
+            if isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                # eval: folded now; training: kept apart for QAT's simulated folding
+                module = _fold_bn(module, bn) if not bn.training else ConvBn2d(module, bn)
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
-        if type(module) in (nn.Conv2d, nn.Linear):
+        if type(module) in (nn.Conv2d, nn.Linear, ConvBn2d):
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
-                fused_cls = ConvReLU2d if type(module) is nn.Conv2d else LinearReLU
-                _set_module(gm, str(node.target), fused_cls(module, nn.ReLU()))
+                fused = ConvBnReLU2d(module[0], module[1], nn.ReLU()) \
+                    if type(module) is ConvBn2d else \
+                    (ConvReLU2d if type(module) is nn.Conv2d else LinearReLU)(module, nn.ReLU())
+                _set_module(gm, str(node.target), fused)
                 relu_node.replace_all_uses_with(node)
                 graph.erase_node(relu_node)
     graph.lint()
@@ -204,7 +210,8 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
 
 
 def fuse_fx(model, fuse_custom_config=None, backend_config=None) -> GraphModule:
-    """Fuse conv2d + batch_norm (folded, eval mode) (+ relu) and linear + relu."""
+    """Fuse conv2d + batch_norm (folded in eval mode, ConvBn2d in training mode)
+    (+ relu) and linear + relu."""
     return _fuse_graph(_trace(model, None))
 
 
@@ -312,6 +319,10 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             continue
         target = str(node.target)
         module = modules[target]
+        if type(module) in (ConvBn2d, ConvBnReLU2d):      # simulated BN folding
+            qat_cls = nniqat.ConvBnReLU2d if type(module) is ConvBnReLU2d else nniqat.ConvBn2d
+            _set_module(gm, target, qat_cls.from_float(module, qconfigs[node].weight()))
+            continue
         inner = module[0] if isinstance(module, _FusedModule) else module
         qat_cls = nnqat.Linear if isinstance(inner, nn.Linear) else nnqat.Conv2d
         qat = qat_cls.from_float(inner, qconfigs[node].weight())
@@ -334,7 +345,8 @@ def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=Non
 def prepare_qat_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=None,
                    backend_config=None) -> GraphModule:
     """Insert fake quantize modules (activations and weights) for quantization-aware
-    training. BatchNorm stays a separate module (no simulated BN folding yet)."""
+    training. conv2d + BatchNorm2d (+ relu) become ember.ao.nn.intrinsic.qat.ConvBn(ReLU)2d,
+    which fold BN into the fake-quantized weight while training."""
     return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, True,
                     backend_config)
 
@@ -417,11 +429,24 @@ def _weighted_specs(gm, reference: bool) -> dict:
     return specs
 
 
+def _fold_qat_conv_bn(gm) -> None:
+    """QAT conv-bn modules -> their eval-mode float form (BN folded with its running
+    stats); the folded conv keeps the trained weight fake quantize, whose observer then
+    quantizes the folded weight."""
+    for name, module in list(gm.named_modules()):
+        if isinstance(module, nniqat.ConvBn2d):
+            folded = module.to_float()
+            conv = folded[0] if isinstance(folded, _FusedModule) else folded
+            conv.weight_fake_quant = module.weight_fake_quant
+            _set_module(gm, name, folded)
+
+
 def _convert(prepared, reference: bool) -> GraphModule:
     if not hasattr(prepared, "_ember_quant"):
         raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
                                 "prepare_qat_fx) returned")
     gm = copy.deepcopy(prepared)
+    _fold_qat_conv_bn(gm)
     qparams = _activation_qparams(gm)
     specs = _weighted_specs(gm, reference)
     kinds = _module_kinds(gm)

@@ -22,4 +22,17 @@ class ConvReLU2d(_FusedModule):
         super().__init__(conv, relu)
 
 
-__all__ = ["LinearReLU", "ConvReLU2d"]
+class ConvBn2d(_FusedModule):
+    """conv2d + BatchNorm2d in training mode, kept apart until QAT (prepare_qat_fx swaps
+    it for ember.ao.nn.intrinsic.qat.ConvBn2d, which folds BN into the weight)."""
+
+    def __init__(self, conv, bn):
+        super().__init__(conv, bn)
+
+
+class ConvBnReLU2d(_FusedModule):
+    def __init__(self, conv, bn, relu):
+        super().__init__(conv, bn, relu)
+
+
+__all__ = ["LinearReLU", "ConvReLU2d", "ConvBn2d", "ConvBnReLU2d"]

@@ -1,0 +1,149 @@
+"""QAT fused modules with simulated BatchNorm folding (torch.ao.nn.intrinsic.qat).
+
+`ConvBn2d` / `ConvBnReLU2d` train a conv2d followed by BatchNorm2d as the int8 model
+will run it: one conv whose weight has the BN scale folded in before it is
+fake-quantized. Each forward:
+
+    scale = bn.weight / sqrt(bn.running_var + bn.eps)              # per output channel
+    y = conv2d(x, weight_fake_quant(weight * scale[:, None, None, None]))  # no bias
+    y = y / scale[None, :, None, None] + bias[None, :, None, None]     # undo the scale
+    out = bn(y)                                    # batch statistics while training
+
+so the conv sees the quantization error of the folded weight, while BN still
+normalizes with batch statistics and keeps its running estimates up to date.
+`freeze_bn_stats()` stops that (BN switches to its running statistics, which makes the
+forward equal to the folded conv's), `update_bn_stats()` resumes it; both are also
+functions to use with `model.apply(...)`. convert_fx folds BN into the conv for good
+(`to_float`). The modules share the float modules' Parameters and BN, so an optimizer
+built before prepare_qat_fx keeps training the same tensors.
+"""
+from __future__ import annotations
+
+from .....frontend import nn
+from .....frontend.nn import functional as F
+from .. import ConvBn2d as _FloatConvBn2d, ConvBnReLU2d as _FloatConvBnReLU2d, ConvReLU2d
+
+
+class ConvBn2d(nn.Conv2d):
+    _FLOAT_MODULE = _FloatConvBn2d
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=None, padding_mode="zeros", eps=1e-05,
+                 momentum=0.1, freeze_bn=False, qconfig=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bool(bias), padding_mode)
+        if qconfig is None:
+            raise ValueError(f"{type(self).__name__}: qconfig must be provided for a QAT "
+                             f"module")
+        self.qconfig = qconfig
+        self.bn = nn.BatchNorm2d(out_channels, eps, momentum, True, True)
+        self.weight_fake_quant = qconfig.weight()
+        self.freeze_bn = freeze_bn if self.training else True
+
+    @classmethod
+    def from_float(cls, mod, weight_fake_quant=None):
+        """The QAT module for a fused float ConvBn(ReLU)2d; its weight fake quantize is
+        `weight_fake_quant`, else `mod.qconfig.weight()` (torch's way)."""
+        if type(mod) is not cls._FLOAT_MODULE:
+            raise TypeError(f"{cls.__name__}.from_float only works for "
+                            f"{cls._FLOAT_MODULE.__name__}, got {type(mod).__name__}")
+        conv, bn = mod[0], mod[1]
+        if weight_fake_quant is None:
+            qconfig = getattr(mod, "qconfig", None)
+            if qconfig is None:
+                raise ValueError(f"{cls.__name__}.from_float: the input module needs a "
+                                 f"qconfig (or pass weight_fake_quant)")
+            weight_fake_quant = qconfig.weight()
+        if bn.weight is None or bn.running_var is None:
+            raise ValueError(f"{cls.__name__}.from_float: BatchNorm2d must have affine=True "
+                             f"and track_running_stats=True to be folded into the conv")
+        qat = cls.__new__(cls)
+        nn.Module.__init__(qat)
+        qat.__dict__.update({k: v for k, v in conv.__dict__.items()
+                             if k not in ("_parameters", "_buffers", "_modules")})
+        qat.weight, qat.bias = conv.weight, conv.bias
+        qat.bn = bn
+        qat.weight_fake_quant = weight_fake_quant
+        qat.freeze_bn = not bn.training
+        qat.training = conv.training or bn.training
+        return qat
+
+    def train(self, mode: bool = True):
+        """Like Module.train, except that a frozen BN stays in eval mode."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        self.training = mode
+        if not self.freeze_bn:
+            for module in self.children():
+                module.train(mode)
+        return self
+
+    def freeze_bn_stats(self):
+        self.freeze_bn = True
+        self.bn.training = False
+        return self
+
+    def update_bn_stats(self):
+        self.freeze_bn = False
+        self.bn.training = True
+        return self
+
+    def _folded_scale(self):
+        running_std = (self.bn.running_var + self.bn.eps).sqrt()
+        return self.bn.weight / running_std
+
+    def _conv_bn(self, x):
+        scale = self._folded_scale()
+        weight = self.weight_fake_quant(self.weight * scale.reshape(-1, 1, 1, 1))
+        x, padding = self._padded(x)
+        y = F.conv2d(x, weight, None, self.stride, padding, self.dilation, self.groups)
+        y = y / scale.reshape(1, -1, 1, 1)
+        if self.bias is not None:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return self.bn(y)
+
+    def forward(self, x):
+        self._check_input(x)
+        return self._conv_bn(x)
+
+    def _float_conv(self):
+        conv = nn.Conv2d.__new__(nn.Conv2d)
+        nn.Module.__init__(conv)
+        conv.__dict__.update({k: v for k, v in self.__dict__.items()
+                              if k not in ("_parameters", "_buffers", "_modules", "bn",
+                                           "freeze_bn", "qconfig")})
+        conv.weight, conv.bias = self.weight, self.bias
+        conv.training = False
+        return conv
+
+    def to_float(self):
+        """The eval-mode float module: a Conv2d with BN folded in (running stats)."""
+        from ....quantization.quantize_fx import _fold_bn
+        return _fold_bn(self._float_conv(), self.bn)
+
+
+class ConvBnReLU2d(ConvBn2d):
+    _FLOAT_MODULE = _FloatConvBnReLU2d
+
+    def forward(self, x):
+        self._check_input(x)
+        return F.relu(self._conv_bn(x))
+
+    def to_float(self):
+        return ConvReLU2d(super().to_float(), nn.ReLU())
+
+
+def freeze_bn_stats(mod):
+    """For model.apply: BN in QAT conv-bn modules uses and keeps its running stats."""
+    if isinstance(mod, ConvBn2d):
+        mod.freeze_bn_stats()
+
+
+def update_bn_stats(mod):
+    """For model.apply: BN in QAT conv-bn modules normalizes with batch statistics again
+    and updates its running stats."""
+    if isinstance(mod, ConvBn2d):
+        mod.update_bn_stats()
+
+
+__all__ = ["ConvBn2d", "ConvBnReLU2d", "freeze_bn_stats", "update_bn_stats"]

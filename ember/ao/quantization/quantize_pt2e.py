@@ -1,0 +1,317 @@
+"""Export-based quantization (torch.ao.quantization.quantize_pt2e's names):
+
+    ep = ember.export(model.eval(), (x,))
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(ep.module(), quantizer)     # or the ExportedProgram itself
+    for batch in calibration_data:
+        prepared(batch)
+    quantized = convert_pt2e(prepared)                  # int8 graph, as convert_fx makes
+
+ember.export records op-level graphs: `conv2d` / `linear` read their weights as
+get_attr constants and an eval-mode BatchNorm2d is four arithmetic ops. prepare_pt2e
+first lifts those back to modules (named after the weights: `fc1.weight` -> module
+`fc1`; `bn1.running_mean` ... -> `bn1`), so that the exported graph is what the FX path
+traces from a model, then runs the FX path's prepare (BN folding, the same patterns and
+observers; the quantizer becomes a QConfigMapping). convert_pt2e is the FX convert
+(lowered int8 ops; `use_reference_representation=True` gives the q/dq reference form).
+
+prepare_qat_pt2e: the same on a program exported in eval mode; lifted BatchNorm layers
+go back to training mode, so conv+bn(+relu) become ConvBn(ReLU)2d QAT modules
+(simulated BN folding). A program exported in training mode (its graph updates the BN
+running statistics in place) is refused with that advice.
+
+Left out: torch's annotation API (`Quantizer.annotate` on nodes, SharedQuantizationSpec,
+DerivedQuantizationSpec), `is_dynamic` configs, grouped/depthwise patterns beyond what
+the FX path supports, and programs whose outputs are nested structures other than a
+tensor or a flat tuple of tensors.
+"""
+from __future__ import annotations
+
+import copy
+
+from ...frontend import nn
+from ...frontend.compile_guards import LEAF
+from ...frontend.fx.graph_module import GraphModule
+from ...frontend.nn.modules.module import Module
+from ...frontend.tensor import Tensor
+from ...ir.graph import OpKind
+from ...ir.registry import is_op
+from . import quantize_fx as qfx
+from .quantize_fx import QuantizationError
+from .quantizer import Quantizer
+
+
+# --- from an exported program to a GraphModule with modules ---------------------------------
+def _exported_program(model):
+    """The ExportedProgram behind `model` (ep or ep.module()), or None."""
+    ep = getattr(model, "ep", model)
+    if all(hasattr(ep, a) for a in ("graph", "state_dict", "input_specs", "out_spec")):
+        return ep
+    return None
+
+
+def _root_with(state: dict) -> Module:
+    """A Module tree holding each `a.b.c` tensor of `state` at that path."""
+    root = Module()
+    for name, value in state.items():
+        *path, last = name.split(".")
+        owner = root
+        for part in path:
+            if part not in owner._modules:
+                owner.add_module(part, Module())
+            owner = owner._modules[part]
+        owner.register_buffer(last, value)
+    return root
+
+
+def _from_exported(ep) -> GraphModule:
+    graph = copy.deepcopy(ep.graph)
+    gm = GraphModule(_root_with(ep.state_dict), graph, "ExportedModule")
+    output = graph.output_node
+    outs = output.args[0]
+    if ep.out_spec is LEAF and isinstance(outs, (tuple, list)) and len(outs) == 1:
+        output.args = (outs[0],)
+    elif not (isinstance(ep.out_spec, tuple) and all(s is LEAF for s in ep.out_spec)) and \
+            ep.out_spec is not LEAF:
+        raise QuantizationError("prepare_pt2e: the exported program returns a nested "
+                                "structure; return a tensor or a tuple of tensors")
+    if any(_op(n) == "copy_" for n in graph.nodes):
+        raise QuantizationError(
+            "prepare_pt2e: the program was exported in training mode (its graph updates "
+            "BatchNorm running statistics in place); export the model after model.eval(). "
+            "For QAT, prepare_qat_pt2e puts BatchNorm back in training mode itself")
+    return gm
+
+
+def _op(node) -> str | None:
+    return node.target.name if node.op == OpKind.call_function and is_op(node.target) \
+        else None
+
+
+def _attr(node) -> str | None:
+    """The get_attr target a node reads, directly or through a reshape."""
+    if node is None or not hasattr(node, "op"):
+        return None
+    if _op(node) == "reshape":
+        node = node.args[0]
+    return str(node.target) if node.op == OpKind.get_attr else None
+
+
+def _module_name(gm, attr_target: str, suffix: str, fallback: str) -> str:
+    """Module name for a lifted layer: the weight's owner path when that owner holds
+    nothing else than what the layer takes over, else a fresh name."""
+    if attr_target.endswith(suffix):
+        name = attr_target[:-len(suffix)]
+        existing = _get(gm, name)
+        if name and (existing is None or type(existing) is Module and not existing._modules):
+            return name
+    name, i = fallback, 0
+    while hasattr(gm, name):
+        i += 1
+        name = f"{fallback}_{i}"
+    return name
+
+
+def _get(gm, name):
+    try:
+        return gm.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _set(gm, name: str, module) -> None:
+    parent, _, last = name.rpartition(".")
+    owner = gm.get_submodule(parent) if parent else gm
+    if last in owner._modules:
+        del owner._modules[last]
+    owner.add_module(last, module)
+
+
+def _tensor(gm, target: str) -> Tensor:
+    value = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _param(gm, target: str) -> nn.Parameter:
+    return nn.Parameter(_tensor(gm, target).detach().clone())
+
+
+def _lifted_linear(gm, node):
+    weight, bias = node.args[1], node.args[2] if len(node.args) > 2 else None
+    out_f, in_f = tuple(_tensor(gm, str(weight.target)).shape)
+    mod = nn.Linear(in_f, out_f, bias=bias is not None)
+    mod.weight = _param(gm, str(weight.target))
+    if bias is not None:
+        mod.bias = _param(gm, str(bias.target))
+    return mod
+
+
+def _lifted_conv2d(gm, node):
+    args = list(node.args) + [None] * (7 - len(node.args))
+    weight, bias = args[1], args[2]
+    stride, padding, dilation = (node.kwargs.get(k, args[i] if args[i] is not None else d)
+                                 for i, k, d in ((3, "stride", 1), (4, "padding", 0),
+                                                 (5, "dilation", 1)))
+    groups = node.kwargs.get("groups", args[6] if args[6] is not None else 1)
+    w = _tensor(gm, str(weight.target))
+    mod = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride, padding,
+                    dilation, groups, bias=bias is not None)
+    mod.weight = _param(gm, str(weight.target))
+    if bias is not None:
+        mod.bias = _param(gm, str(bias.target))
+    return mod
+
+
+def _lift_weighted(gm) -> None:
+    """linear/conv2d with constant weights (and bias) -> nn.Linear / nn.Conv2d calls."""
+    builders = {"linear": _lifted_linear, "conv2d": _lifted_conv2d}
+    for node in list(gm.graph.nodes):
+        kind = _op(node)
+        if kind not in builders or len(node.args) < 2:
+            continue
+        weight = node.args[1]
+        bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+        if getattr(weight, "op", None) != OpKind.get_attr or \
+                (bias is not None and getattr(bias, "op", None) != OpKind.get_attr):
+            continue                              # computed weights stay functional (float)
+        module = builders[kind](gm, node)
+        name = _module_name(gm, str(weight.target), ".weight", kind)
+        _set(gm, name, module)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+
+
+def _bn_pattern(add_node):
+    """(input, mean, var, eps, gamma, beta) when add_node ends ember's eval-mode
+    batch_norm decomposition: (x - mean) / sqrt(var + eps) * gamma + beta."""
+    try:
+        mul, beta = add_node.args
+        div, gamma = mul.args
+        sub, sqrt = div.args
+        x, mean = sub.args
+        (var_eps,) = sqrt.args
+        var, eps = var_eps.args
+    except (ValueError, AttributeError, TypeError):
+        return None
+    ops = (_op(mul), _op(div), _op(sub), _op(sqrt), _op(var_eps))
+    attrs = (_attr(mean), _attr(var), _attr(gamma), _attr(beta))
+    if ops != ("mul", "div", "sub", "sqrt", "add") or None in attrs or \
+            not isinstance(eps, float) or _op(mean) != "reshape" or \
+            len(mean.args[1]) != 4:
+        return None
+    return (x, *attrs[:2], eps, *attrs[2:])
+
+
+def _lift_batch_norm(gm) -> None:
+    """ember's eval-mode BatchNorm2d decomposition -> an nn.BatchNorm2d call (eval)."""
+    for node in list(gm.graph.nodes):
+        if _op(node) != "add":
+            continue
+        found = _bn_pattern(node)
+        if found is None:
+            continue
+        x, mean, var, eps, gamma, beta = found
+        running_mean = _tensor(gm, mean)
+        bn = nn.BatchNorm2d(running_mean.shape[0], eps=eps)
+        bn.running_mean = running_mean.detach().clone()
+        bn.running_var = _tensor(gm, var).detach().clone()
+        bn.weight, bn.bias = _param(gm, gamma), _param(gm, beta)
+        bn.eval()
+        name = _module_name(gm, mean, ".running_mean", "batch_norm")
+        _set(gm, name, bn)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(name, (x,))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+
+
+_OUT_OF_PLACE = {"relu_": "relu", "add_": "add", "mul_": "mul"}
+
+
+def _functionalize_inplace(gm) -> None:
+    """relu_/add_/mul_ on a value nothing else reads -> relu/add/mul, so that the FX
+    patterns (conv+relu, add+relu, quantized add) see them (`nn.ReLU(inplace=True)`,
+    `out += identity` in residual blocks)."""
+    from ...ir.ops import OPS_NS
+    for node in gm.graph.nodes:
+        name = _op(node)
+        if name in _OUT_OF_PLACE and node.args and \
+                getattr(node.args[0], "users", None) is not None and \
+                len(node.args[0].users) == 1:
+            node.target = getattr(OPS_NS, _OUT_OF_PLACE[name])
+
+
+def _lifted(model) -> GraphModule:
+    ep = _exported_program(model)
+    if ep is not None:
+        gm = _from_exported(ep)
+    elif isinstance(model, GraphModule):
+        gm = copy.deepcopy(model)
+    else:
+        raise QuantizationError(f"prepare_pt2e expects an ember.export program (or its "
+                                f".module()) or an ember.fx GraphModule, got "
+                                f"{type(model).__name__}")
+    _functionalize_inplace(gm)
+    _lift_batch_norm(gm)
+    _lift_weighted(gm)
+    gm.graph.eliminate_dead_code()
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+# --- the pt2e entry points -------------------------------------------------------------------
+def _check_quantizer(quantizer, is_qat: bool):
+    if not isinstance(quantizer, Quantizer):
+        raise QuantizationError(f"prepare_pt2e expects a Quantizer (e.g. "
+                                f"X86InductorQuantizer), got {type(quantizer).__name__}")
+    if getattr(quantizer, "is_qat", is_qat) != is_qat:
+        raise QuantizationError(
+            "prepare_pt2e: the quantizer's config is for QAT (is_qat=True); use "
+            "prepare_qat_pt2e" if not is_qat else
+            "prepare_qat_pt2e: the quantizer's config is for post-training quantization; "
+            "use get_default_x86_inductor_quantization_config(is_qat=True)")
+    return quantizer.qconfig_mapping()
+
+
+def prepare_pt2e(model, quantizer) -> GraphModule:
+    """Insert observers into an exported program (post-training quantization)."""
+    mapping = _check_quantizer(quantizer, False)
+    gm = _lifted(model).eval()
+    quantizer.validate(gm)
+    return qfx._prepare(gm, mapping, (), None, is_qat=False)
+
+
+def prepare_qat_pt2e(model, quantizer) -> GraphModule:
+    """Insert fake quantizes for quantization-aware training; conv+bn(+relu) train with
+    simulated BN folding. Train the returned module (it is in training mode)."""
+    mapping = _check_quantizer(quantizer, True)
+    gm = _lifted(model).train()
+    quantizer.validate(gm)
+    return qfx._prepare(gm, mapping, (), None, is_qat=True)
+
+
+def convert_pt2e(model, use_reference_representation: bool = False,
+                 fold_quantize: bool = True) -> GraphModule:
+    """A calibrated (or trained) prepare_pt2e result -> the int8 model (convert_fx's
+    lowering), or with use_reference_representation=True the q/dq reference form."""
+    if use_reference_representation:
+        return qfx.convert_to_reference_fx(model)
+    return qfx.convert_fx(model)
+
+
+def move_exported_model_to_eval(model):
+    """torch needs this for exported graphs; ember's prepared model has real modules."""
+    return model.eval()
+
+
+def move_exported_model_to_train(model):
+    return model.train()
+
+
+__all__ = ["prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e", "move_exported_model_to_eval",
+           "move_exported_model_to_train"]

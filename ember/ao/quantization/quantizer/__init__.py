@@ -1,0 +1,47 @@
+"""Quantizers for export-based quantization (torch.ao.quantization.quantizer's names).
+
+A Quantizer says how each part of an exported model is quantized. In ember a quantizer
+is a front for the FX path's QConfigMapping: `QuantizationConfig` holds the observer (or
+fake quantize) constructors for activations and weights, and `Quantizer.
+qconfig_mapping()` turns the quantizer's settings into the mapping prepare_pt2e hands
+to the shared prepare machinery (ember/ao/quantization/quantize_fx.py). So pt2e and FX
+share observers, patterns, BN folding and the int8 lowering.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..qconfig import QConfig
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """Observer / fake-quantize constructors (`Observer.with_args(...)`) for a pattern's
+    activations (inputs and output) and its weight; bias stays float (as in torch's x86
+    configs). `is_qat` picks fake quantizes for training."""
+    input_activation: Any
+    output_activation: Any
+    weight: Any
+    bias: Any = None
+    is_qat: bool = False
+
+    def to_qconfig(self) -> QConfig:
+        if self.input_activation is not self.output_activation:
+            raise NotImplementedError(
+                "QuantizationConfig: different input and output activation specs are not "
+                "supported (ember's patterns observe every quantized value once)")
+        return QConfig(activation=self.output_activation, weight=self.weight)
+
+
+class Quantizer:
+    """Base class: a quantizer maps the model's parts to QuantizationConfigs."""
+
+    def qconfig_mapping(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement qconfig_mapping()")
+
+    def validate(self, model) -> None:
+        pass
+
+
+__all__ = ["QuantizationConfig", "Quantizer"]
