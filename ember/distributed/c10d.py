@@ -267,7 +267,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
     engine = _engine(group, "all_reduce")
     if engine is None:
         return None
-    return _finish(engine.allreduce(tensor, _op(op)), async_op)
+    return _finish(engine.allreduce(tensor, _op(op), blocking=not async_op), async_op)
 
 
 def reduce(tensor, dst=None, op=ReduceOp.SUM, group=None, async_op: bool = False,
@@ -276,7 +276,7 @@ def reduce(tensor, dst=None, op=ReduceOp.SUM, group=None, async_op: bool = False
     if engine is None:
         return None
     root = _root(engine, "reduce", dst, group_dst, "dst")
-    return _finish(engine.reduce(tensor, root, _op(op)), async_op)
+    return _finish(engine.reduce(tensor, root, _op(op), blocking=not async_op), async_op)
 
 
 def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=None):
@@ -284,7 +284,7 @@ def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=No
     if engine is None:
         return None
     root = _root(engine, "broadcast", src, group_src, "src")
-    return _finish(engine.broadcast(tensor, root), async_op)
+    return _finish(engine.broadcast(tensor, root, blocking=not async_op), async_op)
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bool = False):
@@ -297,7 +297,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
                          f"world_size ({engine.size}) times input tensor size; got "
                          f"{list(output_tensor.shape)} and {list(input_tensor.shape)}")
     out = engine.stage(output_tensor, "all_gather_into_tensor", read=False)
-    return _finish(engine.allgather(out, input_tensor), async_op)
+    return _finish(engine.allgather(out, input_tensor, blocking=not async_op), async_op)
 
 
 def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
@@ -307,7 +307,7 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     _check_list("all_gather", tensor_list, engine.size, tensor)
     flat = engine.stage_array(np.empty((engine.size,) + tuple(tensor.shape),
                                        _wire_dtype(tensor)))
-    work = engine.allgather(flat, tensor)
+    work = engine.allgather(flat, tensor, blocking=not async_op)
     return _finish(_then_scatter_into(work, flat.buf, tensor_list), async_op)
 
 
@@ -318,11 +318,11 @@ def gather(tensor, gather_list=None, dst=None, group=None, async_op: bool = Fals
         return None
     root = _root(engine, "gather", dst, group_dst, "dst")
     if engine.rank != root:
-        return _finish(engine.gather(None, tensor, root), async_op)
+        return _finish(engine.gather(None, tensor, root, blocking=not async_op), async_op)
     _check_list("gather", gather_list, engine.size, tensor)
     flat = engine.stage_array(np.empty((engine.size,) + tuple(tensor.shape),
                                        _wire_dtype(tensor)))
-    work = engine.gather(flat, tensor, root)
+    work = engine.gather(flat, tensor, root, blocking=not async_op)
     return _finish(_then_scatter_into(work, flat.buf, gather_list), async_op)
 
 
@@ -336,7 +336,7 @@ def scatter(tensor, scatter_list=None, src=None, group=None, async_op: bool = Fa
     if engine.rank == root:
         _check_list("scatter", scatter_list, engine.size, tensor)
         flat = engine.stage_array(_stack(scatter_list, tensor))
-    return _finish(engine.scatter(tensor, flat, root), async_op)
+    return _finish(engine.scatter(tensor, flat, root, blocking=not async_op), async_op)
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -349,7 +349,8 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
                          f"world_size ({engine.size}) times output tensor size; got "
                          f"{list(input.shape)} and {list(output.shape)}")
     flat = engine.stage(input, "reduce_scatter_tensor")
-    return _finish(engine.reduce_scatter(output, flat, _op(op)), async_op)
+    return _finish(engine.reduce_scatter(output, flat, _op(op),
+                                              blocking=not async_op), async_op)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -358,7 +359,8 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
         return None
     _check_list("reduce_scatter", input_list, engine.size, output)
     flat = engine.stage_array(_stack(input_list, output))
-    return _finish(engine.reduce_scatter(output, flat, _op(op)), async_op)
+    return _finish(engine.reduce_scatter(output, flat, _op(op),
+                                              blocking=not async_op), async_op)
 
 
 def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=None,
@@ -371,7 +373,8 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     out_counts = _split_counts("all_to_all_single", output, output_split_sizes, engine.size)
     src = engine.stage(input, "all_to_all_single")
     dst = engine.stage(output, "all_to_all_single", read=False)
-    return _finish(engine.alltoallv(dst, out_counts, src, in_counts), async_op)
+    return _finish(engine.alltoallv(dst, out_counts, src, in_counts,
+                                          blocking=not async_op), async_op)
 
 
 def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool = False):
@@ -388,7 +391,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool
                                              for t in input_tensor_list]))
     dst = engine.stage_array(np.empty(sum(t.numel() for t in output_tensor_list), dtype))
     work = engine.alltoallv(dst, [t.numel() for t in output_tensor_list], src,
-                            [t.numel() for t in input_tensor_list])
+                            [t.numel() for t in input_tensor_list], blocking=not async_op)
     return _finish(_then_scatter_into(work, dst.buf, output_tensor_list), async_op)
 
 
@@ -396,7 +399,8 @@ def barrier(group=None, async_op: bool = False, device_ids=None, timeout=None):
     engine = _engine(group, "barrier")
     if engine is None:
         return None
-    work = engine.barrier()
+    timeout_s = None if timeout is None else _seconds(timeout)
+    work = engine.barrier(blocking=not async_op, timeout_s=timeout_s)
     if async_op:
         return work
     work.wait(timeout)
@@ -457,6 +461,10 @@ def batch_isend_irecv(p2p_op_list: list) -> list:
 
 
 # --- argument checks and list staging ----------------------------------------------------
+def _seconds(timeout) -> float:
+    return timeout.total_seconds() if hasattr(timeout, "total_seconds") else float(timeout)
+
+
 def _op(op) -> ReduceOp:
     if not isinstance(op, ReduceOp):
         raise TypeError(f"op must be an ember.distributed.ReduceOp, got {op!r}")

@@ -142,3 +142,25 @@ def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, c
     monkeypatch.setattr(run.subprocess, "call", lambda cmd, env: attempts.append(1) or 7)
     assert run.main(["--mpirun", "/x/mpirun", "--max-restarts", "1", "train.py"]) == 7
     assert len(attempts) == 2
+
+
+def _blocking_work(seq):
+    from ember.distributed.work import Finished
+    return Work(_Engine(), "ALLREDUCE", Finished(), seq=seq, numel_in=4, numel_out=4)
+
+
+def test_watchdog_fires_once_past_the_deadline_of_a_blocking_call():
+    import threading
+    from ember.distributed.watchdog import Watchdog
+    fired, done = [], threading.Event()
+    dog = Watchdog(lambda work, ran_s: (fired.append((work, ran_s)), done.set()))
+    quick = _blocking_work(1)
+    dog.arm(quick, 0.05)
+    dog.disarm()                      # returned in time: never reported
+    hung = _blocking_work(2)
+    dog.arm(hung, 0.05)
+    assert done.wait(5.0)
+    assert [w for w, _ in fired] == [hung] and fired[0][1] >= 0.05
+    assert "[Rank 3] Watchdog caught collective operation timeout: WorkMPI(SeqNum=2, " \
+        "OpType=ALLREDUCE" in hung.timeout_message(fired[0][1])
+    dog.stop()
