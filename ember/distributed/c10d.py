@@ -7,8 +7,9 @@ either waits for it (raising a timeout error that names the rank and the operati
 with `async_op=True`, returns the `Work` handle.
 
 Engines: "mpi" (Open MPI or MPICH through mpi4py) for CPU tensors. "gloo" is accepted
-as a name for the same CPU engine, since PyTorch scripts ask for it; "nccl" is not
-built yet and says so.
+as a name for the same CPU engine, since PyTorch scripts ask for it. "nccl" runs CUDA
+tensors' collectives through NVIDIA's nccl4py (nccl_engine.py); under the launcher its
+CPU tensors go to an MPI engine beside it.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import os
 import numpy as np
 
 from .errors import DistError
+from . import nccl_lists
 from .mpi_engine import MPIEngine, mpi
 from .reduce_op import ReduceOp
 
@@ -76,7 +78,8 @@ def is_mpi_available() -> bool:
 
 
 def is_nccl_available() -> bool:
-    return False
+    from .nccl_engine import is_available as nccl_importable
+    return nccl_importable()
 
 
 def is_gloo_available() -> bool:
@@ -96,6 +99,11 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
         raise ValueError("trying to initialize the default process group twice!")
     backend = _check_backend(backend)
     _check_init_method(init_method, store)
+    timeout_s = (timeout or default_pg_timeout).total_seconds()
+    if backend == "nccl":
+        _set_default(_init_nccl(rank, world_size, init_method, timeout_s), "nccl", group_name,
+                     init_method)
+        return
     MPI = mpi()
     if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
         # collectives run on a communication thread while the caller may send/recv
@@ -111,9 +119,10 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
             f"job this process belongs to (rank {world.Get_rank()} of {world.Get_size()}); "
             "start the processes with `python -m ember.distributed.run --nproc-per-node N "
             "script.py` (or mpirun)")
-    timeout_s = (timeout or default_pg_timeout).total_seconds()
-    # a private communicator, so user MPI traffic on COMM_WORLD never matches ours
-    engine = MPIEngine(world.Dup(), list(range(world.Get_size())), timeout_s, world.Get_rank())
+    _set_default(_world_mpi_engine(timeout_s), backend, group_name, init_method)
+
+
+def _set_default(engine, backend: str, group_name: str, init_method) -> None:
     pg = ProcessGroup(engine, backend, group_name or "default_pg")
     _State.default = pg
     _State.groups = [pg]
@@ -121,15 +130,53 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     group.WORLD = GroupMember.WORLD = pg
 
 
+def _world_mpi_engine(timeout_s: float) -> MPIEngine:
+    # a private communicator, so user MPI traffic on COMM_WORLD never matches ours
+    world = mpi().COMM_WORLD
+    return MPIEngine(world.Dup(), list(range(world.Get_size())), timeout_s, world.Get_rank())
+
+
+def _under_mpi_launcher() -> bool:
+    """Was this process started by mpirun (ember's launcher), so MPI knows the job?"""
+    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
+
+
+def _init_nccl(rank: int, world_size: int, init_method, timeout_s: float):
+    """The NCCL engine of the default group; its unique id goes over MPI or a file."""
+    from .nccl_engine import create_engine
+    if _under_mpi_launcher() and is_mpi_available():
+        cpu = _world_mpi_engine(timeout_s)
+        rank, world_size = _check_against_mpi(rank, world_size, init_method, cpu)
+        return create_engine(rank, world_size, timeout_s, mpi_comm=cpu.comm, cpu_engine=cpu)
+    rank, world_size = _rank_and_size(rank, world_size, init_method)
+    if rank < 0 or world_size < 1 or rank >= world_size:
+        raise ValueError("init_process_group(backend='nccl') outside the launcher needs rank "
+                         "and world_size (arguments, or the RANK and WORLD_SIZE environment "
+                         f"variables) with 0 <= rank < world_size; got rank={rank}, "
+                         f"world_size={world_size}")
+    return create_engine(rank, world_size, timeout_s, init_method=init_method)
+
+
+def _check_against_mpi(rank: int, world_size: int, init_method, cpu: MPIEngine):
+    rank, world_size = _rank_and_size(rank, world_size, init_method)
+    if world_size not in (-1, cpu.size) or rank not in (-1, cpu.rank):
+        raise DistError(
+            f"init_process_group: rank={rank}, world_size={world_size} do not match the MPI "
+            f"job this process belongs to (rank {cpu.rank} of {cpu.size})")
+    return cpu.rank, cpu.size
+
+
 def _check_backend(backend) -> str:
     name = "mpi" if backend is None else str(backend).lower()
     if name in _CPU_BACKENDS:
         return "mpi"
-    if name == "nccl" or name.startswith("cpu:") or name.startswith("cuda:"):
-        raise DistError(f"backend {backend!r} is not available in ember yet: only the CPU "
-                        "engine 'mpi' is built (use backend='mpi')")
+    if name in ("nccl", "cuda:nccl", "cpu:gloo,cuda:nccl", "cpu:mpi,cuda:nccl"):
+        return "nccl"
+    if name.startswith("cpu:") or name.startswith("cuda:"):
+        raise DistError(f"backend {backend!r} is not available in ember: use 'mpi' (CPU "
+                        "tensors) or 'nccl' (CUDA tensors, CPU ones through MPI)")
     raise ValueError(f"Invalid backend: '{backend}'; ember.distributed supports 'mpi' "
-                     "(and 'gloo' as a name for it)")
+                     "(and 'gloo' as a name for it) and 'nccl'")
 
 
 def _check_init_method(init_method, store) -> None:
@@ -176,6 +223,9 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
         raise ValueError(f"new_group: ranks {ranks} must be distinct global ranks in "
                          f"[0, {size})")
     backend = _check_backend(backend)
+    if getattr(world._engine, "is_device", False) or backend == "nccl":
+        raise DistError("new_group: sub-groups of an nccl process group are not supported "
+                        "yet (ncclCommSplit); use backend='mpi' groups for CPU tensors")
     wcomm = world._engine.comm
     comm = wcomm.Create(wcomm.Get_group().Incl(ranks))      # collective over the world
     if comm == mpi().COMM_NULL:
@@ -241,6 +291,11 @@ def _engine(pg, fn: str) -> MPIEngine | None:
     return _group(pg, fn)._engine
 
 
+def _on_device(engine, tensor) -> bool:
+    """Does this collective run on the GPU (an nccl group and a CUDA tensor)?"""
+    return getattr(engine, "is_device", False) and tensor.is_cuda
+
+
 def _finish(work, async_op: bool):
     if async_op:
         return work
@@ -296,6 +351,8 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
         raise ValueError("all_gather_into_tensor: output tensor size must be equal to "
                          f"world_size ({engine.size}) times input tensor size; got "
                          f"{list(output_tensor.shape)} and {list(input_tensor.shape)}")
+    if _on_device(engine, input_tensor):
+        return _finish(engine.all_gather_tensor(output_tensor, input_tensor), async_op)
     out = engine.stage(output_tensor, "all_gather_into_tensor", read=False)
     return _finish(engine.allgather(out, input_tensor, blocking=not async_op), async_op)
 
@@ -305,6 +362,8 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     if engine is None:
         return None
     _check_list("all_gather", tensor_list, engine.size, tensor)
+    if _on_device(engine, tensor):
+        return _finish(nccl_lists.all_gather(engine, tensor_list, tensor), async_op)
     flat = engine.stage_array(np.empty((engine.size,) + tuple(tensor.shape),
                                        _wire_dtype(tensor)))
     work = engine.allgather(flat, tensor, blocking=not async_op)
@@ -317,6 +376,10 @@ def gather(tensor, gather_list=None, dst=None, group=None, async_op: bool = Fals
     if engine is None:
         return None
     root = _root(engine, "gather", dst, group_dst, "dst")
+    if _on_device(engine, tensor):
+        if engine.rank == root:
+            _check_list("gather", gather_list, engine.size, tensor)
+        return _finish(nccl_lists.gather(engine, gather_list, tensor, root), async_op)
     if engine.rank != root:
         return _finish(engine.gather(None, tensor, root, blocking=not async_op), async_op)
     _check_list("gather", gather_list, engine.size, tensor)
@@ -332,6 +395,10 @@ def scatter(tensor, scatter_list=None, src=None, group=None, async_op: bool = Fa
     if engine is None:
         return None
     root = _root(engine, "scatter", src, group_src, "src")
+    if _on_device(engine, tensor):
+        if engine.rank == root:
+            _check_list("scatter", scatter_list, engine.size, tensor)
+        return _finish(nccl_lists.scatter(engine, tensor, scatter_list, root), async_op)
     flat = None
     if engine.rank == root:
         _check_list("scatter", scatter_list, engine.size, tensor)
@@ -348,6 +415,8 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
         raise ValueError("reduce_scatter_tensor: input tensor size must be equal to "
                          f"world_size ({engine.size}) times output tensor size; got "
                          f"{list(input.shape)} and {list(output.shape)}")
+    if _on_device(engine, input):
+        return _finish(engine.reduce_scatter_tensor(output, input, _op(op)), async_op)
     flat = engine.stage(input, "reduce_scatter_tensor")
     return _finish(engine.reduce_scatter(output, flat, _op(op),
                                               blocking=not async_op), async_op)
@@ -358,6 +427,9 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
     if engine is None:
         return None
     _check_list("reduce_scatter", input_list, engine.size, output)
+    if _on_device(engine, output):
+        return _finish(nccl_lists.reduce_scatter(engine, output, input_list, _op(op)),
+                       async_op)
     flat = engine.stage_array(_stack(input_list, output))
     return _finish(engine.reduce_scatter(output, flat, _op(op),
                                               blocking=not async_op), async_op)
@@ -371,6 +443,8 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     _check_same_dtype("all_to_all_single", output, input)
     in_counts = _split_counts("all_to_all_single", input, input_split_sizes, engine.size)
     out_counts = _split_counts("all_to_all_single", output, output_split_sizes, engine.size)
+    if _on_device(engine, input):
+        return _finish(engine.all_to_all_tensor(output, input, out_counts, in_counts), async_op)
     src = engine.stage(input, "all_to_all_single")
     dst = engine.stage(output, "all_to_all_single", read=False)
     return _finish(engine.alltoallv(dst, out_counts, src, in_counts,
@@ -386,6 +460,9 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool
         if len(lst) != engine.size:
             raise ValueError(f"all_to_all: {name} must hold world_size ({engine.size}) "
                              f"tensors, got {len(lst)}")
+    if _on_device(engine, input_tensor_list[0]):
+        return _finish(nccl_lists.all_to_all(engine, output_tensor_list, input_tensor_list),
+                       async_op)
     dtype = _wire_dtype(input_tensor_list[0])
     src = engine.stage_array(np.concatenate([_wire(t, dtype).reshape(-1)
                                              for t in input_tensor_list]))

@@ -122,8 +122,10 @@ def test_queries_before_init_raise_like_torch():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="Invalid backend"):
         dist.c10d._check_backend("carrier-pigeon")
-    with pytest.raises(dist.DistError, match="nccl"):
-        dist.c10d._check_backend("nccl")
+    with pytest.raises(dist.DistError, match="not available"):
+        dist.c10d._check_backend("cpu:carrier-pigeon")
+    assert dist.c10d._check_backend("nccl") == "nccl"
+    assert dist.c10d._check_backend("cpu:gloo,cuda:nccl") == "nccl"
 
 
 def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, capsys):
