@@ -108,3 +108,5 @@ def test_pipeline_stages_equal_the_unsplit_model(nproc):
     assert_ok(job, nproc, "equals the unsplit model")
     for schedule in ("ScheduleGPipe", "Schedule1F1B"):
         assert job.stdout.count(f"{schedule} equals the unsplit model") == nproc, job.stdout
+        assert job.stdout.count(f"{schedule} (pipeline() split) equals the unsplit model") \
+            == nproc, job.stdout
