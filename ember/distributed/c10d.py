@@ -237,6 +237,63 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
     return pg
 
 
+def shrink_group(ranks_to_exclude, group: ProcessGroup | None = None, shrink_flags: int = 0,
+                 pg_options=None) -> ProcessGroup:
+    """A group of `group`'s ranks without the failed ones in `ranks_to_exclude` (ULFM).
+
+    The remaining ranks call it after a rank died (their collectives failed): the
+    communicator is revoked and shrunk by MPI to the live processes, which must be
+    exactly the group minus `ranks_to_exclude` (group ranks). Shrinking the default
+    group makes the result the default group, its ranks renumbered 0..n-1 (as
+    PyTorch's shrink_group). Needs the launcher's --ulfm.
+    """
+    pg = _group(group, "shrink_group")
+    engine = pg._engine
+    if getattr(engine, "is_device", False):
+        raise TypeError("shrink_group: the nccl backend does not support shrinking in ember "
+                        "yet (ncclCommShrink); the mpi backend does, with --ulfm")
+    excluded = _check_ranks_to_exclude(ranks_to_exclude, engine.size)
+    if engine.rank in excluded:
+        raise ValueError(f"shrink_group: rank {engine.rank} is in ranks_to_exclude; only the "
+                         "remaining ranks call shrink_group")
+    survivors_comm, failed = engine.shrink()
+    if failed != excluded:
+        survivors_comm.Free()
+        raise DistError(f"shrink_group: ranks_to_exclude {excluded} must be the ranks that "
+                        f"failed; MPI found {failed} failed (it can only remove failed "
+                        "processes)")
+    kept = [r for r in range(engine.size) if r not in excluded]
+    is_default = pg is _State.default
+    global_ranks = list(range(len(kept))) if is_default else \
+        [engine.global_ranks[r] for r in kept]
+    my_global = survivors_comm.Get_rank() if is_default else engine.global_rank
+    new_engine = MPIEngine(survivors_comm, global_ranks, engine.timeout_s, my_global)
+    new_pg = ProcessGroup(new_engine, pg._backend, pg.group_name)
+    try:
+        engine.free()
+    except Exception:        # noqa: BLE001 - a revoked communicator may refuse; drop it
+        engine.comm = None
+    _State.groups = [new_pg if g is pg else g for g in _State.groups]
+    if is_default:
+        _State.default = new_pg
+        globals()["group"].WORLD = GroupMember.WORLD = new_pg
+    return new_pg
+
+
+def _check_ranks_to_exclude(ranks_to_exclude, size: int) -> list[int]:
+    ranks = [int(r) for r in ranks_to_exclude]
+    if not ranks:
+        raise ValueError("shrink_group: ranks_to_exclude cannot be empty")
+    if len(set(ranks)) != len(ranks):
+        raise ValueError(f"shrink_group: ranks_to_exclude {ranks} has duplicates")
+    bad = [r for r in ranks if not 0 <= r < size]
+    if bad:
+        raise ValueError(f"shrink_group: ranks {bad} are outside the group of size {size}")
+    if len(ranks) == size:
+        raise ValueError("shrink_group: ranks_to_exclude cannot exclude every rank")
+    return sorted(ranks)
+
+
 # --- queries -----------------------------------------------------------------------------
 def get_rank(group: ProcessGroup | None = None) -> int:
     if group is GroupMember.NON_GROUP_MEMBER:

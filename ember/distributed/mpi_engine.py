@@ -153,6 +153,34 @@ class MPIEngine:
             self.comm.Free()
             self.comm = None
 
+    def shrink(self):
+        """ULFM: revoke the communicator, shrink it to the live processes.
+
+        Returns (the survivors' communicator, the group ranks that failed). Collective
+        over the survivors; needs an MPI with fault tolerance (Open MPI 5 started with
+        `--with-ft ulfm`, the launcher's --ulfm).
+        """
+        MPI = mpi()
+        comm = self.comm
+        if comm is None:
+            raise DistError("shrink_group: the process group has been destroyed")
+        if not hasattr(comm, "Shrink"):
+            raise DistError("shrink_group needs MPI's fault tolerance (ULFM): mpi4py >= 4 "
+                            "with Open MPI 5")
+        try:
+            comm.Revoke()             # anyone still waiting in a collective gets out
+        except MPI.Exception as err:
+            if err.Get_error_class() != MPI.ERR_REVOKED:
+                raise DistError("shrink_group needs MPI's fault tolerance (ULFM): start the "
+                                "job with `python -m ember.distributed.run --ulfm` (Open "
+                                f"MPI's mpirun --with-ft ulfm); MPI said: {err}") from err
+        survivors = comm.Shrink()
+        failed_group = comm.Get_failed()
+        failed = MPI.Group.Translate_ranks(failed_group, list(range(failed_group.Get_size())),
+                                           comm.Get_group())
+        self._broken = self._broken or "the group was shrunk"
+        return survivors, sorted(failed)
+
     # --- collectives -----------------------------------------------------------------
     def allreduce(self, tensor, op: ReduceOp, *, blocking: bool = False) -> Work:
         s = self._stage(tensor, "all_reduce", op)

@@ -166,3 +166,23 @@ def test_watchdog_fires_once_past_the_deadline_of_a_blocking_call():
     assert "[Rank 3] Watchdog caught collective operation timeout: WorkMPI(SeqNum=2, " \
         "OpType=ALLREDUCE" in hung.timeout_message(fired[0][1])
     dog.stop()
+
+
+def test_launcher_ulfm_flag_turns_on_open_mpis_fault_tolerance(monkeypatch):
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: True)
+    args = run._parser().parse_args(["--ulfm", "--nproc-per-node", "3", "train.py"])
+    cmd = run.build_command(args, "/x/mpirun", run._job_environment(args))
+    assert cmd[3:5] == ["--with-ft", "ulfm"]
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: False)
+    with pytest.raises(SystemExit, match="--ulfm needs Open MPI"):
+        run.build_command(args, "/x/mpiexec", {})
+
+
+def test_shrink_group_checks_ranks_to_exclude_like_torch():
+    check = dist.c10d._check_ranks_to_exclude
+    assert check([3, 1], 4) == [1, 3]
+    for ranks, message in (([], "cannot be empty"), ([1, 1], "has duplicates"),
+                           ([4], r"ranks \[4\] are outside the group of size 4"),
+                           ([0, 1], "cannot exclude every rank")):
+        with pytest.raises(ValueError, match=message):
+            check(ranks, 4 if ranks != [0, 1] else 2)
