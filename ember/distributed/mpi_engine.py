@@ -117,6 +117,9 @@ class MPIEngine:
         self._finished = 0           # ops the thread has returned from
         self._requests_inflight: list[Work] = []
         self._watchdog = Watchdog(self._blocking_call_timed_out)
+        # one MPI call on the communicator at a time, whichever thread makes it (the
+        # communication thread, or a blocking caller that found it idle)
+        self._call_lock = threading.Lock()
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
@@ -341,7 +344,8 @@ class MPIEngine:
         work = self._work(op_type, pending, outputs, op, numel_in, numel_out)
         self._watchdog.arm(work, timeout_s)
         try:
-            call(self.comm)
+            with self._call_lock:
+                call(self.comm)
         except BaseException as err:     # noqa: BLE001 - reported by Work.wait
             pending.error = err
         finally:
@@ -364,7 +368,8 @@ class MPIEngine:
                 return
             call, pending = item
             try:
-                call(comm)
+                with self._call_lock:
+                    call(comm)
             except BaseException as err:     # noqa: BLE001 - reported by Work.wait
                 pending.error = err
             self._finished += 1
