@@ -269,10 +269,7 @@ def shrink_group(ranks_to_exclude, group: ProcessGroup | None = None, shrink_fla
     my_global = survivors_comm.Get_rank() if is_default else engine.global_rank
     new_engine = MPIEngine(survivors_comm, global_ranks, engine.timeout_s, my_global)
     new_pg = ProcessGroup(new_engine, pg._backend, pg.group_name)
-    try:
-        engine.free()
-    except Exception:        # noqa: BLE001 - a revoked communicator may refuse; drop it
-        engine.comm = None
+    engine.abandon()
     _State.groups = [new_pg if g is pg else g for g in _State.groups]
     if is_default:
         _State.default = new_pg

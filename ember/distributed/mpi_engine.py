@@ -156,6 +156,15 @@ class MPIEngine:
             self.comm.Free()
             self.comm = None
 
+    def abandon(self) -> None:
+        """Stop the threads and drop (never free) a revoked communicator: freeing one
+        with failed members is a collective that may wait on the dead."""
+        self._watchdog.stop()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread = None
+        self.comm = None
+
     def shrink(self):
         """ULFM: revoke the communicator, shrink it to the live processes.
 

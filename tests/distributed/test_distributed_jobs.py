@@ -126,7 +126,10 @@ def _ulfm_missing() -> str | None:
 def test_ulfm_survivors_of_a_dead_rank_shrink_the_group_and_go_on():
     if _ulfm_missing():
         pytest.skip(_ulfm_missing())
-    job = launch(3, "ulfm_shrink.py", launcher_flags=("--ulfm",))
+    try:
+        job = launch(3, "ulfm_shrink.py", launcher_flags=("--ulfm",))
+    except subprocess.TimeoutExpired as err:     # show how far each rank got
+        pytest.fail(f"the --ulfm job timed out; its output:\n{err.stdout}\n{err.stderr}")
     output = job.stdout + job.stderr
     for rank in (0, 1):
         assert f"rank {rank}: the collective failed: [Rank {rank}] WorkMPI(" in output, \
