@@ -376,6 +376,8 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
     engine = _engine(group, "all_reduce")
     if engine is None:
         return None
+    if not async_op and not getattr(engine, "is_device", False):
+        return engine.allreduce_now(tensor, _op(op))       # the common case, no Work
     return _finish(engine.allreduce(tensor, _op(op), blocking=not async_op), async_op)
 
 

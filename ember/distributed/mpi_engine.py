@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import numpy as np
 
@@ -27,6 +28,7 @@ _INLINE_BYTES = 64 * 1024      # all_reduce/broadcast up to this size skip the t
 
 
 _MPI = None
+_IN_PLACE = [None]         # MPI.IN_PLACE, once MPI is imported
 
 
 def mpi():
@@ -39,6 +41,7 @@ def mpi():
             raise DistError("the 'mpi' backend needs mpi4py and an MPI library: "
                             "pip install 'ember[distributed]'") from err
         _MPI = MPI
+        _IN_PLACE[0] = MPI.IN_PLACE
     return _MPI
 
 
@@ -195,8 +198,11 @@ class MPIEngine:
 
     # --- collectives -----------------------------------------------------------------
     def allreduce(self, tensor, op: ReduceOp, *, blocking: bool = False) -> Work:
-        s = self._stage(tensor, "all_reduce", op)
-        mop = _mpi_op(op, s.buf.dtype == bool)
+        return self._submit_allreduce(self._stage(tensor, "all_reduce", op), tensor, op,
+                                      blocking=blocking)
+
+    def _submit_allreduce(self, s: _Staged, tensor, op: ReduceOp, *, blocking: bool) -> Work:
+        mop = _mpi_op(op, s.buf.dtype.kind == "b")
         if not blocking and self._small_and_idle(s.buf):
             req = self.comm.Iallreduce(mpi().IN_PLACE, s.buf, op=mop)
             return self._work("ALLREDUCE", Requests([req], self.test), [s], op,
@@ -204,6 +210,41 @@ class MPIEngine:
         in_place = mpi().IN_PLACE
         return self._submit("ALLREDUCE", lambda c: c.Allreduce(in_place, s.buf, op=mop),
                             [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
+
+    def allreduce_now(self, tensor, op: ReduceOp) -> None:
+        """all_reduce(async_op=False): the fast path when nothing is queued.
+
+        MPI's blocking call in place on the tensor's array, on the caller's thread, the
+        watchdog armed; no Work is made unless it fails or times out. Staged tensors
+        (strided, bfloat16), groups of one and a busy thread take the general path.
+        """
+        s = self._stage(tensor, "all_reduce", op)
+        if s.staged or self.size == 1 or self._submitted != self._finished:
+            self._submit_allreduce(s, tensor, op, blocking=True).wait()
+            return
+        mop = _mpi_op(op, s.buf.dtype.kind == "b")
+        self._seq += 1
+        seq, n, started = self._seq, tensor.numel(), time.monotonic()
+
+        def describe():
+            work = Work(self, "ALLREDUCE", Finished(), seq=seq, numel_in=n, numel_out=n)
+            work._started = started
+            return work
+
+        self._watchdog.arm(describe, self.timeout_s, started)
+        try:
+            with self._call_lock:
+                self.comm.Allreduce(_IN_PLACE[0], s.buf, op=mop)
+        except BaseException as err:     # noqa: BLE001 - named like Work.wait names it
+            work = describe()
+            self.mark_broken(work)
+            raise DistBackendError(f"[Rank {self.global_rank}] {work!r} failed: "
+                                   f"{type(err).__name__}: {err}") from err
+        finally:
+            self._watchdog.disarm()
+        if op is ReduceOp.AVG:
+            np.divide(s.buf, self.size, out=s.buf, casting="unsafe")
+        tensor._bump_version()
 
     def reduce(self, tensor, root: int, op: ReduceOp, *, blocking: bool = False) -> Work:
         s = self._stage(tensor, "reduce", op)

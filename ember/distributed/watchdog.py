@@ -26,16 +26,22 @@ class Watchdog:
 
     def __init__(self, on_timeout):
         self._on_timeout = on_timeout    # (work, ran_seconds) -> None; ends the process
-        self._current = None             # (work, deadline) while a blocking call runs
+        self._current = None             # (work, started, deadline) while a call runs
         self._idle_sleep_s = 60.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def arm(self, work, timeout_s: float) -> None:
-        """Mark `work` as running until at most `timeout_s` from its start."""
+    def arm(self, work, timeout_s: float, started: float | None = None) -> None:
+        """Mark `work` as running until at most `timeout_s` from its start.
+
+        `work` may also be a function making the Work, called only if it times out (the
+        fast path of a blocking all_reduce makes no Work otherwise); then `started`
+        is its start time.
+        """
         if self._thread is None:
             self._start(timeout_s)
-        self._current = (work, work._started + timeout_s)
+        started = work._started if started is None else started
+        self._current = (work, started, started + timeout_s)
 
     def disarm(self) -> None:
         self._current = None
@@ -56,12 +62,14 @@ class Watchdog:
             if current is None:
                 self._stop.wait(self._idle_sleep_s)
                 continue
-            work, deadline = current
+            work, started, deadline = current
             remaining = deadline - time.monotonic()
             if remaining > 0:
                 self._stop.wait(remaining)
             elif self._current is current:
-                self._on_timeout(work, time.monotonic() - work._started)
+                if callable(work):
+                    work = work()
+                self._on_timeout(work, time.monotonic() - started)
                 return
 
 

@@ -186,3 +186,50 @@ def test_shrink_group_checks_ranks_to_exclude_like_torch():
                            ([0, 1], "cannot exclude every rank")):
         with pytest.raises(ValueError, match=message):
             check(ranks, 4 if ranks != [0, 1] else 2)
+
+
+class _FakeComm:
+    """The communicator calls the blocking all_reduce path makes (2 ranks, no MPI)."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.calls = fail, 0
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 2
+
+    def Allreduce(self, sendbuf, recvbuf, op=None):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("MPI_ERR_OTHER: known error not in list")
+        recvbuf *= 2                      # what a SUM over two equal ranks gives
+
+
+def test_blocking_all_reduce_runs_in_place_and_names_the_op_when_mpi_fails():
+    from ember.distributed.mpi_engine import MPIEngine
+    engine = MPIEngine(_FakeComm(), [0, 1], 60.0, global_rank=5)
+    t = ember.ones(4)
+    version = t._version
+    engine.allreduce_now(t, dist.ReduceOp.AVG)          # (1 + 1) / 2
+    assert t.numpy().tolist() == [1.0] * 4 and t._version == version + 1
+    engine.allreduce_now(t, dist.ReduceOp.SUM)
+    assert t.numpy().tolist() == [2.0] * 4 and engine.comm.calls == 2
+    broken = MPIEngine(_FakeComm(fail=True), [0, 1], 60.0, global_rank=5)
+    with pytest.raises(DistBackendError, match=r"\[Rank 5\] WorkMPI\(SeqNum=1, "
+                       r"OpType=ALLREDUCE, NumelIn=4.*failed: RuntimeError: MPI_ERR_OTHER"):
+        broken.allreduce_now(ember.ones(4), dist.ReduceOp.SUM)
+    with pytest.raises(DistBackendError, match="unusable after an earlier operation"):
+        broken.allreduce_now(ember.ones(4), dist.ReduceOp.SUM)
+
+
+def test_watchdog_makes_the_work_only_when_a_call_times_out():
+    import threading
+    import time
+    from ember.distributed.watchdog import Watchdog
+    made, fired = [], threading.Event()
+    dog = Watchdog(lambda work, ran_s: (made.append((work, ran_s)), fired.set()))
+    dog.arm(lambda: "the work", 0.05, time.monotonic())
+    assert fired.wait(5.0) and made[0][0] == "the work" and made[0][1] >= 0.05
+    dog.stop()
