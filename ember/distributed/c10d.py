@@ -590,6 +590,16 @@ def batch_isend_irecv(p2p_op_list: list) -> list:
     if not p2p_op_list or not all(isinstance(p, P2POp) for p in p2p_op_list):
         raise ValueError("Invalid ``p2p_op_list``. Each op is expected to to be of type "
                          "``ember.distributed.P2POp``.")
+    first = p2p_op_list[0]
+    engine = _engine(first.group, "batch_isend_irecv")
+    if engine is not None and _on_device(engine, first.tensor):
+        if any(p.group is not first.group for p in p2p_op_list):
+            raise ValueError("batch_isend_irecv: every op of an nccl batch must use the "
+                             "same group")
+        return engine.batch_p2p([
+            (p.op is isend, p.tensor,
+             _group_peer(engine, "batch_isend_irecv", p.peer, p.group_peer, "peer"))
+            for p in p2p_op_list])
     return [p.op(p.tensor, p.peer, p.group, p.tag, p.group_peer) for p in p2p_op_list]
 
 

@@ -371,6 +371,38 @@ class NCCLEngine:
         work.source_rank = lambda: self.global_ranks[peer]
         return work
 
+    def batch_p2p(self, ops: list) -> list:
+        """batch_isend_irecv: every (is_send, tensor, peer) in one NCCL group call.
+
+        NCCL's send and recv block their stream until matched, so pairs issued one by
+        one could deadlock (both ranks sending first); one group issues them together,
+        as PyTorch does. Every op's Work completes with the group.
+        """
+        for is_send, tensor, peer in ops:
+            self._check(tensor, "batch_isend_irecv")
+            if peer is None:
+                raise DistError("batch_isend_irecv: the nccl backend needs a peer rank for "
+                                "every op")
+        calls = [(is_send, t.data_ptr(), t.numel(), nccl_dtype(t, "batch_isend_irecv"), peer)
+                 for is_send, t, peer in ops]
+
+        def issue(stream):
+            self._nccl.group_start()
+            try:
+                for is_send, ptr, n, dt, peer in calls:
+                    if is_send:
+                        self._nccl.send(ptr, n, dt, peer, self.comm, stream)
+                    else:
+                        self._nccl.recv(ptr, n, dt, peer, self.comm, stream)
+            finally:
+                self._nccl.group_end()
+
+        tensors = [t for _, t, _ in ops]
+        received = [t for is_send, t, _ in ops if not is_send]
+        work = self._launch("COALESCED", tensors, issue, sum(t.numel() for t in tensors),
+                            sum(t.numel() for t in received), received)
+        return [work] * len(ops)
+
     # --- CPU-side helpers the generic c10d code calls ------------------------------------
     def stage(self, tensor, op_name: str, *, read: bool = True):
         return self._cpu(op_name).stage(tensor, op_name, read=read)

@@ -154,6 +154,7 @@ def test_collectives_and_their_list_forms(fake_nccl):
     gpu.test_all_gather_forms()
     gpu.test_scatter_and_reduce_scatter_forms()
     gpu.test_all_to_all_forms()
+    gpu.test_send_and_recv_to_itself_in_one_batch()
     gpu.test_barrier_and_refusals_name_the_op()
     assert {"broadcast", "reduce", "all_gather", "reduce_scatter", "sendrecv"} <= \
         set(fake_nccl.calls)

@@ -129,6 +129,16 @@ def test_all_to_all_forms():
     np.testing.assert_allclose(_host(outs[0]), x)
 
 
+def test_send_and_recv_to_itself_in_one_batch():
+    x = _rand(3, 4, seed=6)
+    got = ember.zeros(3, 4, device="cuda")
+    works = dist.batch_isend_irecv([dist.P2POp(dist.isend, _cuda(x), 0),
+                                    dist.P2POp(dist.irecv, got, 0)])
+    for work in works:
+        work.wait()
+    np.testing.assert_allclose(_host(got), x)
+
+
 def test_barrier_and_refusals_name_the_op():
     dist.barrier()
     with pytest.raises(dist.DistError, match="all_gather_into_tensor: CPU tensors on an "
