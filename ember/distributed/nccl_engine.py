@@ -254,7 +254,7 @@ class NCCLEngine:
     def raise_if_failed(self, work) -> None:
         if self._broken is not None:
             raise DistBackendError(f"[Rank {self.global_rank}] {work!r}: the NCCL "
-                                   f"communicator was aborted after {self._broken}")
+                                   f"communicator was aborted: {self._broken}")
 
     def progress(self) -> None:
         """NCCL progresses on the device; nothing to drive from the host."""
@@ -435,11 +435,11 @@ class NCCLEngine:
 
     # --- launching -------------------------------------------------------------------
     def _check(self, tensor, op_name: str) -> None:
-        if self.comm is None:
-            raise DistError(f"{op_name}: the process group has been destroyed")
-        if self._broken is not None:
+        if self._broken is not None:         # (an aborted communicator is also gone)
             raise DistBackendError(f"{op_name}: the process group is unusable after an earlier "
                                    f"operation failed or timed out: {self._broken}")
+        if self.comm is None:
+            raise DistError(f"{op_name}: the process group has been destroyed")
         check_cuda_tensor(tensor, op_name, self.device_index)
 
     def _launch(self, op_type, tensors, issue, numel_in, numel_out, outputs) -> NCCLWork:
@@ -480,15 +480,19 @@ class NCCLEngine:
                 f"{self._nccl.get_error_string(int(result))}")
 
     def _fail(self, work, message: str) -> None:
-        self.mark_broken(work)
+        """Abort the communicator (its hung kernels end); by default end the job too."""
+        self._broken = message
         try:
-            self._nccl.comm_abort(self.comm)       # the hung kernels end
+            self._nccl.comm_abort(self.comm)
         finally:
             self.comm = None
         if self.tear_down:
             report_and_abort(f"DistBackendError: {message} To avoid data inconsistency, "
                              "the job is taken down (TORCH_NCCL_ASYNC_ERROR_HANDLING=0 "
                              "keeps it running with the group unusable).", _end_job)
+        else:
+            os.write(2, f"DistBackendError: {message} The NCCL communicator was aborted; "
+                        "the process group cannot be used further.\n".encode())
 
 
 class EventWatchdog:

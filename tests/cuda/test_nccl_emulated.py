@@ -162,3 +162,30 @@ def test_collectives_and_their_list_forms(fake_nccl):
 
 def test_ddp_buckets_on_the_device(fake_nccl):
     gpu.test_ddp_on_one_gpu_equals_plain_training(None, True)
+
+
+class _NeverDone(_Event):
+    def query(self):
+        return False
+
+
+def test_a_hung_operation_aborts_the_communicator_naming_rank_and_op(fake_nccl, monkeypatch,
+                                                                      capfd):
+    import time
+    import ember
+    monkeypatch.setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "0")    # keep pytest alive
+    monkeypatch.setattr(S, "Event", _NeverDone)
+    engine = nccl_engine.NCCLEngine("comm", [0], 0.05, 0, 0)
+    work = engine.allreduce(ember.ones(3, device="cuda"), dist.ReduceOp.SUM)
+    deadline = time.monotonic() + 5
+    while "abort" not in fake_nccl.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake_nccl.calls[-1] == "abort" and engine.comm is None
+    with pytest.raises(dist.DistBackendError, match=r"the NCCL communicator was aborted: "
+                       r"\[Rank 0\] Watchdog caught collective operation timeout: "
+                       r"WorkNCCL\(SeqNum=1, OpType=ALLREDUCE, NumelIn=3"):
+        work.wait()
+    assert "Watchdog caught collective operation timeout" in capfd.readouterr().err
+    with pytest.raises(dist.DistBackendError, match="all_reduce: the process group is "
+                                                    "unusable"):
+        engine.allreduce(ember.ones(3, device="cuda"), dist.ReduceOp.SUM)

@@ -10,6 +10,9 @@ Multi-GPU runs wait for their own issue.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -181,3 +184,38 @@ def test_ddp_on_one_gpu_equals_plain_training(hook, as_view):
     for p, q in zip(plain.parameters(), wrapped.module.parameters()):
         assert q.grad.is_cuda
         np.testing.assert_allclose(_host(q), _host(p), rtol=tol, atol=tol)
+
+
+_HUNG_RECV = """
+import datetime, os, sys, time
+import ember, ember.distributed as dist
+dist.init_process_group("nccl", rank=0, world_size=1, timeout=datetime.timedelta(seconds=2))
+work = dist.irecv(ember.zeros(4, device="cuda"), src=0)    # no send ever matches it
+time.sleep(6)                                              # the watchdog acts meanwhile
+try:
+    work.wait()
+except dist.DistBackendError as err:
+    print("raised:", err, flush=True)
+    sys.exit(3)
+print("no error", flush=True)
+"""
+
+
+@pytest.mark.parametrize("tear_down", [True, False])
+def test_a_hung_operation_is_aborted_naming_rank_and_op(tear_down):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"):
+        env.pop(var, None)
+    if not tear_down:
+        env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = "0"
+    start = time.monotonic()
+    job = subprocess.run([sys.executable, "-c", _HUNG_RECV], env=env, capture_output=True,
+                         text=True, timeout=120)
+    output = job.stdout + job.stderr
+    assert "[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1, " \
+        "OpType=RECV" in output, output[-3000:]
+    if tear_down:          # the watchdog's report, then the process is taken down
+        assert job.returncode == 1 and "raised:" not in output, output[-3000:]
+        assert time.monotonic() - start < 60
+    else:                  # the communicator is aborted, the waiter gets the error
+        assert job.returncode == 3 and "raised:" in output, output[-3000:]
