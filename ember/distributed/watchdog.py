@@ -21,14 +21,21 @@ import threading
 import time
 
 
+_MAX_SLEEP_S = 3600.0
+
+
 class Watchdog:
     """Holds the deadline of the one blocking operation running on the caller's thread."""
 
     def __init__(self, on_timeout):
         self._on_timeout = on_timeout    # (work, ran_seconds) -> None; ends the process
         self._current = None             # (work, started, deadline) while a call runs
-        self._idle_sleep_s = 60.0
-        self._stop = threading.Event()
+        self._wake = threading.Event()   # set: stop, or an earlier deadline was armed
+        self._wake_at = float("inf")     # when the watchdog wakes by itself next
+        # when idle, sleep the shortest timeout armed so far: an operation armed later
+        # has a later deadline than that wake-up, so arming needs no wake-up
+        self._idle_sleep_s = float("inf")
+        self._stopped = False
         self._thread: threading.Thread | None = None
 
     def arm(self, work, timeout_s: float, started: float | None = None) -> None:
@@ -36,41 +43,48 @@ class Watchdog:
 
         `work` may also be a function making the Work, called only if it times out (the
         fast path of a blocking all_reduce makes no Work otherwise); then `started`
-        is its start time.
+        is its start time. Costs an attribute store, plus a wake-up only when this
+        deadline comes before the watchdog's next planned wake-up.
         """
-        if self._thread is None:
-            self._start(timeout_s)
         started = work._started if started is None else started
-        self._current = (work, started, started + timeout_s)
+        deadline = started + timeout_s
+        if timeout_s < self._idle_sleep_s:
+            self._idle_sleep_s = min(max(timeout_s, 0.001), _MAX_SLEEP_S)
+        self._current = (work, started, deadline)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, daemon=True,
+                                            name="ember-dist-watchdog")
+            self._thread.start()
+        elif deadline < self._wake_at:
+            self._wake.set()
 
     def disarm(self) -> None:
         self._current = None
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _start(self, timeout_s: float) -> None:
-        # when idle, sleep one timeout: an operation armed later has a later deadline
-        self._idle_sleep_s = max(timeout_s, 0.01)
-        self._thread = threading.Thread(target=self._watch, name="ember-dist-watchdog",
-                                        daemon=True)
-        self._thread.start()
+        self._stopped = True
+        self._wake.set()
 
     def _watch(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopped:
             current = self._current
+            now = time.monotonic()
             if current is None:
-                self._stop.wait(self._idle_sleep_s)
+                sleep = self._idle_sleep_s
+            elif now < current[2]:
+                sleep = min(current[2] - now, _MAX_SLEEP_S)
+            else:
+                work, started, _ = current
+                if self._current is current:        # still running past its deadline
+                    self._on_timeout(work() if callable(work) else work,
+                                     time.monotonic() - started)
+                    return
                 continue
-            work, started, deadline = current
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                self._stop.wait(remaining)
-            elif self._current is current:
-                if callable(work):
-                    work = work()
-                self._on_timeout(work, time.monotonic() - started)
-                return
+            self._wake_at = now + sleep
+            if self._current is not current:      # armed meanwhile: look again
+                continue
+            self._wake.wait(sleep)
+            self._wake.clear()
 
 
 def report_and_abort(message: str, abort) -> None:

@@ -230,6 +230,9 @@ def test_watchdog_makes_the_work_only_when_a_call_times_out():
     from ember.distributed.watchdog import Watchdog
     made, fired = [], threading.Event()
     dog = Watchdog(lambda work, ran_s: (made.append((work, ran_s)), fired.set()))
-    dog.arm(lambda: "the work", 0.05, time.monotonic())
+    dog.arm(lambda: "long", 1000.0, time.monotonic())     # the watchdog sleeps ~1000 s
+    time.sleep(0.05)
+    dog.disarm()
+    dog.arm(lambda: "the work", 0.05, time.monotonic())   # an earlier deadline wakes it
     assert fired.wait(5.0) and made[0][0] == "the work" and made[0][1] >= 0.05
     dog.stop()
