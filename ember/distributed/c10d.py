@@ -62,6 +62,7 @@ class _State:
     default: ProcessGroup | None = None
     groups: list[ProcessGroup] = []
     init_method: str | None = None
+    shrunk = False            # this process survived a rank's death (shrink_group ran)
 
 
 # --- initialization ----------------------------------------------------------------------
@@ -270,6 +271,7 @@ def shrink_group(ranks_to_exclude, group: ProcessGroup | None = None, shrink_fla
     new_engine = MPIEngine(survivors_comm, global_ranks, engine.timeout_s, my_global)
     new_pg = ProcessGroup(new_engine, pg._backend, pg.group_name)
     engine.abandon()
+    _State.shrunk = True
     _State.groups = [new_pg if g is pg else g for g in _State.groups]
     if is_default:
         _State.default = new_pg

@@ -136,3 +136,4 @@ def test_ulfm_survivors_of_a_dead_rank_shrink_the_group_and_go_on():
             output[-3000:]
         assert f"rank {rank}: shrunk to 2 ranks, all_reduce gives 3.0" in output, \
             output[-3000:]
+        assert f"rank {rank}: destroyed the group" in output, output[-3000:]

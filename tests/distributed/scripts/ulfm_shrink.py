@@ -34,3 +34,4 @@ dist.barrier()
 print(f"rank {rank}: shrunk to {dist.get_world_size()} ranks, all_reduce gives "
       f"{float(t[0])}", flush=True)
 dist.destroy_process_group()
+print(f"rank {rank}: destroyed the group", flush=True)
