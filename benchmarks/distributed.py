@@ -5,8 +5,10 @@
 For each process count the script relaunches itself through
 `python -m ember.distributed.run` (mpirun), and rank 0 reports JSON lines:
 - allreduce: float32 buffers from 4 KiB to 16 MiB (1 MiB with --quick); ember's
-  `dist.all_reduce` (nonblocking MPI request + polling Work.wait) against mpi4py's
-  blocking `comm.Allreduce(IN_PLACE, ...)` on the same array. Bus bandwidth uses
+  synchronous `dist.all_reduce` (MPI's blocking call on the caller's thread, in place on
+  the tensor's array, under the watchdog) against mpi4py's blocking
+  `comm.Allreduce(IN_PLACE, ...)` on the same array; three alternating rounds, the best
+  median of each. Bus bandwidth uses
   nccl-tests' formula: busbw = 2 (n - 1) / n * bytes / seconds. "of raw" is ember's
   busbw / mpi4py's (target: >= 0.9).
 - ddp: training samples/s (all ranks together: world * batch / step time) of an MLP

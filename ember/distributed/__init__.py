@@ -12,6 +12,7 @@ from .c10d import (  # noqa: F401
     get_process_group_ranks, get_rank, get_world_size, group, init_process_group, irecv,
     is_available, is_gloo_available, is_initialized, is_mpi_available, is_nccl_available,
     isend, new_group, recv, reduce, reduce_scatter, reduce_scatter_tensor, scatter, send,
+    shrink_group,
 )
 from .errors import DistBackendError, DistError, DistNetworkError  # noqa: F401
 from .monitored_barrier import monitored_barrier  # noqa: F401

@@ -7,8 +7,9 @@ either waits for it (raising a timeout error that names the rank and the operati
 with `async_op=True`, returns the `Work` handle.
 
 Engines: "mpi" (Open MPI or MPICH through mpi4py) for CPU tensors. "gloo" is accepted
-as a name for the same CPU engine, since PyTorch scripts ask for it; "nccl" is not
-built yet and says so.
+as a name for the same CPU engine, since PyTorch scripts ask for it. "nccl" runs CUDA
+tensors' collectives through NVIDIA's nccl4py (nccl_engine.py); under the launcher its
+CPU tensors go to an MPI engine beside it.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import os
 import numpy as np
 
 from .errors import DistError
+from . import nccl_lists
 from .mpi_engine import MPIEngine, mpi
 from .reduce_op import ReduceOp
 
@@ -60,6 +62,7 @@ class _State:
     default: ProcessGroup | None = None
     groups: list[ProcessGroup] = []
     init_method: str | None = None
+    shrunk = False            # this process survived a rank's death (shrink_group ran)
 
 
 # --- initialization ----------------------------------------------------------------------
@@ -76,7 +79,8 @@ def is_mpi_available() -> bool:
 
 
 def is_nccl_available() -> bool:
-    return False
+    from .nccl_engine import is_available as nccl_importable
+    return nccl_importable()
 
 
 def is_gloo_available() -> bool:
@@ -96,6 +100,11 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
         raise ValueError("trying to initialize the default process group twice!")
     backend = _check_backend(backend)
     _check_init_method(init_method, store)
+    timeout_s = (timeout or default_pg_timeout).total_seconds()
+    if backend == "nccl":
+        _set_default(_init_nccl(rank, world_size, init_method, timeout_s), "nccl", group_name,
+                     init_method)
+        return
     MPI = mpi()
     if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
         # collectives run on a communication thread while the caller may send/recv
@@ -111,9 +120,10 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
             f"job this process belongs to (rank {world.Get_rank()} of {world.Get_size()}); "
             "start the processes with `python -m ember.distributed.run --nproc-per-node N "
             "script.py` (or mpirun)")
-    timeout_s = (timeout or default_pg_timeout).total_seconds()
-    # a private communicator, so user MPI traffic on COMM_WORLD never matches ours
-    engine = MPIEngine(world.Dup(), list(range(world.Get_size())), timeout_s, world.Get_rank())
+    _set_default(_world_mpi_engine(timeout_s), backend, group_name, init_method)
+
+
+def _set_default(engine, backend: str, group_name: str, init_method) -> None:
     pg = ProcessGroup(engine, backend, group_name or "default_pg")
     _State.default = pg
     _State.groups = [pg]
@@ -121,15 +131,53 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     group.WORLD = GroupMember.WORLD = pg
 
 
+def _world_mpi_engine(timeout_s: float) -> MPIEngine:
+    # a private communicator, so user MPI traffic on COMM_WORLD never matches ours
+    world = mpi().COMM_WORLD
+    return MPIEngine(world.Dup(), list(range(world.Get_size())), timeout_s, world.Get_rank())
+
+
+def _under_mpi_launcher() -> bool:
+    """Was this process started by mpirun (ember's launcher), so MPI knows the job?"""
+    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
+
+
+def _init_nccl(rank: int, world_size: int, init_method, timeout_s: float):
+    """The NCCL engine of the default group; its unique id goes over MPI or a file."""
+    from .nccl_engine import create_engine
+    if _under_mpi_launcher() and is_mpi_available():
+        cpu = _world_mpi_engine(timeout_s)
+        rank, world_size = _check_against_mpi(rank, world_size, init_method, cpu)
+        return create_engine(rank, world_size, timeout_s, mpi_comm=cpu.comm, cpu_engine=cpu)
+    rank, world_size = _rank_and_size(rank, world_size, init_method)
+    if rank < 0 or world_size < 1 or rank >= world_size:
+        raise ValueError("init_process_group(backend='nccl') outside the launcher needs rank "
+                         "and world_size (arguments, or the RANK and WORLD_SIZE environment "
+                         f"variables) with 0 <= rank < world_size; got rank={rank}, "
+                         f"world_size={world_size}")
+    return create_engine(rank, world_size, timeout_s, init_method=init_method)
+
+
+def _check_against_mpi(rank: int, world_size: int, init_method, cpu: MPIEngine):
+    rank, world_size = _rank_and_size(rank, world_size, init_method)
+    if world_size not in (-1, cpu.size) or rank not in (-1, cpu.rank):
+        raise DistError(
+            f"init_process_group: rank={rank}, world_size={world_size} do not match the MPI "
+            f"job this process belongs to (rank {cpu.rank} of {cpu.size})")
+    return cpu.rank, cpu.size
+
+
 def _check_backend(backend) -> str:
     name = "mpi" if backend is None else str(backend).lower()
     if name in _CPU_BACKENDS:
         return "mpi"
-    if name == "nccl" or name.startswith("cpu:") or name.startswith("cuda:"):
-        raise DistError(f"backend {backend!r} is not available in ember yet: only the CPU "
-                        "engine 'mpi' is built (use backend='mpi')")
+    if name in ("nccl", "cuda:nccl", "cpu:gloo,cuda:nccl", "cpu:mpi,cuda:nccl"):
+        return "nccl"
+    if name.startswith("cpu:") or name.startswith("cuda:"):
+        raise DistError(f"backend {backend!r} is not available in ember: use 'mpi' (CPU "
+                        "tensors) or 'nccl' (CUDA tensors, CPU ones through MPI)")
     raise ValueError(f"Invalid backend: '{backend}'; ember.distributed supports 'mpi' "
-                     "(and 'gloo' as a name for it)")
+                     "(and 'gloo' as a name for it) and 'nccl'")
 
 
 def _check_init_method(init_method, store) -> None:
@@ -176,6 +224,9 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
         raise ValueError(f"new_group: ranks {ranks} must be distinct global ranks in "
                          f"[0, {size})")
     backend = _check_backend(backend)
+    if getattr(world._engine, "is_device", False) or backend == "nccl":
+        raise DistError("new_group: sub-groups of an nccl process group are not supported "
+                        "yet (ncclCommSplit); use backend='mpi' groups for CPU tensors")
     wcomm = world._engine.comm
     comm = wcomm.Create(wcomm.Get_group().Incl(ranks))      # collective over the world
     if comm == mpi().COMM_NULL:
@@ -185,6 +236,61 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
     pg = ProcessGroup(engine, backend, group_desc or f"group_{len(_State.groups)}")
     _State.groups.append(pg)
     return pg
+
+
+def shrink_group(ranks_to_exclude, group: ProcessGroup | None = None, shrink_flags: int = 0,
+                 pg_options=None) -> ProcessGroup:
+    """A group of `group`'s ranks without the failed ones in `ranks_to_exclude` (ULFM).
+
+    The remaining ranks call it after a rank died (their collectives failed): the
+    communicator is revoked and shrunk by MPI to the live processes, which must be
+    exactly the group minus `ranks_to_exclude` (group ranks). Shrinking the default
+    group makes the result the default group, its ranks renumbered 0..n-1 (as
+    PyTorch's shrink_group). Needs the launcher's --ulfm.
+    """
+    pg = _group(group, "shrink_group")
+    engine = pg._engine
+    if getattr(engine, "is_device", False):
+        raise TypeError("shrink_group: the nccl backend does not support shrinking in ember "
+                        "yet (ncclCommShrink); the mpi backend does, with --ulfm")
+    excluded = _check_ranks_to_exclude(ranks_to_exclude, engine.size)
+    if engine.rank in excluded:
+        raise ValueError(f"shrink_group: rank {engine.rank} is in ranks_to_exclude; only the "
+                         "remaining ranks call shrink_group")
+    survivors_comm, failed = engine.shrink()
+    if failed != excluded:
+        survivors_comm.Free()
+        raise DistError(f"shrink_group: ranks_to_exclude {excluded} must be the ranks that "
+                        f"failed; MPI found {failed} failed (it can only remove failed "
+                        "processes)")
+    kept = [r for r in range(engine.size) if r not in excluded]
+    is_default = pg is _State.default
+    global_ranks = list(range(len(kept))) if is_default else \
+        [engine.global_ranks[r] for r in kept]
+    my_global = survivors_comm.Get_rank() if is_default else engine.global_rank
+    new_engine = MPIEngine(survivors_comm, global_ranks, engine.timeout_s, my_global)
+    new_pg = ProcessGroup(new_engine, pg._backend, pg.group_name)
+    engine.abandon()
+    _State.shrunk = True
+    _State.groups = [new_pg if g is pg else g for g in _State.groups]
+    if is_default:
+        _State.default = new_pg
+        globals()["group"].WORLD = GroupMember.WORLD = new_pg
+    return new_pg
+
+
+def _check_ranks_to_exclude(ranks_to_exclude, size: int) -> list[int]:
+    ranks = [int(r) for r in ranks_to_exclude]
+    if not ranks:
+        raise ValueError("shrink_group: ranks_to_exclude cannot be empty")
+    if len(set(ranks)) != len(ranks):
+        raise ValueError(f"shrink_group: ranks_to_exclude {ranks} has duplicates")
+    bad = [r for r in ranks if not 0 <= r < size]
+    if bad:
+        raise ValueError(f"shrink_group: ranks {bad} are outside the group of size {size}")
+    if len(ranks) == size:
+        raise ValueError("shrink_group: ranks_to_exclude cannot exclude every rank")
+    return sorted(ranks)
 
 
 # --- queries -----------------------------------------------------------------------------
@@ -241,6 +347,11 @@ def _engine(pg, fn: str) -> MPIEngine | None:
     return _group(pg, fn)._engine
 
 
+def _on_device(engine, tensor) -> bool:
+    """Does this collective run on the GPU (an nccl group and a CUDA tensor)?"""
+    return getattr(engine, "is_device", False) and tensor.is_cuda
+
+
 def _finish(work, async_op: bool):
     if async_op:
         return work
@@ -267,7 +378,9 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
     engine = _engine(group, "all_reduce")
     if engine is None:
         return None
-    return _finish(engine.allreduce(tensor, _op(op)), async_op)
+    if not async_op and not getattr(engine, "is_device", False):
+        return engine.allreduce_now(tensor, _op(op))       # the common case, no Work
+    return _finish(engine.allreduce(tensor, _op(op), blocking=not async_op), async_op)
 
 
 def reduce(tensor, dst=None, op=ReduceOp.SUM, group=None, async_op: bool = False,
@@ -276,7 +389,7 @@ def reduce(tensor, dst=None, op=ReduceOp.SUM, group=None, async_op: bool = False
     if engine is None:
         return None
     root = _root(engine, "reduce", dst, group_dst, "dst")
-    return _finish(engine.reduce(tensor, root, _op(op)), async_op)
+    return _finish(engine.reduce(tensor, root, _op(op), blocking=not async_op), async_op)
 
 
 def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=None):
@@ -284,7 +397,7 @@ def broadcast(tensor, src=None, group=None, async_op: bool = False, group_src=No
     if engine is None:
         return None
     root = _root(engine, "broadcast", src, group_src, "src")
-    return _finish(engine.broadcast(tensor, root), async_op)
+    return _finish(engine.broadcast(tensor, root, blocking=not async_op), async_op)
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bool = False):
@@ -296,8 +409,10 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
         raise ValueError("all_gather_into_tensor: output tensor size must be equal to "
                          f"world_size ({engine.size}) times input tensor size; got "
                          f"{list(output_tensor.shape)} and {list(input_tensor.shape)}")
+    if _on_device(engine, input_tensor):
+        return _finish(engine.all_gather_tensor(output_tensor, input_tensor), async_op)
     out = engine.stage(output_tensor, "all_gather_into_tensor", read=False)
-    return _finish(engine.allgather(out, input_tensor), async_op)
+    return _finish(engine.allgather(out, input_tensor, blocking=not async_op), async_op)
 
 
 def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
@@ -305,9 +420,11 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     if engine is None:
         return None
     _check_list("all_gather", tensor_list, engine.size, tensor)
+    if _on_device(engine, tensor):
+        return _finish(nccl_lists.all_gather(engine, tensor_list, tensor), async_op)
     flat = engine.stage_array(np.empty((engine.size,) + tuple(tensor.shape),
                                        _wire_dtype(tensor)))
-    work = engine.allgather(flat, tensor)
+    work = engine.allgather(flat, tensor, blocking=not async_op)
     return _finish(_then_scatter_into(work, flat.buf, tensor_list), async_op)
 
 
@@ -317,12 +434,16 @@ def gather(tensor, gather_list=None, dst=None, group=None, async_op: bool = Fals
     if engine is None:
         return None
     root = _root(engine, "gather", dst, group_dst, "dst")
+    if _on_device(engine, tensor):
+        if engine.rank == root:
+            _check_list("gather", gather_list, engine.size, tensor)
+        return _finish(nccl_lists.gather(engine, gather_list, tensor, root), async_op)
     if engine.rank != root:
-        return _finish(engine.gather(None, tensor, root), async_op)
+        return _finish(engine.gather(None, tensor, root, blocking=not async_op), async_op)
     _check_list("gather", gather_list, engine.size, tensor)
     flat = engine.stage_array(np.empty((engine.size,) + tuple(tensor.shape),
                                        _wire_dtype(tensor)))
-    work = engine.gather(flat, tensor, root)
+    work = engine.gather(flat, tensor, root, blocking=not async_op)
     return _finish(_then_scatter_into(work, flat.buf, gather_list), async_op)
 
 
@@ -332,11 +453,15 @@ def scatter(tensor, scatter_list=None, src=None, group=None, async_op: bool = Fa
     if engine is None:
         return None
     root = _root(engine, "scatter", src, group_src, "src")
+    if _on_device(engine, tensor):
+        if engine.rank == root:
+            _check_list("scatter", scatter_list, engine.size, tensor)
+        return _finish(nccl_lists.scatter(engine, tensor, scatter_list, root), async_op)
     flat = None
     if engine.rank == root:
         _check_list("scatter", scatter_list, engine.size, tensor)
         flat = engine.stage_array(_stack(scatter_list, tensor))
-    return _finish(engine.scatter(tensor, flat, root), async_op)
+    return _finish(engine.scatter(tensor, flat, root, blocking=not async_op), async_op)
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -348,8 +473,11 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
         raise ValueError("reduce_scatter_tensor: input tensor size must be equal to "
                          f"world_size ({engine.size}) times output tensor size; got "
                          f"{list(input.shape)} and {list(output.shape)}")
+    if _on_device(engine, input):
+        return _finish(engine.reduce_scatter_tensor(output, input, _op(op)), async_op)
     flat = engine.stage(input, "reduce_scatter_tensor")
-    return _finish(engine.reduce_scatter(output, flat, _op(op)), async_op)
+    return _finish(engine.reduce_scatter(output, flat, _op(op),
+                                              blocking=not async_op), async_op)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -357,8 +485,12 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
     if engine is None:
         return None
     _check_list("reduce_scatter", input_list, engine.size, output)
+    if _on_device(engine, output):
+        return _finish(nccl_lists.reduce_scatter(engine, output, input_list, _op(op)),
+                       async_op)
     flat = engine.stage_array(_stack(input_list, output))
-    return _finish(engine.reduce_scatter(output, flat, _op(op)), async_op)
+    return _finish(engine.reduce_scatter(output, flat, _op(op),
+                                              blocking=not async_op), async_op)
 
 
 def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=None,
@@ -369,9 +501,12 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     _check_same_dtype("all_to_all_single", output, input)
     in_counts = _split_counts("all_to_all_single", input, input_split_sizes, engine.size)
     out_counts = _split_counts("all_to_all_single", output, output_split_sizes, engine.size)
+    if _on_device(engine, input):
+        return _finish(engine.all_to_all_tensor(output, input, out_counts, in_counts), async_op)
     src = engine.stage(input, "all_to_all_single")
     dst = engine.stage(output, "all_to_all_single", read=False)
-    return _finish(engine.alltoallv(dst, out_counts, src, in_counts), async_op)
+    return _finish(engine.alltoallv(dst, out_counts, src, in_counts,
+                                          blocking=not async_op), async_op)
 
 
 def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool = False):
@@ -383,12 +518,15 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool
         if len(lst) != engine.size:
             raise ValueError(f"all_to_all: {name} must hold world_size ({engine.size}) "
                              f"tensors, got {len(lst)}")
+    if _on_device(engine, input_tensor_list[0]):
+        return _finish(nccl_lists.all_to_all(engine, output_tensor_list, input_tensor_list),
+                       async_op)
     dtype = _wire_dtype(input_tensor_list[0])
     src = engine.stage_array(np.concatenate([_wire(t, dtype).reshape(-1)
                                              for t in input_tensor_list]))
     dst = engine.stage_array(np.empty(sum(t.numel() for t in output_tensor_list), dtype))
     work = engine.alltoallv(dst, [t.numel() for t in output_tensor_list], src,
-                            [t.numel() for t in input_tensor_list])
+                            [t.numel() for t in input_tensor_list], blocking=not async_op)
     return _finish(_then_scatter_into(work, dst.buf, output_tensor_list), async_op)
 
 
@@ -396,7 +534,8 @@ def barrier(group=None, async_op: bool = False, device_ids=None, timeout=None):
     engine = _engine(group, "barrier")
     if engine is None:
         return None
-    work = engine.barrier()
+    timeout_s = None if timeout is None else _seconds(timeout)
+    work = engine.barrier(blocking=not async_op, timeout_s=timeout_s)
     if async_op:
         return work
     work.wait(timeout)
@@ -453,10 +592,24 @@ def batch_isend_irecv(p2p_op_list: list) -> list:
     if not p2p_op_list or not all(isinstance(p, P2POp) for p in p2p_op_list):
         raise ValueError("Invalid ``p2p_op_list``. Each op is expected to to be of type "
                          "``ember.distributed.P2POp``.")
+    first = p2p_op_list[0]
+    engine = _engine(first.group, "batch_isend_irecv")
+    if engine is not None and _on_device(engine, first.tensor):
+        if any(p.group is not first.group for p in p2p_op_list):
+            raise ValueError("batch_isend_irecv: every op of an nccl batch must use the "
+                             "same group")
+        return engine.batch_p2p([
+            (p.op is isend, p.tensor,
+             _group_peer(engine, "batch_isend_irecv", p.peer, p.group_peer, "peer"))
+            for p in p2p_op_list])
     return [p.op(p.tensor, p.peer, p.group, p.tag, p.group_peer) for p in p2p_op_list]
 
 
 # --- argument checks and list staging ----------------------------------------------------
+def _seconds(timeout) -> float:
+    return timeout.total_seconds() if hasattr(timeout, "total_seconds") else float(timeout)
+
+
 def _op(op) -> ReduceOp:
     if not isinstance(op, ReduceOp):
         raise TypeError(f"op must be an ember.distributed.ReduceOp, got {op!r}")

@@ -14,41 +14,62 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import numpy as np
 
 from ..ir import dtypes
 from .errors import DistBackendError, DistError
 from .reduce_op import ReduceOp
-from .work import Requests, ThreadOp, Work
+from .watchdog import Watchdog, report_and_abort
+from .work import Finished, Requests, ThreadOp, Work
 
 _INLINE_BYTES = 64 * 1024      # all_reduce/broadcast up to this size skip the thread
 
 
+_MPI = None
+_IN_PLACE = [None]         # MPI.IN_PLACE, once MPI is imported
+
+
 def mpi():
     """The mpi4py MPI module, imported on first use (a dependency of ember[distributed])."""
-    try:
-        from mpi4py import MPI
-    except ImportError as err:
-        raise DistError("the 'mpi' backend needs mpi4py and an MPI library: "
-                        "pip install 'ember[distributed]'") from err
-    return MPI
+    global _MPI
+    if _MPI is None:
+        try:
+            from mpi4py import MPI
+        except ImportError as err:
+            raise DistError("the 'mpi' backend needs mpi4py and an MPI library: "
+                            "pip install 'ember[distributed]'") from err
+        _MPI = MPI
+        _IN_PLACE[0] = MPI.IN_PLACE
+    return _MPI
+
+
+_OP_TABLES: dict = {}      # is_bool -> {ReduceOp: MPI.Op}, built on first use
+
+
+def _op_tables() -> dict:
+    if not _OP_TABLES:
+        MPI = mpi()
+        # PyTorch: SUM/MAX/BOR of bools is a logical or, PRODUCT/MIN/BAND an and
+        _OP_TABLES[True] = {
+            ReduceOp.SUM: MPI.LOR, ReduceOp.MAX: MPI.LOR, ReduceOp.BOR: MPI.LOR,
+            ReduceOp.PRODUCT: MPI.LAND, ReduceOp.MIN: MPI.LAND, ReduceOp.BAND: MPI.LAND,
+            ReduceOp.BXOR: MPI.LXOR}
+        _OP_TABLES[False] = {
+            ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
+            ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND,
+            ReduceOp.BOR: MPI.BOR, ReduceOp.BXOR: MPI.BXOR}
+    return _OP_TABLES
 
 
 def _mpi_op(op: ReduceOp, is_bool: bool):
-    MPI = mpi()
     if op is ReduceOp.PREMUL_SUM:
         raise DistError("ReduceOp.PREMUL_SUM is not supported by the mpi backend")
-    if is_bool:   # PyTorch: SUM/MAX/BOR of bools is a logical or, PRODUCT/MIN/BAND an and
-        table = {ReduceOp.SUM: MPI.LOR, ReduceOp.MAX: MPI.LOR, ReduceOp.BOR: MPI.LOR,
-                 ReduceOp.PRODUCT: MPI.LAND, ReduceOp.MIN: MPI.LAND, ReduceOp.BAND: MPI.LAND,
-                 ReduceOp.BXOR: MPI.LXOR}
-        if op not in table:
-            raise DistError(f"{op} is not supported for bool tensors")
-        return table[op]
-    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
-            ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND,
-            ReduceOp.BOR: MPI.BOR, ReduceOp.BXOR: MPI.BXOR}[op]
+    mpi_op = _op_tables()[is_bool].get(op)
+    if mpi_op is None:
+        raise DistError(f"{op} is not supported for bool tensors")
+    return mpi_op
 
 
 class _Staged:
@@ -98,6 +119,10 @@ class MPIEngine:
         self._submitted = 0          # ops queued to the thread (issuing thread only)
         self._finished = 0           # ops the thread has returned from
         self._requests_inflight: list[Work] = []
+        self._watchdog = Watchdog(self._blocking_call_timed_out)
+        # one MPI call on the communicator at a time, whichever thread makes it (the
+        # communication thread, or a blocking caller that found it idle)
+        self._call_lock = threading.Lock()
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
@@ -122,6 +147,7 @@ class MPIEngine:
 
     def free(self) -> None:
         """Stop the communication thread and free the communicator (unless an op hangs)."""
+        self._watchdog.stop()
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=1.0)
@@ -133,71 +159,154 @@ class MPIEngine:
             self.comm.Free()
             self.comm = None
 
+    def abandon(self) -> None:
+        """Stop the threads and drop (never free) a revoked communicator: freeing one
+        with failed members is a collective that may wait on the dead."""
+        self._watchdog.stop()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread = None
+        self.comm = None
+
+    def shrink(self):
+        """ULFM: revoke the communicator, shrink it to the live processes.
+
+        Returns (the survivors' communicator, the group ranks that failed). Collective
+        over the survivors; needs an MPI with fault tolerance (Open MPI 5 started with
+        `--with-ft ulfm`, the launcher's --ulfm).
+        """
+        MPI = mpi()
+        comm = self.comm
+        if comm is None:
+            raise DistError("shrink_group: the process group has been destroyed")
+        if not hasattr(comm, "Shrink"):
+            raise DistError("shrink_group needs MPI's fault tolerance (ULFM): mpi4py >= 4 "
+                            "with Open MPI 5")
+        try:
+            comm.Revoke()             # anyone still waiting in a collective gets out
+        except MPI.Exception as err:
+            if err.Get_error_class() != MPI.ERR_REVOKED:
+                raise DistError("shrink_group needs MPI's fault tolerance (ULFM): start the "
+                                "job with `python -m ember.distributed.run --ulfm` (Open "
+                                f"MPI's mpirun --with-ft ulfm); MPI said: {err}") from err
+        survivors = comm.Shrink()
+        failed_group = comm.Get_failed()
+        failed = MPI.Group.Translate_ranks(failed_group, list(range(failed_group.Get_size())),
+                                           comm.Get_group())
+        self._broken = self._broken or "the group was shrunk"
+        return survivors, sorted(failed)
+
     # --- collectives -----------------------------------------------------------------
-    def allreduce(self, tensor, op: ReduceOp) -> Work:
-        s = self._stage(tensor, "all_reduce", op)
-        mop = _mpi_op(op, s.buf.dtype == bool)
-        if self._small_and_idle(s.buf):
+    def allreduce(self, tensor, op: ReduceOp, *, blocking: bool = False) -> Work:
+        return self._submit_allreduce(self._stage(tensor, "all_reduce", op), tensor, op,
+                                      blocking=blocking)
+
+    def _submit_allreduce(self, s: _Staged, tensor, op: ReduceOp, *, blocking: bool) -> Work:
+        mop = _mpi_op(op, s.buf.dtype.kind == "b")
+        if not blocking and self._small_and_idle(s.buf):
             req = self.comm.Iallreduce(mpi().IN_PLACE, s.buf, op=mop)
             return self._work("ALLREDUCE", Requests([req], self.test), [s], op,
                               tensor.numel(), tensor.numel())
-        return self._submit("ALLREDUCE", lambda c: c.Allreduce(mpi().IN_PLACE, s.buf, op=mop),
-                            [s], op, tensor.numel(), tensor.numel())
+        in_place = mpi().IN_PLACE
+        return self._submit("ALLREDUCE", lambda c: c.Allreduce(in_place, s.buf, op=mop),
+                            [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
 
-    def reduce(self, tensor, root: int, op: ReduceOp) -> Work:
+    def allreduce_now(self, tensor, op: ReduceOp) -> None:
+        """all_reduce(async_op=False): the fast path when nothing is queued.
+
+        MPI's blocking call in place on the tensor's array, on the caller's thread, the
+        watchdog armed; no Work is made unless it fails or times out. Staged tensors
+        (strided, bfloat16), groups of one and a busy thread take the general path.
+        """
+        s = self._stage(tensor, "all_reduce", op)
+        if s.staged or self.size == 1 or self._submitted != self._finished:
+            self._submit_allreduce(s, tensor, op, blocking=True).wait()
+            return
+        mop = _mpi_op(op, s.buf.dtype.kind == "b")
+        self._seq += 1
+        seq, n, started = self._seq, tensor.numel(), time.monotonic()
+
+        def describe():
+            work = Work(self, "ALLREDUCE", Finished(), seq=seq, numel_in=n, numel_out=n)
+            work._started = started
+            return work
+
+        self._watchdog.arm(describe, self.timeout_s, started)
+        try:
+            with self._call_lock:
+                self.comm.Allreduce(_IN_PLACE[0], s.buf, op=mop)
+        except BaseException as err:     # noqa: BLE001 - named like Work.wait names it
+            work = describe()
+            self.mark_broken(work)
+            raise DistBackendError(f"[Rank {self.global_rank}] {work!r} failed: "
+                                   f"{type(err).__name__}: {err}") from err
+        finally:
+            self._watchdog.disarm()
+        if op is ReduceOp.AVG:
+            np.divide(s.buf, self.size, out=s.buf, casting="unsafe")
+        tensor._bump_version()
+
+    def reduce(self, tensor, root: int, op: ReduceOp, *, blocking: bool = False) -> Work:
         s = self._stage(tensor, "reduce", op)
         mop = _mpi_op(op, s.buf.dtype == bool)
         if self.rank == root:
             return self._submit("REDUCE", lambda c: c.Reduce(mpi().IN_PLACE, s.buf, op=mop,
                                                              root=root),
-                                [s], op, tensor.numel(), tensor.numel())
+                                [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
         return self._submit("REDUCE", lambda c: c.Reduce(s.buf, None, op=mop, root=root),
-                            [], None, tensor.numel(), 0)
+                            [], None, tensor.numel(), 0, blocking=blocking)
 
-    def broadcast(self, tensor, root: int) -> Work:
+    def broadcast(self, tensor, root: int, *, blocking: bool = False) -> Work:
         s = self._stage(tensor, "broadcast")
-        if self._small_and_idle(s.buf):
+        if not blocking and self._small_and_idle(s.buf):
             req = self.comm.Ibcast(s.buf, root=root)
             return self._work("BROADCAST", Requests([req], self.test), [s], None,
                               tensor.numel(), tensor.numel())
         return self._submit("BROADCAST", lambda c: c.Bcast(s.buf, root=root), [s], None,
-                            tensor.numel(), tensor.numel())
+                            tensor.numel(), tensor.numel(), blocking=blocking)
 
-    def allgather(self, out_flat: _Staged, inp) -> Work:
+    def allgather(self, out_flat: _Staged, inp, *, blocking: bool = False) -> Work:
         s_in = self._stage(inp, "all_gather")
         return self._submit("ALLGATHER", lambda c: c.Allgather(s_in.buf, out_flat.buf),
-                            [out_flat], None, inp.numel(), out_flat.buf.size)
+                            [out_flat], None, inp.numel(), out_flat.buf.size,
+                            blocking=blocking)
 
-    def gather(self, out_flat: _Staged | None, inp, root: int) -> Work:
+    def gather(self, out_flat: _Staged | None, inp, root: int, *,
+               blocking: bool = False) -> Work:
         s_in = self._stage(inp, "gather")
         recv = None if out_flat is None else out_flat.buf
         outs = [] if out_flat is None else [out_flat]
         return self._submit("GATHER", lambda c: c.Gather(s_in.buf, recv, root=root), outs,
-                            None, inp.numel(), 0 if recv is None else recv.size)
+                            None, inp.numel(), 0 if recv is None else recv.size,
+                            blocking=blocking)
 
-    def scatter(self, out, in_flat: _Staged | None, root: int) -> Work:
+    def scatter(self, out, in_flat: _Staged | None, root: int, *,
+                blocking: bool = False) -> Work:
         s_out = self._stage(out, "scatter", read=False)
         send = None if in_flat is None else in_flat.buf
         return self._submit("SCATTER", lambda c: c.Scatter(send, s_out.buf, root=root),
-                            [s_out], None, 0, out.numel())
+                            [s_out], None, 0, out.numel(), blocking=blocking)
 
-    def reduce_scatter(self, out, in_flat: _Staged, op: ReduceOp) -> Work:
+    def reduce_scatter(self, out, in_flat: _Staged, op: ReduceOp, *,
+                       blocking: bool = False) -> Work:
         s_out = self._stage(out, "reduce_scatter", op, read=False)
         mop = _mpi_op(op, s_out.buf.dtype == bool)
         return self._submit("REDUCE_SCATTER",
                             lambda c: c.Reduce_scatter_block(in_flat.buf, s_out.buf, op=mop),
-                            [s_out], op, in_flat.buf.size, out.numel())
+                            [s_out], op, in_flat.buf.size, out.numel(), blocking=blocking)
 
-    def alltoallv(self, out_flat: _Staged, out_counts, in_flat: _Staged, in_counts) -> Work:
+    def alltoallv(self, out_flat: _Staged, out_counts, in_flat: _Staged, in_counts, *,
+                  blocking: bool = False) -> Work:
         self._check_usable("all_to_all")
         send = [in_flat.buf, (in_counts, _displacements(in_counts))]
         recv = [out_flat.buf, (out_counts, _displacements(out_counts))]
         return self._submit("ALLTOALL", lambda c: c.Alltoallv(send, recv), [out_flat], None,
-                            in_flat.buf.size, out_flat.buf.size)
+                            in_flat.buf.size, out_flat.buf.size, blocking=blocking)
 
-    def barrier(self) -> Work:
+    def barrier(self, *, blocking: bool = False, timeout_s: float | None = None) -> Work:
         self._check_usable("barrier")
-        return self._submit("BARRIER", lambda c: c.Barrier(), [], None, 0, 0)
+        return self._submit("BARRIER", lambda c: c.Barrier(), [], None, 0, 0,
+                            blocking=blocking, timeout_s=timeout_s)
 
     # --- point to point --------------------------------------------------------------
     def send(self, tensor, peer: int, tag: int) -> Work:
@@ -250,15 +359,20 @@ class MPIEngine:
         """
         return buf.nbytes <= _INLINE_BYTES and self._submitted == self._finished
 
-    def _submit(self, op_type, call, outputs, op, numel_in, numel_out) -> Work:
+    def _submit(self, op_type, call, outputs, op, numel_in, numel_out, *,
+                blocking: bool = False, timeout_s: float | None = None) -> Work:
         """Queue `call(comm)` for the communication thread; its Work waits on an Event.
 
         A group of one process runs the call inline: nothing can hang without peers,
-        and the thread hand-off (~20 us) would be the whole cost.
+        and the thread hand-off (~20 us) would be the whole cost. A blocking caller
+        (async_op=False) whose thread is idle runs the call itself, under the watchdog.
         """
         if self.size == 1:
             call(self.comm)
             return self._work(op_type, None, outputs, op, numel_in, numel_out)
+        if blocking and self._submitted == self._finished:
+            return self._run_blocking(op_type, call, outputs, op, numel_in, numel_out,
+                                      self.timeout_s if timeout_s is None else timeout_s)
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="ember-mpi-comm",
                                             daemon=True)
@@ -269,6 +383,33 @@ class MPIEngine:
         self._queue.put((call, pending))
         return work
 
+    def _run_blocking(self, op_type, call, outputs, op, numel_in, numel_out,
+                      timeout_s: float) -> Work:
+        """Run `call(comm)` on this thread as MPI's blocking call, the watchdog armed.
+
+        Only while the communication thread has nothing queued or running, so issue
+        order is kept. The returned Work is complete (its wait() raises if MPI failed).
+        """
+        pending = Finished()
+        work = self._work(op_type, pending, outputs, op, numel_in, numel_out)
+        self._watchdog.arm(work, timeout_s)
+        try:
+            with self._call_lock:
+                call(self.comm)
+        except BaseException as err:     # noqa: BLE001 - reported by Work.wait
+            pending.error = err
+        finally:
+            self._watchdog.disarm()
+        return work
+
+    def _blocking_call_timed_out(self, work, ran_s: float) -> None:
+        """The watchdog's verdict: a blocking call passed its deadline; end the job."""
+        self.mark_broken(work)
+        report_and_abort(
+            f"DistBackendError: {work.timeout_message(ran_s)} The hung MPI call cannot be "
+            "interrupted, so the job is aborted (as PyTorch's NCCL watchdog does).",
+            lambda: mpi().COMM_WORLD.Abort(1))
+
     def _serve(self) -> None:
         comm = self.comm
         while True:
@@ -277,7 +418,8 @@ class MPIEngine:
                 return
             call, pending = item
             try:
-                call(comm)
+                with self._call_lock:
+                    call(comm)
             except BaseException as err:     # noqa: BLE001 - reported by Work.wait
                 pending.error = err
             self._finished += 1

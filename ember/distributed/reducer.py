@@ -15,6 +15,10 @@ With `gradient_as_bucket_view`, each `.grad` is a view of its bucket slot, so th
 reduced gradients are never copied out (ember's AccumulateGrad still makes a fresh
 tensor during backward, which the hook copies into the slot).
 
+Buckets live on the parameters' device: numpy arrays on the CPU (copies by numpy, the
+cheapest there), CUDA tensors for a model on the GPU (copies by ember's ops on the
+current stream, which the NCCL engine orders its collectives after).
+
 With `find_unused_parameters`, the autograd graph of the forward's outputs is walked
 after forward; parameters it does not reach are marked ready at once (slot = their
 current gradient or zeros), and a used-map all-reduce (MAX) tells which parameters no
@@ -57,16 +61,22 @@ class GradBucket:
         return self._is_last
 
     def set_buffer(self, tensor: Tensor) -> None:
-        np.copyto(self._bucket.buffer, tensor._array.reshape(-1), casting="unsafe")
+        self._bucket.fill_from(tensor)
 
 
 class _Bucket:
     def __init__(self, index: int, params: list):
         self.index = index
         self.params = params
-        dtype = params[0]._array.dtype
-        self.buffer = np.zeros(sum(p.numel() for p in params), dtype)
-        self.tensor = Tensor._adopt(self.buffer)
+        numel = sum(p.numel() for p in params)
+        self.on_cuda = params[0].is_cuda
+        if self.on_cuda:
+            from ..frontend.factories import zeros
+            self.buffer = None
+            self.tensor = zeros(numel, dtype=params[0].dtype, device=params[0].device)
+        else:
+            self.buffer = np.zeros(numel, params[0]._array.dtype)
+            self.tensor = Tensor._adopt(self.buffer)
         self.slots, start = [], 0
         for p in params:
             n = p.numel()
@@ -74,6 +84,44 @@ class _Bucket:
             start += n
         self.pending = len(params)
         self.future = None
+
+    @property
+    def numel(self) -> int:
+        return self.tensor.numel()
+
+    def fill_from(self, tensor: Tensor) -> None:
+        """Copy `tensor`'s values (any shape, `numel` of them) into the flat bucket."""
+        if self.on_cuda:
+            self.tensor.copy_(tensor.reshape(-1))
+        else:
+            np.copyto(self.buffer, tensor._array.reshape(-1), casting="unsafe")
+
+    def holds(self, tensor: Tensor) -> bool:
+        """Is `tensor` the bucket's own memory (a hook that reduced in place)?"""
+        if self.on_cuda:
+            return tensor.is_cuda and tensor.data_ptr() == self.tensor.data_ptr()
+        return np.may_share_memory(tensor._array, self.buffer)
+
+    def scale(self, factor: float) -> None:
+        if self.on_cuda:
+            self.tensor.mul_(factor)
+        else:
+            np.multiply(self.buffer, factor, out=self.buffer, casting="unsafe")
+
+    def zero(self) -> None:
+        if self.on_cuda:
+            self.tensor.zero_()
+        else:
+            self.buffer[...] = 0
+
+
+def _copy_into_slot(slot: Tensor, grad: Tensor | None) -> None:
+    if slot.is_cuda:
+        slot.zero_() if grad is None else slot.copy_(grad)
+    elif grad is None:
+        slot._array[...] = 0
+    else:
+        np.copyto(slot._array, grad._array, casting="unsafe")
 
 
 def assign_buckets(params: list, cap_bytes: int, first_cap_bytes: int) -> list[list]:
@@ -159,8 +207,8 @@ class Reducer:
     def _mark_unused(self, outputs) -> None:
         reached = _reached_parameters(outputs)
         used = np.array([id(p) in reached for p in self.params], dtype=np.uint8)
-        self._used_map = used
-        self._used_work = self.engine.allreduce(Tensor._adopt(used), ReduceOp.MAX)
+        self._used_map = self._on_params_device(used)
+        self._used_work = self.engine.allreduce(self._used_map, ReduceOp.MAX)
         for p in self.params:
             if id(p) not in reached:
                 self._mark_ready(p, from_backward=False)
@@ -177,12 +225,9 @@ class Reducer:
         self._ready.add(id(p))
         bucket, i = self.where[id(p)]
         slot = bucket.slots[i]
-        if p.grad is None:
-            slot._array[...] = 0
-        else:
-            np.copyto(slot._array, p.grad._array, casting="unsafe")
-            if self.as_view and from_backward:
-                p.grad = slot
+        _copy_into_slot(slot, p.grad)
+        if p.grad is not None and self.as_view and from_backward:
+            p.grad = slot
         bucket.pending -= 1
         if bucket.pending == 0:
             self._launch_ready_buckets()
@@ -215,21 +260,24 @@ class Reducer:
             if not isinstance(result, Tensor):
                 raise DistError("a DDP communication hook must return a Future of a Tensor, "
                                 f"got a Future of {type(result).__name__}")
-            if result.numel() != b.buffer.size:
+            if result.numel() != b.numel:
                 raise DistError(f"the DDP communication hook returned {result.numel()} "
-                                f"values for bucket {b.index} of {b.buffer.size}")
-            if not np.may_share_memory(result._array, b.buffer):
-                np.copyto(b.buffer, result._array.reshape(-1), casting="unsafe")
+                                f"values for bucket {b.index} of {b.numel}")
+            if not b.holds(result):
+                b.fill_from(result)
         if self.grad_scale is not None:
             for b in self.buckets:
-                np.multiply(b.buffer, self.grad_scale, out=b.buffer, casting="unsafe")
+                b.scale(self.grad_scale)
         globally_used = self._globally_used()
         for p in self.params:
             if globally_used is not None and not globally_used[self.index_of[id(p)]]:
                 continue
             bucket, i = self.where[id(p)]
             slot = bucket.slots[i]
-            p.grad = slot if self.as_view else Tensor._from_array(slot._array)
+            if self.as_view:
+                p.grad = slot
+            else:
+                p.grad = slot.clone() if slot.is_cuda else Tensor._from_array(slot._array)
         self._active = False
         self._ready = set()
 
@@ -240,11 +288,11 @@ class Reducer:
         index), so MPI matches them; nothing is written to `.grad`.
         """
         if self.find_unused:
-            used = np.zeros(len(self.params), np.uint8)
-            self.engine.allreduce(Tensor._adopt(used), ReduceOp.MAX).wait()
+            used = self._on_params_device(np.zeros(len(self.params), np.uint8))
+            self.engine.allreduce(used, ReduceOp.MAX).wait()
         futures = []
         for b in self.buckets:
-            b.buffer[...] = 0
+            b.zero()
             futures.append(self._run_comm_hook(GradBucket(b, b.index == len(self.buckets) - 1)))
         for f in futures:
             f.wait()
@@ -254,7 +302,12 @@ class Reducer:
             return None
         self._used_work.wait()
         used, self._used_work = self._used_map, None
-        return used
+        return used._values()
+
+    def _on_params_device(self, arr: np.ndarray) -> Tensor:
+        """A flag array as a tensor where the group reduces it (the parameters' device)."""
+        tensor = Tensor._adopt(arr)
+        return tensor.to(self.params[0].device) if self.params[0].is_cuda else tensor
 
 
 def _reached_parameters(outputs) -> set[int]:

@@ -9,7 +9,10 @@ which sets RANK/LOCAL_RANK/WORLD_SIZE/LOCAL_WORLD_SIZE and runs the script. Seve
 come from an MPI hostfile (`--hostfile`, an ember addition: torchrun starts one agent per
 host, mpirun reaches the hosts itself). `--max-restarts N` reruns a failed job up to N
 times (TORCHELASTIC_RESTART_COUNT tells the script which attempt it is, so it can resume
-from its last checkpoint).
+from its last checkpoint). `--ulfm` (an ember addition, Open MPI only) starts mpirun with
+`--with-ft ulfm`: a rank that dies no longer ends the job; the survivors' collectives
+fail with an error, and `ember.distributed.shrink_group` gives them a group without the
+dead ranks to go on with.
 """
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
                    help="rerun a failed job up to this many times")
     p.add_argument("--mpirun", default=None, help="path of mpirun/mpiexec (ember)")
+    p.add_argument("--ulfm", action="store_true",
+                   help="Open MPI's fault tolerance: survivors of a dead rank go on and may "
+                        "shrink_group (ember)")
     p.add_argument("-m", "--module", action="store_true",
                    help="run the target as a module (python -m)")
     p.add_argument("--no-python", "--no_python", action="store_true",
@@ -53,8 +59,7 @@ def _nproc(value: str) -> int:
     if value in ("auto", "cpu"):
         return os.cpu_count() or 1
     if value == "gpu":
-        raise SystemExit("ember.distributed.run: --nproc-per-node gpu needs the nccl backend, "
-                         "which is not built yet")
+        return _gpu_count()
     try:
         n = int(value)
     except ValueError:
@@ -63,6 +68,17 @@ def _nproc(value: str) -> int:
     if n < 1:
         raise SystemExit(f"ember.distributed.run: --nproc-per-node must be >= 1, got {n}")
     return n
+
+
+def _gpu_count() -> int:
+    from ..runtime.cuda import driver
+    try:
+        count = driver.device_count()
+    except Exception as err:      # noqa: BLE001 - no driver: say so in our words
+        raise SystemExit(f"ember.distributed.run: --nproc-per-node gpu: no CUDA GPU ({err})")
+    if count < 1:
+        raise SystemExit("ember.distributed.run: --nproc-per-node gpu: no CUDA GPU is visible")
+    return count
 
 
 def find_mpirun(explicit: str | None = None) -> str | None:
@@ -93,6 +109,8 @@ def build_command(args, mpirun: str, env: dict) -> list[str]:
     exported = [k for k in exported if k in env]
     if _is_open_mpi(mpirun):
         cmd = [mpirun, "-n", str(total)]
+        if args.ulfm:
+            cmd += ["--with-ft", "ulfm"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-run-as-root")
         if args.hostfile:
@@ -102,6 +120,9 @@ def build_command(args, mpirun: str, env: dict) -> list[str]:
         for key in exported:
             cmd += ["-x", key]
     else:                                    # MPICH's hydra
+        if args.ulfm:
+            raise SystemExit("ember.distributed.run: --ulfm needs Open MPI (its ULFM fault "
+                             "tolerance); this mpirun is not Open MPI's")
         cmd = [mpirun, "-n", str(total)]
         if args.hostfile:
             cmd += ["-f", args.hostfile, "-ppn", str(nproc)]

@@ -46,6 +46,19 @@ class ThreadOp:
         return self.event.wait(max(seconds, 0.0))
 
 
+class Finished:
+    """A call that already returned on the caller's thread (`error` if it raised)."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.error = error
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self, seconds: float) -> bool:
+        return True
+
+
 class Requests:
     """Nonblocking MPI requests (and, for a recv, the status that says who sent)."""
     error = None
@@ -161,13 +174,16 @@ class Work:
             finish()
 
     def _timeout_error(self, now: float) -> DistBackendError:
-        ran_ms = int((now - self._started) * 1000)
         self._engine.mark_broken(self)
-        return DistBackendError(
-            f"[Rank {self._engine.global_rank}] Watchdog caught collective operation timeout: "
-            f"{self!r} ran for {ran_ms} milliseconds before timing out. The other ranks of "
-            "the group did not join this operation (one may have hung, died, or called "
-            "collectives in a different order); the process group cannot be used further.")
+        return DistBackendError(self.timeout_message(now - self._started))
+
+    def timeout_message(self, ran_s: float) -> str:
+        """PyTorch's NCCL watchdog wording: which rank, which operation, how long."""
+        return (f"[Rank {self._engine.global_rank}] Watchdog caught collective operation "
+                f"timeout: {self!r} ran for {int(ran_s * 1000)} milliseconds before timing "
+                "out. The other ranks of the group did not join this operation (one may have "
+                "hung, died, or called collectives in a different order); the process group "
+                "cannot be used further.")
 
 
 def _seconds(timeout) -> float:

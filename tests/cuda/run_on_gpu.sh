@@ -13,6 +13,9 @@ PY=${PYTHON:-python3}
 if [ -n "${EMBER_WHEELS:-}" ]; then
     $PY -m pip install -q --no-index --find-links "$EMBER_WHEELS" \
         numpy pytest hypothesis llvmlite cuda-bindings 2>&1 | tail -3
+    # the NCCL backend's tests skip (saying so) where these are missing
+    $PY -m pip install -q --no-index --find-links "$EMBER_WHEELS" nccl4py nvidia-nccl-cu13 \
+        2>&1 | tail -3
 fi
 $PY - <<'PY' || exit 1
 import sys
@@ -48,6 +51,8 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_dete
 # (eager and compiled training steps), GradScaler
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_autocast_cuda.py \
     || status=1
+# the NCCL backend on one GPU: a 1-process group, every collective and DDP
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_nccl_gpu.py || status=1
 # CPU-side tests of the same runtime (allocator policy, launch packing). The emulated
 # tests are CI's (Triton 3.9's interpreter); the GPU machine's Triton 3.6 interpreter
 # fails tl.dot under its numpy 2.5 ("only 0-dimensional arrays can be converted"), and the
@@ -56,6 +61,7 @@ $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu
     --ignore=tests/cuda/test_compile_cuda.py --ignore=tests/cuda/test_compile_train_cuda.py \
     --ignore=tests/cuda/test_emulated.py --ignore=tests/cuda/test_determinism_gpu.py \
     --ignore=tests/cuda/test_training_cuda.py --ignore=tests/cuda/test_gpu_tools.py \
+    --ignore=tests/cuda/test_nccl_gpu.py \
     --ignore=tests/cuda/test_autocast_cuda.py --ignore=tests/cuda/test_batch_compile.py \
     --ignore=tests/cuda/test_custom_op_emulated.py \
     --ignore=tests/cuda/test_triton_op_emulated.py || status=1

@@ -32,10 +32,11 @@ def _mpi_missing() -> str | None:
 pytestmark = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
 
 
-def launch(nproc: int, script: str, *args: str) -> subprocess.CompletedProcess:
+def launch(nproc: int, script: str, *args: str,
+           launcher_flags: tuple = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "ember.distributed.run", "--nproc-per-node", str(nproc),
-           os.path.join(SCRIPTS, script), *args]
+           *launcher_flags, os.path.join(SCRIPTS, script), *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=JOB_TIMEOUT_S, errors="replace")
 
@@ -108,3 +109,31 @@ def test_pipeline_stages_equal_the_unsplit_model(nproc):
     assert_ok(job, nproc, "equals the unsplit model")
     for schedule in ("ScheduleGPipe", "Schedule1F1B"):
         assert job.stdout.count(f"{schedule} equals the unsplit model") == nproc, job.stdout
+        assert job.stdout.count(f"{schedule} (pipeline() split) equals the unsplit model") \
+            == nproc, job.stdout
+
+
+def _ulfm_missing() -> str | None:
+    from mpi4py import MPI
+    from ember.distributed.run import _is_open_mpi
+    if not hasattr(MPI.Comm, "Shrink"):
+        return "this mpi4py has no ULFM calls (Comm.Shrink)"
+    if not _is_open_mpi(find_mpirun()):
+        return "ULFM needs Open MPI's mpirun (--with-ft ulfm)"
+    return None
+
+
+def test_ulfm_survivors_of_a_dead_rank_shrink_the_group_and_go_on():
+    if _ulfm_missing():
+        pytest.skip(_ulfm_missing())
+    try:
+        job = launch(3, "ulfm_shrink.py", launcher_flags=("--ulfm",))
+    except subprocess.TimeoutExpired as err:     # show how far each rank got
+        pytest.fail(f"the --ulfm job timed out; its output:\n{err.stdout}\n{err.stderr}")
+    output = job.stdout + job.stderr
+    for rank in (0, 1):
+        assert f"rank {rank}: the collective failed: [Rank {rank}] WorkMPI(" in output, \
+            output[-3000:]
+        assert f"rank {rank}: shrunk to 2 ranks, all_reduce gives 3.0" in output, \
+            output[-3000:]
+        assert f"rank {rank}: destroyed the group" in output, output[-3000:]

@@ -122,8 +122,10 @@ def test_queries_before_init_raise_like_torch():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="Invalid backend"):
         dist.c10d._check_backend("carrier-pigeon")
-    with pytest.raises(dist.DistError, match="nccl"):
-        dist.c10d._check_backend("nccl")
+    with pytest.raises(dist.DistError, match="not available"):
+        dist.c10d._check_backend("cpu:carrier-pigeon")
+    assert dist.c10d._check_backend("nccl") == "nccl"
+    assert dist.c10d._check_backend("cpu:gloo,cuda:nccl") == "nccl"
 
 
 def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, capsys):
@@ -142,3 +144,95 @@ def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, c
     monkeypatch.setattr(run.subprocess, "call", lambda cmd, env: attempts.append(1) or 7)
     assert run.main(["--mpirun", "/x/mpirun", "--max-restarts", "1", "train.py"]) == 7
     assert len(attempts) == 2
+
+
+def _blocking_work(seq):
+    from ember.distributed.work import Finished
+    return Work(_Engine(), "ALLREDUCE", Finished(), seq=seq, numel_in=4, numel_out=4)
+
+
+def test_watchdog_fires_once_past_the_deadline_of_a_blocking_call():
+    import threading
+    from ember.distributed.watchdog import Watchdog
+    fired, done = [], threading.Event()
+    dog = Watchdog(lambda work, ran_s: (fired.append((work, ran_s)), done.set()))
+    quick = _blocking_work(1)
+    dog.arm(quick, 0.05)
+    dog.disarm()                      # returned in time: never reported
+    hung = _blocking_work(2)
+    dog.arm(hung, 0.05)
+    assert done.wait(5.0)
+    assert [w for w, _ in fired] == [hung] and fired[0][1] >= 0.05
+    assert "[Rank 3] Watchdog caught collective operation timeout: WorkMPI(SeqNum=2, " \
+        "OpType=ALLREDUCE" in hung.timeout_message(fired[0][1])
+    dog.stop()
+
+
+def test_launcher_ulfm_flag_turns_on_open_mpis_fault_tolerance(monkeypatch):
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: True)
+    args = run._parser().parse_args(["--ulfm", "--nproc-per-node", "3", "train.py"])
+    cmd = run.build_command(args, "/x/mpirun", run._job_environment(args))
+    assert cmd[3:5] == ["--with-ft", "ulfm"]
+    monkeypatch.setattr(run, "_is_open_mpi", lambda mpirun: False)
+    with pytest.raises(SystemExit, match="--ulfm needs Open MPI"):
+        run.build_command(args, "/x/mpiexec", {})
+
+
+def test_shrink_group_checks_ranks_to_exclude_like_torch():
+    check = dist.c10d._check_ranks_to_exclude
+    assert check([3, 1], 4) == [1, 3]
+    for ranks, message in (([], "cannot be empty"), ([1, 1], "has duplicates"),
+                           ([4], r"ranks \[4\] are outside the group of size 4"),
+                           ([0, 1], "cannot exclude every rank")):
+        with pytest.raises(ValueError, match=message):
+            check(ranks, 4 if ranks != [0, 1] else 2)
+
+
+class _FakeComm:
+    """The communicator calls the blocking all_reduce path makes (2 ranks, no MPI)."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.calls = fail, 0
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 2
+
+    def Allreduce(self, sendbuf, recvbuf, op=None):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("MPI_ERR_OTHER: known error not in list")
+        recvbuf *= 2                      # what a SUM over two equal ranks gives
+
+
+def test_blocking_all_reduce_runs_in_place_and_names_the_op_when_mpi_fails():
+    from ember.distributed.mpi_engine import MPIEngine
+    engine = MPIEngine(_FakeComm(), [0, 1], 60.0, global_rank=5)
+    t = ember.ones(4)
+    version = t._version
+    engine.allreduce_now(t, dist.ReduceOp.AVG)          # (1 + 1) / 2
+    assert t.numpy().tolist() == [1.0] * 4 and t._version == version + 1
+    engine.allreduce_now(t, dist.ReduceOp.SUM)
+    assert t.numpy().tolist() == [2.0] * 4 and engine.comm.calls == 2
+    broken = MPIEngine(_FakeComm(fail=True), [0, 1], 60.0, global_rank=5)
+    with pytest.raises(DistBackendError, match=r"\[Rank 5\] WorkMPI\(SeqNum=1, "
+                       r"OpType=ALLREDUCE, NumelIn=4.*failed: RuntimeError: MPI_ERR_OTHER"):
+        broken.allreduce_now(ember.ones(4), dist.ReduceOp.SUM)
+    with pytest.raises(DistBackendError, match="unusable after an earlier operation"):
+        broken.allreduce_now(ember.ones(4), dist.ReduceOp.SUM)
+
+
+def test_watchdog_makes_the_work_only_when_a_call_times_out():
+    import threading
+    import time
+    from ember.distributed.watchdog import Watchdog
+    made, fired = [], threading.Event()
+    dog = Watchdog(lambda work, ran_s: (made.append((work, ran_s)), fired.set()))
+    dog.arm(lambda: "long", 1000.0, time.monotonic())     # the watchdog sleeps ~1000 s
+    time.sleep(0.05)
+    dog.disarm()
+    dog.arm(lambda: "the work", 0.05, time.monotonic())   # an earlier deadline wakes it
+    assert fired.wait(5.0) and made[0][0] == "the work" and made[0][1] >= 0.05
+    dog.stop()

@@ -1,0 +1,132 @@
+"""The NCCL backend's parts that need no GPU: argument checks, the unique id's
+rendezvous, the event watchdog, and init without a GPU. Its collectives and DDP run on
+a GPU in tests/cuda/test_nccl_gpu.py."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import ember
+import ember.distributed as dist
+from ember.distributed import nccl_engine
+from ember.distributed.errors import DistError
+from ember.distributed.work import Work
+
+
+def test_dtypes_and_ops_map_to_ncclnumbers_and_refusals_name_the_op():
+    t = ember.ones(4)
+    assert nccl_engine.nccl_dtype(t, "all_reduce") == 7                 # ncclFloat32
+    assert nccl_engine.nccl_dtype(ember.ones(2, dtype=ember.bfloat16), "x") == 9
+    assert nccl_engine.nccl_op(dist.ReduceOp.AVG, t, "all_reduce") == 4   # ncclAvg
+    with pytest.raises(DistError, match="all_reduce: Cannot use ReduceOp.BAND with NCCL"):
+        nccl_engine.nccl_op(dist.ReduceOp.BAND, t, "all_reduce")
+    with pytest.raises(DistError, match="reduce: ReduceOp.AVG needs a floating-point"):
+        nccl_engine.nccl_op(dist.ReduceOp.AVG, ember.ones(2, dtype=ember.int64), "reduce")
+    flags = ember.ones(2, dtype=ember.bool)
+    assert nccl_engine.nccl_op(dist.ReduceOp.SUM, flags, "all_reduce") == 2   # or: max
+    with pytest.raises(DistError, match="Cannot use ReduceOp.AVG with boolean inputs"):
+        nccl_engine.nccl_op(dist.ReduceOp.AVG, flags, "all_reduce")
+    with pytest.raises(DistError, match="broadcast: the nccl backend does not support "
+                                        "tensors of dtype ember.int16"):
+        nccl_engine.nccl_dtype(ember.ones(2, dtype=ember.int16), "broadcast")
+
+
+def test_cpu_tensors_are_refused_naming_the_op():
+    with pytest.raises(DistError, match="all_gather_into_tensor: the nccl backend takes "
+                                        "CUDA tensors, got a tensor on cpu"):
+        nccl_engine.check_cuda_tensor(ember.ones(3), "all_gather_into_tensor", 0)
+
+
+def test_unique_id_goes_through_a_file_to_every_rank(tmp_path):
+    url = f"file://{tmp_path / 'rendezvous'}"
+    got = {}
+
+    def rank(r):
+        got[r] = nccl_engine.exchange_unique_id(r, 2, lambda: b"id-of-rank-0" * 10,
+                                                init_method=url, timeout_s=10)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {0: b"id-of-rank-0" * 10, 1: b"id-of-rank-0" * 10}
+
+
+def test_unique_id_rendezvous_errors(tmp_path):
+    assert nccl_engine.exchange_unique_id(0, 1, lambda: b"solo") == b"solo"
+    with pytest.raises(DistError, match="rank 0 did not write the NCCL unique id"):
+        nccl_engine.exchange_unique_id(1, 2, lambda: b"", init_method=f"file://{tmp_path}/x",
+                                       timeout_s=0.05)
+    with pytest.raises(DistError, match="exchanged over MPI"):
+        nccl_engine.exchange_unique_id(1, 2, lambda: b"", init_method="env://")
+
+
+class _Event:
+    def __init__(self, done):
+        self.done = done
+
+    def query(self):
+        return self.done
+
+
+class _Engine:
+    timeout_s, global_rank = 0.05, 1
+    failed = None
+
+    def mark_broken(self, work):
+        pass
+
+    def _fail(self, work, message):
+        self.failed = (work, message)
+
+
+def _work(engine, done, seq):
+    return Work(engine, "ALLREDUCE", nccl_engine._EventPending(_Event(done)), seq=seq,
+                numel_in=8, numel_out=8)
+
+
+def test_event_watchdog_drops_finished_work_and_reports_a_hung_one():
+    engine, fired = _Engine(), threading.Event()
+    verdicts = []
+    dog = nccl_engine.EventWatchdog(lambda w, s: (verdicts.append((w, s)), fired.set()),
+                                    lambda: None, poll_s=0.001)
+    finished, hung = _work(engine, True, 1), _work(engine, False, 2)
+    dog.watch(finished)
+    dog.watch(hung)
+    assert fired.wait(5.0)
+    assert [w for w, _ in verdicts] == [hung] and verdicts[0][1] > 0.05
+    assert dog.in_flight() == 1                                # the finished one is gone
+    assert "[Rank 1] Watchdog caught collective operation timeout: WorkMPI(SeqNum=2" in \
+        hung.timeout_message(verdicts[0][1])
+    dog.stop()
+
+
+def test_event_watchdog_reports_nccl_async_errors():
+    engine = _Engine()
+    engine.timeout_s = 60.0
+    dog = nccl_engine.EventWatchdog(lambda w, s: None, lambda: "NCCL error: remote process "
+                                    "exited", poll_s=0.001)
+    work = _work(engine, False, 3)
+    dog.watch(work)
+    deadline = time.monotonic() + 5
+    while engine.failed is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert engine.failed == (work, "NCCL error: remote process exited")
+    dog.stop()
+
+
+def test_nccl_init_without_a_gpu_says_so(monkeypatch):
+    if ember.cuda.is_available():
+        pytest.skip("a GPU is present: tests/cuda/test_nccl_gpu.py covers init")
+    if not dist.is_nccl_available():
+        pytest.skip("nccl4py is not installed (pip install 'nccl4py[cu13]')")
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(DistError, match="needs a CUDA GPU"):
+        dist.init_process_group("nccl", rank=0, world_size=1)
+    assert not dist.is_initialized()
+    with pytest.raises(ValueError, match="needs rank and world_size"):
+        dist.init_process_group("nccl", rank=2, world_size=2)
