@@ -61,7 +61,7 @@ $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu
     --ignore=tests/cuda/test_compile_cuda.py --ignore=tests/cuda/test_compile_train_cuda.py \
     --ignore=tests/cuda/test_emulated.py --ignore=tests/cuda/test_determinism_gpu.py \
     --ignore=tests/cuda/test_training_cuda.py --ignore=tests/cuda/test_gpu_tools.py \
-    --ignore=tests/cuda/test_nccl_gpu.py \
+    --ignore=tests/cuda/test_nccl_gpu.py --ignore=tests/cuda/test_nccl_emulated.py \
     --ignore=tests/cuda/test_autocast_cuda.py --ignore=tests/cuda/test_batch_compile.py \
     --ignore=tests/cuda/test_custom_op_emulated.py \
     --ignore=tests/cuda/test_triton_op_emulated.py || status=1
