@@ -1,5 +1,6 @@
 """ember.aot for converted (int8) models: the plan steps of quantized nodes, described for
-the lite runtime (runtime/lite.py's quantized step kinds).
+the lite runtime: host steps between the native segments (compiler/native_program.py),
+run by runtime/lite_int8.py's step classes.
 
 ember.compile runs nodes that produce or read quantized values as eager steps on their
 native kernels (frontend/compile.py). Packaging describes each such step so the lite
@@ -118,10 +119,13 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
     return desc
 
 
-def _quantized_qparams(plan, exported) -> dict:
+def _quantized_qparams(plan, exported, shapes: list | None = None) -> dict:
     """{step name: [(scale, zero point, dtype) of each quantized input]}, read off one run
-    of the plan on zeros."""
+    of the plan on zeros (of the user inputs' `shapes`, default the exported ones); {}
+    without a quantized step (no run)."""
     seen = {}
+    if not any(getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS for s in plan.steps):
+        return seen
 
     def recording(step):
         fn = step.fn
@@ -133,8 +137,9 @@ def _quantized_qparams(plan, exported) -> dict:
         return fn
     originals = {id(s): recording(s) for s in plan.steps
                  if getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS}
-    inputs = [np.zeros(s.shape, np.dtype({"bfloat16": "float32"}.get(s.dtype, s.dtype)))
-              for s in exported.user_inputs]
+    shapes = shapes or [s.shape for s in exported.user_inputs]
+    inputs = [np.zeros(shape, np.dtype({"bfloat16": "float32"}.get(s.dtype, s.dtype)))
+              for s, shape in zip(exported.user_inputs, shapes)]
     try:
         plan.run(inputs)
     finally:

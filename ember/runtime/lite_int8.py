@@ -153,11 +153,16 @@ except ImportError:      # loaded on its own
     _host_pool = None
 
 
+def host_pool():
+    """The thread pool host code splits work over: ember's (runtime/threads.py) inside
+    the package, this file's own when loaded on its own."""
+    return _host_pool() if _host_pool is not None else default_pool()
+
+
 def _over_images(n: int, fn) -> None:
     """fn(begin, end) over image ranges of [0, n) on the thread pool (NumPy's copies and
     ufuncs release the GIL, so the pool's threads share the work)."""
-    pool = _host_pool() if _host_pool is not None else default_pool()
-    pool.parallel_for(lambda begin, end, worker: fn(begin, end), n)
+    host_pool().parallel_for(lambda begin, end, worker: fn(begin, end), n)
 QADD_CHUNK = 1 << 14
 QADD_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR, I64, PTR)
 
