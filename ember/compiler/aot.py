@@ -287,9 +287,10 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
                          freeze_constants=True).build()
     views = _view_geometry(b.plan, exported, shapes)
-    qparams = _quantized_qparams(b.plan, exported, shapes)
+    layouts = {}            # quantized results' strides as eager lays them out
+    qparams = _quantized_qparams(b.plan, exported, shapes, layouts)
     b.table, b.modules = _step_table(b.plan, views, shared)
-    quantized_weights = _quantized_weights(b.plan, b.table, qparams)
+    quantized_weights = _quantized_weights(b.plan, b.table, qparams, layouts)
     b.constants = _weights(b.plan, b.table)
     b.constants.update(quantized_weights)       # int8 weights, packed ("pq<step>...")
     b.memory = _memory_plan(b.plan)

@@ -331,7 +331,7 @@ class ProgramBuilder:
             raise LoweringError(f"ember.aot: step {desc['name']} ({desc.get('op')}) has no "
                                 "tensor result the artifact can hold")
         for spec in desc["results"]:
-            strides = spec["strides"] if _dense(spec["shape"], spec["strides"]) else None
+            strides = spec["strides"] if is_dense(spec["shape"], spec["strides"]) else None
             results.append({"shape": spec["shape"], "dtype": spec["dtype"],
                             "strides": _contiguous(spec["shape"]) if strides is None
                             else strides})
@@ -562,7 +562,7 @@ def measure_view(fn, x: Value, name: str) -> dict:
             "strides": [s // x.dtype.itemsize for s in y.strides]}
 
 
-def _dense(shape, strides) -> bool:
+def is_dense(shape, strides) -> bool:
     """Strides laying `shape` out densely in some dimension order (no gaps, overlaps or
     negative strides): a buffer of exactly its size."""
     if len(strides) != len(shape) or any(st < 0 for st in strides):
