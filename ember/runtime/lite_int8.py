@@ -42,15 +42,10 @@ def aligned_empty(count: int, dtype, zeros: bool = False) -> np.ndarray:
     return raw[start:start + count * dtype.itemsize].view(dtype)
 
 
-# --- running: one call into the artifact's entry point -----------------------------------------
-
-
 def aligned_copy(a: np.ndarray) -> np.ndarray:
     out = aligned_empty(a.size, a.dtype).reshape(a.shape)
     out[...] = a
     return out
-
-
 
 
 def split_range(n: int, parts: int, align: int = 1) -> list:
@@ -59,8 +54,6 @@ def split_range(n: int, parts: int, align: int = 1) -> list:
     parts = max(1, min(parts, blocks))
     bounds = [min(n, (blocks * i // parts) * align) for i in range(parts + 1)]
     return [(b, e) for b, e in zip(bounds, bounds[1:]) if e > b]
-
-
 
 
 class Pool:
@@ -100,17 +93,11 @@ class Pool:
             raise errors[0]
 
 
-
-
 def default_pool() -> Pool:
     global _POOL
     if _POOL is None:
         _POOL = Pool(cpu_count())
     return _POOL
-
-
-# --- the steps ---------------------------------------------------------------------------------
-I64, PTR, I32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32
 
 
 def _address(lib, symbol: str) -> int:
@@ -119,8 +106,6 @@ def _address(lib, symbol: str) -> int:
         return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
     except AttributeError:
         raise ArtifactError(f"the artifact's library has no symbol {symbol!r}") from None
-
-
 
 
 _POOL = None
@@ -594,12 +579,7 @@ class QReshapeStep:
         return np.ascontiguousarray(q).reshape(self.shape)
 
 
+# the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
+# runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
                    "qavgpool", "qreshape")
-
-
-# --- the loaded model --------------------------------------------------------------------------
-QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape")
-
-
