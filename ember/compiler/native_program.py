@@ -324,17 +324,17 @@ class ProgramBuilder:
 
     def _quantized(self, desc: dict) -> None:
         """An int8 step of a converted model (quantize, qgemm, ...): host code on its
-        operands where they live; its result (an integer array for a quantized value)
-        gets an arena buffer of the step's out shape and dtype."""
-        results = []
-        if not desc.get("results") or len(desc["results"]) != len(desc["outputs"]):
+        operands where they live; each result (an integer array for a quantized value)
+        gets an arena buffer of the step's shape, strides and dtype (the strides native
+        kernels reading a float result were compiled for; a quantized value's are eager
+        mode's layout, compiler/aot_quantized.py)."""
+        results = desc.get("results")
+        if not results or len(results) != len(desc["outputs"]):
             raise LoweringError(f"ember.aot: step {desc['name']} ({desc.get('op')}) has no "
                                 "tensor result the artifact can hold")
-        for spec in desc["results"]:
-            strides = spec["strides"] if is_dense(spec["shape"], spec["strides"]) else None
-            results.append({"shape": spec["shape"], "dtype": spec["dtype"],
-                            "strides": _contiguous(spec["shape"]) if strides is None
-                            else strides})
+        if any(st < 0 for spec in results for st in spec["strides"]):
+            raise LoweringError(f"ember.aot: step {desc['name']} ({desc.get('op')}): its "
+                                "result has negative strides")
         for slot, value in zip(desc["outputs"], self._host_step(desc, results)):
             self.slots[slot] = value
 

@@ -471,7 +471,11 @@ def _host_call(model: "LiteModel", host: dict, kind: str, steps: list):
         return CustomOpCall(host, steps, model.path)
     int8 = _lite_int8()
     if kind in int8.QUANTIZED_STEPS:
-        return QuantizedCall(host, steps[host["step"]], model, int8)
+        try:
+            return QuantizedCall(host, steps[host["step"]], model, int8)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ArtifactError(f"{model.path}: unreadable plan (int8 step "
+                                f"{steps[host['step']].get('name')!r}: {err!r})") from None
     raise ArtifactError(f"{model.path}: plan step {steps[host['step']].get('name')!r} has "
                         f"unknown host step kind {kind!r}")
 

@@ -28,7 +28,11 @@ _ALIGN = 64      # bytes: the alignment artifacts and the kernels' packed data u
 
 
 def cpu_count() -> int:
-    """Cores this process may run on."""
+    """Threads for this file's own pool (loaded on its own, beside lite.py): as lite.py
+    sizes the artifact's native pool, EMBER_NUM_THREADS, else the cores we may use."""
+    forced = os.environ.get("EMBER_NUM_THREADS")
+    if forced:
+        return max(1, int(forced))
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
