@@ -127,3 +127,35 @@ def test_int8_artifact_with_a_dynamic_batch(rng, tmp_path):
         for n in (2, 5):
             xn = ember.tensor(rng.standard_normal((n,) + tuple(x.shape[1:])).astype(np.float32))
             np.testing.assert_array_equal(run(xn).numpy(), model(xn).numpy())
+
+
+def test_int8_steps_and_a_custom_op_share_the_host_steps(rng, tmp_path):
+    """A custom op after the int8 part: both are host steps of one program."""
+    from ember.ir.registry import OPS
+    quantized, x = converted("mlp", rng)
+    before = set(OPS)
+
+    @ember.library.custom_op("qaottest::wobble", mutates_args=())
+    def wobble(t: ember.Tensor, scale: float) -> ember.Tensor:
+        return ember.sin(t * scale) + t
+
+    wobble.register_fake(lambda t, scale: ember.empty_like(t))
+    try:
+        class Tail(ember.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = quantized
+
+            def forward(self, t):
+                return wobble(self.inner(t), 1.5) * 2.0
+        model = Tail().eval()
+        with ember.no_grad():
+            path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "c.ember")
+            run = ember.aot.load_package(path)
+            np.testing.assert_array_equal(run(x).numpy(), ember.compile(model)(x).numpy())
+        kinds = [d["kind"] for d in run.lite.plan["steps"]]
+        hosts = [h["kind"] for h in run.lite.plan["entry"]["host_steps"]]
+        assert "custom_op" in hosts and "qgemm" in hosts and "kernel" in kinds
+    finally:
+        for name in set(OPS) - before:
+            del OPS[name]
