@@ -342,7 +342,8 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
         steps.add_column(col, justify="right" if col in ("median ms", "%") else "left")
     total = sum(t for _, _, t in timings) if timings else 0.0
     for i, s in enumerate(plan["steps"]):
-        shapes = ", ".join("x".join(map(str, o["shape"])) for o in s.get("out_specs", []))
+        results = s.get("out_specs") or s.get("results") or []     # host steps: results
+        shapes = ", ".join("x".join(map(str, o["shape"])) for o in results)
         cells = [str(i), s["name"], s["kind"] + (f" ({s['op']})" if "op" in s else ""), shapes]
         if timings:
             seconds = timings[i][2]

@@ -24,6 +24,8 @@ Steps ember.compile would run eagerly (ops with no native kernel, grouped convs,
 batched matmuls) are refused with a LoweringError naming the op: the artifact has
 no Python fallback. Custom ops (ember.library.custom_op) are the exception: recorded
 by name, called by the loading process between native segments (docs/aot.md).
+Converted (int8) graphs package through compiler/aot_quantized.py: their quantized
+steps are host steps too (runtime/lite_int8.py's drivers between native segments).
 An exported program with a dynamic dimension (ember.export's dynamic_shapes) of a
 bounded range packages one straight-line program per size (`_package_dynamic`), the
 runtime picking one by the input's size. Only the CPU target exists so far.
@@ -57,8 +59,10 @@ from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, LoweringError
 from ..ir.graph import Graph, Node
 from ..ir.printer import print_graph
+from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime import lite
+from .aot_quantized import quantized_step, _quantized_qparams, _quantized_weights
 from .export import ExportedProgram, custom_op_names
 from .native_program import ProgramBuilder
 
@@ -142,6 +146,12 @@ class PackagingBackend(CpuBackend):
 
     def eager(self, node: Node):
         what = getattr(node.target, "name", str(node.target))
+        # int8 steps: host steps of an artifact (in process, the Python loop runs them)
+        quantized = None if self.in_process else quantized_step(node)
+        if quantized is not None:
+            if quantized["kind"] != "unsupported":
+                quantized["results"] = _custom_op_results(node)    # its integer array
+            return _Described(super().eager(node), quantized)
         if getattr(node.target, "custom", None) is not None:
             # a custom op: the artifact names it; the loading process must register it
             return _Described(super().eager(node), {
@@ -238,8 +248,19 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
         "model.so": _shared_library(one.modules, backend.isa, one.entry_ir),
     }
     manifest = _manifest(exported, backend.isa, members)
+    _require_int8_features(manifest, one.table)
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+def _require_int8_features(manifest: dict, table: list) -> None:
+    """The CPU flags the int8 GEMM the artifact links needs (VNNI, AMX) join the
+    manifest's required features."""
+    configs = {d["config"] for d in table if d["kind"] in ("qgemm", "qgemm_dynamic")}
+    extra = {"vnni": ["avx512_vnni"], "amx": ["amx_int8", "amx_tile"]}
+    need = manifest["target"]["required_features"]
+    for name in sorted(configs):
+        need += [f for f in extra.get(name, []) if f not in need]
 
 
 class _Built:
@@ -266,8 +287,12 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
                          freeze_constants=True).build()
     views = _view_geometry(b.plan, exported, shapes)
+    layouts = {}            # quantized results' strides as eager lays them out
+    qparams = _quantized_qparams(b.plan, exported, shapes, layouts)
     b.table, b.modules = _step_table(b.plan, views, shared)
+    quantized_weights = _quantized_weights(b.plan, b.table, qparams, layouts)
     b.constants = _weights(b.plan, b.table)
+    b.constants.update(quantized_weights)       # int8 weights, packed ("pq<step>...")
     b.memory = _memory_plan(b.plan)
     shapes = shapes or [s.shape for s in exported.user_inputs]
     inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
@@ -325,23 +350,25 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
                                     [b.entry_ir for b in built.values()]),
     }
     manifest = _manifest(exported, backend.isa, members)
+    for b in built.values():
+        _require_int8_features(manifest, b.table)
     manifest["dynamic"] = dynamic
     _write_zip(package_path, manifest, members)
     return str(package_path)
 
 
 def _entry_json(emitter, builder, calls, layout, outputs) -> dict:
-    """plan.json's `entry`: one `symbol` (ember_run) for a plan without custom ops;
-    with them, `segments` (ember_run_0 .. ember_run_k, run in order) and `custom_steps`
-    (after segment j the runtime calls custom step j on arena views: its plan step and
-    where each operand and the result live)."""
+    """plan.json's `entry`: one `symbol` (ember_run) for a plan without host steps;
+    with them (custom ops, int8 steps), `segments` (ember_run_0 .. ember_run_k, run in
+    order) and `host_steps` (after segment j the runtime calls host step j on arena
+    views: its plan step, kind and where each operand and result live)."""
     entry = {"calls": len(calls), "layout": layout, "outputs": outputs,
              "fresh": builder.fresh}
     names = emitter.entry_names()
-    if builder.custom_steps:
+    if builder.host_steps:
         entry["segments"] = names
-        entry["custom_steps"] = [{k: c[k] for k in ("step", "inputs", "outputs", "tuple")}
-                                 for c in builder.custom_steps]
+        entry["host_steps"] = [{k: c[k] for k in ("step", "kind", "inputs", "outputs",
+                                                  "tuple")} for c in builder.host_steps]
     else:
         entry["symbol"] = names[0]
     return entry
@@ -524,6 +551,8 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
                 desc["bias_slot"] = step.inputs[2] if desc["has_bias"] else None
         elif kind == "view" and views is not None:
             desc.update(views[step.name])
+        elif kind in ("qgemm", "qgemm_dynamic", "qadd"):
+            desc["symbol"] = symbol(fn.desc["_module"], desc["symbol"])
         desc["out_specs"] = [_spec_json(s) for s in step.out_specs]
         table.append(desc)
     return table, modules
@@ -553,7 +582,8 @@ def _weights(plan, table: list) -> dict:
     """weights.safetensors' arrays: "c<slot>" for plan constants, "p<step>" for weights
     packed here for a GEMM or conv step (so loading does not pack). A constant that only
     such steps read is stored packed only."""
-    constants = {slot: np.ascontiguousarray(np.asarray(v)) for slot, v in plan.constants.items()}
+    constants = {slot: np.ascontiguousarray(np.asarray(v)) for slot, v in plan.constants.items()
+                 if not isinstance(v, QuantizedArray)}   # int8 weights: aot_quantized packs
     arrays, packed_only = {}, {}
     for i, desc in enumerate(table):
         key = None

@@ -1,5 +1,6 @@
 """ember.aot for converted (int8) models: the plan steps of quantized nodes, described for
-the lite runtime (runtime/lite.py's quantized step kinds).
+the lite runtime: host steps between the native segments (compiler/native_program.py),
+run by runtime/lite_int8.py's step classes.
 
 ember.compile runs nodes that produce or read quantized values as eager steps on their
 native kernels (frontend/compile.py). Packaging describes each such step so the lite
@@ -36,6 +37,7 @@ from ..ir.errors import LoweringError
 from ..ir.graph import Node, OpKind
 from ..ir.quantized import QuantizedArray
 from ..runtime import lite_int8 as lite
+from .native_program import is_dense
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
                    "qavgpool", "qreshape")
@@ -118,23 +120,34 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
     return desc
 
 
-def _quantized_qparams(plan, exported) -> dict:
+def _quantized_qparams(plan, exported, shapes: list | None = None,
+                       layouts: dict | None = None) -> dict:
     """{step name: [(scale, zero point, dtype) of each quantized input]}, read off one run
-    of the plan on zeros."""
+    of the plan on zeros (of the user inputs' `shapes`, default the exported ones); {}
+    without a quantized step (no run). `layouts` (when given) receives {step name:
+    element strides of its quantized result as eager mode laid it out} (a conv's is
+    channels-last, where the graph's metadata says contiguous)."""
     seen = {}
+    if not any(getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS for s in plan.steps):
+        return seen
 
     def recording(step):
         fn = step.fn
 
         def run(*values):
             seen[step.name] = [_qparams_of(v) for v in values if isinstance(v, QuantizedArray)]
-            return fn(*values)
+            result = fn(*values)
+            if layouts is not None and isinstance(result, QuantizedArray):
+                ints = result.int_repr
+                layouts[step.name] = [st // ints.itemsize for st in ints.strides]
+            return result
         step.fn = run
         return fn
     originals = {id(s): recording(s) for s in plan.steps
                  if getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS}
-    inputs = [np.zeros(s.shape, np.dtype({"bfloat16": "float32"}.get(s.dtype, s.dtype)))
-              for s in exported.user_inputs]
+    shapes = shapes or [s.shape for s in exported.user_inputs]
+    inputs = [np.zeros(shape, np.dtype({"bfloat16": "float32"}.get(s.dtype, s.dtype)))
+              for s, shape in zip(exported.user_inputs, shapes)]
     try:
         plan.run(inputs)
     finally:
@@ -150,11 +163,14 @@ def _qparams_of(v: QuantizedArray) -> tuple:
     return (float(v.scale), int(v.zero_point), v.dtype.name, None)
 
 
-def _quantized_weights(plan, table: list, qparams: dict) -> dict:
-    """Complete the quantized steps' descriptions with their operands' qparams, pack the
-    int8 weights; returns the arrays to store ("pq<i>", "pq<i>.corr", ...)."""
+def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = None) -> dict:
+    """Complete the quantized steps' descriptions with their operands' qparams (and their
+    results' `layouts`, see _quantized_qparams), pack the int8 weights; returns the
+    arrays to store ("pq<i>", "pq<i>.corr", ...)."""
     arrays = {}
     for i, desc in enumerate(table):
+        if desc["kind"] in QUANTIZED_KINDS:
+            _lay_out_result(desc, (layouts or {}).get(desc["name"]))
         if desc["kind"] not in QUANTIZED_KINDS or desc["kind"] == "quantize":
             continue
         seen = qparams.get(desc["name"], [])
@@ -170,6 +186,19 @@ def _quantized_weights(plan, table: list, qparams: dict) -> dict:
         elif desc["kind"] == "qgemm_dynamic":
             arrays.update(_pack_dynamic(plan, desc, f"pq{i}"))
     return arrays
+
+
+def _lay_out_result(desc: dict, strides) -> None:
+    """A quantized result's buffer in the artifact gets the layout eager mode gives it
+    (only host steps read integer values, on views of any layout): copying the step's
+    result in is then a plain copy, and the next step sees what it sees in eager mode
+    (a conv's channels-last input read in place)."""
+    results = desc.get("results")
+    if strides is None or not results or len(results) != 1 or \
+            len(strides) != len(results[0]["shape"]) or \
+            not is_dense(results[0]["shape"], strides):
+        return
+    results[0]["strides"] = list(strides)
 
 
 def _pack_qgemm(plan, desc: dict, key: str) -> dict:

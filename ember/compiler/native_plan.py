@@ -172,7 +172,7 @@ class _NativeEntry:
         # custom ops: the plan's own eager step (what the Python loop calls) between
         # two segments, on views of its operands; see _run_segments
         self.custom = [(plan.steps[c["step"]].fn, c["inputs"], c["outputs"], c["tuple"])
-                       for c in builder.custom_steps]
+                       for c in builder.host_steps]
         self.lib, self.table = lib, table
         self.weights = list(weights.values())        # kept alive: their addresses are baked
         self.n_inputs = len(specs)

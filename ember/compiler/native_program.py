@@ -7,10 +7,11 @@ or padded conv input, residual layout, blocking constants) depends only on shape
 strides, which are fixed here; so it is made once, and the program is a flat list of
 calls with constant arguments and pointers at planned offsets
 (codegen/native_entry.py writes it as LLVM IR). The one decision that depends on the
-machine running it, the thread count, stays a run-time guard (`when`). A custom-op
-step (ember.library.custom_op: Python) makes no call: it ends a segment
-(`segment_breaks`), and `custom_steps` says where its operands and result live, for
-the runtime that calls it between two native segments.
+machine running it, the thread count, stays a run-time guard (`when`). A host step
+(a custom op, ember.library.custom_op: Python; or an int8 step of a converted model,
+run by runtime/lite_int8.py) makes no call: it ends a segment (`segment_breaks`), and
+`host_steps` says where its operands and results live, for the runtime that calls it
+between two native segments.
 
 The arena (one allocation at load) holds, in order: the weights (`c<slot>` constants
 and `p<step>` packed panels), the persistent buffers of the memory plan, one scratch
@@ -27,6 +28,9 @@ import numpy as np
 from ..ir.errors import LoweringError
 
 ALIGN = 64
+# int8 steps of a converted model (compiler/aot_quantized.py): host steps, as custom ops
+QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
+                   "qavgpool", "qreshape")
 SMALL_BATCH_WORK = 256 ** 3          # gemm_batched's "many small matrices" bound
 
 
@@ -153,9 +157,9 @@ class ProgramBuilder:
             strides = spec.get("strides") or _contiguous(shape)
             self.slots[slot] = Value(("in", i), 0, shape, strides, spec["dtype"])
         self.fresh: list[dict] = []
-        # custom-op steps (Python code, called between native segments): the step, the
-        # call index the segment before it ends at, its operands' and result's Values
-        self.custom_steps: list[dict] = []
+        # host steps (Python code, called between native segments): the step, the call
+        # index the segment before it ends at, its operands' and results' Values
+        self.host_steps: list[dict] = []
         self.step = 0
         self._scratch_used = 0
 
@@ -194,7 +198,7 @@ class ProgramBuilder:
             self._scratch_used = 0
             kind = desc["kind"]
             try:
-                getattr(self, f"_{kind}")(desc)
+                (self._quantized if kind in QUANTIZED_KINDS else getattr(self, f"_{kind}"))(desc)
             except LoweringError:
                 raise
             except (KeyError, IndexError, TypeError, ValueError) as err:
@@ -209,15 +213,15 @@ class ProgramBuilder:
             if value is None:
                 raise LoweringError(f"ember.aot: output slot {slot} has no value")
             outputs.append(_fixed(value, layout).json())
-        for custom in self.custom_steps:
+        for host in self.host_steps:
             for key in ("inputs", "outputs"):
-                custom[key] = [_fixed(v, layout).json() for v in custom[key]]
+                host[key] = [_fixed(v, layout).json() for v in host[key]]
         return self.calls, layout, outputs
 
     def segment_breaks(self) -> list:
-        """The call indices where the program stops for a custom op (one per custom-op
-        step, in order): segment k runs calls [breaks[k-1], breaks[k])."""
-        return [custom["call"] for custom in self.custom_steps]
+        """The call indices where the program stops for a host step (one per host step,
+        in order): segment k runs calls [breaks[k-1], breaks[k])."""
+        return [host["call"] for host in self.host_steps]
 
     def _fix_pointers(self, layout: dict) -> None:
         bases = {("scratch",): layout["scratch_offset"], ("zeros",): layout["zeros_offset"],
@@ -314,13 +318,37 @@ class ProgramBuilder:
         if any(st < 0 for spec in results for st in spec["strides"]):
             raise LoweringError(f"ember.aot: custom op {desc['op']}'s result has negative "
                                 "strides")
+        outs = self._host_step(desc, results)
+        self.slots[desc["outputs"][0]] = tuple(outs) if desc.get("tuple") else outs[0]
+        self.host_steps[-1]["tuple"] = bool(desc.get("tuple"))
+
+    def _quantized(self, desc: dict) -> None:
+        """An int8 step of a converted model (quantize, qgemm, ...): host code on its
+        operands where they live; each result (an integer array for a quantized value)
+        gets an arena buffer of the step's shape, strides and dtype (the strides native
+        kernels reading a float result were compiled for; a quantized value's are eager
+        mode's layout, compiler/aot_quantized.py)."""
+        results = desc.get("results")
+        if not results or len(results) != len(desc["outputs"]):
+            raise LoweringError(f"ember.aot: step {desc['name']} ({desc.get('op')}) has no "
+                                "tensor result the artifact can hold")
+        if any(st < 0 for spec in results for st in spec["strides"]):
+            raise LoweringError(f"ember.aot: step {desc['name']} ({desc.get('op')}): its "
+                                "result has negative strides")
+        for slot, value in zip(desc["outputs"], self._host_step(desc, results)):
+            self.slots[slot] = value
+
+    def _host_step(self, desc: dict, results: list) -> list:
+        """A segment break: the step runs on the host between two native segments, on
+        views of its operands where they live; each result (shape, strides, dtype)
+        gets a buffer of its own in the arena, which the runtime copies it into."""
         ins = [self._input(desc, i) for i in range(len(desc["inputs"]))]
         outs = [self._scratch_persistent(spec["shape"], spec["dtype"], spec["strides"])
                 for spec in results]
-        self.slots[desc["outputs"][0]] = tuple(outs) if desc.get("tuple") else outs[0]
-        self.custom_steps.append({"step": self.step, "call": len(self.calls),
-                                  "inputs": ins, "outputs": outs,
-                                  "tuple": bool(desc.get("tuple"))})
+        self.host_steps.append({"step": self.step, "kind": desc["kind"],
+                                "call": len(self.calls), "inputs": ins, "outputs": outs,
+                                "tuple": False})
+        return outs
 
     def _item(self, desc: dict) -> None:
         """One result of a custom op returning a tuple."""
@@ -532,6 +560,21 @@ def measure_view(fn, x: Value, name: str) -> dict:
         raise LoweringError(f"ember.aot: view step {name} is not element-aligned")
     return {"offset": offset // x.dtype.itemsize, "shape": list(y.shape),
             "strides": [s // x.dtype.itemsize for s in y.strides]}
+
+
+def is_dense(shape, strides) -> bool:
+    """Strides laying `shape` out densely in some dimension order (no gaps, overlaps or
+    negative strides): a buffer of exactly its size."""
+    if len(strides) != len(shape) or any(st < 0 for st in strides):
+        return False
+    expected = 1
+    for size, stride in sorted(zip(shape, strides), key=lambda p: (p[1], p[0])):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _broadcast(v: Value, batch) -> Value:

@@ -25,10 +25,14 @@ rows) with arguments fixed at packaging and buffers at planned offsets in one ar
 native thread pool (`ember_init`, EMBER_NUM_THREADS threads). This file allocates the
 arena, places the weights in it, passes pointers and returns the results: results the
 caller keeps are fresh arrays each call; values living in the arena are copied out.
-A plan calling custom ops (ember.library.custom_op) is several native segments,
-this file calling each op between two of them on views of its operands; the op must be
-registered in this process (ember's registry is consulted only for such artifacts,
-and only if ember is already imported).
+A plan with host steps is several native segments, this file calling each host step
+between two of them on views of its operands and copying its results into their
+planned buffers. Host steps are custom ops (ember.library.custom_op; the op must be
+registered in this process: ember's registry is consulted only for such artifacts, and
+only if ember is already imported) and the int8 steps of a converted model (quantize,
+qgemm, ...: runtime/lite_int8.py's step classes, a sibling file of this one, loaded
+only for such artifacts, by path when this file runs on its own; it needs no more than
+this file does).
 """
 from __future__ import annotations
 
@@ -277,6 +281,7 @@ class LiteModel:
         # the weights stay where they are in the memory-mapped file (64-byte aligned
         # by packaging), passed to the entry point after the inputs
         self.weights = _weights_in_place(members["weights.safetensors"], weight_order, path)
+        self.named_weights = dict(zip(weight_order, self.weights))
         self._programs = {n: _Program(self, e, self.plan.get("steps"))
                           for n, e in entries.items()}
         example = self._programs.get(None) or self._programs[self._example_size()]
@@ -374,7 +379,7 @@ class LiteModel:
         for i, buf in enumerate(fresh):
             outs[i] = buf.__array_interface__["data"][0]
         stamps = None if times is None else times.ctypes.data
-        if program.custom:
+        if program.host:
             status = self._run_segments(program, keep, fresh, stamps, times)
         else:       # the whole plan: one foreign call
             status = program.segments[0](self._arena_address, self._ins, outs, stamps)
@@ -386,17 +391,18 @@ class LiteModel:
 
     def _run_segments(self, program: "_Program", inputs: list, fresh: list, stamps,
                       times) -> int:
-        """Native segment j, then custom step j in Python on views of its operands where
-        they live (arena, inputs, weights, result buffers), then segment j + 1 ..."""
+        """Native segment j, then host step j in Python on views of its operands where
+        they live (arena, inputs, weights, result buffers), its results copied into
+        their buffers, then segment j + 1 ..."""
         for j, segment in enumerate(program.segments):
             status = segment(self._arena_address, self._ins, program.outs, stamps)
-            if status or j == len(program.custom):
+            if status or j == len(program.host):
                 return status
-            custom = program.custom[j]
-            custom([self._operand(g, inputs, fresh) for g in custom.inputs],
-                   [self._operand(g, inputs, fresh) for g in custom.outputs])
+            host = program.host[j]
+            host([self._operand(g, inputs, fresh) for g in host.inputs],
+                 [self._operand(g, inputs, fresh) for g in host.outputs])
             if times is not None:
-                times[custom.step] = self.lib.ember_now()
+                times[host.step] = self.lib.ember_now()
         return 0
 
     def _operand(self, g: dict, inputs: list, fresh: list) -> np.ndarray:
@@ -439,7 +445,7 @@ class LiteModel:
 
 class _Program:
     """One entry of an artifact (the only one, or one per size of a dynamic dimension):
-    its native segments, custom-op steps, result buffers and where results live."""
+    its native segments, host steps, result buffers and where results live."""
 
     def __init__(self, model: "LiteModel", entry: dict, steps: list | None):
         try:
@@ -447,15 +453,90 @@ class _Program:
             self.layout, self.results, self.fresh = entry["layout"], entry["outputs"], \
                 entry["fresh"]
             names = entry.get("segments") or [entry.get("symbol", "ember_run")]
-            custom = entry.get("custom_steps", [])
-        except (KeyError, TypeError, AttributeError) as err:
+            host = entry.get("host_steps", entry.get("custom_steps", []))   # or v2 before int8
+            kinds = [self.steps[h["step"]]["kind"] for h in host]
+        except (KeyError, TypeError, AttributeError, IndexError) as err:
             raise ArtifactError(f"{model.path}: unreadable plan ({err})") from None
         self.segments = [model._entry_function(name) for name in names]
-        self.custom = [CustomOpCall(c, self.steps, model.path) for c in custom]
-        if len(self.custom) != len(self.segments) - 1:
+        self.host = [_host_call(model, h, kind, self.steps) for h, kind in zip(host, kinds)]
+        if len(self.host) != len(self.segments) - 1:
             raise ArtifactError(f"{model.path}: unreadable plan ({len(self.segments)} native "
-                                f"segments around {len(self.custom)} custom-op steps)")
+                                f"segments around {len(self.host)} host steps)")
         self.outs = (ctypes.c_void_p * max(1, len(self.fresh)))()
+
+
+def _host_call(model: "LiteModel", host: dict, kind: str, steps: list):
+    """The callable running one host step: (operand views, result buffers) -> None."""
+    if kind == "custom_op":
+        return CustomOpCall(host, steps, model.path)
+    int8 = _lite_int8()
+    if kind in int8.QUANTIZED_STEPS:
+        try:
+            return QuantizedCall(host, steps[host["step"]], model, int8)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ArtifactError(f"{model.path}: unreadable plan (int8 step "
+                                f"{steps[host['step']].get('name')!r}: {err!r})") from None
+    raise ArtifactError(f"{model.path}: plan step {steps[host['step']].get('name')!r} has "
+                        f"unknown host step kind {kind!r}")
+
+
+_INT8: list = []
+
+
+def _lite_int8():
+    """runtime/lite_int8.py, this file's sibling: a relative import inside the ember
+    package, else loaded by path (this file running on its own; lite_int8 then falls
+    back to numpy, ctypes and the standard library as this file does)."""
+    if _INT8:
+        return _INT8[0]
+    if __package__:
+        from . import lite_int8 as module
+    else:
+        import importlib.util
+        where = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lite_int8.py")
+        spec = importlib.util.spec_from_file_location("ember_lite_int8", where)
+        if spec is None or not os.path.exists(where):
+            raise ArtifactError(f"the artifact has int8 steps and {where} (the int8 host "
+                                "code that comes with this runtime) is missing")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.ArtifactError = ArtifactError
+    _INT8.append(module)
+    return module
+
+
+class QuantizedCall:
+    """An int8 step of a converted model (compiler/aot_quantized.py's description) run by
+    lite_int8's step class: the GEMM and quantized add call their kernels in the
+    artifact's library, the GEMM's weights packed at packaging (the `pq<step>` arrays of
+    the weights member); its result is copied into its planned buffer."""
+
+    def __init__(self, host: dict, desc: dict, model: "LiteModel", int8):
+        self.step, self.name, self.kind = host["step"], desc["name"], desc["kind"]
+        self.inputs, self.outputs = host["inputs"], host["outputs"]
+        pool = int8.host_pool
+        if self.kind in ("qgemm", "qgemm_dynamic"):
+            packed = {k: v for k, v in model.named_weights.items()
+                      if k.split(".")[0] == desc["packed"]}
+            cls = int8.QGemmStep if self.kind == "qgemm" else int8.QGemmDynamicStep
+            self.fn = cls(desc, model.lib, packed, pool)
+        elif self.kind == "qadd":
+            self.fn = int8.QAddStep(desc, model.lib, pool)
+        else:
+            self.fn = {"quantize": int8.QuantizeStep, "dequantize": int8.DequantizeStep,
+                       "qmaxpool": int8.QMaxPoolStep, "qavgpool": int8.QAvgPoolStep,
+                       "qreshape": int8.QReshapeStep}[self.kind](desc)
+
+    def __call__(self, operands: list, outs: list) -> None:
+        result = self.fn(*operands)
+        (out,) = outs
+        if not isinstance(result, np.ndarray) or result.shape != out.shape or \
+                result.dtype != out.dtype:
+            got = f"{result.dtype}{list(result.shape)}" if isinstance(result, np.ndarray) \
+                else type(result).__name__
+            raise RuntimeError(f"int8 step {self.name} ({self.kind}) produced {got}; the "
+                               f"plan has {out.dtype}{list(out.shape)}")
+        np.copyto(out, result)
 
 
 class CustomOpCall:
@@ -513,8 +594,9 @@ _ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np
 
 
 def _weights_in_place(data, names: list, path) -> list:
-    """The named tensors of safetensors bytes as flat numpy views of those bytes (no
-    copy); one not 64-byte aligned (a file rewritten by another tool) is copied."""
+    """The named tensors of safetensors bytes as numpy views of those bytes (no copy),
+    in their shapes; one not 64-byte aligned (a file rewritten by another tool) is
+    copied."""
     if not len(data):
         if names:
             raise ArtifactError(f"{path}: weights.safetensors is empty")
@@ -533,7 +615,7 @@ def _weights_in_place(data, names: list, path) -> list:
             flat = body[begin:end].view(dtype)
             if flat.ctypes.data % ALIGN:
                 flat = aligned_copy(flat)
-            out.append(flat)
+            out.append(flat.reshape(info["shape"]))
         return out
     except (ValueError, KeyError, TypeError) as err:
         raise ArtifactError(f"{path}: unreadable weights ({err})") from None

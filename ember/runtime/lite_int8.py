@@ -28,7 +28,11 @@ _ALIGN = 64      # bytes: the alignment artifacts and the kernels' packed data u
 
 
 def cpu_count() -> int:
-    """Cores this process may run on."""
+    """Threads for this file's own pool (loaded on its own, beside lite.py): as lite.py
+    sizes the artifact's native pool, EMBER_NUM_THREADS, else the cores we may use."""
+    forced = os.environ.get("EMBER_NUM_THREADS")
+    if forced:
+        return max(1, int(forced))
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -42,15 +46,10 @@ def aligned_empty(count: int, dtype, zeros: bool = False) -> np.ndarray:
     return raw[start:start + count * dtype.itemsize].view(dtype)
 
 
-# --- running: one call into the artifact's entry point -----------------------------------------
-
-
 def aligned_copy(a: np.ndarray) -> np.ndarray:
     out = aligned_empty(a.size, a.dtype).reshape(a.shape)
     out[...] = a
     return out
-
-
 
 
 def split_range(n: int, parts: int, align: int = 1) -> list:
@@ -59,8 +58,6 @@ def split_range(n: int, parts: int, align: int = 1) -> list:
     parts = max(1, min(parts, blocks))
     bounds = [min(n, (blocks * i // parts) * align) for i in range(parts + 1)]
     return [(b, e) for b, e in zip(bounds, bounds[1:]) if e > b]
-
-
 
 
 class Pool:
@@ -100,17 +97,11 @@ class Pool:
             raise errors[0]
 
 
-
-
 def default_pool() -> Pool:
     global _POOL
     if _POOL is None:
         _POOL = Pool(cpu_count())
     return _POOL
-
-
-# --- the steps ---------------------------------------------------------------------------------
-I64, PTR, I32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32
 
 
 def _address(lib, symbol: str) -> int:
@@ -119,8 +110,6 @@ def _address(lib, symbol: str) -> int:
         return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
     except AttributeError:
         raise ArtifactError(f"the artifact's library has no symbol {symbol!r}") from None
-
-
 
 
 _POOL = None
@@ -153,11 +142,16 @@ except ImportError:      # loaded on its own
     _host_pool = None
 
 
+def host_pool():
+    """The thread pool host code splits work over: ember's (runtime/threads.py) inside
+    the package, this file's own when loaded on its own."""
+    return _host_pool() if _host_pool is not None else default_pool()
+
+
 def _over_images(n: int, fn) -> None:
     """fn(begin, end) over image ranges of [0, n) on the thread pool (NumPy's copies and
     ufuncs release the GIL, so the pool's threads share the work)."""
-    pool = _host_pool() if _host_pool is not None else default_pool()
-    pool.parallel_for(lambda begin, end, worker: fn(begin, end), n)
+    host_pool().parallel_for(lambda begin, end, worker: fn(begin, end), n)
 QADD_CHUNK = 1 << 14
 QADD_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR, I64, PTR)
 
@@ -589,12 +583,7 @@ class QReshapeStep:
         return np.ascontiguousarray(q).reshape(self.shape)
 
 
+# the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
+# runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
                    "qavgpool", "qreshape")
-
-
-# --- the loaded model --------------------------------------------------------------------------
-QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape")
-
-

@@ -91,7 +91,8 @@ def test_artifact_segments_equal_compile_bit_for_bit(ops, tmp_path):
     with zipfile.ZipFile(path) as z:
         entry = json.loads(z.read("plan.json"))["entry"]
     assert entry["segments"] == [f"ember_run_{j}" for j in range(4)]
-    assert "symbol" not in entry and len(entry["custom_steps"]) == 3
+    assert "symbol" not in entry and len(entry["host_steps"]) == 3
+    assert {h["kind"] for h in entry["host_steps"]} == {"custom_op"}
     run = ember.aot.load_package(path)
     with ember.no_grad():
         want = ember.compile(net, options={"native_entry": False})(x)

@@ -85,3 +85,77 @@ assert not [m for m in sys.modules if m.split('.')[0] == 'ember']
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
+
+
+def test_int8_steps_between_native_segments(rng, tmp_path):
+    """Float work before and after the int8 part runs natively; the int8 steps are host
+    steps between segments (plan.json's host_steps, with their kinds). Equal to
+    ember.compile bit for bit (the float kernels are the compiled ones, not eager's)."""
+    import json
+    import zipfile
+    quantized, x = converted("mlp", rng)
+
+    class Sandwich(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = quantized
+            self.head = ember.nn.Linear(quantized(x).shape[-1], 3)
+
+        def forward(self, t):
+            return ember.tanh(self.head(self.inner(t * 0.5 + 0.25)))
+    model = Sandwich().eval()
+    with ember.no_grad():
+        path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "s.ember")
+        run = ember.aot.load_package(path)
+        compiled = ember.compile(model)
+        for _ in range(2):
+            np.testing.assert_array_equal(run(x).numpy(), compiled(x).numpy())
+            x = ember.tensor(rng.standard_normal(tuple(x.shape)).astype(np.float32))
+    with zipfile.ZipFile(path) as z:
+        entry = json.loads(z.read("plan.json"))["entry"]
+    kinds = [h["kind"] for h in entry["host_steps"]]
+    assert kinds[0] == "quantize" and kinds[-1] == "dequantize" and "qgemm" in kinds
+    assert len(entry["segments"]) == len(kinds) + 1 and entry["calls"] > 0
+
+
+def test_int8_artifact_with_a_dynamic_batch(rng, tmp_path):
+    model, x = converted("mlp", rng)
+    batch = ember.export.Dim("batch", min=2, max=6)
+    with ember.no_grad():
+        ep = ember.export(model, (x,), dynamic_shapes=({0: batch},))
+        run = ember.aot.load_package(ember.aot.compile_and_package(ep, tmp_path / "d.ember"))
+        for n in (2, 5):
+            xn = ember.tensor(rng.standard_normal((n,) + tuple(x.shape[1:])).astype(np.float32))
+            np.testing.assert_array_equal(run(xn).numpy(), model(xn).numpy())
+
+
+def test_int8_steps_and_a_custom_op_share_the_host_steps(rng, tmp_path):
+    """A custom op after the int8 part: both are host steps of one program."""
+    from ember.ir.registry import OPS
+    quantized, x = converted("mlp", rng)
+    before = set(OPS)
+
+    @ember.library.custom_op("qaottest::wobble", mutates_args=())
+    def wobble(t: ember.Tensor, scale: float) -> ember.Tensor:
+        return ember.sin(t * scale) + t
+
+    wobble.register_fake(lambda t, scale: ember.empty_like(t))
+    try:
+        class Tail(ember.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = quantized
+
+            def forward(self, t):
+                return wobble(self.inner(t), 1.5) * 2.0
+        model = Tail().eval()
+        with ember.no_grad():
+            path = ember.aot.compile_and_package(ember.export(model, (x,)), tmp_path / "c.ember")
+            run = ember.aot.load_package(path)
+            np.testing.assert_array_equal(run(x).numpy(), ember.compile(model)(x).numpy())
+        kinds = [d["kind"] for d in run.lite.plan["steps"]]
+        hosts = [h["kind"] for h in run.lite.plan["entry"]["host_steps"]]
+        assert "custom_op" in hosts and "qgemm" in hosts and "kernel" in kinds
+    finally:
+        for name in set(OPS) - before:
+            del OPS[name]
