@@ -186,18 +186,26 @@ def test_ddp_on_one_gpu_equals_plain_training(hook, as_view):
         np.testing.assert_allclose(_host(q), _host(p), rtol=tol, atol=tol)
 
 
-_HUNG_RECV = """
+_HUNG_OPERATION = """
 import datetime, os, sys, time
 import ember, ember.distributed as dist
+from ember.runtime.cuda import driver
 dist.init_process_group("nccl", rank=0, world_size=1, timeout=datetime.timedelta(seconds=2))
-work = dist.irecv(ember.zeros(4, device="cuda"), src=0)    # no send ever matches it
+# A one-process group cannot hang inside NCCL (a recv without a send is invalid usage), so
+# the caller's stream is held behind a flag nothing ever sets: the all_reduce queued after
+# it never starts, and only the watchdog can end the wait.
+flag = ember.zeros(1, dtype=ember.int32, device="cuda")
+driver.call("cuStreamWaitValue32", ember.cuda.current_stream().cuda_stream, flag.data_ptr(),
+            1, 0)
+work = dist.all_reduce(ember.ones(4, device="cuda"), async_op=True)
 time.sleep(6)                                              # the watchdog acts meanwhile
 try:
     work.wait()
 except dist.DistBackendError as err:
     print("raised:", err, flush=True)
-    sys.exit(3)
+    os._exit(3)           # the held stream never drains: skip the context's teardown
 print("no error", flush=True)
+os._exit(0)
 """
 
 
@@ -209,11 +217,11 @@ def test_a_hung_operation_is_aborted_naming_rank_and_op(tear_down):
     if not tear_down:
         env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = "0"
     start = time.monotonic()
-    job = subprocess.run([sys.executable, "-c", _HUNG_RECV], env=env, capture_output=True,
+    job = subprocess.run([sys.executable, "-c", _HUNG_OPERATION], env=env, capture_output=True,
                          text=True, timeout=120)
     output = job.stdout + job.stderr
     assert "[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1, " \
-        "OpType=RECV" in output, output[-3000:]
+        "OpType=ALLREDUCE" in output, output[-3000:]
     if tear_down:          # the watchdog's report, then the process is taken down
         assert job.returncode == 1 and "raised:" not in output, output[-3000:]
         assert time.monotonic() - start < 60

@@ -1,6 +1,6 @@
 """ember.compile(..., backend="triton") on a GPU against PyTorch eager and torch.compile.
 
-    python benchmarks/cuda.py [--quick] [--no-compile] [--only chain,gemm,...]
+    python benchmarks/cuda_models.py [--quick] [--no-compile] [--only chain,gemm,...]
 
 Cases (issue #9's targets in brackets):
 - copy: device-to-device copy bandwidth of 256 MiB (cuMemcpyDtoDAsync), the yardstick;
@@ -30,8 +30,9 @@ import time
 import traceback
 from pathlib import Path
 
-# run as a script, this file's folder is sys.path[0], where this file would shadow NVIDIA's
-# `cuda` package (cuda.bindings): import from the repository root instead
+# run as a script, this file's folder is sys.path[0]; import from the repository root instead
+# (no file in benchmarks/ may be named after a package: benchmarks/cuda.py once shadowed
+# NVIDIA's `cuda` package, so every script there saw no GPU)
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
