@@ -168,14 +168,16 @@ class _Random(nn.Module):
                              f"batch, got a {img.ndim}-D tensor")
         return int(img.shape[0])
 
-    def _uniforms(self, n, lo, hi):
-        """n draws in [lo, hi) as a [n] float32 tensor."""
-        return lo + (hi - lo) * ember.rand(n, generator=self.generator)
+    def _uniforms(self, n, lo, hi, device=None):
+        """n draws in [lo, hi) as a [n] float32 tensor on `device` (drawn from the CPU
+        generator, so a seed gives the same draws whichever device the images are on)."""
+        draws = lo + (hi - lo) * ember.rand(n, generator=self.generator)
+        return draws if device is None or str(device) == "cpu" else draws.to(device)
 
 
 def _where_images(take, a, b):
     """Per image of a batch: a where take[i] else b."""
-    return ember.where(take.reshape([-1, 1, 1, 1]), a, b)
+    return ember.where(take.reshape([-1, 1, 1, 1]).to(a.device), a, b)
 
 
 class RandomHorizontalFlip(_Random):
@@ -414,7 +416,7 @@ class ColorJitter(_Random):
                                                 self.saturation, self.hue, self.generator)
         else:   # one order per batch, one factor per image
             order = [int(v) for v in ember.randperm(4, generator=self.generator).tolist()]
-            b, c, s, h = (None if r is None else self._uniforms(n, r[0], r[1])
+            b, c, s, h = (None if r is None else self._uniforms(n, r[0], r[1], img.device)
                           for r in (self.brightness, self.contrast, self.saturation, self.hue))
         for fn_id in order:
             if fn_id == 0 and b is not None:
@@ -454,7 +456,8 @@ class GaussianBlur(_Random):
         n = self._batch_size(img)
         if n is not None:
             return F.gaussian_blur(img, self.kernel_size,
-                                   self._uniforms(n, self.sigma[0], self.sigma[1]))
+                                   self._uniforms(n, self.sigma[0], self.sigma[1],
+                                                  img.device))
         sigma = self.get_params(self.sigma[0], self.sigma[1], self.generator)
         return F.gaussian_blur(img, self.kernel_size, [sigma, sigma])
 
