@@ -340,7 +340,7 @@ def _concrete_values(t):
     if isinstance(t, numbers.Number) or isinstance(t, (list, tuple)):
         return np.asarray(t, dtype=np.float64)
     if isinstance(t, ember.Tensor):
-        return t.detach().numpy()
+        return t.detach().cpu().numpy()
     return None
 
 
@@ -718,7 +718,7 @@ def to_pil_image(pic, mode=None):
     """uint8 (or float in [0, 1]) CxHxW tensor -> PIL image."""
     import numpy as np
     from PIL import Image
-    arr = pic.detach().numpy() if hasattr(pic, "detach") else np.asarray(pic)
+    arr = pic.detach().cpu().numpy() if hasattr(pic, "detach") else np.asarray(pic)
     if arr.ndim == 3:
         arr = arr.transpose(1, 2, 0)
         if arr.shape[2] == 1:
