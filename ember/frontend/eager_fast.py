@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import dispatch, dtypes
+from ..ir import autocast as _autocast, dispatch, dtypes
 from ..ir.ops.shape import flat_storage
 from ..ir.registry import OPS, Tag
 from ..ir.public_args import TENSOR_REQUIRED
@@ -64,7 +64,8 @@ def operator_method(op_name: str):
     through the fast path when the call was seen before. One Python frame on a hit."""
     def method(a, b):
         op = OPS[op_name]
-        if _MODES or type(a) not in _FAST_TYPES:
+        # a dispatch mode or an autocast region must see the call (autocast casts first)
+        if _MODES or _autocast.ACTIVE or type(a) not in _FAST_TYPES:
             return op(a, b)
         arr_a = a._array
         tb = type(b)
