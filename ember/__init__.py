@@ -131,7 +131,8 @@ for _cls in (Tensor, _SymbolicTensor):
 # ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.
 _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
                               "hub", "testing", "random", "version", "functional", "cpu",
-                              "multiprocessing", "quantization", "distributions"})
+                              "multiprocessing", "quantization", "distributions",
+                              "_C", "_dynamo"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "export": ("ember.compiler.export", "export_namespace"),
