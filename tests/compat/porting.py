@@ -15,7 +15,9 @@ compute with the same numbers.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import importlib
 import importlib.abc
 import importlib.util
@@ -120,5 +122,8 @@ def copy_state_dict(torch_model, ember_model) -> None:
         raise AssertionError(
             f"state_dict keys differ: only in torch {sorted(set(source) - target_keys)}, "
             f"only in ember {sorted(target_keys - set(source))}")
-    ember_model.load_state_dict({key: ember.tensor(np.array(value))
-                                 for key, value in source.items()})
+    state = collections.OrderedDict((key, ember.tensor(np.array(value)))
+                                    for key, value in source.items())
+    # the per-module versions that layout-changing modules (MNASNet, BatchNorm) read back
+    state._metadata = copy.deepcopy(getattr(torch_model.state_dict(), "_metadata", {}))
+    ember_model.load_state_dict(state)

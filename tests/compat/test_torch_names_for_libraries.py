@@ -1,0 +1,132 @@
+"""Names and behaviours that library code (torchvision, torchaudio) reaches for, each
+compared with torch: they were gaps found by importing torchvision's models against
+ember (tests/compat/test_torchvision.py)."""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+
+
+def test_state_dict_records_each_module_version_like_torch():
+    def build(nn):
+        class Versioned(nn.Module):
+            _version = 3
+
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(2, 2)
+        return nn.Sequential(Versioned(), nn.Sequential(nn.Linear(1, 1)))
+
+    expected = build(torch.nn).state_dict()._metadata
+    assert dict(build(ember.nn).state_dict()._metadata) == dict(expected)
+
+
+def test_load_state_dict_hands_the_recorded_version_to_the_module():
+    seen = []
+
+    class Versioned(ember.nn.Module):
+        _version = 2
+
+        def __init__(self):
+            super().__init__()
+            self.fc = ember.nn.Linear(2, 2)
+
+        def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args):
+            seen.append(local_metadata.get("version"))
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+    Versioned().load_state_dict(Versioned().state_dict())
+    Versioned().load_state_dict(dict(Versioned().state_dict()))   # no metadata: None
+    assert seen == [2, None]
+
+
+def test_pair_and_friends_match_torch():
+    from torch.nn.modules import utils as expected
+    from ember.nn.modules import utils as actual
+    for name in ("_single", "_pair", "_triple", "_quadruple"):
+        for value in (3, [1, 2], (4, 5, 6), "ab"):
+            assert getattr(actual, name)(value) == getattr(expected, name)(value)
+    assert actual._reverse_repeat_tuple((1, 2, 3), 2) == expected._reverse_repeat_tuple(
+        (1, 2, 3), 2)
+    assert actual._list_with_default([None, 3], [1, 2, 5, 6]) == \
+        expected._list_with_default([None, 3], [1, 2, 5, 6])
+
+
+@pytest.mark.parametrize("file_name", ["batchnorm", "instancenorm", "upsampling",
+                                       "pixelshuffle", "channelshuffle", "distance", "fold"])
+def test_layers_import_from_torchs_file_names(file_name):
+    import importlib
+    expected = importlib.import_module(f"torch.nn.modules.{file_name}")
+    actual = importlib.import_module(f"ember.nn.modules.{file_name}")
+    for name in expected.__all__:
+        assert getattr(actual, name) is getattr(ember.nn, name)
+    assert issubclass(actual.BatchNorm2d if file_name == "batchnorm" else ember.nn.Module,
+                      ember.nn.Module)
+
+
+def test_batchnorm_file_has_the_private_base():
+    from ember.nn.modules.batchnorm import _BatchNorm
+    assert isinstance(ember.nn.BatchNorm2d(3), _BatchNorm)
+
+
+def test_concat_dataset_matches_torch():
+
+    def pieces(lib):
+        return (lib.utils.data.TensorDataset(lib.arange(3)),
+                lib.utils.data.TensorDataset(lib.arange(10, 15)))
+    ta, tb = pieces(torch)
+    ea, eb = pieces(ember)
+    expected, actual = ta + tb, ember.utils.data.ConcatDataset([ea, eb])
+    assert len(actual) == len(expected) and actual.cumulative_sizes == expected.cumulative_sizes
+    for index in (0, 2, 3, 7, -1, -8):
+        assert int(actual[index][0]) == int(expected[index][0])
+    assert isinstance(ea + eb, ember.utils.data.ConcatDataset)
+    with pytest.raises(ValueError, match="should not exceed dataset length"):
+        actual[-9]
+    with pytest.raises(AssertionError, match="should not be an empty iterable"):
+        ember.utils.data.ConcatDataset([])
+
+
+def test_model_zoo_names():
+    import ember.utils.model_zoo as model_zoo
+    assert model_zoo.load_url is ember.hub.load_state_dict_from_url
+    with model_zoo.tqdm(total=3, disable=True) as bar:
+        bar.update(2)
+
+
+def test_quant_stubs_are_identity_before_conversion():
+    from ember.ao.quantization import DeQuantStub, QuantStub
+    x = ember.tensor([1.5, -2.0])
+    model = ember.nn.Sequential(QuantStub(), ember.nn.ReLU(), DeQuantStub())
+    np.testing.assert_array_equal(model(x).numpy(), [1.5, 0.0])
+    assert QuantStub(qconfig="q").qconfig == "q" and not hasattr(QuantStub(), "qconfig")
+
+
+def test_load_library_refuses_torch_extensions_with_oserror():
+    with pytest.raises(OSError, match="cannot load PyTorch C.. extension"):
+        ember.ops.load_library("/nonexistent/_C.so")
+
+
+def test_private_queries_libraries_make():
+    ember._C._log_api_usage_once("torchvision.models.resnet.ResNet")
+    assert ember._C._get_tracing_state() is None
+    seen = []
+
+    def fn(x):
+        seen.append(ember._C._get_tracing_state() is not None)
+        return x + 1
+    ember.jit.trace(fn, (ember.ones(2),))
+    assert seen and all(seen)
+    assert ember._dynamo.utils.is_compile_supported("cpu")
+    assert not ember._dynamo.utils.is_compile_supported("mps")
+
+
+def test_script_if_tracing_runs_the_function():
+    @ember.jit._script_if_tracing
+    def double(x):
+        return x * 2
+    np.testing.assert_array_equal(double(ember.tensor([1.0, 2.0])).numpy(), [2.0, 4.0])
