@@ -130,3 +130,11 @@ def test_script_if_tracing_runs_the_function():
     def double(x):
         return x * 2
     np.testing.assert_array_equal(double(ember.tensor([1.0, 2.0])).numpy(), [2.0, 4.0])
+
+
+def test_lazy_placeholders_import_from_parameter_module():
+    from ember.nn.parameter import UninitializedParameter, is_lazy
+    layer = ember.nn.LazyLinear(3)
+    assert isinstance(layer.weight, UninitializedParameter) and is_lazy(layer.weight)
+    layer(ember.ones(2, 4))
+    assert not is_lazy(layer.weight)

@@ -2,7 +2,8 @@
 
 Library code imports layers from the file PyTorch defines them in (`from
 torch.nn.modules.batchnorm import BatchNorm2d, _BatchNorm`); ember groups its layers
-differently, so each such name is a module here holding the same classes.
+differently, so each such name is a module here holding the same classes. The lazy
+placeholders are also put into ember.nn.parameter, where torch has them.
 """
 from __future__ import annotations
 
@@ -47,4 +48,21 @@ def _lookup(name: str):
     raise AttributeError(f"ember.nn has no layer named {name!r}")
 
 
+def _parameter_names() -> None:
+    """torch.nn.parameter also holds the lazy placeholders, which ember defines with the
+    lazy layers (they subclass Parameter, so parameter.py cannot import them)."""
+    from .. import parameter
+    from . import lazy
+    parameter.UninitializedParameter = lazy.UninitializedParameter
+    parameter.UninitializedBuffer = lazy.UninitializedBuffer
+    parameter.is_lazy = _is_lazy
+
+
+def _is_lazy(tensor) -> bool:
+    """torch.nn.parameter.is_lazy: a parameter or buffer a lazy layer has not sized yet."""
+    from . import lazy
+    return isinstance(tensor, (lazy.UninitializedParameter, lazy.UninitializedBuffer))
+
+
 _register()
+_parameter_names()
