@@ -75,7 +75,7 @@ from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F
                                    is_deterministic_algorithms_warn_only_enabled)
 
 
-from .frontend.torch_functions import einsum, tensordot  # noqa: E402
+from .frontend.torch_functions import einsum, tensordot, where  # noqa: E402
 from .frontend.linalg_functions import TOP_LEVEL as _LINALG_TOP_LEVEL  # noqa: E402
 
 globals().update(_LINALG_TOP_LEVEL)

@@ -76,3 +76,24 @@ def tensordot(a, b, dims=2, out=None):
         raise TypeError("tensordot(): out= is not supported")
     dims_a, dims_b = _tensordot_dims(a, b, dims)
     return OPS["tensordot"](a, b, dims_a, dims_b)
+
+
+# --- where ----------------------------------------------------------------------------
+_NOT_GIVEN = object()
+
+
+def where(condition, input=_NOT_GIVEN, other=_NOT_GIVEN, *, out=None):
+    """torch.where(condition, input, other): elementwise choice (the registry op), and
+    torch.where(condition) alone: the indices of the nonzero elements, one tensor per
+    dimension (nonzero(condition, as_tuple=True); data-dependent, so it runs eagerly)."""
+    given = (input is not _NOT_GIVEN, other is not _NOT_GIVEN)
+    if given == (False, False) and out is None:
+        from .. import nonzero          # the Python wrapper that has as_tuple
+        return nonzero(condition, as_tuple=True)
+    if given != (True, True):
+        raise TypeError("where() received an invalid combination of arguments: expected "
+                        "(Tensor condition) or (Tensor condition, Tensor input, Tensor "
+                        "other); input and other are given together")
+    if out is not None:
+        return OPS["where"](condition, input, other, out=out)
+    return OPS["where"](condition, input, other)

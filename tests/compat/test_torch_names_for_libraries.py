@@ -138,3 +138,35 @@ def test_lazy_placeholders_import_from_parameter_module():
     assert isinstance(layer.weight, UninitializedParameter) and is_lazy(layer.weight)
     layer(ember.ones(2, 4))
     assert not is_lazy(layer.weight)
+
+
+def test_where_with_only_a_condition_is_nonzero_as_tuple():
+    condition = np.array([[0, 1, 0], [1, 1, 0]])
+    expected = torch.where(torch.tensor(condition))
+    actual = ember.where(ember.tensor(condition))
+    assert len(actual) == len(expected) == 2
+    for a, e in zip(actual, expected):
+        np.testing.assert_array_equal(a.numpy(), e.numpy())
+        assert a.dtype == ember.int64
+    x = np.array([1.0, -2.0, 3.0])
+    np.testing.assert_array_equal(
+        ember.where(ember.tensor(x) > 0, ember.tensor(x), 0.0).numpy(),
+        torch.where(torch.tensor(x) > 0, torch.tensor(x), 0.0).numpy())
+    np.testing.assert_array_equal(
+        ember.where(ember.tensor(x) > 0, input=ember.tensor(x), other=-1.0).numpy(),
+        torch.where(torch.tensor(x) > 0, input=torch.tensor(x), other=-1.0).numpy())
+    with pytest.raises(TypeError, match="where"):
+        ember.where(ember.tensor(x) > 0, ember.tensor(x))
+
+
+def test_to_another_tensor_takes_its_dtype():
+    """Tensor.to(other) (torchvision's batched_nms: `idxs.to(boxes)`); it used to compare
+    the tensor argument with `float` by == and fail."""
+    idxs, boxes = np.array([0, 2, 1]), np.array([[0.5]], dtype=np.float64)
+    expected = torch.tensor(idxs).to(torch.tensor(boxes))
+    actual = ember.tensor(idxs).to(ember.tensor(boxes))
+    assert str(actual.dtype).split(".")[-1] == str(expected.dtype).split(".")[-1]
+    np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+    source = ember.tensor([1.0, 2.0])
+    assert source.to(ember.tensor([3.0])) is source          # same dtype/device: no copy
+    assert source.to(ember.tensor([3.0]), copy=True) is not source

@@ -132,6 +132,12 @@ def test_torchvision_segmentation_matches_torch(name, rng):
                                atol=2e-5 * float(np.abs(expected).max()))
 
 
+# torch's CPU hardsigmoid backward multiplies by 1/6 rounded to float32 even for float64
+# (ember uses the float64 1/6): MobileNetV3's squeeze-excite gradients differ by ~1e-8
+# relative, so it gets a float32-sized tolerance
+_BACKWARD_TOLERANCE = {"resnet18": 1e-9, "mobilenet_v3_small": 1e-7}
+
+
 @pytest.mark.parametrize("name", ["resnet18", pytest.param("mobilenet_v3_small",
                                                            marks=slow)])
 def test_torchvision_backward_matches_torch(name, rng):
@@ -139,21 +145,24 @@ def test_torchvision_backward_matches_torch(name, rng):
     (BatchNorm over a 4-sample batch amplifies float32 rounding past any useful bound)."""
     reference, port = _pair("torchvision", lambda models: getattr(models, name)(
         num_classes=10))
-    reference.double().train()
-    port.double().train()
+    for model in (reference.double().train(), port.double().train()):
+        for module in model.modules():          # random masks cannot match: no dropout
+            if type(module).__name__ == "Dropout":
+                module.eval()
     x = rng.standard_normal((4, 3, 32, 32))
     weights = rng.standard_normal((4, 10))
     x_ref = torch.from_numpy(x).requires_grad_()
     (reference(x_ref) * torch.from_numpy(weights)).sum().backward()
     x_port = ember.tensor(x, requires_grad=True)
     (port(x_port) * ember.tensor(weights)).sum().backward()
+    tolerance = _BACKWARD_TOLERANCE[name]
     np.testing.assert_allclose(x_port.grad.numpy(), x_ref.grad.numpy(), rtol=1e-7,
-                               atol=1e-9 * float(x_ref.grad.abs().max()))
+                               atol=tolerance * float(x_ref.grad.abs().max()))
     port_grads = dict(port.named_parameters())
     for key, parameter in reference.named_parameters():
         expected = parameter.grad.numpy()
         np.testing.assert_allclose(port_grads[key].grad.numpy(), expected, rtol=1e-7,
-                                   atol=1e-9 * float(np.abs(expected).max()) + 1e-12,
+                                   atol=tolerance * float(np.abs(expected).max()) + 1e-12,
                                    err_msg=key)
 
 
