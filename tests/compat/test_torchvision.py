@@ -203,3 +203,34 @@ def test_torchaudio_model_matches_torch(name, rng):
     reference, port = _pair("torchaudio", build)
     inputs = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
     _check_forward(reference, port, inputs)
+
+
+@slow
+def test_torchvision_faster_rcnn_detections_match_torch(rng):
+    """Faster R-CNN (MobileNetV3-FPN backbone, RPN, MultiScaleRoIAlign, box head, NMS) in
+    eval mode: the same boxes, scores and labels. The class and box predictors are scaled
+    up so that the scores are spread out and NMS has real choices to make."""
+    def build(models):
+        return models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+            weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64)
+
+    reference_package, ported_package = _packages("torchvision")
+    torch.manual_seed(0)
+    reference = build(reference_package.models).eval()
+    _vary_constant_tensors(reference)
+    with torch.no_grad():
+        for parameter in reference.roi_heads.box_predictor.parameters():
+            parameter.mul_(30)
+    port = build(ported_package.models).eval()
+    copy_state_dict(reference, port)
+    image = rng.random((3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference([torch.from_numpy(image)])[0]
+    with ember.no_grad():
+        actual = port([ember.tensor(image)])[0]
+    assert len(expected["scores"]) > 3 and float(expected["scores"].std()) > 1e-3
+    np.testing.assert_array_equal(actual["labels"].numpy(), expected["labels"].numpy())
+    np.testing.assert_allclose(actual["scores"].numpy(), expected["scores"].numpy(),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(actual["boxes"].numpy(), expected["boxes"].numpy(),
+                               rtol=1e-4, atol=1e-3)

@@ -5,7 +5,8 @@ aliased to `ember` (porting.torch_as_ember), next to the real one (the oracle, l
 domain_oracles). The parts of torchvision that only exist to wire its C++ extension into
 PyTorch's dispatcher and TorchScript ONNX exporter are replaced by empty modules, as they
 would be on an install without the extension: the fake/autograd kernel registrations of
-`torchvision::` ops and the ONNX symbolic functions for them. Model code is untouched.
+`torchvision::` ops and the ONNX symbolic functions for them; the one kernel detection
+needs, NMS, is ember's own (ember.vision.ops.nms). Model code is untouched.
 """
 from __future__ import annotations
 
@@ -44,4 +45,13 @@ def reference_and_port(package: str):
         return None
     shims = _torchvision_shims() if package == "torchvision" else _torchaudio_shims()
     with torch_as_ember(package, shims=shims) as ported:
+        if package == "torchvision":
+            _use_embers_nms(ported[package])
         return reference, ported[package]
+
+
+def _use_embers_nms(torchvision) -> None:
+    """torchvision.ops.nms calls the C++ kernel `torch.ops.torchvision.nms`; ember has its
+    own NMS (ember.vision.ops.nms), put where batched_nms looks it up."""
+    import ember.vision.ops
+    torchvision.ops.boxes.nms = ember.vision.ops.nms
