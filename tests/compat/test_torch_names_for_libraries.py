@@ -170,3 +170,22 @@ def test_to_another_tensor_takes_its_dtype():
     source = ember.tensor([1.0, 2.0])
     assert source.to(ember.tensor([3.0])) is source          # same dtype/device: no copy
     assert source.to(ember.tensor([3.0]), copy=True) is not source
+
+
+def test_float_functional_matches_torch():
+    x, y = np.array([1.0, -2.0, 0.5]), np.array([0.5, 1.0, -3.0])
+    expected_module, actual_module = torch.nn.quantized.FloatFunctional(), \
+        ember.nn.quantized.FloatFunctional()
+    for method, args in (("add", (x, y)), ("mul", (x, y)), ("add_relu", (x, y)),
+                         ("add_scalar", (x, 2.0)), ("mul_scalar", (x, 2.0))):
+        def call(lib, module):
+            return getattr(module, method)(*[lib.tensor(a) if isinstance(a, np.ndarray)
+                                             else a for a in args])
+        np.testing.assert_array_equal(call(ember, actual_module).numpy(),
+                                      call(torch, expected_module).numpy(), err_msg=method)
+    np.testing.assert_array_equal(
+        actual_module.cat([ember.tensor(x), ember.tensor(y)]).numpy(),
+        expected_module.cat([torch.tensor(x), torch.tensor(y)]).numpy())
+    with pytest.raises(RuntimeError, match="not intended to use the 'forward'"):
+        actual_module(ember.tensor(x))
+    assert ember.ao.nn.quantized.FloatFunctional is ember.nn.quantized.FloatFunctional

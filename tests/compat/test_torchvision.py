@@ -71,6 +71,25 @@ def _check_forward(reference, port, inputs, compile_too=True):
         np.testing.assert_allclose(result, expected, rtol=1e-4, atol=atol)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large"])
+def test_torchvision_quantizable_float_model_matches_torch(name, rng):
+    """torchvision.models.quantization's architectures before quantization: QuantStub,
+    DeQuantStub and nn.quantized.FloatFunctional in a float model."""
+    reference, port = _pair("torchvision", lambda models: getattr(
+        models.quantization, name)(num_classes=10, quantize=False))
+    _check_forward(reference, port, [rng.standard_normal((2, 3, 32, 32)).astype(np.float32)],
+                   compile_too=False)
+
+
+@pytest.mark.parametrize("name", ["r3d_18", pytest.param("r2plus1d_18", marks=slow),
+                                  pytest.param("swin3d_t", marks=slow)])
+def test_torchvision_video_model_matches_torch(name, rng):
+    reference, port = _pair("torchvision", lambda models: getattr(models.video, name)(
+        num_classes=5))
+    _check_forward(reference, port, [rng.standard_normal((1, 3, 4, 32, 32)).astype(
+        np.float32)], compile_too=False)
+
+
 # name: (constructor keyword arguments, image size, marks)
 VISION = {
     "resnet18": ({}, 32, []),
