@@ -77,8 +77,7 @@ def test_torchvision_quantizable_float_model_matches_torch(name, rng):
     DeQuantStub and nn.quantized.FloatFunctional in a float model."""
     reference, port = _pair("torchvision", lambda models: getattr(
         models.quantization, name)(num_classes=10, quantize=False))
-    _check_forward(reference, port, [rng.standard_normal((2, 3, 32, 32)).astype(np.float32)],
-                   compile_too=False)
+    _check_forward(reference, port, [rng.standard_normal((2, 3, 32, 32)).astype(np.float32)])
 
 
 @pytest.mark.parametrize("name", ["r3d_18", pytest.param("r2plus1d_18", marks=slow),
@@ -87,7 +86,7 @@ def test_torchvision_video_model_matches_torch(name, rng):
     reference, port = _pair("torchvision", lambda models: getattr(models.video, name)(
         num_classes=5))
     _check_forward(reference, port, [rng.standard_normal((1, 3, 4, 32, 32)).astype(
-        np.float32)], compile_too=False)
+        np.float32)])
 
 
 # name: (constructor keyword arguments, image size, marks)
