@@ -189,3 +189,36 @@ def test_float_functional_matches_torch():
     with pytest.raises(RuntimeError, match="not intended to use the 'forward'"):
         actual_module(ember.tensor(x))
     assert ember.ao.nn.quantized.FloatFunctional is ember.nn.quantized.FloatFunctional
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_optimizers_accept_torchs_implementation_flags(name):
+    """nanoGPT: `'fused' in inspect.signature(torch.optim.AdamW).parameters`, then
+    AdamW(..., fused=True) on CUDA; other code passes foreach=False. Same update."""
+    import inspect
+    expected = set(inspect.signature(getattr(torch.optim, name)).parameters)
+    actual = set(inspect.signature(getattr(ember.optim, name)).parameters)
+    assert {"foreach", "fused", "differentiable"} <= expected & actual
+    rng = np.random.default_rng(0)
+    start, grad = rng.standard_normal(4), rng.standard_normal(4)
+    results = []
+    for flags in ({}, {"foreach": True, "fused": True}):
+        parameter = ember.nn.Parameter(ember.tensor(start))
+        optimizer = getattr(ember.optim, name)([parameter], lr=0.1, **flags)
+        parameter.grad = ember.tensor(grad)
+        optimizer.step()
+        results.append(parameter.detach().numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    with pytest.raises(NotImplementedError, match="differentiable=True"):
+        getattr(ember.optim, name)([ember.nn.Parameter(ember.ones(2))], lr=0.1,
+                                   differentiable=True)
+
+
+def test_cudnn_flags_like_a_torch_build_without_cudnn():
+    import torch.backends.cudnn as expected
+    actual = ember.backends.cudnn
+    for flag in ("enabled", "benchmark", "deterministic", "allow_tf32"):
+        assert getattr(actual, flag) == getattr(expected, flag), flag
+    assert actual.is_available() is False and actual.version() is None
+    actual.benchmark = True             # scripts set it; ember's kernels ignore it
+    actual.benchmark = False
