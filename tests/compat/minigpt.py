@@ -5,11 +5,13 @@ Only `torch` is imported here, as any third-party model file would: token and po
 embeddings, pre-LayerNorm blocks with causal self-attention (either
 F.scaled_dot_product_attention(is_causal=True) or the explicit masked softmax over a
 registered lower-triangular buffer), a GELU MLP, the output head tied to the token
-embedding, GPT-2's scaled init, and generate() sampling with temperature and top-k
-through torch.multinomial.
+embedding, GPT-2's scaled init, nanoGPT's configure_optimizers (AdamW groups, the
+`fused` signature check) and crop_block_size, and generate() sampling with temperature
+and top-k through torch.multinomial.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -147,7 +149,19 @@ class GPT(nn.Module):
         no_decay = [p for p in params.values() if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+        # nanoGPT asks for the fused kernel where the installed AdamW offers one
+        fused = "fused" in inspect.signature(torch.optim.AdamW).parameters
+        extra = {"fused": False} if fused else {}
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **extra)
+
+    def crop_block_size(self, block_size):
+        """Shrink the context: the position table and the causal masks are sliced."""
+        assert block_size <= self.config.block_size
+        self.config.block_size = block_size
+        self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+        for block in self.transformer.h:
+            if hasattr(block.attn, "bias"):
+                block.attn.bias = block.attn.bias[:, :, :block_size, :block_size]
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):

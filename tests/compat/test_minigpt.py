@@ -82,13 +82,15 @@ def _adamw(model):
     return model.configure_optimizers(weight_decay=0.1, learning_rate=1e-2, betas=(0.9, 0.95))
 
 
-def _train(model, lib, batches, step=None):
+def _train(model, lib, batches, step=None, clip=False):
     optimizer = _adamw(model)
     losses = []
     for idx, targets in batches:
-        if step is None:
+        if step is None:         # nanoGPT's eager step, gradient clipping included
             _, loss = model(lib.tensor(idx), lib.tensor(targets))
             loss.backward()
+            if clip:
+                lib.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         else:
@@ -116,8 +118,10 @@ def test_adamw_training_steps_match_torch(compiled, rng):
     reference.train()
     port.train()
     batches = [_tokens(rng)] * 4                            # one batch, fitted
-    expected = _train(reference, torch, batches)
-    actual = _train(port, ember, batches, _compiled_step() if compiled else None)
+    # gradient clipping reads .grad, which a compiled step cannot (it refuses)
+    expected = _train(reference, torch, batches, clip=not compiled)
+    actual = _train(port, ember, batches, _compiled_step() if compiled else None,
+                    clip=not compiled)
     np.testing.assert_allclose(actual, expected, rtol=1e-10)
     assert expected[-1] < expected[0]                      # it learned something
     port_parameters = dict(port.named_parameters())
@@ -125,6 +129,32 @@ def test_adamw_training_steps_match_torch(compiled, rng):
         np.testing.assert_allclose(port_parameters[name].detach().numpy(),
                                    parameter.detach().numpy(), rtol=1e-8, atol=1e-10,
                                    err_msg=name)
+
+
+def test_compiled_forward_over_growing_lengths_and_crop_block_size(rng):
+    """Generation calls the model with a longer prefix each time: one compiled model
+    serves every length; after crop_block_size both models agree on the shorter context."""
+    reference, port = _pair(flash=False)
+    reference.eval()
+    port.eval()
+    compiled = ember.compile(port)
+    idx = rng.integers(0, VOCAB, (2, BLOCK))
+    for length in (3, 7, BLOCK):
+        with torch.no_grad():
+            expected, _ = reference(torch.tensor(idx[:, :length]))
+        with ember.no_grad():
+            actual, _ = compiled(ember.tensor(idx[:, :length]))
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    reference.crop_block_size(8)
+    port.crop_block_size(8)
+    assert tuple(port.transformer.h[0].attn.bias.shape) == (1, 1, 8, 8)
+    with torch.no_grad():
+        expected, _ = reference(torch.tensor(idx[:, :8]))
+    with ember.no_grad():
+        actual, _ = port(ember.tensor(idx[:, :8]))
+    np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(AssertionError, match="too long"):
+        port(ember.tensor(idx[:, :9]))
 
 
 def test_generate_greedy_matches_torch_and_top_k_stays_in_the_top_k(rng):

@@ -298,3 +298,23 @@ def test_float64_adam_bias_correction_matches_torch_eager(name):
     losses, weight_after = run(ember, compiled=True)
     np.testing.assert_allclose(losses, expected_losses, rtol=1e-13)
     np.testing.assert_allclose(weight_after, expected_weight, rtol=1e-12, atol=1e-14)
+
+
+def test_traced_step_refuses_reading_grad_instead_of_skipping_clipping():
+    """clip_grad_norm_ between backward() and step() read .grad, found None (gradients
+    are symbolic while tracing) and clipped nothing: the compiled step silently differed
+    from the eager one. Reading .grad now stops the trace."""
+    from ember.ir.errors import TraceError
+    model = nn.Linear(4, 3)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+
+    @ember.compile_train_step
+    def step(x):
+        loss = (model(x) ** 2).mean()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        opt.step()
+        opt.zero_grad()
+        return loss
+    with pytest.raises(TraceError, match="cannot read or set .grad"):
+        step(ember.ones(2, 4))
