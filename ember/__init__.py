@@ -76,6 +76,8 @@ from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F
 
 
 from .frontend.torch_functions import einsum, tensordot, where  # noqa: E402
+from math import e, inf, nan, pi  # noqa: E402,F401 - torch.pi, torch.e, torch.inf, torch.nan
+newaxis = None   # torch.newaxis, as numpy's
 from .frontend.linalg_functions import TOP_LEVEL as _LINALG_TOP_LEVEL  # noqa: E402
 
 globals().update(_LINALG_TOP_LEVEL)

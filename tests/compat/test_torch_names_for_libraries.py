@@ -222,3 +222,42 @@ def test_cudnn_flags_like_a_torch_build_without_cudnn():
     assert actual.is_available() is False and actual.version() is None
     actual.benchmark = True             # scripts set it; ember's kernels ignore it
     actual.benchmark = False
+
+
+def test_canonical_mask_and_none_or_dtype_match_torch():
+    import warnings
+    import torch.nn.functional as TF
+    import ember.nn.functional as EF
+    mask = np.array([[True, False, True]])
+    expected = TF._canonical_mask(mask=torch.tensor(mask), mask_name="key_padding_mask",
+                                  other_type=None, other_name="attn_mask",
+                                  target_type=torch.float32)
+    actual = EF._canonical_mask(mask=ember.tensor(mask), mask_name="key_padding_mask",
+                                other_type=None, other_name="attn_mask",
+                                target_type=ember.float32)
+    np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+    assert actual.dtype == ember.float32
+    floats = ember.tensor([[0.5, -1.0]])
+    assert EF._canonical_mask(floats, "m", None, "o", ember.float32) is floats
+    with pytest.raises(AssertionError, match="only bool and floating types of m"):
+        EF._canonical_mask(ember.tensor([[1, 0]]), "m", None, "o", ember.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        EF._canonical_mask(ember.tensor(mask), "m", ember.float32, "o", ember.float32)
+    assert any("mismatched m and o" in str(w.message) for w in caught)
+    assert EF._none_or_dtype(None) is None and EF._none_or_dtype(ember.tensor(mask)) == \
+        ember.bool
+    with pytest.raises(RuntimeError, match="must be None or torch.Tensor"):
+        EF._none_or_dtype(3)
+
+
+def test_math_constants_and_distribution_file_names():
+    for name in ("pi", "e", "inf", "nan", "newaxis"):
+        expected, actual = getattr(torch, name), getattr(ember, name)
+        assert actual is expected or actual == expected or (
+            isinstance(expected, float) and np.isnan(expected) and np.isnan(actual)), name
+    from ember.distributions.categorical import Categorical
+    from ember.distributions.multivariate_normal import MultivariateNormal
+    assert Categorical is ember.distributions.Categorical
+    assert MultivariateNormal is ember.distributions.MultivariateNormal
+    assert ember.distributions.normal.Normal is ember.distributions.Normal
