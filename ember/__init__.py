@@ -75,7 +75,8 @@ from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F
                                    is_deterministic_algorithms_warn_only_enabled)
 
 
-from .frontend.torch_functions import einsum, tensordot, where  # noqa: E402
+from .frontend.torch_functions import (einsum, tensordot, where,  # noqa: E402,F401
+                                       _assert_async, _shape_as_tensor)
 from math import e, inf, nan, pi  # noqa: E402,F401 - torch.pi, torch.e, torch.inf, torch.nan
 newaxis = None   # torch.newaxis, as numpy's
 from .frontend.linalg_functions import TOP_LEVEL as _LINALG_TOP_LEVEL  # noqa: E402

@@ -97,3 +97,21 @@ def where(condition, input=_NOT_GIVEN, other=_NOT_GIVEN, *, out=None):
     if out is not None:
         return OPS["where"](condition, input, other, out=out)
     return OPS["where"](condition, input, other)
+
+
+# --- _assert_async, _shape_as_tensor ---------------------------------------------------
+def _assert_async(tensor, assert_msg: str | None = None) -> None:
+    """torch._assert_async: a one-element tensor must be nonzero. On a GPU torch checks
+    it asynchronously; ember checks it when called (as torch does on the CPU)."""
+    if tensor.numel() != 1:
+        raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+    if not bool(tensor.item()):
+        raise RuntimeError(assert_msg if assert_msg is not None else
+                           "Expected Tensor with single nonzero value, but got zero")
+
+
+def _shape_as_tensor(input):
+    """torch._shape_as_tensor: the shape as a 1-d int64 tensor."""
+    from .. import tensor as make_tensor
+    from ..ir import dtypes
+    return make_tensor(list(input.shape), dtype=dtypes.int64)

@@ -261,3 +261,19 @@ def test_math_constants_and_distribution_file_names():
     assert Categorical is ember.distributions.Categorical
     assert MultivariateNormal is ember.distributions.MultivariateNormal
     assert ember.distributions.normal.Normal is ember.distributions.Normal
+
+
+def test_assert_async_and_shape_as_tensor_match_torch():
+    ember._assert_async(ember.tensor(1))
+    ember._assert_async(ember.tensor([True]))
+    for value, message in ((0, "single nonzero value, but got zero"),
+                           ([1, 1], "more than one value is ambiguous")):
+        with pytest.raises(RuntimeError, match=message):
+            torch._assert_async(torch.tensor(value))
+        with pytest.raises(RuntimeError, match=message):
+            ember._assert_async(ember.tensor(value))
+    with pytest.raises(RuntimeError, match="boom"):
+        ember._assert_async(ember.tensor(0.0), "boom")
+    shape = ember._shape_as_tensor(ember.ones(2, 3, 4))
+    np.testing.assert_array_equal(shape.numpy(), torch._shape_as_tensor(torch.ones(2, 3, 4)))
+    assert shape.dtype == ember.int64
