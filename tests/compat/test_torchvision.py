@@ -144,10 +144,11 @@ def test_torchvision_segmentation_matches_torch(name, rng):
     x = rng.standard_normal((1, 3, 48, 48)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(x))["out"].numpy()
-    with ember.no_grad():
-        actual = port(ember.tensor(x))["out"].numpy()
-    np.testing.assert_allclose(actual, expected, rtol=1e-4,
-                               atol=2e-5 * float(np.abs(expected).max()))
+    for model in (port, ember.compile(port)):            # eager, then compiled
+        with ember.no_grad():
+            actual = model(ember.tensor(x))["out"].numpy()
+        np.testing.assert_allclose(actual, expected, rtol=1e-4,
+                                   atol=2e-5 * float(np.abs(expected).max()))
 
 
 # torch's CPU hardsigmoid backward multiplies by 1/6 rounded to float32 even for float64
