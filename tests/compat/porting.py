@@ -99,7 +99,11 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
     try:
         sys.modules.update(ember_aliases)
         sys.modules.update(shims)
-        sys.modules.update(_PORTED_MODULES)
+        # only this block's packages: reinstalling another package's ember-bound copy
+        # would leave it in sys.modules after the block (it is not among `roots`), in
+        # place of the real one
+        sys.modules.update({name: module for name, module in _PORTED_MODULES.items()
+                            if _owned(name, packages)})
         yield {package: importlib.import_module(package) for package in packages}
     finally:
         sys.meta_path.remove(finder)
