@@ -78,7 +78,10 @@ from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F
                                    is_deterministic_algorithms_warn_only_enabled)
 
 
-from .frontend.torch_functions import einsum, tensordot  # noqa: E402
+from .frontend.torch_functions import (einsum, tensordot, where,  # noqa: E402,F401
+                                       _assert_async, _shape_as_tensor)
+from math import e, inf, nan, pi  # noqa: E402,F401 - torch.pi, torch.e, torch.inf, torch.nan
+newaxis = None   # torch.newaxis, as numpy's
 from .frontend.linalg_functions import TOP_LEVEL as _LINALG_TOP_LEVEL  # noqa: E402
 
 globals().update(_LINALG_TOP_LEVEL)
@@ -134,7 +137,8 @@ for _cls in (Tensor, _SymbolicTensor):
 # ember` does not pay for the compiler (llvmlite, codegen) or the tracing tools.
 _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
                               "hub", "testing", "random", "version", "functional", "cpu",
-                              "multiprocessing", "quantization", "distributions", "amp"})
+                              "multiprocessing", "quantization", "distributions", "amp",
+                              "_C", "_dynamo"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "export": ("ember.compiler.export", "export_namespace"),

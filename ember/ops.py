@@ -66,3 +66,15 @@ def __getattr__(namespace: str) -> _Namespace:
 
 
 ops_namespace = sys.modules[__name__]
+
+
+def load_library(path) -> None:
+    """torch.ops.load_library: loads a shared library of compiled custom ops.
+
+    PyTorch C++ extensions (a package's `_C.so`, ...) are built against libtorch's ABI and
+    register their kernels with PyTorch's dispatcher, which ember does not have, so none can
+    be loaded. The OSError is the one torch raises for a library that fails to load, which
+    packages with optional extensions (torchvision, torchaudio) catch to run without them.
+    """
+    raise OSError(f"Could not load this library: {path}. ember cannot load PyTorch C++ "
+                  f"extension libraries; register custom ops with ember.library.custom_op")

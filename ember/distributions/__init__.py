@@ -16,3 +16,6 @@ __all__ = ["Bernoulli", "Beta", "Binomial", "Categorical", "Cauchy", "Chi2", "Di
            "Independent", "Laplace", "LogNormal", "MultivariateNormal", "Normal",
            "OneHotCategorical", "Poisson", "Uniform", "constraints", "kl_divergence",
            "register_kl"]
+from . import torch_file_names as _torch_file_names  # noqa: E402
+
+_torch_file_names.register(__import__("sys").modules[__name__])   # .categorical, .normal, ...

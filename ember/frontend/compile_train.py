@@ -35,7 +35,8 @@ far (w.r.t. every trainable Parameter it reads), `opt.step()` records the functi
 update, and `opt.zero_grad()` drops the recorded gradients. Parameters and optimizer
 state stay graph constants there (read live, never folded) and are updated in place.
 Guards: the arguments and the stepped optimizers' hyperparameters and state. Limits of
-that door: code between backward() and step() cannot read `.grad` (it stays None);
+that door: code between backward() and step() cannot read `.grad` (reading or setting
+it raises a TraceError: gradient clipping needs an eager step);
 the model's train/eval mode is not guarded (compile a step per mode); BatchNorm's
 num_batches_tracked counts only the traced call; no in-place ops on the gradient path.
 

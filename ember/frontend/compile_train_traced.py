@@ -129,8 +129,10 @@ class _StepRecorder:
         if self.strict:
             from .autograd.grad_mode import no_grad
             patches.append((no_grad, "__enter__", _refuse_no_grad))
-            return _both(_patched(patches), _grad_attribute_refused())
-        return _patched(patches)
+        # .grad stays None while the step is traced: gradient clipping or a manual update
+        # reading it would silently do nothing in the compiled step, so reading it stops
+        # the trace (for either door)
+        return _both(_patched(patches), _grad_attribute_refused())
 
     def backward(self, loss, gradient=None, retain_graph=None, create_graph=False,
                  inputs=None):
@@ -283,7 +285,8 @@ class _grad_attribute_refused:
 
         def refuse():
             raise TraceError("a compiled training step cannot read or set .grad between "
-                             "backward() and step() (gradients exist only in the graph)")
+                             "backward() and step() (gradients exist only in the graph; "
+                             "e.g. clip_grad_norm_ needs an eager step)")
 
         def get(tensor):
             if _requires_grad(tensor):

@@ -19,11 +19,12 @@ def _parse_to_args(t, args, kwargs):
     if kwargs:
         raise TypeError(f"to() got unexpected keyword arguments {list(kwargs)}")
     for a in args:
-        if isinstance(a, DType) or a in (float, int, bool, complex):
+        # identity tests: `a in (float, ...)` would compare a tensor argument with ==
+        if isinstance(a, DType) or any(a is kind for kind in (float, int, bool, complex)):
             dtype = a
         elif isinstance(a, (str, Device)):
             dev = a
-        elif hasattr(a, "dtype") and hasattr(a, "device"):
+        elif hasattr(a, "dtype") and hasattr(a, "device"):     # to(other): its dtype, device
             dtype, dev = a.dtype, a.device
         elif isinstance(a, bool):
             copy = a

@@ -269,6 +269,12 @@ def script(obj, *args, **kwargs):
     return obj
 
 
+def _script_if_tracing(fn):
+    """Decorator (torch.jit._script_if_tracing): script `fn` when a trace calls it. Since
+    script returns its argument, the function is called as it is, traced or not."""
+    return script(fn)
+
+
 def _mark(fn, how: str):
     try:
         fn._ember_jit = how
@@ -318,4 +324,4 @@ def is_tracing() -> bool:
 from typing import Final  # noqa: E402
 
 __all__ = ["Final", "trace", "TracerWarning", "script", "unused", "ignore", "export",
-           "_overload_method", "annotate", "is_scripting", "is_tracing"]
+           "_overload_method", "annotate", "is_scripting", "is_tracing", "_script_if_tracing"]

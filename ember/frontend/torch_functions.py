@@ -76,3 +76,42 @@ def tensordot(a, b, dims=2, out=None):
         raise TypeError("tensordot(): out= is not supported")
     dims_a, dims_b = _tensordot_dims(a, b, dims)
     return OPS["tensordot"](a, b, dims_a, dims_b)
+
+
+# --- where ----------------------------------------------------------------------------
+_NOT_GIVEN = object()
+
+
+def where(condition, input=_NOT_GIVEN, other=_NOT_GIVEN, *, out=None):
+    """torch.where(condition, input, other): elementwise choice (the registry op), and
+    torch.where(condition) alone: the indices of the nonzero elements, one tensor per
+    dimension (nonzero(condition, as_tuple=True); data-dependent, so it runs eagerly)."""
+    given = (input is not _NOT_GIVEN, other is not _NOT_GIVEN)
+    if given == (False, False) and out is None:
+        from .. import nonzero          # the Python wrapper that has as_tuple
+        return nonzero(condition, as_tuple=True)
+    if given != (True, True):
+        raise TypeError("where() received an invalid combination of arguments: expected "
+                        "(Tensor condition) or (Tensor condition, Tensor input, Tensor "
+                        "other); input and other are given together")
+    if out is not None:
+        return OPS["where"](condition, input, other, out=out)
+    return OPS["where"](condition, input, other)
+
+
+# --- _assert_async, _shape_as_tensor ---------------------------------------------------
+def _assert_async(tensor, assert_msg: str | None = None) -> None:
+    """torch._assert_async: a one-element tensor must be nonzero. On a GPU torch checks
+    it asynchronously; ember checks it when called (as torch does on the CPU)."""
+    if tensor.numel() != 1:
+        raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+    if not bool(tensor.item()):
+        raise RuntimeError(assert_msg if assert_msg is not None else
+                           "Expected Tensor with single nonzero value, but got zero")
+
+
+def _shape_as_tensor(input):
+    """torch._shape_as_tensor: the shape as a 1-d int64 tensor."""
+    from .. import tensor as make_tensor
+    from ..ir import dtypes
+    return make_tensor(list(input.shape), dtype=dtypes.int64)

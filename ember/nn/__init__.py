@@ -28,3 +28,11 @@ for _full, _mod in list(_sys.modules.items()):
         _sys.modules.setdefault(__name__ + _full[len(_impl.__name__):], _mod)
 
 from . import parallel  # noqa: E402,F401 - nn.parallel.DistributedDataParallel / DataParallel
+
+
+def __getattr__(name: str):
+    # torch.nn.quantized (loaded on first use: it pulls in the quantized ops)
+    if name == "quantized":
+        import importlib
+        return importlib.import_module(f"{__name__}.quantized")
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")

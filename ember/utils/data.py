@@ -1,13 +1,15 @@
 """ember.utils.data: torch.utils.data's core for one process.
 
-Dataset / IterableDataset / TensorDataset, the samplers (Sequential, Random, Batch),
+Dataset / IterableDataset / TensorDataset / ConcatDataset, the samplers (Sequential, Random, Batch),
 default_collate and a DataLoader that loads in the calling process. Worker processes
 (num_workers > 0), pinned memory and distributed sampling are not implemented and
 are refused with an error rather than ignored.
 """
 from __future__ import annotations
 
+import bisect
 import collections.abc
+import itertools
 import math
 from typing import Generic, TypeVar
 
@@ -24,12 +26,40 @@ class Dataset(Generic[T_co]):
     def __getitem__(self, index):
         raise NotImplementedError("Subclasses of Dataset should implement __getitem__.")
 
+    def __add__(self, other: "Dataset") -> "ConcatDataset":
+        return ConcatDataset([self, other])
+
 
 class IterableDataset(Dataset[T_co]):
     """A dataset read by iteration: subclasses define __iter__."""
 
     def __iter__(self):
         raise NotImplementedError("Subclasses of IterableDataset should implement __iter__.")
+
+
+class ConcatDataset(Dataset):
+    """Map-style datasets one after another: index i reads the dataset it falls in."""
+
+    def __init__(self, datasets) -> None:
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise AssertionError("datasets should not be an empty iterable")
+        for dataset in self.datasets:
+            if isinstance(dataset, IterableDataset):
+                raise AssertionError("ConcatDataset does not support IterableDataset")
+        self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index):
+        if index < 0:
+            if -index > len(self):
+                raise ValueError("absolute value of index should not exceed dataset length")
+            index += len(self)
+        which = bisect.bisect_right(self.cumulative_sizes, index)
+        start = self.cumulative_sizes[which - 1] if which > 0 else 0
+        return self.datasets[which][index - start]
 
 
 class TensorDataset(Dataset):

@@ -15,7 +15,9 @@ compute with the same numbers.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import importlib
 import importlib.abc
 import importlib.util
@@ -97,7 +99,11 @@ def torch_as_ember(*packages: str, shims: dict[str, types.ModuleType] | None = N
     try:
         sys.modules.update(ember_aliases)
         sys.modules.update(shims)
-        sys.modules.update(_PORTED_MODULES)
+        # only this block's packages: reinstalling another package's ember-bound copy
+        # would leave it in sys.modules after the block (it is not among `roots`), in
+        # place of the real one
+        sys.modules.update({name: module for name, module in _PORTED_MODULES.items()
+                            if _owned(name, packages)})
         yield {package: importlib.import_module(package) for package in packages}
     finally:
         sys.meta_path.remove(finder)
@@ -120,5 +126,8 @@ def copy_state_dict(torch_model, ember_model) -> None:
         raise AssertionError(
             f"state_dict keys differ: only in torch {sorted(set(source) - target_keys)}, "
             f"only in ember {sorted(target_keys - set(source))}")
-    ember_model.load_state_dict({key: ember.tensor(np.array(value))
-                                 for key, value in source.items()})
+    state = collections.OrderedDict((key, ember.tensor(np.array(value)))
+                                    for key, value in source.items())
+    # the per-module versions that layout-changing modules (MNASNet, BatchNorm) read back
+    state._metadata = copy.deepcopy(getattr(torch_model.state_dict(), "_metadata", {}))
+    ember_model.load_state_dict(state)

@@ -69,3 +69,23 @@ def test_missing_counterpart_names_the_torch_module():
                                                       "'torch.no_such_namespace'"):
             importlib.import_module("torch.no_such_namespace")
     assert sys.modules["torch"] is torch
+
+
+def test_porting_one_package_leaves_another_ported_package_alone(tmp_path, monkeypatch):
+    """The ember-bound copies are cached per package; entering the block for package B
+    must not reinstall package A's copy (it stayed in sys.modules afterwards, so a later
+    `import A` got the ember-bound copy instead of the torch one)."""
+    first, second = "first_for_cache_test", "second_for_cache_test"
+    for name in (first, second):
+        (tmp_path / f"{name}.py").write_text("import torch\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reference = importlib.import_module(first)
+    try:
+        with torch_as_ember(first):
+            pass
+        with torch_as_ember(second):
+            pass
+        assert sys.modules[first] is reference and reference.torch is torch
+    finally:
+        for name in (first, second):
+            sys.modules.pop(name, None)

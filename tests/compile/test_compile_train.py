@@ -264,3 +264,57 @@ def test_traced_step_errors_name_the_problem():
         relu_opt.step()
     with pytest.raises(ember.EmberError, match="in-place relu_ on the gradient path"):
         in_place(*batch())
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_float64_adam_bias_correction_matches_torch_eager(name):
+    """The step count is a float32 tensor; torch computes bias corrections as Python
+    floats, so a float64 model's compiled update must not round them to float32 (it
+    moved parameters by ~1e-7 relative)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    weight, bias, x = rng.standard_normal((3, 4)), rng.standard_normal(3), \
+        rng.standard_normal((5, 4))
+
+    def run(lib, compiled):
+        model = lib.nn.Linear(4, 3).double()
+        with lib.no_grad():
+            model.weight.copy_(lib.tensor(weight))
+            model.bias.copy_(lib.tensor(bias))
+        opt = getattr(lib.optim, name)(model.parameters(), lr=1e-2, weight_decay=0.1,
+                                       betas=(0.9, 0.95))
+
+        def step(inputs):
+            loss = (model(inputs) ** 2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+        step = ember.compile_train_step(step) if compiled else step
+        losses = [float(step(lib.tensor(x)).detach()) for _ in range(4)]
+        return losses, model.weight.detach().numpy()
+
+    expected_losses, expected_weight = run(torch, compiled=False)
+    losses, weight_after = run(ember, compiled=True)
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-13)
+    np.testing.assert_allclose(weight_after, expected_weight, rtol=1e-12, atol=1e-14)
+
+
+def test_traced_step_refuses_reading_grad_instead_of_skipping_clipping():
+    """clip_grad_norm_ between backward() and step() read .grad, found None (gradients
+    are symbolic while tracing) and clipped nothing: the compiled step silently differed
+    from the eager one. Reading .grad now stops the trace."""
+    from ember.ir.errors import TraceError
+    model = nn.Linear(4, 3)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+
+    @ember.compile_train_step
+    def step(x):
+        loss = (model(x) ** 2).mean()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        opt.step()
+        opt.zero_grad()
+        return loss
+    with pytest.raises(TraceError, match="cannot read or set .grad"):
+        step(ember.ones(2, 4))

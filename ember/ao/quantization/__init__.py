@@ -21,3 +21,4 @@ from . import quantize_fx  # noqa: F401,E402
 from .quantize_fx import PrepareCustomConfig, ConvertCustomConfig, QuantizationError  # noqa
 from .quantize import quantize_dynamic  # noqa: F401,E402
 from . import backend_config  # noqa: F401,E402
+from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402

@@ -409,6 +409,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 
 from ._functional_mha import multi_head_attention_forward  # noqa: E402,F401
+from ._functional_masks import _canonical_mask, _none_or_dtype  # noqa: E402,F401
 from ._functional_activations import *  # noqa: E402,F401,F403
 from ._functional_norms import *  # noqa: E402,F401,F403
 from ._functional_dropout import *  # noqa: E402,F401,F403

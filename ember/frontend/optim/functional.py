@@ -20,12 +20,20 @@ import functools
 import math
 from typing import NamedTuple, Sequence
 
+from ...ir import dtypes
 
-def _value(step):
+
+def _value(step, param=None):
     """A step count as a Python number (0-d tensors are read). A symbolic step (a traced
     training step's input) stays a tensor, so the bias corrections become graph ops:
-    torch's capturable=True math, computed in the step's dtype."""
+    torch's capturable=True math, computed in the step's dtype, widened to `param`'s
+    float64 where the step is narrower: eager torch computes bias corrections as Python
+    floats (double), and float32 corrections would move a float64 model's update by
+    ~1e-7 relative."""
     if getattr(step, "is_symbolic", False):
+        param_dtype = getattr(param, "dtype", None)
+        if param_dtype == dtypes.float64 and step.dtype != param_dtype:
+            return step.to(param_dtype)
         return step
     return step.item() if hasattr(step, "item") else step
 
@@ -144,7 +152,7 @@ def _adam_like(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_step
                 grad = grad + param * weight_decay
         exp_avg = _lerp(exp_avgs[i], grad, 1 - beta1)
         exp_avg_sq = exp_avg_sqs[i] * beta2 + grad * grad * (1 - beta2)
-        step = _value(step_t)
+        step = _value(step_t, param)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         step_size = lr / bias_correction1
@@ -194,7 +202,7 @@ def adagrad(params: Sequence, grads: Sequence, state_sums: Sequence, state_steps
     out = AdagradResult([], [], [])
     for i, param in enumerate(params):
         step_t = _next_step(state_steps[i])
-        step = _value(step_t)
+        step = _value(step_t, param)
         grad = grads[i] if not maximize else -grads[i]
         if weight_decay != 0:
             grad = grad + param * weight_decay

@@ -42,3 +42,5 @@ from .lazy import *  # noqa: F401,F403,E402 - LazyLinear, LazyConv2d, Uninitiali
 from .legacy_layers import DataParallel, NLLLoss2d, CrossMapLRN2d  # noqa: F401,E402
 from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: F401,E402
 from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell  # noqa: F401
+from . import utils  # noqa: F401,E402 - torch.nn.modules.utils (_pair, _ntuple, ...)
+from . import torch_file_names  # noqa: F401,E402 - torch.nn.modules.batchnorm, ...

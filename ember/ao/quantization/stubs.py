@@ -1,0 +1,31 @@
+"""QuantStub / DeQuantStub (torch.ao.quantization.stubs): the markers that eager-mode
+quantization's `convert` swaps for quantize / dequantize layers. Until then (and in
+every float model that declares them, e.g. torchvision's quantizable architectures)
+they pass their input through unchanged."""
+from __future__ import annotations
+
+from ...frontend.nn import Module
+
+
+class QuantStub(Module):
+    """Where a float tensor would be quantized; identity in the float model."""
+
+    def __init__(self, qconfig=None):
+        super().__init__()
+        if qconfig:
+            self.qconfig = qconfig
+
+    def forward(self, x):
+        return x
+
+
+class DeQuantStub(Module):
+    """Where a quantized tensor would return to float; identity in the float model."""
+
+    def __init__(self, qconfig=None):
+        super().__init__()
+        if qconfig:
+            self.qconfig = qconfig
+
+    def forward(self, x):
+        return x
