@@ -297,8 +297,8 @@ def normalize(tensor, mean, std, inplace: bool = False):
             np.float16 if tensor.dtype == dtypes.float16 else np.float64) == 0).any():
         raise ValueError(f"std evaluated to zero after conversion to {tensor.dtype}, leading "
                          f"to division by zero.")
-    mean = ember.as_tensor(mean, dtype=tensor.dtype)
-    std = ember.as_tensor(std, dtype=tensor.dtype)
+    mean = ember.as_tensor(mean, dtype=tensor.dtype, device=tensor.device)
+    std = ember.as_tensor(std, dtype=tensor.dtype, device=tensor.device)
     if mean.ndim == 1:
         mean = mean.reshape([-1, 1, 1])
     if std.ndim == 1:
@@ -481,6 +481,7 @@ def erase(img, i: int, j: int, h: int, w: int, v, inplace: bool = False):
     _check_image(img, "erase")
     _, height, width = get_dimensions(img)
     patch = (v if isinstance(v, ember.Tensor) else ember.as_tensor(v)).to(img.dtype)
+    patch = patch.to(img.device)
     patch = patch.expand(list(img.shape[:-2]) + [h, w])
     pads = [j, width - j - w, i, height - i - h]
     inside = F.pad(ember.ones(h, w), pads) > 0.5
@@ -623,7 +624,8 @@ def _apply_grid(img, matrix, mode, fill, out_size=None):
         if len(fill) != channels:
             raise ValueError(f"The number of elements in 'fill' does not match the number of "
                              f"channels of the image ({len(fill)} != {channels})")
-        fill_t = ember.as_tensor(fill, dtype=out.dtype).reshape([1, channels, 1, 1])
+        fill_t = ember.as_tensor(fill, dtype=out.dtype, device=out.device).reshape(
+            [1, channels, 1, 1])
         if mode == "nearest":
             out = ember.where(mask < 0.5, fill_t, out)
         else:
