@@ -270,7 +270,7 @@ def main(argv=None) -> None:
     cropped_gpu = cropped.to("cuda") if gpu else None
     tail = ember.nn.Sequential(T.ConvertImageDtype(ember.float32), T.Normalize(MEAN, STD))
     compiled = ember.compile(tail)
-    compiled_gpu = ember.compile(tail) if gpu else None
+    compiled_gpu = ember.compile(tail, backend="triton") if gpu else None
     np.testing.assert_allclose(compiled(cropped).numpy(), tail(cropped).numpy(), atol=1e-5)
     if gpu:
         np.testing.assert_allclose(compiled_gpu(cropped_gpu).cpu().numpy(),
@@ -301,7 +301,7 @@ def main(argv=None) -> None:
     mel_gpu = mel_gpu_c = ew_gpu = None
     if gpu:
         mel_gpu = AT.MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=80).to("cuda")
-        mel_gpu_c, ew_gpu = ember.compile(mel_gpu), ew.to("cuda")
+        mel_gpu_c, ew_gpu = ember.compile(mel_gpu, backend="triton"), ew.to("cuda")
         for fn in (mel_gpu, mel_gpu_c):
             np.testing.assert_allclose(fn(ew_gpu).cpu().numpy(), ref, rtol=1e-3, atol=1e-2)
     label = f"MelSpectrogram {n_audio} x {seconds} s @16 kHz (400/160/80)"
