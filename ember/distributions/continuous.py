@@ -26,7 +26,9 @@ def _uniform_like(shape, like, low=0.0, high=1.0):
     return low + (high - low) * u
 
 
-class Normal(Distribution):
+class _LocationScale(Distribution):
+    """A family given by a location and a positive scale on the real line (Normal, Laplace,
+    Cauchy, Gumbel): the shared parameters, shapes and mode."""
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
     has_rsample = True
@@ -39,11 +41,13 @@ class Normal(Distribution):
         return {"loc": self.loc, "scale": self.scale}
 
     @property
-    def mean(self):
+    def mode(self):
         return self.loc
 
+
+class Normal(_LocationScale):
     @property
-    def mode(self):
+    def mean(self):
         return self.loc
 
     @property
@@ -239,24 +243,9 @@ class Exponential(Distribution):
         return 1.0 - self.rate.log()
 
 
-class Laplace(Distribution):
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        super().__init__(self.loc.shape, validate_args=validate_args)
-
-    def _params(self):
-        return {"loc": self.loc, "scale": self.scale}
-
+class Laplace(_LocationScale):
     @property
     def mean(self):
-        return self.loc
-
-    @property
-    def mode(self):
         return self.loc
 
     @property
@@ -280,25 +269,10 @@ class Laplace(Distribution):
         return 1 + (2 * self.scale).log()
 
 
-class Cauchy(Distribution):
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        super().__init__(self.loc.shape, validate_args=validate_args)
-
-    def _params(self):
-        return {"loc": self.loc, "scale": self.scale}
-
+class Cauchy(_LocationScale):
     @property
     def mean(self):
         return _ember().full_like(self.loc, float("nan"))
-
-    @property
-    def mode(self):
-        return self.loc
 
     @property
     def variance(self):
@@ -320,25 +294,10 @@ class Cauchy(Distribution):
         return math.log(4 * math.pi) + self.scale.log()
 
 
-class Gumbel(Distribution):
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        super().__init__(self.loc.shape, validate_args=validate_args)
-
-    def _params(self):
-        return {"loc": self.loc, "scale": self.scale}
-
+class Gumbel(_LocationScale):
     @property
     def mean(self):
         return self.loc + self.scale * np.euler_gamma
-
-    @property
-    def mode(self):
-        return self.loc
 
     @property
     def variance(self):
