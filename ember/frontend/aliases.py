@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import dtypes
-from ..ir.errors import DTypeError, ShapeError
+from ..ir.errors import AutogradError, DTypeError, ShapeError
 
 # alias -> canonical name, for the top level, the Tensor method and the in-place method
 ALIASES = {
@@ -67,6 +67,26 @@ def _in_place_from(name: str):
         return self.copy_(getattr(self, name)(*args, **kwargs))
     method.__name__ = name + "_"
     return method
+
+
+def _in_place_view(name: str):
+    """x.unsqueeze_(0), x.t_(), ...: x itself becomes the view (its data, shape and strides,
+    and the view's place in the autograd graph), as PyTorch's in-place view ops do."""
+    def method(self, *args, **kwargs):
+        from .autograd.grad_mode import is_grad_enabled
+        if self.requires_grad and self.grad_fn is None and is_grad_enabled():
+            raise AutogradError("a leaf Variable that requires grad is being used in an "
+                                "in-place operation.")
+        view = getattr(self, name)(*args, **kwargs)
+        self._array = view._array
+        if view.grad_fn is not None:
+            self.grad_fn, self._output_nr = view.grad_fn, view._output_nr
+        return self
+    method.__name__ = name + "_"
+    return method
+
+
+IN_PLACE_VIEWS = ("unsqueeze", "squeeze", "t", "transpose", "swapaxes", "swapdims")
 
 
 # --- Tensor predicates and small methods -------------------------------------------------
@@ -455,6 +475,10 @@ def install(namespace: dict, tensor_classes) -> None:
     from ..nn import functional
     for cls in tensor_classes:
         _install_methods(cls, linalg, functional)
+    from .tensor import Tensor
+    for name in IN_PLACE_VIEWS:       # eager tensors only: a traced value has no storage
+        if not hasattr(Tensor, name + "_"):
+            setattr(Tensor, name + "_", _in_place_view(name))
     for alias, canonical in ALIASES.items():
         if alias not in namespace and canonical in namespace:
             namespace[alias] = namespace[canonical]

@@ -144,3 +144,26 @@ def test_small_modules_import_like_torch():
     assert ember.quantization.QConfig is ember.ao.quantization.QConfig
     import ember.multiprocessing as mp
     assert callable(mp.spawn) and mp.get_sharing_strategy() in mp.get_all_sharing_strategies()
+
+
+@pytest.mark.parametrize("name, args", [("unsqueeze_", (0,)), ("t_", ()), ("transpose_", (0, 1)),
+                                        ("swapaxes_", (0, 1)), ("swapdims_", (1, 0))])
+def test_in_place_views_match_torch_values_and_gradients(name, args):
+    base_e = ember.tensor(A.astype(np.float64), requires_grad=True)
+    base_t = torch.tensor(A.astype(np.float64), requires_grad=True)
+    e, t = base_e * 2, base_t * 2
+    before_e = e[0]                          # a view taken before keeps its own shape
+    assert getattr(e, name)(*args) is e
+    getattr(t, name)(*args)
+    assert tuple(e.shape) == tuple(t.shape) and tuple(before_e.shape) == (2,)
+    weights = np.arange(t.numel(), dtype=np.float64).reshape(tuple(t.shape))
+    (e * ember.tensor(weights)).sum().backward()
+    (t * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(base_e.grad.numpy(), base_t.grad.numpy())
+
+
+def test_in_place_view_of_a_leaf_that_requires_grad_is_refused_like_torch():
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        ember.ones(3, requires_grad=True).unsqueeze_(0)
+    squeezed = ember.ones(1, 3).squeeze_()
+    assert tuple(squeezed.shape) == (3,)
