@@ -146,8 +146,9 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
 
 
 def _trace(model, leaves, in_spec):
+    from ..frontend.compile_trace import tracing
     try:
-        with grad_mode.no_grad():
+        with grad_mode.no_grad(), tracing("export"):
             return trace_call(model, leaves, in_spec, ModuleWatcher())
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "

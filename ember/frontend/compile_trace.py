@@ -16,6 +16,8 @@ the modules it called. While it runs:
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,10 +43,24 @@ class Traced:
     batchnorms: list = field(default_factory=list)     # train-mode BN with a counter
 
 
+# how many ember.compile / ember.export traces are recording (torch.compiler.is_compiling
+# and is_exporting read these; model code uses them to skip checks a trace cannot run)
+TRACING = {"compile": 0, "export": 0}
+
+
+@contextlib.contextmanager
+def tracing(kind: str):
+    TRACING[kind] += 1
+    try:
+        yield
+    finally:
+        TRACING[kind] -= 1
+
+
 def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
     """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
     `watcher` keeps what it saw even when the trace fails."""
-    with watcher.watching(), _GradModeBuilder() as builder:
+    with tracing("compile"), watcher.watching(), _GradModeBuilder() as builder:
         inputs = [builder.placeholder(f"arg{i}", meta_of(t)) for i, t in enumerate(leaves)]
         args, kwargs = unflatten(spec, inputs)
         out_leaves, out_spec = flatten(fn(*args, **kwargs))

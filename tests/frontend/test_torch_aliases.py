@@ -167,3 +167,18 @@ def test_in_place_view_of_a_leaf_that_requires_grad_is_refused_like_torch():
         ember.ones(3, requires_grad=True).unsqueeze_(0)
     squeezed = ember.ones(1, 3).squeeze_()
     assert tuple(squeezed.shape) == (3,)
+
+
+def test_compiler_is_compiling_and_is_exporting_follow_the_trace():
+    seen = []
+
+    def f(x):
+        seen.append((ember.compiler.is_compiling(), ember.compiler.is_exporting()))
+        return x * 2
+
+    assert not ember.compiler.is_compiling() and not ember.compiler.is_exporting()
+    f(ember.ones(2))
+    ember.compile(f)(ember.ones(2))
+    ember.export(f, (ember.ones(2),))
+    assert seen == [(False, False), (True, False), (True, True)]
+    assert ember.compiler.is_dynamo_compiling() is False
