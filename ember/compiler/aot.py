@@ -65,6 +65,7 @@ from ..runtime import lite
 from .aot_quantized import quantized_step, _quantized_qparams, _quantized_weights
 from .export import ExportedProgram, custom_op_names
 from .native_program import ProgramBuilder
+from .plan_probe import np_dtype_name, run_with_probes
 
 
 class _Described:
@@ -295,7 +296,7 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     b.constants.update(quantized_weights)       # int8 weights, packed ("pq<step>...")
     b.memory = _memory_plan(b.plan)
     shapes = shapes or [s.shape for s in exported.user_inputs]
-    inputs = [{"name": s.name, "dtype": np.dtype(_np_name(s.dtype)).str,
+    inputs = [{"name": s.name, "dtype": np.dtype(np_dtype_name(s.dtype)).str,
                "shape": list(shape)} for s, shape in zip(exported.user_inputs, shapes)]
     # weights stay in the file: the loader passes pointers into its memory map
     b.builder = ProgramBuilder(b.table, b.constants, b.memory, b.plan.input_slots, inputs,
@@ -459,9 +460,7 @@ def _view_geometry(plan, exported: ExportedProgram, shapes: list | None = None) 
     plan once on zeros: what numpy's view of the actual buffers was."""
     seen = {}
 
-    def recording(step):
-        fn = step.fn
-
+    def probe(step, fn):
         def run(x):
             y = fn(x)
             if not isinstance(y, np.ndarray) or not isinstance(x, np.ndarray) or \
@@ -474,24 +473,11 @@ def _view_geometry(plan, exported: ExportedProgram, shapes: list | None = None) 
             seen[step.name] = {"offset": offset // x.itemsize, "shape": list(y.shape),
                                "strides": [s // x.itemsize for s in y.strides]}
             return y
-        step.fn = run
-        return fn
-    originals = {id(s): recording(s) for s in plan.steps
-                 if isinstance(s.fn, _Described) and s.fn.desc["kind"] == "view"}
-    shapes = shapes or [s.shape for s in exported.user_inputs]
-    inputs = [np.zeros(shape, np.dtype(_np_name(s.dtype)))
-              for s, shape in zip(exported.user_inputs, shapes)]
-    try:
-        plan.run(inputs)
-    finally:
-        for s in plan.steps:
-            if id(s) in originals:
-                s.fn = originals[id(s)]
+        return run
+    run_with_probes(plan, exported.user_inputs, shapes,
+                    lambda s: isinstance(s.fn, _Described) and s.fn.desc["kind"] == "view",
+                    probe)
     return seen
-
-
-def _np_name(dtype_name: str) -> str:
-    return {"bool": "bool", "bfloat16": "float32"}.get(dtype_name, dtype_name)
 
 
 def loaded_symbol(fn) -> str:

@@ -38,6 +38,7 @@ from ..ir.graph import Node, OpKind
 from ..ir.quantized import QuantizedArray
 from ..runtime import lite_int8 as lite
 from .native_program import is_dense
+from .plan_probe import run_with_probes
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
                    "qavgpool", "qreshape")
@@ -131,9 +132,7 @@ def _quantized_qparams(plan, exported, shapes: list | None = None,
     if not any(getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS for s in plan.steps):
         return seen
 
-    def recording(step):
-        fn = step.fn
-
+    def probe(step, fn):
         def run(*values):
             seen[step.name] = [_qparams_of(v) for v in values if isinstance(v, QuantizedArray)]
             result = fn(*values)
@@ -141,19 +140,9 @@ def _quantized_qparams(plan, exported, shapes: list | None = None,
                 ints = result.int_repr
                 layouts[step.name] = [st // ints.itemsize for st in ints.strides]
             return result
-        step.fn = run
-        return fn
-    originals = {id(s): recording(s) for s in plan.steps
-                 if getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS}
-    shapes = shapes or [s.shape for s in exported.user_inputs]
-    inputs = [np.zeros(shape, np.dtype({"bfloat16": "float32"}.get(s.dtype, s.dtype)))
-              for s, shape in zip(exported.user_inputs, shapes)]
-    try:
-        plan.run(inputs)
-    finally:
-        for s in plan.steps:
-            if id(s) in originals:
-                s.fn = originals[id(s)]
+        return run
+    run_with_probes(plan, exported.user_inputs, shapes,
+                    lambda s: getattr(s.fn, "desc", {}).get("kind") in QUANTIZED_KINDS, probe)
     return seen
 
 

@@ -180,28 +180,28 @@ def _where_images(take, a, b):
     return ember.where(take.reshape([-1, 1, 1, 1]).to(a.device), a, b)
 
 
-class RandomHorizontalFlip(_Random):
+class _RandomFlip(_Random):
+    """Flips each image (or the whole input) with probability p; `_flip` says which way."""
+    _flip = None
+
     def __init__(self, p: float = 0.5, *, per_sample: bool = False, generator=None):
         super().__init__(generator, per_sample)
         self.p = p
 
     def forward(self, img):
+        flip = self._flip
         n = self._batch_size(img)
         if n is not None:
-            return _where_images(self._uniforms(n, 0.0, 1.0) < self.p, F.hflip(img), img)
-        return F.hflip(img) if _uniform(0.0, 1.0, self.generator) < self.p else img
+            return _where_images(self._uniforms(n, 0.0, 1.0) < self.p, flip(img), img)
+        return flip(img) if _uniform(0.0, 1.0, self.generator) < self.p else img
 
 
-class RandomVerticalFlip(_Random):
-    def __init__(self, p: float = 0.5, *, per_sample: bool = False, generator=None):
-        super().__init__(generator, per_sample)
-        self.p = p
+class RandomHorizontalFlip(_RandomFlip):
+    _flip = staticmethod(F.hflip)
 
-    def forward(self, img):
-        n = self._batch_size(img)
-        if n is not None:
-            return _where_images(self._uniforms(n, 0.0, 1.0) < self.p, F.vflip(img), img)
-        return F.vflip(img) if _uniform(0.0, 1.0, self.generator) < self.p else img
+
+class RandomVerticalFlip(_RandomFlip):
+    _flip = staticmethod(F.vflip)
 
 
 class RandomGrayscale(_Random):
