@@ -6,7 +6,7 @@
     (y,) = run(x)                                          # numpy or ember Tensors in
 
 compile_and_package builds the inference plan exactly as ember.compile does
-(frontend/compile.py: the pipeline, then PlanBuilder) with a backend that also
+(compiler/compile.py: the pipeline, then PlanBuilder) with a backend that also
 describes each step it makes, then writes what the lite runtime (runtime/lite.py)
 needs to run the plan without the compiler:
 
@@ -54,7 +54,7 @@ from ..codegen.llvm.conv import padding_pairs
 from ..codegen.llvm import cache
 from ..codegen.llvm.jit import optimize
 from ..codegen.llvm.target import _REQUIRED, host_isa, target_for
-from ..frontend.compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
+from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, LoweringError
 from ..ir.graph import Graph, Node
@@ -395,7 +395,7 @@ class PackagedModel:
     def __call__(self, *args):
         """Tensors (or arrays) in, one per exported input; the exported result's
         structure out (a Tensor, a tuple, a dict ... of Tensors)."""
-        from ..frontend.compile_guards import LEAF, unflatten
+        from .compile_guards import LEAF, unflatten
         from .export import _spec_from_json
         arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a) for a in args]
         outs = [Tensor._adopt(o) for o in self.lite(*arrays)]
@@ -776,7 +776,7 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
 
 
 def _spec_json_of(spec):
-    from ..frontend.compile_guards import LEAF
+    from .compile_guards import LEAF
     from .export import _spec_json as structure_json
     return structure_json(spec, LEAF)
 
