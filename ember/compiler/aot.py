@@ -28,7 +28,8 @@ Converted (int8) graphs package through compiler/aot_quantized.py: their quantiz
 steps are host steps too (runtime/lite_int8.py's drivers between native segments).
 An exported program with a dynamic dimension (ember.export's dynamic_shapes) of a
 bounded range packages one straight-line program per size (`_package_dynamic`), the
-runtime picking one by the input's size. Only the CPU target exists so far.
+runtime picking one by the input's size. target="cuda" writes cubins and a launch
+table instead of the shared library (compiler/aot_cuda.py).
 """
 from __future__ import annotations
 
@@ -229,12 +230,15 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
                         options: dict | None = None, pipeline: str = "default-inference"):
     """Compile `exported` for `target` and write one artifact to `package_path`;
     returns the path. See the module doc for what the file holds."""
-    if target != "cpu":
+    if target not in ("cpu", "cuda"):
         raise LoweringError(f"ember.aot.compile_and_package: target {target!r} is not "
-                            "supported yet (only 'cpu')")
+                            "supported ('cpu' or 'cuda')")
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
+    if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
+        from .aot_cuda import package_cuda
+        return package_cuda(exported, package_path, options, pipeline)
     backend = PackagingBackend()
     if exported.symbolic_graph is not None:
         return _package_dynamic(exported, package_path, backend, options, pipeline)
