@@ -139,10 +139,10 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "hub", "testing", "random", "version", "functional", "cpu",
                               "multiprocessing", "quantization", "distributions", "amp",
                               "_C", "_dynamo", "compiler"})
-_LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
+_LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "export": ("ember.compiler.export", "export_namespace"),
-                    "compile_train_step": ("ember.frontend.compile_train",
+                    "compile_train_step": ("ember.compiler.compile_train",
                                            "compile_train_step")}
 
 

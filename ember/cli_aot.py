@@ -90,11 +90,15 @@ def _is_saved_program(path: str) -> bool:
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
               help="an input's shape, e.g. x:8x3x224x224 (repeat per input)")
 @click.option("--target", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@click.option("--arch", default=None, metavar="SM",
+              help="--target cuda: the GPU architecture, e.g. sm_90 (default: this "
+                   "machine's GPU, else sm_90)")
 @click.option("--dynamic", multiple=True, metavar="NAME:DIM[:MIN-MAX]",
               help="a dynamic dimension, e.g. x:0 (sizes 2 to --input's size) or "
                    "x:0:2-32; the artifact holds one program per size")
 @click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback")
-def compile_command(model_spec, output, inputs, target, dynamic, show_traceback) -> None:
+def compile_command(model_spec, output, inputs, target, arch, dynamic,
+                    show_traceback) -> None:
     """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
     ExportedProgram) to an artifact."""
     import ember
@@ -103,8 +107,11 @@ def compile_command(model_spec, output, inputs, target, dynamic, show_traceback)
         start = time.perf_counter()
         with console.status("exporting", spinner="dots"):
             exported = _export_model(model_spec, inputs, dynamic)
+        if arch is not None and target != "cuda":
+            raise click.UsageError("--arch applies to --target cuda only")
+        options = {"cuda_arch": arch} if arch is not None else None
         with console.status(f"compiling for {target}", spinner="dots"):
-            ember.aot.compile_and_package(exported, output, target=target)
+            ember.aot.compile_and_package(exported, output, target=target, options=options)
     except _ERRORS as err:
         _fail(err, show_traceback)
     seconds = time.perf_counter() - start
@@ -244,6 +251,46 @@ def _profile(path: str) -> list:
     return model.profile(*arrays)
 
 
+def _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph) -> None:
+    """inspect's tables for a target="cuda" artifact: target, inputs/outputs, launches."""
+    from rich.table import Table
+    target = manifest["target"]
+    head = Table(title=f"{artifact}", show_header=False)
+    for key, value in (("format", f"{manifest['format']} v{manifest['format_version']}"),
+                       ("ember", manifest.get("ember_version", "?")),
+                       ("target", f"cuda {target.get('arch')} (Triton "
+                                  f"{target.get('triton_version', '?')})"),
+                       ("arena", f"{memory['arena_bytes'] / 1e6:.2f} MB in "
+                                 f"{memory.get('regions', '?')} regions"),
+                       ("replay", f"CUDA graph: {plan.get('cuda_graphs')}")):
+        head.add_row(key, str(value))
+    console.print(head)
+    io = Table(title="inputs and outputs")
+    for col in ("", "name", "dtype", "shape"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for s in manifest[kind]:
+            io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
+    console.print(io)
+    kernels = plan["kernels"]
+    launches = Table(title=f"plan: {len(plan['launches'])} launches of {len(kernels)} cubins")
+    for col in ("#", "step", "kernel", "grid", "block", "shared bytes"):
+        launches.add_column(col)
+    for i, launch in enumerate(plan["launches"]):
+        k = kernels[launch["kernel"]]
+        launches.add_row(str(i), launch["step"], k["name"], "x".join(map(str, k["grid"])),
+                         str(k["block"][0]), str(k["shared"]))
+    console.print(launches)
+    sizes = Table(title="members")
+    for col in ("member", "bytes", "sha256"):
+        sizes.add_column(col)
+    for name, digest in manifest["members"].items():
+        sizes.add_row(name, str(len(members[name])), digest[:16])
+    console.print(sizes)
+    if show_graph:
+        click.echo(bytes(members["graph.ir"]).decode())
+
+
 def percentile(samples: list, q: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
@@ -308,12 +355,16 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
         manifest, members = lite.read_members(artifact)
         plan = json.loads(members["plan.json"])
         memory = json.loads(members["memory_plan.json"])
+        if profile and lite.target_kind(manifest) == "cuda":
+            raise click.UsageError("--profile times CPU artifacts only")
         timings = _profile(artifact) if profile else None
     except _ERRORS as err:
         _fail(err, show_traceback)
     from rich.table import Table
     console = _console()
     target = manifest["target"]
+    if lite.target_kind(manifest) == "cuda":
+        return _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph)
     head = Table(title=f"{artifact}", show_header=False)
     for key, value in (("format", f"{manifest['format']} v{manifest['format_version']}"),
                        ("ember", manifest.get("ember_version", "?")),

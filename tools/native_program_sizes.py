@@ -26,7 +26,7 @@ import numpy as np
 import ember
 from ember.compiler import aot
 from ember.compiler.native_program import ProgramBuilder
-from ember.frontend.compile import CompileStats, PlanBuilder, _with_fusion
+from ember.compiler.compile import CompileStats, PlanBuilder, _with_fusion
 from ember.passes import PassContext, run_passes
 
 

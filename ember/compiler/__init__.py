@@ -1,11 +1,14 @@
 """The compiler layer (docs/design.md): drivers that take a model to something runnable.
 
-`export.py` / `export_dynamic.py` (ember.export: a model to an ExportedProgram, with
+It is the top layer: it imports frontend, passes, codegen, runtime and ir; none of them
+imports it (tests/ir/test_layer_imports.py). `compile.py` and the `compile_*.py` modules
+are ember.compile and ember.compile_train_step (guards, tracing, a call's dispatch,
+dynamic shapes, graph breaks, compiled autograd, training steps, the CUDA backend,
+custom backends); `export.py` / `export_dynamic.py` (ember.export: a model to an ExportedProgram, with
 dynamic dimensions), `aot.py` / `aot_quantized.py` (an ExportedProgram to a packaged
 artifact), `native_program.py` / `native_plan.py` (a plan as one generated native entry
 point, in an artifact or in process) and `triton_kernels.py` (building every built-in
-model's Triton kernels). The in-process compile drivers still live in
-ember/frontend/compile*.py (their move here is issue 15's item 7, not done yet).
+model's Triton kernels).
 
 PyTorch's `torch.compiler` names are here too, since this is `ember.compiler`:
 `is_compiling()` is True while ember.compile or ember.export traces the function (model
@@ -15,7 +18,7 @@ code uses it to skip checks a trace cannot run), `is_exporting()` while ember.ex
 
 def is_compiling() -> bool:
     """torch.compiler.is_compiling: True while ember.compile or ember.export traces."""
-    from ..frontend.compile_trace import TRACING
+    from .compile_trace import TRACING
     return TRACING["compile"] > 0
 
 
@@ -25,5 +28,5 @@ def is_dynamo_compiling() -> bool:
 
 def is_exporting() -> bool:
     """torch.compiler.is_exporting: True while ember.export traces."""
-    from ..frontend.compile_trace import TRACING
+    from .compile_trace import TRACING
     return TRACING["export"] > 0

@@ -6,7 +6,7 @@
     (y,) = run(x)                                          # numpy or ember Tensors in
 
 compile_and_package builds the inference plan exactly as ember.compile does
-(frontend/compile.py: the pipeline, then PlanBuilder) with a backend that also
+(compiler/compile.py: the pipeline, then PlanBuilder) with a backend that also
 describes each step it makes, then writes what the lite runtime (runtime/lite.py)
 needs to run the plan without the compiler:
 
@@ -28,7 +28,8 @@ Converted (int8) graphs package through compiler/aot_quantized.py: their quantiz
 steps are host steps too (runtime/lite_int8.py's drivers between native segments).
 An exported program with a dynamic dimension (ember.export's dynamic_shapes) of a
 bounded range packages one straight-line program per size (`_package_dynamic`), the
-runtime picking one by the input's size. Only the CPU target exists so far.
+runtime picking one by the input's size. target="cuda" writes cubins and a launch
+table instead of the shared library (compiler/aot_cuda.py).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ from ..codegen.llvm.conv import padding_pairs
 from ..codegen.llvm import cache
 from ..codegen.llvm.jit import optimize
 from ..codegen.llvm.target import _REQUIRED, host_isa, target_for
-from ..frontend.compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
+from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, LoweringError
 from ..ir.graph import Graph, Node
@@ -229,12 +230,15 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
                         options: dict | None = None, pipeline: str = "default-inference"):
     """Compile `exported` for `target` and write one artifact to `package_path`;
     returns the path. See the module doc for what the file holds."""
-    if target != "cpu":
+    if target not in ("cpu", "cuda"):
         raise LoweringError(f"ember.aot.compile_and_package: target {target!r} is not "
-                            "supported yet (only 'cpu')")
+                            "supported ('cpu' or 'cuda')")
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
+    if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
+        from .aot_cuda import package_cuda
+        return package_cuda(exported, package_path, options, pipeline)
     backend = PackagingBackend()
     if exported.symbolic_graph is not None:
         return _package_dynamic(exported, package_path, backend, options, pipeline)
@@ -395,7 +399,7 @@ class PackagedModel:
     def __call__(self, *args):
         """Tensors (or arrays) in, one per exported input; the exported result's
         structure out (a Tensor, a tuple, a dict ... of Tensors)."""
-        from ..frontend.compile_guards import LEAF, unflatten
+        from .compile_guards import LEAF, unflatten
         from .export import _spec_from_json
         arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a) for a in args]
         outs = [Tensor._adopt(o) for o in self.lite(*arrays)]
@@ -776,7 +780,7 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
 
 
 def _spec_json_of(spec):
-    from ..frontend.compile_guards import LEAF
+    from .compile_guards import LEAF
     from .export import _spec_json as structure_json
     return structure_json(spec, LEAF)
 

@@ -3,7 +3,7 @@ the lite runtime: host steps between the native segments (compiler/native_progra
 run by runtime/lite_int8.py's step classes.
 
 ember.compile runs nodes that produce or read quantized values as eager steps on their
-native kernels (frontend/compile.py). Packaging describes each such step so the lite
+native kernels (compiler/compile.py). Packaging describes each such step so the lite
 runtime runs the same kernels without the compiler:
 
   quantize / dequantize   quantize_per_tensor (quint8, qint8) and dequantize, in NumPy

@@ -4,7 +4,7 @@
     ep.graph_signature, ep.state_dict, ep.module()(x)
     ember.export.save(ep, "model.ep"); ep2 = ember.export.load("model.ep")
 
-Capture is ember.compile's trace (frontend/compile_trace.py): forward runs once on
+Capture is ember.compile's trace (compiler/compile_trace.py): forward runs once on
 symbolic values, parameters and buffers become get_attr constants, and whatever the
 trace cannot follow (data-dependent control flow, a .item()) is refused with the
 user's line, as ember.compile(fullgraph=True) does. Constants are renamed to their
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..frontend.autograd import grad_mode
-from ..frontend.compile_guards import flatten, unflatten
-from ..frontend.compile_trace import ModuleWatcher, StepFunctionFound, trace_call
+from .compile_guards import flatten, unflatten
+from .compile_trace import ModuleWatcher, StepFunctionFound, trace_call
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, EmberError, TraceError
 from ..ir.graph import Graph, OpKind
@@ -146,7 +146,7 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
 
 
 def _trace(model, leaves, in_spec):
-    from ..frontend.compile_trace import tracing
+    from .compile_trace import tracing
     try:
         with grad_mode.no_grad(), tracing("export"):
             return trace_call(model, leaves, in_spec, ModuleWatcher())
@@ -175,7 +175,7 @@ def _program(model, traced, state: dict, leaves: list, input_names: list, in_spe
 
 def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     """Traced at three sizes of the dynamic dimension (compiler/export_dynamic.py)."""
-    from ..frontend.compile_dynamic import Specialize, _resized
+    from .compile_dynamic import Specialize, _resized
     from ..ir.symdim import instantiate, recording_size_comparisons
     from . import export_dynamic as dyn
     dims, dim = dyn.dynamic_dims(dynamic_shapes, input_names, len(leaves), leaves)
@@ -261,7 +261,7 @@ def save(ep: ExportedProgram, f) -> None:
     """Write `ep` to a path or binary file (a zip: graph.ir, weights.safetensors, spec.json)."""
     from safetensors.numpy import save as save_tensors
     from ..ir.printer import print_graph
-    from ..frontend.compile_guards import LEAF
+    from .compile_guards import LEAF
     spec = {"format": "ember-exported-program", "version": EXPORT_FORMAT,
             "inputs": [s.as_json() for s in ep.input_specs],
             "outputs": [s.as_json() for s in ep.output_specs],
@@ -283,7 +283,7 @@ def save(ep: ExportedProgram, f) -> None:
 def load(f) -> ExportedProgram:
     """Read what `save` wrote; refuses another format or version with ArtifactError."""
     from safetensors.numpy import load as load_tensors
-    from ..frontend.compile_guards import LEAF
+    from .compile_guards import LEAF
     from ..ir.parser import parse
     try:
         with zipfile.ZipFile(f) as z:

@@ -6,7 +6,7 @@
     ep.module()(x_of_batch_17)    # any size in the range
 
 The model is traced at three sizes of the dimension and the graphs compared, as
-ember.compile's dynamic shapes do (frontend/compile_dynamic.py's `_Template`): every
+ember.compile's dynamic shapes do (compiler/compile_dynamic.py's `_Template`): every
 integer that differs must be `a*s0 + c`; a branch on the size, a constant that depends
 on it or a non-affine size is refused, naming the op. The result keeps
 `symbolic_graph` (s0 in its types: `f32[s0,10]`); `graph` is that graph at the
@@ -128,7 +128,7 @@ def probe_sizes(example: int, dim: Dim, where: str) -> list[int]:
 def symbolic_program(graphs: list, states: list, sizes: list[int], where: str):
     """The graph with s0 from graphs traced at `sizes` (their constants `states`), or a
     refusal naming the op; see the module doc."""
-    from ..frontend.compile_dynamic import Specialize, _Template
+    from .compile_dynamic import Specialize, _Template
     try:
         template = _Template(graphs, sizes, ())
         uniform = template.check_constants(states)

@@ -1,7 +1,7 @@
 """Symbolic sizes in IR types: `f32[s0,128]`, `f32[128*s0]`, `i64[s0+1]`.
 
 A `SymDim` is an affine expression `a*s0 + c` of the one symbol a dynamic-shape compile
-introduces (frontend/compile_dynamic.py). It stands in a TensorMeta's shape and strides,
+introduces (compiler/compile_dynamic.py). It stands in a TensorMeta's shape and strides,
 and in integer arguments (a `view`'s sizes), where the printer writes it as text: in a
 type as the bare expression (`f32[s0,128]`), in an argument as `sym("128*s0")`; the
 parser reads both back. It is deliberately not an int: a shape rule that computes with a

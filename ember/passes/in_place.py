@@ -2,7 +2,7 @@
 straight into the buffer of the input it replaces (a parameter, an optimizer state
 tensor), so the step needs no copy back.
 
-An analysis over a graph after fusion; the frontend (compile_train) binds the chosen
+An analysis over a graph after fusion; the compiler layer (compile_train) binds the chosen
 kernel outputs to the tensors' own buffers (`Plan.bind`).
 """
 from __future__ import annotations

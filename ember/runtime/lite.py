@@ -50,6 +50,8 @@ FORMAT_VERSION = 2
 FORMAT_NAME = "ember-artifact"
 MEMBERS = ("manifest.json", "graph.ir", "weights.safetensors", "memory_plan.json",
            "plan.json", "model.so")
+# target="cuda": cubins (kernels/k<i>.cubin, listed in the manifest) instead of model.so
+CUDA_MEMBERS = MEMBERS[:-1]
 ALIGN = 64
 
 try:                       # inside the ember package: ember's own error class
@@ -96,7 +98,7 @@ def read_members(path) -> tuple[dict, dict]:
         raise ArtifactError(f"{path}: not a readable ember artifact "
                             f"({type(err).__name__}: {err})") from None
     _check_digests(manifest, members, path)
-    for name in MEMBERS:
+    for name in CUDA_MEMBERS if target_kind(manifest) == "cuda" else MEMBERS:
         if name not in members and name != "manifest.json":
             raise ArtifactError(f"{path}: missing member {name}")
     return manifest, {name: v if name == "weights.safetensors" else bytes(v)
@@ -640,9 +642,47 @@ def _load_library(data: bytes, path):
         os.unlink(name)        # the mapping stays valid; nothing is left on disk
 
 
+def target_kind(manifest: dict) -> str:
+    target = manifest.get("target") if isinstance(manifest, dict) else None
+    return target.get("kind", "cpu") if isinstance(target, dict) else "cpu"
+
+
 def load_package(path, check_features: bool = True) -> LiteModel:
-    """Load an artifact written by ember.aot.compile_and_package (see module doc)."""
+    """Load an artifact written by ember.aot.compile_and_package (see module doc); a
+    target="cuda" artifact loads through runtime/lite_cuda.py (CudaLiteModel)."""
+    if _peek_target(path) == "cuda":
+        manifest, members = read_members(path)
+        return _lite_sibling("lite_cuda", "CUDA runtime").CudaLiteModel(path, manifest, members)
     return LiteModel(path, check_features)
+
+
+def _peek_target(path) -> str:
+    """The manifest's target kind, or "cpu" when it cannot be read (LiteModel then says
+    what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return target_kind(json.loads(z.read("manifest.json")))
+    except Exception:   # noqa: BLE001 - reported by the full check
+        return "cpu"
+
+
+def _lite_sibling(name: str, what: str):
+    """runtime/<name>.py, this file's sibling, as _lite_int8 loads lite_int8."""
+    if __package__:
+        import importlib
+        return importlib.import_module(f".{name}", __package__)
+    import importlib.util
+    where = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    if not os.path.exists(where):
+        raise ArtifactError(f"{where} (the {what} that comes with this runtime) is missing")
+    module = sys.modules.get(f"ember_{name}")
+    if module is None:
+        spec = importlib.util.spec_from_file_location(f"ember_{name}", where)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.ArtifactError = ArtifactError
+        sys.modules[f"ember_{name}"] = module
+    return module
 
 
 def _main(argv) -> int:

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from ..backends import registry
-from ..frontend.compile_custom import list_backends, register_backend
+from ..compiler.compile_custom import list_backends, register_backend
 from ..frontend.device_backend import (DeviceBuffer, device_buffer, make_device_tensor,
                                        register_device, unregister_device)
 

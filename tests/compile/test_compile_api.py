@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.frontend.compile_options import COMPILE_MODES
+from ember.compiler.compile_options import COMPILE_MODES
 
 
 def test_signature_matches_torch_compile():

@@ -1,4 +1,4 @@
-"""Dynamic shapes in ember.compile (frontend/compile_dynamic.py, ir/symdim.py): one
+"""Dynamic shapes in ember.compile (compiler/compile_dynamic.py, ir/symdim.py): one
 symbolic compile after the second size, compiled-vs-eager over many sizes, the log's
 reasons, and the symbolic type's text."""
 import logging
@@ -234,7 +234,7 @@ def test_lstm_batch_is_dynamic_with_its_folded_zero_state():
 
 
 def test_plans_per_size_stay_within_their_budget(monkeypatch):
-    import ember.frontend.compile_dynamic as dynamic
+    import ember.compiler.compile_dynamic as dynamic
     monkeypatch.setattr(dynamic, "PLAN_BYTES_PER_ENTRY", 1)
     model = ember.nn.Sequential(ember.nn.Linear(4, 8), ember.nn.ReLU(), ember.nn.Linear(8, 2))
     fast = _check_sizes(model.eval(), lambda n: (n, 4), (2, 3, 4, 5, 3))

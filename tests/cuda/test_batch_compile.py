@@ -14,7 +14,8 @@ pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 import ember  # noqa: E402
-from ember.frontend import compile_cuda, eager_cuda  # noqa: E402
+from ember.compiler import compile_cuda  # noqa: E402
+from ember.frontend import eager_cuda  # noqa: E402
 from ember.ir.errors import LoweringError  # noqa: E402
 
 from test_compile_cuda import EMULATED, _close, device  # noqa: E402,F401

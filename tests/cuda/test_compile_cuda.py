@@ -18,7 +18,7 @@ pytest.importorskip("triton")
 
 import ember  # noqa: E402
 import ember.nn.functional as F  # noqa: E402
-from ember.frontend import compile_cuda  # noqa: E402
+from ember.compiler import compile_cuda  # noqa: E402
 from ember.runtime.cuda import graph as cuda_graph, stream as S  # noqa: E402
 
 from emulation import emulated_cuda, interpreted_launch  # noqa: E402

@@ -119,7 +119,7 @@ def test_cpu_parameters_are_refused_by_a_cuda_step(device):
 def test_rebinding_another_buffer_drops_a_captured_graph():
     """A captured CUDA graph stores into the buffers bound at capture; a training step
     that binds another buffer (a parameter replaced) must not replay the old graph."""
-    from ember.frontend.compile_cuda import GraphedPlan
+    from ember.compiler.compile_cuda import GraphedPlan
 
     class Plan:
         def bind(self, slot, value):

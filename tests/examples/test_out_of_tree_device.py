@@ -13,7 +13,7 @@ import torch
 
 import ember
 from ember.utils import backend_registration as reg
-from ember.frontend.compile_options import CompileArgumentError
+from ember.compiler.compile_options import CompileArgumentError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "out_of_tree_device"))
 import ember_numdev  # noqa: E402

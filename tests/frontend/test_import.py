@@ -16,7 +16,7 @@ def run(code: str) -> str:
 
 def test_heavy_modules_load_on_first_use():
     code = ("import sys, ember\n"
-            "heavy = ('ml_dtypes', 'llvmlite', 'ember.fx', 'ember.frontend.compile', 'lark',\n"
+            "heavy = ('ml_dtypes', 'llvmlite', 'ember.fx', 'ember.compiler', 'ember.compiler.compile', 'lark',\n"
             "         'networkx', 'safetensors')\n"
             "print([m for m in heavy if m in sys.modules])\n"
             "x = ember.ones(2, dtype=ember.bfloat16) * 3\n"

@@ -110,7 +110,7 @@ def test_submodules_are_attributes_after_import_ember():
             "assert 'ember.fx' not in sys.modules and 'llvmlite' not in sys.modules\n"
             "gm = ember.fx.symbolic_trace(lambda x: x.relu())\n"
             "assert ember.jit.trace and ember.func.vmap and ember.utils.checkpoint.checkpoint\n"
-            "assert ember.compile is ember.frontend.compile.compile\n"
+            "assert ember.compile is ember.compiler.compile.compile\n"
             "assert 'ml_dtypes' not in sys.modules\n"
             "print(gm.code)\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 
 from ...frontend import nn
-from ...frontend.compile_guards import LEAF
+from ...compiler.compile_guards import LEAF
 from ...frontend.fx.graph_module import GraphModule
 from ...frontend.nn.modules.module import Module
 from ...frontend.tensor import Tensor

@@ -1,7 +1,7 @@
 """detach: the graph form of `Tensor.detach()` (aten::detach), a view carrying no gradient.
 
 Eager `Tensor.detach()` is a Tensor method, not an op call. While ember.compile traces a
-function that may be differentiated (frontend/compile_trace.py), `detach()` on a traced
+function that may be differentiated (compiler/compile_trace.py), `detach()` on a traced
 value records this op, so the graph autograd pass stops there as the eager tape does;
 values computed under `no_grad()` inside the function get one too.
 """

@@ -13,13 +13,13 @@ from ..ir.meta import meta_of
 from ..ir.registry import Tag, is_op
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
 from ..passes.autograd import backprop, requires_grad_nodes
-from .autograd import grad_mode
+from ..frontend.autograd import grad_mode
 from .compile import guard_key, wrap_results
 from .compile_train_graph import (StepLayout, TrainPlan, compile_step_graph,
                                   extract_buffer_updates, run_step, substitute_tensors, where,
                                   write_back)
 from .compile_train_rules import OptimizerRule, optimizer_guard, rule_for, shared_state
-from .tensor import Tensor
+from ..frontend.tensor import Tensor
 
 
 class TracedTrainStep:
@@ -120,14 +120,14 @@ class _StepRecorder:
 
     def recording(self):
         """Route SymbolicTensor.backward and every optimizer's step/zero_grad here."""
-        from .optim.optimizer import Optimizer
+        from ..frontend.optim.optimizer import Optimizer
         patches = [(SymbolicTensor, "backward", self.backward)]
         for cls in _subclasses(Optimizer):
             patches.append((cls, "step", self.step))
         patches.append((Optimizer, "zero_grad", self.zero_grad))
         patches.append((SymbolicTensor, "detach", _record_detach))   # stops gradients
         if self.strict:
-            from .autograd.grad_mode import no_grad
+            from ..frontend.autograd.grad_mode import no_grad
             patches.append((no_grad, "__enter__", _refuse_no_grad))
         # .grad stays None while the step is traced: gradient clipping or a manual update
         # reading it would silently do nothing in the compiled step, so reading it stops
@@ -206,7 +206,7 @@ class _StepRecorder:
 
 def _graph_parameters(graph: Graph, constants: dict) -> list[tuple[Node, Tensor]]:
     """(get_attr node, Parameter) for every trainable Parameter the graph reads."""
-    from .nn.parameter import Parameter
+    from ..frontend.nn.parameter import Parameter
     found = []
     for node in graph.nodes:
         if node.op == OpKind.get_attr:

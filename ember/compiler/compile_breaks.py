@@ -143,7 +143,7 @@ def _compiled_child(dispatcher, module):
 def modules_of_function(fn, called: list) -> list:
     """Modules called by a function: those its trace reached, then those named in its
     closure or its globals (by the names its code uses), each once."""
-    from .nn.modules.module import Module
+    from ..frontend.nn.modules.module import Module
     found = list(called)
     code = getattr(fn, "__code__", None)
     candidates: list = []

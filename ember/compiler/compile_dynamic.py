@@ -51,7 +51,7 @@ from ..passes import PassContext, run_passes
 from .compile import CompileStats, PlanBuilder, _with_fusion, count_ops
 from .compile_guards import GuardKey, TensorGuard, log
 from .compile_trace import ModuleWatcher, trace_call
-from .tensor import Tensor
+from ..frontend.tensor import Tensor
 
 MIN_SIZE = 2                 # s0's range is [2, inf): 0 and 1 are specialized, as in torch
 PLANS_PER_ENTRY = 64         # instantiated plans kept per dynamic entry (least recent dropped)
@@ -366,7 +366,7 @@ def _layout_of(tensor):
 
 
 def _grad_enabled() -> bool:
-    from .autograd import grad_mode
+    from ..frontend.autograd import grad_mode
     return grad_mode.is_grad_enabled()
 
 
@@ -679,7 +679,7 @@ class DynamicRoute:
 
     def _refusal(self, key: GuardKey) -> str | None:
         """Why this call cannot have a symbolic entry before anything is traced."""
-        from .autograd import grad_mode
+        from ..frontend.autograd import grad_mode
         d = self.dispatcher
         if d.compiled.backend_name != "llvm":
             return (f"the {d.compiled.backend_name} backend compiles one plan per shape "

@@ -29,7 +29,7 @@ from ..ir.graph import Graph, OpKind
 from ..ir.registry import Tag, is_op
 from ..ir.symbolic import SymbolicTensor
 from ..passes.partition import PartitionError
-from .autograd import grad_mode
+from ..frontend.autograd import grad_mode
 from .compile import CompileStats, build_inference_plan
 from .compile_autograd import TrainingEntry, build_training_entry, run_training_entry
 from .compile_guards import (config, describe_function, flatten, guard_key_of, leaf_names,
@@ -37,7 +37,7 @@ from .compile_guards import (config, describe_function, flatten, guard_key_of, l
 from .compile_trace import (ModuleWatcher, StepFunctionFound, Traced,
                             advance_batchnorm_counters, trace_call)
 from .compile_dynamic import MISS
-from .tensor import Tensor
+from ..frontend.tensor import Tensor
 
 
 # --- entries ---------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def _updates_constants(graph: Graph) -> bool:
 
 def owning_module(fn):
     """The nn.Module `fn` is, or whose bound method it is; None for other functions."""
-    from .nn.modules.module import Module
+    from ..frontend.nn.modules.module import Module
     if isinstance(fn, Module):
         return fn
     owner = getattr(fn, "__self__", None)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..ir.errors import EmberError
-from .optim import functional as F
+from ..frontend.optim import functional as F
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _adam_state_keys(group: dict, has_state: bool) -> list[str]:
 
 
 def _adam_init_state(optimizer, group: dict) -> None:
-    from .optim.optimizers import _step_tensor, _zeros_like
+    from ..frontend.optim.optimizers import _step_tensor, _zeros_like
     for p in group["params"]:
         st = optimizer.state[p]
         if len(st) == 0:
@@ -80,7 +80,7 @@ def _no_init(optimizer, group: dict) -> None:
 
 
 def _rules() -> dict:
-    from .optim.optimizers import SGD, Adam, AdamW
+    from ..frontend.optim.optimizers import SGD, Adam, AdamW
     return {
         SGD: OptimizerRule(_sgd_state_keys, (), _no_init, _sgd_update),
         Adam: OptimizerRule(_adam_state_keys, ("step",), _adam_init_state, _adam_update(False)),

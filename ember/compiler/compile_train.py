@@ -58,7 +58,7 @@ from ..ir.meta import meta_of
 from ..ir.symbolic import GraphBuilder, build_graph
 from ..passes.autograd import (FORWARD, backprop, copy_functional, parameters_replaced,
                                requires_grad_nodes, symbolic)
-from .autograd import grad_mode
+from ..frontend.autograd import grad_mode
 from .compile import COMPILE_BACKENDS, CompileStats, guard_key
 from .compile_train_graph import (StepLayout, TrainPlan, buffers_restored, check_batchnorms,
                                   check_scalar_loss, compile_step_graph,
@@ -67,7 +67,7 @@ from .compile_train_graph import (StepLayout, TrainPlan, buffers_restored, check
 from .compile_train_rules import (OptimizerRule, group_state, optimizer_guard, rule_for,
                                   shared_state)
 from .compile_train_traced import TracedTrainStep
-from .tensor import Tensor
+from ..frontend.tensor import Tensor
 
 
 def compile_train_step(model_or_step=None, loss_fn: Callable | None = None, optimizer=None,

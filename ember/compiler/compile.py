@@ -46,10 +46,10 @@ from ..ir.meta import TensorMeta
 from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
-from .autograd import grad_mode
+from ..frontend.autograd import grad_mode
 from .compile_options import check_compile_arguments
-from .quantized import QuantizedTensor, is_quantized_tensor
-from .tensor import Tensor
+from ..frontend.quantized import QuantizedTensor, is_quantized_tensor
+from ..frontend.tensor import Tensor
 
 class CpuBackend:
     """What a compiled plan needs from a device: kernels, externs, views, an eager
@@ -129,7 +129,7 @@ def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
             disable: bool = False, pipeline: str = "default-inference", **unknown):
     """Compile a module or a function of tensors; returns a callable with its signature.
 
-    torch.compile's signature (frontend/compile_options.py: what each argument does here);
+    torch.compile's signature (compiler/compile_options.py: what each argument does here);
     `pipeline` (ember's) names the pass pipeline. As a decorator: `@ember.compile` or
     `@ember.compile(mode="max-autotune")`. disable=True returns `model` itself. Under grad
     mode with inputs or parameters that require grad, calls train (compile_autograd.py);
@@ -211,7 +211,7 @@ def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: 
     run_passes(graph, _with_fusion(pipeline), ctx)
     native = None
     if type(backend) is CpuBackend:        # the whole-plan native entry point's hook
-        from ..compiler import native_plan as native
+        from . import native_plan as native
         native = native if native.enabled(options) else None
     plan = PlanBuilder(graph, ctx.constants, stats,
                        native.describing_backend() if native else backend,

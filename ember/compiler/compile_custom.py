@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..backends import registry
 from ..ir.errors import EmberError
-from .tensor import Tensor
+from ..frontend.tensor import Tensor
 
 
 def register_backend(compiler_fn: Callable | None = None, name: str | None = None,
@@ -75,7 +75,7 @@ class CustomBackendFunction:
         return fn(*args)
 
     def _compile(self, args) -> Callable:
-        from .fx.tracer import symbolic_trace
+        from ..frontend.fx.tracer import symbolic_trace
         if self.graph_module is None:
             self.graph_module = symbolic_trace(self.model)
         fn = self.compiler_fn(self.graph_module, list(args))

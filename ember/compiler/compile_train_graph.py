@@ -24,7 +24,7 @@ from ..ir.registry import Tag, is_op
 from ..passes import PassContext, run_passes
 from ..passes.in_place import in_place_updates
 from .compile import CompileStats, PlanBuilder, count_ops
-from .tensor import Tensor
+from ..frontend.tensor import Tensor
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _copy_into(dst: Tensor, value, backend) -> None:
 
 def _fresh_tensor(value, backend) -> Tensor:
     """A tensor of its own (never a buffer the plan reuses) holding `value`."""
-    from .autograd import grad_mode
+    from ..frontend.autograd import grad_mode
     with grad_mode.no_grad():
         return backend.wrap(value).clone()
 
@@ -216,7 +216,7 @@ class buffers_restored:
         return self
 
     def __exit__(self, *exc):
-        from .autograd import grad_mode
+        from ..frontend.autograd import grad_mode
         for buffer, value in self.saved:
             if not np.array_equal(buffer._values(), value):
                 with grad_mode.no_grad():
@@ -245,7 +245,7 @@ def check_batchnorms(model) -> None:
 
 def count_batchnorm_batches(model) -> None:
     """The compiled step does what train-mode BatchNorm.forward does to its counter."""
-    from .autograd import grad_mode
+    from ..frontend.autograd import grad_mode
     with grad_mode.no_grad():
         for module in _training_batchnorms(model):
             module.num_batches_tracked.add_(1)

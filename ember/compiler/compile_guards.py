@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 from ..ir import autocast
 from ..ir.symbolic import SymbolicTensor
-from .autograd import grad_mode
-from .tensor import Tensor
+from ..frontend.autograd import grad_mode
+from ..frontend.tensor import Tensor
 
 log = logging.getLogger("ember.compile")
 

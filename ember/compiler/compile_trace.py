@@ -25,7 +25,7 @@ from ..ir.errors import TraceError
 from ..ir.graph import Graph
 from ..ir.meta import meta_of
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
-from .autograd import grad_mode
+from ..frontend.autograd import grad_mode
 from .compile_guards import flatten, unflatten
 from .compile_train_traced import _patched, _subclasses
 
@@ -99,8 +99,8 @@ class ModuleWatcher:
         self.finished = False          # the trace ran to the end
 
     def watching(self):
-        from .nn.modules.module import Module
-        from .optim.optimizer import Optimizer
+        from ..frontend.nn.modules.module import Module
+        from ..frontend.optim.optimizer import Optimizer
         watcher = self
         original_call = Module.__call__
 

@@ -40,12 +40,12 @@ from ..ir.meta import TensorMeta
 from ..passes import PassContext, run_passes
 from ..passes.autograd import is_differentiable_meta, joint_graph, requires_grad_nodes
 from ..passes.partition import PartitionReport, min_cut_partition
-from .autograd import grad_mode
-from .autograd.engine import Node as BackwardNode, SavedTensor, _device_of, edge_of
+from ..frontend.autograd import grad_mode
+from ..frontend.autograd.engine import Node as BackwardNode, SavedTensor, _device_of, edge_of
 from .compile import CompileStats, PlanBuilder, count_ops
 from .compile_train_graph import extract_buffer_updates
 from .compile_trace import Traced
-from .tensor import Tensor
+from ..frontend.tensor import Tensor
 
 TRAINING_PIPELINE = "default-training"
 

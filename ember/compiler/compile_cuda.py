@@ -38,11 +38,11 @@ from ..codegen.lowering import lower_group
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, channels_last, strides_for
-from . import eager_cuda
-from .autograd import grad_mode
+from ..frontend import eager_cuda
+from ..frontend.autograd import grad_mode
 from .compile import call_node_eagerly
-from .devices import cuda_view, data_ptr, empty_cuda, tensor_index
-from .tensor import Tensor
+from ..frontend.devices import cuda_view, data_ptr, empty_cuda, tensor_index
+from ..frontend.tensor import Tensor
 
 
 # --- kernels as plan steps ---------------------------------------------------------------

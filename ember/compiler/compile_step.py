@@ -19,7 +19,7 @@ optimizer eager), as a graph break, logged with the reason:
 """
 from __future__ import annotations
 
-from .autograd import grad_mode
+from ..frontend.autograd import grad_mode
 from .compile_breaks import BreakEntry, compiled_modules, graph_break, modules_of_function
 from .compile_guards import log
 from .compile_train_traced import TracedTrainStep

@@ -1,0 +1,324 @@
+"""ember.aot.compile_and_package(exported, path, target="cuda"): a CUDA artifact.
+
+The plan is the one `ember.compile(..., backend="triton")` builds (the same pipeline, the
+same PlanBuilder, the same CUDA backend choices: generated Triton kernels for fused groups,
+the Triton GEMM / implicit-GEMM conv with the epilogue fused, frozen weights repacked into
+the layout the GEMM template is fast in), built on the host: no GPU is needed. Every
+generated kernel is compiled by Triton for the target architecture (sm_90 for H100/H200
+unless `options={"cuda_arch": ...}` says otherwise, or the local GPU's) through the same
+cubin cache and compile jobs the in-process backend uses, so the artifact's machine code
+is the in-process plan's, bit for bit. What it writes, besides the manifest:
+
+  graph.ir             the graph after the pipeline (for reading)
+  weights.safetensors  every constant the launches read (plan constants, repacked GEMM
+                       and conv weights), each as the flat span of its own geometry
+                       ("c<slot>", "f<step>_<operand>"), 64-byte aligned
+  memory_plan.json     one device arena: inputs, intermediate values (regions shared as
+                       the memory planner decided) and results, at fixed byte offsets
+  plan.json            the launch table: per launch the kernel and each pointer argument
+                       as (region, byte offset) with region "arena" or "weights"; the
+                       inputs' and outputs' geometry; per kernel its launch metadata
+                       (entry name, grid, block = 32 * num_warps threads, dynamic shared
+                       memory, argument types, scratch sizes, pointer alignment)
+  kernels/k<i>.cubin   the machine code, one cubin per distinct (kernel, alignment)
+
+The manifest's target is {"kind": "cuda", "arch": "sm_90", "capability": [9, 0]}; the
+lite runtime (runtime/lite_cuda.py) refuses a GPU of another architecture before loading
+anything. Every pointer is fixed when packaging, so a call is: copy the inputs into
+their arena regions, replay the launches (one CUDA graph), copy the results out.
+
+A step the in-process plan would run eagerly (an op with no Triton kernel), a view whose
+result is not a view of its input, and dynamic dimensions are refused, naming the step.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..codegen.triton import device_compile
+from ..ir.errors import LoweringError
+from ..ir.graph import OpKind
+from ..ir.printer import print_graph
+from ..passes import PassContext, run_passes
+from ..runtime import lite
+from ..runtime.cuda.module import LaunchMetadata
+from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
+from .compile_cuda import CudaBackend, PlanKernel
+from .export import ExportedProgram
+
+DEFAULT_ARCH = 90                 # H100 / H200
+ALIGNMENT = device_compile.ALIGNMENT
+
+
+def parse_arch(value) -> int:
+    """90 from 90, "90", "sm_90" or "9.0"."""
+    text = str(value).strip().lower().removeprefix("sm_")
+    try:
+        if "." in text:
+            major, minor = text.split(".", 1)
+            return int(major) * 10 + int(minor)
+        arch = int(text)
+    except ValueError:
+        raise LoweringError(f"ember.aot: CUDA architecture {value!r} is not one like "
+                            "'sm_90', 90 or '9.0'") from None
+    if arch < 70:
+        raise LoweringError(f"ember.aot: CUDA architecture sm_{arch} is older than Triton "
+                            "supports (sm_70 and newer)")
+    return arch
+
+
+def default_arch() -> int:
+    """This machine's GPU when there is one, else sm_90."""
+    try:
+        from ..runtime.cuda import driver
+        if driver.is_available():
+            major, minor = driver.capability(0)
+            return major * 10 + minor
+    except Exception:   # noqa: BLE001 - no driver, no bindings: package for the default
+        pass
+    return DEFAULT_ARCH
+
+
+# --- the CUDA backend, on the host ------------------------------------------------------------
+class _View:
+    """A view step: its NumPy reference, run on a host array of the input's geometry to
+    learn the result's (offset, shape, strides)."""
+
+    def __init__(self, op, rest: tuple):
+        self.op, self.rest = op, rest
+        self.fn = CpuBackend().view(op, rest)
+
+
+class HostCudaBackend(CudaBackend):
+    """CudaBackend's plan choices without a device: constants stay host arrays (repacked
+    on the host, as CudaBackend._repack lays them out on the device), kernels are not
+    compiled here, views are described, eager steps are refused."""
+    precompile = False
+
+    def __init__(self):
+        super().__init__()
+        self.buffers = None                   # the plan is described, never run
+
+    def constant(self, value):
+        return CpuBackend().constant(value)
+
+    def is_array(self, value) -> bool:
+        return isinstance(value, np.ndarray)
+
+    def _repack(self, value, strides) -> np.ndarray:
+        host = np.asarray(value)
+        packed = np.lib.stride_tricks.as_strided(
+            np.empty(max(1, host.size), host.dtype), host.shape,
+            [s * host.itemsize for s in strides])
+        packed[...] = host
+        return packed
+
+    def view(self, op, rest: tuple):
+        return _View(op, rest)
+
+    def eager(self, node):
+        what = getattr(node.target, "name", str(node.target))
+        raise LoweringError(f"ember.aot (target='cuda'): step {node.name} ({what}) has no "
+                            "Triton kernel in ember's CUDA backend (ember.compile would run "
+                            "it eagerly), so it cannot be packaged: the artifact runs "
+                            "kernels only")
+
+
+# --- geometry of every value ----------------------------------------------------------------
+class _Where:
+    """Where a value lives: region ("arena" | "weights" | "weight:<name>"), byte offset,
+    shape, element strides, dtype."""
+
+    def __init__(self, region, offset, shape, strides, dtype):
+        self.region, self.offset = region, int(offset)
+        self.shape, self.strides = tuple(int(s) for s in shape), tuple(int(s) for s in strides)
+        self.dtype = np.dtype(dtype)
+
+    def extent(self) -> int:
+        if not all(self.shape):
+            return 0
+        return 1 + sum((s - 1) * st for s, st in zip(self.shape, self.strides))
+
+    def json(self) -> dict:
+        return {"region": self.region, "offset": self.offset, "shape": list(self.shape),
+                "strides": list(self.strides), "dtype": self.dtype.str}
+
+
+def _meta_where(region, offset, meta) -> _Where:
+    return _Where(region, offset, meta.shape, meta.strides, meta.dtype.np_dtype)
+
+
+def _span(array: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """The flat span a device copy of `array` occupies (upload_exact's layout: element
+    strides kept when non-negative, else contiguous), and those strides."""
+    array = np.asarray(array)
+    item = array.itemsize
+    if any(s < 0 or s % item for s in array.strides):
+        array = np.ascontiguousarray(array)
+    strides = tuple(s // item for s in array.strides)
+    extent = 1 + sum((n - 1) * s for n, s in zip(array.shape, strides)) if all(array.shape) else 0
+    span = np.zeros(max(extent, 1), array.dtype)
+    if extent:
+        np.lib.stride_tricks.as_strided(span, array.shape, array.strides)[...] = array
+    return span, strides
+
+
+class _Layout:
+    """Arena regions and weights, walking the plan's steps in order."""
+
+    def __init__(self, plan, graph):
+        from .aot import _memory_plan
+        self.plan, self.where, self.weights = plan, {}, {}
+        memory = _memory_plan(plan)           # the in-process plan's persistent regions
+        self.persistent = {b["slot"]: b["offset"] for b in memory["buffers"]}
+        self.arena_bytes = memory["arena_bytes"]
+        self.regions = memory["regions"]
+        placeholders = [n for n in graph.nodes if n.op == OpKind.placeholder]
+        self.inputs = []
+        for slot, node in zip(plan.input_slots, placeholders):
+            meta = node.meta["val"]
+            where = _meta_where("arena", self._own(_nbytes(meta)), meta)
+            self.where[slot] = where
+            self.inputs.append(where)
+        for slot, value in plan.constants.items():
+            if isinstance(value, np.ndarray):
+                self.where[slot] = self._weight(f"c{slot}", value)
+            else:
+                raise LoweringError(f"ember.aot (target='cuda'): constant slot {slot} is a "
+                                    f"{type(value).__name__}, not an array")
+
+    def _own(self, nbytes: int) -> int:
+        offset = self.arena_bytes
+        self.arena_bytes += -(-max(nbytes, 1) // lite.ALIGN) * lite.ALIGN
+        self.regions += 1
+        return offset
+
+    def _weight(self, name: str, array: np.ndarray) -> _Where:
+        span, strides = _span(array)
+        self.weights[name] = span
+        return _Where(f"weight:{name}", 0, array.shape, strides, array.dtype)
+
+    def output(self, slot: int, spec) -> _Where:
+        offset = self.persistent.get(slot) if spec.persistent else None
+        if offset is None:
+            offset = self._own(_nbytes(spec.meta))
+        where = self.where[slot] = _meta_where("arena", offset, spec.meta)
+        return where
+
+    def fixed(self, name: str, array) -> _Where:
+        return self._weight(name, np.asarray(array))
+
+    def view(self, step, x: _Where) -> _Where:
+        """The view's geometry: its reference run on a host array shaped like `x`."""
+        base = np.zeros(max(x.extent(), 1), x.dtype)
+        arg = np.lib.stride_tricks.as_strided(base, x.shape,
+                                              [s * x.dtype.itemsize for s in x.strides])
+        y = step.fn.fn(arg)
+        if not isinstance(y, np.ndarray) or y.dtype != x.dtype or \
+                (y.size and not np.shares_memory(arg, y)):
+            raise LoweringError(f"ember.aot (target='cuda'): view step {step.name} does not "
+                                "produce a view of its input; it cannot be packaged")
+        delta = y.ctypes.data - base.ctypes.data if y.size else 0
+        if delta % x.dtype.itemsize or any(s % x.dtype.itemsize or s < 0 for s in y.strides):
+            raise LoweringError(f"ember.aot (target='cuda'): view step {step.name} is not "
+                                "element-aligned with non-negative strides")
+        return _Where(x.region, x.offset + delta, y.shape,
+                      [s // x.dtype.itemsize for s in y.strides], x.dtype)
+
+
+def _nbytes(meta) -> int:
+    extent = 1 + sum((s - 1) * st for s, st in zip(meta.shape, meta.strides)) \
+        if all(meta.shape) else 1
+    return max(1, extent) * meta.dtype.itemsize
+
+
+# --- packaging ----------------------------------------------------------------------------------
+def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
+                 pipeline: str) -> str:
+    """compile_and_package's target="cuda" (see the module doc)."""
+    from .aot import _copy_graph, _manifest, _safetensors, _write_zip
+    from ..codegen.llvm.target import host_isa
+    options = dict(options or {})
+    arch = parse_arch(options.pop("cuda_arch")) if "cuda_arch" in options else default_arch()
+    graphs = options.pop("cuda_graphs", "auto")
+    if exported.symbolic_graph is not None:
+        raise LoweringError("ember.aot.compile_and_package: target='cuda' does not support "
+                            "dynamic dimensions yet; export with static shapes")
+    graph = _copy_graph(exported.graph)
+    ctx = PassContext(constants=dict(exported.state_dict), options=options, inference=True)
+    run_passes(graph, _with_fusion(pipeline), ctx)
+    plan = PlanBuilder(graph, ctx.constants, CompileStats(), HostCudaBackend(),
+                       freeze_constants=True).build()
+    layout = _Layout(plan, graph)
+    launches, jobs = _launches(plan, layout, arch)
+    binaries = device_compile.compile_many(list(jobs.values()))
+    kernels, members = [], {}
+    for i, (job, binary) in enumerate(zip(jobs.values(), binaries)):
+        if not isinstance(binary, device_compile.DeviceBinary):
+            raise LoweringError(f"ember.aot: Triton could not compile {job.kernel.name} for "
+                                f"sm_{arch}: {binary}")
+        kernels.append(_kernel_json(job, binary, f"kernels/k{i}.cubin"))
+        members[f"kernels/k{i}.cubin"] = binary.cubin
+    outputs = [layout.where[s].json() for s in _flat(plan.output_slots)]
+    used = {a[0] for launch in launches for a in launch["args"] if a is not None} | \
+        {o["region"] for o in outputs}
+    layout.weights = {name: span for name, span in layout.weights.items()
+                      if f"weight:{name}" in used}     # a weight only repacked is stored once
+    table = {"format": "ember-cuda-plan-1", "arch": f"sm_{arch}", "cuda_graphs": graphs,
+             "arena_bytes": layout.arena_bytes,
+             "inputs": [w.json() for w in layout.inputs], "outputs": outputs,
+             "weights": sorted(layout.weights), "kernels": kernels, "launches": launches}
+    memory = {"arena_bytes": layout.arena_bytes, "regions": layout.regions,
+              "inputs": table["inputs"], "outputs": outputs,
+              "values": {str(s): w.json() for s, w in layout.where.items()}}
+    members = {"graph.ir": print_graph(graph).encode(),
+               "weights.safetensors": _safetensors(layout.weights),
+               "memory_plan.json": json.dumps(memory, indent=1).encode(),
+               "plan.json": json.dumps(table, indent=1).encode(), **members}
+    manifest = _manifest(exported, host_isa(), members)
+    manifest["target"] = {"kind": "cuda", "arch": f"sm_{arch}",
+                          "capability": [arch // 10, arch % 10], "required_features": [],
+                          "triton_version": device_compile._triton_version()}
+    _write_zip(package_path, manifest, members)
+    return str(package_path)
+
+
+def _launches(plan, layout: _Layout, arch: int) -> tuple[list, dict]:
+    """plan.json's launches, and the compile job of each distinct (kernel, alignment)."""
+    launches, jobs = [], {}
+    for i, step in enumerate(plan.steps):
+        fn = step.fn
+        if isinstance(fn, _View):
+            (slot,) = step.outputs
+            layout.where[slot] = layout.view(step, layout.where[step.inputs[0]])
+            continue
+        if not isinstance(fn, PlanKernel):
+            raise LoweringError(f"ember.aot (target='cuda'): step {step.name} is not a kernel "
+                                "launch or a view (a host step), so it cannot be packaged")
+        ins = [layout.where[s] for s in step.inputs]
+        outs = [layout.output(s, spec) for s, spec in zip(step.outputs, step.out_specs)]
+        fixed = {j: layout.fixed(f"f{i}_{j}", v) for j, v in fn.fixed.items()}
+        operands = PlanKernel(fn.generated, fn.index, fn.order, fn.n_inputs,
+                              fixed).operands(ins + outs)
+        args = [None if w is None else [w.region, w.offset] for w in operands]
+        alignment = tuple(w is None or w.offset % ALIGNMENT == 0 for w in operands)
+        job = device_compile.CompileJob(fn.generated, alignment, arch)
+        index = list(jobs).index(job.key()) if job.key() in jobs else len(jobs)
+        jobs.setdefault(job.key(), job)
+        launches.append({"step": step.name, "kernel": index, "args": args})
+    return launches, jobs
+
+
+def _kernel_json(job, binary, member: str) -> dict:
+    spec = job.kernel.launch
+    meta = LaunchMetadata.from_dict(binary.metadata, [t for _, t in spec.args])
+    return {"cubin": member, **meta.to_json(), "grid": list(spec.grid),
+            "block": [32 * meta.num_warps, 1, 1], "buffers": list(spec.buffers),
+            "alignment": list(job.alignment), "source_key": job.kernel.key()}
+
+
+def _flat(slots) -> list:
+    if isinstance(slots, int):
+        return [slots]
+    return [s for part in slots for s in _flat(part)]

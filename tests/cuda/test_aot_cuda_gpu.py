@@ -1,0 +1,135 @@
+"""CUDA artifacts on a real GPU: ember.aot.compile_and_package(..., target="cuda") loaded
+by the lite runtime (cuModuleLoadData, cuLaunchKernel, one CUDA graph per call) equals
+ember.compile(..., backend="triton") bit for bit, in this process and in a fresh one
+where Triton, llvmlite, lark, networkx and ember cannot be imported; an artifact built
+for another architecture is refused. Every test is marked `cuda` (skipped without a
+GPU); packaging without a GPU is tests/aot/test_package_cuda.py."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ember
+from ember import nn
+from ember.ir.errors import ArtifactError
+from ember.runtime import lite
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
+                                 reason="TRITON_INTERPRET=1 in this process: run "
+                                        "tests/cuda/run_on_gpu.sh")]
+
+
+class ConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = (self.conv1(x)).relu()
+        x = (self.conv2(x) + x).relu()
+        return self.fc(x.flatten(1))
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(64, 128)
+        self.norm = nn.LayerNorm(128)
+        self.out = nn.Linear(128, 32)
+
+    def forward(self, x):
+        h = self.norm(ember.nn.functional.gelu(self.proj(x)))
+        return self.out(h).softmax(-1), h.sum(-1)
+
+
+def _cases():
+    ember.manual_seed(0)
+    rng = np.random.default_rng(0)
+    return {
+        "mlp": (ember.models.mlp(in_features=96, hidden=(128, 64), num_classes=10, seed=3),
+                rng.standard_normal((32, 96), dtype=np.float32)),
+        "conv": (ConvNet(), rng.standard_normal((4, 3, 8, 8), dtype=np.float32)),
+        "encoder": (Encoder(), rng.standard_normal((2, 16, 64), dtype=np.float32)),
+    }
+
+
+def _in_process(model, x: np.ndarray) -> list:
+    """ember.compile(backend="triton") on the GPU, results on the host."""
+    on_gpu = copy.deepcopy(model).to("cuda")
+    with ember.no_grad():
+        out = ember.compile(on_gpu, backend="triton")(ember.tensor(x).to("cuda"))
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.cpu().numpy() for o in outs]
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aot_cuda_gpu")
+    found = {}
+    for name, (model, x) in _cases().items():
+        model.eval()
+        path = root / f"{name}.ember"
+        ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path,
+                                      target="cuda")
+        found[name] = (path, x, _in_process(model, x))
+    return found
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv", "encoder"])
+def test_artifact_equals_in_process_triton_bit_for_bit(packaged, name):
+    path, x, want = packaged[name]
+    run = ember.aot.load_package(path)
+    for _ in range(2):                                 # capture, then replay
+        got = run(x)
+        got = got if isinstance(got, (tuple, list)) else (got,)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g.numpy(), w)
+    major, minor = ember.cuda.get_device_capability()
+    assert run.manifest["target"]["capability"] == [major, minor]
+
+
+def test_fresh_process_without_the_compiler(packaged, tmp_path):
+    path, x, want = packaged["mlp"]
+    np.save(tmp_path / "x.npy", x)
+    blocked = ("llvmlite", "lark", "networkx", "triton", "torch", "ember")
+    script = f"""
+import importlib.abc, importlib.util, sys
+BLOCKED = {blocked!r}
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Blocker())
+spec = importlib.util.spec_from_file_location('ember_lite', {lite.__file__!r})
+lite = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lite)
+import numpy as np
+model = lite.load_package({str(path)!r})
+(y,) = model(np.load({str(tmp_path / 'x.npy')!r}))
+np.save({str(tmp_path / 'y.npy')!r}, y)
+assert not [m for m in sys.modules if m.split('.')[0] in BLOCKED]
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want[0])
+
+
+def test_another_architecture_is_refused(tmp_path):
+    major, minor = ember.cuda.get_device_capability()
+    other = "sm_80" if (major, minor) != (8, 0) else "sm_90"
+    model = ember.models.mlp(in_features=16, hidden=(32,), num_classes=4, seed=1).eval()
+    path = tmp_path / "other.ember"
+    ember.aot.compile_and_package(ember.export(model, (ember.randn(2, 16),)), path,
+                                  target="cuda", options={"cuda_arch": other})
+    with pytest.raises(ArtifactError, match=f"compiled for CUDA architecture {other}"):
+        ember.aot.load_package(path)
