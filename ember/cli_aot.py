@@ -102,13 +102,13 @@ def compile_command(model_spec, output, inputs, target, arch, dynamic,
     """Compile MODEL (file.py:factory, module:factory, an .onnx file or a saved
     ExportedProgram) to an artifact."""
     import ember
+    if arch is not None and target != "cuda":
+        raise click.UsageError("--arch applies to --target cuda only")
     try:
         console = _console(stderr=True)
         start = time.perf_counter()
         with console.status("exporting", spinner="dots"):
             exported = _export_model(model_spec, inputs, dynamic)
-        if arch is not None and target != "cuda":
-            raise click.UsageError("--arch applies to --target cuda only")
         options = {"cuda_arch": arch} if arch is not None else None
         with console.status(f"compiling for {target}", spinner="dots"):
             ember.aot.compile_and_package(exported, output, target=target, options=options)

@@ -5,7 +5,8 @@ same PlanBuilder, the same CUDA backend choices: generated Triton kernels for fu
 the Triton GEMM / implicit-GEMM conv with the epilogue fused, frozen weights repacked into
 the layout the GEMM template is fast in), built on the host: no GPU is needed. Every
 generated kernel is compiled by Triton for the target architecture (sm_90 for H100/H200
-unless `options={"cuda_arch": ...}` says otherwise, or the local GPU's) through the same
+unless `options={"cuda_arch": ...}` says otherwise, or the local GPU's; `"cuda_graphs"`:
+True, False or "auto", how the runtime replays the launches) through the same
 cubin cache and compile jobs the in-process backend uses, so the artifact's machine code
 is the in-process plan's, bit for bit. What it writes, besides the manifest:
 
@@ -242,6 +243,9 @@ def package_cuda(exported: ExportedProgram, package_path, options: dict | None,
     options = dict(options or {})
     arch = parse_arch(options.pop("cuda_arch")) if "cuda_arch" in options else default_arch()
     graphs = options.pop("cuda_graphs", "auto")
+    if graphs not in (True, False, "auto"):
+        raise LoweringError(f"ember.aot.compile_and_package: options['cuda_graphs'] must be "
+                            f"True, False or 'auto', got {graphs!r}")
     if exported.symbolic_graph is not None:
         raise LoweringError("ember.aot.compile_and_package: target='cuda' does not support "
                             "dynamic dimensions yet; export with static shapes")

@@ -1,7 +1,8 @@
 """ember.aot.compile_and_package(..., target="cuda") without a GPU: Triton compiles the
-cubins for the named architecture on the CPU; the manifest, the launch table and the
-refusals (a wrong GPU architecture, a corrupt cubin, an op without a Triton kernel) are
-checked here. The lite CUDA runtime's host side (arena and weight addresses, argument
+cubins for the named architecture on the CPU (in a subprocess, through `ember compile
+--target cuda`: this process may hold Triton in interpreter mode for the emulated CUDA
+tests); the manifest, the launch table and the refusals (a wrong GPU architecture, a
+corrupt cubin, an op without a Triton kernel) are checked here. The lite CUDA runtime's host side (arena and weight addresses, argument
 packing, CUDA-graph capture and replay, input and result copies) runs against a driver
 that keeps "device" memory in host memory and records launches instead of running them.
 Running the cubins on a GPU, bit for bit against ember.compile(backend="triton"), is
@@ -9,7 +10,9 @@ tests/cuda/test_aot_cuda_gpu.py."""
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -21,8 +24,6 @@ import ember
 from ember.compiler.aot_cuda import parse_arch
 from ember.ir.errors import ArtifactError, LoweringError
 from ember.runtime import lite, lite_cuda
-
-pytest.importorskip("triton")
 
 # a driver over host memory that records what the runtime asks of it (the subprocess
 # test below executes this same text)
@@ -86,14 +87,29 @@ exec(FAKE_DRIVER, _names)
 RecordingDriver = _names["RecordingDriver"]
 
 
+def _ember_cli(args: list, cwd) -> subprocess.CompletedProcess:
+    """`python -m ember ...` with Triton compiling for real (no TRITON_INTERPRET)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(ember.__file__))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "ember", *args], capture_output=True,
+                          text=True, timeout=600, cwd=cwd, env=env)
+
+
 @pytest.fixture(scope="module")
 def cuda_mlp(tmp_path_factory):
-    model = ember.models.mlp(in_features=20, hidden=(24,), num_classes=5, seed=3).eval()
-    x = ember.tensor(np.random.default_rng(0).standard_normal((6, 20), dtype=np.float32))
-    path = tmp_path_factory.mktemp("aot_cuda") / "mlp_cuda.ember"
-    ember.aot.compile_and_package(ember.export(model, (x,)), path, target="cuda",
-                                  options={"cuda_arch": "sm_90"})
-    return path, x.numpy()
+    """`ember compile --target cuda --arch sm_90` of a small MLP: (path, an input)."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("packaging for CUDA needs Triton (pip install triton)")
+    root = tmp_path_factory.mktemp("aot_cuda")
+    (root / "net.py").write_text(
+        "import ember\n\ndef make():\n"
+        "    return ember.models.mlp(in_features=20, hidden=(24,), num_classes=5, seed=3)\n")
+    path = root / "mlp_cuda.ember"
+    done = _ember_cli(["compile", "net.py:make", "--input", "x:6x20", "--target", "cuda",
+                       "--arch", "sm_90", "-o", str(path)], root)
+    assert done.returncode == 0, done.stderr
+    return path, np.random.default_rng(0).standard_normal((6, 20), dtype=np.float32)
 
 
 def _plan(path) -> dict:
@@ -106,7 +122,7 @@ def test_manifest_records_the_architecture_and_every_cubin(cuda_mlp):
     manifest, members = lite.read_members(path)        # every SHA-256 checked
     assert manifest["target"]["kind"] == "cuda"
     assert manifest["target"]["arch"] == "sm_90" and manifest["target"]["capability"] == [9, 0]
-    assert manifest["inputs"] == [{"name": "input", "dtype": "float32", "shape": [6, 20]}]
+    assert manifest["inputs"] == [{"name": "x", "dtype": "float32", "shape": [6, 20]}]
     assert manifest["outputs"][0]["shape"] == [6, 5]
     plan = json.loads(members["plan.json"])
     cubins = sorted(n for n in members if n.startswith("kernels/"))
@@ -250,20 +266,14 @@ assert not heavy, heavy
     assert done.returncode == 0, done.stderr
 
 
-def test_cli_compile_target_cuda_and_inspect(tmp_path):
+def test_cli_inspect_and_arch_refusal(cuda_mlp, tmp_path):
     from click.testing import CliRunner
     from ember.cli import main
-    source = tmp_path / "net.py"
-    source.write_text("import ember\n\ndef make():\n"
-                      "    return ember.models.mlp(8, (16,), num_classes=4, seed=1).eval()\n")
-    out = tmp_path / "net.ember"
+    path, _ = cuda_mlp
     runner = CliRunner()
-    done = runner.invoke(main, ["compile", f"{source}:make", "-o", str(out), "--input",
-                                "x:2x8", "--target", "cuda", "--arch", "sm_90"])
-    assert done.exit_code == 0, done.output
-    shown = runner.invoke(main, ["inspect", str(out)])
+    shown = runner.invoke(main, ["inspect", str(path)])
     assert shown.exit_code == 0, shown.output
     assert "cuda sm_90" in shown.output and "launches" in shown.output
-    refused = runner.invoke(main, ["compile", f"{source}:make", "-o", str(out), "--input",
-                                   "x:2x8", "--arch", "sm_90"])
+    refused = runner.invoke(main, ["compile", "ember.models:mlp", "-o", str(tmp_path / "a"),
+                                   "--input", "x:2x8", "--arch", "sm_90"])
     assert refused.exit_code != 0 and "--arch applies to --target cuda" in refused.output

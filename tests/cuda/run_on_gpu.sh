@@ -51,6 +51,9 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_dete
 # (eager and compiled training steps), GradScaler
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_autocast_cuda.py \
     || status=1
+# CUDA artifacts (ember.aot target="cuda") against in-process backend='triton', bit for bit
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_aot_cuda_gpu.py \
+    || status=1
 # the NCCL backend on one GPU: a 1-process group, every collective and DDP
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_nccl_gpu.py || status=1
 # CPU-side tests of the same runtime (allocator policy, launch packing). The emulated
@@ -64,5 +67,6 @@ $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu
     --ignore=tests/cuda/test_nccl_gpu.py --ignore=tests/cuda/test_nccl_emulated.py \
     --ignore=tests/cuda/test_autocast_cuda.py --ignore=tests/cuda/test_batch_compile.py \
     --ignore=tests/cuda/test_custom_op_emulated.py \
-    --ignore=tests/cuda/test_triton_op_emulated.py || status=1
+    --ignore=tests/cuda/test_triton_op_emulated.py --ignore=tests/cuda/test_aot_cuda_gpu.py \
+    --ignore=tests/cuda/test_aot_cuda_emulated.py || status=1
 exit $status
