@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 
 import numpy as np
 
@@ -28,20 +27,24 @@ _INLINE_BYTES = 64 * 1024      # all_reduce/broadcast up to this size skip the t
 
 
 _MPI = None
-_IN_PLACE = [None]         # MPI.IN_PLACE, once MPI is imported
+_IN_PLACE = None           # MPI.IN_PLACE and MPI.SUM, once MPI is imported
+_MPI_SUM = None
+# numpy dtypes MPI reduces as they are (bool needs logical ops; bfloat16 has no MPI type)
+_DIRECT_DTYPES = frozenset(np.dtype(t) for t in (
+    np.float16, np.float32, np.float64, np.complex64, np.complex128, np.int8, np.int16,
+    np.int32, np.int64, np.uint8))
 
 
 def mpi():
     """The mpi4py MPI module, imported on first use (a dependency of ember[distributed])."""
-    global _MPI
+    global _MPI, _IN_PLACE, _MPI_SUM
     if _MPI is None:
         try:
             from mpi4py import MPI
         except ImportError as err:
             raise DistError("the 'mpi' backend needs mpi4py and an MPI library: "
                             "pip install 'ember[distributed]'") from err
-        _MPI = MPI
-        _IN_PLACE[0] = MPI.IN_PLACE
+        _MPI, _IN_PLACE, _MPI_SUM = MPI, MPI.IN_PLACE, MPI.SUM
     return _MPI
 
 
@@ -119,10 +122,15 @@ class MPIEngine:
         self._submitted = 0          # ops queued to the thread (issuing thread only)
         self._finished = 0           # ops the thread has returned from
         self._requests_inflight: list[Work] = []
-        self._watchdog = Watchdog(self._blocking_call_timed_out)
-        # one MPI call on the communicator at a time, whichever thread makes it (the
-        # communication thread, or a blocking caller that found it idle)
-        self._call_lock = threading.Lock()
+        # what the caller's thread runs as a blocking MPI call, for the watchdog: a Work,
+        # or the tensor of a direct all-reduce (which makes no Work); None when idle
+        self._running = None
+        self._running_timeout_s: float | None = None    # a barrier's own timeout
+        self._allreduce = comm.Allreduce                # bound once: the direct path's call
+        self._watchdog = Watchdog(self._probe_running, self._blocking_call_timed_out,
+                                  timeout_s)
+        if self.size > 1:
+            self._watchdog.start()
 
     # --- Work's hooks ----------------------------------------------------------------
     def test(self, requests, statuses=None) -> bool:
@@ -211,40 +219,49 @@ class MPIEngine:
         return self._submit("ALLREDUCE", lambda c: c.Allreduce(in_place, s.buf, op=mop),
                             [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
 
-    def allreduce_now(self, tensor, op: ReduceOp) -> None:
-        """all_reduce(async_op=False): the fast path when nothing is queued.
+    def allreduce_sum_now(self, tensor) -> bool:
+        """all_reduce(tensor) with SUM, synchronous: the direct path, or False.
 
-        MPI's blocking call in place on the tensor's array, on the caller's thread, the
-        watchdog armed; no Work is made unless it fails or times out. Staged tensors
-        (strided, bfloat16), groups of one and a busy thread take the general path.
+        MPI's blocking call in place on the tensor's own array, on the caller's thread,
+        watched by the sampling watchdog; no Work, no lock, no clock read, so a small
+        all-reduce costs what mpi4py's call costs. Returns False, having done nothing,
+        where the general path must run it: a CUDA tensor, a dtype MPI cannot reduce as
+        it is (bool, bfloat16), a strided array, a busy communication thread (issue
+        order), a destroyed or broken group.
         """
-        s = self._stage(tensor, "all_reduce", op)
-        if s.staged or self.size == 1 or self._submitted != self._finished:
-            self._submit_allreduce(s, tensor, op, blocking=True).wait()
-            return
-        mop = _mpi_op(op, s.buf.dtype.kind == "b")
+        arr = tensor._array
+        if (type(arr) is not np.ndarray or self._submitted != self._finished
+                or self._broken is not None or arr.dtype not in _DIRECT_DTYPES
+                or not arr.flags.c_contiguous or self.comm is None):
+            return False
         self._seq += 1
-        seq, n, started = self._seq, tensor.numel(), time.monotonic()
-
-        def describe():
-            work = Work(self, "ALLREDUCE", Finished(), seq=seq, numel_in=n, numel_out=n)
-            work._started = started
-            return work
-
-        self._watchdog.arm(describe, self.timeout_s, started)
+        self._running = tensor
         try:
-            with self._call_lock:
-                self.comm.Allreduce(_IN_PLACE[0], s.buf, op=mop)
+            self._allreduce(_IN_PLACE, arr, _MPI_SUM)
         except BaseException as err:     # noqa: BLE001 - named like Work.wait names it
-            work = describe()
-            self.mark_broken(work)
-            raise DistBackendError(f"[Rank {self.global_rank}] {work!r} failed: "
-                                   f"{type(err).__name__}: {err}") from err
-        finally:
-            self._watchdog.disarm()
-        if op is ReduceOp.AVG:
-            np.divide(s.buf, self.size, out=s.buf, casting="unsafe")
+            self._running = None
+            raise self._direct_failed(tensor, err) from err
+        self._running = None
         tensor._bump_version()
+        return True
+
+    def allreduce_now(self, tensor, op: ReduceOp) -> None:
+        """all_reduce(async_op=False) with any op: the direct path for SUM, else MPI's
+        blocking call through `_run_blocking` (or the thread, when it is busy)."""
+        if op is ReduceOp.SUM and self.allreduce_sum_now(tensor):
+            return
+        self._submit_allreduce(self._stage(tensor, "all_reduce", op), tensor, op,
+                               blocking=True).wait()
+
+    def _direct_failed(self, tensor, err: BaseException) -> DistBackendError:
+        work = self._describe_direct(tensor, self._seq)
+        self.mark_broken(work)
+        return DistBackendError(f"[Rank {self.global_rank}] {work!r} failed: "
+                                f"{type(err).__name__}: {err}")
+
+    def _describe_direct(self, tensor, seq: int) -> Work:
+        n = tensor.numel()
+        return Work(self, "ALLREDUCE", Finished(), seq=seq, numel_in=n, numel_out=n)
 
     def reduce(self, tensor, root: int, op: ReduceOp, *, blocking: bool = False) -> Work:
         s = self._stage(tensor, "reduce", op)
@@ -385,25 +402,39 @@ class MPIEngine:
 
     def _run_blocking(self, op_type, call, outputs, op, numel_in, numel_out,
                       timeout_s: float) -> Work:
-        """Run `call(comm)` on this thread as MPI's blocking call, the watchdog armed.
+        """Run `call(comm)` on this thread as MPI's blocking call, under the watchdog.
 
         Only while the communication thread has nothing queued or running, so issue
-        order is kept. The returned Work is complete (its wait() raises if MPI failed).
+        order is kept (and the two never call MPI on the communicator at once). The
+        returned Work is complete (its wait() raises if MPI failed).
         """
         pending = Finished()
         work = self._work(op_type, pending, outputs, op, numel_in, numel_out)
-        self._watchdog.arm(work, timeout_s)
+        if timeout_s != self.timeout_s:
+            self._watchdog.expect(timeout_s)
+            self._running_timeout_s = timeout_s
+        self._running = work
         try:
-            with self._call_lock:
-                call(self.comm)
+            call(self.comm)
         except BaseException as err:     # noqa: BLE001 - reported by Work.wait
             pending.error = err
         finally:
-            self._watchdog.disarm()
+            self._running = None
+            self._running_timeout_s = None
         return work
 
-    def _blocking_call_timed_out(self, work, ran_s: float) -> None:
+    def _probe_running(self):
+        """For the watchdog: (sequence number, timeout) of the running blocking call."""
+        if self._running is None:
+            return None
+        return self._seq, self._running_timeout_s or self.timeout_s
+
+    def _blocking_call_timed_out(self, seq: int, ran_s: float) -> bool:
         """The watchdog's verdict: a blocking call passed its deadline; end the job."""
+        running = self._running
+        if running is None:          # returned just after the watchdog's last look
+            return False
+        work = running if isinstance(running, Work) else self._describe_direct(running, seq)
         self.mark_broken(work)
         report_and_abort(
             f"DistBackendError: {work.timeout_message(ran_s)} The hung MPI call cannot be "
@@ -418,8 +449,7 @@ class MPIEngine:
                 return
             call, pending = item
             try:
-                with self._call_lock:
-                    call(comm)
+                call(comm)
             except BaseException as err:     # noqa: BLE001 - reported by Work.wait
                 pending.error = err
             self._finished += 1

@@ -146,25 +146,50 @@ def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, c
     assert len(attempts) == 2
 
 
-def _blocking_work(seq):
-    from ember.distributed.work import Finished
-    return Work(_Engine(), "ALLREDUCE", Finished(), seq=seq, numel_in=4, numel_out=4)
-
-
-def test_watchdog_fires_once_past_the_deadline_of_a_blocking_call():
+def test_watchdog_fires_once_an_operation_stays_running_past_its_timeout():
     import threading
+    import time
     from ember.distributed.watchdog import Watchdog
+    running = {"op": None}            # what the caller's thread runs: (seq, timeout) or None
     fired, done = [], threading.Event()
-    dog = Watchdog(lambda work, ran_s: (fired.append((work, ran_s)), done.set()))
-    quick = _blocking_work(1)
-    dog.arm(quick, 0.05)
-    dog.disarm()                      # returned in time: never reported
-    hung = _blocking_work(2)
-    dog.arm(hung, 0.05)
+    dog = Watchdog(lambda: running["op"],
+                   lambda seq, ran_s: (fired.append((seq, ran_s)), done.set()), 0.05)
+    dog.start()
+    for seq in range(1, 40):          # many quick operations, each shorter than the timeout
+        running["op"] = (seq, 0.05)
+        time.sleep(0.002)
+        running["op"] = None
+    assert not fired
+    start = time.monotonic()
+    running["op"] = (40, 0.05)        # this one hangs
     assert done.wait(5.0)
-    assert [w for w, _ in fired] == [hung] and fired[0][1] >= 0.05
-    assert "[Rank 3] Watchdog caught collective operation timeout: WorkMPI(SeqNum=2, " \
-        "OpType=ALLREDUCE" in hung.timeout_message(fired[0][1])
+    took = time.monotonic() - start
+    assert [seq for seq, _ in fired] == [40] and fired[0][1] >= 0.05
+    assert took >= 0.05               # never early
+    dog.stop()
+
+
+def test_watchdog_samples_faster_for_a_shorter_timeout_and_spares_a_call_that_returned():
+    import threading
+    import time
+    from ember.distributed.watchdog import Watchdog
+    verdicts, fired = [], threading.Event()
+
+    def on_timeout(seq, ran_s):
+        verdicts.append(seq)
+        if seq == 1:
+            return False              # it had just returned: the watchdog keeps watching
+        fired.set()
+        return None
+
+    running = {"op": (1, 0.05)}
+    dog = Watchdog(lambda: running["op"], on_timeout, 1000.0)   # would sample every 60 s
+    dog.expect(0.05)                                            # now every 5 ms
+    deadline = time.monotonic() + 5.0
+    while not verdicts and time.monotonic() < deadline:
+        fired.wait(0.005)
+    running["op"] = (2, 0.05)
+    assert fired.wait(5.0) and verdicts == [1, 2]
     dog.stop()
 
 
@@ -224,15 +249,26 @@ def test_blocking_all_reduce_runs_in_place_and_names_the_op_when_mpi_fails():
         broken.allreduce_now(ember.ones(4), dist.ReduceOp.SUM)
 
 
-def test_watchdog_makes_the_work_only_when_a_call_times_out():
-    import threading
-    import time
-    from ember.distributed.watchdog import Watchdog
-    made, fired = [], threading.Event()
-    dog = Watchdog(lambda work, ran_s: (made.append((work, ran_s)), fired.set()))
-    dog.arm(lambda: "long", 1000.0, time.monotonic())     # the watchdog sleeps ~1000 s
-    time.sleep(0.05)
-    dog.disarm()
-    dog.arm(lambda: "the work", 0.05, time.monotonic())   # an earlier deadline wakes it
-    assert fired.wait(5.0) and made[0][0] == "the work" and made[0][1] >= 0.05
-    dog.stop()
+def test_a_hung_blocking_call_is_reported_as_its_operation():
+    """The engine's verdict names the op its caller's thread runs: a direct all-reduce
+    (which makes no Work) becomes a WorkMPI line only when it times out."""
+    from ember.distributed import mpi_engine
+    engine = mpi_engine.MPIEngine(_FakeComm(), [0, 1], 60.0, global_rank=5)
+    engine._watchdog.stop()
+    reports = []
+    saved = mpi_engine.report_and_abort
+    mpi_engine.report_and_abort = lambda message, abort: reports.append(message)
+    try:
+        assert engine._probe_running() is None
+        assert engine._blocking_call_timed_out(3, 61.0) is False    # returned meanwhile
+        engine._seq, engine._running = 3, ember.ones(6)
+        assert engine._probe_running() == (3, 60.0)
+        engine._blocking_call_timed_out(3, 61.0)
+    finally:
+        mpi_engine.report_and_abort = saved
+    assert "[Rank 5] Watchdog caught collective operation timeout: WorkMPI(SeqNum=3, " \
+        "OpType=ALLREDUCE, NumelIn=6, NumelOut=6, Timeout(ms)=60000) ran for 61000 " \
+        "milliseconds" in reports[0]
+    assert "unusable" in str(pytest.raises(DistBackendError,
+                                           engine.allreduce_now, ember.ones(2),
+                                           dist.ReduceOp.SUM).value)
