@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 
 import numpy as np
 
@@ -27,24 +28,29 @@ _INLINE_BYTES = 64 * 1024      # all_reduce/broadcast up to this size skip the t
 
 
 _MPI = None
-_IN_PLACE = None           # MPI.IN_PLACE and MPI.SUM, once MPI is imported
-_MPI_SUM = None
 # numpy dtypes MPI reduces as they are (bool needs logical ops; bfloat16 has no MPI type)
 _DIRECT_DTYPES = frozenset(np.dtype(t) for t in (
     np.float16, np.float32, np.float64, np.complex64, np.complex128, np.int8, np.int16,
     np.int32, np.int64, np.uint8))
 
 
+class _Gone:
+    pass
+
+
+_NO_ARRAY = weakref.ref(_Gone())     # a dead reference: no array is cached yet
+
+
 def mpi():
     """The mpi4py MPI module, imported on first use (a dependency of ember[distributed])."""
-    global _MPI, _IN_PLACE, _MPI_SUM
+    global _MPI
     if _MPI is None:
         try:
             from mpi4py import MPI
         except ImportError as err:
             raise DistError("the 'mpi' backend needs mpi4py and an MPI library: "
                             "pip install 'ember[distributed]'") from err
-        _MPI, _IN_PLACE, _MPI_SUM = MPI, MPI.IN_PLACE, MPI.SUM
+        _MPI = MPI
     return _MPI
 
 
@@ -126,7 +132,11 @@ class MPIEngine:
         # or the tensor of a direct all-reduce (which makes no Work); None when idle
         self._running = None
         self._running_timeout_s: float | None = None    # a barrier's own timeout
-        self._allreduce = comm.Allreduce                # bound once: the direct path's call
+        # the direct all-reduce's call and arguments, looked up once
+        MPI = mpi()
+        self._allreduce, self._in_place, self._sum_op = comm.Allreduce, MPI.IN_PLACE, MPI.SUM
+        # the last array the direct path checked, weakly held, and its message spec
+        self._direct_ref, self._direct_spec = _NO_ARRAY, None
         self._watchdog = Watchdog(self._probe_running, self._blocking_call_timed_out,
                                   timeout_s)
         if self.size > 1:
@@ -219,47 +229,61 @@ class MPIEngine:
         return self._submit("ALLREDUCE", lambda c: c.Allreduce(in_place, s.buf, op=mop),
                             [s], op, tensor.numel(), tensor.numel(), blocking=blocking)
 
-    def allreduce_sum_now(self, tensor) -> bool:
-        """all_reduce(tensor) with SUM, synchronous: the direct path, or False.
-
-        MPI's blocking call in place on the tensor's own array, on the caller's thread,
-        watched by the sampling watchdog; no Work, no lock, no clock read, so a small
-        all-reduce costs what mpi4py's call costs. Returns False, having done nothing,
-        where the general path must run it: a CUDA tensor, a dtype MPI cannot reduce as
-        it is (bool, bfloat16), a strided array, a busy communication thread (issue
-        order), a destroyed or broken group.
-        """
-        arr = tensor._array
-        if (type(arr) is not np.ndarray or self._submitted != self._finished
-                or self._broken is not None or arr.dtype not in _DIRECT_DTYPES
-                or not arr.flags.c_contiguous or self.comm is None):
-            return False
-        self._seq += 1
-        self._running = tensor
-        try:
-            self._allreduce(_IN_PLACE, arr, _MPI_SUM)
-        except BaseException as err:     # noqa: BLE001 - named like Work.wait names it
-            self._running = None
-            raise self._direct_failed(tensor, err) from err
-        self._running = None
-        tensor._bump_version()
-        return True
-
     def allreduce_now(self, tensor, op: ReduceOp) -> None:
-        """all_reduce(async_op=False) with any op: the direct path for SUM, else MPI's
-        blocking call through `_run_blocking` (or the thread, when it is busy)."""
-        if op is ReduceOp.SUM and self.allreduce_sum_now(tensor):
-            return
+        """all_reduce(async_op=False) off the direct path: MPI's blocking call through
+        `_run_blocking` (or the thread, when it is busy)."""
         self._submit_allreduce(self._stage(tensor, "all_reduce", op), tensor, op,
                                blocking=True).wait()
 
-    def _direct_failed(self, tensor, err: BaseException) -> DistBackendError:
-        work = self._describe_direct(tensor, self._seq)
+    def direct_spec(self, arr):
+        """MPI's message spec for all-reducing `arr` in place, or None (general path).
+
+        The direct path of `c10d.all_reduce` (inlined there, for speed): a writable,
+        C-contiguous CPU array of a dtype MPI reduces as it is (not bool or bfloat16),
+        while the communication thread has nothing queued or running (issue order) and
+        the group is usable. The spec (buffer, count, MPI datatype) is built once per
+        array and kept with a weak reference to it, so the array's own checks and
+        mpi4py's buffer export (~200 ns of a 1.5 us all-reduce) are not paid per call.
+        """
+        if (self._submitted != self._finished or self._broken is not None
+                or self.comm is None):
+            return None
+        if self._direct_ref() is arr:
+            return self._direct_spec
+        if not (type(arr) is np.ndarray and arr.dtype in _DIRECT_DTYPES and arr.size
+                and arr.flags.c_contiguous and arr.flags.writeable):
+            return None
+        MPI = mpi()
+        # by address, so the cache never keeps the array alive; the weak reference
+        # says when the address is still this array's
+        buf = MPI.buffer.fromaddress(arr.ctypes.data, arr.nbytes)
+        self._direct_spec = (buf, arr.size, MPI._typedict[arr.dtype.char])
+        self._direct_ref = weakref.ref(arr)
+        return self._direct_spec
+
+    def direct_allreduce(self, tensor, spec) -> None:
+        """SUM-all-reduce `tensor` in place through `spec`, as c10d's direct path does.
+
+        No Work, no lock, no clock read: the watchdog samples `_seq` and `_running`
+        (see watchdog.py).
+        """
+        self._seq += 1
+        self._running = tensor
+        try:
+            self._allreduce(self._in_place, spec, self._sum_op)
+        except BaseException as err:     # noqa: BLE001 - named like Work.wait names it
+            self._running = None
+            raise self.direct_failed(tensor, err) from err
+        self._running = None
+        tensor._bump_version()
+
+    def direct_failed(self, tensor, err: BaseException) -> DistBackendError:
+        work = self.describe_direct(tensor, self._seq)
         self.mark_broken(work)
         return DistBackendError(f"[Rank {self.global_rank}] {work!r} failed: "
                                 f"{type(err).__name__}: {err}")
 
-    def _describe_direct(self, tensor, seq: int) -> Work:
+    def describe_direct(self, tensor, seq: int) -> Work:
         n = tensor.numel()
         return Work(self, "ALLREDUCE", Finished(), seq=seq, numel_in=n, numel_out=n)
 
@@ -434,7 +458,7 @@ class MPIEngine:
         running = self._running
         if running is None:          # returned just after the watchdog's last look
             return False
-        work = running if isinstance(running, Work) else self._describe_direct(running, seq)
+        work = running if isinstance(running, Work) else self.describe_direct(running, seq)
         self.mark_broken(work)
         report_and_abort(
             f"DistBackendError: {work.timeout_message(ran_s)} The hung MPI call cannot be "

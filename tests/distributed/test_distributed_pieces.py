@@ -229,6 +229,9 @@ class _FakeComm:
         self.calls += 1
         if self.fail:
             raise RuntimeError("MPI_ERR_OTHER: known error not in list")
+        if isinstance(recvbuf, tuple):    # the direct path's (buffer, count, datatype)
+            from mpi4py.util import dtlib
+            recvbuf = np.frombuffer(recvbuf[0], dtlib.to_numpy_dtype(recvbuf[2]))
         recvbuf *= 2                      # what a SUM over two equal ranks gives
 
 
@@ -272,3 +275,41 @@ def test_a_hung_blocking_call_is_reported_as_its_operation():
     assert "unusable" in str(pytest.raises(DistBackendError,
                                            engine.allreduce_now, ember.ones(2),
                                            dist.ReduceOp.SUM).value)
+
+
+def test_direct_all_reduce_of_the_default_group_and_its_fallbacks(monkeypatch):
+    """dist.all_reduce's direct path calls MPI in place on the tensor's own array; a
+    strided, bool or bfloat16 tensor, another op or async_op take the general path."""
+    from ember.distributed import c10d
+    from ember.distributed.mpi_engine import MPIEngine
+    comm = _FakeComm()
+    engine = MPIEngine(comm, [0, 1], 60.0, global_rank=0)
+    engine._watchdog.stop()
+    monkeypatch.setattr(c10d._State, "default", c10d.ProcessGroup(engine, "mpi", "fake"))
+    monkeypatch.setattr(c10d._State, "direct", engine)
+    t = ember.arange(6, dtype=ember.float32)
+    array, version = t._array, t._version
+    dist.all_reduce(t)
+    assert t._array is array and t._version == version + 1 and engine._running is None
+    assert t.tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0] and engine._seq == 1
+    assert engine._direct_ref() is array                 # its spec is kept for next time
+    dist.all_reduce(t)
+    assert t.tolist() == [0.0, 4.0, 8.0, 12.0, 16.0, 20.0] and engine._seq == 2
+    strided = ember.ones(4, 4)[:, ::2]
+    for x, direct in ((strided, False), (ember.ones(3, dtype=ember.bfloat16), False),
+                      (ember.ones(3, dtype=ember.bool), False), (ember.ones(0), False),
+                      (ember.ones(3, dtype=ember.int64), True)):
+        assert (engine.direct_spec(x._array) is not None) is direct
+    del array
+    t = ember.arange(6, dtype=ember.float32)     # a new array: checked and cached anew
+    dist.all_reduce(strided)                         # staged: copied back into the view
+    assert strided.tolist() == [[2.0, 2.0]] * 4
+    dist.all_reduce(t, op=dist.ReduceOp.AVG)       # (x + x) / 2 through the general path
+    assert t.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and comm.calls == 4
+    comm.fail = True
+    with pytest.raises(DistBackendError, match=r"\[Rank 0\] WorkMPI\(SeqNum=5, "
+                       r"OpType=ALLREDUCE, NumelIn=6.*failed: RuntimeError: MPI_ERR_OTHER"):
+        dist.all_reduce(t)
+    assert engine._running is None
+    with pytest.raises(DistBackendError, match="unusable after an earlier operation"):
+        dist.all_reduce(t)
