@@ -313,3 +313,20 @@ def test_direct_all_reduce_of_the_default_group_and_its_fallbacks(monkeypatch):
     assert engine._running is None
     with pytest.raises(DistBackendError, match="unusable after an earlier operation"):
         dist.all_reduce(t)
+
+
+def test_future_then_runs_when_the_future_completes_like_torch():
+    import torch.futures
+    for F in (Future, torch.futures.Future):
+        seen = []
+        fut = F()
+        chained = fut.then(lambda f: seen.append(f.value()) or f.value() + 1)
+        assert seen == [] and not chained.done()
+        fut.set_result(3)
+        assert seen == [3] and chained.done() and chained.wait() == 4   # ran eagerly, once
+        assert seen == [3]
+        failing = F()
+        out = failing.then(lambda f: f.value())
+        failing.set_exception(ValueError("boom"))
+        with pytest.raises(ValueError, match="boom"):
+            out.wait()
