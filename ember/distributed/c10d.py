@@ -226,19 +226,55 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
     if bad or len(set(ranks)) != len(ranks):
         raise ValueError(f"new_group: ranks {ranks} must be distinct global ranks in "
                          f"[0, {size})")
-    backend = _check_backend(backend)
-    if getattr(world._engine, "is_device", False) or backend == "nccl":
-        raise DistError("new_group: sub-groups of an nccl process group are not supported "
-                        "yet (ncclCommSplit); use backend='mpi' groups for CPU tensors")
-    wcomm = world._engine.comm
-    comm = wcomm.Create(wcomm.Get_group().Incl(ranks))      # collective over the world
-    if comm == mpi().COMM_NULL:
-        return GroupMember.NON_GROUP_MEMBER
+    backend = world.name() if backend is None else _check_backend(backend)
     timeout_s = world._engine.timeout_s if timeout is None else timeout.total_seconds()
-    engine = MPIEngine(comm, ranks, timeout_s, world.rank())
+    if getattr(world._engine, "is_device", False):
+        engine = _nccl_world_sub_engine(world._engine, ranks, backend, timeout_s)
+    elif backend == "nccl":
+        engine = _nccl_sub_engine_over_mpi(world._engine, ranks, timeout_s)
+    else:
+        engine = _mpi_sub_engine(world._engine, ranks, timeout_s)
+    if engine is None:
+        return GroupMember.NON_GROUP_MEMBER
     pg = ProcessGroup(engine, backend, group_desc or f"group_{len(_State.groups)}")
     _State.groups.append(pg)
     return pg
+
+
+def _mpi_sub_engine(engine: MPIEngine, ranks: list[int], timeout_s: float):
+    """An MPI engine of `ranks` (ranks of `engine`'s communicator), None outside them.
+    Collective over `engine`'s communicator."""
+    comm = engine.comm.Create(engine.comm.Get_group().Incl(ranks))
+    if comm == mpi().COMM_NULL:
+        return None
+    return MPIEngine(comm, [engine.global_ranks[r] for r in ranks], timeout_s,
+                     engine.global_rank)
+
+
+def _nccl_world_sub_engine(world, ranks: list[int], backend: str, timeout_s: float):
+    """A sub-group of an nccl default group: ncclCommSplit, with its MPI companion for
+    CPU tensors split alongside (MPI first, then NCCL, the same order on every rank)."""
+    cpu = None
+    if world.cpu_engine is not None:
+        cpu = _mpi_sub_engine(world.cpu_engine, ranks, timeout_s)
+    if backend != "nccl":
+        if world.cpu_engine is None:
+            raise DistError(f"new_group(backend={backend!r}): an mpi sub-group of an nccl "
+                            "default group needs the job started by the launcher (python -m "
+                            "ember.distributed.run), which gives it MPI")
+        return cpu
+    return world.split(ranks, timeout_s, cpu_engine=cpu)
+
+
+def _nccl_sub_engine_over_mpi(world: MPIEngine, ranks: list[int], timeout_s: float):
+    """An nccl group inside an mpi default group: a new NCCL unique id, made by the
+    sub-group's first rank and broadcast over the sub-group's MPI communicator."""
+    from .nccl_engine import create_engine
+    cpu = _mpi_sub_engine(world, ranks, timeout_s)
+    if cpu is None:
+        return None
+    return create_engine(cpu.rank, cpu.size, timeout_s, mpi_comm=cpu.comm, cpu_engine=cpu,
+                         global_ranks=list(cpu.global_ranks), global_rank=world.global_rank)
 
 
 def shrink_group(ranks_to_exclude, group: ProcessGroup | None = None, shrink_flags: int = 0,
