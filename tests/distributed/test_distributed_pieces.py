@@ -327,3 +327,54 @@ def test_future_then_runs_when_the_future_completes_like_torch():
         failing.set_exception(ValueError("boom"))
         with pytest.raises(Exception, match="boom"):    # torch wraps it in a RuntimeError
             out.wait()
+
+
+class _Bucket:
+    """A GradBucket of one flat tensor holding a 16x6 and a 3x16 matrix and a bias."""
+
+    def __init__(self, flat):
+        self.flat = flat
+        self.grads = [flat[0:96].reshape(16, 6), flat[96:144].reshape(3, 16), flat[144:147]]
+
+    def buffer(self):
+        return self.flat
+
+    def gradients(self):
+        return list(self.grads)
+
+    def index(self):
+        return 0
+
+    def is_last(self):
+        return True
+
+
+def test_powerSGD_on_tensors_matches_the_numpy_path(monkeypatch):
+    """The device path (what CUDA buckets run, here on CPU tensors) computes what the
+    numpy path computes: the same P, Q, error feedback and warm start, over 3 steps of
+    a 1-process group (the all-reduces are monkeypatched to a group of one)."""
+    from ember.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powerSGD
+
+    def all_reduce(tensor, op=None, group=None, async_op=False):
+        work = Work(_Engine(), "ALLREDUCE", None, seq=0)     # complete at once
+        return work if async_op else None
+
+    monkeypatch.setattr(powerSGD.c10d, "all_reduce", all_reduce)
+    monkeypatch.setattr(powerSGD.c10d, "get_world_size", lambda group=None: 1)
+    states = [powerSGD.PowerSGDState(None, matrix_approximation_rank=2, start_powerSGD_iter=2,
+                                     random_seed=3) for _ in range(2)]
+    for s in states:
+        s.iter = 2
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        grads = rng.standard_normal(147).astype(np.float32)
+        numpy_out = powerSGD.powerSGD_hook(states[0], _Bucket(ember.tensor(grads))).wait()
+        tensor_out = powerSGD._powerSGD_on_tensors(states[1], _Bucket(ember.tensor(grads)))
+        tensor_out = tensor_out.wait()
+        np.testing.assert_allclose(tensor_out.numpy(), numpy_out.numpy(), rtol=1e-5,
+                                   atol=1e-5)
+        assert not np.allclose(numpy_out.numpy()[:96], grads[:96])    # rank 2: compressed
+        np.testing.assert_allclose(numpy_out.numpy()[144:], grads[144:])  # bias: as it is
+    np.testing.assert_allclose(states[1].error_dict[0].numpy(), states[0].error_dict[0],
+                               rtol=1e-5, atol=1e-5)
+    assert states[0].compression_stats() == states[1].compression_stats()
