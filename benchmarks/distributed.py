@@ -5,10 +5,11 @@
 For each process count the script relaunches itself through
 `python -m ember.distributed.run` (mpirun), and rank 0 reports JSON lines:
 - allreduce: float32 buffers from 4 KiB to 16 MiB (1 MiB with --quick); ember's
-  synchronous `dist.all_reduce` (MPI's blocking call on the caller's thread, in place on
-  the tensor's array, under the watchdog) against mpi4py's blocking
-  `comm.Allreduce(IN_PLACE, ...)` on the same array; three alternating rounds, the best
-  median of each. Bus bandwidth uses
+  synchronous `dist.all_reduce` (its direct path: MPI's blocking call on the caller's
+  thread, in place on the tensor's array, under the sampling watchdog) against mpi4py's
+  blocking `comm.Allreduce(IN_PLACE, ...)` on an array of the same size; each call
+  timed alone, the two alternating call by call (up to 4000 pairs, fewer for big
+  buffers), the median of each. Bus bandwidth uses
   nccl-tests' formula: busbw = 2 (n - 1) / n * bytes / seconds. "of raw" is ember's
   busbw / mpi4py's (target: >= 0.9).
 - ddp: training samples/s (all ranks together: world * batch / step time) of an MLP
@@ -50,6 +51,30 @@ def median_time(fn, args) -> float:
 
 
 # --- worker side (inside an MPI job) -----------------------------------------------------
+def alternating_medians(fn_a, fn_b, calls: int) -> tuple[float, float]:
+    """Median seconds per call of two collectives timed call by call, alternating.
+
+    Each call is timed alone and the two alternate (a b, then b a: the second of a
+    pair pays for the first's cache and progress state), so both see the same load:
+    on a shared 2-core box round-based timing of microsecond collectives swings 3x
+    from round to round, while these medians repeat within a few percent. Every rank
+    makes the same calls in the same order."""
+    import time
+
+    import numpy as np
+    clock = time.perf_counter_ns
+    times = np.empty((2, calls))
+    for i in range(calls):
+        first, second = (fn_a, fn_b) if i % 2 == 0 else (fn_b, fn_a)
+        t0 = clock()
+        first()
+        t1 = clock()
+        second()
+        t2 = clock()
+        times[i % 2, i], times[1 - i % 2, i] = t1 - t0, t2 - t1
+    return float(np.median(times[0])) * 1e-9, float(np.median(times[1])) * 1e-9
+
+
 def allreduce_rows(args) -> list[dict]:
     import numpy as np
     from mpi4py import MPI
@@ -62,15 +87,18 @@ def allreduce_rows(args) -> list[dict]:
     rows, size = [], 4096
     while size <= top:
         numel = size // 4
-        t = ember.ones(numel)
-        raw = np.ones(numel, np.float32)
-        got = median_times({"ember": lambda: dist.all_reduce(t),
-                            "mpi4py": lambda: comm.Allreduce(MPI.IN_PLACE, raw)}, args)
-        ember_s, raw_s = got["ember"], got["mpi4py"]
+        t = ember.zeros(numel)
+        raw = np.zeros(numel, np.float32)
+        calls = max(40, min(4000, (args.repeats * 200 << 12) // size))
+        for _ in range(max(args.warmup, 1)):
+            dist.all_reduce(t)
+            comm.Allreduce(MPI.IN_PLACE, raw)
+        ember_s, raw_s = alternating_medians(lambda: dist.all_reduce(t),
+                                             lambda: comm.Allreduce(MPI.IN_PLACE, raw), calls)
         busbw = lambda s: 2 * (n - 1) / n * size / s / 1e9 if n > 1 else 0.0  # noqa: E731
-        rows.append({"kind": "allreduce", "world": n, "bytes": size, "ember_s": ember_s,
-                     "mpi4py_s": raw_s, "ember_busbw_GBps": busbw(ember_s),
-                     "mpi4py_busbw_GBps": busbw(raw_s),
+        rows.append({"kind": "allreduce", "world": n, "bytes": size, "calls": calls,
+                     "ember_s": ember_s, "mpi4py_s": raw_s,
+                     "ember_busbw_GBps": busbw(ember_s), "mpi4py_busbw_GBps": busbw(raw_s),
                      "of_raw": raw_s / ember_s})
         size *= 4
     comm.Free()

@@ -4,7 +4,9 @@ A Future holds a value that may not exist yet. It completes in one of two ways:
 `set_result` from whoever produces the value, or (for collectives) a `waiter` that
 blocks until the communication engine has finished and then returns the value.
 `then(callback)` chains a computation on the value; callbacks run in the thread that
-completes the future (PyTorch runs them on its own thread pool; ember has none).
+completes the future (PyTorch runs them on its own thread pool; ember has none): at
+once for a future completed by `set_result`, and, for a collective's future, when
+someone waits for it (or polls `done()`).
 """
 from __future__ import annotations
 
@@ -54,11 +56,20 @@ class Future:
         self._run_callbacks()
 
     def then(self, callback) -> "Future":
-        """A future of `callback(self)`, run once this one completes."""
-        chained = Future(waiter=lambda: callback(self._wait_self()),
-                         poller=lambda: self.done())
-        if self._done:
-            chained._complete_from_waiter()
+        """A future of `callback(self)`, run as soon as this one completes (in the
+        thread that completes it, as PyTorch runs it), or when the result is waited."""
+        chained = Future(waiter=lambda: chained._value_after(self),
+                         poller=lambda: self.done() and chained._done)
+
+        def run(parent):
+            try:
+                value = callback(parent)
+            except BaseException as err:   # noqa: BLE001 - handed to whoever waits
+                chained.set_exception(err)
+            else:
+                chained.set_result(value)
+
+        self.add_done_callback(run)
         return chained
 
     def add_done_callback(self, callback) -> None:
@@ -68,6 +79,14 @@ class Future:
             self._callbacks.append(callback)
 
     # --- internals -------------------------------------------------------------------
+    def _value_after(self, parent: "Future"):
+        """A chained future's waiter: completing the parent runs the callback."""
+        try:
+            parent.wait()
+        except BaseException:              # noqa: BLE001 - the callback saw it
+            pass
+        return self.value()
+
     def _wait_self(self) -> "Future":
         self.wait()
         return self

@@ -46,6 +46,7 @@ _NCCL_OPS = {ReduceOp.SUM: 0, ReduceOp.PRODUCT: 1, ReduceOp.MAX: 2, ReduceOp.MIN
              ReduceOp.AVG: 4}
 # PyTorch's NCCL rules for bool tensors (stored as uint8): SUM is MAX, PRODUCT is MIN
 _BOOL_OPS = {ReduceOp.SUM: 2, ReduceOp.MAX: 2, ReduceOp.PRODUCT: 1, ReduceOp.MIN: 3}
+NCCL_SPLIT_NOCOLOR = -1       # ncclCommSplit's color of a rank that joins no communicator
 
 
 def nccl_bindings():
@@ -152,9 +153,22 @@ def local_device(rank: int) -> int:
     return int(os.environ.get("LOCAL_RANK", rank)) % count
 
 
+def split_color_key(group_ranks: list[int], my_rank: int) -> tuple[int, int]:
+    """ncclCommSplit's (color, key) for `my_rank`: the members of `group_ranks` share
+    color 0 and keep their order in it; any other rank joins no communicator."""
+    if my_rank in group_ranks:
+        return 0, group_ranks.index(my_rank)
+    return NCCL_SPLIT_NOCOLOR, 0
+
+
 def create_engine(rank: int, world_size: int, timeout_s: float, *, mpi_comm=None,
-                  init_method: str | None = None, cpu_engine=None) -> "NCCLEngine":
-    """Initialize this rank's NCCL communicator (collective over the job's ranks)."""
+                  init_method: str | None = None, cpu_engine=None,
+                  global_ranks: list[int] | None = None,
+                  global_rank: int | None = None) -> "NCCLEngine":
+    """Initialize this rank's NCCL communicator (collective over the group's ranks).
+
+    `rank`/`world_size` are positions in the group being made (the job, or a sub-group
+    whose unique id goes over its own MPI communicator `mpi_comm`)."""
     bindings = nccl_bindings()
     from ..runtime.cuda import driver
     device = local_device(rank)
@@ -166,7 +180,8 @@ def create_engine(rank: int, world_size: int, timeout_s: float, *, mpi_comm=None
     except Exception as err:      # noqa: BLE001 - NCCLError: name what failed
         raise DistBackendError(f"[Rank {rank}] init_process_group(backend='nccl'): "
                                f"ncclCommInitRank failed: {err}") from err
-    return NCCLEngine(comm, list(range(world_size)), timeout_s, rank, device,
+    return NCCLEngine(comm, global_ranks or list(range(world_size)), timeout_s,
+                      rank if global_rank is None else global_rank, device,
                       cpu_engine=cpu_engine)
 
 
@@ -270,6 +285,24 @@ class NCCLEngine:
                 self.comm = None
         if self.cpu_engine is not None:
             self.cpu_engine.free()
+
+    def split(self, ranks: list[int], timeout_s: float, cpu_engine=None):
+        """new_group on this group: a communicator of `ranks` (this group's ranks,
+        sorted) by ncclCommSplit, or None on a rank outside them. Collective: every
+        rank of this group calls it, in the same order as its other operations."""
+        if self._broken is not None or self.comm is None:
+            raise DistBackendError(f"new_group: the nccl process group is unusable: "
+                                   f"{self._broken or 'destroyed'}")
+        color, key = split_color_key(ranks, self.rank)
+        try:
+            comm = self._nccl.comm_split(self.comm, color, key, 0)
+        except Exception as err:      # noqa: BLE001 - NCCLError: name what failed
+            raise DistBackendError(f"[Rank {self.global_rank}] new_group(ranks={ranks}, "
+                                   f"backend='nccl'): ncclCommSplit failed: {err}") from err
+        if color == NCCL_SPLIT_NOCOLOR:
+            return None
+        return NCCLEngine(comm, [self.global_ranks[r] for r in ranks], timeout_s,
+                          self.global_rank, self.device_index, cpu_engine=cpu_engine)
 
     # --- collectives on CUDA tensors (CPU ones go to the MPI companion) ------------------
     def allreduce(self, tensor, op: ReduceOp, *, blocking: bool = False):

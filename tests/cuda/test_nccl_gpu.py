@@ -227,3 +227,43 @@ def test_a_hung_operation_is_aborted_naming_rank_and_op(tear_down):
         assert time.monotonic() - start < 60
     else:                  # the communicator is aborted, the waiter gets the error
         assert job.returncode == 3 and "raised:" in output, output[-3000:]
+
+
+def test_new_group_splits_the_nccl_communicator(nccl_group):
+    """new_group on an nccl group: ncclCommSplit gives the sub-group its communicator."""
+    sub = dist.new_group([0])
+    assert dist.get_backend(sub) == "nccl" and dist.get_world_size(sub) == 1
+    assert dist.get_process_group_ranks(sub) == [0]
+    x = _rand(3, 4)
+    t = _cuda(x)
+    dist.all_reduce(t, group=sub)
+    work = dist.broadcast(t, src=0, group=sub, async_op=True)
+    work.wait()
+    np.testing.assert_allclose(_host(t), x)
+    dist.destroy_process_group(sub)
+
+
+def test_ddp_with_powerSGD_on_cuda_buckets_equals_plain_training():
+    """PowerSGD on CUDA buckets: matrices, error feedback and warm start stay on the
+    GPU (P is orthonormalized on the host); at full rank a 1-process group's PowerSGD
+    reproduces the gradients, so training equals plain training."""
+    from ember.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powerSGD
+    from ember.nn.parallel import DistributedDataParallel as DDP
+    ember.manual_seed(0)
+    plain = _mlp().to("cuda")
+    ember.manual_seed(0)
+    wrapped = DDP(_mlp().to("cuda"), bucket_cap_mb=0.0005)
+    state = powerSGD.PowerSGDState(None, matrix_approximation_rank=16, start_powerSGD_iter=2,
+                                   min_compression_rate=0.01)
+    wrapped.register_comm_hook(state, powerSGD.powerSGD_hook)
+    opts = [ember.optim.SGD(m.parameters(), lr=0.1) for m in (plain, wrapped)]
+    for step in range(4):
+        x, y = _cuda(_rand(8, 6, seed=10 + step)), _cuda(_rand(8, 3, seed=20 + step))
+        for model, opt in zip((plain, wrapped), opts):
+            opt.zero_grad()
+            diff = model(x) - y
+            (diff * diff).mean().backward()
+            opt.step()
+    assert state.iter == 4 and state.total_numel_after_compression > 0
+    for p, q in zip(plain.parameters(), wrapped.module.parameters()):
+        np.testing.assert_allclose(_host(q), _host(p), rtol=1e-4, atol=1e-4)

@@ -146,25 +146,47 @@ def test_max_restarts_reruns_a_failed_job_with_the_attempt_number(monkeypatch, c
     assert len(attempts) == 2
 
 
-def _blocking_work(seq):
-    from ember.distributed.work import Finished
-    return Work(_Engine(), "ALLREDUCE", Finished(), seq=seq, numel_in=4, numel_out=4)
-
-
-def test_watchdog_fires_once_past_the_deadline_of_a_blocking_call():
+def test_watchdog_fires_once_an_operation_stays_running_past_its_timeout():
     import threading
+    import time
     from ember.distributed.watchdog import Watchdog
+    running = {"op": None}            # what the caller's thread runs: (seq, timeout) or None
     fired, done = [], threading.Event()
-    dog = Watchdog(lambda work, ran_s: (fired.append((work, ran_s)), done.set()))
-    quick = _blocking_work(1)
-    dog.arm(quick, 0.05)
-    dog.disarm()                      # returned in time: never reported
-    hung = _blocking_work(2)
-    dog.arm(hung, 0.05)
+    dog = Watchdog(lambda: running["op"],
+                   lambda seq, ran_s: (fired.append((seq, ran_s)), done.set()), 0.05)
+    dog.start()
+    for seq in range(1, 40):          # many quick operations, each shorter than the timeout
+        running["op"] = (seq, 0.05)
+        time.sleep(0.002)
+        running["op"] = None
+    assert not fired
+    start = time.monotonic()
+    running["op"] = (40, 0.05)        # this one hangs
     assert done.wait(5.0)
-    assert [w for w, _ in fired] == [hung] and fired[0][1] >= 0.05
-    assert "[Rank 3] Watchdog caught collective operation timeout: WorkMPI(SeqNum=2, " \
-        "OpType=ALLREDUCE" in hung.timeout_message(fired[0][1])
+    took = time.monotonic() - start
+    assert [seq for seq, _ in fired] == [40] and fired[0][1] >= 0.05
+    assert took >= 0.05               # never early
+    dog.stop()
+
+
+def test_watchdog_samples_faster_for_a_shorter_timeout_and_spares_a_call_that_returned():
+    import threading
+    import time
+    from ember.distributed.watchdog import Watchdog
+    verdicts, fired = [], threading.Event()
+
+    def on_timeout(seq, ran_s):
+        verdicts.append(seq)
+        if seq == 1:                  # it had just returned, and the next op started
+            running["op"] = (2, 0.05)
+            return False              # the watchdog keeps watching
+        fired.set()
+        return None
+
+    running = {"op": (1, 0.05)}
+    dog = Watchdog(lambda: running["op"], on_timeout, 1000.0)   # would sample every 60 s
+    dog.expect(0.05)                                            # now every 5 ms
+    assert fired.wait(5.0) and verdicts == [1, 2]
     dog.stop()
 
 
@@ -204,6 +226,9 @@ class _FakeComm:
         self.calls += 1
         if self.fail:
             raise RuntimeError("MPI_ERR_OTHER: known error not in list")
+        if isinstance(recvbuf, tuple):    # the direct path's (buffer, count, datatype)
+            from mpi4py.util import dtlib
+            recvbuf = np.frombuffer(recvbuf[0], dtlib.to_numpy_dtype(recvbuf[2]))
         recvbuf *= 2                      # what a SUM over two equal ranks gives
 
 
@@ -224,15 +249,132 @@ def test_blocking_all_reduce_runs_in_place_and_names_the_op_when_mpi_fails():
         broken.allreduce_now(ember.ones(4), dist.ReduceOp.SUM)
 
 
-def test_watchdog_makes_the_work_only_when_a_call_times_out():
-    import threading
-    import time
-    from ember.distributed.watchdog import Watchdog
-    made, fired = [], threading.Event()
-    dog = Watchdog(lambda work, ran_s: (made.append((work, ran_s)), fired.set()))
-    dog.arm(lambda: "long", 1000.0, time.monotonic())     # the watchdog sleeps ~1000 s
-    time.sleep(0.05)
-    dog.disarm()
-    dog.arm(lambda: "the work", 0.05, time.monotonic())   # an earlier deadline wakes it
-    assert fired.wait(5.0) and made[0][0] == "the work" and made[0][1] >= 0.05
-    dog.stop()
+def test_a_hung_blocking_call_is_reported_as_its_operation():
+    """The engine's verdict names the op its caller's thread runs: a direct all-reduce
+    (which makes no Work) becomes a WorkMPI line only when it times out."""
+    from ember.distributed import mpi_engine
+    engine = mpi_engine.MPIEngine(_FakeComm(), [0, 1], 60.0, global_rank=5)
+    engine._watchdog.stop()
+    reports = []
+    saved = mpi_engine.report_and_abort
+    mpi_engine.report_and_abort = lambda message, abort: reports.append(message)
+    try:
+        assert engine._probe_running() is None
+        assert engine._blocking_call_timed_out(3, 61.0) is False    # returned meanwhile
+        engine._seq, engine._running = 3, ember.ones(6)
+        assert engine._probe_running() == (3, 60.0)
+        engine._blocking_call_timed_out(3, 61.0)
+    finally:
+        mpi_engine.report_and_abort = saved
+    assert "[Rank 5] Watchdog caught collective operation timeout: WorkMPI(SeqNum=3, " \
+        "OpType=ALLREDUCE, NumelIn=6, NumelOut=6, Timeout(ms)=60000) ran for 61000 " \
+        "milliseconds" in reports[0]
+    assert "unusable" in str(pytest.raises(DistBackendError,
+                                           engine.allreduce_now, ember.ones(2),
+                                           dist.ReduceOp.SUM).value)
+
+
+def test_direct_all_reduce_of_the_default_group_and_its_fallbacks(monkeypatch):
+    """dist.all_reduce's direct path calls MPI in place on the tensor's own array; a
+    strided, bool or bfloat16 tensor, another op or async_op take the general path."""
+    from ember.distributed import c10d
+    from ember.distributed.mpi_engine import MPIEngine
+    comm = _FakeComm()
+    engine = MPIEngine(comm, [0, 1], 60.0, global_rank=0)
+    engine._watchdog.stop()
+    monkeypatch.setattr(c10d._State, "default", c10d.ProcessGroup(engine, "mpi", "fake"))
+    monkeypatch.setattr(c10d._State, "direct", engine)
+    t = ember.arange(6, dtype=ember.float32)
+    array, version = t._array, t._version
+    dist.all_reduce(t)
+    assert t._array is array and t._version == version + 1 and engine._running is None
+    assert t.tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0] and engine._seq == 1
+    assert engine._direct_ref() is array                 # its spec is kept for next time
+    dist.all_reduce(t)
+    assert t.tolist() == [0.0, 4.0, 8.0, 12.0, 16.0, 20.0] and engine._seq == 2
+    strided = ember.ones(4, 4)[:, ::2]
+    for x, direct in ((strided, False), (ember.ones(3, dtype=ember.bfloat16), False),
+                      (ember.ones(3, dtype=ember.bool), False), (ember.ones(0), False),
+                      (ember.ones(3, dtype=ember.int64), True)):
+        assert (engine.direct_spec(x._array) is not None) is direct
+    del array
+    t = ember.arange(6, dtype=ember.float32)     # a new array: checked and cached anew
+    dist.all_reduce(strided)                         # staged: copied back into the view
+    assert strided.tolist() == [[2.0, 2.0]] * 4
+    dist.all_reduce(t, op=dist.ReduceOp.AVG)       # (x + x) / 2 through the general path
+    assert t.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and comm.calls == 4
+    comm.fail = True
+    with pytest.raises(DistBackendError, match=r"\[Rank 0\] WorkMPI\(SeqNum=5, "
+                       r"OpType=ALLREDUCE, NumelIn=6.*failed: RuntimeError: MPI_ERR_OTHER"):
+        dist.all_reduce(t)
+    assert engine._running is None
+    with pytest.raises(DistBackendError, match="unusable after an earlier operation"):
+        dist.all_reduce(t)
+
+
+def test_future_then_runs_when_the_future_completes_like_torch():
+    import torch.futures
+    for F in (Future, torch.futures.Future):
+        seen = []
+        fut = F()
+        chained = fut.then(lambda f: seen.append(f.value()) or f.value() + 1)
+        assert seen == [] and not chained.done()
+        fut.set_result(3)
+        assert seen == [3] and chained.done() and chained.wait() == 4   # ran eagerly, once
+        assert seen == [3]
+        failing = F()
+        out = failing.then(lambda f: f.value())
+        failing.set_exception(ValueError("boom"))
+        with pytest.raises(Exception, match="boom"):    # torch wraps it in a RuntimeError
+            out.wait()
+
+
+class _Bucket:
+    """A GradBucket of one flat tensor holding a 16x6 and a 3x16 matrix and a bias."""
+
+    def __init__(self, flat):
+        self.flat = flat
+        self.grads = [flat[0:96].reshape(16, 6), flat[96:144].reshape(3, 16), flat[144:147]]
+
+    def buffer(self):
+        return self.flat
+
+    def gradients(self):
+        return list(self.grads)
+
+    def index(self):
+        return 0
+
+    def is_last(self):
+        return True
+
+
+def test_powerSGD_on_tensors_matches_the_numpy_path(monkeypatch):
+    """The device path (what CUDA buckets run, here on CPU tensors) computes what the
+    numpy path computes: the same P, Q, error feedback and warm start, over 3 steps of
+    a 1-process group (the all-reduces are monkeypatched to a group of one)."""
+    from ember.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powerSGD
+
+    def all_reduce(tensor, op=None, group=None, async_op=False):
+        work = Work(_Engine(), "ALLREDUCE", None, seq=0)     # complete at once
+        return work if async_op else None
+
+    monkeypatch.setattr(powerSGD.c10d, "all_reduce", all_reduce)
+    monkeypatch.setattr(powerSGD.c10d, "get_world_size", lambda group=None: 1)
+    states = [powerSGD.PowerSGDState(None, matrix_approximation_rank=2, start_powerSGD_iter=2,
+                                     random_seed=3) for _ in range(2)]
+    for s in states:
+        s.iter = 2
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        grads = rng.standard_normal(147).astype(np.float32)
+        numpy_out = powerSGD.powerSGD_hook(states[0], _Bucket(ember.tensor(grads))).wait()
+        tensor_out = powerSGD._powerSGD_on_tensors(states[1], _Bucket(ember.tensor(grads)))
+        tensor_out = tensor_out.wait()
+        np.testing.assert_allclose(tensor_out.numpy(), numpy_out.numpy(), rtol=1e-5,
+                                   atol=1e-5)
+        assert not np.allclose(numpy_out.numpy()[:96], grads[:96])    # rank 2: compressed
+        np.testing.assert_allclose(numpy_out.numpy()[144:], grads[144:])  # bias: as it is
+    np.testing.assert_allclose(states[1].error_dict[0].numpy(), states[0].error_dict[0],
+                               rtol=1e-5, atol=1e-5)
+    assert states[0].compression_stats() == states[1].compression_stats()

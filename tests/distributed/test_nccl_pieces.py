@@ -130,3 +130,76 @@ def test_nccl_init_without_a_gpu_says_so(monkeypatch):
     assert not dist.is_initialized()
     with pytest.raises(ValueError, match="needs rank and world_size"):
         dist.init_process_group("nccl", rank=2, world_size=2)
+
+
+def test_split_color_and_key_keep_the_members_order():
+    assert nccl_engine.split_color_key([1, 3], 3) == (0, 1)
+    assert nccl_engine.split_color_key([1, 3], 1) == (0, 0)
+    assert nccl_engine.split_color_key([1, 3], 2) == (nccl_engine.NCCL_SPLIT_NOCOLOR, 0)
+
+
+class _SplitBindings:
+    """What ncclCommSplit is called with, without a GPU."""
+
+    def __init__(self):
+        self.calls = []
+
+    def comm_split(self, comm, color, key, config):
+        self.calls.append((comm, color, key, config))
+        return 0 if color == nccl_engine.NCCL_SPLIT_NOCOLOR else 4242
+
+
+def _engine_without_gpu(rank, size):
+    engine = object.__new__(nccl_engine.NCCLEngine)
+    engine._nccl, engine.comm, engine._broken = _SplitBindings(), 7, None
+    engine.rank, engine.size, engine.global_rank, engine.device_index = rank, size, rank, 0
+    engine.global_ranks = list(range(size))
+    return engine
+
+
+def test_nccl_split_makes_a_sub_communicator_of_the_members_only(monkeypatch):
+    made = []
+    monkeypatch.setattr(nccl_engine.NCCLEngine, "__init__",
+                        lambda self, comm, global_ranks, timeout_s, global_rank, device, *,
+                        cpu_engine=None: made.append((comm, global_ranks, global_rank,
+                                                      cpu_engine)))
+    member = _engine_without_gpu(rank=2, size=4)
+    sub = member.split([0, 2, 3], 5.0, cpu_engine="cpu")
+    assert member._nccl.calls == [(7, 0, 1, 0)] and made == [(4242, [0, 2, 3], 2, "cpu")]
+    assert isinstance(sub, nccl_engine.NCCLEngine)
+    outsider = _engine_without_gpu(rank=1, size=4)
+    assert outsider.split([0, 2, 3], 5.0) is None
+    assert outsider._nccl.calls == [(7, nccl_engine.NCCL_SPLIT_NOCOLOR, 0, 0)]
+    outsider._broken = "WorkNCCL(SeqNum=3, ...)"
+    with pytest.raises(dist.DistBackendError, match="new_group: the nccl process group is "
+                                                    "unusable"):
+        outsider.split([0], 5.0)
+
+
+class _NcclWorld:
+    """A default nccl group's engine, as new_group sees it."""
+    is_device, timeout_s, cpu_engine, rank, size = True, 30.0, None, 0, 2
+
+    def __init__(self):
+        self.splits = []
+
+    def split(self, ranks, timeout_s, cpu_engine=None):
+        self.splits.append((ranks, timeout_s, cpu_engine))
+        return None if self.rank not in ranks else _NcclWorld()
+
+
+def test_new_group_of_an_nccl_group_splits_its_communicator(monkeypatch):
+    from ember.distributed import c10d
+    world = _NcclWorld()
+    monkeypatch.setattr(c10d._State, "default", c10d.ProcessGroup(world, "nccl", "world"))
+    monkeypatch.setattr(c10d._State, "groups", [c10d._State.default])
+    sub = dist.new_group([1, 0])
+    assert dist.get_backend(sub) == "nccl" and world.splits == [([0, 1], 30.0, None)]
+    assert dist.new_group([1]) is dist.GroupMember.NON_GROUP_MEMBER
+    import datetime
+    dist.new_group([0], timeout=datetime.timedelta(seconds=4))
+    assert world.splits[-1] == ([0], 4.0, None)
+    with pytest.raises(DistError, match=r"new_group\(backend='mpi'\): an mpi sub-group of "
+                                        "an nccl default group needs the job started by "
+                                        "the launcher"):
+        dist.new_group([0], backend="gloo")

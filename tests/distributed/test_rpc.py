@@ -188,6 +188,21 @@ def test_two_workers_calls_rrefs_errors_and_split_training(rendezvous):
         assert line in job.stdout, (line, output[-4000:])
 
 
+@pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
+def test_three_workers_rref_forks_and_async_execution():
+    """A user -> user RRef fork keeps the owner's value alive until every fork is gone;
+    @async_execution chains futures across workers without holding callee threads."""
+    cmd = [sys.executable, "-m", "ember.distributed.run", "--nproc-per-node", "3",
+           "--master-port", str(free_port()), os.path.join(SCRIPTS, "rpc_three.py")]
+    job = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=JOB_TIMEOUT_S, errors="replace")
+    output = job.stdout + job.stderr
+    assert job.returncode == 0, output[-4000:]
+    for line in ("rank 0: RRef forks and reference counting OK", "rank 0: async_execution OK",
+                 "rank 0: shutdown OK", "rank 1: shutdown OK", "rank 2: shutdown OK"):
+        assert line in job.stdout, (line, output[-4000:])
+
+
 def test_killed_worker_gives_an_error_inside_the_timeout():
     env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     script = os.path.join(SCRIPTS, "rpc_dead_worker.py")

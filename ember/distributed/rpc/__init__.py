@@ -5,6 +5,7 @@ MASTER_ADDR/MASTER_PORT served by rank 0), call functions on each other with `rp
 `rpc_async` and `remote` (RRefs), and stop with `shutdown`. Tensors travel as raw
 buffers; everything else is pickled (functions by qualified name).
 """
+from . import functions  # noqa: F401
 from ._agent import WorkerInfo  # noqa: F401
 from .api import (  # noqa: F401
     RpcBackendOptions, RRef, TensorPipeRpcBackendOptions, get_worker_info, init_rpc, remote,

@@ -4,11 +4,15 @@ remote and RRef, shutdown.
 A call runs `func(*args, **kwargs)` on the target worker in one of its server threads;
 its result (or exception, re-raised here with its type) comes back in the reply.
 `remote` returns at once an RRef naming the owner and a fresh id; the owner stores the
-result under that id, and `to_here()` fetches it (waiting for it to exist). Owners keep
-values until shutdown: there is no reference counting yet.
+result under that id, and `to_here()` fetches it (waiting for it to exist). The owner
+counts the live references (forks) of each value on every worker and frees it when
+the last one is collected (see the RRefs section). A function decorated with
+`rpc.functions.async_execution` returns a Future; its callee's server thread returns
+at once and the result follows in a message of its own when the Future completes.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import threading
@@ -82,18 +86,19 @@ def shutdown(graceful: bool = True, timeout: float = 0) -> None:
     every worker to reach shutdown (so nobody still serves another)."""
     global _agent
     agent = _require_agent("rpc.shutdown")
-    _deletions.put(None)
-    agent.deleter.join(timeout=agent.rpc_timeout)
     try:
         if graceful:
             agent.wait_pending(timeout or agent.rpc_timeout)
             agent.barrier()
     finally:
+        # after the barrier: the others' calls until then may still drop forks here
+        _deletions.put(None)
+        agent.deleter.join(timeout=agent.rpc_timeout)
         _agent = None
         agent.stop()
-        with _owned_lock:          # values owned through RRefs live until shutdown
+        with _owned_lock:          # what is still referenced goes with the agent
             _owned.clear()
-            _deleted.clear()
+            _early_drops.clear()
 
 
 def get_worker_info(worker_name: str | None = None) -> WorkerInfo:
@@ -125,6 +130,8 @@ def _call(to, func, args, kwargs, timeout: float, blocking: bool) -> Future:
     agent = _require_agent("rpc_async")
     rank = _rank_of(agent, to)
     args, kwargs = tuple(args or ()), dict(kwargs or {})
+    if _is_async(func):
+        return _call_async_execution(agent, rank, func, args, kwargs, timeout)
     ctx = dist_autograd.current_context()
     message = ("call", func, args, kwargs, ctx.id if ctx is not None else None)
     if ctx is None:
@@ -179,12 +186,11 @@ def remote(to, func, args=None, kwargs=None, timeout: float = -1.0) -> "RRef":
                                "autograd context are not supported yet (their gradients "
                                "would not flow back); use rpc_sync/rpc_async, or call "
                                "remote() outside the context")
-    rref_id = (agent.rank, next(_rref_counter))
-    creation = agent.send(rank, ("remote", rref_id, func, tuple(args or ()),
+    rref_id, fork = (agent.rank, next(_rref_counter)), _new_fork(agent)
+    creation = agent.send(rank, ("remote", rref_id, fork, func, tuple(args or ()),
                                  dict(kwargs or {})), timeout, what="remote")
-    rref = RRef._make(rank, rref_id)
+    rref = RRef._make(rank, rref_id, fork)
     rref._creation = creation
-    rref._deletes_on_gc = True
     return rref
 
 
@@ -207,13 +213,28 @@ def _release_context_on(ranks, context_id: int) -> None:
 
 
 # --- RRefs -------------------------------------------------------------------------------
+# Reference counting (torch.distributed.rpc's fork protocol, simplified): every RRef
+# object on every worker, the owner's included, is one "fork" with an id of its own. The
+# owner keeps, with each value, the set of its live forks and frees the value when the
+# set is empty (and the value exists). A fork is counted before anyone can drop the
+# reference it was made from:
+# - remote(): the creation message carries the caller's fork;
+# - an RRef sent to its owner: the owner counts the new fork when the message arrives
+#   (the sender's RRef, held by the pending call, lives until the reply);
+# - an RRef sent to any other worker, or in a reply: the sender has the owner count the
+#   new fork (one round trip, or nothing when the sender is the owner) before the
+#   message leaves.
+# A collected RRef's fork is dropped through the deleter thread (a __del__ may run
+# anywhere, locks held). A drop that overtakes its fork's creation message is kept and
+# cancels the fork when it arrives.
 class _Slot:
-    """An owner's value of one RRef, possibly still being computed."""
+    """An owner's value of one RRef, possibly still being computed, and its live forks."""
 
     def __init__(self):
         self.ready = threading.Event()
         self.value = None
         self.error: BaseException | None = None
+        self.forks: set = set()
 
     def get(self, timeout: float):
         if not self.ready.wait(timeout):
@@ -224,34 +245,64 @@ class _Slot:
 
 
 _owned: dict[tuple, _Slot] = {}
-_deleted: set = set()          # ids whose delete arrived before their creation finished
+_early_drops: dict[tuple, set] = {}    # forks dropped before the owner counted them
 _owned_lock = threading.Lock()
 _deletions: queue.SimpleQueue = queue.SimpleQueue()
+_fork_counter = itertools.count()
+
+
+def _new_fork(agent: Agent) -> tuple:
+    return (agent.rank, next(_fork_counter))
 
 
 def _delete_unreferenced(agent: Agent) -> None:
-    """The deleter thread: tells owners to drop values whose creating RRef is gone."""
+    """The deleter thread: drops the forks of collected RRefs on their owners."""
     while True:
         item = _deletions.get()
         if item is None:
             return
-        owner, rref_id = item
+        owner, rref_id, fork = item
         try:
             if owner == agent.rank:
-                _drop_owned(rref_id)
+                _drop_fork(rref_id, fork)
             else:
-                agent.send(owner, ("delete", rref_id), what="RRef delete")
+                agent.send(owner, ("delete", rref_id, fork), what="RRef delete")
         except Exception:              # noqa: BLE001 - the owner is gone; nothing to free
             pass
 
 
-def _drop_owned(rref_id: tuple) -> None:
+def _add_fork(rref_id: tuple, fork: tuple) -> None:
+    """On the owner: one more live reference to the value `rref_id`."""
+    with _owned_lock:
+        early = _early_drops.get(rref_id)
+        if early is not None and fork in early:      # it was dropped already
+            early.discard(fork)
+            if not early:
+                del _early_drops[rref_id]
+            return
+        slot = _owned.get(rref_id)
+        if slot is None:
+            slot = _owned[rref_id] = _Slot()
+        slot.forks.add(fork)
+
+
+def _drop_fork(rref_id: tuple, fork: tuple) -> None:
+    """On the owner: a reference is gone; the last one frees the (created) value."""
     with _owned_lock:
         slot = _owned.get(rref_id)
-        if slot is not None and slot.ready.is_set():
+        if slot is None or fork not in slot.forks:     # overtook its fork's creation
+            _early_drops.setdefault(rref_id, set()).add(fork)
+            return
+        slot.forks.discard(fork)
+        if not slot.forks and slot.ready.is_set():
             del _owned[rref_id]
-        else:
-            _deleted.add(rref_id)      # the creation is still running or not arrived yet
+
+
+def _free_if_unreferenced(rref_id: tuple) -> None:
+    with _owned_lock:
+        slot = _owned.get(rref_id)
+        if slot is not None and not slot.forks and slot.ready.is_set():
+            del _owned[rref_id]
 
 
 def _slot(rref_id: tuple) -> _Slot:
@@ -262,34 +313,58 @@ def _slot(rref_id: tuple) -> _Slot:
         return slot
 
 
+def _rref_forks(rref_id: tuple) -> int:
+    """How many live references the owner counts for `rref_id` (0: freed or unknown)."""
+    with _owned_lock:
+        slot = _owned.get(rref_id)
+        return 0 if slot is None else len(slot.forks)
+
+
 class RRef:
     """torch.distributed.rpc.RRef: a reference to a value owned by one worker."""
 
     def __init__(self, value, type_hint=None):
         agent = _require_agent("RRef")
         self._owner_rank, self._id = agent.rank, (agent.rank, next(_rref_counter))
-        self._creation = None
-        self._deletes_on_gc = True
+        self._creation, self._fork = None, _new_fork(agent)
         slot = _slot(self._id)
         slot.value = value
         slot.ready.set()
+        _add_fork(self._id, self._fork)
 
     @classmethod
-    def _make(cls, owner_rank: int, rref_id: tuple) -> "RRef":
+    def _make(cls, owner_rank: int, rref_id: tuple, fork: tuple | None = None) -> "RRef":
         rref = cls.__new__(cls)
-        rref._owner_rank, rref._id, rref._creation = owner_rank, rref_id, None
-        rref._deletes_on_gc = False
+        rref._owner_rank, rref._id, rref._creation, rref._fork = owner_rank, rref_id, None, fork
         return rref
+
+    @classmethod
+    def _arrive(cls, owner_rank: int, rref_id: tuple, fork: tuple, counted: bool) -> "RRef":
+        """An RRef unpickled from a message: its fork, counted by the owner already or
+        (sent to the owner) counted now."""
+        if not counted:
+            _add_fork(rref_id, fork)
+        return cls._make(owner_rank, rref_id, fork)
 
     def __reduce__(self):
         to = _wire.destination()
-        if to is not None and to != self._owner_rank:
-            self._deletes_on_gc = False        # shared: its value lives until shutdown
-        return (RRef._make, (self._owner_rank, self._id))
+        if to is None:                       # only scanned for its tensors: not shared
+            return (RRef._make, (self._owner_rank, self._id))
+        agent = _require_agent("RRef pickling")
+        fork = _new_fork(agent)
+        if to == self._owner_rank:
+            return (RRef._arrive, (self._owner_rank, self._id, fork, False))
+        if agent.rank == self._owner_rank:
+            _add_fork(self._id, fork)
+        else:
+            agent.send(self._owner_rank, ("fork", self._id, fork), what="RRef fork",
+                       blocking=True).wait()
+        return (RRef._arrive, (self._owner_rank, self._id, fork, True))
 
     def __del__(self):
-        if getattr(self, "_deletes_on_gc", False) and _agent is not None:
-            _deletions.put((self._owner_rank, self._id))
+        fork = getattr(self, "_fork", None)
+        if fork is not None and _agent is not None:
+            _deletions.put((self._owner_rank, self._id, fork))
 
     def owner(self) -> WorkerInfo:
         return _require_agent("RRef.owner").workers[self._owner_rank]
@@ -301,6 +376,8 @@ class RRef:
         return _require_agent("RRef.is_owner").rank == self._owner_rank
 
     def confirmed_by_owner(self) -> bool:
+        """True once the owner knows this reference (at once for forks: the owner
+        counted them before they were sent; for remote(), once its creation returned)."""
         return self._creation is None or self._creation.done()
 
     def local_value(self):
@@ -380,30 +457,155 @@ def _serve_call(agent, message, tensors):
 
 
 def _serve_remote(agent, message, tensors):
-    _, rref_id, func, args, kwargs = message
+    _, rref_id, fork, func, args, kwargs = message
+    _add_fork(rref_id, fork)
     slot = _slot(rref_id)
-    try:
-        slot.value = func(*args, **kwargs)
-    except BaseException as err:          # noqa: BLE001 - kept for to_here and re-raised
-        slot.error = err
-        raise
-    finally:
-        slot.ready.set()
-        with _owned_lock:
-            if rref_id in _deleted:           # its creator was collected meanwhile
-                _deleted.discard(rref_id)
-                _owned.pop(rref_id, None)
+    if _is_async(func):                    # the value comes with the returned Future
+        try:
+            fut = _async_result(func, args, kwargs)
+        except BaseException as err:      # noqa: BLE001 - kept for to_here and re-raised
+            _fill_slot(rref_id, slot, functools.partial(_reraise, err))
+            raise
+        fut.add_done_callback(lambda done: _fill_slot(rref_id, slot, done.value))
+        return None
+    _fill_slot(rref_id, slot, lambda: func(*args, **kwargs))
+    if slot.error is not None:
+        raise slot.error
     return None
 
 
+def _fill_slot(rref_id: tuple, slot: _Slot, compute) -> None:
+    try:
+        slot.value = compute()
+    except BaseException as err:          # noqa: BLE001 - kept for to_here and re-raised
+        slot.error = err
+    finally:
+        slot.ready.set()
+        _free_if_unreferenced(rref_id)    # every reference went while it was computed
+
+
+def _reraise(err: BaseException):
+    raise err
+
+
+def _serve_fork(agent, message, tensors):
+    _add_fork(message[1], message[2])
+
+
 def _serve_delete(agent, message, tensors):
-    _drop_owned(message[1])
+    _drop_fork(message[1], message[2])
 
 
 def owned_count() -> int:
     """How many RRef values this worker owns (for tests and leak checks)."""
     with _owned_lock:
         return len(_owned)
+
+
+# --- async_execution ---------------------------------------------------------------------
+# The caller of an @async_execution function sends ("call_async", call id, ...); the
+# callee starts the function in a server thread and replies at once; when the returned
+# Future completes, the callee sends ("async_result", call id, outcome) to the caller,
+# whose server completes the caller's Future. The caller's own deadline bounds the wait.
+_async_calls: dict[tuple, tuple] = {}        # call id -> (Future, its Event, its Timer)
+_async_lock = threading.Lock()
+_async_counter = itertools.count()
+
+
+def _is_async(func) -> bool:
+    return getattr(func, "_wrapped_async_rpc_function", None) is not None
+
+
+def _async_result(func, args, kwargs) -> Future:
+    fut = func(*args, **kwargs)
+    if not isinstance(fut, Future):
+        raise TypeError(f"{getattr(func, '__qualname__', func)} is decorated with "
+                        "@rpc.functions.async_execution, so it must return a Future; got "
+                        f"{type(fut).__name__}")
+    return fut
+
+
+def _call_async_execution(agent: Agent, rank: int, func, args, kwargs,
+                          timeout: float) -> Future:
+    if dist_autograd.current_context() is not None:
+        raise RuntimeError("rpc to an @async_execution function inside a distributed "
+                           "autograd context is not supported yet (its gradients would not "
+                           "flow back); call it outside the context")
+    timeout = agent.rpc_timeout if timeout is None or timeout <= 0 else timeout
+    call_id = (agent.rank, next(_async_counter))
+    finished = threading.Event()
+    future = Future(waiter=lambda: (finished.wait(), future.value())[1])
+    peer = agent.workers[rank].name
+    timer = threading.Timer(timeout, _async_expired, args=(call_id, peer, timeout))
+    timer.daemon = True
+    with _async_lock:
+        _async_calls[call_id] = (future, finished, timer)
+    with agent._pending_lock:
+        agent._pending.add(future)
+    timer.start()
+    started = agent.send(rank, ("call_async", call_id, func, args, kwargs), timeout,
+                         what="rpc")
+    started.add_done_callback(
+        lambda f: f._error is not None and _finish_async(call_id, error=f._error))
+    return future
+
+
+def _finish_async(call_id: tuple, value=None, error: BaseException | None = None) -> None:
+    with _async_lock:
+        entry = _async_calls.pop(call_id, None)
+    if entry is None:                      # finished already (or timed out)
+        return
+    future, finished, timer = entry
+    timer.cancel()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+    finished.set()
+    agent = _agent
+    if agent is not None:
+        with agent._pending_lock:
+            agent._pending.discard(future)
+
+
+def _async_expired(call_id: tuple, peer: str, timeout: float) -> None:
+    from ..errors import DistBackendError
+    _finish_async(call_id, error=DistBackendError(
+        f"rpc to worker {peer!r}: RPC ran for more than set timeout ({int(timeout * 1000)} "
+        "ms) and will now be marked with an error (the @async_execution function's Future "
+        "did not complete)"))
+
+
+def _serve_call_async(agent, message, tensors):
+    _, call_id, func, args, kwargs = message
+    caller = call_id[0]
+
+    def send_outcome(fut: Future) -> None:
+        try:
+            outcome = ("ok", fut.value())
+        except BaseException as err:       # noqa: BLE001 - re-raised on the caller
+            import traceback
+            text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+            outcome = ("err", err, text)
+        try:
+            agent.send(caller, ("async_result", call_id, outcome),
+                       what="async_execution result")
+        except Exception:                  # noqa: BLE001 - the caller is gone or stopping
+            pass
+
+    _async_result(func, args, kwargs).add_done_callback(send_outcome)
+
+
+def _serve_async_result(agent, message, tensors):
+    _, call_id, outcome = message
+    if outcome[0] == "ok":
+        _finish_async(call_id, value=outcome[1])
+        return
+    err, text = outcome[1], outcome[2]
+    if hasattr(err, "add_note"):
+        err.add_note(f"(raised on the callee of an @async_execution rpc; remote "
+                     f"traceback:)\n{text.rstrip()}")
+    _finish_async(call_id, error=err)
 
 
 def _serve_fetch(agent, message, tensors):
@@ -443,5 +645,7 @@ def _serve_barrier(agent, message, tensors):
 
 
 HANDLERS.update(call=_serve_call, remote=_serve_remote, fetch=_serve_fetch, delete=_serve_delete,
+                fork=_serve_fork, call_async=_serve_call_async,
+                async_result=_serve_async_result,
                 backward=_serve_backward, release_ctx=_serve_release, join=_serve_join,
                 barrier=_serve_barrier)

@@ -93,6 +93,8 @@ def powerSGD_hook(state: PowerSGDState, bucket):
     if state.iter < state.start_powerSGD_iter:
         state.maybe_increase_iter(bucket)
         return allreduce_hook(pg, bucket)
+    if bucket.buffer().is_cuda:
+        return _powerSGD_on_tensors(state, bucket)
     world = c10d.get_world_size(pg)
     buffer = bucket.buffer()
     flat = buffer._array.reshape(-1)
@@ -195,3 +197,115 @@ def _unpack(flat, shapes) -> list:
 def _offset_in(flat: np.ndarray, view: np.ndarray) -> int:
     return (view.__array_interface__["data"][0] - flat.__array_interface__["data"][0]) \
         // flat.itemsize
+
+
+# --- CUDA buckets ---------------------------------------------------------------------------
+# The same algorithm on the bucket's own device with ember's tensor ops: the products
+# with M, the decompression, the error memory and the kept Q stay on the GPU; only P
+# (n x r, small) goes to the host for its float64 Gram-Schmidt. Q's random start is
+# drawn on the host from the same seeds as the CPU path, so every rank agrees.
+def _powerSGD_on_tensors(state: PowerSGDState, bucket):
+    from ....frontend.factories import from_numpy
+    from ....ir.registry import OPS
+    cat = OPS["cat"]
+    pg = state.process_group
+    world = c10d.get_world_size(pg)
+    buffer = bucket.buffer()
+    index = bucket.index()
+    if state.use_error_feedback:
+        if index in state.error_dict:
+            buffer.add_(state.error_dict[index])
+        local = buffer.clone()
+    matrices, plain = _split_tensors(state, bucket)
+    state.total_numel_before_compression += sum(m.numel() for m in matrices)
+    state.total_numel_after_compression += sum(
+        (m.shape[0] + m.shape[1]) * _rank_of(state, m) for m in matrices)
+    plain_buf = cat([t.reshape(-1) for t in plain]).div_(world) if plain else None
+    plain_work = None if plain_buf is None else \
+        c10d.all_reduce(plain_buf, group=pg, async_op=True)
+    device = buffer.device
+
+    def on_device(arrays):
+        return [from_numpy(np.ascontiguousarray(a, dtype=_np_dtype(buffer))).to(device)
+                for a in arrays]
+
+    qs = _initial_q_tensors(state, index, matrices, on_device)
+    p_shapes = [(m.shape[0], q.shape[1]) for m, q in zip(matrices, qs)]
+    p_flat = cat([(m @ q).reshape(-1) for m, q in zip(matrices, qs)])
+    p_work = c10d.all_reduce(p_flat, group=pg, async_op=True)
+
+    def compute_qs(fut):
+        fut.wait()
+        ps_host = _unpack(p_flat.cpu().numpy(), p_shapes)
+        for p in ps_host:
+            _orthonormalize(p, state.orthogonalization_epsilon)
+        ps = on_device(ps_host)
+        new_qs = [m.t() @ p for m, p in zip(matrices, ps)]
+        q_flat = cat([q.reshape(-1) for q in new_qs])
+        c10d.all_reduce(q_flat, group=pg)
+        q_flat.div_(world)
+        return ps, _views(q_flat, [tuple(q.shape) for q in new_qs])
+
+    def decompress(fut):
+        ps, qs_avg = fut.value()
+        for m, p, q in zip(matrices, ps, qs_avg):
+            m.copy_(p @ q.t())
+        if plain_work is not None:
+            plain_work.wait()
+            start = 0
+            for t in plain:
+                t.reshape(-1).copy_(plain_buf[start:start + t.numel()])
+                start += t.numel()
+        if state.use_error_feedback:
+            error = local.sub(buffer)
+            for t in plain:      # uncompressed tensors lost nothing
+                offset = (t.data_ptr() - buffer.data_ptr()) // buffer.element_size()
+                error[offset:offset + t.numel()].zero_()
+            state.error_dict[index] = error
+        state.q_memory_dict[index] = [q.clone() for q in qs_avg] if state.warm_start else None
+        state.maybe_increase_iter(bucket)
+        return buffer
+
+    return p_work.get_future().then(compute_qs).then(decompress)
+
+
+def _np_dtype(tensor) -> np.dtype:
+    return np.dtype(str(tensor.dtype).replace("ember.", ""))
+
+
+def _split_tensors(state, bucket) -> tuple[list, list]:
+    """`_split` on tensors: (n x m views of the bucket to compress, gradients as they are)."""
+    matrices, plain = [], []
+    for grad in bucket.gradients():
+        if grad.dim() > 1:
+            m = grad.reshape(grad.shape[0], -1)
+            if _should_compress(m.shape[0], m.shape[1], _rank_of(state, m),
+                                state.min_compression_rate):
+                matrices.append(m)
+                continue
+        plain.append(grad)
+    return matrices, plain
+
+
+def _initial_q_tensors(state, index, matrices, on_device) -> list:
+    kept = state.q_memory_dict.get(index) if state.warm_start else None
+    if kept is not None and [tuple(q.shape) for q in kept] == \
+            [(m.shape[1], _rank_of(state, m)) for m in matrices]:
+        return kept
+    seed = state.rng.randint(1_000_000_000)
+    gen = np.random.default_rng(seed)
+    qs = []
+    for m in matrices:
+        q = gen.standard_normal((m.shape[1], _rank_of(state, m))).astype(np.float32)
+        _orthonormalize(q, state.orthogonalization_epsilon)
+        qs.append(q)
+    return on_device(qs)
+
+
+def _views(flat, shapes) -> list:
+    out, start = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        out.append(flat[start:start + n].reshape(shape))
+        start += n
+    return out
