@@ -135,14 +135,28 @@ class OpNode(Node):
         super().__init__()
         self.op = op
         self.name = _node_name(op, bound, out)
-        self._saved = tuple(_save(v, _keeps_value(op, arg.name))
-                            for arg, v in zip(op.schema.args, bound))
+        keeps = _KEEPS.get(op)
+        if keeps is None:
+            keeps = _KEEPS[op] = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
+        saved = []
+        for v, keep in zip(bound, keeps):   # _save, with the common cases inline
+            if isinstance(v, Tensor):
+                saved.append(SavedTensor(v) if keep else _meta_of_tensor(v))
+            elif type(v) is list or type(v) is tuple:
+                saved.append(_save(v, keep))
+            else:
+                saved.append(v)
+        self._saved = tuple(saved)
         self._out = _save(out) if op._derivative_wants_out else None
         self.input_metas = input_metas          # (shape, dtype) per tensor input, for reduction
         # a Tensor[] result of length 1 still gets its gradient as a tuple (split, unbind)
         self.multi_output = isinstance(out, (tuple, list))
-        self.n_outputs = len(out) if self.multi_output else 1
-        self.output_metas = tuple((o.shape, o.dtype) for o in _as_tuple(out))
+        if self.multi_output:
+            self.n_outputs = len(out)
+            self.output_metas = tuple((o.shape, o.dtype) for o in out)
+        else:
+            self.n_outputs = 1
+            self.output_metas = ((out.shape, out.dtype),)
 
     def release(self):
         super().release()
@@ -272,6 +286,9 @@ def _camel(name: str) -> str:
 
 def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+_KEEPS: dict = {}                        # op -> per argument, whether its value is saved
 
 
 def _keeps_value(op, arg_name: str) -> bool:
