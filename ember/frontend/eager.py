@@ -22,7 +22,7 @@ from .autograd import grad_mode
 from .autograd.engine import OpNode, edge_of
 from ..ir.ops.shape import flat_storage
 from ..ir.quantized import QuantizedArray
-from . import eager_backward, eager_kernels
+from . import eager_kernels
 from .quantized import is_quantized_tensor, run_quantized, wrap_result
 from .tensor import VALUE_READS, Storage, Tensor
 
@@ -483,6 +483,7 @@ def _rebase_history(target: Tensor, result: Tensor) -> None:
 
 def install() -> None:
     dispatch.register_value_handler(Tensor, run_op, priority=0)
+    from . import eager_backward
     eager_backward.install()                # NumPy backwards for dispatch-bound rules
     from .eager_fast import install_seen_calls
     install_seen_calls()                    # seen calls skip binding and dispatch

@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.ops.normalization import np_log_softmax
+from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter_add_planes
 from ..ir.registry import OPS
 from .autograd.engine import ARRAY_BACKWARD
+from .nn._max_pool_eager import _winning_slice
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -64,10 +66,42 @@ def _relu_backward(g, bound, out, mask):
     return (g * (out._array > 0),)
 
 
+def _max_pool2d_backward(g, bound, out, mask):
+    """The composed rule recomputes max_pool2d_with_indices (an argmax over every
+    window: 80 ms for resnet18's stem pool) and scatters g. The same indices come from
+    kh*kw strided slices of the padded input (first maximum, or first NaN, wins: the
+    argmax's rule); the scatter is the op's own."""
+    input, kernel_size, stride, padding, dilation, ceil_mode = bound
+    x = input._array
+    if x.dtype not in _FLOATS or g.dtype != x.dtype or x.ndim not in (3, 4) or \
+            not x.flags.c_contiguous:
+        return None
+    params = PoolParams(x, kernel_size, stride, padding, dilation, ceil_mode, 2)
+    indices = _max_pool2d_indices(x, params)
+    return (scatter_add_planes(g, indices, x.shape, 2),)
+
+
+def _max_pool2d_indices(x: np.ndarray, p: PoolParams) -> np.ndarray:
+    """max_pool2d_with_indices' flat per-plane indices, by window slices."""
+    xp = _pad_pool(flat_planes(x, 2), p, lowest(x.dtype))
+    (oh, ow), (kh, kw), (sh, sw), (dh, dw) = p.out, p.k, p.s, p.d
+    width = p.spatial[1]
+    slices = [xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+              for i in range(kh) for j in range(kw)]
+    best = np.array(slices[0], order="C")
+    for view in slices[1:]:
+        np.maximum(best, view, out=best)    # NaN propagates: its window picks a NaN
+    which = _winning_slice(slices, best)
+    taps = np.array([i * dh * width + j * dw for i in range(kh) for j in range(kw)], np.int64)
+    corner = (np.arange(oh) * sh - p.p[0])[:, None] * width + (np.arange(ow) * sw - p.p[1])
+    return (corner + taps[which]).reshape(x.shape[:-2] + p.out)
+
+
 def install() -> None:
     for name, rule in (("cross_entropy", _class_loss_backward(True)),
                        ("nll_loss", _class_loss_backward(False)),
-                       ("relu", _relu_backward)):
+                       ("relu", _relu_backward),
+                       ("max_pool2d", _max_pool2d_backward)):
         if name in OPS:
             ARRAY_BACKWARD[OPS[name]] = rule
 

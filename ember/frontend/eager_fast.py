@@ -39,11 +39,12 @@ _MAX_ENTRIES = 20000
 class _Entry:
     """What a seen call needs to run again: the plan, the schema defaults after the two
     operands, the casts to the compute dtype, and the adopted result's layout."""
-    __slots__ = ("plan", "tail", "cast_a", "cast_b", "shape", "strides", "np_dtype")
+    __slots__ = ("plan", "tail", "cast_a", "cast_b", "shape", "strides", "np_dtype", "ufunc")
 
-    def __init__(self, plan, tail, cast_a, cast_b):
+    def __init__(self, plan, tail, cast_a, cast_b, ufunc=None):
         self.plan = plan
         self.tail = tail
+        self.ufunc = ufunc                   # the NumPy ufunc the reference calls, or None
         self.cast_a = cast_a                 # numpy dtype to cast to, or None
         self.cast_b = cast_b
         self.shape = plan.out_meta.shape
@@ -95,11 +96,13 @@ def operator_method(op_name: str):
         current = _EXTOBJ.get()
         token = _EXTOBJ.set(_QUIET[1] if current is _QUIET[0] else _quiet_state(current))
         try:
-            result = op.reference(x, y, *entry.tail)
+            ufunc = entry.ufunc
+            result = ufunc(x, y) if ufunc is not None else op.reference(x, y, *entry.tail)
         finally:
             _EXTOBJ.reset(token)
         if (type(result) is np.ndarray and result.base is None
-                and result.dtype == entry.np_dtype and result.shape == entry.shape
+                and (result.dtype is entry.np_dtype or result.dtype == entry.np_dtype)
+                and result.shape == entry.shape
                 and (result.strides == entry.strides or result.size == 0)
                 and result.flags.writeable and result is not arr_a and result is not arr_b
                 and ((arr_a.base is None and (tb not in _FAST_TYPES or arr_b.base is None))
@@ -167,7 +170,18 @@ def _entry_for(op, a, b) -> _Entry | None:
         cast_b = compute if 1 in promoted and b._array.dtype != compute else None
     else:
         cast_b = compute if 1 in promoted else None
-    return _Entry(plan, bound[2:], cast_a, cast_b)
+    return _Entry(plan, bound[2:], cast_a, cast_b, _direct_ufunc(op, bound[2:]))
+
+
+def _direct_ufunc(op, tail: tuple):
+    """The ufunc that op's reference reduces to for these schema defaults: add/sub with
+    alpha 1 are `x + y` / `x - y`, mul is `x * y` (ndarray operators are these ufuncs)."""
+    name = op.name
+    if name in ("add", "sub") and tail == (1,) and type(tail[0]) is int:
+        return np.add if name == "add" else np.subtract
+    if name == "mul" and tail == ():
+        return np.multiply
+    return None
 
 
 _SLOW_TAGS = frozenset({Tag.INPLACE, Tag.NONDETERMINISTIC, Tag.VIEW})

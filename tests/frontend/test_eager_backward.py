@@ -148,3 +148,60 @@ def test_hooks_see_the_array_rule_gradients(monkeypatch):
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), 2.0 * (x.detach().numpy() > 0))
     assert len(seen) == 1
+
+
+POOLS = [((2, 3, 9, 9), dict(kernel_size=3, stride=2, padding=1)),
+         ((1, 2, 7, 8), dict(kernel_size=[3, 2], stride=[2, 1], padding=[1, 0],
+                             dilation=[1, 2], ceil_mode=True)),
+         ((3, 6, 5), dict(kernel_size=2, stride=1)),
+         ((2, 2, 6, 6), dict(kernel_size=2, stride=2, ceil_mode=True))]
+
+
+@pytest.mark.parametrize("shape,kw", POOLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_backward_matches_composed_rule_and_torch(monkeypatch, shape, kw, dtype):
+    x = RNG.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[::7] = 0.5                            # ties inside windows
+    g_shape = torch.nn.functional.max_pool2d(torch.tensor(x), **kw).shape
+    g = RNG.standard_normal(g_shape).astype(dtype)
+    calls = _counting(monkeypatch, "max_pool2d")
+    xe = ember.tensor(x, requires_grad=True)
+    ember.ir.registry.OPS["max_pool2d"](xe, *_pool_args(kw)).backward(ember.tensor(g))
+    assert calls == [True]
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, **kw).backward(torch.tensor(g))
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-6)
+    _composed_only(monkeypatch)
+    xs = ember.tensor(x, requires_grad=True)
+    ember.ir.registry.OPS["max_pool2d"](xs, *_pool_args(kw)).backward(ember.tensor(g))
+    np.testing.assert_array_equal(xe.grad.numpy(), xs.grad.numpy())
+
+
+def _pool_args(kw):
+    pair = lambda v: list(v) if isinstance(v, list) else [v, v]    # noqa: E731
+    return (pair(kw["kernel_size"]), pair(kw.get("stride", kw["kernel_size"])),
+            pair(kw.get("padding", 0)), pair(kw.get("dilation", 1)), kw.get("ceil_mode", False))
+
+
+def test_max_pool2d_backward_with_nan_windows_matches_composed_rule(monkeypatch):
+    x = RNG.standard_normal((2, 2, 7, 7)).astype(np.float32)
+    x[0, 0, 1, 1] = x[1, 1, 3, 2] = x[1, 1, 3, 4] = np.nan
+    g = RNG.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    args = ([3, 3], [2, 2], [1, 1], [1, 1], False)
+    calls = _counting(monkeypatch, "max_pool2d")
+    xe = ember.tensor(x, requires_grad=True)
+    ember.ir.registry.OPS["max_pool2d"](xe, *args).backward(ember.tensor(g))
+    assert calls == [True]
+    _composed_only(monkeypatch)
+    xs = ember.tensor(x, requires_grad=True)
+    ember.ir.registry.OPS["max_pool2d"](xs, *args).backward(ember.tensor(g))
+    np.testing.assert_array_equal(xe.grad.numpy(), xs.grad.numpy())
+
+
+def test_max_pool2d_channels_last_input_takes_the_composed_rule(monkeypatch):
+    x = ember.randn(2, 3, 6, 6).contiguous(memory_format=ember.channels_last)
+    x.requires_grad_(True)
+    calls = _counting(monkeypatch, "max_pool2d")
+    EF.max_pool2d(x, 3, 2, 1).sum().backward()
+    assert calls == [False]
+    assert x.grad.is_contiguous(memory_format=ember.channels_last)
