@@ -40,6 +40,12 @@ def run_op(op: OpDef, args: tuple):
     plan = _PLANS.get(key) if key is not None else None
     if plan is None:
         plan = _make_plan(op, args, key)
+    return run_plan(op, args, plan)
+
+
+def run_plan(op: OpDef, args: tuple, plan):
+    """The call with its plan chosen: the kernel, the result tensors, the autograd node
+    (also eager_fast's entry point for calls seen before)."""
     if plan.quantized:                      # quint8/qint8/qint32 operands (quantized.py)
         return run_quantized(op, args, [t for t in _tensors_in(op, args)
                                         if is_quantized_tensor(t)])
@@ -401,7 +407,7 @@ def _record(op: OpDef, args: tuple, outputs) -> None:
         values = args[i] if isinstance(args[i], (list, tuple)) else (args[i],)
         for v in values:
             edges.append(edge_of(v))
-            metas.append((tuple(v.shape), v.dtype) if isinstance(v, Tensor) else (None, None))
+            metas.append((v._array.shape, v.dtype) if isinstance(v, Tensor) else (None, None))
     node = OpNode(op, args, outputs, tuple(metas))
     node.next_functions = tuple(edges)
     for nr, t in enumerate(outs):
@@ -477,4 +483,8 @@ def _rebase_history(target: Tensor, result: Tensor) -> None:
 
 def install() -> None:
     dispatch.register_value_handler(Tensor, run_op, priority=0)
+    from . import eager_backward
+    eager_backward.install()                # NumPy backwards for dispatch-bound rules
+    from .eager_fast import install_seen_calls
+    install_seen_calls()                    # seen calls skip binding and dispatch
     dispatch.set_default_handler(run_op)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import autocast as _autocast, dispatch, dtypes
+from ..ir.meta import MemoryFormat
 from ..ir.ops.shape import flat_storage
 from ..ir.registry import OPS, Tag
 from ..ir.public_args import TENSOR_REQUIRED
@@ -38,11 +39,12 @@ _MAX_ENTRIES = 20000
 class _Entry:
     """What a seen call needs to run again: the plan, the schema defaults after the two
     operands, the casts to the compute dtype, and the adopted result's layout."""
-    __slots__ = ("plan", "tail", "cast_a", "cast_b", "shape", "strides", "np_dtype")
+    __slots__ = ("plan", "tail", "cast_a", "cast_b", "shape", "strides", "np_dtype", "ufunc")
 
-    def __init__(self, plan, tail, cast_a, cast_b):
+    def __init__(self, plan, tail, cast_a, cast_b, ufunc=None):
         self.plan = plan
         self.tail = tail
+        self.ufunc = ufunc                   # the NumPy ufunc the reference calls, or None
         self.cast_a = cast_a                 # numpy dtype to cast to, or None
         self.cast_b = cast_b
         self.shape = plan.out_meta.shape
@@ -94,11 +96,13 @@ def operator_method(op_name: str):
         current = _EXTOBJ.get()
         token = _EXTOBJ.set(_QUIET[1] if current is _QUIET[0] else _quiet_state(current))
         try:
-            result = op.reference(x, y, *entry.tail)
+            ufunc = entry.ufunc
+            result = ufunc(x, y) if ufunc is not None else op.reference(x, y, *entry.tail)
         finally:
             _EXTOBJ.reset(token)
         if (type(result) is np.ndarray and result.base is None
-                and result.dtype == entry.np_dtype and result.shape == entry.shape
+                and (result.dtype is entry.np_dtype or result.dtype == entry.np_dtype)
+                and result.shape == entry.shape
                 and (result.strides == entry.strides or result.size == 0)
                 and result.flags.writeable and result is not arr_a and result is not arr_b
                 and ((arr_a.base is None and (tb not in _FAST_TYPES or arr_b.base is None))
@@ -166,7 +170,222 @@ def _entry_for(op, a, b) -> _Entry | None:
         cast_b = compute if 1 in promoted and b._array.dtype != compute else None
     else:
         cast_b = compute if 1 in promoted else None
-    return _Entry(plan, bound[2:], cast_a, cast_b)
+    return _Entry(plan, bound[2:], cast_a, cast_b, _direct_ufunc(op, bound[2:]))
+
+
+def _direct_ufunc(op, tail: tuple):
+    """The ufunc that op's reference reduces to for these schema defaults: add/sub with
+    alpha 1 are `x + y` / `x - y`, mul is `x * y` (ndarray operators are these ufuncs)."""
+    name = op.name
+    if name in ("add", "sub") and tail == (1,) and type(tail[0]) is int:
+        return np.add if name == "add" else np.subtract
+    if name == "mul" and tail == ():
+        return np.multiply
+    return None
 
 
 _SLOW_TAGS = frozenset({Tag.INPLACE, Tag.NONDETERMINISTIC, Tag.VIEW})
+
+
+# --- the seen-call path of every registry op call --------------------------------------
+#
+# `OpDef.__call__` (ir/registry.py) hands positional-only calls to `seen_call` first.
+# A call whose arguments are plain CPU tensors (or lists of them), Python scalars, None,
+# strings, dtypes and int lists, with no dispatch mode and no autocast region, is keyed
+# by that metadata (scalar values included); the first such call takes the full path
+# (bind, public-signature check, dispatch, run_op), and when run_op cached a plan for
+# it the key remembers that plan and the schema defaults after the given arguments.
+# Later calls run `eager.run_plan` with them: the same kernel, result wrapping and
+# autograd recording as run_op, without binding, dispatch and run_op's key. Calls the
+# path cannot take (another device, a mode, keyword arguments, values a handler other
+# than eager's may claim) return NotImplemented and take the full path.
+
+_CALLS: dict[tuple, tuple | None] = {}
+_UNSEEN = object()
+
+
+def seen_call(op, args: tuple, kwargs: dict):
+    if _MODES or _autocast.ACTIVE:
+        return NotImplemented
+    key = [op, _DEFAULTS.float_dtype]
+    for v in args:
+        cls = type(v)
+        if cls in _FAST_TYPES:
+            if v._storage.device != "cpu":
+                return NotImplemented
+            a = v._array
+            key.append((cls, a.dtype, a.shape, a.strides))
+        elif cls in _VALUE_TYPES:
+            key.append((cls, v))
+        elif cls is list or cls is tuple:
+            part = _sequence_part(v)
+            if part is None:
+                return NotImplemented
+            key.append(part)
+        elif v is None:
+            key.append(None)
+        else:
+            return NotImplemented
+    if kwargs:                              # values only: a tensor keyword takes the full call
+        key.append(_KWARGS)
+        for name, v in kwargs.items():
+            cls = type(v)
+            if cls in _VALUE_TYPES:
+                key.append((name, cls, v))
+            elif v is None:
+                key.append((name, None))
+            elif (cls is list or cls is tuple) and all(type(x) is int for x in v):
+                key.append((name, cls, tuple(v)))
+            else:
+                return NotImplemented
+    key = tuple(key)
+    entry = _CALLS.get(key, _UNSEEN)
+    if entry is None:                       # seen, and not a call this path may take
+        return op.full_call(args, kwargs)
+    if entry is _UNSEEN:
+        return _learn(op, args, kwargs, key)
+    tail = entry.tail
+    if kwargs:                              # this call's keyword values, in schema order
+        tail = list(tail)
+        for j, name in entry.keywords:
+            tail[j] = kwargs[name]
+        tail = tuple(tail)
+    if entry.plain:
+        return _run_seen(op, args + tail if tail else args, entry)
+    return eager.run_plan(op, args + tail if tail else args, entry.plan)
+
+
+def _run_seen(op, bound: tuple, entry: "_Seen"):
+    """run_plan for a NumPy-reference call with one result and no casts, inline."""
+    plan = entry.plan
+    ref = list(bound)
+    for i in entry.tensors:
+        ref[i] = bound[i]._array
+    current = _EXTOBJ.get()                 # NumPy's warnings off, as run_op (inline)
+    token = _EXTOBJ.set(_QUIET[1] if current is _QUIET[0] else _quiet_state(current))
+    try:
+        result = op.reference(*ref)
+    finally:
+        _EXTOBJ.reset(token)
+    if type(result) is np.ndarray and result.shape == entry.shape:
+        if entry.view:
+            first = ref[0]
+            if result.base is not None and np.may_share_memory(result, first):
+                out = bound[0]._view_of_self(result)
+            else:
+                out = eager._wrap_outputs(op, bound, result, plan)
+        elif (result.base is None and result.dtype == entry.np_dtype
+              and (result.strides == entry.strides or result.size == 0)
+              and result.flags.writeable and not _owns_input(result, ref, entry.tensors)):
+            out = Tensor._make(result, Storage(result if result.ndim == 1 else
+                                               flat_storage(result)))
+        else:
+            out = eager._wrap_outputs(op, bound, result, plan)
+    else:
+        out = eager._wrap_outputs(op, bound, result, plan)
+    if _GRAD_STATE.enabled:
+        for i in entry.tensors:
+            if bound[i].requires_grad:
+                eager._record(op, bound, out)
+                break
+    return out
+
+
+def _owns_input(result: np.ndarray, arrays: list, tensors: tuple) -> bool:
+    """True when the base-less result is an input's array or the root one views."""
+    for i in tensors:
+        arr = arrays[i]
+        while arr is not result and isinstance(arr.base, np.ndarray):
+            arr = arr.base
+        if arr is result:
+            return True
+    return False
+
+
+class _Seen:
+    """A seen call's plan and schema defaults; `plain` when _run_seen may run it: a
+    NumPy reference, one tensor result, no operand cast, no tensor list."""
+    __slots__ = ("plan", "tail", "keywords", "plain", "tensors", "view", "shape", "strides",
+                 "np_dtype")
+
+    def __init__(self, op, plan, bound: tuple, n_args: int, keywords: tuple):
+        self.plan = plan
+        self.tail = bound[n_args:]
+        self.keywords = keywords            # (index in tail, name): filled per call
+        self.tensors = tuple(i for i, v in enumerate(bound) if type(v) in _FAST_TYPES)
+        promoted = op.promote_args if plan.compute_dtype is not None else ()
+        casts = any(i in promoted and (type(bound[i]) not in _FAST_TYPES or
+                                       bound[i]._array.dtype != plan.compute_dtype)
+                    for i in range(len(bound)))
+        lists = any(type(v) in (list, tuple) and v and isinstance(v[0], Tensor) for v in bound)
+        self.view = Tag.VIEW in op.tags
+        self.plain = (plan.kernel is None and not plan.quantized and plan.out_strides is not None
+                      and not casts and not lists and (not self.view or self.tensors[:1] == (0,)))
+        self.shape = plan.out_meta.shape if plan.out_strides is not None else None
+        self.strides = plan.out_strides
+        self.np_dtype = plan.out_np_dtype
+
+
+def _sequence_part(v) -> tuple | None:
+    parts = [type(v)]
+    for x in v:
+        cls = type(x)
+        if cls is int:
+            parts.append(x)
+        elif cls in _FAST_TYPES:
+            if x._storage.device != "cpu":
+                return None
+            a = x._array
+            parts.append((cls, a.dtype, a.shape, a.strides))
+        elif cls in _VALUE_TYPES:
+            parts.append((cls, x))
+        else:
+            return None
+    return tuple(parts)
+
+
+def _learn(op, args: tuple, kwargs: dict, key: tuple):
+    out = op.full_call(args, dict(kwargs))
+    if len(_CALLS) >= _MAX_ENTRIES:
+        _CALLS.clear()
+    _CALLS[key] = _seen_entry(op, args, kwargs)
+    return out
+
+
+def _seen_entry(op, args: tuple, kwargs: dict):
+    """The plan and the schema values after `args` when the full path ran run_op's plan
+    for exactly these arguments, else None."""
+    if op.tags & _RUN_OP_ONLY:
+        return None
+    schema = op.schema
+    bound = schema.bind(args, dict(kwargs))
+    for i in schema.tensor_arg_indices:     # a number where a tensor goes: the public
+        if not _tensors_or_none(bound[i]):  # check reads the caller's frame
+            return None
+    if any(b is not a for a, b in zip(args, bound)):
+        return None                         # the schema converted an argument
+    names = [a.name for a in schema.args]
+    keywords = tuple((names.index(name) - len(args), name) for name in kwargs)
+    if any(bound[len(args) + j] is not kwargs[name] for j, name in keywords):
+        return None
+    key = eager._call_key(op, bound)
+    plan = eager._PLANS.get(key) if key is not None else None
+    if not isinstance(plan, eager._Plan) or plan.on_cuda:
+        return None
+    return _Seen(op, plan, bound, len(args), keywords)
+
+
+def _tensors_or_none(v) -> bool:
+    if v is None or type(v) in _FAST_TYPES:
+        return True
+    return (type(v) is list or type(v) is tuple) and all(type(x) in _FAST_TYPES for x in v)
+
+
+def install_seen_calls() -> None:
+    from ..ir import registry
+    registry.FAST_CALL[:] = [seen_call]
+
+
+_RUN_OP_ONLY = frozenset({Tag.INPLACE, Tag.NONDETERMINISTIC})
+_VALUE_TYPES = {int, float, bool, complex, str, type(dtypes.DEFAULTS.float_dtype), MemoryFormat}
+_KWARGS = object()                          # separates keyword parts in a key

@@ -116,6 +116,14 @@ class OpDef:
         return (get_op, (self.name,))
 
     def __call__(self, *args, **kwargs):
+        if FAST_CALL and "out" not in kwargs:   # eager's seen-call path (eager_fast.py)
+            out = FAST_CALL[0](self, args, kwargs)
+            if out is not NotImplemented:
+                return out
+        return self.full_call(args, kwargs)
+
+    def full_call(self, args: tuple, kwargs: dict):
+        """Bind, check, dispatch: every call that the seen-call path does not take."""
         out = kwargs.pop("out", None) if "out" in kwargs else None
         bound = self.schema.bind(args, kwargs)
         check_public_call(self, bound)      # numbers where PyTorch's signature wants tensors
@@ -149,6 +157,9 @@ class OpDef:
 
 
 OPS: dict[str, OpDef] = {}
+# [fn(op, args, kwargs) -> result, or NotImplemented to take the full call]: set by
+# the eager frontend; it answers only calls it saw succeed with the same metadata
+FAST_CALL: list = []
 
 
 def defop(schema: str, *, meta: Callable, reference: Callable, derivative=None,

@@ -75,3 +75,22 @@ def test_other_calls_keep_the_op_path(rng):
         assert not applies(x, [2, 2], [2, 2], [0, 0], [1, 1], False)
     with pytest.raises(Exception):
         EF.max_pool2d(x, 9)                                            # bigger than input
+
+
+@pytest.mark.parametrize("nan_grad", [False, True])
+def test_fused_max_pool_backward_signed_zero_and_nan_gradients(rng, nan_grad):
+    """The tiled backward multiplies by the winner mask: -0.0 and NaN gradients must
+    still come out as the op path's scatter gives them (+0.0 off the winners)."""
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    g = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    g[0, 0, 0, :] = -0.0
+    if nan_grad:
+        g[1, 2, 3, 3] = np.nan
+    ex = ember.tensor(x, requires_grad=True)
+    EF.max_pool2d(ex, 2).backward(ember.tensor(g))
+    ex2 = ember.tensor(x, requires_grad=True)
+    ember.ir.registry.OPS["max_pool2d"](ex2, [2, 2], [2, 2], [0, 0], [1, 1], False).backward(
+        ember.tensor(g))
+    np.testing.assert_array_equal(ex.grad.numpy(), ex2.grad.numpy())
+    zeros = ex.grad.numpy()[ex.grad.numpy() == 0]
+    assert zeros.size and not np.signbit(zeros).any()       # +0.0, as the scatter-add

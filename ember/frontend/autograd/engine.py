@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import autodiff, profiling
+from ...ir.dispatch import _modes as _MODES   # the live list: empty when no mode is on
 from ...ir.meta import meta_of
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
@@ -134,14 +135,28 @@ class OpNode(Node):
         super().__init__()
         self.op = op
         self.name = _node_name(op, bound, out)
-        self._saved = tuple(_save(v, _keeps_value(op, arg.name))
-                            for arg, v in zip(op.schema.args, bound))
+        keeps = _KEEPS.get(op)
+        if keeps is None:
+            keeps = _KEEPS[op] = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
+        saved = []
+        for v, keep in zip(bound, keeps):   # _save, with the common cases inline
+            if isinstance(v, Tensor):
+                saved.append(SavedTensor(v) if keep else _meta_of_tensor(v))
+            elif type(v) is list or type(v) is tuple:
+                saved.append(_save(v, keep))
+            else:
+                saved.append(v)
+        self._saved = tuple(saved)
         self._out = _save(out) if op._derivative_wants_out else None
         self.input_metas = input_metas          # (shape, dtype) per tensor input, for reduction
         # a Tensor[] result of length 1 still gets its gradient as a tuple (split, unbind)
         self.multi_output = isinstance(out, (tuple, list))
-        self.n_outputs = len(out) if self.multi_output else 1
-        self.output_metas = tuple((o.shape, o.dtype) for o in _as_tuple(out))
+        if self.multi_output:
+            self.n_outputs = len(out)
+            self.output_metas = tuple((o.shape, o.dtype) for o in out)
+        else:
+            self.n_outputs = 1
+            self.output_metas = ((out.shape, out.dtype),)
 
     def release(self):
         super().release()
@@ -160,6 +175,11 @@ class OpNode(Node):
                 "backward through the graph a second time.")
         bound = tuple(_unpack(v, self) for v in self._saved)
         out = _unpack(self._out, self) if self._out is not None else None
+        rule = ARRAY_BACKWARD.get(self.op)
+        if rule is not None and not grad_mode.STATE.enabled:
+            done = _array_backward(self, rule, grads, bound, out)
+            if done is not None:
+                return done
         with _device_of(grads):            # tensors a rule creates live where grads do
             grad = self._materialize(grads)
             with autodiff.input_grad_mask(self._input_mask()):
@@ -185,6 +205,32 @@ class OpNode(Node):
             return g
         return tuple(g if g is not None else autodiff.zeros(shape, dtype)
                      for g, (shape, dtype) in zip(grads, self.output_metas))
+
+
+# op -> rule(grad array, bound arguments, output, input mask) -> one array (or None) per
+# tensor argument, or None to decline: NumPy backwards for ops whose op-composed rule
+# costs more in dispatch than in arithmetic (eager_backward.py registers them). They run
+# only where the composed rule would run the same NumPy kernels unobserved: no graph
+# of the gradients (create_graph=False), no dispatch mode, CPU arrays.
+ARRAY_BACKWARD: dict = {}
+
+
+def _array_backward(node: OpNode, rule, grads, bound, out):
+    (g,) = grads if not node.multi_output and len(grads) == 1 else (None,)
+    if type(g) is not Tensor or g._storage.device != "cpu" or _MODES:
+        return None
+    raw = rule(g._array, bound, out, node._input_mask())
+    if raw is None:
+        return None
+    return tuple(None if a is None else _fit_array(a, shape, dtype)
+                 for a, (shape, dtype) in zip(raw, node.input_metas))
+
+
+def _fit_array(a: np.ndarray, shape, dtype) -> Tensor:
+    if a.shape != tuple(shape) or a.dtype != dtype.np_dtype:
+        raise AutogradError(f"internal: a backward rule gave {a.dtype}{list(a.shape)} for an "
+                            f"input of {dtype}{list(shape)}")
+    return Tensor._from_array(a, copy=False)
 
 
 def _flatten_grads(raw, input_metas):
@@ -240,6 +286,9 @@ def _camel(name: str) -> str:
 
 def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+_KEEPS: dict = {}                        # op -> per argument, whether its value is saved
 
 
 def _keeps_value(op, arg_name: str) -> bool:

@@ -73,12 +73,30 @@ class MaxPool2DWithIndices(Function):
             indices = Tensor._from_array(_flat_indices(ctx.which, kh, kw, oh, ow,
                                                        input.shape[3]), copy=False)
             return OPS["max_pool_scatter"](g, input, indices, 2), None
-        garr = g._array
-        gx = np.zeros(input._array.shape, garr.dtype)
+        return Tensor._from_array(_scatter_winners(g._array, ctx.which, input._array.shape,
+                                                   kh, kw, oh, ow), copy=False), None
+
+
+def _scatter_winners(garr, which, shape, kh, kw, oh, ow) -> np.ndarray:
+    """The input gradient: `g` at each window's winner, +0 elsewhere (a scatter-add into
+    zeros: -0.0 gradients come out +0.0 too)."""
+    n, c, h, w = shape
+    if h != oh * kh or w != ow * kw or np.isnan(garr).any():
+        # windows leave a border, or NaN gradients (NaN * 0 is not 0): masked selects
+        gx = np.zeros(shape, garr.dtype)
         zero = garr.dtype.type(0)
         for k, view in enumerate(_slices(gx, kh, kw, oh, ow)):
-            view[...] = np.where(ctx.which == k, garr, zero)
-        return Tensor._from_array(gx, copy=False), None
+            view[...] = np.where(which == k, garr, zero)
+    else:
+        # the windows tile the input exactly: (n, c, oh, kh, ow, kw) is the input's
+        # layout, and each (i, j) plane is g where slice i*kw+j won (a mask multiply)
+        gx = np.empty((n, c, oh, kh, ow, kw), garr.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                np.multiply(which == i * kw + j, garr, out=gx[:, :, :, i, :, j])
+        gx = gx.reshape(shape)
+    gx += garr.dtype.type(0)                # -0.0 -> +0.0, as the scatter-add into zeros
+    return gx
 
 
 def _winning_slice(slices: list, best: np.ndarray) -> np.ndarray:

@@ -185,6 +185,10 @@ def _class_loss_ref(logits):
             if reduction == "mean":
                 return np.sum(loss) / (x.size / c) if x.size else np.asarray(np.nan, x.dtype)
             return _reduce_np(loss, reduction)
+        if weight is None and ls == 0 and reduction in ("mean", "sum"):
+            picked = _picked_log_probs(lsm, target, ignore_index, c, cd)
+            if picked is not None:          # (None: a target out of range)
+                return _picked_loss(picked, reduction)
         oh = _np_onehot(target, c, cd, x.ndim, x.dtype)
         mask = (target != ignore_index).astype(x.dtype)
         coeff = np.expand_dims(mask, cd) * wb * ((1 - ls) * oh + ls / c)
@@ -195,6 +199,28 @@ def _class_loss_ref(logits):
                 np.asarray(np.nan, x.dtype)
         return _reduce_np(loss, reduction)
     return ref
+
+
+def _picked_log_probs(lsm, target, ignore_index, c, cd):
+    """(lsm at each target, 0 where ignored; mask) without the one-hot product: the
+    same sums, as every other class contributes an exact 0 to them."""
+    valid = target != ignore_index
+    safe = np.where(valid, target, 0)
+    if safe.size and (safe.min() < 0 or safe.max() >= c):
+        return None
+    picked = np.squeeze(np.take_along_axis(lsm, np.expand_dims(safe, cd), axis=cd), cd)
+    mask = valid.astype(lsm.dtype)
+    return picked * mask, mask
+
+
+def _picked_loss(picked, reduction):
+    values, mask = picked
+    loss = -values
+    if reduction == "sum":
+        return np.sum(loss)
+    denom = np.sum(mask)
+    return np.sum(loss) / denom if denom != 0 or np.sum(loss) != 0 else \
+        np.asarray(np.nan, loss.dtype)
 
 
 def _class_loss_derivative(logits):

@@ -42,14 +42,15 @@ NN = "nn.functional"
 
 def up(x: np.ndarray) -> np.ndarray:
     """Half types computed in float32 (PyTorch's opmath)."""
-    if x.dtype.kind == "f" and x.dtype.itemsize < 4 or str(x.dtype) == "bfloat16":
+    dt = x.dtype               # (str(dtype) costs ~1 us: asked only of 1- and 2-byte types)
+    if dt.itemsize < 4 and (dt.kind == "f" or str(dt) == "bfloat16"):
         return x.astype(np.float32)
     return x
 
 
 def _row_max(x, axis):
     """max over `axis` (keepdims); -inf over an empty axis, where softmax is empty too."""
-    return np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    return np.maximum.reduce(x, axis=axis, keepdims=True, initial=-np.inf)   # np.max, unwrapped
 
 
 def np_softmax(x, axis):
@@ -59,7 +60,7 @@ def np_softmax(x, axis):
     # without two more full-size allocations (page faults on large inputs)
     e = np.subtract(x, m)
     np.exp(e, out=e)
-    e /= np.sum(e, axis=axis, keepdims=True)
+    e /= np.add.reduce(e, axis=axis, keepdims=True)     # np.sum without its wrapper
     return e
 
 
@@ -67,7 +68,7 @@ def np_log_softmax(x, axis):
     m = _row_max(x, axis)
     m = np.where(np.isfinite(m), m, 0)
     shifted = np.subtract(x, m)
-    shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted -= np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
     return shifted
 
 

@@ -1,0 +1,107 @@
+"""NumPy backwards for ops whose composed derivative is mostly dispatch (issue 22).
+
+A registry op's derivative is written with ember ops, so `create_graph=True` and
+tracing work unchanged. Run eagerly, though, cross_entropy's rule is ~17 op calls on
+a (batch, classes) array: for a 64x10 batch that is ~0.3 ms of dispatch for
+microseconds of arithmetic, more than PyTorch's whole loss backward. The rules here
+compute the same formulas on the arrays directly; the autograd engine
+(`engine.ARRAY_BACKWARD`) uses one only for a plain eager backward (no
+`create_graph`, no dispatch mode such as a profiler or tracer, CPU gradient), and a
+rule returns None for every case it does not cover (weights, probability targets,
+other dtypes), which then takes the composed rule. Gradients match the composed
+rule within float rounding (tests/frontend/test_eager_backward.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.ops.normalization import np_log_softmax
+from ..ir.ops.pooling import PoolParams, _pad_pool, flat_planes, lowest, scatter_add_planes
+from ..ir.registry import OPS
+from .autograd.engine import ARRAY_BACKWARD
+from .nn._max_pool_eager import _winning_slice
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _class_loss_backward(logits: bool):
+    """cross_entropy (logits) / nll_loss (log-probabilities) with class-index targets:
+    d input = gl * (mask * softmax(input) - coeff) for cross_entropy and -gl * coeff for
+    nll_loss, coeff = mask * (one-hot smoothed), gl = the loss gradient per sample."""
+    def rule(g, bound, out, mask):
+        input, target, weight, ignore_index, reduction = bound[:5]
+        smoothing = bound[5] if logits else 0.0
+        if weight is not None or (mask is not None and not mask[0]):
+            return None
+        x, t = input._array, target._array
+        if x.dtype not in _FLOATS or g.dtype != x.dtype or t.dtype.kind not in "iu" \
+                or x.ndim == 0:
+            return None
+        cd = 1 if x.ndim >= 2 else 0
+        c = x.shape[cd]
+        t = np.expand_dims(t, cd)
+        classes = np.arange(c).reshape((c,) + (1,) * (x.ndim - cd - 1))
+        onehot = t == classes
+        valid = t != ignore_index
+        coeff = (valid & onehot).astype(x.dtype)
+        if reduction == "mean":
+            gl = g / coeff.sum(dtype=x.dtype)
+        elif reduction == "sum":
+            gl = g
+        else:
+            gl = np.expand_dims(g, cd)
+        if smoothing > 0:
+            coeff = valid * (onehot * x.dtype.type(1 - smoothing) + x.dtype.type(smoothing / c))
+        with np.errstate(all="ignore"):    # a mean over no target is nan, as the op path's
+            if not logits:
+                return np.negative(gl * coeff, dtype=x.dtype), None, None
+            probs = np.exp(np_log_softmax(x, cd))
+            return ((probs * valid - coeff) * gl).astype(x.dtype, copy=False), None, None
+    return rule
+
+
+def _relu_backward(g, bound, out, mask):
+    if out is None or g.dtype not in _FLOATS or out._array.dtype != g.dtype:
+        return None
+    return (g * (out._array > 0),)
+
+
+def _max_pool2d_backward(g, bound, out, mask):
+    """The composed rule recomputes max_pool2d_with_indices (an argmax over every
+    window: 80 ms for resnet18's stem pool) and scatters g. The same indices come from
+    kh*kw strided slices of the padded input (first maximum, or first NaN, wins: the
+    argmax's rule); the scatter is the op's own."""
+    input, kernel_size, stride, padding, dilation, ceil_mode = bound
+    x = input._array
+    if x.dtype not in _FLOATS or g.dtype != x.dtype or x.ndim not in (3, 4) or \
+            not x.flags.c_contiguous:
+        return None
+    params = PoolParams(x, kernel_size, stride, padding, dilation, ceil_mode, 2)
+    indices = _max_pool2d_indices(x, params)
+    return (scatter_add_planes(g, indices, x.shape, 2),)
+
+
+def _max_pool2d_indices(x: np.ndarray, p: PoolParams) -> np.ndarray:
+    """max_pool2d_with_indices' flat per-plane indices, by window slices."""
+    xp = _pad_pool(flat_planes(x, 2), p, lowest(x.dtype))
+    (oh, ow), (kh, kw), (sh, sw), (dh, dw) = p.out, p.k, p.s, p.d
+    width = p.spatial[1]
+    slices = [xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+              for i in range(kh) for j in range(kw)]
+    best = np.array(slices[0], order="C")
+    for view in slices[1:]:
+        np.maximum(best, view, out=best)    # NaN propagates: its window picks a NaN
+    which = _winning_slice(slices, best)
+    taps = np.array([i * dh * width + j * dw for i in range(kh) for j in range(kw)], np.int64)
+    corner = (np.arange(oh) * sh - p.p[0])[:, None] * width + (np.arange(ow) * sw - p.p[1])
+    return (corner + taps[which]).reshape(x.shape[:-2] + p.out)
+
+
+def install() -> None:
+    for name, rule in (("cross_entropy", _class_loss_backward(True)),
+                       ("nll_loss", _class_loss_backward(False)),
+                       ("relu", _relu_backward),
+                       ("max_pool2d", _max_pool2d_backward)):
+        if name in OPS:
+            ARRAY_BACKWARD[OPS[name]] = rule
+
