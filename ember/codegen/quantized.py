@@ -11,7 +11,7 @@ where no native kernel applies (then the caller runs the NumPy reference):
   memory), so a chain of convolutions never changes layout.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
 - max_pool2d and adaptive_avg_pool2d on a per-tensor quint8 value (`same_qparams_kernel`):
-  qelementwise's uint8 max pooling over channels-last integers (C a multiple of 64; else
+  qelementwise's uint8 max pooling over channels-last integers (C a multiple of 16; else
   NumPy's shifted views), lite's averaging of the dequantized values.
 
 Every kernel computes what the reference computes, operation for operation, so results
@@ -20,6 +20,8 @@ need quint8 activations, qint8 weights with zero points 0 (symmetric: every defa
 observer) per tensor or per output channel, and groups == 1.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -97,7 +99,7 @@ def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     if geometry is None or not _channels_last(qa.int_repr):
         return None
     nhwc = qa.int_repr.transpose(0, 2, 3, 1)
-    pool = QE.max_pool2d_nhwc if nhwc.shape[3] % 64 == 0 and QE.available() else \
+    pool = QE.max_pool2d_nhwc if nhwc.shape[3] % 16 == 0 and QE.available() else \
         max_pool2d_nhwc
     return lambda: qa.with_values(pool(nhwc, *geometry).transpose(0, 3, 1, 2))
 
@@ -146,13 +148,34 @@ def _packed(cache: dict, key: str, make):
     return cache[key]
 
 
+def _run_gemm_cached(cfg, cache: dict, gather, packed, x, w, bias, qparams, u8_out: bool):
+    """_run_gemm with the epilogue's column vectors kept in the weight's cache: they depend
+    only on the input's qparams and the bias (compared by value on every call, so a bias
+    changed in place is seen), and making them costs more than a small GEMM."""
+    key = ("epilogue", cfg.name, float(x.scale), int(x.zero_point))
+    entry = cache.get(key)
+    if entry is None or not _same_bias(entry[0], bias):
+        n = packed.n
+        vectors = packed.epilogue_vectors(int(x.zero_point),
+                                          np.float32(x.scale) * weight_scales(w, n), bias)
+        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), vectors)
+    run = QA.run_vectors if cfg is QA.AMX else Q.run_vectors
+    return run(gather, packed, entry[1], qparams, u8_out)
+
+
+def _same_bias(kept, bias) -> bool:
+    if kept is None or bias is None:
+        return kept is None and bias is None
+    return kept.shape == np.shape(bias) and np.array_equal(kept, bias)
+
+
 def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     n, k = w.int_repr.shape
+    cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     rows = x.int_repr.reshape(-1, k)
-    out = _run_gemm(cfg, Q.linear_gather(rows, -(-k // 4)), packed, int(x.zero_point),
-                np.float32(x.scale) * weight_scales(w, n), bias,
-                requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    out = _run_gemm_cached(cfg, cache, Q.linear_gather(rows, -(-k // 4)), packed, x, w, bias,
+                           requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
 
@@ -174,22 +197,37 @@ def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
 def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg):
     oc, c, kh, kw = w.int_repr.shape
     cp, run = lite.conv_k_layout(c, kw, dilation[1])
+    cfg = Q.tile_for(cfg, oc)
     packed = _packed(cache, f"conv-{cfg.name}",
                      lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     slack = run - kw * c if run else 0
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack)
-    gather = Q.conv_gather(x_nhwc, (kh, kw), stride, dilation, (oh, ow), run)
-    out = _run_gemm(cfg, gather, packed, int(x.zero_point),
-                    np.float32(x.scale) * weight_scales(w, oc), bias,
-                    requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    gather = _conv_gather(cache, x_nhwc, (kh, kw), tuple(stride), tuple(dilation), (oh, ow),
+                          run)
+    out = _run_gemm_cached(cfg, cache, gather, packed, x, w, bias,
+                           requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
 
+def _conv_gather(cache: dict, x_nhwc, kernel, stride, dilation, out_hw, run):
+    """Q.conv_gather, its offset tables kept per input geometry (only the buffer changes
+    from call to call)."""
+    key = ("gather", x_nhwc.shape, kernel, stride, dilation, out_hw, run)
+    template = cache.get(key)
+    if template is None:
+        template = cache[key] = Q.conv_gather(x_nhwc, kernel, stride, dilation, out_hw, run)
+        template.buffer = None       # the cache keeps no activation alive
+    gather = copy.copy(template)
+    gather.buffer = x_nhwc
+    return gather
+
+
 def linear_dynamic(x, w, bias, relu, cache, cfg):
     n, k = w.int_repr.shape
+    cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     scale, zp = dynamic_input_qparams(x)
     qx = quantize_array(x, scale, zp, dtypes.quint8)

@@ -353,7 +353,7 @@ def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) 
 
 
 def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 64) by the
+    """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 16) by the
     native kernel (codegen/llvm/qelementwise.py), output pixels split across threads."""
     x = np.ascontiguousarray(x)
     n, h, w, c = x.shape

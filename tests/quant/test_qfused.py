@@ -143,7 +143,8 @@ def test_quantized_adaptive_avg_pool_equals_the_float_reference(rng, shape, size
 
 @pytest.mark.parametrize("shape, kernel, stride, padding", [
     ((2, 9, 11, 64), (3, 3), (2, 2), (1, 1)), ((1, 6, 6, 128), (2, 2), (2, 2), (0, 0)),
-    ((1, 7, 5, 64), (3, 2), (1, 2), (1, 1))])
+    ((1, 7, 5, 64), (3, 2), (1, 2), (1, 1)), ((3, 14, 14, 16), (2, 2), (2, 2), (0, 0)),
+    ((2, 9, 8, 80), (3, 3), (2, 1), (1, 1)), ((1, 5, 6, 48), (3, 3), (1, 1), (1, 1))])
 def test_native_uint8_max_pool_equals_numpy(rng, shape, kernel, stride, padding):
     from ember.codegen.llvm import qelementwise as QE
     from ember.runtime import lite_int8 as lite

@@ -1,5 +1,5 @@
 """Elementwise quantized kernels: quantized add (and add + relu) on uint8 values, and uint8
-max pooling over channels-last values (`qmaxpool`: 64 channels per vector, taps outside
+max pooling over channels-last values (`qmaxpool`: 64 or 16 channels per vector, taps outside
 the input skipped; exact, as any max is).
 
     real = float32(a - a_zp) * a_scale + float32(b - b_zp) * b_scale     (float32)
@@ -107,41 +107,52 @@ def _emit_quantize(module: ir.Module) -> None:
 
 def _emit_maxpool(module: ir.Module) -> None:
     """qmaxpool(p_begin, p_end, worker, x, out, params): uint8 max pooling of a
-    channels-last [N, H, W, C] input (C a multiple of 64) for output pixels
+    channels-last [N, H, W, C] input (C a multiple of 16) for output pixels
     [p_begin, p_end); params = (h, w, c, oh, ow, kh, kw, sh, sw, ph, pw) as int64.
-    Taps outside the input are skipped (PyTorch pads max pooling with -inf)."""
+    Channels go 64 to a vector, the last C % 64 16 to a vector. Taps outside the input
+    are skipped (PyTorch pads max pooling with -inf)."""
     fn, b = u.define(module, "qmaxpool", u.VOID, [
         ("p_begin", u.I64), ("p_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
         ("params", u.PTR)], noalias_ptrs=False)
     p_begin, p_end, _, x, out, params = fn.args
-    h, w, c, oh, ow, kh, kw, sh, sw, ph, pw = (
-        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))
-    v64 = u.vec(I8, 64)
-    zero = u.i64(0)
-    slot = b.alloca(v64)          # the running max (in the entry block: promoted to a register)
+    geo = dict(zip(("h", "w", "c", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw"), (
+        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))))
+    # the running maxima (in the entry block: promoted to registers)
+    slots = {width: b.alloca(u.vec(I8, width)) for width in (64, 16)}
+    c = geo["c"]
+    c64 = b.mul(b.sdiv(c, u.i64(64)), u.i64(64))
     with u.counted_loop(b, p_begin, p_end, 1, "p") as pix:
-        img = b.sdiv(pix, b.mul(oh, ow))
-        rem = b.sub(pix, b.mul(img, b.mul(oh, ow)))
-        oy = b.sdiv(rem, ow)
-        ox = b.sub(rem, b.mul(oy, ow))
-        with u.counted_loop(b, zero, c, 64, "ch") as ch:
-            b.store(ir.Constant(v64, None), slot)
-            with u.counted_loop(b, zero, kh, 1, "ky") as ky:
-                iy = b.add(b.sub(b.mul(oy, sh), ph), ky)
-                row_ok = b.and_(b.icmp_signed(">=", iy, zero), b.icmp_signed("<", iy, h))
-                with b.if_then(row_ok):
-                    with u.counted_loop(b, zero, kw, 1, "kx") as kx:
-                        ix = b.add(b.sub(b.mul(ox, sw), pw), kx)
-                        ok = b.and_(b.icmp_signed(">=", ix, zero), b.icmp_signed("<", ix, w))
-                        with b.if_then(ok):
-                            at = b.add(b.mul(b.add(b.mul(b.add(b.mul(img, h), iy), w), ix), c),
-                                       ch)
-                            value = b.load(b.gep(x, [at], source_etype=I8), typ=v64, align=1)
-                            best = u.intrinsic(b, "umax", v64, b.load(slot, typ=v64), value)
-                            b.store(best, slot)
-            dst = b.add(b.mul(pix, c), ch)
-            b.store(b.load(slot, typ=v64), b.gep(out, [dst], source_etype=I8), align=1)
+        ohw = b.mul(geo["oh"], geo["ow"])
+        img = b.sdiv(pix, ohw)
+        rem = b.sub(pix, b.mul(img, ohw))
+        oy = b.sdiv(rem, geo["ow"])
+        ox = b.sub(rem, b.mul(oy, geo["ow"]))
+        for width, begin, end in ((64, u.i64(0), c64), (16, c64, c)):
+            with u.counted_loop(b, begin, end, width, f"ch{width}") as ch:
+                _pool_window(b, geo, x, out, slots[width], width, pix, img, oy, ox, ch)
     b.ret_void()
+
+
+def _pool_window(b, geo, x, out, slot, width, pix, img, oy, ox, ch) -> None:
+    """out[pix, ch:ch + width] = the max over the window's taps inside the input."""
+    vec = u.vec(I8, width)
+    zero = u.i64(0)
+    b.store(ir.Constant(vec, None), slot)
+    with u.counted_loop(b, zero, geo["kh"], 1, "ky") as ky:
+        iy = b.add(b.sub(b.mul(oy, geo["sh"]), geo["ph"]), ky)
+        row_ok = b.and_(b.icmp_signed(">=", iy, zero), b.icmp_signed("<", iy, geo["h"]))
+        with b.if_then(row_ok):
+            with u.counted_loop(b, zero, geo["kw"], 1, "kx") as kx:
+                ix = b.add(b.sub(b.mul(ox, geo["sw"]), geo["pw"]), kx)
+                ok = b.and_(b.icmp_signed(">=", ix, zero), b.icmp_signed("<", ix, geo["w"]))
+                with b.if_then(ok):
+                    pixel = b.add(b.mul(b.add(b.mul(img, geo["h"]), iy), geo["w"]), ix)
+                    at = b.add(b.mul(pixel, geo["c"]), ch)
+                    value = b.load(b.gep(x, [at], source_etype=I8), typ=vec, align=1)
+                    best = u.intrinsic(b, "umax", vec, b.load(slot, typ=vec), value)
+                    b.store(best, slot)
+    dst = b.add(b.mul(pix, geo["c"]), ch)
+    b.store(b.load(slot, typ=vec), b.gep(out, [dst], source_etype=I8), align=1)
 
 
 def module() -> ir.Module:
@@ -182,7 +193,7 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, np_dtype) -> np.ndarr
 
 
 def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 64) natively."""
+    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 16) natively."""
     return lite.qmaxpool_run(_maxpool_kernel(), default_pool(), x, kernel, stride, padding)
 
 

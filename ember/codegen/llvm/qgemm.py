@@ -78,6 +78,10 @@ class Config:
 
 VNNI = Config("vnni", Isa.AVX512, 16, 6, 4)
 AVX2 = Config("avx2", Isa.AVX2, 8, 4, 2)
+# narrow tiles for GEMMs of at most 32 / 16 output columns (small convolutions): the wide
+# tile would compute, requantize and store 2-4x the columns the layer has
+VNNI_N32 = Config("vnni_n32", Isa.AVX512, 16, 12, 2)
+VNNI_N16 = Config("vnni_n16", Isa.AVX512, 16, 12, 1)
 
 # the int64 parameter block the kernels read (pointers as addresses)
 FIELDS = lite.QGEMM_FIELDS
@@ -98,6 +102,14 @@ def active_config() -> Config | None:
     if Isa.AVX2 in supported_isas() and isa in (Isa.AVX512, Isa.AVX2):
         return AVX2
     return None
+
+
+def tile_for(cfg: Config, n: int) -> Config:
+    """The VNNI tile for a GEMM of n output columns: narrower where n fits in fewer
+    vectors (the results are the same: integer sums are exact, the epilogue per element)."""
+    if cfg is not VNNI:
+        return cfg
+    return VNNI_N16 if n <= 16 else VNNI_N32 if n <= 32 else VNNI
 
 
 def exact_on(cfg: Config, a_max: int) -> bool:
@@ -295,7 +307,15 @@ def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarra
         u8_out: bool, threads: int | None = None) -> np.ndarray:
     """The fused GEMM: [M, N] uint8 (u8_out) or float32. `mult` and `bias` are float32 per
     output column; qparams = (1/scale as float32, zero point, lo, hi) (see the docstring)."""
-    corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
+    return run_vectors(gather, packed, packed.epilogue_vectors(x_zero_point, mult, bias),
+                       qparams, u8_out, threads)
+
+
+def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool,
+                threads: int | None = None) -> np.ndarray:
+    """run with the epilogue's (corr, mult, bias) column vectors already made (callers
+    that keep them between calls: they depend only on the operands' qparams)."""
+    corr, mult, bias = vectors
     _, fns = _kernels(packed.cfg)
     return lite.qgemm_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq, packed.n,
                           packed.cfg.mr, packed.cfg.nr, corr, mult, bias, qparams, u8_out,
