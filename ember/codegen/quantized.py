@@ -148,19 +148,40 @@ def _packed(cache: dict, key: str, make):
     return cache[key]
 
 
-def _run_gemm_cached(cfg, cache: dict, gather, packed, x, w, bias, qparams, u8_out: bool):
-    """_run_gemm with the epilogue's column vectors kept in the weight's cache: they depend
-    only on the input's qparams and the bias (compared by value on every call, so a bias
-    changed in place is seen), and making them costs more than a small GEMM."""
-    key = ("epilogue", cfg.name, float(x.scale), int(x.zero_point))
+_MAX_CALLS = 64      # prepared GEMMs a weight keeps (one per input geometry and qparams)
+
+
+def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x, w, bias,
+                     qparams, u8_out: bool = True):
+    """The GEMM with everything but its input made once per input geometry and qparams and
+    kept in the weight's cache: the epilogue's column vectors and the kernel's parameter
+    block (the bias is compared by value on every call, so one changed in place is seen).
+    make_gather() gives the gather (only on a miss); buffer is this call's input."""
+    key = ("gemm", cfg.name, geometry, float(x.scale), int(x.zero_point), qparams, u8_out)
     entry = cache.get(key)
     if entry is None or not _same_bias(entry[0], bias):
-        n = packed.n
         vectors = packed.epilogue_vectors(int(x.zero_point),
-                                          np.float32(x.scale) * weight_scales(w, n), bias)
-        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), vectors)
-    run = QA.run_vectors if cfg is QA.AMX else Q.run_vectors
-    return run(gather, packed, entry[1], qparams, u8_out)
+                                          np.float32(x.scale) * weight_scales(w, packed.n),
+                                          bias)
+        gather = make_gather()
+        if cfg is QA.AMX:       # per-thread scratch: no prepared call
+            run = _amx_call(gather, packed, vectors, qparams, u8_out)
+        else:
+            run = Q.prepare(gather, packed, vectors, qparams, u8_out)
+        if sum(isinstance(k, tuple) and k[0] == "gemm" for k in cache) >= _MAX_CALLS:
+            for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm"]:
+                del cache[k]
+        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
+    return entry[1](buffer)
+
+
+def _amx_call(gather, packed, vectors, qparams, u8_out):
+    def run(buffer):
+        g = copy.copy(gather)
+        g.buffer = buffer
+        return QA.run_vectors(g, packed, vectors, qparams, u8_out)
+    gather.buffer = None         # the cache keeps no activation alive
+    return run
 
 
 def _same_bias(kept, bias) -> bool:
@@ -173,9 +194,9 @@ def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     n, k = w.int_repr.shape
     cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
-    rows = x.int_repr.reshape(-1, k)
-    out = _run_gemm_cached(cfg, cache, Q.linear_gather(rows, -(-k // 4)), packed, x, w, bias,
-                           requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    gather = Q.linear_gather(x.int_repr.reshape(-1, k), -(-k // 4))
+    out = _run_gemm_cached(cfg, cache, ("linear", gather.m), lambda: gather, gather.buffer,
+                           packed, x, w, bias, requant_params(scale, zero_point, x.dtype, relu))
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
 
@@ -204,25 +225,12 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     slack = run - kw * c if run else 0
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack)
-    gather = _conv_gather(cache, x_nhwc, (kh, kw), tuple(stride), tuple(dilation), (oh, ow),
-                          run)
-    out = _run_gemm_cached(cfg, cache, gather, packed, x, w, bias,
-                           requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run)
+    out = _run_gemm_cached(cfg, cache, geometry, lambda: Q.conv_gather(x_nhwc, *geometry[1:]),
+                           x_nhwc, packed, x, w, bias,
+                           requant_params(scale, zero_point, x.dtype, relu))
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
-
-
-def _conv_gather(cache: dict, x_nhwc, kernel, stride, dilation, out_hw, run):
-    """Q.conv_gather, its offset tables kept per input geometry (only the buffer changes
-    from call to call)."""
-    key = ("gather", x_nhwc.shape, kernel, stride, dilation, out_hw, run)
-    template = cache.get(key)
-    if template is None:
-        template = cache[key] = Q.conv_gather(x_nhwc, kernel, stride, dilation, out_hw, run)
-        template.buffer = None       # the cache keeps no activation alive
-    gather = copy.copy(template)
-    gather.buffer = x_nhwc
-    return gather
 
 
 def linear_dynamic(x, w, bias, relu, cache, cfg):
@@ -230,8 +238,11 @@ def linear_dynamic(x, w, bias, relu, cache, cfg):
     cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     scale, zp = dynamic_input_qparams(x)
-    qx = quantize_array(x, scale, zp, dtypes.quint8)
-    out = _run_gemm(cfg, Q.linear_gather(qx.int_repr.reshape(-1, k), -(-k // 4)), packed, zp,
+    if QE.available() and x.dtype == np.float32 and x.flags.c_contiguous:
+        q = QE.quantize(x, scale, zp, np.uint8)     # quantize_array's steps, natively
+    else:
+        q = quantize_array(x, scale, zp, dtypes.quint8).int_repr
+    out = _run_gemm(cfg, Q.linear_gather(q.reshape(-1, k), -(-k // 4)), packed, zp,
                     np.float32(scale) * weight_scales(w, n), bias,
                     (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
     return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)

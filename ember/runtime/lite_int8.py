@@ -245,27 +245,48 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
     """One fused int8 GEMM: [M, n] uint8 (u8_out) or float32. corr (int32), mult and bias
     (float32) are per output column, padded to a multiple of nr; qparams = (1/scale, zero
     point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring)."""
-    if len(gather.offs) != kq:
-        raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the packed "
-                         f"weight {kq * 4}")
-    n_pad = len(corr)
-    m_pad = -(-gather.m // mr) * mr
-    m_tiles, n_blocks = m_pad // mr, n_pad // nr
-    out = _empty((m_pad, n_pad), np.uint8 if u8_out else np.float32)
-    qp = np.asarray(qparams, np.float64)
-    # task order: weight panels stay in cache while every row tile passes when that moves
-    # fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
-    nb_outer = n_blocks * gather.m * kq * 4 < m_tiles * packed.nbytes
-    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
-              "ow": gather.ow, "img_stride": gather.img_stride,
-              "row_stride": gather.row_stride, "col_stride": gather.col_stride, "kq": kq,
-              "offs": gather.offs.ctypes.data, "packed": packed.ctypes.data,
-              "n_blocks": n_blocks, "m_tiles": m_tiles, "nb_outer": int(nb_outer),
-              "out": out.ctypes.data, "ldo": n_pad, "corr": corr.ctypes.data,
-              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
-    params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
-    pool.parallel_for(fn, m_tiles * n_blocks, params.ctypes.data, max_threads=threads)
-    return out[:gather.m, :n]
+    call = QGemmCall(gather, packed, kq, n, mr, nr, corr, mult, bias, qparams, u8_out)
+    return call(fn, pool, gather.buffer, threads)
+
+
+_A, _OUT = QGEMM_FIELDS.index("a"), QGEMM_FIELDS.index("out")
+
+
+class QGemmCall:
+    """A fused int8 GEMM's parameter block for one geometry and one set of qparams, made
+    once: a call fills in only the input and output addresses (on a copy, so concurrent
+    calls never share a block). Reading a NumPy array's address costs microseconds, and a
+    converted model calls each layer with the same everything but its activations."""
+
+    def __init__(self, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool):
+        if len(gather.offs) != kq:
+            raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the "
+                             f"packed weight {kq * 4}")
+        n_pad = len(corr)
+        m_tiles, n_blocks = -(-gather.m // mr), n_pad // nr
+        self.m, self.n, self.tasks = gather.m, n, m_tiles * n_blocks
+        self.out_shape, self.out_dtype = (m_tiles * mr, n_pad), np.uint8 if u8_out else np.float32
+        qp = np.asarray(qparams, np.float64)
+        # task order: weight panels stay in cache while every row tile passes when that
+        # moves fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
+        nb_outer = n_blocks * gather.m * kq * 4 < m_tiles * packed.nbytes
+        values = {"a": 0, "m": gather.m, "ohw": gather.ohw, "ow": gather.ow,
+                  "img_stride": gather.img_stride, "row_stride": gather.row_stride,
+                  "col_stride": gather.col_stride, "kq": kq, "offs": gather.offs.ctypes.data,
+                  "packed": packed.ctypes.data, "n_blocks": n_blocks, "m_tiles": m_tiles,
+                  "nb_outer": int(nb_outer), "out": 0, "ldo": n_pad,
+                  "corr": corr.ctypes.data, "mult": mult.ctypes.data,
+                  "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
+        self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
+        self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
+
+    def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
+        out = _empty(self.out_shape, self.out_dtype)
+        params = self.params.copy()
+        params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
+        return out[:self.m, :self.n]
 
 
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer

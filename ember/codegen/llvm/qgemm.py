@@ -78,9 +78,10 @@ class Config:
 
 VNNI = Config("vnni", Isa.AVX512, 16, 6, 4)
 AVX2 = Config("avx2", Isa.AVX2, 8, 4, 2)
-# narrow tiles for GEMMs of at most 32 / 16 output columns (small convolutions): the wide
+# narrow tiles for GEMMs of at most 32 / 16 output columns (rows such that the
+# accumulators and broadcast rows fit the 32 zmm registers without spills) (small convolutions): the wide
 # tile would compute, requantize and store 2-4x the columns the layer has
-VNNI_N32 = Config("vnni_n32", Isa.AVX512, 16, 12, 2)
+VNNI_N32 = Config("vnni_n32", Isa.AVX512, 16, 8, 2)
 VNNI_N16 = Config("vnni_n16", Isa.AVX512, 16, 12, 1)
 
 # the int64 parameter block the kernels read (pointers as addresses)
@@ -315,8 +316,15 @@ def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: 
                 threads: int | None = None) -> np.ndarray:
     """run with the epilogue's (corr, mult, bias) column vectors already made (callers
     that keep them between calls: they depend only on the operands' qparams)."""
+    return prepare(gather, packed, vectors, qparams, u8_out)(gather.buffer, threads)
+
+
+def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool):
+    """run_vectors in two steps: the parameter block made now, once; the returned
+    function(buffer, threads=None) runs the GEMM on any input buffer of gather's
+    geometry."""
     corr, mult, bias = vectors
-    _, fns = _kernels(packed.cfg)
-    return lite.qgemm_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq, packed.n,
-                          packed.cfg.mr, packed.cfg.nr, corr, mult, bias, qparams, u8_out,
-                          threads)
+    fn = _kernels(packed.cfg)[1][u8_out]
+    call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
+                          packed.cfg.nr, corr, mult, bias, qparams, u8_out)
+    return lambda buffer, threads=None: call(fn, default_pool(), buffer, threads)
