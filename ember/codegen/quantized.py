@@ -224,7 +224,8 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     slack = run - kw * c if run else 0
-    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack)
+    pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack, pack)
     geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run)
     out = _run_gemm_cached(cfg, cache, geometry, lambda: Q.conv_gather(x_nhwc, *geometry[1:]),
                            x_nhwc, packed, x, w, bias,

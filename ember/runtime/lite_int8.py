@@ -200,10 +200,13 @@ def conv_k_layout(c: int, kw: int, dilation_w: int) -> tuple[int, int]:
     return -(-c // 4) * 4, 0
 
 
-def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0) -> np.ndarray:
+def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
+               pack=None) -> np.ndarray:
     """A [N, C, H, W] uint8 value as channels-last, padded with its zero point (the
     quantized 0.0) spatially and in channels up to cp, with `slack` readable bytes past
-    its end; x's own memory where it already is channels-last and needs none of that."""
+    its end; x's own memory where it already is channels-last and needs none of that.
+    pack(x, dst), where given, interleaves a contiguous x of few channels (the stem's
+    input) natively (pack_nhwc_run)."""
     n, c, h, w = x.shape
     ph, pw = padding
     nhwc = x.transpose(0, 2, 3, 1)
@@ -214,6 +217,11 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0)
     flat = _empty((size + slack,), np.uint8)
     flat[size:] = zero_point
     buf = flat[:size].reshape(shape)
+    if pack is not None and c == cp and x.flags.c_contiguous:
+        if ph or pw:
+            _over_images(n, lambda begin, end: buf[begin:end].fill(zero_point))
+        pack(x, buf[:, ph:ph + h, pw:pw + w, :])
+        return buf
 
     def fill(begin, end):
         if ph or pw or c != cp:
@@ -384,6 +392,20 @@ def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
     pool.parallel_for(fn, n * oh * ow, x.ctypes.data, out.ctypes.data, params.ctypes.data)
     return out
+
+
+PACK_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
+
+
+def pack_nhwc_run(fn, pool, x: np.ndarray, dst: np.ndarray) -> None:
+    """qpack_nhwc_c<C> (codegen/llvm/qelementwise.py): contiguous uint8 [N, C, H, W] x into
+    the channels-last [N, H, W, C] view dst (pixels contiguous), rows split over threads."""
+    n, c, h, w = x.shape
+    if dst.shape != (n, h, w, c) or dst.strides[2:] != (c, 1) or not x.flags.c_contiguous:
+        raise ValueError(f"pack_nhwc: expected a contiguous [N, C, H, W] source and an "
+                         f"[N, H, W, C] destination, got {x.shape} and {dst.shape}")
+    params = np.array([h, w, dst.strides[0], dst.strides[1]], np.int64)
+    pool.parallel_for(fn, n * h, x.ctypes.data, dst.ctypes.data, params.ctypes.data)
 
 
 def memory_order(a: np.ndarray):

@@ -167,3 +167,17 @@ def test_native_quantize_per_tensor_equals_the_reference(rng, dtype):
     args = (ember.tensor(x), 0.03, 7, dtype)
     kernel = eager_kernels.candidate(op, args, op.meta(*args))
     assert kernel is not None and kernel.exact        # the native path was the one tested
+
+
+@pytest.mark.parametrize("shape, padding", [((2, 3, 37, 45), (3, 3)), ((1, 2, 5, 16), (0, 1)),
+                                            ((3, 4, 9, 33), (1, 0))])
+def test_native_channels_last_packing_equals_numpy(rng, shape, padding):
+    """A conv's padded channels-last input made by qpack_nhwc (the stem's few channels)
+    equals NumPy's strided copy, padding and slack bytes included."""
+    from ember.codegen.llvm import qelementwise as QE
+    from ember.runtime import lite_int8 as lite
+    x = rng.integers(0, 256, size=shape).astype(np.uint8)
+    slack = 3
+    want = lite.nhwc_input(x, 17, padding, shape[1], slack)
+    got = lite.nhwc_input(x, 17, padding, shape[1], slack, QE.pack_nhwc)
+    np.testing.assert_array_equal(got, want)

@@ -155,12 +155,68 @@ def _pool_window(b, geo, x, out, slot, width, pix, img, oy, ox, ch) -> None:
     b.store(b.load(slot, typ=vec), b.gep(out, [dst], source_etype=I8), align=1)
 
 
+PACK_CHANNELS = (2, 3, 4)     # the channel counts qpack_nhwc_c<C> interleaves
+_PACK_PIXELS = 16
+
+
+def _emit_pack(module: ir.Module, c: int) -> None:
+    """qpack_nhwc_c<c>(r_begin, r_end, worker, src, dst, params): rows [r_begin, r_end) of
+    a contiguous uint8 [N, c, H, W] value (row r = image r // H, y = r % H) written
+    channels-last into dst: pixel (img, y, x) at dst + img * img_stride + y * row_stride
+    + x * c; params = (h, w, img_stride, row_stride) as int64. 16 pixels a step: one
+    16-byte load per channel plane, interleaved by one shuffle into 16 * c bytes (the
+    stem's 3 channels: NumPy's strided copy moves them a byte at a time)."""
+    fn, b = u.define(module, f"qpack_nhwc_c{c}", u.VOID, [
+        ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("src", u.PTR),
+        ("dst", u.PTR), ("params", u.PTR)], noalias_ptrs=False)
+    r_begin, r_end, _, src, dst, params = fn.args
+    h, w, img_stride, row_stride = (
+        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(4))
+    lanes = _PACK_PIXELS
+    plane = b.mul(h, w)
+    full = b.mul(b.sdiv(w, u.i64(lanes)), u.i64(lanes))
+    with u.counted_loop(b, r_begin, r_end, 1, "r") as r:
+        img = b.sdiv(r, h)
+        y = b.sub(r, b.mul(img, h))
+        src_row = b.add(b.mul(b.mul(img, u.i64(c)), plane), b.mul(y, w))
+        dst_row = b.add(b.mul(img, img_stride), b.mul(y, row_stride))
+        with u.counted_loop(b, u.i64(0), full, lanes, "x") as x:
+            parts = [b.load(b.gep(src, [b.add(b.add(src_row, b.mul(u.i64(ch), plane)), x)],
+                                  source_etype=I8), typ=u.vec(I8, lanes), align=1)
+                     for ch in range(c)]
+            b.store(_interleave(b, parts, lanes),
+                    b.gep(dst, [b.add(dst_row, b.mul(x, u.i64(c)))], source_etype=I8),
+                    align=1)
+        with u.counted_loop(b, full, w, 1, "t") as x:
+            for ch in range(c):
+                value = b.load(b.gep(src, [b.add(b.add(src_row, b.mul(u.i64(ch), plane)), x)],
+                                     source_etype=I8), typ=I8)
+                at = b.add(dst_row, b.add(b.mul(x, u.i64(c)), u.i64(ch)))
+                b.store(value, b.gep(dst, [at], source_etype=I8))
+    b.ret_void()
+
+
+def _interleave(b, parts: list, lanes: int):
+    """[p0[0], p1[0], .., p0[1], p1[1], ..]: the planes' bytes pixel by pixel."""
+    c = len(parts)
+    parts = parts + [ir.Constant(parts[0].type, None)] * (4 - c)     # 4 parts of `lanes`
+    low = b.shuffle_vector(parts[0], parts[1], ir.Constant(u.vec(u.I32, 2 * lanes),
+                                                           list(range(2 * lanes))))
+    high = b.shuffle_vector(parts[2], parts[3], ir.Constant(u.vec(u.I32, 2 * lanes),
+                                                            list(range(2 * lanes))))
+    order = [ch * lanes + px for px in range(lanes) for ch in range(c)]
+    return b.shuffle_vector(low, high, ir.Constant(u.vec(u.I32, lanes * c), order))
+
+
 def module() -> ir.Module:
-    """The LLVM module with `qadd`, `qmaxpool` and `qquantize` (also what ember.aot links)."""
+    """The LLVM module with `qadd`, `qmaxpool`, `qquantize` and `qpack_nhwc_c<C>` (also
+    what ember.aot links)."""
     mod = ir.Module(name="ember_qelementwise")
     _emit(mod)
     _emit_maxpool(mod)
     _emit_quantize(mod)
+    for c in PACK_CHANNELS:
+        _emit_pack(mod, c)
     return mod
 
 
@@ -184,6 +240,19 @@ def _quantize_kernel():
     lib, _ = _kernel()
     return lib.function("qquantize", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 +
                                              [ctypes.c_int64, ctypes.c_void_p]))
+
+
+@functools.lru_cache(maxsize=None)
+def _pack_kernel(c: int):
+    lib, _ = _kernel()
+    return lib.function(f"qpack_nhwc_c{c}", None, *([ctypes.c_int64] * 3 +
+                                                      [ctypes.c_void_p] * 3))
+
+
+def pack_nhwc(x: np.ndarray, dst: np.ndarray) -> None:
+    """dst[...] = a contiguous uint8 [N, C, H, W] x channels-last (dst: an [N, H, W, C]
+    view, rows and images at any stride, pixels contiguous; C in PACK_CHANNELS)."""
+    lite.pack_nhwc_run(_pack_kernel(x.shape[1]), default_pool(), x, dst)
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, np_dtype) -> np.ndarray:
