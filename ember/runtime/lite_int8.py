@@ -217,17 +217,21 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
     flat = _empty((size + slack,), np.uint8)
     flat[size:] = zero_point
     buf = flat[:size].reshape(shape)
-    if pack is not None and c == cp and x.flags.c_contiguous:
-        if ph or pw:
-            _over_images(n, lambda begin, end: buf[begin:end].fill(zero_point))
-        pack(x, buf[:, ph:ph + h, pw:pw + w, :])
-        return buf
+    packed = pack is not None and c == cp and x.flags.c_contiguous
 
     def fill(begin, end):
-        if ph or pw or c != cp:
-            buf[begin:end].fill(zero_point)
-        buf[begin:end, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
+        images = buf[begin:end]
+        if c != cp:
+            images.fill(zero_point)
+        elif ph or pw:      # the border only: the interior is written next
+            for border in (images[:, :ph], images[:, ph + h:], images[:, ph:ph + h, :pw],
+                           images[:, ph:ph + h, pw + w:]):
+                border.fill(zero_point)
+        if not packed:
+            images[:, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
     _over_images(n, fill)
+    if packed:
+        pack(x, buf[:, ph:ph + h, pw:pw + w, :])
     return buf
 
 
@@ -457,6 +461,11 @@ def quantize_values(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.n
 
 
 def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    if q.dtype.itemsize == 1:     # q - zp is exact in float32 too: the same values, no int64
+        centered = q.astype(np.float32)
+        centered -= np.float32(zero_point)
+        centered *= np.float32(scale)
+        return centered
     return (q.astype(np.int64) - zero_point).astype(np.float32) * np.float32(scale)
 
 
@@ -478,7 +487,7 @@ def adaptive_average(x: np.ndarray, output_size) -> np.ndarray:
 def adaptive_average_quantized(q: np.ndarray, scale: float, zero_point: int, output_size):
     """adaptive_avg_pool2d of a per-tensor quantized value: the average of the dequantized
     values, requantized with the input's qparams."""
-    real = adaptive_average(np.ascontiguousarray(dequantize_values(q, scale, zero_point)),
+    real = adaptive_average(dequantize_values(np.ascontiguousarray(q), scale, zero_point),
                             output_size)
     return quantize_values(real, scale, zero_point, q.dtype)
 
