@@ -387,14 +387,14 @@ def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) 
 
 def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 16) by the
-    native kernel (codegen/llvm/qelementwise.py), output pixels split across threads."""
+    native kernel (codegen/llvm/qelementwise.py), output rows split across threads."""
     x = np.ascontiguousarray(x)
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     out = _empty((n, oh, ow, c), np.uint8)
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
-    pool.parallel_for(fn, n * oh * ow, x.ctypes.data, out.ctypes.data, params.ctypes.data)
+    pool.parallel_for(fn, n * oh, x.ctypes.data, out.ctypes.data, params.ctypes.data)
     return out
 
 

@@ -106,30 +106,29 @@ def _emit_quantize(module: ir.Module) -> None:
 
 
 def _emit_maxpool(module: ir.Module) -> None:
-    """qmaxpool(p_begin, p_end, worker, x, out, params): uint8 max pooling of a
-    channels-last [N, H, W, C] input (C a multiple of 16) for output pixels
-    [p_begin, p_end); params = (h, w, c, oh, ow, kh, kw, sh, sw, ph, pw) as int64.
-    Channels go 64 to a vector, the last C % 64 16 to a vector. Taps outside the input
-    are skipped (PyTorch pads max pooling with -inf)."""
+    """qmaxpool(r_begin, r_end, worker, x, out, params): uint8 max pooling of a
+    channels-last [N, H, W, C] input (C a multiple of 16) for output rows
+    [r_begin, r_end) (row r: image r // OH, oy = r % OH); params = (h, w, c, oh, ow, kh,
+    kw, sh, sw, ph, pw) as int64. Channels go 64 to a vector, the last C % 64 16 to a
+    vector. Taps outside the input are skipped (PyTorch pads max pooling with -inf)."""
     fn, b = u.define(module, "qmaxpool", u.VOID, [
-        ("p_begin", u.I64), ("p_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
+        ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
         ("params", u.PTR)], noalias_ptrs=False)
-    p_begin, p_end, _, x, out, params = fn.args
+    r_begin, r_end, _, x, out, params = fn.args
     geo = dict(zip(("h", "w", "c", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw"), (
         b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))))
     # the running maxima (in the entry block: promoted to registers)
     slots = {width: b.alloca(u.vec(I8, width)) for width in (64, 16)}
     c = geo["c"]
     c64 = b.mul(b.sdiv(c, u.i64(64)), u.i64(64))
-    with u.counted_loop(b, p_begin, p_end, 1, "p") as pix:
-        ohw = b.mul(geo["oh"], geo["ow"])
-        img = b.sdiv(pix, ohw)
-        rem = b.sub(pix, b.mul(img, ohw))
-        oy = b.sdiv(rem, geo["ow"])
-        ox = b.sub(rem, b.mul(oy, geo["ow"]))
-        for width, begin, end in ((64, u.i64(0), c64), (16, c64, c)):
-            with u.counted_loop(b, begin, end, width, f"ch{width}") as ch:
-                _pool_window(b, geo, x, out, slots[width], width, pix, img, oy, ox, ch)
+    with u.counted_loop(b, r_begin, r_end, 1, "r") as row:
+        img = b.sdiv(row, geo["oh"])            # one division per output row
+        oy = b.sub(row, b.mul(img, geo["oh"]))
+        with u.counted_loop(b, u.i64(0), geo["ow"], 1, "ox") as ox:
+            pix = b.add(b.mul(row, geo["ow"]), ox)
+            for width, begin, end in ((64, u.i64(0), c64), (16, c64, c)):
+                with u.counted_loop(b, begin, end, width, f"ch{width}") as ch:
+                    _pool_window(b, geo, x, out, slots[width], width, pix, img, oy, ox, ch)
     b.ret_void()
 
 
