@@ -216,7 +216,9 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
             real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
             idx = b.add(b.mul(b.add(m0, u.i64(r)), p["ldo"]), col)
             if u8_out:
-                scaled = b.fadd(b.fmul(b.fpext(real, vd), inv), zp)
+                # one fma: real * inv is exact in float64 (two float32 factors), so
+                # fusing the add rounds exactly as the reference's multiply-then-add
+                scaled = u.fma(b, b.fpext(real, vd), inv, zp)
                 q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
                 q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
