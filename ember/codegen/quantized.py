@@ -22,6 +22,7 @@ observer) per tensor or per output channel, and groups == 1.
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 
@@ -136,6 +137,7 @@ def weight_scales(w: QuantizedArray, n: int) -> np.ndarray:
     return np.asarray(w.scale, np.float32)
 
 
+@functools.lru_cache(maxsize=1024)       # a converted model asks the same per layer
 def requant_params(scale: float, zero_point: int, dtype, relu: bool):
     lo, hi = qrange(dtype)
     inv = np.float32(1.0) / np.float32(scale)

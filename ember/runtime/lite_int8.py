@@ -461,7 +461,8 @@ def quantize_values(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.n
 
 
 def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    if q.dtype.itemsize == 1:     # q - zp is exact in float32 too: the same values, no int64
+    if q.dtype.itemsize == 1 and abs(zero_point) < 1 << 23:
+        # q - zp is exact in float32 too: the same values, no int64 pass
         centered = q.astype(np.float32)
         centered -= np.float32(zero_point)
         centered *= np.float32(scale)
