@@ -194,7 +194,12 @@ def _k_loop(b, cfg, p, bases, nb):
         return out
 
     zero = ir.Constant(v32, None)
-    return u.carried_loop(b, u.i64(0), p["kq"], [zero] * (cfg.mr * cfg.nv), step, "kk")
+    # two k groups an iteration (the loop's own instructions halved), then the odd one
+    pairs = b.sdiv(p["kq"], u.i64(2))
+    acc = u.carried_loop(b, u.i64(0), pairs, [zero] * (cfg.mr * cfg.nv),
+                         lambda j, flat: step(b.add(b.add(j, j), u.i64(1)),
+                                              step(b.add(j, j), flat)), "kk2")
+    return u.carried_loop(b, b.add(pairs, pairs), p["kq"], acc, step, "kk")
 
 
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
