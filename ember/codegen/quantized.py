@@ -54,15 +54,15 @@ def kernel_for(op_name: str, args: list, cache: dict):
         return None
     if op_name == "quantized_linear":
         x, w = args[0], args[1]
-        if _activation(x) and _weight(w, 2) and _exact(cfg, x.int_repr, 0):
+        if _activation(x) and _cached_weight(cache, w, 2) and _exact(cfg, x.int_repr, 0):
             return lambda: linear(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_conv2d":
         x, w, groups = args[0], args[1], args[6]
-        if groups == 1 and _activation(x) and _weight(w, 4) and \
+        if groups == 1 and _activation(x) and _cached_weight(cache, w, 4) and \
                 _exact(cfg, x.int_repr, int(x.zero_point)):
             return lambda: conv2d(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_linear_dynamic":
-        if _weight(args[1], 2):         # dynamic inputs are quantized to 0..127: exact on both
+        if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
     return None
 
@@ -113,6 +113,15 @@ def _activation(x) -> bool:
 def _weight(w, ndim: int) -> bool:
     return isinstance(w, QuantizedArray) and w.dtype is dtypes.qint8 and \
         w.int_repr.ndim == ndim and w.axis in (None, 0) and not np.any(w.zero_point)
+
+
+def _cached_weight(cache: dict, w, ndim: int) -> bool:
+    """_weight, asked once per weight tensor (the cache's owner, constant as its packed
+    form is)."""
+    key = ("native weight", ndim)
+    if key not in cache:
+        cache[key] = _weight(w, ndim)
+    return cache[key]
 
 
 def _exact(cfg, a: np.ndarray, pad_value: int) -> bool:
