@@ -533,6 +533,7 @@ class QGemmStep:
         self.packed, self.corr = packed[key], packed[key + ".corr"]
         self.mult, self.bias = packed[key + ".mult"], packed[key + ".bias"]
         self.pool_fn = pool_fn
+        self._calls: dict = {}      # input geometry -> QGemmCall (vector kernels)
 
     def __call__(self, x):
         d = self.desc
@@ -544,8 +545,17 @@ class QGemmStep:
             out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
                                       d["dilation"])
             slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
-            gather = conv_gather(nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack),
-                                 d["kernel"], d["stride"], d["dilation"], out_hw, d["run"])
+            x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack)
+            call = self._calls.get(x_nhwc.shape) if d["config"] != "amx" else None
+            if call is not None:        # made before for this geometry: no gather needed
+                out = np.ascontiguousarray(call(self.fn, self.pool_fn(), x_nhwc))
+                return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
+            gather = conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
+                                 d["run"])
+            if d["config"] != "amx" and len(self._calls) < 16:
+                self._calls[x_nhwc.shape] = QGemmCall(
+                    gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"], self.corr,
+                    self.mult, self.bias, d["qparams"], True)
         out = _qgemm(d, self.fn, self.pool_fn(), gather, self.packed, self.corr, self.mult,
                      self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)
