@@ -1,18 +1,22 @@
 """Quantization benchmark: float vs int8 for an MLP (static and dynamic) and a small CNN,
 ember against torch.ao (x86 backend) and torch float, on the same weights.
 
-    python3 benchmarks/quant.py [--quick] [--resnet] [--save]
+    python3 benchmarks/quant.py [--quick] [--resnet] [--threads N [--cpu-time]] [--save]
 
 Rows come in pairs: "<model> float" times ember float eager against torch float; "<model>
 int8 ..." times ember's converted model against torch.ao's. Ratios are other / ember
 (> 1: ember faster). Beside each int8 row: argmax agreement with torch.ao's int8 model
 and the largest logit difference in output quantization steps; after the table, ember's
 int8 / float speedup. --resnet adds a resnet18-shaped model at batch 8, 224x224 (slow).
+--threads N runs both libraries on N threads (torch.set_num_threads, ember.set_num_threads);
+--cpu-time (with --threads 1) times each call by its thread's CPU time instead of the wall
+clock: on a host shared with other jobs that measures the work, not the waiting.
 """
 from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -28,6 +32,7 @@ import torch.ao.quantization.quantize_fx as tqfx  # noqa: E402
 import ember  # noqa: E402
 import ember.ao.quantization as eq  # noqa: E402
 import ember.ao.quantization.quantize_fx as eqfx  # noqa: E402
+from benchmarks import common  # noqa: E402
 from benchmarks.common import Bench, bench_args, torch_resnet18  # noqa: E402
 
 def mlp(lib):
@@ -103,13 +108,29 @@ def parse_args(argv=None):
     import argparse
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--resnet", action="store_true", help="add resnet18 at batch 8 (slow)")
-    return bench_args("quant", argv, p)
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for both libraries (default: each library's own)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time by the calling thread's CPU time (needs --threads 1)")
+    args = bench_args("quant", argv, p)
+    if args.cpu_time and args.threads != 1:
+        p.error("--cpu-time needs --threads 1 (other threads' work would not be counted)")
+    return args
+
+
+def use_threads(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        ember.set_num_threads(args.threads)
+    if args.cpu_time:     # every column's clock: this thread's CPU time
+        common.clock_for = lambda key: time.thread_time
 
 
 def main(argv=None):
     warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
     torch.backends.quantized.engine = "x86"  # here, not at import: importing changes nothing
     args = parse_args(argv)
+    use_threads(args)
     rng = np.random.default_rng(0)
     b = Bench("quant", args)
     if not args.smoke:                       # --smoke: the small_cnn pair only

@@ -11,7 +11,7 @@ where no native kernel applies (then the caller runs the NumPy reference):
   memory), so a chain of convolutions never changes layout.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
 - max_pool2d and adaptive_avg_pool2d on a per-tensor quint8 value (`same_qparams_kernel`):
-  qelementwise's uint8 max pooling over channels-last integers (C a multiple of 64; else
+  qelementwise's uint8 max pooling over channels-last integers (C a multiple of 16; else
   NumPy's shifted views), lite's averaging of the dequantized values.
 
 Every kernel computes what the reference computes, operation for operation, so results
@@ -20,6 +20,9 @@ need quint8 activations, qint8 weights with zero points 0 (symmetric: every defa
 observer) per tensor or per output channel, and groups == 1.
 """
 from __future__ import annotations
+
+import copy
+import functools
 
 import numpy as np
 
@@ -51,15 +54,15 @@ def kernel_for(op_name: str, args: list, cache: dict):
         return None
     if op_name == "quantized_linear":
         x, w = args[0], args[1]
-        if _activation(x) and _weight(w, 2) and _exact(cfg, x.int_repr, 0):
+        if _activation(x) and _cached_weight(cache, w, 2) and _exact(cfg, x.int_repr, 0):
             return lambda: linear(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_conv2d":
         x, w, groups = args[0], args[1], args[6]
-        if groups == 1 and _activation(x) and _weight(w, 4) and \
+        if groups == 1 and _activation(x) and _cached_weight(cache, w, 4) and \
                 _exact(cfg, x.int_repr, int(x.zero_point)):
             return lambda: conv2d(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_linear_dynamic":
-        if _weight(args[1], 2):         # dynamic inputs are quantized to 0..127: exact on both
+        if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
     return None
 
@@ -97,7 +100,7 @@ def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     if geometry is None or not _channels_last(qa.int_repr):
         return None
     nhwc = qa.int_repr.transpose(0, 2, 3, 1)
-    pool = QE.max_pool2d_nhwc if nhwc.shape[3] % 64 == 0 and QE.available() else \
+    pool = QE.max_pool2d_nhwc if nhwc.shape[3] % 16 == 0 and QE.available() else \
         max_pool2d_nhwc
     return lambda: qa.with_values(pool(nhwc, *geometry).transpose(0, 3, 1, 2))
 
@@ -110,6 +113,15 @@ def _activation(x) -> bool:
 def _weight(w, ndim: int) -> bool:
     return isinstance(w, QuantizedArray) and w.dtype is dtypes.qint8 and \
         w.int_repr.ndim == ndim and w.axis in (None, 0) and not np.any(w.zero_point)
+
+
+def _cached_weight(cache: dict, w, ndim: int) -> bool:
+    """_weight, asked once per weight tensor (the cache's owner, constant as its packed
+    form is)."""
+    key = ("native weight", ndim)
+    if key not in cache:
+        cache[key] = _weight(w, ndim)
+    return cache[key]
 
 
 def _exact(cfg, a: np.ndarray, pad_value: int) -> bool:
@@ -134,6 +146,7 @@ def weight_scales(w: QuantizedArray, n: int) -> np.ndarray:
     return np.asarray(w.scale, np.float32)
 
 
+@functools.lru_cache(maxsize=1024)       # a converted model asks the same per layer
 def requant_params(scale: float, zero_point: int, dtype, relu: bool):
     lo, hi = qrange(dtype)
     inv = np.float32(1.0) / np.float32(scale)
@@ -146,13 +159,55 @@ def _packed(cache: dict, key: str, make):
     return cache[key]
 
 
+_MAX_CALLS = 64      # prepared GEMMs a weight keeps (one per input geometry and qparams)
+
+
+def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x, w, bias,
+                     qparams, u8_out: bool = True):
+    """The GEMM with everything but its input made once per input geometry and qparams and
+    kept in the weight's cache: the epilogue's column vectors and the kernel's parameter
+    block (the bias is compared by value on every call, so one changed in place is seen).
+    make_gather() gives the gather (only on a miss); buffer is this call's input."""
+    key = ("gemm", cfg.name, geometry, float(x.scale), int(x.zero_point), qparams, u8_out)
+    entry = cache.get(key)
+    if entry is None or not _same_bias(entry[0], bias):
+        vectors = packed.epilogue_vectors(int(x.zero_point),
+                                          np.float32(x.scale) * weight_scales(w, packed.n),
+                                          bias)
+        gather = make_gather()
+        if cfg is QA.AMX:       # per-thread scratch: no prepared call
+            run = _amx_call(gather, packed, vectors, qparams, u8_out)
+        else:
+            run = Q.prepare(gather, packed, vectors, qparams, u8_out)
+        if sum(isinstance(k, tuple) and k[0] == "gemm" for k in cache) >= _MAX_CALLS:
+            for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm"]:
+                del cache[k]
+        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
+    return entry[1](buffer)
+
+
+def _amx_call(gather, packed, vectors, qparams, u8_out):
+    def run(buffer):
+        g = copy.copy(gather)
+        g.buffer = buffer
+        return QA.run_vectors(g, packed, vectors, qparams, u8_out)
+    gather.buffer = None         # the cache keeps no activation alive
+    return run
+
+
+def _same_bias(kept, bias) -> bool:
+    if kept is None or bias is None:
+        return kept is None and bias is None
+    return kept.shape == np.shape(bias) and np.array_equal(kept, bias)
+
+
 def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     n, k = w.int_repr.shape
+    cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
-    rows = x.int_repr.reshape(-1, k)
-    out = _run_gemm(cfg, Q.linear_gather(rows, -(-k // 4)), packed, int(x.zero_point),
-                np.float32(x.scale) * weight_scales(w, n), bias,
-                requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    gather = Q.linear_gather(x.int_repr.reshape(-1, k), -(-k // 4))
+    out = _run_gemm_cached(cfg, cache, ("linear", gather.m), lambda: gather, gather.buffer,
+                           packed, x, w, bias, requant_params(scale, zero_point, x.dtype, relu))
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
 
@@ -174,26 +229,32 @@ def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
 def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg):
     oc, c, kh, kw = w.int_repr.shape
     cp, run = lite.conv_k_layout(c, kw, dilation[1])
+    cfg = Q.tile_for(cfg, oc)
     packed = _packed(cache, f"conv-{cfg.name}",
                      lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     slack = run - kw * c if run else 0
-    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack)
-    gather = Q.conv_gather(x_nhwc, (kh, kw), stride, dilation, (oh, ow), run)
-    out = _run_gemm(cfg, gather, packed, int(x.zero_point),
-                    np.float32(x.scale) * weight_scales(w, oc), bias,
-                    requant_params(scale, zero_point, x.dtype, relu), u8_out=True)
+    pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack, pack)
+    geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run)
+    out = _run_gemm_cached(cfg, cache, geometry, lambda: Q.conv_gather(x_nhwc, *geometry[1:]),
+                           x_nhwc, packed, x, w, bias,
+                           requant_params(scale, zero_point, x.dtype, relu))
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
 
 def linear_dynamic(x, w, bias, relu, cache, cfg):
     n, k = w.int_repr.shape
+    cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     scale, zp = dynamic_input_qparams(x)
-    qx = quantize_array(x, scale, zp, dtypes.quint8)
-    out = _run_gemm(cfg, Q.linear_gather(qx.int_repr.reshape(-1, k), -(-k // 4)), packed, zp,
+    if QE.available() and x.dtype == np.float32 and x.flags.c_contiguous:
+        q = QE.quantize(x, scale, zp, np.uint8)     # quantize_array's steps, natively
+    else:
+        q = quantize_array(x, scale, zp, dtypes.quint8).int_repr
+    out = _run_gemm(cfg, Q.linear_gather(q.reshape(-1, k), -(-k // 4)), packed, zp,
                     np.float32(scale) * weight_scales(w, n), bias,
                     (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
     return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)

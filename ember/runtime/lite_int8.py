@@ -200,10 +200,13 @@ def conv_k_layout(c: int, kw: int, dilation_w: int) -> tuple[int, int]:
     return -(-c // 4) * 4, 0
 
 
-def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0) -> np.ndarray:
+def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
+               pack=None) -> np.ndarray:
     """A [N, C, H, W] uint8 value as channels-last, padded with its zero point (the
     quantized 0.0) spatially and in channels up to cp, with `slack` readable bytes past
-    its end; x's own memory where it already is channels-last and needs none of that."""
+    its end; x's own memory where it already is channels-last and needs none of that.
+    pack(x, dst), where given, interleaves a contiguous x of few channels (the stem's
+    input) natively (pack_nhwc_run)."""
     n, c, h, w = x.shape
     ph, pw = padding
     nhwc = x.transpose(0, 2, 3, 1)
@@ -214,12 +217,21 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0)
     flat = _empty((size + slack,), np.uint8)
     flat[size:] = zero_point
     buf = flat[:size].reshape(shape)
+    packed = pack is not None and c == cp and x.flags.c_contiguous
 
     def fill(begin, end):
-        if ph or pw or c != cp:
-            buf[begin:end].fill(zero_point)
-        buf[begin:end, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
+        images = buf[begin:end]
+        if c != cp:
+            images.fill(zero_point)
+        elif ph or pw:      # the border only: the interior is written next
+            for border in (images[:, :ph], images[:, ph + h:], images[:, ph:ph + h, :pw],
+                           images[:, ph:ph + h, pw + w:]):
+                border.fill(zero_point)
+        if not packed:
+            images[:, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
     _over_images(n, fill)
+    if packed:
+        pack(x, buf[:, ph:ph + h, pw:pw + w, :])
     return buf
 
 
@@ -245,27 +257,48 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
     """One fused int8 GEMM: [M, n] uint8 (u8_out) or float32. corr (int32), mult and bias
     (float32) are per output column, padded to a multiple of nr; qparams = (1/scale, zero
     point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring)."""
-    if len(gather.offs) != kq:
-        raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the packed "
-                         f"weight {kq * 4}")
-    n_pad = len(corr)
-    m_pad = -(-gather.m // mr) * mr
-    m_tiles, n_blocks = m_pad // mr, n_pad // nr
-    out = _empty((m_pad, n_pad), np.uint8 if u8_out else np.float32)
-    qp = np.asarray(qparams, np.float64)
-    # task order: weight panels stay in cache while every row tile passes when that moves
-    # fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
-    nb_outer = n_blocks * gather.m * kq * 4 < m_tiles * packed.nbytes
-    values = {"a": gather.buffer.ctypes.data, "m": gather.m, "ohw": gather.ohw,
-              "ow": gather.ow, "img_stride": gather.img_stride,
-              "row_stride": gather.row_stride, "col_stride": gather.col_stride, "kq": kq,
-              "offs": gather.offs.ctypes.data, "packed": packed.ctypes.data,
-              "n_blocks": n_blocks, "m_tiles": m_tiles, "nb_outer": int(nb_outer),
-              "out": out.ctypes.data, "ldo": n_pad, "corr": corr.ctypes.data,
-              "mult": mult.ctypes.data, "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
-    params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
-    pool.parallel_for(fn, m_tiles * n_blocks, params.ctypes.data, max_threads=threads)
-    return out[:gather.m, :n]
+    call = QGemmCall(gather, packed, kq, n, mr, nr, corr, mult, bias, qparams, u8_out)
+    return call(fn, pool, gather.buffer, threads)
+
+
+_A, _OUT = QGEMM_FIELDS.index("a"), QGEMM_FIELDS.index("out")
+
+
+class QGemmCall:
+    """A fused int8 GEMM's parameter block for one geometry and one set of qparams, made
+    once: a call fills in only the input and output addresses (on a copy, so concurrent
+    calls never share a block). Reading a NumPy array's address costs microseconds, and a
+    converted model calls each layer with the same everything but its activations."""
+
+    def __init__(self, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool):
+        if len(gather.offs) != kq:
+            raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the "
+                             f"packed weight {kq * 4}")
+        n_pad = len(corr)
+        m_tiles, n_blocks = -(-gather.m // mr), n_pad // nr
+        self.m, self.n, self.tasks = gather.m, n, m_tiles * n_blocks
+        self.out_shape, self.out_dtype = (m_tiles * mr, n_pad), np.uint8 if u8_out else np.float32
+        qp = np.asarray(qparams, np.float64)
+        # task order: weight panels stay in cache while every row tile passes when that
+        # moves fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
+        nb_outer = n_blocks * gather.m * kq * 4 < m_tiles * packed.nbytes
+        values = {"a": 0, "m": gather.m, "ohw": gather.ohw, "ow": gather.ow,
+                  "img_stride": gather.img_stride, "row_stride": gather.row_stride,
+                  "col_stride": gather.col_stride, "kq": kq, "offs": gather.offs.ctypes.data,
+                  "packed": packed.ctypes.data, "n_blocks": n_blocks, "m_tiles": m_tiles,
+                  "nb_outer": int(nb_outer), "out": 0, "ldo": n_pad,
+                  "corr": corr.ctypes.data, "mult": mult.ctypes.data,
+                  "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
+        self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
+        self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
+
+    def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
+        out = _empty(self.out_shape, self.out_dtype)
+        params = self.params.copy()
+        params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
+        return out[:self.m, :self.n]
 
 
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer
@@ -353,16 +386,30 @@ def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) 
 
 
 def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 64) by the
-    native kernel (codegen/llvm/qelementwise.py), output pixels split across threads."""
+    """uint8 max pooling of a channels-last [N, H, W, C] array (C a multiple of 16) by the
+    native kernel (codegen/llvm/qelementwise.py), output rows split across threads."""
     x = np.ascontiguousarray(x)
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     out = _empty((n, oh, ow, c), np.uint8)
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
-    pool.parallel_for(fn, n * oh * ow, x.ctypes.data, out.ctypes.data, params.ctypes.data)
+    pool.parallel_for(fn, n * oh, x.ctypes.data, out.ctypes.data, params.ctypes.data)
     return out
+
+
+PACK_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
+
+
+def pack_nhwc_run(fn, pool, x: np.ndarray, dst: np.ndarray) -> None:
+    """qpack_nhwc_c<C> (codegen/llvm/qelementwise.py): contiguous uint8 [N, C, H, W] x into
+    the channels-last [N, H, W, C] view dst (pixels contiguous), rows split over threads."""
+    n, c, h, w = x.shape
+    if dst.shape != (n, h, w, c) or dst.strides[2:] != (c, 1) or not x.flags.c_contiguous:
+        raise ValueError(f"pack_nhwc: expected a contiguous [N, C, H, W] source and an "
+                         f"[N, H, W, C] destination, got {x.shape} and {dst.shape}")
+    params = np.array([h, w, dst.strides[0], dst.strides[1]], np.int64)
+    pool.parallel_for(fn, n * h, x.ctypes.data, dst.ctypes.data, params.ctypes.data)
 
 
 def memory_order(a: np.ndarray):
@@ -414,6 +461,12 @@ def quantize_values(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.n
 
 
 def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    if q.dtype.itemsize == 1 and abs(zero_point) < 1 << 23:
+        # q - zp is exact in float32 too: the same values, no int64 pass
+        centered = q.astype(np.float32)
+        centered -= np.float32(zero_point)
+        centered *= np.float32(scale)
+        return centered
     return (q.astype(np.int64) - zero_point).astype(np.float32) * np.float32(scale)
 
 
@@ -435,7 +488,7 @@ def adaptive_average(x: np.ndarray, output_size) -> np.ndarray:
 def adaptive_average_quantized(q: np.ndarray, scale: float, zero_point: int, output_size):
     """adaptive_avg_pool2d of a per-tensor quantized value: the average of the dequantized
     values, requantized with the input's qparams."""
-    real = adaptive_average(np.ascontiguousarray(dequantize_values(q, scale, zero_point)),
+    real = adaptive_average(dequantize_values(np.ascontiguousarray(q), scale, zero_point),
                             output_size)
     return quantize_values(real, scale, zero_point, q.dtype)
 
@@ -480,6 +533,7 @@ class QGemmStep:
         self.packed, self.corr = packed[key], packed[key + ".corr"]
         self.mult, self.bias = packed[key + ".mult"], packed[key + ".bias"]
         self.pool_fn = pool_fn
+        self._calls: dict = {}      # input geometry -> QGemmCall (vector kernels)
 
     def __call__(self, x):
         d = self.desc
@@ -491,8 +545,17 @@ class QGemmStep:
             out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
                                       d["dilation"])
             slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
-            gather = conv_gather(nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack),
-                                 d["kernel"], d["stride"], d["dilation"], out_hw, d["run"])
+            x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack)
+            call = self._calls.get(x_nhwc.shape) if d["config"] != "amx" else None
+            if call is not None:        # made before for this geometry: no gather needed
+                out = np.ascontiguousarray(call(self.fn, self.pool_fn(), x_nhwc))
+                return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
+            gather = conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
+                                 d["run"])
+            if d["config"] != "amx" and len(self._calls) < 16:
+                self._calls[x_nhwc.shape] = QGemmCall(
+                    gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"], self.corr,
+                    self.mult, self.bias, d["qparams"], True)
         out = _qgemm(d, self.fn, self.pool_fn(), gather, self.packed, self.corr, self.mult,
                      self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)

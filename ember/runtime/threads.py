@@ -98,10 +98,14 @@ class ThreadPool:
         nested = getattr(self._local, "inside", False)   # a chunk calling back in
         threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads,
                                        _THREAD_LIMIT[0] or self.n_threads)
-        tasks = [_Task(kernel, (b, e, w, *args))
-                 for w, (b, e) in enumerate(split_range(n, threads, align))]
+        chunks = split_range(n, threads, align)
         if n <= 0:
             return
+        if len(chunks) == 1 and not nested:     # no worker involved: no task, no event
+            with self._calls:
+                kernel(chunks[0][0], chunks[0][1], 0, *args)
+            return
+        tasks = [_Task(kernel, (b, e, w, *args)) for w, (b, e) in enumerate(chunks)]
         if nested:
             tasks[0].run()
         else:

@@ -143,7 +143,8 @@ def test_quantized_adaptive_avg_pool_equals_the_float_reference(rng, shape, size
 
 @pytest.mark.parametrize("shape, kernel, stride, padding", [
     ((2, 9, 11, 64), (3, 3), (2, 2), (1, 1)), ((1, 6, 6, 128), (2, 2), (2, 2), (0, 0)),
-    ((1, 7, 5, 64), (3, 2), (1, 2), (1, 1))])
+    ((1, 7, 5, 64), (3, 2), (1, 2), (1, 1)), ((3, 14, 14, 16), (2, 2), (2, 2), (0, 0)),
+    ((2, 9, 8, 80), (3, 3), (2, 1), (1, 1)), ((1, 5, 6, 48), (3, 3), (1, 1), (1, 1))])
 def test_native_uint8_max_pool_equals_numpy(rng, shape, kernel, stride, padding):
     from ember.codegen.llvm import qelementwise as QE
     from ember.runtime import lite_int8 as lite
@@ -166,3 +167,17 @@ def test_native_quantize_per_tensor_equals_the_reference(rng, dtype):
     args = (ember.tensor(x), 0.03, 7, dtype)
     kernel = eager_kernels.candidate(op, args, op.meta(*args))
     assert kernel is not None and kernel.exact        # the native path was the one tested
+
+
+@pytest.mark.parametrize("shape, padding", [((2, 3, 37, 45), (3, 3)), ((1, 2, 5, 16), (0, 1)),
+                                            ((3, 4, 9, 33), (1, 0))])
+def test_native_channels_last_packing_equals_numpy(rng, shape, padding):
+    """A conv's padded channels-last input made by qpack_nhwc (the stem's few channels)
+    equals NumPy's strided copy, padding and slack bytes included."""
+    from ember.codegen.llvm import qelementwise as QE
+    from ember.runtime import lite_int8 as lite
+    x = rng.integers(0, 256, size=shape).astype(np.uint8)
+    slack = 3
+    want = lite.nhwc_input(x, 17, padding, shape[1], slack)
+    got = lite.nhwc_input(x, 17, padding, shape[1], slack, QE.pack_nhwc)
+    np.testing.assert_array_equal(got, want)

@@ -110,7 +110,7 @@ def test_quantized_ops_refuse_float_operands():
                     reason="this CPU has no AVX-512 VNNI")
 @pytest.mark.parametrize("shape, n, per_channel, x_zp", [
     ((6, 32), 64, True, 120), ((5, 13), 70, False, 0), ((2, 3, 40), 17, True, 255),
-    ((1, 1), 1, False, 7)])
+    ((1, 1), 1, False, 7), ((13, 40), 32, True, 3), ((25, 8), 16, False, 200)])
 def test_vnni_int8_gemm_equals_the_reference_bit_for_bit(rng, shape, n, per_channel, x_zp):
     from ember.codegen.quantized import kernel_for
     from ember.ir.ops.quantized import quantized_linear as op
@@ -132,7 +132,8 @@ def test_vnni_int8_gemm_equals_the_reference_bit_for_bit(rng, shape, n, per_chan
                     reason="this CPU has no AVX-512 VNNI")
 @pytest.mark.parametrize("shape, oc, stride, padding, dilation", [
     ((2, 3, 9, 9), 8, (1, 1), (1, 1), (1, 1)), ((1, 4, 12, 10), 5, (2, 2), (1, 0), (1, 1)),
-    ((2, 2, 11, 11), 6, (1, 2), (2, 2), (2, 2))])
+    ((2, 2, 11, 11), 6, (1, 2), (2, 2), (2, 2)), ((3, 16, 7, 9), 32, (1, 1), (1, 1), (1, 1)),
+    ((1, 8, 10, 10), 24, (2, 1), (0, 1), (1, 1))])
 def test_vnni_int8_conv_equals_the_reference_bit_for_bit(rng, shape, oc, stride, padding,
                                                          dilation):
     from ember.codegen.quantized import kernel_for

@@ -1,5 +1,5 @@
 """Elementwise quantized kernels: quantized add (and add + relu) on uint8 values, and uint8
-max pooling over channels-last values (`qmaxpool`: 64 channels per vector, taps outside
+max pooling over channels-last values (`qmaxpool`: 64 or 16 channels per vector, taps outside
 the input skipped; exact, as any max is).
 
     real = float32(a - a_zp) * a_scale + float32(b - b_zp) * b_scale     (float32)
@@ -51,7 +51,7 @@ def _body(b, lanes, a_ptr, b_ptr, out_ptr, i, qp):
     a_zp, a_scale, b_zp, b_scale, inv, zp, lo, hi = qp
     real = b.fadd(real_of(a_ptr, a_zp, a_scale), real_of(b_ptr, b_zp, b_scale))
     real = u.intrinsic(b, "maxnum", vf, real, spl(b.fptrunc(lo, u.F32)))     # relu: lo = 0
-    scaled = b.fadd(b.fmul(b.fpext(real, vd), spl(inv)), spl(zp))
+    scaled = u.fma(b, b.fpext(real, vd), spl(inv), spl(zp))    # exact product: as mul, add
     q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
     q = u.intrinsic(b, "maxnum", vf, q, spl(ir.Constant(u.F32, 0.0)))
     q = u.intrinsic(b, "minnum", vf, q, spl(b.fptrunc(hi, u.F32)))
@@ -82,7 +82,7 @@ def _quantize_body(b, lanes, x_ptr, out_ptr, i, qp):
     inv, zp = (u.splat(b, q, lanes) for q in qp[:2])
     lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qp[2:])
     x = b.load(b.gep(x_ptr, [i], source_etype=u.F32), typ=vf, align=4)
-    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(b.fadd(b.fmul(b.fpext(x, vd), inv), zp), vf))
+    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(u.fma(b, b.fpext(x, vd), inv, zp), vf))
     q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
     b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
 
@@ -106,50 +106,116 @@ def _emit_quantize(module: ir.Module) -> None:
 
 
 def _emit_maxpool(module: ir.Module) -> None:
-    """qmaxpool(p_begin, p_end, worker, x, out, params): uint8 max pooling of a
-    channels-last [N, H, W, C] input (C a multiple of 64) for output pixels
-    [p_begin, p_end); params = (h, w, c, oh, ow, kh, kw, sh, sw, ph, pw) as int64.
-    Taps outside the input are skipped (PyTorch pads max pooling with -inf)."""
+    """qmaxpool(r_begin, r_end, worker, x, out, params): uint8 max pooling of a
+    channels-last [N, H, W, C] input (C a multiple of 16) for output rows
+    [r_begin, r_end) (row r: image r // OH, oy = r % OH); params = (h, w, c, oh, ow, kh,
+    kw, sh, sw, ph, pw) as int64. Channels go 64 to a vector, the last C % 64 16 to a
+    vector. Taps outside the input are skipped (PyTorch pads max pooling with -inf)."""
     fn, b = u.define(module, "qmaxpool", u.VOID, [
-        ("p_begin", u.I64), ("p_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
+        ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
         ("params", u.PTR)], noalias_ptrs=False)
-    p_begin, p_end, _, x, out, params = fn.args
-    h, w, c, oh, ow, kh, kw, sh, sw, ph, pw = (
-        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))
-    v64 = u.vec(I8, 64)
-    zero = u.i64(0)
-    slot = b.alloca(v64)          # the running max (in the entry block: promoted to a register)
-    with u.counted_loop(b, p_begin, p_end, 1, "p") as pix:
-        img = b.sdiv(pix, b.mul(oh, ow))
-        rem = b.sub(pix, b.mul(img, b.mul(oh, ow)))
-        oy = b.sdiv(rem, ow)
-        ox = b.sub(rem, b.mul(oy, ow))
-        with u.counted_loop(b, zero, c, 64, "ch") as ch:
-            b.store(ir.Constant(v64, None), slot)
-            with u.counted_loop(b, zero, kh, 1, "ky") as ky:
-                iy = b.add(b.sub(b.mul(oy, sh), ph), ky)
-                row_ok = b.and_(b.icmp_signed(">=", iy, zero), b.icmp_signed("<", iy, h))
-                with b.if_then(row_ok):
-                    with u.counted_loop(b, zero, kw, 1, "kx") as kx:
-                        ix = b.add(b.sub(b.mul(ox, sw), pw), kx)
-                        ok = b.and_(b.icmp_signed(">=", ix, zero), b.icmp_signed("<", ix, w))
-                        with b.if_then(ok):
-                            at = b.add(b.mul(b.add(b.mul(b.add(b.mul(img, h), iy), w), ix), c),
-                                       ch)
-                            value = b.load(b.gep(x, [at], source_etype=I8), typ=v64, align=1)
-                            best = u.intrinsic(b, "umax", v64, b.load(slot, typ=v64), value)
-                            b.store(best, slot)
-            dst = b.add(b.mul(pix, c), ch)
-            b.store(b.load(slot, typ=v64), b.gep(out, [dst], source_etype=I8), align=1)
+    r_begin, r_end, _, x, out, params = fn.args
+    geo = dict(zip(("h", "w", "c", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw"), (
+        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(11))))
+    # the running maxima (in the entry block: promoted to registers)
+    slots = {width: b.alloca(u.vec(I8, width)) for width in (64, 16)}
+    c = geo["c"]
+    c64 = b.mul(b.sdiv(c, u.i64(64)), u.i64(64))
+    with u.counted_loop(b, r_begin, r_end, 1, "r") as row:
+        img = b.sdiv(row, geo["oh"])            # one division per output row
+        oy = b.sub(row, b.mul(img, geo["oh"]))
+        with u.counted_loop(b, u.i64(0), geo["ow"], 1, "ox") as ox:
+            pix = b.add(b.mul(row, geo["ow"]), ox)
+            for width, begin, end in ((64, u.i64(0), c64), (16, c64, c)):
+                with u.counted_loop(b, begin, end, width, f"ch{width}") as ch:
+                    _pool_window(b, geo, x, out, slots[width], width, pix, img, oy, ox, ch)
     b.ret_void()
 
 
+def _pool_window(b, geo, x, out, slot, width, pix, img, oy, ox, ch) -> None:
+    """out[pix, ch:ch + width] = the max over the window's taps inside the input."""
+    vec = u.vec(I8, width)
+    zero = u.i64(0)
+    b.store(ir.Constant(vec, None), slot)
+    with u.counted_loop(b, zero, geo["kh"], 1, "ky") as ky:
+        iy = b.add(b.sub(b.mul(oy, geo["sh"]), geo["ph"]), ky)
+        row_ok = b.and_(b.icmp_signed(">=", iy, zero), b.icmp_signed("<", iy, geo["h"]))
+        with b.if_then(row_ok):
+            with u.counted_loop(b, zero, geo["kw"], 1, "kx") as kx:
+                ix = b.add(b.sub(b.mul(ox, geo["sw"]), geo["pw"]), kx)
+                ok = b.and_(b.icmp_signed(">=", ix, zero), b.icmp_signed("<", ix, geo["w"]))
+                with b.if_then(ok):
+                    pixel = b.add(b.mul(b.add(b.mul(img, geo["h"]), iy), geo["w"]), ix)
+                    at = b.add(b.mul(pixel, geo["c"]), ch)
+                    value = b.load(b.gep(x, [at], source_etype=I8), typ=vec, align=1)
+                    best = u.intrinsic(b, "umax", vec, b.load(slot, typ=vec), value)
+                    b.store(best, slot)
+    dst = b.add(b.mul(pix, geo["c"]), ch)
+    b.store(b.load(slot, typ=vec), b.gep(out, [dst], source_etype=I8), align=1)
+
+
+PACK_CHANNELS = (2, 3, 4)     # the channel counts qpack_nhwc_c<C> interleaves
+_PACK_PIXELS = 16
+
+
+def _emit_pack(module: ir.Module, c: int) -> None:
+    """qpack_nhwc_c<c>(r_begin, r_end, worker, src, dst, params): rows [r_begin, r_end) of
+    a contiguous uint8 [N, c, H, W] value (row r = image r // H, y = r % H) written
+    channels-last into dst: pixel (img, y, x) at dst + img * img_stride + y * row_stride
+    + x * c; params = (h, w, img_stride, row_stride) as int64. 16 pixels a step: one
+    16-byte load per channel plane, interleaved by one shuffle into 16 * c bytes (the
+    stem's 3 channels: NumPy's strided copy moves them a byte at a time)."""
+    fn, b = u.define(module, f"qpack_nhwc_c{c}", u.VOID, [
+        ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("src", u.PTR),
+        ("dst", u.PTR), ("params", u.PTR)], noalias_ptrs=False)
+    r_begin, r_end, _, src, dst, params = fn.args
+    h, w, img_stride, row_stride = (
+        b.load(b.gep(params, [u.i64(i)], source_etype=u.I64), typ=u.I64) for i in range(4))
+    lanes = _PACK_PIXELS
+    plane = b.mul(h, w)
+    full = b.mul(b.sdiv(w, u.i64(lanes)), u.i64(lanes))
+    with u.counted_loop(b, r_begin, r_end, 1, "r") as r:
+        img = b.sdiv(r, h)
+        y = b.sub(r, b.mul(img, h))
+        src_row = b.add(b.mul(b.mul(img, u.i64(c)), plane), b.mul(y, w))
+        dst_row = b.add(b.mul(img, img_stride), b.mul(y, row_stride))
+        with u.counted_loop(b, u.i64(0), full, lanes, "x") as x:
+            parts = [b.load(b.gep(src, [b.add(b.add(src_row, b.mul(u.i64(ch), plane)), x)],
+                                  source_etype=I8), typ=u.vec(I8, lanes), align=1)
+                     for ch in range(c)]
+            b.store(_interleave(b, parts, lanes),
+                    b.gep(dst, [b.add(dst_row, b.mul(x, u.i64(c)))], source_etype=I8),
+                    align=1)
+        with u.counted_loop(b, full, w, 1, "t") as x:
+            for ch in range(c):
+                value = b.load(b.gep(src, [b.add(b.add(src_row, b.mul(u.i64(ch), plane)), x)],
+                                     source_etype=I8), typ=I8)
+                at = b.add(dst_row, b.add(b.mul(x, u.i64(c)), u.i64(ch)))
+                b.store(value, b.gep(dst, [at], source_etype=I8))
+    b.ret_void()
+
+
+def _interleave(b, parts: list, lanes: int):
+    """[p0[0], p1[0], .., p0[1], p1[1], ..]: the planes' bytes pixel by pixel."""
+    c = len(parts)
+    parts = parts + [ir.Constant(parts[0].type, None)] * (4 - c)     # 4 parts of `lanes`
+    low = b.shuffle_vector(parts[0], parts[1], ir.Constant(u.vec(u.I32, 2 * lanes),
+                                                           list(range(2 * lanes))))
+    high = b.shuffle_vector(parts[2], parts[3], ir.Constant(u.vec(u.I32, 2 * lanes),
+                                                            list(range(2 * lanes))))
+    order = [ch * lanes + px for px in range(lanes) for ch in range(c)]
+    return b.shuffle_vector(low, high, ir.Constant(u.vec(u.I32, lanes * c), order))
+
+
 def module() -> ir.Module:
-    """The LLVM module with `qadd`, `qmaxpool` and `qquantize` (also what ember.aot links)."""
+    """The LLVM module with `qadd`, `qmaxpool`, `qquantize` and `qpack_nhwc_c<C>` (also
+    what ember.aot links)."""
     mod = ir.Module(name="ember_qelementwise")
     _emit(mod)
     _emit_maxpool(mod)
     _emit_quantize(mod)
+    for c in PACK_CHANNELS:
+        _emit_pack(mod, c)
     return mod
 
 
@@ -175,6 +241,19 @@ def _quantize_kernel():
                                              [ctypes.c_int64, ctypes.c_void_p]))
 
 
+@functools.lru_cache(maxsize=None)
+def _pack_kernel(c: int):
+    lib, _ = _kernel()
+    return lib.function(f"qpack_nhwc_c{c}", None, *([ctypes.c_int64] * 3 +
+                                                      [ctypes.c_void_p] * 3))
+
+
+def pack_nhwc(x: np.ndarray, dst: np.ndarray) -> None:
+    """dst[...] = a contiguous uint8 [N, C, H, W] x channels-last (dst: an [N, H, W, C]
+    view, rows and images at any stride, pixels contiguous; C in PACK_CHANNELS)."""
+    lite.pack_nhwc_run(_pack_kernel(x.shape[1]), default_pool(), x, dst)
+
+
 def quantize(x: np.ndarray, scale: float, zero_point: int, np_dtype) -> np.ndarray:
     """quantize_per_tensor of a contiguous float32 array to uint8/int8, natively (the
     reference's steps: ir/quantized.py quantize_array)."""
@@ -182,7 +261,7 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, np_dtype) -> np.ndarr
 
 
 def max_pool2d_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 64) natively."""
+    """uint8 max pooling of channels-last [N, H, W, C] (C a multiple of 16) natively."""
     return lite.qmaxpool_run(_maxpool_kernel(), default_pool(), x, kernel, stride, padding)
 
 

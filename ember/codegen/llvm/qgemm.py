@@ -78,6 +78,11 @@ class Config:
 
 VNNI = Config("vnni", Isa.AVX512, 16, 6, 4)
 AVX2 = Config("avx2", Isa.AVX2, 8, 4, 2)
+# narrow tiles for GEMMs of at most 32 / 16 output columns (rows such that the
+# accumulators and broadcast rows fit the 32 zmm registers without spills) (small convolutions): the wide
+# tile would compute, requantize and store 2-4x the columns the layer has
+VNNI_N32 = Config("vnni_n32", Isa.AVX512, 16, 8, 2)
+VNNI_N16 = Config("vnni_n16", Isa.AVX512, 16, 12, 1)
 
 # the int64 parameter block the kernels read (pointers as addresses)
 FIELDS = lite.QGEMM_FIELDS
@@ -98,6 +103,14 @@ def active_config() -> Config | None:
     if Isa.AVX2 in supported_isas() and isa in (Isa.AVX512, Isa.AVX2):
         return AVX2
     return None
+
+
+def tile_for(cfg: Config, n: int) -> Config:
+    """The VNNI tile for a GEMM of n output columns: narrower where n fits in fewer
+    vectors (the results are the same: integer sums are exact, the epilogue per element)."""
+    if cfg is not VNNI:
+        return cfg
+    return VNNI_N16 if n <= 16 else VNNI_N32 if n <= 32 else VNNI
 
 
 def exact_on(cfg: Config, a_max: int) -> bool:
@@ -181,7 +194,12 @@ def _k_loop(b, cfg, p, bases, nb):
         return out
 
     zero = ir.Constant(v32, None)
-    return u.carried_loop(b, u.i64(0), p["kq"], [zero] * (cfg.mr * cfg.nv), step, "kk")
+    # two k groups an iteration (the loop's own instructions halved), then the odd one
+    pairs = b.sdiv(p["kq"], u.i64(2))
+    acc = u.carried_loop(b, u.i64(0), pairs, [zero] * (cfg.mr * cfg.nv),
+                         lambda j, flat: step(b.add(b.add(j, j), u.i64(1)),
+                                              step(b.add(j, j), flat)), "kk2")
+    return u.carried_loop(b, b.add(pairs, pairs), p["kq"], acc, step, "kk")
 
 
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
@@ -203,7 +221,9 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
             real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
             idx = b.add(b.mul(b.add(m0, u.i64(r)), p["ldo"]), col)
             if u8_out:
-                scaled = b.fadd(b.fmul(b.fpext(real, vd), inv), zp)
+                # one fma: real * inv is exact in float64 (two float32 factors), so
+                # fusing the add rounds exactly as the reference's multiply-then-add
+                scaled = u.fma(b, b.fpext(real, vd), inv, zp)
                 q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
                 q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
@@ -295,8 +315,23 @@ def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarra
         u8_out: bool, threads: int | None = None) -> np.ndarray:
     """The fused GEMM: [M, N] uint8 (u8_out) or float32. `mult` and `bias` are float32 per
     output column; qparams = (1/scale as float32, zero point, lo, hi) (see the docstring)."""
-    corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
-    _, fns = _kernels(packed.cfg)
-    return lite.qgemm_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq, packed.n,
-                          packed.cfg.mr, packed.cfg.nr, corr, mult, bias, qparams, u8_out,
-                          threads)
+    return run_vectors(gather, packed, packed.epilogue_vectors(x_zero_point, mult, bias),
+                       qparams, u8_out, threads)
+
+
+def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool,
+                threads: int | None = None) -> np.ndarray:
+    """run with the epilogue's (corr, mult, bias) column vectors already made (callers
+    that keep them between calls: they depend only on the operands' qparams)."""
+    return prepare(gather, packed, vectors, qparams, u8_out)(gather.buffer, threads)
+
+
+def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool):
+    """run_vectors in two steps: the parameter block made now, once; the returned
+    function(buffer, threads=None) runs the GEMM on any input buffer of gather's
+    geometry."""
+    corr, mult, bias = vectors
+    fn = _kernels(packed.cfg)[1][u8_out]
+    call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
+                          packed.cfg.nr, corr, mult, bias, qparams, u8_out)
+    return lambda buffer, threads=None: call(fn, default_pool(), buffer, threads)

@@ -189,7 +189,14 @@ def run(gather, packed: Q.PackedWeight, x_zero_point: int, mult, bias, qparams,
         u8_out: bool, threads: int | None = None) -> np.ndarray:
     """qgemm.run on AMX tiles (same arguments, same results); the driver is the lite
     runtime's, as for the vector kernels."""
-    corr, mult, bias = packed.epilogue_vectors(x_zero_point, mult, bias)
+    return run_vectors(gather, packed, packed.epilogue_vectors(x_zero_point, mult, bias),
+                       qparams, u8_out, threads)
+
+
+def run_vectors(gather, packed: Q.PackedWeight, vectors, qparams, u8_out: bool,
+                threads: int | None = None) -> np.ndarray:
+    """qgemm.run_vectors on AMX tiles."""
+    corr, mult, bias = vectors
     _, fns = _kernels()
     return lite.qgemm_amx_run(fns[u8_out], default_pool(), gather, packed.data, packed.kq,
                               packed.n, corr, mult, bias, qparams, u8_out, threads)

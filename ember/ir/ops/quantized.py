@@ -103,9 +103,29 @@ def _float_meta(t):
 def _conv_meta(self, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu):
     _require_quantized(self, "quantized_conv2d", "input")
     _require_quantized(weight, "quantized_conv2d", "weight")
-    out = _conv2d.meta(_float_meta(self), _float_meta(weight), None, stride, padding,
-                       dilation, groups)
-    return TensorMeta(out.shape, self.dtype, str(self.device))
+    key = _conv_meta_key(self, weight, stride, padding, dilation, groups)
+    found = _CONV_METAS.get(key) if key is not None else None
+    if found is None:
+        out = _conv2d.meta(_float_meta(self), _float_meta(weight), None, stride, padding,
+                           dilation, groups)
+        found = TensorMeta(out.shape, self.dtype, str(self.device))
+        if key is not None and len(_CONV_METAS) < 4096:
+            _CONV_METAS[key] = found
+    return found
+
+
+# Concrete geometries seen before (an int8 model calls each layer's alike every time; the
+# float conv rule costs tens of microseconds a call): the same answer, or the same error
+# again since failures are never stored. Symbolic sizes are never keyed.
+_CONV_METAS: dict = {}
+
+
+def _conv_meta_key(x, w, stride, padding, dilation, groups):
+    parts = (tuple(x.shape), tuple(w.shape), tuple(stride), tuple(padding), tuple(dilation),
+             (groups,))
+    if not all(type(v) is int for part in parts for v in part):
+        return None
+    return parts + (x.dtype, str(x.device))
 
 
 def _conv_ref(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu):
