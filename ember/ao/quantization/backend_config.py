@@ -103,7 +103,7 @@ def pattern_kind(pattern) -> str | None:
     name = pattern if isinstance(pattern, str) else getattr(pattern, "name", None) or \
         getattr(pattern, "__name__", "")
     name = name.lower()
-    if name in qpass.SHARED or name in qpass.FIXED:
+    if name in qpass.SHARED or name in qpass.FIXED or name in qpass.OWN_OBSERVER:
         return name
     return None
 
@@ -124,7 +124,7 @@ def _native(name: str) -> BackendConfig:
         config.set_backend_pattern_config(
             BackendPatternConfig(name_).add_dtype_config(_ACT).set_observation_type(
                 ObservationType.OUTPUT_SHARE_OBSERVER_WITH_INPUT))
-    for name_ in sorted(qpass.FIXED):
+    for name_ in sorted(qpass.FIXED | qpass.OWN_OBSERVER):
         config.set_backend_pattern_config(BackendPatternConfig(name_).add_dtype_config(_ACT))
     return config
 
