@@ -178,3 +178,55 @@ def test_ember_mobilenet_v2_quantizes_end_to_end(rng):
     f_out, q_out = model(x).detach().numpy(), quantized(x).numpy()
     sqnr = 10 * np.log10((f_out ** 2).sum() / ((f_out - q_out) ** 2).sum())
     assert sqnr > 10
+
+
+def _ptq_both(name, rng, t_mapping, e_mapping, t_backend=None, e_backend=None):
+    t_model, e_model = twin_models(name, rng)
+    shape = INPUTS[name]
+    example = rng.standard_normal((2,) + shape).astype(np.float32)
+    t_prep = tqfx.prepare_fx(t_model, t_mapping, (torch.from_numpy(example),),
+                             backend_config=t_backend)
+    e_prep = eqfx.prepare_fx(e_model, e_mapping, (ember.tensor(example),),
+                             backend_config=e_backend)
+    for _ in range(3):
+        batch = rng.standard_normal((4,) + shape).astype(np.float32)
+        t_prep(torch.from_numpy(batch))
+        e_prep(ember.tensor(batch))
+    x = rng.standard_normal((16,) + shape).astype(np.float32)
+    # torch's reference model (dequantize -> float op -> quantize) is the oracle: torch's
+    # x86 kernels take neither signed activations nor affine weights
+    t_ref = tqfx.convert_to_reference_fx(t_prep, backend_config=t_backend)
+    e_q = eqfx.convert_fx(e_prep, backend_config=e_backend)
+    assert e_q.quantization_report == []
+    t_out = t_ref(torch.from_numpy(x)).detach().numpy()
+    e_out = e_q(ember.tensor(x)).numpy()
+    out_scale = float(str(e_q.graph).split("quantized_linear(")[1].split(", ")[3])
+    return t_out, e_out, out_scale, e_q
+
+
+@pytest.mark.parametrize("name", ["mobilenet", "activations"])
+def test_signed_activations_with_the_qnnpack_config(rng, name):
+    """qint8 activations (torch.ao's qnnpack symmetric config) on the NumPy references."""
+    from torch.ao.quantization.backend_config import get_qnnpack_backend_config as t_qnnpack
+    from ember.ao.quantization.backend_config import get_qnnpack_backend_config as e_qnnpack
+    t_map = tq.QConfigMapping().set_global(tq.default_per_channel_symmetric_qnnpack_qconfig)
+    e_map = eq.QConfigMapping().set_global(eq.default_per_channel_symmetric_qnnpack_qconfig)
+    t_out, e_out, step, e_q = _ptq_both(name, rng, t_map, e_map, t_qnnpack(), e_qnnpack())
+    assert "qi8)" in str(e_q.graph) and "qu8" not in str(e_q.graph)
+    assert np.abs(t_out - e_out).max() <= 2 * step + 1e-6
+    assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= 0.99
+
+
+def test_affine_weights_with_nonzero_zero_points(rng):
+    """Weights observed per tensor affine (zero points != 0): the reference subtracts them."""
+    def mapping(Q, lib):
+        weight = Q.MinMaxObserver.with_args(dtype=lib.qint8, qscheme=lib.per_tensor_affine)
+        return Q.QConfigMapping().set_global(
+            Q.QConfig(activation=Q.HistogramObserver.with_args(reduce_range=True),
+                      weight=weight))
+    t_out, e_out, step, e_q = _ptq_both("mobilenet", rng, mapping(tq, torch), mapping(eq, ember))
+    packed = [v for k, v in e_q.state_dict().items() if k.startswith("_packed_") and
+              k.endswith("_weight")]
+    assert packed and all(w.q_zero_point() != 0 for w in packed)
+    assert np.abs(t_out - e_out).max() <= 2 * step + 1e-6
+    assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= 0.99
