@@ -272,3 +272,36 @@ def test_convert_needs_an_observer():
     linear.qconfig = eq.default_qconfig
     with pytest.raises(RuntimeError, match="activation_post_process"):
         ennq.Linear.from_float(linear)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_quantize_dynamic_rnn_agrees_with_torch_ao(rng, kind):
+    """One step from a given state exercises both gate matmuls: equal to float rounding.
+    Over a sequence the per-call input quantization of h amplifies rounding differences
+    of the float gate math by a quantization step now and then, so longer runs are held
+    to torch.ao's own distance from float."""
+    def net(lib):
+        return getattr(lib.nn, kind)(12, 20, num_layers=2, bidirectional=True)
+
+    t_model, e_model = torch.nn.Sequential(net(torch)), ember.nn.Sequential(net(ember))
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    t_q = tq.quantize_dynamic(t_model, dtype=torch.qint8)
+    e_q = eq.quantize_dynamic(e_model)
+    assert type(e_q[0]).__name__ == kind and e_q[0].weight_ih_l1_reverse.dtype is ember.qint8
+    h0 = rng.standard_normal((4, 3, 20)).astype(np.float32) * 0.5
+    state = (h0, h0 * 2) if kind == "LSTM" else h0
+
+    def run(lib, model, x):
+        hx = tuple(lib.tensor(s) if lib is ember else torch.from_numpy(s) for s in state) \
+            if kind == "LSTM" else (ember.tensor(state) if lib is ember else
+                                    torch.from_numpy(state))
+        out, _ = model[0](ember.tensor(x) if lib is ember else torch.from_numpy(x), hx)
+        return out.detach().numpy()
+
+    x = rng.standard_normal((1, 3, 12)).astype(np.float32)
+    np.testing.assert_allclose(run(ember, e_q, x), run(torch, t_q, x), atol=1e-5)
+    x = rng.standard_normal((6, 3, 12)).astype(np.float32)
+    e_out, t_out, f_out = run(ember, e_q, x), run(torch, t_q, x), run(torch, t_model, x)
+    assert np.abs(e_out - t_out).max() <= 2 * np.abs(t_out - f_out).max() + 1e-5
+    assert np.abs(e_out - t_out).mean() <= 2 * np.abs(t_out - f_out).mean() + 1e-6

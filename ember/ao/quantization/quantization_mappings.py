@@ -44,7 +44,8 @@ DEFAULT_QAT_MODULE_MAPPINGS = {
     nni.ConvBnReLU2d: nniqat.ConvBnReLU2d,
 }
 
-DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear}
+DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear, nn.LSTM: nnqd.LSTM,
+                                         nn.GRU: nnqd.GRU}
 
 # modules a qconfig is propagated to and observed at (besides the mappings' keys)
 _INCLUDE_QCONFIG_PROPAGATE_LIST = {nn.Sequential}

@@ -17,9 +17,10 @@ The model itself says where tensors are quantized (QuantStub) and return to floa
 (fake-quantized weights) and attaches fake quantizes as output observers; `quantize` /
 `quantize_qat` run the whole flow with a calibration or training function.
 
-`quantize_dynamic` swaps each selected submodule (nn.Linear) for its dynamically
-quantized version: int8 weights quantized once now (per tensor, symmetric, as torch.ao's
-default dynamic qconfig), activations quantized per call from the batch's range.
+`quantize_dynamic` swaps each selected submodule (nn.Linear, nn.LSTM, nn.GRU) for its
+dynamically quantized version: int8 weights quantized once now (per tensor, symmetric,
+as torch.ao's default dynamic qconfig), activations quantized per call from each
+batch's range.
 """
 from __future__ import annotations
 
@@ -30,55 +31,41 @@ from ... import nn
 from ...ir import dtypes
 from ..nn import quantized as nnq
 from ..nn.intrinsic import _FusedModule
-from ..nn.quantized import dynamic as nnqd
 from .fake_quantize import FakeQuantizeBase
 from .observer import ObserverBase
-from .quantization_mappings import (get_default_qat_module_mappings,
+from .quantization_mappings import (get_default_dynamic_quant_module_mappings,
+                                    get_default_qat_module_mappings,
                                     get_default_qconfig_propagation_list,
                                     get_default_static_quant_module_mappings)
 from .stubs import DeQuantStub, QuantWrapper
-from .observer import MinMaxObserver, PerChannelMinMaxObserver
-from .qconfig import QConfig, default_dynamic_qconfig
-from .quantize_fx import QuantizationError, _quantize_weight
+from .qconfig import default_dynamic_qconfig
+from .quantize_fx import QuantizationError
 
 
 def quantize_dynamic(model, qconfig_spec=None, dtype=dtypes.qint8, mapping=None,
                      inplace=False):
-    """Dynamically quantize the submodules `qconfig_spec` names (a set of module types,
-    or a dict of type/qualified name -> QConfig); only nn.Linear is supported."""
+    """Dynamically quantize the submodules `qconfig_spec` selects: a set of module types,
+    or a dict of type / qualified name -> QConfig (a name covers its submodules); by
+    default every nn.Linear, nn.LSTM and nn.GRU. Weights become qint8 now, activations
+    are quantized per call."""
     if dtype is not dtypes.qint8:
         raise QuantizationError(f"quantize_dynamic: only dtype=ember.qint8 is supported, "
                                 f"got {dtype}")
+    mapping = mapping if mapping is not None else get_default_dynamic_quant_module_mappings()
     if qconfig_spec is None:
-        qconfig_spec = {nn.Linear}
+        qconfig_spec = set(mapping)
     if not isinstance(qconfig_spec, dict):
         qconfig_spec = {key: default_dynamic_qconfig for key in qconfig_spec}
-    unsupported = [k for k in qconfig_spec if isinstance(k, type) and k is not nn.Linear]
+    unsupported = [k for k in qconfig_spec if isinstance(k, type) and k not in mapping]
     if unsupported:
-        raise QuantizationError(f"quantize_dynamic: no dynamic quantized version of "
-                                f"{', '.join(k.__name__ for k in unsupported)} (only nn.Linear)")
+        raise QuantizationError(
+            f"quantize_dynamic: no dynamic quantized version of "
+            f"{', '.join(k.__name__ for k in unsupported)} (supported: "
+            f"{', '.join(sorted(k.__name__ for k in mapping))})")
     if not inplace:
         model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
-        qconfig = qconfig_spec.get(name, qconfig_spec.get(type(module)))
-        if type(module) is not nn.Linear or qconfig is None:
-            continue
-        _swap(model, name, module, qconfig)
-    return model
-
-
-def _swap(model, name: str, linear, qconfig: QConfig) -> None:
-    observer = qconfig.weight()
-    if not isinstance(observer, (MinMaxObserver, PerChannelMinMaxObserver)):
-        raise QuantizationError(f"quantize_dynamic: {name}: weight observer "
-                                f"{type(observer).__name__} is not supported")
-    weight = _quantize_weight(linear.weight, observer)
-    bias = linear.bias.detach().clone() if linear.bias is not None else None
-    new = nnqd.Linear(linear.in_features, linear.out_features, weight, bias)
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, new)
-
-
+    propagate_qconfig_(model, qconfig_spec)
+    return convert(model, mapping, inplace=True)
 
 
 # --- static and QAT eager mode ---------------------------------------------------------------
