@@ -305,3 +305,17 @@ def test_quantize_dynamic_rnn_agrees_with_torch_ao(rng, kind):
     e_out, t_out, f_out = run(ember, e_q, x), run(torch, t_q, x), run(torch, t_model, x)
     assert np.abs(e_out - t_out).max() <= 2 * np.abs(t_out - f_out).max() + 1e-5
     assert np.abs(e_out - t_out).mean() <= 2 * np.abs(t_out - f_out).mean() + 1e-6
+
+
+def test_eager_converted_model_compiles_and_exports(rng):
+    """An eager-converted model is made of the same registry ops as convert_fx's:
+    ember.compile runs it with the same results, and ember.export records them."""
+    t_model, e_model = twin_models("static", rng)
+    e_model.qconfig = eq.get_default_qconfig("x86")
+    e_model = eq.fuse_modules(e_model, [["conv", "bn", "relu"], ["fc", "relu2"]])
+    x = ember.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32))
+    quantized = eq.quantize(e_model, lambda m: m(x), [])
+    np.testing.assert_array_equal(ember.compile(quantized)(x).numpy(), quantized(x).numpy())
+    text = str(ember.export(quantized, (x,)))
+    assert "quantized_conv2d(" in text and "quantized_add(" in text and \
+        "quantized_linear(" in text
