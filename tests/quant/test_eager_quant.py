@@ -319,3 +319,10 @@ def test_eager_converted_model_compiles_and_exports(rng):
     text = str(ember.export(quantized, (x,)))
     assert "quantized_conv2d(" in text and "quantized_add(" in text and \
         "quantized_linear(" in text
+
+
+def test_from_float_refuses_the_wrong_module():
+    conv = ember.nn.Conv2d(2, 2, 1)
+    conv.qconfig = eq.default_qconfig
+    with pytest.raises(TypeError, match="expects nn.Linear"):
+        ennq.Linear.from_float(conv)

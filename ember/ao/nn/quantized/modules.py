@@ -18,6 +18,7 @@ the weight is observed by `mod.qconfig.weight()` (a QAT module's trained
 from __future__ import annotations
 
 from ....frontend import nn
+from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
@@ -111,6 +112,10 @@ class _WeightedQuantized(nn.Module):
         from ...quantization.quantize_fx import _quantize_weight
         inner, weight_post, post_holder = _float_and_weight_observer(mod, cls._FUSED)
         inner = cls._unfused(inner)
+        if not isinstance(inner, cls._FLOAT):
+            raise TypeError(f"quantized {cls.__name__}.from_float expects nn."
+                            f"{cls._FLOAT.__name__} (or its fused / QAT form), got "
+                            f"{type(mod).__name__}")
         qweight = _quantize_weight(inner.weight, weight_post)
         if qweight.dtype is not dtypes.qint8:
             raise RuntimeError(f"{cls.__name__}.from_float: weight observer must have dtype "
@@ -130,14 +135,14 @@ class _WeightedQuantized(nn.Module):
 class Linear(_WeightedQuantized):
     """y = quantize(x @ W.T + b) with int8 W; x quantized per tensor."""
 
+    _FLOAT = nn.Linear
     _FUSED: tuple = ()
 
     def __init__(self, in_features, out_features, bias_=True, dtype=dtypes.qint8):
         super().__init__()
-        from ....ir.ops.quantize import quantize_per_tensor as qpt
-        from .... import zeros
         self.in_features, self.out_features = in_features, out_features
-        self._set_weight_bias(qpt(zeros(out_features, in_features), 1.0, 0, dtype),
+        self._set_weight_bias(quantize_per_tensor(zeros(out_features, in_features), 1.0, 0,
+                                                  dtype),
                               zeros(out_features) if bias_ else None)
         self.scale, self.zero_point = 1.0, 0
 
@@ -166,7 +171,6 @@ class _ConvNd(_WeightedQuantized):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=dtypes.qint8):
         super().__init__()
-        from .... import zeros
         if padding_mode != "zeros":
             raise ValueError(f"quantized {type(self).__name__}: only padding_mode='zeros' is "
                              f"supported, got {padding_mode!r}")
@@ -196,6 +200,8 @@ class _ConvNd(_WeightedQuantized):
 
 
 class Conv2d(_ConvNd):
+    _FLOAT = nn.Conv2d
+
     def forward(self, x):
         if x.ndim != 4:
             raise ValueError(f"quantized Conv2d: expected a 4-d input [N, C, H, W], got "
@@ -210,6 +216,7 @@ class Conv1d(_ConvNd):
     shown as [O, I, K] by weight()."""
 
     _NDIM = 1
+    _FLOAT = nn.Conv1d
 
     def _set_weight_bias(self, qweight, bias) -> None:
         super()._set_weight_bias(_unsqueeze_quantized(qweight, 2), bias)
@@ -327,7 +334,6 @@ class BatchNorm2d(_FloatBetween):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
-        from .... import ones, zeros
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         for name, init in (("weight", ones), ("bias", zeros), ("running_mean", zeros),
                            ("running_var", ones)):
