@@ -326,3 +326,20 @@ def test_from_float_refuses_the_wrong_module():
     conv.qconfig = eq.default_qconfig
     with pytest.raises(TypeError, match="expects nn.Linear"):
         ennq.Linear.from_float(conv)
+
+
+def test_quantized_engine_switch_and_old_names():
+    assert ember.backends.quantized.supported_engines == \
+        torch.backends.quantized.supported_engines
+    before = ember.backends.quantized.engine
+    try:
+        ember.backends.quantized.engine = "qnnpack"
+        assert ember.backends.quantized.engine == "qnnpack"
+        with pytest.raises(RuntimeError, match="quantized engine foo is not supported"):
+            ember.backends.quantized.engine = "foo"
+    finally:
+        ember.backends.quantized.engine = before
+    # torch.quantization / torch.nn.quantized: the older names of the same objects
+    assert ember.quantization.prepare is eq.prepare and \
+        ember.quantization.fuse_modules is eq.fuse_modules
+    assert ember.nn.quantized.Linear is ennq.Linear
