@@ -343,3 +343,22 @@ def test_quantized_engine_switch_and_old_names():
     assert ember.quantization.prepare is eq.prepare and \
         ember.quantization.fuse_modules is eq.fuse_modules
     assert ember.nn.quantized.Linear is ennq.Linear
+
+
+def test_quantized_conv3d_agrees_with_torch_ao(rng):
+    def net(lib):
+        Q = tq if lib is torch else eq
+        return lib.nn.Sequential(Q.QuantStub(), lib.nn.Conv3d(3, 6, 3, stride=(1, 2, 1),
+                                                             padding=1, groups=3),
+                                 lib.nn.Conv3d(6, 4, 2), Q.DeQuantStub())
+
+    t_model, e_model = net(torch).eval(), net(ember).eval()
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    t_model.qconfig, e_model.qconfig = tq.get_default_qconfig("x86"), \
+        eq.get_default_qconfig("x86")
+    calib = [rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32) for _ in range(2)]
+    t_q = tq.quantize(t_model, _calibrate, [calib, torch])
+    e_q = eq.quantize(e_model, _calibrate, [calib, ember])
+    assert type(e_q[1]).__name__ == "Conv3d"
+    _assert_same_quantized(t_q, e_q, rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32))

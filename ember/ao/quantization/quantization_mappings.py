@@ -17,6 +17,7 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nn.Linear: nnq.Linear,
     nn.Conv1d: nnq.Conv1d,
     nn.Conv2d: nnq.Conv2d,
+    nn.Conv3d: nnq.Conv3d,
     nn.ReLU6: nnq.ReLU6,
     nn.Hardswish: nnq.Hardswish,
     nn.ELU: nnq.ELU,

@@ -102,8 +102,9 @@ def _trace(model, custom: PrepareCustomConfig | None) -> GraphModule:
 
 # --- module kinds ----------------------------------------------------------------------------
 _SHARED_MODULES = tuple(getattr(nn, n) for n in (
-    "ReLU", "ReLU6", "Hardtanh", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
-    "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity") if hasattr(nn, n))
+    "ReLU", "ReLU6", "Hardtanh", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity")
+    if hasattr(nn, n))
 _FIXED_MODULES = tuple(getattr(nn, n) for n in ("Sigmoid", "Tanh", "Softmax", "Hardsigmoid")
                        if hasattr(nn, n))
 # modules whose output gets an observer of its own, computed in float between dq and q

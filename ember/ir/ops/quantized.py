@@ -26,6 +26,7 @@ from ..meta import TensorMeta
 from ..quantized import QuantizedArray, dequantize_array, quantize_array
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from .conv import conv2d as _conv2d
+from .conv import conv3d as _conv3d
 
 Q = {Tag.QUANTIZED}
 
@@ -100,25 +101,38 @@ def _float_meta(t):
     return TensorMeta(tuple(t.shape), dtypes.float32, str(t.device))
 
 
-def _conv_meta(self, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu):
-    _require_quantized(self, "quantized_conv2d", "input")
-    _require_quantized(weight, "quantized_conv2d", "weight")
-    out = _conv2d.meta(_float_meta(self), _float_meta(weight), None, stride, padding,
-                       dilation, groups)
-    return TensorMeta(out.shape, self.dtype, str(self.device))
+def _conv_meta_for(name: str, float_conv):
+    def meta(self, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu):
+        _require_quantized(self, name, "input")
+        _require_quantized(weight, name, "weight")
+        out = float_conv.meta(_float_meta(self), _float_meta(weight), None, stride, padding,
+                              dilation, groups)
+        return TensorMeta(out.shape, self.dtype, str(self.device))
+    return meta
 
 
-def _conv_ref(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu):
-    acc = _conv2d.reference(_centered(x), _centered(w), None, stride, padding, dilation, groups)
-    acc = np.rint(acc)          # exact integers up to float64 summation order
-    return requantize(acc, x.scale, _weight_scales(w, acc.shape[1]), bias, scale, zero_point,
-                      relu, x.dtype, 1)
+def _conv_ref_for(float_conv):
+    def ref(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu):
+        acc = float_conv.reference(_centered(x), _centered(w), None, stride, padding, dilation,
+                                   groups)
+        acc = np.rint(acc)          # exact integers up to float64 summation order
+        return requantize(acc, x.scale, _weight_scales(w, acc.shape[1]), bias, scale,
+                          zero_point, relu, x.dtype, 1)
+    return ref
 
 
 quantized_conv2d = defop(
     "quantized_conv2d(Tensor self, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
     "int[2] dilation, int groups, float scale, int zero_point, bool relu=False) -> Tensor",
-    meta=_conv_meta, reference=_conv_ref, derivative=NOT_DIFFERENTIABLE, tags=Q,
+    meta=_conv_meta_for("quantized_conv2d", _conv2d), reference=_conv_ref_for(_conv2d),
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+quantized_conv3d = defop(
+    "quantized_conv3d(Tensor self, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
+    "int[3] dilation, int groups, float scale, int zero_point, bool relu=False) -> Tensor",
+    meta=_conv_meta_for("quantized_conv3d", _conv3d), reference=_conv_ref_for(_conv3d),
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
 )
 
 

@@ -3,10 +3,10 @@ float modules for. Input and output are quantized tensors; each module carries t
 output `scale` and `zero_point` its observer recorded during calibration.
 
 - Quantize / DeQuantize: the model's entry and exit (QuantStub / DeQuantStub).
-- Linear, Conv1d, Conv2d: int8 weights (`_packed_weight`, per tensor or per output
+- Linear, Conv1d, Conv2d, Conv3d: int8 weights (`_packed_weight`, per tensor or per output
   channel) and float bias; they run the registry's quantized_linear / quantized_conv2d,
   so eager mode uses the native int8 GEMM where codegen has one (Conv1d is a conv2d over
-  a height of 1).
+  a height of 1; Conv3d runs quantized_conv3d's reference).
 - ReLU6, Hardswish, ELU, LayerNorm, BatchNorm2d, Dropout: elementwise or normalizing
   ops computed on the dequantized values and quantized with the module's output qparams
   (ReLU6 and Dropout keep the input's), as torch's quantized kernels define them.
@@ -23,7 +23,7 @@ from ....frontend.nn import functional as F
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
 from ....ir.ops.quantize import quantize_per_tensor
-from ....ir.ops.quantized import quantized_conv2d, quantized_linear
+from ....ir.ops.quantized import quantized_conv2d, quantized_conv3d, quantized_linear
 
 
 def _output_qparams(mod) -> tuple[float, int]:
@@ -211,6 +211,21 @@ class Conv2d(_ConvNd):
                                 self._RELU)
 
 
+class Conv3d(_ConvNd):
+    """Runs on the NumPy reference of quantized_conv3d (no native int8 3-d kernel)."""
+
+    _NDIM = 3
+    _FLOAT = nn.Conv3d
+
+    def forward(self, x):
+        if x.ndim != 5:
+            raise ValueError(f"quantized Conv3d: expected a 5-d input [N, C, D, H, W], got "
+                             f"{list(x.shape)}")
+        return quantized_conv3d(x, self._packed_weight, self._bias, self.stride, self.padding,
+                                self.dilation, self.groups, self.scale, self.zero_point,
+                                self._RELU)
+
+
 class Conv1d(_ConvNd):
     """A conv2d over a height of 1: the weight is kept as [O, I, 1, K] for the kernel and
     shown as [O, I, K] by weight()."""
@@ -355,5 +370,5 @@ class BatchNorm2d(_FloatBetween):
         return qbn
 
 
-__all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "ReLU6", "Dropout",
+__all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "ReLU6", "Dropout",
            "Hardswish", "ELU", "LayerNorm", "BatchNorm2d"]
