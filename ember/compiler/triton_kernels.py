@@ -6,6 +6,8 @@ lives above all three. CI uses it to compile every generated kernel for sm_80/sm
 without a GPU:
 
     python -m ember.compiler.triton_kernels --out DIR [--models mlp,resnet18] [--per-kind N]
+
+("quantized" names the int8 GEMM/conv kernels of quantized_linear / quantized_conv2d.)
 """
 from __future__ import annotations
 
@@ -48,14 +50,34 @@ def builtin_model_cases() -> dict:
     return cases
 
 
+def quantized_kernels() -> list:
+    """The int8 kernels of quantized_linear / quantized_conv2d (codegen/triton/qgemm.py): a
+    linear with relu, the GPU benchmark's 4096^3 GEMM, and a channels-last 3x3 conv."""
+    from ..codegen.triton import qgemm as Q
+    from ..codegen.triton.collect import GraphKernel
+    args = ["x", "weight", "wsum", "mult", "bias", "out"]
+    problem, qparams = Q.benchmark_problem()
+    conv = Q.conv_problem((8, 64, 28, 28), (28 * 28 * 64, 1, 28 * 64, 64), (64, 64, 3, 3),
+                          (64 * 28 * 28, 1, 28 * 64, 64), (1, 1), (1, 1), (1, 1), 1)
+    return [GraphKernel("linear", "qgemm", Q.generate_qgemm(
+                Q.linear_problem(64, 256, 512), 3, 0.1, 0, True, name="qlinear_relu"), args),
+            GraphKernel("gemm4096", "qgemm", Q.generate_qgemm(problem, **qparams,
+                                                              name="qgemm_4096"), args),
+            GraphKernel("conv", "qconv", Q.generate_qgemm(conv, 128, 0.05, 0, True,
+                                                          name="qconv3x3_relu"), args)]
+
+
 def model_kernel_set(names=None, per_kind: int | None = None) -> tuple[dict, dict]:
     """(unique kernels by key, per-model report) for the named built-in models; with
     `per_kind`, only the first that many kernels of each kind (a representative subset)."""
     cases = builtin_model_cases()
     kernels, report = [], {}
-    for name in names or cases:
-        model, inputs = cases[name]()
-        found, externs = model_kernels(model, inputs)
+    for name in names or list(cases) + ["quantized"]:
+        if name == "quantized":           # generated directly, not from a traced model
+            found, externs = quantized_kernels(), []
+        else:
+            model, inputs = cases[name]()
+            found, externs = model_kernels(model, inputs)
         kernels += found
         report[name] = {"kernels": len(found), "unique": len(unique(found)),
                         "extern": [f"{e.op} ({e.reason})" for e in externs]}

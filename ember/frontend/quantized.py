@@ -38,6 +38,11 @@ SAME_QPARAMS = {"view", "reshape", "_unsafe_view", "flatten", "permute", "transp
                 "adaptive_max_pool2d", "unflatten", "movedim", "chunk", "split"}
 
 
+# clamping ops: computed on the integers against the quantized bounds, qparams kept
+# (torch's quantized hardtanh / relu6 / clamp do the same)
+CLAMPS = {"hardtanh", "relu6", "clamp"}
+
+
 class QuantizedTensor(Tensor):
     """A Tensor of dtype quint8/qint8/qint32 (see the module docstring)."""
 
@@ -97,6 +102,18 @@ class QuantizedTensor(Tensor):
     def q_per_channel_axis(self) -> int:
         self._per_channel("q_per_channel_axis")
         return int(self._qaxis)
+
+    def _assign_same_qparams(self, result: "QuantizedTensor") -> "QuantizedTensor":
+        """In-place form of an op that keeps the qparams (relu_, hardtanh_): the result's
+        integers written into this tensor's memory."""
+        same = result._qdtype is self._qdtype and result._qaxis is None and \
+            self._qaxis is None and float(result._qscale) == float(self._qscale) and \
+            int(result._qzero_point) == int(self._qzero_point)
+        if not same or result.shape != self.shape:
+            raise NotImplementedError("in-place op on a quantized tensor whose result has "
+                                      "other qparams; use the out-of-place form")
+        np.copyto(self._array, result._array)
+        return self
 
     def int_repr(self) -> Tensor:
         return Tensor._from_array(self._array)
@@ -171,6 +188,10 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
         qa = first._qarray()
         return QuantizedTensor._wrap(qa.with_values(
             np.maximum(qa.int_repr, qa.zero_point).astype(qa.int_repr.dtype)))
+    if first is not None and op.name in CLAMPS and first._qaxis is None and args[0] is first:
+        bounds = _clamp_bounds(op.name, args)
+        if bounds is not None:
+            return _clamped(first._qarray(), *bounds)
     kinds = ", ".join(sorted({f"{t.dtype} ({t.qscheme().name})" for t in tensors}))
     raise NotImplementedError(
         f"{op.name}: not supported on quantized tensors ({kinds}); call .dequantize() "
@@ -241,3 +262,27 @@ def _requantized_like(t, qa: QuantizedArray):
     if not isinstance(t, Tensor) or t.dtype.np_dtype != qa.dtype.np_dtype:
         return t      # an index output (max_pool's indices)
     return QuantizedTensor._wrap(qa.with_values(np.asarray(t._array)))
+
+
+def _clamp_bounds(name: str, args: tuple):
+    """(low, high) real bounds of a clamping op, None for either side that is absent;
+    None when a bound is not a Python number (a tensor bound is not supported)."""
+    if name == "relu6":
+        return 0.0, 6.0
+    defaults = (-1.0, 1.0) if name == "hardtanh" else (None, None)
+    bounds = list(args[1:3]) + list(defaults[len(args) - 1:])
+    if any(b is not None and not isinstance(b, (int, float)) for b in bounds):
+        return None
+    return tuple(bounds)
+
+
+def _clamped(qa: QuantizedArray, low, high) -> "QuantizedTensor":
+    from ..ir.quantized import quantize_array
+    q = qa.int_repr
+    if low is not None:
+        q = np.maximum(q, quantize_array(np.float32(low), qa.scale, qa.zero_point,
+                                         qa.dtype).int_repr)
+    if high is not None:
+        q = np.minimum(q, quantize_array(np.float32(high), qa.scale, qa.zero_point,
+                                         qa.dtype).int_repr)
+    return QuantizedTensor._wrap(qa.with_values(q.astype(qa.int_repr.dtype)))

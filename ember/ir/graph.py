@@ -213,6 +213,23 @@ class Graph:
         self.__dict__.update(state)
         self.owning_module = None
 
+    def __deepcopy__(self, memo):
+        """Node by node, in order: Python's recursive deepcopy follows each node's users to
+        the next node and overflows the stack on graphs of a few hundred nodes
+        (mobilenet_v2 with observers). Each copied node is entered in `memo`, so the
+        args of later nodes map to the copies."""
+        import copy
+        new = Graph()
+        memo[id(self)] = new
+        for node in self._nodes:
+            copied = new.create_node(node.op, node.target, copy.deepcopy(node.args, memo),
+                                     copy.deepcopy(node.kwargs, memo), name=node.name,
+                                     type_expr=node.type)
+            copied.meta = copy.deepcopy(node.meta, memo)
+            memo[id(node)] = copied
+        new._names, new._used = dict(self._names), set(self._used)
+        return new
+
     # --- iteration ---------------------------------------------------------------------
     @property
     def nodes(self) -> list[Node]:

@@ -13,10 +13,13 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
 - WEIGHTED ("linear", "linear_relu", "conv2d", "conv2d_relu"): quantized inputs, an
   observed output, lowered to quantized_linear / quantized_conv2d;
 - BINARY ("add", "mul", with a following relu fused): quantized_add / quantized_mul;
-- SHARED (pooling, flatten/reshape/views, relu, dropout): run on the quantized value
-  itself and keep its qparams, so they get no observer of their own;
+- SHARED (pooling, flatten/reshape/views, relu, relu6/hardtanh/clamp, dropout): run on
+  the quantized value itself and keep its qparams, so they get no observer of their own;
 - FIXED (sigmoid, tanh, softmax): their output observer has fixed qparams; they run
   in float between a dequantize and a quantize;
+- OWN_OBSERVER (hardswish, elu, leaky_relu): quantized input, an output observer of
+  their own (torch.ao's "output uses a different observer than the input"); they run
+  in float between a dequantize and a quantize, as torch's quantized kernels compute;
 - everything else runs in float: convert puts a dequantize in front of it.
 """
 from __future__ import annotations
@@ -32,8 +35,9 @@ BINARY = {"add", "mul"}
 SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
           "contiguous", "detach", "max_pool1d", "max_pool2d", "adaptive_max_pool2d",
           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "relu",
-          "dropout", "identity"}
+          "relu6", "hardtanh", "clamp", "dropout", "identity"}
 FIXED = {"sigmoid", "tanh", "softmax", "hardsigmoid"}
+OWN_OBSERVER = {"hardswish", "elu", "leaky_relu"}
 _OPERATORS = {operator.add: "add", operator.iadd: "add", operator.mul: "mul",
               operator.imul: "mul"}
 
@@ -51,7 +55,7 @@ def node_kind(node: Node, module_kinds: dict) -> str | None:
     else:
         return None
     name = name.rstrip("_") if name.endswith("_") and not name.startswith("_") else name
-    if name in BINARY or name in SHARED or name in FIXED:
+    if name in BINARY or name in SHARED or name in FIXED or name in OWN_OBSERVER:
         return name
     return None
 

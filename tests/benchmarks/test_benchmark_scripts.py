@@ -14,7 +14,7 @@ from benchmarks import common
 from ember.utils.benchmark import Measurement
 
 SCRIPTS = ["aot", "autograd_functional", "cpu", "cuda_models", "cuda_train_step", "distributed",
-           "eager", "eager_train", "fft_linalg", "quant", "train_step", "vision"]
+           "eager", "eager_train", "fft_linalg", "quant", "quant_cuda", "train_step", "vision"]
 
 
 def _args(*argv):

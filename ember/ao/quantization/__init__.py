@@ -22,3 +22,8 @@ from .quantize_fx import PrepareCustomConfig, ConvertCustomConfig, QuantizationE
 from .quantize import quantize_dynamic  # noqa: F401,E402
 from . import backend_config  # noqa: F401,E402
 from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402
+from .stubs import QuantWrapper  # noqa: F401,E402
+from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quantize,  # noqa
+                       quantize_qat, add_quant_dequant, swap_module)
+from .fuse_modules import fuse_modules, fuse_modules_qat  # noqa: F401,E402
+from .quantization_mappings import *  # noqa: F401,F403,E402

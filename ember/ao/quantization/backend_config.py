@@ -103,7 +103,7 @@ def pattern_kind(pattern) -> str | None:
     name = pattern if isinstance(pattern, str) else getattr(pattern, "name", None) or \
         getattr(pattern, "__name__", "")
     name = name.lower()
-    if name in qpass.SHARED or name in qpass.FIXED:
+    if name in qpass.SHARED or name in qpass.FIXED or name in qpass.OWN_OBSERVER:
         return name
     return None
 
@@ -113,19 +113,28 @@ _DYNAMIC = DTypeConfig(dtypes.quint8, dtypes.float32, dtypes.qint8, dtypes.float
 _ACT = DTypeConfig(dtypes.quint8, dtypes.quint8)
 
 
-def _native(name: str) -> BackendConfig:
+# qnnpack's signed activations (torch.ao's qnnpack config: XNNPACK-style qint8 symmetric)
+_WEIGHTED_QINT8 = DTypeConfig(dtypes.qint8, dtypes.qint8, dtypes.qint8, dtypes.float32)
+_ACT_QINT8 = DTypeConfig(dtypes.qint8, dtypes.qint8)
+
+
+def _native(name: str, signed: bool = False) -> BackendConfig:
+    """The native patterns; `signed` adds qint8 activations (qnnpack), which run on the
+    NumPy references (the int8 kernels take quint8 activations)."""
     config = BackendConfig(name)
+    weighted = [_WEIGHTED, _DYNAMIC] + ([_WEIGHTED_QINT8] if signed else [])
+    act = [_ACT] + ([_ACT_QINT8] if signed else [])
     for pattern in (nn.Linear, (nn.Linear, nn.ReLU), nn.Conv2d, (nn.Conv2d, nn.ReLU)):
         config.set_backend_pattern_config(
-            BackendPatternConfig(pattern).set_dtype_configs([_WEIGHTED, _DYNAMIC]))
+            BackendPatternConfig(pattern).set_dtype_configs(weighted))
     for pattern in (operator.add, operator.mul):
-        config.set_backend_pattern_config(BackendPatternConfig(pattern).add_dtype_config(_ACT))
+        config.set_backend_pattern_config(BackendPatternConfig(pattern).set_dtype_configs(act))
     for name_ in sorted(qpass.SHARED):
         config.set_backend_pattern_config(
-            BackendPatternConfig(name_).add_dtype_config(_ACT).set_observation_type(
+            BackendPatternConfig(name_).set_dtype_configs(act).set_observation_type(
                 ObservationType.OUTPUT_SHARE_OBSERVER_WITH_INPUT))
-    for name_ in sorted(qpass.FIXED):
-        config.set_backend_pattern_config(BackendPatternConfig(name_).add_dtype_config(_ACT))
+    for name_ in sorted(qpass.FIXED | qpass.OWN_OBSERVER):
+        config.set_backend_pattern_config(BackendPatternConfig(name_).set_dtype_configs(act))
     return config
 
 
@@ -142,7 +151,7 @@ def get_fbgemm_backend_config() -> BackendConfig:
 
 
 def get_qnnpack_backend_config() -> BackendConfig:
-    return _native("qnnpack")
+    return _native("qnnpack", signed=True)
 
 
 def check_qconfig(config: BackendConfig, kind: str, activation, weight, node_name: str,

@@ -418,6 +418,13 @@ default_fixed_qparams_range_0to1_observer = FixedQParamsObserver.with_args(
     scale=1.0 / 256.0, zero_point=0, dtype=dtypes.quint8, quant_min=0, quant_max=255)
 default_fixed_qparams_range_neg1to1_observer = FixedQParamsObserver.with_args(
     scale=2.0 / 256.0, zero_point=128, dtype=dtypes.quint8, quant_min=0, quant_max=255)
+# qnnpack's symmetric int8 (XNNPACK): weights in [-127, 127], scales at least 2**-12
+weight_observer_range_neg_127_to_127 = MinMaxObserver.with_args(
+    dtype=dtypes.qint8, qscheme=per_tensor_symmetric, quant_min=-127, quant_max=127,
+    eps=2 ** -12)
+per_channel_weight_observer_range_neg_127_to_127 = PerChannelMinMaxObserver.with_args(
+    dtype=dtypes.qint8, qscheme=per_channel_symmetric, quant_min=-127, quant_max=127,
+    eps=2 ** -12)
 
 
 # --- histogram -------------------------------------------------------------------------------
@@ -617,4 +624,5 @@ __all__ = [
     'default_per_channel_weight_observer', 'default_placeholder_observer',
     'default_dynamic_quant_observer', 'default_float_qparams_observer',
     'default_fixed_qparams_range_0to1_observer',
-    'default_fixed_qparams_range_neg1to1_observer', 'HistogramObserver', 'ReuseInputObserver']
+    'default_fixed_qparams_range_neg1to1_observer', 'HistogramObserver', 'ReuseInputObserver',
+    'weight_observer_range_neg_127_to_127', 'per_channel_weight_observer_range_neg_127_to_127']

@@ -1,55 +1,233 @@
-"""Eager-mode entry points: quantize_dynamic (torch.ao.quantization.quantize_dynamic).
+"""Eager-mode quantization (torch.ao.quantization.quantize's names).
 
-Swaps each selected submodule (nn.Linear) for its dynamically quantized version:
-int8 weights quantized once now (per tensor, symmetric, as torch.ao's default dynamic
-qconfig), activations quantized per call from the batch's range, float in and out.
+Static post-training quantization, as in PyTorch's eager-mode tutorial:
+
+    model.qconfig = get_default_qconfig("x86")     # or per submodule; None = stays float
+    model = fuse_modules(model.eval(), [["conv", "bn", "relu"]])
+    prepared = prepare(model)      # qconfig propagated to children, an observer
+                                   # (`activation_post_process`, run by a forward hook)
+                                   # after every quantizable leaf and QuantStub
+    for batch in calibration_data: prepared(batch)
+    quantized = convert(prepared)  # each module swapped for its ember.ao.nn.quantized
+                                   # version (mappings in quantization_mappings.py)
+
+The model itself says where tensors are quantized (QuantStub) and return to float
+(DeQuantStub); `QuantWrapper` / `add_quant_dequant` put the stubs around a module.
+`prepare_qat` first swaps Linear/Conv2d and fused modules for their QAT versions
+(fake-quantized weights) and attaches fake quantizes as output observers; `quantize` /
+`quantize_qat` run the whole flow with a calibration or training function.
+
+`quantize_dynamic` swaps each selected submodule (nn.Linear, nn.LSTM, nn.GRU) for its
+dynamically quantized version: int8 weights quantized once now (per tensor, symmetric,
+as torch.ao's default dynamic qconfig), activations quantized per call from each
+batch's range.
 """
 from __future__ import annotations
 
 import copy
+import warnings
 
 from ... import nn
 from ...ir import dtypes
-from ..nn.quantized import dynamic as nnqd
-from .observer import MinMaxObserver, PerChannelMinMaxObserver
-from .qconfig import QConfig, default_dynamic_qconfig
-from .quantize_fx import QuantizationError, _quantize_weight
+from ..nn import quantized as nnq
+from ..nn.intrinsic import _FusedModule
+from .fake_quantize import FakeQuantizeBase
+from .observer import ObserverBase
+from .quantization_mappings import (get_default_dynamic_quant_module_mappings,
+                                    get_default_qat_module_mappings,
+                                    get_default_qconfig_propagation_list,
+                                    get_default_static_quant_module_mappings)
+from .stubs import DeQuantStub, QuantWrapper
+from .qconfig import default_dynamic_qconfig
+from .quantize_fx import QuantizationError
 
 
 def quantize_dynamic(model, qconfig_spec=None, dtype=dtypes.qint8, mapping=None,
                      inplace=False):
-    """Dynamically quantize the submodules `qconfig_spec` names (a set of module types,
-    or a dict of type/qualified name -> QConfig); only nn.Linear is supported."""
+    """Dynamically quantize the submodules `qconfig_spec` selects: a set of module types,
+    or a dict of type / qualified name -> QConfig (a name covers its submodules); by
+    default every nn.Linear, nn.LSTM and nn.GRU. Weights become qint8 now, activations
+    are quantized per call."""
     if dtype is not dtypes.qint8:
         raise QuantizationError(f"quantize_dynamic: only dtype=ember.qint8 is supported, "
                                 f"got {dtype}")
+    mapping = mapping if mapping is not None else get_default_dynamic_quant_module_mappings()
     if qconfig_spec is None:
-        qconfig_spec = {nn.Linear}
+        qconfig_spec = set(mapping)
     if not isinstance(qconfig_spec, dict):
         qconfig_spec = {key: default_dynamic_qconfig for key in qconfig_spec}
-    unsupported = [k for k in qconfig_spec if isinstance(k, type) and k is not nn.Linear]
+    unsupported = [k for k in qconfig_spec if isinstance(k, type) and k not in mapping]
     if unsupported:
-        raise QuantizationError(f"quantize_dynamic: no dynamic quantized version of "
-                                f"{', '.join(k.__name__ for k in unsupported)} (only nn.Linear)")
+        raise QuantizationError(
+            f"quantize_dynamic: no dynamic quantized version of "
+            f"{', '.join(k.__name__ for k in unsupported)} (supported: "
+            f"{', '.join(sorted(k.__name__ for k in mapping))})")
     if not inplace:
         model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
-        qconfig = qconfig_spec.get(name, qconfig_spec.get(type(module)))
-        if type(module) is not nn.Linear or qconfig is None:
-            continue
-        _swap(model, name, module, qconfig)
+    propagate_qconfig_(model, qconfig_spec)
+    return convert(model, mapping, inplace=True)
+
+
+# --- static and QAT eager mode ---------------------------------------------------------------
+def propagate_qconfig_(module, qconfig_dict=None, prepare_custom_config_dict=None) -> None:
+    """Give every submodule a `qconfig` attribute: its own if set, else the entry for its
+    qualified name, else for its type, else its parent's (None: stays float)."""
+    _propagate(module, qconfig_dict or {}, None, "")
+
+
+def _propagate(module, qconfig_dict: dict, parent_qconfig, prefix: str) -> None:
+    qconfig = qconfig_dict.get(type(module), parent_qconfig)
+    qconfig = qconfig_dict.get(prefix, qconfig)
+    module.qconfig = getattr(module, "qconfig", qconfig)
+    for name, child in module.named_children():
+        _propagate(child, qconfig_dict, module.qconfig, f"{prefix}.{name}" if prefix else name)
+
+
+def _needs_observation(module) -> bool:
+    return getattr(module, "qconfig", None) is not None
+
+
+def _observer_forward_hook(module, args, output):
+    """Runs the module's output through its observer (a fake quantize returns the
+    fake-quantized value, so QAT trains against it)."""
+    return module.activation_post_process(output)
+
+
+def _insert_activation_post_process(module) -> None:
+    if not _needs_observation(module) or isinstance(module, DeQuantStub):
+        return
+    module.activation_post_process = module.qconfig.activation()
+    module.register_forward_hook(_observer_forward_hook, prepend=True)
+
+
+def _is_leaf(module) -> bool:
+    return next(module.children(), None) is None
+
+
+def _add_observer_(module, propagation_list, non_leaf_module_list) -> None:
+    for child in module.children():
+        if type(child) in (nnq.FloatFunctional, nnq.QFunctional):
+            if _needs_observation(child):     # observed by its methods, not a hook
+                child.activation_post_process = child.qconfig.activation()
+        elif isinstance(child, _FusedModule) or type(child) in non_leaf_module_list or \
+                hasattr(child, "weight_fake_quant"):
+            if type(child) in propagation_list or type(child) in non_leaf_module_list:
+                _insert_activation_post_process(child)
+        else:
+            _add_observer_(child, propagation_list, non_leaf_module_list)
+    if _is_leaf(module) and not isinstance(module, nn.Sequential) and \
+            type(module) in propagation_list:
+        _insert_activation_post_process(module)
+
+
+def prepare(model, inplace=False, allow_list=None, observer_non_leaf_module_list=None,
+            prepare_custom_config_dict=None):
+    """Propagate qconfigs and attach output observers for calibration (eager mode)."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    propagation_list = allow_list if allow_list is not None else \
+        get_default_qconfig_propagation_list()
+    propagate_qconfig_(model)
+    if not any(_needs_observation(m) for m in model.modules()):
+        warnings.warn("None of the submodule got qconfig applied. Make sure you passed "
+                      "correct configuration through `qconfig_dict` or by assigning the "
+                      "`.qconfig` attribute directly on submodules")
+    _add_observer_(model, set(propagation_list), set(observer_non_leaf_module_list or ()))
     return model
 
 
-def _swap(model, name: str, linear, qconfig: QConfig) -> None:
-    observer = qconfig.weight()
-    if not isinstance(observer, (MinMaxObserver, PerChannelMinMaxObserver)):
-        raise QuantizationError(f"quantize_dynamic: {name}: weight observer "
-                                f"{type(observer).__name__} is not supported")
-    weight = _quantize_weight(linear.weight, observer)
-    bias = linear.bias.detach().clone() if linear.bias is not None else None
-    new = nnqd.Linear(linear.in_features, linear.out_features, weight, bias)
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, new)
+def prepare_qat(model, mapping=None, inplace=False):
+    """Swap modules for their QAT versions (fake-quantized weights) and attach fake
+    quantizes after them; the model must be in training mode."""
+    if not model.training:
+        raise AssertionError("prepare_qat only works on models in training mode (call "
+                             "model.train() first)")
+    mapping = mapping if mapping is not None else get_default_qat_module_mappings()
+    if not inplace:
+        model = copy.deepcopy(model)
+    propagate_qconfig_(model)
+    convert(model, mapping=mapping, inplace=True, remove_qconfig=False)
+    return prepare(model, observer_non_leaf_module_list=set(mapping.values()), inplace=True)
 
 
+def swap_module(mod, mapping, custom_module_class_mapping=None):
+    """The quantized (or QAT) module for `mod` if it has a qconfig and a mapping entry,
+    else `mod`; user forward hooks carry over, the observer hook does not."""
+    if not _needs_observation(mod) or type(mod) not in mapping:
+        return mod
+    new = mapping[type(mod)].from_float(mod)
+    for hook in mod._forward_pre_hooks.values():
+        new.register_forward_pre_hook(hook)
+    for hook in mod._forward_hooks.values():
+        if hook is not _observer_forward_hook:
+            new.register_forward_hook(hook)
+    return new
+
+
+def _convert(module, mapping) -> None:
+    swapped = {}
+    for name, child in module.named_children():
+        if not (isinstance(child, _FusedModule) or hasattr(child, "weight_fake_quant")):
+            _convert(child, mapping)      # a fused or QAT module is swapped whole
+        swapped[name] = swap_module(child, mapping)
+    for name, new in swapped.items():
+        if new is not module._modules[name]:
+            setattr(module, name, new)
+
+
+def _remove_qconfig(module) -> None:
+    for child in module.children():
+        _remove_qconfig(child)
+    module.__dict__.pop("qconfig", None)
+    post = module._modules.get("activation_post_process")
+    if isinstance(post, (ObserverBase, FakeQuantizeBase)):
+        del module._modules["activation_post_process"]
+        for key, hook in list(module._forward_hooks.items()):
+            if hook is _observer_forward_hook:
+                del module._forward_hooks[key]
+
+
+def convert(module, mapping=None, inplace=False, remove_qconfig=True, is_reference=False,
+            convert_custom_config_dict=None, use_precomputed_fake_quant=False):
+    """Swap every observed module for its quantized version (the static mappings by
+    default), with the qparams its observers recorded."""
+    if is_reference:
+        raise NotImplementedError("convert(is_reference=True): eager-mode reference modules "
+                                  "are not implemented; use quantize_fx."
+                                  "convert_to_reference_fx")
+    if not inplace:
+        module = copy.deepcopy(module)
+    _convert(module, mapping if mapping is not None else
+             get_default_static_quant_module_mappings())
+    if remove_qconfig:
+        _remove_qconfig(module)
+    return module
+
+
+def quantize(model, run_fn, run_args, mapping=None, inplace=False):
+    """prepare -> run_fn(model, *run_args) (calibration) -> convert, in eval mode."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    prepare(model, inplace=True)
+    run_fn(model, *run_args)
+    return convert(model, mapping, inplace=True)
+
+
+def quantize_qat(model, run_fn, run_args, inplace=False):
+    """prepare_qat -> run_fn(model, *run_args) (training) -> convert."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.train()
+    prepare_qat(model, inplace=True)
+    run_fn(model, *run_args)
+    return convert(model, inplace=True)
+
+
+def add_quant_dequant(module):
+    """Wrap every leaf submodule that has a qconfig in a QuantWrapper."""
+    if _is_leaf(module) and _needs_observation(module):
+        return QuantWrapper(module)
+    for name, child in list(module.named_children()):
+        setattr(module, name, add_quant_dequant(child))
+    return module

@@ -102,10 +102,13 @@ def _trace(model, custom: PrepareCustomConfig | None) -> GraphModule:
 
 # --- module kinds ----------------------------------------------------------------------------
 _SHARED_MODULES = tuple(getattr(nn, n) for n in (
-    "ReLU", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
-    "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity") if hasattr(nn, n))
+    "ReLU", "ReLU6", "Hardtanh", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity")
+    if hasattr(nn, n))
 _FIXED_MODULES = tuple(getattr(nn, n) for n in ("Sigmoid", "Tanh", "Softmax", "Hardsigmoid")
                        if hasattr(nn, n))
+# modules whose output gets an observer of its own, computed in float between dq and q
+_OWN_OBSERVER_MODULES = {nn.Hardswish: "hardswish", nn.ELU: "elu", nn.LeakyReLU: "leaky_relu"}
 
 
 def _module_kind(module) -> str | None:
@@ -119,8 +122,10 @@ def _module_kind(module) -> str | None:
         return "linear"
     if type(module) in (nn.Conv2d, nnqat.Conv2d):
         return "conv2d"
-    if isinstance(module, nn.ReLU):
+    if type(module) is nn.ReLU:       # exactly: ReLU6 subclasses it but clamps at 6 as well
         return "relu"
+    if type(module) in _OWN_OBSERVER_MODULES:
+        return _OWN_OBSERVER_MODULES[type(module)]
     if isinstance(module, _SHARED_MODULES):
         return "identity"
     if isinstance(module, _FIXED_MODULES):
@@ -172,7 +177,7 @@ def _is_relu(node, modules) -> bool:
     if node is None:
         return False
     if node.op == OpKind.call_module:
-        return isinstance(modules.get(str(node.target)), nn.ReLU)
+        return type(modules.get(str(node.target))) is nn.ReLU
     if node.op == OpKind.call_function:
         return node.target is OPS_NS.relu or node.target is F.relu
     return node.op == OpKind.call_method and node.target == "relu"
@@ -493,6 +498,9 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
         if kind in qpass.SHARED and node.args and node.args[0] in quantized_values:
             quantized_values.add(node)
             continue
+        if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER) and \
+                qpass._quantize_user(node) is not None:
+            continue                          # dequantize -> float op -> quantize
         what = str(node.target) if node.op == OpKind.call_module else \
             (name or getattr(node.target, "__name__", str(node.target)))
         report.append((node.name, f"{node.op.value} {what}"))

@@ -29,3 +29,20 @@ class DeQuantStub(Module):
 
     def forward(self, x):
         return x
+
+
+class QuantWrapper(Module):
+    """Wraps a float module between a QuantStub and a DeQuantStub (quant -> module ->
+    dequant), with the module's qconfig, so that eager-mode quantization quantizes its
+    input and returns float."""
+
+    def __init__(self, module):
+        super().__init__()
+        qconfig = getattr(module, "qconfig", None)
+        self.add_module("quant", QuantStub(qconfig))
+        self.add_module("dequant", DeQuantStub(qconfig))
+        self.add_module("module", module)
+        self.train(module.training)
+
+    def forward(self, x):
+        return self.dequant(self.module(self.quant(x)))

@@ -33,6 +33,8 @@ def apply_inplace(input, compute):
 
 
 def maybe_inplace(input, inplace: bool, compute):
+    if inplace and getattr(input, "is_quantized", False):
+        return input._assign_same_qparams(compute(input))   # quantized relu_/hardtanh_
     return apply_inplace(input, compute) if inplace else compute(input)
 
 

@@ -26,6 +26,7 @@ from ..meta import TensorMeta
 from ..quantized import QuantizedArray, dequantize_array, quantize_array
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from .conv import conv2d as _conv2d
+from .conv import conv3d as _conv3d
 
 Q = {Tag.QUANTIZED}
 
@@ -100,18 +101,20 @@ def _float_meta(t):
     return TensorMeta(tuple(t.shape), dtypes.float32, str(t.device))
 
 
-def _conv_meta(self, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu):
-    _require_quantized(self, "quantized_conv2d", "input")
-    _require_quantized(weight, "quantized_conv2d", "weight")
-    key = _conv_meta_key(self, weight, stride, padding, dilation, groups)
-    found = _CONV_METAS.get(key) if key is not None else None
-    if found is None:
-        out = _conv2d.meta(_float_meta(self), _float_meta(weight), None, stride, padding,
-                           dilation, groups)
-        found = TensorMeta(out.shape, self.dtype, str(self.device))
-        if key is not None and len(_CONV_METAS) < 4096:
-            _CONV_METAS[key] = found
-    return found
+def _conv_meta_for(name: str, float_conv):
+    def meta(self, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu):
+        _require_quantized(self, name, "input")
+        _require_quantized(weight, name, "weight")
+        key = _conv_meta_key(name, self, weight, stride, padding, dilation, groups)
+        found = _CONV_METAS.get(key) if key is not None else None
+        if found is None:
+            out = float_conv.meta(_float_meta(self), _float_meta(weight), None, stride,
+                                  padding, dilation, groups)
+            found = TensorMeta(out.shape, self.dtype, str(self.device))
+            if key is not None and len(_CONV_METAS) < 4096:
+                _CONV_METAS[key] = found
+        return found
+    return meta
 
 
 # Concrete geometries seen before (an int8 model calls each layer's alike every time; the
@@ -120,25 +123,36 @@ def _conv_meta(self, weight, bias, stride, padding, dilation, groups, scale, zer
 _CONV_METAS: dict = {}
 
 
-def _conv_meta_key(x, w, stride, padding, dilation, groups):
+def _conv_meta_key(name, x, w, stride, padding, dilation, groups):
     parts = (tuple(x.shape), tuple(w.shape), tuple(stride), tuple(padding), tuple(dilation),
              (groups,))
     if not all(type(v) is int for part in parts for v in part):
         return None
-    return parts + (x.dtype, str(x.device))
+    return (name,) + parts + (x.dtype, str(x.device))
 
 
-def _conv_ref(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu):
-    acc = _conv2d.reference(_centered(x), _centered(w), None, stride, padding, dilation, groups)
-    acc = np.rint(acc)          # exact integers up to float64 summation order
-    return requantize(acc, x.scale, _weight_scales(w, acc.shape[1]), bias, scale, zero_point,
-                      relu, x.dtype, 1)
+def _conv_ref_for(float_conv):
+    def ref(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu):
+        acc = float_conv.reference(_centered(x), _centered(w), None, stride, padding, dilation,
+                                   groups)
+        acc = np.rint(acc)          # exact integers up to float64 summation order
+        return requantize(acc, x.scale, _weight_scales(w, acc.shape[1]), bias, scale,
+                          zero_point, relu, x.dtype, 1)
+    return ref
 
 
 quantized_conv2d = defop(
     "quantized_conv2d(Tensor self, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
     "int[2] dilation, int groups, float scale, int zero_point, bool relu=False) -> Tensor",
-    meta=_conv_meta, reference=_conv_ref, derivative=NOT_DIFFERENTIABLE, tags=Q,
+    meta=_conv_meta_for("quantized_conv2d", _conv2d), reference=_conv_ref_for(_conv2d),
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+quantized_conv3d = defop(
+    "quantized_conv3d(Tensor self, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
+    "int[3] dilation, int groups, float scale, int zero_point, bool relu=False) -> Tensor",
+    meta=_conv_meta_for("quantized_conv3d", _conv3d), reference=_conv_ref_for(_conv3d),
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
 )
 
 

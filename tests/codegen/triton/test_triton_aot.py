@@ -19,10 +19,10 @@ if importlib.util.find_spec("triton") is None:
 from ember.codegen.triton.compile import launch_args  # noqa: E402
 
 # The CI subset: every kernel of the MLP and the small CNN, plus two kernels of each kind
-# (pointwise, reduction, gemm, gemm+epilogue) of the transformer. The full set (all
+# (pointwise, reduction, gemm, gemm+epilogue) of the transformer and the int8 kernels. The full set (all
 # built-in models, about 110 kernels, ~5 minutes on 2 cores) is
 #   python -m ember.compiler.triton_kernels --out DIR
-SUBSET = ["--models", "mlp,small_cnn,transformer", "--per-kind", "2"]
+SUBSET = ["--models", "mlp,small_cnn,transformer,quantized", "--per-kind", "2"]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,16 @@ class ConvReLU2d(_FusedModule):
         super().__init__(conv, relu)
 
 
+class ConvReLU1d(_FusedModule):
+    def __init__(self, conv, relu):
+        super().__init__(conv, relu)
+
+
+class BNReLU2d(_FusedModule):
+    def __init__(self, batch_norm, relu):
+        super().__init__(batch_norm, relu)
+
+
 class ConvBn2d(_FusedModule):
     """conv2d + BatchNorm2d in training mode, kept apart until QAT (prepare_qat_fx swaps
     it for ember.ao.nn.intrinsic.qat.ConvBn2d, which folds BN into the weight)."""
@@ -35,4 +45,4 @@ class ConvBnReLU2d(_FusedModule):
         super().__init__(conv, bn, relu)
 
 
-__all__ = ["LinearReLU", "ConvReLU2d", "ConvBn2d", "ConvBnReLU2d"]
+__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "BNReLU2d", "ConvBn2d", "ConvBnReLU2d"]

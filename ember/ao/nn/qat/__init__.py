@@ -8,14 +8,28 @@ from ....frontend import nn
 from ....frontend.nn import functional as F
 
 
+def _weight_fake_quant(cls, mod, weight_fake_quant):
+    """The given fake quantize, else one from the module's qconfig (torch's from_float)."""
+    if weight_fake_quant is not None:
+        return weight_fake_quant
+    qconfig = getattr(mod, "qconfig", None)
+    if qconfig is None:
+        raise ValueError(f"{cls.__name__}.from_float: the input float module must have a "
+                         f"qconfig (set module.qconfig, or use prepare_qat)")
+    return qconfig.weight()
+
+
 class Linear(nn.Linear):
     @classmethod
-    def from_float(cls, mod, weight_fake_quant):
+    def from_float(cls, mod, weight_fake_quant=None):
+        weight_fake_quant = _weight_fake_quant(cls, mod, weight_fake_quant)
         qat = cls.__new__(cls)
         nn.Module.__init__(qat)
         qat.in_features, qat.out_features = mod.in_features, mod.out_features
         qat.weight, qat.bias = mod.weight, mod.bias
         qat.weight_fake_quant = weight_fake_quant
+        if getattr(mod, "qconfig", None) is not None:
+            qat.qconfig = mod.qconfig
         return qat
 
     def forward(self, x):
@@ -29,13 +43,16 @@ class Linear(nn.Linear):
 
 class Conv2d(nn.Conv2d):
     @classmethod
-    def from_float(cls, mod, weight_fake_quant):
+    def from_float(cls, mod, weight_fake_quant=None):
+        weight_fake_quant = _weight_fake_quant(cls, mod, weight_fake_quant)
         qat = cls.__new__(cls)
         nn.Module.__init__(qat)
         qat.__dict__.update({k: v for k, v in mod.__dict__.items()
                              if k not in ("_parameters", "_buffers", "_modules")})
         qat.weight, qat.bias = mod.weight, mod.bias
         qat.weight_fake_quant = weight_fake_quant
+        if getattr(mod, "qconfig", None) is not None:
+            qat.qconfig = mod.qconfig
         return qat
 
     def forward(self, x):

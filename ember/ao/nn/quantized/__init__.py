@@ -1,3 +1,7 @@
-"""ember.ao.nn.quantized: quantized modules (dynamic quantization's Linear)."""
+"""ember.ao.nn.quantized: quantized modules (torch.ao.nn.quantized): the static ones
+eager-mode `convert` swaps in (modules.py), FloatFunctional / QFunctional, and the
+dynamic ones (`dynamic`)."""
 from . import dynamic  # noqa: F401
-from .functional_modules import FloatFunctional  # noqa: F401,E402
+from .functional_modules import FloatFunctional, QFunctional  # noqa: F401,E402
+from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # noqa: F401
+                      ReLU6, Dropout, Hardswish, ELU, LayerNorm, BatchNorm2d)

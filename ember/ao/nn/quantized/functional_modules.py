@@ -42,3 +42,67 @@ class FloatFunctional(Module):
 
     def matmul(self, x, y):
         return self.activation_post_process(x @ y)
+
+
+class QFunctional(Module):
+    """FloatFunctional's converted form: the same methods on quantized tensors, each
+    result quantized with the `scale` and `zero_point` calibrated on FloatFunctional's
+    `activation_post_process`. add / add_relu / mul run the registry's quantized_add /
+    quantized_mul (the native int8 add where codegen has one); cat is computed on the
+    dequantized values."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale, self.zero_point = 1.0, 0
+        self.activation_post_process = Identity()
+
+    def forward(self, x):
+        raise RuntimeError("Functional is not intended to use the 'forward'. Please use the "
+                           "underlying operation")
+
+    def add(self, x, y):
+        from ....ir.ops.quantized import quantized_add
+        return quantized_add(x, y, self.scale, self.zero_point, False)
+
+    def add_relu(self, x, y):
+        from ....ir.ops.quantized import quantized_add
+        return quantized_add(x, y, self.scale, self.zero_point, True)
+
+    def mul(self, x, y):
+        from ....ir.ops.quantized import quantized_mul
+        return quantized_mul(x, y, self.scale, self.zero_point, False)
+
+    def cat(self, x, dim: int = 0):
+        from .... import cat
+        from ....ir.ops.quantize import quantize_per_tensor
+        return quantize_per_tensor(cat([t.dequantize() for t in x], dim=dim), self.scale,
+                                   self.zero_point, x[0].dtype)
+
+    def matmul(self, x, y):
+        from ....ir.ops.quantize import quantize_per_tensor
+        return quantize_per_tensor(x.dequantize() @ y.dequantize(), self.scale,
+                                   self.zero_point, x.dtype)
+
+    def _scalar(self, name):
+        raise NotImplementedError(f"QFunctional.{name}: quantized arithmetic with a Python "
+                                  f"scalar is not supported; use add/mul with a tensor, or "
+                                  f"keep this FloatFunctional in float (qconfig None)")
+
+    def add_scalar(self, x, y: float):
+        self._scalar("add_scalar")
+
+    def mul_scalar(self, x, y: float):
+        self._scalar("mul_scalar")
+
+    def extra_repr(self):
+        return f"scale={self.scale}, zero_point={self.zero_point}"
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        if type(mod) is not FloatFunctional:
+            raise TypeError(f"QFunctional.from_float expects a FloatFunctional, got "
+                            f"{type(mod).__name__}")
+        scale, zero_point = mod.activation_post_process.calculate_qparams()
+        new = cls()
+        new.scale, new.zero_point = float(scale._values()[0]), int(zero_point._values()[0])
+        return new

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from .....frontend import nn
 from .....frontend.nn import functional as F
-from .. import ConvBn2d as _FloatConvBn2d, ConvBnReLU2d as _FloatConvBnReLU2d, ConvReLU2d
+from ... import qat as _nnqat
+from .. import ConvBn2d as _FloatConvBn2d, ConvBnReLU2d as _FloatConvBnReLU2d
+from .. import ConvReLU2d as _FloatConvReLU2d, LinearReLU as _FloatLinearReLU
 
 
 class ConvBn2d(nn.Conv2d):
@@ -130,7 +132,7 @@ class ConvBnReLU2d(ConvBn2d):
         return F.relu(self._conv_bn(x))
 
     def to_float(self):
-        return ConvReLU2d(super().to_float(), nn.ReLU())
+        return _FloatConvReLU2d(super().to_float(), nn.ReLU())
 
 
 def freeze_bn_stats(mod):
@@ -147,3 +149,35 @@ def update_bn_stats(mod):
 
 
 __all__ = ["ConvBn2d", "ConvBnReLU2d", "freeze_bn_stats", "update_bn_stats"]
+
+
+class _QATWithReLU:
+    """A QAT Linear/Conv2d followed by relu, from a fused float module (LinearReLU /
+    ConvReLU2d): the weight fake-quantized on each forward, relu on the output."""
+
+    @classmethod
+    def from_float(cls, mod, weight_fake_quant=None):
+        if type(mod) is not cls._FLOAT_MODULE:
+            raise TypeError(f"{cls.__name__}.from_float only works for "
+                            f"{cls._FLOAT_MODULE.__name__}, got {type(mod).__name__}")
+        inner = mod[0]
+        if getattr(mod, "qconfig", None) is not None:
+            inner.qconfig = mod.qconfig
+        return super().from_float(inner, weight_fake_quant)
+
+    def forward(self, x):
+        return F.relu(super().forward(x))
+
+    def to_float(self):
+        return self._FLOAT_MODULE(super().to_float(), nn.ReLU())
+
+
+class LinearReLU(_QATWithReLU, _nnqat.Linear):
+    _FLOAT_MODULE = _FloatLinearReLU
+
+
+class ConvReLU2d(_QATWithReLU, _nnqat.Conv2d):
+    _FLOAT_MODULE = _FloatConvReLU2d
+
+
+__all__ += ["LinearReLU", "ConvReLU2d"]

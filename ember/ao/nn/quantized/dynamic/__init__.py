@@ -18,6 +18,26 @@ class Linear(Module):
     def weight(self):
         return self._packed_weight
 
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        """Weights observed by `mod.qconfig.weight()` (per tensor or per channel qint8)."""
+        from .....ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+        from .....ao.quantization.quantize_fx import _quantize_weight
+        from .....ir import dtypes
+        qconfig = getattr(mod, "qconfig", None)
+        if qconfig is None:
+            raise RuntimeError("quantized dynamic Linear.from_float: the module has no qconfig")
+        observer = qconfig.weight()
+        if not isinstance(observer, (MinMaxObserver, PerChannelMinMaxObserver)) or \
+                observer.dtype is not dtypes.qint8:
+            raise RuntimeError(f"quantized dynamic Linear: weight observer "
+                               f"{type(observer).__name__} (dtype {observer.dtype}) is not "
+                               f"supported; use a qint8 MinMaxObserver or "
+                               f"PerChannelMinMaxObserver (default_dynamic_qconfig)")
+        weight = _quantize_weight(mod.weight, observer)
+        bias = mod.bias.detach().clone() if mod.bias is not None else None
+        return cls(mod.in_features, mod.out_features, weight, bias)
+
     def forward(self, x):
         return quantized_linear_dynamic(x, self._packed_weight, self.bias)
 
@@ -27,4 +47,6 @@ class Linear(Module):
                 f"dtype={w.dtype}, qscheme={w.qscheme()}")
 
 
-__all__ = ["Linear"]
+from .rnn import GRU, LSTM  # noqa: E402
+
+__all__ = ["Linear", "LSTM", "GRU"]

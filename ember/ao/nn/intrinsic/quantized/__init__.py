@@ -1,0 +1,24 @@
+"""Quantized fused modules (torch.ao.nn.intrinsic.quantized): the int8 Linear / conv with
+the relu fused into the requantization (the output clamped at its zero point)."""
+from __future__ import annotations
+
+from ... import intrinsic as nni
+from ...quantized import modules as nnq
+
+
+class LinearReLU(nnq.Linear):
+    _RELU = True
+    _FUSED = (nni.LinearReLU,)
+
+
+class ConvReLU2d(nnq.Conv2d):
+    _RELU = True
+    _FUSED = (nni.ConvReLU2d, nni.ConvBnReLU2d)
+
+
+class ConvReLU1d(nnq.Conv1d):
+    _RELU = True
+    _FUSED = (nni.ConvReLU1d,)
+
+
+__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d"]

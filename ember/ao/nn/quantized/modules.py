@@ -1,0 +1,374 @@
+"""Statically quantized modules (torch.ao.nn.quantized): what eager-mode `convert` swaps
+float modules for. Input and output are quantized tensors; each module carries the
+output `scale` and `zero_point` its observer recorded during calibration.
+
+- Quantize / DeQuantize: the model's entry and exit (QuantStub / DeQuantStub).
+- Linear, Conv1d, Conv2d, Conv3d: int8 weights (`_packed_weight`, per tensor or per output
+  channel) and float bias; they run the registry's quantized_linear / quantized_conv2d,
+  so eager mode uses the native int8 GEMM where codegen has one (Conv1d is a conv2d over
+  a height of 1; Conv3d runs quantized_conv3d's reference).
+- ReLU6, Hardswish, ELU, LayerNorm, BatchNorm2d, Dropout: elementwise or normalizing
+  ops computed on the dequantized values and quantized with the module's output qparams
+  (ReLU6 and Dropout keep the input's), as torch's quantized kernels define them.
+
+`from_float(mod)` builds each from its observed float (or QAT) module, as torch.ao does:
+the weight is observed by `mod.qconfig.weight()` (a QAT module's trained
+`weight_fake_quant`), the output qparams come from `mod.activation_post_process`.
+"""
+from __future__ import annotations
+
+from ....frontend import nn
+from ....frontend.factories import ones, zeros
+from ....frontend.nn import functional as F
+from ....frontend.tensor import Tensor
+from ....ir import dtypes
+from ....ir.ops.quantize import quantize_per_tensor
+from ....ir.ops.quantized import quantized_conv2d, quantized_conv3d, quantized_linear
+
+
+def _output_qparams(mod) -> tuple[float, int]:
+    """The calibrated output scale and zero point of an observed float module."""
+    post = getattr(mod, "activation_post_process", None)
+    if post is None:
+        raise RuntimeError(f"{type(mod).__name__}: no activation_post_process to take the "
+                           f"output scale and zero point from; run prepare() (with a qconfig "
+                           f"on this module) and calibrate before convert()")
+    scale, zero_point = post.calculate_qparams()
+    return float(scale._values()[0]), int(zero_point._values()[0])
+
+
+def _requantize(real: Tensor, scale: float, zero_point: int, like) -> Tensor:
+    return quantize_per_tensor(real, scale, zero_point, like.dtype)
+
+
+def _float_and_weight_observer(mod, fused_types: tuple):
+    """(the inner float module, its weight observer, the module holding the output
+    observer) for a float, fused or QAT module, as torch.ao's from_float picks them."""
+    post_holder = mod
+    if hasattr(mod, "weight_fake_quant"):          # QAT: the trained fake quantize
+        return mod, mod.weight_fake_quant, post_holder
+    qconfig = getattr(mod, "qconfig", None)
+    if isinstance(mod, fused_types):
+        mod = mod[0]
+    qconfig = qconfig or getattr(mod, "qconfig", None)
+    if qconfig is None:
+        raise RuntimeError(f"{type(post_holder).__name__}.from_float: the module has no "
+                           f"qconfig (set module.qconfig or pass a qconfig mapping to prepare)")
+    return mod, qconfig.weight(), post_holder
+
+
+class Quantize(nn.Module):
+    """Quantizes a float tensor per tensor with fixed qparams (QuantStub's converted form)."""
+
+    def __init__(self, scale, zero_point, dtype, factory_kwargs=None):
+        super().__init__()
+        self.scale, self.zero_point, self.dtype = float(scale), int(zero_point), dtype
+
+    def forward(self, x):
+        return quantize_per_tensor(x, self.scale, self.zero_point, self.dtype)
+
+    @staticmethod
+    def from_float(mod, use_precomputed_fake_quant=False):
+        scale, zero_point = _output_qparams(mod)
+        return Quantize(scale, zero_point, mod.activation_post_process.dtype)
+
+    def extra_repr(self):
+        return f"scale=tensor([{self.scale}]), zero_point=tensor([{self.zero_point}]), " \
+               f"dtype={self.dtype}"
+
+
+class DeQuantize(nn.Module):
+    """Returns a quantized tensor to float32 (DeQuantStub's converted form)."""
+
+    def forward(self, x):
+        return x.dequantize()
+
+    @staticmethod
+    def from_float(mod, use_precomputed_fake_quant=False):
+        return DeQuantize()
+
+
+class _WeightedQuantized(nn.Module):
+    """Shared by Linear and the convolutions: the packed int8 weight, the float bias and
+    the output qparams."""
+
+    _RELU = False
+
+    def _set_weight_bias(self, qweight, bias) -> None:
+        self.register_buffer("_packed_weight", qweight)
+        self.register_buffer("_bias", None if bias is None else bias.detach().clone())
+
+    def set_weight_bias(self, w, b) -> None:
+        self._set_weight_bias(w, b)
+
+    def weight(self):
+        return self._packed_weight
+
+    def bias(self):
+        return self._bias
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        from ...quantization.quantize_fx import _quantize_weight
+        inner, weight_post, post_holder = _float_and_weight_observer(mod, cls._FUSED)
+        inner = cls._unfused(inner)
+        if not isinstance(inner, cls._FLOAT):
+            raise TypeError(f"quantized {cls.__name__}.from_float expects nn."
+                            f"{cls._FLOAT.__name__} (or its fused / QAT form), got "
+                            f"{type(mod).__name__}")
+        qweight = _quantize_weight(inner.weight, weight_post)
+        if qweight.dtype is not dtypes.qint8:
+            raise RuntimeError(f"{cls.__name__}.from_float: weight observer must have dtype "
+                               f"qint8, got {qweight.dtype}")
+        qmod = cls._like(inner)
+        qmod._set_weight_bias(qweight, inner.bias)
+        qmod.scale, qmod.zero_point = _output_qparams(post_holder)
+        return qmod
+
+    @classmethod
+    def _unfused(cls, mod):
+        """A QAT conv+bn: BN folded into the float weight and bias with its running stats."""
+        from ..intrinsic.qat import ConvBn2d as QATConvBn2d
+        return QATConvBn2d.to_float(mod) if isinstance(mod, QATConvBn2d) else mod
+
+
+class Linear(_WeightedQuantized):
+    """y = quantize(x @ W.T + b) with int8 W; x quantized per tensor."""
+
+    _FLOAT = nn.Linear
+    _FUSED: tuple = ()
+
+    def __init__(self, in_features, out_features, bias_=True, dtype=dtypes.qint8):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self._set_weight_bias(quantize_per_tensor(zeros(out_features, in_features), 1.0, 0,
+                                                  dtype),
+                              zeros(out_features) if bias_ else None)
+        self.scale, self.zero_point = 1.0, 0
+
+    @classmethod
+    def _like(cls, inner):
+        return cls(inner.in_features, inner.out_features, inner.bias is not None)
+
+    def forward(self, x):
+        return quantized_linear(x, self._packed_weight, self._bias, self.scale,
+                                self.zero_point, self._RELU)
+
+    def extra_repr(self):
+        w = self._packed_weight
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"scale={self.scale}, zero_point={self.zero_point}, qscheme={w.qscheme()}")
+
+
+def _pair(v, n):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+
+
+class _ConvNd(_WeightedQuantized):
+    _NDIM = 2
+    _FUSED: tuple = ()
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=dtypes.qint8):
+        super().__init__()
+        if padding_mode != "zeros":
+            raise ValueError(f"quantized {type(self).__name__}: only padding_mode='zeros' is "
+                             f"supported, got {padding_mode!r}")
+        if isinstance(padding, str):
+            raise ValueError(f"quantized {type(self).__name__}: padding={padding!r} is not "
+                             f"supported; give the padding as integers")
+        n = self._NDIM
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride = _pair(kernel_size, n), _pair(stride, n)
+        self.padding, self.dilation = _pair(padding, n), _pair(dilation, n)
+        self.padding_mode = padding_mode
+        shape = (out_channels, in_channels // groups) + self.kernel_size
+        self._set_weight_bias(quantize_per_tensor(zeros(*shape), 1.0, 0, dtype),
+                              zeros(out_channels) if bias else None)
+        self.scale, self.zero_point = 1.0, 0
+
+    @classmethod
+    def _like(cls, inner):
+        return cls(inner.in_channels, inner.out_channels, inner.kernel_size, inner.stride,
+                   inner.padding, inner.dilation, inner.groups, inner.bias is not None,
+                   inner.padding_mode)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}")
+
+
+class Conv2d(_ConvNd):
+    _FLOAT = nn.Conv2d
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"quantized Conv2d: expected a 4-d input [N, C, H, W], got "
+                             f"{list(x.shape)}")
+        return quantized_conv2d(x, self._packed_weight, self._bias, self.stride, self.padding,
+                                self.dilation, self.groups, self.scale, self.zero_point,
+                                self._RELU)
+
+
+class Conv3d(_ConvNd):
+    """Runs on the NumPy reference of quantized_conv3d (no native int8 3-d kernel)."""
+
+    _NDIM = 3
+    _FLOAT = nn.Conv3d
+
+    def forward(self, x):
+        if x.ndim != 5:
+            raise ValueError(f"quantized Conv3d: expected a 5-d input [N, C, D, H, W], got "
+                             f"{list(x.shape)}")
+        return quantized_conv3d(x, self._packed_weight, self._bias, self.stride, self.padding,
+                                self.dilation, self.groups, self.scale, self.zero_point,
+                                self._RELU)
+
+
+class Conv1d(_ConvNd):
+    """A conv2d over a height of 1: the weight is kept as [O, I, 1, K] for the kernel and
+    shown as [O, I, K] by weight()."""
+
+    _NDIM = 1
+    _FLOAT = nn.Conv1d
+
+    def _set_weight_bias(self, qweight, bias) -> None:
+        super()._set_weight_bias(_unsqueeze_quantized(qweight, 2), bias)
+
+    def weight(self):
+        return _squeeze_quantized(self._packed_weight, 2)
+
+    def forward(self, x):
+        if x.ndim != 3:
+            raise ValueError(f"quantized Conv1d: expected a 3-d input [N, C, L], got "
+                             f"{list(x.shape)}")
+        y = quantized_conv2d(x.unsqueeze(2), self._packed_weight, self._bias,
+                             (1,) + self.stride, (0,) + self.padding, (1,) + self.dilation,
+                             self.groups, self.scale, self.zero_point, self._RELU)
+        return y.squeeze(2)
+
+
+def _unsqueeze_quantized(qt, dim):
+    from ....frontend.quantized import QuantizedTensor
+    qa = qt._qarray()
+    return QuantizedTensor._wrap(qa.with_values(qa.int_repr.reshape(
+        qa.int_repr.shape[:dim] + (1,) + qa.int_repr.shape[dim:])))
+
+
+def _squeeze_quantized(qt, dim):
+    from ....frontend.quantized import QuantizedTensor
+    qa = qt._qarray()
+    return QuantizedTensor._wrap(qa.with_values(qa.int_repr.squeeze(dim)))
+
+
+# --- elementwise and normalization: float math between dequantize and quantize --------------
+class ReLU6(nn.ReLU6):
+    """min(max(x, 0), 6) on a quantized tensor; keeps the input's scale and zero point."""
+
+    def forward(self, x):
+        return quantize_per_tensor(F.relu6(x.dequantize()), x.q_scale(), x.q_zero_point(),
+                                   x.dtype)
+
+    @staticmethod
+    def from_float(mod, use_precomputed_fake_quant=False):
+        return ReLU6(mod.inplace)
+
+
+class Dropout(nn.Dropout):
+    """Identity at inference, as the quantized Dropout is."""
+
+    def forward(self, x):
+        return x
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        return cls(mod.p, mod.inplace)
+
+
+class _FloatBetween(nn.Module):
+    """A module that dequantizes, runs its float op, and quantizes with (scale, zero_point)."""
+
+    def _float_op(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        return _requantize(self._float_op(x.dequantize()), self.scale, self.zero_point, x)
+
+    def extra_repr(self):
+        return f"scale={self.scale}, zero_point={self.zero_point}"
+
+
+class Hardswish(_FloatBetween):
+    def __init__(self, scale, zero_point, device=None, dtype=None):
+        super().__init__()
+        self.scale, self.zero_point = float(scale), int(zero_point)
+
+    def _float_op(self, x):
+        return F.hardswish(x)
+
+    @staticmethod
+    def from_float(mod, use_precomputed_fake_quant=False):
+        return Hardswish(*_output_qparams(mod))
+
+
+class ELU(_FloatBetween):
+    def __init__(self, scale, zero_point, alpha=1.0):
+        super().__init__()
+        self.scale, self.zero_point, self.alpha = float(scale), int(zero_point), alpha
+
+    def _float_op(self, x):
+        return F.elu(x, self.alpha)
+
+    @staticmethod
+    def from_float(mod, use_precomputed_fake_quant=False):
+        return ELU(*_output_qparams(mod), mod.alpha)
+
+
+class LayerNorm(_FloatBetween):
+    def __init__(self, normalized_shape, weight, bias, scale, zero_point, eps=1e-5,
+                 elementwise_affine=True):
+        super().__init__()
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.register_buffer("weight", None if weight is None else weight.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.scale, self.zero_point = float(scale), int(zero_point)
+
+    def _float_op(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        return cls(mod.normalized_shape, mod.weight, mod.bias, *_output_qparams(mod), mod.eps,
+                   mod.elementwise_affine)
+
+
+class BatchNorm2d(_FloatBetween):
+    """Eval-mode BatchNorm2d (running statistics) on a quantized tensor."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        for name, init in (("weight", ones), ("bias", zeros), ("running_mean", zeros),
+                           ("running_var", ones)):
+            self.register_buffer(name, init(num_features))
+        self.scale, self.zero_point = 1.0, 0
+
+    def _float_op(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            False, 0.0, self.eps)
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        qbn = cls(mod.num_features, mod.eps, mod.momentum)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            value = getattr(mod, name)
+            if value is not None:
+                setattr(qbn, name, value.detach().clone())
+        qbn.scale, qbn.zero_point = _output_qparams(mod)
+        return qbn
+
+
+__all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "ReLU6", "Dropout",
+           "Hardswish", "ELU", "LayerNorm", "BatchNorm2d"]

@@ -1,0 +1,75 @@
+"""Which quantized module eager-mode quantization swaps each float module for
+(torch.ao.quantization.quantization_mappings' names)."""
+from __future__ import annotations
+
+from ...frontend import nn
+from ..nn import intrinsic as nni
+from ..nn import qat as nnqat
+from ..nn import quantized as nnq
+from ..nn.intrinsic import qat as nniqat
+from ..nn.intrinsic import quantized as nniq
+from ..nn.quantized import dynamic as nnqd
+from .stubs import DeQuantStub, QuantStub
+
+DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
+    QuantStub: nnq.Quantize,
+    DeQuantStub: nnq.DeQuantize,
+    nn.Linear: nnq.Linear,
+    nn.Conv1d: nnq.Conv1d,
+    nn.Conv2d: nnq.Conv2d,
+    nn.Conv3d: nnq.Conv3d,
+    nn.ReLU6: nnq.ReLU6,
+    nn.Hardswish: nnq.Hardswish,
+    nn.ELU: nnq.ELU,
+    nn.LayerNorm: nnq.LayerNorm,
+    nn.BatchNorm2d: nnq.BatchNorm2d,
+    nn.Dropout: nnq.Dropout,
+    nnq.FloatFunctional: nnq.QFunctional,
+    nni.LinearReLU: nniq.LinearReLU,
+    nni.ConvReLU1d: nniq.ConvReLU1d,
+    nni.ConvReLU2d: nniq.ConvReLU2d,
+    nnqat.Linear: nnq.Linear,
+    nnqat.Conv2d: nnq.Conv2d,
+    nniqat.LinearReLU: nniq.LinearReLU,
+    nniqat.ConvReLU2d: nniq.ConvReLU2d,
+    nniqat.ConvBn2d: nnq.Conv2d,
+    nniqat.ConvBnReLU2d: nniq.ConvReLU2d,
+}
+
+DEFAULT_QAT_MODULE_MAPPINGS = {
+    nn.Linear: nnqat.Linear,
+    nn.Conv2d: nnqat.Conv2d,
+    nni.LinearReLU: nniqat.LinearReLU,
+    nni.ConvReLU2d: nniqat.ConvReLU2d,
+    nni.ConvBn2d: nniqat.ConvBn2d,
+    nni.ConvBnReLU2d: nniqat.ConvBnReLU2d,
+}
+
+DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear, nn.LSTM: nnqd.LSTM,
+                                         nn.GRU: nnqd.GRU}
+
+# modules a qconfig is propagated to and observed at (besides the mappings' keys)
+_INCLUDE_QCONFIG_PROPAGATE_LIST = {nn.Sequential}
+
+
+def get_default_static_quant_module_mappings() -> dict:
+    return dict(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS)
+
+
+def get_default_qat_module_mappings() -> dict:
+    return dict(DEFAULT_QAT_MODULE_MAPPINGS)
+
+
+def get_default_dynamic_quant_module_mappings() -> dict:
+    return dict(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS)
+
+
+def get_default_qconfig_propagation_list() -> set:
+    return (set(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS) | set(DEFAULT_QAT_MODULE_MAPPINGS) |
+            set(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS) | _INCLUDE_QCONFIG_PROPAGATE_LIST)
+
+
+__all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_QAT_MODULE_MAPPINGS",
+           "DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS", "get_default_static_quant_module_mappings",
+           "get_default_qat_module_mappings", "get_default_dynamic_quant_module_mappings",
+           "get_default_qconfig_propagation_list"]
