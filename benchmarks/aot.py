@@ -3,12 +3,19 @@ ember.compile in process, PyTorch eager, torch.compile and onnxruntime (when ins
 and the cold start of a fresh process (load + first result).
 
     python3 benchmarks/aot.py [--quick] [--no-compile] [--models mlp,small_cnn,...] [--save]
+                              [--threads N] [--cpu-time]
 
 Ratios are other / artifact (> 1: the artifact is faster). Rows a model cannot be
 packaged for (a step with no native kernel) are listed as skipped with the reason.
 Per-call columns are timed interleaved by benchmarks.common.timed_row (Timer blocks);
 the cold start is one fresh process per model (perf_counter inside it). --smoke: the mlp
 row only, 2 rounds, no torch.compile.
+--threads N runs every engine (ember's pools, the artifact's, torch, onnxruntime) on N
+threads (default: each library's own default). --cpu-time times each call by the
+process's CPU seconds (time.process_time) instead of the wall clock: on a shared,
+busy host, `--threads 1 --cpu-time` measures the work each engine does per call,
+which the wall clock there does not (other processes' load lands in it, and worse
+on multithreaded engines whose threads wait for each other).
 With --save, writes benchmarks/results/aot.json; without it nothing is written.
 Timing is never asserted anywhere.
 """
@@ -46,6 +53,10 @@ def parse_args(argv=None):
     p.add_argument("--models", default=None,
                    help="comma-separated (default mlp,small_cnn,transformer,resnet18; "
                         "mlp with --smoke)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for every engine (ember, the artifact, torch, onnxruntime)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time calls by process CPU seconds, not the wall clock")
     args = bench_args("aot", argv, p)
     args.bench_name = "aot"
     if args.models is None:
@@ -120,14 +131,16 @@ def row(name: str, args, rng, tmp: str, measurements: list | None = None) -> dic
         if not args.no_compile:
             tc = torch.compile(t)
             fns["torch.compile"] = lambda: _torch_call(tc, xt)
-        ort, why = _onnxruntime(t, xt)
+        ort, why = _onnxruntime(t, xt, args.threads)
         if ort is not None:
             fns["onnxruntime"] = lambda: ort.run(None, {"x": x})
         else:
             out["onnxruntime_skipped"] = why
             print(f"{name}: onnxruntime column skipped: {why}")
     # every column interleaved, ratios other / artifact (a failing baseline is recorded)
-    timed = timed_row(name, fns, args, base="artifact", measurements=measurements)
+    clocks = {k: time.process_time for k in fns} if args.cpu_time else None
+    timed = timed_row(name, fns, args, base="artifact", measurements=measurements,
+                      clocks=clocks)
     out.update((k, v) for k, v in timed.items() if k != "name")
     with ember.no_grad():
         want = compiled(xe).numpy()
@@ -149,9 +162,9 @@ def _torch_call(fn, x):
         return fn(x)
 
 
-def _onnxruntime(t_model, xt):
+def _onnxruntime(t_model, xt, threads: int | None = None):
     """(an onnxruntime CPU session of the torch twin exported with torch.onnx.export,
-    None) or (None, why not)."""
+    on `threads` intra-op threads (None: its default), None) or (None, why not)."""
     try:
         import onnxruntime
     except ImportError:
@@ -161,7 +174,10 @@ def _onnxruntime(t_model, xt):
     try:
         f = io.BytesIO()
         torch.onnx.export(t_model, (xt,), f, dynamo=False, input_names=["x"])
-        return onnxruntime.InferenceSession(f.getvalue(),
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = options.inter_op_num_threads = threads
+        return onnxruntime.InferenceSession(f.getvalue(), options,
                                             providers=["CPUExecutionProvider"]), None
     except Exception as err:      # noqa: BLE001 - the column is optional
         return None, f"export or session failed: {type(err).__name__}: {err}"[:200]
@@ -190,19 +206,29 @@ import numpy as np
 x = np.load({x!r})
 import json, resource
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 model = lite.load_package({path!r})
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 f0 = faults()
 model(x)
-t3 = time.perf_counter()
+t3, c3 = time.perf_counter(), time.process_time()
 f1 = faults()
 model(x)
 t4 = time.perf_counter()
 print(json.dumps(dict(imports_s=t1 - t0, load_s=t2 - t1, first_call_s=t3 - t2,
-                      second_call_s=t4 - t3, first_call_page_faults=f1 - f0,
+                      second_call_s=t4 - t3, load_cpu_s=c2 - c1, first_call_cpu_s=c3 - c2,
+                      first_call_page_faults=f1 - f0,
                       second_call_page_faults=faults() - f1, **model.load_times)))
 """
+
+
+def _use_threads(n: int) -> None:
+    """Every engine on n threads; the artifact's pool (and the cold-start process) read
+    EMBER_NUM_THREADS when they start."""
+    os.environ["EMBER_NUM_THREADS"] = str(n)
+    ember.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 def cold_start(path: str, x: np.ndarray, tmp: str) -> dict:
@@ -228,7 +254,8 @@ def cold_table(rows: list):
             ("plan_s", "plan json"), ("dlopen_s", "dlopen+pool"),
             ("arena_and_weights_s", "arena+weights"), ("load_s", "load"),
             ("first_call_s", "first call"), ("second_call_s", "second call"),
-            ("load_plus_first_s", "load+first")]
+            ("load_plus_first_s", "load+first"), ("load_cpu_s", "load CPU"),
+            ("first_call_cpu_s", "first call CPU")]
     for col in ["model"] + [k[1] for k in keys] + ["faults 1st/2nd"]:
         t.add_column(col, justify="right" if col != "model" else "left")
     for r in rows:
@@ -263,6 +290,8 @@ def table(rows: list):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.threads is not None:
+        _use_threads(args.threads)
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
     rows, measurements = [], []
@@ -281,6 +310,8 @@ def main(argv=None) -> None:
         meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
                 "load_average_before": load_before, "load_average_after": os.getloadavg(),
                 "warmup": args.warmup, "repeats": args.repeats, "timing": timing_note(args),
+                "clock": "process CPU time" if args.cpu_time else "wall",
+                "threads": args.threads or "each library's default",
                 "torch_threads": torch.get_num_threads() if torch is not None else None,
                 "note": "timings on a shared machine are only comparable within one row"}
         path.write_text(json.dumps({"benchmark": "aot", "meta": meta, "rows": rows},

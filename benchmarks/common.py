@@ -176,12 +176,14 @@ def _fmt(seconds: float) -> str:
 
 def timed_row(label: str, fns: dict[str, Callable[[], object]], args: argparse.Namespace,
               repeats: int | None = None, inner: int = 1, settle_s: float = 0.0,
-              base: str = "ember", measurements: list | None = None) -> dict:
+              base: str = "ember", measurements: list | None = None,
+              clocks: dict[str, Callable[[], float]] | None = None) -> dict:
     """One results row: every callable timed interleaved (see `interleaved`), ratios
     other / `base`. Each callable's first call is timed on its own (it compiles, for
     ember.compile and torch.compile) and counts toward the warmup. A failing baseline
     is recorded as an error and dropped; the base failing is an error of the benchmark.
-    The Measurements are appended to `measurements` (for a Compare table)."""
+    The Measurements are appended to `measurements` (for a Compare table); `clocks`
+    replaces a column's clock (e.g. time.process_time: CPU seconds per call)."""
     row: dict = {"name": label, "first_call_s": {}}
     live = {}
     for key, fn in fns.items():
@@ -196,7 +198,8 @@ def timed_row(label: str, fns: dict[str, Callable[[], object]], args: argparse.N
             row[key] = {"error": f"{type(e).__name__}: {e}"[:200]}
     found = interleaved(live, max(0, args.warmup - 1), repeats or args.repeats, inner,
                         label=getattr(args, "bench_name", None), sub_label=label,
-                        settle_s=settle_s, min_run_time=getattr(args, "min_run_time", 0.0))
+                        settle_s=settle_s, min_run_time=getattr(args, "min_run_time", 0.0),
+                        clocks=clocks)
     for key, m in found.items():
         row[key] = stats(m, args.warmup)
     if measurements is not None:

@@ -12,9 +12,11 @@ i-th output. This module writes that program as LLVM IR:
 Each call becomes a small internal *thunk* `void (i64 begin, i64 end, i64 worker, ptr ctx)`
 that computes its pointers from ctx = {arena, inputs, outputs, &status} and calls the
 kernel; `ember_run` calls the thunk directly (serial) or through
-`ember_parallel_for(thunk, ctx, extent, align, max_threads)`, which splits [0, extent)
-exactly as runtime/threads.py's split_range does, so kernels see the same chunks as the
-Python-driven plan and results are equal bit for bit. A call may be guarded by the
+`ember_parallel_for(thunk, ctx, extent, align, max_threads)`, which cuts [0, extent)
+into up to 4 aligned chunks per thread that the threads claim as they free up (a
+descheduled thread delays a step by one chunk, not its whole share); results are
+those of the Python-driven plan bit for bit, since no kernel's arithmetic depends on
+where a chunk starts. A call may be guarded by the
 thread count (`when`: a GEMM splits rows or columns depending on it), decided at run
 time from `ember_threads()`. With `times` non-null, the clock (ns) after each plan step
 is stored at times[step]. A nonzero return is 1 + the plan step that failed (an
@@ -48,12 +50,20 @@ static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;  /* one job at a tim
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
+/* A job is [0, n) cut into job_chunks aligned chunks that the threads claim one at a
+   time (the caller too), so a thread the OS has descheduled (a busy host) delays a
+   step by one chunk at most, not by its whole share. job_next holds the job's
+   generation (high 32 bits) and the next unclaimed chunk (low 32): a worker that wakes
+   after its job ended cannot claim a chunk of the next one with the old job's fields. */
+#define CHUNKS_PER_THREAD 4
 static atomic_long job_gen = 0;
+static atomic_llong job_next = 0;
 static ember_chunk job_fn;
 static void *job_ctx;
-static int job_parts;
+static int job_chunks;
+static int job_threads;             /* workers with a smaller id take part */
 static int64_t *job_bounds;
-static atomic_int job_left;
+static atomic_int job_left;         /* chunks not finished yet */
 
 /* Spin a little before sleeping: a call's chunks are short, and a futex wake-up costs
    tens of microseconds. */
@@ -63,6 +73,29 @@ static atomic_int job_left;
 #else
 #define CPU_RELAX() ((void)0)
 #endif
+
+/* The next chunk of job `gen` (of `chunks`), or -1 when none is left or the job is over. */
+static int claim_chunk(long gen, int chunks) {
+    long long v = atomic_load(&job_next);
+    for (;;) {
+        if ((v >> 32) != (gen & 0x7fffffff) || (int)(v & 0xffffffff) >= chunks)
+            return -1;
+        if (atomic_compare_exchange_weak(&job_next, &v, v + 1))
+            return (int)(v & 0xffffffff);
+    }
+}
+
+/* Claim and run chunks of job `gen` as worker `id`; 1 when this thread finished the
+   job's last chunk. */
+static int run_chunks(long gen, ember_chunk fn, void *ctx, int chunks, int id) {
+    int last = 0, c;
+    while ((c = claim_chunk(gen, chunks)) >= 0) {
+        fn(job_bounds[c], job_bounds[c + 1], id, ctx);
+        if (atomic_fetch_sub(&job_left, 1) == 1)
+            last = 1;
+    }
+    return last;
+}
 
 static void *pool_worker(void *arg) {
     int id = (int)(intptr_t)arg;
@@ -76,16 +109,12 @@ static void *pool_worker(void *arg) {
         seen = atomic_load(&job_gen);
         ember_chunk fn = job_fn;
         void *ctx = job_ctx;
-        int parts = job_parts;
-        int64_t b = id < parts ? job_bounds[id] : 0, e = id < parts ? job_bounds[id + 1] : 0;
+        int chunks = job_chunks, threads = job_threads;
         pthread_mutex_unlock(&pool_mu);
-        if (id < parts) {
-            fn(b, e, id, ctx);
-            if (atomic_fetch_sub(&job_left, 1) == 1) {
-                pthread_mutex_lock(&pool_mu);
-                pthread_cond_signal(&pool_done);
-                pthread_mutex_unlock(&pool_mu);
-            }
+        if (id < threads && run_chunks(seen, fn, ctx, chunks, id)) {
+            pthread_mutex_lock(&pool_mu);
+            pthread_cond_signal(&pool_done);
+            pthread_mutex_unlock(&pool_mu);
         }
     }
     return 0;
@@ -109,7 +138,7 @@ int ember_init(int64_t n_threads) {
     pool_started = 1;
     pthread_atfork(NULL, NULL, pool_after_fork_child);
     pool_size = pool_limit = n_threads < 1 ? 1 : (int)n_threads;
-    job_bounds = calloc((size_t)pool_size + 1, sizeof(int64_t));
+    job_bounds = calloc((size_t)pool_size * CHUNKS_PER_THREAD + 1, sizeof(int64_t));
     for (int i = 1; i < pool_size; i++) {
         pthread_t t;
         pthread_attr_t attr;
@@ -132,8 +161,11 @@ void ember_set_threads(int64_t n) {
     pool_limit = n < 1 ? 1 : n > pool_size ? pool_size : (int)n;
 }
 
-/* [0, n) in at most min(pool, max_threads) chunks starting on multiples of align:
-   runtime/threads.py's split_range, chunk w on worker w (the caller is worker 0). */
+/* [0, n) on at most min(pool, max_threads) threads, in chunks starting on multiples
+   of align (up to CHUNKS_PER_THREAD per thread, claimed dynamically; the caller is
+   worker 0). Which thread runs a chunk never changes a result: every kernel computes
+   each output element within one chunk, in an order that does not depend on where
+   the chunk starts. */
 void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
                         int64_t max_threads) {
     if (n <= 0)
@@ -142,13 +174,13 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
     if (max_threads > 0 && max_threads < threads)
         threads = max_threads;
     int64_t blocks = (n + align - 1) / align;
-    int64_t parts = threads < blocks ? threads : blocks;
-    if (parts < 1)
-        parts = 1;
-    if (parts == 1) {
+    if (threads < 2 || blocks < 2) {
         fn(0, n, 0, ctx);
         return;
     }
+    int64_t parts = threads * CHUNKS_PER_THREAD;
+    if (parts > blocks)
+        parts = blocks;
     pthread_mutex_lock(&call_mu);
     pthread_mutex_lock(&pool_mu);
     for (int64_t i = 0; i <= parts; i++) {
@@ -157,13 +189,15 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
     }
     job_fn = fn;
     job_ctx = ctx;
-    job_parts = (int)parts;
-    atomic_store(&job_left, (int)parts - 1);
-    atomic_fetch_add(&job_gen, 1);
+    job_chunks = (int)parts;
+    job_threads = (int)threads;
+    atomic_store(&job_left, (int)parts);
+    long gen = atomic_load(&job_gen) + 1;
+    atomic_store(&job_next, (long long)(gen & 0x7fffffff) << 32);
+    atomic_store(&job_gen, gen);
     pthread_cond_broadcast(&pool_wake);
-    int64_t b = job_bounds[0], e = job_bounds[1];
     pthread_mutex_unlock(&pool_mu);
-    fn(b, e, 0, ctx);
+    run_chunks(gen, fn, ctx, (int)parts, 0);
     for (int i = 0; i < SPINS && atomic_load(&job_left) > 0; i++)
         CPU_RELAX();
     if (atomic_load(&job_left) > 0) {

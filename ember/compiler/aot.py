@@ -208,7 +208,7 @@ class PackagingBackend(CpuBackend):
         kernel = tuple(w.shape[2:])
         stride, dilation = _pair(args["stride"]), _pair(args["dilation"])
         pads = padding_pairs(args["padding"], kernel, dilation, stride)
-        mr, nr = tile_for(self.isa, w.shape[0])
+        mr, nr = conv_impl.conv_tile(self.isa, w.shape[1], w.shape[0])
         cfg = gemm_config(self.isa, mr, nr)
         return {"kind": "conv", "kernel": list(kernel), "stride": list(stride),
                 "dilation": list(dilation), "padding": [list(p) for p in pads],

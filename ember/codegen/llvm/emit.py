@@ -97,6 +97,53 @@ def _store_vec(b, value, base, index, elem: ir.Type) -> None:
     b.store(value, b.gep(base, [index], source_etype=elem), align=_bytes(elem))
 
 
+# a load whose lanes are `coeff` elements apart reads one wide masked vector and keeps
+# every coeff-th element (a stride-2 pooling window, an NCHW conv's strided row) when
+# coeff is at most this; wider strides load lane by lane
+MAX_SHUFFLED_STRIDE = 4
+
+
+def _masked_vec_load(b, base, index, lanes: int, coeff: int, elem: ir.Type, mask):
+    """Elements base[index + i * coeff] for i < lanes (1 <= coeff <= MAX_SHUFFLED_STRIDE)
+    as one vector; lanes whose `mask` bit (a <lanes x i1>, or None: all on) is off are
+    not read (llvm.masked.load never touches a masked-off element, so a window over the
+    padding or a buffer's end cannot fault) and hold undefined values."""
+    wide = lanes * coeff
+    if mask is None and coeff == 1:
+        return _load_vec(b, base, index, lanes, elem)
+    if mask is None:
+        bits = ir.Constant(U.vec(U.I1, wide), [j % coeff == 0 for j in range(wide)])
+    elif coeff == 1:
+        bits = mask
+    else:   # lane i's bit at position i * coeff, every other position off
+        spread = b.shuffle_vector(mask, ir.Constant(mask.type, ir.Undefined), ir.Constant(
+            U.vec(U.I32, wide), [j // coeff for j in range(wide)]))
+        keep = ir.Constant(U.vec(U.I1, wide), [j % coeff == 0 for j in range(wide)])
+        bits = b.and_(spread, keep)
+    vt = U.vec(elem, wide)
+    name = f"llvm.masked.load.{U._mangle(vt)}.p0"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(vt, [U.PTR, U.I32, bits.type, vt]), name=name)
+    raw = b.call(fn, [b.gep(base, [index], source_etype=elem), ir.Constant(U.I32, _bytes(elem)),
+                      bits, ir.Constant(vt, ir.Undefined)])
+    if coeff == 1:
+        return raw
+    return b.shuffle_vector(raw, ir.Constant(vt, ir.Undefined), ir.Constant(
+        U.vec(U.I32, lanes), [i * coeff for i in range(lanes)]))
+
+
+MIN_LANES = 4
+
+
+def _narrowed(lanes: int, extent: int) -> int:
+    """Fewer lanes (not below MIN_LANES) for a vectorized loop shorter than a register
+    (a 14-wide pooled row): half-width vectors instead of a scalar loop only."""
+    while lanes > MIN_LANES and extent < lanes:
+        lanes //= 2
+    return lanes
+
+
 # --- emitted values: scalar (uniform across lanes) or W-lane vectors -------------------------
 @dataclass
 class Val:
@@ -130,6 +177,8 @@ class KernelEmitter:
         self.mode = self._choose_mode()
         widest = max([b.dtype.itemsize for b in self.buffers] + [4])
         self.lanes = lanes or lanes_for(min(widest, 8))
+        if lanes is None and self.mode == "outer":
+            self.lanes = _narrowed(self.lanes, self.k.outer[-1])
         self.module = ir.Module(name=kernel.name)
         self.libm: dict[str, ir.Function] = {}
 
@@ -145,7 +194,16 @@ class KernelEmitter:
                  if isinstance(e, (K.Load, K.MaskedLoad))]
         inner_unit = sum(1 for ld in loads if ld.index.coeff(last_inner) == 1)
         outer_unit = sum(1 for ld in loads if ld.index.coeff(last_outer) == 1)
-        return "outer" if outer_unit > inner_unit else "inner"
+        if outer_unit > inner_unit:
+            return "outer"
+        # an inner loop shorter than a vector (a pooling window's 2 or 3 columns) never
+        # runs its vector body: vectorize the outputs instead when every load reads them
+        # at a short stride (both modes add each output's terms in the same order)
+        outer_coeffs = [abs(ld.index.coeff(last_outer)) for ld in loads]
+        if k.inner[-1] < lanes_for(4) and k.outer[-1] >= MIN_LANES and any(outer_coeffs) \
+                and all(c <= MAX_SHUFFLED_STRIDE for c in outer_coeffs):
+            return "outer"
+        return "inner"
 
     @property
     def split_extent(self) -> int:
@@ -345,8 +403,8 @@ class KernelEmitter:
         if point.lanes == 1 or coeff == 0:
             raw = b.load(U.elem_ptr(b, ptr, offset, mem), typ=mem)
             return Val(self.from_memory(raw, e.dtype), e.dtype, False)
-        if coeff == 1:
-            raw = _load_vec(b, ptr, offset, point.lanes, mem)
+        if 1 <= coeff <= MAX_SHUFFLED_STRIDE:
+            raw = _masked_vec_load(b, ptr, offset, point.lanes, coeff, mem, None)
         else:
             raw = ir.Constant(U.vec(mem, point.lanes), ir.Undefined)
             for lane in range(point.lanes):
@@ -370,6 +428,10 @@ class KernelEmitter:
             return Val(b.select(mask.value, self.from_memory(raw, e.dtype), other), e.dtype, False)
         lanes = point.lanes
         mask_vec = self.vector_of(mask, lanes)
+        if 1 <= coeff <= MAX_SHUFFLED_STRIDE:
+            raw = _masked_vec_load(b, ptr, offset, lanes, coeff, mem, mask_vec)
+            value = self.from_memory(raw, e.dtype)
+            return Val(b.select(mask_vec, value, U.splat(b, other, lanes)), e.dtype, True)
         steps = ir.Constant(U.vec(U.I64, lanes), [i * coeff for i in range(lanes)])
         offsets = b.add(U.splat(b, offset, lanes), steps)
         safe = b.select(mask_vec, offsets, ir.Constant(U.vec(U.I64, lanes), [0] * lanes))

@@ -86,7 +86,7 @@ _ENTRY_CTYPES = [ctypes.c_int64] * 6 + [ctypes.c_void_p, ctypes.c_int64, ctypes.
 
 
 # --- packing -------------------------------------------------------------------------------
-def _emit_pack(module: ir.Module, name: str, tile: int) -> None:
+def _emit_pack(module: ir.Module, name: str, tile: int, lanes: int = 1) -> None:
     """pack(dst, src, stride_along_tile, stride_along_k, rows, kc): panels of `tile` lanes.
 
     dst[p*kc + k*tile + t] = src[(p + t)*s_tile + k*s_k] for panel starts p (multiples
@@ -105,7 +105,16 @@ def _emit_pack(module: ir.Module, name: str, tile: int) -> None:
         with vector_copy:
             _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector=True)
         with element_copy:
-            _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector=False)
+            if lanes > 1 and tile % lanes == 0:
+                along_k = b.icmp_signed("==", s_k, u.i64(1))
+                with b.if_else(along_k) as (transposing, strided):
+                    with transposing:
+                        _emit_pack_transposed(b, dst, src, s_tile, kc, tile, full_rows, lanes)
+                    with strided:
+                        _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows,
+                                        vector=False)
+            else:
+                _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector=False)
     _emit_pack_clamped(b, dst, src, s_tile, s_k, rows, kc, tile, full_rows)
     b.ret_void()
 
@@ -126,6 +135,43 @@ def _emit_pack_full(b, dst, src, s_tile, s_k, kc, tile, full_rows, vector: bool)
                 with u.counted_loop(b, u.i64(0), u.i64(tile), 1, "t") as t:
                     _copy_element(b, src, dst, b.add(b.mul(b.add(p, t), s_tile), src_k),
                                   b.add(out, t))
+
+
+def _emit_pack_transposed(b, dst, src, s_tile, kc, tile, full_rows, lanes) -> None:
+    """Whole panels of a source contiguous along k (B given K-major: attention's
+    q @ k.transpose(-2, -1)): `lanes` x `lanes` blocks are read as `lanes` vectors along
+    k, transposed in registers and written as `lanes` vectors along the tile; k past
+    the last whole block is copied element by element."""
+    k_full = b.sub(kc, b.srem(kc, u.i64(lanes)))
+    with u.counted_loop(b, u.i64(0), full_rows, tile, "pt") as p:
+        with u.counted_loop(b, u.i64(0), k_full, lanes, "kt") as k0:
+            for t0 in range(0, tile, lanes):
+                rows = [u.load_vec(b, src, b.add(b.mul(b.add(p, u.i64(t0 + r)), s_tile), k0),
+                                   lanes) for r in range(lanes)]
+                out = b.add(b.mul(p, kc), b.add(b.mul(k0, u.i64(tile)), u.i64(t0)))
+                for k, row in enumerate(_transpose(b, rows, lanes)):
+                    u.store_vec(b, row, dst, b.add(out, u.i64(k * tile)))
+        with u.counted_loop(b, k_full, kc, 1, "kr") as k:
+            out = b.add(b.mul(p, kc), b.mul(k, u.i64(tile)))
+            with u.counted_loop(b, u.i64(0), u.i64(tile), 1, "t") as t:
+                _copy_element(b, src, dst, b.add(b.mul(b.add(p, t), s_tile), k), b.add(out, t))
+
+
+def _transpose(b, rows: list, n: int) -> list:
+    """The n x n transpose of n vectors of n lanes (n a power of two): off-diagonal
+    blocks of h = n/2, n/4, .., 1 lanes swapped by two-input shuffles."""
+    rows = list(rows)
+    h = n // 2
+    while h:
+        low = ir.Constant(u.vec(u.I32, n), [j if not j & h else n + j - h for j in range(n)])
+        high = ir.Constant(u.vec(u.I32, n), [j + h if not j & h else n + j for j in range(n)])
+        for i in range(n):
+            if i & h:
+                continue
+            a, c = rows[i], rows[i + h]
+            rows[i], rows[i + h] = b.shuffle_vector(a, c, low), b.shuffle_vector(a, c, high)
+        h //= 2
+    return rows
 
 
 def _copy_element(b, src, dst, src_index, dst_index) -> None:
@@ -299,8 +345,8 @@ def _emit_batch_entry(module: ir.Module, block: ir.Function) -> None:
 def gemm_module(cfg: GemmConfig) -> ir.Module:
     """The LLVM module of one GEMM configuration (exported: gemm_rows, gemm_cols)."""
     module = ir.Module(name=f"ember_gemm_{cfg.isa.value}_{cfg.mr}x{cfg.nr}")
-    _emit_pack(module, "pack_a", cfg.mr)
-    _emit_pack(module, "pack_b", cfg.nr)
+    _emit_pack(module, "pack_a", cfg.mr, cfg.lanes)
+    _emit_pack(module, "pack_b", cfg.nr, cfg.lanes)
     ukernel = _emit_microkernel(module, cfg)
     ukernel.attributes.add("noinline")   # keep the hot loop's registers to itself
     _emit_entries(module, _emit_block(module, cfg, ukernel))
