@@ -18,6 +18,9 @@ ops that have CUDA kernels:
   each window and divided by its size;
 - cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
   one-hot mask from comparing the targets with the class numbers;
+- conv1d: conv2d over a height of 1;
+- gather (torch.gather, grid_sample's reads): one kernel over strided operands after
+  the range check;
 - index_select and embedding: a row gather; index_add (index_select's backward): an
   atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
   check, which reads the index's min and max back to the host; embedding's backward is
@@ -140,6 +143,19 @@ def _dense_operands(args, out_meta, index, op_name: str, count: int):
         return None
     dense = [t.contiguous() for t in operands] + list(args[count:])
     return _as_meta(eager_cuda._call(OPS[op_name], tuple(dense)), out_meta, index)
+
+
+# --- convolution -----------------------------------------------------------------------------
+def _conv1d(args, out_meta, index):
+    """conv1d as conv2d over a height of 1 (numeric padding; 'same'/'valid' strings are
+    resolved by the host path)."""
+    x, w, bias, stride, padding, dilation, groups = args
+    if isinstance(padding, str) or x.ndim not in (2, 3) or w.ndim != 3:
+        return None
+    batched = x if x.ndim == 3 else x.unsqueeze(0)
+    out = OPS["conv2d"](batched.unsqueeze(2), w.unsqueeze(2), bias, [1] + list(stride),
+                        [0] + list(padding), [1] + list(dilation), groups).squeeze(2)
+    return _as_meta(out if x.ndim == 3 else out.squeeze(0), out_meta, index)
 
 
 # --- convolution backward --------------------------------------------------------------------
@@ -390,6 +406,24 @@ def _checked_rows(index: Tensor, size: int, dim: int) -> Tensor:
     return flat.contiguous()
 
 
+def _gather_op(args, out_meta, index):
+    """torch.gather on strided operands: one kernel reading src at the index's values,
+    after the range check (gather never wraps negative indices)."""
+    from ..codegen.triton.scatter import gather_along
+    src, dim, idx = args[0], args[1], args[2]
+    if src.ndim == 0 or src.ndim != idx.ndim or src.dtype.is_complex or \
+            idx.dtype.name not in ("int64", "int32"):
+        return None
+    dim %= src.ndim
+    _checked_rows(idx, src.shape[dim], dim)
+    out = _fresh(TensorMeta(tuple(idx.shape), src.dtype), index)
+    if out.numel():
+        kernel = gather_along(tuple(idx.shape), dim, tuple(src.stride()), tuple(idx.stride()),
+                              src.dtype, idx.dtype)
+        eager_cuda.launch(kernel, [src, idx, out], index)
+    return _as_meta(out, out_meta, index)
+
+
 def _index_add(args, out_meta, index):
     from ..codegen.triton.scatter import scatter_add_rows
     from ..ir.errors import LoweringError
@@ -479,9 +513,14 @@ ROUTES = {
     "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,
     "cross_entropy": _class_loss(True), "nll_loss": _class_loss(False),
     "index_select": _index_select, "embedding": _embedding, "index_add": _index_add,
+    "gather": _gather_op, "conv1d": _conv1d,
     "reshape": lambda a, m, i: _copying_reshape("reshape", a, m, i),
     "flatten": lambda a, m, i: _copying_reshape("flatten", a, m, i),
     "slice_scatter": _slice_scatter,
     "matmul": lambda a, m, i: _dense_operands(a, m, i, "matmul", 2),
     "linear": lambda a, m, i: _dense_operands(a, m, i, "linear", 2),
 }
+
+# image and audio ops (resampling, the real FFT): their own module, the same table
+from . import eager_cuda_media  # noqa: E402 - needs the helpers above
+ROUTES.update(eager_cuda_media.ROUTES)

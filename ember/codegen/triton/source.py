@@ -291,8 +291,11 @@ class Emitter:
                                 "fused into the GEMM")
         own = self.value(e.mask, scope, outer)
         block = self._mask_for(e.index, scope) or (scope.mask if scope.inner else "xmask")
-        text = (f"tl.load({e.buffer}_ptr + ({self.affine(e.index)}), mask=({block}) & ({own}), "
-                f"other={_constant(e.other, e.dtype)})")
+        mask = f"({block}) & ({own})"
+        address = f"{e.buffer}_ptr + ({self.affine(e.index)})"
+        if not any(e.index.coeffs):     # one address for every lane (a broadcast input):
+            address += f" + tl.zeros_like({mask}).to(tl.int64)"  # a block, as the mask is
+        text = f"tl.load({address}, mask={mask}, other={_constant(e.other, e.dtype)})"
         if e.dtype.name in _LOW_PRECISION:
             text += ".to(tl.float32)"
         return text
