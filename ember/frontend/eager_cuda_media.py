@@ -32,7 +32,6 @@ from ..ir.ops import resample as R
 from ..ir.registry import OPS
 from . import eager_cuda
 from .devices import empty_cuda, upload
-from .eager_cuda_training import _as_meta      # defined before that module imports this one
 from .tensor import Tensor
 
 _TABLES: OrderedDict = OrderedDict()     # taps tables on the device, least recently used first
@@ -49,6 +48,11 @@ def _cached(cache: OrderedDict, key, build):
     else:
         cache.move_to_end(key)
     return value
+
+
+def _as_meta(value: Tensor, meta, index: int) -> Tensor:
+    from .eager_cuda_training import _as_meta as exact   # that module imports this one
+    return exact(value, meta, index)
 
 
 # --- resampling ----------------------------------------------------------------------------

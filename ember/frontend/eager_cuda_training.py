@@ -153,8 +153,9 @@ def _conv1d(args, out_meta, index):
     if isinstance(padding, str) or x.ndim not in (2, 3) or w.ndim != 3:
         return None
     batched = x if x.ndim == 3 else x.unsqueeze(0)
-    out = OPS["conv2d"](batched.unsqueeze(2), w.unsqueeze(2), bias, [1] + list(stride),
-                        [0] + list(padding), [1] + list(dilation), groups).squeeze(2)
+    as_2d = [[v] if isinstance(v, int) else list(v) for v in (stride, padding, dilation)]
+    out = OPS["conv2d"](batched.unsqueeze(2), w.unsqueeze(2), bias, [1] + as_2d[0],
+                        [0] + as_2d[1], [1] + as_2d[2], groups).squeeze(2)
     return _as_meta(out if x.ndim == 3 else out.squeeze(0), out_meta, index)
 
 
@@ -411,9 +412,10 @@ def _gather_op(args, out_meta, index):
     after the range check (gather never wraps negative indices)."""
     from ..codegen.triton.scatter import gather_along
     src, dim, idx = args[0], args[1], args[2]
-    if src.ndim == 0 or src.ndim != idx.ndim or src.dtype.is_complex or \
-            idx.dtype.name not in ("int64", "int32"):
+    if src.ndim != idx.ndim or src.dtype.is_complex or idx.dtype.name not in ("int64", "int32"):
         return None
+    if src.ndim == 0:                            # a scalar is its own 1-element row
+        src, idx = src.reshape([1]), idx.reshape([1])
     dim %= src.ndim
     _checked_rows(idx, src.shape[dim], dim)
     out = _fresh(TensorMeta(tuple(idx.shape), src.dtype), index)
