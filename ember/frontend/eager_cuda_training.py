@@ -19,6 +19,8 @@ ops that have CUDA kernels:
 - cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
   one-hot mask from comparing the targets with the class numbers;
 - conv1d: conv2d over a height of 1;
+- dropout / native_dropout: the keep mask drawn on the host by ember's generator (as the
+  CPU draws it, so seeded runs match the CPU) and uploaded; the scaling on the device;
 - gather (torch.gather, grid_sample's reads): one kernel over strided operands after
   the range check;
 - index_select and embedding: a row gather; index_add (index_select's backward): an
@@ -466,6 +468,35 @@ def _embedding(args, out_meta, index):
     return _gather(weight, 0, indices, out_meta, index)
 
 
+# --- dropout --------------------------------------------------------------------------------
+def _dropout_pair(x: Tensor, p: float, train, index: int):
+    """(output, keep mask) of dropout. The keep mask is drawn on the host from ember's
+    generator, exactly as the CPU op draws it (so a seeded step gives the CPU's result),
+    and uploaded as bytes; the scaling runs on the device."""
+    from ..ir.ops.nn_misc import _keep_mask
+    from .devices import upload
+    if train is False or p == 0:
+        return eager_cuda.clone(x), OPS["ones_like"](x, dtype=_bool())
+    if p == 1:
+        return OPS["zeros_like"](x), OPS["zeros_like"](x, dtype=_bool())
+    keep = upload(_keep_mask(tuple(x.shape), p), None, index)
+    return (x * keep) / (1 - p), keep
+
+
+def _bool():
+    from ..ir import dtypes
+    return dtypes.bool_
+
+
+def _native_dropout(args, out_meta, index):
+    out, keep = _dropout_pair(*args, index)
+    return _as_meta(out, out_meta[0], index), _as_meta(keep, out_meta[1], index)
+
+
+def _dropout(args, out_meta, index):
+    return _as_meta(_dropout_pair(*args, index)[0], out_meta, index)
+
+
 # --- losses -------------------------------------------------------------------------------
 def _class_loss(logits: bool):
     def route(args, out_meta, index):
@@ -516,6 +547,7 @@ ROUTES = {
     "cross_entropy": _class_loss(True), "nll_loss": _class_loss(False),
     "index_select": _index_select, "embedding": _embedding, "index_add": _index_add,
     "gather": _gather_op, "conv1d": _conv1d,
+    "dropout": _dropout, "native_dropout": _native_dropout,
     "reshape": lambda a, m, i: _copying_reshape("reshape", a, m, i),
     "flatten": lambda a, m, i: _copying_reshape("flatten", a, m, i),
     "slice_scatter": _slice_scatter,
