@@ -11,6 +11,13 @@ Each measurement is a fresh Python process (so no in-memory cache helps) timing
     python benchmarks/cuda_cold_compile.py [--model resnet18] [--batch 64] [--json out.json]
 
 Process start and `import ember` are not counted; the numbers are seconds.
+
+`--cubins` needs no GPU: it times the compile half alone on this machine's CPU. The child
+generates the model's inference kernels (ember.compiler.triton_kernels.model_kernels:
+trace, inference passes, fusion, Triton source) and compiles them to sm_90 cubins with
+codegen/triton/device_compile.compile_many, under the same three cache states; it also
+reports how many kernels the plan has, how many distinct sources and how many distinct
+bodies (sources less the function name: what is compiled).
 """
 from __future__ import annotations
 
@@ -40,6 +47,40 @@ print("FIRST_CALL_S", time.perf_counter() - start, fast.stats.kernels + fast.sta
 """
 
 
+CUBINS_CHILD = """
+import json, os, sys, time
+os.environ.pop("TRITON_INTERPRET", None)
+import ember
+from ember.codegen.triton import device_compile as dc
+from ember.compiler.triton_kernels import model_kernels
+name, batch = sys.argv[1], int(sys.argv[2])
+model = getattr(ember.models, name)().eval().to(memory_format=ember.channels_last)
+x = ember.randn(batch, 3, 224, 224).contiguous(memory_format=ember.channels_last)
+start = time.perf_counter()
+found, _ = model_kernels(model, [x])
+generated = time.perf_counter()
+jobs = [dc.CompileJob(k.kernel, (True,) * len(k.kernel.launch.args), 90) for k in found]
+dc.compile_many(jobs)
+done = time.perf_counter()
+print("CUBINS", json.dumps({"kernels": len(found),
+                            "distinct_sources": len({k.kernel.key() for k in found}),
+                            "distinct_bodies": len({j.key() for j in jobs}),
+                            "generate_s": round(generated - start, 2),
+                            "compile_s": round(done - generated, 2)}))
+"""
+
+
+def cubins(model: str, batch: int, cache: str, workers: str | None) -> dict:
+    env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
+               TRITON_CACHE_DIR=os.path.join(cache, "triton"))
+    env.pop("TRITON_INTERPRET", None)
+    if workers is not None:
+        env["EMBER_COMPILE_WORKERS"] = workers
+    out = subprocess.run([sys.executable, "-c", CUBINS_CHILD, model, str(batch)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(next(x for x in out.splitlines() if x.startswith("CUBINS"))[7:])
+
+
 def first_call(model: str, batch: int, cache: str, workers: str | None) -> tuple[float, int]:
     env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
                TRITON_CACHE_DIR=os.path.join(cache, "triton"))
@@ -58,8 +99,22 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--cubins", action="store_true",
+                        help="no GPU: time generating and compiling the cubins on this CPU")
     args = parser.parse_args()
     rows = {}
+    if args.cubins:
+        with tempfile.TemporaryDirectory() as serial, tempfile.TemporaryDirectory() as shared:
+            rows["cold_serial"] = cubins(args.model, args.batch, serial, "1")
+            rows["cold_parallel"] = cubins(args.model, args.batch, shared, None)
+            rows["warm"] = cubins(args.model, args.batch, shared, None)
+        rows.update(model=args.model, batch=args.batch, cpus=os.cpu_count(),
+                    load=os.getloadavg()[0])
+        print(json.dumps(rows, indent=1))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return
     with tempfile.TemporaryDirectory() as serial, tempfile.TemporaryDirectory() as shared:
         rows["cold_serial_s"], steps = first_call(args.model, args.batch, serial, "1")
         rows["cold_parallel_s"], _ = first_call(args.model, args.batch, shared, None)

@@ -228,7 +228,7 @@ def resample(waveform, orig_freq: int, new_freq: int, lowpass_filter_width: int 
     length = shape[-1]
     x = waveform.reshape([-1, 1, length])
     x = F.pad(x, [width, width + orig])
-    weight = ember.tensor(kernels[:, None, :], dtype=waveform.dtype)
+    weight = ember.tensor(kernels[:, None, :], dtype=waveform.dtype, device=waveform.device)
     out = F.conv1d(x, weight, stride=orig)                       # [B, new, frames]
     out = out.transpose(1, 2).reshape([int(out.shape[0]), -1])
     target = int(math.ceil(new * length / orig))
@@ -339,7 +339,7 @@ def mask_along_axis(specgram, mask_param: int, mask_value: float, axis: int, p: 
     value = float(ember.rand(1, generator=generator).item()) * mask_param
     start = float(ember.rand(1, generator=generator).item()) * (size - value)
     lo, hi = int(start), int(start) + int(value)
-    idx = ember.arange(size)
+    idx = ember.arange(size, device=specgram.device)
     mask = (idx >= lo) & (idx < hi)
     mask = mask.reshape([size, 1]) if axis == -2 else mask.reshape([1, size])
     return specgram.masked_fill(mask, mask_value)
@@ -360,11 +360,13 @@ def mask_along_axis_iid(specgram, mask_param: int, mask_value: float, axis: int,
     if mask_param < 1:
         return specgram
     batch, channels = int(specgram.shape[0]), int(specgram.shape[1])
-    value = ember.rand(batch, channels, generator=generator) * mask_param
-    start = ember.rand(batch, channels, generator=generator) * (size - value)
+    # drawn from the (CPU) generator, then moved: the same bands on every device
+    value = ember.rand(batch, channels, generator=generator).to(specgram.device) * mask_param
+    start = ember.rand(batch, channels, generator=generator).to(specgram.device) * \
+        (size - value)
     lo = ember.trunc(start)
     hi = lo + ember.trunc(value)
-    idx = ember.arange(size, dtype=lo.dtype)
+    idx = ember.arange(size, dtype=lo.dtype, device=specgram.device)
     mask = (idx >= lo[..., None]) & (idx < hi[..., None])              # [B, C, size]
     mask = mask.unsqueeze(-1) if axis == 2 else mask.unsqueeze(-2)
     return specgram.masked_fill(mask, mask_value)

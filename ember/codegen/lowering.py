@@ -286,6 +286,9 @@ POINTWISE_RULES: dict[str, Callable] = {
     "minimum": pointwise(lambda a, b: c("where", c("isnan", a), a,
                                         c("where", c("isnan", b), b, c("minimum", a, b)))),
     "where": pointwise(lambda cond, a, b: c("where", cast(cond, bool_), a, b)),
+    # clamp's min and max are each optional: _lower_node binds them (_clamp_rule)
+    "clamp": pointwise(_clamp),
+    "masked_fill": pointwise(lambda x, mask, value: c("where", cast(mask, bool_), value, x)),
     "clamp_min": pointwise(lambda x, lo: c("maximum", x, lo)),
     "clamp_max": pointwise(lambda x, hi: c("minimum", x, hi)),
     "convert_element_type": pointwise(lambda x, dtype=None: x),
@@ -330,6 +333,19 @@ def _view(index_map: Callable, strides_map: Callable | None = None):
                      lambda index: src.load(index_map(tuple(index), src.shape, shape, ctx.n_vars,
                                                       **args)))
     return rule
+
+
+def _flip_index(index, in_shape, out_shape, n_vars, dims):
+    flipped = {d % len(in_shape) for d in dims}
+    return tuple(linear([(-1, a)], in_shape[d] - 1, n_vars) if d in flipped else a
+                 for d, a in enumerate(index))
+
+
+def _flip_strides(strides, in_shape, out_shape, dims):
+    """A flip reads its input backwards: negated strides from the last element."""
+    flipped = {d % len(in_shape) for d in dims}
+    offset = sum((in_shape[d] - 1) * strides[d] for d in flipped if in_shape[d] > 0)
+    return [-st if d in flipped else st for d, st in enumerate(strides)], offset
 
 
 def _perm(dims, n):
@@ -480,6 +496,7 @@ def _view_rules() -> dict[str, Callable]:
                                                            index_=index),
         "view": reshape, "reshape": reshape, "flatten": reshape, "unflatten": reshape,
         "clone": _copy_rule, "contiguous": _copy_rule,
+        "flip": _view(_flip_index, _flip_strides),
     }
 
 
@@ -672,8 +689,19 @@ REDUCTION_RULES: dict[str, Callable] = {
 
 RULES: dict[str, Callable] = {**POINTWISE_RULES, **_view_rules(), **REDUCTION_RULES,
                               "batch_norm": _batch_norm_rule}
-# rules that take the op's bound arguments by name (lowering_windows.py fills it)
-ARG_RULES: dict[str, Callable] = {}
+def _outer_rule(ctx, node, args: dict) -> Value:
+    """outer(a, b)[i, j] = a[i] * b[j]."""
+    a, b = args["self"], args["vec2"]
+    out: TensorMeta = node.meta["val"]
+    if out.dtype == bool_:
+        raise LoweringError(f"{ctx.name}: outer of bool vectors is a logical and, not lowered")
+    dtype = opmath(out.dtype)
+    return Value(tuple(out.shape), out.dtype, lambda i: cast(c(
+        "mul", cast(a.load((i[0],)), dtype), cast(b.load((i[1],)), dtype)), out.dtype))
+
+
+# rules that take the op's bound arguments by name (lowering_windows.py adds its own)
+ARG_RULES: dict[str, Callable] = {"outer": _outer_rule}
 
 
 def lowering_rule(op) -> Callable | None:

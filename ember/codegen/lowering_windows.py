@@ -1,7 +1,7 @@
-"""Lowering rules for ops that read windows or pieces of their inputs: pooling, constant
-padding and concatenation. They read through masked loads (`kernel.MaskedLoad`): where a
-window hangs over the border, or an output position belongs to another piece, nothing
-is read and a fill value is used instead.
+"""Lowering rules for ops that read windows or pieces of their inputs: pooling, padding
+(every mode), concatenation and stacking. They read through masked loads
+(`kernel.MaskedLoad`): where a window hangs over the border, or an output position belongs
+to another piece, nothing is read and a fill value is used instead.
 
 Each rule gets the op's bound arguments by name (tensors as lowering `Value`s). Inputs
 read through masks must be buffers (strided values): a computed value would be
@@ -11,10 +11,12 @@ kernel (the group checker refuses the merge).
 from __future__ import annotations
 
 import math
+from itertools import product
 
 from ..ir.dtypes import Category, DType, bool_, int64
 from ..ir.errors import LoweringError
 from ..ir.meta import TensorMeta
+from ..ir.ops.joining import _pad_index
 from ..ir.ops.pooling import PoolParams
 from ..ir.ops.pooling_adaptive import adaptive_out as _adaptive_out
 from . import kernel as K
@@ -152,7 +154,7 @@ def _adaptive_avg_pool(ctx, node, args: dict) -> Value:
 def _pad(ctx, node, args: dict) -> Value:
     x: Value = args["self"]
     if args["mode"] != "constant":
-        raise LoweringError(f"{ctx.name}: pad lowers in 'constant' mode only")
+        return _index_mapped_pad(ctx, node, x, list(args["pad"]), args["mode"])
     out: TensorMeta = node.meta["val"]
     pads = list(args["pad"])
     fill = args["value"] if args["value"] is not None else 0
@@ -165,6 +167,73 @@ def _pad(ctx, node, args: dict) -> Value:
         mask = _all([_within(ctx, s, 0, size) for s, size, b in zip(source, x.shape, befores)
                      if b or True])
         return cast(_buffer_load(ctx, x, source, mask, fill), out.dtype)
+    return Value(tuple(out.shape), out.dtype, load)
+
+
+def _affine_runs(source) -> list[tuple[int, int, int, int]]:
+    """Split an output -> input position map into runs (start, end, first source, step)
+    on which the source moves by a constant step (reflect walks back, replicate stands)."""
+    runs, start = [], 0
+    n = len(source)
+    while start < n:
+        step = int(source[start + 1] - source[start]) if start + 1 < n else 1
+        end = start + 1
+        while end < n and source[end] - source[end - 1] == step:
+            end += 1
+        if end == start + 1:
+            step = 1
+        runs.append((start, end, int(source[start]), step))
+        start = end
+    return runs
+
+
+def _index_mapped_pad(ctx, node, x: Value, pads: list, mode: str) -> Value:
+    """reflect / replicate / circular padding: along each padded dim the source position
+    is piecewise affine in the output position (ir.ops.joining._pad_index gives it), so
+    the output is a sum of masked loads, one per combination of pieces (at most 3 per dim)."""
+    out: TensorMeta = node.meta["val"]
+    ndim = len(x.shape)
+    per_dim = []
+    for d in range(ndim):
+        k = ndim - 1 - d
+        if k < len(pads) // 2:
+            per_dim.append(_affine_runs(_pad_index(x.shape[d], pads[2 * k], pads[2 * k + 1],
+                                                   mode)))
+        else:
+            per_dim.append(None)
+    padded = [d for d in range(ndim) if per_dim[d] is not None]
+
+    def load(index):
+        value = constant(0, out.dtype)
+        for pieces in product(*(per_dim[d] for d in padded)):
+            source, masks = list(index), []
+            for d, (start, end, first, step) in zip(padded, pieces):
+                source[d] = linear([(step, index[d])], first - step * start, ctx.n_vars)
+                masks.append(_within(ctx, index[d], start, end))
+            mask = _all(masks) if masks else constant(True, bool_)
+            piece = cast(_buffer_load(ctx, x, tuple(source), mask, 0), out.dtype)
+            value = c("where", mask, piece, value) if masks else piece
+        return value
+    return Value(tuple(out.shape), out.dtype, load)
+
+
+def _stack(ctx, node, args: dict) -> Value:
+    """stack: output position k along the new dim reads piece k (a masked load, so each
+    element reads one piece; computed pieces, which cannot be masked, are selected)."""
+    pieces: list[Value] = list(args["tensors"])
+    out: TensorMeta = node.meta["val"]
+    dim = args["dim"] % len(out.shape)
+
+    def load(index):
+        rest = index[:dim] + index[dim + 1:]
+        value = constant(0, out.dtype)
+        for k in reversed(range(len(pieces))):
+            mask = _within(ctx, index[dim], k, k + 1)
+            v = pieces[k]
+            piece = _buffer_load(ctx, v, rest, mask, 0) if v.strided is not None else \
+                v.load(rest)
+            value = c("where", mask, cast(piece, out.dtype), value)
+        return value
     return Value(tuple(out.shape), out.dtype, load)
 
 
@@ -191,5 +260,5 @@ def _cat(ctx, node, args: dict) -> Value:
 
 ARG_RULES = {
     "max_pool2d": _max_pool, "avg_pool2d": _avg_pool, "adaptive_avg_pool2d": _adaptive_avg_pool,
-    "pad": _pad, "cat": _cat,
+    "pad": _pad, "cat": _cat, "stack": _stack,
 }

@@ -18,6 +18,11 @@ ops that have CUDA kernels:
   each window and divided by its size;
 - cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
   one-hot mask from comparing the targets with the class numbers;
+- conv1d: conv2d over a height of 1;
+- dropout / native_dropout: the keep mask drawn on the host by ember's generator (as the
+  CPU draws it, so seeded runs match the CPU) and uploaded; the scaling on the device;
+- gather (torch.gather, grid_sample's reads): one kernel over strided operands after
+  the range check;
 - index_select and embedding: a row gather; index_add (index_select's backward): an
   atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
   check, which reads the index's min and max back to the host; embedding's backward is
@@ -140,6 +145,20 @@ def _dense_operands(args, out_meta, index, op_name: str, count: int):
         return None
     dense = [t.contiguous() for t in operands] + list(args[count:])
     return _as_meta(eager_cuda._call(OPS[op_name], tuple(dense)), out_meta, index)
+
+
+# --- convolution -----------------------------------------------------------------------------
+def _conv1d(args, out_meta, index):
+    """conv1d as conv2d over a height of 1 (numeric padding; 'same'/'valid' strings are
+    resolved by the host path)."""
+    x, w, bias, stride, padding, dilation, groups = args
+    if isinstance(padding, str) or x.ndim not in (2, 3) or w.ndim != 3:
+        return None
+    batched = x if x.ndim == 3 else x.unsqueeze(0)
+    as_2d = [[v] if isinstance(v, int) else list(v) for v in (stride, padding, dilation)]
+    out = OPS["conv2d"](batched.unsqueeze(2), w.unsqueeze(2), bias, [1] + as_2d[0],
+                        [0] + as_2d[1], [1] + as_2d[2], groups).squeeze(2)
+    return _as_meta(out if x.ndim == 3 else out.squeeze(0), out_meta, index)
 
 
 # --- convolution backward --------------------------------------------------------------------
@@ -390,6 +409,25 @@ def _checked_rows(index: Tensor, size: int, dim: int) -> Tensor:
     return flat.contiguous()
 
 
+def _gather_op(args, out_meta, index):
+    """torch.gather on strided operands: one kernel reading src at the index's values,
+    after the range check (gather never wraps negative indices)."""
+    from ..codegen.triton.scatter import gather_along
+    src, dim, idx = args[0], args[1], args[2]
+    if src.ndim != idx.ndim or src.dtype.is_complex or idx.dtype.name not in ("int64", "int32"):
+        return None
+    if src.ndim == 0:                            # a scalar is its own 1-element row
+        src, idx = src.reshape([1]), idx.reshape([1])
+    dim %= src.ndim
+    _checked_rows(idx, src.shape[dim], dim)
+    out = _fresh(TensorMeta(tuple(idx.shape), src.dtype), index)
+    if out.numel():
+        kernel = gather_along(tuple(idx.shape), dim, tuple(src.stride()), tuple(idx.stride()),
+                              src.dtype, idx.dtype)
+        eager_cuda.launch(kernel, [src, idx, out], index)
+    return _as_meta(out, out_meta, index)
+
+
 def _index_add(args, out_meta, index):
     from ..codegen.triton.scatter import scatter_add_rows
     from ..ir.errors import LoweringError
@@ -428,6 +466,35 @@ def _index_select(args, out_meta, index):
 def _embedding(args, out_meta, index):
     weight, indices = args[0], args[1]
     return _gather(weight, 0, indices, out_meta, index)
+
+
+# --- dropout --------------------------------------------------------------------------------
+def _dropout_pair(x: Tensor, p: float, train, index: int):
+    """(output, keep mask) of dropout. The keep mask is drawn on the host from ember's
+    generator, exactly as the CPU op draws it (so a seeded step gives the CPU's result),
+    and uploaded as bytes; the scaling runs on the device."""
+    from ..ir.ops.nn_misc import _keep_mask
+    from .devices import upload
+    if train is False or p == 0:
+        return eager_cuda.clone(x), OPS["ones_like"](x, dtype=_bool())
+    if p == 1:
+        return OPS["zeros_like"](x), OPS["zeros_like"](x, dtype=_bool())
+    keep = upload(_keep_mask(tuple(x.shape), p), None, index)
+    return (x * keep) / (1 - p), keep
+
+
+def _bool():
+    from ..ir import dtypes
+    return dtypes.bool_
+
+
+def _native_dropout(args, out_meta, index):
+    out, keep = _dropout_pair(*args, index)
+    return _as_meta(out, out_meta[0], index), _as_meta(keep, out_meta[1], index)
+
+
+def _dropout(args, out_meta, index):
+    return _as_meta(_dropout_pair(*args, index)[0], out_meta, index)
 
 
 # --- losses -------------------------------------------------------------------------------
@@ -479,9 +546,15 @@ ROUTES = {
     "adaptive_avg_pool2d_backward": _adaptive_avg_pool2d_backward,
     "cross_entropy": _class_loss(True), "nll_loss": _class_loss(False),
     "index_select": _index_select, "embedding": _embedding, "index_add": _index_add,
+    "gather": _gather_op, "conv1d": _conv1d,
+    "dropout": _dropout, "native_dropout": _native_dropout,
     "reshape": lambda a, m, i: _copying_reshape("reshape", a, m, i),
     "flatten": lambda a, m, i: _copying_reshape("flatten", a, m, i),
     "slice_scatter": _slice_scatter,
     "matmul": lambda a, m, i: _dense_operands(a, m, i, "matmul", 2),
     "linear": lambda a, m, i: _dense_operands(a, m, i, "linear", 2),
 }
+
+# image and audio ops (resampling, the real FFT): their own module, the same table
+from . import eager_cuda_media  # noqa: E402 - needs the helpers above
+ROUTES.update(eager_cuda_media.ROUTES)

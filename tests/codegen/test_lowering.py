@@ -127,6 +127,11 @@ WINDOWED = {
     "adaptive32": lambda x: ember.nn.functional.adaptive_avg_pool2d(x, (3, 2)),
     "pad": lambda x: ember.nn.functional.pad(x, (1, 2, 0, 1), value=-3.0),
     "pad_crop": lambda x: ember.nn.functional.pad(x, (-1, 2)),
+    "pad_reflect": lambda x: ember.nn.functional.pad(x, (2, 3, 1, 3), mode="reflect"),
+    "pad_reflect_crop": lambda x: ember.nn.functional.pad(x, (3, -2, -1, 2), mode="reflect"),
+    "pad_replicate": lambda x: ember.nn.functional.pad(x, (2, 1, 4, 0), mode="replicate"),
+    "pad_circular": lambda x: ember.nn.functional.pad(x, (1, 3, 2, -1), mode="circular"),
+    "flip": lambda x: x.flip([1, 3]) + 1,
 }
 
 
@@ -148,9 +153,23 @@ def test_cat_of_buffers_matches_eager():
     np.testing.assert_allclose(got, fn(a, b).numpy(), rtol=1e-6)
 
 
+def test_stack_of_buffers_and_computed_values_matches_eager():
+    a, b = ember.randn(2, 3, 4), ember.randn(2, 3, 4)
+    fn = lambda x, y: ember.stack([x, y, x * y], 2)  # noqa: E731
+    (got,), _ = run_lowered(fn, a, b)
+    np.testing.assert_allclose(got, fn(a, b).numpy(), rtol=1e-6)
+
+
 def test_max_pool_keeps_nan_like_torch():
     x = ember.randn(1, 1, 4, 4)
     x[0, 0, 1, 1] = float("nan")
     fn = lambda t: ember.nn.functional.max_pool2d(t, 2)  # noqa: E731
     (got,), _ = run_lowered(fn, x)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(fn(x).numpy()))
+
+
+def test_outer_matches_eager():
+    a, b = ember.randn(5), ember.randn(7)
+    fn = lambda x, y: ember.outer(x, y) + 1  # noqa: E731
+    (got,), _ = run_lowered(fn, a, b)
+    np.testing.assert_allclose(got, fn(a, b).numpy(), rtol=1e-6)

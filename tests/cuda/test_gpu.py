@@ -186,3 +186,36 @@ def test_small_model_forward_and_backward_equal_cpu():
     np.testing.assert_allclose(gpu_loss.item(), loss.item(), rtol=1e-4)
     for p, w in zip(model.parameters(), want):
         np.testing.assert_allclose(p.grad.cpu().numpy(), w, rtol=1e-3, atol=1e-4)
+
+
+def test_augmentation_pipeline_and_mel_spectrogram_at_benchmark_size_on_the_gpu():
+    """benchmarks/vision.py's batch-64 pipeline (224 crops of 375x500 images) and a
+    MelSpectrogram of 4 x 10 s on the GPU: no op on the host, the CPU's values (resize
+    taps, jitter, rfft GEMM against the DFT basis), and the taps kernel compiled once per
+    dtype however many crop sizes the batch draws."""
+    import sys
+    from pathlib import Path
+    import ember.audio.transforms as AT
+    from ember.frontend import eager_cuda_media  # noqa: F401 - the routes under test
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    try:
+        from benchmarks.vision import ember_pipeline
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    batch = ember.tensor(rng.integers(0, 256, (64, 3, 375, 500)).astype(np.uint8))
+    wave = ember.tensor(rng.standard_normal((4, 160000)).astype(np.float32))
+    mel = AT.MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=80)
+    want = [ember_pipeline(224)(batch), mel(wave)]
+    eager_cuda._WARNED.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        got = [ember_pipeline(224)(batch.cuda()), mel.cuda()(wave.cuda())]
+    # the crops are rounded to uint8: a fused multiply-add may move a value sitting on a
+    # .5 boundary by one level (1/255/std after Normalize), never more, and rarely
+    diff = np.abs(got[0].cpu().numpy() - want[0].numpy())
+    assert diff.max() <= 1 / 255 / 0.224 + 1e-4 and (diff > 1e-4).mean() < 1e-3
+    np.testing.assert_allclose(got[1].cpu().numpy(), want[1].numpy(), rtol=1e-3, atol=1e-3)
+    names = [k.meta.name for k in eager_cuda._KERNELS.values()
+             if k.meta.name.startswith("resample_")]
+    assert names and all(names.count(n) <= 2 for n in names)   # aligned or not, any size

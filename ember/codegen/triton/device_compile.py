@@ -1,13 +1,18 @@
 """Generated kernels -> cubins for a GPU: one at a time, cached on disk, or many in parallel.
 
 Cold compile is Triton's pipeline (TTIR -> TTGIR -> LLVM -> PTX -> ptxas) per kernel,
-around a second each; a plan of resnet18 has dozens. Two things make it cheaper:
+around a second each; a plan of resnet18 has dozens. Three things make it cheaper:
 
-- **the on-disk cubin cache**: `<cache>/cubin/<kernel key>.<alignment>.sm_<arch>.t<triton
+- **the on-disk cubin cache**: `<cache>/cubin/k.<body and alignment hash>.sm_<arch>.t<triton
   version>.{cubin,json}` (cache.cache_dir(), i.e. EMBER_CACHE_DIR/triton), the cubin and
   the launch keys of Triton's metadata (what runtime.cuda.module.LaunchMetadata reads).
   A hit needs neither Triton's compiler nor its import; writes are atomic, so processes
   share the cache safely.
+- **one compile per distinct body**: jobs are keyed by the kernel's code with its name
+  left out (GeneratedKernel.body_key), so kernels that differ only in their name (one per
+  graph node: resnet18's training step has 257 kernels but 177 distinct bodies) compile
+  once, in one batch and across processes through the cache; a launch finds the entry
+  point by the name in the cubin's metadata.
 - **parallel compilation**: `compile_many(jobs)` compiles the cache misses in worker
   processes (a `concurrent.futures.ProcessPoolExecutor`, kept for the process's life).
   Workers are forked: they start at once with ember and Triton already imported, and
@@ -49,10 +54,12 @@ class CompileJob:
     arch: int                                   # 10 * major + minor: 90 for an H100
 
     def key(self) -> str:
-        spec = self.kernel.launch
-        h = hashlib.sha256(self.kernel.key().encode())
-        h.update(repr((spec.args, self.alignment)).encode())
-        return f"{self.kernel.name}.{h.hexdigest()[:24]}.sm_{self.arch}"
+        """The compiled code's identity: kernels that differ only in their function's name
+        share it (GeneratedKernel.body_key), so they compile once and share the cached
+        cubin, whose metadata names the entry point the first of them was compiled as."""
+        h = hashlib.sha256(self.kernel.body_key().encode())
+        h.update(repr(self.alignment).encode())
+        return f"k.{h.hexdigest()[:24]}.sm_{self.arch}"
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,10 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     first, the misses in parallel worker processes (in this process when one is missing
     or `workers` <= 1)."""
     results: list = [cached(job) for job in jobs]
-    misses = {job.key(): job for job, r in zip(jobs, results) if r is None}   # deduplicated
+    misses: dict = {}                      # deduplicated: the first job of each key compiles
+    for job, r in zip(jobs, results):
+        if r is None:
+            misses.setdefault(job.key(), job)
     workers = default_workers() if workers is None else workers
     if len(misses) < 2 or workers <= 1:
         compiled = {key: _compile_and_store(job) for key, job in misses.items()}

@@ -1,5 +1,6 @@
 """Hand-written Triton kernels the kernel descriptions cannot state, because their
-addresses come from an index tensor: a scatter-add with atomics, and a row gather.
+addresses come from an index tensor: a scatter-add with atomics, a row gather, and
+torch.gather along any dim of strided operands.
 
 `plane_scatter_add` serves max pooling's backward (max_pool_scatter): each plane's
 gradient goes to the input positions its indices name. Where windows do not overlap each
@@ -95,3 +96,28 @@ def scatter_add_rows(outer: int, size: int, count: int, inner: int, dtype: DType
                         ("value_ptr", "index_ptr", "out_ptr"),
                         f"add {count} rows of {inner} into {outer} blocks of {size} rows.",
                         total, body, args, ["value", "index", "out"])
+
+
+def gather_along(shape: tuple, dim: int, src_strides: tuple, index_strides: tuple,
+                 dtype: DType, index_dtype: DType) -> GeneratedKernel:
+    """out[p] = src[p with p[dim] replaced by index[p]] for every position p of the index's
+    `shape` (torch.gather), over strided src and index (indices already checked to lie in
+    range) and a dense output."""
+    total = math.prod(shape)
+    coords, step = [], 1
+    for d in reversed(range(len(shape))):
+        coords.append(f"    c{d} = (offsets // {step}) % {shape[d]}")
+        step *= shape[d]
+    at_index = " + ".join(f"c{d} * {s}" for d, s in enumerate(index_strides)) or "0"
+    at_src = " + ".join([f"c{d} * {s}" for d, s in enumerate(src_strides) if d != dim] +
+                        [f"row * {src_strides[dim]}"])
+    body = coords[::-1] + [
+        f"    row = tl.load(index_ptr + ({at_index}), mask=inside, other=0).to(tl.int64)",
+        f"    value = tl.load(src_ptr + ({at_src}), mask=inside, other=0)",
+        "    tl.store(out_ptr + offsets, value, mask=inside)"]
+    args = [("src_ptr", pointer_type(dtype)), ("index_ptr", pointer_type(index_dtype)),
+            ("out_ptr", pointer_type(dtype))]
+    return _flat_kernel(f"gather_{dtype.name}_{index_dtype.name}",
+                        ("src_ptr", "index_ptr", "out_ptr"),
+                        f"torch.gather of {list(shape)} along dim {dim}.", max(total, 1), body,
+                        args, ["src", "index", "out"])

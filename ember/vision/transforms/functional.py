@@ -484,7 +484,7 @@ def erase(img, i: int, j: int, h: int, w: int, v, inplace: bool = False):
     patch = patch.to(img.device)
     patch = patch.expand(list(img.shape[:-2]) + [h, w])
     pads = [j, width - j - w, i, height - i - h]
-    inside = F.pad(ember.ones(h, w), pads) > 0.5
+    inside = F.pad(ember.ones(h, w, device=img.device), pads) > 0.5
     out = ember.where(inside, F.pad(patch, pads), img)
     if inplace:
         img.copy_(out)
@@ -493,9 +493,9 @@ def erase(img, i: int, j: int, h: int, w: int, v, inplace: bool = False):
 
 
 # --- blur -------------------------------------------------------------------------------
-def _gaussian_kernel1d(size: int, sigma: float, dtype):
+def _gaussian_kernel1d(size: int, sigma: float, dtype, device=None):
     half = (size - 1) * 0.5
-    x = ember.linspace(-half, half, size, dtype=dtype)
+    x = ember.linspace(-half, half, size, dtype=dtype, device=device)
     pdf = ember.exp(-0.5 * (x / sigma) ** 2)
     return pdf / pdf.sum()
 
@@ -525,8 +525,8 @@ def gaussian_blur(img, kernel_size, sigma=None):
         raise ValueError(f"sigma should have positive values. Got {sigma}")
     dtype = img.dtype
     batch, shape = _as_batch(_to_compute(img))
-    kx = _gaussian_kernel1d(kernel_size[0], sigma[0], batch.dtype)
-    ky = _gaussian_kernel1d(kernel_size[1], sigma[1], batch.dtype)
+    kx = _gaussian_kernel1d(kernel_size[0], sigma[0], batch.dtype, batch.device)
+    ky = _gaussian_kernel1d(kernel_size[1], sigma[1], batch.dtype, batch.device)
     channels = int(batch.shape[1])
     kernel = ember.outer(ky, kx).expand([channels, 1, kernel_size[1], kernel_size[0]])
     padded = F.pad(batch, [kernel_size[0] // 2, kernel_size[0] // 2,
@@ -548,11 +548,12 @@ def _gaussian_blur_per_image(img, kernel_size, sigma):
     dtype = img.dtype
     batch = _to_compute(img)
     n, channels, h, w = (int(v) for v in batch.shape)
-    sig = sigma.to(batch.dtype).reshape([n, 1])
+    sig = sigma.to(batch.device, batch.dtype).reshape([n, 1])
 
     def kernel1d(size):
         half = (size - 1) * 0.5
-        x = ember.linspace(-half, half, size, dtype=batch.dtype).reshape([1, size])
+        x = ember.linspace(-half, half, size, dtype=batch.dtype,
+                           device=batch.device).reshape([1, size])
         pdf = ember.exp(-0.5 * (x / sig) ** 2)
         return pdf / pdf.sum(dim=1, keepdim=True)                      # [N, size]
     kx, ky = kernel1d(kernel_size[0]), kernel1d(kernel_size[1])
@@ -587,14 +588,14 @@ def _inverse_affine_matrix(center, angle, translate, scale, shear) -> list[float
     return m
 
 
-def _affine_grid(matrices, w, h, out_w, out_h, dtype):
+def _affine_grid(matrices, w, h, out_w, out_h, dtype, device=None):
     """Sampling grid [M, oh, ow, 2] in grid_sample's normalized coords (pixel centres,
     origin mid-image) for M inverse affine maps of 6 numbers each."""
-    xs = ember.linspace(-out_w * 0.5 + 0.5, out_w * 0.5 - 0.5, out_w, dtype=dtype)
-    ys = ember.linspace(-out_h * 0.5 + 0.5, out_h * 0.5 - 0.5, out_h, dtype=dtype)
+    xs = ember.linspace(-out_w * 0.5 + 0.5, out_w * 0.5 - 0.5, out_w, dtype=dtype, device=device)
+    ys = ember.linspace(-out_h * 0.5 + 0.5, out_h * 0.5 - 0.5, out_h, dtype=dtype, device=device)
     gx = xs.reshape([1, 1, out_w]).expand([1, out_h, out_w])
     gy = ys.reshape([1, out_h, 1]).expand([1, out_h, out_w])
-    coeffs = ember.tensor(matrices, dtype=dtype).reshape([-1, 6, 1, 1])
+    coeffs = ember.tensor(matrices, dtype=dtype, device=device).reshape([-1, 6, 1, 1])
     a, b, c, d, e, f = coeffs.unbind(1)
     in_x = (a * gx + b * gy + c) / (0.5 * w)
     in_y = (d * gx + e * gy + f) / (0.5 * h)
@@ -610,7 +611,8 @@ def _apply_grid(img, matrix, mode, fill, out_size=None):
     per_image = isinstance(matrix[0], (list, tuple))
     if per_image and len(matrix) != n:
         raise ValueError(f"one affine map per image: got {len(matrix)} maps for {n} images")
-    grid = _affine_grid(matrix if per_image else [matrix], w, h, out_w, out_h, batch.dtype)
+    grid = _affine_grid(matrix if per_image else [matrix], w, h, out_w, out_h, batch.dtype,
+                        batch.device)
     grid = grid if per_image else grid.expand([n, out_h, out_w, 2])
     if fill is not None:    # a ones channel tells which outputs came from outside
         batch = ember.cat([batch, ember.ones_like(batch[:, :1])], dim=1)

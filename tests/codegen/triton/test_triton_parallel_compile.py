@@ -104,3 +104,44 @@ def test_half_precision_gemm_and_conv_kernels_compile_to_cubins(tmp_path):
     assert not report["errors"] and all(report["elf"]), report
     kinds = {t for types in report["types"] for t in types}
     assert {"*fp16", "*bf16"} <= kinds and len(report["types"]) >= 6, report
+
+
+RENAMED = """
+import json, os, sys
+os.environ["EMBER_CACHE_DIR"] = sys.argv[1]
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton import device_compile as dc
+from ember.codegen.triton.source import generate
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+
+x = ember.randn(37, 5)
+graph = build_graph(lambda a: (a * 2).relu(), [meta_of(x)])[0]
+other = build_graph(lambda a: (a * 3).relu(), [meta_of(x)])[0]
+first, second = (generate(lower_group(graph, n).kernel) for n in ("first", "second"))
+third = generate(lower_group(other, "first").kernel)
+jobs = [dc.CompileJob(k, (True, True), 90) for k in (first, second, third)]
+compiled = []
+real = dc.compile_one
+dc.compile_one = lambda job: compiled.append(job.kernel.name) or real(job)
+results = dc.compile_many(jobs, workers=1)
+print(json.dumps({"keys_differ": first.key() != second.key(),
+                  "bodies": [first.body_key() == second.body_key(),
+                             first.body_key() == third.body_key()],
+                  "compiled": compiled, "names": [r.metadata["name"] for r in results],
+                  "hit": dc.cached(jobs[1]) is not None}))
+"""
+
+
+def test_kernels_differing_only_in_name_compile_once(tmp_path):
+    """One cubin serves kernels whose code differs only in the function's name (one per
+    graph node); its metadata names the entry point it was compiled as."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", RENAMED, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["keys_differ"] and r["bodies"] == [True, False]
+    assert r["compiled"] == ["first", "first"]          # `second` reused `first`'s cubin
+    assert r["names"] == ["first", "first", "first"] and r["hit"]
