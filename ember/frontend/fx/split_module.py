@@ -6,9 +6,12 @@ placeholders, get_attr or the output). Each partition becomes a GraphModule
 `submod_<partition>`; a value defined in one partition and used in another
 becomes an output of the first and an input of the second; the returned
 GraphModule calls the submodules in dependency order. Parameters and buffers
-(get_attr) and called submodules move into the partitions that use them, under
-their dotted path with dots turned into underscores; `qualname_map` (when given)
-receives new qualified name -> original one.
+(get_attr of a tensor) stay in the base module and are passed to the partitions
+that use them as inputs, as torch does; called submodules (and get_attr of a
+module) move into the partitions that use them, under their dotted path with dots
+turned into underscores; `qualname_map` (when given) receives new qualified name ->
+original one. The callback is called once per node, in graph order, so a stateful
+callback (a round-robin counter) sees each node once.
 """
 from __future__ import annotations
 
@@ -39,13 +42,18 @@ class Partition:
 def split_module(gm: GraphModule, root_m, split_callback: Callable[[Node], object],
                  qualname_map: dict | None = None,
                  keep_original_order: bool = False) -> GraphModule:
-    partitions = _assign_partitions(gm.graph, split_callback)
+    partitions = _assign_partitions(gm, split_callback)
     order = _partition_order(partitions, keep_original_order)
     base = Graph()
     env: dict[Node, Node] = {}
     base_attrs: dict = {}
-    for node in gm.graph.placeholders:
-        env[node] = base.node_copy(node)
+    for node in gm.graph.nodes:
+        if node.op == OpKind.placeholder:
+            env[node] = base.node_copy(node)
+        elif node.op == OpKind.get_attr and not _is_module_attr(gm, node) and node.users:
+            base_attrs[node.target] = fetch_attr(gm, node.target)
+            env[node] = base.get_attr(node.target)
+            env[node].meta = dict(node.meta)
     for part in order:
         submodule = _build_submodule(part, root_m, qualname_map)
         base_attrs[part.submod_name] = submodule
@@ -56,27 +64,33 @@ def split_module(gm: GraphModule, root_m, split_callback: Callable[[Node], objec
     return GraphModule(base_attrs, base)
 
 
-def _assign_partitions(graph: Graph, split_callback) -> dict[str, Partition]:
+def _is_module_attr(gm: GraphModule, node: Node) -> bool:
+    from ..nn.modules.module import Module
+    return isinstance(fetch_attr(gm, node.target), Module)
+
+
+def _assign_partitions(gm: GraphModule, split_callback) -> dict[str, Partition]:
+    graph = gm.graph
     partitions: dict[str, Partition] = {}
     where: dict[Node, Partition] = {}
     for node in graph.nodes:
         if node.op in (OpKind.placeholder, OpKind.get_attr, OpKind.output):
             continue
-        part = partitions.setdefault(str(split_callback(node)),
-                                     Partition(str(split_callback(node))))
+        name = str(split_callback(node))
+        part = partitions.setdefault(name, Partition(name))
         part.nodes.append(node)
         where[node] = part
         for inp in node.all_input_nodes:
-            _record_use(inp, part, where)
+            _record_use(gm, inp, part, where)
     for inp in graph.output_node.all_input_nodes if graph.output_node else ():
         if inp in where:
             where[inp].outputs[inp] = None
     return partitions
 
 
-def _record_use(value: Node, user: Partition, where: dict) -> None:
-    if value.op == OpKind.get_attr:
-        user.attrs[value] = None           # the partition owns what it reads
+def _record_use(gm: GraphModule, value: Node, user: Partition, where: dict) -> None:
+    if value.op == OpKind.get_attr and _is_module_attr(gm, value):
+        user.attrs[value] = None           # the partition owns the module it reads
         return
     owner = where.get(value)
     if owner is user:

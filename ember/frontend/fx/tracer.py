@@ -273,6 +273,18 @@ class Tracer:
         return wrapper
 
 
+class GraphAppendingTracer(Tracer):
+    """Records onto an existing graph: `Proxy(graph.placeholder("x"),
+    GraphAppendingTracer(graph))` builds a graph by running ordinary code on Proxies,
+    outside any trace (torch.fx's name). Tensors used as arguments become
+    `_tensor_constant<N>` get_attr nodes, listed in `tensor_constants`."""
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph = graph
+        self._attr_nodes = {}
+
+
 class _Patcher:
     """Attribute and global-dict assignments for the duration of one trace, undone in
     reverse order (only where the value is still the one the patcher set)."""
@@ -421,4 +433,4 @@ def symbolic_trace(root, concrete_args: dict | None = None):
     return gm
 
 
-__all__ = ["Tracer", "symbolic_trace", "wrap"]
+__all__ = ["Tracer", "GraphAppendingTracer", "symbolic_trace", "wrap"]

@@ -1,0 +1,2 @@
+"""`ember.fx.experimental` (torch.fx.experimental's module locations)."""
+from . import optimization  # noqa: F401
