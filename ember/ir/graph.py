@@ -186,11 +186,24 @@ class Node:
                     maybe_return_typename: list | None = None) -> str:
         """torch.fx's one-line description: `%relu : [num_users=1] =
         call_function[target=ember.relu](args = (%x,), kwargs = {})`."""
-        def show(value):
-            return map_aggregate(value, lambda v: f"%{v.name}" if isinstance(v, Node) else v)
+        def show(value) -> str:
+            if isinstance(value, Node):
+                return f"%{value.name}"
+            if isinstance(value, tuple):
+                inner = ", ".join(show(v) for v in value)
+                return f"({inner},)" if len(value) == 1 else f"({inner})"
+            if isinstance(value, list):
+                return "[" + ", ".join(show(v) for v in value) + "]"
+            if isinstance(value, dict):
+                return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+            return str(value)
         if self.op == OpKind.output:
             return f"return {self.args[0] if self.args else None}"
-        head = f"%{self.name} : [num_users={len(self.users)}] = {self.op}[target={self.target_name}]"
+        target = self.target_name
+        if is_op(self.target):              # the op as users call it: ember.relu
+            space = f"{self.target.namespace}." if self.target.namespace else ""
+            target = f"ember.{space}{self.target.python_name or self.target.name}"
+        head = f"%{self.name} : [num_users={len(self.users)}] = {self.op}[target={target}]"
         if self.op == OpKind.placeholder and placeholder_names is not None:
             placeholder_names.append(self.target)
         if self.op in (OpKind.placeholder, OpKind.get_attr):

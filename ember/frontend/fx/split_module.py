@@ -41,7 +41,8 @@ class Partition:
 
 def split_module(gm: GraphModule, root_m, split_callback: Callable[[Node], object],
                  qualname_map: dict | None = None,
-                 keep_original_order: bool = False) -> GraphModule:
+                 keep_original_order: bool = False,
+                 keep_original_node_name: bool = False) -> GraphModule:
     partitions = _assign_partitions(gm, split_callback)
     order = _partition_order(partitions, keep_original_order)
     base = Graph()
@@ -55,7 +56,7 @@ def split_module(gm: GraphModule, root_m, split_callback: Callable[[Node], objec
             env[node] = base.get_attr(node.target)
             env[node].meta = dict(node.meta)
     for part in order:
-        submodule = _build_submodule(part, root_m, qualname_map)
+        submodule = _build_submodule(part, root_m, qualname_map, keep_original_node_name)
         base_attrs[part.submod_name] = submodule
         _call_submodule(base, part, env)
     out = gm.graph.output_node
@@ -130,7 +131,8 @@ def _flat(qualname: str) -> str:
     return qualname.replace(".", "_")
 
 
-def _build_submodule(part: Partition, root_m, qualname_map: dict | None) -> GraphModule:
+def _build_submodule(part: Partition, root_m, qualname_map: dict | None,
+                     keep_names: bool) -> GraphModule:
     graph = Graph()
     env: dict[Node, Node] = {}
     owned: dict = {}
@@ -140,9 +142,14 @@ def _build_submodule(part: Partition, root_m, qualname_map: dict | None) -> Grap
     for attr_node in part.attrs:
         env[attr_node] = _owned_attr(graph, attr_node, root_m, owned, part, qualname_map)
     for node in part.nodes:
-        new = graph.node_copy(node, lambda n: env[n])
+        target = node.target
         if node.op == OpKind.call_module:
-            new.target = _own(node.target, root_m, owned, part, qualname_map)
+            target = _own(node.target, root_m, owned, part, qualname_map)
+        # named after the target in the new graph, as torch names them (unless kept)
+        new = graph.create_node(node.op, target, map_arg(node.args, lambda n: env[n]),
+                                map_arg(node.kwargs, lambda n: env[n]),
+                                name=node.name if keep_names else None, type_expr=node.type)
+        new.meta = dict(node.meta)
         env[node] = new
     results = [env[v] for v in part.outputs]
     graph.output(results[0] if len(results) == 1 else tuple(results))
