@@ -138,7 +138,7 @@ for _cls in (Tensor, _SymbolicTensor):
 _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
                               "hub", "testing", "random", "version", "functional", "cpu",
                               "multiprocessing", "quantization", "distributions", "amp",
-                              "_C", "_dynamo", "_inductor", "compiler",
+                              "_C", "_dynamo", "_inductor", "compiler", "ao",
                               "export"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.frontend.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
