@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx import subgraph_rewriter
 from torch.fx.experimental.optimization import fuse
+from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.node import Node
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.fx.passes.split_module import split_module
@@ -334,6 +335,56 @@ def recipe_node_meta_and_navigation():
             "users": [n.meta["users"] for n in gm.graph.nodes if "users" in n.meta],
             "inputs": flatten_inputs, "out": numpy(gm(data(1, 3, 4, 4))),
             "extra": type(gm.get_submodule("extra.identity")).__name__}
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.ln = nn.LayerNorm(8)
+
+    def forward(self, x):
+        a, _ = self.mha(x, x, x, need_weights=False)
+        q = x.view(x.shape[0], x.shape[1], 2, 4).transpose(1, 2)
+        s = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+        return self.ln(a + x) + s.transpose(1, 2).reshape(x.shape)
+
+
+class RecordingTracer(fx.Tracer):
+    """A tracer overriding torch.fx's hooks, as profilers and quantizers write them."""
+
+    def __init__(self):
+        super().__init__()
+        self.modules_called = []
+
+    def call_module(self, m, forward, args, kwargs):
+        self.modules_called.append(type(m).__name__)
+        return super().call_module(m, forward, args, kwargs)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
+                     proxy_factory_fn=None):
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr,
+                                     proxy_factory_fn)
+        proxy.node.meta["recorded"] = kind
+        return proxy
+
+
+def recipe_tracer_hooks_on_attention():
+    model = seeded(Attention(), scale=0.2).eval()
+    tracer = RecordingTracer()
+    gm = fx.GraphModule(model, tracer.trace(model))
+    x = data(2, 5, 8)
+    return {"out": numpy(gm(x)), "eager": numpy(model(x)),
+            "called": tracer.modules_called,
+            "recorded": sorted({n.meta.get("recorded", "-") for n in gm.graph.nodes})}
+
+
+def recipe_make_fx():
+    def f(a):
+        return torch.sin(a) * 2 + a.sum()
+    traced = make_fx(f)(data(3))
+    return {"out": numpy(traced(data(3, seed=9))),
+            "placeholders": len([n for n in traced.graph.nodes if n.op == "placeholder"])}
 
 
 RECIPES = {name[len("recipe_"):]: fn for name, fn in globals().items()
