@@ -31,7 +31,7 @@ def is_exporting() -> bool:
 
 def __getattr__(name: str):
     # torch.compiler.reset / disable / list_backends, loaded on first use
-    if name in ("reset", "disable", "list_backends"):
+    if name in ("reset", "disable", "list_backends", "cudagraph_mark_step_begin"):
         from . import dynamo_names
         return getattr(dynamo_names, name)
     raise AttributeError(f"module 'ember.compiler' has no attribute '{name}'")

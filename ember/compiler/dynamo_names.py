@@ -12,6 +12,14 @@
   (`cache_size_limit`); other torch._dynamo.config settings (`suppress_errors`,
   `verbose`, ...) are accepted and have no effect on ember.
 - `list_backends`, `register_backend`, `explain` are ember.compile's own.
+- `graph_break()` breaks the graph where it is called (a no-op outside compiling).
+- `mark_dynamic(t, dim)` / `maybe_mark_dynamic` / `mark_static` record the mark on the
+  tensor as torch does (`_dynamo_dynamic_indices`); ember.compile decides which
+  dimensions are symbolic from the sizes it sees (dynamic=None: a dimension whose
+  size changes), so a mark changes when it recompiles, never what it computes.
+- `cudagraph_mark_step_begin()` (torch.compiler) is a no-op: ember's CUDA-graph replay
+  copies results out of the graph's buffers, so no output is overwritten by the next
+  step.
 """
 from __future__ import annotations
 
@@ -45,6 +53,31 @@ def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
         return fn(*args, **kwargs)
     run_eagerly._ember_compile_disabled = True
     return run_eagerly
+
+
+def graph_break() -> None:
+    from . import is_compiling
+    if is_compiling():
+        raise TraceError("torch._dynamo.graph_break() called")
+
+
+def mark_dynamic(t, index, *, min=None, max=None) -> None:   # noqa: A002 - torch's names
+    indices = [index] if isinstance(index, int) else list(index)
+    marked = set(getattr(t, "_dynamo_dynamic_indices", set()))
+    t._dynamo_dynamic_indices = marked | {i % t.ndim for i in indices}
+
+
+maybe_mark_dynamic = mark_dynamic
+
+
+def mark_static(t, index=None) -> None:
+    marked = set(getattr(t, "_dynamo_dynamic_indices", set()))
+    drop = set(range(t.ndim)) if index is None else {index % t.ndim}
+    t._dynamo_dynamic_indices = marked - drop
+
+
+def cudagraph_mark_step_begin() -> None:
+    return None
 
 
 def is_disabled(fn) -> bool:

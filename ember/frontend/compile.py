@@ -185,6 +185,11 @@ class CompiledFunction:
         from .compile_dispatch import forward_attribute
         return forward_attribute(self, name)
 
+    @property
+    def _orig_mod(self):
+        """What was compiled (torch's OptimizedModule._orig_mod)."""
+        return self.fn
+
     # -- introspection ------------------------------------------------------------------
     @property
     def last(self) -> tuple[Plan, CompileStats, Graph]:

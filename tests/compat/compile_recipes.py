@@ -126,6 +126,37 @@ def recipe_bf16_autocast_training_step():
     return {"dtype": str(out.dtype).split(".")[-1], "loss": np.array(loss.item())}
 
 
+def recipe_dynamo_marks_and_breaks():
+    torch._dynamo.config.cache_size_limit = 16
+    model = seeded(MLP())
+    x = data(5, 16)
+    torch._dynamo.mark_dynamic(x, 0)
+    compiled = torch.compile(model)
+    for _ in range(2):
+        torch.compiler.cudagraph_mark_step_begin()
+        out = compiled(x)
+        out.sum().backward()
+
+    def with_break(t):
+        t = t * 2
+        torch._dynamo.graph_break()
+        return t + 1
+
+    @torch.compile(fullgraph=True)
+    def no_grad_inside(t):
+        with torch.no_grad():
+            doubled = t * 2
+        return doubled + t
+    leaf = data(3).requires_grad_(True)
+    mixed = no_grad_inside(leaf)
+    mixed.sum().backward()
+    return {"out": numpy(out), "grad": numpy(model.fc1.weight.grad),
+            "orig_is_model": compiled._orig_mod is model,
+            "keys": sorted(k.replace("_orig_mod.", "") for k in compiled.state_dict()),
+            "broken": numpy(torch.compile(with_break)(data(2))),
+            "mixed": numpy(mixed), "leaf_grad": numpy(leaf.grad)}
+
+
 # --- torch.export -------------------------------------------------------------------------------
 class Scaled(nn.Module):
     def __init__(self):
