@@ -1,7 +1,13 @@
-"""ember._dynamo: the few torch._dynamo names that library code queries.
+"""ember._dynamo: the torch._dynamo names user code and libraries call.
 
 PyTorch's graph capture is TorchDynamo; ember.compile captures by tracing instead, so
-there is no dynamo here, only the answers libraries ask it for (torchvision's roi_align
-asks `torch._dynamo.utils.is_compile_supported(device_type)` to pick its Python path).
+there is no dynamo here, only its controls over compiled functions (`reset`,
+`disable`, `config`, `explain`, `list_backends`, `register_backend`:
+ember/compiler/dynamo_names.py) and the answers libraries ask it for (torchvision's
+roi_align asks `torch._dynamo.utils.is_compile_supported(device_type)` to pick its
+Python path).
 """
 from . import utils  # noqa: F401
+from ..compiler.dynamo_names import (config, disable, explain, graph_break,  # noqa: F401
+                                     list_backends, mark_dynamic, mark_static,
+                                     maybe_mark_dynamic, register_backend, reset)

@@ -30,3 +30,11 @@ def is_exporting() -> bool:
     """torch.compiler.is_exporting: True while ember.export traces."""
     from .compile_trace import TRACING
     return TRACING["export"] > 0
+
+
+def __getattr__(name: str):
+    # torch.compiler.reset / disable / list_backends, loaded on first use
+    if name in ("reset", "disable", "list_backends", "cudagraph_mark_step_begin"):
+        from . import dynamo_names
+        return getattr(dynamo_names, name)
+    raise AttributeError(f"module 'ember.compiler' has no attribute '{name}'")

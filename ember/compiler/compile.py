@@ -47,7 +47,7 @@ from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
 from ..frontend.autograd import grad_mode
-from .compile_options import check_compile_arguments
+from .compile_options import check_compile_arguments, resolve_backend
 from ..frontend.quantized import QuantizedTensor, is_quantized_tensor
 from ..frontend.tensor import Tensor
 
@@ -135,6 +135,7 @@ def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
     mode with inputs or parameters that require grad, calls train (compile_autograd.py);
     code that cannot be traced runs eagerly around compiled parts (compile_breaks.py)
     unless `fullgraph=True`; `ember.compile.explain(fn, *args)` lists the breaks."""
+    backend = resolve_backend(backend, "llvm")
     merged = check_compile_arguments(unknown, fullgraph=fullgraph, dynamic=dynamic,
                                      backend=backend, mode=mode, options=options,
                                      disable=disable, backends=COMPILE_BACKENDS)
@@ -142,8 +143,8 @@ def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
         return lambda fn: compile(fn, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
                                   mode=mode, options=options, disable=disable,
                                   pipeline=pipeline)
-    if disable:
-        return model
+    if disable or getattr(model, "_ember_compile_disabled", False):
+        return model        # ember.compiler.disable(fn): always eager
     if not isinstance(backend, str) or backend not in COMPILE_BACKENDS:
         from .compile_custom import CustomBackendFunction   # a callable or registered name
         return CustomBackendFunction(model, backend)
@@ -183,6 +184,11 @@ class CompiledFunction:
     def __getattr__(self, name: str):
         from .compile_dispatch import forward_attribute
         return forward_attribute(self, name)
+
+    @property
+    def _orig_mod(self):
+        """What was compiled (torch's OptimizedModule._orig_mod)."""
+        return self.fn
 
     # -- introspection ------------------------------------------------------------------
     @property

@@ -36,9 +36,11 @@ def register_backend(compiler_fn: Callable | None = None, name: str | None = Non
 
 
 def list_backends(exclude_tags=()) -> list[str]:
-    """Names ember.compile(backend=...) accepts: ember's own, then registered ones."""
+    """Names ember.compile(backend=...) accepts: ember's own, torch's "inductor" (which
+    means ember's default; its debug backends "eager" and "aot_eager" are left out, as
+    torch leaves them out by default), then registered ones."""
     from .compile import COMPILE_BACKENDS
-    return sorted(set(COMPILE_BACKENDS) | set(registry.COMPILE_BACKENDS))
+    return sorted(set(COMPILE_BACKENDS) | {"inductor"} | set(registry.COMPILE_BACKENDS))
 
 
 def lookup_backend(backend) -> Callable:

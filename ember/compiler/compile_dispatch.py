@@ -20,6 +20,7 @@ Python values kept); the graph itself returns a flat tuple of tensors.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,15 @@ _BREAKS_WHILE_BUILDING = (AutogradError, TraceError, PartitionError)
 
 
 # --- the dispatcher ----------------------------------------------------------------------------
+_LIVE: "weakref.WeakSet[Dispatcher]" = weakref.WeakSet()
+
+
+def reset_all() -> None:
+    """torch._dynamo.reset(): every live compiled function compiles again at its next call."""
+    for dispatcher in list(_LIVE):
+        dispatcher.reset()
+
+
 class Dispatcher:
     """Guards and entries of one compiled function; see the module docstring."""
 
@@ -119,6 +129,15 @@ class Dispatcher:
         self.children: dict[int, Any] = {}   # compiled submodules, for graph breaks
         self.name = describe_function(compiled.fn)
         self.dynamic = None               # compile_dynamic.DynamicRoute, made on first use
+        _LIVE.add(self)
+
+    def reset(self) -> None:
+        """Forget every compiled entry (ember._dynamo.reset)."""
+        self.entries.clear()
+        self.children.clear()
+        self.compiled.plans.clear()
+        self.step_route = self.dynamic = None
+        self.warned_limit = False
 
     def call(self, args: tuple, kwargs: dict):
         leaves, spec = flatten((args, kwargs))

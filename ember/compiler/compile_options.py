@@ -14,6 +14,11 @@ the options ember's backends read:
 | "max-autotune" | as "default" (GEMM tiles are always autotuned on CUDA) |
 | "max-autotune-no-cudagraphs" | CUDA-graph replay off |
 
+torch's backend names are accepted: "inductor" (torch's default), "eager" and
+"aot_eager" (torch's debugging backends, which run the captured graph without
+optimizing it) all mean ember's own compiler (`resolve_backend`): same results, and
+graph breaks and `fullgraph=True` behave as with the default.
+
 `fullgraph` and `dynamic` are type-checked. `dynamic`: None makes a dimension symbolic
 when its size changes, True from the first call, False never (compile_dynamic.py).
 """
@@ -28,6 +33,17 @@ COMPILE_KEYWORDS = ("fullgraph", "dynamic", "backend", "mode", "options", "disab
 EMBER_KEYWORDS = ("pipeline",)
 _MODE_OPTIONS = {"reduce-overhead": {"cuda_graphs": True},
                  "max-autotune-no-cudagraphs": {"cuda_graphs": False}}
+
+
+#: torch.compile's backend names -> ember's (None: the default backend)
+TORCH_BACKEND_NAMES = {"inductor": None, "eager": None, "aot_eager": None}
+
+
+def resolve_backend(backend, default: str):
+    """ember's backend for a torch backend name; anything else unchanged."""
+    if isinstance(backend, str) and backend in TORCH_BACKEND_NAMES:
+        return TORCH_BACKEND_NAMES[backend] or default
+    return backend
 
 
 class CompileArgumentError(EmberError, ValueError):

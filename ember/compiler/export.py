@@ -54,6 +54,40 @@ class TensorSpec:
 
 
 @dataclass
+class ExportGraphSignature:
+    """torch.export's ExportGraphSignature: what each graph input and output is."""
+    input_specs: list[TensorSpec]
+    output_specs: list[TensorSpec]
+
+    def _names(self, kind: str) -> list[str]:
+        return [s.name for s in self.input_specs if s.kind == kind]
+
+    @property
+    def user_inputs(self) -> list[str]:
+        return self._names("user_input")
+
+    @property
+    def parameters(self) -> list[str]:
+        return self._names("parameter")
+
+    @property
+    def buffers(self) -> list[str]:
+        return self._names("buffer")
+
+    @property
+    def user_outputs(self) -> list[str]:
+        return [s.name for s in self.output_specs]
+
+    @property
+    def inputs_to_parameters(self) -> dict[str, str]:
+        return {name: name for name in self.parameters}
+
+    @property
+    def inputs_to_buffers(self) -> dict[str, str]:
+        return {name: name for name in self.buffers}
+
+
+@dataclass
 class ExportedProgram:
     """A traced graph with the values it reads (torch.export.ExportedProgram's roles):
     `graph` reads user inputs as placeholders and `state_dict` entries as get_attr."""
@@ -70,9 +104,34 @@ class ExportedProgram:
     dynamic_dims: list = field(default_factory=list)
 
     @property
-    def graph_signature(self) -> dict:
-        return {"inputs": [s.as_json() for s in self.input_specs],
-                "outputs": [s.as_json() for s in self.output_specs]}
+    def graph_signature(self) -> ExportGraphSignature:
+        return ExportGraphSignature(list(self.input_specs), list(self.output_specs))
+
+    @property
+    def graph_module(self):
+        """The graph as an ember.fx.GraphModule holding the program's state (get_attr
+        nodes read it), so `.code` shows it as Python and calling it runs it."""
+        from ..frontend.fx.graph_module import GraphModule
+        return GraphModule(dict(self.state_dict), self.graph, class_name="GraphModule")
+
+    def run_decompositions(self, decomp_table=None, decompose_custom_triton_ops=False):
+        """A copy with every composite op replaced by its decomposition into ember's
+        primitive ops (the registry's `decomposition` entries; ember's counterpart of
+        torch's core-ATen decomposition). `decomp_table` is accepted for torch's sake:
+        ember's decompositions are the registry's, not a table of ATen ops."""
+        import copy
+        from ..passes import PassContext, run_passes
+
+        def decomposed(graph):
+            graph = copy.deepcopy(graph)
+            run_passes(graph, "decompose,dce",
+                       PassContext(constants=dict(self.state_dict), inference=True))
+            return graph
+        program = copy.copy(self)
+        program.graph = decomposed(self.graph)
+        if self.symbolic_graph is not None:
+            program.symbolic_graph = decomposed(self.symbolic_graph)
+        return program
 
     @property
     def user_inputs(self) -> list[TensorSpec]:
@@ -361,22 +420,3 @@ def _spec_from_json(data, leaf):
     if "dict" in data:
         return {k: _spec_from_json(v, leaf) for k, v in data["dict"]}
     return data["value"]
-
-
-class _ExportNamespace:
-    """`ember.export`: callable as torch.export.export, with save/load beside it."""
-    ExportedProgram = ExportedProgram
-    Dim = _Dim
-    save = staticmethod(save)
-    load = staticmethod(load)
-    export = staticmethod(export)
-
-    def __call__(self, model, args: tuple = (), kwargs: dict | None = None, *,
-                 dynamic_shapes=None, strict: bool = True) -> ExportedProgram:
-        return export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
-
-    def __repr__(self) -> str:
-        return "<ember.export: export(model, args), save(ep, f), load(f)>"
-
-
-export_namespace = _ExportNamespace()

@@ -13,8 +13,10 @@ on it or a non-affine size is refused, naming the op. The result keeps
 example inputs' size, so everything that reads a static program reads it unchanged.
 
 Limits: one symbol (every dynamic dimension has the same size in a call), sizes 0 and
-1 are specialized (min >= 2, as ember.compile), and the range must hold at least the
-three sizes traced. ember.aot.compile_and_package refuses such a program (artifacts
+1 are specialized (a `min` below 2 is raised to 2, as torch.export reports such a
+range too; a call of size 0 or 1 is refused), and the range must hold at least the
+three sizes traced. `Dim.AUTO` and `Dim.DYNAMIC` mark a dimension dynamic with the
+default range (all such marks share the one symbol); `Dim.STATIC` keeps it static. ember.aot.compile_and_package refuses such a program (artifacts
 are static; docs/aot.md says what is missing).
 """
 from __future__ import annotations
@@ -36,12 +38,30 @@ class Dim:
     max: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.min, int) or self.min < MIN_SIZE:
-            raise EmberError(f"ember.export.Dim {self.name!r}: min must be an int >= "
-                             f"{MIN_SIZE} (sizes 0 and 1 are specialized), got {self.min!r}")
+        if self.min is None:
+            object.__setattr__(self, "min", MIN_SIZE)
+        if not isinstance(self.min, int) or self.min < 0:
+            raise EmberError(f"ember.export.Dim {self.name!r}: min must be an int >= 0, "
+                             f"got {self.min!r}")
+        if self.min < MIN_SIZE:             # sizes 0 and 1 are specialized, as in torch
+            object.__setattr__(self, "min", MIN_SIZE)
         if self.max is not None and (not isinstance(self.max, int) or self.max < self.min):
             raise EmberError(f"ember.export.Dim {self.name!r}: max must be an int >= min "
                              f"({self.min}), got {self.max!r}")
+
+
+class _DimHint:
+    """Dim.AUTO / Dim.DYNAMIC / Dim.STATIC (torch.export's hints)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Dim.{self.name}"
+
+
+Dim.AUTO, Dim.DYNAMIC, Dim.STATIC = _DimHint("AUTO"), _DimHint("DYNAMIC"), _DimHint("STATIC")
+_HINTED = Dim("dynamic")      # the Dim an AUTO or DYNAMIC mark stands for
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,9 @@ def _tensor_dims(spec, name: str, ndim: int) -> list:
         return []
     if isinstance(spec, (tuple, list)):
         spec = {d: dim for d, dim in enumerate(spec) if dim is not None}
+    if isinstance(spec, dict):
+        spec = {d: _HINTED if dim is Dim.AUTO or dim is Dim.DYNAMIC else dim
+                for d, dim in spec.items() if dim is not None and dim is not Dim.STATIC}
     if not isinstance(spec, dict):
         raise EmberError(f"ember.export: dynamic_shapes for {name!r} must be a dict "
                          f"{{dim: Dim}}, a tuple of Dim/None or None, got {spec!r}")
@@ -151,8 +174,10 @@ def check_size(ep, leaves: list) -> int | None:
                          f"size in a call, got {sorted(sizes)}")
     n = sizes.pop()
     if n not in bounds:
+        special = " (sizes 0 and 1 are specialized: export with an example of that size)" \
+            if n < MIN_SIZE else ""
         raise EmberError(f"exported program: size {n} is outside {symbol}'s range "
-                         f"[{bounds.lower}, {bounds.upper}]")
+                         f"[{bounds.lower}, {bounds.upper}]{special}")
     return n
 
 

@@ -13,7 +13,9 @@ Loading never runs code from the file, so a file from anyone is safe to load
 (torch.load needs weights_only=True for that). What can be saved: Tensors (and
 Parameters, kept as Parameters with their requires_grad), dicts (OrderedDict
 too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
-Python scalars/strings/None. Anything else is refused by name. Each tensor is
+Python scalars/strings/None, and quantized tensors (the integer representation, with
+their scale and zero point per tensor or per channel). Anything else is refused by
+name. Each tensor is
 stored contiguous; a tensor object saved twice is stored once and loads as one
 object, but views do not share storage after loading (torch.save keeps that).
 bfloat16 and complex128, which safetensors does not store, are stored as uint16
@@ -66,10 +68,15 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
         key = seen.get(id(obj))
         if key is None:
             key = seen[id(obj)] = str(len(tensors))
-            arrays[key], stored = _storable(obj.detach().cpu().numpy())
+            if obj.is_quantized:
+                arrays[key], stored = _storable(obj.int_repr().numpy())
+            else:
+                arrays[key], stored = _storable(obj.detach().cpu().numpy())
             tensors[key] = {"dtype": obj.dtype.name, "stored": stored,
                             "device": str(obj.device), "requires_grad": obj.requires_grad,
                             "parameter": isinstance(obj, Parameter)}
+            if obj.is_quantized:
+                tensors[key]["qparams"] = _encode_qparams(obj, key, arrays)
         return {"tensor": key}
     if isinstance(obj, DType):
         return {"dtype": obj.name}
@@ -87,6 +94,16 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     raise SaveError(f"ember.save: cannot save an object of type {type(obj).__name__} "
                     "(it saves tensors, and dicts, lists and tuples of tensors, sizes, dtypes, "
                     "numbers, strings and None)")
+
+
+def _encode_qparams(qtensor, key: str, arrays: dict) -> dict:
+    """A quantized tensor's scale and zero point: numbers per tensor (JSON keeps a
+    float's repr exactly), arrays "<key>.scales"/"<key>.zero_points" per channel."""
+    if qtensor._qaxis is None:
+        return {"scale": float(qtensor._qscale), "zero_point": int(qtensor._qzero_point)}
+    arrays[f"{key}.scales"] = np.ascontiguousarray(qtensor._qscale, dtype=np.float64)
+    arrays[f"{key}.zero_points"] = np.ascontiguousarray(qtensor._qzero_point, dtype=np.int64)
+    return {"axis": int(qtensor._qaxis)}
 
 
 def _scalar(value):
@@ -124,7 +141,9 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
         raise ArtifactError(f"{name}: written by an unknown format or a newer version "
                             f"({record.get('format')!r} version {record.get('version')!r})")
     place = _placement(map_location)
-    tensors = {key: _tensor(arrays[key], info, place) for key, info in record["tensors"].items()}
+    tensors = {key: _tensor(arrays[key], info, place) if "qparams" not in info
+               else _quantized_tensor(arrays, key, info)
+               for key, info in record["tensors"].items()}
     return _decode(record["object"], tensors)
 
 
@@ -162,6 +181,18 @@ def _tensor(array: np.ndarray, info: dict, place):
     if info["parameter"]:
         return Parameter(tensor, requires_grad=info["requires_grad"])
     return tensor.requires_grad_(info["requires_grad"]) if info["requires_grad"] else tensor
+
+
+def _quantized_tensor(arrays: dict, key: str, info: dict):
+    from ..ir.quantized import QuantizedArray
+    from .quantized import QuantizedTensor
+    dtype, qparams = dtype_from_name(info["dtype"]), info["qparams"]
+    if "axis" in qparams:
+        scale, zero_point = arrays[f"{key}.scales"], arrays[f"{key}.zero_points"]
+    else:
+        scale, zero_point = qparams["scale"], qparams["zero_point"]
+    return QuantizedTensor._wrap(QuantizedArray(np.array(arrays[key]), dtype, scale,
+                                                zero_point, qparams.get("axis")))
 
 
 def _as_tensor(array: np.ndarray, dtype: DType):

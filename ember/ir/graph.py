@@ -36,6 +36,26 @@ class OpKind(str, enum.Enum):
         return self.value
 
 
+#: torch.fx.node's type names for what a node's args hold and what it calls
+Argument = Any
+Target = Any
+
+
+def map_aggregate(value, fn: Callable):
+    """Apply `fn` to every leaf (non-container value) of nested lists/tuples/dicts/slices."""
+    if isinstance(value, tuple):
+        mapped = tuple(map_aggregate(v, fn) for v in value)
+        return type(value)(*mapped) if hasattr(value, "_fields") else mapped
+    if isinstance(value, list):
+        return [map_aggregate(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: map_aggregate(v, fn) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(map_aggregate(value.start, fn), map_aggregate(value.stop, fn),
+                     map_aggregate(value.step, fn))
+    return fn(value)
+
+
 def map_arg(value, fn: Callable):
     """Apply `fn` to every Node inside nested lists/tuples/dicts/slices of `value`."""
     if isinstance(value, Node):
@@ -161,6 +181,42 @@ class Node:
     def format(self) -> str:
         from .printer import format_node
         return format_node(self)
+
+    def format_node(self, placeholder_names: list | None = None,
+                    maybe_return_typename: list | None = None) -> str:
+        """torch.fx's one-line description: `%relu : [num_users=1] =
+        call_function[target=ember.relu](args = (%x,), kwargs = {})`."""
+        def show(value) -> str:
+            if isinstance(value, Node):
+                return f"%{value.name}"
+            if isinstance(value, tuple):
+                inner = ", ".join(show(v) for v in value)
+                return f"({inner},)" if len(value) == 1 else f"({inner})"
+            if isinstance(value, list):
+                return "[" + ", ".join(show(v) for v in value) + "]"
+            if isinstance(value, dict):
+                return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+            return str(value)
+        if self.op == OpKind.output:
+            return f"return {self.args[0] if self.args else None}"
+        target = self.target_name
+        if is_op(self.target):              # the op as users call it: ember.relu
+            space = f"{self.target.namespace}." if self.target.namespace else ""
+            target = f"ember.{space}{self.target.python_name or self.target.name}"
+        head = f"%{self.name} : [num_users={len(self.users)}] = {self.op}[target={target}]"
+        if self.op == OpKind.placeholder and placeholder_names is not None:
+            placeholder_names.append(self.target)
+        if self.op in (OpKind.placeholder, OpKind.get_attr):
+            return head if not self._args else f"{head}(default={show(self._args[0])})"
+        return f"{head}(args = {show(self._args)}, kwargs = {show(self._kwargs)})"
+
+    def is_impure(self) -> bool:
+        """Whether dead-code elimination must keep this node although its result is
+        unused: inputs, the output, in-place and random ops, item assignment."""
+        import operator
+        if self.op in (OpKind.placeholder, OpKind.output) or self.target is operator.setitem:
+            return True
+        return _is_impure(self)
 
     def __repr__(self) -> str:
         return self.name

@@ -60,8 +60,8 @@ def test_refusals_name_the_reason():
         return t * 2 if t.shape[0] > 3 else t
     with pytest.raises(ember.EmberError, match="compares the size"):
         ember.export(branchy, (x,), dynamic_shapes=({0: ember.export.Dim("n")},))
-    with pytest.raises(ember.EmberError, match="min must be an int >= 2"):
-        ember.export.Dim("n", min=1)
+    with pytest.raises(ember.EmberError, match="min must be an int >= 0"):
+        ember.export.Dim("n", min=-1)
     with pytest.raises(ember.EmberError, match=r"outside 'n''s range \[5, 9\]"):
         ember.export(lambda t: t + 1, (x,), dynamic_shapes=({0: ember.export.Dim("n", 5, 9)},))
     with pytest.raises(ember.EmberError, match="fewer than the three sizes"):
@@ -69,6 +69,29 @@ def test_refusals_name_the_reason():
     with pytest.raises(ember.EmberError, match="must all be the same Dim"):
         ember.export(lambda a, b: a + b, (x, x), dynamic_shapes=(
             {0: ember.export.Dim("n")}, {0: ember.export.Dim("m")}))
+
+
+def test_min_below_two_is_raised_to_two_and_a_call_of_size_one_is_refused():
+    """torch.export specializes sizes 0 and 1 too: Dim("batch", min=1) exports with the
+    range starting at 2; ember refuses a size-1 call, saying why."""
+    x = ember.randn(4, 6)
+    assert ember.export.Dim("n", min=1).min == 2
+    ep = ember.export.export(lambda t: t * 2, (x,),
+                             dynamic_shapes={"t": {0: ember.export.Dim("n", min=1, max=64)}})
+    assert ep.range_constraints["s0"].lower == 2
+    np.testing.assert_array_equal(ep.module()(ember.ones(7, 6)).numpy(), np.full((7, 6), 2.0))
+    with pytest.raises(ember.EmberError, match="sizes 0 and 1 are specialized"):
+        ep.module()(ember.ones(1, 6))
+
+
+def test_dim_hints_auto_dynamic_static():
+    x = ember.randn(4, 6)
+    Dim = ember.export.Dim
+    ep = ember.export.export(lambda t: t.sum(1), (x,), dynamic_shapes=({0: Dim.AUTO},))
+    assert list(ep.module()(ember.ones(9, 6)).shape) == [9]
+    ep = ember.export.export(lambda t: t.sum(1), (x,),
+                             dynamic_shapes={"t": (Dim.DYNAMIC, Dim.STATIC)})
+    assert ep.dynamic_dims == [(0, 0)]
 
 
 @pytest.mark.parametrize("which", ["cnn", "transformer"])

@@ -49,7 +49,7 @@ def test_disable_returns_the_function_itself():
                                     "dynamic, backend, mode, options, disable"),
     ({"mode": "fastest"}, ValueError, r"unknown mode 'fastest'.*'reduce-overhead', "
                                       r"'max-autotune', 'max-autotune-no-cudagraphs'"),
-    ({"backend": "inductor"}, ValueError, r"unknown backend 'inductor'.*'llvm'"),
+    ({"backend": "tvm"}, ValueError, r"unknown backend 'tvm'.*'llvm'"),
     ({"mode": "default", "options": {}}, ValueError, "either mode or options"),
     ({"fullgraph": "yes"}, TypeError, "fullgraph must be a bool"),
     ({"dynamic": 1.5}, TypeError, "dynamic must be None, True or False"),

@@ -178,13 +178,13 @@ def test_split_module_partitions_and_matches_eager():
     split = fx.split_module(gm, model, callback, qualname_map=qualnames)
     calls = [n for n in split.graph.nodes if n.op == "call_module"]
     assert [n.target for n in calls] == ["submod_0", "submod_1", "submod_2"]
-    # relu's value crosses into partitions 1 and 2, and is an output too
-    assert [p.name for p in split.submod_1.graph.placeholders] == ["relu"]
+    # relu's value crosses into partitions 1 and 2, and is an output too; the bias
+    # parameter (a get_attr) stays in the base module and is passed in, as torch does
+    assert [p.name for p in split.submod_1.graph.placeholders] == ["relu", "bias"]
     assert sorted(p.name for p in split.submod_2.graph.placeholders) == ["add", "relu", "y"]
-    # parameters live in the partition that uses them
-    assert qualnames == {"submod_0.lin1": "lin1", "submod_1.lin2": "lin2",
-                         "submod_1.bias": "bias"}
-    assert split.submod_1.bias is model.bias
+    # called submodules live in the partition that uses them
+    assert qualnames == {"submod_0.lin1": "lin1", "submod_1.lin2": "lin2"}
+    assert split.bias is model.bias
     x, y = ember.randn(3, 4), ember.randn(2)
     got, want = split(x, y), model(x, y)
     assert_same(got[0], want[0])
@@ -216,6 +216,38 @@ def test_split_module_rejects_cyclic_partitions():
     part = {"sin": 0, "cos": 1, "exp": 0}
     with pytest.raises(ember.EmberError, match="cycle"):
         fx.split_module(gm, gm, lambda n: part[n.name])
+
+
+def test_split_module_calls_a_stateful_callback_once_per_node_as_torch():
+    """The torch.fx tutorial's round-robin partitioner: the generated code matches torch's."""
+    torch = pytest.importorskip("torch")
+
+    def build(lib):
+        class MyModule(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.param = lib.nn.Parameter(lib.rand(3, 4))
+                self.linear = lib.nn.Linear(4, 5)
+
+            def forward(self, x, y):
+                z = self.linear(x + self.param).clamp(min=0.0, max=1.0)
+                w = self.linear(y).clamp(min=0.0, max=1.0)
+                return z + w
+        module = MyModule()
+        counter = [0]
+
+        def round_robin(node):
+            counter[0] += 1
+            return (counter[0] - 1) % 3
+        split = lib.fx.passes.split_module.split_module(lib.fx.symbolic_trace(module),
+                                                        module, round_robin)
+        return module, split
+    import torch.fx.passes.split_module  # noqa: F401
+    _, torch_split = build(torch)
+    module, split = build(ember)
+    assert split.code.replace("ember.", "torch.") == torch_split.code
+    x, y = ember.rand(3, 4), ember.rand(3, 4)
+    assert_same(split(x, y), module(x, y))
 
 
 def test_split_module_torch_location():

@@ -466,6 +466,7 @@ def _convert(prepared, reference: bool) -> GraphModule:
             delattr(gm, name)
     gm.graph.eliminate_dead_code()
     gm.recompile()
+    gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
     return gm
 

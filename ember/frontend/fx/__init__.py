@@ -5,6 +5,7 @@ from .tracer import Tracer, symbolic_trace, wrap
 from .graph_module import GraphModule
 from .interpreter import Interpreter, Transformer
 from .shape_prop import ShapeProp, MetaTensor, install as _install_meta
+from .codegen import install as _install_codegen
 from . import subgraph_rewriter
 from .subgraph_rewriter import replace_pattern
 from .split_module import split_module
@@ -12,6 +13,7 @@ from ...ir.drawer import GraphDrawer
 
 _install_proxy()
 _install_meta()
+_install_codegen()
 
 __all__ = ["Graph", "Node", "map_arg", "Proxy", "Tracer", "symbolic_trace", "wrap",
            "GraphModule", "Interpreter", "Transformer", "ShapeProp", "subgraph_rewriter",

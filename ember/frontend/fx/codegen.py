@@ -202,3 +202,12 @@ def python_code(graph: Graph) -> PythonCode:
     signature = "def forward(" + ", ".join(["self"] + params) + "):"
     src = "\n\n\n" + signature + "\n" + "\n".join(body) + "\n    "
     return PythonCode(src, em.globals)
+
+
+def install() -> None:
+    """`graph.python_code(root_module)`: torch.fx's Graph method (the IR layer cannot
+    import this generator, so the method is attached here)."""
+    def graph_python_code(graph: Graph, root_module: str = "self", *,
+                          verbose: bool = False, **_options) -> PythonCode:
+        return python_code(graph)
+    Graph.python_code = graph_python_code

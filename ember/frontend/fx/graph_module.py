@@ -18,15 +18,19 @@ _COUNTER = [0]
 
 
 def _copy_attr(src, dst: Module, qualname: str) -> None:
+    """Install `src`'s `qualname` (an attribute path, or a key when `src` is a dict) on
+    `dst` under the same path, creating empty Modules along the way."""
     *path, last = qualname.split(".")
+    if isinstance(src, dict):
+        value = src[qualname]
+    else:
+        for part in path:
+            src = getattr(src, part)
+        value = getattr(src, last)
     for part in path:
-        if isinstance(src, dict):
-            break
-        src = getattr(src, part)
         if not hasattr(dst, part):
             setattr(dst, part, Module())
         dst = getattr(dst, part)
-    value = src[qualname] if isinstance(src, dict) else getattr(src, last)
     if isinstance(value, Tensor) and not isinstance(value, Module):
         from ..nn.parameter import Parameter
         if isinstance(value, Parameter):
@@ -76,6 +80,52 @@ class GraphModule(Module):
         exec(compile(code.src, filename, "exec"), namespace)  # noqa: S102 - our own codegen
         type(self).forward = namespace["forward"]
         return code
+
+    def add_submodule(self, target: str, m: Module) -> bool:
+        """Install `m` at the dotted path `target`, creating empty Modules along the way;
+        False when a step of the path exists and is not a Module."""
+        *path, name = target.split(".")
+        owner = self
+        for part in path:
+            child = getattr(owner, part, None)
+            if child is None:
+                child = Module()
+                owner.add_module(part, child)
+            if not isinstance(child, Module):
+                return False
+            owner = child
+        owner.add_module(name, m)
+        return True
+
+    def delete_submodule(self, target: str) -> bool:
+        """Remove the submodule at `target`; False when there is none."""
+        *path, name = target.split(".")
+        owner = self
+        for part in path:
+            owner = getattr(owner, part, None)
+            if not isinstance(owner, Module):
+                return False
+        if not isinstance(owner._modules.get(name), Module):
+            return False
+        delattr(owner, name)
+        return True
+
+    def delete_all_unused_submodules(self) -> None:
+        """Remove every submodule no call_module or get_attr node refers to (the modules
+        on the path to one that is used, and all the children of a called one, stay)."""
+        used: set[str] = set()
+        for node in self._graph.nodes:
+            if node.op not in (OpKind.call_module, OpKind.get_attr):
+                continue
+            parts = node.target.split(".")
+            used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+            if node.op == OpKind.call_module:
+                called = self.get_submodule(node.target)
+                used.update(f"{node.target}.{name}" for name, _ in called.named_modules()
+                            if name)
+        for name, _ in list(self.named_modules()):
+            if name and name not in used:
+                self.delete_submodule(name)
 
     def print_readable(self, print_output: bool = True) -> str:
         body = self._code.strip("\n").rstrip()

@@ -8,6 +8,8 @@ metadata alone, and ShapeProp is just the Interpreter over MetaTensors.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from ...ir import dispatch
 from ...ir.graph import Node, OpKind, map_arg
 from ...ir.meta import HasMeta, TensorMeta, meta_of
@@ -59,6 +61,28 @@ def install() -> None:
         else _wrap(TensorMeta(self.meta.shape, self.meta.dtype, self.meta.device, memory_format))
 
 
+class TensorMetadata(NamedTuple):
+    """What torch.fx's ShapeProp stores under node.meta['tensor_meta'] (ember computes
+    no data, so whether the value requires grad is not known and not recorded)."""
+    shape: Size
+    dtype: Any
+    stride: tuple
+    memory_format: Any
+    is_quantized: bool
+    qparams: dict
+
+
+def _tensor_metadata(value):
+    if isinstance(value, MetaTensor):
+        meta = value.meta
+        return TensorMetadata(Size(meta.shape), meta.dtype, tuple(meta.strides),
+                              meta.memory_format, meta.dtype.is_quantized, {})
+    if isinstance(value, (list, tuple)):
+        found = [_tensor_metadata(v) for v in value]
+        return type(value)(found) if any(f is not None for f in found) else None
+    return None
+
+
 class ShapeProp(Interpreter):
     def __init__(self, module):
         super().__init__(module, garbage_collect_values=False)
@@ -70,8 +94,9 @@ class ShapeProp(Interpreter):
         result = super().run_node(node)
         if node.op != OpKind.output:
             node.meta["val"] = _to_meta(result)
-            if isinstance(result, MetaTensor):
-                node.meta["tensor_meta"] = result.meta
+        metadata = _tensor_metadata(result)
+        if metadata is not None:    # the output node's too, as torch's ShapeProp
+            node.meta["tensor_meta"] = metadata
         return result
 
     def get_attr(self, target, args, kwargs):

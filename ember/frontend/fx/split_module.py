@@ -6,9 +6,12 @@ placeholders, get_attr or the output). Each partition becomes a GraphModule
 `submod_<partition>`; a value defined in one partition and used in another
 becomes an output of the first and an input of the second; the returned
 GraphModule calls the submodules in dependency order. Parameters and buffers
-(get_attr) and called submodules move into the partitions that use them, under
-their dotted path with dots turned into underscores; `qualname_map` (when given)
-receives new qualified name -> original one.
+(get_attr of a tensor) stay in the base module and are passed to the partitions
+that use them as inputs, as torch does; called submodules (and get_attr of a
+module) move into the partitions that use them, under their dotted path with dots
+turned into underscores; `qualname_map` (when given) receives new qualified name ->
+original one. The callback is called once per node, in graph order, so a stateful
+callback (a round-robin counter) sees each node once.
 """
 from __future__ import annotations
 
@@ -38,16 +41,22 @@ class Partition:
 
 def split_module(gm: GraphModule, root_m, split_callback: Callable[[Node], object],
                  qualname_map: dict | None = None,
-                 keep_original_order: bool = False) -> GraphModule:
-    partitions = _assign_partitions(gm.graph, split_callback)
+                 keep_original_order: bool = False,
+                 keep_original_node_name: bool = False) -> GraphModule:
+    partitions = _assign_partitions(gm, split_callback)
     order = _partition_order(partitions, keep_original_order)
     base = Graph()
     env: dict[Node, Node] = {}
     base_attrs: dict = {}
-    for node in gm.graph.placeholders:
-        env[node] = base.node_copy(node)
+    for node in gm.graph.nodes:
+        if node.op == OpKind.placeholder:
+            env[node] = base.node_copy(node)
+        elif node.op == OpKind.get_attr and not _is_module_attr(gm, node) and node.users:
+            base_attrs[node.target] = fetch_attr(gm, node.target)
+            env[node] = base.get_attr(node.target)
+            env[node].meta = dict(node.meta)
     for part in order:
-        submodule = _build_submodule(part, root_m, qualname_map)
+        submodule = _build_submodule(part, root_m, qualname_map, keep_original_node_name)
         base_attrs[part.submod_name] = submodule
         _call_submodule(base, part, env)
     out = gm.graph.output_node
@@ -56,27 +65,33 @@ def split_module(gm: GraphModule, root_m, split_callback: Callable[[Node], objec
     return GraphModule(base_attrs, base)
 
 
-def _assign_partitions(graph: Graph, split_callback) -> dict[str, Partition]:
+def _is_module_attr(gm: GraphModule, node: Node) -> bool:
+    from ..nn.modules.module import Module
+    return isinstance(fetch_attr(gm, node.target), Module)
+
+
+def _assign_partitions(gm: GraphModule, split_callback) -> dict[str, Partition]:
+    graph = gm.graph
     partitions: dict[str, Partition] = {}
     where: dict[Node, Partition] = {}
     for node in graph.nodes:
         if node.op in (OpKind.placeholder, OpKind.get_attr, OpKind.output):
             continue
-        part = partitions.setdefault(str(split_callback(node)),
-                                     Partition(str(split_callback(node))))
+        name = str(split_callback(node))
+        part = partitions.setdefault(name, Partition(name))
         part.nodes.append(node)
         where[node] = part
         for inp in node.all_input_nodes:
-            _record_use(inp, part, where)
+            _record_use(gm, inp, part, where)
     for inp in graph.output_node.all_input_nodes if graph.output_node else ():
         if inp in where:
             where[inp].outputs[inp] = None
     return partitions
 
 
-def _record_use(value: Node, user: Partition, where: dict) -> None:
-    if value.op == OpKind.get_attr:
-        user.attrs[value] = None           # the partition owns what it reads
+def _record_use(gm: GraphModule, value: Node, user: Partition, where: dict) -> None:
+    if value.op == OpKind.get_attr and _is_module_attr(gm, value):
+        user.attrs[value] = None           # the partition owns the module it reads
         return
     owner = where.get(value)
     if owner is user:
@@ -116,7 +131,8 @@ def _flat(qualname: str) -> str:
     return qualname.replace(".", "_")
 
 
-def _build_submodule(part: Partition, root_m, qualname_map: dict | None) -> GraphModule:
+def _build_submodule(part: Partition, root_m, qualname_map: dict | None,
+                     keep_names: bool) -> GraphModule:
     graph = Graph()
     env: dict[Node, Node] = {}
     owned: dict = {}
@@ -126,9 +142,14 @@ def _build_submodule(part: Partition, root_m, qualname_map: dict | None) -> Grap
     for attr_node in part.attrs:
         env[attr_node] = _owned_attr(graph, attr_node, root_m, owned, part, qualname_map)
     for node in part.nodes:
-        new = graph.node_copy(node, lambda n: env[n])
+        target = node.target
         if node.op == OpKind.call_module:
-            new.target = _own(node.target, root_m, owned, part, qualname_map)
+            target = _own(node.target, root_m, owned, part, qualname_map)
+        # named after the target in the new graph, as torch names them (unless kept)
+        new = graph.create_node(node.op, target, map_arg(node.args, lambda n: env[n]),
+                                map_arg(node.kwargs, lambda n: env[n]),
+                                name=node.name if keep_names else None, type_expr=node.type)
+        new.meta = dict(node.meta)
         env[node] = new
     results = [env[v] for v in part.outputs]
     graph.output(results[0] if len(results) == 1 else tuple(results))

@@ -80,8 +80,9 @@ def replace_pattern_with_filters(gm, pattern, replacement,
             continue
         matches.append(m)
         used.update(g for p, g in m.nodes_map.items() if p.op != OpKind.placeholder)
+    replaced: dict = {}     # a replaced match's output -> what replaced it
     for m in matches:
-        _splice(gm.graph, m, repl)
+        _splice(gm.graph, m, repl, replaced)
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return matches
@@ -92,8 +93,14 @@ def replace_pattern(gm, pattern, replacement) -> list[Match]:
     return replace_pattern_with_filters(gm, pattern, replacement)
 
 
-def _splice(graph: Graph, m: Match, repl: Graph) -> None:
-    env = dict(zip(repl.placeholders, m.placeholder_nodes))
+def _splice(graph: Graph, m: Match, repl: Graph, replaced: dict) -> None:
+    """Insert `repl` in place of match `m`. A match whose input is an earlier match's
+    output (patterns chained in the graph) reads that match's replacement."""
+    def current(node):
+        while node in replaced:
+            node = replaced[node]
+        return node
+    env = dict(zip(repl.placeholders, (current(n) for n in m.placeholder_nodes)))
     result = None
     with graph.inserting_before(m.anchor):
         for node in repl.nodes:
@@ -104,3 +111,5 @@ def _splice(graph: Graph, m: Match, repl: Graph) -> None:
                 break
             env[node] = graph.node_copy(node, lambda n: env[n])
     m.anchor.replace_all_uses_with(result)
+    if isinstance(result, Node):
+        replaced[m.anchor] = result

@@ -164,17 +164,20 @@ class Tracer:
             return attr_val
         return ParameterProxy(self._get_attr(name), self, attr_val)
 
-    def create_node(self, kind, target, args, kwargs, name=None) -> Node:
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> Node:
         node = self.graph.create_node(kind, target, self.create_arg(tuple(args)),
-                                      self.create_arg(dict(kwargs)), name=name)
+                                      self.create_arg(dict(kwargs)), name=name,
+                                      type_expr=type_expr)
         frame = user_frame()
         if frame is not None:
             node.meta["loc"] = format_frame(frame).split("\n")[0]
             node.meta["stack_trace"] = format_frame(frame)
         return node
 
-    def create_proxy(self, kind, target, args, kwargs, name=None) -> Proxy:
-        return Proxy(self.create_node(kind, target, args, kwargs, name), self)
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
+                     proxy_factory_fn=None) -> Proxy:
+        node = self.create_node(kind, target, args, kwargs, name, type_expr)
+        return proxy_factory_fn(node) if proxy_factory_fn is not None else Proxy(node, self)
 
     # --- the trace --------------------------------------------------------------------------
     def trace(self, root, concrete_args: dict[str, Any] | None = None) -> Graph:
@@ -199,15 +202,15 @@ class Tracer:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise TraceError(f"cannot trace {fn.__qualname__}: *args/**kwargs parameters "
                                  "are not supported; give them names")
+            # through create_proxy, as torch.fx makes placeholders (tracer hooks see them)
             if name in concrete_args:
-                node = self.graph.placeholder(f"{name}_1")
-                self._guard_concrete(name, Proxy(node, self), concrete_args[name])
+                proxy = self.create_proxy("placeholder", f"{name}_1", (), {},
+                                          name=f"{name}_1")
+                self._guard_concrete(name, proxy, concrete_args[name])
                 args.append(concrete_args[name])
                 continue
-            node = self.graph.placeholder(name)
-            if param.default is not inspect.Parameter.empty:
-                node.args = (param.default,)
-            args.append(Proxy(node, self))
+            default = () if param.default is inspect.Parameter.empty else (param.default,)
+            args.append(self.create_proxy("placeholder", name, default, {}, name=name))
         return args
 
     def _guard_concrete(self, name: str, proxy: Proxy, value) -> None:
@@ -271,6 +274,18 @@ class Tracer:
             return fn(*args, **kwargs)
         wrapper.__ember_wrapped__ = fn
         return wrapper
+
+
+class GraphAppendingTracer(Tracer):
+    """Records onto an existing graph: `Proxy(graph.placeholder("x"),
+    GraphAppendingTracer(graph))` builds a graph by running ordinary code on Proxies,
+    outside any trace (torch.fx's name). Tensors used as arguments become
+    `_tensor_constant<N>` get_attr nodes, listed in `tensor_constants`."""
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph = graph
+        self._attr_nodes = {}
 
 
 class _Patcher:
@@ -421,4 +436,4 @@ def symbolic_trace(root, concrete_args: dict | None = None):
     return gm
 
 
-__all__ = ["Tracer", "symbolic_trace", "wrap"]
+__all__ = ["Tracer", "GraphAppendingTracer", "symbolic_trace", "wrap"]

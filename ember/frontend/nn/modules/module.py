@@ -277,7 +277,24 @@ class Module:
         self.__dict__.update(state)
 
     # --- calling ------------------------------------------------------------------------
+    #: what `module.compile()` made: calls go to it (torch's Module.compile)
+    _compiled_call_impl = None
+
     def __call__(self, *args, **kwargs):
+        if self._compiled_call_impl is not None:
+            return self._compiled_call_impl(*args, **kwargs)
+        if not (self._forward_hooks or self._forward_pre_hooks):
+            return self.forward(*args, **kwargs)
+        return self._call_impl(*args, **kwargs)
+
+    def compile(self, *args, **kwargs) -> None:
+        """Compile this module's calls in place: `ember.compile(...)`'s arguments, applied
+        to the call (forward with its hooks); the module stays this object."""
+        from ...compile import compile as compile_fn   # the compiler loads on first use
+        object.__setattr__(self, "_compiled_call_impl",
+                           compile_fn(self._call_impl, *args, **kwargs))
+
+    def _call_impl(self, *args, **kwargs):
         if not (self._forward_hooks or self._forward_pre_hooks):
             return self.forward(*args, **kwargs)
         args, kwargs = self._run_pre_hooks(args, kwargs)
@@ -305,8 +322,6 @@ class Module:
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
         return args, kwargs
-
-    _call_impl = __call__
 
     def register_forward_pre_hook(self, hook, *, prepend: bool = False,
                                   with_kwargs: bool = False) -> RemovableHandle:

@@ -1,0 +1,84 @@
+"""torch._dynamo's and torch.compiler's user-facing controls, for ember.compile.
+
+- `reset()` forgets everything every `ember.compile`d function has compiled (plans,
+  guards, graph-break records): the next call compiles again, as after
+  torch._dynamo.reset().
+- `disable(fn)` marks a function to run eagerly: called while ember.compile traces, it
+  breaks the graph there (the enclosing call runs eagerly around its compiled
+  submodules, as for any graph break; under fullgraph=True it is an error);
+  `ember.compile(disable(fn))` runs fn without compiling. `disable(recursive=False)`
+  is the same: ember does not compile functions a disabled one calls anyway.
+- `config`: ember.compile's knobs under torch._dynamo.config's name
+  (`cache_size_limit`); other torch._dynamo.config settings (`suppress_errors`,
+  `verbose`, ...) are accepted and have no effect on ember.
+- `list_backends`, `register_backend`, `explain` are ember.compile's own.
+- `graph_break()` breaks the graph where it is called (a no-op outside compiling).
+- `mark_dynamic(t, dim)` / `maybe_mark_dynamic` / `mark_static` record the mark on the
+  tensor as torch does (`_dynamo_dynamic_indices`); ember.compile decides which
+  dimensions are symbolic from the sizes it sees (dynamic=None: a dimension whose
+  size changes), so a mark changes when it recompiles, never what it computes.
+- `cudagraph_mark_step_begin()` (torch.compiler) is a no-op: ember's CUDA-graph replay
+  copies results out of the graph's buffers, so no output is overwritten by the next
+  step.
+"""
+from __future__ import annotations
+
+import functools
+
+from .compile_breaks import explain  # noqa: F401
+from .compile_custom import list_backends, register_backend  # noqa: F401
+from .compile_guards import config  # noqa: F401
+from ..ir.errors import TraceError
+
+
+def reset() -> None:
+    """Drop what every compiled function has compiled; next calls compile afresh."""
+    from .compile_dispatch import reset_all
+    reset_all()
+
+
+def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
+    """`@disable` / `disable(fn)`: fn always runs eagerly, also when a compiled function
+    calls it (the graph breaks at the call)."""
+    if fn is None:
+        return functools.partial(disable, recursive=recursive, reason=reason)
+
+    @functools.wraps(fn)
+    def run_eagerly(*args, **kwargs):
+        from . import is_compiling
+        if is_compiling():
+            why = f" ({reason})" if reason else ""
+            raise TraceError(f"called {getattr(fn, '__qualname__', fn)!s}, which is marked "
+                             f"torch.compiler.disable{why}")
+        return fn(*args, **kwargs)
+    run_eagerly._ember_compile_disabled = True
+    return run_eagerly
+
+
+def graph_break() -> None:
+    from . import is_compiling
+    if is_compiling():
+        raise TraceError("torch._dynamo.graph_break() called")
+
+
+def mark_dynamic(t, index, *, min=None, max=None) -> None:   # noqa: A002 - torch's names
+    indices = [index] if isinstance(index, int) else list(index)
+    marked = set(getattr(t, "_dynamo_dynamic_indices", set()))
+    t._dynamo_dynamic_indices = marked | {i % t.ndim for i in indices}
+
+
+maybe_mark_dynamic = mark_dynamic
+
+
+def mark_static(t, index=None) -> None:
+    marked = set(getattr(t, "_dynamo_dynamic_indices", set()))
+    drop = set(range(t.ndim)) if index is None else {index % t.ndim}
+    t._dynamo_dynamic_indices = marked - drop
+
+
+def cudagraph_mark_step_begin() -> None:
+    return None
+
+
+def is_disabled(fn) -> bool:
+    return getattr(fn, "_ember_compile_disabled", False)

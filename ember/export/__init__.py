@@ -1,0 +1,21 @@
+"""`ember.export` — torch.export's module: `export`, `Dim`, `ExportedProgram`, `save`,
+`load` (implemented in ember/compiler/export.py and export_dynamic.py).
+
+The module itself is callable too, as ember's own spelling `ember.export(model, args)`.
+"""
+import sys as _sys
+import types as _types
+
+from ..compiler.export import ExportedProgram, export, load, save  # noqa: F401
+from ..compiler.export_dynamic import Dim  # noqa: F401
+
+__all__ = ["export", "Dim", "ExportedProgram", "save", "load"]
+
+
+class _CallableModule(_types.ModuleType):
+    def __call__(self, model, args: tuple = (), kwargs: dict | None = None, *,
+                 dynamic_shapes=None, strict: bool = True) -> ExportedProgram:
+        return export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+
+
+_sys.modules[__name__].__class__ = _CallableModule

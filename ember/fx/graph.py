@@ -1,0 +1,2 @@
+"""`ember.fx.graph` (torch.fx.graph's names)."""
+from ..ir.graph import Graph  # noqa: F401

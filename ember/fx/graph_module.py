@@ -1,0 +1,2 @@
+"""`ember.fx.graph_module` (torch.fx.graph_module's names)."""
+from ..frontend.fx.graph_module import GraphModule  # noqa: F401

@@ -1,0 +1,175 @@
+"""Focused checks, against torch, for gaps the compat programs (tests/compat/*_recipes.py,
+llama_port.py) ran into."""
+from __future__ import annotations
+
+import io
+import operator
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ember  # noqa: E402
+import ember.fx  # noqa: E402
+
+
+def test_torch_fx_module_paths_import():
+    from ember.fx.experimental.optimization import fuse  # noqa: F401
+    from ember.fx.graph import Graph
+    from ember.fx.graph_module import GraphModule
+    from ember.fx.node import Argument, Node, Target, map_aggregate, map_arg  # noqa: F401
+    from ember.fx.passes.shape_prop import ShapeProp, TensorMetadata  # noqa: F401
+    from ember.fx.proxy import GraphAppendingTracer, Proxy  # noqa: F401
+    assert Graph is ember.fx.Graph and GraphModule is ember.fx.GraphModule
+    assert map_aggregate((1, [2, {"a": 3}]), lambda v: v * 10) == \
+        torch.fx.node.map_aggregate((1, [2, {"a": 3}]), lambda v: v * 10)
+
+
+def _is_impure_by_name(lib):
+    def f(x):
+        y = x.add_(1)        # noqa: F841 - in-place: kept
+        z = x.relu()         # noqa: F841 - pure and unused
+        return x * 2
+    gm = lib.fx.symbolic_trace(f)
+    return {n.name: n.is_impure() for n in gm.graph.nodes}
+
+
+def test_node_is_impure_matches_torch():
+    """Except for an in-place method call, which torch.fx counts as pure (its dead-code
+    elimination drops `x.add_(1)` when the result is unused); ember keeps it."""
+    got, want = _is_impure_by_name(ember), _is_impure_by_name(torch)
+    assert got.pop("add_") and not want.pop("add_")
+    assert got == want
+
+
+def test_graph_python_code_is_the_graph_modules_code():
+    gm = ember.fx.symbolic_trace(lambda x: x.relu() + 1)
+    assert gm.graph.python_code("self").src == gm.code
+
+
+def test_delete_all_unused_submodules_matches_torch():
+    def build(lib):
+        class Net(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = lib.nn.Linear(2, 2)
+                self.b = lib.nn.Sequential(lib.nn.Linear(2, 2), lib.nn.ReLU())
+                self.c = lib.nn.Linear(2, 2)
+
+            def forward(self, x):
+                return self.b(self.a(x)) + self.c.weight.sum()
+        gm = lib.fx.symbolic_trace(Net())
+        for node in list(gm.graph.nodes):
+            if node.op == "call_module" and node.target == "a":
+                node.replace_all_uses_with(node.args[0])
+                gm.graph.erase_node(node)
+        gm.delete_all_unused_submodules()
+        assert gm.add_submodule("new.deep", lib.nn.Identity())
+        assert gm.delete_submodule("new.deep") and not gm.delete_submodule("missing")
+        return sorted(name for name, _ in gm.named_modules())
+    assert build(ember) == build(torch)
+
+
+def test_compiler_disable_breaks_the_graph_and_fullgraph_refuses():
+    @ember.compiler.disable
+    def host(x):
+        return float(x.numpy().sum())
+
+    def f(x):
+        return ember.relu(x) + host(x)
+    x = ember.tensor([-1.0, 2.0, 3.0])
+    np.testing.assert_allclose(ember.compile(f)(x).numpy(), [4.0, 6.0, 7.0])
+    assert ember.compile(host) is host
+    with pytest.raises(ember.EmberError, match="marked torch.compiler.disable"):
+        ember.compile(f, fullgraph=True)(x)
+
+
+def test_dynamo_reset_recompiles():
+    calls = []
+
+    def counting_backend(gm, example_inputs):
+        calls.append(1)
+        return gm.forward
+    f = ember.compile(lambda x: x * 2, backend=counting_backend)
+    f(ember.ones(2))
+    f(ember.ones(2))
+    g = ember.compile(lambda x: x + 1)
+    g(ember.ones(2))
+    assert g.plans
+    ember._dynamo.reset()
+    assert not g.plans
+    np.testing.assert_allclose(g(ember.ones(2)).numpy(), [2.0, 2.0])
+
+
+@pytest.mark.parametrize("backend", ["inductor", "eager", "aot_eager"])
+def test_torch_backend_names_compile_with_embers_compiler(backend):
+    f = ember.compile(lambda x: (x * 3).sin(), backend=backend)
+    x = np.linspace(-1, 1, 5, dtype=np.float32)
+    np.testing.assert_allclose(f(ember.tensor(x)).numpy(),
+                               torch.sin(torch.tensor(x) * 3).numpy(), rtol=1e-6)
+    assert "inductor" in ember._dynamo.list_backends()
+
+
+def test_module_compile_keeps_the_module_and_its_hooks():
+    lin = ember.nn.Linear(3, 2)
+    seen = []
+    lin.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape)))
+    x = ember.randn(4, 3)
+    want = lin(x).detach().numpy()
+    assert lin.compile() is None
+    with ember.no_grad():
+        np.testing.assert_allclose(lin(x).numpy(), want, rtol=1e-6, atol=1e-6)
+    assert seen == [(4, 2), (4, 2)] and isinstance(lin, ember.nn.Linear)
+
+
+def test_save_and_load_quantized_tensors():
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    per_tensor = ember.quantize_per_tensor(ember.tensor(x), 0.05, 3, ember.quint8)
+    per_channel = ember.quantize_per_channel(
+        ember.tensor(x), ember.tensor([0.01, 0.02, 0.03], dtype=ember.float64),
+        ember.tensor([0, 1, -1]), 0, ember.qint8)
+    buffer = io.BytesIO()
+    ember.save({"t": per_tensor, "c": per_channel}, buffer)
+    buffer.seek(0)
+    loaded = ember.load(buffer)
+    t_ref = torch.quantize_per_tensor(torch.tensor(x), 0.05, 3, torch.quint8)
+    c_ref = torch.quantize_per_channel(torch.tensor(x), torch.tensor([0.01, 0.02, 0.03],
+                                       dtype=torch.float64), torch.tensor([0, 1, -1]), 0,
+                                       torch.qint8)
+    for got, want in ((loaded["t"], t_ref), (loaded["c"], c_ref)):
+        assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1]
+        np.testing.assert_array_equal(got.int_repr().numpy(), want.int_repr().numpy())
+        np.testing.assert_array_equal(got.dequantize().numpy(), want.dequantize().numpy())
+    assert loaded["c"].q_per_channel_axis() == 0 and loaded["t"].q_scale() == 0.05
+
+
+def test_convert_fx_keeps_no_float_copies_of_quantized_layers():
+    from ember.ao.quantization import get_default_qconfig_mapping
+    from ember.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    model = ember.nn.Sequential(ember.nn.Linear(4, 4), ember.nn.ReLU(),
+                                ember.nn.Linear(4, 2)).eval()
+    x = ember.randn(3, 4)
+    prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (x,))
+    prepared(x)
+    quantized = convert_fx(prepared)
+    assert not any(key.endswith(".weight") for key in quantized.state_dict())
+    np.testing.assert_allclose(quantized(x).numpy(), model(x).detach().numpy(), atol=0.05)
+
+
+def test_export_module_imports_and_dim_hints():
+    from ember.export import Dim, ExportedProgram, export
+    ep = export(ember.nn.Linear(3, 2), (ember.randn(4, 3),),
+                dynamic_shapes=({0: Dim("batch", min=1)},))
+    assert isinstance(ep, ExportedProgram) and ember.export(ember.nn.ReLU(), (ember.ones(2),))
+    assert ep.graph_signature.user_inputs == ["input"]
+    assert sorted(ep.graph_signature.parameters) == ["bias", "weight"]
+    assert "linear" in ep.graph_module.code
+
+
+def test_split_module_keeps_original_node_names_on_request():
+    gm = ember.fx.symbolic_trace(lambda x: (x.sin() + 1).cos())
+    split = ember.fx.split_module(gm, gm, lambda n: 0, keep_original_node_name=True)
+    assert [n.name for n in split.submod_0.graph.nodes if n.op == "call_method"] == \
+        ["sin", "cos"]
+    assert operator.add in [n.target for n in split.submod_0.graph.nodes]
