@@ -6,7 +6,7 @@ it records grad_output and lets the pre-hooks, hook(module, grad_output), replac
 The inputs' identity runs once all gradients for the module's inputs are known: it
 calls hook(module, grad_input, grad_output), whose result, if not None, replaces
 grad_input. grad_input has one entry per positional argument (None where the
-argument is not a tensor or needs no gradient).
+argument is not a tensor, zeros where it is a tensor that needs no gradient).
 
 The wrapping is installed as one forward pre-hook and one forward hook per module, so a
 module without backward hooks pays nothing on its calls.
@@ -24,13 +24,16 @@ class _CallState:
         self.module = module
         self.n_args = n_args
         self.input_positions: list[int] = []
+        self.no_grad_positions: set[int] = set()
         self.grad_outputs: tuple | None = None
         self.inputs_wrapped = False
 
     def grad_input(self, grads) -> tuple:
         packed = [None] * self.n_args
         for position, grad in zip(self.input_positions, grads):
-            packed[position] = grad
+            # PyTorch reports zeros for a tensor argument that needs no gradient
+            packed[position] = grad.new_zeros(grad.shape) \
+                if position in self.no_grad_positions and grad is not None else grad
         return tuple(packed)
 
 
@@ -98,6 +101,7 @@ def _wrap_inputs(module, args):
         state.input_positions = []
         return None
     state.inputs_wrapped = True
+    state.no_grad_positions = {i for i in state.input_positions if not args[i].requires_grad}
     wrapped = _InputsIdentity.apply(state, *(args[i] for i in state.input_positions))
     args = list(args)
     for position, tensor in zip(state.input_positions, wrapped):
