@@ -141,6 +141,44 @@ def stream(stream_: _streams.Stream | None):
     return _streams.use_stream(stream_)
 
 
+# Random numbers for every device come from ember's one default generator (they are drawn
+# on the host), so torch.cuda's seeding functions are that generator's: seeding "CUDA"
+# with the value already given to ember.manual_seed changes nothing, as in PyTorch.
+def manual_seed(seed: int) -> None:
+    from .random import manual_seed as seed_default
+    seed_default(seed)
+
+
+manual_seed_all = manual_seed
+
+
+def seed() -> None:
+    from .random import seed as reseed
+    reseed()
+
+
+seed_all = seed
+
+
+def initial_seed() -> int:
+    from .random import initial_seed as default_initial_seed
+    return default_initial_seed()
+
+
+def get_rng_state(device=None):
+    from .random import get_rng_state as default_state
+    return default_state()
+
+
+def set_rng_state(new_state, device=None) -> None:
+    from .random import set_rng_state as set_default_state
+    set_default_state(new_state)
+
+
+__all__ += ["manual_seed", "manual_seed_all", "seed", "seed_all", "initial_seed",
+            "get_rng_state", "set_rng_state"]
+
+
 def __getattr__(name: str):
     """`ember.cuda.amp` (torch.cuda.amp's deprecated names), loaded on first use."""
     if name == "amp":

@@ -1,6 +1,7 @@
 """ember.utils.data: torch.utils.data's core for one process.
 
-Dataset / IterableDataset / TensorDataset / ConcatDataset, the samplers (Sequential, Random, Batch),
+Dataset / IterableDataset / TensorDataset / ConcatDataset / Subset (and random_split), the
+samplers (Sequential, Random, SubsetRandom, WeightedRandom, Batch),
 default_collate and a DataLoader that loads in the calling process. Worker processes
 (num_workers > 0), pinned memory and distributed sampling are not implemented and
 are refused with an error rather than ignored.
@@ -62,6 +63,52 @@ class ConcatDataset(Dataset):
         return self.datasets[which][index - start]
 
 
+class Subset(Dataset):
+    """The samples of `dataset` at `indices`, in that order."""
+
+    def __init__(self, dataset, indices) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __getitem__(self, index):
+        if isinstance(index, list):
+            return self.dataset[[self.indices[i] for i in index]]
+        return self.dataset[self.indices[index]]
+
+    def __getitems__(self, indices):
+        return [self.dataset[self.indices[i]] for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _split_lengths(total: int, lengths) -> list[int]:
+    """Fractions summing to 1 become counts (the remainder goes round-robin from the
+    first split, as torch does); counts must sum to the dataset's length."""
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        counts = []
+        for i, frac in enumerate(lengths):
+            if frac < 0 or frac > 1:
+                raise ValueError(f"Fraction at index {i} is not between 0 and 1")
+            counts.append(int(math.floor(total * frac)))
+        for i in range(total - sum(counts)):
+            counts[i % len(counts)] += 1
+        return counts
+    if sum(lengths) != total:
+        raise ValueError("Sum of input lengths does not equal the length of the input "
+                         f"dataset! (lengths {list(lengths)}, dataset length {total})")
+    return list(lengths)
+
+
+def random_split(dataset, lengths, generator=None) -> list[Subset]:
+    """Splits `dataset` into non-overlapping random Subsets of the given lengths (or
+    fractions of its length)."""
+    import ember
+    counts = _split_lengths(len(dataset), lengths)
+    order = ember.randperm(sum(counts), generator=generator).tolist()
+    ends = list(itertools.accumulate(counts))
+    return [Subset(dataset, order[end - count:end]) for count, end in zip(counts, ends)]
+
+
 class TensorDataset(Dataset):
     """Samples are tuples of the given tensors indexed along their first dimension."""
 
@@ -120,6 +167,51 @@ class RandomSampler(Sampler):
         rounds = -(-self.num_samples // n)
         order = np.concatenate([rng.permutation(n) for _ in range(rounds)])
         return iter(order[:self.num_samples].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class SubsetRandomSampler(Sampler):
+    """The given indices in a random order, without replacement."""
+
+    def __init__(self, indices, generator=None) -> None:
+        self.indices, self.generator = indices, generator
+
+    def __iter__(self):
+        import ember
+        for i in ember.randperm(len(self.indices), generator=self.generator).tolist():
+            yield self.indices[i]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    """num_samples indices drawn with probabilities proportional to `weights`."""
+
+    def __init__(self, weights, num_samples: int, replacement: bool = True,
+                 generator=None) -> None:
+        import ember
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) \
+                or num_samples <= 0:
+            raise ValueError("num_samples should be a positive integer value, but got "
+                             f"num_samples={num_samples}")
+        if not isinstance(replacement, bool):
+            raise ValueError("replacement should be a boolean value, but got "
+                             f"replacement={replacement}")
+        weights = ember.as_tensor(weights, dtype=ember.float64)
+        if weights.ndim != 1:
+            raise ValueError("weights should be a 1d sequence but given weights have shape "
+                             f"{tuple(weights.shape)}")
+        self.weights, self.num_samples = weights, num_samples
+        self.replacement, self.generator = replacement, generator
+
+    def __iter__(self):
+        import ember
+        drawn = ember.multinomial(self.weights, self.num_samples, self.replacement,
+                                  generator=self.generator)
+        return iter(drawn.tolist())
 
     def __len__(self) -> int:
         return self.num_samples
@@ -244,6 +336,7 @@ class DataLoader:
         return length // self.batch_size if self.drop_last else -(-length // self.batch_size)
 
 
-__all__ = ["Dataset", "IterableDataset", "TensorDataset", "Sampler", "SequentialSampler",
-           "RandomSampler", "BatchSampler", "default_collate", "get_worker_info",
+__all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "random_split",
+           "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
+           "WeightedRandomSampler", "BatchSampler", "default_collate", "get_worker_info",
            "DataLoader"]

@@ -20,9 +20,17 @@ from ..tensor import Tensor
 from . import anomaly, grad_mode
 
 
+class NodeName(str):
+    """A node's name: PyTorch spells it `grad_fn.name()` and ember's messages read it as
+    the string `grad_fn.name`; a callable str serves both."""
+
+    def __call__(self) -> str:
+        return str(self)
+
+
 class Node:
     """A backward function: `apply(grads per output) -> grads per input`."""
-    name = "Node"
+    name = NodeName("Node")
 
     def __init__(self):
         self.next_functions: tuple = ()   # one (node | None, output_nr) per input
@@ -59,7 +67,7 @@ def edge_of(t) -> tuple:
 
 
 class AccumulateGrad(Node):
-    name = "AccumulateGrad"
+    name = NodeName("AccumulateGrad")
 
     def __init__(self, variable: Tensor):
         super().__init__()
@@ -260,7 +268,7 @@ def _node_name(op, bound: tuple, out) -> str:
     if name not in _SPECIAL_NAMES:
         plain = _PLAIN_NAMES.get(op)
         if plain is None:
-            plain = _PLAIN_NAMES[op] = f"{_RENAMED.get(name) or _camel(name)}Backward0"
+            plain = _PLAIN_NAMES[op] = NodeName(f"{_RENAMED.get(name) or _camel(name)}Backward0")
         return plain
     args = dict(zip((a.name for a in op.schema.args), bound))
     if name in ("sum", "mean") and args.get("dim") is not None:
@@ -277,7 +285,7 @@ def _node_name(op, bound: tuple, out) -> str:
         shares = isinstance(out, Tensor) and isinstance(src, Tensor) and \
             out._storage is src._storage
         name = "view" if shares else "unsafe_view"
-    return f"{_RENAMED.get(name) or _camel(name)}Backward{overload}"
+    return NodeName(f"{_RENAMED.get(name) or _camel(name)}Backward{overload}")
 
 
 def _camel(name: str) -> str:
@@ -467,8 +475,13 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=None, materialize_grads=False):
-    """torch.autograd.grad: gradients of `outputs` w.r.t. `inputs`, without touching .grad."""
+         only_inputs=True, allow_unused=None, is_grads_batched=False,
+         materialize_grads=False):
+    """torch.autograd.grad: gradients of `outputs` w.r.t. `inputs`, without touching .grad.
+    only_inputs is PyTorch's deprecated no-op flag (WGAN-GP code still passes it)."""
+    if is_grads_batched:
+        raise NotImplementedError("autograd.grad: is_grads_batched=True is not supported; "
+                                  "call autograd.grad once per grad_outputs row")
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     inputs_single = isinstance(inputs, Tensor)

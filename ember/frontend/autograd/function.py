@@ -28,7 +28,7 @@ from ...ir import autodiff
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
 from . import grad_mode
-from .engine import Node, SavedTensor, edge_of
+from .engine import Node, NodeName, SavedTensor, edge_of
 
 
 class FunctionCtx:
@@ -84,7 +84,7 @@ class BackwardFunction(Node):
     def __init__(self, cls, ctx: FunctionCtx, args: tuple, outputs: tuple):
         super().__init__()
         self.cls, self.ctx = cls, ctx
-        self.name = f"{cls.__name__}Backward"
+        self.name = NodeName(f"{cls.__name__}Backward")
         ctx._node_name = self.name
         self.next_functions = tuple(edge_of(a) for a in args)
         self.n_inputs = len(args)

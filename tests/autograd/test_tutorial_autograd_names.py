@@ -1,0 +1,84 @@
+"""Autograd spellings from PyTorch's tutorials: grad_fn.name(), autograd.grad's
+only_inputs, autograd.Variable, torch.autograd.function imports, torch.cuda's seeding."""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+
+
+def test_grad_fn_name_is_callable_like_torch():
+    for lib in (ember, torch):
+        x = lib.ones(2, requires_grad=True)
+        y = (x * 2).sum()
+        assert y.grad_fn.name() == "SumBackward0"
+        assert (x * 2).grad_fn.name() == "MulBackward0"
+    assert repr((ember.ones(1, requires_grad=True) * 2)).endswith("grad_fn=<MulBackward0>)")
+
+
+def test_custom_function_node_name():
+    class Twice(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+    y = Twice.apply(ember.ones(1, requires_grad=True))
+    assert y.grad_fn.name() == "TwiceBackward"
+
+
+def test_gradient_penalty_with_only_inputs_matches_torch(rng):
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+
+    def penalty(lib):
+        weight = lib.tensor(w, requires_grad=True)
+        inp = lib.tensor(x, requires_grad=True)
+        out = lib.tanh(inp @ weight.t())
+        grads = lib.autograd.grad(outputs=out, inputs=inp, grad_outputs=lib.ones_like(out),
+                                  create_graph=True, retain_graph=True, only_inputs=True)[0]
+        loss = ((grads.norm(2, dim=1) - 1) ** 2).mean()
+        loss.backward()
+        return loss.item(), weight.grad.numpy()
+    ours, ref = penalty(ember), penalty(torch)
+    assert ours[0] == pytest.approx(ref[0], rel=1e-5)
+    np.testing.assert_allclose(ours[1], ref[1], rtol=1e-4, atol=1e-5)
+
+
+def test_variable_wraps_a_tensor():
+    from ember.autograd import Variable
+    data = ember.tensor([1.0, 2.0])
+    v = Variable(data, requires_grad=True)
+    (v * v).sum().backward()
+    np.testing.assert_array_equal(v.grad.numpy(), [2.0, 4.0])
+    assert isinstance(v, Variable) and isinstance(data, Variable)
+    assert not data.requires_grad                  # the wrapped tensor is left alone
+    v.data[0] = 5.0                                # but its data is shared, as in torch
+    assert data[0].item() == 5.0
+    with pytest.raises(TypeError, match="Variable data has to be a tensor, but got list"):
+        Variable([1.0])
+
+
+def test_autograd_function_module_imports():
+    function = importlib.import_module("ember.autograd.function")
+    assert function.once_differentiable is ember.autograd.once_differentiable
+    assert function.Function is ember.autograd.Function
+
+
+def test_cuda_seeding_functions_seed_the_default_generator():
+    ember.manual_seed(7)
+    first = ember.rand(3)
+    ember.cuda.manual_seed_all(7)
+    assert ember.equal(ember.rand(3), first)
+    ember.cuda.manual_seed(11)
+    assert ember.initial_seed() == ember.cuda.initial_seed() == 11
+    state = ember.cuda.get_rng_state()
+    a = ember.randn(2)
+    ember.cuda.set_rng_state(state)
+    assert ember.equal(ember.randn(2), a)
