@@ -290,7 +290,7 @@ class Module:
     def compile(self, *args, **kwargs) -> None:
         """Compile this module's calls in place: `ember.compile(...)`'s arguments, applied
         to the call (forward with its hooks); the module stays this object."""
-        from ...compile import compile as compile_fn   # the compiler loads on first use
+        from ....compiler.compile import compile as compile_fn  # the compiler loads on first use
         object.__setattr__(self, "_compiled_call_impl",
                            compile_fn(self._call_impl, *args, **kwargs))
 
