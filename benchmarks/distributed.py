@@ -234,11 +234,11 @@ def run_world(nproc: int, args) -> list[dict]:
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'world':>5} {'bytes':>10} {'ember ms':>9} {'mpi4py ms':>9} "
+    print(f"{'world':>5} {'bytes':>10} {'ember us':>9} {'mpi4py us':>9} "
           f"{'ember GB/s':>10} {'mpi4py GB/s':>11} {'of raw':>6}")
     for r in (r for r in rows if r["kind"] == "allreduce"):
-        print(f"{r['world']:>5} {r['bytes']:>10} {r['ember_s'] * 1e3:>9.3f} "
-              f"{r['mpi4py_s'] * 1e3:>9.3f} {r['ember_busbw_GBps']:>10.3f} "
+        print(f"{r['world']:>5} {r['bytes']:>10} {r['ember_s'] * 1e6:>9.1f} "
+              f"{r['mpi4py_s'] * 1e6:>9.1f} {r['ember_busbw_GBps']:>10.3f} "
               f"{r['mpi4py_busbw_GBps']:>11.3f} {r['of_raw']:>6.2f}")
     print(f"\n{'world':>5} {'model':>5} {'hook':>9} {'step ms':>8} {'samples/s':>9}")
     for r in (r for r in rows if r["kind"] == "ddp"):

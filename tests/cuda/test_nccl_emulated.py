@@ -48,6 +48,11 @@ class OneRankNccl:
     def comm_count(self, comm):
         return 1
 
+    def comm_split(self, comm, color, key, config):
+        assert (comm, color, key, config) == ("comm", 0, 0, 0)
+        self.calls.append("split")
+        return "sub-comm"
+
     def comm_destroy(self, comm):
         self.calls.append("destroy")
 
@@ -162,6 +167,15 @@ def test_collectives_and_their_list_forms(fake_nccl):
 
 def test_ddp_buckets_on_the_device(fake_nccl):
     gpu.test_ddp_on_one_gpu_equals_plain_training(None, True)
+
+
+def test_new_group_splits_the_communicator(fake_nccl):
+    gpu.test_new_group_splits_the_nccl_communicator(None)
+    assert "split" in fake_nccl.calls
+
+
+def test_powerSGD_on_device_buckets(fake_nccl):
+    gpu.test_ddp_with_powerSGD_on_cuda_buckets_equals_plain_training()
 
 
 class _NeverDone(_Event):

@@ -229,6 +229,7 @@ def test_a_hung_operation_is_aborted_naming_rank_and_op(tear_down):
         assert job.returncode == 3 and "raised:" in output, output[-3000:]
 
 
+@pytest.mark.cuda
 def test_new_group_splits_the_nccl_communicator(nccl_group):
     """new_group on an nccl group: ncclCommSplit gives the sub-group its communicator."""
     sub = dist.new_group([0])
@@ -243,6 +244,7 @@ def test_new_group_splits_the_nccl_communicator(nccl_group):
     dist.destroy_process_group(sub)
 
 
+@pytest.mark.cuda
 def test_ddp_with_powerSGD_on_cuda_buckets_equals_plain_training():
     """PowerSGD on CUDA buckets: matrices, error feedback and warm start stay on the
     GPU (P is orthonormalized on the host); at full rank a 1-process group's PowerSGD

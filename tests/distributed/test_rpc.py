@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember.distributed.rpc.functions import async_execution
 from ember.distributed.run import find_mpirun
 
 grpc = pytest.importorskip("grpc")
@@ -103,6 +104,53 @@ def _nested(x, w):
     """Runs on the callee and calls again: gradients must cross two RPC hops back."""
     import ember.distributed.rpc as rpc
     return rpc.rpc_sync("solo", _sin_times, args=(x * 2, w)) * w
+
+
+@async_execution
+def _plus_one_later(x):
+    """Runs on the callee: chains on an RPC to the same worker, returns the Future."""
+    import ember.distributed.rpc as rpc
+    return rpc.rpc_async("solo", ember.mul, args=(x, 2)).then(lambda fut: fut.wait() + 1)
+
+
+@async_execution
+def _not_a_future():
+    return 3
+
+
+@async_execution
+def _never():
+    from ember.futures import Future
+    return Future()
+
+
+def test_async_execution_marks_the_function_like_torch_and_runs_in_a_one_worker_world(
+        monkeypatch):
+    import torch.distributed.rpc as torch_rpc
+
+    import ember.distributed.rpc as rpc
+    from ember.distributed.errors import DistBackendError
+    from ember.futures import Future
+    plain = _plus_one_later.__wrapped__
+    for wrapped in (_plus_one_later, torch_rpc.functions.async_execution(plain)):
+        assert wrapped._wrapped_async_rpc_function is plain     # PyTorch's marker
+        assert wrapped.__name__ == "_plus_one_later"
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    rpc.init_rpc("solo", rank=0, world_size=1,
+                 rpc_backend_options=rpc.RpcBackendOptions(rpc_timeout=20))
+    try:
+        x = ember.tensor([1.0, 2.0])
+        assert isinstance(_plus_one_later(x), Future)      # called locally: the Future
+        assert rpc.rpc_sync("solo", _plus_one_later, args=(x,)).tolist() == [3.0, 5.0]
+        assert rpc.rpc_async("solo", _plus_one_later, args=(x,)).wait().tolist() == [3.0, 5.0]
+        assert rpc.remote("solo", _plus_one_later, args=(x,)).to_here().tolist() == [3.0, 5.0]
+        with pytest.raises(TypeError, match="must return a Future; got int"):
+            rpc.rpc_sync("solo", _not_a_future)
+        with pytest.raises(DistBackendError, match="RPC ran for more than set timeout"):
+            rpc.rpc_sync("solo", _never, timeout=0.3)
+    finally:
+        rpc.shutdown()
 
 
 def test_one_worker_rpc_to_itself_with_dist_autograd_matches_torch(monkeypatch):

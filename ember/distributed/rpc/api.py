@@ -23,6 +23,7 @@ from ...futures import Future
 from .. import autograd as dist_autograd
 from . import _wire
 from ._agent import HANDLERS, Agent, WorkerInfo
+from .functions import async_execution
 
 _DEFAULT_RPC_TIMEOUT_SEC = 60.0
 _agent: Agent | None = None
@@ -386,6 +387,16 @@ class RRef:
                                "the RRef's owner")
         return _slot(self._id).get(_require_agent("RRef.local_value").rpc_timeout)
 
+    def _get_type(self, timeout: float = -1.0) -> type:
+        """The value's type (asked of the owner once, then kept), as PyTorch's RRef
+        proxies use it to see whether a method is an @async_execution one."""
+        kept = getattr(self, "_type", None)
+        if kept is None:
+            kept = _type_on_owner(self) if self.is_owner() else \
+                rpc_sync(self._owner_rank, _type_on_owner, args=(self,), timeout=timeout)
+            self._type = kept
+        return kept
+
     def to_here(self, timeout: float = -1.0):
         agent = _require_agent("RRef.to_here")
         if self._creation is not None:
@@ -416,20 +427,28 @@ class RRef:
 
 
 class _Proxy:
-    """rref.rpc_sync().method(*args) runs value.method(*args) on the owner."""
+    """rref.rpc_sync().method(*args) runs value.method(*args) on the owner; a method
+    decorated with @async_execution runs as one (its Future's value is the result)."""
 
     def __init__(self, rref: RRef, call, timeout: float):
         self._rref, self._call, self._timeout = rref, call, timeout
 
     def __getattr__(self, name: str):
+        method = getattr(self._rref._get_type(), name, None)
+        target = _invoke_async_method if _is_async(method) else _invoke_method
+
         def invoke(*args, **kwargs):
-            return self._call(self._rref._owner_rank, _invoke_method,
+            return self._call(self._rref._owner_rank, target,
                               (self._rref, name, args, kwargs), timeout=self._timeout)
         return invoke
 
 
 def _invoke_method(rref: RRef, name: str, args: tuple, kwargs: dict):
     return getattr(rref.local_value(), name)(*args, **kwargs)
+
+
+def _type_on_owner(rref: RRef) -> type:
+    return type(rref.local_value())
 
 
 # --- handlers (run on the callee) ---------------------------------------------------------
@@ -606,6 +625,14 @@ def _serve_async_result(agent, message, tensors):
         err.add_note(f"(raised on the callee of an @async_execution rpc; remote "
                      f"traceback:)\n{text.rstrip()}")
     _finish_async(call_id, error=err)
+
+
+def _invoke_async_method_impl(rref: RRef, name: str, args: tuple, kwargs: dict):
+    return getattr(rref.local_value(), name)(*args, **kwargs)
+
+
+_invoke_async_method = async_execution(_invoke_async_method_impl)
+_invoke_async_method.__name__ = _invoke_async_method.__qualname__ = "_invoke_async_method"
 
 
 def _serve_fetch(agent, message, tensors):

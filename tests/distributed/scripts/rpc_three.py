@@ -90,6 +90,27 @@ def release_all():
     PENDING.clear()
 
 
+class AsyncExecutionClass:
+    """PyTorch's documented forms: static, class and bound @async_execution methods."""
+
+    @staticmethod
+    @rpc.functions.async_execution
+    def static_async_add(to, x, y, z):
+        return rpc.rpc_async(to, ember.add, args=(x, y)).then(lambda fut: fut.wait() + z)
+
+    @classmethod
+    @rpc.functions.async_execution
+    def class_async_add(cls, to, x, y, z):
+        ret_fut = Future()
+        rpc.rpc_async(to, ember.add, args=(x, y)).then(
+            lambda fut: ret_fut.set_result(fut.wait() + z))
+        return ret_fut
+
+    @rpc.functions.async_execution
+    def bound_async_add(self, to, x, y, z):
+        return rpc.rpc_async(to, ember.add, args=(x, y)).then(lambda fut: fut.wait() + z)
+
+
 @rpc.functions.async_execution
 def async_fail():
     return rpc.rpc_async("worker2", int, args=("not a number",))
@@ -132,6 +153,15 @@ def async_execution():
     assert not any(f.done() for f in futs)
     rpc.rpc_sync("worker1", release_all)
     assert [f.wait() for f in futs] == [i * 10 for i in range(40)]
+    two = ember.ones(2)
+    assert rpc.rpc_sync("worker1", AsyncExecutionClass.static_async_add,
+                        args=("worker2", two, 1, 2)).tolist() == [4.0, 4.0]
+    assert rpc.rpc_sync("worker1", AsyncExecutionClass.class_async_add,
+                        args=("worker2", two, 1, 2)).tolist() == [4.0, 4.0]
+    rref = rpc.remote("worker1", AsyncExecutionClass)
+    assert rref.rpc_sync().static_async_add("worker2", two, 1, 2).tolist() == [4.0, 4.0]
+    assert rref.rpc_async().class_async_add("worker2", two, 1, 2).wait().tolist() == [4.0] * 2
+    assert rref.remote().bound_async_add("worker2", two, 1, 2).to_here().tolist() == [4.0] * 2
     try:
         rpc.rpc_sync("worker1", async_fail)
         raise AssertionError("the chained error was not raised")
