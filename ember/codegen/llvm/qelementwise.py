@@ -50,7 +50,8 @@ def _body(b, lanes, a_ptr, b_ptr, out_ptr, i, qp):
 
     a_zp, a_scale, b_zp, b_scale, inv, zp, lo, hi = qp
     real = b.fadd(real_of(a_ptr, a_zp, a_scale), real_of(b_ptr, b_zp, b_scale))
-    real = u.intrinsic(b, "maxnum", vf, real, spl(b.fptrunc(lo, u.F32)))     # relu: lo = 0
+    floor = spl(b.fptrunc(lo, u.F32))                                         # relu: lo = 0
+    real = b.select(b.fcmp_ordered(">", real, floor), real, floor)    # maxnum's values
     scaled = u.fma(b, b.fpext(real, vd), spl(inv), spl(zp))    # exact product: as mul, add
     q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
     q = u.clamp(b, q, spl(ir.Constant(u.F32, 0.0)), spl(b.fptrunc(hi, u.F32)))
