@@ -50,11 +50,11 @@ def _body(b, lanes, a_ptr, b_ptr, out_ptr, i, qp):
 
     a_zp, a_scale, b_zp, b_scale, inv, zp, lo, hi = qp
     real = b.fadd(real_of(a_ptr, a_zp, a_scale), real_of(b_ptr, b_zp, b_scale))
-    real = u.intrinsic(b, "maxnum", vf, real, spl(b.fptrunc(lo, u.F32)))     # relu: lo = 0
+    floor = spl(b.fptrunc(lo, u.F32))                                         # relu: lo = 0
+    real = b.select(b.fcmp_ordered(">", real, floor), real, floor)    # maxnum's values
     scaled = u.fma(b, b.fpext(real, vd), spl(inv), spl(zp))    # exact product: as mul, add
     q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
-    q = u.intrinsic(b, "maxnum", vf, q, spl(ir.Constant(u.F32, 0.0)))
-    q = u.intrinsic(b, "minnum", vf, q, spl(b.fptrunc(hi, u.F32)))
+    q = u.clamp(b, q, spl(ir.Constant(u.F32, 0.0)), spl(b.fptrunc(hi, u.F32)))
     b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
 
 
@@ -83,7 +83,7 @@ def _quantize_body(b, lanes, x_ptr, out_ptr, i, qp):
     lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qp[2:])
     x = b.load(b.gep(x_ptr, [i], source_etype=u.F32), typ=vf, align=4)
     q = u.intrinsic(b, "roundeven", vf, b.fptrunc(u.fma(b, b.fpext(x, vd), inv, zp), vf))
-    q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
+    q = u.clamp(b, q, lo, hi)
     b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
 
 

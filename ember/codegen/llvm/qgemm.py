@@ -225,11 +225,11 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
                 # fusing the add rounds exactly as the reference's multiply-then-add
                 scaled = u.fma(b, b.fpext(real, vd), inv, zp)
                 q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
-                q = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, q, lo), hi)
+                q = u.clamp(b, q, lo, hi)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
                 b.store(value, b.gep(p["out"], [idx], source_etype=I8), align=1)
             else:
-                value = u.intrinsic(b, "minnum", vf, u.intrinsic(b, "maxnum", vf, real, lo), hi)
+                value = u.clamp(b, real, lo, hi)
                 b.store(value, b.gep(p["out"], [idx], source_etype=u.F32), align=4)
 
 
