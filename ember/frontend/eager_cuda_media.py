@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from .tensor import Tensor
 
 _TABLES: OrderedDict = OrderedDict()     # taps tables on the device, least recently used first
 _BASES: OrderedDict = OrderedDict()      # DFT bases on the device
-_CACHE_SIZE = 512
+_CACHE_SIZE = 1024                       # entries of each cache (taps tables: ~20 KB each)
 
 
 def _cached(cache: OrderedDict, key, build):
@@ -85,57 +86,72 @@ def _resample(name: str):
         else:
             out_sizes, in_sizes, rest = list(args[1]), list(x.shape[2:]), args[2:]
         align_corners, scales = R._split(mode, nd, rest)
-        keys = [(mode, nd, n, o, align_corners, s, backward) for n, o, s in
-                zip(in_sizes, out_sizes, scales)]
-        mats = R._matrices(mode, in_sizes, out_sizes, align_corners, scales)
-        if backward:
-            mats = [m.T for m in mats]
-        return _as_meta(_apply_taps(x, mats, keys, out_meta.dtype, index), out_meta, index)
+        dims = [((mode, nd, n, o, align_corners, s, backward),
+                 lambda n=n, o=o, s=s: _matrix(mode, nd, n, o, align_corners, s, backward))
+                for n, o, s in zip(in_sizes, out_sizes, scales)]
+        return _as_meta(_apply_taps(x, dims, out_meta.dtype, index), out_meta, index)
     return route
 
 
-def _apply_taps(x: Tensor, mats, keys, out_dtype, index: int) -> Tensor:
-    """x with mats[k] applied along its last len(mats) dims, one kernel launch per dim
-    whose matrix is not the identity (R.apply_taps on the device)."""
-    steps = [(k, m) for k, m in enumerate(mats)
-             if not (m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(len(m))))]
+def _matrix(mode, nd, n_in, n_out, align_corners, scale, backward) -> np.ndarray:
+    m = R.weights(mode, n_in, n_out, align_corners, scale, nd)
+    return m.T if backward else m
+
+
+def _apply_taps(x: Tensor, dims, out_dtype, index: int) -> Tensor:
+    """x with each resized dim's weight matrix applied along its last len(dims) dims, one
+    kernel launch per dim whose matrix is not the identity (R.apply_taps on the device).
+    `dims` holds (key, matrix maker): a matrix is built only when its tables are not
+    cached on the device yet (building one costs milliseconds on the host; a random
+    crop's sizes recur within an epoch)."""
+    work = dtypes.float32 if x.dtype.name in ("float16", "bfloat16") else x.dtype
+    weight_dtype = _weight_dtype(work)
+    tables = [_cached(_TABLES, key + (weight_dtype.name, index),
+                      lambda make=make: _tables(make(), weight_dtype, index))
+              for key, make in dims]
+    steps = [(k, t) for k, t in enumerate(tables) if not t.identity]
     if not steps:                   # same sizes: a copy (the result never aliases x)
         return eager_cuda.clone(x)
-    work = dtypes.float32 if x.dtype.name in ("float16", "bfloat16") else x.dtype
     y = x.contiguous()
-    lead = x.ndim - len(mats)
-    for count, (k, m) in enumerate(steps):
+    lead = x.ndim - len(dims)
+    for count, (k, t) in enumerate(steps):
         last = count == len(steps) - 1
-        y = _taps_pass(y, lead + k, m, keys[k], out_dtype if last else work, index)
+        y = _taps_pass(y, lead + k, t, out_dtype if last else work, weight_dtype, index)
     return y
 
 
-def _taps_pass(y: Tensor, axis: int, m: np.ndarray, key, out_dtype, index: int) -> Tensor:
+def _taps_pass(y: Tensor, axis: int, t, out_dtype, weight_dtype, index: int) -> Tensor:
     from ..codegen.triton.resample import taps_kernel
     shape = list(y.shape)
     outer, n_in, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
-    n_out = m.shape[0]
-    weight_dtype = _weight_dtype(y.dtype)
-    taps_index, taps_weight, gather = _cached(
-        _TABLES, key + (weight_dtype.name, index), lambda: _tables(m, weight_dtype, index))
+    n_out = t.index.shape[0]
     shape[axis] = n_out
     out = empty_cuda(tuple(shape), contiguous_strides(tuple(shape)), out_dtype, index)
     total = outer * n_out * inner
     if total:
-        params = upload(np.array([total, n_in, n_out, inner, taps_index.shape[-1]], np.int64),
+        params = upload(np.array([total, n_in, n_out, inner, t.index.shape[-1]], np.int64),
                         None, index)
-        kernel = taps_kernel(y.dtype, out_dtype, weight_dtype, total, gather)
-        eager_cuda.launch(kernel, [y, taps_index, taps_weight, params, out], index)
+        kernel = taps_kernel(y.dtype, out_dtype, weight_dtype, total, t.gather)
+        eager_cuda.launch(kernel, [y, t.index, t.weight, params, out], index)
     return out
 
 
-def _tables(m: np.ndarray, weight_dtype, index: int):
-    """(index [n_out, taps] int32, weight [n_out, taps], is a pure gather) on the device."""
+@dataclass
+class _Taps:
+    index: Tensor                   # [n_out, taps] int32, on the device
+    weight: Tensor                  # [n_out, taps]
+    gather: bool                    # one tap of weight 1: a copy of the element
+    identity: bool                  # the dim keeps its size and values: no pass
+
+
+def _tables(m: np.ndarray, weight_dtype, index: int) -> _Taps:
+    """The taps of a weight matrix on the device (the nonzero columns of each row)."""
+    identity = m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(len(m)))
     taps_index, taps_weight = R._taps(m)
     gather = taps_index.shape[1] == 1 and bool(np.all(taps_weight == 1))
-    return (upload(np.ascontiguousarray(taps_index, np.int32), None, index),
-            upload(np.ascontiguousarray(taps_weight, weight_dtype.np_dtype), None, index),
-            gather)
+    return _Taps(upload(np.ascontiguousarray(taps_index, np.int32), None, index),
+                 upload(np.ascontiguousarray(taps_weight, weight_dtype.np_dtype), None, index),
+                 gather, identity)
 
 
 # --- the real FFT --------------------------------------------------------------------------
