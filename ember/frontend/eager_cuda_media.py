@@ -16,6 +16,8 @@ warning).
   whatever the TF32 flags say (cuFFT does not use TF32 either). O(n^2) per row instead of
   O(n log n), but on tensor-core-free float32 GEMM throughput it is still far faster than
   a host round trip for the frame sizes spectrograms use (n_fft of a few hundred).
+- fft_irfft (complex64): the (real, imag) pairs of the first n // 2 + 1 bins (zero-padded
+  when fewer) times the inverse basis [2m, n], the same way.
 - mul/div of a complex tensor by a real number: the op on its (real, imag) pairs.
 """
 from __future__ import annotations
@@ -201,6 +203,49 @@ def _rfft(args, out_meta, index):
     return _complex_from_pairs(pairs.view(lead + [m, 2]).movedim(-2, dim), out_meta, index)
 
 
+def _inverse_basis(n: int, norm, index: int) -> Tensor:
+    """[2m, n] float32, m = n // 2 + 1: row 2k is c_k cos(2 pi j k / n), 2k + 1 is
+    -c_k sin(...), with c_k = 2 for the bins that stand for a mirrored pair and 1 for DC
+    and (n even) Nyquist, whose imaginary parts the sines zero, as a c2r transform
+    ignores them."""
+    def build():
+        m = n // 2 + 1
+        k = np.arange(m, dtype=np.int64)[:, None]
+        j = np.arange(n, dtype=np.int64)[None, :]
+        angle = 2.0 * np.pi * ((j * k) % n) / n
+        twice = np.full((m, 1), 2.0)
+        twice[0] = 1.0
+        if n % 2 == 0:
+            twice[-1] = 1.0
+        scale = {"ortho": 1.0 / math.sqrt(n), "forward": 1.0}.get(norm, 1.0 / n)
+        basis = np.empty((2 * m, n), np.float64)
+        basis[0::2] = np.cos(angle) * twice * scale
+        basis[1::2] = -np.sin(angle) * twice * scale
+        return upload(basis.astype(np.float32), None, index)
+    return _cached(_BASES, ("inverse", n, norm, index), build)
+
+
+def _irfft(args, out_meta, index):
+    x, n, dim, norm = args
+    if x.dtype.name != "complex64" or x.ndim == 0:
+        return None
+    dim %= x.ndim
+    n = 2 * (x.shape[dim] - 1) if n is None else n
+    if n < 1:
+        return None
+    m = n // 2 + 1
+    bins = x.movedim(dim, -1)
+    if bins.shape[-1] > m:
+        bins = bins[..., :m]
+    pairs = OPS["view_as_real"](bins)                                   # [..., bins, 2]
+    if pairs.shape[-2] < m:
+        pairs = OPS["pad"](pairs, [0, 0, 0, m - pairs.shape[-2]])
+    lead = list(pairs.shape[:-2])
+    with _ieee_float32():
+        rows = OPS["mm"](pairs.reshape([-1, 2 * m]).contiguous(), _inverse_basis(n, norm, index))
+    return _as_meta(rows.view(lead + [n]).movedim(-1, dim), out_meta, index)
+
+
 def _complex_from_pairs(pairs: Tensor, out_meta, index: int) -> Tensor:
     """A complex tensor with out_meta's geometry from its (real, imag) pairs [..., 2]:
     the pairs are copied into a float buffer laid out as the complex result, then viewed."""
@@ -226,5 +271,5 @@ def _complex_by_real_scalar(op_name: str):
 
 
 ROUTES = {name: _resample(name) for name in RESAMPLE_OPS}
-ROUTES.update({"fft_rfft": _rfft, "mul": _complex_by_real_scalar("mul"),
+ROUTES.update({"fft_rfft": _rfft, "fft_irfft": _irfft, "mul": _complex_by_real_scalar("mul"),
                "div": _complex_by_real_scalar("div")})
