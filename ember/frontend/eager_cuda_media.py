@@ -16,6 +16,8 @@ warning).
   whatever the TF32 flags say (cuFFT does not use TF32 either). O(n^2) per row instead of
   O(n log n), but on tensor-core-free float32 GEMM throughput it is still far faster than
   a host round trip for the frame sizes spectrograms use (n_fft of a few hundred).
+- fft_irfft (complex64): the (real, imag) pairs of the first n // 2 + 1 bins (zero-padded
+  when fewer) times the inverse basis [2m, n], the same way.
 - mul/div of a complex tensor by a real number: the op on its (real, imag) pairs.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,7 +39,7 @@ from .tensor import Tensor
 
 _TABLES: OrderedDict = OrderedDict()     # taps tables on the device, least recently used first
 _BASES: OrderedDict = OrderedDict()      # DFT bases on the device
-_CACHE_SIZE = 512
+_CACHE_SIZE = 1024                       # entries of each cache (taps tables: ~20 KB each)
 
 
 def _cached(cache: OrderedDict, key, build):
@@ -85,57 +88,72 @@ def _resample(name: str):
         else:
             out_sizes, in_sizes, rest = list(args[1]), list(x.shape[2:]), args[2:]
         align_corners, scales = R._split(mode, nd, rest)
-        keys = [(mode, nd, n, o, align_corners, s, backward) for n, o, s in
-                zip(in_sizes, out_sizes, scales)]
-        mats = R._matrices(mode, in_sizes, out_sizes, align_corners, scales)
-        if backward:
-            mats = [m.T for m in mats]
-        return _as_meta(_apply_taps(x, mats, keys, out_meta.dtype, index), out_meta, index)
+        dims = [((mode, nd, n, o, align_corners, s, backward),
+                 lambda n=n, o=o, s=s: _matrix(mode, nd, n, o, align_corners, s, backward))
+                for n, o, s in zip(in_sizes, out_sizes, scales)]
+        return _as_meta(_apply_taps(x, dims, out_meta.dtype, index), out_meta, index)
     return route
 
 
-def _apply_taps(x: Tensor, mats, keys, out_dtype, index: int) -> Tensor:
-    """x with mats[k] applied along its last len(mats) dims, one kernel launch per dim
-    whose matrix is not the identity (R.apply_taps on the device)."""
-    steps = [(k, m) for k, m in enumerate(mats)
-             if not (m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(len(m))))]
+def _matrix(mode, nd, n_in, n_out, align_corners, scale, backward) -> np.ndarray:
+    m = R.weights(mode, n_in, n_out, align_corners, scale, nd)
+    return m.T if backward else m
+
+
+def _apply_taps(x: Tensor, dims, out_dtype, index: int) -> Tensor:
+    """x with each resized dim's weight matrix applied along its last len(dims) dims, one
+    kernel launch per dim whose matrix is not the identity (R.apply_taps on the device).
+    `dims` holds (key, matrix maker): a matrix is built only when its tables are not
+    cached on the device yet (building one costs milliseconds on the host; a random
+    crop's sizes recur within an epoch)."""
+    work = dtypes.float32 if x.dtype.name in ("float16", "bfloat16") else x.dtype
+    weight_dtype = _weight_dtype(work)
+    tables = [_cached(_TABLES, key + (weight_dtype.name, index),
+                      lambda make=make: _tables(make(), weight_dtype, index))
+              for key, make in dims]
+    steps = [(k, t) for k, t in enumerate(tables) if not t.identity]
     if not steps:                   # same sizes: a copy (the result never aliases x)
         return eager_cuda.clone(x)
-    work = dtypes.float32 if x.dtype.name in ("float16", "bfloat16") else x.dtype
     y = x.contiguous()
-    lead = x.ndim - len(mats)
-    for count, (k, m) in enumerate(steps):
+    lead = x.ndim - len(dims)
+    for count, (k, t) in enumerate(steps):
         last = count == len(steps) - 1
-        y = _taps_pass(y, lead + k, m, keys[k], out_dtype if last else work, index)
+        y = _taps_pass(y, lead + k, t, out_dtype if last else work, weight_dtype, index)
     return y
 
 
-def _taps_pass(y: Tensor, axis: int, m: np.ndarray, key, out_dtype, index: int) -> Tensor:
+def _taps_pass(y: Tensor, axis: int, t, out_dtype, weight_dtype, index: int) -> Tensor:
     from ..codegen.triton.resample import taps_kernel
     shape = list(y.shape)
     outer, n_in, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
-    n_out = m.shape[0]
-    weight_dtype = _weight_dtype(y.dtype)
-    taps_index, taps_weight, gather = _cached(
-        _TABLES, key + (weight_dtype.name, index), lambda: _tables(m, weight_dtype, index))
+    n_out = t.index.shape[0]
     shape[axis] = n_out
     out = empty_cuda(tuple(shape), contiguous_strides(tuple(shape)), out_dtype, index)
     total = outer * n_out * inner
     if total:
-        params = upload(np.array([total, n_in, n_out, inner, taps_index.shape[-1]], np.int64),
+        params = upload(np.array([total, n_in, n_out, inner, t.index.shape[-1]], np.int64),
                         None, index)
-        kernel = taps_kernel(y.dtype, out_dtype, weight_dtype, total, gather)
-        eager_cuda.launch(kernel, [y, taps_index, taps_weight, params, out], index)
+        kernel = taps_kernel(y.dtype, out_dtype, weight_dtype, total, t.gather)
+        eager_cuda.launch(kernel, [y, t.index, t.weight, params, out], index)
     return out
 
 
-def _tables(m: np.ndarray, weight_dtype, index: int):
-    """(index [n_out, taps] int32, weight [n_out, taps], is a pure gather) on the device."""
+@dataclass
+class _Taps:
+    index: Tensor                   # [n_out, taps] int32, on the device
+    weight: Tensor                  # [n_out, taps]
+    gather: bool                    # one tap of weight 1: a copy of the element
+    identity: bool                  # the dim keeps its size and values: no pass
+
+
+def _tables(m: np.ndarray, weight_dtype, index: int) -> _Taps:
+    """The taps of a weight matrix on the device (the nonzero columns of each row)."""
+    identity = m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(len(m)))
     taps_index, taps_weight = R._taps(m)
     gather = taps_index.shape[1] == 1 and bool(np.all(taps_weight == 1))
-    return (upload(np.ascontiguousarray(taps_index, np.int32), None, index),
-            upload(np.ascontiguousarray(taps_weight, weight_dtype.np_dtype), None, index),
-            gather)
+    return _Taps(upload(np.ascontiguousarray(taps_index, np.int32), None, index),
+                 upload(np.ascontiguousarray(taps_weight, weight_dtype.np_dtype), None, index),
+                 gather, identity)
 
 
 # --- the real FFT --------------------------------------------------------------------------
@@ -185,6 +203,49 @@ def _rfft(args, out_meta, index):
     return _complex_from_pairs(pairs.view(lead + [m, 2]).movedim(-2, dim), out_meta, index)
 
 
+def _inverse_basis(n: int, norm, index: int) -> Tensor:
+    """[2m, n] float32, m = n // 2 + 1: row 2k is c_k cos(2 pi j k / n), 2k + 1 is
+    -c_k sin(...), with c_k = 2 for the bins that stand for a mirrored pair and 1 for DC
+    and (n even) Nyquist, whose imaginary parts the sines zero, as a c2r transform
+    ignores them."""
+    def build():
+        m = n // 2 + 1
+        k = np.arange(m, dtype=np.int64)[:, None]
+        j = np.arange(n, dtype=np.int64)[None, :]
+        angle = 2.0 * np.pi * ((j * k) % n) / n
+        twice = np.full((m, 1), 2.0)
+        twice[0] = 1.0
+        if n % 2 == 0:
+            twice[-1] = 1.0
+        scale = {"ortho": 1.0 / math.sqrt(n), "forward": 1.0}.get(norm, 1.0 / n)
+        basis = np.empty((2 * m, n), np.float64)
+        basis[0::2] = np.cos(angle) * twice * scale
+        basis[1::2] = -np.sin(angle) * twice * scale
+        return upload(basis.astype(np.float32), None, index)
+    return _cached(_BASES, ("inverse", n, norm, index), build)
+
+
+def _irfft(args, out_meta, index):
+    x, n, dim, norm = args
+    if x.dtype.name != "complex64" or x.ndim == 0:
+        return None
+    dim %= x.ndim
+    n = 2 * (x.shape[dim] - 1) if n is None else n
+    if n < 1:
+        return None
+    m = n // 2 + 1
+    bins = x.movedim(dim, -1)
+    if bins.shape[-1] > m:
+        bins = bins[..., :m]
+    pairs = OPS["view_as_real"](bins)                                   # [..., bins, 2]
+    if pairs.shape[-2] < m:
+        pairs = OPS["pad"](pairs, [0, 0, 0, m - pairs.shape[-2]])
+    lead = list(pairs.shape[:-2])
+    with _ieee_float32():
+        rows = OPS["mm"](pairs.reshape([-1, 2 * m]).contiguous(), _inverse_basis(n, norm, index))
+    return _as_meta(rows.view(lead + [n]).movedim(-1, dim), out_meta, index)
+
+
 def _complex_from_pairs(pairs: Tensor, out_meta, index: int) -> Tensor:
     """A complex tensor with out_meta's geometry from its (real, imag) pairs [..., 2]:
     the pairs are copied into a float buffer laid out as the complex result, then viewed."""
@@ -210,5 +271,5 @@ def _complex_by_real_scalar(op_name: str):
 
 
 ROUTES = {name: _resample(name) for name in RESAMPLE_OPS}
-ROUTES.update({"fft_rfft": _rfft, "mul": _complex_by_real_scalar("mul"),
+ROUTES.update({"fft_rfft": _rfft, "fft_irfft": _irfft, "mul": _complex_by_real_scalar("mul"),
                "div": _complex_by_real_scalar("div")})

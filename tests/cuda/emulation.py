@@ -73,4 +73,8 @@ def emulated_cuda(capacity: int = 512 << 20):
         mp.setattr(eager_cuda, "launch", interpreted_launch)
         mp.setattr(triton_launch, "run_kernel", interpreted_user_kernel)
         mp.setattr(eager_cuda, "_PLANS", {})
+        from collections import OrderedDict
+        from ember.frontend import eager_cuda_media      # device tables of the old allocator
+        mp.setattr(eager_cuda_media, "_TABLES", OrderedDict())
+        mp.setattr(eager_cuda_media, "_BASES", OrderedDict())
         yield alloc

@@ -196,7 +196,6 @@ def test_augmentation_pipeline_and_mel_spectrogram_at_benchmark_size_on_the_gpu(
     import sys
     from pathlib import Path
     import ember.audio.transforms as AT
-    from ember.frontend import eager_cuda_media  # noqa: F401 - the routes under test
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     try:
         from benchmarks.vision import ember_pipeline

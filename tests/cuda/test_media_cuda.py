@@ -1,7 +1,7 @@
 """Image and audio pipelines on (emulated) CUDA run no op on the host: the ops they use
 (resampling of every mode and its backward through codegen/triton/resample.py, flip,
-stack, clamp, masked_fill, outer, every padding mode, gather, conv1d, the real FFT,
-complex-by-real scaling) equal the CPU, each ember.vision / ember.audio transform on a
+stack, clamp, masked_fill, outer, every padding mode, gather, conv1d, the real FFT and
+its inverse, complex-by-real scaling) equal the CPU, each ember.vision / ember.audio transform on a
 CUDA tensor equals the CPU and raises no host-fallback warning, and so do the batch
 augmentation pipeline of benchmarks/vision.py and MelSpectrogram. The hand-written
 kernels also compile to cubins (no GPU needed). In CI it runs under TRITON_INTERPRET=1
@@ -35,7 +35,7 @@ F = ember.nn.functional
 I = T.InterpolationMode  # noqa: E741
 RESAMPLE = sorted(eager_cuda_media.RESAMPLE_OPS)
 OPS_NOW_ON_DEVICE = ["flip", "stack", "clamp", "masked_fill", "outer", "pad", "gather",
-                     "conv1d", "fft_rfft"]
+                     "conv1d", "fft_rfft", "fft_irfft"]
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def _strict(op, sample, cuda):
     forms the routes take (float32 FFTs, numeric conv1d padding); others still must match."""
     values = list(sample.args) + list(sample.kwargs.values())
     loose = (op.name == "fft_rfft" and values[0].dtype != np.float32) or \
+        (op.name == "fft_irfft" and values[0].dtype != np.complex64) or \
         (op.name == "conv1d" and any(isinstance(v, str) for v in values))
     with _no_host_fallback(not loose):
         check_op_on_device(op, sample, cuda)
@@ -102,6 +103,20 @@ def test_rfft_norms_lengths_and_dims(cuda):
             got = ember.fft.rfft(x.to(cuda), **kw)
         assert got.dtype == want.dtype and tuple(got.stride()) == tuple(want.stride()), kw
         np.testing.assert_allclose(got.cpu().numpy(), want.numpy(), rtol=1e-4, atol=1e-4,
+                                   err_msg=str(kw))
+
+
+def test_irfft_norms_lengths_and_dims(cuda):
+    rng = np.random.default_rng(3)
+    x = ember.tensor((rng.standard_normal((3, 7, 5)) + 1j * rng.standard_normal((3, 7, 5)))
+                     .astype(np.complex64))
+    calls = [dict(), dict(n=8), dict(n=9, norm="ortho"), dict(dim=1, norm="forward"),
+             dict(dim=0, n=3), dict(n=20)]
+    for kw in calls:
+        want = ember.fft.irfft(x, **kw)
+        with _no_host_fallback():
+            got = ember.fft.irfft(x.to(cuda), **kw)
+        np.testing.assert_allclose(got.cpu().numpy(), want.numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=str(kw))
 
 
@@ -223,7 +238,7 @@ def test_hand_written_kernels_compile_to_cubins():
 
 
 def test_a_host_fallback_still_warns_naming_the_op(cuda):
-    """The warning these tests turn into errors exists: irfft has no CUDA route yet."""
+    """The warning these tests turn into errors exists: a complex FFT has no CUDA route."""
     spectrum = ember.fft.rfft(ember.randn(2, 8)).to(cuda)
-    with pytest.warns(UserWarning, match="fft_irfft: no CUDA kernel"):
-        ember.fft.irfft(spectrum)
+    with pytest.warns(UserWarning, match="fft_fft: no CUDA kernel"):
+        ember.fft.fft(spectrum)

@@ -10,9 +10,9 @@ around a second each; a plan of resnet18 has dozens. Three things make it cheape
   share the cache safely.
 - **one compile per distinct body**: jobs are keyed by the kernel's code with its name
   left out (GeneratedKernel.body_key), so kernels that differ only in their name (one per
-  graph node: resnet18's training step has 257 kernels but 177 distinct bodies) compile
-  once, in one batch and across processes through the cache; a launch finds the entry
-  point by the name in the cubin's metadata.
+  graph node: a resnet18 compiled training step, batch 8 at 64x64, has 257 kernels but
+  177 distinct bodies) compile once, in one batch and across processes through the
+  cache; a launch finds the entry point by the name in the cubin's metadata.
 - **parallel compilation**: `compile_many(jobs)` compiles the cache misses in worker
   processes (a `concurrent.futures.ProcessPoolExecutor`, kept for the process's life).
   Workers are forked: they start at once with ember and Triton already imported, and
