@@ -69,6 +69,11 @@ def test_qat_conv_bn_matches_torch_over_training_steps(rng, relu, bias):
     t_mod, e_mod = twin_qat_modules(rng, relu, bias)
     assert type(e_mod).__name__ == type(t_mod).__name__
     for step in range(4):
+        # each step starts from torch's state (parameters, BN stats, observers): fake
+        # quantization is discontinuous, so float32 summation-order differences carried over
+        # steps would flip a weight's rounding and compare chaos rather than the rules
+        e_mod.load_state_dict({k: ember.tensor(v.detach().clone().numpy())
+                               for k, v in t_mod.state_dict().items()})
         if step == 2:                      # torch.ao's recipe: freeze BN stats late in QAT
             t_mod.apply(tnniqat.freeze_bn_stats)
             e_mod.apply(enniqat.freeze_bn_stats)
@@ -93,12 +98,9 @@ def test_qat_conv_bn_matches_torch_over_training_steps(rng, relu, bias):
             with ember.no_grad():
                 ep.sub_(0.05 * ep.grad)
             tp.grad, ep.grad = None, None
-        # the gradients' tolerance: a fake-quantized value that rounds the other way (float32
-        # summation order differs between kernels) moves a batch's mean by ~scale/numel,
-        # and the SGD steps after it carry that on (measured: 2.4e-6 abs, 2.9e-5 rel)
         for buf in ("running_mean", "running_var"):
             np.testing.assert_allclose(getattr(e_mod.bn, buf).numpy(),
-                                       getattr(t_mod.bn, buf).numpy(), rtol=1e-4, atol=1e-5)
+                                       getattr(t_mod.bn, buf).numpy(), rtol=1e-5, atol=1e-6)
     # eval: BN uses running stats, i.e. the folded conv; to_float folds it for good
     t_mod.eval(), e_mod.eval()
     x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
