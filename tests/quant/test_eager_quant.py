@@ -372,3 +372,39 @@ def test_quantized_conv3d_agrees_with_torch_ao(rng):
     e_q = eq.quantize(e_model, _calibrate, [calib, ember])
     assert type(e_q[1]).__name__ == "Conv3d"
     _assert_same_quantized(t_q, e_q, rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32))
+
+
+def test_quantized_embeddings_agree_with_torch_ao(rng):
+    """Weight-only, per row with float zero points (float_qparams_weight_only_qconfig)."""
+    def net(lib):
+        class Net(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = lib.nn.Embedding(50, 16)
+                self.bag = lib.nn.EmbeddingBag(50, 16, mode="sum", include_last_offset=True)
+                self.fc = lib.nn.Linear(16, 4)
+
+            def forward(self, i, j, o, w):
+                return self.fc(self.emb(i).sum(1) + self.bag(j, o, per_sample_weights=w))
+        return Net()
+
+    t_model, e_model = net(torch).eval(), net(ember).eval()
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    for model, Q in ((t_model, tq), (e_model, eq)):
+        model.emb.qconfig = model.bag.qconfig = Q.float_qparams_weight_only_qconfig
+    t_q, e_q = tq.convert(tq.prepare(t_model)), eq.convert(eq.prepare(e_model))
+    tw, ew = t_q.emb.weight(), e_q.emb.weight()
+    assert ew.qscheme() is ember.per_channel_affine_float_qparams
+    np.testing.assert_array_equal(ew.int_repr().numpy(), tw.int_repr().numpy())
+    np.testing.assert_array_equal(ew.q_per_channel_zero_points().numpy(),
+                                  tw.q_per_channel_zero_points().numpy())
+    np.testing.assert_allclose(ew.dequantize().numpy(), tw.dequantize().numpy(), rtol=0,
+                               atol=0)
+    i, j = rng.integers(0, 50, (3, 5)), rng.integers(0, 50, 10)
+    o, w = np.array([0, 4, 7, 10]), rng.standard_normal(10).astype(np.float32)
+    t_out = t_q(*(torch.from_numpy(a) for a in (i, j, o, w))).detach().numpy()
+    e_out = e_q(*(ember.tensor(a) for a in (i, j, o, w))).detach().numpy()
+    np.testing.assert_allclose(e_out, t_out, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="only mode='sum'"):
+        ennq.EmbeddingBag(10, 4, mode="mean")

@@ -24,6 +24,8 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nn.LayerNorm: nnq.LayerNorm,
     nn.BatchNorm2d: nnq.BatchNorm2d,
     nn.Dropout: nnq.Dropout,
+    nn.Embedding: nnq.Embedding,
+    nn.EmbeddingBag: nnq.EmbeddingBag,
     nnq.FloatFunctional: nnq.QFunctional,
     nni.LinearReLU: nniq.LinearReLU,
     nni.ConvReLU1d: nniq.ConvReLU1d,

@@ -25,7 +25,8 @@ from ...ir import dtypes
 from ...ir.errors import EmberError, TraceError
 from ...ir.graph import OpKind
 from ...ir.ops import OPS_NS
-from ...ir.quantized import per_channel_affine, per_channel_symmetric
+from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
+                             per_channel_symmetric)
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
@@ -387,7 +388,12 @@ def _quantize_weight(weight: Tensor, observer) -> Tensor:
     from ...ir.ops.quantize import quantize_per_channel, quantize_per_tensor
     observer(weight.detach())
     scale, zero_point = observer.calculate_qparams()
-    if getattr(observer, "qscheme", None) in (per_channel_affine, per_channel_symmetric):
+    qscheme = getattr(observer, "qscheme", None)
+    if qscheme is per_channel_affine_float_qparams:          # embeddings: float zero points
+        return quantize_per_channel(weight.detach(), scale.to(dtypes.float64),
+                                    zero_point.to(dtypes.float32), observer.ch_axis,
+                                    observer.dtype)
+    if qscheme in (per_channel_affine, per_channel_symmetric):
         return quantize_per_channel(weight.detach(), scale.to(dtypes.float64),
                                     zero_point.long(), observer.ch_axis, observer.dtype)
     return quantize_per_tensor(weight.detach(), float(scale._values()[0]),
