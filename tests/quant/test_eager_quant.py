@@ -374,7 +374,7 @@ def test_quantized_conv3d_agrees_with_torch_ao(rng):
     _assert_same_quantized(t_q, e_q, rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32))
 
 
-def test_quantized_embeddings_agree_with_torch_ao(rng):
+def test_quantized_embeddings_agree_with_torch_ao(rng, tmp_path):
     """Weight-only, per row with float zero points (float_qparams_weight_only_qconfig)."""
     def net(lib):
         class Net(lib.nn.Module):
@@ -406,5 +406,11 @@ def test_quantized_embeddings_agree_with_torch_ao(rng):
     t_out = t_q(*(torch.from_numpy(a) for a in (i, j, o, w))).detach().numpy()
     e_out = e_q(*(ember.tensor(a) for a in (i, j, o, w))).detach().numpy()
     np.testing.assert_allclose(e_out, t_out, rtol=1e-5, atol=1e-5)
+    # float zero points survive save_weights / load_weights
+    ember.save_weights(e_q, tmp_path / "q.safetensors")
+    fresh = eq.convert(eq.prepare(e_model))
+    ember.load_weights(fresh, tmp_path / "q.safetensors")
+    np.testing.assert_array_equal(
+        fresh(*(ember.tensor(a) for a in (i, j, o, w))).detach().numpy(), e_out)
     with pytest.raises(ValueError, match="only mode='sum'"):
         ennq.EmbeddingBag(10, 4, mode="mean")
