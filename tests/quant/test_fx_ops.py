@@ -222,9 +222,10 @@ def test_affine_weights_with_nonzero_zero_points(rng):
     def mapping(Q, lib):
         weight = Q.MinMaxObserver.with_args(dtype=lib.qint8, qscheme=lib.per_tensor_affine)
         return Q.QConfigMapping().set_global(
-            Q.QConfig(activation=Q.HistogramObserver.with_args(reduce_range=True),
+            Q.QConfig(activation=Q.MinMaxObserver.with_args(reduce_range=True),
                       weight=weight))
-    t_out, e_out, step, e_q = _ptq_both("mobilenet", rng, mapping(tq, torch), mapping(eq, ember))
+    t_out, e_out, step, e_q = _ptq_both("activations", rng, mapping(tq, torch),
+                                        mapping(eq, ember))
     packed = [v for k, v in e_q.state_dict().items() if k.startswith("_packed_") and
               k.endswith("_weight")]
     assert packed and all(w.q_zero_point() != 0 for w in packed)
