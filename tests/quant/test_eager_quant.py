@@ -414,3 +414,10 @@ def test_quantized_embeddings_agree_with_torch_ao(rng, tmp_path):
         fresh(*(ember.tensor(a) for a in (i, j, o, w))).detach().numpy(), e_out)
     with pytest.raises(ValueError, match="only mode='sum'"):
         ennq.EmbeddingBag(10, 4, mode="mean")
+
+
+def test_convert_without_calibration_names_the_module():
+    model = ember.nn.Sequential(eq.QuantStub(), ember.nn.Linear(4, 4), eq.DeQuantStub()).eval()
+    model.qconfig = eq.default_qconfig
+    with pytest.warns(UserWarning, match=r"convert: 1 \(Linear\): its observer saw no data"):
+        eq.convert(eq.prepare(model))
