@@ -360,7 +360,7 @@ def test_quantized_conv3d_agrees_with_torch_ao(rng):
         Q = tq if lib is torch else eq
         return lib.nn.Sequential(Q.QuantStub(), lib.nn.Conv3d(3, 6, 3, stride=(1, 2, 1),
                                                              padding=1, groups=3),
-                                 lib.nn.Conv3d(6, 4, 2), Q.DeQuantStub())
+                                 lib.nn.ReLU(), lib.nn.Conv3d(6, 4, 2), Q.DeQuantStub())
 
     t_model, e_model = net(torch).eval(), net(ember).eval()
     e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
@@ -368,9 +368,10 @@ def test_quantized_conv3d_agrees_with_torch_ao(rng):
     t_model.qconfig, e_model.qconfig = tq.get_default_qconfig("x86"), \
         eq.get_default_qconfig("x86")
     calib = [rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32) for _ in range(2)]
+    t_model, e_model = tq.fuse_modules(t_model, ["1", "2"]), eq.fuse_modules(e_model, ["1", "2"])
     t_q = tq.quantize(t_model, _calibrate, [calib, torch])
     e_q = eq.quantize(e_model, _calibrate, [calib, ember])
-    assert type(e_q[1]).__name__ == "Conv3d"
+    assert type(e_q[1]).__name__ == "ConvReLU3d" and type(e_q[3]).__name__ == "Conv3d"
     _assert_same_quantized(t_q, e_q, rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32))
 
 

@@ -30,6 +30,7 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nni.LinearReLU: nniq.LinearReLU,
     nni.ConvReLU1d: nniq.ConvReLU1d,
     nni.ConvReLU2d: nniq.ConvReLU2d,
+    nni.ConvReLU3d: nniq.ConvReLU3d,
     nnqat.Linear: nnq.Linear,
     nnqat.Conv2d: nnq.Conv2d,
     nniqat.LinearReLU: nniq.LinearReLU,
