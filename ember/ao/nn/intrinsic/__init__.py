@@ -50,4 +50,5 @@ class ConvBnReLU2d(_FusedModule):
         super().__init__(conv, bn, relu)
 
 
-__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "ConvBn2d", "ConvBnReLU2d"]
+__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "ConvBn2d",
+           "ConvBnReLU2d"]
