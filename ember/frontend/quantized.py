@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ir import dtypes
 from ..ir.errors import AutogradError, EmberError, at_user_line
-from ..ir.quantized import QuantizedArray, per_channel_affine, per_tensor_affine
+from ..ir.quantized import QuantizedArray
 from ..ir.registry import OpDef, Tag
 from .tensor import Storage, Tensor
 from ..ir.ops.shape import flat_storage
@@ -71,7 +71,7 @@ class QuantizedTensor(Tensor):
         return True
 
     def qscheme(self):
-        return per_tensor_affine if self._qaxis is None else per_channel_affine
+        return self._qarray().qscheme
 
     def _per_tensor(self, what: str):
         if self._qaxis is not None:
@@ -97,7 +97,9 @@ class QuantizedTensor(Tensor):
 
     def q_per_channel_zero_points(self) -> Tensor:
         self._per_channel("q_per_channel_zero_points")
-        return Tensor._from_array(np.asarray(self._qzero_point, np.int64))
+        zero_points = np.asarray(self._qzero_point)
+        return Tensor._from_array(zero_points if zero_points.dtype.kind == "f" else
+                                  zero_points.astype(np.int64))
 
     def q_per_channel_axis(self) -> int:
         self._per_channel("q_per_channel_axis")

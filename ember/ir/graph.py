@@ -284,6 +284,9 @@ class Graph:
             copied.meta = copy.deepcopy(node.meta, memo)
             memo[id(node)] = copied
         new._names, new._used = dict(self._names), set(self._used)
+        for key, value in self.__dict__.items():      # anything a pass attached
+            if key not in new.__dict__:
+                new.__dict__[key] = copy.deepcopy(value, memo)
         return new
 
     # --- iteration ---------------------------------------------------------------------

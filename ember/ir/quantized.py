@@ -80,7 +80,8 @@ def check_quantized_dtype(dtype: DType, what: str) -> None:
 class QuantizedArray:
     """An integer array with its qparams. Per tensor: `scale` is a Python float and
     `zero_point` an int, `axis` is None. Per channel: float64 `scale` and int64
-    `zero_point` arrays along `axis`."""
+    `zero_point` arrays along `axis` (float32 zero points: the float-qparams scheme of
+    quantized embeddings)."""
     int_repr: np.ndarray
     dtype: DType
     scale: object
@@ -93,7 +94,11 @@ class QuantizedArray:
 
     @property
     def qscheme(self) -> QScheme:
-        return per_tensor_affine if self.axis is None else per_channel_affine
+        if self.axis is None:
+            return per_tensor_affine
+        if np.asarray(self.zero_point).dtype.kind == "f":
+            return per_channel_affine_float_qparams
+        return per_channel_affine
 
     def with_values(self, int_repr: np.ndarray) -> "QuantizedArray":
         """Same qparams over new integers (shape ops, max pooling: per-tensor only)."""
@@ -133,7 +138,9 @@ def quantize_channel_array(x: np.ndarray, scales: np.ndarray, zero_points: np.nd
     lo, hi = qrange(dtype)
     shape = _channel_shape(x.ndim, axis, x.shape[axis])
     scales = np.asarray(scales, np.float64).reshape(-1)
-    zero_points = np.asarray(zero_points).astype(np.int64).reshape(-1)
+    float_qparams = np.asarray(zero_points).dtype.kind == "f"   # PyTorch: float zero points
+    zero_points = np.asarray(zero_points).astype(
+        np.float32 if float_qparams else np.int64).reshape(-1)
     inv = (np.float32(1.0) / scales.astype(np.float32)).reshape(shape)
     q = np.rint(x * inv + zero_points.astype(np.float32).reshape(shape))
     q = np.clip(q.astype(np.float64), lo, hi).astype(dtype.np_dtype)
@@ -152,6 +159,9 @@ def dequantize_array(qa: QuantizedArray) -> np.ndarray:
     if qa.axis is None:
         return (q - qa.zero_point).astype(np.float32) * np.float32(qa.scale)
     shape = _channel_shape(q.ndim, qa.axis, q.shape[qa.axis])
+    if qa.qscheme is per_channel_affine_float_qparams:      # in float32, as PyTorch
+        return (q.astype(np.float32) - qa.zero_point.reshape(shape)) * \
+            qa.scale.astype(np.float32).reshape(shape)
     return ((q - qa.zero_point.reshape(shape)) * qa.scale.reshape(shape)).astype(np.float32)
 
 

@@ -10,8 +10,9 @@ fresh observer module to call).
 Kinds of nodes (function and method forms are recognized here, both the registry
 op form ember's tracer records and torch.fx's forms: operator.add, call_method "add"):
 
-- WEIGHTED ("linear", "linear_relu", "conv2d", "conv2d_relu"): quantized inputs, an
-  observed output, lowered to quantized_linear / quantized_conv2d;
+- WEIGHTED ("linear", "conv2d", "conv3d" and their "_relu" forms): quantized
+  inputs, an observed output, lowered to quantized_linear / quantized_conv2d /
+  quantized_conv3d;
 - BINARY ("add", "mul", with a following relu fused): quantized_add / quantized_mul;
 - SHARED (pooling, flatten/reshape/views, relu, relu6/hardtanh/clamp, dropout): run on
   the quantized value itself and keep its qparams, so they get no observer of their own;
@@ -30,7 +31,7 @@ from typing import Callable
 from ember.ir.graph import Graph, Node, OpKind
 from ember.ir.registry import OPS, is_op
 
-WEIGHTED = {"linear", "linear_relu", "conv2d", "conv2d_relu"}
+WEIGHTED = {"linear", "linear_relu", "conv2d", "conv2d_relu", "conv3d", "conv3d_relu"}
 BINARY = {"add", "mul"}
 SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
           "contiguous", "detach", "max_pool1d", "max_pool2d", "adaptive_max_pool2d",
@@ -242,7 +243,9 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
                 new = graph.call_function(OPS["quantized_linear"],
                                           (node.args[0], w, b, scale, zero_point, relu))
             else:
-                new = graph.call_function(OPS["quantized_conv2d"], (
+                conv = OPS["quantized_conv3d" if kind.startswith("conv3d") else
+                           "quantized_conv2d"]
+                new = graph.call_function(conv, (
                     node.args[0], w, b, list(spec["stride"]), list(spec["padding"]),
                     list(spec["dilation"]), spec["groups"], scale, zero_point, relu))
         return _replace(graph, out_q, new, qvalue, [node])

@@ -106,9 +106,9 @@ def twin_models(name, rng, train=False):
     return t_model.train(train), e_model.train(train)
 
 
-def _assert_same_quantized(t_model, e_model, x, steps=2):
-    """Outputs within `steps` output quantization steps, argmax equal on 99% of rows, and
-    every quantized module's output qparams equal."""
+def _assert_same_quantized(t_model, e_model, x, steps=2, argmax=0.99):
+    """Outputs within `steps` output quantization steps, argmax equal on `argmax` of the
+    rows, and every quantized module's output qparams equal."""
     t_out = t_model(torch.from_numpy(x)).numpy()
     e_out = e_model(ember.tensor(x)).numpy()
     for name, t_mod in t_model.named_modules():
@@ -121,7 +121,7 @@ def _assert_same_quantized(t_model, e_model, x, steps=2):
     step = float(t_model.get_submodule(_last_quantized(t_model)).scale)
     assert np.abs(t_out - e_out).max() <= steps * step + 1e-6
     if t_out.ndim == 2:
-        assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= 0.99
+        assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= argmax
     return t_out, e_out
 
 
@@ -171,9 +171,16 @@ def test_elementwise_modules_and_qfunctional_agree_with_torch_ao(rng):
                            steps=1)
 
 
-def test_qat_agrees_with_torch_ao(rng):
+@pytest.mark.parametrize("qconfig", ["default_qat_qconfig", "x86"])
+def test_qat_agrees_with_torch_ao(rng, qconfig):
+    """default_qat_qconfig (FakeQuantize) and the x86 QAT qconfig (the fused fake
+    quantize with per-channel symmetric weights, as the QAT tutorial uses)."""
     t_model, e_model = twin_models("qat", rng, train=True)
-    t_model.qconfig, e_model.qconfig = tq.default_qat_qconfig, eq.default_qat_qconfig
+    if qconfig == "x86":
+        t_model.qconfig = tq.get_default_qat_qconfig("x86")
+        e_model.qconfig = eq.get_default_qat_qconfig("x86")
+    else:
+        t_model.qconfig, e_model.qconfig = getattr(tq, qconfig), getattr(eq, qconfig)
     groups = [["conv", "bn", "relu"], ["conv2", "relu3"], ["fc", "relu2"]]
     t_model = tq.fuse_modules_qat(t_model, groups)
     e_model = eq.fuse_modules_qat(e_model, groups)
@@ -195,7 +202,10 @@ def test_qat_agrees_with_torch_ao(rng):
         t_opt.step(), e_opt.step()
     t_q, e_q = tq.convert(t_prep.eval()), eq.convert(e_prep.eval())
     assert type(e_q.conv).__name__ == "ConvReLU2d"
-    _assert_same_quantized(t_q, e_q, rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    # training leaves float differences of ~1e-7 in the weights, which can move a weight
+    # across a rounding boundary: logits within 2 steps, a near-tie may flip
+    _assert_same_quantized(t_q, e_q, rng.standard_normal((64, 3, 8, 8)).astype(np.float32),
+                           argmax=0.95)
 
 
 def test_quantize_and_quantize_qat_run_the_flow(rng):
@@ -350,7 +360,7 @@ def test_quantized_conv3d_agrees_with_torch_ao(rng):
         Q = tq if lib is torch else eq
         return lib.nn.Sequential(Q.QuantStub(), lib.nn.Conv3d(3, 6, 3, stride=(1, 2, 1),
                                                              padding=1, groups=3),
-                                 lib.nn.Conv3d(6, 4, 2), Q.DeQuantStub())
+                                 lib.nn.ReLU(), lib.nn.Conv3d(6, 4, 2), Q.DeQuantStub())
 
     t_model, e_model = net(torch).eval(), net(ember).eval()
     e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
@@ -358,7 +368,57 @@ def test_quantized_conv3d_agrees_with_torch_ao(rng):
     t_model.qconfig, e_model.qconfig = tq.get_default_qconfig("x86"), \
         eq.get_default_qconfig("x86")
     calib = [rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32) for _ in range(2)]
+    t_model, e_model = tq.fuse_modules(t_model, ["1", "2"]), eq.fuse_modules(e_model, ["1", "2"])
     t_q = tq.quantize(t_model, _calibrate, [calib, torch])
     e_q = eq.quantize(e_model, _calibrate, [calib, ember])
-    assert type(e_q[1]).__name__ == "Conv3d"
+    assert type(e_q[1]).__name__ == "ConvReLU3d" and type(e_q[3]).__name__ == "Conv3d"
     _assert_same_quantized(t_q, e_q, rng.standard_normal((2, 3, 5, 6, 5)).astype(np.float32))
+
+
+def test_quantized_embeddings_agree_with_torch_ao(rng, tmp_path):
+    """Weight-only, per row with float zero points (float_qparams_weight_only_qconfig)."""
+    def net(lib):
+        class Net(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = lib.nn.Embedding(50, 16)
+                self.bag = lib.nn.EmbeddingBag(50, 16, mode="sum", include_last_offset=True)
+                self.fc = lib.nn.Linear(16, 4)
+
+            def forward(self, i, j, o, w):
+                return self.fc(self.emb(i).sum(1) + self.bag(j, o, per_sample_weights=w))
+        return Net()
+
+    t_model, e_model = net(torch).eval(), net(ember).eval()
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    for model, Q in ((t_model, tq), (e_model, eq)):
+        model.emb.qconfig = model.bag.qconfig = Q.float_qparams_weight_only_qconfig
+    t_q, e_q = tq.convert(tq.prepare(t_model)), eq.convert(eq.prepare(e_model))
+    tw, ew = t_q.emb.weight(), e_q.emb.weight()
+    assert ew.qscheme() is ember.per_channel_affine_float_qparams
+    np.testing.assert_array_equal(ew.int_repr().numpy(), tw.int_repr().numpy())
+    np.testing.assert_array_equal(ew.q_per_channel_zero_points().numpy(),
+                                  tw.q_per_channel_zero_points().numpy())
+    np.testing.assert_allclose(ew.dequantize().numpy(), tw.dequantize().numpy(), rtol=0,
+                               atol=0)
+    i, j = rng.integers(0, 50, (3, 5)), rng.integers(0, 50, 10)
+    o, w = np.array([0, 4, 7, 10]), rng.standard_normal(10).astype(np.float32)
+    t_out = t_q(*(torch.from_numpy(a) for a in (i, j, o, w))).detach().numpy()
+    e_out = e_q(*(ember.tensor(a) for a in (i, j, o, w))).detach().numpy()
+    np.testing.assert_allclose(e_out, t_out, rtol=1e-5, atol=1e-5)
+    # float zero points survive save_weights / load_weights
+    ember.save_weights(e_q, tmp_path / "q.safetensors")
+    fresh = eq.convert(eq.prepare(e_model))
+    ember.load_weights(fresh, tmp_path / "q.safetensors")
+    np.testing.assert_array_equal(
+        fresh(*(ember.tensor(a) for a in (i, j, o, w))).detach().numpy(), e_out)
+    with pytest.raises(ValueError, match="only mode='sum'"):
+        ennq.EmbeddingBag(10, 4, mode="mean")
+
+
+def test_convert_without_calibration_names_the_module():
+    model = ember.nn.Sequential(eq.QuantStub(), ember.nn.Linear(4, 4), eq.DeQuantStub()).eval()
+    model.qconfig = eq.default_qconfig
+    with pytest.warns(UserWarning, match=r"convert: 1 \(Linear\): its observer saw no data"):
+        eq.convert(eq.prepare(model))

@@ -73,10 +73,24 @@ def model_classes(lib):
             x = self.tanh_clip(F.hardswish(self.leaky(x)))
             return self.fc(x.flatten(1))
 
-    return {"mobilenet": MobileNetV2ish, "activations": Activations}
+    class Video(nn.Module):
+        """Conv3d (grouped, strided) with relu and pooling, then a linear head."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv3d(3, 6, 3, stride=(1, 2, 2), padding=1, groups=3)
+            self.conv2 = nn.Conv3d(6, 8, 2)
+            self.pool = nn.AdaptiveAvgPool3d(1) if hasattr(nn, "AdaptiveAvgPool3d") else None
+            self.fc = nn.Linear(8 * 3 * 2 * 2, 5)
+
+        def forward(self, x):
+            x = F.relu(self.conv1(x))
+            return self.fc(self.conv2(x).flatten(1))
+
+    return {"mobilenet": MobileNetV2ish, "activations": Activations, "video": Video}
 
 
-INPUTS = {"mobilenet": (3, 32, 32), "activations": (4, 6, 6)}
+INPUTS = {"mobilenet": (3, 32, 32), "activations": (4, 6, 6), "video": (3, 4, 6, 6)}
 
 
 def twin_models(name, rng):
@@ -95,7 +109,7 @@ def twin_models(name, rng):
     return t_model, e_model
 
 
-@pytest.mark.parametrize("name", ["mobilenet", "activations"])
+@pytest.mark.parametrize("name", ["mobilenet", "activations", "video"])
 def test_convert_fx_agrees_with_torch_ao(rng, name):
     t_model, e_model = twin_models(name, rng)
     shape = INPUTS[name]
@@ -111,7 +125,8 @@ def test_convert_fx_agrees_with_torch_ao(rng, name):
     t_q, e_q = tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
     assert e_q.quantization_report == []        # nothing left in float
     graph = str(e_q.graph)
-    assert "conv2d(" not in graph.replace("quantized_conv2d(", "")
+    assert "conv2d(" not in graph.replace("quantized_conv2d(", "") and \
+        "conv3d(" not in graph.replace("quantized_conv3d(", "")
     x = rng.standard_normal((16,) + shape).astype(np.float32)
     t_out, e_out = t_q(torch.from_numpy(x)).numpy(), e_q(ember.tensor(x)).numpy()
     out_scale = float(str(e_q.graph).split("quantized_linear(")[1].split(", ")[3])
@@ -222,9 +237,10 @@ def test_affine_weights_with_nonzero_zero_points(rng):
     def mapping(Q, lib):
         weight = Q.MinMaxObserver.with_args(dtype=lib.qint8, qscheme=lib.per_tensor_affine)
         return Q.QConfigMapping().set_global(
-            Q.QConfig(activation=Q.HistogramObserver.with_args(reduce_range=True),
+            Q.QConfig(activation=Q.MinMaxObserver.with_args(reduce_range=True),
                       weight=weight))
-    t_out, e_out, step, e_q = _ptq_both("mobilenet", rng, mapping(tq, torch), mapping(eq, ember))
+    t_out, e_out, step, e_q = _ptq_both("activations", rng, mapping(tq, torch),
+                                        mapping(eq, ember))
     packed = [v for k, v in e_q.state_dict().items() if k.startswith("_packed_") and
               k.endswith("_weight")]
     assert packed and all(w.q_zero_point() != 0 for w in packed)

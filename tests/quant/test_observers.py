@@ -170,3 +170,24 @@ def test_histogram_observer_constant_input():
         t_obs(torch.full((5,), v))
     np.testing.assert_array_equal(e_obs.histogram.numpy(), t_obs.histogram.numpy())
     assert_same_qparams(e_obs, t_obs)
+
+
+@pytest.mark.parametrize("name", ["default_fused_per_channel_wt_fake_quant",
+                                  "default_fused_wt_fake_quant", "default_fused_act_fake_quant"])
+def test_fused_fake_quant_qparams_match_torch_over_steps(rng, name):
+    """torch's fused kernel chooses qparams its own way (symmetric ranges widened to
+    [-128 s, 127 s]); one-sided and all-zero channels included."""
+    import ember.ao.quantization as _eq
+    import torch.ao.quantization as _tq
+    t_fq, e_fq = getattr(_tq, name)(), getattr(_eq, name)()
+    for step in range(6):
+        w = (rng.standard_normal((8, 5)) * 0.3).astype(np.float32)
+        if step == 3:
+            w[2] = np.abs(w[2])
+        if step == 4:
+            w[1] = 0.0
+        t_out = t_fq(torch.from_numpy(w)).numpy()
+        e_out = e_fq(ember.tensor(w)).numpy()
+        np.testing.assert_array_equal(e_out, t_out)
+        np.testing.assert_array_equal(e_fq.scale.numpy(), t_fq.scale.numpy())
+        np.testing.assert_array_equal(e_fq.zero_point.numpy(), t_fq.zero_point.numpy())

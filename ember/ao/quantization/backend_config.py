@@ -91,11 +91,13 @@ def pattern_kind(pattern) -> str | None:
     relu = (nn.ReLU, OPS_NS.relu, "relu")
     if isinstance(pattern, tuple) and len(pattern) == 2 and pattern[1] in relu:
         base = pattern_kind(pattern[0])
-        return f"{base}_relu" if base in ("linear", "conv2d") else base
+        return f"{base}_relu" if base in ("linear", "conv2d", "conv3d") else base
     if pattern in (nn.Linear, OPS_NS.linear):
         return "linear"
     if pattern in (nn.Conv2d, OPS_NS.conv2d):
         return "conv2d"
+    if pattern is nn.Conv3d:
+        return "conv3d"
     if pattern in (operator.add, OPS_NS.add, "add"):
         return "add"
     if pattern in (operator.mul, OPS_NS.mul, "mul"):
@@ -124,7 +126,8 @@ def _native(name: str, signed: bool = False) -> BackendConfig:
     config = BackendConfig(name)
     weighted = [_WEIGHTED, _DYNAMIC] + ([_WEIGHTED_QINT8] if signed else [])
     act = [_ACT] + ([_ACT_QINT8] if signed else [])
-    for pattern in (nn.Linear, (nn.Linear, nn.ReLU), nn.Conv2d, (nn.Conv2d, nn.ReLU)):
+    for pattern in (nn.Linear, (nn.Linear, nn.ReLU), nn.Conv2d, (nn.Conv2d, nn.ReLU),
+                    nn.Conv3d, (nn.Conv3d, nn.ReLU)):
         config.set_backend_pattern_config(
             BackendPatternConfig(pattern).set_dtype_configs(weighted))
     for pattern in (operator.add, operator.mul):

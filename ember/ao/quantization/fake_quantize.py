@@ -105,17 +105,20 @@ class FakeQuantize(FakeQuantizeBase):
 
 class FusedMovingAvgObsFakeQuantize(FakeQuantize):
     """torch.ao fuses observing and fake quantizing into one kernel for speed. Its kernel
-    computes per-tensor affine qparams in float64 (scale = (max - min) / (qmax - qmin)
-    rounded once to float32), which this reproduces bit for bit. Known difference: for
-    symmetric and per-channel weights torch's fused kernel uses other formulas
-    (per-channel symmetric is treated as affine there); ember keeps the observer's
-    documented symmetric formulas, so QAT weight qparams can differ from torch.ao's
-    fused module by a step."""
+    picks qparams its own way (fbgemm's ChooseQuantizationParams), which this reproduces:
+    per-tensor affine in float64 (scale = (max - min) / (qmax - qmin) rounded once to
+    float32); for symmetric schemes, per tensor or per channel, a range straddling 0 is
+    widened to [-s * 128, s * 127] with s = max(|min| / 128, max / 127) (so
+    scale = s, zero point 0: not the observer's max(|min|, max) / 127.5), and a one-sided
+    range falls back to the affine formula with its zero-point choice by smaller error."""
 
     def calculate_qparams(self):
         app = self.activation_post_process
         if app.qscheme is not per_tensor_affine or self.is_per_channel:
-            return super().calculate_qparams()
+            lows = app.min_val.numpy()
+            if lows.size == 0 or np.min(lows) == np.inf:   # nothing observed yet
+                return super().calculate_qparams()
+            return self._chosen_qparams(app)
         if float(app.min_val._values()) == np.inf:      # nothing observed yet
             return super().calculate_qparams()
         lo = min(float(app.min_val._values()), 0.0)
@@ -127,6 +130,53 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
         zero_point = min(max(zero_point, self.quant_min), self.quant_max)
         return (Tensor._from_array(np.asarray([scale32], np.float32)),
                 Tensor._from_array(np.asarray([zero_point], np.int32)))
+
+    def _chosen_qparams(self, app):
+        symmetric = self.qscheme in (per_tensor_symmetric, per_channel_symmetric)
+        lows = np.asarray(app.min_val.numpy(), np.float32).reshape(-1)
+        highs = np.asarray(app.max_val.numpy(), np.float32).reshape(-1)
+        pairs = [_choose_qparams(lo, hi, self.quant_min, self.quant_max, symmetric)
+                 for lo, hi in zip(lows, highs)]
+        return (Tensor._from_array(np.asarray([p[0] for p in pairs], np.float32)),
+                Tensor._from_array(np.asarray([p[1] for p in pairs], np.int32)))
+
+
+_SMALL_SCALE = np.float32(6.1e-5)
+
+
+def _choose_qparams(lo, hi, qmin: int, qmax: int, symmetric: bool) -> tuple:
+    """fbgemm's ChooseQuantizationParams (torch's fused fake-quant kernel) for one range,
+    with its float32 / float64 steps: float32 bounds, float64 scale and zero point."""
+    f32 = np.float32
+    lo, hi = f32(lo), f32(hi)
+    straddles = lo < 0 and hi > 0
+    if straddles and symmetric:
+        sym_min, sym_max = -((qmax - qmin) // 2 + 1), (qmax - qmin) // 2
+        step = max(abs(lo / f32(sym_min)), abs(hi / f32(sym_max)))     # float32, as in C++
+        lo, hi = f32(float(step) * sym_min), f32(float(step) * sym_max)
+    lo, hi = min(lo, f32(0)), max(hi, f32(0))
+    scale = (float(hi) - float(lo)) / (qmax - qmin)
+    if f32(scale) == 0 or np.isinf(f32(1) / f32(scale)):
+        scale = 0.1
+    if scale < float(_SMALL_SCALE):
+        original = f32(scale)
+        scale = float(_SMALL_SCALE)
+        if lo == 0:
+            hi = f32(_SMALL_SCALE * (qmax - qmin))
+        elif hi == 0:
+            lo = f32(-_SMALL_SCALE * (qmax - qmin))
+        else:
+            amplifier = f32(_SMALL_SCALE / original)
+            lo, hi = f32(lo * amplifier), f32(hi * amplifier)
+    from_min = qmin - float(lo) / scale
+    from_max = qmax - float(hi) / scale
+    error_min = abs(qmin) - abs(float(lo) / scale)
+    error_max = abs(qmax) - abs(float(hi) / scale)
+    initial = from_min if error_min < error_max else from_max
+    if lo < 0 and hi > 0 and symmetric:
+        initial = (qmin + qmax) / 2
+    zero_point = qmin if initial < qmin else qmax if initial > qmax else int(np.rint(initial))
+    return f32(scale), zero_point
 
 
 class FixedQParamsFakeQuantize(FakeQuantize):

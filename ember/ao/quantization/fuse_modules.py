@@ -66,6 +66,7 @@ DEFAULT_OP_LIST_TO_FUSER_METHOD = {
     (nn.Conv2d, nn.BatchNorm2d, nn.ReLU): fuse_conv_bn_relu,
     (nn.Conv1d, nn.ReLU): lambda is_qat, conv, relu: nni.ConvReLU1d(conv, relu),
     (nn.Conv2d, nn.ReLU): lambda is_qat, conv, relu: nni.ConvReLU2d(conv, relu),
+    (nn.Conv3d, nn.ReLU): lambda is_qat, conv, relu: nni.ConvReLU3d(conv, relu),
     (nn.Linear, nn.BatchNorm1d): fuse_linear_bn,
     (nn.Linear, nn.ReLU): lambda is_qat, linear, relu: nni.LinearReLU(linear, relu),
     (nn.BatchNorm2d, nn.ReLU): lambda is_qat, bn, relu: nni.BNReLU2d(bn, relu),

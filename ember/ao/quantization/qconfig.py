@@ -16,7 +16,8 @@ from .fake_quantize import (FakeQuantize, FusedMovingAvgObsFakeQuantize,
 from .observer import (HistogramObserver, MovingAverageMinMaxObserver, NoopObserver,
                        PlaceholderObserver, ReuseInputObserver, default_dynamic_quant_observer, default_observer,
                        default_per_channel_weight_observer, default_placeholder_observer,
-                       default_weight_observer, per_channel_weight_observer_range_neg_127_to_127,
+                       default_float_qparams_observer, default_weight_observer,
+                       per_channel_weight_observer_range_neg_127_to_127,
                        weight_observer_range_neg_127_to_127)
 
 BACKENDS = ("fbgemm", "x86", "qnnpack", "onednn")
@@ -58,6 +59,9 @@ default_qat_qconfig = QConfig(activation=default_fake_quant, weight=default_weig
 default_weight_only_qconfig = QConfig(activation=default_placeholder_observer,
                                       weight=default_weight_fake_quant)
 default_reuse_input_qconfig = QConfig(activation=ReuseInputObserver, weight=NoopObserver)
+# embeddings: weights only, per row with float zero points; the output stays float
+float_qparams_weight_only_qconfig = QConfig(activation=default_placeholder_observer,
+                                            weight=default_float_qparams_observer)
 # qnnpack's signed activations (use with get_qnnpack_backend_config())
 default_symmetric_qnnpack_qconfig = QConfig(
     activation=HistogramObserver.with_args(dtype=dtypes.qint8, reduce_range=False,
@@ -124,5 +128,5 @@ __all__ = [
     'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig',
     'default_qat_qconfig', 'default_weight_only_qconfig', 'default_reuse_input_qconfig',
     'get_default_qconfig', 'get_default_qat_qconfig', 'get_default_qconfig_dict',
-    'qconfig_equals', 'default_symmetric_qnnpack_qconfig',
+    'qconfig_equals', 'default_symmetric_qnnpack_qconfig', 'float_qparams_weight_only_qconfig',
     'default_per_channel_symmetric_qnnpack_qconfig']

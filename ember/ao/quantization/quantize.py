@@ -27,6 +27,8 @@ from __future__ import annotations
 import copy
 import warnings
 
+import numpy as np
+
 from ... import nn
 from ...ir import dtypes
 from ..nn import quantized as nnq
@@ -164,15 +166,30 @@ def swap_module(mod, mapping, custom_module_class_mapping=None):
     return new
 
 
-def _convert(module, mapping) -> None:
+def _convert(module, mapping, prefix: str = "") -> None:
     swapped = {}
     for name, child in module.named_children():
+        qualified = f"{prefix}.{name}" if prefix else name
         if not (isinstance(child, _FusedModule) or hasattr(child, "weight_fake_quant")):
-            _convert(child, mapping)      # a fused or QAT module is swapped whole
+            _convert(child, mapping, qualified)   # a fused or QAT module is swapped whole
+        if _needs_observation(child) and type(child) in mapping:
+            _warn_if_uncalibrated(child, qualified)
         swapped[name] = swap_module(child, mapping)
     for name, new in swapped.items():
         if new is not module._modules[name]:
             setattr(module, name, new)
+
+
+def _warn_if_uncalibrated(module, name: str) -> None:
+    """torch.ao converts an observer that saw no data with scale 1.0 and zero point 0;
+    so does ember, but it says which module that is."""
+    post = module._modules.get("activation_post_process")
+    low = getattr(post, "min_val", None)
+    if isinstance(post, ObserverBase) and low is not None and low.numel() and \
+            float(np.min(low.numpy())) == np.inf:
+        warnings.warn(f"convert: {name} ({type(module).__name__}): its observer saw no data, "
+                      f"so its output gets scale 1.0 and zero point 0; run calibration data "
+                      f"through the prepared model before convert")
 
 
 def _remove_qconfig(module) -> None:

@@ -25,11 +25,13 @@ from ...ir import dtypes
 from ...ir.errors import EmberError, TraceError
 from ...ir.graph import OpKind
 from ...ir.ops import OPS_NS
-from ...ir.quantized import per_channel_affine, per_channel_symmetric
+from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
+                             per_channel_symmetric)
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
-from ..nn.intrinsic import ConvBn2d, ConvBnReLU2d, ConvReLU2d, LinearReLU, _FusedModule
+from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, ConvReLU3d, LinearReLU,
+                            _FusedModule)
 from ..nn.intrinsic import qat as nniqat
 from .backend_config import check_qconfig, get_native_backend_config
 from .fake_quantize import FakeQuantizeBase
@@ -118,10 +120,14 @@ def _module_kind(module) -> str | None:
         return "conv2d_relu"
     if isinstance(module, (ConvBn2d, nniqat.ConvBn2d)):
         return "conv2d"
+    if isinstance(module, ConvReLU3d):
+        return "conv3d_relu"
     if type(module) in (nn.Linear, nnqat.Linear):
         return "linear"
     if type(module) in (nn.Conv2d, nnqat.Conv2d):
         return "conv2d"
+    if type(module) is nn.Conv3d:       # runs quantized_conv3d's reference
+        return "conv3d"
     if type(module) is nn.ReLU:       # exactly: ReLU6 subclasses it but clamps at 6 as well
         return "relu"
     if type(module) in _OWN_OBSERVER_MODULES:
@@ -183,6 +189,9 @@ def _is_relu(node, modules) -> bool:
     return node.op == OpKind.call_method and node.target == "relu"
 
 
+_WITH_RELU = {nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d, nn.Linear: LinearReLU}
+
+
 def _fuse_graph(gm: GraphModule) -> GraphModule:
     graph = gm.graph
     modules = dict(gm.named_modules())
@@ -200,12 +209,12 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
-        if type(module) in (nn.Conv2d, nn.Linear, ConvBn2d):
+        if type(module) in (nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d):
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
                 fused = ConvBnReLU2d(module[0], module[1], nn.ReLU()) \
                     if type(module) is ConvBn2d else \
-                    (ConvReLU2d if type(module) is nn.Conv2d else LinearReLU)(module, nn.ReLU())
+                    _WITH_RELU[type(module)](module, nn.ReLU())
                 _set_module(gm, str(node.target), fused)
                 relu_node.replace_all_uses_with(node)
                 graph.erase_node(relu_node)
@@ -387,7 +396,12 @@ def _quantize_weight(weight: Tensor, observer) -> Tensor:
     from ...ir.ops.quantize import quantize_per_channel, quantize_per_tensor
     observer(weight.detach())
     scale, zero_point = observer.calculate_qparams()
-    if getattr(observer, "qscheme", None) in (per_channel_affine, per_channel_symmetric):
+    qscheme = getattr(observer, "qscheme", None)
+    if qscheme is per_channel_affine_float_qparams:          # embeddings: float zero points
+        return quantize_per_channel(weight.detach(), scale.to(dtypes.float64),
+                                    zero_point.to(dtypes.float32), observer.ch_axis,
+                                    observer.dtype)
+    if qscheme in (per_channel_affine, per_channel_symmetric):
         return quantize_per_channel(weight.detach(), scale.to(dtypes.float64),
                                     zero_point.long(), observer.ch_axis, observer.dtype)
     return quantize_per_tensor(weight.detach(), float(scale._values()[0]),
@@ -424,7 +438,7 @@ def _weighted_specs(gm, reference: bool) -> dict:
             gm.register_buffer(stem + "_bias", inner.bias.detach().clone())
             bias = stem + "_bias"
         spec = {"weight": stem + "_weight", "bias": bias}
-        if isinstance(inner, nn.Conv2d):
+        if isinstance(inner, (nn.Conv2d, nn.Conv3d)):
             if isinstance(inner.padding, str):
                 raise QuantizationError(f"convert_fx: {target} uses padding="
                                         f"{inner.padding!r}; give explicit padding")
@@ -472,7 +486,7 @@ def _convert(prepared, reference: bool) -> GraphModule:
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",
-                   "quantized_add", "quantized_mul"}
+                   "quantized_conv3d", "quantized_add", "quantized_mul"}
 
 
 def _float_report(gm, kinds) -> list[tuple[str, str]]:

@@ -5,9 +5,9 @@
 and what was wrong, never the parser's bare exception.
 
 Quantized tensors are stored as their integers under their own key, with their scale
-(float64) and zero point (int64) under `<key>.__qscale` / `<key>.__qzero_point`, and
-their dtype and axis in the file's metadata (`<key>`: "quint8", or "qint8:0" per
-channel); load_weights rebuilds them.
+(float64) and zero point (int64; float32 for float-qparams embeddings) under
+`<key>.__qscale` / `<key>.__qzero_point`, and their dtype and axis in the file's
+metadata (`<key>`: "quint8", or "qint8:0" per channel); load_weights rebuilds them.
 """
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def save_weights(module, path) -> None:
             qa = v._qarray()
             state[k] = np.array(qa.int_repr, order="C")
             state[k + _SCALE] = np.atleast_1d(np.asarray(qa.scale, np.float64))
-            state[k + _ZERO] = np.atleast_1d(np.asarray(qa.zero_point, np.int64))
+            zero = np.asarray(qa.zero_point)      # float32 for float qparams (embeddings)
+            state[k + _ZERO] = np.atleast_1d(zero if zero.dtype.kind == "f" else
+                                             zero.astype(np.int64))
             metadata[k] = qa.dtype.name + ("" if qa.axis is None else f":{qa.axis}")
             continue
         # np.array, not ascontiguousarray: that one turns 0-d buffers into shape [1]

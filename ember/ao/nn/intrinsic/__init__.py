@@ -27,6 +27,11 @@ class ConvReLU1d(_FusedModule):
         super().__init__(conv, relu)
 
 
+class ConvReLU3d(_FusedModule):
+    def __init__(self, conv, relu):
+        super().__init__(conv, relu)
+
+
 class BNReLU2d(_FusedModule):
     def __init__(self, batch_norm, relu):
         super().__init__(batch_norm, relu)
@@ -45,4 +50,5 @@ class ConvBnReLU2d(_FusedModule):
         super().__init__(conv, bn, relu)
 
 
-__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "BNReLU2d", "ConvBn2d", "ConvBnReLU2d"]
+__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "ConvBn2d",
+           "ConvBnReLU2d"]

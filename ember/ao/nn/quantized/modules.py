@@ -22,6 +22,7 @@ from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
+from ....ir.quantized import per_channel_affine_float_qparams
 from ....ir.ops.quantize import quantize_per_tensor
 from ....ir.ops.quantized import quantized_conv2d, quantized_conv3d, quantized_linear
 
@@ -370,5 +371,105 @@ class BatchNorm2d(_FloatBetween):
         return qbn
 
 
-__all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "ReLU6", "Dropout",
+# --- embeddings: weight-only quantization ----------------------------------------------------
+class _QuantizedEmbeddingBase(nn.Module):
+    """A quint8 weight quantized per row with float zero points
+    (float_qparams_weight_only_qconfig); lookups return float rows, dequantized after the
+    gather, so only the looked-up rows are converted."""
+
+    _FLOAT: type = nn.Module
+
+    def _set_weight(self, qweight) -> None:
+        if qweight.qscheme() is not per_channel_affine_float_qparams:
+            raise ValueError(f"quantized {type(self).__name__}: the weight must be quantized "
+                             f"per row with float qparams (float_qparams_weight_only_qconfig), "
+                             f"got qscheme {qweight.qscheme()}")
+        self.register_buffer("_packed_weight", qweight)
+
+    def weight(self):
+        return self._packed_weight
+
+    def _rows(self, indices):
+        """Dequantized rows of the weight at `indices` (any shape)."""
+        w = self._packed_weight
+        flat = indices.reshape(-1)
+        q = w.int_repr()[flat].to(dtypes.float32)
+        zero = w.q_per_channel_zero_points()[flat].reshape(-1, 1)
+        scale = w.q_per_channel_scales().to(dtypes.float32)[flat].reshape(-1, 1)
+        return ((q - zero) * scale).reshape(tuple(indices.shape) + (q.shape[-1],))
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        from ...quantization.quantize_fx import _quantize_weight
+        if type(mod) is not cls._FLOAT:
+            raise TypeError(f"quantized {cls.__name__}.from_float expects nn."
+                            f"{cls._FLOAT.__name__}, got {type(mod).__name__}")
+        qconfig = getattr(mod, "qconfig", None)
+        if qconfig is None:
+            raise RuntimeError(f"quantized {cls.__name__}.from_float: the module has no "
+                               f"qconfig (use float_qparams_weight_only_qconfig)")
+        new = cls._like(mod)
+        new._set_weight(_quantize_weight(mod.weight, qconfig.weight()))
+        return new
+
+
+class Embedding(_QuantizedEmbeddingBase):
+    _FLOAT = nn.Embedding
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = padding_idx
+
+    @classmethod
+    def _like(cls, mod):
+        return cls(mod.num_embeddings, mod.embedding_dim, mod.padding_idx)
+
+    def forward(self, indices):
+        return self._rows(indices)
+
+    def extra_repr(self):
+        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, " \
+               f"dtype={self._packed_weight.dtype}, qscheme={self._packed_weight.qscheme()}"
+
+
+class EmbeddingBag(_QuantizedEmbeddingBase):
+    """Bags of rows summed (torch's quantized EmbeddingBag), with `offsets` for 1-d input
+    and optional per_sample_weights. Only mode='sum': torch.ao's module keeps other
+    modes' names but its kernel sums anyway, so they are refused here."""
+
+    _FLOAT = nn.EmbeddingBag
+
+    def __init__(self, num_embeddings, embedding_dim, mode="sum", include_last_offset=False):
+        super().__init__()
+        if mode != "sum":
+            raise ValueError(f"quantized EmbeddingBag: only mode='sum' is supported (torch.ao's "
+                             f"quantized kernel sums whatever the mode), got mode={mode!r}")
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.mode, self.include_last_offset = mode, include_last_offset
+
+    @classmethod
+    def _like(cls, mod):
+        return cls(mod.num_embeddings, mod.embedding_dim, mod.mode, mod.include_last_offset)
+
+    def forward(self, indices, offsets=None, per_sample_weights=None):
+        # each index position gets its own dequantized row; the bags then reduce those
+        rows = self._rows(indices.reshape(-1))
+        positions = _arange_like(rows.shape[0], indices).reshape(tuple(indices.shape))
+        return F.embedding_bag(positions, rows, offsets, mode=self.mode,
+                               per_sample_weights=per_sample_weights,
+                               include_last_offset=self.include_last_offset)
+
+    def extra_repr(self):
+        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, " \
+               f"mode={self.mode!r}, qscheme={self._packed_weight.qscheme()}"
+
+
+def _arange_like(n: int, like):
+    from ....frontend.factories import arange
+    return arange(n, device=like.device)
+
+
+__all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding",
+           "EmbeddingBag", "ReLU6", "Dropout",
            "Hardswish", "ELU", "LayerNorm", "BatchNorm2d"]

@@ -16,9 +16,14 @@ class ConvReLU2d(nnq.Conv2d):
     _FUSED = (nni.ConvReLU2d, nni.ConvBnReLU2d)
 
 
+class ConvReLU3d(nnq.Conv3d):
+    _RELU = True
+    _FUSED = (nni.ConvReLU3d,)
+
+
 class ConvReLU1d(nnq.Conv1d):
     _RELU = True
     _FUSED = (nni.ConvReLU1d,)
 
 
-__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d"]
+__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d"]
