@@ -212,3 +212,28 @@ def test_stacked_non_reentrant_checkpoints_after_dropout_match_torch():
     np.testing.assert_allclose(_stacked_checkpoints(ember, 0.0),
                                _stacked_checkpoints(torch, 0.0), rtol=1e-5, atol=1e-6)
     assert np.isfinite(_stacked_checkpoints(ember, 0.5)).all()
+
+
+def _sdpa_flags(lib):
+    from importlib import import_module
+    attention = import_module(f"{lib.__name__}.nn.attention")
+    cuda = lib.backends.cuda
+    states = [(cuda.flash_sdp_enabled(), cuda.math_sdp_enabled())]
+    with attention.sdpa_kernel(attention.SDPBackend.MATH):
+        states.append((cuda.flash_sdp_enabled(), cuda.math_sdp_enabled()))
+        q = lib.tensor(np.random.default_rng(0).standard_normal((1, 2, 3, 4)),
+                       dtype=lib.float32)
+        out = lib.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+    with cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False):
+        states.append((cuda.flash_sdp_enabled(), cuda.mem_efficient_sdp_enabled()))
+    states.append((cuda.flash_sdp_enabled(), cuda.math_sdp_enabled()))
+    return states, out.numpy()
+
+
+def test_sdpa_kernel_selection_state_matches_torch():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # torch's sdp_kernel is deprecated
+        (got, got_out), (want, want_out) = _sdpa_flags(ember), _sdpa_flags(torch)
+    assert got == want
+    np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-6)
