@@ -237,3 +237,34 @@ def test_sdpa_kernel_selection_state_matches_torch():
         (got, got_out), (want, want_out) = _sdpa_flags(ember), _sdpa_flags(torch)
     assert got == want
     np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-6)
+
+
+def _traced_through_every_layer(lib):
+    nn = lib.nn
+
+    class Everything(lib.fx.Tracer):          # FLOP counters and quantizers trace so
+        def is_leaf_module(self, m, qualname):
+            return False
+    lib.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.LayerNorm(16), nn.Linear(16, 5)).eval()
+    gm = lib.fx.GraphModule(model, Everything().trace(model))
+    rng = np.random.default_rng(0)
+    with lib.no_grad():
+        for p in model.parameters():
+            p.copy_(lib.tensor(rng.standard_normal(tuple(p.shape)), dtype=lib.float32))
+    x = lib.tensor(rng.standard_normal((2, 3, 6, 6)), dtype=lib.float32)
+    modules_called = sum(n.op == "call_module" for n in gm.graph.nodes)
+    return gm(x).detach().numpy(), model(x).detach().numpy(), modules_called
+
+
+def test_layers_trace_through_as_torch_layers_do():
+    """A tracer that treats no module as a leaf runs each layer's forward on Proxies:
+    ember's input checks stand aside, as torch's layers have none."""
+    got, eager, calls = _traced_through_every_layer(ember)
+    want, _, torch_calls = _traced_through_every_layer(torch)
+    assert calls == torch_calls == 0
+    np.testing.assert_allclose(got, eager, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ember.EmberError, match="expected input with last dimension 16"):
+        ember.nn.Linear(16, 5)(ember.ones(2, 3))       # eager still checks
