@@ -268,3 +268,12 @@ def test_layers_trace_through_as_torch_layers_do():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     with pytest.raises(ember.EmberError, match="expected input with last dimension 16"):
         ember.nn.Linear(16, 5)(ember.ones(2, 3))       # eager still checks
+
+
+def test_graph_drawer_answers_pydot_calls(tmp_path):
+    from ember.fx.passes.graph_drawer import FxGraphDrawer
+    dot = FxGraphDrawer(ember.fx.symbolic_trace(ember.nn.Linear(2, 2)), "lin").get_dot_graph()
+    dot.write_raw(str(tmp_path / "g.dot"))
+    text = (tmp_path / "g.dot").read_text()
+    assert text == str(dot) and text.startswith('digraph "lin"')
+    assert '"weight" -> "linear";' in text and '"linear" -> "output";' in text
