@@ -121,6 +121,11 @@ def test_module_compile_keeps_the_module_and_its_hooks():
     with ember.no_grad():
         np.testing.assert_allclose(lin(x).numpy(), want, rtol=1e-6, atol=1e-6)
     assert seen == [(4, 2), (4, 2)] and isinstance(lin, ember.nn.Linear)
+    import copy
+    twin = copy.deepcopy(lin)              # compiles again instead of copying native code
+    assert twin._compiled_call_impl is not lin._compiled_call_impl
+    with ember.no_grad():
+        np.testing.assert_allclose(twin(x).numpy(), want, rtol=1e-6, atol=1e-6)
 
 
 def test_save_and_load_quantized_tensors():
