@@ -55,3 +55,27 @@ def is_built() -> bool:
     """True when the CUDA backend's compiler (Triton) can be imported."""
     import importlib.util
     return importlib.util.find_spec("triton") is not None
+
+
+# scaled_dot_product_attention's backend flags (state in ember.nn.attention)
+def sdp_kernel(enable_flash: bool = True, enable_math: bool = True,
+               enable_mem_efficient: bool = True, enable_cudnn: bool = True):
+    from ..frontend.nn import attention
+    return attention.sdp_kernel(enable_flash, enable_math, enable_mem_efficient, enable_cudnn)
+
+
+def _sdp_flag(backend_name: str):
+    def is_enabled() -> bool:
+        from ..frontend.nn import attention
+        return attention.enabled(attention.SDPBackend[backend_name])
+
+    def enable(on: bool) -> None:
+        from ..frontend.nn import attention
+        attention.set_enabled(attention.SDPBackend[backend_name], on)
+    return is_enabled, enable
+
+
+flash_sdp_enabled, enable_flash_sdp = _sdp_flag("FLASH_ATTENTION")
+math_sdp_enabled, enable_math_sdp = _sdp_flag("MATH")
+mem_efficient_sdp_enabled, enable_mem_efficient_sdp = _sdp_flag("EFFICIENT_ATTENTION")
+cudnn_sdp_enabled, enable_cudnn_sdp = _sdp_flag("CUDNN_ATTENTION")

@@ -6,10 +6,19 @@ The module itself is callable too, as ember's own spelling `ember.export(model, 
 import sys as _sys
 import types as _types
 
-from ..compiler.export import ExportedProgram, export, load, save  # noqa: F401
+from ..compiler.export import (ExportGraphSignature, ExportedProgram, export,  # noqa: F401
+                               load, save)
 from ..compiler.export_dynamic import Dim  # noqa: F401
 
-__all__ = ["export", "Dim", "ExportedProgram", "save", "load"]
+__all__ = ["export", "Dim", "ExportedProgram", "ExportGraphSignature", "save", "load",
+           "default_decompositions"]
+
+
+def default_decompositions() -> dict:
+    """torch.export.default_decompositions: the table run_decompositions takes. ember's
+    decompositions are its op registry's, so the table is empty and
+    `ep.run_decompositions(default_decompositions())` decomposes as without one."""
+    return {}
 
 
 class _CallableModule(_types.ModuleType):

@@ -27,6 +27,40 @@ _DEFAULT_STYLE = 'shape=box, style="rounded,filled", fillcolor="#f2f2f2"'
 _RENDERED_FORMATS = {".svg": "svg", ".png": "png"}
 
 
+class DotGraph(str):
+    """DOT text that also answers pydot's writing calls, as torch's
+    `FxGraphDrawer(gm, name).get_dot_graph().write_svg("g.svg")` is written:
+    `write_raw`/`write_dot` (the text), `write_svg`/`write_png`/`write_pdf` and
+    `create_svg`/`create_png` (through Graphviz's `dot`)."""
+
+    def write_raw(self, path) -> None:
+        with open(path, "w") as f:
+            f.write(str(self))
+
+    write_dot = write_raw
+
+    def write(self, path, format: str = "raw") -> None:    # noqa: A002 - pydot's name
+        if format in ("raw", "dot"):
+            self.write_raw(path)
+        else:
+            _render(str(self), format, os.fspath(path))
+
+    def write_svg(self, path) -> None:
+        _render(str(self), "svg", os.fspath(path))
+
+    def write_png(self, path) -> None:
+        _render(str(self), "png", os.fspath(path))
+
+    def write_pdf(self, path) -> None:
+        _render(str(self), "pdf", os.fspath(path))
+
+    def create_svg(self) -> bytes:
+        return _render_bytes(str(self), "svg")
+
+    def create_png(self) -> bytes:
+        return _render_bytes(str(self), "png")
+
+
 class GraphDrawer:
     def __init__(self, graph_or_module, name: str = "graph"):
         graph = graph_or_module if isinstance(graph_or_module, Graph) \
@@ -37,7 +71,7 @@ class GraphDrawer:
         self.graph = graph
         self.name = name
 
-    def get_dot_graph(self) -> str:
+    def get_dot_graph(self, submod_name: str | None = None) -> DotGraph:
         lines = [f"digraph {_quote(self.name)} {{", "  rankdir=TB;",
                  '  node [fontname="monospace", fontsize=10];']
         for node in self.graph.nodes:
@@ -47,7 +81,10 @@ class GraphDrawer:
             for inp in node.all_input_nodes:
                 lines.append(f"  {_quote(inp.name)} -> {_quote(node.name)};")
         lines.append("}")
-        return "\n".join(lines) + "\n"
+        return DotGraph("\n".join(lines) + "\n")
+
+    def get_main_dot_graph(self) -> DotGraph:
+        return self.get_dot_graph()
 
     def write(self, path: str) -> str:
         """Write the drawing; the format follows the suffix (.dot, .svg, .png)."""
@@ -62,6 +99,15 @@ class GraphDrawer:
                              "use .dot, .svg or .png")
         _render(dot_text, _RENDERED_FORMATS[suffix], path)
         return path
+
+
+def _render_bytes(dot_text: str, fmt: str) -> bytes:
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, f"graph.{fmt}")
+        _render(dot_text, fmt, path)
+        with open(path, "rb") as f:
+            return f.read()
 
 
 def _render(dot_text: str, fmt: str, path: str) -> None:

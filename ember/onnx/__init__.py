@@ -1,4 +1,5 @@
-"""ember.onnx: import an ONNX model as a GraphModule.
+"""ember.onnx: import an ONNX model as a GraphModule, and export one (`ember.onnx.export`,
+torch.onnx.export's interface: ember/onnx/export.py).
 
     gm = ember.onnx.load("model.onnx")      # a path, a file object, bytes or a ModelProto
     y = gm(x)                               # or ember.compile(gm), ember.export(gm, (x,))
@@ -29,7 +30,9 @@ from ..frontend.tensor import Tensor
 from ..ir.errors import EmberError
 from .ops import HANDLERS, STATIC, OnnxError, attributes, onnx_dtype
 
-__all__ = ["load", "input_specs", "OnnxModule", "OnnxError"]
+from .export import OnnxExportError, export  # noqa: E402
+
+__all__ = ["load", "export", "input_specs", "OnnxModule", "OnnxError", "OnnxExportError"]
 
 
 def load(source):

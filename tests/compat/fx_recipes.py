@@ -17,6 +17,8 @@ from torch.fx import subgraph_rewriter
 from torch.fx.experimental.optimization import fuse
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.node import Node
+from torch.fx.passes.infra.pass_base import PassBase, PassResult
+from torch.fx.passes.infra.pass_manager import PassManager
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.fx.passes.split_module import split_module
 
@@ -385,6 +387,37 @@ def recipe_make_fx():
     traced = make_fx(f)(data(3))
     return {"out": numpy(traced(data(3, seed=9))),
             "placeholders": len([n for n in traced.graph.nodes if n.op == "placeholder"])}
+
+
+class ReluToGelu(PassBase):
+    def call(self, gm):
+        modified = False
+        for node in gm.graph.nodes:
+            if node.op == "call_function" and node.target == torch.relu:
+                node.target = F.gelu
+                modified = True
+        gm.recompile()
+        return PassResult(gm, modified)
+
+
+def drop_dead_code(gm):
+    changed = gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return PassResult(gm, changed)
+
+
+def recipe_pass_manager():
+    def f(x):
+        unused = x.exp()  # noqa: F841
+        return torch.relu(x) * 2
+    result = PassManager(passes=[ReluToGelu(), drop_dead_code], steps=2)(fx.symbolic_trace(f))
+    optional = fx.symbolic_trace(lambda x, y=None: x if y is None else x + y,
+                                 concrete_args={"y": fx.PH})
+    code = result.graph_module.code        # torch spells F.gelu torch._C._nn.gelu
+    return {"modified": result.modified, "gelu_calls": code.count("gelu("),
+            "exp_calls": code.count("exp("),
+            "out": numpy(result.graph_module(data(4))),
+            "with_y": numpy(optional(data(2), data(2, seed=4)))}
 
 
 RECIPES = {name[len("recipe_"):]: fn for name, fn in globals().items()

@@ -121,6 +121,11 @@ def test_module_compile_keeps_the_module_and_its_hooks():
     with ember.no_grad():
         np.testing.assert_allclose(lin(x).numpy(), want, rtol=1e-6, atol=1e-6)
     assert seen == [(4, 2), (4, 2)] and isinstance(lin, ember.nn.Linear)
+    import copy
+    twin = copy.deepcopy(lin)              # compiles again instead of copying native code
+    assert twin._compiled_call_impl is not lin._compiled_call_impl
+    with ember.no_grad():
+        np.testing.assert_allclose(twin(x).numpy(), want, rtol=1e-6, atol=1e-6)
 
 
 def test_save_and_load_quantized_tensors():
@@ -173,3 +178,107 @@ def test_split_module_keeps_original_node_names_on_request():
     assert [n.name for n in split.submod_0.graph.nodes if n.op == "call_method"] == \
         ["sin", "cos"]
     assert operator.add in [n.target for n in split.submod_0.graph.nodes]
+
+
+def _grad_then_backward(lib):
+    x = lib.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    h = x.exp()
+    (dh,) = lib.autograd.grad((h * 2).sum(), h)
+    h.sum().backward()            # h's own history was not consumed by autograd.grad
+    return dh.numpy(), x.grad.numpy()
+
+
+def test_autograd_grad_leaves_the_history_below_its_inputs_alone():
+    for got, want in zip(_grad_then_backward(ember), _grad_then_backward(torch)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def _stacked_checkpoints(lib, dropout: float):
+    lib.manual_seed(0)
+    pre = lib.nn.Sequential(lib.nn.Linear(4, 4), lib.nn.Dropout(dropout))
+    blocks = [lib.nn.Sequential(lib.nn.Linear(4, 4), lib.nn.Tanh()) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    with lib.no_grad():
+        for module in [pre[0]] + [b[0] for b in blocks]:
+            module.weight.copy_(lib.tensor(rng.standard_normal((4, 4)), dtype=lib.float32))
+            module.bias.copy_(lib.tensor(rng.standard_normal(4), dtype=lib.float32))
+    h = pre(lib.tensor(rng.standard_normal((3, 4)), dtype=lib.float32))
+    for block in blocks:
+        h = lib.utils.checkpoint.checkpoint(block, h, use_reentrant=False)
+    h.sum().backward()
+    return pre[0].weight.grad.numpy()
+
+
+def test_stacked_non_reentrant_checkpoints_after_dropout_match_torch():
+    """A BERT-style encoder with gradient checkpointing: each checkpointed layer's input
+    has history (embedding dropout) that its recomputation must not run."""
+    import ember.utils.checkpoint  # noqa: F401
+    import torch.utils.checkpoint  # noqa: F401
+    np.testing.assert_allclose(_stacked_checkpoints(ember, 0.0),
+                               _stacked_checkpoints(torch, 0.0), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(_stacked_checkpoints(ember, 0.5)).all()
+
+
+def _sdpa_flags(lib):
+    from importlib import import_module
+    attention = import_module(f"{lib.__name__}.nn.attention")
+    cuda = lib.backends.cuda
+    states = [(cuda.flash_sdp_enabled(), cuda.math_sdp_enabled())]
+    with attention.sdpa_kernel(attention.SDPBackend.MATH):
+        states.append((cuda.flash_sdp_enabled(), cuda.math_sdp_enabled()))
+        q = lib.tensor(np.random.default_rng(0).standard_normal((1, 2, 3, 4)),
+                       dtype=lib.float32)
+        out = lib.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+    with cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False):
+        states.append((cuda.flash_sdp_enabled(), cuda.mem_efficient_sdp_enabled()))
+    states.append((cuda.flash_sdp_enabled(), cuda.math_sdp_enabled()))
+    return states, out.numpy()
+
+
+def test_sdpa_kernel_selection_state_matches_torch():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # torch's sdp_kernel is deprecated
+        (got, got_out), (want, want_out) = _sdpa_flags(ember), _sdpa_flags(torch)
+    assert got == want
+    np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-6)
+
+
+def _traced_through_every_layer(lib):
+    nn = lib.nn
+
+    class Everything(lib.fx.Tracer):          # FLOP counters and quantizers trace so
+        def is_leaf_module(self, m, qualname):
+            return False
+    lib.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.LayerNorm(16), nn.Linear(16, 5)).eval()
+    gm = lib.fx.GraphModule(model, Everything().trace(model))
+    rng = np.random.default_rng(0)
+    with lib.no_grad():
+        for p in model.parameters():
+            p.copy_(lib.tensor(rng.standard_normal(tuple(p.shape)), dtype=lib.float32))
+    x = lib.tensor(rng.standard_normal((2, 3, 6, 6)), dtype=lib.float32)
+    modules_called = sum(n.op == "call_module" for n in gm.graph.nodes)
+    return gm(x).detach().numpy(), model(x).detach().numpy(), modules_called
+
+
+def test_layers_trace_through_as_torch_layers_do():
+    """A tracer that treats no module as a leaf runs each layer's forward on Proxies:
+    ember's input checks stand aside, as torch's layers have none."""
+    got, eager, calls = _traced_through_every_layer(ember)
+    want, _, torch_calls = _traced_through_every_layer(torch)
+    assert calls == torch_calls == 0
+    np.testing.assert_allclose(got, eager, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ember.EmberError, match="expected input with last dimension 16"):
+        ember.nn.Linear(16, 5)(ember.ones(2, 3))       # eager still checks
+
+
+def test_graph_drawer_answers_pydot_calls(tmp_path):
+    from ember.fx.passes.graph_drawer import FxGraphDrawer
+    dot = FxGraphDrawer(ember.fx.symbolic_trace(ember.nn.Linear(2, 2)), "lin").get_dot_graph()
+    dot.write_raw(str(tmp_path / "g.dot"))
+    text = (tmp_path / "g.dot").read_text()
+    assert text == str(dot) and text.startswith('digraph "lin"')
+    assert '"weight" -> "linear";' in text and '"linear" -> "output";' in text

@@ -220,6 +220,7 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
                 graph.erase_node(relu_node)
     graph.lint()
     gm.recompile()
+    gm.delete_all_unused_submodules()     # the BatchNorms folded away, as torch drops them
     return gm
 
 

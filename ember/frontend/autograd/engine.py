@@ -385,8 +385,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
         _add_to_buffer(buffers, node, nr, g, getattr(node, "n_outputs", 1))
     captured = {}
     order = _topological_order([edge_of(o)[0] for o in outputs])
+    runs = _leading_to_captured(order, capture) if capture is not None else None
     with grad_mode.set_grad_enabled(create_graph):
         for node in order:
+            if runs is not None and node not in runs and not any(
+                    (node, nr) in capture for nr in range(getattr(node, "n_outputs", 1))):
+                continue     # autograd.grad: nothing below this node is asked for
             n_out = getattr(node, "n_outputs", 1)
             grads = buffers.pop(node, [None] * n_out)
             grads = _run_pre_hooks(node, grads)
@@ -394,6 +398,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 for nr, g in enumerate(grads):
                     if (node, nr) in capture:
                         captured[capture[(node, nr)]] = g
+            if runs is not None and node not in runs:
+                continue     # a captured input's own history is not differentiated
             if isinstance(node, AccumulateGrad) and not accumulate:
                 continue
             if all(g is None for g in grads):
@@ -414,6 +420,19 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
             if not retain_graph:
                 node.release()
     return captured
+
+
+def _leading_to_captured(order: list, capture: dict) -> set:
+    """The nodes autograd.grad must run: those with a captured input below them (as
+    PyTorch's engine, which leaves the rest of the graph, and its saved tensors,
+    untouched)."""
+    targets = {node for node, _ in capture}
+    reaches: set = set()
+    for node in reversed(order):               # every node after the nodes it feeds
+        if any(nxt is not None and (nxt in targets or nxt in reaches)
+               for nxt, _ in node.next_functions):
+            reaches.add(node)
+    return reaches
 
 
 def _run_pre_hooks(node, grads):

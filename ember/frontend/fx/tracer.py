@@ -203,7 +203,7 @@ class Tracer:
                 raise TraceError(f"cannot trace {fn.__qualname__}: *args/**kwargs parameters "
                                  "are not supported; give them names")
             # through create_proxy, as torch.fx makes placeholders (tracer hooks see them)
-            if name in concrete_args:
+            if name in concrete_args and concrete_args[name] is not PH:
                 proxy = self.create_proxy("placeholder", f"{name}_1", (), {},
                                           name=f"{name}_1")
                 self._guard_concrete(name, proxy, concrete_args[name])
@@ -274,6 +274,16 @@ class Tracer:
             return fn(*args, **kwargs)
         wrapper.__ember_wrapped__ = fn
         return wrapper
+
+
+class _PHBase:
+    """torch.fx's PH: in concrete_args, "this argument stays a traced input"."""
+
+    def __repr__(self) -> str:
+        return "PH"
+
+
+PH = _PHBase()
 
 
 class GraphAppendingTracer(Tracer):
@@ -436,4 +446,4 @@ def symbolic_trace(root, concrete_args: dict | None = None):
     return gm
 
 
-__all__ = ["Tracer", "GraphAppendingTracer", "symbolic_trace", "wrap"]
+__all__ = ["Tracer", "GraphAppendingTracer", "PH", "symbolic_trace", "wrap"]

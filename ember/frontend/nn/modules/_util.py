@@ -7,6 +7,7 @@ import math
 from ....ir import dtypes
 from ....ir.errors import ShapeError
 from ...factories import empty
+from ...tensor import Tensor
 from ..parameter import Parameter
 
 
@@ -53,3 +54,13 @@ def check_channels(module, input, channels: int, dim: int, what: str) -> None:
 
 def ntuple(v, n: int) -> tuple:
     return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+
+
+def checkable(input) -> bool:
+    """Whether a layer's Python-level input check can run: not while torch.fx-style
+    symbolic tracing passes a Proxy (the op call records, and the op's own shape rule
+    checks when the graph runs; torch's layers have no such checks to trip over)."""
+    if isinstance(input, Tensor):
+        return True
+    from ...fx.proxy import Proxy
+    return not isinstance(input, Proxy)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ....ir.errors import ShapeError
 from .. import functional as F, init
-from ._util import kaiming_init, ntuple, weight_and_bias
+from ._util import checkable, kaiming_init, ntuple, weight_and_bias
 from .module import Module
 
 
@@ -62,7 +62,8 @@ class _ConvNd(Module):
 
     def _check_input(self, input) -> None:
         n = self._dims
-        if input.ndim not in (n + 1, n + 2) or input.shape[-n - 1] != self.in_channels:
+        if checkable(input) and (input.ndim not in (n + 1, n + 2) or
+                                                          input.shape[-n - 1] != self.in_channels):
             raise ShapeError(f"{self!r}: expected input of shape [N, {self.in_channels}, "
                              f"{', '.join('*' * n)}] or [{self.in_channels}, "
                              f"{', '.join('*' * n)}], got {list(input.shape)}")

@@ -1,6 +1,7 @@
 """Flatten and Unflatten: reshape a run of dimensions, as torch.nn does."""
 from __future__ import annotations
 
+from ._util import checkable
 from .module import Module
 
 
@@ -10,6 +11,8 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input):
+        if not checkable(input):          # torch.fx tracing: record the method call
+            return input.flatten(self.start_dim, self.end_dim)
         if input.ndim == 0:
             return input.reshape([1])
         start = self.start_dim % input.ndim

@@ -5,7 +5,7 @@ import math
 
 from ....ir.errors import ShapeError
 from .. import functional as F, init
-from ._util import kaiming_init, weight_and_bias
+from ._util import checkable, kaiming_init, weight_and_bias
 from .module import Module
 
 
@@ -31,7 +31,7 @@ class Linear(Module):
         kaiming_init(self.weight, self.bias, self.in_features, init_empty_fan=True)
 
     def forward(self, input):
-        if input.ndim == 0 or input.shape[-1] != self.in_features:
+        if checkable(input) and (input.ndim == 0 or input.shape[-1] != self.in_features):
             raise ShapeError(f"Linear(in_features={self.in_features}, out_features="
                              f"{self.out_features}): expected input with last dimension "
                              f"{self.in_features}, got {list(input.shape)}")

@@ -273,8 +273,18 @@ class Module:
             list(self._modules) + list(self._buffers)
         return sorted(k for k in set(keys) if not k[0].isdigit())
 
+    def __getstate__(self):
+        # a compiled call holds native code: copies and pickles carry how to compile
+        # again (module.compile's arguments) instead
+        state = dict(self.__dict__)
+        state.pop("_compiled_call_impl", None)
+        return state
+
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if "_compile_arguments" in state:
+            args, kwargs = state["_compile_arguments"]
+            self.compile(*args, **kwargs)
 
     # --- calling ------------------------------------------------------------------------
     #: what `module.compile()` made: calls go to it (torch's Module.compile)
@@ -291,6 +301,7 @@ class Module:
         """Compile this module's calls in place: `ember.compile(...)`'s arguments, applied
         to the call (forward with its hooks); the module stays this object."""
         from ....compiler.compile import compile as compile_fn  # the compiler loads on first use
+        object.__setattr__(self, "_compile_arguments", (args, kwargs))
         object.__setattr__(self, "_compiled_call_impl",
                            compile_fn(self._call_impl, *args, **kwargs))
 

@@ -10,7 +10,7 @@ from ....ir import dtypes
 from ....ir.errors import ShapeError
 from ...factories import ones, tensor, zeros
 from .. import functional as F, init
-from ._util import new_param
+from ._util import checkable, new_param
 from .module import Module
 
 
@@ -128,7 +128,8 @@ class LayerNorm(Module):
 
     def forward(self, input):
         n = len(self.normalized_shape)
-        if tuple(input.shape[input.ndim - n:]) != self.normalized_shape or input.ndim < n:
+        if checkable(input) and (tuple(input.shape[input.ndim - n:]) != self.normalized_shape
+                                 or input.ndim < n):
             raise ShapeError(f"{self!r}: expected input with trailing shape "
                              f"{list(self.normalized_shape)}, got {list(input.shape)}")
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -160,7 +161,7 @@ class GroupNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
-        if input.ndim < 2 or input.shape[1] != self.num_channels:
+        if checkable(input) and (input.ndim < 2 or input.shape[1] != self.num_channels):
             raise ShapeError(f"{self!r}: expected input with {self.num_channels} channels at "
                              f"dimension 1, got {list(input.shape)}")
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)

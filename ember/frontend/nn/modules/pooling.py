@@ -23,9 +23,10 @@ class _MaxPoolNd(Module):
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
     def forward(self, input):
-        return type(self)._fn(input, self.kernel_size, self.stride, self.padding,
-                              self.dilation, ceil_mode=self.ceil_mode,
-                              return_indices=self.return_indices)
+        # looked up on F at call time, so torch.fx-style tracing records the call
+        pool = getattr(F, type(self)._fn.__name__)
+        return pool(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                    ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

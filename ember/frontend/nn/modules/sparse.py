@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ....ir.errors import ShapeError
 from .. import functional as F, init
-from ._util import new_param
+from ._util import checkable, new_param
 from .module import Module
 
 
@@ -33,7 +33,7 @@ class Embedding(Module):
             self.weight._bump_version()
 
     def forward(self, input):
-        if input.dtype.is_floating_point:
+        if checkable(input) and input.dtype.is_floating_point:
             raise ShapeError(f"{self!r}: expected integer indices, got {input.dtype}")
         return F.embedding(input, self.weight, self.padding_idx, self.max_norm,
                            self.norm_type, self.scale_grad_by_freq, self.sparse)

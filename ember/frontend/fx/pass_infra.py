@@ -1,0 +1,85 @@
+"""torch.fx.passes.infra's pass classes, for users' own GraphModule passes.
+
+`PassBase` subclasses implement `call(gm) -> PassResult(graph_module, modified)` and
+may check `requires(gm)` before and `ensures(gm)` after; `PassManager(passes, steps=1)`
+runs callables of a GraphModule in order (a plain function returning a PassResult, a
+GraphModule or None counts too), `steps` times or until none modifies the module, and
+returns the last module with whether anything changed. ember's own graph passes are
+ember.passes (the IR's pass manager); these run on fx GraphModules as torch's do.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+
+class PassResult(NamedTuple):
+    graph_module: object
+    modified: bool
+
+
+class PassBase:
+    def __call__(self, graph_module) -> PassResult | None:
+        self.requires(graph_module)
+        result = self.call(graph_module)
+        self.ensures(graph_module)
+        return result
+
+    def call(self, graph_module) -> PassResult | None:
+        raise NotImplementedError(f"{type(self).__name__}.call(graph_module)")
+
+    def requires(self, graph_module) -> None:
+        return None
+
+    def ensures(self, graph_module) -> None:
+        return None
+
+
+class PassManager:
+    def __init__(self, passes: list[Callable] | None = None,
+                 constraints: list[Callable] | None = None, steps: int | None = None,
+                 run_checks_after_each_pass: bool = False,
+                 suppress_check_failures: bool = False):
+        self.passes = list(passes or [])
+        self.constraints = list(constraints or [])
+        self.steps = steps or 1
+        self.run_checks_after_each_pass = run_checks_after_each_pass
+        self.suppress_check_failures = suppress_check_failures
+
+    def add_pass(self, _pass: Callable) -> None:
+        self.passes.append(_pass)
+
+    def add_constraint(self, constraint: Callable) -> None:
+        self.constraints.append(constraint)
+
+    def validate_constraints(self) -> None:
+        """Each constraint(a, b) must hold for every a scheduled before b."""
+        for i, first in enumerate(self.passes):
+            for later in self.passes[i + 1:]:
+                for constraint in self.constraints:
+                    if not constraint(first, later):
+                        raise RuntimeError(f"pass schedule violates a constraint: "
+                                           f"{first} must not run before {later}")
+
+    def check(self, module) -> None:
+        module.graph.lint()
+
+    def __call__(self, module) -> PassResult:
+        self.validate_constraints()
+        overall = False
+        for _ in range(self.steps):
+            modified = False
+            for each in self.passes:
+                result = each(module)
+                if isinstance(result, PassResult):
+                    module, changed = result.graph_module, result.modified
+                elif result is not None:
+                    module, changed = result, True
+                else:
+                    changed = False
+                modified = modified or changed
+                if self.run_checks_after_each_pass:
+                    self.check(module)
+            overall = overall or modified
+            if not modified:
+                break
+        return PassResult(module, overall)

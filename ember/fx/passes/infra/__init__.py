@@ -1,0 +1,2 @@
+"""`ember.fx.passes.infra` (torch.fx.passes.infra's module locations)."""
+from . import pass_base, pass_manager  # noqa: F401
