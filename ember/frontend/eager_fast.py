@@ -15,6 +15,10 @@ and only for plans with a single dense result and no generated kernel. The resul
 adopted only when it is fresh, owned and laid out as the plan says; anything else is
 wrapped by the full path's `_wrap_outputs`, and autograd is recorded by the same
 `_record`: results, dtypes, strides and graphs are identical to the full path's.
+
+`seen_call` (below) does the same for every other registry op call: OpDef.__call__
+asks it first, and a call seen before with the same metadata runs run_op's plan
+without binding and dispatch.
 """
 from __future__ import annotations
 
