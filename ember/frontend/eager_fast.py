@@ -15,6 +15,10 @@ and only for plans with a single dense result and no generated kernel. The resul
 adopted only when it is fresh, owned and laid out as the plan says; anything else is
 wrapped by the full path's `_wrap_outputs`, and autograd is recorded by the same
 `_record`: results, dtypes, strides and graphs are identical to the full path's.
+
+`seen_call` (below) does the same for every other registry op call: OpDef.__call__
+asks it first, and a call seen before with the same metadata runs run_op's plan
+without binding and dispatch.
 """
 from __future__ import annotations
 
@@ -193,8 +197,8 @@ _SLOW_TAGS = frozenset({Tag.INPLACE, Tag.NONDETERMINISTIC, Tag.VIEW})
 # A call whose arguments are plain CPU tensors (or lists of them), Python scalars, None,
 # strings, dtypes and int lists, with no dispatch mode and no autocast region, is keyed
 # by that metadata (scalar values included); the first such call takes the full path
-# (bind, public-signature check, dispatch, run_op), and when run_op cached a plan for
-# it the key remembers that plan and the schema defaults after the given arguments.
+# (bind, public-signature check, dispatch, run_op); at the second, when run_op cached a
+# plan for it, the key remembers that plan and the schema values after the arguments.
 # Later calls run `eager.run_plan` with them: the same kernel, result wrapping and
 # autograd recording as run_op, without binding, dispatch and run_op's key. Calls the
 # path cannot take (another device, a mode, keyword arguments, values a handler other
@@ -202,6 +206,7 @@ _SLOW_TAGS = frozenset({Tag.INPLACE, Tag.NONDETERMINISTIC, Tag.VIEW})
 
 _CALLS: dict[tuple, tuple | None] = {}
 _UNSEEN = object()
+_PENDING = object()                         # called once: the entry is made on the next call
 
 
 def seen_call(op, args: tuple, kwargs: dict):
@@ -241,9 +246,9 @@ def seen_call(op, args: tuple, kwargs: dict):
     key = tuple(key)
     entry = _CALLS.get(key, _UNSEEN)
     if entry is None:                       # seen, and not a call this path may take
-        return op.full_call(args, kwargs)
-    if entry is _UNSEEN:
-        return _learn(op, args, kwargs, key)
+        return NotImplemented
+    if entry is _UNSEEN or entry is _PENDING:
+        return _learn(op, args, kwargs, key, entry)
     tail = entry.tail
     if kwargs:                              # this call's keyword values, in schema order
         tail = list(tail)
@@ -344,12 +349,23 @@ def _sequence_part(v) -> tuple | None:
     return tuple(parts)
 
 
-def _learn(op, args: tuple, kwargs: dict, key: tuple):
-    out = op.full_call(args, dict(kwargs))
-    if len(_CALLS) >= _MAX_ENTRIES:
-        _CALLS.clear()
-    _CALLS[key] = _seen_entry(op, args, kwargs)
-    return out
+def _learn(op, args: tuple, kwargs: dict, key: tuple, state):
+    """A key's first call takes the full path (in OpDef.__call__'s own frame) and marks
+    the key pending; its second call makes the entry from the plan the first one left
+    (none when it raised or was not cacheable) and runs it."""
+    if state is _UNSEEN:
+        if len(_CALLS) >= _MAX_ENTRIES:
+            _CALLS.clear()
+        _CALLS[key] = _PENDING
+        return NotImplemented
+    try:
+        entry = _seen_entry(op, args, kwargs)
+    except Exception:                       # noqa: BLE001 - the full path raises it
+        entry = None
+    _CALLS[key] = entry
+    if entry is None:
+        return NotImplemented
+    return seen_call(op, args, kwargs)
 
 
 def _seen_entry(op, args: tuple, kwargs: dict):

@@ -120,10 +120,7 @@ class OpDef:
             out = FAST_CALL[0](self, args, kwargs)
             if out is not NotImplemented:
                 return out
-        return self.full_call(args, kwargs)
-
-    def full_call(self, args: tuple, kwargs: dict):
-        """Bind, check, dispatch: every call that the seen-call path does not take."""
+        # (the full call stays in this frame: the public check reads the caller's frame)
         out = kwargs.pop("out", None) if "out" in kwargs else None
         bound = self.schema.bind(args, kwargs)
         check_public_call(self, bound)      # numbers where PyTorch's signature wants tensors
