@@ -164,19 +164,21 @@ def _split(state, bucket) -> tuple[list, list]:
     return matrices, plain
 
 
-def _initial_qs(state, index, matrices) -> list:
+def _initial_qs(state, index, matrices, dtype=None, on_device=None) -> list:
+    """The Q matrices a bucket starts from: last step's (warm start) where their shapes
+    still fit, else fresh orthonormal random ones (NumPy; `on_device` moves them)."""
     kept = state.q_memory_dict.get(index) if state.warm_start else None
-    if kept is not None and [q.shape for q in kept] == \
+    if kept is not None and [tuple(q.shape) for q in kept] == \
             [(m.shape[1], _rank_of(state, m)) for m in matrices]:
         return kept
     seed = state.rng.randint(1_000_000_000)
     gen = np.random.default_rng(seed)
     qs = []
     for m in matrices:
-        q = gen.standard_normal((m.shape[1], _rank_of(state, m))).astype(m.dtype)
+        q = gen.standard_normal((m.shape[1], _rank_of(state, m))).astype(dtype or m.dtype)
         _orthonormalize(q, state.orthogonalization_epsilon)
         qs.append(q)
-    return qs
+    return on_device(qs) if on_device is not None else qs
 
 
 def _pack(arrays, dtype) -> np.ndarray:
@@ -229,7 +231,7 @@ def _powerSGD_on_tensors(state: PowerSGDState, bucket):
         return [from_numpy(np.ascontiguousarray(a, dtype=_np_dtype(buffer))).to(device)
                 for a in arrays]
 
-    qs = _initial_q_tensors(state, index, matrices, on_device)
+    qs = _initial_qs(state, index, matrices, np.float32, on_device)
     p_shapes = [(m.shape[0], q.shape[1]) for m, q in zip(matrices, qs)]
     p_flat = cat([(m @ q).reshape(-1) for m, q in zip(matrices, qs)])
     p_work = c10d.all_reduce(p_flat, group=pg, async_op=True)
@@ -285,21 +287,6 @@ def _split_tensors(state, bucket) -> tuple[list, list]:
                 continue
         plain.append(grad)
     return matrices, plain
-
-
-def _initial_q_tensors(state, index, matrices, on_device) -> list:
-    kept = state.q_memory_dict.get(index) if state.warm_start else None
-    if kept is not None and [tuple(q.shape) for q in kept] == \
-            [(m.shape[1], _rank_of(state, m)) for m in matrices]:
-        return kept
-    seed = state.rng.randint(1_000_000_000)
-    gen = np.random.default_rng(seed)
-    qs = []
-    for m in matrices:
-        q = gen.standard_normal((m.shape[1], _rank_of(state, m))).astype(np.float32)
-        _orthonormalize(q, state.orthogonalization_epsilon)
-        qs.append(q)
-    return on_device(qs)
 
 
 def _views(flat, shapes) -> list:
