@@ -202,3 +202,131 @@ class Rprop(_InPlaceOptimizer):
 
 
 __all__ = ["Adadelta", "Adamax", "NAdam", "RAdam", "Rprop"]
+
+
+class LBFGS(Optimizer):
+    """torch.optim.LBFGS without a line search: step(closure) runs up to max_iter
+    quasi-Newton iterations with a fixed step lr (the first scaled by 1/|grad|_1), keeping
+    the last history_size curvature pairs. Its state (on the first parameter) has
+    torch's keys, so a run can be resumed. line_search_fn='strong_wolfe' is refused."""
+
+    def __init__(self, params, lr: float = 1, max_iter: int = 20, max_eval=None,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
+                 history_size: int = 100, line_search_fn=None):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        if line_search_fn is not None:
+            raise NotImplementedError(
+                f"LBFGS: line_search_fn={line_search_fn!r} is not supported; ember's LBFGS "
+                "takes fixed steps of size lr (line_search_fn=None)")
+        if max_eval is None:
+            max_eval = max_iter * 5 // 4
+        super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
+                                      tolerance_grad=tolerance_grad,
+                                      tolerance_change=tolerance_change,
+                                      history_size=history_size,
+                                      line_search_fn=line_search_fn))
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+        self._params = self.param_groups[0]["params"]
+
+    def _flat_grad(self):
+        from ... import cat, zeros
+        return cat([p.grad.reshape(-1) if p.grad is not None
+                    else zeros(p.numel(), dtype=p.dtype, device=p.device)
+                    for p in self._params], 0)
+
+    def _add_grad(self, step_size: float, direction) -> None:
+        offset = 0
+        for p in self._params:
+            numel = p.numel()
+            p.add_(direction[offset:offset + numel].view_as(p), alpha=step_size)
+            offset += numel
+
+    def step(self, closure):
+        if closure is None:
+            raise RuntimeError("LBFGS.step() needs a closure that re-evaluates the model "
+                               "and returns the loss")
+        group = self.param_groups[0]
+        lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
+        tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
+        history_size = group["history_size"]
+        state = self.state[self._params[0]]
+        state.setdefault("func_evals", 0)
+        state.setdefault("n_iter", 0)
+        orig_loss = self._closure_loss(closure)
+        loss = float(orig_loss)
+        current_evals = 1
+        state["func_evals"] += 1
+        with no_grad():
+            flat_grad = self._flat_grad()
+            if flat_grad.abs().max().item() <= tolerance_grad:
+                return orig_loss
+            d, t = state.get("d"), state.get("t")
+            old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
+            H_diag, prev_flat_grad = state.get("H_diag"), state.get("prev_flat_grad")
+            prev_loss = state.get("prev_loss")
+            n_iter = 0
+            while n_iter < max_iter:
+                n_iter += 1
+                state["n_iter"] += 1
+                if state["n_iter"] == 1:
+                    d, old_dirs, old_stps, ro, H_diag = flat_grad.neg(), [], [], [], 1.0
+                else:
+                    d, H_diag = self._direction(flat_grad, prev_flat_grad, d, t, old_dirs,
+                                                old_stps, ro, H_diag, history_size)
+                prev_flat_grad = flat_grad.clone()
+                prev_loss = loss
+                t = (min(1.0, 1.0 / flat_grad.abs().sum().item()) * lr
+                     if state["n_iter"] == 1 else lr)
+                if flat_grad.dot(d).item() > -tolerance_change:   # not a descent direction
+                    break
+                self._add_grad(t, d)
+                evals = 0
+                if n_iter != max_iter:
+                    loss = float(self._closure_loss(closure))
+                    flat_grad = self._flat_grad()
+                    evals = 1
+                current_evals += evals
+                state["func_evals"] += evals
+                if n_iter == max_iter or current_evals >= max_eval:
+                    break
+                if flat_grad.abs().max().item() <= tolerance_grad:
+                    break
+                if d.mul(t).abs().max().item() <= tolerance_change:
+                    break
+                if abs(loss - prev_loss) < tolerance_change:
+                    break
+            state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro,
+                         H_diag=H_diag, prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        return orig_loss
+
+    @staticmethod
+    def _direction(flat_grad, prev_flat_grad, d, t, old_dirs, old_stps, ro, H_diag,
+                   history_size):
+        """The two-loop recursion: -H grad from the stored curvature pairs (updated with
+        the last step's pair when it has positive curvature)."""
+        y = flat_grad.sub(prev_flat_grad)
+        s = d.mul(t)
+        ys = y.dot(s).item()
+        if ys > 1e-10:
+            if len(old_dirs) == history_size:
+                old_dirs.pop(0)
+                old_stps.pop(0)
+                ro.pop(0)
+            old_dirs.append(y)
+            old_stps.append(s)
+            ro.append(1.0 / ys)
+            H_diag = ys / y.dot(y).item()
+        alphas = [0.0] * len(old_dirs)
+        q = flat_grad.neg()
+        for i in range(len(old_dirs) - 1, -1, -1):
+            alphas[i] = old_stps[i].dot(q).item() * ro[i]
+            q.add_(old_dirs[i], alpha=-alphas[i])
+        r = q.mul(H_diag)
+        for i in range(len(old_dirs)):
+            beta = old_dirs[i].dot(r).item() * ro[i]
+            r.add_(old_stps[i], alpha=alphas[i] - beta)
+        return r, H_diag
+
+
+__all__ += ["LBFGS"]
