@@ -456,12 +456,12 @@ class Sequence(nn.Module):
         return torch.cat(outputs, dim=1)
 
 
-def time_sequence_train(seq, data, steps=2):
+def time_sequence_train(seq, data, steps=2, max_iter=4):
     seq.double()
     input = torch.from_numpy(data[:, :-1])
     target = torch.from_numpy(data[:, 1:])
     criterion = nn.MSELoss()
-    optimizer = optim.LBFGS(seq.parameters(), lr=0.8)
+    optimizer = optim.LBFGS(seq.parameters(), lr=0.8, max_iter=max_iter)
     losses = []
     for _ in range(steps):
         def closure():
@@ -471,7 +471,7 @@ def time_sequence_train(seq, data, steps=2):
             return loss
         losses.append(optimizer.step(closure).item())
     with torch.no_grad():
-        pred = seq(input, future=3)
+        pred = seq(input, future=2)
     return losses, pred.detach().numpy()
 
 

@@ -86,3 +86,38 @@ def test_invalid_hyperparameters_refused():
         ember.optim.RAdam(p, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="Invalid eta values"):
         ember.optim.Rprop(p, etas=(1.5, 1.2))
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(lr=0.5, max_iter=7, history_size=3),
+                                    dict(max_iter=50, tolerance_change=1e-5)])
+def test_lbfgs_matches_torch(kwargs, rng):
+    start = rng.standard_normal(4)            # float64: the same iterates to ~1e-12
+
+    def run(lib):
+        x = lib.nn.Parameter(lib.tensor(start))
+        optimizer = lib.optim.LBFGS([x], **kwargs)
+        losses = []
+
+        def closure():
+            optimizer.zero_grad()
+            loss = ((1 - x[:-1]) ** 2).sum() + 2 * ((x[1:] - x[:-1] ** 2) ** 2).sum()
+            loss.backward()
+            return loss
+        for _ in range(3):
+            losses.append(optimizer.step(closure).item())
+        state = optimizer.state[x]
+        return x.detach().numpy(), losses, state["n_iter"], state["func_evals"]
+    ours, ref = run(ember), run(torch)
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours[1], ref[1], rtol=1e-8, atol=1e-12)
+    assert ours[2:] == ref[2:]
+
+
+def test_lbfgs_refuses_line_search_and_groups():
+    p = ember.nn.Parameter(ember.ones(2))
+    with pytest.raises(NotImplementedError, match="strong_wolfe"):
+        ember.optim.LBFGS([p], line_search_fn="strong_wolfe")
+    with pytest.raises(ValueError, match="parameter groups"):
+        ember.optim.LBFGS([{"params": [p]}, {"params": [ember.nn.Parameter(ember.ones(1))]}])
+    with pytest.raises(RuntimeError, match="closure"):
+        ember.optim.LBFGS([p]).step(None)
