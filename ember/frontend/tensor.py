@@ -384,6 +384,7 @@ class Tensor:
 
         def store(grad):
             self.grad = grad.detach() if self.grad is None else (self.grad + grad).detach()
+        store.stores_retained_grad = True
         self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
 
     @property

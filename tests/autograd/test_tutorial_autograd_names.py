@@ -82,3 +82,22 @@ def test_cuda_seeding_functions_seed_the_default_generator():
     a = ember.randn(2)
     ember.cuda.set_rng_state(state)
     assert ember.equal(ember.randn(2), a)
+
+
+@pytest.mark.parametrize("retain_first", [True, False])
+def test_retained_grad_is_the_hooked_gradient(retain_first):
+    """PyTorch stores a retained .grad after the tensor's hooks ran, whatever the order
+    of retain_grad() and register_hook()."""
+    results = []
+    for lib in (ember, torch):
+        a = lib.tensor([2.0, 3.0], requires_grad=True)
+        h = a * a
+        if retain_first:
+            h.retain_grad()
+        h.register_hook(lambda g: g * 10)
+        if not retain_first:
+            h.retain_grad()
+        (h * lib.tensor([1.0, -1.0])).sum().backward()
+        results.append((h.grad.numpy(), a.grad.numpy()))
+    for ours, ref in zip(*results):
+        np.testing.assert_allclose(ours, ref)

@@ -373,12 +373,18 @@ def _run_pre_hooks(node, grads):
         return grads
     grads = list(grads)
     for nr, hooks in node.pre_hooks.items():
-        for hook in hooks:
+        # retain_grad's store runs after the tensor's other hooks, whenever it was
+        # registered, so .grad holds the gradient the hooks produced (as in PyTorch)
+        for hook in sorted(hooks, key=_stores_retained_grad):
             if grads[nr] is not None:
                 new = hook(grads[nr])
                 if new is not None:
                     grads[nr] = new
     return grads
+
+
+def _stores_retained_grad(hook) -> bool:
+    return getattr(hook, "stores_retained_grad", False)
 
 
 def _add_to_buffer(buffers, node, nr, g, n_out):

@@ -1,0 +1,36 @@
+"""Tensor-tutorial behaviours fixed for torch parity: split/chunk/unbind return tuples,
+torch.tensor() of a list of 0-d tensors takes (and promotes) their dtypes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+
+
+@pytest.mark.parametrize("call", [
+    lambda lib, x: x.split(2), lambda lib, x: x.chunk(3), lambda lib, x: x.unbind(),
+    lambda lib, x: lib.split(x, [1, 5]), lambda lib, x: lib.chunk(x, 2),
+    lambda lib, x: lib.unbind(x.view(2, 3), 1),
+])
+def test_multi_output_ops_return_tuples(call):
+    ours = call(ember, ember.arange(6))
+    ref = call(torch, torch.arange(6))
+    assert type(ours) is tuple and type(ref) is tuple and len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("items", [
+    lambda lib: [lib.tensor(1.0), lib.tensor(2.5)],
+    lambda lib: [lib.tensor(1, dtype=lib.int32), lib.tensor(2, dtype=lib.int32)],
+    lambda lib: [lib.tensor(1, dtype=lib.int32), 2.5],
+    lambda lib: [lib.tensor(1.0, dtype=lib.float64), 2],
+    lambda lib: [lib.tensor(1.0, dtype=lib.float16), lib.tensor(3, dtype=lib.int64)],
+    lambda lib: [[lib.tensor(True), lib.tensor(False)]],
+])
+def test_tensor_of_zero_dim_tensors(items):
+    ours, ref = ember.tensor(items(ember)), torch.tensor(items(torch))
+    assert ours.dtype.name == str(ref.dtype).split(".")[-1]
+    np.testing.assert_array_equal(ours.numpy(), ref.numpy())
