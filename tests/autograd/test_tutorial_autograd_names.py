@@ -101,3 +101,36 @@ def test_retained_grad_is_the_hooked_gradient(retain_first):
         results.append((h.grad.numpy(), a.grad.numpy()))
     for ours, ref in zip(*results):
         np.testing.assert_allclose(ours, ref)
+
+
+def test_optimizer_step_in_backward_with_post_accumulate_hooks(rng):
+    """The 'fuse the optimizer step into backward' tutorial: one optimizer per
+    parameter, stepped from register_post_accumulate_grad_hook."""
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    results = []
+    for lib in (ember, torch):
+        model = lib.nn.Linear(4, 3)
+        with lib.no_grad():
+            model.weight.copy_(lib.tensor(w))
+            model.bias.zero_()
+        optimizers = {p: lib.optim.Adam([p], lr=0.1) for p in model.parameters()}
+        seen = []
+
+        def hook(param, optimizers=optimizers, seen=seen):
+            seen.append(param.grad.clone().numpy())
+            optimizers[param].step()
+            optimizers[param].zero_grad()
+        handles = [p.register_post_accumulate_grad_hook(hook) for p in model.parameters()]
+        for _ in range(3):
+            (model(lib.tensor(x)) ** 2).mean().backward()
+        handles[0].remove()
+        (model(lib.tensor(x)) ** 2).mean().backward()     # weight: no step, grad kept
+        results.append((model.weight.detach().numpy(), model.bias.detach().numpy(),
+                        model.weight.grad.numpy(), len(seen)))
+    ours, ref = results
+    for a, b in zip(ours[:3], ref[:3]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert ours[3] == ref[3]
+    with pytest.raises(RuntimeError, match="non-leaf"):
+        (ember.ones(1, requires_grad=True) * 2).register_post_accumulate_grad_hook(print)

@@ -91,6 +91,8 @@ class AccumulateGrad(Node):
             pass                            # PyTorch's `grad += new` (no new tensor)
         else:
             var.grad = self._owned_grad = (var.grad + grad).detach()
+        for hook in list(self.__dict__.get("post_accumulate_hooks", ())):
+            hook(var)
         return ()
 
 
