@@ -113,15 +113,32 @@ def _accumulate_in_place(acc: Tensor, grad: Tensor) -> bool:
     return True
 
 
+#: (pack, unpack) pairs of the active autograd.graph.saved_tensors_hooks blocks
+SAVED_TENSORS_HOOKS: list = []
+
+
 class SavedTensor:
-    """A tensor saved for backward, with the version it had; checked on unpack."""
-    __slots__ = ("tensor", "version")
+    """A tensor saved for backward, with the version it had; checked on unpack. Inside
+    saved_tensors_hooks, what is kept is pack(tensor), and unpack(packed) returns it."""
+    __slots__ = ("tensor", "version", "unpack_hook")
 
     def __init__(self, t: Tensor):
+        if SAVED_TENSORS_HOOKS:
+            pack, self.unpack_hook = SAVED_TENSORS_HOOKS[-1]
+            active = SAVED_TENSORS_HOOKS[:]
+            SAVED_TENSORS_HOOKS.clear()       # ops inside pack save tensors unhooked
+            try:
+                self.tensor, self.version = pack(t), None
+            finally:
+                SAVED_TENSORS_HOOKS[:] = active
+            return
         self.tensor = t
         self.version = t._version
+        self.unpack_hook = None
 
     def unpack(self, node: "Node") -> Tensor:
+        if self.unpack_hook is not None:
+            return self.unpack_hook(self.tensor)
         t = self.tensor
         if t._version != self.version:
             raise AutogradError(
