@@ -138,7 +138,7 @@ for _cls in (Tensor, _SymbolicTensor):
 _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "aot", "onnx",
                               "hub", "testing", "random", "version", "functional", "cpu",
                               "multiprocessing", "quantization", "distributions", "amp",
-                              "_C", "_dynamo", "compiler"})
+                              "_C", "_dynamo", "compiler", "accelerator"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "export": ("ember.compiler.export", "export_namespace"),

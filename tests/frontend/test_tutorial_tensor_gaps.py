@@ -34,3 +34,20 @@ def test_tensor_of_zero_dim_tensors(items):
     ours, ref = ember.tensor(items(ember)), torch.tensor(items(torch))
     assert ours.dtype.name == str(ref.dtype).split(".")[-1]
     np.testing.assert_array_equal(ours.numpy(), ref.numpy())
+
+
+def test_accelerator_device_selection_idiom():
+    """The tutorials' device line works: the accelerator is CUDA when ember has a GPU."""
+    has_gpu = ember.cuda.is_available()
+    assert ember.accelerator.is_available() == has_gpu
+    accelerator = ember.accelerator.current_accelerator()
+    assert (accelerator is None) == (not has_gpu)
+    device = accelerator.type if ember.accelerator.is_available() else "cpu"
+    assert device == ("cuda" if has_gpu else "cpu")
+    assert ember.accelerator.device_count() == (ember.cuda.device_count() if has_gpu else 0)
+    assert ember.ones(2, device=device).device.type == device
+    ember.accelerator.synchronize()
+    assert ember.backends.mps.is_available() is False and ember.backends.mps.is_built() is False
+    if not has_gpu:                           # same answers as a CPU-only torch
+        assert torch.accelerator.is_available() is False
+        assert torch.accelerator.current_accelerator() is None
