@@ -51,3 +51,15 @@ def test_accelerator_device_selection_idiom():
     if not has_gpu:                           # same answers as a CPU-only torch
         assert torch.accelerator.is_available() is False
         assert torch.accelerator.current_accelerator() is None
+
+
+def test_scatter_value_keyword_one_hot_transform():
+    """The Transforms tutorial's target_transform: zeros(10).scatter_(0, tensor(y), value=1)."""
+    for y in (0, 3, 9):
+        ours = ember.zeros(10, dtype=ember.float).scatter_(0, ember.tensor(y), value=1)
+        ref = torch.zeros(10, dtype=torch.float).scatter_(0, torch.tensor(y), value=1)
+        np.testing.assert_array_equal(ours.numpy(), ref.numpy())
+    index = [[0, 2], [1, 0]]
+    ours = ember.zeros(2, 3).scatter(1, ember.tensor(index), value=2.5)
+    ref = torch.zeros(2, 3).scatter(1, torch.tensor(index), value=2.5)
+    np.testing.assert_array_equal(ours.numpy(), ref.numpy())
