@@ -174,3 +174,14 @@ def test_saved_tensors_hooks_gradients_match_torch(kind, rng):
         assert calls["pack"] > 0 and calls["unpack"] == calls["pack"]
     if kind == "nested":       # the inner block's hooks win inside it
         assert (calls["pack"] > 0) == (calls_ref["pack"] > 0)
+
+
+def test_autograd_profiler_spelling():
+    model = ember.nn.Linear(4, 2)
+    with ember.autograd.profiler.profile(record_shapes=True) as prof:
+        with ember.autograd.profiler.record_function("model_inference"):
+            model(ember.ones(3, 4))
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10)
+    assert "model_inference" in table and "linear" in table
+    profiler = importlib.import_module("ember.autograd.profiler")
+    assert profiler.profile is ember.autograd.profiler.profile
