@@ -136,3 +136,16 @@ def test_reinforce_categorical_policy_gradient(rng):
     loss, entropy = port.reinforce_episode(ours, states, actions, rewards)
     _close(loss, ref_loss, rtol=1e-4, atol=1e-5)
     _close(entropy, ref_entropy, rtol=1e-4, atol=1e-5)
+
+
+def test_dqn_optimize_model_and_soft_update(rng):
+    reference, ours = _pair("DQN")
+    reference_target, ours_target = _pair("DQN")
+    transitions = [(rng.standard_normal(4).astype(np.float32), int(rng.integers(0, 2)),
+                    None if i % 3 == 2 else rng.standard_normal(4).astype(np.float32),
+                    1.0) for i in range(6)]
+    ref_log, ref_target, ref_eps = ref.dqn_optimize(reference, reference_target, transitions)
+    log, target, eps = port.dqn_optimize(ours, ours_target, transitions)
+    _close(log, ref_log, rtol=1e-4, atol=1e-5)
+    _close(target, ref_target, rtol=1e-5, atol=1e-6)
+    assert eps == ref_eps

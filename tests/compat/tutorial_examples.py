@@ -516,3 +516,64 @@ def reinforce_episode(policy, states, actions, rewards, gamma=0.99):
     del policy.saved_log_probs[:]
     entropy = Categorical(probs=policy(torch.from_numpy(states).float())).entropy()
     return policy_loss.item(), entropy.detach().numpy()
+
+
+# --- reinforcement_q_learning (DQN): replay batch, gather, masked targets, soft update ---
+from collections import namedtuple  # noqa: E402
+
+Transition = namedtuple("Transition", ("state", "action", "next_state", "reward"))
+
+
+class DQN(nn.Module):
+    def __init__(self, n_observations=4, n_actions=2):
+        super().__init__()
+        self.layer1 = nn.Linear(n_observations, 16)
+        self.layer2 = nn.Linear(16, 16)
+        self.layer3 = nn.Linear(16, n_actions)
+
+    def forward(self, x):
+        x = F.relu(self.layer1(x))
+        x = F.relu(self.layer2(x))
+        return self.layer3(x)
+
+
+def dqn_optimize(policy_net, target_net, transitions_np, steps=3, gamma=0.99, tau=0.005):
+    """The tutorial's optimize_model + soft target update, on given transitions."""
+    optimizer = optim.AdamW(policy_net.parameters(), lr=1e-3, amsgrad=True)
+    target_net.load_state_dict(policy_net.state_dict())
+    log = []
+    for _ in range(steps):
+        transitions = [Transition(torch.tensor(s, dtype=torch.float32).unsqueeze(0),
+                                  torch.tensor([[a]], dtype=torch.long),
+                                  None if ns is None else
+                                  torch.tensor(ns, dtype=torch.float32).unsqueeze(0),
+                                  torch.tensor([r]))
+                       for s, a, ns, r in transitions_np]
+        batch = Transition(*zip(*transitions))
+        non_final_mask = torch.tensor(tuple(map(lambda s: s is not None, batch.next_state)),
+                                      dtype=torch.bool)
+        non_final_next_states = torch.cat([s for s in batch.next_state if s is not None])
+        state_batch = torch.cat(batch.state)
+        action_batch = torch.cat(batch.action)
+        reward_batch = torch.cat(batch.reward)
+        state_action_values = policy_net(state_batch).gather(1, action_batch)
+        next_state_values = torch.zeros(len(transitions))
+        with torch.no_grad():
+            next_state_values[non_final_mask] = target_net(non_final_next_states).max(1).values
+        expected = (next_state_values * gamma) + reward_batch
+        criterion = nn.SmoothL1Loss()
+        loss = criterion(state_action_values, expected.unsqueeze(1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(policy_net.parameters(), 100)
+        optimizer.step()
+        target_state = target_net.state_dict()
+        policy_state = policy_net.state_dict()
+        for key in policy_state:
+            target_state[key] = policy_state[key] * tau + target_state[key] * (1 - tau)
+        target_net.load_state_dict(target_state)
+        with torch.no_grad():
+            greedy = policy_net(state_batch[:1]).max(1).indices.view(1, 1)
+        log.append([loss.item(), greedy.item()])
+    eps = 0.05 + (0.9 - 0.05) * math.exp(-1.0 * 3 / 1000)
+    return log, target_net.layer3.weight.detach().numpy(), eps
