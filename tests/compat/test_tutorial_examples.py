@@ -149,3 +149,17 @@ def test_dqn_optimize_model_and_soft_update(rng):
     _close(log, ref_log, rtol=1e-4, atol=1e-5)
     _close(target, ref_target, rtol=1e-5, atol=1e-6)
     assert eps == ref_eps
+
+
+def test_fgsm_adversarial_examples(rng):
+    reference, ours = _pair("MnistNet")
+    images = rng.standard_normal((3, 1, 10, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 3).tolist()
+    ref_results = ref.fgsm_test(reference, images, labels)
+    results = port.fgsm_test(ours, images, labels)
+    for (eps, acc, examples), (ref_eps, ref_acc, ref_examples) in zip(results, ref_results):
+        assert eps == ref_eps and acc == ref_acc
+        for (init, final, total), (ref_init, ref_final, ref_total) in zip(examples,
+                                                                          ref_examples):
+            assert (init, final) == (ref_init, ref_final)
+            assert total == pytest.approx(ref_total, rel=1e-4, abs=1e-3)

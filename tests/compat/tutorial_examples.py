@@ -577,3 +577,41 @@ def dqn_optimize(policy_net, target_net, transitions_np, steps=3, gamma=0.99, ta
         log.append([loss.item(), greedy.item()])
     eps = 0.05 + (0.9 - 0.05) * math.exp(-1.0 * 3 / 1000)
     return log, target_net.layer3.weight.detach().numpy(), eps
+
+
+# --- fgsm_tutorial: adversarial examples from the input's gradient -----------------------
+def fgsm_attack(image, epsilon, data_grad):
+    sign_data_grad = data_grad.sign()
+    perturbed_image = image + epsilon * sign_data_grad
+    return torch.clamp(perturbed_image, 0, 1)
+
+
+def denorm(batch, mean=(0.1307,), std=(0.3081,)):
+    mean = torch.tensor(mean).view(1, -1, 1, 1)
+    std = torch.tensor(std).view(1, -1, 1, 1)
+    return batch * std + mean
+
+
+def fgsm_test(model, images, labels, epsilons=(0.0, 0.1, 0.3)):
+    model.eval()
+    results = []
+    for epsilon in epsilons:
+        correct, examples = 0, []
+        for image_np, label in zip(images, labels):
+            data = torch.from_numpy(image_np).unsqueeze(0)
+            target = torch.tensor([label])
+            data.requires_grad = True
+            output = model(data)
+            init_pred = output.max(1, keepdim=True)[1]
+            loss = F.nll_loss(output, target)
+            model.zero_grad()
+            loss.backward()
+            data_grad = data.grad.data
+            perturbed = fgsm_attack(denorm(data), epsilon, data_grad)
+            perturbed = (perturbed - 0.1307) / 0.3081
+            final_pred = model(perturbed).max(1, keepdim=True)[1]
+            correct += int(final_pred.item() == target.item())
+            examples.append((init_pred.item(), final_pred.item(),
+                             perturbed.squeeze().detach().numpy().sum()))
+        results.append((epsilon, correct / float(len(labels)), examples))
+    return results
