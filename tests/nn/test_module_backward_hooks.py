@@ -112,3 +112,8 @@ def test_forward_hooks_still_run_with_backward_hooks():
         layer(ember.ones(1, 2))                      # no graph: no backward wrapping
     layer(ember.ones(1, 2)).sum().backward()
     assert calls == ["fwd", "fwd", "bwd"]
+
+
+def test_legacy_backward_hook_refused_with_the_replacement_named():
+    with pytest.raises(NotImplementedError, match="register_full_backward_hook"):
+        ember.nn.Linear(2, 2).register_backward_hook(lambda m, gi, go: None)
