@@ -1,5 +1,6 @@
-"""Module.register_full_backward_hook / register_full_backward_pre_hook against torch:
-what the hooks see, when they run, and replacing grad_input / grad_output."""
+"""Module.register_full_backward_hook / register_full_backward_pre_hook against torch
+(what the hooks see, when they run, replacing grad_input / grad_output), and the other
+Module APIs added with them (register_backward_hook refused, to_empty)."""
 from __future__ import annotations
 
 import numpy as np
@@ -117,3 +118,17 @@ def test_forward_hooks_still_run_with_backward_hooks():
 def test_legacy_backward_hook_refused_with_the_replacement_named():
     with pytest.raises(NotImplementedError, match="register_full_backward_hook"):
         ember.nn.Linear(2, 2).register_backward_hook(lambda m, gi, go: None)
+
+
+def test_to_empty_keeps_structure_like_torch():
+    results = []
+    for lib in (ember, torch):
+        model = lib.nn.Sequential(lib.nn.Linear(2, 3), lib.nn.BatchNorm1d(3))
+        weight = model[0].weight
+        model.to_empty(device="cpu")
+        model[0].reset_parameters()
+        model[1].reset_running_stats()
+        results.append(([(n, tuple(t.shape), str(t.dtype).split(".")[-1], t.device.type)
+                         for n, t in model.state_dict().items()],
+                        model[0].weight is weight, tuple(model(lib.ones(4, 2)).shape)))
+    assert results[0] == results[1]

@@ -518,6 +518,13 @@ class Module:
     def cpu(self) -> "Module":
         return self._apply(lambda t: t.to("cpu"))
 
+    def to_empty(self, *, device, recurse: bool = True) -> "Module":
+        """Parameters and buffers become uninitialized tensors of the same shapes and
+        dtypes on `device` (after building on the 'meta' device; initialize them next)."""
+        from ...factories import empty
+        return self._apply(lambda t: empty(tuple(t.shape), dtype=t.dtype, device=device),
+                           recurse=recurse)
+
     def cuda(self, device=None) -> "Module":
         return self._apply(lambda t: t.to("cuda" if device is None else device))
 
