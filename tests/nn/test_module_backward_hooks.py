@@ -14,8 +14,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 def _pair(rng):
     """The same two-layer MLP in ember and in torch."""
-    w1, b1 = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
-    w2, b2 = rng.standard_normal((2, 4)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
+    w1, b1, w2, b2 = (rng.standard_normal(shape).astype(np.float32)
+                      for shape in ((4, 3), (4,), (2, 4), (2,)))
     nets = []
     for lib in (ember, torch):
         net = lib.nn.Sequential(lib.nn.Linear(3, 4), lib.nn.Tanh(), lib.nn.Linear(4, 2))
