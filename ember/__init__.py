@@ -139,7 +139,7 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "hub", "testing", "random", "version", "functional", "cpu",
                               "multiprocessing", "quantization", "distributions", "amp",
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
-                              "export"})
+                              "export", "accelerator"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "compile_train_step": ("ember.compiler.compile_train",

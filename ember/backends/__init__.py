@@ -8,6 +8,7 @@ from . import cuda  # noqa: F401  (ember.backends.cuda without a separate import
 from . import cudnn  # noqa: F401  (torch.backends.cudnn's flags; ember does not use cuDNN)
 from . import quantized  # noqa: F401  (torch.backends.quantized.engine)
 from . import registry  # noqa: F401,E402  (device and compile backend registry: data only)
+from . import mps  # noqa: F401  (torch.backends.mps.is_available(): False)
 
 _REGISTRATION = ("register_device", "unregister_device", "register_backend", "list_backends",
                  "device_buffer", "make_device_tensor")

@@ -317,7 +317,7 @@ def _wrap_outputs(op: OpDef, args: tuple, result, plan: _Plan):
     schema = op.schema
     if schema.returns_tuple or schema.returns_list:
         values = [_wrap_one(op, args, r, m, None) for r, m in zip(result, plan.out_meta)]
-        return tuple(values) if schema.returns_tuple else values
+        return tuple(values)      # torch's split/chunk/unbind return tuples, as do others
     return _wrap_one(op, args, result, plan.out_meta, plan)
 
 
@@ -326,7 +326,7 @@ def wrap_with_meta(op: OpDef, args: tuple, result, out_meta):
     (quantized.py)."""
     if op.schema.returns_tuple or op.schema.returns_list:
         values = [_wrap_one(op, args, r, m, None) for r, m in zip(result, out_meta)]
-        return tuple(values) if op.schema.returns_tuple else values
+        return tuple(values)
     return _wrap_one(op, args, result, out_meta, None)
 
 

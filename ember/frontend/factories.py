@@ -6,6 +6,7 @@ trace; random factories draw from the seeded generator.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -57,6 +58,12 @@ def _infer_dtype(data) -> dtypes.DType:
         numbers.Number, np.generic)) else [data]
     if len(flat) == 0:
         return dtypes.get_default_dtype()
+    if any(isinstance(x, np.ndarray) for x in flat):
+        # elements that were tensors keep their dtype; numbers count at their default
+        # dtype; all promote together (torch.tensor([t0, t1]) of 0-d int32 tensors: int32)
+        return functools.reduce(dtypes.promote_types, (
+            dtypes.from_numpy_dtype(x.dtype) if isinstance(x, np.ndarray)
+            else dtypes.scalar_default_dtype(x) for x in flat))
     cat = max(dtypes.scalar_category(x if not isinstance(x, Tensor) else x.item())
               for x in flat)
     return {dtypes.Category.BOOL: dtypes.bool_, dtypes.Category.INT: dtypes.int64,

@@ -77,7 +77,20 @@ def _where_method(op):
     return method
 
 
-REORDERED_METHODS = {"polygamma": _tensor_second, "where": _where_method}
+def _value_keyword(op):
+    """torch's Scalar overload `x.scatter_(dim, index, value=1.0)` names the number
+    `value`; ember's one schema calls it src (and takes a number there)."""
+    def method(self, *args, **kwargs):
+        if "value" in kwargs and "src" not in kwargs:
+            kwargs["src"] = kwargs.pop("value")
+        return op(self, *args, **kwargs)
+    method.__name__ = op.python_name
+    method.__doc__ = op.doc or f"See ember.{op.python_name}."
+    return method
+
+
+REORDERED_METHODS = {"polygamma": _tensor_second, "where": _where_method,
+                     "scatter": _value_keyword, "scatter_": _value_keyword}
 
 
 def _contiguous(self, memory_format=contiguous_format):

@@ -9,13 +9,15 @@ and in its string metadata a JSON record of the saved object's structure:
      "tensors": {"0": {"dtype": "float32", "device": "cpu", "requires_grad": false,
                        "parameter": false}}}
 
-Loading never runs code from the file, so a file from anyone is safe to load
-(torch.load needs weights_only=True for that). What can be saved: Tensors (and
+By default loading never runs code from the file, so a file from anyone is safe to
+load (torch.load's weights_only=True default). The data format holds: Tensors (and
 Parameters, kept as Parameters with their requires_grad), dicts (OrderedDict
 too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
 Python scalars/strings/None, and quantized tensors (the integer representation, with
-their scale and zero point per tensor or per channel). Anything else is refused by
-name. Each tensor is
+their scale and zero point per tensor or per channel). Any other object (a whole
+nn.Module, an argparse.Namespace inside a checkpoint) is pickled into the record;
+ember.load refuses it unless called with weights_only=False, as torch.load does. Each
+tensor is
 stored contiguous; a tensor object saved twice is stored once and loads as one
 object, but views do not share storage after loading (torch.save keeps that).
 bfloat16 and complex128, which safetensors does not store, are stored as uint16
@@ -31,6 +33,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import pickle
 import struct
 
 import numpy as np
@@ -91,9 +94,26 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [_encode(v, arrays, tensors, seen) for v in obj]}
-    raise SaveError(f"ember.save: cannot save an object of type {type(obj).__name__} "
-                    "(it saves tensors, and dicts, lists and tuples of tensors, sizes, dtypes, "
-                    "numbers, strings and None)")
+    return {"pickle": _pickled(obj)}
+
+
+def _pickled(obj) -> str:
+    """An object outside the data format (a whole nn.Module, an argparse.Namespace in a
+    checkpoint) as base64 pickle bytes; ember.load unpickles it only when called with
+    weights_only=False, as torch.load does."""
+    import base64
+    import pickle
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        raise SaveError(f"ember.save: cannot save an object of type {type(obj).__name__}: "
+                        f"it is not tensors, containers, numbers or strings, and it cannot "
+                        f"be pickled ({err})") from None
+    return base64.b64encode(data).decode("ascii")
+
+
+class WeightsOnlyError(ArtifactError, pickle.UnpicklingError):
+    """ember.load met a pickled object while loading weights only."""
 
 
 def _encode_qparams(qtensor, key: str, arrays: dict) -> dict:
@@ -125,8 +145,8 @@ def _storable(array: np.ndarray) -> tuple[np.ndarray, str]:
 
 # --- loading -----------------------------------------------------------------------------------
 def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
-    """Load what `save` wrote. `weights_only` and `mmap` are accepted for torch.load's
-    sake: the format holds data only, and is read whole."""
+    """Load what `save` wrote. Pickled objects in it load only with weights_only=False
+    (None means True, torch.load's default); `mmap` is accepted: the file is read whole."""
     from safetensors.numpy import load as from_bytes
     name = os.fspath(f) if _is_path(f) else getattr(f, "name", "<file object>")
     data = _read(f, name)
@@ -144,7 +164,7 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
     tensors = {key: _tensor(arrays[key], info, place) if "qparams" not in info
                else _quantized_tensor(arrays, key, info)
                for key, info in record["tensors"].items()}
-    return _decode(record["object"], tensors)
+    return _decode(record["object"], tensors, name, weights_only is False)
 
 
 def _read(f, name: str) -> bytes:
@@ -213,11 +233,13 @@ def _placement(map_location):
                     f"of them, not {type(map_location).__name__}")
 
 
-def _decode(node: dict, tensors: dict):
+def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = False):
     from .tensor import Size
     (kind, value), = node.items()
     if kind == "tensor":
         return tensors[value]
+    if kind == "pickle":
+        return _unpickled(value, name, unpickle)
     if kind == "value":
         return float(value["float"]) if isinstance(value, dict) else value
     if kind == "dtype":
@@ -225,12 +247,25 @@ def _decode(node: dict, tensors: dict):
     if kind == "size":
         return Size(value)
     if kind in ("dict", "ordered_dict"):
-        pairs = ((_decode(k, tensors), _decode(v, tensors)) for k, v in value)
+        pairs = ((_decode(k, tensors, name, unpickle), _decode(v, tensors, name, unpickle))
+                 for k, v in value)
         return collections.OrderedDict(pairs) if kind == "ordered_dict" else dict(pairs)
     if kind in ("list", "tuple"):
-        items = [_decode(v, tensors) for v in value]
+        items = [_decode(v, tensors, name, unpickle) for v in value]
         return items if kind == "list" else tuple(items)
     raise ArtifactError(f"ember.load: unknown entry {kind!r} in the file's structure record")
+
+
+def _unpickled(data: str, name: str, allowed: bool):
+    if not allowed:
+        raise WeightsOnlyError(
+            f"{name}: Weights only load failed: the file holds a pickled Python object "
+            "(saved with ember.save(obj) where obj is not tensors and containers, e.g. a "
+            "whole module). Unpickling runs code from the file: if you trust its source, "
+            "load it with ember.load(f, weights_only=False); better, save and load the "
+            "module's state_dict()")
+    import base64
+    return pickle.loads(base64.b64decode(data))
 
 
 def _is_path(f) -> bool:

@@ -377,6 +377,21 @@ class Tensor:
         hooks.append(hook)
         return _HookHandle(hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """hook(tensor), called on a leaf after its gradient is accumulated into .grad
+        (e.g. to run the optimizer step for that parameter inside backward)."""
+        if not self.requires_grad:
+            raise AutogradError("cannot register a hook on a tensor that doesn't require "
+                                "gradient")
+        if self.grad_fn is not None:
+            raise AutogradError("post accumulate grad hooks cannot be registered on "
+                                "non-leaf tensors")
+        from .autograd.engine import edge_of
+        accumulator, _ = edge_of(self)
+        hooks = accumulator.__dict__.setdefault("post_accumulate_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
     def retain_grad(self) -> None:
         if self.grad_fn is None or self._retains_grad:
             return
@@ -384,6 +399,7 @@ class Tensor:
 
         def store(grad):
             self.grad = grad.detach() if self.grad is None else (self.grad + grad).detach()
+        store.stores_retained_grad = True
         self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
 
     @property

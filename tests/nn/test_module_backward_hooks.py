@@ -1,5 +1,6 @@
-"""Module.register_full_backward_hook / register_full_backward_pre_hook against torch:
-what the hooks see, when they run, and replacing grad_input / grad_output."""
+"""Module.register_full_backward_hook / register_full_backward_pre_hook against torch
+(what the hooks see, when they run, replacing grad_input / grad_output), and the other
+Module APIs added with them (register_backward_hook refused, to_empty)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 def _pair(rng):
     """The same two-layer MLP in ember and in torch."""
-    w1, b1 = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
-    w2, b2 = rng.standard_normal((2, 4)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
+    w1, b1, w2, b2 = (rng.standard_normal(shape).astype(np.float32)
+                      for shape in ((4, 3), (4,), (2, 4), (2,)))
     nets = []
     for lib in (ember, torch):
         net = lib.nn.Sequential(lib.nn.Linear(3, 4), lib.nn.Tanh(), lib.nn.Linear(4, 2))
@@ -112,3 +113,22 @@ def test_forward_hooks_still_run_with_backward_hooks():
         layer(ember.ones(1, 2))                      # no graph: no backward wrapping
     layer(ember.ones(1, 2)).sum().backward()
     assert calls == ["fwd", "fwd", "bwd"]
+
+
+def test_legacy_backward_hook_refused_with_the_replacement_named():
+    with pytest.raises(NotImplementedError, match="register_full_backward_hook"):
+        ember.nn.Linear(2, 2).register_backward_hook(lambda m, gi, go: None)
+
+
+def test_to_empty_keeps_structure_like_torch():
+    results = []
+    for lib in (ember, torch):
+        model = lib.nn.Sequential(lib.nn.Linear(2, 3), lib.nn.BatchNorm1d(3))
+        weight = model[0].weight
+        model.to_empty(device="cpu")
+        model[0].reset_parameters()
+        model[1].reset_running_stats()
+        results.append(([(n, tuple(t.shape), str(t.dtype).split(".")[-1], t.device.type)
+                         for n, t in model.state_dict().items()],
+                        model[0].weight is weight, tuple(model(lib.ones(4, 2)).shape)))
+    assert results[0] == results[1]

@@ -11,18 +11,20 @@ __all__ = ["backward", "grad", "Node", "Function", "FunctionCtx", "once_differen
 from . import functional, forward_ad  # noqa: E402  (they need engine and grad_mode)
 from .gradcheck import gradcheck, gradgradcheck, GradcheckError  # noqa: E402
 from .variable import Variable  # noqa: E402
+from . import graph, profiler  # noqa: E402
 
 from .anomaly import (detect_anomaly, set_detect_anomaly, is_anomaly_enabled,  # noqa: E402
                       is_anomaly_check_nan_enabled)
 
 __all__ += ["functional", "forward_ad", "gradcheck", "gradgradcheck", "GradcheckError",
             "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
-            "is_anomaly_check_nan_enabled", "Variable"]
+            "is_anomaly_check_nan_enabled", "Variable", "graph", "profiler"]
 
 # `ember.autograd` is this package: register it (and its public submodules) under that
 # name too, so `import ember.autograd.functional as F` works as torch's spelling does and
 # never loads a second copy of a submodule.
 import sys as _sys  # noqa: E402
 _sys.modules.setdefault("ember.autograd", _sys.modules[__name__])
-for _name in ("functional", "forward_ad", "gradcheck", "function", "variable"):
+for _name in ("functional", "forward_ad", "gradcheck", "function", "variable", "graph",
+              "profiler"):
     _sys.modules.setdefault(f"ember.autograd.{_name}", _sys.modules[f"{__name__}.{_name}"])

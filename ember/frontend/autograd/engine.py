@@ -92,6 +92,8 @@ class AccumulateGrad(Node):
             pass                            # PyTorch's `grad += new` (no new tensor)
         else:
             var.grad = self._owned_grad = (var.grad + grad).detach()
+        for hook in list(self.__dict__.get("post_accumulate_hooks", ())):
+            hook(var)
         return ()
 
 
@@ -112,15 +114,32 @@ def _accumulate_in_place(acc: Tensor, grad: Tensor) -> bool:
     return True
 
 
+#: (pack, unpack) pairs of the active autograd.graph.saved_tensors_hooks blocks
+SAVED_TENSORS_HOOKS: list = []
+
+
 class SavedTensor:
-    """A tensor saved for backward, with the version it had; checked on unpack."""
-    __slots__ = ("tensor", "version")
+    """A tensor saved for backward, with the version it had; checked on unpack. Inside
+    saved_tensors_hooks, what is kept is pack(tensor), and unpack(packed) returns it."""
+    __slots__ = ("tensor", "version", "unpack_hook")
 
     def __init__(self, t: Tensor):
+        if SAVED_TENSORS_HOOKS:
+            pack, self.unpack_hook = SAVED_TENSORS_HOOKS[-1]
+            active = SAVED_TENSORS_HOOKS[:]
+            SAVED_TENSORS_HOOKS.clear()       # ops inside pack save tensors unhooked
+            try:
+                self.tensor, self.version = pack(t), None
+            finally:
+                SAVED_TENSORS_HOOKS[:] = active
+            return
         self.tensor = t
         self.version = t._version
+        self.unpack_hook = None
 
     def unpack(self, node: "Node") -> Tensor:
+        if self.unpack_hook is not None:
+            return self.unpack_hook(self.tensor)
         t = self.tensor
         if t._version != self.version:
             raise AutogradError(
@@ -441,12 +460,18 @@ def _run_pre_hooks(node, grads):
         return grads
     grads = list(grads)
     for nr, hooks in node.pre_hooks.items():
-        for hook in hooks:
+        # retain_grad's store runs after the tensor's other hooks, whenever it was
+        # registered, so .grad holds the gradient the hooks produced (as in PyTorch)
+        for hook in sorted(hooks, key=_stores_retained_grad):
             if grads[nr] is not None:
                 new = hook(grads[nr])
                 if new is not None:
                     grads[nr] = new
     return grads
+
+
+def _stores_retained_grad(hook) -> bool:
+    return getattr(hook, "stores_retained_grad", False)
 
 
 def _add_to_buffer(buffers, node, nr, g, n_out):

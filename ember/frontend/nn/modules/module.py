@@ -370,6 +370,14 @@ class Module:
             self._backward_hooks.move_to_end(handle.id, last=False)
         return handle
 
+    def register_backward_hook(self, hook):
+        """PyTorch's deprecated form, whose grad_input is that of the module's last
+        autograd node rather than the module's inputs: not reproduced; refused by name."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.register_backward_hook (deprecated in PyTorch) is not "
+            "supported: use register_full_backward_hook(hook), which passes the gradients "
+            "of the module's inputs and outputs")
+
     def register_full_backward_pre_hook(self, hook, prepend: bool = False) -> RemovableHandle:
         """hook(module, grad_output) -> None or a new grad_output, called before the
         module's gradients are computed."""
@@ -535,6 +543,13 @@ class Module:
 
     def cpu(self) -> "Module":
         return self._apply(lambda t: t.to("cpu"))
+
+    def to_empty(self, *, device, recurse: bool = True) -> "Module":
+        """Parameters and buffers become uninitialized tensors of the same shapes and
+        dtypes on `device` (after building on the 'meta' device; initialize them next)."""
+        from ...factories import empty
+        return self._apply(lambda t: empty(tuple(t.shape), dtype=t.dtype, device=device),
+                           recurse=recurse)
 
     def cuda(self, device=None) -> "Module":
         return self._apply(lambda t: t.to("cuda" if device is None else device))

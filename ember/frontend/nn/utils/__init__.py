@@ -13,5 +13,7 @@ from .weight_norm import weight_norm, remove_weight_norm  # noqa: F401
 from .spectral_norm import spectral_norm, remove_spectral_norm  # noqa: F401
 from . import parametrize, parametrizations  # noqa: F401,E402
 from . import rnn  # noqa: F401,E402
+from . import prune  # noqa: F401,E402
 import sys as _sys  # noqa: E402
 _sys.modules.setdefault("ember.nn.utils.rnn", rnn)   # `import ember.nn.utils.rnn`: the same module
+_sys.modules.setdefault("ember.nn.utils.prune", prune)

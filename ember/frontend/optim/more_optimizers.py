@@ -1,0 +1,332 @@
+"""Adadelta, Adamax, NAdam, RAdam, Rprop: torch.optim's hyperparameters, defaults, state
+keys and update order (its single-tensor path), written as in-place tensor updates under
+no_grad. Unlike SGD/Adam there is no pure functional form of these updates (yet), so a
+compiled training step cannot include them; eager training uses them as torch does."""
+from __future__ import annotations
+
+import math
+
+from ..autograd import no_grad
+from .optimizer import Optimizer
+from .optimizers import _check, _implementation_flags, _step_tensor
+
+
+def _zeros_like(p):
+    from ... import zeros_like
+    return zeros_like(p)
+
+
+class _InPlaceOptimizer(Optimizer):
+    """step(): for each parameter with a gradient, `_update(param, grad, state, group)`."""
+    _state_keys: tuple[str, ...] = ()
+
+    def _init_state(self, p, state: dict, group: dict) -> None:
+        state["step"] = _step_tensor()
+        for key in self._state_keys:
+            state[key] = _zeros_like(p)
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in self.param_groups:
+                for p in self._params_with_grad(group):
+                    state = self.state[p]
+                    if len(state) == 0:
+                        self._init_state(p, state, group)
+                    grad = -p.grad if group.get("maximize") else p.grad
+                    state["step"] += 1
+                    self._update(p, grad, state, group, state["step"].item())
+        return loss
+
+    def _update(self, p, grad, state: dict, group: dict, step: float) -> None:
+        raise NotImplementedError
+
+
+def _check_common(lr, eps, weight_decay, betas=None) -> None:
+    _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+    _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+    _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+    if betas is not None:
+        _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+        _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+
+
+class Adadelta(_InPlaceOptimizer):
+    _state_keys = ("square_avg", "acc_delta")
+
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, foreach=None, *, capturable: bool = False,
+                 maximize: bool = False, differentiable: bool = False):
+        _implementation_flags("Adadelta", differentiable)
+        _check_common(lr, eps, weight_decay)
+        _check(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def _update(self, p, grad, state, group, step):
+        rho, eps = group["rho"], group["eps"]
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        square_avg, acc_delta = state["square_avg"], state["acc_delta"]
+        square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+        std = square_avg.add(eps).sqrt_()
+        delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
+        acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+        p.add_(delta, alpha=-group["lr"])
+
+
+class Adamax(_InPlaceOptimizer):
+    _state_keys = ("exp_avg", "exp_inf")
+
+    def __init__(self, params, lr: float = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, foreach=None, *, maximize: bool = False,
+                 differentiable: bool = False, capturable: bool = False):
+        _implementation_flags("Adamax", differentiable)
+        _check_common(lr, eps, weight_decay, betas)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def _update(self, p, grad, state, group, step):
+        from ... import maximum
+        beta1, beta2 = group["betas"]
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_inf.copy_(maximum(exp_inf.mul_(beta2), grad.abs().add_(group["eps"])))
+        p.addcdiv_(exp_avg, exp_inf, value=-group["lr"] / (1 - beta1 ** step))
+
+
+class NAdam(_InPlaceOptimizer):
+    _state_keys = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr: float = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, *, foreach=None,
+                 maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False):
+        _implementation_flags("NAdam", differentiable)
+        _check_common(lr, eps, weight_decay, betas)
+        _check(momentum_decay >= 0.0, f"Invalid momentum_decay value: {momentum_decay}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize))
+
+    def _init_state(self, p, state, group):
+        super()._init_state(p, state, group)
+        state["mu_product"] = _step_tensor(1.0)
+
+    def _update(self, p, grad, state, group, step):
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        if group["weight_decay"] != 0:
+            if group["decoupled_weight_decay"]:
+                p.mul_(1 - lr * group["weight_decay"])
+            else:
+                grad = grad.add(p, alpha=group["weight_decay"])
+        mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * group["momentum_decay"]))
+        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * group["momentum_decay"]))
+        state["mu_product"] *= mu                  # a float32 product, as in torch
+        mu_product = state["mu_product"].item()
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = exp_avg_sq.div(1 - beta2 ** step).sqrt().add_(group["eps"])
+        p.addcdiv_(grad, denom, value=-lr * (1.0 - mu) / (1.0 - mu_product))
+        p.addcdiv_(exp_avg, denom, value=-lr * mu_next / (1.0 - mu_product * mu_next))
+
+
+class RAdam(_InPlaceOptimizer):
+    _state_keys = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 foreach=None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False):
+        _implementation_flags("RAdam", differentiable)
+        _check_common(lr, eps, weight_decay, betas)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize))
+
+    def _update(self, p, grad, state, group, step):
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        if group["weight_decay"] != 0:
+            if group["decoupled_weight_decay"]:
+                p.mul_(1 - lr * group["weight_decay"])
+            else:
+                grad = grad.add(p, alpha=group["weight_decay"])
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias_correction2 = 1 - beta2 ** step
+        corrected_avg = exp_avg / (1 - beta1 ** step)
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * step * (beta2 ** step) / bias_correction2
+        if rho_t > 5.0:           # the variance is tractable: rectified adaptive step
+            rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
+                             / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            adaptive_lr = math.sqrt(bias_correction2) / exp_avg_sq.sqrt().add_(group["eps"])
+            p.add_(corrected_avg * lr * adaptive_lr * rect, alpha=-1.0)
+        else:
+            p.add_(corrected_avg * lr, alpha=-1.0)
+
+
+class Rprop(_InPlaceOptimizer):
+    def __init__(self, params, lr: float = 1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50),
+                 *, capturable: bool = False, foreach=None, maximize: bool = False,
+                 differentiable: bool = False):
+        _implementation_flags("Rprop", differentiable)
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(0.0 < etas[0] < 1.0 < etas[1], f"Invalid eta values: {etas[0]}, {etas[1]}")
+        super().__init__(params, dict(lr=lr, etas=etas, step_sizes=step_sizes,
+                                      maximize=maximize))
+
+    def _init_state(self, p, state, group):
+        from ... import full_like
+        state["step"] = _step_tensor()
+        state["prev"] = _zeros_like(p)
+        state["step_size"] = full_like(p, group["lr"])
+
+    def _update(self, p, grad, state, group, step):
+        from ... import where
+        eta_minus, eta_plus = group["etas"]
+        low, high = group["step_sizes"]
+        agreement = (grad * state["prev"]).sign()
+        factor = where(agreement > 0, eta_plus, where(agreement < 0, eta_minus, 1.0))
+        factor = factor.to(p.dtype)
+        state["step_size"].mul_(factor).clamp_(low, high)
+        grad = where(agreement < 0, 0.0, grad).to(p.dtype)   # a sign flip skips this step
+        p.addcmul_(grad.sign(), state["step_size"], value=-1)
+        state["prev"].copy_(grad)
+
+
+__all__ = ["Adadelta", "Adamax", "NAdam", "RAdam", "Rprop"]
+
+
+class LBFGS(Optimizer):
+    """torch.optim.LBFGS without a line search: step(closure) runs up to max_iter
+    quasi-Newton iterations with a fixed step lr (the first scaled by 1/|grad|_1), keeping
+    the last history_size curvature pairs. Its state (on the first parameter) has
+    torch's keys, so a run can be resumed. line_search_fn='strong_wolfe' is refused."""
+
+    def __init__(self, params, lr: float = 1, max_iter: int = 20, max_eval=None,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
+                 history_size: int = 100, line_search_fn=None):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        if line_search_fn is not None:
+            raise NotImplementedError(
+                f"LBFGS: line_search_fn={line_search_fn!r} is not supported; ember's LBFGS "
+                "takes fixed steps of size lr (line_search_fn=None)")
+        if max_eval is None:
+            max_eval = max_iter * 5 // 4
+        super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
+                                      tolerance_grad=tolerance_grad,
+                                      tolerance_change=tolerance_change,
+                                      history_size=history_size,
+                                      line_search_fn=line_search_fn))
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+        self._params = self.param_groups[0]["params"]
+
+    def _flat_grad(self):
+        from ... import cat, zeros
+        return cat([p.grad.reshape(-1) if p.grad is not None
+                    else zeros(p.numel(), dtype=p.dtype, device=p.device)
+                    for p in self._params], 0)
+
+    def _add_grad(self, step_size: float, direction) -> None:
+        offset = 0
+        for p in self._params:
+            numel = p.numel()
+            p.add_(direction[offset:offset + numel].view_as(p), alpha=step_size)
+            offset += numel
+
+    def step(self, closure):
+        if closure is None:
+            raise RuntimeError("LBFGS.step() needs a closure that re-evaluates the model "
+                               "and returns the loss")
+        group = self.param_groups[0]
+        lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
+        tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
+        history_size = group["history_size"]
+        state = self.state[self._params[0]]
+        state.setdefault("func_evals", 0)
+        state.setdefault("n_iter", 0)
+        orig_loss = self._closure_loss(closure)
+        loss = float(orig_loss)
+        current_evals = 1
+        state["func_evals"] += 1
+        with no_grad():
+            flat_grad = self._flat_grad()
+            if flat_grad.abs().max().item() <= tolerance_grad:
+                return orig_loss
+            d, t = state.get("d"), state.get("t")
+            old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
+            H_diag, prev_flat_grad = state.get("H_diag"), state.get("prev_flat_grad")
+            prev_loss = state.get("prev_loss")
+            n_iter = 0
+            while n_iter < max_iter:
+                n_iter += 1
+                state["n_iter"] += 1
+                if state["n_iter"] == 1:
+                    d, old_dirs, old_stps, ro, H_diag = flat_grad.neg(), [], [], [], 1.0
+                else:
+                    d, H_diag = self._direction(flat_grad, prev_flat_grad, d, t, old_dirs,
+                                                old_stps, ro, H_diag, history_size)
+                prev_flat_grad = flat_grad.clone()
+                prev_loss = loss
+                t = (min(1.0, 1.0 / flat_grad.abs().sum().item()) * lr
+                     if state["n_iter"] == 1 else lr)
+                if flat_grad.dot(d).item() > -tolerance_change:   # not a descent direction
+                    break
+                self._add_grad(t, d)
+                evals = 0
+                if n_iter != max_iter:
+                    loss = float(self._closure_loss(closure))
+                    flat_grad = self._flat_grad()
+                    evals = 1
+                current_evals += evals
+                state["func_evals"] += evals
+                if n_iter == max_iter or current_evals >= max_eval:
+                    break
+                if flat_grad.abs().max().item() <= tolerance_grad:
+                    break
+                if d.mul(t).abs().max().item() <= tolerance_change:
+                    break
+                if abs(loss - prev_loss) < tolerance_change:
+                    break
+            state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro,
+                         H_diag=H_diag, prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        return orig_loss
+
+    @staticmethod
+    def _direction(flat_grad, prev_flat_grad, d, t, old_dirs, old_stps, ro, H_diag,
+                   history_size):
+        """The two-loop recursion: -H grad from the stored curvature pairs (updated with
+        the last step's pair when it has positive curvature)."""
+        y = flat_grad.sub(prev_flat_grad)
+        s = d.mul(t)
+        ys = y.dot(s).item()
+        if ys > 1e-10:
+            if len(old_dirs) == history_size:
+                old_dirs.pop(0)
+                old_stps.pop(0)
+                ro.pop(0)
+            old_dirs.append(y)
+            old_stps.append(s)
+            ro.append(1.0 / ys)
+            H_diag = ys / y.dot(y).item()
+        alphas = [0.0] * len(old_dirs)
+        q = flat_grad.neg()
+        for i in range(len(old_dirs) - 1, -1, -1):
+            alphas[i] = old_stps[i].dot(q).item() * ro[i]
+            q.add_(old_dirs[i], alpha=-alphas[i])
+        r = q.mul(H_diag)
+        for i in range(len(old_dirs)):
+            beta = old_dirs[i].dot(r).item() * ro[i]
+            r.add_(old_stps[i], alpha=alphas[i] - beta)
+        return r, H_diag
+
+
+__all__ += ["LBFGS"]
