@@ -210,7 +210,7 @@ ROUTE_MODELS = {
 @pytest.fixture
 def launch_free(cuda, monkeypatch):
     import test_compile_cuda
-    from ember.frontend import compile_cuda
+    from ember.compiler import compile_cuda
     if test_compile_cuda.EMULATED:
         monkeypatch.setattr(eager_cuda, "launch", lambda generated, tensors, index: None)
         monkeypatch.setattr(compile_cuda, "_launch", lambda kernel, tensors: None)
