@@ -17,6 +17,14 @@ lanes on AVX-512, 8 on AVX2), with a one-lane remainder loop:
   vectorized along the last inner variable (row reductions: softmax, layernorm,
   sum over the last dim). A sum keeps one W-lane vector accumulator (each lane adds
   n / W terms) and ends with a pairwise horizontal reduction.
+INNER mode is chosen when more loads walk the last inner variable contiguously than
+the last outer one, except when the inner loop is shorter than a vector (a pooling
+window's 2 or 3 columns): then the outputs are vectorized if every load reads them at
+a stride of at most MAX_SHUFFLED_STRIDE, with half-width vectors for output rows
+shorter than a register (a 14-wide pooled row). Loads whose lanes are 1..4 elements
+apart are one `llvm.masked.load` (plus a shuffle keeping every stride-th element);
+masked loads (windows over padding) mask the lanes off, so nothing outside the
+buffer is read; wider strides load lane by lane.
 Values that do not depend on the vectorized variable stay scalar ("uniform") and
 are splatted only where they meet a vector, so per-channel constants (batchnorm's
 rsqrt(var + eps)) are computed once per row.
