@@ -279,7 +279,12 @@ def test_torchvision_detections_match_torch(name, rng):
         actual = port([ember.tensor(image)])[0]
     assert len(expected["scores"]) >= 3 and float(expected["scores"].std()) > 1e-3
     np.testing.assert_array_equal(actual["labels"].numpy(), expected["labels"].numpy())
-    np.testing.assert_allclose(actual["scores"].numpy(), expected["scores"].numpy(),
-                               rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(actual["boxes"].numpy(), expected["boxes"].numpy(),
-                               rtol=1e-4, atol=1e-3)
+    scores = expected["scores"].numpy()
+    np.testing.assert_allclose(actual["scores"].numpy(), scores, rtol=1e-4, atol=1e-5)
+    # boxes of detections whose score no other detection shares: among exactly tied
+    # scores (boxes over the image's uniform border see the same features) torch's own
+    # order and choice of proposal are unspecified
+    unique = np.array([np.sum(np.abs(scores - s) <= 1e-6) == 1 for s in scores])
+    assert unique.sum() >= 3
+    np.testing.assert_allclose(actual["boxes"].numpy()[unique],
+                               expected["boxes"].numpy()[unique], rtol=1e-4, atol=1e-3)
