@@ -251,6 +251,18 @@ def _profile(path: str) -> list:
     return model.profile(*arrays)
 
 
+def _io_table(manifest: dict):
+    """The artifact's inputs and outputs: name, dtype and shape, one row each."""
+    from rich.table import Table
+    io = Table(title="inputs and outputs")
+    for col in ("", "name", "dtype", "shape"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for s in manifest[kind]:
+            io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
+    return io
+
+
 def _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph) -> None:
     """inspect's tables for a target="cuda" artifact: target, inputs/outputs, launches."""
     from rich.table import Table
@@ -265,13 +277,7 @@ def _inspect_cuda(console, artifact, manifest, members, plan, memory, show_graph
                        ("replay", f"CUDA graph: {plan.get('cuda_graphs')}")):
         head.add_row(key, str(value))
     console.print(head)
-    io = Table(title="inputs and outputs")
-    for col in ("", "name", "dtype", "shape"):
-        io.add_column(col)
-    for kind in ("inputs", "outputs"):
-        for s in manifest[kind]:
-            io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
-    console.print(io)
+    console.print(_io_table(manifest))
     kernels = plan["kernels"]
     launches = Table(title=f"plan: {len(plan['launches'])} launches of {len(kernels)} cubins")
     for col in ("#", "step", "kernel", "grid", "block", "shared bytes"):
@@ -381,13 +387,7 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
         head.add_row("dynamic", f"s0 ({where}) in [{dynamic['min']}, {dynamic['max']}]: one "
                                 "program per size; shapes below at the example size")
     console.print(head)
-    io = Table(title="inputs and outputs")
-    for col in ("", "name", "dtype", "shape"):
-        io.add_column(col)
-    for kind in ("inputs", "outputs"):
-        for s in manifest[kind]:
-            io.add_row(kind[:-1], s["name"], s["dtype"], "x".join(map(str, s["shape"])))
-    console.print(io)
+    console.print(_io_table(manifest))
     steps = Table(title=f"plan: {len(plan['steps'])} steps")
     for col in ("#", "step", "kind", "outputs") + (("median ms", "%") if timings else ()):
         steps.add_column(col, justify="right" if col in ("median ms", "%") else "left")
