@@ -174,8 +174,15 @@ def _fmt(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
+# A pause before each timed block: PyTorch's OpenMP workers and onnxruntime's intra-op
+# threads spin for a while after a call, and on 2 cores that takes one from whatever runs
+# next (measured: ember's transformer layer 45% slower right after a torch call,
+# unaffected after 10 ms; the resnet18 artifact 81 ms right after onnxruntime, 62 ms alone).
+SETTLE_S = 0.01
+
+
 def timed_row(label: str, fns: dict[str, Callable[[], object]], args: argparse.Namespace,
-              repeats: int | None = None, inner: int = 1, settle_s: float = 0.0,
+              repeats: int | None = None, inner: int = 1, settle_s: float = SETTLE_S,
               base: str = "ember", measurements: list | None = None,
               clocks: dict[str, Callable[[], float]] | None = None) -> dict:
     """One results row: every callable timed interleaved (see `interleaved`), ratios

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("COLUMNS", "180")     # rich: keep the wide tables readable
 import torch  # noqa: E402
 
-from benchmarks.common import (Bench, bench_args, measure, timed_row,  # noqa: E402
+from benchmarks.common import (SETTLE_S, Bench, bench_args, measure, timed_row,  # noqa: E402
                                torch_resnet18)
 from ember.codegen.llvm import gemm as G  # noqa: E402
 from ember.codegen.llvm import irutil as u  # noqa: E402
@@ -80,10 +80,6 @@ class Context:
         return row
 
 
-# A pause before each timed call: PyTorch's OpenMP workers spin for a while after a
-# parallel region, and on 2 cores that takes one from whatever runs next (measured:
-# ember's transformer layer 45% slower right after a torch call, unaffected after 10 ms).
-SETTLE_S = 0.01
 
 
 @dataclass
