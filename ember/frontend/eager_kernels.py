@@ -10,7 +10,9 @@ compiled plans use); this module offers them to eager dispatch:
 strides and scalar arguments) and then *measures*: the first call runs both the
 candidate and the reference on the real inputs (alternately, best of three each),
 compares the values (float32 tolerance; a mismatch keeps the reference and is recorded) and keeps
-the kernel only when it is at least 10% faster.
+the kernel only when it is at least 10% faster; in deterministic mode
+(`use_deterministic_algorithms(True)`) it keeps an agreeing kernel without timing, so
+results do not depend on the machine's load.
 Every decision lands in `CHOICES`, keyed by (op, dtype, argument shapes), which
 `print_choices()` (the eager benchmark) prints. Compiled kernels are cached per
 process and on disk by codegen (`gemm_kernel`, `conv_kernels`).
@@ -30,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..ir import determinism
 from ..ir.meta import TensorMeta, channels_last
 from ..ir.ops.conv import ConvParams
 from .tensor import Tensor
@@ -430,11 +433,16 @@ def choose(op, args: tuple, kernel: Callable, reference: Callable):
         CHOICES[key] = {"kernel": "reference",
                         "why": f"kernel failed: {type(err).__name__}: {err}"[:120]}
         return reference(), None
-    use = close and t_kernel < _MARGIN * t_ref
+    # deterministic mode: a choice by timing would make results (the summation order)
+    # depend on the machine's load, so the generated kernel (fixed order by construction)
+    # is kept whenever its values agree
+    faster = t_kernel < _MARGIN * t_ref or determinism.enabled()
+    use = close and faster
     impl = getattr(kernel, "impl", "llvm")
+    why = ("values differ: kept the reference" if not close else
+           "deterministic mode: chosen without timing" if determinism.enabled() else "")
     CHOICES[key] = {"kernel": impl if use else "reference", "kernel_ms": t_kernel * 1e3,
-                    "reference_ms": t_ref * 1e3, "candidate": impl,
-                    "why": "" if close else "values differ: kept the reference"}
+                    "reference_ms": t_ref * 1e3, "candidate": impl, "why": why}
     return (got if use else expected), (kernel if use else None)
 
 

@@ -152,6 +152,33 @@ def test_measured_choice_is_recorded_and_eager_matches_torch(rng, small_work):
         assert "kernel_ms" in rows[name] and rows[name]["why"] == "", rows[name]
 
 
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_deterministic_mode_keeps_an_agreeing_kernel_without_timing(deterministic, rng,
+                                                                     monkeypatch):
+    """Timed as 10x slower than NumPy, the kernel loses the race; in deterministic mode the
+    race does not decide (results must not depend on the machine's load)."""
+    op = get_op("mm")
+    a = ember.tensor(rng.standard_normal((64, 64)).astype(np.float32))
+    b = ember.tensor(rng.standard_normal((64, 64)).astype(np.float32))
+    reference = lambda: op.reference(a.numpy(), b.numpy())      # noqa: E731
+    real_race = eager_kernels._race
+
+    def slow_kernel_race(kernel_call, ref):
+        expected, got, _, _ = real_race(kernel_call, ref)
+        return expected, got, 1.0, 10.0
+    monkeypatch.setattr(eager_kernels, "_race", slow_kernel_race)
+    monkeypatch.setattr(eager_kernels, "_MIN_WORK", 0)
+    kernel = eager_kernels.candidate(op, (a, b), op.meta(a, b))
+    previous = ember.are_deterministic_algorithms_enabled()
+    ember.use_deterministic_algorithms(deterministic)
+    try:
+        result, kept = eager_kernels.choose(op, (a, b), kernel, reference)
+    finally:
+        ember.use_deterministic_algorithms(previous)
+    assert (kept is kernel) is deterministic
+    np.testing.assert_allclose(result, reference(), rtol=1e-4, atol=1e-4)
+
+
 # --- the plan cache ------------------------------------------------------------------------
 
 def test_cached_plans_keep_promotion_and_scalar_values():
