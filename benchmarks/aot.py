@@ -175,6 +175,11 @@ def _onnxruntime(t_model, xt, threads: int | None = None):
         f = io.BytesIO()
         torch.onnx.export(t_model, (xt,), f, dynamo=False, input_names=["x"])
         options = onnxruntime.SessionOptions()
+        # onnxruntime's intra-op threads spin after each run by default, taking a core
+        # from whatever runs next (measured: the resnet18 artifact 79 ms 10 ms after an
+        # onnxruntime call, 62 ms alone); without spinning onnxruntime itself is as fast
+        # (59.1 against 58.5 ms)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = options.inter_op_num_threads = threads
         return onnxruntime.InferenceSession(f.getvalue(), options,
