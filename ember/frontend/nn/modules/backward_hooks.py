@@ -37,6 +37,18 @@ class _CallState:
         return tuple(packed)
 
 
+def _replaced(result, grads: tuple, module, hook_kind: str, what: str) -> tuple:
+    """The gradients a backward (pre) hook returned in place of `grads`, checked as torch
+    checks them; None keeps `grads`."""
+    if result is None:
+        return grads
+    result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+    if len(result) != len(grads):
+        raise RuntimeError(f"{hook_kind} of {type(module).__name__} returned an invalid "
+                           f"number of {what}, got {len(result)}, but expected {len(grads)}")
+    return result
+
+
 class _InputsIdentity(Function):
     @staticmethod
     def forward(ctx, state, *tensors):
@@ -48,15 +60,8 @@ class _InputsIdentity(Function):
         state = ctx.state
         grad_input = state.grad_input(grads)
         for hook in list(state.module._backward_hooks.values()):
-            result = hook(state.module, grad_input, state.grad_outputs)
-            if result is not None:
-                result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-                if len(result) != len(grad_input):
-                    raise RuntimeError(
-                        f"Backward hook of {type(state.module).__name__} returned an invalid "
-                        f"number of grad_input, got {len(result)}, but expected "
-                        f"{len(grad_input)}")
-                grad_input = result
+            grad_input = _replaced(hook(state.module, grad_input, state.grad_outputs),
+                                   grad_input, state.module, "Backward hook", "grad_input")
         return (None, *(grad_input[i] for i in state.input_positions))
 
 
@@ -70,15 +75,8 @@ class _OutputsIdentity(Function):
     def backward(ctx, *grads):
         state, module = ctx.state, ctx.state.module
         for hook in list(module._backward_pre_hooks.values()):
-            result = hook(module, grads)
-            if result is not None:
-                result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-                if len(result) != len(grads):
-                    raise RuntimeError(
-                        f"Backward pre hook of {type(module).__name__} returned an invalid "
-                        f"number of grad_output, got {len(result)}, but expected "
-                        f"{len(grads)}")
-                grads = result
+            grads = _replaced(hook(module, grads), grads, module, "Backward pre hook",
+                              "grad_output")
         state.grad_outputs = grads
         if not state.inputs_wrapped:     # no input needs a gradient: hooks run now
             empty = state.grad_input(())
