@@ -11,6 +11,7 @@ import torch.ao.nn.quantized as tnnq
 import torch.ao.quantization as tq
 
 import ember
+from tests.quant.quant_twins import share_random_weights
 import ember.ao.nn.quantized as ennq
 import ember.ao.quantization as eq
 
@@ -93,16 +94,7 @@ def model_classes(lib):
 
 def twin_models(name, rng, train=False):
     t_model, e_model = model_classes(torch)[name](), model_classes(ember)[name]()
-    state = {}
-    for k, v in t_model.state_dict().items():
-        if v.dtype.is_floating_point:
-            arr = rng.standard_normal(v.shape).astype(np.float32) * 0.3
-            if "running_var" in k:
-                arr = np.abs(arr) + 0.5
-            v = torch.from_numpy(arr)
-        state[k] = v
-    t_model.load_state_dict(state)
-    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in state.items()})
+    share_random_weights(t_model, e_model, rng)
     return t_model.train(train), e_model.train(train)
 
 

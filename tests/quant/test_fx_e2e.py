@@ -9,6 +9,7 @@ import torch.ao.quantization as tq
 import torch.ao.quantization.quantize_fx as tqfx
 
 import ember
+from tests.quant.quant_twins import share_random_weights
 import ember.ao.quantization as eq
 import ember.ao.quantization.quantize_fx as eqfx
 
@@ -56,16 +57,7 @@ INPUTS = {"mlp": (32,), "resnetish": (3, 12, 12)}
 def twin_models(name, rng):
     t_model = model_classes(torch)[name]().eval()
     e_model = model_classes(ember)[name]().eval()
-    state = {}
-    for k, v in t_model.state_dict().items():
-        if v.dtype.is_floating_point:
-            arr = rng.standard_normal(v.shape).astype(np.float32) * 0.3
-            if "running_var" in k:
-                arr = np.abs(arr) + 0.5
-            v = torch.from_numpy(arr)
-        state[k] = v
-    t_model.load_state_dict(state)
-    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in state.items()})
+    share_random_weights(t_model, e_model, rng)
     return t_model, e_model
 
 
