@@ -480,10 +480,45 @@ def _convert(prepared, reference: bool) -> GraphModule:
         if hasattr(gm, name):
             delattr(gm, name)
     gm.graph.eliminate_dead_code()
+    _qparams_as_buffers(gm)
     gm.recompile()
     gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
     return gm
+
+
+# where each quantized op takes its output scale and zero point
+_QPARAM_ARGS = {"quantize_per_tensor": 1, "quantized_linear": 3, "quantized_conv2d": 7,
+                "quantized_conv3d": 7, "quantized_add": 2, "quantized_mul": 2}
+
+
+def _qparams_as_buffers(gm) -> None:
+    """Every activation scale / zero point of the converted graph also becomes a buffer
+    (float32 / int64, 0-d, as torch.ao's converted models keep them): `<stem>_scale` /
+    `<stem>_zero_point` beside a layer's packed weight, `_scale_N` / `_zero_point_N` for
+    quantize and add/mul nodes. The graph keeps the numbers as constants (the int8
+    kernels and the compilers read them so); the GraphModule puts loaded values back
+    into them (meta "args_from_buffers"), so state_dict / load_state_dict round-trip."""
+    count = 0
+    for node in gm.graph.nodes:
+        name = node.target.name if node.op == OpKind.call_function and \
+            is_op(node.target) else None
+        at = _QPARAM_ARGS.get(name)
+        if at is None or not isinstance(node.args[at], (int, float)):
+            continue
+        weight = node.args[1] if name.startswith("quantized_") and \
+            name not in ("quantized_add", "quantized_mul") else None
+        if weight is not None and str(weight.target).endswith("_weight"):
+            stem = str(weight.target)[:-len("weight")]          # _packed_fc1_
+            scale_key, zero_key = stem + "scale", stem + "zero_point"
+        else:
+            scale_key, zero_key = f"_scale_{count}", f"_zero_point_{count}"
+            count += 1
+        gm.register_buffer(scale_key, Tensor._from_array(
+            np.array(node.args[at], np.float32)))
+        gm.register_buffer(zero_key, Tensor._from_array(
+            np.array(node.args[at + 1], np.int64)))
+        node.meta["args_from_buffers"] = {at: scale_key, at + 1: zero_key}
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",

@@ -81,6 +81,30 @@ class GraphModule(Module):
         type(self).forward = namespace["forward"]
         return code
 
+    def _load_from_state_dict(self, state_dict, prefix, *rest):
+        super()._load_from_state_dict(state_dict, prefix, *rest)
+        self._refresh_buffer_constants()
+
+    def _refresh_buffer_constants(self) -> None:
+        """Nodes whose meta["args_from_buffers"] maps an argument position to a buffer
+        hold that buffer's value as a constant (convert_fx's activation scales and zero
+        points: the int8 kernels and the compilers read them as numbers, torch keeps them
+        as state); after a load the constants take the loaded values."""
+        changed = False
+        for node in self._graph.nodes:
+            slots = node.meta.get("args_from_buffers")
+            if not slots:
+                continue
+            args = list(node.args)
+            for index, target in slots.items():
+                value = self.get_buffer(target).detach().numpy().reshape(-1)[0]
+                value = float(value) if isinstance(args[index], float) else int(value)
+                if value != args[index]:
+                    args[index], changed = value, True
+            node.args = tuple(args)
+        if changed:
+            self.recompile()
+
     def add_submodule(self, target: str, m: Module) -> bool:
         """Install `m` at the dotted path `target`, creating empty Modules along the way;
         False when a step of the path exists and is not a Module."""

@@ -9,6 +9,7 @@ scalar forms are not observed, and calling the module itself is an error.
 from __future__ import annotations
 
 from ....frontend.nn import Identity, Module
+from ._state import QParamsState
 
 
 class FloatFunctional(Module):
@@ -44,7 +45,7 @@ class FloatFunctional(Module):
         return self.activation_post_process(x @ y)
 
 
-class QFunctional(Module):
+class QFunctional(QParamsState, Module):
     """FloatFunctional's converted form: the same methods on quantized tensors, each
     result quantized with the `scale` and `zero_point` calibrated on FloatFunctional's
     `activation_post_process`. add / add_relu / mul run the registry's quantized_add /

@@ -25,6 +25,7 @@ from ....ir import dtypes
 from ....ir.quantized import per_channel_affine_float_qparams
 from ....ir.ops.quantize import quantize_per_tensor
 from ....ir.ops.quantized import quantized_conv2d, quantized_conv3d, quantized_linear
+from ._state import QParamsState
 
 
 def _output_qparams(mod) -> tuple[float, int]:
@@ -58,8 +59,10 @@ def _float_and_weight_observer(mod, fused_types: tuple):
     return mod, qconfig.weight(), post_holder
 
 
-class Quantize(nn.Module):
+class Quantize(QParamsState, nn.Module):
     """Quantizes a float tensor per tensor with fixed qparams (QuantStub's converted form)."""
+
+    _QPARAMS_SHAPE = (1,)
 
     def __init__(self, scale, zero_point, dtype, factory_kwargs=None):
         super().__init__()
@@ -89,7 +92,7 @@ class DeQuantize(nn.Module):
         return DeQuantize()
 
 
-class _WeightedQuantized(nn.Module):
+class _WeightedQuantized(QParamsState, nn.Module):
     """Shared by Linear and the convolutions: the packed int8 weight, the float bias and
     the output qparams."""
 
@@ -168,6 +171,16 @@ def _pair(v, n):
 class _ConvNd(_WeightedQuantized):
     _NDIM = 2
     _FUSED: tuple = ()
+    # torch.ao's keys: `weight` (the quantized weight as weight() shows it) and `bias`
+    _STATE_TENSORS = ("weight", "bias")
+    _HIDDEN_BUFFERS = ("_packed_weight", "_bias")
+
+    def _state_tensors(self) -> dict:
+        return {"weight": self.weight(), "bias": self.bias()}
+
+    def _load_state_tensors(self, values: dict) -> None:
+        self._set_weight_bias(values.get("weight", self.weight()),
+                              values.get("bias", self.bias()))
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=dtypes.qint8):
@@ -287,7 +300,7 @@ class Dropout(nn.Dropout):
         return cls(mod.p, mod.inplace)
 
 
-class _FloatBetween(nn.Module):
+class _FloatBetween(QParamsState, nn.Module):
     """A module that dequantizes, runs its float op, and quantizes with (scale, zero_point)."""
 
     def _float_op(self, x):
@@ -314,6 +327,8 @@ class Hardswish(_FloatBetween):
 
 
 class ELU(_FloatBetween):
+    _SAVES_QPARAMS = False          # torch.ao's quantized ELU keeps them out of its state
+
     def __init__(self, scale, zero_point, alpha=1.0):
         super().__init__()
         self.scale, self.zero_point, self.alpha = float(scale), int(zero_point), alpha
