@@ -23,7 +23,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta
-from ..quantized import QuantizedArray, dequantize_array, quantize_array
+from ..quantized import QuantizedArray, dequantize_array, qrange, quantize_array
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from .conv import conv2d as _conv2d
 from .conv import conv3d as _conv3d
@@ -186,6 +186,65 @@ quantized_mul = defop(
     "quantized_mul(Tensor self, Tensor other, float scale, int zero_point, bool relu=False) "
     "-> Tensor",
     meta=_binary_meta("quantized_mul"), reference=_binary_ref(np.multiply),
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+
+def _scalar_meta(name):
+    def meta(self, other):
+        _require_quantized(self, name, "self")
+        return TensorMeta(self.shape, self.dtype, str(self.device))
+    return meta
+
+
+def _add_scalar_ref(x, other):
+    """torch's quantized add_scalar: the output qparams absorb the constant. The zero
+    point moves by round(c / scale) while that stays in range (the integers are kept);
+    past the range the zero point pins to the bound it crossed and the scale widens to
+    cover the shifted range, the integers requantized to it."""
+    if x.axis is not None:
+        raise DTypeError("quantized_add_scalar: expected a per-tensor quantized input")
+    lo, hi = qrange(x.dtype)
+    s, z = float(x.scale), int(x.zero_point)
+    c_q = int(np.rint(float(np.float32(other)) / s))     # the constant as float32, as torch
+    shifted = z - c_q
+    if lo <= shifted <= hi:
+        return QuantizedArray(x.int_repr, x.dtype, s, shifted)
+    if shifted < lo:
+        scale, zero = (hi - shifted) / (hi - lo) * s, lo
+    else:
+        scale, zero = (shifted - lo) / (hi - lo) * s, hi
+    multiplier = np.float32(s) * (np.float32(1) / np.float32(scale))   # torch's, in float32
+    src = (x.int_repr.astype(np.int64) - z + c_q).astype(np.float32)
+    q = np.clip(np.rint(src * multiplier) + zero, lo, hi).astype(x.dtype.np_dtype)
+    return QuantizedArray(q, x.dtype, scale, zero)
+
+
+def _mul_scalar_ref(x, other):
+    """torch's quantized mul_scalar: integers kept, the scale multiplied by |c|; a
+    negative c mirrors the integers and the zero point inside the range; c == 0 gives
+    zeros with scale 1 and zero point 0."""
+    if x.axis is not None:
+        raise DTypeError("quantized_mul_scalar: expected a per-tensor quantized input")
+    lo, hi = qrange(x.dtype)
+    c, s, z = float(other), float(x.scale), int(x.zero_point)
+    if c == 0.0:
+        return QuantizedArray(np.zeros_like(x.int_repr), x.dtype, 1.0, 0)
+    if c > 0:
+        return QuantizedArray(x.int_repr, x.dtype, c * s, z)
+    mirrored = (hi + lo - x.int_repr.astype(np.int64)).astype(x.dtype.np_dtype)
+    return QuantizedArray(mirrored, x.dtype, -c * s, hi - (z - lo))
+
+
+quantized_add_scalar = defop(
+    "quantized_add_scalar(Tensor self, float other) -> Tensor",
+    meta=_scalar_meta("quantized_add_scalar"), reference=_add_scalar_ref,
+    derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+quantized_mul_scalar = defop(
+    "quantized_mul_scalar(Tensor self, float other) -> Tensor",
+    meta=_scalar_meta("quantized_mul_scalar"), reference=_mul_scalar_ref,
     derivative=NOT_DIFFERENTIABLE, tags=Q,
 )
 

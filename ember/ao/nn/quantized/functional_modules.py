@@ -84,16 +84,14 @@ class QFunctional(QParamsState, Module):
         return quantize_per_tensor(x.dequantize() @ y.dequantize(), self.scale,
                                    self.zero_point, x.dtype)
 
-    def _scalar(self, name):
-        raise NotImplementedError(f"QFunctional.{name}: quantized arithmetic with a Python "
-                                  f"scalar is not supported; use add/mul with a tensor, or "
-                                  f"keep this FloatFunctional in float (qconfig None)")
-
     def add_scalar(self, x, y: float):
-        self._scalar("add_scalar")
+        """x + y with the output qparams derived from x's (not observed, as in torch)."""
+        from ....ir.ops.quantized import quantized_add_scalar
+        return quantized_add_scalar(x, float(y))
 
     def mul_scalar(self, x, y: float):
-        self._scalar("mul_scalar")
+        from ....ir.ops.quantized import quantized_mul_scalar
+        return quantized_mul_scalar(x, float(y))
 
     def extra_repr(self):
         return f"scale={self.scale}, zero_point={self.zero_point}"
