@@ -36,3 +36,70 @@ def test_qfunctional_scalar_ops_are_bit_exact(dtype):
         for op in ("add_scalar", "mul_scalar"):
             _same_quantized(getattr(tnq.QFunctional(), op)(tx, c),
                             getattr(enq.QFunctional(), op)(ex, c))
+
+
+def _eager(lib, q, layers, qconfig):
+    model = lib.nn.Sequential(q.QuantStub(), *layers, q.DeQuantStub()).eval()
+    model.qconfig = qconfig
+    return model
+
+
+def _convert_both(make, shape, t_qconfig, e_qconfig, seed=0):
+    """The same float model built in torch and ember, converted in eager mode with the
+    same weights and calibration data; returns (torch's, ember's, the input)."""
+    import torch.ao.quantization as tq
+    import ember.ao.quantization as eq
+    from quant_twins import share_random_weights
+    rng = np.random.default_rng(seed)
+    t_model = _eager(torch, tq, make(torch.nn), t_qconfig)
+    e_model = _eager(ember, eq, make(ember.nn), e_qconfig)
+    share_random_weights(t_model, e_model, rng)
+    data = rng.standard_normal(shape).astype(np.float32)
+    t_p, e_p = tq.prepare(t_model), eq.prepare(e_model)
+    t_p(torch.from_numpy(data))
+    e_p(ember.tensor(data))
+    return tq.convert(t_p), eq.convert(e_p), data
+
+
+def _within_one_step(t_q, e_q, data):
+    t_out = t_q[:-1](torch.from_numpy(data))
+    e_out = e_q[:-1](ember.tensor(data))
+    assert t_out.q_scale() == pytest.approx(e_out.q_scale(), rel=1e-5)
+    diff = np.abs(t_out.int_repr().numpy().astype(int) - e_out.int_repr().numpy())
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.95, (diff.max(), (diff == 0).mean())
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_conv_transpose_group_instance_norm_leaky_relu_agree_with_torch_ao(ndim, monkeypatch):
+    import torch.ao.quantization as tq
+    import ember.ao.quantization as eq
+
+    def make(nn):
+        conv_t = getattr(nn, f"ConvTranspose{ndim}d")
+        norm = getattr(nn, f"InstanceNorm{ndim}d")
+        return [conv_t(3, 6, 3, stride=2, padding=1, output_padding=1), nn.GroupNorm(3, 6),
+                norm(6, affine=True), nn.LeakyReLU(0.2),
+                conv_t(6, 4, 2, stride=1, groups=2, bias=False)]
+    shape = (2, 3, 7) if ndim == 1 else (2, 3, 5, 5)
+    # torch's x86 engine (oneDNN) computes transposed convs with in != out channels
+    # wrongly (off its own float result by many steps); its fbgemm engine is the oracle
+    monkeypatch.setattr(torch.backends.quantized, "engine", "fbgemm")
+    t_q, e_q, data = _convert_both(make, shape, tq.default_qconfig, eq.default_qconfig)
+    assert type(e_q[1]).__name__ == f"ConvTranspose{ndim}d"
+    assert type(e_q[3]).__name__ == f"InstanceNorm{ndim}d"
+    t_w, e_w = t_q[1].weight(), e_q[1].weight()
+    np.testing.assert_array_equal(t_w.int_repr().numpy(), e_w.int_repr().numpy())
+    assert t_w.q_scale() == e_w.q_scale()
+    _within_one_step(t_q, e_q, data)
+    # torch.ao also lists a missing bias, as None
+    t_keys = {k for k, v in t_q.state_dict().items() if v is not None}
+    assert t_keys == set(e_q.state_dict())
+
+
+def test_conv_transpose_refuses_per_channel_weights_as_torch_ao():
+    import ember.ao.quantization as eq
+    model = _eager(ember, eq, [ember.nn.ConvTranspose2d(2, 2, 3)], eq.get_default_qconfig("x86"))
+    prepared = eq.prepare(model)
+    prepared(ember.randn(1, 2, 4, 4))
+    with pytest.raises(RuntimeError, match="per-channel weight observers are not supported"):
+        eq.convert(prepared)

@@ -5,4 +5,6 @@ from . import dynamic  # noqa: F401
 from .functional_modules import FloatFunctional, QFunctional  # noqa: F401,E402
 from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # noqa: F401
                       ReLU6, Dropout, Hardswish, ELU, LayerNorm, BatchNorm2d, Embedding,
-                      EmbeddingBag)
+                      EmbeddingBag, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
+                      BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
+                      LeakyReLU)

@@ -22,7 +22,8 @@ from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
-from ....ir.quantized import per_channel_affine_float_qparams
+from ....ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
+                               per_channel_symmetric)
 from ....ir.ops.quantize import quantize_per_tensor
 from ....ir.ops.quantized import quantized_conv2d, quantized_conv3d, quantized_linear
 from ._state import QParamsState
@@ -276,6 +277,70 @@ def _squeeze_quantized(qt, dim):
     return QuantizedTensor._wrap(qa.with_values(qa.int_repr.squeeze(dim)))
 
 
+class _ConvTransposeNd(_ConvNd):
+    """Transposed convolutions: the int8 weight [in, out / groups, *kernel] (per tensor,
+    as torch.ao requires), computed on the dequantized input and weight in float and
+    quantized with the output qparams (torch's kernel accumulates the integers exactly;
+    the float sum can differ from it by rounding, so results agree within a step)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode)
+        self.output_padding = _pair(output_padding, self._NDIM)
+        shape = (in_channels, out_channels // groups) + self.kernel_size
+        self._set_weight_bias(quantize_per_tensor(zeros(*shape), 1.0, 0, dtypes.qint8),
+                              self._bias)
+
+    @classmethod
+    def _like(cls, inner):
+        return cls(inner.in_channels, inner.out_channels, inner.kernel_size, inner.stride,
+                   inner.padding, inner.output_padding, inner.groups, inner.bias is not None,
+                   inner.dilation, inner.padding_mode)
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        qconfig = getattr(mod, "qconfig", None)
+        if qconfig is not None and getattr(qconfig.weight(), "qscheme", None) in (
+                per_channel_affine, per_channel_symmetric):
+            raise RuntimeError(f"quantized {cls.__name__}: per-channel weight observers are "
+                               f"not supported for transposed convolutions (as in torch.ao); "
+                               f"give this module a per-tensor qconfig such as "
+                               f"ember.ao.quantization.default_qconfig")
+        return super().from_float(mod, use_precomputed_fake_quant)
+
+    def forward(self, x):
+        if x.ndim != self._NDIM + 2:
+            raise ValueError(f"quantized {type(self).__name__}: expected a "
+                             f"{self._NDIM + 2}-d input, got {list(x.shape)}")
+        y = self._F(x.dequantize(), self._packed_weight.dequantize(), self._bias,
+                    self.stride, self.padding, self.output_padding, self.groups,
+                    self.dilation)
+        return _requantize(y, self.scale, self.zero_point, x)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", output_padding={self.output_padding}"
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    _NDIM = 1
+    _FLOAT = nn.ConvTranspose1d
+    _F = staticmethod(F.conv_transpose1d)
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    _NDIM = 2
+    _FLOAT = nn.ConvTranspose2d
+    _F = staticmethod(F.conv_transpose2d)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    _NDIM = 3
+    _FLOAT = nn.ConvTranspose3d
+    _F = staticmethod(F.conv_transpose3d)
+
+
 # --- elementwise and normalization: float math between dequantize and quantize --------------
 class ReLU6(nn.ReLU6):
     """min(max(x, 0), 6) on a quantized tensor; keeps the input's scale and zero point."""
@@ -386,6 +451,83 @@ class BatchNorm2d(_FloatBetween):
         return qbn
 
 
+class BatchNorm3d(BatchNorm2d):
+    """Eval-mode BatchNorm3d (running statistics) on a quantized tensor."""
+
+
+class _AffineNorm(_FloatBetween):
+    """Normalizations with optional float weight and bias, computed on the dequantized
+    input and quantized with the calibrated output qparams."""
+
+    def _set_affine(self, weight, bias) -> None:
+        self.register_buffer("weight", None if weight is None else weight.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+
+class GroupNorm(_AffineNorm):
+    def __init__(self, num_groups, num_channels, weight, bias, scale, zero_point, eps=1e-5,
+                 affine=True, device=None, dtype=None):
+        super().__init__()
+        self.num_groups, self.num_channels = num_groups, num_channels
+        self.eps, self.affine = eps, affine
+        self._set_affine(weight, bias)
+        self.scale, self.zero_point = float(scale), int(zero_point)
+
+    def _float_op(self, x):
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        return cls(mod.num_groups, mod.num_channels, mod.weight, mod.bias,
+                   *_output_qparams(mod), mod.eps, mod.affine)
+
+
+class _InstanceNorm(_AffineNorm):
+    def __init__(self, num_features, weight, bias, scale, zero_point, eps=1e-5,
+                 momentum=0.1, affine=False, track_running_stats=False, device=None,
+                 dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self._set_affine(weight, bias)
+        self.scale, self.zero_point = float(scale), int(zero_point)
+
+    def _float_op(self, x):
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        return cls(mod.num_features, mod.weight, mod.bias, *_output_qparams(mod), mod.eps,
+                   mod.affine)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    pass
+
+
+class InstanceNorm2d(_InstanceNorm):
+    pass
+
+
+class InstanceNorm3d(_InstanceNorm):
+    pass
+
+
+class LeakyReLU(_FloatBetween):
+    def __init__(self, scale, zero_point, negative_slope=0.01, inplace=False, device=None,
+                 dtype=None):
+        super().__init__()
+        self.scale, self.zero_point = float(scale), int(zero_point)
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def _float_op(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        return cls(*_output_qparams(mod), mod.negative_slope, mod.inplace)
+
+
 # --- embeddings: weight-only quantization ----------------------------------------------------
 class _QuantizedEmbeddingBase(nn.Module):
     """A quint8 weight quantized per row with float zero points
@@ -485,6 +627,8 @@ def _arange_like(n: int, like):
     return arange(n, device=like.device)
 
 
-__all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding",
+__all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+           "ConvTranspose2d", "ConvTranspose3d", "BatchNorm3d", "GroupNorm",
+           "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LeakyReLU", "Embedding",
            "EmbeddingBag", "ReLU6", "Dropout",
            "Hardswish", "ELU", "LayerNorm", "BatchNorm2d"]
