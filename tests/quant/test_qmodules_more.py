@@ -103,3 +103,35 @@ def test_conv_transpose_refuses_per_channel_weights_as_torch_ao():
     prepared(ember.randn(1, 2, 4, 4))
     with pytest.raises(RuntimeError, match="per-channel weight observers are not supported"):
         eq.convert(prepared)
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell", "RNNCell", "RNNCell-relu"])
+def test_dynamic_rnn_cells_agree_with_torch_ao(kind):
+    """quantize_dynamic's default takes the cells too; one step from a given state runs
+    both gate matmuls as the dynamic int8 linear: equal to float rounding."""
+    import torch.ao.quantization as tq
+    import ember.ao.quantization as eq
+    name, _, act = kind.partition("-")
+    kwargs = {"nonlinearity": act} if act else {}
+    t_model = torch.nn.Sequential(getattr(torch.nn, name)(12, 20, **kwargs))
+    e_model = ember.nn.Sequential(getattr(ember.nn, name)(12, 20, **kwargs))
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    t_q, e_q = tq.quantize_dynamic(t_model), eq.quantize_dynamic(e_model)
+    assert type(e_q[0]).__name__ == name and e_q[0].weight_ih.dtype is ember.qint8
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 12)).astype(np.float32)
+    h = rng.standard_normal((5, 20)).astype(np.float32) * 0.5
+    t_state = (torch.from_numpy(h), torch.from_numpy(h * 2)) if name == "LSTMCell" else \
+        torch.from_numpy(h)
+    e_state = (ember.tensor(h), ember.tensor(h * 2)) if name == "LSTMCell" else ember.tensor(h)
+    t_out, e_out = t_q[0](torch.from_numpy(x), t_state), e_q[0](ember.tensor(x), e_state)
+    for t, e in zip(t_out if name == "LSTMCell" else [t_out],
+                    e_out if name == "LSTMCell" else [e_out]):
+        np.testing.assert_allclose(e.numpy(), t.detach().numpy(), atol=2e-5)
+    # the default zero state (torch.ao's dynamic cells take batched input only)
+    t1 = t_q[0](torch.from_numpy(x))
+    e1 = e_q[0](ember.tensor(x))
+    np.testing.assert_allclose((e1[0] if name == "LSTMCell" else e1).numpy(),
+                               (t1[0] if name == "LSTMCell" else t1).detach().numpy(),
+                               atol=2e-5)

@@ -58,7 +58,8 @@ DEFAULT_QAT_MODULE_MAPPINGS = {
 }
 
 DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear, nn.LSTM: nnqd.LSTM,
-                                         nn.GRU: nnqd.GRU}
+                                         nn.GRU: nnqd.GRU, nn.RNNCell: nnqd.RNNCell,
+                                         nn.LSTMCell: nnqd.LSTMCell, nn.GRUCell: nnqd.GRUCell}
 
 # modules a qconfig is propagated to and observed at (besides the mappings' keys)
 _INCLUDE_QCONFIG_PROPAGATE_LIST = {nn.Sequential}

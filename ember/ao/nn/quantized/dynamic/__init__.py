@@ -47,6 +47,6 @@ class Linear(Module):
                 f"dtype={w.dtype}, qscheme={w.qscheme()}")
 
 
-from .rnn import GRU, LSTM  # noqa: E402
+from .rnn import GRU, LSTM, GRUCell, LSTMCell, RNNCell  # noqa: E402
 
-__all__ = ["Linear", "LSTM", "GRU"]
+__all__ = ["Linear", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]

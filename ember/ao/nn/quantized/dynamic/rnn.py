@@ -12,7 +12,7 @@ and state_dict see them where the float model has them.
 from __future__ import annotations
 
 from .....frontend import nn
-from .....frontend.nn.modules.rnn import RNNBase
+from .....frontend.nn.modules.rnn import RNNBase, RNNCellBase
 from .....ir.ops.quantized import quantized_linear_dynamic
 
 
@@ -83,4 +83,67 @@ class GRU(_DynamicRNN):
     _FLOAT_MODULE = nn.GRU
 
 
-__all__ = ["LSTM", "GRU"]
+# --- cells ---------------------------------------------------------------------------------------
+def _rnn_cell_step(x, h, w_ih, w_hh, b_ih, b_hh, relu: bool):
+    pre = _linear(x, w_ih, b_ih) + _linear(h, w_hh, b_hh)
+    return pre.relu() if relu else pre.tanh()
+
+
+class _DynamicCell(RNNCellBase):
+    """One step of a recurrent cell with qint8 weights (torch.ao's dynamic LSTMCell /
+    GRUCell / RNNCell): both gate matmuls are the dynamic int8 linear, the rest float."""
+
+    _FLOAT_MODULE: type = nn.Module
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        from .....ao.quantization.qconfig import default_dynamic_qconfig
+        from .....ao.quantization.quantize_fx import _quantize_weight
+        if type(mod) is not cls._FLOAT_MODULE:
+            raise TypeError(f"quantized dynamic {cls.__name__}.from_float expects "
+                            f"nn.{cls._FLOAT_MODULE.__name__}, got {type(mod).__name__}")
+        qconfig = getattr(mod, "qconfig", None) or default_dynamic_qconfig
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.input_size, new.hidden_size, new.bias = mod.input_size, mod.hidden_size, mod.bias
+        new.nonlinearity = getattr(mod, "nonlinearity", "tanh")
+        for name in ("weight_ih", "weight_hh"):
+            new.register_buffer(name, _quantize_weight(getattr(mod, name), qconfig.weight()))
+        for name in ("bias_ih", "bias_hh"):
+            value = getattr(mod, name)
+            new.register_buffer(name, None if value is None else value.detach().clone())
+        return new
+
+    def _get_name(self):
+        return f"Dynamic{type(self).__name__}"
+
+
+class RNNCell(_DynamicCell):
+    _FLOAT_MODULE = nn.RNNCell
+
+    def forward(self, input, hx=None):
+        x, (h,), batched = self._batched(input, hx, 1)
+        out = _rnn_cell_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih,
+                             self.bias_hh, self.nonlinearity == "relu")
+        return out if batched else out.squeeze(0)
+
+
+class LSTMCell(_DynamicCell):
+    _FLOAT_MODULE = nn.LSTMCell
+
+    def forward(self, input, hx=None):
+        x, state, batched = self._batched(input, hx, 2)
+        h, c = _lstm_step(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(_DynamicCell):
+    _FLOAT_MODULE = nn.GRUCell
+
+    def forward(self, input, hx=None):
+        x, (h,), batched = self._batched(input, hx, 1)
+        (out,) = _gru_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return out if batched else out.squeeze(0)
+
+
+__all__ = ["LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
