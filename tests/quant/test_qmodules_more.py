@@ -135,3 +135,27 @@ def test_dynamic_rnn_cells_agree_with_torch_ao(kind):
     np.testing.assert_allclose((e1[0] if name == "LSTMCell" else e1).numpy(),
                                (t1[0] if name == "LSTMCell" else t1).detach().numpy(),
                                atol=2e-5)
+
+
+def test_float16_dynamic_quantization_agrees_with_torch_ao():
+    """dtype=float16: weights rounded to half precision, computed in float32."""
+    import torch.ao.quantization as tq
+    import ember.ao.quantization as eq
+
+    def make(nn):
+        return nn.Sequential(nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 8), nn.LSTMCell(8, 6))
+    t_model, e_model = make(torch.nn), make(ember.nn)
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    t_q = tq.quantize_dynamic(t_model, dtype=torch.float16)
+    e_q = eq.quantize_dynamic(e_model, dtype=ember.float16)
+    assert e_q[0].weight().dtype is ember.float16 and e_q[3].weight_ih.dtype is ember.float16
+    x = np.random.default_rng(5).standard_normal((4, 16)).astype(np.float32)
+    t_y, e_y = t_q[:3](torch.from_numpy(x)), e_q[:3](ember.tensor(x))
+    np.testing.assert_allclose(e_y.numpy(), t_y.detach().numpy(), atol=1e-5)
+    t_h, t_c = t_q[3](t_y)
+    e_h, e_c = e_q[3](e_y)
+    np.testing.assert_allclose(e_h.numpy(), t_h.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(e_c.numpy(), t_c.detach().numpy(), atol=1e-5)
+    with pytest.raises(Exception, match="dtype must be ember.qint8 or ember.float16"):
+        eq.quantize_dynamic(e_model, dtype=ember.quint8)

@@ -40,7 +40,7 @@ from .quantization_mappings import (get_default_dynamic_quant_module_mappings,
                                     get_default_qconfig_propagation_list,
                                     get_default_static_quant_module_mappings)
 from .stubs import DeQuantStub, QuantWrapper
-from .qconfig import default_dynamic_qconfig
+from .qconfig import default_dynamic_qconfig, float16_dynamic_qconfig
 from .quantize_fx import QuantizationError
 
 
@@ -50,14 +50,15 @@ def quantize_dynamic(model, qconfig_spec=None, dtype=dtypes.qint8, mapping=None,
     or a dict of type / qualified name -> QConfig (a name covers its submodules); by
     default every nn.Linear, nn.LSTM and nn.GRU. Weights become qint8 now, activations
     are quantized per call."""
-    if dtype is not dtypes.qint8:
-        raise QuantizationError(f"quantize_dynamic: only dtype=ember.qint8 is supported, "
-                                f"got {dtype}")
+    if dtype not in (dtypes.qint8, dtypes.float16):
+        raise QuantizationError(f"quantize_dynamic: dtype must be ember.qint8 or "
+                                f"ember.float16, got {dtype}")
     mapping = mapping if mapping is not None else get_default_dynamic_quant_module_mappings()
     if qconfig_spec is None:
         qconfig_spec = set(mapping)
     if not isinstance(qconfig_spec, dict):
-        qconfig_spec = {key: default_dynamic_qconfig for key in qconfig_spec}
+        default = default_dynamic_qconfig if dtype is dtypes.qint8 else float16_dynamic_qconfig
+        qconfig_spec = {key: default for key in qconfig_spec}
     unsupported = [k for k in qconfig_spec if isinstance(k, type) and k not in mapping]
     if unsupported:
         raise QuantizationError(

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from .....frontend import nn
 from .....frontend.nn.modules.rnn import RNNBase, RNNCellBase
-from .....ir.ops.quantized import quantized_linear_dynamic
 
 
 def _linear(x, w, b):
-    return quantized_linear_dynamic(x, w, b)
+    from . import dynamic_linear
+    return dynamic_linear(x, w, b)
 
 
 def _lstm_step(x, state, w_ih, w_hh, b_ih, b_hh):
@@ -43,7 +43,7 @@ class _DynamicRNN(RNNBase):
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         from .....ao.quantization.qconfig import default_dynamic_qconfig
-        from .....ao.quantization.quantize_fx import _quantize_weight
+        from . import dynamic_weight as _quantize_weight
         if type(mod) is not cls._FLOAT_MODULE:
             raise TypeError(f"quantized dynamic {cls.__name__}.from_float expects "
                             f"nn.{cls._FLOAT_MODULE.__name__}, got {type(mod).__name__}")
@@ -98,7 +98,7 @@ class _DynamicCell(RNNCellBase):
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         from .....ao.quantization.qconfig import default_dynamic_qconfig
-        from .....ao.quantization.quantize_fx import _quantize_weight
+        from . import dynamic_weight as _quantize_weight
         if type(mod) is not cls._FLOAT_MODULE:
             raise TypeError(f"quantized dynamic {cls.__name__}.from_float expects "
                             f"nn.{cls._FLOAT_MODULE.__name__}, got {type(mod).__name__}")
