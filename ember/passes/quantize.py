@@ -21,6 +21,8 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
 - OWN_OBSERVER (hardswish, elu, leaky_relu): quantized input, an output observer of
   their own (torch.ao's "output uses a different observer than the input"); they run
   in float between a dequantize and a quantize, as torch's quantized kernels compute;
+- CUSTOM ("custom": a user's float -> observed -> quantized module class): inputs and
+  output observed; converted, the module takes and returns quantized values;
 - everything else runs in float: convert puts a dequantize in front of it.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsq
           "relu6", "hardtanh", "clamp", "dropout", "identity"}
 FIXED = {"sigmoid", "tanh", "softmax", "hardsigmoid"}
 OWN_OBSERVER = {"hardswish", "elu", "leaky_relu"}
+CUSTOM = {"custom"}      # a user's custom module: quantized input, quantized output
 _OPERATORS = {operator.add: "add", operator.iadd: "add", operator.mul: "mul",
               operator.imul: "mul"}
 
@@ -229,6 +232,13 @@ def _quantize_user(node: Node) -> Node | None:
 def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
                    weighted: dict) -> Node | None:
     kind = node_kind(node, module_kinds)
+    if kind in CUSTOM and node.args and node.args[0] in qvalue:
+        out_q = _quantize_user(node)          # the module itself returns a quantized value
+        if out_q is not None:
+            out_q.replace_all_uses_with(node)
+            qvalue[node] = qvalue.pop(out_q)
+            graph.erase_node(out_q)
+            return node
     if kind in WEIGHTED and node in weighted and node.args and node.args[0] in qvalue:
         out_q = _quantize_user(node)
         if out_q is None:

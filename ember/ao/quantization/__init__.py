@@ -19,6 +19,8 @@ from .qconfig_mapping import (QConfigMapping, get_default_qconfig_mapping,  # no
                               get_default_qat_qconfig_mapping)
 from . import quantize_fx  # noqa: F401,E402
 from .quantize_fx import PrepareCustomConfig, ConvertCustomConfig, QuantizationError  # noqa
+from .fx.custom_config import FuseCustomConfig  # noqa: F401,E402
+from .quant_type import QuantType  # noqa: F401,E402
 from .quantize import quantize_dynamic  # noqa: F401,E402
 from . import backend_config  # noqa: F401,E402
 from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402

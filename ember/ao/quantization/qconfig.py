@@ -55,6 +55,9 @@ per_channel_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer,
 float16_dynamic_qconfig = QConfig(
     activation=PlaceholderObserver.with_args(dtype=dtypes.float16, is_dynamic=True),
     weight=PlaceholderObserver.with_args(dtype=dtypes.float16))
+float16_static_qconfig = QConfig(
+    activation=PlaceholderObserver.with_args(dtype=dtypes.float16),
+    weight=PlaceholderObserver.with_args(dtype=dtypes.float16))
 default_qat_qconfig = QConfig(activation=default_fake_quant, weight=default_weight_fake_quant)
 default_weight_only_qconfig = QConfig(activation=default_placeholder_observer,
                                       weight=default_weight_fake_quant)
@@ -125,7 +128,7 @@ def qconfig_equals(a, b) -> bool:
 
 __all__ = [
     'QConfig', 'default_qconfig', 'default_debug_qconfig', 'default_per_channel_qconfig',
-    'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig',
+    'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig', 'float16_static_qconfig',
     'default_qat_qconfig', 'default_weight_only_qconfig', 'default_reuse_input_qconfig',
     'get_default_qconfig', 'get_default_qat_qconfig', 'get_default_qconfig_dict',
     'qconfig_equals', 'default_symmetric_qnnpack_qconfig', 'float_qparams_weight_only_qconfig',

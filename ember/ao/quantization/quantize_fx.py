@@ -34,6 +34,8 @@ from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, ConvReLU3d, Line
                             _FusedModule)
 from ..nn.intrinsic import qat as nniqat
 from .backend_config import check_qconfig, get_native_backend_config
+from .fx.custom_config import ConvertCustomConfig, FuseCustomConfig, PrepareCustomConfig
+from .quant_type import QuantType
 from .fake_quantize import FakeQuantizeBase
 from .observer import ObserverBase, PlaceholderObserver
 from .qconfig_mapping import QConfigMapping
@@ -44,24 +46,22 @@ class QuantizationError(EmberError):
 
 
 # --- custom configs --------------------------------------------------------------------------
-class PrepareCustomConfig:
-    """Escape hatches for prepare_fx: modules the tracer must not enter."""
-
-    def __init__(self):
-        self.non_traceable_module_names: list[str] = []
-        self.non_traceable_module_classes: list[type] = []
-
-    def set_non_traceable_module_names(self, module_names: list[str]) -> "PrepareCustomConfig":
-        self.non_traceable_module_names = list(module_names)
-        return self
-
-    def set_non_traceable_module_classes(self, module_classes: list) -> "PrepareCustomConfig":
-        self.non_traceable_module_classes = list(module_classes)
-        return self
+def _prepare_config(custom) -> PrepareCustomConfig:
+    if custom is None:
+        return PrepareCustomConfig()
+    return PrepareCustomConfig.from_dict(custom) if isinstance(custom, dict) else custom
 
 
-class ConvertCustomConfig:
-    """Accepted for signature compatibility; no options are used yet."""
+def _convert_config(custom) -> ConvertCustomConfig:
+    if custom is None:
+        return ConvertCustomConfig()
+    return ConvertCustomConfig.from_dict(custom) if isinstance(custom, dict) else custom
+
+
+def _preserve_attributes(source, gm, names) -> None:
+    for name in names:
+        if hasattr(source, name):
+            setattr(gm, name, getattr(source, name))
 
 
 class _QuantizationTracer(Tracer):
@@ -85,9 +85,13 @@ class _QuantizationTracer(Tracer):
 
 
 def _trace(model, custom: PrepareCustomConfig | None) -> GraphModule:
-    custom = custom or PrepareCustomConfig()
-    tracer = _QuantizationTracer(custom.non_traceable_module_names,
-                                 custom.non_traceable_module_classes)
+    custom = _prepare_config(custom)
+    # standalone and custom modules are called as they are, like non-traceable ones
+    leaf_names = list(custom.non_traceable_module_names) + list(custom.standalone_module_names)
+    leaf_classes = list(custom.non_traceable_module_classes) + \
+        list(custom.standalone_module_classes) + \
+        list(custom.float_to_observed_mapping.get(QuantType.STATIC, {}))
+    tracer = _QuantizationTracer(leaf_names, leaf_classes)
     try:
         graph = tracer.trace(model)
     except TraceError as err:
@@ -227,7 +231,11 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
 def fuse_fx(model, fuse_custom_config=None, backend_config=None) -> GraphModule:
     """Fuse conv2d + batch_norm (folded in eval mode, ConvBn2d in training mode)
     (+ relu) and linear + relu."""
-    return _fuse_graph(_trace(model, None))
+    custom = FuseCustomConfig.from_dict(fuse_custom_config) \
+        if isinstance(fuse_custom_config, dict) else fuse_custom_config
+    gm = _fuse_graph(_trace(model, None))
+    _preserve_attributes(model, gm, custom.preserved_attributes if custom else [])
+    return gm
 
 
 # --- prepare ---------------------------------------------------------------------------------
@@ -287,10 +295,16 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
                                 f"{type(qconfig_mapping).__name__}")
     if example_inputs is None:
         raise QuantizationError("prepare_fx needs example_inputs (a tuple of inputs)")
-    gm = _trace(model, prepare_custom_config)
+    custom = _prepare_config(prepare_custom_config)
+    if custom.input_quantized_indexes or custom.output_quantized_indexes:
+        raise QuantizationError("prepare_fx: input/output_quantized_indexes are not "
+                                "supported (the model takes and returns float tensors)")
+    gm = _trace(model, custom)
     gm = _fuse_graph(gm)        # in training mode BatchNorm is not folded
+    standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
+    custom_modules = _observe_custom_modules(gm, custom, qconfigs, kinds)
     counter = [0]
     owners = {}
 
@@ -308,6 +322,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         if not _is_static(qconfig):
             return False
         kind = qpass.node_kind(node, kinds)
+        if kind in qpass.CUSTOM:
+            return True
         weight = qconfig.weight() if kind in qpass.WEIGHTED else None
         where = str(node.target) if node.op == OpKind.call_module else \
             getattr(node.target, "name", getattr(node.target, "__name__", str(node.target)))
@@ -318,11 +334,81 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
                      if k in qpass.WEIGHTED},
-        "observer_owner": owners, "is_qat": is_qat}
+        "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
+        "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds)}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
+    _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config) -> list[str]:
+    """Standalone modules are prepared as models of their own (their own mapping, or the
+    parent's, and example inputs); the parent calls them with float values."""
+    modules = dict(gm.named_modules())
+    prepared = []
+    for node in gm.graph.nodes:
+        if node.op != OpKind.call_module:
+            continue
+        target = str(node.target)
+        entry = custom.standalone_module_names.get(target) or \
+            custom.standalone_module_classes.get(type(modules[target]))
+        if entry is None:
+            continue
+        mapping = entry.qconfig_mapping if entry.qconfig_mapping is not None else \
+            qconfig_mapping
+        sub = _prepare(modules[target], mapping, entry.example_inputs,
+                       entry.prepare_custom_config, is_qat,
+                       entry.backend_config or backend_config)
+        _set_module(gm, target, sub)
+        prepared.append(target)
+    return prepared
+
+
+def _observe_custom_modules(gm, custom, qconfigs, kinds) -> dict:
+    """Float modules of the custom float -> observed mapping with a static qconfig become
+    `observed_class.from_float(module)` (kind "custom": inputs and output observed)."""
+    table = custom.float_to_observed_mapping.get(QuantType.STATIC, {})
+    found = {}
+    for node in gm.graph.nodes:
+        if node.op != OpKind.call_module:
+            continue
+        module = gm.get_submodule(str(node.target))
+        observed_cls = table.get(type(module))
+        if observed_cls is None or not _is_static(qconfigs.get(node)):
+            continue
+        module.qconfig = qconfigs[node]
+        observed = observed_cls.from_float(module)
+        observed.qconfig = qconfigs[node]
+        _set_module(gm, str(node.target), observed)
+        kinds[str(node.target)] = "custom"
+        found[str(node.target)] = qconfigs[node]
+    return found
+
+
+def _weight_only_modules(gm, qconfigs, kinds) -> dict:
+    """Modules whose qconfig quantizes weights only, swapped at convert: Linear (and
+    LinearReLU) under a dynamic qconfig (int8 or float16), Embedding/EmbeddingBag under
+    float_qparams_weight_only_qconfig. {target: qconfig}"""
+    found = {}
+    for node, qconfig in qconfigs.items():
+        if node.op != OpKind.call_module or qconfig is None:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            if getattr(qconfig.weight(), "qscheme", None) is per_channel_affine_float_qparams:
+                found[str(node.target)] = qconfig
+        elif kinds.get(str(node.target)) in ("linear", "linear_relu") and \
+                _is_dynamic(qconfig):
+            found[str(node.target)] = qconfig
+    return found
+
+
+def _is_dynamic(qconfig) -> bool:
+    probe = qconfig.activation()
+    return bool(getattr(probe, "is_dynamic", False)) and \
+        getattr(probe, "dtype", None) in (dtypes.quint8, dtypes.qint8, dtypes.float16)
 
 
 def _attach_weight_fake_quant(gm, quantized, qconfigs):
@@ -461,15 +547,23 @@ def _fold_qat_conv_bn(gm) -> None:
             _set_module(gm, name, folded)
 
 
-def _convert(prepared, reference: bool) -> GraphModule:
+def _convert(prepared, reference: bool, convert_custom_config=None) -> GraphModule:
     if not hasattr(prepared, "_ember_quant"):
         raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
                                 "prepare_qat_fx) returned")
+    custom = _convert_config(convert_custom_config)
     gm = copy.deepcopy(prepared)
     _fold_qat_conv_bn(gm)
     qparams = _activation_qparams(gm)
     specs = _weighted_specs(gm, reference)
     kinds = _module_kinds(gm)
+    info = gm._ember_quant
+    for target in info.get("standalone", []):
+        _set_module(gm, target, _convert(gm.get_submodule(target), reference))
+    _swap_weight_only(gm, info.get("weight_only", {}))
+    if info.get("custom"):
+        _swap_custom_modules(gm, info["custom"], custom)
+        kinds.update({target: "custom" for target in info["custom"]})
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
@@ -483,8 +577,52 @@ def _convert(prepared, reference: bool) -> GraphModule:
     _qparams_as_buffers(gm)
     gm.recompile()
     gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
+    kinds.update({t: "weight_only" for t in info.get("weight_only", {})})
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
+    _preserve_attributes(prepared, gm, custom.preserved_attributes)
     return gm
+
+
+def _swap_weight_only(gm, table: dict) -> None:
+    from ..nn.intrinsic.quantized import dynamic as nniqd
+    from ..nn.quantized import Embedding, EmbeddingBag
+    from ..nn.quantized import dynamic as nnqd
+    for target, qconfig in table.items():
+        module = gm.get_submodule(target)
+        module.qconfig = qconfig
+        if isinstance(module, LinearReLU):
+            module[0].qconfig = qconfig
+            new = nniqd.LinearReLU.from_float(module)
+        elif isinstance(module, nn.EmbeddingBag):
+            new = EmbeddingBag.from_float(module)
+        elif isinstance(module, nn.Embedding):
+            new = Embedding.from_float(module)
+        else:
+            new = nnqd.Linear.from_float(module)
+        _set_module(gm, target, new)
+
+
+def _swap_custom_modules(gm, table: dict, custom: ConvertCustomConfig) -> None:
+    """Observed custom modules -> `quantized_class.from_observed(observed)`, the output
+    observer attached as its `activation_post_process` first (torch.ao's order)."""
+    mapping = custom.observed_to_quantized_mapping.get(QuantType.STATIC, {})
+    for node in gm.graph.nodes:
+        target = str(node.target)
+        if node.op != OpKind.call_module or target not in table:
+            continue
+        observed = gm.get_submodule(target)
+        quantized_cls = mapping.get(type(observed))
+        if quantized_cls is None:
+            raise QuantizationError(
+                f"convert_fx: no quantized class for the observed custom module {target} "
+                f"({type(observed).__name__}); give one with ConvertCustomConfig()."
+                f"set_observed_to_quantized_mapping({type(observed).__name__}, ...)")
+        post = next((u for u in node.users if u.op == OpKind.call_module and
+                     isinstance(gm.get_submodule(str(u.target)),
+                                (ObserverBase, FakeQuantizeBase))), None)
+        if post is not None:
+            observed.activation_post_process = gm.get_submodule(str(post.target))
+        _set_module(gm, target, quantized_cls.from_observed(observed))
 
 
 # where each quantized op takes its output scale and zero point
@@ -546,6 +684,11 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
                 name == "dequantize":
             continue
         kind = qpass.node_kind(node, kinds)
+        if kind in qpass.CUSTOM:
+            quantized_values.add(node)
+            continue
+        if kind == "weight_only":             # dynamic int8/float16 Linear, embeddings
+            continue
         if kind in qpass.SHARED and node.args and node.args[0] in quantized_values:
             quantized_values.add(node)
             continue
@@ -561,12 +704,12 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
 def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                qconfig_mapping=None, backend_config=None) -> GraphModule:
     """A calibrated prepared model -> an int8 model (quantized ops, float boundaries)."""
-    return _convert(graph_module, reference=False)
+    return _convert(graph_module, reference=False, convert_custom_config=convert_custom_config)
 
 
 def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                             qconfig_mapping=None, backend_config=None) -> GraphModule:
     """A calibrated prepared model -> the reference form: dequantize -> float op ->
     quantize around every quantized op, weights quantized and dequantized."""
-    return _convert(graph_module, reference=True)
+    return _convert(graph_module, reference=True, convert_custom_config=convert_custom_config)
 
