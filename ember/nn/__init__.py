@@ -31,8 +31,9 @@ from . import parallel  # noqa: E402,F401 - nn.parallel.DistributedDataParallel 
 
 
 def __getattr__(name: str):
-    # torch.nn.quantized (loaded on first use: it pulls in the quantized ops)
-    if name == "quantized":
+    # torch.nn.quantized / intrinsic / qat (loaded on first use: they pull in the
+    # quantized ops)
+    if name in ("quantized", "intrinsic", "qat"):
         import importlib
-        return importlib.import_module(f"{__name__}.quantized")
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module '{__name__}' has no attribute '{name}'")

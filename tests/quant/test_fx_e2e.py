@@ -242,6 +242,14 @@ def test_qconfig_the_backend_cannot_run_names_the_node():
     only_linear = BackendConfig("mine").set_backend_pattern_config(
         BackendPatternConfig(ember.nn.Linear).add_dtype_config(
             DTypeConfig(ember.quint8, ember.quint8, ember.qint8, ember.float32)))
-    with pytest.raises(eq.QuantizationError, match="no pattern for 'linear_relu'"):
-        eqfx.prepare_fx(model, eq.get_default_qconfig_mapping(), (ember.randn(2, 32),),
-                        backend_config=only_linear)
+    # a pattern the backend does not list stays float, as torch.ao leaves it, and the
+    # converted model's report says so
+    x = ember.randn(2, 32)
+    prepared = eqfx.prepare_fx(model, eq.get_default_qconfig_mapping(), (x,),
+                               backend_config=only_linear)
+    prepared(x)
+    converted = eqfx.convert_fx(prepared)
+    floats = {what for _, what in converted.quantization_report}
+    assert floats and all(type(m).__name__ == "LinearReLU" for m in converted.modules()
+                          if type(m).__module__.startswith("ember.ao.nn.intrinsic"))
+    np.testing.assert_allclose(converted(x).numpy(), model(x).detach().numpy(), atol=0.1)

@@ -28,6 +28,23 @@ class ObservationType(enum.Enum):
 
 
 @dataclass(frozen=True)
+class DTypeWithConstraints:
+    """A dtype with bounds a qconfig must respect (torch.ao's); ember matches on the
+    dtype."""
+    dtype: object = None
+    quant_min_lower_bound: int | None = None
+    quant_max_upper_bound: int | None = None
+    scale_min_lower_bound: float | None = None
+    scale_max_upper_bound: float | None = None
+    scale_exact_match: float | None = None
+    zero_point_exact_match: int | None = None
+
+
+def _plain_dtype(value):
+    return value.dtype if isinstance(value, DTypeWithConstraints) else value
+
+
+@dataclass(frozen=True)
 class DTypeConfig:
     input_dtype: object = None
     output_dtype: object = None
@@ -35,12 +52,52 @@ class DTypeConfig:
     bias_dtype: object = None
     is_dynamic: bool | None = None
 
+    def __post_init__(self):
+        for name in ("input_dtype", "output_dtype", "weight_dtype", "bias_dtype"):
+            object.__setattr__(self, name, _plain_dtype(getattr(self, name)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DTypeConfig":
+        return cls(d.get("input_dtype"), d.get("output_dtype"), d.get("weight_dtype"),
+                   d.get("bias_dtype"), d.get("is_dynamic"))
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in (("input_dtype", self.input_dtype),
+                                  ("output_dtype", self.output_dtype),
+                                  ("weight_dtype", self.weight_dtype),
+                                  ("bias_dtype", self.bias_dtype),
+                                  ("is_dynamic", self.is_dynamic)) if v is not None}
+
+
+# torch.ao's BackendPatternConfig setters whose values ember keeps for to_dict (the module
+# swaps they describe are the pass's own, chosen by the pattern's kind)
+_PATTERN_FIELDS = ("root_module", "qat_module", "reference_quantized_module", "fused_module",
+                   "fuser_method", "root_node_getter", "extra_inputs_getter",
+                   "num_tensor_args_to_observation_type", "input_type_to_index",
+                   "input_output_observed", "overwrite_output_fake_quantize",
+                   "overwrite_output_observer")
+
 
 class BackendPatternConfig:
     def __init__(self, pattern=None):
         self.pattern = pattern
         self.observation_type = ObservationType.OUTPUT_USE_DIFFERENT_OBSERVER_AS_INPUT
         self.dtype_configs: list[DTypeConfig] = []
+        for field in _PATTERN_FIELDS:
+            setattr(self, field, None)
+
+    def __repr__(self) -> str:
+        return f"BackendPatternConfig({self.pattern!r}, kind={self.kind!r})"
+
+    def set_pattern(self, pattern) -> "BackendPatternConfig":
+        self.pattern = pattern
+        return self
+
+    def _set_pattern_complex_format(self, pattern) -> "BackendPatternConfig":
+        # torch's reversed nested form: (nn.ReLU, nn.Linear) is linear followed by relu
+        if isinstance(pattern, tuple) and len(pattern) == 2:
+            pattern = (pattern[1], pattern[0])
+        return self.set_pattern(pattern)
 
     def set_observation_type(self, observation_type) -> "BackendPatternConfig":
         self.observation_type = observation_type
@@ -54,9 +111,50 @@ class BackendPatternConfig:
         self.dtype_configs = list(dtype_configs)
         return self
 
+    def _setter(field):
+        def set_(self, value) -> "BackendPatternConfig":
+            setattr(self, field, value)
+            return self
+        set_.__name__ = f"set_{field}"
+        return set_
+
+    set_root_module = _setter("root_module")
+    set_qat_module = _setter("qat_module")
+    set_reference_quantized_module = _setter("reference_quantized_module")
+    set_fused_module = _setter("fused_module")
+    set_fuser_method = _setter("fuser_method")
+    _set_root_node_getter = _setter("root_node_getter")
+    _set_extra_inputs_getter = _setter("extra_inputs_getter")
+    _set_num_tensor_args_to_observation_type = _setter("num_tensor_args_to_observation_type")
+    _set_input_type_to_index = _setter("input_type_to_index")
+    _set_input_output_observed = _setter("input_output_observed")
+    _set_overwrite_output_fake_quantize = _setter("overwrite_output_fake_quantize")
+    _set_overwrite_output_observer = _setter("overwrite_output_observer")
+    del _setter
+
     @property
     def kind(self) -> str | None:
         return pattern_kind(self.pattern)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BackendPatternConfig":
+        conf = cls(d.get("pattern"))
+        if "pattern_complex_format" in d:
+            conf._set_pattern_complex_format(d["pattern_complex_format"])
+        if "observation_type" in d:
+            conf.set_observation_type(d["observation_type"])
+        conf.set_dtype_configs([c if isinstance(c, DTypeConfig) else DTypeConfig.from_dict(c)
+                                for c in d.get("dtype_configs", [])])
+        for field in _PATTERN_FIELDS:
+            if field in d:
+                setattr(conf, field, d[field])
+        return conf
+
+    def to_dict(self) -> dict:
+        d = {"pattern": self.pattern, "observation_type": self.observation_type,
+             "dtype_configs": [c.to_dict() for c in self.dtype_configs]}
+        d.update({f: getattr(self, f) for f in _PATTERN_FIELDS if getattr(self, f) is not None})
+        return d
 
 
 class BackendConfig:
@@ -69,7 +167,8 @@ class BackendConfig:
         return self
 
     def set_backend_pattern_config(self, config: BackendPatternConfig) -> "BackendConfig":
-        self.configs.append(config)
+        # a pattern set again replaces the earlier config, as in torch.ao
+        self.configs = [c for c in self.configs if c.pattern != config.pattern] + [config]
         return self
 
     def set_backend_pattern_configs(self, configs) -> "BackendConfig":
@@ -81,6 +180,16 @@ class BackendConfig:
         """The DTypeConfigs of every pattern of `kind` (None: the backend has none)."""
         found = [d for c in self.configs if c.kind == kind for d in c.dtype_configs]
         return found if any(c.kind == kind for c in self.configs) else None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BackendConfig":
+        conf = cls(d.get("name", ""))
+        return conf.set_backend_pattern_configs(
+            c if isinstance(c, BackendPatternConfig) else BackendPatternConfig.from_dict(c)
+            for c in d.get("configs", []))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "configs": [c.to_dict() for c in self.configs]}
 
     def __repr__(self) -> str:
         return f"BackendConfig({self.name!r}, {len(self.configs)} patterns)"
@@ -157,22 +266,25 @@ def get_qnnpack_backend_config() -> BackendConfig:
     return _native("qnnpack", signed=True)
 
 
+def get_onednn_backend_config() -> BackendConfig:
+    return _native("onednn")
+
+
 def check_qconfig(config: BackendConfig, kind: str, activation, weight, node_name: str,
-                  where: str) -> None:
-    """Raise when no DTypeConfig of the node's pattern accepts the qconfig's dtypes."""
+                  where: str) -> bool:
+    """False where the backend has no pattern for the node's kind (it stays float); raise
+    when no DTypeConfig of the node's pattern accepts the qconfig's dtypes."""
     from .quantize_fx import QuantizationError
     accepted = config.dtype_configs_for(kind)
-    if accepted is None:
-        raise QuantizationError(f"prepare_fx: node {node_name} ({where}): backend config "
-                                f"{config.name!r} has no pattern for {kind!r}; give it a None "
-                                f"qconfig to keep it in float")
+    if accepted is None:          # the backend does not quantize this pattern: float, as
+        return False              # torch.ao leaves it (convert_fx's quantization_report)
     act_dtype = getattr(activation, "dtype", None)
     w_dtype = getattr(weight, "dtype", None) if kind in qpass.WEIGHTED else None
     for d in accepted:
         if d.is_dynamic:
             continue
         if d.input_dtype is act_dtype and (w_dtype is None or d.weight_dtype is w_dtype):
-            return
+            return True
     wanted = ", ".join(sorted({f"activation {d.input_dtype}" + (
         f" / weight {d.weight_dtype}" if w_dtype is not None else "")
         for d in accepted if not d.is_dynamic}))

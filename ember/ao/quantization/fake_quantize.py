@@ -213,7 +213,30 @@ default_fixed_qparams_range_neg1to1_fake_quant = FixedQParamsFakeQuantize.with_a
     observer=default_fixed_qparams_range_neg1to1_observer)
 
 
+# model.apply(...) switches (torch.ao.quantization's functions): they act on every fake
+# quantize module and leave other modules alone
+def disable_fake_quant(mod) -> None:
+    if isinstance(mod, FakeQuantizeBase):
+        mod.disable_fake_quant()
+
+
+def enable_fake_quant(mod) -> None:
+    if isinstance(mod, FakeQuantizeBase):
+        mod.enable_fake_quant()
+
+
+def disable_observer(mod) -> None:
+    if isinstance(mod, FakeQuantizeBase):
+        mod.disable_observer()
+
+
+def enable_observer(mod) -> None:
+    if isinstance(mod, FakeQuantizeBase):
+        mod.enable_observer()
+
+
 __all__ = [
+    'disable_fake_quant', 'enable_fake_quant', 'disable_observer', 'enable_observer',
     'FakeQuantizeBase', 'FakeQuantize', 'FusedMovingAvgObsFakeQuantize',
     'FixedQParamsFakeQuantize', 'default_fake_quant', 'default_weight_fake_quant',
     'default_per_channel_weight_fake_quant', 'default_fused_act_fake_quant',

@@ -59,7 +59,10 @@ DEFAULT_QAT_MODULE_MAPPINGS = {
 
 DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear, nn.LSTM: nnqd.LSTM,
                                          nn.GRU: nnqd.GRU, nn.RNNCell: nnqd.RNNCell,
-                                         nn.LSTMCell: nnqd.LSTMCell, nn.GRUCell: nnqd.GRUCell}
+                                         nn.LSTMCell: nnqd.LSTMCell, nn.GRUCell: nnqd.GRUCell,
+                                         # weight-only (float_qparams_weight_only_qconfig)
+                                         nn.Embedding: nnq.Embedding,
+                                         nn.EmbeddingBag: nnq.EmbeddingBag}
 
 # modules a qconfig is propagated to and observed at (besides the mappings' keys)
 _INCLUDE_QCONFIG_PROPAGATE_LIST = {nn.Sequential}

@@ -48,14 +48,15 @@ def quantize_dynamic(model, qconfig_spec=None, dtype=dtypes.qint8, mapping=None,
                      inplace=False):
     """Dynamically quantize the submodules `qconfig_spec` selects: a set of module types,
     or a dict of type / qualified name -> QConfig (a name covers its submodules); by
-    default every nn.Linear, nn.LSTM and nn.GRU. Weights become qint8 now, activations
+    default every nn.Linear, LSTM, GRU and recurrent cell (embeddings given
+    float_qparams_weight_only_qconfig in a dict spec become weight-only quantized). Weights become qint8 now, activations
     are quantized per call."""
     if dtype not in (dtypes.qint8, dtypes.float16):
         raise QuantizationError(f"quantize_dynamic: dtype must be ember.qint8 or "
                                 f"ember.float16, got {dtype}")
     mapping = mapping if mapping is not None else get_default_dynamic_quant_module_mappings()
-    if qconfig_spec is None:
-        qconfig_spec = set(mapping)
+    if qconfig_spec is None:       # torch.ao's default: the layers with matmul weights
+        qconfig_spec = {nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.RNNCell, nn.GRUCell}
     if not isinstance(qconfig_spec, dict):
         default = default_dynamic_qconfig if dtype is dtypes.qint8 else float16_dynamic_qconfig
         qconfig_spec = {key: default for key in qconfig_spec}

@@ -327,8 +327,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         weight = qconfig.weight() if kind in qpass.WEIGHTED else None
         where = str(node.target) if node.op == OpKind.call_module else \
             getattr(node.target, "name", getattr(node.target, "__name__", str(node.target)))
-        check_qconfig(backend, kind, qconfig.activation(), weight, node.name, where)
-        return True
+        return check_qconfig(backend, kind, qconfig.activation(), weight, node.name, where)
 
     quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer)
     gm._ember_quant = {

@@ -1,0 +1,89 @@
+"""Reference quantized modules (torch.ao.nn.quantized.reference): float modules whose
+weight is quantized and dequantized with given qparams on every call (the form
+convert_to_reference_fx describes, and what a BackendPatternConfig's
+`set_reference_quantized_module` names).
+
+`weight_qparams` is torch.ao's dict: qscheme, dtype, scale, zero_point (and axis for
+per-channel schemes); None means per-tensor quint8 with scale 1.0 and zero point 0.
+"""
+from __future__ import annotations
+
+from .....frontend import nn
+from .....frontend.factories import tensor
+from .....frontend.nn import functional as F
+from .....ir import dtypes
+from .....ir.quantized import per_channel_affine, per_channel_symmetric, per_tensor_affine
+
+
+class _ReferenceWeighted:
+    """Keeps the weight's qparams and gives the quantize -> dequantize weight."""
+
+    def _init_weight_qparams(self, weight_qparams) -> None:
+        qparams = dict(weight_qparams or {"qscheme": per_tensor_affine,
+                                          "dtype": dtypes.quint8, "scale": 1.0,
+                                          "zero_point": 0})
+        self.weight_qscheme = qparams["qscheme"]
+        self.weight_dtype = qparams["dtype"]
+        self.weight_scale = tensor(qparams["scale"], dtype=dtypes.float32)
+        self.weight_zero_point = tensor(qparams["zero_point"], dtype=dtypes.int64)
+        self.weight_axis = int(qparams.get("axis", 0))
+
+    def get_weight(self):
+        from .....ir.ops.quantize import quantize_per_channel, quantize_per_tensor
+        w = self.weight.detach()
+        if self.weight_qscheme in (per_channel_affine, per_channel_symmetric):
+            q = quantize_per_channel(w, self.weight_scale.to(dtypes.float64),
+                                     self.weight_zero_point, self.weight_axis,
+                                     self.weight_dtype)
+        else:
+            q = quantize_per_tensor(w, float(self.weight_scale), int(self.weight_zero_point),
+                                    self.weight_dtype)
+        return q.dequantize()
+
+    def get_quantized_weight(self):
+        return self.get_weight()
+
+    @classmethod
+    def from_float(cls, float_module, weight_qparams):
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        for key, value in vars(float_module).items():
+            if not key.startswith("_"):
+                setattr(new, key, value)
+        new.weight = float_module.weight
+        new.bias = float_module.bias
+        new._init_weight_qparams(weight_qparams)
+        return new
+
+
+class Linear(_ReferenceWeighted, nn.Linear):
+    def __init__(self, in_features, out_features, bias_=True, device=None, dtype=None,
+                 weight_qparams=None):
+        super().__init__(in_features, out_features, bias_)
+        self._init_weight_qparams(weight_qparams)
+
+    def forward(self, x):
+        return F.linear(x, self.get_weight(), self.bias)
+
+
+class Conv2d(_ReferenceWeighted, nn.Conv2d):
+    def __init__(self, *args, weight_qparams=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_weight_qparams(weight_qparams)
+
+    def forward(self, x):
+        return F.conv2d(x, self.get_weight(), self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+class Conv1d(_ReferenceWeighted, nn.Conv1d):
+    def __init__(self, *args, weight_qparams=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_weight_qparams(weight_qparams)
+
+    def forward(self, x):
+        return F.conv1d(x, self.get_weight(), self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+__all__ = ["Linear", "Conv1d", "Conv2d"]
