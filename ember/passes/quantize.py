@@ -47,7 +47,11 @@ _OPERATORS = {operator.add: "add", operator.iadd: "add", operator.mul: "mul",
 
 
 def node_kind(node: Node, module_kinds: dict) -> str | None:
-    """The quantization kind of a node (None: not a tensor op that quantization knows)."""
+    """The quantization kind of a node (None: not a tensor op that quantization knows).
+    `module_kinds` maps call_module targets, and may map nodes themselves (functional
+    linear / conv2d with weights the caller can quantize)."""
+    if node in module_kinds:
+        return module_kinds[node]
     if node.op == OpKind.call_module:
         return module_kinds.get(str(node.target))
     if node.op == OpKind.call_function:

@@ -241,3 +241,32 @@ def test_fx_embedding_weight_only_agrees_with_torch_ao():
         if lib is ember:
             assert type(converted.bag).__module__.startswith("ember.ao.nn.quantized")
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-6)
+
+
+def test_functional_linear_and_conv2d_with_parameter_weights_agree_with_torch_ao():
+    def make(lib):
+        nn, F = lib.nn, lib.nn.functional
+
+        class Fn(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.cw = nn.Parameter(lib.randn(8, 3, 3, 3))
+                self.cb = nn.Parameter(lib.randn(8))
+                self.w = nn.Parameter(lib.randn(4, 8))
+                self.b = nn.Parameter(lib.randn(4))
+
+            def forward(self, x):
+                # every argument given: torch.ao's functional conv pattern needs them
+                y = F.relu(F.conv2d(x, self.cw, self.cb, (1, 1), (1, 1), (1, 1), 1))
+                y = F.max_pool2d(y, 6)
+                return F.linear(y.flatten(1), self.w, self.b)
+        return Fn().eval()
+    t_model, e_model = make(torch), make(ember)
+    share_random_weights(t_model, e_model, np.random.default_rng(8))
+
+    def mapping(lib, aq):
+        return aq.get_default_qconfig_mapping("x86")
+    (_, tc, t_out), (_, ec, e_out) = _run_both(t_model, e_model, mapping)
+    graph = str(ec.graph)
+    assert "quantized_conv2d" in graph and "quantized_linear" in graph
+    _close(t_out, e_out)

@@ -144,6 +144,8 @@ def _module_kind(module) -> str | None:
 
 
 def _module_kinds(gm: GraphModule) -> dict:
+    """call_module target -> kind, and functional linear / conv2d nodes -> kind (keyed
+    by the node: their weights are the model's parameters, read by get_attr)."""
     modules = dict(gm.named_modules())
     kinds = {}
     for node in gm.graph.nodes:
@@ -151,7 +153,42 @@ def _module_kinds(gm: GraphModule) -> dict:
             kind = _module_kind(modules.get(str(node.target)))
             if kind is not None:
                 kinds[str(node.target)] = kind
+        elif _functional_weighted(node) is not None:
+            kinds[node] = _functional_weighted(node)
     return kinds
+
+
+_FUNCTIONAL_WEIGHTED = {F.linear: "linear", OPS_NS.linear: "linear", F.conv2d: "conv2d",
+                        OPS_NS.conv2d: "conv2d"}
+_CONV_DEFAULTS = (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1))
+
+
+def _functional_weighted(node) -> str | None:
+    """"linear" / "conv2d" for F.linear / F.conv2d whose weight (and bias) the graph
+    reads from the model's attributes; None otherwise."""
+    if node.op != OpKind.call_function:
+        return None
+    try:
+        kind = _FUNCTIONAL_WEIGHTED.get(node.target)
+    except TypeError:                      # an unhashable target
+        return None
+    if kind is None or len(node.args) < 2:
+        return None
+    weight = node.args[1]
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    if getattr(weight, "op", None) != OpKind.get_attr or \
+            (bias is not None and getattr(bias, "op", None) != OpKind.get_attr):
+        return None
+    if kind == "conv2d" and isinstance(_conv_arg(node, 4, "padding"), str):
+        return None                        # padding="same": stays float
+    return kind
+
+
+def _conv_arg(node, index: int, name: str):
+    defaults = dict(_CONV_DEFAULTS)
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, defaults[name])
 
 
 # --- fusion ----------------------------------------------------------------------------------
@@ -332,7 +369,9 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
-                     if k in qpass.WEIGHTED},
+                     if k in qpass.WEIGHTED and n.op == OpKind.call_module},
+        "functional": {n.name: qconfigs[n] for n, k in quantized.items()
+                       if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds)}
     if is_qat:
@@ -415,8 +454,8 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
     weight in forward (the weight's FakeQuantize is their `weight_fake_quant`)."""
     modules = dict(gm.named_modules())
     for node, kind in quantized.items():
-        if kind not in qpass.WEIGHTED:
-            continue
+        if kind not in qpass.WEIGHTED or node.op != OpKind.call_module:
+            continue          # (functional linear / conv2d weights train unquantized)
         target = str(node.target)
         module = modules[target]
         if type(module) in (ConvBn2d, ConvBnReLU2d):      # simulated BN folding
@@ -494,10 +533,45 @@ def _quantize_weight(weight: Tensor, observer) -> Tensor:
                                int(zero_point._values()[0]), observer.dtype)
 
 
+def _functional_spec(gm, node, qconfig, reference: bool) -> dict | None:
+    """A functional linear / conv2d's quantized weight (a new buffer beside the float
+    parameter, which other code may still read); reference: the node reads the
+    quantized-dequantized weight instead."""
+    weight_node = node.args[1]
+    qweight = _quantize_weight(gm.get_parameter(str(weight_node.target))
+                               if str(weight_node.target) in dict(gm.named_parameters())
+                               else getattr(gm, str(weight_node.target)), qconfig.weight())
+    stem = "_packed_" + node.name
+    if reference:
+        gm.register_buffer(stem + "_weight_dq", qweight.dequantize())
+        with gm.graph.inserting_before(node):
+            node.replace_input_with(weight_node, gm.graph.get_attr(stem + "_weight_dq"))
+        return None
+    gm.register_buffer(stem + "_weight", qweight)
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    spec = {"weight": stem + "_weight", "bias": str(bias.target) if bias is not None else None}
+    if _functional_weighted(node) == "conv2d":
+        values = [_conv_arg(node, i + 3, name) for i, (name, _) in enumerate(_CONV_DEFAULTS)]
+        stride, padding, dilation, groups = values
+        spec.update(stride=_pair2(stride), padding=_pair2(padding), dilation=_pair2(dilation),
+                    groups=int(groups))
+    return spec
+
+
+def _pair2(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
 def _weighted_specs(gm, reference: bool) -> dict:
     modules = dict(gm.named_modules())
     specs = {}
-    for node in gm.graph.nodes:
+    functional = gm._ember_quant.get("functional", {})
+    for node in list(gm.graph.nodes):
+        if node.name in functional and _functional_weighted(node) is not None:
+            spec = _functional_spec(gm, node, functional[node.name], reference)
+            if spec is not None:
+                specs[node] = spec
+            continue
         target = str(node.target)
         if node.op != OpKind.call_module or target not in gm._ember_quant["weighted"]:
             continue
