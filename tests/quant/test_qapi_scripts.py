@@ -139,3 +139,68 @@ def test_quantize_dynamic_takes_embeddings_with_weight_only_qconfig():
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-5)
     # the default spec leaves embeddings alone, as torch.ao's
     assert type(ember.ao.quantization.quantize_dynamic(e_model)[0]) is ember.nn.EmbeddingBag
+
+
+def _eager_custom_classes(lib):
+    nn = lib.nn
+    nnq = importlib.import_module(f"{lib.__name__}.ao.nn.quantized")
+
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    class Observed(nn.Module):
+        def __init__(self, lin):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            return self.lin(x)
+
+        @classmethod
+        def from_float(cls, mod):
+            new = cls(mod.lin)
+            new.qconfig = mod.qconfig
+            return new
+
+    class Quantized(nn.Module):
+        def __init__(self, qlin):
+            super().__init__()
+            self.qlin = qlin
+
+        def forward(self, x):
+            return self.qlin(x)
+
+        @classmethod
+        def from_observed(cls, mod):
+            mod.lin.qconfig = mod.qconfig
+            mod.lin.activation_post_process = mod.activation_post_process
+            return cls(nnq.Linear.from_float(mod.lin))
+    return Custom, Observed, Quantized
+
+
+def test_eager_custom_module_configs_agree_with_torch_ao():
+    outs = []
+    data = np.random.default_rng(9).standard_normal((6, 4)).astype(np.float32)
+    state = None
+    for lib in (torch, ember):
+        aq = importlib.import_module(f"{lib.__name__}.ao.quantization")
+        Custom, Observed, Quantized = _eager_custom_classes(lib)
+        model = aq.QuantWrapper(lib.nn.Sequential(Custom(), lib.nn.ReLU())).eval()
+        if state is None:
+            state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        model.load_state_dict({k: lib.tensor(v) for k, v in state.items()})
+        model.qconfig = aq.default_qconfig
+        prepared = aq.prepare(model, prepare_custom_config_dict={
+            "float_to_observed_custom_module_class": {Custom: Observed}})
+        assert type(prepared.module[0]) is Observed
+        prepared(lib.tensor(data))
+        converted = aq.convert(prepared, convert_custom_config_dict={
+            "observed_to_quantized_custom_module_class": {Observed: Quantized}})
+        assert type(converted.module[0]) is Quantized
+        outs.append(converted(lib.tensor(data)).detach().numpy())
+    assert np.abs(outs[0] - outs[1]).max() <= 1.01 * np.abs(outs[0]).max() / 128

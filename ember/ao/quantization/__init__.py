@@ -26,6 +26,7 @@ from . import backend_config  # noqa: F401,E402
 from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402
 from .stubs import QuantWrapper  # noqa: F401,E402
 from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quantize,  # noqa
-                       quantize_qat, add_quant_dequant, swap_module)
+                       quantize_qat, add_quant_dequant, swap_module, no_observer_set,
+                       default_eval_fn)
 from .fuse_modules import fuse_modules, fuse_modules_qat  # noqa: F401,E402
 from .quantization_mappings import *  # noqa: F401,F403,E402

@@ -126,6 +126,9 @@ def qconfig_equals(a, b) -> bool:
     return same(a.activation, b.activation) and same(a.weight, b.weight)
 
 
+QConfigAny = QConfig | None      # torch.ao's type alias (a qconfig, or None: stay float)
+
+
 __all__ = [
     'QConfig', 'default_qconfig', 'default_debug_qconfig', 'default_per_channel_qconfig',
     'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig', 'float16_static_qconfig',

@@ -108,9 +108,19 @@ def _is_leaf(module) -> bool:
     return next(module.children(), None) is None
 
 
-def _add_observer_(module, propagation_list, non_leaf_module_list) -> None:
-    for child in module.children():
-        if type(child) in (nnq.FloatFunctional, nnq.QFunctional):
+def _add_observer_(module, propagation_list, non_leaf_module_list, custom=None) -> None:
+    custom = custom or {}
+    for name, child in list(module.named_children()):
+        if type(child) in custom and _needs_observation(child):
+            # a user's custom module: swapped for its observed class, output observed
+            # (from_float is expected to carry the qconfig over, as torch.ao's quantizable
+            # modules do: an observed module without one is neither observed nor swapped)
+            observed_cls = custom[type(child)]
+            observed = observed_cls.from_float(child)
+            setattr(module, name, observed)
+            if not issubclass(observed_cls, tuple(no_observer_set())):
+                _insert_activation_post_process(observed)
+        elif type(child) in (nnq.FloatFunctional, nnq.QFunctional):
             if _needs_observation(child):     # observed by its methods, not a hook
                 child.activation_post_process = child.qconfig.activation()
         elif isinstance(child, _FusedModule) or type(child) in non_leaf_module_list or \
@@ -118,7 +128,7 @@ def _add_observer_(module, propagation_list, non_leaf_module_list) -> None:
             if type(child) in propagation_list or type(child) in non_leaf_module_list:
                 _insert_activation_post_process(child)
         else:
-            _add_observer_(child, propagation_list, non_leaf_module_list)
+            _add_observer_(child, propagation_list, non_leaf_module_list, custom)
     if _is_leaf(module) and not isinstance(module, nn.Sequential) and \
             type(module) in propagation_list:
         _insert_activation_post_process(module)
@@ -136,8 +146,23 @@ def prepare(model, inplace=False, allow_list=None, observer_non_leaf_module_list
         warnings.warn("None of the submodule got qconfig applied. Make sure you passed "
                       "correct configuration through `qconfig_dict` or by assigning the "
                       "`.qconfig` attribute directly on submodules")
-    _add_observer_(model, set(propagation_list), set(observer_non_leaf_module_list or ()))
+    custom = (prepare_custom_config_dict or {}).get("float_to_observed_custom_module_class",
+                                                    {})
+    _add_observer_(model, set(propagation_list), set(observer_non_leaf_module_list or ()),
+                   custom)
     return model
+
+
+def no_observer_set() -> set:
+    """Modules that get no output observer (torch.ao's: quantized by their own logic)."""
+    return {nn.LSTM, nn.MultiheadAttention} if hasattr(nn, "MultiheadAttention") else \
+        {nn.LSTM}
+
+
+def default_eval_fn(model, calib_data):
+    """Calibration: run the model over (data, target) pairs, as torch.ao's helper."""
+    for data, _target in calib_data:
+        model(data)
 
 
 def prepare_qat(model, mapping=None, inplace=False):
@@ -155,11 +180,14 @@ def prepare_qat(model, mapping=None, inplace=False):
 
 
 def swap_module(mod, mapping, custom_module_class_mapping=None):
-    """The quantized (or QAT) module for `mod` if it has a qconfig and a mapping entry,
-    else `mod`; user forward hooks carry over, the observer hook does not."""
-    if not _needs_observation(mod) or type(mod) not in mapping:
+    """The quantized (or QAT) module for `mod` if it has a qconfig and a mapping entry
+    (a custom observed module: `from_observed`), else `mod`; user forward hooks carry
+    over, the observer hook does not."""
+    custom = custom_module_class_mapping or {}
+    if not _needs_observation(mod) or (type(mod) not in mapping and type(mod) not in custom):
         return mod
-    new = mapping[type(mod)].from_float(mod)
+    new = custom[type(mod)].from_observed(mod) if type(mod) in custom else \
+        mapping[type(mod)].from_float(mod)
     for hook in mod._forward_pre_hooks.values():
         new.register_forward_pre_hook(hook)
     for hook in mod._forward_hooks.values():
@@ -168,15 +196,17 @@ def swap_module(mod, mapping, custom_module_class_mapping=None):
     return new
 
 
-def _convert(module, mapping, prefix: str = "") -> None:
+def _convert(module, mapping, prefix: str = "", custom=None) -> None:
+    custom = custom or {}
     swapped = {}
     for name, child in module.named_children():
         qualified = f"{prefix}.{name}" if prefix else name
-        if not (isinstance(child, _FusedModule) or hasattr(child, "weight_fake_quant")):
-            _convert(child, mapping, qualified)   # a fused or QAT module is swapped whole
+        if not (isinstance(child, _FusedModule) or hasattr(child, "weight_fake_quant") or
+                type(child) in custom):
+            _convert(child, mapping, qualified, custom)   # fused/QAT/custom: swapped whole
         if _needs_observation(child) and type(child) in mapping:
             _warn_if_uncalibrated(child, qualified)
-        swapped[name] = swap_module(child, mapping)
+        swapped[name] = swap_module(child, mapping, custom)
     for name, new in swapped.items():
         if new is not module._modules[name]:
             setattr(module, name, new)
@@ -217,7 +247,9 @@ def convert(module, mapping=None, inplace=False, remove_qconfig=True, is_referen
     if not inplace:
         module = copy.deepcopy(module)
     _convert(module, mapping if mapping is not None else
-             get_default_static_quant_module_mappings())
+             get_default_static_quant_module_mappings(), "",
+             (convert_custom_config_dict or {}).get("observed_to_quantized_custom_module_class",
+                                                    {}))
     if remove_qconfig:
         _remove_qconfig(module)
     return module
