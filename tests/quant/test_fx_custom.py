@@ -270,3 +270,29 @@ def test_functional_linear_and_conv2d_with_parameter_weights_agree_with_torch_ao
     graph = str(ec.graph)
     assert "quantized_conv2d" in graph and "quantized_linear" in graph
     _close(t_out, e_out)
+
+
+@pytest.mark.parametrize("qconfig", ["default_dynamic_qconfig", "float16_dynamic_qconfig"])
+def test_fx_dynamic_lstm_agrees_with_torch_ao(qconfig):
+    def make(lib):
+        nn = lib.nn
+
+        class R(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = nn.LSTM(6, 8)
+                self.cell = nn.GRUCell(8, 8)
+                self.fc = nn.Linear(8, 3)
+
+            def forward(self, x):
+                out, _ = self.lstm(x)
+                return self.fc(self.cell(out[-1]))
+        return R().eval()
+    t_model, e_model = make(torch), make(ember)
+    share_random_weights(t_model, e_model, np.random.default_rng(10))
+
+    def mapping(lib, aq):
+        return aq.QConfigMapping().set_global(getattr(aq, qconfig))
+    (_, tc, t_out), (_, ec, e_out) = _run_both(t_model, e_model, mapping, shape=(1, 2, 6))
+    assert type(ec.lstm).__module__ == "ember.ao.nn.quantized.dynamic.rnn"
+    np.testing.assert_allclose(e_out, t_out, atol=2e-5)

@@ -427,8 +427,9 @@ def _observe_custom_modules(gm, custom, qconfigs, kinds) -> dict:
 
 def _weight_only_modules(gm, qconfigs, kinds) -> dict:
     """Modules whose qconfig quantizes weights only, swapped at convert: Linear (and
-    LinearReLU) under a dynamic qconfig (int8 or float16), Embedding/EmbeddingBag under
-    float_qparams_weight_only_qconfig. {target: qconfig}"""
+    LinearReLU), LSTM, GRU and the recurrent cells under a dynamic qconfig (int8 or
+    float16), Embedding/EmbeddingBag under float_qparams_weight_only_qconfig.
+    {target: qconfig}"""
     found = {}
     for node, qconfig in qconfigs.items():
         if node.op != OpKind.call_module or qconfig is None:
@@ -437,10 +438,13 @@ def _weight_only_modules(gm, qconfigs, kinds) -> dict:
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
             if getattr(qconfig.weight(), "qscheme", None) is per_channel_affine_float_qparams:
                 found[str(node.target)] = qconfig
-        elif kinds.get(str(node.target)) in ("linear", "linear_relu") and \
-                _is_dynamic(qconfig):
+        elif (kinds.get(str(node.target)) in ("linear", "linear_relu") or
+              type(module) in _DYNAMIC_RNNS) and _is_dynamic(qconfig):
             found[str(node.target)] = qconfig
     return found
+
+
+_DYNAMIC_RNNS = (nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell)
 
 
 def _is_dynamic(qconfig) -> bool:
@@ -666,6 +670,8 @@ def _swap_weight_only(gm, table: dict) -> None:
         if isinstance(module, LinearReLU):
             module[0].qconfig = qconfig
             new = nniqd.LinearReLU.from_float(module)
+        elif type(module) in _DYNAMIC_RNNS:
+            new = getattr(nnqd, type(module).__name__).from_float(module)
         elif isinstance(module, nn.EmbeddingBag):
             new = EmbeddingBag.from_float(module)
         elif isinstance(module, nn.Embedding):
