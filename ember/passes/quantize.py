@@ -82,13 +82,18 @@ def _binary_of_tensors(node: Node) -> bool:
 
 # --- prepare ---------------------------------------------------------------------------------
 def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], bool],
-                     new_observer: Callable[[Node, Node], str]) -> dict:
+                     new_observer: Callable[[Node, Node], str],
+                     reobserves: Callable[[Node], bool] = lambda n: False) -> dict:
     """Insert `call_module` observer nodes; returns {node: kind} of the quantized nodes.
 
     A quantized pattern's tensor inputs are observed (an observer is added after a
     float producer or a placeholder, once per value) and its output is observed; all
     later uses read the observer's output. A binary op whose only user is a relu is
-    observed after the relu (convert fuses them).
+    observed after the relu (convert fuses them). A SHARED op for which `reobserves(node)`
+    holds has its output passed through its input's observer again (the same module:
+    torch.ao's "output shares the input's observer", which updates that observer's
+    statistics and fake-quantizes the output in QAT); such nodes are marked
+    meta["reobserve"] = True, and `drop_reobservations` removes them at convert.
     """
     observed: dict[Node, Node] = {}     # value -> the observer node reading it
     quantized: dict[Node, str] = {}
@@ -127,6 +132,15 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         if kind in SHARED:
             if is_quantized_value(inputs[0]):
                 quantized[node] = kind
+                source = inputs[0]
+                if source in observers and source.op == OpKind.call_module and \
+                        reobserves(node):
+                    with graph.inserting_after(node):
+                        again = graph.call_module(str(source.target), (node,))
+                    again.meta["reobserve"] = True
+                    node.replace_all_uses_with(again,
+                                               delete_user_cb=lambda user: user is not again)
+                    observers.add(again)
             continue
         for value in dict.fromkeys(inputs):
             ensure_observed(value, node)
@@ -166,6 +180,15 @@ def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
         graph.erase_node(node)
         made[q] = (scale, zero_point, dtype)
     return made
+
+
+def drop_reobservations(graph: Graph) -> None:
+    """Remove the second calls of shared observers (insert_observers' reobserved SHARED
+    outputs): converted, a shared op keeps its input's quantization as it is."""
+    for node in list(graph.nodes):
+        if node.meta.get("reobserve"):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
 
 
 def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:

@@ -94,6 +94,41 @@ def test_prepare_shared_ops_get_no_observer_and_skipped_nodes_stay_float():
     """)
 
 
+def test_prepare_reobserves_shared_outputs_and_convert_drops_it():
+    """torch.ao's shared observers: a shared op's output goes through its input's
+    observer again (the same module); convert removes that second call."""
+    graph = parse(textwrap.dedent("""
+        graph(%x):
+          %0 = call_module "conv"(%x)
+          %1 = call_module "pool"(%0)
+          %2 = flatten(%1, 1)
+          return %2
+    """))
+    names = iter(f"obs{i}" for i in range(100))
+    qpass.insert_observers(graph, KINDS, lambda n: True, lambda value, owner: next(names),
+                           reobserves=lambda n: n.op.value == "call_module")
+    check(graph, """
+        graph(%x):
+          %0 = call_module "obs0"(%x)
+          %1 = call_module "conv"(%0)
+          %2 = call_module "obs1"(%1)
+          %3 = call_module "pool"(%2)
+          %4 = call_module "obs1"(%3)
+          %5 = flatten(%4, 1)
+          return %5
+    """)
+    qpass.drop_reobservations(graph)
+    check(graph, """
+        graph(%x):
+          %0 = call_module "obs0"(%x)
+          %1 = call_module "conv"(%0)
+          %2 = call_module "obs1"(%1)
+          %3 = call_module "pool"(%2)
+          %4 = flatten(%3, 1)
+          return %4
+    """)
+
+
 def _converted(reference: bool):
     graph = run_prepare(PREPARED_MLP)
     qparams = {f"obs{i}": (0.5 + i, 10 * i, dtypes.quint8) for i in range(4)}

@@ -366,7 +366,20 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
             getattr(node.target, "name", getattr(node.target, "__name__", str(node.target)))
         return check_qconfig(backend, kind, qconfig.activation(), weight, node.name, where)
 
-    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer)
+    modules = dict(gm.named_modules())
+
+    def reobserves(node) -> bool:
+        """torch.ao's shared-observer ops (pooling, relu, clamp, views, torch.flatten);
+        not a call_method flatten, nn.Flatten or dropout, which torch.ao observes anew."""
+        if node.op == OpKind.call_module:
+            return not isinstance(modules.get(str(node.target)),
+                                  (nn.Flatten, nn.Dropout))
+        kind = qpass.node_kind(node, kinds)
+        if kind == "dropout":
+            return False
+        return not (node.op == OpKind.call_method and node.target == "flatten")
+
+    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
                      if k in qpass.WEIGHTED and n.op == OpKind.call_module},
@@ -641,6 +654,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None) -> GraphModu
     if info.get("custom"):
         _swap_custom_modules(gm, info["custom"], custom)
         kinds.update({target: "custom" for target in info["custom"]})
+    qpass.drop_reobservations(gm.graph)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
