@@ -31,7 +31,8 @@ def _qat_model(lib):
             # outputs too (torch.ao's shared observers)
             x = self.pool(F.relu(self.bn(self.conv(x))))
             x = F.adaptive_avg_pool2d(x, 1)
-            return self.fc(x.reshape(x.shape[0], -1))
+            # the flatten method and dropout get fake quantizes of their own in torch.ao
+            return self.fc(F.dropout(x.flatten(1), 0.0, self.training))
     return M().train()
 
 

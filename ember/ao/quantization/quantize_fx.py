@@ -359,6 +359,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         if not _is_static(qconfig):
             return False
         kind = qpass.node_kind(node, kinds)
+        if is_qat and _observed_anew(node, kinds, modules):
+            return False
         if kind in qpass.CUSTOM:
             return True
         weight = qconfig.weight() if kind in qpass.WEIGHTED else None
@@ -392,6 +394,17 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _observed_anew(node, kinds, modules) -> bool:
+    """QAT: ops torch.ao has no shared pattern for (the `flatten` method, nn.Flatten) or
+    gives an observer of their own (dropout) run in float, so the next quantized op
+    observes their output with a fake quantize of its own, as torch.ao trains (after
+    post-training calibration the same values give the same qparams: they stay int8)."""
+    if node.op == OpKind.call_module:
+        return isinstance(modules.get(str(node.target)), (nn.Flatten, nn.Dropout))
+    return qpass.node_kind(node, kinds) == "dropout" or \
+        (node.op == OpKind.call_method and node.target == "flatten")
 
 
 def _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config) -> list[str]:
@@ -659,7 +672,10 @@ def _convert(prepared, reference: bool, convert_custom_config=None) -> GraphModu
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
     else:
-        qpass.lower_quantized(gm.graph, quantize_nodes, kinds, specs)
+        modules = dict(gm.named_modules())
+        qat = gm._ember_quant.get("is_qat")
+        qpass.lower_quantized(gm.graph, quantize_nodes, kinds, specs,
+                              lambda n: not (qat and _observed_anew(n, kinds, modules)))
     for name in list(qparams) + [n for n, m in gm.named_children()
                                  if isinstance(m, PlaceholderObserver)]:
         if hasattr(gm, name):
