@@ -296,3 +296,33 @@ def test_fx_dynamic_lstm_agrees_with_torch_ao(qconfig):
     (_, tc, t_out), (_, ec, e_out) = _run_both(t_model, e_model, mapping, shape=(1, 2, 6))
     assert type(ec.lstm).__module__ == "ember.ao.nn.quantized.dynamic.rnn"
     np.testing.assert_allclose(e_out, t_out, atol=2e-5)
+
+
+def _mapping_variants(lib, aq):
+    qc = aq.get_default_qconfig("x86")
+    nn = lib.nn
+    return {
+        "object_type": aq.QConfigMapping().set_global(qc).set_object_type(nn.Linear, None),
+        "regex": aq.QConfigMapping().set_global(qc).set_module_name_regex("sub.*", None),
+        "name": aq.QConfigMapping().set_global(qc).set_module_name("fc", None),
+        "order": aq.QConfigMapping().set_global(qc).set_module_name_object_type_order(
+            "sub", nn.Linear, 1, None),
+        "dict": {"": qc, "module_name": [("sub.0", None)]},
+    }
+
+
+@pytest.mark.parametrize("variant", ["object_type", "regex", "name", "order", "dict"])
+def test_qconfig_mapping_variants_agree_with_torch_ao(variant):
+    t_model, e_model = _twins(11)
+
+    def mapping(lib, aq):
+        return _mapping_variants(lib, aq)[variant]
+    (_, tc, t_out), (_, ec, e_out) = _run_both(t_model, e_model, mapping)
+    _close(t_out, e_out)
+    # the same layers stay float in both: torch.ao keeps them as float nn.Linear
+    fused = {n for n, m in tc.named_modules() if type(m).__name__ == "LinearReLU"}
+    t_float = sorted(n.rpartition(".")[0] if n.rpartition(".")[0] in fused else n
+                     for n, m in tc.named_modules() if type(m) is torch.nn.Linear)
+    e_float = sorted(what.split()[-1] for _, what in ec.quantization_report
+                     if what.startswith("call_module"))
+    assert t_float == e_float, (t_float, e_float)

@@ -298,12 +298,20 @@ def _assign_qconfigs(gm: GraphModule, mapping: QConfigMapping) -> dict:
     qconfigs, counts = {}, {}
     for node in gm.graph.nodes:
         if node.op == OpKind.call_module:
-            module = modules.get(str(node.target))
-            kind = type(module[0]) if isinstance(module, _FusedModule) else type(module)
-            q = mapping.qconfig_for(str(node.target), kind)
-            if isinstance(module, _FusedModule) and q is mapping.global_qconfig:
-                q = mapping.qconfig_for(str(node.target), type(module))
-            qconfigs[node] = q
+            target = str(node.target)
+            module = modules.get(target)
+            fused = isinstance(module, _FusedModule)
+            # module_name_object_type_order counts modules by type within their parent
+            # (a fused module as its first part, as torch.ao counts them)
+            counted = type(module[0]) if fused else type(module)
+            parent = target.rpartition(".")[0]
+            index = counts.get((parent, counted), 0)
+            counts[(parent, counted)] = index + 1
+            kind = _fused_object_type(mapping, module) if fused else type(module)
+            order = mapping.module_name_object_type_order_qconfigs.get(
+                (parent, counted, index), _UNSET)
+            qconfigs[node] = order if order is not _UNSET else \
+                mapping.qconfig_for(target, kind)
         elif node.op in (OpKind.call_function, OpKind.call_method):
             types_ = _object_types(node)
             obj = next((t for t in types_ if t in mapping.object_type_qconfigs), types_[0])
@@ -311,6 +319,27 @@ def _assign_qconfigs(gm: GraphModule, mapping: QConfigMapping) -> dict:
             counts[("", obj)] = index + 1
             qconfigs[node] = mapping.qconfig_for("", obj, index)
     return qconfigs
+
+
+_UNSET = object()
+
+
+def _fused_object_type(mapping: QConfigMapping, module):
+    """The object type a fused module's qconfig is looked up by, as torch.ao decides:
+    its own type; its parts' qconfig when every part's object_type entry is the same
+    (and not None); parts with different entries are an error."""
+    table = mapping.object_type_qconfigs
+    parts = [type(m) for m in module]
+    first = table.get(parts[0])
+    for part in parts[1:]:
+        if table.get(part) != first:
+            raise QuantizationError(
+                f"prepare_fx: during fusion, every module type in {type(module).__name__} "
+                f"needs the same qconfig in the object_type entries; {parts[0].__name__} "
+                f"and {part.__name__} differ")
+    if type(module) not in table and first is not None:
+        return parts[0]
+    return type(module)
 
 
 def _is_static(qconfig) -> bool:
