@@ -100,8 +100,10 @@ def _kernel_desc(cfg, u8_out: bool) -> dict:
     else:
         module = ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))
         symbol = f"qgemm_{'u8' if u8_out else 'f32'}"
+    # "claim": the vector kernels claim their tasks from a shared counter (lite_int8)
+    schedule = "ranges" if cfg is QA.AMX else "claim"
     return {"config": cfg.name, "mr": cfg.mr, "nr": cfg.nr, "symbol": symbol,
-            "_module": module}
+            "schedule": schedule, "_module": module}
 
 
 CONFIGS = {"amx": QA.AMX, "vnni": Q.VNNI, "avx2": Q.AVX2}

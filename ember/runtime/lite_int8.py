@@ -123,9 +123,16 @@ _POOL = None
 # converted graph).
 
 # the int64 parameter block of the qgemm kernels (pointers as addresses)
-QGEMM_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq", "offs",
-                "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr", "mult",
-                "bias", "qparams")
+QGEMM_BASE_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq",
+                     "offs", "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr",
+                     "mult", "bias", "qparams")
+# the vector kernels' block adds their schedule: chunk > 0 makes every thread claim `chunk`
+# tasks at a time from the shared counter (an atomic add on the block's own "counter"
+# word) until none are left, so a thread that starts late or is descheduled on a shared
+# host leaves its work to the others; chunk == 0 runs the thread's [t_begin, t_end) (what
+# a kernel built before the schedule existed does, ignoring these two words)
+QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter")
+CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
 try:       # in the ember package: buffers from the caching allocator (a fresh large array
@@ -253,25 +260,33 @@ def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int =
 
 def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
               corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
-              threads=None) -> np.ndarray:
+              threads=None, claim: bool = True) -> np.ndarray:
     """One fused int8 GEMM: [M, n] uint8 (u8_out) or float32. corr (int32), mult and bias
     (float32) are per output column, padded to a multiple of nr; qparams = (1/scale, zero
-    point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring)."""
-    call = QGemmCall(gather, packed, kq, n, mr, nr, corr, mult, bias, qparams, u8_out)
+    point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring). claim: the kernel
+    claims its tasks from a shared counter (QGEMM_FIELDS), else fixed ranges."""
+    call = QGemmCall(gather, packed, kq, n, mr, nr, corr, mult, bias, qparams, u8_out, claim)
     return call(fn, pool, gather.buffer, threads)
 
 
 _A, _OUT = QGEMM_FIELDS.index("a"), QGEMM_FIELDS.index("out")
+_CHUNK = QGEMM_FIELDS.index("chunk")
 
 
 class QGemmCall:
     """A fused int8 GEMM's parameter block for one geometry and one set of qparams, made
     once: a call fills in only the input and output addresses (on a copy, so concurrent
     calls never share a block). Reading a NumPy array's address costs microseconds, and a
-    converted model calls each layer with the same everything but its activations."""
+    converted model calls each layer with the same everything but its activations.
+
+    With `claim` each of the pool's threads runs the kernel once and claims chunks of
+    tasks (row tile x column block) from the block's counter, in the task order below, so
+    consecutive claims share a weight panel or a row tile; without it each thread gets a
+    fixed range (kernels of artifacts packaged before claiming existed)."""
 
     def __init__(self, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
-                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool):
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
+                 claim: bool = True):
         if len(gather.offs) != kq:
             raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the "
                              f"packed weight {kq * 4}")
@@ -289,20 +304,28 @@ class QGemmCall:
                   "packed": packed.ctypes.data, "n_blocks": n_blocks, "m_tiles": m_tiles,
                   "nb_outer": int(nb_outer), "out": 0, "ldo": n_pad,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data,
-                  "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
+                  "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
+                  "chunk": 0, "counter": 0}
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
+        self.claim = claim
         self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
         out = _empty(self.out_shape, self.out_dtype)
-        params = self.params.copy()
+        params = self.params.copy()      # its counter word starts at 0
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
-        pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
+        if self.claim:
+            runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
+            params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
+            # one kernel call per thread: [w, w + 1) only names the runner
+            pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
+        else:
+            pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
         return out[:self.m, :self.n]
 
 
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer
-QGEMM_AMX_FIELDS = QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
+QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                    "seg_offs", "n_segs", "seg_len")
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 _AMX_STATE: list = []
@@ -510,6 +533,11 @@ class DequantizeStep:
         return dequantize_values(q, self.scale, self.zero_point)
 
 
+def _claims(d: dict) -> bool:
+    """Whether a qgemm step's kernel claims its tasks (packaged with the schedule)."""
+    return d.get("schedule") == "claim"
+
+
 def _qgemm(d: dict, fn, pool, gather, packed, corr, mult, bias, qparams, u8_out: bool):
     """A qgemm step's GEMM on the kernel it was packaged for (AMX tiles or vectors)."""
     if d["config"] == "amx":
@@ -519,7 +547,7 @@ def _qgemm(d: dict, fn, pool, gather, packed, corr, mult, bias, qparams, u8_out:
         return qgemm_amx_run(fn, pool, gather, packed, d["kq"], d["n"], corr, mult, bias,
                              qparams, u8_out)
     return qgemm_run(fn, pool, gather, packed, d["kq"], d["n"], d["mr"], d["nr"], corr, mult,
-                     bias, qparams, u8_out)
+                     bias, qparams, u8_out, claim=_claims(d))
 
 
 class QGemmStep:
@@ -555,7 +583,7 @@ class QGemmStep:
             if d["config"] != "amx" and len(self._calls) < 16:
                 self._calls[x_nhwc.shape] = QGemmCall(
                     gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"], self.corr,
-                    self.mult, self.bias, d["qparams"], True)
+                    self.mult, self.bias, d["qparams"], True, _claims(d))
         out = _qgemm(d, self.fn, self.pool_fn(), gather, self.packed, self.corr, self.mult,
                      self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)

@@ -233,27 +233,54 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
                 b.store(value, b.gep(p["out"], [idx], source_etype=u.F32), align=4)
 
 
+def _claims(b, params, p, t_begin, t_end):
+    """The claiming loop's head (lite_int8.QGEMM_FIELDS): yields (begin, end) task ranges
+    until none is left. chunk > 0: `chunk` tasks at a time from the shared counter word of
+    the parameter block (an atomic add), up to m_tiles * n_blocks; chunk == 0: one claim
+    of [t_begin, t_end), from a private counter."""
+    dynamic = b.icmp_signed("!=", p["chunk"], u.i64(0))
+    private = b.alloca(u.I64)
+    b.store(t_begin, private)
+    shared = b.gep(params, [u.i64(_F["counter"])], source_etype=u.I64)
+    counter = b.select(dynamic, shared, private)
+    step = b.select(dynamic, p["chunk"], b.sub(t_end, t_begin))
+    limit = b.select(dynamic, b.mul(p["m_tiles"], p["n_blocks"]), t_end)
+    head = b.append_basic_block("claim")
+    body = b.append_basic_block("claim.body")
+    done = b.append_basic_block("claim.done")
+    b.branch(head)
+    b.position_at_end(head)
+    begin = b.atomic_rmw("add", counter, step, "monotonic")
+    b.cbranch(b.icmp_signed("<", begin, limit), body, done)
+    b.position_at_end(body)
+    return begin, u.imin(b, b.add(begin, step), limit), head, done
+
+
 def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
     """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
-    block, row tiles inner when nb_outer (the thread pool's chunk signature)."""
+    block, row tiles inner when nb_outer (the thread pool's chunk signature); the tasks
+    run are [t_begin, t_end) or claimed (_claims)."""
     name = f"qgemm_{'u8' if u8_out else 'f32'}"
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams"}
-    p = {f: _field(b, params, f, f in ptrs) for f in FIELDS}
+    p = {f: _field(b, params, f, f in ptrs) for f in FIELDS if f != "counter"}
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
     oh = b.sdiv(p["ohw"], p["ow"])
     img, oy, ox = _row_base(b, p, b.sub(p["m"], u.i64(1)))
     last_base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                       b.mul(ox, p["col_stride"]))
-    with u.counted_loop(b, t_begin, t_end, 1, "t") as t:
+    begin, end, claim_head, claims_done = _claims(b, params, p, t_begin, t_end)
+    with u.counted_loop(b, begin, end, 1, "t") as t:
         outer = b.sdiv(t, b.select(nb_outer, p["m_tiles"], p["n_blocks"]))
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
         acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb)
         _epilogue(b, cfg, p, acc, m0, nb, u8_out)
+    b.branch(claim_head)
+    b.position_at_end(claims_done)
     b.ret_void()
 
 
