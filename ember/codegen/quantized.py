@@ -30,6 +30,7 @@ from ..ir import dtypes
 from ..ir.ops.quantized import dynamic_input_qparams
 from ..ir.quantized import QuantizedArray, qrange, quantize_array
 from ..runtime import lite_int8 as lite
+from .llvm import qdepthwise as QD
 from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
 from .llvm import qgemm_amx as QA
@@ -58,9 +59,12 @@ def kernel_for(op_name: str, args: list, cache: dict):
             return lambda: linear(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_conv2d":
         x, w, groups = args[0], args[1], args[6]
-        if groups == 1 and _activation(x) and _cached_weight(cache, w, 4) and \
-                _exact(cfg, x.int_repr, int(x.zero_point)):
+        if not (_activation(x) and _cached_weight(cache, w, 4)):
+            return None
+        if groups == 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
             return lambda: conv2d(*args, cache=cache, cfg=cfg)
+        if _depthwise(x, w, groups) and QD.available():
+            return lambda: depthwise_conv2d(*args, cache=cache)
     elif op_name == "quantized_linear_dynamic":
         if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
@@ -130,6 +134,12 @@ def _exact(cfg, a: np.ndarray, pad_value: int) -> bool:
     if cfg.vnni:
         return True
     return Q.exact_on(cfg, max(int(a.max()) if a.size else 0, pad_value))
+
+
+def _depthwise(x: QuantizedArray, w: QuantizedArray, groups: int) -> bool:
+    """One input channel per group and one filter per channel (MobileNet's 3x3 layers)."""
+    c = x.int_repr.shape[1] if x.int_repr.ndim == 4 else -1
+    return groups == c and w.int_repr.shape[:2] == (c, 1)
 
 
 def _channels_last(a: np.ndarray) -> bool:
@@ -243,6 +253,38 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
                            requant_params(scale, zero_point, x.dtype, relu))
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
+
+
+def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,
+                     cache):
+    """quantized_conv2d with groups == channels (qdepthwise.py): channels-last in and out."""
+    c, _, kh, kw = w.int_repr.shape
+    packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
+    n, _, h, wd = x.int_repr.shape
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, lite.depthwise_slack(c))
+    qparams = requant_params(scale, zero_point, x.dtype, relu)
+    key = ("depthwise", x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
+           int(x.zero_point), qparams)
+    entry = cache.get(key)
+    if entry is None or not _same_bias(entry[0], bias):
+        vectors = packed.epilogue_vectors(int(x.zero_point),
+                                          np.float32(x.scale) * weight_scales(w, c), bias)
+        run = QD.prepare(x_nhwc.shape, packed, tuple(stride), tuple(dilation), (oh, ow),
+                         vectors, qparams)
+        _forget_calls(cache, "depthwise")
+        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
+    nhwc = np.ascontiguousarray(entry[1](x_nhwc)).reshape(n, oh, ow, c)
+    return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
+
+
+def _forget_calls(cache: dict, kind: str) -> None:
+    """Drop a weight's prepared calls of `kind` once it has _MAX_CALLS (a model fed ever
+    new input shapes keeps a bounded cache)."""
+    keys = [k for k in cache if isinstance(k, tuple) and k[0] == kind]
+    if len(keys) >= _MAX_CALLS:
+        for k in keys:
+            del cache[k]
 
 
 def linear_dynamic(x, w, bias, relu, cache, cfg):

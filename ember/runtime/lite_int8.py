@@ -324,6 +324,56 @@ class QGemmCall:
         return out[:self.m, :self.n]
 
 
+# depthwise convolution (codegen/llvm/qdepthwise.py): its own parameter block, the GEMM's
+# epilogue fields by the same names
+DW_BLOCK = 32        # channels per kernel step
+QDW_FIELDS = ("x", "oh", "ow", "img_stride", "row_stride", "col_stride", "taps", "tap_offs",
+              "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams")
+_DW_X, _DW_OUT = QDW_FIELDS.index("x"), QDW_FIELDS.index("out")
+
+
+def depthwise_slack(c: int) -> int:
+    """Readable bytes the depthwise kernel needs past a channels-last input of c channels
+    (its last 32-channel block of the last pixel)."""
+    return -(-c // DW_BLOCK) * DW_BLOCK - c
+
+
+class QDepthwiseCall:
+    """The depthwise kernel's parameter block for one padded channels-last input shape
+    [N, Hp, Wp, C] (made once; a call fills in the input and output addresses). weights:
+    [tap pairs, C_pad, 2] int16; corr, mult, bias: per channel, padded to C_pad."""
+
+    def __init__(self, x_shape, weights: np.ndarray, kernel, stride, dilation, out_hw,
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams):
+        n, hp, wp, c = x_shape
+        (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+        c_pad = weights.shape[1]
+        self.m, self.c, self.rows = n * oh * ow, c, n * oh
+        self.out_shape = (n * oh * ow, c_pad)
+        taps = ((np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * c).reshape(-1)
+        # an even count (the kernel takes taps in pairs): an odd one's last offset again,
+        # against zero weights
+        self.tap_offs = np.concatenate([taps, taps[-1:]] if taps.size % 2 else [taps])
+        self.tap_offs = self.tap_offs.astype(np.int64)
+        qp = np.asarray(qparams, np.float64)
+        values = {"x": 0, "oh": oh, "ow": ow, "img_stride": hp * wp * c,
+                  "row_stride": sh * wp * c, "col_stride": sw * c, "taps": kh * kw,
+                  "tap_offs": self.tap_offs.ctypes.data, "weights": weights.ctypes.data,
+                  "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c_pad,
+                  "corr": corr.ctypes.data, "mult": mult.ctypes.data, "bias": bias.ctypes.data,
+                  "qparams": qp.ctypes.data}
+        self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
+        self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
+
+    def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
+        """[N * OH * OW, C] uint8 (rows: output pixels, channels-last)."""
+        out = _empty(self.out_shape, np.uint8)
+        params = self.params.copy()
+        params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
+        pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
+        return out[:, :self.c]
+
+
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer
 QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                    "seg_offs", "n_segs", "seg_len")
