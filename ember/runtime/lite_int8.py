@@ -130,8 +130,10 @@ QGEMM_BASE_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_str
 # tasks at a time from the shared counter (an atomic add on the block's own "counter"
 # word) until none are left, so a thread that starts late or is descheduled on a shared
 # host leaves its work to the others; chunk == 0 runs the thread's [t_begin, t_end) (what
-# a kernel built before the schedule existed does, ignoring these two words)
-QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter")
+# a kernel built before the schedule existed does, ignoring these words). n_valid: the
+# output's columns; the kernel stores no column past it, so the output rows are n_valid
+# wide (ldo = n_valid: no padding to strip)
+QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid")
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
@@ -293,7 +295,9 @@ class QGemmCall:
         n_pad = len(corr)
         m_tiles, n_blocks = -(-gather.m // mr), n_pad // nr
         self.m, self.n, self.tasks = gather.m, n, m_tiles * n_blocks
-        self.out_shape, self.out_dtype = (m_tiles * mr, n_pad), np.uint8 if u8_out else np.float32
+        # a claiming kernel (this file's own generation) stores only the n valid columns
+        ldo = n if claim else n_pad
+        self.out_shape, self.out_dtype = (m_tiles * mr, ldo), np.uint8 if u8_out else np.float32
         qp = np.asarray(qparams, np.float64)
         # task order: weight panels stay in cache while every row tile passes when that
         # moves fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
@@ -302,10 +306,10 @@ class QGemmCall:
                   "img_stride": gather.img_stride, "row_stride": gather.row_stride,
                   "col_stride": gather.col_stride, "kq": kq, "offs": gather.offs.ctypes.data,
                   "packed": packed.ctypes.data, "n_blocks": n_blocks, "m_tiles": m_tiles,
-                  "nb_outer": int(nb_outer), "out": 0, "ldo": n_pad,
+                  "nb_outer": int(nb_outer), "out": 0, "ldo": ldo,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data,
                   "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
-                  "chunk": 0, "counter": 0}
+                  "chunk": 0, "counter": 0, "n_valid": n}
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
         self.claim = claim
         self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
@@ -328,7 +332,8 @@ class QGemmCall:
 # epilogue fields by the same names
 DW_BLOCK = 32        # channels per kernel step
 QDW_FIELDS = ("x", "oh", "ow", "img_stride", "row_stride", "col_stride", "taps", "tap_offs",
-              "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams")
+              "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams",
+              "n_valid", "w_stride")
 _DW_X, _DW_OUT = QDW_FIELDS.index("x"), QDW_FIELDS.index("out")
 
 
@@ -349,7 +354,7 @@ class QDepthwiseCall:
         (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
         c_pad = weights.shape[1]
         self.m, self.c, self.rows = n * oh * ow, c, n * oh
-        self.out_shape = (n * oh * ow, c_pad)
+        self.out_shape = (n * oh * ow, c)      # unpadded rows (the kernel masks its stores)
         taps = ((np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * c).reshape(-1)
         # an even count (the kernel takes taps in pairs): an odd one's last offset again,
         # against zero weights
@@ -359,9 +364,9 @@ class QDepthwiseCall:
         values = {"x": 0, "oh": oh, "ow": ow, "img_stride": hp * wp * c,
                   "row_stride": sh * wp * c, "col_stride": sw * c, "taps": kh * kw,
                   "tap_offs": self.tap_offs.ctypes.data, "weights": weights.ctypes.data,
-                  "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c_pad,
+                  "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data, "bias": bias.ctypes.data,
-                  "qparams": qp.ctypes.data}
+                  "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad}
         self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
         self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
 
@@ -371,7 +376,7 @@ class QDepthwiseCall:
         params = self.params.copy()
         params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
         pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
-        return out[:, :self.c]
+        return out
 
 
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer

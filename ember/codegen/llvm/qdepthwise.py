@@ -16,7 +16,7 @@ for operation: results equal the NumPy reference bit for bit.
 
 Channels are read in blocks of 32 from each pixel: where C is not a multiple of 32 the
 last block reads into the next pixel's channels (the caller leaves readable bytes past
-the input's end) against zero weights, and writes into the output's padding columns.
+the input's end) against zero weights, and its stores are masked to the C columns.
 Threads split the output rows (image, output row).
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _taps(b, p, base, c0, lanes: int):
                      align=1) for off in offs]
         both = b.shuffle_vector(xs[0], xs[1], ir.Constant(u.vec(u.I32, 2 * BLOCK),
                                                           interleave))
-        wbase = b.mul(b.add(b.mul(j, p["ldo"]), c0), u.i64(2))
+        wbase = b.mul(b.add(b.mul(j, p["w_stride"]), c0), u.i64(2))
         out = []
         for v, a in enumerate(acc):
             part = b.shuffle_vector(both, both, ir.Constant(

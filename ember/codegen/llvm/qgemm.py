@@ -107,10 +107,17 @@ def active_config() -> Config | None:
 
 def tile_for(cfg: Config, n: int) -> Config:
     """The VNNI tile for a GEMM of n output columns: narrower where n fits in fewer
-    vectors (the results are the same: integer sums are exact, the epilogue per element)."""
+    vectors, or where the wide tile would pad n further (96 or 144 columns: 128 and 192
+    computed, against 96 and 160 by 32-column blocks, which measured faster on every such
+    shape, small k or large). The results are the same: integer sums are exact, the
+    epilogue per element."""
     if cfg is not VNNI:
         return cfg
-    return VNNI_N16 if n <= 16 else VNNI_N32 if n <= 32 else VNNI
+    if n <= 16:
+        return VNNI_N16
+    if n <= 32 or -(-n // VNNI_N32.nr) * VNNI_N32.nr < -(-n // VNNI.nr) * VNNI.nr:
+        return VNNI_N32
+    return VNNI
 
 
 def exact_on(cfg: Config, a_max: int) -> bool:
@@ -202,6 +209,33 @@ def _k_loop(b, cfg, p, bases, nb):
     return u.carried_loop(b, b.add(pairs, pairs), p["kq"], acc, step, "kk")
 
 
+def _masked_store(b, value, ptr, mask, align: int) -> None:
+    """llvm.masked.store: the lanes of `value` whose mask bit is on (the others' memory is
+    not touched)."""
+    name = f"llvm.masked.store.{u._mangle(value.type)}.p0"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(u.VOID, [value.type, u.PTR, u.I32, mask.type]), name=name)
+    b.call(fn, [value, ptr, ir.Constant(u.I32, align), mask])
+
+
+def _store(b, value, ptr, align: int, col, p, lanes: int) -> None:
+    """Store a row's `lanes` columns from col; with an "n_valid" field in the parameter
+    block, only the columns below it (the output's rows are then n_valid wide, unpadded:
+    no copy to strip the padding afterwards), the full store where all are."""
+    if "n_valid" not in p:
+        b.store(value, ptr, align=align)
+        return
+    full = b.icmp_signed("<=", b.add(col, u.i64(lanes)), p["n_valid"])
+    with b.if_else(full) as (whole, part):
+        with whole:
+            b.store(value, ptr, align=align)
+        with part:
+            cols = b.add(u.splat(b, col, lanes), ir.Constant(u.vec(u.I64, lanes),
+                                                             list(range(lanes))))
+            mask = b.icmp_signed("<", cols, u.splat(b, p["n_valid"], lanes))
+            _masked_store(b, value, ptr, mask, align)
+
+
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
     is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector."""
@@ -227,10 +261,11 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
                 q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
                 q = u.clamp(b, q, lo, hi)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
-                b.store(value, b.gep(p["out"], [idx], source_etype=I8), align=1)
+                _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p, lanes)
             else:
                 value = u.clamp(b, real, lo, hi)
-                b.store(value, b.gep(p["out"], [idx], source_etype=u.F32), align=4)
+                _store(b, value, b.gep(p["out"], [idx], source_etype=u.F32), 4, col, p,
+                       lanes)
 
 
 def _claims(b, params, p, t_begin, t_end):
