@@ -9,6 +9,8 @@ where no native kernel applies (then the caller runs the NumPy reference):
   requantization to uint8 fused in its epilogue. Convolutions are implicit GEMMs over a
   channels-last uint8 input and give a channels-last result (a [N, C, H, W] view of NHWC
   memory), so a chain of convolutions never changes layout.
+- quantized_conv2d with groups == channels (depthwise): codegen/llvm/qdepthwise.py's
+  direct kernel over the channels-last input, the same epilogue, channels-last result.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
 - max_pool2d and adaptive_avg_pool2d on a per-tensor quint8 value (`same_qparams_kernel`):
   qelementwise's uint8 max pooling over channels-last integers (C a multiple of 16; else
@@ -17,7 +19,7 @@ where no native kernel applies (then the caller runs the NumPy reference):
 Every kernel computes what the reference computes, operation for operation, so results
 are identical bit for bit (tests/quant/test_qkernels.py, test_qfused.py). Native paths
 need quint8 activations, qint8 weights with zero points 0 (symmetric: every default weight
-observer) per tensor or per output channel, and groups == 1.
+observer) per tensor or per output channel, and groups == 1 or depthwise.
 """
 from __future__ import annotations
 
