@@ -32,6 +32,7 @@ from ..ir import dtypes
 from ..ir.ops.quantized import dynamic_input_qparams
 from ..ir.quantized import QuantizedArray, qrange, quantize_array
 from ..runtime import lite_int8 as lite
+from ..runtime.threads import default_pool
 from .llvm import qdepthwise as QD
 from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
@@ -67,6 +68,8 @@ def kernel_for(op_name: str, args: list, cache: dict):
             return lambda: conv2d(*args, cache=cache, cfg=cfg)
         if _depthwise(x, w, groups) and QD.available():
             return lambda: depthwise_conv2d(*args, cache=cache)
+        if groups > 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
+            return lambda: grouped_conv2d(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_linear_dynamic":
         if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
@@ -278,6 +281,58 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
     nhwc = np.ascontiguousarray(entry[1](x_nhwc)).reshape(n, oh, ow, c)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
+
+
+def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,
+                   cache, cfg):
+    """quantized_conv2d with groups > 1 (ResNeXt's, or grouped 1x1s): one fused GEMM per
+    group over the shared channels-last input. A group's k runs per tap over its cg
+    channels, read as 4-byte groups in place (cg rounded up to 4: the bytes past it belong
+    to the next group, or to the slack past the buffer, and meet zero weights); each
+    group's [M, og] result goes into its columns of the output."""
+    oc, cg, kh, kw = w.int_repr.shape
+    og, cpg = oc // groups, -(-cg // 4) * 4
+    cfg = Q.tile_for(cfg, og)
+    n, c, h, wd = x.int_repr.shape
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, cpg - cg)
+    qparams = requant_params(scale, zero_point, x.dtype, relu)
+    key = ("grouped", cfg.name, x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
+           int(x.zero_point), qparams)
+    entry = cache.get(key)
+    if entry is None or not _same_bias(entry[0], bias):
+        packs = _packed(cache, f"grouped-{cfg.name}", lambda: [
+            Q.PackedWeight(conv_weight_matrix(w.int_repr[g * og:(g + 1) * og], cpg, 0), cfg)
+            for g in range(groups)])
+        mult = np.float32(x.scale) * weight_scales(w, oc)
+        full_bias = np.zeros(oc, np.float32) if bias is None else np.asarray(bias, np.float32)
+        _, hp, wp, _ = x_nhwc.shape
+        taps = ((np.arange(kh)[:, None] * dilation[0] * wp +
+                 np.arange(kw)[None, :] * dilation[1]) * c).reshape(-1, 1)
+        calls = []
+        for g, packed in enumerate(packs):
+            cols = slice(g * og, (g + 1) * og)
+            offs = (taps + g * cg + np.arange(cpg // 4)[None, :] * 4).reshape(-1)
+            gather = lite.Gather(None, n * oh * ow, offs.astype(np.int64), ohw=oh * ow, ow=ow,
+                                 img_stride=hp * wp * c, row_stride=stride[0] * wp * c,
+                                 col_stride=stride[1] * c)
+            calls.append(Q.prepare(gather, packed, packed.epilogue_vectors(
+                int(x.zero_point), mult[cols], full_bias[cols]), qparams, True))
+        _forget_calls(cache, "grouped")
+        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), calls)
+    out = lite._empty((n, oh, ow, oc), np.uint8)
+
+    def run(begin, end, worker=0, one_thread=True):
+        for g in range(begin, end):
+            call = entry[1][g]
+            part = call.on_one_thread(x_nhwc) if one_thread else call(x_nhwc)
+            out[..., g * og:(g + 1) * og] = part.reshape(n, oh, ow, og)
+    pool = default_pool()
+    if groups >= 2 * pool.n_threads:    # many small GEMMs: a thread runs whole groups
+        pool.parallel_for(run, groups)
+    else:                               # a few large ones: every thread on each
+        run(0, groups, one_thread=False)
+    return QuantizedArray(out.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
 
 def _forget_calls(cache: dict, kind: str) -> None:

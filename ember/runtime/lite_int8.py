@@ -314,6 +314,15 @@ class QGemmCall:
         self.claim = claim
         self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
 
+    def on_one_thread(self, fn, buffer: np.ndarray) -> np.ndarray:
+        """The GEMM on the calling thread alone (callers that run many small GEMMs, a
+        grouped convolution's, one per thread)."""
+        out = _empty(self.out_shape, self.out_dtype)
+        params = self.params.copy()
+        params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        fn(0, self.tasks, 0, params.ctypes.data)
+        return out[:self.m, :self.n]
+
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
         out = _empty(self.out_shape, self.out_dtype)
         params = self.params.copy()      # its counter word starts at 0

@@ -1,6 +1,7 @@
-"""The native depthwise int8 convolution (codegen/llvm/qdepthwise.py): bit for bit the
-NumPy reference on the full uint8 range, and torch.ao's x86 result on a mobilenet-style
-block converted by both libraries from the same float weights."""
+"""The native depthwise int8 convolution (codegen/llvm/qdepthwise.py) and grouped ones
+(one fused GEMM per group): bit for bit the NumPy reference on the full uint8 range, and
+torch.ao's x86 result on a mobilenet-style block converted by both libraries from the
+same float weights."""
 from __future__ import annotations
 
 import numpy as np
@@ -143,3 +144,27 @@ def test_depthwise_module_equals_torch_ao_bit_for_bit(rng, n, c, hw, stride, rel
     em.set_weight_bias(ew, ember.tensor(bias))
     tm.scale, tm.zero_point = em.scale, em.zero_point = 0.05, 7
     np.testing.assert_array_equal(em(ex).int_repr().numpy(), tm(tx).int_repr().numpy())
+
+
+@pytest.mark.skipif(not __import__("ember.codegen.llvm.qgemm", fromlist=["x"]).has_vnni(),
+                    reason="this CPU has no AVX-512 VNNI")
+@pytest.mark.parametrize("n, c, oc, groups, hw, k, stride, padding, dilation", [
+    (2, 8, 8, 2, 9, 3, 1, 1, 1), (1, 12, 6, 3, 8, 3, 2, 1, 1), (1, 6, 12, 3, 7, 1, 1, 0, 1),
+    (2, 64, 64, 32, 10, 3, 1, 1, 1), (1, 10, 20, 5, 9, 3, 1, 2, 2), (1, 4, 8, 4, 6, 3, 1, 1, 1)])
+def test_grouped_conv_equals_the_reference_bit_for_bit(rng, n, c, oc, groups, hw, k, stride,
+                                                       padding, dilation):
+    """Several channels per group (ResNeXt's), a channel multiplier (oc = 2c, groups = c):
+    one fused GEMM per group, whole groups per thread where there are many."""
+    from ember.codegen.quantized import kernel_for
+    from ember.ir import dtypes
+    from ember.ir.ops.quantized import quantized_conv2d as op
+    from ember.ir.quantized import QuantizedArray
+    x = QuantizedArray(rng.integers(0, 256, (n, hw, hw, c)).astype(np.uint8)
+                       .transpose(0, 3, 1, 2), dtypes.quint8, 0.03, int(rng.integers(0, 256)))
+    w = QuantizedArray(rng.integers(-128, 128, (oc, c // groups, k, k)).astype(np.int8),
+                       dtypes.qint8, rng.random(oc) * 0.01 + 1e-3, np.zeros(oc, np.int64), 0)
+    args = [x, w, rng.standard_normal(oc).astype(np.float32), [stride] * 2, [padding] * 2,
+            [dilation] * 2, groups, 0.2, 100, bool(rng.integers(0, 2))]
+    kernel = kernel_for("quantized_conv2d", args, {})
+    assert kernel is not None
+    np.testing.assert_array_equal(kernel().int_repr, op.reference(*args).int_repr)

@@ -391,9 +391,15 @@ def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: 
 def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool):
     """run_vectors in two steps: the parameter block made now, once; the returned
     function(buffer, threads=None) runs the GEMM on any input buffer of gather's
-    geometry."""
+    geometry (its .on_one_thread(buffer) on the calling thread alone)."""
     corr, mult, bias = vectors
     fn = _kernels(packed.cfg)[1][u8_out]
     call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
                           packed.cfg.nr, corr, mult, bias, qparams, u8_out)
-    return lambda buffer, threads=None: call(fn, default_pool(), buffer, threads)
+    run = functools.partial(_run_prepared, call, fn)
+    run.on_one_thread = functools.partial(call.on_one_thread, fn)
+    return run
+
+
+def _run_prepared(call, fn, buffer, threads=None):
+    return call(fn, default_pool(), buffer, threads)
