@@ -353,9 +353,21 @@ def linear_dynamic(x, w, bias, relu, cache, cfg):
         q = QE.quantize(x, scale, zp, np.uint8)     # quantize_array's steps, natively
     else:
         q = quantize_array(x, scale, zp, dtypes.quint8).int_repr
-    out = _run_gemm(cfg, Q.linear_gather(q.reshape(-1, k), -(-k // 4)), packed, zp,
-                    np.float32(scale) * weight_scales(w, n), bias,
-                    (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
+    gather = Q.linear_gather(q.reshape(-1, k), -(-k // 4))
+    mult = np.float32(scale) * weight_scales(w, n)
+    qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
+    if cfg is QA.AMX:
+        out = _run_gemm(cfg, gather, packed, zp, mult, bias, qparams, u8_out=False)
+    else:       # the parameter block kept per batch size: only corr and mult change
+        corr, mult, bias_vec = packed.epilogue_vectors(zp, mult, bias)
+        key = ("dynamic", cfg.name, gather.m, bool(relu))
+        entry = cache.get(key)
+        if entry is None or not _same_bias(entry[0], bias):
+            _forget_calls(cache, "dynamic")
+            entry = cache[key] = (None if bias is None else np.array(bias, copy=True),
+                                  Q.prepare(gather, packed, (corr, mult, bias_vec), qparams,
+                                            False))
+        out = entry[1](gather.buffer, corr=corr, mult=mult)
     return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)
 
 

@@ -273,6 +273,7 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
 
 _A, _OUT = QGEMM_FIELDS.index("a"), QGEMM_FIELDS.index("out")
 _CHUNK = QGEMM_FIELDS.index("chunk")
+_CORR, _MULT = QGEMM_FIELDS.index("corr"), QGEMM_FIELDS.index("mult")
 
 
 class QGemmCall:
@@ -323,10 +324,16 @@ class QGemmCall:
         fn(0, self.tasks, 0, params.ctypes.data)
         return out[:self.m, :self.n]
 
-    def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
+    def __call__(self, fn, pool, buffer: np.ndarray, threads=None, corr=None,
+                 mult=None) -> np.ndarray:
+        """The GEMM on `buffer`; corr and mult (where given: arrays shaped as the ones the
+        call was made with) replace its epilogue's for this call only (a dynamic
+        linear's, which change with every input's qparams)."""
         out = _empty(self.out_shape, self.out_dtype)
         params = self.params.copy()      # its counter word starts at 0
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        if corr is not None:
+            params[_CORR], params[_MULT] = corr.ctypes.data, mult.ctypes.data
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
             params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))

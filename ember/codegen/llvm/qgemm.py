@@ -401,5 +401,5 @@ def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool
     return run
 
 
-def _run_prepared(call, fn, buffer, threads=None):
-    return call(fn, default_pool(), buffer, threads)
+def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None):
+    return call(fn, default_pool(), buffer, threads, corr, mult)
