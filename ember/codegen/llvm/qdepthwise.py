@@ -97,17 +97,20 @@ def _emit(module: ir.Module, lanes: int) -> None:
     for f in FIELDS:
         value = b.load(b.gep(params, [u.i64(_F[f])], source_etype=u.I64), typ=u.I64)
         p[f] = b.inttoptr(value, u.PTR) if f in _PTRS else value
+    tile = TILE if lanes == 16 else TILE_AVX2
+    qparams = Q.epilogue_qparams(b, p, lanes)
     with u.counted_loop(b, r_begin, r_end, 1, "row") as row:
         img = b.sdiv(row, p["oh"])
         oy = b.sub(row, b.mul(img, p["oh"]))
         row_base = b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"]))
         with u.counted_loop(b, u.i64(0), p["c_blocks"], 1, "cb") as cb:
             c0 = b.mul(cb, u.i64(BLOCK))
+            columns = Q.epilogue_columns(b, tile, p, cb)
             with u.counted_loop(b, u.i64(0), p["ow"], 1, "ox") as ox:
                 base = b.add(b.add(row_base, b.mul(ox, p["col_stride"])), c0)
                 acc = _taps(b, p, base, c0, lanes)
-                tile = TILE if lanes == 16 else TILE_AVX2
-                Q._epilogue(b, tile, p, acc, b.add(b.mul(row, p["ow"]), ox), cb, True)
+                Q._epilogue(b, tile, p, acc, b.add(b.mul(row, p["ow"]), ox), cb, True,
+                            qparams, columns)
     b.ret_void()
 
 

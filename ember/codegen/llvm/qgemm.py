@@ -236,21 +236,46 @@ def _store(b, value, ptr, align: int, col, p, lanes: int) -> None:
             _masked_store(b, value, ptr, mask, align)
 
 
-def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
+def epilogue_qparams(b, p, lanes: int):
+    """The requantization's (1/scale, zero point, lo, hi) as vectors. A kernel with few
+    live registers (the depthwise one) loads them once, before its loops, and passes
+    them to _epilogue: loaded inside, next to the output stores (which LLVM cannot prove
+    do not alias them), they are re-read and re-broadcast for every tile; the GEMM keeps
+    that (its k loop holds 24 accumulators: four more live vectors would spill)."""
+    qload = [b.load(b.gep(p["qparams"], [u.i64(i)], source_etype=u.F64), typ=u.F64)
+             for i in range(4)]
+    inv, zp = (u.splat(b, q, lanes) for q in qload[:2])
+    lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[2:])
+    return inv, zp, lo, hi
+
+
+def epilogue_columns(b, cfg, p, nb):
+    """Column block nb's (corr, mult, bias) vectors, one triple per vector of the block
+    (a kernel whose loop keeps nb fixed loads them once, outside it)."""
+    lanes = cfg.lanes
+    vf, v32 = u.vec(u.F32, lanes), u.vec(u.I32, lanes)
+    out = []
+    for v in range(cfg.nv):
+        col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
+        out.append((b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4),
+                    b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4),
+                    b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)))
+    return out
+
+
+def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
-    is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector."""
+    is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector.
+    qparams / columns: epilogue_qparams / epilogue_columns made by the caller outside
+    its loops (loaded here otherwise)."""
     acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
-    qp = p["qparams"]
-    qload = [b.load(b.gep(qp, [u.i64(i)], source_etype=u.F64), typ=u.F64) for i in range(4)]
-    inv, zp = (u.splat(b, q, lanes) for q in qload[:2])
-    lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[2:])
+    inv, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
+    columns = columns or epilogue_columns(b, cfg, p, nb)
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
-        corr = b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4)
-        mult = b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4)
-        bias = b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)
+        corr, mult, bias = columns[v]
         for r in range(cfg.mr):
             real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
             idx = b.add(b.mul(b.add(m0, u.i64(r)), p["ldo"]), col)
