@@ -636,6 +636,8 @@ class QGemmStep:
 
     def __call__(self, x):
         d = self.desc
+        if d["gemm"] == "depthwise":
+            return self._depthwise(x)
         if d["gemm"] == "linear":
             k = x.shape[-1]
             gather = linear_gather(x.reshape(-1, k), d["groups"])
@@ -661,6 +663,23 @@ class QGemmStep:
         if d["gemm"] == "linear":
             return out.reshape(*x.shape[:-1], d["n"])
         return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
+
+
+    def _depthwise(self, x):
+        """groups == channels: codegen/llvm/qdepthwise.py's kernel (QDepthwiseCall)."""
+        d = self.desc
+        n, c, h, w = x.shape
+        out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"], d["dilation"])
+        x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], c, depthwise_slack(c))
+        call = self._calls.get(x_nhwc.shape)
+        if call is None:
+            call = QDepthwiseCall(x_nhwc.shape, self.packed, d["kernel"], d["stride"],
+                                  d["dilation"], out_hw, self.corr, self.mult, self.bias,
+                                  d["qparams"])
+            if len(self._calls) < 16:
+                self._calls[x_nhwc.shape] = call
+        out = call(self.fn, self.pool_fn(), x_nhwc)
+        return out.reshape(n, out_hw[0], out_hw[1], c).transpose(0, 3, 1, 2)
 
 
 def dynamic_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):

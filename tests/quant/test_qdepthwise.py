@@ -168,3 +168,31 @@ def test_grouped_conv_equals_the_reference_bit_for_bit(rng, n, c, oc, groups, hw
     kernel = kernel_for("quantized_conv2d", args, {})
     assert kernel is not None
     np.testing.assert_array_equal(kernel().int_repr, op.reference(*args).int_repr)
+
+
+def test_packaged_depthwise_model_equals_eager(rng, tmp_path):
+    """ember.aot packages a depthwise int8 convolution (a host step on the same kernel,
+    linked into model.so) and the artifact equals the eager converted model."""
+    nn = ember.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 24, 3, padding=1)
+            self.dw = nn.Conv2d(24, 24, 3, stride=2, padding=1, groups=24)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.dw(self.relu(self.conv(x))))
+    model = Net().eval()
+    x = ember.tensor(rng.standard_normal((2, 3, 12, 12)).astype(np.float32))
+    prep = eqfx.prepare_fx(model, eq.get_default_qconfig_mapping("x86"), (x,))
+    with ember.no_grad():
+        prep(x)
+        q = eqfx.convert_fx(prep)
+        path = ember.aot.compile_and_package(ember.export(q, (x,)), tmp_path / "dw.ember")
+        run = ember.aot.load_package(path)
+        for _ in range(2):
+            np.testing.assert_array_equal(run(x).numpy(), q(x).numpy())
+            x = ember.tensor(rng.standard_normal((2, 3, 12, 12)).astype(np.float32))
+    assert "depthwise" in {d.get("gemm") for d in run.lite.plan["steps"]}
