@@ -292,9 +292,22 @@ def _clamped(qa: QuantizedArray, low, high) -> "QuantizedTensor":
     if flat is None:
         q = np.ascontiguousarray(q)
         flat = memory_order(q)
-    out = np.empty_like(flat[0])
-    if low is None and high is None:
-        out[...] = flat[0]
+    src, out = flat[0], np.empty_like(flat[0])
+    lo, hi = bound(low), bound(high)
+    if lo is None and hi is None:
+        out[...] = src
+        return QuantizedTensor._wrap(qa.with_values(flat[1](out)))
+
+    def clip(begin, end, worker=0):     # NumPy's clip releases the GIL: threads share it
+        np.clip(src[begin * _CLIP_CHUNK:end * _CLIP_CHUNK], lo, hi,
+                out=out[begin * _CLIP_CHUNK:end * _CLIP_CHUNK])
+    chunks = -(-src.size // _CLIP_CHUNK)
+    if chunks > 1:
+        from ..runtime.threads import default_pool
+        default_pool().parallel_for(clip, chunks)
     else:
-        np.clip(flat[0], bound(low), bound(high), out=out)
+        clip(0, 1)
     return QuantizedTensor._wrap(qa.with_values(flat[1](out)))
+
+
+_CLIP_CHUNK = 1 << 17       # bytes of a quantized clamp one thread-pool task unit clips
