@@ -130,8 +130,8 @@ def _kernel():
 
 class PackedDepthwise:
     """Depthwise weights [C, 1, KH, KW] int8 as the kernel reads them: [tap pairs, C padded
-    to a multiple of 32, 2] int16 (zero past C and in an odd count's last pair), with the per-channel tap sums (the zero-point
-    correction)."""
+    to a multiple of 32, 2] int16 (zero past C and in an odd count's last pair), with the
+    per-channel tap sums (the zero-point correction)."""
 
     def __init__(self, w_q: np.ndarray):
         c, _, kh, kw = w_q.shape
