@@ -1,5 +1,6 @@
-"""Quantization benchmark: float vs int8 for an MLP (static and dynamic) and a small CNN,
-ember against torch.ao (x86 backend) and torch float, on the same weights.
+"""Quantization benchmark: float vs int8 for an MLP (static and dynamic), a small CNN and
+a mobilenet-style model (depthwise int8 convolutions), ember against torch.ao (x86
+backend) and torch float, on the same weights.
 
     python3 benchmarks/quant.py [--quick] [--resnet] [--threads N [--cpu-time]] [--save]
 
@@ -46,6 +47,37 @@ def small_cnn(lib):
         nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10))
+
+
+def mobilenet_style(lib):
+    """MobileNetV2's shape at a small scale: inverted residual blocks (1x1 expand, 3x3
+    depthwise, 1x1 project, residual add where shapes allow) with ReLU6."""
+    nn = lib.nn
+
+    def conv_bn(cin, cout, k, stride=1, groups=1, act=True):
+        layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                  nn.BatchNorm2d(cout)]
+        return layers + [nn.ReLU6()] if act else layers
+
+    class InvertedResidual(nn.Module):
+        def __init__(self, cin, cout, stride, expand):
+            super().__init__()
+            hidden = cin * expand
+            layers = conv_bn(cin, hidden, 1) if expand != 1 else []
+            layers += conv_bn(hidden, hidden, 3, stride, groups=hidden)
+            layers += conv_bn(hidden, cout, 1, act=False)
+            self.body = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.body(x) if self.residual else self.body(x)
+
+    blocks = [(32, 16, 1, 1), (16, 24, 2, 6), (24, 24, 1, 6), (24, 32, 2, 6), (32, 32, 1, 6),
+              (32, 64, 2, 6), (64, 64, 1, 6)]
+    return nn.Sequential(*conv_bn(3, 32, 3, 2),
+                         *[InvertedResidual(*b) for b in blocks],
+                         *conv_bn(64, 256, 1), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+                         nn.Linear(256, 10))
 
 
 def twins(make, rng):
@@ -137,6 +169,8 @@ def main(argv=None):
         static_pair("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
         dynamic_row("mlp 1024-4096-1024 b64", mlp, (64, 1024), b, rng)
     static_pair("small_cnn b64 1x28x28", small_cnn, (64, 1, 28, 28), b, rng)
+    if not args.smoke:
+        static_pair("mobilenet-style b8 112", mobilenet_style, (8, 3, 112, 112), b, rng)
     if args.resnet:
         static_pair("resnet18 b8 224", "resnet18", (8, 3, 224, 224), b, rng, calib_batches=1)
     b.finish()

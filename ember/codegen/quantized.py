@@ -9,6 +9,8 @@ where no native kernel applies (then the caller runs the NumPy reference):
   requantization to uint8 fused in its epilogue. Convolutions are implicit GEMMs over a
   channels-last uint8 input and give a channels-last result (a [N, C, H, W] view of NHWC
   memory), so a chain of convolutions never changes layout.
+- quantized_conv2d with groups == channels (depthwise): codegen/llvm/qdepthwise.py's
+  direct kernel over the channels-last input, the same epilogue, channels-last result.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
 - max_pool2d and adaptive_avg_pool2d on a per-tensor quint8 value (`same_qparams_kernel`):
   qelementwise's uint8 max pooling over channels-last integers (C a multiple of 16; else
@@ -17,7 +19,7 @@ where no native kernel applies (then the caller runs the NumPy reference):
 Every kernel computes what the reference computes, operation for operation, so results
 are identical bit for bit (tests/quant/test_qkernels.py, test_qfused.py). Native paths
 need quint8 activations, qint8 weights with zero points 0 (symmetric: every default weight
-observer) per tensor or per output channel, and groups == 1.
+observer) per tensor or per output channel, and groups == 1 or depthwise.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from ..ir import dtypes
 from ..ir.ops.quantized import dynamic_input_qparams
 from ..ir.quantized import QuantizedArray, qrange, quantize_array
 from ..runtime import lite_int8 as lite
+from ..runtime.threads import default_pool
+from .llvm import qdepthwise as QD
 from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
 from .llvm import qgemm_amx as QA
@@ -58,9 +62,14 @@ def kernel_for(op_name: str, args: list, cache: dict):
             return lambda: linear(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_conv2d":
         x, w, groups = args[0], args[1], args[6]
-        if groups == 1 and _activation(x) and _cached_weight(cache, w, 4) and \
-                _exact(cfg, x.int_repr, int(x.zero_point)):
+        if not (_activation(x) and _cached_weight(cache, w, 4)):
+            return None
+        if groups == 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
             return lambda: conv2d(*args, cache=cache, cfg=cfg)
+        if _depthwise(x, w, groups) and QD.available():
+            return lambda: depthwise_conv2d(*args, cache=cache)
+        if groups > 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
+            return lambda: grouped_conv2d(*args, cache=cache, cfg=cfg)
     elif op_name == "quantized_linear_dynamic":
         if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
@@ -130,6 +139,12 @@ def _exact(cfg, a: np.ndarray, pad_value: int) -> bool:
     if cfg.vnni:
         return True
     return Q.exact_on(cfg, max(int(a.max()) if a.size else 0, pad_value))
+
+
+def _depthwise(x: QuantizedArray, w: QuantizedArray, groups: int) -> bool:
+    """One input channel per group and one filter per channel (MobileNet's 3x3 layers)."""
+    c = x.int_repr.shape[1] if x.int_repr.ndim == 4 else -1
+    return groups == c and w.int_repr.shape[:2] == (c, 1)
 
 
 def _channels_last(a: np.ndarray) -> bool:
@@ -245,6 +260,90 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
 
+def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,
+                     cache):
+    """quantized_conv2d with groups == channels (qdepthwise.py): channels-last in and out."""
+    c, _, kh, kw = w.int_repr.shape
+    packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
+    n, _, h, wd = x.int_repr.shape
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, lite.depthwise_slack(c))
+    qparams = requant_params(scale, zero_point, x.dtype, relu)
+    key = ("depthwise", x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
+           int(x.zero_point), qparams)
+    entry = cache.get(key)
+    if entry is None or not _same_bias(entry[0], bias):
+        vectors = packed.epilogue_vectors(int(x.zero_point),
+                                          np.float32(x.scale) * weight_scales(w, c), bias)
+        run = QD.prepare(x_nhwc.shape, packed, tuple(stride), tuple(dilation), (oh, ow),
+                         vectors, qparams)
+        _forget_calls(cache, "depthwise")
+        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
+    nhwc = np.ascontiguousarray(entry[1](x_nhwc)).reshape(n, oh, ow, c)
+    return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
+
+
+def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,
+                   cache, cfg):
+    """quantized_conv2d with groups > 1 (ResNeXt's, or grouped 1x1s): one fused GEMM per
+    group over the shared channels-last input. A group's k runs per tap over its cg
+    channels, read as 4-byte groups in place (cg rounded up to 4: the bytes past it belong
+    to the next group, or to the slack past the buffer, and meet zero weights); each
+    group's [M, og] result goes into its columns of the output."""
+    oc, cg, kh, kw = w.int_repr.shape
+    og, cpg = oc // groups, -(-cg // 4) * 4
+    cfg = Q.tile_for(cfg, og)
+    n, c, h, wd = x.int_repr.shape
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, cpg - cg)
+    qparams = requant_params(scale, zero_point, x.dtype, relu)
+    key = ("grouped", cfg.name, x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
+           int(x.zero_point), qparams)
+    entry = cache.get(key)
+    if entry is None or not _same_bias(entry[0], bias):
+        packs = _packed(cache, f"grouped-{cfg.name}", lambda: [
+            Q.PackedWeight(conv_weight_matrix(w.int_repr[g * og:(g + 1) * og], cpg, 0), cfg)
+            for g in range(groups)])
+        mult = np.float32(x.scale) * weight_scales(w, oc)
+        full_bias = np.zeros(oc, np.float32) if bias is None else np.asarray(bias, np.float32)
+        _, hp, wp, _ = x_nhwc.shape
+        taps = ((np.arange(kh)[:, None] * dilation[0] * wp +
+                 np.arange(kw)[None, :] * dilation[1]) * c).reshape(-1, 1)
+        calls = []
+        for g, packed in enumerate(packs):
+            cols = slice(g * og, (g + 1) * og)
+            offs = (taps + g * cg + np.arange(cpg // 4)[None, :] * 4).reshape(-1)
+            gather = lite.Gather(None, n * oh * ow, offs.astype(np.int64), ohw=oh * ow, ow=ow,
+                                 img_stride=hp * wp * c, row_stride=stride[0] * wp * c,
+                                 col_stride=stride[1] * c)
+            calls.append(Q.prepare(gather, packed, packed.epilogue_vectors(
+                int(x.zero_point), mult[cols], full_bias[cols]), qparams, True))
+        _forget_calls(cache, "grouped")
+        entry = cache[key] = (None if bias is None else np.array(bias, copy=True), calls)
+    out = lite._empty((n, oh, ow, oc), np.uint8)
+
+    def run(begin, end, worker=0, one_thread=True):
+        for g in range(begin, end):
+            call = entry[1][g]
+            part = call.on_one_thread(x_nhwc) if one_thread else call(x_nhwc)
+            out[..., g * og:(g + 1) * og] = part.reshape(n, oh, ow, og)
+    pool = default_pool()
+    if groups >= 2 * pool.n_threads:    # many small GEMMs: a thread runs whole groups
+        pool.parallel_for(run, groups)
+    else:                               # a few large ones: every thread on each
+        run(0, groups, one_thread=False)
+    return QuantizedArray(out.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
+
+
+def _forget_calls(cache: dict, kind: str) -> None:
+    """Drop a weight's prepared calls of `kind` once it has _MAX_CALLS (a model fed ever
+    new input shapes keeps a bounded cache)."""
+    keys = [k for k in cache if isinstance(k, tuple) and k[0] == kind]
+    if len(keys) >= _MAX_CALLS:
+        for k in keys:
+            del cache[k]
+
+
 def linear_dynamic(x, w, bias, relu, cache, cfg):
     n, k = w.int_repr.shape
     cfg = Q.tile_for(cfg, n)
@@ -254,9 +353,21 @@ def linear_dynamic(x, w, bias, relu, cache, cfg):
         q = QE.quantize(x, scale, zp, np.uint8)     # quantize_array's steps, natively
     else:
         q = quantize_array(x, scale, zp, dtypes.quint8).int_repr
-    out = _run_gemm(cfg, Q.linear_gather(q.reshape(-1, k), -(-k // 4)), packed, zp,
-                    np.float32(scale) * weight_scales(w, n), bias,
-                    (0.0, 0.0, 0.0 if relu else -np.inf, np.inf), u8_out=False)
+    gather = Q.linear_gather(q.reshape(-1, k), -(-k // 4))
+    mult = np.float32(scale) * weight_scales(w, n)
+    qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
+    if cfg is QA.AMX:
+        out = _run_gemm(cfg, gather, packed, zp, mult, bias, qparams, u8_out=False)
+    else:       # the parameter block kept per batch size: only corr and mult change
+        corr, mult, bias_vec = packed.epilogue_vectors(zp, mult, bias)
+        key = ("dynamic", cfg.name, gather.m, bool(relu))
+        entry = cache.get(key)
+        if entry is None or not _same_bias(entry[0], bias):
+            _forget_calls(cache, "dynamic")
+            entry = cache[key] = (None if bias is None else np.array(bias, copy=True),
+                                  Q.prepare(gather, packed, (corr, mult, bias_vec), qparams,
+                                            False))
+        out = entry[1](gather.buffer, corr=corr, mult=mult)
     return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)
 
 

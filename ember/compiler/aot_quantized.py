@@ -10,7 +10,9 @@ runtime runs the same kernels without the compiler:
   qgemm                   quantized_linear / quantized_conv2d (groups 1): the fused int8
                           GEMM (codegen/llvm/qgemm.py's module linked into model.so); the
                           weight is packed here, with its per-column zero-point correction,
-                          multiplier and bias ("pq<step>" members of the weights)
+                          multiplier and bias ("pq<step>" members of the weights);
+                          gemm "depthwise": quantized_conv2d with groups == channels on
+                          codegen/llvm/qdepthwise.py's kernel, packed alike
   qgemm_dynamic           quantized_linear_dynamic (quantize_dynamic's Linear): the input
                           quantized per call, the same GEMM with a float32 epilogue
   qadd                    quantized_add (+ relu): codegen/llvm/qelementwise.py's kernel
@@ -20,7 +22,8 @@ runtime runs the same kernels without the compiler:
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
 them off one run of the plan (as it measures views). Anything else that touches a
-quantized value (quantized_mul, grouped int8 convs, CPUs without an int8 kernel) is
+quantized value (quantized_mul, grouped int8 convs other than depthwise ones, CPUs
+without an int8 kernel) is
 refused by name, as every step without a native kernel is.
 """
 from __future__ import annotations
@@ -29,9 +32,11 @@ import numpy as np
 
 from ..codegen import quantized as CQ
 from ..codegen.extern import _bound
+from ..codegen.llvm import qdepthwise as QD
 from ..codegen.llvm import qelementwise as QE
 from ..codegen.llvm import qgemm as Q
 from ..codegen.llvm import qgemm_amx as QA
+from ..codegen.llvm.target import Isa, host_isa
 from ..ir import dtypes
 from ..ir.errors import LoweringError
 from ..ir.graph import Node, OpKind
@@ -100,16 +105,37 @@ def _kernel_desc(cfg, u8_out: bool) -> dict:
     else:
         module = ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))
         symbol = f"qgemm_{'u8' if u8_out else 'f32'}"
+    # "claim": the vector kernels claim their tasks from a shared counter (lite_int8)
+    schedule = "ranges" if cfg is QA.AMX else "claim"
     return {"config": cfg.name, "mr": cfg.mr, "nr": cfg.nr, "symbol": symbol,
-            "_module": module}
+            "schedule": schedule, "_module": module}
 
 
 CONFIGS = {"amx": QA.AMX, "vnni": Q.VNNI, "avx2": Q.AVX2}
 
 
+def _depthwise_desc(args: dict) -> dict | None:
+    """quantized_conv2d with groups == channels (codegen/llvm/qdepthwise.py's kernel), or
+    None (other grouped convolutions are refused)."""
+    w_shape = tuple(args["weight"].meta["val"].shape)
+    if not QD.available() or w_shape[1] != 1 or args["groups"] != w_shape[0] or \
+            tuple(args["self"].meta["val"].shape)[1] != w_shape[0]:
+        return None
+    isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
+    return {"kind": "qgemm", "gemm": "depthwise", "config": "depthwise",
+            "symbol": "qdepthwise_u8", "schedule": "rows",
+            "_module": ("qdepthwise", str(QD.module(isa)), ("qdepthwise_u8",)),
+            "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
+            "relu": bool(args["relu"]), "kernel": list(w_shape[2:]),
+            "stride": list(args["stride"]), "padding": list(args["padding"]),
+            "dilation": list(args["dilation"])}
+
+
 def _qgemm(node: Node, name: str, args: dict) -> dict | None:
     cfg = CQ.gemm_config()
-    if cfg is None or (name == "quantized_conv2d" and args["groups"] != 1):
+    if name == "quantized_conv2d" and args["groups"] != 1:
+        return _depthwise_desc(args)
+    if cfg is None:
         return None
     desc = {"kind": "qgemm", "gemm": "linear", **_kernel_desc(cfg, True),
             "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
@@ -195,8 +221,10 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
     w = _constant_weight(plan, desc)
     bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
     (x_scale, x_zp), x_dtype = desc["in_qparams"][0], desc.get("x_dtype", dtypes.quint8)
-    cfg = CONFIGS[desc["config"]]
     n = w.int_repr.shape[0]
+    if desc["gemm"] == "depthwise":
+        return _pack_depthwise(desc, key, w, bias, x_slot, x_scale, x_zp, x_dtype)
+    cfg = CONFIGS[desc["config"]]
     if desc["gemm"] == "conv":
         cp, run = lite.conv_k_layout(w.int_repr.shape[1], w.int_repr.shape[3],
                                      desc["dilation"][1])
@@ -208,6 +236,16 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
         x_zp, np.float32(x_scale) * CQ.weight_scales(w, n), bias)
     desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
                 x_zero_point=int(x_zp), inputs=[x_slot],
+                qparams=list(CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype,
+                                               desc["relu"])))
+    return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
+
+
+def _pack_depthwise(desc, key, w, bias, x_slot, x_scale, x_zp, x_dtype) -> dict:
+    packed = QD.PackedDepthwise(w.int_repr)
+    corr, mult, bias = packed.epilogue_vectors(
+        x_zp, np.float32(x_scale) * CQ.weight_scales(w, packed.n), bias)
+    desc.update(packed=key, n=packed.n, x_zero_point=int(x_zp), inputs=[x_slot],
                 qparams=list(CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype,
                                                desc["relu"])))
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}

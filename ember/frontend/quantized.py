@@ -279,12 +279,35 @@ def _clamp_bounds(name: str, args: tuple):
 
 
 def _clamped(qa: QuantizedArray, low, high) -> "QuantizedTensor":
+    """One clip of the integers into a fresh buffer of the input's memory order (a
+    convolution's channels-last result stays channels-last, its storage one block)."""
     from ..ir.quantized import quantize_array
+    from ..runtime.lite_int8 import memory_order
+
+    def bound(v):
+        return None if v is None else \
+            quantize_array(np.float32(v), qa.scale, qa.zero_point, qa.dtype).int_repr
     q = qa.int_repr
-    if low is not None:
-        q = np.maximum(q, quantize_array(np.float32(low), qa.scale, qa.zero_point,
-                                         qa.dtype).int_repr)
-    if high is not None:
-        q = np.minimum(q, quantize_array(np.float32(high), qa.scale, qa.zero_point,
-                                         qa.dtype).int_repr)
-    return QuantizedTensor._wrap(qa.with_values(q.astype(qa.int_repr.dtype)))
+    flat = memory_order(q)
+    if flat is None:
+        q = np.ascontiguousarray(q)
+        flat = memory_order(q)
+    src, out = flat[0], np.empty_like(flat[0])
+    lo, hi = bound(low), bound(high)
+    if lo is None and hi is None:
+        out[...] = src
+        return QuantizedTensor._wrap(qa.with_values(flat[1](out)))
+
+    def clip(begin, end, worker=0):     # NumPy's clip releases the GIL: threads share it
+        np.clip(src[begin * _CLIP_CHUNK:end * _CLIP_CHUNK], lo, hi,
+                out=out[begin * _CLIP_CHUNK:end * _CLIP_CHUNK])
+    chunks = -(-src.size // _CLIP_CHUNK)
+    if chunks > 1:
+        from ..runtime.threads import default_pool
+        default_pool().parallel_for(clip, chunks)
+    else:
+        clip(0, 1)
+    return QuantizedTensor._wrap(qa.with_values(flat[1](out)))
+
+
+_CLIP_CHUNK = 1 << 17       # bytes of a quantized clamp one thread-pool task unit clips

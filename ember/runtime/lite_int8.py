@@ -123,9 +123,18 @@ _POOL = None
 # converted graph).
 
 # the int64 parameter block of the qgemm kernels (pointers as addresses)
-QGEMM_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq", "offs",
-                "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr", "mult",
-                "bias", "qparams")
+QGEMM_BASE_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_stride", "kq",
+                     "offs", "packed", "n_blocks", "m_tiles", "nb_outer", "out", "ldo", "corr",
+                     "mult", "bias", "qparams")
+# the vector kernels' block adds their schedule: chunk > 0 makes every thread claim `chunk`
+# tasks at a time from the shared counter (an atomic add on the block's own "counter"
+# word) until none are left, so a thread that starts late or is descheduled on a shared
+# host leaves its work to the others; chunk == 0 runs the thread's [t_begin, t_end) (what
+# a kernel built before the schedule existed does, ignoring these words). n_valid: the
+# output's columns; the kernel stores no column past it, so the output rows are n_valid
+# wide (ldo = n_valid: no padding to strip)
+QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid")
+CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
 try:       # in the ember package: buffers from the caching allocator (a fresh large array
@@ -253,32 +262,43 @@ def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int =
 
 def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
               corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
-              threads=None) -> np.ndarray:
+              threads=None, claim: bool = True) -> np.ndarray:
     """One fused int8 GEMM: [M, n] uint8 (u8_out) or float32. corr (int32), mult and bias
     (float32) are per output column, padded to a multiple of nr; qparams = (1/scale, zero
-    point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring)."""
-    call = QGemmCall(gather, packed, kq, n, mr, nr, corr, mult, bias, qparams, u8_out)
+    point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring). claim: the kernel
+    claims its tasks from a shared counter (QGEMM_FIELDS), else fixed ranges."""
+    call = QGemmCall(gather, packed, kq, n, mr, nr, corr, mult, bias, qparams, u8_out, claim)
     return call(fn, pool, gather.buffer, threads)
 
 
 _A, _OUT = QGEMM_FIELDS.index("a"), QGEMM_FIELDS.index("out")
+_CHUNK = QGEMM_FIELDS.index("chunk")
+_CORR, _MULT = QGEMM_FIELDS.index("corr"), QGEMM_FIELDS.index("mult")
 
 
 class QGemmCall:
     """A fused int8 GEMM's parameter block for one geometry and one set of qparams, made
     once: a call fills in only the input and output addresses (on a copy, so concurrent
     calls never share a block). Reading a NumPy array's address costs microseconds, and a
-    converted model calls each layer with the same everything but its activations."""
+    converted model calls each layer with the same everything but its activations.
+
+    With `claim` each of the pool's threads runs the kernel once and claims chunks of
+    tasks (row tile x column block) from the block's counter, in the task order below, so
+    consecutive claims share a weight panel or a row tile; without it each thread gets a
+    fixed range (kernels of artifacts packaged before claiming existed)."""
 
     def __init__(self, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
-                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool):
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
+                 claim: bool = True):
         if len(gather.offs) != kq:
             raise ValueError(f"qgemm: A has {len(gather.offs) * 4} k bytes per row, the "
                              f"packed weight {kq * 4}")
         n_pad = len(corr)
         m_tiles, n_blocks = -(-gather.m // mr), n_pad // nr
         self.m, self.n, self.tasks = gather.m, n, m_tiles * n_blocks
-        self.out_shape, self.out_dtype = (m_tiles * mr, n_pad), np.uint8 if u8_out else np.float32
+        # a claiming kernel (this file's own generation) stores only the n valid columns
+        ldo = n if claim else n_pad
+        self.out_shape, self.out_dtype = (m_tiles * mr, ldo), np.uint8 if u8_out else np.float32
         qp = np.asarray(qparams, np.float64)
         # task order: weight panels stay in cache while every row tile passes when that
         # moves fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
@@ -287,22 +307,96 @@ class QGemmCall:
                   "img_stride": gather.img_stride, "row_stride": gather.row_stride,
                   "col_stride": gather.col_stride, "kq": kq, "offs": gather.offs.ctypes.data,
                   "packed": packed.ctypes.data, "n_blocks": n_blocks, "m_tiles": m_tiles,
-                  "nb_outer": int(nb_outer), "out": 0, "ldo": n_pad,
+                  "nb_outer": int(nb_outer), "out": 0, "ldo": ldo,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data,
-                  "bias": bias.ctypes.data, "qparams": qp.ctypes.data}
+                  "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
+                  "chunk": 0, "counter": 0, "n_valid": n}
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
+        self.claim = claim
         self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
 
-    def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
+    def on_one_thread(self, fn, buffer: np.ndarray) -> np.ndarray:
+        """The GEMM on the calling thread alone (callers that run many small GEMMs, a
+        grouped convolution's, one per thread)."""
         out = _empty(self.out_shape, self.out_dtype)
         params = self.params.copy()
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
-        pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
+        fn(0, self.tasks, 0, params.ctypes.data)
+        return out[:self.m, :self.n]
+
+    def __call__(self, fn, pool, buffer: np.ndarray, threads=None, corr=None,
+                 mult=None) -> np.ndarray:
+        """The GEMM on `buffer`; corr and mult (where given: arrays shaped as the ones the
+        call was made with) replace its epilogue's for this call only (a dynamic
+        linear's, which change with every input's qparams)."""
+        out = _empty(self.out_shape, self.out_dtype)
+        params = self.params.copy()      # its counter word starts at 0
+        params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        if corr is not None:
+            params[_CORR], params[_MULT] = corr.ctypes.data, mult.ctypes.data
+        if self.claim:
+            runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
+            params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
+            # one kernel call per thread: [w, w + 1) only names the runner
+            pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
+        else:
+            pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
         return out[:self.m, :self.n]
 
 
+# depthwise convolution (codegen/llvm/qdepthwise.py): its own parameter block, the GEMM's
+# epilogue fields by the same names
+DW_BLOCK = 32        # channels per kernel step
+QDW_FIELDS = ("x", "oh", "ow", "img_stride", "row_stride", "col_stride", "taps", "tap_offs",
+              "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams",
+              "n_valid", "w_stride")
+_DW_X, _DW_OUT = QDW_FIELDS.index("x"), QDW_FIELDS.index("out")
+
+
+def depthwise_slack(c: int) -> int:
+    """Readable bytes the depthwise kernel needs past a channels-last input of c channels
+    (its last 32-channel block of the last pixel)."""
+    return -(-c // DW_BLOCK) * DW_BLOCK - c
+
+
+class QDepthwiseCall:
+    """The depthwise kernel's parameter block for one padded channels-last input shape
+    [N, Hp, Wp, C] (made once; a call fills in the input and output addresses). weights:
+    [tap pairs, C_pad, 2] int16; corr, mult, bias: per channel, padded to C_pad."""
+
+    def __init__(self, x_shape, weights: np.ndarray, kernel, stride, dilation, out_hw,
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams):
+        n, hp, wp, c = x_shape
+        (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+        c_pad = weights.shape[1]
+        self.m, self.c, self.rows = n * oh * ow, c, n * oh
+        self.out_shape = (n * oh * ow, c)      # unpadded rows (the kernel masks its stores)
+        taps = ((np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * c).reshape(-1)
+        # an even count (the kernel takes taps in pairs): an odd one's last offset again,
+        # against zero weights
+        self.tap_offs = np.concatenate([taps, taps[-1:]] if taps.size % 2 else [taps])
+        self.tap_offs = self.tap_offs.astype(np.int64)
+        qp = np.asarray(qparams, np.float64)
+        values = {"x": 0, "oh": oh, "ow": ow, "img_stride": hp * wp * c,
+                  "row_stride": sh * wp * c, "col_stride": sw * c, "taps": kh * kw,
+                  "tap_offs": self.tap_offs.ctypes.data, "weights": weights.ctypes.data,
+                  "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c,
+                  "corr": corr.ctypes.data, "mult": mult.ctypes.data, "bias": bias.ctypes.data,
+                  "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad}
+        self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
+        self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
+
+    def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
+        """[N * OH * OW, C] uint8 (rows: output pixels, channels-last)."""
+        out = _empty(self.out_shape, np.uint8)
+        params = self.params.copy()
+        params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
+        pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
+        return out
+
+
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer
-QGEMM_AMX_FIELDS = QGEMM_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
+QGEMM_AMX_FIELDS = QGEMM_BASE_FIELDS + ("kq_pad", "scratch", "scratch_stride", "tilecfg",
                                    "seg_offs", "n_segs", "seg_len")
 AMX_ROWS, AMX_COLS, AMX_C_BYTES = 32, 32, 32 * 32 * 4
 _AMX_STATE: list = []
@@ -510,6 +604,11 @@ class DequantizeStep:
         return dequantize_values(q, self.scale, self.zero_point)
 
 
+def _claims(d: dict) -> bool:
+    """Whether a qgemm step's kernel claims its tasks (packaged with the schedule)."""
+    return d.get("schedule") == "claim"
+
+
 def _qgemm(d: dict, fn, pool, gather, packed, corr, mult, bias, qparams, u8_out: bool):
     """A qgemm step's GEMM on the kernel it was packaged for (AMX tiles or vectors)."""
     if d["config"] == "amx":
@@ -519,7 +618,7 @@ def _qgemm(d: dict, fn, pool, gather, packed, corr, mult, bias, qparams, u8_out:
         return qgemm_amx_run(fn, pool, gather, packed, d["kq"], d["n"], corr, mult, bias,
                              qparams, u8_out)
     return qgemm_run(fn, pool, gather, packed, d["kq"], d["n"], d["mr"], d["nr"], corr, mult,
-                     bias, qparams, u8_out)
+                     bias, qparams, u8_out, claim=_claims(d))
 
 
 class QGemmStep:
@@ -537,6 +636,8 @@ class QGemmStep:
 
     def __call__(self, x):
         d = self.desc
+        if d["gemm"] == "depthwise":
+            return self._depthwise(x)
         if d["gemm"] == "linear":
             k = x.shape[-1]
             gather = linear_gather(x.reshape(-1, k), d["groups"])
@@ -555,13 +656,30 @@ class QGemmStep:
             if d["config"] != "amx" and len(self._calls) < 16:
                 self._calls[x_nhwc.shape] = QGemmCall(
                     gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"], self.corr,
-                    self.mult, self.bias, d["qparams"], True)
+                    self.mult, self.bias, d["qparams"], True, _claims(d))
         out = _qgemm(d, self.fn, self.pool_fn(), gather, self.packed, self.corr, self.mult,
                      self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)
         if d["gemm"] == "linear":
             return out.reshape(*x.shape[:-1], d["n"])
         return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
+
+
+    def _depthwise(self, x):
+        """groups == channels: codegen/llvm/qdepthwise.py's kernel (QDepthwiseCall)."""
+        d = self.desc
+        n, c, h, w = x.shape
+        out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"], d["dilation"])
+        x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], c, depthwise_slack(c))
+        call = self._calls.get(x_nhwc.shape)
+        if call is None:
+            call = QDepthwiseCall(x_nhwc.shape, self.packed, d["kernel"], d["stride"],
+                                  d["dilation"], out_hw, self.corr, self.mult, self.bias,
+                                  d["qparams"])
+            if len(self._calls) < 16:
+                self._calls[x_nhwc.shape] = call
+        out = call(self.fn, self.pool_fn(), x_nhwc)
+        return out.reshape(n, out_hw[0], out_hw[1], c).transpose(0, 3, 1, 2)
 
 
 def dynamic_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):

@@ -107,10 +107,17 @@ def active_config() -> Config | None:
 
 def tile_for(cfg: Config, n: int) -> Config:
     """The VNNI tile for a GEMM of n output columns: narrower where n fits in fewer
-    vectors (the results are the same: integer sums are exact, the epilogue per element)."""
+    vectors, or where the wide tile would pad n further (96 or 144 columns: 128 and 192
+    computed, against 96 and 160 by 32-column blocks, which measured faster on every such
+    shape, small k or large). The results are the same: integer sums are exact, the
+    epilogue per element."""
     if cfg is not VNNI:
         return cfg
-    return VNNI_N16 if n <= 16 else VNNI_N32 if n <= 32 else VNNI
+    if n <= 16:
+        return VNNI_N16
+    if n <= 32 or -(-n // VNNI_N32.nr) * VNNI_N32.nr < -(-n // VNNI.nr) * VNNI.nr:
+        return VNNI_N32
+    return VNNI
 
 
 def exact_on(cfg: Config, a_max: int) -> bool:
@@ -202,21 +209,73 @@ def _k_loop(b, cfg, p, bases, nb):
     return u.carried_loop(b, b.add(pairs, pairs), p["kq"], acc, step, "kk")
 
 
-def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
+def _masked_store(b, value, ptr, mask, align: int) -> None:
+    """llvm.masked.store: the lanes of `value` whose mask bit is on (the others' memory is
+    not touched)."""
+    name = f"llvm.masked.store.{u._mangle(value.type)}.p0"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(u.VOID, [value.type, u.PTR, u.I32, mask.type]), name=name)
+    b.call(fn, [value, ptr, ir.Constant(u.I32, align), mask])
+
+
+def _store(b, value, ptr, align: int, col, p, lanes: int) -> None:
+    """Store a row's `lanes` columns from col; with an "n_valid" field in the parameter
+    block, only the columns below it (the output's rows are then n_valid wide, unpadded:
+    no copy to strip the padding afterwards), the full store where all are."""
+    if "n_valid" not in p:
+        b.store(value, ptr, align=align)
+        return
+    full = b.icmp_signed("<=", b.add(col, u.i64(lanes)), p["n_valid"])
+    with b.if_else(full) as (whole, part):
+        with whole:
+            b.store(value, ptr, align=align)
+        with part:
+            cols = b.add(u.splat(b, col, lanes), ir.Constant(u.vec(u.I64, lanes),
+                                                             list(range(lanes))))
+            mask = b.icmp_signed("<", cols, u.splat(b, p["n_valid"], lanes))
+            _masked_store(b, value, ptr, mask, align)
+
+
+def epilogue_qparams(b, p, lanes: int):
+    """The requantization's (1/scale, zero point, lo, hi) as vectors. A kernel with few
+    live registers (the depthwise one) loads them once, before its loops, and passes
+    them to _epilogue: loaded inside, next to the output stores (which LLVM cannot prove
+    do not alias them), they are re-read and re-broadcast for every tile; the GEMM keeps
+    that (its k loop holds 24 accumulators: four more live vectors would spill)."""
+    qload = [b.load(b.gep(p["qparams"], [u.i64(i)], source_etype=u.F64), typ=u.F64)
+             for i in range(4)]
+    inv, zp = (u.splat(b, q, lanes) for q in qload[:2])
+    lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[2:])
+    return inv, zp, lo, hi
+
+
+def epilogue_columns(b, cfg, p, nb):
+    """Column block nb's (corr, mult, bias) vectors, one triple per vector of the block
+    (a kernel whose loop keeps nb fixed loads them once, outside it)."""
+    lanes = cfg.lanes
+    vf, v32 = u.vec(u.F32, lanes), u.vec(u.I32, lanes)
+    out = []
+    for v in range(cfg.nv):
+        col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
+        out.append((b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4),
+                    b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4),
+                    b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)))
+    return out
+
+
+def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
-    is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector."""
+    is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector.
+    qparams / columns: epilogue_qparams / epilogue_columns made by the caller outside
+    its loops (loaded here otherwise)."""
     acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
-    qp = p["qparams"]
-    qload = [b.load(b.gep(qp, [u.i64(i)], source_etype=u.F64), typ=u.F64) for i in range(4)]
-    inv, zp = (u.splat(b, q, lanes) for q in qload[:2])
-    lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[2:])
+    inv, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
+    columns = columns or epilogue_columns(b, cfg, p, nb)
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
-        corr = b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4)
-        mult = b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4)
-        bias = b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)
+        corr, mult, bias = columns[v]
         for r in range(cfg.mr):
             real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
             idx = b.add(b.mul(b.add(m0, u.i64(r)), p["ldo"]), col)
@@ -227,33 +286,61 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool):
                 q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
                 q = u.clamp(b, q, lo, hi)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
-                b.store(value, b.gep(p["out"], [idx], source_etype=I8), align=1)
+                _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p, lanes)
             else:
                 value = u.clamp(b, real, lo, hi)
-                b.store(value, b.gep(p["out"], [idx], source_etype=u.F32), align=4)
+                _store(b, value, b.gep(p["out"], [idx], source_etype=u.F32), 4, col, p,
+                       lanes)
+
+
+def _claims(b, params, p, t_begin, t_end):
+    """The claiming loop's head (lite_int8.QGEMM_FIELDS): yields (begin, end) task ranges
+    until none is left. chunk > 0: `chunk` tasks at a time from the shared counter word of
+    the parameter block (an atomic add), up to m_tiles * n_blocks; chunk == 0: one claim
+    of [t_begin, t_end), from a private counter."""
+    dynamic = b.icmp_signed("!=", p["chunk"], u.i64(0))
+    private = b.alloca(u.I64)
+    b.store(t_begin, private)
+    shared = b.gep(params, [u.i64(_F["counter"])], source_etype=u.I64)
+    counter = b.select(dynamic, shared, private)
+    step = b.select(dynamic, p["chunk"], b.sub(t_end, t_begin))
+    limit = b.select(dynamic, b.mul(p["m_tiles"], p["n_blocks"]), t_end)
+    head = b.append_basic_block("claim")
+    body = b.append_basic_block("claim.body")
+    done = b.append_basic_block("claim.done")
+    b.branch(head)
+    b.position_at_end(head)
+    begin = b.atomic_rmw("add", counter, step, "monotonic")
+    b.cbranch(b.icmp_signed("<", begin, limit), body, done)
+    b.position_at_end(body)
+    return begin, u.imin(b, b.add(begin, step), limit), head, done
 
 
 def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
     """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
-    block, row tiles inner when nb_outer (the thread pool's chunk signature)."""
+    block, row tiles inner when nb_outer (the thread pool's chunk signature); the tasks
+    run are [t_begin, t_end) or claimed (_claims)."""
     name = f"qgemm_{'u8' if u8_out else 'f32'}"
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
     ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams"}
-    p = {f: _field(b, params, f, f in ptrs) for f in FIELDS}
+    p = {f: _field(b, params, f, f in ptrs) for f in FIELDS if f != "counter"}
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
     oh = b.sdiv(p["ohw"], p["ow"])
     img, oy, ox = _row_base(b, p, b.sub(p["m"], u.i64(1)))
     last_base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
                       b.mul(ox, p["col_stride"]))
-    with u.counted_loop(b, t_begin, t_end, 1, "t") as t:
+    begin, end, claim_head, claims_done = _claims(b, params, p, t_begin, t_end)
+    with u.counted_loop(b, begin, end, 1, "t") as t:
         outer = b.sdiv(t, b.select(nb_outer, p["m_tiles"], p["n_blocks"]))
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
         acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb)
         _epilogue(b, cfg, p, acc, m0, nb, u8_out)
+    b.branch(claim_head)
+    b.position_at_end(claims_done)
     b.ret_void()
 
 
@@ -329,9 +416,15 @@ def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: 
 def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool):
     """run_vectors in two steps: the parameter block made now, once; the returned
     function(buffer, threads=None) runs the GEMM on any input buffer of gather's
-    geometry."""
+    geometry (its .on_one_thread(buffer) on the calling thread alone)."""
     corr, mult, bias = vectors
     fn = _kernels(packed.cfg)[1][u8_out]
     call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
                           packed.cfg.nr, corr, mult, bias, qparams, u8_out)
-    return lambda buffer, threads=None: call(fn, default_pool(), buffer, threads)
+    run = functools.partial(_run_prepared, call, fn)
+    run.on_one_thread = functools.partial(call.on_one_thread, fn)
+    return run
+
+
+def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None):
+    return call(fn, default_pool(), buffer, threads, corr, mult)

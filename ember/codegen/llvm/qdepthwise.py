@@ -1,0 +1,162 @@
+"""Depthwise int8 convolution (groups == in channels == out channels) over channels-last
+uint8, with the int8 GEMM's requantizing epilogue (qgemm.py `_epilogue`).
+
+A depthwise layer does kh * kw multiply-adds per output value and reuses no input across
+channels, so it is memory-bound: an implicit GEMM per channel would waste its dot-product
+width on a k of 9. This kernel walks the output pixel by pixel, 32 channels per step:
+
+    acc[pix, c] = sum over taps t of  x[pix's window + tap_offs[t], c] * w[t, c]   (int32)
+
+the 32 input bytes zero-extended to int16 and multiplied by the tap's int16 weights
+(u8 * s8 fits int16: |255 * -128| < 2**15, so the product is exact), sign-extended to two
+int32 x 16 accumulators. The input is padded spatially with its zero point (as the GEMM's
+is) and the zero point is taken off in the epilogue as `x_zp * sum_t w[t, c]`, so
+`acc - corr` is the centered sum exactly and the requantization is the GEMM's, operation
+for operation: results equal the NumPy reference bit for bit.
+
+Channels are read in blocks of 32 from each pixel: where C is not a multiple of 32 the
+last block reads into the next pixel's channels (the caller leaves readable bytes past
+the input's end) against zero weights, and its stores are masked to the C columns.
+Threads split the output rows (image, output row).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+from llvmlite import ir
+
+from ...runtime import lite_int8 as lite
+from ...runtime.threads import default_pool
+from . import irutil as u
+from . import qgemm as Q
+from .jit import compile_ir
+from .target import Isa, host_isa, supported_isas, target_for
+
+I8, I16 = ir.IntType(8), ir.IntType(16)
+BLOCK = lite.DW_BLOCK               # channels per step (two 16-lane int32 accumulators)
+# the epilogue's view of a step: one row (pixel), two vectors of 16 columns (channels)
+TILE = Q.Config("depthwise", Isa.AVX512, 16, 1, BLOCK // 16)
+TILE_AVX2 = Q.Config("depthwise_avx2", Isa.AVX2, 8, 1, BLOCK // 8)
+FIELDS = lite.QDW_FIELDS
+_F = {name: i for i, name in enumerate(FIELDS)}
+_PTRS = {"x", "tap_offs", "weights", "out", "corr", "mult", "bias", "qparams"}
+
+
+def available() -> bool:
+    return host_isa() in (Isa.AVX512, Isa.AVX2) and Isa.AVX2 in supported_isas()
+
+
+def _pmaddwd(b, x16, w16, lanes: int):
+    """int16 pairs multiplied and summed to int32 (vpmaddwd: exact for these operands)."""
+    words, dwords = u.vec(I16, 2 * lanes), u.vec(u.I32, lanes)
+    name = "llvm.x86.avx512.pmaddw.d.512" if lanes == 16 else "llvm.x86.avx2.pmadd.wd"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(dwords, [words, words]), name=name)
+    return b.call(fn, [x16, w16])
+
+
+def _taps(b, p, base, c0, lanes: int):
+    """The int32 accumulators (BLOCK // lanes vectors) of one pixel's 32 channels from c0:
+    two taps a step, their input bytes interleaved channel by channel and widened to
+    int16 pairs against the weights' (tap 2j, tap 2j + 1) pairs, so one vpmaddwd does
+    two taps of `lanes` channels."""
+    bytes_t = u.vec(I8, BLOCK)
+    pairs_t = u.vec(I16, 2 * lanes)
+    interleave = [v for c in range(BLOCK) for v in (c, BLOCK + c)]
+
+    def step(j, acc):
+        offs = [b.load(b.gep(p["tap_offs"], [b.add(b.add(j, j), u.i64(t))],
+                             source_etype=u.I64), typ=u.I64) for t in (0, 1)]
+        xs = [b.load(b.gep(p["x"], [b.add(base, off)], source_etype=I8), typ=bytes_t,
+                     align=1) for off in offs]
+        both = b.shuffle_vector(xs[0], xs[1], ir.Constant(u.vec(u.I32, 2 * BLOCK),
+                                                          interleave))
+        wbase = b.mul(b.add(b.mul(j, p["w_stride"]), c0), u.i64(2))
+        out = []
+        for v, a in enumerate(acc):
+            part = b.shuffle_vector(both, both, ir.Constant(
+                u.vec(u.I32, 2 * lanes), list(range(2 * lanes * v, 2 * lanes * (v + 1)))))
+            w = b.load(b.gep(p["weights"], [b.add(wbase, u.i64(2 * lanes * v))],
+                             source_etype=I16), typ=pairs_t, align=2)
+            out.append(b.add(a, _pmaddwd(b, b.zext(part, pairs_t), w, lanes)))
+        return out
+    zero = ir.Constant(u.vec(u.I32, lanes), None)
+    n_pairs = b.sdiv(b.add(p["taps"], u.i64(1)), u.i64(2))
+    return u.carried_loop(b, u.i64(0), n_pairs, [zero] * (BLOCK // lanes), step, "tap")
+
+
+def _emit(module: ir.Module, lanes: int) -> None:
+    """qdepthwise_u8(r_begin, r_end, worker, params): output rows (image, oy) [r_begin,
+    r_end), every channel block and output column of each; int32 vectors of `lanes`."""
+    fn, b = u.define(module, "qdepthwise_u8", u.VOID, [
+        ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("params", u.PTR)])
+    r_begin, r_end, _, params = fn.args
+    p = {}
+    for f in FIELDS:
+        value = b.load(b.gep(params, [u.i64(_F[f])], source_etype=u.I64), typ=u.I64)
+        p[f] = b.inttoptr(value, u.PTR) if f in _PTRS else value
+    tile = TILE if lanes == 16 else TILE_AVX2
+    qparams = Q.epilogue_qparams(b, p, lanes)
+    with u.counted_loop(b, r_begin, r_end, 1, "row") as row:
+        img = b.sdiv(row, p["oh"])
+        oy = b.sub(row, b.mul(img, p["oh"]))
+        row_base = b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"]))
+        with u.counted_loop(b, u.i64(0), p["c_blocks"], 1, "cb") as cb:
+            c0 = b.mul(cb, u.i64(BLOCK))
+            columns = Q.epilogue_columns(b, tile, p, cb)
+            with u.counted_loop(b, u.i64(0), p["ow"], 1, "ox") as ox:
+                base = b.add(b.add(row_base, b.mul(ox, p["col_stride"])), c0)
+                acc = _taps(b, p, base, c0, lanes)
+                Q._epilogue(b, tile, p, acc, b.add(b.mul(row, p["ow"]), ox), cb, True,
+                            qparams, columns)
+    b.ret_void()
+
+
+def module(isa: Isa) -> ir.Module:
+    """The LLVM module of the depthwise kernel (qdepthwise_u8) for AVX-512 or AVX2."""
+    mod = ir.Module(name="ember_qdepthwise")
+    _emit(mod, 16 if isa is Isa.AVX512 else 8)
+    return mod
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
+    lib = compile_ir(module(isa), target_for(isa))
+    return lib, lib.function("qdepthwise_u8", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p]))
+
+
+class PackedDepthwise:
+    """Depthwise weights [C, 1, KH, KW] int8 as the kernel reads them: [tap pairs, C padded
+    to a multiple of 32, 2] int16 (zero past C and in an odd count's last pair), with the
+    per-channel tap sums (the zero-point correction)."""
+
+    def __init__(self, w_q: np.ndarray):
+        c, _, kh, kw = w_q.shape
+        self.n, self.kernel = c, (kh, kw)
+        self.c_pad = -(-c // BLOCK) * BLOCK
+        n_pairs = -(-kh * kw // 2)
+        taps = np.zeros((2 * n_pairs, self.c_pad), np.int16)     # an odd count: a zero tap
+        taps[:kh * kw, :c] = np.asarray(w_q, np.int8).reshape(c, kh * kw).T
+        # [pairs, C_pad, 2]: tap 2j and 2j + 1 of each channel side by side
+        self.data = lite.aligned_copy(taps.reshape(n_pairs, 2, self.c_pad).transpose(0, 2, 1))
+        self.row_sums = np.asarray(w_q, np.int64).reshape(c, -1).sum(axis=1)
+
+    epilogue_vectors = Q.PackedWeight.epilogue_vectors
+    column_vector = Q.PackedWeight.column_vector
+
+    @property
+    def n_pad(self) -> int:
+        return self.c_pad
+
+
+def prepare(x_nhwc_shape, packed: PackedDepthwise, stride, dilation, out_hw, vectors,
+            qparams):
+    """The kernel's parameter block for one input geometry; the returned function(buffer)
+    runs it on a padded channels-last input of that shape (lite.QDepthwiseCall)."""
+    call = lite.QDepthwiseCall(x_nhwc_shape, packed.data, packed.kernel, stride, dilation,
+                               out_hw, *vectors, qparams)
+    fn = _kernel()[1]
+    return lambda buffer, threads=None: call(fn, default_pool(), buffer, threads)
