@@ -47,7 +47,7 @@ import numpy as np
 from ..codegen.extern import _bound, _pair, conv_epilogue_kernel, extern_kernel, \
     tensor_inputs
 from ..codegen.llvm import implicit_conv as conv_impl
-from ..codegen.llvm.emit import PARALLEL_THRESHOLD, KernelEmitter, compile_kernel
+from ..codegen.llvm.emit import KernelEmitter, compile_kernel
 from ..codegen.llvm.gemm import config as gemm_config, gemm_kernel, gemm_module, panels_of, \
     tile_for
 from ..codegen.native_entry import RUNTIME_C, EntryEmitter
@@ -65,7 +65,7 @@ from ..passes import PassContext, run_passes
 from ..runtime import lite
 from .aot_quantized import quantized_step, _quantized_qparams, _quantized_weights
 from .export import ExportedProgram, custom_op_names
-from .native_program import ProgramBuilder
+from .native_program import PARALLEL_KERNEL_WORK, ProgramBuilder
 from .plan_probe import np_dtype_name, run_with_probes
 
 
@@ -94,7 +94,7 @@ class PackagingBackend(CpuBackend):
 
     def kernel(self, lowered):
         compiled = compile_kernel(lowered.kernel)
-        parallel = compiled.work >= PARALLEL_THRESHOLD and compiled.split_extent >= 2
+        parallel = compiled.work >= PARALLEL_KERNEL_WORK and compiled.split_extent >= 2
         desc = {"kind": "kernel", "symbol": lowered.kernel.name,
                 "split_extent": compiled.split_extent, "split_align": compiled.split_align,
                 "parallel": bool(parallel)}

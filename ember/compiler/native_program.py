@@ -32,6 +32,12 @@ ALIGN = 64
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
                    "qavgpool", "qreshape")
 SMALL_BATCH_WORK = 256 ** 3          # gemm_batched's "many small matrices" bound
+# Below these a call runs on the calling thread alone: handing chunks to the pool
+# (waking a worker, joining it) costs 5-30 us, more than splitting such a call saves
+# (measured on a 2-core VM: a 256x256 bias + ReLU kernel 4.6 us alone, 22-33 us split
+# over two threads; a 256x128 @ 128x10 GEMM 15 us alone, 31 us split)
+PARALLEL_KERNEL_WORK = 1 << 18       # element-steps of a generated kernel
+PARALLEL_GEMM_MACS = 1 << 21         # multiply-adds of a GEMM or an implicit-GEMM conv
 
 
 def _up(n: int) -> int:
@@ -407,8 +413,9 @@ class ProgramBuilder:
         args = [m, n, k, a_ptr, a_strides[0], a_strides[1], b_ptr, b_strides[0], b_strides[1],
                 c_ptr, ldc, accumulate, self._workspace(ws_floats), ws_floats,
                 b_ptr if packed else None]
-        if m >= n:
-            self._call(desc["rows"], "gemm", args, extent=m, align=mr, parallel=True)
+        if m >= n or m * n * k < PARALLEL_GEMM_MACS:
+            self._call(desc["rows"], "gemm", args, extent=m, align=mr,
+                       parallel=m * n * k >= PARALLEL_GEMM_MACS)
             return
         most = m // mr          # rows split while threads <= m // mr
         self._call(desc["rows"], "gemm", args, extent=m, align=mr, parallel=True,
@@ -518,7 +525,8 @@ class ProgramBuilder:
             hp, wp = h + top + bottom, w_ + left + right
             dst = self._scratch([n, hp, wp, c], _contiguous([n, hp, wp, c]))
             self._call(d["pad"], "pad", [x.ptr, dst.ptr, n, c, h, w_, top, left, hp, wp,
-                                         *xs], extent=n * hp, align=1, parallel=True)
+                                         *xs], extent=n * hp, align=1,
+                       parallel=n * hp * wp * c >= PARALLEL_KERNEL_WORK)
             x = dst
             ph, pw, padded = 0, 0, False
             h, w_ = hp, wp
@@ -538,7 +546,8 @@ class ProgramBuilder:
         d["problems"] = [[m, d["c_out"], kh * kw * c]]   # its implicit GEMM, for `ember tune`
         self._call(d["rows"], "conv", [x.ptr, self.weight_bases[packed], out.ptr,
                                        bias_ptr, res.ptr, zeros, *dims],
-                   extent=m, align=d["mr"], parallel=True)
+                   extent=m, align=d["mr"], parallel=m * d["c_out"] * kh * kw * c >=
+                   PARALLEL_GEMM_MACS)
 
 
 def measure_view(fn, x: Value, name: str) -> dict:
