@@ -212,7 +212,47 @@ def _emit_store(b, cfg, p, acc) -> None:
                             with plain:
                                 _emit_vector_store(b, cfg, p, acc, reads_old, False)
         with scalar:
-            _emit_scalar_store(b, cfg, p, acc)
+            # NCHW output: a full tile's rows are consecutive pixels of one channel plane
+            # (unless the tile crosses an image); store it column by column
+            columns = b.and_(b.and_(b.icmp_signed("==", p["m_valid"], u.i64(cfg.mr)),
+                                    b.icmp_signed("==", p["n_valid"], u.i64(cfg.nr))),
+                             _rows_consecutive(b, cfg, p))
+            with b.if_else(columns) as (by_column, by_element):
+                with by_column:
+                    _emit_column_store(b, cfg, p, acc)
+                with by_element:
+                    _emit_scalar_store(b, cfg, p, acc)
+
+
+def _rows_consecutive(b, cfg, p):
+    """The tile's MR output pixels sit at consecutive addresses of each channel plane."""
+    ok = b.icmp_signed("!=", p["osc"], u.i64(1))
+    offsets = [_info(b, p["info"], r, 3) for r in range(cfg.mr)]
+    for before, after in zip(offsets, offsets[1:]):
+        ok = b.and_(ok, b.icmp_signed("==", b.sub(after, before), u.i64(1)))
+    return ok
+
+
+def _emit_column_store(b, cfg, p, acc) -> None:
+    """A full tile whose rows are consecutive in memory (NCHW output): each channel's MR
+    values, gathered from the tile on the stack, go through the epilogue as one MR-lane
+    vector (the same sums as _epilogue element by element) and one store."""
+    tile = b.alloca(u.F32, size=cfg.mr * cfg.nr, name="ctile")
+    for r, row in enumerate(acc):
+        for v, value in enumerate(row):
+            u.store_vec(b, value, tile, u.i64(r * cfg.nr + v * cfg.lanes))
+    base = _info(b, p["info"], 0, 3)
+    column_type = u.vec(u.F32, cfg.mr)
+    for j in range(cfg.nr):
+        column = ir.Constant(column_type, ir.Undefined)
+        for r in range(cfg.mr):
+            item = b.load(u.elem_ptr(b, tile, u.i64(r * cfg.nr + j)), typ=u.F32)
+            column = b.insert_element(column, item, ir.Constant(u.I32, r))
+        col = b.add(p["col0"], u.i64(j))
+        index = b.add(base, b.mul(col, p["osc"]))
+        old = u.load_vec(b, p["out"], index, cfg.mr)
+        bias = u.splat(b, b.load(u.elem_ptr(b, p["bias"], col), typ=u.F32), cfg.mr)
+        u.store_vec(b, _epilogue(b, p, column, old, bias, index, cfg.mr), p["out"], index)
 
 
 def _emit_vector_store(b, cfg, p, acc, reads_old: bool, reads_res: bool) -> None:
