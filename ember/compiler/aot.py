@@ -220,9 +220,11 @@ class PackagingBackend(CpuBackend):
     def _conv_symbols(self, cfg) -> dict:
         if self.in_process:
             kernels = conv_impl.conv_kernels(self.isa, cfg.mr, cfg.nr)
-            return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad)}
-        return {"_module": ("conv", str(conv_impl.conv_module(cfg)), ("conv_rows", "pad_nhwc")),
-                "rows": "conv_rows", "pad": "pad_nhwc"}
+            return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad),
+                    "single_channel": loaded_symbol(kernels.single_channel)}
+        return {"_module": ("conv", str(conv_impl.conv_module(cfg)),
+                            ("conv_rows", "pad_nhwc", "conv_c1")),
+                "rows": "conv_rows", "pad": "pad_nhwc", "single_channel": "conv_c1"}
 
 
 # --- packaging ---------------------------------------------------------------------------------
@@ -531,7 +533,7 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
         if kind == "kernel":
             desc["symbol"] = symbol(fn.modules[0] if fn.modules else None, desc["symbol"])
         elif kind in ("gemm", "bgemm", "conv"):
-            for key in ("rows", "cols", "pad", "batch"):
+            for key in ("rows", "cols", "pad", "batch", "single_channel"):
                 if key in desc:
                     desc[key] = symbol(fn.desc.get("_module"), desc[key])
             if kind == "gemm":

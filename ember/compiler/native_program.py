@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from ..codegen.llvm.implicit_conv import single_channel_fits
 from ..ir.errors import LoweringError
 
 ALIGN = 64
@@ -487,6 +488,22 @@ class ProgramBuilder:
         self._gemm_call(desc, m, n, k, a.ptr, a.strides, b.ptr, b.strides, out.ptr,
                         out.strides[0], 0, False)
 
+    def _single_channel_conv(self, d: dict, x: Value, w_: int, h: int, xs: list,
+                             out: Value, bias_ptr, residual) -> None:
+        """A one-channel stride-1 conv over its padded copy (x, (N, Hp, Wp, 1)): conv_c1,
+        LANES outputs of a channel row per vector, split over output rows."""
+        n, oh, ow = out.shape[0], out.shape[2], out.shape[3]
+        (kh, kw), os_ = d["kernel"], out.strides
+        res = out if residual is None else residual
+        dims = [n * oh * ow, oh * ow, ow, 1, 1, 0, 0, 1, 1, h, w_, 1, xs[0], xs[2], xs[3],
+                1, kh, kw, 1, kw, kh * kw, d["c_out"], os_[0], os_[1], os_[2], os_[3],
+                int(d["relu"]), int(residual is not None)]
+        d["problems"] = [[n * oh * ow, d["c_out"], kh * kw]]
+        self._call(d["single_channel"], "conv",
+                   [x.ptr, self.weight_bases[d["packed"]], out.ptr, bias_ptr, res.ptr,
+                    self._zeros(d["max_kc"]), *dims], extent=n * oh, align=1,
+                   parallel=n * oh * ow * d["c_out"] * kh * kw >= PARALLEL_GEMM_MACS)
+
     def _conv(self, desc: dict) -> None:
         """groups=1 conv2d + epilogue (llvm/implicit_conv.py's PreparedConv)."""
         d = desc
@@ -531,6 +548,10 @@ class ProgramBuilder:
             ph, pw, padded = 0, 0, False
             h, w_ = hp, wp
             xs = [h * w_ * c, 1, w_ * c, c]
+        if "single_channel" in d and xs[3] == 1 and \
+                single_channel_fits(c, (sh, sw), (dh, dw), out.strides):
+            self._single_channel_conv(d, x, w_, h, xs, out, bias_ptr, residual)
+            return
         rows_merge = xs[3] == c and dw == 1 and not padded
         segw, seglen = (1, kw * c) if rows_merge else (kw, c)
         nseg = kh if rows_merge else kh * kw
