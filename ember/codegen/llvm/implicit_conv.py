@@ -554,7 +554,7 @@ def conv_tile(isa: Isa, c_in: int, c_out: int) -> tuple[int, int]:
     instead of 6 unless `ember tune` recorded a tile: less per-segment set-up per
     tile, ~10% faster on resnet18's stem (Zen 5, one core). The tile never changes
     results."""
-    mr, nr = tile_for(isa, c_out)
+    mr, nr = tile_for(isa, c_out, conv=True)
     if c_in < SMALL_CHANNELS and (mr, nr) == (6, 64) and c_out not in tuned_tiles(isa):
         return 4, nr
     return mr, nr
