@@ -65,14 +65,44 @@ static int job_threads;             /* workers with a smaller id take part */
 static int64_t *job_bounds;
 static atomic_int job_left;         /* chunks not finished yet */
 
-/* Spin a little before sleeping: a call's chunks are short, and a futex wake-up costs
-   tens of microseconds. */
-#define SPINS 256
+/* Spin before sleeping, for up to SPIN_NS: waking a sleeping thread (futex, and an
+   inter-processor interrupt under a hypervisor) costs 10-30 microseconds, more than a
+   small kernel takes; a plan's parallel steps follow each other within a few
+   microseconds, so a worker spinning that long is ready for the next one, and one
+   waiting at the end of a call costs at most SPIN_NS of a core. */
+#define SPIN_NS 50000
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
 #else
 #define CPU_RELAX() ((void)0)
 #endif
+
+static int64_t clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spin while *flag == value, at most SPIN_NS; 1 when it changed. */
+static int spin_while_long(atomic_long *flag, long value) {
+    int64_t start = clock_ns();
+    for (int i = 1; atomic_load(flag) == value; i++) {
+        CPU_RELAX();
+        if ((i & 63) == 0 && clock_ns() - start > SPIN_NS)
+            return 0;
+    }
+    return 1;
+}
+
+/* Spin while *count > 0, at most SPIN_NS. */
+static void spin_while_positive(atomic_int *count) {
+    int64_t start = clock_ns();
+    for (int i = 1; atomic_load(count) > 0; i++) {
+        CPU_RELAX();
+        if ((i & 63) == 0 && clock_ns() - start > SPIN_NS)
+            return;
+    }
+}
 
 /* The next chunk of job `gen` (of `chunks`), or -1 when none is left or the job is over. */
 static int claim_chunk(long gen, int chunks) {
@@ -101,8 +131,7 @@ static void *pool_worker(void *arg) {
     int id = (int)(intptr_t)arg;
     long seen = 0;
     for (;;) {
-        for (int i = 0; i < SPINS && atomic_load(&job_gen) == seen; i++)
-            CPU_RELAX();
+        spin_while_long(&job_gen, seen);
         pthread_mutex_lock(&pool_mu);
         while (atomic_load(&job_gen) == seen)
             pthread_cond_wait(&pool_wake, &pool_mu);
@@ -198,8 +227,7 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
     pthread_cond_broadcast(&pool_wake);
     pthread_mutex_unlock(&pool_mu);
     run_chunks(gen, fn, ctx, (int)parts, 0);
-    for (int i = 0; i < SPINS && atomic_load(&job_left) > 0; i++)
-        CPU_RELAX();
+    spin_while_positive(&job_left);
     if (atomic_load(&job_left) > 0) {
         pthread_mutex_lock(&pool_mu);
         while (atomic_load(&job_left) > 0)
@@ -209,11 +237,7 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
     pthread_mutex_unlock(&call_mu);
 }
 
-int64_t ember_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+int64_t ember_now(void) { return clock_ns(); }
 
 /* dst[i...] = src[i...] over `shape`; strides in elements (0 broadcasts). */
 void ember_copy(char *dst, const int64_t *dst_strides, const char *src,

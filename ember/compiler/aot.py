@@ -47,7 +47,7 @@ import numpy as np
 from ..codegen.extern import _bound, _pair, conv_epilogue_kernel, extern_kernel, \
     tensor_inputs
 from ..codegen.llvm import implicit_conv as conv_impl
-from ..codegen.llvm.emit import PARALLEL_THRESHOLD, KernelEmitter, compile_kernel
+from ..codegen.llvm.emit import KernelEmitter, compile_kernel
 from ..codegen.llvm.gemm import config as gemm_config, gemm_kernel, gemm_module, panels_of, \
     tile_for
 from ..codegen.native_entry import RUNTIME_C, EntryEmitter
@@ -65,7 +65,7 @@ from ..passes import PassContext, run_passes
 from ..runtime import lite
 from .aot_quantized import quantized_step, _quantized_qparams, _quantized_weights
 from .export import ExportedProgram, custom_op_names
-from .native_program import ProgramBuilder
+from .native_program import PARALLEL_KERNEL_WORK, ProgramBuilder
 from .plan_probe import np_dtype_name, run_with_probes
 
 
@@ -94,7 +94,7 @@ class PackagingBackend(CpuBackend):
 
     def kernel(self, lowered):
         compiled = compile_kernel(lowered.kernel)
-        parallel = compiled.work >= PARALLEL_THRESHOLD and compiled.split_extent >= 2
+        parallel = compiled.work >= PARALLEL_KERNEL_WORK and compiled.split_extent >= 2
         desc = {"kind": "kernel", "symbol": lowered.kernel.name,
                 "split_extent": compiled.split_extent, "split_align": compiled.split_align,
                 "parallel": bool(parallel)}
@@ -220,9 +220,11 @@ class PackagingBackend(CpuBackend):
     def _conv_symbols(self, cfg) -> dict:
         if self.in_process:
             kernels = conv_impl.conv_kernels(self.isa, cfg.mr, cfg.nr)
-            return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad)}
-        return {"_module": ("conv", str(conv_impl.conv_module(cfg)), ("conv_rows", "pad_nhwc")),
-                "rows": "conv_rows", "pad": "pad_nhwc"}
+            return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad),
+                    "single_channel": loaded_symbol(kernels.single_channel)}
+        return {"_module": ("conv", str(conv_impl.conv_module(cfg)),
+                            ("conv_rows", "pad_nhwc", "conv_c1")),
+                "rows": "conv_rows", "pad": "pad_nhwc", "single_channel": "conv_c1"}
 
 
 # --- packaging ---------------------------------------------------------------------------------
@@ -531,7 +533,7 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
         if kind == "kernel":
             desc["symbol"] = symbol(fn.modules[0] if fn.modules else None, desc["symbol"])
         elif kind in ("gemm", "bgemm", "conv"):
-            for key in ("rows", "cols", "pad", "batch"):
+            for key in ("rows", "cols", "pad", "batch", "single_channel"):
                 if key in desc:
                     desc[key] = symbol(fn.desc.get("_module"), desc[key])
             if kind == "gemm":

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from ..codegen.llvm.implicit_conv import single_channel_fits
 from ..ir.errors import LoweringError
 
 ALIGN = 64
@@ -32,6 +33,12 @@ ALIGN = 64
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
                    "qavgpool", "qreshape")
 SMALL_BATCH_WORK = 256 ** 3          # gemm_batched's "many small matrices" bound
+# Below these a call runs on the calling thread alone: handing chunks to the pool
+# (waking a worker, joining it) costs 5-30 us, more than splitting such a call saves
+# (measured on a 2-core VM: a 256x256 bias + ReLU kernel 4.6 us alone, 22-33 us split
+# over two threads; a 256x128 @ 128x10 GEMM 15 us alone, 31 us split)
+PARALLEL_KERNEL_WORK = 1 << 18       # element-steps of a generated kernel
+PARALLEL_GEMM_MACS = 1 << 21         # multiply-adds of a GEMM or an implicit-GEMM conv
 
 
 def _up(n: int) -> int:
@@ -407,8 +414,9 @@ class ProgramBuilder:
         args = [m, n, k, a_ptr, a_strides[0], a_strides[1], b_ptr, b_strides[0], b_strides[1],
                 c_ptr, ldc, accumulate, self._workspace(ws_floats), ws_floats,
                 b_ptr if packed else None]
-        if m >= n:
-            self._call(desc["rows"], "gemm", args, extent=m, align=mr, parallel=True)
+        if m >= n or m * n * k < PARALLEL_GEMM_MACS:
+            self._call(desc["rows"], "gemm", args, extent=m, align=mr,
+                       parallel=m * n * k >= PARALLEL_GEMM_MACS)
             return
         most = m // mr          # rows split while threads <= m // mr
         self._call(desc["rows"], "gemm", args, extent=m, align=mr, parallel=True,
@@ -480,6 +488,22 @@ class ProgramBuilder:
         self._gemm_call(desc, m, n, k, a.ptr, a.strides, b.ptr, b.strides, out.ptr,
                         out.strides[0], 0, False)
 
+    def _single_channel_conv(self, d: dict, x: Value, w_: int, h: int, xs: list,
+                             out: Value, bias_ptr, residual) -> None:
+        """A one-channel stride-1 conv over its padded copy (x, (N, Hp, Wp, 1)): conv_c1,
+        LANES outputs of a channel row per vector, split over output rows."""
+        n, oh, ow = out.shape[0], out.shape[2], out.shape[3]
+        (kh, kw), os_ = d["kernel"], out.strides
+        res = out if residual is None else residual
+        dims = [n * oh * ow, oh * ow, ow, 1, 1, 0, 0, 1, 1, h, w_, 1, xs[0], xs[2], xs[3],
+                1, kh, kw, 1, kw, kh * kw, d["c_out"], os_[0], os_[1], os_[2], os_[3],
+                int(d["relu"]), int(residual is not None)]
+        d["problems"] = [[n * oh * ow, d["c_out"], kh * kw]]
+        self._call(d["single_channel"], "conv",
+                   [x.ptr, self.weight_bases[d["packed"]], out.ptr, bias_ptr, res.ptr,
+                    self._zeros(d["max_kc"]), *dims], extent=n * oh, align=1,
+                   parallel=n * oh * ow * d["c_out"] * kh * kw >= PARALLEL_GEMM_MACS)
+
     def _conv(self, desc: dict) -> None:
         """groups=1 conv2d + epilogue (llvm/implicit_conv.py's PreparedConv)."""
         d = desc
@@ -518,11 +542,16 @@ class ProgramBuilder:
             hp, wp = h + top + bottom, w_ + left + right
             dst = self._scratch([n, hp, wp, c], _contiguous([n, hp, wp, c]))
             self._call(d["pad"], "pad", [x.ptr, dst.ptr, n, c, h, w_, top, left, hp, wp,
-                                         *xs], extent=n * hp, align=1, parallel=True)
+                                         *xs], extent=n * hp, align=1,
+                       parallel=n * hp * wp * c >= PARALLEL_KERNEL_WORK)
             x = dst
             ph, pw, padded = 0, 0, False
             h, w_ = hp, wp
             xs = [h * w_ * c, 1, w_ * c, c]
+        if "single_channel" in d and xs[3] == 1 and \
+                single_channel_fits(c, (sh, sw), (dh, dw), out.strides):
+            self._single_channel_conv(d, x, w_, h, xs, out, bias_ptr, residual)
+            return
         rows_merge = xs[3] == c and dw == 1 and not padded
         segw, seglen = (1, kw * c) if rows_merge else (kw, c)
         nseg = kh if rows_merge else kh * kw
@@ -538,7 +567,8 @@ class ProgramBuilder:
         d["problems"] = [[m, d["c_out"], kh * kw * c]]   # its implicit GEMM, for `ember tune`
         self._call(d["rows"], "conv", [x.ptr, self.weight_bases[packed], out.ptr,
                                        bias_ptr, res.ptr, zeros, *dims],
-                   extent=m, align=d["mr"], parallel=True)
+                   extent=m, align=d["mr"], parallel=m * d["c_out"] * kh * kw * c >=
+                   PARALLEL_GEMM_MACS)
 
 
 def measure_view(fn, x: Value, name: str) -> dict:

@@ -43,6 +43,34 @@ def test_in_process_entry_equals_python_loop(which, rng):
     np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-5)
 
 
+class _OneChannel(ember.nn.Module):
+    """conv2d over one input channel (the native entry's conv_c1), with a residual."""
+
+    def __init__(self, kernel, padding, c_out):
+        super().__init__()
+        self.conv = ember.nn.Conv2d(1, c_out, kernel, padding=padding)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (y + x).relu() if y.shape == x.shape else y.relu()
+
+
+@pytest.mark.parametrize("kernel,padding,c_out", [(3, 1, 20), (5, 2, 1), ((2, 4), 0, 3)])
+def test_one_channel_convs_equal_python_loop(kernel, padding, c_out, rng):
+    """3x3 and 5x5 run unrolled, other kernels in loops; a row of 21 outputs ends in a
+    masked vector; the 5x5 conv with one output channel adds its input (residual)."""
+    ember.manual_seed(4)
+    model = _OneChannel(kernel, padding, c_out).eval()
+    x = rng.standard_normal((2, 1, 7, 21), dtype=np.float32)
+    plan, (first, second, third) = _three_calls(model, ember.tensor(x))
+    assert plan.run.native is not None, plan.run.failed
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_array_equal(third, first)
+    with ember.no_grad():
+        eager = model(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-5)
+
+
 def test_results_are_fresh_and_structured(rng):
     def f(a, b):
         h = a @ b

@@ -86,6 +86,9 @@ IMPLICIT_CASES = [   # x shape, w shape, stride, padding, dilation: each path of
     ((1, 20, 6, 7), (5, 20, 2, 3), (1, 2), ((0, 1), (2, 0)), (1, 1)),  # asymmetric padding
     ((1, 300, 4, 4), (9, 300, 3, 3), (1, 1), (1, 1), (1, 1)),      # C > KC: chunked segments
     ((2, 24, 7, 7), (33, 24, 1, 1), (2, 2), (0, 0), (1, 1)),       # 1x1 downsample
+    # one input channel (padded NHWC copy); NCHW output tiles stored column by column,
+    # except the tiles that cross from one image to the next
+    ((3, 1, 28, 28), (16, 1, 3, 3), (1, 1), (1, 1), (1, 1)),
 ]
 
 

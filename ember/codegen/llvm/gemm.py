@@ -363,20 +363,29 @@ class GemmKernel:
     batch: object
 
 
-# Narrower, taller register tiles for matrices with few columns (attention's per-head
-# products have N = 32; a 64-wide tile would waste half its FMAs and store through the
-# partial-tile path). MR * NR / lanes accumulators stay near the default's. The
-# implicit conv picks its tile from the same table by output channels.
-NARROW_TILES = {Isa.AVX512: ((16, 12), (32, 12)), Isa.AVX2: ((8, 12),), Isa.PORTABLE: ()}
+# Narrower register tiles for matrices with few columns (attention's per-head products
+# have N = 32; a 64-wide tile would waste half its FMAs and store through the
+# partial-tile path). The implicit conv picks its tile by output channels from its own
+# table: taller tiles there spread each tile row's pointer set-up over more output
+# pixels. The GEMM reads packed A, MR floats per k: 8 or 16 rows keep them in whole
+# 32- or 64-byte pieces, where 12 rows (48 bytes) ran 1.6-2x slower (Zen 5, one core,
+# CPU time: 4096x256 @ 256x32 557 us on 12x32, 333 us on 8x32; @ 256x16 461 us on
+# 12x16, 250 on 8x16, 236 on 16x16; attention's 64 x (128x128 @ 128x32) 729 -> 466 us;
+# the 16 -> 32 and 16 -> 16 convs on 64x16x14x14: 601 and 444 us on 12 rows, 692 and
+# 482 us on 8).
+NARROW_TILES = {Isa.AVX512: ((16, 16), (32, 8)), Isa.AVX2: ((8, 12),), Isa.PORTABLE: ()}
+CONV_NARROW_TILES = {Isa.AVX512: ((16, 12), (32, 12)), Isa.AVX2: ((8, 12),),
+                     Isa.PORTABLE: ()}
 
 
-def tile_for(isa: Isa, n: int) -> tuple[int, int]:
-    """(MR, NR) for a product with n columns: the tile `ember tune` recorded for n on
-    this machine (llvm/tiles.py), else the narrowest tile of the table that covers n."""
+def tile_for(isa: Isa, n: int, conv: bool = False) -> tuple[int, int]:
+    """(MR, NR) for a product with n columns (a conv's: n output channels): the tile
+    `ember tune` recorded for n on this machine (llvm/tiles.py), else the narrowest tile
+    of the table that covers n."""
     tuned = tuned_tiles(isa).get(n)
     if tuned is not None:
         return tuned
-    for nr, mr in NARROW_TILES[isa]:
+    for nr, mr in (CONV_NARROW_TILES if conv else NARROW_TILES)[isa]:
         if n <= nr:
             return mr, nr
     return CONFIGS[isa].mr, CONFIGS[isa].nr

@@ -212,7 +212,47 @@ def _emit_store(b, cfg, p, acc) -> None:
                             with plain:
                                 _emit_vector_store(b, cfg, p, acc, reads_old, False)
         with scalar:
-            _emit_scalar_store(b, cfg, p, acc)
+            # NCHW output: a full tile's rows are consecutive pixels of one channel plane
+            # (unless the tile crosses an image); store it column by column
+            columns = b.and_(b.and_(b.icmp_signed("==", p["m_valid"], u.i64(cfg.mr)),
+                                    b.icmp_signed("==", p["n_valid"], u.i64(cfg.nr))),
+                             _rows_consecutive(b, cfg, p))
+            with b.if_else(columns) as (by_column, by_element):
+                with by_column:
+                    _emit_column_store(b, cfg, p, acc)
+                with by_element:
+                    _emit_scalar_store(b, cfg, p, acc)
+
+
+def _rows_consecutive(b, cfg, p):
+    """The tile's MR output pixels sit at consecutive addresses of each channel plane."""
+    ok = b.icmp_signed("!=", p["osc"], u.i64(1))
+    offsets = [_info(b, p["info"], r, 3) for r in range(cfg.mr)]
+    for before, after in zip(offsets, offsets[1:]):
+        ok = b.and_(ok, b.icmp_signed("==", b.sub(after, before), u.i64(1)))
+    return ok
+
+
+def _emit_column_store(b, cfg, p, acc) -> None:
+    """A full tile whose rows are consecutive in memory (NCHW output): each channel's MR
+    values, gathered from the tile on the stack, go through the epilogue as one MR-lane
+    vector (the same sums as _epilogue element by element) and one store."""
+    tile = b.alloca(u.F32, size=cfg.mr * cfg.nr, name="ctile")
+    for r, row in enumerate(acc):
+        for v, value in enumerate(row):
+            u.store_vec(b, value, tile, u.i64(r * cfg.nr + v * cfg.lanes))
+    base = _info(b, p["info"], 0, 3)
+    column_type = u.vec(u.F32, cfg.mr)
+    for j in range(cfg.nr):
+        column = ir.Constant(column_type, ir.Undefined)
+        for r in range(cfg.mr):
+            item = b.load(u.elem_ptr(b, tile, u.i64(r * cfg.nr + j)), typ=u.F32)
+            column = b.insert_element(column, item, ir.Constant(u.I32, r))
+        col = b.add(p["col0"], u.i64(j))
+        index = b.add(base, b.mul(col, p["osc"]))
+        old = u.load_vec(b, p["out"], index, cfg.mr)
+        bias = u.splat(b, b.load(u.elem_ptr(b, p["bias"], col), typ=u.F32), cfg.mr)
+        u.store_vec(b, _epilogue(b, p, column, old, bias, index, cfg.mr), p["out"], index)
 
 
 def _emit_vector_store(b, cfg, p, acc, reads_old: bool, reads_res: bool) -> None:
@@ -336,11 +376,112 @@ def _copy_row(b, p, src_row, dst_row, order) -> None:
             b.store(value, u.elem_ptr(b, p["dst"], dst))
 
 
+def _masked(b, op: str, vt, args):
+    """llvm.masked.load / llvm.masked.store on a <lanes x float> (masked-off lanes are
+    never touched: a row's tail reads nothing past the buffer)."""
+    name = f"llvm.masked.{op}.{u._mangle(vt)}.p0"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        mask_t = u.vec(u.I1, vt.count)
+        sig = ir.FunctionType(vt, [u.PTR, u.I32, mask_t, vt]) if op == "load" else \
+            ir.FunctionType(u.VOID, [vt, u.PTR, u.I32, mask_t])
+        fn = ir.Function(b.module, sig, name=name)
+    return b.call(fn, args)
+
+
+def _emit_single_channel(module, cfg: GemmConfig) -> None:
+    """conv_c1(begin, end, worker, <pointers>, <dims>): a one-input-channel conv, stride 1
+    and dilation 1, over the zero-padded copy of its input (pad_nhwc: (N, Hp, Wp) rows),
+    into an output whose rows are contiguous (osw = 1); output rows [begin, end) of
+    N*OH. The implicit GEMM's K of KH*KW values gives each MR x NR tile more set-up
+    than arithmetic; here LANES consecutive outputs of one channel are one vector:
+    acc = fma(x[oh + i, ow + j : +LANES], w[co, i, j], acc) over (i, j) in the
+    implicit GEMM's k order from zero, then + bias (+ residual), relu, one store: its
+    sums, so its results bit for bit (K is one block: KH*KW <= MAX_KC). The kernel
+    height and width are `nseg` and `seglen` (its merged kernel-row segments); 3x3 and
+    5x5 kernels get unrolled copies with the channel's weights in registers."""
+    args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
+        [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS]
+    fn, b = u.define(module, "conv_c1", u.VOID, args, noalias_ptrs=False)
+    p = dict(zip([name for name, _ in args], fn.args))
+    for name in ("x", "wp", "bias"):        # read only, never the output (res may be)
+        p[name].add_attribute("noalias")
+    out_h = b.sdiv(p["ohw"], p["ow"])
+    sizes = [(3, 3), (5, 5)]
+    blocks = [b.append_basic_block(f"k{kh}x{kw}") for kh, kw in sizes]
+    generic, done = b.append_basic_block("k_any"), b.append_basic_block("done")
+    switch = b.switch(b.add(b.mul(p["nseg"], u.i64(1000)), p["seglen"]), generic)
+    for (kh, kw), block in zip(sizes, blocks):
+        switch.add_case(u.i64(kh * 1000 + kw), block)
+    for taps, block in list(zip(sizes, blocks)) + [(None, generic)]:
+        b.position_at_end(block)
+        _single_channel_rows(b, cfg, p, out_h, taps)
+        b.branch(done)
+    b.position_at_end(done)
+    b.ret_void()
+
+
+def _single_channel_rows(b, cfg, p, out_h, taps) -> None:
+    """conv_c1's loops; `taps` (KH, KW) known here (unrolled) or None (run-time loops)."""
+    lanes = cfg.lanes
+    vt, zero = u.vec(u.F32, lanes), ir.Constant(u.vec(u.F32, lanes), None)
+    lane_ids = ir.Constant(u.vec(u.I64, lanes), list(range(lanes)))
+    four = ir.Constant(u.I32, 4)
+    with u.counted_loop(b, p["begin"], p["end"], 1, "row") as row:
+        n, oh = b.sdiv(row, out_h), b.srem(row, out_h)
+        x_row = b.add(b.mul(n, p["xsn"]), b.mul(oh, p["xsh"]))
+        o_row = b.add(b.mul(n, p["osn"]), b.mul(oh, p["osh"]))
+        with u.counted_loop(b, u.i64(0), p["cout"], 1, "co") as co:
+            panel = b.mul(b.sdiv(co, u.i64(cfg.nr)), b.mul(p["k"], u.i64(cfg.nr)))
+            w_co = b.add(panel, b.srem(co, u.i64(cfg.nr)))
+
+            def weight(k):
+                at = u.elem_ptr(b, p["wp"], b.add(w_co, b.mul(k, u.i64(cfg.nr))))
+                return u.splat(b, b.load(at, typ=u.F32), lanes)
+            weights = None if taps is None else \
+                [weight(u.i64(k)) for k in range(taps[0] * taps[1])]
+            bias = u.splat(b, b.load(u.elem_ptr(b, p["bias"], co), typ=u.F32), lanes)
+            o_co = b.add(o_row, b.mul(co, p["osc"]))
+            with u.counted_loop(b, u.i64(0), p["ow"], lanes, "ow") as ow0:
+                mask = b.icmp_signed("<", lane_ids, u.splat(b, b.sub(p["ow"], ow0), lanes))
+
+                def tap(ki, kj, acc, w):
+                    at = b.add(b.add(b.add(x_row, b.mul(ki, p["xsh"])), ow0), kj)
+                    x = _masked(b, "load", vt, [u.elem_ptr(b, p["x"], at), four, mask, zero])
+                    return multiply_add(b, cfg, x, w, acc)
+                if taps is not None:
+                    acc = zero
+                    for i in range(taps[0]):
+                        for j in range(taps[1]):
+                            acc = tap(u.i64(i), u.i64(j), acc, weights[i * taps[1] + j])
+                else:
+                    acc = u.carried_loop(b, u.i64(0), p["nseg"], [zero], lambda ki, v: [
+                        u.carried_loop(b, u.i64(0), p["seglen"], v, lambda kj, w: [
+                            tap(ki, kj, w[0], weight(b.add(b.mul(ki, p["seglen"]), kj)))],
+                            name="kj")[0]], name="ki")[0]
+                at = b.add(o_co, ow0)
+                with_bias = b.fadd(acc, bias)
+                res = _masked(b, "load", vt, [u.elem_ptr(b, p["res"], at), four, mask, zero])
+                with_res = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)),
+                                    b.fadd(with_bias, res), with_bias)
+                relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
+                value = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
+                _masked(b, "store", vt, [value, u.elem_ptr(b, p["out"], at), four, mask])
+
+
+def single_channel_fits(c: int, stride, dilation, out_strides) -> bool:
+    """conv_c1 runs this conv (over the padded copy): one input channel, stride 1,
+    dilation 1, output rows contiguous."""
+    return c == 1 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and \
+        out_strides[3] == 1
+
+
 def conv_module(cfg: GemmConfig) -> ir.Module:
-    """The LLVM module (exported: conv_rows, pad_nhwc) for one register tile."""
+    """The LLVM module (exported: conv_rows, pad_nhwc, conv_c1) for one register tile."""
     module = ir.Module(name=f"ember_implicit_conv_{cfg.isa.value}_{cfg.mr}x{cfg.nr}")
     _emit_rows_entry(module, cfg, _emit_microkernel(module, cfg))
     _emit_pad_copy(module)
+    _emit_single_channel(module, cfg)
     return module
 
 
@@ -349,6 +490,7 @@ class _Kernels:
     cfg: GemmConfig
     rows: object
     pad: object
+    single_channel: object = None
 
 
 @functools.cache
@@ -360,7 +502,9 @@ def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Ker
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
     pad = lib.function("pad_nhwc", None, *[ctypes.c_int64] * 3, ctypes.c_void_p,
                        ctypes.c_void_p, *[ctypes.c_int64] * 12)
-    return _Kernels(cfg, rows, pad)
+    single = lib.function("conv_c1", None, *[ctypes.c_int64] * 3,
+                          *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
+    return _Kernels(cfg, rows, pad, single)
 
 
 # --- the Python side -----------------------------------------------------------------------
@@ -410,7 +554,7 @@ def conv_tile(isa: Isa, c_in: int, c_out: int) -> tuple[int, int]:
     instead of 6 unless `ember tune` recorded a tile: less per-segment set-up per
     tile, ~10% faster on resnet18's stem (Zen 5, one core). The tile never changes
     results."""
-    mr, nr = tile_for(isa, c_out)
+    mr, nr = tile_for(isa, c_out, conv=True)
     if c_in < SMALL_CHANNELS and (mr, nr) == (6, 64) and c_out not in tuned_tiles(isa):
         return 4, nr
     return mr, nr

@@ -25,7 +25,7 @@ from .target import Isa
 # (MR, NR) candidates per ISA: NR a multiple of the vector width dividing the 512-wide
 # B block, and MR * NR / lanes accumulators within the vector registers (32 zmm, 16 ymm).
 CANDIDATES = {
-    Isa.AVX512: ((6, 64), (4, 64), (12, 32), (14, 32), (12, 16), (24, 16)),
+    Isa.AVX512: ((6, 64), (4, 64), (12, 32), (14, 32), (8, 32), (12, 16), (24, 16), (16, 16)),
     Isa.AVX2: ((6, 16), (4, 16), (12, 8), (3, 32)),
     Isa.PORTABLE: ((4, 8),),
 }
