@@ -46,7 +46,11 @@ import zipfile
 
 import numpy as np
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# version 3: int8 GEMM plans carry the claiming schedule's extra kernel parameters (chunk,
+# counter, n_valid); a version-2 artifact (fixed split) still runs here, while a runtime that
+# reads only version 2 refuses a version-3 artifact instead of passing it short arguments
+READABLE_VERSIONS = (2, 3)
 FORMAT_NAME = "ember-artifact"
 MEMBERS = ("manifest.json", "graph.ir", "weights.safetensors", "memory_plan.json",
            "plan.json", "model.so")
@@ -165,9 +169,10 @@ def check_format(manifest, path) -> None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{path}: not an ember artifact (manifest format "
                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise ArtifactError(f"{path}: format version {manifest.get('format_version')!r}; "
-                            f"this runtime reads version {FORMAT_VERSION}")
+                            f"this runtime reads versions "
+                            f"{', '.join(map(str, READABLE_VERSIONS))}")
     members = manifest.get("members")
     if not isinstance(members, dict) or not all(isinstance(v, str) for v in members.values()):
         raise ArtifactError(f"{path}: the manifest lists no members")

@@ -185,8 +185,15 @@ def test_refuses_other_format_version(mlp_artifact, tmp_path):
                    manifest=lambda m: m.update(format_version=lite.FORMAT_VERSION + 1))
     v = lite.FORMAT_VERSION
     with pytest.raises(ember.ArtifactError, match=f"format version {v + 1}; this runtime "
-                                                  f"reads version {v}"):
+                                                  f"reads versions 2, {v}"):
         ember.aot.load_package(bad)
+
+
+def test_reads_a_version_2_artifact(mlp_artifact, tmp_path):
+    """Version 2 (before the int8 claiming schedule) has the same layout for float plans."""
+    path, x, want = mlp_artifact
+    old = _rewrite(path, tmp_path / "v2.ember", manifest=lambda m: m.update(format_version=2))
+    np.testing.assert_array_equal(np.asarray(ember.aot.load_package(old)(x)), want)
 
 
 def test_refuses_missing_member(mlp_artifact, tmp_path):

@@ -94,9 +94,13 @@ def test_pointwise_chain_all_remainders(shape):
 ], ids=["softmax", "layer_norm", "sum0", "amax1", "sum_all", "log_softmax0"])
 @pytest.mark.parametrize("shape", [(5, 37), (64, 100)])
 def test_reductions(fn, shape):
+    ember.manual_seed(0)
     x = ember.randn(*shape)
     pairs, _ = run_both(fn, x)
-    assert_close(pairs, rtol=1e-5, atol=1e-5)
+    # a full sum of 6400 normal values is ~80 in size and may land near 0: float32's
+    # order-dependent rounding there is ~1e-5 absolute, so its bound scales with sqrt(n)
+    atol = 1e-5 * max(1.0, (x.numel() / 256) ** 0.5)
+    assert_close(pairs, rtol=1e-5, atol=atol)
 
 
 def test_large_sum_error_stays_near_float64():
