@@ -426,7 +426,9 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
     recording = grad_mode.is_grad_enabled() and _needs_grad(op, args)
     if recording:
         _check_inplace_allowed(op, target)
-        snap = _snapshot(target)            # `x.mul_(x)`: every use of x sees the old x
+        # `x.mul_(x)`: every use of x sees the old x, and a derivative reading `self`
+        # needs the old values after the copy below overwrites them
+        snap = _snapshot(target, op.functional.name not in _DERIVATIVE_READS_OUT_ONLY)
         args = (snap,) + tuple(snap if a is target else a for a in args[1:])
     result = run_op(op.functional, args)
     if target._storage.device != "cpu":
@@ -451,13 +453,19 @@ def _check_inplace_allowed(op: OpDef, target: Tensor) -> None:
                             f"used in an in-place operation.{at_user_line()}")
 
 
-def _snapshot(t: Tensor) -> Tensor:
-    """A copy of `t` that keeps its autograd history: the value the op's rule must see."""
+# ops whose derivative reads only the result (and self's metadata): their in-place form
+# needs no copy of the old values (ReLU(inplace=True) on every activation of a CNN)
+_DERIVATIVE_READS_OUT_ONLY = frozenset({"relu"})
+
+
+def _snapshot(t: Tensor, copy_values: bool = True) -> Tensor:
+    """A copy of `t` that keeps its autograd history: the value the op's rule must see
+    (copy_values=False: `t`'s memory itself, for rules that never read its values)."""
     if t._storage.device != "cpu":
         from .devices import clone_on_device
         copy = clone_on_device(t)
     else:
-        copy = Tensor._from_array(t._array, t.memory_format)
+        copy = Tensor._from_array(t._array, t.memory_format, copy=copy_values)
     copy.requires_grad = t.requires_grad
     copy.grad_fn = t.grad_fn
     copy._output_nr = t._output_nr

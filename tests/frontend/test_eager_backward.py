@@ -214,3 +214,26 @@ def test_max_pool2d_channels_last_input_takes_the_composed_rule(monkeypatch):
     EF.max_pool2d(x, 3, 2, 1).sum().backward()
     assert calls == [False]
     assert x.grad.is_contiguous(memory_format=ember.channels_last)
+
+
+def test_inplace_relu_without_a_snapshot_copy_matches_torch():
+    """relu_ keeps no copy of the old values (its derivative reads only the result):
+    gradients through ReLU(inplace=True) chains and NaN equal torch's."""
+    x = RNG.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    x[0, 0, 0, :2] = (np.nan, 0.0)
+    w = RNG.standard_normal((3, 3, 3, 3)).astype(np.float32)
+
+    def run(lib, F, x, w):
+        x = lib.tensor(x, requires_grad=True)
+        w = lib.tensor(w, requires_grad=True)
+        y = F.conv2d(x * 2, w, padding=1)
+        y.relu_()
+        z = F.relu(y * 3, inplace=True)
+        z = z + 1
+        (z * z).sum().backward()
+        return y.detach().numpy(), x.grad.numpy(), w.grad.numpy()
+
+    got = run(ember, EF, x, w)
+    expected = run(torch, torch.nn.functional, x, w)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

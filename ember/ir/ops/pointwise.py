@@ -169,7 +169,7 @@ def _sgn_derivative(g, self, out):
     tangent = (g - out * real(conj(out) * g)) / where(at_zero, 1, r)
     return where(at_zero, 0, tangent)
 
-relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
+relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
              lambda g, self, out: g * (out > 0), promotion=Promotion.DEFAULT,
              samples=S.unary_samples(S.away_from_zero))
 
