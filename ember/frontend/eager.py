@@ -424,6 +424,9 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
     _check_devices(op, args)
     run_meta(op, args)                      # shape/dtype checks against the target
     recording = grad_mode.is_grad_enabled() and _needs_grad(op, args)
+    if not recording and _in_place_on_array(op, target):
+        target._bump_version()
+        return target
     if recording:
         _check_inplace_allowed(op, target)
         # `x.mul_(x)`: every use of x sees the old x, and a derivative reading `self`
@@ -451,6 +454,24 @@ def _check_inplace_allowed(op: OpDef, target: Tensor) -> None:
     if base is not None and base.requires_grad and base.is_leaf:
         raise AutogradError(f"{op.name}: a view of a leaf Variable that requires grad is being "
                             f"used in an in-place operation.{at_user_line()}")
+
+
+# in-place ops whose reference is one NumPy ufunc that can write its input: without a
+# graph to record they run on the target's own array (no result array, no copy back);
+# the values are the reference's, bit for bit
+_UFUNC_IN_PLACE = {"relu": lambda a: np.maximum(a, 0, out=a)}
+_IN_PLACE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _in_place_on_array(op: OpDef, target) -> bool:
+    run = _UFUNC_IN_PLACE.get(op.functional.name)
+    if run is None or type(target) is not Tensor or target._storage.device != "cpu":
+        return False
+    a = target._array
+    if a.dtype not in _IN_PLACE_DTYPES or not a.flags.writeable:
+        return False
+    run(a)
+    return True
 
 
 # ops whose derivative reads only the result (and self's metadata): their in-place form

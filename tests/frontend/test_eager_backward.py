@@ -237,3 +237,18 @@ def test_inplace_relu_without_a_snapshot_copy_matches_torch():
     expected = run(torch, torch.nn.functional, x, w)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_inplace_relu_without_a_graph_writes_the_target_array():
+    x = RNG.standard_normal((4, 6)).astype(np.float32)
+    x[0, :3] = (np.nan, -0.0, 0.0)
+    xe = ember.tensor(x)
+    view = xe[:, ::2]
+    version = xe._version
+    with ember.no_grad():
+        out = view.relu_()
+    assert out is view and xe._version > version
+    expected = torch.tensor(x)
+    expected[:, ::2].relu_()
+    np.testing.assert_array_equal(xe.numpy(), expected.numpy())
+    np.testing.assert_array_equal(np.signbit(xe.numpy()), np.signbit(expected.numpy()))
