@@ -94,6 +94,27 @@ def test_conv_backward_kernels_equal_torch(case, rng, small_work):
     np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("groups,stride", [(2, 1), (4, 2), (8, 2)])   # 8: depthwise
+def test_grouped_conv_gradients_keep_the_reference_and_equal_torch(groups, stride, rng,
+                                                                   small_work):
+    import torch
+    x = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((8, 8 // groups, 3, 3)).astype(np.float32)
+    args = (ember.tensor(x), ember.tensor(w), None, [stride] * 2, [1, 1], [1, 1], groups)
+    op = get_op("conv2d")
+    assert eager_kernels.candidate(op, args, op.meta(*args)) is None
+    xe, we = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ye = ember.nn.functional.conv2d(xe, we, stride=stride, padding=1, groups=groups)
+    yt = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=1, groups=groups)
+    g = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    ye.backward(ember.tensor(g))
+    yt.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(we.grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_conv_kernels_take_channels_last_and_strided_inputs(rng, small_work):
     x = ember.tensor(rng.standard_normal((2, 8, 9, 9)).astype(np.float32))
     x = x.contiguous(memory_format=ember.channels_last)
