@@ -424,7 +424,7 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
     _check_devices(op, args)
     run_meta(op, args)                      # shape/dtype checks against the target
     recording = grad_mode.is_grad_enabled() and _needs_grad(op, args)
-    if not recording and _in_place_on_array(op, target):
+    if not recording and _in_place_on_array(op, target, args):
         target._bump_version()
         return target
     if recording:
@@ -458,20 +458,53 @@ def _check_inplace_allowed(op: OpDef, target: Tensor) -> None:
 
 # in-place ops whose reference is one NumPy ufunc that can write its input: without a
 # graph to record they run on the target's own array (no result array, no copy back);
-# the values are the reference's, bit for bit
-_UFUNC_IN_PLACE = {"relu": lambda a: np.maximum(a, 0, out=a)}
+# the values are the reference's, bit for bit. Each returns False for arguments it does
+# not cover (then the functional op runs and its result is copied in).
 _IN_PLACE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _in_place_on_array(op: OpDef, target) -> bool:
+def _same_dtype_operand(a: np.ndarray, other):
+    """other as an array operand of a's dtype (a CPU tensor of that dtype or a Python
+    int/float, which NumPy converts to a's dtype as the reference does), else None."""
+    if type(other) in (int, float):
+        return other
+    if isinstance(other, Tensor) and other._storage.device == "cpu" and \
+            other._array.dtype == a.dtype:
+        return other._array
+    return None
+
+
+def _binary_in_place(ufunc, with_alpha: bool):
+    def run(a, args) -> bool:
+        if with_alpha and len(args) > 2 and not (type(args[2]) in (int, float) and
+                                                 args[2] == 1):
+            return False
+        other = _same_dtype_operand(a, args[1]) if len(args) > 1 else None
+        if other is None:
+            return False
+        ufunc(a, other, out=a)
+        return True
+    return run
+
+
+def _relu_in_place(a, args) -> bool:
+    np.maximum(a, 0, out=a)
+    return True
+
+
+_UFUNC_IN_PLACE = {"relu": _relu_in_place, "add": _binary_in_place(np.add, True),
+                   "sub": _binary_in_place(np.subtract, True),
+                   "mul": _binary_in_place(np.multiply, False)}
+
+
+def _in_place_on_array(op: OpDef, target, args) -> bool:
     run = _UFUNC_IN_PLACE.get(op.functional.name)
     if run is None or type(target) is not Tensor or target._storage.device != "cpu":
         return False
     a = target._array
     if a.dtype not in _IN_PLACE_DTYPES or not a.flags.writeable:
         return False
-    run(a)
-    return True
+    return run(a, args)
 
 
 # ops whose derivative reads only the result (and self's metadata): their in-place form

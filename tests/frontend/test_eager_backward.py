@@ -252,3 +252,46 @@ def test_inplace_relu_without_a_graph_writes_the_target_array():
     expected[:, ::2].relu_()
     np.testing.assert_array_equal(xe.numpy(), expected.numpy())
     np.testing.assert_array_equal(np.signbit(xe.numpy()), np.signbit(expected.numpy()))
+
+
+def test_inplace_binary_ops_without_a_graph_equal_the_functional_ops():
+    """add_/sub_/mul_ without a graph write the target's array with the reference's ufunc
+    (same bits); other dtypes, alpha != 1 and grad recording keep the functional path."""
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    other = RNG.standard_normal(4).astype(np.float32)
+    cases = [("add_", (ember.tensor(other),), {}), ("add_", (2.5,), {}),
+             ("sub_", (ember.tensor(other),), {"alpha": 3}), ("mul_", (ember.tensor(other),), {}),
+             ("add_", (ember.tensor(other.astype(np.float64)),), {}), ("mul_", (7,), {})]
+    for name, args, kwargs in cases:
+        target = ember.tensor(x)
+        expected = getattr(torch.tensor(x), name)(
+            *[torch.tensor(a.numpy()) if isinstance(a, ember.Tensor) else a for a in args],
+            **kwargs)
+        functional = getattr(ember.tensor(x), name[:-1])(*args, **kwargs)
+        with ember.no_grad():
+            out = getattr(target, name)(*args, **kwargs)
+        assert out is target and target.dtype == ember.float32
+        np.testing.assert_array_equal(target.numpy(), functional.numpy().astype(np.float32))
+        np.testing.assert_allclose(target.numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_eval_batch_norm_without_a_graph_equals_torch():
+    bn_e, bn_t = ember.nn.BatchNorm2d(5).eval(), torch.nn.BatchNorm2d(5).eval()
+    stats = RNG.standard_normal((4, 5)).astype(np.float32)
+    for m in (bn_e, bn_t):
+        lib = ember if m is bn_e else torch
+        with lib.no_grad():
+            m.running_mean.copy_(lib.tensor(stats[0]))
+            m.running_var.copy_(lib.tensor(np.abs(stats[1]) + 0.5))
+            m.weight.copy_(lib.tensor(stats[2]))
+            m.bias.copy_(lib.tensor(stats[3]))
+    x = RNG.standard_normal((2, 5, 3, 3)).astype(np.float32)
+    with ember.no_grad():
+        got = bn_e(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(got, bn_t(torch.tensor(x)).detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    xe = ember.tensor(x, requires_grad=True)          # with a graph: gradients as before
+    bn_e(xe).sum().backward()
+    xt = torch.tensor(x, requires_grad=True)
+    bn_t(xt).sum().backward()
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
