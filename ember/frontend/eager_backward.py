@@ -63,7 +63,7 @@ def _class_loss_backward(logits: bool):
 def _relu_backward(g, bound, out, mask):
     if out is None or g.dtype not in _FLOATS or out._array.dtype != g.dtype:
         return None
-    return (g * (out._array > 0),)
+    return (np.where(out._array <= 0, g.dtype.type(0), g),)    # PyTorch's rule
 
 
 def _max_pool2d_backward(g, bound, out, mask):

@@ -127,9 +127,9 @@ def test_profiler_sees_the_composed_rule(monkeypatch):
 
 def test_relu_backward_matches_torch_and_keeps_nan_gradients(monkeypatch):
     x = RNG.standard_normal((7, 9)).astype(np.float32)
-    x[0, 0] = 0.0
+    x[0, 0], x[1, 1], x[2, 2], x[3, 3] = 0.0, -1.0, 2.0, np.nan
     g = RNG.standard_normal((7, 9)).astype(np.float32)
-    g[1, 1] = np.nan
+    g[1, 1] = g[2, 2] = np.nan             # dropped where the input is <= 0, else kept
     calls = _counting(monkeypatch, "relu")
     xe = ember.tensor(x, requires_grad=True)
     EF.relu(xe).backward(ember.tensor(g))
