@@ -424,9 +424,14 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
     _check_devices(op, args)
     run_meta(op, args)                      # shape/dtype checks against the target
     recording = grad_mode.is_grad_enabled() and _needs_grad(op, args)
+    if not recording and _in_place_on_array(op, target, args):
+        target._bump_version()
+        return target
     if recording:
         _check_inplace_allowed(op, target)
-        snap = _snapshot(target)            # `x.mul_(x)`: every use of x sees the old x
+        # `x.mul_(x)`: every use of x sees the old x, and a derivative reading `self`
+        # needs the old values after the copy below overwrites them
+        snap = _snapshot(target, op.functional.name not in _DERIVATIVE_READS_OUT_ONLY)
         args = (snap,) + tuple(snap if a is target else a for a in args[1:])
     result = run_op(op.functional, args)
     if target._storage.device != "cpu":
@@ -451,13 +456,70 @@ def _check_inplace_allowed(op: OpDef, target: Tensor) -> None:
                             f"used in an in-place operation.{at_user_line()}")
 
 
-def _snapshot(t: Tensor) -> Tensor:
-    """A copy of `t` that keeps its autograd history: the value the op's rule must see."""
+# in-place ops whose reference is one NumPy ufunc that can write its input: without a
+# graph to record they run on the target's own array (no result array, no copy back);
+# the values are the reference's, bit for bit. Each returns False for arguments it does
+# not cover (then the functional op runs and its result is copied in).
+_IN_PLACE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _same_dtype_operand(a: np.ndarray, other):
+    """other as an array operand of a's dtype (a CPU tensor of that dtype or a Python
+    int/float, which NumPy converts to a's dtype as the reference does), else None."""
+    if type(other) in (int, float):
+        return other
+    if isinstance(other, Tensor) and other._storage.device == "cpu" and \
+            other._array.dtype == a.dtype:
+        return other._array
+    return None
+
+
+def _binary_in_place(ufunc, with_alpha: bool):
+    def run(a, args) -> bool:
+        if with_alpha and len(args) > 2 and not (type(args[2]) in (int, float) and
+                                                 args[2] == 1):
+            return False
+        other = _same_dtype_operand(a, args[1]) if len(args) > 1 else None
+        if other is None:
+            return False
+        ufunc(a, other, out=a)
+        return True
+    return run
+
+
+def _relu_in_place(a, args) -> bool:
+    np.maximum(a, 0, out=a)
+    return True
+
+
+_UFUNC_IN_PLACE = {"relu": _relu_in_place, "add": _binary_in_place(np.add, True),
+                   "sub": _binary_in_place(np.subtract, True),
+                   "mul": _binary_in_place(np.multiply, False)}
+
+
+def _in_place_on_array(op: OpDef, target, args) -> bool:
+    run = _UFUNC_IN_PLACE.get(op.functional.name)
+    if run is None or type(target) is not Tensor or target._storage.device != "cpu":
+        return False
+    a = target._array
+    if a.dtype not in _IN_PLACE_DTYPES or not a.flags.writeable:
+        return False
+    return run(a, args)
+
+
+# ops whose derivative reads only the result (and self's metadata): their in-place form
+# needs no copy of the old values (ReLU(inplace=True) on every activation of a CNN)
+_DERIVATIVE_READS_OUT_ONLY = frozenset({"relu"})
+
+
+def _snapshot(t: Tensor, copy_values: bool = True) -> Tensor:
+    """A copy of `t` that keeps its autograd history: the value the op's rule must see
+    (copy_values=False: `t`'s memory itself, for rules that never read its values)."""
     if t._storage.device != "cpu":
         from .devices import clone_on_device
         copy = clone_on_device(t)
     else:
-        copy = Tensor._from_array(t._array, t.memory_format)
+        copy = Tensor._from_array(t._array, t.memory_format, copy=copy_values)
     copy.requires_grad = t.requires_grad
     copy.grad_fn = t.grad_fn
     copy._output_nr = t._output_nr

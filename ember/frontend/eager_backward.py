@@ -63,7 +63,7 @@ def _class_loss_backward(logits: bool):
 def _relu_backward(g, bound, out, mask):
     if out is None or g.dtype not in _FLOATS or out._array.dtype != g.dtype:
         return None
-    return (g * (out._array > 0),)
+    return (np.where(out._array <= 0, g.dtype.type(0), g),)    # PyTorch's rule
 
 
 def _max_pool2d_backward(g, bound, out, mask):
@@ -77,8 +77,21 @@ def _max_pool2d_backward(g, bound, out, mask):
             not x.flags.c_contiguous:
         return None
     params = PoolParams(x, kernel_size, stride, padding, dilation, ceil_mode, 2)
+    if x.dtype == np.float32:
+        return (_max_pool2d_backward_native(g, x, params),)
     indices = _max_pool2d_indices(x, params)
     return (scatter_add_planes(g, indices, x.shape, 2),)
+
+
+def _max_pool2d_backward_native(g: np.ndarray, x: np.ndarray, p: PoolParams) -> np.ndarray:
+    """float32: one generated kernel finds each window's winner (the argmax's rule) and
+    adds its gradient there, threaded over planes: no index array, no scatter."""
+    from ..codegen.llvm.max_pool import max_pool2d_backward
+    planes = flat_planes(x, 2)
+    gi = np.zeros(planes.shape, np.float32)
+    g = np.ascontiguousarray(g, np.float32).reshape((planes.shape[0],) + p.out)
+    max_pool2d_backward(planes, g, gi, p.k + p.s + p.p + p.d)
+    return gi.reshape(x.shape)
 
 
 def _max_pool2d_indices(x: np.ndarray, p: PoolParams) -> np.ndarray:

@@ -27,6 +27,8 @@ running maximum of shifted slices.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from typing import Callable
 
@@ -90,14 +92,21 @@ def _conv_forward(op, args, meta):
 
 
 def _conv_backward_input(op, args, meta):
-    """dx as a stride-1 convolution of grad_output (zero-stuffed between rows and columns
-    when the forward was strided) with the weight rotated 180 degrees and its channel
-    dims swapped; padding d*(k-1) - p before, whatever reaches the input's size after."""
+    """dx as a stride-1 convolution of grad_output with the weight rotated 180 degrees
+    and its channel dims swapped. A strided forward (dilation 1) splits dx into its
+    stride*stride phases (polyphase): the rows r, r+s, r+2s, ... of dx receive only the
+    taps i = r+p (mod s), so each phase is its own stride-1 convolution of grad_output
+    with that sub-kernel, written into a strided view of dx; no zero-stuffed copy of
+    grad_output and no multiply by an inserted zero. Other strided forwards (dilation >
+    1) convolve grad_output zero-stuffed between rows and columns."""
     g, w, input_size, stride, padding, dilation, transposed, _, groups = args
     if transposed or groups != 1 or w.ndim != 4 or g.ndim != 4 or not _f32(g, w):
         return None
     p = ConvParams(2, stride, padding, dilation, False, 0, groups, tuple(w.shape))
-    k, out_hw, in_hw = w.shape[2:], g.shape[2:], tuple(input_size[2:])
+    in_hw = tuple(input_size[2:])
+    if any(s != 1 for s in p.stride) and p.dilation == (1, 1):
+        return _conv_backward_input_phases(p, g.shape, w.shape, in_hw, meta)
+    k, out_hw = w.shape[2:], g.shape[2:]
     stuffed = tuple((o - 1) * s + 1 for o, s in zip(out_hw, p.stride))
     pads = tuple((d * (n - 1) - lo, size + lo - st)
                  for (lo, _), d, n, size, st in zip(p.pads, p.dilation, k, in_hw, stuffed))
@@ -118,16 +127,66 @@ def _conv_backward_input(op, args, meta):
     return run
 
 
+def _input_phase(r, size, k, s, pad, g_len):
+    """One dimension of one dx phase (rows r, r+s, ... of a size-long input) for a
+    forward of kernel k, stride s, low padding pad, dilation 1: (taps, from largest i,
+    the grad_output slice, its (low, high) padding, the phase's length), or None when no
+    tap or no grad_output row reaches the phase. Row s*a+r receives g[a + q] * w[i] for
+    the taps i = r+pad (mod s), q = (r+pad-i)/s, q growing by 1 as i falls by s."""
+    taps = [i for i in range(k - 1, -1, -1) if (r + pad - i) % s == 0]
+    length = len(range(r, size, s))
+    if not taps or not length:
+        return None
+    q_min = (r + pad - taps[0]) // s
+    q_end = q_min + length + len(taps) - 1          # one past the last g row read
+    start, end = max(0, q_min), min(g_len, q_end)
+    if end <= start:
+        return None
+    return taps, slice(start, end), (start - q_min, q_end - end), length
+
+
+def _conv_backward_input_phases(p, g_shape, w_shape, in_hw, meta):
+    k, s, lows, g_hw = w_shape[2:], p.stride, (p.pads[0][0], p.pads[1][0]), g_shape[2:]
+    phases = []
+    for r0 in range(s[0]):
+        for r1 in range(s[1]):
+            rows = _input_phase(r0, in_hw[0], k[0], s[0], lows[0], g_hw[0])
+            cols = _input_phase(r1, in_hw[1], k[1], s[1], lows[1], g_hw[1])
+            if rows is not None and cols is not None:
+                phases.append(((r0, r1), rows, cols))
+
+    def run(args):
+        g, w = args[0]._array, args[1]._array
+        out = _empty(meta)
+        covered = sum(len(rows[0]) * len(cols[0]) for _, rows, cols in phases)
+        if covered < k[0] * k[1] or len(phases) < s[0] * s[1]:
+            out[...] = 0            # rows no tap reaches (a 1x1 kernel's odd rows)
+        # channels-last grad_output: every phase reads whole channel runs, no copy each
+        g = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        for (r0, r1), (t0, sl0, pad0, _), (t1, sl1, pad1, _) in phases:
+            sub = w[:, :, t0][:, :, :, t1].transpose(1, 0, 2, 3)
+            conv = _conv_fn(sub, None, (1, 1), (pad0, pad1), (1, 1))
+            conv(g[:, :, sl0, sl1], out[:, :, r0::s[0], r1::s[1]])
+        return out
+    return run
+
+
 def _conv_backward_weight(op, args, meta):
     """dw[f, c, i, j] = sum over n, oh, ow of g[n, f, oh, ow] * x_pad[n, c, oh*s + i*d,
     ow*s + j*d]: a convolution of x (channels as batch, batch as channels) with g as the
-    weight, the forward's stride as dilation and its dilation as stride."""
+    weight, the forward's stride as dilation and its dilation as stride. A strided
+    forward (dilation 1) splits x_pad into its stride*stride phases instead: the taps
+    i = r (mod s) read only x_pad's rows r, r+s, ..., so each phase is a stride-1,
+    dilation-1 convolution of that phase of x with g, whose kernel rows are contiguous
+    runs (a dilated g would make every tap its own short run); g is packed once."""
     g, x, weight_size, stride, padding, dilation, transposed, _, groups = args
     if transposed or groups != 1 or len(weight_size) != 4 or x.ndim != 4 or \
             not _f32(g, x):
         return None
     p = ConvParams(2, stride, padding, dilation, False, 0, groups, tuple(weight_size))
     kh, kw = weight_size[2:]
+    if any(s != 1 for s in p.stride) and p.dilation == (1, 1):
+        return _conv_backward_weight_phases(p, g.shape, x.shape, tuple(weight_size), meta)
 
     def run(args):
         g, x = args[0]._array, args[1]._array
@@ -140,6 +199,49 @@ def _conv_backward_weight(op, args, meta):
         _conv_fn(gt, None, p.dilation, p.pads, p.stride)(xt, res)
         out = _empty(meta)
         out[...] = res[:, :, :kh, :kw].transpose(1, 0, 2, 3)
+        return out
+    return run
+
+
+def _weight_phase(r, size, k, s, pad, g_len):
+    """One dimension of one dw phase: taps i = r, r+s, ... (m of them) read x_pad rows
+    s*(o+m) + r, i.e. x rows s*a + r - pad for a in [0, g_len + m - 1). Returns (the x
+    slice, its (low, high) padding, m) or None when no tap or no x row is in the phase."""
+    m = len(range(r, k, s))
+    if not m:
+        return None
+    need = g_len + m - 1
+    a_lo = max(0, -((r - pad) // s))                # first a whose x row is >= 0
+    a_hi = min(need, -(-(size - r + pad) // s))     # one past the last a inside x
+    if a_hi <= a_lo:
+        return None
+    first = s * a_lo + r - pad
+    return slice(first, first + s * (a_hi - a_lo - 1) + 1, s), (a_lo, need - a_hi), m
+
+
+def _conv_backward_weight_phases(p, g_shape, x_shape, w_shape, meta):
+    s, lows, g_hw = p.stride, (p.pads[0][0], p.pads[1][0]), g_shape[2:]
+    phases = []
+    for r0 in range(s[0]):
+        for r1 in range(s[1]):
+            rows = _weight_phase(r0, x_shape[2], w_shape[2], s[0], lows[0], g_hw[0])
+            cols = _weight_phase(r1, x_shape[3], w_shape[3], s[1], lows[1], g_hw[1])
+            if rows is not None and cols is not None:
+                phases.append(((r0, r1), rows, cols))
+
+    def run(args):
+        g, x = args[0]._array, args[1]._array
+        out = _empty(meta)
+        if sum(rows[2] * cols[2] for _, rows, cols in phases) < w_shape[2] * w_shape[3]:
+            out[...] = 0            # taps that read only padding
+        xt = x.transpose(1, 0, 2, 3)                       # (C, N, H, W): C as the batch
+        shared = _conv_fn(g.transpose(1, 0, 2, 3), None, (1, 1), ((0, 0), (0, 0)), (1, 1))
+        for (r0, r1), (sl0, pad0, m0), (sl1, pad1, m1) in phases:
+            conv = copy.copy(shared)                       # g's packed panels, shared
+            conv.geometry = dataclasses.replace(shared.geometry, padding=(pad0, pad1))
+            res = np.empty((x.shape[1], g.shape[1], m0, m1), np.float32)
+            conv(xt[:, :, sl0, sl1], res)
+            out[:, :, r0::s[0], r1::s[1]] = res.transpose(1, 0, 2, 3)
         return out
     return run
 

@@ -21,7 +21,20 @@ CONV_CASES = [  # x shape, w shape, stride, padding, dilation
     ((2, 3, 15, 15), (8, 3, 7, 7), 2, 3, 1),
     ((2, 8, 8, 8), (16, 8, 1, 1), 2, 0, 1),
     ((1, 4, 9, 9), (4, 4, 3, 3), 3, 0, 1),
+    # strided backward by phases: rows the forward never reads, padding beyond the
+    # kernel's reach, phases no tap reaches, unequal strides and paddings
+    ((2, 8, 10, 10), (12, 8, 3, 3), 2, 0, 1),
+    ((1, 5, 13, 12), (7, 5, 5, 5), 3, 2, 1),
+    ((2, 4, 9, 8), (6, 4, 2, 2), 2, 0, 1),
+    ((1, 4, 7, 7), (6, 4, 3, 3), 2, 3, 1),
+    ((1, 4, 5, 5), (3, 4, 1, 1), 3, 1, 1),
+    ((2, 6, 11, 9), (5, 6, 3, 4), (2, 3), (1, 2), 1),
+    ((1, 3, 8, 8), (4, 3, 5, 5), 4, 1, 1),
 ]
+
+
+def _pair(v):
+    return list(v) if isinstance(v, tuple) else [v] * 2
 
 
 def _direct(op_name, args):
@@ -53,13 +66,53 @@ def test_conv_kernels_equal_the_reference(case, rng, small_work):
     x = ember.tensor(rng.standard_normal(xs).astype(np.float32))
     w = ember.tensor(rng.standard_normal(ws).astype(np.float32))
     b = ember.tensor(rng.standard_normal(ws[0]).astype(np.float32))
-    conv_args = (x, w, b, [stride] * 2, [pad] * 2, [dil] * 2, 1)
+    conv_args = (x, w, b, _pair(stride), _pair(pad), _pair(dil), 1)
     got, expected, meta = _direct("conv2d", conv_args)
     _close(got, expected, meta)
     g = ember.tensor(rng.standard_normal(meta.shape).astype(np.float32))
-    common = ([stride] * 2, [pad] * 2, [dil] * 2, False, [0, 0], 1)
+    common = (_pair(stride), _pair(pad), _pair(dil), False, [0, 0], 1)
     _close(*_direct("convolution_backward_input", (g, w, list(xs)) + common))
     _close(*_direct("convolution_backward_weight", (g, x, list(ws)) + common))
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_backward_kernels_equal_torch(case, rng, small_work):
+    """Both gradient kernels (phases for strided convolutions) against torch's."""
+    import torch
+    xs, ws, stride, pad, dil = case
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, None, _pair(stride), _pair(pad), _pair(dil))
+    g = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(g))
+    common = (_pair(stride), _pair(pad), _pair(dil), False, [0, 0], 1)
+    ge, we, xe = ember.tensor(g), ember.tensor(w), ember.tensor(x)
+    gi, _, _ = _direct("convolution_backward_input", (ge, we, list(xs)) + common)
+    gw, _, _ = _direct("convolution_backward_weight", (ge, xe, list(ws)) + common)
+    np.testing.assert_allclose(gi, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("groups,stride", [(2, 1), (4, 2), (8, 2)])   # 8: depthwise
+def test_grouped_conv_gradients_keep_the_reference_and_equal_torch(groups, stride, rng,
+                                                                   small_work):
+    import torch
+    x = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((8, 8 // groups, 3, 3)).astype(np.float32)
+    args = (ember.tensor(x), ember.tensor(w), None, [stride] * 2, [1, 1], [1, 1], groups)
+    op = get_op("conv2d")
+    assert eager_kernels.candidate(op, args, op.meta(*args)) is None
+    xe, we = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ye = ember.nn.functional.conv2d(xe, we, stride=stride, padding=1, groups=groups)
+    yt = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=1, groups=groups)
+    g = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    ye.backward(ember.tensor(g))
+    yt.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(we.grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_conv_kernels_take_channels_last_and_strided_inputs(rng, small_work):

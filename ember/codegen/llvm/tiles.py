@@ -13,6 +13,7 @@ untuned one (tests/aot/test_tune.py checks it on every candidate).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -36,6 +37,12 @@ _LOCK = threading.Lock()
 
 
 def tuned_path(isa: Isa) -> Path | None:
+    return _tuned_path(isa, os.environ.get("EMBER_CACHE_DIR"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=64)
+def _tuned_path(isa: Isa, cache_env: str | None, home: str | None) -> Path | None:
+    """Per cache setting (eager builds a conv per call: no path arithmetic each time)."""
     from .cache import cache_dir
     d = cache_dir()
     return None if d is None else d / f"cpu-tiles-{isa.value}.json"

@@ -87,12 +87,16 @@ class _BatchNorm(Function):
         ctx.stats = (mean, rstd, eps)
         mean_t, var_t = Tensor._from_array(mean, copy=False), Tensor._from_array(var, copy=False)
         ctx.mark_non_differentiable(mean_t, var_t)
+        # the statistics' gradients are never used: no zero tensors built for them
+        ctx.set_materialize_grads(False)
         return Tensor._from_array(out.reshape(x.shape), copy=False), mean_t, var_t
 
     @staticmethod
     def backward(ctx, g, _g_mean, _g_var):
         input, weight, bias = ctx.saved_tensors
         mean, rstd, eps = ctx.stats
+        if g is None:                        # the output's gradient is zero
+            g = Tensor._from_array(np.zeros(input.shape, input._array.dtype), copy=False)
         if grad_mode.is_grad_enabled():      # create_graph: the rule written with ops
             derivative = OPS["batch_norm"].derivative
             gx, _, _, gw, gb = derivative(g, input, None, None, weight, bias, True, 0.1, eps)

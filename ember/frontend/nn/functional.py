@@ -281,7 +281,18 @@ def _eval_batch_norm_eager(input, running_mean, running_var, weight, bias, eps):
     shift = -running_mean * scale
     if bias is not None:
         shift = shift + bias
-    return input * scale.reshape(shape) + shift.reshape(shape)
+    out = input * scale.reshape(shape)
+    if out.dtype != shift.dtype or _records_graph(input, running_mean, running_var, weight,
+                                                  bias):
+        return out + shift.reshape(shape)
+    # no graph: the shift goes into the product's own array (one full-size result)
+    return out.add_(shift.reshape(shape))
+
+
+def _records_graph(*tensors) -> bool:
+    from ..autograd import grad_mode
+    return grad_mode.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors)
 
 
 def _affine(x, weight, bias, shape):

@@ -169,8 +169,10 @@ def _sgn_derivative(g, self, out):
     tangent = (g - out * real(conj(out) * g)) / where(at_zero, 1, r)
     return where(at_zero, 0, tangent)
 
-relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
-             lambda g, self, out: g * (out > 0), promotion=Promotion.DEFAULT,
+relu = unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
+             # PyTorch's threshold_backward: 0 where out <= 0, else g (a NaN gradient
+             # there is dropped; a NaN input passes its gradient)
+             lambda g, self, out: where(out <= 0, 0, g), promotion=Promotion.DEFAULT,
              samples=S.unary_samples(S.away_from_zero))
 
 def _pow_meta(self, exponent):
