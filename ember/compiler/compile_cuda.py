@@ -347,7 +347,36 @@ class CudaBackend:
         return run
 
     def eager(self, node: Node):
-        """Run `node`'s op eagerly on CUDA tensors (eager CUDA ops; may use the host)."""
+        """Run `node`'s op eagerly on CUDA tensors (eager CUDA ops; may use the host).
+
+        The step is `graph_safe` (a CUDA graph may record it) once it has run and every
+        run queued only device work: no host<->device copy, no synchronization (eager CUDA
+        routes launch kernels on the current stream, which a capture records; a host
+        fallback or an upload of host values would be replayed stale or break the
+        capture). A deterministic factory with no tensor inputs (a loss's class arange)
+        runs once: its device tensor is reused by every call."""
+        from ..runtime.cuda.stream import host_transfers
+        if _is_pure_factory(node):
+            made: list = []
+
+            def factory(*values):
+                if not made:
+                    made.append(run(*values))
+                return made[0]
+            factory.graph_safe = True
+            run = self._eager_run(node)
+            return factory
+        run = self._eager_run(node)
+
+        def counted(*values):
+            before = host_transfers()
+            result = run(*values)
+            counted.graph_safe = counted.graph_safe is not False and host_transfers() == before
+            return result
+        counted.graph_safe = None                       # unknown until it has run
+        return counted
+
+    def _eager_run(self, node: Node):
         def run(*values):
             result = call_node_eagerly(node, values)
             if isinstance(result, (tuple, list)):      # a multi-output op: a plain tuple
@@ -362,6 +391,26 @@ class CudaBackend:
         if isinstance(value, Tensor) and not value.is_cuda:
             return upload_exact(value._array, self.index)
         return value
+
+
+def _is_pure_factory(node: Node) -> bool:
+    """A registry factory (arange, zeros, full, eye, ...) that reads no tensor and no
+    generator: every call makes the same values."""
+    from ..ir.registry import Tag
+    tags = getattr(node.target, "tags", ())
+    if Tag.FACTORY not in tags or Tag.RANDOM in tags or node.all_input_nodes:
+        return False
+    return not any(_may_write(user) for user in node.users)    # reused: must stay unchanged
+
+
+def _may_write(user: Node) -> bool:
+    """An in-place op, or the graph's output (the caller could write into it)."""
+    from ..ir.registry import Tag
+    if user.op == OpKind.output:
+        return True
+    if user.op == OpKind.call_method:
+        return str(user.target).endswith("_") and not str(user.target).endswith("__")
+    return Tag.INPLACE in getattr(user.target, "tags", ())
 
 
 # --- CUDA-graph replay ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ pytest.importorskip("triton")
 import ember  # noqa: E402
 import ember.nn.functional as F  # noqa: E402
 from ember.compiler import compile_cuda  # noqa: E402
+from ember.frontend import eager_cuda  # noqa: E402
 from ember.runtime.cuda import graph as cuda_graph, stream as S  # noqa: E402
 
 from emulation import emulated_cuda, interpreted_launch  # noqa: E402
@@ -48,6 +49,8 @@ class RecordingGraph:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(compile_cuda, "_launch",
                        lambda k, ts: recorded.append((_interpreted, (k, list(ts)))))
+            mp.setattr(eager_cuda, "launch",                    # eager steps' kernels
+                       lambda g, ts, i: recorded.append((interpreted_launch, (g, list(ts), i))))
             mp.setattr(S, "copy_device_to_device",
                        lambda *a: recorded.append((_memmove, a)))
             result = work()

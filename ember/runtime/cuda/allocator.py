@@ -16,7 +16,12 @@ as PyTorch's CUDACachingAllocator does:
 - when the backend is out of memory the allocator frees every cached segment that is
   wholly free and retries once (`num_alloc_retries`); a second failure raises
   OutOfMemoryError with the allocator's statistics, as PyTorch's message gives them;
-- `empty_cache()` gives wholly free segments back to the backend.
+- `empty_cache()` gives wholly free segments back to the backend;
+- a CUDA-graph capture allocates from a *private pool* (`begin_private_pool`): blocks the
+  captured work allocates keep a key of their own instead of a stream's, so once freed
+  they are reused only by a later capture into the same pool, never by ordinary work
+  that would overwrite what a replay reads and writes; segments of a live pool are never
+  given back (PyTorch's graph memory pools).
 
 The backend is what gets raw memory: `DriverBackend` (cuMemAlloc on a GPU) or
 `HostBackend` (host memory with a capacity, for the CPU tests of this policy).
@@ -148,12 +153,36 @@ class CachingAllocator:
         self._stats = {name: _Stat() for name in _STATS}
         self.num_alloc_retries = 0
         self.num_ooms = 0
+        self._redirect: dict[int, int] = {}      # capturing stream -> its private pool key
+        self._live_pools: set[int] = set()       # keys of pools a live graph replays into
+        self._next_pool = -1                      # stream handles are >= 0: keys never clash
+
+    # --- private pools (CUDA-graph capture) ------------------------------------------
+    def begin_private_pool(self, stream: int, pool: int | None = None) -> int:
+        """Serve `stream`'s requests from a private pool (a new one unless `pool` is given)
+        until `end_private_pool(stream)`; returns the pool's key."""
+        with self._lock:
+            if pool is None:
+                pool, self._next_pool = self._next_pool, self._next_pool - 1
+            self._redirect[stream] = pool
+            self._live_pools.add(pool)
+            return pool
+
+    def end_private_pool(self, stream: int) -> None:
+        with self._lock:
+            self._redirect.pop(stream, None)
+
+    def release_private_pool(self, pool: int) -> None:
+        """The graph using `pool` is gone: its free segments may be given back."""
+        with self._lock:
+            self._live_pools.discard(pool)
 
     # --- allocation ------------------------------------------------------------------
     def malloc(self, nbytes: int, stream: int = 0) -> Block:
         size = round_size(nbytes)
         small = size <= SMALL_SIZE
         with self._lock:
+            stream = self._redirect.get(stream, stream)
             pool = self._small if small else self._large
             block = pool.best_fit(stream, size)
             if block is not None:
@@ -232,7 +261,7 @@ class CachingAllocator:
     def _release_cached(self) -> None:
         for pool in (self._small, self._large):
             for block in pool:
-                if block.whole_segment:
+                if block.whole_segment and block.stream not in self._live_pools:
                     pool.remove(block)
                     self.backend.free(block.ptr)
                     del self._segments[block.ptr]
