@@ -3,15 +3,18 @@ CrossEntropyLoss, SGD momentum 0.9) on the GPU: ember compiled
 (compile_train_step(backend="triton")), ember eager, and torch eager with the same
 weights; prints the host-fallback warnings ember emitted.
 
-    python benchmarks/cuda_train_step.py [--steps N] [--warmup N] [--smoke]
+    python benchmarks/cuda_train_step.py [--steps N] [--warmup N] [--smoke] [--write]
 
 Wall-clock per step after warmup: one ember.utils.benchmark.Timer block of N steps, the
-GPU synchronized before and after it by the Timer's clock. Prints; writes nothing.
+GPU synchronized before and after it by the Timer's clock. Prints the rows, and whether
+the compiled step replays as one CUDA graph (its node count); --write (or --out PATH)
+writes them as JSON to benchmarks/results/cuda_train_step_<gpu>.json.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 import warnings
@@ -55,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-eager", action="store_true")
     p.add_argument("--smoke", action="store_true", help="2 steps after 1 warmup step")
+    p.add_argument("--write", action="store_true", help="write the rows as JSON")
+    p.add_argument("--out", type=Path, help="where --write writes (implies --write)")
     args = p.parse_args(argv)
     if args.smoke:
         args.steps, args.warmup = 2, 1
@@ -84,6 +89,8 @@ def main(argv=None) -> int:
         rows["ember_compiled_first_call_s"] = time.perf_counter() - t0
         rows["ember_compiled_ms"] = _timed(lambda: step(x, y), args.warmup, args.steps,
                                            "ember")
+        graph = getattr(step.last.plan, "graph", None)
+        rows["ember_compiled_cuda_graph_nodes"] = graph.node_count if graph else None
         if not args.skip_eager:
             model = copy.deepcopy(base).cuda()
             opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -112,8 +119,19 @@ def main(argv=None) -> int:
     rows["torch_eager_ms"] = _timed(teager, args.warmup, args.steps, "torch")
     rows["first_loss_ember_vs_torch"] = (first, tfirst)
     rows["host_fallbacks"] = fallbacks
+    rows["ratio_torch_eager_over_ember_compiled"] = \
+        rows["torch_eager_ms"] / rows["ember_compiled_ms"]
     for k, v in rows.items():
         print(f"{k}: {v}")
+    if args.write or args.out:
+        gpu = ember.cuda.get_device_name()
+        tag = "h200" if "H200" in gpu else "h100" if "H100" in gpu else "gpu"
+        out = args.out or _HERE / "results" / f"cuda_train_step_{tag}.json"
+        meta = {"gpu": gpu, "torch": torch.__version__, "steps": args.steps,
+                "model": "small_cnn(3 channels), batch 64, 64x64, CrossEntropyLoss, SGD 0.9"}
+        out.write_text(json.dumps({"benchmark": "cuda_train_step", "meta": meta,
+                                   "rows": rows}, indent=2) + "\n")
+        print("wrote", out)
     return 0
 
 
