@@ -327,7 +327,10 @@ class CudaBackend:
     # -- views and fallbacks --------------------------------------------------------------
     def view(self, op, rest: tuple):
         """A geometry-only view: the op runs eagerly once per input geometry to learn the
-        result's geometry; later calls only make a DeviceArray view of the same storage."""
+        result's geometry; later calls only make a DeviceArray view of the same storage.
+        A view that must copy (a reshape of a non-contiguous tensor) runs eagerly every
+        call; it stays graph_safe while its copy is a device kernel."""
+        from ..runtime.cuda.stream import host_transfers
         geometry: dict[tuple, tuple] = {}
 
         def run(x: Tensor) -> Tensor:
@@ -335,12 +338,13 @@ class CudaBackend:
             found = geometry.get(key)
             if found is not None:
                 return cuda_view(x, *found)
+            before = host_transfers()
             with grad_mode.no_grad():
                 out = eager_cuda._call(op, (x,) + tuple(rest))
             if isinstance(out, Tensor) and out._storage is x._storage:
                 geometry[key] = (out._array.shape, out._array.element_strides(),
                                  out._array.offset, out._array.dtype)
-            else:                       # the op copied: not a launch-free step
+            elif host_transfers() != before:    # the op copied through the host
                 run.graph_safe = False
             return out
         run.graph_safe = True
