@@ -470,13 +470,25 @@ class GraphedPlan:
         if not (self.graph is not None or self.worth_replaying() and self.capturable):
             return self.plan.run(inputs)
         if self.graph is None:
-            self._capture(inputs)
+            try:
+                self._capture(inputs)
+            except DeviceError as err:      # the driver refused to record some step
+                self._give_up_replay(err)
+                return self.plan.run(inputs)
         else:
             for static, given in zip(self.static_inputs, inputs):
                 _copy_span(static, given)
             self.plan.calls += 1
         self.graph.launch()
         return _map(self.backend.buffers.copy, self.graph.result)
+
+    def _give_up_replay(self, err: DeviceError) -> None:
+        """Run step by step from now on (nothing ran during the failed capture, so the
+        plan's state is as the last call left it)."""
+        import warnings
+        self.mode, self.graph = False, None
+        warnings.warn(f"ember.compile: recording this plan as a CUDA graph failed ({err}); "
+                      "it runs step by step instead", stacklevel=4)
 
     def _capture(self, inputs: list) -> None:
         from ..runtime.cuda import graph
