@@ -154,18 +154,25 @@ class CachingAllocator:
         self.num_alloc_retries = 0
         self.num_ooms = 0
         self._redirect: dict[int, int] = {}      # capturing stream -> its private pool key
-        self._live_pools: set[int] = set()       # keys of pools a live graph replays into
+        self._live_pools: dict[int, int] = {}    # pool key -> graphs (or captures) using it
         self._next_pool = -1                      # stream handles are >= 0: keys never clash
 
     # --- private pools (CUDA-graph capture) ------------------------------------------
+    def new_private_pool(self) -> int:
+        """A fresh pool key (torch.cuda.graph_pool_handle), used by nothing yet."""
+        with self._lock:
+            pool, self._next_pool = self._next_pool, self._next_pool - 1
+            return pool
+
     def begin_private_pool(self, stream: int, pool: int | None = None) -> int:
-        """Serve `stream`'s requests from a private pool (a new one unless `pool` is given)
-        until `end_private_pool(stream)`; returns the pool's key."""
+        """Serve `stream`'s requests from a private pool (a new one unless `pool` is given:
+        graphs may share one) until `end_private_pool(stream)`; the pool stays live until
+        `release_private_pool` is called once for each begin. Returns the pool's key."""
         with self._lock:
             if pool is None:
-                pool, self._next_pool = self._next_pool, self._next_pool - 1
+                pool = self.new_private_pool()
             self._redirect[stream] = pool
-            self._live_pools.add(pool)
+            self._live_pools[pool] = self._live_pools.get(pool, 0) + 1
             return pool
 
     def end_private_pool(self, stream: int) -> None:
@@ -173,9 +180,14 @@ class CachingAllocator:
             self._redirect.pop(stream, None)
 
     def release_private_pool(self, pool: int) -> None:
-        """The graph using `pool` is gone: its free segments may be given back."""
+        """A graph using `pool` is gone: once none is left, its free segments may be
+        given back."""
         with self._lock:
-            self._live_pools.discard(pool)
+            users = self._live_pools.get(pool, 0) - 1
+            if users > 0:
+                self._live_pools[pool] = users
+            else:
+                self._live_pools.pop(pool, None)
 
     # --- allocation ------------------------------------------------------------------
     def malloc(self, nbytes: int, stream: int = 0) -> Block:

@@ -39,30 +39,15 @@ class CudaGraph:
     @classmethod
     def capture(cls, work: Callable[[], Any], device: int = 0) -> "CudaGraph":
         """Record the launches `work()` queues on the current stream into a graph."""
-        cu = driver.bindings()
         stream = Stream(device)
-        driver.context(device)
-        allocator = device_allocator(device)
-        pool = allocator.begin_private_pool(stream.handle)
-        driver.call("cuStreamBeginCapture", stream._stream,
-                    cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+        capture = Capture(stream, mode="relaxed")
         try:
             with use_stream(stream):
                 result = work()
         except BaseException:
-            _end_capture_quietly(stream)
-            allocator.end_private_pool(stream.handle)
-            allocator.release_private_pool(pool)
+            capture.abandon()
             raise
-        allocator.end_private_pool(stream.handle)
-        graph = driver.call("cuStreamEndCapture", stream._stream)
-        try:
-            executable = driver.call("cuGraphInstantiate", graph, 0)
-        except BaseException:
-            driver.bindings().cuGraphDestroy(graph)
-            allocator.release_private_pool(pool)
-            raise
-        return cls(graph, executable, device, result, pool)
+        return capture.end(result)
 
     @property
     def node_count(self) -> int:
@@ -90,6 +75,54 @@ class CudaGraph:
                 device_allocator(self.device).release_private_pool(self.pool)
         except Exception:   # noqa: BLE001
             pass
+
+
+MODES = {"global": "CU_STREAM_CAPTURE_MODE_GLOBAL",
+         "thread_local": "CU_STREAM_CAPTURE_MODE_THREAD_LOCAL",
+         "relaxed": "CU_STREAM_CAPTURE_MODE_RELAXED"}
+
+
+class Capture:
+    """An open capture on `stream` (cuStreamBeginCapture), its allocations served from a
+    private pool of the caching allocator (`pool`: a new one unless given, so graphs may
+    share one). `end(result)` closes it into a CudaGraph; `abandon()` discards it."""
+
+    def __init__(self, stream: Stream, pool: int | None = None, mode: str = "relaxed"):
+        cu = driver.bindings()
+        self.stream, self.device = stream, stream.device
+        driver.context(self.device)
+        self.allocator = device_allocator(self.device)
+        self.pool = self.allocator.begin_private_pool(stream.handle, pool)
+        try:
+            driver.call("cuStreamBeginCapture", stream._stream,
+                        getattr(cu.CUstreamCaptureMode, MODES[mode]))
+        except BaseException:
+            self._close_pool(release=True)
+            raise
+
+    def _close_pool(self, release: bool) -> None:
+        self.allocator.end_private_pool(self.stream.handle)
+        if release:
+            self.allocator.release_private_pool(self.pool)
+
+    def end(self, result: Any = None) -> CudaGraph:
+        self._close_pool(release=False)
+        try:
+            graph = driver.call("cuStreamEndCapture", self.stream._stream)
+        except BaseException:
+            self.allocator.release_private_pool(self.pool)
+            raise
+        try:
+            executable = driver.call("cuGraphInstantiate", graph, 0)
+        except BaseException:
+            driver.bindings().cuGraphDestroy(graph)
+            self.allocator.release_private_pool(self.pool)
+            raise
+        return CudaGraph(graph, executable, self.device, result, self.pool)
+
+    def abandon(self) -> None:
+        _end_capture_quietly(self.stream)
+        self._close_pool(release=True)
 
 
 def _end_capture_quietly(stream: Stream) -> None:
