@@ -383,7 +383,8 @@ class DriverBackend:
         from . import driver
         driver.context(self.index)
         try:
-            return int(driver.call("cuMemAlloc", nbytes))
+            with driver.relaxed_capture():      # a capture's private pool may grow
+                return int(driver.call("cuMemAlloc", nbytes))
         except driver.DriverCallError as err:
             if err.code == "CUDA_ERROR_OUT_OF_MEMORY":
                 raise BackendOutOfMemory(nbytes) from None
