@@ -360,6 +360,7 @@ class CudaBackend:
         capture). A deterministic factory with no tensor inputs (a loss's class arange)
         runs once: its device tensor is reused by every call."""
         from ..runtime.cuda.stream import host_transfers
+        run = self._eager_run(node)
         if _is_pure_factory(node):
             made: list = []
 
@@ -368,9 +369,7 @@ class CudaBackend:
                     made.append(run(*values))
                 return made[0]
             factory.graph_safe = True
-            run = self._eager_run(node)
             return factory
-        run = self._eager_run(node)
 
         def counted(*values):
             before = host_transfers()
