@@ -199,6 +199,16 @@ class CUDAGraph:
         return self._pool
 
 
+def is_current_stream_capturing() -> bool:
+    """torch.cuda.is_current_stream_capturing: True inside a capture on the current stream
+    (False where there is no GPU)."""
+    if not is_available():
+        return False
+    cu = driver.bindings()
+    status = driver.call("cuStreamIsCapturing", current_stream()._stream)
+    return status == cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE
+
+
 def graph_pool_handle():
     """torch.cuda.graph_pool_handle: a pool id for captures that should share memory."""
     return device_allocator(_index(None)).new_private_pool()
@@ -241,7 +251,7 @@ class graph:  # noqa: N801 - torch.cuda.graph is a lower-case context manager
         return False
 
 
-__all__ += ["CUDAGraph", "graph", "graph_pool_handle"]
+__all__ += ["CUDAGraph", "graph", "graph_pool_handle", "is_current_stream_capturing"]
 
 
 # Random numbers for every device come from ember's one default generator (they are drawn

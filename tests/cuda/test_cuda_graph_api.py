@@ -19,6 +19,7 @@ def test_graph_arguments_are_checked_before_any_capture():
         g.capture_begin(capture_error_mode="loose")
     with pytest.raises(RuntimeError, match="capture_end"):
         g.capture_end()
+    assert ember.cuda.is_current_stream_capturing() is False
 
 
 def _step(model, opt, loss_fn, x, y):
@@ -77,7 +78,9 @@ def test_capture_on_the_default_stream_is_refused_and_pools_are_shared():
     pool = ember.cuda.graph_pool_handle()
     first, second = ember.cuda.CUDAGraph(), ember.cuda.CUDAGraph()
     with ember.cuda.graph(first, pool=pool):
+        capturing = ember.cuda.is_current_stream_capturing()
         y = x * 2.0 + 1.0
+    assert capturing and not ember.cuda.is_current_stream_capturing()
     with ember.cuda.graph(second, pool=first.pool()):
         z = y.sin()
     x.copy_(ember.arange(1000, dtype=ember.float32).cuda())
