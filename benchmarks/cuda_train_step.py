@@ -1,17 +1,23 @@
-"""Time one training step of the built-in small_cnn (3 input channels, batch 64, 64x64,
-CrossEntropyLoss, SGD momentum 0.9) on the GPU: ember compiled
-(compile_train_step(backend="triton")), ember eager, and torch eager with the same
-weights; prints the host-fallback warnings ember emitted.
+"""Time one training step of a built-in model (small_cnn by default, or resnet18
+channels-last; 3 input channels, batch 64, 64x64 unless --size, CrossEntropyLoss, SGD
+momentum 0.9) on the GPU: ember compiled (compile_train_step(backend="triton")), ember
+eager, and torch eager with the same weights; prints the host-fallback warnings ember
+emitted. float32 GEMMs and convolutions are exact float32 in both unless --tf32 (then
+TF32 in both: ember's allow_tf32, torch's matmul and cuDNN flags).
 
-    python benchmarks/cuda_train_step.py [--steps N] [--warmup N] [--smoke]
+    python benchmarks/cuda_train_step.py [--model resnet18] [--size 224] [--tf32]
+        [--steps N] [--warmup N] [--smoke] [--write | --out PATH]
 
 Wall-clock per step after warmup: one ember.utils.benchmark.Timer block of N steps, the
-GPU synchronized before and after it by the Timer's clock. Prints; writes nothing.
+GPU synchronized before and after it by the Timer's clock. Prints the rows, and whether
+the compiled step replays as one CUDA graph (its node count); --write (or --out PATH)
+writes them as JSON to benchmarks/results/cuda_train_step_<model>_<gpu>.json.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 import warnings
@@ -49,12 +55,34 @@ def _torch_model(model):
     return net.cuda()
 
 
+def _torch_net(name: str, model):
+    """torch's twin of ember's model, with the same weights, on the GPU."""
+    import torch
+    if name == "small_cnn":
+        return _torch_model(model)
+    from benchmarks.common import torch_resnet18
+    net = torch_resnet18(num_classes=10)
+    state = {k: torch.from_numpy(v.detach().cpu().numpy().copy())
+             for k, v in model.state_dict().items()}
+    net.load_state_dict(state)
+    return net.cuda().to(memory_format=torch.channels_last)
+
+
+MODELS = {"small_cnn": lambda: ember.models.small_cnn(in_channels=3),
+          "resnet18": lambda: ember.models.resnet18(num_classes=10)}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=list(MODELS), default="small_cnn")
+    p.add_argument("--size", type=int, default=64, help="image height and width")
+    p.add_argument("--tf32", action="store_true", help="TF32 GEMM/conv in ember and torch")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-eager", action="store_true")
     p.add_argument("--smoke", action="store_true", help="2 steps after 1 warmup step")
+    p.add_argument("--write", action="store_true", help="write the rows as JSON")
+    p.add_argument("--out", type=Path, help="where --write writes (implies --write)")
     args = p.parse_args(argv)
     if args.smoke:
         args.steps, args.warmup = 2, 1
@@ -66,11 +94,19 @@ def main(argv=None) -> int:
     if not ember.cuda.is_available():
         raise SystemExit("cuda_train_step: needs a CUDA device visible to ember "
                          "(ember.cuda.is_available() is False)")
+    import torch
+    ember.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     rng = np.random.default_rng(0)
-    x_host = rng.standard_normal((64, 3, 64, 64), dtype=np.float32)
+    x_host = rng.standard_normal((64, 3, args.size, args.size), dtype=np.float32)
     y_host = rng.integers(0, 10, 64)
-    base = ember.models.small_cnn(in_channels=3)
-    x, y = ember.tensor(x_host).cuda(), ember.tensor(y_host).cuda()
+    base = MODELS[args.model]()
+    channels_last = args.model == "resnet18"
+    x = ember.tensor(x_host).cuda()
+    if channels_last:
+        x = x.contiguous(memory_format=ember.channels_last)
+        base = base.to(memory_format=ember.channels_last)
+    y = ember.tensor(y_host).cuda()
     loss_fn = ember.nn.CrossEntropyLoss()
     print("GPU:", ember.cuda.get_device_name())
     rows = {}
@@ -84,6 +120,8 @@ def main(argv=None) -> int:
         rows["ember_compiled_first_call_s"] = time.perf_counter() - t0
         rows["ember_compiled_ms"] = _timed(lambda: step(x, y), args.warmup, args.steps,
                                            "ember")
+        graph = getattr(step.last.plan, "graph", None)
+        rows["ember_compiled_cuda_graph_nodes"] = graph.node_count if graph else None
         if not args.skip_eager:
             model = copy.deepcopy(base).cuda()
             opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -98,9 +136,11 @@ def main(argv=None) -> int:
     fallbacks = sorted({str(w.message).split(":")[0] for w in caught
                         if "runs on the host" in str(w.message)})
     import torch
-    tmodel = _torch_model(base)
+    tmodel = _torch_net(args.model, base)
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
     tx, ty = torch.from_numpy(x_host).cuda(), torch.from_numpy(y_host).cuda()
+    if channels_last:
+        tx = tx.contiguous(memory_format=torch.channels_last)
     tloss = torch.nn.CrossEntropyLoss()
     tfirst = tloss(tmodel(tx), ty).item()
 
@@ -112,8 +152,22 @@ def main(argv=None) -> int:
     rows["torch_eager_ms"] = _timed(teager, args.warmup, args.steps, "torch")
     rows["first_loss_ember_vs_torch"] = (first, tfirst)
     rows["host_fallbacks"] = fallbacks
+    rows["ratio_torch_eager_over_ember_compiled"] = \
+        rows["torch_eager_ms"] / rows["ember_compiled_ms"]
     for k, v in rows.items():
         print(f"{k}: {v}")
+    if args.write or args.out:
+        gpu = ember.cuda.get_device_name()
+        tag = "h200" if "H200" in gpu else "h100" if "H100" in gpu else "gpu"
+        out = args.out or _HERE / "results" / f"cuda_train_step_{args.model}_{tag}.json"
+        meta = {"gpu": gpu, "torch": torch.__version__, "steps": args.steps,
+                "model": f"{args.model} (3 channels, 10 classes), batch 64, "
+                         f"{args.size}x{args.size}{', channels-last' if channels_last else ''}, "
+                         "CrossEntropyLoss, SGD momentum 0.9",
+                "tf32": args.tf32}
+        out.write_text(json.dumps({"benchmark": "cuda_train_step", "meta": meta,
+                                   "rows": rows}, indent=2) + "\n")
+        print("wrote", out)
     return 0
 
 

@@ -364,7 +364,7 @@ class PlanBuilder:
             self.slot[node] = produced[index]
             return
         slot = self.slot[node] = self.new_slot()
-        self.plan.steps.append(Step(node.name, lambda seq, i=index: seq[i], (produced,), (slot,)))
+        self.plan.steps.append(Step(node.name, _ItemOf(index), (produced,), (slot,)))
 
     def _frozen(self, node: Node):
         """`node`'s value when it is a constant the plan may treat as fixed, else None."""
@@ -522,6 +522,18 @@ def _eager_step(node: Node) -> Callable:
     def run(*arrays):
         return _unwrap(call_node_eagerly(node, [_adopt(a) for a in arrays]))
     return run
+
+
+class _ItemOf:
+    """A getitem step: picks one result of a multi-output step (host bookkeeping only, so
+    a CUDA graph may record the plan around it)."""
+    graph_safe = True
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def __call__(self, seq):
+        return seq[self.index]
 
 
 def call_node_eagerly(node: Node, values) -> Any:

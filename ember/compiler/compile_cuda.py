@@ -327,7 +327,10 @@ class CudaBackend:
     # -- views and fallbacks --------------------------------------------------------------
     def view(self, op, rest: tuple):
         """A geometry-only view: the op runs eagerly once per input geometry to learn the
-        result's geometry; later calls only make a DeviceArray view of the same storage."""
+        result's geometry; later calls only make a DeviceArray view of the same storage.
+        A view that must copy (a reshape of a non-contiguous tensor) runs eagerly every
+        call; it stays graph_safe while its copy is a device kernel."""
+        from ..runtime.cuda.stream import host_transfers
         geometry: dict[tuple, tuple] = {}
 
         def run(x: Tensor) -> Tensor:
@@ -335,19 +338,48 @@ class CudaBackend:
             found = geometry.get(key)
             if found is not None:
                 return cuda_view(x, *found)
+            before = host_transfers()
             with grad_mode.no_grad():
                 out = eager_cuda._call(op, (x,) + tuple(rest))
             if isinstance(out, Tensor) and out._storage is x._storage:
                 geometry[key] = (out._array.shape, out._array.element_strides(),
                                  out._array.offset, out._array.dtype)
-            else:                       # the op copied: not a launch-free step
+            elif host_transfers() != before:    # the op copied through the host
                 run.graph_safe = False
             return out
         run.graph_safe = True
         return run
 
     def eager(self, node: Node):
-        """Run `node`'s op eagerly on CUDA tensors (eager CUDA ops; may use the host)."""
+        """Run `node`'s op eagerly on CUDA tensors (eager CUDA ops; may use the host).
+
+        The step is `graph_safe` (a CUDA graph may record it) once it has run and every
+        run queued only device work: no host<->device copy, no synchronization (eager CUDA
+        routes launch kernels on the current stream, which a capture records; a host
+        fallback or an upload of host values would be replayed stale or break the
+        capture). A deterministic factory with no tensor inputs (a loss's class arange)
+        runs once: its device tensor is reused by every call."""
+        from ..runtime.cuda.stream import host_transfers
+        run = self._eager_run(node)
+        if _is_pure_factory(node):
+            made: list = []
+
+            def factory(*values):
+                if not made:
+                    made.append(run(*values))
+                return made[0]
+            factory.graph_safe = True
+            return factory
+
+        def counted(*values):
+            before = host_transfers()
+            result = run(*values)
+            counted.graph_safe = counted.graph_safe is not False and host_transfers() == before
+            return result
+        counted.graph_safe = None                       # unknown until it has run
+        return counted
+
+    def _eager_run(self, node: Node):
         def run(*values):
             result = call_node_eagerly(node, values)
             if isinstance(result, (tuple, list)):      # a multi-output op: a plain tuple
@@ -362,6 +394,26 @@ class CudaBackend:
         if isinstance(value, Tensor) and not value.is_cuda:
             return upload_exact(value._array, self.index)
         return value
+
+
+def _is_pure_factory(node: Node) -> bool:
+    """A registry factory (arange, zeros, full, eye, ...) that reads no tensor and no
+    generator: every call makes the same values."""
+    from ..ir.registry import Tag
+    tags = getattr(node.target, "tags", ())
+    if Tag.FACTORY not in tags or Tag.RANDOM in tags or node.all_input_nodes:
+        return False
+    return not any(_may_write(user) for user in node.users)    # reused: must stay unchanged
+
+
+def _may_write(user: Node) -> bool:
+    """An in-place op, or the graph's output (the caller could write into it)."""
+    from ..ir.registry import Tag
+    if user.op == OpKind.output:
+        return True
+    if user.op == OpKind.call_method:
+        return str(user.target).endswith("_") and not str(user.target).endswith("__")
+    return Tag.INPLACE in getattr(user.target, "tags", ())
 
 
 # --- CUDA-graph replay ---------------------------------------------------------------------
@@ -417,13 +469,25 @@ class GraphedPlan:
         if not (self.graph is not None or self.worth_replaying() and self.capturable):
             return self.plan.run(inputs)
         if self.graph is None:
-            self._capture(inputs)
+            try:
+                self._capture(inputs)
+            except DeviceError as err:      # the driver refused to record some step
+                self._give_up_replay(err)
+                return self.plan.run(inputs)
         else:
             for static, given in zip(self.static_inputs, inputs):
                 _copy_span(static, given)
             self.plan.calls += 1
         self.graph.launch()
         return _map(self.backend.buffers.copy, self.graph.result)
+
+    def _give_up_replay(self, err: DeviceError) -> None:
+        """Run step by step from now on (nothing ran during the failed capture, so the
+        plan's state is as the last call left it)."""
+        import warnings
+        self.mode, self.graph = False, None
+        warnings.warn(f"ember.compile: recording this plan as a CUDA graph failed ({err}); "
+                      "it runs step by step instead", stacklevel=4)
 
     def _capture(self, inputs: list) -> None:
         from ..runtime.cuda import graph

@@ -3,7 +3,8 @@
 is_available, device_count, get_device_name, get_device_capability, synchronize,
 memory_allocated, memory_reserved, max_memory_allocated, max_memory_reserved,
 reset_peak_memory_stats, memory_stats, empty_cache, mem_get_info, Stream, Event,
-current_stream, default_stream, set_stream, stream(...) — PyTorch's names, arguments
+current_stream, default_stream, set_stream, stream(...), CUDAGraph, graph(...),
+graph_pool_handle — PyTorch's names, arguments
 and meanings. `device` arguments take an int, 'cuda[:n]' or an ember.device;
 None means the current device (always 0: ember does not switch devices yet).
 
@@ -139,6 +140,118 @@ def set_stream(stream_: _streams.Stream) -> None:
 def stream(stream_: _streams.Stream | None):
     """`with ember.cuda.stream(s):` — ops queue on `s` inside the block."""
     return _streams.use_stream(stream_)
+
+
+# --- CUDA graphs (torch.cuda.CUDAGraph, torch.cuda.graph) --------------------------------
+class CUDAGraph:
+    """torch.cuda.CUDAGraph: record the kernels that ops queue on a side stream once, then
+    `replay()` them with one launch. As in PyTorch, replay reads and writes the very
+    tensors used during capture (copy new inputs into the static input tensors first);
+    memory allocated during capture comes from the graph's private pool and stays
+    reserved while the graph lives. Work that must reach the host while capturing (a host
+    fallback, `.item()`, copies from or to CPU tensors) makes the capture fail."""
+
+    def __init__(self, keep_graph: bool = False):
+        self._capture = None
+        self._graph = None
+        self._pool = None
+
+    def capture_begin(self, pool=None, capture_error_mode: str = "global") -> None:
+        from ..runtime.cuda.graph import MODES, Capture
+        if capture_error_mode not in MODES:
+            raise ValueError(f"capture_error_mode must be one of {sorted(MODES)}, got "
+                             f"{capture_error_mode!r}")
+        if self._capture is not None or self._graph is not None:
+            raise RuntimeError("this CUDAGraph was already captured; call reset() first")
+        stream_ = current_stream()
+        if stream_.handle == 0:
+            raise RuntimeError("CUDA graphs must be captured on a non-default stream. "
+                               "(However, after capture, it's ok to replay them on the "
+                               "default stream.)")
+        self._capture = Capture(stream_, pool, capture_error_mode)
+        self._pool = self._capture.pool
+
+    def capture_end(self) -> None:
+        if self._capture is None:
+            raise RuntimeError("capture_end() without capture_begin()")
+        capture, self._capture = self._capture, None
+        self._graph = capture.end()
+
+    def _abandon(self) -> None:
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.abandon()
+
+    def replay(self) -> None:
+        if self._graph is None:
+            raise RuntimeError("replay() needs a captured graph (capture it first)")
+        self._graph.launch(current_stream(self._graph.device))
+
+    def reset(self) -> None:
+        """Drop the graph (its private pool is released once no graph shares it)."""
+        self._abandon()
+        self._graph = None
+
+    def pool(self):
+        """This graph's memory pool id: pass it to another capture to share the pool."""
+        if self._pool is None:
+            raise RuntimeError("pool() needs a capture to have begun")
+        return self._pool
+
+
+def is_current_stream_capturing() -> bool:
+    """torch.cuda.is_current_stream_capturing: True inside a capture on the current stream
+    (False where there is no GPU)."""
+    if not is_available():
+        return False
+    cu = driver.bindings()
+    status = driver.call("cuStreamIsCapturing", current_stream()._stream)
+    return status == cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE
+
+
+def graph_pool_handle():
+    """torch.cuda.graph_pool_handle: a pool id for captures that should share memory."""
+    return device_allocator(_index(None)).new_private_pool()
+
+
+class graph:  # noqa: N801 - torch.cuda.graph is a lower-case context manager
+    """`with ember.cuda.graph(g):` captures the ops in the block into CUDAGraph `g`, on
+    `stream` (default: one side stream per process, as PyTorch's), after synchronizing
+    the device. Replay with `g.replay()`."""
+    default_capture_stream = None
+
+    def __init__(self, cuda_graph: CUDAGraph, pool=None, stream=None,
+                 capture_error_mode: str = "global"):
+        if stream is None:
+            if graph.default_capture_stream is None:
+                graph.default_capture_stream = Stream()
+            stream = graph.default_capture_stream
+        self.cuda_graph, self.pool, self.capture_error_mode = cuda_graph, pool, \
+            capture_error_mode
+        self._stream_ctx = _streams.use_stream(stream)
+
+    def __enter__(self):
+        synchronize()
+        self._stream_ctx.__enter__()
+        try:
+            self.cuda_graph.capture_begin(self.pool, self.capture_error_mode)
+        except BaseException:
+            self._stream_ctx.__exit__(None, None, None)
+            raise
+        return self.cuda_graph
+
+    def __exit__(self, kind, value, tb):
+        try:
+            if kind is None:
+                self.cuda_graph.capture_end()
+            else:
+                self.cuda_graph._abandon()
+        finally:
+            self._stream_ctx.__exit__(kind, value, tb)
+        return False
+
+
+__all__ += ["CUDAGraph", "graph", "graph_pool_handle", "is_current_stream_capturing"]
 
 
 # Random numbers for every device come from ember's one default generator (they are drawn

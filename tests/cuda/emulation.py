@@ -31,6 +31,13 @@ def _host_array(ptr: int, count: int, dtype) -> np.ndarray:
     return np.frombuffer(raw, dtype, max(count, 1))
 
 
+def _counted(copy, *args):
+    """A host<->device copy, counted as the runtime's copies are (stream.host_transfers)."""
+    from ember.runtime.cuda import stream
+    stream.note_host_transfer()
+    copy(*args)
+
+
 def interpreted_launch(generated, tensors, index):
     """eager_cuda.launch on host memory: Triton's interpreter over aliasing torch tensors."""
     import torch
@@ -65,11 +72,11 @@ def emulated_cuda(capacity: int = 512 << 20):
         mp.setattr(cuda_api, "check_device", lambda device: None)
         mp.setattr(S, "current_stream", lambda device=0: stream)
         mp.setattr(S, "copy_host_to_device",
-                   lambda dst, src, s, pinned=False: ctypes.memmove(dst, src.ctypes.data,
-                                                                    src.nbytes))
+                   lambda dst, src, s, pinned=False: _counted(ctypes.memmove, dst,
+                                                              src.ctypes.data, src.nbytes))
         mp.setattr(S, "copy_device_to_host",
-                   lambda dst, src, s, pinned=False: ctypes.memmove(dst.ctypes.data, src,
-                                                                    dst.nbytes))
+                   lambda dst, src, s, pinned=False: _counted(ctypes.memmove, dst.ctypes.data,
+                                                              src, dst.nbytes))
         mp.setattr(eager_cuda, "launch", interpreted_launch)
         mp.setattr(triton_launch, "run_kernel", interpreted_user_kernel)
         mp.setattr(eager_cuda, "_PLANS", {})

@@ -93,6 +93,27 @@ def test_free_lists_are_per_stream():
     assert c.ptr == a.ptr
 
 
+def test_graph_capture_allocates_from_a_private_pool():
+    """What a capture frees is reused only by a capture into the same pool, and its
+    segments outlive empty_cache while the graph lives (PyTorch's graph pools)."""
+    alloc, backend = make()
+    pool = alloc.begin_private_pool(7)                 # stream 7 is capturing
+    captured = alloc.malloc(4096, stream=7)
+    alloc.end_private_pool(7)
+    alloc.free(captured)                              # e.g. a value the plan dropped
+    after = alloc.malloc(4096, stream=7)              # the same stream, no longer capturing
+    assert after.ptr != captured.ptr and backend.calls["malloc"] == 2
+    alloc.empty_cache()                               # the pool's free segment stays
+    assert alloc.memory_reserved() == 4 * MiB
+    alloc.begin_private_pool(8, pool)                 # a capture again into the same pool
+    assert alloc.malloc(4096, stream=8).ptr == captured.ptr
+    alloc.end_private_pool(8)
+    alloc.free(after)
+    alloc.release_private_pool(pool)
+    alloc.empty_cache()                               # the pool's segment is in use
+    assert alloc.memory_reserved() == 2 * MiB
+
+
 def test_statistics_and_peaks():
     alloc, _ = make()
     a, b = alloc.malloc(MiB), alloc.malloc(1000)

@@ -19,6 +19,7 @@ pytest.importorskip("triton")
 import ember  # noqa: E402
 import ember.nn.functional as F  # noqa: E402
 from ember.compiler import compile_cuda  # noqa: E402
+from ember.frontend import eager_cuda  # noqa: E402
 from ember.runtime.cuda import graph as cuda_graph, stream as S  # noqa: E402
 
 from emulation import emulated_cuda, interpreted_launch  # noqa: E402
@@ -48,6 +49,8 @@ class RecordingGraph:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(compile_cuda, "_launch",
                        lambda k, ts: recorded.append((_interpreted, (k, list(ts)))))
+            mp.setattr(eager_cuda, "launch",                    # eager steps' kernels
+                       lambda g, ts, i: recorded.append((interpreted_launch, (g, list(ts), i))))
             mp.setattr(S, "copy_device_to_device",
                        lambda *a: recorded.append((_memmove, a)))
             result = work()
@@ -156,16 +159,44 @@ def test_graph_off_and_host_steps_run_step_by_step(device):
     model = ember.models.mlp(32, (16,)).eval()
     off = ember.compile(model, backend="triton", options={"cuda_graphs": False})
 
-    def with_sort(x):
-        return ember.sort(x * 2.0, dim=-1)[0] + 1.0         # sort has no generated kernel
-    host = ember.compile(with_sort, backend="triton")
+    def with_inverse(x):                            # linalg_inv runs on the host
+        return ember.linalg.inv(x * 2.0) + 1.0
+    host = ember.compile(with_inverse, backend="triton")
     x = ember.randn(4, 32)
-    with ember.no_grad():
+    square = ember.randn(4, 4) + 4.0 * ember.eye(4)
+    with ember.no_grad(), pytest.warns(UserWarning, match="linalg_inv"):
         for _ in range(3):
             _close(off(x.to(device)), model(x))
-            _close(host(x.to(device)), with_sort(x))
+            _close(host(square.to(device)), with_inverse(square))
     assert off.last[0].graph is None and host.last[0].graph is None
     assert host.stats.fallbacks
+
+
+def test_graph_records_device_only_eager_steps(device):
+    """An op without a generated kernel whose eager CUDA route only launches kernels (sort)
+    is recorded with the plan's kernels; results stay fresh and equal eager."""
+    def with_sort(x):
+        return ember.sort(x * 2.0, dim=-1)[0] + 1.0
+    fast = ember.compile(with_sort, backend="triton")
+    inputs = [ember.randn(4, 32) for _ in range(4)]
+    with ember.no_grad():
+        results = [fast(x.to(device)) for x in inputs]
+        for x, got in zip(inputs, results):
+            _close(got, with_sort(x))
+    plan = fast.last[0]
+    assert fast.stats.fallbacks                      # sort is an eager step ...
+    assert plan.graph is not None and plan.graph.launches == 3      # ... inside the graph
+
+
+def test_graph_skips_eager_steps_that_upload(device):
+    """An eager step that copies host values each call (dropout's mask) keeps its plan off
+    graph replay: a recorded upload would replay the first call's mask."""
+    fast = ember.compile(lambda x: ember.nn.functional.dropout(x * 2.0, 0.5, True),
+                         backend="triton")
+    x = ember.ones(64, 64)
+    masks = [(fast(x.to(device)).cpu().numpy() == 0) for _ in range(3)]
+    assert fast.last[0].graph is None
+    assert not (masks[1] == masks[2]).all()
 
 
 def test_graph_auto_skips_copy_bound_plans(device):

@@ -16,7 +16,12 @@ as PyTorch's CUDACachingAllocator does:
 - when the backend is out of memory the allocator frees every cached segment that is
   wholly free and retries once (`num_alloc_retries`); a second failure raises
   OutOfMemoryError with the allocator's statistics, as PyTorch's message gives them;
-- `empty_cache()` gives wholly free segments back to the backend.
+- `empty_cache()` gives wholly free segments back to the backend;
+- a CUDA-graph capture allocates from a *private pool* (`begin_private_pool`): blocks the
+  captured work allocates keep a key of their own instead of a stream's, so once freed
+  they are reused only by a later capture into the same pool, never by ordinary work
+  that would overwrite what a replay reads and writes; segments of a live pool are never
+  given back (PyTorch's graph memory pools).
 
 The backend is what gets raw memory: `DriverBackend` (cuMemAlloc on a GPU) or
 `HostBackend` (host memory with a capacity, for the CPU tests of this policy).
@@ -148,12 +153,48 @@ class CachingAllocator:
         self._stats = {name: _Stat() for name in _STATS}
         self.num_alloc_retries = 0
         self.num_ooms = 0
+        self._redirect: dict[int, int] = {}      # capturing stream -> its private pool key
+        self._live_pools: dict[int, int] = {}    # pool key -> graphs (or captures) using it
+        self._next_pool = -1                      # stream handles are >= 0: keys never clash
+
+    # --- private pools (CUDA-graph capture) ------------------------------------------
+    def new_private_pool(self) -> int:
+        """A fresh pool key (torch.cuda.graph_pool_handle), used by nothing yet."""
+        with self._lock:
+            pool, self._next_pool = self._next_pool, self._next_pool - 1
+            return pool
+
+    def begin_private_pool(self, stream: int, pool: int | None = None) -> int:
+        """Serve `stream`'s requests from a private pool (a new one unless `pool` is given:
+        graphs may share one) until `end_private_pool(stream)`; the pool stays live until
+        `release_private_pool` is called once for each begin. Returns the pool's key."""
+        with self._lock:
+            if pool is None:
+                pool = self.new_private_pool()
+            self._redirect[stream] = pool
+            self._live_pools[pool] = self._live_pools.get(pool, 0) + 1
+            return pool
+
+    def end_private_pool(self, stream: int) -> None:
+        with self._lock:
+            self._redirect.pop(stream, None)
+
+    def release_private_pool(self, pool: int) -> None:
+        """A graph using `pool` is gone: once none is left, its free segments may be
+        given back."""
+        with self._lock:
+            users = self._live_pools.get(pool, 0) - 1
+            if users > 0:
+                self._live_pools[pool] = users
+            else:
+                self._live_pools.pop(pool, None)
 
     # --- allocation ------------------------------------------------------------------
     def malloc(self, nbytes: int, stream: int = 0) -> Block:
         size = round_size(nbytes)
         small = size <= SMALL_SIZE
         with self._lock:
+            stream = self._redirect.get(stream, stream)
             pool = self._small if small else self._large
             block = pool.best_fit(stream, size)
             if block is not None:
@@ -232,7 +273,7 @@ class CachingAllocator:
     def _release_cached(self) -> None:
         for pool in (self._small, self._large):
             for block in pool:
-                if block.whole_segment:
+                if block.whole_segment and block.stream not in self._live_pools:
                     pool.remove(block)
                     self.backend.free(block.ptr)
                     del self._segments[block.ptr]
@@ -342,7 +383,8 @@ class DriverBackend:
         from . import driver
         driver.context(self.index)
         try:
-            return int(driver.call("cuMemAlloc", nbytes))
+            with driver.relaxed_capture():      # a capture's private pool may grow
+                return int(driver.call("cuMemAlloc", nbytes))
         except driver.DriverCallError as err:
             if err.code == "CUDA_ERROR_OUT_OF_MEMORY":
                 raise BackendOutOfMemory(nbytes) from None

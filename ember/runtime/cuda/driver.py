@@ -148,3 +148,20 @@ def mem_get_info(index: int = 0) -> tuple[int, int]:
 def synchronize(index: int = 0) -> None:
     context(index)
     call("cuCtxSynchronize")
+
+
+class relaxed_capture:  # noqa: N801 - reads as a context manager
+    """Inside, this thread's calls that a stream capture in global or thread-local mode
+    would refuse (cuMemAlloc, cuModuleLoadData) are allowed: the caching allocator and
+    the kernel loader run during a capture as PyTorch's allocator does (its
+    CUDAStreamCaptureModeGuard). The thread's previous mode is restored on exit."""
+
+    def __enter__(self):
+        cu = bindings()
+        self._previous = call("cuThreadExchangeStreamCaptureMode",
+                              cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+        return self
+
+    def __exit__(self, *exc):
+        call("cuThreadExchangeStreamCaptureMode", self._previous)
+        return False

@@ -122,7 +122,8 @@ class CubinKernel:
                               "is not supported by this launcher")
         driver.context(device)
         self.meta, self.device = meta, device
-        self._module = driver.call("cuModuleLoadData", cubin)
+        with driver.relaxed_capture():          # a kernel first used inside a capture
+            self._module = driver.call("cuModuleLoadData", cubin)
         # kept on the kernel: __del__ may run when the module's globals are already gone
         self._unload = driver.bindings().cuModuleUnload
         self._function = driver.call("cuModuleGetFunction", self._module, meta.name.encode())

@@ -9,6 +9,8 @@ and time the interval between two (enable_timing=True).
 Copies: `copy_host_to_device` / `copy_device_to_host` are ordered on a stream and,
 unless the host side is pinned (`PinnedBuffer`, cuMemHostAlloc), wait for the stream,
 because pageable host memory may be reused by Python as soon as the call returns.
+`host_transfers()` counts those copies and stream synchronizations: work that left it
+unchanged queued only device work, so a CUDA graph may record it (compile_cuda.py).
 """
 from __future__ import annotations
 
@@ -20,6 +22,18 @@ import numpy as np
 from . import driver
 
 _current = threading.local()
+_host_transfers = [0]
+
+
+def host_transfers() -> int:
+    """How many host<->device copies and stream synchronizations ran so far (a CUDA graph
+    records neither faithfully: a capture cannot wait, and a recorded copy would re-read
+    whatever the host buffer holds at replay)."""
+    return _host_transfers[0]
+
+
+def note_host_transfer() -> None:
+    _host_transfers[0] += 1
 
 
 class Stream:
@@ -57,6 +71,7 @@ class Stream:
         return result == driver.bindings().CUresult.CUDA_SUCCESS
 
     def synchronize(self) -> None:
+        note_host_transfer()
         driver.context(self.device)
         driver.call("cuStreamSynchronize", self._stream)
 
@@ -220,6 +235,7 @@ def copy_host_to_device(dst: int, src: np.ndarray, stream: Stream, pinned: bool 
         raise ValueError("copy_host_to_device needs a C-contiguous host array")
     if src.nbytes == 0:
         return
+    note_host_transfer()
     driver.context(stream.device)
     driver.call("cuMemcpyHtoDAsync", dst, src.ctypes.data, src.nbytes, stream._stream)
     if not pinned:
@@ -232,6 +248,7 @@ def copy_device_to_host(dst: np.ndarray, src: int, stream: Stream, pinned: bool 
         raise ValueError("copy_device_to_host needs a C-contiguous host array")
     if dst.nbytes == 0:
         return
+    note_host_transfer()
     driver.context(stream.device)
     driver.call("cuMemcpyDtoHAsync", dst.ctypes.data, src, dst.nbytes, stream._stream)
     if not pinned:

@@ -145,3 +145,19 @@ def test_kernels_differing_only_in_name_compile_once(tmp_path):
     assert r["keys_differ"] and r["bodies"] == [True, False]
     assert r["compiled"] == ["first", "first"]          # `second` reused `first`'s cubin
     assert r["names"] == ["first", "first", "first"] and r["hit"]
+
+
+def test_kernels_named_like_the_math_they_call_keep_their_own_body():
+    """A kernel named after the function it calls (`asin` calling asin) must not share a
+    cubin with one named after another (`acos` calling acos): only the definition's name
+    is left out of the body's identity."""
+    import ember
+    from ember.codegen.lowering import lower_group
+    from ember.codegen.triton.source import generate
+    from ember.ir.meta import meta_of
+    from ember.ir.symbolic import build_graph
+    x = ember.rand(8)
+    kernels = {name: generate(lower_group(build_graph(getattr(ember, name), [meta_of(x)])[0],
+                                          name).kernel) for name in ("asin", "acos", "sin")}
+    keys = {k.body_key() for k in kernels.values()}
+    assert len(keys) == 3, {n: k.source for n, k in kernels.items()}
