@@ -128,6 +128,12 @@ class Node:
         args[index] = value
         self.args = tuple(args)
 
+    def insert_arg(self, index: int, value) -> None:
+        """Insert `value` into args at `index` (torch.fx's Node.insert_arg)."""
+        args = list(self._args)
+        args.insert(index, value)
+        self.args = tuple(args)
+
     def update_kwarg(self, key: str, value) -> None:
         kwargs = dict(self._kwargs)
         kwargs[key] = value
@@ -153,6 +159,22 @@ class Node:
         return changed
 
     # --- order -------------------------------------------------------------------------
+    def _position(self) -> int:
+        return self.graph._nodes.index(self)
+
+    # nodes of one graph compare by their position in it (torch.fx's node ordering)
+    def __lt__(self, other: "Node") -> bool:
+        return self._position() < other._position()
+
+    def __gt__(self, other: "Node") -> bool:
+        return self._position() > other._position()
+
+    def __le__(self, other: "Node") -> bool:
+        return self is other or self < other
+
+    def __ge__(self, other: "Node") -> bool:
+        return self is other or self > other
+
     @property
     def next(self) -> "Node":
         nodes = self.graph._nodes
@@ -465,13 +487,18 @@ class Graph:
         from .printer import print_graph
         return print_graph(self)
 
-    def print_tabular(self) -> str:
-        rows = [f"{'opcode':<15}{'name':<20}{'target':<30}args / kwargs"]
-        for n in self._nodes:
-            rows.append(f"{n.op.value:<15}{n.name:<20}{n.target_name:<30}{n.args} {n.kwargs}")
-        text = "\n".join(rows)
-        print(text)
-        return text
+    def print_tabular(self) -> None:
+        """Print one row per node (opcode, name, target, args, kwargs) in the layout
+        torch.fx prints through the tabulate package: columns padded to their widest
+        cell and separated by two spaces, a dashed rule under the headers."""
+        headers = ["opcode", "name", "target", "args", "kwargs"]
+        rows = [[str(n.op), n.name, str(n.target), str(n.args), str(n.kwargs)]
+                for n in self._nodes]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+        def line(cells):
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        text = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+        print("\n".join(text))
 
 
 def _is_reserved(name: str) -> bool:

@@ -183,8 +183,9 @@ def python_code(graph: Graph) -> PythonCode:
     params, body = [], []
     for p in graph.placeholders:
         params.append(p.target if not p.args else f"{p.target} = {em.value(p.args[0])}")
-        if p.name != p.target:          # a parameter named like a builtin: `sum_1 = sum`
-            body.append(f"    {p.name} = {p.target}")
+        bare = p.target.lstrip("*")     # `*args`: the value is `args`, the node `_args`
+        if p.name != bare:              # a parameter named like a builtin: `sum_1 = sum`
+            body.append(f"    {p.name} = {bare}")
     released = _released_after(graph)
     for node in graph.nodes:
         if node.op == OpKind.placeholder:

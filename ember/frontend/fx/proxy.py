@@ -30,8 +30,19 @@ from ...ir.graph import Node
 from ...ir.operators import BINARY, UNARY
 
 
+# torch.fx's wording, which users' tests match on; ember adds the line and a hint
+_CONTROL_FLOW = "symbolically traced variables cannot be used as inputs to control flow"
+_ITERATION = ("Proxy object cannot be iterated. This can be attempted when the Proxy is used "
+              "in a loop or as a *args or **kwargs function argument")
+_LEN = ("'len' is not supported in symbolic tracing by default. If you want this call to be "
+        "recorded, please call ember.fx.wrap('len') at module scope")
+
+
 class Proxy:
-    def __init__(self, node: Node, tracer):
+    def __init__(self, node: Node, tracer=None):
+        if tracer is None:      # torch.fx: a Proxy of a bare graph appends to that graph
+            from .tracer import GraphAppendingTracer
+            tracer = GraphAppendingTracer(node.graph)
         self.node = node
         self.tracer = tracer
 
@@ -57,12 +68,11 @@ class Proxy:
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
     # --- concrete values: not available while tracing ------------------------------------
-    def _concrete(self, what: str):
+    def _concrete(self, what: str, message: str = _CONTROL_FLOW):
         frame = user_frame()
         where = f"\n  at {format_frame(frame)}" if frame else ""
         raise TraceError(
-            f"symbolically traced variables cannot be used as inputs to control flow "
-            f"({what} of {self.node.name}){where}\n  hint: pass the value through "
+            f"{message} ({what} of {self.node.name}){where}\n  hint: pass the value through "
             "`concrete_args`, or make the module that branches a leaf module "
             "(Tracer.is_leaf_module), or use ember.jit.trace, which specializes on the "
             "example inputs")
@@ -71,7 +81,7 @@ class Proxy:
         self._concrete("bool()")
 
     def __len__(self):
-        self._concrete("len()")
+        self._concrete("len()", _LEN)
 
     def __iter__(self):
         # `a, b = proxy`: the unpacking instruction says how many items (as torch.fx
@@ -81,7 +91,7 @@ class Proxy:
             count = _output_arity(self.node)
         if count is not None:
             return (self[i] for i in range(count))
-        self._concrete("iteration")
+        self._concrete("iteration", _ITERATION)
 
     def __index__(self):
         self._concrete("use as an index")

@@ -19,6 +19,7 @@ works on is made from this by the normalize pass (ember/passes/normalize.py).
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import inspect
@@ -133,6 +134,9 @@ class Tracer:
             for name, b in self.root.named_buffers(remove_duplicate=False):
                 if b is t:
                     return name
+            name = _tensor_attribute_path(self.root, t)
+            if name is not None:
+                return name
         for name, c in self.tensor_constants.items():
             if c is t:
                 return name
@@ -177,7 +181,12 @@ class Tracer:
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
                      proxy_factory_fn=None) -> Proxy:
         node = self.create_node(kind, target, args, kwargs, name, type_expr)
-        return proxy_factory_fn(node) if proxy_factory_fn is not None else Proxy(node, self)
+        return proxy_factory_fn(node) if proxy_factory_fn is not None else self.proxy(node)
+
+    def proxy(self, node: Node) -> Proxy:
+        """The Proxy a new node is wrapped in (torch.fx's hook: a subclass returns its
+        own Proxy type)."""
+        return Proxy(node, self)
 
     # --- the trace --------------------------------------------------------------------------
     def trace(self, root, concrete_args: dict[str, Any] | None = None) -> Graph:
@@ -187,21 +196,33 @@ class Tracer:
         self._module_paths = None
         self._param_paths = None
         fn = root.forward if isinstance(root, Module) else root
-        args = self._placeholders(fn, concrete_args or {})
+        fn, args = self._placeholders(fn, concrete_args or {})
         with self._patched(getattr(fn, "__globals__", {})):
             result = fn(*args)
-        self.graph.output(self.create_arg(result))
+        # through create_node, as torch.fx makes the output (tracer hooks see it)
+        self.create_node("output", "output", (self.create_arg(result),), {})
         return self.graph
 
-    def _placeholders(self, fn, concrete_args: dict) -> list:
-        """One placeholder per parameter. A concrete argument still gets one (named
-        `<name>_1`, as torch.fx names it) guarded by an assertion that callers pass
-        the value the trace was specialized to."""
+    def _placeholders(self, fn, concrete_args: dict) -> tuple[Callable, list]:
+        """One placeholder per parameter, and the function to call with them. A
+        concrete argument still gets one (named `<name>_1`, as torch.fx names it)
+        guarded by an assertion that callers pass the value the trace was specialized
+        to. `*args` and `**kwargs` become one placeholder each (targets `*args`,
+        `**kwargs`, node names `_args`, `_kwargs`): the function is called through a
+        copy whose code takes them as plain positional parameters, so `args[0]` and
+        `kwargs["foo"]` record getitem nodes, as in torch.fx."""
+        params = list(inspect.signature(fn).parameters.values())
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            fn, params = _with_plain_varargs(fn, params)
         args = []
-        for name, param in inspect.signature(fn).parameters.items():
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise TraceError(f"cannot trace {fn.__qualname__}: *args/**kwargs parameters "
-                                 "are not supported; give them names")
+        for param in params:
+            name = param.name
+            if param.kind == param.VAR_POSITIONAL:
+                args.append(self.create_proxy("placeholder", f"*{name}", (), {}))
+                continue
+            if param.kind == param.VAR_KEYWORD:
+                args.append(self.create_proxy("placeholder", f"**{name}", (), {}))
+                continue
             # through create_proxy, as torch.fx makes placeholders (tracer hooks see them)
             if name in concrete_args and concrete_args[name] is not PH:
                 proxy = self.create_proxy("placeholder", f"{name}_1", (), {},
@@ -211,7 +232,7 @@ class Tracer:
                 continue
             default = () if param.default is inspect.Parameter.empty else (param.default,)
             args.append(self.create_proxy("placeholder", name, default, {}, name=name))
-        return args
+        return fn, args
 
     def _guard_concrete(self, name: str, proxy: Proxy, value) -> None:
         message = f"{name} has been specialized to have value {value} but got another value"
@@ -242,6 +263,8 @@ class Tracer:
                                               for f in self.autowrap_functions]:
                 if name in globals_:
                     patcher.set(globals_, name, self._wrapped(globals_[name]))
+                elif hasattr(builtins, name):     # wrap("len"): shadow the builtin there
+                    patcher.set(globals_, name, self._wrapped(getattr(builtins, name)))
             for module in self.autowrap_modules:
                 patcher.patch_globals(vars(module), self._replacements)
             self._replacements.update(public_function_recorders(patcher))
@@ -308,7 +331,7 @@ class _Patcher:
 
     def set(self, owner, name: str, value) -> None:
         if isinstance(owner, dict):
-            self._saved.append((owner, name, owner[name], value))
+            self._saved.append((owner, name, owner.get(name, _MISSING), value))
             owner[name] = value
         else:
             self._saved.append((owner, name, owner.__dict__.get(name, _MISSING), value))
@@ -327,7 +350,9 @@ class _Patcher:
     def restore(self) -> None:
         for owner, name, original, value in reversed(self._saved):
             if isinstance(owner, dict):
-                if owner.get(name) is value:
+                if owner.get(name) is value and original is _MISSING:
+                    del owner[name]
+                elif owner.get(name) is value:
                     owner[name] = original
             elif original is _MISSING:
                 delattr(owner, name)
@@ -408,6 +433,37 @@ def public_function_recorders(patcher: _Patcher) -> dict:
             replacements[id(value)] = recorder
             patcher.set(namespace, name, recorder)
     return replacements
+
+
+def _tensor_attribute_path(root: Module, t: Tensor) -> str | None:
+    """`sub.t` when a module under `root` holds `t` as a plain attribute (neither
+    parameter nor buffer): torch.fx reads it with a get_attr of that path."""
+    for prefix, module in root.named_modules():
+        for key, value in vars(module).items():
+            if value is t:
+                return f"{prefix}.{key}" if prefix else key
+    return None
+
+
+def _with_plain_varargs(fn, params: list) -> tuple[Callable, list]:
+    """A copy of `fn` whose `*args`/`**kwargs` (and keyword-only parameters) are
+    plain positional parameters, in the code's own order (positional, keyword-only,
+    *args, **kwargs), with the parameters in that order."""
+    bound_self = getattr(fn, "__self__", None)
+    func = getattr(fn, "__func__", fn)
+    code = func.__code__
+    count = code.co_argcount + code.co_kwonlyargcount + \
+        bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    flat = code.replace(co_argcount=count, co_kwonlyargcount=0, co_posonlyargcount=0,
+                        co_flags=code.co_flags & ~(inspect.CO_VARARGS | inspect.CO_VARKEYWORDS))
+    plain = types.FunctionType(flat, func.__globals__, func.__name__, None, func.__closure__)
+    if bound_self is not None:
+        plain = types.MethodType(plain, bound_self)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_POSITIONAL,
+             inspect.Parameter.VAR_KEYWORD)
+    ordered = sorted(params, key=lambda p: kinds.index(p.kind))
+    return plain, ordered
 
 
 def _assert_is_none(value, message: str) -> None:
