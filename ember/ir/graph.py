@@ -444,8 +444,11 @@ class Graph:
         return new
 
     def graph_copy(self, other: "Graph", val_map: dict, return_output_node=False):
-        """Copy `other`'s nodes (except output) into self; returns the output value."""
+        """Copy `other`'s nodes (except output) into self; returns the output value.
+        Nodes `val_map` already maps (inputs bound by the caller) are not copied."""
         for node in other._nodes:
+            if node in val_map:
+                continue
             if node.op == OpKind.output:
                 out = map_arg(node.args[0], lambda n: val_map[n])
                 return (out, node) if return_output_node else out
