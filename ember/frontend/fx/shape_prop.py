@@ -81,6 +81,7 @@ def install() -> None:
     from ..methods import install as install_methods
     install_methods(MetaTensor)
     dispatch.register_value_handler(MetaTensor, _run_meta, priority=5)
+    MetaTensor.detach = lambda self: MetaTensor(self.meta)    # no longer requires grad
     MetaTensor.contiguous = lambda self, memory_format=None: self if memory_format is None \
         else _wrap(TensorMeta(self.meta.shape, self.meta.dtype, self.meta.device, memory_format))
 
@@ -135,7 +136,8 @@ class ShapeProp(Interpreter):
     def run_node(self, node: Node):
         result = super().run_node(node)
         if node.op in (OpKind.call_function, OpKind.call_method, OpKind.call_module):
-            _mark_requires_grad(result, self._inputs_require_grad(node))
+            detached = getattr(node.target, "__name__", node.target) == "detach"
+            _mark_requires_grad(result, not detached and self._inputs_require_grad(node))
         if node.op != OpKind.output:
             node.meta["val"] = _to_meta(result)
         metadata = _tensor_metadata(result)

@@ -1,0 +1,316 @@
+"""Behaviours PyTorch's own torch.fx test-suite checks, run as the same user code
+against torch.fx (the oracle) and ember.fx: the program is written once against a
+library `lib` and both results are compared."""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import operator
+
+import pytest
+import torch
+import torch.fx
+
+import ember
+import ember.fx
+
+LIBS = [torch, ember]
+
+
+def both(fn):
+    """fn(torch) and fn(ember), for comparison."""
+    return fn(torch), fn(ember)
+
+
+def sub(lib, path):
+    return importlib.import_module(lib.__name__ + path)
+
+
+def kinds_and_names(graph):
+    return [(str(n.op), n.name) for n in graph.nodes]
+
+
+def neutral(text: str) -> str:
+    return text.replace("torch", "LIB").replace("ember", "LIB")
+
+
+# --- tracing ---------------------------------------------------------------------------------
+def test_star_args_and_kwargs_become_placeholders():
+    def build(lib):
+        class M(lib.nn.Module):
+            def forward(self, x, *args, **kwargs):
+                return x + args[0] + kwargs["foo"]
+
+        class Star(lib.nn.Module):
+            def forward(self, *args):
+                return args[0] * args[1]
+        gm = lib.fx.symbolic_trace(M())
+        targets = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
+        out = gm(lib.ones(2), lib.ones(2) * 2, foo=lib.ones(2) * 3)
+        star = lib.fx.symbolic_trace(Star())
+        interp = lib.fx.Interpreter(star).run(lib.ones(2) * 2, lib.ones(2) * 3)
+        return kinds_and_names(gm.graph), targets, gm.code, out.tolist(), interp.tolist()
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_proxy_of_a_bare_graph_appends_to_it():
+    def build(lib):
+        g = lib.fx.Graph()
+        p = lib.fx.Proxy(g.placeholder("x"))
+        g.output(((p + p).relu() * 2).node)
+        g.lint()
+        return [(str(n.op), n.name, str(n.target)) for n in g.nodes if n.op != "call_function"], \
+            [n.name for n in g.nodes]
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_tracer_hooks_see_every_node_and_make_the_proxies():
+    def build(lib):
+        class TaggedProxy(lib.fx.Proxy):
+            pass
+
+        class T(lib.fx.Tracer):
+            def create_node(self, *args, **kwargs):
+                node = super().create_node(*args, **kwargs)
+                node.tag = "seen"
+                return node
+
+            def proxy(self, node):
+                return TaggedProxy(node, self)
+        kinds = []
+
+        def f(x):
+            kinds.append(type(x).__name__)
+            y = x.relu() + 1
+            kinds.append(type(y).__name__)
+            return y
+        graph = T().trace(f)
+        return [getattr(n, "tag", None) for n in graph.nodes], kinds
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result == (["seen"] * 4, ["TaggedProxy"] * 2)
+
+
+def test_plain_tensor_attributes_are_read_by_their_path():
+    def build(lib):
+        class Inner(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = lib.ones(3) * 2
+
+            def forward(self, x):
+                return x * self.scale
+
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.t = lib.ones(3)
+                self.inner = Inner()
+                self.register_buffer("b", lib.ones(3))
+
+            def forward(self, x):
+                return self.inner(x + self.t + self.b) + lib.tensor([1.0, 2.0, 3.0])
+        gm = lib.fx.symbolic_trace(M())
+        return kinds_and_names(gm.graph), \
+            [n.target for n in gm.graph.nodes if n.op == "get_attr"], gm(lib.ones(3)).tolist()
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+WRAP_SOURCE = """
+import {lib}
+import {lib}.fx
+{lib}.fx.wrap("len")
+
+def f(x):
+    return x + len(x)
+"""
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_wrap_of_a_builtin_records_it(lib):
+    namespace = {}
+    exec(compile(WRAP_SOURCE.format(lib=lib.__name__), f"<wrap_{lib.__name__}>", "exec"),
+         namespace)
+    gm = lib.fx.symbolic_trace(namespace["f"])
+    assert [(str(n.op), n.name) for n in gm.graph.nodes][1] == ("call_function", "len_1")
+    assert gm(lib.ones(3)).tolist() == [4.0, 4.0, 4.0]
+    assert "len" not in namespace       # the builtin is visible again after the trace
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("code, error, message", [
+    ("for _ in x:\n    pass", "TraceError", "Proxy object cannot be iterated"),
+    ("if x.sum() > 0:\n    pass", "TraceError",
+     "symbolically traced variables cannot be used as inputs to control flow"),
+    ("len(x)", RuntimeError, "'len' is not supported in symbolic tracing by default"),
+])
+def test_refusals_use_torch_fx_wording(lib, code, error, message):
+    namespace = {}
+    body = "\n".join("    " + line for line in code.splitlines())
+    exec(f"def f(x):\n{body}\n    return x\n", namespace)
+    if error == "TraceError":
+        error = sub(lib, ".fx.proxy").TraceError
+    with pytest.raises(error, match=message):
+        lib.fx.symbolic_trace(namespace["f"])
+
+
+# --- graph editing -----------------------------------------------------------------------------
+def test_node_order_comparisons_and_insert_arg():
+    def build(lib):
+        gm = lib.fx.symbolic_trace(lambda x, y: lib.cat([x, y]) * 2)
+        x, y, cat, mul, out = gm.graph.nodes
+        cat.insert_arg(1, 0)
+        order = (x < y, mul > cat, x <= x, out >= mul, sorted([out, x, mul]) == [x, mul, out])
+        gm.recompile()
+        return order, neutral(gm.code), gm(lib.ones(2), lib.ones(2)).tolist()
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_print_tabular_layout():
+    def build(lib):
+        def f(x, y):
+            return (x + y).relu().sum(dim=1)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            lib.fx.symbolic_trace(f).graph.print_tabular()
+        return buf.getvalue()
+    # torch prints through the optional tabulate package; the layout it gives:
+    expected = """\
+opcode         name    target                   args      kwargs
+-------------  ------  -----------------------  --------  ----------
+placeholder    x       x                        ()        {}
+placeholder    y       y                        ()        {}
+call_function  add     <built-in function add>  (x, y)    {}
+call_method    relu    relu                     (add,)    {}
+call_method    sum_1   sum                      (relu,)   {'dim': 1}
+output         output  output                   (sum_1,)  {}
+"""
+    assert build(ember) == expected
+
+
+# --- Interpreter ----------------------------------------------------------------------------------
+def test_interpreter_missing_input_boxed_run_and_freeing():
+    def build(lib):
+        gm = lib.fx.symbolic_trace(lambda x, y: (x + y) * 2)
+        with pytest.raises(RuntimeError) as err:
+            lib.fx.Interpreter(gm).run(lib.ones(2))
+        inputs = [lib.ones(2), lib.ones(2)]
+        interp = lib.fx.Interpreter(gm)
+        result = interp.boxed_run(inputs)
+        return str(err.value).splitlines()[0], result.tolist(), inputs, sorted(n.name for n in interp.env)
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_shape_prop_tensor_metadata_fields():
+    def build(lib):
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = lib.nn.Linear(3, 4)
+
+            def forward(self, x, idx):
+                y = self.lin(x).relu().transpose(0, 1)
+                return y, x.argmax(dim=1) + idx, (self.lin(x).detach() * 2).unsqueeze(0).unsqueeze(0)
+        gm = lib.fx.symbolic_trace(M())
+        sub(lib, ".fx.passes.shape_prop").ShapeProp(gm).propagate(
+            lib.ones(2, 3), lib.zeros(2, dtype=lib.int64))
+        rows = []
+        for n in gm.graph.nodes:
+            tm = n.meta.get("tensor_meta")
+            if n.op == "output" or tm is None:
+                continue
+            rows.append((n.name, type(tm).__name__, tm._fields, tuple(tm.shape),
+                         str(tm.dtype).split(".")[-1], tm.requires_grad, tuple(tm.stride),
+                         str(tm.memory_format).split(".")[-1], tm.is_quantized, tm.qparams))
+        return rows
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+# --- subgraph rewriting ---------------------------------------------------------------------------
+def test_subgraph_matcher_finds_torch_fx_matches():
+    def build(lib):
+        matcher_utils = sub(lib, ".fx.passes.utils.matcher_utils")
+
+        def f(x, y):
+            a = (x + 1).relu()
+            b = (y * 2).relu()
+            c = (a + b).relu()
+            return c, a.sigmoid()
+
+        def pattern(x):
+            return x.relu()
+        gm = lib.fx.symbolic_trace(f)
+        found = []
+        for kw in ({}, {"match_placeholder": True}):
+            matcher = matcher_utils.SubgraphMatcher(lib.fx.symbolic_trace(pattern).graph, **kw)
+            found.append([(m.anchors[0].name, [n.name for n in m.placeholder_nodes],
+                           [n.name for n in m.returning_nodes],
+                           sorted((p.name, g.name) for p, g in m.nodes_map.items()))
+                          for m in matcher.match(gm.graph)])
+        return found
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_replace_pattern_keeps_unrelated_dead_code_and_multi_output():
+    def build(lib):
+        sr = sub(lib, ".fx.subgraph_rewriter")
+
+        def f(x, w):
+            unused = x * 3      # noqa: F841 - not the rewriter's to remove
+            a = lib.add(x, w)
+            b = lib.relu(a)
+            return b * 2, a.neg()
+
+        def pattern(x, w):
+            a = lib.add(x, w)
+            return lib.relu(a), a
+
+        def replacement(x, w):
+            s = lib.sub(x, w)
+            return lib.sigmoid(s), s
+        gm = lib.fx.symbolic_trace(f)
+        matches = sr.replace_pattern(gm, pattern, replacement)
+        gm.graph.lint()
+        return [type(m).__name__ for m in matches], [m.anchor.name for m in matches], \
+            kinds_and_names(gm.graph), gm(lib.ones(2), lib.ones(2))[0].tolist()
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_replace_pattern_with_filters_and_literals():
+    def build(lib):
+        sr = sub(lib, ".fx.subgraph_rewriter")
+
+        def f(x):
+            return (x + 1) * (x + 2)
+
+        def pattern(x):
+            return x + 1
+
+        def replacement(x):
+            return x - 1
+        seen = []
+
+        def only_first(match, original_graph, pattern_graph):
+            seen.append((type(original_graph).__name__, type(pattern_graph).__name__,
+                         len(list(pattern_graph.nodes))))
+            return match.returning_nodes[0].name == "add"
+        out = []
+        for ignore_literals, filters in ((False, []), (True, [only_first]), (True, [])):
+            gm = lib.fx.symbolic_trace(f)
+            replaced = sr.replace_pattern_with_filters(gm, pattern, replacement,
+                                                       match_filters=filters,
+                                                       ignore_literals=ignore_literals)
+            out.append(([type(r).__name__ for r in replaced],
+                        [sorted(n.name for n in r.replacements) for r in replaced],
+                        gm(lib.ones(1)).tolist()))
+        return out, seen
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
