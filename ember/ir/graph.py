@@ -232,13 +232,21 @@ class Node:
             return head if not self._args else f"{head}(default={show(self._args[0])})"
         return f"{head}(args = {show(self._args)}, kwargs = {show(self._kwargs)})"
 
-    def is_impure(self) -> bool:
+    def is_impure(self, impure_random: bool = True) -> bool:
         """Whether dead-code elimination must keep this node although its result is
-        unused: inputs, the output, in-place and random ops, item assignment."""
-        import operator
-        if self.op in (OpKind.placeholder, OpKind.output) or self.target is operator.setitem:
+        unused: inputs, the output, in-place and random ops, item assignment,
+        functions marked with `has_side_effect` (`ember._assert`), and calls of a
+        module whose `_is_impure` is true (torch.fx's rule)."""
+        if self.op in (OpKind.placeholder, OpKind.output):
             return True
-        return _is_impure(self)
+        if self.op == OpKind.call_module:
+            owner = self.graph.owning_module
+            try:
+                module = owner.get_submodule(self.target) if owner is not None else None
+            except AttributeError:
+                module = None
+            return bool(getattr(module, "_is_impure", False))
+        return _is_impure(self, impure_random)
 
     def __repr__(self) -> str:
         return self.name
@@ -456,12 +464,15 @@ class Graph:
         return None
 
     def eliminate_dead_code(self, is_impure_node: Callable[[Node], bool] | None = None) -> bool:
-        """Remove nodes with no users, except placeholders, outputs and impure calls."""
+        """Remove nodes with no users, except placeholders, outputs and impure calls
+        (Node.is_impure, or `is_impure_node` when given). The graph is linted first, as
+        torch.fx does, since the sweep relies on definitions preceding uses."""
+        self.lint()
         changed = False
         for node in reversed(self._nodes):
             if node.op in (OpKind.placeholder, OpKind.output) or node.users:
                 continue
-            if is_impure_node(node) if is_impure_node else _is_impure(node):
+            if is_impure_node(node) if is_impure_node else node.is_impure():
                 continue
             self.erase_node(node)
             changed = True
@@ -524,12 +535,27 @@ def _default_name(op, target) -> str:
     return _snake_case(name)
 
 
-def _is_impure(node: Node) -> bool:
-    """In-place ops and random ops are kept even when their result is unused."""
+#: functions whose call is kept although its result is unused (torch.fx's set)
+_SIDE_EFFECTFUL_FUNCTIONS: set = set()
+
+
+def has_side_effect(fn):
+    """Mark `fn` so dead-code elimination keeps its calls (torch.fx.node's decorator)."""
+    _SIDE_EFFECTFUL_FUNCTIONS.add(fn)
+    return fn
+
+
+def _is_impure(node: Node, impure_random: bool = True) -> bool:
+    """In-place ops, random ops (unless `impure_random` is False), item assignment
+    and marked functions are kept even when their result is unused."""
+    import operator
+    if node.op == OpKind.call_function and (
+            node.target is operator.setitem or node.target in _SIDE_EFFECTFUL_FUNCTIONS):
+        return True
     tags = getattr(node.target, "tags", None)
     if tags is not None:
         from .registry import Tag
-        return Tag.INPLACE in tags or Tag.RANDOM in tags
+        return Tag.INPLACE in tags or (impure_random and Tag.RANDOM in tags)
     if node.op == OpKind.call_method:
         return str(node.target).endswith("_") and not str(node.target).endswith("__")
     return False

@@ -314,3 +314,62 @@ def test_replace_pattern_with_filters_and_literals():
         return out, seen
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+# --- dead-code elimination ------------------------------------------------------------------------
+def test_dead_code_elimination_keeps_guards_and_impure_modules():
+    def build(lib):
+        class Impure(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self._is_impure = True
+
+            def forward(self, x):
+                return x + 1
+
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.impure = Impure()
+                self.pure = lib.nn.ReLU()
+
+            def forward(self, x, flag):
+                self.impure(x)
+                self.pure(x)
+                unused = x * 2      # noqa: F841
+                return x - 1 if flag else x
+
+        class T(lib.fx.Tracer):
+            def is_leaf_module(self, m, qualname):
+                return True
+        root = M()
+        gm = lib.fx.GraphModule(root, T().trace(root, concrete_args={"flag": True}))
+        changed = gm.graph.eliminate_dead_code()
+        return changed, kinds_and_names(gm.graph)
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_dead_code_elimination_lints_first(lib):
+    gm = lib.fx.symbolic_trace(lambda x: (x + 1) * 2)
+    x, add, mul, out = gm.graph.nodes
+    mul.append(add)          # add now follows its user
+    with pytest.raises(RuntimeError, match="used before it has been defined|before it is defined"):
+        gm.graph.eliminate_dead_code()
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_has_side_effect_marks_a_function(lib):
+    node_module = sub(lib, ".fx.node")
+
+    def log_value(x):
+        return None
+    node_module.has_side_effect(log_value)
+    g = lib.fx.Graph()
+    x = g.placeholder("x")
+    g.call_function(log_value, (x,))
+    g.call_function(operator.neg, (x,))
+    g.output(x)
+    g.eliminate_dead_code()
+    assert [n.name for n in g.nodes] == ["x", "log_value", "output"]

@@ -44,7 +44,9 @@ def _copy_attr(src, dst: Module, qualname: str) -> None:
 class GraphModule(Module):
     def __init__(self, root, graph: Graph, class_name: str = "GraphModule"):
         super().__init__()
-        self.__class__ = type(class_name, (GraphModule,), {})
+        # a class per instance (forward is set on it); a subclass of GraphModule
+        # (FoldedGraphModule, a user's) stays the base
+        self.__class__ = type(class_name, (type(self),), {})
         for node in graph.nodes:
             if node.op in (OpKind.get_attr, OpKind.call_module):
                 try:
