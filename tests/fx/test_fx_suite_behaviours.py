@@ -373,3 +373,50 @@ def test_has_side_effect_marks_a_function(lib):
     g.output(x)
     g.eliminate_dead_code()
     assert [n.name for n in g.nodes] == ["x", "log_value", "output"]
+
+
+# --- const_fold --------------------------------------------------------------------------------------
+def _const_fold_model(lib):
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = lib.nn.Parameter(lib.arange(3.0))
+            self.register_buffer("b", lib.ones(3))
+
+        def forward(self, x):
+            scale = (self.w + 1).relu()         # attributes only: folded
+            shift = self.b * 2                  # folded
+            return x * scale + shift + self.b   # self.b is also read directly
+    return M()
+
+
+def test_const_fold_splits_attribute_only_work():
+    def build(lib):
+        const_fold = sub(lib, ".fx.experimental.const_fold")
+        folded = const_fold.split_const_subgraphs(_const_fold_model(lib))
+        x = lib.arange(3.0) + 1
+        before = folded.has_folding_been_run
+        out = folded(x)
+        attrs = getattr(folded, folded.fx_const_folded_attrs_name)
+        return (isinstance(folded, const_fold.FoldedGraphModule), before,
+                folded.has_folding_been_run, folded.fx_const_folded_attrs_name,
+                type(attrs).__name__, [a.tolist() for a in attrs],
+                sorted(str(n.op) for n in folded.graph.nodes), out.tolist(),
+                _const_fold_model(lib)(x).tolist())
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_const_fold_skips_and_finds_nothing():
+    def build(lib):
+        const_fold = sub(lib, ".fx.experimental.const_fold")
+        skipped = const_fold.split_const_subgraphs(
+            _const_fold_model(lib), skip_folding_node_fn=lambda n: n.target is operator.mul)
+        nothing = const_fold.split_const_subgraphs(lib.nn.ReLU())
+        x = lib.ones(3)
+        # the same nodes (torch's split-and-inline orders them differently)
+        return (sorted((str(n.op), n.target if n.op == "get_attr" else "")
+                       for n in skipped.graph.nodes), skipped(x).tolist(),
+                nothing.const_subgraph_module is None, nothing(x).tolist())
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
