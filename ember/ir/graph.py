@@ -283,21 +283,28 @@ class _Root:
 
 
 class Graph:
-    def __init__(self):
+    def __init__(self, owning_module=None, tracer_cls=None, tracer_extras: dict | None = None):
         self._nodes: list[Node] = []
         self._names: dict[str, int] = {}
         self._used: set[str] = set()
         self._insert_at: int | None = None   # None: append
         self._root = _Root()
-        self.owning_module = None
+        self.owning_module = owning_module
+        # the Tracer class (and its extra arguments) that made this graph (torch.fx's
+        # record, which GraphModule reuses to re-trace)
+        self._tracer_cls = tracer_cls
+        self._tracer_extras = tracer_extras
 
     def __getstate__(self):
-        # the owning GraphModule pickles the graph, not the other way round
-        return {k: v for k, v in self.__dict__.items() if k != "owning_module"}
+        # the owning GraphModule pickles the graph, not the other way round; the
+        # tracer class may be local to a function, so it does not travel either
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("owning_module", "_tracer_cls", "_tracer_extras")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.owning_module = None
+        self._tracer_cls = self._tracer_extras = None
 
     def __deepcopy__(self, memo):
         """Node by node, in order: Python's recursive deepcopy follows each node's users to
@@ -305,7 +312,7 @@ class Graph:
         (mobilenet_v2 with observers). Each copied node is entered in `memo`, so the
         args of later nodes map to the copies."""
         import copy
-        new = Graph()
+        new = Graph(tracer_cls=self._tracer_cls, tracer_extras=self._tracer_extras)
         memo[id(self)] = new
         for node in self._nodes:
             copied = new.create_node(node.op, node.target, copy.deepcopy(node.args, memo),

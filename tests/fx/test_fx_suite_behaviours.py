@@ -420,3 +420,146 @@ def test_const_fold_skips_and_finds_nothing():
                 nothing.const_subgraph_module is None, nothing(x).tolist())
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+# --- more tracing behaviours ------------------------------------------------------------------------
+def test_annotations_are_node_types_and_appear_in_the_code():
+    from typing import Tuple
+
+    def build(lib):
+        class M(lib.nn.Module):
+            def forward(self, x, y=2):
+                return x + y, x
+        # real types, as a module without `from __future__ import annotations` has them
+        M.forward.__annotations__ = {"x": lib.Tensor, "y": int,
+                                     "return": Tuple[lib.Tensor, lib.Tensor]}
+
+        g = lib.fx.Graph()
+        a = g.placeholder("a", type_expr=lib.Tensor)
+        b = g.call_function(operator.add, (a, 1), type_expr=lib.Tensor)
+        g.output(b, type_expr=lib.Tensor)
+        gm = lib.fx.symbolic_trace(M())
+        types = [n.type for n in gm.graph.nodes if n.op == "placeholder"]
+        return neutral(gm.code), types == [lib.Tensor, int], \
+            neutral(g.python_code("self").src), gm(lib.ones(1))[0].tolist()
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_nn_module_stack_and_traced_func_name():
+    def build(lib):
+        class Inner(lib.nn.Module):
+            def forward(self, x):
+                return x.relu()
+
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = Inner()
+                self.lin = lib.nn.Linear(2, 2)
+
+            def forward(self, x):
+                return self.lin(self.inner(self.inner(x)))
+
+            def other(self, x):
+                return x - 1
+        gm = lib.fx.symbolic_trace(M())
+        stacks = [(n.name, [(k, v[0], v[1].__name__) for k, v in
+                            n.meta.get("nn_module_stack", {}).items()])
+                  for n in gm.graph.nodes]
+
+        class T(lib.fx.Tracer):
+            traced_func_name = "other"
+        return stacks, kinds_and_names(T().trace(M()))
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_proxyable_classes_and_fx_create_arg():
+    def build(lib):
+        class Pair(metaclass=lib.fx.ProxyableClassMeta):
+            def __init__(self, left, right):
+                self.left, self.right = left, right
+
+            def add(self, other):
+                return Pair(self.left + other.left, self.right + other.right)
+
+        class Packed:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+
+            def __fx_create_arg__(self, tracer):
+                return tracer.create_node("call_function", Packed,
+                                          (tracer.create_arg(self.x), tracer.create_arg(self.y)),
+                                          {})
+
+        class Leaf(lib.nn.Module):
+            def forward(self, packed):
+                return packed.x * packed.y
+
+        class Root(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.leaf = Leaf()
+
+            def forward(self, x, y):
+                return self.leaf(Packed(x, y))
+
+        class T(lib.fx.Tracer):
+            def is_leaf_module(self, m, qualname):
+                return isinstance(m, Leaf)
+
+        def use(p: Pair, y):
+            return p.add(Pair(y, y))
+        pair_gm = lib.fx.symbolic_trace(use)
+        out = pair_gm(Pair(lib.ones(2), lib.ones(2) * 2), lib.ones(2))
+        root = Root()
+        packed_gm = lib.fx.GraphModule(root, T().trace(root))
+        return (kinds_and_names(pair_gm.graph), out.left.tolist(), out.right.tolist(),
+                kinds_and_names(packed_gm.graph), "Packed(" in packed_gm.code,
+                packed_gm(lib.ones(1) * 2, lib.ones(1) * 3).tolist())
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_dict_unpacking_of_a_proxy_is_refused_as_iteration(lib):
+    class Takes(lib.nn.Module):
+        def forward(self, x=3, y=4):
+            return x
+
+    class Unpacks(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.takes = Takes()
+
+        def forward(self, d):
+            return self.takes(**d)
+    with pytest.raises(sub(lib, ".fx.proxy").TraceError, match="Proxy object cannot be iterated"):
+        lib.fx.symbolic_trace(Unpacks())
+
+
+def test_graph_keeps_its_tracer_class_through_deepcopy():
+    import copy
+
+    def build(lib):
+        class T(lib.fx.Tracer):
+            pass
+        g = lib.fx.Graph(tracer_cls=T)
+        g.output(g.placeholder("x"))
+        traced = lib.fx.symbolic_trace(lambda x: x + 1).graph
+        return copy.deepcopy(g)._tracer_cls is T, traced._tracer_cls is lib.fx.Tracer
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result == (True, True)
+
+
+def test_generated_code_names_a_local_function_by_module_and_name():
+    def build(lib):
+        def local_leaf(a, b):
+            return a * b
+        g = lib.fx.Graph()
+        g.output(g.call_function(local_leaf, (g.placeholder("x"), g.placeholder("y"))))
+        gm = lib.fx.GraphModule(lib.nn.Module(), g)
+        return gm.code, gm(lib.ones(1) * 2, lib.ones(1) * 3).tolist()
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result

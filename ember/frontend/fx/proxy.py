@@ -103,7 +103,8 @@ class Proxy:
         self._concrete("float()")
 
     def keys(self):
-        self._concrete("keys()")
+        # `f(**proxy)` asks for keys: torch.fx reports it as an iteration
+        self._concrete("keys() (** unpacking)", _ITERATION)
 
 
 def _record_operator(fn, reflected: bool = False):
@@ -191,6 +192,27 @@ class ParameterProxy(Proxy):
         return self.param.numel() if self._constant_shapes() else Attribute(self, "numel")()
 
     nelement = numel
+
+
+PROXYABLE_CLASSES: dict = {}     # classes made with ProxyableClassMeta (an ordered set)
+
+
+class ProxyableClassMeta(type):
+    """A metaclass whose classes trace like functions (torch.fx's): constructing one
+    from Proxy arguments records a call_function node whose target is the class,
+    and the result is a Proxy, so methods called on it record call_method nodes.
+    An instance built from concrete values is an ordinary object (stored as a
+    get_attr constant when passed to a recorded call)."""
+
+    def __init__(cls, name, bases, attrs):
+        PROXYABLE_CLASSES.setdefault(cls)
+        super().__init__(name, bases, attrs)
+
+    def __call__(cls, *args, **kwargs):
+        tracer = _find_tracer((args, kwargs))
+        if tracer is not None:
+            return tracer.create_proxy("call_function", cls, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
 
 def _unpack_count(frame) -> int | None:

@@ -33,7 +33,7 @@ from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..nn.parameter import Parameter
 from ...ir.registry import is_op
-from .proxy import ParameterProxy, Proxy, _find_tracer
+from .proxy import PROXYABLE_CLASSES, ParameterProxy, Proxy, _find_tracer
 
 _WRAPPED: list[tuple[dict, str]] = []   # (globals of the caller, function name)
 
@@ -60,6 +60,9 @@ class Tracer:
         Proxies; when True their shape queries return the concrete values.
     """
 
+    #: the method of a Module root that trace() records (torch.fx's attribute)
+    traced_func_name = "forward"
+
     def __init__(self, autowrap_modules=(math,), autowrap_functions=(),
                  param_shapes_constant: bool = False):
         self.autowrap_functions = tuple(autowrap_functions)
@@ -73,6 +76,8 @@ class Tracer:
         self._param_paths: dict[int, str] | None = None
         self._patcher: _Patcher | None = None
         self._replacements: dict = {}
+        self.module_stack: dict = {}        # path -> (qualified name, module type)
+        self._module_calls: dict[str, int] = {}
 
     # --- policy hooks (override in subclasses) -------------------------------------------
     def is_leaf_module(self, m: Module, module_qualified_name: str) -> bool:
@@ -94,17 +99,31 @@ class Tracer:
 
     def call_module(self, m: Module, forward: Callable, args: tuple, kwargs: dict):
         path = self.path_of_module(m)
-        if self.is_leaf_module(m, path):
-            return self.create_proxy("call_module", path, args, kwargs)
-        if self._patcher is not None:       # names its forward imported get recorded too
-            self._patcher.patch_globals(getattr(type(m).forward, "__globals__", {}),
-                                        self._replacements)
-        return forward(*args, **kwargs)
+        # nodes recorded inside the call carry meta["nn_module_stack"]: the modules
+        # being called, outermost first (a module's second call is keyed `path@1`)
+        calls = self._module_calls.get(path, 0)
+        key = f"{path}@{calls}" if calls else path
+        self._module_calls[path] = calls + 1
+        self.module_stack[key] = (path, type(m))
+        try:
+            if self.is_leaf_module(m, path):
+                return self.create_proxy("call_module", path, args, kwargs)
+            if self._patcher is not None:       # names its forward imported get recorded too
+                self._patcher.patch_globals(getattr(type(m).forward, "__globals__", {}),
+                                            self._replacements)
+            return forward(*args, **kwargs)
+        finally:
+            self.module_stack.pop(key, None)
 
     # --- node creation --------------------------------------------------------------------
     def create_arg(self, value):
         if isinstance(value, Proxy):
             return value.node
+        hook = getattr(value, "__fx_create_arg__", None)
+        if hook is not None and not isinstance(value, type):   # torch.fx's protocol
+            return hook(self)
+        if type(value) in PROXYABLE_CLASSES:     # built outside the trace: a constant
+            return self.graph.get_attr(self._store_constant(value))
         if isinstance(value, Tensor):
             return self._tensor_attr(value)
         if isinstance(value, Module):
@@ -144,6 +163,15 @@ class Tracer:
         self.tensor_constants[name] = t
         return name
 
+    def _store_constant(self, value) -> str:
+        """Keep a proxyable-class instance on the root as `_<class>_constant_<i>`."""
+        i = 0
+        base = f"_{type(value).__name__.lower()}_constant_"
+        while hasattr(self.root, f"{base}{i}"):
+            i += 1
+        setattr(self.root, f"{base}{i}", value)
+        return f"{base}{i}"
+
     def _get_attr(self, qualname: str) -> Node:
         node = self._attr_nodes.get(qualname)
         if node is None or node.graph is not self.graph or node._erased:
@@ -181,6 +209,8 @@ class Tracer:
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
                      proxy_factory_fn=None) -> Proxy:
         node = self.create_node(kind, target, args, kwargs, name, type_expr)
+        if self.module_stack:
+            node.meta["nn_module_stack"] = dict(self.module_stack)
         return proxy_factory_fn(node) if proxy_factory_fn is not None else self.proxy(node)
 
     def proxy(self, node: Node) -> Proxy:
@@ -191,19 +221,23 @@ class Tracer:
     # --- the trace --------------------------------------------------------------------------
     def trace(self, root, concrete_args: dict[str, Any] | None = None) -> Graph:
         self.root = root
-        self.graph = Graph()
+        self.graph = Graph(tracer_cls=type(self))
         self._attr_nodes = {}
         self._module_paths = None
         self._param_paths = None
-        fn = root.forward if isinstance(root, Module) else root
-        fn, args = self._placeholders(fn, concrete_args or {})
+        self.module_stack, self._module_calls = {}, {}
+        fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
+        annotations = _annotations(fn)
+        fn, args = self._placeholders(fn, concrete_args or {}, annotations)
         with self._patched(getattr(fn, "__globals__", {})):
             result = fn(*args)
         # through create_node, as torch.fx makes the output (tracer hooks see it)
-        self.create_node("output", "output", (self.create_arg(result),), {})
+        self.create_node("output", "output", (self.create_arg(result),), {},
+                         type_expr=annotations.get("return"))
         return self.graph
 
-    def _placeholders(self, fn, concrete_args: dict) -> tuple[Callable, list]:
+    def _placeholders(self, fn, concrete_args: dict,
+                      annotations: dict | None = None) -> tuple[Callable, list]:
         """One placeholder per parameter, and the function to call with them. A
         concrete argument still gets one (named `<name>_1`, as torch.fx names it)
         guarded by an assertion that callers pass the value the trace was specialized
@@ -231,7 +265,8 @@ class Tracer:
                 args.append(concrete_args[name])
                 continue
             default = () if param.default is inspect.Parameter.empty else (param.default,)
-            args.append(self.create_proxy("placeholder", name, default, {}, name=name))
+            args.append(self.create_proxy("placeholder", name, default, {}, name=name,
+                                          type_expr=(annotations or {}).get(name)))
         return fn, args
 
     def _guard_concrete(self, name: str, proxy: Proxy, value) -> None:
@@ -433,6 +468,23 @@ def public_function_recorders(patcher: _Patcher) -> dict:
             replacements[id(value)] = recorder
             patcher.set(namespace, name, recorder)
     return replacements
+
+
+def _annotations(fn) -> dict:
+    """The parameter and return annotations that are types (a string annotation,
+    from `from __future__ import annotations`, is resolved in the function's
+    globals when it can be, else left out): placeholders and the output record them
+    as their `type`, and the generated code shows them, as torch.fx does."""
+    func = getattr(fn, "__func__", fn)
+    found = {}
+    for name, value in getattr(func, "__annotations__", {}).items():
+        if isinstance(value, str):
+            try:
+                value = eval(value, getattr(func, "__globals__", {}))  # noqa: S307
+            except Exception:       # a name only a type checker knows: no annotation
+                continue
+        found[name] = value
+    return found
 
 
 def _tensor_attribute_path(root: Module, t: Tensor) -> str | None:
