@@ -20,7 +20,7 @@ from .errors import VerifyError
 
 
 # names generated code must not shadow (torch.fx reserves builtins, keywords and `torch`)
-_RESERVED = set(dir(builtins)) | {"self", "ember", "operator"}
+_RESERVED = set(dir(builtins)) | {"self", "ember", "operator", "inf", "nan", "NoneType"}
 _NUMBERED = re.compile(r"(.+)_(\d+)$")
 
 
@@ -79,7 +79,10 @@ def nodes_in(value) -> list["Node"]:
 
 class Node:
     def __init__(self, graph: "Graph", name: str, op: OpKind, target, args: tuple,
-                 kwargs: dict, type_=None):
+                 kwargs: dict, type_=None, return_type=None):
+        if OpKind(op) == OpKind.call_function and not callable(target):
+            raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
+                             f"type {type(target).__name__} but a Callable is expected")
         self.graph = graph
         self.name = name
         self.op = OpKind(op)
@@ -88,7 +91,7 @@ class Node:
         self._kwargs: dict = {}
         self.users: dict[Node, None] = {}
         self.meta: dict[str, Any] = {}
-        self.type = type_
+        self.type = type_ if type_ is not None else return_type   # torch's keyword
         self._erased = False
         self._update_args(tuple(args), dict(kwargs))
 
@@ -495,8 +498,16 @@ class Graph:
             if node.graph is not self:
                 raise VerifyError(f"node {label(node)} belongs to another graph")
             for inp in node.all_input_nodes:
+                if inp.graph is not self:
+                    raise VerifyError(
+                        f"Argument '{inp.name}' of Node '{node.name}' does not belong to this "
+                        "Graph, but was used as an argument! If you are copying nodes from "
+                        "another graph, remap the arguments with node_copy's arg_transform")
                 if inp not in seen:
-                    raise VerifyError(f"{label(node)} uses {label(inp)} before it is defined")
+                    raise VerifyError(
+                        f"{label(node)} uses {label(inp)} before it is defined: argument "
+                        f"'{inp.name}' of node '{node.name}' was used before it has been "
+                        "defined (the nodes must be in topological order)")
                 if node not in inp.users:
                     raise VerifyError(f"{label(inp)}.users is missing {label(node)}")
             seen.add(node)

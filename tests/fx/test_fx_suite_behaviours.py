@@ -8,6 +8,7 @@ import importlib
 import io
 import operator
 
+import numpy as np
 import pytest
 import torch
 import torch.fx
@@ -561,5 +562,198 @@ def test_generated_code_names_a_local_function_by_module_and_name():
         g.output(g.call_function(local_leaf, (g.placeholder("x"), g.placeholder("y"))))
         gm = lib.fx.GraphModule(lib.nn.Module(), g)
         return gm.code, gm(lib.ones(1) * 2, lib.ones(1) * 3).tolist()
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+# --- graph checks, ShapeProp aggregates, generated code -----------------------------------------------
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_lint_and_node_construction_errors_use_torch_fx_wording(lib):
+    g = lib.fx.Graph()
+    with pytest.raises(ValueError):
+        lib.fx.Node(graph=g, name="foo", op="call_function", target="foo", args=(), kwargs={})
+    x = g.placeholder("x")
+    neg = g.call_function(operator.neg, (x,))
+    add = g.call_function(operator.add, (neg, x))
+    g.output(add)
+    add.append(neg)
+    with pytest.raises(RuntimeError, match="was used before it has been defined"):
+        g.lint()
+    source = lib.fx.symbolic_trace(lambda x: x + 1).graph
+    copied = lib.fx.Graph()
+    for node in source.nodes:
+        copied.node_copy(node)          # no arg_transform: arguments still in `source`
+    with pytest.raises(RuntimeError, match="does not belong to this Graph"):
+        copied.lint()
+
+
+def test_shape_prop_keeps_non_tensor_results_of_a_leaf_module():
+    def build(lib):
+        class ReturnTwo(lib.nn.Module):
+            def forward(self, x):
+                return 3, lib.sum(x)
+
+        class Root(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rt = ReturnTwo()
+
+            def forward(self, x):
+                return self.rt(x)
+
+        class T(lib.fx.Tracer):
+            def is_leaf_module(self, m, qualname):
+                return type(m) is ReturnTwo
+        root = Root()
+        gm = lib.fx.GraphModule(root, T().trace(root))
+        sub(lib, ".fx.passes.shape_prop").ShapeProp(gm).propagate(lib.ones(3, 4))
+        meta = [n.meta["tensor_meta"] for n in gm.graph.nodes if n.op == "call_module"][0]
+        return meta[0], tuple(meta[1].shape), [n.meta.get("type") is lib.Tensor
+                                              for n in gm.graph.nodes if n.op == "placeholder"]
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_generated_code_for_layouts_reserved_names_and_empty_graphs():
+    def build(lib):
+        gm = lib.fx.symbolic_trace(
+            lambda x: lib.empty_like(x, layout=lib.strided, pin_memory=False).fill_(0))
+        g = lib.fx.Graph()
+        x = g.placeholder("x")
+        inf = g.create_node("call_function", operator.add, (x, float("inf")), {}, name="inf")
+        nan = g.create_node("call_function", operator.add, (x, float("nan")), {}, name="nan")
+        g.output((inf, nan))
+        named = lib.fx.GraphModule(lib.nn.Module(), g)
+        empty = lib.fx.GraphModule(lib.nn.Module(), lib.fx.Graph())
+        return (neutral(gm.code), gm(lib.ones(2)).tolist(), [n.name for n in g.nodes],
+                [str(t.tolist()) for t in named(lib.ones(1))], empty(), empty.code)
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+# --- replace_pattern on torch's own rewriter cases --------------------------------------------------
+def _rewrite(lib, root, pattern, replacement, inputs):
+    traced = lib.fx.symbolic_trace(root)
+    matches = sub(lib, ".fx.subgraph_rewriter").replace_pattern(traced, pattern, replacement)
+    traced.graph.lint()
+    out = traced(*inputs)
+    values = [o.tolist() for o in out] if isinstance(out, tuple) else out.tolist()
+    return len(matches), kinds_and_names(traced.graph), values
+
+
+def _case_same_pattern_twice(lib):
+    def f(x, w1, w2):
+        return x + lib.max(lib.cat([w1, w2]).sum()) + lib.max(lib.cat([w1, w2]).sum())
+    return _rewrite(lib, f, lambda w1, w2: lib.cat([w1, w2]).sum(),
+                    lambda w1, w2: lib.stack([w1, w2]), [lib.ones(1, 3)] * 3)
+
+
+def _case_interior_used_outside(lib):
+    def f(x, w1, w2, b1, b2):
+        m1, m2 = lib.cat([w1, w2]), lib.cat([x, b2])
+        t0 = lib.addmm(b1, m1, m2.t())
+        return lib.sum(lib.sum(w1, 1)), lib.sum(lib.addmm(b1, m1, m2.t())), t0
+
+    def pattern(x, w1, w2, b1, b2):
+        return lib.addmm(b1, lib.cat([w1, w2]), lib.cat([x, b2]).t())
+    return _rewrite(lib, f, pattern, lambda x, w1, w2, b1, b2: lib.cat([x, w1, w2]),
+                    [lib.ones(1, 2), lib.ones(1, 2), lib.ones(1, 2), lib.ones(2, 2),
+                     lib.ones(1, 2)])
+
+
+def _case_placeholder_matches_a_computed_value(lib):
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dtype = lib.float16
+
+        def forward(self, x):
+            x += 3
+            return lib.sigmoid(x.dequantize()).to(self.dtype)
+    return _rewrite(lib, M(), lambda x: lib.sigmoid(x.dequantize()).to(lib.float16),
+                    lambda x: x, [lib.ones(2)])
+
+
+def _case_overlapping_and_consecutive(lib):
+    def f(x):
+        return lib.sigmoid(lib.sigmoid(lib.sigmoid(lib.sigmoid(x))))
+    return _rewrite(lib, f, lambda x: lib.sigmoid(lib.sigmoid(x)), lambda x: lib.neg(x),
+                    [lib.zeros(2)])
+
+
+def _case_duplicated_outputs(lib):
+    def f(x1, x2):
+        x = x1 - x2
+        return lib.sigmoid(x) + lib.relu(x)
+
+    def pattern(a1, a2):
+        a = a1 - a2
+        return lib.sigmoid(a), lib.relu(a), a
+
+    def replacement(x1, x2):
+        y2 = lib.abs(x2)
+        return y2, y2, lib.exp(x1)
+    return _rewrite(lib, f, pattern, replacement, [lib.ones(2), lib.ones(2) * -2])
+
+
+def _case_unused_input(lib):
+    return _rewrite(lib, lambda x, y, z: x + y, lambda x, y: x + y, lambda x, y: x - y,
+                    [lib.ones(1), lib.ones(1) * 3, lib.ones(1)])
+
+
+@pytest.mark.parametrize("case", [_case_same_pattern_twice, _case_interior_used_outside,
+                                  _case_placeholder_matches_a_computed_value,
+                                  _case_overlapping_and_consecutive, _case_duplicated_outputs,
+                                  _case_unused_input], ids=lambda f: f.__name__[6:])
+def test_replace_pattern_cases(case):
+    torch_count, torch_names, torch_values = case(torch)
+    ember_count, ember_names, ember_values = case(ember)
+    assert (ember_count, ember_names) == (torch_count, torch_names)
+    assert np.allclose(_flat(ember_values), _flat(torch_values))
+
+
+def _flat(values) -> list:
+    if isinstance(values, (list, tuple)):
+        return [x for v in values for x in _flat(v)]
+    return [float(values)]
+
+
+def test_replace_pattern_with_modules_moves_submodules_and_attributes():
+    def build(lib):
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.sigmoid = lib.nn.Sigmoid()
+                self.submod = lib.nn.ReLU()
+                self.a = lib.tensor([1])
+
+            def forward(self, x):
+                return self.submod(self.sigmoid(x + self.a))
+
+        class Pattern(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.sigmoid = lib.nn.Sigmoid()
+                self.submod = lib.nn.ReLU()
+
+            def forward(self, x):
+                return self.submod(self.sigmoid(x))
+
+        class Replacement(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.tanh = lib.nn.Tanh()
+                self.submod = lib.nn.ReLU()
+                self.c = lib.tensor([3.0])
+
+            def forward(self, x):
+                return self.submod(self.tanh(x)) - self.c
+        traced = lib.fx.symbolic_trace(M())
+        matches = sub(lib, ".fx.subgraph_rewriter").replace_pattern(traced, Pattern(),
+                                                                    Replacement())
+        with pytest.raises(AttributeError, match="has no attribute"):
+            traced.get_submodule("sigmoid")
+        return (len(matches), type(traced.get_submodule("tanh")).__name__,
+                kinds_and_names(traced.graph), round(traced(lib.zeros(1)).item(), 5))
     torch_result, ember_result = both(build)
     assert ember_result == torch_result

@@ -67,6 +67,18 @@ def public_name(obj) -> str | None:
     return path if value is obj else None
 
 
+def _public_constant(value) -> str | None:
+    """`ember.<name>` when `value` is an enum member ember exports under that name."""
+    import enum
+    import ember
+    if not isinstance(value, enum.Enum):
+        return None
+    for name, candidate in vars(ember).items():
+        if candidate is value and not name.startswith("_"):
+            return f"ember.{name}"
+    return None
+
+
 class _Emitter:
     def __init__(self, local_names=()):
         import ember
@@ -96,6 +108,9 @@ class _Emitter:
             return f"float({str(v)!r})"
         if isinstance(v, (int, float, str, bool, complex)) or v is None:
             return repr(v)
+        public = _public_constant(v)
+        if public is not None:          # ember.strided, ember.contiguous_format, ...
+            return public
         return self.global_name(v)
 
     def operand(self, v) -> str:
@@ -243,7 +258,7 @@ def python_code(graph: Graph) -> PythonCode:
             line += ";  " + " = ".join(n.name for n in dead) + " = None"
         body.append(line)
     if graph.output_node is None:
-        body.append("    return None")
+        body.append("    pass")
     out = graph.output_node
     returns = em.type_repr(out.type) if out is not None and out.type is not None else None
     signature = "def forward(" + ", ".join(["self"] + params) + ")" + \

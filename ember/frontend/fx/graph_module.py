@@ -122,7 +122,10 @@ class GraphModule(Module):
             parts = node.target.split(".")
             used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
             if node.op == OpKind.call_module:
-                called = self.get_submodule(node.target)
+                try:
+                    called = self.get_submodule(node.target)
+                except AttributeError:      # not installed yet (a rewrite in progress)
+                    continue
                 used.update(f"{node.target}.{name}" for name, _ in called.named_modules()
                             if name)
         for name, _ in list(self.named_modules()):

@@ -121,9 +121,16 @@ def _tensor_metadata(value):
                               tuple(meta.strides), _memory_format(meta),
                               meta.dtype.is_quantized, {})
     if isinstance(value, (list, tuple)):
-        found = [_tensor_metadata(v) for v in value]
-        return type(value)(found) if any(f is not None for f in found) else None
+        # other values stay as they are (torch: `(3, sum)` gives `(3, TensorMetadata)`)
+        found = [_tensor_metadata(v) if _has_tensor(v) else v for v in value]
+        return type(value)(found) if any(_has_tensor(v) for v in value) else None
     return None
+
+
+def _has_tensor(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_has_tensor(v) for v in value)
+    return isinstance(value, MetaTensor)
 
 
 class ShapeProp(Interpreter):

@@ -128,17 +128,27 @@ def _splice(graph: Graph, pattern: Graph, m: InternalMatch, repl: Graph,
 
 
 def _copy_missing_attributes(gm, replacement: Module) -> None:
-    """Submodules and attributes the spliced-in nodes read that `gm` lacks come
-    from the replacement module."""
+    """After rewriting with a replacement module (torch.fx's rule): submodules no
+    node uses any more are deleted, and submodules and attributes the spliced-in
+    nodes read that `gm` lacks are copied (deep) from the replacement."""
+    import copy
+    from .graph_module import _copy_attr
+    gm.delete_all_unused_submodules()
     for node in gm.graph.nodes:
         if node.op not in (OpKind.get_attr, OpKind.call_module):
             continue
         try:
-            gm.get_submodule(node.target) if node.op == OpKind.call_module else \
-                _fetch(gm, node.target)
+            _fetch(gm, node.target)
+            continue                     # gm's own attribute takes precedence
         except AttributeError:
-            from .graph_module import _copy_attr
-            _copy_attr(replacement, gm, node.target)
+            pass
+        try:
+            value = _fetch(replacement, node.target)
+        except AttributeError:
+            raise RuntimeError(f"the rewrite created a {node.op} node of '{node.target}', "
+                               "which neither the module nor the replacement has") from None
+        _copy_attr({node.target: copy.deepcopy(value)}, gm, node.target)
+    gm.graph.lint()
 
 
 def _fetch(obj, target: str):
