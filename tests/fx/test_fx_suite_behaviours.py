@@ -757,3 +757,48 @@ def test_replace_pattern_with_modules_moves_submodules_and_attributes():
                 kinds_and_names(traced.graph), round(traced(lib.zeros(1)).item(), 5))
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+# --- pass infrastructure ---------------------------------------------------------------------------
+def test_pass_manager_checks_constraints_and_order():
+    def build(lib):
+        pass_manager = sub(lib, ".fx.passes.infra.pass_manager")
+
+        def add_to_mul(gm):
+            for n in gm.graph.nodes:
+                if n.op == "call_function" and n.target == lib.add:
+                    n.target = lib.mul
+            gm.recompile()
+            return pass_manager.PassResult(gm, True)
+
+        def mul_to_div(gm):
+            for n in gm.graph.nodes:
+                if n.op == "call_function" and n.target == lib.mul:
+                    n.target = lib.div
+            gm.recompile()
+            return pass_manager.PassResult(gm, True)
+
+        def check_div(gm):
+            if any(n.op == "call_function" and n.target != lib.div for n in gm.graph.nodes):
+                raise ValueError("Target should be div!")
+
+        def trace():
+            return lib.fx.symbolic_trace(lambda x: lib.add(lib.add(x, x), x))
+        gm = trace()
+        result = pass_manager.PassManager([add_to_mul, mul_to_div], steps=5)(gm)
+        targets = [n.target == lib.div for n in gm.graph.nodes if n.op == "call_function"]
+        checked = pass_manager.PassManager([add_to_mul, mul_to_div])
+        checked.add_checks(check_div)
+        with pytest.raises(ValueError):
+            checked(trace())            # checks run before the passes too
+        with pytest.raises(TypeError):
+            checked.add_checks(lambda gm, extra: None)
+        ordered = pass_manager.PassManager(
+            [add_to_mul, mul_to_div],
+            constraints=[pass_manager.this_before_that_pass_constraint(mul_to_div, add_to_mul)])
+        with pytest.raises(RuntimeError):
+            ordered.validate_constraints()
+        ordered.solve_constraints()
+        return targets, result.modified, [p.__name__ for p in ordered.passes]
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
