@@ -802,3 +802,36 @@ def test_pass_manager_checks_constraints_and_order():
         return targets, result.modified, [p.__name__ for p in ordered.passes]
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+# --- split_by_tags ---------------------------------------------------------------------------------
+def test_split_by_tags_names_submodules_after_tags():
+    def build(lib):
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.linear1 = lib.nn.Linear(2, 3)
+                self.linear2 = lib.nn.Linear(4, 3)
+                self.linear3 = lib.nn.Linear(6, 3)
+                self.linear4 = lib.nn.Linear(3, 6)
+
+            def forward(self, x1, x2, x3):
+                v = lib.cat([self.linear1(x1), self.linear2(x2), self.linear3(x3)])
+                return self.linear4(v)
+        tags = ["red", "blue", "green"]
+        gm = lib.fx.symbolic_trace(M())
+        for node in gm.graph.nodes:
+            node.meta["name"] = node.name
+            node.tag = tags[0] if "linear1" in node.name else \
+                tags[1] if "linear2" in node.name else tags[2]
+        split, mapping = sub(lib, ".fx.passes.split_utils").split_by_tags(
+            gm, tags, return_fqn_mapping=True)
+        calls = {name: [n.name for n in m.graph.nodes if n.op == "call_module"]
+                 for name, m in split.named_children()}
+        kept_meta = all(n.meta.get("name") == n.name for m in split.children()
+                        for n in m.graph.nodes if n.op != "output")
+        x = (lib.ones(1, 2), lib.ones(1, 4) * 2, lib.ones(1, 6) * 3)
+        same = bool(lib.allclose(split(*x), gm(*x)))
+        return calls, mapping, kept_meta, [(str(n.op), n.target) for n in split.graph.nodes], same
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
