@@ -835,3 +835,27 @@ def test_split_by_tags_names_submodules_after_tags():
         return calls, mapping, kept_meta, [(str(n.op), n.target) for n in split.graph.nodes], same
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+def test_tracer_control_flow_hooks_and_annotate():
+    def build(lib):
+        class Optimist(lib.fx.Tracer):
+            def to_bool(self, obj):
+                return True
+
+        def f(x):
+            if x.sum() > 0:
+                return x + 1
+            return x - 1
+
+        def g(x):
+            y = sub(lib, ".fx.annotate").annotate(x, int)
+            return lib.add(x, y)
+        branch = [(str(n.op), n.name) for n in Optimist().trace(f).nodes]
+        annotated = lib.fx.symbolic_trace(g)
+        readable = annotated.print_readable(print_output=False, include_stride=True,
+                                            include_device=True)
+        return branch, [n.type for n in annotated.graph.nodes if n.op == "placeholder"], \
+            neutral(annotated.code), "def forward" in readable
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result

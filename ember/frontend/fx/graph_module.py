@@ -132,7 +132,9 @@ class GraphModule(Module):
             if name and name not in used:
                 self.delete_submodule(name)
 
-    def print_readable(self, print_output: bool = True) -> str:
+    def print_readable(self, print_output: bool = True, include_stride: bool = False,
+                       include_device: bool = False, colored: bool = False,
+                       **_options) -> str:
         body = self._code.strip("\n").rstrip()
         text = f"class {type(self).__name__}(ember.nn.Module):\n" + "\n".join(
             "    " + line for line in body.splitlines()) + "\n"

@@ -77,8 +77,10 @@ class Proxy:
             "(Tracer.is_leaf_module), or use ember.jit.trace, which specializes on the "
             "example inputs")
 
+    # bool(), iteration and ** unpacking ask the tracer (torch.fx's hooks: a Tracer
+    # subclass may override to_bool/iter/keys to decide them)
     def __bool__(self):
-        self._concrete("bool()")
+        return self.tracer.to_bool(self)
 
     def __len__(self):
         self._concrete("len()", _LEN)
@@ -91,7 +93,7 @@ class Proxy:
             count = _output_arity(self.node)
         if count is not None:
             return (self[i] for i in range(count))
-        self._concrete("iteration", _ITERATION)
+        return self.tracer.iter(self)
 
     def __index__(self):
         self._concrete("use as an index")
@@ -103,8 +105,7 @@ class Proxy:
         self._concrete("float()")
 
     def keys(self):
-        # `f(**proxy)` asks for keys: torch.fx reports it as an iteration
-        self._concrete("keys() (** unpacking)", _ITERATION)
+        return self.tracer.keys(self)
 
 
 def _record_operator(fn, reflected: bool = False):
@@ -192,6 +193,17 @@ class ParameterProxy(Proxy):
         return self.param.numel() if self._constant_shapes() else Attribute(self, "numel")()
 
     nelement = numel
+
+
+def annotate(val, type_):
+    """Give a traced value a type (torch.fx.annotate): the node's `type`, shown in
+    the generated code. Outside tracing, returns `val` unchanged."""
+    if isinstance(val, Proxy):
+        if val.node.type is not None:
+            raise RuntimeError(f"Tried to annotate a value that already had a type on it! "
+                               f"Existing type is {val.node.type} and new type is {type_}.")
+        val.node.type = type_
+    return val
 
 
 PROXYABLE_CLASSES: dict = {}     # classes made with ProxyableClassMeta (an ordered set)

@@ -33,7 +33,7 @@ from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..nn.parameter import Parameter
 from ...ir.registry import is_op
-from .proxy import PROXYABLE_CLASSES, ParameterProxy, Proxy, _find_tracer
+from .proxy import _ITERATION, PROXYABLE_CLASSES, ParameterProxy, Proxy, _find_tracer
 
 _WRAPPED: list[tuple[dict, str]] = []   # (globals of the caller, function name)
 
@@ -85,6 +85,18 @@ class Tracer:
         user modules, built-in models and GraphModules are traced through."""
         module = type(m).__module__
         return module.startswith(_NN_MODULES) and not isinstance(m, _containers())
+
+    def to_bool(self, obj: Proxy) -> bool:
+        """`bool(proxy)` (an `if` on a traced value): refused, naming the user's line."""
+        obj._concrete("bool()")
+
+    def iter(self, obj: Proxy):
+        """Iterating a Proxy of unknown length: refused."""
+        obj._concrete("iteration", _ITERATION)
+
+    def keys(self, obj: Proxy):
+        """`f(**proxy)` asks for keys: refused as an iteration, as torch.fx reports it."""
+        obj._concrete("keys() (** unpacking)", _ITERATION)
 
     def path_of_module(self, mod: Module) -> str:
         if self._module_paths is None:      # one walk per trace, not one per call
