@@ -126,9 +126,9 @@ class Node:
         for new in self.all_input_nodes:
             new.users[self] = None
 
-    def update_arg(self, index: int, value) -> None:
+    def update_arg(self, idx: int, arg) -> None:
         args = list(self._args)
-        args[index] = value
+        args[idx] = arg
         self.args = tuple(args)
 
     def insert_arg(self, index: int, value) -> None:
@@ -137,27 +137,27 @@ class Node:
         args.insert(index, value)
         self.args = tuple(args)
 
-    def update_kwarg(self, key: str, value) -> None:
+    def update_kwarg(self, key: str, arg) -> None:
         kwargs = dict(self._kwargs)
-        kwargs[key] = value
+        kwargs[key] = arg
         self.kwargs = kwargs
 
-    def replace_input_with(self, old: "Node", new: "Node") -> None:
+    def replace_input_with(self, old_input: "Node", new_input: "Node") -> None:
         self._update_args(*map_arg((self._args, self._kwargs),
-                                   lambda n: new if n is old else n))
+                                   lambda n: new_input if n is old_input else n))
 
-    def replace_all_uses_with(self, replacement: "Node",
+    def replace_all_uses_with(self, replace_with: "Node",
                               delete_user_cb: Callable[["Node"], bool] = lambda user: True,
                               *, propagate_meta: bool = False) -> list["Node"]:
-        """Point every user (that `delete_user_cb` accepts) at `replacement`."""
+        """Point every user (that `delete_user_cb` accepts) at `replace_with`."""
         if propagate_meta:
             for k, v in self.meta.items():
-                replacement.meta.setdefault(k, v)
+                replace_with.meta.setdefault(k, v)
         changed = []
         for user in list(self.users):
-            if user is replacement or not delete_user_cb(user):
+            if user is replace_with or not delete_user_cb(user):
                 continue
-            user.replace_input_with(self, replacement)
+            user.replace_input_with(self, replace_with)
             changed.append(user)
         return changed
 
@@ -190,13 +190,13 @@ class Node:
         i = nodes.index(self)
         return nodes[i - 1] if i > 0 else self.graph._root
 
-    def prepend(self, node: "Node") -> None:
-        """Move `node` to just before self."""
-        self.graph._move(node, self.graph._nodes.index(self))
+    def prepend(self, x: "Node") -> None:
+        """Move `x` to just before self."""
+        self.graph._move(x, self.graph._nodes.index(self))
 
-    def append(self, node: "Node") -> None:
-        """Move `node` to just after self."""
-        self.graph._move(node, self.graph._nodes.index(self) + 1)
+    def append(self, x: "Node") -> None:
+        """Move `x` to just after self."""
+        self.graph._move(x, self.graph._nodes.index(self) + 1)
 
     # --- display -----------------------------------------------------------------------
     @property
@@ -402,8 +402,11 @@ class Graph:
     def get_attr(self, qualified_name: str, type_expr=None) -> Node:
         return self.create_node(OpKind.get_attr, qualified_name, type_expr=type_expr)
 
-    def call_function(self, fn, args=(), kwargs=None, type_expr=None) -> Node:
-        return self.create_node(OpKind.call_function, fn, args, kwargs, type_expr=type_expr)
+    # parameter names are torch.fx's: callers pass them by keyword (the_function=...)
+    def call_function(self, the_function, args=(), kwargs=None, type_expr=None,
+                      name: str | None = None) -> Node:
+        return self.create_node(OpKind.call_function, the_function, args, kwargs, name=name,
+                                type_expr=type_expr)
 
     def call_method(self, method_name: str, args=(), kwargs=None, type_expr=None) -> Node:
         return self.create_node(OpKind.call_method, method_name, args, kwargs,
@@ -427,15 +430,15 @@ class Graph:
         finally:
             self._insert_at = saved
 
-    def inserting_before(self, node: Node | None = None):
-        if node is None:
+    def inserting_before(self, n: Node | None = None):
+        if n is None:
             return self._inserting_at(0)
-        return self._inserting_at(self._nodes.index(node))
+        return self._inserting_at(self._nodes.index(n))
 
-    def inserting_after(self, node: Node | None = None):
-        if node is None:
+    def inserting_after(self, n: Node | None = None):
+        if n is None:
             return self._inserting_at(None)
-        return self._inserting_at(self._nodes.index(node) + 1)
+        return self._inserting_at(self._nodes.index(n) + 1)
 
     def _move(self, node: Node, index: int) -> None:
         old = self._nodes.index(node)
@@ -445,13 +448,14 @@ class Graph:
         self._nodes.insert(index, node)
 
     # --- editing -----------------------------------------------------------------------
-    def erase_node(self, node: Node) -> None:
-        if node.users:
-            raise VerifyError(f"Tried to erase Node {node.name} but it still had "
-                              f"{len(node.users)} users in the graph: {list(node.users)}!")
-        node._update_args((), {})
-        self._nodes.remove(node)
-        node._erased = True
+    def erase_node(self, to_erase: Node) -> None:
+        if to_erase.users:
+            raise VerifyError(f"Tried to erase Node {to_erase.name} but it still had "
+                              f"{len(to_erase.users)} users in the graph: "
+                              f"{list(to_erase.users)}!")
+        to_erase._update_args((), {})
+        self._nodes.remove(to_erase)
+        to_erase._erased = True
 
     def node_copy(self, node: Node, arg_transform: Callable[[Node], Any] = lambda n: n) -> Node:
         args = map_arg(node.args, arg_transform)
@@ -461,10 +465,10 @@ class Graph:
         new.meta = dict(node.meta)
         return new
 
-    def graph_copy(self, other: "Graph", val_map: dict, return_output_node=False):
-        """Copy `other`'s nodes (except output) into self; returns the output value.
+    def graph_copy(self, g: "Graph", val_map: dict, return_output_node=False):
+        """Copy `g`'s nodes (except output) into self; returns the output value.
         Nodes `val_map` already maps (inputs bound by the caller) are not copied."""
-        for node in other._nodes:
+        for node in g._nodes:
             if node in val_map:
                 continue
             if node.op == OpKind.output:

@@ -859,3 +859,46 @@ def test_tracer_control_flow_hooks_and_annotate():
             neutral(annotated.code), "def forward" in readable
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+def test_graph_editing_api_takes_torch_fx_keyword_names():
+    def build(lib):
+        g = lib.fx.Graph()
+        x = g.placeholder(name="x")
+        y = g.placeholder(name="y")
+        relu = g.call_function(the_function=lib.relu, args=(x,))
+        w = g.get_attr(qualified_name="w")
+        add = g.call_method(method_name="add", args=(relu, w))
+        g.output(result=g.call_module(module_name="lin", args=(add,)))
+        with g.inserting_before(n=relu):
+            neg = g.call_function(the_function=lib.neg, args=(x,), kwargs={})
+        relu.replace_all_uses_with(replace_with=neg)
+        g.erase_node(to_erase=relu)
+        neg.update_arg(idx=0, arg=y)
+        neg.replace_input_with(old_input=y, new_input=x)
+        copy_target = lib.fx.Graph()
+        copy_target.graph_copy(g=g, val_map={})
+        return [n.name for n in g.nodes], [n.name for n in copy_target.nodes]
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_a_proxy_cannot_be_a_dictionary_key(lib):
+    class TakesDict(lib.nn.Module):
+        def forward(self, d):
+            return d[42]
+
+    class Calls(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = TakesDict()
+
+        def forward(self, x):
+            return self.m({x: x})
+
+    class T(lib.fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, TakesDict)
+    with pytest.raises(RuntimeError, match="cannot contain a Node"):
+        T().trace(Calls())

@@ -145,6 +145,10 @@ class Tracer:
         if isinstance(value, (list, tuple)):
             return type(value)(self.create_arg(v) for v in value)
         if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, Proxy):      # a node cannot be a dictionary key
+                    raise TraceError(f"Keys for dictionaries used as an argument cannot "
+                                     f"contain a Node. Got key: {key.node.name}")
             return {k: self.create_arg(v) for k, v in value.items()}
         if isinstance(value, slice):
             return slice(self.create_arg(value.start), self.create_arg(value.stop),
