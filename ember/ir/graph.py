@@ -254,6 +254,12 @@ class Node:
     def __repr__(self) -> str:
         return self.name
 
+    def __call__(self) -> "Node":
+        """Itself. torch.fx's `graph.output_node()` is a method where ember's
+        `graph.output_node` is a property giving the node: calling that node gives
+        it back, so both spellings work."""
+        return self
+
     @property
     def stack_trace(self) -> str | None:
         loc = self.meta.get("loc")

@@ -902,3 +902,86 @@ def test_a_proxy_cannot_be_a_dictionary_key(lib):
             return isinstance(m, TakesDict)
     with pytest.raises(RuntimeError, match="cannot contain a Node"):
         T().trace(Calls())
+
+
+# --- fx-using library code -------------------------------------------------------------------------
+def test_feature_extraction_tracer_and_graph_module_subclass():
+    """The shape of torchvision's feature extraction: a Tracer that tracks the module
+    being traced through, and a GraphModule subclass whose __init__ skips
+    GraphModule's and switches graphs on train()/eval()."""
+    def build(lib):
+        fx = lib.fx
+        graph_module = sub(lib, ".fx.graph_module")
+
+        class NodePathTracer(fx.Tracer):
+            def __init__(self):
+                super().__init__()
+                self.current = ""
+                self.node_to_qualname = {}
+
+            def call_module(self, m, forward, args, kwargs):
+                old, self.current = self.current, self.path_of_module(m)
+                try:
+                    if not self.is_leaf_module(m, self.current):
+                        return forward(*args, **kwargs)
+                    return self.create_proxy("call_module", self.current, args, kwargs)
+                finally:
+                    self.current = old
+
+            def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
+                             *_, **__):
+                proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr)
+                prefix = f"{self.current}." if self.current else ""
+                self.node_to_qualname[proxy.node] = prefix + proxy.node.name
+                return proxy
+
+        class Dual(fx.GraphModule):
+            def __init__(self, root, train_graph, eval_graph, class_name="GraphModule"):
+                super(fx.GraphModule, self).__init__()
+                self.__class__.__name__ = class_name
+                self.train_graph, self.eval_graph = train_graph, eval_graph
+                for node in list(train_graph.nodes) + list(eval_graph.nodes):
+                    if node.op in ("get_attr", "call_module"):
+                        graph_module._copy_attr(root, self, node.target)
+                self.graph = train_graph
+
+            def train(self, mode=True):
+                if mode != self.training:
+                    self.graph = self.train_graph if mode else self.eval_graph
+                return super().train(mode=mode)
+
+        class Block(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = lib.nn.Conv2d(3, 3, 1)
+
+            def forward(self, x):
+                return lib.relu(self.conv(x)) + x
+
+        class Net(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer1, self.layer2 = Block(), Block()
+
+            def forward(self, x):
+                return self.layer2(self.layer1(x)).sum()
+        net = Net()
+        tracer = NodePathTracer()
+        graph = tracer.trace(net)
+        wanted = [n for n in graph.nodes if tracer.node_to_qualname.get(n) == "layer1.add"]
+        graph.output_node().args = ({"feat": wanted[0]},)   # a method in torch.fx
+        extractor = fx.GraphModule(net, graph, "FeatureExtractor")
+        extractor.graph.eliminate_dead_code()
+        extractor.recompile()
+        extractor.delete_all_unused_submodules()
+        plus = fx.symbolic_trace(lambda x: x + 1)
+        times = fx.symbolic_trace(lambda x: x * 10)
+        a, b = Dual(plus, plus.graph, times.graph, "A"), Dual(times, times.graph, plus.graph, "B")
+        one = lib.ones(1)
+        switched = [a(one).item(), b(one).item(), a.eval()(one).item(), b(one).item()]
+        return (sorted(tracer.node_to_qualname.values()), kinds_and_names(extractor.graph),
+                sorted(n for n, _ in extractor.named_modules()),
+                tuple(extractor(lib.ones(1, 3, 2, 2))["feat"].shape), switched,
+                type(a).__name__, type(extractor).__name__)
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result

@@ -42,11 +42,17 @@ def _copy_attr(src, dst: Module, qualname: str) -> None:
 
 
 class GraphModule(Module):
+    def __new__(cls, *args, **kwargs):
+        """Each instance gets its own class (recompile() sets forward on it), made here
+        as torch.fx makes it, so a subclass whose __init__ skips GraphModule's (one
+        that sets `self.graph` itself) still gets one."""
+        base = next(c for c in cls.__mro__ if not c.__dict__.get("_ember_per_instance"))
+        per_instance = type(base.__name__, (base,), {"_ember_per_instance": True})
+        return super().__new__(per_instance)
+
     def __init__(self, root, graph: Graph, class_name: str = "GraphModule"):
         super().__init__()
-        # a class per instance (forward is set on it); a subclass of GraphModule
-        # (FoldedGraphModule, a user's) stays the base
-        self.__class__ = type(class_name, (type(self),), {})
+        type(self).__name__ = type(self).__qualname__ = class_name
         for node in graph.nodes:
             if node.op in (OpKind.get_attr, OpKind.call_module):
                 try:
@@ -168,6 +174,6 @@ class GraphModule(Module):
 def _rebuild_graph_module(state: dict, graph: Graph, class_name: str) -> GraphModule:
     gm = GraphModule.__new__(GraphModule)
     gm.__dict__.update(state)
-    gm.__class__ = type(class_name, (GraphModule,), {})
+    type(gm).__name__ = type(gm).__qualname__ = class_name
     gm.graph = graph
     return gm
