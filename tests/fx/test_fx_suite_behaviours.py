@@ -985,3 +985,29 @@ def test_feature_extraction_tracer_and_graph_module_subclass():
                 type(a).__name__, type(extractor).__name__)
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+def test_const_fold_keeps_node_meta_and_handles_collisions():
+    def build(lib):
+        const_fold = sub(lib, ".fx.experimental.const_fold")
+
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.add_1__CF = lib.nn.Parameter(lib.tensor([[1.0]]))
+                self._FX_CONST_FOLDED_ATTRS = lib.nn.Parameter(lib.tensor([[2.0]]))
+
+            def forward(self, x):
+                return (x - (self.add_1__CF + self.add_1__CF)) * self._FX_CONST_FOLDED_ATTRS
+        gm = lib.fx.symbolic_trace(M())
+        for idx, node in enumerate(gm.graph.nodes):
+            if node.op != "output":
+                node.meta["meta_idx"] = idx
+        folded = const_fold.split_const_subgraphs(gm)
+        x = lib.tensor([[5.0]])
+        return (folded.fx_const_folded_attrs_name,
+                sorted(n.meta.get("meta_idx", -1) for n in folded.graph.nodes
+                       if n.op != "output"),
+                folded(x).tolist(), M()(x).tolist())
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result

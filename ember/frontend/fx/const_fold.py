@@ -117,6 +117,8 @@ def split_const_subgraphs(module, skip_folding_node_fn: Callable[[Node], bool] |
     else:
         for i, node in enumerate(folded):
             env[node] = main.call_function(operator.getitem, (attrs, i))
+    for node in folded:          # the value that replaces a node keeps its meta
+        env[node].meta = dict(node.meta)
     for node in gm.graph.nodes:
         if node.op == OpKind.placeholder or node in env:
             continue
