@@ -134,7 +134,8 @@ def _has_tensor(value) -> bool:
 
 
 class ShapeProp(Interpreter):
-    def __init__(self, module):
+    def __init__(self, module, fake_mode=None):
+        # fake_mode: torch's way to avoid computing; ember never computes here
         super().__init__(module, garbage_collect_values=False)
 
     def propagate(self, *args):
