@@ -202,7 +202,8 @@ def test_interpreter_missing_input_boxed_run_and_freeing():
         inputs = [lib.ones(2), lib.ones(2)]
         interp = lib.fx.Interpreter(gm)
         result = interp.boxed_run(inputs)
-        return str(err.value).splitlines()[0], result.tolist(), inputs, sorted(n.name for n in interp.env)
+        return (str(err.value).splitlines()[0], result.tolist(), inputs,
+                sorted(n.name for n in interp.env))
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
 
@@ -216,7 +217,8 @@ def test_shape_prop_tensor_metadata_fields():
 
             def forward(self, x, idx):
                 y = self.lin(x).relu().transpose(0, 1)
-                return y, x.argmax(dim=1) + idx, (self.lin(x).detach() * 2).unsqueeze(0).unsqueeze(0)
+                detached = (self.lin(x).detach() * 2).unsqueeze(0).unsqueeze(0)
+                return y, x.argmax(dim=1) + idx, detached
         gm = lib.fx.symbolic_trace(M())
         sub(lib, ".fx.passes.shape_prop").ShapeProp(gm).propagate(
             lib.ones(2, 3), lib.zeros(2, dtype=lib.int64))
@@ -376,7 +378,7 @@ def test_has_side_effect_marks_a_function(lib):
     assert [n.name for n in g.nodes] == ["x", "log_value", "output"]
 
 
-# --- const_fold --------------------------------------------------------------------------------------
+# --- const_fold -----------------------------------------------------------------------------------
 def _const_fold_model(lib):
     class M(lib.nn.Module):
         def __init__(self):
@@ -423,7 +425,7 @@ def test_const_fold_skips_and_finds_nothing():
     assert ember_result == torch_result
 
 
-# --- more tracing behaviours ------------------------------------------------------------------------
+# --- more tracing behaviours ----------------------------------------------------------------------
 def test_annotations_are_node_types_and_appear_in_the_code():
     from typing import Tuple
 
@@ -566,7 +568,7 @@ def test_generated_code_names_a_local_function_by_module_and_name():
     assert ember_result == torch_result
 
 
-# --- graph checks, ShapeProp aggregates, generated code -----------------------------------------------
+# --- graph checks, ShapeProp aggregates, generated code -------------------------------------------
 @pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
 def test_lint_and_node_construction_errors_use_torch_fx_wording(lib):
     g = lib.fx.Graph()
@@ -631,7 +633,7 @@ def test_generated_code_for_layouts_reserved_names_and_empty_graphs():
     assert ember_result == torch_result
 
 
-# --- replace_pattern on torch's own rewriter cases --------------------------------------------------
+# --- replace_pattern on torch's own rewriter cases ------------------------------------------------
 def _rewrite(lib, root, pattern, replacement, inputs):
     traced = lib.fx.symbolic_trace(root)
     matches = sub(lib, ".fx.subgraph_rewriter").replace_pattern(traced, pattern, replacement)
@@ -759,7 +761,7 @@ def test_replace_pattern_with_modules_moves_submodules_and_attributes():
     assert ember_result == torch_result
 
 
-# --- pass infrastructure ---------------------------------------------------------------------------
+# --- pass infrastructure --------------------------------------------------------------------------
 def test_pass_manager_checks_constraints_and_order():
     def build(lib):
         pass_manager = sub(lib, ".fx.passes.infra.pass_manager")
@@ -804,7 +806,7 @@ def test_pass_manager_checks_constraints_and_order():
     assert ember_result == torch_result
 
 
-# --- split_by_tags ---------------------------------------------------------------------------------
+# --- split_by_tags --------------------------------------------------------------------------------
 def test_split_by_tags_names_submodules_after_tags():
     def build(lib):
         class M(lib.nn.Module):
@@ -904,7 +906,7 @@ def test_a_proxy_cannot_be_a_dictionary_key(lib):
         T().trace(Calls())
 
 
-# --- fx-using library code -------------------------------------------------------------------------
+# --- fx-using library code ------------------------------------------------------------------------
 def test_feature_extraction_tracer_and_graph_module_subclass():
     """The shape of torchvision's feature extraction: a Tracer that tracks the module
     being traced through, and a GraphModule subclass whose __init__ skips
@@ -1009,5 +1011,16 @@ def test_const_fold_keeps_node_meta_and_handles_collisions():
                 sorted(n.meta.get("meta_idx", -1) for n in folded.graph.nodes
                        if n.op != "output"),
                 folded(x).tolist(), M()(x).tolist())
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result
+
+
+def test_transformer_keeps_node_meta():
+    def build(lib):
+        gm = lib.fx.symbolic_trace(lambda x: (x + 1).relu())
+        for n in gm.graph.nodes:
+            n.meta["custom"] = n.name
+        new = lib.fx.Transformer(gm).transform()
+        return [(n.name, n.meta.get("custom")) for n in new.graph.nodes]
     torch_result, ember_result = both(build)
     assert ember_result == torch_result

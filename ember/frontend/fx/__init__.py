@@ -15,6 +15,7 @@ _install_proxy()
 _install_meta()
 _install_codegen()
 
-__all__ = ["Graph", "Node", "map_arg", "Proxy", "ProxyableClassMeta", "PH", "Tracer", "symbolic_trace", "wrap",
+__all__ = ["Graph", "Node", "map_arg", "Proxy", "ProxyableClassMeta", "PH", "Tracer",
+           "symbolic_trace", "wrap",
            "GraphModule", "Interpreter", "Transformer", "ShapeProp", "subgraph_rewriter",
            "replace_pattern", "split_module", "GraphDrawer"]

@@ -140,8 +140,19 @@ class Transformer(Interpreter):
     def call_module(self, target, args, kwargs):
         return self.tracer.create_proxy("call_module", target, args, kwargs)
 
+    def run_node(self, node: Node):
+        result = super().run_node(node)
+        # the node made for `node` keeps its meta (as torch's Transformer preserves it)
+        kept = node.op not in (OpKind.placeholder, OpKind.output)
+        if kept and isinstance(result, Proxy) and result.node.graph is self.new_graph:
+            result.node.meta.update(node.meta)
+        return result
+
     def transform(self):
         from .graph_module import GraphModule
         result = self.run()
-        self.new_graph.output(self.tracer.create_arg(result))
+        out = self.new_graph.output(self.tracer.create_arg(result))
+        old_out = self.graph.output_node
+        if old_out is not None:
+            out.meta.update(old_out.meta)
         return GraphModule(self.module, self.new_graph)
