@@ -346,7 +346,9 @@ class Graph:
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def find_nodes(self, *, op: str, target=None) -> list[Node]:
+    def find_nodes(self, *, op: str, target=None, sort: bool = True) -> list[Node]:
+        """The nodes of kind `op` (and `target`), in graph order (`sort` is torch's
+        option; ember's lookup is always in order)."""
         return [n for n in self._nodes if n.op == op and (target is None or n.target == target)]
 
     @property
