@@ -1024,3 +1024,17 @@ def test_transformer_keeps_node_meta():
         return [(n.name, n.meta.get("custom")) for n in new.graph.nodes]
     torch_result, ember_result = both(build)
     assert ember_result == torch_result
+
+
+def test_str_of_a_graph_module_is_torch_fx_layout():
+    def build(lib):
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.l1 = lib.nn.Linear(3, 3)
+
+            def forward(self, x):
+                return self.l1(x)
+        return neutral(str(lib.fx.symbolic_trace(M())))
+    torch_result, ember_result = both(build)
+    assert ember_result == torch_result

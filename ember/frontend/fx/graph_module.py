@@ -168,7 +168,9 @@ class GraphModule(Module):
                                      type(self).__name__)
 
     def __str__(self) -> str:
-        return super().__str__() + "\n\n" + self._code
+        # torch.fx's layout: the module, the code, a pointer to print_readable
+        return super().__str__() + "\n" + self._code + \
+            "\n# To see more debug info, please use `graph_module.print_readable()`"
 
 
 def _rebuild_graph_module(state: dict, graph: Graph, class_name: str) -> GraphModule:
