@@ -6,7 +6,10 @@ call_function node, and running the graph checks the condition then.
 """
 from __future__ import annotations
 
+from ..ir.graph import has_side_effect
 
+
+@has_side_effect        # dead-code elimination keeps the check (torch._assert is marked too)
 def _assert(condition, message: str) -> None:
     """Raise AssertionError(message) unless `condition` is true (a bool, or a
     one-element tensor, as torch._assert)."""

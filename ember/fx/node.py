@@ -1,2 +1,3 @@
 """`ember.fx.node` (torch.fx.node's names)."""
-from ..ir.graph import Argument, Node, Target, map_aggregate, map_arg  # noqa: F401
+from ..ir.graph import (Argument, Node, Target, has_side_effect,  # noqa: F401
+                        map_aggregate, map_arg)

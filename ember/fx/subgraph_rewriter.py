@@ -1,3 +1,3 @@
 """`ember.fx.subgraph_rewriter` (torch.fx.subgraph_rewriter's names)."""
-from ..frontend.fx.subgraph_rewriter import *  # noqa: F401,F403
-from ..frontend.fx.subgraph_rewriter import replace_pattern  # noqa: F401
+from ..frontend.fx.subgraph_rewriter import (Match, ReplacedPatterns,  # noqa: F401
+                                             replace_pattern, replace_pattern_with_filters)

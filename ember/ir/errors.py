@@ -45,8 +45,9 @@ class LinAlgError(EmberError, RuntimeError):
     torch.linalg.LinAlgError, also a RuntimeError)."""
 
 
-class TraceError(EmberError, RuntimeError):
-    """Tracing met something it cannot record (data-dependent control flow, ...)."""
+class TraceError(EmberError, RuntimeError, ValueError):
+    """Tracing met something it cannot record (data-dependent control flow, ...); a
+    ValueError as torch.fx's TraceError is, and a RuntimeError as its other refusals."""
 
 
 class VerifyError(EmberError, RuntimeError):

@@ -20,7 +20,7 @@ from .errors import VerifyError
 
 
 # names generated code must not shadow (torch.fx reserves builtins, keywords and `torch`)
-_RESERVED = set(dir(builtins)) | {"self", "ember", "operator"}
+_RESERVED = set(dir(builtins)) | {"self", "ember", "operator", "inf", "nan", "NoneType"}
 _NUMBERED = re.compile(r"(.+)_(\d+)$")
 
 
@@ -79,7 +79,10 @@ def nodes_in(value) -> list["Node"]:
 
 class Node:
     def __init__(self, graph: "Graph", name: str, op: OpKind, target, args: tuple,
-                 kwargs: dict, type_=None):
+                 kwargs: dict, type_=None, return_type=None):
+        if OpKind(op) == OpKind.call_function and not callable(target):
+            raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
+                             f"type {type(target).__name__} but a Callable is expected")
         self.graph = graph
         self.name = name
         self.op = OpKind(op)
@@ -88,7 +91,7 @@ class Node:
         self._kwargs: dict = {}
         self.users: dict[Node, None] = {}
         self.meta: dict[str, Any] = {}
-        self.type = type_
+        self.type = type_ if type_ is not None else return_type   # torch's keyword
         self._erased = False
         self._update_args(tuple(args), dict(kwargs))
 
@@ -123,36 +126,58 @@ class Node:
         for new in self.all_input_nodes:
             new.users[self] = None
 
-    def update_arg(self, index: int, value) -> None:
+    def update_arg(self, idx: int, arg) -> None:
         args = list(self._args)
-        args[index] = value
+        args[idx] = arg
         self.args = tuple(args)
 
-    def update_kwarg(self, key: str, value) -> None:
+    def insert_arg(self, index: int, value) -> None:
+        """Insert `value` into args at `index` (torch.fx's Node.insert_arg)."""
+        args = list(self._args)
+        args.insert(index, value)
+        self.args = tuple(args)
+
+    def update_kwarg(self, key: str, arg) -> None:
         kwargs = dict(self._kwargs)
-        kwargs[key] = value
+        kwargs[key] = arg
         self.kwargs = kwargs
 
-    def replace_input_with(self, old: "Node", new: "Node") -> None:
+    def replace_input_with(self, old_input: "Node", new_input: "Node") -> None:
         self._update_args(*map_arg((self._args, self._kwargs),
-                                   lambda n: new if n is old else n))
+                                   lambda n: new_input if n is old_input else n))
 
-    def replace_all_uses_with(self, replacement: "Node",
+    def replace_all_uses_with(self, replace_with: "Node",
                               delete_user_cb: Callable[["Node"], bool] = lambda user: True,
                               *, propagate_meta: bool = False) -> list["Node"]:
-        """Point every user (that `delete_user_cb` accepts) at `replacement`."""
+        """Point every user (that `delete_user_cb` accepts) at `replace_with`."""
         if propagate_meta:
             for k, v in self.meta.items():
-                replacement.meta.setdefault(k, v)
+                replace_with.meta.setdefault(k, v)
         changed = []
         for user in list(self.users):
-            if user is replacement or not delete_user_cb(user):
+            if user is replace_with or not delete_user_cb(user):
                 continue
-            user.replace_input_with(self, replacement)
+            user.replace_input_with(self, replace_with)
             changed.append(user)
         return changed
 
     # --- order -------------------------------------------------------------------------
+    def _position(self) -> int:
+        return self.graph._nodes.index(self)
+
+    # nodes of one graph compare by their position in it (torch.fx's node ordering)
+    def __lt__(self, other: "Node") -> bool:
+        return self._position() < other._position()
+
+    def __gt__(self, other: "Node") -> bool:
+        return self._position() > other._position()
+
+    def __le__(self, other: "Node") -> bool:
+        return self is other or self < other
+
+    def __ge__(self, other: "Node") -> bool:
+        return self is other or self > other
+
     @property
     def next(self) -> "Node":
         nodes = self.graph._nodes
@@ -165,13 +190,13 @@ class Node:
         i = nodes.index(self)
         return nodes[i - 1] if i > 0 else self.graph._root
 
-    def prepend(self, node: "Node") -> None:
-        """Move `node` to just before self."""
-        self.graph._move(node, self.graph._nodes.index(self))
+    def prepend(self, x: "Node") -> None:
+        """Move `x` to just before self."""
+        self.graph._move(x, self.graph._nodes.index(self))
 
-    def append(self, node: "Node") -> None:
-        """Move `node` to just after self."""
-        self.graph._move(node, self.graph._nodes.index(self) + 1)
+    def append(self, x: "Node") -> None:
+        """Move `x` to just after self."""
+        self.graph._move(x, self.graph._nodes.index(self) + 1)
 
     # --- display -----------------------------------------------------------------------
     @property
@@ -210,16 +235,30 @@ class Node:
             return head if not self._args else f"{head}(default={show(self._args[0])})"
         return f"{head}(args = {show(self._args)}, kwargs = {show(self._kwargs)})"
 
-    def is_impure(self) -> bool:
+    def is_impure(self, impure_random: bool = True) -> bool:
         """Whether dead-code elimination must keep this node although its result is
-        unused: inputs, the output, in-place and random ops, item assignment."""
-        import operator
-        if self.op in (OpKind.placeholder, OpKind.output) or self.target is operator.setitem:
+        unused: inputs, the output, in-place and random ops, item assignment,
+        functions marked with `has_side_effect` (`ember._assert`), and calls of a
+        module whose `_is_impure` is true (torch.fx's rule)."""
+        if self.op in (OpKind.placeholder, OpKind.output):
             return True
-        return _is_impure(self)
+        if self.op == OpKind.call_module:
+            owner = self.graph.owning_module
+            try:
+                module = owner.get_submodule(self.target) if owner is not None else None
+            except AttributeError:
+                module = None
+            return bool(getattr(module, "_is_impure", False))
+        return _is_impure(self, impure_random)
 
     def __repr__(self) -> str:
         return self.name
+
+    def __call__(self) -> "Node":
+        """Itself. torch.fx's `graph.output_node()` is a method where ember's
+        `graph.output_node` is a property giving the node: calling that node gives
+        it back, so both spellings work."""
+        return self
 
     @property
     def stack_trace(self) -> str | None:
@@ -253,21 +292,28 @@ class _Root:
 
 
 class Graph:
-    def __init__(self):
+    def __init__(self, owning_module=None, tracer_cls=None, tracer_extras: dict | None = None):
         self._nodes: list[Node] = []
         self._names: dict[str, int] = {}
         self._used: set[str] = set()
         self._insert_at: int | None = None   # None: append
         self._root = _Root()
-        self.owning_module = None
+        self.owning_module = owning_module
+        # the Tracer class (and its extra arguments) that made this graph (torch.fx's
+        # record, which GraphModule reuses to re-trace)
+        self._tracer_cls = tracer_cls
+        self._tracer_extras = tracer_extras
 
     def __getstate__(self):
-        # the owning GraphModule pickles the graph, not the other way round
-        return {k: v for k, v in self.__dict__.items() if k != "owning_module"}
+        # the owning GraphModule pickles the graph, not the other way round; the
+        # tracer class may be local to a function, so it does not travel either
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("owning_module", "_tracer_cls", "_tracer_extras")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.owning_module = None
+        self._tracer_cls = self._tracer_extras = None
 
     def __deepcopy__(self, memo):
         """Node by node, in order: Python's recursive deepcopy follows each node's users to
@@ -275,7 +321,7 @@ class Graph:
         (mobilenet_v2 with observers). Each copied node is entered in `memo`, so the
         args of later nodes map to the copies."""
         import copy
-        new = Graph()
+        new = Graph(tracer_cls=self._tracer_cls, tracer_extras=self._tracer_extras)
         memo[id(self)] = new
         for node in self._nodes:
             copied = new.create_node(node.op, node.target, copy.deepcopy(node.args, memo),
@@ -300,7 +346,9 @@ class Graph:
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def find_nodes(self, *, op: str, target=None) -> list[Node]:
+    def find_nodes(self, *, op: str, target=None, sort: bool = True) -> list[Node]:
+        """The nodes of kind `op` (and `target`), in graph order (`sort` is torch's
+        option; ember's lookup is always in order)."""
         return [n for n in self._nodes if n.op == op and (target is None or n.target == target)]
 
     @property
@@ -362,8 +410,11 @@ class Graph:
     def get_attr(self, qualified_name: str, type_expr=None) -> Node:
         return self.create_node(OpKind.get_attr, qualified_name, type_expr=type_expr)
 
-    def call_function(self, fn, args=(), kwargs=None, type_expr=None) -> Node:
-        return self.create_node(OpKind.call_function, fn, args, kwargs, type_expr=type_expr)
+    # parameter names are torch.fx's: callers pass them by keyword (the_function=...)
+    def call_function(self, the_function, args=(), kwargs=None, type_expr=None,
+                      name: str | None = None) -> Node:
+        return self.create_node(OpKind.call_function, the_function, args, kwargs, name=name,
+                                type_expr=type_expr)
 
     def call_method(self, method_name: str, args=(), kwargs=None, type_expr=None) -> Node:
         return self.create_node(OpKind.call_method, method_name, args, kwargs,
@@ -387,15 +438,15 @@ class Graph:
         finally:
             self._insert_at = saved
 
-    def inserting_before(self, node: Node | None = None):
-        if node is None:
+    def inserting_before(self, n: Node | None = None):
+        if n is None:
             return self._inserting_at(0)
-        return self._inserting_at(self._nodes.index(node))
+        return self._inserting_at(self._nodes.index(n))
 
-    def inserting_after(self, node: Node | None = None):
-        if node is None:
+    def inserting_after(self, n: Node | None = None):
+        if n is None:
             return self._inserting_at(None)
-        return self._inserting_at(self._nodes.index(node) + 1)
+        return self._inserting_at(self._nodes.index(n) + 1)
 
     def _move(self, node: Node, index: int) -> None:
         old = self._nodes.index(node)
@@ -405,13 +456,14 @@ class Graph:
         self._nodes.insert(index, node)
 
     # --- editing -----------------------------------------------------------------------
-    def erase_node(self, node: Node) -> None:
-        if node.users:
-            raise VerifyError(f"Tried to erase Node {node.name} but it still had "
-                              f"{len(node.users)} users in the graph: {list(node.users)}!")
-        node._update_args((), {})
-        self._nodes.remove(node)
-        node._erased = True
+    def erase_node(self, to_erase: Node) -> None:
+        if to_erase.users:
+            raise VerifyError(f"Tried to erase Node {to_erase.name} but it still had "
+                              f"{len(to_erase.users)} users in the graph: "
+                              f"{list(to_erase.users)}!")
+        to_erase._update_args((), {})
+        self._nodes.remove(to_erase)
+        to_erase._erased = True
 
     def node_copy(self, node: Node, arg_transform: Callable[[Node], Any] = lambda n: n) -> Node:
         args = map_arg(node.args, arg_transform)
@@ -421,9 +473,12 @@ class Graph:
         new.meta = dict(node.meta)
         return new
 
-    def graph_copy(self, other: "Graph", val_map: dict, return_output_node=False):
-        """Copy `other`'s nodes (except output) into self; returns the output value."""
-        for node in other._nodes:
+    def graph_copy(self, g: "Graph", val_map: dict, return_output_node=False):
+        """Copy `g`'s nodes (except output) into self; returns the output value.
+        Nodes `val_map` already maps (inputs bound by the caller) are not copied."""
+        for node in g._nodes:
+            if node in val_map:
+                continue
             if node.op == OpKind.output:
                 out = map_arg(node.args[0], lambda n: val_map[n])
                 return (out, node) if return_output_node else out
@@ -431,12 +486,15 @@ class Graph:
         return None
 
     def eliminate_dead_code(self, is_impure_node: Callable[[Node], bool] | None = None) -> bool:
-        """Remove nodes with no users, except placeholders, outputs and impure calls."""
+        """Remove nodes with no users, except placeholders, outputs and impure calls
+        (Node.is_impure, or `is_impure_node` when given). The graph is linted first, as
+        torch.fx does, since the sweep relies on definitions preceding uses."""
+        self.lint()
         changed = False
         for node in reversed(self._nodes):
             if node.op in (OpKind.placeholder, OpKind.output) or node.users:
                 continue
-            if is_impure_node(node) if is_impure_node else _is_impure(node):
+            if is_impure_node(node) if is_impure_node else node.is_impure():
                 continue
             self.erase_node(node)
             changed = True
@@ -452,8 +510,16 @@ class Graph:
             if node.graph is not self:
                 raise VerifyError(f"node {label(node)} belongs to another graph")
             for inp in node.all_input_nodes:
+                if inp.graph is not self:
+                    raise VerifyError(
+                        f"Argument '{inp.name}' of Node '{node.name}' does not belong to this "
+                        "Graph, but was used as an argument! If you are copying nodes from "
+                        "another graph, remap the arguments with node_copy's arg_transform")
                 if inp not in seen:
-                    raise VerifyError(f"{label(node)} uses {label(inp)} before it is defined")
+                    raise VerifyError(
+                        f"{label(node)} uses {label(inp)} before it is defined: argument "
+                        f"'{inp.name}' of node '{node.name}' was used before it has been "
+                        "defined (the nodes must be in topological order)")
                 if node not in inp.users:
                     raise VerifyError(f"{label(inp)}.users is missing {label(node)}")
             seen.add(node)
@@ -465,13 +531,18 @@ class Graph:
         from .printer import print_graph
         return print_graph(self)
 
-    def print_tabular(self) -> str:
-        rows = [f"{'opcode':<15}{'name':<20}{'target':<30}args / kwargs"]
-        for n in self._nodes:
-            rows.append(f"{n.op.value:<15}{n.name:<20}{n.target_name:<30}{n.args} {n.kwargs}")
-        text = "\n".join(rows)
-        print(text)
-        return text
+    def print_tabular(self) -> None:
+        """Print one row per node (opcode, name, target, args, kwargs) in the layout
+        torch.fx prints through the tabulate package: columns padded to their widest
+        cell and separated by two spaces, a dashed rule under the headers."""
+        headers = ["opcode", "name", "target", "args", "kwargs"]
+        rows = [[str(n.op), n.name, str(n.target), str(n.args), str(n.kwargs)]
+                for n in self._nodes]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+        def line(cells):
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        text = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+        print("\n".join(text))
 
 
 def _is_reserved(name: str) -> bool:
@@ -494,12 +565,27 @@ def _default_name(op, target) -> str:
     return _snake_case(name)
 
 
-def _is_impure(node: Node) -> bool:
-    """In-place ops and random ops are kept even when their result is unused."""
+#: functions whose call is kept although its result is unused (torch.fx's set)
+_SIDE_EFFECTFUL_FUNCTIONS: set = set()
+
+
+def has_side_effect(fn):
+    """Mark `fn` so dead-code elimination keeps its calls (torch.fx.node's decorator)."""
+    _SIDE_EFFECTFUL_FUNCTIONS.add(fn)
+    return fn
+
+
+def _is_impure(node: Node, impure_random: bool = True) -> bool:
+    """In-place ops, random ops (unless `impure_random` is False), item assignment
+    and marked functions are kept even when their result is unused."""
+    import operator
+    if node.op == OpKind.call_function and (
+            node.target is operator.setitem or node.target in _SIDE_EFFECTFUL_FUNCTIONS):
+        return True
     tags = getattr(node.target, "tags", None)
     if tags is not None:
         from .registry import Tag
-        return Tag.INPLACE in tags or Tag.RANDOM in tags
+        return Tag.INPLACE in tags or (impure_random and Tag.RANDOM in tags)
     if node.op == OpKind.call_method:
         return str(node.target).endswith("_") and not str(node.target).endswith("__")
     return False

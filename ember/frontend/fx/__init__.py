@@ -1,6 +1,6 @@
 """ember.fx: torch.fx-style symbolic tracing, GraphModule, Interpreter and friends."""
 from ...ir.graph import Graph, Node, map_arg
-from .proxy import Proxy, install as _install_proxy
+from .proxy import Proxy, ProxyableClassMeta, install as _install_proxy
 from .tracer import PH, Tracer, symbolic_trace, wrap
 from .graph_module import GraphModule
 from .interpreter import Interpreter, Transformer
@@ -15,6 +15,7 @@ _install_proxy()
 _install_meta()
 _install_codegen()
 
-__all__ = ["Graph", "Node", "map_arg", "Proxy", "PH", "Tracer", "symbolic_trace", "wrap",
+__all__ = ["Graph", "Node", "map_arg", "Proxy", "ProxyableClassMeta", "PH", "Tracer",
+           "symbolic_trace", "wrap",
            "GraphModule", "Interpreter", "Transformer", "ShapeProp", "subgraph_rewriter",
            "replace_pattern", "split_module", "GraphDrawer"]

@@ -67,6 +67,18 @@ def public_name(obj) -> str | None:
     return path if value is obj else None
 
 
+def _public_constant(value) -> str | None:
+    """`ember.<name>` when `value` is an enum member ember exports under that name."""
+    import enum
+    import ember
+    if not isinstance(value, enum.Enum):
+        return None
+    for name, candidate in vars(ember).items():
+        if candidate is value and not name.startswith("_"):
+            return f"ember.{name}"
+    return None
+
+
 class _Emitter:
     def __init__(self, local_names=()):
         import ember
@@ -96,6 +108,9 @@ class _Emitter:
             return f"float({str(v)!r})"
         if isinstance(v, (int, float, str, bool, complex)) or v is None:
             return repr(v)
+        public = _public_constant(v)
+        if public is not None:          # ember.strided, ember.contiguous_format, ...
+            return public
         return self.global_name(v)
 
     def operand(self, v) -> str:
@@ -111,9 +126,49 @@ class _Emitter:
         for k, existing in self.globals.items():
             if existing is obj:
                 return k
-        base = target_name(obj).replace(".", "_").replace("<", "").replace(">", "") \
-            .replace("::", "_")
+        module, plain = getattr(obj, "__module__", None), getattr(obj, "__name__", None)
+        if isinstance(module, str) and isinstance(plain, str) and not is_op(obj) and \
+                module not in ("builtins", "_operator", "operator"):
+            qualified = f"{module}.{plain}"    # torch.fx's: module and name, not qualname
+        else:
+            qualified = target_name(obj)
+        base = qualified.replace(".", "_").replace("<", "").replace(">", "").replace("::", "_")
         name, i = base, 0
+        while name in self.globals or name in self.local_names:
+            i += 1
+            name = f"{base}_{i}"
+        self.globals[name] = obj
+        return name
+
+    def type_repr(self, t) -> str | None:
+        """An annotation as code (`ember.Tensor`, `int`, `typing_Tuple[ember.Tensor,int]`),
+        None when it cannot be written (torch.fx's form)."""
+        import typing
+        import ember
+        if t is None or t is type(None):
+            return "None"
+        if t is ember.Tensor:
+            return "ember.Tensor"
+        if isinstance(t, type) and t.__module__ == "builtins":
+            return t.__qualname__
+        args = typing.get_args(t)
+        name = getattr(t, "_name", None)
+        if args and name and getattr(typing, name, None) is not None:
+            parts = [self.type_repr(a) if a is not Ellipsis else "..." for a in args]
+            if any(p is None for p in parts):
+                return None
+            return f"{self.global_name_as(getattr(typing, name), f'typing_{name}')}" \
+                   f"[{','.join(parts)}]"
+        if isinstance(t, type):
+            return self.global_name(t)
+        return None
+
+    def global_name_as(self, obj, name: str) -> str:
+        """Bind `obj` under `name` (or a numbered variant) in the generated globals."""
+        for k, existing in self.globals.items():
+            if existing is obj:
+                return k
+        base, i = name, 0
         while name in self.globals or name in self.local_names:
             i += 1
             name = f"{base}_{i}"
@@ -182,9 +237,12 @@ def python_code(graph: Graph) -> PythonCode:
     em = _Emitter(n.name for n in graph.nodes)
     params, body = [], []
     for p in graph.placeholders:
-        params.append(p.target if not p.args else f"{p.target} = {em.value(p.args[0])}")
-        if p.name != p.target:          # a parameter named like a builtin: `sum_1 = sum`
-            body.append(f"    {p.name} = {p.target}")
+        annotation = em.type_repr(p.type) if p.type is not None else None
+        param = p.target if annotation is None else f"{p.target} : {annotation}"
+        params.append(param if not p.args else f"{param} = {em.value(p.args[0])}")
+        bare = p.target.lstrip("*")     # `*args`: the value is `args`, the node `_args`
+        if p.name != bare:              # a parameter named like a builtin: `sum_1 = sum`
+            body.append(f"    {p.name} = {bare}")
     released = _released_after(graph)
     for node in graph.nodes:
         if node.op == OpKind.placeholder:
@@ -192,14 +250,19 @@ def python_code(graph: Graph) -> PythonCode:
         if node.op == OpKind.output:
             body.append(f"    return {em.value(node.args[0])}")
             continue
-        line = f"    {node.name} = {em.expression(node)}"
+        annotation = em.type_repr(node.type) if node.type is not None else None
+        typed = node.name if annotation is None else f"{node.name} : {annotation}"
+        line = f"    {typed} = {em.expression(node)}"
         dead = released.get(node)
         if dead:
             line += ";  " + " = ".join(n.name for n in dead) + " = None"
         body.append(line)
     if graph.output_node is None:
-        body.append("    return None")
-    signature = "def forward(" + ", ".join(["self"] + params) + "):"
+        body.append("    pass")
+    out = graph.output_node
+    returns = em.type_repr(out.type) if out is not None and out.type is not None else None
+    signature = "def forward(" + ", ".join(["self"] + params) + ")" + \
+        (f" -> {returns}" if returns is not None else "") + ":"
     src = "\n\n\n" + signature + "\n" + "\n".join(body) + "\n    "
     return PythonCode(src, em.globals)
 

@@ -42,9 +42,17 @@ def _copy_attr(src, dst: Module, qualname: str) -> None:
 
 
 class GraphModule(Module):
+    def __new__(cls, *args, **kwargs):
+        """Each instance gets its own class (recompile() sets forward on it), made here
+        as torch.fx makes it, so a subclass whose __init__ skips GraphModule's (one
+        that sets `self.graph` itself) still gets one."""
+        base = next(c for c in cls.__mro__ if not c.__dict__.get("_ember_per_instance"))
+        per_instance = type(base.__name__, (base,), {"_ember_per_instance": True})
+        return super().__new__(per_instance)
+
     def __init__(self, root, graph: Graph, class_name: str = "GraphModule"):
         super().__init__()
-        self.__class__ = type(class_name, (GraphModule,), {})
+        type(self).__name__ = type(self).__qualname__ = class_name
         for node in graph.nodes:
             if node.op in (OpKind.get_attr, OpKind.call_module):
                 try:
@@ -144,14 +152,19 @@ class GraphModule(Module):
             parts = node.target.split(".")
             used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
             if node.op == OpKind.call_module:
-                called = self.get_submodule(node.target)
+                try:
+                    called = self.get_submodule(node.target)
+                except AttributeError:      # not installed yet (a rewrite in progress)
+                    continue
                 used.update(f"{node.target}.{name}" for name, _ in called.named_modules()
                             if name)
         for name, _ in list(self.named_modules()):
             if name and name not in used:
                 self.delete_submodule(name)
 
-    def print_readable(self, print_output: bool = True) -> str:
+    def print_readable(self, print_output: bool = True, include_stride: bool = False,
+                       include_device: bool = False, colored: bool = False,
+                       **_options) -> str:
         body = self._code.strip("\n").rstrip()
         text = f"class {type(self).__name__}(ember.nn.Module):\n" + "\n".join(
             "    " + line for line in body.splitlines()) + "\n"
@@ -179,12 +192,14 @@ class GraphModule(Module):
                                      type(self).__name__)
 
     def __str__(self) -> str:
-        return super().__str__() + "\n\n" + self._code
+        # torch.fx's layout: the module, the code, a pointer to print_readable
+        return super().__str__() + "\n" + self._code + \
+            "\n# To see more debug info, please use `graph_module.print_readable()`"
 
 
 def _rebuild_graph_module(state: dict, graph: Graph, class_name: str) -> GraphModule:
     gm = GraphModule.__new__(GraphModule)
     gm.__dict__.update(state)
-    gm.__class__ = type(class_name, (GraphModule,), {})
+    type(gm).__name__ = type(gm).__qualname__ = class_name
     gm.graph = graph
     return gm

@@ -22,7 +22,7 @@ class Interpreter:
         self.garbage_collect_values = garbage_collect_values
         self._last_use = _last_uses(self.graph) if garbage_collect_values else {}
 
-    def run(self, *args, initial_env: dict | None = None):
+    def run(self, *args, initial_env: dict | None = None, enable_io_processing: bool = True):
         self.env = dict(initial_env or {})
         self.args_iter = iter(args)
         for node in self.graph.nodes:
@@ -43,6 +43,17 @@ class Interpreter:
                 return self.env[node]
         return None
 
+    def boxed_run(self, args_list: list):
+        """Run with the inputs in `args_list`, which is cleared first (the caller's
+        references go, so values can be freed as the graph runs)."""
+        args_iter = iter(args_list)
+        env = {}
+        for node in self.graph.nodes:
+            if node.op == OpKind.placeholder:
+                env[node] = next(args_iter)
+        args_list.clear()
+        return self.run(initial_env=env)
+
     def fetch_attr(self, target: str):
         return fetch_attr(self.module, target)
 
@@ -56,12 +67,15 @@ class Interpreter:
 
     # --- one method per op kind ------------------------------------------------------------
     def placeholder(self, target, args, kwargs):
+        if target.startswith("*"):      # `*args`: all the remaining inputs
+            return list(self.args_iter)
         try:
             return next(self.args_iter)
         except StopIteration:
             if args:
                 return args[0]
-            raise TypeError(f"missing value for input '{target}'") from None
+            raise RuntimeError(f"Expected positional argument for parameter {target}, but "
+                               "one was not passed in!") from None
 
     def get_attr(self, target, args, kwargs):
         return self.fetch_attr(target)
@@ -88,8 +102,7 @@ def _last_uses(graph: Graph) -> dict:
             last[inp] = node
     out: dict = {}
     for value, user in last.items():
-        if user.op != OpKind.output:
-            out.setdefault(user, []).append(value)
+        out.setdefault(user, []).append(value)
     return out
 
 
@@ -113,10 +126,10 @@ class Transformer(Interpreter):
         node = self.new_graph.placeholder(target)
         if args:
             node.args = args
-        return Proxy(node, self.tracer)
+        return self.tracer.proxy(node)
 
     def get_attr(self, target, args, kwargs):
-        return Proxy(self.new_graph.get_attr(target), self.tracer)
+        return self.tracer.proxy(self.new_graph.get_attr(target))
 
     def call_function(self, target, args, kwargs):
         return self.tracer.create_proxy("call_function", target, args, kwargs)
@@ -127,8 +140,19 @@ class Transformer(Interpreter):
     def call_module(self, target, args, kwargs):
         return self.tracer.create_proxy("call_module", target, args, kwargs)
 
+    def run_node(self, node: Node):
+        result = super().run_node(node)
+        # the node made for `node` keeps its meta (as torch's Transformer preserves it)
+        kept = node.op not in (OpKind.placeholder, OpKind.output)
+        if kept and isinstance(result, Proxy) and result.node.graph is self.new_graph:
+            result.node.meta.update(node.meta)
+        return result
+
     def transform(self):
         from .graph_module import GraphModule
         result = self.run()
-        self.new_graph.output(self.tracer.create_arg(result))
+        out = self.new_graph.output(self.tracer.create_arg(result))
+        old_out = self.graph.output_node
+        if old_out is not None:
+            out.meta.update(old_out.meta)
         return GraphModule(self.module, self.new_graph)

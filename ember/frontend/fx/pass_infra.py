@@ -9,6 +9,7 @@ ember.passes (the IR's pass manager); these run on fx GraphModules as torch's do
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, NamedTuple
 
 
@@ -60,11 +61,37 @@ class PassManager:
                         raise RuntimeError(f"pass schedule violates a constraint: "
                                            f"{first} must not run before {later}")
 
+    def solve_constraints(self) -> None:
+        """Reorder the passes so every constraint holds (a stable topological order);
+        RuntimeError when the constraints form a cycle."""
+        remaining = list(self.passes)
+        ordered = []
+        while remaining:
+            for candidate in remaining:
+                others = [p for p in remaining if p is not candidate]
+                if all(c(candidate, other) for other in others for c in self.constraints):
+                    ordered.append(candidate)
+                    remaining.remove(candidate)
+                    break
+            else:
+                raise RuntimeError("the pass constraints form a cycle: no pass can run first "
+                                   f"among {remaining}")
+        self.passes = ordered
+
+    def add_checks(self, check: Callable) -> None:
+        """Use `check(module)` (one parameter) as the invariant check run before the
+        passes (and after each, with run_checks_after_each_pass)."""
+        if len(inspect.signature(check).parameters) != 1:
+            raise TypeError("PassManager check function should only take in one parameter, "
+                            "a module")
+        self.check = check
+
     def check(self, module) -> None:
         module.graph.lint()
 
     def __call__(self, module) -> PassResult:
         self.validate_constraints()
+        self.check(module)
         overall = False
         for _ in range(self.steps):
             modified = False
@@ -83,3 +110,22 @@ class PassManager:
             if not modified:
                 break
         return PassResult(module, overall)
+
+
+def this_before_that_pass_constraint(this: Callable, that: Callable) -> Callable:
+    """A constraint: `this` must run before `that`."""
+    def depends_on(a: Callable, b: Callable) -> bool:
+        return not (a is that and b is this)
+    return depends_on
+
+
+def pass_result_wrapper(fn: Callable) -> Callable:
+    """Wrap a pass that edits its module in place (returning None or the module) so
+    it returns a PassResult."""
+    def wrapped(module) -> PassResult:
+        result = fn(module)
+        if isinstance(result, PassResult):
+            return result
+        return PassResult(module if result is None else result, True)
+    wrapped.__name__ = getattr(fn, "__name__", type(fn).__name__)
+    return wrapped

@@ -30,8 +30,19 @@ from ...ir.graph import Node
 from ...ir.operators import BINARY, UNARY
 
 
+# torch.fx's wording, which users' tests match on; ember adds the line and a hint
+_CONTROL_FLOW = "symbolically traced variables cannot be used as inputs to control flow"
+_ITERATION = ("Proxy object cannot be iterated. This can be attempted when the Proxy is used "
+              "in a loop or as a *args or **kwargs function argument")
+_LEN = ("'len' is not supported in symbolic tracing by default. If you want this call to be "
+        "recorded, please call ember.fx.wrap('len') at module scope")
+
+
 class Proxy:
-    def __init__(self, node: Node, tracer):
+    def __init__(self, node: Node, tracer=None):
+        if tracer is None:      # torch.fx: a Proxy of a bare graph appends to that graph
+            from .tracer import GraphAppendingTracer
+            tracer = GraphAppendingTracer(node.graph)
         self.node = node
         self.tracer = tracer
 
@@ -57,21 +68,22 @@ class Proxy:
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
     # --- concrete values: not available while tracing ------------------------------------
-    def _concrete(self, what: str):
+    def _concrete(self, what: str, message: str = _CONTROL_FLOW):
         frame = user_frame()
         where = f"\n  at {format_frame(frame)}" if frame else ""
         raise TraceError(
-            f"symbolically traced variables cannot be used as inputs to control flow "
-            f"({what} of {self.node.name}){where}\n  hint: pass the value through "
+            f"{message} ({what} of {self.node.name}){where}\n  hint: pass the value through "
             "`concrete_args`, or make the module that branches a leaf module "
             "(Tracer.is_leaf_module), or use ember.jit.trace, which specializes on the "
             "example inputs")
 
+    # bool(), iteration and ** unpacking ask the tracer (torch.fx's hooks: a Tracer
+    # subclass may override to_bool/iter/keys to decide them)
     def __bool__(self):
-        self._concrete("bool()")
+        return self.tracer.to_bool(self)
 
     def __len__(self):
-        self._concrete("len()")
+        self._concrete("len()", _LEN)
 
     def __iter__(self):
         # `a, b = proxy`: the unpacking instruction says how many items (as torch.fx
@@ -81,7 +93,7 @@ class Proxy:
             count = _output_arity(self.node)
         if count is not None:
             return (self[i] for i in range(count))
-        self._concrete("iteration")
+        return self.tracer.iter(self)
 
     def __index__(self):
         self._concrete("use as an index")
@@ -93,7 +105,7 @@ class Proxy:
         self._concrete("float()")
 
     def keys(self):
-        self._concrete("keys()")
+        return self.tracer.keys(self)
 
 
 def _record_operator(fn, reflected: bool = False):
@@ -181,6 +193,38 @@ class ParameterProxy(Proxy):
         return self.param.numel() if self._constant_shapes() else Attribute(self, "numel")()
 
     nelement = numel
+
+
+def annotate(val, type_):
+    """Give a traced value a type (torch.fx.annotate): the node's `type`, shown in
+    the generated code. Outside tracing, returns `val` unchanged."""
+    if isinstance(val, Proxy):
+        if val.node.type is not None:
+            raise RuntimeError(f"Tried to annotate a value that already had a type on it! "
+                               f"Existing type is {val.node.type} and new type is {type_}.")
+        val.node.type = type_
+    return val
+
+
+PROXYABLE_CLASSES: dict = {}     # classes made with ProxyableClassMeta (an ordered set)
+
+
+class ProxyableClassMeta(type):
+    """A metaclass whose classes trace like functions (torch.fx's): constructing one
+    from Proxy arguments records a call_function node whose target is the class,
+    and the result is a Proxy, so methods called on it record call_method nodes.
+    An instance built from concrete values is an ordinary object (stored as a
+    get_attr constant when passed to a recorded call)."""
+
+    def __init__(cls, name, bases, attrs):
+        PROXYABLE_CLASSES.setdefault(cls)
+        super().__init__(name, bases, attrs)
+
+    def __call__(cls, *args, **kwargs):
+        tracer = _find_tracer((args, kwargs))
+        if tracer is not None:
+            return tracer.create_proxy("call_function", cls, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
 
 def _unpack_count(frame) -> int | None:

@@ -19,6 +19,7 @@ works on is made from this by the normalize pass (ember/passes/normalize.py).
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import inspect
@@ -32,7 +33,7 @@ from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..nn.parameter import Parameter
 from ...ir.registry import is_op
-from .proxy import ParameterProxy, Proxy, _find_tracer
+from .proxy import _ITERATION, PROXYABLE_CLASSES, ParameterProxy, Proxy, _find_tracer
 
 _WRAPPED: list[tuple[dict, str]] = []   # (globals of the caller, function name)
 
@@ -59,6 +60,9 @@ class Tracer:
         Proxies; when True their shape queries return the concrete values.
     """
 
+    #: the method of a Module root that trace() records (torch.fx's attribute)
+    traced_func_name = "forward"
+
     def __init__(self, autowrap_modules=(math,), autowrap_functions=(),
                  param_shapes_constant: bool = False):
         self.autowrap_functions = tuple(autowrap_functions)
@@ -72,6 +76,8 @@ class Tracer:
         self._param_paths: dict[int, str] | None = None
         self._patcher: _Patcher | None = None
         self._replacements: dict = {}
+        self.module_stack: dict = {}        # path -> (qualified name, module type)
+        self._module_calls: dict[str, int] = {}
 
     # --- policy hooks (override in subclasses) -------------------------------------------
     def is_leaf_module(self, m: Module, module_qualified_name: str) -> bool:
@@ -79,6 +85,18 @@ class Tracer:
         user modules, built-in models and GraphModules are traced through."""
         module = type(m).__module__
         return module.startswith(_NN_MODULES) and not isinstance(m, _containers())
+
+    def to_bool(self, obj: Proxy) -> bool:
+        """`bool(proxy)` (an `if` on a traced value): refused, naming the user's line."""
+        obj._concrete("bool()")
+
+    def iter(self, obj: Proxy):
+        """Iterating a Proxy of unknown length: refused."""
+        obj._concrete("iteration", _ITERATION)
+
+    def keys(self, obj: Proxy):
+        """`f(**proxy)` asks for keys: refused as an iteration, as torch.fx reports it."""
+        obj._concrete("keys() (** unpacking)", _ITERATION)
 
     def path_of_module(self, mod: Module) -> str:
         if self._module_paths is None:      # one walk per trace, not one per call
@@ -93,17 +111,31 @@ class Tracer:
 
     def call_module(self, m: Module, forward: Callable, args: tuple, kwargs: dict):
         path = self.path_of_module(m)
-        if self.is_leaf_module(m, path):
-            return self.create_proxy("call_module", path, args, kwargs)
-        if self._patcher is not None:       # names its forward imported get recorded too
-            self._patcher.patch_globals(getattr(type(m).forward, "__globals__", {}),
-                                        self._replacements)
-        return forward(*args, **kwargs)
+        # nodes recorded inside the call carry meta["nn_module_stack"]: the modules
+        # being called, outermost first (a module's second call is keyed `path@1`)
+        calls = self._module_calls.get(path, 0)
+        key = f"{path}@{calls}" if calls else path
+        self._module_calls[path] = calls + 1
+        self.module_stack[key] = (path, type(m))
+        try:
+            if self.is_leaf_module(m, path):
+                return self.create_proxy("call_module", path, args, kwargs)
+            if self._patcher is not None:       # names its forward imported get recorded too
+                self._patcher.patch_globals(getattr(type(m).forward, "__globals__", {}),
+                                            self._replacements)
+            return forward(*args, **kwargs)
+        finally:
+            self.module_stack.pop(key, None)
 
     # --- node creation --------------------------------------------------------------------
     def create_arg(self, value):
         if isinstance(value, Proxy):
             return value.node
+        hook = getattr(value, "__fx_create_arg__", None)
+        if hook is not None and not isinstance(value, type):   # torch.fx's protocol
+            return hook(self)
+        if type(value) in PROXYABLE_CLASSES:     # built outside the trace: a constant
+            return self.graph.get_attr(self._store_constant(value))
         if isinstance(value, Tensor):
             return self._tensor_attr(value)
         if isinstance(value, Module):
@@ -113,6 +145,10 @@ class Tracer:
         if isinstance(value, (list, tuple)):
             return type(value)(self.create_arg(v) for v in value)
         if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, Proxy):      # a node cannot be a dictionary key
+                    raise TraceError(f"Keys for dictionaries used as an argument cannot "
+                                     f"contain a Node. Got key: {key.node.name}")
             return {k: self.create_arg(v) for k, v in value.items()}
         if isinstance(value, slice):
             return slice(self.create_arg(value.start), self.create_arg(value.stop),
@@ -133,12 +169,24 @@ class Tracer:
             for name, b in self.root.named_buffers(remove_duplicate=False):
                 if b is t:
                     return name
+            name = _tensor_attribute_path(self.root, t)
+            if name is not None:
+                return name
         for name, c in self.tensor_constants.items():
             if c is t:
                 return name
         name = f"_tensor_constant{len(self.tensor_constants)}"
         self.tensor_constants[name] = t
         return name
+
+    def _store_constant(self, value) -> str:
+        """Keep a proxyable-class instance on the root as `_<class>_constant_<i>`."""
+        i = 0
+        base = f"_{type(value).__name__.lower()}_constant_"
+        while hasattr(self.root, f"{base}{i}"):
+            i += 1
+        setattr(self.root, f"{base}{i}", value)
+        return f"{base}{i}"
 
     def _get_attr(self, qualname: str) -> Node:
         node = self._attr_nodes.get(qualname)
@@ -177,31 +225,54 @@ class Tracer:
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
                      proxy_factory_fn=None) -> Proxy:
         node = self.create_node(kind, target, args, kwargs, name, type_expr)
-        return proxy_factory_fn(node) if proxy_factory_fn is not None else Proxy(node, self)
+        if self.module_stack:
+            node.meta["nn_module_stack"] = dict(self.module_stack)
+        return proxy_factory_fn(node) if proxy_factory_fn is not None else self.proxy(node)
+
+    def proxy(self, node: Node) -> Proxy:
+        """The Proxy a new node is wrapped in (torch.fx's hook: a subclass returns its
+        own Proxy type)."""
+        return Proxy(node, self)
 
     # --- the trace --------------------------------------------------------------------------
     def trace(self, root, concrete_args: dict[str, Any] | None = None) -> Graph:
         self.root = root
-        self.graph = Graph()
+        self.graph = Graph(tracer_cls=type(self))
         self._attr_nodes = {}
         self._module_paths = None
         self._param_paths = None
-        fn = root.forward if isinstance(root, Module) else root
-        args = self._placeholders(fn, concrete_args or {})
+        self.module_stack, self._module_calls = {}, {}
+        fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
+        annotations = _annotations(fn)
+        fn, args = self._placeholders(fn, concrete_args or {}, annotations)
         with self._patched(getattr(fn, "__globals__", {})):
             result = fn(*args)
-        self.graph.output(self.create_arg(result))
+        # through create_node, as torch.fx makes the output (tracer hooks see it)
+        self.create_node("output", "output", (self.create_arg(result),), {},
+                         type_expr=annotations.get("return"))
         return self.graph
 
-    def _placeholders(self, fn, concrete_args: dict) -> list:
-        """One placeholder per parameter. A concrete argument still gets one (named
-        `<name>_1`, as torch.fx names it) guarded by an assertion that callers pass
-        the value the trace was specialized to."""
+    def _placeholders(self, fn, concrete_args: dict,
+                      annotations: dict | None = None) -> tuple[Callable, list]:
+        """One placeholder per parameter, and the function to call with them. A
+        concrete argument still gets one (named `<name>_1`, as torch.fx names it)
+        guarded by an assertion that callers pass the value the trace was specialized
+        to. `*args` and `**kwargs` become one placeholder each (targets `*args`,
+        `**kwargs`, node names `_args`, `_kwargs`): the function is called through a
+        copy whose code takes them as plain positional parameters, so `args[0]` and
+        `kwargs["foo"]` record getitem nodes, as in torch.fx."""
+        params = list(inspect.signature(fn).parameters.values())
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            fn, params = _with_plain_varargs(fn, params)
         args = []
-        for name, param in inspect.signature(fn).parameters.items():
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise TraceError(f"cannot trace {fn.__qualname__}: *args/**kwargs parameters "
-                                 "are not supported; give them names")
+        for param in params:
+            name = param.name
+            if param.kind == param.VAR_POSITIONAL:
+                args.append(self.create_proxy("placeholder", f"*{name}", (), {}))
+                continue
+            if param.kind == param.VAR_KEYWORD:
+                args.append(self.create_proxy("placeholder", f"**{name}", (), {}))
+                continue
             # through create_proxy, as torch.fx makes placeholders (tracer hooks see them)
             if name in concrete_args and concrete_args[name] is not PH:
                 proxy = self.create_proxy("placeholder", f"{name}_1", (), {},
@@ -210,8 +281,9 @@ class Tracer:
                 args.append(concrete_args[name])
                 continue
             default = () if param.default is inspect.Parameter.empty else (param.default,)
-            args.append(self.create_proxy("placeholder", name, default, {}, name=name))
-        return args
+            args.append(self.create_proxy("placeholder", name, default, {}, name=name,
+                                          type_expr=(annotations or {}).get(name)))
+        return fn, args
 
     def _guard_concrete(self, name: str, proxy: Proxy, value) -> None:
         message = f"{name} has been specialized to have value {value} but got another value"
@@ -242,6 +314,8 @@ class Tracer:
                                               for f in self.autowrap_functions]:
                 if name in globals_:
                     patcher.set(globals_, name, self._wrapped(globals_[name]))
+                elif hasattr(builtins, name):     # wrap("len"): shadow the builtin there
+                    patcher.set(globals_, name, self._wrapped(getattr(builtins, name)))
             for module in self.autowrap_modules:
                 patcher.patch_globals(vars(module), self._replacements)
             self._replacements.update(public_function_recorders(patcher))
@@ -308,7 +382,7 @@ class _Patcher:
 
     def set(self, owner, name: str, value) -> None:
         if isinstance(owner, dict):
-            self._saved.append((owner, name, owner[name], value))
+            self._saved.append((owner, name, owner.get(name, _MISSING), value))
             owner[name] = value
         else:
             self._saved.append((owner, name, owner.__dict__.get(name, _MISSING), value))
@@ -327,7 +401,9 @@ class _Patcher:
     def restore(self) -> None:
         for owner, name, original, value in reversed(self._saved):
             if isinstance(owner, dict):
-                if owner.get(name) is value:
+                if owner.get(name) is value and original is _MISSING:
+                    del owner[name]
+                elif owner.get(name) is value:
                     owner[name] = original
             elif original is _MISSING:
                 delattr(owner, name)
@@ -408,6 +484,54 @@ def public_function_recorders(patcher: _Patcher) -> dict:
             replacements[id(value)] = recorder
             patcher.set(namespace, name, recorder)
     return replacements
+
+
+def _annotations(fn) -> dict:
+    """The parameter and return annotations that are types (a string annotation,
+    from `from __future__ import annotations`, is resolved in the function's
+    globals when it can be, else left out): placeholders and the output record them
+    as their `type`, and the generated code shows them, as torch.fx does."""
+    func = getattr(fn, "__func__", fn)
+    found = {}
+    for name, value in getattr(func, "__annotations__", {}).items():
+        if isinstance(value, str):
+            try:
+                value = eval(value, getattr(func, "__globals__", {}))  # noqa: S307
+            except Exception:       # a name only a type checker knows: no annotation
+                continue
+        found[name] = value
+    return found
+
+
+def _tensor_attribute_path(root: Module, t: Tensor) -> str | None:
+    """`sub.t` when a module under `root` holds `t` as a plain attribute (neither
+    parameter nor buffer): torch.fx reads it with a get_attr of that path."""
+    for prefix, module in root.named_modules():
+        for key, value in vars(module).items():
+            if value is t:
+                return f"{prefix}.{key}" if prefix else key
+    return None
+
+
+def _with_plain_varargs(fn, params: list) -> tuple[Callable, list]:
+    """A copy of `fn` whose `*args`/`**kwargs` (and keyword-only parameters) are
+    plain positional parameters, in the code's own order (positional, keyword-only,
+    *args, **kwargs), with the parameters in that order."""
+    bound_self = getattr(fn, "__self__", None)
+    func = getattr(fn, "__func__", fn)
+    code = func.__code__
+    count = code.co_argcount + code.co_kwonlyargcount + \
+        bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    flat = code.replace(co_argcount=count, co_kwonlyargcount=0, co_posonlyargcount=0,
+                        co_flags=code.co_flags & ~(inspect.CO_VARARGS | inspect.CO_VARKEYWORDS))
+    plain = types.FunctionType(flat, func.__globals__, func.__name__, None, func.__closure__)
+    if bound_self is not None:
+        plain = types.MethodType(plain, bound_self)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_POSITIONAL,
+             inspect.Parameter.VAR_KEYWORD)
+    ordered = sorted(params, key=lambda p: kinds.index(p.kind))
+    return plain, ordered
 
 
 def _assert_is_none(value, message: str) -> None:

@@ -1,2 +1,2 @@
 """`ember.fx.experimental` (torch.fx.experimental's module locations)."""
-from . import optimization, proxy_tensor  # noqa: F401
+from . import const_fold, optimization, proxy_tensor  # noqa: F401
