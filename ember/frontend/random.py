@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import rng as _ir_rng
+from .device import device as _device
 
 
 class Generator:
     def __init__(self, device="cpu"):
-        self.device = device
+        self.device = _device(device)      # torch.device, as torch's Generator.device
         self._seed = 67280421310721      # PyTorch's default seed
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
 

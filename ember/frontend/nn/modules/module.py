@@ -568,6 +568,8 @@ class Module:
             destination = args[0]
             prefix = args[1] if len(args) > 1 else prefix
             keep_vars = args[2] if len(args) > 2 else keep_vars
+        for hook in self.__dict__.get("_state_dict_pre_hooks", {}).values():
+            hook(self, prefix, keep_vars)
         if destination is None:
             destination = OrderedDict()
             destination._metadata = OrderedDict()
@@ -581,9 +583,11 @@ class Module:
             if module is not None:
                 module.state_dict(destination=destination, prefix=prefix + name + ".",
                                   keep_vars=keep_vars)
-        for hook in self._state_dict_hooks.values():
+        for hook_id, hook in self._state_dict_hooks.items():
             result = hook(self, destination, prefix, local_metadata)
             if result is not None:
+                if hook_id in self.__dict__.get("_public_state_dict_post_hooks", ()):
+                    raise RuntimeError("state_dict post-hook must return None")
                 destination = result
         return destination
 
@@ -658,6 +662,7 @@ class Module:
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing, unexpected, errors = [], [], []
         metadata = getattr(state_dict, "_metadata", None) or {}
+        state_dict = OrderedDict(state_dict)    # load hooks may edit it: not the caller's
         for prefix, module in self.named_modules():
             local_metadata = dict(metadata.get(prefix, {}))
             if assign:
@@ -665,7 +670,8 @@ class Module:
             module._load_from_state_dict(state_dict, prefix + "." if prefix else "",
                                          local_metadata, True, missing, unexpected, errors)
         # every module reported the keys under its prefix; keep only the leaves' view
-        unexpected = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
+        unexpected[:] = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
+        self._run_load_state_dict_post_hooks(_IncompatibleKeys(missing, unexpected))
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -678,8 +684,49 @@ class Module:
                                  + "\n\t".join(errors))
         return _IncompatibleKeys(missing, unexpected)
 
-    def register_state_dict_pre_hook(self, hook):
-        raise NotImplementedError("ember.nn.Module.register_state_dict_pre_hook")
+    def _run_load_state_dict_post_hooks(self, incompatible_keys) -> None:
+        """Each module's post-hooks after its children's, as torch's recursive load
+        calls them; a hook may edit the key lists before strict checks them."""
+        for module in self.children():
+            module._run_load_state_dict_post_hooks(incompatible_keys)
+        for hook in list(self.__dict__.get("_load_state_dict_post_hooks", {}).values()):
+            if hook(self, incompatible_keys) is not None:
+                raise RuntimeError("load_state_dict post-hook must return None: it may edit "
+                                   "incompatible_keys in place instead")
+
+    def _hooks_named(self, name: str) -> "_HookDict":
+        """The hook dict `name`, made on first registration (modules built before the
+        dict existed, or unpickled, lack it)."""
+        if name not in self.__dict__:
+            object.__setattr__(self, name, _HookDict())
+        return self.__dict__[name]
+
+    def register_state_dict_pre_hook(self, hook) -> RemovableHandle:
+        """hook(module, prefix, keep_vars), called before this module's state_dict."""
+        hooks = self._hooks_named("_state_dict_pre_hooks")
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def register_state_dict_post_hook(self, hook) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata) -> None, after this module's
+        entries (and its children's) are in state_dict; it edits state_dict in place."""
+        handle = self._register_state_dict_hook(hook)
+        self._hooks_named("_public_state_dict_post_hooks")[handle.id] = True
+        return handle
+
+    def register_load_state_dict_pre_hook(self, hook) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs), before this module copies its entries."""
+        return self._register_load_state_dict_pre_hook(hook, with_module=True)
+
+    def register_load_state_dict_post_hook(self, hook) -> RemovableHandle:
+        """hook(module, incompatible_keys) -> None, after load_state_dict loaded this
+        module and its children."""
+        hooks = self._hooks_named("_load_state_dict_post_hooks")
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     def _register_state_dict_hook(self, hook) -> RemovableHandle:
         handle = RemovableHandle(self._state_dict_hooks)

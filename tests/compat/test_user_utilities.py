@@ -1,0 +1,124 @@
+"""Training utilities PyTorch users reach for (module state-dict hooks, orthogonal
+parametrization, generators, torch.utils.data's modules and loaders), each checked
+against torch on the same weights and data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ember  # noqa: E402
+
+
+def _weights(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _hook_log(lib):
+    model = lib.nn.Sequential(lib.nn.Linear(2, 2), lib.nn.ReLU())
+    log = []
+
+    def add_extra(module, state_dict, prefix, local_metadata):
+        state_dict[prefix + "extra"] = lib.ones(1)
+
+    def drop_extra(module, state_dict, prefix, *rest):
+        state_dict.pop(prefix + "extra", None)
+        log.append(("load_pre", type(module).__name__, prefix))
+
+    def forgive_missing(module, keys):
+        log.append(("load_post", type(module).__name__, list(keys.missing_keys)))
+        keys.missing_keys.clear()
+
+    model[0].register_state_dict_post_hook(add_extra)
+    model[0].register_load_state_dict_pre_hook(drop_extra)
+    handle = model.register_state_dict_pre_hook(
+        lambda module, prefix, keep_vars: log.append(("pre", prefix, keep_vars)))
+    state = model.state_dict(keep_vars=True)
+    handle.remove()
+    model.state_dict()
+    model.load_state_dict(state)
+    model[0].register_load_state_dict_post_hook(forgive_missing)
+    model.register_load_state_dict_post_hook(forgive_missing)
+    result = model.load_state_dict({"0.weight": lib.ones(2, 2)})   # strict, yet forgiven
+    return log, sorted(state), repr(result)
+
+
+def test_state_dict_hooks_run_where_torch_runs_them():
+    assert _hook_log(ember) == _hook_log(torch)
+
+
+def test_a_state_dict_post_hook_may_not_return_a_new_dict():
+    model = ember.nn.Linear(2, 2)
+    model.register_state_dict_post_hook(lambda module, state, prefix, meta: {})
+    with pytest.raises(RuntimeError, match="must return None"):
+        model.state_dict()
+
+
+def test_load_state_dict_leaves_the_callers_dict_alone():
+    model = ember.nn.Linear(2, 2)
+    model._register_load_state_dict_pre_hook(
+        lambda state, prefix, *rest: state.pop(prefix + "junk", None))
+    state = dict(model.state_dict(), junk=ember.ones(1))
+    model.load_state_dict(state, strict=False)
+    assert "junk" in state
+
+
+def test_generator_device_is_a_device():
+    generator = ember.Generator()
+    assert generator.device.type == torch.Generator().device.type == "cpu"
+    assert generator.device == "cpu"
+
+
+_ORTHOGONAL_CASES = [((4, 4), None, True), ((5, 3), None, True), ((3, 5), None, True),
+                     ((4, 4), "cayley", True), ((4, 4), "householder", True),
+                     ((5, 3), "householder", False), ((3, 5), "householder", False),
+                     ((2, 4, 4), None, True), ((4, 4), None, False),
+                     ((4, 4), "cayley", False)]
+
+
+def _orthogonal_step(lib, shape, orthogonal_map, use_trivialization):
+    module = lib.nn.Module()
+    module.weight = lib.nn.Parameter(lib.tensor(_weights(shape)))
+    lib.nn.utils.parametrizations.orthogonal(module, orthogonal_map=orthogonal_map,
+                                             use_trivialization=use_trivialization)
+    initial = module.weight.detach().numpy().copy()
+    optimizer = lib.optim.SGD(module.parameters(), lr=0.1)
+    target = lib.tensor(np.arange(np.prod(shape), dtype=np.float32).reshape(shape))
+    (module.weight * target).sum().backward()
+    grad = module.parametrizations.weight.original.grad.numpy().copy()
+    optimizer.step()
+    return initial, grad, module.weight.detach().numpy(), sorted(module.state_dict())
+
+
+@pytest.mark.parametrize("shape,orthogonal_map,use_trivialization", _ORTHOGONAL_CASES)
+def test_orthogonal_matches_torch(shape, orthogonal_map, use_trivialization):
+    want = _orthogonal_step(torch, shape, orthogonal_map, use_trivialization)
+    got = _orthogonal_step(ember, shape, orthogonal_map, use_trivialization)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    square = shape[-1] == shape[-2]
+    if square or not use_trivialization:
+        # a tall or wide base is completed with random columns, so only square (or
+        # untrivialized) gradients are the same numbers in both
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got[2], want[2], atol=1e-5)
+    after = got[2] if shape[-2] >= shape[-1] else np.swapaxes(got[2], -1, -2)
+    gram = np.swapaxes(after, -1, -2) @ after
+    np.testing.assert_allclose(gram, np.broadcast_to(np.eye(gram.shape[-1]), gram.shape),
+                               atol=1e-5)
+    assert got[3] == want[3]
+
+
+def test_orthogonal_errors_match_torch():
+    for lib in (torch, ember):
+        with pytest.raises(ValueError, match="Expected a matrix"):
+            lib.nn.utils.parametrizations.orthogonal(lib.nn.Linear(3, 3), "bias")
+        with pytest.raises(ValueError, match="orthogonal_map has to be one of"):
+            lib.nn.utils.parametrizations.orthogonal(lib.nn.Linear(3, 3),
+                                                     orthogonal_map="qr")
+        # registering keeps the weight as the unconstrained matrix; assigning has no
+        # inverse to run
+        module = lib.nn.utils.parametrizations.orthogonal(lib.nn.Linear(3, 3),
+                                                          use_trivialization=False)
+        with pytest.raises(NotImplementedError, match="use_trivialization=False"):
+            module.weight = lib.eye(3)
