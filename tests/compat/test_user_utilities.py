@@ -122,3 +122,63 @@ def test_orthogonal_errors_match_torch():
                                                           use_trivialization=False)
         with pytest.raises(NotImplementedError, match="use_trivialization=False"):
             module.weight = lib.eye(3)
+
+
+class _Draws(ember.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return ember.rand(1).item()
+
+
+def test_loader_workers_draw_from_their_own_streams():
+    """Worker draws leave the main process's stream where one base-seed draw puts it,
+    differ between workers, and repeat when the main process is reseeded."""
+    def epoch():
+        ember.manual_seed(0)
+        drawn = [float(x) for x in ember.utils.data.DataLoader(_Draws(), batch_size=None,
+                                                                 num_workers=2)]
+        return drawn, ember.rand(1).item()
+
+    (first, after_first), (second, after_second) = epoch(), epoch()
+    assert first == second and after_first == after_second
+    assert first[0::2] != first[1::2]
+    ember.manual_seed(0)
+    ember.randint(0, 2 ** 62, ())          # the one draw an epoch with workers makes
+    assert ember.rand(1).item() == after_first
+
+
+def test_persistent_workers_initialize_once_and_keep_their_dataset_copies():
+    calls = []
+
+    class Counting(ember.utils.data.Dataset):
+        seen = 0
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            self.seen += 1
+            return self.seen
+
+    def init(worker_id):
+        calls.append(worker_id)
+
+    for persistent, want_calls in ((True, [0, 1]), (False, [0, 1, 0, 1])):
+        calls.clear()
+        dataset = Counting()
+        loader = ember.utils.data.DataLoader(dataset, num_workers=2, worker_init_fn=init,
+                                             persistent_workers=persistent)
+        epochs = [[int(b) for b in loader] for _ in range(2)]
+        assert calls == want_calls
+        assert epochs[1] == ([3, 3, 4, 4] if persistent else [1, 1, 2, 2])
+        assert dataset.seen == 0       # workers count on their own copies
+
+
+def test_torch_utils_data_module_paths_import():
+    from ember.utils.data.dataloader import DataLoader, default_collate  # noqa: F401
+    from ember.utils.data.dataset import StackDataset, ChainDataset  # noqa: F401
+    from ember.utils.data.sampler import Sampler  # noqa: F401
+    from ember.utils.data.distributed import DistributedSampler
+    assert ember.utils.data.DistributedSampler is DistributedSampler
