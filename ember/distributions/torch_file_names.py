@@ -15,7 +15,12 @@ _FILES = {"Bernoulli": "bernoulli", "Beta": "beta", "Binomial": "binomial",
           "Laplace": "laplace", "LogNormal": "log_normal",
           "MultivariateNormal": "multivariate_normal", "Normal": "normal",
           "OneHotCategorical": "one_hot_categorical", "Poisson": "poisson",
-          "Uniform": "uniform"}
+          "Uniform": "uniform", "TransformedDistribution": "transformed_distribution",
+          "HalfCauchy": "half_cauchy", "LogisticNormal": "logistic_normal",
+          "MixtureSameFamily": "mixture_same_family", "Pareto": "pareto",
+          "RelaxedBernoulli": "relaxed_bernoulli",
+          "RelaxedOneHotCategorical": "relaxed_categorical", "StudentT": "studentT",
+          "Weibull": "weibull"}
 
 
 def register(package) -> None:
