@@ -328,7 +328,61 @@ def from_dlpack(ext_tensor):
     """A CPU tensor sharing memory with any object that speaks DLPack (NumPy arrays,
     PyTorch/CuPy CPU tensors, ember tensors)."""
     from .factories import from_numpy
+    from .tensor import Tensor
+    if isinstance(ext_tensor, Tensor):      # NumPy would import it read-only: alias it
+        return ext_tensor.detach()
+    if not hasattr(ext_tensor, "__dlpack__"):   # a capsule from to_dlpack
+        ext_tensor = _Capsule(ext_tensor)
     return from_numpy(np.from_dlpack(ext_tensor))
+
+
+class _Capsule:
+    """A bare DLPack capsule (what to_dlpack returns) in the protocol NumPy reads."""
+
+    def __init__(self, capsule) -> None:
+        self.capsule = capsule
+
+    def __dlpack__(self, **ignored):
+        return self.capsule
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
+def _apply_(self, callable):
+    """Replaces each element x by callable(x), a Python function (CPU tensors only)."""
+    _check_python_map(self, "apply_")
+    values = np.vectorize(callable, otypes=[self._array.dtype])(self._array)
+    self._array[...] = values
+    self._bump_version()
+    return self
+
+
+def _map_(self, tensor, callable):
+    """Replaces each element x by callable(x, y), y from `tensor` broadcast to self."""
+    _check_python_map(self, "map_")
+    other = np.broadcast_to(tensor._array, self._array.shape)
+    values = np.vectorize(callable, otypes=[self._array.dtype])(self._array, other)
+    self._array[...] = values
+    self._bump_version()
+    return self
+
+
+def _check_python_map(self, name: str) -> None:
+    if self.requires_grad:
+        raise RuntimeError(f"Can't call {name}() on Variable that requires grad. Use "
+                           f"var.detach().{name}() instead.")
+    if self.device.type != "cpu":
+        raise TypeError(f"{name} is only implemented on CPU tensors")
+
+
+def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+    """DLPack export of a CPU tensor: the consumer shares its memory."""
+    if self.device.type != "cpu":
+        raise BufferError(f"__dlpack__: ember exports CPU tensors only, not {self.device}")
+    if self.requires_grad:
+        raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
+    return self._array.__dlpack__()
 
 
 def is_nonzero(input) -> bool:
@@ -457,6 +511,8 @@ TENSOR_METHODS = {
     "is_inference": lambda self: False, "is_pinned": lambda self, device=None: False,
     "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
+    "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack,
+    "__dlpack_device__": lambda self: (1, 0),       # kDLCPU, device 0
 }
 TENSOR_PROPERTIES = {
     "is_cpu": lambda self: self.device.type == "cpu", "is_meta": lambda self: False,

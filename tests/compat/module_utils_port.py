@@ -3,13 +3,14 @@ non-persistent and None buffers, apply / named_modules(remove_duplicate), contai
 (ModuleDict, ParameterList, ParameterDict, ModuleList, Sequential slicing),
 checkpoint / checkpoint_sequential, gradient clipping and parameter vectors, Generator
 and manual_seed determinism contracts, forward / backward / tensor /
-post-accumulate-grad hooks."""
+post-accumulate-grad hooks, ensembling with stack_module_state + vmap, extra state."""
 import copy, io, collections
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint, checkpoint_sequential
+from torch.func import stack_module_state, functional_call, vmap
 
 def W(*shape, seed=0):
     return torch.tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
@@ -132,3 +133,53 @@ def case_hooks_misc():
         p.register_post_accumulate_grad_hook(lambda p: pgrads.append(p.grad.clone()))
     lin(x).sum().backward()
     return [y, z, x.grad, [list(map(tuple, l)) for l in log], len(pgrads), sorted(tuple(g.shape) for g in pgrads)]
+
+
+# model ensembling (torch.func tutorial) and modules with extra state
+class SimpleMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8); self.fc2 = nn.Linear(8, 3)
+        self.register_buffer("scale", torch.ones(1))
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.flatten(1)))) * self.scale
+
+def case_ensemble():
+    models = [SimpleMLP() for _ in range(4)]
+    for k, m in enumerate(models):
+        with torch.no_grad():
+            for i, p in enumerate(m.parameters()): p.copy_(W(*p.shape, seed=10 * k + i))
+            m.scale.fill_(k + 1)
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0])
+    def fmodel(params, buffers, x):
+        return functional_call(base, (params, buffers), (x,))
+    x = W(5, 2, 3, seed=99)
+    same = vmap(fmodel, in_dims=(0, 0, None))(params, buffers, x)
+    xs = W(4, 5, 2, 3, seed=98)
+    diff = vmap(fmodel)(params, buffers, xs)
+    loop = torch.stack([m(x) for m in models])
+    loss = same.pow(2).mean(); loss.backward()
+    return [same, diff, loop, params["fc1.weight"].shape, params["fc1.weight"].requires_grad, params["fc1.weight"].is_leaf, params["fc2.bias"].grad, buffers["scale"].shape]
+
+class Extra(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2); self.steps = 0
+    def get_extra_state(self):
+        return {"steps": self.steps}
+    def set_extra_state(self, state):
+        self.steps = state["steps"]
+
+def case_extra_state():
+    m = nn.Sequential(Extra(), nn.ReLU())
+    m[0].steps = 7
+    sd = m.state_dict()
+    m2 = nn.Sequential(Extra(), nn.ReLU())
+    r = m2.load_state_dict(sd)
+    try:
+        nn.Sequential(Extra()).load_state_dict({"0.lin.weight": torch.ones(2, 2), "0.lin.bias": torch.ones(2)})
+        err = "none"
+    except RuntimeError as e:
+        err = "missing" if "_extra_state" in str(e) else str(e)
+    return [sorted(sd.keys()), sd["0._extra_state"], m2[0].steps, repr(r), err]

@@ -182,3 +182,59 @@ def test_torch_utils_data_module_paths_import():
     from ember.utils.data.sampler import Sampler  # noqa: F401
     from ember.utils.data.distributed import DistributedSampler
     assert ember.utils.data.DistributedSampler is DistributedSampler
+
+
+def _python_maps(lib):
+    a = lib.arange(6.).view(2, 3).t()
+    a.apply_(lambda x: x * x + 1)
+    b = lib.arange(3)
+    b.map_(lib.tensor([10, 20, 30]), lambda x, y: x + 2 * y)
+    c = lib.arange(4.).view(2, 2)
+    c.map_(lib.tensor([1., -1.]), lambda x, y: x * y)
+    return a.numpy(), b.numpy(), c.numpy()
+
+
+def test_apply_and_map_match_torch():
+    for got, want in zip(_python_maps(ember), _python_maps(torch)):
+        np.testing.assert_array_equal(got, want)
+    for lib in (torch, ember):
+        with pytest.raises(RuntimeError, match="requires grad"):
+            lib.ones(2, requires_grad=True).apply_(lambda x: x)
+
+
+def test_dlpack_shares_memory_with_torch_and_numpy():
+    x = ember.arange(3.)
+    seen_by_torch = torch.from_dlpack(x)
+    seen_by_torch[2] = -1.0
+    assert x.tolist() == [0.0, 1.0, -1.0]
+    alias = ember.utils.dlpack.from_dlpack(ember.utils.dlpack.to_dlpack(x))
+    np.testing.assert_array_equal(alias.numpy(), x.numpy())
+    ours = ember.from_dlpack(x)
+    ours[0] = 5.0
+    assert x[0].item() == 5.0
+    t = torch.arange(3.)
+    ember.from_dlpack(t)[1] = 9.0
+    assert t[1].item() == 9.0
+
+
+def test_deprecated_spellings_warn_as_torch_does():
+    with pytest.warns(FutureWarning, match=r"torch.amp.autocast\('cpu'"):
+        context = ember.cpu.amp.autocast()
+    with context:
+        assert ember.nn.Linear(2, 2)(ember.ones(1, 2)).dtype is ember.bfloat16
+    from ember.nn.utils.stateless import functional_call
+    linear = ember.nn.Linear(2, 1)
+    with pytest.warns(FutureWarning, match="torch.func.functional_call"):
+        out = functional_call(linear, {"weight": ember.ones(1, 2), "bias": ember.zeros(1)},
+                              (ember.ones(1, 2),))
+    assert out.item() == 2.0
+    from ember.utils.hooks import RemovableHandle
+    assert isinstance(linear.register_forward_hook(lambda *args: None), RemovableHandle)
+
+
+def test_stack_module_state_refuses_mixed_models():
+    with pytest.raises(RuntimeError, match="same training/eval mode"):
+        ember.func.stack_module_state([ember.nn.Linear(2, 2), ember.nn.Linear(2, 2).eval()])
+    frozen = ember.nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(RuntimeError, match="same .requires_grad"):
+        ember.func.stack_module_state([ember.nn.Linear(2, 2), frozen])

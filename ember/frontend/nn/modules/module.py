@@ -562,6 +562,8 @@ class Module:
         for name, buf in self._buffers.items():
             if buf is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = buf if keep_vars else buf.detach()
+        if _has_extra_state(self):
+            destination[prefix + _EXTRA_STATE_KEY] = self.get_extra_state()
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
         if args:   # PyTorch's deprecated positional form: (destination, prefix, keep_vars)
@@ -622,9 +624,15 @@ class Module:
                     f"is {_shape_str(target.shape)}.")
                 continue
             self._copy_into(name, target, value, assign)
+        if _has_extra_state(self):
+            if prefix + _EXTRA_STATE_KEY in state_dict:
+                self.set_extra_state(state_dict[prefix + _EXTRA_STATE_KEY])
+            elif strict:
+                missing_keys.append(prefix + _EXTRA_STATE_KEY)
         if strict:
             for key in state_dict:
-                if key.startswith(prefix) and key != prefix + "_extra_state":
+                if key.startswith(prefix) and not (key == prefix + _EXTRA_STATE_KEY
+                                                   and _has_extra_state(self)):
                     rest = key[len(prefix):]
                     head = rest.split(".", 1)[0]
                     if head not in self._modules and head not in local:
@@ -683,6 +691,20 @@ class Module:
             raise StateDictError(f"Error(s) in loading state_dict for {self._get_name()}:\n\t"
                                  + "\n\t".join(errors))
         return _IncompatibleKeys(missing, unexpected)
+
+    def get_extra_state(self):
+        """State beyond parameters and buffers for state_dict (under `_extra_state`);
+        a subclass that overrides it must override set_extra_state too."""
+        raise RuntimeError("Reached a code path in Module.get_extra_state() that should "
+                           "never be called.")
+
+    def set_extra_state(self, state) -> None:
+        raise RuntimeError("Reached a code path in Module.set_extra_state() that should "
+                           "never be called.")
+
+    def share_memory(self) -> "Module":
+        """Moves parameters and buffers to shared memory (ember's host tensors: as is)."""
+        return self._apply(lambda t: t.share_memory_())
 
     def _run_load_state_dict_post_hooks(self, incompatible_keys) -> None:
         """Each module's post-hooks after its children's, as torch's recursive load
@@ -765,6 +787,13 @@ class Module:
         return main + ")"
 
 
+_EXTRA_STATE_KEY = "_extra_state"
+
+
+def _has_extra_state(module: Module) -> bool:
+    return type(module).get_extra_state is not Module.get_extra_state
+
+
 def _has_owner(root: Module, key: str) -> bool:
     """True when `key` names a parameter or persistent buffer somewhere under root."""
     module_path, _, name = key.rpartition(".")
@@ -773,7 +802,8 @@ def _has_owner(root: Module, key: str) -> bool:
     except AttributeError:
         return False
     return (name in mod._parameters and mod._parameters[name] is not None) or (
-        name in mod._buffers and name not in mod._non_persistent_buffers_set)
+        name in mod._buffers and name not in mod._non_persistent_buffers_set) or (
+        name == _EXTRA_STATE_KEY and _has_extra_state(mod))
 
 
 def _check_name(name, kind: str, allow_dot: bool = False) -> None:
