@@ -20,7 +20,9 @@ _FILES = {"Bernoulli": "bernoulli", "Beta": "beta", "Binomial": "binomial",
           "MixtureSameFamily": "mixture_same_family", "Pareto": "pareto",
           "RelaxedBernoulli": "relaxed_bernoulli",
           "RelaxedOneHotCategorical": "relaxed_categorical", "StudentT": "studentT",
-          "Weibull": "weibull"}
+          "Weibull": "weibull", "InverseGamma": "inverse_gamma", "Kumaraswamy": "kumaraswamy",
+          "Multinomial": "multinomial", "NegativeBinomial": "negative_binomial",
+          "LowRankMultivariateNormal": "lowrank_multivariate_normal"}
 
 
 def register(package) -> None:

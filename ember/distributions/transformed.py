@@ -1,13 +1,13 @@
 """torch.distributions.TransformedDistribution and the families PyTorch builds on it
-(HalfCauchy, Pareto, Weibull, LogisticNormal, RelaxedBernoulli,
-RelaxedOneHotCategorical), with StudentT and MixtureSameFamily."""
+(HalfCauchy, Pareto, Weibull, Kumaraswamy, InverseGamma, LogisticNormal,
+RelaxedBernoulli, RelaxedOneHotCategorical), with StudentT and MixtureSameFamily."""
 from __future__ import annotations
 
 import math
 
 from .. import Size
 from . import constraints
-from .continuous import Cauchy, Exponential, Normal, _uniform_like
+from .continuous import Cauchy, Exponential, Gamma, Normal, Uniform, _uniform_like
 from .discrete import Categorical
 from .distribution import Distribution, broadcast_all
 from .multivariate import Independent
@@ -603,3 +603,101 @@ class MixtureSameFamily(Distribution):
     def __repr__(self) -> str:
         return (f"MixtureSameFamily(\n  {self._mixture_distribution},\n  "
                 f"{self._component_distribution})")
+
+
+_EULER = 0.5772156649015329
+
+
+def _kumaraswamy_moment(a, b, n: int):
+    """E[X^n] of Kumaraswamy(a, b)."""
+    arg1 = 1 + n / a
+    return b * (arg1.lgamma() + b.lgamma() - (arg1 + b).lgamma()).exp()
+
+
+class Kumaraswamy(TransformedDistribution):
+    """(1 - U^(1/b))^(1/a) for U uniform on (0, 1): a Beta-like law with a closed-form CDF."""
+    arg_constraints = {"concentration1": constraints.positive,
+                       "concentration0": constraints.positive}
+    support = constraints.unit_interval
+    has_rsample = True
+
+    def __init__(self, concentration1, concentration0, validate_args=None):
+        ember = _ember()
+        self.concentration1, self.concentration0 = broadcast_all(concentration1, concentration0)
+        base = Uniform(ember.zeros_like(self.concentration1),
+                       ember.ones_like(self.concentration1), validate_args=validate_args)
+        super().__init__(base, [PowerTransform(exponent=self.concentration0.reciprocal()),
+                                AffineTransform(loc=1.0, scale=-1.0),
+                                PowerTransform(exponent=self.concentration1.reciprocal())],
+                         validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = list(batch_shape)
+        return Kumaraswamy(self.concentration1.expand(shape), self.concentration0.expand(shape),
+                           validate_args=False)
+
+    @property
+    def mean(self):
+        return _kumaraswamy_moment(self.concentration1, self.concentration0, 1)
+
+    @property
+    def mode(self):
+        a, b = self.concentration1, self.concentration0
+        log_mode = b.reciprocal() * (-b).log1p() - (-b * a).log1p()
+        return log_mode.masked_fill((b < 1) | (a < 1), math.nan).exp()
+
+    @property
+    def variance(self):
+        a, b = self.concentration1, self.concentration0
+        return _kumaraswamy_moment(a, b, 2) - _kumaraswamy_moment(a, b, 1).pow(2)
+
+    def entropy(self):
+        a, b = self.concentration1, self.concentration0
+        harmonic = _ember().digamma(b + 1) + _EULER
+        return (1 - b.reciprocal()) + (1 - a.reciprocal()) * harmonic - a.log() - b.log()
+
+
+class InverseGamma(TransformedDistribution):
+    """1 / Gamma(concentration, rate)."""
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
+    support = constraints.positive
+    has_rsample = False
+
+    def __init__(self, concentration, rate, validate_args=None):
+        base = Gamma(concentration, rate, validate_args=validate_args)
+        neg_one = -base.rate.new_ones(())
+        super().__init__(base, PowerTransform(neg_one), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = list(batch_shape)
+        return InverseGamma(self.concentration.expand(shape), self.rate.expand(shape),
+                            validate_args=False)
+
+    @property
+    def concentration(self):
+        return self.base_dist.concentration
+
+    @property
+    def rate(self):
+        return self.base_dist.rate
+
+    @property
+    def mean(self):
+        ember = _ember()
+        result = self.rate / (self.concentration - 1)
+        return ember.where(self.concentration > 1, result, ember.full_like(result, math.inf))
+
+    @property
+    def mode(self):
+        return self.rate / (self.concentration + 1)
+
+    @property
+    def variance(self):
+        ember = _ember()
+        result = self.rate.square() / ((self.concentration - 1).square()
+                                       * (self.concentration - 2))
+        return ember.where(self.concentration > 2, result, ember.full_like(result, math.inf))
+
+    def entropy(self):
+        c = self.concentration
+        return c + self.rate.log() + c.lgamma() - (1 + c) * _ember().digamma(c)
