@@ -349,6 +349,12 @@ class _Capsule:
         return (1, 0)
 
 
+def _is_inference(self) -> bool:
+    """Made inside inference_mode (its storage was), as torch's Tensor.is_inference."""
+    storage = getattr(self, "_storage", None)
+    return bool(getattr(storage, "inference", False))
+
+
 def _apply_(self, callable):
     """Replaces each element x by callable(x), a Python function (CPU tensors only)."""
     _check_python_map(self, "apply_")
@@ -485,7 +491,7 @@ TOP_LEVEL_FUNCTIONS = {
     "frombuffer": frombuffer, "asarray": asarray, "from_dlpack": from_dlpack,
     "is_nonzero": is_nonzero, "is_same_size": is_same_size, "is_signed": is_signed,
     "is_conj": lambda input: False, "is_neg": lambda input: False,
-    "is_inference": lambda input: False,
+    "is_inference": lambda input: input.is_inference(),
     "cond": cond, "while_loop": while_loop,
     "get_num_interop_threads": get_num_interop_threads,
     "set_num_interop_threads": set_num_interop_threads,
@@ -508,7 +514,7 @@ TENSOR_METHODS = {
     "get_device": _get_device, "is_nonzero": _is_nonzero, "is_same_size": _is_same_size,
     "is_signed": _is_signed, "ndimension": lambda self: self.ndim,
     "is_conj": lambda self: False, "is_neg": lambda self: False,
-    "is_inference": lambda self: False, "is_pinned": lambda self, device=None: False,
+    "is_inference": _is_inference, "is_pinned": lambda self, device=None: False,
     "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
     "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack,

@@ -83,7 +83,8 @@ def case_grad_modes():
     @torch.inference_mode()
     def g(t): return t * 2
     return [a.requires_grad, b.requires_grad, c.requires_grad, d.requires_grad, e.requires_grad, f(x).requires_grad,
-            g(x).requires_grad, torch.is_grad_enabled(), torch.is_inference_mode_enabled()]
+            g(x).requires_grad, torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+            c.is_inference(), a.is_inference(), x.is_inference(), c[0:1].is_inference(), c.clone().is_inference()]
 
 def case_printing():
     out = [repr(torch.tensor([1.5, 2.25, -3.0])), repr(torch.tensor([1e-8, 1.0, 1e8])), repr(torch.arange(5)),

@@ -238,3 +238,20 @@ def test_stack_module_state_refuses_mixed_models():
     frozen = ember.nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(RuntimeError, match="same .requires_grad"):
         ember.func.stack_module_state([ember.nn.Linear(2, 2), frozen])
+
+
+def _inference_flags(lib):
+    x = lib.ones(2, requires_grad=True)
+    with lib.no_grad():
+        normal = x * 2
+        with lib.inference_mode():
+            made = x * 2
+            view_of_normal = x[0:1]
+            x.data.add_(0)
+    return [made.is_inference(), lib.is_inference(made), made[0:1].is_inference(),
+            made.clone().is_inference(), view_of_normal.is_inference(), x.is_inference(),
+            normal.is_inference()]
+
+
+def test_tensors_made_in_inference_mode_are_inference_tensors():
+    assert _inference_flags(ember) == _inference_flags(torch)
