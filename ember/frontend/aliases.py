@@ -349,6 +349,11 @@ class _Capsule:
         return (1, 0)
 
 
+def _sparse():
+    from . import sparse_coo
+    return sparse_coo
+
+
 def _is_inference(self) -> bool:
     """Made inside inference_mode (its storage was), as torch's Tensor.is_inference."""
     storage = getattr(self, "_storage", None)
@@ -518,6 +523,10 @@ TENSOR_METHODS = {
     "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
     "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack,
+    "to_sparse": lambda self, *args, **kwargs: _sparse().to_sparse(self, *args, **kwargs),
+    "to_sparse_coo": lambda self: _sparse().to_sparse(self),
+    "to_dense": lambda self, dtype=None, *, masked_grad=None:
+        self if dtype is None else self.to(dtype),
     "__dlpack_device__": lambda self: (1, 0),       # kDLCPU, device 0
 }
 TENSOR_PROPERTIES = {
