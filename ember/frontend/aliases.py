@@ -349,6 +349,11 @@ class _Capsule:
         return (1, 0)
 
 
+def _storage(self):
+    from .storage import typed_storage
+    return typed_storage(self)
+
+
 def _sparse():
     from . import sparse_coo
     return sparse_coo
@@ -522,7 +527,7 @@ TENSOR_METHODS = {
     "is_inference": _is_inference, "is_pinned": lambda self, device=None: False,
     "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
-    "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack,
+    "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack, "storage": _storage,
     "to_sparse": lambda self, *args, **kwargs: _sparse().to_sparse(self, *args, **kwargs),
     "to_sparse_coo": lambda self: _sparse().to_sparse(self),
     "to_dense": lambda self, dtype=None, *, masked_grad=None:

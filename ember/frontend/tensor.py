@@ -63,6 +63,21 @@ class Storage:
     def nbytes(self) -> int:
         return self.data.nbytes
 
+    # torch.UntypedStorage's view of it: bytes
+    def size(self) -> int:
+        return self.data.nbytes
+
+    __len__ = size
+
+    def element_size(self) -> int:
+        return 1
+
+    def data_ptr(self) -> int:
+        return self.data.__array_interface__["data"][0]
+
+    def tolist(self) -> list:
+        return np.ascontiguousarray(self.data).view(np.uint8).tolist()
+
 
 def _layout_array(arr: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
     """A fresh, owned array equal to `arr`, laid out in `memory_format`."""

@@ -255,3 +255,19 @@ def _inference_flags(lib):
 
 def test_tensors_made_in_inference_mode_are_inference_tensors():
     assert _inference_flags(ember) == _inference_flags(torch)
+
+
+def _storage_facts(lib):
+    t = lib.arange(6.).view(2, 3)
+    untyped = t.untyped_storage()
+    with pytest.warns(UserWarning, match="TypedStorage is deprecated"):
+        typed = t[1].storage()
+    return [untyped.size(), untyped.nbytes(), len(untyped), untyped.element_size(),
+            untyped.data_ptr() == t.data_ptr(), untyped.tolist()[4:8], typed.size(),
+            typed.element_size(), typed.nbytes(), typed.data_ptr() == t.data_ptr(),
+            typed.tolist(), typed[4], str(typed.device),
+            t.t().contiguous().untyped_storage().data_ptr() == t.data_ptr()]
+
+
+def test_storages_describe_the_buffer_as_torch_does():
+    assert _storage_facts(ember) == _storage_facts(torch)
