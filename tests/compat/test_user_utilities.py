@@ -271,3 +271,22 @@ def _storage_facts(lib):
 
 def test_storages_describe_the_buffer_as_torch_does():
     assert _storage_facts(ember) == _storage_facts(torch)
+
+
+def test_rng_state_is_a_byte_tensor_that_round_trips(tmp_path):
+    """torch's checkpointing idiom: save torch.get_rng_state() with the model, restore it
+    later (ember's state is its own generator's, so its length differs from torch's)."""
+    state = ember.get_rng_state()
+    assert state.dtype is ember.uint8 and state.dim() == 1
+    assert torch.get_rng_state().dtype == torch.uint8
+    ember.save({"rng": state.clone()}, tmp_path / "ckpt.pt")
+    first = ember.rand(4)
+    ember.set_rng_state(ember.load(tmp_path / "ckpt.pt")["rng"])
+    assert ember.equal(ember.rand(4), first)
+    generator = ember.Generator().manual_seed(-3)
+    assert generator.initial_seed() == torch.Generator().manual_seed(-3).initial_seed()
+    saved = generator.get_state()
+    draw = ember.randn(3, generator=generator)
+    assert ember.equal(ember.randn(3, generator=generator.set_state(saved)), draw)
+    with pytest.raises(TypeError, match="ByteTensor"):
+        ember.set_rng_state(ember.zeros(3))
