@@ -1,5 +1,6 @@
 """User programs written for PyTorch (data_loading_port, module_utils_port,
-tensor_idioms_port, architectures_port, graph_sparse_port) run with torch and with `torch` imported as
+tensor_idioms_port, architectures_port, graph_sparse_port, training_scripts_port,
+research_idioms_port) run with torch and with `torch` imported as
 ember: every case_* function must return the same values (tensors to 1e-4, dtypes by
 name, everything else exactly)."""
 from __future__ import annotations
@@ -14,7 +15,8 @@ torch = pytest.importorskip("torch")
 from porting import torch_as_ember  # noqa: E402
 
 PROGRAMS = ["data_loading_port", "module_utils_port", "tensor_idioms_port",
-            "architectures_port", "graph_sparse_port"]
+            "architectures_port", "graph_sparse_port", "training_scripts_port",
+            "research_idioms_port"]
 
 _reference = {name: importlib.import_module(name) for name in PROGRAMS}
 with torch_as_ember(*PROGRAMS) as _ported:
