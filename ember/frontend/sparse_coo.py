@@ -6,12 +6,14 @@ A SparseCOOTensor holds `indices` (sparse_dim x nnz, int64) and `values` (nnz x 
 dense dimensions) of a tensor of `size`. Its products with dense tensors are written
 with ember's dense ops (index_select, multiply, index_add), so they run eagerly and
 differentiate: a gradient reaches the dense operand and the values (`A.grad` is then
-the sparse gradient over A's pattern, as in torch). What a sparse tensor does not
-support raises and names `.to_dense()`; ember never silently densifies.
+the sparse gradient over A's pattern, as in torch). A dispatch handler of its own lets
+torch.mm / torch.matmul / `@` / torch.addmm take a sparse operand; any other op given
+one, and any method a sparse tensor lacks, raises and names `.to_dense()`: ember never
+silently densifies.
 """
 from __future__ import annotations
 
-from ..ir import dtypes
+from ..ir import dispatch, dtypes
 from ..ir.meta import sparse_coo
 from ..ir.registry import OPS
 from .factories import as_tensor, zeros
@@ -343,3 +345,20 @@ def to_sparse(self, sparse_dim: int | None = None, *, layout=None, blocksize=Non
     positions = tuple(indices[row] for row in range(sparse_dim))
     values = self[positions] if sparse_dim else self.unsqueeze(0)
     return SparseCOOTensor(indices.contiguous(), values, self.shape, coalesced=True)
+
+
+def _run_with_sparse(op, args: tuple):
+    """An op called with a sparse tensor among its tensors: the matrix products take
+    it (torch.mm, torch.matmul, `dense @ sparse`, torch.addmm); any other op refuses."""
+    if op.name in ("mm", "matmul"):
+        return mm(args[0], args[1])
+    if op.name == "addmm":
+        return addmm(*args[:3], beta=args[3], alpha=args[4])
+    raise TypeError(f"{op.name}: a sparse COO tensor was passed where ember needs a dense "
+                    "tensor; ember's sparse tensors take part in torch.sparse.mm / "
+                    "torch.mm / `@` / torch.addmm and torch.sparse.sum, or call .to_dense() "
+                    "first")
+
+
+# above eager tensors (0), below fx's shape propagation (5) and proxies (10)
+dispatch.register_value_handler(SparseCOOTensor, _run_with_sparse, priority=3)

@@ -1,6 +1,6 @@
 """Graph code on sparse COO tensors in plain PyTorch: a Kipf-style GCN (normalized
 adjacency built with sparse_coo_tensor, coalesce and torch.sparse.sum; torch.spmm and
-torch.sparse.mm in the layers) trained a few steps, and the sparse basics (to_dense,
+torch.mm in the layers) trained a few steps, and the sparse basics (to_dense,
 to_sparse, coalescing duplicates, products with dense tensors, gradients reaching the
 sparse values, printing)."""
 import numpy as np
@@ -35,7 +35,7 @@ class GCN(nn.Module):
         self.gc1 = GraphConvolution(4, 8); self.gc2 = GraphConvolution(8, 3)
     def forward(self, x, adj):
         x = F.relu(self.gc1(x, adj))
-        return F.log_softmax(torch.sparse.mm(adj, x @ self.gc2.weight) + self.gc2.bias, dim=1)
+        return F.log_softmax(torch.mm(adj, x @ self.gc2.weight) + self.gc2.bias, dim=1)
 
 def case_gcn():
     adj = normalized_adjacency([[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [1, 3]], 5)

@@ -38,10 +38,24 @@ def test_inferred_size_coalescing_and_sparse_gradient_match_torch():
         np.testing.assert_allclose(got, want)
 
 
+def _products(lib):
+    sparse = lib.sparse_coo_tensor(_INDICES, _VALUES, (3, 3))
+    dense = lib.tensor(np.arange(9, dtype=np.float32).reshape(3, 3))
+    return [lib.mm(sparse, dense), lib.matmul(sparse, dense[:, 0]), dense @ sparse,
+            lib.addmm(dense, sparse, dense, beta=0.5, alpha=2.0), lib.spmm(sparse, dense)]
+
+
+def test_dense_products_take_sparse_operands_as_torch_does():
+    for got, want in zip(_products(ember), _products(torch)):
+        np.testing.assert_allclose(got.numpy(), want.numpy())
+
+
 def test_dense_ops_refuse_sparse_tensors_by_name():
     sparse = ember.sparse_coo_tensor(_INDICES, _VALUES, (3, 3))
+    with pytest.raises(TypeError, match="relu: a sparse COO tensor"):
+        ember.relu(sparse)
     with pytest.raises(TypeError, match="to_dense"):
-        ember.mm(sparse, ember.ones(3, 2))
+        ember.ones(3, 3) + sparse
     with pytest.raises(NotImplementedError, match="'relu' is not supported"):
         sparse.relu()
     assert sparse.is_sparse and not ember.ones(1).is_sparse
