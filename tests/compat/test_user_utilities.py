@@ -3,6 +3,8 @@ parametrization, generators, torch.utils.data's modules and loaders), each check
 against torch on the same weights and data."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -290,3 +292,65 @@ def test_rng_state_is_a_byte_tensor_that_round_trips(tmp_path):
     assert ember.equal(ember.randn(3, generator=generator.set_state(saved)), draw)
     with pytest.raises(TypeError, match="ByteTensor"):
         ember.set_rng_state(ember.zeros(3))
+
+
+def _optimizer_hook_log(lib):
+    log = []
+    param = lib.nn.Parameter(lib.ones(2))
+    optimizer = lib.optim.SGD([param], lr=0.5)
+
+    def record_step(opt, args, kwargs):
+        log.append(("pre", type(opt).__name__, args[0] is opt, len(args), sorted(kwargs)))
+
+    handles = [optimizer.register_step_pre_hook(record_step),
+               optimizer.register_step_post_hook(lambda opt, a, k: log.append(("post",))),
+               importlib.import_module(f"{lib.__name__}.optim.optimizer")
+               .register_optimizer_step_pre_hook(
+                   lambda opt, a, k: log.append(("global",))),
+               optimizer.register_state_dict_pre_hook(lambda opt: log.append(("sd_pre",))),
+               optimizer.register_state_dict_post_hook(
+                   lambda opt, sd: log.append(("sd_post", sorted(sd))) or sd),
+               optimizer.register_load_state_dict_pre_hook(
+                   lambda opt, sd: log.append(("load_pre",))),
+               optimizer.register_load_state_dict_post_hook(
+                   lambda opt: log.append(("load_post",)))]
+    param.grad = lib.ones(2)
+    optimizer.step()
+    optimizer.load_state_dict(optimizer.state_dict())
+    for handle in handles:
+        handle.remove()
+    optimizer.step()
+    return log, param.detach().numpy().tolist()
+
+
+def test_optimizer_hooks_run_where_torch_runs_them():
+    assert _optimizer_hook_log(ember) == _optimizer_hook_log(torch)
+
+
+def test_set_submodule_matches_torch():
+    for lib in (torch, ember):
+        model = lib.nn.Sequential(lib.nn.Sequential(lib.nn.Linear(2, 2)), lib.nn.ReLU())
+        model.set_submodule("0.0", lib.nn.Identity())
+        model.set_submodule("0.extra", lib.nn.Tanh())
+        assert [type(m).__name__ for m in model[0]] == ["Identity", "Tanh"]
+        with pytest.raises(AttributeError, match="has no attribute `missing`"):
+            model.set_submodule("0.missing", lib.nn.ReLU(), strict=True)
+        with pytest.raises(ValueError, match="is not an nn.Module"):
+            model.set_submodule("1", 3)
+
+
+def test_step_hooks_run_once_around_a_subclass_step_and_may_replace_arguments():
+    class LoggedSGD(ember.optim.SGD):
+        def step(self, closure=None):
+            return super().step(closure)
+
+    param = ember.nn.Parameter(ember.ones(2))
+    optimizer = LoggedSGD([param], lr=1.0)
+    calls = []
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: calls.append("pre") or (args, {"closure": lambda: 7.0}))
+    param.grad = ember.ones(2)
+    assert optimizer.step() == 7.0 and calls == ["pre"]
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: "wrong")
+    with pytest.raises(RuntimeError, match="must return None or a tuple"):
+        optimizer.step()
