@@ -49,10 +49,19 @@ class TypedStorage:
                f"{self.device}) of size {self.size()}]"
 
 
+_warned = [False]
+
+
 def typed_storage(tensor) -> TypedStorage:
+    if not _warned[0]:      # the first call only, as torch warns
+        _warned[0] = True
+        _warn_removal()
+    return TypedStorage(tensor.untyped_storage(), tensor.dtype)
+
+
+def _warn_removal() -> None:
     warnings.warn("TypedStorage is deprecated. It will be removed in the future and "
                   "UntypedStorage will be the only storage class. This should only matter "
                   "to you if you are using storages directly.  To access UntypedStorage "
                   "directly, use tensor.untyped_storage() instead of tensor.storage()",
-                  UserWarning, stacklevel=2)
-    return TypedStorage(tensor.untyped_storage(), tensor.dtype)
+                  UserWarning, stacklevel=4)

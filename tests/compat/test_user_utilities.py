@@ -4,6 +4,7 @@ against torch on the same weights and data."""
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import numpy as np
 import pytest
@@ -262,7 +263,8 @@ def test_tensors_made_in_inference_mode_are_inference_tensors():
 def _storage_facts(lib):
     t = lib.arange(6.).view(2, 3)
     untyped = t.untyped_storage()
-    with pytest.warns(UserWarning, match="TypedStorage is deprecated"):
+    with warnings.catch_warnings():     # torch warns on its first call only
+        warnings.simplefilter("ignore")
         typed = t[1].storage()
     return [untyped.size(), untyped.nbytes(), len(untyped), untyped.element_size(),
             untyped.data_ptr() == t.data_ptr(), untyped.tolist()[4:8], typed.size(),
@@ -354,3 +356,13 @@ def test_step_hooks_run_once_around_a_subclass_step_and_may_replace_arguments():
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: "wrong")
     with pytest.raises(RuntimeError, match="must return None or a tuple"):
         optimizer.step()
+
+
+def test_typed_storage_warns_once_as_torch_does():
+    from ember.frontend import storage
+    storage._warned[0] = False
+    with pytest.warns(UserWarning, match="TypedStorage is deprecated"):
+        ember.ones(2).storage()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ember.ones(2).storage()

@@ -275,6 +275,6 @@ def _check_worker_options(num_workers, timeout, prefetch_factor, persistent_work
 def _check_iterable_options(shuffle, sampler, batch_sampler) -> None:
     for name, value in (("shuffle", shuffle), ("sampler", sampler),
                         ("batch_sampler", batch_sampler)):
-        if value not in (None, False):
+        if value is not None and value is not False:
             raise ValueError(f"DataLoader with IterableDataset: expected unspecified {name} "
                              f"option, but got {name}={value}")
