@@ -528,6 +528,9 @@ TENSOR_METHODS = {
     "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
     "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack, "storage": _storage,
+    "const_data_ptr": lambda self: self.data_ptr(),
+    "dim_order": lambda self, *, ambiguity_check=False: tuple(
+        sorted(range(self.dim()), key=lambda d: -self.stride(d))),
     "to_sparse": lambda self, *args, **kwargs: _sparse().to_sparse(self, *args, **kwargs),
     "to_sparse_coo": lambda self: _sparse().to_sparse(self),
     "to_dense": lambda self, dtype=None, *, masked_grad=None:
@@ -535,6 +538,7 @@ TENSOR_METHODS = {
     "__dlpack_device__": lambda self: (1, 0),       # kDLCPU, device 0
 }
 TENSOR_PROPERTIES = {
+    "output_nr": lambda self: self._output_nr,
     "is_cpu": lambda self: self.device.type == "cpu", "is_meta": lambda self: False,
     "is_mkldnn": lambda self: False, "is_sparse_csr": lambda self: False,
     "is_nested": lambda self: False, "is_xpu": lambda self: False,

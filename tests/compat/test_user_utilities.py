@@ -366,3 +366,15 @@ def test_typed_storage_warns_once_as_torch_does():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ember.ones(2).storage()
+
+
+def _layout_facts(lib):
+    x = lib.ones(2, 3, 4, 5)
+    nhwc = x.to(memory_format=lib.channels_last)
+    a, b = lib.ones(3, requires_grad=True).unbind(0)[1:]
+    return [x.dim_order(), nhwc.dim_order(), x.permute(2, 0, 3, 1).dim_order(),
+            x.const_data_ptr() == x.data_ptr(), a.output_nr, b.output_nr]
+
+
+def test_layout_queries_match_torch():
+    assert _layout_facts(ember) == _layout_facts(torch)
