@@ -139,9 +139,11 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "hub", "testing", "random", "version", "functional", "cpu",
                               "multiprocessing", "quantization", "distributions", "amp",
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
-                              "export", "accelerator"})
+                              "export", "accelerator", "sparse"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
+                    "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),
+                    "spmm": ("ember.sparse", "mm"),
                     "compile_train_step": ("ember.compiler.compile_train",
                                            "compile_train_step")}
 

@@ -26,3 +26,15 @@ def set_device(device) -> None:
 
 def synchronize(device=None) -> None:
     """CPU work completes before a call returns: nothing to wait for."""
+
+
+def __getattr__(name: str):
+    """`ember.cpu.amp` (torch.cpu.amp's deprecated names), loaded on first use."""
+    if name == "amp":
+        import importlib
+        import sys
+        amp = importlib.import_module("ember.amp.cpu_amp")
+        sys.modules.setdefault("ember.cpu.amp", amp)
+        globals()["amp"] = amp
+        return amp
+    raise AttributeError(f"module 'ember.cpu' has no attribute '{name}'")

@@ -290,6 +290,9 @@ class Cauchy(_LocationScale):
     def cdf(self, value):
         return ((value - self.loc) / self.scale).atan() / math.pi + 0.5
 
+    def icdf(self, value):
+        return (math.pi * (value - 0.5)).tan() * self.scale + self.loc
+
     def entropy(self):
         return math.log(4 * math.pi) + self.scale.log()
 

@@ -251,3 +251,116 @@ class Independent(Distribution):
 
     def __repr__(self):
         return f"Independent({self.base_dist!r}, {self.reinterpreted_batch_ndims})"
+
+
+def _batch_mv(matrix, vector):
+    return (matrix @ vector.unsqueeze(-1)).squeeze(-1)
+
+
+def _mahalanobis_of_tril(tril, x):
+    """|tril^-1 x|^2 for lower-triangular tril, batched."""
+    from ..linalg import solve_triangular
+    return solve_triangular(tril, x.unsqueeze(-1), upper=False).squeeze(-1).pow(2).sum(-1)
+
+
+class LowRankMultivariateNormal(Distribution):
+    """A multivariate normal with covariance cov_factor @ cov_factor.T + diag(cov_diag);
+    log_prob and entropy use the m x m capacitance matrix (Woodbury identity and the
+    matrix determinant lemma), never the n x n covariance."""
+    arg_constraints = {"loc": constraints.real_vector,
+                       "cov_factor": constraints.independent(constraints.real, 2),
+                       "cov_diag": constraints.independent(constraints.positive, 1)}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc, cov_factor, cov_diag, validate_args=None):
+        em = _ember()
+        if loc.dim() < 1:
+            raise ValueError("loc must be at least one-dimensional.")
+        n = loc.shape[-1]
+        if cov_factor.dim() < 2:
+            raise ValueError("cov_factor must be at least two-dimensional, with optional "
+                             "leading batch dimensions")
+        if cov_factor.shape[-2] != n:
+            raise ValueError(f"cov_factor must be a batch of matrices with shape {n} x m")
+        if cov_diag.shape[-1:] != loc.shape[-1:]:
+            raise ValueError(f"cov_diag must be a batch of vectors with shape {tuple(loc.shape[-1:])}")
+        batch = tuple(em.broadcast_shapes(tuple(loc.shape[:-1]), tuple(cov_factor.shape[:-2]),
+                                          tuple(cov_diag.shape[:-1])))
+        self.loc = loc.expand(list(batch) + [n])
+        self.cov_factor = cov_factor.expand(list(batch) + list(cov_factor.shape[-2:]))
+        self.cov_diag = cov_diag.expand(list(batch) + [n])
+        self._capacitance_tril = self._capacitance(self.cov_factor, self.cov_diag)
+        super().__init__(Size(batch), Size([n]), validate_args=validate_args)
+
+    @staticmethod
+    def _capacitance(W, D):
+        """cholesky(I + W^T D^-1 W)."""
+        em = _ember()
+        m = W.shape[-1]
+        K = (W.mT / D.unsqueeze(-2)) @ W + em.eye(m, dtype=W.dtype)
+        return em.linalg.cholesky(K)
+
+    def _params(self):
+        return {"loc": self.loc, "cov_factor": self.cov_factor, "cov_diag": self.cov_diag}
+
+    def expand(self, batch_shape, _instance=None):
+        batch = list(batch_shape)
+        n, m = self.cov_factor.shape[-2:]
+        return LowRankMultivariateNormal(self.loc.expand(batch + [n]),
+                                         self.cov_factor.expand(batch + [n, m]),
+                                         self.cov_diag.expand(batch + [n]),
+                                         validate_args=False)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def mode(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return self.cov_factor.pow(2).sum(-1) + self.cov_diag
+
+    @property
+    def covariance_matrix(self):
+        return self.cov_factor @ self.cov_factor.mT + self.cov_diag.diag_embed()
+
+    @property
+    def precision_matrix(self):
+        em = _ember()
+        Wt_Dinv = self.cov_factor.mT / self.cov_diag.unsqueeze(-2)
+        A = em.linalg.solve_triangular(self._capacitance_tril, Wt_Dinv, upper=False)
+        return self.cov_diag.reciprocal().diag_embed() - A.mT @ A
+
+    @property
+    def scale_tril(self):
+        return _ember().linalg.cholesky(self.covariance_matrix)
+
+    def rsample(self, sample_shape=Size()):
+        em = _ember()
+        shape = list(self._extended_shape(sample_shape))
+        eps_W = em.randn(*(shape[:-1] + [self.cov_factor.shape[-1]]), dtype=self.loc.dtype)
+        eps_D = em.randn(*shape, dtype=self.loc.dtype)
+        return self.loc + _batch_mv(self.cov_factor, eps_W) + self.cov_diag.sqrt() * eps_D
+
+    def _log_det(self):
+        return 2 * self._capacitance_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1) + \
+            self.cov_diag.log().sum(-1)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        diff = value - self.loc
+        Wt_Dinv = self.cov_factor.mT / self.cov_diag.unsqueeze(-2)
+        mahalanobis = (diff.pow(2) / self.cov_diag).sum(-1) - \
+            _mahalanobis_of_tril(self._capacitance_tril, _batch_mv(Wt_Dinv, diff))
+        n = self.event_shape[0]
+        return -0.5 * (n * math.log(2 * math.pi) + self._log_det() + mahalanobis)
+
+    def entropy(self):
+        n = self.event_shape[0]
+        entropy = 0.5 * (n * (1.0 + math.log(2 * math.pi)) + self._log_det())
+        return entropy.expand(list(self.batch_shape)) if len(self.batch_shape) else entropy

@@ -15,7 +15,14 @@ _FILES = {"Bernoulli": "bernoulli", "Beta": "beta", "Binomial": "binomial",
           "Laplace": "laplace", "LogNormal": "log_normal",
           "MultivariateNormal": "multivariate_normal", "Normal": "normal",
           "OneHotCategorical": "one_hot_categorical", "Poisson": "poisson",
-          "Uniform": "uniform"}
+          "Uniform": "uniform", "TransformedDistribution": "transformed_distribution",
+          "HalfCauchy": "half_cauchy", "LogisticNormal": "logistic_normal",
+          "MixtureSameFamily": "mixture_same_family", "Pareto": "pareto",
+          "RelaxedBernoulli": "relaxed_bernoulli",
+          "RelaxedOneHotCategorical": "relaxed_categorical", "StudentT": "studentT",
+          "Weibull": "weibull", "InverseGamma": "inverse_gamma", "Kumaraswamy": "kumaraswamy",
+          "Multinomial": "multinomial", "NegativeBinomial": "negative_binomial",
+          "LowRankMultivariateNormal": "lowrank_multivariate_normal"}
 
 
 def register(package) -> None:

@@ -328,7 +328,77 @@ def from_dlpack(ext_tensor):
     """A CPU tensor sharing memory with any object that speaks DLPack (NumPy arrays,
     PyTorch/CuPy CPU tensors, ember tensors)."""
     from .factories import from_numpy
+    from .tensor import Tensor
+    if isinstance(ext_tensor, Tensor):      # NumPy would import it read-only: alias it
+        return ext_tensor.detach()
+    if not hasattr(ext_tensor, "__dlpack__"):   # a capsule from to_dlpack
+        ext_tensor = _Capsule(ext_tensor)
     return from_numpy(np.from_dlpack(ext_tensor))
+
+
+class _Capsule:
+    """A bare DLPack capsule (what to_dlpack returns) in the protocol NumPy reads."""
+
+    def __init__(self, capsule) -> None:
+        self.capsule = capsule
+
+    def __dlpack__(self, **ignored):
+        return self.capsule
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
+def _storage(self):
+    from .storage import typed_storage
+    return typed_storage(self)
+
+
+def _sparse():
+    from . import sparse_coo
+    return sparse_coo
+
+
+def _is_inference(self) -> bool:
+    """Made inside inference_mode (its storage was), as torch's Tensor.is_inference."""
+    storage = getattr(self, "_storage", None)
+    return bool(getattr(storage, "inference", False))
+
+
+def _apply_(self, callable):
+    """Replaces each element x by callable(x), a Python function (CPU tensors only)."""
+    _check_python_map(self, "apply_")
+    values = np.vectorize(callable, otypes=[self._array.dtype])(self._array)
+    self._array[...] = values
+    self._bump_version()
+    return self
+
+
+def _map_(self, tensor, callable):
+    """Replaces each element x by callable(x, y), y from `tensor` broadcast to self."""
+    _check_python_map(self, "map_")
+    other = np.broadcast_to(tensor._array, self._array.shape)
+    values = np.vectorize(callable, otypes=[self._array.dtype])(self._array, other)
+    self._array[...] = values
+    self._bump_version()
+    return self
+
+
+def _check_python_map(self, name: str) -> None:
+    if self.requires_grad:
+        raise RuntimeError(f"Can't call {name}() on Variable that requires grad. Use "
+                           f"var.detach().{name}() instead.")
+    if self.device.type != "cpu":
+        raise TypeError(f"{name} is only implemented on CPU tensors")
+
+
+def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+    """DLPack export of a CPU tensor: the consumer shares its memory."""
+    if self.device.type != "cpu":
+        raise BufferError(f"__dlpack__: ember exports CPU tensors only, not {self.device}")
+    if self.requires_grad:
+        raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
+    return self._array.__dlpack__()
 
 
 def is_nonzero(input) -> bool:
@@ -431,7 +501,7 @@ TOP_LEVEL_FUNCTIONS = {
     "frombuffer": frombuffer, "asarray": asarray, "from_dlpack": from_dlpack,
     "is_nonzero": is_nonzero, "is_same_size": is_same_size, "is_signed": is_signed,
     "is_conj": lambda input: False, "is_neg": lambda input: False,
-    "is_inference": lambda input: False,
+    "is_inference": lambda input: input.is_inference(),
     "cond": cond, "while_loop": while_loop,
     "get_num_interop_threads": get_num_interop_threads,
     "set_num_interop_threads": set_num_interop_threads,
@@ -454,11 +524,21 @@ TENSOR_METHODS = {
     "get_device": _get_device, "is_nonzero": _is_nonzero, "is_same_size": _is_same_size,
     "is_signed": _is_signed, "ndimension": lambda self: self.ndim,
     "is_conj": lambda self: False, "is_neg": lambda self: False,
-    "is_inference": lambda self: False, "is_pinned": lambda self, device=None: False,
+    "is_inference": _is_inference, "is_pinned": lambda self, device=None: False,
     "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
+    "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack, "storage": _storage,
+    "const_data_ptr": lambda self: self.data_ptr(),
+    "dim_order": lambda self, *, ambiguity_check=False: tuple(
+        sorted(range(self.dim()), key=lambda d: -self.stride(d))),
+    "to_sparse": lambda self, *args, **kwargs: _sparse().to_sparse(self, *args, **kwargs),
+    "to_sparse_coo": lambda self: _sparse().to_sparse(self),
+    "to_dense": lambda self, dtype=None, *, masked_grad=None:
+        self if dtype is None else self.to(dtype),
+    "__dlpack_device__": lambda self: (1, 0),       # kDLCPU, device 0
 }
 TENSOR_PROPERTIES = {
+    "output_nr": lambda self: self._output_nr,
     "is_cpu": lambda self: self.device.type == "cpu", "is_meta": lambda self: False,
     "is_mkldnn": lambda self: False, "is_sparse_csr": lambda self: False,
     "is_nested": lambda self: False, "is_xpu": lambda self: False,

@@ -20,6 +20,7 @@ from ..ir import dtypes
 from ..ir.dtypes import DType
 from ..ir.errors import DTypeError, ShapeError, AutogradError
 from ..ir.ops.shape import flat_storage
+from .grad_state import STATE as _GRAD_STATE
 from ..ir.meta import strided
 from ..ir.meta import (MemoryFormat, contiguous_format, channels_last, preserve_format,
                        is_contiguous_for, suggest_memory_format, strides_for)
@@ -48,16 +49,34 @@ class Size(tuple):
 
 
 class Storage:
-    """A flat buffer and its version counter (bumped by every in-place write)."""
-    __slots__ = ("data", "version", "device")
+    """A flat buffer and its version counter (bumped by every in-place write).
+    `inference`: allocated inside inference_mode, which makes every tensor over it (views
+    included) an inference tensor, as in torch."""
+    __slots__ = ("data", "version", "device", "inference")
 
     def __init__(self, data: np.ndarray, device: str = "cpu"):
         self.data = data
         self.version = 0
         self.device = device
+        self.inference = _GRAD_STATE.inference
 
     def nbytes(self) -> int:
         return self.data.nbytes
+
+    # torch.UntypedStorage's view of it: bytes
+    def size(self) -> int:
+        return self.data.nbytes
+
+    __len__ = size
+
+    def element_size(self) -> int:
+        return 1
+
+    def data_ptr(self) -> int:
+        return self.data.__array_interface__["data"][0]
+
+    def tolist(self) -> list:
+        return np.ascontiguousarray(self.data).view(np.uint8).tolist()
 
 
 def _layout_array(arr: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:

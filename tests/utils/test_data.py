@@ -55,9 +55,17 @@ def test_iterable_dataset_batches_the_stream():
     assert batches == [[0, 1, 2], [3, 4, 5], [6]]
 
 
-def test_unsupported_options_raise():
-    dataset = data.TensorDataset(ember.arange(4))
-    with pytest.raises(NotImplementedError, match="num_workers=2"):
-        data.DataLoader(dataset, num_workers=2)
-    with pytest.raises(ValueError, match="mutually exclusive"):
-        data.DataLoader(dataset, sampler=data.SequentialSampler(dataset), shuffle=True)
+@pytest.mark.parametrize("options,message", [
+    (dict(sampler="sequential", shuffle=True), "mutually exclusive"),
+    (dict(num_workers=-1), "non-negative"),
+    (dict(prefetch_factor=2), "prefetch_factor option could only be specified"),
+    (dict(persistent_workers=True), "needs num_workers > 0"),
+    (dict(batch_size=None, drop_last=True), "mutually exclusive with drop_last"),
+    (dict(timeout=-1), "timeout option should be non-negative")])
+def test_option_errors_match_torch(options, message):
+    for lib in (tdata, data):
+        dataset = lib.TensorDataset(torch.arange(4) if lib is tdata else ember.arange(4))
+        if options.get("sampler") == "sequential":
+            options = dict(options, sampler=lib.SequentialSampler(dataset))
+        with pytest.raises(ValueError, match=message):
+            lib.DataLoader(dataset, **options)

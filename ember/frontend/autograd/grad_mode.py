@@ -5,15 +5,8 @@ Each works as a context manager and as a decorator, as in PyTorch.
 from __future__ import annotations
 
 import functools
-import threading
 
-
-class _State(threading.local):
-    enabled = True
-    inference = False
-
-
-STATE = _State()
+from ..grad_state import STATE
 
 
 def is_grad_enabled() -> bool:

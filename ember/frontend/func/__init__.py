@@ -5,9 +5,9 @@ vmap batches a traced graph (passes/vmap.py); grad/vjp use the reverse-mode join
 and hessian compose them. See docs/autograd.md, "vmap and ember.func".
 """
 from .autodiff import grad, grad_and_value, jvp, vjp
-from .functional_call import functional_call
+from .functional_call import functional_call, stack_module_state
 from .jacobians import hessian, jacfwd, jacrev
 from .vmap import vmap
 
 __all__ = ["vmap", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian",
-           "functional_call"]
+           "functional_call", "stack_module_state"]

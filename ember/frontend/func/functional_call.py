@@ -67,3 +67,36 @@ def _swapped(module, mapping: dict):
     finally:
         for table, leaf, old in reversed(saved):
             table[leaf] = old
+
+
+def stack_module_state(models) -> tuple[dict, dict]:
+    """The parameters and buffers of same-shaped models, each stacked along a new first
+    dimension (for vmap over an ensemble with functional_call). Stacked parameters are
+    new leaves that require grad when the models' do."""
+    from ...ir.registry import OPS
+    models = list(models)
+    if not models:
+        raise RuntimeError("stack_module_state: Expected at least one model, got 0.")
+    if not (all(m.training for m in models) or not any(m.training for m in models)):
+        raise RuntimeError("stack_module_state: Expected all models to have the same "
+                           "training/eval mode.")
+    reference = type(models[0])
+    if not all(type(m) is reference for m in models):
+        raise RuntimeError("stack_module_state: Expected all models to be of the same class.")
+
+    def stacked(named, name: str, leaf: bool):
+        tensors = [dict(named(m))[name] for m in models]
+        result = OPS["stack"](tensors, 0)
+        if leaf:
+            wants_grad = {t.requires_grad for t in tensors}
+            if len(wants_grad) > 1:
+                raise RuntimeError(f"Expected {name} from each model to have the same "
+                                   ".requires_grad")
+            result = result.detach().requires_grad_(wants_grad.pop())
+        return result
+
+    params = {name: stacked(lambda m: m.named_parameters(), name, True)
+              for name, _ in models[0].named_parameters()}
+    buffers = {name: stacked(lambda m: m.named_buffers(), name, False)
+               for name, _ in models[0].named_buffers()}
+    return params, buffers

@@ -16,7 +16,8 @@ identity and anything holding its state, such as a state_dict, sees the new valu
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
+import functools
+from collections import OrderedDict, defaultdict
 from itertools import chain
 
 import numpy as np
@@ -44,7 +45,102 @@ def _write(dst: Tensor, src: Tensor) -> None:
     dst._bump_version()
 
 
+#: hooks every optimizer's step runs (torch.optim.optimizer.register_optimizer_step_*)
+_GLOBAL_STEP_PRE_HOOKS: OrderedDict = OrderedDict()
+_GLOBAL_STEP_POST_HOOKS: OrderedDict = OrderedDict()
+
+
+def _handle(hooks: OrderedDict, hook, prepend: bool = False):
+    from ..nn.modules.module import RemovableHandle
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    if prepend:
+        hooks.move_to_end(handle.id, last=False)
+    return handle
+
+
+def register_optimizer_step_pre_hook(hook):
+    """hook(optimizer, args, kwargs) -> None or (args, kwargs), before every step."""
+    return _handle(_GLOBAL_STEP_PRE_HOOKS, hook)
+
+
+def register_optimizer_step_post_hook(hook):
+    """hook(optimizer, args, kwargs), after every optimizer's step."""
+    return _handle(_GLOBAL_STEP_POST_HOOKS, hook)
+
+
+def _with_step_hooks(step):
+    """A subclass's step, running the global and the optimizer's step hooks around the
+    outermost call (a step that calls super().step() runs them once)."""
+    @functools.wraps(step)
+    def hooked(*args, **kwargs):
+        # as in torch, the hooks see the optimizer as args[0] too
+        self = args[0]
+        local_pre = self.__dict__.get("_optimizer_step_pre_hooks")
+        local_post = self.__dict__.get("_optimizer_step_post_hooks")
+        if self.__dict__.get("_in_hooked_step") or not (
+                _GLOBAL_STEP_PRE_HOOKS or _GLOBAL_STEP_POST_HOOKS or local_pre or local_post):
+            return step(*args, **kwargs)
+        self._in_hooked_step = True
+        try:
+            for hook in chain(list(_GLOBAL_STEP_PRE_HOOKS.values()),
+                              list((local_pre or {}).values())):
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(f"{hook} must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result}.")
+                    args, kwargs = result
+            out = step(*args, **kwargs)
+            for hook in chain(list(_GLOBAL_STEP_POST_HOOKS.values()),
+                              list((local_post or {}).values())):
+                hook(self, args, kwargs)
+            return out
+        finally:
+            self._in_hooked_step = False
+    hooked._ember_step_hooks = True
+    return hooked
+
+
 class Optimizer:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_ember_step_hooks", False):
+            cls.step = _with_step_hooks(step)
+
+    def _hooks(self, name: str) -> OrderedDict:
+        if name not in self.__dict__:
+            self.__dict__[name] = OrderedDict()
+        return self.__dict__[name]
+
+    def register_step_pre_hook(self, hook):
+        """hook(optimizer, args, kwargs) -> None or (args, kwargs), before step."""
+        return _handle(self._hooks("_optimizer_step_pre_hooks"), hook)
+
+    def register_step_post_hook(self, hook):
+        """hook(optimizer, args, kwargs), after step."""
+        return _handle(self._hooks("_optimizer_step_post_hooks"), hook)
+
+    def register_state_dict_pre_hook(self, hook, prepend: bool = False):
+        """hook(optimizer), before state_dict() packs the state."""
+        return _handle(self._hooks("_optimizer_state_dict_pre_hooks"), hook, prepend)
+
+    def register_state_dict_post_hook(self, hook, prepend: bool = False):
+        """hook(optimizer, state_dict) -> None or a state_dict to return instead."""
+        return _handle(self._hooks("_optimizer_state_dict_post_hooks"), hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook, prepend: bool = False):
+        """hook(optimizer, state_dict) -> None or the state_dict to load instead."""
+        return _handle(self._hooks("_optimizer_load_state_dict_pre_hooks"), hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook, prepend: bool = False):
+        """hook(optimizer), after load_state_dict() loaded."""
+        return _handle(self._hooks("_optimizer_load_state_dict_post_hooks"), hook, prepend)
+
+    def _run_hooks(self, name: str, *args):
+        return [hook(self, *args) for hook in list(self.__dict__.get(name, {}).values())]
+
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
         self.state: defaultdict = defaultdict(dict)
@@ -121,6 +217,15 @@ class Optimizer:
 
     # --- state_dict ----------------------------------------------------------------
     def state_dict(self) -> dict:
+        self._run_hooks("_optimizer_state_dict_pre_hooks")
+        state_dict = self._packed_state_dict()
+        for hook in list(self.__dict__.get("_optimizer_state_dict_post_hooks", {}).values()):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
+
+    def _packed_state_dict(self) -> dict:
         index: dict[int, int] = {}
         start = 0
         packed_groups = []
@@ -136,6 +241,15 @@ class Optimizer:
         return {"state": packed_state, "param_groups": packed_groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        for hook in list(self.__dict__.get("_optimizer_load_state_dict_pre_hooks",
+                                           {}).values()):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        self._load_packed_state_dict(state_dict)
+        self._run_hooks("_optimizer_load_state_dict_post_hooks")
+
+    def _load_packed_state_dict(self, state_dict: dict) -> None:
         state_dict = copy.deepcopy(state_dict)
         groups, saved_groups = self.param_groups, state_dict["param_groups"]
         if len(groups) != len(saved_groups):
@@ -174,6 +288,7 @@ class Optimizer:
     # --- printing ------------------------------------------------------------------
     def __getstate__(self):
         return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+    # (hooks are not pickled, as in torch)
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -189,4 +304,5 @@ class Optimizer:
         return "\n".join(lines)
 
 
-__all__ = ["Optimizer", "required", "no_grad"]
+__all__ = ["Optimizer", "required", "no_grad", "register_optimizer_step_pre_hook",
+           "register_optimizer_step_post_hook"]

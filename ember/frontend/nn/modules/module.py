@@ -183,6 +183,21 @@ class Module:
                 raise AttributeError(f"`{item}` is not an nn.Module")
         return mod
 
+    def set_submodule(self, target: str, module: "Module", strict: bool = False) -> None:
+        """Puts `module` at the dotted path `target` (its parent must exist; with strict,
+        the attribute too); a non-module attribute there is not replaced."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module)}")
+        parent_path, _, name = target.rpartition(".")
+        parent = self.get_submodule(parent_path)
+        if strict and not hasattr(parent, name):
+            raise AttributeError(f"{parent._get_name()} has no attribute `{name}`")
+        if hasattr(parent, name) and not isinstance(getattr(parent, name), Module):
+            raise AttributeError(f"`{name}` is not an nn.Module")
+        setattr(parent, name, module)
+
     def get_parameter(self, target: str) -> Parameter:
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
@@ -562,12 +577,16 @@ class Module:
         for name, buf in self._buffers.items():
             if buf is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = buf if keep_vars else buf.detach()
+        if _has_extra_state(self):
+            destination[prefix + _EXTRA_STATE_KEY] = self.get_extra_state()
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
         if args:   # PyTorch's deprecated positional form: (destination, prefix, keep_vars)
             destination = args[0]
             prefix = args[1] if len(args) > 1 else prefix
             keep_vars = args[2] if len(args) > 2 else keep_vars
+        for hook in self.__dict__.get("_state_dict_pre_hooks", {}).values():
+            hook(self, prefix, keep_vars)
         if destination is None:
             destination = OrderedDict()
             destination._metadata = OrderedDict()
@@ -581,9 +600,11 @@ class Module:
             if module is not None:
                 module.state_dict(destination=destination, prefix=prefix + name + ".",
                                   keep_vars=keep_vars)
-        for hook in self._state_dict_hooks.values():
+        for hook_id, hook in self._state_dict_hooks.items():
             result = hook(self, destination, prefix, local_metadata)
             if result is not None:
+                if hook_id in self.__dict__.get("_public_state_dict_post_hooks", ()):
+                    raise RuntimeError("state_dict post-hook must return None")
                 destination = result
         return destination
 
@@ -618,9 +639,15 @@ class Module:
                     f"is {_shape_str(target.shape)}.")
                 continue
             self._copy_into(name, target, value, assign)
+        if _has_extra_state(self):
+            if prefix + _EXTRA_STATE_KEY in state_dict:
+                self.set_extra_state(state_dict[prefix + _EXTRA_STATE_KEY])
+            elif strict:
+                missing_keys.append(prefix + _EXTRA_STATE_KEY)
         if strict:
             for key in state_dict:
-                if key.startswith(prefix) and key != prefix + "_extra_state":
+                if key.startswith(prefix) and not (key == prefix + _EXTRA_STATE_KEY
+                                                   and _has_extra_state(self)):
                     rest = key[len(prefix):]
                     head = rest.split(".", 1)[0]
                     if head not in self._modules and head not in local:
@@ -658,6 +685,7 @@ class Module:
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing, unexpected, errors = [], [], []
         metadata = getattr(state_dict, "_metadata", None) or {}
+        state_dict = OrderedDict(state_dict)    # load hooks may edit it: not the caller's
         for prefix, module in self.named_modules():
             local_metadata = dict(metadata.get(prefix, {}))
             if assign:
@@ -665,7 +693,8 @@ class Module:
             module._load_from_state_dict(state_dict, prefix + "." if prefix else "",
                                          local_metadata, True, missing, unexpected, errors)
         # every module reported the keys under its prefix; keep only the leaves' view
-        unexpected = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
+        unexpected[:] = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
+        self._run_load_state_dict_post_hooks(_IncompatibleKeys(missing, unexpected))
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -678,8 +707,63 @@ class Module:
                                  + "\n\t".join(errors))
         return _IncompatibleKeys(missing, unexpected)
 
-    def register_state_dict_pre_hook(self, hook):
-        raise NotImplementedError("ember.nn.Module.register_state_dict_pre_hook")
+    def get_extra_state(self):
+        """State beyond parameters and buffers for state_dict (under `_extra_state`);
+        a subclass that overrides it must override set_extra_state too."""
+        raise RuntimeError("Reached a code path in Module.get_extra_state() that should "
+                           "never be called.")
+
+    def set_extra_state(self, state) -> None:
+        raise RuntimeError("Reached a code path in Module.set_extra_state() that should "
+                           "never be called.")
+
+    def share_memory(self) -> "Module":
+        """Moves parameters and buffers to shared memory (ember's host tensors: as is)."""
+        return self._apply(lambda t: t.share_memory_())
+
+    def _run_load_state_dict_post_hooks(self, incompatible_keys) -> None:
+        """Each module's post-hooks after its children's, as torch's recursive load
+        calls them; a hook may edit the key lists before strict checks them."""
+        for module in self.children():
+            module._run_load_state_dict_post_hooks(incompatible_keys)
+        for hook in list(self.__dict__.get("_load_state_dict_post_hooks", {}).values()):
+            if hook(self, incompatible_keys) is not None:
+                raise RuntimeError("load_state_dict post-hook must return None: it may edit "
+                                   "incompatible_keys in place instead")
+
+    def _hooks_named(self, name: str) -> "_HookDict":
+        """The hook dict `name`, made on first registration (modules built before the
+        dict existed, or unpickled, lack it)."""
+        if name not in self.__dict__:
+            object.__setattr__(self, name, _HookDict())
+        return self.__dict__[name]
+
+    def register_state_dict_pre_hook(self, hook) -> RemovableHandle:
+        """hook(module, prefix, keep_vars), called before this module's state_dict."""
+        hooks = self._hooks_named("_state_dict_pre_hooks")
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def register_state_dict_post_hook(self, hook) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata) -> None, after this module's
+        entries (and its children's) are in state_dict; it edits state_dict in place."""
+        handle = self._register_state_dict_hook(hook)
+        self._hooks_named("_public_state_dict_post_hooks")[handle.id] = True
+        return handle
+
+    def register_load_state_dict_pre_hook(self, hook) -> RemovableHandle:
+        """hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs), before this module copies its entries."""
+        return self._register_load_state_dict_pre_hook(hook, with_module=True)
+
+    def register_load_state_dict_post_hook(self, hook) -> RemovableHandle:
+        """hook(module, incompatible_keys) -> None, after load_state_dict loaded this
+        module and its children."""
+        hooks = self._hooks_named("_load_state_dict_post_hooks")
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     def _register_state_dict_hook(self, hook) -> RemovableHandle:
         handle = RemovableHandle(self._state_dict_hooks)
@@ -718,6 +802,13 @@ class Module:
         return main + ")"
 
 
+_EXTRA_STATE_KEY = "_extra_state"
+
+
+def _has_extra_state(module: Module) -> bool:
+    return type(module).get_extra_state is not Module.get_extra_state
+
+
 def _has_owner(root: Module, key: str) -> bool:
     """True when `key` names a parameter or persistent buffer somewhere under root."""
     module_path, _, name = key.rpartition(".")
@@ -726,7 +817,8 @@ def _has_owner(root: Module, key: str) -> bool:
     except AttributeError:
         return False
     return (name in mod._parameters and mod._parameters[name] is not None) or (
-        name in mod._buffers and name not in mod._non_persistent_buffers_set)
+        name in mod._buffers and name not in mod._non_persistent_buffers_set) or (
+        name == _EXTRA_STATE_KEY and _has_extra_state(mod))
 
 
 def _check_name(name, kind: str, allow_dot: bool = False) -> None:

@@ -14,6 +14,8 @@ from .spectral_norm import spectral_norm, remove_spectral_norm  # noqa: F401
 from . import parametrize, parametrizations  # noqa: F401,E402
 from . import rnn  # noqa: F401,E402
 from . import prune  # noqa: F401,E402
+from . import stateless  # noqa: F401,E402
 import sys as _sys  # noqa: E402
 _sys.modules.setdefault("ember.nn.utils.rnn", rnn)   # `import ember.nn.utils.rnn`: the same module
 _sys.modules.setdefault("ember.nn.utils.prune", prune)
+_sys.modules.setdefault("ember.nn.utils.stateless", stateless)

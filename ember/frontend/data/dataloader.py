@@ -1,0 +1,280 @@
+"""torch.utils.data.DataLoader, with its workers run in the loading process.
+
+A DataLoader with num_workers=N hands batches out as torch's does: a map-style dataset's
+batches in the sampler's order, an iterable dataset's batches round-robin over the N
+workers, each worker reading (and batching) its own copy of the dataset. ember runs
+each worker's share in the calling process, one batch at a time, with everything a
+worker sees switched in around it: get_worker_info(), its copy of the dataset, and its
+own seeded RNG streams (ember's default generator, `random`, NumPy's global state),
+seeded base_seed + worker_id and carried from batch to batch. worker_init_fn runs once
+per worker (once for the loader's life with persistent_workers). What is lost is the
+parallelism, not the results. Pinned memory has no meaning for ember's host tensors:
+pin_memory=True loads as False does (warning, as torch does, where no GPU is present).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+import warnings
+
+import numpy as np
+
+from .. import random as ember_random
+from ..cuda import is_available as cuda_is_available
+from ..factories import randint
+from .collate import default_collate, default_convert
+from .dataset import IterableDataset
+from .sampler import BatchSampler, RandomSampler, SequentialSampler
+
+
+class WorkerInfo:
+    """What get_worker_info() returns inside a worker: id, num_workers, seed, dataset."""
+
+    def __init__(self, **fields) -> None:
+        self.__dict__.update(fields)
+        self._initialized = True
+
+    def __setattr__(self, name, value) -> None:
+        if getattr(self, "_initialized", False):
+            raise RuntimeError(f"Cannot assign attributes to {type(self).__name__} objects")
+        super().__setattr__(name, value)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={getattr(self, key)}"
+                           for key in ("id", "num_workers", "seed", "dataset"))
+        return f"{type(self).__name__}({fields})"
+
+
+_current_worker: WorkerInfo | None = None
+
+
+def get_worker_info() -> WorkerInfo | None:
+    """The running worker's WorkerInfo inside a DataLoader worker; None elsewhere."""
+    return _current_worker
+
+
+def _rng_states():
+    generator = ember_random.default_generator
+    return (generator.initial_seed(), generator.get_state(), random.getstate(),
+            np.random.get_state())
+
+
+def _set_rng_states(states) -> None:
+    seed, state, python_state, numpy_state = states
+    ember_random.default_generator.manual_seed(seed)
+    ember_random.default_generator.set_state(state)
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+
+
+class _Worker:
+    """One worker's dataset copy, RNG streams and WorkerInfo, switched in by `running`."""
+
+    def __init__(self, loader: "DataLoader", worker_id: int, base_seed: int) -> None:
+        # a shallow copy: a worker's attribute changes stay its own (its process's, in
+        # torch) while the samples' storage is shared
+        self.dataset = copy.copy(loader.dataset)
+        seed = base_seed + worker_id
+        self.info = WorkerInfo(id=worker_id, num_workers=loader.num_workers, seed=seed,
+                               dataset=self.dataset)
+        saved = _rng_states()
+        ember_random.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(np.random.SeedSequence([worker_id, base_seed]).generate_state(4))
+        self._states = _rng_states()
+        _set_rng_states(saved)
+        if loader.worker_init_fn is not None:
+            with self.running():
+                loader.worker_init_fn(worker_id)
+
+    @contextlib.contextmanager
+    def running(self):
+        global _current_worker
+        saved, outer = _rng_states(), _current_worker
+        _set_rng_states(self._states)
+        _current_worker = self.info
+        try:
+            yield
+        finally:
+            self._states = _rng_states()
+            _set_rng_states(saved)
+            _current_worker = outer
+
+
+class _InProcess:
+    """The loading process itself, for num_workers=0."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def running(self):
+        return contextlib.nullcontext()
+
+
+def _fetch(dataset, indices: list):
+    getitems = getattr(dataset, "__getitems__", None)
+    return getitems(indices) if getitems else [dataset[i] for i in indices]
+
+
+_END = object()     # a worker's stream has no more batches
+
+
+class _LoaderIterator:
+    """What iter(loader) returns: next() gives batches; len() is the loader's length."""
+
+    def __init__(self, loader: "DataLoader", batches) -> None:
+        self._loader, self._batches = loader, batches
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+
+class DataLoader:
+    """Batches a dataset: samplers pick indices, collate_fn builds batches."""
+
+    def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool | None = None,
+                 sampler=None, batch_sampler=None, num_workers: int = 0, collate_fn=None,
+                 pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
+                 worker_init_fn=None, multiprocessing_context=None, generator=None, *,
+                 prefetch_factor=None, persistent_workers: bool = False,
+                 pin_memory_device: str = "", in_order: bool = True) -> None:
+        _check_worker_options(num_workers, timeout, prefetch_factor, persistent_workers)
+        if pin_memory and not cuda_is_available():
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
+                          "then device pinned memory won't be used.")
+        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+        self.num_workers, self.generator, self.timeout = num_workers, generator, timeout
+        self.worker_init_fn, self.multiprocessing_context = worker_init_fn, multiprocessing_context
+        self.prefetch_factor = 2 if prefetch_factor is None and num_workers else prefetch_factor
+        self.persistent_workers, self.in_order = persistent_workers, in_order
+        self.pin_memory, self.pin_memory_device = pin_memory, pin_memory_device
+        iterable = isinstance(dataset, IterableDataset)
+        if iterable:
+            _check_iterable_options(shuffle, sampler, batch_sampler)
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
+                                 "shuffle, sampler, and drop_last")
+            batch_size, drop_last = None, False     # the batch sampler decides both
+            self.batch_size, self.drop_last = batch_size, drop_last
+        if batch_size is None and drop_last:
+            raise ValueError("batch_size=None option disables auto-batching and is mutually "
+                             "exclusive with drop_last")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        if sampler is None and not iterable:
+            sampler = RandomSampler(dataset, generator=generator) if shuffle else \
+                SequentialSampler(dataset)
+        if batch_sampler is None and batch_size is not None and not iterable:
+            batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+        self.sampler, self.batch_sampler = sampler, batch_sampler
+        auto_collation = batch_sampler is not None or (iterable and batch_size is not None)
+        self.collate_fn = collate_fn or (default_collate if auto_collation else default_convert)
+        self._persistent: list | None = None
+
+    def _workers(self) -> list:
+        if self.num_workers == 0:
+            return [_InProcess(self.dataset)]
+        if self._persistent is not None:
+            return self._persistent
+        base_seed = int(randint(0, 2 ** 62, (), generator=self.generator).item())
+        workers = [_Worker(self, i, base_seed) for i in range(self.num_workers)]
+        if self.persistent_workers:
+            self._persistent = workers
+        return workers
+
+    def __iter__(self):
+        workers = self._workers()
+        if isinstance(self.dataset, IterableDataset):
+            return _LoaderIterator(self, self._round_robin(workers))
+        return _LoaderIterator(self, self._map_batches(workers))
+
+    def _map_batches(self, workers):
+        if self.batch_sampler is None:
+            chunks = ([index] for index in self.sampler)
+        else:
+            chunks = iter(self.batch_sampler)
+        for number, indices in enumerate(chunks):
+            worker = workers[number % len(workers)]
+            with worker.running():
+                if self.batch_sampler is None:
+                    batch = self.collate_fn(worker.dataset[indices[0]])
+                else:
+                    batch = self.collate_fn(_fetch(worker.dataset, indices))
+            yield batch
+
+    def _round_robin(self, workers):
+        streams = [self._stream(worker) for worker in workers]
+        while streams:
+            for stream in list(streams):
+                try:
+                    batch = next(stream)
+                except StopIteration:
+                    streams.remove(stream)
+                    continue
+                yield batch
+
+    def _stream(self, worker):
+        """One worker's batches of its own dataset copy (each step run as that worker)."""
+        with worker.running():
+            samples = iter(worker.dataset)
+        while True:
+            with worker.running():
+                batch = self._next_stream_batch(samples)
+            if batch is _END:
+                return
+            yield batch
+
+    def _next_stream_batch(self, samples):
+        if self.batch_size is None:
+            sample = next(samples, _END)
+            return _END if sample is _END else self.collate_fn(sample)
+        batch = []
+        for sample in samples:
+            batch.append(sample)
+            if len(batch) == self.batch_size:
+                break
+        if not batch or (self.drop_last and len(batch) < self.batch_size):
+            return _END
+        return self.collate_fn(batch)
+
+    def __len__(self) -> int:
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        if self.sampler is not None:
+            return len(self.sampler)
+        length = len(self.dataset)
+        if self.batch_size is None:
+            return length
+        return length // self.batch_size if self.drop_last else -(-length // self.batch_size)
+
+
+def _check_worker_options(num_workers, timeout, prefetch_factor, persistent_workers) -> None:
+    if num_workers < 0:
+        raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
+                         "disable multiprocessing.")
+    if timeout < 0:
+        raise ValueError("timeout option should be non-negative")
+    if num_workers == 0 and prefetch_factor is not None:
+        raise ValueError("prefetch_factor option could only be specified in multiprocessing."
+                         "let num_workers > 0 to enable multiprocessing, otherwise set "
+                         "prefetch_factor to None.")
+    if prefetch_factor is not None and prefetch_factor < 0:
+        raise ValueError("prefetch_factor option should be non-negative")
+    if persistent_workers and num_workers == 0:
+        raise ValueError("persistent_workers option needs num_workers > 0")
+
+
+def _check_iterable_options(shuffle, sampler, batch_sampler) -> None:
+    for name, value in (("shuffle", shuffle), ("sampler", sampler),
+                        ("batch_sampler", batch_sampler)):
+        if value is not None and value is not False:
+            raise ValueError(f"DataLoader with IterableDataset: expected unspecified {name} "
+                             f"option, but got {name}={value}")

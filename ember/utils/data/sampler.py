@@ -1,0 +1,4 @@
+"""torch.utils.data.sampler's names."""
+from ...frontend.data.sampler import (BatchSampler, RandomSampler, Sampler,  # noqa: F401
+                                      SequentialSampler, SubsetRandomSampler,
+                                      WeightedRandomSampler)
