@@ -45,13 +45,14 @@ def _vector_norm_np(x, ord, axes, keepdim):
 def _vector_norm_ref(x, ord=2, dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         x = x.astype(dtype.np_dtype)
-    axes = None if dim is None else tuple(wrap_dims(dim, x.ndim))
+    # a 0-d tensor's dim 0 / -1 is the tensor itself, as in torch
+    axes = None if dim is None or x.ndim == 0 else tuple(wrap_dims(dim, x.ndim))
     return np.asarray(_vector_norm_np(x, ord, axes, keepdim))
 
 
 def _unreduce(t, x, dim, keepdim):
     """A reduced result, with the reduced dims back as size 1 (broadcasts against x)."""
-    if keepdim:
+    if keepdim or x.ndim == 0:
         return t
     dims = range(x.ndim) if dim is None else sorted(wrap_dims(dim, x.ndim))
     for d in dims:
@@ -75,8 +76,12 @@ def _vector_norm_grad(g, x, ord, dim, keepdim, dtype, out):
         return x * scale
     if ord == 1:
         return sgn(x) * g
+    # 0 where x is 0 (p < 1: |x|^(p-1) is infinite there) or the norm is 0 (p < 0: any
+    # zero entry makes it so): torch's subgradient
+    zero = logical_or(eq(x, 0), eq(norm, 0))
     ratio = abs(x) / where(eq(norm, 0), 1.0, norm)
-    return sgn(x) * pow(ratio, ord - 1) * g
+    ratio = where(zero, 1.0, ratio)
+    return where(zero, 0.0, sgn(x) * pow(ratio, ord - 1) * g)
 
 
 vector_norm = linalg_op(
@@ -102,7 +107,19 @@ def _matrix_norm_meta(A, ord="fro", dim=(-2, -1), keepdim=False, dtype=None):
     dims = wrap_dims(dim, A.ndim)
     if len(dims) != 2 or dims[0] == dims[1]:
         raise ShapeError(f"dim must be a 2-tuple of different dimensions. Got {list(dim)}")
+    _check_min_not_empty(A, ord, dims)
     return _vector_norm_meta(A, 2, list(dims), keepdim, dtype)
+
+
+def _check_min_not_empty(A, ord, dims):
+    """The minimizing orders have no value over an empty set (torch: amin's error); the
+    maximizing ones are 0 there."""
+    rows, cols = A.shape[dims[0]], A.shape[dims[1]]
+    size = {-2: min(rows, cols), -1: cols, -INF: rows}.get(ord)
+    if size == 0:
+        raise ShapeError(f"linalg.matrix_norm: ord={ord} of an empty matrix (shape "
+                         f"{list(A.shape)}): amin(): Expected reduction dim to have "
+                         f"non-zero size.")
 
 
 def _matrix_norm_last2(a, ord):
@@ -111,10 +128,13 @@ def _matrix_norm_last2(a, ord):
         return np.sqrt(np.sum(np.abs(a) ** 2, axis=(-2, -1)))
     if ord in ("nuc", 2, -2):
         s = np.linalg.svd(a, compute_uv=False)
-        return {"nuc": np.sum(s, -1), 2: s[..., 0], -2: s[..., -1]}[ord]
+        if ord == "nuc":
+            return np.sum(s, -1)
+        return np.max(s, -1, initial=0) if ord == 2 else np.min(s, -1)
     axis = -2 if ord in (1, -1) else -1            # 1: max column sum, inf: max row sum
     sums = np.sum(np.abs(a), axis=axis)
-    return np.max(sums, -1) if ord in (1, INF) else np.min(sums, -1)
+    # norms are >= 0, so an empty matrix's maximizing norm is 0, as in torch
+    return np.max(sums, -1, initial=0) if ord in (1, INF) else np.min(sums, -1)
 
 
 def _matrix_norm_ref(A, ord="fro", dim=(-2, -1), keepdim=False, dtype=None):
@@ -284,6 +304,7 @@ from .joining import cat  # noqa: E402 - derivative rules use these
 from .linalg_decomp import svd  # noqa: E402
 from .linalg_solve import _inv_grad, inv  # noqa: E402
 from .linear import matmul  # noqa: E402
-from .pointwise import abs, convert_element_type, eq, pow, sgn, where  # noqa: E402,A001
+from .pointwise import (  # noqa: E402
+    abs, convert_element_type, eq, logical_or, pow, sgn, where)  # noqa: A001
 from .reduction import sum  # noqa: E402,A001
 from .shape import movedim, narrow, squeeze, unsqueeze  # noqa: E402

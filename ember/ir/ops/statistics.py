@@ -211,8 +211,8 @@ def _bin_edges_ref(x, bins, range, weight, density):
             lo, hi = float(range[2 * k]), float(range[2 * k + 1])
         elif pts.shape[0]:
             lo, hi = float(pts[:, k].min()), float(pts[:, k].max())
-        else:
-            lo, hi = 0.0, 0.0
+        else:           # no points: torch's edges span [0, 1]
+            lo, hi = 0.0, 1.0
         if lo > hi:
             raise ShapeError(f"torch.histogramdd: expected upper bound of range to be greater "
                              f"than lower bound for dimension {k}, but got lower bound {lo} "
