@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..errors import ShapeError
+from ..errors import EmberIndexError, ShapeError
 from . import samples as S
 from .linalg_common import (
     _batch, _col, _distinct_spectrum, _meta, _real_of, _require_float, _require_matrix,
@@ -117,7 +117,7 @@ def _check_min_not_empty(A, ord, dims):
     rows, cols = A.shape[dims[0]], A.shape[dims[1]]
     size = {-2: min(rows, cols), -1: cols, -INF: rows}.get(ord)
     if size == 0:
-        raise ShapeError(f"linalg.matrix_norm: ord={ord} of an empty matrix (shape "
+        raise EmberIndexError(f"linalg.matrix_norm: ord={ord} of an empty matrix (shape "
                          f"{list(A.shape)}): amin(): Expected reduction dim to have "
                          f"non-zero size.")
 

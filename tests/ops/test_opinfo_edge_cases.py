@@ -1,0 +1,117 @@
+"""Edge cases found by running PyTorch's OpInfo database over every sample (empty
+matrices, 0-d inputs, integer dtypes of float-valued factories, subgradients at zero),
+each checked against torch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+
+INF = float("inf")
+
+
+def _same(actual, expected, rtol=1e-6, atol=1e-7):
+    a = actual.detach().numpy()
+    e = expected.detach().numpy()
+    assert a.shape == e.shape and str(a.dtype) == str(e.dtype), (a.dtype, e.dtype, a.shape)
+    np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("args", [(4.3, -3, 50), (-2.0, 50, 7), (0, 4, 1), (1.9, 1.2, 3),
+                                  (-3.7, 2.2, 4)])
+@pytest.mark.parametrize("dtype", ["int64", "int32"])
+def test_linspace_integer_dtype_truncates_ends(args, dtype):
+    _same(ember.linspace(*args, dtype=getattr(ember, dtype)),
+          torch.linspace(*args, dtype=getattr(torch, dtype)))
+
+
+@pytest.mark.parametrize("args", [(0, 1.2, 4), (1, 2.9, 3, 5.0), (0, -3, 5, 2.0)])
+def test_logspace_integer_dtype_truncates_ends(args):
+    _same(ember.logspace(*args, dtype=ember.int64), torch.logspace(*args, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("shape", [(5, 0, 5), (0, 3)])
+@pytest.mark.parametrize("bins", [1, 3])
+def test_histogram_of_no_points_spans_zero_to_one(shape, bins):
+    hist, edges = ember.histogram(ember.empty(*shape), bins)
+    t_hist, t_edges = torch.histogram(torch.empty(*shape), bins)
+    _same(hist, t_hist)
+    _same(edges, t_edges)
+
+
+def test_histogramdd_of_no_points():
+    hist, edges = ember.histogramdd(ember.empty(5, 0, 2), 2)
+    t_hist, t_edges = torch.histogramdd(torch.empty(5, 0, 2), 2)
+    _same(hist, t_hist)
+    for a, e in zip(edges, t_edges):
+        _same(a, e)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (2, 0, 0), (0, 3), (3, 0)])
+@pytest.mark.parametrize("ord", ["fro", "nuc", 2, -2, 1, -1, INF, -INF])
+def test_matrix_norm_of_empty_matrices(shape, ord):
+    try:
+        expected = torch.linalg.matrix_norm(torch.empty(shape), ord)
+    except Exception as exc:  # noqa: BLE001 - ember must raise the same type
+        with pytest.raises(type(exc)):
+            ember.linalg.matrix_norm(ember.empty(*shape), ord)
+        return
+    _same(ember.linalg.matrix_norm(ember.empty(*shape), ord), expected)
+
+
+@pytest.mark.parametrize("ord", [0.5, -0.5, -1, -2, 3, 2, 1])
+@pytest.mark.parametrize("values", [[0.0, 0.0, 1.0, 0.0, -2.0], [0.0] * 4, [1.5, -0.5]])
+def test_vector_norm_subgradient_at_zero(ord, values):
+    x = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    torch.linalg.vector_norm(x, ord).backward()
+    y = ember.tensor(values, dtype=ember.float64, requires_grad=True)
+    ember.linalg.vector_norm(y, ord).backward()
+    _same(y.grad, x.grad)
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_vector_norm_of_0d_tensor_with_dim(keepdim):
+    x = torch.tensor(-1.5, dtype=torch.float64, requires_grad=True)
+    out = torch.linalg.vector_norm(x, 3, dim=0, keepdim=keepdim)
+    out.backward()
+    y = ember.tensor(-1.5, dtype=ember.float64, requires_grad=True)
+    got = ember.linalg.vector_norm(y, 3, dim=0, keepdim=keepdim)
+    got.backward()
+    _same(got, out)
+    _same(y.grad, x.grad)
+
+
+def test_matrix_rank_and_pinv_with_tolerance_tensors():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    a[1, :, 0] = a[1, :, 1]                     # one rank-deficient matrix
+    tol = np.array([0.0, 0.5, 30.0], np.float32)
+    for kw in ("atol", "rtol"):
+        got = ember.linalg.matrix_rank(ember.tensor(a), **{kw: ember.tensor(tol)})
+        want = torch.linalg.matrix_rank(torch.tensor(a), **{kw: torch.tensor(tol)})
+        _same(got, want)
+        got = ember.linalg.pinv(ember.tensor(a), **{kw: ember.tensor(tol)})
+        want = torch.linalg.pinv(torch.tensor(a), **{kw: torch.tensor(tol)})
+        _same(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((0, 0), (0, 3)), ((2, 0, 0), (2, 0, 1))])
+def test_lu_paths_on_empty_matrices(a_shape, b_shape):
+    LU, piv = ember.linalg.lu_factor(ember.empty(*a_shape))
+    t_LU, t_piv = torch.linalg.lu_factor(torch.empty(a_shape))
+    _same(LU, t_LU)
+    _same(piv, t_piv)
+    _same(ember.linalg.lu_solve(LU, piv, ember.empty(*b_shape)),
+          torch.linalg.lu_solve(t_LU, t_piv, torch.empty(b_shape)))
+    _same(ember.linalg.solve_ex(ember.empty(*a_shape), ember.empty(*b_shape))[0],
+          torch.linalg.solve_ex(torch.empty(a_shape), torch.empty(b_shape))[0])
+
+
+def test_empty_view_fits_any_storage_offset():
+    got = ember.empty(0).as_strided([0, 3], [2, 2], 5)
+    want = torch.empty(0).as_strided([0, 3], [2, 2], 5)
+    assert tuple(got.shape) == tuple(want.shape)
+    with pytest.raises(RuntimeError):
+        ember.empty(0).as_strided([1], [2], 5)
