@@ -58,8 +58,9 @@ DTYPE_NAMES = ("float32", "float64", "complex64", "int64", "bool")
 # `--dtypes all`: also these, where torch supports them for the entry
 EXTRA_DTYPE_NAMES = ("float16", "bfloat16", "int32", "int16", "int8", "uint8", "complex128")
 # (rtol, atol) by the result's NumPy dtype name: half precision differs from torch in the
-# last bits of its 10 (float16) or 7 (bfloat16) mantissa bits
-TOLERANCES = {"float16": (2e-3, 1e-3), "bfloat16": (1.6e-2, 1e-2),
+# last bits of its 10 (float16) or 7 (bfloat16) mantissa bits (4 units in the last place:
+# torch accumulates half-precision sums and products in float32, ember may round between)
+TOLERANCES = {"float16": (4e-3, 1e-3), "bfloat16": (3.2e-2, 1e-2),
               "float32": (1e-4, 1e-5), "complex64": (1e-4, 1e-5)}
 
 # entries whose OpInfo `op` is a lambda taking (input, n) for torch's (n, input) signature:

@@ -243,6 +243,13 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         # PyTorch casts the bounds and the step to the integer type first (0.5 -> 0)
         if step != 0 and int(step) == 0:
             raise ValueError("step must be nonzero")
+        narrow = dtypes.as_dtype(dtype) != dtypes.int64
+        if narrow and (end - start) / step > 0:
+            # torch counts the elements of narrower integer types from the float bounds
+            # (arange(3.1, dtype=int32) has 4), then steps from the truncated start
+            count = math.ceil((end - start) / step)
+            start, step = int(start), int(step)
+            end = start + count * step
         start, end, step = int(start), int(end), int(step)
     return _finish(OPS["arange"](start, end, step, dtype=dtype), requires_grad, device)
 
