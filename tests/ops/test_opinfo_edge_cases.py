@@ -115,3 +115,65 @@ def test_empty_view_fits_any_storage_offset():
     assert tuple(got.shape) == tuple(want.shape)
     with pytest.raises(RuntimeError):
         ember.empty(0).as_strided([1], [2], 5)
+
+
+@pytest.mark.parametrize("args", [(0.0, -8.000001, -4.0), (-0.9, 2.1, 2.0), (3.1,),
+                                  (2.1, -2.9, -1.0), (1.5, 7.7, 1.5)])
+@pytest.mark.parametrize("dtype", ["int32", "int16", "int64"])
+def test_arange_integer_dtype_counts_like_torch(args, dtype):
+    _same(ember.arange(*args, dtype=getattr(ember, dtype)),
+          torch.arange(*args, dtype=getattr(torch, dtype)))
+
+
+@pytest.mark.parametrize("op", ["add", "sub"])
+def test_integer_alpha_wraps_into_uint8(op):
+    a = np.array([1, 200, 7], np.uint8)
+    _same(getattr(ember, op)(ember.tensor(a), ember.tensor(a), alpha=-3),
+          getattr(torch, op)(torch.tensor(a), torch.tensor(a), alpha=-3))
+
+
+def test_vander_needs_two_columns():
+    for make in (lambda m: m.tensor(1.5), lambda m: m.ones(1), lambda m: m.ones(0)):
+        with pytest.raises(RuntimeError):
+            torch.linalg.vander(make(torch))
+        with pytest.raises(RuntimeError, match="N must be greater than 1"):
+            ember.linalg.vander(make(ember))
+
+
+@pytest.mark.parametrize("N", [2, 3])
+def test_vander_of_0d_input_is_one_row(N):
+    x = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    out = torch.linalg.vander(x, N=N)
+    y = ember.tensor(1.5, dtype=ember.float64, requires_grad=True)
+    got = ember.linalg.vander(y, N=N)
+    _same(got, out)
+    if out.shape[-1] > 1:
+        cot = np.arange(1.0, out.numel() + 1).reshape(out.shape)
+        out.backward(torch.tensor(cot))
+        got.backward(ember.tensor(cot))
+        _same(y.grad, x.grad)
+
+
+def test_group_norm_of_empty_batch():
+    w, b = np.ones(2, np.float32), np.zeros(2, np.float32)
+    got = ember.native_group_norm(ember.empty(0, 2), ember.tensor(w), ember.tensor(b),
+                                  0, 2, 1, 1, 1e-5)
+    want = torch.native_group_norm(torch.empty(0, 2), torch.tensor(w), torch.tensor(b),
+                                   0, 2, 1, 1, 1e-5)
+    for a, e in zip(got, want):
+        assert tuple(a.shape) == tuple(e.shape)
+
+
+def test_fractional_max_pool_of_empty_batch():
+    got = ember.nn.functional.fractional_max_pool3d(ember.empty(0, 1, 4, 5, 4), [2, 2, 1],
+                                                    output_size=2)
+    want = torch.nn.functional.fractional_max_pool3d(torch.empty(0, 1, 4, 5, 4), [2, 2, 1],
+                                                     output_size=2)
+    assert tuple(got.shape) == tuple(want.shape)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "bool", "uint8", "float32"])
+@pytest.mark.parametrize("N", [None, 0, 1, 3])
+def test_torch_vander_dtype_and_narrow_widths(dtype, N):
+    x = np.array([1, 0, 2][: 1 if N is None else 3]).astype(dtype)
+    _same(ember.vander(ember.tensor(x), N=N), torch.vander(torch.tensor(x), N=N))

@@ -213,7 +213,7 @@ def _vander_rows(shape) -> tuple:
 def _vander_meta(x, N=None):
     rows = _vander_rows(x.shape)
     n = rows[-1] if N is None else N
-    if n <= 1 and N is not None and N < 2:
+    if n <= 1:
         raise ShapeError("N must be greater than 1.")
     return _meta(x, rows + (n,))
 
