@@ -358,6 +358,8 @@ def check_values(info, fn, dtype_name, limit, reference=False):
             reason = compare(actual, expected, dtype_name, values,
                              ties=info.name in TIE_OPS and _has_ties(sample.input),
                              normwise=info.name in NORMWISE_OPS)
+            if reason and values and _matches_own_reference(info, sample, actual, dtype_name):
+                reason = None
         except Exception as exc:  # noqa: BLE001 - recorded as the failure
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         if reason is None:
@@ -365,6 +367,26 @@ def check_values(info, fn, dtype_name, limit, reference=False):
         else:
             failures.append(f"{dtype_name} sample {i} {_describe(sample)}: {reason}")
     return passed, failures
+
+
+def _matches_own_reference(info, sample, actual, dtype_name) -> bool:
+    """Whether ember's result equals the entry's own NumPy/SciPy reference (`OpInfo.ref`,
+    what PyTorch's reference tests compare with), where torch's differs from both (torch's
+    bessel_j0 near a zero of J0)."""
+    import torch
+    ref = getattr(info, "ref", None)
+    if not callable(ref):
+        return False
+
+    def arr(v):
+        return _torch_numpy(v) if isinstance(v, torch.Tensor) else v
+    try:
+        with np.errstate(all="ignore"):
+            expected = ref(arr(sample.input), *(arr(a) for a in sample.args),
+                           **{k: arr(v) for k, v in sample.kwargs.items()})
+        return compare(actual, expected, dtype_name) is None
+    except Exception:  # noqa: BLE001 - a reference that cannot take this sample
+        return False
 
 
 def check_grads(info, fn, limit):
