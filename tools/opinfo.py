@@ -142,6 +142,10 @@ def to_ember(v, requires_grad=False):
             view = _view_to_ember(v, requires_grad)
             if view is not None:
                 return view
+        if v.dim() > 64 or v.device.type == "meta":
+            # no values to copy (meta) or beyond NumPy's dims: ember's own factory says
+            # whether it makes such a tensor
+            return ember.empty(tuple(v.shape), dtype=to_ember(v.dtype), device=str(v.device))
         t = ember.tensor(_torch_numpy(v))
         if requires_grad and v.requires_grad:
             t.requires_grad_(True)

@@ -177,3 +177,10 @@ def test_fractional_max_pool_of_empty_batch():
 def test_torch_vander_dtype_and_narrow_widths(dtype, N):
     x = np.array([1, 0, 2][: 1 if N is None else 3]).astype(dtype)
     _same(ember.vander(ember.tensor(x), N=N), torch.vander(torch.tensor(x), N=N))
+
+
+@pytest.mark.parametrize("factory", ["empty", "zeros", "ones"])
+def test_more_than_64_dims_is_a_runtime_error(factory):
+    with pytest.raises(RuntimeError, match="up to 64 dims"):
+        getattr(ember, factory)([1] * 65)
+    assert getattr(ember, factory)([1] * 64).ndim == 64
