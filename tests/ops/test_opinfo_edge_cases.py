@@ -184,3 +184,14 @@ def test_more_than_64_dims_is_a_runtime_error(factory):
     with pytest.raises(RuntimeError, match="up to 64 dims"):
         getattr(ember, factory)([1] * 65)
     assert getattr(ember, factory)([1] * 64).ndim == 64
+
+
+@pytest.mark.parametrize("driver", ["gels", "gelsy", "gelsd", "gelss"])
+def test_lstsq_differentiable_outputs_match_torch(driver):
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    want = torch.linalg.lstsq(torch.tensor(a, requires_grad=True),
+                              torch.tensor(b, requires_grad=True), driver=driver)
+    got = ember.linalg.lstsq(ember.tensor(a, requires_grad=True),
+                             ember.tensor(b, requires_grad=True), driver=driver)
+    assert [t.requires_grad for t in got] == [t.requires_grad for t in want]
