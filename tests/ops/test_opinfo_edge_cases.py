@@ -195,3 +195,15 @@ def test_lstsq_differentiable_outputs_match_torch(driver):
     got = ember.linalg.lstsq(ember.tensor(a, requires_grad=True),
                              ember.tensor(b, requires_grad=True), driver=driver)
     assert [t.requires_grad for t in got] == [t.requires_grad for t in want]
+
+
+@pytest.mark.parametrize("ord", [2, -2])
+@pytest.mark.parametrize("make", [lambda: np.zeros((4, 4)), lambda: np.eye(3) * 2.0,
+                                  lambda: np.arange(6.0).reshape(2, 3)])
+def test_spectral_norm_gradient_shares_ties(ord, make):
+    a = make()
+    x = torch.tensor(a, requires_grad=True)
+    torch.linalg.matrix_norm(x, ord).backward()
+    y = ember.tensor(a, requires_grad=True)
+    ember.linalg.matrix_norm(y, ord).backward()
+    _same(y.grad, x.grad, rtol=1e-6, atol=1e-9)

@@ -152,12 +152,19 @@ def _matrix_norm_grad_last2(g, A, ord, norm):
     if ord == "fro":
         safe = where(eq(norm, 0), 1.0, norm)
         return A * _col(g / safe * convert_element_type(eq(norm, 0) == 0, norm.dtype))
-    if ord in ("nuc", 2, -2):
+    if ord == "nuc":
         U, _, Vh = svd(A, full_matrices=False)
-        if ord != "nuc":
-            k = 0 if ord == 2 else U.shape[-1] - 1
-            U, Vh = narrow(U, -1, k, 1), narrow(Vh, -2, k, 1)
         return matmul(U, Vh) * _col(g)
+    if ord in (2, -2):
+        # the largest (smallest) singular value's u v^H; where several tie (the zero
+        # matrix) g is shared evenly between them, as torch's amax/amin of svdvals does
+        U, S, Vh = svd(A, full_matrices=False)
+        k = 0 if ord == 2 else S.shape[-1] - 1            # S is sorted descending
+        hit = convert_element_type(eq(S, narrow(S, -1, max(k, 0), min(S.shape[-1], 1))),
+                                   S.dtype)
+        share = hit / where(eq(sum(hit, [-1], keepdim=True), 0), 1.0,
+                            sum(hit, [-1], keepdim=True))
+        return matmul(U * unsqueeze(share, -2), Vh) * _col(g)
     axis = -2 if ord in (1, -1) else -1
     sums = sum(abs(A), [axis], keepdim=True)
     hit = convert_element_type(eq(sums, unsqueeze(unsqueeze(norm, -1), -1)), norm.dtype)
