@@ -207,3 +207,14 @@ def test_spectral_norm_gradient_shares_ties(ord, make):
     y = ember.tensor(a, requires_grad=True)
     ember.linalg.matrix_norm(y, ord).backward()
     _same(y.grad, x.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["cat", "stack", "hstack", "vstack", "dstack", "column_stack"])
+def test_one_tensor_where_a_sequence_is_wanted(name):
+    with pytest.raises(TypeError, match="must be tuple of Tensors"):
+        getattr(torch, name)(torch.ones(2, 3))
+    with pytest.raises(TypeError, match="must be tuple of Tensors, not Tensor"):
+        getattr(ember, name)(ember.ones(2, 3))
+    x = ember.ones(2, 3)
+    with pytest.raises(TypeError):
+        ember.cat(x, out=ember.zeros(2, 3, dtype=ember.float64))
