@@ -218,3 +218,18 @@ def test_one_tensor_where_a_sequence_is_wanted(name):
     x = ember.ones(2, 3)
     with pytest.raises(TypeError):
         ember.cat(x, out=ember.zeros(2, 3, dtype=ember.float64))
+
+
+@pytest.mark.parametrize("fn", ["unique", "unique_consecutive"])
+def test_unique_along_a_dim_of_empty_tensor(fn):
+    got = getattr(ember, fn)(ember.empty(5, 0, 5), dim=1, return_counts=True)
+    want = getattr(torch, fn)(torch.empty(5, 0, 5), dim=1, return_counts=True)
+    for a, e in zip(got, want):
+        assert tuple(a.shape) == tuple(e.shape)
+
+
+def test_searchsorted_with_empty_batches():
+    for seq, vals in [((0, 3), (0, 2)), ((2, 3), (2, 0))]:
+        got = ember.searchsorted(ember.zeros(*seq), ember.zeros(*vals))
+        want = torch.searchsorted(torch.zeros(seq), torch.zeros(vals))
+        _same(got, want)
