@@ -233,3 +233,32 @@ def test_searchsorted_with_empty_batches():
         got = ember.searchsorted(ember.zeros(*seq), ember.zeros(*vals))
         want = torch.searchsorted(torch.zeros(seq), torch.zeros(vals))
         _same(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_norms_of_half_precision_inputs(dtype):
+    a = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4)
+    x, y = torch.tensor(a).to(getattr(torch, dtype)), ember.tensor(a).to(getattr(ember, dtype))
+    for ord in (2, 1, INF, 0.5):
+        _same(ember.linalg.vector_norm(y, ord, dim=1).float(),
+              torch.linalg.vector_norm(x, ord, dim=1).float(), rtol=1e-2)
+    for ord in ("fro", 1, INF):
+        _same(ember.linalg.matrix_norm(y, ord).float(),
+              torch.linalg.matrix_norm(x, ord).float(), rtol=1e-2)
+    _same(ember.renorm(y, 2, 0, 1.0).float(), torch.renorm(x, 2, 0, 1.0).float(), rtol=2e-2,
+          atol=1e-2)
+    with pytest.raises(RuntimeError, match="Low precision"):
+        ember.linalg.matrix_norm(y, "nuc")
+
+
+@pytest.mark.parametrize("reduce", ["amax", "amin"])
+def test_scatter_reduce_bfloat16_without_self(reduce):
+    src = np.arange(6, dtype=np.float32).reshape(2, 3)
+    index = np.array([[0, 1, 0], [1, 0, 1]])
+    got = ember.zeros(2, 3, dtype=ember.bfloat16).scatter_reduce(
+        0, ember.tensor(index), ember.tensor(src).to(ember.bfloat16), reduce,
+        include_self=False)
+    want = torch.zeros(2, 3, dtype=torch.bfloat16).scatter_reduce(
+        0, torch.tensor(index), torch.tensor(src).to(torch.bfloat16), reduce,
+        include_self=False)
+    _same(got.float(), want.float())

@@ -11,7 +11,7 @@ from . import samples as S
 from .linalg_common import (
     _batch, _col, _distinct_spectrum, _meta, _real_of, _require_float, _require_matrix,
     _require_square, _sample, _well_conditioned, linalg_op)
-from .rules import wrap_dims
+from .rules import opmath_arrays, wrap_dims
 
 
 # --- norms -------------------------------------------------------------------------------
@@ -20,7 +20,9 @@ INF = math.inf
 
 
 def _norm_dtype(x, dtype):
-    _require_float(x, "input")
+    """Norms take float16/bfloat16 too (computed in float32, as torch's opmath)."""
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        _require_float(x, "input")
     return _real_of(dtype or x.dtype)
 
 
@@ -47,7 +49,9 @@ def _vector_norm_ref(x, ord=2, dim=None, keepdim=False, dtype=None):
         x = x.astype(dtype.np_dtype)
     # a 0-d tensor's dim 0 / -1 is the tensor itself, as in torch
     axes = None if dim is None or x.ndim == 0 else tuple(wrap_dims(dim, x.ndim))
-    return np.asarray(_vector_norm_np(x, ord, axes, keepdim))
+    out_dtype = np.abs(np.zeros((), x.dtype)).dtype       # complex -> its real type
+    (wide,) = opmath_arrays(x)
+    return np.asarray(_vector_norm_np(wide, ord, axes, keepdim)).astype(out_dtype)
 
 
 def _unreduce(t, x, dim, keepdim):
@@ -101,7 +105,10 @@ MATRIX_ORDS = ("fro", "nuc", 2, -2, 1, -1, INF, -INF)
 
 
 def _matrix_norm_meta(A, ord="fro", dim=(-2, -1), keepdim=False, dtype=None):
-    _require_matrix(A)
+    if ord in ("nuc", 2, -2) or not A.dtype.is_floating_point:   # through the SVD
+        _require_matrix(A)
+    elif A.ndim < 2:
+        _require_matrix(A)
     if ord not in MATRIX_ORDS:
         raise ShapeError(f"Order {ord} not supported.")
     dims = wrap_dims(dim, A.ndim)
@@ -141,7 +148,9 @@ def _matrix_norm_ref(A, ord="fro", dim=(-2, -1), keepdim=False, dtype=None):
     if dtype is not None:
         A = A.astype(dtype.np_dtype)
     d0, d1 = wrap_dims(dim, A.ndim)
-    out = _matrix_norm_last2(np.moveaxis(A, (d0, d1), (-2, -1)), ord)
+    out_dtype = np.abs(np.zeros((), A.dtype)).dtype
+    (A,) = opmath_arrays(A)
+    out = _matrix_norm_last2(np.moveaxis(A, (d0, d1), (-2, -1)), ord).astype(out_dtype)
     if keepdim:
         out = np.expand_dims(out, tuple(sorted((d0, d1))))
     return np.asarray(out)

@@ -335,7 +335,7 @@ def _identity(reduce, dtype):
         return 0
     if reduce == "prod":
         return 1
-    if dtype.kind == "f" or dtype.kind == "c":
+    if dtype.kind in "fc" or dtype.name == "bfloat16":   # (ml_dtypes' bfloat16: kind 'V')
         return -np.inf if reduce == "amax" else np.inf
     if dtype.kind == "b":
         return reduce == "amin"
