@@ -262,3 +262,22 @@ def test_scatter_reduce_bfloat16_without_self(reduce):
         0, torch.tensor(index), torch.tensor(src).to(torch.bfloat16), reduce,
         include_self=False)
     _same(got.float(), want.float())
+
+
+def test_bfloat16_probability_targets_and_nans():
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((4, 3)).astype(np.float32)
+    probs = np.abs(rng.standard_normal((4, 3))).astype(np.float32)
+    for reduction in ("mean", "none"):
+        got = ember.nn.functional.cross_entropy(
+            ember.tensor(logits).bfloat16(), ember.tensor(probs).bfloat16(),
+            reduction=reduction)
+        want = torch.nn.functional.cross_entropy(
+            torch.tensor(logits).bfloat16(), torch.tensor(probs).bfloat16(),
+            reduction=reduction)
+        _same(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+    x = np.array([[1.0, np.nan, 3.0, -2.0], [0.5, 2.0, np.nan, np.nan]], np.float32)
+    e, t = ember.tensor(x).bfloat16(), torch.tensor(x).bfloat16()
+    for fn in ("median", "nanmedian", "cummax", "mode"):
+        got, want = getattr(ember, fn)(e, 1), getattr(torch, fn)(t, 1)
+        np.testing.assert_array_equal(got[0].float().numpy(), want[0].float().numpy())
