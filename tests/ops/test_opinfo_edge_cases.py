@@ -281,3 +281,14 @@ def test_bfloat16_probability_targets_and_nans():
     for fn in ("median", "nanmedian", "cummax", "mode"):
         got, want = getattr(ember, fn)(e, 1), getattr(torch, fn)(t, 1)
         np.testing.assert_array_equal(got[0].float().numpy(), want[0].float().numpy())
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int64", "float32"])
+def test_trapezoid_in_torch_order(dtype):
+    y = np.array([[250, 3, 200, 7], [1, 2, 3, 4]]).astype(dtype)
+    x = np.array([[1, 5, 2, 9], [0, 1, 2, 3]]).astype(dtype)
+    ey, ex, ty, tx = ember.tensor(y), ember.tensor(x), torch.tensor(y), torch.tensor(x)
+    _same(ember.trapezoid(ey), torch.trapezoid(ty), rtol=1e-5)
+    _same(ember.trapezoid(ey, dx=0.5, dim=0), torch.trapezoid(ty, dx=0.5, dim=0), rtol=1e-5)
+    _same(ember.trapezoid(ey, ex), torch.trapezoid(ty, tx), rtol=1e-5)
+    _same(ember.trapezoid(ey, ex[0]), torch.trapezoid(ty, tx[0]), rtol=1e-5)
