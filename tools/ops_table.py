@@ -124,13 +124,22 @@ def _opinfo_section(records: list[dict]) -> list[str]:
              f"excluded); {len(passing)} pass every sample in every dtype checked "
              f"({100 * len(passing) / max(len(scoped), 1):.1f}%). The rest, with the first "
              "reason:", "", "| entry | status | first failure |", "|---|---|---|"]
+    tail = ["", "`tools/opinfo.py` maps each entry by name to ember and compares values "
+            "(float32/float64/complex64/int64/bool by default; `--dtypes all` adds float16, "
+            "bfloat16, int32, int16, int8, uint8 and complex128, those torch supports for "
+            "the entry), float64 gradients through the entry's gradcheck_wrapper, and the "
+            "exception type of every error input. `--limit N` bounds the samples per dtype "
+            "(CI: 6; `--limit 1000` runs them all) and `--reference` takes OpInfo's larger "
+            "reference_inputs. Random ops compare shapes and dtypes only; a result equal to "
+            "the entry's own NumPy/SciPy reference (OpInfo.ref) passes where torch's "
+            "differs from both; matrix_exp is compared normwise."]
     for r in scoped:
         if r in passing:
             continue
         key = r["name"] + (f".{r['variant']}" if r["variant"] else "")
         why = "not in ember" if not r["exists"] else r["failures"][0].replace("|", "\\|")
         lines.append(f"| {key} | {'missing' if not r['exists'] else 'failing'} | {why} |")
-    return lines
+    return lines + tail
 
 
 def main(argv=None) -> int:

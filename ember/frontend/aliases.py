@@ -260,6 +260,10 @@ def vander(x, N=None, increasing=False):
     n = x.shape[0] if N is None else N
     if n < 0:
         raise ShapeError("N must be non-negative.")
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        x = x.to(dtypes.int64)  # torch.vander computes integer and bool powers in int64
+    if n <= 1:           # linalg.vander needs two columns; x^0 (or no column) here
+        return linalg.vander(x, N=2)[..., :n]
     powers = linalg.vander(x, N=n)
     return powers if increasing else powers.flip(-1)
 

@@ -411,7 +411,8 @@ def _record(op: OpDef, args: tuple, outputs) -> None:
     node = OpNode(op, args, outputs, tuple(metas))
     node.next_functions = tuple(edges)
     for nr, t in enumerate(outs):
-        if t.dtype.is_floating_point or t.dtype.is_complex:
+        if (t.dtype.is_floating_point or t.dtype.is_complex) \
+                and nr not in op.nondifferentiable_outputs:
             t.requires_grad = True
             t.grad_fn = node
             t._output_nr = nr

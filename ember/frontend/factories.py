@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import numbers
 
+import math
+
 import numpy as np
 
 from ..ir import dtypes
@@ -241,6 +243,13 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         # PyTorch casts the bounds and the step to the integer type first (0.5 -> 0)
         if step != 0 and int(step) == 0:
             raise ValueError("step must be nonzero")
+        narrow = dtypes.as_dtype(dtype) != dtypes.int64
+        if narrow and (end - start) / step > 0:
+            # torch counts the elements of narrower integer types from the float bounds
+            # (arange(3.1, dtype=int32) has 4), then steps from the truncated start
+            count = math.ceil((end - start) / step)
+            start, step = int(start), int(step)
+            end = start + count * step
         start, end, step = int(start), int(end), int(step)
     return _finish(OPS["arange"](start, end, step, dtype=dtype), requires_grad, device)
 
@@ -260,8 +269,23 @@ def _check_steps(steps) -> None:
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     _check_steps(steps)
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
-    arr = np.linspace(float(start), float(end), int(steps), dtype=np.float64)
+    start, end = _endpoints(start, end, dt)
+    arr = np.linspace(start, end, int(steps), dtype=np.float64)
+    if not (dt.is_floating_point or dt.is_complex) and steps > 1:  # torch's two-sided steps
+        idx = np.arange(int(steps))
+        step = (end - start) / max(int(steps) - 1, 1)
+        arr = np.where(idx < int(steps) // 2, start + step * idx,
+                       end - step * (int(steps) - 1 - idx))
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
+
+
+def _endpoints(start, end, dt):
+    """linspace/logspace's ends as floats; an integer dtype truncates them first, as
+    torch does (linspace(4.3, -3, 50, dtype=int64) starts 4, 3, ...)."""
+    start, end = float(start), float(end)
+    if not (dt.is_floating_point or dt.is_complex):
+        return float(math.trunc(start)), float(math.trunc(end))
+    return start, end
 
 
 @_accepts_layout
@@ -270,7 +294,8 @@ def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=N
              requires_grad=False) -> Tensor:
     _check_steps(steps)
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
-    arr = np.logspace(float(start), float(end), int(steps), base=base, dtype=np.float64)
+    start, end = _endpoints(start, end, dt)
+    arr = np.logspace(start, end, int(steps), base=base, dtype=np.float64)
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 

@@ -68,6 +68,10 @@ def _check_tensor_lists(op, args: tuple) -> None:
     """`cat([t, None])`: PyTorch's TypeError, not a failure deep inside the op."""
     for i in _tensor_list_indices(op):
         values = args[i]
+        if hasattr(values, "shape") and hasattr(values, "dtype"):   # one tensor, not a list
+            from .schema import SchemaError
+            raise SchemaError(f"{op.python_name}(): argument '{op.schema.args[i].name}' "
+                              f"(position {i + 1}) must be tuple of Tensors, not Tensor")
         if isinstance(values, (list, tuple)):
             for k, v in enumerate(values):
                 if v is None or isinstance(v, str):

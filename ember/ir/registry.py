@@ -96,6 +96,9 @@ class OpDef:
     # names of the tensor args whose *values* the derivative reads; the others are saved
     # as metadata only (no version check, no memory held). None: all of them.
     saves: tuple[str, ...] | None = None
+    # float outputs that carry no gradient in PyTorch (derivatives.yaml's
+    # output_differentiability: lstsq's singular_values): they never require grad
+    nondifferentiable_outputs: tuple[int, ...] = ()
     doc: str = ""
     _derivative_wants_out: bool = False
 

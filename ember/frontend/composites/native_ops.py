@@ -87,7 +87,7 @@ def native_group_norm(input, weight, bias, N, C, HxW, group, eps):
         raise ShapeError(f"Expected number of channels in input to be divisible by "
                          f"num_groups, but got input of shape {list(input.shape)} and "
                          f"num_groups={group}")
-    grouped = ops.reshape(input, [N, group, -1])
+    grouped = ops.reshape(input, [N, group, C // group * HxW])   # (-1: ambiguous at N=0)
     mean, rstd = _mean_rstd(grouped, [2], eps)
     out = ops.reshape(ops.mul(ops.sub(grouped, mean), rstd), list(input.shape))
     shape = [1, C] + [1] * (input.ndim - 2)

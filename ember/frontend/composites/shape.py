@@ -25,6 +25,14 @@ from ...ir.ops.rules import broadcast_shapes as _broadcast_shapes, is_tensor_lik
 from ..tensor import Size
 
 
+def _tensor_list(name, tensors) -> list:
+    """The sequence argument of column_stack/dstack: one tensor is PyTorch's TypeError."""
+    if is_tensor_like(tensors):
+        raise TypeError(f"{name}(): argument 'tensors' (position 1) must be tuple of "
+                        f"Tensors, not Tensor")
+    return _tensor_args(name, [tensors])
+
+
 def _tensor_args(name, tensors) -> list:
     """`f(a, b)` and `f([a, b])` both mean the list [a, b] (PyTorch's varargs functions)."""
     if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
@@ -339,7 +347,7 @@ def atleast_3d(*tensors):
 @composite()
 def column_stack(tensors):
     """Tensors side by side as columns: 0-D and 1-D ones become columns first."""
-    tensors = _tensor_args("column_stack", [tensors])
+    tensors = _tensor_list("column_stack", tensors)
     if not tensors:
         raise RuntimeError("column_stack expects a non-empty TensorList")
     cols = [ops.reshape(t, [t.numel(), 1]) if t.ndim <= 1 else t for t in tensors]
@@ -348,7 +356,7 @@ def column_stack(tensors):
 
 @composite()
 def dstack(tensors):
-    tensors = _tensor_args("dstack", [tensors])
+    tensors = _tensor_list("dstack", tensors)
     if not tensors:
         raise RuntimeError("dstack expects a non-empty TensorList")
     return ops.cat([_at_least_3d(t) for t in tensors], 2)

@@ -421,13 +421,28 @@ def _trapezoid_terms(y, x, dx, dim):
 
 @composite()
 def trapezoid(y, x=None, *, dx=None, dim=-1):
-    """The trapezoidal-rule integral of y along dim, at points x or with step dx."""
+    """The trapezoidal-rule integral of y along dim, at points x or with step dx.
+
+    In torch's order of operations, so integer y sums its neighbours in its own dtype
+    (uint8 wraps) before the halving makes the result float."""
     if is_tensor_like(x) is False and x is not None:     # trapezoid(y, 0.5): a step
         x, dx = None, x
-    terms, y, d = _trapezoid_terms(y, x, dx, dim)
-    if terms is None:
+    if y.ndim == 0 or y.shape[wrap_dim(dim, y.ndim)] == 0:
+        terms, y, d = _trapezoid_terms(y, x, dx, dim)    # (its checks; the empty sum)
         return ops.sum(y, [d])
-    return ops.sum(terms, [d])
+    d = wrap_dim(dim, y.ndim)
+    n = y.shape[d]
+    if x is None:                     # sum(y) - (y_0 + y_last) / 2, times the step
+        ends = ops.squeeze(_sl(y, d, 0, 1), [d]) + ops.squeeze(_sl(y, d, n - 1, n), [d])
+        return (ops.sum(y, [d]) - ends * 0.5) * (1 if dx is None else dx)
+    if x.ndim == 1:
+        if x.shape[0] != n:
+            raise RuntimeError("trapezoid: There must be one `x` value for each sample "
+                               "point")
+        steps = _along(_sl(x, 0, 1, n) - _sl(x, 0, 0, n - 1), d, y.ndim)
+    else:
+        steps = diff(x, 1, dim)
+    return ops.sum((_sl(y, d, 0, n - 1) + _sl(y, d, 1, n)) * steps, [d]) / 2
 
 
 @composite()

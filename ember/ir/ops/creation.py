@@ -14,6 +14,7 @@ from . import samples as S
 from .rules import pointwise_memory_format
 
 F = {Tag.FACTORY}
+MAX_DIMS = 64
 
 
 def _factory_dtype(dtype, fill_value=None):
@@ -29,6 +30,9 @@ def _check_size(size):
     size = tuple(int(s) for s in size)
     if any(s < 0 for s in size):
         raise ShapeError(f"Trying to create tensor with negative dimension: {list(size)}")
+    if len(size) > MAX_DIMS:     # NumPy's limit, which holds ember's values
+        raise ShapeError(f"only tensors with up to {MAX_DIMS} dims are supported (size has "
+                         f"{len(size)})")
     return size
 
 

@@ -22,6 +22,8 @@ torch and NumPy leave it to LAPACK; the normalization makes results reproducible
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
@@ -117,7 +119,7 @@ def _first_zero_pivot(a: np.ndarray) -> int:
 
 
 def _raise_singular(opname: str, a: np.ndarray):
-    mats = a.reshape((-1,) + a.shape[-2:])
+    mats = a.reshape((math.prod(a.shape[:-2]),) + a.shape[-2:])
     for i, mat in enumerate(mats):
         pivot = _first_zero_pivot(mat)
         if pivot:
@@ -138,7 +140,7 @@ def _not_pd_order(mat: np.ndarray) -> int:
 
 
 def _cholesky_info(a: np.ndarray) -> np.ndarray:
-    mats = a.reshape((-1,) + a.shape[-2:])
+    mats = a.reshape((math.prod(a.shape[:-2]),) + a.shape[-2:])
     return np.array([_not_pd_order(m) for m in mats], np.int32).reshape(a.shape[:-2])
 
 

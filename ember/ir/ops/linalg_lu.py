@@ -9,6 +9,8 @@ A zero pivot does not stop the factorization (info names the first one), as getr
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
@@ -32,7 +34,7 @@ def _getrf(a: np.ndarray):
     lu = np.array(a, copy=True, order="C")        # flat below must be a view of it
     batch, (m, n) = lu.shape[:-2], lu.shape[-2:]
     k = min(m, n)
-    flat = lu.reshape((-1, m, n))
+    flat = lu.reshape((math.prod(batch), m, n))     # (-1 is ambiguous for 0 x 0)
     pivots = np.zeros((flat.shape[0], k), np.int32)
     info = np.zeros(flat.shape[0], np.int32)
     rows = np.arange(flat.shape[0])
@@ -149,7 +151,7 @@ def _lu_unpack_meta(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True):
 
 def _permutation(pivots: np.ndarray, m: int, dtype) -> np.ndarray:
     """P with A = P L U: apply the row swaps to the identity's rows, then transpose."""
-    flat = pivots.reshape((-1, pivots.shape[-1])) - 1
+    flat = pivots.reshape((math.prod(pivots.shape[:-1]), pivots.shape[-1])) - 1
     perm = np.tile(np.arange(m), (flat.shape[0], 1))
     rows = np.arange(flat.shape[0])
     for j in range(flat.shape[1]):

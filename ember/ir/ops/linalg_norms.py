@@ -6,12 +6,12 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..errors import ShapeError
+from ..errors import EmberIndexError, ShapeError
 from . import samples as S
 from .linalg_common import (
     _batch, _col, _distinct_spectrum, _meta, _real_of, _require_float, _require_matrix,
     _require_square, _sample, _well_conditioned, linalg_op)
-from .rules import wrap_dims
+from .rules import opmath_arrays, wrap_dims
 
 
 # --- norms -------------------------------------------------------------------------------
@@ -20,7 +20,9 @@ INF = math.inf
 
 
 def _norm_dtype(x, dtype):
-    _require_float(x, "input")
+    """Norms take float16/bfloat16 too (computed in float32, as torch's opmath)."""
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        _require_float(x, "input")
     return _real_of(dtype or x.dtype)
 
 
@@ -45,13 +47,16 @@ def _vector_norm_np(x, ord, axes, keepdim):
 def _vector_norm_ref(x, ord=2, dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         x = x.astype(dtype.np_dtype)
-    axes = None if dim is None else tuple(wrap_dims(dim, x.ndim))
-    return np.asarray(_vector_norm_np(x, ord, axes, keepdim))
+    # a 0-d tensor's dim 0 / -1 is the tensor itself, as in torch
+    axes = None if dim is None or x.ndim == 0 else tuple(wrap_dims(dim, x.ndim))
+    out_dtype = np.abs(np.zeros((), x.dtype)).dtype       # complex -> its real type
+    (wide,) = opmath_arrays(x)
+    return np.asarray(_vector_norm_np(wide, ord, axes, keepdim)).astype(out_dtype)
 
 
 def _unreduce(t, x, dim, keepdim):
     """A reduced result, with the reduced dims back as size 1 (broadcasts against x)."""
-    if keepdim:
+    if keepdim or x.ndim == 0:
         return t
     dims = range(x.ndim) if dim is None else sorted(wrap_dims(dim, x.ndim))
     for d in dims:
@@ -75,8 +80,12 @@ def _vector_norm_grad(g, x, ord, dim, keepdim, dtype, out):
         return x * scale
     if ord == 1:
         return sgn(x) * g
+    # 0 where x is 0 (p < 1: |x|^(p-1) is infinite there) or the norm is 0 (p < 0: any
+    # zero entry makes it so): torch's subgradient
+    zero = logical_or(eq(x, 0), eq(norm, 0))
     ratio = abs(x) / where(eq(norm, 0), 1.0, norm)
-    return sgn(x) * pow(ratio, ord - 1) * g
+    ratio = where(zero, 1.0, ratio)
+    return where(zero, 0.0, sgn(x) * pow(ratio, ord - 1) * g)
 
 
 vector_norm = linalg_op(
@@ -96,13 +105,28 @@ MATRIX_ORDS = ("fro", "nuc", 2, -2, 1, -1, INF, -INF)
 
 
 def _matrix_norm_meta(A, ord="fro", dim=(-2, -1), keepdim=False, dtype=None):
-    _require_matrix(A)
+    if ord in ("nuc", 2, -2) or not A.dtype.is_floating_point:   # through the SVD
+        _require_matrix(A)
+    elif A.ndim < 2:
+        _require_matrix(A)
     if ord not in MATRIX_ORDS:
         raise ShapeError(f"Order {ord} not supported.")
     dims = wrap_dims(dim, A.ndim)
     if len(dims) != 2 or dims[0] == dims[1]:
         raise ShapeError(f"dim must be a 2-tuple of different dimensions. Got {list(dim)}")
+    _check_min_not_empty(A, ord, dims)
     return _vector_norm_meta(A, 2, list(dims), keepdim, dtype)
+
+
+def _check_min_not_empty(A, ord, dims):
+    """The minimizing orders have no value over an empty set (torch: amin's error); the
+    maximizing ones are 0 there."""
+    rows, cols = A.shape[dims[0]], A.shape[dims[1]]
+    size = {-2: min(rows, cols), -1: cols, -INF: rows}.get(ord)
+    if size == 0:
+        raise EmberIndexError(f"linalg.matrix_norm: ord={ord} of an empty matrix (shape "
+                         f"{list(A.shape)}): amin(): Expected reduction dim to have "
+                         f"non-zero size.")
 
 
 def _matrix_norm_last2(a, ord):
@@ -111,17 +135,22 @@ def _matrix_norm_last2(a, ord):
         return np.sqrt(np.sum(np.abs(a) ** 2, axis=(-2, -1)))
     if ord in ("nuc", 2, -2):
         s = np.linalg.svd(a, compute_uv=False)
-        return {"nuc": np.sum(s, -1), 2: s[..., 0], -2: s[..., -1]}[ord]
+        if ord == "nuc":
+            return np.sum(s, -1)
+        return np.max(s, -1, initial=0) if ord == 2 else np.min(s, -1)
     axis = -2 if ord in (1, -1) else -1            # 1: max column sum, inf: max row sum
     sums = np.sum(np.abs(a), axis=axis)
-    return np.max(sums, -1) if ord in (1, INF) else np.min(sums, -1)
+    # norms are >= 0, so an empty matrix's maximizing norm is 0, as in torch
+    return np.max(sums, -1, initial=0) if ord in (1, INF) else np.min(sums, -1)
 
 
 def _matrix_norm_ref(A, ord="fro", dim=(-2, -1), keepdim=False, dtype=None):
     if dtype is not None:
         A = A.astype(dtype.np_dtype)
     d0, d1 = wrap_dims(dim, A.ndim)
-    out = _matrix_norm_last2(np.moveaxis(A, (d0, d1), (-2, -1)), ord)
+    out_dtype = np.abs(np.zeros((), A.dtype)).dtype
+    (A,) = opmath_arrays(A)
+    out = _matrix_norm_last2(np.moveaxis(A, (d0, d1), (-2, -1)), ord).astype(out_dtype)
     if keepdim:
         out = np.expand_dims(out, tuple(sorted((d0, d1))))
     return np.asarray(out)
@@ -132,12 +161,19 @@ def _matrix_norm_grad_last2(g, A, ord, norm):
     if ord == "fro":
         safe = where(eq(norm, 0), 1.0, norm)
         return A * _col(g / safe * convert_element_type(eq(norm, 0) == 0, norm.dtype))
-    if ord in ("nuc", 2, -2):
+    if ord == "nuc":
         U, _, Vh = svd(A, full_matrices=False)
-        if ord != "nuc":
-            k = 0 if ord == 2 else U.shape[-1] - 1
-            U, Vh = narrow(U, -1, k, 1), narrow(Vh, -2, k, 1)
         return matmul(U, Vh) * _col(g)
+    if ord in (2, -2):
+        # the largest (smallest) singular value's u v^H; where several tie (the zero
+        # matrix) g is shared evenly between them, as torch's amax/amin of svdvals does
+        U, S, Vh = svd(A, full_matrices=False)
+        k = 0 if ord == 2 else S.shape[-1] - 1            # S is sorted descending
+        hit = convert_element_type(eq(S, narrow(S, -1, max(k, 0), min(S.shape[-1], 1))),
+                                   S.dtype)
+        share = hit / where(eq(sum(hit, [-1], keepdim=True), 0), 1.0,
+                            sum(hit, [-1], keepdim=True))
+        return matmul(U * unsqueeze(share, -2), Vh) * _col(g)
     axis = -2 if ord in (1, -1) else -1
     sums = sum(abs(A), [axis], keepdim=True)
     hit = convert_element_type(eq(sums, unsqueeze(unsqueeze(norm, -1), -1)), norm.dtype)
@@ -284,6 +320,7 @@ from .joining import cat  # noqa: E402 - derivative rules use these
 from .linalg_decomp import svd  # noqa: E402
 from .linalg_solve import _inv_grad, inv  # noqa: E402
 from .linear import matmul  # noqa: E402
-from .pointwise import abs, convert_element_type, eq, pow, sgn, where  # noqa: E402,A001
+from .pointwise import (  # noqa: E402
+    abs, convert_element_type, eq, logical_or, pow, sgn, where)  # noqa: A001
 from .reduction import sum  # noqa: E402,A001
 from .shape import movedim, narrow, squeeze, unsqueeze  # noqa: E402

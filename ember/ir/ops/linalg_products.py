@@ -205,16 +205,21 @@ multi_dot = linalg_op(
 )
 
 
+def _vander_rows(shape) -> tuple:
+    """torch reads a 0-d x as one point: its Vandermonde matrix has one row."""
+    return tuple(shape) or (1,)
+
+
 def _vander_meta(x, N=None):
-    if x.ndim < 1:
-        raise ShapeError("x must be at least 1-dimensional.")
-    n = x.shape[-1] if N is None else N
-    if n <= 1 and N is not None and N < 2:
+    rows = _vander_rows(x.shape)
+    n = rows[-1] if N is None else N
+    if n <= 1:
         raise ShapeError("N must be greater than 1.")
-    return _meta(x, tuple(x.shape) + (n,))
+    return _meta(x, rows + (n,))
 
 
 def _vander_ref(x, N=None):
+    x = x.reshape(_vander_rows(x.shape))
     n = x.shape[-1] if N is None else N
     return x[..., None] ** np.arange(n)
 
@@ -223,9 +228,10 @@ def _vander_grad(g, x, N, out):
     """d x^k = k x^(k-1) dx, summed over the row."""
     n = out.shape[-1]
     if n < 2:
-        return g.sum(-1) * 0
+        return reshape(g.sum(-1) * 0, list(x.shape))
     k = convert_element_type(arange(1, n), out.dtype)
-    return sum(narrow(g, -1, 1, n - 1) * k * _c(narrow(out, -1, 0, n - 1)), [-1])
+    gx = sum(narrow(g, -1, 1, n - 1) * k * _c(narrow(out, -1, 0, n - 1)), [-1])
+    return reshape(gx, list(x.shape))
 
 
 vander = linalg_op(
@@ -242,4 +248,4 @@ from .linalg_solve import _inv_grad, _inv_ref, inv  # noqa: E402
 from .linear import matmul  # noqa: E402
 from .pointwise import convert_element_type  # noqa: E402
 from .reduction import sum  # noqa: E402,A001
-from .shape import narrow, squeeze, unsqueeze  # noqa: E402
+from .shape import narrow, reshape, squeeze, unsqueeze  # noqa: E402

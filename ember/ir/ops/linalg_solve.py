@@ -260,11 +260,16 @@ solve_triangular = linalg_op(
 
 def _tolerance(s: np.ndarray, atol, rtol, m: int, n: int, eps: float) -> np.ndarray:
     """torch's rule: max(atol, rtol * sigma_max); rtol defaults to eps * max(m, n) unless
-    only a positive atol is given."""
+    only a positive atol is given. atol and rtol may be tensors over the batch (torch's
+    Tensor overload): each matrix then has its own."""
+    atol_a = np.asarray(0.0 if atol is None else atol, dtype=np.float64)[..., None]
     if rtol is None:
-        rtol = 0.0 if (atol is not None and atol > 0) else eps * max(m, n)
+        default = eps * max(m, n)
+        rtol_a = default if atol is None else np.where(atol_a > 0, 0.0, default)
+    else:
+        rtol_a = np.asarray(rtol, dtype=np.float64)[..., None]
     smax = s[..., :1] if s.shape[-1] else np.zeros(s.shape[:-1] + (1,))
-    return np.maximum(atol or 0.0, rtol * smax)
+    return np.maximum(atol_a, rtol_a * smax)
 
 
 def _pinv_ref(A, atol=None, rtol=None, hermitian=False):
@@ -433,13 +438,14 @@ def _lstsq_grad(g, self, b, rcond, driver, out):
     return gA, (squeeze(gB, [-1]) if vector else gB)
 
 
-LSTSQ_SV_NOTE = ("torch's singular_values output carries no gradient; ember's tape gives "
-                 "every float output one, so finite differences see it")
+LSTSQ_SV_NOTE = ("singular_values carries no gradient (as in torch), so finite differences "
+                 "over every output do not check this sample")
 
 lstsq = linalg_op(
     "lstsq(Tensor self, Tensor b, float? rcond=None, *, str? driver=None) -> "
     "(Tensor solution, Tensor residuals, Tensor rank, Tensor singular_values)",
     named=True, meta=_lstsq_meta, reference=_lstsq_ref, derivative=_lstsq_grad,
+    nondifferentiable_outputs=(3,),
     samples=lambda rng: [
         _sample(S.randn(rng, 5, 3, dtype=np.float64), S.randn(rng, 5, 2, dtype=np.float64)),
         _sample(S.randn(rng, 2, 5, 3, dtype=np.float64), S.randn(rng, 2, 5, 2, dtype=np.float64),

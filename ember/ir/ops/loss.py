@@ -19,7 +19,7 @@ from ..meta import TensorMeta
 from ..registry import Tag, defop
 from . import samples as S
 from .normalization import log_softmax, np_log_softmax, up
-from .rules import broadcast_shapes
+from .rules import broadcast_shapes, np_inexact
 
 NN = "nn.functional"
 REDUCTIONS = ("none", "mean", "sum")
@@ -177,7 +177,7 @@ def _class_loss_ref(logits):
         wb = np.ones(c, x.dtype) if weight is None else up(weight).astype(x.dtype)
         wb = wb.reshape((c,) + (1,) * (x.ndim - cd - 1))
         ls = label_smoothing
-        if target.dtype.kind == "f":                      # probability targets
+        if np_inexact(target.dtype):                      # probability targets
             t = up(target).astype(x.dtype)
             if ls > 0:
                 t = t * (1 - ls) + ls / c

@@ -39,11 +39,20 @@ def unary(name, reference, derivative, *, promotion=Promotion.INT_TO_FLOAT,
 
 
 # --- arithmetic --------------------------------------------------------------------
+def _times_alpha(y: np.ndarray, alpha):
+    """y * alpha in y's dtype: an integer alpha wraps into a narrow integer type as in
+    torch (uint8 with alpha=-3 multiplies by 253), where NumPy would raise."""
+    if y.dtype.kind in "iu" and isinstance(alpha, (int, np.integer)) \
+            and not isinstance(alpha, bool):
+        alpha = np.array(alpha).astype(y.dtype)
+    return y * alpha
+
+
 add = defop(
     "add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor",
     saves=(),
     meta=pointwise_meta(Promotion.DEFAULT, 2),
-    reference=lambda x, y, alpha: x + y * alpha if alpha != 1 else x + y,
+    reference=lambda x, y, alpha: x + _times_alpha(y, alpha) if alpha != 1 else x + y,
     derivative=lambda g, self, other, alpha: (g, g * _c(alpha) if alpha != 1 else g),
     tags=BINARY | {Tag.COMMUTATIVE}, promotion=Promotion.DEFAULT,
     samples=S.binary_samples(scalar=2.5), torch_ref="torch.add", method=True,
@@ -63,7 +72,7 @@ sub = defop(
     "sub(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor",
     saves=(),
     meta=_sub_meta,
-    reference=lambda x, y, alpha: x - y * alpha if alpha != 1 else x - y,
+    reference=lambda x, y, alpha: x - _times_alpha(y, alpha) if alpha != 1 else x - y,
     derivative=lambda g, self, other, alpha: (g, -g * _c(alpha) if alpha != 1 else -g),
     tags=BINARY, promotion=Promotion.DEFAULT,
     samples=S.binary_samples(scalar=-1.5), torch_ref="torch.sub", method=True,

@@ -164,14 +164,15 @@ def _max_over_windows(planes, grids, spatial):
     win = planes[(batch,) + tuple(grids)]                    # (B, *o, *L)
     out = win.shape[1:1 + nd]
     lengths = win.shape[1 + nd:]
-    flat = win.reshape((b,) + out + (-1,))
+    window = math.prod(lengths)                             # (-1: ambiguous at B = 0)
+    flat = win.reshape((b,) + out + (window,))
     arg = np.argmax(flat, axis=-1)
     vals = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
     taps = np.unravel_index(arg, lengths)
     positions = []
     for d in range(nd):
         grid = np.broadcast_to(grids[d], (b,) + win.shape[1:])
-        grid = grid.reshape((b,) + out + (-1,))
+        grid = grid.reshape((b,) + out + (window,))
         positions.append(np.take_along_axis(grid, np.ravel_multi_index(
             taps, lengths)[..., None], axis=-1)[..., 0])
     return vals, flat_index(positions, spatial)
@@ -268,7 +269,7 @@ def _fractional_ref(nd):
         k, out = _fractional_check(x, kernel_size, output_size, random_samples, nd)
         lead, spatial = x.shape[:-nd], x.shape[-nd:]
         planes = flat_planes(opmath_arrays(x)[0], nd)
-        samples = random_samples.reshape(-1, nd)
+        samples = random_samples.reshape(math.prod(random_samples.shape[:-1]), nd)
         grids = [_window_grid(fractional_starts(n, kk, o, samples[:, col]), kk, d, nd)
                  for d, (n, kk, o, col) in enumerate(zip(spatial, k, out,
                                                          _SAMPLE_COLUMN[nd]))]
@@ -328,7 +329,7 @@ def _unpool_ref(nd):
     def ref(x, indices, output_size, *unused):
         size = _unpool_check(x, indices, output_size, nd)
         plane = math.prod(size)
-        xp = x.reshape(-1, math.prod(x.shape[-nd:]))
+        xp = x.reshape(math.prod(x.shape[:-nd]), math.prod(x.shape[-nd:]))
         ip = indices.reshape(xp.shape)
         if ip.size and (ip.min() < 0 or ip.max() >= plane):
             bad = ip[(ip < 0) | (ip >= plane)][0]

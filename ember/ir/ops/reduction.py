@@ -36,7 +36,7 @@ from ..errors import DTypeError, EmberIndexError, ShapeError
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, OPS, OpDef, Tag, defop
 from . import samples as S
-from .rules import reduced_shape, require_float, wrap_dim, wrap_dims
+from .rules import np_inexact, reduced_shape, require_float, wrap_dim, wrap_dims
 
 R = {Tag.REDUCTION}
 
@@ -786,7 +786,7 @@ def _lower_median_index(x, axis):
     n = x.shape[axis]
     order = np.argsort(x, axis=axis, kind="stable")
     idx = np.take(order, [(n - 1) // 2], axis=axis)
-    if x.dtype.kind in "fc":
+    if np_inexact(x.dtype):
         nan = np.isnan(x)
         first_nan = np.argmax(nan, axis=axis)
         idx = np.where(np.any(nan, axis=axis, keepdims=True),

@@ -110,6 +110,11 @@ def opmath(dt: DType) -> DType:
     return dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
 
 
+def np_inexact(dtype) -> bool:
+    """A NumPy float or complex dtype, bfloat16 included (ml_dtypes' kind is 'V')."""
+    return dtype.kind in "fc" or dtype.name == "bfloat16"
+
+
 def opmath_arrays(*arrays) -> list:
     """NumPy reference operands with float16/bfloat16 widened to float32 (`opmath` for
     arrays: PyTorch's CPU matmul/conv kernels accumulate halves in float32); None stays."""

@@ -14,6 +14,8 @@ composites in `frontend/composites/indexing.py` over these ops.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
@@ -155,7 +157,7 @@ def _unique_np(x, dim, consecutive):
         return values, inverse.reshape(x.shape), counts
     if x.shape[dim] == 0 or x.size == 0 and not consecutive:
         moved = np.moveaxis(x, dim, 0)
-        rows = moved.reshape(moved.shape[0], -1)
+        rows = moved.reshape(moved.shape[0], math.prod(moved.shape[1:]))
         if rows.shape[0] == 0 or rows.shape[1] == 0:
             n = min(rows.shape[0], 1) if rows.shape[1] == 0 else 0
             shape = list(x.shape)
@@ -163,7 +165,7 @@ def _unique_np(x, dim, consecutive):
             return (np.zeros(shape, x.dtype), np.zeros(x.shape[dim], np.int64),
                     np.full(n, x.shape[dim], np.int64))
     moved = np.moveaxis(x, dim, 0)
-    rows = moved.reshape(moved.shape[0], -1)
+    rows = moved.reshape(moved.shape[0], math.prod(moved.shape[1:]))
     if consecutive:
         keys, inverse, counts = _consecutive_rows(rows)
     else:
@@ -293,9 +295,12 @@ def _searchsorted_ref(seq, values, out_int32, right, side, sorter):
     if seq.ndim == 1:
         out = np.searchsorted(seq, values, side=side)
     else:
-        rows_s = seq.reshape(-1, seq.shape[-1])
-        rows_v = values.reshape(rows_s.shape[0], -1)
-        out = np.stack([np.searchsorted(s, v, side=side) for s, v in zip(rows_s, rows_v)])
+        rows = math.prod(seq.shape[:-1])          # (-1 is ambiguous for empty shapes)
+        rows_s = seq.reshape(rows, seq.shape[-1])
+        rows_v = values.reshape(rows, values.shape[-1])
+        out = np.zeros(rows_v.shape, np.int64)
+        for r in range(rows):
+            out[r] = np.searchsorted(rows_s[r], rows_v[r], side=side)
         out = out.reshape(values.shape)
     return np.asarray(out, np.int32 if out_int32 else np.int64)
 
@@ -330,7 +335,7 @@ def _identity(reduce, dtype):
         return 0
     if reduce == "prod":
         return 1
-    if dtype.kind == "f" or dtype.kind == "c":
+    if dtype.kind in "fc" or dtype.name == "bfloat16":   # (ml_dtypes' bfloat16: kind 'V')
         return -np.inf if reduce == "amax" else np.inf
     if dtype.kind == "b":
         return reduce == "amin"

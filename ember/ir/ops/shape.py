@@ -294,9 +294,9 @@ squeeze = defop(
 def _as_strided_reference(x, size, stride, storage_offset):
     flat = flat_storage(x)
     offset = storage_offset_of(x) if storage_offset is None else storage_offset
-    needed = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride) if n > 0)
-    if any(n == 0 for n in size):
-        needed = offset
+    # an empty view reads nothing: any offset fits, as in torch
+    needed = 0 if any(n == 0 for n in size) else \
+        offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
     if needed > flat.size:
         raise ShapeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
                          f"offset {offset} require {needed} elements, but the storage has "
@@ -424,7 +424,7 @@ def _as_strided_scatter_reference(x, src, size, stride, storage_offset):
 
 def _as_strided_scatter_meta(self, src, size, stride, storage_offset):
     offset = storage_offset or 0
-    needed = offset if any(n == 0 for n in size) else \
+    needed = 0 if any(n == 0 for n in size) else \
         offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
     if needed > math.prod(self.shape):
         raise ShapeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "

@@ -20,7 +20,7 @@ from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
 from .reduction import (_is_intlike, _keep, _np_sum_dtype, _positions, _select_grad,
                         _sum_dtype, named_tuple_op)
-from .rules import wrap_dim
+from .rules import np_inexact, wrap_dim
 
 R = {Tag.REDUCTION}
 
@@ -262,7 +262,7 @@ def _cum_extreme_np(better):
         for i in range(1, xs.shape[0]):
             cur = xs[i]
             take = better(cur, vals[i - 1]) | (cur != cur) & (vals[i - 1] == vals[i - 1]) \
-                if xs.dtype.kind in "fc" else better(cur, vals[i - 1])
+                if np_inexact(xs.dtype) else better(cur, vals[i - 1])
             vals[i] = np.where(take, cur, vals[i - 1])
             idx[i] = np.where(take, i, idx[i - 1])
         return np.moveaxis(vals, 0, axis), np.moveaxis(idx, 0, axis)

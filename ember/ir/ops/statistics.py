@@ -18,7 +18,7 @@ from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
 from .reduction import (_dim_select_meta, _extreme_derivative, _extreme_meta, _select_grad,
                         named_tuple_op, overloaded)
-from .rules import wrap_dim
+from .rules import np_inexact, wrap_dim
 from .selection import concrete_values
 
 R = {Tag.REDUCTION}
@@ -53,7 +53,7 @@ def _mode_of(row):
     order = np.argsort(row, kind="stable")
     s = row[order]
     starts = np.concatenate([[True], s[1:] != s[:-1]]) if s.size else np.zeros(0, bool)
-    if s.dtype.kind in "fc":
+    if np_inexact(s.dtype):
         starts |= np.isnan(s)
     bounds = np.append(np.nonzero(starts)[0], s.size)
     counts = np.diff(bounds)
@@ -81,9 +81,9 @@ mode = named_tuple_op(defop(
 
 def _nanmedian_of(row):
     """The lower median of the non-NaN values (NaN when all are NaN), and its index."""
-    ok = ~np.isnan(row) if row.dtype.kind in "fc" else np.ones(row.shape, bool)
+    ok = ~np.isnan(row) if np_inexact(row.dtype) else np.ones(row.shape, bool)
     k = int(ok.sum())
-    order = np.argsort(np.where(ok, row, np.inf) if row.dtype.kind == "f" else row,
+    order = np.argsort(np.where(ok, row, np.inf) if np_inexact(row.dtype) else row,
                        kind="stable")
     if k == 0:
         return row[order[0]] if row.size else np.nan, order[0] if row.size else 0
@@ -211,8 +211,8 @@ def _bin_edges_ref(x, bins, range, weight, density):
             lo, hi = float(range[2 * k]), float(range[2 * k + 1])
         elif pts.shape[0]:
             lo, hi = float(pts[:, k].min()), float(pts[:, k].max())
-        else:
-            lo, hi = 0.0, 0.0
+        else:           # no points: torch's edges span [0, 1]
+            lo, hi = 0.0, 1.0
         if lo > hi:
             raise ShapeError(f"torch.histogramdd: expected upper bound of range to be greater "
                              f"than lower bound for dimension {k}, but got lower bound {lo} "
