@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..ir import dtypes
+from ..ir import dispatch, dtypes
 from ..ir.errors import DTypeError, ShapeError
 from ..ir.meta import MemoryFormat, check_layout, contiguous_format, preserve_format
 from ..ir.registry import OPS
@@ -309,10 +309,32 @@ def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=
     return _finish(Tensor._from_array(np.eye(n, m, dtype=dt.np_dtype)), requires_grad, device)
 
 
-def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=contiguous_format):
+def _float_dtype(dtype):
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     if not (dt.is_floating_point or dt.is_complex):
         raise DTypeError(f"random floats requested with a non-float dtype {dt}")
+    return dt
+
+
+def _recording() -> bool:
+    """True while a dispatch mode sees op calls (ember.compile's capture, jit.trace, the
+    profiler). The random factories draw with NumPy outside ops; under a mode they draw
+    through the sampling ops instead, so a captured graph holds a node that draws anew
+    at every run rather than the capture's values baked in as a constant (torch.compile
+    and torch.jit.trace record aten::rand the same way)."""
+    return bool(dispatch.active_modes())
+
+
+def _recorded_draw(sampler: str, shape, generator, dt, device, memory_format,
+                   requires_grad, *params):
+    """`sampler` (uniform/normal/random) over a fresh tensor of `shape`: its values are
+    the sampler's first parameter for normal (the mean), otherwise ignored."""
+    blank = full(shape, 0, dtype=dt, device=device, memory_format=memory_format)
+    return _finish(OPS[sampler](blank, *params, generator=generator), requires_grad)
+
+
+def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=contiguous_format):
+    dt = _float_dtype(dtype)
     return _finish(Tensor._from_array(values.astype(dt.np_dtype), memory_format),
                    requires_grad, device)
 
@@ -320,14 +342,24 @@ def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=cont
 @_accepts_layout
 def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
-    values = numpy_rng(generator).random(_size_argument("rand", sizes, size))
+    shape = _size_argument("rand", sizes, size)
+    if _recording():
+        return _recorded_draw("uniform", shape, generator, _float_dtype(dtype), device,
+                              memory_format, requires_grad, 0.0, 1.0)
+    values = numpy_rng(generator).random(shape)
     return _random(values, dtype, requires_grad, device, memory_format)
 
 
 @_accepts_layout
 def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
-    values = numpy_rng(generator).standard_normal(_size_argument("randn", sizes, size))
+    shape = _size_argument("randn", sizes, size)
+    if _recording():
+        dt = _float_dtype(dtype)
+        std = full(shape, 1.0, dtype=dt, device=device, memory_format=memory_format)
+        return _recorded_draw("normal", shape, generator, dt, device, memory_format,
+                              requires_grad, std)
+    values = numpy_rng(generator).standard_normal(shape)
     return _random(values, dtype, requires_grad, device, memory_format)
 
 
@@ -341,6 +373,9 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.int64
+    if _recording():
+        return _recorded_draw("random", _sizes((size,)), generator, dt, device,
+                              contiguous_format, requires_grad, low, high)
     values = numpy_rng(generator).integers(low, high, size=_sizes((size,)))
     return _finish(Tensor._from_array(values.astype(dt.np_dtype)), requires_grad, device)
 
@@ -348,6 +383,10 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
 @_accepts_layout
 def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad=False):
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.int64
+    if _recording():                        # the order of n independent uniform draws
+        keys = _recorded_draw("uniform", [int(n)], generator, dtypes.float64, device,
+                              contiguous_format, False, 0.0, 1.0)
+        return _finish(OPS["argsort"](keys).to(dt), requires_grad)
     values = numpy_rng(generator).permutation(int(n))
     return _finish(Tensor._from_array(values.astype(dt.np_dtype)), requires_grad, device)
 
