@@ -764,7 +764,22 @@ class QReshapeStep:
         return np.ascontiguousarray(q).reshape(self.shape)
 
 
+class QClampStep:
+    """hardtanh / relu6 / clamp on a quantized value: the integers clipped to the bounds
+    packaging quantized with the input's qparams (None: no bound on that side)."""
+
+    def __init__(self, desc):
+        self.low, self.high = desc["bounds_q"]
+
+    def __call__(self, q):
+        low = None if self.low is None else np.asarray(self.low, q.dtype)
+        high = None if self.high is None else np.asarray(self.high, q.dtype)
+        if low is None and high is None:
+            return q.copy()
+        return np.clip(q, low, high)
+
+
 # the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
 # runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape")
+                   "qavgpool", "qreshape", "qclamp")
