@@ -21,6 +21,8 @@ runtime runs the same kernels without the compiler:
   qclamp                  hardtanh / relu6 / clamp with number bounds on a quantized value:
                           the integers clipped to the bounds quantized with the input's
                           qparams (as eager mode and torch's quantized clamps do)
+  qcat                    cat of quantized values that share their qparams (convert_fx's
+                          cat): the integers joined; others are refused
 
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
@@ -49,7 +51,7 @@ from .native_program import is_dense
 from .plan_probe import run_with_probes
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp")
+                   "qavgpool", "qreshape", "qclamp", "qcat")
 CLAMP_DEFAULTS = {"hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "clamp": (None, None)}
 RESHAPES = {"flatten", "reshape", "view", "_unsafe_view", "contiguous"}
 
@@ -96,6 +98,8 @@ def quantized_step(node: Node) -> dict | None:
         desc = {"kind": "qreshape", "shape": list(node.meta["val"].shape)}
     elif name in CLAMP_DEFAULTS:
         desc = _clamp_desc(name, args)
+    elif name == "cat":
+        desc = {"kind": "qcat", "dim": int(args["dim"]) % len(node.meta["val"].shape)}
     if desc is None:
         return {"kind": "unsupported", "op": name}
     desc["op"] = name
@@ -224,6 +228,8 @@ def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = 
                for _, _, dtype, axis in activations):
             _refuse(desc, "its quantized input is not per-tensor quint8/qint8")
         desc["in_qparams"] = [[scale, zp] for scale, zp, _, _ in seen]
+        if desc["kind"] == "qcat" and len({tuple(q) for q in desc["in_qparams"]}) != 1:
+            _refuse(desc, "its quantized inputs have different scales or zero points")
         if desc["kind"] == "qclamp":
             desc["in_dtype"] = seen[0][2]
             _clamp_bounds_q(desc)

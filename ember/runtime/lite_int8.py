@@ -779,7 +779,17 @@ class QClampStep:
         return np.clip(q, low, high)
 
 
+class QCatStep:
+    """cat of quantized values sharing one scale and zero point: the integers joined."""
+
+    def __init__(self, desc):
+        self.dim = desc["dim"]
+
+    def __call__(self, *parts):
+        return np.concatenate(parts, axis=self.dim)
+
+
 # the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
 # runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp")
+                   "qavgpool", "qreshape", "qclamp", "qcat")
