@@ -21,8 +21,8 @@ runtime runs the same kernels without the compiler:
   qclamp                  hardtanh / relu6 / clamp with number bounds on a quantized value:
                           the integers clipped to the bounds quantized with the input's
                           qparams (as eager mode and torch's quantized clamps do)
-  qcat                    cat of quantized values that share their qparams (convert_fx's
-                          cat): the integers joined; others are refused
+  qcat                    cat of quantized values: the first input's qparams; the integers
+                          of inputs that share them joined as they are, others requantized
 
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
@@ -228,8 +228,6 @@ def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = 
                for _, _, dtype, axis in activations):
             _refuse(desc, "its quantized input is not per-tensor quint8/qint8")
         desc["in_qparams"] = [[scale, zp] for scale, zp, _, _ in seen]
-        if desc["kind"] == "qcat" and len({tuple(q) for q in desc["in_qparams"]}) != 1:
-            _refuse(desc, "its quantized inputs have different scales or zero points")
         if desc["kind"] == "qclamp":
             desc["in_dtype"] = seen[0][2]
             _clamp_bounds_q(desc)

@@ -187,13 +187,20 @@ def _observer_of(value: Node, observers: set, quantized: dict) -> Node | None:
 def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict) -> None:
     """Make every observer of cat's inputs and its output's observer the first input's
     (each call_module node of those observers calls the first one's module): one set of
-    qparams for all, as torch.ao shares one observer instance among them."""
+    qparams for all, as torch.ao shares one observer instance among them. A shared op's
+    reobservation (its own observer in torch.ao) is retargeted alone: convert drops it,
+    so that input keeps its own qparams and the quantized cat requantizes it, as
+    torch.ao's converted cat does."""
     found = [_observer_of(v, observers, quantized) for v in cat.args[0]]
     (out_obs,) = [u for u in cat.users if u in observers]
     if any(f is None or f.op != OpKind.call_module for f in found):
         return
     shared = str(found[0].target)
-    renamed = {str(f.target) for f in found[1:]} | {str(out_obs.target)}
+    renamed = {str(f.target) for f in found[1:] if not f.meta.get("reobserve")}
+    renamed.add(str(out_obs.target))
+    for f in found[1:]:
+        if f.meta.get("reobserve"):
+            f.target = shared
     for n in graph.nodes:
         if n in observers and n.op == OpKind.call_module and str(n.target) in renamed:
             n.target = shared
@@ -332,8 +339,10 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
         return _replace(graph, out_q, new, qvalue, [node])
     if kind == "cat" and _cat_of_tensors(node) and all(a in qvalue for a in node.args[0]):
         out_q = _quantize_user(node)
-        wanted = tuple(out_q.args[1:]) if out_q is not None else None
-        if wanted is None or any(tuple(qvalue[a]) != wanted for a in node.args[0]):
+        # the result takes the first input's qparams (inputs with others are requantized
+        # to them by the quantized cat, as torch's is)
+        if out_q is None or tuple(qvalue[node.args[0][0]]) != tuple(out_q.args[1:]) or \
+                len({qvalue[a][2] for a in node.args[0]}) != 1:
             return None          # other qparams: cat runs in float on dequantized values
         out_q.replace_all_uses_with(node)
         qvalue[node] = qvalue.pop(out_q)

@@ -780,12 +780,17 @@ class QClampStep:
 
 
 class QCatStep:
-    """cat of quantized values sharing one scale and zero point: the integers joined."""
+    """cat of quantized values: the result has the first input's qparams; inputs with
+    others are requantized to them (as eager mode and torch's quantized cat do)."""
 
     def __init__(self, desc):
-        self.dim = desc["dim"]
+        self.dim, self.qparams = desc["dim"], [tuple(q) for q in desc["in_qparams"]]
 
     def __call__(self, *parts):
+        scale, zero_point = self.qparams[0]
+        parts = [q if qp == self.qparams[0] else quantize_values(
+            dequantize_values(q, *qp), scale, zero_point, q.dtype)
+            for q, qp in zip(parts, self.qparams)]
         return np.concatenate(parts, axis=self.dim)
 
 

@@ -109,3 +109,53 @@ def test_quantized_clamp_with_one_bound_packages(rng, tmp_path):
         t = torch.clamp(torch.quantize_per_tensor(torch.from_numpy(x.numpy()), 0.05, 100,
                                                   torch.quint8), -0.4)
         np.testing.assert_array_equal(run(x).numpy(), t.dequantize().numpy())
+
+
+def inceptionish(lib):
+    nn = lib.nn
+
+    class Inceptionish(nn.Module):
+        """Branches joined by cat (one through a shared max pool), then a conv and a head."""
+
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 6, 3, padding=1)
+            self.b1, self.b2 = nn.Conv2d(6, 4, 1), nn.Conv2d(6, 5, 3, padding=1)
+            self.relu, self.pool = nn.ReLU(), nn.MaxPool2d(3, 1, 1)
+            self.mix = nn.Conv2d(15, 8, 1)
+            self.avg, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 5)
+
+        def forward(self, x):
+            x = self.relu(self.stem(x))
+            y = lib.cat([self.relu(self.b1(x)), self.b2(x), self.pool(x)], 1)
+            return self.fc(lib.flatten(self.avg(self.mix(y)), 1))
+    return Inceptionish
+
+
+def test_convert_fx_quantizes_cat_as_torch_ao(rng, tmp_path):
+    shape = (3, 9, 9)
+    t_q, e_q, t_float = _converted_twins(inceptionish, rng, shape)
+    cats = [n for n in e_q.graph.nodes if getattr(n.target, "name", None) == "cat"]
+    assert len(cats) == 1 and not any(
+        getattr(n.target, "name", None) == "dequantize" for n in cats[0].all_input_nodes)
+    assert e_q.quantization_report == []
+    x = rng.standard_normal((6,) + shape).astype(np.float32)
+    with torch.no_grad(), ember.no_grad():
+        # the same shared qparams and integers as torch.ao's quantized cat
+        np.testing.assert_array_equal(e_q(ember.tensor(x)).numpy(),
+                                      t_q(torch.from_numpy(x)).numpy())
+    _package_equals_compile(e_q, rng, shape, tmp_path, "qcat")
+
+
+def test_eager_cat_of_quantized_tensors_matches_torch(rng):
+    """Shared qparams: the integers joined; others: requantized to the first's."""
+    a = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    b = rng.standard_normal((2, 2, 4)).astype(np.float32)
+    for scale, zero_point in ((0.1, 10), (0.07, 3)):
+        qs = [(0.1, 10), (scale, zero_point)]
+        e = ember.cat([ember.quantize_per_tensor(ember.tensor(v), s, z, ember.quint8)
+                       for v, (s, z) in zip((a, b), qs)], -2)
+        t = torch.cat([torch.quantize_per_tensor(torch.from_numpy(v), s, z, torch.quint8)
+                       for v, (s, z) in zip((a, b), qs)], -2)
+        assert (e.q_scale(), e.q_zero_point()) == (t.q_scale(), t.q_zero_point())
+        np.testing.assert_array_equal(e.int_repr().numpy(), t.int_repr().numpy())
