@@ -18,7 +18,7 @@ runtime runs the same kernels without the compiler:
   qadd                    quantized_add (+ relu): codegen/llvm/qelementwise.py's kernel
   qmaxpool / qavgpool     max_pool2d and adaptive_avg_pool2d on a quantized value
   qreshape                flatten / reshape / view of a quantized value
-  qclamp                  hardtanh / relu6 / clamp with number bounds on a quantized value:
+  qclamp                  relu / hardtanh / relu6 / clamp (number bounds) on a quantized value:
                           the integers clipped to the bounds quantized with the input's
                           qparams (as eager mode and torch's quantized clamps do)
   qcat                    cat of quantized values: the first input's qparams; the integers
@@ -52,7 +52,8 @@ from .plan_probe import run_with_probes
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
                    "qavgpool", "qreshape", "qclamp", "qcat")
-CLAMP_DEFAULTS = {"hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "clamp": (None, None)}
+CLAMP_DEFAULTS = {"hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "clamp": (None, None),
+                  "relu": (0.0, None)}     # relu: max with the zero point, quantize(0.0)
 RESHAPES = {"flatten", "reshape", "view", "_unsafe_view", "contiguous"}
 
 
@@ -112,8 +113,8 @@ def _clamp_desc(name: str, args: dict) -> dict | None:
     values = list(args.values())[1:3]
     bounds = tuple(v if v is not None else d for v, d in
                    zip(values + [None] * (2 - len(values)), CLAMP_DEFAULTS[name]))
-    if name == "relu6":
-        bounds = CLAMP_DEFAULTS["relu6"]
+    if name in ("relu6", "relu"):
+        bounds = CLAMP_DEFAULTS[name]
     if any(b is not None and not isinstance(b, (int, float)) for b in bounds):
         return None
     return {"kind": "qclamp", "bounds": [None if b is None else float(b) for b in bounds]}

@@ -159,3 +159,25 @@ def test_eager_cat_of_quantized_tensors_matches_torch(rng):
                        for v, (s, z) in zip((a, b), qs)], -2)
         assert (e.q_scale(), e.q_zero_point()) == (t.q_scale(), t.q_zero_point())
         np.testing.assert_array_equal(e.int_repr().numpy(), t.int_repr().numpy())
+
+
+def test_relu_on_a_quantized_value_packages(rng, tmp_path):
+    """relu after a shared op (pool) runs on the quantized value: a qclamp step."""
+    def make(lib):
+        nn = lib.nn
+
+        class M(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv, self.pool = nn.Conv2d(3, 6, 3), nn.MaxPool2d(2)
+                self.fc = nn.Linear(6 * 3 * 3, 4)
+
+            def forward(self, x):
+                x = lib.nn.functional.relu(self.pool(self.conv(x)))
+                return self.fc(lib.flatten(x, 1))
+        return M
+    shape = (3, 8, 8)
+    t_q, e_q, t_float = _converted_twins(make, rng, shape)
+    _check_against_torch_ao(t_q, e_q, t_float,
+                            rng.standard_normal((8,) + shape).astype(np.float32))
+    _package_equals_compile(e_q, rng, shape, tmp_path, "qclamp")
