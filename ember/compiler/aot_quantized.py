@@ -18,6 +18,11 @@ runtime runs the same kernels without the compiler:
   qadd                    quantized_add (+ relu): codegen/llvm/qelementwise.py's kernel
   qmaxpool / qavgpool     max_pool2d and adaptive_avg_pool2d on a quantized value
   qreshape                flatten / reshape / view of a quantized value
+  qclamp                  relu / hardtanh / relu6 / clamp (number bounds) on a quantized value:
+                          the integers clipped to the bounds quantized with the input's
+                          qparams (as eager mode and torch's quantized clamps do)
+  qcat                    cat of quantized values: the first input's qparams; the integers
+                          of inputs that share them joined as they are, others requantized
 
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
@@ -40,13 +45,15 @@ from ..codegen.llvm.target import Isa, host_isa
 from ..ir import dtypes
 from ..ir.errors import LoweringError
 from ..ir.graph import Node, OpKind
-from ..ir.quantized import QuantizedArray
+from ..ir.quantized import QuantizedArray, quantize_array
 from ..runtime import lite_int8 as lite
 from .native_program import is_dense
 from .plan_probe import run_with_probes
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape")
+                   "qavgpool", "qreshape", "qclamp", "qcat")
+CLAMP_DEFAULTS = {"hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "clamp": (None, None),
+                  "relu": (0.0, None)}     # relu: max with the zero point, quantize(0.0)
 RESHAPES = {"flatten", "reshape", "view", "_unsafe_view", "contiguous"}
 
 
@@ -90,10 +97,36 @@ def quantized_step(node: Node) -> dict | None:
         desc = {"kind": "qavgpool", "output_size": list(node.meta["val"].shape[-2:])}
     elif name in RESHAPES:
         desc = {"kind": "qreshape", "shape": list(node.meta["val"].shape)}
+    elif name in CLAMP_DEFAULTS:
+        desc = _clamp_desc(name, args)
+    elif name == "cat":
+        desc = {"kind": "qcat", "dim": int(args["dim"]) % len(node.meta["val"].shape)}
     if desc is None:
         return {"kind": "unsupported", "op": name}
     desc["op"] = name
     return desc
+
+
+def _clamp_desc(name: str, args: dict) -> dict | None:
+    """A clamp's real bounds (None for a side without one; a tensor bound is refused):
+    packaging quantizes them once the input's qparams are known (_clamp_bounds_q)."""
+    values = list(args.values())[1:3]
+    bounds = tuple(v if v is not None else d for v, d in
+                   zip(values + [None] * (2 - len(values)), CLAMP_DEFAULTS[name]))
+    if name in ("relu6", "relu"):
+        bounds = CLAMP_DEFAULTS[name]
+    if any(b is not None and not isinstance(b, (int, float)) for b in bounds):
+        return None
+    return {"kind": "qclamp", "bounds": [None if b is None else float(b) for b in bounds]}
+
+
+def _clamp_bounds_q(desc: dict) -> None:
+    """The bounds as integers of the input's quantized dtype, rounded as eager mode rounds
+    them (quantize_per_tensor of the float32 bound)."""
+    (scale, zero_point), dtype = desc["in_qparams"][0], desc["in_dtype"]
+    desc["bounds_q"] = [None if b is None else int(quantize_array(
+        np.float32(b), scale, zero_point, dtypes.as_dtype(dtype)).int_repr)
+        for b in desc["bounds"]]
 
 
 def _kernel_desc(cfg, u8_out: bool) -> dict:
@@ -196,6 +229,9 @@ def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = 
                for _, _, dtype, axis in activations):
             _refuse(desc, "its quantized input is not per-tensor quint8/qint8")
         desc["in_qparams"] = [[scale, zp] for scale, zp, _, _ in seen]
+        if desc["kind"] == "qclamp":
+            desc["in_dtype"] = seen[0][2]
+            _clamp_bounds_q(desc)
         if desc["kind"] == "qgemm":
             arrays.update(_pack_qgemm(plan, desc, f"pq{i}"))
         elif desc["kind"] == "qgemm_dynamic":

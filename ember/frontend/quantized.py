@@ -181,6 +181,9 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
         out_meta = run_meta(op, args)
         ref_args = [_unwrap(v) for v in args]
         return wrap_with_meta(op, args, _native_or_reference(op, args, ref_args), out_meta)
+    if op.name == "cat" and args and isinstance(args[0], (list, tuple)) and \
+            all(is_quantized_tensor(t) and t._qaxis is None for t in args[0]):
+        return _quantized_cat(args[0], args[1] if len(args) > 1 else 0)
     (first,) = tensors if len(tensors) == 1 else (None,)
     if first is not None and first._qaxis is None and op.name in SAME_QPARAMS:
         return _same_qparams(op, args, first)
@@ -258,6 +261,26 @@ def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
     result = op(*float_args)
     return QuantizedTensor._wrap(quantize_array(result._array, qa.scale, qa.zero_point,
                                                 qa.dtype))
+
+
+def _quantized_cat(seq, dim: int) -> "QuantizedTensor":
+    """torch's quantized cat: the result takes the first input's qparams; the integers of
+    inputs that share them are concatenated as they are (convert_fx's cat: one shared
+    observer), others are requantized to them (torch warns of the loss)."""
+    from ..ir.quantized import quantize_array
+    first = seq[0]._qarray()
+    ints = []
+    for t in seq:
+        qa = t._qarray()
+        same = qa.dtype is first.dtype and float(qa.scale) == float(first.scale) and \
+            int(qa.zero_point) == int(first.zero_point)
+        ints.append(qa.int_repr if same else quantize_array(
+            qa.dequantize(), first.scale, first.zero_point, first.dtype).int_repr)
+    from .eager import run_meta
+    from ..ir.registry import OPS
+    run_meta(OPS["cat"], (list(seq), dim))      # shapes and dim checked as for floats
+    out = np.concatenate(ints, axis=dim % first.int_repr.ndim)
+    return QuantizedTensor._wrap(first.with_values(out))
 
 
 def _requantized_like(t, qa: QuantizedArray):

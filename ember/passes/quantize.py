@@ -16,6 +16,9 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
 - BINARY ("add", "mul", with a following relu fused): quantized_add / quantized_mul;
 - SHARED (pooling, flatten/reshape/views, relu, relu6/hardtanh/clamp, dropout): run on
   the quantized value itself and keep its qparams, so they get no observer of their own;
+- CAT (cat / concat / concatenate of a list of tensors): torch.ao's shared qparams:
+  every input's observer and the output's are one observer (calibration sees them
+  all), so converted, cat joins the integers of values that share scale and zero point;
 - FIXED (sigmoid, tanh, softmax): their output observer has fixed qparams; they run
   in float between a dequantize and a quantize;
 - OWN_OBSERVER (hardswish, elu, leaky_relu): quantized input, an output observer of
@@ -39,6 +42,7 @@ SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsq
           "contiguous", "detach", "max_pool1d", "max_pool2d", "adaptive_max_pool2d",
           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "relu",
           "relu6", "hardtanh", "clamp", "dropout", "identity"}
+CAT = {"cat", "concat", "concatenate"}
 FIXED = {"sigmoid", "tanh", "softmax", "hardsigmoid"}
 OWN_OBSERVER = {"hardswish", "elu", "leaky_relu"}
 CUSTOM = {"custom"}      # a user's custom module: quantized input, quantized output
@@ -65,6 +69,8 @@ def node_kind(node: Node, module_kinds: dict) -> str | None:
     name = name.rstrip("_") if name.endswith("_") and not name.startswith("_") else name
     if name in BINARY or name in SHARED or name in FIXED or name in OWN_OBSERVER:
         return name
+    if name in CAT:
+        return "cat"
     return None
 
 
@@ -72,7 +78,15 @@ def _tensor_inputs(node: Node, kind: str) -> list[Node]:
     """The inputs a quantized pattern reads as quantized values."""
     if kind in BINARY:
         return [a for a in node.args[:2] if isinstance(a, Node)]
+    if kind == "cat":
+        return list(node.args[0]) if _cat_of_tensors(node) else []
     return [node.args[0]] if node.args and isinstance(node.args[0], Node) else []
+
+
+def _cat_of_tensors(node: Node) -> bool:
+    """cat(list of tensors, dim) with every list item a graph value (not a constant)."""
+    return bool(node.args) and isinstance(node.args[0], (list, tuple)) and \
+        len(node.args[0]) > 0 and all(isinstance(a, Node) for a in node.args[0])
 
 
 def _binary_of_tensors(node: Node) -> bool:
@@ -145,6 +159,10 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         for value in dict.fromkeys(inputs):
             ensure_observed(value, node)
         quantized[node] = kind
+        if kind == "cat":
+            observe_output(node, node)
+            _share_one_observer(graph, node, observers, quantized)
+            continue
         relu = _sole_relu_user(node, module_kinds) if kind in BINARY else None
         if relu is not None:
             quantized[relu] = "fused_relu"
@@ -153,6 +171,39 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
             observe_output(node, node)
     graph.lint()
     return quantized
+
+
+def _observer_of(value: Node, observers: set, quantized: dict) -> Node | None:
+    """The observer node whose qparams a quantized value carries: the value itself, or
+    up through the SHARED ops that keep their input's qparams."""
+    while value not in observers:
+        if quantized.get(value) not in SHARED or not value.args or \
+                not isinstance(value.args[0], Node):
+            return None
+        value = value.args[0]
+    return value
+
+
+def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict) -> None:
+    """Make every observer of cat's inputs and its output's observer the first input's
+    (each call_module node of those observers calls the first one's module): one set of
+    qparams for all, as torch.ao shares one observer instance among them. A shared op's
+    reobservation (its own observer in torch.ao) is retargeted alone: convert drops it,
+    so that input keeps its own qparams and the quantized cat requantizes it, as
+    torch.ao's converted cat does."""
+    found = [_observer_of(v, observers, quantized) for v in cat.args[0]]
+    (out_obs,) = [u for u in cat.users if u in observers]
+    if any(f is None or f.op != OpKind.call_module for f in found):
+        return
+    shared = str(found[0].target)
+    renamed = {str(f.target) for f in found[1:] if not f.meta.get("reobserve")}
+    renamed.add(str(out_obs.target))
+    for f in found[1:]:
+        if f.meta.get("reobserve"):
+            f.target = shared
+    for n in graph.nodes:
+        if n in observers and n.op == OpKind.call_module and str(n.target) in renamed:
+            n.target = shared
 
 
 def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
@@ -286,6 +337,17 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
                     node.args[0], w, b, list(spec["stride"]), list(spec["padding"]),
                     list(spec["dilation"]), spec["groups"], scale, zero_point, relu))
         return _replace(graph, out_q, new, qvalue, [node])
+    if kind == "cat" and _cat_of_tensors(node) and all(a in qvalue for a in node.args[0]):
+        out_q = _quantize_user(node)
+        # the result takes the first input's qparams (inputs with others are requantized
+        # to them by the quantized cat, as torch's is)
+        if out_q is None or tuple(qvalue[node.args[0][0]]) != tuple(out_q.args[1:]) or \
+                len({qvalue[a][2] for a in node.args[0]}) != 1:
+            return None          # other qparams: cat runs in float on dequantized values
+        out_q.replace_all_uses_with(node)
+        qvalue[node] = qvalue.pop(out_q)
+        graph.erase_node(out_q)
+        return node
     if kind in BINARY and _binary_of_tensors(node) and \
             all(a in qvalue for a in node.args[:2]):
         relu_node = _sole_relu_user(node, module_kinds)

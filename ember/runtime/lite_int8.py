@@ -764,7 +764,37 @@ class QReshapeStep:
         return np.ascontiguousarray(q).reshape(self.shape)
 
 
+class QClampStep:
+    """hardtanh / relu6 / clamp on a quantized value: the integers clipped to the bounds
+    packaging quantized with the input's qparams (None: no bound on that side)."""
+
+    def __init__(self, desc):
+        self.low, self.high = desc["bounds_q"]
+
+    def __call__(self, q):
+        low = None if self.low is None else np.asarray(self.low, q.dtype)
+        high = None if self.high is None else np.asarray(self.high, q.dtype)
+        if low is None and high is None:
+            return q.copy()
+        return np.clip(q, low, high)
+
+
+class QCatStep:
+    """cat of quantized values: the result has the first input's qparams; inputs with
+    others are requantized to them (as eager mode and torch's quantized cat do)."""
+
+    def __init__(self, desc):
+        self.dim, self.qparams = desc["dim"], [tuple(q) for q in desc["in_qparams"]]
+
+    def __call__(self, *parts):
+        scale, zero_point = self.qparams[0]
+        parts = [q if qp == self.qparams[0] else quantize_values(
+            dequantize_values(q, *qp), scale, zero_point, q.dtype)
+            for q, qp in zip(parts, self.qparams)]
+        return np.concatenate(parts, axis=self.dim)
+
+
 # the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
 # runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape")
+                   "qavgpool", "qreshape", "qclamp", "qcat")

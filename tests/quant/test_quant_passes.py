@@ -189,3 +189,32 @@ def test_quantized_values_are_ir_types():
     graph = parse(textwrap.dedent(ir))
     verify(graph)
     check(graph, ir)
+
+
+def test_prepare_cat_shares_one_observer_among_inputs_and_output():
+    """torch.ao's cat: the first input's observer serves every input (through the shared
+    ops in between: pool keeps conv's qparams) and the output, wherever else those
+    observers are called (%x's, read by conv and fc2 too)."""
+    graph = run_prepare("""
+        graph(%x):
+          %0 = call_module "conv"(%x)
+          %1 = call_module "pool"(%0)
+          %2 = call_module "fc2"(%x)
+          %3 = cat([%1, %2, %x], 1)
+          %4 = call_module "fc1"(%3)
+          return %4
+    """)
+    check(graph, """
+        graph(%x):
+          %0 = call_module "obs1"(%x)
+          %1 = call_module "conv"(%0)
+          %2 = call_module "obs1"(%1)
+          %3 = call_module "pool"(%2)
+          %4 = call_module "fc2"(%0)
+          %5 = call_module "obs1"(%4)
+          %6 = cat([%3, %5, %0], 1)
+          %7 = call_module "obs1"(%6)
+          %8 = call_module "fc1"(%7)
+          %9 = call_module "obs4"(%8)
+          return %9
+    """)

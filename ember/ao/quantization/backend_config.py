@@ -216,7 +216,7 @@ def pattern_kind(pattern) -> str | None:
     name = name.lower()
     if name in qpass.SHARED or name in qpass.FIXED or name in qpass.OWN_OBSERVER:
         return name
-    return None
+    return "cat" if name in qpass.CAT else None
 
 
 _WEIGHTED = DTypeConfig(dtypes.quint8, dtypes.quint8, dtypes.qint8, dtypes.float32)
@@ -241,7 +241,7 @@ def _native(name: str, signed: bool = False) -> BackendConfig:
             BackendPatternConfig(pattern).set_dtype_configs(weighted))
     for pattern in (operator.add, operator.mul):
         config.set_backend_pattern_config(BackendPatternConfig(pattern).set_dtype_configs(act))
-    for name_ in sorted(qpass.SHARED):
+    for name_ in sorted(qpass.SHARED) + ["cat"]:
         config.set_backend_pattern_config(
             BackendPatternConfig(name_).set_dtype_configs(act).set_observation_type(
                 ObservationType.OUTPUT_SHARE_OBSERVER_WITH_INPUT))

@@ -411,6 +411,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         return not (node.op == OpKind.call_method and node.target == "flatten")
 
     quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves)
+    _drop_uncalled_observers(gm, owners)      # replaced by a shared one (cat)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
                      if k in qpass.WEIGHTED and n.op == OpKind.call_module},
@@ -679,6 +680,16 @@ def _fold_qat_conv_bn(gm) -> None:
             _set_module(gm, name, folded)
 
 
+def _drop_uncalled_observers(gm, owners: dict) -> None:
+    """Observers no node calls any more (insert_observers made cat's inputs and output
+    share the first input's): removed, so they are not asked for qparams they never saw."""
+    called = {str(n.target) for n in gm.graph.nodes if n.op == OpKind.call_module}
+    for name in [n for n in owners if n not in called]:
+        del owners[name]
+        if hasattr(gm, name):
+            delattr(gm, name)
+
+
 def _convert(prepared, reference: bool, convert_custom_config=None) -> GraphModule:
     if not hasattr(prepared, "_ember_quant"):
         raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
@@ -829,6 +840,10 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
             continue
         if kind in qpass.SHARED and node.args and node.args[0] in quantized_values:
             quantized_values.add(node)
+            continue
+        if kind == "cat" and qpass._cat_of_tensors(node) and \
+                all(a in quantized_values for a in node.args[0]):
+            quantized_values.add(node)        # joins the integers (shared qparams)
             continue
         if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER) and \
                 qpass._quantize_user(node) is not None:

@@ -63,7 +63,9 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
         raise ValueError("min_val cannot be greater than max_val")
     if input.dtype.name == "bool":
         raise BadArgument("Bool inputs not supported for hardtanh")
-    if not (input.dtype.is_floating_point or input.dtype.is_complex or input.is_quantized):
+    # dtype.is_quantized, not Tensor.is_quantized: traced values (ember.export) carry a dtype
+    if not (input.dtype.is_floating_point or input.dtype.is_complex or
+            getattr(input.dtype, "is_quantized", False)):
         # PyTorch truncates the bounds to the integer dtype, then clamps
         return maybe_inplace(input, inplace, lambda x: x.clamp(int(min_val), int(max_val)))
     return maybe_inplace(input, inplace, lambda x: OPS["hardtanh"](x, min_val, max_val))

@@ -17,6 +17,7 @@ from ..registry import Promotion, Tag, defop
 from . import samples as S
 from .pointwise import (_c, _erf, exp, erf, log1p, sigmoid, tanh, where, gt, lt, le,
                         logical_and, abs as _abs, real, sgn)
+from ..meta import TensorMeta
 from .rules import pointwise_meta
 
 UNARY = {Tag.POINTWISE, Tag.UNARY}
@@ -25,10 +26,13 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _float_meta(name, complex_ok=False):
+def _float_meta(name, complex_ok=False, quantized_ok=False):
     base = pointwise_meta(Promotion.DEFAULT, 1)
 
     def rule(self, *args, **kwargs):
+        if quantized_ok and getattr(self.dtype, "is_quantized", False):
+            # torch's quantized clamps: computed on the integers, the qparams kept
+            return TensorMeta(tuple(self.shape), self.dtype, str(self.device))
         if not (self.dtype.is_floating_point or complex_ok and self.dtype.is_complex):
             raise DTypeError(f'"{name}" not implemented for \'{self.dtype.name}\'')
         return base(self, *args, **kwargs)
@@ -52,8 +56,8 @@ def _samples(make=_away, kwargs_list=({},)):
 
 
 def activation(schema, reference, derivative, *, name, samples=None, torch_ref=None,
-               namespace=NN, complex_ok=False, **fields):
-    return defop(schema, meta=_float_meta(name, complex_ok), reference=reference,
+               namespace=NN, complex_ok=False, quantized_ok=False, **fields):
+    return defop(schema, meta=_float_meta(name, complex_ok, quantized_ok), reference=reference,
                  derivative=derivative, tags=UNARY, promotion=Promotion.DEFAULT,
                  promote_args=(0,), samples=samples or _samples(),
                  torch_ref=torch_ref or f"torch.nn.functional.{name}", namespace=namespace,
@@ -107,7 +111,7 @@ def _hardtanh_derivative(g, self, min_val, max_val):
 hardtanh = activation(
     "hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor",
     lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi).astype(x.dtype),
-    _hardtanh_derivative, name="hardtanh",
+    _hardtanh_derivative, name="hardtanh", quantized_ok=True,
     samples=_samples(kwargs_list=({"min_val": -0.5, "max_val": 2.0},)))
 
 
@@ -126,7 +130,7 @@ relu6 = activation(
     lambda x: np.minimum(np.maximum(x, 0), 6).astype(x.dtype),
     lambda g, self: _hardtanh_derivative(g, self, 0.0, 6.0),
     decomposition=lambda self: hardtanh(self, 0.0, 6.0),
-    name="relu6", samples=_samples(lambda rng, *s, dtype=np.float32: _off([0, 6])(
+    name="relu6", quantized_ok=True, samples=_samples(lambda rng, *s, dtype=np.float32: _off([0, 6])(
         rng, *s, dtype=dtype) * 1.5 + 1.0))
 
 hardsigmoid = activation(

@@ -73,7 +73,19 @@ def _cat_meta(tensors, dim):
     # PyTorch: the inputs' common memory format when they all agree, else contiguous
     formats = {pointwise_memory_format([t]) for t in tensors}
     fmt = formats.pop() if len(formats) == 1 and len(shape) == 4 else contiguous_format
-    return TensorMeta(tuple(shape), result_dtype(list(tensors)), str(ref.device), fmt)
+    return TensorMeta(tuple(shape), _cat_dtype(tensors), str(ref.device), fmt)
+
+
+def _cat_dtype(tensors):
+    """The promoted dtype; quantized inputs (torch's quantized cat) give the first one's
+    quantized dtype and cannot be mixed with other dtypes."""
+    quantized = [getattr(t.dtype, "is_quantized", False) for t in tensors]
+    if not any(quantized):
+        return result_dtype(list(tensors))
+    if not all(quantized) or len({t.dtype for t in tensors}) != 1:
+        raise DTypeError("cat: expected all inputs quantized with the same dtype, got "
+                         + ", ".join(str(t.dtype) for t in tensors))
+    return tensors[0].dtype
 
 
 def _cat_ref(tensors, dim):

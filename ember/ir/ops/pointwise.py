@@ -682,6 +682,12 @@ def _clamp_meta(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         if is_tensor_like(a) and a.dtype.is_complex:
             raise DTypeError("clamp is not supported for complex types")
     shape = broadcast_shapes(*(shape_of(a) for a in operands))
+    if getattr(self.dtype, "is_quantized", False):
+        # torch's quantized clamp: number bounds, computed on the integers, qparams kept
+        if any(is_tensor_like(b) for b in (min, max)):
+            raise DTypeError("clamp of a quantized tensor: expected number bounds, got a "
+                             "tensor bound; dequantize first")
+        return TensorMeta(tuple(self.shape), self.dtype, str(self.device))
     _, dt = promote_dtypes(Promotion.DEFAULT, operands)
     fmt = pointwise_memory_format(operands) if len(shape) == 4 else contiguous_format
     return TensorMeta(shape, dt, device_of(operands), fmt)
