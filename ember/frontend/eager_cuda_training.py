@@ -19,8 +19,9 @@ ops that have CUDA kernels:
 - cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
   one-hot mask from comparing the targets with the class numbers;
 - conv1d: conv2d over a height of 1;
-- dropout / native_dropout: the keep mask drawn on the host by ember's generator (as the
-  CPU draws it, so seeded runs match the CPU) and uploaded; the scaling on the device;
+- dropout / native_dropout: one kernel draws the keep mask on the device (Philox, seed and
+  offset in device memory, advanced by a second one-program kernel) and scales; nothing
+  goes through the host, so steps with dropout can be captured in a CUDA graph;
 - gather (torch.gather, grid_sample's reads): one kernel over strided operands after
   the range check;
 - index_select and embedding: a row gather; index_add (index_select's backward): an
@@ -470,17 +471,46 @@ def _embedding(args, out_meta, index):
 
 # --- dropout --------------------------------------------------------------------------------
 def _dropout_pair(x: Tensor, p: float, train, index: int):
-    """(output, keep mask) of dropout. The keep mask is drawn on the host from ember's
-    generator, exactly as the CPU op draws it (so a seeded step gives the CPU's result),
-    and uploaded as bytes; the scaling runs on the device."""
-    from ..ir.ops.nn_misc import _keep_mask
-    from .devices import upload
+    """(output, keep mask) of dropout, the mask drawn on the device by a counter-based
+    generator (codegen/triton/dropout.py) whose seed and offset live in device memory:
+    no host read or upload, so a compiled step with dropout replays as one CUDA graph and
+    each replay draws a new mask. Deterministic per seed (ember.manual_seed /
+    ember.cuda.manual_seed restart the sequence); the masks differ from the CPU's."""
+    from ..codegen.triton.dropout import advance_kernel, dropout_kernel
     if train is False or p == 0:
         return eager_cuda.clone(x), OPS["ones_like"](x, dtype=_bool())
     if p == 1:
         return OPS["zeros_like"](x), OPS["zeros_like"](x, dtype=_bool())
-    keep = upload(_keep_mask(tuple(x.shape), p), None, index)
-    return (x * keep) / (1 - p), keep
+    if x.dtype.is_complex or not x.dtype.is_floating_point:
+        return None
+    seed, offset = _philox_state(index)
+    dense = x.contiguous()
+    out = _fresh(TensorMeta(tuple(x.shape), x.dtype), index)
+    keep = _fresh(TensorMeta(tuple(x.shape), _bool()), index)
+    if x.numel():
+        eager_cuda.launch(dropout_kernel(x.numel(), float(p), x.dtype),
+                          [dense, seed, offset, out, keep], index)
+        eager_cuda.launch(advance_kernel(x.numel()), [offset], index)
+    return out, keep
+
+
+# per device: (the default generator's seeding it follows, seed tensor, offset tensor)
+_PHILOX: dict[int, tuple] = {}
+
+
+def _philox_state(index: int) -> tuple[Tensor, Tensor]:
+    """The device generator's (seed, offset) int64 tensors, made by fill kernels (no
+    upload) from the default generator's seed whenever that generator was (re)seeded."""
+    from ..ir import dtypes
+    from .random import default_generator
+    token = (default_generator.initial_seed(), default_generator.reseeds)
+    state = _PHILOX.get(index)
+    if state is None or state[0] != token:
+        seed = token[0] - 2 ** 64 if token[0] >= 2 ** 63 else token[0]   # its int64 bits
+        state = (token, eager_cuda._fill(TensorMeta((1,), dtypes.int64), seed, index),
+                 eager_cuda._fill(TensorMeta((1,), dtypes.int64), 0, index))
+        _PHILOX[index] = state
+    return state[1], state[2]
 
 
 def _bool():
@@ -489,12 +519,16 @@ def _bool():
 
 
 def _native_dropout(args, out_meta, index):
-    out, keep = _dropout_pair(*args, index)
+    pair = _dropout_pair(*args, index)
+    if pair is None:
+        return None
+    out, keep = pair
     return _as_meta(out, out_meta[0], index), _as_meta(keep, out_meta[1], index)
 
 
 def _dropout(args, out_meta, index):
-    return _as_meta(_dropout_pair(*args, index)[0], out_meta, index)
+    pair = _dropout_pair(*args, index)
+    return None if pair is None else _as_meta(pair[0], out_meta, index)
 
 
 # --- losses -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ class Generator:
         self.device = _device(device)      # torch.device, as torch's Generator.device
         self._seed = 67280421310721      # PyTorch's default seed
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        self.reseeds = 0     # bumped by every (re)seeding: device generators restart on it
 
     def manual_seed(self, seed: int) -> "Generator":
         seed = int(seed)
@@ -25,11 +26,13 @@ class Generator:
             raise ValueError("Overflow when unpacking long long")
         self._seed = seed % 2 ** 64          # a negative seed wraps to 64 bits, as in torch
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        self.reseeds += 1
         return self
 
     def seed(self) -> int:
         self._seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        self.reseeds += 1
         return self._seed
 
     def initial_seed(self) -> int:
@@ -53,6 +56,7 @@ class Generator:
                             f"{'' if not hasattr(state, 'shape') else tuple(state.shape)}")
         numpy_state, self._seed = _unpack_state(np.asarray(state.numpy()).tobytes())
         self._rng.bit_generator.state = numpy_state
+        self.reseeds += 1
         return self
 
     @property
