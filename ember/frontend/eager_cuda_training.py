@@ -26,8 +26,10 @@ ops that have CUDA kernels:
   the range check;
 - index_select and embedding: a row gather; index_add (index_select's backward): an
   atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
-  check, which reads the index's min and max back to the host; embedding's backward is
-  one-hot products, which have kernels;
+  check: eagerly it reads the index's min and max back to the host and raises at once;
+  inside a compiled step a kernel checks on the device and the error is raised at the
+  next read from the device (as PyTorch's device-side asserts surface); embedding's
+  backward is one-hot products, which have kernels;
 - sort and argsort (rows up to codegen/triton/sorting.MAX_ROW): a stable rank-counting
   sort kernel along the last dim of a dense copy;
 - copy (broadcast and cast into a fresh tensor), arange, slice_scatter (a copy, then a
@@ -399,15 +401,74 @@ def _gather(src: Tensor, dim: int, index: Tensor, out_meta, index_: int):
 
 def _checked_rows(index: Tensor, size: int, dim: int) -> Tensor:
     """The index flattened, after PyTorch's range check (a bad index is an error, never
-    a silent access elsewhere); reads its min and max back to the host."""
+    a silent access elsewhere). Eagerly it reads the index's min and max back and raises
+    at once; inside a compiled CUDA step (`deferred_index_checks`) a kernel checks it on
+    the device instead, so the step may be captured in a CUDA graph."""
     from ..ir.errors import EmberIndexError
     flat = index.reshape([-1])
+    if _DEFERRED[0]:
+        return _checked_on_device(flat.contiguous(), size, dim)
     if flat.numel():
         low, high = int(flat.amin().item()), int(flat.amax().item())
         if low < 0 or high >= size:
             raise EmberIndexError(f"index out of range in self (index {low if low < 0 else high}"
                                   f" for dim {dim} of size {size})")
     return flat.contiguous()
+
+
+# --- index range checks on the device ------------------------------------------------------
+# PyTorch's CUDA gathers assert on the device and the error surfaces at a later
+# synchronization; here a bad index is replaced by 0 (the gather reads in range) and
+# recorded in a per-device int64 pair (index, size + 1) that the next read of a CUDA
+# tensor's values (Tensor.cpu/.item/...) checks, raising PyTorch's IndexError there.
+_DEFERRED = [0]
+_INDEX_FLAGS: dict[int, Tensor] = {}
+
+
+class deferred_index_checks:
+    """Inside: gathers check their indices on the device (compile_cuda's eager steps)."""
+
+    def __enter__(self):
+        _DEFERRED[0] += 1
+
+    def __exit__(self, *exc):
+        _DEFERRED[0] -= 1
+
+
+def _checked_on_device(flat: Tensor, size: int, dim: int) -> Tensor:
+    from ..codegen.triton.scatter import checked_index
+    from ..ir import dtypes
+    from .devices import tensor_index
+    index = tensor_index(flat)
+    flag = _INDEX_FLAGS.get(index)
+    if flag is None:
+        flag = _INDEX_FLAGS[index] = eager_cuda._fill(TensorMeta((2,), dtypes.int64), 0, index)
+    out = _fresh(TensorMeta(tuple(flat.shape), flat.dtype), index)
+    if flat.numel():
+        eager_cuda.launch(checked_index(flat.numel(), size, flat.dtype), [flat, flag, out], index)
+    return out
+
+
+def raise_deferred_index_error(index: int) -> None:
+    """Raise PyTorch's error if a device-side index check on device `index` failed since
+    the last call (then clear it). Called after a device-to-host read, which has
+    synchronized the stream the checks ran on."""
+    import numpy as np
+    from ..ir.errors import EmberIndexError
+    from ..runtime.cuda.stream import copy_device_to_host, current_stream
+    from .devices import data_ptr
+    flag = _INDEX_FLAGS.get(index)
+    if flag is None:
+        return
+    pair = np.zeros(2, np.int64)
+    copy_device_to_host(pair, data_ptr(flag), current_stream(index))
+    if pair[1]:
+        # cleared in place: a captured CUDA graph keeps writing to this buffer
+        eager_cuda.copy_into(flag, eager_cuda._fill(TensorMeta((2,), flag.dtype), 0, index))
+        raise EmberIndexError(f"index out of range in self (index {int(pair[0])} for a dim of "
+                              f"size {int(pair[1]) - 1}; found by a device-side check of a "
+                              "compiled CUDA step, raised at the first read from the device "
+                              "after it)")
 
 
 def _gather_op(args, out_meta, index):
