@@ -441,7 +441,7 @@ def _checked_on_device(flat: Tensor, size: int, dim: int) -> Tensor:
     from .devices import tensor_index
     index = tensor_index(flat)
     flag = _INDEX_FLAGS.get(index)
-    if flag is None:
+    if flag is None or not _same_memory(flag, index):
         flag = _INDEX_FLAGS[index] = eager_cuda._fill(TensorMeta((2,), dtypes.int64), 0, index)
     out = _fresh(TensorMeta(tuple(flat.shape), flat.dtype), index)
     if flat.numel():
@@ -458,7 +458,7 @@ def raise_deferred_index_error(index: int) -> None:
     from ..runtime.cuda.stream import copy_device_to_host, current_stream
     from .devices import data_ptr
     flag = _INDEX_FLAGS.get(index)
-    if flag is None:
+    if flag is None or not _same_memory(flag, index):
         return
     pair = np.zeros(2, np.int64)
     copy_device_to_host(pair, data_ptr(flag), current_stream(index))
@@ -555,23 +555,59 @@ def _dropout_pair(x: Tensor, p: float, train, index: int):
     return out, keep
 
 
-# per device: (the default generator's seeding it follows, seed tensor, offset tensor)
-_PHILOX: dict[int, tuple] = {}
+# per device: the dropout generator's (seed, offset), int64 tensors of one element
+_PHILOX: dict[int, tuple[Tensor, Tensor]] = {}
 
 
 def _philox_state(index: int) -> tuple[Tensor, Tensor]:
-    """The device generator's (seed, offset) int64 tensors, made by fill kernels (no
-    upload) from the default generator's seed whenever that generator was (re)seeded."""
-    from ..ir import dtypes
+    """The device generator's (seed, offset) tensors, made on first use by fill kernels
+    (no upload) from the default generator's seed. Reseeding rewrites them in place
+    (`_restart_device_generators`), so a captured graph that reads them follows too."""
     from .random import default_generator
-    token = (default_generator.initial_seed(), default_generator.reseeds)
     state = _PHILOX.get(index)
-    if state is None or state[0] != token:
-        seed = token[0] - 2 ** 64 if token[0] >= 2 ** 63 else token[0]   # its int64 bits
-        state = (token, eager_cuda._fill(TensorMeta((1,), dtypes.int64), seed, index),
-                 eager_cuda._fill(TensorMeta((1,), dtypes.int64), 0, index))
-        _PHILOX[index] = state
-    return state[1], state[2]
+    if state is None or not _same_memory(state[0], index):
+        seed = _fill_int64(_int64_bits(default_generator.initial_seed()), index)
+        state = _PHILOX[index] = (seed, _fill_int64(0, index))
+    return state
+
+
+def _same_memory(kept: Tensor, index: int) -> bool:
+    """Whether a tensor kept across calls is still in the device's current allocator (CPU
+    tests emulate a fresh device per test)."""
+    from ..runtime.cuda.allocator import device_allocator
+    return kept._storage._allocator is device_allocator(index)
+
+
+def _int64_bits(seed: int) -> int:
+    return seed - 2 ** 64 if seed >= 2 ** 63 else seed
+
+
+def _fill_int64(value: int, index: int, into: Tensor | None = None) -> Tensor:
+    from ..ir import dtypes
+    made = eager_cuda._fill(TensorMeta((1,), dtypes.int64), value, index)
+    if into is None:
+        return made
+    eager_cuda.copy_into(into, made)
+    return into
+
+
+def _restart_device_generators(seed: int) -> None:
+    """ember.manual_seed (or cuda.manual_seed, seed, set_rng_state): every device's
+    dropout generator restarts at offset 0 of the new seed."""
+    for index, (seed_t, offset_t) in list(_PHILOX.items()):
+        if not _same_memory(seed_t, index):
+            del _PHILOX[index]
+            continue
+        _fill_int64(_int64_bits(seed), index, into=seed_t)
+        _fill_int64(0, index, into=offset_t)
+
+
+def _register_reseed_hook():
+    from .random import ON_RESEED
+    ON_RESEED.append(_restart_device_generators)
+
+
+_register_reseed_hook()
 
 
 def _bool():
