@@ -42,6 +42,7 @@ from ..frontend import eager_cuda
 from ..frontend.autograd import grad_mode
 from .compile import call_node_eagerly
 from ..frontend.devices import cuda_view, data_ptr, empty_cuda, tensor_index
+from ..frontend.eager_cuda_training import deferred_index_checks
 from ..frontend.tensor import Tensor
 
 
@@ -381,7 +382,8 @@ class CudaBackend:
 
     def _eager_run(self, node: Node):
         def run(*values):
-            result = call_node_eagerly(node, values)
+            with deferred_index_checks():       # no read-back: the step may be captured
+                result = call_node_eagerly(node, values)
             if isinstance(result, (tuple, list)):      # a multi-output op: a plain tuple
                 return tuple(self._on_device(v) for v in result)
             return self._on_device(result)

@@ -172,6 +172,8 @@ def download(t: Tensor) -> np.ndarray:
     geometry = t._array
     span = np.empty(geometry.extent(), geometry.dtype)
     copy_device_to_host(span, data_ptr(t), current_stream(tensor_index(t)))
+    from .eager_cuda_training import raise_deferred_index_error
+    raise_deferred_index_error(tensor_index(t))       # a compiled step's bad index, if any
     if geometry.size == 0:
         return np.empty(geometry.shape, geometry.dtype)
     return np.lib.stride_tricks.as_strided(span, geometry.shape, geometry.strides)

@@ -19,14 +19,17 @@ ops that have CUDA kernels:
 - cross_entropy / nll_loss with class-index or probability targets: log_softmax and a
   one-hot mask from comparing the targets with the class numbers;
 - conv1d: conv2d over a height of 1;
-- dropout / native_dropout: the keep mask drawn on the host by ember's generator (as the
-  CPU draws it, so seeded runs match the CPU) and uploaded; the scaling on the device;
+- dropout / native_dropout: one kernel draws the keep mask on the device (Philox, seed and
+  offset in device memory, advanced by a second one-program kernel) and scales; nothing
+  goes through the host, so steps with dropout can be captured in a CUDA graph;
 - gather (torch.gather, grid_sample's reads): one kernel over strided operands after
   the range check;
 - index_select and embedding: a row gather; index_add (index_select's backward): an
   atomic row scatter-add (on the host in deterministic mode). Both after PyTorch's range
-  check, which reads the index's min and max back to the host; embedding's backward is
-  one-hot products, which have kernels;
+  check: eagerly it reads the index's min and max back to the host and raises at once;
+  inside a compiled step a kernel checks on the device and the error is raised at the
+  next read from the device (as PyTorch's device-side asserts surface); embedding's
+  backward is one-hot products, which have kernels;
 - sort and argsort (rows up to codegen/triton/sorting.MAX_ROW): a stable rank-counting
   sort kernel along the last dim of a dense copy;
 - copy (broadcast and cast into a fresh tensor), arange, slice_scatter (a copy, then a
@@ -398,15 +401,74 @@ def _gather(src: Tensor, dim: int, index: Tensor, out_meta, index_: int):
 
 def _checked_rows(index: Tensor, size: int, dim: int) -> Tensor:
     """The index flattened, after PyTorch's range check (a bad index is an error, never
-    a silent access elsewhere); reads its min and max back to the host."""
+    a silent access elsewhere). Eagerly it reads the index's min and max back and raises
+    at once; inside a compiled CUDA step (`deferred_index_checks`) a kernel checks it on
+    the device instead, so the step may be captured in a CUDA graph."""
     from ..ir.errors import EmberIndexError
     flat = index.reshape([-1])
+    if _DEFERRED[0]:
+        return _checked_on_device(flat.contiguous(), size, dim)
     if flat.numel():
         low, high = int(flat.amin().item()), int(flat.amax().item())
         if low < 0 or high >= size:
             raise EmberIndexError(f"index out of range in self (index {low if low < 0 else high}"
                                   f" for dim {dim} of size {size})")
     return flat.contiguous()
+
+
+# --- index range checks on the device ------------------------------------------------------
+# PyTorch's CUDA gathers assert on the device and the error surfaces at a later
+# synchronization; here a bad index is replaced by 0 (the gather reads in range) and
+# recorded in a per-device int64 pair (index, size + 1) that the next read of a CUDA
+# tensor's values (Tensor.cpu/.item/...) checks, raising PyTorch's IndexError there.
+_DEFERRED = [0]
+_INDEX_FLAGS: dict[int, Tensor] = {}
+
+
+class deferred_index_checks:
+    """Inside: gathers check their indices on the device (compile_cuda's eager steps)."""
+
+    def __enter__(self):
+        _DEFERRED[0] += 1
+
+    def __exit__(self, *exc):
+        _DEFERRED[0] -= 1
+
+
+def _checked_on_device(flat: Tensor, size: int, dim: int) -> Tensor:
+    from ..codegen.triton.scatter import checked_index
+    from ..ir import dtypes
+    from .devices import tensor_index
+    index = tensor_index(flat)
+    flag = _INDEX_FLAGS.get(index)
+    if flag is None or not _same_memory(flag, index):
+        flag = _INDEX_FLAGS[index] = eager_cuda._fill(TensorMeta((2,), dtypes.int64), 0, index)
+    out = _fresh(TensorMeta(tuple(flat.shape), flat.dtype), index)
+    if flat.numel():
+        eager_cuda.launch(checked_index(flat.numel(), size, flat.dtype), [flat, flag, out], index)
+    return out
+
+
+def raise_deferred_index_error(index: int) -> None:
+    """Raise PyTorch's error if a device-side index check on device `index` failed since
+    the last call (then clear it). Called after a device-to-host read, which has
+    synchronized the stream the checks ran on."""
+    import numpy as np
+    from ..ir.errors import EmberIndexError
+    from ..runtime.cuda.stream import copy_device_to_host, current_stream
+    from .devices import data_ptr
+    flag = _INDEX_FLAGS.get(index)
+    if flag is None or not _same_memory(flag, index):
+        return
+    pair = np.zeros(2, np.int64)
+    copy_device_to_host(pair, data_ptr(flag), current_stream(index))
+    if pair[1]:
+        # cleared in place: a captured CUDA graph keeps writing to this buffer
+        eager_cuda.copy_into(flag, eager_cuda._fill(TensorMeta((2,), flag.dtype), 0, index))
+        raise EmberIndexError(f"index out of range in self (index {int(pair[0])} for a dim of "
+                              f"size {int(pair[1]) - 1}; found by a device-side check of a "
+                              "compiled CUDA step, raised at the first read from the device "
+                              "after it)")
 
 
 def _gather_op(args, out_meta, index):
@@ -470,17 +532,82 @@ def _embedding(args, out_meta, index):
 
 # --- dropout --------------------------------------------------------------------------------
 def _dropout_pair(x: Tensor, p: float, train, index: int):
-    """(output, keep mask) of dropout. The keep mask is drawn on the host from ember's
-    generator, exactly as the CPU op draws it (so a seeded step gives the CPU's result),
-    and uploaded as bytes; the scaling runs on the device."""
-    from ..ir.ops.nn_misc import _keep_mask
-    from .devices import upload
+    """(output, keep mask) of dropout, the mask drawn on the device by a counter-based
+    generator (codegen/triton/dropout.py) whose seed and offset live in device memory:
+    no host read or upload, so a compiled step with dropout replays as one CUDA graph and
+    each replay draws a new mask. Deterministic per seed (ember.manual_seed /
+    ember.cuda.manual_seed restart the sequence); the masks differ from the CPU's."""
+    from ..codegen.triton.dropout import advance_kernel, dropout_kernel
     if train is False or p == 0:
         return eager_cuda.clone(x), OPS["ones_like"](x, dtype=_bool())
     if p == 1:
         return OPS["zeros_like"](x), OPS["zeros_like"](x, dtype=_bool())
-    keep = upload(_keep_mask(tuple(x.shape), p), None, index)
-    return (x * keep) / (1 - p), keep
+    if x.dtype.is_complex or not x.dtype.is_floating_point:
+        return None
+    seed, offset = _philox_state(index)
+    dense = x.contiguous()
+    out = _fresh(TensorMeta(tuple(x.shape), x.dtype), index)
+    keep = _fresh(TensorMeta(tuple(x.shape), _bool()), index)
+    if x.numel():
+        eager_cuda.launch(dropout_kernel(x.numel(), float(p), x.dtype),
+                          [dense, seed, offset, out, keep], index)
+        eager_cuda.launch(advance_kernel(x.numel()), [offset], index)
+    return out, keep
+
+
+# per device: the dropout generator's (seed, offset), int64 tensors of one element
+_PHILOX: dict[int, tuple[Tensor, Tensor]] = {}
+
+
+def _philox_state(index: int) -> tuple[Tensor, Tensor]:
+    """The device generator's (seed, offset) tensors, made on first use by fill kernels
+    (no upload) from the default generator's seed. Reseeding rewrites them in place
+    (`_restart_device_generators`), so a captured graph that reads them follows too."""
+    from .random import default_generator
+    state = _PHILOX.get(index)
+    if state is None or not _same_memory(state[0], index):
+        seed = _fill_int64(_int64_bits(default_generator.initial_seed()), index)
+        state = _PHILOX[index] = (seed, _fill_int64(0, index))
+    return state
+
+
+def _same_memory(kept: Tensor, index: int) -> bool:
+    """Whether a tensor kept across calls is still in the device's current allocator (CPU
+    tests emulate a fresh device per test)."""
+    from ..runtime.cuda.allocator import device_allocator
+    return kept._storage._allocator is device_allocator(index)
+
+
+def _int64_bits(seed: int) -> int:
+    return seed - 2 ** 64 if seed >= 2 ** 63 else seed
+
+
+def _fill_int64(value: int, index: int, into: Tensor | None = None) -> Tensor:
+    from ..ir import dtypes
+    made = eager_cuda._fill(TensorMeta((1,), dtypes.int64), value, index)
+    if into is None:
+        return made
+    eager_cuda.copy_into(into, made)
+    return into
+
+
+def _restart_device_generators(seed: int) -> None:
+    """ember.manual_seed (or cuda.manual_seed, seed, set_rng_state): every device's
+    dropout generator restarts at offset 0 of the new seed."""
+    for index, (seed_t, offset_t) in list(_PHILOX.items()):
+        if not _same_memory(seed_t, index):
+            del _PHILOX[index]
+            continue
+        _fill_int64(_int64_bits(seed), index, into=seed_t)
+        _fill_int64(0, index, into=offset_t)
+
+
+def _register_reseed_hook():
+    from .random import ON_RESEED
+    ON_RESEED.append(_restart_device_generators)
+
+
+_register_reseed_hook()
 
 
 def _bool():
@@ -489,12 +616,16 @@ def _bool():
 
 
 def _native_dropout(args, out_meta, index):
-    out, keep = _dropout_pair(*args, index)
+    pair = _dropout_pair(*args, index)
+    if pair is None:
+        return None
+    out, keep = pair
     return _as_meta(out, out_meta[0], index), _as_meta(keep, out_meta[1], index)
 
 
 def _dropout(args, out_meta, index):
-    return _as_meta(_dropout_pair(*args, index)[0], out_meta, index)
+    pair = _dropout_pair(*args, index)
+    return None if pair is None else _as_meta(pair[0], out_meta, index)
 
 
 # --- losses -------------------------------------------------------------------------------

@@ -25,12 +25,19 @@ class Generator:
             raise ValueError("Overflow when unpacking long long")
         self._seed = seed % 2 ** 64          # a negative seed wraps to 64 bits, as in torch
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        self._reseeded()
         return self
 
     def seed(self) -> int:
         self._seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        self._reseeded()
         return self._seed
+
+    def _reseeded(self) -> None:
+        """Device generators that follow this one (CUDA dropout's) restart from its seed."""
+        for hook in ON_RESEED if self is default_generator else ():
+            hook(self._seed)
 
     def initial_seed(self) -> int:
         return self._seed
@@ -53,6 +60,7 @@ class Generator:
                             f"{'' if not hasattr(state, 'shape') else tuple(state.shape)}")
         numpy_state, self._seed = _unpack_state(np.asarray(state.numpy()).tobytes())
         self._rng.bit_generator.state = numpy_state
+        self._reseeded()
         return self
 
     @property
@@ -79,6 +87,8 @@ def _unpack_state(raw: bytes) -> tuple[dict, int]:
     return state, int.from_bytes(raw[37:53], "little", signed=True)
 
 
+#: called with the new seed whenever the default generator is seeded or its state set
+ON_RESEED: list = []
 default_generator = Generator()
 
 

@@ -58,6 +58,9 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_auto
 # CUDA artifacts (ember.aot target="cuda") against in-process backend='triton', bit for bit
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_aot_cuda_gpu.py \
     || status=1
+# dropout drawn on the device and compiled steps' device-side index checks (graph replay)
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_dropout_device_cuda.py \
+    tests/cuda/test_index_check_device_cuda.py || status=1
 # ember.cuda.CUDAGraph / ember.cuda.graph: a captured training step replayed
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_cuda_graph_api.py \
     || status=1
@@ -79,5 +82,6 @@ $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu
     --ignore=tests/cuda/test_custom_op_emulated.py \
     --ignore=tests/cuda/test_triton_op_emulated.py --ignore=tests/cuda/test_aot_cuda_gpu.py \
     --ignore=tests/cuda/test_aot_cuda_emulated.py --ignore=tests/cuda/test_cuda_graph_api.py \
-    || status=1
+    --ignore=tests/cuda/test_dropout_device_cuda.py \
+    --ignore=tests/cuda/test_index_check_device_cuda.py || status=1
 exit $status

@@ -121,3 +121,24 @@ def gather_along(shape: tuple, dim: int, src_strides: tuple, index_strides: tupl
                         ("src_ptr", "index_ptr", "out_ptr"),
                         f"torch.gather of {list(shape)} along dim {dim}.", max(total, 1), body,
                         args, ["src", "index", "out"])
+
+
+def checked_index(total: int, size: int, index_dtype: DType) -> GeneratedKernel:
+    """out[i] = index[i] where 0 <= index[i] < size, else 0, over a dense index of `total`
+    entries; an index out of range also stores (index, size + 1) into the int64 `flag`
+    pair (flag[1] != 0 marks an error). The range check of a gather that must not read
+    back to the host (inside a compiled CUDA step): the gather reads in range whatever the
+    index held, and the host raises at its next read from the device."""
+    body = [
+        "    row = tl.load(index_ptr + offsets, mask=inside, other=0).to(tl.int64)",
+        f"    bad = inside & ((row < 0) | (row >= {size}))",
+        "    here = tl.zeros_like(offsets)",
+        "    tl.store(flag_ptr + here, row, mask=bad)",
+        f"    tl.store(flag_ptr + 1 + here, here + {size + 1}, mask=bad)",
+        "    safe = tl.where(bad, tl.zeros_like(row), row)",
+        "    tl.store(out_ptr + offsets, safe.to(out_ptr.dtype.element_ty), mask=inside)"]
+    args = [("index_ptr", pointer_type(index_dtype)), ("flag_ptr", "*i64"),
+            ("out_ptr", pointer_type(index_dtype))]
+    return _flat_kernel(f"checked_index_{index_dtype.name}", ("index_ptr", "flag_ptr", "out_ptr"),
+                        f"range-check {total} indices against a dim of size {size}.",
+                        max(total, 1), body, args, ["index", "flag", "out"])
