@@ -23,6 +23,7 @@ from .fx.custom_config import FuseCustomConfig  # noqa: F401,E402
 from .quant_type import QuantType  # noqa: F401,E402
 from .quantize import quantize_dynamic  # noqa: F401,E402
 from . import backend_config  # noqa: F401,E402
+from . import utils  # noqa: F401,E402
 from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402
 from .stubs import QuantWrapper  # noqa: F401,E402
 from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quantize,  # noqa

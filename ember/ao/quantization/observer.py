@@ -160,31 +160,41 @@ class UniformQuantizationObserverBase(ObserverBase):
         max_val = np.asarray(max_val, F32)
         if not _valid_min_max(min_val, max_val):
             return _buffer([1.0]), _buffer([0], np.int64)
-        qmin, qmax = self.quant_min, self.quant_max
         eps = np.asarray(self.eps._values(), F32).reshape(())
-        min_neg = np.minimum(min_val, F32(0))
-        max_pos = np.maximum(max_val, F32(0))
-        if self._symmetric:
-            max_pos = np.maximum(-min_neg, max_pos)
-            scale = np.maximum(max_pos / F32((qmax - qmin) / 2), eps)
-            zp_value = 0
-            if getattr(self.dtype, "name", "") in ("quint8", "uint8"):
-                zp_value = (qmin + qmax) // 2 if self.has_customized_qrange else 128
-            zero_point = np.full(scale.shape, zp_value, np.int64)
-        elif self.qscheme is per_channel_affine_float_qparams:
-            scale = (max_val - min_val) / F32(qmax - qmin)
-            scale = np.where(scale > eps, scale, F32(1)).astype(F32)
-            zero_point = (F32(-1) * min_val / scale).astype(F32)
-        else:
-            scale = np.maximum((max_pos - min_neg) / F32(qmax - qmin), eps)
-            zero_point = qmin - np.rint(min_neg / scale).astype(np.int64)   # int arithmetic
-            zero_point = np.clip(zero_point, qmin, qmax).astype(np.int32)
-        if scale.ndim == 0:
-            scale, zero_point = scale.reshape(1), zero_point.reshape(1)
+        scale, zero_point = qparams_from_min_max(min_val, max_val, self.quant_min,
+                                                 self.quant_max, self.dtype, eps,
+                                                 self.has_customized_qrange, self.qscheme)
         return _buffer(scale, F32), _buffer(zero_point, zero_point.dtype)
 
     def reset_min_max_vals(self):
         raise NotImplementedError
+
+
+def qparams_from_min_max(min_val, max_val, qmin: int, qmax: int, dtype, eps,
+                         has_customized_qrange: bool, qscheme):
+    """The module docstring's formulas on validated float32 min/max arrays: numpy
+    (scale, zero_point), at least 1-d. Shared by the observers and
+    `utils.determine_qparams`."""
+    eps = F32(np.asarray(eps, F32).reshape(-1)[0])
+    min_neg = np.minimum(min_val, F32(0))
+    max_pos = np.maximum(max_val, F32(0))
+    if qscheme in (per_tensor_symmetric, per_channel_symmetric):
+        max_pos = np.maximum(-min_neg, max_pos)
+        scale = np.maximum(max_pos / F32((qmax - qmin) / 2), eps)
+        zp_value = 0
+        if getattr(dtype, "name", "") in ("quint8", "uint8"):
+            zp_value = (qmin + qmax) // 2 if has_customized_qrange else 128
+        zero_point = np.full(scale.shape, zp_value, np.int64)
+    elif qscheme is per_channel_affine_float_qparams:
+        scale = (max_val - min_val) / F32(qmax - qmin)
+        scale = np.where(scale > eps, scale, F32(1)).astype(F32)
+        zero_point = (F32(-1) * min_val / scale).astype(F32)
+    else:
+        scale = np.maximum((max_pos - min_neg) / F32(qmax - qmin), eps)
+        zero_point = qmin - np.rint(min_neg / scale).astype(np.int64)   # int arithmetic
+        zero_point = np.clip(zero_point, qmin, qmax).astype(np.int32)
+    return np.asarray(scale, F32).reshape(-1) if scale.ndim == 0 else scale, \
+        zero_point.reshape(-1) if zero_point.ndim == 0 else zero_point
 
 
 def _valid_min_max(min_val: np.ndarray, max_val: np.ndarray) -> bool:
