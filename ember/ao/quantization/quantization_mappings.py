@@ -9,6 +9,7 @@ from ..nn import quantized as nnq
 from ..nn.intrinsic import qat as nniqat
 from ..nn.intrinsic import quantized as nniq
 from ..nn.quantized import dynamic as nnqd
+from ..nn.quantized import reference as nnqr
 from .stubs import DeQuantStub, QuantStub
 
 DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
@@ -48,6 +49,16 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nniqat.ConvBnReLU2d: nniq.ConvReLU2d,
 }
 
+# convert(is_reference=True): float modules that quantize -> dequantize their weight
+DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS = {
+    QuantStub: nnq.Quantize,
+    DeQuantStub: nnq.DeQuantize,
+    nn.Linear: nnqr.Linear,
+    nn.Conv1d: nnqr.Conv1d,
+    nn.Conv2d: nnqr.Conv2d,
+    nn.Conv3d: nnqr.Conv3d,
+}
+
 DEFAULT_QAT_MODULE_MAPPINGS = {
     nn.Linear: nnqat.Linear,
     nn.Conv2d: nnqat.Conv2d,
@@ -72,6 +83,10 @@ def get_default_static_quant_module_mappings() -> dict:
     return dict(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS)
 
 
+def get_default_static_quant_reference_module_mappings() -> dict:
+    return dict(DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS)
+
+
 def get_default_qat_module_mappings() -> dict:
     return dict(DEFAULT_QAT_MODULE_MAPPINGS)
 
@@ -85,7 +100,8 @@ def get_default_qconfig_propagation_list() -> set:
             set(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS) | _INCLUDE_QCONFIG_PROPAGATE_LIST)
 
 
-__all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_QAT_MODULE_MAPPINGS",
+__all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS",
+           "get_default_static_quant_reference_module_mappings", "DEFAULT_QAT_MODULE_MAPPINGS",
            "DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS", "get_default_static_quant_module_mappings",
            "get_default_qat_module_mappings", "get_default_dynamic_quant_module_mappings",
            "get_default_qconfig_propagation_list"]
