@@ -31,3 +31,16 @@ from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quanti
                        default_eval_fn)
 from .fuse_modules import fuse_modules, fuse_modules_qat  # noqa: F401,E402
 from .quantization_mappings import *  # noqa: F401,F403,E402
+
+
+_PT2E_NAMES = ("move_exported_model_to_eval", "move_exported_model_to_train",
+               "allow_exported_model_train_eval")
+
+
+def __getattr__(name):
+    # torch.ao.quantization exports these pt2e helpers; quantize_pt2e is imported only
+    # when they are asked for (it pulls in the export machinery)
+    if name in _PT2E_NAMES:
+        from . import quantize_pt2e
+        return getattr(quantize_pt2e, name)
+    raise AttributeError(f"module 'ember.ao.quantization' has no attribute '{name}'")
