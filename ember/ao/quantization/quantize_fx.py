@@ -513,8 +513,11 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
     weight in forward (the weight's FakeQuantize is their `weight_fake_quant`)."""
     modules = dict(gm.named_modules())
     for node, kind in quantized.items():
+        if kind in qpass.WEIGHTED and node.op == OpKind.call_function:
+            _fake_quantize_functional_weight(gm, node, qconfigs[node])
+            continue
         if kind not in qpass.WEIGHTED or node.op != OpKind.call_module:
-            continue          # (functional linear / conv2d weights train unquantized)
+            continue
         target = str(node.target)
         module = modules[target]
         if type(module) in (ConvBn2d, ConvBnReLU2d):      # simulated BN folding
@@ -528,6 +531,38 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             module[0] = qat
         else:
             _set_module(gm, target, qat)
+
+
+def _fake_quantize_functional_weight(gm, node, qconfig) -> None:
+    """QAT: F.linear / F.conv2d read their weight through a FakeQuantize module (the
+    qconfig's weight one, as torch.ao inserts), so training sees the int8 weight; convert
+    takes its observer's qparams and the get_attr back."""
+    weight_node = node.args[1]
+    name = f"{node.name}_weight_fake_quant"
+    gm.add_module(name, qconfig.weight())
+    with gm.graph.inserting_before(node):
+        fq_node = gm.graph.call_module(name, (weight_node,))
+    node.args = (node.args[0], fq_node) + tuple(node.args[2:])
+    gm._ember_quant.setdefault("functional_weight_fq", {})[node.name] = name
+
+
+def _unwrap_functional_weight_fake_quant(gm) -> dict:
+    """Convert: undo `_fake_quantize_functional_weight`; {node name: the trained weight
+    observer} for `_functional_spec`."""
+    table = gm._ember_quant.get("functional_weight_fq", {})
+    observers = {}
+    for node in list(gm.graph.nodes):
+        if node.name not in table or len(node.args) < 2:
+            continue
+        fq_node = node.args[1]
+        if fq_node.op != OpKind.call_module or str(fq_node.target) != table[node.name]:
+            continue
+        fake_quant = gm.get_submodule(table[node.name])
+        observers[node.name] = getattr(fake_quant, "activation_post_process", fake_quant)
+        node.args = (node.args[0], fq_node.args[0]) + tuple(node.args[2:])
+        gm.graph.erase_node(fq_node)
+        delattr(gm, table[node.name])
+    return observers
 
 
 def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=None,
@@ -592,14 +627,15 @@ def _quantize_weight(weight: Tensor, observer) -> Tensor:
                                int(zero_point._values()[0]), observer.dtype)
 
 
-def _functional_spec(gm, node, qconfig, reference: bool) -> dict | None:
+def _functional_spec(gm, node, qconfig, reference: bool, observer=None) -> dict | None:
     """A functional linear / conv2d's quantized weight (a new buffer beside the float
     parameter, which other code may still read); reference: the node reads the
-    quantized-dequantized weight instead."""
+    quantized-dequantized weight instead. `observer`: QAT's trained weight observer."""
     weight_node = node.args[1]
     qweight = _quantize_weight(gm.get_parameter(str(weight_node.target))
                                if str(weight_node.target) in dict(gm.named_parameters())
-                               else getattr(gm, str(weight_node.target)), qconfig.weight())
+                               else getattr(gm, str(weight_node.target)),
+                               observer if observer is not None else qconfig.weight())
     stem = "_packed_" + node.name
     if reference:
         gm.register_buffer(stem + "_weight_dq", qweight.dequantize())
@@ -625,9 +661,11 @@ def _weighted_specs(gm, reference: bool) -> dict:
     modules = dict(gm.named_modules())
     specs = {}
     functional = gm._ember_quant.get("functional", {})
+    trained = _unwrap_functional_weight_fake_quant(gm)
     for node in list(gm.graph.nodes):
         if node.name in functional and _functional_weighted(node) is not None:
-            spec = _functional_spec(gm, node, functional[node.name], reference)
+            spec = _functional_spec(gm, node, functional[node.name], reference,
+                                    trained.get(node.name))
             if spec is not None:
                 specs[node] = spec
             continue
