@@ -24,6 +24,13 @@ from .quant_type import QuantType  # noqa: F401,E402
 from .quantize import quantize_dynamic  # noqa: F401,E402
 from . import backend_config  # noqa: F401,E402
 from . import utils  # noqa: F401,E402
+from .utils import MatchAllNode, Pattern, get_combined_dict  # noqa: F401,E402
+from .observer import get_observer_state_dict, load_observer_state_dict  # noqa: F401,E402
+from .fuse_modules import (fuse_conv_bn, fuse_conv_bn_relu, fuse_linear_bn,  # noqa: E402,F401
+                           get_fuser_method, fuse_known_modules)
+from .observer import ObserverBase as _ObserverBase  # noqa: E402
+from .fake_quantize import FakeQuantizeBase as _FakeQuantizeBase  # noqa: E402
+ObserverOrFakeQuantize = _ObserverBase | _FakeQuantizeBase   # torch.ao's type alias
 from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402
 from .stubs import QuantWrapper  # noqa: F401,E402
 from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quantize,  # noqa

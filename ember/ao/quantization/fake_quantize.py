@@ -15,7 +15,7 @@ from ...ir import dtypes
 from ...ir.ops.quantize import fake_quantize_per_channel_affine, fake_quantize_per_tensor_affine
 from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
                              per_channel_symmetric, per_tensor_affine, per_tensor_symmetric)
-from .observer import (FixedQParamsObserver, MovingAverageMinMaxObserver,
+from .observer import (FixedQParamsObserver, HistogramObserver, MovingAverageMinMaxObserver,
                        MovingAveragePerChannelMinMaxObserver, _with_args, _with_callable_args,
                        default_fixed_qparams_range_0to1_observer,
                        default_fixed_qparams_range_neg1to1_observer)
@@ -212,6 +212,25 @@ default_fixed_qparams_range_0to1_fake_quant = FixedQParamsFakeQuantize.with_args
 default_fixed_qparams_range_neg1to1_fake_quant = FixedQParamsFakeQuantize.with_args(
     observer=default_fixed_qparams_range_neg1to1_observer)
 
+default_symmetric_fixed_qparams_fake_quant = default_fixed_qparams_range_neg1to1_fake_quant
+default_affine_fixed_qparams_fake_quant = default_fixed_qparams_range_0to1_fake_quant
+default_dynamic_fake_quant = FakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, is_dynamic=True,
+    dtype=dtypes.quint8, averaging_constant=1)
+default_embedding_fake_quant = FakeQuantize.with_args(
+    observer=MovingAveragePerChannelMinMaxObserver, qscheme=per_channel_affine_float_qparams,
+    dtype=dtypes.quint8, quant_min=0, quant_max=255, ch_axis=0, averaging_constant=1)
+default_histogram_fake_quant = FakeQuantize.with_args(
+    observer=HistogramObserver, quant_min=0, quant_max=255, dtype=dtypes.quint8,
+    qscheme=per_tensor_affine, reduce_range=True)
+# XNNPACK-style symmetric int8 weights: [-127, 127], scales at least 2**-12
+fused_wt_fake_quant_range_neg_127_to_127 = FusedMovingAvgObsFakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=-127, quant_max=127, dtype=dtypes.qint8,
+    qscheme=per_tensor_symmetric, eps=2 ** -12)
+fused_per_channel_wt_fake_quant_range_neg_127_to_127 = FusedMovingAvgObsFakeQuantize.with_args(
+    observer=MovingAveragePerChannelMinMaxObserver, quant_min=-127, quant_max=127,
+    dtype=dtypes.qint8, qscheme=per_channel_symmetric, eps=2 ** -12)
+
 
 # model.apply(...) switches (torch.ao.quantization's functions): they act on every fake
 # quantize module and leave other modules alone
@@ -242,4 +261,8 @@ __all__ = [
     'default_per_channel_weight_fake_quant', 'default_fused_act_fake_quant',
     'default_fused_wt_fake_quant', 'default_fused_per_channel_wt_fake_quant',
     'default_fixed_qparams_range_0to1_fake_quant',
-    'default_fixed_qparams_range_neg1to1_fake_quant']
+    'default_fixed_qparams_range_neg1to1_fake_quant',
+    'default_symmetric_fixed_qparams_fake_quant', 'default_affine_fixed_qparams_fake_quant',
+    'default_dynamic_fake_quant', 'default_embedding_fake_quant',
+    'default_histogram_fake_quant', 'fused_wt_fake_quant_range_neg_127_to_127',
+    'fused_per_channel_wt_fake_quant_range_neg_127_to_127']

@@ -113,6 +113,11 @@ def get_default_qconfig_dict(backend="x86", version=0):
                               "get_default_qconfig_mapping")
 
 
+def get_default_qat_qconfig_dict(backend="x86", version=1):
+    raise NotImplementedError("get_default_qat_qconfig_dict was removed in PyTorch; use "
+                              "get_default_qat_qconfig_mapping")
+
+
 def qconfig_equals(a, b) -> bool:
     """Same observer constructors (with_args partials compare by class and arguments)."""
     if a is None or b is None:
@@ -134,5 +139,6 @@ __all__ = [
     'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig', 'float16_static_qconfig',
     'default_qat_qconfig', 'default_weight_only_qconfig', 'default_reuse_input_qconfig',
     'get_default_qconfig', 'get_default_qat_qconfig', 'get_default_qconfig_dict',
+    'get_default_qat_qconfig_dict', 'QConfigAny',
     'qconfig_equals', 'default_symmetric_qnnpack_qconfig', 'float_qparams_weight_only_qconfig',
     'default_per_channel_symmetric_qnnpack_qconfig']

@@ -95,6 +95,35 @@ def get_default_dynamic_quant_module_mappings() -> dict:
     return dict(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS)
 
 
+def get_embedding_static_quant_module_mappings() -> dict:
+    return {nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag}
+
+
+def get_embedding_qat_module_mappings() -> dict:
+    return {}        # no QAT embedding modules in ember: embeddings quantize weight-only
+
+
+def get_static_quant_module_class(float_module_class, additional_static_quant_mapping=None,
+                                  is_reference=False):
+    """The quantized (or reference) class eager convert swaps `float_module_class` for."""
+    mapping = get_default_static_quant_reference_module_mappings() if is_reference else \
+        get_default_static_quant_module_mappings()
+    mapping.update(additional_static_quant_mapping or {})
+    if float_module_class not in mapping:
+        raise AssertionError(f"Float module class {float_module_class} does not have a "
+                             f"corresponding quantized module class")
+    return mapping[float_module_class]
+
+
+def get_dynamic_quant_module_class(float_module_class, additional_dynamic_quant_mapping=None):
+    mapping = get_default_dynamic_quant_module_mappings()
+    mapping.update(additional_dynamic_quant_mapping or {})
+    if float_module_class not in mapping:
+        raise AssertionError(f"Float module class {float_module_class} does not have a "
+                             f"corresponding dynamically quantized module class")
+    return mapping[float_module_class]
+
+
 def get_default_qconfig_propagation_list() -> set:
     return (set(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS) | set(DEFAULT_QAT_MODULE_MAPPINGS) |
             set(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS) | _INCLUDE_QCONFIG_PROPAGATE_LIST)
@@ -104,4 +133,6 @@ __all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_REFERENCE_STATIC_QUA
            "get_default_static_quant_reference_module_mappings", "DEFAULT_QAT_MODULE_MAPPINGS",
            "DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS", "get_default_static_quant_module_mappings",
            "get_default_qat_module_mappings", "get_default_dynamic_quant_module_mappings",
-           "get_default_qconfig_propagation_list"]
+           "get_default_qconfig_propagation_list", "get_embedding_static_quant_module_mappings",
+           "get_embedding_qat_module_mappings", "get_static_quant_module_class",
+           "get_dynamic_quant_module_class"]
