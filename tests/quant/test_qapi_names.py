@@ -36,6 +36,8 @@ def test_public_names_exist():
 
 
 @pytest.mark.parametrize("name", ["default_histogram_fake_quant", "default_dynamic_fake_quant",
+                                  "default_fused_act_fake_quant",
+                                  "default_fused_per_channel_wt_fake_quant",
                                   "fused_wt_fake_quant_range_neg_127_to_127",
                                   "fused_per_channel_wt_fake_quant_range_neg_127_to_127"])
 def test_default_fake_quants_match_torch(name):
@@ -44,10 +46,9 @@ def test_default_fake_quants_match_torch(name):
     got = ours(ember.tensor(x)).detach().numpy()
     want = theirs(torch.tensor(x)).detach().numpy()
     np.testing.assert_array_equal(got, want)
-    # torch.ao's calculate_qparams is its observer's (the fused kernel's own choice only
-    # shows in the forward output compared above)
-    (es, ez) = ours.activation_post_process.calculate_qparams()
-    (ts, tz) = theirs.calculate_qparams()
+    # torch.ao's calculate_qparams is its observer's, also for the fused fake quantize
+    # (the fused kernel's own choice only shows in the forward output compared above)
+    (es, ez), (ts, tz) = ours.calculate_qparams(), theirs.calculate_qparams()
     np.testing.assert_array_equal(es.numpy(), ts.numpy())
     np.testing.assert_array_equal(ez.numpy(), tz.numpy())
 

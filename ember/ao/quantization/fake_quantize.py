@@ -80,10 +80,14 @@ class FakeQuantize(FakeQuantizeBase):
     def calculate_qparams(self):
         return self.activation_post_process.calculate_qparams()
 
+    def _forward_qparams(self):
+        """The qparams forward fake-quantizes with (the observer's here)."""
+        return self.calculate_qparams()
+
     def forward(self, x):
         if int(self.observer_enabled._values()[0]) == 1:
             self.activation_post_process(x.detach())
-            scale, zero_point = self.calculate_qparams()
+            scale, zero_point = self._forward_qparams()
             self.scale = Tensor._from_array(np.asarray(scale._values(), np.float32))
             self.zero_point = Tensor._from_array(np.asarray(zero_point._values(), np.int32))
         if int(self.fake_quant_enabled._values()[0]) == 1:
@@ -110,17 +114,20 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
     float32); for symmetric schemes, per tensor or per channel, a range straddling 0 is
     widened to [-s * 128, s * 127] with s = max(|min| / 128, max / 127) (so
     scale = s, zero point 0: not the observer's max(|min|, max) / 127.5), and a one-sided
-    range falls back to the affine formula with its zero-point choice by smaller error."""
+    range falls back to the affine formula with its zero-point choice by smaller error.
 
-    def calculate_qparams(self):
+    As in torch.ao, only forward uses the kernel's choice: `calculate_qparams()` (and so
+    convert) gives the observer's formula."""
+
+    def _forward_qparams(self):
         app = self.activation_post_process
         if app.qscheme is not per_tensor_affine or self.is_per_channel:
             lows = app.min_val.numpy()
             if lows.size == 0 or np.min(lows) == np.inf:   # nothing observed yet
-                return super().calculate_qparams()
+                return self.calculate_qparams()
             return self._chosen_qparams(app)
         if float(app.min_val._values()) == np.inf:      # nothing observed yet
-            return super().calculate_qparams()
+            return self.calculate_qparams()
         lo = min(float(app.min_val._values()), 0.0)
         hi = max(float(app.max_val._values()), 0.0)
         eps = float(app.eps._values()[0])
