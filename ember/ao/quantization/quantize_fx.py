@@ -417,6 +417,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         "functional": {n.name: qconfigs[n] for n, k in quantized.items()
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
+        "backend_config": backend,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds)}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
@@ -679,14 +680,14 @@ def _weighted_specs(gm, reference: bool) -> dict:
         observer = observer.activation_post_process if observer is not None else \
             qconfig.weight()
         qweight = _quantize_weight(inner.weight, observer)
-        if reference:            # a float module computing with the q/dq weight
+        if reference:            # a reference module: computes with the q/dq weight
             if isinstance(inner, (nnqat.Linear, nnqat.Conv2d)):
                 inner = inner.to_float()
-                if isinstance(module, _FusedModule):
-                    module[0] = inner
-                else:
-                    _set_module(gm, target, inner)
-            inner.weight = nn.Parameter(qweight.dequantize())
+            reference_module = _reference_module(gm, inner, observer, qweight)
+            if isinstance(module, _FusedModule):
+                module[0] = reference_module
+            else:
+                _set_module(gm, target, reference_module)
             continue
         stem = "_packed_" + target.replace(".", "_")
         gm.register_buffer(stem + "_weight", qweight)
@@ -705,6 +706,27 @@ def _weighted_specs(gm, reference: bool) -> dict:
     return specs
 
 
+def _reference_module(gm, float_module, weight_observer, qweight):
+    """convert_to_reference_fx's module for a weighted float module: the backend
+    config's `reference_quantized_module` for its type (torch.ao.nn.quantized.reference's
+    Linear/Conv by default) built with the weight observer's qparams."""
+    from ..nn.quantized import reference as nnqr
+    from .utils import get_qparam_dict
+    defaults = {nn.Linear: nnqr.Linear, nn.Conv1d: nnqr.Conv1d, nn.Conv2d: nnqr.Conv2d,
+                nn.Conv3d: nnqr.Conv3d}
+    backend = gm._ember_quant.get("backend_config")
+    chosen = None
+    for config in getattr(backend, "configs", []):
+        pattern = config.pattern[0] if isinstance(config.pattern, tuple) else config.pattern
+        if pattern is type(float_module) and config.reference_quantized_module is not None:
+            chosen = config.reference_quantized_module
+    chosen = chosen or defaults.get(type(float_module))
+    if chosen is None:        # no reference class: a float module with the q/dq weight
+        float_module.weight = nn.Parameter(qweight.dequantize())
+        return float_module
+    return chosen.from_float(float_module, get_qparam_dict(weight_observer))
+
+
 def _fold_qat_conv_bn(gm) -> None:
     """QAT conv-bn modules -> their eval-mode float form (BN folded with its running
     stats); the folded conv keeps the trained weight fake quantize, whose observer then
@@ -717,12 +739,15 @@ def _fold_qat_conv_bn(gm) -> None:
             _set_module(gm, name, folded)
 
 
-def _convert(prepared, reference: bool, convert_custom_config=None) -> GraphModule:
+def _convert(prepared, reference: bool, convert_custom_config=None,
+             backend_config=None) -> GraphModule:
     if not hasattr(prepared, "_ember_quant"):
         raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
                                 "prepare_qat_fx) returned")
     custom = _convert_config(convert_custom_config)
     gm = copy.deepcopy(prepared)
+    if backend_config is not None:
+        gm._ember_quant["backend_config"] = backend_config
     _fold_qat_conv_bn(gm)
     qparams = _activation_qparams(gm)
     specs = _weighted_specs(gm, reference)
@@ -886,6 +911,9 @@ def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
 def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                             qconfig_mapping=None, backend_config=None) -> GraphModule:
     """A calibrated prepared model -> the reference form: dequantize -> float op ->
-    quantize around every quantized op, weights quantized and dequantized."""
-    return _convert(graph_module, reference=True, convert_custom_config=convert_custom_config)
+    quantize around every quantized op; weighted modules become reference modules
+    (torch.ao.nn.quantized.reference's, or the backend config's
+    `reference_quantized_module`)."""
+    return _convert(graph_module, reference=True, convert_custom_config=convert_custom_config,
+                    backend_config=backend_config)
 
