@@ -11,7 +11,7 @@ import ember
 from ember.ao.nn.quantized import reference as nnqr
 from ember.ao.quantization import backend_config as ebc
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _model(lib):
@@ -59,3 +59,12 @@ def test_backend_config_reference_module_is_used():
     ref = _reference(ember, _model(ember), x, backend_config=custom)
     assert type(ref.get_submodule("3")) is MyReferenceLinear
     assert type(ref.get_submodule("0")[0]) is nnqr.Conv2d
+
+
+def test_unknown_backend_pattern_is_reported():
+    config = ebc.get_native_backend_config().set_backend_pattern_config(
+        ebc.BackendPatternConfig(ember.nn.GELU).set_dtype_configs(
+            ebc.get_native_backend_config().dtype_configs_for("add")))
+    x = np.random.default_rng(2).standard_normal((4, 3, 6, 6)).astype(np.float32)
+    with pytest.warns(UserWarning, match="GELU"):
+        _reference(ember, _model(ember), x, backend_config=config)

@@ -33,7 +33,7 @@ from ..nn import qat as nnqat
 from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, ConvReLU3d, LinearReLU,
                             _FusedModule)
 from ..nn.intrinsic import qat as nniqat
-from .backend_config import check_qconfig, get_native_backend_config
+from .backend_config import check_qconfig, get_native_backend_config, warn_unknown_patterns
 from .fx.custom_config import ConvertCustomConfig, FuseCustomConfig, PrepareCustomConfig
 from .quant_type import QuantType
 from .fake_quantize import FakeQuantizeBase
@@ -382,6 +382,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         return name
 
     backend = backend_config or get_native_backend_config()
+    if backend_config is not None:
+        warn_unknown_patterns(backend_config)
 
     def wants(node) -> bool:
         qconfig = qconfigs.get(node)
