@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 # TorchScript flows, 4-bit dtypes, sparse mappings and torchao's affine-quantization
 # prototypes are not part of ember
 NOT_IN_EMBER = {
-    "QConfigDynamic", "convert_dynamic_jit", "convert_jit", "fuse_conv_bn_jit",
+    "convert_dynamic_jit", "convert_jit", "fuse_conv_bn_jit",
     "prepare_dynamic_jit", "prepare_jit", "quantize_dynamic_jit", "quantize_jit",
     "script_qconfig", "script_qconfig_dict", "default_embedding_fake_quant_4bit",
     "default_float_qparams_observer_4bit", "fuse_convtranspose_bn",
@@ -75,6 +75,15 @@ def test_embedding_fake_quant_observes_like_torch():
     (es, ez), (ts, tz) = ours.calculate_qparams(), theirs.calculate_qparams()
     np.testing.assert_array_equal(es.numpy(), ts.numpy())
     np.testing.assert_array_equal(ez.numpy(), tz.numpy())
+
+
+def test_qconfig_dynamic():
+    qc = eq.QConfigDynamic(weight=eq.default_weight_observer)
+    tqc = tq.QConfigDynamic(weight=tq.default_weight_observer)
+    assert qc.activation is ember.nn.Identity and tqc.activation is torch.nn.Identity
+    assert qc.weight().dtype == ember.qint8
+    with pytest.raises(ValueError):
+        eq.QConfigDynamic(weight=eq.MinMaxObserver())
 
 
 def test_recording_observer():
