@@ -23,6 +23,14 @@ from .fx.custom_config import FuseCustomConfig  # noqa: F401,E402
 from .quant_type import QuantType  # noqa: F401,E402
 from .quantize import quantize_dynamic  # noqa: F401,E402
 from . import backend_config  # noqa: F401,E402
+from . import utils  # noqa: F401,E402
+from .utils import MatchAllNode, Pattern, get_combined_dict  # noqa: F401,E402
+from .observer import get_observer_state_dict, load_observer_state_dict  # noqa: F401,E402
+from .fuse_modules import (fuse_conv_bn, fuse_conv_bn_relu, fuse_linear_bn,  # noqa: E402,F401
+                           get_fuser_method, fuse_known_modules)
+from .observer import ObserverBase as _ObserverBase  # noqa: E402
+from .fake_quantize import FakeQuantizeBase as _FakeQuantizeBase  # noqa: E402
+ObserverOrFakeQuantize = _ObserverBase | _FakeQuantizeBase   # torch.ao's type alias
 from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402
 from .stubs import QuantWrapper  # noqa: F401,E402
 from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quantize,  # noqa
@@ -30,3 +38,16 @@ from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quanti
                        default_eval_fn)
 from .fuse_modules import fuse_modules, fuse_modules_qat  # noqa: F401,E402
 from .quantization_mappings import *  # noqa: F401,F403,E402
+
+
+_PT2E_NAMES = ("move_exported_model_to_eval", "move_exported_model_to_train",
+               "allow_exported_model_train_eval")
+
+
+def __getattr__(name):
+    # torch.ao.quantization exports these pt2e helpers; quantize_pt2e is imported only
+    # when they are asked for (it pulls in the export machinery)
+    if name in _PT2E_NAMES:
+        from . import quantize_pt2e
+        return getattr(quantize_pt2e, name)
+    raise AttributeError(f"module 'ember.ao.quantization' has no attribute '{name}'")

@@ -270,6 +270,18 @@ def get_onednn_backend_config() -> BackendConfig:
     return _native("onednn")
 
 
+def warn_unknown_patterns(config: BackendConfig) -> None:
+    """A user's BackendConfig may list patterns ember has no quantized form for; say so
+    (they match nothing, so those ops stay float) rather than ignore them silently."""
+    import warnings
+    unknown = [c.pattern for c in config.configs if c.kind is None]
+    if unknown:
+        names = ", ".join(getattr(p, "__name__", repr(p)) for p in unknown)
+        warnings.warn(f"backend config {config.name!r}: ember cannot quantize the pattern(s) "
+                      f"{names}; ops matching them stay float (ember quantizes linear, conv "
+                      f"(+relu), add, mul, pooling/shape ops and fixed-range activations)")
+
+
 def check_qconfig(config: BackendConfig, kind: str, activation, weight, node_name: str,
                   where: str) -> bool:
     """False where the backend has no pattern for the node's kind (it stays float); raise

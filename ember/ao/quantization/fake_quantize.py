@@ -15,7 +15,7 @@ from ...ir import dtypes
 from ...ir.ops.quantize import fake_quantize_per_channel_affine, fake_quantize_per_tensor_affine
 from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
                              per_channel_symmetric, per_tensor_affine, per_tensor_symmetric)
-from .observer import (FixedQParamsObserver, MovingAverageMinMaxObserver,
+from .observer import (FixedQParamsObserver, HistogramObserver, MovingAverageMinMaxObserver,
                        MovingAveragePerChannelMinMaxObserver, _with_args, _with_callable_args,
                        default_fixed_qparams_range_0to1_observer,
                        default_fixed_qparams_range_neg1to1_observer)
@@ -80,10 +80,14 @@ class FakeQuantize(FakeQuantizeBase):
     def calculate_qparams(self):
         return self.activation_post_process.calculate_qparams()
 
+    def _forward_qparams(self):
+        """The qparams forward fake-quantizes with (the observer's here)."""
+        return self.calculate_qparams()
+
     def forward(self, x):
         if int(self.observer_enabled._values()[0]) == 1:
             self.activation_post_process(x.detach())
-            scale, zero_point = self.calculate_qparams()
+            scale, zero_point = self._forward_qparams()
             self.scale = Tensor._from_array(np.asarray(scale._values(), np.float32))
             self.zero_point = Tensor._from_array(np.asarray(zero_point._values(), np.int32))
         if int(self.fake_quant_enabled._values()[0]) == 1:
@@ -110,17 +114,20 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
     float32); for symmetric schemes, per tensor or per channel, a range straddling 0 is
     widened to [-s * 128, s * 127] with s = max(|min| / 128, max / 127) (so
     scale = s, zero point 0: not the observer's max(|min|, max) / 127.5), and a one-sided
-    range falls back to the affine formula with its zero-point choice by smaller error."""
+    range falls back to the affine formula with its zero-point choice by smaller error.
 
-    def calculate_qparams(self):
+    As in torch.ao, only forward uses the kernel's choice: `calculate_qparams()` (and so
+    convert) gives the observer's formula."""
+
+    def _forward_qparams(self):
         app = self.activation_post_process
         if app.qscheme is not per_tensor_affine or self.is_per_channel:
             lows = app.min_val.numpy()
             if lows.size == 0 or np.min(lows) == np.inf:   # nothing observed yet
-                return super().calculate_qparams()
+                return self.calculate_qparams()
             return self._chosen_qparams(app)
         if float(app.min_val._values()) == np.inf:      # nothing observed yet
-            return super().calculate_qparams()
+            return self.calculate_qparams()
         lo = min(float(app.min_val._values()), 0.0)
         hi = max(float(app.max_val._values()), 0.0)
         eps = float(app.eps._values()[0])
@@ -212,6 +219,25 @@ default_fixed_qparams_range_0to1_fake_quant = FixedQParamsFakeQuantize.with_args
 default_fixed_qparams_range_neg1to1_fake_quant = FixedQParamsFakeQuantize.with_args(
     observer=default_fixed_qparams_range_neg1to1_observer)
 
+default_symmetric_fixed_qparams_fake_quant = default_fixed_qparams_range_neg1to1_fake_quant
+default_affine_fixed_qparams_fake_quant = default_fixed_qparams_range_0to1_fake_quant
+default_dynamic_fake_quant = FakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, is_dynamic=True,
+    dtype=dtypes.quint8, averaging_constant=1)
+default_embedding_fake_quant = FakeQuantize.with_args(
+    observer=MovingAveragePerChannelMinMaxObserver, qscheme=per_channel_affine_float_qparams,
+    dtype=dtypes.quint8, quant_min=0, quant_max=255, ch_axis=0, averaging_constant=1)
+default_histogram_fake_quant = FakeQuantize.with_args(
+    observer=HistogramObserver, quant_min=0, quant_max=255, dtype=dtypes.quint8,
+    qscheme=per_tensor_affine, reduce_range=True)
+# XNNPACK-style symmetric int8 weights: [-127, 127], scales at least 2**-12
+fused_wt_fake_quant_range_neg_127_to_127 = FusedMovingAvgObsFakeQuantize.with_args(
+    observer=MovingAverageMinMaxObserver, quant_min=-127, quant_max=127, dtype=dtypes.qint8,
+    qscheme=per_tensor_symmetric, eps=2 ** -12)
+fused_per_channel_wt_fake_quant_range_neg_127_to_127 = FusedMovingAvgObsFakeQuantize.with_args(
+    observer=MovingAveragePerChannelMinMaxObserver, quant_min=-127, quant_max=127,
+    dtype=dtypes.qint8, qscheme=per_channel_symmetric, eps=2 ** -12)
+
 
 # model.apply(...) switches (torch.ao.quantization's functions): they act on every fake
 # quantize module and leave other modules alone
@@ -242,4 +268,8 @@ __all__ = [
     'default_per_channel_weight_fake_quant', 'default_fused_act_fake_quant',
     'default_fused_wt_fake_quant', 'default_fused_per_channel_wt_fake_quant',
     'default_fixed_qparams_range_0to1_fake_quant',
-    'default_fixed_qparams_range_neg1to1_fake_quant']
+    'default_fixed_qparams_range_neg1to1_fake_quant',
+    'default_symmetric_fixed_qparams_fake_quant', 'default_affine_fixed_qparams_fake_quant',
+    'default_dynamic_fake_quant', 'default_embedding_fake_quant',
+    'default_histogram_fake_quant', 'fused_wt_fake_quant_range_neg_127_to_127',
+    'fused_per_channel_wt_fake_quant_range_neg_127_to_127']

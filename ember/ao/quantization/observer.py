@@ -160,31 +160,41 @@ class UniformQuantizationObserverBase(ObserverBase):
         max_val = np.asarray(max_val, F32)
         if not _valid_min_max(min_val, max_val):
             return _buffer([1.0]), _buffer([0], np.int64)
-        qmin, qmax = self.quant_min, self.quant_max
         eps = np.asarray(self.eps._values(), F32).reshape(())
-        min_neg = np.minimum(min_val, F32(0))
-        max_pos = np.maximum(max_val, F32(0))
-        if self._symmetric:
-            max_pos = np.maximum(-min_neg, max_pos)
-            scale = np.maximum(max_pos / F32((qmax - qmin) / 2), eps)
-            zp_value = 0
-            if getattr(self.dtype, "name", "") in ("quint8", "uint8"):
-                zp_value = (qmin + qmax) // 2 if self.has_customized_qrange else 128
-            zero_point = np.full(scale.shape, zp_value, np.int64)
-        elif self.qscheme is per_channel_affine_float_qparams:
-            scale = (max_val - min_val) / F32(qmax - qmin)
-            scale = np.where(scale > eps, scale, F32(1)).astype(F32)
-            zero_point = (F32(-1) * min_val / scale).astype(F32)
-        else:
-            scale = np.maximum((max_pos - min_neg) / F32(qmax - qmin), eps)
-            zero_point = qmin - np.rint(min_neg / scale).astype(np.int64)   # int arithmetic
-            zero_point = np.clip(zero_point, qmin, qmax).astype(np.int32)
-        if scale.ndim == 0:
-            scale, zero_point = scale.reshape(1), zero_point.reshape(1)
+        scale, zero_point = qparams_from_min_max(min_val, max_val, self.quant_min,
+                                                 self.quant_max, self.dtype, eps,
+                                                 self.has_customized_qrange, self.qscheme)
         return _buffer(scale, F32), _buffer(zero_point, zero_point.dtype)
 
     def reset_min_max_vals(self):
         raise NotImplementedError
+
+
+def qparams_from_min_max(min_val, max_val, qmin: int, qmax: int, dtype, eps,
+                         has_customized_qrange: bool, qscheme):
+    """The module docstring's formulas on validated float32 min/max arrays: numpy
+    (scale, zero_point), at least 1-d. Shared by the observers and
+    `utils.determine_qparams`."""
+    eps = F32(np.asarray(eps, F32).reshape(-1)[0])
+    min_neg = np.minimum(min_val, F32(0))
+    max_pos = np.maximum(max_val, F32(0))
+    if qscheme in (per_tensor_symmetric, per_channel_symmetric):
+        max_pos = np.maximum(-min_neg, max_pos)
+        scale = np.maximum(max_pos / F32((qmax - qmin) / 2), eps)
+        zp_value = 0
+        if getattr(dtype, "name", "") in ("quint8", "uint8"):
+            zp_value = (qmin + qmax) // 2 if has_customized_qrange else 128
+        zero_point = np.full(scale.shape, zp_value, np.int64)
+    elif qscheme is per_channel_affine_float_qparams:
+        scale = (max_val - min_val) / F32(qmax - qmin)
+        scale = np.where(scale > eps, scale, F32(1)).astype(F32)
+        zero_point = (F32(-1) * min_val / scale).astype(F32)
+    else:
+        scale = np.maximum((max_pos - min_neg) / F32(qmax - qmin), eps)
+        zero_point = qmin - np.rint(min_neg / scale).astype(np.int64)   # int arithmetic
+        zero_point = np.clip(zero_point, qmin, qmax).astype(np.int32)
+    return np.asarray(scale, F32).reshape(-1) if scale.ndim == 0 else scale, \
+        zero_point.reshape(-1) if zero_point.ndim == 0 else zero_point
 
 
 def _valid_min_max(min_val: np.ndarray, max_val: np.ndarray) -> bool:
@@ -258,7 +268,7 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
     def __init__(self, averaging_constant=0.01, dtype=dtypes.quint8, qscheme=per_tensor_affine,
                  reduce_range=False, quant_min=None, quant_max=None, eps=EPS,
                  is_dynamic=False, **kwargs):
-        if is_dynamic:
+        if is_dynamic and averaging_constant != 1:     # 1: each batch's own range
             raise NotImplementedError("MovingAverageMinMaxObserver doesn't support dynamic "
                                       "quantization for averaging constant of "
                                       f"{averaging_constant}")
@@ -403,6 +413,24 @@ class NoopObserver(PlaceholderObserver):
         super().__init__(dtype=dtype, custom_op_name=custom_op_name)
 
 
+class RecordingObserver(ObserverBase):
+    """Debugging: keeps every tensor it sees (`get_tensor_value()`), chooses no qparams."""
+
+    def __init__(self, dtype=dtypes.quint8):
+        super().__init__(dtype=dtype, is_dynamic=False)
+        self.tensor_val = []
+
+    def forward(self, x):
+        self.tensor_val.append(x.clone())
+        return x
+
+    def calculate_qparams(self):
+        raise Exception("calculate_qparams should not be called for RecordingObserver")
+
+    def get_tensor_value(self):
+        return self.tensor_val
+
+
 # --- the defaults torch.ao names -------------------------------------------------------------
 default_observer = MinMaxObserver.with_args(quant_min=0, quant_max=127)
 default_weight_observer = MinMaxObserver.with_args(dtype=dtypes.qint8,
@@ -418,6 +446,9 @@ default_fixed_qparams_range_0to1_observer = FixedQParamsObserver.with_args(
     scale=1.0 / 256.0, zero_point=0, dtype=dtypes.quint8, quant_min=0, quant_max=255)
 default_fixed_qparams_range_neg1to1_observer = FixedQParamsObserver.with_args(
     scale=2.0 / 256.0, zero_point=128, dtype=dtypes.quint8, quant_min=0, quant_max=255)
+default_debug_observer = RecordingObserver
+default_symmetric_fixed_qparams_observer = default_fixed_qparams_range_neg1to1_observer
+default_affine_fixed_qparams_observer = default_fixed_qparams_range_0to1_observer
 # qnnpack's symmetric int8 (XNNPACK): weights in [-127, 127], scales at least 2**-12
 weight_observer_range_neg_127_to_127 = MinMaxObserver.with_args(
     dtype=dtypes.qint8, qscheme=per_tensor_symmetric, quant_min=-127, quant_max=127,
@@ -616,6 +647,10 @@ class ReuseInputObserver(ObserverBase):
         raise Exception("calculate_qparams should not be called for ReuseInputObserver")  # noqa: TRY002
 
 
+default_reuse_input_observer = ReuseInputObserver
+default_histogram_observer = HistogramObserver.with_args(quant_min=0, quant_max=127)
+
+
 __all__ = [
     'ObserverBase', 'UniformQuantizationObserverBase', 'MinMaxObserver',
     'MovingAverageMinMaxObserver', 'PerChannelMinMaxObserver',
@@ -625,4 +660,40 @@ __all__ = [
     'default_dynamic_quant_observer', 'default_float_qparams_observer',
     'default_fixed_qparams_range_0to1_observer',
     'default_fixed_qparams_range_neg1to1_observer', 'HistogramObserver', 'ReuseInputObserver',
-    'weight_observer_range_neg_127_to_127', 'per_channel_weight_observer_range_neg_127_to_127']
+    'weight_observer_range_neg_127_to_127', 'per_channel_weight_observer_range_neg_127_to_127',
+    'RecordingObserver', 'default_debug_observer', 'default_histogram_observer',
+    'default_symmetric_fixed_qparams_observer', 'default_affine_fixed_qparams_observer',
+    'default_reuse_input_observer', 'get_observer_state_dict', 'load_observer_state_dict']
+
+
+def _is_observer(module) -> bool:
+    from .fake_quantize import FakeQuantizeBase
+    return isinstance(module, (ObserverBase, FakeQuantizeBase))
+
+
+def get_observer_state_dict(mod):
+    """The state_dict entries of `mod`'s observers and fake quantizes (their running
+    statistics and qparams), by qualified name."""
+    from collections import OrderedDict
+    prefixes = tuple(name + "." for name, m in mod.named_modules() if name and _is_observer(m))
+    return OrderedDict((k, v) for k, v in mod.state_dict().items() if k.startswith(prefixes))
+
+
+def load_observer_state_dict(mod, obs_dict) -> None:
+    """Load `get_observer_state_dict`'s entries back into `mod`'s observers; an observer
+    buffer may change shape (an unobserved per-channel min_val is empty). Missing or
+    unexpected observer entries are an error, as in torch.ao."""
+    observers = {name: m for name, m in mod.named_modules() if name and _is_observer(m)}
+    used, missing = set(), []
+    for name, observer in observers.items():
+        for buffer_name in list(observer._buffers):
+            key = f"{name}.{buffer_name}"
+            if key not in obs_dict:
+                missing.append(key)
+                continue
+            setattr(observer, buffer_name, obs_dict[key].clone())
+            used.add(key)
+    unexpected = [k for k in obs_dict if k not in used]
+    if missing or unexpected:
+        raise Exception(f"Missing keys for observer {missing} in state_dict"
+                        if missing else f"Unexpected keys for observer {unexpected} in state_dict")

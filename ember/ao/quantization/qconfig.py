@@ -37,6 +37,20 @@ class QConfig(namedtuple("QConfig", ["activation", "weight"])):
         return super().__new__(cls, activation, weight)
 
 
+class QConfigDynamic(namedtuple("QConfigDynamic", ["activation", "weight"])):
+    """torch.ao's older dynamic-quantization qconfig: weight observer constructor (the
+    activation defaults to Identity); QConfig with a dynamic activation replaces it."""
+
+    __slots__ = ()
+
+    def __new__(cls, activation=_nn.Identity, weight=_nn.Identity):
+        if isinstance(weight, _nn.Module):
+            raise ValueError("QConfigDynamic received observer instance, please pass observer "
+                             "class instead. Use MyObserver.with_args(x=1) to override "
+                             "arguments to constructor if needed")
+        return super().__new__(cls, activation, weight)
+
+
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend: {backend} not supported. backend must be one of "
@@ -113,6 +127,11 @@ def get_default_qconfig_dict(backend="x86", version=0):
                               "get_default_qconfig_mapping")
 
 
+def get_default_qat_qconfig_dict(backend="x86", version=1):
+    raise NotImplementedError("get_default_qat_qconfig_dict was removed in PyTorch; use "
+                              "get_default_qat_qconfig_mapping")
+
+
 def qconfig_equals(a, b) -> bool:
     """Same observer constructors (with_args partials compare by class and arguments)."""
     if a is None or b is None:
@@ -134,5 +153,6 @@ __all__ = [
     'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig', 'float16_static_qconfig',
     'default_qat_qconfig', 'default_weight_only_qconfig', 'default_reuse_input_qconfig',
     'get_default_qconfig', 'get_default_qat_qconfig', 'get_default_qconfig_dict',
+    'get_default_qat_qconfig_dict', 'QConfigAny', 'QConfigDynamic',
     'qconfig_equals', 'default_symmetric_qnnpack_qconfig', 'float_qparams_weight_only_qconfig',
     'default_per_channel_symmetric_qnnpack_qconfig']

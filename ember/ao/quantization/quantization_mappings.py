@@ -9,6 +9,7 @@ from ..nn import quantized as nnq
 from ..nn.intrinsic import qat as nniqat
 from ..nn.intrinsic import quantized as nniq
 from ..nn.quantized import dynamic as nnqd
+from ..nn.quantized import reference as nnqr
 from .stubs import DeQuantStub, QuantStub
 
 DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
@@ -48,6 +49,16 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nniqat.ConvBnReLU2d: nniq.ConvReLU2d,
 }
 
+# convert(is_reference=True): float modules that quantize -> dequantize their weight
+DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS = {
+    QuantStub: nnq.Quantize,
+    DeQuantStub: nnq.DeQuantize,
+    nn.Linear: nnqr.Linear,
+    nn.Conv1d: nnqr.Conv1d,
+    nn.Conv2d: nnqr.Conv2d,
+    nn.Conv3d: nnqr.Conv3d,
+}
+
 DEFAULT_QAT_MODULE_MAPPINGS = {
     nn.Linear: nnqat.Linear,
     nn.Conv2d: nnqat.Conv2d,
@@ -72,6 +83,10 @@ def get_default_static_quant_module_mappings() -> dict:
     return dict(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS)
 
 
+def get_default_static_quant_reference_module_mappings() -> dict:
+    return dict(DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS)
+
+
 def get_default_qat_module_mappings() -> dict:
     return dict(DEFAULT_QAT_MODULE_MAPPINGS)
 
@@ -80,12 +95,44 @@ def get_default_dynamic_quant_module_mappings() -> dict:
     return dict(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS)
 
 
+def get_embedding_static_quant_module_mappings() -> dict:
+    return {nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag}
+
+
+def get_embedding_qat_module_mappings() -> dict:
+    return {}        # no QAT embedding modules in ember: embeddings quantize weight-only
+
+
+def get_static_quant_module_class(float_module_class, additional_static_quant_mapping=None,
+                                  is_reference=False):
+    """The quantized (or reference) class eager convert swaps `float_module_class` for."""
+    mapping = get_default_static_quant_reference_module_mappings() if is_reference else \
+        get_default_static_quant_module_mappings()
+    mapping.update(additional_static_quant_mapping or {})
+    if float_module_class not in mapping:
+        raise AssertionError(f"Float module class {float_module_class} does not have a "
+                             f"corresponding quantized module class")
+    return mapping[float_module_class]
+
+
+def get_dynamic_quant_module_class(float_module_class, additional_dynamic_quant_mapping=None):
+    mapping = get_default_dynamic_quant_module_mappings()
+    mapping.update(additional_dynamic_quant_mapping or {})
+    if float_module_class not in mapping:
+        raise AssertionError(f"Float module class {float_module_class} does not have a "
+                             f"corresponding dynamically quantized module class")
+    return mapping[float_module_class]
+
+
 def get_default_qconfig_propagation_list() -> set:
     return (set(DEFAULT_STATIC_QUANT_MODULE_MAPPINGS) | set(DEFAULT_QAT_MODULE_MAPPINGS) |
             set(DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS) | _INCLUDE_QCONFIG_PROPAGATE_LIST)
 
 
-__all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_QAT_MODULE_MAPPINGS",
+__all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS",
+           "get_default_static_quant_reference_module_mappings", "DEFAULT_QAT_MODULE_MAPPINGS",
            "DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS", "get_default_static_quant_module_mappings",
            "get_default_qat_module_mappings", "get_default_dynamic_quant_module_mappings",
-           "get_default_qconfig_propagation_list"]
+           "get_default_qconfig_propagation_list", "get_embedding_static_quant_module_mappings",
+           "get_embedding_qat_module_mappings", "get_static_quant_module_class",
+           "get_dynamic_quant_module_class"]

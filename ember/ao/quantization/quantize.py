@@ -38,7 +38,8 @@ from .observer import ObserverBase
 from .quantization_mappings import (get_default_dynamic_quant_module_mappings,
                                     get_default_qat_module_mappings,
                                     get_default_qconfig_propagation_list,
-                                    get_default_static_quant_module_mappings)
+                                    get_default_static_quant_module_mappings,
+                                    get_default_static_quant_reference_module_mappings)
 from .stubs import DeQuantStub, QuantWrapper
 from .qconfig import default_dynamic_qconfig, float16_dynamic_qconfig
 from .quantize_fx import QuantizationError
@@ -186,14 +187,30 @@ def swap_module(mod, mapping, custom_module_class_mapping=None):
     custom = custom_module_class_mapping or {}
     if not _needs_observation(mod) or (type(mod) not in mapping and type(mod) not in custom):
         return mod
-    new = custom[type(mod)].from_observed(mod) if type(mod) in custom else \
-        mapping[type(mod)].from_float(mod)
+    if type(mod) in custom:
+        new = custom[type(mod)].from_observed(mod)
+    elif getattr(mapping[type(mod)], "_IS_REFERENCE", False):
+        new = mapping[type(mod)].from_float(mod, _weight_qparams(mod))
+    else:
+        new = mapping[type(mod)].from_float(mod)
     for hook in mod._forward_pre_hooks.values():
         new.register_forward_pre_hook(hook)
     for hook in mod._forward_hooks.values():
         if hook is not _observer_forward_hook:
             new.register_forward_hook(hook)
     return new
+
+
+def _weight_qparams(mod) -> dict:
+    """A reference module's weight qparams: the qconfig's weight observer run on the
+    float weight (torch.ao's dict: qscheme, dtype, scale, zero_point, axis...)."""
+    from .utils import get_qparam_dict
+    if getattr(mod, "qconfig", None) is None:
+        raise QuantizationError(f"convert(is_reference=True): {type(mod).__name__} has no "
+                                f"qconfig to quantize its weight with")
+    observer = mod.qconfig.weight()
+    observer(mod.weight)
+    return get_qparam_dict(observer)
 
 
 def _convert(module, mapping, prefix: str = "", custom=None) -> None:
@@ -239,15 +256,15 @@ def _remove_qconfig(module) -> None:
 def convert(module, mapping=None, inplace=False, remove_qconfig=True, is_reference=False,
             convert_custom_config_dict=None, use_precomputed_fake_quant=False):
     """Swap every observed module for its quantized version (the static mappings by
-    default), with the qparams its observers recorded."""
-    if is_reference:
-        raise NotImplementedError("convert(is_reference=True): eager-mode reference modules "
-                                  "are not implemented; use quantize_fx."
-                                  "convert_to_reference_fx")
+    default), with the qparams its observers recorded. `is_reference=True` swaps
+    Linear/Conv for reference modules instead: float modules that quantize and
+    dequantize their weight with the qconfig's weight observer's qparams."""
     if not inplace:
         module = copy.deepcopy(module)
-    _convert(module, mapping if mapping is not None else
-             get_default_static_quant_module_mappings(), "",
+    if mapping is None:
+        mapping = get_default_static_quant_reference_module_mappings() if is_reference \
+            else get_default_static_quant_module_mappings()
+    _convert(module, mapping, "",
              (convert_custom_config_dict or {}).get("observed_to_quantized_custom_module_class",
                                                     {}))
     if remove_qconfig:

@@ -33,7 +33,7 @@ from ..nn import qat as nnqat
 from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, ConvReLU3d, LinearReLU,
                             _FusedModule)
 from ..nn.intrinsic import qat as nniqat
-from .backend_config import check_qconfig, get_native_backend_config
+from .backend_config import check_qconfig, get_native_backend_config, warn_unknown_patterns
 from .fx.custom_config import ConvertCustomConfig, FuseCustomConfig, PrepareCustomConfig
 from .quant_type import QuantType
 from .fake_quantize import FakeQuantizeBase
@@ -382,6 +382,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         return name
 
     backend = backend_config or get_native_backend_config()
+    if backend_config is not None:
+        warn_unknown_patterns(backend_config)
 
     def wants(node) -> bool:
         qconfig = qconfigs.get(node)
@@ -418,6 +420,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         "functional": {n.name: qconfigs[n] for n, k in quantized.items()
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
+        "backend_config": backend,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds)}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
@@ -514,8 +517,11 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
     weight in forward (the weight's FakeQuantize is their `weight_fake_quant`)."""
     modules = dict(gm.named_modules())
     for node, kind in quantized.items():
+        if kind in qpass.WEIGHTED and node.op == OpKind.call_function:
+            _fake_quantize_functional_weight(gm, node, qconfigs[node])
+            continue
         if kind not in qpass.WEIGHTED or node.op != OpKind.call_module:
-            continue          # (functional linear / conv2d weights train unquantized)
+            continue
         target = str(node.target)
         module = modules[target]
         if type(module) in (ConvBn2d, ConvBnReLU2d):      # simulated BN folding
@@ -529,6 +535,38 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             module[0] = qat
         else:
             _set_module(gm, target, qat)
+
+
+def _fake_quantize_functional_weight(gm, node, qconfig) -> None:
+    """QAT: F.linear / F.conv2d read their weight through a FakeQuantize module (the
+    qconfig's weight one, as torch.ao inserts), so training sees the int8 weight; convert
+    takes its observer's qparams and the get_attr back."""
+    weight_node = node.args[1]
+    name = f"{node.name}_weight_fake_quant"
+    gm.add_module(name, qconfig.weight())
+    with gm.graph.inserting_before(node):
+        fq_node = gm.graph.call_module(name, (weight_node,))
+    node.args = (node.args[0], fq_node) + tuple(node.args[2:])
+    gm._ember_quant.setdefault("functional_weight_fq", {})[node.name] = name
+
+
+def _unwrap_functional_weight_fake_quant(gm) -> dict:
+    """Convert: undo `_fake_quantize_functional_weight`; {node name: the trained weight
+    observer} for `_functional_spec`."""
+    table = gm._ember_quant.get("functional_weight_fq", {})
+    observers = {}
+    for node in list(gm.graph.nodes):
+        if node.name not in table or len(node.args) < 2:
+            continue
+        fq_node = node.args[1]
+        if fq_node.op != OpKind.call_module or str(fq_node.target) != table[node.name]:
+            continue
+        fake_quant = gm.get_submodule(table[node.name])
+        observers[node.name] = getattr(fake_quant, "activation_post_process", fake_quant)
+        node.args = (node.args[0], fq_node.args[0]) + tuple(node.args[2:])
+        gm.graph.erase_node(fq_node)
+        delattr(gm, table[node.name])
+    return observers
 
 
 def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=None,
@@ -593,14 +631,15 @@ def _quantize_weight(weight: Tensor, observer) -> Tensor:
                                int(zero_point._values()[0]), observer.dtype)
 
 
-def _functional_spec(gm, node, qconfig, reference: bool) -> dict | None:
+def _functional_spec(gm, node, qconfig, reference: bool, observer=None) -> dict | None:
     """A functional linear / conv2d's quantized weight (a new buffer beside the float
     parameter, which other code may still read); reference: the node reads the
-    quantized-dequantized weight instead."""
+    quantized-dequantized weight instead. `observer`: QAT's trained weight observer."""
     weight_node = node.args[1]
     qweight = _quantize_weight(gm.get_parameter(str(weight_node.target))
                                if str(weight_node.target) in dict(gm.named_parameters())
-                               else getattr(gm, str(weight_node.target)), qconfig.weight())
+                               else getattr(gm, str(weight_node.target)),
+                               observer if observer is not None else qconfig.weight())
     stem = "_packed_" + node.name
     if reference:
         gm.register_buffer(stem + "_weight_dq", qweight.dequantize())
@@ -626,9 +665,11 @@ def _weighted_specs(gm, reference: bool) -> dict:
     modules = dict(gm.named_modules())
     specs = {}
     functional = gm._ember_quant.get("functional", {})
+    trained = _unwrap_functional_weight_fake_quant(gm)
     for node in list(gm.graph.nodes):
         if node.name in functional and _functional_weighted(node) is not None:
-            spec = _functional_spec(gm, node, functional[node.name], reference)
+            spec = _functional_spec(gm, node, functional[node.name], reference,
+                                    trained.get(node.name))
             if spec is not None:
                 specs[node] = spec
             continue
@@ -642,14 +683,14 @@ def _weighted_specs(gm, reference: bool) -> dict:
         observer = observer.activation_post_process if observer is not None else \
             qconfig.weight()
         qweight = _quantize_weight(inner.weight, observer)
-        if reference:            # a float module computing with the q/dq weight
+        if reference:            # a reference module: computes with the q/dq weight
             if isinstance(inner, (nnqat.Linear, nnqat.Conv2d)):
                 inner = inner.to_float()
-                if isinstance(module, _FusedModule):
-                    module[0] = inner
-                else:
-                    _set_module(gm, target, inner)
-            inner.weight = nn.Parameter(qweight.dequantize())
+            reference_module = _reference_module(gm, inner, observer, qweight)
+            if isinstance(module, _FusedModule):
+                module[0] = reference_module
+            else:
+                _set_module(gm, target, reference_module)
             continue
         stem = "_packed_" + target.replace(".", "_")
         gm.register_buffer(stem + "_weight", qweight)
@@ -666,6 +707,27 @@ def _weighted_specs(gm, reference: bool) -> dict:
                         dilation=tuple(inner.dilation), groups=inner.groups)
         specs[node] = spec
     return specs
+
+
+def _reference_module(gm, float_module, weight_observer, qweight):
+    """convert_to_reference_fx's module for a weighted float module: the backend
+    config's `reference_quantized_module` for its type (torch.ao.nn.quantized.reference's
+    Linear/Conv by default) built with the weight observer's qparams."""
+    from ..nn.quantized import reference as nnqr
+    from .utils import get_qparam_dict
+    defaults = {nn.Linear: nnqr.Linear, nn.Conv1d: nnqr.Conv1d, nn.Conv2d: nnqr.Conv2d,
+                nn.Conv3d: nnqr.Conv3d}
+    backend = gm._ember_quant.get("backend_config")
+    chosen = None
+    for config in getattr(backend, "configs", []):
+        pattern = config.pattern[0] if isinstance(config.pattern, tuple) else config.pattern
+        if pattern is type(float_module) and config.reference_quantized_module is not None:
+            chosen = config.reference_quantized_module
+    chosen = chosen or defaults.get(type(float_module))
+    if chosen is None:        # no reference class: a float module with the q/dq weight
+        float_module.weight = nn.Parameter(qweight.dequantize())
+        return float_module
+    return chosen.from_float(float_module, get_qparam_dict(weight_observer))
 
 
 def _fold_qat_conv_bn(gm) -> None:
@@ -690,12 +752,15 @@ def _drop_uncalled_observers(gm, owners: dict) -> None:
             delattr(gm, name)
 
 
-def _convert(prepared, reference: bool, convert_custom_config=None) -> GraphModule:
+def _convert(prepared, reference: bool, convert_custom_config=None,
+             backend_config=None) -> GraphModule:
     if not hasattr(prepared, "_ember_quant"):
         raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
                                 "prepare_qat_fx) returned")
     custom = _convert_config(convert_custom_config)
     gm = copy.deepcopy(prepared)
+    if backend_config is not None:
+        gm._ember_quant["backend_config"] = backend_config
     _fold_qat_conv_bn(gm)
     qparams = _activation_qparams(gm)
     specs = _weighted_specs(gm, reference)
@@ -863,6 +928,9 @@ def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
 def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                             qconfig_mapping=None, backend_config=None) -> GraphModule:
     """A calibrated prepared model -> the reference form: dequantize -> float op ->
-    quantize around every quantized op, weights quantized and dequantized."""
-    return _convert(graph_module, reference=True, convert_custom_config=convert_custom_config)
+    quantize around every quantized op; weighted modules become reference modules
+    (torch.ao.nn.quantized.reference's, or the backend config's
+    `reference_quantized_module`)."""
+    return _convert(graph_module, reference=True, convert_custom_config=convert_custom_config,
+                    backend_config=backend_config)
 

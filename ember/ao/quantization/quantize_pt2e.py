@@ -313,5 +313,12 @@ def move_exported_model_to_train(model):
     return model.train()
 
 
+def allow_exported_model_train_eval(model):
+    """torch makes `model.train()` / `model.eval()` work on an exported graph with this;
+    ember's prepared and converted models are modules whose train/eval already switch
+    dropout and batch norm, so the model is returned as it is."""
+    return model
+
+
 __all__ = ["prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e", "move_exported_model_to_eval",
-           "move_exported_model_to_train"]
+           "move_exported_model_to_train", "allow_exported_model_train_eval"]

@@ -70,7 +70,7 @@ class X86InductorQuantizer(Quantizer):
                                 ) -> "X86InductorQuantizer":
         if module_type not in (nn.Linear, nn.Conv2d):
             raise NotImplementedError(
-                f"X86InductorQuantizer.set_module_type_qconfig: {module_type.__name__} is "
+                f"{type(self).__name__}: module type {module_type.__name__} is "
                 f"not supported; ember's exported graphs keep module types only for "
                 f"nn.Linear and nn.Conv2d (use set_module_name_qconfig for a block)")
         self.module_type_config[module_type] = quantization_config
@@ -103,8 +103,8 @@ class X86InductorQuantizer(Quantizer):
 
         kinds = {c.is_qat for c in self._configs() if c is not None}
         if len(kinds) > 1:
-            raise ValueError("X86InductorQuantizer: QAT and PTQ configs are mixed; use one "
-                             "kind (is_qat) throughout")
+            raise ValueError(f"{type(self).__name__}: QAT and PTQ configs are mixed; use "
+                             f"one kind (is_qat) throughout")
         mapping = QConfigMapping().set_global(qconfig(self.global_config))
         for fn, config in self.function_type_config.items():
             mapping.set_object_type(_LIFTED.get(fn, fn), qconfig(config))

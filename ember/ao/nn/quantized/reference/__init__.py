@@ -18,22 +18,30 @@ from .....ir.quantized import per_channel_affine, per_channel_symmetric, per_ten
 class _ReferenceWeighted:
     """Keeps the weight's qparams and gives the quantize -> dequantize weight."""
 
+    _IS_REFERENCE = True      # eager convert(is_reference=True) passes weight qparams
+
     def _init_weight_qparams(self, weight_qparams) -> None:
         qparams = dict(weight_qparams or {"qscheme": per_tensor_affine,
                                           "dtype": dtypes.quint8, "scale": 1.0,
                                           "zero_point": 0})
         self.weight_qscheme = qparams["qscheme"]
         self.weight_dtype = qparams["dtype"]
-        self.weight_scale = tensor(qparams["scale"], dtype=dtypes.float32)
-        self.weight_zero_point = tensor(qparams["zero_point"], dtype=dtypes.int64)
-        self.weight_axis = int(qparams.get("axis", 0))
+        self.weight_axis_int = int(qparams.get("axis", 0))
+        # buffers, as torch.ao's reference modules, so the qparams are in state_dict
+        self.register_buffer("weight_scale", tensor(qparams["scale"], dtype=dtypes.float32))
+        self.register_buffer("weight_zero_point",
+                             tensor(qparams["zero_point"], dtype=dtypes.int64))
+        self.register_buffer("weight_axis", tensor(self.weight_axis_int, dtype=dtypes.int32))
+
+    def _get_name(self) -> str:
+        return f"Quantized{type(self).__name__}(Reference)"
 
     def get_weight(self):
         from .....ir.ops.quantize import quantize_per_channel, quantize_per_tensor
         w = self.weight.detach()
         if self.weight_qscheme in (per_channel_affine, per_channel_symmetric):
             q = quantize_per_channel(w, self.weight_scale.to(dtypes.float64),
-                                     self.weight_zero_point, self.weight_axis,
+                                     self.weight_zero_point, self.weight_axis_int,
                                      self.weight_dtype)
         else:
             q = quantize_per_tensor(w, float(self.weight_scale), int(self.weight_zero_point),
@@ -86,4 +94,14 @@ class Conv1d(_ReferenceWeighted, nn.Conv1d):
                         self.dilation, self.groups)
 
 
-__all__ = ["Linear", "Conv1d", "Conv2d"]
+class Conv3d(_ReferenceWeighted, nn.Conv3d):
+    def __init__(self, *args, weight_qparams=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_weight_qparams(weight_qparams)
+
+    def forward(self, x):
+        return F.conv3d(x, self.get_weight(), self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+__all__ = ["Linear", "Conv1d", "Conv2d", "Conv3d"]
