@@ -79,3 +79,29 @@ def test_linalg_vander_rejects_bool_like_torch():
         torch.linalg.vander(torch.tensor([True, False]))
     with pytest.raises(RuntimeError, match="Bool"):
         ember.linalg.vander(ember.tensor([True, False]))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16"])
+@pytest.mark.parametrize("value", [-1, 300, -129, 127, 255])
+def test_full_out_of_range_int_wraps_or_raises_like_torch(dtype, value):
+    try:
+        expected = torch.full([3], value, dtype=getattr(torch, dtype))
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="without overflow"):
+            ember.full([3], value, dtype=getattr(ember, dtype))
+        return
+    _same(ember.full([3], value, dtype=getattr(ember, dtype)), expected)
+
+
+@pytest.mark.parametrize("lo,hi", [(-1, 4), (1, 250), (None, -2)])
+def test_clamp_uint8_wraps_python_bounds_like_torch(lo, hi):
+    x, t = _pair((6,), "uint8", 0, 0, 255)
+    _same(x.clamp(lo, hi), t.clamp(lo, hi))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_index_add_negative_alpha_wraps_like_torch(dtype):
+    (x, tx), (s, ts) = _pair((4, 3), dtype, 0, 0, 9), _pair((2, 3), dtype, 1, 0, 9)
+    idx = [2, 0]
+    _same(ember.index_add(x, 0, ember.tensor(idx), s, alpha=-1),
+          torch.index_add(tx, 0, torch.tensor(idx), ts, alpha=-1))
