@@ -105,3 +105,16 @@ def test_index_add_negative_alpha_wraps_like_torch(dtype):
     idx = [2, 0]
     _same(ember.index_add(x, 0, ember.tensor(idx), s, alpha=-1),
           torch.index_add(tx, 0, torch.tensor(idx), ts, alpha=-1))
+
+
+_SPECIAL = [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 0.3, -0.3, 0.5, -0.5, 0.7,
+            -0.7, 1e-40]
+
+
+@pytest.mark.parametrize("name,args", [("hardshrink", ()), ("softshrink", (0.5,)),
+                                       ("threshold", (0.5, -9.0)), ("threshold", (0.15, 2.0))])
+def test_shrink_and_threshold_keep_nan_and_signed_zero_like_torch(name, args):
+    actual = getattr(ember.nn.functional, name)(ember.tensor(_SPECIAL), *args).numpy()
+    expected = getattr(torch.nn.functional, name)(torch.tensor(_SPECIAL), *args).numpy()
+    np.testing.assert_array_equal(actual, expected)
+    np.testing.assert_array_equal(np.signbit(actual), np.signbit(expected))
