@@ -118,3 +118,11 @@ def test_shrink_and_threshold_keep_nan_and_signed_zero_like_torch(name, args):
     expected = getattr(torch.nn.functional, name)(torch.tensor(_SPECIAL), *args).numpy()
     np.testing.assert_array_equal(actual, expected)
     np.testing.assert_array_equal(np.signbit(actual), np.signbit(expected))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_margin_ranking_loss_of_integers_is_float_like_torch(reduction):
+    (a, ta), (b, tb), (y, ty) = (_pair(s, "int64", k) for k, s in
+                                 enumerate([(5, 2), (5, 1), (1, 2)]))
+    _same(ember.nn.functional.margin_ranking_loss(a, b, y, reduction=reduction),
+          torch.nn.functional.margin_ranking_loss(ta, tb, ty, reduction=reduction))
