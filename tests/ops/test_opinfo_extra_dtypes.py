@@ -126,3 +126,15 @@ def test_margin_ranking_loss_of_integers_is_float_like_torch(reduction):
                                  enumerate([(5, 2), (5, 1), (1, 2)]))
     _same(ember.nn.functional.margin_ranking_loss(a, b, y, reduction=reduction),
           torch.nn.functional.margin_ranking_loss(ta, tb, ty, reduction=reduction))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("op", ["sum", "cumsum"])
+def test_half_result_dtype_accumulates_in_float32_like_torch(dtype, op):
+    # multiples of 1/64: every float32 partial sum is exact, whatever the summation order,
+    # so only the accumulator's width decides the rounded result
+    t = torch.from_numpy(np.round(np.random.default_rng(0).standard_normal((2, 300)) * 64)
+                         .astype(np.float32) / 64)
+    x = ember.tensor(t.numpy())
+    _same(getattr(x, op)(1, dtype=getattr(ember, dtype)),
+          getattr(t, op)(1, dtype=getattr(torch, dtype)))
