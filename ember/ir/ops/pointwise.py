@@ -690,7 +690,7 @@ def _clamp_meta(self, min=None, max=None):  # noqa: A002 - PyTorch's names
 def _clamp_reference(x, lo, hi):
     out = x
     if x.dtype.kind in "iu":       # a Python bound out of range wraps, as in PyTorch
-        lo, hi = (b if b is None or isinstance(b, np.ndarray) else cast_scalar(b, x.dtype, True)
+        lo, hi = (cast_scalar(b, x.dtype, True) if isinstance(b, int) else b
                   for b in (lo, hi))
     if lo is not None:
         out = np.maximum(out, lo)
