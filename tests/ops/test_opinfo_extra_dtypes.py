@@ -138,3 +138,10 @@ def test_half_result_dtype_accumulates_in_float32_like_torch(dtype, op):
     x = ember.tensor(t.numpy())
     _same(getattr(x, op)(1, dtype=getattr(ember, dtype)),
           getattr(t, op)(1, dtype=getattr(torch, dtype)))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int64"])
+def test_addbmm_integers_keep_dtype_like_torch(dtype):
+    (i, ti), (a, ta), (b, tb) = (_pair(s, dtype, k, 0, 6) for k, s in
+                                 enumerate([(5, 10), (5, 5, 5), (5, 5, 10)]))
+    _same(ember.addbmm(i, a, b), torch.addbmm(ti, ta, tb))

@@ -594,7 +594,7 @@ def _addbmm_values(name, input, batch1, batch2, beta, alpha):
     if batch1.shape[0] == 0:
         product = ops.full([batch1.shape[1], batch2.shape[2]], 0, dtype=batch1.dtype)
     else:
-        product = ops.sum(ops.bmm(batch1, batch2), [0])
+        product = ops.sum(ops.bmm(batch1, batch2), [0], dtype=batch1.dtype)  # uint8 stays
     return _scaled_sum(name, input, product, beta, alpha)
 
 
