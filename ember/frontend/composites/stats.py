@@ -18,8 +18,8 @@ from ...ir.composite import composite
 from ...ir.errors import DTypeError, ShapeError
 from ...ir.ops import OPS_NS as ops
 from ...ir.registry import OPS
-from ...ir.ops.rules import broadcast_shapes, is_tensor_like, result_dtype, wrap_dim, \
-    wrap_dims
+from ...ir.ops.rules import broadcast_shapes, is_tensor_like, opmath, result_dtype, \
+    wrap_dim, wrap_dims
 
 aminmax_result = collections.namedtuple("aminmax", ["min", "max"])
 histogram_result = collections.namedtuple("histogram", ["hist", "bin_edges"])
@@ -589,11 +589,23 @@ def _addbmm_values(name, input, batch1, batch2, beta, alpha):
         raise RuntimeError(f"{name}: incompatible batches, got {list(batch1.shape)} and "
                            f"{list(batch2.shape)}")
     _require_same_dtype(name, input, batch1, batch2)
+    if opmath(batch1.dtype) is not batch1.dtype and batch1.shape[0] > 0:
+        return _addbmm_by_batches(input, batch1, batch2, beta, alpha)
     if batch1.shape[0] == 0:
         product = ops.full([batch1.shape[1], batch2.shape[2]], 0, dtype=batch1.dtype)
     else:
-        product = ops.sum(ops.bmm(batch1, batch2), [0])
+        product = ops.sum(ops.bmm(batch1, batch2), [0], dtype=batch1.dtype)  # uint8 stays
     return _scaled_sum(name, input, product, beta, alpha)
+
+
+def _addbmm_by_batches(input, batch1, batch2, beta, alpha):
+    """float16/bfloat16: one addmm per batch into the running result, as PyTorch's CPU
+    kernel does; each addmm computes in float32 and rounds once, so the result rounds
+    once per batch (a float32 sum over the batches rounded at the end differs by ulps)."""
+    out = ops.addmm(input, batch1[0], batch2[0], beta=beta, alpha=alpha)
+    for b in range(1, batch1.shape[0]):
+        out = ops.addmm(out, batch1[b], batch2[b], alpha=alpha)
+    return out
 
 
 @composite(method=True)

@@ -102,9 +102,10 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
 
 def threshold(input: Tensor, threshold: float, value: float,
               inplace: bool = False) -> Tensor:
-    """input where input > threshold, else value (in the input's dtype)."""
+    """value where input <= threshold, else input (in the input's dtype; NaN is kept, as
+    PyTorch's test is `x <= threshold`)."""
     def compute(x):
-        return OPS["where"](x > threshold, x, OPS["full_like"](x, value))
+        return OPS["where"](x <= threshold, OPS["full_like"](x, value), x)
     return _maybe_inplace(input, inplace, compute)
 
 
@@ -118,14 +119,14 @@ def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
 def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     if lambd < 0:
         raise BadArgument(f"lambda must be greater or equal to 0, but found to be {lambd}.")
-    zero = OPS["zeros_like"](input)
+    zero = input * 0        # as PyTorch: -0.0 for small negatives, NaN stays NaN
     where = OPS["where"]
     return where(input > lambd, input - lambd, where(input < -lambd, input + lambd, zero))
 
 
 def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
-    keep = OPS["logical_or"](input > lambd, input < -lambd)
-    return OPS["where"](keep, input, OPS["zeros_like"](input))
+    drop = OPS["logical_and"](input >= -lambd, input <= lambd)    # NaN is kept, as torch
+    return OPS["where"](drop, OPS["zeros_like"](input), input)
 
 
 def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,

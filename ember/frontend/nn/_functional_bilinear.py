@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ...ir import dtypes
 from ...ir.errors import ShapeError
 from ...ir.registry import OPS
 
@@ -33,6 +34,18 @@ def _check(input1, input2, weight, bias) -> None:
                          f"{bias.shape[-1] if bias.ndim else 1} but expected {weight.shape[0]}")
 
 
+def _weighted_sum(mixed, x2):
+    """sum_j mixed[..., j] * x2[..., j] in the inputs' dtype (integers are not widened to
+    int64); float16/bfloat16 products and their sum stay in float32 and round once, as
+    PyTorch's kernel does."""
+    dt = mixed.dtype
+    if dt in (dtypes.float16, dtypes.bfloat16):
+        wide = OPS["convert_element_type"]
+        prod = OPS["mul"](wide(mixed, dtypes.float32), wide(x2, dtypes.float32))
+        return wide(OPS["sum"](prod, [-1]), dt)
+    return OPS["sum"](OPS["mul"](mixed, x2), [-1], dtype=dt)
+
+
 def bilinear(input1, input2, weight, bias=None):
     _check(input1, input2, weight, bias)
     reshape, permute = OPS["reshape"], OPS["permute"]
@@ -43,7 +56,7 @@ def bilinear(input1, input2, weight, bias=None):
     x2 = reshape(input2, [rows, 1, n2])
     w = reshape(permute(weight, [1, 0, 2]), [n1, n_out * n2])
     mixed = reshape(OPS["mm"](x1, w), [rows, n_out, n2])
-    out = OPS["sum"](OPS["mul"](mixed, x2), [-1])
+    out = _weighted_sum(mixed, x2)
     if bias is not None:
         out = OPS["add"](out, bias)
     return reshape(out, batch + [n_out])

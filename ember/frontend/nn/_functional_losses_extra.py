@@ -38,7 +38,8 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=
         raise BadArgument(f"margin_ranking_loss : All input tensors should have same "
                           f"dimension but got sizes: input1: {list(input1.shape)}, input2: "
                           f"{list(input2.shape)}, target: {list(target.shape)} ")
-    loss = (-target * (input1 - input2) + margin).clamp_min(0)
+    # margin is a double in PyTorch's signature: integer inputs give a float loss
+    loss = (-target * (input1 - input2) + float(margin)).clamp_min(0)
     return reduce_loss(loss, reduction, size_average, reduce)
 
 

@@ -11,7 +11,7 @@ from .. import dtypes
 from ..meta import TensorMeta, contiguous_format, preserve_format
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
-from .rules import pointwise_memory_format
+from .rules import cast_scalar, pointwise_memory_format
 
 F = {Tag.FACTORY}
 MAX_DIMS = 64
@@ -43,7 +43,7 @@ full = defop(
         _check_size(size), _factory_dtype(dtype, fill_value), str(device or "cpu"),
         memory_format or contiguous_format),
     reference=lambda size, fill_value, dtype, device, memory_format: np.full(
-        _check_size(size), fill_value, _factory_dtype(dtype, fill_value).np_dtype),
+        _check_size(size), cast_scalar(fill_value, _factory_dtype(dtype, fill_value).np_dtype, True)),
     derivative=NOT_DIFFERENTIABLE, tags=F,
     samples=lambda rng: [S.Sample(([2, 3], 1.5)), S.Sample(([4], 7)),
                          S.Sample(([2, 2], 0), {"dtype": "float64"})],

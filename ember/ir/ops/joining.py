@@ -15,7 +15,7 @@ from ..errors import DTypeError, EmberIndexError, ShapeError, TraceError, at_use
 from ..meta import TensorMeta, contiguous_format
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
-from .rules import broadcast_shapes, pointwise_memory_format, result_dtype, wrap_dim, wrap_dims
+from .rules import broadcast_shapes, cast_scalar, pointwise_memory_format, result_dtype, wrap_dim, wrap_dims
 from .shape import (_diag_geometry, _dim_slice, _norm_select, _norm_slice, _select_ref,
                     _slice_ref, _slice_shape_strides, _zeros, _diagonal_ref, _ArrayMeta,
                     diagonal, reshape, select, slice_op)
@@ -400,6 +400,8 @@ index_select = defop(
 
 def _index_add_ref(x, dim, index, source, alpha=1):
     out = np.array(x, copy=True)
+    if x.dtype.kind in "iu":       # alpha=-1 on uint8 wraps to 255, as in PyTorch
+        alpha = cast_scalar(alpha, x.dtype, True)
     if x.ndim == 0:
         return out + source * alpha
     d = wrap_dim(dim, x.ndim)

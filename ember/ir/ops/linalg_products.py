@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from .. import dtypes
+from ..errors import DTypeError, ShapeError
 from . import samples as S
 from .linalg_common import (
     _c, _eye, _meta, _mH, _same_dtype, _sample, _square_meta, _well_conditioned, linalg_op)
@@ -215,11 +216,18 @@ def _vander_meta(x, N=None):
     n = rows[-1] if N is None else N
     if n <= 1:
         raise ShapeError("N must be greater than 1.")
-    return _meta(x, rows + (n,))
+    if x.dtype is dtypes.bool_:
+        raise DTypeError("linalg.vander supports floating point, complex, and integer "
+                         "tensors, but got Bool")
+    # integer powers are taken in int64, as PyTorch does (a uint8 x would wrap at 256)
+    exact = x.dtype.is_floating_point or x.dtype.is_complex
+    return _meta(x, rows + (n,), None if exact else dtypes.int64)
 
 
 def _vander_ref(x, N=None):
     x = x.reshape(_vander_rows(x.shape))
+    if x.dtype.kind in "iu":
+        x = x.astype(np.int64)
     n = x.shape[-1] if N is None else N
     return x[..., None] ** np.arange(n)
 

@@ -432,11 +432,30 @@ def _einsum_meta(equation, tensors):
         raise ShapeError("einsum(): must provide at least one operand")
     _, rhs, sizes = parse_einsum(equation, [tuple(t.shape) for t in tensors])
     dt = _same_dtype(*((f"operand {i}", t) for i, t in enumerate(tensors)))
+    if _einsum_sums_alone(equation, [tuple(t.shape) for t in tensors], dt):
+        dt = dtypes.int64
     return TensorMeta(tuple(sizes[c] for c in rhs), dt, device_of(tensors))
+
+
+def _einsum_sums_alone(equation, shapes, dt) -> bool:
+    """Whether PyTorch's einsum sums a subscript out of one operand on its own (one found
+    in no other operand nor the output): that step is a `sum`, which widens integer and
+    bool operands to int64, so the result is int64 ('i->', 'ij,k->ik'; 'i,i->' stays)."""
+    if dt.is_floating_point or dt.is_complex:
+        return False
+    terms, rhs, _ = parse_einsum(equation, shapes)
+    for i, t in enumerate(terms):
+        elsewhere = rhs + "".join(u for j, u in enumerate(terms) if j != i)
+        if any(c not in elsewhere for c in t):
+            return True
+    return False
 
 
 def _einsum_ref(equation, arrays):
     arrays = opmath_arrays(*arrays)
+    if arrays and _einsum_sums_alone(equation, [a.shape for a in arrays],
+                                     dtypes.from_numpy_dtype(arrays[0].dtype)):
+        arrays = [a.astype(np.int64) for a in arrays]
     terms, rhs, sizes = parse_einsum(equation, [a.shape for a in arrays])
     full = []
     for t, a in zip(terms, arrays):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..registry import NOT_DIFFERENTIABLE, Promotion, Tag, defop
 from . import samples as S
-from .rules import aliasing_meta, pointwise_meta, same_meta
+from .rules import aliasing_meta, cast_scalar, pointwise_meta, same_meta
 
 P = Tag.POINTWISE
 UNARY = {P, Tag.UNARY}
@@ -695,6 +695,9 @@ def _clamp_meta(self, min=None, max=None):  # noqa: A002 - PyTorch's names
 
 def _clamp_reference(x, lo, hi):
     out = x
+    if x.dtype.kind in "iu":       # a Python bound out of range wraps, as in PyTorch
+        lo, hi = (cast_scalar(b, x.dtype, True) if isinstance(b, int) else b
+                  for b in (lo, hi))
     if lo is not None:
         out = np.maximum(out, lo)
     if hi is not None:

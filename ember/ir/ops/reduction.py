@@ -132,9 +132,14 @@ def _sum_dtype(x, dtype):
     return x.dtype
 
 
-def _np_sum_dtype(x: np.ndarray, dtype):
+def _np_sum_dtype(x: np.ndarray, dtype, half_in_float32: bool = False):
+    """The NumPy accumulator of a sum/prod/scan (the result is cast to the op's dtype).
+    `half_in_float32`: a float16/bfloat16 result asked for with dtype= is accumulated in
+    float32 too, as PyTorch's sum and cumsum do (its prod and cumprod multiply in half)."""
     if dtype is not None:
-        return dtypes.as_dtype(dtype).np_dtype
+        d = dtypes.as_dtype(dtype)
+        half = d in (dtypes.float16, dtypes.bfloat16)
+        return np.float32 if half and half_in_float32 else d.np_dtype
     if _is_half(x):         # accumulate in float32, as PyTorch: a bfloat16 running sum
         return np.float32   # stops growing once terms fall under its 8-bit mantissa
     return np.int64 if x.dtype.kind in "biu" else x.dtype
@@ -199,7 +204,7 @@ sum = defop(  # noqa: A001 - PyTorch's name
     saves=(),
     meta=_reduce_meta(_sum_dtype),
     reference=lambda x, dim, keepdim, dtype: np.sum(
-        x, axis=_axes(x, dim), keepdims=keepdim, dtype=_np_sum_dtype(x, dtype)),
+        x, axis=_axes(x, dim), keepdims=keepdim, dtype=_np_sum_dtype(x, dtype, True)),
     derivative=lambda g, self, dim, keepdim, dtype: expand_reduced(g, self, dim, keepdim),
     tags=R, torch_ref="torch.sum", method=True,
     samples=lambda rng: REDUCE_SAMPLES(rng) + [

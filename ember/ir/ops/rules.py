@@ -110,6 +110,23 @@ def opmath(dt: DType) -> DType:
     return dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
 
 
+def cast_scalar(value, np_dtype, checked: bool = False) -> np.ndarray:
+    """A Python scalar as a 0-d array of `np_dtype`. An int out of an integer dtype's range
+    wraps modulo 2**bits, as PyTorch's C++ cast does (-1 as uint8 is 255: `x == -1`,
+    `full(.., -1, dtype=uint8)`, alpha=-1); NumPy 2 raises OverflowError instead.
+    `checked` applies PyTorch's Scalar-argument check (full, clamp bounds, alpha): above
+    the maximum, or below the minimum of a signed type, is an error; negatives into an
+    unsigned type still wrap."""
+    np_dtype = np.dtype(np_dtype)
+    if np_dtype.kind in "iu" and isinstance(value, int) and not isinstance(value, bool):
+        info = np.iinfo(np_dtype)
+        if checked and (value > info.max or (np_dtype.kind == "i" and value < info.min)):
+            raise DTypeError(f"value cannot be converted to type {np_dtype.name}_t without "
+                             f"overflow")
+        return np.array(value & 0xFFFF_FFFF_FFFF_FFFF, dtype=np.uint64).astype(np_dtype)
+    return np.asarray(value, dtype=np_dtype)
+
+
 def np_inexact(dtype) -> bool:
     """A NumPy float or complex dtype, bfloat16 included (ml_dtypes' kind is 'V')."""
     return dtype.kind in "fc" or dtype.name == "bfloat16"

@@ -183,12 +183,13 @@ def _scan_meta(self, dim, dtype=None):
     return TensorMeta(tuple(self.shape), _sum_dtype(self, dtype), str(self.device))
 
 
-def _scan_np(fn):
+def _scan_np(fn, half_in_float32=False):
     def ref(x, dim, dtype=None):
         if not x.ndim:
             wrap_dim(dim, 0)
             return x.astype(_np_sum_dtype(x, dtype))
-        return fn(x, axis=wrap_dim(dim, x.ndim), dtype=_np_sum_dtype(x, dtype))
+        return fn(x, axis=wrap_dim(dim, x.ndim),
+                  dtype=_np_sum_dtype(x, dtype, half_in_float32))
     return ref
 
 
@@ -207,7 +208,7 @@ SCAN_SAMPLES = lambda rng, make=S.randn: [  # noqa: E731
 
 cumsum = defop(
     "cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor",
-    meta=_scan_meta, reference=_scan_np(np.cumsum),
+    meta=_scan_meta, reference=_scan_np(np.cumsum, half_in_float32=True),
     derivative=lambda g, self, dim, dtype: _reverse_cumsum(g, dim),
     saves=(), tags=set(), torch_ref="torch.cumsum", method=True, samples=SCAN_SAMPLES,
 )
