@@ -23,6 +23,7 @@ from .autograd.engine import OpNode, edge_of
 from ..ir.ops.shape import flat_storage
 from ..ir.quantized import QuantizedArray
 from . import eager_kernels
+from .devices import creation_device, creation_target
 from .quantized import is_quantized_tensor, run_quantized, wrap_result
 from .tensor import VALUE_READS, Storage, Tensor
 
@@ -38,7 +39,7 @@ def run_op(op: OpDef, args: tuple):
             return run_inplace(op, args)
     key = _call_key(op, args)
     plan = _PLANS.get(key) if key is not None else None
-    if plan is None:
+    if plan is None or (plan.factory and creation_device() != "cpu"):
         plan = _make_plan(op, args, key)
     return run_plan(op, args, plan)
 
@@ -131,10 +132,11 @@ def run_meta(op: OpDef, args: tuple):
 
 class _Plan:
     __slots__ = ("on_cuda", "out_meta", "compute_dtype", "out_np_dtype", "out_strides",
-                 "kernel", "measured", "quantized")
+                 "kernel", "measured", "quantized", "factory")
 
-    def __init__(self, on_cuda, out_meta, compute_dtype):
+    def __init__(self, on_cuda, out_meta, compute_dtype, factory=False):
         self.quantized = False
+        self.factory = factory                   # tensor-less: valid on the CPU creation device
         self.on_cuda = on_cuda
         self.kernel = None                       # a generated kernel, once chosen
         self.measured = False
@@ -164,6 +166,7 @@ _SCALARS = (int, float, bool, complex)
 class _QuantizedPlan:
     """Calls with quantized operands run through quantized.py (their dtypes are in the key)."""
     quantized = True
+    factory = False
 
 
 _QUANTIZED_PLAN = _QuantizedPlan()
@@ -177,7 +180,6 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
     on_cuda = _check_devices(op, args)
     factory = next(_tensors_in(op, args), None) is None
     if not on_cuda and factory:             # a factory: device=, or the creation device
-        from .devices import creation_target
         on_cuda = creation_target(op, args) != "cpu"
     reads_before = VALUE_READS[0]
     out_meta = run_meta(op, args)
@@ -187,11 +189,13 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
         kind = op.promotion(*args) if callable(op.promotion) else op.promotion
         compute, _ = promote_dtypes(kind, [args[i] for i in op.promote_args])
         compute = opmath(compute).np_dtype
-    plan = _Plan(on_cuda, out_meta, compute)
-    # factories are not cached: where they create depends on thread state (a CUDA
-    # derivative rule's creation device), not only on their arguments
-    cacheable = key is not None and not factory and VALUE_READS[0] == reads_before
-    if cacheable and not on_cuda and _USE_KERNELS:
+    plan = _Plan(on_cuda, out_meta, compute, factory)
+    # where a factory creates depends on thread state too (a CUDA derivative rule's
+    # creation device), not only on its arguments: its plan is cached only when made
+    # for the CPU creation device, and run_op uses it only while that is still the one
+    cacheable = key is not None and VALUE_READS[0] == reads_before and \
+        not (factory and creation_device() != "cpu")
+    if cacheable and not on_cuda and not factory and _USE_KERNELS:
         plan.kernel = eager_kernels.candidate(op, args, out_meta)
         plan.measured = getattr(plan.kernel, "exact", False)    # bit-exact: no trial needed
     if cacheable:
