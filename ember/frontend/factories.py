@@ -322,8 +322,9 @@ def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=cont
     dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
     if not (dt.is_floating_point or dt.is_complex):
         raise DTypeError(f"random floats requested with a non-float dtype {dt}")
-    return _finish(Tensor._from_array(values.astype(dt.np_dtype), memory_format),
-                   requires_grad, device)
+    values = values.astype(dt.np_dtype)      # a fresh C-ordered array: adopted as it is
+    t = Tensor._from_array(values, memory_format, copy=memory_format is not contiguous_format)
+    return _finish(t, requires_grad, device) if requires_grad or device is not None else t
 
 
 @_accepts_layout
