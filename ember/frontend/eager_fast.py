@@ -167,7 +167,7 @@ def _entry_for(op, a, b) -> _Entry | None:
     key = eager._call_key(op, bound)
     plan = eager._PLANS.get(key) if key is not None else None
     if not isinstance(plan, eager._Plan) or plan.on_cuda or plan.kernel is not None or \
-            plan.out_strides is None:
+            plan.out_strides is None or plan.round_via is not None:
         return None
     compute = plan.compute_dtype
     promoted = op.promote_args if compute is not None else ()
