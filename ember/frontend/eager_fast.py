@@ -430,7 +430,7 @@ _FILL_TYPES = (int, float, bool, complex)
 def fill_call(shape: list, fill_value, dtype):
     """`full(shape, fill_value, dtype=dtype)` on the CPU, contiguous."""
     kind = type(fill_value)
-    if _MODES or _autocast.ACTIVE or kind not in _FILL_TYPES or \
+    if _MODES or _autocast.ACTIVE or kind not in _FILL_TYPES or _EXTOBJ is None or \
             not (dtype is None or type(dtype) is _DTYPE_TYPE):
         return _full_op(shape, fill_value, dtype)
     key = (tuple(shape), kind, dtype, _DEFAULTS.float_dtype)
@@ -442,7 +442,12 @@ def fill_call(shape: list, fill_value, dtype):
                 _FILLS.clear()
             _FILLS[key] = out._array.dtype
         return out
-    arr = fill_array(key[0], fill_value, np_dtype)
+    current = _EXTOBJ.get()                 # an overflowing fill is inf, quietly (run_op)
+    token = _EXTOBJ.set(_QUIET[1] if current is _QUIET[0] else _quiet_state(current))
+    try:
+        arr = fill_array(key[0], fill_value, np_dtype)
+    finally:
+        _EXTOBJ.reset(token)
     return Tensor._make(arr, Storage(arr if arr.ndim == 1 else flat_storage(arr)))
 
 

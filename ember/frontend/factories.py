@@ -191,8 +191,11 @@ def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False,
 
 
 def _like(op_name, t, dtype, memory_format, requires_grad, device, **extra):
-    out = OPS[op_name](t, *extra.values(), dtype=dtype, memory_format=memory_format)
-    return _finish(out, requires_grad, device)
+    if dtype is None and memory_format is preserve_format:     # the schema's defaults:
+        out = OPS[op_name](t, *extra.values())                  # a shorter seen-call key
+    else:
+        out = OPS[op_name](t, *extra.values(), dtype=dtype, memory_format=memory_format)
+    return _finish(out, requires_grad, device) if requires_grad or device is not None else out
 
 
 @_accepts_layout

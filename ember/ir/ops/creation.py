@@ -44,7 +44,14 @@ def fill_array(shape: tuple, fill_value, np_dtype) -> np.ndarray:
     if (kind is int or kind is bool) and fill_value == 0 or \
             kind is float and fill_value == 0 and math.copysign(1.0, fill_value) > 0:
         return np.zeros(shape, np_dtype)
+    if np_dtype in _FILL_DTYPES and kind in (int, float, bool) and abs(fill_value) < 1e300:
+        out = np.empty(shape, np_dtype)         # np.full's result, without its Python layer
+        out.fill(fill_value)
+        return out
     return np.full(shape, fill_value, np_dtype)
+
+
+_FILL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 full = defop(
