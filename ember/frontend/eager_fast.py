@@ -448,7 +448,8 @@ def fill_call(shape: list, fill_value, dtype):
         arr = fill_array(key[0], fill_value, np_dtype)
     finally:
         _EXTOBJ.reset(token)
-    return Tensor._make(arr, Storage(arr if arr.ndim == 1 else flat_storage(arr)))
+    # a fresh C-ordered array: its flat view is its storage (flat_storage, without the call)
+    return Tensor._make(arr, Storage(arr if arr.ndim == 1 else arr.reshape(-1)))
 
 
 def _full_op(shape: list, fill_value, dtype):
