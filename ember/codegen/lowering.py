@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from ..ir.dtypes import Category, DType, bool_, float32, int64, result_type
 from ..ir.errors import LoweringError
 from ..ir.graph import Graph, Node, OpKind, map_arg
@@ -181,11 +183,15 @@ def pointwise(fn: Callable, *, compute: str = "out"):
     """
     def rule(ctx: LoweringContext, node: Node, operands: list, **scalars):
         out: TensorMeta = node.meta["val"]
-        if compute == "promoted":
-            dtype = opmath(result_type([_dtype_source(o) for o in operands]))
-        else:
-            dtype = opmath(out.dtype)
+        promoted = result_type([_dtype_source(o) for o in operands]) \
+            if compute == "promoted" else out.dtype
+        dtype = opmath(promoted)
         shape = tuple(out.shape)
+        if dtype != promoted and getattr(node.target, "name", None) not in _SCALAR_IN_OPMATH:
+            # PyTorch casts a number to the half-precision dtype first (`1.001 - x` on
+            # bfloat16 subtracts bf16(1.001)); mul/div/lerp keep it at float32
+            operands = [float(np.asarray(o, promoted.np_dtype)) if type(o) in (int, float)
+                        else o for o in operands]
 
         def load(index):
             args = [cast(o.load(broadcast_index(index, o.shape, shape, ctx.n_vars)), dtype)
@@ -193,6 +199,10 @@ def pointwise(fn: Callable, *, compute: str = "out"):
             return cast(fn(*args, **scalars), out.dtype)
         return Value(shape, out.dtype, load)
     return rule
+
+
+# ops whose PyTorch CPU kernels read a scalar operand unrounded (frontend/eager.py too)
+_SCALAR_IN_OPMATH = frozenset({"mul", "div", "floor_divide", "lerp"})
 
 
 def _dtype_source(operand):

@@ -23,6 +23,7 @@ from .autograd.engine import OpNode, edge_of
 from ..ir.ops.shape import flat_storage
 from ..ir.quantized import QuantizedArray
 from . import eager_kernels
+from .devices import creation_device, creation_target
 from .quantized import is_quantized_tensor, run_quantized, wrap_result
 from .tensor import VALUE_READS, Storage, Tensor
 
@@ -38,7 +39,7 @@ def run_op(op: OpDef, args: tuple):
             return run_inplace(op, args)
     key = _call_key(op, args)
     plan = _PLANS.get(key) if key is not None else None
-    if plan is None:
+    if plan is None or (plan.factory and creation_device() != "cpu"):
         plan = _make_plan(op, args, key)
     return run_plan(op, args, plan)
 
@@ -59,7 +60,8 @@ def run_plan(op: OpDef, args: tuple, plan):
         else:                               # first use: measure it against the reference
             result, plan.kernel = eager_kernels.choose(
                 op, args, plan.kernel,
-                lambda: op.reference(*_reference_args(op, args, plan.compute_dtype)))
+                lambda: op.reference(*_reference_args(op, args, plan.compute_dtype,
+                                                      plan.round_via)))
             plan.measured = True
         outputs = _wrap_outputs(op, args, result, plan)
     else:
@@ -67,7 +69,8 @@ def run_plan(op: OpDef, args: tuple, plan):
         # PyTorch, not warnings: NumPy's RuntimeWarnings stay inside the kernel
         token = quiet_fp()
         try:
-            result = op.reference(*_reference_args(op, args, plan.compute_dtype))
+            result = op.reference(*_reference_args(op, args, plan.compute_dtype,
+                                                   plan.round_via))
             outputs = _wrap_outputs(op, args, result, plan)
         finally:
             restore_fp(token)
@@ -131,10 +134,14 @@ def run_meta(op: OpDef, args: tuple):
 
 class _Plan:
     __slots__ = ("on_cuda", "out_meta", "compute_dtype", "out_np_dtype", "out_strides",
-                 "kernel", "measured", "quantized")
+                 "kernel", "measured", "quantized", "factory", "round_via")
 
-    def __init__(self, on_cuda, out_meta, compute_dtype):
+    def __init__(self, on_cuda, out_meta, compute_dtype, factory=False, round_via=None):
         self.quantized = False
+        # a promoted dtype narrower than its compute dtype (bfloat16, float16): operands
+        # are rounded to it first, as PyTorch casts them (`1.001 - x` subtracts bf16(1.001))
+        self.round_via = round_via
+        self.factory = factory                   # tensor-less: valid on the CPU creation device
         self.on_cuda = on_cuda
         self.kernel = None                       # a generated kernel, once chosen
         self.measured = False
@@ -164,6 +171,7 @@ _SCALARS = (int, float, bool, complex)
 class _QuantizedPlan:
     """Calls with quantized operands run through quantized.py (their dtypes are in the key)."""
     quantized = True
+    factory = False
 
 
 _QUANTIZED_PLAN = _QuantizedPlan()
@@ -177,21 +185,24 @@ def _make_plan(op: OpDef, args: tuple, key) -> _Plan:
     on_cuda = _check_devices(op, args)
     factory = next(_tensors_in(op, args), None) is None
     if not on_cuda and factory:             # a factory: device=, or the creation device
-        from .devices import creation_target
         on_cuda = creation_target(op, args) != "cpu"
     reads_before = VALUE_READS[0]
     out_meta = run_meta(op, args)
-    compute = None
+    compute = via = None
     if op.promotion is not None and not on_cuda:
         # a callable promotion picks the kind from the call (div: rounding_mode keeps ints)
         kind = op.promotion(*args) if callable(op.promotion) else op.promotion
-        compute, _ = promote_dtypes(kind, [args[i] for i in op.promote_args])
-        compute = opmath(compute).np_dtype
-    plan = _Plan(on_cuda, out_meta, compute)
-    # factories are not cached: where they create depends on thread state (a CUDA
-    # derivative rule's creation device), not only on their arguments
-    cacheable = key is not None and not factory and VALUE_READS[0] == reads_before
-    if cacheable and not on_cuda and _USE_KERNELS:
+        promoted, _ = promote_dtypes(kind, [args[i] for i in op.promote_args])
+        compute = opmath(promoted).np_dtype
+        if promoted.np_dtype != compute and promoted.is_floating_point:
+            via = promoted.np_dtype
+    plan = _Plan(on_cuda, out_meta, compute, factory, via)
+    # where a factory creates depends on thread state too (a CUDA derivative rule's
+    # creation device), not only on its arguments: its plan is cached only when made
+    # for the CPU creation device, and run_op uses it only while that is still the one
+    cacheable = key is not None and VALUE_READS[0] == reads_before and \
+        not (factory and creation_device() != "cpu")
+    if cacheable and not on_cuda and not factory and _USE_KERNELS:
         plan.kernel = eager_kernels.candidate(op, args, out_meta)
         plan.measured = getattr(plan.kernel, "exact", False)    # bit-exact: no trial needed
     if cacheable:
@@ -290,13 +301,16 @@ def _check_devices(op, args) -> bool:
     return bool(devices) and "cpu" not in devices
 
 
-def _reference_args(op: OpDef, args: tuple, compute) -> list:
-    """Unwrap tensors to arrays; cast promoted operands to the op's compute dtype."""
+def _reference_args(op: OpDef, args: tuple, compute, via=None) -> list:
+    """Unwrap tensors to arrays; cast promoted operands to the op's compute dtype
+    (through the promoted dtype `via` when that is narrower)."""
     promoted = op.promote_args if compute is not None else ()
     out = []
     for i, v in enumerate(args):
         if i in promoted:
-            out.append(_as_array(v, compute))
+            keep = via is not None and op.name in _SCALAR_IN_OPMATH and \
+                (not isinstance(v, Tensor) or v.ndim == 0)
+            out.append(_as_array(v, compute, None if keep else via))
         elif isinstance(v, Tensor):
             out.append(v._array)
         elif isinstance(v, (list, tuple)) and v and isinstance(v[0], Tensor):
@@ -306,10 +320,19 @@ def _reference_args(op: OpDef, args: tuple, compute) -> list:
     return out
 
 
-def _as_array(v, np_dtype):
+# PyTorch's CPU mul, div (every rounding mode) and lerp read a scalar operand (a Python number
+# or a 0-dim tensor) at the compute precision, unrounded; other ops cast it first
+_SCALAR_IN_OPMATH = frozenset({"mul", "div", "floor_divide", "lerp"})
+
+
+def _as_array(v, np_dtype, via=None):
     if isinstance(v, Tensor):
         arr = v._array
+        if via is not None and arr.dtype != via:
+            arr = arr.astype(via)
         return arr if arr.dtype == np_dtype else arr.astype(np_dtype)
+    if via is not None:
+        return np.asarray(v, dtype=via).astype(np_dtype)
     return np.asarray(v, dtype=np_dtype)
 
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import autocast as _autocast, dispatch, dtypes
-from ..ir.meta import MemoryFormat
+from ..ir.meta import MemoryFormat, contiguous_format
+from ..ir.ops.creation import fill_array
 from ..ir.ops.shape import flat_storage
 from ..ir.registry import OPS, Tag
 from ..ir.public_args import TENSOR_REQUIRED
 from .autograd.grad_mode import STATE as _GRAD_STATE
+from .devices import creation_device
 from . import eager
 from .eager import _EXTOBJ, _QUIET
 from .tensor import Storage, Tensor
@@ -165,7 +167,7 @@ def _entry_for(op, a, b) -> _Entry | None:
     key = eager._call_key(op, bound)
     plan = eager._PLANS.get(key) if key is not None else None
     if not isinstance(plan, eager._Plan) or plan.on_cuda or plan.kernel is not None or \
-            plan.out_strides is None:
+            plan.out_strides is None or plan.round_via is not None:
         return None
     compute = plan.compute_dtype
     promoted = op.promote_args if compute is not None else ()
@@ -255,6 +257,8 @@ def seen_call(op, args: tuple, kwargs: dict):
         for j, name in entry.keywords:
             tail[j] = kwargs[name]
         tail = tuple(tail)
+    if entry.factory and creation_device() != "cpu":
+        return NotImplemented               # a derivative rule's device: the full path
     if entry.plain:
         return _run_seen(op, args + tail if tail else args, entry)
     return eager.run_plan(op, args + tail if tail else args, entry.plan)
@@ -311,10 +315,11 @@ class _Seen:
     """A seen call's plan and schema defaults; `plain` when _run_seen may run it: a
     NumPy reference, one tensor result, no operand cast, no tensor list."""
     __slots__ = ("plan", "tail", "keywords", "plain", "tensors", "view", "shape", "strides",
-                 "np_dtype")
+                 "np_dtype", "factory")
 
     def __init__(self, op, plan, bound: tuple, n_args: int, keywords: tuple):
         self.plan = plan
+        self.factory = plan.factory          # valid only while creating on the CPU
         self.tail = bound[n_args:]
         self.keywords = keywords            # (index in tail, name): filled per call
         self.tensors = tuple(i for i, v in enumerate(bound) if type(v) in _FAST_TYPES)
@@ -400,8 +405,58 @@ def _tensors_or_none(v) -> bool:
 def install_seen_calls() -> None:
     from ..ir import registry
     registry.FAST_CALL[:] = [seen_call]
+    from . import factories
+    factories.FILL_CALL[:] = [fill_call]
 
 
 _RUN_OP_ONLY = frozenset({Tag.INPLACE, Tag.NONDETERMINISTIC})
 _VALUE_TYPES = {int, float, bool, complex, str, type(dtypes.DEFAULTS.float_dtype), MemoryFormat}
 _KWARGS = object()                          # separates keyword parts in a key
+
+
+# --- constant-fill factories: ember.zeros / ones / full / empty -----------------------
+#
+# `ember.zeros(3)` through the registry op `full` costs a schema bind (or a seen-call
+# key over its keyword arguments) and a plan around a single np.zeros. A fill whose
+# (shape, fill type, dtype, default dtype) made a CPU tensor through the full path
+# before runs the op's reference directly: the same array, adopted as the full path
+# adopts it. A dispatch mode (tracing), an autocast region and a derivative rule's
+# creation device (devices.creation_device) always take the full path.
+
+_FILLS: dict[tuple, np.dtype] = {}
+_FILL_TYPES = (int, float, bool, complex)
+
+
+def fill_call(shape: list, fill_value, dtype):
+    """`full(shape, fill_value, dtype=dtype)` on the CPU, contiguous."""
+    kind = type(fill_value)
+    if _MODES or _autocast.ACTIVE or kind not in _FILL_TYPES or _EXTOBJ is None or \
+            not (dtype is None or type(dtype) is _DTYPE_TYPE):
+        return _full_op(shape, fill_value, dtype)
+    key = (tuple(shape), kind, dtype, _DEFAULTS.float_dtype)
+    np_dtype = _FILLS.get(key)
+    if np_dtype is None or creation_device() != "cpu" or \
+            kind is int and not 0 <= fill_value < 128 and np_dtype.kind in "iu":
+        # (an int fill outside every integer dtype's range wraps or is refused: the op's rule)
+        out = _full_op(shape, fill_value, dtype)
+        if out._storage.device == "cpu" and creation_device() == "cpu":
+            if len(_FILLS) >= _MAX_ENTRIES:
+                _FILLS.clear()
+            _FILLS[key] = out._array.dtype
+        return out
+    current = _EXTOBJ.get()                 # an overflowing fill is inf, quietly (run_op)
+    token = _EXTOBJ.set(_QUIET[1] if current is _QUIET[0] else _quiet_state(current))
+    try:
+        arr = fill_array(key[0], fill_value, np_dtype)
+    finally:
+        _EXTOBJ.reset(token)
+    # a fresh C-ordered array: its flat view is its storage (flat_storage, without the call)
+    return Tensor._make(arr, Storage(arr if arr.ndim == 1 else arr.reshape(-1)))
+
+
+def _full_op(shape: list, fill_value, dtype):
+    return OPS["full"](shape, fill_value, dtype=dtype, device=None,
+                       memory_format=contiguous_format)
+
+
+_DTYPE_TYPE = type(dtypes.DEFAULTS.float_dtype)

@@ -148,42 +148,54 @@ def _rebuild_tensor(arr, requires_grad, memory_format):
     return t
 
 
+# [fn(size, fill_value, dtype) -> Tensor]: the CPU eager fill (eager_fast.fill_call), set
+# when the eager frontend installs; `full` with no device and the contiguous format
+FILL_CALL: list = []
+
+
+def _full(size: list, fill_value, dtype, device, requires_grad, memory_format) -> Tensor:
+    if device is None and memory_format is contiguous_format and FILL_CALL:
+        t = FILL_CALL[0](size, fill_value, dtype)
+    else:
+        t = OPS["full"](size, fill_value, dtype=dtype, device=device,
+                        memory_format=memory_format)
+    return _finish(t, requires_grad, device) if requires_grad or device is not None else t
+
+
 @_accepts_layout
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
-    t = OPS["full"](list(size), fill_value, dtype=dtype, device=device,
-                    memory_format=memory_format)
-    return _finish(t, requires_grad, device)
+    return _full(list(size), fill_value, dtype, device, requires_grad, memory_format)
 
 
 @_accepts_layout
 def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
-    return full(_size_argument("zeros", sizes, size), 0,
-                dtype=dtype or dtypes.get_default_dtype(), device=device,
-                requires_grad=requires_grad, memory_format=memory_format)
+    return _full(_size_argument("zeros", sizes, size), 0, dtype or dtypes.get_default_dtype(),
+                 device, requires_grad, memory_format)
 
 
 @_accepts_layout
 def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False,
          memory_format=contiguous_format) -> Tensor:
-    return full(_size_argument("ones", sizes, size), 1,
-                dtype=dtype or dtypes.get_default_dtype(), device=device,
-                requires_grad=requires_grad, memory_format=memory_format)
+    return _full(_size_argument("ones", sizes, size), 1, dtype or dtypes.get_default_dtype(),
+                 device, requires_grad, memory_format)
 
 
 @_accepts_layout
 def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False,
           memory_format=contiguous_format) -> Tensor:
     """Uninitialized in PyTorch; ember fills with zeros so results never depend on garbage."""
-    return zeros(_size_argument("empty", sizes, size), dtype=dtype, device=device,
-                 requires_grad=requires_grad,
-                 memory_format=memory_format)
+    return _full(_size_argument("empty", sizes, size), 0, dtype or dtypes.get_default_dtype(),
+                 device, requires_grad, memory_format)
 
 
 def _like(op_name, t, dtype, memory_format, requires_grad, device, **extra):
-    out = OPS[op_name](t, *extra.values(), dtype=dtype, memory_format=memory_format)
-    return _finish(out, requires_grad, device)
+    if dtype is None and memory_format is preserve_format:     # the schema's defaults:
+        out = OPS[op_name](t, *extra.values())                  # a shorter seen-call key
+    else:
+        out = OPS[op_name](t, *extra.values(), dtype=dtype, memory_format=memory_format)
+    return _finish(out, requires_grad, device) if requires_grad or device is not None else out
 
 
 @_accepts_layout
@@ -335,8 +347,9 @@ def _recorded_draw(sampler: str, shape, generator, dt, device, memory_format,
 
 def _random(values: np.ndarray, dtype, requires_grad, device, memory_format=contiguous_format):
     dt = _float_dtype(dtype)
-    return _finish(Tensor._from_array(values.astype(dt.np_dtype), memory_format),
-                   requires_grad, device)
+    values = values.astype(dt.np_dtype)      # a fresh C-ordered array: adopted as it is
+    t = Tensor._from_array(values, memory_format, copy=memory_format is not contiguous_format)
+    return _finish(t, requires_grad, device) if requires_grad or device is not None else t
 
 
 @_accepts_layout
@@ -422,4 +435,4 @@ def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False) -> Ten
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "annotations", "numbers", "np", "dtypes", "Tensor", "OPS", "MemoryFormat", "Device",
     "DTypeError", "ShapeError", "check_device_available", "numpy_rng", "default_device_or",
-    "contiguous_format", "preserve_format", "check_layout")]
+    "contiguous_format", "preserve_format", "check_layout", "FILL_CALL")]

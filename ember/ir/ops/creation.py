@@ -5,9 +5,12 @@ tensor argument run eagerly unless a mode (jit trace) records them.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
+from ..errors import ShapeError
 from ..meta import TensorMeta, contiguous_format, preserve_format
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
@@ -26,14 +29,36 @@ def _factory_dtype(dtype, fill_value=None):
 
 
 def _check_size(size):
-    from ..errors import ShapeError
-    size = tuple(int(s) for s in size)
-    if any(s < 0 for s in size):
+    size = tuple(map(int, size))
+    if size and min(size) < 0:
         raise ShapeError(f"Trying to create tensor with negative dimension: {list(size)}")
     if len(size) > MAX_DIMS:     # NumPy's limit, which holds ember's values
         raise ShapeError(f"only tensors with up to {MAX_DIMS} dims are supported (size has "
                          f"{len(size)})")
     return size
+
+
+def fill_array(shape: tuple, fill_value, np_dtype) -> np.ndarray:
+    """np.full, through np.zeros (several times faster) for a +0 fill (zeros, empty)."""
+    kind = type(fill_value)
+    if (kind is int or kind is bool) and fill_value == 0 or \
+            kind is float and fill_value == 0 and math.copysign(1.0, fill_value) > 0:
+        return np.zeros(shape, np_dtype)
+    if np_dtype in _FILL_DTYPES and kind in (int, float, bool) and abs(fill_value) < 1e300:
+        out = np.empty(shape, np_dtype)         # np.full's result, without its Python layer
+        out.fill(fill_value)
+        return out
+    return np.full(shape, fill_value, np_dtype)
+
+
+_FILL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _full_reference(size, fill_value, dtype, device, memory_format):
+    np_dtype = _factory_dtype(dtype, fill_value).np_dtype
+    if np_dtype.kind in "iu" and type(fill_value) is int:   # wraps or refuses as torch
+        fill_value = cast_scalar(fill_value, np_dtype, True).item()
+    return fill_array(_check_size(size), fill_value, np_dtype)
 
 
 full = defop(
@@ -42,8 +67,7 @@ full = defop(
     meta=lambda size, fill_value, dtype, device, memory_format: TensorMeta(
         _check_size(size), _factory_dtype(dtype, fill_value), str(device or "cpu"),
         memory_format or contiguous_format),
-    reference=lambda size, fill_value, dtype, device, memory_format: np.full(
-        _check_size(size), cast_scalar(fill_value, _factory_dtype(dtype, fill_value).np_dtype, True)),
+    reference=_full_reference,
     derivative=NOT_DIFFERENTIABLE, tags=F,
     samples=lambda rng: [S.Sample(([2, 3], 1.5)), S.Sample(([4], 7)),
                          S.Sample(([2, 2], 0), {"dtype": "float64"})],
@@ -63,7 +87,7 @@ def like(name, fill):
         f"{name}(Tensor self, *, ScalarType? dtype=None, MemoryFormat? memory_format=None)"
         " -> Tensor",
         meta=_like_meta,
-        reference=lambda x, dtype, memory_format: np.full(
+        reference=lambda x, dtype, memory_format: fill_array(
             x.shape, fill, (dtypes.as_dtype(dtype).np_dtype if dtype else x.dtype)),
         derivative=NOT_DIFFERENTIABLE, tags=F,
         samples=lambda rng: [S.Sample((S.randn(rng, 3, 4),)),
@@ -96,7 +120,6 @@ def _arange_dtype(start, end, step, dtype):
 
 
 def _arange_len(start, end, step) -> int:
-    from ..errors import ShapeError
     if step == 0:
         raise ShapeError("arange: step must be nonzero")
     if (end - start) * step < 0:
