@@ -17,7 +17,7 @@ from ..ir import determinism, dispatch, dtypes
 from ..ir.errors import AutogradError, DeviceError, EmberError, at_user_line
 from ..ir.meta import TensorMeta, channels_last, contiguous_format, strides_for
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
-from ..ir.ops.rules import opmath, promote_dtypes
+from ..ir.ops.rules import cast_scalar, opmath, promote_dtypes
 from .autograd import grad_mode
 from .autograd.engine import OpNode, edge_of
 from ..ir.ops.shape import flat_storage
@@ -333,7 +333,10 @@ def _as_array(v, np_dtype, via=None):
         return arr if arr.dtype == np_dtype else arr.astype(np_dtype)
     if via is not None:
         return np.asarray(v, dtype=via).astype(np_dtype)
-    return np.asarray(v, dtype=np_dtype)
+    try:
+        return np.asarray(v, dtype=np_dtype)
+    except OverflowError:                   # an int out of range wraps, as in torch
+        return cast_scalar(v, np_dtype)
 
 
 def _wrap_outputs(op: OpDef, args: tuple, result, plan: _Plan):

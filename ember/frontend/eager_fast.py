@@ -27,6 +27,7 @@ import numpy as np
 from ..ir import autocast as _autocast, dispatch, dtypes
 from ..ir.meta import MemoryFormat, contiguous_format
 from ..ir.ops.creation import fill_array
+from ..ir.ops.rules import cast_scalar
 from ..ir.ops.shape import flat_storage
 from ..ir.registry import OPS, Tag
 from ..ir.public_args import TENSOR_REQUIRED
@@ -97,7 +98,7 @@ def operator_method(op_name: str):
         if cast is None:
             y = arr_b
         else:
-            y = arr_b.astype(cast) if tb in _FAST_TYPES else np.asarray(arr_b, dtype=cast)
+            y = arr_b.astype(cast) if tb in _FAST_TYPES else _scalar_array(arr_b, cast)
         # IEEE results are answers, as in run_op: NumPy's warnings off (eager.quiet_fp, inline)
         current = _EXTOBJ.get()
         token = _EXTOBJ.set(_QUIET[1] if current is _QUIET[0] else _quiet_state(current))
@@ -425,6 +426,13 @@ _KWARGS = object()                          # separates keyword parts in a key
 
 _FILLS: dict[tuple, np.dtype] = {}
 _FILL_TYPES = (int, float, bool, complex)
+
+
+def _scalar_array(value, np_dtype):
+    try:
+        return np.asarray(value, dtype=np_dtype)
+    except OverflowError:                   # an int out of range wraps, as in torch
+        return cast_scalar(value, np_dtype)
 
 
 def fill_call(shape: list, fill_value, dtype):
