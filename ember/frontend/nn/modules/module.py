@@ -92,6 +92,36 @@ def _shape_str(shape) -> str:
     return f"ember.Size({list(shape)})"
 
 
+def _build_on_given_device(cls) -> None:
+    """ember's layers take PyTorch's `device=` argument: their parameters and buffers are
+    created on that device (`nn.Linear(3, 4, device="meta")` allocates nothing), by
+    running the constructor with it as the default device of factories."""
+    import functools
+    import inspect
+    init = cls.__dict__["__init__"]
+    try:
+        parameters = list(inspect.signature(init).parameters)
+    except (TypeError, ValueError):
+        return
+    if "device" not in parameters:
+        return
+    position = parameters.index("device") - 1          # after self
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        dev = kwargs.get("device", args[position] if len(args) > position else None)
+        from ...device import device as Device
+        try:
+            target = None if dev is None else Device(dev)
+        except Exception:                   # noqa: BLE001 - not a device spec ember knows
+            target = None
+        if target is None:
+            return init(self, *args, **kwargs)
+        with target:
+            return init(self, *args, **kwargs)
+    cls.__init__ = __init__
+
+
 class Module:
     """Base class of every layer. Subclasses call `super().__init__()` first."""
 
@@ -116,6 +146,11 @@ class Module:
         sa(self, "_forward_pre_hooks_with_kwargs", {})
         sa(self, "_state_dict_hooks", _HookDict())
         sa(self, "_load_state_dict_pre_hooks", _HookDict())
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("ember.") and "__init__" in cls.__dict__:
+            _build_on_given_device(cls)
 
     forward: Callable[..., Any]
 

@@ -1,0 +1,112 @@
+"""The 'meta' device: tensors with a shape, dtype and strides but no data.
+
+PyTorch users build models on it without allocating (`with torch.device("meta"):`,
+accelerate's init_empty_weights), then `to_empty(device="cpu")` and
+`load_state_dict(..., assign=True)`; shape inference runs whole programs on it. An op on
+meta tensors runs only its meta rule (eager.run_op computes it for every call anyway):
+the results are fresh meta tensors of the rule's shapes, dtypes and strides, views share
+their source's (unallocated) storage with the geometry numpy computes for them, and
+in-place ops change nothing but the version counter. Autograd records as for any device,
+so backward on meta tensors gives meta gradients.
+
+Reading values raises PyTorch's errors: `.cpu()`/`.tolist()` NotImplementedError
+"Cannot copy out of meta tensor; no data!", `.numpy()` TypeError, `.item()` RuntimeError.
+
+The device plugs into the hooks every non-CPU device goes through (devices.py); it is
+not in the registry of packages' devices, since 'meta' is a type of PyTorch's own.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.errors import LoweringError
+from ..ir.meta import TensorMeta, channels_last, contiguous_format, strides_for
+from ..ir.registry import Tag
+from .tensor import Tensor
+
+META = "meta"
+NO_DATA = "Cannot copy out of meta tensor; no data!"
+
+
+class MetaStorage:
+    """The storage of meta tensors: a size and a version counter, no memory."""
+    __slots__ = ("nbytes", "version", "device", "index", "inference", "__weakref__")
+
+    def __init__(self, nbytes: int):
+        from .grad_state import STATE
+        self.nbytes = int(nbytes)
+        self.version = 0
+        self.device = META
+        self.index = 0
+        self.inference = STATE.inference
+
+
+def empty_meta(shape, element_strides, np_dtype) -> Tensor:
+    """A meta tensor with this geometry (strides in elements)."""
+    from .devices import DeviceArray
+    geometry = DeviceArray.of(shape, element_strides, np_dtype)
+    return Tensor._make(geometry, MetaStorage(geometry.extent() * geometry.itemsize))
+
+
+def _empty_like_meta(meta: TensorMeta) -> Tensor:
+    strides = meta.strides if meta.strides is not None else strides_for(
+        meta.shape, channels_last if meta.memory_format is channels_last and
+        len(meta.shape) == 4 else contiguous_format)
+    return empty_meta(meta.shape, strides, meta.dtype.np_dtype)
+
+
+def _result(out_meta):
+    """Fresh meta tensors for an op's outputs (scalars and None pass through)."""
+    if isinstance(out_meta, TensorMeta):
+        return _empty_like_meta(out_meta)
+    if isinstance(out_meta, (list, tuple)):
+        return type(out_meta)(_result(m) for m in out_meta)
+    return out_meta
+
+
+def _dense_strides(t: Tensor):
+    from .devices import _layout_for
+    return strides_for(tuple(t.shape), _layout_for(t))
+
+
+class MetaHooks:
+    """The meta device as devices.py's hooks: shapes in, shapes out, no data."""
+
+    def check(self, dev) -> None:
+        return None
+
+    def compute(self, op, args: tuple, out_meta, device: str):
+        if op.has_tag(Tag.VIEW):
+            views = _views(op, args)
+            if views is not None:
+                return views
+        return _result(out_meta)
+
+    def upload(self, t: Tensor, index: int) -> Tensor:
+        """`.to('meta')`: a meta tensor of t's shape, dtype and dense layout."""
+        return empty_meta(tuple(t.shape), _dense_strides(t), t._array.dtype)
+
+    def download(self, t: Tensor) -> Tensor:
+        raise NotImplementedError(NO_DATA)
+
+    def values(self, t: Tensor) -> np.ndarray:
+        raise NotImplementedError(NO_DATA)
+
+    def copy_into(self, dst: Tensor, src: Tensor) -> None:
+        return None                         # no data to write: the meta rule checked shapes
+
+    def clone(self, t: Tensor) -> Tensor:
+        return empty_meta(tuple(t.shape), _dense_strides(t), t._array.dtype)
+
+
+def _views(op, args: tuple):
+    """A view op's results as views of the source's storage (geometry from numpy on an
+    unread shadow); None when the shadow cannot be made (a storage too large to map)."""
+    from .eager_cuda import _views as shadow_views
+    try:
+        return shadow_views(op, args)
+    except (OSError, MemoryError, OverflowError, ValueError, LoweringError):
+        return None
+
+
+HOOKS = MetaHooks()
