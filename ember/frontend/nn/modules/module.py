@@ -673,6 +673,11 @@ class Module:
                     f"{_shape_str(value.shape)} from checkpoint, the shape in current model "
                     f"is {_shape_str(target.shape)}.")
                 continue
+            source = state_dict[key]
+            if isinstance(source, Tensor) and "cpu" != source._storage.device or \
+                    target._storage.device != "cpu":
+                self._copy_across_devices(name, key, target, source, assign)
+                continue
             self._copy_into(name, target, value, assign)
         if _has_extra_state(self):
             if prefix + _EXTRA_STATE_KEY in state_dict:
@@ -712,6 +717,33 @@ class Module:
             return
         target._array[...] = value.astype(target._array.dtype, copy=False)
         target._bump_version()
+
+    def _copy_across_devices(self, name: str, key: str, target: Tensor, source,
+                             assign: bool) -> None:
+        """A load where the entry or the module's tensor is not on the CPU (meta, CUDA):
+        assign takes the entry's tensor where it is; a copy into a meta tensor is a no-op
+        PyTorch warns about; other copies go through copy_ (reading a meta entry raises)."""
+        if not isinstance(source, Tensor):
+            source = Tensor._from_array(_as_array(source))
+        if assign:
+            new = source.detach()
+            new = new if new.dtype is target.dtype else new.to(target.dtype)
+            if name in self._parameters:
+                self._parameters[name] = Parameter(new, target.requires_grad)
+            else:
+                self._buffers[name] = new
+            return
+        if target._storage.device == "meta":
+            if source._storage.device != "meta":
+                import warnings
+                warnings.warn(f"for {key}: copying from a non-meta parameter in the checkpoint "
+                              "to a meta parameter in the current model, which is a no-op. "
+                              "(Did you mean to pass `assign=True` to assign items in the "
+                              "state dictionary to their corresponding key in the module "
+                              "instead of copying them in place?)", UserWarning, stacklevel=4)
+            return
+        with no_grad():
+            target.copy_(source)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Copy parameters and buffers from `state_dict` (values: ember Tensors or numpy
