@@ -48,6 +48,13 @@ def empty_meta(shape, element_strides, np_dtype) -> Tensor:
     return Tensor._make(geometry, MetaStorage(geometry.extent() * geometry.itemsize))
 
 
+def rebuild_meta(shape, element_strides, dtype_name: str, requires_grad: bool) -> Tensor:
+    """Unpickling a meta tensor (Tensor.__reduce_ex__)."""
+    from ..ir.dtypes import as_dtype
+    t = empty_meta(shape, element_strides, as_dtype(dtype_name).np_dtype)
+    return t.requires_grad_(True) if requires_grad else t
+
+
 def _empty_like_meta(meta: TensorMeta) -> Tensor:
     strides = meta.strides if meta.strides is not None else strides_for(
         meta.shape, channels_last if meta.memory_format is channels_last and

@@ -338,6 +338,10 @@ class Tensor:
         return object.__format__(self, spec)
 
     def __reduce_ex__(self, proto):
+        if self._storage.device == "meta":      # no data: the geometry is the tensor
+            from .meta_device import rebuild_meta
+            return (rebuild_meta, (tuple(self.shape), self.stride(), self.dtype.name,
+                                   self.requires_grad))
         from .factories import _rebuild_tensor
         return (_rebuild_tensor, (np.array(self._values()), self.requires_grad,
                                   self.memory_format))

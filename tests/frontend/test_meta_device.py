@@ -189,3 +189,29 @@ def test_functional_call_with_meta_params():
         params = {k: m.empty(v.shape, device="meta") for k, v in net.named_parameters()}
         return m.func.functional_call(net, params, (m.empty(5, 3, device="meta"),))
     same_geometry(*both(run))
+
+
+def test_random_like_factories_follow_the_input_device():
+    for name in ("rand_like", "randn_like"):
+        same_geometry(*both(lambda m: getattr(m, name)(m.empty(2, 3, device="meta"))))
+    same_geometry(*both(lambda m: m.randint_like(m.empty(4, device="meta"), 5)))
+
+
+def test_pickle_deepcopy_and_save_keep_meta_tensors():
+    import copy
+    import io
+    import pickle
+    model = ember.nn.Linear(2, 3, device="meta")
+    for back in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert isinstance(back.weight, ember.nn.Parameter) and back.weight.requires_grad
+        assert back.weight.is_meta and tuple(back.weight.shape) == (3, 2)
+    view = ember.empty(2, 3, dtype=ember.float16, device="meta").t()
+    same_geometry(pickle.loads(pickle.dumps(view)),
+                  pickle.loads(pickle.dumps(torch.empty(2, 3, dtype=torch.float16,
+                                                        device="meta").t())))
+    buffer = io.BytesIO()
+    ember.save({"state": model.state_dict(), "x": ember.ones(2)}, buffer)
+    buffer.seek(0)
+    loaded = ember.load(buffer)
+    same_geometry(loaded["state"]["weight"], torch.nn.Linear(2, 3, device="meta").weight.detach())
+    assert loaded["x"].tolist() == [1.0, 1.0]
