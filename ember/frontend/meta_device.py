@@ -17,6 +17,9 @@ not in the registry of packages' devices, since 'meta' is a type of PyTorch's ow
 """
 from __future__ import annotations
 
+import mmap
+import sys
+
 import numpy as np
 
 from ..ir.errors import LoweringError
@@ -107,13 +110,46 @@ class MetaHooks:
 
 
 def _views(op, args: tuple):
-    """A view op's results as views of the source's storage (geometry from numpy on an
-    unread shadow); None when the shadow cannot be made (a storage too large to map)."""
-    from .eager_cuda import _views as shadow_views
+    """A view op's results as views of the source's storage, their geometry computed by
+    numpy on an unread shadow of the storage (as for CUDA tensors); None when the result
+    is not a view or the shadow cannot be mapped."""
+    from .eager_cuda import _as_view, _get, _inside, _replace, _slots
+    source = args[0]
+    if not isinstance(source, Tensor):
+        return None
     try:
-        return shadow_views(op, args)
+        storage, view = _shadow(source)
+        slots = _slots(op, args)
+        shadows = [view if _get(args, s) is source else _shadow(_get(args, s))[1]
+                   for s in slots]
+        result = op.reference(*_replace(args, slots, shadows))
+        results = result if isinstance(result, (list, tuple)) else [result]
+        if not all(isinstance(r, np.ndarray) and _inside(r, storage) for r in results):
+            return None
+        views = [_as_view(source, r, storage) for r in results]
     except (OSError, MemoryError, OverflowError, ValueError, LoweringError):
         return None
+    if isinstance(result, (list, tuple)):
+        return tuple(views) if op.schema.returns_tuple else views
+    return views[0]
+
+
+# Linux's MAP_NORESERVE (Python < 3.13 does not name it): a shadow of a storage larger
+# than the machine's memory is still mapped, never touched, never committed
+_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
+
+
+def _shadow(t: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(storage, view): arrays over an unread anonymous mapping of t's storage size."""
+    geometry = t._array
+    count = max(1, t._storage.nbytes // geometry.itemsize)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE
+    buffer = mmap.mmap(-1, count * geometry.itemsize, flags=flags)
+    storage = np.frombuffer(buffer, geometry.dtype, count)
+    if not geometry.size:
+        return storage, np.empty(geometry.shape, geometry.dtype)
+    return storage, np.lib.stride_tricks.as_strided(storage[geometry.offset:], geometry.shape,
+                                                    geometry.strides)
 
 
 HOOKS = MetaHooks()

@@ -215,3 +215,20 @@ def test_pickle_deepcopy_and_save_keep_meta_tensors():
     loaded = ember.load(buffer)
     same_geometry(loaded["state"]["weight"], torch.nn.Linear(2, 3, device="meta").weight.detach())
     assert loaded["x"].tolist() == [1.0, 1.0]
+
+
+def test_building_on_meta_draws_no_random_numbers():
+    for m in (ember, torch):
+        m.manual_seed(3)
+        expected = m.randn(4)
+        m.manual_seed(3)
+        with m.device("meta"):
+            m.nn.Sequential(m.nn.Linear(300, 200), m.nn.Embedding(50, 8), m.nn.Conv2d(3, 4, 3))
+        assert m.equal(m.randn(4), expected)
+
+
+def test_views_of_storages_larger_than_memory():
+    e, t = both(lambda m: m.empty(1 << 20, 1 << 20, device="meta")[3:, 7])
+    same_geometry(e, t)
+    e, t = both(lambda m: m.empty(1 << 20, 1 << 20, device="meta").t()[5])
+    same_geometry(e, t)
