@@ -304,6 +304,8 @@ class Tensor:
         if self._array.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self._array.size} elements "
                                "is ambiguous")
+        if self._storage.device == "meta":
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
         return bool(self._values().reshape(()).item())
 
     def __index__(self):

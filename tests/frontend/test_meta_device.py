@@ -232,3 +232,19 @@ def test_views_of_storages_larger_than_memory():
     same_geometry(e, t)
     e, t = both(lambda m: m.empty(1 << 20, 1 << 20, device="meta").t()[5])
     same_geometry(e, t)
+
+
+def test_assert_close_compares_meta_tensors_by_metadata():
+    for m in (ember, torch):
+        m.testing.assert_close(m.empty(2, 3, device="meta"), m.empty(2, 3, device="meta"))
+        with pytest.raises(AssertionError, match="dtype"):
+            m.testing.assert_close(m.empty(2, device="meta"),
+                                   m.empty(2, dtype=m.float64, device="meta"))
+
+
+def test_module_to_from_meta_points_to_to_empty():
+    for m in (ember, torch):
+        with pytest.raises(NotImplementedError, match="to_empty"):
+            m.nn.Linear(2, 2, device="meta").to("cpu")
+        with pytest.raises(RuntimeError, match="meta tensors"):
+            bool(m.empty((), device="meta"))

@@ -570,6 +570,11 @@ class Module:
             cast = dtype if dtype is not None and (t.is_floating_point() or
                                                    t.is_complex()) else None
             fmt = memory_format if t.ndim in (4, 5) else preserve_format
+            if t.is_meta and device is not None and str(device).split(":")[0] != "meta":
+                raise NotImplementedError(
+                    "Cannot copy out of meta tensor; no data! Please use "
+                    "nn.Module.to_empty() instead of nn.Module.to() when moving module from "
+                    "meta to a different device.")
             return t.to(device=device, dtype=cast, memory_format=fmt)
         return self._apply(convert)
 
