@@ -248,3 +248,13 @@ def test_module_to_from_meta_points_to_to_empty():
             m.nn.Linear(2, 2, device="meta").to("cpu")
         with pytest.raises(RuntimeError, match="meta tensors"):
             bool(m.empty((), device="meta"))
+
+
+@pytest.mark.parametrize("expr", [
+    "x.copy_(m.ones(2, 3))", "x[m.tensor([0, 1, 1])]", "x[:, m.tensor([2, 0])]",
+])
+def test_meta_accepts_cpu_copy_sources_and_indices(expr):
+    def run(m):
+        ns = {"m": m, "x": m.empty(2, 3, device="meta")}
+        return eval(expr, ns)
+    same_geometry(*both(run))
