@@ -258,3 +258,25 @@ def test_meta_accepts_cpu_copy_sources_and_indices(expr):
         ns = {"m": m, "x": m.empty(2, 3, device="meta")}
         return eval(expr, ns)
     same_geometry(*both(run))
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (lambda m: m.nn.LSTM(4, 8, device="meta"), (5, 2, 4)),
+    (lambda m: m.nn.GRU(4, 8, batch_first=True, num_layers=2, device="meta"), (2, 5, 4)),
+    (lambda m: m.nn.LSTMCell(4, 8, device="meta"), (5, 4)),
+    (lambda m: m.nn.MultiheadAttention(8, 2, batch_first=True, device="meta"), (2, 5, 8)),
+])
+def test_recurrent_and_attention_layers_on_meta(layer, shape):
+    def run(m):
+        x = m.empty(*shape, device="meta")
+        out = layer(m)(*([x] * 3 if "Multihead" in repr(layer(m)) else [x]))
+        return out[0]
+    same_geometry(*both(run))
+
+
+def test_skip_init_builds_on_meta_then_to_empty():
+    for m in (ember, torch):
+        layer = m.nn.utils.skip_init(m.nn.Linear, 3, 4)
+        assert layer.weight.device.type == "cpu" and tuple(layer.weight.shape) == (4, 3)
+        with pytest.raises(RuntimeError, match="device"):
+            m.nn.utils.skip_init(m.nn.ReLU)
