@@ -32,16 +32,33 @@ NO_DATA = "Cannot copy out of meta tensor; no data!"
 
 
 class MetaStorage:
-    """The storage of meta tensors: a size and a version counter, no memory."""
-    __slots__ = ("nbytes", "version", "device", "index", "inference", "__weakref__")
+    """The storage of meta tensors: a size and a version counter, no memory. Its public
+    face is torch.UntypedStorage's on meta: nbytes()/size() in bytes, data_ptr() 0."""
+    __slots__ = ("_nbytes", "version", "device", "index", "inference", "__weakref__")
 
     def __init__(self, nbytes: int):
         from .grad_state import STATE
-        self.nbytes = int(nbytes)
+        self._nbytes = int(nbytes)
         self.version = 0
         self.device = META
         self.index = 0
         self.inference = STATE.inference
+
+    def nbytes(self) -> int:
+        return self._nbytes
+
+    size = nbytes
+    __len__ = nbytes
+
+    def element_size(self) -> int:
+        return 1
+
+    def data_ptr(self) -> int:
+        return 0
+
+    @property
+    def is_meta(self) -> bool:
+        return True
 
 
 def empty_meta(shape, element_strides, np_dtype) -> Tensor:
@@ -142,7 +159,7 @@ _NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("l
 def _shadow(t: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(storage, view): arrays over an unread anonymous mapping of t's storage size."""
     geometry = t._array
-    count = max(1, t._storage.nbytes // geometry.itemsize)
+    count = max(1, t._storage.nbytes() // geometry.itemsize)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE
     buffer = mmap.mmap(-1, count * geometry.itemsize, flags=flags)
     storage = np.frombuffer(buffer, geometry.dtype, count)

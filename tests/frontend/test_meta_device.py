@@ -91,8 +91,12 @@ def test_reading_values_raises_torch_errors(read, error):
             read(m.empty(2, 3, device="meta"))
 
 
-def test_data_ptr_is_zero():
-    assert ember.empty(3, device="meta").data_ptr() == 0 == torch.empty(3, device="meta").data_ptr()
+def test_data_ptr_and_storage_as_torch():
+    for m in (ember, torch):
+        x = m.empty(2, 3, device="meta")
+        assert x.data_ptr() == 0
+        storage = x.t()[1].untyped_storage()
+        assert storage.nbytes() == 24 and len(storage) == 24 and storage.data_ptr() == 0
 
 
 def test_backward_gives_meta_gradients():
