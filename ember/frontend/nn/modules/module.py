@@ -100,12 +100,14 @@ def _build_on_given_device(cls) -> None:
     import inspect
     init = cls.__dict__["__init__"]
     try:
-        parameters = list(inspect.signature(init).parameters)
+        parameters = inspect.signature(init).parameters
     except (TypeError, ValueError):
         return
     if "device" not in parameters:
         return
-    position = parameters.index("device") - 1          # after self
+    positional = parameters["device"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    # its index in args (self excluded); keyword-only: never positional
+    position = list(parameters).index("device") - 1 if positional else 1 << 30
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
