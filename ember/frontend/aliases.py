@@ -543,7 +543,7 @@ TENSOR_METHODS = {
 }
 TENSOR_PROPERTIES = {
     "output_nr": lambda self: self._output_nr,
-    "is_cpu": lambda self: self.device.type == "cpu", "is_meta": lambda self: False,
+    "is_cpu": lambda self: self.device.type == "cpu", "is_meta": lambda self: self._storage.device == "meta",
     "is_mkldnn": lambda self: False, "is_sparse_csr": lambda self: False,
     "is_nested": lambda self: False, "is_xpu": lambda self: False,
     "is_mps": lambda self: False,

@@ -60,7 +60,7 @@ def check_device_available(dev: Device) -> None:
     if dev.type in registry.DEVICES:            # CUDA and devices packages registered
         from .device_backend import hooks_for
         hooks_for(dev.type).check(dev)
-    elif dev.type != "cpu":
+    elif dev.type not in ("cpu", "meta"):
         raise DeviceError(f"device '{dev}' is not available: this build of ember runs on the "
                           "CPU only (ember.cuda.is_available() is False)")
 

@@ -110,6 +110,9 @@ _HOOKS: dict[str, "GenericHooks"] = {}
 
 def hooks_for(device_type: str):
     """The object eager execution calls for tensors of `device_type`."""
+    if device_type == "meta":                 # PyTorch's own data-less device
+        from .meta_device import HOOKS
+        return HOOKS
     entry = registry.DEVICES.get(device_type)
     if entry is None:
         raise DeviceError(f"no backend is registered for device type '{device_type}'")

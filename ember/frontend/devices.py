@@ -222,8 +222,11 @@ def move(t: Tensor, target: Device) -> Tensor:
 
 # --- every device through its registered hooks ------------------------------------------
 def device_string(dev) -> str:
-    """'cuda:0', 'npu:1': a non-CPU device with its index (no index: device 0)."""
+    """'cuda:0', 'npu:1': a non-CPU device with its index (no index: device 0); 'meta'
+    has no index, as in PyTorch."""
     dev = Device(dev)
+    if dev.type == "meta":
+        return "meta"
     return f"{dev.type}:{0 if dev.index is None else dev.index}"
 
 

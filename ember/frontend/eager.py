@@ -295,10 +295,22 @@ def _check_devices(op, args) -> bool:
     devices = {t._storage.device for t in _tensors_in(op, args) if t.ndim or
                t._storage.device != "cpu"}
     if len(devices) > 1:
+        if _meta_accepts_host_operands(op, args, devices):
+            return True
         raise DeviceError(f"{op.name}: Expected all tensors to be on the same device, but found "
                           f"at least two devices, {' and '.join(sorted(devices))}!"
                           f"{at_user_line()}")
     return bool(devices) and "cpu" not in devices
+
+
+# ops PyTorch runs on a meta tensor with CPU operands (a copy source, index tensors):
+# nothing is read from them, so the call is a meta call
+_META_WITH_HOST_OPERANDS = frozenset({"copy", "copy_", "index", "index_put", "index_put_"})
+
+
+def _meta_accepts_host_operands(op, args, devices) -> bool:
+    return devices == {"meta", "cpu"} and op.name in _META_WITH_HOST_OPERANDS and \
+        isinstance(args[0], Tensor) and args[0]._storage.device == "meta"
 
 
 def _reference_args(op: OpDef, args: tuple, compute, via=None) -> list:

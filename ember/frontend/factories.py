@@ -408,23 +408,33 @@ def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad=F
 def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
               memory_format=preserve_format) -> Tensor:
     fmt = input.memory_format if memory_format is preserve_format else memory_format
-    return rand(*input.shape, generator=generator, dtype=dtype or input.dtype, device=device,
-                requires_grad=requires_grad, memory_format=fmt)
+    return rand(*input.shape, generator=generator, dtype=dtype or input.dtype,
+                device=_like_device(input, device), requires_grad=requires_grad,
+                memory_format=fmt)
 
 
 @_accepts_layout
 def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
                memory_format=preserve_format) -> Tensor:
     fmt = input.memory_format if memory_format is preserve_format else memory_format
-    return randn(*input.shape, generator=generator, dtype=dtype or input.dtype, device=device,
-                 requires_grad=requires_grad, memory_format=fmt)
+    return randn(*input.shape, generator=generator, dtype=dtype or input.dtype,
+                 device=_like_device(input, device), requires_grad=requires_grad,
+                 memory_format=fmt)
 
 
 @_accepts_layout
 def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=None,
                  requires_grad=False) -> Tensor:
     return randint(low, high, list(input.shape), generator=generator,
-                   dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+                   dtype=dtype or input.dtype, device=_like_device(input, device),
+                   requires_grad=requires_grad)
+
+
+def _like_device(input, device):
+    """A *_like factory's device: the one given, else the input's (PyTorch's default)."""
+    if device is not None or input._storage.device == "cpu":
+        return device
+    return input.device
 
 
 @_accepts_layout

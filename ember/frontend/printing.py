@@ -169,6 +169,8 @@ def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
 
 
 def tensor_repr(t) -> str:
+    if t._storage.device == "meta":
+        return _meta_repr(t)
     arr = t._values()
     prefix = "tensor("
     indent = len(prefix)
@@ -189,8 +191,22 @@ def tensor_repr(t) -> str:
         if t.dtype not in (default, default_complex, dtypes.int64, dtypes.bool_):
             suffixes.append(f"dtype=ember.{t.dtype.name}")
         body = tensor_str(arr, indent)
+    _autograd_suffix(t, suffixes)
+    return _add_suffixes(prefix + body, suffixes, indent)
+
+
+def _autograd_suffix(t, suffixes: list) -> None:
     if t.grad_fn is not None:
         suffixes.append(f"grad_fn=<{t.grad_fn.name}>")
     elif t.requires_grad:
         suffixes.append("requires_grad=True")
-    return _add_suffixes(prefix + body, suffixes, indent)
+
+
+def _meta_repr(t) -> str:
+    """PyTorch's form for data-less tensors: `tensor(..., device='meta', size=(2, 3))`,
+    with the dtype named unless it is the default float dtype."""
+    suffixes = ["device='meta'", f"size={tuple(t.shape)}"]
+    if t.dtype is not dtypes.get_default_dtype():
+        suffixes.append(f"dtype=ember.{t.dtype.name}")
+    _autograd_suffix(t, suffixes)
+    return "tensor(..., " + ", ".join(suffixes) + ")"

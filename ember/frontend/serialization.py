@@ -73,11 +73,15 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
             key = seen[id(obj)] = str(len(tensors))
             if obj.is_quantized:
                 arrays[key], stored = _storable(obj.int_repr().numpy())
+            elif obj.is_meta:                   # no data: the record keeps its shape
+                arrays[key], stored = np.zeros(0, np.uint8), "meta"
             else:
                 arrays[key], stored = _storable(obj.detach().cpu().numpy())
             tensors[key] = {"dtype": obj.dtype.name, "stored": stored,
                             "device": str(obj.device), "requires_grad": obj.requires_grad,
                             "parameter": isinstance(obj, Parameter)}
+            if obj.is_meta:
+                tensors[key]["shape"] = list(obj.shape)
             if obj.is_quantized:
                 tensors[key]["qparams"] = _encode_qparams(obj, key, arrays)
         return {"tensor": key}
@@ -188,8 +192,11 @@ def _metadata(data: bytes) -> dict:
 
 
 def _tensor(array: np.ndarray, info: dict, place):
-    from .nn.parameter import Parameter
     dtype = dtype_from_name(info["dtype"])
+    if info["stored"] == "meta":                     # a meta tensor: shape and dtype only
+        from .factories import empty
+        tensor = empty(info["shape"], dtype=dtype, device=place(info["device"]))
+        return _finish_loaded(tensor, info)
     if info["stored"] != dtype.np_dtype.name:       # complex128 pairs, bfloat16 bits
         array = np.ascontiguousarray(array).view(dtype.np_dtype)
         if dtype.is_complex:
@@ -198,6 +205,11 @@ def _tensor(array: np.ndarray, info: dict, place):
     device = place(info["device"])
     if device != "cpu":
         tensor = tensor.to(device)
+    return _finish_loaded(tensor, info)
+
+
+def _finish_loaded(tensor, info: dict):
+    from .nn.parameter import Parameter
     if info["parameter"]:
         return Parameter(tensor, requires_grad=info["requires_grad"])
     return tensor.requires_grad_(info["requires_grad"]) if info["requires_grad"] else tensor

@@ -207,6 +207,8 @@ class Tensor:
         if self.is_cuda:
             from .devices import data_ptr
             return data_ptr(self)
+        if self._storage.device == "meta":    # no memory: PyTorch says 0
+            return 0
         if self._storage.device != "cpu":     # a registered device: the handle's identity
             return id(self._storage.handle) + self._array.offset * self._array.itemsize
         return self._array.ctypes.data
@@ -278,6 +280,8 @@ class Tensor:
         if self._array.size != 1:
             raise ShapeError(f"a Tensor with {self._array.size} elements cannot be converted "
                              "to Scalar")
+        if self._storage.device == "meta":
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
         return self._values().reshape(()).item()
 
     def tolist(self):
@@ -300,6 +304,8 @@ class Tensor:
         if self._array.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self._array.size} elements "
                                "is ambiguous")
+        if self._storage.device == "meta":
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
         return bool(self._values().reshape(()).item())
 
     def __index__(self):
@@ -334,6 +340,10 @@ class Tensor:
         return object.__format__(self, spec)
 
     def __reduce_ex__(self, proto):
+        if self._storage.device == "meta":      # no data: the geometry is the tensor
+            from .meta_device import rebuild_meta
+            return (rebuild_meta, (tuple(self.shape), self.stride(), self.dtype.name,
+                                   self.requires_grad))
         from .factories import _rebuild_tensor
         return (_rebuild_tensor, (np.array(self._values()), self.requires_grad,
                                   self.memory_format))

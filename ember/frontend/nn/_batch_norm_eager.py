@@ -32,7 +32,8 @@ _FLOATS = (np.float32, np.float64)
 
 
 def fused_batch_norm_applies(input, running_mean, running_var, weight, bias) -> bool:
-    if dispatch.active_modes() or type(input) is not Tensor or input.is_cuda:
+    if dispatch.active_modes() or type(input) is not Tensor or \
+            input._storage.device != "cpu":
         return False
     arr = input._array
     if arr.dtype not in _FLOATS or arr.ndim < 2 or not arr.flags.c_contiguous or \
@@ -42,7 +43,8 @@ def fused_batch_norm_applies(input, running_mean, running_var, weight, bias) -> 
     for t in (running_mean, running_var, weight, bias):
         if t is None:
             continue
-        if not isinstance(t, Tensor) or t.is_cuda or t._array.dtype != arr.dtype or \
+        if not isinstance(t, Tensor) or t._storage.device != "cpu" or \
+                t._array.dtype != arr.dtype or \
                 t._array.shape != (c,):
             return False
     # a 1-element-per-channel batch is an error the op-by-op path raises

@@ -7,12 +7,24 @@ PyTorch's, whose engine differs; the distributions match).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from ..random import numpy_rng
 from ..tensor import Tensor
+
+
+def _no_data_on_meta(init):
+    """An initializer of a meta tensor writes nothing (PyTorch's too): return it before
+    drawing host values of its whole shape, so a model built on meta allocates nothing."""
+    @functools.wraps(init)
+    def initialize(tensor, *args, **kwargs):
+        if isinstance(tensor, Tensor) and tensor._storage.device == "meta":
+            return tensor
+        return init(tensor, *args, **kwargs)
+    return initialize
 
 
 def _fill_(tensor: Tensor, values) -> Tensor:
@@ -66,14 +78,17 @@ def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
+@_no_data_on_meta
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     return _fill_(tensor, numpy_rng(generator).uniform(a, b, tuple(tensor.shape)))
 
 
+@_no_data_on_meta
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     return _fill_(tensor, numpy_rng(generator).normal(mean, std, tuple(tensor.shape)))
 
 
+@_no_data_on_meta
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0, generator=None) -> Tensor:
     """Normal(mean, std) restricted to [a, b], by resampling what falls outside."""
@@ -86,6 +101,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     return _fill_(tensor, out)
 
 
+@_no_data_on_meta
 def constant_(tensor: Tensor, val: float) -> Tensor:
     return _fill_(tensor, np.full(tuple(tensor.shape), val))
 
@@ -98,6 +114,7 @@ def zeros_(tensor: Tensor) -> Tensor:
     return constant_(tensor, 0.0)
 
 
+@_no_data_on_meta
 def eye_(tensor: Tensor) -> Tensor:
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
@@ -133,6 +150,7 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
     return normal_(tensor, 0.0, std, generator)
 
 
+@_no_data_on_meta
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     if tensor.ndim < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
@@ -150,6 +168,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     return _fill_(tensor, (gain * q).reshape(tuple(tensor.shape)))
 
 
+@_no_data_on_meta
 def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     """A convolution weight (3-5 dims) that passes its input through: the identity on the
     first min(out/groups, in) channels of each group, at the kernel's centre."""
@@ -167,6 +186,7 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     return _fill_(tensor, values)
 
 
+@_no_data_on_meta
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator=None) -> Tensor:
     """A 2-D tensor of N(0, std) values with a `sparsity` fraction of each column zeroed."""
     if tensor.ndim != 2:

@@ -34,6 +34,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
     def __reduce_ex__(self, proto):
+        if self._storage.device == "meta":      # no data: rebuilt from its geometry
+            return (_rebuild_meta_parameter, (Tensor.__reduce_ex__(self, proto)[1],
+                                              self.requires_grad))
         return (_rebuild_parameter, (np.array(self._array), self.requires_grad))
 
 
@@ -43,6 +46,11 @@ allow_type(Parameter)
 
 def _rebuild_parameter(array: np.ndarray, requires_grad: bool) -> Parameter:
     return Parameter(Tensor._from_array(array), requires_grad)
+
+
+def _rebuild_meta_parameter(geometry: tuple, requires_grad: bool) -> Parameter:
+    from ..meta_device import rebuild_meta
+    return Parameter(rebuild_meta(*geometry), requires_grad)
 
 
 class Buffer(Tensor):

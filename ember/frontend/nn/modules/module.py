@@ -92,6 +92,38 @@ def _shape_str(shape) -> str:
     return f"ember.Size({list(shape)})"
 
 
+def _build_on_given_device(cls) -> None:
+    """ember's layers take PyTorch's `device=` argument: their parameters and buffers are
+    created on that device (`nn.Linear(3, 4, device="meta")` allocates nothing), by
+    running the constructor with it as the default device of factories."""
+    import functools
+    import inspect
+    init = cls.__dict__["__init__"]
+    try:
+        parameters = inspect.signature(init).parameters
+    except (TypeError, ValueError):
+        return
+    if "device" not in parameters:
+        return
+    positional = parameters["device"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    # its index in args (self excluded); keyword-only: never positional
+    position = list(parameters).index("device") - 1 if positional else 1 << 30
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        dev = kwargs.get("device", args[position] if len(args) > position else None)
+        from ...device import device as Device
+        try:
+            target = None if dev is None else Device(dev)
+        except Exception:                   # noqa: BLE001 - not a device spec ember knows
+            target = None
+        if target is None:
+            return init(self, *args, **kwargs)
+        with target:
+            return init(self, *args, **kwargs)
+    cls.__init__ = __init__
+
+
 class Module:
     """Base class of every layer. Subclasses call `super().__init__()` first."""
 
@@ -116,6 +148,11 @@ class Module:
         sa(self, "_forward_pre_hooks_with_kwargs", {})
         sa(self, "_state_dict_hooks", _HookDict())
         sa(self, "_load_state_dict_pre_hooks", _HookDict())
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("ember.") and "__init__" in cls.__dict__:
+            _build_on_given_device(cls)
 
     forward: Callable[..., Any]
 
@@ -535,6 +572,11 @@ class Module:
             cast = dtype if dtype is not None and (t.is_floating_point() or
                                                    t.is_complex()) else None
             fmt = memory_format if t.ndim in (4, 5) else preserve_format
+            if t.is_meta and device is not None and str(device).split(":")[0] != "meta":
+                raise NotImplementedError(
+                    "Cannot copy out of meta tensor; no data! Please use "
+                    "nn.Module.to_empty() instead of nn.Module.to() when moving module from "
+                    "meta to a different device.")
             return t.to(device=device, dtype=cast, memory_format=fmt)
         return self._apply(convert)
 
@@ -638,6 +680,11 @@ class Module:
                     f"{_shape_str(value.shape)} from checkpoint, the shape in current model "
                     f"is {_shape_str(target.shape)}.")
                 continue
+            source = state_dict[key]
+            if isinstance(source, Tensor) and "cpu" != source._storage.device or \
+                    target._storage.device != "cpu":
+                self._copy_across_devices(name, key, target, source, assign)
+                continue
             self._copy_into(name, target, value, assign)
         if _has_extra_state(self):
             if prefix + _EXTRA_STATE_KEY in state_dict:
@@ -677,6 +724,33 @@ class Module:
             return
         target._array[...] = value.astype(target._array.dtype, copy=False)
         target._bump_version()
+
+    def _copy_across_devices(self, name: str, key: str, target: Tensor, source,
+                             assign: bool) -> None:
+        """A load where the entry or the module's tensor is not on the CPU (meta, CUDA):
+        assign takes the entry's tensor where it is; a copy into a meta tensor is a no-op
+        PyTorch warns about; other copies go through copy_ (reading a meta entry raises)."""
+        if not isinstance(source, Tensor):
+            source = Tensor._from_array(_as_array(source))
+        if assign:
+            new = source.detach()
+            new = new if new.dtype is target.dtype else new.to(target.dtype)
+            if name in self._parameters:
+                self._parameters[name] = Parameter(new, target.requires_grad)
+            else:
+                self._buffers[name] = new
+            return
+        if target._storage.device == "meta":
+            if source._storage.device != "meta":
+                import warnings
+                warnings.warn(f"for {key}: copying from a non-meta parameter in the checkpoint "
+                              "to a meta parameter in the current model, which is a no-op. "
+                              "(Did you mean to pass `assign=True` to assign items in the "
+                              "state dictionary to their corresponding key in the module "
+                              "instead of copying them in place?)", UserWarning, stacklevel=4)
+            return
+        with no_grad():
+            target.copy_(source)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Copy parameters and buffers from `state_dict` (values: ember Tensors or numpy

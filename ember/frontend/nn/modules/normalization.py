@@ -62,7 +62,8 @@ class _BatchNorm(Module):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            init._fill_(self.num_batches_tracked, self.num_batches_tracked._values() + 1)
+            if not self.num_batches_tracked.is_meta:     # meta: no count to bump
+                init._fill_(self.num_batches_tracked, self.num_batches_tracked._values() + 1)
             if self.momentum is None:   # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked.item())
         use_batch_stats = self.training or (self.running_mean is None and

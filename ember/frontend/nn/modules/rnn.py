@@ -173,7 +173,7 @@ class RNNBase(Module):
         """hx as a list of (layers*directions, batch, size) tensors (h, and c for LSTM)."""
         shapes = self._state_shapes(x.shape[1])
         if hx is None:
-            return [zeros(*s, dtype=x.dtype) for s in shapes]
+            return [zeros(*s, dtype=x.dtype, device=x.device) for s in shapes]
         states = list(hx) if self.mode == "LSTM" else [hx]
         if self.mode == "LSTM" and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
@@ -332,7 +332,7 @@ class RNNCellBase(Module):
         batched = input.ndim == 2
         x = input if batched else input.unsqueeze(0)
         if hx is None:
-            states = [zeros(x.shape[0], self.hidden_size, dtype=x.dtype)
+            states = [zeros(x.shape[0], self.hidden_size, dtype=x.dtype, device=x.device)
                       for _ in range(n_states)]
         else:
             states = list(hx) if n_states == 2 else [hx]

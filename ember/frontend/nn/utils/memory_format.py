@@ -26,7 +26,11 @@ def convert_conv3d_weight_memory_format(module, memory_format):
 
 
 def skip_init(module_cls, *args, **kwargs):
-    """The module built without running its parameter initialization's cost concern: ember
-    builds it normally (its initializers are cheap), so the values are initialized, which
-    PyTorch leaves undefined."""
-    return module_cls(*args, **kwargs)
+    """The module built on the meta device (no initialization runs), then given
+    uninitialized storage on `device` (default CPU), as PyTorch's skip_init."""
+    import inspect
+    if "device" not in inspect.signature(module_cls).parameters:
+        raise RuntimeError("Module must support a 'device' arg to skip initialization")
+    final_device = kwargs.pop("device", "cpu")
+    kwargs["device"] = "meta"
+    return module_cls(*args, **kwargs).to_empty(device=final_device)
