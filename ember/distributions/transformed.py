@@ -331,7 +331,23 @@ class LogitRelaxedBernoulli(Distribution):
         return math.log(self.temperature) + diff - 2 * diff.exp().log1p()
 
 
-class RelaxedBernoulli(TransformedDistribution):
+class _RelaxedParameters:
+    """A relaxed distribution's temperature, logits and probs are its base's."""
+
+    @property
+    def temperature(self):
+        return self.base_dist.temperature
+
+    @property
+    def logits(self):
+        return self.base_dist.logits
+
+    @property
+    def probs(self):
+        return self.base_dist.probs
+
+
+class RelaxedBernoulli(_RelaxedParameters, TransformedDistribution):
     """A continuous relaxation of Bernoulli on (0, 1), reparameterized."""
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.unit_interval
@@ -345,18 +361,6 @@ class RelaxedBernoulli(TransformedDistribution):
         (key, value), = self.base_dist._params().items()
         return RelaxedBernoulli(self.temperature, validate_args=False,
                                 **{key: value.expand(list(batch_shape))})
-
-    @property
-    def temperature(self):
-        return self.base_dist.temperature
-
-    @property
-    def logits(self):
-        return self.base_dist.logits
-
-    @property
-    def probs(self):
-        return self.base_dist.probs
 
 
 class ExpRelaxedCategorical(Distribution):
@@ -412,7 +416,7 @@ class ExpRelaxedCategorical(Distribution):
         return score + log_scale
 
 
-class RelaxedOneHotCategorical(TransformedDistribution):
+class RelaxedOneHotCategorical(_RelaxedParameters, TransformedDistribution):
     """A continuous relaxation of OneHotCategorical on the simplex, reparameterized."""
     arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
     support = constraints.simplex
@@ -430,18 +434,6 @@ class RelaxedOneHotCategorical(TransformedDistribution):
     def _expanded_params(self, batch_shape):
         (key, value), = self.base_dist._params().items()
         return {key: value.expand(list(batch_shape) + [value.shape[-1]])}
-
-    @property
-    def temperature(self):
-        return self.base_dist.temperature
-
-    @property
-    def logits(self):
-        return self.base_dist.logits
-
-    @property
-    def probs(self):
-        return self.base_dist.probs
 
 
 class StudentT(Distribution):
