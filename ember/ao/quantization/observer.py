@@ -107,14 +107,22 @@ def quant_range(dtype, quant_min, quant_max, reduce_range: bool) -> tuple[int, i
         if reduce_range:
             qmin, qmax = qmin // 2, qmax // 2
         return qmin, qmax
-    name = getattr(dtype, "name", str(dtype))
-    if name in ("qint8", "int8"):
-        return (-64, 63) if reduce_range else (-128, 127)
-    if name in ("quint8", "uint8"):
-        return (0, 127) if reduce_range else (0, 255)
-    if name in ("qint32", "int32"):
-        return -(2 ** 31), 2 ** 31 - 1
-    return 0, 255
+    return dtype_qrange(getattr(dtype, "name", str(dtype)), reduce_range) or (0, 255)
+
+
+_DTYPE_QRANGES = {"qint8": (-128, 127), "int8": (-128, 127), "quint8": (0, 255),
+                  "uint8": (0, 255), "qint32": (-(2 ** 31), 2 ** 31 - 1),
+                  "int32": (-(2 ** 31), 2 ** 31 - 1), "uint16": (0, 2 ** 16 - 1),
+                  "int16": (-(2 ** 15), 2 ** 15 - 1)}
+
+
+def dtype_qrange(name: str, reduce_range: bool):
+    """A quantized dtype's integer range by name, the 8-bit ones halved by reduce_range
+    (torch.ao's rule); None for a name not listed."""
+    qrange = _DTYPE_QRANGES.get(name)
+    if qrange is not None and reduce_range and name in ("qint8", "int8", "quint8", "uint8"):
+        qrange = (qrange[0] // 2, qrange[1] // 2)
+    return qrange
 
 
 class UniformQuantizationObserverBase(ObserverBase):

@@ -22,7 +22,7 @@ from ...frontend.tensor import Tensor
 from ...ir import dtypes
 from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
                              per_channel_symmetric, per_tensor_affine, per_tensor_symmetric)
-from .observer import _buffer, _values, qparams_from_min_max
+from .observer import _buffer, _values, dtype_qrange, qparams_from_min_max
 from .quant_type import QuantType
 
 # --- pattern types (FX fusion / backend patterns) --------------------------------------------
@@ -295,17 +295,7 @@ def calculate_qmin_qmax(quant_min, quant_max, has_customized_qrange: bool, dtype
         if reduce_range:
             quant_min, quant_max = quant_min // 2, quant_max // 2
         return quant_min, quant_max
-    if name in ("qint8", "int8"):
-        return (-64, 63) if reduce_range else (-128, 127)
-    if name in ("quint8", "uint8"):
-        return (0, 127) if reduce_range else (0, 255)
-    if name in ("qint32", "int32"):
-        return -(2 ** 31), 2 ** 31 - 1
-    if name == "uint16":
-        return 0, 2 ** 16 - 1
-    if name == "int16":
-        return -(2 ** 15), 2 ** 15 - 1
-    return 0, 15
+    return dtype_qrange(name, reduce_range) or (0, 15)
 
 
 def determine_qparams(min_val, max_val, quant_min: int, quant_max: int, dtype, eps,
