@@ -94,6 +94,7 @@ class Net(ember.nn.Module):
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_pt2e_with_xnnpack_quantizer_equals_fx_path(per_channel):
     rng = np.random.default_rng(1)
+    ember.manual_seed(0)                    # fixed weights: the SQNR bound below is loose
     model = Net().eval()
     calib = [ember.tensor(rng.standard_normal((4, 3, 6, 6)).astype(np.float32))
              for _ in range(3)]
@@ -113,7 +114,7 @@ def test_pt2e_with_xnnpack_quantizer_equals_fx_path(per_channel):
     np.testing.assert_array_equal(got, fx_quantized(x).detach().numpy())
     with ember.no_grad():
         ref = model(x).numpy()
-    assert 10 * np.log10(np.sum(ref ** 2) / np.sum((got - ref) ** 2)) > 20
+    assert 10 * np.log10(np.sum(ref ** 2) / np.sum((got - ref) ** 2)) > 20   # ~29 dB
 
 
 def test_prepare_qat_pt2e_with_xnnpack_qat_config():

@@ -126,7 +126,7 @@ def to_underlying_dtype(qdtype):
 def has_no_children_ignoring_parametrizations(module) -> bool:
     """True for a leaf module; a parametrized module counts as a leaf when its only
     child is the `parametrizations` container."""
-    from ...nn.utils.parametrize import is_parametrized
+    from ...frontend.nn.utils.parametrize import is_parametrized
     if len(module._modules) == 0:
         return True
     if is_parametrized(module):
