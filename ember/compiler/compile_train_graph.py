@@ -220,7 +220,7 @@ class buffers_restored:
         for buffer, value in self.saved:
             if not np.array_equal(buffer._values(), value):
                 with grad_mode.no_grad():
-                    buffer.copy_(Tensor._adopt(value))
+                    buffer.copy_(Tensor._adopt(value).to(buffer.device))
 
 
 def _buffers(model) -> list:
