@@ -63,7 +63,14 @@ def _class_loss_backward(logits: bool):
 def _relu_backward(g, bound, out, mask):
     if out is None or g.dtype not in _FLOATS or out._array.dtype != g.dtype:
         return None
-    return (np.where(out._array <= 0, g.dtype.type(0), g),)    # PyTorch's rule
+    y = out._array
+    if np.isnan(g).any():       # NaN * 0 is NaN: PyTorch's rule zeroes it where out <= 0
+        return (np.where(y <= 0, g.dtype.type(0), g),)
+    # PyTorch's rule, out <= 0 ? 0 : g, as a product (np.where is ~15x slower on a random
+    # mask); a NaN output passes g; adding +0 turns the product's -0 into PyTorch's +0
+    grad = np.multiply(g, ~(y <= 0))
+    grad += g.dtype.type(0)
+    return (grad,)
 
 
 def _max_pool2d_backward(g, bound, out, mask):
