@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import ember  # noqa: E402
+from tests.distributions.dist_twins import assert_same_results  # noqa: E402
 
 
 def W(lib, *shape, seed=0, pos=False):
@@ -51,27 +52,12 @@ def _results(lib):
     return out
 
 
-def _plain(value):
-    if hasattr(value, "detach"):
-        return value.detach().numpy()
-    if type(value).__name__ == "Size":
-        return tuple(value)
-    return value
-
-
 _WANT, _GOT = _results(torch), _results(ember)
 
 
 @pytest.mark.parametrize("name", sorted(_WANT))
 def test_matches_torch(name):
-    assert len(_GOT[name]) == len(_WANT[name])
-    for i, (want, got) in enumerate(zip(_WANT[name], _GOT[name])):
-        want, got = _plain(want), _plain(got)
-        if isinstance(want, np.ndarray):
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, equal_nan=True,
-                                       err_msg=f"{name}[{i}]")
-        else:
-            assert got == want, f"{name}[{i}]"
+    assert_same_results(_WANT[name], _GOT[name], name)
 
 
 def test_registry_refusals_and_extension_match_torch():
