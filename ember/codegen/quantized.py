@@ -70,6 +70,11 @@ def kernel_for(op_name: str, args: list, cache: dict):
             return lambda: depthwise_conv2d(*args, cache=cache)
         if groups > 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
             return lambda: grouped_conv2d(*args, cache=cache, cfg=cfg)
+    elif op_name == "quantized_conv2d_add":
+        x, w, groups, other = args[0], args[1], args[6], args[10]
+        if cfg is not QA.AMX and groups == 1 and _activation(x) and _activation(other) and \
+                _cached_weight(cache, w, 4) and _exact(cfg, x.int_repr, int(x.zero_point)):
+            return lambda: conv2d(*args[:10], cache=cache, cfg=cfg, residual=args[10:])
     elif op_name == "quantized_linear_dynamic":
         if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
@@ -178,11 +183,13 @@ _MAX_CALLS = 64      # prepared GEMMs a weight keeps (one per input geometry and
 
 
 def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x, w, bias,
-                     qparams, u8_out: bool = True):
+                     qparams, u8_out: bool = True, other=None):
     """The GEMM with everything but its input made once per input geometry and qparams and
     kept in the weight's cache: the epilogue's column vectors and the kernel's parameter
     block (the bias is compared by value on every call, so one changed in place is seen).
-    make_gather() gives the gather (only on a miss); buffer is this call's input."""
+    make_gather() gives the gather (only on a miss); buffer is this call's input.
+    other: the fused residual add's operand (lite.residual_other; qparams then has the
+    add's entries too, lite.residual_qparams)."""
     key = ("gemm", cfg.name, geometry, float(x.scale), int(x.zero_point), qparams, u8_out)
     entry = cache.get(key)
     if entry is None or not _same_bias(entry[0], bias):
@@ -193,12 +200,13 @@ def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x,
         if cfg is QA.AMX:       # per-thread scratch: no prepared call
             run = _amx_call(gather, packed, vectors, qparams, u8_out)
         else:
-            run = Q.prepare(gather, packed, vectors, qparams, u8_out)
+            run = Q.prepare(gather, packed, vectors, qparams, u8_out,
+                            residual=other is not None)
         if sum(isinstance(k, tuple) and k[0] == "gemm" for k in cache) >= _MAX_CALLS:
             for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm"]:
                 del cache[k]
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
-    return entry[1](buffer)
+    return entry[1](buffer) if other is None else entry[1](buffer, other=other)
 
 
 def _amx_call(gather, packed, vectors, qparams, u8_out):
@@ -241,7 +249,11 @@ def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
     return out.reshape(oc, -1)
 
 
-def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg):
+def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg,
+           residual=None):
+    """quantized_conv2d (groups 1) on the fused GEMM; with residual = (other, scale,
+    zero_point, relu), quantized_conv2d_add: the conv's result, rounded to its own
+    (scale, zero_point), added to `other` in the epilogue (qgemm_u8_add)."""
     oc, c, kh, kw = w.int_repr.shape
     cp, run = lite.conv_k_layout(c, kw, dilation[1])
     cfg = Q.tile_for(cfg, oc)
@@ -253,9 +265,15 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack, pack)
     geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run)
+    qparams, other = requant_params(scale, zero_point, x.dtype, relu), None
+    if residual is not None:
+        o, add_scale, add_zero_point, add_relu = residual
+        qparams = lite.residual_qparams(qparams, scale, (o.scale, o.zero_point), add_scale,
+                                        add_zero_point, add_relu, qrange(x.dtype)[1])
+        other = lite.residual_other(o.int_repr)
+        scale, zero_point = add_scale, add_zero_point
     out = _run_gemm_cached(cfg, cache, geometry, lambda: Q.conv_gather(x_nhwc, *geometry[1:]),
-                           x_nhwc, packed, x, w, bias,
-                           requant_params(scale, zero_point, x.dtype, relu))
+                           x_nhwc, packed, x, w, bias, qparams, other=other)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 

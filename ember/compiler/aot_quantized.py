@@ -79,7 +79,7 @@ def quantized_step(node: Node) -> dict | None:
                     "dtype": np.dtype(dtype.np_dtype).str}
     elif name == "dequantize":
         desc = {"kind": "dequantize"}
-    elif name in ("quantized_linear", "quantized_conv2d"):
+    elif name in ("quantized_linear", "quantized_conv2d", "quantized_conv2d_add"):
         desc = _qgemm(node, name, args)
     elif name == "quantized_linear_dynamic" and CQ.gemm_config() is not None:
         desc = {"kind": "qgemm_dynamic", "relu": bool(args["relu"]),
@@ -136,7 +136,7 @@ def _kernel_desc(cfg, u8_out: bool) -> dict:
         module = ("qgemm_amx", str(QA.module_for()), ("qgemm_amx_u8", "qgemm_amx_f32"))
         symbol = f"qgemm_amx_{'u8' if u8_out else 'f32'}"
     else:
-        module = ("qgemm", str(Q.module_for(cfg)), ("qgemm_u8", "qgemm_f32"))
+        module = ("qgemm", str(Q.module_for(cfg)), Q.KERNEL_NAMES)
         symbol = f"qgemm_{'u8' if u8_out else 'f32'}"
     # "claim": the vector kernels claim their tasks from a shared counter (lite_int8)
     schedule = "ranges" if cfg is QA.AMX else "claim"
@@ -168,12 +168,22 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
     cfg = CQ.gemm_config()
     if name == "quantized_conv2d" and args["groups"] != 1:
         return _depthwise_desc(args)
-    if cfg is None:
+    if cfg is None or (name == "quantized_conv2d_add" and args["groups"] != 1):
         return None
     desc = {"kind": "qgemm", "gemm": "linear", **_kernel_desc(cfg, True),
             "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
             "relu": bool(args["relu"])}
-    if name == "quantized_conv2d":
+    if name == "quantized_conv2d_add":
+        # the conv's own requantization, then the residual add (qgemm_u8_add's epilogue;
+        # on AMX tiles the lite step adds after the GEMM)
+        desc.update(scale=float(args["conv_scale"]), zero_point=int(args["conv_zero_point"]),
+                    relu=bool(args["conv_relu"]),
+                    residual={"scale": float(args["scale"]),
+                              "zero_point": int(args["zero_point"]),
+                              "relu": bool(args["relu"])})
+        if cfg is not QA.AMX:
+            desc["symbol"] = "qgemm_u8_add"
+    if name in ("quantized_conv2d", "quantized_conv2d_add"):
         desc.update(gemm="conv", kernel=list(args["weight"].meta["val"].shape[2:]),
                     stride=list(args["stride"]), padding=list(args["padding"]),
                     dilation=list(args["dilation"]))
@@ -255,7 +265,10 @@ def _lay_out_result(desc: dict, strides) -> None:
 def _pack_qgemm(plan, desc: dict, key: str) -> dict:
     x_slot = desc["inputs"][0]
     w = _constant_weight(plan, desc)
-    bias = plan.constants.get(desc["inputs"][2]) if len(desc["inputs"]) > 2 else None
+    residual = desc.get("residual")
+    slots = desc["inputs"][:-1] if residual else desc["inputs"]     # other: the last
+    other_slot = desc["inputs"][-1]
+    bias = plan.constants.get(slots[2]) if len(slots) > 2 else None
     (x_scale, x_zp), x_dtype = desc["in_qparams"][0], desc.get("x_dtype", dtypes.quint8)
     n = w.int_repr.shape[0]
     if desc["gemm"] == "depthwise":
@@ -270,10 +283,16 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
         packed = Q.PackedWeight(w.int_repr, cfg)
     corr, mult, bias = packed.epilogue_vectors(
         x_zp, np.float32(x_scale) * CQ.weight_scales(w, n), bias)
+    qparams = CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"])
     desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
-                x_zero_point=int(x_zp), inputs=[x_slot],
-                qparams=list(CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype,
-                                               desc["relu"])))
+                x_zero_point=int(x_zp), inputs=[x_slot], qparams=list(qparams))
+    if residual:
+        other_qparams = desc["in_qparams"][-1]
+        residual["qparams"] = list(lite.residual_qparams(
+            qparams, desc["scale"], other_qparams, residual["scale"],
+            residual["zero_point"], residual["relu"]))
+        residual["other_qparams"] = list(other_qparams)
+        desc["inputs"] = [x_slot, other_slot]
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
 
 

@@ -214,12 +214,17 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
             return kernel(*ref_args[2:])
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
     if weight is not None and op.name in ("quantized_linear", "quantized_linear_dynamic",
-                                          "quantized_conv2d"):
+                                          "quantized_conv2d", "quantized_conv2d_add"):
         from ..codegen.quantized import kernel_for
         cache = weight.__dict__.setdefault("_kernel_cache", {})
         kernel = kernel_for(op.name, ref_args, cache)
         if kernel is not None:
             return kernel()
+    if op.name == "quantized_conv2d_add":     # no fused kernel here: the pair's kernels
+        from ..ir.registry import OPS
+        conv = _native_or_reference(OPS["quantized_conv2d"], args[:10], ref_args[:10])
+        return _native_or_reference(OPS["quantized_add"], (None,) + tuple(args[10:]),
+                                    [conv] + list(ref_args[10:]))
     return op.reference(*ref_args)
 
 

@@ -312,7 +312,7 @@ def run_passes(graph: Graph, pipeline: str, ctx: PassContext | None = None,
 register_pipeline("cleanup", ["normalize", "simplify", "fold", "cse", "dce"])
 register_pipeline("default-inference", ["normalize", "simplify", "fold", "fold-bn",
                                         "decompose", "simplify", "fold", "cse", "dce",
-                                        "layout", "fuse", "memplan"])
+                                        "fuse-qresidual", "layout", "fuse", "memplan"])
 # Training graphs keep parameters as inputs, so there is nothing to fold into them;
 # layout conversions are left out (the update writes parameters in their own layout).
 register_pipeline("default-training", ["normalize", "simplify", "decompose", "simplify",

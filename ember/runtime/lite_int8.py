@@ -133,7 +133,8 @@ QGEMM_BASE_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_str
 # a kernel built before the schedule existed does, ignoring these words). n_valid: the
 # output's columns; the kernel stores no column past it, so the output rows are n_valid
 # wide (ldo = n_valid: no padding to strip)
-QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid")
+# other: the fused residual add's second operand (qgemm_u8_add; [M, n_valid] uint8)
+QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid", "other")
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
@@ -274,6 +275,28 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
 _A, _OUT = QGEMM_FIELDS.index("a"), QGEMM_FIELDS.index("out")
 _CHUNK = QGEMM_FIELDS.index("chunk")
 _CORR, _MULT = QGEMM_FIELDS.index("corr"), QGEMM_FIELDS.index("mult")
+_OTHER = QGEMM_FIELDS.index("other")
+
+
+def residual_qparams(conv_qparams, conv_scale: float, other_qparams, scale: float,
+                     zero_point: int, relu: bool, hi: float = 255.0) -> tuple:
+    """The 11 float64 epilogue parameters of a conv fused with the residual add that reads
+    its result (qgemm_u8_add): the conv's requantization (1/scale, zero point, lo, hi),
+    its scale, the other operand's (zero point, scale), then the add's (1/scale, zero
+    point, relu floor, hi), as qadd_run makes them."""
+    o_scale, o_zp = other_qparams
+    inv = np.float32(1.0) / np.float32(scale)
+    return tuple(float(v) for v in conv_qparams) + (
+        float(conv_scale), float(o_zp), float(o_scale), float(inv), float(zero_point),
+        0.0 if relu else -np.inf, float(hi))
+
+
+def residual_other(other: np.ndarray) -> np.ndarray:
+    """A residual operand [N, C, H, W] (or [M, C]) as the fused epilogue reads it: rows of
+    channels, contiguous (a conv's channels-last result is that already: no copy)."""
+    if other.ndim == 4:
+        return np.ascontiguousarray(other.transpose(0, 2, 3, 1))
+    return np.ascontiguousarray(other)
 
 
 class QGemmCall:
@@ -310,28 +333,41 @@ class QGemmCall:
                   "nb_outer": int(nb_outer), "out": 0, "ldo": ldo,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data,
                   "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
-                  "chunk": 0, "counter": 0, "n_valid": n}
+                  "chunk": 0, "counter": 0, "n_valid": n, "other": 0}
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
         self.claim = claim
         self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
 
-    def on_one_thread(self, fn, buffer: np.ndarray) -> np.ndarray:
+    def on_one_thread(self, fn, buffer: np.ndarray, other=None) -> np.ndarray:
         """The GEMM on the calling thread alone (callers that run many small GEMMs, a
         grouped convolution's, one per thread)."""
         out = _empty(self.out_shape, self.out_dtype)
         params = self.params.copy()
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        if other is not None:
+            params[_OTHER] = self._other_address(other)
         fn(0, self.tasks, 0, params.ctypes.data)
         return out[:self.m, :self.n]
 
+    def _other_address(self, other: np.ndarray) -> int:
+        """The residual operand's address, checked: [m, n] uint8 rows, contiguous."""
+        if other.dtype != np.uint8 or other.size != self.m * self.n or \
+                not other.flags.c_contiguous:
+            raise ValueError(f"qgemm: the residual operand must be {self.m} x {self.n} "
+                             f"contiguous uint8, got {other.shape} {other.dtype}")
+        return other.ctypes.data
+
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None, corr=None,
-                 mult=None) -> np.ndarray:
+                 mult=None, other=None) -> np.ndarray:
         """The GEMM on `buffer`; corr and mult (where given: arrays shaped as the ones the
         call was made with) replace its epilogue's for this call only (a dynamic
-        linear's, which change with every input's qparams)."""
+        linear's, which change with every input's qparams). other: the residual operand
+        of qgemm_u8_add (residual_other's layout)."""
         out = _empty(self.out_shape, self.out_dtype)
         params = self.params.copy()      # its counter word starts at 0
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        if other is not None:
+            params[_OTHER] = self._other_address(other)
         if corr is not None:
             params[_CORR], params[_MULT] = corr.ctypes.data, mult.ctypes.data
         if self.claim:
@@ -634,7 +670,7 @@ class QGemmStep:
         self.pool_fn = pool_fn
         self._calls: dict = {}      # input geometry -> QGemmCall (vector kernels)
 
-    def __call__(self, x):
+    def __call__(self, x, other=None):
         d = self.desc
         if d["gemm"] == "depthwise":
             return self._depthwise(x)
@@ -648,18 +684,27 @@ class QGemmStep:
             slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
             x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack)
             call = self._calls.get(x_nhwc.shape) if d["config"] != "amx" else None
-            if call is not None:        # made before for this geometry: no gather needed
-                out = np.ascontiguousarray(call(self.fn, self.pool_fn(), x_nhwc))
+            if call is None and d["config"] != "amx":
+                gather = conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
+                                     d["run"])
+                residual = d.get("residual")
+                call = QGemmCall(gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"],
+                                 self.corr, self.mult, self.bias,
+                                 residual["qparams"] if residual else d["qparams"], True,
+                                 _claims(d))
+                if len(self._calls) < 16:
+                    self._calls[x_nhwc.shape] = call
+            if call is not None:        # the vector kernels (residual add fused)
+                fused = None if other is None else residual_other(other)
+                out = np.ascontiguousarray(call(self.fn, self.pool_fn(), x_nhwc, other=fused))
                 return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
             gather = conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
                                  d["run"])
-            if d["config"] != "amx" and len(self._calls) < 16:
-                self._calls[x_nhwc.shape] = QGemmCall(
-                    gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"], self.corr,
-                    self.mult, self.bias, d["qparams"], True, _claims(d))
         out = _qgemm(d, self.fn, self.pool_fn(), gather, self.packed, self.corr, self.mult,
                      self.bias, d["qparams"], True)
         out = np.ascontiguousarray(out)
+        if other is not None:       # AMX tiles: the residual add after the GEMM
+            out = _residual_add_values(out, other, d)
         if d["gemm"] == "linear":
             return out.reshape(*x.shape[:-1], d["n"])
         return out.reshape(n, out_hw[0], out_hw[1], d["n"]).transpose(0, 3, 1, 2)
@@ -680,6 +725,18 @@ class QGemmStep:
                 self._calls[x_nhwc.shape] = call
         out = call(self.fn, self.pool_fn(), x_nhwc)
         return out.reshape(n, out_hw[0], out_hw[1], c).transpose(0, 3, 1, 2)
+
+
+def _residual_add_values(out: np.ndarray, other: np.ndarray, d: dict) -> np.ndarray:
+    """A conv's [M, N] uint8 result plus its residual operand, as quantized_add computes
+    it (dequantize both, add in float32, relu, requantize), for kernels without the fused
+    epilogue."""
+    r = d["residual"]
+    real = dequantize_values(out, d["scale"], d["zero_point"]) + \
+        dequantize_values(residual_other(other), *r["other_qparams"])
+    if r["relu"]:
+        real = np.maximum(real, np.float32(0))
+    return quantize_values(real, r["scale"], r["zero_point"], np.uint8)
 
 
 def dynamic_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):

@@ -263,28 +263,77 @@ def epilogue_columns(b, cfg, p, nb):
     return out
 
 
-def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None):
+def _residual_qparams(b, p, lanes: int):
+    """The residual add's parameters (qparams[4:11] of a fused conv + add kernel): the
+    conv result's scale, the other operand's zero point and scale, then the add's
+    (1/scale, zero point, relu floor, hi), as vectors."""
+    qload = [b.load(b.gep(p["qparams"], [u.i64(i)], source_etype=u.F64), typ=u.F64)
+             for i in range(4, 11)]
+    c_scale, o_zp, o_scale = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[:3])
+    inv, zp = (u.splat(b, q, lanes) for q in qload[3:5])
+    floor, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[5:])
+    return c_scale, o_zp, o_scale, inv, zp, floor, hi
+
+
+def _masked_load(b, ty, ptr, mask, align: int):
+    """llvm.masked.load: the lanes whose mask bit is on, zeros elsewhere (no memory past
+    them is touched)."""
+    name = f"llvm.masked.load.{u._mangle(ty)}.p0"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(ty, [u.PTR, u.I32, mask.type, ty]), name=name)
+    return b.call(fn, [ptr, ir.Constant(u.I32, align), mask, ir.Constant(ty, None)])
+
+
+def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
+    """The fused residual add on one vector: `q` holds the conv's requantized values (as
+    float32, rounded and clamped); the result is quantized_add's reference step for step:
+    float32(q - conv_zp) * conv_scale + float32(other - other_zp) * other_scale, relu as
+    a max with the floor, then requantized with the add's qparams. `other` is [M, N]
+    uint8 (channels-last, rows ldo apart); rows past M re-read row M - 1 (their results
+    land in the output's padding rows) and columns past n_valid are not read."""
+    c_scale, o_zp, o_scale, inv, zp, floor, hi = residual
+    vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
+    c_real = b.fmul(b.fsub(q, c_zp), c_scale)          # q - zp: exact (small integers)
+    orow = u.imin(b, row, b.sub(p["m"], u.i64(1)))
+    cols = b.add(u.splat(b, col, lanes), ir.Constant(u.vec(u.I64, lanes), list(range(lanes))))
+    mask = b.icmp_signed("<", cols, u.splat(b, p["n_valid"], lanes))
+    ptr = b.gep(p["other"], [b.add(b.mul(orow, p["ldo"]), col)], source_etype=I8)
+    other = b.uitofp(_masked_load(b, u.vec(I8, lanes), ptr, mask, 1), vf)
+    real = b.fadd(c_real, b.fmul(b.fsub(other, o_zp), o_scale))
+    real = b.select(b.fcmp_ordered(">", real, floor), real, floor)     # maxnum's values
+    scaled = u.fma(b, b.fpext(real, vd), inv, zp)
+    out = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
+    return u.clamp(b, out, ir.Constant(vf, [0.0] * lanes), hi)
+
+
+def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
+              residual: bool = False):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
     is the tile's int32 vectors (row-major, NV per row) or a function (r, v) -> vector.
     qparams / columns: epilogue_qparams / epilogue_columns made by the caller outside
-    its loops (loaded here otherwise)."""
+    its loops (loaded here otherwise). residual: then add the "other" operand and
+    requantize again (_residual_add: a conv + quantized_add pair in one pass)."""
     acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
     inv, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
     columns = columns or epilogue_columns(b, cfg, p, nb)
+    extra = _residual_qparams(b, p, lanes) if residual else None
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
         corr, mult, bias = columns[v]
         for r in range(cfg.mr):
             real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
-            idx = b.add(b.mul(b.add(m0, u.i64(r)), p["ldo"]), col)
+            row = b.add(m0, u.i64(r))
+            idx = b.add(b.mul(row, p["ldo"]), col)
             if u8_out:
                 # one fma: real * inv is exact in float64 (two float32 factors), so
                 # fusing the add rounds exactly as the reference's multiply-then-add
                 scaled = u.fma(b, b.fpext(real, vd), inv, zp)
                 q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
                 q = u.clamp(b, q, lo, hi)
+                if residual:
+                    q = _residual_add(b, p, q, b.fptrunc(zp, vf), extra, row, col, lanes)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
                 _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p, lanes)
             else:
@@ -316,15 +365,16 @@ def _claims(b, params, p, t_begin, t_end):
     return begin, u.imin(b, b.add(begin, step), limit), head, done
 
 
-def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
+def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) -> None:
     """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
     block, row tiles inner when nb_outer (the thread pool's chunk signature); the tasks
-    run are [t_begin, t_end) or claimed (_claims)."""
-    name = f"qgemm_{'u8' if u8_out else 'f32'}"
+    run are [t_begin, t_end) or claimed (_claims). residual: qgemm_u8_add, the uint8
+    result added to the block's "other" operand in the epilogue (_residual_add)."""
+    name = "qgemm_u8_add" if residual else f"qgemm_{'u8' if u8_out else 'f32'}"
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
-    ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams"}
+    ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "other"}
     p = {f: _field(b, params, f, f in ptrs) for f in FIELDS if f != "counter"}
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
     oh = b.sdiv(p["ohw"], p["ow"])
@@ -338,26 +388,34 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool) -> None:
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
         acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb)
-        _epilogue(b, cfg, p, acc, m0, nb, u8_out)
+        _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual)
     b.branch(claim_head)
     b.position_at_end(claims_done)
     b.ret_void()
 
 
 def module_for(cfg: Config) -> ir.Module:
-    """The LLVM module of cfg's kernels: qgemm_u8 and qgemm_f32 (also what ember.aot links)."""
+    """The LLVM module of cfg's kernels: qgemm_u8, qgemm_f32 and qgemm_u8_add (also what
+    ember.aot links)."""
     module = ir.Module(name=f"ember_qgemm_{cfg.name}")
     _emit(module, cfg, True)
     _emit(module, cfg, False)
+    _emit(module, cfg, True, residual=True)
     return module
+
+
+KERNEL_NAMES = ("qgemm_u8", "qgemm_f32", "qgemm_u8_add")
 
 
 @functools.lru_cache(maxsize=None)
 def _kernels(cfg: Config):
+    """The compiled kernels by output kind: True (uint8), False (float32), "add" (uint8
+    with the residual add)."""
     lib = compile_ir(module_for(cfg), target_for(cfg.isa))
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     return lib, {True: lib.function("qgemm_u8", None, *argtypes),
-                 False: lib.function("qgemm_f32", None, *argtypes)}
+                 False: lib.function("qgemm_f32", None, *argtypes),
+                 "add": lib.function("qgemm_u8_add", None, *argtypes)}
 
 
 # --- host side -----------------------------------------------------------------------------
@@ -413,12 +471,15 @@ def run_vectors(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: 
     return prepare(gather, packed, vectors, qparams, u8_out)(gather.buffer, threads)
 
 
-def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool):
+def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool,
+            residual: bool = False):
     """run_vectors in two steps: the parameter block made now, once; the returned
     function(buffer, threads=None) runs the GEMM on any input buffer of gather's
-    geometry (its .on_one_thread(buffer) on the calling thread alone)."""
+    geometry (its .on_one_thread(buffer) on the calling thread alone). residual: the
+    fused residual add (qgemm_u8_add; qparams has its 11 entries, lite.residual_qparams),
+    whose run takes other=[M, N] uint8."""
     corr, mult, bias = vectors
-    fn = _kernels(packed.cfg)[1][u8_out]
+    fn = _kernels(packed.cfg)[1]["add" if residual else u8_out]
     call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
                           packed.cfg.nr, corr, mult, bias, qparams, u8_out)
     run = functools.partial(_run_prepared, call, fn)
@@ -426,5 +487,5 @@ def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool
     return run
 
 
-def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None):
-    return call(fn, default_pool(), buffer, threads, corr, mult)
+def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None):
+    return call(fn, default_pool(), buffer, threads, corr, mult, other)

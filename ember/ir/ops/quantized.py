@@ -190,6 +190,36 @@ quantized_mul = defop(
 )
 
 
+def _conv_add_meta(self, weight, bias, stride, padding, dilation, groups, conv_scale,
+                   conv_zero_point, conv_relu, other, scale, zero_point, relu=False):
+    out = quantized_conv2d.meta(self, weight, bias, stride, padding, dilation, groups,
+                                conv_scale, conv_zero_point, conv_relu)
+    _require_quantized(other, "quantized_conv2d_add", "other")
+    if tuple(other.shape) != tuple(out.shape) or other.dtype != out.dtype:
+        raise ShapeError(f"quantized_conv2d_add: the convolution gives {list(out.shape)} "
+                         f"{out.dtype}, the residual is {list(other.shape)} {other.dtype}")
+    return out
+
+
+def _conv_add_ref(x, w, bias, stride, padding, dilation, groups, conv_scale,
+                  conv_zero_point, conv_relu, other, scale, zero_point, relu=False):
+    conv = quantized_conv2d.reference(x, w, bias, stride, padding, dilation, groups,
+                                      conv_scale, conv_zero_point, conv_relu)
+    return quantized_add.reference(conv, other, scale, zero_point, relu)
+
+
+# A quantized conv whose only reader is a residual quantized_add(_relu), as one op: what
+# the compiler's `fuse-qresidual` pass makes of the pair (never convert_fx, whose graph
+# mirrors torch.ao's). Its value is the pair's exactly: the conv's result rounded to its
+# own (conv_scale, conv_zero_point), then added to `other` as quantized_add does.
+quantized_conv2d_add = defop(
+    "quantized_conv2d_add(Tensor self, Tensor weight, Tensor? bias, int[2] stride, "
+    "int[2] padding, int[2] dilation, int groups, float conv_scale, int conv_zero_point, "
+    "bool conv_relu, Tensor other, float scale, int zero_point, bool relu=False) -> Tensor",
+    meta=_conv_add_meta, reference=_conv_add_ref, derivative=NOT_DIFFERENTIABLE, tags=Q,
+)
+
+
 def _scalar_meta(name):
     def meta(self, other):
         _require_quantized(self, name, "self")
