@@ -77,7 +77,11 @@ class CpuBackend:
 
     def constant(self, value):
         if is_quantized_tensor(value):
-            return value._qarray()
+            qa = value._qarray()
+            # a weight's packed forms live in its kernel cache (codegen/quantized.py); the
+            # plan's constant shares it, or every call would pack every weight again
+            qa.__dict__["_kernel_cache"] = value.__dict__.setdefault("_kernel_cache", {})
+            return qa
         return value._array if isinstance(value, Tensor) else value
 
     def unwrap(self, tensor: Tensor):

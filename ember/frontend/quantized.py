@@ -56,6 +56,9 @@ class QuantizedTensor(Tensor):
         t._qscale = qa.scale
         t._qzero_point = qa.zero_point
         t._qaxis = qa.axis
+        cache = qa.__dict__.get("_kernel_cache")
+        if cache is not None:       # a compiled plan's weight: its packed forms
+            t.__dict__["_kernel_cache"] = cache
         return t
 
     def _qarray(self) -> QuantizedArray:
