@@ -732,11 +732,24 @@ def _residual_add_values(out: np.ndarray, other: np.ndarray, d: dict) -> np.ndar
     it (dequantize both, add in float32, relu, requantize), for kernels without the fused
     epilogue."""
     r = d["residual"]
-    real = dequantize_values(out, d["scale"], d["zero_point"]) + \
-        dequantize_values(residual_other(other), *r["other_qparams"])
-    if r["relu"]:
-        real = np.maximum(real, np.float32(0))
-    return quantize_values(real, r["scale"], r["zero_point"], np.uint8)
+    return qadd_values(out, residual_other(other).reshape(out.shape),
+                       (d["scale"], d["zero_point"]), r["other_qparams"], r["scale"],
+                       r["zero_point"], r["relu"])
+
+
+def qadd_values(a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
+                zero_point: int, relu: bool) -> np.ndarray:
+    """quantized_add of uint8 arrays in NumPy, as the qadd kernel computes it (torch's
+    arithmetic: ir/ops/quantized.py _add_ref)."""
+    def real(q, qparams):
+        s = np.float32(qparams[0])
+        premul = np.float32(s * np.float32(-qparams[1]))
+        return (q.astype(np.float64) * np.float64(s) + np.float64(premul)).astype(np.float32)
+    total = real(a, a_qparams) + real(b, b_qparams)
+    if relu:
+        total = np.maximum(total, np.float32(0))
+    total *= np.float32(1.0) / np.float32(scale)
+    return np.clip(np.rint(total) + np.float32(zero_point), 0, 255).astype(np.uint8)
 
 
 def dynamic_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):

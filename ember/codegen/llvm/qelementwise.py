@@ -2,12 +2,12 @@
 max pooling over channels-last values (`qmaxpool`: 64 or 16 channels per vector, taps outside
 the input skipped; exact, as any max is).
 
-    real = float32(a - a_zp) * a_scale + float32(b - b_zp) * b_scale     (float32)
+    real = fma(a, a_scale, a_scale * -a_zp) + fma(b, b_scale, b_scale * -b_zp)   (float32)
     real = max(real, 0) when relu
-    q    = roundeven(float32(double(real) * double(1/scale) + zp)), clamped to [0, 255]
+    q    = roundeven(real * float32(1/scale)) + zp, clamped to [0, 255]
 
-which is the NumPy reference (ir/ops/quantized.py: dequantize both, add, quantize_array)
-operation for operation, so results are equal bit for bit. The operands are walked in
+which is the NumPy reference (ir/ops/quantized.py _add_ref: torch's quantized add kernel's
+arithmetic) operation for operation, so results are equal bit for bit. The operands are walked in
 memory order: the caller passes buffers of one layout (both contiguous or both
 channels-last) and the result takes that layout. A 16-lane loop does the bulk and a
 one-lane copy of the same body the tail; threads split the element range.
@@ -44,18 +44,34 @@ def _body(b, lanes, a_ptr, b_ptr, out_ptr, i, qp):
         return u.splat(b, x, lanes)
 
     def real_of(ptr, zp, scale):
-        q = b.zext(b.load(b.gep(ptr, [i], source_etype=I8), typ=vb, align=1), vi)
-        centered = b.sitofp(b.sub(q, spl(b.fptosi(zp, u.I32))), vf)
-        return b.fmul(centered, spl(b.fptrunc(scale, u.F32)))
+        q = b.uitofp(b.load(b.gep(ptr, [i], source_etype=I8), typ=vb, align=1), vf)
+        return dequantize_fma(b, q, zp, scale, lanes)
 
     a_zp, a_scale, b_zp, b_scale, inv, zp, lo, hi = qp
     real = b.fadd(real_of(a_ptr, a_zp, a_scale), real_of(b_ptr, b_zp, b_scale))
-    floor = spl(b.fptrunc(lo, u.F32))                                         # relu: lo = 0
-    real = b.select(b.fcmp_ordered(">", real, floor), real, floor)    # maxnum's values
-    scaled = u.fma(b, b.fpext(real, vd), spl(inv), spl(zp))    # exact product: as mul, add
-    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
-    q = u.clamp(b, q, spl(ir.Constant(u.F32, 0.0)), spl(b.fptrunc(hi, u.F32)))
+    q = add_requantize(b, real, inv, zp, lo, hi, lanes)
     b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
+
+
+def dequantize_fma(b, q, zp, scale, lanes: int):
+    """torch's vectorized dequantize (ir/ops/quantized.py _dequantize_fma): q (float32
+    vector of integers) * scale + float32(scale * -zp), one fma. zp and scale: float64
+    scalars (the kernels' parameter words)."""
+    s32 = b.fptrunc(scale, u.F32)
+    premul = b.fmul(s32, b.fneg(b.fptrunc(zp, u.F32)))
+    return u.fma(b, q, u.splat(b, s32, lanes), u.splat(b, premul, lanes))
+
+
+def add_requantize(b, real, inv, zp, lo, hi, lanes: int):
+    """quantized_add's requantization (ir/ops/quantized.py _add_ref): relu as a max with
+    the floor `lo` (0, or -inf without relu), then rint(float32(real * float32(inv))) +
+    zp, clamped to [0, hi]; float64 scalar parameters. The result: float32 integers."""
+    vf = u.vec(u.F32, lanes)
+    floor = u.splat(b, b.fptrunc(lo, u.F32), lanes)
+    real = b.select(b.fcmp_ordered(">", real, floor), real, floor)    # maxnum's values
+    scaled = b.fmul(real, u.splat(b, b.fptrunc(inv, u.F32), lanes))
+    q = b.fadd(u.intrinsic(b, "roundeven", vf, scaled), u.splat(b, b.fptrunc(zp, u.F32), lanes))
+    return u.clamp(b, q, ir.Constant(vf, [0.0] * lanes), u.splat(b, b.fptrunc(hi, u.F32), lanes))
 
 
 def _emit(module: ir.Module) -> None:

@@ -49,6 +49,7 @@ from llvmlite import ir
 from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
+from . import qelementwise as QE
 from .jit import compile_ir
 from .target import Isa, host_features, host_isa, supported_isas, target_for
 
@@ -263,16 +264,12 @@ def epilogue_columns(b, cfg, p, nb):
     return out
 
 
-def _residual_qparams(b, p, lanes: int):
-    """The residual add's parameters (qparams[4:11] of a fused conv + add kernel): the
-    conv result's scale, the other operand's zero point and scale, then the add's
-    (1/scale, zero point, relu floor, hi), as vectors."""
-    qload = [b.load(b.gep(p["qparams"], [u.i64(i)], source_etype=u.F64), typ=u.F64)
-             for i in range(4, 11)]
-    c_scale, o_zp, o_scale = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[:3])
-    inv, zp = (u.splat(b, q, lanes) for q in qload[3:5])
-    floor, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[5:])
-    return c_scale, o_zp, o_scale, inv, zp, floor, hi
+def _residual_qparams(b, p):
+    """The residual add's parameters (qparams[4:11] of a fused conv + add kernel, float64
+    scalars): the conv result's scale, the other operand's zero point and scale, then the
+    add's (1/scale, zero point, relu floor, hi)."""
+    return [b.load(b.gep(p["qparams"], [u.i64(i)], source_etype=u.F64), typ=u.F64)
+            for i in range(4, 11)]
 
 
 def _masked_load(b, ty, ptr, mask, align: int):
@@ -286,24 +283,21 @@ def _masked_load(b, ty, ptr, mask, align: int):
 
 def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
     """The fused residual add on one vector: `q` holds the conv's requantized values (as
-    float32, rounded and clamped); the result is quantized_add's reference step for step:
-    float32(q - conv_zp) * conv_scale + float32(other - other_zp) * other_scale, relu as
-    a max with the floor, then requantized with the add's qparams. `other` is [M, N]
-    uint8 (channels-last, rows ldo apart); rows past M re-read row M - 1 (their results
-    land in the output's padding rows) and columns past n_valid are not read."""
+    float32, rounded and clamped) with zero point c_zp (float64 scalar); the result is
+    quantized_add's (qelementwise: dequantize both operands by one fma, add, relu,
+    requantize) step for step. `other` is [M, N] uint8 (channels-last, rows ldo apart);
+    rows past M re-read row M - 1 (their results land in the output's padding rows) and
+    columns past n_valid are not read."""
     c_scale, o_zp, o_scale, inv, zp, floor, hi = residual
-    vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
-    c_real = b.fmul(b.fsub(q, c_zp), c_scale)          # q - zp: exact (small integers)
+    vf = u.vec(u.F32, lanes)
     orow = u.imin(b, row, b.sub(p["m"], u.i64(1)))
     cols = b.add(u.splat(b, col, lanes), ir.Constant(u.vec(u.I64, lanes), list(range(lanes))))
     mask = b.icmp_signed("<", cols, u.splat(b, p["n_valid"], lanes))
     ptr = b.gep(p["other"], [b.add(b.mul(orow, p["ldo"]), col)], source_etype=I8)
     other = b.uitofp(_masked_load(b, u.vec(I8, lanes), ptr, mask, 1), vf)
-    real = b.fadd(c_real, b.fmul(b.fsub(other, o_zp), o_scale))
-    real = b.select(b.fcmp_ordered(">", real, floor), real, floor)     # maxnum's values
-    scaled = u.fma(b, b.fpext(real, vd), inv, zp)
-    out = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
-    return u.clamp(b, out, ir.Constant(vf, [0.0] * lanes), hi)
+    real = b.fadd(QE.dequantize_fma(b, q, c_zp, c_scale, lanes),
+                  QE.dequantize_fma(b, other, o_zp, o_scale, lanes))
+    return QE.add_requantize(b, real, inv, zp, floor, hi, lanes)
 
 
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
@@ -318,7 +312,7 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
     inv, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
     columns = columns or epilogue_columns(b, cfg, p, nb)
-    extra = _residual_qparams(b, p, lanes) if residual else None
+    extra = _residual_qparams(b, p) if residual else None
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
         corr, mult, bias = columns[v]
@@ -333,7 +327,9 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
                 q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
                 q = u.clamp(b, q, lo, hi)
                 if residual:
-                    q = _residual_add(b, p, q, b.fptrunc(zp, vf), extra, row, col, lanes)
+                    c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64),
+                                  typ=u.F64)
+                    q = _residual_add(b, p, q, c_zp, extra, row, col, lanes)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
                 _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p, lanes)
             else:
