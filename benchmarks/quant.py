@@ -5,7 +5,9 @@ backend) and torch float, on the same weights.
     python3 benchmarks/quant.py [--quick] [--resnet] [--threads N [--cpu-time]] [--save]
 
 Rows come in pairs: "<model> float" times ember float eager against torch float; "<model>
-int8 ..." times ember's converted model against torch.ao's. Ratios are other / ember
+int8 ..." times ember's converted model against torch.ao's (static rows add an
+ember_compile column: the converted model through ember.compile, residual adds fused into
+their convolutions). Ratios are other / ember
 (> 1: ember faster). Beside each int8 row: argmax agreement with torch.ao's int8 model
 and the largest logit difference in output quantization steps; after the table, ember's
 int8 / float speedup. --resnet adds a resnet18-shaped model at batch 8, 224x224 (slow).
@@ -117,8 +119,13 @@ def static_pair(name, make, shape, b: Bench, rng, calib_batches=4):
             t_prep(torch.from_numpy(c))
             e_prep(ember.tensor(c))
         t_q, e_q = tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
+        # ember_compile: the converted model through ember.compile, whose plan fuses each
+        # residual add into its conv's epilogue (passes/qfuse.py); same integers as eager
+        compiled = ember.compile(e_q)
+        if not np.array_equal(compiled(ex).numpy(), e_q(ex).numpy()):
+            raise AssertionError(f"{name}: ember.compile's int8 result differs from eager's")
         row = b.row(f"{name} int8 static (torch = torch.ao x86)", ember=lambda: e_q(ex),
-                    torch=lambda: t_q(tx))
+                    torch=lambda: t_q(tx), ember_compile=lambda: compiled(ex))
         row.update(agreement(t_q(tx).numpy(), e_q(ex).numpy(), t_model(tx).numpy()))
     return row
 
