@@ -523,9 +523,33 @@ def _result_nodes(graph: Graph) -> set:
 
 def _eager_step(node: Node) -> Callable:
     """A callable on arrays that runs `node` eagerly (no autograd) and returns arrays."""
+    native = _native_quantized_step(node)
+    if native is not None:
+        return native
+
     def run(*arrays):
         return _unwrap(call_node_eagerly(node, [_adopt(a) for a in arrays]))
     return run
+
+
+def _native_quantized_step(node: Node) -> Callable | None:
+    """An int8 GEMM/conv/add node as a direct call of its eager kernel choice on the
+    plan's QuantizedArrays (frontend/quantized.py native_step): no tensor wrapping,
+    dispatch or meta per call (the work of an int8 model's plan is mostly these)."""
+    from ..frontend.quantized import native_step
+    op = node.target
+    if node.op != OpKind.call_function or not hasattr(op, "schema"):
+        return None
+    run = native_step(op)
+    if run is None:
+        return None
+
+    def step(*values):
+        it = iter(values)
+        args = map_arg(node.args, lambda n: next(it))
+        kwargs = map_arg(node.kwargs, lambda n: next(it))
+        return run(*op.schema.bind(args, kwargs))
+    return step
 
 
 class _ItemOf:

@@ -206,6 +206,24 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
         f"first, or use a quantized module from ember.ao{at_user_line()}")
 
 
+# ops whose eager work is one native kernel call on their operands' integers
+NATIVE_STEPS = ("quantized_linear", "quantized_linear_dynamic", "quantized_conv2d",
+                "quantized_conv2d_add")
+
+
+def native_step(op: OpDef):
+    """A compiled plan's step for a quantized op of NATIVE_STEPS or quantized_add, on the
+    plan's values (QuantizedArrays, arrays, numbers in schema order): the eager kernel
+    choice without wrapping every operand as a tensor and dispatching (the plan checked
+    shapes when it was built); None for other ops."""
+    if op.name not in NATIVE_STEPS + ("quantized_add",):
+        return None
+
+    def run(*ref_args):
+        return _native_or_reference(op, ref_args, list(ref_args))
+    return run
+
+
 def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
     """The op's native kernel where codegen has one for these operands (VNNI int8 GEMM,
     identical results), else its NumPy reference. A weight keeps its packed form in
@@ -216,8 +234,9 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
         if kernel is not None:
             return kernel(*ref_args[2:])
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
-    if weight is not None and op.name in ("quantized_linear", "quantized_linear_dynamic",
-                                          "quantized_conv2d", "quantized_conv2d_add"):
+    if weight is None and len(ref_args) > 1 and isinstance(ref_args[1], QuantizedArray):
+        weight = ref_args[1]        # a compiled plan's constant (native_step)
+    if weight is not None and op.name in NATIVE_STEPS:
         from ..codegen.quantized import kernel_for
         cache = weight.__dict__.setdefault("_kernel_cache", {})
         kernel = kernel_for(op.name, ref_args, cache)
