@@ -204,3 +204,24 @@ def test_quantized_add_equals_torch_bit_for_bit(rng, relu):
         cl = add(ta.contiguous(memory_format=torch.channels_last),
                  tb.contiguous(memory_format=torch.channels_last), s, int(z))
         np.testing.assert_array_equal(cl.int_repr().numpy(), want)
+
+
+def test_fused_kernel_on_the_avx2_tile(rng):
+    """qgemm_u8_add of the AVX2 config (8 lanes, compiled without AVX-512 here) equals the
+    reference too (activation bytes <= 127, where that path is exact)."""
+    import ember.codegen.quantized as CQ
+    from ember.codegen.llvm import qgemm as Q
+    from ember.codegen.llvm.target import Isa, supported_isas
+    if Isa.AVX2 not in supported_isas():
+        pytest.skip("no AVX2 on this CPU")
+    x = ember.quantize_per_tensor(ember.tensor(rng.uniform(-1, 1, (2, 12, 7, 7)).astype(
+        np.float32)), 0.02, 60, ember.quint8)
+    w = ember.quantize_per_channel(
+        ember.tensor(rng.standard_normal((20, 12, 3, 3)).astype(np.float32) * 0.2),
+        ember.tensor(rng.uniform(0.005, 0.02, 20).astype(np.float32)),
+        ember.tensor(np.zeros(20, np.int64)), 0, ember.qint8)
+    other = _quantized(rng, (2, 20, 7, 7), 0.07, 100)
+    args = [x._qarray(), w._qarray(), None, [1, 1], [1, 1], [1, 1], 1, 0.11, 70, False]
+    got = CQ.conv2d(*args, cache={}, cfg=Q.AVX2, residual=(other._qarray(), 0.13, 50, True))
+    want = OPS["quantized_conv2d_add"].reference(*args, other._qarray(), 0.13, 50, True)
+    np.testing.assert_array_equal(got.int_repr, want.int_repr)
