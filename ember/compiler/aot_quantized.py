@@ -12,7 +12,10 @@ runtime runs the same kernels without the compiler:
                           weight is packed here, with its per-column zero-point correction,
                           multiplier and bias ("pq<step>" members of the weights);
                           gemm "depthwise": quantized_conv2d with groups == channels on
-                          codegen/llvm/qdepthwise.py's kernel, packed alike
+                          codegen/llvm/qdepthwise.py's kernel, packed alike;
+                          quantized_conv2d_add (passes/qfuse.py): a conv step with a
+                          "residual" entry and the residual as its second input, on
+                          qgemm_u8_add (the add in the epilogue)
   qgemm_dynamic           quantized_linear_dynamic (quantize_dynamic's Linear): the input
                           quantized per call, the same GEMM with a float32 epilogue
   qadd                    quantized_add (+ relu): codegen/llvm/qelementwise.py's kernel
