@@ -1,0 +1,174 @@
+"""Optimizer updates as one multi-tensor Triton kernel per parameter group.
+
+One launch updates every tensor of a chunk (up to MAX_TENSORS parameters, so the kernel's
+argument block stays far below CUDA's 4 KiB): each parameter, its gradient and its state
+buffers are pointer arguments, and the grid is the concatenation of every tensor's blocks.
+A program finds its tensor with a chain of comparisons against the tensors' first blocks
+(sizes are fixed for a parameter list, so they are literals in the source) and then runs
+one update body over BLOCK elements of it. Pointers being arguments, not a table in
+device memory, nothing is uploaded per step: the launch is capture-safe, and a CUDA graph
+that recorded it replays it against the same parameters and state.
+
+Hyperparameters are scalar arguments in the parameters' dtype (so an LR scheduler never
+recompiles); whether a term exists at all (weight decay, momentum, nesterov, maximize,
+amsgrad, Adam's bias correction on the device) is part of the source. The arithmetic is
+`optim.functional`'s, operation by operation in the same order and dtype, so under the
+interpreter the result equals the per-tensor update bit for bit; compiled for a GPU,
+Triton may contract a multiply and an add into one FMA (within an ulp of it).
+
+Adam with its step count on the device (`fused=True` / `capturable=True`): every program
+reads its tensor's step and computes the bias corrections from step + 1; the program that
+finishes last (an atomic counter, reset by that program) stores the incremented steps, so
+no program can read a step already incremented, and a replayed graph keeps counting.
+"""
+from __future__ import annotations
+
+from ...ir.dtypes import DType
+from .source import GeneratedKernel, LaunchSpec, pointer_type, tl_type
+
+BLOCK = 1024
+MAX_TENSORS = 48        # per launch: 48 x 6 pointers x 8 bytes of arguments at most
+
+
+def blocks_of(sizes: list[int]) -> list[int]:
+    return [max(1, -(-n // BLOCK)) for n in sizes]
+
+
+def _select(sizes: list[int], roles: list[str]) -> list[str]:
+    """Lines that bind `offs`, `mask` and one pointer per role to the program's tensor."""
+    lines, first = [], 0
+    for i, (n, count) in enumerate(zip(sizes, blocks_of(sizes))):
+        head = "if" if i == 0 else "elif"
+        cond = f"pid < {first + count}" if i < len(sizes) - 1 else None
+        lines.append(f"    {head} {cond}:" if cond else "    else:")
+        lines.append(f"        offs = (pid - {first}).to(tl.int64) * BLOCK + "
+                     f"tl.arange(0, BLOCK)")
+        lines.append(f"        mask = offs < {n}")
+        lines += [f"        {r} = {r}{i}" for r in roles]
+        first += count
+    if len(sizes) == 1:                # `else:` alone is not Python: unindent the one branch
+        lines = ["    " + line.strip() for line in lines[1:]]
+    return lines
+
+
+def _kernel(name: str, sizes: list[int], dtype: DType, roles: list[str], scalars: list[str],
+            body: list[str], doc: str, tail_args: list[tuple[str, str]] = ()) -> GeneratedKernel:
+    ptr = pointer_type(dtype)
+    args = [(f"{r}{i}", ptr) for i in range(len(sizes)) for r in roles]
+    args += list(tail_args)
+    scalar_type = "fp64" if dtype.name == "float64" else "fp32"
+    args += [(f"{s}_arg", scalar_type) for s in scalars]
+    dt = tl_type(dtype)
+    lines = ["@triton.jit",
+             f"def {name}({', '.join(a for a, _ in args)}, BLOCK: tl.constexpr):",
+             f'    """{doc} over {len(sizes)} tensors of {sum(sizes)} elements."""',
+             "    pid = tl.program_id(0)"]
+    # tl.full keeps a float64 argument exact under the interpreter too (a bare Python
+    # float would become a float32 constant there)
+    lines += [f"    {s} = tl.full([], {s}_arg, {dt})" for s in scalars]
+    lines += _select(sizes, roles) + body
+    grid = (sum(blocks_of(sizes)), 1, 1)
+    return GeneratedKernel("\n".join(lines) + "\n",
+                           LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
+                                      "sum of cdiv(numel, BLOCK)", 4, 1,
+                                      [a for a, _ in args]))
+
+
+def sgd_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, momentum: bool,
+               first: bool, nesterov: bool, maximize: bool) -> GeneratedKernel:
+    """functional.sgd in place. Arguments per tensor: param, grad (and its momentum buffer
+    when momentum != 0: on the `first` step it is written with the gradient); scalars
+    neg_lr, weight_decay, momentum, one_minus_dampening."""
+    roles = ["p", "g"] + (["b"] if momentum else [])
+    body = ["    grad = tl.load(g + offs, mask=mask)",
+            "    param = tl.load(p + offs, mask=mask)"]
+    if maximize:
+        body.append("    grad = -grad")
+    if weight_decay:
+        body.append("    grad = grad + param * weight_decay")
+    if momentum:
+        if first:
+            body.append("    buf = grad")
+        else:
+            body.append("    buf = tl.load(b + offs, mask=mask) * momentum + "
+                        "grad * one_minus_dampening")
+        body.append("    tl.store(b + offs, buf, mask=mask)")
+        body.append("    grad = grad + buf * momentum" if nesterov else "    grad = buf")
+    body.append("    tl.store(p + offs, param + grad * neg_lr, mask=mask)")
+    flags = "".join(c for c, on in zip("wmfnx", (weight_decay, momentum, first, nesterov,
+                                                  maximize)) if on)
+    return _kernel(f"multi_sgd_{dtype.name}_{flags or 'plain'}", sizes, dtype, roles,
+                   ["neg_lr", "weight_decay", "momentum", "one_minus_dampening"], body,
+                   "SGD")
+
+
+def adam_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, decoupled: bool,
+                amsgrad: bool, maximize: bool, lerp_low: bool,
+                device_step: bool) -> GeneratedKernel:
+    """functional.adam / adamw in place. Per tensor: param, grad, exp_avg, exp_avg_sq
+    (max_exp_avg_sq with amsgrad), then either its float32 step on the device
+    (`device_step`, plus one int32 counter after all tensors) or two scalars per tensor,
+    step_size and bias_correction2_sqrt, computed on the host from the host step.
+    `lerp_low`: 1 - beta1 < 0.5, which of torch.lerp's two formulas applies."""
+    roles = ["p", "g", "m", "v"] + (["mx"] if amsgrad else [])
+    n = len(sizes)
+    body = ["    grad = tl.load(g + offs, mask=mask)",
+            "    param = tl.load(p + offs, mask=mask)"]
+    if maximize:
+        body.append("    grad = -grad")
+    if weight_decay:
+        body.append("    param = param * one_minus_lr_wd" if decoupled else
+                    "    grad = grad + param * weight_decay")
+    body.append("    exp_avg = tl.load(m + offs, mask=mask)")
+    body.append("    exp_avg = exp_avg + (grad - exp_avg) * w1" if lerp_low else
+                "    exp_avg = grad - (grad - exp_avg) * one_minus_w1")
+    body.append("    exp_avg_sq = tl.load(v + offs, mask=mask) * beta2 + "
+                "grad * grad * one_minus_beta2")
+    sqrt = "tl.sqrt" if dtype.name == "float64" else "tl.sqrt_rn"
+    if device_step:
+        roles.append("st")
+        body += ["    step = (tl.load(st) + 1.0).to(param.dtype)",
+                 "    step_size = lr / (1.0 - emath.pow(beta1, step))",
+                 f"    bc2_sqrt = {sqrt}(1.0 - emath.pow(beta2, step))"]
+    else:
+        roles += ["ss", "bc"]           # scalars, not pointers: bound by the chain as well
+        body += [f"    step_size = tl.full([], ss, {tl_type(dtype)})",
+                 f"    bc2_sqrt = tl.full([], bc, {tl_type(dtype)})"]
+    if amsgrad:
+        body += ["    max_sq = tl.maximum(tl.load(mx + offs, mask=mask), exp_avg_sq)",
+                 "    tl.store(mx + offs, max_sq, mask=mask)",
+                 f"    denom = {sqrt}(max_sq) / bc2_sqrt + eps"]
+    else:
+        body.append(f"    denom = {sqrt}(exp_avg_sq) / bc2_sqrt + eps")
+    body += ["    tl.store(m + offs, exp_avg, mask=mask)",
+             "    tl.store(v + offs, exp_avg_sq, mask=mask)",
+             "    tl.store(p + offs, param + (exp_avg / denom) * (-step_size), mask=mask)"]
+    if device_step:
+        body += ["    done = tl.atomic_add(counter, 1)",
+                 f"    if done == {sum(blocks_of(sizes)) - 1}:"]
+        body += [f"        tl.store(st{i}, tl.load(st{i}) + 1.0)" for i in range(n)]
+        body.append("        tl.store(counter, 0)")
+    flags = "".join(c for c, on in zip("wdaxls", (weight_decay, decoupled, amsgrad, maximize,
+                                                   lerp_low, device_step)) if on)
+    name = f"multi_adam_{dtype.name}_{flags or 'plain'}"
+    scalars = ["lr", "beta1", "beta2", "w1", "one_minus_w1", "one_minus_beta2", "eps",
+               "weight_decay", "one_minus_lr_wd"]
+    kernel = _kernel(name, sizes, dtype, roles, scalars, body, "Adam" + "W" * decoupled,
+                     [("counter", "*i32")] if device_step else [])
+    return _retype(kernel, dtype, device_step)
+
+
+def _retype(kernel: GeneratedKernel, dtype: DType, device_step: bool) -> GeneratedKernel:
+    """Adam's per-tensor roles that are not the param's pointer type: the float32 step
+    pointers, or the host-computed scalars (the param's float type)."""
+    scalar = "fp64" if dtype.name == "float64" else "fp32"
+    args = []
+    for name, sig in kernel.launch.args:
+        role = name.rstrip("0123456789")
+        if role == "st":
+            sig = "*fp32"
+        elif role in ("ss", "bc") and not device_step:
+            sig = scalar
+        args.append((name, sig))
+    kernel.launch.args = args
+    return kernel
