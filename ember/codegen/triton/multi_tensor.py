@@ -9,15 +9,15 @@ one update body over BLOCK elements of it. Pointers being arguments, not a table
 device memory, nothing is uploaded per step: the launch is capture-safe, and a CUDA graph
 that recorded it replays it against the same parameters and state.
 
-Hyperparameters are scalar arguments in the parameters' dtype (so an LR scheduler never
-recompiles); whether a term exists at all (weight decay, momentum, nesterov, maximize,
+Hyperparameters are float64 scalar arguments, rounded to the parameters' dtype in the
+kernel as the per-tensor path rounds a Python float (so an LR scheduler never recompiles); whether a term exists at all (weight decay, momentum, nesterov, maximize,
 amsgrad, Adam's bias correction on the device) is part of the source. The arithmetic is
 `optim.functional`'s, operation by operation in the same order and dtype, so under the
 interpreter the result equals the per-tensor update bit for bit; compiled for a GPU,
 Triton may contract a multiply and an add into one FMA (within an ulp of it).
 
 Adam with its step count on the device (`fused=True` / `capturable=True`): every program
-reads its tensor's step and computes the bias corrections from step + 1; the program that
+reads its tensor's step and computes the bias corrections from step + 1 in float64; the program that
 finishes last (an atomic counter, reset by that program) stores the incremented steps, so
 no program can read a step already incremented, and a replayed graph keeps counting.
 """
@@ -56,8 +56,8 @@ def _kernel(name: str, sizes: list[int], dtype: DType, roles: list[str], scalars
     ptr = pointer_type(dtype)
     args = [(f"{r}{i}", ptr) for i in range(len(sizes)) for r in roles]
     args += list(tail_args)
-    scalar_type = "fp64" if dtype.name == "float64" else "fp32"
-    args += [(f"{s}_arg", scalar_type) for s in scalars]
+    args += [(f"{s}_arg", "fp64") for s in scalars]     # rounded to dtype below, as the
+    #                                                       per-tensor path rounds a Python float
     dt = tl_type(dtype)
     lines = ["@triton.jit",
              f"def {name}({', '.join(a for a, _ in args)}, BLOCK: tl.constexpr):",
@@ -80,8 +80,8 @@ def sgd_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, momentum: 
     when momentum != 0: on the `first` step it is written with the gradient); scalars
     neg_lr, weight_decay, momentum, one_minus_dampening."""
     roles = ["p", "g"] + (["b"] if momentum else [])
-    body = ["    grad = tl.load(g + offs, mask=mask)",
-            "    param = tl.load(p + offs, mask=mask)"]
+    body = ["    grad = tl.load(g + offs, mask=mask, other=0.0)",
+            "    param = tl.load(p + offs, mask=mask, other=0.0)"]
     if maximize:
         body.append("    grad = -grad")
     if weight_decay:
@@ -90,7 +90,7 @@ def sgd_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, momentum: 
         if first:
             body.append("    buf = grad")
         else:
-            body.append("    buf = tl.load(b + offs, mask=mask) * momentum + "
+            body.append("    buf = tl.load(b + offs, mask=mask, other=0.0) * momentum + "
                         "grad * one_minus_dampening")
         body.append("    tl.store(b + offs, buf, mask=mask)")
         body.append("    grad = grad + buf * momentum" if nesterov else "    grad = buf")
@@ -112,30 +112,35 @@ def adam_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, decoupled
     `lerp_low`: 1 - beta1 < 0.5, which of torch.lerp's two formulas applies."""
     roles = ["p", "g", "m", "v"] + (["mx"] if amsgrad else [])
     n = len(sizes)
-    body = ["    grad = tl.load(g + offs, mask=mask)",
-            "    param = tl.load(p + offs, mask=mask)"]
+    body = ["    grad = tl.load(g + offs, mask=mask, other=0.0)",
+            "    param = tl.load(p + offs, mask=mask, other=0.0)"]
     if maximize:
         body.append("    grad = -grad")
     if weight_decay:
         body.append("    param = param * one_minus_lr_wd" if decoupled else
                     "    grad = grad + param * weight_decay")
-    body.append("    exp_avg = tl.load(m + offs, mask=mask)")
+    body.append("    exp_avg = tl.load(m + offs, mask=mask, other=0.0)")
     body.append("    exp_avg = exp_avg + (grad - exp_avg) * w1" if lerp_low else
                 "    exp_avg = grad - (grad - exp_avg) * one_minus_w1")
-    body.append("    exp_avg_sq = tl.load(v + offs, mask=mask) * beta2 + "
+    body.append("    exp_avg_sq = tl.load(v + offs, mask=mask, other=0.0) * beta2 + "
                 "grad * grad * one_minus_beta2")
     sqrt = "tl.sqrt" if dtype.name == "float64" else "tl.sqrt_rn"
     if device_step:
         roles.append("st")
-        body += ["    step = (tl.load(st) + 1.0).to(param.dtype)",
-                 "    step_size = lr / (1.0 - emath.pow(beta1, step))",
-                 f"    bc2_sqrt = {sqrt}(1.0 - emath.pow(beta2, step))"]
+        # in float64 as torch's fused Adam does: 1 - beta2 ** step cancels, and float32
+        # corrections would move the update by ~1e-5 relative
+        f64 = "tl.float64"
+        body += [f"    step = (tl.load(st) + 1.0).to({f64})",
+                 f"    bc1 = 1.0 - emath.pow(tl.full([], beta1_arg, {f64}), step)",
+                 f"    step_size = (tl.full([], lr_arg, {f64}) / bc1).to({tl_type(dtype)})",
+                 f"    bc2 = 1.0 - emath.pow(tl.full([], beta2_arg, {f64}), step)",
+                 f"    bc2_sqrt = tl.sqrt(bc2).to({tl_type(dtype)})"]
     else:
         roles += ["ss", "bc"]           # scalars, not pointers: bound by the chain as well
         body += [f"    step_size = tl.full([], ss, {tl_type(dtype)})",
                  f"    bc2_sqrt = tl.full([], bc, {tl_type(dtype)})"]
     if amsgrad:
-        body += ["    max_sq = tl.maximum(tl.load(mx + offs, mask=mask), exp_avg_sq)",
+        body += ["    max_sq = tl.maximum(tl.load(mx + offs, mask=mask, other=0.0), exp_avg_sq)",
                  "    tl.store(mx + offs, max_sq, mask=mask)",
                  f"    denom = {sqrt}(max_sq) / bc2_sqrt + eps"]
     else:
@@ -160,8 +165,8 @@ def adam_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, decoupled
 
 def _retype(kernel: GeneratedKernel, dtype: DType, device_step: bool) -> GeneratedKernel:
     """Adam's per-tensor roles that are not the param's pointer type: the float32 step
-    pointers, or the host-computed scalars (the param's float type)."""
-    scalar = "fp64" if dtype.name == "float64" else "fp32"
+    pointers, or the host-computed scalars (float64, rounded in the kernel)."""
+    scalar = "fp64"
     args = []
     for name, sig in kernel.launch.args:
         role = name.rstrip("0123456789")
