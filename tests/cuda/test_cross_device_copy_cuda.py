@@ -91,3 +91,21 @@ def test_setitem_on_cuda_with_cpu_values(device):  # noqa: F811
 def test_other_ops_still_refuse_mixed_devices(device):  # noqa: F811
     with pytest.raises(ember.DeviceError, match=r"add_: .*cpu and cuda:0"):
         ember.zeros(3, device=device).add_(ember.ones(3))
+
+
+def test_bool_mask_indexing_on_cuda(device):  # noqa: F811
+    """`x[mask] = v` (one-element v) is a masked_fill_ on the device, the mask on the
+    device or the CPU; `x[mask]` reads the mask's count back, as torch's nonzero does."""
+    base = np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 10
+    x, tx = ember.tensor(base).to(device), torch.from_numpy(base.copy())
+    x[x > 5] = 0
+    tx[tx > 5] = 0
+    cols = np.array([True, False, True, False])
+    x[:, :, ember.tensor(cols)] = ember.tensor(-1.0)          # CPU mask after basic dims
+    tx[:, :, torch.from_numpy(cols)] = torch.tensor(-1.0)
+    x[ember.tensor(base[:, :, 0] < 0).to(device)] = 2.5       # a 2-d mask over dims 0-1
+    tx[torch.from_numpy(base[:, :, 0] < 0)] = 2.5
+    np.testing.assert_array_equal(x.cpu().numpy(), tx.numpy())
+    np.testing.assert_array_equal(x[x < 1].cpu().numpy(), tx[tx < 1].numpy())
+    with pytest.raises(IndexError):
+        x[ember.tensor([True, False, True]).to(device)] = 1.0  # mask shape mismatch
