@@ -297,3 +297,50 @@ def test_multi_tensor_kernels_compile_to_sm90_cubins():
     assert len(results) == 3
     for name, (params, expected, elf) in results.items():
         assert params == expected and elf, name
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "AdamW-fused"])
+def test_eager_training_step_updates_with_one_launch_and_no_host_op(device, opt_name,  # noqa
+                                                                    monkeypatch):
+    """small_cnn's eager training step on CUDA: no host fallback (a fallback warns, made an
+    error here), one update launch per step, and the CPU's losses and parameters (AdamW's
+    parameters against the per-tensor update on the same device instead: Adam turns the
+    ~1e-7 gradient differences of near-zero gradients into lr-sized steps)."""
+    import copy
+    import warnings
+    ember.manual_seed(0)
+    ref = ember.models.small_cnn()
+    model = copy.deepcopy(ref).to(device)
+    x, y = ember.randn(2, 1, 12, 12), ember.randint(0, 10, (2,))
+    loss_fn = ember.nn.CrossEntropyLoss()
+
+    def make(m, **flags):
+        if opt_name == "SGD":
+            return ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+        return ember.optim.AdamW(m.parameters(), lr=1e-3, **(flags or dict(fused=True)))
+    opt, opt_ref = make(model), make(ref)
+    if opt_name != "SGD":
+        ref = copy.deepcopy(ref).to(device)
+        opt_ref = make(ref, foreach=False)
+
+    def step(m, o, xs, ys):
+        loss = loss_fn(m(xs), ys)
+        loss.backward()
+        o.step()
+        o.zero_grad()
+        return loss.item()
+    where = next(ref.parameters()).device
+    want = [step(ref, opt_ref, x.to(where), y.to(where)) for _ in range(3)]
+    launches = _Launches(monkeypatch)
+    got = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(3):
+            launches.names.clear()
+            got.append(step(model, opt, x.to(device), y.to(device)))
+            assert len(launches.updates()) == 1
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().cpu().numpy(),
+                                   rtol=2e-4, atol=2e-4)
