@@ -344,3 +344,16 @@ def test_eager_training_step_updates_with_one_launch_and_no_host_op(device, opt_
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().cpu().numpy(),
                                    rtol=2e-4, atol=2e-4)
+
+
+def test_tensor_hyperparameters_take_the_per_tensor_path(device, monkeypatch):  # noqa: F811
+    """torch accepts a tensor lr; the kernels take Python numbers, so such a group keeps
+    the per-tensor update, with the same result."""
+    weights, grads = _data(steps=2)
+    launches = _Launches(monkeypatch)
+    got, _, per_step = _run_ember(
+        lambda lib, ps: lib.optim.SGD(ps, lr=lib.tensor(0.1), momentum=0.9), weights, grads,
+        device, launches)
+    assert not any(per_step)
+    want = _run_torch(lambda lib, ps: lib.optim.SGD(ps, lr=0.1, momentum=0.9), weights, grads)
+    _same(got, want, exact=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from ...ir import dtypes
+from ..devices import data_ptr
 from ..tensor import Tensor
 
 _DTYPES = ("float32", "float64")
@@ -50,6 +51,12 @@ def applies(params, grads, states=()) -> bool:
     return all(_like(t, params[i]) for i, ts in enumerate(states) for t in ts)
 
 
+def _numbers(*values) -> bool:
+    """Hyperparameters the kernels take as scalar arguments: Python numbers (a tensor lr
+    or betas, which torch allows, takes the per-tensor path)."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
 def _chunks(params):
     """(dtype, indices) runs of at most MAX_TENSORS parameters of one dtype."""
     from ...codegen.triton.multi_tensor import MAX_TENSORS
@@ -76,6 +83,8 @@ def sgd(params, grads, bufs, *, weight_decay, momentum, lr, dampening, nesterov,
     """Updates params (and momentum buffers) in place; returns the buffers (new ones on
     the first step), or None, touching nothing, when the group does not fit."""
     from ...codegen.triton.multi_tensor import sgd_kernel
+    if not _numbers(weight_decay, momentum, lr, dampening):
+        return None
     bufs = list(bufs) if momentum != 0 else []
     present = [b for b in bufs if b is not None]
     first = momentum != 0 and not present
@@ -127,11 +136,15 @@ def adam(params, grads, states, *, amsgrad, beta1, beta2, lr, weight_decay, eps,
     group does not fit."""
     from ...codegen.triton.multi_tensor import adam_kernel
     keys = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
+    if not _numbers(beta1, beta2, lr, weight_decay, eps):
+        return False
     if not applies(params, grads, [[st.get(k) for k in keys] for st in states]):
         return False
     if device_step:
         if not _device_steps(states, params):
             return False
+        if len({data_ptr(st["step"]) for st in states}) != len(states):
+            return False                # a shared step would be incremented once per use
     else:
         steps = [st.get("step") for st in states]
         if not all(isinstance(s, Tensor) and not s.is_cuda and s.numel() == 1 for s in steps):
