@@ -263,7 +263,7 @@ from ember.frontend.eager_cuda import compile_triton
 from ember.ir import dtypes
 from ember.runtime.cuda.module import LaunchMetadata
 out = {}
-sizes = [12, 7, 3000]
+sizes = (12, 7, 3000)
 for gen in (sgd_kernel(sizes, dtypes.float32, weight_decay=True, momentum=True, first=False,
                        nesterov=True, maximize=False),
             adam_kernel(sizes, dtypes.float32, weight_decay=True, decoupled=True, amsgrad=True,

@@ -23,6 +23,8 @@ no program can read a step already incremented, and a replayed graph keeps count
 """
 from __future__ import annotations
 
+import functools
+
 from ...ir.dtypes import DType
 from .source import GeneratedKernel, LaunchSpec, pointer_type, tl_type
 
@@ -74,7 +76,8 @@ def _kernel(name: str, sizes: list[int], dtype: DType, roles: list[str], scalars
                                       [a for a, _ in args]))
 
 
-def sgd_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, momentum: bool,
+@functools.lru_cache(maxsize=256)      # a model's groups ask for the same kernels every step
+def sgd_kernel(sizes: tuple[int, ...], dtype: DType, *, weight_decay: bool, momentum: bool,
                first: bool, nesterov: bool, maximize: bool) -> GeneratedKernel:
     """functional.sgd in place. Arguments per tensor: param, grad (and its momentum buffer
     when momentum != 0: on the `first` step it is written with the gradient); scalars
@@ -102,7 +105,8 @@ def sgd_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, momentum: 
                    "SGD")
 
 
-def adam_kernel(sizes: list[int], dtype: DType, *, weight_decay: bool, decoupled: bool,
+@functools.lru_cache(maxsize=256)
+def adam_kernel(sizes: tuple[int, ...], dtype: DType, *, weight_decay: bool, decoupled: bool,
                 amsgrad: bool, maximize: bool, lerp_low: bool,
                 device_step: bool) -> GeneratedKernel:
     """functional.adam / adamw in place. Per tensor: param, grad, exp_avg, exp_avg_sq

@@ -95,7 +95,7 @@ def sgd(params, grads, bufs, *, weight_decay, momentum, lr, dampening, nesterov,
     if first:
         bufs = [_empty_like(p) for p in params]
     for dtype, idx in _chunks(params):
-        kernel = sgd_kernel([params[i].numel() for i in idx], dtype,
+        kernel = sgd_kernel(tuple(params[i].numel() for i in idx), dtype,
                             weight_decay=weight_decay != 0, momentum=momentum != 0,
                             first=first, nesterov=nesterov, maximize=maximize)
         values = []
@@ -152,7 +152,7 @@ def adam(params, grads, states, *, amsgrad, beta1, beta2, lr, weight_decay, eps,
         _refuse_capture(name)
     weight = 1 - beta1
     for dtype, idx in _chunks(params):
-        kernel = adam_kernel([params[i].numel() for i in idx], dtype,
+        kernel = adam_kernel(tuple(params[i].numel() for i in idx), dtype,
                              weight_decay=weight_decay != 0, decoupled=decoupled,
                              amsgrad=amsgrad, maximize=maximize, lerp_low=weight < 0.5,
                              device_step=device_step)
