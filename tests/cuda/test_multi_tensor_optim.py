@@ -258,7 +258,8 @@ def test_captured_device_step_replays(device, monkeypatch):  # noqa: F811
 
 _CUBINS = r'''
 import json, re
-from ember.codegen.triton.multi_tensor import adam_kernel, sgd_kernel
+from ember.codegen.triton.multi_tensor import (adam_kernel, norm_partials_kernel,
+                                               norm_total_kernel, scale_kernel, sgd_kernel)
 from ember.frontend.eager_cuda import compile_triton
 from ember.ir import dtypes
 from ember.runtime.cuda.module import LaunchMetadata
@@ -269,7 +270,10 @@ for gen in (sgd_kernel(sizes, dtypes.float32, weight_decay=True, momentum=True, 
             adam_kernel(sizes, dtypes.float32, weight_decay=True, decoupled=True, amsgrad=True,
                         maximize=False, lerp_low=True, device_step=True),
             adam_kernel(sizes, dtypes.float64, weight_decay=False, decoupled=False,
-                        amsgrad=False, maximize=True, lerp_low=False, device_step=False)):
+                        amsgrad=False, maximize=True, lerp_low=False, device_step=False),
+            norm_partials_kernel(sizes, dtypes.float32, False),
+            norm_total_kernel(3000, dtypes.float32, False),
+            norm_total_kernel(5, dtypes.float64, True), scale_kernel(sizes, dtypes.float32)):
     types = [t for _, t in gen.launch.args]
     compiled = compile_triton(gen, [t.startswith("*") for t in types], (9, 0))
     meta = LaunchMetadata.from_dict(compiled.metadata._asdict(), types)
@@ -294,7 +298,7 @@ def test_multi_tensor_kernels_compile_to_sm90_cubins():
                          env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(results) == 3
+    assert len(results) == 7
     for name, (params, expected, elf) in results.items():
         assert params == expected and elf, name
 
@@ -357,3 +361,38 @@ def test_tensor_hyperparameters_take_the_per_tensor_path(device, monkeypatch):  
     assert not any(per_step)
     want = _run_torch(lambda lib, ps: lib.optim.SGD(ps, lr=0.1, momentum=0.9), weights, grads)
     _same(got, want, exact=False)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 1e4])          # clipping and not clipping
+def test_clip_grad_norm_three_launches(device, norm_type, max_norm, monkeypatch):  # noqa
+    """nn.utils.clip_grad_norm_ on CUDA gradients: partial norms, their total and the
+    coefficient, the scale: three launches whatever the number of gradients, nothing read
+    back; the total and the clipped gradients equal torch's (float rounding: the total sums
+    squares in another order than torch's norm of norms)."""
+    weights, grads = _data(steps=1)
+    params = [ember.nn.Parameter(ember.tensor(w).to(device)) for w in weights]
+    tparams = [torch.nn.Parameter(torch.from_numpy(w.copy())) for w in weights]
+    for p, t, g in zip(params, tparams, grads[0]):
+        p.grad, t.grad = ember.tensor(g).to(device), torch.from_numpy(g.copy())
+    launches = _Launches(monkeypatch)
+    before = S.host_transfers()
+    total = ember.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+    assert S.host_transfers() == before and total.is_cuda
+    assert [n.split("_float32")[0] for n in launches.names] == \
+        ["multi_norm_partials", "multi_norm_total", "multi_scale"]
+    want = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type)
+    np.testing.assert_allclose(total.item(), want.item(), rtol=1e-6)
+    _same([p.grad.cpu().numpy() for p in params], [t.grad.numpy() for t in tparams],
+          exact=False)
+
+
+def test_clip_grad_norm_nonfinite_error_before_scaling(device):  # noqa: F811
+    g = np.array([1.0, np.nan, 2.0], np.float32)
+    p = ember.nn.Parameter(ember.zeros(3, device=device))
+    p.grad = ember.tensor(g).to(device)
+    with pytest.raises(RuntimeError, match="is non-finite, so it cannot be clipped"):
+        ember.nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+    np.testing.assert_array_equal(p.grad.cpu().numpy(), g)     # not scaled
+    total = ember.nn.utils.clip_grad_norm_([p], 1.0)             # torch: scales by NaN
+    assert np.isnan(total.item()) and np.isnan(p.grad.cpu().numpy()).all()

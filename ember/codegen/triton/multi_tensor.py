@@ -10,7 +10,8 @@ device memory, nothing is uploaded per step: the launch is capture-safe, and a C
 that recorded it replays it against the same parameters and state.
 
 Hyperparameters are float64 scalar arguments, rounded to the parameters' dtype in the
-kernel as the per-tensor path rounds a Python float (so an LR scheduler never recompiles); whether a term exists at all (weight decay, momentum, nesterov, maximize,
+kernel as the per-tensor path rounds a Python float (so an LR scheduler never
+recompiles); whether a term exists at all (weight decay, momentum, nesterov, maximize,
 amsgrad, Adam's bias correction on the device) is part of the source. The arithmetic is
 `optim.functional`'s, operation by operation in the same order and dtype, so under the
 interpreter the result equals the per-tensor update bit for bit; compiled for a GPU,
@@ -181,3 +182,57 @@ def _retype(kernel: GeneratedKernel, dtype: DType, device_step: bool) -> Generat
         args.append((name, sig))
     kernel.launch.args = args
     return kernel
+
+
+# --- gradient norm clipping (nn.utils.clip_grad_norm_) ------------------------------------
+# Three launches for any number of gradients, none of them reading back to the host: the
+# per-block partial norms (sum of squares, or max |g| for the inf norm), one program that
+# reduces the partials in a fixed order (deterministic, no atomics) into the total norm and
+# the clip coefficient, and the multi-tensor scale by that coefficient.
+@functools.lru_cache(maxsize=256)
+def norm_partials_kernel(sizes: tuple[int, ...], dtype: DType, inf: bool) -> GeneratedKernel:
+    """partials[program] = sum(g * g) (or max |g|) over the program's block."""
+    body = ["    x = tl.load(g + offs, mask=mask, other=0.0)",
+            "    tl.store(partials + pid, " +
+            ("tl.max(tl.abs(x), axis=0))" if inf else "tl.sum(x * x, axis=0))")]
+    return _kernel(f"multi_norm_partials_{dtype.name}{'_inf' if inf else ''}", list(sizes),
+                   dtype, ["g"], [], body, "partial norms",
+                   [("partials", pointer_type(dtype))])
+
+
+@functools.lru_cache(maxsize=256)
+def norm_total_kernel(count: int, dtype: DType, inf: bool) -> GeneratedKernel:
+    """total = sqrt(sum(partials)) (or max); coef = min(max_norm / (total + 1e-6), 1),
+    a NaN total giving a NaN coefficient as torch's clamp does. One program."""
+    dt = tl_type(dtype)
+    sqrt = "tl.sqrt" if dtype.name == "float64" else "tl.sqrt_rn"
+    combine = "tl.maximum(acc, v)" if inf else "acc + v"
+    name = f"multi_norm_total_{dtype.name}{'_inf' if inf else ''}"
+    source = "\n".join([
+        "@triton.jit",
+        f"def {name}(partials, total_ptr, coef_ptr, max_norm_arg, BLOCK: tl.constexpr):",
+        f'    """the total of {count} partial norms and the clip coefficient."""',
+        f"    max_norm = tl.full([], max_norm_arg, {dt})",
+        f"    acc = tl.zeros([BLOCK], {dt})",
+        f"    for start in range(0, {count}, BLOCK):",
+        "        offs = start + tl.arange(0, BLOCK)",
+        f"        v = tl.load(partials + offs, mask=offs < {count}, other=0.0)",
+        f"        acc = {combine}",
+        "    total = " + ("tl.max(acc, axis=0)" if inf else f"{sqrt}(tl.sum(acc, axis=0))"),
+        "    tl.store(total_ptr, total)",
+        "    coef = max_norm / (total + 1e-6)",
+        "    tl.store(coef_ptr, tl.where(coef > 1.0, 1.0, coef))",
+    ]) + "\n"
+    ptr = pointer_type(dtype)
+    args = [("partials", ptr), ("total_ptr", ptr), ("coef_ptr", ptr), ("max_norm_arg", "fp64")]
+    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, (1, 1, 1), "1", 4,
+                                              1, [a for a, _ in args]))
+
+
+@functools.lru_cache(maxsize=256)
+def scale_kernel(sizes: tuple[int, ...], dtype: DType) -> GeneratedKernel:
+    """g *= coef[0] in place over every tensor (coef read on the device)."""
+    body = ["    c = tl.load(coef)",
+            "    tl.store(g + offs, tl.load(g + offs, mask=mask, other=0.0) * c, mask=mask)"]
+    return _kernel(f"multi_scale_{dtype.name}", list(sizes), dtype, ["g"], [], body,
+                   "scale by a device scalar", [("coef", pointer_type(dtype))])

@@ -190,3 +190,40 @@ def _refuse_capture(name: str) -> None:
     if cuda.is_current_stream_capturing():
         raise RuntimeError(f"Attempting CUDA graph capture of step() for an instance of "
                            f"{name} but param_groups' capturable is False.")
+
+
+def clip_grad_norm(grads, max_norm, norm_type: float, before_scale):
+    """nn.utils.clip_grad_norm_ over CUDA gradients in three launches (partial norms, their
+    total and the coefficient, the multi-tensor scale), nothing read back unless
+    `before_scale(total)` reads it (error_if_nonfinite). The total norm (a 0-d device
+    tensor), or None when the gradients do not fit (then the per-tensor path runs)."""
+    from ...codegen.triton import multi_tensor as K
+    inf = norm_type == math.inf
+    if not (inf or norm_type == 2.0) or not _numbers(max_norm) or not grads:
+        return None
+    first = grads[0]
+    if not all(isinstance(g, Tensor) and not getattr(g, "is_symbolic", False) and
+               g.is_cuda and g._storage.index == first._storage.index and
+               g.dtype == first.dtype and g.dtype.name in _DTYPES and _dense(g) and
+               not g.requires_grad for g in grads):
+        return None
+    from ..devices import empty_cuda
+    index, dtype = first._storage.index, first.dtype
+    chunks = [idx for _, idx in _chunks(grads)]
+    counts = [sum(K.blocks_of([grads[i].numel() for i in idx])) for idx in chunks]
+    partials = empty_cuda((sum(counts),), (1,), dtype, index)
+    start = 0
+    for idx, count in zip(chunks, counts):
+        kernel = K.norm_partials_kernel(tuple(grads[i].numel() for i in idx), dtype, inf)
+        _launch(kernel, [grads[i] for i in idx] + [partials[start:start + count]], grads)
+        start += count
+    total, coef = (empty_cuda((), (), dtype, index) for _ in range(2))
+    _launch(K.norm_total_kernel(sum(counts), dtype, inf), [partials, total, coef, max_norm],
+            grads)
+    before_scale(total)
+    for idx in chunks:
+        kernel = K.scale_kernel(tuple(grads[i].numel() for i in idx), dtype)
+        _launch(kernel, [grads[i] for i in idx] + [coef], grads)
+    for g in grads:
+        g._bump_version()
+    return total
