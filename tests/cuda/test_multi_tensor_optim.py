@@ -259,7 +259,8 @@ def test_captured_device_step_replays(device, monkeypatch):  # noqa: F811
 _CUBINS = r'''
 import json, re
 from ember.codegen.triton.multi_tensor import (adam_kernel, norm_partials_kernel,
-                                               norm_total_kernel, scale_kernel, sgd_kernel)
+                                               norm_total_kernel, scale_kernel, sgd_kernel,
+                                               unscale_kernel)
 from ember.frontend.eager_cuda import compile_triton
 from ember.ir import dtypes
 from ember.runtime.cuda.module import LaunchMetadata
@@ -273,7 +274,8 @@ for gen in (sgd_kernel(sizes, dtypes.float32, weight_decay=True, momentum=True, 
                         amsgrad=False, maximize=True, lerp_low=False, device_step=False),
             norm_partials_kernel(sizes, dtypes.float32, False),
             norm_total_kernel(3000, dtypes.float32, False),
-            norm_total_kernel(5, dtypes.float64, True), scale_kernel(sizes, dtypes.float32)):
+            norm_total_kernel(5, dtypes.float64, True), scale_kernel(sizes, dtypes.float32),
+            unscale_kernel(sizes, dtypes.float32)):
     types = [t for _, t in gen.launch.args]
     compiled = compile_triton(gen, [t.startswith("*") for t in types], (9, 0))
     meta = LaunchMetadata.from_dict(compiled.metadata._asdict(), types)
@@ -298,7 +300,7 @@ def test_multi_tensor_kernels_compile_to_sm90_cubins():
                          env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(results) == 7
+    assert len(results) == 8
     for name, (params, expected, elf) in results.items():
         assert params == expected and elf, name
 
@@ -396,3 +398,38 @@ def test_clip_grad_norm_nonfinite_error_before_scaling(device):  # noqa: F811
     np.testing.assert_array_equal(p.grad.cpu().numpy(), g)     # not scaled
     total = ember.nn.utils.clip_grad_norm_([p], 1.0)             # torch: scales by NaN
     assert np.isnan(total.item()) and np.isnan(p.grad.cpu().numpy()).all()
+
+
+@pytest.mark.parametrize("poison", [None, np.inf, np.nan])
+def test_grad_scaler_unscale_is_one_launch(device, poison, monkeypatch):  # noqa: F811
+    """GradScaler.unscale_ over CUDA gradients: one launch multiplies every gradient by the
+    inverse scale and records inf/NaN; the step is skipped and the scale backed off exactly
+    when a gradient held one, as torch's GradScaler does (the oracle, on the CPU)."""
+    if EMULATED:                       # GradScaler('cuda') asks whether CUDA exists
+        from ember.frontend import cuda as cuda_api
+        monkeypatch.setattr(cuda_api, "is_available", lambda: True)
+    weights, grads = _data(steps=1)
+    if poison is not None:
+        grads[0][2].flat[3] = poison
+
+    def run(lib, dev):
+        params = [lib.nn.Parameter(lib.tensor(w.copy()).to(dev)) for w in weights]
+        for p, g in zip(params, grads[0]):
+            p.grad = lib.tensor(g.copy()).to(dev)
+        opt = lib.optim.SGD(params, lr=0.1)
+        scaler = lib.amp.GradScaler(dev if lib is torch else "cuda", init_scale=1024.0)
+        scaler.scale(lib.ones(()).to(dev))            # the scale is made on first use
+        scaler.unscale_(opt)
+        unscaled = [p.grad.detach().cpu().numpy().copy() for p in params]
+        scaler.step(opt)
+        scaler.update()
+        return unscaled, [p.detach().cpu().numpy() for p in params], scaler.get_scale()
+    launches = _Launches(monkeypatch)
+    got = run(ember, device)
+    assert [n for n in launches.names if n.startswith("multi_unscale")] == \
+        ["multi_unscale_float32"]
+    want = run(torch, "cpu")
+    for a, b in zip(got[0], want[0]):
+        np.testing.assert_array_equal(a, b)
+    _same(got[1], want[1], exact=False)
+    assert got[2] == want[2]

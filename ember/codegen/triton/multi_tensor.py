@@ -236,3 +236,19 @@ def scale_kernel(sizes: tuple[int, ...], dtype: DType) -> GeneratedKernel:
             "    tl.store(g + offs, tl.load(g + offs, mask=mask, other=0.0) * c, mask=mask)"]
     return _kernel(f"multi_scale_{dtype.name}", list(sizes), dtype, ["g"], [], body,
                    "scale by a device scalar", [("coef", pointer_type(dtype))])
+
+
+# --- GradScaler.unscale_ ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def unscale_kernel(sizes: tuple[int, ...], dtype: DType) -> GeneratedKernel:
+    """g *= inv[0] in place (inv: the float32 inverse scale on the device); found[0] = NaN
+    where any gradient element is inf or NaN (every finding stores the same value, so
+    programs racing on it agree), left alone otherwise."""
+    body = ["    x = tl.load(g + offs, mask=mask, other=0.0)",
+            "    bad = (x != x) | (tl.abs(x) == float('inf'))",
+            "    if tl.sum(bad.to(tl.int32), axis=0) > 0:",
+            "        tl.store(found, float('nan'))",
+            "    tl.store(g + offs, x * tl.load(inv).to(x.dtype), mask=mask)"]
+    return _kernel(f"multi_unscale_{dtype.name}", list(sizes), dtype, ["g"], [], body,
+                   "unscale and check for inf/NaN",
+                   [("inv", "*fp32"), ("found", "*fp32")])

@@ -227,3 +227,27 @@ def clip_grad_norm(grads, max_norm, norm_type: float, before_scale):
     for g in grads:
         g._bump_version()
     return total
+
+
+def unscale_grads(grads, inv_scale: Tensor):
+    """GradScaler.unscale_ over CUDA gradients of one device: grads *= inv_scale and an
+    inf/NaN check in one launch per chunk. Returns the probe GradScaler reads at step() (a
+    float32 0-d device tensor: NaN when a gradient held inf or NaN, else 0), or None when
+    the gradients do not fit (then the per-gradient path runs)."""
+    from ...codegen.triton.multi_tensor import unscale_kernel
+    if not grads:
+        return None
+    first = grads[0]
+    if not all(isinstance(g, Tensor) and g.is_cuda and
+               g._storage.index == first._storage.index and g.dtype.name in _DTYPES and
+               _dense(g) and not g.requires_grad for g in grads):
+        return None
+    from ... import zeros
+    found = zeros((), dtype=dtypes.float32, device=first.device)
+    inv = inv_scale.to(device=first.device, dtype=dtypes.float32)
+    for dtype, idx in _chunks(grads):
+        kernel = unscale_kernel(tuple(grads[i].numel() for i in idx), dtype)
+        _launch(kernel, [grads[i] for i in idx] + [inv, found], grads)
+    for g in grads:
+        g._bump_version()
+    return found
