@@ -187,7 +187,12 @@ def _host_corrections(step: Tensor, lr, beta1, beta2) -> list:
 
 def _refuse_capture(name: str) -> None:
     from .. import cuda
-    if cuda.is_current_stream_capturing():
+    from ...ir.errors import DeviceError
+    try:
+        capturing = cuda.is_current_stream_capturing()
+    except DeviceError:                 # no driver to ask (an emulated device): no capture
+        capturing = False
+    if capturing:
         raise RuntimeError(f"Attempting CUDA graph capture of step() for an instance of "
                            f"{name} but param_groups' capturable is False.")
 
