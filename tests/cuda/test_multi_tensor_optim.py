@@ -384,7 +384,7 @@ def test_clip_grad_norm_three_launches(device, norm_type, max_norm, monkeypatch)
     assert [n.split("_float32")[0] for n in launches.names] == \
         ["multi_norm_partials", "multi_norm_total", "multi_scale"]
     want = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type)
-    np.testing.assert_allclose(total.item(), want.item(), rtol=1e-6)
+    np.testing.assert_allclose(total.item(), want.item(), rtol=3e-6)
     _same([p.grad.cpu().numpy() for p in params], [t.grad.numpy() for t in tparams],
           exact=False)
 
