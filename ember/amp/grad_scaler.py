@@ -112,6 +112,14 @@ class GradScaler:
         """Per device: a float32 probe, sum(grad * 0) over its gradients, which is NaN
         exactly when a gradient there held inf or NaN (0 * inf = NaN) and 0 otherwise:
         one fused pointwise-and-sum kernel per gradient, read at step()."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if not any(g.dtype is dtypes.float16 for g in grads):
+            # CUDA gradients of one device: one multi-tensor launch unscales and checks
+            from ..frontend.optim.multi_tensor_cuda import unscale_grads
+            probe = unscale_grads(grads, inv_scale)
+            if probe is not None:
+                return [probe]
         found: dict[str, Tensor] = {}
         for group in optimizer.param_groups:
             for param in group["params"]:

@@ -303,6 +303,18 @@ def _check_devices(op, args) -> bool:
     return bool(devices) and "cpu" not in devices
 
 
+def _copy_across_devices(op, args) -> tuple | None:
+    """`dst.copy_(src)` with src on another device (CPU <-> CUDA, as torch allows): src
+    moved to dst's device first (a recorded move, so gradients reach src's device), then
+    the same-device copy converts the dtype and broadcasts. Decided on the mixed-device
+    error path only, so same-device calls pay nothing. None: other ops keep the error."""
+    if op.name != "copy_" or len(args) < 2 or not isinstance(args[1], Tensor):
+        return None
+    if "meta" in (args[0]._storage.device, args[1]._storage.device):
+        return None
+    return (args[0], args[1].to(args[0].device)) + tuple(args[2:])
+
+
 # ops PyTorch runs on a meta tensor with CPU operands (a copy source, index tensors):
 # nothing is read from them, so the call is a meta call
 _META_WITH_HOST_OPERANDS = frozenset({"copy", "copy_", "index", "index_put", "index_put_"})
@@ -460,7 +472,14 @@ def _record(op: OpDef, args: tuple, outputs) -> None:
 
 def run_inplace(op: OpDef, args: tuple) -> Tensor:
     target = args[0]
-    _check_devices(op, args)
+    try:
+        _check_devices(op, args)
+    except DeviceError:
+        moved = _copy_across_devices(op, args)  # copy_ between the CPU and a device
+        if moved is None:
+            raise
+        args = moved
+        _check_devices(op, args)
     run_meta(op, args)                      # shape/dtype checks against the target
     recording = grad_mode.is_grad_enabled() and _needs_grad(op, args)
     if not recording and _in_place_on_array(op, target, args):

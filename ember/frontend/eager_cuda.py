@@ -264,10 +264,12 @@ def compile_triton(generated, alignment: list[bool], capability: tuple[int, int]
 
 
 def launch(generated, tensors: list[Tensor], index: int) -> None:
-    """Run a GeneratedKernel on CUDA tensors given in its buffer order."""
-    pointers = [data_ptr(t) for t in tensors]
-    kernel = compile_kernel(generated, [aligned(p) for p in pointers], index)
-    kernel.launch(generated.launch.grid, pointers)
+    """Run a GeneratedKernel on CUDA tensors given in its buffer order (a Python number
+    passes through as a scalar argument: the multi-tensor optimizer kernels' hyperparameters)."""
+    values = [data_ptr(t) if isinstance(t, Tensor) else t for t in tensors]
+    kernel = compile_kernel(generated, [isinstance(t, Tensor) and aligned(v)
+                                        for t, v in zip(tensors, values)], index)
+    kernel.launch(generated.launch.grid, values)
 
 
 # --- 2./3. planned kernels ---------------------------------------------------------------

@@ -208,15 +208,22 @@ def setitem(t: Tensor, index, value) -> None:
 
 
 def _traced_mask_fill(target, advanced, value) -> bool:
-    """`y[mask] = v` with one bool mask and a one-element value, while tracing: as
-    masked_fill_ (index_put_ needs the number of True elements, a value the trace lacks).
-    True when done."""
+    """`y[mask] = v` with one bool mask and a one-element value, while tracing or on a
+    device: as masked_fill_ (index_put_ needs the number of True elements, a value the
+    trace lacks and a device would read back to the host). True when done."""
     traced = getattr(target, "is_symbolic", False) or \
         any(getattr(idx, "is_symbolic", False) for _, idx in advanced)
-    if not traced or len(advanced) != 1 or advanced[0][1].dtype is not dtypes.bool_ or \
-            value.numel() != 1:
+    on_device = not traced and getattr(getattr(target, "_storage", None), "device",
+                                       "cpu") != "cpu"
+    if not (traced or on_device) or len(advanced) != 1 or \
+            advanced[0][1].dtype is not dtypes.bool_ or value.numel() != 1:
         return False
     dim, mask = advanced[0]
+    if on_device:
+        if tuple(mask.shape) != tuple(target.shape[dim:dim + mask.ndim]):
+            return False                 # index_put_ reports the shape mismatch
+        if mask.device != target.device:
+            mask = mask.to(target.device)      # a CPU mask may index a CUDA tensor
     trailing = target.ndim - dim - mask.ndim
     if trailing:
         mask = ops.reshape(mask, list(mask.shape) + [1] * trailing)

@@ -450,11 +450,13 @@ class Tensor:
         from .conversions import tensor_to
         return tensor_to(self, *args, **kwargs)
 
-    def cpu(self) -> "Tensor":
-        return self.to("cpu")
+    def cpu(self, memory_format=preserve_format) -> "Tensor":
+        return self.to("cpu", memory_format=memory_format)
 
-    def cuda(self, device=None) -> "Tensor":
-        return self.to("cuda" if device is None else device)
+    def cuda(self, device=None, non_blocking: bool = False,
+             memory_format=preserve_format) -> "Tensor":
+        return self.to("cuda" if device is None else device, non_blocking=non_blocking,
+                       memory_format=memory_format)
 
     def type(self, dtype=None, non_blocking=False, **kwargs):
         """No argument: the legacy type name ('ember.FloatTensor'); else a conversion to a

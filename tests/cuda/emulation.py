@@ -43,8 +43,9 @@ def interpreted_launch(generated, tensors, index):
     import torch
     from ember.codegen.triton import cache
     from ember.frontend.devices import data_ptr
+    from ember import Tensor
     buffers = [torch.from_numpy(_host_array(data_ptr(t), t._array.extent(), t._array.dtype))
-               for t in tensors]
+               if isinstance(t, Tensor) else t for t in tensors]    # numbers: scalar arguments
     cache.launch(generated, buffers)
 
 

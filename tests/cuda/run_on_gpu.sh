@@ -64,6 +64,9 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_drop
 # ember.cuda.CUDAGraph / ember.cuda.graph: a captured training step replayed
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_cuda_graph_api.py \
     || status=1
+# multi-tensor optimizer / clip_grad_norm_ / GradScaler kernels and CPU<->CUDA copies
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_multi_tensor_optim.py \
+    tests/cuda/test_cross_device_copy_cuda.py || status=1
 # the NCCL backend on one GPU: a 1-process group, every collective and DDP
 # (bounded: a hung collective must not take the rest of the run with it)
 TRITON_INTERPRET=0 timeout "${EMBER_NCCL_TIMEOUT:-150}" $PY -m pytest -q -p no:cacheprovider -ra \
@@ -83,5 +86,7 @@ $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu
     --ignore=tests/cuda/test_triton_op_emulated.py --ignore=tests/cuda/test_aot_cuda_gpu.py \
     --ignore=tests/cuda/test_aot_cuda_emulated.py --ignore=tests/cuda/test_cuda_graph_api.py \
     --ignore=tests/cuda/test_dropout_device_cuda.py \
-    --ignore=tests/cuda/test_index_check_device_cuda.py || status=1
+    --ignore=tests/cuda/test_index_check_device_cuda.py \
+    --ignore=tests/cuda/test_multi_tensor_optim.py \
+    --ignore=tests/cuda/test_cross_device_copy_cuda.py || status=1
 exit $status

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..autograd import no_grad
 from .optimizer import Optimizer, _write
 from . import functional as F
-from . import inplace_cpu
+from . import inplace_cpu, multi_tensor_cuda
 
 
 def _zeros_like(p):
@@ -23,10 +23,15 @@ def _step_tensor(value: float = 0.0):
     return tensor(value, dtype=float32)
 
 
-def _implementation_flags(name: str, differentiable: bool = False) -> None:
+def _implementation_flags(name: str, differentiable: bool = False, foreach=None,
+                          fused=None) -> None:
     """torch's foreach / fused / capturable choose among kernels that compute the same
-    update; ember has one implementation, so they are accepted and change nothing.
-    differentiable=True (autograd through the step) is not implemented: refused."""
+    update. On CUDA parameters ember updates a group with one multi-tensor kernel
+    (multi_tensor_cuda) unless foreach=False asks for the per-tensor loop; for Adam/AdamW,
+    fused=True or capturable=True keep the step count on the device, as in torch.
+    differentiable=True (autograd through the optimizer step) is not implemented: refused."""
+    if foreach and fused:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
     if differentiable:
         raise NotImplementedError(f"{name}: differentiable=True (autograd through the "
                                   f"optimizer step) is not supported")
@@ -72,7 +77,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach=None, differentiable: bool = False, fused=None):
-        _implementation_flags("SGD", differentiable)
+        _implementation_flags("SGD", differentiable, foreach, fused)
+        self._multi_tensor = bool(fused) or foreach is not False
         _check(lr >= 0.0, f"Invalid learning rate: {lr}")
         _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
         _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
@@ -90,6 +96,8 @@ class SGD(Optimizer):
                 bufs = [self.state[p].get("momentum_buffer") for p in params] \
                     if group["momentum"] != 0 else []
                 grads = [p.grad for p in params]
+                if self._cuda_sgd(group, params, grads, bufs):
+                    continue
                 if inplace_cpu.applies(params, grads) and all(
                         b is None or inplace_cpu._state_ok([b], p._array)
                         for p, b in zip(params, bufs)):
@@ -115,6 +123,21 @@ class SGD(Optimizer):
                             _write(old, new)
         return loss
 
+    def _cuda_sgd(self, group, params, grads, bufs) -> bool:
+        """The group updated by one multi-tensor kernel (CUDA parameters), or False."""
+        if not self.__dict__.get("_multi_tensor", True):
+            return False
+        new_bufs = multi_tensor_cuda.sgd(
+            params, grads, bufs, weight_decay=group["weight_decay"],
+            momentum=group["momentum"], lr=group["lr"], dampening=group["dampening"],
+            nesterov=group["nesterov"], maximize=group["maximize"])
+        if new_bufs is None:
+            return False
+        if group["momentum"] != 0:
+            for p, buf in zip(params, new_bufs):
+                self.state[p]["momentum_buffer"] = buf
+        return True
+
 
 class Adam(Optimizer):
     _decoupled = False
@@ -123,7 +146,9 @@ class Adam(Optimizer):
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
                  foreach=None, capturable: bool = False, differentiable: bool = False,
                  fused=None):
-        _implementation_flags(type(self).__name__, differentiable)
+        _implementation_flags(type(self).__name__, differentiable, foreach, fused)
+        self._multi_tensor = bool(fused) or foreach is not False
+        self._device_step = bool(fused) or bool(capturable)
         _check(lr >= 0.0, f"Invalid learning rate: {lr}")
         _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
         _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
@@ -146,6 +171,14 @@ class Adam(Optimizer):
                 states = _init_states(self.state, params, [k for k in fields if k != "step"])
                 beta1, beta2 = group["betas"]
                 grads = [p.grad for p in params]
+                if self.__dict__.get("_multi_tensor", True) and multi_tensor_cuda.adam(
+                        params, grads, states, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
+                        lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                        maximize=group["maximize"], decoupled=self._decoupled,
+                        device_step=self.__dict__.get("_device_step", False),
+                        counters=self.__dict__.setdefault("_multi_tensor_counters", {}),
+                        name=type(self).__name__):
+                    continue
                 if inplace_cpu.applies(params, grads) and inplace_cpu.adam(
                         params, grads, states, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
                         lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
@@ -169,7 +202,8 @@ class AdamW(Adam):
                  maximize: bool = False, foreach=None, capturable: bool = False,
                  differentiable: bool = False, fused=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, differentiable=differentiable)
+                         amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                         capturable=capturable, differentiable=differentiable, fused=fused)
 
 
 class Adagrad(Optimizer):

@@ -843,7 +843,9 @@ def _index_result_shape(self, indices):
                                  f"into a graph (ember.compile){at_user_line()}\n  the same "
                                  "line runs eagerly; for a fixed shape use ember.where(mask, "
                                  "x, other) or x.masked_fill(mask, value)")
-            nnz = int(np.count_nonzero(np.asarray(idx)))
+            # a device mask's values are read back (a sync, as torch's nonzero on CUDA)
+            values = idx._values() if hasattr(idx, "_values") else np.asarray(idx)
+            nnz = int(np.count_nonzero(values))
             per_dim.extend([(nnz,)] * idx.ndim)
         elif idx.dtype.category is dtypes.Category.INT:
             per_dim.append(tuple(idx.shape))

@@ -22,14 +22,22 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if not grads:
         return ember.tensor(0.0)
     norm_type = float(norm_type)
-    with no_grad():
-        norms = ember.stack([ember.linalg.vector_norm(g, norm_type) for g in grads])
-        total = ember.linalg.vector_norm(norms, norm_type)
+
+    def check(total):
         if error_if_nonfinite and not math.isfinite(float(total.item())):
             raise RuntimeError(
                 f"The total norm of order {norm_type} for gradients from `parameters` is "
                 "non-finite, so it cannot be clipped. To disable this error and scale the "
                 "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`")
+    with no_grad():
+        if foreach is not False:     # CUDA gradients: three launches for all of them
+            from ...optim.multi_tensor_cuda import clip_grad_norm
+            total = clip_grad_norm(grads, max_norm, norm_type, check)
+            if total is not None:
+                return total
+        norms = ember.stack([ember.linalg.vector_norm(g, norm_type) for g in grads])
+        total = ember.linalg.vector_norm(norms, norm_type)
+        check(total)
         coefficient = ember.clamp(max_norm / (total + 1e-6), max=1.0)
         for g in grads:
             g.mul_(coefficient.to(g.dtype))

@@ -1,0 +1,254 @@
+"""Optimizer updates as one multi-tensor Triton kernel per parameter group.
+
+One launch updates every tensor of a chunk (up to MAX_TENSORS parameters, so the kernel's
+argument block stays far below CUDA's 4 KiB): each parameter, its gradient and its state
+buffers are pointer arguments, and the grid is the concatenation of every tensor's blocks.
+A program finds its tensor with a chain of comparisons against the tensors' first blocks
+(sizes are fixed for a parameter list, so they are literals in the source) and then runs
+one update body over BLOCK elements of it. Pointers being arguments, not a table in
+device memory, nothing is uploaded per step: the launch is capture-safe, and a CUDA graph
+that recorded it replays it against the same parameters and state.
+
+Hyperparameters are float64 scalar arguments, rounded to the parameters' dtype in the
+kernel as the per-tensor path rounds a Python float (so an LR scheduler never
+recompiles); whether a term exists at all (weight decay, momentum, nesterov, maximize,
+amsgrad, Adam's bias correction on the device) is part of the source. The arithmetic is
+`optim.functional`'s, operation by operation in the same order and dtype, so under the
+interpreter the result equals the per-tensor update bit for bit; compiled for a GPU,
+Triton may contract a multiply and an add into one FMA (within an ulp of it).
+
+Adam with its step count on the device (`fused=True` / `capturable=True`): every program
+reads its tensor's step and computes the bias corrections from step + 1 in float64; the program that
+finishes last (an atomic counter, reset by that program) stores the incremented steps, so
+no program can read a step already incremented, and a replayed graph keeps counting.
+"""
+from __future__ import annotations
+
+import functools
+
+from ...ir.dtypes import DType
+from .source import GeneratedKernel, LaunchSpec, pointer_type, tl_type
+
+BLOCK = 1024
+MAX_TENSORS = 48        # per launch: 48 x 6 pointers x 8 bytes of arguments at most
+
+
+def blocks_of(sizes: list[int]) -> list[int]:
+    return [max(1, -(-n // BLOCK)) for n in sizes]
+
+
+def _select(sizes: list[int], roles: list[str]) -> list[str]:
+    """Lines that bind `offs`, `mask` and one pointer per role to the program's tensor."""
+    lines, first = [], 0
+    for i, (n, count) in enumerate(zip(sizes, blocks_of(sizes))):
+        head = "if" if i == 0 else "elif"
+        cond = f"pid < {first + count}" if i < len(sizes) - 1 else None
+        lines.append(f"    {head} {cond}:" if cond else "    else:")
+        lines.append(f"        offs = (pid - {first}).to(tl.int64) * BLOCK + "
+                     f"tl.arange(0, BLOCK)")
+        lines.append(f"        mask = offs < {n}")
+        lines += [f"        {r} = {r}{i}" for r in roles]
+        first += count
+    if len(sizes) == 1:                # `else:` alone is not Python: unindent the one branch
+        lines = ["    " + line.strip() for line in lines[1:]]
+    return lines
+
+
+def _kernel(name: str, sizes: list[int], dtype: DType, roles: list[str], scalars: list[str],
+            body: list[str], doc: str, tail_args: list[tuple[str, str]] = ()) -> GeneratedKernel:
+    ptr = pointer_type(dtype)
+    args = [(f"{r}{i}", ptr) for i in range(len(sizes)) for r in roles]
+    args += list(tail_args)
+    args += [(f"{s}_arg", "fp64") for s in scalars]     # rounded to dtype below, as the
+    #                                                       per-tensor path rounds a Python float
+    dt = tl_type(dtype)
+    lines = ["@triton.jit",
+             f"def {name}({', '.join(a for a, _ in args)}, BLOCK: tl.constexpr):",
+             f'    """{doc} over {len(sizes)} tensors of {sum(sizes)} elements."""',
+             "    pid = tl.program_id(0)"]
+    # tl.full keeps a float64 argument exact under the interpreter too (a bare Python
+    # float would become a float32 constant there)
+    lines += [f"    {s} = tl.full([], {s}_arg, {dt})" for s in scalars]
+    lines += _select(sizes, roles) + body
+    grid = (sum(blocks_of(sizes)), 1, 1)
+    return GeneratedKernel("\n".join(lines) + "\n",
+                           LaunchSpec(name, args, {"BLOCK": BLOCK}, grid,
+                                      "sum of cdiv(numel, BLOCK)", 4, 1,
+                                      [a for a, _ in args]))
+
+
+@functools.lru_cache(maxsize=256)      # a model's groups ask for the same kernels every step
+def sgd_kernel(sizes: tuple[int, ...], dtype: DType, *, weight_decay: bool, momentum: bool,
+               first: bool, nesterov: bool, maximize: bool) -> GeneratedKernel:
+    """functional.sgd in place. Arguments per tensor: param, grad (and its momentum buffer
+    when momentum != 0: on the `first` step it is written with the gradient); scalars
+    neg_lr, weight_decay, momentum, one_minus_dampening."""
+    roles = ["p", "g"] + (["b"] if momentum else [])
+    body = ["    grad = tl.load(g + offs, mask=mask, other=0.0)",
+            "    param = tl.load(p + offs, mask=mask, other=0.0)"]
+    if maximize:
+        body.append("    grad = -grad")
+    if weight_decay:
+        body.append("    grad = grad + param * weight_decay")
+    if momentum:
+        if first:
+            body.append("    buf = grad")
+        else:
+            body.append("    buf = tl.load(b + offs, mask=mask, other=0.0) * momentum + "
+                        "grad * one_minus_dampening")
+        body.append("    tl.store(b + offs, buf, mask=mask)")
+        body.append("    grad = grad + buf * momentum" if nesterov else "    grad = buf")
+    body.append("    tl.store(p + offs, param + grad * neg_lr, mask=mask)")
+    flags = "".join(c for c, on in zip("wmfnx", (weight_decay, momentum, first, nesterov,
+                                                  maximize)) if on)
+    return _kernel(f"multi_sgd_{dtype.name}_{flags or 'plain'}", sizes, dtype, roles,
+                   ["neg_lr", "weight_decay", "momentum", "one_minus_dampening"], body,
+                   "SGD")
+
+
+@functools.lru_cache(maxsize=256)
+def adam_kernel(sizes: tuple[int, ...], dtype: DType, *, weight_decay: bool, decoupled: bool,
+                amsgrad: bool, maximize: bool, lerp_low: bool,
+                device_step: bool) -> GeneratedKernel:
+    """functional.adam / adamw in place. Per tensor: param, grad, exp_avg, exp_avg_sq
+    (max_exp_avg_sq with amsgrad), then either its float32 step on the device
+    (`device_step`, plus one int32 counter after all tensors) or two scalars per tensor,
+    step_size and bias_correction2_sqrt, computed on the host from the host step.
+    `lerp_low`: 1 - beta1 < 0.5, which of torch.lerp's two formulas applies."""
+    roles = ["p", "g", "m", "v"] + (["mx"] if amsgrad else [])
+    n = len(sizes)
+    body = ["    grad = tl.load(g + offs, mask=mask, other=0.0)",
+            "    param = tl.load(p + offs, mask=mask, other=0.0)"]
+    if maximize:
+        body.append("    grad = -grad")
+    if weight_decay:
+        body.append("    param = param * one_minus_lr_wd" if decoupled else
+                    "    grad = grad + param * weight_decay")
+    body.append("    exp_avg = tl.load(m + offs, mask=mask, other=0.0)")
+    body.append("    exp_avg = exp_avg + (grad - exp_avg) * w1" if lerp_low else
+                "    exp_avg = grad - (grad - exp_avg) * one_minus_w1")
+    body.append("    exp_avg_sq = tl.load(v + offs, mask=mask, other=0.0) * beta2 + "
+                "grad * grad * one_minus_beta2")
+    sqrt = "tl.sqrt" if dtype.name == "float64" else "tl.sqrt_rn"
+    if device_step:
+        roles.append("st")
+        # in float64 as torch's fused Adam does: 1 - beta2 ** step cancels, and float32
+        # corrections would move the update by ~1e-5 relative
+        f64 = "tl.float64"
+        body += [f"    step = (tl.load(st) + 1.0).to({f64})",
+                 f"    bc1 = 1.0 - emath.pow(tl.full([], beta1_arg, {f64}), step)",
+                 f"    step_size = (tl.full([], lr_arg, {f64}) / bc1).to({tl_type(dtype)})",
+                 f"    bc2 = 1.0 - emath.pow(tl.full([], beta2_arg, {f64}), step)",
+                 f"    bc2_sqrt = tl.sqrt(bc2).to({tl_type(dtype)})"]
+    else:
+        roles += ["ss", "bc"]           # scalars, not pointers: bound by the chain as well
+        body += [f"    step_size = tl.full([], ss, {tl_type(dtype)})",
+                 f"    bc2_sqrt = tl.full([], bc, {tl_type(dtype)})"]
+    if amsgrad:
+        body += ["    max_sq = tl.maximum(tl.load(mx + offs, mask=mask, other=0.0), exp_avg_sq)",
+                 "    tl.store(mx + offs, max_sq, mask=mask)",
+                 f"    denom = {sqrt}(max_sq) / bc2_sqrt + eps"]
+    else:
+        body.append(f"    denom = {sqrt}(exp_avg_sq) / bc2_sqrt + eps")
+    body += ["    tl.store(m + offs, exp_avg, mask=mask)",
+             "    tl.store(v + offs, exp_avg_sq, mask=mask)",
+             "    tl.store(p + offs, param + (exp_avg / denom) * (-step_size), mask=mask)"]
+    if device_step:
+        body += ["    done = tl.atomic_add(counter, 1)",
+                 f"    if done == {sum(blocks_of(sizes)) - 1}:"]
+        body += [f"        tl.store(st{i}, tl.load(st{i}) + 1.0)" for i in range(n)]
+        body.append("        tl.store(counter, 0)")
+    flags = "".join(c for c, on in zip("wdaxls", (weight_decay, decoupled, amsgrad, maximize,
+                                                   lerp_low, device_step)) if on)
+    name = f"multi_adam_{dtype.name}_{flags or 'plain'}"
+    scalars = ["lr", "beta1", "beta2", "w1", "one_minus_w1", "one_minus_beta2", "eps",
+               "weight_decay", "one_minus_lr_wd"]
+    kernel = _kernel(name, sizes, dtype, roles, scalars, body, "Adam" + "W" * decoupled,
+                     [("counter", "*i32")] if device_step else [])
+    return _retype(kernel, dtype, device_step)
+
+
+def _retype(kernel: GeneratedKernel, dtype: DType, device_step: bool) -> GeneratedKernel:
+    """Adam's per-tensor roles that are not the param's pointer type: the float32 step
+    pointers, or the host-computed scalars (float64, rounded in the kernel)."""
+    scalar = "fp64"
+    args = []
+    for name, sig in kernel.launch.args:
+        role = name.rstrip("0123456789")
+        if role == "st":
+            sig = "*fp32"
+        elif role in ("ss", "bc") and not device_step:
+            sig = scalar
+        args.append((name, sig))
+    kernel.launch.args = args
+    return kernel
+
+
+# --- gradient norm clipping (nn.utils.clip_grad_norm_) ------------------------------------
+# Three launches for any number of gradients, none of them reading back to the host: the
+# per-block partial norms (sum of squares, or max |g| for the inf norm), one program that
+# reduces the partials in a fixed order (deterministic, no atomics) into the total norm and
+# the clip coefficient, and the multi-tensor scale by that coefficient.
+@functools.lru_cache(maxsize=256)
+def norm_partials_kernel(sizes: tuple[int, ...], dtype: DType, inf: bool) -> GeneratedKernel:
+    """partials[program] = sum(g * g) (or max |g|) over the program's block."""
+    body = ["    x = tl.load(g + offs, mask=mask, other=0.0)",
+            "    tl.store(partials + pid, " +
+            ("tl.max(tl.abs(x), axis=0))" if inf else "tl.sum(x * x, axis=0))")]
+    return _kernel(f"multi_norm_partials_{dtype.name}{'_inf' if inf else ''}", list(sizes),
+                   dtype, ["g"], [], body, "partial norms",
+                   [("partials", pointer_type(dtype))])
+
+
+@functools.lru_cache(maxsize=256)
+def norm_total_kernel(count: int, dtype: DType, inf: bool) -> GeneratedKernel:
+    """total = sqrt(sum(partials)) (or max); coef = min(max_norm / (total + 1e-6), 1),
+    a NaN total giving a NaN coefficient as torch's clamp does. One program."""
+    dt = tl_type(dtype)
+    sqrt = "tl.sqrt" if dtype.name == "float64" else "tl.sqrt_rn"
+    combine = "tl.maximum(acc, v)" if inf else "acc + v"
+    name = f"multi_norm_total_{dtype.name}{'_inf' if inf else ''}"
+    source = "\n".join([
+        "@triton.jit",
+        f"def {name}(partials, total_ptr, coef_ptr, max_norm_arg, BLOCK: tl.constexpr):",
+        f'    """the total of {count} partial norms and the clip coefficient."""',
+        f"    max_norm = tl.full([], max_norm_arg, {dt})",
+        f"    acc = tl.zeros([BLOCK], {dt})",
+        f"    for start in range(0, {count}, BLOCK):",
+        "        offs = start + tl.arange(0, BLOCK)",
+        f"        v = tl.load(partials + offs, mask=offs < {count}, other=0.0)",
+        f"        acc = {combine}",
+        "    total = " + ("tl.max(acc, axis=0)" if inf else f"{sqrt}(tl.sum(acc, axis=0))"),
+        "    tl.store(total_ptr, total)",
+        "    coef = max_norm / (total + 1e-6)",
+        "    tl.store(coef_ptr, tl.where(coef > 1.0, 1.0, coef))",
+    ]) + "\n"
+    ptr = pointer_type(dtype)
+    args = [("partials", ptr), ("total_ptr", ptr), ("coef_ptr", ptr), ("max_norm_arg", "fp64")]
+    return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, (1, 1, 1), "1", 4,
+                                              1, [a for a, _ in args]))
+
+
+@functools.lru_cache(maxsize=256)
+def scale_kernel(sizes: tuple[int, ...], dtype: DType) -> GeneratedKernel:
+    """g *= coef[0] in place over every tensor (coef read on the device)."""
+    body = ["    c = tl.load(coef)",
+            "    tl.store(g + offs, tl.load(g + offs, mask=mask, other=0.0) * c, mask=mask)"]
+    return _kernel(f"multi_scale_{dtype.name}", list(sizes), dtype, ["g"], [], body,
+                   "scale by a device scalar", [("coef", pointer_type(dtype))])
+
+
+# --- GradScaler.unscale_ ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def unscale_kernel(sizes: tuple[int, ...], dtype: DType) -> GeneratedKernel:
+    """g *= inv[0] in place (inv: the float32 inverse scale on the device); found[0] = NaN
+    where any gradient element is inf or NaN (every finding stores the same value, so
+    programs racing on it agree), left alone otherwise."""
+    body = ["    x = tl.load(g + offs, mask=mask, other=0.0)",
+            "    bad = (x != x) | (tl.abs(x) == float('inf'))",
+            "    if tl.sum(bad.to(tl.int32), axis=0) > 0:",
+            "        tl.store(found, float('nan'))",
+            "    tl.store(g + offs, x * tl.load(inv).to(x.dtype), mask=mask)"]
+    return _kernel(f"multi_unscale_{dtype.name}", list(sizes), dtype, ["g"], [], body,
+                   "unscale and check for inf/NaN",
+                   [("inv", "*fp32"), ("found", "*fp32")])
