@@ -378,3 +378,17 @@ def _layout_facts(lib):
 
 def test_layout_queries_match_torch():
     assert _layout_facts(ember) == _layout_facts(torch)
+
+
+def test_distributed_sampler_reached_from_a_fresh_process():
+    # ember.utils.data.DistributedSampler loads its submodule on first use; a fresh
+    # interpreter is the only place where that first use is certain
+    import subprocess
+    import sys
+    code = ("import ember.utils.data as d; s = d.DistributedSampler(range(10), num_replicas=3,"
+            " rank=1, shuffle=False); print(list(s))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from torch.utils.data.distributed import DistributedSampler
+    expected = list(DistributedSampler(range(10), num_replicas=3, rank=1, shuffle=False))
+    assert out.stdout.strip() == str(expected)

@@ -4,6 +4,8 @@ Datasets (Dataset, IterableDataset, TensorDataset, ConcatDataset, ChainDataset,
 StackDataset, Subset, random_split), samplers, default_collate / default_convert and
 the DataLoader, whose num_workers run in the loading process (frontend/data/dataloader.py
 says how). The submodules dataset, sampler, dataloader and distributed are torch's."""
+import importlib
+
 from ...frontend.data import (BatchSampler, ChainDataset, ConcatDataset,  # noqa: F401
                               DataLoader, Dataset, IterableDataset, RandomSampler, Sampler,
                               SequentialSampler, StackDataset, Subset, SubsetRandomSampler,
@@ -21,6 +23,8 @@ __all__ = ["Dataset", "IterableDataset", "TensorDataset", "ConcatDataset", "Chai
 def __getattr__(name: str):
     # DistributedSampler lives with ember.distributed, loaded only when asked for
     if name in ("DistributedSampler", "distributed"):
-        from . import distributed
+        # import_module, not `from . import`: that form looks the name up on this package
+        # first, which would call this hook again without end
+        distributed = importlib.import_module(f"{__name__}.distributed")
         return distributed if name == "distributed" else distributed.DistributedSampler
     raise AttributeError(f"module 'ember.utils.data' has no attribute '{name}'")
