@@ -698,7 +698,8 @@ def _weighted_specs(gm, reference: bool) -> dict:
         if inner.bias is not None:
             gm.register_buffer(stem + "_bias", inner.bias.detach().clone())
             bias = stem + "_bias"
-        spec = {"weight": stem + "_weight", "bias": bias}
+        spec = {"weight": stem + "_weight", "bias": bias, "module": target,
+                "float": inner}
         if isinstance(inner, (nn.Conv2d, nn.Conv3d)):
             if isinstance(inner.padding, str):
                 raise QuantizationError(f"convert_fx: {target} uses padding="
@@ -786,11 +787,15 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         if hasattr(gm, name):
             delattr(gm, name)
     gm.graph.eliminate_dead_code()
+    if not reference:
+        _quantized_modules(gm, specs)
+        _quantized_activation_modules(gm)
     _qparams_as_buffers(gm)
-    gm.recompile()
-    gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     kinds.update({t: "weight_only" for t in info.get("weight_only", {})})
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
+    _dequantize_as_method(gm.graph)
+    gm.recompile()
+    gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     _preserve_attributes(prepared, gm, custom.preserved_attributes)
     return gm
 
@@ -839,38 +844,157 @@ def _swap_custom_modules(gm, table: dict, custom: ConvertCustomConfig) -> None:
         _set_module(gm, target, quantized_cls.from_observed(observed))
 
 
+def _quantized_class(op_name: str, relu: bool):
+    from ..nn import intrinsic as _unused  # noqa: F401  (package import order)
+    from ..nn.intrinsic import quantized as nniq
+    from ..nn import quantized as nnq
+    table = {("quantized_linear", False): nnq.Linear, ("quantized_linear", True):
+             nniq.LinearReLU, ("quantized_conv2d", False): nnq.Conv2d,
+             ("quantized_conv2d", True): nniq.ConvReLU2d, ("quantized_conv3d", False):
+             nnq.Conv3d, ("quantized_conv3d", True): nniq.ConvReLU3d}
+    return table.get((op_name, relu))
+
+
+def _quantized_modules(gm, specs: dict) -> None:
+    """Lowered module layers become quantized modules under the float module's name, as
+    torch.ao's converted models have them (`fc1` -> `ember.ao.nn.quantized.Linear` with
+    `weight()`, `scale`, `zero_point`; a fused conv+relu -> `ConvReLU2d`): the node calls
+    the module, whose forward runs the same int8 op on the same packed weight, so the
+    compilers trace the same quantized_linear / quantized_conv2d through it."""
+    by_weight = {spec["weight"]: spec for spec in specs.values() if "module" in spec}
+    for node in list(gm.graph.nodes):
+        name = node.target.name if node.op == OpKind.call_function and \
+            is_op(node.target) else None
+        weight = node.args[1] if name in ("quantized_linear", "quantized_conv2d",
+                                          "quantized_conv3d") else None
+        spec = by_weight.get(str(weight.target)) if weight is not None else None
+        if spec is None:
+            continue
+        cls = _quantized_class(name, bool(node.args[-1]))
+        qmod = cls._like(spec["float"])
+        bias_node = node.args[2]
+        qmod._set_weight_bias(getattr(gm, spec["weight"]),
+                              getattr(gm, spec["bias"]) if spec["bias"] else None)
+        qmod.scale, qmod.zero_point = float(node.args[-3]), int(node.args[-2])
+        _set_module(gm, spec["module"], qmod)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(spec["module"], (node.args[0],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        for attr in (weight, bias_node):
+            if attr is not None and not attr.users:
+                gm.graph.erase_node(attr)
+                delattr(gm, str(attr.target))
+
+
+def _activation_module(module, scale: float, zero_point: int):
+    """The torch.ao quantized module for a float activation module run between a
+    dequantize and a quantize (None: the module has none)."""
+    from ..nn import quantized as nnq
+    if isinstance(module, nn.Hardswish):
+        return nnq.Hardswish(scale, zero_point)
+    if isinstance(module, nn.ELU):
+        return nnq.ELU(scale, zero_point, module.alpha)
+    if isinstance(module, nn.LeakyReLU):
+        return nnq.LeakyReLU(scale, zero_point, module.negative_slope)
+    return None
+
+
+def _quantized_activation_modules(gm) -> None:
+    """Hardswish / ELU / LeakyReLU modules between `dequantize` and `quantize_per_tensor`
+    become torch.ao's quantized modules (their forward dequantizes, runs the float op
+    and requantizes with the same qparams: the same values); Dropout on a quantized
+    value becomes the quantized Dropout. Names stay the float modules'."""
+    from ..nn import quantized as nnq
+    for node in list(gm.graph.nodes):
+        if node.op != OpKind.call_module or not node.args:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if type(module) is nn.Dropout:
+            _set_module(gm, str(node.target), nnq.Dropout(module.p, module.inplace))
+            continue
+        source, out_q = node.args[0], qpass._quantize_user(node)
+        if out_q is None or not (source.op == OpKind.call_function and is_op(source.target)
+                                 and source.target.name == "dequantize") or \
+                not isinstance(out_q.args[1], (int, float)):
+            continue
+        new = _activation_module(module, float(out_q.args[1]), int(out_q.args[2]))
+        if new is None:
+            continue
+        _set_module(gm, str(node.target), new)
+        node.replace_input_with(source, source.args[0])
+        out_q.replace_all_uses_with(node)
+        gm.graph.erase_node(out_q)
+        if not source.users:
+            gm.graph.erase_node(source)
+
+
 # where each quantized op takes its output scale and zero point
 _QPARAM_ARGS = {"quantize_per_tensor": 1, "quantized_linear": 3, "quantized_conv2d": 7,
                 "quantized_conv3d": 7, "quantized_add": 2, "quantized_mul": 2}
 
 
 def _qparams_as_buffers(gm) -> None:
-    """Every activation scale / zero point of the converted graph also becomes a buffer
-    (float32 / int64, 0-d, as torch.ao's converted models keep them): `<stem>_scale` /
-    `<stem>_zero_point` beside a layer's packed weight, `_scale_N` / `_zero_point_N` for
-    quantize and add/mul nodes. The graph keeps the numbers as constants (the int8
-    kernels and the compilers read them so); the GraphModule puts loaded values back
-    into them (meta "args_from_buffers"), so state_dict / load_state_dict round-trip."""
-    count = 0
-    for node in gm.graph.nodes:
+    """Every activation scale / zero point of the converted graph becomes state (float32 /
+    int64, 0-d), as in torch.ao's converted models. A quantize_per_tensor reads them
+    through get_attr nodes under torch.ao's names (`<module>_input_scale_0` for a model
+    input feeding a module, `_scale_N` otherwise). quantized_add / quantized_mul keep the
+    numbers as constants (the int8 kernels and the compilers read them so) beside
+    `_scale_N` / `_zero_point_N` buffers; the GraphModule puts loaded values back into
+    them (meta "args_from_buffers"), so state_dict / load_state_dict round-trip."""
+    for node in list(gm.graph.nodes):
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
         at = _QPARAM_ARGS.get(name)
         if at is None or not isinstance(node.args[at], (int, float)):
             continue
-        weight = node.args[1] if name.startswith("quantized_") and \
-            name not in ("quantized_add", "quantized_mul") else None
-        if weight is not None and str(weight.target).endswith("_weight"):
-            stem = str(weight.target)[:-len("weight")]          # _packed_fc1_
-            scale_key, zero_key = stem + "scale", stem + "zero_point"
-        else:
-            scale_key, zero_key = f"_scale_{count}", f"_zero_point_{count}"
-            count += 1
-        gm.register_buffer(scale_key, Tensor._from_array(
-            np.array(node.args[at], np.float32)))
-        gm.register_buffer(zero_key, Tensor._from_array(
-            np.array(node.args[at + 1], np.int64)))
-        node.meta["args_from_buffers"] = {at: scale_key, at + 1: zero_key}
+        stem = _qparams_stem(gm, node) if name == "quantize_per_tensor" else ""
+        scale_key = _free_attr_name(gm, stem + "_scale_")
+        gm.register_buffer(scale_key, Tensor._from_array(np.array(node.args[at], np.float32)))
+        zero_key = _free_attr_name(gm, stem + "_zero_point_")
+        gm.register_buffer(zero_key, Tensor._from_array(np.array(node.args[at + 1], np.int64)))
+        if name != "quantize_per_tensor":
+            node.meta["args_from_buffers"] = {at: scale_key, at + 1: zero_key}
+            continue
+        with gm.graph.inserting_before(node):
+            scale_node = gm.graph.get_attr(scale_key)
+            zero_node = gm.graph.get_attr(zero_key)
+        args = list(node.args)
+        args[at], args[at + 1] = scale_node, zero_node
+        node.args = tuple(args)
+
+
+def _dequantize_as_method(graph) -> None:
+    """`x.dequantize()` (call_method), the form torch.ao's converted graphs print."""
+    for node in list(graph.nodes):
+        if node.op == OpKind.call_function and is_op(node.target) and \
+                node.target.name == "dequantize" and len(node.args) == 1 and not node.kwargs:
+            with graph.inserting_before(node):
+                method = graph.call_method("dequantize", (node.args[0],))
+            node.replace_all_uses_with(method)
+            graph.erase_node(node)
+
+
+def _free_attr_name(gm, prefix: str) -> str:
+    index = 0
+    while hasattr(gm, f"{prefix}{index}"):
+        index += 1
+    return f"{prefix}{index}"
+
+
+def _qparams_stem(gm, quantize) -> str:
+    """torch.ao's prefix for a quantize node's qparams: a model input takes the module
+    that first reads it (`conv1_input`), a module's output that module's path, anything
+    else none."""
+    value = quantize.args[0]
+    if value.op == OpKind.placeholder:
+        user = next(iter(quantize.users), None)
+        if user is not None and user.op == OpKind.call_module:
+            return str(user.target).replace(".", "_") + "_input"
+        return ""
+    if value.op == OpKind.call_module:
+        return str(value.target).replace(".", "_")
+    return ""
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",
@@ -882,10 +1006,16 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
     float: what the patterns or the qconfigs left unquantized, said rather than hidden.
     Shape reads and ops that run on quantized values (pooling, views, relu) are not
     listed."""
+    from ..nn.quantized.modules import Dropout, _FloatBetween, _WeightedQuantized
     quantized_ops = _QUANT_PLUMBING
     quantized_values, shape_values = set(), set()
     report = []
     for node in gm.graph.nodes:
+        if node.op == OpKind.call_module and isinstance(
+                gm.get_submodule(str(node.target)),
+                (_WeightedQuantized, _FloatBetween, Dropout)):
+            quantized_values.add(node)        # a quantized module (Linear, conv, Hardswish)
+            continue
         if qpass._reads_only_shape(node) or (node.all_input_nodes and all(
                 n in shape_values for n in node.all_input_nodes)):
             shape_values.add(node)            # sizes and arithmetic on sizes

@@ -17,6 +17,8 @@ the weight is observed by `mod.qconfig.weight()` (a QAT module's trained
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ....frontend import nn
 from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
@@ -99,7 +101,12 @@ class _WeightedQuantized(QParamsState, nn.Module):
 
     _RELU = False
 
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
+
     def _set_weight_bias(self, qweight, bias) -> None:
+        if bias is not None and not isinstance(bias, Tensor):     # a loaded array
+            bias = Tensor._from_array(np.asarray(bias, np.float32))
         self.register_buffer("_packed_weight", qweight)
         self.register_buffer("_bias", None if bias is None else bias.detach().clone())
 
@@ -209,9 +216,18 @@ class _ConvNd(_WeightedQuantized):
                    inner.padding_mode)
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}, "
-                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}")
+        # torch.ao's form: padding, dilation, groups and bias only where not the default
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}")
+        if any(self.padding):
+            text += f", padding={self.padding}"
+        if any(d != 1 for d in self.dilation):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias() is None:
+            text += ", bias=False"
+        return text
 
 
 class Conv2d(_ConvNd):
@@ -345,6 +361,9 @@ class ConvTranspose3d(_ConvTransposeNd):
 class ReLU6(nn.ReLU6):
     """min(max(x, 0), 6) on a quantized tensor; keeps the input's scale and zero point."""
 
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
+
     def forward(self, x):
         return quantize_per_tensor(F.relu6(x.dequantize()), x.q_scale(), x.q_zero_point(),
                                    x.dtype)
@@ -357,6 +376,9 @@ class ReLU6(nn.ReLU6):
 class Dropout(nn.Dropout):
     """Identity at inference, as the quantized Dropout is."""
 
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
+
     def forward(self, x):
         return x
 
@@ -367,6 +389,9 @@ class Dropout(nn.Dropout):
 
 class _FloatBetween(QParamsState, nn.Module):
     """A module that dequantizes, runs its float op, and quantizes with (scale, zero_point)."""
+
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
 
     def _float_op(self, x):
         raise NotImplementedError
@@ -533,6 +558,9 @@ class _QuantizedEmbeddingBase(nn.Module):
     """A quint8 weight quantized per row with float zero points
     (float_qparams_weight_only_qconfig); lookups return float rows, dequantized after the
     gather, so only the looked-up rows are converted."""
+
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
 
     _FLOAT: type = nn.Module
 
