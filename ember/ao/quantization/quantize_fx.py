@@ -936,12 +936,11 @@ _QPARAM_ARGS = {"quantize_per_tensor": 1, "quantized_linear": 3, "quantized_conv
 
 def _qparams_as_buffers(gm) -> None:
     """Every activation scale / zero point of the converted graph becomes state (float32 /
-    int64, 0-d), as in torch.ao's converted models. A quantize_per_tensor reads them
-    through get_attr nodes under torch.ao's names (`<module>_input_scale_0` for a model
-    input feeding a module, `_scale_N` otherwise). quantized_add / quantized_mul keep the
-    numbers as constants (the int8 kernels and the compilers read them so) beside
-    `_scale_N` / `_zero_point_N` buffers; the GraphModule puts loaded values back into
-    them (meta "args_from_buffers"), so state_dict / load_state_dict round-trip."""
+    int64, 0-d buffers) read through get_attr nodes, as in torch.ao's converted models,
+    under torch.ao's names: `<module>_input_scale_0` for a model input a module reads
+    first, `<module>_scale_0` after a module, `_scale_N` otherwise. Loading a state_dict
+    changes them; compilers tracing the model read their values (a 0-d tensor where the
+    op takes a float or an int is its number)."""
     for node in list(gm.graph.nodes):
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
@@ -953,9 +952,6 @@ def _qparams_as_buffers(gm) -> None:
         gm.register_buffer(scale_key, Tensor._from_array(np.array(node.args[at], np.float32)))
         zero_key = _free_attr_name(gm, stem + "_zero_point_")
         gm.register_buffer(zero_key, Tensor._from_array(np.array(node.args[at + 1], np.int64)))
-        if name != "quantize_per_tensor":
-            node.meta["args_from_buffers"] = {at: scale_key, at + 1: zero_key}
-            continue
         with gm.graph.inserting_before(node):
             scale_node = gm.graph.get_attr(scale_key)
             zero_node = gm.graph.get_attr(zero_key)
