@@ -15,7 +15,7 @@ from ...ir import dtypes
 from ...ir.ops.quantize import fake_quantize_per_channel_affine, fake_quantize_per_tensor_affine
 from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
                              per_channel_symmetric, per_tensor_affine, per_tensor_symmetric)
-from .observer import (FixedQParamsObserver, HistogramObserver, MovingAverageMinMaxObserver,
+from .observer import (FixedQParamsObserver, _LoadsAnyShape, HistogramObserver, MovingAverageMinMaxObserver,
                        MovingAveragePerChannelMinMaxObserver, _with_args, _with_callable_args,
                        default_fixed_qparams_range_0to1_observer,
                        default_fixed_qparams_range_neg1to1_observer)
@@ -54,8 +54,10 @@ class FakeQuantizeBase(nn.Module):
         return self.enable_observer(False)
 
 
-class FakeQuantize(FakeQuantizeBase):
+class FakeQuantize(_LoadsAnyShape, FakeQuantizeBase):
     """Observe, then fake-quantize with the observer's current qparams."""
+
+    _RESHAPED_ON_LOAD = ("scale", "zero_point")
 
     def __init__(self, observer=MovingAverageMinMaxObserver, quant_min=None, quant_max=None,
                  is_dynamic=False, **observer_kwargs):
@@ -71,9 +73,13 @@ class FakeQuantize(FakeQuantizeBase):
         self.quant_min, self.quant_max = app.quant_min, app.quant_max
         self.is_dynamic = app.is_dynamic
         self.register_buffer("scale", Tensor._from_array(np.asarray([1.0], np.float32)))
-        self.register_buffer("zero_point", Tensor._from_array(np.asarray([0], np.int32)))
         self.dtype = app.dtype
         self.qscheme = app.qscheme
+        # float zero points for per_channel_affine_float_qparams (embeddings), as torch.ao
+        self._zero_point_dtype = np.float32 if \
+            self.qscheme is per_channel_affine_float_qparams else np.int32
+        self.register_buffer("zero_point", Tensor._from_array(
+            np.asarray([0], self._zero_point_dtype)))
         self.ch_axis = getattr(app, "ch_axis", -1)
         self.is_per_channel = self.qscheme in _PER_CHANNEL
 
@@ -89,7 +95,8 @@ class FakeQuantize(FakeQuantizeBase):
             self.activation_post_process(x.detach())
             scale, zero_point = self._forward_qparams()
             self.scale = Tensor._from_array(np.asarray(scale._values(), np.float32))
-            self.zero_point = Tensor._from_array(np.asarray(zero_point._values(), np.int32))
+            self.zero_point = Tensor._from_array(np.asarray(zero_point._values(),
+                                                            self._zero_point_dtype))
         if int(self.fake_quant_enabled._values()[0]) == 1:
             if self.is_per_channel:
                 return fake_quantize_per_channel_affine(

@@ -298,9 +298,28 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
 
 # --- per-channel observers -------------------------------------------------------------------
-class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
+class _LoadsAnyShape:
+    """Mixin: the buffers named in `_RESHAPED_ON_LOAD` take the loaded tensor's shape (a
+    per-channel observer starts empty; a fake quantize's scale has one entry until it
+    observes), as torch.ao's modules load them."""
+
+    _RESHAPED_ON_LOAD: tuple = ()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        for name in self._RESHAPED_ON_LOAD:
+            value = state_dict.get(prefix + name)
+            if value is not None and self._buffers.get(name) is not None:
+                self._buffers[name] = value.detach().clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
+
+class PerChannelMinMaxObserver(_LoadsAnyShape, UniformQuantizationObserverBase):
     """Running min/max of each slice along `ch_axis` (weights: one scale per output
     channel)."""
+
+    _RESHAPED_ON_LOAD = ("min_val", "max_val")
 
     def __init__(self, ch_axis=0, dtype=dtypes.quint8, qscheme=per_channel_affine,
                  reduce_range=False, quant_min=None, quant_max=None, factory_kwargs=None,

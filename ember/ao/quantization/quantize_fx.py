@@ -881,10 +881,19 @@ def _quantized_modules(gm, specs: dict) -> None:
             call = gm.graph.call_module(spec["module"], (node.args[0],))
         node.replace_all_uses_with(call)
         gm.graph.erase_node(node)
+        _take_name(gm.graph, call, spec["module"].replace(".", "_"))
         for attr in (weight, bias_node):
             if attr is not None and not attr.users:
                 gm.graph.erase_node(attr)
                 delattr(gm, str(attr.target))
+
+
+def _take_name(graph, node, name: str) -> None:
+    """Name the node as torch.ao's converted graph does (the module's name) when no
+    other node holds that name (the float call it replaces was erased)."""
+    if name.isidentifier() and all(n.name != name for n in graph.nodes):
+        graph._used.add(name)
+        node.name = name
 
 
 def _activation_module(module, scale: float, zero_point: int):

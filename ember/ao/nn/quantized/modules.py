@@ -586,15 +586,18 @@ class _QuantizedEmbeddingBase(nn.Module):
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         from ...quantization.quantize_fx import _quantize_weight
-        if type(mod) is not cls._FLOAT:
+        if not isinstance(mod, cls._FLOAT):
             raise TypeError(f"quantized {cls.__name__}.from_float expects nn."
                             f"{cls._FLOAT.__name__}, got {type(mod).__name__}")
-        qconfig = getattr(mod, "qconfig", None)
-        if qconfig is None:
-            raise RuntimeError(f"quantized {cls.__name__}.from_float: the module has no "
-                               f"qconfig (use float_qparams_weight_only_qconfig)")
+        observer = getattr(mod, "weight_fake_quant", None)     # QAT: the trained one
+        if observer is None:
+            qconfig = getattr(mod, "qconfig", None)
+            if qconfig is None:
+                raise RuntimeError(f"quantized {cls.__name__}.from_float: the module has no "
+                                   f"qconfig (use float_qparams_weight_only_qconfig)")
+            observer = qconfig.weight()
         new = cls._like(mod)
-        new._set_weight(_quantize_weight(mod.weight, qconfig.weight()))
+        new._set_weight(_quantize_weight(mod.weight, observer))
         return new
 
 
@@ -647,7 +650,7 @@ class EmbeddingBag(_QuantizedEmbeddingBase):
 
     def extra_repr(self):
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, " \
-               f"mode={self.mode!r}, qscheme={self._packed_weight.qscheme()}"
+               f"dtype={self._packed_weight.dtype}, qscheme={self._packed_weight.qscheme()}"
 
 
 def _arange_like(n: int, like):
