@@ -33,7 +33,8 @@ from ..nn import qat as nnqat
 from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, ConvReLU3d, LinearReLU,
                             _FusedModule)
 from ..nn.intrinsic import qat as nniqat
-from .backend_config import check_qconfig, get_native_backend_config, warn_unknown_patterns
+from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
+                             get_native_backend_config, warn_unknown_patterns)
 from .fx.custom_config import ConvertCustomConfig, FuseCustomConfig, PrepareCustomConfig
 from .quant_type import QuantType
 from .fake_quantize import FakeQuantizeBase
@@ -370,6 +371,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
+    user_patterns = _user_pattern_nodes(gm, backend_config, kinds)
+    kinds.update({_kind_key(n): USER_PATTERN for n in user_patterns})
     custom_modules = _observe_custom_modules(gm, custom, qconfigs, kinds)
     counter = [0]
     owners = {}
@@ -397,7 +400,9 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         weight = qconfig.weight() if kind in qpass.WEIGHTED else None
         where = str(node.target) if node.op == OpKind.call_module else \
             getattr(node.target, "name", getattr(node.target, "__name__", str(node.target)))
-        return check_qconfig(backend, kind, qconfig.activation(), weight, node.name, where)
+        config = backend if kind != USER_PATTERN else \
+            BackendConfig(backend.name).set_backend_pattern_config(user_patterns[node])
+        return check_qconfig(config, kind, qconfig.activation(), weight, node.name, where)
 
     modules = dict(gm.named_modules())
 
@@ -421,12 +426,35 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
         "backend_config": backend,
-        "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds)}
+        "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
+        "user_patterns": {n.name for n, k in quantized.items() if k == USER_PATTERN}}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _kind_key(node):
+    """How a kinds table names a node: a module call by its target, others by the node."""
+    return str(node.target) if node.op == OpKind.call_module else node
+
+
+def _user_pattern_nodes(gm, backend_config, kinds) -> dict:
+    """node -> the user's BackendPatternConfig it matches, for nodes ember's own patterns
+    do not cover (a custom module class or function the backend config lists)."""
+    if backend_config is None:
+        return {}
+    configs = [c for c in backend_config.configs if c.kind == USER_PATTERN]
+    modules = dict(gm.named_modules())
+    found = {}
+    for node in gm.graph.nodes:
+        if not configs or qpass.node_kind(node, kinds) is not None:
+            continue
+        config = next((c for c in configs if c.matches(node, modules)), None)
+        if config is not None:
+            found[node] = config
+    return found
 
 
 def _observed_anew(node, kinds, modules) -> bool:
@@ -767,6 +795,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     specs = _weighted_specs(gm, reference)
     kinds = _module_kinds(gm)
     info = gm._ember_quant
+    kinds.update({_kind_key(n): USER_PATTERN for n in gm.graph.nodes
+                  if n.name in info.get("user_patterns", ())})
     for target in info.get("standalone", []):
         _set_module(gm, target, _convert(gm.get_submodule(target), reference))
     _swap_weight_only(gm, info.get("weight_only", {}))
@@ -1045,7 +1075,7 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
                 all(a in quantized_values for a in node.args[0]):
             quantized_values.add(node)        # joins the integers (shared qparams)
             continue
-        if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER) and \
+        if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER or kind == USER_PATTERN) and \
                 qpass._quantize_user(node) is not None:
             continue                          # dequantize -> float op -> quantize
         what = str(node.target) if node.op == OpKind.call_module else \
