@@ -23,8 +23,10 @@ from .observer import (FixedQParamsObserver, _LoadsAnyShape, HistogramObserver, 
 _PER_CHANNEL = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
 
 
-def _flag(on: bool) -> Tensor:
-    return Tensor._from_array(np.asarray([1 if on else 0], np.uint8))
+def _flag(on: bool, like=None) -> Tensor:
+    """A [1] switch buffer (uint8; the fused module's are int64, as torch.ao's)."""
+    dtype = like.numpy().dtype if like is not None else np.uint8
+    return Tensor._from_array(np.asarray([1 if on else 0], dtype))
 
 
 class FakeQuantizeBase(nn.Module):
@@ -40,14 +42,14 @@ class FakeQuantizeBase(nn.Module):
         self.register_buffer("observer_enabled", _flag(True))
 
     def enable_fake_quant(self, enabled: bool = True):
-        self.fake_quant_enabled = _flag(enabled)
+        self.fake_quant_enabled = _flag(enabled, self.fake_quant_enabled)
         return self
 
     def disable_fake_quant(self):
         return self.enable_fake_quant(False)
 
     def enable_observer(self, enabled: bool = True):
-        self.observer_enabled = _flag(enabled)
+        self.observer_enabled = _flag(enabled, self.observer_enabled)
         return self
 
     def disable_observer(self):
@@ -126,6 +128,19 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
     As in torch.ao, only forward uses the kernel's choice: `calculate_qparams()` (and so
     convert) gives the observer's formula."""
 
+    def __init__(self, observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
+                 **observer_kwargs):
+        super().__init__(observer, quant_min, quant_max, **observer_kwargs)
+        self.fake_quant_enabled = _flag(True, Tensor._from_array(np.zeros(1, np.int64)))
+        self.observer_enabled = _flag(True, Tensor._from_array(np.zeros(1, np.int64)))
+
+    def extra_repr(self) -> str:
+        return (f"fake_quant_enabled={self.fake_quant_enabled}, observer_enabled="
+                f"{self.observer_enabled}, scale={self.scale}, zero_point={self.zero_point}, "
+                f"dtype={self.dtype}, quant_min={self.quant_min}, quant_max={self.quant_max}, "
+                f"qscheme={self.qscheme}, reduce_range="
+                f"{getattr(self.activation_post_process, 'reduce_range', False)}")
+
     def _forward_qparams(self):
         app = self.activation_post_process
         if app.qscheme is not per_tensor_affine or self.is_per_channel:
@@ -202,6 +217,12 @@ class FixedQParamsFakeQuantize(FakeQuantize):
             raise TypeError(f"{type(self).__name__}'s observer must be a FixedQParamsObserver")
         self.scale = self.activation_post_process.scale
         self.zero_point = self.activation_post_process.zero_point
+
+    def extra_repr(self) -> str:
+        return (f"fake_quant_enabled={self.fake_quant_enabled}, observer_enabled="
+                f"{self.observer_enabled}, scale={self.scale}, zero_point={self.zero_point}, "
+                f"dtype={self.dtype}, quant_min={self.quant_min}, quant_max={self.quant_max}, "
+                f"qscheme={self.qscheme}")
 
 
 default_fake_quant = FakeQuantize.with_args(

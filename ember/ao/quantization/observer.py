@@ -410,7 +410,10 @@ class PlaceholderObserver(ObserverBase):
 
     def calculate_qparams(self):
         # torch.ao raises a bare Exception here; scripts may catch exactly that
-        raise Exception("calculate_qparams should not be called for PlaceholderObserver")
+        raise Exception(f"calculate_qparams should not be called for {type(self).__name__}")
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}, is_dynamic={self.is_dynamic}"
 
 
 class FixedQParamsObserver(ObserverBase):
@@ -438,6 +441,9 @@ class NoopObserver(PlaceholderObserver):
 
     def __init__(self, dtype=dtypes.float16, custom_op_name=""):
         super().__init__(dtype=dtype, custom_op_name=custom_op_name)
+
+    def extra_repr(self) -> str:
+        return ""                # torch.ao prints NoopObserver()
 
 
 class RecordingObserver(ObserverBase):

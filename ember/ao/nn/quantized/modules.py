@@ -80,8 +80,10 @@ class Quantize(QParamsState, nn.Module):
         return Quantize(scale, zero_point, mod.activation_post_process.dtype)
 
     def extra_repr(self):
-        return f"scale=tensor([{self.scale}]), zero_point=tensor([{self.zero_point}]), " \
-               f"dtype={self.dtype}"
+        # torch.ao prints its [1]-shaped buffers as tensors
+        scale = Tensor._from_array(np.asarray([self.scale], np.float32))
+        zero_point = Tensor._from_array(np.asarray([self.zero_point], np.int64))
+        return f"scale={scale}, zero_point={zero_point}, dtype={self.dtype}"
 
 
 class DeQuantize(nn.Module):
