@@ -30,8 +30,8 @@ from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparam
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
-from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, ConvReLU3d, LinearReLU,
-                            _FusedModule)
+from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
+                            LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
 from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
                              get_native_backend_config, warn_unknown_patterns)
@@ -231,7 +231,9 @@ def _is_relu(node, modules) -> bool:
     return node.op == OpKind.call_method and node.target == "relu"
 
 
-_WITH_RELU = {nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d, nn.Linear: LinearReLU}
+_WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,
+              nn.Linear: LinearReLU}
+_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d}
 
 
 def _fuse_graph(gm: GraphModule) -> GraphModule:
@@ -241,6 +243,16 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
         if node.op != OpKind.call_module:
             continue
         module = modules.get(str(node.target))
+        if type(module) in _CONV_BN and not module.training:
+            bn_node = _sole_user(node)          # conv1d/conv3d + eval BatchNorm: folded
+            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
+                bn_node.op == OpKind.call_module else None
+            if type(bn) is _CONV_BN[type(module)] and bn.track_running_stats and \
+                    not bn.training:
+                module = _fold_bn(module, bn)
+                _set_module(gm, str(node.target), module)
+                bn_node.replace_all_uses_with(node)
+                graph.erase_node(bn_node)
         if type(module) is nn.Conv2d:
             bn_node = _sole_user(node)
             bn = modules.get(str(bn_node.target)) if bn_node is not None and \
@@ -251,7 +263,7 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
-        if type(module) in (nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d):
+        if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d):
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
                 fused = ConvBnReLU2d(module[0], module[1], nn.ReLU()) \
@@ -371,6 +383,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
+    swapped = {} if is_qat else _swappable_modules(gm, qconfigs, kinds, backend_config)
+    kinds.update({target: "custom" for target in swapped})
     user_patterns = _user_pattern_nodes(gm, backend_config, kinds)
     kinds.update({_kind_key(n): USER_PATTERN for n in user_patterns})
     custom_modules = _observe_custom_modules(gm, custom, qconfigs, kinds)
@@ -427,12 +441,65 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
         "backend_config": backend,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
-        "user_patterns": {n.name for n, k in quantized.items() if k == USER_PATTERN}}
+        "user_patterns": {n.name for n, k in quantized.items() if k == USER_PATTERN},
+        "swapped": {t: q for t, q in swapped.items()
+                    if any(str(n.target) == t for n in quantized)}}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _swap_table() -> dict:
+    """Float modules convert_fx swaps whole for torch.ao's quantized module (quantized
+    input, quantized output), as torch.ao's default mappings do."""
+    from ..nn import quantized as nnq
+    from ..nn.intrinsic import quantized as nniq
+    return {nn.Conv1d: nnq.Conv1d, ConvReLU1d: nniq.ConvReLU1d,
+            nn.ConvTranspose1d: nnq.ConvTranspose1d, nn.ConvTranspose2d: nnq.ConvTranspose2d,
+            nn.LayerNorm: nnq.LayerNorm, nn.InstanceNorm1d: nnq.InstanceNorm1d,
+            nn.InstanceNorm2d: nnq.InstanceNorm2d, nn.InstanceNorm3d: nnq.InstanceNorm3d,
+            nn.BatchNorm2d: nnq.BatchNorm2d, nn.BatchNorm3d: nnq.BatchNorm3d}
+
+
+def _swappable_modules(gm, qconfigs, kinds, backend_config) -> dict:
+    """target -> qconfig of the module calls convert will swap for quantized modules
+    (a static qconfig; a user's backend config must list the module class)."""
+    table = _swap_table()
+    listed = None if backend_config is None else \
+        {c.pattern for c in backend_config.configs if isinstance(c.pattern, type)}
+    found = {}
+    for node in gm.graph.nodes:
+        if node.op != OpKind.call_module or str(node.target) in kinds:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if type(module) not in table or not _is_static(qconfigs.get(node)) or \
+                (listed is not None and type(module) not in listed):
+            continue
+        if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)) and module.training:
+            continue
+        found[str(node.target)] = qconfigs[node]
+    return found
+
+
+def _swap_quantizable(gm, table: dict) -> None:
+    """Observed float modules -> torch.ao's quantized modules (from_float with the
+    module's qconfig and its output observer), which take and return quantized values."""
+    classes = _swap_table()
+    for node in gm.graph.nodes:
+        target = str(node.target)
+        if node.op != OpKind.call_module or target not in table:
+            continue
+        module = gm.get_submodule(target)
+        post = next((u for u in node.users if u.op == OpKind.call_module and
+                     isinstance(gm.get_submodule(str(u.target)),
+                                (ObserverBase, FakeQuantizeBase))), None)
+        module.qconfig = table[target]
+        if isinstance(module, _FusedModule):
+            module[0].qconfig = table[target]
+        module.activation_post_process = gm.get_submodule(str(post.target))
+        _set_module(gm, target, classes[type(module)].from_float(module))
 
 
 def _kind_key(node):
@@ -803,6 +870,9 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if info.get("custom"):
         _swap_custom_modules(gm, info["custom"], custom)
         kinds.update({target: "custom" for target in info["custom"]})
+    if info.get("swapped") and not reference:
+        _swap_quantizable(gm, info["swapped"])
+        kinds.update({target: "custom" for target in info["swapped"]})
     qpass.drop_reobservations(gm.graph)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
