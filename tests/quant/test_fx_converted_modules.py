@@ -134,3 +134,37 @@ def test_compiled_converted_model_still_runs_the_int8_ops(rng):
         compiled = ember.compile(e_q)
         np.testing.assert_array_equal(compiled(x).numpy(), e_q(x).numpy())
     assert "quantized_linear" in compiled.stats.fallbacks
+
+
+def _called_twice(lib):
+    nn = lib.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.fc(self.fc(x) * 3.0)
+    return M().eval()
+
+
+def test_a_layer_called_twice_keeps_each_calls_output_qparams(rng):
+    """One module, two calls with different output ranges: the first call is the quantized
+    module, the second keeps its own scale (a quantized_linear call on the same weight)."""
+    t_model, e_model = _called_twice(torch), _called_twice(ember)
+    share_random_weights(t_model, e_model, rng)
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    t_prep = tqfx.prepare_fx(t_model, tq.get_default_qconfig_mapping("x86"),
+                             (torch.from_numpy(x),))
+    e_prep = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping("x86"),
+                             (ember.tensor(x),))
+    t_prep(torch.from_numpy(x))
+    e_prep(ember.tensor(x))
+    e_q = eqfx.convert_fx(e_prep)
+    e_ref = eqfx.convert_to_reference_fx(e_prep)
+    np.testing.assert_allclose(e_q(ember.tensor(x)).numpy(), e_ref(ember.tensor(x)).numpy(),
+                               atol=1e-6)
+    t_ref = tqfx.convert_to_reference_fx(t_prep)
+    got, want = e_q(ember.tensor(x)).numpy(), t_ref(torch.from_numpy(x)).detach().numpy()
+    assert np.abs(got - want).max() <= 2 * float(e_q._scale_1) + 1e-6

@@ -962,6 +962,7 @@ def _quantized_modules(gm, specs: dict) -> None:
     the module, whose forward runs the same int8 op on the same packed weight, so the
     compilers trace the same quantized_linear / quantized_conv2d through it."""
     by_weight = {spec["weight"]: spec for spec in specs.values() if "module" in spec}
+    built = {}          # module target -> the (op, args after the input) it was built for
     for node in list(gm.graph.nodes):
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
@@ -970,13 +971,19 @@ def _quantized_modules(gm, specs: dict) -> None:
         spec = by_weight.get(str(weight.target)) if weight is not None else None
         if spec is None:
             continue
-        cls = _quantized_class(name, bool(node.args[-1]))
-        qmod = cls._like(spec["float"])
+        signature = (name, tuple(a if not hasattr(a, "op") else a.name
+                                 for a in node.args[1:]))
+        if spec["module"] in built and built[spec["module"]] != signature:
+            continue        # a module called twice with other output qparams: stays a call
+        if spec["module"] not in built:
+            cls = _quantized_class(name, bool(node.args[-1]))
+            qmod = cls._like(spec["float"])
+            qmod._set_weight_bias(getattr(gm, spec["weight"]),
+                                  getattr(gm, spec["bias"]) if spec["bias"] else None)
+            qmod.scale, qmod.zero_point = float(node.args[-3]), int(node.args[-2])
+            _set_module(gm, spec["module"], qmod)
+            built[spec["module"]] = signature
         bias_node = node.args[2]
-        qmod._set_weight_bias(getattr(gm, spec["weight"]),
-                              getattr(gm, spec["bias"]) if spec["bias"] else None)
-        qmod.scale, qmod.zero_point = float(node.args[-3]), int(node.args[-2])
-        _set_module(gm, spec["module"], qmod)
         with gm.graph.inserting_before(node):
             call = gm.graph.call_module(spec["module"], (node.args[0],))
         node.replace_all_uses_with(call)
@@ -985,7 +992,11 @@ def _quantized_modules(gm, specs: dict) -> None:
         for attr in (weight, bias_node):
             if attr is not None and not attr.users:
                 gm.graph.erase_node(attr)
-                delattr(gm, str(attr.target))
+    read = {str(n.target) for n in gm.graph.nodes if n.op == OpKind.get_attr}
+    for spec in by_weight.values():       # buffers now held by the modules only
+        for key in (spec["weight"], spec["bias"]):
+            if key and key not in read and hasattr(gm, key):
+                delattr(gm, key)
 
 
 def _take_name(graph, node, name: str) -> None:
