@@ -169,6 +169,15 @@ def fake_quantize_values(x: np.ndarray, scale, zero_point, quant_min: int, quant
     """(output, mask) of fake quantization; scale/zero_point broadcast against x."""
     x = np.asarray(x, np.float32)
     inv = np.float32(1.0) / np.asarray(scale, np.float32)
+    if np.asarray(zero_point).dtype.kind == "f":
+        # float zero points (per_channel_affine_float_qparams, embeddings): torch adds the
+        # zero point before rounding and dequantizes (q - zp) * scale in double
+        zp = np.asarray(zero_point, np.float32)
+        q = np.rint(x * inv + zp)
+        mask = (q >= quant_min) & (q <= quant_max)
+        out = (np.clip(q, quant_min, quant_max).astype(np.float64) - zp) * \
+            np.asarray(scale, np.float32)
+        return out.astype(np.float32), mask
     zp = np.asarray(zero_point).astype(np.float32)
     q = np.rint(x * inv) + zp
     mask = (q >= quant_min) & (q <= quant_max)

@@ -73,8 +73,9 @@ class Schema:
             "_needs_convert": any(a.type.rstrip("?") in ("ScalarType", "MemoryFormat")
                                   for a in self.args),
             # `int` arguments: a 0-dim integer tensor there converts (torch accepts it)
+            # `int`/`float` arguments: a 0-dim tensor there converts (torch accepts it)
             "_int_positions": tuple(i for i, a in enumerate(self.args)
-                                    if a.type.rstrip("?") == "int"),
+                                    if a.type.rstrip("?") in ("int", "float")),
         }
         for name, value in facts.items():
             object.__setattr__(self, name, value)
@@ -138,7 +139,7 @@ def _same_default(value, default) -> bool:
         return False
 
 
-_PLAIN_INT = (int, bool, type(None))
+_PLAIN_INT = (int, bool, float, type(None))
 
 
 def _convert(type_: str, value):
@@ -152,6 +153,9 @@ def _convert(type_: str, value):
     if base == "int" and _is_eager_tensor(value) and value.ndim == 0 and \
             value.dtype.category.name == "INT":
         return int(value.item())    # a 0-dim integer tensor where an int goes, as torch
+    if base == "float" and _is_eager_tensor(value) and value.ndim == 0 and \
+            not value.requires_grad:
+        return float(value.item())  # a 0-dim tensor where a float goes (a stored scale)
     if base == "MemoryFormat":
         from .meta import MemoryFormat
         return value if isinstance(value, MemoryFormat) else MemoryFormat(value)

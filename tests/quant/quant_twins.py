@@ -19,3 +19,29 @@ def share_random_weights(t_model, e_model, rng) -> None:
         state[k] = v
     t_model.load_state_dict(state)
     e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in state.items()})
+
+
+def int8_layers(gm, op: str | None = None) -> list:
+    """(name, module) for the converted model's int8 Linear / conv modules; `op`
+    ("linear", "conv2d", "conv3d") keeps one kind."""
+    from ember.ao.nn.quantized.modules import Conv2d, Conv3d, Linear, _WeightedQuantized
+    kinds = {"linear": Linear, "conv2d": Conv2d, "conv3d": Conv3d}
+    want = kinds[op] if op else _WeightedQuantized
+    return [(n, m) for n, m in gm.named_modules() if isinstance(m, want)]
+
+
+def output_scale(gm) -> float:
+    """The output scale of the int8 layer whose value the model's output dequantizes."""
+    out = next(n for n in gm.graph.nodes if n.op.value == "output")
+    node = out.args[0]
+    while not (node.op.value == "call_module" and hasattr(
+            gm.get_submodule(str(node.target)), "scale")):
+        node = node.args[0]
+    return float(gm.get_submodule(str(node.target)).scale)
+
+
+def ao_modules(model) -> list:
+    """(name, class name) of a converted model's quantized modules (torch.ao.nn's or
+    ember.ao.nn's; torch's Linear holds its packed weight in a `_packed_params` child)."""
+    return [(n, type(m).__name__) for n, m in model.named_modules()
+            if ".ao.nn." in type(m).__module__ and not n.endswith("_packed_params")]

@@ -12,7 +12,7 @@ import torch.ao.quantization as tq
 import torch.ao.quantization.quantize_fx as tqfx
 
 import ember
-from tests.quant.quant_twins import share_random_weights
+from tests.quant.quant_twins import ao_modules, int8_layers, output_scale, share_random_weights
 import ember.ao.quantization as eq
 import ember.ao.quantization.quantize_fx as eqfx
 
@@ -117,11 +117,11 @@ def test_convert_fx_agrees_with_torch_ao(rng, name):
     t_q, e_q = tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
     assert e_q.quantization_report == []        # nothing left in float
     graph = str(e_q.graph)
-    assert "conv2d(" not in graph.replace("quantized_conv2d(", "") and \
-        "conv3d(" not in graph.replace("quantized_conv3d(", "")
+    assert "conv2d(" not in graph and "conv3d(" not in graph     # every conv is int8
+    assert ao_modules(e_q) == ao_modules(t_q)      # torch.ao's names and module types
     x = rng.standard_normal((16,) + shape).astype(np.float32)
     t_out, e_out = t_q(torch.from_numpy(x)).numpy(), e_q(ember.tensor(x)).numpy()
-    out_scale = float(str(e_q.graph).split("quantized_linear(")[1].split(", ")[3])
+    out_scale = output_scale(e_q)
     assert np.abs(t_out - e_out).max() <= 2 * out_scale + 1e-6
     assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= 0.99
 
@@ -177,7 +177,7 @@ def test_ember_mobilenet_v2_quantizes_end_to_end(rng):
     assert quantized.quantization_report == []
     graph = str(quantized.graph)
     n_convs = sum(1 for m in model.modules() if isinstance(m, ember.nn.Conv2d))
-    assert graph.count("quantized_conv2d(") == n_convs
+    assert len(int8_layers(quantized, "conv2d")) == n_convs
     depthwise = [m for m in model.modules() if isinstance(m, ember.nn.Conv2d) and
                  m.groups == m.in_channels > 1]
     assert depthwise and graph.count("quantized_add(") == 10
@@ -207,7 +207,7 @@ def _ptq_both(name, rng, t_mapping, e_mapping, t_backend=None, e_backend=None):
     assert e_q.quantization_report == []
     t_out = t_ref(torch.from_numpy(x)).detach().numpy()
     e_out = e_q(ember.tensor(x)).numpy()
-    out_scale = float(str(e_q.graph).split("quantized_linear(")[1].split(", ")[3])
+    out_scale = output_scale(e_q)
     return t_out, e_out, out_scale, e_q
 
 
@@ -233,8 +233,7 @@ def test_affine_weights_with_nonzero_zero_points(rng):
                       weight=weight))
     t_out, e_out, step, e_q = _ptq_both("activations", rng, mapping(tq, torch),
                                         mapping(eq, ember))
-    packed = [v for k, v in e_q.state_dict().items() if k.startswith("_packed_") and
-              k.endswith("_weight")]
+    packed = [m.weight() for _, m in int8_layers(e_q)]
     assert packed and all(w.q_zero_point() != 0 for w in packed)
     assert np.abs(t_out - e_out).max() <= 2 * step + 1e-6
     assert (t_out.argmax(1) == e_out.argmax(1)).mean() >= 0.99

@@ -63,7 +63,7 @@ def test_backend_config_reference_module_is_used():
 
 def test_unknown_backend_pattern_is_reported():
     config = ebc.get_native_backend_config().set_backend_pattern_config(
-        ebc.BackendPatternConfig(ember.nn.GELU).set_dtype_configs(
+        ebc.BackendPatternConfig((ember.nn.Conv2d, ember.nn.GELU)).set_dtype_configs(
             ebc.get_native_backend_config().dtype_configs_for("add")))
     x = np.random.default_rng(2).standard_normal((4, 3, 6, 6)).astype(np.float32)
     with pytest.warns(UserWarning, match="GELU"):

@@ -10,6 +10,7 @@ import torch
 import torch.ao.quantization as tq
 
 import ember
+from tests.quant.quant_twins import int8_layers
 import ember.ao.quantization as eq
 import ember.ao.quantization.quantize_fx as eqfx
 from ember.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
@@ -108,7 +109,7 @@ def test_pt2e_with_xnnpack_quantizer_equals_fx_path(per_channel):
         fx_prepared(batch)
     quantized, fx_quantized = convert_pt2e(prepared), eqfx.convert_fx(fx_prepared)
     assert quantized.quantization_report == []
-    assert "quantized_conv2d" in str(quantized.graph)
+    assert int8_layers(quantized, "conv2d")
     x = ember.tensor(rng.standard_normal((16, 3, 6, 6)).astype(np.float32))
     got = quantized(x).detach().numpy()
     np.testing.assert_array_equal(got, fx_quantized(x).detach().numpy())

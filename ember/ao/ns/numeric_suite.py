@@ -121,6 +121,18 @@ def _op_name(node) -> str | None:
 _BINARY_OF = {"add": "add", "mul": "mul", "quantized_add": "add", "quantized_mul": "mul"}
 
 
+def _module_op(module) -> str:
+    """A converted layer's description: the int8 op its quantized module runs
+    (quantized_linear / quantized_conv2d, "+relu" when fused), else its class name."""
+    from ..nn.quantized.modules import Conv2d, Conv3d, Linear, _WeightedQuantized
+    if not isinstance(module, _WeightedQuantized):
+        return type(module).__name__
+    op = "quantized_linear" if isinstance(module, Linear) else \
+        "quantized_conv3d" if isinstance(module, Conv3d) else \
+        "quantized_conv2d" if isinstance(module, Conv2d) else type(module).__name__
+    return op + ("+relu" if module._RELU else "")
+
+
 def _quantized_keys(gm, module_of_flat: dict) -> tuple[dict, dict, set]:
     """node -> layer key for the quantized graph; also each key's op description and
     which binary keys have a fused relu."""
@@ -129,7 +141,7 @@ def _quantized_keys(gm, module_of_flat: dict) -> tuple[dict, dict, set]:
         name = _op_name(node)
         if node.op == OpKind.call_module:
             keys[node] = str(node.target)
-            ops[keys[node]] = type(gm.get_submodule(str(node.target))).__name__
+            ops[keys[node]] = _module_op(gm.get_submodule(str(node.target)))
         elif name in ("quantized_linear", "quantized_conv2d"):
             weight = node.args[1]
             flat = str(weight.target)[len("_packed_"):-len("_weight")]

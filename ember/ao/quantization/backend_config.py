@@ -21,6 +21,10 @@ from ...ir.ops import OPS_NS
 from ...passes import quantize as qpass
 
 
+# the kind of a node matched by a user's BackendPatternConfig (see is_user_pattern)
+USER_PATTERN = "backend_pattern"
+
+
 class ObservationType(enum.Enum):
     OUTPUT_USE_DIFFERENT_OBSERVER_AS_INPUT = 0
     OUTPUT_SHARE_OBSERVER_WITH_INPUT = 1
@@ -134,7 +138,38 @@ class BackendPatternConfig:
 
     @property
     def kind(self) -> str | None:
-        return pattern_kind(self.pattern)
+        known = pattern_kind(self.pattern)
+        if known is None and self.is_user_pattern():
+            return USER_PATTERN
+        return known
+
+    def is_user_pattern(self) -> bool:
+        """A single module class, function or method name ember has no pattern of its
+        own for, observed on its inputs and output: it runs in float between a
+        dequantize and a quantize once converted, as torch.ao's reference form."""
+        if pattern_kind(self.pattern) is not None or isinstance(self.pattern, tuple):
+            return False
+        return self.observation_type is \
+            ObservationType.OUTPUT_USE_DIFFERENT_OBSERVER_AS_INPUT and \
+            (isinstance(self.pattern, (type, str)) or callable(self.pattern))
+
+    def matches(self, node, modules: dict) -> bool:
+        """Whether a graph node is this (user) pattern: a call of a module of exactly
+        the pattern's class, of the pattern function (or the registry op of its name),
+        or of the method named by a string pattern."""
+        from ...ir.graph import OpKind
+        from ...ir.registry import is_op
+        pattern = self.pattern
+        if node.op == OpKind.call_module:
+            return isinstance(pattern, type) and type(modules.get(str(node.target))) is pattern
+        if node.op == OpKind.call_method:
+            return isinstance(pattern, str) and node.target == pattern
+        if node.op != OpKind.call_function or isinstance(pattern, (type, str)):
+            return False
+        if node.target is pattern:
+            return True
+        name = getattr(pattern, "name", None) or getattr(pattern, "__name__", None)
+        return is_op(node.target) and name is not None and node.target.name == name
 
     @classmethod
     def from_dict(cls, d: dict) -> "BackendPatternConfig":
@@ -274,12 +309,13 @@ def warn_unknown_patterns(config: BackendConfig) -> None:
     """A user's BackendConfig may list patterns ember has no quantized form for; say so
     (they match nothing, so those ops stay float) rather than ignore them silently."""
     import warnings
-    unknown = [c.pattern for c in config.configs if c.kind is None]
+    unknown = [c.pattern for c in config.configs if c.kind is None]     # user patterns match
     if unknown:
         names = ", ".join(getattr(p, "__name__", repr(p)) for p in unknown)
         warnings.warn(f"backend config {config.name!r}: ember cannot quantize the pattern(s) "
                       f"{names}; ops matching them stay float (ember quantizes linear, conv "
-                      f"(+relu), add, mul, pooling/shape ops and fixed-range activations)")
+                      f"(+relu), add, mul, pooling/shape ops and fixed-range activations, "
+                      f"and single modules/functions observed on inputs and output)")
 
 
 def check_qconfig(config: BackendConfig, kind: str, activation, weight, node_name: str,

@@ -15,7 +15,7 @@ from ...ir import dtypes
 from ...ir.ops.quantize import fake_quantize_per_channel_affine, fake_quantize_per_tensor_affine
 from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
                              per_channel_symmetric, per_tensor_affine, per_tensor_symmetric)
-from .observer import (FixedQParamsObserver, HistogramObserver, MovingAverageMinMaxObserver,
+from .observer import (FixedQParamsObserver, _LoadsAnyShape, HistogramObserver, MovingAverageMinMaxObserver,
                        MovingAveragePerChannelMinMaxObserver, _with_args, _with_callable_args,
                        default_fixed_qparams_range_0to1_observer,
                        default_fixed_qparams_range_neg1to1_observer)
@@ -23,8 +23,10 @@ from .observer import (FixedQParamsObserver, HistogramObserver, MovingAverageMin
 _PER_CHANNEL = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
 
 
-def _flag(on: bool) -> Tensor:
-    return Tensor._from_array(np.asarray([1 if on else 0], np.uint8))
+def _flag(on: bool, like=None) -> Tensor:
+    """A [1] switch buffer (uint8; the fused module's are int64, as torch.ao's)."""
+    dtype = like.numpy().dtype if like is not None else np.uint8
+    return Tensor._from_array(np.asarray([1 if on else 0], dtype))
 
 
 class FakeQuantizeBase(nn.Module):
@@ -40,22 +42,24 @@ class FakeQuantizeBase(nn.Module):
         self.register_buffer("observer_enabled", _flag(True))
 
     def enable_fake_quant(self, enabled: bool = True):
-        self.fake_quant_enabled = _flag(enabled)
+        self.fake_quant_enabled = _flag(enabled, self.fake_quant_enabled)
         return self
 
     def disable_fake_quant(self):
         return self.enable_fake_quant(False)
 
     def enable_observer(self, enabled: bool = True):
-        self.observer_enabled = _flag(enabled)
+        self.observer_enabled = _flag(enabled, self.observer_enabled)
         return self
 
     def disable_observer(self):
         return self.enable_observer(False)
 
 
-class FakeQuantize(FakeQuantizeBase):
+class FakeQuantize(_LoadsAnyShape, FakeQuantizeBase):
     """Observe, then fake-quantize with the observer's current qparams."""
+
+    _RESHAPED_ON_LOAD = ("scale", "zero_point")
 
     def __init__(self, observer=MovingAverageMinMaxObserver, quant_min=None, quant_max=None,
                  is_dynamic=False, **observer_kwargs):
@@ -71,9 +75,13 @@ class FakeQuantize(FakeQuantizeBase):
         self.quant_min, self.quant_max = app.quant_min, app.quant_max
         self.is_dynamic = app.is_dynamic
         self.register_buffer("scale", Tensor._from_array(np.asarray([1.0], np.float32)))
-        self.register_buffer("zero_point", Tensor._from_array(np.asarray([0], np.int32)))
         self.dtype = app.dtype
         self.qscheme = app.qscheme
+        # float zero points for per_channel_affine_float_qparams (embeddings), as torch.ao
+        self._zero_point_dtype = np.float32 if \
+            self.qscheme is per_channel_affine_float_qparams else np.int32
+        self.register_buffer("zero_point", Tensor._from_array(
+            np.asarray([0], self._zero_point_dtype)))
         self.ch_axis = getattr(app, "ch_axis", -1)
         self.is_per_channel = self.qscheme in _PER_CHANNEL
 
@@ -89,7 +97,8 @@ class FakeQuantize(FakeQuantizeBase):
             self.activation_post_process(x.detach())
             scale, zero_point = self._forward_qparams()
             self.scale = Tensor._from_array(np.asarray(scale._values(), np.float32))
-            self.zero_point = Tensor._from_array(np.asarray(zero_point._values(), np.int32))
+            self.zero_point = Tensor._from_array(np.asarray(zero_point._values(),
+                                                            self._zero_point_dtype))
         if int(self.fake_quant_enabled._values()[0]) == 1:
             if self.is_per_channel:
                 return fake_quantize_per_channel_affine(
@@ -118,6 +127,19 @@ class FusedMovingAvgObsFakeQuantize(FakeQuantize):
 
     As in torch.ao, only forward uses the kernel's choice: `calculate_qparams()` (and so
     convert) gives the observer's formula."""
+
+    def __init__(self, observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
+                 **observer_kwargs):
+        super().__init__(observer, quant_min, quant_max, **observer_kwargs)
+        self.fake_quant_enabled = _flag(True, Tensor._from_array(np.zeros(1, np.int64)))
+        self.observer_enabled = _flag(True, Tensor._from_array(np.zeros(1, np.int64)))
+
+    def extra_repr(self) -> str:
+        return (f"fake_quant_enabled={self.fake_quant_enabled}, observer_enabled="
+                f"{self.observer_enabled}, scale={self.scale}, zero_point={self.zero_point}, "
+                f"dtype={self.dtype}, quant_min={self.quant_min}, quant_max={self.quant_max}, "
+                f"qscheme={self.qscheme}, reduce_range="
+                f"{getattr(self.activation_post_process, 'reduce_range', False)}")
 
     def _forward_qparams(self):
         app = self.activation_post_process
@@ -195,6 +217,12 @@ class FixedQParamsFakeQuantize(FakeQuantize):
             raise TypeError(f"{type(self).__name__}'s observer must be a FixedQParamsObserver")
         self.scale = self.activation_post_process.scale
         self.zero_point = self.activation_post_process.zero_point
+
+    def extra_repr(self) -> str:
+        return (f"fake_quant_enabled={self.fake_quant_enabled}, observer_enabled="
+                f"{self.observer_enabled}, scale={self.scale}, zero_point={self.zero_point}, "
+                f"dtype={self.dtype}, quant_min={self.quant_min}, quant_max={self.quant_max}, "
+                f"qscheme={self.qscheme}")
 
 
 default_fake_quant = FakeQuantize.with_args(

@@ -298,9 +298,28 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
 
 # --- per-channel observers -------------------------------------------------------------------
-class PerChannelMinMaxObserver(UniformQuantizationObserverBase):
+class _LoadsAnyShape:
+    """Mixin: the buffers named in `_RESHAPED_ON_LOAD` take the loaded tensor's shape (a
+    per-channel observer starts empty; a fake quantize's scale has one entry until it
+    observes), as torch.ao's modules load them."""
+
+    _RESHAPED_ON_LOAD: tuple = ()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        for name in self._RESHAPED_ON_LOAD:
+            value = state_dict.get(prefix + name)
+            if value is not None and self._buffers.get(name) is not None:
+                self._buffers[name] = value.detach().clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
+
+class PerChannelMinMaxObserver(_LoadsAnyShape, UniformQuantizationObserverBase):
     """Running min/max of each slice along `ch_axis` (weights: one scale per output
     channel)."""
+
+    _RESHAPED_ON_LOAD = ("min_val", "max_val")
 
     def __init__(self, ch_axis=0, dtype=dtypes.quint8, qscheme=per_channel_affine,
                  reduce_range=False, quant_min=None, quant_max=None, factory_kwargs=None,
@@ -391,7 +410,10 @@ class PlaceholderObserver(ObserverBase):
 
     def calculate_qparams(self):
         # torch.ao raises a bare Exception here; scripts may catch exactly that
-        raise Exception("calculate_qparams should not be called for PlaceholderObserver")
+        raise Exception(f"calculate_qparams should not be called for {type(self).__name__}")
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}, is_dynamic={self.is_dynamic}"
 
 
 class FixedQParamsObserver(ObserverBase):
@@ -419,6 +441,9 @@ class NoopObserver(PlaceholderObserver):
 
     def __init__(self, dtype=dtypes.float16, custom_op_name=""):
         super().__init__(dtype=dtype, custom_op_name=custom_op_name)
+
+    def extra_repr(self) -> str:
+        return ""                # torch.ao prints NoopObserver()
 
 
 class RecordingObserver(ObserverBase):

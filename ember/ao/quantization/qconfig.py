@@ -12,7 +12,7 @@ from ...ir import dtypes
 from .fake_quantize import (FakeQuantize, FusedMovingAvgObsFakeQuantize,
                             default_fused_per_channel_wt_fake_quant, default_fused_wt_fake_quant,
                             default_per_channel_weight_fake_quant, default_weight_fake_quant,
-                            default_fake_quant)
+                            default_fake_quant, default_embedding_fake_quant)
 from .observer import (HistogramObserver, MovingAverageMinMaxObserver, NoopObserver,
                        PlaceholderObserver, ReuseInputObserver, default_dynamic_quant_observer, default_observer,
                        default_per_channel_weight_observer, default_placeholder_observer,
@@ -79,6 +79,9 @@ default_reuse_input_qconfig = QConfig(activation=ReuseInputObserver, weight=Noop
 # embeddings: weights only, per row with float zero points; the output stays float
 float_qparams_weight_only_qconfig = QConfig(activation=default_placeholder_observer,
                                             weight=default_float_qparams_observer)
+# QAT embeddings: the weight fake-quantized per row with float zero points
+default_embedding_qat_qconfig = QConfig(activation=NoopObserver.with_args(dtype=dtypes.float32),
+                                        weight=default_embedding_fake_quant)
 # qnnpack's signed activations (use with get_qnnpack_backend_config())
 default_symmetric_qnnpack_qconfig = QConfig(
     activation=HistogramObserver.with_args(dtype=dtypes.qint8, reduce_range=False,
@@ -155,4 +158,4 @@ __all__ = [
     'get_default_qconfig', 'get_default_qat_qconfig', 'get_default_qconfig_dict',
     'get_default_qat_qconfig_dict', 'QConfigAny', 'QConfigDynamic',
     'qconfig_equals', 'default_symmetric_qnnpack_qconfig', 'float_qparams_weight_only_qconfig',
-    'default_per_channel_symmetric_qnnpack_qconfig']
+    'default_per_channel_symmetric_qnnpack_qconfig', 'default_embedding_qat_qconfig']

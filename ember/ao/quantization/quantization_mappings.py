@@ -96,11 +96,15 @@ def get_default_dynamic_quant_module_mappings() -> dict:
 
 
 def get_embedding_static_quant_module_mappings() -> dict:
-    return {nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag}
+    return {nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag,
+            nnqat.Embedding: nnq.Embedding, nnqat.EmbeddingBag: nnq.EmbeddingBag}
 
 
 def get_embedding_qat_module_mappings() -> dict:
-    return {}        # no QAT embedding modules in ember: embeddings quantize weight-only
+    from ..nn import qat as nnqat
+    mapping = dict(get_default_qat_module_mappings())
+    mapping.update({nn.Embedding: nnqat.Embedding, nn.EmbeddingBag: nnqat.EmbeddingBag})
+    return mapping
 
 
 def get_static_quant_module_class(float_module_class, additional_static_quant_mapping=None,

@@ -246,7 +246,8 @@ def _remove_qconfig(module) -> None:
         _remove_qconfig(child)
     module.__dict__.pop("qconfig", None)
     post = module._modules.get("activation_post_process")
-    if isinstance(post, (ObserverBase, FakeQuantizeBase)):
+    if isinstance(post, (ObserverBase, FakeQuantizeBase)) and \
+            not isinstance(module, FakeQuantizeBase):      # a fake quantize's own observer
         del module._modules["activation_post_process"]
         for key, hook in list(module._forward_hooks.items()):
             if hook is _observer_forward_hook:

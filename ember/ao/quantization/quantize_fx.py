@@ -30,10 +30,11 @@ from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparam
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
-from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, ConvReLU3d, LinearReLU,
-                            _FusedModule)
+from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
+                            LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
-from .backend_config import check_qconfig, get_native_backend_config, warn_unknown_patterns
+from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
+                             get_native_backend_config, warn_unknown_patterns)
 from .fx.custom_config import ConvertCustomConfig, FuseCustomConfig, PrepareCustomConfig
 from .quant_type import QuantType
 from .fake_quantize import FakeQuantizeBase
@@ -230,7 +231,9 @@ def _is_relu(node, modules) -> bool:
     return node.op == OpKind.call_method and node.target == "relu"
 
 
-_WITH_RELU = {nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d, nn.Linear: LinearReLU}
+_WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,
+              nn.Linear: LinearReLU}
+_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d}
 
 
 def _fuse_graph(gm: GraphModule) -> GraphModule:
@@ -240,6 +243,16 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
         if node.op != OpKind.call_module:
             continue
         module = modules.get(str(node.target))
+        if type(module) in _CONV_BN and not module.training:
+            bn_node = _sole_user(node)          # conv1d/conv3d + eval BatchNorm: folded
+            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
+                bn_node.op == OpKind.call_module else None
+            if type(bn) is _CONV_BN[type(module)] and bn.track_running_stats and \
+                    not bn.training:
+                module = _fold_bn(module, bn)
+                _set_module(gm, str(node.target), module)
+                bn_node.replace_all_uses_with(node)
+                graph.erase_node(bn_node)
         if type(module) is nn.Conv2d:
             bn_node = _sole_user(node)
             bn = modules.get(str(bn_node.target)) if bn_node is not None and \
@@ -250,7 +263,7 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
-        if type(module) in (nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d):
+        if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d):
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
                 fused = ConvBnReLU2d(module[0], module[1], nn.ReLU()) \
@@ -370,6 +383,10 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
+    swapped = {} if is_qat else _swappable_modules(gm, qconfigs, kinds, backend_config)
+    kinds.update({target: "custom" for target in swapped})
+    user_patterns = _user_pattern_nodes(gm, backend_config, kinds)
+    kinds.update({_kind_key(n): USER_PATTERN for n in user_patterns})
     custom_modules = _observe_custom_modules(gm, custom, qconfigs, kinds)
     counter = [0]
     owners = {}
@@ -397,7 +414,9 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         weight = qconfig.weight() if kind in qpass.WEIGHTED else None
         where = str(node.target) if node.op == OpKind.call_module else \
             getattr(node.target, "name", getattr(node.target, "__name__", str(node.target)))
-        return check_qconfig(backend, kind, qconfig.activation(), weight, node.name, where)
+        config = backend if kind != USER_PATTERN else \
+            BackendConfig(backend.name).set_backend_pattern_config(user_patterns[node])
+        return check_qconfig(config, kind, qconfig.activation(), weight, node.name, where)
 
     modules = dict(gm.named_modules())
 
@@ -421,12 +440,88 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
         "backend_config": backend,
-        "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds)}
+        "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
+        "user_patterns": {n.name for n, k in quantized.items() if k == USER_PATTERN},
+        "swapped": {t: q for t, q in swapped.items()
+                    if any(str(n.target) == t for n in quantized)}}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _swap_table() -> dict:
+    """Float modules convert_fx swaps whole for torch.ao's quantized module (quantized
+    input, quantized output), as torch.ao's default mappings do."""
+    from ..nn import quantized as nnq
+    from ..nn.intrinsic import quantized as nniq
+    return {nn.Conv1d: nnq.Conv1d, ConvReLU1d: nniq.ConvReLU1d,
+            nn.ConvTranspose1d: nnq.ConvTranspose1d, nn.ConvTranspose2d: nnq.ConvTranspose2d,
+            nn.LayerNorm: nnq.LayerNorm, nn.InstanceNorm1d: nnq.InstanceNorm1d,
+            nn.InstanceNorm2d: nnq.InstanceNorm2d, nn.InstanceNorm3d: nnq.InstanceNorm3d,
+            nn.BatchNorm2d: nnq.BatchNorm2d, nn.BatchNorm3d: nnq.BatchNorm3d}
+
+
+def _swappable_modules(gm, qconfigs, kinds, backend_config) -> dict:
+    """target -> qconfig of the module calls convert will swap for quantized modules
+    (a static qconfig; a user's backend config must list the module class)."""
+    table = _swap_table()
+    listed = None if backend_config is None else \
+        {c.pattern for c in backend_config.configs if isinstance(c.pattern, type)}
+    found = {}
+    for node in gm.graph.nodes:
+        if node.op != OpKind.call_module or str(node.target) in kinds:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if type(module) not in table or not _is_static(qconfigs.get(node)) or \
+                (listed is not None and type(module) not in listed):
+            continue
+        if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)) and module.training:
+            continue
+        found[str(node.target)] = qconfigs[node]
+    return found
+
+
+def _swap_quantizable(gm, table: dict) -> None:
+    """Observed float modules -> torch.ao's quantized modules (from_float with the
+    module's qconfig and its output observer), which take and return quantized values."""
+    classes = _swap_table()
+    for node in gm.graph.nodes:
+        target = str(node.target)
+        if node.op != OpKind.call_module or target not in table:
+            continue
+        module = gm.get_submodule(target)
+        post = next((u for u in node.users if u.op == OpKind.call_module and
+                     isinstance(gm.get_submodule(str(u.target)),
+                                (ObserverBase, FakeQuantizeBase))), None)
+        module.qconfig = table[target]
+        if isinstance(module, _FusedModule):
+            module[0].qconfig = table[target]
+        module.activation_post_process = gm.get_submodule(str(post.target))
+        _set_module(gm, target, classes[type(module)].from_float(module))
+
+
+def _kind_key(node):
+    """How a kinds table names a node: a module call by its target, others by the node."""
+    return str(node.target) if node.op == OpKind.call_module else node
+
+
+def _user_pattern_nodes(gm, backend_config, kinds) -> dict:
+    """node -> the user's BackendPatternConfig it matches, for nodes ember's own patterns
+    do not cover (a custom module class or function the backend config lists)."""
+    if backend_config is None:
+        return {}
+    configs = [c for c in backend_config.configs if c.kind == USER_PATTERN]
+    modules = dict(gm.named_modules())
+    found = {}
+    for node in gm.graph.nodes:
+        if not configs or qpass.node_kind(node, kinds) is not None:
+            continue
+        config = next((c for c in configs if c.matches(node, modules)), None)
+        if config is not None:
+            found[node] = config
+    return found
 
 
 def _observed_anew(node, kinds, modules) -> bool:
@@ -698,7 +793,8 @@ def _weighted_specs(gm, reference: bool) -> dict:
         if inner.bias is not None:
             gm.register_buffer(stem + "_bias", inner.bias.detach().clone())
             bias = stem + "_bias"
-        spec = {"weight": stem + "_weight", "bias": bias}
+        spec = {"weight": stem + "_weight", "bias": bias, "module": target,
+                "float": inner}
         if isinstance(inner, (nn.Conv2d, nn.Conv3d)):
             if isinstance(inner.padding, str):
                 raise QuantizationError(f"convert_fx: {target} uses padding="
@@ -766,12 +862,17 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     specs = _weighted_specs(gm, reference)
     kinds = _module_kinds(gm)
     info = gm._ember_quant
+    kinds.update({_kind_key(n): USER_PATTERN for n in gm.graph.nodes
+                  if n.name in info.get("user_patterns", ())})
     for target in info.get("standalone", []):
         _set_module(gm, target, _convert(gm.get_submodule(target), reference))
     _swap_weight_only(gm, info.get("weight_only", {}))
     if info.get("custom"):
         _swap_custom_modules(gm, info["custom"], custom)
         kinds.update({target: "custom" for target in info["custom"]})
+    if info.get("swapped") and not reference:
+        _swap_quantizable(gm, info["swapped"])
+        kinds.update({target: "custom" for target in info["swapped"]})
     qpass.drop_reobservations(gm.graph)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
@@ -786,11 +887,15 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         if hasattr(gm, name):
             delattr(gm, name)
     gm.graph.eliminate_dead_code()
+    if not reference:
+        _quantized_modules(gm, specs)
+        _quantized_activation_modules(gm)
     _qparams_as_buffers(gm)
-    gm.recompile()
-    gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     kinds.update({t: "weight_only" for t in info.get("weight_only", {})})
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
+    _dequantize_as_method(gm.graph)
+    gm.recompile()
+    gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     _preserve_attributes(prepared, gm, custom.preserved_attributes)
     return gm
 
@@ -839,38 +944,173 @@ def _swap_custom_modules(gm, table: dict, custom: ConvertCustomConfig) -> None:
         _set_module(gm, target, quantized_cls.from_observed(observed))
 
 
+def _quantized_class(op_name: str, relu: bool):
+    from ..nn import intrinsic as _unused  # noqa: F401  (package import order)
+    from ..nn.intrinsic import quantized as nniq
+    from ..nn import quantized as nnq
+    table = {("quantized_linear", False): nnq.Linear, ("quantized_linear", True):
+             nniq.LinearReLU, ("quantized_conv2d", False): nnq.Conv2d,
+             ("quantized_conv2d", True): nniq.ConvReLU2d, ("quantized_conv3d", False):
+             nnq.Conv3d, ("quantized_conv3d", True): nniq.ConvReLU3d}
+    return table.get((op_name, relu))
+
+
+def _quantized_modules(gm, specs: dict) -> None:
+    """Lowered module layers become quantized modules under the float module's name, as
+    torch.ao's converted models have them (`fc1` -> `ember.ao.nn.quantized.Linear` with
+    `weight()`, `scale`, `zero_point`; a fused conv+relu -> `ConvReLU2d`): the node calls
+    the module, whose forward runs the same int8 op on the same packed weight, so the
+    compilers trace the same quantized_linear / quantized_conv2d through it."""
+    by_weight = {spec["weight"]: spec for spec in specs.values() if "module" in spec}
+    built = {}          # module target -> the (op, args after the input) it was built for
+    for node in list(gm.graph.nodes):
+        name = node.target.name if node.op == OpKind.call_function and \
+            is_op(node.target) else None
+        weight = node.args[1] if name in ("quantized_linear", "quantized_conv2d",
+                                          "quantized_conv3d") else None
+        spec = by_weight.get(str(weight.target)) if weight is not None else None
+        if spec is None:
+            continue
+        signature = (name, tuple(a if not hasattr(a, "op") else a.name
+                                 for a in node.args[1:]))
+        if spec["module"] in built and built[spec["module"]] != signature:
+            continue        # a module called twice with other output qparams: stays a call
+        if spec["module"] not in built:
+            cls = _quantized_class(name, bool(node.args[-1]))
+            qmod = cls._like(spec["float"])
+            qmod._set_weight_bias(getattr(gm, spec["weight"]),
+                                  getattr(gm, spec["bias"]) if spec["bias"] else None)
+            qmod.scale, qmod.zero_point = float(node.args[-3]), int(node.args[-2])
+            _set_module(gm, spec["module"], qmod)
+            built[spec["module"]] = signature
+        bias_node = node.args[2]
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(spec["module"], (node.args[0],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        _take_name(gm.graph, call, spec["module"].replace(".", "_"))
+        for attr in (weight, bias_node):
+            if attr is not None and not attr.users:
+                gm.graph.erase_node(attr)
+    read = {str(n.target) for n in gm.graph.nodes if n.op == OpKind.get_attr}
+    for spec in by_weight.values():       # buffers now held by the modules only
+        for key in (spec["weight"], spec["bias"]):
+            if key and key not in read and hasattr(gm, key):
+                delattr(gm, key)
+
+
+def _take_name(graph, node, name: str) -> None:
+    """Name the node as torch.ao's converted graph does (the module's name) when no
+    other node holds that name (the float call it replaces was erased)."""
+    if name.isidentifier() and all(n.name != name for n in graph.nodes):
+        graph._used.add(name)
+        node.name = name
+
+
+def _activation_module(module, scale: float, zero_point: int):
+    """The torch.ao quantized module for a float activation module run between a
+    dequantize and a quantize (None: the module has none)."""
+    from ..nn import quantized as nnq
+    if isinstance(module, nn.Hardswish):
+        return nnq.Hardswish(scale, zero_point)
+    if isinstance(module, nn.ELU):
+        return nnq.ELU(scale, zero_point, module.alpha)
+    if isinstance(module, nn.LeakyReLU):
+        return nnq.LeakyReLU(scale, zero_point, module.negative_slope)
+    return None
+
+
+def _quantized_activation_modules(gm) -> None:
+    """Hardswish / ELU / LeakyReLU modules between `dequantize` and `quantize_per_tensor`
+    become torch.ao's quantized modules (their forward dequantizes, runs the float op
+    and requantizes with the same qparams: the same values); Dropout on a quantized
+    value becomes the quantized Dropout. Names stay the float modules'."""
+    from ..nn import quantized as nnq
+    for node in list(gm.graph.nodes):
+        if node.op != OpKind.call_module or not node.args:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if type(module) is nn.Dropout:
+            _set_module(gm, str(node.target), nnq.Dropout(module.p, module.inplace))
+            continue
+        source, out_q = node.args[0], qpass._quantize_user(node)
+        if out_q is None or not (source.op == OpKind.call_function and is_op(source.target)
+                                 and source.target.name == "dequantize") or \
+                not isinstance(out_q.args[1], (int, float)):
+            continue
+        new = _activation_module(module, float(out_q.args[1]), int(out_q.args[2]))
+        if new is None:
+            continue
+        _set_module(gm, str(node.target), new)
+        node.replace_input_with(source, source.args[0])
+        out_q.replace_all_uses_with(node)
+        gm.graph.erase_node(out_q)
+        if not source.users:
+            gm.graph.erase_node(source)
+
+
 # where each quantized op takes its output scale and zero point
 _QPARAM_ARGS = {"quantize_per_tensor": 1, "quantized_linear": 3, "quantized_conv2d": 7,
                 "quantized_conv3d": 7, "quantized_add": 2, "quantized_mul": 2}
 
 
 def _qparams_as_buffers(gm) -> None:
-    """Every activation scale / zero point of the converted graph also becomes a buffer
-    (float32 / int64, 0-d, as torch.ao's converted models keep them): `<stem>_scale` /
-    `<stem>_zero_point` beside a layer's packed weight, `_scale_N` / `_zero_point_N` for
-    quantize and add/mul nodes. The graph keeps the numbers as constants (the int8
-    kernels and the compilers read them so); the GraphModule puts loaded values back
-    into them (meta "args_from_buffers"), so state_dict / load_state_dict round-trip."""
-    count = 0
-    for node in gm.graph.nodes:
+    """Every activation scale / zero point of the converted graph becomes state (float32 /
+    int64, 0-d buffers) read through get_attr nodes, as in torch.ao's converted models,
+    under torch.ao's names: `<module>_input_scale_0` for a model input a module reads
+    first, `<module>_scale_0` after a module, `_scale_N` otherwise. Loading a state_dict
+    changes them; compilers tracing the model read their values (a 0-d tensor where the
+    op takes a float or an int is its number)."""
+    for node in list(gm.graph.nodes):
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
         at = _QPARAM_ARGS.get(name)
         if at is None or not isinstance(node.args[at], (int, float)):
             continue
-        weight = node.args[1] if name.startswith("quantized_") and \
-            name not in ("quantized_add", "quantized_mul") else None
-        if weight is not None and str(weight.target).endswith("_weight"):
-            stem = str(weight.target)[:-len("weight")]          # _packed_fc1_
-            scale_key, zero_key = stem + "scale", stem + "zero_point"
-        else:
-            scale_key, zero_key = f"_scale_{count}", f"_zero_point_{count}"
-            count += 1
-        gm.register_buffer(scale_key, Tensor._from_array(
-            np.array(node.args[at], np.float32)))
-        gm.register_buffer(zero_key, Tensor._from_array(
-            np.array(node.args[at + 1], np.int64)))
-        node.meta["args_from_buffers"] = {at: scale_key, at + 1: zero_key}
+        stem = _qparams_stem(gm, node) if name == "quantize_per_tensor" else ""
+        scale_key = _free_attr_name(gm, stem + "_scale_")
+        gm.register_buffer(scale_key, Tensor._from_array(np.array(node.args[at], np.float32)))
+        zero_key = _free_attr_name(gm, stem + "_zero_point_")
+        gm.register_buffer(zero_key, Tensor._from_array(np.array(node.args[at + 1], np.int64)))
+        with gm.graph.inserting_before(node):
+            scale_node = gm.graph.get_attr(scale_key)
+            zero_node = gm.graph.get_attr(zero_key)
+        args = list(node.args)
+        args[at], args[at + 1] = scale_node, zero_node
+        node.args = tuple(args)
+
+
+def _dequantize_as_method(graph) -> None:
+    """`x.dequantize()` (call_method), the form torch.ao's converted graphs print."""
+    for node in list(graph.nodes):
+        if node.op == OpKind.call_function and is_op(node.target) and \
+                node.target.name == "dequantize" and len(node.args) == 1 and not node.kwargs:
+            with graph.inserting_before(node):
+                method = graph.call_method("dequantize", (node.args[0],))
+            node.replace_all_uses_with(method)
+            graph.erase_node(node)
+
+
+def _free_attr_name(gm, prefix: str) -> str:
+    index = 0
+    while hasattr(gm, f"{prefix}{index}"):
+        index += 1
+    return f"{prefix}{index}"
+
+
+def _qparams_stem(gm, quantize) -> str:
+    """torch.ao's prefix for a quantize node's qparams: a model input takes the module
+    that first reads it (`conv1_input`), a module's output that module's path, anything
+    else none."""
+    value = quantize.args[0]
+    if value.op == OpKind.placeholder:
+        user = next(iter(quantize.users), None)
+        if user is not None and user.op == OpKind.call_module:
+            return str(user.target).replace(".", "_") + "_input"
+        return ""
+    if value.op == OpKind.call_module:
+        return str(value.target).replace(".", "_")
+    return ""
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",
@@ -882,10 +1122,16 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
     float: what the patterns or the qconfigs left unquantized, said rather than hidden.
     Shape reads and ops that run on quantized values (pooling, views, relu) are not
     listed."""
+    from ..nn.quantized.modules import Dropout, _FloatBetween, _WeightedQuantized
     quantized_ops = _QUANT_PLUMBING
     quantized_values, shape_values = set(), set()
     report = []
     for node in gm.graph.nodes:
+        if node.op == OpKind.call_module and isinstance(
+                gm.get_submodule(str(node.target)),
+                (_WeightedQuantized, _FloatBetween, Dropout)):
+            quantized_values.add(node)        # a quantized module (Linear, conv, Hardswish)
+            continue
         if qpass._reads_only_shape(node) or (node.all_input_nodes and all(
                 n in shape_values for n in node.all_input_nodes)):
             shape_values.add(node)            # sizes and arithmetic on sizes
@@ -910,7 +1156,7 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
                 all(a in quantized_values for a in node.args[0]):
             quantized_values.add(node)        # joins the integers (shared qparams)
             continue
-        if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER) and \
+        if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER or kind == USER_PATTERN) and \
                 qpass._quantize_user(node) is not None:
             continue                          # dequantize -> float op -> quantize
         what = str(node.target) if node.op == OpKind.call_module else \

@@ -68,4 +68,71 @@ class Conv2d(nn.Conv2d):
         return mod
 
 
-__all__ = ["Linear", "Conv2d"]
+def _float_qparams_fake_quant(cls, mod, weight_fake_quant):
+    """torch.ao's rule: an embedding's weight fake quantize is per row with float zero
+    points (default_embedding_qat_qconfig)."""
+    from ....ir.quantized import per_channel_affine_float_qparams
+    fake_quant = _weight_fake_quant(cls, mod, weight_fake_quant)
+    if getattr(fake_quant, "qscheme", None) is not per_channel_affine_float_qparams:
+        raise AssertionError(f"{cls.__name__}.from_float: embedding weights require a qscheme "
+                             f"of per_channel_affine_float_qparams (use "
+                             f"default_embedding_qat_qconfig), got "
+                             f"{getattr(fake_quant, 'qscheme', None)}")
+    return fake_quant
+
+
+def _like_embedding(cls, mod, weight_fake_quant):
+    qat = cls.__new__(cls)
+    nn.Module.__init__(qat)
+    qat.__dict__.update({k: v for k, v in mod.__dict__.items()
+                         if k not in ("_parameters", "_buffers", "_modules")})
+    qat.weight = mod.weight
+    qat.weight_fake_quant = _float_qparams_fake_quant(cls, mod, weight_fake_quant)
+    if getattr(mod, "qconfig", None) is not None:
+        qat.qconfig = mod.qconfig
+    return qat
+
+
+def _embedding_to_float(self, float_cls):
+    mod = float_cls.__new__(float_cls)
+    nn.Module.__init__(mod)
+    mod.__dict__.update({k: v for k, v in self.__dict__.items()
+                         if k not in ("_parameters", "_buffers", "_modules")})
+    mod.weight = self.weight
+    return mod
+
+
+class Embedding(nn.Embedding):
+    """An Embedding whose weight is fake-quantized per row (float zero points) on every
+    forward (torch.ao.nn.qat.Embedding)."""
+
+    @classmethod
+    def from_float(cls, mod, weight_fake_quant=None):
+        return _like_embedding(cls, mod, weight_fake_quant)
+
+    def forward(self, input):
+        return F.embedding(input, self.weight_fake_quant(self.weight), self.padding_idx,
+                           self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse)
+
+    def to_float(self):
+        return _embedding_to_float(self, nn.Embedding)
+
+
+class EmbeddingBag(nn.EmbeddingBag):
+    """An EmbeddingBag whose weight is fake-quantized per row on every forward."""
+
+    @classmethod
+    def from_float(cls, mod, weight_fake_quant=None):
+        return _like_embedding(cls, mod, weight_fake_quant)
+
+    def forward(self, input, offsets=None, per_sample_weights=None):
+        return F.embedding_bag(input, self.weight_fake_quant(self.weight), offsets,
+                               self.max_norm, self.norm_type, self.scale_grad_by_freq,
+                               self.mode, self.sparse, per_sample_weights,
+                               self.include_last_offset, self.padding_idx)
+
+    def to_float(self):
+        return _embedding_to_float(self, nn.EmbeddingBag)
+
+
+__all__ = ["Linear", "Conv2d", "Embedding", "EmbeddingBag"]

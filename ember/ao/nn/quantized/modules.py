@@ -17,6 +17,8 @@ the weight is observed by `mod.qconfig.weight()` (a QAT module's trained
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ....frontend import nn
 from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
@@ -78,8 +80,10 @@ class Quantize(QParamsState, nn.Module):
         return Quantize(scale, zero_point, mod.activation_post_process.dtype)
 
     def extra_repr(self):
-        return f"scale=tensor([{self.scale}]), zero_point=tensor([{self.zero_point}]), " \
-               f"dtype={self.dtype}"
+        # torch.ao prints its [1]-shaped buffers as tensors
+        scale = Tensor._from_array(np.asarray([self.scale], np.float32))
+        zero_point = Tensor._from_array(np.asarray([self.zero_point], np.int64))
+        return f"scale={scale}, zero_point={zero_point}, dtype={self.dtype}"
 
 
 class DeQuantize(nn.Module):
@@ -99,7 +103,12 @@ class _WeightedQuantized(QParamsState, nn.Module):
 
     _RELU = False
 
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
+
     def _set_weight_bias(self, qweight, bias) -> None:
+        if bias is not None and not isinstance(bias, Tensor):     # a loaded array
+            bias = Tensor._from_array(np.asarray(bias, np.float32))
         self.register_buffer("_packed_weight", qweight)
         self.register_buffer("_bias", None if bias is None else bias.detach().clone())
 
@@ -209,9 +218,18 @@ class _ConvNd(_WeightedQuantized):
                    inner.padding_mode)
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}, "
-                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}")
+        # torch.ao's form: padding, dilation, groups and bias only where not the default
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}")
+        if any(self.padding):
+            text += f", padding={self.padding}"
+        if any(d != 1 for d in self.dilation):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias() is None:
+            text += ", bias=False"
+        return text
 
 
 class Conv2d(_ConvNd):
@@ -345,6 +363,9 @@ class ConvTranspose3d(_ConvTransposeNd):
 class ReLU6(nn.ReLU6):
     """min(max(x, 0), 6) on a quantized tensor; keeps the input's scale and zero point."""
 
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
+
     def forward(self, x):
         return quantize_per_tensor(F.relu6(x.dequantize()), x.q_scale(), x.q_zero_point(),
                                    x.dtype)
@@ -357,6 +378,9 @@ class ReLU6(nn.ReLU6):
 class Dropout(nn.Dropout):
     """Identity at inference, as the quantized Dropout is."""
 
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
+
     def forward(self, x):
         return x
 
@@ -367,6 +391,9 @@ class Dropout(nn.Dropout):
 
 class _FloatBetween(QParamsState, nn.Module):
     """A module that dequantizes, runs its float op, and quantizes with (scale, zero_point)."""
+
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
 
     def _float_op(self, x):
         raise NotImplementedError
@@ -534,6 +561,9 @@ class _QuantizedEmbeddingBase(nn.Module):
     (float_qparams_weight_only_qconfig); lookups return float rows, dequantized after the
     gather, so only the looked-up rows are converted."""
 
+    def _get_name(self) -> str:
+        return "Quantized" + type(self).__name__      # torch.ao's printed name
+
     _FLOAT: type = nn.Module
 
     def _set_weight(self, qweight) -> None:
@@ -558,15 +588,18 @@ class _QuantizedEmbeddingBase(nn.Module):
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         from ...quantization.quantize_fx import _quantize_weight
-        if type(mod) is not cls._FLOAT:
+        if not isinstance(mod, cls._FLOAT):
             raise TypeError(f"quantized {cls.__name__}.from_float expects nn."
                             f"{cls._FLOAT.__name__}, got {type(mod).__name__}")
-        qconfig = getattr(mod, "qconfig", None)
-        if qconfig is None:
-            raise RuntimeError(f"quantized {cls.__name__}.from_float: the module has no "
-                               f"qconfig (use float_qparams_weight_only_qconfig)")
+        observer = getattr(mod, "weight_fake_quant", None)     # QAT: the trained one
+        if observer is None:
+            qconfig = getattr(mod, "qconfig", None)
+            if qconfig is None:
+                raise RuntimeError(f"quantized {cls.__name__}.from_float: the module has no "
+                                   f"qconfig (use float_qparams_weight_only_qconfig)")
+            observer = qconfig.weight()
         new = cls._like(mod)
-        new._set_weight(_quantize_weight(mod.weight, qconfig.weight()))
+        new._set_weight(_quantize_weight(mod.weight, observer))
         return new
 
 
@@ -619,7 +652,7 @@ class EmbeddingBag(_QuantizedEmbeddingBase):
 
     def extra_repr(self):
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, " \
-               f"mode={self.mode!r}, qscheme={self._packed_weight.qscheme()}"
+               f"dtype={self._packed_weight.dtype}, qscheme={self._packed_weight.qscheme()}"
 
 
 def _arange_like(n: int, like):

@@ -30,6 +30,9 @@ def dynamic_linear(x, weight, bias, relu: bool = False):
 class Linear(Module):
     """A Linear whose weight is a quantized qint8 tensor; input and output are float."""
 
+    def _get_name(self) -> str:
+        return "DynamicQuantized" + type(self).__name__      # torch.ao's printed name
+
     def __init__(self, in_features, out_features, weight, bias):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features

@@ -72,7 +72,7 @@ class _DynamicRNN(RNNBase):
         return _gru_step(x, state[0], w_ih, w_hh, b_ih, b_hh)
 
     def _get_name(self):
-        return f"Dynamic{type(self).__name__}"
+        return f"DynamicQuantized{type(self).__name__}"
 
 
 class LSTM(_DynamicRNN):
@@ -115,7 +115,7 @@ class _DynamicCell(RNNCellBase):
         return new
 
     def _get_name(self):
-        return f"Dynamic{type(self).__name__}"
+        return f"DynamicQuantized{type(self).__name__}"
 
 
 class RNNCell(_DynamicCell):
