@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..autograd import no_grad
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_lr, hyperparameters
 from .optimizers import _check, _implementation_flags, _step_tensor
 
 
@@ -28,7 +28,7 @@ class _InPlaceOptimizer(Optimizer):
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
-            for group in self.param_groups:
+            for group in map(hyperparameters, self.param_groups):
                 for p in self._params_with_grad(group):
                     state = self.state[p]
                     if len(state) == 0:
@@ -43,7 +43,7 @@ class _InPlaceOptimizer(Optimizer):
 
 
 def _check_common(lr, eps, weight_decay, betas=None) -> None:
-    _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+    check_lr(lr)
     _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
     _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
     if betas is not None:
@@ -57,11 +57,12 @@ class Adadelta(_InPlaceOptimizer):
     def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, foreach=None, *, capturable: bool = False,
                  maximize: bool = False, differentiable: bool = False):
-        _implementation_flags("Adadelta", differentiable)
+        _implementation_flags("Adadelta", differentiable, foreach)
         _check_common(lr, eps, weight_decay)
         _check(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize, capturable=capturable,
+                                      foreach=foreach, differentiable=differentiable))
 
     def _update(self, p, grad, state, group, step):
         rho, eps = group["rho"], group["eps"]
@@ -81,10 +82,11 @@ class Adamax(_InPlaceOptimizer):
     def __init__(self, params, lr: float = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, foreach=None, *, maximize: bool = False,
                  differentiable: bool = False, capturable: bool = False):
-        _implementation_flags("Adamax", differentiable)
+        _implementation_flags("Adamax", differentiable, foreach)
         _check_common(lr, eps, weight_decay, betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable, capturable=capturable))
 
     def _update(self, p, grad, state, group, step):
         from ... import maximum
@@ -105,13 +107,14 @@ class NAdam(_InPlaceOptimizer):
                  decoupled_weight_decay: bool = False, *, foreach=None,
                  maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False):
-        _implementation_flags("NAdam", differentiable)
+        _implementation_flags("NAdam", differentiable, foreach)
         _check_common(lr, eps, weight_decay, betas)
         _check(momentum_decay >= 0.0, f"Invalid momentum_decay value: {momentum_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize, foreach=foreach,
+                                      capturable=capturable, differentiable=differentiable))
 
     def _init_state(self, p, state, group):
         super()._init_state(p, state, group)
@@ -143,11 +146,13 @@ class RAdam(_InPlaceOptimizer):
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
                  foreach=None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False):
-        _implementation_flags("RAdam", differentiable)
+        _implementation_flags("RAdam", differentiable, foreach)
         _check_common(lr, eps, weight_decay, betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize, foreach=foreach,
+                                      capturable=capturable,
                                       decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize))
+                                      differentiable=differentiable))
 
     def _update(self, p, grad, state, group, step):
         lr, (beta1, beta2) = group["lr"], group["betas"]
@@ -176,11 +181,12 @@ class Rprop(_InPlaceOptimizer):
     def __init__(self, params, lr: float = 1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50),
                  *, capturable: bool = False, foreach=None, maximize: bool = False,
                  differentiable: bool = False):
-        _implementation_flags("Rprop", differentiable)
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _implementation_flags("Rprop", differentiable, foreach)
+        check_lr(lr)
         _check(0.0 < etas[0] < 1.0 < etas[1], f"Invalid eta values: {etas[0]}, {etas[1]}")
         super().__init__(params, dict(lr=lr, etas=etas, step_sizes=step_sizes,
-                                      maximize=maximize))
+                                      foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable, capturable=capturable))
 
     def _init_state(self, p, state, group):
         from ... import full_like
@@ -213,7 +219,7 @@ class LBFGS(Optimizer):
     def __init__(self, params, lr: float = 1, max_iter: int = 20, max_eval=None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
                  history_size: int = 100, line_search_fn=None):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        check_lr(lr)
         if line_search_fn is not None:
             raise NotImplementedError(
                 f"LBFGS: line_search_fn={line_search_fn!r} is not supported; ember's LBFGS "
@@ -246,7 +252,7 @@ class LBFGS(Optimizer):
         if closure is None:
             raise RuntimeError("LBFGS.step() needs a closure that re-evaluates the model "
                                "and returns the loss")
-        group = self.param_groups[0]
+        group = hyperparameters(self.param_groups[0])
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
         tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
         history_size = group["history_size"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections import OrderedDict, defaultdict
 from itertools import chain
 
@@ -43,6 +44,47 @@ def _write(dst: Tensor, src: Tensor) -> None:
     else:
         np.copyto(dst._array, np.asarray(src._array), casting="unsafe")
     dst._bump_version()
+
+
+def _scalar(value):
+    """A hyperparameter as a Python number: torch's CPU updates read a 1-element tensor
+    lr (or beta) as its value, so `lr=torch.tensor(0.01)` steps as 0.01 in float32."""
+    return value.item() if isinstance(value, Tensor) else value
+
+
+def hyperparameters(group: dict) -> dict:
+    """The group's hyperparameters with tensor values (lr, betas) read as numbers."""
+    out = {}
+    for key, value in group.items():
+        if key == "params":
+            out[key] = value
+        elif isinstance(value, tuple):
+            out[key] = tuple(_scalar(v) for v in value)
+        else:
+            out[key] = _scalar(value)
+    return out
+
+
+def check_lr(lr) -> None:
+    """torch's learning-rate check (a tensor lr must hold one element)."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    if not 0.0 <= _scalar(lr):
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def _refuse_differentiable_leaf_step(optimizer) -> None:
+    """differentiable=True runs torch's step with autograd recording, where updating a
+    leaf parameter that requires grad in place is an error: ember raises the same."""
+    for group in optimizer.param_groups:
+        if group.get("differentiable"):
+            for p in group["params"]:
+                if p.grad is not None and p.requires_grad and p.is_leaf:
+                    raise RuntimeError(
+                        f"{type(optimizer).__name__}(differentiable=True).step(): a leaf "
+                        "Variable that requires grad is being used in an in-place "
+                        "operation (differentiable steps need parameters that are not "
+                        "leaves requiring grad, as in torch)")
 
 
 #: hooks every optimizer's step runs (torch.optim.optimizer.register_optimizer_step_*)
@@ -76,6 +118,8 @@ def _with_step_hooks(step):
     def hooked(*args, **kwargs):
         # as in torch, the hooks see the optimizer as args[0] too
         self = args[0]
+        if self.defaults.get("differentiable"):
+            _refuse_differentiable_leaf_step(self)
         local_pre = self.__dict__.get("_optimizer_step_pre_hooks")
         local_post = self.__dict__.get("_optimizer_step_post_hooks")
         if self.__dict__.get("_in_hooked_step") or not (
@@ -169,6 +213,7 @@ class Optimizer:
                             "Please use a list instead.")
         else:
             param_group["params"] = list(params)
+        self._split_param_names(param_group)
         for p in param_group["params"]:
             if not isinstance(p, Tensor):
                 raise TypeError("optimizer can only optimize Tensors, but one of the params "
@@ -180,12 +225,35 @@ class Optimizer:
                 raise ValueError(f"parameter group didn't specify a value of required "
                                  f"optimization parameter {name}")
             param_group.setdefault(name, default)
+        if len({id(p) for p in param_group["params"]}) != len(param_group["params"]):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; "
+                          "in future, this will cause an error; see "
+                          "github.com/pytorch/pytorch/issues/40967 for more information",
+                          stacklevel=3)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in param_group["params"]):
             raise ValueError("some parameters appear in more than one parameter group")
-        if len({id(p) for p in param_group["params"]}) != len(param_group["params"]):
-            raise ValueError("a parameter group contains the same parameter twice")
+        if self.param_groups and \
+                ("param_names" in self.param_groups[0]) != ("param_names" in param_group):
+            raise ValueError("all optimizer param groups should be with/without names. "
+                             "cannot add param group " +
+                             ("with" if "param_names" in param_group else "without") +
+                             " names to the optimizer")
         self.param_groups.append(param_group)
+
+    @staticmethod
+    def _split_param_names(param_group: dict) -> None:
+        """torch accepts named parameters, (name, tensor) pairs: the names go to the
+        group's 'param_names', the tensors to its 'params'."""
+        params = param_group["params"]
+        named = [isinstance(p, tuple) for p in params]
+        if not any(named):
+            return
+        if not all(named):
+            raise ValueError("all optimizer params should be with/without names. Some param "
+                             "names are missing")
+        param_group["param_names"] = [name for name, _ in params]
+        param_group["params"] = [p for _, p in params]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:

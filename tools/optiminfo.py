@@ -1,0 +1,500 @@
+"""Run PyTorch's own OptimizerInfo database (optim_db) against ember.optim.
+
+Every OptimizerInfo entry names an optimizer class; ember's class of the same name in
+`ember.optim` is checked against it. For each of the entry's CPU configs (its
+`optim_inputs_func`, plus one config per implementation flag it supports: foreach,
+fused where torch fuses on CPU, differentiable) and each parameter dtype (float32,
+float64, and complex128 where the entry supports complex), torch and ember start from the
+same parameters and take several `step(closure)` calls; the closure computes the same
+deterministic loss's gradients for both sides (torch computes them, so only the optimizer
+is under test). After every step the parameters, the closure's loss, the per-parameter
+state (keys, values, a tensor 'step' where torch keeps one) and the param_groups (keys
+and values) must match torch's. Then the state_dict is checked twice: torch's state_dict
+loaded into a fresh ember optimizer, and ember's own state_dict loaded into a fresh one,
+must both continue exactly as torch continues. Each entry's `optim_error_inputs_func`
+inputs must raise (or warn) torch's exception type.
+
+    python tools/optiminfo.py                    # summary over every entry
+    python tools/optiminfo.py Adam SGD -v        # named entries, every failure
+    python tools/optiminfo.py --json out.json    # the per-config record, as data
+    python tools/optiminfo.py --write-expected tests/optim/optiminfo_expected.txt
+
+Needs torch (the test oracle) and expecttest; ember itself never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import traceback
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+DTYPES = ("float32", "float64")
+STEPS = 4            # steps before the state_dict checks
+MORE_STEPS = 2       # steps after loading a state_dict
+# (rtol, atol) by parameter dtype: the update's arithmetic is the same, its rounding may
+# differ in the last bits (and compounds over the steps)
+TOLERANCES = {"float32": (2e-5, 2e-6), "float64": (1e-9, 1e-12),
+              "complex128": (1e-9, 1e-12)}
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _ember():
+    import ember
+    return ember
+
+
+# --- conversion -------------------------------------------------------------------------
+def to_ember(v, memo=None):
+    """torch values (tensors, Parameters, containers) as ember values; a tensor met twice
+    becomes the same ember tensor twice (identity matters to param groups)."""
+    torch, ember = _torch(), _ember()
+    memo = {} if memo is None else memo
+    if isinstance(v, torch.Tensor):
+        if id(v) not in memo:
+            value = ember.tensor(v.detach().numpy().copy())
+            if isinstance(v, torch.nn.Parameter):
+                value = ember.nn.Parameter(value, requires_grad=v.requires_grad)
+            memo[id(v)] = value
+        return memo[id(v)]
+    if isinstance(v, dict):
+        return {k: to_ember(x, memo) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(to_ember(x, memo) for x in v)
+    return v
+
+
+def _is_tensor(v) -> bool:
+    return hasattr(v, "detach") and hasattr(v, "shape") and not isinstance(v, np.ndarray)
+
+
+def as_numpy(v):
+    if _is_tensor(v):
+        return np.asarray(v.detach().numpy())
+    return np.asarray(v)
+
+
+def close(actual, expected, dtype_name) -> str | None:
+    """None when equal within the dtype's tolerance, else why not."""
+    rtol, atol = TOLERANCES[dtype_name]
+    a, e = as_numpy(actual), as_numpy(expected)
+    if a.shape != e.shape:
+        return f"shape {a.shape} vs torch {e.shape}"
+    if a.size == 0:
+        return None
+    if np.allclose(a.astype(e.dtype) if a.dtype != e.dtype and e.dtype.kind in "fc" else a,
+                   e, rtol=rtol, atol=atol, equal_nan=True):
+        return None
+    diff = np.max(np.abs(a.astype(np.complex128) - e.astype(np.complex128)))
+    return f"max abs diff {diff:.3g}"
+
+
+def compare_values(actual, expected, dtype_name, where: str) -> list[str]:
+    """Recursive comparison of state values (tensors, numbers, lists, dicts)."""
+    if _is_tensor(expected) or _is_tensor(actual):
+        if isinstance(expected, (bool, str)) or isinstance(actual, (bool, str)):
+            return [f"{where}: {type(actual).__name__} vs torch {type(expected).__name__}"]
+        why = close(actual, expected, dtype_name)
+        return [f"{where}: {why}"] if why else []
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{where}: {type(actual).__name__} vs torch dict"]
+        out = _key_diff(actual, expected, where)
+        for k in expected:
+            if k in actual:
+                out += compare_values(actual[k], expected[k], dtype_name, f"{where}[{k!r}]")
+        return out
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
+            return [f"{where}: {actual!r:.60} vs torch {expected!r:.60}"]
+        out = []
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            out += compare_values(a, e, dtype_name, f"{where}[{i}]")
+        return out
+    if isinstance(expected, float) and isinstance(actual, (int, float)) and \
+            not isinstance(actual, bool):
+        return [] if np.isclose(actual, expected, rtol=1e-9, atol=0, equal_nan=True) else \
+            [f"{where}: {actual!r} vs torch {expected!r}"]
+    if actual != expected or type(actual) is not type(expected) and \
+            not (isinstance(actual, (int, float)) and isinstance(expected, (int, float))):
+        return [f"{where}: {actual!r:.60} vs torch {expected!r:.60}"]
+    return []
+
+
+def _key_diff(actual: dict, expected: dict, where: str) -> list[str]:
+    missing = sorted(map(str, set(expected) - set(actual)))
+    extra = sorted(map(str, set(actual) - set(expected)))
+    out = []
+    if missing:
+        out.append(f"{where}: keys missing {missing}")
+    if extra:
+        out.append(f"{where}: extra keys {extra}")
+    return out
+
+
+def compare_state(e_opt, t_opt, e_params, t_params, dtype_name, where) -> list[str]:
+    out = []
+    for i, (ep, tp) in enumerate(zip(e_params, t_params)):
+        t_state = t_opt.state.get(tp, {})
+        e_state = e_opt.state.get(ep, {})
+        out += compare_values(e_state, t_state, dtype_name, f"{where} state[{i}]")
+        if "step" in t_state and _is_tensor(t_state["step"]):
+            step = e_state.get("step")
+            if not _is_tensor(step):
+                out.append(f"{where} state[{i}]['step']: {type(step).__name__}, torch keeps "
+                           f"a tensor")
+            elif str(step.dtype).split(".")[-1] != str(t_state["step"].dtype).split(".")[-1] \
+                    or tuple(step.shape) != tuple(t_state["step"].shape):
+                out.append(f"{where} state[{i}]['step']: {step.dtype}{tuple(step.shape)} vs "
+                           f"torch {t_state['step'].dtype}{tuple(t_state['step'].shape)}")
+    return out
+
+
+def compare_groups(e_groups, t_groups, dtype_name, where) -> list[str]:
+    if len(e_groups) != len(t_groups):
+        return [f"{where}: {len(e_groups)} param_groups vs torch {len(t_groups)}"]
+    out = []
+    for i, (eg, tg) in enumerate(zip(e_groups, t_groups)):
+        out += _key_diff(eg, tg, f"{where} param_groups[{i}]")
+        for k in tg:
+            if k in eg and k != "params":
+                out += compare_values(eg[k], tg[k], "float64", f"{where} param_groups[{i}]"
+                                      f"[{k!r}]")
+    return out
+
+
+# --- the problem: same parameters, same gradients ---------------------------------------
+class Problem:
+    """A small least-squares-through-tanh loss on a weight (3, 4) and a bias (3,); torch
+    computes loss and gradients for both sides, so only the optimizers differ."""
+
+    def __init__(self, dtype_name: str, seed: int = 0):
+        torch = _torch()
+        self.dtype = getattr(torch, dtype_name)
+        rng = np.random.default_rng(seed)
+        complex_ = dtype_name.startswith("complex")
+
+        def draw(*shape):
+            a = rng.standard_normal(shape)
+            if complex_:
+                a = a + 1j * rng.standard_normal(shape)
+            return torch.tensor(a, dtype=self.dtype)
+        self.init = [draw(3, 4) * 0.5, draw(3) * 0.5]
+        self.x, self.target = draw(5, 4), draw(5, 3) * 0.5
+        self.complex = complex_
+
+    def torch_params(self):
+        torch = _torch()
+        return [torch.nn.Parameter(p.clone()) for p in self.init]
+
+    def ember_params(self):
+        ember = _ember()
+        return [ember.nn.Parameter(ember.tensor(p.numpy().copy())) for p in self.init]
+
+    def _loss(self, w, b):
+        r = self.x @ w.T + b
+        if self.complex:
+            return ((r - self.target).abs() ** 2).sum()
+        return ((r.tanh() - self.target) ** 2).sum() + 0.05 * (w ** 4).sum()
+
+    def torch_closure(self, params, grads: bool = True):
+        def closure():
+            for p in params:
+                p.grad = None
+            loss = self._loss(*params)
+            loss.backward()
+            return loss
+        return closure
+
+    def ember_closure(self, params):
+        torch, ember = _torch(), _ember()
+
+        def closure():
+            leaves = [torch.tensor(np.asarray(p.detach().numpy()), requires_grad=True)
+                      for p in params]
+            loss = self._loss(*leaves)
+            loss.backward()
+            for p, leaf in zip(params, leaves):
+                p.grad = ember.tensor(leaf.grad.numpy().copy())
+            return ember.tensor(loss.detach().numpy().copy())
+        return closure
+
+
+# --- one config -------------------------------------------------------------------------
+def configs(info) -> list:
+    """The entry's CPU configs with torch's implementation-flag variants, plus foreach=True
+    (torch runs its foreach kernels on CPU too when asked)."""
+    torch = _torch()
+    from torch.testing._internal.common_optimizers import \
+        _get_optim_inputs_including_global_cliquey_kwargs
+    out = list(_get_optim_inputs_including_global_cliquey_kwargs("cpu", torch.float64, info))
+    if "foreach" in info.supported_impls:
+        for inp in info.optim_inputs_func(device="cpu"):
+            kwargs = dict(copy.deepcopy(inp.kwargs), foreach=True)
+            out.append(type(inp)(params=None, kwargs=kwargs, desc=f"{inp.desc} & foreach"))
+    return out
+
+
+def _run_steps(opt, closure, n):
+    out = []
+    for _ in range(n):
+        out.append(opt.step(closure))
+    return out
+
+
+def check_config(info, ember_cls, inp, dtype_name) -> list[str]:
+    """Failures (empty when ember matches torch) for one config and dtype."""
+    torch = _torch()
+    problem = Problem(dtype_name)
+    t_params, e_params = problem.torch_params(), problem.ember_params()
+    kwargs = inp.kwargs
+    t_closure, e_closure = problem.torch_closure(t_params), problem.ember_closure(e_params)
+    # construction
+    try:
+        t_opt = info.optim_cls(t_params, **copy.deepcopy(kwargs))
+    except Exception as exc:  # noqa: BLE001 - torch refuses: ember must refuse alike
+        return _same_refusal(lambda: ember_cls(e_params, **to_ember(kwargs)), exc,
+                             "construction")
+    try:
+        e_opt = ember_cls(e_params, **to_ember(kwargs))
+    except Exception as exc:  # noqa: BLE001
+        return [f"construction raised {type(exc).__name__}: {exc}"]
+    failures = compare_state(e_opt, t_opt, e_params, t_params, dtype_name, "init")
+    for step in range(STEPS):
+        try:
+            t_loss = t_opt.step(t_closure)
+        except Exception as exc:  # noqa: BLE001
+            return failures + _same_refusal(lambda: e_opt.step(e_closure), exc,
+                                            f"step {step}")
+        try:
+            e_loss = e_opt.step(e_closure)
+        except Exception as exc:  # noqa: BLE001
+            return failures + [f"step {step} raised {type(exc).__name__}: {exc}"]
+        where = f"step {step}"
+        if (e_loss is None) != (t_loss is None) or t_loss is not None and \
+                close(e_loss, t_loss, dtype_name):
+            failures.append(f"{where}: closure loss {e_loss} vs torch {t_loss}")
+        for i, (ep, tp) in enumerate(zip(e_params, t_params)):
+            why = close(ep, tp, dtype_name)
+            if why:
+                failures.append(f"{where} param {i}: {why}")
+        failures += compare_state(e_opt, t_opt, e_params, t_params, dtype_name, where)
+        if failures:            # the trajectory left torch's: later steps say no more
+            return failures + compare_groups(e_opt.param_groups, t_opt.param_groups,
+                                             dtype_name, where)
+    failures += compare_groups(e_opt.param_groups, t_opt.param_groups, dtype_name,
+                               f"after {STEPS} steps")
+    return failures + check_state_dicts(info, ember_cls, problem, kwargs, t_opt, e_opt,
+                                        t_params, e_params, dtype_name)
+
+
+def check_state_dicts(info, ember_cls, problem, kwargs, t_opt, e_opt, t_params, e_params,
+                      dtype_name) -> list[str]:
+    """torch's state_dict and ember's own, each loaded into a fresh ember optimizer, must
+    continue as torch continues."""
+    ember = _ember()
+    failures = []
+    t_sd, e_sd = t_opt.state_dict(), e_opt.state_dict()
+    failures += compare_values(
+        {k: v for k, v in e_sd["state"].items()}, dict(t_sd["state"]), dtype_name,
+        "state_dict()['state']")
+    failures += compare_groups(e_sd["param_groups"], t_sd["param_groups"], dtype_name,
+                               "state_dict()")
+    resumed = []
+    for label, sd in (("torch's state_dict", to_ember(t_sd)),
+                      ("ember's state_dict", copy.deepcopy(e_sd))):
+        params = [ember.nn.Parameter(ember.tensor(p.detach().numpy().copy()))
+                  for p in t_params]
+        try:
+            opt = ember_cls(params, **to_ember(kwargs))
+            opt.load_state_dict(sd)
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"loading {label} raised {type(exc).__name__}: {exc}")
+            continue
+        resumed.append((label, opt, params))
+    t_closure = problem.torch_closure(t_params)
+    _run_steps(t_opt, t_closure, MORE_STEPS)
+    for label, opt, params in resumed:
+        try:
+            _run_steps(opt, problem.ember_closure(params), MORE_STEPS)
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"steps after loading {label} raised {type(exc).__name__}: {exc}")
+            continue
+        for i, (ep, tp) in enumerate(zip(params, t_params)):
+            why = close(ep, tp, dtype_name)
+            if why:
+                failures.append(f"after loading {label}, {MORE_STEPS} steps: param {i}: {why}")
+        failures += compare_state(opt, t_opt, params, t_params, dtype_name,
+                                  f"after loading {label}")
+    return failures
+
+
+def _same_refusal(ember_call, torch_exc, stage) -> list[str]:
+    try:
+        ember_call()
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, type(torch_exc)):
+            return []
+        return [f"{stage}: raised {type(exc).__name__} where torch raises "
+                f"{type(torch_exc).__name__} ({torch_exc})"]
+    return [f"{stage}: torch raises {type(torch_exc).__name__} ({torch_exc}); ember did not"]
+
+
+# --- error inputs -----------------------------------------------------------------------
+def check_errors(info, ember_cls) -> list[str]:
+    """Each error input raises (or warns) torch's exception type, at construction or at
+    the first step as the entry says."""
+    torch = _torch()
+    from torch.testing._internal.common_optimizers import OptimizerErrorEnum
+    failures = []
+    for err in info.optim_error_inputs_func(device="cpu", dtype=torch.float32):
+        inp = err.optimizer_error_input
+        memo: dict = {}
+        params, kwargs = to_ember(inp.params, memo), to_ember(inp.kwargs, memo)
+        expected = err.error_type
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                opt = ember_cls(params, **kwargs)
+                if err.error_on == OptimizerErrorEnum.STEP_ERROR:
+                    opt.step()
+                raised = None
+            except Exception as exc:  # noqa: BLE001
+                raised = exc
+        if issubclass(expected, Warning):
+            if not any(issubclass(w.category, expected) for w in caught):
+                got = f"raised {type(raised).__name__}: {raised}" if raised else "no warning"
+                failures.append(f"error input '{inp.desc}': {got}; torch warns "
+                                f"{expected.__name__}")
+        elif not isinstance(raised, expected):
+            got = f"raised {type(raised).__name__}: {raised}" if raised else "no error"
+            failures.append(f"error input '{inp.desc}': {got}; torch raises "
+                            f"{expected.__name__}")
+    return failures
+
+
+# --- the table --------------------------------------------------------------------------
+def entries(names=None) -> dict:
+    from torch.testing._internal.common_optimizers import optim_db
+    return {info.optim_cls.__name__: info for info in optim_db
+            if names is None or info.optim_cls.__name__ in names}
+
+
+def dtypes_for(info) -> tuple:
+    return DTYPES + (("complex128",) if getattr(info, "supports_complex", False) else ())
+
+
+def check_entry(info, dtypes=None) -> list[dict]:
+    """One record per (config, dtype) and one for the error inputs."""
+    ember = _ember()
+    name = info.optim_cls.__name__
+    ember_cls = getattr(ember.optim, name, None)
+    if ember_cls is None:
+        return [{"key": name, "status": "missing", "failures": ["not in ember.optim"]}]
+    records = []
+    for inp in configs(info):
+        for dtype_name in dtypes or dtypes_for(info):
+            key = f"{name}[{inp.desc}]/{dtype_name}"
+            try:
+                failures = check_config(info, ember_cls, inp, dtype_name)
+            except Exception as exc:  # noqa: BLE001 - the harness itself must go on
+                failures = [f"harness: {type(exc).__name__}: {exc}"]
+            records.append({"key": key, "status": "failing" if failures else "pass",
+                            "failures": failures})
+    try:
+        failures = check_errors(info, ember_cls)
+    except Exception as exc:  # noqa: BLE001
+        failures = [f"harness: {type(exc).__name__}: {exc}"]
+    records.append({"key": f"{name} [errors]", "status": "failing" if failures else "pass",
+                    "failures": failures})
+    return records
+
+
+def summary(records) -> dict:
+    """Per optimizer: configs passing / failing / missing."""
+    out: dict = {}
+    for r in records:
+        name = r["key"].split("[")[0].split(" ")[0]
+        row = out.setdefault(name, {"pass": 0, "failing": 0, "missing": 0})
+        row[r["status"]] += 1
+    return out
+
+
+def write_expected(records, path) -> None:
+    """One line per record that does not pass: `key<TAB>status<TAB>first reason`."""
+    lines = ["# optim_db configs ember.optim does not pass yet, with the first reason.",
+             "# Generated by `python tools/optiminfo.py --write-expected <this file>`;",
+             "# tests/optim/test_optiminfo.py fails when one of these starts passing."]
+    for r in records:
+        if r["status"] != "pass":
+            lines.append(f"{r['key']}\t{r['status']}\t{r['failures'][0][:300]}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def read_expected(path) -> dict[str, str]:
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                key, status, why = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+                out[key] = f"{status}: {why}"
+    return out
+
+
+def markdown_table(records) -> str:
+    rows = ["| optimizer | configs passing | failing | missing |", "|---|---|---|---|"]
+    for name, row in sorted(summary(records).items()):
+        rows.append(f"| {name} | {row['pass']} | {row['failing']} | {row['missing']} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="optimizer class names (default: every entry)")
+    ap.add_argument("--dtypes", help="comma-separated dtype names (default: float32,float64 "
+                                     "and complex128 where supported)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
+    ap.add_argument("--json", help="write the per-config records here")
+    ap.add_argument("--markdown", action="store_true", help="print the summary as a table")
+    ap.add_argument("--write-expected", metavar="FILE",
+                    help="write every record that does not pass, with its first reason")
+    args = ap.parse_args(argv)
+    dtypes = tuple(args.dtypes.split(",")) if args.dtypes else None
+    records = []
+    for name, info in sorted(entries(set(args.names) or None).items()):
+        for rec in check_entry(info, dtypes):
+            records.append(rec)
+            print(f"{rec['key']:70s} {rec['status']}", flush=True)
+            if args.verbose:
+                for f in rec["failures"][:8]:
+                    print("    " + f)
+    rows = summary(records)
+    print()
+    for name, row in sorted(rows.items()):
+        print(f"{name:12s} pass={row['pass']:3d} failing={row['failing']:3d} "
+              f"missing={row['missing']}")
+    total = {k: sum(r[k] for r in rows.values()) for k in ("pass", "failing", "missing")}
+    print(f"\n{len(records)} records: {total['pass']} pass, {total['failing']} failing, "
+          f"{total['missing']} missing")
+    if args.markdown:
+        print(markdown_table(records))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    if args.write_expected:
+        write_expected(records, args.write_expected)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
