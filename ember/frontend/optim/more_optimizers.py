@@ -16,6 +16,14 @@ def _zeros_like(p):
     return zeros_like(p)
 
 
+def _real_view(value):
+    """A complex tensor's (re, im) pairs as a real view sharing its storage; else itself."""
+    if getattr(getattr(value, "dtype", None), "is_complex", False):
+        from ... import view_as_real
+        return view_as_real(value)
+    return value
+
+
 class _InPlaceOptimizer(Optimizer):
     """step(): for each parameter with a gradient, `_update(param, grad, state, group)`."""
     _state_keys: tuple[str, ...] = ()
@@ -35,6 +43,9 @@ class _InPlaceOptimizer(Optimizer):
                         self._init_state(p, state, group)
                     grad = -p.grad if group.get("maximize") else p.grad
                     state["step"] += 1
+                    if p.dtype.is_complex:       # torch updates complex params as (re, im)
+                        p, grad, state = _real_view(p), _real_view(grad), {
+                            k: _real_view(v) for k, v in state.items()}
                     self._update(p, grad, state, group, state["step"].item())
         return loss
 

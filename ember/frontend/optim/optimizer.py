@@ -73,18 +73,25 @@ def check_lr(lr) -> None:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
-def _refuse_differentiable_leaf_step(optimizer) -> None:
-    """differentiable=True runs torch's step with autograd recording, where updating a
-    leaf parameter that requires grad in place is an error: ember raises the same."""
-    for group in optimizer.param_groups:
-        if group.get("differentiable"):
-            for p in group["params"]:
-                if p.grad is not None and p.requires_grad and p.is_leaf:
-                    raise RuntimeError(
-                        f"{type(optimizer).__name__}(differentiable=True).step(): a leaf "
-                        "Variable that requires grad is being used in an in-place "
-                        "operation (differentiable steps need parameters that are not "
-                        "leaves requiring grad, as in torch)")
+def _check_implementation(optimizer, group: dict, params: list) -> None:
+    """What torch's differentiable and fused implementations refuse at step time.
+    differentiable=True runs the step with autograd recording, where updating a leaf
+    parameter that requires grad in place is an error; fused kernels take real floating
+    point parameters only."""
+    name = type(optimizer).__name__
+    if group.get("differentiable"):
+        for p in params:
+            if p.requires_grad and p.is_leaf:
+                raise RuntimeError(
+                    f"{name}(differentiable=True).step(): a leaf Variable that requires "
+                    "grad is being used in an in-place operation (differentiable steps "
+                    "need parameters that are not leaves requiring grad, as in torch)")
+    if group.get("fused"):
+        for p in params:
+            if not p.dtype.is_floating_point:
+                raise RuntimeError(f"`fused=True` requires all the params to be floating "
+                                   f"point Tensors of supported devices, but {name} got "
+                                   f"a {p.dtype} parameter")
 
 
 #: hooks every optimizer's step runs (torch.optim.optimizer.register_optimizer_step_*)
@@ -118,8 +125,6 @@ def _with_step_hooks(step):
     def hooked(*args, **kwargs):
         # as in torch, the hooks see the optimizer as args[0] too
         self = args[0]
-        if self.defaults.get("differentiable"):
-            _refuse_differentiable_leaf_step(self)
         local_pre = self.__dict__.get("_optimizer_step_pre_hooks")
         local_post = self.__dict__.get("_optimizer_step_post_hooks")
         if self.__dict__.get("_in_hooked_step") or not (
@@ -281,7 +286,9 @@ class Optimizer:
             return closure()
 
     def _params_with_grad(self, group: dict) -> list:
-        return [p for p in group["params"] if p.grad is not None]
+        params = [p for p in group["params"] if p.grad is not None]
+        _check_implementation(self, group, params)
+        return params
 
     # --- state_dict ----------------------------------------------------------------
     def state_dict(self) -> dict:

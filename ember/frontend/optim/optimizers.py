@@ -220,7 +220,10 @@ class Adagrad(Optimizer):
             for p in group["params"]:
                 st = self.state[p]
                 st["step"] = _step_tensor()
-                st["sum"] = full_like(p, group["initial_accumulator_value"])
+                init = group["initial_accumulator_value"]
+                if p.dtype.is_complex:        # both components start at the value
+                    init = complex(init, init)
+                st["sum"] = full_like(p, init)
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
