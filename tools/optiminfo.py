@@ -321,8 +321,12 @@ def check_state_dicts(info, ember_cls, problem, kwargs, t_opt, e_opt, t_params, 
             failures.append(f"loading {label} raised {type(exc).__name__}: {exc}")
             continue
         resumed.append((label, opt, params))
-    t_closure = problem.torch_closure(t_params)
-    _run_steps(t_opt, t_closure, MORE_STEPS)
+    # torch's own optimizer resumed from its state_dict is the reference (loading casts
+    # float state such as NAdam's mu_product to the parameter's dtype)
+    t_params = [p.detach().clone().requires_grad_() for p in t_params]
+    t_opt = info.optim_cls(t_params, **copy.deepcopy(kwargs))
+    t_opt.load_state_dict(t_sd)
+    _run_steps(t_opt, problem.torch_closure(t_params), MORE_STEPS)
     for label, opt, params in resumed:
         try:
             _run_steps(opt, problem.ember_closure(params), MORE_STEPS)
@@ -347,6 +351,70 @@ def _same_refusal(ember_call, torch_exc, stage) -> list[str]:
         return [f"{stage}: raised {type(exc).__name__} where torch raises "
                 f"{type(torch_exc).__name__} ({torch_exc})"]
     return [f"{stage}: torch raises {type(torch_exc).__name__} ({torch_exc}); ember did not"]
+
+
+# --- the API around the update -----------------------------------------------------------
+def check_api(info, ember_cls) -> list[str]:
+    """Param groups with their own lr, add_param_group, a parameter without a gradient,
+    zero_grad both ways, step/state_dict/load_state_dict hooks: as torch behaves."""
+    torch, ember = _torch(), _ember()
+    problem = Problem("float64")
+    t_params, e_params = problem.torch_params(), problem.ember_params()
+    t_extra = [torch.nn.Parameter(torch.ones(2, dtype=torch.float64)) for _ in range(2)]
+    e_extra = [ember.nn.Parameter(ember.ones(2, dtype=ember.float64)) for _ in range(2)]
+    groups = info.supports_param_groups and not info.step_requires_closure
+
+    def build(cls, params, extra):
+        if groups:
+            lr = cls([params[0]]).defaults["lr"]
+            return cls([{"params": [params[0], extra[0]]},
+                        {"params": [params[1]], "lr": lr * 0.5}])
+        return cls(params)
+    t_opt, e_opt = build(info.optim_cls, t_params, t_extra), build(ember_cls, e_params,
+                                                                   e_extra)
+    t_calls, e_calls = [], []
+    for opt, calls in ((t_opt, t_calls), (e_opt, e_calls)):
+        opt.register_step_pre_hook(lambda o, a, k, calls=calls: calls.append("step_pre"))
+        opt.register_step_post_hook(lambda o, a, k, calls=calls: calls.append("step_post"))
+        opt.register_state_dict_pre_hook(lambda o, calls=calls: calls.append("sd_pre"))
+        opt.register_state_dict_post_hook(
+            lambda o, sd, calls=calls: calls.append("sd_post"))
+        opt.register_load_state_dict_pre_hook(
+            lambda o, sd, calls=calls: calls.append("load_pre"))
+        opt.register_load_state_dict_post_hook(lambda o, calls=calls: calls.append("load_post"))
+    t_closure, e_closure = problem.torch_closure(t_params), problem.ember_closure(e_params)
+    failures = []
+    for step in range(3):
+        if step == 1 and groups:          # a new group, its parameter with a gradient
+            t_opt.add_param_group({"params": [t_extra[1]]})
+            e_opt.add_param_group({"params": [e_extra[1]]})
+            t_extra[1].grad = torch.full((2,), 0.5, dtype=torch.float64)
+            e_extra[1].grad = ember.full((2,), 0.5, dtype=ember.float64)
+        t_opt.step(t_closure)
+        e_opt.step(e_closure)
+        for i, (ep, tp) in enumerate(zip(e_params + e_extra, t_params + t_extra)):
+            why = close(ep, tp, "float64")
+            if why:
+                failures.append(f"step {step} param {i}: {why}")
+        failures += compare_state(e_opt, t_opt, e_params + e_extra, t_params + t_extra,
+                                  "float64", f"step {step}")
+        failures += compare_groups(e_opt.param_groups, t_opt.param_groups, "float64",
+                                   f"step {step}")
+        if failures:
+            return failures
+    t_opt.load_state_dict(t_opt.state_dict())
+    e_opt.load_state_dict(e_opt.state_dict())
+    if e_calls != t_calls:
+        failures.append(f"hook calls {e_calls} vs torch {t_calls}")
+    for set_to_none in (False, True):
+        t_opt.zero_grad(set_to_none=set_to_none)
+        e_opt.zero_grad(set_to_none=set_to_none)
+        for i, (ep, tp) in enumerate(zip(e_params + e_extra, t_params + t_extra)):
+            if (ep.grad is None) != (tp.grad is None) or \
+                    tp.grad is not None and close(ep.grad, tp.grad, "float64"):
+                failures.append(f"zero_grad(set_to_none={set_to_none}): param {i} grad "
+                                f"{ep.grad} vs torch {tp.grad}")
+    return failures
 
 
 # --- error inputs -----------------------------------------------------------------------
@@ -410,6 +478,12 @@ def check_entry(info, dtypes=None) -> list[dict]:
                 failures = [f"harness: {type(exc).__name__}: {exc}"]
             records.append({"key": key, "status": "failing" if failures else "pass",
                             "failures": failures})
+    try:
+        failures = check_api(info, ember_cls)
+    except Exception as exc:  # noqa: BLE001
+        failures = [f"harness: {type(exc).__name__}: {exc}"]
+    records.append({"key": f"{name} [api]", "status": "failing" if failures else "pass",
+                    "failures": failures})
     try:
         failures = check_errors(info, ember_cls)
     except Exception as exc:  # noqa: BLE001

@@ -203,15 +203,18 @@ class Rprop(_InPlaceOptimizer):
         from ... import full_like
         state["step"] = _step_tensor()
         state["prev"] = _zeros_like(p)
-        state["step_size"] = full_like(p, group["lr"])
+        lr = group["lr"]                   # both components of a complex step size
+        state["step_size"] = full_like(p, complex(lr, lr) if p.dtype.is_complex else lr)
 
     def _update(self, p, grad, state, group, step):
         from ... import where
         eta_minus, eta_plus = group["etas"]
         low, high = group["step_sizes"]
         agreement = (grad * state["prev"]).sign()
-        factor = where(agreement > 0, eta_plus, where(agreement < 0, eta_minus, 1.0))
-        factor = factor.to(p.dtype)
+        from ... import full_like
+        # the factors in the parameter's dtype (float32 constants would round 1.2 etc.)
+        factor = where(agreement > 0, full_like(p, eta_plus),
+                       where(agreement < 0, full_like(p, eta_minus), full_like(p, 1.0)))
         state["step_size"].mul_(factor).clamp_(low, high)
         grad = where(agreement < 0, 0.0, grad).to(p.dtype)   # a sign flip skips this step
         p.addcmul_(grad.sign(), state["step_size"], value=-1)

@@ -41,6 +41,8 @@ def _check_tensor_betas(betas, foreach, capturable, lr) -> None:
     if isinstance(lr, Tensor) and foreach and not capturable:
         raise ValueError("lr as a Tensor is not supported for capturable=False and "
                          "foreach=True")
+    if isinstance(betas[0], Tensor) != isinstance(betas[1], Tensor):
+        raise ValueError("betas must be either both floats or both Tensors")
     if any(isinstance(b, Tensor) for b in betas):
         if foreach and not capturable:
             raise ValueError("betas[0] as a Tensor is not supported for capturable=False "
@@ -215,21 +217,29 @@ class Adagrad(Optimizer):
                                       initial_accumulator_value=initial_accumulator_value,
                                       foreach=foreach, maximize=maximize,
                                       differentiable=differentiable, fused=fused))
-        from ... import full_like
         for group in self.param_groups:   # PyTorch creates Adagrad's state eagerly
             for p in group["params"]:
-                st = self.state[p]
-                st["step"] = _step_tensor()
-                init = group["initial_accumulator_value"]
-                if p.dtype.is_complex:        # both components start at the value
-                    init = complex(init, init)
-                st["sum"] = full_like(p, init)
+                self._init_state(p, group)
+
+    def _init_state(self, p, group: dict) -> None:
+        """'step' and 'sum' (the initial accumulator value; both components of a complex
+        parameter's); groups added later get theirs on their first step, as in torch."""
+        from ... import full_like
+        st = self.state[p]
+        st["step"] = _step_tensor()
+        init = group["initial_accumulator_value"]
+        if p.dtype.is_complex:
+            init = complex(init, init)
+        st["sum"] = full_like(p, init)
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
             for group in map(hyperparameters, self.param_groups):
                 params = self._params_with_grad(group)
+                for p in params:
+                    if len(self.state[p]) == 0:
+                        self._init_state(p, group)
                 states = [self.state[p] for p in params]
                 out = F.adagrad(params, [p.grad for p in params], _column(states, "sum"),
                                 _column(states, "step"), lr=group["lr"],
