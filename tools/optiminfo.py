@@ -12,10 +12,19 @@ state (keys, values, a tensor 'step' where torch keeps one) and the param_groups
 and values) must match torch's. Then the state_dict is checked twice: torch's state_dict
 loaded into a fresh ember optimizer, and ember's own state_dict loaded into a fresh one,
 must both continue exactly as torch continues. Each entry's `optim_error_inputs_func`
-inputs must raise (or warn) torch's exception type.
+inputs must raise (or warn) torch's exception type, and an [api] record checks param
+groups with their own lr, add_param_group, zero_grad and the step/state_dict hooks.
+
+Every torch.optim.lr_scheduler class (and swa_utils.SWALR) runs over an SGD-with-momentum
+(or Adam) optimizer with two param groups for many steps: each group's lr (and momentum
+or betas, which CyclicLR/OneCycleLR cycle), get_last_lr() and the state_dict must match
+torch's, and a scheduler resumed from torch's or ember's state_dict must continue as
+torch's does. swa_utils.AveragedModel (SWA and EMA averages) and update_bn are compared
+on a Linear + BatchNorm1d model.
 
     python tools/optiminfo.py                    # summary over every entry
     python tools/optiminfo.py Adam SGD -v        # named entries, every failure
+    python tools/optiminfo.py lr_scheduler -v    # the LR schedulers and swa_utils only
     python tools/optiminfo.py --json out.json    # the per-config record, as data
     python tools/optiminfo.py --write-expected tests/optim/optiminfo_expected.txt
 
@@ -450,6 +459,239 @@ def check_errors(info, ember_cls) -> list[str]:
     return failures
 
 
+# --- LR schedulers and swa_utils --------------------------------------------------------
+SCHEDULER_STEPS = 24
+RESUME_AT = 9        # the state_dict round trip happens after this many steps
+# metrics ReduceLROnPlateau sees: improving, then a plateau, then worse
+PLATEAU_METRICS = [1.0, 0.9, 0.85, 0.85, 0.86, 0.84, 0.845, 0.85, 0.85, 0.9, 0.7, 0.7,
+                   0.71, 0.72, 0.73, 0.5, 0.5, 0.5, 0.5, 0.49, 0.6, 0.6, 0.6, 0.6]
+
+
+def _sched(name, **kw):
+    return lambda lib, opt: getattr(lib.optim.lr_scheduler, name)(opt, **kw)
+
+
+def _chained(lib, opt):
+    lrs = lib.optim.lr_scheduler
+    return lrs.ChainedScheduler([lrs.StepLR(opt, 3, gamma=0.5), lrs.ExponentialLR(opt, 0.9)])
+
+
+def _sequential(lib, opt):
+    lrs = lib.optim.lr_scheduler
+    return lrs.SequentialLR(opt, [lrs.LinearLR(opt, start_factor=0.1, total_iters=4),
+                                  lrs.CosineAnnealingLR(opt, T_max=10, eta_min=1e-3)],
+                            milestones=[4])
+
+
+# (config name, optimizer ("sgd": SGD with momentum, "adam"), scheduler factory)
+SCHEDULERS = [
+    ("StepLR", "sgd", _sched("StepLR", step_size=3, gamma=0.5)),
+    ("MultiStepLR", "sgd", _sched("MultiStepLR", milestones=[2, 5, 5, 11], gamma=0.3)),
+    ("ConstantLR", "sgd", _sched("ConstantLR", factor=0.5, total_iters=4)),
+    ("LinearLR", "sgd", _sched("LinearLR", start_factor=0.25, end_factor=0.9,
+                               total_iters=6)),
+    ("ExponentialLR", "sgd", _sched("ExponentialLR", gamma=0.9)),
+    ("PolynomialLR", "sgd", _sched("PolynomialLR", total_iters=8, power=2.0)),
+    ("CosineAnnealingLR", "sgd", _sched("CosineAnnealingLR", T_max=7, eta_min=1e-3)),
+    ("CosineAnnealingWarmRestarts", "sgd",
+     _sched("CosineAnnealingWarmRestarts", T_0=3, T_mult=2, eta_min=1e-3)),
+    ("LambdaLR", "sgd", _sched("LambdaLR", lr_lambda=lambda e: 0.95 ** e)),
+    ("LambdaLR[per group]", "sgd",
+     _sched("LambdaLR", lr_lambda=[lambda e: 0.95 ** e, lambda e: 1 / (1 + e)])),
+    ("MultiplicativeLR", "sgd", _sched("MultiplicativeLR", lr_lambda=lambda e: 0.9)),
+    ("ChainedScheduler", "sgd", _chained),
+    ("SequentialLR", "sgd", _sequential),
+    ("ReduceLROnPlateau", "sgd", _sched("ReduceLROnPlateau", factor=0.5, patience=1,
+                                        threshold=0.01, cooldown=1, min_lr=1e-3)),
+    ("ReduceLROnPlateau[max, abs]", "sgd",
+     _sched("ReduceLROnPlateau", mode="max", threshold_mode="abs", patience=2)),
+    ("CyclicLR[triangular]", "sgd", _sched("CyclicLR", base_lr=0.01, max_lr=0.1,
+                                            step_size_up=3)),
+    ("CyclicLR[triangular2]", "sgd", _sched("CyclicLR", base_lr=[0.01, 0.02],
+                                             max_lr=0.1, step_size_up=2,
+                                             step_size_down=4, mode="triangular2")),
+    ("CyclicLR[exp_range]", "sgd", _sched("CyclicLR", base_lr=0.01, max_lr=0.1,
+                                           step_size_up=3, mode="exp_range", gamma=0.9)),
+    ("CyclicLR[adam, no momentum]", "adam",
+     _sched("CyclicLR", base_lr=0.01, max_lr=0.1, step_size_up=3, cycle_momentum=False)),
+    ("OneCycleLR", "sgd", _sched("OneCycleLR", max_lr=0.1, total_steps=30)),
+    ("OneCycleLR[linear, three_phase]", "sgd",
+     _sched("OneCycleLR", max_lr=[0.1, 0.2], total_steps=30, anneal_strategy="linear",
+            three_phase=True)),
+    ("OneCycleLR[adam]", "adam", _sched("OneCycleLR", max_lr=0.1, epochs=3,
+                                        steps_per_epoch=10)),
+    ("SWALR[cos]", "sgd",
+     lambda lib, opt: lib.optim.swa_utils.SWALR(opt, swa_lr=0.05, anneal_epochs=4)),
+    ("SWALR[linear]", "sgd",
+     lambda lib, opt: lib.optim.swa_utils.SWALR(opt, swa_lr=[0.05, 0.01], anneal_epochs=3,
+                                                anneal_strategy="linear")),
+]
+
+
+def _optimizer(lib, kind):
+    params = [lib.nn.Parameter(lib.ones(2, dtype=lib.float64)),
+              lib.nn.Parameter(lib.ones(3, dtype=lib.float64))]
+    groups = [{"params": [params[0]]}, {"params": [params[1]], "lr": 0.05}]
+    if kind == "adam":
+        return lib.optim.Adam(groups, lr=0.1)
+    return lib.optim.SGD(groups, lr=0.1, momentum=0.9)
+
+
+def _scheduler_step(sched, i):
+    if type(sched).__name__ == "ReduceLROnPlateau":
+        sched.step(PLATEAU_METRICS[i % len(PLATEAU_METRICS)])
+    else:
+        sched.step()
+
+
+def _sched_state(sched) -> dict:
+    """The state_dict without what cannot compare across libraries (callables)."""
+    return {k: v for k, v in sched.state_dict().items()
+            if not callable(v) and k not in ("_scale_fn_ref", "_scale_fn_custom")}
+
+
+def _lr_values(opt, sched) -> dict:
+    out = {"lr": [g["lr"] for g in opt.param_groups]}
+    for key in ("momentum", "betas", "initial_lr"):
+        if key in opt.param_groups[0]:
+            out[key] = [g[key] for g in opt.param_groups]
+    if hasattr(sched, "get_last_lr") and hasattr(sched, "_last_lr"):
+        out["get_last_lr()"] = sched.get_last_lr()
+    return out
+
+
+def check_scheduler(kind, factory) -> list[str]:
+    """lr (and momentum/betas) after every step, get_last_lr(), the state_dict, and a
+    resume from torch's and from ember's state_dict, against torch."""
+    torch, ember = _torch(), _ember()
+    t_opt, e_opt = _optimizer(torch, kind), _optimizer(ember, kind)
+    t_sched = factory(torch, t_opt)
+    try:
+        e_sched = factory(ember, e_opt)
+    except Exception as exc:  # noqa: BLE001
+        return [f"construction raised {type(exc).__name__}: {exc}"]
+    failures = compare_values(_lr_values(e_opt, e_sched), _lr_values(t_opt, t_sched),
+                              "float64", "after construction")
+    resumed = []
+    for i in range(SCHEDULER_STEPS):
+        for opt in [t_opt, e_opt] + [r[1] for r in resumed]:
+            opt.step()
+        _scheduler_step(t_sched, i)
+        for label, opt, sched in [("", e_opt, e_sched)] + resumed:
+            try:
+                _scheduler_step(sched, i)
+            except Exception as exc:  # noqa: BLE001
+                return failures + [f"{label}step {i} raised {type(exc).__name__}: {exc}"]
+            failures += compare_values(_lr_values(opt, sched), _lr_values(t_opt, t_sched),
+                                       "float64", f"{label}step {i}")
+        if i + 1 == RESUME_AT:
+            failures += compare_values(_sched_state(e_sched), _sched_state(t_sched),
+                                       "float64", "state_dict()")
+            for label, sd in (("torch's", to_ember(t_sched.state_dict())),
+                              ("ember's", e_sched.state_dict())):
+                opt = _optimizer(ember, kind)
+                try:
+                    sched = factory(ember, opt)        # as a training script resumes
+                    opt.load_state_dict(e_opt.state_dict())
+                    sched.load_state_dict(copy.deepcopy(sd))
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(f"loading {label} state_dict raised "
+                                    f"{type(exc).__name__}: {exc}")
+                    continue
+                resumed.append((f"resumed from {label} state_dict: ", opt, sched))
+        if failures:
+            return failures
+    return failures
+
+
+SWA_CHECKS = ("AveragedModel[swa]", "AveragedModel[ema, use_buffers]", "update_bn")
+
+
+def check_swa() -> dict[str, list[str]]:
+    """AveragedModel (SWA and EMA averages, use_buffers) and update_bn, against torch."""
+    torch, ember = _torch(), _ember()
+    rng = np.random.default_rng(1)
+    out = {}
+
+    def model(lib):
+        lib.manual_seed(0)
+        return lib.nn.Sequential(lib.nn.Linear(4, 3), lib.nn.BatchNorm1d(3))
+
+    def sync(e_mod, t_mod):
+        for (_, ev), (_, tv) in zip(e_mod.state_dict().items(), t_mod.state_dict().items()):
+            ev.copy_(ember.tensor(tv.detach().numpy().copy()))
+
+    for label, kwargs in (("AveragedModel[swa]", {}),
+                          ("AveragedModel[ema, use_buffers]", {"use_buffers": True,
+                                                               "ema": 0.8})):
+        t_mod, e_mod = model(torch), model(ember)
+        sync(e_mod, t_mod)
+        extra = {}
+        if "ema" in kwargs:
+            kwargs = dict(kwargs)
+            decay = kwargs.pop("ema")
+            extra = {"multi_avg_fn": None}
+        t_avg = torch.optim.swa_utils.AveragedModel(
+            t_mod, **kwargs, **({"multi_avg_fn": torch.optim.swa_utils.get_ema_multi_avg_fn(
+                decay)} if extra else {}))
+        try:
+            e_avg = ember.optim.swa_utils.AveragedModel(
+                e_mod, **kwargs, **({"multi_avg_fn": ember.optim.swa_utils.
+                                     get_ema_multi_avg_fn(decay)} if extra else {}))
+            failures = []
+            for step in range(4):
+                x = rng.standard_normal((6, 4))
+                t_mod(torch.tensor(x, dtype=torch.float32))
+                e_mod(ember.tensor(x, dtype=ember.float32))
+                with torch.no_grad():
+                    for p in t_mod.parameters():
+                        p.mul_(0.9).add_(0.1)
+                for p in e_mod.parameters():
+                    p.detach().mul_(0.9).add_(0.1)
+                t_avg.update_parameters(t_mod)
+                e_avg.update_parameters(e_mod)
+                failures += compare_values(dict(e_avg.state_dict()), dict(t_avg.state_dict()),
+                                           "float32", f"update {step}: state_dict()")
+                if failures:
+                    break
+        except Exception as exc:  # noqa: BLE001
+            failures = [f"raised {type(exc).__name__}: {exc}"]
+        out[label] = failures
+    t_mod, e_mod = model(torch), model(ember)
+    sync(e_mod, t_mod)
+    data = [rng.standard_normal((5, 4)) * 2 + 1 for _ in range(3)]
+    try:
+        torch.optim.swa_utils.update_bn([torch.tensor(x, dtype=torch.float32) for x in data],
+                                        t_mod)
+        ember.optim.swa_utils.update_bn([ember.tensor(x, dtype=ember.float32) for x in data],
+                                        e_mod)
+        out["update_bn"] = compare_values(dict(e_mod.state_dict()), dict(t_mod.state_dict()),
+                                          "float32", "state_dict() after update_bn")
+    except Exception as exc:  # noqa: BLE001
+        out["update_bn"] = [f"raised {type(exc).__name__}: {exc}"]
+    return out
+
+
+def check_schedulers(names=None) -> list[dict]:
+    """One record per scheduler config and per swa_utils check."""
+    records = []
+    for label, kind, factory in SCHEDULERS:
+        if names and label.split("[")[0] not in names:
+            continue
+        try:
+            failures = check_scheduler(kind, factory)
+        except Exception as exc:  # noqa: BLE001
+            failures = [f"harness: {type(exc).__name__}: {exc}"]
+        records.append({"key": f"lr_scheduler.{label}",
+                        "status": "failing" if failures else "pass", "failures": failures})
+    if not names or "swa_utils" in names:
+        for label, failures in check_swa().items():
+            records.append({"key": f"swa_utils.{label}",
+                            "status": "failing" if failures else "pass",
+                            "failures": failures})
+    return records
+
+
 # --- the table --------------------------------------------------------------------------
 def entries(names=None) -> dict:
     from torch.testing._internal.common_optimizers import optim_db
@@ -545,8 +787,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     dtypes = tuple(args.dtypes.split(",")) if args.dtypes else None
     records = []
-    for name, info in sorted(entries(set(args.names) or None).items()):
-        for rec in check_entry(info, dtypes):
+    todo = [(name, lambda info=info: check_entry(info, dtypes))
+            for name, info in sorted(entries(set(args.names) or None).items())]
+    if not args.names or {"lr_scheduler", "swa_utils"} & set(args.names):
+        todo.append(("lr_scheduler", check_schedulers))
+    for name, check in todo:
+        for rec in check():
             records.append(rec)
             print(f"{rec['key']:70s} {rec['status']}", flush=True)
             if args.verbose:

@@ -43,6 +43,7 @@ class LRScheduler:
                                    "when resuming an optimizer")
         self.base_lrs = _group_values(optimizer, "initial_lr")
         self.last_epoch = last_epoch
+        self._get_lr_called_within_step = False         # in torch's state_dict too
         self._initial_step()
 
     def _initial_step(self) -> None:
@@ -434,8 +435,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         else:
             self.T_i = self.T_0
             self.T_cur = epoch
-        self._step_count += 1
-        self.last_epoch = math.floor(epoch)
+        self.last_epoch = math.floor(epoch)          # (torch does not count these steps)
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = _group_values(self.optimizer, "lr")
@@ -549,6 +549,7 @@ class SequentialLR(LRScheduler):
         idx = bisect.bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[idx]
         if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
+            scheduler._step_count = 0                 # it starts afresh, as in torch
             scheduler.step(0)
         else:
             scheduler.step()
