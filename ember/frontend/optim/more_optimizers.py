@@ -222,3 +222,128 @@ class Rprop(_InPlaceOptimizer):
 
 
 __all__ = ["Adadelta", "Adamax", "NAdam", "RAdam", "Rprop"]
+
+
+def _float32(value: float) -> float:
+    import numpy as np
+    return float(np.float32(value))
+
+
+class ASGD(_InPlaceOptimizer):
+    """Averaged SGD: SGD with a decaying step eta and a running average 'ax' of the
+    iterates (a plain copy until step t0, then the mean since t0)."""
+
+    def __init__(self, params, lr: float = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
+                 t0: float = 1e6, weight_decay: float = 0, foreach=None,
+                 maximize: bool = False, differentiable: bool = False,
+                 capturable: bool = False):
+        _implementation_flags("ASGD", differentiable, foreach)
+        check_lr(lr)
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0,
+                                      weight_decay=weight_decay, foreach=foreach,
+                                      maximize=maximize, differentiable=differentiable,
+                                      capturable=capturable))
+
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+        state["eta"] = _step_tensor(group["lr"])      # float32 0-d tensors, as torch's
+        state["mu"] = _step_tensor(1.0)
+        state["ax"] = _zeros_like(p)
+
+    def _update(self, p, grad, state, group, step):
+        lr, lambd = group["lr"], group["lambd"]
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        eta = state["eta"].item()
+        p.mul_(1 - lambd * eta)
+        p.add_(grad, alpha=-eta)
+        ax, mu = state["ax"], state["mu"]
+        if mu.item() != 1:
+            ax.add_(p.sub(ax).mul_(mu))
+        else:
+            ax.copy_(p)
+        # torch makes the new values float32 tensors first: a float64 state (after a
+        # load_state_dict cast it) holds float32-rounded values too
+        state["eta"].fill_(_float32(lr / ((1 + lambd * lr * step) ** group["alpha"])))
+        state["mu"].fill_(_float32(1 / max(1, step - group["t0"])))
+
+
+class Adafactor(Optimizer):
+    """Adafactor (torch.optim.Adafactor): second moments factored into row and column
+    statistics for parameters of 2+ dimensions (a full 'variance' for vectors), a
+    relative step size min(lr, 1/sqrt(step)) scaled by the parameter's RMS, updates
+    clipped to RMS d. Real parameters only, as in torch."""
+
+    def __init__(self, params, lr: float = 1e-2, beta2_decay: float = -0.8,
+                 eps=(None, 1e-3), d: float = 1.0, weight_decay: float = 0.0, *,
+                 foreach=None, maximize: bool = False):
+        from ..tensor import Tensor
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        _check(0.0 <= float(lr), f"Learning rate should be >= 0 but is: {lr}")
+        _check(0.0 >= beta2_decay, f"beta2_decay should be <= 0 but is: {beta2_decay}")
+        _check(eps[0] is None or 0.0 <= eps[0], f"epsilon1 should be >= 0 but is: {eps[0]}")
+        _check(0.0 <= eps[1], f"epsilon2 should be >= 0 but is: {eps[1]}")
+        _check(1.0 <= d, f"Clipping threshold d should be >= 1 but is: {d}")
+        _check(0.0 <= weight_decay, f"weight_decay should be >= 0 but is: {weight_decay}")
+        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
+                                      weight_decay=weight_decay, foreach=foreach,
+                                      maximize=maximize))
+
+    @staticmethod
+    def _init_state(p, state):
+        from ... import zeros
+        state["step"] = _step_tensor()
+        if p.grad.dim() > 1:        # factored: a row statistic and a column statistic
+            shape = list(p.grad.shape)
+            state["row_var"] = zeros(shape[:-1] + [1], dtype=p.dtype, device=p.device)
+            state["col_var"] = zeros(shape[:-2] + [1, shape[-1]], dtype=p.dtype,
+                                     device=p.device)
+        else:
+            state["variance"] = _zeros_like(p)
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in map(hyperparameters, self.param_groups):
+                for p in self._params_with_grad(group):
+                    if p.dtype.is_complex:
+                        raise RuntimeError("Adafactor does not support complex parameters")
+                    state = self.state[p]
+                    if len(state) == 0:
+                        self._init_state(p, state)
+                    state["step"] += 1
+                    self._update(p, state, group, state["step"].item())
+        return loss
+
+    @staticmethod
+    def _update(p, state, group, step):
+        import numpy as np
+        lr, d, weight_decay = group["lr"], group["d"], group["weight_decay"]
+        eps1, eps2 = group["eps"]
+        if eps1 is None:
+            eps1 = float(np.finfo(np.dtype(str(p.dtype).split(".")[-1])).eps)
+        grad = -p.grad if group["maximize"] else p.grad
+        one_minus_beta2 = step ** group["beta2_decay"]
+        rho = min(lr, 1 / (step ** 0.5))
+        alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
+        if weight_decay != 0:
+            p.mul_(1 - lr * weight_decay)
+        if grad.dim() > 1:
+            row_mean = grad.norm(dim=-1, keepdim=True).square().div(grad.size(-1))
+            state["row_var"].lerp_(row_mean, one_minus_beta2)
+            col_mean = grad.norm(dim=-2, keepdim=True).square().div(grad.size(-2))
+            state["col_var"].lerp_(col_mean, one_minus_beta2)
+            var_estimate = state["row_var"] @ state["col_var"]
+            var_estimate = var_estimate.div(
+                state["row_var"].mean(dim=-2, keepdim=True).clamp(min=eps1))
+        else:
+            state["variance"].lerp_(grad * grad, one_minus_beta2)
+            var_estimate = state["variance"].clone()
+        update = var_estimate.clamp(min=eps1 * eps1).rsqrt().mul(grad)
+        denom = max(1.0, update.norm(2).item() / ((update.numel() ** 0.5) * d))
+        p.add_(update, alpha=-alpha / denom)
+
+
+__all__ += ["ASGD", "Adafactor"]
