@@ -84,6 +84,8 @@ def to_ember(v, memo=None):
             value = ember.tensor(v.detach().numpy().copy())
             if isinstance(v, torch.nn.Parameter):
                 value = ember.nn.Parameter(value, requires_grad=v.requires_grad)
+            if v.grad is not None:
+                value.grad = ember.tensor(v.grad.numpy().copy())
             memo[id(v)] = value
         return memo[id(v)]
     if isinstance(v, dict):

@@ -255,17 +255,28 @@ class ASGD(_InPlaceOptimizer):
         lr, lambd = group["lr"], group["lambd"]
         if group["weight_decay"] != 0:
             grad = grad.add(p, alpha=group["weight_decay"])
-        eta = state["eta"].item()
-        p.mul_(1 - lambd * eta)
-        p.add_(grad, alpha=-eta)
-        ax, mu = state["ax"], state["mu"]
-        if mu.item() != 1:
-            ax.add_(p.sub(ax).mul_(mu))
+        eta, ax, mu = state["eta"].item(), state["ax"], state["mu"]
+        if group["foreach"]:
+            # torch's foreach kernel regroups the same update (and rounds differently):
+            # param -= eta * (grad + lambd * param); ax += mu * (param - ax)
+            p.add_(grad.add(p, alpha=lambd), alpha=-eta)
+            ax.add_(p.sub(ax).mul_(mu.item()))
         else:
-            ax.copy_(p)
+            p.mul_(1 - lambd * eta)
+            p.add_(grad, alpha=-eta)
+            if mu.item() != 1:
+                ax.add_(p.sub(ax).mul_(mu))
+            else:
+                ax.copy_(p)
         # torch makes the new values float32 tensors first: a float64 state (after a
         # load_state_dict cast it) holds float32-rounded values too
-        state["eta"].fill_(_float32(lr / ((1 + lambd * lr * step) ** group["alpha"])))
+        if group["foreach"]:      # torch's foreach path computes eta in float32 tensor ops
+            import numpy as np
+            f = np.float32
+            decayed = (f(lambd * lr) * f(step) + f(1)) ** f(group["alpha"])
+            state["eta"].fill_(float((f(1) / decayed) * f(lr)))   # lr / t is t⁻¹ * lr
+        else:
+            state["eta"].fill_(_float32(lr / ((1 + lambd * lr * step) ** group["alpha"])))
         state["mu"].fill_(_float32(1 / max(1, step - group["t0"])))
 
 
