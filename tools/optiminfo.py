@@ -26,7 +26,8 @@ on a Linear + BatchNorm1d model.
     python tools/optiminfo.py Adam SGD -v        # named entries, every failure
     python tools/optiminfo.py lr_scheduler -v    # the LR schedulers and swa_utils only
     python tools/optiminfo.py --json out.json    # the per-config record, as data
-    python tools/optiminfo.py --write-expected tests/optim/optiminfo_expected.txt
+    python tools/optiminfo.py --write-expected tests/optim/optiminfo_expected.txt \
+                              --write-docs docs/training.md
 
 Needs torch (the test oracle) and expecttest; ember itself never imports torch.
 """
@@ -793,10 +794,30 @@ def read_expected(path) -> dict[str, str]:
 
 
 def markdown_table(records) -> str:
-    rows = ["| optimizer | configs passing | failing | missing |", "|---|---|---|---|"]
-    for name, row in sorted(summary(records).items()):
-        rows.append(f"| {name} | {row['pass']} | {row['failing']} | {row['missing']} |")
+    rows = ["| entry | records passing | failing | missing |", "|---|---|---|---|"]
+    for name, row in sorted(summary(records).items(), key=lambda kv: ("." in kv[0], kv[0])):
+        rows.append(f"| `{name}` | {row['pass']} | {row['failing']} | {row['missing']} |")
+    total = {k: sum(r[k] for r in summary(records).values())
+             for k in ("pass", "failing", "missing")}
+    rows.append(f"| all | {total['pass']} | {total['failing']} | {total['missing']} |")
     return "\n".join(rows)
+
+
+DOCS_BEGIN, DOCS_END = "<!-- optiminfo:begin -->", "<!-- optiminfo:end -->"
+
+
+def write_docs(records, path) -> None:
+    """Replace the generated table between the markers in `path` (a docs page)."""
+    with open(path) as f:
+        text = f.read()
+    start, end = text.index(DOCS_BEGIN) + len(DOCS_BEGIN), text.index(DOCS_END)
+    failing = [f"- `{r['key']}`: {r['failures'][0][:160]}" for r in records
+               if r["status"] == "failing"]
+    body = "\n" + markdown_table(records) + "\n"
+    if failing:
+        body += "\nNot passing yet:\n\n" + "\n".join(failing) + "\n"
+    with open(path, "w") as f:
+        f.write(text[:start] + body + text[end:])
 
 
 def main(argv=None):
@@ -807,6 +828,9 @@ def main(argv=None):
     ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
     ap.add_argument("--json", help="write the per-config records here")
     ap.add_argument("--markdown", action="store_true", help="print the summary as a table")
+    ap.add_argument("--write-docs", metavar="FILE",
+                    help="replace the generated summary between the optiminfo markers "
+                         "of FILE (docs/training.md)")
     ap.add_argument("--write-expected", metavar="FILE",
                     help="write every record that does not pass, with its first reason")
     args = ap.parse_args(argv)
@@ -838,6 +862,8 @@ def main(argv=None):
             json.dump(records, f, indent=1)
     if args.write_expected:
         write_expected(records, args.write_expected)
+    if args.write_docs:
+        write_docs(records, args.write_docs)
     return 0
 
 
