@@ -82,7 +82,10 @@ def to_ember(v, memo=None):
     memo = {} if memo is None else memo
     if isinstance(v, torch.Tensor):
         if id(v) not in memo:
-            value = ember.tensor(v.detach().numpy().copy())
+            if v.is_sparse:
+                value = ember.tensor(v.detach().to_dense().numpy().copy()).to_sparse()
+            else:
+                value = ember.tensor(v.detach().numpy().copy())
             if isinstance(v, torch.nn.Parameter):
                 value = ember.nn.Parameter(value, requires_grad=v.requires_grad)
             if v.grad is not None:
@@ -101,6 +104,8 @@ def _is_tensor(v) -> bool:
 
 
 def as_numpy(v):
+    if getattr(v, "is_sparse", False):
+        v = v.to_dense()
     if _is_tensor(v):
         return np.asarray(v.detach().numpy())
     return np.asarray(v)
@@ -207,8 +212,9 @@ class Problem:
     """A small least-squares-through-tanh loss on a weight (3, 4) and a bias (3,); torch
     computes loss and gradients for both sides, so only the optimizers differ."""
 
-    def __init__(self, dtype_name: str, seed: int = 0):
+    def __init__(self, dtype_name: str, seed: int = 0, sparse: bool = False):
         torch = _torch()
+        self.sparse = sparse          # gradients as sparse COO tensors (SparseAdam)
         self.dtype = getattr(torch, dtype_name)
         rng = np.random.default_rng(seed)
         complex_ = dtype_name.startswith("complex")
@@ -242,6 +248,9 @@ class Problem:
                 p.grad = None
             loss = self._loss(*params)
             loss.backward()
+            if self.sparse:
+                for p in params:
+                    p.grad = p.grad.to_sparse()
             return loss
         return closure
 
@@ -255,6 +264,8 @@ class Problem:
             loss.backward()
             for p, leaf in zip(params, leaves):
                 p.grad = ember.tensor(leaf.grad.numpy().copy())
+                if self.sparse:
+                    p.grad = p.grad.to_sparse()
             return ember.tensor(loss.detach().numpy().copy())
         return closure
 
@@ -284,7 +295,7 @@ def _run_steps(opt, closure, n):
 def check_config(info, ember_cls, inp, dtype_name) -> list[str]:
     """Failures (empty when ember matches torch) for one config and dtype."""
     torch = _torch()
-    problem = Problem(dtype_name)
+    problem = Problem(dtype_name, sparse=info.only_supports_sparse_grads)
     t_params, e_params = problem.torch_params(), problem.ember_params()
     kwargs = inp.kwargs
     t_closure, e_closure = problem.torch_closure(t_params), problem.ember_closure(e_params)
@@ -388,7 +399,7 @@ def check_api(info, ember_cls) -> list[str]:
     """Param groups with their own lr, add_param_group, a parameter without a gradient,
     zero_grad both ways, step/state_dict/load_state_dict hooks: as torch behaves."""
     torch, ember = _torch(), _ember()
-    problem = Problem("float64")
+    problem = Problem("float64", sparse=info.only_supports_sparse_grads)
     t_params, e_params = problem.torch_params(), problem.ember_params()
     t_extra = [torch.nn.Parameter(torch.ones(2, dtype=torch.float64)) for _ in range(2)]
     e_extra = [ember.nn.Parameter(ember.ones(2, dtype=ember.float64)) for _ in range(2)]
@@ -420,6 +431,9 @@ def check_api(info, ember_cls) -> list[str]:
             e_opt.add_param_group({"params": [e_extra[1]]})
             t_extra[1].grad = torch.full((2,), 0.5, dtype=torch.float64)
             e_extra[1].grad = ember.full((2,), 0.5, dtype=ember.float64)
+            if problem.sparse:
+                t_extra[1].grad = t_extra[1].grad.to_sparse()
+                e_extra[1].grad = e_extra[1].grad.to_sparse()
         t_opt.step(t_closure)
         e_opt.step(e_closure)
         for i, (ep, tp) in enumerate(zip(e_params + e_extra, t_params + t_extra)):

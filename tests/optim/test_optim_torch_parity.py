@@ -203,3 +203,28 @@ def test_sequential_lr_restarts_the_next_schedulers_count():
         counts.append((first._step_count, second._step_count, sched.get_last_lr()))
     assert counts[1][:2] == counts[0][:2]
     np.testing.assert_allclose(counts[1][2], counts[0][2], rtol=1e-12)
+
+
+def test_sparse_adam_updates_only_the_rows_the_gradient_holds():
+    start = np.random.default_rng(3).standard_normal((5, 2))
+    rows = [np.array([1, 3]), np.array([3, 4, 0])]
+
+    def run(lib):
+        p = lib.nn.Parameter(lib.tensor(start))
+        opt = lib.optim.SparseAdam([p], lr=0.1)
+        for i, at in enumerate(rows):
+            dense = np.zeros((5, 2))
+            dense[at] = np.random.default_rng(i).standard_normal((len(at), 2))
+            p.grad = lib.tensor(dense).to_sparse(1)
+            opt.step()
+        opt.zero_grad(set_to_none=False)
+        return p.detach().numpy(), opt.state[p]["exp_avg_sq"].numpy(), opt.state[p]["step"]
+    ours, ref = run(ember), run(torch)
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(ours[1], ref[1], rtol=1e-12)
+    assert ours[2] == ref[2] == 2
+    for lib in (torch, ember):
+        p = lib.nn.Parameter(lib.ones(2))
+        p.grad = lib.ones(2)
+        with pytest.raises(RuntimeError, match="dense gradients"):
+            lib.optim.SparseAdam([p]).step()

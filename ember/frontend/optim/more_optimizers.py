@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from ..autograd import no_grad
+from ..tensor import Tensor
 from .optimizer import Optimizer, check_lr, hyperparameters
 from .optimizers import _check, _implementation_flags, _step_tensor
 
@@ -358,3 +359,75 @@ class Adafactor(Optimizer):
 
 
 __all__ += ["ASGD", "Adafactor"]
+
+
+class SparseAdam(Optimizer):
+    """Adam for sparse gradients (nn.Embedding(sparse=True)): only the rows (entries)
+    the gradient holds are updated, their moments included; 'step' is a Python int,
+    as torch keeps it. Dense gradients are refused, as torch refuses them."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False):
+        check_lr(lr)
+        _check(0.0 < eps, f"Invalid epsilon value: {eps}")
+        _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+        _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, maximize=maximize))
+        flat = [p for group in self.param_groups for p in group["params"]]
+        sparse = [i for i, p in enumerate(flat) if getattr(p, "is_sparse", False)]
+        if sparse:
+            raise ValueError(f"Sparse params at indices {sparse}: SparseAdam requires "
+                             "dense parameter tensors")
+        complex_ = [i for i, p in enumerate(flat) if p.dtype.is_complex]
+        if complex_:
+            raise ValueError(f"Complex params at indices {complex_}: SparseAdam does not "
+                             "support complex parameters")
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for raw_group in self.param_groups:
+                group = hyperparameters(raw_group)
+                # a tensor lr makes torch's step size a float32 tensor: round it alike
+                group["_float32_step_size"] = isinstance(raw_group["lr"], Tensor)
+                for p in self._params_with_grad(group):
+                    if not getattr(p.grad, "is_sparse", False):
+                        raise RuntimeError("SparseAdam does not support dense gradients, "
+                                           "please consider Adam instead")
+                    state = self.state[p]
+                    if len(state) == 0:
+                        state["step"] = 0
+                        state["exp_avg"] = _zeros_like(p)
+                        state["exp_avg_sq"] = _zeros_like(p)
+                    state["step"] += 1
+                    self._update(p, state, group)
+        return loss
+
+    @staticmethod
+    def _update(p, state, group):
+        beta1, beta2 = group["betas"]
+        grad = p.grad.coalesce()
+        if group["maximize"]:
+            grad = -grad
+        indices, values = grad.indices(), grad.values()
+        if values.numel() == 0:
+            return
+        at = tuple(indices[k] for k in range(indices.shape[0]))   # the entries it holds
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        old_avg, old_avg_sq = exp_avg[at], exp_avg_sq[at]
+        avg_update = values.sub(old_avg).mul(1 - beta1)
+        exp_avg[at] = old_avg + avg_update
+        avg_sq_update = values.pow(2).sub(old_avg_sq).mul(1 - beta2)
+        exp_avg_sq[at] = old_avg_sq + avg_sq_update
+        numer = avg_update.add(old_avg)
+        denom = avg_sq_update.add(old_avg_sq).sqrt().add(group["eps"])
+        step = state["step"]
+        step_size = group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        if group["_float32_step_size"]:      # (lr * sqrt(bc2)) / bc1 in float32 ops
+            f = _float32
+            step_size = f(f(f(group["lr"]) * f(math.sqrt(1 - beta2 ** step)))
+                          / f(1 - beta1 ** step))
+        p[at] = p[at] + numer.div(denom) * -step_size
+
+
+__all__ += ["SparseAdam"]

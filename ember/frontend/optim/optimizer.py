@@ -220,6 +220,8 @@ class Optimizer:
             param_group["params"] = list(params)
         self._split_param_names(param_group)
         for p in param_group["params"]:
+            if getattr(p, "is_sparse", False):     # a sparse tensor: the optimizer decides
+                continue
             if not isinstance(p, Tensor):
                 raise TypeError("optimizer can only optimize Tensors, but one of the params "
                                 f"is {type(p).__name__}")
@@ -267,6 +269,8 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
+                elif getattr(p.grad, "is_sparse", False):     # no entries left, as torch
+                    p.grad = OPS["zeros_like"](p).to_sparse()
                 else:
                     if p.grad.grad_fn is not None:
                         p.grad = p.grad.detach()
