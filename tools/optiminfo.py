@@ -212,9 +212,11 @@ class Problem:
     """A small least-squares-through-tanh loss on a weight (3, 4) and a bias (3,); torch
     computes loss and gradients for both sides, so only the optimizers differ."""
 
-    def __init__(self, dtype_name: str, seed: int = 0, sparse: bool = False):
+    def __init__(self, dtype_name: str, seed: int = 0, sparse: bool = False,
+                 matrices_only: bool = False):
         torch = _torch()
         self.sparse = sparse          # gradients as sparse COO tensors (SparseAdam)
+        self.matrices_only = matrices_only    # the bias a constant (Muon: 2-D only)
         self.dtype = getattr(torch, dtype_name)
         rng = np.random.default_rng(seed)
         complex_ = dtype_name.startswith("complex")
@@ -228,15 +230,20 @@ class Problem:
         self.x, self.target = draw(5, 4), draw(5, 3) * 0.5
         self.complex = complex_
 
+    def _trained(self):
+        return self.init[:1] if self.matrices_only else self.init
+
     def torch_params(self):
         torch = _torch()
-        return [torch.nn.Parameter(p.clone()) for p in self.init]
+        return [torch.nn.Parameter(p.clone()) for p in self._trained()]
 
     def ember_params(self):
         ember = _ember()
-        return [ember.nn.Parameter(ember.tensor(p.numpy().copy())) for p in self.init]
+        return [ember.nn.Parameter(ember.tensor(p.numpy().copy())) for p in self._trained()]
 
-    def _loss(self, w, b):
+    def _loss(self, w, b=None):
+        if b is None:
+            b = self.init[1]
         r = self.x @ w.T + b
         if self.complex:
             return ((r - self.target).abs() ** 2).sum() + 0.05 * (w.abs() ** 4).sum()
@@ -295,7 +302,8 @@ def _run_steps(opt, closure, n):
 def check_config(info, ember_cls, inp, dtype_name) -> list[str]:
     """Failures (empty when ember matches torch) for one config and dtype."""
     torch = _torch()
-    problem = Problem(dtype_name, sparse=info.only_supports_sparse_grads)
+    problem = Problem(dtype_name, sparse=info.only_supports_sparse_grads,
+                      matrices_only=info.optim_cls.__name__ == "Muon")
     t_params, e_params = problem.torch_params(), problem.ember_params()
     kwargs = inp.kwargs
     t_closure, e_closure = problem.torch_closure(t_params), problem.ember_closure(e_params)
@@ -399,15 +407,19 @@ def check_api(info, ember_cls) -> list[str]:
     """Param groups with their own lr, add_param_group, a parameter without a gradient,
     zero_grad both ways, step/state_dict/load_state_dict hooks: as torch behaves."""
     torch, ember = _torch(), _ember()
-    problem = Problem("float64", sparse=info.only_supports_sparse_grads)
+    problem = Problem("float64", sparse=info.only_supports_sparse_grads,
+                      matrices_only=info.optim_cls.__name__ == "Muon")
     t_params, e_params = problem.torch_params(), problem.ember_params()
-    t_extra = [torch.nn.Parameter(torch.ones(2, dtype=torch.float64)) for _ in range(2)]
-    e_extra = [ember.nn.Parameter(ember.ones(2, dtype=ember.float64)) for _ in range(2)]
+    shape = (2, 2) if problem.matrices_only else (2,)
+    t_extra = [torch.nn.Parameter(torch.ones(shape, dtype=torch.float64)) for _ in range(2)]
+    e_extra = [ember.nn.Parameter(ember.ones(shape, dtype=ember.float64)) for _ in range(2)]
     groups = info.supports_param_groups and not info.step_requires_closure
 
     def build(cls, params, extra):
         if groups:
             lr = cls([params[0]]).defaults["lr"]
+            if len(params) == 1:          # (a parameter without a gradient, alone)
+                return cls([{"params": [params[0]]}, {"params": [extra[0]], "lr": lr * 0.5}])
             return cls([{"params": [params[0], extra[0]]},
                         {"params": [params[1]], "lr": lr * 0.5}])
         return cls(params)
@@ -429,8 +441,8 @@ def check_api(info, ember_cls) -> list[str]:
         if step == 1 and groups:          # a new group, its parameter with a gradient
             t_opt.add_param_group({"params": [t_extra[1]]})
             e_opt.add_param_group({"params": [e_extra[1]]})
-            t_extra[1].grad = torch.full((2,), 0.5, dtype=torch.float64)
-            e_extra[1].grad = ember.full((2,), 0.5, dtype=ember.float64)
+            t_extra[1].grad = torch.full(shape, 0.5, dtype=torch.float64)
+            e_extra[1].grad = ember.full(shape, 0.5, dtype=ember.float64)
             if problem.sparse:
                 t_extra[1].grad = t_extra[1].grad.to_sparse()
                 e_extra[1].grad = e_extra[1].grad.to_sparse()

@@ -228,3 +228,14 @@ def test_sparse_adam_updates_only_the_rows_the_gradient_holds():
         p.grad = lib.ones(2)
         with pytest.raises(RuntimeError, match="dense gradients"):
             lib.optim.SparseAdam([p]).step()
+
+
+@pytest.mark.parametrize("kwargs,shape", [({}, (3, 4)), ({"nesterov": False,
+                                                          "adjust_lr_fn": "match_rms_adamw",
+                                                          "lr": 0.02}, (5, 2))])
+def test_muon_matches_torch_bit_for_bit(kwargs, shape):
+    tp, ep, topt, eopt = _steps("Muon", kwargs, n=4, dtype="float64", shape=shape)
+    np.testing.assert_array_equal(ep.detach().numpy(), tp.detach().numpy())
+    for lib in (torch, ember):
+        with pytest.raises(ValueError, match="2D parameters"):
+            lib.optim.Muon([lib.nn.Parameter(lib.ones(3))])

@@ -431,3 +431,102 @@ class SparseAdam(Optimizer):
 
 
 __all__ += ["SparseAdam"]
+
+
+def _orthogonalized(grad, coefficients, steps: int, eps: float):
+    """Muon's quintic Newton-Schulz iteration toward the orthogonal factor of a 2-D
+    gradient, in bfloat16 as torch runs it (each product accumulated in float32 and
+    rounded once: torch's CPU bfloat16 addmm rounds exactly as a float64 product and sum
+    rounded to bfloat16 does, a float32 one differs in ~1 case in 1000)."""
+    from ... import bfloat16, float32, float64
+    if steps >= 100:
+        raise ValueError("Number of steps must be less than 100 for computational "
+                         "efficiency")
+    if grad.dim() != 2:
+        raise ValueError("Input tensor gradient must be a 2D matrix")
+    if len(coefficients) != 3:
+        raise ValueError("Coefficients must be a tuple of exactly 3 values")
+    a, b, c = coefficients
+    tall = grad.size(0) > grad.size(1)
+    x = grad.to(bfloat16)
+    if tall:
+        x = x.T
+    # the norm accumulated in float32 and rounded once, as torch's bfloat16 norm
+    x = x.div(x.to(float32).norm().to(bfloat16).clamp(min=eps))
+    for _ in range(steps):
+        xf = x.to(float64)
+        gram = (xf @ xf.T).to(bfloat16).to(float64)
+        gram_update = (gram * b + (gram @ gram) * c).to(bfloat16).to(float64)
+        x = (xf * a + gram_update @ xf).to(bfloat16)
+    return x.T if tall else x
+
+
+def _adjusted_lr(lr: float, adjust_lr_fn, shape) -> float:
+    """Muon's per-matrix scale: sqrt(max(1, A/B)) ('original', the default) or
+    0.2 sqrt(max(A, B)) ('match_rms_adamw')."""
+    rows, cols = shape[:2]
+    if adjust_lr_fn is None or adjust_lr_fn == "original":
+        return lr * math.sqrt(max(1, rows / cols))
+    if adjust_lr_fn == "match_rms_adamw":
+        return lr * 0.2 * math.sqrt(max(rows, cols))
+    return lr
+
+
+class Muon(Optimizer):
+    """Muon (torch.optim.Muon): momentum (Nesterov by default) whose update is
+    orthogonalized by a Newton-Schulz iteration, for 2-D parameters only."""
+
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1,
+                 momentum: float = 0.95, nesterov: bool = True,
+                 ns_coefficients=(3.4445, -4.775, 2.0315), eps: float = 1e-7,
+                 ns_steps: int = 5, adjust_lr_fn=None):
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        _check(0.0 <= float(lr), f"Learning rate should be >= 0 but is: {lr}")
+        _check(0.0 <= momentum, f"momentum should be >= 0 but is: {momentum}")
+        _check(0.0 <= weight_decay, f"weight decay should be >= 0 but is: {weight_decay}")
+        _check(adjust_lr_fn in (None, "original", "match_rms_adamw"),
+               f"Adjust learning rate function {adjust_lr_fn} is not supported")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      nesterov=nesterov, ns_coefficients=ns_coefficients,
+                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2:
+                    raise ValueError("Muon only supports 2D parameters whereas we found a "
+                                     f"parameter with size: {tuple(p.shape)}")
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for raw_group in self.param_groups:
+                group = hyperparameters(raw_group)
+                # torch keeps a tensor lr a float32 0-d tensor through the update's
+                # scalar math: round those scalars alike
+                group["_float32_lr_math"] = isinstance(raw_group["lr"], Tensor)
+                for p in self._params_with_grad(group):
+                    if p.dtype.is_complex:
+                        raise RuntimeError("Muon does not support complex parameters")
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = _zeros_like(p.grad)
+                    self._update(p, state["momentum_buffer"], group)
+        return loss
+
+    @staticmethod
+    def _update(p, buf, group):
+        grad, momentum = p.grad, group["momentum"]
+        if grad.dim() != 2:
+            raise ValueError("Param gradient must be a 2D matrix")
+        buf.lerp_(grad, 1 - momentum)
+        update = grad.lerp(buf, momentum) if group["nesterov"] else buf
+        update = _orthogonalized(update, group["ns_coefficients"], group["ns_steps"],
+                                 group["eps"])
+        f = _float32 if group["_float32_lr_math"] else float
+        lr = f(group["lr"])
+        p.mul_(f(1 - f(lr * group["weight_decay"])))
+        adjusted = _adjusted_lr(lr, group["adjust_lr_fn"], p.shape)
+        p.add_(update.to(p.dtype), alpha=-f(adjusted))
+
+
+__all__ += ["Muon"]
