@@ -239,3 +239,25 @@ def test_muon_matches_torch_bit_for_bit(kwargs, shape):
     for lib in (torch, ember):
         with pytest.raises(ValueError, match="2D parameters"):
             lib.optim.Muon([lib.nn.Parameter(lib.ones(3))])
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad",
+                                  "SparseAdam"])
+def test_float32_tensor_lr_scalar_math_rounds_as_torch(name):
+    """torch keeps a tensor lr a float32 0-d tensor, so 1 - lr * weight_decay and
+    lr / bias_correction round to float32 even for a float64 model."""
+    kwargs = {"lr": torch.tensor(0.01)}
+    if name not in ("Adagrad", "SparseAdam"):
+        kwargs["weight_decay"] = 0.1
+    if name == "SparseAdam":
+        tp, ep = _pair((4, 2))
+        topt, eopt = torch.optim.SparseAdam([tp], **kwargs), ember.optim.SparseAdam(
+            [ep], lr=ember.tensor(0.01))
+        for i in range(3):
+            g = np.random.default_rng(i).standard_normal((4, 2))
+            tp.grad, ep.grad = torch.tensor(g).to_sparse(), ember.tensor(g).to_sparse()
+            topt.step()
+            eopt.step()
+    else:
+        tp, ep, _, _ = _steps(name, kwargs, n=4)
+    np.testing.assert_allclose(ep.detach().numpy(), tp.detach().numpy(), rtol=1e-13)

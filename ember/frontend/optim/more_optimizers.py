@@ -386,10 +386,7 @@ class SparseAdam(Optimizer):
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
-            for raw_group in self.param_groups:
-                group = hyperparameters(raw_group)
-                # a tensor lr makes torch's step size a float32 tensor: round it alike
-                group["_float32_step_size"] = isinstance(raw_group["lr"], Tensor)
+            for group in map(hyperparameters, self.param_groups):
                 for p in self._params_with_grad(group):
                     if not getattr(p.grad, "is_sparse", False):
                         raise RuntimeError("SparseAdam does not support dense gradients, "
@@ -423,10 +420,6 @@ class SparseAdam(Optimizer):
         denom = avg_sq_update.add(old_avg_sq).sqrt().add(group["eps"])
         step = state["step"]
         step_size = group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-        if group["_float32_step_size"]:      # (lr * sqrt(bc2)) / bc1 in float32 ops
-            f = _float32
-            step_size = f(f(f(group["lr"]) * f(math.sqrt(1 - beta2 ** step)))
-                          / f(1 - beta1 ** step))
         p[at] = p[at] + numer.div(denom) * -step_size
 
 
@@ -499,11 +492,7 @@ class Muon(Optimizer):
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
-            for raw_group in self.param_groups:
-                group = hyperparameters(raw_group)
-                # torch keeps a tensor lr a float32 0-d tensor through the update's
-                # scalar math: round those scalars alike
-                group["_float32_lr_math"] = isinstance(raw_group["lr"], Tensor)
+            for group in map(hyperparameters, self.param_groups):
                 for p in self._params_with_grad(group):
                     if p.dtype.is_complex:
                         raise RuntimeError("Muon does not support complex parameters")
@@ -522,11 +511,10 @@ class Muon(Optimizer):
         update = grad.lerp(buf, momentum) if group["nesterov"] else buf
         update = _orthogonalized(update, group["ns_coefficients"], group["ns_steps"],
                                  group["eps"])
-        f = _float32 if group["_float32_lr_math"] else float
-        lr = f(group["lr"])
-        p.mul_(f(1 - f(lr * group["weight_decay"])))
-        adjusted = _adjusted_lr(lr, group["adjust_lr_fn"], p.shape)
-        p.add_(update.to(p.dtype), alpha=-f(adjusted))
+        lr = group["lr"]      # (a NumPy float32 for a tensor lr: float32 math, as torch)
+        p.mul_(float(1 - lr * group["weight_decay"]))
+        p.add_(update.to(p.dtype), alpha=-float(_adjusted_lr(lr, group["adjust_lr_fn"],
+                                                             p.shape)))
 
 
 __all__ += ["Muon"]

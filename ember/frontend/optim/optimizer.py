@@ -47,9 +47,15 @@ def _write(dst: Tensor, src: Tensor) -> None:
 
 
 def _scalar(value):
-    """A hyperparameter as a Python number: torch's CPU updates read a 1-element tensor
-    lr (or beta) as its value, so `lr=torch.tensor(0.01)` steps as 0.01 in float32."""
-    return value.item() if isinstance(value, Tensor) else value
+    """A hyperparameter as a number. torch's updates keep a 1-element tensor lr (or
+    beta) a 0-d tensor, so the scalar math around it (lr / bias_correction,
+    1 - lr * weight_decay) runs in its dtype: a float32 tensor becomes a NumPy float32,
+    whose arithmetic with Python floats rounds to float32 alike."""
+    if not isinstance(value, Tensor):
+        return value
+    if value.dtype.is_floating_point and value.dtype.itemsize == 4:
+        return np.float32(value.item())
+    return value.item()
 
 
 def hyperparameters(group: dict) -> dict:
