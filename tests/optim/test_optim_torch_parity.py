@@ -261,3 +261,40 @@ def test_float32_tensor_lr_scalar_math_rounds_as_torch(name):
     else:
         tp, ep, _, _ = _steps(name, kwargs, n=4)
     np.testing.assert_allclose(ep.detach().numpy(), tp.detach().numpy(), rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "RMSprop", "ASGD"])
+def test_loads_an_older_torch_state_dict(name):
+    """A state_dict saved by an older torch: no foreach/differentiable/... keys in its
+    groups and 'step' as a Python number. torch fills the flags and makes 'step' a
+    tensor; so does ember, and both continue alike."""
+    import copy
+    tp = torch.nn.Parameter(torch.tensor([0.3, -0.2, 0.7], dtype=torch.float64))
+    opt = getattr(torch.optim, name)([tp])
+    for i in range(2):
+        tp.grad = torch.tensor([0.1 * (i + 1), -0.3, 0.2], dtype=torch.float64)
+        opt.step()
+    old = copy.deepcopy(opt.state_dict())
+    for group in old["param_groups"]:
+        for key in ("foreach", "differentiable", "fused", "capturable",
+                    "decoupled_weight_decay"):
+            group.pop(key, None)
+    for st in old["state"].values():
+        st["step"] = float(st["step"])
+    results = []
+    for lib in (torch, ember):
+        p = lib.nn.Parameter(lib.tensor(tp.detach().numpy().copy()))
+        resumed = getattr(lib.optim, name)([p])
+        sd = copy.deepcopy(old)
+        if lib is ember:
+            sd["state"] = {k: {kk: ember.tensor(v.numpy()) if isinstance(v, torch.Tensor)
+                               else v for kk, v in st.items()} for k, st in sd["state"].items()}
+        resumed.load_state_dict(sd)
+        p.grad = lib.tensor(np.array([0.5, 0.1, -0.2]))
+        resumed.step()
+        results.append((p.detach().numpy(), resumed.state[p]["step"],
+                        set(resumed.param_groups[0])))
+    (ours, our_step, our_keys), (ref, ref_step, ref_keys) = results[1], results[0]
+    np.testing.assert_allclose(ours, ref, rtol=1e-13)
+    assert isinstance(our_step, ember.Tensor) and our_step.item() == ref_step.item() == 3
+    assert our_keys == ref_keys

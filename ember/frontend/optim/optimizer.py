@@ -158,6 +158,9 @@ def _with_step_hooks(step):
 
 
 class Optimizer:
+    #: whether per-parameter 'step' counts are 0-d tensors (SparseAdam keeps an int)
+    _tensor_step = True
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         step = cls.__dict__.get("step")
@@ -368,7 +371,20 @@ class Optimizer:
             else:
                 state[k] = v
         self.state = state
-        self.param_groups = [dict(sg, params=g["params"]) for g, sg in zip(groups, saved_groups)]
+        # a state_dict from an older torch lacks newer flags (foreach, differentiable...):
+        # those keep this optimizer's values, as torch's __setstate__ fills them
+        self.param_groups = [{**g, **sg, "params": g["params"]}
+                             for g, sg in zip(groups, saved_groups)]
+        if self._tensor_step:
+            self._steps_as_tensors()
+
+    def _steps_as_tensors(self) -> None:
+        """Older state_dicts keep 'step' as a Python number; torch turns it into the
+        0-d float32 tensor its updates expect."""
+        from ... import tensor, float32
+        for st in self.state.values():
+            if isinstance(st, dict) and "step" in st and not isinstance(st["step"], Tensor):
+                st["step"] = tensor(float(st["step"]), dtype=float32)
 
     # --- printing ------------------------------------------------------------------
     def __getstate__(self):
