@@ -298,3 +298,17 @@ def test_loads_an_older_torch_state_dict(name):
     np.testing.assert_allclose(ours, ref, rtol=1e-13)
     assert isinstance(our_step, ember.Tensor) and our_step.item() == ref_step.item() == 3
     assert our_keys == ref_keys
+
+
+def test_scheduler_stepped_before_the_optimizer_warns_as_torch():
+    for lib in (torch, ember):
+        opt = lib.optim.SGD([lib.nn.Parameter(lib.ones(2))], lr=0.1)
+        sched = lib.optim.lr_scheduler.StepLR(opt, 2)
+        with pytest.warns(UserWarning, match="before `optimizer.step\\(\\)`"):
+            sched.step()
+        opt = lib.optim.SGD([lib.nn.Parameter(lib.ones(2))], lr=0.1)
+        sched = lib.optim.lr_scheduler.StepLR(opt, 2)
+        opt.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sched.step()

@@ -7,6 +7,7 @@ uses PyTorch's recursive form (it composes with other changes to group['lr']).
 from __future__ import annotations
 
 import math
+import warnings
 import types
 from collections import Counter
 
@@ -61,6 +62,14 @@ class LRScheduler:
         return self._last_lr
 
     def step(self, epoch: int | None = None) -> None:
+        if self._step_count == 1 and not getattr(self.optimizer, "_opt_called", False):
+            warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
+                          "In PyTorch 1.1.0 and later, you should call them in the opposite "
+                          "order: `optimizer.step()` before `lr_scheduler.step()`.  Failure "
+                          "to do this will result in PyTorch skipping the first value of "
+                          "the learning rate schedule. See more details at "
+                          "https://pytorch.org/docs/stable/optim.html#how-to-adjust-"
+                          "learning-rate", UserWarning, stacklevel=2)
         self._step_count += 1
         if epoch is None:
             self.last_epoch += 1

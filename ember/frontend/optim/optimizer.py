@@ -131,6 +131,7 @@ def _with_step_hooks(step):
     def hooked(*args, **kwargs):
         # as in torch, the hooks see the optimizer as args[0] too
         self = args[0]
+        self._opt_called = True           # (LR schedulers warn when stepped before this)
         local_pre = self.__dict__.get("_optimizer_step_pre_hooks")
         local_post = self.__dict__.get("_optimizer_step_post_hooks")
         if self.__dict__.get("_in_hooked_step") or not (
