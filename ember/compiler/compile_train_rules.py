@@ -60,7 +60,8 @@ def _adam_init_state(optimizer, group: dict) -> None:
 
 def _adam_update(decoupled: bool):
     def update(group: dict, params, grads, state) -> dict:
-        fn = F.adamw if decoupled else F.adam
+        # Adam(decoupled_weight_decay=True) is AdamW, as in torch
+        fn = F.adamw if group.get("decoupled_weight_decay", decoupled) else F.adam
         beta1, beta2 = group["betas"]
         steps = [state["step"]] * len(params)
         out = fn(params, grads, state["exp_avg"], state["exp_avg_sq"],

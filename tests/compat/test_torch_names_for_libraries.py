@@ -202,16 +202,21 @@ def test_optimizers_accept_torchs_implementation_flags(name):
     rng = np.random.default_rng(0)
     start, grad = rng.standard_normal(4), rng.standard_normal(4)
     results = []
-    for flags in ({}, {"foreach": True, "fused": True}):
+    for flags in ({}, {"foreach": True}, {"fused": True}):   # (torch refuses both at once)
         parameter = ember.nn.Parameter(ember.tensor(start))
         optimizer = getattr(ember.optim, name)([parameter], lr=0.1, **flags)
         parameter.grad = ember.tensor(grad)
         optimizer.step()
         results.append(parameter.detach().numpy())
     np.testing.assert_array_equal(results[0], results[1])
-    with pytest.raises(NotImplementedError, match="differentiable=True"):
-        getattr(ember.optim, name)([ember.nn.Parameter(ember.ones(2))], lr=0.1,
-                                   differentiable=True)
+    np.testing.assert_array_equal(results[0], results[2])
+    # differentiable=True is accepted; its step refuses leaf parameters, as torch's does
+    for lib in (torch, ember):
+        parameter = lib.nn.Parameter(lib.ones(2))
+        optimizer = getattr(lib.optim, name)([parameter], lr=0.1, differentiable=True)
+        parameter.grad = lib.ones(2)
+        with pytest.raises(RuntimeError, match="leaf Variable"):
+            optimizer.step()
 
 
 def test_cudnn_flags_like_a_torch_build_without_cudnn():

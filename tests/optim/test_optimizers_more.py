@@ -89,7 +89,10 @@ def test_invalid_hyperparameters_refused():
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(lr=0.5, max_iter=7, history_size=3),
-                                    dict(max_iter=50, tolerance_change=1e-5)])
+                                    dict(max_iter=50, tolerance_change=1e-5),
+                                    dict(line_search_fn="strong_wolfe"),
+                                    dict(line_search_fn="strong_wolfe", lr=0.3, max_iter=9,
+                                         history_size=4)])
 def test_lbfgs_matches_torch(kwargs, rng):
     start = rng.standard_normal(4)            # float64: the same iterates to ~1e-12
 
@@ -113,10 +116,19 @@ def test_lbfgs_matches_torch(kwargs, rng):
     assert ours[2:] == ref[2:]
 
 
-def test_lbfgs_refuses_line_search_and_groups():
+def test_lbfgs_refuses_unknown_line_search_and_groups():
     p = ember.nn.Parameter(ember.ones(2))
-    with pytest.raises(NotImplementedError, match="strong_wolfe"):
-        ember.optim.LBFGS([p], line_search_fn="strong_wolfe")
+    for lib in (torch, ember):        # refused when the line search would run, as torch
+        x = lib.nn.Parameter(lib.ones(2))
+        optimizer = lib.optim.LBFGS([x], line_search_fn="backtracking")
+
+        def closure():
+            optimizer.zero_grad()
+            loss = (x ** 2).sum()
+            loss.backward()
+            return loss
+        with pytest.raises(RuntimeError, match="strong_wolfe"):
+            optimizer.step(closure)
     with pytest.raises(ValueError, match="parameter groups"):
         ember.optim.LBFGS([{"params": [p]}, {"params": [ember.nn.Parameter(ember.ones(1))]}])
     with pytest.raises(RuntimeError, match="closure"):

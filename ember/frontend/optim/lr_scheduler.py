@@ -7,6 +7,7 @@ uses PyTorch's recursive form (it composes with other changes to group['lr']).
 from __future__ import annotations
 
 import math
+import warnings
 import types
 from collections import Counter
 
@@ -43,6 +44,7 @@ class LRScheduler:
                                    "when resuming an optimizer")
         self.base_lrs = _group_values(optimizer, "initial_lr")
         self.last_epoch = last_epoch
+        self._get_lr_called_within_step = False         # in torch's state_dict too
         self._initial_step()
 
     def _initial_step(self) -> None:
@@ -60,6 +62,14 @@ class LRScheduler:
         return self._last_lr
 
     def step(self, epoch: int | None = None) -> None:
+        if self._step_count == 1 and not getattr(self.optimizer, "_opt_called", False):
+            warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
+                          "In PyTorch 1.1.0 and later, you should call them in the opposite "
+                          "order: `optimizer.step()` before `lr_scheduler.step()`.  Failure "
+                          "to do this will result in PyTorch skipping the first value of "
+                          "the learning rate schedule. See more details at "
+                          "https://pytorch.org/docs/stable/optim.html#how-to-adjust-"
+                          "learning-rate", UserWarning, stacklevel=2)
         self._step_count += 1
         if epoch is None:
             self.last_epoch += 1
@@ -434,8 +444,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         else:
             self.T_i = self.T_0
             self.T_cur = epoch
-        self._step_count += 1
-        self.last_epoch = math.floor(epoch)
+        self.last_epoch = math.floor(epoch)          # (torch does not count these steps)
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = _group_values(self.optimizer, "lr")
@@ -549,6 +558,7 @@ class SequentialLR(LRScheduler):
         idx = bisect.bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[idx]
         if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
+            scheduler._step_count = 0                 # it starts afresh, as in torch
             scheduler.step(0)
         else:
             scheduler.step()

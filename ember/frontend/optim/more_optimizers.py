@@ -7,13 +7,22 @@ from __future__ import annotations
 import math
 
 from ..autograd import no_grad
-from .optimizer import Optimizer
+from ..tensor import Tensor
+from .optimizer import Optimizer, check_lr, hyperparameters
 from .optimizers import _check, _implementation_flags, _step_tensor
 
 
 def _zeros_like(p):
     from ... import zeros_like
     return zeros_like(p)
+
+
+def _real_view(value):
+    """A complex tensor's (re, im) pairs as a real view sharing its storage; else itself."""
+    if getattr(getattr(value, "dtype", None), "is_complex", False):
+        from ... import view_as_real
+        return view_as_real(value)
+    return value
 
 
 class _InPlaceOptimizer(Optimizer):
@@ -28,13 +37,16 @@ class _InPlaceOptimizer(Optimizer):
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
-            for group in self.param_groups:
+            for group in map(hyperparameters, self.param_groups):
                 for p in self._params_with_grad(group):
                     state = self.state[p]
                     if len(state) == 0:
                         self._init_state(p, state, group)
                     grad = -p.grad if group.get("maximize") else p.grad
                     state["step"] += 1
+                    if p.dtype.is_complex:       # torch updates complex params as (re, im)
+                        p, grad, state = _real_view(p), _real_view(grad), {
+                            k: _real_view(v) for k, v in state.items()}
                     self._update(p, grad, state, group, state["step"].item())
         return loss
 
@@ -43,7 +55,7 @@ class _InPlaceOptimizer(Optimizer):
 
 
 def _check_common(lr, eps, weight_decay, betas=None) -> None:
-    _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+    check_lr(lr)
     _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
     _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
     if betas is not None:
@@ -57,11 +69,12 @@ class Adadelta(_InPlaceOptimizer):
     def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, foreach=None, *, capturable: bool = False,
                  maximize: bool = False, differentiable: bool = False):
-        _implementation_flags("Adadelta", differentiable)
+        _implementation_flags("Adadelta", differentiable, foreach)
         _check_common(lr, eps, weight_decay)
         _check(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize, capturable=capturable,
+                                      foreach=foreach, differentiable=differentiable))
 
     def _update(self, p, grad, state, group, step):
         rho, eps = group["rho"], group["eps"]
@@ -81,10 +94,11 @@ class Adamax(_InPlaceOptimizer):
     def __init__(self, params, lr: float = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, foreach=None, *, maximize: bool = False,
                  differentiable: bool = False, capturable: bool = False):
-        _implementation_flags("Adamax", differentiable)
+        _implementation_flags("Adamax", differentiable, foreach)
         _check_common(lr, eps, weight_decay, betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable, capturable=capturable))
 
     def _update(self, p, grad, state, group, step):
         from ... import maximum
@@ -105,13 +119,14 @@ class NAdam(_InPlaceOptimizer):
                  decoupled_weight_decay: bool = False, *, foreach=None,
                  maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False):
-        _implementation_flags("NAdam", differentiable)
+        _implementation_flags("NAdam", differentiable, foreach)
         _check_common(lr, eps, weight_decay, betas)
         _check(momentum_decay >= 0.0, f"Invalid momentum_decay value: {momentum_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize, foreach=foreach,
+                                      capturable=capturable, differentiable=differentiable))
 
     def _init_state(self, p, state, group):
         super()._init_state(p, state, group)
@@ -143,11 +158,13 @@ class RAdam(_InPlaceOptimizer):
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
                  foreach=None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False):
-        _implementation_flags("RAdam", differentiable)
+        _implementation_flags("RAdam", differentiable, foreach)
         _check_common(lr, eps, weight_decay, betas)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize, foreach=foreach,
+                                      capturable=capturable,
                                       decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize))
+                                      differentiable=differentiable))
 
     def _update(self, p, grad, state, group, step):
         lr, (beta1, beta2) = group["lr"], group["betas"]
@@ -176,25 +193,29 @@ class Rprop(_InPlaceOptimizer):
     def __init__(self, params, lr: float = 1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50),
                  *, capturable: bool = False, foreach=None, maximize: bool = False,
                  differentiable: bool = False):
-        _implementation_flags("Rprop", differentiable)
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _implementation_flags("Rprop", differentiable, foreach)
+        check_lr(lr)
         _check(0.0 < etas[0] < 1.0 < etas[1], f"Invalid eta values: {etas[0]}, {etas[1]}")
         super().__init__(params, dict(lr=lr, etas=etas, step_sizes=step_sizes,
-                                      maximize=maximize))
+                                      foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable, capturable=capturable))
 
     def _init_state(self, p, state, group):
         from ... import full_like
         state["step"] = _step_tensor()
         state["prev"] = _zeros_like(p)
-        state["step_size"] = full_like(p, group["lr"])
+        lr = group["lr"]                   # both components of a complex step size
+        state["step_size"] = full_like(p, complex(lr, lr) if p.dtype.is_complex else lr)
 
     def _update(self, p, grad, state, group, step):
         from ... import where
         eta_minus, eta_plus = group["etas"]
         low, high = group["step_sizes"]
         agreement = (grad * state["prev"]).sign()
-        factor = where(agreement > 0, eta_plus, where(agreement < 0, eta_minus, 1.0))
-        factor = factor.to(p.dtype)
+        from ... import full_like
+        # the factors in the parameter's dtype (float32 constants would round 1.2 etc.)
+        factor = where(agreement > 0, full_like(p, eta_plus),
+                       where(agreement < 0, full_like(p, eta_minus), full_like(p, 1.0)))
         state["step_size"].mul_(factor).clamp_(low, high)
         grad = where(agreement < 0, 0.0, grad).to(p.dtype)   # a sign flip skips this step
         p.addcmul_(grad.sign(), state["step_size"], value=-1)
@@ -204,129 +225,297 @@ class Rprop(_InPlaceOptimizer):
 __all__ = ["Adadelta", "Adamax", "NAdam", "RAdam", "Rprop"]
 
 
-class LBFGS(Optimizer):
-    """torch.optim.LBFGS without a line search: step(closure) runs up to max_iter
-    quasi-Newton iterations with a fixed step lr (the first scaled by 1/|grad|_1), keeping
-    the last history_size curvature pairs. Its state (on the first parameter) has
-    torch's keys, so a run can be resumed. line_search_fn='strong_wolfe' is refused."""
+def _float32(value: float) -> float:
+    import numpy as np
+    return float(np.float32(value))
 
-    def __init__(self, params, lr: float = 1, max_iter: int = 20, max_eval=None,
-                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
-                 history_size: int = 100, line_search_fn=None):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        if line_search_fn is not None:
-            raise NotImplementedError(
-                f"LBFGS: line_search_fn={line_search_fn!r} is not supported; ember's LBFGS "
-                "takes fixed steps of size lr (line_search_fn=None)")
-        if max_eval is None:
-            max_eval = max_iter * 5 // 4
-        super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
-                                      tolerance_grad=tolerance_grad,
-                                      tolerance_change=tolerance_change,
-                                      history_size=history_size,
-                                      line_search_fn=line_search_fn))
-        if len(self.param_groups) != 1:
-            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
-        self._params = self.param_groups[0]["params"]
 
-    def _flat_grad(self):
-        from ... import cat, zeros
-        return cat([p.grad.reshape(-1) if p.grad is not None
-                    else zeros(p.numel(), dtype=p.dtype, device=p.device)
-                    for p in self._params], 0)
+class ASGD(_InPlaceOptimizer):
+    """Averaged SGD: SGD with a decaying step eta and a running average 'ax' of the
+    iterates (a plain copy until step t0, then the mean since t0)."""
 
-    def _add_grad(self, step_size: float, direction) -> None:
-        offset = 0
-        for p in self._params:
-            numel = p.numel()
-            p.add_(direction[offset:offset + numel].view_as(p), alpha=step_size)
-            offset += numel
+    def __init__(self, params, lr: float = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
+                 t0: float = 1e6, weight_decay: float = 0, foreach=None,
+                 maximize: bool = False, differentiable: bool = False,
+                 capturable: bool = False):
+        _implementation_flags("ASGD", differentiable, foreach)
+        check_lr(lr)
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0,
+                                      weight_decay=weight_decay, foreach=foreach,
+                                      maximize=maximize, differentiable=differentiable,
+                                      capturable=capturable))
 
-    def step(self, closure):
-        if closure is None:
-            raise RuntimeError("LBFGS.step() needs a closure that re-evaluates the model "
-                               "and returns the loss")
-        group = self.param_groups[0]
-        lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
-        tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
-        history_size = group["history_size"]
-        state = self.state[self._params[0]]
-        state.setdefault("func_evals", 0)
-        state.setdefault("n_iter", 0)
-        orig_loss = self._closure_loss(closure)
-        loss = float(orig_loss)
-        current_evals = 1
-        state["func_evals"] += 1
-        with no_grad():
-            flat_grad = self._flat_grad()
-            if flat_grad.abs().max().item() <= tolerance_grad:
-                return orig_loss
-            d, t = state.get("d"), state.get("t")
-            old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
-            H_diag, prev_flat_grad = state.get("H_diag"), state.get("prev_flat_grad")
-            prev_loss = state.get("prev_loss")
-            n_iter = 0
-            while n_iter < max_iter:
-                n_iter += 1
-                state["n_iter"] += 1
-                if state["n_iter"] == 1:
-                    d, old_dirs, old_stps, ro, H_diag = flat_grad.neg(), [], [], [], 1.0
-                else:
-                    d, H_diag = self._direction(flat_grad, prev_flat_grad, d, t, old_dirs,
-                                                old_stps, ro, H_diag, history_size)
-                prev_flat_grad = flat_grad.clone()
-                prev_loss = loss
-                t = (min(1.0, 1.0 / flat_grad.abs().sum().item()) * lr
-                     if state["n_iter"] == 1 else lr)
-                if flat_grad.dot(d).item() > -tolerance_change:   # not a descent direction
-                    break
-                self._add_grad(t, d)
-                evals = 0
-                if n_iter != max_iter:
-                    loss = float(self._closure_loss(closure))
-                    flat_grad = self._flat_grad()
-                    evals = 1
-                current_evals += evals
-                state["func_evals"] += evals
-                if n_iter == max_iter or current_evals >= max_eval:
-                    break
-                if flat_grad.abs().max().item() <= tolerance_grad:
-                    break
-                if d.mul(t).abs().max().item() <= tolerance_change:
-                    break
-                if abs(loss - prev_loss) < tolerance_change:
-                    break
-            state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro,
-                         H_diag=H_diag, prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
-        return orig_loss
+    def _init_state(self, p, state, group):
+        state["step"] = _step_tensor()
+        state["eta"] = _step_tensor(group["lr"])      # float32 0-d tensors, as torch's
+        state["mu"] = _step_tensor(1.0)
+        state["ax"] = _zeros_like(p)
+
+    def _update(self, p, grad, state, group, step):
+        lr, lambd = group["lr"], group["lambd"]
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        eta, ax, mu = state["eta"].item(), state["ax"], state["mu"]
+        if group["foreach"]:
+            # torch's foreach kernel regroups the same update (and rounds differently):
+            # param -= eta * (grad + lambd * param); ax += mu * (param - ax)
+            p.add_(grad.add(p, alpha=lambd), alpha=-eta)
+            ax.add_(p.sub(ax).mul_(mu.item()))
+        else:
+            p.mul_(1 - lambd * eta)
+            p.add_(grad, alpha=-eta)
+            if mu.item() != 1:
+                ax.add_(p.sub(ax).mul_(mu))
+            else:
+                ax.copy_(p)
+        # torch makes the new values float32 tensors first: a float64 state (after a
+        # load_state_dict cast it) holds float32-rounded values too
+        if group["foreach"]:      # torch's foreach path computes eta in float32 tensor ops
+            import numpy as np
+            f = np.float32
+            decayed = (f(lambd * lr) * f(step) + f(1)) ** f(group["alpha"])
+            state["eta"].fill_(float((f(1) / decayed) * f(lr)))   # lr / t is t⁻¹ * lr
+        else:
+            state["eta"].fill_(_float32(lr / ((1 + lambd * lr * step) ** group["alpha"])))
+        state["mu"].fill_(_float32(1 / max(1, step - group["t0"])))
+
+
+class Adafactor(Optimizer):
+    """Adafactor (torch.optim.Adafactor): second moments factored into row and column
+    statistics for parameters of 2+ dimensions (a full 'variance' for vectors), a
+    relative step size min(lr, 1/sqrt(step)) scaled by the parameter's RMS, updates
+    clipped to RMS d. Real parameters only, as in torch."""
+
+    def __init__(self, params, lr: float = 1e-2, beta2_decay: float = -0.8,
+                 eps=(None, 1e-3), d: float = 1.0, weight_decay: float = 0.0, *,
+                 foreach=None, maximize: bool = False):
+        from ..tensor import Tensor
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        _check(0.0 <= float(lr), f"Learning rate should be >= 0 but is: {lr}")
+        _check(0.0 >= beta2_decay, f"beta2_decay should be <= 0 but is: {beta2_decay}")
+        _check(eps[0] is None or 0.0 <= eps[0], f"epsilon1 should be >= 0 but is: {eps[0]}")
+        _check(0.0 <= eps[1], f"epsilon2 should be >= 0 but is: {eps[1]}")
+        _check(1.0 <= d, f"Clipping threshold d should be >= 1 but is: {d}")
+        _check(0.0 <= weight_decay, f"weight_decay should be >= 0 but is: {weight_decay}")
+        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
+                                      weight_decay=weight_decay, foreach=foreach,
+                                      maximize=maximize))
 
     @staticmethod
-    def _direction(flat_grad, prev_flat_grad, d, t, old_dirs, old_stps, ro, H_diag,
-                   history_size):
-        """The two-loop recursion: -H grad from the stored curvature pairs (updated with
-        the last step's pair when it has positive curvature)."""
-        y = flat_grad.sub(prev_flat_grad)
-        s = d.mul(t)
-        ys = y.dot(s).item()
-        if ys > 1e-10:
-            if len(old_dirs) == history_size:
-                old_dirs.pop(0)
-                old_stps.pop(0)
-                ro.pop(0)
-            old_dirs.append(y)
-            old_stps.append(s)
-            ro.append(1.0 / ys)
-            H_diag = ys / y.dot(y).item()
-        alphas = [0.0] * len(old_dirs)
-        q = flat_grad.neg()
-        for i in range(len(old_dirs) - 1, -1, -1):
-            alphas[i] = old_stps[i].dot(q).item() * ro[i]
-            q.add_(old_dirs[i], alpha=-alphas[i])
-        r = q.mul(H_diag)
-        for i in range(len(old_dirs)):
-            beta = old_dirs[i].dot(r).item() * ro[i]
-            r.add_(old_stps[i], alpha=alphas[i] - beta)
-        return r, H_diag
+    def _init_state(p, state):
+        from ... import zeros
+        state["step"] = _step_tensor()
+        if p.grad.dim() > 1:        # factored: a row statistic and a column statistic
+            shape = list(p.grad.shape)
+            state["row_var"] = zeros(shape[:-1] + [1], dtype=p.dtype, device=p.device)
+            state["col_var"] = zeros(shape[:-2] + [1, shape[-1]], dtype=p.dtype,
+                                     device=p.device)
+        else:
+            state["variance"] = _zeros_like(p)
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in map(hyperparameters, self.param_groups):
+                for p in self._params_with_grad(group):
+                    if p.dtype.is_complex:
+                        raise RuntimeError("Adafactor does not support complex parameters")
+                    state = self.state[p]
+                    if len(state) == 0:
+                        self._init_state(p, state)
+                    state["step"] += 1
+                    self._update(p, state, group, state["step"].item())
+        return loss
+
+    @staticmethod
+    def _update(p, state, group, step):
+        import numpy as np
+        lr, d, weight_decay = group["lr"], group["d"], group["weight_decay"]
+        eps1, eps2 = group["eps"]
+        if eps1 is None:
+            eps1 = float(np.finfo(np.dtype(str(p.dtype).split(".")[-1])).eps)
+        grad = -p.grad if group["maximize"] else p.grad
+        one_minus_beta2 = step ** group["beta2_decay"]
+        rho = min(lr, 1 / (step ** 0.5))
+        alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
+        if weight_decay != 0:
+            p.mul_(1 - lr * weight_decay)
+        if grad.dim() > 1:
+            row_mean = grad.norm(dim=-1, keepdim=True).square().div(grad.size(-1))
+            state["row_var"].lerp_(row_mean, one_minus_beta2)
+            col_mean = grad.norm(dim=-2, keepdim=True).square().div(grad.size(-2))
+            state["col_var"].lerp_(col_mean, one_minus_beta2)
+            var_estimate = state["row_var"] @ state["col_var"]
+            var_estimate = var_estimate.div(
+                state["row_var"].mean(dim=-2, keepdim=True).clamp(min=eps1))
+        else:
+            state["variance"].lerp_(grad * grad, one_minus_beta2)
+            var_estimate = state["variance"].clone()
+        update = var_estimate.clamp(min=eps1 * eps1).rsqrt().mul(grad)
+        denom = max(1.0, update.norm(2).item() / ((update.numel() ** 0.5) * d))
+        p.add_(update, alpha=-alpha / denom)
 
 
-__all__ += ["LBFGS"]
+__all__ += ["ASGD", "Adafactor"]
+
+
+class SparseAdam(Optimizer):
+    """Adam for sparse gradients (nn.Embedding(sparse=True)): only the rows (entries)
+    the gradient holds are updated, their moments included; 'step' is a Python int,
+    as torch keeps it. Dense gradients are refused, as torch refuses them."""
+    _tensor_step = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False):
+        check_lr(lr)
+        _check(0.0 < eps, f"Invalid epsilon value: {eps}")
+        _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+        _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, maximize=maximize))
+        flat = [p for group in self.param_groups for p in group["params"]]
+        sparse = [i for i, p in enumerate(flat) if getattr(p, "is_sparse", False)]
+        if sparse:
+            raise ValueError(f"Sparse params at indices {sparse}: SparseAdam requires "
+                             "dense parameter tensors")
+        complex_ = [i for i, p in enumerate(flat) if p.dtype.is_complex]
+        if complex_:
+            raise ValueError(f"Complex params at indices {complex_}: SparseAdam does not "
+                             "support complex parameters")
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in map(hyperparameters, self.param_groups):
+                for p in self._params_with_grad(group):
+                    if not getattr(p.grad, "is_sparse", False):
+                        raise RuntimeError("SparseAdam does not support dense gradients, "
+                                           "please consider Adam instead")
+                    state = self.state[p]
+                    if len(state) == 0:
+                        state["step"] = 0
+                        state["exp_avg"] = _zeros_like(p)
+                        state["exp_avg_sq"] = _zeros_like(p)
+                    state["step"] += 1
+                    self._update(p, state, group)
+        return loss
+
+    @staticmethod
+    def _update(p, state, group):
+        beta1, beta2 = group["betas"]
+        grad = p.grad.coalesce()
+        if group["maximize"]:
+            grad = -grad
+        indices, values = grad.indices(), grad.values()
+        if values.numel() == 0:
+            return
+        at = tuple(indices[k] for k in range(indices.shape[0]))   # the entries it holds
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        old_avg, old_avg_sq = exp_avg[at], exp_avg_sq[at]
+        avg_update = values.sub(old_avg).mul(1 - beta1)
+        exp_avg[at] = old_avg + avg_update
+        avg_sq_update = values.pow(2).sub(old_avg_sq).mul(1 - beta2)
+        exp_avg_sq[at] = old_avg_sq + avg_sq_update
+        numer = avg_update.add(old_avg)
+        denom = avg_sq_update.add(old_avg_sq).sqrt().add(group["eps"])
+        step = state["step"]
+        step_size = group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        p[at] = p[at] + numer.div(denom) * -step_size
+
+
+__all__ += ["SparseAdam"]
+
+
+def _orthogonalized(grad, coefficients, steps: int, eps: float):
+    """Muon's quintic Newton-Schulz iteration toward the orthogonal factor of a 2-D
+    gradient, in bfloat16 as torch runs it (each product accumulated in float32 and
+    rounded once: torch's CPU bfloat16 addmm rounds exactly as a float64 product and sum
+    rounded to bfloat16 does, a float32 one differs in ~1 case in 1000)."""
+    from ... import bfloat16, float32, float64
+    if steps >= 100:
+        raise ValueError("Number of steps must be less than 100 for computational "
+                         "efficiency")
+    if grad.dim() != 2:
+        raise ValueError("Input tensor gradient must be a 2D matrix")
+    if len(coefficients) != 3:
+        raise ValueError("Coefficients must be a tuple of exactly 3 values")
+    a, b, c = coefficients
+    tall = grad.size(0) > grad.size(1)
+    x = grad.to(bfloat16)
+    if tall:
+        x = x.T
+    # the norm accumulated in float32 and rounded once, as torch's bfloat16 norm
+    x = x.div(x.to(float32).norm().to(bfloat16).clamp(min=eps))
+    for _ in range(steps):
+        xf = x.to(float64)
+        gram = (xf @ xf.T).to(bfloat16).to(float64)
+        gram_update = (gram * b + (gram @ gram) * c).to(bfloat16).to(float64)
+        x = (xf * a + gram_update @ xf).to(bfloat16)
+    return x.T if tall else x
+
+
+def _adjusted_lr(lr: float, adjust_lr_fn, shape) -> float:
+    """Muon's per-matrix scale: sqrt(max(1, A/B)) ('original', the default) or
+    0.2 sqrt(max(A, B)) ('match_rms_adamw')."""
+    rows, cols = shape[:2]
+    if adjust_lr_fn is None or adjust_lr_fn == "original":
+        return lr * math.sqrt(max(1, rows / cols))
+    if adjust_lr_fn == "match_rms_adamw":
+        return lr * 0.2 * math.sqrt(max(rows, cols))
+    return lr
+
+
+class Muon(Optimizer):
+    """Muon (torch.optim.Muon): momentum (Nesterov by default) whose update is
+    orthogonalized by a Newton-Schulz iteration, for 2-D parameters only."""
+
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1,
+                 momentum: float = 0.95, nesterov: bool = True,
+                 ns_coefficients=(3.4445, -4.775, 2.0315), eps: float = 1e-7,
+                 ns_steps: int = 5, adjust_lr_fn=None):
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        _check(0.0 <= float(lr), f"Learning rate should be >= 0 but is: {lr}")
+        _check(0.0 <= momentum, f"momentum should be >= 0 but is: {momentum}")
+        _check(0.0 <= weight_decay, f"weight decay should be >= 0 but is: {weight_decay}")
+        _check(adjust_lr_fn in (None, "original", "match_rms_adamw"),
+               f"Adjust learning rate function {adjust_lr_fn} is not supported")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      nesterov=nesterov, ns_coefficients=ns_coefficients,
+                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2:
+                    raise ValueError("Muon only supports 2D parameters whereas we found a "
+                                     f"parameter with size: {tuple(p.shape)}")
+
+    def step(self, closure=None):
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in map(hyperparameters, self.param_groups):
+                for p in self._params_with_grad(group):
+                    if p.dtype.is_complex:
+                        raise RuntimeError("Muon does not support complex parameters")
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = _zeros_like(p.grad)
+                    self._update(p, state["momentum_buffer"], group)
+        return loss
+
+    @staticmethod
+    def _update(p, buf, group):
+        grad, momentum = p.grad, group["momentum"]
+        if grad.dim() != 2:
+            raise ValueError("Param gradient must be a 2D matrix")
+        buf.lerp_(grad, 1 - momentum)
+        update = grad.lerp(buf, momentum) if group["nesterov"] else buf
+        update = _orthogonalized(update, group["ns_coefficients"], group["ns_steps"],
+                                 group["eps"])
+        lr = group["lr"]      # (a NumPy float32 for a tensor lr: float32 math, as torch)
+        p.mul_(float(1 - lr * group["weight_decay"]))
+        p.add_(update.to(p.dtype), alpha=-float(_adjusted_lr(lr, group["adjust_lr_fn"],
+                                                             p.shape)))
+
+
+__all__ += ["Muon"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections import OrderedDict, defaultdict
 from itertools import chain
 
@@ -43,6 +44,60 @@ def _write(dst: Tensor, src: Tensor) -> None:
     else:
         np.copyto(dst._array, np.asarray(src._array), casting="unsafe")
     dst._bump_version()
+
+
+def _scalar(value):
+    """A hyperparameter as a number. torch's updates keep a 1-element tensor lr (or
+    beta) a 0-d tensor, so the scalar math around it (lr / bias_correction,
+    1 - lr * weight_decay) runs in its dtype: a float32 tensor becomes a NumPy float32,
+    whose arithmetic with Python floats rounds to float32 alike."""
+    if not isinstance(value, Tensor):
+        return value
+    if value.dtype.is_floating_point and value.dtype.itemsize == 4:
+        return np.float32(value.item())
+    return value.item()
+
+
+def hyperparameters(group: dict) -> dict:
+    """The group's hyperparameters with tensor values (lr, betas) read as numbers."""
+    out = {}
+    for key, value in group.items():
+        if key == "params":
+            out[key] = value
+        elif isinstance(value, tuple):
+            out[key] = tuple(_scalar(v) for v in value)
+        else:
+            out[key] = _scalar(value)
+    return out
+
+
+def check_lr(lr) -> None:
+    """torch's learning-rate check (a tensor lr must hold one element)."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    if not 0.0 <= _scalar(lr):
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def _check_implementation(optimizer, group: dict, params: list) -> None:
+    """What torch's differentiable and fused implementations refuse at step time.
+    differentiable=True runs the step with autograd recording, where updating a leaf
+    parameter that requires grad in place is an error; fused kernels take real floating
+    point parameters only."""
+    name = type(optimizer).__name__
+    if group.get("differentiable"):
+        for p in params:
+            if p.requires_grad and p.is_leaf:
+                raise RuntimeError(
+                    f"{name}(differentiable=True).step(): a leaf Variable that requires "
+                    "grad is being used in an in-place operation (differentiable steps "
+                    "need parameters that are not leaves requiring grad, as in torch)")
+    if group.get("fused"):
+        for p in params:
+            if not p.dtype.is_floating_point:
+                raise RuntimeError(f"`fused=True` requires all the params to be floating "
+                                   f"point Tensors of supported devices, but {name} got "
+                                   f"a {p.dtype} parameter")
 
 
 #: hooks every optimizer's step runs (torch.optim.optimizer.register_optimizer_step_*)
@@ -76,6 +131,7 @@ def _with_step_hooks(step):
     def hooked(*args, **kwargs):
         # as in torch, the hooks see the optimizer as args[0] too
         self = args[0]
+        self._opt_called = True           # (LR schedulers warn when stepped before this)
         local_pre = self.__dict__.get("_optimizer_step_pre_hooks")
         local_post = self.__dict__.get("_optimizer_step_post_hooks")
         if self.__dict__.get("_in_hooked_step") or not (
@@ -103,6 +159,9 @@ def _with_step_hooks(step):
 
 
 class Optimizer:
+    #: whether per-parameter 'step' counts are 0-d tensors (SparseAdam keeps an int)
+    _tensor_step = True
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         step = cls.__dict__.get("step")
@@ -169,7 +228,10 @@ class Optimizer:
                             "Please use a list instead.")
         else:
             param_group["params"] = list(params)
+        self._split_param_names(param_group)
         for p in param_group["params"]:
+            if getattr(p, "is_sparse", False):     # a sparse tensor: the optimizer decides
+                continue
             if not isinstance(p, Tensor):
                 raise TypeError("optimizer can only optimize Tensors, but one of the params "
                                 f"is {type(p).__name__}")
@@ -180,12 +242,35 @@ class Optimizer:
                 raise ValueError(f"parameter group didn't specify a value of required "
                                  f"optimization parameter {name}")
             param_group.setdefault(name, default)
+        if len({id(p) for p in param_group["params"]}) != len(param_group["params"]):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; "
+                          "in future, this will cause an error; see "
+                          "github.com/pytorch/pytorch/issues/40967 for more information",
+                          stacklevel=3)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in param_group["params"]):
             raise ValueError("some parameters appear in more than one parameter group")
-        if len({id(p) for p in param_group["params"]}) != len(param_group["params"]):
-            raise ValueError("a parameter group contains the same parameter twice")
+        if self.param_groups and \
+                ("param_names" in self.param_groups[0]) != ("param_names" in param_group):
+            raise ValueError("all optimizer param groups should be with/without names. "
+                             "cannot add param group " +
+                             ("with" if "param_names" in param_group else "without") +
+                             " names to the optimizer")
         self.param_groups.append(param_group)
+
+    @staticmethod
+    def _split_param_names(param_group: dict) -> None:
+        """torch accepts named parameters, (name, tensor) pairs: the names go to the
+        group's 'param_names', the tensors to its 'params'."""
+        params = param_group["params"]
+        named = [isinstance(p, tuple) for p in params]
+        if not any(named):
+            return
+        if not all(named):
+            raise ValueError("all optimizer params should be with/without names. Some param "
+                             "names are missing")
+        param_group["param_names"] = [name for name, _ in params]
+        param_group["params"] = [p for _, p in params]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
@@ -194,6 +279,8 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
+                elif getattr(p.grad, "is_sparse", False):     # no entries left, as torch
+                    p.grad = OPS["zeros_like"](p).to_sparse()
                 else:
                     if p.grad.grad_fn is not None:
                         p.grad = p.grad.detach()
@@ -213,7 +300,9 @@ class Optimizer:
             return closure()
 
     def _params_with_grad(self, group: dict) -> list:
-        return [p for p in group["params"] if p.grad is not None]
+        params = [p for p in group["params"] if p.grad is not None]
+        _check_implementation(self, group, params)
+        return params
 
     # --- state_dict ----------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -283,7 +372,20 @@ class Optimizer:
             else:
                 state[k] = v
         self.state = state
-        self.param_groups = [dict(sg, params=g["params"]) for g, sg in zip(groups, saved_groups)]
+        # a state_dict from an older torch lacks newer flags (foreach, differentiable...):
+        # those keep this optimizer's values, as torch's __setstate__ fills them
+        self.param_groups = [{**g, **sg, "params": g["params"]}
+                             for g, sg in zip(groups, saved_groups)]
+        if self._tensor_step:
+            self._steps_as_tensors()
+
+    def _steps_as_tensors(self) -> None:
+        """Older state_dicts keep 'step' as a Python number; torch turns it into the
+        0-d float32 tensor its updates expect."""
+        from ... import tensor, float32
+        for st in self.state.values():
+            if isinstance(st, dict) and "step" in st and not isinstance(st["step"], Tensor):
+                st["step"] = tensor(float(st["step"]), dtype=float32)
 
     # --- printing ------------------------------------------------------------------
     def __getstate__(self):

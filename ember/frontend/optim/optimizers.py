@@ -8,7 +8,7 @@ keys and layout match torch.optim (e.g. Adam: 'step' as a 0-d float32 tensor,
 from __future__ import annotations
 
 from ..autograd import no_grad
-from .optimizer import Optimizer, _write
+from .optimizer import Optimizer, _write, check_lr, hyperparameters
 from . import functional as F
 from . import inplace_cpu, multi_tensor_cuda
 
@@ -28,13 +28,31 @@ def _implementation_flags(name: str, differentiable: bool = False, foreach=None,
     """torch's foreach / fused / capturable choose among kernels that compute the same
     update. On CUDA parameters ember updates a group with one multi-tensor kernel
     (multi_tensor_cuda) unless foreach=False asks for the per-tensor loop; for Adam/AdamW,
-    fused=True or capturable=True keep the step count on the device, as in torch.
-    differentiable=True (autograd through the optimizer step) is not implemented: refused."""
-    if foreach and fused:
+    fused=True or capturable=True keep the step count on the device, as in torch. The
+    flags are kept in the param groups as torch keeps them. differentiable=True is
+    accepted; its step refuses leaf parameters that require grad, as torch's does
+    (optimizer.py), and takes the per-tensor path."""
+    if fused and foreach:
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    if differentiable:
-        raise NotImplementedError(f"{name}: differentiable=True (autograd through the "
-                                  f"optimizer step) is not supported")
+    if fused and differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
+
+
+def _check_tensor_betas(betas, foreach, capturable, lr) -> None:
+    """torch's checks of tensor lr/betas for Adam-like optimizers."""
+    from ..tensor import Tensor
+    if isinstance(lr, Tensor) and foreach and not capturable:
+        raise ValueError("lr as a Tensor is not supported for capturable=False and "
+                         "foreach=True")
+    if isinstance(betas[0], Tensor) != isinstance(betas[1], Tensor):
+        raise ValueError("betas must be either both floats or both Tensors")
+    if any(isinstance(b, Tensor) for b in betas):
+        if foreach and not capturable:
+            raise ValueError("betas[0] as a Tensor is not supported for capturable=False "
+                             "and foreach=True")
+        for i, b in enumerate(betas):
+            if isinstance(b, Tensor) and b.numel() != 1:
+                raise ValueError(f"Tensor betas[{i}] must be 1-element")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -78,20 +96,21 @@ class SGD(Optimizer):
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach=None, differentiable: bool = False, fused=None):
         _implementation_flags("SGD", differentiable, foreach, fused)
-        self._multi_tensor = bool(fused) or foreach is not False
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        self._multi_tensor = (bool(fused) or foreach is not False) and not differentiable
+        check_lr(lr)
         _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
         _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
         _check(not nesterov or (momentum > 0 and dampening == 0),
                "Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize))
+                                      maximize=maximize, foreach=foreach,
+                                      differentiable=differentiable, fused=fused))
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
-            for group in self.param_groups:
+            for group in map(hyperparameters, self.param_groups):
                 params = self._params_with_grad(group)
                 bufs = [self.state[p].get("momentum_buffer") for p in params] \
                     if group["momentum"] != 0 else []
@@ -145,23 +164,28 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
                  foreach=None, capturable: bool = False, differentiable: bool = False,
-                 fused=None):
+                 fused=None, decoupled_weight_decay: bool = False):
         _implementation_flags(type(self).__name__, differentiable, foreach, fused)
-        self._multi_tensor = bool(fused) or foreach is not False
+        self._multi_tensor = (bool(fused) or foreach is not False) and not differentiable
         self._device_step = bool(fused) or bool(capturable)
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        check_lr(lr)
+        _check_tensor_betas(betas, foreach, capturable, lr)
         _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
         _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
         _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
         _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize))
+                                      amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                                      capturable=capturable, differentiable=differentiable,
+                                      fused=fused,
+                                      decoupled_weight_decay=decoupled_weight_decay))
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
-        fn = F.adamw if self._decoupled else F.adam
         with no_grad():
-            for group in self.param_groups:
+            for group in map(hyperparameters, self.param_groups):
+                decoupled = group.get("decoupled_weight_decay", self._decoupled)
+                fn = F.adamw if decoupled else F.adam
                 params = self._params_with_grad(group)
                 amsgrad = group["amsgrad"]
                 fields = {"exp_avg": "exp_avgs", "exp_avg_sq": "exp_avg_sqs",
@@ -174,7 +198,7 @@ class Adam(Optimizer):
                 if self.__dict__.get("_multi_tensor", True) and multi_tensor_cuda.adam(
                         params, grads, states, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
                         lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
-                        maximize=group["maximize"], decoupled=self._decoupled,
+                        maximize=group["maximize"], decoupled=decoupled,
                         device_step=self.__dict__.get("_device_step", False),
                         counters=self.__dict__.setdefault("_multi_tensor_counters", {}),
                         name=type(self).__name__):
@@ -182,7 +206,7 @@ class Adam(Optimizer):
                 if inplace_cpu.applies(params, grads) and inplace_cpu.adam(
                         params, grads, states, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
                         lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
-                        maximize=group["maximize"], decoupled=self._decoupled):
+                        maximize=group["maximize"], decoupled=decoupled):
                     continue
                 out = fn(params, [p.grad for p in params], _column(states, "exp_avg"),
                          _column(states, "exp_avg_sq"),
@@ -203,14 +227,17 @@ class AdamW(Adam):
                  differentiable: bool = False, fused=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, foreach=foreach,
-                         capturable=capturable, differentiable=differentiable, fused=fused)
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)
 
 
 class Adagrad(Optimizer):
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
-                 eps: float = 1e-10, *, maximize: bool = False):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+                 eps: float = 1e-10, foreach=None, *, maximize: bool = False,
+                 differentiable: bool = False, fused=None):
+        _implementation_flags("Adagrad", differentiable, foreach, fused)
+        check_lr(lr)
         _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}")
         _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
         _check(initial_accumulator_value >= 0.0,
@@ -219,19 +246,31 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
                                       weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      maximize=maximize))
-        from ... import full_like
+                                      foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable, fused=fused))
         for group in self.param_groups:   # PyTorch creates Adagrad's state eagerly
             for p in group["params"]:
-                st = self.state[p]
-                st["step"] = _step_tensor()
-                st["sum"] = full_like(p, group["initial_accumulator_value"])
+                self._init_state(p, group)
+
+    def _init_state(self, p, group: dict) -> None:
+        """'step' and 'sum' (the initial accumulator value; both components of a complex
+        parameter's); groups added later get theirs on their first step, as in torch."""
+        from ... import full_like
+        st = self.state[p]
+        st["step"] = _step_tensor()
+        init = group["initial_accumulator_value"]
+        if p.dtype.is_complex:
+            init = complex(init, init)
+        st["sum"] = full_like(p, init)
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
-            for group in self.param_groups:
+            for group in map(hyperparameters, self.param_groups):
                 params = self._params_with_grad(group)
+                for p in params:
+                    if len(self.state[p]) == 0:
+                        self._init_state(p, group)
                 states = [self.state[p] for p in params]
                 out = F.adagrad(params, [p.grad for p in params], _column(states, "sum"),
                                 _column(states, "step"), lr=group["lr"],
@@ -244,21 +283,24 @@ class Adagrad(Optimizer):
 
 class RMSprop(Optimizer):
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
-                 maximize: bool = False):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False,
+                 capturable: bool = False, foreach=None, maximize: bool = False,
+                 differentiable: bool = False):
+        _implementation_flags("RMSprop", differentiable, foreach)
+        check_lr(lr)
         _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
         _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
         _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
         _check(alpha >= 0.0, f"Invalid alpha value: {alpha}")
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      capturable=capturable, foreach=foreach,
+                                      maximize=maximize, differentiable=differentiable))
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         with no_grad():
-            for group in self.param_groups:
+            for group in map(hyperparameters, self.param_groups):
                 params = self._params_with_grad(group)
                 centered, momentum = group["centered"], group["momentum"]
                 fields = {"square_avg": "square_avgs", "step": "state_steps"}

@@ -134,12 +134,12 @@ class SWALR(LRScheduler):
         if not isinstance(anneal_epochs, int) or anneal_epochs < 0:
             raise ValueError(f"anneal_epochs must be equal or greater than 0, got "
                              f"{anneal_epochs}")
-        self.anneal_strategy = anneal_strategy
+        self._anneal_strategy = anneal_strategy          # torch's state_dict key
         self.anneal_epochs = anneal_epochs
         super().__init__(optimizer, last_epoch)
 
     def anneal_func(self, t: float) -> float:
-        if self.anneal_strategy == "cos":
+        if self._anneal_strategy == "cos":
             return (1 - math.cos(math.pi * t)) / 2
         return t
 
