@@ -36,7 +36,7 @@ _COUNTER = itertools.count()
 _RUNTIME: list = []              # [ctypes library] once loaded, [None] when unavailable
 _RUNTIME_LOCK = threading.Lock()
 _SYMBOLS = ("ember_init", "ember_threads", "ember_set_threads", "ember_parallel_for",
-            "ember_now", "ember_copy", "ember_take")
+            "ember_now", "ember_copy", "ember_copy_rows", "ember_take")
 
 
 def enabled(options: dict) -> bool:
@@ -174,6 +174,7 @@ class _NativeEntry:
         self.custom = [(plan.steps[c["step"]].fn, c["inputs"], c["outputs"], c["tuple"])
                        for c in builder.host_steps]
         self.lib, self.table = lib, table
+        self.calls = calls          # what the entry calls, in order (for inspection)
         self.weights = list(weights.values())        # kept alive: their addresses are baked
         self.n_inputs = len(specs)
         self.ins = (ctypes.c_void_p * (len(specs) + len(self.weights)))()
