@@ -70,8 +70,8 @@ def test_large_copies_split_across_threads(rng):
     np.testing.assert_array_equal(third, first)
     linear = torch.nn.Linear(64, 64)
     with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(model.fc.weight.numpy()))
-        linear.bias.copy_(torch.from_numpy(model.fc.bias.numpy()))
+        linear.weight.copy_(torch.from_numpy(model.fc.weight.detach().numpy()))
+        linear.bias.copy_(torch.from_numpy(model.fc.bias.detach().numpy()))
         want = linear(torch.from_numpy(x).transpose(0, 1)).relu().numpy()
     np.testing.assert_allclose(first, want, rtol=1e-5, atol=1e-5)
 
