@@ -85,3 +85,23 @@ def test_copies_out_of_the_arena_follow_the_same_rule():
     c = spares.copy(0, view)                   # nothing holds the spare: written in place
     assert c.__array_interface__["data"][0] == address
     np.testing.assert_array_equal(c, view)
+
+
+def test_compiled_results_are_the_callers_own(rng):
+    """ember.compile's native entry (from the second call) hands out spares the same way."""
+    ember.manual_seed(1)
+    net = _Head().eval()
+    compiled = ember.compile(net)
+    x = ember.tensor(rng.standard_normal((64, 32), dtype=np.float32))
+    with ember.no_grad():
+        first = [t.numpy().copy() for t in compiled(x)]
+        held = compiled(x)                          # native from here
+        other = compiled(x * 3.0)
+        for h, o, f in zip(held, other, first):
+            assert not np.shares_memory(h.numpy(), o.numpy())
+            np.testing.assert_array_equal(h.numpy(), f)
+        del held, other
+        again = compiled(x)
+    assert compiled.last[0].run.native is not None
+    for a, f in zip(again, first):
+        np.testing.assert_array_equal(a.numpy(), f)

@@ -16,7 +16,11 @@ lanes on AVX-512, 8 on AVX2), with a one-lane remainder loop:
 - INNER mode: for each outer point, the stages' loops over the inner space are
   vectorized along the last inner variable (row reductions: softmax, layernorm,
   sum over the last dim). A sum keeps one W-lane vector accumulator (each lane adds
-  n / W terms) and ends with a pairwise horizontal reduction.
+  n / W terms) and ends with a pairwise horizontal reduction; a max/min (exact in any
+  order) keeps EXACT_ACCUMULATORS of them, so a row's vectors do not wait for each
+  other. A row store whose expression contains an earlier Reduce's value (softmax's
+  exp(x - max), divided by the sum) reads back what the Reduce stage stored in the
+  output instead of computing it again (_stash_plan).
 INNER mode is chosen when more loads walk the last inner variable contiguously than
 the last outer one, except when the inner loop is shorter than a vector (a pooling
 window's 2 or 3 columns): then the outputs are vectorized if every load reads them at
