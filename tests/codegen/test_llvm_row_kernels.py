@@ -1,8 +1,9 @@
 """Row kernels of the LLVM backend (softmax, masked and scaled softmax, max reductions)
-against torch, and the emitter's two exact speed-ups checked bit for bit against the
-plain code: a max/min row reduction with several accumulators, and softmax's store
-reading back the exp(x - max) its sum stage kept in the output (codegen/llvm/emit.py:
-EXACT_ACCUMULATORS, _stash_plan)."""
+against torch, and the emitter's exact speed-ups checked bit for bit against the plain
+code: a max/min row reduction with several accumulators, softmax's store reading back
+the exp(x - max) its sum stage kept in the output, and softmax's shift by a plain
+(NaN-skipping) max (codegen/llvm/emit.py: EXACT_ACCUMULATORS, _stash_plan,
+_shift_only_maxima)."""
 import numpy as np
 import pytest
 import torch
@@ -36,6 +37,7 @@ def _plain(kernel, inputs, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(emit, "_stash_plan", lambda k: {})
         m.setattr(emit, "EXACT_ACCUMULATORS", 1)
+        m.setattr(emit, "_shift_only_maxima", lambda k: set())
         return _run(kernel, inputs)
 
 
@@ -130,3 +132,33 @@ def test_stash_needs_one_element_per_inner_point():
     assert emit._stash_plan(k)
     broadcast = [stages[0], K.Store("o", K.Affine((4, 0)), stages[1].value, True)]
     assert not emit._stash_plan(K.Kernel("k", (3,), (4,), [spec], [out], broadcast))
+
+
+def test_only_a_max_that_shifts_exp_skips_ieee_maximum():
+    x = np.random.default_rng(5).standard_normal((4, 40), np.float32)
+    kernel, _ = _kernel(lambda t: ember.softmax(t, -1), x)
+    assert emit._shift_only_maxima(kernel) == {s.name for s in kernel.stages
+                                               if isinstance(s, K.Reduce) and s.combine == "max"}
+    for fn in (lambda t: ember.log_softmax(t, -1), lambda t: t.amax(1),
+               lambda t: t.logsumexp(1), lambda t: t - t.amax(1, keepdim=True)):
+        kernel, _ = _kernel(fn, x)
+        assert not emit._shift_only_maxima(kernel)
+
+
+def test_softmax_rows_of_signed_zeros_and_nans_equal_the_plain_kernel(monkeypatch):
+    x = np.zeros((5, 48), np.float32)
+    x[0, ::2] = -0.0
+    x[1, :] = -0.0
+    x[1, 40] = 0.0
+    x[2, 7] = np.nan
+    x[3, :] = np.nan
+    x[4, :] = -np.inf
+    kernel, inputs = _kernel(lambda t: ember.softmax(t, -1), x)
+    (got,) = _run(kernel, inputs)
+    (plain,) = _plain(kernel, inputs, monkeypatch)
+    np.testing.assert_array_equal(got[:2 * 48], plain[:2 * 48])
+    assert np.array_equal(got.view(np.uint32)[:2 * 48], plain.view(np.uint32)[:2 * 48])
+    assert np.isnan(got[2 * 48:]).all() and np.isnan(plain[2 * 48:]).all()
+    want = torch.softmax(torch.from_numpy(x), -1).numpy().ravel()
+    assert np.isnan(want[2 * 48:]).all()
+    np.testing.assert_allclose(got[:2 * 48], want[:2 * 48], rtol=1e-6)

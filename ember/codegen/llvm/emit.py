@@ -195,6 +195,7 @@ class KernelEmitter:
         self.module = ir.Module(name=kernel.name)
         self.libm: dict[str, ir.Function] = {}
         self.stash = _stash_plan(kernel) if self.mode == "inner" else {}
+        self.shift_max = _shift_only_maxima(kernel) if self.mode == "inner" else set()
 
     # -- mode and split ---------------------------------------------------------------------
     def _choose_mode(self) -> str:
@@ -375,6 +376,8 @@ class KernelEmitter:
         identity = self._identity(stage.combine, stage.acc_dtype)
         n_acc = EXACT_ACCUMULATORS if self.mode == "inner" and width > 1 and \
             _order_free(stage.combine, stage.acc_dtype) else 1
+        # a max only subtracted before exp (softmax's shift): x86's one-instruction max
+        combine = "shift_max" if stage.name in self.shift_max else stage.combine
         with b.goto_block(self.entry):
             slots_v = [b.alloca(vt, name=f"{stage.name}.acc{k}") for k in range(n_acc)]
             slot_s = b.alloca(acc_t, name=f"{stage.name}.rem")
@@ -391,22 +394,22 @@ class KernelEmitter:
             vector_slot = self.mode == "outer" or point.lanes > 1
             slot, ty = (slots_v[point.acc], vt) if vector_slot else (slot_s, acc_t)
             old = b.load(slot, typ=ty)
-            new = self.combine(stage.combine, old, self.vector_of(val, width)
+            new = self.combine(combine, old, self.vector_of(val, width)
                                if width > 1 and vector_slot else self.scalar_of(val),
                                stage.acc_dtype)
             b.store(new, slot)
         self._inner_loops(outer, accumulate, unroll=n_acc)
         accs = [b.load(slot, typ=vt) for slot in slots_v]
         while len(accs) > 1:        # pairwise: (a0 . a1) . (a2 . a3)
-            accs = [self.combine(stage.combine, accs[i], accs[i + 1], stage.acc_dtype)
+            accs = [self.combine(combine, accs[i], accs[i + 1], stage.acc_dtype)
                     for i in range(0, len(accs), 2)]
         vector_acc = accs[0]
         scalar_acc = b.load(slot_s, typ=acc_t)
         if self.mode == "inner":
-            total = self.combine(stage.combine, self.horizontal(stage.combine, vector_acc, width,
-                                                                stage.acc_dtype),
+            total = self.combine(combine, self.horizontal(combine, vector_acc, width,
+                                                          stage.acc_dtype),
                                  scalar_acc, stage.acc_dtype) if width > 1 else \
-                self.combine(stage.combine, vector_acc, scalar_acc, stage.acc_dtype)
+                self.combine(combine, vector_acc, scalar_acc, stage.acc_dtype)
             return Val(total, stage.acc_dtype, False)
         return Val(vector_acc, stage.acc_dtype, width > 1)
 
@@ -769,6 +772,8 @@ class KernelEmitter:
 
     def combine(self, combine: str, x, y, dtype: DType):
         b = self.b
+        if combine == "shift_max":      # y where y > x, else x: a NaN y is skipped
+            return b.select(b.fcmp_ordered(">", y, x), y, x)
         if _is_float(dtype):
             if combine == "sum":
                 return b.fadd(x, y)
@@ -805,6 +810,47 @@ def _order_free(combine: str, dtype: DType) -> bool:
     float `maximum` propagates NaN and orders -0 < +0 whatever comes first), an
     integer sum or product (wrapping arithmetic is associative)."""
     return combine in ("max", "min") or not _is_float(dtype)
+
+
+def _shift_only_maxima(kernel: K.Kernel) -> set:
+    """Names of float max Reduces whose result is only ever subtracted from something
+    whose difference only feeds exp (softmax's exp(x - max)). Such a max may skip NaNs
+    and pick either zero: a NaN in the row makes its exp(x - max) NaN, so the sum and
+    every output NaN, as a NaN max would; a max of +0 or -0 shifts every x by zero
+    (x - 0 is x, and exp(+0) = exp(-0) = 1). So it runs as x86's one-instruction max
+    (select(y > x, y, x)) instead of IEEE `maximum` (six dependent instructions)."""
+    parents: dict = {}
+    nodes: dict = {}
+    seen: set = set()
+
+    def visit(e):
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        children = e.args if isinstance(e, K.Call) else (e.value,) if isinstance(
+            e, K.Cast) else (e.mask,) if isinstance(e, K.MaskedLoad) else ()
+        for j, child in enumerate(children):
+            parents.setdefault(id(child), []).append((e, j))
+            nodes[id(child)] = child
+            visit(child)
+    roots = {id(stage.value) for stage in kernel.stages}
+    for stage in kernel.stages:
+        visit(stage.value)
+
+    def only_into_exp(e) -> bool:
+        return id(e) not in roots and all(isinstance(p, K.Call) and p.op == "exp"
+                                          for p, _ in parents.get(id(e), []))
+    found = set()
+    for stage in kernel.stages:
+        if not isinstance(stage, K.Reduce) or stage.combine != "max" or \
+                not _is_float(stage.acc_dtype):
+            continue
+        refs = [n for n in nodes.values() if isinstance(n, K.ReduceRef) and n.name == stage.name]
+        if refs and all(id(r) not in roots and all(
+                isinstance(p, K.Call) and p.op == "sub" and j == 1 and only_into_exp(p)
+                for p, j in parents[id(r)]) for r in refs):
+            found.add(stage.name)
+    return found
 
 
 def _stash_plan(kernel: K.Kernel) -> dict:
