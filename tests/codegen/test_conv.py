@@ -208,3 +208,28 @@ def test_narrow_register_tiles(c_out, rng):
     prepare_conv2d(w, bias, (1, 1), (1, 1), epilogue=Epilogue.RELU)(x, out)
     want = _torch_conv(x, w, bias, (1, 1), (1, 1), (1, 1)).relu().numpy()
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+
+
+def test_tile_prefetch_changes_no_bits(monkeypatch, rng):
+    """The microkernel's prefetch of output and residual rows (implicit_conv's
+    _emit_tile_prefetch) is a hint: results equal the kernel without it bit for bit,
+    over two K blocks (K = 1440), a residual and a partial last row tile (70 rows)."""
+    from ember.codegen.llvm import implicit_conv
+    x = rng.standard_normal((2, 5, 7, 160), dtype=np.float32).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((96, 160, 3, 3), dtype=np.float32) * 0.05
+    res = rng.standard_normal((2, 5, 7, 96), dtype=np.float32).transpose(0, 3, 1, 2)
+    outs = []
+    for flag in (True, False):
+        monkeypatch.setattr(implicit_conv, "PREFETCH_TILE", flag)
+        implicit_conv.conv_kernels.cache_clear()
+        conv = prepare_conv2d(w, np.ones(96, np.float32), (1, 1), (1, 1),
+                              epilogue=Epilogue.RELU | Epilogue.RESIDUAL)
+        out = np.empty((2, 5, 7, 96), np.float32).transpose(0, 3, 1, 2)
+        outs.append(conv(x, out, res))
+    implicit_conv.conv_kernels.cache_clear()
+    assert np.array_equal(outs[0], outs[1])
+    want = torch.relu(torch.nn.functional.conv2d(torch.from_numpy(np.ascontiguousarray(x)),
+                                                 torch.from_numpy(w), torch.ones(96),
+                                                 padding=1) + torch.from_numpy(
+                                                     np.ascontiguousarray(res)))
+    np.testing.assert_allclose(outs[0], want.numpy(), rtol=1e-4, atol=1e-4)

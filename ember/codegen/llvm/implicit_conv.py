@@ -57,6 +57,7 @@ class Epilogue(enum.IntFlag):
 KC = 256                  # values of k per block (B block: KC x NC floats in L2)
 NC = 512
 MAX_KC = 8192             # with few output channels a block may take more k (_k_blocks)
+PREFETCH_TILE = True      # _emit_tile_prefetch
 SMALL_CHANNELS = 16       # below this, copy to a padded NHWC buffer and use row segments
 _ROW_FIELDS = 4           # per tile row: input offset, ih0, iw0, output offset
 
@@ -130,6 +131,8 @@ def _emit_microkernel(module, cfg: GemmConfig) -> ir.Function:
     for row in slots:
         for slot in row:
             b.store(ir.Constant(vt, None), slot)
+    if PREFETCH_TILE:
+        _emit_tile_prefetch(b, cfg, p)
     with u.counted_loop(b, p["s0"], p["s1"], 1, "seg") as s:
         ptrs = _emit_segment_rows(b, p, cfg, p["info"], s, p["c0"])
         bseg = u.elem_ptr(b, p["bpanel"], b.mul(b.add(b.mul(s, p["seglen"]), p["c0"]),
@@ -139,6 +142,31 @@ def _emit_microkernel(module, cfg: GemmConfig) -> ir.Function:
     _emit_store(b, cfg, p, acc)
     b.ret_void()
     return fn
+
+
+def _emit_tile_prefetch(b, cfg, p) -> None:
+    """Ask for the tile's output rows (written, and re-read after the first K block) and,
+    in the last K block, its residual rows before the channel loop: that loop runs long
+    enough to hide the cache misses the store would otherwise wait on (a residual read
+    from memory once, partial sums evicted from L2 by the B blocks between K blocks).
+    Only for channels-last outputs, where a row's NR channels are NR*4 contiguous bytes;
+    a prefetch never faults, so the rows past the end (repeats of the last) are safe."""
+    fn = b.module.globals.get("llvm.prefetch.p0")
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ir.VoidType(), [u.PTR, u.I32, u.I32, u.I32]),
+                         name="llvm.prefetch.p0")
+    lines = range(0, cfg.nr, 16)         # 16 floats per 64-byte line
+
+    def rows(base, write: int) -> None:
+        for r in range(cfg.mr):
+            start = b.add(_info(b, p["info"], r, 3), p["col0"])
+            for j in lines:
+                b.call(fn, [u.elem_ptr(b, base, b.add(start, u.i64(j))), ir.Constant(u.I32, write),
+                            ir.Constant(u.I32, 3), ir.Constant(u.I32, 1)])
+    with b.if_then(b.icmp_signed("==", p["osc"], u.i64(1))):
+        rows(p["out"], 1)
+        with b.if_then(b.and_(b.icmp_signed("!=", p["has_res"], u.i64(0)), p["last"])):
+            rows(p["res"], 0)
 
 
 def _emit_channel_loop(b, cfg, clen, ptrs, bseg, slots, vt) -> None:
