@@ -20,7 +20,8 @@ lanes on AVX-512, 8 on AVX2), with a one-lane remainder loop:
   order) keeps EXACT_ACCUMULATORS of them, so a row's vectors do not wait for each
   other. A row store whose expression contains an earlier Reduce's value (softmax's
   exp(x - max), divided by the sum) reads back what the Reduce stage stored in the
-  output instead of computing it again (_stash_plan).
+  output instead of computing it again (_stash_plan), and a max only subtracted before
+  exp is x86's plain max, not IEEE `maximum` (_shift_only_maxima).
 INNER mode is chosen when more loads walk the last inner variable contiguously than
 the last outer one, except when the inner loop is shorter than a vector (a pooling
 window's 2 or 3 columns): then the outputs are vectorized if every load reads them at
