@@ -162,3 +162,23 @@ def test_softmax_rows_of_signed_zeros_and_nans_equal_the_plain_kernel(monkeypatc
     want = torch.softmax(torch.from_numpy(x), -1).numpy().ravel()
     assert np.isnan(want[2 * 48:]).all()
     np.testing.assert_allclose(got[:2 * 48], want[:2 * 48], rtol=1e-6)
+
+
+def test_shifted_exp_without_a_sum_keeps_nan_rows_nan(monkeypatch):
+    """exp(x - max) alone (no sum after it): a NaN anywhere in a row makes the max, so
+    every element, NaN, as torch's amax does; the plain max tracks NaNs beside it."""
+    x = np.random.default_rng(6).standard_normal((6, 70), np.float32)
+    x[1, 69] = np.nan              # in the scalar remainder
+    x[2, 3] = np.nan               # in the first accumulator
+    x[3, 40] = np.nan              # in a later one
+    x[4, 64:] = np.nan
+    kernel, inputs = _kernel(lambda t: (t - t.amax(-1, keepdim=True)).exp(), x)
+    assert emit._shift_only_maxima(kernel)
+    (got,) = _run(kernel, inputs)
+    t = torch.from_numpy(x)
+    want = (t - t.amax(-1, keepdim=True)).exp().numpy().ravel()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=2e-6)
+    (plain,) = _plain(kernel, inputs, monkeypatch)
+    assert np.array_equal(got, plain, equal_nan=True)

@@ -386,6 +386,9 @@ class KernelEmitter:
             b.store(U.const_like(vt, identity), slot)
         b.store(ir.Constant(acc_t, identity), slot_s)
         stash = self.stash.get("stores", {}).get(id(stage))
+        # the plain max skips NaNs: whether one was seen is kept beside it (an OR of
+        # masks, off the max's dependency chain), and makes the result NaN at the end
+        nans = self._nan_slots(stage, n_acc, width) if combine == "shift_max" else None
 
         def accumulate(point: Point):
             raw = self.expr(stage.value, point)
@@ -395,10 +398,14 @@ class KernelEmitter:
             vector_slot = self.mode == "outer" or point.lanes > 1
             slot, ty = (slots_v[point.acc], vt) if vector_slot else (slot_s, acc_t)
             old = b.load(slot, typ=ty)
-            new = self.combine(combine, old, self.vector_of(val, width)
-                               if width > 1 and vector_slot else self.scalar_of(val),
-                               stage.acc_dtype)
+            value = self.vector_of(val, width) if width > 1 and vector_slot else \
+                self.scalar_of(val)
+            new = self.combine(combine, old, value, stage.acc_dtype)
             b.store(new, slot)
+            if nans is not None:
+                seen = nans[0][point.acc] if vector_slot and width > 1 else nans[1]
+                b.store(b.or_(b.load(seen, typ=seen.allocated_type),
+                              b.fcmp_unordered("uno", value, value)), seen)
         self._inner_loops(outer, accumulate, unroll=n_acc)
         accs = [b.load(slot, typ=vt) for slot in slots_v]
         while len(accs) > 1:        # pairwise: (a0 . a1) . (a2 . a3)
@@ -411,8 +418,38 @@ class KernelEmitter:
                                                           stage.acc_dtype),
                                  scalar_acc, stage.acc_dtype) if width > 1 else \
                 self.combine(combine, vector_acc, scalar_acc, stage.acc_dtype)
+            if nans is not None:
+                total = b.select(self._any_nan(nans, width), ir.Constant(acc_t, math.nan),
+                                 total)
             return Val(total, stage.acc_dtype, False)
         return Val(vector_acc, stage.acc_dtype, width > 1)
+
+    def _nan_slots(self, stage: K.Reduce, n_acc: int, width: int) -> tuple:
+        """([<width x i1> per accumulator], i1 for the remainder), all false."""
+        b = self.b
+        mask_t = U.vec(U.I1, width) if width > 1 else U.I1
+        with b.goto_block(self.entry):
+            vectors = [b.alloca(mask_t, name=f"{stage.name}.nan{k}") for k in range(n_acc)]
+            scalar = b.alloca(U.I1, name=f"{stage.name}.nanrem")
+        for slot in vectors:
+            b.store(ir.Constant(mask_t, None), slot)
+        b.store(ir.Constant(U.I1, 0), scalar)
+        return vectors, scalar
+
+    def _any_nan(self, nans: tuple, width: int):
+        b = self.b
+        vectors, scalar = nans
+        found = b.load(scalar, typ=U.I1)
+        if width > 1:
+            mask_t = U.vec(U.I1, width)
+            merged = b.load(vectors[0], typ=mask_t)
+            for slot in vectors[1:]:
+                merged = b.or_(merged, b.load(slot, typ=mask_t))
+            name = f"llvm.vector.reduce.or.v{width}i1"
+            fn = self.module.globals.get(name) or ir.Function(
+                self.module, ir.FunctionType(U.I1, [mask_t]), name=name)
+            found = b.or_(found, b.call(fn, [merged]))
+        return found
 
     def _store_stashed(self, stage: K.Store, point: Point) -> None:
         """A row store whose expression contains a value an earlier Reduce stored in the
@@ -815,11 +852,12 @@ def _order_free(combine: str, dtype: DType) -> bool:
 
 def _shift_only_maxima(kernel: K.Kernel) -> set:
     """Names of float max Reduces whose result is only ever subtracted from something
-    whose difference only feeds exp (softmax's exp(x - max)). Such a max may skip NaNs
-    and pick either zero: a NaN in the row makes its exp(x - max) NaN, so the sum and
-    every output NaN, as a NaN max would; a max of +0 or -0 shifts every x by zero
-    (x - 0 is x, and exp(+0) = exp(-0) = 1). So it runs as x86's one-instruction max
-    (select(y > x, y, x)) instead of IEEE `maximum` (six dependent instructions)."""
+    whose difference only feeds exp (softmax's exp(x - max)). Such a max may pick either
+    zero when +0 and -0 tie: a max of +0 or -0 shifts every x by zero (x - 0 is x, and
+    exp(+0) = exp(-0) = 1), so every result is the same. So it runs as x86's
+    one-instruction max (select(y > x, y, x)) instead of IEEE `maximum` (six dependent
+    instructions), with NaNs tracked beside it (a row with a NaN has a NaN max, as
+    `maximum` gives)."""
     parents: dict = {}
     nodes: dict = {}
     seen: set = set()
