@@ -388,10 +388,24 @@ def _emit_pad_copy(module) -> None:
             channels_inner = b.icmp_signed("==", p["sc"], u.i64(1))
             with b.if_else(channels_inner) as (nhwc, nchw):
                 with nhwc:
-                    _copy_row(b, p, src_row, dst_row, ("w", "c"))
+                    # a dense NHWC row (pixels C apart) is one run of W*C floats: a
+                    # plain loop LLVM vectorizes (the stem's 8x224x224x3: 0.47 ms as
+                    # element-by-element (w, c) loops)
+                    with b.if_else(b.icmp_signed("==", p["sw"], p["c"])) as (dense, strided):
+                        with dense:
+                            _copy_run(b, p, src_row, b.add(dst_row, b.mul(p["pw"], p["c"])),
+                                      b.mul(p["w"], p["c"]))
+                        with strided:
+                            _copy_row(b, p, src_row, dst_row, ("w", "c"))
                 with nchw:
                     _copy_row(b, p, src_row, dst_row, ("c", "w"))
     b.ret_void()
+
+
+def _copy_run(b, p, src_start, dst_start, count) -> None:
+    with u.counted_loop(b, u.i64(0), count, 1, "run") as i:
+        value = b.load(u.elem_ptr(b, p["src"], b.add(src_start, i)), typ=u.F32)
+        b.store(value, u.elem_ptr(b, p["dst"], b.add(dst_start, i)))
 
 
 def _copy_row(b, p, src_row, dst_row, order) -> None:
