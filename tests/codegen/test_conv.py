@@ -235,16 +235,22 @@ def test_tile_prefetch_changes_no_bits(monkeypatch, rng):
     np.testing.assert_allclose(outs[0], want.numpy(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("source", ["nhwc_dense", "nhwc_strided", "nchw"])
+@pytest.mark.parametrize("source", ["nhwc_dense", "nhwc_strided", "nchw", "nchw_wide",
+                                    "nchw_strided"])
 def test_padded_copy_equals_numpy_pad(source, rng):
     """The conv's zero-padded NHWC copy (pad_nhwc): a dense NHWC row is copied as one
-    run, other layouts element by element; all equal numpy's pad exactly."""
-    base = rng.standard_normal((2, 9, 11, 6), dtype=np.float32)        # N, H, W, C
-    if source == "nhwc_dense":
+    run, NCHW rows by 8x8 register transposes (20 channels: two blocks and 4 left over;
+    11 columns: 8 and a masked 3), other layouts element by element; all equal numpy's
+    pad exactly."""
+    base = rng.standard_normal((2, 9, 11, 20 if source == "nchw_wide" else 6),
+                               dtype=np.float32)                        # N, H, W, C
+    if source == "nchw_strided":
+        x = np.ascontiguousarray(base.transpose(0, 3, 1, 2))[:, :, :, ::2]
+    elif source == "nhwc_dense":
         x = base.transpose(0, 3, 1, 2)
     elif source == "nhwc_strided":
         x = base[:, :, :, :3].transpose(0, 3, 1, 2)                     # pixels 6 apart
-    else:
+    elif source in ("nchw", "nchw_wide"):
         x = np.ascontiguousarray(base.transpose(0, 3, 1, 2))
     conv = prepare_conv2d(rng.standard_normal((4, x.shape[1], 3, 3), dtype=np.float32),
                           None, (1, 1), ((2, 1), (3, 2)))
