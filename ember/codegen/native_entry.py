@@ -27,7 +27,8 @@ two segments (`EntryEmitter(..., breaks=)`).
 `RUNTIME_C` is the small C support library linked beside the kernels: a pthread pool
 (`ember_init`, `ember_threads`, `ember_set_threads`, `ember_parallel_for`;
 one job at a time; a forked child runs serially), `ember_copy` (an N-D strided copy,
-broadcasting with stride 0), `ember_take` (embedding rows, bounds-checked) and
+broadcasting with stride 0) and `ember_copy_rows` (the same over a range of the first
+dimension, a chunked job for large copies), `ember_take` (embedding rows, bounds-checked) and
 `ember_now`. It is compiled with the system C compiler (the one that links the
 shared library).
 """
@@ -267,6 +268,19 @@ void ember_copy(char *dst, const int64_t *dst_strides, const char *src,
                    ndim - 1, itemsize);
 }
 
+/* Rows [begin, end) of dimension 0 of ember_copy's copy (ndim >= 1): a chunked job,
+   so a large copy (a transposed activation made contiguous for a GEMM, a bias
+   broadcast over a GEMM's output) is split across the pool like a kernel. */
+void ember_copy_rows(int64_t begin, int64_t end, int64_t worker, char *dst,
+                     const int64_t *dst_strides, const char *src, const int64_t *src_strides,
+                     const int64_t *shape, int64_t ndim, int64_t itemsize) {
+    (void)worker;
+    for (int64_t i = begin; i < end; i++)
+        ember_copy(dst + i * dst_strides[0] * itemsize, dst_strides + 1,
+                   src + i * src_strides[0] * itemsize, src_strides + 1, shape + 1, ndim - 1,
+                   itemsize);
+}
+
 /* out[i, :] = weight[idx[i], :]; returns 1 on an index out of range (0 <= idx < rows,
    as torch.nn.functional.embedding and ember's eager kernel require), else 0. */
 int ember_take(char *out, const char *weight, int64_t rows, int64_t row_bytes,
@@ -291,9 +305,10 @@ SIGNATURES = {
     "conv": ("ptr",) * 6 + ("i64",) * 28,
     "pad": ("ptr", "ptr") + ("i64",) * 12,
     "copy": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
+    "copy_rows": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "take": ("ptr", "ptr", "i64", "i64", "ptr", "i64", "i64"),
 }
-CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "pad"}
+CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "pad", "copy_rows"}
 _LLVM_TYPE = {"i64": "i64", "i32": "i32", "ptr": "ptr", "i64s": "ptr", "buffers": "ptr"}
 
 

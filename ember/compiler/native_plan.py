@@ -30,13 +30,14 @@ import numpy as np
 
 from ..ir import profiling
 from ..ir.errors import EmberIndexError
+from ..runtime.lite import Spares
 from ..runtime.threads import cpu_count, get_num_threads
 
 _COUNTER = itertools.count()
 _RUNTIME: list = []              # [ctypes library] once loaded, [None] when unavailable
 _RUNTIME_LOCK = threading.Lock()
 _SYMBOLS = ("ember_init", "ember_threads", "ember_set_threads", "ember_parallel_for",
-            "ember_now", "ember_copy", "ember_take")
+            "ember_now", "ember_copy", "ember_copy_rows", "ember_take")
 
 
 def enabled(options: dict) -> bool:
@@ -174,6 +175,7 @@ class _NativeEntry:
         self.custom = [(plan.steps[c["step"]].fn, c["inputs"], c["outputs"], c["tuple"])
                        for c in builder.host_steps]
         self.lib, self.table = lib, table
+        self.calls = calls          # what the entry calls, in order (for inspection)
         self.weights = list(weights.values())        # kept alive: their addresses are baked
         self.n_inputs = len(specs)
         self.ins = (ctypes.c_void_p * (len(specs) + len(self.weights)))()
@@ -181,6 +183,7 @@ class _NativeEntry:
             self.ins[len(specs) + j] = w.ctypes.data
         self.outs = (ctypes.c_void_p * max(1, len(builder.fresh)))()
         self.fresh = builder.fresh
+        self.spares, self.arena_copies = Spares(len(self.fresh)), Spares(len(outputs))
         self.results = outputs
         self.structure = plan.output_slots
         self.arena = _aligned_zeros(layout["workspace_offset"] + 4 * layout["workspace_floats"]
@@ -199,7 +202,11 @@ class _NativeEntry:
             ins[i] = a.__array_interface__["data"][0]
         fresh = []
         for i, f in enumerate(self.fresh):
-            raw, address = _aligned_buffer(f["nbytes"])
+            # a spare nothing references any more, else a new one (runtime/lite.py:
+            # Spares; a new 1 MB buffer costs 256 page faults)
+            raw = self.spares.get(i, lambda n=f["nbytes"]: np.empty(max(n, 1) + 64, np.uint8))
+            base = raw.__array_interface__["data"][0]
+            address = base + (-base) % 64
             fresh.append((raw, address))
             outs[i] = address
         threads = get_num_threads()
@@ -215,9 +222,10 @@ class _NativeEntry:
             raise EmberIndexError(f"index out of range in self (step {step['name']}, "
                                   f"{step.get('op', step['kind'])})")
         values = {}
-        for slot, g, arena_view in zip(self.flat_slots, self.results, self.arena_views):
-            values[slot] = arena_view.copy() if arena_view is not None else \
-                self._value(g, inputs, fresh)
+        for j, (slot, g, arena_view) in enumerate(zip(self.flat_slots, self.results,
+                                                      self.arena_views)):
+            values[slot] = self.arena_copies.copy(j, arena_view) if arena_view is not None \
+                else self._value(g, inputs, fresh)
         return _nest(self.structure, values)
 
     def _run_segments(self, inputs, fresh) -> int:
@@ -267,13 +275,6 @@ class _NativeEntry:
         view = self._operand(g, inputs, fresh)
         # the caller's own buffer is returned as is; an input or weight is copied
         return view if g["base"][0] == "out" else np.array(view)
-
-
-def _aligned_buffer(nbytes: int) -> tuple[np.ndarray, int]:
-    """A fresh uint8 buffer and a 64-byte-aligned address inside it with nbytes after."""
-    raw = np.empty(max(nbytes, 1) + 64, np.uint8)
-    base = raw.__array_interface__["data"][0]
-    return raw, base + (-base) % 64
 
 
 def _entry_object(text: str, target) -> bytes:

@@ -276,8 +276,16 @@ class ProgramBuilder:
         pad = dst.ndim - src.ndim
         src_strides = [0] * pad + [st if s != 1 or d == 1 else 0 for s, st, d in
                                    zip(src.shape, src.strides, dst.shape[pad:])]
-        self._call("ember_copy", "copy", [dst.ptr, dst.strides, src.ptr, src_strides,
-                                          dst.shape, dst.ndim, dst.dtype.itemsize])
+        args = [dst.ptr, dst.strides, src.ptr, src_strides, dst.shape, dst.ndim,
+                dst.dtype.itemsize]
+        if dst.ndim >= 2 and dst.shape[0] >= 2 and dst.size >= PARALLEL_KERNEL_WORK:
+            # split by rows across the pool: the transformer layer's three 1 MB copies
+            # of its transposed input (one per q/k/v GEMM) and 1-4 MB bias fills ran
+            # serially between parallel GEMMs
+            self._call("ember_copy_rows", "copy_rows", args, extent=dst.shape[0], align=1,
+                       parallel=True)
+            return
+        self._call("ember_copy", "copy", args)
 
     def _contiguous_copy(self, src: Value) -> Value:
         tmp = self._scratch(src.shape, _contiguous(src.shape), src.dtype)

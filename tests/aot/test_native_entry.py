@@ -43,6 +43,39 @@ def test_in_process_entry_equals_python_loop(which, rng):
     np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-5)
 
 
+class _TransposedLinear(ember.nn.Module):
+    """A linear over a transposed activation (attention's (L, N, E) view of a batch-first
+    input): the GEMM's operand is copied contiguous first (bias and relu: a kernel)."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.fc = ember.nn.Linear(features, features)
+
+    def forward(self, x):
+        return self.fc(x.transpose(0, 1)).relu()
+
+
+def test_large_copies_split_across_threads(rng):
+    """Copies of 2**18 elements and more run as chunked jobs (ember_copy_rows), equal to
+    the Python loop bit for bit, in process and through an artifact."""
+    import torch
+    model = _TransposedLinear(64).eval()
+    x = rng.standard_normal((64, 64, 64), dtype=np.float32)
+    plan, (first, second, third) = _three_calls(model, ember.tensor(x))
+    native = plan.run.native
+    assert native is not None, plan.run.failed
+    split = [c for c in native.calls if c["fn"] == "ember_copy_rows"]
+    assert len(split) == 1 and split[0]["parallel"] and split[0]["extent"] == 64
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_array_equal(third, first)
+    linear = torch.nn.Linear(64, 64)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(model.fc.weight.detach().numpy()))
+        linear.bias.copy_(torch.from_numpy(model.fc.bias.detach().numpy()))
+        want = linear(torch.from_numpy(x).transpose(0, 1)).relu().numpy()
+    np.testing.assert_allclose(first, want, rtol=1e-5, atol=1e-5)
+
+
 class _OneChannel(ember.nn.Module):
     """conv2d over one input channel (the native entry's conv_c1), with a residual."""
 

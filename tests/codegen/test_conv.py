@@ -208,3 +208,53 @@ def test_narrow_register_tiles(c_out, rng):
     prepare_conv2d(w, bias, (1, 1), (1, 1), epilogue=Epilogue.RELU)(x, out)
     want = _torch_conv(x, w, bias, (1, 1), (1, 1), (1, 1)).relu().numpy()
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+
+
+def test_tile_prefetch_changes_no_bits(monkeypatch, rng):
+    """The microkernel's prefetch of output and residual rows (implicit_conv's
+    _emit_tile_prefetch) is a hint: results equal the kernel without it bit for bit,
+    over two K blocks (K = 1440), a residual and a partial last row tile (70 rows)."""
+    from ember.codegen.llvm import implicit_conv
+    x = rng.standard_normal((2, 5, 7, 160), dtype=np.float32).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((96, 160, 3, 3), dtype=np.float32) * 0.05
+    res = rng.standard_normal((2, 5, 7, 96), dtype=np.float32).transpose(0, 3, 1, 2)
+    outs = []
+    for flag in (True, False):
+        monkeypatch.setattr(implicit_conv, "PREFETCH_TILE", flag)
+        implicit_conv.conv_kernels.cache_clear()
+        conv = prepare_conv2d(w, np.ones(96, np.float32), (1, 1), (1, 1),
+                              epilogue=Epilogue.RELU | Epilogue.RESIDUAL)
+        out = np.empty((2, 5, 7, 96), np.float32).transpose(0, 3, 1, 2)
+        outs.append(conv(x, out, res))
+    implicit_conv.conv_kernels.cache_clear()
+    assert np.array_equal(outs[0], outs[1])
+    want = torch.relu(torch.nn.functional.conv2d(torch.from_numpy(np.ascontiguousarray(x)),
+                                                 torch.from_numpy(w), torch.ones(96),
+                                                 padding=1) + torch.from_numpy(
+                                                     np.ascontiguousarray(res)))
+    np.testing.assert_allclose(outs[0], want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("source", ["nhwc_dense", "nhwc_strided", "nchw", "nchw_wide",
+                                    "nchw_strided"])
+def test_padded_copy_equals_numpy_pad(source, rng):
+    """The conv's zero-padded NHWC copy (pad_nhwc): a dense NHWC row is copied as one
+    run, NCHW rows by 8x8 register transposes (20 channels: two blocks and 4 left over;
+    11 columns: 8 and a masked 3), other layouts element by element; all equal numpy's
+    pad exactly."""
+    base = rng.standard_normal((2, 9, 11, 20 if source == "nchw_wide" else 6),
+                               dtype=np.float32)                        # N, H, W, C
+    if source == "nchw_strided":
+        x = np.ascontiguousarray(base.transpose(0, 3, 1, 2))[:, :, :, ::2]
+    elif source == "nhwc_dense":
+        x = base.transpose(0, 3, 1, 2)
+    elif source == "nhwc_strided":
+        x = base[:, :, :, :3].transpose(0, 3, 1, 2)                     # pixels 6 apart
+    elif source in ("nchw", "nchw_wide"):
+        x = np.ascontiguousarray(base.transpose(0, 3, 1, 2))
+    conv = prepare_conv2d(rng.standard_normal((4, x.shape[1], 3, 3), dtype=np.float32),
+                          None, (1, 1), ((2, 1), (3, 2)))
+    got = conv._padded(x)
+    want = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (2, 1), (3, 2), (0, 0)))
+    assert got.shape == want.shape
+    assert np.array_equal(got, want)

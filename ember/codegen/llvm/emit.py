@@ -16,7 +16,12 @@ lanes on AVX-512, 8 on AVX2), with a one-lane remainder loop:
 - INNER mode: for each outer point, the stages' loops over the inner space are
   vectorized along the last inner variable (row reductions: softmax, layernorm,
   sum over the last dim). A sum keeps one W-lane vector accumulator (each lane adds
-  n / W terms) and ends with a pairwise horizontal reduction.
+  n / W terms) and ends with a pairwise horizontal reduction; a max/min (exact in any
+  order) keeps EXACT_ACCUMULATORS of them, so a row's vectors do not wait for each
+  other. A row store whose expression contains an earlier Reduce's value (softmax's
+  exp(x - max), divided by the sum) reads back what the Reduce stage stored in the
+  output instead of computing it again (_stash_plan), and a max only subtracted before
+  exp is x86's plain max, not IEEE `maximum` (_shift_only_maxima).
 INNER mode is chosen when more loads walk the last inner variable contiguously than
 the last outer one, except when the inner loop is shorter than a vector (a pooling
 window's 2 or 3 columns): then the outputs are vectorized if every load reads them at
@@ -169,6 +174,7 @@ class Point:
         self.e, self.scalars, self.vvar, self.base, self.lanes = emitter, scalars, vvar, base, lanes
         self.reduced = reduced
         self.memo: dict[int, Val] = {}
+        self.acc = 0            # which of a Reduce's accumulators this point adds into
 
 
 # --- the emitter ---------------------------------------------------------------------------
@@ -189,6 +195,8 @@ class KernelEmitter:
             self.lanes = _narrowed(self.lanes, self.k.outer[-1])
         self.module = ir.Module(name=kernel.name)
         self.libm: dict[str, ir.Function] = {}
+        self.stash = _stash_plan(kernel) if self.mode == "inner" else {}
+        self.shift_max = _shift_only_maxima(kernel) if self.mode == "inner" else set()
 
     # -- mode and split ---------------------------------------------------------------------
     def _choose_mode(self) -> str:
@@ -256,16 +264,25 @@ class KernelEmitter:
         with U.counted_loop(self.b, lo, hi, name=f"o{d}") as i:
             self._outer_loops(d + 1, {**scalars, d: i}, begin, end, vectorize_last)
 
-    def _vector_loop(self, lo, hi, body, narrower_tails: bool = False) -> None:
+    def _vector_loop(self, lo, hi, body, narrower_tails: bool = False, unroll: int = 1) -> None:
         """body(base, W) for full vectors, then body(i, 1) for the remainder. With
         `narrower_tails` (OUTER mode, where every output is computed on its own), the
         remainder first takes one vector of each narrower width down to 2 lanes: a
         pooled row of 14 is 8 + 4 + 2 lanes instead of 8 lanes and 6 scalars, one of 7
         is 4 + 2 lanes and 1 scalar (max_pool2d 2x2 on 64x16x28x28, one thread: 290 ->
-        134 us; on 64x32x14x14: 174 -> 126 us)."""
+        134 us; on 64x32x14x14: 174 -> 126 us). With `unroll` > 1 the full vectors go
+        `unroll` at a time first, body(base, W, k) for k < unroll (a max reduction's k-th
+        accumulator), then one at a time with k = 0."""
         b = self.b
         count = b.sub(hi, lo)
         full = b.add(lo, b.mul(b.sdiv(count, U.i64(self.lanes)), U.i64(self.lanes)))
+        if self.lanes > 1 and unroll > 1:
+            step = self.lanes * unroll
+            group_end = b.add(lo, b.mul(b.sdiv(count, U.i64(step)), U.i64(step)))
+            with U.counted_loop(b, lo, group_end, step=step, name="vu") as i:
+                for k in range(unroll):
+                    body(b.add(i, U.i64(k * self.lanes)), self.lanes, k)
+            lo = group_end
         if self.lanes > 1:
             with U.counted_loop(b, lo, full, step=self.lanes, name="v") as i:
                 body(i, self.lanes)
@@ -287,22 +304,31 @@ class KernelEmitter:
             if isinstance(stage, K.Reduce):
                 reduced[stage.name] = self._reduce(stage, point)
                 point.memo.clear()      # later expressions may read the new result
+            elif stage.over_inner and id(stage) in self.stash.get("loads", {}):
+                self._inner_loops(point, lambda p, s=stage: self._store_stashed(s, p))
             elif stage.over_inner:
                 self._inner_loops(point, lambda p, s=stage: self._store(s, p))
             else:
                 self._store(stage, point)
 
-    def _inner_loops(self, outer: Point, body, carried=None) -> None:
-        """Loop over the inner space from an outer point; body(point) per inner point."""
+    def _inner_loops(self, outer: Point, body, carried=None, unroll: int = 1) -> None:
+        """Loop over the inner space from an outer point; body(point) per inner point
+        (`unroll`: full vectors of the last inner variable `unroll` at a time, each
+        point's `acc` saying which of them it is)."""
         n_inner = len(self.k.inner)
         vectorize = self.mode == "inner"
+
+        def vector_point(scalars, var, base, lanes, acc=0):
+            point = Point(self, scalars, var, base, lanes, outer.reduced)
+            point.acc = acc
+            body(point)
 
         def nest(j: int, scalars: dict):
             var = self.n_outer + j
             size = U.i64(self.k.inner[j])
             if j == n_inner - 1 and vectorize:
-                self._vector_loop(U.i64(0), size, lambda base, lanes: body(
-                    Point(self, scalars, var, base, lanes, outer.reduced)))
+                self._vector_loop(U.i64(0), size, lambda base, lanes, acc=0: vector_point(
+                    scalars, var, base, lanes, acc), unroll=unroll)
                 return
             with U.counted_loop(self.b, U.i64(0), size, name=f"i{j}") as i:
                 inner_scalars = {**scalars, var: i}
@@ -336,37 +362,103 @@ class KernelEmitter:
 
     def _reduce(self, stage: K.Reduce, outer: Point) -> Val:
         """Accumulate over the inner space; the result is per outer point (a vector of
-        W outer points in OUTER mode)."""
+        W outer points in OUTER mode).
+
+        In INNER mode a max/min (and an integer sum/product) keeps EXACT_ACCUMULATORS
+        vector accumulators, combined at the end: one accumulator makes every vector of
+        the row wait for the one before (a float `maximum` is ~6 dependent instructions
+        on x86), several let the row's vectors go in parallel. These combines are exact
+        and order-free, so the result is the same bits; a float sum keeps one
+        accumulator (its order is its result)."""
         b = self.b
         acc_t = llvm_type(stage.acc_dtype)
         width = self.lanes if self.mode == "inner" else outer.lanes
         vt = U.vec(acc_t, width) if width > 1 else acc_t
         identity = self._identity(stage.combine, stage.acc_dtype)
+        n_acc = EXACT_ACCUMULATORS if self.mode == "inner" and width > 1 and \
+            _order_free(stage.combine, stage.acc_dtype) else 1
+        # a max only subtracted before exp (softmax's shift): x86's one-instruction max
+        combine = "shift_max" if stage.name in self.shift_max else stage.combine
         with b.goto_block(self.entry):
-            slot_v = b.alloca(vt, name=f"{stage.name}.acc")
+            slots_v = [b.alloca(vt, name=f"{stage.name}.acc{k}") for k in range(n_acc)]
             slot_s = b.alloca(acc_t, name=f"{stage.name}.rem")
-        b.store(U.const_like(vt, identity), slot_v)
+        for slot in slots_v:
+            b.store(U.const_like(vt, identity), slot)
         b.store(ir.Constant(acc_t, identity), slot_s)
+        stash = self.stash.get("stores", {}).get(id(stage))
+        # the plain max skips NaNs: whether one was seen is kept beside it (an OR of
+        # masks, off the max's dependency chain), and makes the result NaN at the end
+        nans = self._nan_slots(stage, n_acc, width) if combine == "shift_max" else None
 
         def accumulate(point: Point):
-            val = self.cast(self.expr(stage.value, point), stage.acc_dtype, point)
+            raw = self.expr(stage.value, point)
+            if stash is not None:       # keep the value for the row's store (see _stash_plan)
+                self._store(stash, point)
+            val = self.cast(raw, stage.acc_dtype, point)
             vector_slot = self.mode == "outer" or point.lanes > 1
-            slot, ty = (slot_v, vt) if vector_slot else (slot_s, acc_t)
+            slot, ty = (slots_v[point.acc], vt) if vector_slot else (slot_s, acc_t)
             old = b.load(slot, typ=ty)
-            new = self.combine(stage.combine, old, self.vector_of(val, width)
-                               if width > 1 and vector_slot else self.scalar_of(val),
-                               stage.acc_dtype)
+            value = self.vector_of(val, width) if width > 1 and vector_slot else \
+                self.scalar_of(val)
+            new = self.combine(combine, old, value, stage.acc_dtype)
             b.store(new, slot)
-        self._inner_loops(outer, accumulate)
-        vector_acc = b.load(slot_v, typ=vt)
+            if nans is not None:
+                seen = nans[0][point.acc] if vector_slot and width > 1 else nans[1]
+                b.store(b.or_(b.load(seen, typ=seen.allocated_type),
+                              b.fcmp_unordered("uno", value, value)), seen)
+        self._inner_loops(outer, accumulate, unroll=n_acc)
+        accs = [b.load(slot, typ=vt) for slot in slots_v]
+        while len(accs) > 1:        # pairwise: (a0 . a1) . (a2 . a3)
+            accs = [self.combine(combine, accs[i], accs[i + 1], stage.acc_dtype)
+                    for i in range(0, len(accs), 2)]
+        vector_acc = accs[0]
         scalar_acc = b.load(slot_s, typ=acc_t)
         if self.mode == "inner":
-            total = self.combine(stage.combine, self.horizontal(stage.combine, vector_acc, width,
-                                                                stage.acc_dtype),
+            total = self.combine(combine, self.horizontal(combine, vector_acc, width,
+                                                          stage.acc_dtype),
                                  scalar_acc, stage.acc_dtype) if width > 1 else \
-                self.combine(stage.combine, vector_acc, scalar_acc, stage.acc_dtype)
+                self.combine(combine, vector_acc, scalar_acc, stage.acc_dtype)
+            if nans is not None:
+                total = b.select(self._any_nan(nans, width), ir.Constant(acc_t, math.nan),
+                                 total)
             return Val(total, stage.acc_dtype, False)
         return Val(vector_acc, stage.acc_dtype, width > 1)
+
+    def _nan_slots(self, stage: K.Reduce, n_acc: int, width: int) -> tuple:
+        """([<width x i1> per accumulator], i1 for the remainder), all false."""
+        b = self.b
+        mask_t = U.vec(U.I1, width) if width > 1 else U.I1
+        with b.goto_block(self.entry):
+            vectors = [b.alloca(mask_t, name=f"{stage.name}.nan{k}") for k in range(n_acc)]
+            scalar = b.alloca(U.I1, name=f"{stage.name}.nanrem")
+        for slot in vectors:
+            b.store(ir.Constant(mask_t, None), slot)
+        b.store(ir.Constant(U.I1, 0), scalar)
+        return vectors, scalar
+
+    def _any_nan(self, nans: tuple, width: int):
+        b = self.b
+        vectors, scalar = nans
+        found = b.load(scalar, typ=U.I1)
+        if width > 1:
+            mask_t = U.vec(U.I1, width)
+            merged = b.load(vectors[0], typ=mask_t)
+            for slot in vectors[1:]:
+                merged = b.or_(merged, b.load(slot, typ=mask_t))
+            name = f"llvm.vector.reduce.or.v{width}i1"
+            fn = self.module.globals.get(name) or ir.Function(
+                self.module, ir.FunctionType(U.I1, [mask_t]), name=name)
+            found = b.or_(found, b.call(fn, [merged]))
+        return found
+
+    def _store_stashed(self, stage: K.Store, point: Point) -> None:
+        """A row store whose expression contains a value an earlier Reduce stored in the
+        output (softmax's exp(x - max)): read it back instead of computing it again."""
+        load, targets = self.stash["loads"][id(stage)]
+        kept = self.load(load, point)
+        for target in targets:
+            point.memo[target] = kept
+        self._store(stage, point)
 
     # -- expressions --------------------------------------------------------------------------
     def expr(self, e, point: Point) -> Val:
@@ -718,6 +810,8 @@ class KernelEmitter:
 
     def combine(self, combine: str, x, y, dtype: DType):
         b = self.b
+        if combine == "shift_max":      # y where y > x, else x: a NaN y is skipped
+            return b.select(b.fcmp_ordered(">", y, x), y, x)
         if _is_float(dtype):
             if combine == "sum":
                 return b.fadd(x, y)
@@ -743,6 +837,122 @@ class KernelEmitter:
             vec = self.combine(combine, lo, hi, dtype)
             lanes = half
         return b.extract_element(vec, ir.Constant(U.I32, 0))
+
+
+# vector accumulators of an INNER-mode max/min (a power of two: combined pairwise)
+EXACT_ACCUMULATORS = 4
+
+
+def _order_free(combine: str, dtype: DType) -> bool:
+    """Whether a reduction's result is the same bits in any order: max/min always (a
+    float `maximum` propagates NaN and orders -0 < +0 whatever comes first), an
+    integer sum or product (wrapping arithmetic is associative)."""
+    return combine in ("max", "min") or not _is_float(dtype)
+
+
+def _shift_only_maxima(kernel: K.Kernel) -> set:
+    """Names of float max Reduces whose result is only ever subtracted from something
+    whose difference only feeds exp (softmax's exp(x - max)). Such a max may pick either
+    zero when +0 and -0 tie: a max of +0 or -0 shifts every x by zero (x - 0 is x, and
+    exp(+0) = exp(-0) = 1), so every result is the same. So it runs as x86's
+    one-instruction max (select(y > x, y, x)) instead of IEEE `maximum` (six dependent
+    instructions), with NaNs tracked beside it (a row with a NaN has a NaN max, as
+    `maximum` gives)."""
+    parents: dict = {}
+    nodes: dict = {}
+    seen: set = set()
+
+    def visit(e):
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        children = e.args if isinstance(e, K.Call) else (e.value,) if isinstance(
+            e, K.Cast) else (e.mask,) if isinstance(e, K.MaskedLoad) else ()
+        for j, child in enumerate(children):
+            parents.setdefault(id(child), []).append((e, j))
+            nodes[id(child)] = child
+            visit(child)
+    roots = {id(stage.value) for stage in kernel.stages}
+    for stage in kernel.stages:
+        visit(stage.value)
+
+    def only_into_exp(e) -> bool:
+        return id(e) not in roots and all(isinstance(p, K.Call) and p.op == "exp"
+                                          for p, _ in parents.get(id(e), []))
+    found = set()
+    for stage in kernel.stages:
+        if not isinstance(stage, K.Reduce) or stage.combine != "max" or \
+                not _is_float(stage.acc_dtype):
+            continue
+        refs = [n for n in nodes.values() if isinstance(n, K.ReduceRef) and n.name == stage.name]
+        if refs and all(id(r) not in roots and all(
+                isinstance(p, K.Call) and p.op == "sub" and j == 1 and only_into_exp(p)
+                for p, j in parents[id(r)]) for r in refs):
+            found.add(stage.name)
+    return found
+
+
+def _stash_plan(kernel: K.Kernel) -> dict:
+    """Row stores that can reuse a value an earlier Reduce computed (softmax: the sum
+    stage computes exp(x - max) per element and the store divides the same exp by the
+    sum; computing the exp twice was half of the kernel's time).
+
+    The Reduce stage then also writes its value into the store's output (at the
+    store's own index), and the store reads it back. Only where that is safe and
+    exact: the output's register and memory types are the value's (no rounding on
+    the way), the store's index gives every inner point its own element, nothing else
+    is stored to that buffer, and the rest of the store's expression loads nothing (so
+    an output that shares memory with an input is not read after being overwritten).
+    Returns {"stores": {id(reduce): Store}, "loads": {id(store): (Load, [ids])}}.
+    """
+    stores, loads = {}, {}
+    written = [s.buffer for s in kernel.stages if isinstance(s, K.Store)]
+    dtypes = {b.name: b.dtype for b in kernel.outputs}
+    for j, stage in enumerate(kernel.stages):
+        if not isinstance(stage, K.Store) or not stage.over_inner or \
+                written.count(stage.buffer) != 1 or not _distinct_inner(kernel, stage.index):
+            continue
+        dtype = dtypes[stage.buffer]
+        if dtype.name in ("float16", "bfloat16") or llvm_type(dtype) != memory_type(dtype):
+            continue
+        for r in reversed(kernel.stages[:j]):
+            if not isinstance(r, K.Reduce) or id(r) in stores or \
+                    isinstance(r.value, (K.Load, K.MaskedLoad, K.Const, K.ReduceRef)) or \
+                    getattr(r.value, "dtype", None) != dtype:
+                continue
+            targets = [id(e) for e in K._walk(stage.value) if e == r.value]
+            if targets and not _loads_outside(stage.value, r.value):
+                stores[id(r)] = K.Store(stage.buffer, stage.index, r.value, True)
+                loads[id(stage)] = (K.Load(stage.buffer, stage.index, dtype), targets)
+                break
+    return {"stores": stores, "loads": loads} if stores else {}
+
+
+def _distinct_inner(kernel: K.Kernel, index: K.Affine) -> bool:
+    """Whether `index` maps distinct inner points (at one outer point) to distinct
+    elements: unit stride along the last inner variable, and each earlier inner
+    variable's stride past everything the later ones reach."""
+    first = kernel.n_vars - len(kernel.inner)
+    reach = 0
+    for v in reversed(range(first, kernel.n_vars)):
+        c = index.coeff(v)
+        if (v == kernel.n_vars - 1 and c != 1) or c <= reach:
+            return False
+        reach += c * (kernel.inner[v - first] - 1)
+    return True
+
+
+def _loads_outside(expr, skip) -> bool:
+    """Whether `expr` reads memory anywhere but inside subexpressions equal to `skip`."""
+    if expr == skip:
+        return False
+    if isinstance(expr, (K.Load, K.MaskedLoad)):
+        return True
+    if isinstance(expr, K.Call):
+        return any(_loads_outside(a, skip) for a in expr.args)
+    if isinstance(expr, K.Cast):
+        return _loads_outside(expr.value, skip)
+    return False
 
 
 def _is_row_constant(e) -> bool:

@@ -57,6 +57,7 @@ class Epilogue(enum.IntFlag):
 KC = 256                  # values of k per block (B block: KC x NC floats in L2)
 NC = 512
 MAX_KC = 8192             # with few output channels a block may take more k (_k_blocks)
+PREFETCH_TILE = True      # _emit_tile_prefetch
 SMALL_CHANNELS = 16       # below this, copy to a padded NHWC buffer and use row segments
 _ROW_FIELDS = 4           # per tile row: input offset, ih0, iw0, output offset
 
@@ -130,6 +131,8 @@ def _emit_microkernel(module, cfg: GemmConfig) -> ir.Function:
     for row in slots:
         for slot in row:
             b.store(ir.Constant(vt, None), slot)
+    if PREFETCH_TILE:
+        _emit_tile_prefetch(b, cfg, p)
     with u.counted_loop(b, p["s0"], p["s1"], 1, "seg") as s:
         ptrs = _emit_segment_rows(b, p, cfg, p["info"], s, p["c0"])
         bseg = u.elem_ptr(b, p["bpanel"], b.mul(b.add(b.mul(s, p["seglen"]), p["c0"]),
@@ -139,6 +142,31 @@ def _emit_microkernel(module, cfg: GemmConfig) -> ir.Function:
     _emit_store(b, cfg, p, acc)
     b.ret_void()
     return fn
+
+
+def _emit_tile_prefetch(b, cfg, p) -> None:
+    """Ask for the tile's output rows (written, and re-read after the first K block) and,
+    in the last K block, its residual rows before the channel loop: that loop runs long
+    enough to hide the cache misses the store would otherwise wait on (a residual read
+    from memory once, partial sums evicted from L2 by the B blocks between K blocks).
+    Only for channels-last outputs, where a row's NR channels are NR*4 contiguous bytes;
+    a prefetch never faults, so the rows past the end (repeats of the last) are safe."""
+    fn = b.module.globals.get("llvm.prefetch.p0")
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ir.VoidType(), [u.PTR, u.I32, u.I32, u.I32]),
+                         name="llvm.prefetch.p0")
+    lines = range(0, cfg.nr, 16)         # 16 floats per 64-byte line
+
+    def rows(base, write: int) -> None:
+        for r in range(cfg.mr):
+            start = b.add(_info(b, p["info"], r, 3), p["col0"])
+            for j in lines:
+                b.call(fn, [u.elem_ptr(b, base, b.add(start, u.i64(j))), ir.Constant(u.I32, write),
+                            ir.Constant(u.I32, 3), ir.Constant(u.I32, 1)])
+    with b.if_then(b.icmp_signed("==", p["osc"], u.i64(1))):
+        rows(p["out"], 1)
+        with b.if_then(b.and_(b.icmp_signed("!=", p["has_res"], u.i64(0)), p["last"])):
+            rows(p["res"], 0)
 
 
 def _emit_channel_loop(b, cfg, clen, ptrs, bseg, slots, vt) -> None:
@@ -360,14 +388,65 @@ def _emit_pad_copy(module) -> None:
             channels_inner = b.icmp_signed("==", p["sc"], u.i64(1))
             with b.if_else(channels_inner) as (nhwc, nchw):
                 with nhwc:
-                    _copy_row(b, p, src_row, dst_row, ("w", "c"))
+                    # a dense NHWC row (pixels C apart) is one run of W*C floats: a
+                    # plain loop LLVM vectorizes (the stem's 8x224x224x3: 0.47 ms as
+                    # element-by-element (w, c) loops)
+                    with b.if_else(b.icmp_signed("==", p["sw"], p["c"])) as (dense, strided):
+                        with dense:
+                            _copy_run(b, p, src_row, b.add(dst_row, b.mul(p["pw"], p["c"])),
+                                      b.mul(p["w"], p["c"]))
+                        with strided:
+                            _copy_row(b, p, src_row, dst_row, ("w", "c"))
                 with nchw:
-                    _copy_row(b, p, src_row, dst_row, ("c", "w"))
+                    # rows contiguous along w: 8 channels x 8 pixels per step, transposed
+                    # in registers; channels past a multiple of 8, and strided rows, go
+                    # element by element
+                    blocked = b.select(b.icmp_signed("==", p["sw"], u.i64(1)),
+                                       b.mul(b.sdiv(p["c"], u.i64(_T)), u.i64(_T)), u.i64(0))
+                    _copy_blocks_transposed(b, p, src_row, dst_row, blocked)
+                    _copy_row(b, p, src_row, dst_row, ("c", "w"), start=blocked)
     b.ret_void()
 
 
-def _copy_row(b, p, src_row, dst_row, order) -> None:
-    with u.counted_loop(b, u.i64(0), p[order[0]], 1, f"{order[0]}o") as outer:
+def _copy_run(b, p, src_start, dst_start, count) -> None:
+    with u.counted_loop(b, u.i64(0), count, 1, "run") as i:
+        value = b.load(u.elem_ptr(b, p["src"], b.add(src_start, i)), typ=u.F32)
+        b.store(value, u.elem_ptr(b, p["dst"], b.add(dst_start, i)))
+
+
+_T = 8     # the NCHW -> NHWC copy's register transpose: 8 channels x 8 pixels
+
+
+def _copy_blocks_transposed(b, p, src_row, dst_row, channels) -> None:
+    """Channels [0, channels) (a multiple of _T) of one NCHW row (contiguous along w)
+    into the NHWC row: per block of _T channels and up to _T pixels, _T masked vector
+    loads (one per channel), an in-register transpose, one vector store per pixel (the
+    small CNN's 64x16x14x14 pad: ~77 us element by element)."""
+    from .gemm import _transpose
+    vt = u.vec(u.F32, _T)
+    lanes = ir.Constant(u.vec(u.I64, _T), list(range(_T)))
+    four, zero = ir.Constant(u.I32, 4), ir.Constant(vt, [0.0] * _T)
+    with u.counted_loop(b, u.i64(0), channels, _T, "cb") as c0:
+        with u.counted_loop(b, u.i64(0), p["w"], _T, "wb") as w0:
+            valid = u.imin(b, u.i64(_T), b.sub(p["w"], w0))
+            mask = b.icmp_signed("<", lanes, u.splat(b, valid, _T))
+            rows = []
+            for j in range(_T):
+                at = b.add(b.add(src_row, b.mul(b.add(c0, u.i64(j)), p["sc"])), w0)
+                rows.append(_masked(b, "load", vt, [u.elem_ptr(b, p["src"], at), four, mask,
+                                                    zero]))
+            pixels = _transpose(b, rows, _T)
+            for k in range(_T):
+                with b.if_then(b.icmp_signed("<", u.i64(k), valid)):
+                    at = b.add(dst_row, b.add(b.mul(b.add(b.add(w0, u.i64(k)), p["pw"]),
+                                                    p["c"]), c0))
+                    u.store_vec(b, pixels[k], p["dst"], at)
+
+
+def _copy_row(b, p, src_row, dst_row, order, start=None) -> None:
+    """Element by element; with `start`, the outer (channel) loop begins there."""
+    with u.counted_loop(b, start if start is not None else u.i64(0), p[order[0]], 1,
+                        f"{order[0]}o") as outer:
         with u.counted_loop(b, u.i64(0), p[order[1]], 1, f"{order[1]}i") as inner:
             iw, c = (outer, inner) if order[0] == "w" else (inner, outer)
             src = b.add(src_row, b.add(b.mul(iw, p["sw"]), b.mul(c, p["sc"])))
