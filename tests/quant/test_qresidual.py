@@ -15,7 +15,7 @@ import ember
 import ember.ao.quantization as eq
 import ember.ao.quantization.quantize_fx as eqfx
 from ember.ir.registry import OPS
-from tests.quant.quant_twins import share_random_weights
+from tests.quant.quant_twins import output_scale, share_random_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 torch.backends.quantized.engine = "x86"
@@ -100,8 +100,7 @@ def test_compiled_residual_blocks_fuse_and_equal_eager_and_torch_ao(rng):
     # other way (docs/quantization.md) and three blocks carry those differences on, so
     # the same argmax and logits within 3 steps of the int8 output's scale
     t_out = t_q(torch.from_numpy(x)).detach().numpy()
-    fc = next(n for n in e_q.graph.nodes if getattr(n.target, "name", None) == "quantized_linear")
-    step = fc.target.schema.bind(fc.args, fc.kwargs)[3]
+    step = output_scale(e_q)
     assert (t_out.argmax(1) == got.argmax(1)).mean() >= 0.99
     assert np.abs(t_out - got).max() <= 3.01 * step
 
