@@ -55,6 +55,9 @@ class GraphModule(Module):
         type(self).__name__ = type(self).__qualname__ = class_name
         for node in graph.nodes:
             if node.op in (OpKind.get_attr, OpKind.call_module):
+                if isinstance(root, dict) and node.target not in root:
+                    raise RuntimeError(f"Node {node.name} referenced target {node.target} "
+                                       "but that target was not provided in ``root``!")
                 try:
                     _copy_attr(root, self, node.target)
                 except (AttributeError, KeyError):
@@ -165,9 +168,10 @@ class GraphModule(Module):
     def print_readable(self, print_output: bool = True, include_stride: bool = False,
                        include_device: bool = False, colored: bool = False,
                        **_options) -> str:
-        body = self._code.strip("\n").rstrip()
+        from .codegen import python_code       # verbose: with stack-trace comments
+        body = python_code(self.graph, verbose=True).src.strip("\n").rstrip()
         text = f"class {type(self).__name__}(ember.nn.Module):\n" + "\n".join(
-            "    " + line for line in body.splitlines()) + "\n"
+            ("    " + line).rstrip() for line in body.splitlines()) + "\n"
         if print_output:
             print(text)
         return text

@@ -62,6 +62,9 @@ class Tracer:
 
     #: the method of a Module root that trace() records (torch.fx's attribute)
     traced_func_name = "forward"
+    #: fill each node's `stack_trace` with the user's line (torch.fx's switch; off by
+    #: default, as there; ember records `meta["loc"]` for its own errors regardless)
+    record_stack_traces = False
 
     def __init__(self, autowrap_modules=(math,), autowrap_functions=(),
                  param_shapes_constant: bool = False):
@@ -219,7 +222,9 @@ class Tracer:
         frame = user_frame()
         if frame is not None:
             node.meta["loc"] = format_frame(frame).split("\n")[0]
-            node.meta["stack_trace"] = format_frame(frame)
+            if self.record_stack_traces and kind not in ("placeholder", "output"):
+                node.meta["stack_trace"] = (f'File "{frame.filename}", line {frame.lineno}, '
+                                            f"in {frame.name}\n    {(frame.line or '').strip()}")
         return node
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
@@ -244,9 +249,14 @@ class Tracer:
         self.module_stack, self._module_calls = {}, {}
         fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
         annotations = _annotations(fn)
-        fn, args = self._placeholders(fn, concrete_args or {}, annotations)
-        with self._patched(getattr(fn, "__globals__", {})):
-            result = fn(*args)
+        global _tracing_depth
+        _tracing_depth += 1
+        try:
+            fn, args = self._placeholders(fn, concrete_args or {}, annotations)
+            with self._patched(getattr(fn, "__globals__", {})):
+                result = fn(*args)
+        finally:
+            _tracing_depth -= 1
         # through create_node, as torch.fx makes the output (tracer hooks see it)
         self.create_node("output", "output", (self.create_arg(result),), {},
                          type_expr=annotations.get("return"))
@@ -274,13 +284,16 @@ class Tracer:
                 args.append(self.create_proxy("placeholder", f"**{name}", (), {}))
                 continue
             # through create_proxy, as torch.fx makes placeholders (tracer hooks see them)
-            if name in concrete_args and concrete_args[name] is not PH:
-                proxy = self.create_proxy("placeholder", f"{name}_1", (), {},
+            default = () if param.default is inspect.Parameter.empty else (param.default,)
+            if name in concrete_args:     # torch.fx: `<name>_1`, keeping the default
+                proxy = self.create_proxy("placeholder", f"{name}_1", default, {},
                                           name=f"{name}_1")
+                if concrete_args[name] is PH:
+                    args.append(proxy)
+                    continue
                 self._guard_concrete(name, proxy, concrete_args[name])
                 args.append(concrete_args[name])
                 continue
-            default = () if param.default is inspect.Parameter.empty else (param.default,)
             args.append(self.create_proxy("placeholder", name, default, {}, name=name,
                                           type_expr=(annotations or {}).get(name)))
         return fn, args
@@ -534,6 +547,16 @@ def _with_plain_varargs(fn, params: list) -> tuple[Callable, list]:
     return plain, ordered
 
 
+#: how many symbolic traces are running (nested traces count each)
+_tracing_depth = 0
+
+
+def is_fx_tracing() -> bool:
+    """Whether a symbolic trace is running (torch.fx's `is_fx_tracing`): code that
+    must behave differently while traced (skip a data-dependent check) asks this."""
+    return _tracing_depth > 0
+
+
 def _assert_is_none(value, message: str) -> None:
     """The guard a `concrete_args={name: None}` trace records (torch.fx's)."""
     assert value is None, message
@@ -570,4 +593,4 @@ def symbolic_trace(root, concrete_args: dict | None = None):
     return gm
 
 
-__all__ = ["Tracer", "GraphAppendingTracer", "PH", "symbolic_trace", "wrap"]
+__all__ = ["Tracer", "GraphAppendingTracer", "PH", "symbolic_trace", "wrap", "is_fx_tracing"]
