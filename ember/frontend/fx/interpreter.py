@@ -62,8 +62,17 @@ class Interpreter:
         return getattr(self, node.op.value)(node.target, args, kwargs)
 
     def fetch_args_kwargs_from_env(self, node: Node):
-        return (map_arg(node.args, lambda n: self.env[n]),
-                map_arg(node.kwargs, lambda n: self.env[n]))
+        return (self.map_nodes_to_values(node.args, node),
+                self.map_nodes_to_values(node.kwargs, node))
+
+    def map_nodes_to_values(self, args, n: Node):
+        """`args` with each Node replaced by its computed value (torch.fx's)."""
+        def value(arg: Node):
+            if arg not in self.env:
+                raise RuntimeError(f"Node {n} referenced nonexistent value {arg}! Run "
+                                   "Graph.lint() to diagnose such issues")
+            return self.env[arg]
+        return map_arg(args, value)
 
     # --- one method per op kind ------------------------------------------------------------
     def placeholder(self, target, args, kwargs):
