@@ -22,7 +22,8 @@ from .errors import VerifyError
 
 
 # names generated code must not shadow (torch.fx reserves builtins, keywords and `torch`)
-_RESERVED = set(dir(builtins)) | {"self", "ember", "operator", "inf", "nan", "NoneType"}
+_RESERVED = set(dir(builtins)) | {"self", "ember", "torch", "operator", "inf", "nan",
+                                   "NoneType"}
 _NUMBERED = re.compile(r"(.+)_(\d+)$")
 
 
@@ -156,8 +157,11 @@ class Node:
                               *, propagate_meta: bool = False) -> list["Node"]:
         """Point every user (that `delete_user_cb` accepts) at `replace_with`."""
         if propagate_meta:
-            for k, v in self.meta.items():
-                replace_with.meta.setdefault(k, v)
+            if replace_with.meta:
+                raise AssertionError("Called node.replace_all_uses_with(replace_with, "
+                                     "propagate_meta=True), but replace_with already has "
+                                     ".meta keys")
+            replace_with.meta.update(self.meta)
         changed = []
         for user in list(self.users):
             if user is replace_with or not delete_user_cb(user):
@@ -568,6 +572,10 @@ class Graph:
 
     # --- editing -----------------------------------------------------------------------
     def erase_node(self, to_erase: Node) -> None:
+        if to_erase._erased:                # torch.fx warns and does nothing
+            import warnings
+            warnings.warn(f"erase_node({to_erase}) on an already erased node")
+            return
         if to_erase.users:
             raise VerifyError(f"Tried to erase Node {to_erase.name} but it still had "
                               f"{len(to_erase.users)} users in the graph: "

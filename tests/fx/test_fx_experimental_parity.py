@@ -1,5 +1,6 @@
 """ember.fx.experimental's normalize and symbolic_shapes helpers against torch's."""
 import importlib
+import operator
 
 import numpy as np
 import pytest
@@ -121,3 +122,48 @@ def test_symbolic_shapes_free_symbols():
     from ember.ir.symdim import SymDim
     assert ss.free_symbols(3) == set() and ss.free_symbols([SymDim(2, 1), 4]) == {"s0"}
     assert ss.is_symbolic(SymDim()) and not ss.is_concrete_int(SymDim())
+
+
+def _rewrite_add(lib):
+    fx = importlib.import_module(f"{lib.__name__}.fx")
+
+    class AddToNegMul(fx.Transformer):
+        def call_function(self, target, args, kwargs):
+            if target is operator.add:
+                product = super().call_function(operator.mul, args, kwargs)
+                return super().call_function(operator.neg, (product,), {})
+            return super().call_function(target, args, kwargs)
+    gm = fx.symbolic_trace(lambda x: x + 1)
+    for n in gm.graph.nodes:
+        n.meta.update(custom={"k": n.name}, nn_module_stack={"m": 1})
+    return AddToNegMul, gm
+
+
+def test_transformer_carries_node_meta_to_every_new_node():
+    seen = {}
+    for name, lib in LIBS.items():
+        transformer, gm = _rewrite_add(lib)
+        out = transformer(gm).transform()
+        seen[name] = [(n.name, n.meta.get("custom"), n.meta.get("nn_module_stack"))
+                      for n in out.graph.nodes]
+    assert seen["ember"] == seen["torch"]
+    assert seen["ember"][1] == ("mul", {"k": "add"}, {"m": 1})
+
+
+def test_traceback_preserve_node_meta_and_annotate():
+    for name in LIBS:
+        fx = importlib.import_module(f"{name}.fx")
+        tb = importlib.import_module(f"{name}.fx.traceback")
+        assert not tb.has_preserved_node_meta()
+        with tb.preserve_node_meta():
+            assert tb.has_preserved_node_meta() and tb.get_current_meta() == {}
+            with tb.annotate({"a": 1}):
+                tracer = fx.Tracer()
+                tracer.graph = fx.Graph()
+                proxy = tracer.create_proxy("placeholder", "x", (), {})
+                assert tb.get_current_meta() == {"custom": {"a": 1}}
+                assert proxy.node.meta["custom"] == {"a": 1}
+            assert tb.get_current_meta() == {}
+            tb.set_stack_trace(["line one\n", "line two\n"])
+            assert tb.format_stack() == ["line one\nline two\n"]
+        assert not tb.has_preserved_node_meta()

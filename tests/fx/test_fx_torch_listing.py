@@ -274,3 +274,44 @@ def test_node_rename_keeps_names_unique():
         assert (a.name, b.name) == ("neg", "neg_1")
         a._rename("fresh")
         assert a.name == "fresh"
+
+
+def test_names_reserved_like_torch():
+    def build(lib, fx):
+        g = fx.Graph()
+        x = g.placeholder("x")
+        names = [g.create_node("call_function", operator.neg, (x,), name=n).name
+                 for n in ("x", "add", "add_1", "add", "sum", "1abc", "a.b-c", "torch")]
+        return names
+    torch_names, ember_names = _both(build)
+    assert ember_names == torch_names
+
+
+def test_replace_all_uses_with_propagate_meta():
+    def build(lib, fx):
+        g = fx.Graph()
+        x = g.placeholder("x")
+        a = g.call_function(operator.neg, (x,))
+        a.meta["tag"] = 1
+        b = g.call_function(operator.abs, (x,))
+        c = g.call_function(operator.pos, (x,))
+        out = g.output((a, a))
+        changed = a.replace_all_uses_with(b, propagate_meta=True)
+        c.meta["other"] = 2
+        with pytest.raises(AssertionError, match="already has .meta keys") as info:
+            b.replace_all_uses_with(c, propagate_meta=True)
+        return [n.name for n in changed], dict(b.meta), str(info.value), out.args
+    torch_result, ember_result = _both(build)
+    assert repr(ember_result) == repr(torch_result)
+
+
+def test_erase_node_twice_warns():
+    for fx in (tfx, efx):
+        g = fx.Graph()
+        x = g.placeholder("x")
+        a = g.call_function(operator.neg, (x,))
+        g.output(x)
+        g.erase_node(a)
+        with pytest.warns(UserWarning, match="already erased"):
+            g.erase_node(a)
+        assert [n.name for n in g.nodes] == ["x", "output"]

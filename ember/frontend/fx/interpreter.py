@@ -3,6 +3,7 @@ Transformer (an Interpreter whose values are Proxies: it builds a new graph)."""
 from __future__ import annotations
 
 from ...ir.graph import Graph, Node, OpKind, map_arg
+from . import fx_traceback
 from .proxy import Proxy
 from .tracer import Tracer
 
@@ -58,6 +59,10 @@ class Interpreter:
         return fetch_attr(self.module, target)
 
     def run_node(self, node: Node):
+        if fx_traceback.should_preserve_node_meta:  # carried to the nodes made meanwhile
+            with fx_traceback.set_current_meta(node):
+                args, kwargs = self.fetch_args_kwargs_from_env(node)
+                return getattr(self, node.op.value)(node.target, args, kwargs)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
         return getattr(self, node.op.value)(node.target, args, kwargs)
 
@@ -159,7 +164,8 @@ class Transformer(Interpreter):
 
     def transform(self):
         from .graph_module import GraphModule
-        result = self.run()
+        with fx_traceback.preserve_node_meta():    # every node made for a node gets its
+            result = self.run()                     # stack trace and module stack (torch's)
         out = self.new_graph.output(self.tracer.create_arg(result))
         old_out = self.graph.output_node
         if old_out is not None:

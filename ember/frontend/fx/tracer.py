@@ -33,6 +33,7 @@ from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..nn.parameter import Parameter
 from ...ir.registry import is_op
+from .fx_traceback import copy_current_meta, has_preserved_node_meta
 from .proxy import _ITERATION, PROXYABLE_CLASSES, ParameterProxy, Proxy, _find_tracer
 
 _WRAPPED: list[tuple[dict, str]] = []   # (globals of the caller, function name)
@@ -230,7 +231,9 @@ class Tracer:
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
                      proxy_factory_fn=None) -> Proxy:
         node = self.create_node(kind, target, args, kwargs, name, type_expr)
-        if self.module_stack:
+        if has_preserved_node_meta():
+            copy_current_meta(node)
+        elif self.module_stack:
             node.meta["nn_module_stack"] = dict(self.module_stack)
         return proxy_factory_fn(node) if proxy_factory_fn is not None else self.proxy(node)
 
