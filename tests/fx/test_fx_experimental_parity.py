@@ -167,3 +167,21 @@ def test_traceback_preserve_node_meta_and_annotate():
             tb.set_stack_trace(["line one\n", "line two\n"])
             assert tb.format_stack() == ["line one\nline two\n"]
         assert not tb.has_preserved_node_meta()
+
+
+def test_make_fx_names_inputs_as_torch():
+    def add(a, b):
+        return a + b
+
+    def first_twice(*args):
+        return args[0] * 2
+    for fn, n_inputs in ((add, 2), (first_twice, 1)):
+        names = {}
+        for name, lib in LIBS.items():
+            make_fx = importlib.import_module(
+                f"{name}.fx.experimental.proxy_tensor").make_fx
+            inputs = [lib.ones(2) for _ in range(n_inputs)]
+            gm = make_fx(fn)(*inputs)
+            names[name] = [(n.name, n.target) for n in gm.graph.nodes if n.op == "placeholder"]
+            assert gm(*inputs).tolist() == fn(*inputs).tolist()
+        assert names["ember"] == names["torch"]
