@@ -315,3 +315,24 @@ def test_erase_node_twice_warns():
         with pytest.warns(UserWarning, match="already erased"):
             g.erase_node(a)
         assert [n.name for n in g.nodes] == ["x", "output"]
+
+
+def test_print_readable_nests_graph_module_children():
+    def build(lib, fx):
+        split_module = __import__(f"{lib.__name__}.fx.passes.split_module",
+                                  fromlist=["split_module"]).split_module
+
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.l = lib.nn.Linear(2, 2)
+
+            def forward(self, x):
+                return self.l(x).relu() + 1
+        m = M()
+        gm = fx.symbolic_trace(m)
+        parts = split_module(gm, m, lambda n: 0 if n.op == "call_module" else 1)
+        return parts.print_readable(print_output=False)
+    torch_text, ember_text = _both(build)
+    _same(torch_text, ember_text)
+    assert "\n    class submod_1(ember.nn.Module):\n" in ember_text
