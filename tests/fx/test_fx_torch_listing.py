@@ -336,3 +336,33 @@ def test_print_readable_nests_graph_module_children():
     torch_text, ember_text = _both(build)
     _same(torch_text, ember_text)
     assert "\n    class submod_1(ember.nn.Module):\n" in ember_text
+
+
+def test_tracer_getattr_hook_gets_torch_arguments():
+    for lib, fx in ((torch, tfx), (ember, efx)):
+        seen = []
+
+        class Spy(fx.Tracer):
+            def getattr(self, attr, attr_val, parameter_proxy_cache):
+                seen.append((attr, isinstance(parameter_proxy_cache, dict)))
+                return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+        class Sub(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.l = lib.nn.Linear(2, 2)
+
+            def forward(self, x):
+                return self.l(x)
+        Spy().trace(Sub())
+        assert seen == [("l", True)]
+
+
+def test_graph_module_meta_dict():
+    for fx in (tfx, efx):
+        gm = fx.symbolic_trace(lambda x: x + 1)
+        assert gm.meta == {}
+        gm.meta["pass"] = "done"
+        import copy
+        assert copy.deepcopy(gm).meta == {"pass": "done"}
+        assert fx.GraphModule(gm, gm.graph).meta == {}

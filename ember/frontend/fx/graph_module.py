@@ -64,6 +64,7 @@ class GraphModule(Module):
                     if not (isinstance(root, Module) and node.target.startswith("_tensor_constant")):
                         raise
         self.graph = graph
+        self.meta = {}      # torch's free-form dict for passes (deepcopy keeps it)
 
     @property
     def graph(self) -> Graph:

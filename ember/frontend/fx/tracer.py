@@ -249,6 +249,7 @@ class Tracer:
         self._attr_nodes = {}
         self._module_paths = None
         self._param_paths = None
+        self._parameter_proxy_cache = {}    # torch's third getattr argument
         self.module_stack, self._module_calls = {}, {}
         fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
         annotations = _annotations(fn)
@@ -319,7 +320,8 @@ class Tracer:
             return tracer.call_module(mod, functools.partial(original_call, mod), args, kwargs)
 
         def module_getattr(mod, name):
-            return tracer.getattr(name, original_getattr(mod, name))
+            return tracer.getattr(name, original_getattr(mod, name),
+                                  tracer._parameter_proxy_cache)
 
         patcher = _Patcher()
         self._replacements = self._autowrap_replacements()
