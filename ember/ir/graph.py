@@ -12,15 +12,18 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
+import inspect
 import keyword
 import re
+import typing
 from typing import Any, Callable, Iterator
 
 from .errors import VerifyError
 
 
 # names generated code must not shadow (torch.fx reserves builtins, keywords and `torch`)
-_RESERVED = set(dir(builtins)) | {"self", "ember", "operator", "inf", "nan", "NoneType"}
+_RESERVED = set(dir(builtins)) | {"self", "ember", "torch", "operator", "inf", "nan",
+                                   "NoneType"}
 _NUMBERED = re.compile(r"(.+)_(\d+)$")
 
 
@@ -34,6 +37,9 @@ class OpKind(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    def __repr__(self) -> str:      # reads as the plain string torch.fx's node.op is
+        return repr(self.value)
 
 
 #: torch.fx.node's type names for what a node's args hold and what it calls
@@ -151,8 +157,11 @@ class Node:
                               *, propagate_meta: bool = False) -> list["Node"]:
         """Point every user (that `delete_user_cb` accepts) at `replace_with`."""
         if propagate_meta:
-            for k, v in self.meta.items():
-                replace_with.meta.setdefault(k, v)
+            if replace_with.meta:
+                raise AssertionError("Called node.replace_all_uses_with(replace_with, "
+                                     "propagate_meta=True), but replace_with already has "
+                                     ".meta keys")
+            replace_with.meta.update(self.meta)
         changed = []
         for user in list(self.users):
             if user is replace_with or not delete_user_cb(user):
@@ -223,17 +232,45 @@ class Node:
                 return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
             return str(value)
         if self.op == OpKind.output:
+            if maybe_return_typename and self.type is not None:
+                maybe_return_typename[0] = f" -> {type_repr(self.type)}"
             return f"return {self.args[0] if self.args else None}"
         target = self.target_name
         if is_op(self.target):              # the op as users call it: ember.relu
             space = f"{self.target.namespace}." if self.target.namespace else ""
             target = f"ember.{space}{self.target.python_name or self.target.name}"
-        head = f"%{self.name} : [num_users={len(self.users)}] = {self.op}[target={target}]"
+        elif getattr(self.target, "__module__", None) == "builtins":
+            target = f"builtins.{target}"   # torch's spelling: builtins.getattr
+        typename = f"{type_repr(self.type)} " if self.type is not None else ""
+        head = (f"%{self.name} : {typename}[num_users={len(self.users)}] = "
+                f"{self.op}[target={target}]")
         if self.op == OpKind.placeholder and placeholder_names is not None:
             placeholder_names.append(self.target)
         if self.op in (OpKind.placeholder, OpKind.get_attr):
             return head if not self._args else f"{head}(default={show(self._args[0])})"
         return f"{head}(args = {show(self._args)}, kwargs = {show(self._kwargs)})"
+
+    def normalized_arguments(self, root, arg_types=None, kwarg_types=None,
+                             normalize_to_only_use_kwargs: bool = False):
+        """This call's arguments bound to its target's signature, defaults filled in
+        (torch.fx's): `ArgsKwargsPair(args, kwargs)` with the leading positional
+        arguments kept positional (all of them keywords with
+        `normalize_to_only_use_kwargs`), or None where no signature is known (methods,
+        user modules, targets taking *args/**kwargs) or the arguments do not bind.
+        Registry ops bind to their schema, whose `self` is `input` as in torch's
+        Python signatures; submodule calls bind only for ember.nn's own layers."""
+        signature = _call_signature(self, root)
+        if signature is None:
+            return None
+        return _bind_normalized(signature, self.args, self.kwargs,
+                                normalize_to_only_use_kwargs)
+
+    def _rename(self, candidate: str) -> None:
+        """Rename this node to `candidate`, made unique in its graph (torch.fx's)."""
+        if candidate == self.name:
+            return
+        self.graph._used.discard(self.name)
+        self.name = self.graph._unique_name(candidate)
 
     def is_impure(self, impure_random: bool = True) -> bool:
         """Whether dead-code elimination must keep this node although its result is
@@ -262,8 +299,86 @@ class Node:
 
     @property
     def stack_trace(self) -> str | None:
-        loc = self.meta.get("loc")
-        return str(loc) if loc else None
+        """The Python stack recorded for this node (torch.fx's `meta["stack_trace"]`:
+        set when the Tracer's `record_stack_traces` is on)."""
+        return self.meta.get("stack_trace")
+
+    @stack_trace.setter
+    def stack_trace(self, trace: str | None) -> None:
+        self.meta["stack_trace"] = trace
+
+
+class ArgsKwargsPair(typing.NamedTuple):
+    """A call's normalized arguments (torch.fx.operator_schemas' pair)."""
+    args: tuple
+    kwargs: dict
+
+
+def _op_signature(op) -> inspect.Signature:
+    """A registry op's schema as a Python signature (`self` spelled `input`)."""
+    required = op.schema.args[0].default if op.schema.args else None
+    params = []
+    for arg in op.schema.args:
+        kind = (inspect.Parameter.KEYWORD_ONLY if arg.kwarg_only
+                else inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        default = inspect.Parameter.empty if arg.default is required else arg.default
+        params.append(inspect.Parameter("input" if arg.name == "self" else arg.name, kind,
+                                        default=default))
+    return inspect.Signature(params)
+
+
+def _call_signature(node: "Node", root) -> inspect.Signature | None:
+    try:
+        if node.op == OpKind.call_function:
+            if is_op(node.target):
+                return _op_signature(node.target)
+            return inspect.signature(inspect.unwrap(node.target))
+        if node.op == OpKind.call_module and root is not None:
+            module = root.get_submodule(node.target)
+            if not type(module).__module__.startswith(("ember.frontend.nn.", "ember.nn.")):
+                return None
+            return inspect.signature(inspect.unwrap(module.forward))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def _bind_normalized(signature: inspect.Signature, args, kwargs, only_kwargs: bool):
+    supported = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if any(p.kind not in supported for p in signature.parameters.values()):
+        return None
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    new_args, new_kwargs = [], {}
+    for i, name in enumerate(signature.parameters):
+        if not only_kwargs and i < len(args):
+            new_args.append(bound.arguments[name])
+        else:
+            new_kwargs[name] = bound.arguments[name]
+    return ArgsKwargsPair(tuple(new_args), new_kwargs)
+
+
+def type_repr(t) -> str:
+    """An annotation as torch.fx prints it: builtins bare (`int`), ember's exported
+    classes under `ember.` (`ember.Tensor`), other classes by module path, anything
+    else (typing forms) by its repr."""
+    import sys
+    import types
+    if t is Ellipsis:
+        return "..."
+    if isinstance(t, type) and not isinstance(t, types.GenericAlias):
+        if t.__module__ == "builtins":
+            return t.__qualname__
+        root = sys.modules.get("ember")      # looked up, not imported (ir imports no layer)
+        if root is not None and getattr(root, t.__qualname__, None) is t:
+            return f"ember.{t.__qualname__}"
+        return f"{t.__module__}.{t.__qualname__}"
+    if isinstance(t, types.FunctionType):
+        return t.__name__
+    return repr(t)
 
 
 def is_op(target) -> bool:
@@ -457,10 +572,14 @@ class Graph:
 
     # --- editing -----------------------------------------------------------------------
     def erase_node(self, to_erase: Node) -> None:
+        if to_erase._erased:                # torch.fx warns and does nothing
+            import warnings
+            warnings.warn(f"erase_node({to_erase}) on an already erased node")
+            return
         if to_erase.users:
             raise VerifyError(f"Tried to erase Node {to_erase.name} but it still had "
                               f"{len(to_erase.users)} users in the graph: "
-                              f"{list(to_erase.users)}!")
+                              f"{to_erase.users}!")
         to_erase._update_args((), {})
         self._nodes.remove(to_erase)
         to_erase._erased = True
@@ -514,12 +633,16 @@ class Graph:
                     raise VerifyError(
                         f"Argument '{inp.name}' of Node '{node.name}' does not belong to this "
                         "Graph, but was used as an argument! If you are copying nodes from "
-                        "another graph, remap the arguments with node_copy's arg_transform")
+                        "another graph, make sure to use ``arg_transform`` on node_copy() to "
+                        f"remap values\n{self}")
                 if inp not in seen:
+                    # torch.fx's message lists the graph; ember's IR printer names nodes
+                    where = (f": {label(node)} uses {label(inp)} before it is defined"
+                             if names else f"\n{self}")
                     raise VerifyError(
-                        f"{label(node)} uses {label(inp)} before it is defined: argument "
-                        f"'{inp.name}' of node '{node.name}' was used before it has been "
-                        "defined (the nodes must be in topological order)")
+                        f"Argument '{inp.name}' of Node '{node.name}' was used before it has "
+                        "been defined! Please check that Nodes in the graph are "
+                        f"topologically ordered{where}")
                 if node not in inp.users:
                     raise VerifyError(f"{label(inp)}.users is missing {label(node)}")
             seen.add(node)
@@ -528,8 +651,11 @@ class Graph:
             raise VerifyError(f"graph has {len(outputs)} output nodes")
 
     def __str__(self) -> str:
-        from .printer import print_graph
-        return print_graph(self)
+        """torch.fx's listing: `graph():`, then each node's `format_node()` indented by
+        four spaces (torch leaves the parentheses empty). `ember.ir.print_graph(g)`
+        gives ember's parseable textual IR."""
+        lines = ["graph():"] + ["    " + n.format_node() for n in self._nodes]
+        return "\n".join(lines)
 
     def print_tabular(self) -> None:
         """Print one row per node (opcode, name, target, args, kwargs) in the layout

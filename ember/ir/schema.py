@@ -96,6 +96,10 @@ class Schema:
                 f"{self.name}() takes {len(positional)} positional arguments but "
                 f"{len(args)} were given\n  signature: {self.text}")
         values = list(args)
+        known = {a.name for a in params}
+        if "input" in kwargs and "input" not in known and "self" in known:
+            # torch's Python functions name the tensor `input` (torch.sum(input=x))
+            kwargs = {("self" if k == "input" else k): v for k, v in kwargs.items()}
         for param in params[len(args):]:
             if param.name in kwargs:
                 values.append(kwargs[param.name])
@@ -104,7 +108,6 @@ class Schema:
             else:
                 raise SchemaError(f"{self.name}() missing required argument '{param.name}'"
                                   f"\n  signature: {self.text}")
-        known = {a.name for a in params}
         extra = [k for k in kwargs if k not in known]
         if extra:
             raise SchemaError(f"{self.name}() got unexpected keyword argument(s) {extra}"

@@ -73,7 +73,7 @@ def test_jvp_graph_matches_torch_func_jvp(name, rng):
     op = OPS[name]
     sample, graph, constants, arrays, wrt = differentiable_op_graph(op, rng)
     jvp = jvp_graph(graph, wrt)
-    assert graphs_equal(parse(str(jvp)), jvp)
+    assert graphs_equal(parse(ember.ir.print_graph(jvp)), jvp)
     tangents = [rng.standard_normal(arrays[i].shape).astype(arrays[i].dtype) for i in wrt]
     _, got = call_graph(jvp, [ember.tensor(a) for a in arrays] +
                         [ember.tensor(t) for t in tangents], constants)
@@ -149,7 +149,7 @@ def test_declared_jvp_rules_agree_with_derived(monkeypatch, rng):
     monkeypatch.setattr(OPS["sin"], "jvp", _declared_sin)
     monkeypatch.setattr(OPS["mul"], "jvp", _declared_mul)
     declared = jvp_graph(graph, [0, 1])
-    assert "cos" in str(declared) and not graphs_equal(declared, derived)
+    assert "cos" in ember.ir.print_graph(declared) and not graphs_equal(declared, derived)
     values = [ember.randn(3, 4), ember.randn(4), ember.randn(3, 4), ember.randn(4)]
     (_, want), (_, got) = (call_graph(g, values) for g in (derived, declared))
     assert_close(got, want, rtol=1e-5, atol=1e-6)

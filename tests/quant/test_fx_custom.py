@@ -267,7 +267,7 @@ def test_functional_linear_and_conv2d_with_parameter_weights_agree_with_torch_ao
     def mapping(lib, aq):
         return aq.get_default_qconfig_mapping("x86")
     (_, tc, t_out), (_, ec, e_out) = _run_both(t_model, e_model, mapping)
-    graph = str(ec.graph)
+    graph = ember.ir.print_graph(ec.graph)
     assert "quantized_conv2d" in graph and "quantized_linear" in graph
     _close(t_out, e_out)
 

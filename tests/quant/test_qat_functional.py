@@ -62,6 +62,6 @@ def test_functional_weights_train_fake_quantized_like_torch():
         np.testing.assert_allclose(got, want, atol=1e-5)
     for got, want in zip(e_final, t_final):       # within one output quantization step
         np.testing.assert_allclose(got, want, atol=0.05)
-    text = str(converted.graph)
+    text = ember.ir.print_graph(converted.graph)
     assert "quantized_linear" in text and "quantized_conv2d" in text
     assert "fake_quant" not in text and converted.quantization_report == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import keyword
 import operator
+import re
 
 from ...ir.dtypes import DType
 from ...ir.graph import Graph, Node, OpKind, target_name
@@ -233,8 +234,42 @@ def _released_after(graph: Graph) -> dict:
     return released
 
 
-def python_code(graph: Graph) -> PythonCode:
+def _stack_trace_summary(trace: str) -> str:
+    """`File: model.py:14 in forward, code: y = x + 1` from a node's stack_trace
+    (its last `File "...", line N, in fn` entry and the source line under it)."""
+    lines = trace.strip("\n").splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        match = _FRAME_LINE.match(lines[i].strip())
+        if match:
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return f"File: {match.group(1)}:{match.group(2)} in {match.group(3)}, code: {code}"
+    return ""
+
+
+_FRAME_LINE = re.compile(r'File "(.+)", line (\d+), in (.+)$')
+
+
+def _stack_trace_comments(graph: Graph) -> dict:
+    """print_readable's comments (torch.fx's verbose code): `# File: ...` before the
+    first node of each new stack trace, `# No stacktrace found for following nodes`
+    before the first of a run of nodes without one."""
+    comments, previous = {}, None
+    for node in graph.nodes:
+        if node.op in (OpKind.placeholder, OpKind.output):
+            continue
+        trace = node.stack_trace
+        if trace and trace != previous:
+            comments[node] = "# " + _stack_trace_summary(trace)
+            previous = trace
+        elif not trace and previous != "":
+            comments[node] = "# No stacktrace found for following nodes"
+            previous = ""
+    return comments
+
+
+def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
     em = _Emitter(n.name for n in graph.nodes)
+    comments = _stack_trace_comments(graph) if verbose else {}
     params, body = [], []
     for p in graph.placeholders:
         annotation = em.type_repr(p.type) if p.type is not None else None
@@ -250,6 +285,10 @@ def python_code(graph: Graph) -> PythonCode:
         if node.op == OpKind.output:
             body.append(f"    return {em.value(node.args[0])}")
             continue
+        if node in comments:
+            if body:
+                body.append("")
+            body.append("    " + comments[node])
         annotation = em.type_repr(node.type) if node.type is not None else None
         typed = node.name if annotation is None else f"{node.name} : {annotation}"
         line = f"    {typed} = {em.expression(node)}"
@@ -272,5 +311,5 @@ def install() -> None:
     import this generator, so the method is attached here)."""
     def graph_python_code(graph: Graph, root_module: str = "self", *,
                           verbose: bool = False, **_options) -> PythonCode:
-        return python_code(graph)
+        return python_code(graph, verbose)
     Graph.python_code = graph_python_code

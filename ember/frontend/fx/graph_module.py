@@ -55,12 +55,16 @@ class GraphModule(Module):
         type(self).__name__ = type(self).__qualname__ = class_name
         for node in graph.nodes:
             if node.op in (OpKind.get_attr, OpKind.call_module):
+                if isinstance(root, dict) and node.target not in root:
+                    raise RuntimeError(f"Node {node.name} referenced target {node.target} "
+                                       "but that target was not provided in ``root``!")
                 try:
                     _copy_attr(root, self, node.target)
                 except (AttributeError, KeyError):
                     if not (isinstance(root, Module) and node.target.startswith("_tensor_constant")):
                         raise
         self.graph = graph
+        self.meta = {}      # torch's free-form dict for passes (deepcopy keeps it)
 
     @property
     def graph(self) -> Graph:
@@ -165,12 +169,23 @@ class GraphModule(Module):
     def print_readable(self, print_output: bool = True, include_stride: bool = False,
                        include_device: bool = False, colored: bool = False,
                        **_options) -> str:
-        body = self._code.strip("\n").rstrip()
-        text = f"class {type(self).__name__}(ember.nn.Module):\n" + "\n".join(
-            "    " + line for line in body.splitlines()) + "\n"
+        text = self._readable(type(self).__name__)
         if print_output:
             print(text)
         return text
+
+    def _readable(self, class_name: str) -> str:
+        """The class listing print_readable shows; GraphModule children follow as
+        nested classes named after their attribute (torch's layout)."""
+        from .codegen import python_code       # verbose: with stack-trace comments
+        body = python_code(self.graph, verbose=True).src.strip("\n").rstrip()
+        lines = [f"class {class_name}(ember.nn.Module):"]
+        lines += [("    " + line).rstrip() for line in body.splitlines()]
+        for name, child in self.named_children():
+            if isinstance(child, GraphModule):
+                nested = child._readable(name).rstrip("\n").splitlines()
+                lines += [""] + [("    " + line).rstrip() for line in nested]
+        return "\n".join(lines) + "\n"
 
     def to_folder(self, folder: str, module_name: str = "FxModule") -> None:
         """Write `folder` as an importable package: module.py (a Module class named

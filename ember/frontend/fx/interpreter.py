@@ -3,6 +3,7 @@ Transformer (an Interpreter whose values are Proxies: it builds a new graph)."""
 from __future__ import annotations
 
 from ...ir.graph import Graph, Node, OpKind, map_arg
+from . import fx_traceback
 from .proxy import Proxy
 from .tracer import Tracer
 
@@ -58,12 +59,25 @@ class Interpreter:
         return fetch_attr(self.module, target)
 
     def run_node(self, node: Node):
+        if fx_traceback.should_preserve_node_meta:  # carried to the nodes made meanwhile
+            with fx_traceback.set_current_meta(node):
+                args, kwargs = self.fetch_args_kwargs_from_env(node)
+                return getattr(self, node.op.value)(node.target, args, kwargs)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
         return getattr(self, node.op.value)(node.target, args, kwargs)
 
     def fetch_args_kwargs_from_env(self, node: Node):
-        return (map_arg(node.args, lambda n: self.env[n]),
-                map_arg(node.kwargs, lambda n: self.env[n]))
+        return (self.map_nodes_to_values(node.args, node),
+                self.map_nodes_to_values(node.kwargs, node))
+
+    def map_nodes_to_values(self, args, n: Node):
+        """`args` with each Node replaced by its computed value (torch.fx's)."""
+        def value(arg: Node):
+            if arg not in self.env:
+                raise RuntimeError(f"Node {n} referenced nonexistent value {arg}! Run "
+                                   "Graph.lint() to diagnose such issues")
+            return self.env[arg]
+        return map_arg(args, value)
 
     # --- one method per op kind ------------------------------------------------------------
     def placeholder(self, target, args, kwargs):
@@ -150,7 +164,8 @@ class Transformer(Interpreter):
 
     def transform(self):
         from .graph_module import GraphModule
-        result = self.run()
+        with fx_traceback.preserve_node_meta():    # every node made for a node gets its
+            result = self.run()                     # stack trace and module stack (torch's)
         out = self.new_graph.output(self.tracer.create_arg(result))
         old_out = self.graph.output_node
         if old_out is not None:

@@ -27,5 +27,26 @@ def make_fx(f, decomposition_table=None, tracing_mode: str = "real",
     @functools.wraps(f)
     def traced(*args):
         from ..jit import trace
-        return trace(f, args)
+        gm = trace(f, args)
+        _name_inputs_as_torch(gm, f)
+        return gm
     return traced
+
+
+def _name_inputs_as_torch(gm, f) -> None:
+    """torch's make_fx names the inputs `<parameter>_1` (`a_1`), and those reached
+    through `*args` `arg<i>_1`; passes written against it look nodes up by these."""
+    import inspect
+    try:
+        params = [p for p in inspect.signature(f).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node in placeholders:               # free the names first: inputs may swap
+        node._rename(f"_make_fx_input_{node.name}")
+    for i, node in enumerate(placeholders):
+        wanted = f"{params[i].name}_1" if i < len(params) else f"arg{i}_1"
+        node._rename(wanted)
+        node.target = node.name
+    gm.recompile()

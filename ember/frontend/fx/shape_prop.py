@@ -148,8 +148,8 @@ class ShapeProp(Interpreter):
             _mark_requires_grad(result, not detached and self._inputs_require_grad(node))
         if node.op != OpKind.output:
             node.meta["val"] = _to_meta(result)
-            # torch's ShapeProp records the result's Python type
-            node.meta["type"] = Tensor if isinstance(result, MetaTensor) else type(result)
+        # torch's ShapeProp records the result's Python type (the output node's too)
+        node.meta["type"] = Tensor if isinstance(result, MetaTensor) else type(result)
         metadata = _tensor_metadata(result)
         if metadata is not None:    # the output node's too, as torch's ShapeProp
             node.meta["tensor_meta"] = metadata

@@ -33,6 +33,7 @@ from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..nn.parameter import Parameter
 from ...ir.registry import is_op
+from .fx_traceback import copy_current_meta, has_preserved_node_meta
 from .proxy import _ITERATION, PROXYABLE_CLASSES, ParameterProxy, Proxy, _find_tracer
 
 _WRAPPED: list[tuple[dict, str]] = []   # (globals of the caller, function name)
@@ -62,6 +63,9 @@ class Tracer:
 
     #: the method of a Module root that trace() records (torch.fx's attribute)
     traced_func_name = "forward"
+    #: fill each node's `stack_trace` with the user's line (torch.fx's switch; off by
+    #: default, as there; ember records `meta["loc"]` for its own errors regardless)
+    record_stack_traces = False
 
     def __init__(self, autowrap_modules=(math,), autowrap_functions=(),
                  param_shapes_constant: bool = False):
@@ -219,13 +223,17 @@ class Tracer:
         frame = user_frame()
         if frame is not None:
             node.meta["loc"] = format_frame(frame).split("\n")[0]
-            node.meta["stack_trace"] = format_frame(frame)
+            if self.record_stack_traces and kind not in ("placeholder", "output"):
+                node.meta["stack_trace"] = (f'File "{frame.filename}", line {frame.lineno}, '
+                                            f"in {frame.name}\n    {(frame.line or '').strip()}")
         return node
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
                      proxy_factory_fn=None) -> Proxy:
         node = self.create_node(kind, target, args, kwargs, name, type_expr)
-        if self.module_stack:
+        if has_preserved_node_meta():
+            copy_current_meta(node)
+        elif self.module_stack:
             node.meta["nn_module_stack"] = dict(self.module_stack)
         return proxy_factory_fn(node) if proxy_factory_fn is not None else self.proxy(node)
 
@@ -241,12 +249,18 @@ class Tracer:
         self._attr_nodes = {}
         self._module_paths = None
         self._param_paths = None
+        self._parameter_proxy_cache = {}    # torch's third getattr argument
         self.module_stack, self._module_calls = {}, {}
         fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
         annotations = _annotations(fn)
-        fn, args = self._placeholders(fn, concrete_args or {}, annotations)
-        with self._patched(getattr(fn, "__globals__", {})):
-            result = fn(*args)
+        global _tracing_depth
+        _tracing_depth += 1
+        try:
+            fn, args = self._placeholders(fn, concrete_args or {}, annotations)
+            with self._patched(getattr(fn, "__globals__", {})):
+                result = fn(*args)
+        finally:
+            _tracing_depth -= 1
         # through create_node, as torch.fx makes the output (tracer hooks see it)
         self.create_node("output", "output", (self.create_arg(result),), {},
                          type_expr=annotations.get("return"))
@@ -274,13 +288,16 @@ class Tracer:
                 args.append(self.create_proxy("placeholder", f"**{name}", (), {}))
                 continue
             # through create_proxy, as torch.fx makes placeholders (tracer hooks see them)
-            if name in concrete_args and concrete_args[name] is not PH:
-                proxy = self.create_proxy("placeholder", f"{name}_1", (), {},
+            default = () if param.default is inspect.Parameter.empty else (param.default,)
+            if name in concrete_args:     # torch.fx: `<name>_1`, keeping the default
+                proxy = self.create_proxy("placeholder", f"{name}_1", default, {},
                                           name=f"{name}_1")
+                if concrete_args[name] is PH:
+                    args.append(proxy)
+                    continue
                 self._guard_concrete(name, proxy, concrete_args[name])
                 args.append(concrete_args[name])
                 continue
-            default = () if param.default is inspect.Parameter.empty else (param.default,)
             args.append(self.create_proxy("placeholder", name, default, {}, name=name,
                                           type_expr=(annotations or {}).get(name)))
         return fn, args
@@ -303,7 +320,8 @@ class Tracer:
             return tracer.call_module(mod, functools.partial(original_call, mod), args, kwargs)
 
         def module_getattr(mod, name):
-            return tracer.getattr(name, original_getattr(mod, name))
+            return tracer.getattr(name, original_getattr(mod, name),
+                                  tracer._parameter_proxy_cache)
 
         patcher = _Patcher()
         self._replacements = self._autowrap_replacements()
@@ -534,6 +552,16 @@ def _with_plain_varargs(fn, params: list) -> tuple[Callable, list]:
     return plain, ordered
 
 
+#: how many symbolic traces are running (nested traces count each)
+_tracing_depth = 0
+
+
+def is_fx_tracing() -> bool:
+    """Whether a symbolic trace is running (torch.fx's `is_fx_tracing`): code that
+    must behave differently while traced (skip a data-dependent check) asks this."""
+    return _tracing_depth > 0
+
+
 def _assert_is_none(value, message: str) -> None:
     """The guard a `concrete_args={name: None}` trace records (torch.fx's)."""
     assert value is None, message
@@ -570,4 +598,4 @@ def symbolic_trace(root, concrete_args: dict | None = None):
     return gm
 
 
-__all__ = ["Tracer", "GraphAppendingTracer", "PH", "symbolic_trace", "wrap"]
+__all__ = ["Tracer", "GraphAppendingTracer", "PH", "symbolic_trace", "wrap", "is_fx_tracing"]

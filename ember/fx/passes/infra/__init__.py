@@ -1,2 +1,2 @@
 """`ember.fx.passes.infra` (torch.fx.passes.infra's module locations)."""
-from . import pass_base, pass_manager  # noqa: F401
+from . import pass_base, pass_manager, partitioner  # noqa: F401

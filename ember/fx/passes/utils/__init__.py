@@ -1,2 +1,2 @@
 """`ember.fx.passes.utils` (torch.fx.passes.utils' module locations)."""
-from . import matcher_utils  # noqa: F401
+from . import matcher_utils, fuser_utils  # noqa: F401

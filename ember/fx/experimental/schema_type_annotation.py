@@ -1,0 +1,2 @@
+"""`ember.fx.experimental.schema_type_annotation` (torch.fx.experimental's)."""
+from ...frontend.fx.normalize import AnnotateTypesWithSchema  # noqa: F401
