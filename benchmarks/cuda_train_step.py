@@ -65,8 +65,10 @@ def _profile(label: str, step, top: int, steps: int = 10) -> None:
           f"{busy:.3f} ms/step, first-to-last span {(last - first) / steps / 1e3:.3f} ms/step")
     rows = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
     for name, times in rows:
+        each = len(times) // steps
+        split = f"  [{', '.join(f'{t / 1e3:.3f}' for t in times[:each])}]" if each > 1 else ""
         print(f"  {sum(times) / steps / 1e3:8.4f} ms/step  x{len(times) / steps:4.1f}  "
-              f"{name[:110]}")
+              f"{name[:90]}{split}")
 
 
 def _torch_model(model):
