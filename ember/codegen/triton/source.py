@@ -481,18 +481,24 @@ def _round_low_precision(text: str, dtype: DType) -> str:
     return text
 
 
+# float32 division is tl.math.div_rn (PTX div.rn.f32, IEEE round-to-nearest): Triton's `/`
+# on float32 is div.full.f32, up to 2 ulp off, so x / 255 * 255 could land under an integer
+# and a uint8 cast then truncates one level below the CPU's and PyTorch's (uint8 colour
+# jitter on an H100 differed by up to 3 levels)
 _FLOAT_OPS = {
-    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
-    "neg": "(-{0})", "abs": "tl.abs({0})", "reciprocal": "(1.0 / {0})", "square": "({0} * {0})",
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})",
+    "div": "tl.math.div_rn({0}, {1})",
+    "neg": "(-{0})", "abs": "tl.abs({0})", "reciprocal": "tl.math.div_rn(1.0, {0})",
+    "square": "({0} * {0})",
     "maximum": "tl.maximum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)",
     "minimum": "tl.minimum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)",
     "pow": "emath.pow({0}, {1})", "fmod": "({0} % {1})",
     "remainder": "emath.remainder_float({0}, {1})",
-    "floor_divide": "tl.floor({0} / {1})",
+    "floor_divide": "tl.floor(tl.math.div_rn({0}, {1}))",
     "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "expm1": "emath.expm1({0})",
     "log": "tl.log({0})",
     "log2": "tl.log2({0})", "log1p": "emath.log1p({0})", "sqrt": "tl.sqrt_rn({0})",
-    "rsqrt": "(1.0 / tl.sqrt_rn({0}))", "tanh": "emath.tanh({0})", "sigmoid": "tl.sigmoid({0})",
+    "rsqrt": "tl.math.div_rn(1.0, tl.sqrt_rn({0}))", "tanh": "emath.tanh({0})", "sigmoid": "tl.sigmoid({0})",
     "erf": "tl.erf({0})", "sin": "tl.sin({0})", "cos": "tl.cos({0})", "tan": "emath.tan({0})",
     "atan": "emath.atan({0})", "asin": "emath.asin({0})", "acos": "emath.acos({0})",
     "sinh": "emath.sinh({0})",
@@ -503,8 +509,10 @@ _FLOAT_OPS = {
     "logical_not": "({0} == 0)",
 }
 # tl.sqrt_rn (IEEE-rounded; tl.sqrt may be approximate for float32) takes float32 only;
-# float64 square roots are always correctly rounded
-_FLOAT64_OPS = {**_FLOAT_OPS, "sqrt": "tl.sqrt({0})", "rsqrt": "(1.0 / tl.sqrt({0}))"}
+# float64 square roots and divisions are always correctly rounded
+_FLOAT64_OPS = {**_FLOAT_OPS, "sqrt": "tl.sqrt({0})", "rsqrt": "(1.0 / tl.sqrt({0}))",
+                "div": "({0} / {1})", "reciprocal": "(1.0 / {0})",
+                "floor_divide": "tl.floor({0} / {1})"}
 _INT_OPS = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "neg": "(-{0})",
     "abs": "tl.abs({0})", "square": "({0} * {0})", "maximum": "tl.maximum({0}, {1})",
