@@ -42,6 +42,35 @@ def _timed(step, warmup: int, steps: int, key: str) -> float:
     return interleaved({key: step}, 0, 1, inner=steps)[key].median * 1e3
 
 
+def _profile(label: str, step, top: int, steps: int = 10) -> None:
+    """The kernels of `steps` steps as CUPTI sees them (torch.profiler records every
+    kernel of the process, ember's driver-API launches and graph replays included):
+    kernel count per step, GPU busy time per step, and the `top` costliest kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    by_name: dict[str, list[float]] = {}
+    for e in kernels:
+        by_name.setdefault(e.name, []).append(e.time_range.elapsed_us())
+    busy = sum(sum(v) for v in by_name.values()) / steps / 1e3
+    first = min((e.time_range.start for e in kernels), default=0)
+    last = max((e.time_range.end for e in kernels), default=0)
+    print(f"[profile {label}] {len(kernels) / steps:.0f} GPU activities/step, GPU busy "
+          f"{busy:.3f} ms/step, first-to-last span {(last - first) / steps / 1e3:.3f} ms/step")
+    rows = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
+    for name, times in rows:
+        each = len(times) // steps
+        split = f"  [{', '.join(f'{t / 1e3:.3f}' for t in times[:each])}]" if each > 1 else ""
+        print(f"  {sum(times) / steps / 1e3:8.4f} ms/step  x{len(times) / steps:4.1f}  "
+              f"{name[:90]}{split}")
+
+
 def _torch_model(model):
     import torch
     net = torch.nn.Sequential(
@@ -81,6 +110,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-eager", action="store_true")
     p.add_argument("--smoke", action="store_true", help="2 steps after 1 warmup step")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="print the N kernels taking most GPU time per step (torch.profiler's "
+                        "CUPTI trace of the compiled ember step and of torch eager)")
     p.add_argument("--write", action="store_true", help="write the rows as JSON")
     p.add_argument("--out", type=Path, help="where --write writes (implies --write)")
     args = p.parse_args(argv)
@@ -150,6 +182,9 @@ def main(argv=None) -> int:
         topt.step()
         topt.zero_grad()
     rows["torch_eager_ms"] = _timed(teager, args.warmup, args.steps, "torch")
+    if args.profile:
+        _profile("ember compiled", lambda: step(x, y), args.profile)
+        _profile("torch eager", teager, args.profile)
     rows["first_loss_ember_vs_torch"] = (first, tfirst)
     rows["host_fallbacks"] = fallbacks
     rows["ratio_torch_eager_over_ember_compiled"] = \

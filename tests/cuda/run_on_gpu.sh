@@ -30,36 +30,49 @@ print("GPU:", ember.cuda.get_device_name(), "capability", ember.cuda.get_device_
       "| triton", triton.__version__)
 PY
 
+# Parallel where pytest-xdist is installed: the real-GPU files hold about 1450 tests whose
+# time is mostly Triton compiles on the host CPU (one GPU serves all workers; on an H100
+# machine with 16 cores, 8 workers had run 97% of them after 5.5 minutes). Tests are dealt
+# out one by one (--dist load): a file's tests share nothing but the disk caches.
+# EMBER_GPU_WORKERS=0 runs serially. pytest-timeout, where installed, bounds each test.
+PAR=()
+if [ "${EMBER_GPU_WORKERS:-8}" != 0 ] && $PY -c "import xdist" 2>/dev/null; then
+    PAR=(-n "${EMBER_GPU_WORKERS:-8}" --dist load)
+fi
+if $PY -c "import pytest_timeout" 2>/dev/null; then
+    PAR+=(--timeout "${EMBER_TEST_TIMEOUT:-300}")
+fi
+
 status=0
 # real GPU tests: their own process (the emulated tests set TRITON_INTERPRET=1 at import)
-$PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu.py "$@" || status=1
+$PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_gpu.py "$@" || status=1
 # compiled plans (backend='triton') on the GPU: cubins, CUDA-graph replay
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_compile_cuda.py || status=1
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_compile_cuda.py || status=1
 # compiled training steps (compile_train_step(..., backend='triton')) on the GPU
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_compile_train_cuda.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_compile_train_cuda.py \
     || status=1
 # training ops without host fallbacks (small_cnn / mlp / transformer steps, resnet18 and
 # mobilenet steps) on the GPU
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_training_cuda.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_training_cuda.py \
     || status=1
 # image and audio ops and transforms without host fallbacks on the GPU
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_media_cuda.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_media_cuda.py \
     || status=1
 # profiler CUDA-event timing and triton_op user kernels on the GPU
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_gpu_tools.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_gpu_tools.py \
     || status=1
 # deterministic mode on the GPU: the same training step twice, bit for bit
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_determinism_gpu.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_determinism_gpu.py \
     || status=1
 # mixed precision on the GPU: autocast('cuda') policy, float16/bfloat16 GEMM and conv
 # (eager and compiled training steps), GradScaler
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_autocast_cuda.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_autocast_cuda.py \
     || status=1
 # CUDA artifacts (ember.aot target="cuda") against in-process backend='triton', bit for bit
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_aot_cuda_gpu.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_aot_cuda_gpu.py \
     || status=1
 # dropout drawn on the device and compiled steps' device-side index checks (graph replay)
-TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_dropout_device_cuda.py \
+TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_dropout_device_cuda.py \
     tests/cuda/test_index_check_device_cuda.py || status=1
 # ember.cuda.CUDAGraph / ember.cuda.graph: a captured training step replayed
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra tests/cuda/test_cuda_graph_api.py \

@@ -136,3 +136,38 @@ def test_import_ember_loads_no_cuda_bindings_triton_or_lark():
                          timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+_DIVISION_PROBE = r'''
+import json
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton.source import generate
+from ember.frontend.eager_cuda import compile_triton
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+out = {}
+for dtype in (ember.float32, ember.float64):
+    x = ember.randn(37, 5, dtype=dtype)
+    graph = build_graph(lambda a, b: (a / b + 1.0 / a) * ember.rsqrt(b.abs()),
+                        [meta_of(x), meta_of(x)])[0]
+    gen = generate(lower_group(graph, "division").kernel)
+    ptx = compile_triton(gen, [True] * len(gen.launch.args), (9, 0)).asm["ptx"]
+    out[dtype.name] = sorted({w for w in ptx.split() if w.startswith("div.")})
+print(json.dumps(out))
+'''
+
+
+def test_generated_division_is_correctly_rounded():
+    """float32 / compiles to div.rn.f32 (IEEE, as PyTorch's CUDA kernels and the CPU divide),
+    never Triton's default div.full.f32 (2 ulp), which made uint8 colour jitter truncate a
+    level below the CPU's on an H100; float64 division is div.rn.f64."""
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run([sys.executable, "-c", _DIVISION_PROBE], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["float32"] == ["div.rn.f32"], found
+    assert found["float64"] == ["div.rn.f64"], found

@@ -50,6 +50,8 @@ MAX_PERSISTENT = 16384      # inner extents up to this stay in registers (one pa
 LOOP_RBLOCK = 2048          # chunk of the inner space per iteration otherwise
 POINTWISE_XBLOCK = 1024
 TILE_ELEMENTS = 4096        # XBLOCK * RBLOCK budget for small rows (several rows per program)
+FEW_ROWS = 128              # looping reductions with fewer rows than this get one row a program
+FEW_ROWS_RBLOCK = 8192      # ... and a wider chunk per iteration (more bytes in flight)
 
 
 def tl_type(dtype: DType) -> str:
@@ -166,6 +168,13 @@ def default_blocks(kernel: K.Kernel) -> Blocks:
         xblock = min(POINTWISE_XBLOCK, next_pow2(x))
         return Blocks(xblock, 1, True, _warps(xblock))
     persistent = r <= MAX_PERSISTENT
+    if not persistent and x < FEW_ROWS:
+        # Few long rows (BatchNorm's per-channel sums over N*H*W): each program is one SM
+        # walking its row, so the time is that SM's bytes in flight. One row a program
+        # doubles the programs over XBLOCK=2, and 32 KiB chunks quadruple what each has in
+        # flight: on an H100 the small CNN's 16-channel BatchNorm (16 rows of 262144)
+        # forward took 0.43 ms with [2, 2048] tiles (39 GB/s).
+        return Blocks(1, FEW_ROWS_RBLOCK, False, 16)
     rblock = next_pow2(r) if persistent else LOOP_RBLOCK
     xblock = min(next_pow2(x), max(1, TILE_ELEMENTS // rblock))
     return Blocks(xblock, rblock, persistent, _warps(xblock * rblock))
@@ -472,18 +481,24 @@ def _round_low_precision(text: str, dtype: DType) -> str:
     return text
 
 
+# float32 division is tl.math.div_rn (PTX div.rn.f32, IEEE round-to-nearest): Triton's `/`
+# on float32 is div.full.f32, up to 2 ulp off, so x / 255 * 255 could land under an integer
+# and a uint8 cast then truncates one level below the CPU's and PyTorch's (uint8 colour
+# jitter on an H100 differed by up to 3 levels)
 _FLOAT_OPS = {
-    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
-    "neg": "(-{0})", "abs": "tl.abs({0})", "reciprocal": "(1.0 / {0})", "square": "({0} * {0})",
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})",
+    "div": "tl.math.div_rn({0}, {1})",
+    "neg": "(-{0})", "abs": "tl.abs({0})", "reciprocal": "tl.math.div_rn(1.0, {0})",
+    "square": "({0} * {0})",
     "maximum": "tl.maximum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)",
     "minimum": "tl.minimum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)",
     "pow": "emath.pow({0}, {1})", "fmod": "({0} % {1})",
     "remainder": "emath.remainder_float({0}, {1})",
-    "floor_divide": "tl.floor({0} / {1})",
+    "floor_divide": "tl.floor(tl.math.div_rn({0}, {1}))",
     "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "expm1": "emath.expm1({0})",
     "log": "tl.log({0})",
     "log2": "tl.log2({0})", "log1p": "emath.log1p({0})", "sqrt": "tl.sqrt_rn({0})",
-    "rsqrt": "(1.0 / tl.sqrt_rn({0}))", "tanh": "emath.tanh({0})", "sigmoid": "tl.sigmoid({0})",
+    "rsqrt": "tl.math.div_rn(1.0, tl.sqrt_rn({0}))", "tanh": "emath.tanh({0})", "sigmoid": "tl.sigmoid({0})",
     "erf": "tl.erf({0})", "sin": "tl.sin({0})", "cos": "tl.cos({0})", "tan": "emath.tan({0})",
     "atan": "emath.atan({0})", "asin": "emath.asin({0})", "acos": "emath.acos({0})",
     "sinh": "emath.sinh({0})",
@@ -494,8 +509,10 @@ _FLOAT_OPS = {
     "logical_not": "({0} == 0)",
 }
 # tl.sqrt_rn (IEEE-rounded; tl.sqrt may be approximate for float32) takes float32 only;
-# float64 square roots are always correctly rounded
-_FLOAT64_OPS = {**_FLOAT_OPS, "sqrt": "tl.sqrt({0})", "rsqrt": "(1.0 / tl.sqrt({0}))"}
+# float64 square roots and divisions are always correctly rounded
+_FLOAT64_OPS = {**_FLOAT_OPS, "sqrt": "tl.sqrt({0})", "rsqrt": "(1.0 / tl.sqrt({0}))",
+                "div": "({0} / {1})", "reciprocal": "(1.0 / {0})",
+                "floor_divide": "tl.floor({0} / {1})"}
 _INT_OPS = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "neg": "(-{0})",
     "abs": "tl.abs({0})", "square": "({0} * {0})", "maximum": "tl.maximum({0}, {1})",

@@ -136,3 +136,14 @@ def test_transcendentals_near_zero_and_large():
     for fn in (ember.asin, ember.acos, ember.log1p):
         pairs, _ = run_fn(fn, y)
         assert_close(pairs, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["softmax", "layer_norm", "amax1"])
+def test_few_long_rows_take_one_row_a_program(name):
+    """Few rows longer than MAX_PERSISTENT (BatchNorm's per-channel sums) get the default
+    blocks [1, FEW_ROWS_RBLOCK]: one row a program, a partial last chunk masked."""
+    x = ember.randn(3, source.MAX_PERSISTENT + 1000)
+    pairs, gen = run_fn(REDUCTIONS[name], x)
+    assert_close(pairs, rtol=1e-4, atol=1e-4)
+    assert "for roff" in gen.source
+    assert gen.launch.constexprs == {"XBLOCK": 1, "RBLOCK": source.FEW_ROWS_RBLOCK}
