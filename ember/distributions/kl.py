@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .continuous import Beta, Exponential, Gamma, Laplace, Normal, Uniform
 from .discrete import Bernoulli, Categorical, OneHotCategorical, Poisson
+from .exp_family import ExponentialFamily
+from .more_families import ContinuousBernoulli
 from .multivariate import Dirichlet, Independent, MultivariateNormal
 
 _KL_REGISTRY: dict = {}
@@ -154,3 +156,29 @@ def _kl_independent_independent(p, q):
     result = kl_divergence(p.base_dist, q.base_dist)
     return p._sum_rightmost(result)
 
+
+
+@register_kl(ExponentialFamily, ExponentialFamily)
+def _kl_exponential_family(p, q):
+    """Two members of one family: the Bregman divergence of the log normalizer,
+    F(theta_q) - F(theta_p) - <theta_q - theta_p, grad F(theta_p)>."""
+    if type(p) is not type(q):
+        raise NotImplementedError(f"No KL(p || q) is implemented for p of type "
+                                  f"{type(p).__name__} and q of type {type(q).__name__} (the "
+                                  f"Bregman form needs one exponential family)")
+    from .. import autograd
+    p_params = [param.detach().requires_grad_() for param in p._natural_params]
+    q_params = q._natural_params
+    p_log_norm = p._log_normalizer(*p_params)
+    grads = autograd.grad(p_log_norm.sum(), p_params, create_graph=True)
+    result = q._log_normalizer(*q_params) - p_log_norm
+    for pp, qp, grad in zip(p_params, q_params, grads):
+        term = (qp - pp) * grad
+        result = result - term.reshape(tuple(term.shape[:result.dim()]) + (-1,)).sum(-1)
+    return result
+
+
+@register_kl(ContinuousBernoulli, ContinuousBernoulli)
+def _kl_continuous_bernoulli(p, q):
+    return p.mean * (p.logits - q.logits) + p._log_norm() + (-p.probs).log1p() - \
+        q._log_norm() - (-q.probs).log1p()

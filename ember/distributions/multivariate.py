@@ -9,6 +9,7 @@ import numpy as np
 from .. import Size
 from . import constraints
 from .distribution import Distribution
+from .exp_family import ExponentialFamily
 
 
 def _ember():
@@ -126,7 +127,14 @@ def _precision_to_scale_tril(P):
     return em.linalg.solve_triangular(L_inv, eye, upper=False)
 
 
-class Dirichlet(Distribution):
+class Dirichlet(ExponentialFamily):
+    @property
+    def _natural_params(self):
+        return (self.concentration,)
+
+    def _log_normalizer(self, x):
+        return x.lgamma().sum(-1) - x.sum(-1).lgamma()
+
     arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
     support = constraints.simplex
 
