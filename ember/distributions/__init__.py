@@ -18,7 +18,9 @@ from .transforms import (AbsTransform, AffineTransform, ComposeTransform,  # noq
                          CumulativeDistributionTransform, ExpTransform, IndependentTransform,
                          LowerCholeskyTransform, PowerTransform, ReshapeTransform,
                          SigmoidTransform, SoftmaxTransform, SoftplusTransform,
-                         StickBreakingTransform, TanhTransform, Transform, identity_transform)
+                         StickBreakingTransform, TanhTransform, Transform, identity_transform,
+                         CatTransform, StackTransform, CorrCholeskyTransform,
+                         PositiveDefiniteTransform)
 from .transformed import (HalfCauchy, InverseGamma, Kumaraswamy,  # noqa: F401
                           LogisticNormal, MixtureSameFamily, Pareto, RelaxedBernoulli,
                           RelaxedOneHotCategorical, StudentT, TransformedDistribution, Weibull)
@@ -41,7 +43,8 @@ __all__ = ["Bernoulli", "Beta", "Binomial", "Categorical", "Cauchy", "Chi2", "Di
            "StickBreakingTransform", "TanhTransform", "identity_transform", "InverseGamma",
            "Kumaraswamy", "Multinomial", "NegativeBinomial", "OneHotCategoricalStraightThrough",
            "LowRankMultivariateNormal", "biject_to", "transform_to", "ExponentialFamily",
-           "ContinuousBernoulli", "FisherSnedecor", "GeneralizedPareto", "VonMises"]
+           "ContinuousBernoulli", "CatTransform", "StackTransform",
+           "CorrCholeskyTransform", "PositiveDefiniteTransform", "FisherSnedecor", "GeneralizedPareto", "VonMises"]
 from . import torch_file_names as _torch_file_names  # noqa: E402
 
 _torch_file_names.register(__import__("sys").modules[__name__])   # .categorical, .normal, ...
