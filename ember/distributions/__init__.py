@@ -11,6 +11,7 @@ from .distribution import Distribution  # noqa: F401
 from .exp_family import ExponentialFamily  # noqa: F401
 from .more_families import (ContinuousBernoulli, FisherSnedecor,  # noqa: F401
                             GeneralizedPareto, VonMises)
+from .matrix import LKJCholesky, Wishart  # noqa: F401
 from .kl import kl_divergence, register_kl  # noqa: F401
 from .multivariate import Dirichlet, Independent, MultivariateNormal  # noqa: F401
 from . import transforms  # noqa: F401
@@ -43,7 +44,7 @@ __all__ = ["Bernoulli", "Beta", "Binomial", "Categorical", "Cauchy", "Chi2", "Di
            "StickBreakingTransform", "TanhTransform", "identity_transform", "InverseGamma",
            "Kumaraswamy", "Multinomial", "NegativeBinomial", "OneHotCategoricalStraightThrough",
            "LowRankMultivariateNormal", "biject_to", "transform_to", "ExponentialFamily",
-           "ContinuousBernoulli", "CatTransform", "StackTransform",
+           "ContinuousBernoulli", "LKJCholesky", "Wishart", "CatTransform", "StackTransform",
            "CorrCholeskyTransform", "PositiveDefiniteTransform", "FisherSnedecor", "GeneralizedPareto", "VonMises"]
 from . import torch_file_names as _torch_file_names  # noqa: E402
 

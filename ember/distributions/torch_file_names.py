@@ -25,7 +25,7 @@ _FILES = {"Bernoulli": "bernoulli", "Beta": "beta", "Binomial": "binomial",
           "LowRankMultivariateNormal": "lowrank_multivariate_normal",
           "ExponentialFamily": "exp_family", "ContinuousBernoulli": "continuous_bernoulli",
           "FisherSnedecor": "fishersnedecor", "GeneralizedPareto": "generalized_pareto",
-          "VonMises": "von_mises"}
+          "VonMises": "von_mises", "Wishart": "wishart", "LKJCholesky": "lkj_cholesky"}
 
 
 def register(package) -> None:
