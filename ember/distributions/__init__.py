@@ -45,7 +45,8 @@ __all__ = ["Bernoulli", "Beta", "Binomial", "Categorical", "Cauchy", "Chi2", "Di
            "Kumaraswamy", "Multinomial", "NegativeBinomial", "OneHotCategoricalStraightThrough",
            "LowRankMultivariateNormal", "biject_to", "transform_to", "ExponentialFamily",
            "ContinuousBernoulli", "LKJCholesky", "Wishart", "CatTransform", "StackTransform",
-           "CorrCholeskyTransform", "PositiveDefiniteTransform", "FisherSnedecor", "GeneralizedPareto", "VonMises"]
+           "CorrCholeskyTransform", "PositiveDefiniteTransform", "FisherSnedecor",
+           "GeneralizedPareto", "VonMises"]
 from . import torch_file_names as _torch_file_names  # noqa: E402
 
 _torch_file_names.register(__import__("sys").modules[__name__])   # .categorical, .normal, ...

@@ -51,7 +51,8 @@ def _results(lib):
     fams = [D.Normal(T(lib, [0., 1.]), T(lib, [1., 2.])),
             D.Exponential(T(lib, [0.5, 2.])), D.Gamma(T(lib, [2., 3.]), T(lib, [1., 0.5])),
             D.Beta(T(lib, [2., 0.5]), T(lib, [3., 1.5])), D.Bernoulli(T(lib, [0.3, 0.8])),
-            D.Dirichlet(T(lib, [[1., 2., 3.], [0.5, 0.5, 2.]])), D.ContinuousBernoulli(T(lib, [0.2, 0.9]))]
+            D.Dirichlet(T(lib, [[1., 2., 3.], [0.5, 0.5, 2.]])),
+            D.ContinuousBernoulli(T(lib, [0.2, 0.9]))]
     res = []
     for d in fams:
         try:
