@@ -31,6 +31,23 @@ def _results(lib):
                     cb.batch_shape, cb.has_rsample, cb.expand((2, 5)).log_prob(v)]
     p, q = D.ContinuousBernoulli(T(lib, probs)), D.ContinuousBernoulli(T(lib, probs[::-1]))
     out["cb_kl"] = [D.kl_divergence(p, q), D.kl_divergence(q, p)]
+    others = [D.Beta(T(lib, [2., 1., .5, 3., 1.]), T(lib, [1., 2., .5, 1., 4.])),
+              D.Uniform(T(lib, [.1, .2, 0., .3, .05]), T(lib, [.9, .4, .5, 1., .3])),
+              D.Exponential(T(lib, [1., 2., .5, 3., 1.])),
+              D.Gamma(T(lib, [1., 2., .5, 3., 1.]), T(lib, [1., 1., 2., 2., 3.])),
+              D.Gumbel(T(lib, [0.] * 5), T(lib, [1.] * 5)),
+              D.Laplace(T(lib, [0.] * 5), T(lib, [1.] * 5)),
+              D.Normal(T(lib, [0., 1., -1., .5, 2.]), T(lib, [1., .5, 2., 1., 3.])),
+              D.Pareto(T(lib, [1.] * 5), T(lib, [2.] * 5))]
+    out["cb_kl_others"] = []
+    for other in others:
+        for a, b in ((other, p), (p, other)):
+            try:
+                out["cb_kl_others"].append(D.kl_divergence(a, b))
+            except NotImplementedError:
+                out["cb_kl_others"].append("NotImplementedError")
+    out["cb_kl_uniform_q"] = [D.kl_divergence(p, D.Uniform(T(lib, [-1.] * 5), T(lib, [2.] * 5))),
+                              D.kl_divergence(p, D.Uniform(T(lib, [0.] * 5), T(lib, [1.] * 5)))]
     fs = D.FisherSnedecor(T(lib, [1., 3., 5., 10.]), T(lib, [2., 3., 6., 12.]))
     x = T(lib, [0.3, 1.0, 2.5, 0.8])
     out["fisher"] = [fs.log_prob(x), fs.mean, fs.mode, fs.variance, fs.batch_shape,
