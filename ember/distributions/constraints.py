@@ -7,7 +7,7 @@ __all__ = ["Constraint", "boolean", "real", "real_vector", "positive", "nonnegat
            "integer_interval", "greater_than", "greater_than_eq", "less_than", "interval",
            "half_open_interval", "lower_cholesky", "positive_definite", "independent",
            "dependent", "is_dependent", "corr_cholesky", "positive_semidefinite", "square",
-           "symmetric", "cat", "stack"]
+           "symmetric", "cat", "stack", "dependent_property"]
 
 
 class Constraint:
@@ -22,10 +22,42 @@ class Constraint:
 
 
 class _Dependent(Constraint):
-    """A support that depends on other parameters (e.g. Binomial's upper bound)."""
+    """A support that depends on other parameters (e.g. Binomial's upper bound).
+    `dependent(is_discrete=..., event_dim=...)` gives one with those attributes."""
+
+    def __init__(self, *, is_discrete=NotImplemented, event_dim=NotImplemented):
+        self._is_discrete, self._event_dim = is_discrete, event_dim
+
+    @property
+    def is_discrete(self):
+        if self._is_discrete is NotImplemented:
+            raise NotImplementedError(".is_discrete cannot be determined statically")
+        return self._is_discrete
+
+    @property
+    def event_dim(self):
+        if self._event_dim is NotImplemented:
+            raise NotImplementedError(".event_dim cannot be determined statically")
+        return self._event_dim
+
+    def __call__(self, *, is_discrete=NotImplemented, event_dim=NotImplemented):
+        return _Dependent(is_discrete=is_discrete, event_dim=event_dim)
 
     def check(self, value):
         raise ValueError("Cannot determine validity of dependent constraint")
+
+
+class _DependentProperty(property, _Dependent):
+    """A property computing a distribution's support from its parameters; on the class it
+    reads as a dependent constraint. Usable as `@dependent_property` or with arguments."""
+
+    def __init__(self, fn=None, *, is_discrete=NotImplemented, event_dim=NotImplemented):
+        property.__init__(self, fn)
+        _Dependent.__init__(self, is_discrete=is_discrete, event_dim=event_dim)
+
+    def __call__(self, fn):
+        return _DependentProperty(fn, is_discrete=self._is_discrete,
+                                  event_dim=self._event_dim)
 
 
 def is_dependent(constraint) -> bool:
@@ -236,6 +268,7 @@ class _Stack(Constraint):
 
 
 dependent = _Dependent()
+dependent_property = _DependentProperty
 boolean = _Boolean()
 real = _Real()
 real_vector = _Independent(real, 1)

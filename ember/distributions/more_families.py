@@ -201,7 +201,7 @@ class GeneralizedPareto(Distribution):
     def _params(self):
         return {"loc": self.loc, "scale": self.scale, "concentration": self.concentration}
 
-    @property
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):
         upper = _where(self.concentration < 0, self.loc - self.scale / self.concentration,
                        _ember().full_like(self.loc, math.inf))

@@ -172,3 +172,29 @@ def test_validation_errors_match_torch():
                 make()
         with pytest.raises(NotImplementedError):
             D.kl_divergence(D.Bernoulli(lib.tensor([.3])), D.ContinuousBernoulli(lib.tensor([.3])))
+
+
+def test_dependent_support_reads_as_a_constraint_on_the_class_like_torch():
+    for lib in (torch, ember):
+        D = lib.distributions
+        C = D.constraints
+        assert C.is_dependent(D.GeneralizedPareto.support)
+        assert D.GeneralizedPareto.support.event_dim == 0
+        assert not D.GeneralizedPareto.support.is_discrete
+
+        class Shifted(D.Distribution):
+            arg_constraints = {}
+
+            def __init__(self, low):
+                self.low = low
+                super().__init__(validate_args=False)
+
+            @C.dependent_property
+            def support(self):
+                return C.greater_than(self.low)
+
+        assert C.is_dependent(Shifted.support)
+        with pytest.raises(NotImplementedError):
+            Shifted.support.event_dim
+        assert bool(Shifted(lib.tensor(2.)).support.check(lib.tensor(3.)))
+        assert C.dependent(is_discrete=True, event_dim=1).event_dim == 1
