@@ -30,8 +30,7 @@ def _mvdigamma(x, p: int):
 class Wishart(ExponentialFamily):
     """W(df, Sigma): the sum of df outer products of N(0, Sigma) vectors, for real df >
     p - 1; given by exactly one of covariance_matrix, precision_matrix, scale_tril.
-    rsample uses the Bartlett decomposition; its chi-squared diagonal is sampled without a
-    gradient in ember, so gradients of samples flow through the scale only."""
+    rsample uses the Bartlett decomposition (chi-squared diagonal, normal lower part)."""
     arg_constraints = {"covariance_matrix": constraints.positive_definite,
                        "precision_matrix": constraints.positive_definite,
                        "scale_tril": constraints.lower_cholesky,
@@ -127,7 +126,7 @@ class Wishart(ExponentialFamily):
         tril = self._unbroadcasted_scale_tril
         batch = tuple(Size(sample_shape)) + tuple(self._batch_shape)
         dfs = self.df.unsqueeze(-1) - em.arange(p, dtype=tril.dtype)
-        chi2 = Chi2(dfs.expand(list(batch) + [p])).sample()
+        chi2 = Chi2(dfs.expand(list(batch) + [p])).rsample()
         eps = em.finfo(tril.dtype).eps
         diag = chi2.sqrt().clamp(min=eps).diag_embed()
         below = em.randn(*batch, p, p, dtype=tril.dtype).tril(-1)

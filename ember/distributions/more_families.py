@@ -172,11 +172,10 @@ class FisherSnedecor(Distribution):
         return _where(df2 > 4, var, _ember().full_like(var, math.nan))
 
     def rsample(self, sample_shape=Size()):
-        # ember's Gamma samples carry no gradient, so neither does this ratio of them
         shape = list(self._extended_shape(sample_shape))
         tiny = float(np.finfo(self.df1.dtype.np_dtype).tiny)
-        x1 = Gamma(self.df1.expand(shape) * 0.5, self.df1.expand(shape)).sample()
-        x2 = Gamma(self.df2.expand(shape) * 0.5, self.df2.expand(shape)).sample()
+        x1 = Gamma(self.df1.expand(shape) * 0.5, self.df1.expand(shape)).rsample()
+        x2 = Gamma(self.df2.expand(shape) * 0.5, self.df2.expand(shape)).rsample()
         return (x1 / x2.clamp(min=tiny)).clamp(min=tiny)
 
     def log_prob(self, value):
