@@ -67,3 +67,29 @@ def test_families_built_on_gammas_differentiate_in_their_degrees_of_freedom():
     for lib in (torch, ember):
         assert lib.distributions.Gamma(lib.tensor(1.), lib.tensor(1.)).has_rsample
         assert lib.distributions.Beta(lib.tensor(1.), lib.tensor(1.)).has_rsample
+
+
+def test_dirichlet_rsample_gradient_matches_torch_on_the_same_samples():
+    torch.manual_seed(0)
+    alpha_t = torch.tensor([[0.5, 2., 1.2], [3., 0.7, 1.]], dtype=torch.float64)
+    alpha_t = alpha_t.repeat(10, 1).requires_grad_()
+    weights = torch.tensor([1., -2., 0.5], dtype=torch.float64)
+    x = torch.distributions.Dirichlet(alpha_t).rsample()
+    (x * weights).sum().backward()
+    # ember's backward on torch's sample values
+    alpha_e = ember.tensor(alpha_t.detach().numpy()).requires_grad_()
+    fn = ember.distributions.multivariate._DirichletSample
+    fn.apply(alpha_e)     # builds the Function
+    x_e = ember.tensor(x.detach().numpy())
+
+    class Ctx:
+        saved_tensors = (alpha_e, x_e)
+    got = fn._fn.backward(Ctx(), ember.tensor(weights.numpy()).expand([20, 3]))
+    np.testing.assert_allclose(got.numpy(), alpha_t.grad.numpy(), rtol=1e-3, atol=1e-7)
+    ember.manual_seed(0)
+    alpha = ember.tensor([0.5, 2., 1.2]).requires_grad_()
+    s = ember.distributions.Dirichlet(alpha).rsample((20000,))
+    (s[:, 0]).sum().backward()
+    a = alpha.detach().numpy()
+    want = (np.eye(3)[0] * a.sum() - a[0]) / a.sum() ** 2      # d E[x0] / d alpha
+    np.testing.assert_allclose(alpha.grad.numpy() / 20000, want, atol=0.01)
