@@ -8,6 +8,10 @@ from .continuous import (Beta, Cauchy, Chi2, Exponential, Gamma, Gumbel,  # noqa
 from .discrete import (Bernoulli, Binomial, Categorical, Geometric,  # noqa: F401
                        OneHotCategorical, Poisson)
 from .distribution import Distribution  # noqa: F401
+from .exp_family import ExponentialFamily  # noqa: F401
+from .more_families import (ContinuousBernoulli, FisherSnedecor,  # noqa: F401
+                            GeneralizedPareto, VonMises)
+from .matrix import LKJCholesky, Wishart  # noqa: F401
 from .kl import kl_divergence, register_kl  # noqa: F401
 from .multivariate import Dirichlet, Independent, MultivariateNormal  # noqa: F401
 from . import transforms  # noqa: F401
@@ -15,7 +19,9 @@ from .transforms import (AbsTransform, AffineTransform, ComposeTransform,  # noq
                          CumulativeDistributionTransform, ExpTransform, IndependentTransform,
                          LowerCholeskyTransform, PowerTransform, ReshapeTransform,
                          SigmoidTransform, SoftmaxTransform, SoftplusTransform,
-                         StickBreakingTransform, TanhTransform, Transform, identity_transform)
+                         StickBreakingTransform, TanhTransform, Transform, identity_transform,
+                         CatTransform, StackTransform, CorrCholeskyTransform,
+                         PositiveDefiniteTransform)
 from .transformed import (HalfCauchy, InverseGamma, Kumaraswamy,  # noqa: F401
                           LogisticNormal, MixtureSameFamily, Pareto, RelaxedBernoulli,
                           RelaxedOneHotCategorical, StudentT, TransformedDistribution, Weibull)
@@ -37,7 +43,10 @@ __all__ = ["Bernoulli", "Beta", "Binomial", "Categorical", "Cauchy", "Chi2", "Di
            "ReshapeTransform", "SigmoidTransform", "SoftmaxTransform", "SoftplusTransform",
            "StickBreakingTransform", "TanhTransform", "identity_transform", "InverseGamma",
            "Kumaraswamy", "Multinomial", "NegativeBinomial", "OneHotCategoricalStraightThrough",
-           "LowRankMultivariateNormal", "biject_to", "transform_to"]
+           "LowRankMultivariateNormal", "biject_to", "transform_to", "ExponentialFamily",
+           "ContinuousBernoulli", "LKJCholesky", "Wishart", "CatTransform", "StackTransform",
+           "CorrCholeskyTransform", "PositiveDefiniteTransform", "FisherSnedecor",
+           "GeneralizedPareto", "VonMises"]
 from . import torch_file_names as _torch_file_names  # noqa: E402
 
 _torch_file_names.register(__import__("sys").modules[__name__])   # .categorical, .normal, ...

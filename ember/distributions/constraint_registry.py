@@ -85,3 +85,35 @@ biject_to.register(constraints._Independent, _independent_biject)
 transform_to.register(constraints._Independent, _independent_transform)
 biject_to.register(constraints._Simplex, lambda constraint: transforms.StickBreakingTransform())
 transform_to.register(constraints._Simplex, lambda constraint: transforms.SoftmaxTransform())
+
+
+def _cat_biject(constraint):
+    return transforms.CatTransform([biject_to(c) for c in constraint.cseq], constraint.dim,
+                                   constraint.lengths)
+
+
+def _cat_transform(constraint):
+    return transforms.CatTransform([transform_to(c) for c in constraint.cseq],
+                                   constraint.dim, constraint.lengths)
+
+
+def _stack_biject(constraint):
+    return transforms.StackTransform([biject_to(c) for c in constraint.cseq], constraint.dim)
+
+
+def _stack_transform(constraint):
+    return transforms.StackTransform([transform_to(c) for c in constraint.cseq],
+                                     constraint.dim)
+
+
+for _registry in (biject_to, transform_to):
+    _registry.register(constraints._CorrCholesky,
+                       lambda constraint: transforms.CorrCholeskyTransform())
+biject_to.register(constraints._Cat, _cat_biject)
+transform_to.register(constraints._Cat, _cat_transform)
+biject_to.register(constraints._Stack, _stack_biject)
+transform_to.register(constraints._Stack, _stack_transform)
+transform_to.register(constraints._PositiveDefinite,
+                      lambda constraint: transforms.PositiveDefiniteTransform())
+transform_to.register(constraints._PositiveSemidefinite,
+                      lambda constraint: transforms.PositiveDefiniteTransform())

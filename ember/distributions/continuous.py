@@ -1,7 +1,8 @@
 """Continuous univariate distributions: Normal, LogNormal, HalfNormal, Uniform, Exponential,
 Laplace, Cauchy, Gumbel, Gamma, Chi2, Beta. Reparameterized sampling (rsample) wherever
 PyTorch has it through a location-scale or inverse-CDF transform of a base sample; Gamma and
-Beta sample without gradients here (PyTorch differentiates their samples implicitly)."""
+Beta samples differentiate implicitly (dx/dparameter = -dCDF/dparameter / density), as
+PyTorch's."""
 from __future__ import annotations
 
 import math
@@ -11,6 +12,7 @@ import numpy as np
 from .. import Size
 from . import constraints
 from .distribution import LOG_SQRT_2PI, Distribution, broadcast_all
+from .exp_family import ExponentialFamily
 
 
 def _ember():
@@ -45,7 +47,16 @@ class _LocationScale(Distribution):
         return self.loc
 
 
-class Normal(_LocationScale):
+class Normal(_LocationScale, ExponentialFamily):
+    _mean_carrier_measure = 0
+
+    @property
+    def _natural_params(self):
+        return (self.loc / self.scale ** 2, -0.5 / self.scale ** 2)
+
+    def _log_normalizer(self, x, y):
+        return -0.25 * x ** 2 / y + 0.5 * (-math.pi / y).log()
+
     @property
     def mean(self):
         return self.loc
@@ -201,7 +212,16 @@ class Uniform(Distribution):
         return (self.high - self.low).log()
 
 
-class Exponential(Distribution):
+class Exponential(ExponentialFamily):
+    _mean_carrier_measure = 0
+
+    @property
+    def _natural_params(self):
+        return (-self.rate,)
+
+    def _log_normalizer(self, x):
+        return -(-x).log()
+
     arg_constraints = {"rate": constraints.positive}
     support = constraints.nonnegative
     has_rsample = True
@@ -329,7 +349,70 @@ def _numpy_sample(fn, shape, like):
     return em.tensor(np.asarray(values).astype(like.dtype.np_dtype), device=like.device)
 
 
-class Gamma(Distribution):
+def _standard_gamma_grad(alpha, x):
+    """d x / d alpha for x ~ Gamma(alpha, 1) held at its CDF value (implicit
+    reparameterization): -(dP(alpha, x) / d alpha) / density(x), float64 NumPy arrays. The
+    alpha-derivative of the regularized incomplete gamma P is a central difference."""
+    from scipy import special
+    step = 1e-5 * alpha
+    d_cdf = (special.gammainc(alpha + step, x) - special.gammainc(alpha - step, x)) / \
+        (2 * step)
+    log_density = (alpha - 1) * np.log(x) - x - special.gammaln(alpha)
+    return -d_cdf / np.exp(log_density)
+
+
+def _standard_gamma_class():
+    em = _ember()
+
+    class StandardGamma(em.autograd.Function):
+        """Gamma(alpha, 1) samples whose gradient in alpha is the implicit one (torch's
+        rsample gradient for Gamma, Chi2, Beta, Dirichlet and the families built on them)."""
+
+        @staticmethod
+        def forward(ctx, alpha):
+            a = alpha.detach().numpy()
+            x = _numpy_sample(lambda rng, s: rng.standard_gamma(a, size=s), alpha.shape, alpha)
+            x = x.clamp(min=float(np.finfo(a.dtype).tiny))
+            ctx.save_for_backward(alpha, x)
+            return x
+
+        @staticmethod
+        def backward(ctx, grad):
+            alpha, x = ctx.saved_tensors
+            dx = _standard_gamma_grad(alpha.detach().numpy().astype(np.float64),
+                                      x.detach().numpy().astype(np.float64))
+            return grad * em.tensor(dx.astype(alpha.dtype.np_dtype))
+
+    return StandardGamma
+
+
+class _LazyFunction:
+    """The autograd Function built on first use (ember's package root is not importable
+    while this module loads)."""
+
+    def __init__(self, build):
+        self._build, self._fn = build, None
+
+    def apply(self, *args):
+        if self._fn is None:
+            self._fn = self._build()
+        return self._fn.apply(*args)
+
+
+_StandardGamma = _LazyFunction(_standard_gamma_class)
+
+
+class Gamma(ExponentialFamily):
+    has_rsample = True
+    _mean_carrier_measure = 0
+
+    @property
+    def _natural_params(self):
+        return (self.concentration - 1, -self.rate)
+
+    def _log_normalizer(self, x, y):
+        return (x + 1).lgamma() + (x + 1) * (-1 / y).log()
+
     arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
     support = constraints.nonnegative
 
@@ -352,12 +435,11 @@ class Gamma(Distribution):
     def variance(self):
         return self.concentration / self.rate ** 2
 
-    def sample(self, sample_shape=Size()):
-        shape = self._extended_shape(sample_shape)
-        c = self.concentration.detach().expand(list(shape)).numpy()
-        r = self.rate.detach().expand(list(shape)).numpy()
-        return _numpy_sample(lambda rng, s: rng.gamma(c, 1.0 / r, size=s), shape,
-                             self.rate).clamp(min=float(np.finfo(c.dtype).tiny))
+    def rsample(self, sample_shape=Size()):
+        shape = list(self._extended_shape(sample_shape))
+        standard = _StandardGamma.apply(self.concentration.expand(shape))
+        tiny = float(np.finfo(self.rate.dtype.np_dtype).tiny)
+        return (standard / self.rate.expand(shape)).clamp(min=tiny)
 
     def log_prob(self, value):
         self._validate_sample(value)
@@ -386,7 +468,57 @@ class Chi2(Gamma):
         return self.concentration * 2
 
 
-class Beta(Distribution):
+def _beta_sample_grads(a, b, x):
+    """(d x / d a, d x / d b) for x ~ Beta(a, b) held at its CDF value, float64 NumPy
+    arrays: minus the parameter derivatives (central differences) of the regularized
+    incomplete beta function over the density."""
+    from scipy import special
+    density = np.exp(special.xlogy(a - 1, x) + special.xlog1py(b - 1, -x) -
+                     special.betaln(a, b))
+    step_a, step_b = 1e-5 * a, 1e-5 * b
+    d_a = (special.betainc(a + step_a, b, x) - special.betainc(a - step_a, b, x)) / \
+        (2 * step_a)
+    d_b = (special.betainc(a, b + step_b, x) - special.betainc(a, b - step_b, x)) / \
+        (2 * step_b)
+    return -d_a / density, -d_b / density
+
+
+def _beta_sample_class():
+    em = _ember()
+
+    class BetaSample(em.autograd.Function):
+        """Beta(a, b) samples with implicit reparameterization gradients (torch's)."""
+
+        @staticmethod
+        def forward(ctx, a, b):
+            an, bn = a.detach().numpy(), b.detach().numpy()
+            x = _numpy_sample(lambda rng, s: rng.beta(an, bn, size=s), a.shape, a)
+            ctx.save_for_backward(a, b, x)
+            return x
+
+        @staticmethod
+        def backward(ctx, grad):
+            a, b, x = ctx.saved_tensors
+            as64 = [t.detach().numpy().astype(np.float64) for t in (a, b, x)]
+            d_a, d_b = _beta_sample_grads(*as64)
+            dtype = a.dtype.np_dtype
+            return grad * em.tensor(d_a.astype(dtype)), grad * em.tensor(d_b.astype(dtype))
+
+    return BetaSample
+
+
+_BetaSample = _LazyFunction(_beta_sample_class)
+
+
+class Beta(ExponentialFamily):
+    has_rsample = True
+    @property
+    def _natural_params(self):
+        return (self.concentration1, self.concentration0)
+
+    def _log_normalizer(self, x, y):
+        return x.lgamma() + y.lgamma() - (x + y).lgamma()
+
     arg_constraints = {"concentration1": constraints.positive,
                        "concentration0": constraints.positive}
     support = constraints.unit_interval
@@ -413,11 +545,10 @@ class Beta(Distribution):
         total = self.concentration1 + self.concentration0
         return self.concentration1 * self.concentration0 / (total ** 2 * (total + 1))
 
-    def sample(self, sample_shape=Size()):
-        shape = self._extended_shape(sample_shape)
-        a = self.concentration1.detach().expand(list(shape)).numpy()
-        b = self.concentration0.detach().expand(list(shape)).numpy()
-        return _numpy_sample(lambda rng, s: rng.beta(a, b, size=s), shape, self.concentration1)
+    def rsample(self, sample_shape=Size()):
+        shape = list(self._extended_shape(sample_shape))
+        return _BetaSample.apply(self.concentration1.expand(shape),
+                                 self.concentration0.expand(shape))
 
     def log_prob(self, value):
         self._validate_sample(value)

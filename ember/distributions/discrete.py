@@ -7,6 +7,7 @@ import numpy as np
 from .. import Size
 from . import constraints
 from .distribution import Distribution, broadcast_all
+from .exp_family import ExponentialFamily
 
 
 def _ember():
@@ -49,7 +50,16 @@ class _BinaryParameters(Distribution):
         return {key: self.__dict__[key]}
 
 
-class Bernoulli(_BinaryParameters):
+class Bernoulli(_BinaryParameters, ExponentialFamily):
+    _mean_carrier_measure = 0
+
+    @property
+    def _natural_params(self):
+        return (self.logits,)
+
+    def _log_normalizer(self, x):
+        return x.exp().log1p()
+
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.boolean
     has_enumerate_support = True
@@ -293,7 +303,14 @@ class OneHotCategorical(Distribution):
         return values.expand([n] + list(self.batch_shape) + [n]) if expand else values
 
 
-class Poisson(Distribution):
+class Poisson(ExponentialFamily):
+    @property
+    def _natural_params(self):
+        return (self.rate.log(),)
+
+    def _log_normalizer(self, x):
+        return x.exp()
+
     arg_constraints = {"rate": constraints.nonnegative}
     support = constraints.nonnegative_integer
 

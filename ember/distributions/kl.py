@@ -2,9 +2,12 @@
 the most specific registered pair (as PyTorch's), NotImplementedError otherwise."""
 from __future__ import annotations
 
-from .continuous import Beta, Exponential, Gamma, Laplace, Normal, Uniform
+from .continuous import Beta, Exponential, Gamma, Gumbel, Laplace, Normal, Uniform
 from .discrete import Bernoulli, Categorical, OneHotCategorical, Poisson
+from .exp_family import ExponentialFamily
+from .more_families import ContinuousBernoulli
 from .multivariate import Dirichlet, Independent, MultivariateNormal
+from .transformed import Pareto
 
 _KL_REGISTRY: dict = {}
 
@@ -154,3 +157,80 @@ def _kl_independent_independent(p, q):
     result = kl_divergence(p.base_dist, q.base_dist)
     return p._sum_rightmost(result)
 
+
+
+@register_kl(ExponentialFamily, ExponentialFamily)
+def _kl_exponential_family(p, q):
+    """Two members of one family: the Bregman divergence of the log normalizer,
+    F(theta_q) - F(theta_p) - <theta_q - theta_p, grad F(theta_p)>."""
+    if type(p) is not type(q):
+        raise NotImplementedError(f"No KL(p || q) is implemented for p of type "
+                                  f"{type(p).__name__} and q of type {type(q).__name__} (the "
+                                  f"Bregman form needs one exponential family)")
+    from .. import autograd
+    p_params = [param.detach().requires_grad_() for param in p._natural_params]
+    q_params = q._natural_params
+    p_log_norm = p._log_normalizer(*p_params)
+    grads = autograd.grad(p_log_norm.sum(), p_params, create_graph=True)
+    result = q._log_normalizer(*q_params) - p_log_norm
+    for pp, qp, grad in zip(p_params, q_params, grads):
+        term = (qp - pp) * grad
+        result = result - term.reshape(tuple(term.shape[:result.dim()]) + (-1,)).sum(-1)
+    return result
+
+
+@register_kl(ContinuousBernoulli, ContinuousBernoulli)
+def _kl_continuous_bernoulli(p, q):
+    return p.mean * (p.logits - q.logits) + p._log_norm() + (-p.probs).log1p() - \
+        q._log_norm() - (-q.probs).log1p()
+
+
+def _continuous_bernoulli_cross_entropy(p, q):
+    """-E_p[log q] for q ContinuousBernoulli: linear in p's mean."""
+    return -p.mean * q.logits - (-q.probs).log1p() - q._log_norm()
+
+
+@register_kl(Beta, ContinuousBernoulli)
+def _kl_beta_continuous_bernoulli(p, q):
+    return -p.entropy() + _continuous_bernoulli_cross_entropy(p, q)
+
+
+@register_kl(Uniform, ContinuousBernoulli)
+def _kl_uniform_continuous_bernoulli(p, q):
+    result = -p.entropy() + _continuous_bernoulli_cross_entropy(p, q)
+    # infinite unless p's interval lies strictly inside (0, 1), as torch decides it
+    outside = (p.high >= q.support.upper_bound) | (p.low <= q.support.lower_bound)
+    return _ember().where(outside, _ember().full_like(result, float("inf")), result)
+
+
+@register_kl(ContinuousBernoulli, Exponential)
+def _kl_continuous_bernoulli_exponential(p, q):
+    return -p.entropy() - q.rate.log() + q.rate * p.mean
+
+
+@register_kl(ContinuousBernoulli, Normal)
+def _kl_continuous_bernoulli_normal(p, q):
+    import math
+    log_norm = 0.5 * (math.log(2.0 * math.pi) + (q.loc / q.scale) ** 2) + q.scale.log()
+    quadratic = (p.variance + p.mean ** 2 - 2.0 * q.loc * p.mean) / (2.0 * q.scale ** 2)
+    return -p.entropy() + log_norm + quadratic
+
+
+@register_kl(ContinuousBernoulli, Uniform)
+def _kl_continuous_bernoulli_uniform(p, q):
+    result = -p.entropy() + (q.high - q.low).log()
+    outside = (q.low >= p.support.lower_bound) | (q.high <= p.support.upper_bound)
+    return _ember().where(outside, _ember().full_like(result, float("inf")), result)
+
+
+def _infinite_kl(parameter_name):
+    """q's support [0, 1] misses mass of p (or p's support misses q's): KL is infinite."""
+    def kl(p, q):
+        return _ember().full_like(getattr(p, parameter_name), float("inf"))
+    return kl
+
+
+register_kl(ContinuousBernoulli, Pareto)(_infinite_kl("probs"))
+for _family, _parameter in ((Exponential, "rate"), (Gamma, "concentration"), (Gumbel, "loc"),
+                            (Laplace, "loc"), (Normal, "loc"), (Pareto, "scale")):
+    register_kl(_family, ContinuousBernoulli)(_infinite_kl(_parameter))

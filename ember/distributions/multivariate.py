@@ -9,6 +9,8 @@ import numpy as np
 from .. import Size
 from . import constraints
 from .distribution import Distribution
+from .continuous import _LazyFunction
+from .exp_family import ExponentialFamily
 
 
 def _ember():
@@ -126,7 +128,51 @@ def _precision_to_scale_tril(P):
     return em.linalg.solve_triangular(L_inv, eye, upper=False)
 
 
-class Dirichlet(Distribution):
+def _dirichlet_sample_class():
+    em = _ember()
+
+    class DirichletSample(em.autograd.Function):
+        """Dirichlet samples (normalized gammas) with torch's implicit gradient: each
+        component's derivative from its Beta(alpha_i, total - alpha_i) marginal, projected
+        so the sample stays on the simplex."""
+
+        @staticmethod
+        def forward(ctx, alpha):
+            from ..frontend.random import numpy_rng
+            c = alpha.detach().numpy()
+            g = numpy_rng(None).gamma(c)
+            tiny = np.finfo(c.dtype).tiny
+            values = np.clip(g / g.sum(-1, keepdims=True), tiny, 1 - np.finfo(c.dtype).eps)
+            x = em.tensor(values.astype(c.dtype))
+            ctx.save_for_backward(alpha, x)
+            return x
+
+        @staticmethod
+        def backward(ctx, grad):
+            from .continuous import _beta_sample_grads
+            alpha, x = ctx.saved_tensors
+            a = alpha.detach().numpy().astype(np.float64)
+            xn = x.detach().numpy().astype(np.float64)
+            total = a.sum(-1, keepdims=True)
+            marginal = _beta_sample_grads(a, total - a, xn)[0] / (1 - xn)
+            g = grad.detach().numpy().astype(np.float64)
+            projected = g - (xn * g).sum(-1, keepdims=True)
+            return em.tensor((marginal * projected).astype(alpha.dtype.np_dtype))
+
+    return DirichletSample
+
+
+_DirichletSample = _LazyFunction(_dirichlet_sample_class)
+
+
+class Dirichlet(ExponentialFamily):
+    @property
+    def _natural_params(self):
+        return (self.concentration,)
+
+    def _log_normalizer(self, x):
+        return x.lgamma().sum(-1) - x.sum(-1).lgamma()
+
     arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
     support = constraints.simplex
 
@@ -165,14 +211,11 @@ class Dirichlet(Distribution):
         total = self.concentration.sum(-1, keepdim=True)
         return self.concentration * (total - self.concentration) / (total ** 2 * (total + 1))
 
-    def sample(self, sample_shape=Size()):
-        from ..frontend.random import numpy_rng
+    has_rsample = True
+
+    def rsample(self, sample_shape=Size()):
         shape = self._extended_shape(sample_shape)
-        c = self.concentration.detach().expand(list(shape)).numpy()
-        g = numpy_rng(None).gamma(c)
-        tiny = np.finfo(c.dtype).tiny
-        values = np.clip(g / g.sum(-1, keepdims=True), tiny, 1 - np.finfo(c.dtype).eps)
-        return _ember().tensor(values.astype(c.dtype))
+        return _DirichletSample.apply(self.concentration.expand(list(shape)))
 
     def log_prob(self, value):
         self._validate_sample(value)

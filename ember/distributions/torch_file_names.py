@@ -22,7 +22,10 @@ _FILES = {"Bernoulli": "bernoulli", "Beta": "beta", "Binomial": "binomial",
           "RelaxedOneHotCategorical": "relaxed_categorical", "StudentT": "studentT",
           "Weibull": "weibull", "InverseGamma": "inverse_gamma", "Kumaraswamy": "kumaraswamy",
           "Multinomial": "multinomial", "NegativeBinomial": "negative_binomial",
-          "LowRankMultivariateNormal": "lowrank_multivariate_normal"}
+          "LowRankMultivariateNormal": "lowrank_multivariate_normal",
+          "ExponentialFamily": "exp_family", "ContinuousBernoulli": "continuous_bernoulli",
+          "FisherSnedecor": "fishersnedecor", "GeneralizedPareto": "generalized_pareto",
+          "VonMises": "von_mises", "Wishart": "wishart", "LKJCholesky": "lkj_cholesky"}
 
 
 def register(package) -> None:

@@ -470,7 +470,7 @@ class StudentT(Distribution):
         ember = _ember()
         normal = ember.randn(*shape, dtype=self.df.dtype) if shape else \
             ember.randn(1, dtype=self.df.dtype).reshape([])
-        chi2 = Chi2(self.df.expand(list(shape))).sample()
+        chi2 = Chi2(self.df.expand(list(shape))).rsample()
         return self.loc + self.scale * normal * (chi2 / self.df).rsqrt()
 
     def log_prob(self, value):
@@ -653,7 +653,7 @@ class InverseGamma(TransformedDistribution):
     """1 / Gamma(concentration, rate)."""
     arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
     support = constraints.positive
-    has_rsample = False
+    has_rsample = True
 
     def __init__(self, concentration, rate, validate_args=None):
         base = Gamma(concentration, rate, validate_args=validate_args)

@@ -19,7 +19,9 @@ __all__ = ["AbsTransform", "AffineTransform", "ComposeTransform",
            "CumulativeDistributionTransform", "ExpTransform", "IndependentTransform",
            "LowerCholeskyTransform", "PowerTransform", "ReshapeTransform",
            "SigmoidTransform", "SoftmaxTransform", "SoftplusTransform",
-           "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform"]
+           "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform",
+           "CatTransform", "StackTransform", "CorrCholeskyTransform",
+           "PositiveDefiniteTransform"]
 
 
 def _ember():
@@ -674,3 +676,232 @@ class CumulativeDistributionTransform(Transform):
         if self._cache_size == cache_size:
             return self
         return CumulativeDistributionTransform(self.distribution, cache_size=cache_size)
+
+
+def _lower_positions(n: int, diag: int) -> list:
+    """Flat (row-major) positions of an n x n matrix's entries on or below diagonal `diag`."""
+    return [i * n + j for i in range(n) for j in range(n) if j <= i + diag]
+
+
+def _tril_to_vec(matrix, diag: int):
+    n = matrix.shape[-1]
+    flat = matrix.reshape(tuple(matrix.shape[:-2]) + (n * n,))
+    index = _ember().tensor(_lower_positions(n, diag), dtype=_ember().int64)
+    return flat.index_select(-1, index)
+
+
+def _corr_size(count: int) -> int:
+    """D with D (D - 1) / 2 == count: the side of the matrix a strictly-lower vector fills."""
+    side = round((0.25 + 2 * count) ** 0.5 + 0.5)
+    if side * (side - 1) // 2 != count:
+        raise ValueError("Input is not a flattened lower-diagonal number")
+    return side
+
+
+def _vec_to_strict_tril(vec):
+    """The D x D matrix with `vec` (row-major) below the diagonal and zeros elsewhere."""
+    em = _ember()
+    side = _corr_size(vec.shape[-1])
+    slot = {pos: k for k, pos in enumerate(_lower_positions(side, -1))}
+    zero = vec.shape[-1]          # the appended zero fills every other entry
+    index = em.tensor([slot.get(pos, zero) for pos in range(side * side)], dtype=em.int64)
+    padded = em.cat([vec, em.zeros(tuple(vec.shape[:-1]) + (1,), dtype=vec.dtype)], -1)
+    return padded.index_select(-1, index).reshape(tuple(vec.shape[:-1]) + (side, side))
+
+
+def _pad_front_with_one(x):
+    em = _ember()
+    return em.cat([em.ones(tuple(x.shape[:-1]) + (1,), dtype=x.dtype), x], -1)
+
+
+class CorrCholeskyTransform(Transform):
+    """Unconstrained vectors of length D (D - 1) / 2 to Cholesky factors of D x D correlation
+    matrices: tanh gives partial correlations in (-1, 1), which a stick-breaking product
+    turns into lower-triangular rows of unit norm."""
+    domain = constraints.real_vector
+    codomain = constraints.corr_cholesky
+    bijective = True
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CorrCholeskyTransform)
+
+    __hash__ = object.__hash__
+
+    def _call(self, x):
+        em = _ember()
+        eps = em.finfo(x.dtype).eps
+        r = _vec_to_strict_tril(x.tanh().clamp(min=-1 + eps, max=1 - eps))
+        remaining = (1 - r ** 2).sqrt().cumprod(-1)
+        eye = em.eye(r.shape[-1], dtype=x.dtype)
+        return (r + eye) * _pad_front_with_one(remaining[..., :-1])
+
+    def _inverse(self, y):
+        left = 1 - (y * y).cumsum(-1)
+        left_before = _pad_front_with_one(left[..., :-1])
+        t = _tril_to_vec(y, -1) / _tril_to_vec(left_before, -1).sqrt()
+        return ((t).log1p() - (-t).log1p()) / 2          # atanh
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        left = 1 - (y * y).cumsum(-1)
+        stick_breaking = 0.5 * _tril_to_vec(left, -2).log().sum(-1)
+        tanh = -2 * (x + _softplus(-2 * x) - math.log(2.0)).sum(-1)
+        return stick_breaking + tanh
+
+    def forward_shape(self, shape):
+        if len(shape) < 1:
+            raise ValueError("Too few dimensions on input")
+        side = _corr_size(shape[-1])
+        return tuple(shape[:-1]) + (side, side)
+
+    def inverse_shape(self, shape):
+        if len(shape) < 2:
+            raise ValueError("Too few dimensions on input")
+        if shape[-1] != shape[-2]:
+            raise ValueError("Input is not square")
+        side = shape[-1]
+        return tuple(shape[:-2]) + (side * (side - 1) // 2,)
+
+
+class PositiveDefiniteTransform(Transform):
+    """Square matrices to positive definite ones: L L^T for L = LowerCholeskyTransform(x)."""
+    domain = constraints.independent(constraints.real, 2)
+    codomain = constraints.positive_definite
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, PositiveDefiniteTransform)
+
+    __hash__ = object.__hash__
+
+    def _call(self, x):
+        lower = LowerCholeskyTransform()(x)
+        return lower @ lower.mT
+
+    def _inverse(self, y):
+        return LowerCholeskyTransform().inv(_ember().linalg.cholesky(y))
+
+
+class CatTransform(Transform):
+    """transforms[i] applied to the i-th consecutive slice (of lengths[i]) along `dim`."""
+
+    def __init__(self, tseq, dim: int = 0, lengths=None, cache_size: int = 0) -> None:
+        if not all(isinstance(t, Transform) for t in tseq):
+            raise TypeError("CatTransform expects a sequence of Transforms")
+        if cache_size:
+            tseq = [t.with_cache(cache_size) for t in tseq]
+        super().__init__(cache_size=cache_size)
+        self.transforms = list(tseq)
+        self.lengths = list(lengths) if lengths is not None else [1] * len(self.transforms)
+        if len(self.lengths) != len(self.transforms):
+            raise ValueError(f"CatTransform: {len(self.transforms)} transforms but "
+                             f"{len(self.lengths)} lengths")
+        self.dim = dim
+
+    @functools.cached_property
+    def event_dim(self):
+        return max(t.event_dim for t in self.transforms)
+
+    @functools.cached_property
+    def length(self):
+        return sum(self.lengths)
+
+    def with_cache(self, cache_size: int = 1) -> Transform:
+        if self._cache_size == cache_size:
+            return self
+        return CatTransform(self.transforms, self.dim, self.lengths, cache_size)
+
+    def _slices(self, value):
+        if not -value.dim() <= self.dim < value.dim():
+            raise IndexError(f"CatTransform: dim {self.dim} out of range for a tensor of "
+                             f"{value.dim()} dimensions")
+        if value.shape[self.dim] != self.length:
+            raise ValueError(f"CatTransform: expected size {self.length} along dim "
+                             f"{self.dim} (the sum of lengths), got {value.shape[self.dim]}")
+        start = 0
+        for length in self.lengths:
+            yield value.narrow(self.dim, start, length)
+            start += length
+
+    def _call(self, x):
+        return _ember().cat([t(piece) for t, piece in zip(self.transforms, self._slices(x))],
+                            self.dim)
+
+    def _inverse(self, y):
+        return _ember().cat([t.inv(piece)
+                             for t, piece in zip(self.transforms, self._slices(y))], self.dim)
+
+    def log_abs_det_jacobian(self, x, y):
+        parts = []
+        for t, xs, ys in zip(self.transforms, self._slices(x), self._slices(y)):
+            part = t.log_abs_det_jacobian(xs, ys)
+            if t.event_dim < self.event_dim:
+                part = sum_rightmost(part, self.event_dim - t.event_dim)
+            parts.append(part)
+        dim = self.dim - x.dim() if self.dim >= 0 else self.dim
+        dim += self.event_dim
+        if dim < 0:           # the concatenated dimension is still a batch dimension
+            return _ember().cat(parts, dim)
+        return functools.reduce(operator.add, parts)
+
+    @property
+    def bijective(self):
+        return all(t.bijective for t in self.transforms)
+
+    @property
+    def domain(self):
+        return constraints.cat([t.domain for t in self.transforms], self.dim, self.lengths)
+
+    @property
+    def codomain(self):
+        return constraints.cat([t.codomain for t in self.transforms], self.dim, self.lengths)
+
+
+class StackTransform(Transform):
+    """transforms[i] applied to index i along `dim` (a slice each, that dimension dropped)."""
+
+    def __init__(self, tseq, dim: int = 0, cache_size: int = 0) -> None:
+        if not all(isinstance(t, Transform) for t in tseq):
+            raise TypeError("StackTransform expects a sequence of Transforms")
+        if cache_size:
+            tseq = [t.with_cache(cache_size) for t in tseq]
+        super().__init__(cache_size=cache_size)
+        self.transforms = list(tseq)
+        self.dim = dim
+
+    def with_cache(self, cache_size: int = 1) -> Transform:
+        if self._cache_size == cache_size:
+            return self
+        return StackTransform(self.transforms, self.dim, cache_size)
+
+    def _slices(self, value):
+        if not -value.dim() <= self.dim < value.dim():
+            raise IndexError(f"StackTransform: dim {self.dim} out of range for a tensor of "
+                             f"{value.dim()} dimensions")
+        if value.shape[self.dim] != len(self.transforms):
+            raise ValueError(f"StackTransform: {len(self.transforms)} transforms for size "
+                             f"{value.shape[self.dim]} along dim {self.dim}")
+        return [value.select(self.dim, i) for i in range(value.shape[self.dim])]
+
+    def _call(self, x):
+        return _ember().stack([t(s) for t, s in zip(self.transforms, self._slices(x))],
+                              self.dim)
+
+    def _inverse(self, y):
+        return _ember().stack([t.inv(s) for t, s in zip(self.transforms, self._slices(y))],
+                              self.dim)
+
+    def log_abs_det_jacobian(self, x, y):
+        return _ember().stack([t.log_abs_det_jacobian(xs, ys) for t, xs, ys in
+                               zip(self.transforms, self._slices(x), self._slices(y))],
+                              self.dim)
+
+    @property
+    def bijective(self):
+        return all(t.bijective for t in self.transforms)
+
+    @property
+    def domain(self):
+        return constraints.stack([t.domain for t in self.transforms], self.dim)
+
+    @property
+    def codomain(self):
+        return constraints.stack([t.codomain for t in self.transforms], self.dim)
