@@ -21,6 +21,24 @@ def share_random_weights(t_model, e_model, rng) -> None:
     e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in state.items()})
 
 
+def converted_twins(t_model, e_model, calib: list, backend: str = "x86"):
+    """torch.ao's and ember's convert_fx of the twins after prepare_fx with the default
+    qconfig mapping of `backend` and calibration on the same NumPy batches."""
+    import torch.ao.quantization as tq
+    import torch.ao.quantization.quantize_fx as tqfx
+    import ember.ao.quantization as eq
+    import ember.ao.quantization.quantize_fx as eqfx
+    t_prep = tqfx.prepare_fx(t_model, tq.get_default_qconfig_mapping(backend),
+                             (torch.from_numpy(calib[0]),))
+    with ember.no_grad():
+        e_prep = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping(backend),
+                                 (ember.tensor(calib[0]),))
+        for c in calib:
+            t_prep(torch.from_numpy(c))
+            e_prep(ember.tensor(c))
+        return tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
+
+
 def int8_layers(gm, op: str | None = None) -> list:
     """(name, module) for the converted model's int8 Linear / conv modules; `op`
     ("linear", "conv2d", "conv3d") keeps one kind."""

@@ -7,13 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.ao.quantization as tq
-import torch.ao.quantization.quantize_fx as tqfx
 
 import ember
-import ember.ao.quantization as eq
-import ember.ao.quantization.quantize_fx as eqfx
-from tests.quant.quant_twins import ao_modules, share_random_weights
+from tests.quant.quant_twins import ao_modules, converted_twins, share_random_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -44,14 +40,7 @@ def _both(rng):
     t_model, e_model = _model(torch), _model(ember)
     share_random_weights(t_model, e_model, rng)
     calib = [rng.standard_normal((4, 3, 12)).astype(np.float32) for _ in range(3)]
-    t_prep = tqfx.prepare_fx(t_model, tq.get_default_qconfig_mapping("x86"),
-                             (torch.from_numpy(calib[0]),))
-    e_prep = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping("x86"),
-                             (ember.tensor(calib[0]),))
-    for c in calib:
-        t_prep(torch.from_numpy(c))
-        e_prep(ember.tensor(c))
-    return tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
+    return converted_twins(t_model, e_model, calib)
 
 
 def test_swapped_modules_match_torch_ao(rng):

@@ -8,14 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.ao.quantization as tq
-import torch.ao.quantization.quantize_fx as tqfx
 
 import ember
-import ember.ao.quantization as eq
-import ember.ao.quantization.quantize_fx as eqfx
 from ember.ir.registry import OPS
 from tests.quant.quant_twins import output_scale, share_random_weights
+from tests.quant.quant_twins import converted_twins as ptq_twins
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 torch.backends.quantized.engine = "x86"
@@ -65,15 +62,7 @@ def converted_twins(rng, shape=(4, 3, 18, 18)):
     t_model, e_model = blocks(torch)().eval(), blocks(ember)().eval()
     share_random_weights(t_model, e_model, rng)
     calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
-    t_prep = tqfx.prepare_fx(t_model, tq.get_default_qconfig_mapping("x86"),
-                             (torch.from_numpy(calib[0]),))
-    with ember.no_grad():
-        e_prep = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping("x86"),
-                                 (ember.tensor(calib[0]),))
-        for c in calib:
-            t_prep(torch.from_numpy(c))
-            e_prep(ember.tensor(c))
-        return tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
+    return ptq_twins(t_model, e_model, calib)
 
 
 def _targets(graph) -> list:
