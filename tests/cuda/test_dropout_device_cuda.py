@@ -23,6 +23,7 @@ import ember  # noqa: E402
 from ember.runtime.cuda import stream as S  # noqa: E402
 
 from test_compile_cuda import EMULATED, device  # noqa: E402,F401 - the emulated/real CUDA fixture
+from tests.cuda.sm90_cubins import assert_launchable, compile_for_sm90  # noqa: E402
 
 F = ember.nn.functional
 
@@ -115,40 +116,14 @@ def test_compiled_dropout_replays_as_a_graph_with_new_masks(device):  # noqa: F8
     assert fast.last[0].graph is not None
 
 
-_CUBINS = r'''
-import json, re
-from ember.codegen.triton.dropout import advance_kernel, dropout_kernel
-from ember.codegen.triton.scatter import checked_index
-from ember.frontend.eager_cuda import compile_triton
-from ember.ir import dtypes
-from ember.runtime.cuda.module import LaunchMetadata
-out = {}
-for gen in (dropout_kernel(1000, 0.1, dtypes.float16), advance_kernel(1000),
-            checked_index(77, 10, dtypes.int64)):
-    types = [t for _, t in gen.launch.args]
-    compiled = compile_triton(gen, [True] * len(types), (9, 0))
-    meta = LaunchMetadata.from_dict(compiled.metadata._asdict(), types)
-    params = re.search(r"\.entry\s+\w+\s*\((.*?)\)", compiled.asm["ptx"], re.S).group(1)
-    out[gen.name] = [params.count(".param"), len(types) + meta.scratch_params,
-                     compiled.asm["cubin"][:4] == b"\x7fELF"]
-print(json.dumps(out))
-'''
-
-
 def test_device_rng_and_index_check_kernels_compile_to_sm90_cubins():
     """What CI can check of the GPU path: the kernels compile for sm_90 and take the
     arguments the launcher packs (the launch itself runs in test_gpu on a GPU)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
-    run = subprocess.run([sys.executable, "-c", _CUBINS], capture_output=True, text=True,
-                         env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.strip().splitlines()[-1])
+    results = compile_for_sm90(
+        "from ember.codegen.triton.dropout import advance_kernel, dropout_kernel\n"
+        "from ember.codegen.triton.scatter import checked_index\n"
+        "from ember.ir import dtypes\n",
+        "dropout_kernel(1000, 0.1, dtypes.float16), advance_kernel(1000), "
+        "checked_index(77, 10, dtypes.int64)", typed_flags=False)
     assert set(results) == {"dropout_float16", "philox_advance", "checked_index_int64"}
-    for name, (params, expected, elf) in results.items():
-        assert params == expected and elf, name
+    assert_launchable(results)

@@ -26,6 +26,7 @@ from ember.frontend import eager_cuda  # noqa: E402
 from ember.runtime.cuda import stream as S  # noqa: E402
 
 from test_compile_cuda import EMULATED, device  # noqa: E402,F401 - the emulated/real CUDA fixture
+from tests.cuda.sm90_cubins import assert_launchable, compile_for_sm90  # noqa: E402
 
 SHAPES = [(3, 4), (7,), (2, 3, 5), (1100,), (1,)]     # 1100: two blocks of one tensor
 
@@ -256,53 +257,33 @@ def test_captured_device_step_replays(device, monkeypatch):  # noqa: F811
     assert opt.state[params[0]]["step"].item() == 4
 
 
-_CUBINS = r'''
-import json, re
+_KERNEL_IMPORTS = """
 from ember.codegen.triton.multi_tensor import (adam_kernel, norm_partials_kernel,
                                                norm_total_kernel, scale_kernel, sgd_kernel,
                                                unscale_kernel)
-from ember.frontend.eager_cuda import compile_triton
 from ember.ir import dtypes
-from ember.runtime.cuda.module import LaunchMetadata
-out = {}
 sizes = (12, 7, 3000)
-for gen in (sgd_kernel(sizes, dtypes.float32, weight_decay=True, momentum=True, first=False,
-                       nesterov=True, maximize=False),
-            adam_kernel(sizes, dtypes.float32, weight_decay=True, decoupled=True, amsgrad=True,
-                        maximize=False, lerp_low=True, device_step=True),
-            adam_kernel(sizes, dtypes.float64, weight_decay=False, decoupled=False,
-                        amsgrad=False, maximize=True, lerp_low=False, device_step=False),
-            norm_partials_kernel(sizes, dtypes.float32, False),
-            norm_total_kernel(3000, dtypes.float32, False),
-            norm_total_kernel(5, dtypes.float64, True), scale_kernel(sizes, dtypes.float32),
-            unscale_kernel(sizes, dtypes.float32)):
-    types = [t for _, t in gen.launch.args]
-    compiled = compile_triton(gen, [t.startswith("*") for t in types], (9, 0))
-    meta = LaunchMetadata.from_dict(compiled.metadata._asdict(), types)
-    params = re.search(r"\.entry\s+\w+\s*\((.*?)\)", compiled.asm["ptx"], re.S).group(1)
-    out[gen.name] = [params.count(".param"), len(types) + meta.scratch_params,
-                     compiled.asm["cubin"][:4] == b"\x7fELF"]
-print(json.dumps(out))
-'''
+"""
+_KERNELS = """
+sgd_kernel(sizes, dtypes.float32, weight_decay=True, momentum=True, first=False,
+           nesterov=True, maximize=False),
+adam_kernel(sizes, dtypes.float32, weight_decay=True, decoupled=True, amsgrad=True,
+            maximize=False, lerp_low=True, device_step=True),
+adam_kernel(sizes, dtypes.float64, weight_decay=False, decoupled=False,
+            amsgrad=False, maximize=True, lerp_low=False, device_step=False),
+norm_partials_kernel(sizes, dtypes.float32, False),
+norm_total_kernel(3000, dtypes.float32, False),
+norm_total_kernel(5, dtypes.float64, True), scale_kernel(sizes, dtypes.float32),
+unscale_kernel(sizes, dtypes.float32)
+"""
 
 
 def test_multi_tensor_kernels_compile_to_sm90_cubins():
     """What CI can check of the GPU path: the kernels compile for sm_90 and take the
     arguments the launcher packs (pointers and float scalars)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
-    run = subprocess.run([sys.executable, "-c", _CUBINS], capture_output=True, text=True,
-                         env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.strip().splitlines()[-1])
+    results = compile_for_sm90(_KERNEL_IMPORTS, _KERNELS)
     assert len(results) == 8
-    for name, (params, expected, elf) in results.items():
-        assert params == expected and elf, name
+    assert_launchable(results)
 
 
 @pytest.mark.parametrize("opt_name", ["AdamW-fused"])     # SGD: test_training_cuda.py
