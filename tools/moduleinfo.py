@@ -72,6 +72,69 @@ def entries(names=None):
 
 
 # --- one ModuleInput --------------------------------------------------------------
+# --- torch -> ember constructor arguments -------------------------------------------
+# torch modules made while a ModuleInput list is built (TransformerEncoder's layer):
+# id -> (class, args, kwargs), so their ember twins are built from the same arguments
+_MADE: dict[int, tuple] = {}
+
+
+class _recording_module_inits:
+    """Record the constructor arguments of every torch.nn module class made inside."""
+
+    def __enter__(self):
+        import torch
+        self.saved = {}
+        for cls in vars(torch.nn).values():
+            if isinstance(cls, type) and issubclass(cls, torch.nn.Module) and \
+                    "__init__" in vars(cls):
+                self.saved[cls] = cls.__init__
+                cls.__init__ = _recorded(cls, cls.__init__)
+        return self
+
+    def __exit__(self, *exc):
+        for cls, init in self.saved.items():
+            cls.__init__ = init
+
+
+def _recorded(cls, init):
+    def __init__(self, *args, **kwargs):
+        _MADE.setdefault(id(self), (type(self), args, kwargs))
+        init(self, *args, **kwargs)
+    return __init__
+
+
+def to_ember(v):
+    """A constructor argument as ember: tensors/dtypes as opinfo converts them, torch
+    functions (activation=F.gelu) as ember's of the same name, torch modules made while
+    the inputs were built as ember modules of the same class, arguments and state."""
+    import torch
+    if isinstance(v, torch.nn.Module) and id(v) in _MADE:
+        cls, args, kwargs = _MADE[id(v)]
+        twin = getattr(_ember().nn, cls.__name__)(*to_ember(args), **to_ember(kwargs))
+        twin.load_state_dict({k: opinfo.to_ember(t.detach().clone())
+                              for k, t in v.state_dict().items()})
+        return twin
+    if callable(v) and not isinstance(v, (type, torch.nn.Module, torch.Tensor)) and \
+            getattr(v, "__module__", "") and v.__module__.startswith("torch"):
+        return _ember_function(v)
+    if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+        return type(v)(to_ember(x) for x in v)
+    if isinstance(v, dict):
+        return {k: to_ember(x) for k, x in v.items()}
+    return opinfo.to_ember(v)
+
+
+def _ember_function(fn):
+    """torch.nn.functional.gelu -> ember.nn.functional.gelu (torch.X -> ember.X)."""
+    import torch
+    ember = _ember()
+    for torch_space, ember_space in ((torch.nn.functional, ember.nn.functional),
+                                     (torch, ember)):
+        if getattr(torch_space, fn.__name__, None) is fn:
+            return getattr(ember_space, fn.__name__, fn)
+    return fn
+
+
 class _Pair:
     """A torch module and its ember twin, built from one ModuleInput's constructor."""
 
@@ -80,7 +143,7 @@ class _Pair:
         ember = _ember()
         args, kwargs = module_input.constructor_input.args, module_input.constructor_input.kwargs
         self.torch = info.module_cls(*args, **kwargs).to(getattr(torch, dtype_name))
-        self.ember = ember_cls(*opinfo.to_ember(args), **opinfo.to_ember(kwargs))
+        self.ember = ember_cls(*to_ember(args), **to_ember(kwargs))
         self.ember = self.ember.to(getattr(ember, dtype_name))
         self.torch.train(training)
         self.ember.train(training)
@@ -246,7 +309,7 @@ def check_error_input(info, ember_cls, case) -> str | None:
         pass
     stage = "construct"
     try:
-        m = ember_cls(*opinfo.to_ember(args), **opinfo.to_ember(kwargs))
+        m = ember_cls(*to_ember(args), **to_ember(kwargs))
         if case.error_on == ModuleErrorEnum.FORWARD_ERROR:
             stage = "forward"
             e_args, e_kwargs = _forward_args(mi, opinfo.to_ember)
@@ -285,8 +348,10 @@ def check_entry(info, *, dtypes=DTYPE_NAMES, grad=True, errors=True, limit=None)
             continue
         for training in (True, False):
             torch.manual_seed(0)
-            inputs = info.module_inputs_func(info, device="cpu", dtype=dtype,
-                                             requires_grad=True, training=training)
+            _MADE.clear()
+            with _recording_module_inits():
+                inputs = info.module_inputs_func(info, device="cpu", dtype=dtype,
+                                                 requires_grad=True, training=training)
             for i, mi in enumerate(inputs[:limit]):
                 try:
                     reason = check_sample(info, ember_cls, mi, dtype_name, training,

@@ -125,9 +125,7 @@ class RNNBase(Module):
             text += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             text += f", bidirectional={self.bidirectional}"
-        if self.mode == "RNN_RELU":
-            text += ", nonlinearity='relu'"
-        return text
+        return text     # PyTorch's RNN repr leaves the nonlinearity out (its cells show it)
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, input, hx=None):
@@ -336,6 +334,10 @@ class RNNCellBase(Module):
                       for _ in range(n_states)]
         else:
             states = list(hx) if n_states == 2 else [hx]
+            for s in states:
+                if s.ndim not in (1, 2):
+                    raise ValueError(f"{name}: Expected hidden to be 1D or 2D, got "
+                                     f"{s.ndim}D instead")
             states = [s if batched else s.unsqueeze(0) for s in states]
         return x, states, batched
 
