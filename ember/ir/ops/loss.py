@@ -253,7 +253,11 @@ def _class_loss_derivative(logits):
         if reduction == "mean":
             moh = mask * oh
             denom = R.sum(moh * wb) if wb is not None else R.sum(moh)
-            gl = SH.unsqueeze(SH.expand(g, list(shape)), cd) / denom
+            # every target ignored (denom 0): the loss is NaN but, as in PyTorch, the
+            # gradient is 0 (each coefficient is 0), not 0/0
+            safe = PW.where(PW.eq(denom, 0), PW.convert_element_type(
+                PW.eq(denom, denom), denom.dtype), denom)
+            gl = SH.unsqueeze(SH.expand(g, list(shape)), cd) / safe
         else:
             gl = SH.unsqueeze(_grad_of_reduced(g, shape, reduction), cd)
         dlsm = -gl * coeff

@@ -63,6 +63,10 @@ class RNNBase(Module):
                  dtype=None) -> None:
         super().__init__()
         _check_arguments(mode, hidden_size, num_layers, dropout, proj_size)
+        _check_types(input_size=(input_size, int), bias=(bias, bool),
+                     batch_first=(batch_first, bool))
+        if input_size <= 0:
+            raise ValueError("input_size must be greater than zero")
         self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
         self.num_layers, self.bias, self.batch_first = num_layers, bias, batch_first
         self.dropout, self.bidirectional = float(dropout), bidirectional
@@ -147,6 +151,11 @@ class RNNBase(Module):
                 (input.transpose(0, 1) if self.batch_first else input)
             if not batched:
                 time_first = input.unsqueeze(1)
+        weight = self._flat_weights[0]
+        if time_first.dtype != weight.dtype and not _any_autocast():
+            w, x = weight.dtype.name, time_first.dtype.name
+            raise ValueError(f"RNN input dtype {x} does not match weight dtype {w}. "
+                             f"Convert input: input.to({w}), or convert model: model.to({x})")
         hx = self._initial_state(hx, time_first, batched)
         output, final = self._run_layers(time_first, hx, lengths)
         if packed:
@@ -264,6 +273,19 @@ class GRU(RNNBase):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__("GRU", *args, **kwargs)
+
+
+def _any_autocast() -> bool:
+    from ...autocast import is_autocast_enabled
+    return any(is_autocast_enabled(d) for d in ("cpu", "cuda"))
+
+
+def _check_types(**values) -> None:
+    """PyTorch's TypeError for an argument of the wrong type (bias=1, input_size=3.0)."""
+    for name, (value, kind) in values.items():
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"{name} should be of type {kind.__name__}, got: "
+                            f"{type(value).__name__}")
 
 
 def _check_arguments(mode, hidden_size, num_layers, dropout, proj_size) -> None:
