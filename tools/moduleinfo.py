@@ -8,6 +8,9 @@ mode, float64 and float32), both modules are built from the same constructor arg
 into ember's through state_dict; then compared:
 
 - repr(module) (the extra_repr text) and the state_dict keys (names and order);
+- construction with `dtype=float64` (PyTorch's factory kwargs): each parameter's and
+  buffer's dtype;
+- a copy.deepcopy of the module computes the same outputs;
 - the forward outputs;
 - the buffers after forward (BatchNorm's running statistics, num_batches_tracked);
 - float64 gradients of the inputs and of every parameter, through a fixed random
@@ -196,6 +199,11 @@ def check_sample(info, ember_cls, module_input, dtype_name, training, grad) -> s
     reason = _state_reason(pair)
     if reason:
         return reason
+    if dtype_name == "float64" and training and not info.is_lazy:
+        reason = _factory_reason(info, ember_cls, module_input)
+        if reason:
+            return reason
+    twin = copy.deepcopy(pair.ember) if dtype_name == "float64" and training else None
 
     mapping = {}
 
@@ -223,9 +231,51 @@ def check_sample(info, ember_cls, module_input, dtype_name, training, grad) -> s
     if reason:
         return f"forward {reason}"
     reason = _buffers_reason(pair, dtype_name)
-    if reason or not grad or not values:
+    if reason:
         return reason
+    if twin is not None and values:
+        reason = _deepcopy_reason(twin, module_input, expected, dtype_name)
+        if reason:
+            return reason
+    if not grad or not values:
+        return None
     return _grads_reason(pair, mapping, _plain(actual), _plain(expected))
+
+
+def _factory_reason(info, ember_cls, module_input) -> str | None:
+    """`Module(..., dtype=float64)` (PyTorch's factory kwargs): every parameter and buffer
+    made in the dtype torch makes it."""
+    import inspect
+    import torch
+    ember = _ember()
+    args, kwargs = module_input.constructor_input.args, module_input.constructor_input.kwargs
+    try:
+        takes_dtype = "dtype" in inspect.signature(info.module_cls.__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    if not takes_dtype or "dtype" in kwargs:
+        return None
+    want = info.module_cls(*args, **kwargs, dtype=torch.float64)
+    try:
+        got = ember_cls(*to_ember(args), **to_ember(kwargs), dtype=ember.float64)
+    except Exception as exc:  # noqa: BLE001
+        return f"construct with dtype=float64: {_exc_line(exc)}"
+    t_dtypes = {n: str(t.dtype).split(".")[-1] for n, t in want.state_dict().items()}
+    e_dtypes = {n: str(t.dtype).split(".")[-1] for n, t in got.state_dict().items()}
+    for name, dt in t_dtypes.items():
+        if e_dtypes.get(name, dt) != dt:
+            return f"dtype=float64 constructor: {name} is {e_dtypes[name]}, torch {dt}"
+    return None
+
+
+def _deepcopy_reason(twin, module_input, expected, dtype_name) -> str | None:
+    """copy.deepcopy of the module (made before its first forward) computes the same."""
+    ember = _ember()
+    args, kwargs = _forward_args(module_input, opinfo.to_ember)
+    with ember.no_grad():
+        out = twin(*args, **kwargs)
+    reason = opinfo.compare(_plain(out), _plain(expected), dtype_name)
+    return f"deepcopy of the module: forward {reason}" if reason else None
 
 
 def _plain(out):
