@@ -14,7 +14,8 @@ into ember's through state_dict; then compared:
 - the forward outputs;
 - the buffers after forward (BatchNorm's running statistics, num_batches_tracked);
 - float64 gradients of the inputs and of every parameter, through a fixed random
-  cotangent (the outputs' sum weighted by it);
+  cotangent (the outputs' sum weighted by it); in training mode, where the entry says
+  the module supports it, the gradients of those gradients too (double backward);
 - for the entry's module_error_inputs_func, that ember raises torch's exception type
   (at construction or at forward, as the entry says).
 
@@ -184,7 +185,8 @@ def _materialize_lazy(pair, module_input):
         pair.ember(*args, **kwargs)
 
 
-def check_sample(info, ember_cls, module_input, dtype_name, training, grad) -> str | None:
+def check_sample(info, ember_cls, module_input, dtype_name, training, grad,
+                 gradgrad=True) -> str | None:
     """None when ember's module matches torch's on this ModuleInput, else the reason."""
     import torch
     ember = _ember()
@@ -239,7 +241,8 @@ def check_sample(info, ember_cls, module_input, dtype_name, training, grad) -> s
             return reason
     if not grad or not values:
         return None
-    return _grads_reason(pair, mapping, _plain(actual), _plain(expected))
+    return _grads_reason(pair, mapping, _plain(actual), _plain(expected),
+                         gradgrad=gradgrad and info.supports_gradgrad and training)
 
 
 def _factory_reason(info, ember_cls, module_input) -> str | None:
@@ -303,8 +306,10 @@ def _buffers_reason(pair, dtype_name):
     return None
 
 
-def _grads_reason(pair, mapping, actual, expected):
-    """Gradients of inputs and parameters through a fixed random cotangent."""
+def _grads_reason(pair, mapping, actual, expected, gradgrad=False):
+    """Gradients of inputs and parameters through a fixed random cotangent; with
+    `gradgrad`, also the gradients of those gradients (through a second cotangent), as
+    a gradient penalty takes them."""
     import torch
     ember = _ember()
     t_outs = [o for o in opinfo.flatten(expected) if isinstance(o, torch.Tensor)
@@ -325,23 +330,50 @@ def _grads_reason(pair, mapping, actual, expected):
     labels = [f"input {i}" for i in range(len(mapping))] + [f"param {n}" for n in names]
     gen = torch.Generator().manual_seed(0)
     cots = [torch.randn(o.shape, dtype=o.dtype, generator=gen) for o in t_outs]
-    want = torch.autograd.grad(t_outs, t_leaves, cots, allow_unused=True)
+    want = torch.autograd.grad(t_outs, t_leaves, cots, allow_unused=True,
+                               create_graph=gradgrad)
     try:
         got = ember.autograd.grad(e_outs, e_leaves, [opinfo.to_ember(c) for c in cots],
-                                  allow_unused=True)
+                                  allow_unused=True, create_graph=gradgrad)
     except Exception as exc:  # noqa: BLE001
         return f"backward: {_exc_line(exc)}"
+    reason = _compare_grads("grad", labels, got, want)
+    if reason or not gradgrad:
+        return reason
+    pairs = [(g, w) for g, w in zip(got, want) if w is not None and w.requires_grad
+             and g is not None]
+    if not pairs:
+        return None
+    cots2 = [torch.randn(w.shape, dtype=w.dtype, generator=gen) for _, w in pairs]
+    try:
+        want2 = torch.autograd.grad([w for _, w in pairs], t_leaves, cots2,
+                                    allow_unused=True)
+    except RuntimeError:        # torch has no double backward here (ctc_loss, flash SDPA)
+        return None
+    # a first gradient ember leaves outside the graph is constant in the leaves (bias's
+    # sum of the cotangent; torch keeps it in the graph with zero second derivatives)
+    live = [(g, c) for (g, _), c in zip(pairs, cots2) if g.requires_grad]
+    try:
+        got2 = ember.autograd.grad([g for g, _ in live], e_leaves,
+                                   [opinfo.to_ember(c) for _, c in live],
+                                   allow_unused=True) if live else [None] * len(e_leaves)
+    except Exception as exc:  # noqa: BLE001
+        return f"double backward: {_exc_line(exc)}"
+    return _compare_grads("gradgrad", labels, got2, want2)
+
+
+def _compare_grads(kind, labels, got, want):
     for label, g, w in zip(labels, got, want):
         if w is None or g is None:
             zero = (w is not None and not w.any()) or (g is not None and not
                                                          g.detach().numpy().any())
             if (w is None) != (g is None) and not zero:
-                return f"grad {label}: {'None' if g is None else 'a value'}, torch " \
+                return f"{kind} {label}: {'None' if g is None else 'a value'}, torch " \
                        f"{'None' if w is None else 'a value'}"
             continue
         reason = opinfo.compare(g, w, "float64")
         if reason:
-            return f"grad {label}: {reason}"
+            return f"{kind} {label}: {reason}"
     return None
 
 
