@@ -78,7 +78,8 @@ def entries(names=None):
 # --- one ModuleInput --------------------------------------------------------------
 # --- torch -> ember constructor arguments -------------------------------------------
 # torch modules made while a ModuleInput list is built (TransformerEncoder's layer):
-# id -> (class, args, kwargs), so their ember twins are built from the same arguments
+# id -> (class, args, kwargs, module), so their ember twins are built from the same
+# arguments
 _MADE: dict[int, tuple] = {}
 
 
@@ -102,7 +103,10 @@ class _recording_module_inits:
 
 def _recorded(cls, init):
     def __init__(self, *args, **kwargs):
-        _MADE.setdefault(id(self), (type(self), args, kwargs))
+        # the outermost __init__ of the object (its own class's) names its arguments; the
+        # object is kept alive in the record so that its id is not reused meanwhile
+        if id(self) not in _MADE:
+            _MADE[id(self)] = (type(self), args, kwargs, self)
         init(self, *args, **kwargs)
     return __init__
 
@@ -113,7 +117,7 @@ def to_ember(v):
     the inputs were built as ember modules of the same class, arguments and state."""
     import torch
     if isinstance(v, torch.nn.Module) and id(v) in _MADE:
-        cls, args, kwargs = _MADE[id(v)]
+        cls, args, kwargs, _ = _MADE[id(v)]
         twin = getattr(_ember().nn, cls.__name__)(*to_ember(args), **to_ember(kwargs))
         twin.load_state_dict({k: opinfo.to_ember(t.detach().clone())
                               for k, t in v.state_dict().items()})
