@@ -75,7 +75,6 @@ def entries(names=None):
     return out
 
 
-# --- one ModuleInput --------------------------------------------------------------
 # --- torch -> ember constructor arguments -------------------------------------------
 # torch modules made while a ModuleInput list is built (TransformerEncoder's layer):
 # id -> (class, args, kwargs, module), so their ember twins are built from the same
@@ -93,7 +92,7 @@ class _recording_module_inits:
             if isinstance(cls, type) and issubclass(cls, torch.nn.Module) and \
                     "__init__" in vars(cls):
                 self.saved[cls] = cls.__init__
-                cls.__init__ = _recorded(cls, cls.__init__)
+                cls.__init__ = _recorded(cls.__init__)
         return self
 
     def __exit__(self, *exc):
@@ -101,7 +100,7 @@ class _recording_module_inits:
             cls.__init__ = init
 
 
-def _recorded(cls, init):
+def _recorded(init):
     def __init__(self, *args, **kwargs):
         # the outermost __init__ of the object (its own class's) names its arguments; the
         # object is kept alive in the record so that its id is not reused meanwhile
@@ -143,6 +142,7 @@ def _ember_function(fn):
     return fn
 
 
+# --- one ModuleInput --------------------------------------------------------------
 class _Pair:
     """A torch module and its ember twin, built from one ModuleInput's constructor."""
 
