@@ -17,7 +17,8 @@ into ember's through state_dict; then compared:
   cotangent (the outputs' sum weighted by it); in training mode, where the entry says
   the module supports it, the gradients of those gradients too (double backward);
 - for the entry's module_error_inputs_func, that ember raises torch's exception type
-  (at construction or at forward, as the entry says).
+  (at construction or at forward, as the entry says) with a message matching the
+  entry's regex, as PyTorch's own test asks.
 
     python tools/moduleinfo.py                      # summary over every entry
     python tools/moduleinfo.py nn.LSTM nn.GRU -v    # named entries, every failure
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 import traceback
 import warnings
@@ -402,7 +404,11 @@ def check_error_input(info, ember_cls, case) -> str | None:
             e_args, e_kwargs = _forward_args(mi, opinfo.to_ember)
             m(*e_args, **e_kwargs)
         return f"{stage}: no error (torch raises {case.error_type.__name__})"
-    except case.error_type:
+    except case.error_type as exc:
+        # PyTorch's own test matches the message too (assertRaisesRegex)
+        if case.error_regex and not re.search(case.error_regex, str(exc)):
+            return f"{stage}: message {str(exc)[:100]!r} does not match torch's " \
+                   f"{case.error_regex!r}"
         return None
     except Exception as exc:  # noqa: BLE001
         return f"{stage}: {type(exc).__name__} where torch raises " \

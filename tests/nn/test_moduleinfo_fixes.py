@@ -88,6 +88,17 @@ def test_rnn_input_dtype_mismatch_is_value_error():
 
 
 @pytest.mark.parametrize("cell", ["RNNCell", "GRUCell", "LSTMCell"])
+@pytest.mark.parametrize("shape,pattern", [((3, 21), "hidden0 has inconsistent hidden_size"),
+                                           ((5, 20), "Input batch size 3 doesn't match")])
+def test_rnn_cell_hidden_shape_errors(cell, shape, pattern):
+    for lib in (torch, ember):
+        hx = lib.randn(*shape)
+        with pytest.raises(RuntimeError, match=pattern):
+            getattr(lib.nn, cell)(10, 20)(lib.randn(3, 10), (hx, hx) if cell == "LSTMCell"
+                                          else hx)
+
+
+@pytest.mark.parametrize("cell", ["RNNCell", "GRUCell", "LSTMCell"])
 def test_rnn_cell_rejects_3d_hidden(cell):
     h = (3, 1, 1, 20)
     for lib in (torch, ember):

@@ -102,6 +102,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise BadArgument("cross_entropy: ignore_index is not supported for floating point "
                           "target (class probabilities)")
     _check_weight_dtype("cross_entropy", input, weight)
+    if list(target.shape) == list(input.shape) and not target.dtype.is_floating_point:
+        # a target of the input's shape holds class probabilities (PyTorch's rule)
+        raise BadArgument(f"cross_entropy: Expected floating point type for target with class "
+                          f"probabilities, got {target.dtype.name}")
     if "cross_entropy" in OPS:
         return OPS["cross_entropy"](input, target, weight, ignore_index=ignore_index,
                                     reduction=reduction, label_smoothing=label_smoothing)

@@ -356,11 +356,19 @@ class RNNCellBase(Module):
                       for _ in range(n_states)]
         else:
             states = list(hx) if n_states == 2 else [hx]
-            for s in states:
+            for i, s in enumerate(states):
+                what = f"hx[{i}]" if n_states == 2 else "hidden"
                 if s.ndim not in (1, 2):
-                    raise ValueError(f"{name}: Expected hidden to be 1D or 2D, got "
+                    raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got "
                                      f"{s.ndim}D instead")
             states = [s if batched else s.unsqueeze(0) for s in states]
+            for i, s in enumerate(states):      # PyTorch's checks, in its words
+                if s.shape[0] != x.shape[0]:
+                    raise ShapeError(f"{name}: Input batch size {x.shape[0]} doesn't match "
+                                     f"hidden{i} batch size {s.shape[0]}")
+                if s.shape[-1] != self.hidden_size:
+                    raise ShapeError(f"{name}: hidden{i} has inconsistent hidden_size: got "
+                                     f"{s.shape[-1]}, expected {self.hidden_size}")
         return x, states, batched
 
 
