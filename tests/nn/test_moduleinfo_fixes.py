@@ -192,3 +192,35 @@ def test_linear_cross_entropy_loss_module(kwargs):
     np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(e.linear.weight.grad.numpy(), t.linear.weight.grad.numpy(),
                                rtol=1e-10, atol=1e-12)
+
+
+_MESSAGES = [   # (call on a library, PyTorch's wording that both must use)
+    (lambda lib: lib.nn.MaxPool2d(2)(lib.randn(3, 4)),
+     r"non-empty 3D or 4D \(batch mode\) tensor expected for input"),
+    (lambda lib: lib.nn.CircularPad1d(1)(lib.randn(2, 3, 4, 5)),
+     r"expected 2D or 3D input \(got 4D input\)"),
+    (lambda lib: lib.nn.GroupNorm(3, 10), r"num_channels \(10\) must be divisible by "
+                                          r"num_groups \(3\)"),
+    (lambda lib: lib.nn.functional.cross_entropy(lib.randn(2, 3), lib.zeros(2, 3,
+                                                                          dtype=lib.int64)),
+     "Expected floating point type for target with class probabilities"),
+    (lambda lib: lib.nn.functional.cross_entropy(lib.randn(2, 3), lib.randn(2)),
+     "expected target dtype to be Long or Byte"),
+    (lambda lib: lib.nn.functional.cross_entropy(lib.randn(2, 3), lib.tensor([0, 1, 2])),
+     r"Expected input batch_size \(2\) to match target batch_size \(3\)"),
+    (lambda lib: lib.nn.functional.cross_entropy(lib.randn(2, 3, 5),
+                                                 lib.zeros(2, 4, dtype=lib.int64)),
+     "Expected target size"),
+    (lambda lib: lib.nn.Embedding(10, 3)(lib.randn(2)),
+     "Expected tensor for argument.*indices.*to have.*scalar type.*Long.*Int"),
+    (lambda lib: lib.nn.functional.linear_cross_entropy(lib.randn(4, 5), lib.randn(2, 3),
+                                                        lib.tensor([0, 1, 0, 1])),
+     r"expected equal input and linear_weight last dimensions \(in_features\), got 5 and 3"),
+]
+
+
+@pytest.mark.parametrize("call,pattern", _MESSAGES, ids=range(len(_MESSAGES)))
+def test_error_messages_in_pytorchs_words(call, pattern):
+    for lib in (torch, ember):
+        with pytest.raises(Exception, match=pattern):
+            call(lib)
