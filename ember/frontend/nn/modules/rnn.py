@@ -152,7 +152,10 @@ class RNNBase(Module):
             if not batched:
                 time_first = input.unsqueeze(1)
         weight = self._flat_weights[0]
-        if time_first.dtype != weight.dtype and not _any_autocast():
+        # the float cells' rule (a dynamically quantized RNN brings its own cell and
+        # weights of another dtype by design)
+        float_cell = type(self)._cell is RNNBase._cell
+        if float_cell and time_first.dtype != weight.dtype and not _any_autocast():
             w, x = weight.dtype.name, time_first.dtype.name
             raise ValueError(f"RNN input dtype {x} does not match weight dtype {w}. "
                              f"Convert input: input.to({w}), or convert model: model.to({x})")
