@@ -45,14 +45,16 @@ def _class_loss_backward(logits: bool):
         valid = t != ignore_index
         coeff = (valid & onehot).astype(x.dtype)
         if reduction == "mean":
-            gl = g / coeff.sum(dtype=x.dtype)
+            # every target ignored: the loss is NaN but its gradient 0, as PyTorch's
+            # (each coefficient is 0, so any nonzero divisor gives it)
+            gl = g / (coeff.sum(dtype=x.dtype) or x.dtype.type(1))
         elif reduction == "sum":
             gl = g
         else:
             gl = np.expand_dims(g, cd)
         if smoothing > 0:
             coeff = valid * (onehot * x.dtype.type(1 - smoothing) + x.dtype.type(smoothing / c))
-        with np.errstate(all="ignore"):    # a mean over no target is nan, as the op path's
+        with np.errstate(all="ignore"):
             if not logits:
                 return np.negative(gl * coeff, dtype=x.dtype), None, None
             probs = np.exp(np_log_softmax(x, cd))

@@ -32,8 +32,9 @@ def _logits(input, linear_weight, linear_bias):
         raise ShapeError(f"linear_cross_entropy: linear_weight must have at least 2 dims, "
                          f"got {linear_weight.ndim}")
     if input.shape[-1] != linear_weight.shape[-1]:
-        raise ShapeError(f"linear_cross_entropy: input's last dim {input.shape[-1]} does not "
-                         f"match linear_weight's in_features {linear_weight.shape[-1]}")
+        raise ShapeError(f"linear_cross_entropy: expected equal input and linear_weight last "
+                         f"dimensions (in_features), got {input.shape[-1]} and "
+                         f"{linear_weight.shape[-1]}, respectively")
     out_shape = list(linear_weight.shape[:-1])          # (C, d_1, ..., d_K)
     if len(out_shape) > 1 and input.ndim != 2:
         raise ShapeError("linear_cross_entropy: a multi-dimensional linear_weight needs "

@@ -7,7 +7,7 @@ probabilities (float, same shape as the input).
 """
 from __future__ import annotations
 
-from ...ir.errors import ShapeError
+from ...ir.errors import DTypeError, ShapeError
 from ...ir.registry import OPS
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
@@ -53,10 +53,17 @@ def _check_same_shape(name: str, input, target) -> None:
                          f"{list(input.shape)}")
 
 
+def _check_weight_dtype(name: str, input, weight) -> None:
+    if weight is not None and weight.dtype != input.dtype:
+        raise DTypeError(f"{name}: expected scalar type {input.dtype.name} but found "
+                         f"{weight.dtype.name} (weight)")
+
+
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
+    _check_weight_dtype("nll_loss", input, weight)
     if "nll_loss" in OPS:
         return OPS["nll_loss"](input, target, weight, ignore_index=ignore_index,
                                reduction=reduction)
@@ -87,8 +94,18 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                   reduce=None, reduction="mean", label_smoothing=0.0):
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    from ._functional_common import BadArgument
+    if not 0.0 <= label_smoothing <= 1.0:      # PyTorch raises RuntimeError here
+        raise BadArgument(f"cross_entropy: label_smoothing must be between 0.0 and 1.0. "
+                          f"Got: {label_smoothing}")
+    if target.dtype.is_floating_point and ignore_index != -100:
+        raise BadArgument("cross_entropy: ignore_index is not supported for floating point "
+                          "target (class probabilities)")
+    _check_weight_dtype("cross_entropy", input, weight)
+    if list(target.shape) == list(input.shape) and not target.dtype.is_floating_point:
+        # a target of the input's shape holds class probabilities (PyTorch's rule)
+        raise BadArgument(f"cross_entropy: Expected floating point type for target with class "
+                          f"probabilities, got {target.dtype.name}")
     if "cross_entropy" in OPS:
         return OPS["cross_entropy"](input, target, weight, ignore_index=ignore_index,
                                     reduction=reduction, label_smoothing=label_smoothing)
@@ -201,8 +218,9 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean",
     if log_target:
         loss = target.exp() * (target - input)
     else:
-        safe = _where(target > 0, target, 1.0)
-        loss = _where(target > 0, target * (safe.log() - input), 0.0)
+        # PyTorch's pointwise form: 0 where target is 0, NaN where it is negative, and
+        # d/d input = -target everywhere
+        loss = target.xlogy(target) - target * input
     if reduction == "batchmean":
         return loss.sum() / input.shape[0] if input.ndim else loss.sum()
     return _reduce(loss, reduction)

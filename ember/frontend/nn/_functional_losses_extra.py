@@ -247,7 +247,10 @@ def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
     if list(var.shape) != list(input.shape):
         if list(input.shape[:-1]) == list(var.shape):
             var = var.unsqueeze(-1)                     # one variance per sample
-        elif not (list(input.shape[:-1]) == list(var.shape[:-1]) and var.shape[-1] == 1):
+        elif not (var.ndim == input.ndim and sum(
+                v for i, v in zip(input.shape, var.shape) if i != v) == 1):
+            # PyTorch's homoscedastic rule: one dimension of var is 1 where input's is not
+            # ((4, 1, 32, 32) against (4, 3, 32, 32)), every other size equal
             raise ValueError("var is of incorrect size")
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(reduction + " is not valid")

@@ -204,9 +204,11 @@ def _fractional(nd, input, kernel_size, output_size, output_ratio, return_indice
             [output_ratio] * nd
         output_size = [int(input.shape[input.ndim - nd + i] * float(ratio[i]))
                        for i in range(nd)]
+    planes = input.shape[0] if input.ndim == nd + 2 else 1
     if _random_samples is None:
-        planes = input.shape[0] if input.ndim == nd + 2 else 1
         _random_samples = rand(planes, input.shape[-nd - 1], nd, dtype=input.dtype)
+    elif _random_samples.ndim == 3 and _random_samples.shape[0] > planes:
+        _random_samples = _random_samples[:planes]   # PyTorch reads the first N rows
     out, indices = OPS[f"fractional_max_pool{nd}d"](
         input, _ntuple(kernel_size, nd), _ntuple(output_size, nd), _random_samples)
     return (out, indices) if return_indices else out

@@ -221,6 +221,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """Batch statistics when training (updating running_* in place, unbiased variance),
     running statistics otherwise. momentum=None is handled by the module (it passes
     1/num_batches_tracked), as in PyTorch."""
+    if isinstance(eps, (int, float)) and (eps <= 0.0 if training else eps < 0.0):
+        raise ValueError(f"batch_norm eps must be "
+                         f"{'positive during training' if training else 'non-negative'}, "
+                         f"but got {eps}")
     if input.ndim < 2 and input.numel() == 0:   # PyTorch returns an empty copy, no channels
         return input.clone()
     if input.dtype.name in ("float16", "bfloat16"):

@@ -136,8 +136,14 @@ def _check_class_target(input, target, weight, name):
     if weight is not None and tuple(weight.shape) != (c,):
         raise ShapeError(f"weight tensor should be defined either for all {c} classes or no "
                          f"classes but got weight tensor of shape: {list(weight.shape)}")
+    # PyTorch's wording for each mismatch (its tests match it), then ember's detail
     if target.dtype.is_floating_point:
         if tuple(target.shape) != tuple(input.shape):
+            if target.ndim != input.ndim:       # read as class indices, as PyTorch does
+                raise DTypeError(f"{name}: expected target dtype to be Long or Byte, got "
+                                 f"{target.dtype.name} (probability targets take the "
+                                 f"input's shape {list(input.shape)})")
+            _check_batch(input, target, name)
             raise ShapeError(f"probability targets must have the input's shape "
                              f"{list(input.shape)}, got {list(target.shape)}")
         return True
@@ -147,9 +153,16 @@ def _check_class_target(input, target, weight, name):
                          f"{target.dtype.name}")
     expected = tuple(s for i, s in enumerate(input.shape) if i != cd)
     if tuple(target.shape) != expected:
-        raise ShapeError(f"Expected target of shape {list(expected)} for input of shape "
-                         f"{list(input.shape)}, got {list(target.shape)}")
+        _check_batch(input, target, name)
+        raise ShapeError(f"{name}: Expected target size {list(expected)}, got "
+                         f"{list(target.shape)} (input of shape {list(input.shape)})")
     return False
+
+
+def _check_batch(input, target, name):
+    if input.ndim >= 2 and target.ndim >= 1 and target.shape[0] != input.shape[0]:
+        raise ShapeError(f"{name}: Expected input batch_size ({input.shape[0]}) to match "
+                         f"target batch_size ({target.shape[0]}).")
 
 
 def _class_meta(name, probs_ok):
@@ -253,7 +266,11 @@ def _class_loss_derivative(logits):
         if reduction == "mean":
             moh = mask * oh
             denom = R.sum(moh * wb) if wb is not None else R.sum(moh)
-            gl = SH.unsqueeze(SH.expand(g, list(shape)), cd) / denom
+            # every target ignored (denom 0): the loss is NaN but, as in PyTorch, the
+            # gradient is 0 (each coefficient is 0), not 0/0
+            safe = PW.where(PW.eq(denom, 0), PW.convert_element_type(
+                PW.eq(denom, denom), denom.dtype), denom)
+            gl = SH.unsqueeze(SH.expand(g, list(shape)), cd) / safe
         else:
             gl = SH.unsqueeze(_grad_of_reduced(g, shape, reduction), cd)
         dlsm = -gl * coeff

@@ -40,8 +40,9 @@ def _pool_out(n, k, s, p, d, ceil_mode):
 
 def check_pool_input(self_t, nd: int):
     if self_t.ndim not in (nd + 1, nd + 2) or any(n == 0 for n in self_t.shape[-nd - 1:]):
-        raise ShapeError(f"expected a non-empty {nd + 1}-d (unbatched) or {nd + 2}-d "
-                         f"(batched) input, got input {_shape(self_t.shape)}")
+        # PyTorch's wording (its tests match it), then the shape
+        raise ShapeError(f"non-empty {nd + 1}D or {nd + 2}D (batch mode) tensor expected for "
+                         f"input, got input {_shape(self_t.shape)}")
 
 
 class PoolParams:

@@ -30,7 +30,8 @@ from .loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss,  # noqa: F
 from .loss_extra import (MarginRankingLoss, CosineEmbeddingLoss, HingeEmbeddingLoss,  # noqa: F401
                          SoftMarginLoss, MultiLabelMarginLoss, MultiLabelSoftMarginLoss,
                          MultiMarginLoss, TripletMarginLoss, TripletMarginWithDistanceLoss,
-                         GaussianNLLLoss, PoissonNLLLoss, CTCLoss)
+                         GaussianNLLLoss, PoissonNLLLoss, CTCLoss,
+                         LinearCrossEntropyLoss)
 from .transformer import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
                           TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
                           Transformer)

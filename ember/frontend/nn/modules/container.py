@@ -6,7 +6,7 @@ from collections import OrderedDict
 from itertools import islice
 
 from ..parameter import Parameter
-from .module import Module
+from .module import Module, _addindent
 
 
 class _ModuleSequence(Module):
@@ -125,8 +125,23 @@ class ModuleList(_ModuleSequence):
         self._renumber(modules)
 
     def __repr__(self) -> str:
-        # PyTorch collapses runs of identical reprs; ember prints each (same when distinct)
-        return super().__repr__()
+        """PyTorch's form: a run of children with the same repr prints once, as
+        `(first-last): n x Child(...)` (a stack of identical layers stays short)."""
+        reprs = [repr(m) for m in self._modules.values()]
+        if not reprs:
+            return self._get_name() + "()"
+        runs = []                               # [first index, last index, repr]
+        for i, text in enumerate(reprs):
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, text])
+        lines = []
+        for first, last, text in runs:
+            head = f"({first})" if first == last else \
+                f"({first}-{last}): {last - first + 1} x"
+            lines.append(_addindent(f"{head}: {text}" if first == last else f"{head} {text}", 2))
+        return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
 
 class _DictMethods:

@@ -49,6 +49,17 @@ class LazyModuleMixin:
     def _lazy_parameter_names(self) -> list[str]:
         return ["weight", "bias"] if self._lazy_arguments.get("bias", True) else ["weight"]
 
+    def _apply(self, fn, recurse: bool = True):
+        """`.double()`, `.to(dtype)` before the first input: the parameters made later
+        take that dtype (PyTorch converts its uninitialized parameters' dtype)."""
+        if self.has_uninitialized_params():
+            from ...factories import zeros
+            probe = fn(zeros(()))
+            if probe.dtype.is_floating_point:
+                self._lazy_arguments["dtype"] = probe.dtype
+            return self
+        return Module._apply(self, fn, recurse)
+
     def has_uninitialized_params(self) -> bool:
         return "_lazy_arguments" in self.__dict__
 
@@ -77,7 +88,11 @@ class LazyModuleMixin:
                                             missing_keys, unexpected_keys, error_msgs)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self._lazy_arguments.items())
+        # PyTorch's: the real module's text with the unknown size shown as 0
+        try:
+            return self.cls_to_become(0, **self._lazy_arguments).extra_repr()
+        except Exception:  # noqa: BLE001 - a class that cannot be built with size 0
+            return ", ".join(f"{k}={v}" for k, v in self._lazy_arguments.items())
 
 
 def _infer_on_first_call(module, args):
@@ -131,19 +146,18 @@ class _LazyConvTransposeNd(_LazyConvNd):
 
 
 class _LazyNormBase(LazyModuleMixin, Module):
-    _affine_flag = "affine"
-    _default_affine = True
     _dims = 2
 
-    def __init__(self, eps=1e-5, momentum=0.1, affine=None, track_running_stats=None,
-                 device=None, dtype=None):
-        affine = self._default_affine if affine is None else affine
-        track = self._default_affine if track_running_stats is None else track_running_stats
+    def __init__(self, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 device=None, dtype=None, *, bias=True):
+        # PyTorch's lazy instance norms too default to affine and tracked statistics
         self._lazy_setup(eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track, dtype=dtype)
+                         track_running_stats=track_running_stats, dtype=dtype, bias=bias)
 
     def _lazy_parameter_names(self) -> list[str]:
-        return ["weight", "bias"] if self._lazy_arguments["affine"] else []
+        if not self._lazy_arguments["affine"]:
+            return []
+        return ["weight", "bias"] if self._lazy_arguments["bias"] else ["weight"]
 
     def _size_from_input(self, input) -> int:
         return input.shape[0] if input.ndim == self._dims + 1 and self._instance else \
@@ -173,11 +187,11 @@ LazyBatchNorm1d = _lazy("LazyBatchNorm1d", _LazyNormBase, BatchNorm1d, 1)
 LazyBatchNorm2d = _lazy("LazyBatchNorm2d", _LazyNormBase, BatchNorm2d, 2)
 LazyBatchNorm3d = _lazy("LazyBatchNorm3d", _LazyNormBase, BatchNorm3d, 3)
 LazyInstanceNorm1d = _lazy("LazyInstanceNorm1d", _LazyNormBase, InstanceNorm1d, 1,
-                           _default_affine=False, _instance=True)
+                           _instance=True)
 LazyInstanceNorm2d = _lazy("LazyInstanceNorm2d", _LazyNormBase, InstanceNorm2d, 2,
-                           _default_affine=False, _instance=True)
+                           _instance=True)
 LazyInstanceNorm3d = _lazy("LazyInstanceNorm3d", _LazyNormBase, InstanceNorm3d, 3,
-                           _default_affine=False, _instance=True)
+                           _instance=True)
 
 __all__ = ["UninitializedParameter", "UninitializedBuffer", "LazyModuleMixin", "LazyLinear",
            "LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d",

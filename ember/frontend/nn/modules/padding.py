@@ -29,8 +29,8 @@ class _PadNd(Module):
 
     def forward(self, input):
         if input.ndim not in (self.dims + 1, self.dims + 2):
-            raise ValueError(f"{type(self).__name__}: expected a {self.dims + 1}-D or "
-                             f"{self.dims + 2}-D input, got {input.ndim}-D input of shape "
+            raise ValueError(f"{type(self).__name__}: expected {self.dims + 1}D or "
+                             f"{self.dims + 2}D input (got {input.ndim}D input), shape "
                              f"{list(input.shape)}")
         if self.mode == "constant":
             return F.pad(input, list(self.padding), "constant", getattr(self, "value", 0.0))

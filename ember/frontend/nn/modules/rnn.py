@@ -63,6 +63,10 @@ class RNNBase(Module):
                  dtype=None) -> None:
         super().__init__()
         _check_arguments(mode, hidden_size, num_layers, dropout, proj_size)
+        _check_types(input_size=(input_size, int), bias=(bias, bool),
+                     batch_first=(batch_first, bool))
+        if input_size <= 0:
+            raise ValueError("input_size must be greater than zero")
         self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
         self.num_layers, self.bias, self.batch_first = num_layers, bias, batch_first
         self.dropout, self.bidirectional = float(dropout), bidirectional
@@ -125,9 +129,7 @@ class RNNBase(Module):
             text += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             text += f", bidirectional={self.bidirectional}"
-        if self.mode == "RNN_RELU":
-            text += ", nonlinearity='relu'"
-        return text
+        return text     # PyTorch's RNN repr leaves the nonlinearity out (its cells show it)
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, input, hx=None):
@@ -149,6 +151,14 @@ class RNNBase(Module):
                 (input.transpose(0, 1) if self.batch_first else input)
             if not batched:
                 time_first = input.unsqueeze(1)
+        weight = self._flat_weights[0]
+        # the float cells' rule (a dynamically quantized RNN brings its own cell and
+        # weights of another dtype by design)
+        float_cell = type(self)._cell is RNNBase._cell
+        if float_cell and time_first.dtype != weight.dtype and not _any_autocast():
+            w, x = weight.dtype.name, time_first.dtype.name
+            raise ValueError(f"RNN input dtype {x} does not match weight dtype {w}. "
+                             f"Convert input: input.to({w}), or convert model: model.to({x})")
         hx = self._initial_state(hx, time_first, batched)
         output, final = self._run_layers(time_first, hx, lengths)
         if packed:
@@ -268,6 +278,19 @@ class GRU(RNNBase):
         super().__init__("GRU", *args, **kwargs)
 
 
+def _any_autocast() -> bool:
+    from ...autocast import is_autocast_enabled
+    return any(is_autocast_enabled(d) for d in ("cpu", "cuda"))
+
+
+def _check_types(**values) -> None:
+    """PyTorch's TypeError for an argument of the wrong type (bias=1, input_size=3.0)."""
+    for name, (value, kind) in values.items():
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"{name} should be of type {kind.__name__}, got: "
+                            f"{type(value).__name__}")
+
+
 def _check_arguments(mode, hidden_size, num_layers, dropout, proj_size) -> None:
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or \
             not 0 <= dropout <= 1:
@@ -336,7 +359,19 @@ class RNNCellBase(Module):
                       for _ in range(n_states)]
         else:
             states = list(hx) if n_states == 2 else [hx]
+            for i, s in enumerate(states):
+                what = f"hx[{i}]" if n_states == 2 else "hidden"
+                if s.ndim not in (1, 2):
+                    raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got "
+                                     f"{s.ndim}D instead")
             states = [s if batched else s.unsqueeze(0) for s in states]
+            for i, s in enumerate(states):      # PyTorch's checks, in its words
+                if s.shape[0] != x.shape[0]:
+                    raise ShapeError(f"{name}: Input batch size {x.shape[0]} doesn't match "
+                                     f"hidden{i} batch size {s.shape[0]}")
+                if s.shape[-1] != self.hidden_size:
+                    raise ShapeError(f"{name}: hidden{i} has inconsistent hidden_size: got "
+                                     f"{s.shape[-1]}, expected {self.hidden_size}")
         return x, states, batched
 
 

@@ -34,7 +34,9 @@ class Embedding(Module):
 
     def forward(self, input):
         if checkable(input) and input.dtype.is_floating_point:
-            raise ShapeError(f"{self!r}: expected integer indices, got {input.dtype}")
+            raise ShapeError(f"{self!r}: Expected tensor for argument #1 'indices' to have one "
+                             f"of the following scalar types: Long, Int; but got "
+                             f"{input.dtype} instead")
         return F.embedding(input, self.weight, self.padding_idx, self.max_norm,
                            self.norm_type, self.scale_grad_by_freq, self.sparse)
 

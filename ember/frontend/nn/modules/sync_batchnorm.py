@@ -14,13 +14,13 @@ from .normalization import _BatchNorm
 class SyncBatchNorm(_BatchNorm):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, process_group=None,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, *, bias: bool = True) -> None:
         if process_group is not None:
             raise NotImplementedError(
                 "SyncBatchNorm: synchronizing batch statistics over a process group is "
                 "not supported by ember; use process_group=None (single process)")
         super().__init__(num_features, eps, momentum, affine, track_running_stats,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, bias=bias)
         self.process_group = None
 
     def _check_input_dim(self, input) -> None:
