@@ -30,7 +30,9 @@ operation for operation, so results equal the reference bit for bit:
 
     real = float32(acc - x_zp * colsum(B)[n]) * mult[n] + bias[n]      (float32)
     u8 output:  q = roundeven(float32(double(real) * double(1/scale) + zp)), clamped to
-                [lo, hi] (lo = zero_point when relu: the reference's max with the zero point)
+                [lo, hi] (lo = zero_point when relu: the reference's max with the zero point);
+                computed with one float32 fma where that provably rounds alike
+                (round_requantized), in float64 for the rare vectors where it may not
     f32 output: clamp(real, lo, hi) (lo = 0 when relu; the dynamic linear's float result)
 
 Weights must have zero points 0 (symmetric, as every default weight observer gives); the
@@ -250,6 +252,54 @@ def epilogue_qparams(b, p, lanes: int):
     return inv, zp, lo, hi
 
 
+# a float32 fma's result whose distance to the nearest integer is below this is rounded
+# to the same integer as the float64 formula's (round_requantized)
+_NEAR_HALF = 0.5 - 2.0 ** -13
+
+
+def _exact_in_f32(b, vector):
+    """Whether lane 0 of a float64 vector (a splat) is a float32 value."""
+    x = b.extract_element(vector, ir.Constant(u.I32, 0))
+    return b.fcmp_ordered("==", b.fpext(b.fptrunc(x, u.F32), u.F64), x)
+
+
+def round_requantized(b, real, inv, zp, lanes: int):
+    """roundeven(float32(double(real) * inv + zp)) (inv, zp: float64 vectors), the
+    reference's requantization before its clamp, mostly in float32.
+
+    The float64 formula rounds twice: real * inv is exact in float64 (two float32
+    factors), the fma rounds to float64, then to float32. One float32 fma rounds once;
+    the two results differ only where the float64 one lands on a midpoint between two
+    float32 values, and they are then neighbours, so their nearest integers differ only
+    where one of them is a half-integer (|x| < 512 here, where float32 steps are at most
+    2**-14; beyond, both clamp alike). So the float32 result is used unless some lane lies
+    within 2**-13 of a half-integer (about 1 lane in 4000 on spread-out data), or inv or zp
+    is not a float32 value: that vector takes the float64 formula."""
+    vf, vd = u.vec(u.F32, lanes), u.vec(u.F64, lanes)
+    inv32, zp32 = b.fptrunc(inv, vf), b.fptrunc(zp, vf)
+    scaled32 = u.fma(b, real, inv32, zp32)
+    fast = u.intrinsic(b, "roundeven", vf, scaled32)
+    dist = u.intrinsic(b, "fabs", vf, b.fsub(scaled32, fast))
+    near = b.fcmp_ordered(">=", dist, ir.Constant(vf, [_NEAR_HALF] * lanes))
+    any_near = b.icmp_unsigned("!=", b.bitcast(near, ir.IntType(lanes)),
+                               ir.Constant(ir.IntType(lanes), 0))
+    exact = b.and_(_exact_in_f32(b, inv), _exact_in_f32(b, zp))
+    slow = b.or_(any_near, b.not_(exact))
+    head = b.block
+    slow_block = b.append_basic_block("requant.f64")
+    join = b.append_basic_block("requant.join")
+    b.cbranch(slow, slow_block, join)
+    b.position_at_end(slow_block)
+    scaled = u.fma(b, b.fpext(real, vd), inv, zp)
+    exact_q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
+    b.branch(join)
+    b.position_at_end(join)
+    q = b.phi(vf)
+    q.add_incoming(fast, head)
+    q.add_incoming(exact_q, slow_block)
+    return q
+
+
 def epilogue_columns(b, cfg, p, nb):
     """Column block nb's (corr, mult, bias) vectors, one triple per vector of the block
     (a kernel whose loop keeps nb fixed loads them once, outside it)."""
@@ -321,11 +371,7 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
             row = b.add(m0, u.i64(r))
             idx = b.add(b.mul(row, p["ldo"]), col)
             if u8_out:
-                # one fma: real * inv is exact in float64 (two float32 factors), so
-                # fusing the add rounds exactly as the reference's multiply-then-add
-                scaled = u.fma(b, b.fpext(real, vd), inv, zp)
-                q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
-                q = u.clamp(b, q, lo, hi)
+                q = u.clamp(b, round_requantized(b, real, inv, zp, lanes), lo, hi)
                 if residual:
                     c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64),
                                   typ=u.F64)
