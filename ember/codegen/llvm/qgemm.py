@@ -185,7 +185,9 @@ def _row_bases(b, cfg, p, m0, oh, last_base):
     return bases
 
 
-def _k_loop(b, cfg, p, bases, nb):
+def _k_loop(b, cfg, p, bases, nb, init=None):
+    """The MR x NV accumulator vectors of the tile at `bases`, column block nb, summed
+    over k from `init` (per column vector; zeros when None)."""
     v32 = u.vec(u.I32, cfg.lanes)
     panel_bytes = cfg.nr * 4
     block = b.mul(b.mul(nb, p["kq"]), u.i64(panel_bytes))
@@ -203,10 +205,10 @@ def _k_loop(b, cfg, p, bases, nb):
             out += [_dot(b, cfg, flat[r * cfg.nv + v], bcast, panels[v]) for v in range(cfg.nv)]
         return out
 
-    zero = ir.Constant(v32, None)
+    start = init or [ir.Constant(v32, None)] * cfg.nv
     # two k groups an iteration (the loop's own instructions halved), then the odd one
     pairs = b.sdiv(p["kq"], u.i64(2))
-    acc = u.carried_loop(b, u.i64(0), pairs, [zero] * (cfg.mr * cfg.nv),
+    acc = u.carried_loop(b, u.i64(0), pairs, start * cfg.mr,
                          lambda j, flat: step(b.add(b.add(j, j), u.i64(1)),
                                               step(b.add(j, j), flat)), "kk2")
     return u.carried_loop(b, b.add(pairs, pairs), p["kq"], acc, step, "kk")
@@ -300,15 +302,17 @@ def round_requantized(b, real, inv, zp, lanes: int):
     return q
 
 
-def epilogue_columns(b, cfg, p, nb):
+def epilogue_columns(b, cfg, p, nb, corr: bool = True):
     """Column block nb's (corr, mult, bias) vectors, one triple per vector of the block
-    (a kernel whose loop keeps nb fixed loads them once, outside it)."""
+    (a kernel whose loop keeps nb fixed loads them once, outside it); corr None where
+    the accumulators started from -corr (corr=False)."""
     lanes = cfg.lanes
     vf, v32 = u.vec(u.F32, lanes), u.vec(u.I32, lanes)
     out = []
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
-        out.append((b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4),
+        out.append((b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4)
+                    if corr else None,
                     b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4),
                     b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)))
     return out
@@ -367,7 +371,8 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
         corr, mult, bias = columns[v]
         for r in range(cfg.mr):
-            real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
+            centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
+            real = b.fadd(b.fmul(b.sitofp(centered, vf), mult), bias)
             row = b.add(m0, u.i64(r))
             idx = b.add(b.mul(row, p["ldo"]), col)
             if u8_out:
@@ -429,8 +434,12 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
-        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb)
-        _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual)
+        # the sums start from -corr (integer sums: exact in any order), so the epilogue
+        # has no subtraction and holds no corr vectors beside the accumulators
+        neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
+        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb, neg_corr)
+        _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
+                  columns=epilogue_columns(b, cfg, p, nb, corr=False))
     b.branch(claim_head)
     b.position_at_end(claims_done)
     b.ret_void()
