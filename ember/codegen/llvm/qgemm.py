@@ -335,6 +335,19 @@ def _masked_load(b, ty, ptr, mask, align: int):
     return b.call(fn, [ptr, ir.Constant(u.I32, align), mask, ir.Constant(ty, None)])
 
 
+def _lanes_below(b, count, lanes: int):
+    """The <lanes x i1> mask of lanes [0, count) (count an i64, any value), made as an
+    integer bit mask: scalar work, where comparing a vector of column indices costs
+    several vector instructions on every vector stored."""
+    it = ir.IntType(lanes)
+    clipped = u.imin(b, b.select(b.icmp_signed("<", count, u.i64(0)), u.i64(0), count),
+                     u.i64(lanes))
+    # (2 << (clipped - 1)) - 1 with clipped in [0, lanes]: no shift by the full width
+    ones = b.sub(b.shl(ir.Constant(u.I64, 2), b.sub(clipped, u.i64(1))), u.i64(1))
+    ones = b.select(b.icmp_signed("==", clipped, u.i64(0)), u.i64(0), ones)
+    return b.bitcast(b.trunc(ones, it), u.vec(ir.IntType(1), lanes))
+
+
 def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
     """The fused residual add on one vector: `q` holds the conv's requantized values (as
     float32, rounded and clamped) with zero point c_zp (float64 scalar); the result is
@@ -345,8 +358,7 @@ def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
     c_scale, o_zp, o_scale, inv, zp, floor, hi = residual
     vf = u.vec(u.F32, lanes)
     orow = u.imin(b, row, b.sub(p["m"], u.i64(1)))
-    cols = b.add(u.splat(b, col, lanes), ir.Constant(u.vec(u.I64, lanes), list(range(lanes))))
-    mask = b.icmp_signed("<", cols, u.splat(b, p["n_valid"], lanes))
+    mask = _lanes_below(b, b.sub(p["n_valid"], col), lanes)
     ptr = b.gep(p["other"], [b.add(b.mul(orow, p["ldo"]), col)], source_etype=I8)
     other = b.uitofp(_masked_load(b, u.vec(I8, lanes), ptr, mask, 1), vf)
     real = b.fadd(QE.dequantize_fma(b, q, c_zp, c_scale, lanes),
@@ -367,6 +379,10 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     inv, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
     columns = columns or epilogue_columns(b, cfg, p, nb)
     extra = _residual_qparams(b, p) if residual else None
+    # loaded once, before the stores (which LLVM cannot prove leave it unchanged): the
+    # residual add's constants derived from it are then computed once per tile too
+    c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64), typ=u.F64) \
+        if residual else None
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
         corr, mult, bias = columns[v]
@@ -378,8 +394,6 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
             if u8_out:
                 q = u.clamp(b, round_requantized(b, real, inv, zp, lanes), lo, hi)
                 if residual:
-                    c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64),
-                                  typ=u.F64)
                     q = _residual_add(b, p, q, c_zp, extra, row, col, lanes)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
                 _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p, lanes)
