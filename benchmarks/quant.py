@@ -11,6 +11,7 @@ their convolutions). Ratios are other / ember
 (> 1: ember faster). Beside each int8 row: argmax agreement with torch.ao's int8 model
 and the largest logit difference in output quantization steps; after the table, ember's
 int8 / float speedup. --resnet adds a resnet18-shaped model at batch 8, 224x224 (slow).
+--conv-shapes adds one row per resnet18 convolution shape (the int8 kernels alone).
 --threads N runs both libraries on N threads (torch.set_num_threads, ember.set_num_threads);
 --cpu-time (with --threads 1) times each call by its thread's CPU time instead of the wall
 clock: on a host shared with other jobs that measures the work, not the waiting.
@@ -143,12 +144,43 @@ def dynamic_row(name, make, shape, b: Bench, rng):
     return row
 
 
+def conv_shape_rows(b: Bench, rng) -> None:
+    """resnet18's convolution shapes at batch 8: ember's fused GEMM (the kernel on the
+    padded channels-last input) against torch.ops.quantized.conv2d; each row records its
+    multiply-adds and the VNNI peak measured on this thread."""
+    from benchmarks import qconv_shapes as S
+    peak = S.vnni_peak_gmacs() if ember_has_vnni() else None
+    for name, cin, cout, k, s, pad, hw, count in S.RESNET18:
+        e_fn, _, tile = S.ember_conv(cin, cout, k, s, pad, hw, 8, rng)
+        oh = (hw + 2 * pad - k) // s + 1
+        row = b.row(f"resnet18 conv {name} {cin}->{cout} b8 int8 kernel ({tile}; torch = "
+                    f"torch.ao op)", ember=e_fn, torch=S.torch_conv(cin, cout, k, s, pad, hw, 8,
+                                                                   rng))
+        row["gmac"] = 8 * oh * oh * cout * cin * k * k / 1e9
+        row["count_in_resnet18"] = count
+        if peak and "median_s" in row.get("ember", {}):
+            row["vnni_peak_gmacs"] = peak
+            row["share_of_peak"] = row["gmac"] / row["ember"]["median_s"] / peak
+            print(f"{name}: {row['gmac'] / row['ember']['median_s']:.0f} G MAC/s, "
+                  f"{100 * row['share_of_peak']:.0f}% of the measured one-thread VNNI peak "
+                  f"({peak:.0f} G MAC/s)")
+
+
+def ember_has_vnni() -> bool:
+    from ember.codegen.llvm import qgemm
+    return qgemm.has_vnni()
+
+
 def parse_args(argv=None):
     import argparse
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--resnet", action="store_true", help="add resnet18 at batch 8 (slow)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both libraries (default: each library's own)")
+    p.add_argument("--conv-shapes", action="store_true",
+                   help="add one row per resnet18 convolution shape (batch 8): ember's int8 "
+                        "GEMM kernel against torch.ao's quantized conv op, with the share "
+                        "of the measured VNNI peak (benchmarks/qconv_shapes.py)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time by the calling thread's CPU time (needs --threads 1)")
     args = bench_args("quant", argv, p)
@@ -180,6 +212,8 @@ def main(argv=None):
         static_pair("mobilenet-style b8 112", mobilenet_style, (8, 3, 112, 112), b, rng)
     if args.resnet:
         static_pair("resnet18 b8 224", "resnet18", (8, 3, 224, 224), b, rng, calib_batches=1)
+    if args.conv_shapes:
+        conv_shape_rows(b, rng)
     b.finish()
     floats = {r["name"].split(" float")[0]: r for r in b.rows if r["name"].endswith("float")}
     for r in b.rows:

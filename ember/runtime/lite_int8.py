@@ -210,6 +210,9 @@ def conv_k_layout(c: int, kw: int, dilation_w: int) -> tuple[int, int]:
     return -(-c // 4) * 4, 0
 
 
+_POOL_COPY_BYTES = 1 << 20     # padded inputs at least this big are copied on the pool
+
+
 def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
                pack=None) -> np.ndarray:
     """A [N, C, H, W] uint8 value as channels-last, padded with its zero point (the
@@ -233,13 +236,19 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
         images = buf[begin:end]
         if c != cp:
             images.fill(zero_point)
+        elif ph == pw == 1:     # both border rows, then both border columns: one step each
+            images[:, ::h + 1] = zero_point
+            images[:, 1:h + 1, ::w + 1] = zero_point
         elif ph or pw:      # the border only: the interior is written next
             for border in (images[:, :ph], images[:, ph + h:], images[:, ph:ph + h, :pw],
                            images[:, ph:ph + h, pw + w:]):
                 border.fill(zero_point)
         if not packed:
             images[:, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
-    _over_images(n, fill)
+    if size < _POOL_COPY_BYTES:     # the pool's dispatch would cost more than it splits
+        fill(0, n)
+    else:
+        _over_images(n, fill)
     if packed:
         pack(x, buf[:, ph:ph + h, pw:pw + w, :])
     return buf

@@ -30,7 +30,9 @@ operation for operation, so results equal the reference bit for bit:
 
     real = float32(acc - x_zp * colsum(B)[n]) * mult[n] + bias[n]      (float32)
     u8 output:  q = roundeven(float32(double(real) * double(1/scale) + zp)), clamped to
-                [lo, hi] (lo = zero_point when relu: the reference's max with the zero point)
+                [lo, hi] (lo = zero_point when relu: the reference's max with the zero point);
+                computed with one float32 fma where that provably rounds alike
+                (round_requantized), in float64 for the rare vectors where it may not
     f32 output: clamp(real, lo, hi) (lo = 0 when relu; the dynamic linear's float result)
 
 Weights must have zero points 0 (symmetric, as every default weight observer gives); the
@@ -183,7 +185,9 @@ def _row_bases(b, cfg, p, m0, oh, last_base):
     return bases
 
 
-def _k_loop(b, cfg, p, bases, nb):
+def _k_loop(b, cfg, p, bases, nb, init=None):
+    """The MR x NV accumulator vectors of the tile at `bases`, column block nb, summed
+    over k from `init` (per column vector; zeros when None)."""
     v32 = u.vec(u.I32, cfg.lanes)
     panel_bytes = cfg.nr * 4
     block = b.mul(b.mul(nb, p["kq"]), u.i64(panel_bytes))
@@ -201,10 +205,10 @@ def _k_loop(b, cfg, p, bases, nb):
             out += [_dot(b, cfg, flat[r * cfg.nv + v], bcast, panels[v]) for v in range(cfg.nv)]
         return out
 
-    zero = ir.Constant(v32, None)
+    start = init or [ir.Constant(v32, None)] * cfg.nv
     # two k groups an iteration (the loop's own instructions halved), then the odd one
     pairs = b.sdiv(p["kq"], u.i64(2))
-    acc = u.carried_loop(b, u.i64(0), pairs, [zero] * (cfg.mr * cfg.nv),
+    acc = u.carried_loop(b, u.i64(0), pairs, start * cfg.mr,
                          lambda j, flat: step(b.add(b.add(j, j), u.i64(1)),
                                               step(b.add(j, j), flat)), "kk2")
     return u.carried_loop(b, b.add(pairs, pairs), p["kq"], acc, step, "kk")
@@ -250,15 +254,65 @@ def epilogue_qparams(b, p, lanes: int):
     return inv, zp, lo, hi
 
 
-def epilogue_columns(b, cfg, p, nb):
+# a float32 fma's result whose distance to the nearest integer is below this is rounded
+# to the same integer as the float64 formula's (round_requantized)
+_NEAR_HALF = 0.5 - 2.0 ** -13
+
+
+def _exact_in_f32(b, vector):
+    """Whether lane 0 of a float64 vector (a splat) is a float32 value."""
+    x = b.extract_element(vector, ir.Constant(u.I32, 0))
+    return b.fcmp_ordered("==", b.fpext(b.fptrunc(x, u.F32), u.F64), x)
+
+
+def round_requantized(b, real, inv, zp, lanes: int):
+    """roundeven(float32(double(real) * inv + zp)) (inv, zp: float64 vectors), the
+    reference's requantization before its clamp, mostly in float32.
+
+    The float64 formula rounds twice: real * inv is exact in float64 (two float32
+    factors), the fma rounds to float64, then to float32. One float32 fma rounds once;
+    the two results differ only where the float64 one lands on a midpoint between two
+    float32 values, and they are then neighbours, so their nearest integers differ only
+    where one of them is a half-integer (|x| < 512 here, where float32 steps are at most
+    2**-14; beyond, both clamp alike). So the float32 result is used unless some lane lies
+    within 2**-13 of a half-integer (about 1 lane in 4000 on spread-out data), or inv or zp
+    is not a float32 value: that vector takes the float64 formula."""
+    vf, vd = u.vec(u.F32, lanes), u.vec(u.F64, lanes)
+    inv32, zp32 = b.fptrunc(inv, vf), b.fptrunc(zp, vf)
+    scaled32 = u.fma(b, real, inv32, zp32)
+    fast = u.intrinsic(b, "roundeven", vf, scaled32)
+    dist = u.intrinsic(b, "fabs", vf, b.fsub(scaled32, fast))
+    near = b.fcmp_ordered(">=", dist, ir.Constant(vf, [_NEAR_HALF] * lanes))
+    any_near = b.icmp_unsigned("!=", b.bitcast(near, ir.IntType(lanes)),
+                               ir.Constant(ir.IntType(lanes), 0))
+    exact = b.and_(_exact_in_f32(b, inv), _exact_in_f32(b, zp))
+    slow = b.or_(any_near, b.not_(exact))
+    head = b.block
+    slow_block = b.append_basic_block("requant.f64")
+    join = b.append_basic_block("requant.join")
+    b.cbranch(slow, slow_block, join)
+    b.position_at_end(slow_block)
+    scaled = u.fma(b, b.fpext(real, vd), inv, zp)
+    exact_q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
+    b.branch(join)
+    b.position_at_end(join)
+    q = b.phi(vf)
+    q.add_incoming(fast, head)
+    q.add_incoming(exact_q, slow_block)
+    return q
+
+
+def epilogue_columns(b, cfg, p, nb, corr: bool = True):
     """Column block nb's (corr, mult, bias) vectors, one triple per vector of the block
-    (a kernel whose loop keeps nb fixed loads them once, outside it)."""
+    (a kernel whose loop keeps nb fixed loads them once, outside it); corr None where
+    the accumulators started from -corr (corr=False)."""
     lanes = cfg.lanes
     vf, v32 = u.vec(u.F32, lanes), u.vec(u.I32, lanes)
     out = []
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
-        out.append((b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4),
+        out.append((b.load(b.gep(p["corr"], [col], source_etype=u.I32), typ=v32, align=4)
+                    if corr else None,
                     b.load(b.gep(p["mult"], [col], source_etype=u.F32), typ=vf, align=4),
                     b.load(b.gep(p["bias"], [col], source_etype=u.F32), typ=vf, align=4)))
     return out
@@ -281,6 +335,19 @@ def _masked_load(b, ty, ptr, mask, align: int):
     return b.call(fn, [ptr, ir.Constant(u.I32, align), mask, ir.Constant(ty, None)])
 
 
+def _lanes_below(b, count, lanes: int):
+    """The <lanes x i1> mask of lanes [0, count) (count an i64, any value), made as an
+    integer bit mask: scalar work, where comparing a vector of column indices costs
+    several vector instructions on every vector stored."""
+    it = ir.IntType(lanes)
+    clipped = u.imin(b, b.select(b.icmp_signed("<", count, u.i64(0)), u.i64(0), count),
+                     u.i64(lanes))
+    # (2 << (clipped - 1)) - 1 with clipped in [0, lanes]: no shift by the full width
+    ones = b.sub(b.shl(ir.Constant(u.I64, 2), b.sub(clipped, u.i64(1))), u.i64(1))
+    ones = b.select(b.icmp_signed("==", clipped, u.i64(0)), u.i64(0), ones)
+    return b.bitcast(b.trunc(ones, it), u.vec(ir.IntType(1), lanes))
+
+
 def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
     """The fused residual add on one vector: `q` holds the conv's requantized values (as
     float32, rounded and clamped) with zero point c_zp (float64 scalar); the result is
@@ -291,8 +358,7 @@ def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
     c_scale, o_zp, o_scale, inv, zp, floor, hi = residual
     vf = u.vec(u.F32, lanes)
     orow = u.imin(b, row, b.sub(p["m"], u.i64(1)))
-    cols = b.add(u.splat(b, col, lanes), ir.Constant(u.vec(u.I64, lanes), list(range(lanes))))
-    mask = b.icmp_signed("<", cols, u.splat(b, p["n_valid"], lanes))
+    mask = _lanes_below(b, b.sub(p["n_valid"], col), lanes)
     ptr = b.gep(p["other"], [b.add(b.mul(orow, p["ldo"]), col)], source_etype=I8)
     other = b.uitofp(_masked_load(b, u.vec(I8, lanes), ptr, mask, 1), vf)
     real = b.fadd(QE.dequantize_fma(b, q, c_zp, c_scale, lanes),
@@ -313,22 +379,21 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     inv, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
     columns = columns or epilogue_columns(b, cfg, p, nb)
     extra = _residual_qparams(b, p) if residual else None
+    # loaded once, before the stores (which LLVM cannot prove leave it unchanged): the
+    # residual add's constants derived from it are then computed once per tile too
+    c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64), typ=u.F64) \
+        if residual else None
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
         corr, mult, bias = columns[v]
         for r in range(cfg.mr):
-            real = b.fadd(b.fmul(b.sitofp(b.sub(acc_at(r, v), corr), vf), mult), bias)
+            centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
+            real = b.fadd(b.fmul(b.sitofp(centered, vf), mult), bias)
             row = b.add(m0, u.i64(r))
             idx = b.add(b.mul(row, p["ldo"]), col)
             if u8_out:
-                # one fma: real * inv is exact in float64 (two float32 factors), so
-                # fusing the add rounds exactly as the reference's multiply-then-add
-                scaled = u.fma(b, b.fpext(real, vd), inv, zp)
-                q = u.intrinsic(b, "roundeven", vf, b.fptrunc(scaled, vf))
-                q = u.clamp(b, q, lo, hi)
+                q = u.clamp(b, round_requantized(b, real, inv, zp, lanes), lo, hi)
                 if residual:
-                    c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64),
-                                  typ=u.F64)
                     q = _residual_add(b, p, q, c_zp, extra, row, col, lanes)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
                 _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p, lanes)
@@ -383,8 +448,12 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
-        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb)
-        _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual)
+        # the sums start from -corr (integer sums: exact in any order), so the epilogue
+        # has no subtraction and holds no corr vectors beside the accumulators
+        neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
+        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb, neg_corr)
+        _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
+                  columns=epilogue_columns(b, cfg, p, nb, corr=False))
     b.branch(claim_head)
     b.position_at_end(claims_done)
     b.ret_void()

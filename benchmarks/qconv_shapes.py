@@ -1,0 +1,152 @@
+"""int8 convolution kernels per resnet18 shape: ember's fused implicit GEMM against torch.ao's
+quantized conv (torch.ops.quantized.conv2d, x86 engine) and the VNNI peak.
+
+One thread, CPU time of the calling thread, interleaved rounds, medians. ember's time is the
+GEMM kernel on the padded channels-last input (what a converted model runs per conv, less
+the input's padding copy, timed separately as "pad"); torch.ao's is the whole op on a
+channels-last quantized input. The peak is measured: a loop of independent vpdpbusd on
+zmm registers (64 multiply-adds each) on this thread.
+
+    python -m benchmarks.qconv_shapes [--batch 8] [--rounds 7]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+# (name, cin, cout, k, stride, pad, input hw, count in resnet18)
+RESNET18 = [
+    ("stem 7x7/2", 3, 64, 7, 2, 3, 224, 1),
+    ("l1 3x3", 64, 64, 3, 1, 1, 56, 4),
+    ("l2 3x3/2", 64, 128, 3, 2, 1, 56, 1),
+    ("l2 3x3", 128, 128, 3, 1, 1, 28, 3),
+    ("l2 ds 1x1/2", 64, 128, 1, 2, 0, 56, 1),
+    ("l3 3x3/2", 128, 256, 3, 2, 1, 28, 1),
+    ("l3 3x3", 256, 256, 3, 1, 1, 14, 3),
+    ("l3 ds 1x1/2", 128, 256, 1, 2, 0, 28, 1),
+    ("l4 3x3/2", 256, 512, 3, 2, 1, 14, 1),
+    ("l4 3x3", 512, 512, 3, 1, 1, 7, 3),
+    ("l4 ds 1x1/2", 256, 512, 1, 2, 0, 14, 1),
+]
+
+
+def cpu_ms(fn, reps: int) -> float:
+    start = time.thread_time()
+    for _ in range(reps):
+        fn()
+    return (time.thread_time() - start) * 1e3 / reps
+
+
+def ember_conv(cin, cout, k, stride, pad, hw, batch, rng):
+    """(kernel-only fn, pad fn, output) for one conv shape on ember's chosen int8 tile."""
+    from ember.codegen import quantized as CQ
+    from ember.codegen.llvm import qelementwise as QE
+    from ember.codegen.llvm import qgemm as Q
+    from ember.runtime import lite_int8 as lite
+    # channels-last, as the previous int8 conv leaves it (an NHWC array seen as NCHW)
+    x = rng.integers(0, 256, (batch, hw, hw, cin), dtype=np.uint8).transpose(0, 3, 1, 2)
+    if cin in (3,):      # the stem's input: a quantized image, contiguous NCHW
+        x = np.ascontiguousarray(x)
+    w = rng.integers(-127, 128, (cout, cin, k, k), dtype=np.int8)
+    cfg = Q.tile_for(Q.active_config(), cout)
+    cp, run = lite.conv_k_layout(cin, k, 1)
+    packed = Q.PackedWeight(CQ.conv_weight_matrix(w, cp, run), cfg)
+    oh, ow = lite.conv_output_size(hw, hw, (k, k), (stride, stride), (pad, pad), (1, 1))
+    slack = run - k * cin if run else 0
+    pack = QE.pack_nhwc if cin in QE.PACK_CHANNELS and QE.available() else None
+
+    def padded():
+        return lite.nhwc_input(x, 3, (pad, pad), cp, slack, pack)
+    x_nhwc = padded()
+    gather = Q.conv_gather(x_nhwc, (k, k), (stride, stride), (1, 1), (oh, ow), run)
+    vectors = packed.epilogue_vectors(3, np.full(cout, 1e-4, np.float32),
+                                      rng.standard_normal(cout).astype(np.float32))
+    call = Q.prepare(gather, packed, vectors, (1 / 0.05, 100.0, 0.0, 255.0), True)
+    return (lambda: call.on_one_thread(x_nhwc)), padded, cfg.name
+
+
+def torch_conv(cin, cout, k, stride, pad, hw, batch, rng):
+    import torch
+    x = torch.quantize_per_tensor(torch.rand(batch, cin, hw, hw), 0.02, 3, torch.quint8)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.quantize_per_channel(torch.randn(cout, cin, k, k), torch.full((cout,), 0.01),
+                                   torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+    packed = torch.ops.quantized.conv2d_prepack(w, torch.randn(cout), [stride] * 2, [pad] * 2,
+                                                [1, 1], 1)
+    return lambda: torch.ops.quantized.conv2d(x, packed, 0.05, 100)
+
+
+def vnni_peak_gmacs(reps: int = 3) -> float:
+    """Single-thread int8 multiply-adds per second of a dependency-free vpdpbusd loop."""
+    from llvmlite import ir
+    from ember.codegen.llvm import irutil as u
+    from ember.codegen.llvm.jit import compile_ir
+    from ember.codegen.llvm.target import Isa, target_for
+    import ctypes
+    module = ir.Module(name="vnni_peak")
+    v32 = u.vec(u.I32, 16)
+    fn, b = u.define(module, "peak", u.VOID, [("iters", u.I64), ("out", u.PTR)])
+    dot = ir.Function(module, ir.FunctionType(v32, [v32] * 3), name="llvm.x86.avx512.vpdpbusd.512")
+    a = ir.Constant(v32, [0x01010101] * 16)
+    bb = ir.Constant(v32, [0x02020202] * 16)
+    accs = [ir.Constant(v32, [i] * 16) for i in range(24)]
+    accs = u.carried_loop(b, u.i64(0), fn.args[0], accs,
+                          lambda i, flat: [b.call(dot, [acc, a, bb]) for acc in flat], "it")
+    total = accs[0]
+    for acc in accs[1:]:
+        total = b.add(total, acc)
+    b.store(total, fn.args[1], align=4)
+    b.ret_void()
+    lib = compile_ir(module, target_for(Isa.AVX512))
+    run = lib.function("peak", None, ctypes.c_int64, ctypes.c_void_p)
+    out = np.zeros(16, np.int32)
+    iters = 2_000_000
+    best = []
+    for _ in range(reps):
+        start = time.thread_time()
+        run(iters, out.ctypes.data)
+        best.append(time.thread_time() - start)
+    return iters * 24 * 64 / min(best) / 1e9
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--only", default=None, help="substring of the shape names to run")
+    args = p.parse_args(argv)
+    import torch
+    torch.set_num_threads(1)
+    torch.backends.quantized.engine = "x86"
+    rng = np.random.default_rng(0)
+    peak = vnni_peak_gmacs()
+    print(f"VNNI peak (one thread, measured): {peak:.0f} G int8 MAC/s")
+    print(f"{'shape':14} {'tile':9} {'GMAC':>6} {'ember ms':>9} {'pad ms':>7} {'torch ms':>9}"
+          f" {'torch/ember':>11} {'ember %peak':>11}")
+    tot_e = tot_t = tot_p = 0.0
+    for name, cin, cout, k, s, pad, hw, count in RESNET18:
+        if args.only and args.only not in name:
+            continue
+        e_fn, pad_fn, tile = ember_conv(cin, cout, k, s, pad, hw, args.batch, rng)
+        t_fn = torch_conv(cin, cout, k, s, pad, hw, args.batch, rng)
+        oh = (hw + 2 * pad - k) // s + 1
+        macs = args.batch * oh * oh * cout * cin * k * k / 1e9
+        reps = max(1, int(0.02 / max(macs / 300, 1e-5)))
+        e_fn(), t_fn()
+        es, ts, ps = [], [], []
+        for _ in range(args.rounds):
+            es.append(cpu_ms(e_fn, reps))
+            ts.append(cpu_ms(t_fn, reps))
+            ps.append(cpu_ms(pad_fn, reps))
+        e, t, pd = (float(np.median(v)) for v in (es, ts, ps))
+        tot_e, tot_t, tot_p = tot_e + count * e, tot_t + count * t, tot_p + count * pd
+        print(f"{name:14} {tile:9} {macs:6.3f} {e:9.3f} {pd:7.3f} {t:9.3f} {t / e:11.2f}x"
+              f" {100 * macs / (e / 1e3) / peak:10.0f}%")
+    print(f"{'resnet18 sum':14} {'':9} {'':6} {tot_e:9.2f} {tot_p:7.2f} {tot_t:9.2f}"
+          f" {tot_t / tot_e:11.2f}x")
+
+
+if __name__ == "__main__":
+    main()
