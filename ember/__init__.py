@@ -123,7 +123,7 @@ def numel(t) -> int:
     return t.numel()
 
 
-__version__ = "0.1.0"
+from .torch_version import __version__  # noqa: E402 - compares as a version, as torch's
 from . import masked  # noqa: E402
 from .frontend.spectral import stft, istft  # noqa: E402
 for _cls in (Tensor, _SymbolicTensor):
@@ -139,7 +139,8 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "hub", "testing", "random", "version", "functional", "cpu",
                               "multiprocessing", "quantization", "distributions", "amp",
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
-                              "export", "accelerator", "sparse"})
+                              "export", "accelerator", "sparse", "serialization", "types",
+                              "torch_version", "return_types", "overrides"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),
@@ -183,3 +184,16 @@ def _publish_names() -> None:
 
 
 _publish_names()
+
+
+def _register_module_paths() -> None:
+    """`import ember.cuda` and `from ember.cuda.amp import autocast` (training scripts' usual
+    spelling): ember.cuda is frontend/cuda.py bound as an attribute, so it is also
+    registered under its public module path, as ember.autograd is."""
+    import importlib
+    import sys
+    sys.modules.setdefault("ember.cuda", cuda)
+    sys.modules.setdefault("ember.cuda.amp", importlib.import_module("ember.amp.cuda_amp"))
+
+
+_register_module_paths()
