@@ -103,6 +103,9 @@ from .frontend.nn._functional_grid import (grid_sampler, grid_sampler_2d,  # noq
                                           grid_sampler_3d, affine_grid_generator)
 _composite.export(globals())   # PyTorch functions written as ember op calls (ir/composite.py)
 from .frontend import aliases as _aliases  # noqa: E402
+from .frontend import aten_functions as _aten_functions, sym_functions as _sym  # noqa: E402
+globals().update(_aten_functions.top_level())   # torch.kl_div(x, y, 1), slice_copy, ...
+globals().update(_sym.TOP_LEVEL)                # sym_int, sym_max, SymInt, ...
 _aliases.install(globals(), (Tensor, _SymbolicTensor))   # arccos, clip, x.det(), FloatTensor, ...
 
 
