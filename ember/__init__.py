@@ -12,7 +12,7 @@ from .ir.dtypes import (DType as dtype, bool_ as bool, uint8, int8, int16, int32
 from .ir.dtypes import float16 as half, float32 as float, float64 as double  # noqa: A001
 from .ir.dtypes import int64 as long, int32 as int, int16 as short  # noqa: A001
 from .ir.dtypes import complex64 as cfloat, complex128 as cdouble
-from .ir.dtypes import quint8, qint8, qint32  # noqa: F401
+from .ir.dtypes import quint8, qint8, qint32, uint16, uint32, uint64  # noqa: F401
 from .ir.quantized import (QScheme as qscheme, per_tensor_affine, per_channel_affine,  # noqa
                            per_tensor_symmetric, per_channel_symmetric,
                            per_channel_affine_float_qparams)

@@ -61,7 +61,7 @@ class DType:
 
     @property
     def is_signed(self) -> bool:
-        return self.name not in ("bool", "uint8", "quint8")
+        return self.name not in ("bool", "uint8", "quint8", "uint16", "uint32", "uint64")
 
     @property
     def is_quantized(self) -> bool:
@@ -83,7 +83,8 @@ _SCALAR_TYPE_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": 
                       "int32": "Int", "int64": "Long", "float16": "Half",
                       "bfloat16": "BFloat16", "float32": "Float", "float64": "Double",
                       "complex64": "ComplexFloat", "complex128": "ComplexDouble",
-                      "quint8": "QUInt8", "qint8": "QInt8", "qint32": "QInt32"}
+                      "quint8": "QUInt8", "qint8": "QInt8", "qint32": "QInt32",
+                      "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64"}
 _QUANTIZED_NAMES = frozenset({"quint8", "qint8", "qint32"})
 
 
@@ -129,11 +130,18 @@ qint8 = _make("qint8", "qi8", np.int8, Category.INT)
 qint32 = _make("qint32", "qi32", np.int32, Category.INT)
 QUANTIZED_DTYPES = (quint8, qint8, qint32)
 
-_BY_NAME = {d.name: d for d in ALL_DTYPES + QUANTIZED_DTYPES} | \
-    {d.short: d for d in ALL_DTYPES + QUANTIZED_DTYPES}
+# torch's "barebones" unsigned types: tensors of them exist (from NumPy, by conversion) and
+# take the ops NumPy computes, but, as in torch, they promote with no other integer type.
+uint16 = _make("uint16", "u16", np.uint16, Category.INT)
+uint32 = _make("uint32", "u32", np.uint32, Category.INT)
+uint64 = _make("uint64", "u64", np.uint64, Category.INT)
+BAREBONES_UINT_DTYPES = (uint16, uint32, uint64)
+
+_BY_NAME = {d.name: d for d in ALL_DTYPES + QUANTIZED_DTYPES + BAREBONES_UINT_DTYPES} | \
+    {d.short: d for d in ALL_DTYPES + QUANTIZED_DTYPES + BAREBONES_UINT_DTYPES}
 _BY_NAME |= {"half": float16, "float": float32, "double": float64, "long": int64,
              "int": int32, "short": int16, "cfloat": complex64, "cdouble": complex128}
-_BY_NP = {d.np_dtype: d for d in ALL_DTYPES if d is not bfloat16}
+_BY_NP = {d.np_dtype: d for d in ALL_DTYPES + BAREBONES_UINT_DTYPES if d is not bfloat16}
 
 
 class _Defaults:
@@ -208,6 +216,10 @@ def _promote_pair(a: DType, b: DType) -> DType:
             return complex128
         return hi
     if a.category == Category.INT:
+        if a in BAREBONES_UINT_DTYPES or b in BAREBONES_UINT_DTYPES:
+            raise DTypeError(f"Promotion for uint16, uint32, uint64 types is not supported, "
+                             f"attempted to promote {a.scalar_type_name} and "
+                             f"{b.scalar_type_name}")
         if {a, b} == {uint8, int8}:
             return int16
         if uint8 in (a, b):
