@@ -132,6 +132,11 @@ def get_device(input) -> int:
     return input.get_device()
 
 
+def to_dlpack(tensor):
+    """A DLPack capsule of `tensor`'s memory (ember.from_dlpack takes it back)."""
+    return tensor.__dlpack__()
+
+
 # the *_copy forms of view ops: the view's values in new memory
 def slice_copy(input, dim=0, start=None, end=None, step=1):
     index = [slice(None)] * input.ndim
@@ -218,7 +223,7 @@ def top_level() -> dict:
     names = ("binary_cross_entropy_with_logits", "kl_div", "cosine_embedding_loss",
              "margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
              "poisson_nll_loss", "ctc_loss", "rms_norm", "native_channel_shuffle", "conv_tbc",
-             "frobenius_norm", "nuclear_norm", "matrix_rank", "get_device", "slice_copy",
+             "frobenius_norm", "nuclear_norm", "matrix_rank", "get_device", "to_dlpack", "slice_copy",
              "select_copy", "detach_copy", "view_as_real_copy", "view_as_complex_copy",
              "set_warn_always", "is_warn_always_enabled", "set_flush_denormal",
              "get_device_module")

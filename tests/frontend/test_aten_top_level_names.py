@@ -159,3 +159,12 @@ def test_older_autocast_setters():
         assert ember.is_autocast_enabled("cpu")
     finally:
         ember.set_autocast_cpu_enabled(False)
+
+
+def test_to_dlpack_round_trip_shares_memory():
+    x = ember.arange(6.0).reshape(2, 3)
+    y = ember.from_dlpack(ember.to_dlpack(x))
+    np.testing.assert_array_equal(y.numpy(), x.numpy())
+    t = torch.from_dlpack(ember.to_dlpack(x))
+    assert t.data_ptr() == x.data_ptr()
+    np.testing.assert_array_equal(t.numpy(), x.numpy())
