@@ -75,7 +75,8 @@ from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_prec
 from .runtime.threads import set_num_threads, get_num_threads  # noqa: E402,F401
 from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F401
                                    are_deterministic_algorithms_enabled,
-                                   is_deterministic_algorithms_warn_only_enabled)
+                                   is_deterministic_algorithms_warn_only_enabled,
+                                   set_deterministic_debug_mode, get_deterministic_debug_mode)
 
 
 from .frontend.torch_functions import (einsum, tensordot, where,  # noqa: E402,F401
