@@ -149,6 +149,8 @@ _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),
                     "spmm": ("ember.sparse", "mm"),
+                    "fork": ("ember.jit", "fork"), "wait": ("ember.jit", "wait"),
+                    "Future": ("ember.futures", "Future"),
                     "compile_train_step": ("ember.compiler.compile_train",
                                            "compile_train_step")}
 

@@ -4,8 +4,9 @@ The implementation is frontend/serialization.py."""
 from __future__ import annotations
 
 from .frontend.serialization import (WeightsOnlyError, add_safe_globals,  # noqa: F401
-                                     clear_safe_globals, get_safe_globals, load, safe_globals,
+                                     clear_safe_globals, get_safe_globals,
+                                     get_unsafe_globals_in_checkpoint, load, safe_globals,
                                      save)
 
 __all__ = ["save", "load", "add_safe_globals", "get_safe_globals", "clear_safe_globals",
-           "safe_globals", "WeightsOnlyError"]
+           "safe_globals", "get_unsafe_globals_in_checkpoint", "WeightsOnlyError"]

@@ -318,6 +318,45 @@ class safe_globals:  # noqa: N801 - torch.serialization.safe_globals is a lower-
         _SAFE_GLOBALS[:] = self._saved
 
 
+def get_unsafe_globals_in_checkpoint(f) -> list[str]:
+    """The "module.name" globals a checkpoint's pickled objects need that a weights-only
+    load would refuse (those not allowlisted), read without unpickling anything."""
+    import base64
+    import pickletools
+    name = os.fspath(f) if _is_path(f) else getattr(f, "name", "<file object>")
+    record = json.loads(_metadata(_read(f, name))["ember"])
+    allowed = {_global_name(g) for g in _SAFE_GLOBALS} | _BUILTIN_SAFE
+    found: list[str] = []
+    for data in _pickled_entries(record["object"]):
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(base64.b64decode(data)):
+            if opcode.name == "GLOBAL":
+                module, _, qualname = arg.partition(" ")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                module, qualname = strings[-2], strings[-1]
+            else:
+                if isinstance(arg, str):
+                    strings.append(arg)
+                continue
+            full = f"{module}.{qualname}"
+            if (module, qualname) not in allowed and full not in found:
+                found.append(full)
+    return found
+
+
+def _pickled_entries(node):
+    (kind, value), = node.items()
+    if kind == "pickle":
+        yield value
+    elif kind in ("dict", "ordered_dict"):
+        for k, v in value:
+            yield from _pickled_entries(k)
+            yield from _pickled_entries(v)
+    elif kind in ("list", "tuple"):
+        for v in value:
+            yield from _pickled_entries(v)
+
+
 class _WeightsOnlyUnpickler(pickle.Unpickler):
     """Finds only allowlisted globals: unpickling can then call no other code."""
 

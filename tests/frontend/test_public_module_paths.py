@@ -94,3 +94,22 @@ def test_version_compares_as_a_version(other):
     assert isinstance(ours, str)
     for op in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__"):
         assert getattr(ours, op)(other) == getattr(theirs, op)(other), (op, other)
+
+
+def test_unsafe_globals_in_checkpoint_match_torch():
+    import collections
+    from ember import serialization
+    obj = {"args": argparse.Namespace(lr=0.1), "counts": collections.OrderedDict(a=1)}
+    tbuf = io.BytesIO()
+    torch.save(obj, tbuf)
+    tbuf.seek(0)
+    expected = torch.serialization.get_unsafe_globals_in_checkpoint(tbuf)
+    assert serialization.get_unsafe_globals_in_checkpoint(_checkpoint(obj)) == expected
+    with serialization.safe_globals([argparse.Namespace]):
+        assert serialization.get_unsafe_globals_in_checkpoint(_checkpoint(obj)) == []
+
+
+def test_top_level_fork_wait():
+    future = ember.fork(lambda a: a * 2, ember.ones(2))
+    assert isinstance(future, ember.Future)
+    np.testing.assert_array_equal(ember.wait(future).numpy(), [2.0, 2.0])
