@@ -13,6 +13,8 @@ from .ir.dtypes import float16 as half, float32 as float, float64 as double  # n
 from .ir.dtypes import int64 as long, int32 as int, int16 as short  # noqa: A001
 from .ir.dtypes import complex64 as cfloat, complex128 as cdouble
 from .ir.dtypes import quint8, qint8, qint32, uint16, uint32, uint64  # noqa: F401
+from .ir.dtypes import (float8_e4m3fn, float8_e5m2, float8_e4m3fnuz,  # noqa: F401
+                        float8_e5m2fnuz, float8_e8m0fnu)
 from .ir.quantized import (QScheme as qscheme, per_tensor_affine, per_channel_affine,  # noqa
                            per_tensor_symmetric, per_channel_symmetric,
                            per_channel_affine_float_qparams)
