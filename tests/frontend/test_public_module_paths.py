@@ -113,3 +113,13 @@ def test_top_level_fork_wait():
     future = ember.fork(lambda a: a * 2, ember.ones(2))
     assert isinstance(future, ember.Future)
     np.testing.assert_array_equal(ember.wait(future).numpy(), [2.0, 2.0])
+
+
+def test_xpu_and_mps_queries_match_torch_without_those_backends():
+    assert ember.xpu.is_available() is torch.xpu.is_available() is False
+    assert ember.xpu.device_count() == torch.xpu.device_count() == 0
+    assert ember.mps.device_count() == torch.mps.device_count() == 0
+    ember.mps.manual_seed(0)
+    for m in (ember, torch):
+        with pytest.raises(RuntimeError, match="without MPS backend"):
+            m.mps.empty_cache()
