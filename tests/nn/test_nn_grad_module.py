@@ -40,3 +40,12 @@ def test_deterministic_debug_mode_matches_torch():
     for m in (ember, torch):
         with pytest.raises(RuntimeError, match="invalid value of debug_mode"):
             m.set_deterministic_debug_mode("x")
+
+
+def test_common_types_names_match_torch():
+    import torch.nn.common_types as tc
+
+    import ember.nn.common_types as ec
+    from ember.nn.common_types import _size_2_t  # noqa: F401
+    names = [n for n in dir(tc) if n.startswith("_") and n.endswith("_t")]
+    assert names and all(hasattr(ec, n) for n in names)
