@@ -12,7 +12,9 @@ from .ir.dtypes import (DType as dtype, bool_ as bool, uint8, int8, int16, int32
 from .ir.dtypes import float16 as half, float32 as float, float64 as double  # noqa: A001
 from .ir.dtypes import int64 as long, int32 as int, int16 as short  # noqa: A001
 from .ir.dtypes import complex64 as cfloat, complex128 as cdouble
-from .ir.dtypes import quint8, qint8, qint32  # noqa: F401
+from .ir.dtypes import quint8, qint8, qint32, uint16, uint32, uint64  # noqa: F401
+from .ir.dtypes import (float8_e4m3fn, float8_e5m2, float8_e4m3fnuz,  # noqa: F401
+                        float8_e5m2fnuz, float8_e8m0fnu)
 from .ir.quantized import (QScheme as qscheme, per_tensor_affine, per_channel_affine,  # noqa
                            per_tensor_symmetric, per_channel_symmetric,
                            per_channel_affine_float_qparams)
@@ -75,7 +77,8 @@ from .backends.cuda import set_float32_matmul_precision, get_float32_matmul_prec
 from .runtime.threads import set_num_threads, get_num_threads  # noqa: E402,F401
 from .frontend.determinism import (use_deterministic_algorithms,  # noqa: E402,F401
                                    are_deterministic_algorithms_enabled,
-                                   is_deterministic_algorithms_warn_only_enabled)
+                                   is_deterministic_algorithms_warn_only_enabled,
+                                   set_deterministic_debug_mode, get_deterministic_debug_mode)
 
 
 from .frontend.torch_functions import (einsum, tensordot, where,  # noqa: E402,F401
@@ -103,6 +106,9 @@ from .frontend.nn._functional_grid import (grid_sampler, grid_sampler_2d,  # noq
                                           grid_sampler_3d, affine_grid_generator)
 _composite.export(globals())   # PyTorch functions written as ember op calls (ir/composite.py)
 from .frontend import aliases as _aliases  # noqa: E402
+from .frontend import aten_functions as _aten_functions, sym_functions as _sym  # noqa: E402
+globals().update(_aten_functions.top_level())   # torch.kl_div(x, y, 1), slice_copy, ...
+globals().update(_sym.TOP_LEVEL)                # sym_int, sym_max, SymInt, ...
 _aliases.install(globals(), (Tensor, _SymbolicTensor))   # arccos, clip, x.det(), FloatTensor, ...
 
 
@@ -123,7 +129,7 @@ def numel(t) -> int:
     return t.numel()
 
 
-__version__ = "0.1.0"
+from .torch_version import __version__  # noqa: E402 - compares as a version, as torch's
 from . import masked  # noqa: E402
 from .frontend.spectral import stft, istft  # noqa: E402
 for _cls in (Tensor, _SymbolicTensor):
@@ -139,11 +145,14 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "hub", "testing", "random", "version", "functional", "cpu",
                               "multiprocessing", "quantization", "distributions", "amp",
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
-                              "export", "accelerator", "sparse"})
+                              "export", "accelerator", "sparse", "serialization", "types",
+                              "torch_version", "return_types", "xpu", "mps"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),
                     "spmm": ("ember.sparse", "mm"),
+                    "fork": ("ember.jit", "fork"), "wait": ("ember.jit", "wait"),
+                    "Future": ("ember.futures", "Future"),
                     "compile_train_step": ("ember.compiler.compile_train",
                                            "compile_train_step")}
 
@@ -183,3 +192,16 @@ def _publish_names() -> None:
 
 
 _publish_names()
+
+
+def _register_module_paths() -> None:
+    """`import ember.cuda` and `from ember.cuda.amp import autocast` (training scripts' usual
+    spelling): ember.cuda is frontend/cuda.py bound as an attribute, so it is also
+    registered under its public module path, as ember.autograd is."""
+    import importlib
+    import sys
+    sys.modules.setdefault("ember.cuda", cuda)
+    sys.modules.setdefault("ember.cuda.amp", importlib.import_module("ember.amp.cuda_amp"))
+
+
+_register_module_paths()

@@ -27,3 +27,6 @@ from .frontend.linalg_householder import LINALG_HOUSEHOLDER as _HOUSEHOLDER  # n
 
 globals().update(_HOUSEHOLDER)
 __all__ += sorted(_HOUSEHOLDER)
+
+matmul = _OPS["matmul"]     # torch.linalg.matmul: torch.matmul under linalg's name
+__all__.append("matmul")

@@ -9,6 +9,7 @@ from . import cudnn  # noqa: F401  (torch.backends.cudnn's flags; ember does not
 from . import quantized  # noqa: F401  (torch.backends.quantized.engine)
 from . import registry  # noqa: F401,E402  (device and compile backend registry: data only)
 from . import mps  # noqa: F401  (torch.backends.mps.is_available(): False)
+from . import cpu, mkl, mkldnn, openmp, opt_einsum  # noqa: F401,E402  (torch's flags modules)
 
 _REGISTRATION = ("register_device", "unregister_device", "register_backend", "list_backends",
                  "device_buffer", "make_device_tensor")

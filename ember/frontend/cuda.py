@@ -302,3 +302,9 @@ def __getattr__(name: str):
         globals()["amp"] = amp
         return amp
     raise AttributeError(f"module 'ember.cuda' has no attribute '{name}'")
+
+
+from .cuda_info import *  # noqa: E402,F401,F403 - device properties, is_bf16_supported, ...
+from .cuda_info import __all__ as _info_names  # noqa: E402
+
+__all__ += _info_names

@@ -13,9 +13,9 @@ _REAL_PART = {"complex64": dtypes.float32, "complex128": dtypes.float64}
 
 
 def _numpy_finfo(dtype):
-    if dtype.name == "bfloat16":
-        import ml_dtypes  # noqa: PLC0415 - a dependency; NumPy has no bfloat16
-        return ml_dtypes.finfo(ml_dtypes.bfloat16)
+    if dtype.name == "bfloat16" or dtype.name.startswith("float8"):
+        import ml_dtypes  # noqa: PLC0415 - a dependency; NumPy has no bfloat16 or float8
+        return ml_dtypes.finfo(getattr(ml_dtypes, dtype.name))
     return np.finfo(dtype.np_dtype)
 
 

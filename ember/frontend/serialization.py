@@ -16,7 +16,9 @@ too) with str/int/float/bool/None keys, lists, tuples, ember.Size, dtypes, and
 Python scalars/strings/None, and quantized tensors (the integer representation, with
 their scale and zero point per tensor or per channel). Any other object (a whole
 nn.Module, an argparse.Namespace inside a checkpoint) is pickled into the record;
-ember.load refuses it unless called with weights_only=False, as torch.load does. Each
+ember.load refuses it unless called with weights_only=False, as torch.load does, or
+unless every global it names is allowlisted with `add_safe_globals`/`safe_globals`
+(torch.serialization's API; a restricted unpickler then finds only those). Each
 tensor is
 stored contiguous; a tensor object saved twice is stored once and loads as one
 object, but views do not share storage after loading (torch.save keeps that).
@@ -268,16 +270,122 @@ def _decode(node: dict, tensors: dict, name: str = "<file>", unpickle: bool = Fa
     raise ArtifactError(f"ember.load: unknown entry {kind!r} in the file's structure record")
 
 
-def _unpickled(data: str, name: str, allowed: bool):
-    if not allowed:
-        raise WeightsOnlyError(
-            f"{name}: Weights only load failed: the file holds a pickled Python object "
-            "(saved with ember.save(obj) where obj is not tensors and containers, e.g. a "
-            "whole module). Unpickling runs code from the file: if you trust its source, "
-            "load it with ember.load(f, weights_only=False); better, save and load the "
-            "module's state_dict()")
+# torch.serialization's allowlist: globals a weights-only load may unpickle (classes a
+# checkpoint holds beside its tensors, e.g. an argparse.Namespace or a dataclass of settings)
+_SAFE_GLOBALS: list = []
+# builtins whose reconstruction runs no user code; torch's weights-only unpickler allows them too
+_BUILTIN_SAFE = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
+                 ("builtins", "complex"), ("builtins", "slice"), ("builtins", "range"),
+                 ("builtins", "bytearray"), ("builtins", "tuple"), ("builtins", "list"),
+                 ("builtins", "dict"), ("builtins", "int"), ("builtins", "float"),
+                 ("builtins", "bool"), ("builtins", "str"), ("builtins", "bytes"),
+                 ("copyreg", "_reconstructor"), ("builtins", "object")}
+
+
+def _global_name(obj) -> tuple[str, str]:
+    if isinstance(obj, tuple):          # (object, "module.qualname"), torch's explicit form
+        obj, full = obj
+        module, _, name = full.rpartition(".")
+        return module, name
+    return obj.__module__, obj.__qualname__
+
+
+def add_safe_globals(safe_globals: list) -> None:
+    """Allow these classes/functions (or (object, "module.name") pairs) in weights-only
+    loads, for this process (torch.serialization.add_safe_globals)."""
+    _SAFE_GLOBALS.extend(safe_globals)
+
+
+def get_safe_globals() -> list:
+    return list(_SAFE_GLOBALS)
+
+
+def clear_safe_globals() -> None:
+    _SAFE_GLOBALS.clear()
+
+
+class safe_globals:  # noqa: N801 - torch.serialization.safe_globals is a lower-case context manager
+    """Within the block, weights-only loads also allow these globals."""
+
+    def __init__(self, safe_globals: list):
+        self.safe_globals = list(safe_globals)
+
+    def __enter__(self):
+        self._saved = get_safe_globals()
+        add_safe_globals(self.safe_globals)
+
+    def __exit__(self, *exc):
+        _SAFE_GLOBALS[:] = self._saved
+
+
+def get_unsafe_globals_in_checkpoint(f) -> list[str]:
+    """The "module.name" globals a checkpoint's pickled objects need that a weights-only
+    load would refuse (those not allowlisted), read without unpickling anything."""
     import base64
-    return pickle.loads(base64.b64decode(data))
+    import pickletools
+    name = os.fspath(f) if _is_path(f) else getattr(f, "name", "<file object>")
+    record = json.loads(_metadata(_read(f, name))["ember"])
+    allowed = {_global_name(g) for g in _SAFE_GLOBALS} | _BUILTIN_SAFE
+    found: list[str] = []
+    for data in _pickled_entries(record["object"]):
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(base64.b64decode(data)):
+            if opcode.name == "GLOBAL":
+                module, _, qualname = arg.partition(" ")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                module, qualname = strings[-2], strings[-1]
+            else:
+                if isinstance(arg, str):
+                    strings.append(arg)
+                continue
+            full = f"{module}.{qualname}"
+            if (module, qualname) not in allowed and full not in found:
+                found.append(full)
+    return found
+
+
+def _pickled_entries(node):
+    (kind, value), = node.items()
+    if kind == "pickle":
+        yield value
+    elif kind in ("dict", "ordered_dict"):
+        for k, v in value:
+            yield from _pickled_entries(k)
+            yield from _pickled_entries(v)
+    elif kind in ("list", "tuple"):
+        for v in value:
+            yield from _pickled_entries(v)
+
+
+class _WeightsOnlyUnpickler(pickle.Unpickler):
+    """Finds only allowlisted globals: unpickling can then call no other code."""
+
+    def __init__(self, file, name: str):
+        super().__init__(file)
+        self.name = name
+        self.allowed = {_global_name(g): (g[0] if isinstance(g, tuple) else g)
+                        for g in _SAFE_GLOBALS}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.allowed:
+            return self.allowed[(module, name)]
+        if (module, name) in _BUILTIN_SAFE:
+            return super().find_class(module, name)
+        raise WeightsOnlyError(
+            f"{self.name}: Weights only load failed: Unsupported global: GLOBAL {module}.{name} "
+            f"was not an allowed global by default. If you trust the file's source, allow it "
+            f"with `ember.serialization.add_safe_globals([{name}])` or the "
+            f"`ember.serialization.safe_globals([{name}])` context manager, or load with "
+            f"ember.load(f, weights_only=False) (unpickling then runs code from the file)")
+
+
+def _unpickled(data: str, name: str, allowed: bool):
+    import base64
+    import io
+    raw = base64.b64decode(data)
+    if allowed:
+        return pickle.loads(raw)
+    return _WeightsOnlyUnpickler(io.BytesIO(raw), name).load()
 
 
 def _is_path(f) -> bool:

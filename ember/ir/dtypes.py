@@ -38,6 +38,10 @@ class DType:
             npd = _load_bfloat16()
             object.__setattr__(self, "np_dtype", npd)
             return npd
+        if name == "np_dtype" and self.name in _FLOAT8_NAMES:
+            npd = _load_ml_dtype(self)
+            object.__setattr__(self, "np_dtype", npd)
+            return npd
         raise AttributeError(f"'DType' object has no attribute '{name}'")
 
     def __repr__(self) -> str:
@@ -61,7 +65,7 @@ class DType:
 
     @property
     def is_signed(self) -> bool:
-        return self.name not in ("bool", "uint8", "quint8")
+        return self.name not in ("bool", "uint8", "quint8", "uint16", "uint32", "uint64")
 
     @property
     def is_quantized(self) -> bool:
@@ -83,8 +87,14 @@ _SCALAR_TYPE_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": 
                       "int32": "Int", "int64": "Long", "float16": "Half",
                       "bfloat16": "BFloat16", "float32": "Float", "float64": "Double",
                       "complex64": "ComplexFloat", "complex128": "ComplexDouble",
-                      "quint8": "QUInt8", "qint8": "QInt8", "qint32": "QInt32"}
+                      "quint8": "QUInt8", "qint8": "QInt8", "qint32": "QInt32",
+                      "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
+                      "float8_e4m3fn": "Float8_e4m3fn", "float8_e5m2": "Float8_e5m2",
+                      "float8_e4m3fnuz": "Float8_e4m3fnuz", "float8_e5m2fnuz": "Float8_e5m2fnuz",
+                      "float8_e8m0fnu": "Float8_e8m0fnu"}
 _QUANTIZED_NAMES = frozenset({"quint8", "qint8", "qint32"})
+_FLOAT8_NAMES = frozenset({"float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+                           "float8_e5m2fnuz", "float8_e8m0fnu"})
 
 
 def _make(name, short, npd, cat, itemsize=None):
@@ -95,6 +105,13 @@ def _make(name, short, npd, cat, itemsize=None):
     dtype = DType(name, short, cat, npd.itemsize)
     object.__setattr__(dtype, "np_dtype", npd)
     return dtype
+
+
+def _load_ml_dtype(dtype: "DType") -> np.dtype:
+    import ml_dtypes
+    npd = np.dtype(getattr(ml_dtypes, dtype.name))
+    _BY_NP[npd] = dtype
+    return npd
 
 
 def _load_bfloat16() -> np.dtype:
@@ -129,11 +146,28 @@ qint8 = _make("qint8", "qi8", np.int8, Category.INT)
 qint32 = _make("qint32", "qi32", np.int32, Category.INT)
 QUANTIZED_DTYPES = (quint8, qint8, qint32)
 
-_BY_NAME = {d.name: d for d in ALL_DTYPES + QUANTIZED_DTYPES} | \
-    {d.short: d for d in ALL_DTYPES + QUANTIZED_DTYPES}
+# torch's "barebones" unsigned types: tensors of them exist (from NumPy, by conversion) and
+# take the ops NumPy computes, but, as in torch, they promote with no other integer type.
+uint16 = _make("uint16", "u16", np.uint16, Category.INT)
+uint32 = _make("uint32", "u32", np.uint32, Category.INT)
+uint64 = _make("uint64", "u64", np.uint64, Category.INT)
+BAREBONES_UINT_DTYPES = (uint16, uint32, uint64)
+
+# torch's float8 types (NumPy dtypes from ml_dtypes, loaded on first use): storage and
+# conversion types; as in torch, they promote with no other type
+float8_e4m3fn = _make("float8_e4m3fn", "f8e4m3fn", None, Category.FLOAT, itemsize=1)
+float8_e5m2 = _make("float8_e5m2", "f8e5m2", None, Category.FLOAT, itemsize=1)
+float8_e4m3fnuz = _make("float8_e4m3fnuz", "f8e4m3fnuz", None, Category.FLOAT, itemsize=1)
+float8_e5m2fnuz = _make("float8_e5m2fnuz", "f8e5m2fnuz", None, Category.FLOAT, itemsize=1)
+float8_e8m0fnu = _make("float8_e8m0fnu", "f8e8m0fnu", None, Category.FLOAT, itemsize=1)
+FLOAT8_DTYPES = (float8_e4m3fn, float8_e5m2, float8_e4m3fnuz, float8_e5m2fnuz, float8_e8m0fnu)
+
+_EXTRA_DTYPES = QUANTIZED_DTYPES + BAREBONES_UINT_DTYPES + FLOAT8_DTYPES
+_BY_NAME = {d.name: d for d in ALL_DTYPES + _EXTRA_DTYPES} | \
+    {d.short: d for d in ALL_DTYPES + _EXTRA_DTYPES}
 _BY_NAME |= {"half": float16, "float": float32, "double": float64, "long": int64,
              "int": int32, "short": int16, "cfloat": complex64, "cdouble": complex128}
-_BY_NP = {d.np_dtype: d for d in ALL_DTYPES if d is not bfloat16}
+_BY_NP = {d.np_dtype: d for d in ALL_DTYPES + BAREBONES_UINT_DTYPES if d is not bfloat16}
 
 
 class _Defaults:
@@ -202,12 +236,19 @@ def _promote_pair(a: DType, b: DType) -> DType:
     if a.is_quantized or b.is_quantized:
         raise DTypeError(f"promote_types: no promotion with quantized dtypes ({a}, {b}); "
                          f"dequantize() first")
+    if a in FLOAT8_DTYPES or b in FLOAT8_DTYPES:
+        raise DTypeError(f"Promotion for Float8 Types is not supported, attempted to promote "
+                         f"{a.scalar_type_name} and {b.scalar_type_name}")
     if a.category != b.category:
         hi, lo = (a, b) if a.category > b.category else (b, a)
         if hi.category == Category.COMPLEX and lo in (float64,):
             return complex128
         return hi
     if a.category == Category.INT:
+        if a in BAREBONES_UINT_DTYPES or b in BAREBONES_UINT_DTYPES:
+            raise DTypeError(f"Promotion for uint16, uint32, uint64 types is not supported, "
+                             f"attempted to promote {a.scalar_type_name} and "
+                             f"{b.scalar_type_name}")
         if {a, b} == {uint8, int8}:
             return int16
         if uint8 in (a, b):

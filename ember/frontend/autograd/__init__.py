@@ -25,6 +25,9 @@ __all__ += ["functional", "forward_ad", "gradcheck", "gradgradcheck", "Gradcheck
 # never loads a second copy of a submodule.
 import sys as _sys  # noqa: E402
 _sys.modules.setdefault("ember.autograd", _sys.modules[__name__])
+import importlib as _importlib  # noqa: E402
 for _name in ("functional", "forward_ad", "gradcheck", "function", "variable", "graph",
-              "profiler"):
-    _sys.modules.setdefault(f"ember.autograd.{_name}", _sys.modules[f"{__name__}.{_name}"])
+              "profiler", "grad_mode", "anomaly"):   # anomaly: torch's anomaly_mode below
+    _sys.modules.setdefault(f"ember.autograd.{_name}",
+                            _importlib.import_module(f"{__name__}.{_name}"))
+_sys.modules.setdefault("ember.autograd.anomaly_mode", _sys.modules[f"{__name__}.anomaly"])

@@ -7,7 +7,9 @@ and hessian compose them. See docs/autograd.md, "vmap and ember.func".
 from .autodiff import grad, grad_and_value, jvp, vjp
 from .functional_call import functional_call, stack_module_state
 from .jacobians import hessian, jacfwd, jacrev
+from .linearize import functionalize, linearize, replace_all_batch_norm_modules_
 from .vmap import vmap
 
 __all__ = ["vmap", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian",
-           "functional_call", "stack_module_state"]
+           "functional_call", "stack_module_state", "linearize", "functionalize",
+           "replace_all_batch_norm_modules_"]

@@ -49,7 +49,8 @@ def _namedtuple_for(op: OpDef) -> type:
     nt = _NAMEDTUPLES.get(op.name)
     if nt is None:
         fields = [r.name or f"out{i}" for i, r in enumerate(op.schema.returns)]
-        nt = collections.namedtuple(op.python_name.removesuffix("_dim"), fields)
+        nt = collections.namedtuple(op.python_name.removesuffix("_dim"), fields,
+                                    module="ember.return_types")   # torch.return_types
         _NAMEDTUPLES[op.name] = nt
     return nt
 
