@@ -7,6 +7,7 @@ take sizes as varargs (`x.view(2, 3)`) get their arguments packed here, once.
 from __future__ import annotations
 
 from ..ir.composite import install_methods as install_composites
+from ..ir.dtypes import DType
 from ..ir.meta import contiguous_format
 from ..ir.operators import BINARY, UNARY, VARARG_METHODS, pack_sizes as _pack_sizes
 from ..ir.registry import OPS
@@ -89,8 +90,24 @@ def _value_keyword(op):
     return method
 
 
+def _view_or_dtype(op):
+    """torch's two `view` overloads: x.view(*sizes) and x.view(dtype) (bits reread)."""
+    sized = _method(op)
+
+    def method(self, *args, **kwargs):
+        if len(args) == 1 and isinstance(args[0], DType) and not kwargs:
+            return OPS["view_dtype"](self, args[0])
+        if not args and set(kwargs) == {"dtype"}:
+            return OPS["view_dtype"](self, kwargs["dtype"])
+        return sized(self, *args, **kwargs)
+    method.__name__ = "view"
+    method.__doc__ = "x.view(*sizes): a view with another shape; x.view(dtype): see view_dtype."
+    return method
+
+
 REORDERED_METHODS = {"polygamma": _tensor_second, "where": _where_method,
-                     "scatter": _value_keyword, "scatter_": _value_keyword}
+                     "scatter": _value_keyword, "scatter_": _value_keyword,
+                     "view": _view_or_dtype}
 
 
 def _contiguous(self, memory_format=contiguous_format):

@@ -113,6 +113,16 @@ def _view_as_complex_rule(op, bound, ctx):
 
 
 RULES["view_as_complex"] = _view_as_complex_rule
+
+
+def _view_dtype_rule(op, bound, ctx):
+    """view(dtype) may rescale the last dim: the batch dim goes to the front, the rest
+    made contiguous (a copy when the layout was other, as for view_as_complex)."""
+    x, dtype = with_front_tensors(op, bound, ctx, False)
+    return Batched(call(op, [x.contiguous(), dtype]), 0)
+
+
+RULES["view_dtype"] = _view_dtype_rule
 # torch.special's aliases batch as the ops they name
 RULES["special_softmax"] = RULES["special_log_softmax"] = _dims
 
