@@ -330,27 +330,33 @@ def asarray(obj, *, dtype=None, device=None, copy=None, requires_grad=False):
 
 def from_dlpack(ext_tensor):
     """A CPU tensor sharing memory with any object that speaks DLPack (NumPy arrays,
-    PyTorch/CuPy CPU tensors, ember tensors)."""
+    PyTorch/CuPy CPU tensors, ember tensors) or with a DLPack capsule (to_dlpack's):
+    writes through either side are seen by the other, as in PyTorch."""
+    from .dlpack_capsule import array_of_capsule, is_legacy_capsule
     from .factories import from_numpy
     from .tensor import Tensor
     if isinstance(ext_tensor, Tensor):      # NumPy would import it read-only: alias it
         return ext_tensor.detach()
-    if not hasattr(ext_tensor, "__dlpack__"):   # a capsule from to_dlpack
-        ext_tensor = _Capsule(ext_tensor)
-    return from_numpy(np.from_dlpack(ext_tensor))
+    if is_legacy_capsule(ext_tensor):
+        return from_numpy(array_of_capsule(ext_tensor))
+    if not hasattr(ext_tensor, "__dlpack__"):
+        raise TypeError(f"from_dlpack: expected an object with __dlpack__ or a DLPack "
+                        f"capsule, got {type(ext_tensor).__name__}")
+    array = np.from_dlpack(ext_tensor)
+    if not array.flags.writeable:           # a producer that only speaks legacy DLPack
+        array = _writable_legacy_import(ext_tensor, array)
+    return from_numpy(array)
 
 
-class _Capsule:
-    """A bare DLPack capsule (what to_dlpack returns) in the protocol NumPy reads."""
-
-    def __init__(self, capsule) -> None:
-        self.capsule = capsule
-
-    def __dlpack__(self, **ignored):
-        return self.capsule
-
-    def __dlpack_device__(self):
-        return (1, 0)
+def _writable_legacy_import(ext_tensor, read_only: np.ndarray) -> np.ndarray:
+    """The memory writable through a legacy capsule, unless the producer refuses to export
+    it so (NumPy's read-only arrays): then from_numpy copies the read-only import."""
+    from .dlpack_capsule import array_of_capsule, is_legacy_capsule
+    try:
+        capsule = ext_tensor.__dlpack__()
+    except BufferError:
+        return read_only
+    return array_of_capsule(capsule) if is_legacy_capsule(capsule) else read_only
 
 
 def _storage(self):
@@ -397,12 +403,18 @@ def _check_python_map(self, name: str) -> None:
 
 
 def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
-    """DLPack export of a CPU tensor: the consumer shares its memory."""
+    """DLPack export of a CPU tensor: the consumer shares its memory (a versioned capsule
+    when the consumer asks with max_version, so it imports the memory writable)."""
     if self.device.type != "cpu":
         raise BufferError(f"__dlpack__: ember exports CPU tensors only, not {self.device}")
     if self.requires_grad:
-        raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
-    return self._array.__dlpack__()
+        raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
+    if self.dtype.name == "bfloat16":     # NumPy (which exports for ember) has no bfloat16
+        raise BufferError("__dlpack__: ember can't export bfloat16 tensors yet; "
+                          "export x.view(ember.int16) and view the import back as bfloat16")
+    if max_version is None:
+        return self._array.__dlpack__()
+    return self._array.__dlpack__(max_version=max_version, dl_device=dl_device, copy=copy)
 
 
 def is_nonzero(input) -> bool:
