@@ -228,6 +228,8 @@ def top_level() -> dict:
              "set_warn_always", "is_warn_always_enabled", "set_flush_denormal",
              "get_device_module")
     functions = {name: globals()[name] for name in names}
+    from .nn._functional_embedding_bag import aten_embedding_bag
+    functions["embedding_bag"] = aten_embedding_bag
     functions.update({"alpha_dropout_": _in_place_dropout("alpha_dropout"),
                       "feature_alpha_dropout_": _in_place_dropout("feature_alpha_dropout"),
                       "feature_dropout_": _feature_dropout_})

@@ -147,4 +147,65 @@ def _reduce_bags(rows, member, mode):
     return total / weights.sum([1], keepdim=True).clamp_min(1)
 
 
+# --- torch.embedding_bag: ATen's form, with the bookkeeping tensors ------------------------
+_MODE_NUMBERS = {0: "sum", 1: "mean", 2: "max"}
+
+
+def aten_embedding_bag(weight, indices, offsets, scale_grad_by_freq: bool = False,
+                       mode: int = 0, sparse: bool = False, per_sample_weights=None,
+                       include_last_offset: bool = False, padding_idx=None):
+    """torch.embedding_bag: (output, offset2bag, bag_size, max_indices), with the values
+    PyTorch's CPU kernel gives the three bookkeeping tensors: offset2bag is each
+    position's bag (empty in sum mode without padding_idx), bag_size each bag's count
+    of non-padding positions (zeros in sum mode), max_indices the weight row chosen per
+    bag and column in max mode (bag_size in mean mode, zeros in sum mode)."""
+    if mode not in _MODE_NUMBERS:
+        raise ValueError(f"embedding_bag: mode has to be 0 (sum), 1 (mean) or 2 (max), "
+                         f"got {mode}")
+    output = embedding_bag(indices, weight, offsets, None, 2, scale_grad_by_freq,
+                           _MODE_NUMBERS[mode], sparse, per_sample_weights,
+                           include_last_offset, padding_idx)
+    if indices.ndim == 2:
+        rows, length = indices.shape
+        offsets = OPS["arange"](0, rows * length, max(length, 1), dtype=indices.dtype)
+        indices, include_last_offset = indices.reshape([-1]), False
+    padding_idx = _padding_index(padding_idx, weight.shape[0])
+    starts = offsets[:-1] if include_last_offset else offsets
+    bags, int_dtype = starts.shape[0], indices.dtype
+    bag_of_position = _bag_of_position(indices.shape[0], starts)
+    if mode == 0:                       # (PyTorch sizes these by offsets, last one included)
+        zeros = OPS["full"]([offsets.shape[0]], 0, dtype=int_dtype)
+        offset2bag = bag_of_position if padding_idx is not None else \
+            OPS["full"]([0], 0, dtype=int_dtype)
+        return output, cast(offset2bag, int_dtype), zeros, zeros
+    member = bag_of_position.unsqueeze(0) == OPS["arange"](0, bags, dtype=dtypes.int64) \
+        .unsqueeze(1)                                                        # [B, n]
+    if padding_idx is not None:
+        member = OPS["logical_and"](member, (indices != padding_idx).unsqueeze(0))
+    bag_size = cast(cast(member, dtypes.int64).sum([1]), int_dtype)
+    if mode == 1:
+        return output, cast(bag_of_position, int_dtype), bag_size, bag_size
+    return output, cast(bag_of_position, int_dtype), bag_size, \
+        _max_rows(weight, indices, member, bag_size)
+
+
+def _bag_of_position(n: int, starts):
+    """Each position's bag: the last bag starting at or before it (PyTorch's CPU
+    kernel counts positions past include_last_offset's end in the last bag)."""
+    positions = OPS["arange"](0, n, dtype=starts.dtype)
+    started = cast(positions.unsqueeze(0) >= starts.unsqueeze(1), dtypes.int64).sum([0])
+    return (started - 1).clamp(0, max(starts.shape[0] - 1, 0))
+
+
+def _max_rows(weight, indices, member, bag_size):
+    """max mode: per bag and column, the weight row holding the maximum (0 when empty)."""
+    with no_grad():
+        rows = OPS["embedding"](weight.detach(), indices)                     # [n, D]
+        masked = OPS["where"](member.unsqueeze(-1), rows.unsqueeze(0), float("-inf"))
+        position = masked.argmax(1)                                         # [B, D]
+        chosen = indices[position.reshape([-1])].reshape(list(position.shape))
+        nonempty = (bag_size > 0).unsqueeze(-1)
+        return OPS["where"](nonempty, chosen, OPS["zeros_like"](chosen))
+
+
 __all__ = ["embedding_bag"]
