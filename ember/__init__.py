@@ -146,7 +146,7 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "multiprocessing", "quantization", "distributions", "amp",
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
                               "export", "accelerator", "sparse", "serialization", "types",
-                              "torch_version", "return_types", "xpu", "mps"})
+                              "torch_version", "return_types", "xpu", "mps", "quasirandom"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),
