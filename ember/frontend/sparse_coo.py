@@ -362,3 +362,34 @@ def _run_with_sparse(op, args: tuple):
 
 # above eager tensors (0), below fx's shape propagation (5) and proxies (10)
 dispatch.register_value_handler(SparseCOOTensor, _run_with_sparse, priority=3)
+
+
+# --- sparse gradients: nn.Embedding(sparse=True) / F.embedding(..., sparse=True) ----------
+def embedding_grad(grad: Tensor, indices: Tensor, padding_idx, scale_grad_by_freq: bool,
+                   weight_shape) -> SparseCOOTensor:
+    """The weight gradient of embedding(sparse=True), as PyTorch gives it: uncoalesced,
+    one entry per looked-up position (padding positions dropped), each entry the
+    output gradient of that position."""
+    if scale_grad_by_freq:
+        raise RuntimeError("embedding_backward: scale_grad_by_freq not supported with "
+                           "sparse gradients")
+    rows, width = weight_shape
+    flat = indices.reshape([-1]).to(dtypes.int64)
+    values = grad.reshape([-1, width])
+    if padding_idx is not None and padding_idx >= 0:
+        keep = OPS["nonzero"](flat != padding_idx).reshape([-1])
+        flat, values = flat[keep], values[keep]
+    return SparseCOOTensor(flat.unsqueeze(0), values, (rows, width))
+
+
+def add_grads(a, b):
+    """a + b for gradients where either may be sparse: sparse + sparse stays sparse (the
+    entries concatenated, as PyTorch's accumulation), sparse + dense is dense."""
+    a_sparse, b_sparse = isinstance(a, SparseCOOTensor), isinstance(b, SparseCOOTensor)
+    if a_sparse and b_sparse:
+        return a + b
+    if a_sparse:
+        return a.to_dense() + b
+    if b_sparse:
+        return a + b.to_dense()
+    return a + b

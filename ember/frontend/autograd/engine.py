@@ -84,8 +84,12 @@ class AccumulateGrad(Node):
             return ()
         if var.grad is None:
             var.grad = grad if grad_mode.is_grad_enabled() else grad.detach()
-            if var.grad is grad and grad._base is not None:
+            if var.grad is grad and type(grad) is Tensor and grad._base is not None:
                 var.grad = grad.clone()
+        elif type(var.grad) is not Tensor or type(grad) is not Tensor:
+            from ..sparse_coo import add_grads      # a sparse gradient on either side
+            var.grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
+                                 else grad.detach())
         elif grad_mode.is_grad_enabled():
             var.grad = var.grad + grad
         elif var.grad is self._owned_grad and _accumulate_in_place(var.grad, grad):
@@ -202,6 +206,8 @@ class OpNode(Node):
                 "backward through the graph a second time.")
         bound = tuple(_unpack(v, self) for v in self._saved)
         out = _unpack(self._out, self) if self._out is not None else None
+        if self.op.name == "embedding" and bound[4]:       # sparse=True: a sparse weight grad
+            return _sparse_embedding_backward(self, grads, bound)
         rule = ARRAY_BACKWARD.get(self.op)
         if rule is not None and not grad_mode.STATE.enabled:
             done = _array_backward(self, rule, grads, bound, out)
@@ -240,6 +246,15 @@ class OpNode(Node):
 # only where the composed rule would run the same NumPy kernels unobserved: no graph
 # of the gradients (create_graph=False), no dispatch mode, CPU arrays.
 ARRAY_BACKWARD: dict = {}
+
+
+def _sparse_embedding_backward(node: OpNode, grads, bound):
+    from ..sparse_coo import embedding_grad
+    weight, indices, padding_idx, scale_grad_by_freq, _ = bound
+    with _device_of(grads):
+        grad = node._materialize(grads)
+        shape = node.input_metas[0][0]
+        return (embedding_grad(grad, indices, padding_idx, scale_grad_by_freq, shape), None)
 
 
 def _array_backward(node: OpNode, rule, grads, bound, out):
@@ -476,7 +491,13 @@ def _stores_retained_grad(hook) -> bool:
 
 def _add_to_buffer(buffers, node, nr, g, n_out):
     slot = buffers.setdefault(node, [None] * n_out)
-    slot[nr] = g if slot[nr] is None else slot[nr] + g
+    if slot[nr] is None:
+        slot[nr] = g
+    elif type(slot[nr]) is Tensor and type(g) is Tensor:
+        slot[nr] = slot[nr] + g
+    else:                               # a sparse gradient (embedding's sparse=True)
+        from ..sparse_coo import add_grads
+        slot[nr] = add_grads(slot[nr], g)
 
 
 def _default_grad(t: Tensor, g):

@@ -26,6 +26,8 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None,
         # the pre-0.4 argument order (weight, input), which PyTorch still accepts
         input, weight = weight, input
     _check_arguments(input, weight, offsets, mode, per_sample_weights, scale_grad_by_freq)
+    if sparse and mode == "max":
+        raise ValueError("max mode does not support sparse weights")
     padding_idx = _padding_index(padding_idx, weight.shape[0])
     if input.ndim == 2:                     # fixed-length bags, one per row
         rows, length = input.shape
@@ -37,7 +39,8 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None,
     _check_indices(input, offsets, weight.shape[0])
     if max_norm is not None:
         _renorm_rows(weight, input, max_norm, norm_type)
-    rows = OPS["embedding"](weight, input, -1 if padding_idx is None else padding_idx)
+    rows = OPS["embedding"](weight, input, -1 if padding_idx is None else padding_idx,
+                            False, sparse)        # sparse: weight's gradient is sparse COO
     if per_sample_weights is not None:
         rows = rows * per_sample_weights.unsqueeze(-1)
     member = _membership(input, offsets, include_last_offset, padding_idx)   # [B, n] bool

@@ -366,6 +366,7 @@ class SparseAdam(Optimizer):
     the gradient holds are updated, their moments included; 'step' is a Python int,
     as torch keeps it. Dense gradients are refused, as torch refuses them."""
     _tensor_step = False
+    _sparse_grads = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  maximize: bool = False):

@@ -79,12 +79,21 @@ def check_lr(lr) -> None:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
+def dense_grad(grad):
+    """A sparse gradient as a dense tensor: SGD's and Adagrad's updates of the rows it
+    lacks are zero (momentum decays alike), so the dense step is torch's sparse step."""
+    return grad.to_dense() if getattr(grad, "is_sparse", False) else grad
+
+
 def _check_implementation(optimizer, group: dict, params: list) -> None:
     """What torch's differentiable and fused implementations refuse at step time.
     differentiable=True runs the step with autograd recording, where updating a leaf
     parameter that requires grad in place is an error; fused kernels take real floating
     point parameters only."""
     name = type(optimizer).__name__
+    if not optimizer._sparse_grads and any(getattr(p.grad, "is_sparse", False) for p in params):
+        hint = ", please consider SparseAdam instead" if name in ("Adam", "AdamW") else ""
+        raise RuntimeError(f"{name} does not support sparse gradients{hint}")
     if group.get("differentiable"):
         for p in params:
             if p.requires_grad and p.is_leaf:
@@ -161,6 +170,9 @@ def _with_step_hooks(step):
 class Optimizer:
     #: whether per-parameter 'step' counts are 0-d tensors (SparseAdam keeps an int)
     _tensor_step = True
+    #: whether sparse gradients (Embedding(sparse=True)) are taken, as torch's SGD,
+    #: Adagrad and SparseAdam take them; the others refuse them, as torch's do
+    _sparse_grads = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

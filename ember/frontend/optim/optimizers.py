@@ -8,7 +8,7 @@ keys and layout match torch.optim (e.g. Adam: 'step' as a 0-d float32 tensor,
 from __future__ import annotations
 
 from ..autograd import no_grad
-from .optimizer import Optimizer, _write, check_lr, hyperparameters
+from .optimizer import Optimizer, _write, check_lr, dense_grad, hyperparameters
 from . import functional as F
 from . import inplace_cpu, multi_tensor_cuda
 
@@ -92,6 +92,8 @@ def _write_back(params, states, out, fields: dict) -> None:
 
 
 class SGD(Optimizer):
+    _sparse_grads = True
+
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach=None, differentiable: bool = False, fused=None):
@@ -114,7 +116,7 @@ class SGD(Optimizer):
                 params = self._params_with_grad(group)
                 bufs = [self.state[p].get("momentum_buffer") for p in params] \
                     if group["momentum"] != 0 else []
-                grads = [p.grad for p in params]
+                grads = [dense_grad(p.grad) for p in params]
                 if self._cuda_sgd(group, params, grads, bufs):
                     continue
                 if inplace_cpu.applies(params, grads) and all(
@@ -129,7 +131,7 @@ class SGD(Optimizer):
                         for p, buf in zip(params, new_bufs):
                             self.state[p]["momentum_buffer"] = buf
                     continue
-                out = F.sgd(params, [p.grad for p in params], bufs,
+                out = F.sgd(params, grads, bufs,
                             weight_decay=group["weight_decay"], momentum=group["momentum"],
                             lr=group["lr"], dampening=group["dampening"],
                             nesterov=group["nesterov"], maximize=group["maximize"])
@@ -232,6 +234,8 @@ class AdamW(Adam):
 
 
 class Adagrad(Optimizer):
+    _sparse_grads = True
+
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
                  eps: float = 1e-10, foreach=None, *, maximize: bool = False,
@@ -272,7 +276,12 @@ class Adagrad(Optimizer):
                     if len(self.state[p]) == 0:
                         self._init_state(p, group)
                 states = [self.state[p] for p in params]
-                out = F.adagrad(params, [p.grad for p in params], _column(states, "sum"),
+                if group["weight_decay"] and any(getattr(p.grad, "is_sparse", False)
+                                                 for p in params):
+                    raise RuntimeError("weight_decay option is not compatible with sparse "
+                                       "gradients")
+                out = F.adagrad(params, [dense_grad(p.grad) for p in params],
+                                _column(states, "sum"),
                                 _column(states, "step"), lr=group["lr"],
                                 weight_decay=group["weight_decay"],
                                 lr_decay=group["lr_decay"], eps=group["eps"],
