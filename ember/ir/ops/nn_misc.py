@@ -132,8 +132,8 @@ embedding = defop(
     ],
     torch_ref=lambda torch: lambda w, i, padding_idx=-1, scale_grad_by_freq=False,
     sparse=False: torch.embedding(w, i, padding_idx, scale_grad_by_freq, sparse),
-    doc="aten's argument order (weight, indices); padding_idx < 0 means none; the gradient "
-        "is always dense.",
+    doc="aten's argument order (weight, indices); padding_idx < 0 means none; this rule's "
+        "gradient is dense (eager autograd gives a sparse COO one for sparse=True).",
 )
 
 
