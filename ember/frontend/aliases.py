@@ -409,12 +409,17 @@ def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         raise BufferError(f"__dlpack__: ember exports CPU tensors only, not {self.device}")
     if self.requires_grad:
         raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
+    array = self._array
     if self.dtype.name == "bfloat16":     # NumPy (which exports for ember) has no bfloat16
-        raise BufferError("__dlpack__: ember can't export bfloat16 tensors yet; "
-                          "export x.view(ember.int16) and view the import back as bfloat16")
+        from .dlpack_capsule import mark_bfloat16
+        return mark_bfloat16(_numpy_dlpack(array.view(np.uint16), max_version, dl_device, copy))
+    return _numpy_dlpack(array, max_version, dl_device, copy)
+
+
+def _numpy_dlpack(array: np.ndarray, max_version, dl_device, copy):
     if max_version is None:
-        return self._array.__dlpack__()
-    return self._array.__dlpack__(max_version=max_version, dl_device=dl_device, copy=copy)
+        return array.__dlpack__()
+    return array.__dlpack__(max_version=max_version, dl_device=dl_device, copy=copy)
 
 
 def is_nonzero(input) -> bool:

@@ -40,6 +40,18 @@ _DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(_Managed))
 _Managed._fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p),
                      ("deleter", _DELETER)]
 
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32)]
+
+
+class _ManagedVersioned(ctypes.Structure):
+    pass
+
+
+_ManagedVersioned._fields_ = [("version", _Version), ("manager_ctx", ctypes.c_void_p),
+                              ("deleter", ctypes.c_void_p), ("flags", ctypes.c_uint64),
+                              ("dl_tensor", _DLTensor)]
+
 _api = ctypes.pythonapi
 _api.PyCapsule_IsValid.restype = ctypes.c_int
 _api.PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -83,6 +95,19 @@ def array_of_capsule(capsule) -> np.ndarray:
                  "data": ((t.data or 0) + t.byte_offset, False), "strides": strides}
     _api.PyCapsule_SetName(capsule, _USED)      # ours now: the capsule won't free it
     return np.asarray(_Owner(managed, interface)).view(dtype)
+
+
+def mark_bfloat16(capsule):
+    """A capsule NumPy made of bfloat16 memory viewed as uint16, relabelled bfloat16
+    (kDLBfloat, 16 bits): NumPy has no bfloat16 to export, the bits are the same."""
+    if _api.PyCapsule_IsValid(capsule, b"dltensor_versioned"):
+        address = _api.PyCapsule_GetPointer(capsule, b"dltensor_versioned")
+        tensor = ctypes.cast(address, ctypes.POINTER(_ManagedVersioned)).contents.dl_tensor
+    else:
+        address = _api.PyCapsule_GetPointer(capsule, b"dltensor")
+        tensor = ctypes.cast(address, ctypes.POINTER(_Managed)).contents.dl_tensor
+    tensor.dtype.code = 4
+    return capsule
 
 
 def _numpy_dtype(dt) -> np.dtype:

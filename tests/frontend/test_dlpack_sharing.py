@@ -40,8 +40,10 @@ def test_capsule_dtypes_and_strides_match_torch(dtype):
     x = (torch.arange(6.).reshape(2, 3) % 3).to(dtype).t()
     e = ember.from_dlpack(torch.utils.dlpack.to_dlpack(x))
     assert e.dtype.name == str(dtype).split(".")[1] and tuple(e.stride()) == x.stride()
-    if dtype is not torch.bfloat16:          # ember exports through NumPy: no bfloat16
-        assert torch.equal(torch.from_dlpack(e), x)
+    back = torch.from_dlpack(e)
+    assert back.dtype == dtype and torch.equal(back, x)
+    back[0, 0] = 1                          # exported memory is shared too
+    assert e[0, 0].item() == 1
 
 
 def test_capsule_memory_outlives_the_producer():
