@@ -416,6 +416,11 @@ def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
     return _numpy_dlpack(array, max_version, dl_device, copy)
 
 
+def _dlpack_device(self):
+    from .dlpack_capsule import DLDeviceType
+    return (DLDeviceType.kDLCPU, 0)
+
+
 def _numpy_dlpack(array: np.ndarray, max_version, dl_device, copy):
     if max_version is None:
         return array.__dlpack__()
@@ -556,7 +561,7 @@ TENSOR_METHODS = {
     "to_sparse_coo": lambda self: _sparse().to_sparse(self),
     "to_dense": lambda self, dtype=None, *, masked_grad=None:
         self if dtype is None else self.to(dtype),
-    "__dlpack_device__": lambda self: (1, 0),       # kDLCPU, device 0
+    "__dlpack_device__": _dlpack_device,
 }
 TENSOR_PROPERTIES = {
     "output_nr": lambda self: self._output_nr,

@@ -10,10 +10,31 @@ the last array over the memory goes away.
 from __future__ import annotations
 
 import ctypes
+import enum
 
 import numpy as np
 
-_CPU = 1
+
+class DLDeviceType(enum.IntEnum):
+    """DLPack's device codes (the standard's numbering), as torch.utils.dlpack names them."""
+    kDLCPU = 1
+    kDLCUDA = 2
+    kDLCUDAHost = 3
+    kDLOpenCL = 4
+    kDLVulkan = 7
+    kDLMetal = 8
+    kDLVPI = 9
+    kDLROCM = 10
+    kDLROCMHost = 11
+    kDLExtDev = 12
+    kDLCUDAManaged = 13
+    kDLOneAPI = 14
+    kDLWebGPU = 15
+    kDLHexagon = 16
+    kDLMAIA = 17
+
+
+_CPU = DLDeviceType.kDLCPU
 # DLDataTypeCode -> NumPy kind; kDLBfloat (4) is ml_dtypes' bfloat16
 _KINDS = {0: "i", 1: "u", 2: "f", 5: "c", 6: "b"}
 

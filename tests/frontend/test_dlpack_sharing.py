@@ -26,6 +26,7 @@ def test_to_torch_and_numpy_share_memory():
     ember.from_dlpack(ember.to_dlpack(e))[3] = 4.0
     assert e.tolist() == [1.0, 2.0, 3.0, 4.0]
     assert e.__dlpack_device__() == torch.zeros(1).__dlpack_device__()
+    assert ember_dlpack.DLDeviceType.kDLCPU.name == torch.utils.dlpack.DLDeviceType.kDLCPU.name
 
 
 def test_from_numpy_shares_memory():
