@@ -359,6 +359,19 @@ def _writable_legacy_import(ext_tensor, read_only: np.ndarray) -> np.ndarray:
     return array_of_capsule(capsule) if is_legacy_capsule(capsule) else read_only
 
 
+def _as_subclass(self, cls):
+    """`self` as an instance of Tensor subclass `cls`: the same memory, and still on the
+    autograd graph (an alias, as torch's as_subclass)."""
+    from .tensor import Tensor
+    if not (isinstance(cls, type) and issubclass(cls, Tensor)):
+        raise TypeError(f"as_subclass(): expected a subclass of Tensor, got {cls!r}")
+    alias = self.view_as(self) if self.requires_grad else self.detach()
+    out = cls._make(alias._array, alias._storage, alias._base)
+    out.requires_grad, out.grad_fn = alias.requires_grad, alias.grad_fn
+    out._output_nr = alias._output_nr
+    return out
+
+
 def _storage(self):
     from .storage import typed_storage
     return typed_storage(self)
@@ -554,6 +567,7 @@ TENSOR_METHODS = {
     "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
     "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack, "storage": _storage,
+    "as_subclass": _as_subclass,
     "const_data_ptr": lambda self: self.data_ptr(),
     "dim_order": lambda self, *, ambiguity_check=False: tuple(
         sorted(range(self.dim()), key=lambda d: -self.stride(d))),

@@ -203,6 +203,11 @@ def unsafe_split(input, split_size, dim=0):
 
 
 @composite(method=True)
+def unsafe_split_with_sizes(input, split_sizes, dim=0):
+    return tuple(ops.split(input, [int(s) for s in split_sizes], dim))
+
+
+@composite(method=True)
 def unsafe_chunk(input, chunks, dim=0):
     return tuple(ops.chunk(input, chunks, dim))
 
