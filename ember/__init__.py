@@ -153,6 +153,7 @@ _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "spmm": ("ember.sparse", "mm"),
                     "fork": ("ember.jit", "fork"), "wait": ("ember.jit", "wait"),
                     "Future": ("ember.futures", "Future"),
+                    "GradScaler": ("ember.amp", "GradScaler"),
                     "compile_train_step": ("ember.compiler.compile_train",
                                            "compile_train_step")}
 

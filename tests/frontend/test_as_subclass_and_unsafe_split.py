@@ -33,3 +33,8 @@ def test_unsafe_split_with_sizes_matches_torch():
         assert np.array_equal(g.numpy(), w.numpy())
     assert [tuple(p.shape) for p in ember.tensor(x).unsafe_split_with_sizes([2, 1])] == \
         [tuple(p.shape) for p in torch.tensor(x).unsafe_split_with_sizes([2, 1])]
+
+
+def test_top_level_grad_scaler_is_amps_as_in_torch():
+    assert (torch.GradScaler is torch.amp.GradScaler) and \
+        (ember.GradScaler is ember.amp.GradScaler)
