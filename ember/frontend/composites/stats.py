@@ -655,3 +655,42 @@ def kron(input, other):
     out = ops.logical_and(spread_a, spread_b) if result_dtype([a, b]) is dtypes.bool_ else \
         spread_a * spread_b
     return ops.reshape(out, [m * n for m, n in zip(a.shape, b.shape)])
+
+
+# --- segment_reduce -----------------------------------------------------------------------
+_SEGMENT_REDUCTIONS = {"sum": ("sum", 0.0), "mean": ("sum", 0.0), "prod": ("prod", 1.0),
+                       "max": ("amax", float("-inf")), "min": ("amin", float("inf"))}
+
+
+@composite()
+def segment_reduce(data, reduce, *, lengths=None, indices=None, offsets=None, axis=0,
+                   unsafe=False, initial=None):
+    """Reduces consecutive segments of `data` along axis 0 (segment i has lengths[i] rows,
+    or offsets[i+1] - offsets[i]); `initial` joins every segment's reduction; empty
+    segments give initial, else 0 (sum), 1 (prod), nan (mean), -inf (max), inf (min)."""
+    if reduce not in _SEGMENT_REDUCTIONS:
+        raise ValueError(f"segment_reduce(): reduce must be one of "
+                         f"{sorted(_SEGMENT_REDUCTIONS)}, got {reduce!r}")
+    if indices is not None:
+        raise RuntimeError("segment_reduce(): indices based reduction is not supported yet.")
+    if (lengths is None) == (offsets is None):
+        raise RuntimeError("segment_reduce(): Either lengths or offsets must be defined")
+    if lengths is None:
+        lengths = offsets[1:] - offsets[:-1]
+    if axis not in (lengths.ndim - 1, -1) or lengths.ndim != 1:
+        raise RuntimeError(f"segment_reduce(): Expected axis to be the last dimension of "
+                           f"lengths but got {axis}.")
+    if not unsafe and int(lengths.sum().item()) != data.shape[0]:
+        raise RuntimeError("segment_reduce(): Expected all rows of lengths along axis to sum "
+                           "to data.size(lengths.dim()-1) when !unsafe.")
+    kind, identity = _SEGMENT_REDUCTIONS[reduce]
+    segments = lengths.shape[0]
+    segment_of_row = ops.repeat_interleave(lengths.to(dtypes.int64))   # i, lengths[i] times
+    index = segment_of_row.reshape([-1] + [1] * (data.ndim - 1)).expand(list(data.shape))
+    start = ops.full([segments] + list(data.shape[1:]),
+                     identity if initial is None else initial, dtype=data.dtype)
+    out = ops.scatter_reduce(start, 0, index, data, kind, include_self=True)
+    if reduce == "mean":
+        counts = lengths.to(data.dtype).reshape([-1] + [1] * (data.ndim - 1))
+        out = out / (counts if initial is None else counts.clamp_min(1))
+    return out
