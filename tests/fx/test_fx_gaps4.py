@@ -67,3 +67,35 @@ def test_shape_prop_qparams_of_a_quantized_input(per_channel):
                 assert str(em.qparams[key]) == str(value).replace("torch.", "ember.")
             else:
                 assert em.qparams[key] == pytest.approx(value)
+
+
+def _tabular(lib, fx):
+    import contextlib
+    import io
+
+    class M(lib.nn.Module):
+        def forward(self, x):
+            return lib.nn.functional.relu(lib.relu(x)) + 1
+    gm = fx.symbolic_trace(M())
+    rows = [[n.op, n.name, str(n.target)] for n in gm.graph.nodes]
+    buf = io.StringIO()
+    if lib is ember:
+        with contextlib.redirect_stdout(buf):
+            gm.graph.print_tabular()
+    return rows, buf.getvalue()
+
+
+def _shape_of_target(text):
+    """The form of a target's text, with the address taken out."""
+    import re
+    return re.sub(r" at 0x[0-9a-f]+", " at ADDR", text)
+
+
+def test_print_tabular_target_text_has_torch_form():
+    trows, _ = _tabular(torch, tfx)
+    _, printed = _tabular(ember, efx)
+    ember_targets = [r for r in printed.splitlines()[2:]]
+    for trow, line in zip(trows, ember_targets):
+        op, name, target = trow
+        assert line.split()[:2] == [op, name]
+        assert _shape_of_target(target) in _shape_of_target(line)
