@@ -99,3 +99,76 @@ def test_print_tabular_target_text_has_torch_form():
         op, name, target = trow
         assert line.split()[:2] == [op, name]
         assert _shape_of_target(target) in _shape_of_target(line)
+
+
+# --- CodeGen, set_codegen and the pytree codegen ---------------------------------------------
+def _pytree_fn(d, t):
+    return d["a"] + d["b"][0] * t + d["b"][1]
+
+
+def test_concrete_args_pytree_gives_torchs_pytree_codegen():
+    tgm = tfx.symbolic_trace(_pytree_fn, concrete_args={"d": {"a": tfx.PH, "b": (tfx.PH, 3)}})
+    egm = efx.symbolic_trace(_pytree_fn, concrete_args={"d": {"a": efx.PH, "b": (efx.PH, 3)}})
+    assert egm.code == tgm.code.replace("torch.", "ember.")
+    assert type(egm.graph._codegen).__name__ == "_PyTreeCodeGen"
+    assert egm.graph._codegen.pytree_info.orig_args == tgm.graph._codegen.pytree_info.orig_args
+    assert egm._in_spec.num_leaves == tgm._in_spec.num_leaves
+    tx, ex = torch.tensor([1.0, 2.0]), ember.tensor([1.0, 2.0])
+    expected = tgm({"b": (tx, 3), "a": tx}, tx)      # dict read by the spec's keys
+    assert egm({"b": (ex, 3), "a": ex}, ex).tolist() == expected.tolist()
+    assert [type(v).__name__ for v in egm.graph.process_inputs({"a": ex, "b": (ex, 3)}, ex)] \
+        == ["Tensor", "Tensor", "int", "Tensor"]
+    with pytest.raises(AssertionError, match="specialized to have value 3"):
+        egm({"a": ex, "b": (ex, 4)}, ex)
+
+
+def _dict_fn(d, t):
+    return {"out": d["a"] + t[0], "z": (t[1] * 2,)}
+
+
+def test_make_fx_of_dicts_and_tuples_keeps_the_structures():
+    from torch.fx.experimental.proxy_tensor import make_fx as tmake_fx
+    from ember.fx.experimental.proxy_tensor import make_fx as emake_fx
+    tx, ex = torch.tensor([1.0, 2.0]), ember.tensor([1.0, 2.0])
+    tgm = tmake_fx(_dict_fn)({"a": tx}, (tx, tx))
+    egm = emake_fx(_dict_fn)({"a": ex}, (ex, ex))
+    tlines, elines = tgm.code.strip().splitlines(), egm.code.strip().splitlines()
+    assert elines[:2] == tlines[:2] and elines[-1] == tlines[-1]
+    assert [n.name for n in egm.graph.nodes if n.op == "placeholder"] == \
+        [n.name for n in tgm.graph.nodes if n.op == "placeholder"]
+    tout, eout = tgm({"a": tx}, (tx, tx)), egm({"a": ex}, (ex, ex))
+    assert set(eout) == set(tout) and isinstance(eout["z"], tuple)
+    assert eout["out"].tolist() == tout["out"].tolist()
+    assert eout["z"][0].tolist() == tout["z"][0].tolist()
+    # Interpreter and Transformer see the same structures
+    assert efx.Interpreter(egm).run({"a": ex}, (ex, ex))["out"].tolist() == tout["out"].tolist()
+    again = efx.Transformer(egm).transform()
+    assert again({"a": ex}, (ex, ex))["z"][0].tolist() == tout["z"][0].tolist()
+
+
+def _list_codegen(fx_graph):
+    class ListCodeGen(fx_graph.CodeGen):
+        def gen_fn_def(self, free_vars, maybe_return_annotation):
+            return (f"def {self._func_name}(self, args_list){maybe_return_annotation}:\n"
+                    f"    {', '.join(free_vars)} = args_list")
+
+        def process_inputs(self, *inputs):
+            assert len(inputs) == 1
+            return inputs[0]
+    return ListCodeGen()
+
+
+def test_set_codegen_with_a_user_codegen():
+    import torch.fx.graph as tgraph
+    import ember.fx.graph as egraph
+    tgm = tfx.symbolic_trace(lambda a, b: a + b)
+    egm = efx.symbolic_trace(lambda a, b: a + b)
+    for gm, graph_mod in ((tgm, tgraph), (egm, egraph)):
+        gm.graph.set_codegen(_list_codegen(graph_mod))
+        gm.recompile()
+    assert egm.code == tgm.code
+    ex = ember.tensor([1.0, 2.0])
+    assert egm([ex, ex]).tolist() == [2.0, 4.0]
+    assert efx.Interpreter(egm).run([ex, ex]).tolist() == [2.0, 4.0]
+    assert isinstance(egm.graph.python_code("self"), egraph.PythonCode)
+    assert type(efx.symbolic_trace(lambda a: a).graph._codegen) is egraph.CodeGen

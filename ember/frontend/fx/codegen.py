@@ -24,6 +24,8 @@ from ...ir.dtypes import DType
 from ...ir.graph import Graph, Node, OpKind, target_name
 from ...ir.meta import MemoryFormat
 from ...ir.registry import is_op
+from .pytree_codegen import CodeGen, _PyTreeCodeGen, codegen_of
+from .pytree_codegen import install as install_codegen
 
 INFIX = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
          operator.floordiv: "//", operator.mod: "%", operator.pow: "**",
@@ -34,9 +36,12 @@ PREFIX = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.n
 
 
 class PythonCode:
-    def __init__(self, src: str, globals_: dict):
+    """torch.fx.graph.PythonCode: the forward's source and the globals it runs in."""
+    def __init__(self, src: str, globals_: dict, _lineno_map=None, _prologue_start=0):
         self.src = src
         self.globals = globals_
+        self._lineno_map = _lineno_map
+        self._prologue_start = _prologue_start
 
 
 def _attr_path(target: str) -> str:
@@ -267,7 +272,22 @@ def _stack_trace_comments(graph: Graph) -> dict:
     return comments
 
 
+class _Source(str):
+    """Generated text whose repr is itself: what CodeGen.generate_output's
+    `repr(output_args)` writes for a returned value (constants spelled as the code
+    spells them)."""
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _output_statement(codegen, em: "_Emitter", value) -> str:
+    ours = type(codegen).generate_output in (CodeGen.generate_output,
+                                              _PyTreeCodeGen.generate_output)
+    return codegen.generate_output(_Source(em.value(value)) if ours else value)
+
+
 def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
+    codegen = codegen_of(graph)
     em = _Emitter(n.name for n in graph.nodes)
     comments = _stack_trace_comments(graph) if verbose else {}
     params, body = [], []
@@ -283,7 +303,7 @@ def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
         if node.op == OpKind.placeholder:
             continue
         if node.op == OpKind.output:
-            body.append(f"    return {em.value(node.args[0])}")
+            body.append("    " + _output_statement(codegen, em, node.args[0]))
             continue
         if node in comments:
             if body:
@@ -300,10 +320,9 @@ def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
         body.append("    pass")
     out = graph.output_node
     returns = em.type_repr(out.type) if out is not None and out.type is not None else None
-    signature = "def forward(" + ", ".join(["self"] + params) + ")" + \
-        (f" -> {returns}" if returns is not None else "") + ":"
+    signature = codegen.gen_fn_def(list(params), f" -> {returns}" if returns is not None else "")
     src = "\n\n\n" + signature + "\n" + "\n".join(body) + "\n    "
-    return PythonCode(src, em.globals)
+    return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())})
 
 
 def install() -> None:
@@ -313,3 +332,4 @@ def install() -> None:
                           verbose: bool = False, **_options) -> PythonCode:
         return python_code(graph, verbose)
     Graph.python_code = graph_python_code
+    install_codegen()

@@ -82,6 +82,10 @@ class GraphModule(Module):
 
     def recompile(self):
         code = python_code(self._graph)
+        info = getattr(self._graph._codegen, "pytree_info", None)
+        if info is not None:        # the generated code reads them (torch's attributes)
+            self.__dict__["_in_spec"] = info.in_spec
+            self.__dict__["_out_spec"] = info.out_spec
         self.__dict__["_code"] = code.src
         _COUNTER[0] += 1
         filename = f"<ember-fx-{_COUNTER[0]}>"

@@ -162,7 +162,9 @@ class ShapeProp(Interpreter):
         super().__init__(module, garbage_collect_values=False)
 
     def propagate(self, *args):
-        return self.run(*[_from_value(a) for a in args])
+        inputs = self.graph.process_inputs(*args)   # a pytree graph's leaves
+        result = self.run(*[_from_value(a) for a in inputs], enable_io_processing=False)
+        return self.graph.process_outputs(result)
 
     def run_node(self, node: Node):
         result = super().run_node(node)
