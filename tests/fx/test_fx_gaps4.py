@@ -172,3 +172,60 @@ def test_set_codegen_with_a_user_codegen():
     assert efx.Interpreter(egm).run([ex, ex]).tolist() == [2.0, 4.0]
     assert isinstance(egm.graph.python_code("self"), egraph.PythonCode)
     assert type(efx.symbolic_trace(lambda a: a).graph._codegen) is egraph.CodeGen
+
+
+# --- experimental.optimization ---------------------------------------------------------------
+def _dropout_program(lib):
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = lib.nn.Conv2d(2, 4, 3)
+            self.bn = lib.nn.BatchNorm2d(4)
+            self.d = lib.nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.d(self.bn(self.conv(x)).relu()) * 2
+    return M().eval()
+
+
+def test_extract_subgraph_and_remove_dropout_as_torch():
+    from torch.fx.experimental import optimization as topt
+    from ember.fx.experimental import optimization as eopt
+    texts = []
+    for lib, fx, opt in ((torch, tfx, topt), (ember, efx, eopt)):
+        model = _dropout_program(lib)
+        gm = fx.symbolic_trace(model)
+        nodes = list(gm.graph.nodes)
+        sub = opt.extract_subgraph(gm, nodes[2:5], [nodes[1]], [nodes[3], nodes[4]])
+        texts.append((sub.code, opt.remove_dropout(model).code))
+    assert texts[1] == texts[0]
+
+
+def test_optimize_for_inference_folds_bn_and_drops_dropout():
+    from ember.fx.experimental.optimization import optimize_for_inference
+    tmodel, emodel = _dropout_program(torch), _dropout_program(ember)
+    with torch.no_grad():
+        tmodel.bn.running_mean.uniform_(-1, 1)
+        tmodel.bn.running_var.uniform_(0.5, 2)
+    emodel.load_state_dict({k: ember.tensor(v.numpy()) for k, v in tmodel.state_dict().items()})
+    x = torch.randn(2, 2, 6, 6)
+    gm = optimize_for_inference(emodel)
+    used = [n.target for n in gm.graph.nodes if n.op == "call_module"]
+    assert used == ["conv"]
+    got = gm(ember.tensor(x.numpy())).detach().numpy()
+    assert got == pytest.approx(tmodel(x).detach().numpy(), abs=1e-4)
+
+
+def test_union_find_as_torch():
+    from torch.fx.experimental.optimization import UnionFind as TUnionFind
+    from ember.fx.experimental.optimization import UnionFind as EUnionFind
+    sets = []
+    for cls in (TUnionFind, EUnionFind):
+        uf = cls(6)
+        for v in range(6):
+            uf.make_set(v)
+        for a, b in ((0, 1), (2, 3), (1, 3), (4, 5), (3, 3)):
+            uf.join(a, b)
+        sets.append(([uf.find(v) == uf.find(0) for v in range(6)], uf.find(4) == uf.find(5),
+                     sorted(uf.size[uf.find(v)] for v in range(6))))
+    assert sets[1] == sets[0]
