@@ -229,3 +229,28 @@ def test_union_find_as_torch():
         sets.append(([uf.find(v) == uf.find(0) for v in range(6)], uf.find(4) == uf.find(5),
                      sorted(uf.size[uf.find(v)] for v in range(6))))
     assert sets[1] == sets[0]
+
+
+# --- Proxy refusals: torch's exception types and wording -------------------------------------
+_REFUSALS = {
+    "bool": lambda x: x if x else x,
+    "iter": lambda x: [a for a in x],
+    "len": lambda x: len(x),
+    "int": lambda x: int(x),
+    "float": lambda x: float(x),
+    "index": lambda x: [1, 2][x],
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSALS))
+def test_proxy_refusals_raise_what_torch_raises(case):
+    with pytest.raises(Exception) as terr:
+        tfx.symbolic_trace(_REFUSALS[case])
+    with pytest.raises(Exception) as eerr:
+        efx.symbolic_trace(_REFUSALS[case])
+    for kind in (TypeError, ValueError, RuntimeError):
+        if isinstance(terr.value, kind):
+            assert isinstance(eerr.value, kind), (case, kind)
+    if case in ("bool", "iter", "len"):     # torch's message starts ember's
+        first = str(terr.value).split(". ")[0].replace("torch.", "ember.")
+        assert str(eerr.value).startswith(first)
