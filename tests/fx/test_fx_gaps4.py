@@ -254,3 +254,39 @@ def test_proxy_refusals_raise_what_torch_raises(case):
     if case in ("bool", "iter", "len"):     # torch's message starts ember's
         first = str(terr.value).split(". ")[0].replace("torch.", "ember.")
         assert str(eerr.value).startswith(first)
+
+
+# --- print_readable's meta annotations --------------------------------------------------------
+def _converting(lib):
+    class N(lib.nn.Module):
+        def forward(self, x, n: int):
+            a, b = x.split(2)
+            return a.to(lib.int64) + b.bool(), x.shape[0], x.t(), x.double().half().long()
+    return N()
+
+
+def test_print_readable_annotates_shape_prop_meta_as_torch():
+    tgm, egm = tfx.symbolic_trace(_converting(torch)), efx.symbolic_trace(_converting(ember))
+    TShapeProp(tgm).propagate(torch.randn(4, 3), 2)
+    EShapeProp(egm).propagate(ember.randn(4, 3), 2)
+    for options in ({}, {"include_stride": True, "include_device": True}):
+        expected = tgm.print_readable(print_output=False, **options)
+        assert egm.print_readable(print_output=False, **options) == \
+            expected.replace("torch.", "ember.")
+
+
+def test_print_readable_annotates_make_fx_values_as_torch():
+    from torch.fx.experimental.proxy_tensor import make_fx as tmake_fx
+    from ember.fx.experimental.proxy_tensor import make_fx as emake_fx
+
+    def f(x, y):
+        return (x.sin() * y).sum(1)
+    tgm = tmake_fx(f)(torch.randn(2, 3), torch.randn(2, 3))
+    egm = emake_fx(f)(ember.randn(2, 3), ember.randn(2, 3))
+    for options in ({}, {"include_stride": True, "include_device": True}):
+        tlines = tgm.print_readable(print_output=False, **options).splitlines()
+        elines = egm.print_readable(print_output=False, **options).splitlines()
+        assert elines[1] == tlines[1]           # the signature's annotations
+        # each value's annotation (the ops differ: ATen there, registry ops here)
+        assert [line.split(" = ")[0] for line in elines[3:]] == \
+            [line.split(" = ")[0] for line in tlines[3:]]

@@ -286,14 +286,44 @@ def _output_statement(codegen, em: "_Emitter", value) -> str:
     return codegen.generate_output(_Source(em.value(value)) if ours else value)
 
 
-def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
+def _meta_annotation(node: Node, include_stride: bool, include_device: bool) -> str | None:
+    """The verbose code's annotation of a tensor value (`"f32[2, 3]"`, with strides
+    `[3, 1]` and the device when asked), as torch prints its meta: ShapeProp's
+    tensor_meta gives shape and dtype only; a traced value (make_fx, jit.trace) all."""
+    from ...ir.meta import TensorMeta
+    recorded = node.meta.get("tensor_meta")
+    if recorded is not None:
+        if not hasattr(recorded, "_fields"):    # a tuple of results: no annotation
+            return None
+        return f'"{recorded.dtype.short}{list(recorded.shape)}"'
+    value = node.meta.get("val")
+    if not isinstance(value, TensorMeta):
+        return None
+    text = f"{value.dtype.short}{list(value.shape)}"
+    if include_stride:
+        text += str(list(value.strides))
+    if include_device:
+        text += str(value.device)
+    return f'"{text}"'
+
+
+def python_code(graph: Graph, verbose: bool = False, include_stride: bool = False,
+                include_device: bool = False) -> PythonCode:
     codegen = codegen_of(graph)
     em = _Emitter(n.name for n in graph.nodes)
     comments = _stack_trace_comments(graph) if verbose else {}
     params, body = [], []
+    def shown(node):
+        """`: "f32[2, 3]"` (verbose, a tensor's meta; torch's spacing) or ` : T`."""
+        if verbose:
+            meta = _meta_annotation(node, include_stride, include_device)
+            if meta is not None:
+                return f": {meta}"
+        annotation = em.type_repr(node.type) if node.type is not None else None
+        return "" if annotation is None else f" : {annotation}"
+
     for p in graph.placeholders:
-        annotation = em.type_repr(p.type) if p.type is not None else None
-        param = p.target if annotation is None else f"{p.target} : {annotation}"
+        param = p.target + shown(p)
         params.append(param if not p.args else f"{param} = {em.value(p.args[0])}")
         bare = p.target.lstrip("*")     # `*args`: the value is `args`, the node `_args`
         if p.name != bare:              # a parameter named like a builtin: `sum_1 = sum`
@@ -309,9 +339,7 @@ def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
             if body:
                 body.append("")
             body.append("    " + comments[node])
-        annotation = em.type_repr(node.type) if node.type is not None else None
-        typed = node.name if annotation is None else f"{node.name} : {annotation}"
-        line = f"    {typed} = {em.expression(node)}"
+        line = f"    {node.name}{shown(node)} = {em.expression(node)}"
         dead = released.get(node)
         if dead:
             line += ";  " + " = ".join(n.name for n in dead) + " = None"
@@ -329,7 +357,8 @@ def install() -> None:
     """`graph.python_code(root_module)`: torch.fx's Graph method (the IR layer cannot
     import this generator, so the method is attached here)."""
     def graph_python_code(graph: Graph, root_module: str = "self", *,
-                          verbose: bool = False, **_options) -> PythonCode:
-        return python_code(graph, verbose)
+                          verbose: bool = False, include_stride: bool = False,
+                          include_device: bool = False, **_options) -> PythonCode:
+        return python_code(graph, verbose, include_stride, include_device)
     Graph.python_code = graph_python_code
     install_codegen()

@@ -101,8 +101,13 @@ def _run_meta(op, args: tuple):
 
 
 def install() -> None:
-    from ..methods import install as install_methods
+    from ..methods import TRACED_TENSOR_METHODS, install as install_methods
     install_methods(MetaTensor)
+    # Tensor's conversions (`to`, `float`, `type_as`, ...) call ops, which run their meta
+    # rules here; methods MetaTensor already has stay
+    for name in TRACED_TENSOR_METHODS:
+        if not hasattr(MetaTensor, name):
+            setattr(MetaTensor, name, Tensor.__dict__[name])
     dispatch.register_value_handler(MetaTensor, _run_meta, priority=5)
     MetaTensor.detach = lambda self: MetaTensor(self.meta)    # no longer requires grad
     MetaTensor.contiguous = lambda self, memory_format=None: self if memory_format is None \
