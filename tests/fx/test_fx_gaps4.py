@@ -290,3 +290,25 @@ def test_print_readable_annotates_make_fx_values_as_torch():
         # each value's annotation (the ops differ: ATen there, registry ops here)
         assert [line.split(" = ")[0] for line in elines[3:]] == \
             [line.split(" = ")[0] for line in tlines[3:]]
+
+
+def _dict_module(lib):
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lib.nn.Linear(2, 2)
+
+        def forward(self, d):
+            return [self.lin(d["a"]), d["b"]]
+    return M()
+
+
+def test_concrete_args_pytree_of_a_module_forward_as_torch():
+    tgm = tfx.symbolic_trace(_dict_module(torch), concrete_args={"d": {"a": tfx.PH, "b": tfx.PH}})
+    egm = efx.symbolic_trace(_dict_module(ember), concrete_args={"d": {"a": efx.PH, "b": efx.PH}})
+    assert egm.code == tgm.code.replace("torch.", "ember.")
+    assert egm.graph._codegen.pytree_info.orig_args == tgm.graph._codegen.pytree_info.orig_args
+    x = ember.ones(2)
+    out = egm({"a": x, "b": x})
+    assert isinstance(out, list) and out[1] is x
+    assert efx.Interpreter(egm).run({"a": x, "b": x})[1] is x

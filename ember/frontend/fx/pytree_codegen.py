@@ -73,7 +73,9 @@ class _PyTreeCodeGen(CodeGen):
         # bare names: `a: T, b: T = f()` is not Python, and defaults cannot apply here
         names = [v.split(":")[0].split("=")[0].strip() for v in free_vars]
         if names:
-            inputs = ", ".join(a for a in orig if a != "self")
+            if orig and orig[0] == "self":      # a module's forward: torch's spec has it
+                names.insert(0, "self")
+            inputs = ", ".join(orig)
             definition += (f"\n    {', '.join(names)}, = "
                            f"fx_pytree.tree_flatten_spec([{inputs}], self._in_spec)")
         return definition

@@ -336,7 +336,13 @@ class Tracer:
                 if value is not PH:
                     self._guard_concrete(name, proxy, value)
                 flat_args.append(proxy if value is PH else value)
-        codegen = _PyTreeCodeGen(_PyTreeInfo(names, in_spec, None))
+        recorded_spec, recorded_names = in_spec, names
+        if isinstance(self.root, Module):   # torch's record of a forward counts `self`
+            leaf = flatten(None)[1]
+            recorded_spec = type(in_spec)(in_spec.kind, (leaf,) + tuple(in_spec.children),
+                                          in_spec.context)
+            recorded_names = ["self"] + names
+        codegen = _PyTreeCodeGen(_PyTreeInfo(recorded_names, recorded_spec, None))
         self.graph._codegen = codegen
 
         def flat_fn(*args):
