@@ -312,3 +312,15 @@ def test_concrete_args_pytree_of_a_module_forward_as_torch():
     out = egm({"a": x, "b": x})
     assert isinstance(out, list) and out[1] is x
     assert efx.Interpreter(egm).run({"a": x, "b": x})[1] is x
+
+
+def test_to_folder_of_a_pytree_graph_module(tmp_path, monkeypatch):
+    import importlib
+    egm = efx.symbolic_trace(_pytree_fn, concrete_args={"d": {"a": efx.PH, "b": (efx.PH, 3)}})
+    egm.to_folder(str(tmp_path / "fx4_pytree_pkg"), "Saved")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    saved = importlib.import_module("fx4_pytree_pkg").Saved()
+    x = ember.tensor([1.0, 2.0])
+    tx = torch.tensor([1.0, 2.0])
+    expected = _pytree_fn({"a": tx, "b": (tx, 3)}, tx)
+    assert saved({"a": x, "b": (x, 3)}, x).tolist() == expected.tolist()
