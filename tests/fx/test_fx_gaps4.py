@@ -324,3 +324,17 @@ def test_to_folder_of_a_pytree_graph_module(tmp_path, monkeypatch):
     tx = torch.tensor([1.0, 2.0])
     expected = _pytree_fn({"a": tx, "b": (tx, 3)}, tx)
     assert saved({"a": x, "b": (x, 3)}, x).tolist() == expected.tolist()
+
+
+def test_on_generate_code_transforms_the_body_as_torch():
+    def build(fx):
+        gm = fx.symbolic_trace(lambda x: (x + 1).relu())
+
+        def insert(body):
+            return ["seen = []\n", *body]
+        with gm.graph.on_generate_code(lambda previous: insert):
+            gm.recompile()
+            inside = gm.code
+        gm.recompile()
+        return inside, gm.code
+    assert build(efx) == build(tfx)

@@ -307,6 +307,14 @@ def _meta_annotation(node: Node, include_stride: bool, include_device: bool) -> 
     return f'"{text}"'
 
 
+def _transformed_body(transformer, body: list) -> list:
+    """Apply an on_generate_code transformer to the body in torch's form (statements
+    without indentation, each ending in a newline) and indent the result again."""
+    lines = [line[4:] + "\n" if line.startswith("    ") else line + "\n" for line in body]
+    text = "".join(transformer(lines))
+    return ["    " + line if line else "" for line in text.rstrip("\n").split("\n")]
+
+
 def python_code(graph: Graph, verbose: bool = False, include_stride: bool = False,
                 include_device: bool = False) -> PythonCode:
     codegen = codegen_of(graph)
@@ -348,6 +356,8 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
         body.append("    pass")
     out = graph.output_node
     returns = em.type_repr(out.type) if out is not None and out.type is not None else None
+    if codegen._body_transformer is not None:   # graph.on_generate_code's hook
+        body = _transformed_body(codegen._body_transformer, body)
     signature = codegen.gen_fn_def(list(params), f" -> {returns}" if returns is not None else "")
     src = "\n\n\n" + signature + "\n" + "\n".join(body) + "\n    "
     return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())})

@@ -10,6 +10,7 @@ subclass CodeGen and install it with `graph.set_codegen(...)`.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple, Optional
 
 from ..func.pytree import TreeSpec, flatten, unflatten
@@ -127,7 +128,19 @@ def install() -> None:
 
     def set_codegen(graph, codegen: CodeGen) -> None:
         graph.__dict__["_codegen_impl"] = codegen
+    @contextlib.contextmanager
+    def on_generate_code(graph, make_transformer):
+        """While the block runs, generated code passes its body (statements, each
+        ending in a newline) through `make_transformer(previous_transformer)`."""
+        codegen = codegen_of(graph)
+        previous = codegen._body_transformer
+        codegen._body_transformer = make_transformer(previous)
+        try:
+            yield
+        finally:
+            codegen._body_transformer = previous
     Graph._codegen = property(codegen_of, set_codegen)
+    Graph.on_generate_code = on_generate_code
     Graph.set_codegen = set_codegen
     Graph.process_inputs = lambda graph, *args: codegen_of(graph).process_inputs(*args)
     Graph.process_outputs = lambda graph, out: codegen_of(graph).process_outputs(out)
