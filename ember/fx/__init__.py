@@ -13,4 +13,4 @@ from ..frontend.fx import __all__  # noqa: F401
 from ..ir.graph import has_side_effect  # noqa: F401
 from . import (node, graph, graph_module, proxy, interpreter,  # noqa: F401
                subgraph_rewriter, passes, experimental, _symbolic_trace,
-               immutable_collections, operator_schemas, traceback)
+               immutable_collections, operator_schemas, traceback, _pytree)

@@ -662,13 +662,23 @@ class Graph:
         torch.fx prints through the tabulate package: columns padded to their widest
         cell and separated by two spaces, a dashed rule under the headers."""
         headers = ["opcode", "name", "target", "args", "kwargs"]
-        rows = [[str(n.op), n.name, str(n.target), str(n.args), str(n.kwargs)]
+        rows = [[str(n.op), n.name, _tabular_target(n.target), str(n.args), str(n.kwargs)]
                 for n in self._nodes]
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
         def line(cells):
             return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
         text = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
         print("\n".join(text))
+
+
+def _tabular_target(target) -> str:
+    """A target as print_tabular shows it: a registry op in the form torch shows its
+    C-level functions (`<built-in method relu of type object at 0x...>`), anything
+    else as str() gives it (`<function relu at 0x...>`, a method or module name)."""
+    from .registry import OpDef
+    if isinstance(target, OpDef):
+        return f"<built-in method {target.name} of type object at {id(OpDef):#x}>"
+    return str(target)
 
 
 def _is_reserved(name: str) -> bool:

@@ -24,6 +24,8 @@ from ...ir.dtypes import DType
 from ...ir.graph import Graph, Node, OpKind, target_name
 from ...ir.meta import MemoryFormat
 from ...ir.registry import is_op
+from .pytree_codegen import CodeGen, _PyTreeCodeGen, codegen_of
+from .pytree_codegen import install as install_codegen
 
 INFIX = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
          operator.floordiv: "//", operator.mod: "%", operator.pow: "**",
@@ -34,9 +36,12 @@ PREFIX = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.n
 
 
 class PythonCode:
-    def __init__(self, src: str, globals_: dict):
+    """torch.fx.graph.PythonCode: the forward's source and the globals it runs in."""
+    def __init__(self, src: str, globals_: dict, _lineno_map=None, _prologue_start=0):
         self.src = src
         self.globals = globals_
+        self._lineno_map = _lineno_map
+        self._prologue_start = _prologue_start
 
 
 def _attr_path(target: str) -> str:
@@ -267,13 +272,66 @@ def _stack_trace_comments(graph: Graph) -> dict:
     return comments
 
 
-def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
+class _Source(str):
+    """Generated text whose repr is itself: what CodeGen.generate_output's
+    `repr(output_args)` writes for a returned value (constants spelled as the code
+    spells them)."""
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _output_statement(codegen, em: "_Emitter", value) -> str:
+    ours = type(codegen).generate_output in (CodeGen.generate_output,
+                                              _PyTreeCodeGen.generate_output)
+    return codegen.generate_output(_Source(em.value(value)) if ours else value)
+
+
+def _meta_annotation(node: Node, include_stride: bool, include_device: bool) -> str | None:
+    """The verbose code's annotation of a tensor value (`"f32[2, 3]"`, with strides
+    `[3, 1]` and the device when asked), as torch prints its meta: ShapeProp's
+    tensor_meta gives shape and dtype only; a traced value (make_fx, jit.trace) all."""
+    from ...ir.meta import TensorMeta
+    recorded = node.meta.get("tensor_meta")
+    if recorded is not None:
+        if not hasattr(recorded, "_fields"):    # a tuple of results: no annotation
+            return None
+        return f'"{recorded.dtype.short}{list(recorded.shape)}"'
+    value = node.meta.get("val")
+    if not isinstance(value, TensorMeta):
+        return None
+    text = f"{value.dtype.short}{list(value.shape)}"
+    if include_stride:
+        text += str(list(value.strides))
+    if include_device:
+        text += str(value.device)
+    return f'"{text}"'
+
+
+def _transformed_body(transformer, body: list) -> list:
+    """Apply an on_generate_code transformer to the body in torch's form (statements
+    without indentation, each ending in a newline) and indent the result again."""
+    lines = [line[4:] + "\n" if line.startswith("    ") else line + "\n" for line in body]
+    text = "".join(transformer(lines))
+    return ["    " + line if line else "" for line in text.rstrip("\n").split("\n")]
+
+
+def python_code(graph: Graph, verbose: bool = False, include_stride: bool = False,
+                include_device: bool = False) -> PythonCode:
+    codegen = codegen_of(graph)
     em = _Emitter(n.name for n in graph.nodes)
     comments = _stack_trace_comments(graph) if verbose else {}
     params, body = [], []
+    def shown(node):
+        """`: "f32[2, 3]"` (verbose, a tensor's meta; torch's spacing) or ` : T`."""
+        if verbose:
+            meta = _meta_annotation(node, include_stride, include_device)
+            if meta is not None:
+                return f": {meta}"
+        annotation = em.type_repr(node.type) if node.type is not None else None
+        return "" if annotation is None else f" : {annotation}"
+
     for p in graph.placeholders:
-        annotation = em.type_repr(p.type) if p.type is not None else None
-        param = p.target if annotation is None else f"{p.target} : {annotation}"
+        param = p.target + shown(p)
         params.append(param if not p.args else f"{param} = {em.value(p.args[0])}")
         bare = p.target.lstrip("*")     # `*args`: the value is `args`, the node `_args`
         if p.name != bare:              # a parameter named like a builtin: `sum_1 = sum`
@@ -283,15 +341,13 @@ def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
         if node.op == OpKind.placeholder:
             continue
         if node.op == OpKind.output:
-            body.append(f"    return {em.value(node.args[0])}")
+            body.append("    " + _output_statement(codegen, em, node.args[0]))
             continue
         if node in comments:
             if body:
                 body.append("")
             body.append("    " + comments[node])
-        annotation = em.type_repr(node.type) if node.type is not None else None
-        typed = node.name if annotation is None else f"{node.name} : {annotation}"
-        line = f"    {typed} = {em.expression(node)}"
+        line = f"    {node.name}{shown(node)} = {em.expression(node)}"
         dead = released.get(node)
         if dead:
             line += ";  " + " = ".join(n.name for n in dead) + " = None"
@@ -300,16 +356,19 @@ def python_code(graph: Graph, verbose: bool = False) -> PythonCode:
         body.append("    pass")
     out = graph.output_node
     returns = em.type_repr(out.type) if out is not None and out.type is not None else None
-    signature = "def forward(" + ", ".join(["self"] + params) + ")" + \
-        (f" -> {returns}" if returns is not None else "") + ":"
+    if codegen._body_transformer is not None:   # graph.on_generate_code's hook
+        body = _transformed_body(codegen._body_transformer, body)
+    signature = codegen.gen_fn_def(list(params), f" -> {returns}" if returns is not None else "")
     src = "\n\n\n" + signature + "\n" + "\n".join(body) + "\n    "
-    return PythonCode(src, em.globals)
+    return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())})
 
 
 def install() -> None:
     """`graph.python_code(root_module)`: torch.fx's Graph method (the IR layer cannot
     import this generator, so the method is attached here)."""
     def graph_python_code(graph: Graph, root_module: str = "self", *,
-                          verbose: bool = False, **_options) -> PythonCode:
-        return python_code(graph, verbose)
+                          verbose: bool = False, include_stride: bool = False,
+                          include_device: bool = False, **_options) -> PythonCode:
+        return python_code(graph, verbose, include_stride, include_device)
     Graph.python_code = graph_python_code
+    install_codegen()

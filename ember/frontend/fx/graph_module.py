@@ -82,6 +82,10 @@ class GraphModule(Module):
 
     def recompile(self):
         code = python_code(self._graph)
+        info = getattr(self._graph._codegen, "pytree_info", None)
+        if info is not None:        # the generated code reads them (torch's attributes)
+            self.__dict__["_in_spec"] = info.in_spec
+            self.__dict__["_out_spec"] = info.out_spec
         self.__dict__["_code"] = code.src
         _COUNTER[0] += 1
         filename = f"<ember-fx-{_COUNTER[0]}>"
@@ -169,21 +173,24 @@ class GraphModule(Module):
     def print_readable(self, print_output: bool = True, include_stride: bool = False,
                        include_device: bool = False, colored: bool = False,
                        **_options) -> str:
-        text = self._readable(type(self).__name__)
+        text = self._readable(type(self).__name__, include_stride, include_device)
         if print_output:
             print(text)
         return text
 
-    def _readable(self, class_name: str) -> str:
+    def _readable(self, class_name: str, include_stride: bool = False,
+                  include_device: bool = False) -> str:
         """The class listing print_readable shows; GraphModule children follow as
         nested classes named after their attribute (torch's layout)."""
         from .codegen import python_code       # verbose: with stack-trace comments
-        body = python_code(self.graph, verbose=True).src.strip("\n").rstrip()
+        body = python_code(self.graph, verbose=True, include_stride=include_stride,
+                           include_device=include_device).src.strip("\n").rstrip()
         lines = [f"class {class_name}(ember.nn.Module):"]
         lines += [("    " + line).rstrip() for line in body.splitlines()]
         for name, child in self.named_children():
             if isinstance(child, GraphModule):
-                nested = child._readable(name).rstrip("\n").splitlines()
+                nested = child._readable(name, include_stride, include_device)
+                nested = nested.rstrip("\n").splitlines()
                 lines += [""] + [("    " + line).rstrip() for line in nested]
         return "\n".join(lines) + "\n"
 

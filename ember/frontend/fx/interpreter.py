@@ -25,6 +25,8 @@ class Interpreter:
 
     def run(self, *args, initial_env: dict | None = None, enable_io_processing: bool = True):
         self.env = dict(initial_env or {})
+        if enable_io_processing:        # a pytree graph's structures -> its placeholders
+            args = self.graph.process_inputs(*args)
         self.args_iter = iter(args)
         for node in self.graph.nodes:
             if node in self.env:
@@ -41,7 +43,8 @@ class Interpreter:
             for dead in self._last_use.get(node, ()):
                 self.env.pop(dead, None)
             if node.op == OpKind.output:
-                return self.env[node]
+                value = self.env[node]
+                return self.graph.process_outputs(value) if enable_io_processing else value
         return None
 
     def boxed_run(self, args_list: list):
@@ -132,6 +135,7 @@ class Transformer(Interpreter):
     def __init__(self, module):
         super().__init__(module, garbage_collect_values=False)
         self.new_graph = Graph()
+        self.new_graph.set_codegen(self.graph._codegen)     # a pytree signature stays
         self.tracer = Tracer()
         self.tracer.graph = self.new_graph
         self.tracer.root = module
@@ -165,7 +169,7 @@ class Transformer(Interpreter):
     def transform(self):
         from .graph_module import GraphModule
         with fx_traceback.preserve_node_meta():    # every node made for a node gets its
-            result = self.run()                     # stack trace and module stack (torch's)
+            result = self.run(enable_io_processing=False)   # stack trace and module stack (torch's)
         out = self.new_graph.output(self.tracer.create_arg(result))
         old_out = self.graph.output_node
         if old_out is not None:

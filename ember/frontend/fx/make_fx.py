@@ -27,10 +27,49 @@ def make_fx(f, decomposition_table=None, tracing_mode: str = "real",
     @functools.wraps(f)
     def traced(*args):
         from ..jit import trace
-        gm = trace(f, args)
-        _name_inputs_as_torch(gm, f)
-        return gm
+        from ..func.pytree import flatten
+        leaves, in_spec = flatten(args)
+        if all(spec.kind == "leaf" for spec in in_spec.children):
+            gm = trace(f, args)
+            _name_inputs_as_torch(gm, f)
+            return gm
+        return _trace_pytree(f, leaves, in_spec, trace)
     return traced
+
+
+def _trace_pytree(f, leaves: list, in_spec, trace):
+    """Dicts, lists or tuples among the arguments: trace `f` on their leaves (one
+    placeholder each, `d_1`, `t_1`, `t_2`: the parameter's name and the leaf's number,
+    as torch names them) and give the graph a `_PyTreeCodeGen`, so the GraphModule
+    takes and returns the same structures."""
+    import inspect
+    from ..func.pytree import flatten, unflatten
+    from .pytree_codegen import _PyTreeCodeGen, _PyTreeInfo
+    out_spec = []
+
+    def flat_f(*flat):
+        out, spec = flatten(f(*unflatten(in_spec, flat)))
+        out_spec.append(spec)
+        return out
+    gm = trace(flat_f, tuple(leaves))
+    try:
+        names = [p.name for p in inspect.signature(f).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        names = []
+    names += [f"arg{i}" for i in range(len(names), len(in_spec.children))]
+    wanted = [f"{name}_{i}" for name, spec in zip(names, in_spec.children)
+              for i in range(1, spec.num_leaves + 1)]
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node in placeholders:               # free the names first: inputs may swap
+        node._rename(f"_make_fx_input_{node.name}")
+    for node, name in zip(placeholders, wanted):
+        node._rename(name)
+        node.target = node.name
+    gm.graph._codegen = _PyTreeCodeGen(_PyTreeInfo(names[:len(in_spec.children)], in_spec,
+                                                   out_spec[-1]))
+    gm.recompile()
+    return gm
 
 
 def _name_inputs_as_torch(gm, f) -> None:

@@ -85,3 +85,61 @@ def remove_dropout(model) -> GraphModule:
             gm.graph.erase_node(node)
     gm.recompile()
     return gm
+
+
+def extract_subgraph(orig_module, nodes: list, inputs: list, outputs: list) -> GraphModule:
+    """A GraphModule of `nodes` (copied in order) over `orig_module`'s attributes:
+    each of `inputs` becomes a placeholder of its name, and the graph returns the list
+    of `outputs`' copies."""
+    from ...ir.graph import Graph
+    graph = Graph()
+    copies = {node: graph.placeholder(node.name) for node in inputs}
+    for node in nodes:
+        copies[node] = graph.node_copy(node, lambda arg: copies[arg])
+    graph.output([copies[node] for node in outputs])
+    graph.lint()
+    return GraphModule(orig_module, graph)
+
+
+def optimize_for_inference(model, pass_config: dict | None = None, tracer=None) -> GraphModule:
+    """torch's inference rewrites that apply to ember: BatchNorm folded into the
+    preceding conv/linear (`conv_bn_fuse`) and Dropout removed (`remove_dropout`), on a
+    traced copy. torch's MKL-DNN layout pass (`mkldnn_layout_optimize`) has no ember
+    counterpart: ember's compiler picks layouts itself (`ember.compile`)."""
+    config = {"conv_bn_fuse": True, "remove_dropout": True, **(pass_config or {})}
+    model = copy.deepcopy(model)
+    gm = symbolic_trace(model) if tracer is None else GraphModule(model, tracer().trace(model))
+    if config["conv_bn_fuse"]:
+        gm = fuse(gm, inplace=True, no_trace=True)
+    if config["remove_dropout"]:
+        gm = remove_dropout(gm)
+    return gm
+
+
+class UnionFind:
+    """Disjoint sets over 0..n-1 (torch's helper): `make_set(v)`, `find(v)` (with path
+    compression), `join(a, b)` (the smaller set under the larger)."""
+    def __init__(self, n: int):
+        self.parent: list = [None] * n
+        self.size: list = [0] * n
+
+    def make_set(self, v: int) -> None:
+        self.parent[v] = v
+        self.size[v] = 1
+
+    def find(self, v: int) -> int:
+        root = v
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[v] != root:
+            self.parent[v], v = root, self.parent[v]
+        return root
+
+    def join(self, a: int, b: int) -> None:
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return
+        if self.size[a] < self.size[b]:
+            a, b = b, a
+        self.parent[b] = a
+        self.size[a] += self.size[b]

@@ -68,10 +68,10 @@ class Proxy:
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
     # --- concrete values: not available while tracing ------------------------------------
-    def _concrete(self, what: str, message: str = _CONTROL_FLOW):
+    def _concrete(self, what: str, message: str = _CONTROL_FLOW, error=TraceError):
         frame = user_frame()
         where = f"\n  at {format_frame(frame)}" if frame else ""
-        raise TraceError(
+        raise error(
             f"{message} ({what} of {self.node.name}){where}\n  hint: pass the value through "
             "`concrete_args`, or make the module that branches a leaf module "
             "(Tracer.is_leaf_module), or use ember.jit.trace, which specializes on the "
@@ -95,17 +95,24 @@ class Proxy:
             return (self[i] for i in range(count))
         return self.tracer.iter(self)
 
+    # torch's Proxy has no conversions, so Python raises TypeError there: ours is one too
     def __index__(self):
-        self._concrete("use as an index")
+        self._concrete("use as an index", error=ConversionTraceError)
 
     def __int__(self):
-        self._concrete("int()")
+        self._concrete("int()", error=ConversionTraceError)
 
     def __float__(self):
-        self._concrete("float()")
+        self._concrete("float()", error=ConversionTraceError)
 
     def keys(self):
         return self.tracer.keys(self)
+
+
+class ConversionTraceError(TraceError, TypeError):
+    """int(), float() or indexing with a traced value: a TraceError, and the TypeError
+    torch.fx users catch (torch's Proxy has no such conversions)."""
+    __module__ = "ember.fx.proxy"
 
 
 def _record_operator(fn, reflected: bool = False):

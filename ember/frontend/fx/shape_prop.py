@@ -19,11 +19,12 @@ from .interpreter import Interpreter
 
 class MetaTensor(HasMeta):
     """A tensor with metadata and no data: what ops compute on during ShapeProp."""
-    __slots__ = ("meta", "requires_grad")
+    __slots__ = ("meta", "requires_grad", "qparams")
 
     def __init__(self, meta: TensorMeta, requires_grad: bool = False):
         self.meta = meta
         self.requires_grad = requires_grad
+        self.qparams = {}       # a quantized input's scheme/scale/zero point (tensor_meta)
 
     _shape_type = Size
 
@@ -47,6 +48,25 @@ def _wrap(value, requires_grad: bool = False):
     if isinstance(value, (list, tuple)):
         return type(value)(_wrap(v, requires_grad) for v in value)
     return value
+
+
+def _from_value(value):
+    """The MetaTensor standing for a real input or attribute (other values as they are)."""
+    result = _wrap(_to_meta(value), _requires_grad(value))
+    if isinstance(result, MetaTensor) and isinstance(value, Tensor) and value.is_quantized:
+        result.qparams = _qparams(value)
+    return result
+
+
+def _qparams(tensor) -> dict:
+    """torch's ShapeProp qparams: the scheme with its scale/zero point (per channel:
+    lists and the axis)."""
+    scheme = tensor.qscheme()
+    if "channel" in str(scheme):
+        return {"qscheme": scheme, "scale": tensor.q_per_channel_scales().tolist(),
+                "zero_point": tensor.q_per_channel_zero_points().tolist(),
+                "axis": tensor.q_per_channel_axis()}
+    return {"qscheme": scheme, "scale": tensor.q_scale(), "zero_point": tensor.q_zero_point()}
 
 
 def _requires_grad(value) -> bool:
@@ -74,12 +94,20 @@ def _mark_requires_grad(result, requires: bool) -> None:
 
 def _run_meta(op, args: tuple):
     target = op.functional if op.functional is not None else op
-    return _wrap(target.meta(*_to_meta(args)))
+    result = target.meta(*_to_meta(args))
+    # a meta rule lists its results; the op called eagerly returns a tuple (split,
+    # chunk, unbind), and torch's ShapeProp records that tuple
+    return _wrap(tuple(result) if isinstance(result, list) else result)
 
 
 def install() -> None:
-    from ..methods import install as install_methods
+    from ..methods import TRACED_TENSOR_METHODS, install as install_methods
     install_methods(MetaTensor)
+    # Tensor's conversions (`to`, `float`, `type_as`, ...) call ops, which run their meta
+    # rules here; methods MetaTensor already has stay
+    for name in TRACED_TENSOR_METHODS:
+        if not hasattr(MetaTensor, name):
+            setattr(MetaTensor, name, Tensor.__dict__[name])
     dispatch.register_value_handler(MetaTensor, _run_meta, priority=5)
     MetaTensor.detach = lambda self: MetaTensor(self.meta)    # no longer requires grad
     MetaTensor.contiguous = lambda self, memory_format=None: self if memory_format is None \
@@ -119,7 +147,7 @@ def _tensor_metadata(value):
         meta = value.meta
         return TensorMetadata(Size(meta.shape), meta.dtype, value.requires_grad,
                               tuple(meta.strides), _memory_format(meta),
-                              meta.dtype.is_quantized, {})
+                              meta.dtype.is_quantized, dict(value.qparams))
     if isinstance(value, (list, tuple)):
         # other values stay as they are (torch: `(3, sum)` gives `(3, TensorMetadata)`)
         found = [_tensor_metadata(v) if _has_tensor(v) else v for v in value]
@@ -139,7 +167,9 @@ class ShapeProp(Interpreter):
         super().__init__(module, garbage_collect_values=False)
 
     def propagate(self, *args):
-        return self.run(*[_wrap(_to_meta(a), _requires_grad(a)) for a in args])
+        inputs = self.graph.process_inputs(*args)   # a pytree graph's leaves
+        result = self.run(*[_from_value(a) for a in inputs], enable_io_processing=False)
+        return self.graph.process_outputs(result)
 
     def run_node(self, node: Node):
         result = super().run_node(node)
@@ -157,8 +187,7 @@ class ShapeProp(Interpreter):
 
     def get_attr(self, target, args, kwargs):
         value = super().get_attr(target, args, kwargs)
-        return _wrap(meta_of(value), _requires_grad(value)) if isinstance(value, Tensor) \
-            else value
+        return _from_value(value) if isinstance(value, Tensor) else value
 
     def _inputs_require_grad(self, node: Node) -> bool:
         from ..autograd.grad_mode import is_grad_enabled

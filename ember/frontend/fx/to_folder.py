@@ -19,6 +19,7 @@ import importlib
 import keyword
 import os
 import pickle
+import types
 
 import numpy as np
 
@@ -35,6 +36,12 @@ def write_folder(gm, folder: str, class_name: str) -> None:
     code = python_code(gm.graph)
     init_lines, tensors = [], {}
     _emit_members(gm, "self", "", folder, init_lines, tensors)
+    info = getattr(gm.graph._codegen, "pytree_info", None)
+    if info is not None:        # the code reads self._in_spec / self._out_spec
+        with open(os.path.join(folder, "pytree_specs.pkl"), "wb") as f:
+            pickle.dump((info.in_spec, info.out_spec), f)
+        init_lines.append("self._in_spec, self._out_spec = pickle.load(open(os.path.join("
+                          "os.path.dirname(__file__), 'pytree_specs.pkl'), 'rb'))")
     _save_tensors(tensors, os.path.join(folder, WEIGHTS))
     lines = ["import os", "import pickle", "", "import ember", "import operator"]
     lines += _global_imports(code.globals)
@@ -137,6 +144,9 @@ def _global_imports(globals_: dict) -> list[str]:
     lines = []
     for name, obj in globals_.items():
         if name in ("ember", "operator"):
+            continue
+        if isinstance(obj, types.ModuleType):     # the pytree code's helpers
+            lines.append(f"import {obj.__name__} as {name}")
             continue
         module = getattr(obj, "__module__", None)
         qualname = getattr(obj, "__qualname__", None)

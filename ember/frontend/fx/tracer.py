@@ -256,7 +256,12 @@ class Tracer:
         global _tracing_depth
         _tracing_depth += 1
         try:
-            fn, args = self._placeholders(fn, concrete_args or {}, annotations)
+            pytree_call = self._pytree_placeholders(fn, concrete_args or {})
+            if pytree_call is not None:
+                fn, args = pytree_call
+                annotations = {}
+            else:
+                fn, args = self._placeholders(fn, concrete_args or {}, annotations)
             with self._patched(getattr(fn, "__globals__", {})):
                 result = fn(*args)
         finally:
@@ -301,6 +306,51 @@ class Tracer:
             args.append(self.create_proxy("placeholder", name, default, {}, name=name,
                                           type_expr=(annotations or {}).get(name)))
         return fn, args
+
+    def _pytree_placeholders(self, fn, concrete_args: dict):
+        """torch.fx's pytree inputs: when a concrete argument is a dict/list/tuple (with
+        `PH` leaves to keep traced), each leaf of it is a placeholder (`d_1`, `d_2`,
+        ...; a non-PH leaf guarded as a concrete argument is), other parameters one
+        each, and the graph gets a `_PyTreeCodeGen` so the GraphModule keeps the
+        user's signature. The function is then called with the rebuilt structures
+        and its result flattened (the output spec). None when no argument is a tree."""
+        from ..func.pytree import flatten, unflatten
+        from .pytree_codegen import _PyTreeCodeGen, _PyTreeInfo
+        if not any(flatten(v)[1].kind != "leaf" for v in concrete_args.values()):
+            return None
+        params = list(inspect.signature(fn).parameters.values())
+        if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+            return None     # *args/**kwargs: the ordinary placeholders
+        names = [p.name for p in params]
+        leaves, in_spec = flatten(tuple(concrete_args.get(n, PH) for n in names))
+        flat_args = []
+        for name, spec in zip(names, in_spec.children):
+            count = spec.num_leaves
+            values, leaves = leaves[:count], leaves[count:]
+            if spec.kind == "leaf" and name not in concrete_args:
+                flat_args.append(self.create_proxy("placeholder", name, (), {}, name=name))
+                continue
+            for i, value in enumerate(values, 1):
+                proxy = self.create_proxy("placeholder", f"{name}_{i}", (), {},
+                                          name=f"{name}_{i}")
+                if value is not PH:
+                    self._guard_concrete(name, proxy, value)
+                flat_args.append(proxy if value is PH else value)
+        recorded_spec, recorded_names = in_spec, names
+        if isinstance(self.root, Module):   # torch's record of a forward counts `self`
+            leaf = flatten(None)[1]
+            recorded_spec = type(in_spec)(in_spec.kind, (leaf,) + tuple(in_spec.children),
+                                          in_spec.context)
+            recorded_names = ["self"] + names
+        codegen = _PyTreeCodeGen(_PyTreeInfo(recorded_names, recorded_spec, None))
+        self.graph._codegen = codegen
+
+        def flat_fn(*args):
+            result = fn(*unflatten(in_spec, args))
+            out, out_spec = flatten(result)
+            codegen.pytree_info = codegen.pytree_info._replace(out_spec=out_spec)
+            return out
+        return flat_fn, flat_args
 
     def _guard_concrete(self, name: str, proxy: Proxy, value) -> None:
         message = f"{name} has been specialized to have value {value} but got another value"
