@@ -101,7 +101,9 @@ def _trace(model, custom: PrepareCustomConfig | None) -> GraphModule:
             f"that contains this code as non-traceable with PrepareCustomConfig()."
             f"set_non_traceable_module_names([...]) (or set_non_traceable_module_classes) "
             f"and pass it as prepare_custom_config; it then stays in float.") from None
-    gm = GraphModule(model, graph, type(model).__name__)
+    # named GraphModule, not after the model: torch.ao's fused, prepared and converted
+    # models print as `GraphModule(...)`
+    gm = GraphModule(model, graph)
     for name, value in tracer.tensor_constants.items():
         setattr(gm, name, value)
     return gm
