@@ -357,9 +357,11 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
             return None
         _, scale, zero_point, _ = out_q.args
         op = OPS["quantized_add"] if kind == "add" else OPS["quantized_mul"]
+        # named as torch.ao's lowering names them: `add_1`, `mul_2`, `add_relu` ...
+        name = kind + ("_relu" if relu_node is not None else "")
         with graph.inserting_before(out_q):
             new = graph.call_function(op, (node.args[0], node.args[1], scale, zero_point,
-                                           relu_node is not None))
+                                           relu_node is not None), name=name)
         dead = [relu_node, node] if relu_node is not None else [node]
         return _replace(graph, out_q, new, qvalue, dead)
     return None

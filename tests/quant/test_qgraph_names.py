@@ -44,3 +44,41 @@ def test_pipeline_models_are_named_graph_module_as_torch_ao():
     e_stages = _stages(ember, eq, eqfx)
     assert [type(m).__name__ for m in e_stages] == t_names == ["GraphModule"] * 4
     assert all(repr(m).startswith("GraphModule(") for m in e_stages)
+
+
+def _binary_model(nn, F):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(6, 6)
+
+        def forward(self, x):
+            y = self.conv(x)
+            z = self.fc(y)
+            a = F.relu(z + y)
+            b = a * y
+            return b + z
+    return Net().eval()
+
+
+def _binary_names(gm, targets) -> list:
+    return [n.name for n in gm.graph.nodes if n.op == "call_function" and
+            any(t in str(n.target) for t in targets)]
+
+
+def test_converted_add_mul_nodes_take_torch_ao_names():
+    rng = np.random.default_rng(1)
+    t_model, e_model = _binary_model(torch.nn, torch.nn.functional), \
+        _binary_model(ember.nn, ember.nn.functional)
+    share_random_weights(t_model, e_model, rng)
+    calib = [rng.standard_normal((2, 3, 8, 8)).astype(np.float32)]
+    t_q, e_q = converted_twins(t_model, e_model, calib)
+    t_names = _binary_names(t_q, ("quantized.add", "quantized.mul"))
+    e_names = _binary_names(e_q, ("quantized_add", "quantized_mul"))
+    assert t_names == e_names, (t_names, e_names)
+    assert e_names[:2] == ["add_relu", "mul_1"]
+    data = calib[0]
+    np.testing.assert_allclose(e_q(ember.tensor(data)).numpy(),
+                               t_q(torch.from_numpy(data)).numpy(),
+                               atol=2 * float(t_q.state_dict()["_scale_2"]) + 1e-6)
