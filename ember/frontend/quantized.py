@@ -285,7 +285,8 @@ def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
         if kernel is not None:
             return QuantizedTensor._wrap(kernel())
     float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
-    result = op(*float_args)
+    positional, keywords = op.schema.unbind(float_args)     # mean's dtype is keyword-only
+    result = op(*positional, **keywords)
     return QuantizedTensor._wrap(quantize_array(result._array, qa.scale, qa.zero_point,
                                                 qa.dtype))
 
