@@ -8,6 +8,7 @@ import io
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
 import ember
@@ -107,3 +108,32 @@ def test_round_trip_through_ember_save_and_save_weights(tmp_path):
     ember.load_weights(fresh, tmp_path / "q.safetensors")
     np.testing.assert_array_equal(fresh(x).numpy(), want)
     assert fresh.conv.bias() is None and fresh.fc2.bias() is None
+
+
+def _dynamic(lib, dtype):
+    nn = lib.nn
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3, bias=False)).eval()
+    import importlib
+    quant = importlib.import_module(f"{lib.__name__}.ao.quantization")
+    return quant.quantize_dynamic(model, {nn.Linear}, dtype=getattr(lib, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["qint8", "float16"])
+def test_dynamic_linear_state_dict_is_torch_ao_s_and_loads(dtype, tmp_path):
+    t_q, e_q = _dynamic(torch, dtype), _dynamic(ember, dtype)
+    t_sd, e_sd = t_q.state_dict(), e_q.state_dict()
+    assert list(t_sd) == list(e_sd)
+    assert str(e_sd["0._packed_params.dtype"]) == f"ember.{dtype}"
+    assert [None if v is None else str(v.dtype).split(".")[-1]
+            for v in e_sd["0._packed_params._packed_params"]] == \
+        [None if v is None else str(v.dtype).split(".")[-1]
+         for v in t_sd["0._packed_params._packed_params"]]
+    e_q.load_state_dict({k: _to_ember(v) for k, v in t_sd.items()})
+    data = np.random.default_rng(4).standard_normal((4, 6)).astype(np.float32)
+    want = t_q(torch.from_numpy(data)).detach().numpy()
+    got = e_q(ember.tensor(data)).numpy()
+    np.testing.assert_allclose(got, want, atol=0.02 if dtype == "qint8" else 1e-5)
+    ember.save_weights(e_q, tmp_path / "d.safetensors")
+    fresh = _dynamic(ember, dtype)
+    ember.load_weights(fresh, tmp_path / "d.safetensors")
+    np.testing.assert_array_equal(fresh(ember.tensor(data)).numpy(), got)
