@@ -50,7 +50,9 @@ class QuantizedTensor(Tensor):
     def _wrap(cls, qa: QuantizedArray) -> "QuantizedTensor":
         arr = qa.int_repr
         if not _channels_last_dense(arr):   # the int8 convolutions' channels-last results
-            arr = np.ascontiguousarray(arr)
+            arr = np.asarray(arr)
+            if not arr.flags.c_contiguous:  # (ascontiguousarray would make a 0-d value [1])
+                arr = np.array(arr, order="C")
         t = cls._make(arr, Storage(flat_storage(arr)))
         t._qdtype = qa.dtype
         t._qscale = qa.scale
