@@ -207,9 +207,11 @@ def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict
 
 
 def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
+    # torch.ao fuses add / mul with nn.ReLU, F.relu and torch.relu, not with the `.relu()`
+    # / `.relu_()` methods (those run on the quantized sum with its qparams)
     users = list(node.users)
     if len(users) == 1 and node_kind(users[0], module_kinds) == "relu" and \
-            users[0].args and users[0].args[0] is node:
+            users[0].op != OpKind.call_method and users[0].args and users[0].args[0] is node:
         return users[0]
     return None
 

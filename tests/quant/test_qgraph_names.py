@@ -4,6 +4,7 @@ name), and the converted graph's node names follow torch.ao's."""
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
 import ember
@@ -82,3 +83,44 @@ def test_converted_add_mul_nodes_take_torch_ao_names():
     np.testing.assert_allclose(e_q(ember.tensor(data)).numpy(),
                                t_q(torch.from_numpy(data)).numpy(),
                                atol=2 * float(t_q.state_dict()["_scale_2"]) + 1e-6)
+
+
+def _relu_model(nn, relu):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3)
+            self.fc = nn.Linear(6, 6)
+
+        def forward(self, x):
+            y = relu(self.conv(x))
+            z = relu(self.fc(y))
+            return relu(z + y)
+    return Net().eval()
+
+
+_RELUS = {"method": lambda nn: lambda t: t.relu(),
+          "inplace_method": lambda nn: lambda t: t.relu_(),
+          "functional": lambda nn: nn.functional.relu}
+
+
+@pytest.mark.parametrize("form", list(_RELUS))
+def test_relu_forms_fuse_as_torch_ao(form):
+    """torch.ao fuses F.relu into conv / linear / add, and leaves the `.relu()` and
+    `.relu_()` methods as relus on the quantized output."""
+    rng = np.random.default_rng(2)
+    t_model = _relu_model(torch.nn, _RELUS[form](torch.nn))
+    e_model = _relu_model(ember.nn, _RELUS[form](ember.nn))
+    share_random_weights(t_model, e_model, rng)
+    calib = [rng.standard_normal((2, 3, 8, 8)).astype(np.float32)]
+    t_q, e_q = converted_twins(t_model, e_model, calib)
+    assert [type(m).__name__ for m in (e_q.conv, e_q.fc)] == \
+        [type(m).__name__ for m in (t_q.conv, t_q.fc)]
+    names = [n.name for n in t_q.graph.nodes if n.op in ("call_function", "call_method")]
+    assert [n.name for n in e_q.graph.nodes if n.op in ("call_function", "call_method")][1:-1] \
+        == names[1:-1]                    # (not the quantize / final dequantize nodes)
+    out_scale = float(t_q.state_dict()["_scale_0"]) if "_scale_0" in t_q.state_dict() \
+        else float(t_q.fc.scale)
+    np.testing.assert_allclose(e_q(ember.tensor(calib[0])).numpy(),
+                               t_q(torch.from_numpy(calib[0])).numpy(),
+                               atol=2 * out_scale + 1e-6)

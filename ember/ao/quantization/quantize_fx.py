@@ -228,9 +228,11 @@ def _is_relu(node, modules) -> bool:
         return False
     if node.op == OpKind.call_module:
         return type(modules.get(str(node.target))) is nn.ReLU
+    # torch.ao fuses nn.ReLU, F.relu and torch.relu; a `.relu()` method call stays a
+    # separate relu on the quantized output (keeping the conv's / linear's qparams)
     if node.op == OpKind.call_function:
         return node.target is OPS_NS.relu or node.target is F.relu
-    return node.op == OpKind.call_method and node.target == "relu"
+    return False
 
 
 _WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,
