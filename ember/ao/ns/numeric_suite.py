@@ -76,7 +76,7 @@ def _float_weight_key(qkey: str, float_dict: dict) -> str | None:
     """The float state_dict key a quantized model's weight entry came from."""
     if qkey in float_dict:
         return qkey
-    if qkey.endswith("._packed_weight"):                   # quantize_dynamic's Linear
+    if qkey.endswith("._packed_weight"):                   # a quantized Embedding
         key = qkey[:-len("._packed_weight")] + ".weight"
         return key if key in float_dict else None
     if qkey.startswith("_packed_") and qkey.endswith("_weight"):   # convert_fx
