@@ -50,7 +50,9 @@ class QuantizedTensor(Tensor):
     def _wrap(cls, qa: QuantizedArray) -> "QuantizedTensor":
         arr = qa.int_repr
         if not _channels_last_dense(arr):   # the int8 convolutions' channels-last results
-            arr = np.ascontiguousarray(arr)
+            arr = np.asarray(arr)
+            if not arr.flags.c_contiguous:  # (ascontiguousarray would make a 0-d value [1])
+                arr = np.array(arr, order="C")
         t = cls._make(arr, Storage(flat_storage(arr)))
         t._qdtype = qa.dtype
         t._qscale = qa.scale
@@ -285,7 +287,8 @@ def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
         if kernel is not None:
             return QuantizedTensor._wrap(kernel())
     float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
-    result = op(*float_args)
+    positional, keywords = op.schema.unbind(float_args)     # mean's dtype is keyword-only
+    result = op(*positional, **keywords)
     return QuantizedTensor._wrap(quantize_array(result._array, qa.scale, qa.zero_point,
                                                 qa.dtype))
 

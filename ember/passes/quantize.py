@@ -207,9 +207,11 @@ def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict
 
 
 def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
+    # torch.ao fuses add / mul with nn.ReLU, F.relu and torch.relu, not with the `.relu()`
+    # / `.relu_()` methods (those run on the quantized sum with its qparams)
     users = list(node.users)
     if len(users) == 1 and node_kind(users[0], module_kinds) == "relu" and \
-            users[0].args and users[0].args[0] is node:
+            users[0].op != OpKind.call_method and users[0].args and users[0].args[0] is node:
         return users[0]
     return None
 
@@ -357,9 +359,11 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
             return None
         _, scale, zero_point, _ = out_q.args
         op = OPS["quantized_add"] if kind == "add" else OPS["quantized_mul"]
+        # named as torch.ao's lowering names them: `add_1`, `mul_2`, `add_relu` ...
+        name = kind + ("_relu" if relu_node is not None else "")
         with graph.inserting_before(out_q):
             new = graph.call_function(op, (node.args[0], node.args[1], scale, zero_point,
-                                           relu_node is not None))
+                                           relu_node is not None), name=name)
         dead = [relu_node, node] if relu_node is not None else [node]
         return _replace(graph, out_q, new, qvalue, dead)
     return None

@@ -57,10 +57,20 @@ def test_fx_qparams_round_trip_through_state_dict(convert):
     qa.load_state_dict(sd)
     np.testing.assert_array_equal(qa(a).numpy(), qb(a).numpy())
     for k, v in qa.state_dict().items():          # and qa now saves what it loaded
-        np.testing.assert_array_equal(np.asarray(v.dequantize().numpy() if v.is_quantized
-                                                 else v.numpy()),
-                                      np.asarray(sd[k].dequantize().numpy() if
-                                                 sd[k].is_quantized else sd[k].numpy()))
+        _assert_same_entry(v, sd[k])
+
+
+def _assert_same_entry(a, b):
+    """Equal state entries: tensors (quantized or not), (weight, bias) tuples, dtypes, None."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same_entry(x, y)
+    elif a is None or not hasattr(a, "numpy"):
+        assert a == b
+    else:
+        np.testing.assert_array_equal(a.dequantize().numpy() if a.is_quantized else a.numpy(),
+                                      b.dequantize().numpy() if b.is_quantized else b.numpy())
 
 
 def test_fx_qparams_survive_save_weights_and_deepcopy(tmp_path):
@@ -113,12 +123,14 @@ def test_eager_state_dict_keys_dtypes_and_values_match_torch():
     t_q = _eager_convert(torch, tq, t_model, torch.from_numpy(data))
     e_q = _eager_convert(ember, eq, e_model, ember.tensor(data))
     t_sd, e_sd = t_q.state_dict(), e_q.state_dict()
-    # torch.ao's Linear keeps weight and bias in a tuple (`_packed_params`); ember's in
-    # `_packed_weight` / `_bias` tensors
-    t_keys = {k for k in t_sd if "_packed_params" not in k}
-    e_keys = {k for k in e_sd if not k.startswith("fc._")}
-    assert t_keys == e_keys
-    for k in t_keys:
+    assert list(t_sd) == list(e_sd)           # torch.ao's keys, in torch.ao's order
+    # a Linear keeps its weight dtype and a (weight, bias) tuple under `_packed_params`
+    assert str(e_sd["fc._packed_params.dtype"]) == "ember.qint8"
+    (t_w, t_b), (e_w, e_b) = t_sd["fc._packed_params._packed_params"], \
+        e_sd["fc._packed_params._packed_params"]
+    np.testing.assert_array_equal(t_w.int_repr().numpy(), e_w.int_repr().numpy())
+    np.testing.assert_allclose(t_b.detach().numpy(), e_b.numpy(), rtol=1e-6)
+    for k in (k for k in t_sd if "_packed_params" not in k):
         t, e = t_sd[k], e_sd[k]
         assert tuple(t.shape) == tuple(e.shape), k
         assert str(t.dtype).split(".")[-1] == str(e.dtype).split(".")[-1], k

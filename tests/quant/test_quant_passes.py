@@ -67,10 +67,11 @@ def test_prepare_matches_torch_fx_operator_and_method_forms():
           %1 = call_module "fc2"(%0)
           %2 = call_module "obs1"(%1)
           %3 = call_function "operator.add"(%2, %2)
-          %4 = call_method "relu"(%3)
-          %5 = call_module "obs2"(%4)
+          %4 = call_module "obs2"(%3)
+          %5 = call_method "relu"(%4)
           return %5
-    """)
+    """)       # as torch.ao: the `.relu()` method is not fused into the add; it shares
+    #            the add's observer
 
 
 def test_prepare_shared_ops_get_no_observer_and_skipped_nodes_stay_float():

@@ -76,7 +76,7 @@ def _float_weight_key(qkey: str, float_dict: dict) -> str | None:
     """The float state_dict key a quantized model's weight entry came from."""
     if qkey in float_dict:
         return qkey
-    if qkey.endswith("._packed_weight"):                   # quantize_dynamic's Linear
+    if qkey.endswith("._packed_weight"):                   # a quantized Embedding
         key = qkey[:-len("._packed_weight")] + ".weight"
         return key if key in float_dict else None
     if qkey.startswith("_packed_") and qkey.endswith("_weight"):   # convert_fx
@@ -87,6 +87,9 @@ def _float_weight_key(qkey: str, float_dict: dict) -> str | None:
     return None
 
 
+_PACKED = "._packed_params._packed_params"
+
+
 def compare_weights(float_dict: dict, quantized_dict: dict) -> dict:
     """{float weight key: {'float': float weight, 'quantized': quantized weight}} for every
     quantized weight of `quantized_dict` (a state_dict of a convert_fx or quantize_dynamic
@@ -94,6 +97,8 @@ def compare_weights(float_dict: dict, quantized_dict: dict) -> dict:
     compared with the unfolded float weight, as torch.ao does."""
     out = {}
     for qkey, qvalue in quantized_dict.items():
+        if qkey.endswith(_PACKED) and isinstance(qvalue, tuple):  # a quantized Linear's
+            qkey, qvalue = qkey[:-len(_PACKED)] + ".weight", qvalue[0]   # (weight, bias)
         if not (isinstance(qvalue, Tensor) and qvalue.is_quantized):
             continue
         fkey = _float_weight_key(qkey, float_dict)

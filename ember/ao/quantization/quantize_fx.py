@@ -101,7 +101,9 @@ def _trace(model, custom: PrepareCustomConfig | None) -> GraphModule:
             f"that contains this code as non-traceable with PrepareCustomConfig()."
             f"set_non_traceable_module_names([...]) (or set_non_traceable_module_classes) "
             f"and pass it as prepare_custom_config; it then stays in float.") from None
-    gm = GraphModule(model, graph, type(model).__name__)
+    # named GraphModule, not after the model: torch.ao's fused, prepared and converted
+    # models print as `GraphModule(...)`
+    gm = GraphModule(model, graph)
     for name, value in tracer.tensor_constants.items():
         setattr(gm, name, value)
     return gm
@@ -226,9 +228,11 @@ def _is_relu(node, modules) -> bool:
         return False
     if node.op == OpKind.call_module:
         return type(modules.get(str(node.target))) is nn.ReLU
+    # torch.ao fuses nn.ReLU, F.relu and torch.relu; a `.relu()` method call stays a
+    # separate relu on the quantized output (keeping the conv's / linear's qparams)
     if node.op == OpKind.call_function:
         return node.target is OPS_NS.relu or node.target is F.relu
-    return node.op == OpKind.call_method and node.target == "relu"
+    return False
 
 
 _WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,

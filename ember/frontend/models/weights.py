@@ -8,6 +8,8 @@ Quantized tensors are stored as their integers under their own key, with their s
 (float64) and zero point (int64; float32 for float-qparams embeddings) under
 `<key>.__qscale` / `<key>.__qzero_point`, and their dtype and axis in the file's
 metadata (`<key>`: "quint8", or "qint8:0" per channel); load_weights rebuilds them.
+torch.ao's non-tensor state entries (None, a dtype, a (weight, bias) tuple) are kept in
+the metadata too (see _flat_state).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ _SCALE, _ZERO = ".__qscale", ".__qzero_point"
 def save_weights(module, path) -> None:
     from safetensors.numpy import save_file
     state, metadata = {}, {}
-    for k, v in module.state_dict().items():
+    for k, v in _flat_state(module.state_dict(), metadata).items():
         if getattr(v, "is_quantized", False):
             qa = v._qarray()
             state[k] = np.array(qa.int_repr, order="C")
@@ -33,6 +35,38 @@ def save_weights(module, path) -> None:
         # np.array, not ascontiguousarray: that one turns 0-d buffers into shape [1]
         state[k] = np.array(v.detach().numpy(), order="C")
     save_file(state, str(path), metadata=metadata or None)
+
+
+def _flat_state(state: dict, metadata: dict) -> dict:
+    """The tensors of a state_dict, with torch.ao's non-tensor entries recorded in
+    `metadata`: None (an absent conv bias) as "none", a dtype (a quantized Linear's
+    `_packed_params.dtype`) as "dtype:<name>", and a tuple of tensors (its
+    `_packed_params._packed_params`) as "tuple:<n>" with its items under `<key>.<i>`."""
+    flat = {}
+    for k, v in state.items():
+        if v is None:
+            metadata[k] = "none"
+        elif isinstance(v, tuple):
+            metadata[k] = f"tuple:{len(v)}"
+            flat.update(_flat_state({f"{k}.{i}": item for i, item in enumerate(v)}, metadata))
+        elif not hasattr(v, "numpy"):                       # a dtype
+            metadata[k] = "dtype:" + str(v).split(".")[-1]
+        else:
+            flat[k] = v
+    return flat
+
+
+def _unflat_state(state: dict, metadata: dict) -> dict:
+    """Inverse of _flat_state (quantized tensors already rebuilt)."""
+    from ...ir import dtypes
+    for key, spec in sorted(metadata.items(), key=lambda kv: -kv[0].count(".")):
+        if spec == "none":
+            state[key] = None
+        elif spec.startswith("dtype:"):
+            state[key] = dtypes.dtype_from_name(spec[len("dtype:"):])
+        elif spec.startswith("tuple:"):
+            state[key] = tuple(state.pop(f"{key}.{i}") for i in range(int(spec[6:])))
+    return state
 
 
 def read_safetensors(path) -> dict[str, np.ndarray]:
@@ -56,7 +90,7 @@ def load_weights(module, path, strict: bool = True):
         if key in state and key + _SCALE in state:
             state[key] = _quantized(state.pop(key), state.pop(key + _SCALE),
                                     state.pop(key + _ZERO), spec)
-    return module.load_state_dict(state, strict=strict)
+    return module.load_state_dict(_unflat_state(state, metadata), strict=strict)
 
 
 def _quantized(int_repr, scale, zero_point, spec: str):

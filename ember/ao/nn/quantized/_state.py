@@ -8,8 +8,10 @@ reads them in `load_state_dict`, so a converted model's state round-trips as tor
 does: loading another calibration's state_dict gives that calibration's outputs.
 
 `_STATE_TENSORS` names extra entries a module saves under torch's key rather than its
-attribute's (a quantized conv's `weight`/`bias`); the module's `_state_tensors()`
-returns them and `_load_state_tensors(values)` installs them.
+attribute's (a quantized conv's `weight`/`bias`, None for an absent bias as torch saves
+it; a Linear's `_packed_params.dtype` and `_packed_params._packed_params`, the
+(weight, bias) tuple); the module's `_state_tensors()` returns them and
+`_load_state_tensors(values)` installs them.
 """
 from __future__ import annotations
 
@@ -20,6 +22,16 @@ from ....frontend.tensor import Tensor
 
 def _scalar_tensor(value, np_dtype, shape) -> Tensor:
     return Tensor._from_array(np.full(shape, value, dtype=np_dtype))
+
+
+def _detached(value, keep_vars: bool):
+    """A state entry as torch.ao saves it: tensors detached, tuples element-wise, None and
+    dtypes as they are (a conv's absent bias, a Linear's `_packed_params.dtype`)."""
+    if isinstance(value, tuple):
+        return tuple(_detached(v, keep_vars) for v in value)
+    if isinstance(value, Tensor) and not keep_vars:
+        return value.detach()
+    return value
 
 
 def _number(value, kind):
@@ -34,6 +46,7 @@ class QParamsState:
     _STATE_TENSORS: tuple = ()            # torch keys the module saves itself
     _HIDDEN_BUFFERS: tuple = ()           # own buffers those keys replace in state_dict
     _SAVES_QPARAMS = True                 # False where torch.ao keeps them out (ELU)
+    _QPARAMS_FIRST = False                # torch.ao's Linear saves scale before its weight
 
     def _state_tensors(self) -> dict:
         return {}
@@ -49,9 +62,14 @@ class QParamsState:
             super()._save_to_state_dict(destination, prefix, keep_vars)
         finally:
             self._buffers.update(hidden)
+        if self._QPARAMS_FIRST:
+            self._save_qparams(destination, prefix)
         for key, value in self._state_tensors().items():
-            if value is not None:
-                destination[prefix + key] = value if keep_vars else value.detach()
+            destination[prefix + key] = _detached(value, keep_vars)
+        if not self._QPARAMS_FIRST:
+            self._save_qparams(destination, prefix)
+
+    def _save_qparams(self, destination, prefix) -> None:
         if not self._SAVES_QPARAMS:
             return
         destination[prefix + "scale"] = _scalar_tensor(self.scale, np.float32,

@@ -4,7 +4,7 @@ output `scale` and `zero_point` its observer recorded during calibration.
 
 - Quantize / DeQuantize: the model's entry and exit (QuantStub / DeQuantStub).
 - Linear, Conv1d, Conv2d, Conv3d: int8 weights (`_packed_weight`, per tensor or per output
-  channel) and float bias; they run the registry's quantized_linear / quantized_conv2d,
+  channel) and float bias, saved under torch.ao's state_dict keys (`_state.py`); they run the registry's quantized_linear / quantized_conv2d,
   so eager mode uses the native int8 GEMM where codegen has one (Conv1d is a conv2d over
   a height of 1; Conv3d runs quantized_conv3d's reference).
 - ReLU6, Hardswish, ELU, LayerNorm, BatchNorm2d, Dropout: elementwise or normalizing
@@ -151,6 +151,25 @@ class Linear(_WeightedQuantized):
 
     _FLOAT = nn.Linear
     _FUSED: tuple = ()
+    # torch.ao's keys: its LinearPackedParams child saves the weight dtype and the
+    # (weight, bias) tuple, after the module's scale and zero point
+    _STATE_TENSORS = ("_packed_params.dtype", "_packed_params._packed_params")
+    _HIDDEN_BUFFERS = ("_packed_weight", "_bias")
+    _QPARAMS_FIRST = True
+
+    def _state_tensors(self) -> dict:
+        return {"_packed_params.dtype": self._packed_weight.dtype,
+                "_packed_params._packed_params": (self.weight(), self.bias())}
+
+    def _load_state_tensors(self, values: dict) -> None:
+        dtype = values.get("_packed_params.dtype", dtypes.qint8)
+        if str(dtype).split(".")[-1] != "qint8":
+            raise RuntimeError(f"quantized Linear.load_state_dict: _packed_params.dtype must be "
+                               f"qint8 (a statically quantized Linear), got {dtype}")
+        packed = values.get("_packed_params._packed_params")
+        if packed is not None:
+            weight, bias = packed
+            self._set_weight_bias(weight, bias)
 
     def __init__(self, in_features, out_features, bias_=True, dtype=dtypes.qint8):
         super().__init__()
@@ -186,7 +205,7 @@ class _ConvNd(_WeightedQuantized):
     _HIDDEN_BUFFERS = ("_packed_weight", "_bias")
 
     def _state_tensors(self) -> dict:
-        return {"weight": self.weight(), "bias": self.bias()}
+        return {"weight": self.weight(), "bias": self.bias()}      # bias None when absent
 
     def _load_state_tensors(self, values: dict) -> None:
         self._set_weight_bias(values.get("weight", self.weight()),

@@ -2,10 +2,14 @@
 activations quantized per call from each batch's range."""
 from __future__ import annotations
 
+import numpy as np
+
 from .....frontend.nn import Module
+from .....frontend.tensor import Tensor
 from .....frontend.nn import functional as F
 from .....ir import dtypes
 from .....ir.ops.quantized import quantized_linear_dynamic
+from .._state import QParamsState
 
 
 def dynamic_weight(weight, observer):
@@ -27,8 +31,38 @@ def dynamic_linear(x, weight, bias, relu: bool = False):
     return quantized_linear_dynamic(x, weight, bias, relu)
 
 
-class Linear(Module):
-    """A Linear whose weight is a quantized qint8 tensor; input and output are float."""
+class Linear(QParamsState, Module):
+    """A Linear whose weight is a quantized qint8 tensor; input and output are float.
+
+    Its state_dict is torch.ao's: `scale` 1.0 and `zero_point` 0 (unused), then
+    `_packed_params.dtype` (qint8 or float16) and `_packed_params._packed_params`, the
+    (weight, bias) tuple (a float16 weight listed as float32 values, as torch.ao's)."""
+
+    _STATE_TENSORS = ("_packed_params.dtype", "_packed_params._packed_params")
+    _HIDDEN_BUFFERS = ("_packed_weight", "bias")
+    _QPARAMS_FIRST = True
+
+    def _state_tensors(self) -> dict:
+        w = self._packed_weight
+        shown = w.to(dtypes.float32) if w.dtype is dtypes.float16 else w
+        return {"_packed_params.dtype": w.dtype,
+                "_packed_params._packed_params": (shown, self.bias)}
+
+    def _load_state_tensors(self, values: dict) -> None:
+        dtype = values.get("_packed_params.dtype", self._packed_weight.dtype)
+        name = str(dtype).split(".")[-1]
+        if name not in ("qint8", "float16"):
+            raise RuntimeError(f"quantized dynamic Linear.load_state_dict: "
+                               f"_packed_params.dtype must be qint8 or float16, got {dtype}")
+        packed = values.get("_packed_params._packed_params")
+        if packed is None:
+            return
+        weight, bias = (v if v is None or isinstance(v, Tensor) else    # a loaded array
+                        Tensor._from_array(np.asarray(v, np.float32)) for v in packed)
+        if name == "float16":
+            weight = weight.detach().to(dtypes.float16)
+        self.register_buffer("_packed_weight", weight)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     def _get_name(self) -> str:
         return "DynamicQuantized" + type(self).__name__      # torch.ao's printed name
@@ -38,6 +72,7 @@ class Linear(Module):
         self.in_features, self.out_features = in_features, out_features
         self.register_buffer("_packed_weight", weight)
         self.register_buffer("bias", bias)
+        self.scale, self.zero_point = 1.0, 0      # torch.ao's placeholders, saved as state
 
     def weight(self):
         return self._packed_weight
