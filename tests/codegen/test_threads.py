@@ -84,3 +84,52 @@ def test_thread_count_from_environment(monkeypatch):
         cpu_count()
     monkeypatch.delenv("EMBER_NUM_THREADS")
     assert cpu_count() >= 1
+
+
+def test_spinning_workers_run_native_chunks_and_python_tasks(monkeypatch):
+    """The native hand-off (codegen/llvm/spin.py): after a first queued chunk, workers
+    spin and take a native kernel's chunks through their slots (no queue put); Python
+    callables still go through the queues (a spinning worker is stopped first); every
+    call's result is complete and in worker order either way."""
+    from ember.codegen.llvm import spin
+    pool = ThreadPool(3)
+    spin.install(pool)
+    kernel = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    from ember.runtime import threads
+
+    made = [0]        # the Python tasks made: chunk 0's, plus one per queued chunk
+
+    class Counted(threads._Task):
+        def __init__(self, fn, args):
+            made[0] += 1
+            super().__init__(fn, args)
+    monkeypatch.setattr(threads, "_Task", Counted)
+    handed_over = 0
+    for i in range(40):
+        out = np.zeros(999, np.int64)
+        before = made[0]
+        pool.parallel_for(kernel, out.size, out.ctypes.data)
+        handed_over += made[0] - before == 1
+        assert sorted(set(out.tolist())) == [1, 2, 3] and (np.diff(out) >= 0).all()
+        if i % 7 == 3:      # a Python chunk between native ones
+            seen = {}
+            pool.parallel_for(lambda b, e, w: seen.setdefault(w, (b, e)), 9)
+            assert sorted(seen) == [0, 1, 2]
+    assert handed_over > 0
+
+
+def test_spinning_pool_limits_threads_and_nested_calls():
+    from ember.codegen.llvm import spin
+    pool = ThreadPool(2)
+    spin.install(pool)
+    kernel = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    out = np.zeros(10, np.int64)
+    pool.parallel_for(kernel, out.size, out.ctypes.data)
+    out[:] = 0
+    pool.parallel_for(kernel, out.size, out.ctypes.data, max_threads=1)
+    assert set(out.tolist()) == {1}
+    inner = np.zeros(6, np.int64)
+    pool.parallel_for(lambda b, e, w: pool.parallel_for(kernel, 6, inner.ctypes.data), 2)
+    assert set(inner.tolist()) == {1}          # nested: serial, as worker 0
