@@ -21,6 +21,7 @@ import ctypes
 import os
 import queue
 import threading
+import time
 from typing import Callable
 
 from ..ir.errors import EmberError
@@ -77,6 +78,20 @@ _SLOT_WORDS = 8          # one cache line per worker (codegen/llvm/spin.py's slo
 # and 0.1 ms at the 2-4 GHz these counters tick at)
 SPIN_TICKS = 1_500_000
 WAIT_TICKS = 300_000
+# workers spin only while the host's 1-minute load average is below its CPU count plus
+# this (checked at most every LOAD_CHECK_S): with more runnable threads than cores a
+# spinning worker takes time from the others and is itself scheduled late when a chunk
+# comes (measured at load 7-9 on 2 cores: a depthwise int8 net 1.2-2.5x slower on 2
+# threads with spinning than with the queue alone)
+SPIN_LOAD_MARGIN = 0.5
+LOAD_CHECK_S = 0.25
+
+
+def _host_is_quiet() -> bool:
+    try:
+        return os.getloadavg()[0] < (os.cpu_count() or 1) + SPIN_LOAD_MARGIN
+    except OSError:        # no load average on this platform
+        return True
 
 
 def _native_chunk_kernel(kernel, args) -> int | None:
@@ -102,6 +117,7 @@ class ThreadPool:
     def __init__(self, n_threads: int | None = None):
         self.n_threads = n_threads or cpu_count()
         self._spin = None
+        self._spin_ok, self._next_load_check = True, 0.0
         # slot words, 64-byte aligned (one cache line per worker; index 0 unused)
         self._slot_memory = (ctypes.c_int64 * (_SLOT_WORDS * (self.n_threads + 1)))()
         base = ctypes.addressof(self._slot_memory)
@@ -124,7 +140,7 @@ class ThreadPool:
         while True:
             q.get().run()
             spin = self._spin
-            if spin is not None and q.empty():
+            if spin is not None and self._spin_ok and q.empty():
                 spin[0](slot, SPIN_TICKS)      # returns when idle that long, or stopped
 
     def parallel_for(self, kernel: Callable, n: int, *args, align: int = 1,
@@ -159,12 +175,14 @@ class ThreadPool:
             if task.error is not None:
                 raise task.error
 
-
     def _run_chunks(self, kernel, chunks, args) -> list:
         """Chunk w > 0 to worker w (posted to a spinning worker where the kernel is
         native, else queued), chunk 0 here; returns when all are done. The queued
         tasks, chunk 0's included (whose errors the caller re-raises)."""
         spin = self._spin
+        if spin is not None and time.monotonic() > self._next_load_check:
+            self._spin_ok = _host_is_quiet()
+            self._next_load_check = time.monotonic() + LOAD_CHECK_S
         native = _native_chunk_kernel(kernel, args) if spin is not None else None
         posted, tasks = [], [_Task(kernel, (*chunks[0], 0, *args))]
         for w, (begin, end) in enumerate(chunks[1:], start=1):
