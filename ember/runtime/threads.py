@@ -17,6 +17,7 @@ or `EMBER_NUM_THREADS`. Imports nothing from ember but errors: it is runtime.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import queue
@@ -133,7 +134,23 @@ class ThreadPool:
 
     def use_spinning(self, worker, post, reclaim, wait, stop) -> None:
         """Install the native hand-off (codegen/llvm/spin.py's compiled functions)."""
+        if self._spin is None:
+            atexit.register(self._end_spinning)
         self._spin = (worker, post, reclaim, wait, stop)
+
+    def _end_spinning(self) -> None:
+        """At exit, before modules (and the compiled code the workers spin in) are torn
+        down: no worker spins again, and the spinning ones are sent back to their
+        queues (daemon threads keep running native code during interpreter shutdown)."""
+        spin, self._spin = self._spin, None
+        if spin is None:
+            return
+        deadline = time.monotonic() + 0.05
+        for slot in self._slots[1:]:
+            spin[4](slot)
+            while ctypes.c_int64.from_address(slot).value != 0 and \
+                    time.monotonic() < deadline:
+                time.sleep(0.0001)
 
     def _work(self, q: queue.SimpleQueue, slot: int) -> None:
         self._local.inside = True
