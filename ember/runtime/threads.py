@@ -200,7 +200,7 @@ class ThreadPool:
         if spin is not None and time.monotonic() > self._next_load_check:
             self._spin_ok = _host_is_quiet()
             self._next_load_check = time.monotonic() + LOAD_CHECK_S
-        native = _native_chunk_kernel(kernel, args) if spin is not None else None
+        native = _native_chunk_kernel(kernel, args) if spin and self._spin_ok else None
         posted, tasks = [], [_Task(kernel, (*chunks[0], 0, *args))]
         for w, (begin, end) in enumerate(chunks[1:], start=1):
             slot = self._slots[w]
