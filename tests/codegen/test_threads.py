@@ -84,3 +84,75 @@ def test_thread_count_from_environment(monkeypatch):
         cpu_count()
     monkeypatch.delenv("EMBER_NUM_THREADS")
     assert cpu_count() >= 1
+
+
+def test_spinning_workers_run_native_chunks_and_python_tasks(monkeypatch):
+    """The native hand-off (codegen/llvm/spin.py) in the pool: native chunks (posted to a
+    spinning worker, reclaimed, or queued, as the host's load decides) and Python
+    callables (queued; a spinning worker is stopped first) interleaved: every call's
+    result is complete and in worker order whichever way each chunk went."""
+    from ember.codegen.llvm import spin
+    from ember.runtime import threads
+    monkeypatch.setattr(threads, "_host_is_quiet", lambda: True)    # spin on a busy host
+    pool = ThreadPool(3)
+    spin.install(pool)
+    kernel = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    for i in range(40):
+        out = np.zeros(999, np.int64)
+        pool.parallel_for(kernel, out.size, out.ctypes.data)
+        assert sorted(set(out.tolist())) == [1, 2, 3] and (np.diff(out) >= 0).all()
+        if i % 7 == 3:      # a Python chunk between native ones
+            seen = {}
+            pool.parallel_for(lambda b, e, w: seen.setdefault(w, (b, e)), 9)
+            assert sorted(seen) == [0, 1, 2]
+
+
+def test_spin_slot_protocol():
+    """A spinning worker runs a posted chunk natively; a chunk it has not started is
+    reclaimed by the caller (and never run by the worker); stop sends it back."""
+    import time
+    from ember.codegen.llvm import spin
+    _, worker, post, reclaim, wait, stop = spin.functions()
+    mem = (ctypes.c_int64 * 16)()
+    slot = (ctypes.addressof(mem) + 63) // 64 * 64
+    kernel = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    address = ctypes.cast(kernel, ctypes.c_void_p).value
+    out = np.zeros(8, np.int64)
+    # no worker spinning (state 0): a post is refused
+    assert post(slot, address, 0, 4, 1, out.ctypes.data) == 0
+    ran, deadline = False, time.monotonic() + 10
+    thread = None
+    while not ran and time.monotonic() < deadline:
+        if thread is None or not thread.is_alive():     # it left: idle or descheduled
+            thread = threading.Thread(target=worker, args=(slot, 10 ** 10), daemon=True)
+            thread.start()
+            time.sleep(0.001)
+        if post(slot, address, 0, 4, 1, out.ctypes.data):
+            time.sleep(0.0005)              # time to take it
+            if reclaim(slot):               # not started yet: ours, the worker skips it
+                continue
+            while not wait(slot, 10 ** 6):
+                pass
+            ran = True
+    assert ran and out.tolist() == [2, 2, 2, 2, 0, 0, 0, 0]
+    stop(slot)
+    thread.join(10)
+    assert not thread.is_alive() and mem[(slot - ctypes.addressof(mem)) // 8] == 0
+
+
+def test_spinning_pool_limits_threads_and_nested_calls():
+    from ember.codegen.llvm import spin
+    pool = ThreadPool(2)
+    spin.install(pool)
+    kernel = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    out = np.zeros(10, np.int64)
+    pool.parallel_for(kernel, out.size, out.ctypes.data)
+    out[:] = 0
+    pool.parallel_for(kernel, out.size, out.ctypes.data, max_threads=1)
+    assert set(out.tolist()) == {1}
+    inner = np.zeros(6, np.int64)
+    pool.parallel_for(lambda b, e, w: pool.parallel_for(kernel, 6, inner.ctypes.data), 2)
+    assert set(inner.tolist()) == {1}          # nested: serial, as worker 0

@@ -111,6 +111,8 @@ def _assert_op_repeatable(op):
 # arithmetic, whichever thread claims it)
 ATOMIC_KERNEL_FILES = {"triton/scatter.py": "CUDA scatter-add of max-pool and index_add grads",
                        "llvm/qgemm.py": "the int8 GEMM's task counter: threads claim tiles",
+                       "llvm/spin.py": "the thread pool's hand-off state word: which thread "
+                                       "runs a chunk (no value is computed atomically)",
                        "triton/multi_tensor.py": "Adam's device step: a finish counter picks "
                                                  "the program that increments the steps "
                                                  "(no value is accumulated atomically)"}

@@ -31,6 +31,7 @@ from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from . import qgemm as Q
+from . import spin
 from .jit import compile_ir
 from .target import Isa, host_isa, supported_isas, target_for
 
@@ -125,6 +126,7 @@ def module(isa: Isa) -> ir.Module:
 def _kernel():
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
     lib = compile_ir(module(isa), target_for(isa))
+    spin.install()
     return lib, lib.function("qdepthwise_u8", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p]))
 
 

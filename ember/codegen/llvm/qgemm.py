@@ -52,6 +52,7 @@ from ...runtime import lite_int8 as lite
 from ...runtime.threads import default_pool
 from . import irutil as u
 from . import qelementwise as QE
+from . import spin
 from .jit import compile_ir
 from .target import Isa, host_features, host_isa, supported_isas, target_for
 
@@ -477,6 +478,7 @@ def _kernels(cfg: Config):
     """The compiled kernels by output kind: True (uint8), False (float32), "add" (uint8
     with the residual add)."""
     lib = compile_ir(module_for(cfg), target_for(cfg.isa))
+    spin.install()      # back-to-back GEMMs: the next one's chunk handed over natively
     argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     return lib, {True: lib.function("qgemm_u8", None, *argtypes),
                  False: lib.function("qgemm_f32", None, *argtypes),
