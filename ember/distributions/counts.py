@@ -7,7 +7,8 @@ import math
 from .. import Size
 from . import constraints
 from .continuous import Gamma
-from .discrete import Binomial, Categorical, OneHotCategorical, _clamp_probs
+from .discrete import (Binomial, Categorical, OneHotCategorical, _CategoricalParameters,
+                       _clamp_probs)
 from .distribution import Distribution, broadcast_all
 
 
@@ -28,7 +29,7 @@ class _Multinomial(constraints.Constraint):
         return (value >= 0).all(dim=-1) & (value.sum(dim=-1) <= self.upper_bound)
 
 
-class Multinomial(Distribution):
+class Multinomial(_CategoricalParameters, Distribution):
     """Counts of total_count draws from a Categorical (total_count is one integer)."""
     arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
 
@@ -41,17 +42,6 @@ class Multinomial(Distribution):
                                   validate_args=False)
         super().__init__(self._categorical.batch_shape,
                          Size([self._categorical._num_events]), validate_args=validate_args)
-
-    @property
-    def probs(self):
-        return self._categorical.probs
-
-    @property
-    def logits(self):
-        return self._categorical.logits
-
-    def _params(self):
-        return self._categorical._params()
 
     def expand(self, batch_shape, _instance=None):
         (key, value), = self._params().items()

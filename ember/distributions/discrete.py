@@ -246,15 +246,9 @@ class Categorical(Distribution):
         return values.expand([-1] + list(self.batch_shape)) if expand else values
 
 
-class OneHotCategorical(Distribution):
-    arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
-    support = constraints.simplex        # one-hot vectors lie on the simplex's vertices
-    has_enumerate_support = True
-
-    def __init__(self, probs=None, logits=None, validate_args=None):
-        self._categorical = Categorical(probs, logits, validate_args=False)
-        super().__init__(self._categorical.batch_shape,
-                         Size((self._categorical._num_events,)), validate_args=validate_args)
+class _CategoricalParameters:
+    """probs, logits and _params read from the Categorical a distribution wraps
+    (self._categorical): OneHotCategorical, Multinomial, ExpRelaxedCategorical."""
 
     @property
     def probs(self):
@@ -266,6 +260,17 @@ class OneHotCategorical(Distribution):
 
     def _params(self):
         return self._categorical._params()
+
+
+class OneHotCategorical(_CategoricalParameters, Distribution):
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
+    support = constraints.simplex        # one-hot vectors lie on the simplex's vertices
+    has_enumerate_support = True
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        self._categorical = Categorical(probs, logits, validate_args=False)
+        super().__init__(self._categorical.batch_shape,
+                         Size((self._categorical._num_events,)), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         (key, value), = self._params().items()

@@ -8,7 +8,7 @@ import math
 from .. import Size
 from . import constraints
 from .continuous import Cauchy, Exponential, Gamma, Normal, Uniform, _uniform_like
-from .discrete import Categorical
+from .discrete import Categorical, _CategoricalParameters
 from .distribution import Distribution, broadcast_all
 from .multivariate import Independent
 from .transforms import (AbsTransform, AffineTransform, ComposeTransform, ExpTransform,
@@ -363,7 +363,7 @@ class RelaxedBernoulli(_RelaxedParameters, TransformedDistribution):
                                 **{key: value.expand(list(batch_shape))})
 
 
-class ExpRelaxedCategorical(Distribution):
+class ExpRelaxedCategorical(_CategoricalParameters, Distribution):
     """The log of a RelaxedOneHotCategorical sample (Concrete / Gumbel-softmax)."""
     arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
     support = constraints.real_vector
@@ -374,17 +374,6 @@ class ExpRelaxedCategorical(Distribution):
         self.temperature = temperature
         super().__init__(self._categorical.batch_shape,
                          Size([self._categorical._num_events]), validate_args=validate_args)
-
-    @property
-    def logits(self):
-        return self._categorical.logits
-
-    @property
-    def probs(self):
-        return self._categorical.probs
-
-    def _params(self):
-        return self._categorical._params()
 
     def _fixed_arguments(self):
         return {"temperature": self.temperature}
