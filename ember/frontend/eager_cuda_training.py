@@ -261,6 +261,9 @@ def _conv_backward_weight(args, out_meta, index):
     co, cig, kh, kw = weight_size
     cog = co // groups
     ho, wo = g.shape[2:]
+    if _split_k_pays(g, x, cog, cig * kh * kw):
+        return _weight_grad_split_k(g, x, weight_size, stride, padding, dilation, groups,
+                                    out_meta, index)
     if groups == 1:
         return _as_meta(_weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation),
                         out_meta, index)
@@ -273,6 +276,36 @@ def _conv_backward_weight(args, out_meta, index):
                         list(stride), groups)                 # [Cin/g, Cout, kh', kw']
     out = out[:, :, :kh, :kw].permute([1, 0, 2, 3])
     return _as_meta(out, out_meta, index)
+
+
+def _split_k_pays(g: Tensor, x: Tensor, m: int, n: int) -> bool:
+    """The split-K GEMM (codegen/triton/conv_wgrad.py) for float GEMM dtypes where each
+    group's output fills at least half of tl.dot's smallest tile (16) each way; depthwise
+    and thin grouped convolutions keep the batch-as-channels convolution."""
+    return x.dtype.name in ("float32", "float16", "bfloat16") and g.dtype == x.dtype and \
+        m >= 8 and n >= 8
+
+
+def _weight_grad_split_k(g, x, weight_size, stride, padding, dilation, groups, out_meta,
+                         index):
+    """dW as one split-K implicit GEMM over N*Ho*Wo and an in-order sum of the chunks."""
+    from ..codegen.triton import conv_wgrad
+    from ..codegen.triton.gemm import input_precision
+    from ..ir.dtypes import float32
+    problem = conv_wgrad.WeightGradProblem(
+        tuple(x.shape), tuple(x.stride()), tuple(g.shape), tuple(g.stride()),
+        tuple(weight_size), tuple(out_meta.strides), tuple(stride), tuple(padding),
+        tuple(dilation), groups, x.dtype, out_meta.dtype, input_precision(x.dtype))
+    split = conv_wgrad.plan(problem)
+    out = _fresh(out_meta, index)
+    if split.splits == 1:
+        eager_cuda.launch(conv_wgrad.partial_kernel(problem, split), [g, x, out], index)
+        return out
+    workspace = empty_cuda((conv_wgrad.workspace_elements(problem, split),), (1,), float32,
+                           index)
+    eager_cuda.launch(conv_wgrad.partial_kernel(problem, split), [g, x, workspace], index)
+    eager_cuda.launch(conv_wgrad.reduce_kernel(problem, split), [workspace, out], index)
+    return out
 
 
 def _weight_grad_per_sample(g, x, kh, kw, stride, padding, dilation):

@@ -1,0 +1,199 @@
+"""The weight gradient of conv2d as a split-K implicit GEMM, reduced deterministically.
+
+    dW[g*M + co, ci, kh, kw] = sum over (n, oh, ow) of
+        grad_out[n, g*M + co, oh, ow] * x[n, g*Cin_g + ci, oh*s0 - p0 + kh*d0, ow*s1 - p1 + kw*d1]
+
+is a GEMM per group with M = Cout/groups, N = Cin_g*KH*KW (columns ordered (kh, kw, ci),
+so a channels-last input reads consecutive channels) and K = batch*Ho*Wo. K is huge and
+M x N small (resnet18 at batch 64: K = 200704 against a 64 x 576 output in layer1), so
+one program per output tile leaves most of the GPU idle. Here K is cut into `splits`
+chunks, each program computes one (tile, chunk) partial product in float32 into a
+workspace [splits, groups*M, N], and a second kernel sums the chunks in a fixed order
+and writes dW in its own layout and dtype: the result is the same bit for bit on every
+run (no atomics), as ember's deterministic mode requires. With one chunk the GEMM
+writes dW directly.
+
+Operands are addressed by their strides (compiled in), so NCHW and channels-last
+inputs and gradients take the same kernel; padding is a load mask; nothing is copied
+or materialized.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...ir.dtypes import DType
+from .source import GeneratedKernel, LaunchSpec, function_name, next_pow2, pointer_type, tl_type
+
+# programs the split aims for: about two waves on a 132-SM H100 (fewer idle SMs than one
+# wave, and the workspace stays a few MiB at resnet shapes)
+TARGET_PROGRAMS = 264
+# each program runs at least this many K steps: below it the partial tile's store and
+# the reduction cost more than the split saves
+MIN_STEPS = 8
+REDUCE_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class WeightGradProblem:
+    """Shapes and strides (in elements) of one conv2d weight gradient."""
+    x_shape: tuple[int, int, int, int]
+    x_strides: tuple[int, int, int, int]
+    g_shape: tuple[int, int, int, int]           # grad_output (N, Cout, Ho, Wo)
+    g_strides: tuple[int, int, int, int]
+    w_shape: tuple[int, int, int, int]           # (Cout, Cin/groups, KH, KW)
+    out_strides: tuple[int, int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    dtype: DType
+    out_dtype: DType
+    precision: str | None = None                 # tl.dot input_precision for float32
+
+    @property
+    def m(self) -> int:
+        return self.w_shape[0] // self.groups
+
+    @property
+    def n(self) -> int:
+        return self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
+
+    @property
+    def k(self) -> int:
+        return self.g_shape[0] * self.g_shape[2] * self.g_shape[3]
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    block_m: int
+    block_n: int
+    block_k: int
+    splits: int
+    chunk: int                                   # K per split, a multiple of block_k
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+def plan(problem: WeightGradProblem, target_programs: int = TARGET_PROGRAMS,
+         max_block_m: int = 64, max_block_n: int = 64, block_k: int | None = None,
+         num_warps: int = 4, num_stages: int = 3) -> SplitPlan:
+    """Tile sizes and the split of K: enough (tile, chunk) programs to fill the GPU, each
+    with at least MIN_STEPS K steps. The keyword arguments are for benchmarks that sweep
+    tile shapes (benchmarks/cuda_conv_wgrad.py)."""
+    block_m = min(max_block_m, max(16, next_pow2(problem.m)))
+    block_n = min(max_block_n, max(16, next_pow2(problem.n)))
+    block_k = block_k or (32 if problem.dtype.itemsize == 4 else 64)
+    tiles = math.ceil(problem.m / block_m) * math.ceil(problem.n / block_n) * problem.groups
+    steps = math.ceil(problem.k / block_k)
+    splits = max(1, min(math.ceil(target_programs / tiles), steps // MIN_STEPS))
+    chunk = max(1, math.ceil(steps / splits)) * block_k
+    splits = max(1, math.ceil(problem.k / chunk))
+    return SplitPlan(block_m, block_n, block_k, splits, chunk, num_warps, num_stages)
+
+
+def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
+                   name: str = "conv_weight_grad") -> GeneratedKernel:
+    """Grid (tiles, splits, groups): one (tile, chunk of K, group) partial product each."""
+    fn = function_name(name)
+    p = problem
+    h, w = p.x_shape[2:]
+    _, _, ho, wo = p.g_shape
+    cin_g, kw_ = p.w_shape[1], p.w_shape[3]
+    sxn, sxc, sxh, sxw = p.x_strides
+    sgn, sgc, sgh, sgw = p.g_strides
+    dot = f", input_precision=\"{p.precision}\"" if p.precision else ""
+    direct = split.splits == 1
+    body = [
+        f"M = {p.m}", f"N = {p.n}", f"K = {p.k}",
+        "pid = tl.program_id(0)", "pid_k = tl.program_id(1)", "pid_b = tl.program_id(2)",
+        "num_pid_n = (N + BLOCK_N - 1) // BLOCK_N",
+        "pid_m = pid // num_pid_n", "pid_n = pid % num_pid_n",
+        "# rows/cols past the edge wrap (loads stay in bounds, stores are masked)",
+        "rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M",
+        "rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
+        f"kh = rn // {kw_ * cin_g}", f"kw = (rn // {cin_g}) % {kw_}", f"ci = rn % {cin_g}",
+        f"g_rows = g_ptr + (pid_b * M + rm).to(tl.int64) * {sgc}",
+        f"x_cols = x_ptr + (pid_b * {cin_g} + ci).to(tl.int64) * {sxc}",
+        f"dh = kh * {p.dilation[0]} - {p.padding[0]}",
+        f"dw = kw * {p.dilation[1]} - {p.padding[1]}",
+        "rk = tl.arange(0, BLOCK_K)",
+        "k_lo = pid_k * CHUNK",
+        "acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)",
+        "for kt in range(0, CHUNK, BLOCK_K):",
+        "    kk = k_lo + kt + rk",
+        "    live = kk < K",
+        f"    img = (kk // {ho * wo}).to(tl.int64)",
+        f"    oh = (kk // {wo}) % {ho}",
+        f"    ow = kk % {wo}",
+        f"    a = tl.load(g_rows[:, None] + (img * {sgn} + oh * {sgh} + ow * {sgw})[None, :], "
+        "mask=live[None, :], other=0.0)",
+        f"    ih = (oh * {p.stride[0]})[:, None] + dh[None, :]",
+        f"    iw = (ow * {p.stride[1]})[:, None] + dw[None, :]",
+        f"    inside = live[:, None] & (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w})",
+        f"    b = tl.load(x_cols[None, :] + (img * {sxn})[:, None] + ih * {sxh} + iw * {sxw}, "
+        "mask=inside, other=0.0)",
+        f"    acc = tl.dot(a, b, acc{dot})",
+        "rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
+        "rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]",
+        "xmask = (rm < M) & (rn < N)",
+    ]
+    if direct:
+        so, si, sh, sw = p.out_strides
+        body += [f"cidx = (pid_b * M + rm) * {so} + (rn % {cin_g}) * {si} "
+                 f"+ (rn // {kw_ * cin_g}) * {sh} + ((rn // {cin_g}) % {kw_}) * {sw}",
+                 f"tl.store(c_ptr + cidx, acc.to({tl_type(p.out_dtype)}), mask=xmask)"]
+        c_type = pointer_type(p.out_dtype)
+    else:
+        body += [f"cidx = ((pid_k * {p.groups} + pid_b) * M + rm).to(tl.int64) * N + rn",
+                 "tl.store(c_ptr + cidx, acc, mask=xmask)"]
+        c_type = "*fp32"
+    args = [("g_ptr", pointer_type(p.dtype)), ("x_ptr", pointer_type(p.dtype)), ("c_ptr", c_type)]
+    constexprs = {"BLOCK_M": split.block_m, "BLOCK_N": split.block_n,
+                  "BLOCK_K": split.block_k, "CHUNK": split.chunk}
+    params = [a for a, _ in args] + [f"{c}: tl.constexpr" for c in constexprs]
+    header = [f"# conv2d weight gradient x{list(p.x_shape)} grad{list(p.g_shape)} "
+              f"w{list(p.w_shape)} stride {list(p.stride)} pad {list(p.padding)} "
+              f"dilation {list(p.dilation)} groups {p.groups}: {split.splits} split(s) of K, "
+              f"{p.precision or 'fp32 accumulate'}"]
+    text = "\n".join(header + ["@triton.jit", f"def {fn}({', '.join(params)}):"]
+                     + ["    " + line for line in body]) + "\n"
+    tiles = math.ceil(p.m / split.block_m) * math.ceil(p.n / split.block_n)
+    grid = (tiles, split.splits, p.groups)
+    return GeneratedKernel(text, LaunchSpec(
+        fn, args, constexprs, grid, "(tiles, splits, groups)", split.num_warps,
+        split.num_stages, ["grad_output", "input", "out" if direct else "workspace"]))
+
+
+def reduce_kernel(problem: WeightGradProblem, split: SplitPlan,
+                  name: str = "conv_weight_grad_sum") -> GeneratedKernel:
+    """dW = the sum of the workspace's `splits` partial products, in split order."""
+    fn = function_name(name)
+    p = problem
+    cin_g, kw_ = p.w_shape[1], p.w_shape[3]
+    so, si, sh, sw = p.out_strides
+    total = p.w_shape[0] * p.n
+    body = [
+        "e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
+        f"inside = e < {total}",
+        "acc = tl.zeros((BLOCK,), dtype=tl.float32)",
+        f"for s in range(0, {split.splits}):",
+        f"    acc += tl.load(ws_ptr + s * {total} + e, mask=inside, other=0.0)",
+        f"row = e // {p.n}", f"col = e % {p.n}",
+        f"cidx = row * {so} + (col % {cin_g}) * {si} + (col // {kw_ * cin_g}) * {sh} "
+        f"+ ((col // {cin_g}) % {kw_}) * {sw}",
+        f"tl.store(out_ptr + cidx, acc.to({tl_type(p.out_dtype)}), mask=inside)",
+    ]
+    args = [("ws_ptr", "*fp32"), ("out_ptr", pointer_type(p.out_dtype))]
+    text = "\n".join([f"# the {split.splits} partial weight gradients of w{list(p.w_shape)}, "
+                      "summed in order", "@triton.jit",
+                      f"def {fn}(ws_ptr, out_ptr, BLOCK: tl.constexpr):"]
+                     + ["    " + line for line in body]) + "\n"
+    grid = (math.ceil(total / REDUCE_BLOCK), 1, 1)
+    return GeneratedKernel(text, LaunchSpec(fn, args, {"BLOCK": REDUCE_BLOCK}, grid,
+                                            "cdiv(Cout * N, BLOCK)", 4, 1, ["workspace", "out"]))
+
+
+def workspace_elements(problem: WeightGradProblem, split: SplitPlan) -> int:
+    """float32 elements of the partial products (0 when the GEMM writes dW directly)."""
+    return 0 if split.splits == 1 else split.splits * problem.w_shape[0] * problem.n
