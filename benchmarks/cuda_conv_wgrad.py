@@ -11,7 +11,8 @@ median of 5 replays over reps; so host overhead is out, as inside a compiled tra
 whose launches replay as one graph. float32 runs as TF32 in both (ember's allow_tf32,
 torch's cudnn.allow_tf32, its default); bf16 rows use bf16 operands in both. Each row
 first checks ember's result against torch's (relative Frobenius error). --sweep also times
-other tile shapes / split targets for the split-K kernel (channels-last float32).
+other tile shapes / split targets for the split-K kernel (float32 NCHW, bfloat16
+channels-last); --old-route the previous route.
 The ratio column is cuDNN's time over ember's (above 1: ember faster).
 --write saves benchmarks/results/cuda_conv_wgrad_<gpu>.json.
 """
@@ -49,11 +50,12 @@ SHAPES = [
     ("cnn.conv2", (16, 32, 32), (32, 16, 3, 3), 1, 1),
 ]
 QUICK = {"r18.conv1", "r18.layer1", "r18.layer3", "r18.layer4", "cnn.conv2"}
-# (label, plan keyword arguments) tried by --sweep
+SWEPT = QUICK | {"r18.layer2", "r18.layer4.0.conv1"}
+# (label, plan keyword arguments) tried by --sweep (float32 NCHW and bfloat16 channels-last)
 VARIANTS = [("64x64 t264", {}), ("64x64 t528", dict(target_programs=528)),
-            ("128x64 t264 w8", dict(max_block_m=128, num_warps=8)),
-            ("64x128 t264 w8", dict(max_block_n=128, num_warps=8)),
-            ("64x64 k64 t264", dict(block_k=64))]
+            ("128x128 w8 t264", dict(max_block_m=128, max_block_n=128, num_warps=8)),
+            ("128x64 w8 t528", dict(max_block_m=128, num_warps=8, target_programs=528)),
+            ("64x64 k64 t528", dict(block_k=64, target_programs=528))]
 
 
 def _out_hw(h, w, k, s, p):
@@ -185,6 +187,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--sweep", action="store_true")
+    p.add_argument("--old-route", action="store_true",
+                   help="also time the per-sample grouped convolution route")
     p.add_argument("--quick", action="store_true", help="five shapes, float32 channels-last")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
@@ -204,11 +208,11 @@ def main(argv=None) -> int:
         for name, cshape, wshape, stride, pad in SHAPES:
             if args.quick and name not in QUICK:
                 continue
-            first = (dtype, layout) == combos[0]
+            swept = args.sweep and (dtype, layout) != ("float32", "channels_last") and \
+                name in SWEPT
             try:
                 row = run_case(torch, name, args.batch, cshape, wshape, stride, pad, dtype,
-                               layout, args.reps, args.sweep and first and name in QUICK,
-                               old_route=first)
+                               layout, args.reps, swept, old_route=args.old_route)
             except Exception as exc:  # noqa: BLE001 - report and go on with the other rows
                 print(f"{name} {dtype} {layout}: FAILED {type(exc).__name__}: {exc}"[:300])
                 continue

@@ -21,8 +21,8 @@ from ember.ir.registry import OPS  # noqa: E402
 
 from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
 
-# (batch, Cin, H, W, Cout, k, conv kwargs): small enough for the interpreter; the first
-# has K = 2*8*8 = 128 (one chunk), the others K >= 1024 (several chunks)
+# (batch, Cin, H, W, Cout, k, conv kwargs): small enough for the interpreter; with
+# K = batch*Ho*Wo = 128 or less one chunk (the GEMM writes dW), K >= 1024 several
 CASES = [
     (2, 4, 8, 8, 16, 3, dict(stride=1, padding=1)),
     (4, 3, 16, 16, 16, 3, dict(stride=1, padding=1)),
@@ -30,6 +30,10 @@ CASES = [
     (2, 4, 33, 30, 16, 3, dict(stride=[1, 2], padding=[2, 0], dilation=[2, 1])),
     (4, 12, 16, 16, 8, 1, dict(stride=1, padding=0)),      # 8 x 12: tiles wrap
     (2, 8, 24, 24, 32, 3, dict(stride=1, padding=1, groups=2)),
+    # a column tile inside one (kh, kw): scalar shifts, a plain channel range
+    (2, 64, 8, 8, 16, 3, dict(stride=2, padding=1)),
+    (4, 32, 16, 16, 16, 1, dict(stride=1, padding=0)),
+    (2, 64, 9, 9, 32, 3, dict(stride=1, padding=1, groups=2)),
 ]
 
 

@@ -104,17 +104,30 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
     sgn, sgc, sgh, sgw = p.g_strides
     dot = f", input_precision=\"{p.precision}\"" if p.precision else ""
     direct = split.splits == 1
+    exact_m = p.m % split.block_m == 0
+    whole = cin_g % split.block_n == 0
+    col = "" if whole else "[None, :]"
     body = [
         f"M = {p.m}", f"N = {p.n}", f"K = {p.k}",
         "pid = tl.program_id(0)", "pid_k = tl.program_id(1)", "pid_b = tl.program_id(2)",
         "num_pid_n = (N + BLOCK_N - 1) // BLOCK_N",
         "pid_m = pid // num_pid_n", "pid_n = pid % num_pid_n",
         "# rows/cols past the edge wrap (loads stay in bounds, stores are masked)",
-        "rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M",
-        "rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
-        f"kh = rn // {kw_ * cin_g}", f"kw = (rn // {cin_g}) % {kw_}", f"ci = rn % {cin_g}",
-        f"g_rows = g_ptr + (pid_b * M + rm).to(tl.int64) * {sgc}",
-        f"x_cols = x_ptr + (pid_b * {cin_g} + ci).to(tl.int64) * {sxc}",
+        "rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)" + ("" if exact_m else " % M"),
+    ]
+    if whole:
+        # a column tile is one (kh, kw) and BLOCK_N consecutive channels: the shifts are
+        # scalars and the channels a plain range, so channels-last loads are contiguous
+        body += ["n0 = pid_n * BLOCK_N", f"kh = n0 // {kw_ * cin_g}",
+                 f"kw = (n0 // {cin_g}) % {kw_}",
+                 f"ci = tl.multiple_of(n0 % {cin_g}, BLOCK_N) + tl.arange(0, BLOCK_N)"]
+    else:
+        body += ["rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
+                 f"kh = rn // {kw_ * cin_g}", f"kw = (rn // {cin_g}) % {kw_}",
+                 f"ci = rn % {cin_g}"]
+    body += [
+        f"g_rows = g_ptr + (pid_b * M).to(tl.int64) * {sgc} + {_times('rm', sgc)}",
+        f"x_cols = x_ptr + (pid_b * {cin_g}).to(tl.int64) * {sxc} + {_times('ci', sxc)}",
         f"dh = kh * {p.dilation[0]} - {p.padding[0]}",
         f"dw = kw * {p.dilation[1]} - {p.padding[1]}",
         "rk = tl.arange(0, BLOCK_K)",
@@ -128,8 +141,8 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
         f"    ow = kk % {wo}",
         f"    a = tl.load(g_rows[:, None] + (img * {sgn} + oh * {sgh} + ow * {sgw})[None, :], "
         "mask=live[None, :], other=0.0)",
-        f"    ih = (oh * {p.stride[0]})[:, None] + dh[None, :]",
-        f"    iw = (ow * {p.stride[1]})[:, None] + dw[None, :]",
+        f"    ih = (oh * {p.stride[0]})[:, None] + dh{col}",
+        f"    iw = (ow * {p.stride[1]})[:, None] + dw{col}",
         f"    inside = live[:, None] & (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w})",
         f"    b = tl.load(x_cols[None, :] + (img * {sxn})[:, None] + ih * {sxh} + iw * {sxw}, "
         "mask=inside, other=0.0)",
@@ -163,6 +176,11 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
     return GeneratedKernel(text, LaunchSpec(
         fn, args, constexprs, grid, "(tiles, splits, groups)", split.num_warps,
         split.num_stages, ["grad_output", "input", "out" if direct else "workspace"]))
+
+
+def _times(expr: str, stride: int) -> str:
+    """expr * stride, leaving out a unit stride (so Triton still sees a contiguous range)."""
+    return expr if stride == 1 else f"{expr} * {stride}"
 
 
 def reduce_kernel(problem: WeightGradProblem, split: SplitPlan,
