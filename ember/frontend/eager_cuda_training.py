@@ -303,7 +303,7 @@ def _weight_grad_split_k(g, x, weight_size, stride, padding, dilation, groups, o
         tuple(x.shape), tuple(x.stride()), tuple(g.shape), tuple(g.stride()),
         tuple(weight_size), tuple(out_meta.strides), tuple(stride), tuple(padding),
         tuple(dilation), groups, x.dtype, out_meta.dtype, input_precision(x.dtype))
-    split = conv_wgrad.plan(problem)
+    split = conv_wgrad.plan(problem, **conv_wgrad.tiles_for(problem))
     out = _fresh(out_meta, index)
     if split.splits == 1:
         eager_cuda.launch(conv_wgrad.partial_kernel(problem, split), [g, x, out], index)

@@ -34,6 +34,9 @@ CASES = [
     (2, 64, 8, 8, 16, 3, dict(stride=2, padding=1)),
     (4, 32, 16, 16, 16, 1, dict(stride=1, padding=0)),
     (2, 64, 9, 9, 32, 3, dict(stride=1, padding=1, groups=2)),
+    # conv_wgrad.tiles_for's larger tiles: 128 x 64 (M >= 128), 128 x 256 (M >= 256, N >= 2048)
+    (2, 16, 16, 16, 128, 3, dict(stride=1, padding=1)),
+    (1, 256, 6, 6, 256, 3, dict(stride=1, padding=1)),
 ]
 
 

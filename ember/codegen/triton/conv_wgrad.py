@@ -75,12 +75,34 @@ class SplitPlan:
     num_stages: int = 3
 
 
+def tiles_for(problem: WeightGradProblem) -> dict:
+    """plan()'s tile shape for a problem, from a sweep on an H100 (Triton 3.6, resnet18's
+    layers and small_cnn's at batch 64, benchmarks/cuda_conv_wgrad.py --sweep; ms per call,
+    default 64x64 tiles against the pick): float32 layer4 (M 512, N 4608) 0.420 -> 0.240
+    with 128x256 tiles, layer3 (256 x 2304) 0.218 -> 0.122, layer2 (128 x 1152) 0.168 ->
+    0.127 with 128x64 tiles and twice the programs, layer1 (64 x 576) 0.168 -> 0.159;
+    bfloat16 layer2-4 0.064-0.083 -> 0.062-0.066 with 128x128 tiles (128x256 ran 5-12x
+    slower there at layer1-2). Small outputs (conv1's 64 x 147, small_cnn's 32 x 144) were
+    fastest with 64x64 tiles and two waves."""
+    m, n = problem.m, problem.n
+    if problem.dtype.itemsize == 4:
+        if m >= 256 and n >= 2048:
+            return dict(max_block_m=128, max_block_n=256, num_warps=8)
+        if m >= 128:
+            return dict(max_block_m=128, num_warps=8, target_programs=2 * TARGET_PROGRAMS)
+    elif m >= 128:
+        return dict(max_block_m=128, max_block_n=128, num_warps=8)
+    if m >= 64 and n >= 512:
+        return dict(target_programs=2 * TARGET_PROGRAMS)
+    return {}
+
+
 def plan(problem: WeightGradProblem, target_programs: int = TARGET_PROGRAMS,
          max_block_m: int = 64, max_block_n: int = 64, block_k: int | None = None,
          num_warps: int = 4, num_stages: int = 3) -> SplitPlan:
     """Tile sizes and the split of K: enough (tile, chunk) programs to fill the GPU, each
     with at least MIN_STEPS K steps. The keyword arguments are for benchmarks that sweep
-    tile shapes (benchmarks/cuda_conv_wgrad.py)."""
+    tile shapes (benchmarks/cuda_conv_wgrad.py); the route passes tiles_for(problem)."""
     block_m = min(max_block_m, max(16, next_pow2(problem.m)))
     block_n = min(max_block_n, max(16, next_pow2(problem.n)))
     block_k = block_k or (32 if problem.dtype.itemsize == 4 else 64)
