@@ -8,9 +8,11 @@ ops that have CUDA kernels:
 - convolution_backward_input: a convolution of the gradient (zeros inserted between its
   elements for strided convolutions, padded by dilation*(k-1) - padding) with the weights
   flipped in space and transposed per group;
-- convolution_backward_weight: a convolution whose batch is the input's channels and
-  whose channels are the batch (one group per sample without groups, then a sum over the
-  samples), with stride and dilation swapped, cropped to the kernel;
+- convolution_backward_weight: a split-K implicit GEMM over N*Ho*Wo and an in-order sum
+  of its chunks (codegen/triton/conv_wgrad.py) for float operands; depthwise and thin
+  grouped convolutions (under 8 output or input columns a group): a convolution whose
+  batch is the input's channels and whose channels are the batch, with stride and
+  dilation swapped, cropped to the kernel;
 - max_pool2d_with_indices: one kernel (window max, then the first position holding it);
   max_pool_scatter: an atomic scatter-add of the gradient at the indices (on the host in
   deterministic mode: with overlapping windows the atomics add in any order);
@@ -292,11 +294,13 @@ def _weight_grad_split_k(g, x, weight_size, stride, padding, dilation, groups, o
     from ..codegen.triton import conv_wgrad
     from ..codegen.triton.gemm import input_precision
     from ..ir.dtypes import float32
-    if x.dtype == float32:
+    if x.dtype == float32 and weight_size[1] * weight_size[2] * weight_size[3] >= 512:
         # float32 dots (TF32 or IEEE) want both operands contiguous along N*Ho*Wo: Hopper's
         # tf32 wgmma takes no transposed operand, and channels-last tiles went through
-        # 4-byte copies, 3-4x slower than dense NCHW copies of both plus the NCHW kernel
-        # (H100, resnet18 layer1 at batch 64: 0.72 ms against 0.17 + the copies)
+        # 4-byte copies, 2-3x slower than NCHW copies of both plus the NCHW kernel where
+        # Cin*KH*KW >= 512 (H100, resnet18 at batch 64: layer1 0.72 ms against 0.38,
+        # layer3 0.71 against 0.24); below it the copies cost more than they save (conv1
+        # 0.52 direct against 0.75, the strided 1x1 downsample 0.064 against 0.215)
         x = x if x.stride(3) == 1 else x.contiguous()
         g = g if g.stride(3) == 1 else g.contiguous()
     problem = conv_wgrad.WeightGradProblem(

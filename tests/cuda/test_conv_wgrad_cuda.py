@@ -94,3 +94,20 @@ def test_split_plan_covers_k_in_whole_steps(k_total, tiles_mn):
     tiles = -(-m // split.block_m) * -(-n // split.block_n)
     if k_total >= 200704:          # resnet-sized K: the split fills the target grid
         assert tiles * split.splits >= conv_wgrad.TARGET_PROGRAMS
+
+
+def test_half_precision_channels_last_weight_grad_equals_torch(device):  # noqa: F811
+    """16-bit operands stay channels-last (tensor cores read either operand order) and dW
+    comes back in their dtype, summed in float32 over 4 chunks of K."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 16, 16, 16)).astype(np.float32)
+    g = rng.standard_normal((4, 16, 16, 16)).astype(np.float32)
+    xs = ember.tensor(x).to(device).half().contiguous(memory_format=ember.channels_last)
+    gs = ember.tensor(g).to(device).half().contiguous(memory_format=ember.channels_last)
+    got = OPS["convolution_backward_weight"](gs, xs, [16, 16, 3, 3], [1, 1], [1, 1], [1, 1],
+                                             False, [0, 0], 1)
+    assert got.dtype == ember.float16
+    want = _torch_weight_grad(x.astype(np.float16).astype(np.float32),
+                              g.astype(np.float16).astype(np.float32), (16, 16, 3, 3),
+                              dict(stride=1, padding=1))
+    np.testing.assert_allclose(got.float().cpu().numpy(), want, rtol=2e-2, atol=2e-1)
