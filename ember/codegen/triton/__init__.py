@@ -3,6 +3,7 @@
 - source.py: descriptions (codegen/kernel.py) -> `@triton.jit` functions + launch metadata
 - gemm.py: GEMM (TF32 / IEEE fp32 / fp16 / bf16) and NHWC implicit-GEMM conv2d with a fused
   epilogue taken from a lowered anchor group
+- conv_wgrad.py: conv2d weight gradients as a split-K implicit GEMM and an in-order sum
 - autotune.py: block configurations, timed on a GPU, cached on disk
 - compile.py: ahead-of-time compilation to cubin with JSON launch metadata
 - cache.py: generated sources on disk (triton.jit needs real files)
