@@ -209,19 +209,24 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
 
 
 def run_checked(op: OpDef, args: tuple):
-    """`op(*args)` for a quantized module's call (Linear, Conv2d: args in schema order, a
-    per-tensor quantized input first). The first call of a geometry takes the full path
+    """`op(*args)` for a quantized module's call (Linear, Conv2d, dynamic Linear: args in
+    schema order, a per-tensor quantized input or a float one first). The first call of a geometry takes the full path
     (binding, dispatch modes, the op's meta rule and its errors); a later call whose
     operands have the same layout, dtypes and qparams, and the same other arguments,
     runs the kernel choice directly (the meta rule's verdict depends on nothing else).
     That saves ~15 us of Python per layer, which at two threads is as much as a small
     layer's kernel."""
     x = args[0]
-    if type(x) is not QuantizedTensor or x._qaxis is not None or _dispatch._modes or \
-            _autocast.ACTIVE or x._storage.device != "cpu":
+    if _dispatch._modes or _autocast.ACTIVE or not isinstance(x, Tensor) or \
+            x._storage.device != "cpu":
         return op(*args)
     a = x._array
-    key = [op, a.shape, a.strides, x._qdtype, x._qscale, x._qzero_point]
+    if type(x) is QuantizedTensor and x._qaxis is None:
+        key = [op, a.shape, a.strides, x._qdtype, x._qscale, x._qzero_point]
+    elif type(x) is Tensor and not x.requires_grad:     # quantize_dynamic's float input
+        key = [op, a.shape, a.strides, a.dtype]
+    else:
+        return op(*args)
     for v in args[1:]:
         if isinstance(v, Tensor):
             if v._storage.device != "cpu":

@@ -123,3 +123,28 @@ def test_fx_tracing_after_eager_calls_records_the_op():
     traced = ember.fx.symbolic_trace(e)
     assert any("quantized_linear" in str(n.target) for n in traced.graph.nodes)
     np.testing.assert_array_equal(traced(ex).int_repr().numpy(), e(ex).int_repr().numpy())
+
+
+def test_dynamic_linear_seen_calls_equal_the_full_path_and_torch():
+    rng = np.random.default_rng(5)
+    t_model = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.ReLU(),
+                                  torch.nn.Linear(40, 6)).eval()
+    e_model = ember.nn.Sequential(ember.nn.Linear(24, 40), ember.nn.ReLU(),
+                                  ember.nn.Linear(40, 6)).eval()
+    e_model.load_state_dict({k: ember.tensor(v.detach().numpy())
+                             for k, v in t_model.state_dict().items()})
+    tq = torch.ao.quantization.quantize_dynamic(t_model, {torch.nn.Linear}, dtype=torch.qint8)
+    eqm = ember.ao.quantization.quantize_dynamic(e_model, {ember.nn.Linear},
+                                                 dtype=ember.qint8)
+    first = eqm[0]
+    for batch in (5, 5, 3, 5):
+        x = rng.standard_normal((batch, 24)).astype(np.float32)
+        with ember.no_grad():
+            got = eqm(ember.tensor(x)).numpy()
+            full = ember.quantized_linear_dynamic(ember.tensor(x), first._packed_weight,
+                                                  first.bias).numpy()
+            np.testing.assert_array_equal(first(ember.tensor(x)).numpy(), full)
+        np.testing.assert_allclose(got, tq(torch.from_numpy(x)).detach().numpy(),
+                                   atol=1e-4, rtol=1e-4)
+    with pytest.raises(ember.ShapeError, match="quantized_linear_dynamic"):
+        first(ember.tensor(rng.standard_normal((5, 23)).astype(np.float32)))
