@@ -216,3 +216,19 @@ def test_native_channels_last_packing_equals_numpy(rng, shape, padding):
     want = lite.nhwc_input(x, 17, padding, shape[1], slack)
     got = lite.nhwc_input(x, 17, padding, shape[1], slack, QE.pack_nhwc)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype, tdtype, shape", [("qint8", "qint8", (2, 5, 6, 7)),
+                                                  ("quint8", "quint8", (5, 6, 7))])
+def test_quantized_adaptive_avg_pool_signed_and_3d(rng, dtype, tdtype, shape):
+    """qint8 values and [C, H, W] inputs take the same integer arithmetic (close to torch)."""
+    import torch
+    x = rng.standard_normal(shape).astype(np.float32)
+    ex = ember.quantize_per_tensor(ember.tensor(x), 0.03, 2, getattr(ember, dtype))
+    tx = torch.quantize_per_tensor(torch.from_numpy(x), 0.03, 2, getattr(torch, tdtype))
+    got = ember.nn.functional.adaptive_avg_pool2d(ex, (2, 3))
+    want = torch.nn.functional.adaptive_avg_pool2d(tx, (2, 3))
+    assert tuple(got.shape) == tuple(want.shape)
+    diff = np.abs(got.int_repr().numpy().astype(int) - want.int_repr().numpy().astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.95
+    assert (got.q_scale(), got.q_zero_point()) == (0.03, 2)
