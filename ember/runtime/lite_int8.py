@@ -609,21 +609,6 @@ def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarra
     return (q.astype(np.int64) - zero_point).astype(np.float32) * np.float32(scale)
 
 
-def adaptive_average(x: np.ndarray, output_size) -> np.ndarray:
-    """adaptive_avg_pool2d of float32 [.., H, W] (ir/ops/pooling_adaptive.py's reference:
-    an averaging matrix applied along each spatial dim)."""
-    for i, o in enumerate(output_size):
-        axis = x.ndim - 2 + i
-        n = x.shape[axis]
-        idx = np.arange(o)
-        start, end = (idx * n) // o, -((-(idx + 1) * n) // o)
-        cols = np.arange(n)
-        mat = ((cols >= start[:, None]) & (cols < end[:, None])) / \
-            np.maximum(end - start, 1)[:, None]
-        x = np.moveaxis(np.tensordot(mat.astype(x.dtype), x, axes=([1], [axis])), 0, axis)
-    return x
-
-
 def adaptive_average_quantized(q: np.ndarray, scale: float, zero_point: int, output_size):
     """adaptive_avg_pool2d of a per-tensor quantized value, requantized with the input's
     qparams, in integers as torch's quantized kernel computes it: each window's exact sum
