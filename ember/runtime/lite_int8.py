@@ -11,6 +11,7 @@ runs without the compiler.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import queue
 import threading
@@ -142,8 +143,8 @@ try:       # in the ember package: buffers from the caching allocator (a fresh l
     from .allocator import default_allocator     # costs its page faults on every call)
 
     def _empty(shape, dtype) -> np.ndarray:
-        shape = tuple(int(d) for d in shape)
-        return default_allocator().empty(int(np.prod(shape)), dtype).reshape(shape)
+        shape = tuple(map(int, shape))      # math.prod: np.prod costs 2 us a call
+        return default_allocator().empty(math.prod(shape), dtype).reshape(shape)
     from .threads import default_pool as _host_pool
 except ImportError:      # loaded on its own
     def _empty(shape, dtype) -> np.ndarray:
@@ -226,7 +227,7 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
     if ph == pw == 0 and c == cp and not slack and nhwc.flags.c_contiguous:
         return nhwc
     shape = (n, h + 2 * ph, w + 2 * pw, cp)
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     flat = _empty((size + slack,), np.uint8)
     flat[size:] = zero_point
     buf = flat[:size].reshape(shape)
