@@ -15,10 +15,21 @@ int8 / float speedup. --resnet adds a resnet18-shaped model at batch 8, 224x224 
 --threads N runs both libraries on N threads (torch.set_num_threads, ember.set_num_threads);
 --cpu-time (with --threads 1) times each call by its thread's CPU time instead of the wall
 clock: on a host shared with other jobs that measures the work, not the waiting.
+--alone times each library in a process of its own (the other library's threads never
+run there: torch's OpenMP workers spin and take cores from ember's, and ember's from
+torch's), one process after the other for --rounds rounds; it prints each library's
+median wall time per call and its process CPU time per call (all threads), the load
+average beside each round, and the int8 rows only (static and dynamic MLP, small CNN,
+--resnet adds resnet18 b8):
+
+    python3 benchmarks/quant.py --alone --threads 2 --rounds 5 [--resnet]
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -172,7 +183,6 @@ def ember_has_vnni() -> bool:
 
 
 def parse_args(argv=None):
-    import argparse
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--resnet", action="store_true", help="add resnet18 at batch 8 (slow)")
     p.add_argument("--threads", type=int, default=None,
@@ -183,10 +193,102 @@ def parse_args(argv=None):
                         "of the measured VNNI peak (benchmarks/qconv_shapes.py)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time by the calling thread's CPU time (needs --threads 1)")
+    p.add_argument("--alone", action="store_true",
+                   help="each library in its own process, one after the other (int8 rows)")
+    p.add_argument("--rounds", type=int, default=5, help="--alone: rounds of both processes")
+    p.add_argument("--worker", choices=("ember", "torch"), help=argparse.SUPPRESS)
     args = bench_args("quant", argv, p)
     if args.cpu_time and args.threads != 1:
         p.error("--cpu-time needs --threads 1 (other threads' work would not be counted)")
     return args
+
+
+ALONE_MODELS = {"mlp static": (mlp, (64, 1024), False),
+                "mlp dynamic": (mlp, (64, 1024), True),
+                "small_cnn static": (small_cnn, (64, 1, 28, 28), False),
+                "resnet18 b8 static": ("resnet18", (8, 3, 224, 224), False)}
+
+
+def alone_worker(args) -> None:
+    """One library's int8 models timed in this process; the other library only builds
+    (its ops on one thread, before the clock starts). Prints one JSON line."""
+    mine = args.worker
+    torch.set_num_threads(args.threads if mine == "torch" else 1)
+    ember.set_num_threads(args.threads if mine == "ember" else 1)
+    rng = np.random.default_rng(0)
+    results = {}
+    for name, (make, shape, dynamic) in ALONE_MODELS.items():
+        if name.startswith("resnet18") and not args.resnet:
+            continue
+        t_q, e_q = int8_twins(make, shape, dynamic, rng)
+        x = rng.standard_normal(shape).astype(np.float32)
+        fn = (lambda: e_q(ember.tensor(x))) if mine == "ember" else \
+            (lambda: t_q(torch.from_numpy(x)))
+        results[name] = time_calls(fn, 0.5 if name.startswith("resnet") else 0.25)
+    print("ALONE " + json.dumps(results))
+
+
+def int8_twins(make, shape, dynamic, rng):
+    """torch.ao's and ember's int8 models of the same float weights."""
+    t_model, e_model = twins(make, rng)
+    if dynamic:
+        return (tq.quantize_dynamic(t_model, {torch.nn.Linear}, dtype=torch.qint8),
+                eq.quantize_dynamic(e_model, {ember.nn.Linear}, dtype=ember.qint8))
+    x = rng.standard_normal(shape).astype(np.float32)
+    with torch.no_grad(), ember.no_grad():
+        t_prep = tqfx.prepare_fx(t_model, tq.get_default_qconfig_mapping("x86"),
+                                 (torch.from_numpy(x),))
+        e_prep = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping("x86"),
+                                 (ember.tensor(x),))
+        for _ in range(2):
+            c = rng.standard_normal(shape).astype(np.float32)
+            t_prep(torch.from_numpy(c))
+            e_prep(ember.tensor(c))
+        return tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
+
+
+def time_calls(fn, seconds: float) -> dict:
+    """Median wall and process-CPU milliseconds per call over 7 batches of calls."""
+    with torch.no_grad(), ember.no_grad():
+        for _ in range(5):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        calls = max(3, int(seconds / 7 / max(time.perf_counter() - t0, 1e-6)))
+        walls, cpus = [], []
+        for _ in range(7):
+            w0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                fn()
+            walls.append((time.perf_counter() - w0) / calls * 1e3)
+            cpus.append((time.process_time() - c0) / calls * 1e3)
+    return {"wall_ms": float(np.median(walls)), "cpu_ms": float(np.median(cpus))}
+
+
+def alone_main(args) -> None:
+    """--alone: each library in its own subprocess, alternating, --rounds rounds."""
+    base = [sys.executable, str(Path(__file__).resolve()), "--threads", str(args.threads or 2)]
+    base += ["--resnet"] if args.resnet else []
+    runs = {"ember": [], "torch": []}
+    for r in range(args.rounds):
+        for lib in ("ember", "torch") if r % 2 == 0 else ("torch", "ember"):
+            load = os.getloadavg()[0]
+            out = subprocess.run(base + ["--worker", lib], capture_output=True, text=True,
+                                 check=True).stdout
+            line = next(ln for ln in out.splitlines() if ln.startswith("ALONE "))
+            runs[lib].append(json.loads(line[6:]))
+            print(f"round {r} {lib:5s} load {load:5.2f}: " + ", ".join(
+                f"{k} {v['wall_ms']:.3f} ms (cpu {v['cpu_ms']:.3f})"
+                for k, v in runs[lib][-1].items()), flush=True)
+    print(f"\nmedians over {args.rounds} rounds, {args.threads or 2} threads "
+          "(wall ms per call; process CPU ms per call in brackets; torch / ember > 1: "
+          "ember faster)")
+    for name in runs["ember"][0]:
+        med = {lib: {k: float(np.median([run[name][k] for run in runs[lib]]))
+                     for k in ("wall_ms", "cpu_ms")} for lib in runs}
+        print(f"  {name:20s} ember {med['ember']['wall_ms']:7.3f} ({med['ember']['cpu_ms']:.3f})"
+              f"  torch.ao {med['torch']['wall_ms']:7.3f} ({med['torch']['cpu_ms']:.3f})"
+              f"  torch.ao / ember {med['torch']['wall_ms'] / med['ember']['wall_ms']:.2f}x")
 
 
 def use_threads(args) -> None:
@@ -201,6 +303,10 @@ def main(argv=None):
     warnings.filterwarnings("ignore")        # torch.ao's deprecation notices, per call
     torch.backends.quantized.engine = "x86"  # here, not at import: importing changes nothing
     args = parse_args(argv)
+    if args.worker:
+        return alone_worker(args)
+    if args.alone:
+        return alone_main(args)
     use_threads(args)
     rng = np.random.default_rng(0)
     b = Bench("quant", args)

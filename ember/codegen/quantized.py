@@ -12,9 +12,11 @@ where no native kernel applies (then the caller runs the NumPy reference):
 - quantized_conv2d with groups == channels (depthwise): codegen/llvm/qdepthwise.py's
   direct kernel over the channels-last input, the same epilogue, channels-last result.
 - quantized_add (add + relu): codegen/llvm/qelementwise.py, in the operands' layout.
-- max_pool2d and adaptive_avg_pool2d on a per-tensor quint8 value (`same_qparams_kernel`):
+- max_pool2d on a per-tensor quint8 value, adaptive_avg_pool2d on a per-tensor quint8 or
+  qint8 one of 3 or 4 dims (`same_qparams_kernel`):
   qelementwise's uint8 max pooling over channels-last integers (C a multiple of 16; else
-  NumPy's shifted views), lite's averaging of the dequantized values.
+  NumPy's shifted views), lite's integer window sums requantized as torch's quantized
+  average pooling computes them (runtime/lite_int8.py adaptive_average_quantized).
 
 Every kernel computes what the reference computes, operation for operation, so results
 are identical bit for bit (tests/quant/test_qkernels.py, test_qfused.py). Native paths
@@ -102,12 +104,15 @@ def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
 
 
 def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
-    """max_pool2d on a channels-last per-tensor quint8 value, adaptive_avg_pool2d on a
-    4-d one (lite's steps: eager mode and an artifact compute alike), or None."""
-    if op_name == "adaptive_avg_pool2d" and _activation(qa) and qa.int_repr.ndim == 4:
-        out_size = _adaptive_size(args[1], qa.int_repr.shape[2:])
+    """max_pool2d on a channels-last per-tensor quint8 value, adaptive_avg_pool2d (integer
+    window sums) on a 4-d one (lite's steps: eager mode and an artifact compute alike),
+    or None."""
+    if op_name == "adaptive_avg_pool2d" and _per_tensor_8bit(qa) and qa.int_repr.ndim in (3, 4):
+        out_size = _adaptive_size(args[1], qa.int_repr.shape[-2:])
+        q4 = qa.int_repr if qa.int_repr.ndim == 4 else qa.int_repr[None]
         return lambda: qa.with_values(lite.adaptive_average_quantized(
-            qa.int_repr, qa.scale, qa.zero_point, out_size))
+            q4, qa.scale, qa.zero_point, out_size).reshape(
+                qa.int_repr.shape[:-2] + tuple(out_size)))
     if op_name != "max_pool2d" or not _activation(qa) or qa.int_repr.ndim != 4:
         return None
     geometry = pool_geometry(args[1:])
@@ -122,6 +127,11 @@ def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
 # --- operand checks --------------------------------------------------------------------------
 def _activation(x) -> bool:
     return isinstance(x, QuantizedArray) and x.dtype is dtypes.quint8 and x.axis is None
+
+
+def _per_tensor_8bit(x) -> bool:
+    return isinstance(x, QuantizedArray) and x.axis is None and \
+        x.dtype in (dtypes.quint8, dtypes.qint8)
 
 
 def _weight(w, ndim: int) -> bool:

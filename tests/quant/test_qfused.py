@@ -127,30 +127,65 @@ def test_native_max_pool_equals_the_reference(rng):
     np.testing.assert_array_equal(kernel().int_repr, expect.numpy().astype(np.uint8))
 
 
-@pytest.mark.parametrize("shape, size", [((2, 6, 7, 7), [1, 1]), ((1, 3, 9, 5), [4, 2]),
-                                         ((2, 4, 6, 6), 3)])
-def test_quantized_adaptive_avg_pool_equals_the_float_reference(rng, shape, size):
-    """lite's averaging (eager's and the artifact's) is the float op's reference on the
-    dequantized values, requantized with the input's qparams."""
-    from ember.ir.ops.pooling_adaptive import adaptive_avg_pool2d
-    from ember.ir.quantized import dequantize_array
+def _window_average_loop(q: np.ndarray, zp: int, size) -> np.ndarray:
+    """torch's quantized adaptive average, one window at a time in Python integers:
+    float32(sum - n * zp) * (1 / (1 / (1 / n))) + zp, rounded half to even, clamped."""
+    n_img, c, h, w = q.shape
+    oh, ow = size
+    out = np.empty((n_img, c, oh, ow), np.uint8)
+    f = np.float32
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+        for j in range(ow):
+            w0, w1 = (j * w) // ow, -((-(j + 1) * w) // ow)
+            n = (h1 - h0) * (w1 - w0)
+            acc = q[:, :, h0:h1, w0:w1].astype(np.int64).sum((2, 3)) - n * zp
+            inv = f(1) / (f(1) / (f(1) / f(n)))
+            out[:, :, i, j] = np.clip(np.rint(acc.astype(f) * inv + f(zp)), 0, 255)
+    return out
+
+
+@pytest.mark.parametrize("shape, size, channels_last", [
+    ((2, 6, 7, 7), [1, 1], False), ((2, 32, 7, 7), [1, 1], True), ((1, 3, 9, 5), [4, 2], False),
+    ((2, 4, 6, 6), 3, True), ((1, 2, 300, 300), [1, 1], False), ((1, 2, 260, 260), [2, 3], True)])
+def test_quantized_adaptive_avg_pool_integer_sums(rng, shape, size, channels_last):
+    """lite's averaging (eager's and the artifact's) sums the integers of each window, as
+    torch's quantized kernel does: equal to a per-window loop (windows of every size,
+    channels-last or not, above float32's exact integers too) and close to torch."""
+    import torch
     q = activation(rng, shape, zp=40, scale=0.07, qmax=255)
+    if channels_last:
+        q = q.with_values(np.ascontiguousarray(q.int_repr.transpose(0, 2, 3, 1))
+                          .transpose(0, 3, 1, 2))
     kernel = CQ.same_qparams_kernel("adaptive_avg_pool2d", q, (None, size))
-    want = quantize_array(adaptive_avg_pool2d.reference(dequantize_array(q), size), q.scale,
-                          q.zero_point, q.dtype)
-    np.testing.assert_array_equal(kernel().int_repr, want.int_repr)
+    got = kernel().int_repr
+    pair = [size] * 2 if isinstance(size, int) else size
+    np.testing.assert_array_equal(got, _window_average_loop(q.int_repr, 40, pair))
+    tq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(
+        np.ascontiguousarray(q.int_repr)), 0.07, 40)
+    want = torch.nn.functional.adaptive_avg_pool2d(tq, size).int_repr().numpy()
+    assert np.abs(got.astype(int) - want).max() <= 1
+    assert (got == want).mean() > 0.99
 
 
 @pytest.mark.parametrize("shape, kernel, stride, padding", [
     ((2, 9, 11, 64), (3, 3), (2, 2), (1, 1)), ((1, 6, 6, 128), (2, 2), (2, 2), (0, 0)),
     ((1, 7, 5, 64), (3, 2), (1, 2), (1, 1)), ((3, 14, 14, 16), (2, 2), (2, 2), (0, 0)),
-    ((2, 9, 8, 80), (3, 3), (2, 1), (1, 1)), ((1, 5, 6, 48), (3, 3), (1, 1), (1, 1))])
+    ((2, 9, 8, 80), (3, 3), (2, 1), (1, 1)), ((1, 5, 6, 48), (3, 3), (1, 1), (1, 1)),
+    # the unrolled 2x2 / 3x3 windows next to clipped ones, other square and odd sizes
+    ((2, 7, 9, 16), (2, 2), (1, 1), (1, 1)), ((1, 8, 8, 32), (3, 3), (1, 1), (0, 0)),
+    ((1, 10, 7, 16), (4, 4), (3, 2), (2, 1)), ((2, 3, 3, 144), (3, 3), (2, 2), (1, 1)),
+    ((1, 1, 1, 16), (2, 2), (2, 2), (1, 1))])
 def test_native_uint8_max_pool_equals_numpy(rng, shape, kernel, stride, padding):
     from ember.codegen.llvm import qelementwise as QE
     from ember.runtime import lite_int8 as lite
     x = rng.integers(0, 256, size=shape).astype(np.uint8)
-    np.testing.assert_array_equal(QE.max_pool2d_nhwc(x, kernel, stride, padding),
-                                  lite.max_pool2d_nhwc(x, kernel, stride, padding))
+    got = QE.max_pool2d_nhwc(x, kernel, stride, padding)
+    np.testing.assert_array_equal(got, lite.max_pool2d_nhwc(x, kernel, stride, padding))
+    import torch
+    want = torch.nn.functional.max_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2).float(),
+                                          kernel, stride, padding)
+    np.testing.assert_array_equal(got, want.permute(0, 2, 3, 1).numpy().astype(np.uint8))
 
 
 @pytest.mark.parametrize("dtype", [ember.quint8, ember.qint8])
@@ -181,3 +216,19 @@ def test_native_channels_last_packing_equals_numpy(rng, shape, padding):
     want = lite.nhwc_input(x, 17, padding, shape[1], slack)
     got = lite.nhwc_input(x, 17, padding, shape[1], slack, QE.pack_nhwc)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype, tdtype, shape", [("qint8", "qint8", (2, 5, 6, 7)),
+                                                  ("quint8", "quint8", (5, 6, 7))])
+def test_quantized_adaptive_avg_pool_signed_and_3d(rng, dtype, tdtype, shape):
+    """qint8 values and [C, H, W] inputs take the same integer arithmetic (close to torch)."""
+    import torch
+    x = rng.standard_normal(shape).astype(np.float32)
+    ex = ember.quantize_per_tensor(ember.tensor(x), 0.03, 2, getattr(ember, dtype))
+    tx = torch.quantize_per_tensor(torch.from_numpy(x), 0.03, 2, getattr(torch, tdtype))
+    got = ember.nn.functional.adaptive_avg_pool2d(ex, (2, 3))
+    want = torch.nn.functional.adaptive_avg_pool2d(tx, (2, 3))
+    assert tuple(got.shape) == tuple(want.shape)
+    diff = np.abs(got.int_repr().numpy().astype(int) - want.int_repr().numpy().astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.95
+    assert (got.q_scale(), got.q_zero_point()) == (0.03, 2)

@@ -126,7 +126,11 @@ def _emit_maxpool(module: ir.Module) -> None:
     channels-last [N, H, W, C] input (C a multiple of 16) for output rows
     [r_begin, r_end) (row r: image r // OH, oy = r % OH); params = (h, w, c, oh, ow, kh,
     kw, sh, sw, ph, pw) as int64. Channels go 64 to a vector, the last C % 64 16 to a
-    vector. Taps outside the input are skipped (PyTorch pads max pooling with -inf)."""
+    vector. Taps outside the input are skipped (PyTorch pads max pooling with -inf): each
+    output pixel's tap ranges are clipped to the input once, and a window wholly inside
+    the input of 2x2 or 3x3 taps (the common pools) takes an unrolled path with constant
+    tap offsets (no per-tap loop or bounds test: at 16 channels a pixel, that loop
+    control was most of the work)."""
     fn, b = u.define(module, "qmaxpool", u.VOID, [
         ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
         ("params", u.PTR)], noalias_ptrs=False)
@@ -137,37 +141,80 @@ def _emit_maxpool(module: ir.Module) -> None:
     slots = {width: b.alloca(u.vec(I8, width)) for width in (64, 16)}
     c = geo["c"]
     c64 = b.mul(b.sdiv(c, u.i64(64)), u.i64(64))
+    row_bytes = b.mul(geo["w"], c)
+    square = {k: b.and_(b.icmp_signed("==", geo["kh"], u.i64(k)),
+                        b.icmp_signed("==", geo["kw"], u.i64(k))) for k in (2, 3)}
     with u.counted_loop(b, r_begin, r_end, 1, "r") as row:
         img = b.sdiv(row, geo["oh"])            # one division per output row
         oy = b.sub(row, b.mul(img, geo["oh"]))
+        iy0 = b.sub(b.mul(oy, geo["sh"]), geo["ph"])
+        ky = _tap_range(b, iy0, geo["h"], geo["kh"])
+        rows_inside = b.and_(b.icmp_signed("==", ky[0], u.i64(0)),
+                             b.icmp_signed("==", ky[1], geo["kh"]))
         with u.counted_loop(b, u.i64(0), geo["ow"], 1, "ox") as ox:
             pix = b.add(b.mul(row, geo["ow"]), ox)
-            for width, begin, end in ((64, u.i64(0), c64), (16, c64, c)):
-                with u.counted_loop(b, begin, end, width, f"ch{width}") as ch:
-                    _pool_window(b, geo, x, out, slots[width], width, pix, img, oy, ox, ch)
+            ix0 = b.sub(b.mul(ox, geo["sw"]), geo["pw"])
+            kx = _tap_range(b, ix0, geo["w"], geo["kw"])
+            inside = b.and_(rows_inside, b.and_(b.icmp_signed("==", kx[0], u.i64(0)),
+                                                b.icmp_signed("==", kx[1], geo["kw"])))
+            corner = b.mul(b.add(b.mul(b.add(b.mul(img, geo["h"]), iy0), geo["w"]), ix0), c)
+            win = dict(geo, pix=pix, corner=corner, row_bytes=row_bytes, ky=ky, kx=kx,
+                       img=img, iy0=iy0, ix0=ix0)
+            with b.if_else(b.and_(inside, square[2])) as (two, other):
+                with two:
+                    _pool_channels(b, x, out, c, c64, lambda w, ch: _unrolled(b, x, win, 2, w, ch))
+                with other:
+                    with b.if_else(b.and_(inside, square[3])) as (three, rest):
+                        with three:
+                            _pool_channels(b, x, out, c, c64,
+                                           lambda w, ch: _unrolled(b, x, win, 3, w, ch))
+                        with rest:
+                            _pool_channels(b, x, out, c, c64,
+                                           lambda w, ch: _clipped(b, x, win, slots[w], w, ch))
     b.ret_void()
 
 
-def _pool_window(b, geo, x, out, slot, width, pix, img, oy, ox, ch) -> None:
-    """out[pix, ch:ch + width] = the max over the window's taps inside the input."""
-    vec = u.vec(I8, width)
-    zero = u.i64(0)
-    b.store(ir.Constant(vec, None), slot)
-    with u.counted_loop(b, zero, geo["kh"], 1, "ky") as ky:
-        iy = b.add(b.sub(b.mul(oy, geo["sh"]), geo["ph"]), ky)
-        row_ok = b.and_(b.icmp_signed(">=", iy, zero), b.icmp_signed("<", iy, geo["h"]))
-        with b.if_then(row_ok):
-            with u.counted_loop(b, zero, geo["kw"], 1, "kx") as kx:
-                ix = b.add(b.sub(b.mul(ox, geo["sw"]), geo["pw"]), kx)
-                ok = b.and_(b.icmp_signed(">=", ix, zero), b.icmp_signed("<", ix, geo["w"]))
-                with b.if_then(ok):
-                    pixel = b.add(b.mul(b.add(b.mul(img, geo["h"]), iy), geo["w"]), ix)
-                    at = b.add(b.mul(pixel, geo["c"]), ch)
-                    value = b.load(b.gep(x, [at], source_etype=I8), typ=vec, align=1)
-                    best = u.intrinsic(b, "umax", vec, b.load(slot, typ=vec), value)
-                    b.store(best, slot)
-    dst = b.add(b.mul(pix, geo["c"]), ch)
-    b.store(b.load(slot, typ=vec), b.gep(out, [dst], source_etype=I8), align=1)
+def _tap_range(b, start, size, taps):
+    """[lo, hi): the taps k of a window starting at `start` with 0 <= start + k < size."""
+    lo = b.select(b.icmp_signed("<", start, u.i64(0)), b.neg(start), u.i64(0))
+    return lo, u.imin(b, taps, b.sub(size, start))
+
+
+def _pool_channels(b, x, out, c, c64, window_max) -> None:
+    """out[pix, ch:ch + width] = window_max(width, ch), 64 then 16 channels a step."""
+    for width, begin, end in ((64, u.i64(0), c64), (16, c64, c)):
+        with u.counted_loop(b, begin, end, width, f"ch{width}") as ch:
+            value, pix = window_max(width, ch)
+            b.store(value, b.gep(out, [b.add(b.mul(pix, c), ch)], source_etype=I8), align=1)
+
+
+def _load(b, x, at, width):
+    return b.load(b.gep(x, [at], source_etype=I8), typ=u.vec(I8, width), align=1)
+
+
+def _unrolled(b, x, win, k, width, ch):
+    """The max over a k x k window inside the input: constant tap offsets."""
+    base = b.add(win["corner"], ch)
+    best = None
+    for ky in range(k):
+        row = b.add(base, b.mul(win["row_bytes"], u.i64(ky)))
+        for kx in range(k):
+            value = _load(b, x, b.add(row, b.mul(win["c"], u.i64(kx))), width)
+            best = value if best is None else u.intrinsic(b, "umax", value.type, best, value)
+    return best, win["pix"]
+
+
+def _clipped(b, x, win, slot, width, ch):
+    """The max over the window's taps inside the input (its ranges clipped beforehand)."""
+    b.store(ir.Constant(u.vec(I8, width), None), slot)
+    with u.counted_loop(b, win["ky"][0], win["ky"][1], 1, "ky") as ky:
+        row = b.add(b.mul(win["img"], win["h"]), b.add(win["iy0"], ky))
+        with u.counted_loop(b, win["kx"][0], win["kx"][1], 1, "kx") as kx:
+            pixel = b.add(b.mul(row, win["w"]), b.add(win["ix0"], kx))
+            value = _load(b, x, b.add(b.mul(pixel, win["c"]), ch), width)
+            b.store(u.intrinsic(b, "umax", value.type, b.load(slot, typ=value.type), value),
+                    slot)
+    return b.load(slot, typ=u.vec(I8, width)), win["pix"]
 
 
 PACK_CHANNELS = (2, 3, 4)     # the channel counts qpack_nhwc_c<C> interleaves

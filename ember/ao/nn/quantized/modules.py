@@ -22,6 +22,7 @@ import numpy as np
 from ....frontend import nn
 from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
+from ....frontend.quantized import run_checked
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
 from ....ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
@@ -184,8 +185,8 @@ class Linear(_WeightedQuantized):
         return cls(inner.in_features, inner.out_features, inner.bias is not None)
 
     def forward(self, x):
-        return quantized_linear(x, self._packed_weight, self._bias, self.scale,
-                                self.zero_point, self._RELU)
+        return run_checked(quantized_linear, (x, self._packed_weight, self._bias, self.scale,
+                                              self.zero_point, self._RELU))
 
     def extra_repr(self):
         w = self._packed_weight
@@ -258,9 +259,9 @@ class Conv2d(_ConvNd):
         if x.ndim != 4:
             raise ValueError(f"quantized Conv2d: expected a 4-d input [N, C, H, W], got "
                              f"{list(x.shape)}")
-        return quantized_conv2d(x, self._packed_weight, self._bias, self.stride, self.padding,
-                                self.dilation, self.groups, self.scale, self.zero_point,
-                                self._RELU)
+        return run_checked(quantized_conv2d, (
+            x, self._packed_weight, self._bias, self.stride, self.padding, self.dilation,
+            self.groups, self.scale, self.zero_point, self._RELU))
 
 
 class Conv3d(_ConvNd):

@@ -7,6 +7,7 @@ import numpy as np
 from .....frontend.nn import Module
 from .....frontend.tensor import Tensor
 from .....frontend.nn import functional as F
+from .....frontend.quantized import run_checked
 from .....ir import dtypes
 from .....ir.ops.quantized import quantized_linear_dynamic
 from .._state import QParamsState
@@ -28,7 +29,7 @@ def dynamic_linear(x, weight, bias, relu: bool = False):
     if weight.dtype is dtypes.float16:
         y = F.linear(x, weight.to(dtypes.float32), bias)
         return F.relu(y) if relu else y
-    return quantized_linear_dynamic(x, weight, bias, relu)
+    return run_checked(quantized_linear_dynamic, (x, weight, bias, relu))
 
 
 class Linear(QParamsState, Module):
