@@ -320,7 +320,8 @@ def _same_qparams(op: OpDef, args: tuple, qt: QuantizedTensor):
             return QuantizedTensor._wrap(kernel())
     int_args = tuple(Tensor._from_array(qa.int_repr, copy=False) if a is qt else a
                      for a in args)
-    result = op(*int_args)
+    positional, keywords = op.schema.unbind(int_args)   # keyword-only arguments stay keywords
+    result = op(*positional, **keywords)
     if isinstance(result, (tuple, list)):
         return type(result)(_requantized_like(r, qa) for r in result)
     return _requantized_like(result, qa)

@@ -132,6 +132,18 @@ def test_ops_on_quantized_tensors_keep_qparams_or_refuse(rng):
         eq.numpy()
 
 
+def test_keyword_only_arguments_reach_ops_on_quantized_tensors(rng):
+    # contiguous(memory_format=...) is keyword-only: it must reach the op as a keyword
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    tq = torch.quantize_per_tensor(torch.from_numpy(x), 0.05, 3, torch.quint8)
+    eq = ember.quantize_per_tensor(ember.tensor(x), 0.05, 3, ember.quint8)
+    e = eq.contiguous(memory_format=ember.channels_last)
+    t = tq.contiguous(memory_format=torch.channels_last)
+    assert e.is_contiguous(memory_format=ember.channels_last)
+    assert e.stride() == t.stride() and e.q_scale() == t.q_scale()
+    np.testing.assert_array_equal(e.int_repr().numpy(), t.int_repr().numpy())
+
+
 def test_bad_quantize_arguments_are_clear_errors():
     x = ember.randn(3, 4)
     with pytest.raises(ember.DTypeError, match="quantized dtype"):
