@@ -894,6 +894,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if not reference:
         _quantized_modules(gm, specs)
         _quantized_activation_modules(gm)
+        _fuse_output_clamps(gm)
     _qparams_as_buffers(gm)
     kinds.update({t: "weight_only" for t in info.get("weight_only", {})})
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
@@ -902,6 +903,51 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     _preserve_attributes(prepared, gm, custom.preserved_attributes)
     return gm
+
+
+def _clamp_of(node) -> tuple | None:
+    """(low, high) real bounds where the node is a relu6 / hardtanh (module or functional
+    call, bounds given as numbers) of its first argument, else None."""
+    if node.op == OpKind.call_module:
+        module = node.graph.owning_module.get_submodule(str(node.target))
+        if type(module) is nn.ReLU6:
+            return 0.0, 6.0
+        if type(module) is nn.Hardtanh:
+            return float(module.min_val), float(module.max_val)
+        return None
+    if node.op != OpKind.call_function or node.target not in (F.relu6, F.hardtanh):
+        return None
+    if node.target is F.relu6:
+        return 0.0, 6.0
+    names = ("input", "min_val", "max_val", "inplace")
+    bound = dict(zip(names, node.args)) | dict(node.kwargs)
+    low, high = bound.get("min_val", -1.0), bound.get("max_val", 1.0)
+    if not all(type(v) in (int, float) for v in (low, high)):
+        return None
+    return float(low), float(high)
+
+
+def _fuse_output_clamps(gm) -> None:
+    """A quantized Conv2d whose one reader is a relu6 / hardtanh on its result (a
+    MobileNet's conv -> BatchNorm -> ReLU6): the module's epilogue clamps to those bounds
+    as well (an exact clamp of the integers, the one the clamp node would make), and the
+    clamp node, kept as torch.ao keeps it, then finds its input already clamped
+    (frontend/quantized.py conv2d_clamped). Only for a module called from one node."""
+    from ..nn import quantized as nnq
+    calls = {}
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_module:
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    for node in gm.graph.nodes:
+        if node.op != OpKind.call_module or calls[str(node.target)] != 1:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if not isinstance(module, nnq.Conv2d) or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        bounds = _clamp_of(user) if user.args and user.args[0] is node else None
+        if bounds is not None:
+            module._fused_clamp = bounds
 
 
 def _swap_weight_only(gm, table: dict) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from ....frontend import nn
 from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
+from ....frontend.quantized import conv2d_clamped, is_quantized_tensor
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
 from ....ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
@@ -258,9 +259,14 @@ class Conv2d(_ConvNd):
         if x.ndim != 4:
             raise ValueError(f"quantized Conv2d: expected a 4-d input [N, C, H, W], got "
                              f"{list(x.shape)}")
-        return quantized_conv2d(x, self._packed_weight, self._bias, self.stride, self.padding,
-                                self.dilation, self.groups, self.scale, self.zero_point,
-                                self._RELU)
+        args = (x, self._packed_weight, self._bias, self.stride, self.padding,
+                self.dilation, self.groups, self.scale, self.zero_point, self._RELU)
+        clamp = self.__dict__.get("_fused_clamp")
+        if clamp is not None and is_quantized_tensor(x):
+            # convert_fx found this conv's only reader to be a clamp (relu6 / hardtanh):
+            # the epilogue clamps too, and the clamp node then copies nothing
+            return conv2d_clamped(quantized_conv2d, args, *clamp)
+        return quantized_conv2d(*args)
 
 
 class Conv3d(_ConvNd):
