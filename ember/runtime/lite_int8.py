@@ -392,10 +392,13 @@ class QGemmCall:
 # depthwise convolution (codegen/llvm/qdepthwise.py): its own parameter block, the GEMM's
 # epilogue fields by the same names
 DW_BLOCK = 32        # channels per kernel step
+# rows, chunk, counter: the claiming schedule (as QGEMM_FIELDS'); a kernel packaged
+# before it existed ignores them and runs fixed row ranges (claim=False)
 QDW_FIELDS = ("x", "oh", "ow", "img_stride", "row_stride", "col_stride", "taps", "tap_offs",
               "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams",
-              "n_valid", "w_stride")
+              "n_valid", "w_stride", "rows", "chunk", "counter")
 _DW_X, _DW_OUT = QDW_FIELDS.index("x"), QDW_FIELDS.index("out")
+_DW_CHUNK = QDW_FIELDS.index("chunk")
 
 
 def depthwise_slack(c: int) -> int:
@@ -410,7 +413,8 @@ class QDepthwiseCall:
     [tap pairs, C_pad, 2] int16; corr, mult, bias: per channel, padded to C_pad."""
 
     def __init__(self, x_shape, weights: np.ndarray, kernel, stride, dilation, out_hw,
-                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams):
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams,
+                 claim: bool = True):
         n, hp, wp, c = x_shape
         (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
         c_pad = weights.shape[1]
@@ -427,8 +431,10 @@ class QDepthwiseCall:
                   "tap_offs": self.tap_offs.ctypes.data, "weights": weights.ctypes.data,
                   "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data, "bias": bias.ctypes.data,
-                  "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad}
+                  "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad,
+                  "rows": self.rows, "chunk": 0, "counter": 0}
         self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
+        self.claim = claim
         self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
@@ -436,7 +442,13 @@ class QDepthwiseCall:
         out = _empty(self.out_shape, np.uint8)
         params = self.params.copy()
         params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
-        pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
+        if self.claim:
+            runners = min(pool.n_threads, threads or pool.n_threads, self.rows)
+            params[_DW_CHUNK] = max(1, self.rows // (runners * CLAIMS_PER_THREAD))
+            # one kernel call per thread: [w, w + 1) only names the runner
+            pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
+        else:
+            pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
         return out
 
 
@@ -729,7 +741,7 @@ class QGemmStep:
         if call is None:
             call = QDepthwiseCall(x_nhwc.shape, self.packed, d["kernel"], d["stride"],
                                   d["dilation"], out_hw, self.corr, self.mult, self.bias,
-                                  d["qparams"])
+                                  d["qparams"], _claims(d))
             if len(self._calls) < 16:
                 self._calls[x_nhwc.shape] = call
         out = call(self.fn, self.pool_fn(), x_nhwc)
