@@ -18,6 +18,7 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.errors import AutogradError, EmberError, at_user_line
 from ..ir.quantized import QuantizedArray, qrange
+from ..ir.ops import quantized_pointwise as QP
 from ..ir.registry import OpDef, Tag
 from .tensor import Storage, Tensor
 from ..ir.ops.shape import flat_storage
@@ -200,6 +201,10 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
         return _same_qparams(op, args, first)
     if first is not None and first._qaxis is None and op.name in SAME_QPARAMS_REQUANTIZED:
         return _requantized_same(op, args, first)
+    if first is not None and op.name in QP.FIXED_QPARAMS and args[0] is first and \
+            QP.lut_applies(first._qarray()):
+        # torch's quantized sigmoid / tanh / hardsigmoid: fixed output qparams, by table
+        return QuantizedTensor._wrap(QP.apply_fixed(op.name, first._qarray()))
     if first is not None and op.name == "relu" and first._qaxis is None:
         qa = first._qarray()
         return QuantizedTensor._wrap(qa.with_values(

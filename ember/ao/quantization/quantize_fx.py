@@ -896,6 +896,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         _quantized_activation_modules(gm)
         _fuse_output_clamps(gm)
     _qparams_as_buffers(gm)
+    if not reference:
+        _pointwise_on_quantized(gm)
     kinds.update({t: "weight_only" for t in info.get("weight_only", {})})
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
     _dequantize_as_method(gm.graph)
@@ -948,6 +950,80 @@ def _fuse_output_clamps(gm) -> None:
         bounds = _clamp_of(user) if user.args and user.args[0] is node else None
         if bounds is not None:
             module._fused_clamp = bounds
+
+
+_FIXED_MODULE_OPS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardsigmoid: "hardsigmoid"}
+_POINTWISE = {"sigmoid", "tanh", "hardsigmoid", "mean", "hardswish"}
+
+
+def _pointwise_name(node) -> str | None:
+    """sigmoid / tanh / hardsigmoid / mean / hardswish where the node is one of them
+    (module, function or method form), else None."""
+    if node.op == OpKind.call_module:
+        module = node.graph.owning_module.get_submodule(str(node.target))
+        return _FIXED_MODULE_OPS.get(type(module))
+    if node.op == OpKind.call_function:
+        name = node.target.name if is_op(node.target) else \
+            getattr(node.target, "__name__", "")
+    elif node.op == OpKind.call_method:
+        name = str(node.target)
+    else:
+        return None
+    return name if name in _POINTWISE else None
+
+
+def _pointwise_on_quantized(gm) -> None:
+    """torch.ao's lowering of these ops (its convert keeps them on the int8 value):
+    `dequantize -> op -> quantize_per_tensor` becomes the op on the quantized value when
+    its quantized kernel gives that quantize's qparams: sigmoid / tanh / hardsigmoid
+    (fixed qparams; by table, ir/ops/quantized_pointwise.py) and `mean` (the input's
+    qparams, as torch.ao shares them); functional hardswish becomes
+    quantized_hardswish(x, output_scale=, output_zero_point=) with the quantize's qparams.
+    Runs after the qparams became buffers, so the `_scale_N` numbering is torch.ao's;
+    the folded quantize's buffers are deleted, as torch.ao deletes them."""
+    from ...ir.ops.quantized_pointwise import fixed_qparams, quantized_hardswish
+    graph = gm.graph
+    for node in list(graph.nodes):
+        name = _pointwise_name(node)
+        if name is None or not node.args:
+            continue
+        source, out_q = node.args[0], qpass._quantize_user(node)
+        if out_q is None or not (source.op == OpKind.call_function and
+                                 is_op(source.target) and source.target.name == "dequantize"):
+            continue
+        attrs = out_q.args[1:3]
+        if not all(a.op == OpKind.get_attr for a in attrs if hasattr(a, "op")) or \
+                not all(hasattr(a, "op") for a in attrs):
+            continue
+        scale = float(getattr(gm, str(attrs[0].target)).numpy())
+        zero_point = int(getattr(gm, str(attrs[1].target)).numpy())
+        dtype = out_q.args[3]
+        if name == "hardswish":
+            if node.op == OpKind.call_module or len(node.args) != 1 or \
+                    node.kwargs.get("inplace"):
+                continue
+            with graph.inserting_before(out_q):
+                new = graph.call_function(quantized_hardswish, (source.args[0],), {
+                    "output_scale": attrs[0], "output_zero_point": attrs[1]},
+                    name="hardswish")     # `hardswish_1` beside the float node, as torch.ao
+            out_q.replace_all_uses_with(new)
+            graph.erase_node(out_q)
+            graph.erase_node(node)
+            continue
+        if name == "mean":
+            if "dtype" in node.kwargs:
+                continue
+        elif fixed_qparams(name, dtype) != (scale, zero_point) or len(node.args) != 1 or \
+                any(v for v in node.kwargs.values()):
+            continue
+        node.replace_input_with(source, source.args[0])
+        out_q.replace_all_uses_with(node)
+        graph.erase_node(out_q)
+        for attr in attrs:
+            if not attr.users:
+                graph.erase_node(attr)
+                delattr(gm, str(attr.target))
+    graph.eliminate_dead_code()
 
 
 def _swap_weight_only(gm, table: dict) -> None:
@@ -1164,7 +1240,7 @@ def _qparams_stem(gm, quantize) -> str:
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",
-                   "quantized_conv3d", "quantized_add", "quantized_mul"}
+                   "quantized_conv3d", "quantized_add", "quantized_mul", "quantized_hardswish"}
 
 
 def _float_report(gm, kinds) -> list[tuple[str, str]]:
@@ -1199,8 +1275,9 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
             continue
         if kind == "weight_only":             # dynamic int8/float16 Linear, embeddings
             continue
-        if kind in qpass.SHARED and node.args and node.args[0] in quantized_values:
-            quantized_values.add(node)
+        if (kind in qpass.SHARED or _pointwise_name(node)) and node.args and \
+                node.args[0] in quantized_values:
+            quantized_values.add(node)        # on the int8 value (_pointwise_on_quantized)
             continue
         if kind == "cat" and qpass._cat_of_tensors(node) and \
                 all(a in quantized_values for a in node.args[0]):

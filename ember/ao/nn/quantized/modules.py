@@ -29,6 +29,7 @@ from ....ir.quantized import (per_channel_affine, per_channel_affine_float_qpara
                                per_channel_symmetric)
 from ....ir.ops.quantize import quantize_per_tensor
 from ....ir.ops.quantized import quantized_conv2d, quantized_conv3d, quantized_linear
+from ....ir.ops.quantized_pointwise import quantized_hardswish
 from ._state import QParamsState
 
 
@@ -437,6 +438,12 @@ class Hardswish(_FloatBetween):
 
     def _float_op(self, x):
         return F.hardswish(x)
+
+    def forward(self, x):
+        # torch.ops.quantized.hardswish: the 8-bit kernel (a table over the 256 inputs)
+        if x.dtype in (dtypes.quint8, dtypes.qint8) and getattr(x, "_qaxis", None) is None:
+            return quantized_hardswish(x, self.scale, self.zero_point)
+        return super().forward(x)
 
     @staticmethod
     def from_float(mod, use_precomputed_fake_quant=False):
