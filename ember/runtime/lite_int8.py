@@ -885,7 +885,20 @@ class QCatStep:
         return np.concatenate(parts, axis=self.dim)
 
 
+class QLutStep:
+    """sigmoid / tanh / hardsigmoid / hardswish of 8-bit values: the step's 256-entry
+    table (made at packaging for its input's qparams), indexed by the input's bytes."""
+
+    def __init__(self, desc):
+        self.lut = np.array(desc["table"], np.uint8).view(np.dtype(desc["dtype"]))
+
+    def __call__(self, q):
+        out = np.empty_like(q)
+        np.take(self.lut, q.view(np.uint8), out=out)
+        return out
+
+
 # the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
 # runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp", "qcat")
+                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut")
