@@ -105,7 +105,15 @@ def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
 
 def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     """max_pool2d on a channels-last per-tensor quint8 value, adaptive_avg_pool2d on a
-    4-d one (lite's steps: eager mode and an artifact compute alike), or None."""
+    4-d one, mean of an 8-bit one (lite's steps: eager mode and an artifact compute
+    alike), or None."""
+    if op_name == "mean" and qa.axis is None and qa.int_repr.dtype.itemsize == 1 and \
+            len(args) > 3 and args[3] is None:
+        dim = args[1]
+        axes = None if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
+            [dim] if isinstance(dim, int) else list(dim)
+        return lambda: qa.with_values(lite.mean_quantized(
+            qa.int_repr, qa.scale, qa.zero_point, axes, bool(args[2])))
     if op_name == "adaptive_avg_pool2d" and _activation(qa) and qa.int_repr.ndim == 4:
         out_size = _adaptive_size(args[1], qa.int_repr.shape[2:])
         return lambda: qa.with_values(lite.adaptive_average_quantized(

@@ -29,6 +29,8 @@ runtime runs the same kernels without the compiler:
   qlut                    sigmoid / tanh / hardsigmoid / quantized_hardswish of an 8-bit
                           value: its 256-entry table (ir/ops/quantized_pointwise.py, made
                           at packaging from the input's qparams), gathered
+  qmean                   mean of a quantized value (dims, keepdim): the input's qparams
+                          (lite_int8.mean_quantized, what eager mode runs)
 
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
@@ -58,7 +60,7 @@ from .native_program import is_dense
 from .plan_probe import run_with_probes
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut")
+                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut", "qmean")
 CLAMP_DEFAULTS = {"hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "clamp": (None, None),
                   "relu": (0.0, None)}     # relu: max with the zero point, quantize(0.0)
 RESHAPES = {"flatten", "reshape", "view", "_unsafe_view", "contiguous"}
@@ -110,6 +112,10 @@ def quantized_step(node: Node) -> dict | None:
         desc = {"kind": "qcat", "dim": int(args["dim"]) % len(node.meta["val"].shape)}
     elif name in QP.FIXED_QPARAMS:
         desc = {"kind": "qlut", "fn": name}
+    elif name == "mean" and args.get("dtype") is None:
+        dim = args.get("dim")
+        desc = {"kind": "qmean", "keepdim": bool(args.get("keepdim", False)),
+                "axes": None if dim is None else [int(d) for d in dim]}
     elif name == "quantized_hardswish":
         desc = {"kind": "qlut", "fn": "hardswish",
                 "out_qparams": [float(args["output_scale"]), int(args["output_zero_point"])]}

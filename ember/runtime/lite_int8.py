@@ -644,6 +644,27 @@ def adaptive_average_quantized(q: np.ndarray, scale: float, zero_point: int, out
     return quantize_values(real, scale, zero_point, q.dtype)
 
 
+def mean_quantized(q: np.ndarray, scale: float, zero_point: int, axes, keepdim: bool):
+    """mean of a per-tensor quantized value over `axes` (None: all): the mean of the
+    dequantized values, requantized with the input's qparams (torch's quantized mean;
+    equal to it bit for bit in tests/quant/test_qpointwise.py)."""
+    # summed in float64 over a contiguous copy: the same result whatever the memory
+    # order (an artifact's buffer and eager mode's channels-last value agree)
+    real = dequantize_values(np.ascontiguousarray(q), scale, zero_point)
+    axes = None if axes is None else tuple(a % q.ndim for a in axes) if q.ndim else None
+    mean = np.asarray(real.mean(axis=axes, keepdims=keepdim, dtype=np.float64), np.float32)
+    return quantize_values(mean, scale, zero_point, q.dtype)
+
+
+class QMeanStep:
+    def __init__(self, desc):
+        self.axes, self.keepdim = desc["axes"], desc["keepdim"]
+        self.scale, self.zero_point = desc["in_qparams"][0]
+
+    def __call__(self, q):
+        return mean_quantized(q, self.scale, self.zero_point, self.axes, self.keepdim)
+
+
 class QuantizeStep:
     def __init__(self, desc):
         self.scale, self.zero_point = desc["scale"], desc["zero_point"]
@@ -816,6 +837,8 @@ class QAddStep:
 
     def __call__(self, a, b):
         d = self.desc
+        if a.shape != b.shape:          # a broadcast (x + x.mean(dims, keepdim=True))
+            a, b = (np.ascontiguousarray(v) for v in np.broadcast_arrays(a, b))
         fa, fb = memory_order(a), memory_order(b)
         if fa is None or fb is None or a.strides != b.strides:
             a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
@@ -901,4 +924,4 @@ class QLutStep:
 # the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
 # runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut")
+                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut", "qmean")

@@ -191,3 +191,36 @@ def test_packaged_pointwise_model_equals_eager(rng, tmp_path):
     # (the module's and F.hardswish's calls see one input and calibrate to the same
     # qparams: the exported graph may keep one of the two)
     assert set(ops) == {"hardsigmoid", "hardswish", "sigmoid", "tanh"}, ops
+
+
+def mean_model(lib):
+    nn = lib.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.conv2 = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            return self.conv2(x + x.mean(dim=(2, 3), keepdim=True))     # a broadcast add
+    return M().eval()
+
+
+def test_mean_and_its_broadcast_add_package_and_equal_torch_ao(rng, tmp_path):
+    t_model, e_model = mean_model(torch), mean_model(ember)
+    share_random_weights(t_model, e_model, rng)
+    calib = [rng.standard_normal((2, 3, 8, 8)).astype(np.float32) for _ in range(2)]
+    t_q, e_q = converted_twins(t_model, e_model, calib)
+    x = ember.tensor(calib[0])
+    with ember.no_grad():
+        path = ember.aot.compile_and_package(ember.export(e_q, (x,)), tmp_path / "m.ember")
+        run = ember.aot.load_package(path)
+        for _ in range(2):
+            eager = e_q(x).numpy()
+            np.testing.assert_array_equal(run(x).numpy(), eager)
+            want = t_q(torch.from_numpy(x.numpy())).numpy()
+            np.testing.assert_array_equal(np.rint(eager / e_q.conv2.scale),
+                                          np.rint(want / t_q.conv2.scale))
+            x = ember.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    assert "qmean" in [s.get("kind") for s in run.lite.plan["steps"]]
