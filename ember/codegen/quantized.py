@@ -52,11 +52,13 @@ def _run_gemm(cfg, gather, packed, *args, **kwargs):
     return (QA.run if cfg is QA.AMX else Q.run)(gather, packed, *args, **kwargs)
 
 
-def kernel_for(op_name: str, args: list, cache: dict):
+def kernel_for(op_name: str, args: list, cache: dict, clamp=None):
     """A callable computing the op on `args` (the reference's arguments), or None.
-    `cache` is owned by the weight tensor: it keeps the packed weight between calls."""
+    `cache` is owned by the weight tensor: it keeps the packed weight between calls.
+    clamp: integer bounds of a clamp fused into a quantized_conv2d's epilogue (None for
+    other ops: there is no kernel for them with one)."""
     cfg = gemm_config()
-    if cfg is None:
+    if cfg is None or (clamp is not None and op_name != "quantized_conv2d"):
         return None
     if op_name == "quantized_linear":
         x, w = args[0], args[1]
@@ -67,11 +69,11 @@ def kernel_for(op_name: str, args: list, cache: dict):
         if not (_activation(x) and _cached_weight(cache, w, 4)):
             return None
         if groups == 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
-            return lambda: conv2d(*args, cache=cache, cfg=cfg)
+            return lambda: conv2d(*args, cache=cache, cfg=cfg, clamp=clamp)
         if _depthwise(x, w, groups) and QD.available():
-            return lambda: depthwise_conv2d(*args, cache=cache)
+            return lambda: depthwise_conv2d(*args, cache=cache, clamp=clamp)
         if groups > 1 and _exact(cfg, x.int_repr, int(x.zero_point)):
-            return lambda: grouped_conv2d(*args, cache=cache, cfg=cfg)
+            return lambda: grouped_conv2d(*args, cache=cache, cfg=cfg, clamp=clamp)
     elif op_name == "quantized_conv2d_add":
         x, w, groups, other = args[0], args[1], args[6], args[10]
         if cfg is not QA.AMX and groups == 1 and _activation(x) and _activation(other) and \
@@ -105,8 +107,15 @@ def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
 
 def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     """max_pool2d on a channels-last per-tensor quint8 value, adaptive_avg_pool2d (integer
-    window sums) on a 4-d one (lite's steps: eager mode and an artifact compute alike),
-    or None."""
+    window sums) on a 3-d or 4-d one, mean of an 8-bit one (lite's steps: eager mode and
+    an artifact compute alike), or None."""
+    if op_name == "mean" and qa.axis is None and qa.int_repr.dtype.itemsize == 1 and \
+            len(args) > 3 and args[3] is None:
+        dim = args[1]
+        axes = None if dim is None or (isinstance(dim, (list, tuple)) and not dim) else \
+            [dim] if isinstance(dim, int) else list(dim)
+        return lambda: qa.with_values(lite.mean_quantized(
+            qa.int_repr, qa.scale, qa.zero_point, axes, bool(args[2])))
     if op_name == "adaptive_avg_pool2d" and _per_tensor_8bit(qa) and qa.int_repr.ndim in (3, 4):
         out_size = _adaptive_size(args[1], qa.int_repr.shape[-2:])
         q4 = qa.int_repr if qa.int_repr.ndim == 4 else qa.int_repr[None]
@@ -177,10 +186,16 @@ def weight_scales(w: QuantizedArray, n: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1024)       # a converted model asks the same per layer
-def requant_params(scale: float, zero_point: int, dtype, relu: bool):
+def requant_params(scale: float, zero_point: int, dtype, relu: bool, clamp=None):
+    """(1 / scale, zero point, low, high) of the epilogue; clamp: integer bounds (low,
+    high) of a clamp that follows the op (relu6 / hardtanh on its result), taken into the
+    epilogue's own clamp: clamping twice to nested ranges is one clamp to their overlap."""
     lo, hi = qrange(dtype)
     inv = np.float32(1.0) / np.float32(scale)
-    return (float(inv), float(zero_point), float(max(lo, zero_point) if relu else lo), float(hi))
+    lo = max(lo, zero_point) if relu else lo
+    if clamp is not None:
+        lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
+    return (float(inv), float(zero_point), float(lo), float(hi))
 
 
 def _packed(cache: dict, key: str, make):
@@ -260,7 +275,7 @@ def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
 
 
 def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg,
-           residual=None):
+           residual=None, clamp=None):
     """quantized_conv2d (groups 1) on the fused GEMM; with residual = (other, scale,
     zero_point, relu), quantized_conv2d_add: the conv's result, rounded to its own
     (scale, zero_point), added to `other` in the epilogue (qgemm_u8_add)."""
@@ -275,7 +290,7 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack, pack)
     geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run)
-    qparams, other = requant_params(scale, zero_point, x.dtype, relu), None
+    qparams, other = requant_params(scale, zero_point, x.dtype, relu, clamp), None
     if residual is not None:
         o, add_scale, add_zero_point, add_relu = residual
         qparams = lite.residual_qparams(qparams, scale, (o.scale, o.zero_point), add_scale,
@@ -289,14 +304,14 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
 
 
 def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,
-                     cache):
+                     cache, clamp=None):
     """quantized_conv2d with groups == channels (qdepthwise.py): channels-last in and out."""
     c, _, kh, kw = w.int_repr.shape
     packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, lite.depthwise_slack(c))
-    qparams = requant_params(scale, zero_point, x.dtype, relu)
+    qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
     key = ("depthwise", x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
            int(x.zero_point), qparams)
     entry = cache.get(key)
@@ -312,7 +327,7 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
 
 
 def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,
-                   cache, cfg):
+                   cache, cfg, clamp=None):
     """quantized_conv2d with groups > 1 (ResNeXt's, or grouped 1x1s): one fused GEMM per
     group over the shared channels-last input. A group's k runs per tap over its cg
     channels, read as 4-byte groups in place (cg rounded up to 4: the bytes past it belong
@@ -324,7 +339,7 @@ def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_po
     n, c, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, cpg - cg)
-    qparams = requant_params(scale, zero_point, x.dtype, relu)
+    qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
     key = ("grouped", cfg.name, x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
            int(x.zero_point), qparams)
     entry = cache.get(key)

@@ -26,6 +26,11 @@ runtime runs the same kernels without the compiler:
                           qparams (as eager mode and torch's quantized clamps do)
   qcat                    cat of quantized values: the first input's qparams; the integers
                           of inputs that share them joined as they are, others requantized
+  qlut                    sigmoid / tanh / hardsigmoid / quantized_hardswish of an 8-bit
+                          value: its 256-entry table (ir/ops/quantized_pointwise.py, made
+                          at packaging from the input's qparams), gathered
+  qmean                   mean of a quantized value (dims, keepdim): the input's qparams
+                          (lite_int8.mean_quantized, what eager mode runs)
 
 Values are plain integer arrays in the artifact, so every step's description carries the
 qparams of its quantized operands. They are static in a converted graph; packaging reads
@@ -48,13 +53,14 @@ from ..codegen.llvm.target import Isa, host_isa
 from ..ir import dtypes
 from ..ir.errors import LoweringError
 from ..ir.graph import Node, OpKind
+from ..ir.ops import quantized_pointwise as QP
 from ..ir.quantized import QuantizedArray, quantize_array
 from ..runtime import lite_int8 as lite
 from .native_program import is_dense
 from .plan_probe import run_with_probes
 
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp", "qcat")
+                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut", "qmean")
 CLAMP_DEFAULTS = {"hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0), "clamp": (None, None),
                   "relu": (0.0, None)}     # relu: max with the zero point, quantize(0.0)
 RESHAPES = {"flatten", "reshape", "view", "_unsafe_view", "contiguous"}
@@ -104,6 +110,15 @@ def quantized_step(node: Node) -> dict | None:
         desc = _clamp_desc(name, args)
     elif name == "cat":
         desc = {"kind": "qcat", "dim": int(args["dim"]) % len(node.meta["val"].shape)}
+    elif name in QP.FIXED_QPARAMS:
+        desc = {"kind": "qlut", "fn": name}
+    elif name == "mean" and args.get("dtype") is None:
+        dim = args.get("dim")
+        desc = {"kind": "qmean", "keepdim": bool(args.get("keepdim", False)),
+                "axes": None if dim is None else [int(d) for d in dim]}
+    elif name == "quantized_hardswish":
+        desc = {"kind": "qlut", "fn": "hardswish",
+                "out_qparams": [float(args["output_scale"]), int(args["output_zero_point"])]}
     if desc is None:
         return {"kind": "unsupported", "op": name}
     desc["op"] = name
@@ -159,7 +174,7 @@ def _depthwise_desc(args: dict) -> dict | None:
         return None
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
     return {"kind": "qgemm", "gemm": "depthwise", "config": "depthwise",
-            "symbol": "qdepthwise_u8", "schedule": "rows",
+            "symbol": "qdepthwise_u8", "schedule": "claim",
             "_module": ("qdepthwise", str(QD.module(isa)), ("qdepthwise_u8",)),
             "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
             "relu": bool(args["relu"]), "kernel": list(w_shape[2:]),
@@ -224,6 +239,17 @@ def _qparams_of(v: QuantizedArray) -> tuple:
     return (float(v.scale), int(v.zero_point), v.dtype.name, None)
 
 
+def _lut_table(desc: dict, operand) -> None:
+    """A qlut step's table for its input's qparams (the one eager mode gathers from)."""
+    scale, zero_point, dtype_name, _ = operand
+    dtype = dtypes.dtype_from_name(dtype_name)
+    out = desc.get("out_qparams") or QP.fixed_qparams(desc["fn"], dtype)
+    lut = QP.table(desc["fn"], dtype_name, float(scale), int(zero_point), float(out[0]),
+                   int(out[1]))
+    desc["table"] = [int(v) for v in lut.view(np.uint8)]
+    desc["dtype"] = np.dtype(dtype.np_dtype).str
+
+
 def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = None) -> dict:
     """Complete the quantized steps' descriptions with their operands' qparams (and their
     results' `layouts`, see _quantized_qparams), pack the int8 weights; returns the
@@ -245,6 +271,8 @@ def _quantized_weights(plan, table: list, qparams: dict, layouts: dict | None = 
         if desc["kind"] == "qclamp":
             desc["in_dtype"] = seen[0][2]
             _clamp_bounds_q(desc)
+        if desc["kind"] == "qlut":
+            _lut_table(desc, seen[0])
         if desc["kind"] == "qgemm":
             arrays.update(_pack_qgemm(plan, desc, f"pq{i}"))
         elif desc["kind"] == "qgemm_dynamic":

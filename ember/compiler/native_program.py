@@ -31,7 +31,7 @@ from ..ir.errors import LoweringError
 ALIGN = 64
 # int8 steps of a converted model (compiler/aot_quantized.py): host steps, as custom ops
 QUANTIZED_KINDS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp", "qcat")
+                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut", "qmean")
 SMALL_BATCH_WORK = 256 ** 3          # gemm_batched's "many small matrices" bound
 # Below these a call runs on the calling thread alone: handing chunks to the pool
 # (waking a worker, joining it) costs 5-30 us, more than splitting such a call saves

@@ -460,8 +460,8 @@ def _work(op, args, meta) -> int:
         w = args[1]
         return out * int(np.prod(w.shape[1:])) if op.name != \
             "convolution_backward_input" else out * w.shape[0] * int(np.prod(w.shape[2:]))
-    k = args[0].shape[-1] if op.name != "addmm" else args[1].shape[-1]
-    return out * k
+    shape = args[0].shape if op.name != "addmm" else args[1].shape
+    return out * (shape[-1] if len(shape) else 1)      # a 0-d operand (quantize_per_tensor)
 
 
 def candidate(op, args: tuple, meta) -> Callable | None:

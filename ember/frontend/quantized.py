@@ -17,7 +17,8 @@ import numpy as np
 
 from ..ir import autocast as _autocast, dispatch as _dispatch, dtypes
 from ..ir.errors import AutogradError, EmberError, at_user_line
-from ..ir.quantized import QuantizedArray
+from ..ir.quantized import QuantizedArray, qrange
+from ..ir.ops import quantized_pointwise as QP
 from ..ir.registry import OpDef, Tag
 from .tensor import Storage, Tensor
 from ..ir.ops.shape import flat_storage
@@ -189,11 +190,21 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
     if op.name == "cat" and args and isinstance(args[0], (list, tuple)) and \
             all(is_quantized_tensor(t) and t._qaxis is None for t in args[0]):
         return _quantized_cat(args[0], args[1] if len(args) > 1 else 0)
+    if op.name == "copy" and _quantized_copy_ok(args):
+        # `x.copy_(f(x))` of an in-place activation as a traced graph records it (eager
+        # mode assigns quantized in-place results directly): the source's integers and
+        # qparams, in a buffer of their own
+        qa = args[1]._qarray()
+        return QuantizedTensor._wrap(qa.with_values(np.array(qa.int_repr, copy=True)))
     (first,) = tensors if len(tensors) == 1 else (None,)
     if first is not None and first._qaxis is None and op.name in SAME_QPARAMS:
         return _same_qparams(op, args, first)
     if first is not None and first._qaxis is None and op.name in SAME_QPARAMS_REQUANTIZED:
         return _requantized_same(op, args, first)
+    if first is not None and op.name in QP.FIXED_QPARAMS and args[0] is first and \
+            QP.lut_applies(first._qarray()):
+        # torch's quantized sigmoid / tanh / hardsigmoid: fixed output qparams, by table
+        return QuantizedTensor._wrap(QP.apply_fixed(op.name, first._qarray()))
     if first is not None and op.name == "relu" and first._qaxis is None:
         qa = first._qarray()
         return QuantizedTensor._wrap(qa.with_values(
@@ -201,7 +212,8 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
     if first is not None and op.name in CLAMPS and first._qaxis is None and args[0] is first:
         bounds = _clamp_bounds(op.name, args)
         if bounds is not None:
-            return _clamped(first._qarray(), *bounds)
+            done = _already_clamped(first, bounds)
+            return done if done is not None else _clamped(first._qarray(), *bounds)
     kinds = ", ".join(sorted({f"{t.dtype} ({t.qscheme().name})" for t in tensors}))
     raise NotImplementedError(
         f"{op.name}: not supported on quantized tensors ({kinds}); call .dequantize() "
@@ -256,6 +268,14 @@ def run_checked(op: OpDef, args: tuple):
 
 _CHECKED: dict[tuple, object] = {}
 _MAX_CHECKED = 4096
+
+
+def _quantized_copy_ok(args: tuple) -> bool:
+    """copy(self, src) of two quantized tensors of one shape and dtype, per-tensor."""
+    dst, src = args[0], args[1]
+    return is_quantized_tensor(dst) and is_quantized_tensor(src) and \
+        tuple(dst.shape) == tuple(src.shape) and dst.dtype == src.dtype and \
+        dst._qaxis is None and src._qaxis is None
 
 
 # ops whose eager work is one native kernel call on their operands' integers
@@ -380,6 +400,59 @@ def _clamp_bounds(name: str, args: tuple):
     if any(b is not None and not isinstance(b, (int, float)) for b in bounds):
         return None
     return tuple(bounds)
+
+
+def _int_bounds(qa: QuantizedArray, low, high) -> tuple:
+    """A clamp's real bounds as integers of qa's qparams (None where absent), quantized
+    as torch's quantized hardtanh / clamp quantize them."""
+    from ..ir.quantized import quantize_array
+
+    def bound(v):
+        return None if v is None else \
+            int(quantize_array(np.float32(v), qa.scale, qa.zero_point, qa.dtype).int_repr)
+    return bound(low), bound(high)
+
+
+def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
+    """quantized_conv2d(*args) followed by a clamp to the real [low, high] (relu6 /
+    hardtanh on its result), the clamp done by the convolution's epilogue where a native
+    kernel runs it (its integer bounds intersected with the epilogue's), else as a pass
+    of its own: the same integers either way. The result remembers the integer range it
+    was clamped to, so that the clamp node after it (convert_fx's graph keeps it, as
+    torch.ao's does) finds nothing left to do."""
+    from .eager import run_meta, wrap_with_meta
+    out_meta = run_meta(op, args)
+    ref_args = [_unwrap(v) for v in args]
+    probe = QuantizedArray(np.zeros((), ref_args[0].int_repr.dtype), ref_args[0].dtype,
+                           float(args[7]), int(args[8]))
+    lo, hi = _int_bounds(probe, low, high)
+    qlo, qhi = qrange(ref_args[0].dtype)
+    bounds = (qlo if lo is None else lo, qhi if hi is None else hi)
+    weight = args[1]
+    kernel = None
+    if isinstance(weight, QuantizedTensor) and args[0]._qaxis is None:
+        from ..codegen.quantized import kernel_for
+        cache = weight.__dict__.setdefault("_kernel_cache", {})
+        kernel = kernel_for(op.name, ref_args, cache, clamp=bounds)
+    if kernel is not None:
+        out = wrap_with_meta(op, args, kernel(), out_meta)
+    else:
+        out = wrap_with_meta(op, args, _native_or_reference(op, args, ref_args), out_meta)
+        out = _clamped(out._qarray(), low, high)
+    out._clamped_to = bounds
+    return out
+
+
+def _already_clamped(qt: "QuantizedTensor", bounds: tuple):
+    """qt itself (a new tensor on its integers) where a fused epilogue already clamped it
+    into these bounds (conv2d_clamped), else None."""
+    done = getattr(qt, "_clamped_to", None)
+    if done is None:
+        return None
+    lo, hi = _int_bounds(qt._qarray(), *bounds)
+    if (lo is not None and done[0] < lo) or (hi is not None and done[1] > hi):
+        return None
+    return QuantizedTensor._wrap(qt._qarray())
 
 
 def _clamped(qa: QuantizedArray, low, high) -> "QuantizedTensor":

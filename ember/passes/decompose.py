@@ -28,7 +28,18 @@ def wants_decomposition(node: Node, ctx: PassContext) -> bool:
     only = ctx.options.get("decompose_only")
     if only is not None and op.name not in only:
         return False
+    if _reads_quantized(node):
+        return False      # float decompositions do not hold for quantized kernels' values
     return op.name not in ctx.options.get("decompose_keep", ())
+
+
+def _reads_quantized(node: Node) -> bool:
+    """An operand of the node is a quantized value (an int8 graph's sigmoid, mean...)."""
+    for value in node.all_input_nodes:
+        val = value.meta.get("val")
+        if getattr(getattr(val, "dtype", None), "is_quantized", False):
+            return True
+    return False
 
 
 def _as_node(value, graph: Graph) -> Node:

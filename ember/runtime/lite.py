@@ -612,7 +612,8 @@ class QuantizedCall:
             self.fn = {"quantize": int8.QuantizeStep, "dequantize": int8.DequantizeStep,
                        "qmaxpool": int8.QMaxPoolStep, "qavgpool": int8.QAvgPoolStep,
                        "qreshape": int8.QReshapeStep, "qclamp": int8.QClampStep,
-                       "qcat": int8.QCatStep}[self.kind](desc)
+                       "qcat": int8.QCatStep, "qlut": int8.QLutStep,
+                       "qmean": int8.QMeanStep}[self.kind](desc)
 
     def __call__(self, operands: list, outs: list) -> None:
         result = self.fn(*operands)

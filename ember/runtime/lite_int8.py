@@ -393,10 +393,13 @@ class QGemmCall:
 # depthwise convolution (codegen/llvm/qdepthwise.py): its own parameter block, the GEMM's
 # epilogue fields by the same names
 DW_BLOCK = 32        # channels per kernel step
+# rows, chunk, counter: the claiming schedule (as QGEMM_FIELDS'); a kernel packaged
+# before it existed ignores them and runs fixed row ranges (claim=False)
 QDW_FIELDS = ("x", "oh", "ow", "img_stride", "row_stride", "col_stride", "taps", "tap_offs",
               "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams",
-              "n_valid", "w_stride")
+              "n_valid", "w_stride", "rows", "chunk", "counter")
 _DW_X, _DW_OUT = QDW_FIELDS.index("x"), QDW_FIELDS.index("out")
+_DW_CHUNK = QDW_FIELDS.index("chunk")
 
 
 def depthwise_slack(c: int) -> int:
@@ -411,7 +414,8 @@ class QDepthwiseCall:
     [tap pairs, C_pad, 2] int16; corr, mult, bias: per channel, padded to C_pad."""
 
     def __init__(self, x_shape, weights: np.ndarray, kernel, stride, dilation, out_hw,
-                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams):
+                 corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams,
+                 claim: bool = True):
         n, hp, wp, c = x_shape
         (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
         c_pad = weights.shape[1]
@@ -428,8 +432,10 @@ class QDepthwiseCall:
                   "tap_offs": self.tap_offs.ctypes.data, "weights": weights.ctypes.data,
                   "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data, "bias": bias.ctypes.data,
-                  "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad}
+                  "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad,
+                  "rows": self.rows, "chunk": 0, "counter": 0}
         self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
+        self.claim = claim
         self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
@@ -437,7 +443,13 @@ class QDepthwiseCall:
         out = _empty(self.out_shape, np.uint8)
         params = self.params.copy()
         params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
-        pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
+        if self.claim:
+            runners = min(pool.n_threads, threads or pool.n_threads, self.rows)
+            params[_DW_CHUNK] = max(1, self.rows // (runners * CLAIMS_PER_THREAD))
+            # one kernel call per thread: [w, w + 1) only names the runner
+            pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
+        else:
+            pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
         return out
 
 
@@ -668,6 +680,27 @@ def _int_window_sums(q: np.ndarray, oh: int, ow: int):
     return sums.astype(np.float64), np.outer(rows.sum(1), cols.sum(1)).astype(np.int64)
 
 
+def mean_quantized(q: np.ndarray, scale: float, zero_point: int, axes, keepdim: bool):
+    """mean of a per-tensor quantized value over `axes` (None: all): the mean of the
+    dequantized values, requantized with the input's qparams (torch's quantized mean;
+    equal to it bit for bit in tests/quant/test_qpointwise.py)."""
+    # summed in float64 over a contiguous copy: the same result whatever the memory
+    # order (an artifact's buffer and eager mode's channels-last value agree)
+    real = dequantize_values(np.ascontiguousarray(q), scale, zero_point)
+    axes = None if axes is None else tuple(a % q.ndim for a in axes) if q.ndim else None
+    mean = np.asarray(real.mean(axis=axes, keepdims=keepdim, dtype=np.float64), np.float32)
+    return quantize_values(mean, scale, zero_point, q.dtype)
+
+
+class QMeanStep:
+    def __init__(self, desc):
+        self.axes, self.keepdim = desc["axes"], desc["keepdim"]
+        self.scale, self.zero_point = desc["in_qparams"][0]
+
+    def __call__(self, q):
+        return mean_quantized(q, self.scale, self.zero_point, self.axes, self.keepdim)
+
+
 class QuantizeStep:
     def __init__(self, desc):
         self.scale, self.zero_point = desc["scale"], desc["zero_point"]
@@ -765,7 +798,7 @@ class QGemmStep:
         if call is None:
             call = QDepthwiseCall(x_nhwc.shape, self.packed, d["kernel"], d["stride"],
                                   d["dilation"], out_hw, self.corr, self.mult, self.bias,
-                                  d["qparams"])
+                                  d["qparams"], _claims(d))
             if len(self._calls) < 16:
                 self._calls[x_nhwc.shape] = call
         out = call(self.fn, self.pool_fn(), x_nhwc)
@@ -840,6 +873,8 @@ class QAddStep:
 
     def __call__(self, a, b):
         d = self.desc
+        if a.shape != b.shape:          # a broadcast (x + x.mean(dims, keepdim=True))
+            a, b = (np.ascontiguousarray(v) for v in np.broadcast_arrays(a, b))
         fa, fb = memory_order(a), memory_order(b)
         if fa is None or fb is None or a.strides != b.strides:
             a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
@@ -909,7 +944,20 @@ class QCatStep:
         return np.concatenate(parts, axis=self.dim)
 
 
+class QLutStep:
+    """sigmoid / tanh / hardsigmoid / hardswish of 8-bit values: the step's 256-entry
+    table (made at packaging for its input's qparams), indexed by the input's bytes."""
+
+    def __init__(self, desc):
+        self.lut = np.array(desc["table"], np.uint8).view(np.dtype(desc["dtype"]))
+
+    def __call__(self, q):
+        out = np.empty_like(q)
+        np.take(self.lut, q.view(np.uint8), out=out)
+        return out
+
+
 # the step kinds an artifact's plan names (compiler/aot_quantized.py); host steps that
 # runtime/lite.py runs with the classes above
 QUANTIZED_STEPS = ("quantize", "dequantize", "qgemm", "qgemm_dynamic", "qadd", "qmaxpool",
-                   "qavgpool", "qreshape", "qclamp", "qcat")
+                   "qavgpool", "qreshape", "qclamp", "qcat", "qlut", "qmean")

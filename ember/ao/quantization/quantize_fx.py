@@ -894,7 +894,10 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if not reference:
         _quantized_modules(gm, specs)
         _quantized_activation_modules(gm)
+        _fuse_output_clamps(gm)
     _qparams_as_buffers(gm)
+    if not reference:
+        _pointwise_on_quantized(gm)
     kinds.update({t: "weight_only" for t in info.get("weight_only", {})})
     gm.quantization_report = _float_report(gm, kinds) if not reference else None
     _dequantize_as_method(gm.graph)
@@ -902,6 +905,125 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     _preserve_attributes(prepared, gm, custom.preserved_attributes)
     return gm
+
+
+def _clamp_of(node) -> tuple | None:
+    """(low, high) real bounds where the node is a relu6 / hardtanh (module or functional
+    call, bounds given as numbers) of its first argument, else None."""
+    if node.op == OpKind.call_module:
+        module = node.graph.owning_module.get_submodule(str(node.target))
+        if type(module) is nn.ReLU6:
+            return 0.0, 6.0
+        if type(module) is nn.Hardtanh:
+            return float(module.min_val), float(module.max_val)
+        return None
+    if node.op != OpKind.call_function or node.target not in (F.relu6, F.hardtanh):
+        return None
+    if node.target is F.relu6:
+        return 0.0, 6.0
+    names = ("input", "min_val", "max_val", "inplace")
+    bound = dict(zip(names, node.args)) | dict(node.kwargs)
+    low, high = bound.get("min_val", -1.0), bound.get("max_val", 1.0)
+    if not all(type(v) in (int, float) for v in (low, high)):
+        return None
+    return float(low), float(high)
+
+
+def _fuse_output_clamps(gm) -> None:
+    """A quantized Conv2d whose one reader is a relu6 / hardtanh on its result (a
+    MobileNet's conv -> BatchNorm -> ReLU6): the module's epilogue clamps to those bounds
+    as well (an exact clamp of the integers, the one the clamp node would make), and the
+    clamp node, kept as torch.ao keeps it, then finds its input already clamped
+    (frontend/quantized.py conv2d_clamped). Only for a module called from one node."""
+    from ..nn import quantized as nnq
+    calls = {}
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_module:
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    for node in gm.graph.nodes:
+        if node.op != OpKind.call_module or calls[str(node.target)] != 1:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if not isinstance(module, nnq.Conv2d) or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        bounds = _clamp_of(user) if user.args and user.args[0] is node else None
+        if bounds is not None:
+            module._fused_clamp = bounds
+
+
+_FIXED_MODULE_OPS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardsigmoid: "hardsigmoid"}
+_POINTWISE = {"sigmoid", "tanh", "hardsigmoid", "mean", "hardswish"}
+
+
+def _pointwise_name(node) -> str | None:
+    """sigmoid / tanh / hardsigmoid / mean / hardswish where the node is one of them
+    (module, function or method form), else None."""
+    if node.op == OpKind.call_module:
+        module = node.graph.owning_module.get_submodule(str(node.target))
+        return _FIXED_MODULE_OPS.get(type(module))
+    if node.op == OpKind.call_function:
+        name = node.target.name if is_op(node.target) else \
+            getattr(node.target, "__name__", "")
+    elif node.op == OpKind.call_method:
+        name = str(node.target)
+    else:
+        return None
+    return name if name in _POINTWISE else None
+
+
+def _pointwise_on_quantized(gm) -> None:
+    """torch.ao's lowering of these ops (its convert keeps them on the int8 value):
+    `dequantize -> op -> quantize_per_tensor` becomes the op on the quantized value when
+    its quantized kernel gives that quantize's qparams: sigmoid / tanh / hardsigmoid
+    (fixed qparams; by table, ir/ops/quantized_pointwise.py) and `mean` (the input's
+    qparams, as torch.ao shares them); functional hardswish becomes
+    quantized_hardswish(x, output_scale=, output_zero_point=) with the quantize's qparams.
+    Runs after the qparams became buffers, so the `_scale_N` numbering is torch.ao's;
+    the folded quantize's buffers are deleted, as torch.ao deletes them."""
+    from ...ir.ops.quantized_pointwise import fixed_qparams, quantized_hardswish
+    graph = gm.graph
+    for node in list(graph.nodes):
+        name = _pointwise_name(node)
+        if name is None or not node.args:
+            continue
+        source, out_q = node.args[0], qpass._quantize_user(node)
+        if out_q is None or not (source.op == OpKind.call_function and
+                                 is_op(source.target) and source.target.name == "dequantize"):
+            continue
+        attrs = out_q.args[1:3]
+        if not all(a.op == OpKind.get_attr for a in attrs if hasattr(a, "op")) or \
+                not all(hasattr(a, "op") for a in attrs):
+            continue
+        scale = float(getattr(gm, str(attrs[0].target)).numpy())
+        zero_point = int(getattr(gm, str(attrs[1].target)).numpy())
+        dtype = out_q.args[3]
+        if name == "hardswish":
+            if node.op == OpKind.call_module or len(node.args) != 1 or \
+                    node.kwargs.get("inplace"):
+                continue
+            with graph.inserting_before(out_q):
+                new = graph.call_function(quantized_hardswish, (source.args[0],), {
+                    "output_scale": attrs[0], "output_zero_point": attrs[1]},
+                    name="hardswish")     # `hardswish_1` beside the float node, as torch.ao
+            out_q.replace_all_uses_with(new)
+            graph.erase_node(out_q)
+            graph.erase_node(node)
+            continue
+        if name == "mean":
+            if "dtype" in node.kwargs:
+                continue
+        elif fixed_qparams(name, dtype) != (scale, zero_point) or len(node.args) != 1 or \
+                any(v for v in node.kwargs.values()):
+            continue
+        node.replace_input_with(source, source.args[0])
+        out_q.replace_all_uses_with(node)
+        graph.erase_node(out_q)
+        for attr in attrs:
+            if not attr.users:
+                graph.erase_node(attr)
+                delattr(gm, str(attr.target))
+    graph.eliminate_dead_code()
 
 
 def _swap_weight_only(gm, table: dict) -> None:
@@ -1118,7 +1240,7 @@ def _qparams_stem(gm, quantize) -> str:
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",
-                   "quantized_conv3d", "quantized_add", "quantized_mul"}
+                   "quantized_conv3d", "quantized_add", "quantized_mul", "quantized_hardswish"}
 
 
 def _float_report(gm, kinds) -> list[tuple[str, str]]:
@@ -1153,8 +1275,9 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
             continue
         if kind == "weight_only":             # dynamic int8/float16 Linear, embeddings
             continue
-        if kind in qpass.SHARED and node.args and node.args[0] in quantized_values:
-            quantized_values.add(node)
+        if (kind in qpass.SHARED or _pointwise_name(node)) and node.args and \
+                node.args[0] in quantized_values:
+            quantized_values.add(node)        # on the int8 value (_pointwise_on_quantized)
             continue
         if kind == "cat" and qpass._cat_of_tensors(node) and \
                 all(a in quantized_values for a in node.args[0]):

@@ -17,7 +17,8 @@ for operation: results equal the NumPy reference bit for bit.
 Channels are read in blocks of 32 from each pixel: where C is not a multiple of 32 the
 last block reads into the next pixel's channels (the caller leaves readable bytes past
 the input's end) against zero weights, and its stores are masked to the C columns.
-Threads split the output rows (image, output row).
+Threads claim the output rows (image, output row) a few at a time from a shared counter
+(lite_int8.QDepthwiseCall sets the chunk), as the GEMM claims its tiles.
 """
 from __future__ import annotations
 
@@ -88,19 +89,46 @@ def _taps(b, p, base, c0, lanes: int):
     return u.carried_loop(b, u.i64(0), n_pairs, [zero] * (BLOCK // lanes), step, "tap")
 
 
+def _claims(b, params, p, r_begin, r_end):
+    """The claiming loop's head (lite_int8.QDW_FIELDS): yields (begin, end) row ranges
+    until none is left. chunk > 0: `chunk` rows at a time from the parameter block's
+    shared counter (an atomic add), up to `rows`, so a thread descheduled on a busy host
+    leaves the rows it has not claimed to the others; chunk == 0: [r_begin, r_end) once."""
+    dynamic = b.icmp_signed("!=", p["chunk"], u.i64(0))
+    private = b.alloca(u.I64)
+    b.store(r_begin, private)
+    shared = b.gep(params, [u.i64(_F["counter"])], source_etype=u.I64)
+    counter = b.select(dynamic, shared, private)
+    step = b.select(dynamic, p["chunk"], b.sub(r_end, r_begin))
+    limit = b.select(dynamic, p["rows"], r_end)
+    head = b.append_basic_block("claim")
+    body = b.append_basic_block("claim.body")
+    done = b.append_basic_block("claim.done")
+    b.branch(head)
+    b.position_at_end(head)
+    begin = b.atomic_rmw("add", counter, step, "monotonic")
+    b.cbranch(b.icmp_signed("<", begin, limit), body, done)
+    b.position_at_end(body)
+    return begin, u.imin(b, b.add(begin, step), limit), head, done
+
+
 def _emit(module: ir.Module, lanes: int) -> None:
     """qdepthwise_u8(r_begin, r_end, worker, params): output rows (image, oy) [r_begin,
-    r_end), every channel block and output column of each; int32 vectors of `lanes`."""
+    r_end) or claimed (_claims), every channel block and output column of each; int32
+    vectors of `lanes`."""
     fn, b = u.define(module, "qdepthwise_u8", u.VOID, [
         ("r_begin", u.I64), ("r_end", u.I64), ("worker", u.I64), ("params", u.PTR)])
     r_begin, r_end, _, params = fn.args
     p = {}
     for f in FIELDS:
+        if f == "counter":
+            continue
         value = b.load(b.gep(params, [u.i64(_F[f])], source_etype=u.I64), typ=u.I64)
         p[f] = b.inttoptr(value, u.PTR) if f in _PTRS else value
     tile = TILE if lanes == 16 else TILE_AVX2
     qparams = Q.epilogue_qparams(b, p, lanes)
-    with u.counted_loop(b, r_begin, r_end, 1, "row") as row:
+    begin, end, claim_head, claims_done = _claims(b, params, p, r_begin, r_end)
+    with u.counted_loop(b, begin, end, 1, "row") as row:
         img = b.sdiv(row, p["oh"])
         oy = b.sub(row, b.mul(img, p["oh"]))
         row_base = b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"]))
@@ -112,6 +140,8 @@ def _emit(module: ir.Module, lanes: int) -> None:
                 acc = _taps(b, p, base, c0, lanes)
                 Q._epilogue(b, tile, p, acc, b.add(b.mul(row, p["ow"]), ox), cb, True,
                             qparams, columns)
+    b.branch(claim_head)
+    b.position_at_end(claims_done)
     b.ret_void()
 
 

@@ -138,7 +138,8 @@ hardsigmoid = activation(
     lambda x: (np.minimum(np.maximum(x + 3, 0), 6) / 6).astype(x.dtype),
     lambda g, self: where(logical_and(gt(self, -3.0), lt(self, 3.0)), g / 6, 0),
     decomposition=lambda self: hardtanh(self + 3, 0.0, 6.0) / 6,
-    name="hardsigmoid", samples=_samples(_off([-3, 3])))
+    name="hardsigmoid", samples=_samples(_off([-3, 3])),
+    quantized_ok=True)       # torch's quantized hardsigmoid (frontend/quantized.py)
 
 hardswish = activation(
     "hardswish(Tensor self) -> Tensor",

@@ -151,9 +151,21 @@ log = unary("log", np.log, lambda g, self: g / _c(self),
             samples=S.unary_samples(S.positive))
 sin = unary("sin", np.sin, lambda g, self: g * _c(cos(self)))
 cos = unary("cos", np.cos, lambda g, self: -g * _c(sin(self)))
-tanh = unary("tanh", np.tanh, lambda g, self, out: g * _c(1 - out * out))
+def _quantized_keeps_dtype(rule):
+    """A unary meta rule under which a quantized input gives a quantized result of its
+    dtype (torch's quantized sigmoid / tanh: fixed output qparams, same dtype)."""
+    def meta(self):
+        if getattr(self.dtype, "is_quantized", False):
+            return same_meta(self)
+        return rule(self)
+    return meta
+
+
+tanh = unary("tanh", np.tanh, lambda g, self, out: g * _c(1 - out * out),
+             meta=_quantized_keeps_dtype(pointwise_meta(Promotion.INT_TO_FLOAT)))
 sigmoid = unary("sigmoid", lambda x: 0.5 * (np.tanh(0.5 * x) + 1),
-                lambda g, self, out: g * _c(out * (1 - out)))
+                lambda g, self, out: g * _c(out * (1 - out)),
+                meta=_quantized_keeps_dtype(pointwise_meta(Promotion.INT_TO_FLOAT)))
 sqrt = unary("sqrt", np.sqrt, lambda g, self, out: g / _c(2 * out),
              samples=S.unary_samples(S.positive))
 

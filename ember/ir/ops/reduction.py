@@ -217,7 +217,9 @@ sum = defop(  # noqa: A001 - PyTorch's name
 mean = defop(
     "mean(Tensor self, int[]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
     saves=(),
-    meta=_reduce_meta(lambda x, dtype: _require_float_result(x, dtype, "Input dtype")),
+    # a quantized input keeps its dtype (torch's quantized mean: the input's qparams)
+    meta=_reduce_meta(lambda x, dtype: x.dtype if dtype is None and getattr(
+        x.dtype, "is_quantized", False) else _require_float_result(x, dtype, "Input dtype")),
     reference=lambda x, dim, keepdim, dtype: np.mean(
         _cast(x, dtype), axis=_axes(x, dim), keepdims=keepdim,
         dtype=np.float32 if dtype is None and _is_half(x) else None),

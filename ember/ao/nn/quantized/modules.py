@@ -22,13 +22,14 @@ import numpy as np
 from ....frontend import nn
 from ....frontend.factories import ones, zeros
 from ....frontend.nn import functional as F
-from ....frontend.quantized import run_checked
+from ....frontend.quantized import conv2d_clamped, is_quantized_tensor, run_checked
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
 from ....ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
                                per_channel_symmetric)
 from ....ir.ops.quantize import quantize_per_tensor
 from ....ir.ops.quantized import quantized_conv2d, quantized_conv3d, quantized_linear
+from ....ir.ops.quantized_pointwise import quantized_hardswish
 from ._state import QParamsState
 
 
@@ -259,9 +260,14 @@ class Conv2d(_ConvNd):
         if x.ndim != 4:
             raise ValueError(f"quantized Conv2d: expected a 4-d input [N, C, H, W], got "
                              f"{list(x.shape)}")
-        return run_checked(quantized_conv2d, (
-            x, self._packed_weight, self._bias, self.stride, self.padding, self.dilation,
-            self.groups, self.scale, self.zero_point, self._RELU))
+        args = (x, self._packed_weight, self._bias, self.stride, self.padding,
+                self.dilation, self.groups, self.scale, self.zero_point, self._RELU)
+        clamp = self.__dict__.get("_fused_clamp")
+        if clamp is not None and is_quantized_tensor(x):
+            # convert_fx found this conv's only reader to be a clamp (relu6 / hardtanh):
+            # the epilogue clamps too, and the clamp node then copies nothing
+            return conv2d_clamped(quantized_conv2d, args, *clamp)
+        return run_checked(quantized_conv2d, args)
 
 
 class Conv3d(_ConvNd):
@@ -432,6 +438,12 @@ class Hardswish(_FloatBetween):
 
     def _float_op(self, x):
         return F.hardswish(x)
+
+    def forward(self, x):
+        # torch.ops.quantized.hardswish: the 8-bit kernel (a table over the 256 inputs)
+        if x.dtype in (dtypes.quint8, dtypes.qint8) and getattr(x, "_qaxis", None) is None:
+            return quantized_hardswish(x, self.scale, self.zero_point)
+        return super().forward(x)
 
     @staticmethod
     def from_float(mod, use_precomputed_fake_quant=False):
