@@ -312,7 +312,8 @@ def _copy_across_devices(op, args) -> tuple | None:
         return None
     if "meta" in (args[0]._storage.device, args[1]._storage.device):
         return None
-    return (args[0], args[1].to(args[0].device)) + tuple(args[2:])
+    non_blocking = bool(args[2]) if len(args) > 2 else False   # from pinned memory: queued
+    return (args[0], args[1].to(args[0].device, non_blocking=non_blocking)) + tuple(args[2:])
 
 
 # ops PyTorch runs on a meta tensor with CPU operands (a copy source, index tensors):

@@ -31,6 +31,14 @@ def _host_array(ptr: int, count: int, dtype) -> np.ndarray:
     return np.frombuffer(raw, dtype, max(count, 1))
 
 
+class _HostPinned:
+    """PinnedBuffer under emulation: plain host memory (what cuMemHostAlloc would lock)."""
+
+    def __init__(self, nbytes: int, device: int = 0):
+        self._bytes = np.zeros(max(nbytes, 1), np.uint8)
+        self.nbytes, self.ptr = nbytes, self._bytes.ctypes.data
+
+
 def _counted(copy, *args):
     """A host<->device copy, counted as the runtime's copies are (stream.host_transfers)."""
     from ember.runtime.cuda import stream
@@ -78,6 +86,7 @@ def emulated_cuda(capacity: int = 512 << 20):
         mp.setattr(S, "copy_device_to_host",
                    lambda dst, src, s, pinned=False: _counted(ctypes.memmove, dst.ctypes.data,
                                                               src, dst.nbytes))
+        mp.setattr(S, "PinnedBuffer", _HostPinned)
         mp.setattr(eager_cuda, "launch", interpreted_launch)
         mp.setattr(triton_launch, "run_kernel", interpreted_user_kernel)
         mp.setattr(eager_cuda, "_PLANS", {})
