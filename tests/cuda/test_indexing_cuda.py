@@ -18,6 +18,7 @@ import ember  # noqa: E402
 from ember.frontend import eager_cuda  # noqa: E402
 
 from emulation import emulated_cuda  # noqa: E402
+from test_compile_cuda import device as compiled_device  # noqa: E402,F401 - emulated plans
 from sm90_cubins import assert_launchable, compile_for_sm90  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -242,3 +243,25 @@ def test_indexing_kernels_compile_to_sm90_cubins():
     results = compile_for_sm90(_KERNEL_IMPORTS, _KERNELS)
     assert len(results) == 6
     assert_launchable(results)
+
+
+def test_compiled_step_with_index_ops_replays_as_a_cuda_graph(compiled_device):
+    """Inside ember.compile(backend="triton") the routes run as eager steps: no host
+    fallback, no read back (the index checks are the device's), so the plan is captured."""
+    def f(x, i, j):
+        return (x[i] * 2.0, x.scatter_add(1, j, x * 3.0), x.argmax(1), x.cumsum(0),
+                x.topk(2, 1)[0])
+    fast = ember.compile(f, backend="triton")
+    j = RNG.integers(0, 5, (6, 5))
+    want = f(*(torch.tensor(a) for a in (X, IDX, j)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            got = fast(*(ember.tensor(a).to(compiled_device) for a in (X, IDX, j)))
+    assert not _host_fallbacks(caught)      # (stats.fallbacks lists these eager steps)
+    assert fast.last[0].graph is not None
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.cpu().numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    bad = (ember.tensor(a).to(compiled_device) for a in (X, np.array([0, 6]), j))
+    with pytest.raises(IndexError, match="for a dim of size 6"):
+        fast(*bad)[0].cpu()
