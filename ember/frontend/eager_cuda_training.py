@@ -691,3 +691,5 @@ from . import eager_cuda_media  # noqa: E402 - needs the helpers above
 ROUTES.update(eager_cuda_media.ROUTES)
 from . import eager_cuda_indexing  # noqa: E402 - needs the helpers above
 ROUTES.update(eager_cuda_indexing.ROUTES)
+from . import eager_cuda_rewrites  # noqa: E402 - needs the helpers above
+ROUTES.update(eager_cuda_rewrites.ROUTES)
