@@ -9,7 +9,8 @@ outside what it handles, and the op runs on the host with the fallback warning.
 - norm / linalg_vector_norm (p = 2, 1, inf, -inf, 0 or any other p): reductions of |x|;
 - tril / triu (causal masks): a comparison of row and column numbers, then where;
 - repeat: expand over inserted dims, then a dense reshape; roll: a cat of two slices;
-  pixel_shuffle / pixel_unshuffle: reshape, permute, reshape;
+  pixel_shuffle / pixel_unshuffle: reshape, permute, reshape; diagonal_scatter /
+  select_scatter (diag, diag_embed): a copy, then src copied into the view;
 - binary_cross_entropy (logs clamped at -100, as PyTorch), group_norm (var and mean per
   group), avg_pool2d's backward where every window has one divisor (a transposed
   convolution with a constant kernel, one group per channel), max_pool1d (max_pool2d
@@ -181,6 +182,22 @@ def _roll_dim(x: Tensor, shift: int, dim: int) -> Tensor:
     return OPS["cat"]([x.narrow(dim, n - shift, shift), x.narrow(dim, 0, n - shift)], dim)
 
 
+def _view_scatter(view_of):
+    """diagonal_scatter / select_scatter: a copy of self, then src copied into the view of
+    it that the op names."""
+    def route(args, out_meta, index):
+        from . import eager_cuda
+        target, src = args[0], args[1]
+        if target.dtype.is_complex:
+            return None
+        out = eager_cuda.clone(target)
+        window = view_of(out, *args[2:])
+        if window.numel():
+            eager_cuda.copy_into(window, src)
+        return _as_meta(out, out_meta, index)
+    return route
+
+
 def _pixel_shuffle(args, out_meta, index):
     x, r = args
     if x.ndim < 3:
@@ -326,6 +343,8 @@ ROUTES = {
     "matmul": _matmul, "baddbmm": _baddbmm, "scaled_dot_product_attention": _sdpa,
     "norm": _norm, "linalg_vector_norm": _linalg_vector_norm,
     "tril": _triangle(True), "triu": _triangle(False), "repeat": _repeat, "roll": _roll,
+    "diagonal_scatter": _view_scatter(lambda t, offset, d1, d2: OPS["diagonal"](t, offset, d1, d2)),
+    "select_scatter": _view_scatter(lambda t, dim, i: OPS["select"](t, dim, i)),
     "pixel_shuffle": _pixel_shuffle, "pixel_unshuffle": _pixel_unshuffle,
     "binary_cross_entropy": _bce, "group_norm": _group_norm,
     "avg_pool2d_backward": _avg_pool2d_backward,

@@ -64,7 +64,7 @@ def _masked_scatter_values(name, input, mask, source):
     x, m = _broadcast_pair(name, input, mask)
     flat_mask = _flat(m)
     if hasattr(m, "_array"):
-        needed = int(m._array.sum())
+        needed = int(m._values().sum())       # a device mask is read back
         if needed > source.numel():
             raise ShapeError(f"{name}: Number of elements of source < number of ones in mask")
     if source.numel() == 0:
