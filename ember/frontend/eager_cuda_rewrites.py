@@ -309,8 +309,9 @@ def _isclose(args, out_meta, index):
     a, b, rtol, atol, equal_nan = args
     if a.dtype.is_complex or not a.dtype.is_floating_point:
         return None
-    close = (a - b).abs() <= atol + rtol * b.abs()
-    close = close | (a == b)                     # equal infinities
+    finite = OPS["isfinite"](a) & OPS["isfinite"](b)
+    close = ((a - b).abs() <= atol + rtol * b.abs()) & finite
+    close = close | (a == b)                     # equal infinities are close, others not
     if equal_nan:
         close = close | (OPS["isnan"](a) & OPS["isnan"](b))
     return _as_meta(close, out_meta, index)
@@ -318,6 +319,8 @@ def _isclose(args, out_meta, index):
 
 def _nan_to_num(args, out_meta, index):
     x, nan, posinf, neginf = args
+    if x.dtype.is_complex:
+        return None
     if not x.dtype.is_floating_point:
         return _as_meta(x.clone(), out_meta, index)
     import numpy as np

@@ -96,3 +96,17 @@ def test_dataloader_pins_its_batches(copies, monkeypatch):
     assert batch["x"].is_pinned() and batch["name"] == ["a", "a"]
     plain = next(iter(DataLoader(data, batch_size=4)))
     assert not plain[0].is_pinned()
+
+
+@pytest.mark.cuda
+def test_pinned_non_blocking_round_trip_on_a_gpu():
+    """On a GPU: the pinned bytes are cuMemHostAlloc memory and the queued copy lands."""
+    x = ember.randn(256, 33)
+    p = x.pin_memory()
+    assert p.is_pinned()
+    y = p.to("cuda", non_blocking=True)
+    ember.cuda.current_stream().synchronize()
+    assert y.cpu().tolist() == x.tolist()
+    dst = ember.empty(256, 33, device="cuda")
+    dst.copy_(p, non_blocking=True)
+    assert dst.cpu().tolist() == x.tolist()
