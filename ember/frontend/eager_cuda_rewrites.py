@@ -285,13 +285,19 @@ def _pair(v):
     return (v[0], v[0]) if len(v) == 1 else tuple(v)
 
 
+def _one_int_list(v, default: int) -> list:
+    """max_pool1d's int[1] arguments as a one-element list (empty or None: the default)."""
+    if v is None or (isinstance(v, (list, tuple)) and not v):
+        return [default]
+    return [v] if isinstance(v, int) else list(v)
+
+
 def _max_pool1d(with_indices: bool):
     def route(args, out_meta, index):
         x, kernel, stride, padding, dilation, ceil_mode = args
         if x.ndim not in (2, 3):
             return None
-        one = lambda v, d: [d] if v is None or (isinstance(v, (list, tuple)) and not v) else (  # noqa: E731
-            [v] if isinstance(v, int) else list(v))
+        one = _one_int_list
         k = one(kernel, 1)
         s = one(stride, k[0])
         values, indices = OPS["max_pool2d_with_indices"](

@@ -46,13 +46,22 @@ def _counted(copy, *args):
     copy(*args)
 
 
+def _torch_view(ptr: int, count: int, dtype):
+    """A torch tensor aliasing `count` elements at ptr (bfloat16, which torch.from_numpy
+    refuses, through its 16-bit pattern)."""
+    import torch
+    arr = _host_array(ptr, count, dtype)
+    if arr.dtype.name == "bfloat16":
+        return torch.from_numpy(arr.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(arr)
+
+
 def interpreted_launch(generated, tensors, index):
     """eager_cuda.launch on host memory: Triton's interpreter over aliasing torch tensors."""
-    import torch
     from ember.codegen.triton import cache
     from ember.frontend.devices import data_ptr
     from ember import Tensor
-    buffers = [torch.from_numpy(_host_array(data_ptr(t), t._array.extent(), t._array.dtype))
+    buffers = [_torch_view(data_ptr(t), t._array.extent(), t._array.dtype)
                if isinstance(t, Tensor) else t for t in tensors]    # numbers: scalar arguments
     cache.launch(generated, buffers)
 
@@ -60,10 +69,9 @@ def interpreted_launch(generated, tensors, index):
 def interpreted_user_kernel(kernel, grid, values, constexprs, options, index):
     """triton_launch.run_kernel on host memory: the user's @triton.jit kernel under Triton's
     interpreter, ember CUDA tensors passed as torch tensors aliasing their memory."""
-    import torch
     from ember import Tensor
     from ember.frontend.devices import data_ptr
-    args = {n: torch.from_numpy(_host_array(data_ptr(v), v._array.extent(), v._array.dtype))
+    args = {n: _torch_view(data_ptr(v), v._array.extent(), v._array.dtype)
             if isinstance(v, Tensor) else v for n, v in values.items()}
     kernel[grid](**args, **options)
 

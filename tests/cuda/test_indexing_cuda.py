@@ -139,8 +139,10 @@ def test_case_on_cuda_equals_torch_without_host_fallback(cuda, name):
 
 
 GRAD_CASES = {
-    "index": lambda L, x, d: x[_t(L, IDX, d)] * _t(L, np.arange(25, dtype=np.float32).reshape(5, 5), d),
-    "index_two_dims": lambda L, x, d: x[_t(L, np.array([1, 1, 4]), d), _t(L, np.array([0, 0, 2]), d)],
+    "index": lambda L, x, d: x[_t(L, IDX, d)] * _t(L, np.arange(25, dtype=np.float32)
+                                                  .reshape(5, 5), d),
+    "index_two_dims": lambda L, x, d: x[_t(L, np.array([1, 1, 4]), d),
+                                        _t(L, np.array([0, 0, 2]), d)],
     "bool_mask": lambda L, x, d: x[_t(L, X, d) > 0] * 3,
     "gather": lambda L, x, d: x.gather(1, _t(L, np.array([[0, 0], [1, 4], [3, 3], [2, 2], [4, 0],
                                                            [1, 1]]), d)),
@@ -265,3 +267,25 @@ def test_compiled_step_with_index_ops_replays_as_a_cuda_graph(compiled_device):
     bad = (ember.tensor(a).to(compiled_device) for a in (X, np.array([0, 6]), j))
     with pytest.raises(IndexError, match="for a dim of size 6"):
         fast(*bad)[0].cpu()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_index_ops_equal_torch(cuda, dtype):
+    """Half-precision values: gathers copy them, atomic routes add in float32 and round once
+    (as the sum of a few exactly representable values, equal to torch's)."""
+    def run(L, d):
+        dt = getattr(L, dtype)
+        x = _t(L, X, d).to(dt)
+        i = _t(L, np.array([0, 2, 2, 5]), d)
+        j = _t(L, np.array([[0, 0], [2, 3], [4, 4]]), d)
+        return (x[i], L.zeros(6, 5, dtype=dt, device=d).index_put((i,), x[:4], accumulate=True),
+                x[:3].scatter_add(1, j, x[:3, :2]), x.argmax(1), x.cumsum(1))
+    want = run(torch, "cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = run(ember, "cuda")
+    assert not _host_fallbacks(caught)
+    for g, w in zip(got, want):
+        assert str(g.dtype).split(".")[-1] == str(w.dtype).split(".")[-1]
+        np.testing.assert_allclose(g.cpu().float().numpy(), w.float().numpy(), rtol=1e-2,
+                                   atol=1e-2)

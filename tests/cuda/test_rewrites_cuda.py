@@ -42,7 +42,8 @@ CASES = {
     "matmul_4d": (lambda L, t: t(Q) @ t(K).transpose(-2, -1), True),
     "matmul_broadcast_batch": (lambda L, t: t(Q) @ t(_W)[None], True),
     "sdpa": (lambda L, t: F(L).scaled_dot_product_attention(t(Q), t(K), t(V)), True),
-    "sdpa_causal": (lambda L, t: F(L).scaled_dot_product_attention(t(Q), t(Q), t(Q), is_causal=True),
+    "sdpa_causal": (lambda L, t: F(L).scaled_dot_product_attention(t(Q), t(Q), t(Q),
+                                                                   is_causal=True),
                     True),
     "sdpa_bool_mask": (lambda L, t: F(L).scaled_dot_product_attention(
         t(Q), t(K), t(V), attn_mask=t(_MASK, grad=False)), True),
