@@ -3,6 +3,8 @@ CUDA kernels (exact rewrites: the same arithmetic, up to the reduction order of 
 eager_cuda_training.run takes them from ROUTES (merged into its table). Each returns None
 outside what it handles, and the op runs on the host with the fallback warning.
 
+- einsum (no letter repeated within one operand): operands contracted left to right,
+  each pair one bmm;
 - matmul of two batched operands (attention's `q @ k.transpose(-2, -1)`): batch dims
   broadcast, then one bmm; scaled_dot_product_attention: its definition (scores, mask,
   softmax, dropout on the device, weights @ value); baddbmm: beta * self + alpha * bmm;
@@ -79,6 +81,93 @@ def _sdpa(args, out_meta, index):
     out = _batched_matmul(weights, v) if weights.ndim >= 3 and v.ndim >= 3 else \
         OPS["matmul"](weights, v)
     return _as_meta(out, out_meta, index)
+
+
+# --- einsum -------------------------------------------------------------------------------
+def _einsum(args, out_meta, index):
+    """Operands contracted left to right, each pair as one bmm (batch letters, free
+    letters, contracted letters), letters no later term needs summed first."""
+    equation, tensors = args
+    if not tensors or any(t.dtype.is_complex or not t.dtype.is_floating_point
+                          for t in tensors):
+        return None
+    parsed = _parse_einsum(equation, [t.ndim for t in tensors])
+    if parsed is None:
+        return None
+    subs, out = parsed
+    terms = list(zip(subs, tensors))
+    while len(terms) > 1:
+        later = set(out).union(*[set(s) for s, _ in terms[2:]])
+        terms = [_contract(terms[0], terms[1], later)] + terms[2:]
+    s, t = _sum_letters(terms[0], set(out))
+    t = t.permute([s.index(c) for c in out]) if out else t
+    return _as_meta(t.reshape(list(out_meta.shape)), out_meta, index)
+
+
+def _parse_einsum(equation: str, ndims: list):
+    """(operand subscripts with '...' spelled as spare letters, output subscripts), or None
+    (a letter repeated within one operand: a diagonal, left to the host)."""
+    import string
+    from collections import Counter
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(ndims):
+        return None
+    used = {c for c in eq if c.isalpha()}
+    spare = [c for c in string.ascii_letters if c not in used]
+    widths = [nd - (len(s) - 3) for s, nd in zip(inputs, ndims) if "..." in s]
+    ell = "".join(spare[:max(widths, default=0)])
+    subs = []
+    for s, nd in zip(inputs, ndims):
+        if "..." in s:
+            width = nd - (len(s) - 3)
+            s = s.replace("...", ell[len(ell) - width:] if width else "")
+        if len(s) != nd or len(set(s)) != len(s) or not all(c.isalpha() for c in s):
+            return None
+        subs.append(s)
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:                                 # implicit: '...' then letters used once, sorted
+        counts = Counter("".join(subs))
+        out = ell + "".join(sorted(c for c in counts if counts[c] == 1 and c not in ell))
+    if len(set(out)) != len(out) or any(c not in "".join(subs) for c in out):
+        return None
+    return subs, out
+
+
+def _sum_letters(term, keep: set):
+    s, t = term
+    drop = [i for i, c in enumerate(s) if c not in keep]
+    if not drop:
+        return s, t
+    return "".join(c for c in s if c in keep), OPS["sum"](t, drop, False)
+
+
+def _contract(left, right, later: set):
+    """Two (subscripts, tensor) terms as one: letters of both that later terms or the
+    output need are batch letters, the others contracted; each term's own letters stay."""
+    sa, a = _sum_letters(left, later | set(right[0]))
+    sb, b = _sum_letters(right, later | set(sa))
+    size = {}
+    for s, t in ((sa, a), (sb, b)):
+        for c, n in zip(s, t.shape):
+            size[c] = max(size.get(c, 1), n)
+    batch = [c for c in sa if c in sb and c in later]
+    summed = [c for c in sa if c in sb and c not in later]
+    free_a = [c for c in sa if c not in sb]
+    free_b = [c for c in sb if c not in sa]
+
+    def arranged(s, t, order):
+        t = t.permute([s.index(c) for c in order]) if order else t
+        return t.expand([size[c] for c in order]).contiguous()
+    nb, m = math.prod(size[c] for c in batch), math.prod(size[c] for c in free_a)
+    k, n = math.prod(size[c] for c in summed), math.prod(size[c] for c in free_b)
+    a3 = arranged(sa, a, batch + free_a + summed).reshape([nb, m, k])
+    b3 = arranged(sb, b, batch + summed + free_b).reshape([nb, k, n])
+    letters = batch + free_a + free_b
+    product = OPS["bmm"](a3, b3).reshape([size[c] for c in letters])
+    return "".join(letters), product
 
 
 # --- norms ---------------------------------------------------------------------------------
@@ -349,7 +438,7 @@ def _count_nonzero(args, out_meta, index):
 
 
 ROUTES = {
-    "matmul": _matmul, "baddbmm": _baddbmm, "scaled_dot_product_attention": _sdpa,
+    "matmul": _matmul, "baddbmm": _baddbmm, "einsum": _einsum, "scaled_dot_product_attention": _sdpa,
     "norm": _norm, "linalg_vector_norm": _linalg_vector_norm,
     "tril": _triangle(True), "triu": _triangle(False), "repeat": _repeat, "roll": _roll,
     "diagonal_scatter": _view_scatter(lambda t, offset, d1, d2: OPS["diagonal"](t, offset, d1, d2)),

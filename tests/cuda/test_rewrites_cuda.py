@@ -47,6 +47,14 @@ CASES = {
                     True),
     "sdpa_bool_mask": (lambda L, t: F(L).scaled_dot_product_attention(
         t(Q), t(K), t(V), attn_mask=t(_MASK, grad=False)), True),
+    "einsum_attention": (lambda L, t: L.einsum("bhqd,bhkd->bhqk", t(Q), t(K)), True),
+    "einsum_ellipsis": (lambda L, t: L.einsum("...qd,...kd->...qk", t(Q), t(K)), True),
+    "einsum_implicit_three": (lambda L, t: L.einsum("ij,jk,k", t(X), t(X.T.copy()), t(X[0, :4].copy())),
+                              True),
+    "einsum_outer_and_sum": (lambda L, t: L.einsum("i,j->ij", t(X[0]), t(X[1])) +
+                             L.einsum("ij->j", t(X))[None], True),
+    "einsum_bilinear": (lambda L, t: L.einsum("bn,anm,bm->ba", t(X[:2, :4]), t(X4[0, :3, :4, :5]),
+                                              t(X[:2, :5])), True),
     "baddbmm": (lambda L, t: L.baddbmm(t(B0), t(B1), t(B2), beta=0.5,
                                        alpha=2.0), True),
     "norm": (lambda L, t: t(X).norm(), True),
