@@ -11,7 +11,8 @@ kernels:
   mask becomes its nonzero coordinates (a read of the count, as PyTorch's nonzero);
 - nonzero: one program carrying the running count (the count is read back first);
 - scatter / scatter_add / scatter_reduce (sum, amax, amin, mean; include_self either
-  way), and so gather's backward: a store or an atomic per index element;
+  way), and so gather's backward: a store or an atomic per index element; bincount: a
+  scatter_add of ones (or the weights);
 - cumsum: one program a line carrying the running sum between blocks;
 - argmax / argmin / max(dim) / min(dim): amax/amin, then the first position holding it
   (a NaN counts as the extreme, as in PyTorch); topk: the stable sort kernel, cut to k;
@@ -288,6 +289,19 @@ def _scatter_reduce(args, out_meta, index):
     return _scatter_into(target, dim, idx, src, reduce, include_self, out_meta, index)
 
 
+def _bincount(args, out_meta, index):
+    """bincount: scatter_add of ones (or the weights) into zeros of the meta's length."""
+    x, weights, _ = args
+    if x.ndim != 1 or x.dtype.name not in INDEX_DTYPES:
+        return None
+    zeros = _dense(out_meta.shape, out_meta.dtype, index)
+    zeros = OPS["zeros_like"](zeros)
+    src = OPS["ones_like"](x).to(out_meta.dtype) if weights is None else weights
+    if x.numel() == 0:
+        return _as_meta(zeros, out_meta, index)
+    return _scatter_into(zeros, 0, x, src, "sum", True, out_meta, index)
+
+
 # --- scans and selections ----------------------------------------------------------------
 def _cumsum(args, out_meta, index):
     from ..codegen.triton.indexing import scan_lines
@@ -421,7 +435,7 @@ def _huber(d, delta):
 
 ROUTES = {
     "index": _index, "index_put": _index_put, "nonzero": _nonzero_route,
-    "scatter": _scatter, "scatter_add": _scatter_add, "scatter_reduce": _scatter_reduce,
+    "scatter": _scatter, "scatter_add": _scatter_add, "bincount": _bincount, "scatter_reduce": _scatter_reduce,
     "cumsum": _cumsum, "topk": _topk, "one_hot": _one_hot,
     "max_dim": _dim_extreme(True), "min_dim": _dim_extreme(False),
     "argmax": _arg_extreme(True), "argmin": _arg_extreme(False),

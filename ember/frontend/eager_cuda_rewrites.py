@@ -16,7 +16,8 @@ outside what it handles, and the op runs on the host with the fallback warning.
 - binary_cross_entropy (logs clamped at -100, as PyTorch), group_norm (var and mean per
   group), avg_pool2d's backward where every window has one divisor (a transposed
   convolution with a constant kernel, one group per channel), max_pool1d (max_pool2d
-  over a height of 1), isclose, nan_to_num, count_nonzero.
+  over a height of 1), adaptive_max_pool2d with output sizes dividing the input's (max
+  pooling with kernel = stride), isclose, nan_to_num, count_nonzero.
 """
 from __future__ import annotations
 
@@ -381,6 +382,18 @@ def _one_int_list(v, default: int) -> list:
     return [v] if isinstance(v, int) else list(v)
 
 
+def _adaptive_max_pool2d(args, out_meta, index):
+    """Output sizes dividing the input's: max pooling with kernel = stride = the ratio
+    (the same windows, the same first-max indices)."""
+    x, _ = args
+    (h, w), (oh, ow) = x.shape[-2:], out_meta[0].shape[-2:]
+    if x.ndim not in (3, 4) or not (oh and ow) or h % oh or w % ow:
+        return None
+    kernel = [h // oh, w // ow]
+    values, indices = OPS["max_pool2d_with_indices"](x, kernel, kernel, [0, 0], [1, 1], False)
+    return tuple(_as_meta(t, m, index) for t, m in zip((values, indices), out_meta))
+
+
 def _max_pool1d(with_indices: bool):
     def route(args, out_meta, index):
         x, kernel, stride, padding, dilation, ceil_mode = args
@@ -446,6 +459,6 @@ ROUTES = {
     "pixel_shuffle": _pixel_shuffle, "pixel_unshuffle": _pixel_unshuffle,
     "binary_cross_entropy": _bce, "group_norm": _group_norm,
     "avg_pool2d_backward": _avg_pool2d_backward,
-    "max_pool1d": _max_pool1d(False), "max_pool1d_with_indices": _max_pool1d(True),
+    "adaptive_max_pool2d": _adaptive_max_pool2d, "max_pool1d": _max_pool1d(False), "max_pool1d_with_indices": _max_pool1d(True),
     "isclose": _isclose, "nan_to_num": _nan_to_num, "count_nonzero": _count_nonzero,
 }

@@ -76,6 +76,8 @@ CASES = {
     "index_fill": lambda L, d: _t(L, X, d).index_fill(0, _t(L, np.array([0, 4]), d), 2.0),
     "index_copy": lambda L, d: _t(L, X, d).index_copy(0, _t(L, np.array([0, 4]), d),
                                                       _t(L, X[:2] * 2, d)),
+    "bincount": lambda L, d: L.bincount(_t(L, LABELS, d), minlength=7),
+    "bincount_weighted": lambda L, d: L.bincount(_t(L, LABELS, d), _t(L, X[:, 0].copy(), d)),
     "one_hot": lambda L, d: L.nn.functional.one_hot(_t(L, LABELS, d), 6),
     "argmax": lambda L, d: _t(L, X, d).argmax(1),
     "argmax_flat": lambda L, d: _t(L, X, d).argmax(),

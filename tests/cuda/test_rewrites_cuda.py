@@ -90,6 +90,7 @@ CASES = {
     "avg_pool2d": (lambda L, t: F(L).avg_pool2d(t(X4), 2), True),
     "avg_pool2d_overlapping_padded": (lambda L, t: F(L).avg_pool2d(t(X4), 3, 2, 1), True),
     "avg_pool2d_divisor": (lambda L, t: F(L).avg_pool2d(t(X4), 3, 1, divisor_override=4), True),
+    "adaptive_max_pool2d": (lambda L, t: F(L).adaptive_max_pool2d(t(X4), (3, 2)), True),
     "max_pool1d": (lambda L, t: F(L).max_pool1d(t(S1), 3, 2), True),
     "isclose": (lambda L, t: L.isclose(t(X), t(X + 1e-6), equal_nan=True), False),
     "nan_to_num": (lambda L, t: L.nan_to_num(t(BIG, grad=False)), False),
