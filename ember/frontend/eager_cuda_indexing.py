@@ -16,6 +16,7 @@ kernels:
 - cumsum: one program a line carrying the running sum between blocks;
 - argmax / argmin / max(dim) / min(dim): amax/amin, then the first position holding it
   (a NaN counts as the extreme, as in PyTorch); topk: the stable sort kernel, cut to k;
+  median(dim) / kthvalue: the sorted slice's element (NaN where a slice holds one);
 - one_hot: a comparison with the class numbers; any / all: counts of nonzero elements;
   sgn of real tensors: sign;
 - mse_loss, l1_loss, smooth_l1_loss, huber_loss: their elementwise terms, then the mean
@@ -371,6 +372,47 @@ def _topk(args, out_meta, index):
     return tuple(_as_meta(t.narrow(dim, 0, k), m, index) for t, m in zip(found, out_meta))
 
 
+def _sorted_pick(x: Tensor, dim: int, position: int, keepdim: bool, index: int):
+    """(values, indices) of the element at `position` of x sorted (stably) along dim, NaN
+    and its first index where a slice holds NaN (PyTorch's median and kthvalue), or None."""
+    from .eager_cuda_training import _sorted_along
+    found = _sorted_along(x, dim, False, index)
+    if found is None:
+        return None
+    values, indices = (t.narrow(dim, position, 1) for t in found)
+    if x.dtype.is_floating_point:
+        n = x.shape[dim]
+        nan = OPS["isnan"](x)
+        positions = OPS["arange"](0, n, device=x.device).reshape([n] + [1] * (x.ndim - dim - 1))
+        first = OPS["amin"](positions.expand(list(x.shape)).masked_fill(~nan, n), [dim], True)
+        has_nan = first < n
+        values = OPS["where"](has_nan, OPS["full_like"](values, math.nan), values)
+        indices = OPS["where"](has_nan, first, indices)
+    if not keepdim:
+        values, indices = values.squeeze(dim), indices.squeeze(dim)
+    return values, indices
+
+
+def _median_dim(args, out_meta, index):
+    x, dim, keepdim = args
+    if x.ndim == 0 or x.numel() == 0 or x.dtype.is_complex:
+        return None
+    dim %= x.ndim
+    found = _sorted_pick(x, dim, (x.shape[dim] - 1) // 2, keepdim, index)
+    return None if found is None else tuple(_as_meta(t, m, index)
+                                            for t, m in zip(found, out_meta))
+
+
+def _kthvalue(args, out_meta, index):
+    x, k, dim, keepdim = args
+    if x.ndim == 0 or x.numel() == 0 or x.dtype.is_complex:
+        return None
+    dim %= x.ndim
+    found = _sorted_pick(x, dim, k - 1, keepdim, index)
+    return None if found is None else tuple(_as_meta(t, m, index)
+                                            for t, m in zip(found, out_meta))
+
+
 # --- small rewrites ----------------------------------------------------------------------
 def _one_hot(args, out_meta, index):
     labels = args[0]
@@ -437,6 +479,7 @@ ROUTES = {
     "index": _index, "index_put": _index_put, "nonzero": _nonzero_route,
     "scatter": _scatter, "scatter_add": _scatter_add, "bincount": _bincount, "scatter_reduce": _scatter_reduce,
     "cumsum": _cumsum, "topk": _topk, "one_hot": _one_hot,
+    "median_dim": _median_dim, "kthvalue": _kthvalue,
     "max_dim": _dim_extreme(True), "min_dim": _dim_extreme(False),
     "argmax": _arg_extreme(True), "argmin": _arg_extreme(False),
     "any": _count_reduce(True), "all": _count_reduce(False), "sgn": _sgn,

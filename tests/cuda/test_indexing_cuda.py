@@ -91,6 +91,10 @@ CASES = {
     "topk_smallest_dim0": lambda L, d: tuple(_t(L, X, d).topk(2, 0, largest=False)),
     "top3_accuracy": lambda L, d: (_t(L, X, d).topk(3, 1)[1] == _t(L, LABELS % 5, d).view(-1, 1)
                                    ).any(1).float().mean(),
+    "median_dim": lambda L, d: tuple(_t(L, X3, d).median(1)),
+    "median_nan": lambda L, d: _t(L, np.array([[1.0, np.nan, 3.0], [2.0, 5.0, 1.0]],
+                                               np.float32), d).median(1)[0],
+    "kthvalue_keepdim": lambda L, d: tuple(_t(L, X, d).kthvalue(2, 0, keepdim=True)),
     "cumsum": lambda L, d: _t(L, X3, d).cumsum(1),
     "cumsum_ints": lambda L, d: _t(L, LABELS, d).cumsum(0),
     "cumsum_bool_last": lambda L, d: (_t(L, X, d) > 0).cumsum(-1),
