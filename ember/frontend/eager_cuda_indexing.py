@@ -17,6 +17,7 @@ kernels:
 - argmax / argmin / max(dim) / min(dim): amax/amin, then the first position holding it
   (a NaN counts as the extreme, as in PyTorch); topk: the stable sort kernel, cut to k;
   median(dim) / kthvalue: the sorted slice's element (NaN where a slice holds one);
+  searchsorted / bucketize: a binary search per value (no `sorter`);
 - one_hot: a comparison with the class numbers; any / all: counts of nonzero elements;
   sgn of real tensors: sign;
 - mse_loss, l1_loss, smooth_l1_loss, huber_loss: their elementwise terms, then the mean
@@ -413,6 +414,25 @@ def _kthvalue(args, out_meta, index):
                                             for t, m in zip(found, out_meta))
 
 
+def _searchsorted(args, out_meta, index):
+    from ..codegen.triton.indexing import search_sorted
+    from ..ir.dtypes import promote_types
+    seq, values, _, right, side, sorter = args
+    if sorter is not None or not isinstance(values, Tensor) or seq.dtype.is_complex or \
+            values.dtype.is_complex or seq.dtype.name == "bool":
+        return None
+    right = bool(right) or side == "right"
+    common = promote_types(seq.dtype, values.dtype)
+    seq, values = seq.to(common).contiguous(), values.to(common).contiguous()
+    n = seq.shape[-1]
+    count = values.shape[-1] if values.ndim else 1
+    out = _dense(out_meta.shape, out_meta.dtype, index)
+    if out.numel():
+        _launch(search_sorted(out.numel(), count, n, seq.ndim == 1, right, common, common,
+                              out_meta.dtype), [seq, values, out], index)
+    return _as_meta(out, out_meta, index)
+
+
 # --- small rewrites ----------------------------------------------------------------------
 def _one_hot(args, out_meta, index):
     labels = args[0]
@@ -479,7 +499,7 @@ ROUTES = {
     "index": _index, "index_put": _index_put, "nonzero": _nonzero_route,
     "scatter": _scatter, "scatter_add": _scatter_add, "bincount": _bincount, "scatter_reduce": _scatter_reduce,
     "cumsum": _cumsum, "topk": _topk, "one_hot": _one_hot,
-    "median_dim": _median_dim, "kthvalue": _kthvalue,
+    "median_dim": _median_dim, "kthvalue": _kthvalue, "searchsorted": _searchsorted,
     "max_dim": _dim_extreme(True), "min_dim": _dim_extreme(False),
     "argmax": _arg_extreme(True), "argmin": _arg_extreme(False),
     "any": _count_reduce(True), "all": _count_reduce(False), "sgn": _sgn,

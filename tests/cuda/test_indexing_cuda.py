@@ -95,6 +95,14 @@ CASES = {
     "median_nan": lambda L, d: _t(L, np.array([[1.0, np.nan, 3.0], [2.0, 5.0, 1.0]],
                                                np.float32), d).median(1)[0],
     "kthvalue_keepdim": lambda L, d: tuple(_t(L, X, d).kthvalue(2, 0, keepdim=True)),
+    "searchsorted": lambda L, d: L.searchsorted(_t(L, np.sort(X, 1), d), _t(L, X[:, :2] * 1.5,
+                                                                            d)),
+    "searchsorted_right_1d": lambda L, d: L.searchsorted(
+        _t(L, np.array([0.0, 1.0, 1.0, 2.0, np.nan], np.float32), d),
+        _t(L, np.array([[1.0, -5.0], [2.0, np.nan]], np.float32), d), right=True),
+    "bucketize_int32": lambda L, d: L.bucketize(_t(L, X, d), _t(L, np.array([-1.0, 0.0, 0.5],
+                                                                             np.float32), d),
+                                                out_int32=True),
     "cumsum": lambda L, d: _t(L, X3, d).cumsum(1),
     "cumsum_ints": lambda L, d: _t(L, LABELS, d).cumsum(0),
     "cumsum_bool_last": lambda L, d: (_t(L, X, d) > 0).cumsum(-1),
@@ -241,7 +249,8 @@ _KERNELS = """
 K.indexed_gather(plan, f32, [i64]), K.indexed_put(plan, (0, 1), f32, [i64], True),
 K.scatter_along((2, 3), 1, (3, 1), (3, 1), (3, 1), f32, i64, "amax"),
 K.scatter_along((2, 3), 0, (3, 1), (3, 1), None, f32, i64, None),
-K.scan_lines(2, 70, 3, f32, f32, f32), K.nonzero_coordinates((4, 5), (5, 1), dtypes.bool_)
+K.scan_lines(2, 70, 3, f32, f32, f32), K.nonzero_coordinates((4, 5), (5, 1), dtypes.bool_),
+K.search_sorted(12, 3, 9, False, True, f32, f32, i64)
 """
 
 
@@ -249,7 +258,7 @@ def test_indexing_kernels_compile_to_sm90_cubins():
     """What CI can check of the GPU path: the kernels compile for sm_90 and take the
     arguments the launcher packs (pointers, and the scatter's scalar value)."""
     results = compile_for_sm90(_KERNEL_IMPORTS, _KERNELS)
-    assert len(results) == 6
+    assert len(results) == 7
     assert_launchable(results)
 
 

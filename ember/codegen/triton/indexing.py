@@ -11,6 +11,7 @@ carry along a dim.
   output, a plain store or an atomic add / max / min.
 - `scan_lines`: cumsum along a dim, one program a line, carrying the running sum from
   block to block.
+- `search_sorted`: searchsorted / bucketize, a binary search per value.
 - `nonzero_coordinates`: the coordinates of a tensor's nonzero elements in row-major
   order, one program carrying the running count (the count itself is read back first,
   as PyTorch's nonzero does, since it is the result's shape).
@@ -217,3 +218,31 @@ def nonzero_coordinates(shape: tuple, strides: tuple, dtype: DType) -> Generated
     args = [("src_ptr", pointer_type(dtype)), ("out_ptr", "*i64")]
     return GeneratedKernel(source, LaunchSpec(name, args, {"BLOCK": BLOCK}, (1, 1, 1), "1", 4,
                                               1, ["src", "out"]))
+
+
+def search_sorted(total: int, count: int, n: int, shared: bool, right: bool, seq_dtype: DType,
+                  value_dtype: DType, out_dtype: DType) -> GeneratedKernel:
+    """out[i] = the insertion point of value[i] in its row of `seq` (dense [rows, n]; one
+    row for every value when `shared`, else row i // count): a binary search of
+    n.bit_length() + 1 halvings. PyTorch's comparisons: left goes right while
+    !(seq[mid] >= x), right while !(seq[mid] > x), so NaN values land after everything."""
+    steps = n.bit_length() + 1
+    row = "0" if shared else f"(offsets // {count}) * {n}"
+    test = ">" if right else ">="
+    body = [
+        "    x = tl.load(value_ptr + offsets, mask=inside, other=0)",
+        "    lo = tl.zeros_like(offsets)",
+        f"    hi = tl.zeros_like(offsets) + {n}",
+        f"    for _ in range({steps}):",
+        "        active = inside & (lo < hi)",
+        "        mid = (lo + hi) // 2",
+        f"        v = tl.load(seq_ptr + {row} + mid, mask=active, other=0)",
+        f"        go = ~(v {test} x)",
+        "        lo = tl.where(active & go, mid + 1, lo)",
+        "        hi = tl.where(active & ~go, mid, hi)",
+        "    tl.store(out_ptr + offsets, lo.to(out_ptr.dtype.element_ty), mask=inside)"]
+    params = ("seq_ptr", "value_ptr", "out_ptr")
+    types = [pointer_type(seq_dtype), pointer_type(value_dtype), pointer_type(out_dtype)]
+    return _flat_kernel(f"searchsorted_{'right' if right else 'left'}_{seq_dtype.name}",
+                        params, f"search {total} values in rows of {n}.", max(total, 1),
+                        body, list(zip(params, types)), ["seq", "value", "out"])
