@@ -13,7 +13,7 @@ kernels:
 - scatter / scatter_add / scatter_reduce (sum, amax, amin, mean; include_self either
   way), and so gather's backward: a store or an atomic per index element; bincount: a
   scatter_add of ones (or the weights);
-- cumsum: one program a line carrying the running sum between blocks;
+- cumsum / cumprod: one program a line carrying the running value between blocks;
 - argmax / argmin / max(dim) / min(dim): amax/amin, then the first position holding it
   (a NaN counts as the extreme, as in PyTorch); topk: the stable sort kernel, cut to k;
   median(dim) / kthvalue: the sorted slice's element (NaN where a slice holds one);
@@ -305,7 +305,11 @@ def _bincount(args, out_meta, index):
 
 
 # --- scans and selections ----------------------------------------------------------------
-def _cumsum(args, out_meta, index):
+def _scan(combine: str):
+    return lambda args, out_meta, index: _cumulative(args, out_meta, index, combine)
+
+
+def _cumulative(args, out_meta, index, combine: str):
     from ..codegen.triton.indexing import scan_lines
     x, dim = args[0], args[1]
     if x.dtype.is_complex or out_meta.dtype.is_complex:
@@ -317,7 +321,7 @@ def _cumsum(args, out_meta, index):
     out = _dense(shape, out_dtype, index)
     if out.numel():
         outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1:])
-        _launch(scan_lines(outer, shape[dim], inner, x.dtype, out_dtype, work),
+        _launch(scan_lines(outer, shape[dim], inner, x.dtype, out_dtype, work, combine),
                 [x.contiguous().reshape(list(shape)), out], index)
     return _as_meta(out.reshape(list(out_meta.shape)), out_meta, index)
 
@@ -498,7 +502,7 @@ def _huber(d, delta):
 ROUTES = {
     "index": _index, "index_put": _index_put, "nonzero": _nonzero_route,
     "scatter": _scatter, "scatter_add": _scatter_add, "bincount": _bincount, "scatter_reduce": _scatter_reduce,
-    "cumsum": _cumsum, "topk": _topk, "one_hot": _one_hot,
+    "cumsum": _scan("sum"), "cumprod": _scan("prod"), "topk": _topk, "one_hot": _one_hot,
     "median_dim": _median_dim, "kthvalue": _kthvalue, "searchsorted": _searchsorted,
     "max_dim": _dim_extreme(True), "min_dim": _dim_extreme(False),
     "argmax": _arg_extreme(True), "argmin": _arg_extreme(False),

@@ -26,6 +26,7 @@ X = RNG.standard_normal((6, 5)).astype(np.float32)
 X3 = RNG.standard_normal((4, 5, 3)).astype(np.float32)
 IDX = np.array([0, 5, 2, 2, -1])
 LABELS = np.array([0, 3, 1, 4, 4, 2])
+RNG_LONG = RNG.uniform(0.999, 1.001, (2500, 2)).astype(np.float32)    # 3 blocks a line
 
 
 def _t(lib, arr, device, grad=False):
@@ -104,6 +105,9 @@ CASES = {
                                                                              np.float32), d),
                                                 out_int32=True),
     "cumsum": lambda L, d: _t(L, X3, d).cumsum(1),
+    "cumprod": lambda L, d: (_t(L, X3, d) * 0.5 + 1).cumprod(1),
+    "cumprod_long_lines": lambda L, d: (_t(L, RNG_LONG, d)).cumprod(0),
+    "cumsum_long_lines": lambda L, d: (_t(L, RNG_LONG, d)).cumsum(0),
     "cumsum_ints": lambda L, d: _t(L, LABELS, d).cumsum(0),
     "cumsum_bool_last": lambda L, d: (_t(L, X, d) > 0).cumsum(-1),
     "any_all": lambda L, d: ((_t(L, X, d) > 1).any(1), (_t(L, X, d) > -2).all(), _t(L, X, d).any()),
@@ -167,6 +171,7 @@ GRAD_CASES = {
     "max_dim": lambda L, x, d: x.max(1)[0],
     "topk": lambda L, x, d: x.topk(2, 1)[0],
     "cumsum": lambda L, x, d: x.cumsum(1),
+    "cumprod": lambda L, x, d: x.cumprod(0),
     "mse_loss": lambda L, x, d: L.nn.functional.mse_loss(x, _t(L, X * 0.5, d)),
 }
 

@@ -9,7 +9,7 @@ carry along a dim.
   are wrapped and range-checked before the launch (frontend/eager_cuda_indexing.py).
 - `scatter_along`: torch.scatter / scatter_add / scatter_reduce along one dim of a dense
   output, a plain store or an atomic add / max / min.
-- `scan_lines`: cumsum along a dim, one program a line, carrying the running sum from
+- `scan_lines`: cumsum / cumprod along a dim, one program a line, carrying the running sum from
   block to block.
 - `search_sorted`: searchsorted / bucketize, a binary search per value.
 - `nonzero_coordinates`: the coordinates of a tensor's nonzero elements in row-major
@@ -157,27 +157,34 @@ def scatter_along(shape: tuple, dim: int, out_strides: tuple, index_strides: tup
 
 
 def scan_lines(outer: int, size: int, inner: int, in_dtype: DType, out_dtype: DType,
-               work_dtype: DType) -> GeneratedKernel:
-    """out[o, :, i] = cumsum(src[o, :, i]) over dense [outer, size, inner] operands, one
-    program a line (outer * inner programs), in `work_dtype`."""
+               work_dtype: DType, combine: str = "sum") -> GeneratedKernel:
+    """out[o, :, i] = cumsum (or cumprod, combine="prod") of src[o, :, i] over dense
+    [outer, size, inner] operands, one program a line (outer * inner programs), in
+    `work_dtype`; the carry into the next block is the running value of the block's last
+    element."""
     block = min(BLOCK, 1 << max(0, (size - 1).bit_length()))
     work = register_type(work_dtype)
-    name = f"cumsum_{in_dtype.name}_{out_dtype.name}"
+    name = f"cum{combine}_{in_dtype.name}_{out_dtype.name}"
+    scan, start, join = ("tl.cumsum", "tl.zeros", "+") if combine == "sum" else \
+        ("tl.cumprod", "1 + tl.zeros", "*")
     source = "\n".join([
         "@triton.jit",
         f"def {name}(src_ptr, out_ptr, BLOCK: tl.constexpr):",
-        f'    """cumsum of {outer * inner} lines of {size} (stride {inner})."""',
+        f'    """cum{combine} of {outer * inner} lines of {size} (stride {inner})."""',
         "    line = tl.program_id(0).to(tl.int64)",
         f"    base = (line // {inner}) * {size * inner} + line % {inner}",
-        f"    carry = tl.zeros([1], dtype={work})",
-        f"    for start in range(0, {size}, BLOCK):",
-        "        k = start + tl.arange(0, BLOCK)",
+        f"    carry = {start}([1], dtype={work})",
+        f"    for first in range(0, {size}, BLOCK):",
+        "        k = first + tl.arange(0, BLOCK)",
         f"        inside = k < {size}",
-        f"        x = tl.load(src_ptr + base + k * {inner}, mask=inside, other=0).to({work})",
-        "        running = tl.cumsum(x, 0) + carry",
+        f"        x = tl.load(src_ptr + base + k * {inner}, mask=inside, "
+        f"other={0 if combine == 'sum' else 1}).to({work})",
+        f"        running = {scan}(x, 0) {join} carry",
         f"        tl.store(out_ptr + base + k * {inner}, running.to(out_ptr.dtype.element_ty), "
         "mask=inside)",
-        "        carry = carry + tl.sum(x, 0)",
+        f"        last = tl.minimum({size} - first, BLOCK) - 1",
+        "        carry = tl.sum(tl.where(tl.arange(0, BLOCK) == last, running, 0), 0) + "
+        "tl.zeros([1], dtype=running.dtype)",
     ]) + "\n"
     args = [("src_ptr", pointer_type(in_dtype)), ("out_ptr", pointer_type(out_dtype))]
     grid = (max(outer * inner, 1), 1, 1)
