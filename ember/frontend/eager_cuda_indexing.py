@@ -17,7 +17,8 @@ kernels:
 - argmax / argmin / max(dim) / min(dim): amax/amin, then the first position holding it
   (a NaN counts as the extreme, as in PyTorch); topk: the stable sort kernel, cut to k;
   median(dim) / kthvalue: the sorted slice's element (NaN where a slice holds one);
-  searchsorted / bucketize: a binary search per value (no `sorter`);
+  searchsorted / bucketize: a binary search per value (no `sorter`); unique (flattened):
+  the sort, group heads, the heads' values, inverse and counts;
 - one_hot: a comparison with the class numbers; any / all: counts of nonzero elements;
   sgn of real tensors: sign;
 - mse_loss, l1_loss, smooth_l1_loss, huber_loss: their elementwise terms, then the mean
@@ -398,6 +399,30 @@ def _sorted_pick(x: Tensor, dim: int, position: int, keepdim: bool, index: int):
     return values, indices
 
 
+def _unique(args, out_meta, index):
+    """unique of the flattened tensor: the stable sort, a flag where a sorted value differs
+    from the one before, the flagged values; the inverse is each sorted element's group
+    scattered back to its position, the counts the distances between group starts."""
+    from .eager_cuda_training import _sorted_along
+    x, dim = args[0], args[4]
+    if dim is not None or x.dtype.is_complex or x.dtype.name == "bool" or x.numel() == 0:
+        return None
+    flat = x.reshape([-1])
+    found = _sorted_along(flat, 0, False, index)
+    if found is None:
+        return None
+    values, order = found
+    n = flat.numel()
+    first = OPS["full"]([1], True, dtype=dtypes.bool_, device=x.device)
+    heads = OPS["cat"]([first, values[1:] != values[:-1]], 0)
+    group = OPS["cumsum"](heads, 0) - 1
+    inverse = OPS["zeros_like"](group).scatter(0, order, group).reshape(list(x.shape))
+    starts = _nonzero(heads, index).reshape([-1])
+    ends = OPS["cat"]([starts[1:], OPS["full"]([1], n, dtype=starts.dtype, device=x.device)], 0)
+    results = (values[heads], inverse, ends - starts)
+    return tuple(_as_meta(t, m, index) for t, m in zip(results, out_meta))
+
+
 def _median_dim(args, out_meta, index):
     x, dim, keepdim = args
     if x.ndim == 0 or x.numel() == 0 or x.dtype.is_complex:
@@ -503,7 +528,7 @@ ROUTES = {
     "index": _index, "index_put": _index_put, "nonzero": _nonzero_route,
     "scatter": _scatter, "scatter_add": _scatter_add, "bincount": _bincount, "scatter_reduce": _scatter_reduce,
     "cumsum": _scan("sum"), "cumprod": _scan("prod"), "topk": _topk, "one_hot": _one_hot,
-    "median_dim": _median_dim, "kthvalue": _kthvalue, "searchsorted": _searchsorted,
+    "unique": _unique, "median_dim": _median_dim, "kthvalue": _kthvalue, "searchsorted": _searchsorted,
     "max_dim": _dim_extreme(True), "min_dim": _dim_extreme(False),
     "argmax": _arg_extreme(True), "argmin": _arg_extreme(False),
     "any": _count_reduce(True), "all": _count_reduce(False), "sgn": _sgn,
