@@ -5,6 +5,8 @@ outside what it handles, and the op runs on the host with the fallback warning.
 
 - einsum (no letter repeated within one operand): operands contracted left to right,
   each pair one bmm;
+- mv, dot, addmm with any beta/alpha, tensordot: mm of reshaped operands; std_mean: var
+  and mean; isin: a comparison with every test element; linalg.cross: its components;
 - matmul of two batched operands (attention's `q @ k.transpose(-2, -1)`): batch dims
   broadcast, then one bmm; scaled_dot_product_attention: its definition (scores, mask,
   softmax, dropout on the device, weights @ value); baddbmm: beta * self + alpha * bmm;
@@ -81,6 +83,52 @@ def _sdpa(args, out_meta, index):
         weights = OPS["dropout"](weights, dropout_p, True)
     out = _batched_matmul(weights, v) if weights.ndim >= 3 and v.ndim >= 3 else \
         OPS["matmul"](weights, v)
+    return _as_meta(out, out_meta, index)
+
+
+def _float_operands(*tensors) -> bool:
+    return all(t.dtype.is_floating_point and not t.dtype.is_complex for t in tensors)
+
+
+def _mv(args, out_meta, index):
+    a, v = args
+    if not _float_operands(a, v):
+        return None
+    return _as_meta(OPS["mm"](a, v.unsqueeze(1)).squeeze(1), out_meta, index)
+
+
+def _dot(args, out_meta, index):
+    a, b = args
+    if not _float_operands(a, b):
+        return None
+    return _as_meta(OPS["mm"](a.unsqueeze(0), b.unsqueeze(1)).reshape([]), out_meta, index)
+
+
+def _addmm(args, out_meta, index):
+    target, m1, m2, beta, alpha = args
+    if not _float_operands(m1, m2):
+        return None
+    product = OPS["mm"](m1.contiguous(), m2.contiguous())
+    if alpha != 1:
+        product = product * alpha
+    out = product if beta == 0 else (target + product if beta == 1 else target * beta + product)
+    return _as_meta(out.expand(list(out_meta.shape)), out_meta, index)
+
+
+def _tensordot(args, out_meta, index):
+    a, b, dims_a, dims_b = args
+    if not _float_operands(a, b):
+        return None
+    dims_a = [d % a.ndim for d in dims_a]
+    dims_b = [d % b.ndim for d in dims_b]
+    if [a.shape[d] for d in dims_a] != [b.shape[d] for d in dims_b]:
+        return None                               # size-1 contracted dims: the host's rule
+    free_a = [d for d in range(a.ndim) if d not in dims_a]
+    free_b = [d for d in range(b.ndim) if d not in dims_b]
+    k = math.prod(a.shape[d] for d in dims_a)
+    a2 = a.permute(free_a + dims_a).contiguous().reshape([-1, k])
+    b2 = b.permute(dims_b + free_b).contiguous().reshape([k, -1])
+    out = OPS["mm"](a2, b2).reshape([a.shape[d] for d in free_a] + [b.shape[d] for d in free_b])
     return _as_meta(out, out_meta, index)
 
 
@@ -413,6 +461,40 @@ def _max_pool1d(with_indices: bool):
 
 
 # --- comparisons and cleanups ------------------------------------------------------------
+def _std_mean(args, out_meta, index):
+    x, dim, unbiased, keepdim, correction = args
+    if not _float_operands(x):
+        return None
+    if isinstance(dim, bool):                     # std_mean(x, unbiased): torch's overload
+        dim, unbiased = None, dim
+    var = OPS["var"](x, dim, unbiased, keepdim, correction=correction)
+    mean = OPS["mean"](x, dim, keepdim) if dim is not None else \
+        OPS["mean"](x, list(range(x.ndim)), keepdim)
+    return tuple(_as_meta(t, m, index) for t, m in zip((var.sqrt(), mean), out_meta))
+
+
+def _isin(args, out_meta, index):
+    elements, tests, _, invert = args
+    if not isinstance(elements, Tensor) or not isinstance(tests, Tensor) or \
+            elements.dtype.is_complex or tests.numel() == 0:
+        return None
+    found = OPS["any"](elements.unsqueeze(-1) == tests.reshape([-1]), [-1], False)
+    return _as_meta(~found if invert else found, out_meta, index)
+
+
+def _linalg_cross(args, out_meta, index):
+    a, b, dim = args
+    if a.dtype.is_complex or b.dtype.is_complex:
+        return None
+    shape = list(out_meta.shape)
+    dim %= len(shape)
+    a, b = a.expand(shape), b.expand(shape)
+    x = [a.narrow(dim, i, 1) for i in range(3)]
+    y = [b.narrow(dim, i, 1) for i in range(3)]
+    parts = [x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]]
+    return _as_meta(OPS["cat"](parts, dim), out_meta, index)
+
+
 def _isclose(args, out_meta, index):
     a, b, rtol, atol, equal_nan = args
     if a.dtype.is_complex or not a.dtype.is_floating_point:
@@ -451,7 +533,9 @@ def _count_nonzero(args, out_meta, index):
 
 
 ROUTES = {
-    "matmul": _matmul, "baddbmm": _baddbmm, "einsum": _einsum, "scaled_dot_product_attention": _sdpa,
+    "matmul": _matmul, "baddbmm": _baddbmm, "einsum": _einsum, "mv": _mv, "dot": _dot,
+    "addmm": _addmm, "tensordot": _tensordot, "std_mean": _std_mean, "isin": _isin,
+    "linalg_cross": _linalg_cross, "scaled_dot_product_attention": _sdpa,
     "norm": _norm, "linalg_vector_norm": _linalg_vector_norm,
     "tril": _triangle(True), "triu": _triangle(False), "repeat": _repeat, "roll": _roll,
     "diagonal_scatter": _view_scatter(lambda t, offset, d1, d2: OPS["diagonal"](t, offset, d1, d2)),
