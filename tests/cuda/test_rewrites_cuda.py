@@ -63,6 +63,7 @@ CASES = {
     "std_mean": (lambda L, t: L.std_mean(t(X), 1)[0] + L.std_mean(t(X), 1)[1], True),
     "isin": (lambda L, t: L.isin(t(np.array([1, 5, 2, 7])), t(np.array([2, 7, 9]))), False),
     "cross": (lambda L, t: L.linalg.cross(t(X[:, :3]), t(X[:, 3:6])), True),
+    "combinations": (lambda L, t: L.combinations(t(X[0]), 2), True),
     "baddbmm": (lambda L, t: L.baddbmm(t(B0), t(B1), t(B2), beta=0.5,
                                        alpha=2.0), True),
     "norm": (lambda L, t: t(X).norm(), True),

@@ -394,7 +394,8 @@ def combinations(input, r=2, with_replacement=False):
         itertools.combinations
     rows = np.array(list(pick(range(input.shape[0]), r)), dtype=np.int64).reshape(-1, r)
     from ..factories import tensor
-    return ops.stack([ops.index_select(input, 0, tensor(rows[:, j])) for j in range(r)], 1)
+    return ops.stack([ops.index_select(input, 0, tensor(rows[:, j], device=input.device))
+                      for j in range(r)], 1)
 
 
 # --- reshaping, reductions to a size ----------------------------------------------------
