@@ -312,3 +312,21 @@ def test_half_precision_index_ops_equal_torch(cuda, dtype):
         assert str(g.dtype).split(".")[-1] == str(w.dtype).split(".")[-1]
         np.testing.assert_allclose(g.cpu().float().numpy(), w.float().numpy(), rtol=1e-2,
                                    atol=1e-2)
+
+
+def test_cpu_index_tensors_index_a_cuda_tensor(cuda):
+    """As in PyTorch, x[cpu_index], x[cpu_mask] and x[cpu_index] = v work on a CUDA x (the
+    indices are moved to x's device); repeated calls too."""
+    for _ in range(2):
+        x, tx = ember.tensor(X, device="cuda"), torch.tensor(X)
+        idx, mask = np.array([4, 0, -1]), X[:, 0] > 0
+        np.testing.assert_array_equal(x[ember.tensor(idx)].cpu().numpy(),
+                                      tx[torch.tensor(idx)].numpy())
+        np.testing.assert_array_equal(x[ember.tensor(mask)].cpu().numpy(),
+                                      tx[torch.tensor(mask)].numpy())
+        x[ember.tensor(idx)] = 3.0
+        tx[torch.tensor(idx)] = 3.0
+        x.index_put_((ember.tensor([1, 1]),), ember.ones(2, 5, device="cuda"), accumulate=True)
+        tx.index_put_((torch.tensor([1, 1]),), torch.ones(2, 5), accumulate=True)
+        assert x.is_cuda
+        np.testing.assert_allclose(x.cpu().numpy(), tx.numpy(), rtol=1e-6)
