@@ -258,7 +258,9 @@ K.indexed_gather(plan, f32, [i64]), K.indexed_put(plan, (0, 1), f32, [i64], True
 K.scatter_along((2, 3), 1, (3, 1), (3, 1), (3, 1), f32, i64, "amax"),
 K.scatter_along((2, 3), 0, (3, 1), (3, 1), None, f32, i64, None),
 K.scan_lines(2, 70, 3, f32, f32, f32), K.nonzero_coordinates((4, 5), (5, 1), dtypes.bool_),
-K.search_sorted(12, 3, 9, False, True, f32, f32, i64)
+K.search_sorted(12, 3, 9, False, True, f32, f32, i64),
+K.scan_lines(4, 3000, 1, f32, f32, f32, "prod"),
+K.scatter_along((2, 3), 1, (3, 1), (3, 1), (3, 1), i64, i64, "sum")
 """
 
 
@@ -266,7 +268,7 @@ def test_indexing_kernels_compile_to_sm90_cubins():
     """What CI can check of the GPU path: the kernels compile for sm_90 and take the
     arguments the launcher packs (pointers, and the scatter's scalar value)."""
     results = compile_for_sm90(_KERNEL_IMPORTS, _KERNELS)
-    assert len(results) == 7
+    assert len(results) == 9
     assert_launchable(results)
 
 
