@@ -555,6 +555,16 @@ TOP_LEVEL_FUNCTIONS = {
 }
 
 
+def _is_pinned(self, device=None):
+    from .pinned import is_pinned
+    return is_pinned(self, device)
+
+
+def _pin_memory(self, device=None):
+    from .pinned import pin_memory
+    return pin_memory(self, device)
+
+
 def _anomaly():
     from .autograd import anomaly
     return anomaly
@@ -563,8 +573,8 @@ TENSOR_METHODS = {
     "get_device": _get_device, "is_nonzero": _is_nonzero, "is_same_size": _is_same_size,
     "is_signed": _is_signed, "ndimension": lambda self: self.ndim,
     "is_conj": lambda self: False, "is_neg": lambda self: False,
-    "is_inference": _is_inference, "is_pinned": lambda self, device=None: False,
-    "pin_memory": lambda self, device=None: self, "share_memory_": lambda self: self,
+    "is_inference": _is_inference, "is_pinned": _is_pinned,
+    "pin_memory": _pin_memory, "share_memory_": lambda self: self,
     "is_shared": lambda self: False, "fill_diagonal_": _fill_diagonal_, "new": _new,
     "apply_": _apply_, "map_": _map_, "__dlpack__": _dlpack, "storage": _storage,
     "as_subclass": _as_subclass,

@@ -15,7 +15,7 @@ def _parse_to_args(t, args, kwargs):
     dev = kwargs.pop("device", None)
     copy = kwargs.pop("copy", False)
     memory_format = kwargs.pop("memory_format", preserve_format)
-    kwargs.pop("non_blocking", None)
+    non_blocking = kwargs.pop("non_blocking", False)
     if kwargs:
         raise TypeError(f"to() got unexpected keyword arguments {list(kwargs)}")
     for a in args:
@@ -30,11 +30,11 @@ def _parse_to_args(t, args, kwargs):
             copy = a
         else:
             raise TypeError(f"to() received an invalid combination of arguments: {a!r}")
-    return dtype, dev, copy, memory_format
+    return dtype, dev, copy, memory_format, non_blocking
 
 
 def tensor_to(t, *args, **kwargs):
-    dtype, dev, copy, memory_format = _parse_to_args(t, args, dict(kwargs))
+    dtype, dev, copy, memory_format, non_blocking = _parse_to_args(t, args, dict(kwargs))
     dtype = dtypes.as_dtype(dtype) if dtype is not None else None
     if isinstance(memory_format, str):
         memory_format = MemoryFormat(memory_format)
@@ -44,7 +44,9 @@ def tensor_to(t, *args, **kwargs):
             if getattr(t, "is_symbolic", False):
                 raise_traced_device_move(t, target)
             from . import devices
-            t = devices.move(t, target)
+            from .pinned import non_blocking_copies
+            with non_blocking_copies(non_blocking):
+                t = devices.move(t, target)
     out = t
     if dtype is not None and dtype is not out.dtype:
         out = OPS["convert_element_type"](out, dtype)

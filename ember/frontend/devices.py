@@ -88,7 +88,7 @@ class DeviceArray:
 
 class DeviceStorage:
     """Device memory of one allocator block; freed back to the cache when unreferenced."""
-    __slots__ = ("block", "ptr", "nbytes", "version", "device", "index", "_allocator")
+    __slots__ = ("block", "ptr", "nbytes", "version", "device", "index", "_allocator", "source")
 
     def __init__(self, nbytes: int, index: int):
         from ..runtime.cuda.allocator import device_allocator
@@ -99,6 +99,7 @@ class DeviceStorage:
         self.version = 0
         self.index = index
         self.device = f"cuda:{index}"
+        self.source = None          # pinned host bytes a queued copy still reads
 
     def __del__(self):
         block = getattr(self, "block", None)
@@ -162,7 +163,12 @@ def upload(arr: np.ndarray, memory_format=None, index: int = 0) -> Tensor:
     memory_format = memory_format or contiguous_format
     out = empty_cuda(arr.shape, strides_for(arr.shape, memory_format), dtype, index)
     host = np.ascontiguousarray(arr.transpose(_dense_order(arr.shape, memory_format)))
-    copy_host_to_device(data_ptr(out), host, current_stream(index))
+    from .pinned import copy_without_waiting
+    if copy_without_waiting(host):                  # queued: the stream orders its users
+        copy_host_to_device(data_ptr(out), host, current_stream(index), pinned=True)
+        out._storage.source = host                  # the pinned bytes outlive the copy
+    else:
+        copy_host_to_device(data_ptr(out), host, current_stream(index))
     return out
 
 

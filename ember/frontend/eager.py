@@ -29,6 +29,8 @@ from .tensor import VALUE_READS, Storage, Tensor
 
 
 def run_op(op: OpDef, args: tuple):
+    if op.name in _INDEX_OPS:
+        args = _indices_to_device(args)
     special = _SPECIAL_OPS.get(op)          # (Tag lookups hash a Python enum: cached)
     if special is None:
         special = _SPECIAL_OPS[op] = bool(op.tags & _SPECIAL_TAGS)
@@ -303,6 +305,22 @@ def _check_devices(op, args) -> bool:
     return bool(devices) and "cpu" not in devices
 
 
+_INDEX_OPS = frozenset({"index", "index_put", "index_put_"})
+
+
+def _indices_to_device(args: tuple) -> tuple:
+    """`x[cpu_index]` / `x[cpu_mask] = v` on a device tensor: PyTorch moves index tensors
+    on the CPU to x's device (other ops refuse mixed devices)."""
+    target, indices = args[0], args[1] if len(args) > 1 else None
+    if not isinstance(target, Tensor) or target._storage.device in ("cpu", "meta") or \
+            not isinstance(indices, (list, tuple)) or \
+            not any(isinstance(i, Tensor) and i._storage.device == "cpu" for i in indices):
+        return args
+    moved = [i.to(target.device) if isinstance(i, Tensor) and i._storage.device == "cpu"
+             else i for i in indices]
+    return (target, type(indices)(moved)) + tuple(args[2:])
+
+
 def _copy_across_devices(op, args) -> tuple | None:
     """`dst.copy_(src)` with src on another device (CPU <-> CUDA, as torch allows): src
     moved to dst's device first (a recorded move, so gradients reach src's device), then
@@ -312,7 +330,8 @@ def _copy_across_devices(op, args) -> tuple | None:
         return None
     if "meta" in (args[0]._storage.device, args[1]._storage.device):
         return None
-    return (args[0], args[1].to(args[0].device)) + tuple(args[2:])
+    non_blocking = bool(args[2]) if len(args) > 2 else False   # from pinned memory: queued
+    return (args[0], args[1].to(args[0].device, non_blocking=non_blocking)) + tuple(args[2:])
 
 
 # ops PyTorch runs on a meta tensor with CPU operands (a copy source, index tensors):
@@ -471,6 +490,8 @@ def _record(op: OpDef, args: tuple, outputs) -> None:
 # --- in-place ----------------------------------------------------------------------
 
 def run_inplace(op: OpDef, args: tuple) -> Tensor:
+    if op.name in _INDEX_OPS:
+        args = _indices_to_device(args)
     target = args[0]
     try:
         _check_devices(op, args)

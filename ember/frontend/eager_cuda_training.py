@@ -733,3 +733,7 @@ ROUTES = {
 # image and audio ops (resampling, the real FFT): their own module, the same table
 from . import eager_cuda_media  # noqa: E402 - needs the helpers above
 ROUTES.update(eager_cuda_media.ROUTES)
+from . import eager_cuda_indexing  # noqa: E402 - needs the helpers above
+ROUTES.update(eager_cuda_indexing.ROUTES)
+from . import eager_cuda_rewrites  # noqa: E402 - needs the helpers above
+ROUTES.update(eager_cuda_rewrites.ROUTES)

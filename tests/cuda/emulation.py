@@ -31,6 +31,14 @@ def _host_array(ptr: int, count: int, dtype) -> np.ndarray:
     return np.frombuffer(raw, dtype, max(count, 1))
 
 
+class _HostPinned:
+    """PinnedBuffer under emulation: plain host memory (what cuMemHostAlloc would lock)."""
+
+    def __init__(self, nbytes: int, device: int = 0):
+        self._bytes = np.zeros(max(nbytes, 1), np.uint8)
+        self.nbytes, self.ptr = nbytes, self._bytes.ctypes.data
+
+
 def _counted(copy, *args):
     """A host<->device copy, counted as the runtime's copies are (stream.host_transfers)."""
     from ember.runtime.cuda import stream
@@ -38,13 +46,22 @@ def _counted(copy, *args):
     copy(*args)
 
 
+def _torch_view(ptr: int, count: int, dtype):
+    """A torch tensor aliasing `count` elements at ptr (bfloat16, which torch.from_numpy
+    refuses, through its 16-bit pattern)."""
+    import torch
+    arr = _host_array(ptr, count, dtype)
+    if arr.dtype.name == "bfloat16":
+        return torch.from_numpy(arr.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(arr)
+
+
 def interpreted_launch(generated, tensors, index):
     """eager_cuda.launch on host memory: Triton's interpreter over aliasing torch tensors."""
-    import torch
     from ember.codegen.triton import cache
     from ember.frontend.devices import data_ptr
     from ember import Tensor
-    buffers = [torch.from_numpy(_host_array(data_ptr(t), t._array.extent(), t._array.dtype))
+    buffers = [_torch_view(data_ptr(t), t._array.extent(), t._array.dtype)
                if isinstance(t, Tensor) else t for t in tensors]    # numbers: scalar arguments
     cache.launch(generated, buffers)
 
@@ -52,10 +69,9 @@ def interpreted_launch(generated, tensors, index):
 def interpreted_user_kernel(kernel, grid, values, constexprs, options, index):
     """triton_launch.run_kernel on host memory: the user's @triton.jit kernel under Triton's
     interpreter, ember CUDA tensors passed as torch tensors aliasing their memory."""
-    import torch
     from ember import Tensor
     from ember.frontend.devices import data_ptr
-    args = {n: torch.from_numpy(_host_array(data_ptr(v), v._array.extent(), v._array.dtype))
+    args = {n: _torch_view(data_ptr(v), v._array.extent(), v._array.dtype)
             if isinstance(v, Tensor) else v for n, v in values.items()}
     kernel[grid](**args, **options)
 
@@ -78,6 +94,7 @@ def emulated_cuda(capacity: int = 512 << 20):
         mp.setattr(S, "copy_device_to_host",
                    lambda dst, src, s, pinned=False: _counted(ctypes.memmove, dst.ctypes.data,
                                                               src, dst.nbytes))
+        mp.setattr(S, "PinnedBuffer", _HostPinned)
         mp.setattr(eager_cuda, "launch", interpreted_launch)
         mp.setattr(triton_launch, "run_kernel", interpreted_user_kernel)
         mp.setattr(eager_cuda, "_PLANS", {})

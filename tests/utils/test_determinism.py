@@ -110,6 +110,9 @@ def _assert_op_repeatable(op):
 # the atomic only hands out work (each output tile is still computed once, by the same
 # arithmetic, whichever thread claims it)
 ATOMIC_KERNEL_FILES = {"triton/scatter.py": "CUDA scatter-add of max-pool and index_add grads",
+                       "triton/indexing.py": "CUDA index_put(accumulate=True), scatter_add and "
+                                             "scatter_reduce (and bincount): the host route in "
+                                             "deterministic mode",
                        "llvm/qgemm.py": "the int8 GEMM's task counter: threads claim tiles",
                        "llvm/spin.py": "the thread pool's hand-off state word: which thread "
                                        "runs a chunk (no value is computed atomically)",
@@ -131,6 +134,9 @@ def test_codegen_emits_no_atomics():
 def test_atomic_routes_check_deterministic_mode():
     from ember.frontend import eager_cuda_training
     source = Path(eager_cuda_training.__file__).read_text()
+    assert source.count("are_deterministic_algorithms_enabled()") >= 2
+    from ember.frontend import eager_cuda_indexing
+    source = Path(eager_cuda_indexing.__file__).read_text()
     assert source.count("are_deterministic_algorithms_enabled()") >= 2
 
 

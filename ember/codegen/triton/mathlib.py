@@ -159,11 +159,13 @@ def _rint(x):
 
 @triton.jit
 def _pow(a, b):
+    # nested where instead of `&`: the interpreter cannot `&` a 0-d exponent's flags
     mag = tl.exp2(b * tl.log2(tl.abs(a)))
     integral = tl.floor(b) == b
-    odd = integral & ((tl.abs(b) % 2.0) == 1.0)
-    signed = tl.where((a < 0) & odd, -mag, mag)
-    out = tl.where((a < 0) & (~integral), float("nan"), signed)
+    odd = (tl.abs(b) % 2.0) == 1.0              # implies integral
+    negative = a < 0
+    signed = tl.where(negative, tl.where(odd, -mag, mag), mag)
+    out = tl.where(negative, tl.where(integral, signed, float("nan")), signed)
     return tl.where(b == 0.0, 1.0, tl.where(a == 1.0, 1.0, out))
 
 

@@ -64,7 +64,7 @@ def _masked_scatter_values(name, input, mask, source):
     x, m = _broadcast_pair(name, input, mask)
     flat_mask = _flat(m)
     if hasattr(m, "_array"):
-        needed = int(m._array.sum())
+        needed = int(m._values().sum())       # a device mask is read back
         if needed > source.numel():
             raise ShapeError(f"{name}: Number of elements of source < number of ones in mask")
     if source.numel() == 0:
@@ -228,7 +228,7 @@ def _index_vector(name, index):
 def _dim_mask(self, d, index):
     """A bool tensor, True along dim d at `index`, shaped to broadcast against self."""
     n = self.shape[d] if self.ndim else 1
-    hits = ops.index_put(ops.full([n], False, dtype=dtypes.bool_), [index],
+    hits = ops.index_put(ops.full([n], False, dtype=dtypes.bool_, device=index.device), [index],
                          ops.full([], True, dtype=dtypes.bool_))
     return ops.reshape(hits, [n if k == d else 1 for k in range(self.ndim)])
 

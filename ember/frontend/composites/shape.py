@@ -226,7 +226,8 @@ def diag_embed(input, offset=0, dim1=-2, dim2=-1):
     rest = iter(input.shape[:-1])
     shape = [size if i in (d1, d2) else next(rest) for i in range(nd)]
     src = input if input.ndim else ops.reshape(input, [1])
-    return ops.diagonal_scatter(_zeros(shape, input.dtype), src, offset, d1, d2)
+    zeros = ops.full(list(shape), 0, dtype=input.dtype, device=input.device)
+    return ops.diagonal_scatter(zeros, src, offset, d1, d2)
 
 
 @composite(method=True)
@@ -393,7 +394,8 @@ def combinations(input, r=2, with_replacement=False):
         itertools.combinations
     rows = np.array(list(pick(range(input.shape[0]), r)), dtype=np.int64).reshape(-1, r)
     from ..factories import tensor
-    return ops.stack([ops.index_select(input, 0, tensor(rows[:, j])) for j in range(r)], 1)
+    return ops.stack([ops.index_select(input, 0, tensor(rows[:, j], device=input.device))
+                      for j in range(r)], 1)
 
 
 # --- reshaping, reductions to a size ----------------------------------------------------

@@ -96,6 +96,12 @@ def _quantile_checks(name, input, q, interpolation):
 
 
 def _quantile(name, input, q, dim, keepdim, interpolation, ignore_nan):
+    from ..devices import creation_device_like
+    with creation_device_like([input]):             # its factories on the input's device
+        return _quantile_on(name, input, q, dim, keepdim, interpolation, ignore_nan)
+
+
+def _quantile_on(name, input, q, dim, keepdim, interpolation, ignore_nan):
     _quantile_checks(name, input, q, interpolation)
     scalar_q = not is_tensor_like(q) or q.ndim == 0
     qs = ops.reshape(q if is_tensor_like(q) else ops.full([], float(q), dtype=input.dtype),
@@ -110,7 +116,7 @@ def _quantile(name, input, q, dim, keepdim, interpolation, ignore_nan):
     if ignore_nan:
         count = ops.sum(ops.logical_not(nan), [-1], True)   # non-NaN values per slice
     else:
-        count = ops.full(list(rows.shape[:-1]) + [1], n, dtype=dtypes.int64)
+        count = ops.full(list(rows.shape[:-1]) + [1], n, dtype=dtypes.int64, device=rows.device)
     last = ops.convert_element_type(count - 1, input.dtype)
     ranks = ops.clamp(qs * ops.clamp(last, min=0), min=0)   # [..., nq]
     if interpolation == "nearest":

@@ -22,6 +22,15 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None,
                   scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
                   per_sample_weights: Tensor | None = None, include_last_offset: bool = False,
                   padding_idx: int | None = None) -> Tensor:
+    from ..devices import creation_device_like
+    with creation_device_like([weight, input]):     # its aranges on the tensors' device
+        return _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq,
+                              mode, sparse, per_sample_weights, include_last_offset,
+                              padding_idx)
+
+
+def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq, mode,
+                   sparse, per_sample_weights, include_last_offset, padding_idx):
     if weight.dtype in (dtypes.int64, dtypes.int32) and input.dtype.is_floating_point:
         # the pre-0.4 argument order (weight, input), which PyTorch still accepts
         input, weight = weight, input
@@ -93,13 +102,13 @@ def _check_indices(input, offsets, num_embeddings):
     """Data checks PyTorch makes; they need values, so they run only on concrete tensors."""
     if not isinstance(input, Tensor) or not isinstance(offsets, Tensor):
         return
-    values = input.numpy()
+    values = input._values()          # a device tensor's values are read back
     bad = (values < 0) | (values >= num_embeddings)
     if bad.any():
         k = int(bad.argmax())
         raise BadArgument(f"Index {k} of input takes value {int(values[k])} which is not in "
                           f"the valid range [0, {num_embeddings})")
-    starts = offsets.numpy()
+    starts = offsets._values()
     if starts.size and starts[0] != 0:
         raise BadArgument(f"offsets[0] has to be 0, i.e., the first sequence in the "
                           f"mini-batch has to start from position 0. However, got "

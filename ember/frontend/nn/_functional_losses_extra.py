@@ -124,7 +124,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
         hinge = hinge * hinge
     if weight is not None:
         hinge = hinge * weight.gather(0, y.reshape([-1])).unsqueeze(1)
-    not_target = OPS["arange"](0, classes, dtype=y.dtype).unsqueeze(0) != y
+    not_target = OPS["arange"](0, classes, dtype=y.dtype, device=y.device).unsqueeze(0) != y
     loss = _w(not_target, hinge, _zeros(hinge)).sum([1]) / classes
     if not batched:
         loss = loss.reshape(list(target.shape))

@@ -559,7 +559,7 @@ class Module:
         """to(device), to(dtype), to(tensor), to(memory_format=...): only floating point
         tensors change dtype, and memory_format applies to 4-d/5-d tensors, as in PyTorch."""
         from ...conversions import _parse_to_args
-        dtype, device, _, memory_format = _parse_to_args(None, args, dict(kwargs))
+        dtype, device, _, memory_format, _ = _parse_to_args(None, args, dict(kwargs))
         if dtype is not None:
             dtype = dtypes.as_dtype(dtype)
             if not (dtype.is_floating_point or dtype.is_complex):
