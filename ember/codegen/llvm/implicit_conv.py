@@ -494,7 +494,16 @@ def _emit_single_channel(module, cfg: GemmConfig) -> None:
         switch.add_case(u.i64(kh * 1000 + kw), block)
     for taps, block in list(zip(sizes, blocks)) + [(None, generic)]:
         b.position_at_end(block)
+        rows, channels = b.append_basic_block("w_rows"), b.append_basic_block("c_runs")
+        joined = b.append_basic_block("joined")
+        b.cbranch(b.icmp_signed("==", p["osw"], u.i64(1)), rows, channels)
+        b.position_at_end(rows)
         _single_channel_rows(b, cfg, p, out_h, taps)
+        b.branch(joined)
+        b.position_at_end(channels)
+        _single_channel_pixels(b, cfg, p, out_h, taps)
+        b.branch(joined)
+        b.position_at_end(joined)
         b.branch(done)
     b.position_at_end(done)
     b.ret_void()
@@ -548,11 +557,63 @@ def _single_channel_rows(b, cfg, p, out_h, taps) -> None:
                 _masked(b, "store", vt, [value, u.elem_ptr(b, p["out"], at), four, mask])
 
 
+def _single_channel_pixels(b, cfg, p, out_h, taps) -> None:
+    """conv_c1 into an output whose channels are contiguous (osc = 1, channels-last):
+    per output pixel, LANES channels per vector, acc = fma(x[oh + i, ow + j] broadcast,
+    w[i, j, co : +LANES], acc) over (i, j) in the implicit GEMM's k order from zero, then
+    + bias (+ residual), relu, one (masked) store: the same sums as conv_rows's. The
+    weights of a channel block stay in registers over a row of pixels (3x3, 5x5)."""
+    lanes = cfg.lanes
+    vt, zero = u.vec(u.F32, lanes), ir.Constant(u.vec(u.F32, lanes), None)
+    lane_ids = ir.Constant(u.vec(u.I64, lanes), list(range(lanes)))
+    four = ir.Constant(u.I32, 4)
+    with u.counted_loop(b, p["begin"], p["end"], 1, "row") as row:
+        n, oh = b.sdiv(row, out_h), b.srem(row, out_h)
+        x_row = b.add(b.mul(n, p["xsn"]), b.mul(oh, p["xsh"]))
+        o_row = b.add(b.mul(n, p["osn"]), b.mul(oh, p["osh"]))
+        with u.counted_loop(b, u.i64(0), p["cout"], lanes, "co") as co0:
+            mask = b.icmp_signed("<", lane_ids, u.splat(b, b.sub(p["cout"], co0), lanes))
+            # panels are NR wide (a multiple of LANES) and zero past C_out: whole loads
+            panel = b.mul(b.sdiv(co0, u.i64(cfg.nr)), b.mul(p["k"], u.i64(cfg.nr)))
+            w_co = b.add(panel, b.srem(co0, u.i64(cfg.nr)))
+
+            def weight(k):
+                at = u.elem_ptr(b, p["wp"], b.add(w_co, b.mul(k, u.i64(cfg.nr))))
+                return b.load(at, typ=vt, align=4)
+            weights = None if taps is None else \
+                [weight(u.i64(k)) for k in range(taps[0] * taps[1])]
+            bias = _masked(b, "load", vt, [u.elem_ptr(b, p["bias"], co0), four, mask, zero])
+            o_co = b.add(o_row, co0)
+            with u.counted_loop(b, u.i64(0), p["ow"], 1, "ow") as ow:
+                def tap(ki, kj, acc, w):
+                    at = b.add(b.add(b.add(x_row, b.mul(ki, p["xsh"])), ow), kj)
+                    x = u.splat(b, b.load(u.elem_ptr(b, p["x"], at), typ=u.F32), lanes)
+                    return multiply_add(b, cfg, x, w, acc)
+                if taps is not None:
+                    acc = zero
+                    for i in range(taps[0]):
+                        for j in range(taps[1]):
+                            acc = tap(u.i64(i), u.i64(j), acc, weights[i * taps[1] + j])
+                else:
+                    acc = u.carried_loop(b, u.i64(0), p["nseg"], [zero], lambda ki, v: [
+                        u.carried_loop(b, u.i64(0), p["seglen"], v, lambda kj, w: [
+                            tap(ki, kj, w[0], weight(b.add(b.mul(ki, p["seglen"]), kj)))],
+                            name="kj")[0]], name="ki")[0]
+                at = b.add(o_co, b.mul(ow, p["osw"]))
+                with_bias = b.fadd(acc, bias)
+                res = _masked(b, "load", vt, [u.elem_ptr(b, p["res"], at), four, mask, zero])
+                with_res = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)),
+                                    b.fadd(with_bias, res), with_bias)
+                relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
+                value = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
+                _masked(b, "store", vt, [value, u.elem_ptr(b, p["out"], at), four, mask])
+
+
 def single_channel_fits(c: int, stride, dilation, out_strides) -> bool:
     """conv_c1 runs this conv (over the padded copy): one input channel, stride 1,
-    dilation 1, output rows contiguous."""
+    dilation 1, output rows contiguous (NCHW) or channels contiguous (channels-last)."""
     return c == 1 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and \
-        out_strides[3] == 1
+        (out_strides[3] == 1 or out_strides[1] == 1)
 
 
 def conv_module(cfg: GemmConfig) -> ir.Module:
