@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir.graph import Graph, Node, OpKind
-from ..ir.meta import TensorMeta
+from ..ir.meta import TensorMeta, channels_last
 from ..ir.registry import is_op
 from .llvm.conv import padding_pairs
 from .llvm.conv import conv2d as conv2d_kernel
@@ -268,9 +268,10 @@ def _op_name(node: Node) -> str | None:
 
 
 def _is_layout_conversion(node: Node, source: Node) -> bool:
-    """`contiguous(source, memory_format=...)`: the same values in another layout."""
+    """`contiguous(source, memory_format=channels_last)`: the same values, channels-last
+    (the kernel stores whole channel vectors; a conversion to NCHW stays its own kernel)."""
     return _op_name(node) == "contiguous" and node.args[0] is source and \
-        "memory_format" in node.kwargs
+        node.kwargs.get("memory_format") is channels_last
 
 
 def _residual_of(add: Node, conv: Node) -> Node | None:
