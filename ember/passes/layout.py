@@ -19,7 +19,12 @@ GEMM over C; otherwise the region is left as it is). Then
   elements in row-major order) get one conversion back to contiguous, shared by
   all such readers; other readers (reductions, matmul, ...) read strides from meta;
 - graph outputs keep the format they had before the pass, unless the caller fixes
-  it.
+  it;
+- a conv whose input has one channel (NCHW and NHWC strides alike, so PyTorch's meta
+  rule gives a contiguous output) in a channels-last region with another conv gets
+  its output converted; the conversion is fused into the conv's epilogue (the
+  kernel stores channels-last), so an MNIST-style CNN runs channels-last after its
+  first conv.
 After inserting conversions the pass recomputes `meta['val']` (strides and
 memory_format) downstream with the registry's meta rules. Values are unchanged:
 layout is a physical property, and every op is defined on logical indices.
