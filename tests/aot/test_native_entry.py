@@ -141,6 +141,25 @@ def test_one_channel_convs_into_channels_last_equal_python_loop(kernel, padding,
     np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-5)
 
 
+def test_conv_with_all_of_k_in_one_block_equals_python_loop(rng, tmp_path):
+    """A 3x3 128 -> 128 conv (K = 1152, one K block: implicit_conv.k_block) and its
+    relu: the same K blocks, so the same bits, in both paths and the artifact."""
+    ember.manual_seed(6)
+    conv = ember.nn.Conv2d(128, 128, 3, padding=1).eval()
+    model = ember.nn.Sequential(conv, ember.nn.ReLU(), ember.nn.Conv2d(128, 4, 1)).eval()
+    x = rng.standard_normal((2, 128, 5, 5), dtype=np.float32)
+    plan, (first, second, third) = _three_calls(model, ember.tensor(x))
+    assert plan.run.native is not None, plan.run.failed
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_array_equal(third, first)
+    path = str(tmp_path / "m.ember")
+    ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path)
+    np.testing.assert_array_equal(ember.aot.load_package(path).lite(x)[0], first)
+    with ember.no_grad():
+        eager = model(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-4)
+
+
 def test_results_are_fresh_and_structured(rng):
     def f(a, b):
         h = a @ b
