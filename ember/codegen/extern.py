@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir.graph import Graph, Node, OpKind
-from ..ir.meta import TensorMeta
+from ..ir.meta import TensorMeta, channels_last
 from ..ir.registry import is_op
 from .llvm.conv import padding_pairs
 from .llvm.conv import conv2d as conv2d_kernel
@@ -240,15 +240,22 @@ def conv_epilogue_kernel(graph: Graph, constant: Constant = None):
     if args["groups"] != 1 or len(args["input"].meta["val"].shape) != 4:
         return None
     epilogue, residual, last = Epilogue.NONE, None, conv
+    # a layout conversion of the conv's result (the layout pass's, for a conv whose
+    # one-channel input leaves its output contiguous) changes no value: the kernel
+    # stores straight into the group's output, whatever its strides
+    converts = bool(rest) and _is_layout_conversion(rest[0], conv)
+    if converts:
+        last, rest = rest[0], rest[1:]
     if rest and _op_name(rest[0]) == "add":
-        residual = _residual_of(rest[0], conv)
+        residual = _residual_of(rest[0], last)
         if residual is None:
             return None
         epilogue, last, rest = epilogue | Epilogue.RESIDUAL, rest[0], rest[1:]
     if rest and _op_name(rest[0]) == "relu" and rest[0].args[0] is last:
         epilogue, last, rest = epilogue | Epilogue.RELU, rest[0], rest[1:]
     outputs = graph.output_node.args[0]
-    if rest or epilogue == Epilogue.NONE or outputs not in (last, (last,), [last]):
+    if rest or (epilogue == Epilogue.NONE and not converts) or \
+            outputs not in (last, (last,), [last]):
         return None
     inputs = [n for n in tensor_inputs(conv)] + ([residual] if residual is not None else [])
     if not all(n.op == OpKind.placeholder for n in inputs):
@@ -258,6 +265,13 @@ def conv_epilogue_kernel(graph: Graph, constant: Constant = None):
 
 def _op_name(node: Node) -> str | None:
     return node.target.name if is_op(node.target) else None
+
+
+def _is_layout_conversion(node: Node, source: Node) -> bool:
+    """`contiguous(source, memory_format=channels_last)`: the same values, channels-last
+    (the kernel stores whole channel vectors; a conversion to NCHW stays its own kernel)."""
+    return _op_name(node) == "contiguous" and node.args[0] is source and \
+        node.kwargs.get("memory_format") is channels_last
 
 
 def _residual_of(add: Node, conv: Node) -> Node | None:

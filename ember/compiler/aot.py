@@ -215,6 +215,7 @@ class PackagingBackend(CpuBackend):
                 "has_bias": isinstance(args["bias"], Node), "relu": relu,
                 "residual": residual, "c_out": int(w.shape[0]), "mr": mr, "nr": nr,
                 "kc": conv_impl.KC, "nc": conv_impl.NC, "max_kc": conv_impl.MAX_KC,
+                "whole_k_floats": conv_impl.WHOLE_K_FLOATS,
                 "small_channels": conv_impl.SMALL_CHANNELS, **self._conv_symbols(cfg)}
 
     def _conv_symbols(self, cfg) -> dict:

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from ..codegen.llvm.implicit_conv import single_channel_fits
+from ..codegen.llvm.implicit_conv import k_block, single_channel_fits
 from ..ir.errors import LoweringError
 
 ALIGN = 64
@@ -563,7 +563,8 @@ class ProgramBuilder:
         rows_merge = xs[3] == c and dw == 1 and not padded
         segw, seglen = (1, kw * c) if rows_merge else (kw, c)
         nseg = kh if rows_merge else kh * kw
-        kc = min(d["max_kc"], d["kc"] * max(1, d["nc"] // (-(-d["c_out"] // d["nr"]) * d["nr"])))
+        kc = k_block(kh * kw * c, d["c_out"], d["nr"], d["kc"], d["nc"], d["max_kc"],
+                     d["whole_k_floats"])
         spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
         os_ = out.strides
         res = out if residual is None else residual

@@ -19,7 +19,12 @@ GEMM over C; otherwise the region is left as it is). Then
   elements in row-major order) get one conversion back to contiguous, shared by
   all such readers; other readers (reductions, matmul, ...) read strides from meta;
 - graph outputs keep the format they had before the pass, unless the caller fixes
-  it.
+  it;
+- a conv whose input has one channel (NCHW and NHWC strides alike, so PyTorch's meta
+  rule gives a contiguous output) in a channels-last region with another conv gets
+  its output converted; the conversion is fused into the conv's epilogue (the
+  kernel stores channels-last), so an MNIST-style CNN runs channels-last after its
+  first conv.
 After inserting conversions the pass recomputes `meta['val']` (strides and
 memory_format) downstream with the registry's meta rules. Values are unchanged:
 layout is a physical property, and every op is defined on logical indices.
@@ -69,8 +74,11 @@ def propagate_layout(graph: Graph, ctx: PassContext) -> int:
         if fmt is None or not region.members & computed:
             continue
         changed += _convert_entries(region, fmt, options["input_layout"] == "any", mutated)
+        region.format = fmt
         converted.append(region)
     recompute_metas(graph)
+    changed += _convert_ambiguous_convs([r for r in converted if r.format is channels_last],
+                                        mutated)
     changed += _convert_exits(converted, mutated)
     changed += _convert_outputs(graph, outputs_before, options["output_layout"])
     recompute_metas(graph)
@@ -124,6 +132,7 @@ class Region:
         self.members: set[Node] = set()
         self.carriers: set[Node] = set()     # members whose format follows their inputs
         self.has_conv = False
+        self.format: MemoryFormat | None = None      # the one chosen for it
 
 
 def _is_4d(node) -> bool:
@@ -256,6 +265,36 @@ def _convert_entries(region: Region, fmt: MemoryFormat, retype_placeholders: boo
             for reader in readers:
                 reader.replace_input_with(entry, converted)
         changed += 1
+    return changed
+
+
+def _convert_ambiguous_convs(regions: list[Region], mutated: set[Node]) -> int:
+    """A conv whose input has one channel (its NCHW and NHWC strides are the same, and
+    the conv's meta rule, PyTorch's, then gives a contiguous output) gets its output
+    converted for the channels-last region it feeds, when the region has another conv
+    to read it (a lone conv's region keeps its output as the meta rule gives it: no
+    conversion back at the output); the conversion fuses into the conv's epilogue, so
+    the kernel writes NHWC directly."""
+    changed = 0
+    for region in regions:
+        convs = [n for n in region.carriers - mutated if n.op == OpKind.call_function and
+                 is_op(n.target) and n.target.name in ("conv2d", "convolution")]
+        if len(convs) < 2:
+            continue
+        for conv in sorted(convs, key=_position):
+            source = conv.args[0]
+            if _in_format(conv, channels_last) or not _is_4d(conv) or \
+                    not (isinstance(source, Node) and _in_format(source, channels_last)):
+                continue
+            readers = [u for u in conv.users if u in region.members]
+            if not readers:
+                continue
+            converted = insert_conversion(conv, channels_last)
+            for reader in readers:
+                reader.replace_input_with(conv, converted)
+            changed += 1
+    if changed:
+        recompute_metas(converted.graph)
     return changed
 
 

@@ -368,6 +368,7 @@ class LiteModel:
         self._static_inputs = None if self.dynamic else [
             (np.dtype(spec["dtype"]), tuple(spec["shape"])) for spec in self.inputs]
         self._arena_views: dict = {}
+        self._last_program = None         # the entry that ran last (_enter)
         lap("arena_and_weights_s")
 
     def _example_size(self) -> int:
@@ -412,6 +413,16 @@ class LiteModel:
         return [(d["name"], d["kind"] + (f" ({d['op']})" if "op" in d else ""),
                  sorted(times)[len(times) // 2]) for d, times in zip(steps, samples)]
 
+    def _enter(self, program: "_Program") -> None:
+        """The entries of a dynamic artifact (one per size) share the arena, each with its
+        own layout: the region one entry reads as zeros (a conv's taps in the padding, a
+        missing bias) may hold another entry's buffers, so it is cleared on switching."""
+        if self._last_program is not None:
+            lay = program.layout
+            start, size = lay.get("zeros_offset", 0), lay.get("zeros_bytes", 0)
+            self.arena[start:start + size] = 0
+        self._last_program = program
+
     def _program_for(self, arrays: list) -> "_Program":
         """The entry for these inputs' size of the dynamic dimension (the only one for a
         static artifact); checks the inputs' count, dtypes and shapes."""
@@ -449,6 +460,8 @@ class LiteModel:
         plan step) receives the clock after each step."""
         arrays = [np.asarray(a) for a in arrays]
         program = self._program_for(arrays)
+        if program is not self._last_program:
+            self._enter(program)
         keep = []
         for i, a in enumerate(arrays):
             a = np.ascontiguousarray(a)

@@ -104,6 +104,62 @@ def test_one_channel_convs_equal_python_loop(kernel, padding, c_out, rng):
     np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-5)
 
 
+class _OneChannelThenConv(ember.nn.Module):
+    """A one-channel conv feeding a second conv: the layout pass makes the first conv's
+    output channels-last (its input's strides cannot say so), and conv_c1 writes it
+    a pixel's channels per vector."""
+
+    def __init__(self, kernel, padding, c_out):
+        super().__init__()
+        self.conv1 = ember.nn.Conv2d(1, c_out, kernel, padding=padding)
+        self.conv2 = ember.nn.Conv2d(c_out, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = ember.nn.functional.max_pool2d(self.conv1(x).relu(), 2)
+        return self.conv2(y).relu().mean((2, 3))
+
+
+@pytest.mark.parametrize("kernel,padding,c_out", [(3, 1, 16), (3, 1, 20), (5, 2, 40),
+                                                  ((2, 4), 0, 3)])
+def test_one_channel_convs_into_channels_last_equal_python_loop(kernel, padding, c_out,
+                                                                rng, tmp_path):
+    """3x3 and 5x5 unrolled, other kernels in loops; 20, 40 and 3 channels end in a
+    masked vector; the same bits in process (first call: the Python loop's implicit GEMM)
+    and through an artifact."""
+    ember.manual_seed(5)
+    model = _OneChannelThenConv(kernel, padding, c_out).eval()
+    x = rng.standard_normal((3, 1, 10, 19), dtype=np.float32)
+    plan, (first, second, third) = _three_calls(model, ember.tensor(x))
+    assert plan.run.native is not None, plan.run.failed
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_array_equal(third, first)
+    path = str(tmp_path / "m.ember")
+    ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path)
+    np.testing.assert_array_equal(ember.aot.load_package(path).lite(x)[0], first)
+    with ember.no_grad():
+        eager = model(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_with_all_of_k_in_one_block_equals_python_loop(rng, tmp_path):
+    """A 3x3 128 -> 128 conv (K = 1152, one K block: implicit_conv.k_block) and its
+    relu: the same K blocks, so the same bits, in both paths and the artifact."""
+    ember.manual_seed(6)
+    conv = ember.nn.Conv2d(128, 128, 3, padding=1).eval()
+    model = ember.nn.Sequential(conv, ember.nn.ReLU(), ember.nn.Conv2d(128, 4, 1)).eval()
+    x = rng.standard_normal((2, 128, 5, 5), dtype=np.float32)
+    plan, (first, second, third) = _three_calls(model, ember.tensor(x))
+    assert plan.run.native is not None, plan.run.failed
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_array_equal(third, first)
+    path = str(tmp_path / "m.ember")
+    ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path)
+    np.testing.assert_array_equal(ember.aot.load_package(path).lite(x)[0], first)
+    with ember.no_grad():
+        eager = model(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-4)
+
+
 def test_results_are_fresh_and_structured(rng):
     def f(a, b):
         h = a @ b

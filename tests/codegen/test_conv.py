@@ -75,7 +75,7 @@ def test_bad_inputs_are_named():
 # --- the implicit-GEMM kernel (groups=1) with fused epilogues ---------------------------------
 from llvm_isas import isa_params  # noqa: E402  (tests/codegen is on sys.path)
 
-from ember.codegen.llvm.implicit_conv import Epilogue, prepare_conv2d  # noqa: E402
+from ember.codegen.llvm.implicit_conv import Epilogue, k_block, prepare_conv2d  # noqa: E402
 from ember.codegen.llvm.target import Isa  # noqa: E402
 
 IMPLICIT_CASES = [   # x shape, w shape, stride, padding, dilation: each path of the kernel
@@ -86,6 +86,7 @@ IMPLICIT_CASES = [   # x shape, w shape, stride, padding, dilation: each path of
     ((1, 20, 6, 7), (5, 20, 2, 3), (1, 2), ((0, 1), (2, 0)), (1, 1)),  # asymmetric padding
     ((1, 300, 4, 4), (9, 300, 3, 3), (1, 1), (1, 1), (1, 1)),      # C > KC: chunked segments
     ((2, 24, 7, 7), (33, 24, 1, 1), (2, 2), (0, 0), (1, 1)),       # 1x1 downsample
+    ((1, 128, 5, 5), (128, 128, 3, 3), (1, 1), (1, 1), (1, 1)),    # K = 1152: one K block
     # one input channel (padded NHWC copy); NCHW output tiles stored column by column,
     # except the tiles that cross from one image to the next
     ((3, 1, 28, 28), (16, 1, 3, 3), (1, 1), (1, 1), (1, 1)),
@@ -128,6 +129,15 @@ def test_implicit_conv_matches_torch(case, x_cl, out_cl, epilogue, rng):
     out = _layout(np.full(want.shape, np.nan, np.float32), out_cl)   # old NaNs must not leak
     prepare_conv2d(w, bias, stride, padding, dilation, epilogue)(_layout(x, x_cl), out, residual)
     np.testing.assert_allclose(out, want.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_k_blocks_take_all_of_k_when_its_weights_fit_in_l2():
+    """KC x NC floats of weights per K block, or all of K when that block is at most
+    WHOLE_K_FLOATS (resnet18's 3x3 128 -> 128 conv: 1152 x 128 floats)."""
+    assert k_block(1152, 128, 64) == 1152              # 576 KiB: one block, not 1024 + 128
+    assert k_block(2304, 256, 64) == 512               # 2.3 MiB: blocks of KC x NC
+    assert k_block(576, 64, 64) == 2048                # K within one block already
+    assert k_block(4608, 512, 64) == 256
 
 
 @pytest.mark.parametrize("isa", isa_params(Isa.AVX2, Isa.PORTABLE))

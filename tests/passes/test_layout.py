@@ -98,6 +98,26 @@ def test_caller_fixes_input_and_output_layouts(inputs, outputs, expected):
                                 else contiguous_format)
 
 
+def test_one_channel_input_conv_writes_channels_last_for_the_next_conv():
+    """A one-channel input reads alike in both layouts, so the first conv's meta rule
+    gives a contiguous output; the pass converts that output (the conv kernel stores it
+    channels-last) so the pool and the second conv run channels-last."""
+    w1, w2 = _w(6, 1, 3, 3), _w(4, 6, 3, 3)
+
+    def two_convs(x):
+        return F.conv2d(F.max_pool2d(F.relu(F.conv2d(x, w1, padding=1)), 2), w2).mean((2, 3))
+    graph = run_layout(two_convs, [ember.randn(2, 1, 8, 8)])
+    [converted] = conversions(graph)
+    assert converted.args[0].target.name == "conv2d"
+    assert conv_formats(graph) == {contiguous_format, channels_last}
+    pool = next(n for n in graph.nodes if getattr(n.target, "name", "") == "max_pool2d")
+    assert pool.meta["val"].memory_format is channels_last
+
+    def one_conv(x):
+        return F.relu(F.conv2d(x, w1, padding=1))
+    assert not conversions(run_layout(one_conv, [ember.randn(2, 1, 8, 8)]))
+
+
 def test_layout_nchw_keeps_everything_contiguous():
     graph = run_layout(conv_block, [ember.randn(2, 3, 8, 8)], layout="nchw")
     assert not conversions(graph) and conv_formats(graph) == {contiguous_format}
