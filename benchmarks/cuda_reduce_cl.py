@@ -122,8 +122,13 @@ def cases(torch, batch, c, h, w):
     dy_np = rng.standard_normal((batch, c, h, w), dtype=np.float32)
     w_np = np.linspace(0.5, 1.5, c, dtype=np.float32)
     b_np = np.linspace(-0.2, 0.3, c, dtype=np.float32)
-    cl_e = lambda a: ember.tensor(a).cuda().contiguous(memory_format=ember.channels_last)  # noqa
-    cl_t = lambda a: torch.from_numpy(a).cuda().contiguous(memory_format=torch.channels_last)  # noqa
+
+    def cl_e(a):
+        return ember.tensor(a).cuda().contiguous(memory_format=ember.channels_last)
+
+    def cl_t(a):
+        return torch.from_numpy(a).cuda().contiguous(memory_format=torch.channels_last)
+
     xe, dye, we, be = cl_e(x_np), cl_e(dy_np), ember.tensor(w_np).cuda(), ember.tensor(b_np).cuda()
     xt, dyt = cl_t(x_np), cl_t(dy_np)
     wt, bt = torch.from_numpy(w_np).cuda(), torch.from_numpy(b_np).cuda()
