@@ -52,6 +52,10 @@ POINTWISE_XBLOCK = 1024
 TILE_ELEMENTS = 4096        # XBLOCK * RBLOCK budget for small rows (several rows per program)
 FEW_ROWS = 128              # looping reductions with fewer rows than this get one row a program
 FEW_ROWS_RBLOCK = 8192      # ... and a wider chunk per iteration (more bytes in flight)
+# Column reductions (the kept dims are the contiguous ones: channels-last per-channel sums)
+COLUMN_SECTOR_BYTES = 32    # a DRAM sector: the fewest consecutive kept elements a tile takes
+COLUMN_TARGET_PROGRAMS = 132  # enough programs for one wave of an H100 where the kept space allows
+COLUMN_TILE = 8192          # XBLOCK * RBLOCK of a column tile (16 warps)
 
 
 def tl_type(dtype: DType) -> str:
@@ -167,6 +171,8 @@ def default_blocks(kernel: K.Kernel) -> Blocks:
     if not kernel.inner:
         xblock = min(POINTWISE_XBLOCK, next_pow2(x))
         return Blocks(xblock, 1, True, _warps(xblock))
+    if is_column_reduction(kernel):
+        return _column_blocks(kernel, x, r)
     persistent = r <= MAX_PERSISTENT
     if not persistent and x < FEW_ROWS:
         # Few long rows (BatchNorm's per-channel sums over N*H*W): each program is one SM
@@ -178,6 +184,47 @@ def default_blocks(kernel: K.Kernel) -> Blocks:
     rblock = next_pow2(r) if persistent else LOOP_RBLOCK
     xblock = min(next_pow2(x), max(1, TILE_ELEMENTS // rblock))
     return Blocks(xblock, rblock, persistent, _warps(xblock * rblock))
+
+
+def is_column_reduction(kernel: K.Kernel) -> bool:
+    """True when the kept (outer) space is the contiguous one and the reduced space is
+    strided: every load that walks the inner space steps 1 element along the last outer
+    dim and more than 1 along every inner dim (BatchNorm's statistics and gradients, bias
+    gradients and sums over N, H, W of channels-last tensors; column sums of row-major
+    matrices). Row tiles would read one element per sector there; column tiles read runs
+    of consecutive kept elements."""
+    if not kernel.outer or not kernel.inner or kernel.outer[-1] == 1:
+        return False
+    n_outer, last = len(kernel.outer), len(kernel.outer) - 1
+    walking = [e for e in _loads(kernel)
+               if any(e.index.coeff(v) for v in range(n_outer, kernel.n_vars))]
+    return bool(walking) and all(
+        e.index.coeff(last) == 1 and
+        all(abs(e.index.coeff(v)) != 1 for v in range(n_outer, kernel.n_vars)
+            if kernel.inner[v - n_outer] != 1)
+        for e in walking)
+
+
+def _loads(kernel: K.Kernel) -> list:
+    seen: set = set()
+    return [e for stage in kernel.stages for e in K._walk(stage.value, seen)
+            if isinstance(e, (K.Load, K.MaskedLoad))]
+
+
+def _column_blocks(kernel: K.Kernel, x: int, r: int) -> Blocks:
+    """[XBLOCK consecutive kept elements, RBLOCK reduced] tiles: Triton's coalescing follows
+    the contiguous axis (axis 0 here), so each warp reads whole sectors of neighbouring kept
+    elements. XBLOCK is at least one sector of the widest element and otherwise as small as
+    gives COLUMN_TARGET_PROGRAMS programs; the reduced dim fills the rest of the tile."""
+    itemsize = max(e.dtype.itemsize for e in _loads(kernel))
+    sector = max(1, COLUMN_SECTOR_BYTES // itemsize)
+    xblock = max(sector, next_pow2(math.ceil(x / COLUMN_TARGET_PROGRAMS)))
+    rblock_full = next_pow2(r)
+    xblock = min(next_pow2(x), xblock, max(sector, TILE_ELEMENTS // min(rblock_full, 64)))
+    if xblock * rblock_full <= COLUMN_TILE:                 # whole columns fit: one pass
+        return Blocks(xblock, rblock_full, True, _warps(xblock * rblock_full))
+    rblock = max(1, COLUMN_TILE // xblock)
+    return Blocks(xblock, rblock, False, _warps(xblock * rblock))
 
 
 def _warps(tile: int) -> int:
@@ -437,8 +484,8 @@ def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
     params = [f"{b}_ptr" for b in buffers] + [f"{c}: tl.constexpr" for c in constexprs]
     sizes = [f"X = {x}"] + ([f"R = {r}"] if kernel.inner else [])
     comment = "\n".join("# " + line for line in str(kernel).splitlines())
-    mode = ("persistent rows" if blocks.persistent else "looped rows") if kernel.inner \
-        else "pointwise"
+    mode = ("persistent" if blocks.persistent else "looped") + \
+        (" columns" if is_column_reduction(kernel) else " rows") if kernel.inner else "pointwise"
     text = "\n".join([comment, "@triton.jit", f"def {name}({', '.join(params)}):",
                       f'    """{mode}: {len(kernel.stages)} stages over outer {list(kernel.outer)}'
                       f', inner {list(kernel.inner)}."""']

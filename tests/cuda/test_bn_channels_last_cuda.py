@@ -1,0 +1,103 @@
+"""Training-mode BatchNorm over channels-last activations on (emulated) CUDA: the per-channel
+statistics and gradient sums are column reductions (codegen/triton/source.py column tiles).
+Eager forward and backward equal torch on the CPU; a compiled training step of a small
+channels-last conv net equals ember's eager CPU step. On CI the kernels run in Triton's
+interpreter (tests/cuda/emulation.py); run_on_gpu.sh runs the same tests on the GPU."""
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
+
+import copy  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+import ember  # noqa: E402
+from ember import nn  # noqa: E402
+from ember.codegen.triton import source  # noqa: E402
+
+from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+
+
+def _host(t) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 5, 5), (3, 13, 7, 3)])
+def test_eager_batch_norm_relu_forward_backward_channels_last(device, shape):  # noqa: F811
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal(shape).astype(np.float32)
+    dy_np = rng.standard_normal(shape).astype(np.float32)
+    c = shape[1]
+    w_np = np.linspace(0.5, 1.5, c, dtype=np.float32)
+    b_np = np.linspace(-0.3, 0.2, c, dtype=np.float32)
+
+    x = ember.tensor(x_np).to(device).contiguous(memory_format=ember.channels_last)
+    x.requires_grad_(True)
+    bn = nn.BatchNorm2d(c).to(device)
+    with ember.no_grad():
+        bn.weight.copy_(ember.tensor(w_np).to(device))
+        bn.bias.copy_(ember.tensor(b_np).to(device))
+    out = ember.relu(bn(x))
+    out.backward(ember.tensor(dy_np).to(device).contiguous(memory_format=ember.channels_last))
+
+    tx = torch.tensor(x_np).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    tbn = torch.nn.BatchNorm2d(c)
+    with torch.no_grad():
+        tbn.weight.copy_(torch.tensor(w_np))
+        tbn.bias.copy_(torch.tensor(b_np))
+    tout = torch.relu(tbn(tx))
+    tout.backward(torch.tensor(dy_np))
+
+    assert out.is_cuda
+    tol = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_host(out), tout.detach().numpy(), **tol)
+    np.testing.assert_allclose(_host(x.grad), tx.grad.numpy(), **tol)
+    np.testing.assert_allclose(_host(bn.weight.grad), tbn.weight.grad.numpy(), **tol)
+    np.testing.assert_allclose(_host(bn.bias.grad), tbn.bias.grad.numpy(), **tol)
+    np.testing.assert_allclose(_host(bn.running_mean), tbn.running_mean.numpy(), **tol)
+    np.testing.assert_allclose(_host(bn.running_var), tbn.running_var.numpy(), **tol)
+
+
+def _net():
+    return nn.Sequential(nn.Conv2d(3, 12, 3, padding=1, bias=False), nn.BatchNorm2d(12),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
+
+
+@pytest.fixture
+def columns(monkeypatch):
+    """The kernels generated meanwhile that the column rule picked."""
+    picked, rule = [], source.is_column_reduction
+
+    def spy(kernel):
+        hit = rule(kernel)
+        if hit:
+            picked.append(kernel.name)
+        return hit
+    monkeypatch.setattr(source, "is_column_reduction", spy)
+    return picked
+
+
+def test_compiled_step_channels_last_batch_norm_equals_eager_cpu(device, columns):  # noqa: F811
+    ember.manual_seed(0)
+    ref = _net().to(memory_format=ember.channels_last)
+    model = copy.deepcopy(ref).to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_ref = ember.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    step = ember.compile_train_step(model, loss_fn, opt, backend="triton")
+    for _ in range(2):
+        x = ember.randn(4, 3, 9, 7).contiguous(memory_format=ember.channels_last)
+        y = ember.randint(0, 5, (4,))
+        got = step(x.to(device), y.to(device))
+        want = loss_fn(ref(x), y)
+        want.backward()
+        opt_ref.step()
+        opt_ref.zero_grad()
+        np.testing.assert_allclose(got.item(), want.item(), rtol=2e-4, atol=2e-4)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        np.testing.assert_allclose(_host(p), _host(q), rtol=2e-4, atol=2e-4, err_msg=name)
+    assert columns            # the step's per-channel reductions took column tiles
