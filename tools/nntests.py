@@ -1,0 +1,466 @@
+"""Run PyTorch's older nn test dicts (common_nn) against ember.nn.
+
+`torch.testing._internal.common_nn` holds three lists of test dicts that PyTorch's own
+test_nn.py turns into tests: `module_tests`, `get_new_module_tests()` (modules and
+functional forms, each dict a module_name or a constructor with constructor_args, an
+input_size or input_fn, a desc or fullname, ...) and `criterion_tests` (losses, with a
+target_size or target_fn). Each dict is read through PyTorch's own test classes
+(NewModuleTest / CriterionTest give the constructor, its arguments, the input and target)
+and checked against ember as a user porting the code would write it:
+
+- the module: `module_name` / a torch.nn class -> the ember.nn class of the same name; a
+  constructor lambda is run once under torch with its torch.nn module inits recorded, and
+  the module it returns is rebuilt as ember's from the same (converted) arguments; a
+  functional form (`wrap_functional(lambda i: F.x(i, ...))`) runs the same lambda with
+  `torch`, `F` and `nn` naming ember's and the tensors it closes over converted;
+- under the dict's default dtype (float64 for most; ember's default dtype set alike):
+  repr(module) equal to torch's, state_dict keys and parameter dtypes equal, torch's
+  state loaded into ember's;
+- the forward outputs (same input, same target and extra arguments for criterions);
+- float64 gradients of the inputs and of every parameter through a fixed random
+  cotangent, and, where the dict checks gradgrad, the gradients of those gradients;
+- `check_inplace` dicts: the module built with `inplace=True` gives the same output;
+- modules: the inputs made non-contiguous give the same outputs (PyTorch's test_noncontig);
+  where the dict pickles the module, `ember.save`/`ember.load` gives one of the same outputs;
+- `.float()` on both and the forward in float32 (criterions: float32 inputs and targets),
+  outputs compared at float32 tolerance and parameter dtypes checked.
+
+    python tools/nntests.py                          # every dict: a pass/fail table
+    python tools/nntests.py test_Conv2d test_ELU -v  # named entries (torch's test names)
+    python tools/nntests.py --json out.json          # the per-entry record, as data
+    python tools/nntests.py --write-expected tests/nn/nntests_expected_failures.txt
+    python tools/nntests.py --docs docs/nn.md        # rewrite the generated docs section
+
+Needs torch (the test oracle) and expecttest; ember itself never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+import types
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import moduleinfo  # noqa: E402 - constructor recording, gradient comparison
+import opinfo  # noqa: E402 - the shared torch -> ember conversion and comparison
+
+warnings.filterwarnings("ignore")
+
+# modules whose training forward draws random numbers (torch's generator and ember's
+# differ): both run in eval mode, where the forward is deterministic
+RANDOM_IN_TRAINING = {"RReLU"}
+
+
+def _ember():
+    import ember  # noqa: PLC0415 - imported late so --help works without it
+    return ember
+
+
+# --- the dicts ----------------------------------------------------------------------
+_CACHE: dict = {}
+
+
+def entries(names=None) -> dict:
+    """{test name: (kind, params)}, kind 'module' or 'criterion', named as torch's
+    test_nn.py names its tests (`test_` + fullname, or + constructor name + `_desc`)."""
+    if "all" not in _CACHE:
+        import torch
+        from torch.testing._internal import common_nn
+        state = torch.random.get_rng_state()
+        module_dicts = list(common_nn.module_tests) + common_nn.get_new_module_tests()
+        torch.random.set_rng_state(state)
+        out = {}
+        for kind, dicts in (("module", module_dicts),
+                            ("criterion", common_nn.criterion_tests)):
+            for params in dicts:
+                key = _name(params)
+                while key in out:              # a repeated name keeps both entries
+                    key += "_"
+                out[key] = (kind, dict(params))
+        _CACHE["all"] = out
+    return {k: v for k, v in _CACHE["all"].items() if not names or k in names}
+
+
+def _name(params) -> str:
+    if params.get("fullname"):
+        return "test_" + params["fullname"]
+    ctor = params.get("constructor")
+    base = params.get("module_name") or getattr(ctor, "__name__", "module")
+    return "test_" + base + (("_" + params["desc"]) if params.get("desc") else "")
+
+
+def _torch_test(kind, params):
+    """PyTorch's own test object for the dict: it makes the arguments, input and target."""
+    import torch
+    from torch.testing._internal import common_nn
+    params = dict(params)
+    if "constructor" not in params:
+        params["constructor"] = getattr(torch.nn, params.pop("module_name"))
+    params.pop("decorator", None)
+    cls = common_nn.CriterionTest if kind == "criterion" else common_nn.NewModuleTest
+    return cls(**params)
+
+
+# --- the ember twin of a torch module ------------------------------------------------
+def ember_twin(t_mod):
+    """The ember module a user would write for torch module `t_mod` (made just now, with
+    its inits recorded), or raise with the reason."""
+    ember = _ember()
+    if type(t_mod).__name__ == "FunctionalModule" and \
+            type(t_mod).__module__.startswith("torch.testing"):
+        return _functional_twin(t_mod)
+    if id(t_mod) in moduleinfo._MADE:
+        return moduleinfo.to_ember(t_mod)
+    cls = getattr(ember.nn, type(t_mod).__name__, None)
+    if cls is None:
+        raise LookupError(f"ember.nn has no {type(t_mod).__name__}")
+    return cls()
+
+
+def _functional_twin(t_mod):
+    """wrap_functional's module: the wrapped function rebound to ember."""
+    ember = _ember()
+    fwd = type(t_mod).forward
+    cells = dict(zip(fwd.__code__.co_freevars,
+                     (c.cell_contents for c in fwd.__closure__ or ())))
+    fn = rebound(cells["fn"])
+    kwargs = moduleinfo.to_ember(cells.get("kwargs", {}))
+
+    class FunctionalModule(ember.nn.Module):
+        def forward(self, *args):
+            return fn(*args, **kwargs)
+
+    return FunctionalModule()
+
+
+def rebound(fn):
+    """The same Python function with `torch`, `F` and `nn` naming ember's and the values
+    it closes over (tensors, torch functions, nested lambdas) converted."""
+    ember = _ember()
+    if not isinstance(fn, types.FunctionType) or \
+            not getattr(fn, "__module__", "").startswith("torch.testing"):
+        return moduleinfo.to_ember(fn)        # F.interpolate -> ember's, by name
+    scope = dict(fn.__globals__)
+    scope.update(torch=ember, F=ember.nn.functional, nn=ember.nn)
+    cells = None
+    if fn.__closure__:
+        cells = tuple(types.CellType(_closed_value(c.cell_contents)) for c in fn.__closure__)
+    twin = types.FunctionType(fn.__code__, scope, fn.__name__,
+                              moduleinfo.to_ember(fn.__defaults__), cells)
+    twin.__kwdefaults__ = fn.__kwdefaults__
+    return twin
+
+
+def _closed_value(v):
+    if isinstance(v, types.FunctionType):
+        return rebound(v)
+    return moduleinfo.to_ember(v)
+
+
+# --- one dict -------------------------------------------------------------------------
+class _Pair:
+    def __init__(self, torch_mod, ember_mod):
+        self.torch, self.ember = torch_mod, ember_mod
+
+
+def _default_dtype(test):
+    import torch
+    return test.default_dtype or torch.get_default_dtype()
+
+
+class _default_dtypes:
+    """torch's and ember's default dtype set to the dict's for the block."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __enter__(self):
+        import torch
+        ember = _ember()
+        self.saved = (torch.get_default_dtype(), ember.get_default_dtype())
+        torch.set_default_dtype(self.dtype)
+        ember.set_default_dtype(opinfo.to_ember(self.dtype))
+
+    def __exit__(self, *exc):
+        import torch
+        torch.set_default_dtype(self.saved[0])
+        _ember().set_default_dtype(self.saved[1])
+
+
+def check(kind, params) -> tuple[int, list[str]]:
+    """(checks passed, failures) for one dict."""
+    import torch
+    test = _torch_test(kind, params)
+    torch.manual_seed(0)
+    with _default_dtypes(_default_dtype(test)):
+        moduleinfo._MADE.clear()
+        with moduleinfo._recording_module_inits():
+            args = test.constructor_args
+            t_mod = test.constructor(*args)
+        try:
+            e_mod = ember_twin(t_mod)
+        except Exception as exc:  # noqa: BLE001
+            return 0, [f"construct: {moduleinfo._exc_line(exc)}"]
+        finally:
+            moduleinfo._MADE.clear()
+        return _check_pair(test, kind, _Pair(t_mod, e_mod))
+
+
+def _check_pair(test, kind, pair):
+    passed, failures = 0, []
+    if type(pair.torch).__name__ in RANDOM_IN_TRAINING:
+        pair.torch.eval()
+        pair.ember.eval()
+    if repr(pair.ember) != repr(pair.torch):
+        return passed, [f"repr {moduleinfo._first_diff_line(repr(pair.ember), repr(pair.torch))}"]
+    reason = _dtype_reason(pair) or moduleinfo._state_reason(pair)
+    if reason:
+        return passed, [reason]
+    passed += 1
+    t_inputs = test._get_input()
+    t_inputs = t_inputs if isinstance(t_inputs, tuple) else (t_inputs,)
+    extra = (test._get_target(),) + tuple(test.extra_args) if kind == "criterion" else ()
+    mapping = {}
+    e_inputs = tuple(_grad_leaf(v, mapping) for v in t_inputs)
+    e_extra = tuple(opinfo.to_ember(v) for v in extra)
+    dtype_name = str(_default_dtype(test)).split(".")[-1]
+    expected = pair.torch(*t_inputs, *extra)
+    try:
+        actual = pair.ember(*e_inputs, *e_extra)
+    except Exception as exc:  # noqa: BLE001
+        return passed, [f"forward: {moduleinfo._exc_line(exc)}"]
+    reason = opinfo.compare(moduleinfo._plain(actual), moduleinfo._plain(expected), dtype_name)
+    if reason:
+        return passed, [f"forward {reason}"]
+    passed += 1
+    if dtype_name == "float64" and not getattr(test, "check_forward_only", False):
+        try:
+            reason = moduleinfo._grads_reason(
+                pair, mapping, moduleinfo._plain(actual), moduleinfo._plain(expected),
+                gradgrad=test.check_gradgrad)
+        except Exception as exc:  # noqa: BLE001
+            reason = f"grad: {moduleinfo._exc_line(exc)}"
+        if reason:
+            failures.append(reason)
+        else:
+            passed += 1
+    for name, extra_check in (("noncontiguous", _noncontig_reason),
+                              ("pickle", _pickle_reason), ("inplace", _inplace_reason),
+                              ("float32", _float_reason)):
+        try:
+            reason = extra_check(test, kind, pair, t_inputs, expected)
+        except Exception as exc:  # noqa: BLE001
+            reason = f"{name}: {moduleinfo._exc_line(exc)}"
+        if reason:
+            failures.append(reason)
+        elif reason is None:
+            passed += 1
+    return passed, failures
+
+
+def _grad_leaf(v, mapping):
+    """One ember leaf per torch input that requires grad, so gradients can be paired."""
+    import torch
+    if isinstance(v, torch.Tensor) and v.requires_grad:
+        mapping.setdefault(id(v), (v, opinfo.to_ember(v, requires_grad=True)))
+        return mapping[id(v)][1]
+    if isinstance(v, (list, tuple)):
+        return type(v)(_grad_leaf(x, mapping) for x in v)
+    return opinfo.to_ember(v)
+
+
+def _dtype_reason(pair):
+    """Parameters and buffers made in the dtype torch makes them (the default dtype)."""
+    e_state = pair.ember.state_dict()
+    for name, t in pair.torch.state_dict().items():
+        e = e_state.get(name)
+        if e is not None and str(e.dtype).split(".")[-1] != str(t.dtype).split(".")[-1]:
+            return f"{name} made as {e.dtype}, torch {t.dtype} (default dtype)"
+    return None
+
+
+def _inplace_reason(test, kind, pair, t_inputs, expected):
+    """`inplace=True` gives the out-of-place output; "" when the dict does not ask."""
+    if not getattr(test, "check_inplace", False):
+        return ""
+    import torch
+    with _default_dtypes(_default_dtype(test)):
+        moduleinfo._MADE.clear()
+        with moduleinfo._recording_module_inits():
+            t_ip = test.constructor(*test.constructor_args, inplace=True)
+        e_ip = ember_twin(t_ip)
+        moduleinfo._MADE.clear()
+    x = opinfo.to_ember(t_inputs[0].detach().clone())
+    out = e_ip(x)
+    with torch.no_grad():
+        want = pair.torch(t_inputs[0].detach().clone())
+    reason = opinfo.compare(out, want, str(want.dtype).split(".")[-1])
+    return f"inplace=True: forward {reason}" if reason else None
+
+
+def _noncontig_reason(test, kind, pair, t_inputs, expected):
+    """The same inputs as non-contiguous tensors (every other element of a wider one)
+    give the same outputs and input gradients, as PyTorch's test_noncontig asks; "" for
+    criterions and inputs without values."""
+    import torch
+    ember = _ember()
+    if kind == "criterion" or getattr(test, "check_forward_only", False) or not all(
+            isinstance(t, torch.Tensor) and t.numel() > 0 for t in t_inputs):
+        return ""
+    leaves = [opinfo.to_ember(t.detach()) for t in t_inputs]
+    strided = []
+    for t, leaf in zip(t_inputs, leaves):
+        if t.requires_grad:
+            leaf.requires_grad_(True)
+        wide = ember.stack([leaf, leaf], -1)
+        strided.append(wide[..., 0])
+    got = pair.ember(*strided)
+    with torch.no_grad():
+        want = pair.torch(*(t.detach() for t in t_inputs))
+    reason = opinfo.compare(moduleinfo._plain(got), moduleinfo._plain(want),
+                            str(t_inputs[0].dtype).split(".")[-1]
+                            if t_inputs[0].is_floating_point() else "float64")
+    return f"noncontiguous input: forward {reason}" if reason else None
+
+
+def _pickle_reason(test, kind, pair, t_inputs, expected):
+    """`ember.save(module)` / `ember.load` gives a module of the same outputs, where the
+    dict's module pickles (torch.save / torch.load in PyTorch's test)."""
+    import io
+    import torch
+    ember = _ember()
+    if kind == "criterion" or not getattr(test, "should_test_pickle", False):
+        return ""
+    buf = io.BytesIO()
+    ember.save(pair.ember, buf)
+    buf.seek(0)
+    copy = ember.load(buf, weights_only=False)
+    ins = tuple(opinfo.to_ember(t.detach() if isinstance(t, torch.Tensor) else t)
+                for t in t_inputs)
+    with ember.no_grad():
+        got, want = copy(*ins), pair.ember(*ins)
+    reason = opinfo.compare(moduleinfo._plain(got), moduleinfo._plain(want), "float64")
+    return f"save/load: forward {reason}" if reason else None
+
+
+def _float_reason(test, kind, pair, t_inputs, expected):
+    """PyTorch's tests run `.float()` (modules) or float32 inputs and targets (criterions)
+    and the forward again: outputs and parameter dtypes compared."""
+    import torch
+
+    def single(t):
+        return t.detach().float() if isinstance(t, torch.Tensor) and \
+            t.is_floating_point() else t
+
+    ins = tuple(single(t) for t in t_inputs)
+    if kind == "criterion":
+        ins += (single(test._get_target()),) + tuple(single(a) for a in test.extra_args)
+    pair.torch.float()
+    pair.ember.float()
+    for name, p in pair.ember.named_parameters():
+        if str(p.dtype).split(".")[-1] != str(dict(pair.torch.named_parameters())[name].dtype
+                                              ).split(".")[-1]:
+            return f"float32: .float() leaves {name} {p.dtype}"
+    with torch.no_grad():
+        want = pair.torch(*ins)
+    got = pair.ember(*(opinfo.to_ember(t) for t in ins))
+    reason = opinfo.compare(moduleinfo._plain(got), moduleinfo._plain(want), "float32")
+    return f"float32: forward {reason}" if reason else None
+
+
+def check_entry(key, kind, params) -> dict:
+    record = {"name": key, "kind": kind, "passed": 0, "failures": []}
+    try:
+        record["passed"], record["failures"] = check(kind, params)
+    except Exception as exc:  # noqa: BLE001 - recorded as the failure
+        record["failures"] = [f"torch side: {moduleinfo._exc_line(exc)}"]
+    return record
+
+
+def status(record) -> str:
+    return "pass" if not record["failures"] else "failing"
+
+
+# --- the expected-status file and the docs section ---------------------------------
+def write_expected(records, path) -> None:
+    lines = ["# common_nn test dicts ember does not pass yet, with the first reason.",
+             "# Generated by `python tools/nntests.py --write-expected <this file>`;",
+             "# tests/nn/test_common_nn_dicts.py fails when one of these starts passing, or",
+             "# when an entry not listed here fails."]
+    lines += [f"{r['name']}\t{r['failures'][0]}" for r in records if status(r) != "pass"]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def read_expected(path) -> dict[str, str]:
+    return moduleinfo.read_expected(path)
+
+
+DOCS_BEGIN = "<!-- BEGIN nntests table (generated by tools/nntests.py --docs) -->"
+DOCS_END = "<!-- END nntests table -->"
+
+
+def docs_section(records) -> str:
+    n = len(records)
+    npass = sum(status(r) == "pass" for r in records)
+    lines = [DOCS_BEGIN, "",
+             f"PyTorch's common_nn test dicts: {n} entries, {npass} pass, {n - npass} failing.",
+             ""]
+    failing = [r for r in records if status(r) != "pass"]
+    if failing:
+        lines += ["| entry | first failure |", "|---|---|"]
+        for r in failing:
+            why = r["failures"][0].replace("|", "\\|").replace("\n", " ")[:160]
+            lines.append(f"| {r['name']} | {why} |")
+        lines.append("")
+    lines.append(DOCS_END)
+    return "\n".join(lines)
+
+
+def write_docs(records, path) -> None:
+    p = Path(path)
+    text = p.read_text() if p.exists() else ""
+    section = docs_section(records)
+    if DOCS_BEGIN in text and DOCS_END in text:
+        head, _, rest = text.partition(DOCS_BEGIN)
+        _, _, tail = rest.partition(DOCS_END)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    p.write_text(text)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="test names, e.g. test_Conv2d (default: all)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
+    ap.add_argument("--json", help="write the per-entry records here")
+    ap.add_argument("--write-expected", metavar="FILE")
+    ap.add_argument("--docs", metavar="FILE", help="rewrite the generated table in FILE")
+    args = ap.parse_args(argv)
+    records = []
+    for key, (kind, params) in entries(set(args.names) or None).items():
+        rec = check_entry(key, kind, params)
+        if args.verbose and rec["failures"] and rec["failures"][0].startswith("torch side"):
+            traceback.print_exc()
+        records.append(rec)
+        first = f"  {rec['failures'][0][:110]}" if rec["failures"] and not args.verbose else ""
+        print(f"{key:48s} {status(rec):8s} passed={rec['passed']}{first}", flush=True)
+        if args.verbose:
+            for f in rec["failures"]:
+                print("    " + f)
+    npass = sum(status(r) == "pass" for r in records)
+    print(f"\n{len(records)} entries: {npass} pass, {len(records) - npass} failing")
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    if args.write_expected:
+        write_expected(records, args.write_expected)
+    if args.docs:
+        write_docs(records, args.docs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
