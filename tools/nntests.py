@@ -19,6 +19,8 @@ and checked against ember as a user porting the code would write it:
 - the forward outputs (same input, same target and extra arguments for criterions);
 - float64 gradients of the inputs and of every parameter through a fixed random
   cotangent, and, where the dict checks gradgrad, the gradients of those gradients;
+- the dict's reference_fn (its formula in torch ops) run with `torch` naming ember, on
+  ember's inputs, parameters and module, gives what it gives on torch's;
 - `check_inplace` dicts: the module built with `inplace=True` gives the same output;
 - modules: the inputs made non-contiguous give the same outputs (PyTorch's test_noncontig);
   where the dict pickles the module, `ember.save`/`ember.load` gives one of the same outputs;
@@ -138,19 +140,54 @@ def _functional_twin(t_mod):
 
 def rebound(fn):
     """The same Python function with `torch`, `F` and `nn` naming ember's and the values
-    it closes over (tensors, torch functions, nested lambdas) converted."""
-    ember = _ember()
-    if not isinstance(fn, types.FunctionType) or \
-            not getattr(fn, "__module__", "").startswith("torch.testing"):
+    it closes over (tensors, torch functions, nested lambdas) converted; the helper
+    functions of its module it calls (nllloss_reference) are rebound alike."""
+    if not _test_function(fn):
         return moduleinfo.to_ember(fn)        # F.interpolate -> ember's, by name
-    scope = dict(fn.__globals__)
-    scope.update(torch=ember, F=ember.nn.functional, nn=ember.nn)
     cells = None
     if fn.__closure__:
         cells = tuple(types.CellType(_closed_value(c.cell_contents)) for c in fn.__closure__)
+    return _retargeted(fn, _ember_scope(fn.__globals__), cells)
+
+
+def _test_function(fn) -> bool:
+    return isinstance(fn, types.FunctionType) and \
+        getattr(fn, "__module__", "").startswith("torch.testing")
+
+
+# id(a test module's globals) -> the same globals naming ember (one per module, shared by
+# its rebound functions so that they call each other's rebound versions)
+_SCOPES: dict[int, dict] = {}
+
+
+def _ember_scope(globs) -> dict:
+    if id(globs) not in _SCOPES:
+        ember = _ember()
+        scope = dict(globs)
+        scope.update(torch=ember, F=ember.nn.functional, nn=ember.nn)
+        _SCOPES[id(globs)] = scope
+        for name, v in globs.items():
+            if _test_function(v) and v.__globals__ is globs and not v.__closure__:
+                scope[name] = _retargeted(v, scope, None)
+        for name, v in globs.items():        # loss_reference_fns: a table of them
+            if isinstance(v, dict) and v and all(
+                    _test_function(getattr(f, "func", f)) for f in v.values()):
+                scope[name] = {k: _in_scope(f, scope) for k, f in v.items()}
+    return _SCOPES[id(globs)]
+
+
+def _in_scope(f, scope):
+    """A table's function (or functools.partial of one) as its rebound twin."""
+    import functools
+    if isinstance(f, functools.partial):
+        return functools.partial(_in_scope(f.func, scope), *f.args, **f.keywords)
+    return scope.get(f.__name__, f) if not f.__closure__ else f
+
+
+def _retargeted(fn, scope, cells):
     twin = types.FunctionType(fn.__code__, scope, fn.__name__,
                               moduleinfo.to_ember(fn.__defaults__), cells)
-    twin.__kwdefaults__ = fn.__kwdefaults__
+    twin.__kwdefaults__ = moduleinfo.to_ember(fn.__kwdefaults__)
     return twin
 
 
@@ -247,7 +284,8 @@ def _check_pair(test, kind, pair):
             failures.append(reason)
         else:
             passed += 1
-    for name, extra_check in (("noncontiguous", _noncontig_reason),
+    for name, extra_check in (("reference_fn", _reference_reason),
+                              ("noncontiguous", _noncontig_reason),
                               ("pickle", _pickle_reason), ("inplace", _inplace_reason),
                               ("float32", _float_reason)):
         try:
@@ -299,6 +337,35 @@ def _inplace_reason(test, kind, pair, t_inputs, expected):
         want = pair.torch(t_inputs[0].detach().clone())
     reason = opinfo.compare(out, want, str(want.dtype).split(".")[-1])
     return f"inplace=True: forward {reason}" if reason else None
+
+
+def _reference_reason(test, kind, pair, t_inputs, expected):
+    """The dict's reference_fn (a user's own formula in torch ops) run on ember, with
+    `torch` naming ember, computes what it computes on torch; "" without one."""
+    import copy
+    import torch
+    ref = test.reference_fn
+    if ref is None:
+        return ""
+    with _default_dtypes(_default_dtype(test)), torch.no_grad():
+        t_ins = copy.deepcopy(tuple(t.detach() if isinstance(t, torch.Tensor) else t
+                                    for t in t_inputs))
+        e_ins = tuple(opinfo.to_ember(t) for t in t_ins)
+        if kind == "criterion":
+            target, extra = test._get_target(), tuple(test.extra_args)
+            want = ref(*t_ins, target, *extra, pair.torch)
+            args = e_ins + (opinfo.to_ember(target),) + tuple(opinfo.to_ember(extra))
+            got = rebound(ref)(*args, pair.ember)
+        else:
+            t_in = t_ins if isinstance(test._get_input(), tuple) else t_ins[0]
+            e_in = e_ins if isinstance(test._get_input(), tuple) else e_ins[0]
+            want = ref(t_in, [p.detach() for p in pair.torch.parameters()],
+                       copy.deepcopy(pair.torch))
+            got = rebound(ref)(e_in, [p.detach() for p in pair.ember.parameters()],
+                               copy.deepcopy(pair.ember))
+    reason = opinfo.compare(moduleinfo._plain(got), moduleinfo._plain(want),
+                            str(_default_dtype(test)).split(".")[-1])
+    return f"reference_fn on ember: {reason}" if reason else None
 
 
 def _noncontig_reason(test, kind, pair, t_inputs, expected):

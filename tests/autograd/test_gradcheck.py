@@ -188,3 +188,51 @@ def test_low_precision_inputs_warn(rng):
     x = ember.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
     with pytest.warns(UserWarning, match="not of double precision"):
         gradcheck(lambda a: a * 2, (x,), atol=1e-2, rtol=1e-2, eps=1e-3)
+
+
+# --- PyTorch's keyword arguments that its own test suites pass ------------------------
+
+def test_grad_is_grads_batched_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    xv, cv = rng.standard_normal((3, 4)), rng.standard_normal((5, 3))
+    x = ember.tensor(xv, requires_grad=True)
+    (got,) = ember.autograd.grad((x.sin() * x).sum(1), x, ember.tensor(cv),
+                                 is_grads_batched=True)
+    xt = torch.tensor(xv, requires_grad=True)
+    (want,) = torch.autograd.grad((xt.sin() * xt).sum(1), xt, torch.tensor(cv),
+                                  is_grads_batched=True)
+    assert tuple(got.shape) == tuple(want.shape) == (5, 3, 4)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_grad_is_grads_batched_rejects_mismatched_batches():
+    x = ember.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(AutogradError, match="same batch size"):
+        ember.autograd.grad([x * 2, x * 3], x, [ember.ones(2, 3), ember.ones(4, 3)],
+                            is_grads_batched=True)
+
+
+def test_gradcheck_takes_torch_suite_keywords():
+    """NewModuleTest passes check_batched_grad / fast_mode / check_forward_ad to gradcheck
+    and check_batched_grad / check_fwd_over_rev to gradgradcheck."""
+    rng = np.random.default_rng(1)
+    conv = ember.nn.Conv2d(2, 3, 2).double()
+    x = ember.tensor(rng.standard_normal((1, 2, 4, 4)), requires_grad=True)
+
+    def fn(*a):
+        return conv(a[0])
+    args = (x,) + tuple(conv.parameters())
+    assert gradcheck(fn, args, check_batched_grad=True, fast_mode=None, masked=None)
+    assert gradgradcheck(fn, args, check_batched_grad=True, gen_non_contig_grad_outputs=True,
+                         check_fwd_over_rev=False)
+    with pytest.raises(NotImplementedError, match="check_batched_forward_grad"):
+        gradcheck(fn, args, check_batched_forward_grad=True)
+
+
+def test_gradgradcheck_non_contiguous_grad_outputs_still_catch_wrong_rule():
+    rng = np.random.default_rng(2)
+    x = _real(4, rng)
+    with pytest.raises(GradcheckError):
+        gradgradcheck(lambda t: WrongSquare.apply(t) * t, (x,),
+                      gen_non_contig_grad_outputs=True)

@@ -543,10 +543,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
          only_inputs=True, allow_unused=None, is_grads_batched=False,
          materialize_grads=False):
     """torch.autograd.grad: gradients of `outputs` w.r.t. `inputs`, without touching .grad.
-    only_inputs is PyTorch's deprecated no-op flag (WGAN-GP code still passes it)."""
+    only_inputs is PyTorch's deprecated no-op flag (WGAN-GP code still passes it).
+    is_grads_batched: the first dim of every grad_outputs tensor is a batch of cotangents;
+    each input's gradient gets that batch dim in front (one backward per row here)."""
     if is_grads_batched:
-        raise NotImplementedError("autograd.grad: is_grads_batched=True is not supported; "
-                                  "call autograd.grad once per grad_outputs row")
+        return _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                             allow_unused, materialize_grads)
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     inputs_single = isinstance(inputs, Tensor)
@@ -585,3 +587,27 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             g = g.detach()
         result.append(g)
     return tuple(result)
+
+
+def _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
+                  materialize_grads):
+    """autograd.grad(..., is_grads_batched=True): the per-row gradients, stacked."""
+    from ...ir.ops import OPS_NS
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    cots = [grad_outputs] if isinstance(grad_outputs, Tensor) else list(grad_outputs or ())
+    if len(cots) != len(outputs) or any(not isinstance(c, Tensor) or c.dim() == 0
+                                        for c in cots):
+        raise AutogradError("autograd.grad: is_grads_batched=True needs one grad_outputs "
+                            "tensor per output, each with a leading batch dim")
+    sizes = {int(c.shape[0]) for c in cots}
+    if len(sizes) != 1:
+        raise AutogradError(f"autograd.grad: is_grads_batched=True needs every grad_outputs "
+                            f"tensor to have the same batch size, got {sorted(sizes)}")
+    rows = []
+    n = sizes.pop()
+    for b in range(n):
+        keep = True if b < n - 1 else retain_graph
+        rows.append(grad(outputs, inputs, [c[b] for c in cots], keep, create_graph,
+                         allow_unused=allow_unused, materialize_grads=materialize_grads))
+    return tuple(None if col[0] is None else OPS_NS.stack(list(col), 0)
+                 for col in zip(*rows))
