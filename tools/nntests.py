@@ -284,7 +284,8 @@ def _check_pair(test, kind, pair):
             failures.append(reason)
         else:
             passed += 1
-    for name, extra_check in (("reference_fn", _reference_reason),
+    for name, extra_check in (("gradcheck", _gradcheck_reason),
+                              ("reference_fn", _reference_reason),
                               ("noncontiguous", _noncontig_reason),
                               ("pickle", _pickle_reason), ("inplace", _inplace_reason),
                               ("float32", _float_reason)):
@@ -337,6 +338,58 @@ def _inplace_reason(test, kind, pair, t_inputs, expected):
         want = pair.torch(t_inputs[0].detach().clone())
     reason = opinfo.compare(out, want, str(want.dtype).split(".")[-1])
     return f"inplace=True: forward {reason}" if reason else None
+
+
+# "full": the dict's own gradcheck settings; "fast": fast_mode (one random projection per
+# output and input: CI's setting); "off": none
+GRADCHECK_MODE = {"mode": "full"}
+
+
+def _gradcheck_reason(test, kind, pair, t_inputs, expected):
+    """ember.autograd.gradcheck / gradgradcheck on ember's module, called as PyTorch's
+    NewModuleTest / CriterionTest call torch's (inputs and parameters together, the dict's
+    check_batched_grad, fast mode and forward-AD flags); "" where they do not apply."""
+    import torch
+    ember = _ember()
+    mode = GRADCHECK_MODE["mode"]
+    if mode == "off" or getattr(test, "check_forward_only", False) or \
+            getattr(test, "has_sparse_gradients", False) or \
+            _default_dtype(test) != torch.float64:
+        return ""
+    leaves = tuple(_fresh_leaf(t) for t in t_inputs)
+    extra = ()
+    if kind == "criterion":
+        extra = (opinfo.to_ember(test._get_target()),) + tuple(
+            opinfo.to_ember(a) for a in test.extra_args)
+    params = tuple(pair.ember.parameters())
+    if not any(getattr(x, "requires_grad", False) for x in leaves + params):
+        return ""
+    n = len(leaves)
+
+    def fn(*args):
+        return pair.ember(*args[:n], *extra)
+
+    fast = True if mode == "fast" else getattr(test, "gradcheck_fast_mode", None)
+    batched = getattr(test, "check_batched_grad", True)
+    fwd = kind == "module" and getattr(test, "supports_forward_ad", False)
+    try:
+        ember.autograd.gradcheck(fn, leaves + params, check_batched_grad=batched,
+                                 fast_mode=fast, check_forward_ad=fwd)
+        if test.check_gradgrad:
+            ember.autograd.gradgradcheck(
+                fn, leaves + params, check_batched_grad=batched, fast_mode=fast,
+                check_fwd_over_rev=getattr(test, "supports_fwgrad_bwgrad", False))
+    except Exception as exc:  # noqa: BLE001
+        return f"gradcheck: {moduleinfo._exc_line(exc)}"
+    return None
+
+
+def _fresh_leaf(t):
+    import torch
+    if isinstance(t, torch.Tensor):
+        return opinfo.to_ember(t.detach(), requires_grad=False).requires_grad_(
+            t.requires_grad) if t.requires_grad else opinfo.to_ember(t.detach())
+    return opinfo.to_ember(t)
 
 
 def _reference_reason(test, kind, pair, t_inputs, expected):
@@ -504,9 +557,13 @@ def main(argv=None):
     ap.add_argument("names", nargs="*", help="test names, e.g. test_Conv2d (default: all)")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
     ap.add_argument("--json", help="write the per-entry records here")
+    ap.add_argument("--gradcheck", choices=("full", "fast", "off"), default="full",
+                    help="ember.autograd.gradcheck/gradgradcheck as PyTorch's test calls "
+                         "them (fast: fast_mode, as CI runs)")
     ap.add_argument("--write-expected", metavar="FILE")
     ap.add_argument("--docs", metavar="FILE", help="rewrite the generated table in FILE")
     args = ap.parse_args(argv)
+    GRADCHECK_MODE["mode"] = args.gradcheck
     records = []
     for key, (kind, params) in entries(set(args.names) or None).items():
         rec = check_entry(key, kind, params)
