@@ -13,7 +13,8 @@ and checked against ember as a user porting the code would write it:
   the module it returns is rebuilt as ember's from the same (converted) arguments; a
   functional form (`wrap_functional(lambda i: F.x(i, ...))`) runs the same lambda with
   `torch`, `F` and `nn` naming ember's and the tensors it closes over converted;
-- under the dict's default dtype (float64 for most; ember's default dtype set alike):
+- under the dict's default dtype (float64 where it names none, as test_nn.py sets it;
+  ember's default dtype set alike):
   repr(module) equal to torch's, state_dict keys and parameter dtypes equal, torch's
   state loaded into ember's;
 - the forward outputs (same input, same target and extra arguments for criterions);
@@ -99,6 +100,7 @@ def _torch_test(kind, params):
     import torch
     from torch.testing._internal import common_nn
     params = dict(params)
+    params.setdefault("default_dtype", torch.float64)     # test_nn.py's global default
     if "constructor" not in params:
         params["constructor"] = getattr(torch.nn, params.pop("module_name"))
     params.pop("decorator", None)
@@ -185,8 +187,9 @@ def _in_scope(f, scope):
 
 
 def _retargeted(fn, scope, cells):
-    twin = types.FunctionType(fn.__code__, scope, fn.__name__,
-                              moduleinfo.to_ember(fn.__defaults__), cells)
+    defaults = None if fn.__defaults__ is None else tuple(
+        _closed_value(v) for v in fn.__defaults__)      # `lambda f=input_fn: f()`
+    twin = types.FunctionType(fn.__code__, scope, fn.__name__, defaults, cells)
     twin.__kwdefaults__ = moduleinfo.to_ember(fn.__kwdefaults__)
     return twin
 
@@ -491,13 +494,274 @@ def _float_reason(test, kind, pair, t_inputs, expected):
     return f"float32: forward {reason}" if reason else None
 
 
-def check_entry(key, kind, params) -> dict:
+def check_entry(key, kind, params, native=False) -> dict:
     record = {"name": key, "kind": kind, "passed": 0, "failures": []}
     try:
-        record["passed"], record["failures"] = check(kind, params)
+        record["passed"], record["failures"] = (native_check if native else check)(
+            kind, params)
     except Exception as exc:  # noqa: BLE001 - recorded as the failure
         record["failures"] = [f"torch side: {moduleinfo._exc_line(exc)}"]
     return record
+
+
+# --- PyTorch's own test code, run with `torch` naming ember ---------------------------
+# `--native`: NewModuleTest / CriterionTest themselves (their __call__, test_noncontig,
+# _check_gradients, the float()/double() round trip, pickling through save/load, the
+# reference_fn comparison) rebuilt with common_nn's globals naming ember, and run on the
+# dict made ember's (constructor, arguments, input and target functions rebound). No
+# torch result is involved: this is PyTorch's test asking ember for its own invariants.
+
+def native_check(kind, params) -> tuple[int, list[str]]:
+    import unittest
+    classes = _native_classes()
+    cls = classes["CriterionTest"] if kind == "criterion" else classes["NewModuleTest"]
+    if params.get("has_sparse_gradients"):
+        return 0, []                    # check_jacobian reads torch's numerical jacobian
+    try:
+        test = cls(**_native_params(params))
+    except Exception as exc:  # noqa: BLE001
+        return 0, [f"native construct: {moduleinfo._exc_line(exc)}"]
+    _ember().manual_seed(0)
+    try:
+        test(_native_case())
+    except unittest.SkipTest:
+        return 0, []
+    except Exception as exc:  # noqa: BLE001
+        frames = traceback.extract_tb(exc.__traceback__)
+        ours = [f for f in frames if "common_nn" in f.filename] or frames
+        where = f"{ours[-1].name}:{ours[-1].lineno}"
+        if ours[-1] is not frames[-1]:
+            where += f" -> {frames[-1].name}"
+        return 0, [f"native: {moduleinfo._exc_line(exc)} (at {where})"]
+    return 1, []
+
+
+def _native_params(params) -> dict:
+    """The dict with ember in torch's place: module_name / torch.nn classes as ember.nn
+    classes, wrap_functional modules rebuilt over the rebound function, lambdas rebound,
+    tensors and dtypes converted."""
+    ember = _ember()
+    import torch
+    out = {"default_dtype": ember.float64}      # test_nn.py's global default
+    for key, value in params.items():
+        if key == "decorator":
+            continue
+        if key == "module_name":
+            out["constructor"] = getattr(ember.nn, value)
+        elif key == "constructor":
+            out[key] = _native_constructor(value)
+        elif isinstance(value, types.FunctionType):
+            out[key] = rebound(value)
+        elif key == "default_dtype":
+            out[key] = opinfo.to_ember(value)
+        elif isinstance(value, (torch.Tensor, tuple, list, dict)) and key != "input_size" \
+                and not key.endswith("_size"):
+            out[key] = moduleinfo.to_ember(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _native_constructor(ctor):
+    import torch
+    ember = _ember()
+    if isinstance(ctor, type) and issubclass(ctor, torch.nn.Module):
+        if ctor.__name__ == "FunctionalModule" and ctor.__module__.startswith("torch.testing"):
+            return _functional_class(ctor)
+        return getattr(ember.nn, ctor.__name__)
+    return rebound(ctor)
+
+
+def _functional_class(ctor):
+    ember = _ember()
+    fwd = ctor.forward
+    cells = dict(zip(fwd.__code__.co_freevars,
+                     (c.cell_contents for c in fwd.__closure__ or ())))
+    fn = rebound(cells["fn"])
+    kwargs = moduleinfo.to_ember(cells.get("kwargs", {}))
+
+    class FunctionalModule(ember.nn.Module):
+        def forward(self, *args):
+            return fn(*args, **kwargs)
+
+    return FunctionalModule
+
+
+_NATIVE: dict = {}
+
+
+def _native_classes() -> dict:
+    """common_nn's test classes rebuilt over the ember-naming scope."""
+    if not _NATIVE:
+        from torch.testing._internal import common_nn
+        scope = _ember_scope(common_nn.__dict__)
+        _native_globals(scope)
+        for name in ("TestBase", "ModuleTest", "InputVariableMixin", "NewModuleTest",
+                     "CriterionTest", "NNTestCase"):
+            cls = getattr(common_nn, name)
+            bases = tuple(_NATIVE.get(b.__name__, object) if b.__module__ ==
+                          common_nn.__name__ or b.__name__ == "TestCase" else b
+                          for b in cls.__bases__)
+            _NATIVE[name] = _rebuilt_class(cls, bases, scope)
+            scope[name] = _NATIVE[name]
+    return _NATIVE
+
+
+def _rebuilt_class(cls, bases, scope):
+    """`cls` with every method's code run in `scope`; `super()` cells name the new class."""
+    class_cells, ns = [], {}
+    for key, value in vars(cls).items():
+        if key in ("__dict__", "__weakref__"):
+            continue
+        if isinstance(value, property):
+            value = property(*(_rebuilt_method(f, scope, class_cells) if f else None
+                               for f in (value.fget, value.fset, value.fdel)))
+        elif isinstance(value, types.FunctionType):
+            value = _rebuilt_method(value, scope, class_cells)
+        ns[key] = value
+    new = type(cls.__name__, bases, ns)
+    for cell in class_cells:
+        cell.cell_contents = new
+    return new
+
+
+def _rebuilt_method(fn, scope, class_cells):
+    cells = []
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        if name == "__class__":
+            fresh = types.CellType()
+            class_cells.append(fresh)
+            cells.append(fresh)
+        else:
+            cells.append(types.CellType(_closed_value(cell.cell_contents)))
+    return _retargeted(fn, scope, tuple(cells) or None)
+
+
+def _native_globals(scope) -> None:
+    """The names common_nn imports from torch's test utilities, as ember's."""
+    import contextlib
+    ember = _ember()
+
+    @contextlib.contextmanager
+    def set_default_dtype(dtype):
+        saved = ember.get_default_dtype()
+        ember.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            ember.set_default_dtype(saved)
+
+    @contextlib.contextmanager
+    def freeze_rng_state():
+        state = ember.get_rng_state()
+        try:
+            yield
+        finally:
+            ember.set_rng_state(state)
+
+    def gradcheck(*args, **kwargs):
+        if GRADCHECK_MODE["mode"] == "fast":
+            kwargs["fast_mode"] = True
+        return ember.autograd.gradcheck(*args, **kwargs)
+
+    def gradgradcheck(*args, **kwargs):
+        if GRADCHECK_MODE["mode"] == "fast":
+            kwargs["fast_mode"] = True
+        return ember.autograd.gradgradcheck(*args, **kwargs)
+
+    scope.update(set_default_dtype=set_default_dtype, freeze_rng_state=freeze_rng_state,
+                 gradcheck=gradcheck, gradgradcheck=gradgradcheck, TEST_CUDA=False,
+                 Variable=lambda t, *a, **k: t, _Reduction=ember.nn._reduction)
+
+
+def _native_case():
+    """A unittest.TestCase with the hooks PyTorch's TestNN gives NNTestCase (forward,
+    backward, parameters and their gradients) and an assertEqual over ember values."""
+    import unittest
+    ember = _ember()
+    base = _native_classes()["NNTestCase"]
+
+    class Case(base, unittest.TestCase):
+        def runTest(self):
+            pass
+
+        def _forward(self, module, input):
+            # the RNG state is restored after each forward (as PyTorch's TestNN does), so
+            # modules that draw random numbers (RReLU) repeat their draws
+            state = ember.get_rng_state()
+            try:
+                return module(*input) if isinstance(input, tuple) else module(input)
+            finally:
+                ember.set_rng_state(state)
+
+        def _get_parameters(self, module):
+            params = list(module.parameters())
+            return params, [p.grad for p in params]
+
+        def _zero_grad_parameters(self, module):
+            for p in module.parameters():
+                if p.grad is not None:
+                    with ember.no_grad():
+                        p.grad.zero_()
+                    p.grad.detach_()
+
+        def _backward(self, module, input, output, grad_output, create_graph=False):
+            output.backward(grad_output, retain_graph=True, create_graph=create_graph)
+            if isinstance(input, tuple):
+                return tuple(None if i.grad is None else i.grad.data for i in input)
+            return None if input.grad is None else input.grad.data
+
+        def _forward_criterion(self, criterion, input, target, extra_args=None):
+            extra = tuple(extra_args or ())
+            if isinstance(input, tuple):
+                return criterion(*input, target, *extra)
+            return criterion(input, target, *extra)
+
+        def assertEqual(self, x, y, msg=None, *, atol=None, rtol=None,
+                        exact_dtype=True, **kwargs):
+            reason = _native_equal(x, y, atol, rtol)
+            if reason:
+                raise AssertionError(msg or reason)
+
+    return Case()
+
+
+_NATIVE_TOL = {"float64": (1e-7, 1e-7), "float32": (1.3e-6, 1e-5),
+               "float16": (1e-3, 1e-5), "bfloat16": (1.6e-2, 1e-5),
+               "complex128": (1e-7, 1e-7), "complex64": (1.3e-6, 1e-5)}
+
+
+def _native_equal(x, y, atol, rtol) -> str | None:
+    """None when x and y (ember tensors, numbers, nested sequences, None) are equal within
+    torch's default tolerances for their dtype; else the reason."""
+    import numpy as np
+    ember = _ember()
+    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        if len(x) != len(y):
+            return f"length {len(x)} vs {len(y)}"
+        for a, b in zip(x, y):
+            reason = _native_equal(a, b, atol, rtol)
+            if reason:
+                return reason
+        return None
+    if x is None or y is None:
+        return None if x is y else f"{x!r} vs {y!r}"
+    xa = x.detach().numpy() if isinstance(x, ember.Tensor) else np.asarray(x)
+    ya = y.detach().numpy() if isinstance(y, ember.Tensor) else np.asarray(y)
+    if xa.size != ya.size or (xa.shape != ya.shape and xa.size != 1):
+        return f"shape {xa.shape} vs {ya.shape}"
+    dt = str(xa.dtype) if isinstance(x, ember.Tensor) else str(ya.dtype)
+    r, a = _NATIVE_TOL.get(dt, (0.0, 0.0))
+    r, a = (r if rtol is None else rtol), (a if atol is None else atol)
+    if xa.dtype.kind in "fc" or ya.dtype.kind in "fc":
+        ok = np.allclose(xa.astype(np.complex128), ya.astype(np.complex128).reshape(xa.shape),
+                         rtol=r, atol=a, equal_nan=True)
+    else:
+        ok = np.array_equal(xa, ya.reshape(xa.shape))
+    if ok:
+        return None
+    diff = np.abs(xa.astype(np.complex128) - ya.astype(np.complex128).reshape(xa.shape))
+    return f"values differ: max abs diff {np.nanmax(diff):.3g} (rtol {r}, atol {a})"
 
 
 def status(record) -> str:
@@ -557,6 +821,9 @@ def main(argv=None):
     ap.add_argument("names", nargs="*", help="test names, e.g. test_Conv2d (default: all)")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
     ap.add_argument("--json", help="write the per-entry records here")
+    ap.add_argument("--native", action="store_true",
+                    help="run PyTorch's own NewModuleTest/CriterionTest code with torch "
+                         "naming ember (no torch results involved)")
     ap.add_argument("--gradcheck", choices=("full", "fast", "off"), default="full",
                     help="ember.autograd.gradcheck/gradgradcheck as PyTorch's test calls "
                          "them (fast: fast_mode, as CI runs)")
@@ -566,7 +833,7 @@ def main(argv=None):
     GRADCHECK_MODE["mode"] = args.gradcheck
     records = []
     for key, (kind, params) in entries(set(args.names) or None).items():
-        rec = check_entry(key, kind, params)
+        rec = check_entry(key, kind, params, native=args.native)
         if args.verbose and rec["failures"] and rec["failures"][0].startswith("torch side"):
             traceback.print_exc()
         records.append(rec)
