@@ -236,3 +236,41 @@ def test_gradgradcheck_non_contiguous_grad_outputs_still_catch_wrong_rule():
     with pytest.raises(GradcheckError):
         gradgradcheck(lambda t: WrongSquare.apply(t) * t, (x,),
                       gen_non_contig_grad_outputs=True)
+
+
+def _gradcheck_module():
+    import importlib
+    return importlib.import_module("ember.frontend.autograd.gradcheck")
+
+
+def test_fast_mode_forward_ad_projects_instead_of_full_jacobian(monkeypatch):
+    """fast_mode with check_forward_ad compares J v along a random v (no full numerical
+    jacobian)."""
+    gc = _gradcheck_module()
+    rng = np.random.default_rng(3)
+    x = _real(6, rng)
+    calls = []
+    real = gc._numerical
+    monkeypatch.setattr(gc, "_numerical", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert gradcheck(lambda t: (t.sin() * t).cumsum(0), (x,), fast_mode=True,
+                     check_forward_ad=True)
+    assert not calls
+
+
+def test_fast_mode_forward_ad_catches_wrong_tangents(monkeypatch):
+    """Tangents scaled by 1.5 (a wrong forward rule, simulated) fail the fast check, and
+    the element-wise fallback names the forward-mode mismatch."""
+    import types
+    gc = _gradcheck_module()
+    real = gc.forward_ad
+
+    def unpack_dual(t):
+        primal, tangent = real.unpack_dual(t)
+        return types.SimpleNamespace(primal=primal,
+                                     tangent=None if tangent is None else tangent * 1.5)
+    monkeypatch.setattr(gc, "forward_ad", types.SimpleNamespace(
+        dual_level=real.dual_level, make_dual=real.make_dual, unpack_dual=unpack_dual))
+    rng = np.random.default_rng(4)
+    x = _real(5, rng)
+    with pytest.raises(GradcheckError, match="forward mode"):
+        gradcheck(lambda t: t.sin() * t, (x,), fast_mode=True, check_forward_ad=True)
