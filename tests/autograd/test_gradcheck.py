@@ -274,3 +274,19 @@ def test_fast_mode_forward_ad_catches_wrong_tangents(monkeypatch):
     x = _real(5, rng)
     with pytest.raises(GradcheckError, match="forward mode"):
         gradcheck(lambda t: t.sin() * t, (x,), fast_mode=True, check_forward_ad=True)
+
+
+def test_gradcheck_and_gradgradcheck_on_empty_batch():
+    """A zero-size input (a conv on an empty batch) has empty jacobians: both pass, as
+    torch's do."""
+    torch = pytest.importorskip("torch")
+    conv = ember.nn.Conv1d(2, 3, 2).double()
+    x = ember.zeros(0, 2, 5, dtype=ember.float64, requires_grad=True)
+
+    def fn(*a):
+        return conv(a[0])
+    args = (x,) + tuple(conv.parameters())
+    assert gradcheck(fn, args) and gradgradcheck(fn, args)
+    tconv = torch.nn.Conv1d(2, 3, 2).double()
+    tx = torch.zeros(0, 2, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: tconv(a[0]), (tx,) + tuple(tconv.parameters()))

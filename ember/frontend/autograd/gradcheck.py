@@ -83,7 +83,9 @@ def _numerical(func, inputs, in_indices, out_indices, eps) -> dict:
                     col[n] = (a - b) / (2 * eps)
             for o, col in enumerate(cols):
                 for q_label, _ in _parts_of_array(col):
-                    result[(o, i, p_label, q_label)] = _take(col, q_label).reshape(arr.size, -1)
+                    # sizes spelled out: -1 is ambiguous for an empty input or output
+                    result[(o, i, p_label, q_label)] = _take(col, q_label).reshape(
+                        arr.size, outs[o].size)
     return result
 
 
