@@ -86,6 +86,11 @@ class AccumulateGrad(Node):
             var.grad = grad if grad_mode.is_grad_enabled() else grad.detach()
             if var.grad is grad and type(grad) is Tensor and grad._base is not None:
                 var.grad = grad.clone()
+            elif var.grad is not grad and _aliases_root_cotangent(grad):
+                # a gradient that is (a view of) the cotangent passed to backward (Flatten,
+                # reshape): copied, so zeroing .grad leaves the caller's tensor alone and
+                # the next backward adds into this .grad in place, as into torch's
+                var.grad = self._owned_grad = grad.detach().clone()
         elif type(var.grad) is not Tensor or type(grad) is not Tensor:
             from ..sparse_coo import add_grads      # a sparse gradient on either side
             var.grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
@@ -406,9 +411,31 @@ def _topological_order(roots) -> list:
     return order
 
 
+# the NumPy arrays of the cotangents each running backward() started from (nested runs
+# stack): a leaf gradient sharing memory with one is copied before it becomes .grad
+_ROOT_COTANGENTS: list = []
+
+
+def _aliases_root_cotangent(grad) -> bool:
+    if not _ROOT_COTANGENTS or type(grad) is not Tensor or grad.is_cuda:
+        return False
+    arr = grad._array
+    return any(np.may_share_memory(arr, root) for root in _ROOT_COTANGENTS[-1])
+
+
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None,
                  accumulate=True):
     """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
+    roots = [g._array for g in grad_outputs if type(g) is Tensor and not g.is_cuda]
+    _ROOT_COTANGENTS.append(roots)
+    try:
+        return _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture,
+                             accumulate)
+    finally:
+        _ROOT_COTANGENTS.pop()
+
+
+def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, accumulate):
     buffers: dict = {}
     for out, g in zip(outputs, grad_outputs):
         node, nr = edge_of(out)
