@@ -417,7 +417,7 @@ _ROOT_COTANGENTS: list = []
 
 
 def _aliases_root_cotangent(grad) -> bool:
-    if not _ROOT_COTANGENTS or type(grad) is not Tensor or grad.is_cuda:
+    if not _ROOT_COTANGENTS or type(grad) is not Tensor or not grad.is_cpu:
         return False
     arr = grad._array
     return any(np.may_share_memory(arr, root) for root in _ROOT_COTANGENTS[-1])
@@ -426,7 +426,7 @@ def _aliases_root_cotangent(grad) -> bool:
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None,
                  accumulate=True):
     """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
-    roots = [g._array for g in grad_outputs if type(g) is Tensor and not g.is_cuda]
+    roots = [g._array for g in grad_outputs if type(g) is Tensor and g.is_cpu]
     _ROOT_COTANGENTS.append(roots)
     try:
         return _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture,
