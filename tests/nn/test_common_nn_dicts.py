@@ -54,6 +54,8 @@ def test_common_nn_dict_native(key):
     """PyTorch's own NewModuleTest / CriterionTest code run with `torch` naming ember."""
     kind, params = ENTRIES[key]
     record = nntests.check_entry(key, kind, params, native=True)
+    if record.get("skipped"):
+        pytest.skip(record["skipped"])
     assert not record["failures"], f"{key}: " + "\n".join(record["failures"][:5])
 
 
