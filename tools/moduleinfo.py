@@ -90,11 +90,16 @@ class _recording_module_inits:
     def __enter__(self):
         import torch
         self.saved = {}
-        for cls in vars(torch.nn).values():
-            if isinstance(cls, type) and issubclass(cls, torch.nn.Module) and \
-                    "__init__" in vars(cls):
-                self.saved[cls] = cls.__init__
-                cls.__init__ = _recorded(cls.__init__)
+        # a class without its own __init__ (L1Loss) runs its base's (_Loss), which torch.nn
+        # does not export: the bases are patched too
+        for exported in vars(torch.nn).values():
+            if not (isinstance(exported, type) and issubclass(exported, torch.nn.Module)):
+                continue
+            for cls in exported.__mro__:
+                if cls not in self.saved and cls is not torch.nn.Module and \
+                        issubclass(cls, torch.nn.Module) and "__init__" in vars(cls):
+                    self.saved[cls] = cls.__init__
+                    cls.__init__ = _recorded(cls.__init__)
         return self
 
     def __exit__(self, *exc):

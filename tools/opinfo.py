@@ -213,9 +213,13 @@ def as_numpy(v):
     if isinstance(v, torch.Tensor):
         if v._is_zerotensor():          # torch's lazy zero gradients (sgn of real input)
             return _torch_numpy(torch.zeros(v.shape, dtype=v.dtype))
+        if v.layout != torch.strided:   # sparse gradients (Embedding(sparse=True)): values
+            return _torch_numpy(v.to_dense())
         return _torch_numpy(v)
     if isinstance(v, ember.Tensor):
         return v.detach().numpy()
+    if getattr(v, "is_sparse", False) and hasattr(v, "to_dense"):
+        return v.to_dense().detach().numpy()
     return np.asarray(v)
 
 

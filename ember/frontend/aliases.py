@@ -138,7 +138,7 @@ def _fill_diagonal_(self, fill_value, wrap=False):
 def _new(self, *args, **kwargs):
     """The legacy constructor: x.new() is empty, x.new(2, 3) uninitialized (zeros in
     ember), x.new([1, 2]) / x.new(tensor) from data; always x's dtype and device."""
-    from .tensor import Tensor
+    from .tensor import Size, Tensor
     device = kwargs.pop("device", self.device)
     if kwargs:
         raise TypeError(f"new() got unexpected keyword arguments {sorted(kwargs)}")
@@ -146,8 +146,9 @@ def _new(self, *args, **kwargs):
         data = args[0]
         if isinstance(data, Tensor):
             return data.to(dtype=self.dtype, device=device)
-        if hasattr(data, "__len__") and not isinstance(data, (list, tuple)) \
-                and not hasattr(data, "shape"):          # a torch.Size-like of ints
+        # a Size (x.new(y.shape)) is a shape, as in torch; a list or tuple is data
+        if isinstance(data, Size) or hasattr(data, "__len__") and not isinstance(
+                data, (list, tuple)) and not hasattr(data, "shape"):
             return self.new_zeros(list(data), device=device)
         return self.new_tensor(data, device=device)
     return self.new_zeros(list(args) if args else [0], device=device)
@@ -178,7 +179,10 @@ def _legacy_new(cls, *args, device=None):
     """ember.FloatTensor(2, 3) (zeros: ember never hands out uninitialized memory),
     ember.FloatTensor([1, 2]) from data, ember.FloatTensor() empty."""
     from .factories import tensor, zeros
+    from .tensor import Size
     device = device or ("cuda" if cls.is_cuda else None)
+    if len(args) == 1 and isinstance(args[0], Size):       # FloatTensor(x.shape)
+        return zeros(*args[0], dtype=cls.dtype, device=device)
     if len(args) == 1 and not isinstance(args[0], int):
         return tensor(args[0], dtype=cls.dtype, device=device)
     return zeros(*(args or (0,)), dtype=cls.dtype, device=device)

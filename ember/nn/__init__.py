@@ -12,7 +12,7 @@ from ..frontend.nn import *  # noqa: F401,F403
 from ..frontend.nn import Parameter, Buffer, Module  # noqa: F401
 
 for _name in ("functional", "init", "parameter", "modules", "utils", "attention", "grad",
-              "common_types"):
+              "common_types", "_reduction"):
     try:
         _mod = _importlib.import_module(f"{_impl.__name__}.{_name}")
     except ModuleNotFoundError as _err:

@@ -188,3 +188,105 @@ def test_low_precision_inputs_warn(rng):
     x = ember.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
     with pytest.warns(UserWarning, match="not of double precision"):
         gradcheck(lambda a: a * 2, (x,), atol=1e-2, rtol=1e-2, eps=1e-3)
+
+
+# --- PyTorch's keyword arguments that its own test suites pass ------------------------
+
+def test_grad_is_grads_batched_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    xv, cv = rng.standard_normal((3, 4)), rng.standard_normal((5, 3))
+    x = ember.tensor(xv, requires_grad=True)
+    (got,) = ember.autograd.grad((x.sin() * x).sum(1), x, ember.tensor(cv),
+                                 is_grads_batched=True)
+    xt = torch.tensor(xv, requires_grad=True)
+    (want,) = torch.autograd.grad((xt.sin() * xt).sum(1), xt, torch.tensor(cv),
+                                  is_grads_batched=True)
+    assert tuple(got.shape) == tuple(want.shape) == (5, 3, 4)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_grad_is_grads_batched_rejects_mismatched_batches():
+    x = ember.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(AutogradError, match="same batch size"):
+        ember.autograd.grad([x * 2, x * 3], x, [ember.ones(2, 3), ember.ones(4, 3)],
+                            is_grads_batched=True)
+
+
+def test_gradcheck_takes_torch_suite_keywords():
+    """NewModuleTest passes check_batched_grad / fast_mode / check_forward_ad to gradcheck
+    and check_batched_grad / check_fwd_over_rev to gradgradcheck."""
+    rng = np.random.default_rng(1)
+    conv = ember.nn.Conv2d(2, 3, 2).double()
+    x = ember.tensor(rng.standard_normal((1, 2, 4, 4)), requires_grad=True)
+
+    def fn(*a):
+        return conv(a[0])
+    args = (x,) + tuple(conv.parameters())
+    assert gradcheck(fn, args, check_batched_grad=True, fast_mode=None, masked=None)
+    assert gradgradcheck(fn, args, check_batched_grad=True, gen_non_contig_grad_outputs=True,
+                         check_fwd_over_rev=False)
+    with pytest.raises(NotImplementedError, match="check_batched_forward_grad"):
+        gradcheck(fn, args, check_batched_forward_grad=True)
+
+
+def test_gradgradcheck_non_contiguous_grad_outputs_still_catch_wrong_rule():
+    rng = np.random.default_rng(2)
+    x = _real(4, rng)
+    with pytest.raises(GradcheckError):
+        gradgradcheck(lambda t: WrongSquare.apply(t) * t, (x,),
+                      gen_non_contig_grad_outputs=True)
+
+
+def _gradcheck_module():
+    import importlib
+    return importlib.import_module("ember.frontend.autograd.gradcheck")
+
+
+def test_fast_mode_forward_ad_projects_instead_of_full_jacobian(monkeypatch):
+    """fast_mode with check_forward_ad compares J v along a random v (no full numerical
+    jacobian)."""
+    gc = _gradcheck_module()
+    rng = np.random.default_rng(3)
+    x = _real(6, rng)
+    calls = []
+    real = gc._numerical
+    monkeypatch.setattr(gc, "_numerical", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert gradcheck(lambda t: (t.sin() * t).cumsum(0), (x,), fast_mode=True,
+                     check_forward_ad=True)
+    assert not calls
+
+
+def test_fast_mode_forward_ad_catches_wrong_tangents(monkeypatch):
+    """Tangents scaled by 1.5 (a wrong forward rule, simulated) fail the fast check, and
+    the element-wise fallback names the forward-mode mismatch."""
+    import types
+    gc = _gradcheck_module()
+    real = gc.forward_ad
+
+    def unpack_dual(t):
+        primal, tangent = real.unpack_dual(t)
+        return types.SimpleNamespace(primal=primal,
+                                     tangent=None if tangent is None else tangent * 1.5)
+    monkeypatch.setattr(gc, "forward_ad", types.SimpleNamespace(
+        dual_level=real.dual_level, make_dual=real.make_dual, unpack_dual=unpack_dual))
+    rng = np.random.default_rng(4)
+    x = _real(5, rng)
+    with pytest.raises(GradcheckError, match="forward mode"):
+        gradcheck(lambda t: t.sin() * t, (x,), fast_mode=True, check_forward_ad=True)
+
+
+def test_gradcheck_and_gradgradcheck_on_empty_batch():
+    """A zero-size input (a conv on an empty batch) has empty jacobians: both pass, as
+    torch's do."""
+    torch = pytest.importorskip("torch")
+    conv = ember.nn.Conv1d(2, 3, 2).double()
+    x = ember.zeros(0, 2, 5, dtype=ember.float64, requires_grad=True)
+
+    def fn(*a):
+        return conv(a[0])
+    args = (x,) + tuple(conv.parameters())
+    assert gradcheck(fn, args) and gradgradcheck(fn, args)
+    tconv = torch.nn.Conv1d(2, 3, 2).double()
+    tx = torch.zeros(0, 2, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: tconv(a[0]), (tx,) + tuple(tconv.parameters()))

@@ -86,6 +86,11 @@ class AccumulateGrad(Node):
             var.grad = grad if grad_mode.is_grad_enabled() else grad.detach()
             if var.grad is grad and type(grad) is Tensor and grad._base is not None:
                 var.grad = grad.clone()
+            elif var.grad is not grad and _aliases_root_cotangent(grad):
+                # a gradient that is (a view of) the cotangent passed to backward (Flatten,
+                # reshape): copied, so zeroing .grad leaves the caller's tensor alone and
+                # the next backward adds into this .grad in place, as into torch's
+                var.grad = self._owned_grad = grad.detach().clone()
         elif type(var.grad) is not Tensor or type(grad) is not Tensor:
             from ..sparse_coo import add_grads      # a sparse gradient on either side
             var.grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
@@ -406,9 +411,31 @@ def _topological_order(roots) -> list:
     return order
 
 
+# the NumPy arrays of the cotangents each running backward() started from (nested runs
+# stack): a leaf gradient sharing memory with one is copied before it becomes .grad
+_ROOT_COTANGENTS: list = []
+
+
+def _aliases_root_cotangent(grad) -> bool:
+    if not _ROOT_COTANGENTS or type(grad) is not Tensor or not grad.is_cpu:
+        return False
+    arr = grad._array
+    return any(np.may_share_memory(arr, root) for root in _ROOT_COTANGENTS[-1])
+
+
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None,
                  accumulate=True):
     """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
+    roots = [g._array for g in grad_outputs if type(g) is Tensor and g.is_cpu]
+    _ROOT_COTANGENTS.append(roots)
+    try:
+        return _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture,
+                             accumulate)
+    finally:
+        _ROOT_COTANGENTS.pop()
+
+
+def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, accumulate):
     buffers: dict = {}
     for out, g in zip(outputs, grad_outputs):
         node, nr = edge_of(out)
@@ -543,10 +570,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
          only_inputs=True, allow_unused=None, is_grads_batched=False,
          materialize_grads=False):
     """torch.autograd.grad: gradients of `outputs` w.r.t. `inputs`, without touching .grad.
-    only_inputs is PyTorch's deprecated no-op flag (WGAN-GP code still passes it)."""
+    only_inputs is PyTorch's deprecated no-op flag (WGAN-GP code still passes it).
+    is_grads_batched: the first dim of every grad_outputs tensor is a batch of cotangents;
+    each input's gradient gets that batch dim in front (one backward per row here)."""
     if is_grads_batched:
-        raise NotImplementedError("autograd.grad: is_grads_batched=True is not supported; "
-                                  "call autograd.grad once per grad_outputs row")
+        return _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                             allow_unused, materialize_grads)
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     inputs_single = isinstance(inputs, Tensor)
@@ -585,3 +614,27 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             g = g.detach()
         result.append(g)
     return tuple(result)
+
+
+def _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
+                  materialize_grads):
+    """autograd.grad(..., is_grads_batched=True): the per-row gradients, stacked."""
+    from ...ir.ops import OPS_NS
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    cots = [grad_outputs] if isinstance(grad_outputs, Tensor) else list(grad_outputs or ())
+    if len(cots) != len(outputs) or any(not isinstance(c, Tensor) or c.dim() == 0
+                                        for c in cots):
+        raise AutogradError("autograd.grad: is_grads_batched=True needs one grad_outputs "
+                            "tensor per output, each with a leading batch dim")
+    sizes = {int(c.shape[0]) for c in cots}
+    if len(sizes) != 1:
+        raise AutogradError(f"autograd.grad: is_grads_batched=True needs every grad_outputs "
+                            f"tensor to have the same batch size, got {sorted(sizes)}")
+    rows = []
+    n = sizes.pop()
+    for b in range(n):
+        keep = True if b < n - 1 else retain_graph
+        rows.append(grad(outputs, inputs, [c[b] for c in cots], keep, create_graph,
+                         allow_unused=allow_unused, materialize_grads=materialize_grads))
+    return tuple(None if col[0] is None else OPS_NS.stack(list(col), 0)
+                 for col in zip(*rows))

@@ -83,7 +83,9 @@ def _numerical(func, inputs, in_indices, out_indices, eps) -> dict:
                     col[n] = (a - b) / (2 * eps)
             for o, col in enumerate(cols):
                 for q_label, _ in _parts_of_array(col):
-                    result[(o, i, p_label, q_label)] = _take(col, q_label).reshape(arr.size, -1)
+                    # sizes spelled out: -1 is ambiguous for an empty input or output
+                    result[(o, i, p_label, q_label)] = _take(col, q_label).reshape(
+                        arr.size, outs[o].size)
     return result
 
 
@@ -231,19 +233,66 @@ def _random_like(rng, t) -> np.ndarray:
 def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
               raise_exception: bool = True, nondet_tol: float = 0.0,
               check_undefined_grad: bool = True, check_grad_dtypes: bool = False,
+              check_batched_grad: bool = False, check_batched_forward_grad: bool = False,
               check_forward_ad: bool = False, check_backward_ad: bool = True,
-              fast_mode: bool = False) -> bool:
+              fast_mode: bool = False, masked=None) -> bool:
     """True when the analytical (and, if asked, forward-mode) jacobians of `func` at
     `inputs` match float64 central differences; otherwise raise GradcheckError (or
-    return False with raise_exception=False). Inputs that require grad are checked."""
+    return False with raise_exception=False). Inputs that require grad are checked.
+    check_batched_grad: gradients for a batch of cotangents (autograd.grad's
+    is_grads_batched) must equal the gradients of each cotangent alone."""
+    _refuse_unsupported(check_batched_forward_grad, masked)
     try:
         _gradcheck(func, _as_tuple(inputs), eps, atol, rtol, nondet_tol, check_undefined_grad,
                    check_grad_dtypes, check_forward_ad, check_backward_ad, fast_mode)
+        if check_batched_grad and check_backward_ad:
+            _check_batched_grads(func, _as_tuple(inputs), atol, rtol)
     except GradcheckError:
         if raise_exception:
             raise
         return False
     return True
+
+
+def _refuse_unsupported(check_batched_forward_grad, masked) -> None:
+    if check_batched_forward_grad:
+        raise NotImplementedError("gradcheck: check_batched_forward_grad=True is not "
+                                  "supported (ember has no batched forward-mode AD)")
+    if masked:
+        raise NotImplementedError("gradcheck: masked=True (sparse-input semantics) is not "
+                                  "supported")
+
+
+def _check_batched_grads(func, inputs, atol, rtol, batch: int = 2) -> None:
+    """autograd.grad(..., is_grads_batched=True) over `batch` random cotangents per output
+    against one autograd.grad per cotangent (torch's check_batched_grad)."""
+    from ..factories import tensor
+    from .. import random as ember_random
+    leaves = [x for x in inputs if _is_diff_tensor(x)]
+    with grad_mode.enable_grad():
+        outputs = [o for o in _as_tuple(func(*inputs)) if _is_diff_tensor(o)]
+    if not outputs:
+        return
+    rng = ember_random.numpy_rng()
+    cots = [tensor(np.stack([_random_like(rng, o) for _ in range(batch)])) for o in outputs]
+    try:
+        batched = autograd_grad(outputs, leaves, cots, retain_graph=True, allow_unused=True,
+                                is_grads_batched=True)
+    except Exception as exc:  # noqa: BLE001 - reported in gradcheck's words
+        raise GradcheckError(f"While computing batched gradients, got: {exc}") from exc
+    for b in range(batch):
+        single = autograd_grad(outputs, leaves, [c[b] for c in cots], retain_graph=True,
+                               allow_unused=True)
+        for i, (many, one) in enumerate(zip(batched, single)):
+            if (many is None) != (one is None):
+                raise GradcheckError(f"Batched grad check failed for input {i}: the batched "
+                                     f"gradient is {'None' if many is None else 'defined'}, "
+                                     f"the unbatched one is not")
+            if one is not None and not np.allclose(many[b].detach().numpy(),
+                                                   one.detach().numpy(), rtol=rtol, atol=atol):
+                raise GradcheckError(f"Batched grad check failed for input {i}, batch row "
+                                     f"{b}: the batched gradient differs from the gradient "
+                                     f"of that cotangent alone")
 
 
 def _gradcheck(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
@@ -273,12 +322,52 @@ def _gradcheck(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
                                  "although every element is within tolerance: the errors "
                                  "add up over the projection.")
     if check_forward_ad:
+        if numerical is None and fast_mode and _fast_forward_passes(
+                func, inputs, in_indices, out_indices, eps, atol, rtol):
+            return _check_undefined(check_undefined_grad, check_backward_ad, outputs, leaves,
+                                    in_indices)
         if numerical is None:
             numerical = _numerical(func, inputs, in_indices, out_indices, eps)
         fwd = _forward(func, inputs, in_indices, out_indices)
         _compare(numerical, fwd, shapes, atol, rtol, "Jacobian computed with forward mode")
+    _check_undefined(check_undefined_grad, check_backward_ad, outputs, leaves, in_indices)
+
+
+def _check_undefined(check_undefined_grad, check_backward_ad, outputs, leaves,
+                     in_indices) -> None:
     if check_undefined_grad and check_backward_ad:
         _check_zero_cotangents(outputs, leaves, in_indices)
+
+
+def _fast_forward_passes(func, inputs, in_indices, out_indices, eps, atol, rtol) -> bool:
+    """fast_mode's forward-AD check: per input, the output tangent of one random tangent
+    v against the central difference along v, projected on a random u (J v, not J)."""
+    from ..factories import tensor
+    rng = np.random.default_rng(1)
+    for i in in_indices:
+        x = inputs[i]
+        v = _random_like(rng, x)
+        arr = x.detach().numpy()
+        old = arr.copy()
+        arr += eps * v
+        plus = _eval_outputs(func, inputs, out_indices)
+        arr[...] = old - eps * v
+        minus = _eval_outputs(func, inputs, out_indices)
+        arr[...] = old
+        with forward_ad.dual_level():
+            args = list(inputs)
+            args[i] = forward_ad.make_dual(x.detach(), tensor(v))
+            outs = _as_tuple(func(*args))
+            tans = [forward_ad.unpack_dual(outs[k]).tangent for k in out_indices]
+        for o, t in enumerate(tans):
+            u = _random_like(rng, outs[out_indices[o]])
+            diff = (plus[o] - minus[o]) / (2 * eps)
+            jv = np.zeros_like(diff) if t is None else t.detach().numpy()
+            numerical = float(np.sum(u.real * diff.real + u.imag * diff.imag))
+            analytical = float(np.sum(u.real * jv.real + u.imag * jv.imag))
+            if abs(analytical - numerical) > atol + rtol * abs(numerical):
+                return False
+    return True
 
 
 def _fast_check_passes(func, inputs, outputs, leaves, in_indices, out_indices, eps, atol,
@@ -330,13 +419,16 @@ def _check_zero_cotangents(outputs, leaves, in_indices) -> None:
 def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: float = 1e-5,
                   rtol: float = 1e-3, raise_exception: bool = True, nondet_tol: float = 0.0,
                   check_undefined_grad: bool = True, check_grad_dtypes: bool = False,
+                  gen_non_contig_grad_outputs: bool = False,
+                  check_batched_grad: bool = False,
                   check_fwd_over_rev: bool = False, check_rev_over_rev: bool = True,
-                  fast_mode: bool = False) -> bool:
+                  fast_mode: bool = False, masked: bool = False) -> bool:
     """gradcheck of the function (inputs, grad_outputs) -> d<outputs, grad_outputs>/d inputs:
     second derivatives against finite differences of the first. Random grad_outputs
-    (requiring grad) are drawn from ember's generator when none are given."""
+    (requiring grad) are drawn from ember's generator when none are given (non-contiguous
+    ones with gen_non_contig_grad_outputs)."""
     inputs = _as_tuple(inputs)
-    grad_outputs = _grad_outputs_for(func, inputs, grad_outputs)
+    grad_outputs = _grad_outputs_for(func, inputs, grad_outputs, gen_non_contig_grad_outputs)
     n_in = len(inputs)
     diff_in = [k for k, x in enumerate(inputs) if _is_diff_tensor(x)]
 
@@ -348,11 +440,12 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: f
     return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
                      raise_exception=raise_exception, nondet_tol=nondet_tol,
                      check_undefined_grad=check_undefined_grad,
-                     check_grad_dtypes=check_grad_dtypes, check_forward_ad=check_fwd_over_rev,
-                     check_backward_ad=check_rev_over_rev, fast_mode=fast_mode)
+                     check_grad_dtypes=check_grad_dtypes, check_batched_grad=check_batched_grad,
+                     check_forward_ad=check_fwd_over_rev,
+                     check_backward_ad=check_rev_over_rev, fast_mode=fast_mode, masked=masked)
 
 
-def _grad_outputs_for(func, inputs, grad_outputs) -> tuple:
+def _grad_outputs_for(func, inputs, grad_outputs, non_contiguous=False) -> tuple:
     if grad_outputs is not None:
         return _as_tuple(grad_outputs)
     from ..factories import tensor
@@ -360,5 +453,10 @@ def _grad_outputs_for(func, inputs, grad_outputs) -> tuple:
     with grad_mode.enable_grad():
         outs = [o for o in _as_tuple(func(*inputs)) if _is_diff_tensor(o)]
     rng = numpy_rng()
-    return tuple(tensor(_random_like(rng, o), requires_grad=True) for o in outs)
+    values = [_random_like(rng, o) for o in outs]
+    if not non_contiguous:
+        return tuple(tensor(v, requires_grad=True) for v in values)
+    # every other element of a tensor twice as wide in the last dim: a strided leaf
+    return tuple(tensor(np.stack([v, v], -1)).detach()[..., 0].requires_grad_(True)
+                 if v.ndim else tensor(v, requires_grad=True) for v in values)
 

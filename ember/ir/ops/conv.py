@@ -247,8 +247,10 @@ def _conv_bw(g, x, wshape, stride, pads, dil, groups):
     n, f = g.shape[:2]
     out, k = tuple(g.shape[2:]), tuple(wshape[2:])
     cols = _im2col(x, out, k, stride, pads, dil, groups)      # (G, N*O, CgK)
-    gm = g.reshape(n, groups, f // groups, -1).transpose(1, 2, 0, 3).reshape(
-        groups, f // groups, -1)
+    # sizes spelled out, not -1: NumPy cannot infer one of a zero-size (empty batch) array
+    n_out = int(np.prod(out))
+    gm = g.reshape(n, groups, f // groups, n_out).transpose(1, 2, 0, 3).reshape(
+        groups, f // groups, n * n_out)
     return np.matmul(gm, cols).reshape(tuple(wshape))
 
 
@@ -259,7 +261,8 @@ def _conv_bi(g, w, xshape, stride, pads, dil, groups):
     c, spatial = xshape[1], tuple(xshape[2:])
     out, k = tuple(g.shape[2:]), tuple(w.shape[2:])
     cg, fg = c // groups, f // groups
-    gm = g.reshape(n, groups, fg, -1).transpose(1, 0, 3, 2).reshape(groups, -1, fg)
+    n_out = int(np.prod(out))       # not -1: an empty batch has a zero-size g
+    gm = g.reshape(n, groups, fg, n_out).transpose(1, 0, 3, 2).reshape(groups, n * n_out, fg)
     dcols = np.matmul(gm, w.reshape(groups, fg, -1))          # (G, N*O, CgK)
     dcols = dcols.reshape((groups, n) + out + (cg,) + k)
     perm = (1, 0, 2 + nd) + tuple(range(2, 2 + nd)) + tuple(range(3 + nd, 3 + 2 * nd))
