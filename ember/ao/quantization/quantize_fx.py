@@ -18,6 +18,7 @@ import numpy as np
 
 from ... import nn
 from ...frontend.fx.graph_module import GraphModule
+from ...frontend.fx.interpreter import fetch_attr
 from ...frontend.fx.tracer import Tracer
 from ...frontend.nn import functional as F
 from ...frontend.tensor import Tensor
@@ -735,9 +736,9 @@ def _functional_spec(gm, node, qconfig, reference: bool, observer=None) -> dict 
     parameter, which other code may still read); reference: the node reads the
     quantized-dequantized weight instead. `observer`: QAT's trained weight observer."""
     weight_node = node.args[1]
-    qweight = _quantize_weight(gm.get_parameter(str(weight_node.target))
-                               if str(weight_node.target) in dict(gm.named_parameters())
-                               else getattr(gm, str(weight_node.target)),
+    # the weight may be a parameter, a buffer or a plain tensor attribute of a submodule
+    # (a dotted get_attr target such as "linear1.weight")
+    qweight = _quantize_weight(fetch_attr(gm, str(weight_node.target)),
                                observer if observer is not None else qconfig.weight())
     stem = "_packed_" + node.name
     if reference:
