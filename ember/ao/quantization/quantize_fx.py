@@ -1072,7 +1072,7 @@ def _qparams_as_buffers(gm) -> None:
         at = _QPARAM_ARGS.get(name)
         if at is None or not isinstance(node.args[at], (int, float)):
             continue
-        stem = _qparams_stem(gm, node) if name == "quantize_per_tensor" else ""
+        stem = _qparams_stem(gm, node)
         scale_key = _free_attr_name(gm, stem + "_scale_")
         gm.register_buffer(scale_key, Tensor._from_array(np.array(node.args[at], np.float32)))
         zero_key = _free_attr_name(gm, stem + "_zero_point_")
@@ -1103,19 +1103,33 @@ def _free_attr_name(gm, prefix: str) -> str:
     return f"{prefix}{index}"
 
 
-def _qparams_stem(gm, quantize) -> str:
-    """torch.ao's prefix for a quantize node's qparams: a model input takes the module
-    that first reads it (`conv1_input`), a module's output that module's path, anything
-    else none."""
-    value = quantize.args[0]
+def _qparams_stem(gm, node) -> str:
+    """torch.ao's prefix for the qparams a node's output takes: the path of the module
+    the observed value was computed in (a module call's own path, a functional op's
+    enclosing module, none at the top level); a model input takes the scope of the op
+    that first reads it, with `_input` (`conv1_input`, `_input` for a top-level op)."""
+    value = node.args[0] if _op_name(node) == "quantize_per_tensor" else node
     if value.op == OpKind.placeholder:
-        user = next(iter(quantize.users), None)
-        if user is not None and user.op == OpKind.call_module:
-            return str(user.target).replace(".", "_") + "_input"
-        return ""
-    if value.op == OpKind.call_module:
-        return str(value.target).replace(".", "_")
-    return ""
+        users = list(node.users)
+        linear = [u for u in users if _op_name(u) in ("linear", "quantized_linear")]
+        user = (linear or users or [None])[0]
+        return (_scope(user) if user is not None else "") + "_input"
+    return _scope(value)
+
+
+def _op_name(node) -> str | None:
+    return node.target.name if node.op == OpKind.call_function and is_op(node.target) \
+        else None
+
+
+def _scope(node) -> str:
+    """The module path a node was traced in, as an attribute-name stem."""
+    if node.op == OpKind.call_module:
+        path = str(node.target)
+    else:
+        stack = node.meta.get("nn_module_stack") or {}
+        path = list(stack.values())[-1][0] if stack else ""
+    return path.replace(".", "_")
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",

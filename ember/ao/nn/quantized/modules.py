@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....frontend import nn
-from ....frontend.factories import ones, zeros
+from ....frontend.factories import ones, tensor, zeros
 from ....frontend.nn import functional as F
 from ....frontend.tensor import Tensor
 from ....ir import dtypes
@@ -432,6 +432,9 @@ class Hardswish(_FloatBetween):
     def _float_op(self, x):
         return F.hardswish(x)
 
+    def extra_repr(self):
+        return ""           # torch.ao prints a quantized Hardswish as the float one
+
     @staticmethod
     def from_float(mod, use_precomputed_fake_quant=False):
         return Hardswish(*_output_qparams(mod))
@@ -446,6 +449,9 @@ class ELU(_FloatBetween):
 
     def _float_op(self, x):
         return F.elu(x, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
 
     @staticmethod
     def from_float(mod, use_precomputed_fake_quant=False):
@@ -465,6 +471,10 @@ class LayerNorm(_FloatBetween):
     def _float_op(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
+
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         return cls(mod.normalized_shape, mod.weight, mod.bias, *_output_qparams(mod), mod.eps,
@@ -480,17 +490,22 @@ class BatchNorm2d(_FloatBetween):
         for name, init in (("weight", ones), ("bias", zeros), ("running_mean", zeros),
                            ("running_var", ones)):
             self.register_buffer(name, init(num_features))
+        self.register_buffer("num_batches_tracked", tensor(0, dtype=dtypes.int64))
         self.scale, self.zero_point = 1.0, 0
 
     def _float_op(self, x):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             False, 0.0, self.eps)
 
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine=True, bias=True, track_running_stats=True")
+
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         qbn = cls(mod.num_features, mod.eps, mod.momentum)
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            value = getattr(mod, name)
+        for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            value = getattr(mod, name, None)
             if value is not None:
                 setattr(qbn, name, value.detach().clone())
         qbn.scale, qbn.zero_point = _output_qparams(mod)
@@ -522,6 +537,10 @@ class GroupNorm(_AffineNorm):
     def _float_op(self, x):
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
+    def extra_repr(self):
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, "
+                f"affine={self.affine}, bias={self.bias is not None}")
+
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         return cls(mod.num_groups, mod.num_channels, mod.weight, mod.bias,
@@ -540,6 +559,11 @@ class _InstanceNorm(_AffineNorm):
 
     def _float_op(self, x):
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
@@ -568,6 +592,9 @@ class LeakyReLU(_FloatBetween):
 
     def _float_op(self, x):
         return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
