@@ -197,18 +197,23 @@ def _conv_arg(node, index: int, name: str):
 
 # --- fusion ----------------------------------------------------------------------------------
 def _fold_bn(conv, bn):
-    """A Conv2d equal to conv followed by eval-mode bn, in float32 as torch.ao folds."""
+    """A conv (or Linear) equal to conv followed by eval-mode bn, in float32 as torch.ao
+    folds. A transposed conv's weight holds the output channels on axis 1."""
     w = np.asarray(conv.weight.detach().numpy(), np.float32)
-    b = np.zeros(w.shape[0], np.float32) if conv.bias is None else \
-        np.asarray(conv.bias.detach().numpy(), np.float32)
+    axis = 1 if isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d,
+                                  nn.ConvTranspose3d)) else 0
     mean, var = bn.running_mean.numpy(), bn.running_var.numpy()
+    b = np.zeros(mean.shape, np.float32) if conv.bias is None else \
+        np.asarray(conv.bias.detach().numpy(), np.float32)
     gamma = bn.weight.detach().numpy() if bn.weight is not None else np.ones_like(mean)
     beta = bn.bias.detach().numpy() if bn.bias is not None else np.zeros_like(mean)
     rsqrt = (np.float32(1) / np.sqrt(var + np.float32(bn.eps))).astype(np.float32)
     scale = (gamma * rsqrt).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
     fused = copy.deepcopy(conv)
     fused.weight = nn.Parameter(Tensor._from_array(
-        (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)))
+        (w * scale.reshape(shape)).astype(np.float32)))
     fused.bias = nn.Parameter(Tensor._from_array(((b - mean) * rsqrt * gamma + beta)
                                                  .astype(np.float32)))
     return fused

@@ -503,12 +503,18 @@ class BatchNorm2d(_FloatBetween):
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
-        qbn = cls(mod.num_features, mod.eps, mod.momentum)
+        return cls._with_statistics(mod, mod)
+
+    @classmethod
+    def _with_statistics(cls, bn, observed):
+        """The quantized module with `bn`'s parameters and statistics and the output
+        qparams observed after `observed` (bn itself, or a fused bn-relu)."""
+        qbn = cls(bn.num_features, bn.eps, bn.momentum)
         for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
-            value = getattr(mod, name, None)
+            value = getattr(bn, name, None)
             if value is not None:
                 setattr(qbn, name, value.detach().clone())
-        qbn.scale, qbn.zero_point = _output_qparams(mod)
+        qbn.scale, qbn.zero_point = _output_qparams(observed)
         return qbn
 
 
