@@ -243,7 +243,11 @@ def _is_relu(node, modules) -> bool:
 
 _WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,
               nn.Linear: LinearReLU}
-_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d}
+# a module followed by an eval-mode BatchNorm of this type: folded (Conv2d is handled
+# apart, for QAT's ConvBn2d)
+_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d, nn.Linear: nn.BatchNorm1d,
+            nn.ConvTranspose1d: nn.BatchNorm1d, nn.ConvTranspose2d: nn.BatchNorm2d,
+            nn.ConvTranspose3d: nn.BatchNorm3d}
 
 
 def _fuse_graph(gm: GraphModule) -> GraphModule:
@@ -254,7 +258,7 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
             continue
         module = modules.get(str(node.target))
         if type(module) in _CONV_BN and not module.training:
-            bn_node = _sole_user(node)          # conv1d/conv3d + eval BatchNorm: folded
+            bn_node = _sole_user(node)          # conv/linear + eval BatchNorm: folded
             bn = modules.get(str(bn_node.target)) if bn_node is not None and \
                 bn_node.op == OpKind.call_module else None
             if type(bn) is _CONV_BN[type(module)] and bn.track_running_stats and \
@@ -1116,10 +1120,17 @@ def _qparams_stem(gm, node) -> str:
     value = node.args[0] if _op_name(node) == "quantize_per_tensor" else node
     if value.op == OpKind.placeholder:
         users = list(node.users)
+        while len(users) == 1 and _is_dequantize(users[0]):   # reference: q -> dq -> op
+            users = list(users[0].users)
         linear = [u for u in users if _op_name(u) in ("linear", "quantized_linear")]
         user = (linear or users or [None])[0]
         return (_scope(user) if user is not None else "") + "_input"
     return _scope(value)
+
+
+def _is_dequantize(node) -> bool:
+    return _op_name(node) == "dequantize" or (
+        node.op == OpKind.call_method and str(node.target) == "dequantize")
 
 
 def _op_name(node) -> str | None:
