@@ -244,6 +244,8 @@ class _ConvNd(_WeightedQuantized):
             text += f", padding={self.padding}"
         if any(d != 1 for d in self.dilation):
             text += f", dilation={self.dilation}"
+        if any(getattr(self, "output_padding", ())):     # transposed convs
+            text += f", output_padding={self.output_padding}"
         if self.groups != 1:
             text += f", groups={self.groups}"
         if self.bias() is None:
@@ -356,8 +358,6 @@ class _ConvTransposeNd(_ConvNd):
                     self.dilation)
         return _requantize(y, self.scale, self.zero_point, x)
 
-    def extra_repr(self):
-        return super().extra_repr() + f", output_padding={self.output_padding}"
 
 
 class ConvTranspose1d(_ConvTransposeNd):
