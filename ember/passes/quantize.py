@@ -370,6 +370,9 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
 
 
 def _replace(graph: Graph, out_q: Node, new: Node, qvalue: dict, dead: list) -> Node:
+    # the float node whose output the lowered op now produces (its module scope names
+    # the op's qparams, as torch.ao names them)
+    new.meta["lowered_from"] = dead[0]
     out_q.replace_all_uses_with(new)
     qvalue[new] = qvalue.pop(out_q)
     graph.erase_node(out_q)

@@ -750,14 +750,15 @@ def _functional_spec(gm, node, qconfig, reference: bool, observer=None) -> dict 
     qweight = _quantize_weight(fetch_attr(gm, str(weight_node.target)),
                                observer if observer is not None else qconfig.weight())
     stem = "_packed_" + node.name
+    packed = _free_attr_name(gm, _scope(node) + "_packed_weight_")   # torch.ao's name
     if reference:
         gm.register_buffer(stem + "_weight_dq", qweight.dequantize())
         with gm.graph.inserting_before(node):
             node.replace_input_with(weight_node, gm.graph.get_attr(stem + "_weight_dq"))
         return None
-    gm.register_buffer(stem + "_weight", qweight)
+    gm.register_buffer(packed, qweight)
     bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
-    spec = {"weight": stem + "_weight", "bias": str(bias.target) if bias is not None else None}
+    spec = {"weight": packed, "bias": str(bias.target) if bias is not None else None}
     if _functional_weighted(node) == "conv2d":
         values = [_conv_arg(node, i + 3, name) for i, (name, _) in enumerate(_CONV_DEFAULTS)]
         stride, padding, dilation, groups = values
@@ -1139,7 +1140,9 @@ def _op_name(node) -> str | None:
 
 
 def _scope(node) -> str:
-    """The module path a node was traced in, as an attribute-name stem."""
+    """The module path a node was traced in (for a lowered op, its float node's), as an
+    attribute-name stem."""
+    node = node.meta.get("lowered_from", node)
     if node.op == OpKind.call_module:
         path = str(node.target)
     else:
