@@ -397,7 +397,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
-    swapped = {} if is_qat else _swappable_modules(gm, qconfigs, kinds, backend_config)
+    swapped = _swappable_modules(gm, qconfigs, kinds, backend_config)
     kinds.update({target: "custom" for target in swapped})
     user_patterns = _user_pattern_nodes(gm, backend_config, kinds)
     kinds.update({_kind_key(n): USER_PATTERN for n in user_patterns})
