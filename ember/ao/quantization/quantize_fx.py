@@ -888,7 +888,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if info.get("swapped") and not reference:
         _swap_quantizable(gm, info["swapped"])
         kinds.update({target: "custom" for target in info["swapped"]})
-    qpass.drop_reobservations(gm.graph)
+    qpass.drop_reobservations(gm.graph, keep_scalar_operand=reference)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
@@ -1080,7 +1080,8 @@ def _qparams_as_buffers(gm) -> None:
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
         at = _QPARAM_ARGS.get(name)
-        if at is None or not isinstance(node.args[at], (int, float)):
+        if at is None or not isinstance(node.args[at], (int, float)) or \
+                node.meta.get("computed_qparams"):
             continue
         stem = _qparams_stem(gm, node)
         scale_key = _free_attr_name(gm, stem + "_scale_")
