@@ -17,6 +17,8 @@ the weight is observed by `mod.qconfig.weight()` (a QAT module's trained
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ....frontend import nn
@@ -677,16 +679,17 @@ class Embedding(_QuantizedEmbeddingBase):
 
 class EmbeddingBag(_QuantizedEmbeddingBase):
     """Bags of rows summed (torch's quantized EmbeddingBag), with `offsets` for 1-d input
-    and optional per_sample_weights. Only mode='sum': torch.ao's module keeps other
-    modes' names but its kernel sums anyway, so they are refused here."""
+    and optional per_sample_weights. torch.ao's module keeps any mode's name but its
+    kernel sums whatever the mode; so does this one (a script written for torch.ao gets
+    torch.ao's numbers), with a warning where the mode is not 'sum'."""
 
     _FLOAT = nn.EmbeddingBag
 
     def __init__(self, num_embeddings, embedding_dim, mode="sum", include_last_offset=False):
         super().__init__()
         if mode != "sum":
-            raise ValueError(f"quantized EmbeddingBag: only mode='sum' is supported (torch.ao's "
-                             f"quantized kernel sums whatever the mode), got mode={mode!r}")
+            warnings.warn(f"quantized EmbeddingBag: mode={mode!r} sums the bags as torch.ao's "
+                          f"quantized kernel does (only 'sum' is computed)", stacklevel=2)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.mode, self.include_last_offset = mode, include_last_offset
 
@@ -698,7 +701,7 @@ class EmbeddingBag(_QuantizedEmbeddingBase):
         # each index position gets its own dequantized row; the bags then reduce those
         rows = self._rows(indices.reshape(-1))
         positions = _arange_like(rows.shape[0], indices).reshape(tuple(indices.shape))
-        return F.embedding_bag(positions, rows, offsets, mode=self.mode,
+        return F.embedding_bag(positions, rows, offsets, mode="sum",   # torch.ao's kernel
                                per_sample_weights=per_sample_weights,
                                include_last_offset=self.include_last_offset)
 
