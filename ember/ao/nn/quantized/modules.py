@@ -610,7 +610,7 @@ class LeakyReLU(_FloatBetween):
 
 
 # --- embeddings: weight-only quantization ----------------------------------------------------
-class _QuantizedEmbeddingBase(nn.Module):
+class _QuantizedEmbeddingBase(QParamsState, nn.Module):
     """A quint8 weight quantized per row with float zero points
     (float_qparams_weight_only_qconfig); lookups return float rows, dequantized after the
     gather, so only the looked-up rows are converted."""
@@ -619,6 +619,19 @@ class _QuantizedEmbeddingBase(nn.Module):
         return "Quantized" + type(self).__name__      # torch.ao's printed name
 
     _FLOAT: type = nn.Module
+    # torch.ao's keys: its EmbeddingPackedParams child saves the weight dtype and the
+    # packed weight; no output qparams (the lookups return float rows)
+    _STATE_TENSORS = ("_packed_params.dtype", "_packed_params._packed_weight")
+    _HIDDEN_BUFFERS = ("_packed_weight",)
+    _SAVES_QPARAMS = False
+
+    def _state_tensors(self) -> dict:
+        return {"_packed_params.dtype": self._packed_weight.dtype,
+                "_packed_params._packed_weight": self._packed_weight}
+
+    def _load_state_tensors(self, values: dict) -> None:
+        if "_packed_params._packed_weight" in values:
+            self._set_weight(values["_packed_params._packed_weight"])
 
     def _set_weight(self, qweight) -> None:
         if qweight.qscheme() is not per_channel_affine_float_qparams:
