@@ -495,11 +495,15 @@ def _model_cases() -> list:
         dynamic_spec={"LSTM"})
     # QAT models (test_quantize_eager_qat.py)
     add("ManualLinearQATModel", ("eager_qat",), _rand(4, 5), args=lambda q: ("fbgemm",))
-    add("ManualDropoutQATModel", ("eager_qat",), _rand(4, 5), args=lambda q: ("fbgemm",))
+    add("ManualDropoutQATModel", ("eager_qat",), _rand(4, 5), args=lambda q: ("fbgemm",),
+        skip="QAT calibrates in training mode, where Dropout's random masks come from "
+             "torch's and ember's different generators")
     add("ManualLinearDynamicQATModel", ("dynamic",), _rand(4, 5))
     add("ManualConvLinearQATModel", ("eager_qat",), _rand(2, 3, 10, 10))
     add("ManualConvLinearSymmQATModel", ("eager_qat",), _rand(2, 3, 10, 10),
-        extra={"engine": "qnnpack"})
+        extra={"engine": "qnnpack"},
+        skip="torch's own convert fails on it in this build (qnnpack's quantized conv "
+             "rejects the qint8 activations its symmetric qconfig asks for)")
     add("ManualEmbeddingBagLinear", ("eager_qat",),
         lambda: (_ints(10, 8), torch.tensor([0, 3], dtype=torch.int64)))
     add("DeFusedEmbeddingBagLinear", ("eager_qat",), lambda: (_ints(10, 2, 4),))
