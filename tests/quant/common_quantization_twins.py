@@ -218,7 +218,7 @@ def _fuse(model, case, qat=False):
 def _wrap(model, case, qat=False):
     q = _qnames(_space(model))
     if case.extra.get("emb_qconfig"):
-        model.emb.qconfig = q.float_qparams_weight_only_qconfig
+        getattr(model, case.extra["emb_qconfig"]).qconfig = q.float_qparams_weight_only_qconfig
     if case.wrap:
         model = q.QuantWrapper(model)
     if case.qconfig:
@@ -550,12 +550,14 @@ def _model_cases() -> list:
         wrap=True, qconfig="default_qat_qconfig")
     # embeddings
     add("EmbeddingModule", ("eager_ptq",), lambda: (_ints(10, 2, 4),),
-        extra={"emb_qconfig": True})
+        extra={"emb_qconfig": "emb"})
     add("EmbeddingBagModule", ("eager_ptq",),
         lambda: (_ints(10, 8), torch.tensor([0, 3, 8]), torch.rand(8)),
-        extra={"emb_qconfig": True})
+        extra={"emb_qconfig": "emb"})
     add("EmbeddingWithStaticLinear", ("eager_ptq",),
         lambda: (_ints(10, 8), torch.tensor([0, 3]), torch.rand(2, 4)))
+    add("EmbBagWrapper", ("eager_ptq",), lambda: (_ints(10, 8), torch.tensor([0, 3])),
+        args=lambda q: (10, 4), extra={"emb_qconfig": "emb_bag"})
     add("DenseTopMLP", ("fx_ptq", "fx_dynamic", "dynamic"),
         lambda: (torch.rand(2, 5), torch.rand(2, 4)), args=lambda q: (4, 2, 5, 2, 2))
     add("SparseNNModel", ("fx_dynamic", "dynamic"),
