@@ -162,7 +162,7 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         node.replace_all_uses_with(obs, delete_user_cb=lambda user: user is not obs)
         observers.add(obs)
 
-    def _share_scalar_operand_observer(node: Node) -> None:
+    def _share_scalar_operand_observer(node: Node, kind: str) -> None:
         """add / mul with a number: torch.ao's output shares the input's observer (the
         same module observes the input and the result)."""
         x, c = scalar_operand(node)
@@ -187,7 +187,7 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         if kind is None or not wants(node):
             continue
         if kind in BINARY and scalar_operand(node) is not None:
-            _share_scalar_operand_observer(node)
+            _share_scalar_operand_observer(node, kind)
             continue
         if kind in BINARY and not _binary_of_tensors(node):
             continue
