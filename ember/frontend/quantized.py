@@ -36,7 +36,7 @@ SAME_QPARAMS_REQUANTIZED = {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_p
 SAME_QPARAMS = {"view", "reshape", "_unsafe_view", "flatten", "permute", "transpose", "t",
                 "contiguous", "clone", "squeeze", "unsqueeze", "expand", "select", "slice",
                 "narrow", "detach", "alias", "max_pool1d", "max_pool2d", "max_pool3d",
-                "adaptive_max_pool2d", "unflatten", "movedim", "chunk", "split"}
+                "adaptive_max_pool2d", "unflatten", "movedim", "chunk", "split", "repeat"}
 
 
 # clamping ops: computed on the integers against the quantized bounds, qparams kept

@@ -89,6 +89,36 @@ def _cat_of_tensors(node: Node) -> bool:
         len(node.args[0]) > 0 and all(isinstance(a, Node) for a in node.args[0])
 
 
+def scalar_operand(node: Node):
+    """(tensor input, number) of add / mul with one graph value and one Python number
+    (None otherwise): torch.ao's quantized add_scalar / mul_scalar."""
+    if len(node.args) < 2 or node.kwargs.get("alpha", 1) != 1:
+        return None
+    a, b = node.args[:2]
+    for x, c in ((a, b), (b, a)):
+        if isinstance(x, Node) and isinstance(c, (int, float)) and not isinstance(c, bool):
+            return x, c
+    return None
+
+
+def scalar_output_qparams(kind: str, scale: float, zero_point: int, c: float,
+                          qmin: int, qmax: int) -> tuple[float, int] | None:
+    """The output qparams torch.ao's quantized add / mul with a scalar give: add shifts
+    the zero point by round(c / scale) while it stays in [qmin, qmax], else widens the
+    scale and pins the zero point at the range's end; mul scales the scale by |c| and
+    mirrors the zero point for c < 0. None where torch's kernel special-cases (c == 0)."""
+    if kind == "add":
+        shifted = zero_point - round(c / scale)
+        if shifted < qmin:
+            return (qmax - shifted) / (qmax - qmin) * scale, qmin
+        if shifted > qmax:
+            return (shifted - qmin) / (qmax - qmin) * scale, qmax
+        return scale, shifted
+    if c == 0:
+        return None
+    return scale * abs(c), (zero_point if c > 0 else qmax + qmin - zero_point)
+
+
 def _binary_of_tensors(node: Node) -> bool:
     return len(node.args) >= 2 and all(isinstance(a, Node) for a in node.args[:2]) and \
         not node.kwargs.get("alpha", 1) != 1
@@ -132,11 +162,32 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         node.replace_all_uses_with(obs, delete_user_cb=lambda user: user is not obs)
         observers.add(obs)
 
+    def _share_scalar_operand_observer(node: Node, kind: str) -> None:
+        """add / mul with a number: torch.ao's output shares the input's observer (the
+        same module observes the input and the result)."""
+        x, c = scalar_operand(node)
+        if kind == "mul" and c == 0:
+            return
+        ensure_observed(x, node)
+        source = _observer_of(node.args[0] if isinstance(node.args[0], Node) else
+                              node.args[1], observers, quantized)
+        if source is None or source.op != OpKind.call_module:
+            return
+        quantized[node] = kind
+        with graph.inserting_after(node):
+            again = graph.call_module(str(source.target), (node,))
+        again.meta["reobserve"] = again.meta["scalar_operand"] = True
+        node.replace_all_uses_with(again, delete_user_cb=lambda user: user is not again)
+        observers.add(again)
+
     for node in list(graph.nodes):
         if node in observers:
             continue
         kind = node_kind(node, module_kinds)
         if kind is None or not wants(node):
+            continue
+        if kind in BINARY and scalar_operand(node) is not None:
+            _share_scalar_operand_observer(node, kind)
             continue
         if kind in BINARY and not _binary_of_tensors(node):
             continue
@@ -235,11 +286,17 @@ def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
     return made
 
 
-def drop_reobservations(graph: Graph) -> None:
+def drop_reobservations(graph: Graph, keep_scalar_operand: bool = False) -> None:
     """Remove the second calls of shared observers (insert_observers' reobserved SHARED
-    outputs): converted, a shared op keeps its input's quantization as it is."""
+    outputs): converted, a shared op keeps its input's quantization as it is.
+    `keep_scalar_operand` (reference graphs): an add / mul with a number keeps its
+    output quantized with the shared observer's qparams, as torch.ao's reference does
+    (lowered, the op computes its own; see lower_quantized)."""
     for node in list(graph.nodes):
-        if node.meta.get("reobserve"):
+        if node.meta.get("reobserve") and not (keep_scalar_operand and
+                                               node.meta.get("scalar_operand")):
+            if node.meta.get("scalar_operand"):
+                node.args[0].meta["scalar_operand_shared"] = True
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
 
@@ -280,6 +337,9 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
         if lowered is not None:
             continue
         kind = node_kind(node, module_kinds)
+        if kind in BINARY and node.meta.get("scalar_operand_shared"):
+            if _lower_scalar_operand(graph, node, kind, qvalue, dequant):
+                continue
         if kind in SHARED and node.args and node.args[0] in qvalue and shared_ok(node) and \
                 all(a not in qvalue for a in node.all_input_nodes[1:]):
             qvalue[node] = qvalue[node.args[0]]
@@ -292,6 +352,37 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
                 node.replace_input_with(value, dequant(value))
     graph.eliminate_dead_code()
     graph.lint()
+
+
+_DTYPE_RANGE = {"quint8": (0, 255), "qint8": (-128, 127)}
+
+
+def _lower_scalar_operand(graph: Graph, node: Node, kind: str, qvalue: dict,
+                          dequant: Callable) -> bool:
+    """add / mul of a quantized value and a number: computed on the dequantized value and
+    quantized with the qparams torch.ao's add_scalar / mul_scalar give (the integers
+    are torch's: a zero-point shift, a widened scale, or a mirrored range)."""
+    x, c = scalar_operand(node)
+    if x not in qvalue:
+        return False
+    scale, zero_point, dtype = qvalue[x]
+    limits = _DTYPE_RANGE.get(str(dtype).rsplit(".", 1)[-1])
+    out = None if limits is None else \
+        scalar_output_qparams(kind, float(scale), int(zero_point), float(c), *limits)
+    if out is None:
+        return False
+    if kind == "add":       # torch adds the number rounded to the input's scale
+        rounded = float(round(float(c) / float(scale)) * float(scale))
+        node.args = tuple(rounded if a is c and not isinstance(a, Node) else a
+                          for a in node.args)
+    node.replace_input_with(x, dequant(x))
+    with graph.inserting_after(node):
+        q = graph.call_function(OPS["quantize_per_tensor"], (node, float(out[0]),
+                                                             int(out[1]), dtype))
+    q.meta["computed_qparams"] = True      # derived from the input's: no buffers of its own
+    node.replace_all_uses_with(q, delete_user_cb=lambda user: user is not q)
+    qvalue[q] = (out[0], out[1], dtype)
+    return True
 
 
 def _reads_only_shape(node: Node) -> bool:
@@ -370,6 +461,9 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
 
 
 def _replace(graph: Graph, out_q: Node, new: Node, qvalue: dict, dead: list) -> Node:
+    # the float node whose output the lowered op now produces (its module scope names
+    # the op's qparams, as torch.ao names them)
+    new.meta["lowered_from"] = dead[0]
     out_q.replace_all_uses_with(new)
     qvalue[new] = qvalue.pop(out_q)
     graph.erase_node(out_q)

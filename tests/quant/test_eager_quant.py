@@ -405,8 +405,10 @@ def test_quantized_embeddings_agree_with_torch_ao(rng, tmp_path):
     ember.load_weights(fresh, tmp_path / "q.safetensors")
     np.testing.assert_array_equal(
         fresh(*(ember.tensor(a) for a in (i, j, o, w))).detach().numpy(), e_out)
-    with pytest.raises(ValueError, match="only mode='sum'"):
-        ennq.EmbeddingBag(10, 4, mode="mean")
+    # torch.ao's quantized EmbeddingBag sums whatever the mode: so does ember's, saying so
+    with pytest.warns(UserWarning, match="sums the bags"):
+        mean_bag = ennq.EmbeddingBag(10, 4, mode="mean")
+    assert mean_bag.mode == "mean"
 
 
 def test_convert_without_calibration_names_the_module():

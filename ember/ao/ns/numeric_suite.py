@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import re
 
 import numpy as np
 
@@ -76,9 +77,16 @@ def _float_weight_key(qkey: str, float_dict: dict) -> str | None:
     """The float state_dict key a quantized model's weight entry came from."""
     if qkey in float_dict:
         return qkey
-    if qkey.endswith("._packed_weight"):                   # a quantized Embedding
-        key = qkey[:-len("._packed_weight")] + ".weight"
+    if qkey.endswith("._packed_params._packed_weight"):    # a quantized Embedding
+        key = qkey[:-len("._packed_params._packed_weight")] + ".weight"
         return key if key in float_dict else None
+    functional = re.fullmatch(r"(.*)_packed_weight_\d+", qkey)    # convert_fx, F.linear
+    if functional:
+        scope = functional.group(1)
+        for key in float_dict:
+            if key == "weight" and not scope or key.endswith(".weight") and \
+                    key[:-len(".weight")].replace(".", "_") == scope:
+                return key
     if qkey.startswith("_packed_") and qkey.endswith("_weight"):   # convert_fx
         flat = qkey[len("_packed_"):-len("_weight")]
         for key in float_dict:

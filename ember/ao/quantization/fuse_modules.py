@@ -49,7 +49,15 @@ def fuse_conv_bn_relu(is_qat, conv, bn, relu):
                                       f"be fused for QAT, got {type(conv).__name__}")
         return nni.ConvBnReLU2d(conv, bn, relu)
     fused = _folded(is_qat, conv, bn)
-    return (nni.ConvReLU2d if type(conv) is nn.Conv2d else nni.ConvReLU1d)(fused, relu)
+    relu_kind = {nn.Conv1d: nni.ConvReLU1d, nn.Conv2d: nni.ConvReLU2d, nn.Conv3d: nni.ConvReLU3d}
+    return relu_kind[type(conv)](fused, relu)
+
+
+def fuse_convtranspose_bn(is_qat, convt, bn):
+    if is_qat:
+        raise NotImplementedError(f"fuse_modules_qat: {type(convt).__name__} + "
+                                  f"{type(bn).__name__} is not supported for QAT")
+    return _folded(is_qat, convt, bn)
 
 
 def fuse_linear_bn(is_qat, linear, bn):
@@ -64,12 +72,18 @@ DEFAULT_OP_LIST_TO_FUSER_METHOD = {
     (nn.Conv1d, nn.BatchNorm1d, nn.ReLU): fuse_conv_bn_relu,
     (nn.Conv2d, nn.BatchNorm2d): fuse_conv_bn,
     (nn.Conv2d, nn.BatchNorm2d, nn.ReLU): fuse_conv_bn_relu,
+    (nn.Conv3d, nn.BatchNorm3d): fuse_conv_bn,
+    (nn.Conv3d, nn.BatchNorm3d, nn.ReLU): fuse_conv_bn_relu,
+    (nn.ConvTranspose1d, nn.BatchNorm1d): fuse_convtranspose_bn,
+    (nn.ConvTranspose2d, nn.BatchNorm2d): fuse_convtranspose_bn,
+    (nn.ConvTranspose3d, nn.BatchNorm3d): fuse_convtranspose_bn,
     (nn.Conv1d, nn.ReLU): lambda is_qat, conv, relu: nni.ConvReLU1d(conv, relu),
     (nn.Conv2d, nn.ReLU): lambda is_qat, conv, relu: nni.ConvReLU2d(conv, relu),
     (nn.Conv3d, nn.ReLU): lambda is_qat, conv, relu: nni.ConvReLU3d(conv, relu),
     (nn.Linear, nn.BatchNorm1d): fuse_linear_bn,
     (nn.Linear, nn.ReLU): lambda is_qat, linear, relu: nni.LinearReLU(linear, relu),
     (nn.BatchNorm2d, nn.ReLU): lambda is_qat, bn, relu: nni.BNReLU2d(bn, relu),
+    (nn.BatchNorm3d, nn.ReLU): lambda is_qat, bn, relu: nni.BNReLU3d(bn, relu),
 }
 
 
@@ -79,7 +93,8 @@ def get_fuser_method(op_list, additional_fuser_method_mapping=None):
     if method is None:
         names = ", ".join(t.__name__ for t in op_list)
         raise NotImplementedError(f"Cannot fuse modules: ({names}); fusable sequences are "
-                                  f"conv-bn(-relu), conv-relu, linear-bn, linear-relu, bn-relu")
+                                  f"conv-bn(-relu), conv-relu, convtranspose-bn, linear-bn, linear-relu, "
+                                  f"bn-relu")
     return method
 
 

@@ -12,7 +12,8 @@ from ...ir import dtypes
 from .fake_quantize import (FakeQuantize, FusedMovingAvgObsFakeQuantize,
                             default_fused_per_channel_wt_fake_quant, default_fused_wt_fake_quant,
                             default_per_channel_weight_fake_quant, default_weight_fake_quant,
-                            default_fake_quant, default_embedding_fake_quant)
+                            default_fake_quant, default_embedding_fake_quant,
+                            default_dynamic_fake_quant)
 from .observer import (HistogramObserver, MovingAverageMinMaxObserver, NoopObserver,
                        PlaceholderObserver, ReuseInputObserver, default_dynamic_quant_observer, default_observer,
                        default_per_channel_weight_observer, default_placeholder_observer,
@@ -73,6 +74,8 @@ float16_static_qconfig = QConfig(
     activation=PlaceholderObserver.with_args(dtype=dtypes.float16),
     weight=PlaceholderObserver.with_args(dtype=dtypes.float16))
 default_qat_qconfig = QConfig(activation=default_fake_quant, weight=default_weight_fake_quant)
+default_dynamic_qat_qconfig = QConfig(activation=default_dynamic_fake_quant,
+                                      weight=default_weight_fake_quant)
 default_weight_only_qconfig = QConfig(activation=default_placeholder_observer,
                                       weight=default_weight_fake_quant)
 default_reuse_input_qconfig = QConfig(activation=ReuseInputObserver, weight=NoopObserver)
@@ -154,7 +157,7 @@ QConfigAny = QConfig | None      # torch.ao's type alias (a qconfig, or None: st
 __all__ = [
     'QConfig', 'default_qconfig', 'default_debug_qconfig', 'default_per_channel_qconfig',
     'default_dynamic_qconfig', 'per_channel_dynamic_qconfig', 'float16_dynamic_qconfig', 'float16_static_qconfig',
-    'default_qat_qconfig', 'default_weight_only_qconfig', 'default_reuse_input_qconfig',
+    'default_qat_qconfig', 'default_dynamic_qat_qconfig', 'default_weight_only_qconfig', 'default_reuse_input_qconfig',
     'get_default_qconfig', 'get_default_qat_qconfig', 'get_default_qconfig_dict',
     'get_default_qat_qconfig_dict', 'QConfigAny', 'QConfigDynamic',
     'qconfig_equals', 'default_symmetric_qnnpack_qconfig', 'float_qparams_weight_only_qconfig',

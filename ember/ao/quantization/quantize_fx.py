@@ -18,6 +18,7 @@ import numpy as np
 
 from ... import nn
 from ...frontend.fx.graph_module import GraphModule
+from ...frontend.fx.interpreter import fetch_attr
 from ...frontend.fx.tracer import Tracer
 from ...frontend.nn import functional as F
 from ...frontend.tensor import Tensor
@@ -196,18 +197,23 @@ def _conv_arg(node, index: int, name: str):
 
 # --- fusion ----------------------------------------------------------------------------------
 def _fold_bn(conv, bn):
-    """A Conv2d equal to conv followed by eval-mode bn, in float32 as torch.ao folds."""
+    """A conv (or Linear) equal to conv followed by eval-mode bn, in float32 as torch.ao
+    folds. A transposed conv's weight holds the output channels on axis 1."""
     w = np.asarray(conv.weight.detach().numpy(), np.float32)
-    b = np.zeros(w.shape[0], np.float32) if conv.bias is None else \
-        np.asarray(conv.bias.detach().numpy(), np.float32)
+    axis = 1 if isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d,
+                                  nn.ConvTranspose3d)) else 0
     mean, var = bn.running_mean.numpy(), bn.running_var.numpy()
+    b = np.zeros(mean.shape, np.float32) if conv.bias is None else \
+        np.asarray(conv.bias.detach().numpy(), np.float32)
     gamma = bn.weight.detach().numpy() if bn.weight is not None else np.ones_like(mean)
     beta = bn.bias.detach().numpy() if bn.bias is not None else np.zeros_like(mean)
     rsqrt = (np.float32(1) / np.sqrt(var + np.float32(bn.eps))).astype(np.float32)
     scale = (gamma * rsqrt).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
     fused = copy.deepcopy(conv)
     fused.weight = nn.Parameter(Tensor._from_array(
-        (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)))
+        (w * scale.reshape(shape)).astype(np.float32)))
     fused.bias = nn.Parameter(Tensor._from_array(((b - mean) * rsqrt * gamma + beta)
                                                  .astype(np.float32)))
     return fused
@@ -237,7 +243,11 @@ def _is_relu(node, modules) -> bool:
 
 _WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,
               nn.Linear: LinearReLU}
-_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d}
+# a module followed by an eval-mode BatchNorm of this type: folded (Conv2d is handled
+# apart, for QAT's ConvBn2d)
+_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d, nn.Linear: nn.BatchNorm1d,
+            nn.ConvTranspose1d: nn.BatchNorm1d, nn.ConvTranspose2d: nn.BatchNorm2d,
+            nn.ConvTranspose3d: nn.BatchNorm3d}
 
 
 def _fuse_graph(gm: GraphModule) -> GraphModule:
@@ -248,7 +258,7 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
             continue
         module = modules.get(str(node.target))
         if type(module) in _CONV_BN and not module.training:
-            bn_node = _sole_user(node)          # conv1d/conv3d + eval BatchNorm: folded
+            bn_node = _sole_user(node)          # conv/linear + eval BatchNorm: folded
             bn = modules.get(str(bn_node.target)) if bn_node is not None and \
                 bn_node.op == OpKind.call_module else None
             if type(bn) is _CONV_BN[type(module)] and bn.track_running_stats and \
@@ -387,7 +397,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
-    swapped = {} if is_qat else _swappable_modules(gm, qconfigs, kinds, backend_config)
+    swapped = _swappable_modules(gm, qconfigs, kinds, backend_config)
     kinds.update({target: "custom" for target in swapped})
     user_patterns = _user_pattern_nodes(gm, backend_config, kinds)
     kinds.update({_kind_key(n): USER_PATTERN for n in user_patterns})
@@ -735,19 +745,20 @@ def _functional_spec(gm, node, qconfig, reference: bool, observer=None) -> dict 
     parameter, which other code may still read); reference: the node reads the
     quantized-dequantized weight instead. `observer`: QAT's trained weight observer."""
     weight_node = node.args[1]
-    qweight = _quantize_weight(gm.get_parameter(str(weight_node.target))
-                               if str(weight_node.target) in dict(gm.named_parameters())
-                               else getattr(gm, str(weight_node.target)),
+    # the weight may be a parameter, a buffer or a plain tensor attribute of a submodule
+    # (a dotted get_attr target such as "linear1.weight")
+    qweight = _quantize_weight(fetch_attr(gm, str(weight_node.target)),
                                observer if observer is not None else qconfig.weight())
     stem = "_packed_" + node.name
+    packed = _free_attr_name(gm, _scope(node) + "_packed_weight_")   # torch.ao's name
     if reference:
         gm.register_buffer(stem + "_weight_dq", qweight.dequantize())
         with gm.graph.inserting_before(node):
             node.replace_input_with(weight_node, gm.graph.get_attr(stem + "_weight_dq"))
         return None
-    gm.register_buffer(stem + "_weight", qweight)
+    gm.register_buffer(packed, qweight)
     bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
-    spec = {"weight": stem + "_weight", "bias": str(bias.target) if bias is not None else None}
+    spec = {"weight": packed, "bias": str(bias.target) if bias is not None else None}
     if _functional_weighted(node) == "conv2d":
         values = [_conv_arg(node, i + 3, name) for i, (name, _) in enumerate(_CONV_DEFAULTS)]
         stride, padding, dilation, groups = values
@@ -877,7 +888,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if info.get("swapped") and not reference:
         _swap_quantizable(gm, info["swapped"])
         kinds.update({target: "custom" for target in info["swapped"]})
-    qpass.drop_reobservations(gm.graph)
+    qpass.drop_reobservations(gm.graph, keep_scalar_operand=reference)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
@@ -1191,9 +1202,10 @@ def _qparams_as_buffers(gm) -> None:
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
         at = _QPARAM_ARGS.get(name)
-        if at is None or not isinstance(node.args[at], (int, float)):
+        if at is None or not isinstance(node.args[at], (int, float)) or \
+                node.meta.get("computed_qparams"):
             continue
-        stem = _qparams_stem(gm, node) if name == "quantize_per_tensor" else ""
+        stem = _qparams_stem(gm, node)
         scale_key = _free_attr_name(gm, stem + "_scale_")
         gm.register_buffer(scale_key, Tensor._from_array(np.array(node.args[at], np.float32)))
         zero_key = _free_attr_name(gm, stem + "_zero_point_")
@@ -1224,19 +1236,42 @@ def _free_attr_name(gm, prefix: str) -> str:
     return f"{prefix}{index}"
 
 
-def _qparams_stem(gm, quantize) -> str:
-    """torch.ao's prefix for a quantize node's qparams: a model input takes the module
-    that first reads it (`conv1_input`), a module's output that module's path, anything
-    else none."""
-    value = quantize.args[0]
+def _qparams_stem(gm, node) -> str:
+    """torch.ao's prefix for the qparams a node's output takes: the path of the module
+    the observed value was computed in (a module call's own path, a functional op's
+    enclosing module, none at the top level); a model input takes the scope of the op
+    that first reads it, with `_input` (`conv1_input`, `_input` for a top-level op)."""
+    value = node.args[0] if _op_name(node) == "quantize_per_tensor" else node
     if value.op == OpKind.placeholder:
-        user = next(iter(quantize.users), None)
-        if user is not None and user.op == OpKind.call_module:
-            return str(user.target).replace(".", "_") + "_input"
-        return ""
-    if value.op == OpKind.call_module:
-        return str(value.target).replace(".", "_")
-    return ""
+        users = list(node.users)
+        while len(users) == 1 and _is_dequantize(users[0]):   # reference: q -> dq -> op
+            users = list(users[0].users)
+        linear = [u for u in users if _op_name(u) in ("linear", "quantized_linear")]
+        user = (linear or users or [None])[0]
+        return (_scope(user) if user is not None else "") + "_input"
+    return _scope(value)
+
+
+def _is_dequantize(node) -> bool:
+    return _op_name(node) == "dequantize" or (
+        node.op == OpKind.call_method and str(node.target) == "dequantize")
+
+
+def _op_name(node) -> str | None:
+    return node.target.name if node.op == OpKind.call_function and is_op(node.target) \
+        else None
+
+
+def _scope(node) -> str:
+    """The module path a node was traced in (for a lowered op, its float node's), as an
+    attribute-name stem."""
+    node = node.meta.get("lowered_from", node)
+    if node.op == OpKind.call_module:
+        path = str(node.target)
+    else:
+        stack = node.meta.get("nn_module_stack") or {}
+        path = list(stack.values())[-1][0] if stack else ""
+    return path.replace(".", "_")
 
 
 _QUANT_PLUMBING = {"quantize_per_tensor", "dequantize", "quantized_linear", "quantized_conv2d",

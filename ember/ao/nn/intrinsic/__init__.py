@@ -37,6 +37,11 @@ class BNReLU2d(_FusedModule):
         super().__init__(batch_norm, relu)
 
 
+class BNReLU3d(_FusedModule):
+    def __init__(self, batch_norm, relu):
+        super().__init__(batch_norm, relu)
+
+
 class ConvBn2d(_FusedModule):
     """conv2d + BatchNorm2d in training mode, kept apart until QAT (prepare_qat_fx swaps
     it for ember.ao.nn.intrinsic.qat.ConvBn2d, which folds BN into the weight)."""
@@ -50,5 +55,6 @@ class ConvBnReLU2d(_FusedModule):
         super().__init__(conv, bn, relu)
 
 
-__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "ConvBn2d",
+__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "BNReLU3d",
+           "ConvBn2d",
            "ConvBnReLU2d"]

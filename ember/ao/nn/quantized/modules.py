@@ -17,10 +17,12 @@ the weight is observed by `mod.qconfig.weight()` (a QAT module's trained
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ....frontend import nn
-from ....frontend.factories import ones, zeros
+from ....frontend.factories import ones, tensor, zeros
 from ....frontend.nn import functional as F
 from ....frontend.quantized import conv2d_clamped, is_quantized_tensor, run_checked
 from ....frontend.tensor import Tensor
@@ -246,6 +248,8 @@ class _ConvNd(_WeightedQuantized):
             text += f", padding={self.padding}"
         if any(d != 1 for d in self.dilation):
             text += f", dilation={self.dilation}"
+        if any(getattr(self, "output_padding", ())):     # transposed convs
+            text += f", output_padding={self.output_padding}"
         if self.groups != 1:
             text += f", groups={self.groups}"
         if self.bias() is None:
@@ -363,8 +367,6 @@ class _ConvTransposeNd(_ConvNd):
                     self.dilation)
         return _requantize(y, self.scale, self.zero_point, x)
 
-    def extra_repr(self):
-        return super().extra_repr() + f", output_padding={self.output_padding}"
 
 
 class ConvTranspose1d(_ConvTransposeNd):
@@ -445,6 +447,9 @@ class Hardswish(_FloatBetween):
             return quantized_hardswish(x, self.scale, self.zero_point)
         return super().forward(x)
 
+    def extra_repr(self):
+        return ""           # torch.ao prints a quantized Hardswish as the float one
+
     @staticmethod
     def from_float(mod, use_precomputed_fake_quant=False):
         return Hardswish(*_output_qparams(mod))
@@ -459,6 +464,9 @@ class ELU(_FloatBetween):
 
     def _float_op(self, x):
         return F.elu(x, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
 
     @staticmethod
     def from_float(mod, use_precomputed_fake_quant=False):
@@ -478,6 +486,10 @@ class LayerNorm(_FloatBetween):
     def _float_op(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
+
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         return cls(mod.normalized_shape, mod.weight, mod.bias, *_output_qparams(mod), mod.eps,
@@ -493,20 +505,31 @@ class BatchNorm2d(_FloatBetween):
         for name, init in (("weight", ones), ("bias", zeros), ("running_mean", zeros),
                            ("running_var", ones)):
             self.register_buffer(name, init(num_features))
+        self.register_buffer("num_batches_tracked", tensor(0, dtype=dtypes.int64))
         self.scale, self.zero_point = 1.0, 0
 
     def _float_op(self, x):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             False, 0.0, self.eps)
 
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine=True, bias=True, track_running_stats=True")
+
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
-        qbn = cls(mod.num_features, mod.eps, mod.momentum)
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            value = getattr(mod, name)
+        return cls._with_statistics(mod, mod)
+
+    @classmethod
+    def _with_statistics(cls, bn, observed):
+        """The quantized module with `bn`'s parameters and statistics and the output
+        qparams observed after `observed` (bn itself, or a fused bn-relu)."""
+        qbn = cls(bn.num_features, bn.eps, bn.momentum)
+        for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            value = getattr(bn, name, None)
             if value is not None:
                 setattr(qbn, name, value.detach().clone())
-        qbn.scale, qbn.zero_point = _output_qparams(mod)
+        qbn.scale, qbn.zero_point = _output_qparams(observed)
         return qbn
 
 
@@ -535,6 +558,10 @@ class GroupNorm(_AffineNorm):
     def _float_op(self, x):
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
+    def extra_repr(self):
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, "
+                f"affine={self.affine}, bias={self.bias is not None}")
+
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         return cls(mod.num_groups, mod.num_channels, mod.weight, mod.bias,
@@ -553,6 +580,11 @@ class _InstanceNorm(_AffineNorm):
 
     def _float_op(self, x):
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
@@ -582,13 +614,16 @@ class LeakyReLU(_FloatBetween):
     def _float_op(self, x):
         return F.leaky_relu(x, self.negative_slope)
 
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         return cls(*_output_qparams(mod), mod.negative_slope, mod.inplace)
 
 
 # --- embeddings: weight-only quantization ----------------------------------------------------
-class _QuantizedEmbeddingBase(nn.Module):
+class _QuantizedEmbeddingBase(QParamsState, nn.Module):
     """A quint8 weight quantized per row with float zero points
     (float_qparams_weight_only_qconfig); lookups return float rows, dequantized after the
     gather, so only the looked-up rows are converted."""
@@ -597,6 +632,19 @@ class _QuantizedEmbeddingBase(nn.Module):
         return "Quantized" + type(self).__name__      # torch.ao's printed name
 
     _FLOAT: type = nn.Module
+    # torch.ao's keys: its EmbeddingPackedParams child saves the weight dtype and the
+    # packed weight; no output qparams (the lookups return float rows)
+    _STATE_TENSORS = ("_packed_params.dtype", "_packed_params._packed_weight")
+    _HIDDEN_BUFFERS = ("_packed_weight",)
+    _SAVES_QPARAMS = False
+
+    def _state_tensors(self) -> dict:
+        return {"_packed_params.dtype": self._packed_weight.dtype,
+                "_packed_params._packed_weight": self._packed_weight}
+
+    def _load_state_tensors(self, values: dict) -> None:
+        if "_packed_params._packed_weight" in values:
+            self._set_weight(values["_packed_params._packed_weight"])
 
     def _set_weight(self, qweight) -> None:
         if qweight.qscheme() is not per_channel_affine_float_qparams:
@@ -657,16 +705,17 @@ class Embedding(_QuantizedEmbeddingBase):
 
 class EmbeddingBag(_QuantizedEmbeddingBase):
     """Bags of rows summed (torch's quantized EmbeddingBag), with `offsets` for 1-d input
-    and optional per_sample_weights. Only mode='sum': torch.ao's module keeps other
-    modes' names but its kernel sums anyway, so they are refused here."""
+    and optional per_sample_weights. torch.ao's module keeps any mode's name but its
+    kernel sums whatever the mode; so does this one (a script written for torch.ao gets
+    torch.ao's numbers), with a warning where the mode is not 'sum'."""
 
     _FLOAT = nn.EmbeddingBag
 
     def __init__(self, num_embeddings, embedding_dim, mode="sum", include_last_offset=False):
         super().__init__()
         if mode != "sum":
-            raise ValueError(f"quantized EmbeddingBag: only mode='sum' is supported (torch.ao's "
-                             f"quantized kernel sums whatever the mode), got mode={mode!r}")
+            warnings.warn(f"quantized EmbeddingBag: mode={mode!r} sums the bags as torch.ao's "
+                          f"quantized kernel does (only 'sum' is computed)", stacklevel=2)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.mode, self.include_last_offset = mode, include_last_offset
 
@@ -678,7 +727,7 @@ class EmbeddingBag(_QuantizedEmbeddingBase):
         # each index position gets its own dequantized row; the bags then reduce those
         rows = self._rows(indices.reshape(-1))
         positions = _arange_like(rows.shape[0], indices).reshape(tuple(indices.shape))
-        return F.embedding_bag(positions, rows, offsets, mode=self.mode,
+        return F.embedding_bag(positions, rows, offsets, mode="sum",   # torch.ao's kernel
                                per_sample_weights=per_sample_weights,
                                include_last_offset=self.include_last_offset)
 

@@ -26,4 +26,23 @@ class ConvReLU1d(nnq.Conv1d):
     _FUSED = (nni.ConvReLU1d,)
 
 
-__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d"]
+class BNReLU2d(nnq.BatchNorm2d):
+    """Eval-mode BatchNorm then relu on a quantized tensor (fuse_modules' BNReLU2d)."""
+
+    def _get_name(self) -> str:
+        return "QuantizedBNReLU2d"          # torch.ao's printed name
+
+    def _float_op(self, x):
+        return super()._float_op(x).relu()
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        return cls._with_statistics(mod[0], mod)
+
+
+class BNReLU3d(BNReLU2d):
+    def _get_name(self) -> str:
+        return "QuantizedBNReLU3d"
+
+
+__all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "BNReLU3d"]

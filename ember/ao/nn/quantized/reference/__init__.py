@@ -36,6 +36,22 @@ class _ReferenceWeighted:
     def _get_name(self) -> str:
         return f"Quantized{type(self).__name__}(Reference)"
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        # the scheme and dtype are saved as they are (not tensors), as torch.ao saves them
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight_qscheme"] = self.weight_qscheme
+        destination[prefix + "weight_dtype"] = self.weight_dtype
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        for name in ("weight_qscheme", "weight_dtype"):
+            if prefix + name in state_dict:
+                setattr(self, name, state_dict.pop(prefix + name))
+            elif strict:
+                missing_keys.append(prefix + name)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
     def get_weight(self):
         from .....ir.ops.quantize import quantize_per_channel, quantize_per_tensor
         w = self.weight.detach()
