@@ -8,11 +8,11 @@ these stages are compared with torch:
 
 - build:    the ember-bound constructor runs and the state_dict keys match;
 - eager:    eval-mode forward, every output tensor (nested dicts/lists too);
-- backward: eval-mode gradients of the input and of every parameter through a fixed random
-            cotangent (float32, loose tolerance);
 - fx:       `ember.fx.symbolic_trace` of the model, run and compared (only where
             `torch.fx.symbolic_trace` traces the torch model: "n/a" otherwise);
-- compile:  `ember.compile(model)` forward.
+- compile:  `ember.compile(model)` forward;
+- backward: eval-mode gradients of the input and of every parameter through a fixed random
+            cotangent, in float64 (both models are converted, so it runs last).
 
     python tools/model_zoo.py                       # every model, a table
     python tools/model_zoo.py timm:convnext_atto tv:resnet18 -v   # some, with tracebacks
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "compat")]
 warnings.filterwarnings("ignore")
 
-STAGES = ("build", "eager", "backward", "fx", "compile")
+STAGES = ("build", "eager", "fx", "compile", "backward")
 
 # torchvision: name -> (builder over the `models` package, input shapes, options)
 # options: skip = stages left out (detection outputs depend on tie order, video/flow are
@@ -262,6 +262,11 @@ def _compare(actual, expected, rtol=1e-4, atol_scale=1e-4, what="output"):
     return worst
 
 
+def _as_float64(arrays):
+    import numpy as np
+    return [_as_float64(a) if isinstance(a, list) else a.astype(np.float64) for a in arrays]
+
+
 class Case:
     """One model: the torch oracle, the ember port and their inputs."""
 
@@ -326,23 +331,26 @@ class Case:
         import ember
         import torch
         rng = np.random.default_rng(1)
+        self.reference.double()
+        self.port.double()
+        self.arrays = _as_float64(self.arrays)
         ref_inputs = self.inputs(torch, requires_grad=True)
         ref_out = _leaves(self.reference(*ref_inputs))[0]
-        cotangent = rng.standard_normal(tuple(ref_out.shape)).astype(np.float32)
+        cotangent = rng.standard_normal(tuple(ref_out.shape))
         (ref_out * torch.from_numpy(cotangent)).sum().backward()
         port_inputs = self.inputs(ember, requires_grad=True)
         port_out = _leaves(self.port(*port_inputs))[0]
         (port_out * ember.tensor(cotangent)).sum().backward()
         worst = _compare([x.grad for x in port_inputs], [x.grad for x in ref_inputs],
-                         rtol=1e-3, atol_scale=1e-3, what="input grad")
+                         rtol=1e-6, atol_scale=1e-7, what="input grad")
         grads = {k: p.grad for k, p in self.port.named_parameters() if p.grad is not None}
         for key, parameter in self.reference.named_parameters():
             if parameter.grad is None:
                 continue
             if key not in grads:
                 raise AssertionError(f"no gradient for parameter {key}")
-            worst = max(worst, _compare([grads[key]], [parameter.grad], rtol=1e-3,
-                                        atol_scale=1e-3, what=f"grad of {key}"))
+            worst = max(worst, _compare([grads[key]], [parameter.grad], rtol=1e-6,
+                                        atol_scale=1e-7, what=f"grad of {key}"))
         return worst
 
     def fx(self):
@@ -482,13 +490,13 @@ def main(argv=None) -> int:
                   else _run_child(key, args))
         records.append(record)
         _print_row(record, ("build",) + args.stages)
+        if args.json:                       # after each model: a cut-short sweep keeps them
+            Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
     totals = {stage: sum(r["stages"].get(stage) == "pass" for r in records)
               for stage in ("build",) + args.stages}
     tried = {stage: sum(r["stages"].get(stage) in ("pass", "fail") for r in records)
              for stage in ("build",) + args.stages}
     print("passed: " + ", ".join(f"{s} {totals[s]}/{tried[s]}" for s in totals))
-    if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
     return 0
 
 
