@@ -348,3 +348,19 @@ def test_module_to_channels_last_over_conv3d_raises_as_torch():
     model.to(memory_format=ember.channels_last)
     assert model[0].weight.is_contiguous(memory_format=ember.channels_last)
     assert model[1].weight.is_contiguous()
+
+
+def test_tensor_split_takes_torchs_overload_keywords():
+    """torchvision's MViT calls `torch.tensor_split(x, indices=[...], dim=...)`."""
+    calls = [lambda lib, x: lib.tensor_split(x, indices=[1, 3], dim=1),
+             lambda lib, x: x.tensor_split(sections=2, dim=1),
+             lambda lib, x: lib.tensor_split(x, tensor_indices_or_sections=lib.tensor([2]),
+                                             dim=1),
+             lambda lib, x: lib.tensor_split(x, 3, 1)]
+    data = np.arange(12.0).reshape(2, 6)
+    for call in calls:
+        expected = call(torch, torch.tensor(data))
+        actual = call(ember, ember.tensor(data))
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            np.testing.assert_array_equal(a.numpy(), e.numpy())
