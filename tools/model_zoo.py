@@ -120,14 +120,14 @@ TORCHVISION = {
                      {"skip": HEAVY}),
     "video.r2plus1d_18": (_tv_sub("video", "r2plus1d_18", num_classes=5),
                           [(1, 3, 4, 32, 32)], {"skip": HEAVY}),
-    "video.s3d": (_tv_sub("video", "s3d", num_classes=5), [(1, 3, 8, 224, 224)],
+    "video.s3d": (_tv_sub("video", "s3d", num_classes=5), [(1, 3, 16, 224, 224)],
                   {"skip": HEAVY}),              # its last pooling needs 224 x 224
     "video.swin3d_t": (_tv_sub("video", "swin3d_t", num_classes=5), [(1, 3, 4, 32, 32)],
                        {"skip": HEAVY}),
     "video.mvit_v2_s": (_tv_sub("video", "mvit_v2_s", num_classes=5),
                         [(1, 3, 16, 224, 224)], {"skip": HEAVY + ("compile",)}),
     "optical_flow.raft_small": (_tv_sub("optical_flow", "raft_small"),
-                                [(1, 3, 64, 64), (1, 3, 64, 64)],
+                                [(1, 3, 128, 128), (1, 3, 128, 128)],
                                 {"skip": HEAVY + ("compile",)}),
     "detection.fasterrcnn_mobilenet_v3_large_320_fpn": (_tv_sub(
         "detection", "fasterrcnn_mobilenet_v3_large_320_fpn", weights=None,
