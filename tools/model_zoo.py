@@ -196,7 +196,7 @@ TIMM = {
     "gmlp_ti16_224": ({"img_size": 64}, 64), "swin_tiny_patch4_window7_224": (
         {"img_size": 56}, 56), "swinv2_cr_tiny_ns_224": ({"img_size": 64}, 64),
     "maxvit_rmlp_nano_rw_256": ({"img_size": 64}, 64),
-    "tiny_vit_5m_224": ({"img_size": 64}, 64), "gcvit_xxtiny": ({"img_size": 64}, 64),
+    "tiny_vit_5m_224": ({}, 224), "gcvit_xxtiny": ({"img_size": 64}, 64),
     "nest_tiny": ({"img_size": 64}, 64), "volo_d1_224": ({"img_size": 64}, 64),
     "visformer_tiny": ({"img_size": 64}, 64), "crossvit_tiny_240": ({"img_size": 240}, 240),
     "hiera_tiny_224": ({"img_size": 64}, 64),
