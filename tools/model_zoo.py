@@ -74,7 +74,7 @@ TORCHVISION = {
                   [(2, 3, 48, 48)], {}),
     "inception_v3": (_tv("inception_v3", num_classes=10, aux_logits=False,
                          init_weights=True), [(2, 3, 80, 80)], {}),
-    "maxvit (one stage)": (_tiny_maxvit, [(2, 3, 28, 28)], {}),
+    "maxvit_one_stage": (_tiny_maxvit, [(2, 3, 28, 28)], {}),
     "mnasnet0_5": (_tv("mnasnet0_5", num_classes=10), IMAGE32, {}),
     "mobilenet_v2": (_tv("mobilenet_v2", num_classes=10), IMAGE32, {}),
     "mobilenet_v3_small": (_tv("mobilenet_v3_small", num_classes=10), IMAGE32, {}),
