@@ -14,7 +14,8 @@ graph, walking it in order:
 - a view taken before its base changed is taken again from the new base where it is
   read next (views alias their base);
 - an input that was mutated gets its final value copied back with one `copy_` before
-  the output, as torch's functionalized graphs end.
+  the output, as torch's functionalized graphs end (so does a module buffer or constant
+  the trace reads as an attribute, BatchNorm's running statistics).
 
 A mutation through a view this cannot invert (as_strided, unfold, expand...) raises
 `CannotFunctionalize`; the caller then keeps the graph with its mutations.
@@ -120,7 +121,7 @@ class _Functionalizer:
             self.current.pop(view, None)
         self.current[tensor] = value
         self.current[target] = node
-        if tensor.op == "placeholder" and tensor not in self.mutated_inputs:
+        if tensor.op in ("placeholder", "get_attr") and tensor not in self.mutated_inputs:
             self.mutated_inputs.append(tensor)
 
     def _scatter(self, view: Node, base: Node, value: Node) -> Node:
