@@ -23,6 +23,7 @@ from ..ir.ops.shape import flat_storage
 from .grad_state import STATE as _GRAD_STATE
 from ..ir.meta import strided
 from ..ir.meta import (MemoryFormat, contiguous_format, channels_last, preserve_format,
+                       channels_last_3d,
                        is_contiguous_for, suggest_memory_format, strides_for)
 
 
@@ -225,6 +226,9 @@ class Tensor:
         return self._storage
 
     def is_contiguous(self, memory_format: MemoryFormat = contiguous_format) -> bool:
+        if memory_format is not contiguous_format and len(self._array.shape) != \
+                {channels_last: 4, channels_last_3d: 5}.get(memory_format, self.dim()):
+            return False             # PyTorch: a channels-last format of another rank
         return is_contiguous_for(self._array.shape, self.stride(), memory_format)
 
     @property

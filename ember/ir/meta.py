@@ -93,6 +93,19 @@ def channels_last_strides(shape) -> tuple[int, ...]:
     raise ValueError(f"channels_last needs a 4-d (or 5-d) shape, got {list(shape)}")
 
 
+#: the rank each channels-last format is defined for (PyTorch refuses any other rank)
+_FORMAT_RANK = {channels_last: 4, channels_last_3d: 5}
+
+
+def check_memory_format_rank(shape, memory_format) -> None:
+    """PyTorch's error for asking a tensor of another rank for a channels-last layout
+    (`x.contiguous(memory_format=channels_last)` on a 5-d tensor, `Module.to(
+    memory_format=channels_last)` over a Conv3d's weight)."""
+    rank = _FORMAT_RANK.get(memory_format)
+    if rank is not None and len(shape) != rank:
+        raise RuntimeError(f"required rank {rank} tensor to use {memory_format.value} format")
+
+
 def strides_for(shape, memory_format: MemoryFormat) -> tuple[int, ...]:
     if memory_format in (channels_last, channels_last_3d) and len(shape) in (4, 5):
         return channels_last_strides(shape)

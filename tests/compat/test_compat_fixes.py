@@ -282,3 +282,85 @@ def test_graph_drawer_answers_pydot_calls(tmp_path):
     text = (tmp_path / "g.dot").read_text()
     assert text == str(dot) and text.startswith('digraph "lin"')
     assert '"weight" -> "linear";' in text and '"linear" -> "output";' in text
+
+
+@pytest.mark.parametrize("bag", [False, True])
+def test_compiled_sparse_embedding_gives_sparse_gradient_as_eager(bag):
+    """`Embedding(sparse=True)` / `EmbeddingBag(sparse=True)` under compile: the lookup
+    breaks the graph and runs eagerly, so the weight's gradient is sparse COO with
+    torch's values (a compiled graph would give a dense one)."""
+    indices = np.array([[1, 2, 1], [4, 1, 0]])
+    grads = []
+    for lib, wrap in ((torch, lambda m: m), (ember, ember.compile)):
+        lib.manual_seed(0)
+        module = (lib.nn.EmbeddingBag(6, 3, mode="sum", sparse=True) if bag
+                  else lib.nn.Embedding(6, 3, sparse=True))
+        if lib is ember:
+            module.weight.data = ember.tensor(weight)
+        weight = module.weight.detach().numpy().copy()
+        (wrap(module)(lib.tensor(indices)) ** 2).sum().backward()
+        assert module.weight.grad.is_sparse
+        grads.append(module.weight.grad.to_dense().numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-6)
+
+
+def test_sparse_embedding_under_fullgraph_compile_is_refused_by_name():
+    module = ember.nn.Embedding(6, 3, sparse=True)
+    with pytest.raises(ember.TraceError if hasattr(ember, "TraceError") else Exception,
+                       match=r"embedding\(sparse=True\)"):
+        ember.compile(module, fullgraph=True)(ember.tensor([1, 2])).sum().backward()
+    with ember.no_grad():                 # no gradient: nothing sparse, the graph compiles
+        out = ember.compile(module, fullgraph=True)(ember.tensor([1, 2]))
+    np.testing.assert_array_equal(out.numpy(), module.weight.detach().numpy()[[1, 2]])
+
+
+@pytest.mark.parametrize("dims, fmt", [(5, "channels_last"), (4, "channels_last_3d"),
+                                       (2, "channels_last")])
+def test_memory_format_of_another_rank_raises_as_torch(dims, fmt):
+    shape = (2, 3, 4, 5, 6)[:dims]
+    calls = [lambda lib, x: x.contiguous(memory_format=getattr(lib, fmt)),
+             lambda lib, x: x.to(memory_format=getattr(lib, fmt)),
+             lambda lib, x: x.clone(memory_format=getattr(lib, fmt)),
+             lambda lib, x: lib.empty_like(x, memory_format=getattr(lib, fmt)),
+             lambda lib, x: lib.empty(shape, memory_format=getattr(lib, fmt))]
+    for call in calls:
+        with pytest.raises(RuntimeError) as expected:
+            call(torch, torch.zeros(shape))
+        with pytest.raises(RuntimeError) as actual:
+            call(ember, ember.zeros(shape))
+        assert str(actual.value) == str(expected.value)
+    for lib in (torch, ember):
+        assert not lib.zeros(shape).is_contiguous(memory_format=getattr(lib, fmt))
+
+
+def test_module_to_channels_last_over_conv3d_raises_as_torch():
+    """Module.to(memory_format=...) converts every 4-d and 5-d parameter, so a Conv3d's
+    weight asked for channels_last (4-d only) raises, and channels_last_3d on a Conv2d."""
+    for conv, fmt in (("Conv3d", "channels_last"), ("Conv2d", "channels_last_3d")):
+        messages = []
+        for lib in (torch, ember):
+            model = lib.nn.Sequential(getattr(lib.nn, conv)(2, 3, 3), lib.nn.Linear(3, 2))
+            with pytest.raises(RuntimeError) as error:
+                model.to(memory_format=getattr(lib, fmt))
+            messages.append(str(error.value))
+        assert messages[0] == messages[1]
+    model = ember.nn.Sequential(ember.nn.Conv2d(2, 3, 3), ember.nn.Linear(3, 2))
+    model.to(memory_format=ember.channels_last)
+    assert model[0].weight.is_contiguous(memory_format=ember.channels_last)
+    assert model[1].weight.is_contiguous()
+
+
+def test_tensor_split_takes_torchs_overload_keywords():
+    """torchvision's MViT calls `torch.tensor_split(x, indices=[...], dim=...)`."""
+    calls = [lambda lib, x: lib.tensor_split(x, indices=[1, 3], dim=1),
+             lambda lib, x: x.tensor_split(sections=2, dim=1),
+             lambda lib, x: lib.tensor_split(x, tensor_indices_or_sections=lib.tensor([2]),
+                                             dim=1),
+             lambda lib, x: lib.tensor_split(x, 3, 1)]
+    data = np.arange(12.0).reshape(2, 6)
+    for call in calls:
+        expected = call(torch, torch.tensor(data))
+        actual = call(ember, ember.tensor(data))
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            np.testing.assert_array_equal(a.numpy(), e.numpy())

@@ -288,3 +288,42 @@ def test_torchvision_detections_match_torch(name, rng):
     assert unique.sum() >= 3
     np.testing.assert_allclose(actual["boxes"].numpy()[unique],
                                expected["boxes"].numpy()[unique], rtol=1e-4, atol=1e-3)
+
+
+def _feature_extraction_modules():
+    """torchvision.models.feature_extraction, torch-bound and ember-bound."""
+    import importlib
+    from porting import torch_as_ember
+    from torchvision_port import _torchvision_shims
+    _packages("torchvision")
+    reference = importlib.import_module("torchvision.models.feature_extraction")
+    with torch_as_ember("torchvision", shims=_torchvision_shims()):
+        ported = importlib.import_module("torchvision.models.feature_extraction")
+    return reference, ported
+
+
+@pytest.mark.parametrize("name, nodes", [
+    ("resnet18", {"layer1": "f1", "layer4.1.relu_1": "f4"}),
+    ("swin_t", ["features.1.0.attn", "features.3"]),      # wrapped functions, get_attr
+])
+def test_torchvision_feature_extractor_matches_torch(name, nodes, rng):
+    """create_feature_extractor / get_graph_node_names: torch.fx Tracer subclasses with
+    create_proxy hooks, a GraphModule subclass with train and eval graphs, deepcopy."""
+    import copy
+    reference_fx, ported_fx = _feature_extraction_modules()
+    reference, port = _pair("torchvision", lambda models: getattr(models, name)(
+        num_classes=10))
+    assert ported_fx.get_graph_node_names(port) == reference_fx.get_graph_node_names(
+        reference)
+    extractor = ported_fx.create_feature_extractor(port, return_nodes=nodes)
+    expected_extractor = reference_fx.create_feature_extractor(reference, return_nodes=nodes)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = expected_extractor(torch.from_numpy(x))
+    for model in (extractor, copy.deepcopy(extractor).train().eval()):
+        with ember.no_grad():
+            actual = model(ember.tensor(x))
+        assert list(actual) == list(expected)
+        for key in expected:
+            np.testing.assert_allclose(actual[key].numpy(), expected[key].numpy(),
+                                       rtol=1e-4, atol=1e-4 * float(expected[key].abs().max()))

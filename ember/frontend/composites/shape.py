@@ -147,8 +147,17 @@ def _split_points(input, indices_or_sections, dim):
 
 
 @composite(method=True)
-def tensor_split(input, indices_or_sections, dim=0):
-    """Views of `input` split into N nearly equal sections, or at the given indices."""
+def tensor_split(input, indices_or_sections=None, dim=0, *, indices=None, sections=None,
+                 tensor_indices_or_sections=None):
+    """Views of `input` split into N nearly equal sections, or at the given indices.
+    torch's overloads name the second argument `indices`, `sections` or
+    `tensor_indices_or_sections`; any one of them may be given by keyword."""
+    given = [v for v in (indices_or_sections, indices, sections, tensor_indices_or_sections)
+             if v is not None]
+    if len(given) != 1:
+        raise TypeError("tensor_split() received an invalid combination of arguments: "
+                        "expected one of indices, sections or tensor_indices_or_sections")
+    indices_or_sections = given[0]
     if input.ndim == 0:
         raise RuntimeError("tensor_split expected at least a 1-dimensional tensor, but got a "
                            "tensor with 0 dims")

@@ -3,8 +3,9 @@
 linearize(func, *primals) returns func(*primals) and a function computing J @ tangents at
 those primals (forward mode, via jvp). functionalize's result computes what `func` does,
 input mutations included: torch.func.functionalize only changes how a trace records
-mutations, and ember's traces already record each in-place op as its out-of-place op
-followed by a copy back (docs/autograd.md), so the eager function is returned wrapped.
+mutations, so run eagerly it calls `func`; traced by make_fx, the graph records the
+out-of-place ops, views written back with scatters and mutated inputs copied back at the
+end (frontend/fx/functionalize_graph.py).
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def functionalize(func: Callable, *, remove: str = "mutations") -> Callable:
     @functools.wraps(func)
     def functionalized(*args, **kwargs):
         return func(*args, **kwargs)
+    # read by make_fx, which records the out-of-place program (frontend/fx/
+    # functionalize_graph.py); run eagerly, the function computes what func computes
+    functionalized._ember_functionalize = remove
     return functionalized
 
 

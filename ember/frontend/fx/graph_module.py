@@ -41,6 +41,20 @@ def _copy_attr(src, dst: Module, qualname: str) -> None:
         setattr(dst, last, value)
 
 
+#: the key of `GraphModule.meta` whose {name: value} entries torch sets back as attributes
+#: of a deep copy (torchvision's DualGraphModule reads it)
+_USER_PRESERVED_ATTRIBUTES_KEY = "_user_preserved_attributes"
+
+
+class _CodeOnlyModule(Module):
+    """torch.fx's helper for deep copies: a Module made from a given `__dict__`, passed as
+    the `root` a GraphModule (sub)class copies its attributes from."""
+
+    def __init__(self, body: dict):
+        super().__init__()
+        self.__dict__ = body
+
+
 class GraphModule(Module):
     def __new__(cls, *args, **kwargs):
         """Each instance gets its own class (recompile() sets forward on it), made here

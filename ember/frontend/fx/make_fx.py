@@ -26,15 +26,33 @@ def make_fx(f, decomposition_table=None, tracing_mode: str = "real",
 
     @functools.wraps(f)
     def traced(*args):
-        from ..jit import trace
-        from ..func.pytree import flatten
-        leaves, in_spec = flatten(args)
-        if all(spec.kind == "leaf" for spec in in_spec.children):
-            gm = trace(f, args)
-            _name_inputs_as_torch(gm, f)
-            return gm
-        return _trace_pytree(f, leaves, in_spec, trace)
+        if getattr(f, "_ember_functionalize", False):
+            from .functionalize_graph import CannotFunctionalize
+            try:
+                return _functionalized(_trace_once(f, args))
+            except CannotFunctionalize:
+                pass             # the graph keeps its mutations (it computes the same)
+        return _trace_once(f, args)
     return traced
+
+
+def _trace_once(f, args):
+    from ..jit import trace
+    from ..func.pytree import flatten
+    leaves, in_spec = flatten(args)
+    if all(spec.kind == "leaf" for spec in in_spec.children):
+        gm = trace(f, args)
+        _name_inputs_as_torch(gm, f)
+        return gm
+    return _trace_pytree(f, leaves, in_spec, trace)
+
+
+def _functionalized(gm):
+    """`make_fx(func.functionalize(f))`: the trace with its mutations removed."""
+    from .functionalize_graph import functionalize_graph
+    functionalize_graph(gm.graph)
+    gm.recompile()
+    return gm
 
 
 def _trace_pytree(f, leaves: list, in_spec, trace):

@@ -195,7 +195,9 @@ class Tracer:
     def _get_attr(self, qualname: str) -> Node:
         node = self._attr_nodes.get(qualname)
         if node is None or node.graph is not self.graph or node._erased:
-            node = self.graph.get_attr(qualname)
+            # through create_proxy, as torch.fx: a Tracer subclass overriding it sees
+            # parameter reads too (torchvision's feature extraction names them there)
+            node = self.create_proxy("get_attr", qualname, (), {}).node
             self._attr_nodes[qualname] = node
         return node
 

@@ -8,12 +8,23 @@
 """
 from __future__ import annotations
 
-from ...ir.errors import EmberError
+from ...ir.errors import EmberError, TraceError
 from ..autograd import is_grad_enabled
 
 
 class BadArgument(EmberError, RuntimeError):
     """An argument value or shape that PyTorch rejects with a RuntimeError."""
+
+
+def refuse_traced_sparse_gradient(weight, indices, sparse: bool, function: str) -> None:
+    """`sparse=True` asks for a sparse COO weight gradient, which only eager autograd
+    builds: a compiled graph would give a dense one. Tracing stops here instead, so
+    ember.compile breaks the graph and runs this lookup eagerly (with fullgraph=True the
+    error names the reason)."""
+    traced = any(getattr(t, "is_symbolic", False) for t in (weight, indices))
+    if sparse and traced and weight.requires_grad and is_grad_enabled():
+        raise TraceError(f"{function}(sparse=True) computes a sparse gradient of its "
+                         f"weight, which only runs eagerly")
 
 
 def cast(x, dtype):

@@ -12,7 +12,7 @@ from ...ir import dtypes
 from ...ir.registry import OPS
 from ..autograd import no_grad
 from ..tensor import Tensor
-from ._functional_common import BadArgument, cast
+from ._functional_common import BadArgument, cast, refuse_traced_sparse_gradient
 
 _MODES = ("sum", "mean", "max")
 
@@ -46,6 +46,7 @@ def _embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_fr
             per_sample_weights = per_sample_weights.reshape([-1])
         include_last_offset = False
     _check_indices(input, offsets, weight.shape[0])
+    refuse_traced_sparse_gradient(weight, input, sparse, "embedding_bag")
     if max_norm is not None:
         _renorm_rows(weight, input, max_norm, norm_type)
     rows = OPS["embedding"](weight, input, -1 if padding_idx is None else padding_idx,

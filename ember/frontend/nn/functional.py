@@ -18,7 +18,7 @@ from ...ir.errors import EmberError, ShapeError
 from ...ir.registry import OPS
 from ..tensor import Tensor
 from ..autograd import no_grad
-from ._functional_common import BadArgument, maybe_inplace
+from ._functional_common import BadArgument, maybe_inplace, refuse_traced_sparse_gradient
 from ._batch_norm_eager import batch_norm_train, fused_batch_norm_applies
 from ._max_pool_eager import tiled_max_pool, tiled_max_pool_applies
 from ._functional_losses import (cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
@@ -362,6 +362,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False) -> Tensor:
     if padding_idx is not None and padding_idx < 0:
         padding_idx += weight.shape[0]
+    refuse_traced_sparse_gradient(weight, input, sparse, "embedding")
     if max_norm is not None:
         # as PyTorch: the referenced rows of weight are renormalized in place, untracked
         with no_grad():

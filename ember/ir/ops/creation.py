@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import ShapeError
-from ..meta import TensorMeta, contiguous_format, preserve_format
+from ..meta import TensorMeta, check_memory_format_rank, contiguous_format, preserve_format
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from . import samples as S
 from .rules import cast_scalar, pointwise_memory_format
@@ -61,12 +61,16 @@ def _full_reference(size, fill_value, dtype, device, memory_format):
     return fill_array(_check_size(size), fill_value, np_dtype)
 
 
+def _full_meta(size, fill_value, dtype, device, memory_format):
+    check_memory_format_rank(size, memory_format)
+    return TensorMeta(_check_size(size), _factory_dtype(dtype, fill_value),
+                      str(device or "cpu"), memory_format or contiguous_format)
+
+
 full = defop(
     "full(int[] size, Scalar fill_value, *, ScalarType? dtype=None, Device? device=None, "
     "MemoryFormat? memory_format=None) -> Tensor",
-    meta=lambda size, fill_value, dtype, device, memory_format: TensorMeta(
-        _check_size(size), _factory_dtype(dtype, fill_value), str(device or "cpu"),
-        memory_format or contiguous_format),
+    meta=_full_meta,
     reference=_full_reference,
     derivative=NOT_DIFFERENTIABLE, tags=F,
     samples=lambda rng: [S.Sample(([2, 3], 1.5)), S.Sample(([4], 7)),
@@ -76,6 +80,7 @@ full = defop(
 
 
 def _like_meta(self, dtype, memory_format):
+    check_memory_format_rank(self.shape, memory_format)
     fmt = pointwise_memory_format([self]) if memory_format in (None, preserve_format) \
         else memory_format
     return TensorMeta(tuple(self.shape), dtypes.as_dtype(dtype) if dtype else self.dtype,

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..dtypes import int64
 from ..errors import DTypeError, EmberIndexError, ShapeError
-from ..meta import TensorMeta, contiguous_format, contiguous_strides, \
-    suggest_memory_format, preserve_format
+from ..meta import TensorMeta, check_memory_format_rank, contiguous_format, \
+    contiguous_strides, suggest_memory_format, preserve_format
 from ..registry import Tag, defop
 from . import samples as S
 from .rules import wrap_dim, wrap_dims, pointwise_memory_format
@@ -456,6 +456,7 @@ as_strided_scatter = defop(
 
 
 def _clone_meta(self, memory_format=preserve_format):
+    check_memory_format_rank(self.shape, memory_format)
     fmt = pointwise_memory_format([self]) if memory_format in (None, preserve_format) \
         else memory_format
     return TensorMeta(tuple(self.shape), self.dtype, str(self.device), fmt)
