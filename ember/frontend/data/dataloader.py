@@ -139,6 +139,9 @@ class _LoaderIterator:
             return pin_batch(batch)
         return batch
 
+    def __len__(self) -> int:
+        return len(self._loader)
+
 
 def pin_batch(batch):
     """The batch with every CPU tensor in it copied to pinned memory (tuples, lists,
@@ -161,9 +164,6 @@ def pin_batch(batch):
     if hasattr(batch, "pin_memory"):
         return batch.pin_memory()
     return batch
-
-    def __len__(self) -> int:
-        return len(self._loader)
 
 
 class DataLoader:
