@@ -538,24 +538,9 @@ def _single_channel_rows(b, cfg, p, out_h, taps) -> None:
                     at = b.add(b.add(b.add(x_row, b.mul(ki, p["xsh"])), ow0), kj)
                     x = _masked(b, "load", vt, [u.elem_ptr(b, p["x"], at), four, mask, zero])
                     return multiply_add(b, cfg, x, w, acc)
-                if taps is not None:
-                    acc = zero
-                    for i in range(taps[0]):
-                        for j in range(taps[1]):
-                            acc = tap(u.i64(i), u.i64(j), acc, weights[i * taps[1] + j])
-                else:
-                    acc = u.carried_loop(b, u.i64(0), p["nseg"], [zero], lambda ki, v: [
-                        u.carried_loop(b, u.i64(0), p["seglen"], v, lambda kj, w: [
-                            tap(ki, kj, w[0], weight(b.add(b.mul(ki, p["seglen"]), kj)))],
-                            name="kj")[0]], name="ki")[0]
+                acc = _sum_taps(b, p, taps, zero, tap, weight, weights)
                 at = b.add(o_co, ow0)
-                with_bias = b.fadd(acc, bias)
-                res = _masked(b, "load", vt, [u.elem_ptr(b, p["res"], at), four, mask, zero])
-                with_res = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)),
-                                    b.fadd(with_bias, res), with_bias)
-                relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
-                value = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
-                _masked(b, "store", vt, [value, u.elem_ptr(b, p["out"], at), four, mask])
+                _store_epilogue(b, p, vt, at, acc, bias, mask)
 
 
 def _single_channel_pixels(b, cfg, p, out_h, taps) -> None:
@@ -590,24 +575,37 @@ def _single_channel_pixels(b, cfg, p, out_h, taps) -> None:
                     at = b.add(b.add(b.add(x_row, b.mul(ki, p["xsh"])), ow), kj)
                     x = u.splat(b, b.load(u.elem_ptr(b, p["x"], at), typ=u.F32), lanes)
                     return multiply_add(b, cfg, x, w, acc)
-                if taps is not None:
-                    acc = zero
-                    for i in range(taps[0]):
-                        for j in range(taps[1]):
-                            acc = tap(u.i64(i), u.i64(j), acc, weights[i * taps[1] + j])
-                else:
-                    acc = u.carried_loop(b, u.i64(0), p["nseg"], [zero], lambda ki, v: [
-                        u.carried_loop(b, u.i64(0), p["seglen"], v, lambda kj, w: [
-                            tap(ki, kj, w[0], weight(b.add(b.mul(ki, p["seglen"]), kj)))],
-                            name="kj")[0]], name="ki")[0]
+                acc = _sum_taps(b, p, taps, zero, tap, weight, weights)
                 at = b.add(o_co, b.mul(ow, p["osw"]))
-                with_bias = b.fadd(acc, bias)
-                res = _masked(b, "load", vt, [u.elem_ptr(b, p["res"], at), four, mask, zero])
-                with_res = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)),
-                                    b.fadd(with_bias, res), with_bias)
-                relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
-                value = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
-                _masked(b, "store", vt, [value, u.elem_ptr(b, p["out"], at), four, mask])
+                _store_epilogue(b, p, vt, at, acc, bias, mask)
+
+
+def _sum_taps(b, p, taps, zero, tap, weight, weights):
+    """acc = tap(i, j, acc, w[i, j]) over the kernel's taps in the implicit GEMM's k order,
+    from zero: unrolled with the weights in registers for a known kernel size, else two
+    counted loops over (segment, position in segment) loading each weight."""
+    if taps is not None:
+        acc = zero
+        for i in range(taps[0]):
+            for j in range(taps[1]):
+                acc = tap(u.i64(i), u.i64(j), acc, weights[i * taps[1] + j])
+        return acc
+    return u.carried_loop(b, u.i64(0), p["nseg"], [zero], lambda ki, v: [
+        u.carried_loop(b, u.i64(0), p["seglen"], v, lambda kj, w: [
+            tap(ki, kj, w[0], weight(b.add(b.mul(ki, p["seglen"]), kj)))],
+            name="kj")[0]], name="ki")[0]
+
+
+def _store_epilogue(b, p, vt, at, acc, bias, mask) -> None:
+    """out[at] = relu?(acc + bias (+ res[at] where has_res)), one masked vector store."""
+    zero, four = ir.Constant(vt, None), ir.Constant(u.I32, 4)
+    with_bias = b.fadd(acc, bias)
+    res = _masked(b, "load", vt, [u.elem_ptr(b, p["res"], at), four, mask, zero])
+    with_res = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)),
+                        b.fadd(with_bias, res), with_bias)
+    relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
+    value = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
+    _masked(b, "store", vt, [value, u.elem_ptr(b, p["out"], at), four, mask])
 
 
 def single_channel_fits(c: int, stride, dilation, out_strides) -> bool:
