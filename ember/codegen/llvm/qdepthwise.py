@@ -90,26 +90,10 @@ def _taps(b, p, base, c0, lanes: int):
 
 
 def _claims(b, params, p, r_begin, r_end):
-    """The claiming loop's head (lite_int8.QDW_FIELDS): yields (begin, end) row ranges
-    until none is left. chunk > 0: `chunk` rows at a time from the parameter block's
-    shared counter (an atomic add), up to `rows`, so a thread descheduled on a busy host
-    leaves the rows it has not claimed to the others; chunk == 0: [r_begin, r_end) once."""
-    dynamic = b.icmp_signed("!=", p["chunk"], u.i64(0))
-    private = b.alloca(u.I64)
-    b.store(r_begin, private)
+    """qgemm's claim_loop over output rows (lite_int8.QDW_FIELDS: the parameter block's
+    counter word, up to `rows`)."""
     shared = b.gep(params, [u.i64(_F["counter"])], source_etype=u.I64)
-    counter = b.select(dynamic, shared, private)
-    step = b.select(dynamic, p["chunk"], b.sub(r_end, r_begin))
-    limit = b.select(dynamic, p["rows"], r_end)
-    head = b.append_basic_block("claim")
-    body = b.append_basic_block("claim.body")
-    done = b.append_basic_block("claim.done")
-    b.branch(head)
-    b.position_at_end(head)
-    begin = b.atomic_rmw("add", counter, step, "monotonic")
-    b.cbranch(b.icmp_signed("<", begin, limit), body, done)
-    b.position_at_end(body)
-    return begin, u.imin(b, b.add(begin, step), limit), head, done
+    return Q.claim_loop(b, shared, p["chunk"], r_begin, r_end, p["rows"])
 
 
 def _emit(module: ir.Module, lanes: int) -> None:

@@ -404,27 +404,35 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
                        lanes)
 
 
-def _claims(b, params, p, t_begin, t_end):
-    """The claiming loop's head (lite_int8.QGEMM_FIELDS): yields (begin, end) task ranges
-    until none is left. chunk > 0: `chunk` tasks at a time from the shared counter word of
-    the parameter block (an atomic add), up to m_tiles * n_blocks; chunk == 0: one claim
-    of [t_begin, t_end), from a private counter."""
-    dynamic = b.icmp_signed("!=", p["chunk"], u.i64(0))
+def claim_loop(b, shared, chunk, begin, end, total):
+    """A claiming loop's head: yields (begin, end) task ranges until none is left.
+    chunk > 0: `chunk` tasks at a time from the shared counter word `shared` (an atomic
+    add) up to `total`, so a thread descheduled on a busy host leaves the tasks it has not
+    claimed to the others; chunk == 0: one claim of [begin, end), from a private counter.
+    Returns (claimed begin, claimed end, the head block to branch back to, the exit)."""
+    dynamic = b.icmp_signed("!=", chunk, u.i64(0))
     private = b.alloca(u.I64)
-    b.store(t_begin, private)
-    shared = b.gep(params, [u.i64(_F["counter"])], source_etype=u.I64)
+    b.store(begin, private)
     counter = b.select(dynamic, shared, private)
-    step = b.select(dynamic, p["chunk"], b.sub(t_end, t_begin))
-    limit = b.select(dynamic, b.mul(p["m_tiles"], p["n_blocks"]), t_end)
+    step = b.select(dynamic, chunk, b.sub(end, begin))
+    limit = b.select(dynamic, total, end)
     head = b.append_basic_block("claim")
     body = b.append_basic_block("claim.body")
     done = b.append_basic_block("claim.done")
     b.branch(head)
     b.position_at_end(head)
-    begin = b.atomic_rmw("add", counter, step, "monotonic")
-    b.cbranch(b.icmp_signed("<", begin, limit), body, done)
+    claimed = b.atomic_rmw("add", counter, step, "monotonic")
+    b.cbranch(b.icmp_signed("<", claimed, limit), body, done)
     b.position_at_end(body)
-    return begin, u.imin(b, b.add(begin, step), limit), head, done
+    return claimed, u.imin(b, b.add(claimed, step), limit), head, done
+
+
+def _claims(b, params, p, t_begin, t_end):
+    """claim_loop over the GEMM's tiles (lite_int8.QGEMM_FIELDS: the parameter block's
+    counter word, up to m_tiles * n_blocks)."""
+    shared = b.gep(params, [u.i64(_F["counter"])], source_etype=u.I64)
+    return claim_loop(b, shared, p["chunk"], t_begin, t_end,
+                      b.mul(p["m_tiles"], p["n_blocks"]))
 
 
 def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) -> None:
