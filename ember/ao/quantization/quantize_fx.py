@@ -31,6 +31,7 @@ from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparam
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
+from ..nn.quantized.modules import call_with_graph_clamps
 from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
                             LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
@@ -942,15 +943,29 @@ def _clamp_of(node) -> tuple | None:
 
 def _fuse_output_clamps(gm) -> None:
     """A quantized Conv2d whose one reader is a relu6 / hardtanh on its result (a
-    MobileNet's conv -> BatchNorm -> ReLU6): the module's epilogue clamps to those bounds
-    as well (an exact clamp of the integers, the one the clamp node would make), and the
-    clamp node, kept as torch.ao keeps it, then finds its input already clamped
-    (frontend/quantized.py conv2d_clamped). Only for a module called from one node."""
+    MobileNet's conv -> BatchNorm -> ReLU6) is marked `_fused_clamp` (its bounds): when the
+    converted graph calls it, its epilogue clamps to those bounds as well (an exact clamp
+    of the integers, the one the clamp node would make), and the clamp node, kept as
+    torch.ao keeps it, then finds its input already clamped (frontend/quantized.py
+    conv2d_clamped). Only for a module called from one node; the conv called alone gives
+    torch.ao's unclamped result (_call_with_fused_clamps)."""
+    marked = False
+    for conv, _clamp_module, bounds in _clamp_fusions(gm):
+        conv._fused_clamp = bounds
+        marked = True
+    if marked:          # the class is this GraphModule's own (GraphModule.__new__)
+        type(gm).__call__ = _call_with_fused_clamps
+
+
+def _clamp_fusions(gm) -> list:
+    """(conv, clamp module or None, bounds) for each quantized Conv2d of gm's graph called
+    from one node whose one reader is a relu6 / hardtanh of its result."""
     from ..nn import quantized as nnq
     calls = {}
     for node in gm.graph.nodes:
         if node.op == OpKind.call_module:
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    found = []
     for node in gm.graph.nodes:
         if node.op != OpKind.call_module or calls[str(node.target)] != 1:
             continue
@@ -960,7 +975,24 @@ def _fuse_output_clamps(gm) -> None:
         (user,) = node.users
         bounds = _clamp_of(user) if user.args and user.args[0] is node else None
         if bounds is not None:
-            module._fused_clamp = bounds
+            clamp_module = gm.get_submodule(str(user.target)) \
+                if user.op == OpKind.call_module else None
+            found.append((module, clamp_module, bounds))
+    return found
+
+
+def _call_with_fused_clamps(gm, *args, **kwargs):
+    """A converted GraphModule's call: the marked convs of its graph as it is now clamp in
+    their epilogue, except where a hook would see the conv's result (a forward hook on the
+    conv, any hook on the clamp module): there the pair runs unfused, as torch.ao's."""
+    if gm.__dict__.get("_fused_clamps_code") is not gm._code:     # the graph was edited
+        gm.__dict__["_fused_clamps"] = [f for f in _clamp_fusions(gm)
+                                        if f[0].__dict__.get("_fused_clamp") == f[2]]
+        gm.__dict__["_fused_clamps_code"] = gm._code
+    clamps = {id(conv): bounds for conv, clamp_module, bounds in gm._fused_clamps
+              if not conv._forward_hooks and not (clamp_module is not None and (
+                  clamp_module._forward_hooks or clamp_module._forward_pre_hooks))}
+    return call_with_graph_clamps(clamps, nn.Module.__call__, gm, *args, **kwargs)
 
 
 _FIXED_MODULE_OPS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardsigmoid: "hardsigmoid"}
