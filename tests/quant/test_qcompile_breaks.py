@@ -54,8 +54,39 @@ def listy_linears(lib, tq):
     return M().eval()
 
 
+def residual_blocks(lib, tq):
+    """The break inside a child block: the block runs eagerly, its convs compiled."""
+    nn = lib.nn
+    functional = lib.ao.nn.quantized.FloatFunctional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1), nn.ReLU())
+            self.skip = functional()
+
+        def forward(self, x):
+            y = self.conv(x)
+            if int(y.dequantize().max().item() * 10) % 2:       # a data-dependent branch
+                y = self.skip.add(y, x)
+            return y
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
+            self.stem = nn.Conv2d(3, 8, 3, 1, 1)
+            self.blocks = nn.Sequential(Block(), Block())
+            self.head = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.dequant(self.head(self.blocks(self.stem(self.quant(x)))))
+    return M().eval()
+
+
 MODELS = {"branchy_convs": (branchy_convs, (3, 10, 10)),
-          "listy_linears": (listy_linears, (16,))}
+          "listy_linears": (listy_linears, (16,)),
+          "residual_blocks": (residual_blocks, (3, 8, 8))}
 
 
 def eager_converted_twins(name, rng):
@@ -80,8 +111,8 @@ def test_compiled_model_with_a_break_equals_eager_and_torch_ao(rng, name):
     t_q, e_q, shape = eager_converted_twins(name, rng)
     compiled = ember.compile(e_q)
     with ember.no_grad():
-        for _ in range(2):           # the second call runs the cached compiled modules
-            x = rng.standard_normal((4,) + shape).astype(np.float32)
+        for batch in (4, 4, 2):     # cached compiled modules, then another batch size
+            x = rng.standard_normal((batch,) + shape).astype(np.float32)
             want = e_q(ember.tensor(x)).numpy()
             got = compiled(ember.tensor(x)).numpy()
             np.testing.assert_array_equal(got, want)
