@@ -168,6 +168,41 @@ def test_numeric_suite_loggers_see_torch_ao_conv_outputs(rng):
     assert real.min() < -0.5 - pw.scale or real.max() > 0.75 + pw.scale
 
 
+def test_a_changed_clamp_module_or_edited_graph_is_not_fused(rng):
+    """The fusion follows the model as it is at each call: new clamp bounds, a
+    replaced clamp module, a graph edited and recompiled."""
+    import copy
+    t_q, e_q, _ = twins(rng)
+    unfused = copy.deepcopy(e_q)
+    for m in unfused.modules():
+        m.__dict__.pop("_fused_clamp", None)
+    x = rng.standard_normal((2, 3, 20, 20)).astype(np.float32)
+
+    def both(change):
+        with ember.no_grad():
+            before = unfused(ember.tensor(x)).numpy()
+            np.testing.assert_array_equal(e_q(ember.tensor(x)).numpy(), before)
+        for model in (t_q, e_q, unfused):
+            change(model)
+        with ember.no_grad():
+            got = e_q(ember.tensor(x)).numpy()
+            np.testing.assert_array_equal(got, unfused(ember.tensor(x)).numpy())
+        assert not np.array_equal(got, before)        # the change matters here
+        want = t_q(torch.from_numpy(x)).numpy()
+        step = float(np.abs(want).max()) / 255
+        assert np.abs(want - got).max() <= 2 * step + 1e-6
+    both(lambda m: setattr(m.tanh_like, "max_val", 3.0))
+    both(lambda m: setattr(m, "tanh_like", type(m.tanh_like)(-0.25, 0.25)))
+
+    def drop_last_relu6(gm):
+        for node in list(gm.graph.nodes):
+            if node.op == "call_function" and "relu6" in str(node.target):
+                node.replace_all_uses_with(node.args[0])
+                gm.graph.erase_node(node)
+        gm.recompile()
+    both(drop_last_relu6)
+
+
 def test_quantize_per_tensor_of_a_0d_tensor_matches_torch():
     for v in (0.3, -1.7, 40.0):
         got = ember.quantize_per_tensor(ember.tensor(np.float32(v)), 0.1, 2, ember.quint8)

@@ -919,16 +919,20 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     return gm
 
 
+def _module_clamp(module) -> tuple | None:
+    """(low, high) where the module is an nn.ReLU6 / nn.Hardtanh, else None."""
+    if type(module) is nn.ReLU6:
+        return 0.0, 6.0
+    if type(module) is nn.Hardtanh:
+        return float(module.min_val), float(module.max_val)
+    return None
+
+
 def _clamp_of(node) -> tuple | None:
     """(low, high) real bounds where the node is a relu6 / hardtanh (module or functional
     call, bounds given as numbers) of its first argument, else None."""
     if node.op == OpKind.call_module:
-        module = node.graph.owning_module.get_submodule(str(node.target))
-        if type(module) is nn.ReLU6:
-            return 0.0, 6.0
-        if type(module) is nn.Hardtanh:
-            return float(module.min_val), float(module.max_val)
-        return None
+        return _module_clamp(node.graph.owning_module.get_submodule(str(node.target)))
     if node.op != OpKind.call_function or node.target not in (F.relu6, F.hardtanh):
         return None
     if node.target is F.relu6:
@@ -950,7 +954,7 @@ def _fuse_output_clamps(gm) -> None:
     conv2d_clamped). Only for a module called from one node; the conv called alone gives
     torch.ao's unclamped result (_call_with_fused_clamps)."""
     marked = False
-    for conv, _clamp_module, bounds in _clamp_fusions(gm):
+    for conv, _clamp, bounds in _clamp_fusions(gm):
         conv._fused_clamp = bounds
         marked = True
     if marked:          # the class is this GraphModule's own (GraphModule.__new__)
@@ -958,8 +962,8 @@ def _fuse_output_clamps(gm) -> None:
 
 
 def _clamp_fusions(gm) -> list:
-    """(conv, clamp module or None, bounds) for each quantized Conv2d of gm's graph called
-    from one node whose one reader is a relu6 / hardtanh of its result."""
+    """(conv, clamp module's target or None, bounds) for each quantized Conv2d of gm's
+    graph called from one node whose one reader is a relu6 / hardtanh of its result."""
     from ..nn import quantized as nnq
     calls = {}
     for node in gm.graph.nodes:
@@ -975,10 +979,20 @@ def _clamp_fusions(gm) -> list:
         (user,) = node.users
         bounds = _clamp_of(user) if user.args and user.args[0] is node else None
         if bounds is not None:
-            clamp_module = gm.get_submodule(str(user.target)) \
-                if user.op == OpKind.call_module else None
-            found.append((module, clamp_module, bounds))
+            clamp = str(user.target) if user.op == OpKind.call_module else None
+            found.append((module, clamp, bounds))
     return found
+
+
+def _clamp_module_unchanged(gm, target: str | None, bounds: tuple) -> bool:
+    """The clamp module the graph calls still clamps to `bounds` (not replaced, its
+    bounds not changed) and no hook of it reads its input or result (True for a
+    functional clamp: the graph's code holds its bounds)."""
+    if target is None:
+        return True
+    module = gm.get_submodule(target)
+    return _module_clamp(module) == bounds and \
+        not (module._forward_hooks or module._forward_pre_hooks)
 
 
 def _call_with_fused_clamps(gm, *args, **kwargs):
@@ -989,9 +1003,8 @@ def _call_with_fused_clamps(gm, *args, **kwargs):
         gm.__dict__["_fused_clamps"] = [f for f in _clamp_fusions(gm)
                                         if f[0].__dict__.get("_fused_clamp") == f[2]]
         gm.__dict__["_fused_clamps_code"] = gm._code
-    clamps = {id(conv): bounds for conv, clamp_module, bounds in gm._fused_clamps
-              if not conv._forward_hooks and not (clamp_module is not None and (
-                  clamp_module._forward_hooks or clamp_module._forward_pre_hooks))}
+    clamps = {id(conv): bounds for conv, clamp, bounds in gm._fused_clamps
+              if not conv._forward_hooks and _clamp_module_unchanged(gm, clamp, bounds)}
     return call_with_graph_clamps(clamps, nn.Module.__call__, gm, *args, **kwargs)
 
 
