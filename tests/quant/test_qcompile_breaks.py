@@ -136,3 +136,36 @@ def test_compiled_quantized_module_takes_quantized_inputs_of_any_qparams(rng):
             assert got.is_quantized and got.dtype == ember.quint8
             assert (got.q_scale(), got.q_zero_point()) == (want.q_scale(), want.q_zero_point())
             np.testing.assert_array_equal(got.int_repr().numpy(), want.int_repr().numpy())
+
+
+def test_convert_fx_models_around_a_break_compile_to_eager_results(rng):
+    """Two convert_fx models (their conv -> relu6 pairs fused in eager calls) with
+    Python between them: each is compiled on its own and the result is eager's."""
+    from test_qclamp_fusion import twins
+    t_a, e_a, _ = twins(rng)
+    t_b, e_b, _ = twins(rng)
+
+    class Pipeline(ember.nn.Module):
+        def __init__(self, first, second):
+            super().__init__()
+            self.first, self.second = first, second
+
+        def forward(self, x):
+            y = self.first(x)
+            if y.mean().item() > 1.0:               # data-dependent: a graph break
+                y = y * 0.5
+            return self.second(y[:, :3].repeat(1, 1, 2, 2))
+
+    model = Pipeline(e_a, e_b)
+    compiled = ember.compile(model)
+    x = rng.standard_normal((2, 3, 20, 20)).astype(np.float32)
+    with ember.no_grad():
+        want = model(ember.tensor(x)).numpy()
+        np.testing.assert_array_equal(compiled(ember.tensor(x)).numpy(), want)
+        assert ember.compile.explain(model, ember.tensor(x)).graph_break_count >= 1
+    y = t_a(torch.from_numpy(x))
+    if y.mean().item() > 1.0:
+        y = y * 0.5
+    expected = t_b(y[:, :3].repeat(1, 1, 2, 2)).numpy()
+    step = float(np.abs(expected).max()) / 255
+    assert np.abs(expected - want).max() <= 4 * step + 1e-6
