@@ -91,6 +91,11 @@ class CpuBackend:
                 "backend compiles CPU tensors; move the inputs with .cpu(), or compile with "
                 "the device's backend (backend='triton' for CUDA, or the callable/name a "
                 "device package registers)")
+        if is_quantized_tensor(tensor):
+            # a quantized input (a compiled module after a graph break reads the previous
+            # module's int8 result): the plan's quantized steps take its integers with
+            # their qparams, as they take a quantized constant
+            return tensor._qarray()
         return tensor._array
 
     def wrap(self, value):

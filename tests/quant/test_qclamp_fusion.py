@@ -73,27 +73,134 @@ def test_fused_clamps_give_the_unfused_integers_and_torch_ao_values(rng):
     assert np.abs(expected - fused).max() <= 2 * step + 1e-6
 
 
-def test_fused_conv_result_is_clamped_and_the_clamp_node_keeps_it(rng):
+def test_the_fused_path_runs_in_the_graph_and_the_clamp_node_copies_nothing(rng,
+                                                                          monkeypatch):
+    import ember.ao.nn.quantized.modules as qmodules
+    import ember.frontend.quantized as fq
     _, e_q, _ = twins(rng)
-    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
-    conv = e_q.pw
+    fused_calls, reused = [], []
+    conv2d_clamped, already_clamped = qmodules.conv2d_clamped, fq._already_clamped
+
+    def spy_conv(op, args, low, high):
+        fused_calls.append((low, high))
+        return conv2d_clamped(op, args, low, high)
+
+    def spy_clamp(qt, bounds):
+        done = already_clamped(qt, bounds)
+        reused.append(done is not None)
+        return done
+    monkeypatch.setattr(qmodules, "conv2d_clamped", spy_conv)
+    monkeypatch.setattr(fq, "_already_clamped", spy_clamp)
+    x = ember.tensor(rng.standard_normal((2, 3, 10, 10)).astype(np.float32))
     with ember.no_grad():
-        q_in = ember.quantize_per_tensor(ember.tensor(np.abs(x[:, :1].repeat(16, 1))),
-                                         0.02, 3, ember.quint8)
-        out = conv(q_in)
-        clamped = e_q.tanh_like(out)
-    real = out.dequantize().numpy()
-    assert real.min() >= -0.5 - conv.scale and real.max() <= 0.75 + conv.scale
-    np.testing.assert_array_equal(clamped.int_repr().numpy(), out.int_repr().numpy())
-    assert clamped.q_scale() == out.q_scale() and \
-        clamped.q_zero_point() == out.q_zero_point()
-    # a wider clamp after the fused one is still the identity; a narrower one clamps
-    narrower = ember.nn.functional.hardtanh(out, -0.25, 0.25)
-    lo, hi = (ember.quantize_per_tensor(ember.tensor(np.float32(v)), out.q_scale(),
-                                        out.q_zero_point(), ember.quint8).int_repr().item()
-              for v in (-0.25, 0.25))
-    np.testing.assert_array_equal(narrower.int_repr().numpy(),
-                                  np.clip(out.int_repr().numpy(), lo, hi))
+        e_q(x)
+    assert sorted(fused_calls) == sorted(fused_modules(e_q).values())
+    assert reused.count(True) == 4          # each fused conv's clamp node found it done
+
+
+def _quantized_input(rng, lib):
+    x = np.abs(rng.standard_normal((2, 16, 10, 10))).astype(np.float32)
+    return lib.quantize_per_tensor(lib.tensor(x), 0.02, 3, lib.quint8)
+
+
+def test_a_fused_conv_called_alone_gives_torch_ao_unclamped_result(rng):
+    t_q, e_q, _ = twins(rng)
+    got = e_q.pw(_quantized_input(np.random.default_rng(1), ember))
+    want = t_q.pw(_quantized_input(np.random.default_rng(1), torch))
+    assert got.q_scale() == pytest.approx(want.q_scale(), rel=1e-6)
+    diff = got.int_repr().numpy().astype(int) - want.int_repr().numpy().astype(int)
+    assert np.abs(diff).max() <= 1
+    real = got.dequantize().numpy()
+    assert real.min() < -0.5 - got.q_scale() or real.max() > 0.75 + got.q_scale()
+
+
+def _hooked_outputs(model, names, x):
+    seen = {}
+    handles = [model.get_submodule(n).register_forward_hook(
+        lambda m, args, out, n=n: seen.__setitem__(n, out.int_repr().numpy()))
+        for n in names]
+    out = model(x).numpy()
+    for h in handles:
+        h.remove()
+    return seen, out
+
+
+def test_forward_hooks_on_fused_convs_see_torch_ao_outputs(rng):
+    t_q, e_q, _ = twins(rng)
+    x = rng.standard_normal((2, 3, 20, 20)).astype(np.float32)
+    names = ["stem.0", "pw", "last"]
+    with ember.no_grad():
+        plain = e_q(ember.tensor(x)).numpy()
+        seen, hooked = _hooked_outputs(e_q, names, ember.tensor(x))
+    want, expected = _hooked_outputs(t_q, names, torch.from_numpy(x))
+    np.testing.assert_array_equal(hooked, plain)
+    for n in names:
+        assert np.abs(seen[n].astype(int) - want[n].astype(int)).max() <= 1, n
+    pw = e_q.pw
+    outside = (seen["pw"].astype(int) - pw.zero_point) * pw.scale
+    assert outside.min() < -0.5 - pw.scale or outside.max() > 0.75 + pw.scale
+    # a hook on the clamp module reads the conv's result as its input: unfused too
+    inputs = {}
+    handle = e_q.tanh_like.register_forward_pre_hook(
+        lambda m, args: inputs.__setitem__("x", args[0].int_repr().numpy()))
+    with ember.no_grad():
+        np.testing.assert_array_equal(e_q(ember.tensor(x)).numpy(), plain)
+    handle.remove()
+    np.testing.assert_array_equal(inputs["x"], seen["pw"])
+
+
+def test_numeric_suite_loggers_see_torch_ao_conv_outputs(rng):
+    import ember.ao.ns._numeric_suite_fx as ens
+    t_q, e_q, _ = twins(rng)
+    x = rng.standard_normal((2, 3, 20, 20)).astype(np.float32)
+    want, _ = _hooked_outputs(t_q, ["pw", "last"], torch.from_numpy(x))
+    float_twin = clamp_model(ember)
+    _, logged_model = ens.add_loggers("fp32", float_twin, "int8", e_q)
+    with ember.no_grad():
+        logged_model(ember.tensor(x))
+    logged = {m.ref_name: m.stats[0] for m in logged_model.modules()
+              if isinstance(m, ens.OutputLogger)}
+    for name in ("pw", "last"):
+        got = logged[name].int_repr().numpy().astype(int)
+        assert np.abs(got - want[name].astype(int)).max() <= 1, name
+    pw = e_q.pw
+    real = logged["pw"].dequantize().numpy()
+    assert real.min() < -0.5 - pw.scale or real.max() > 0.75 + pw.scale
+
+
+def test_a_changed_clamp_module_or_edited_graph_is_not_fused(rng):
+    """The fusion follows the model as it is at each call: new clamp bounds, a
+    replaced clamp module, a graph edited and recompiled."""
+    import copy
+    t_q, e_q, _ = twins(rng)
+    unfused = copy.deepcopy(e_q)
+    for m in unfused.modules():
+        m.__dict__.pop("_fused_clamp", None)
+    x = rng.standard_normal((2, 3, 20, 20)).astype(np.float32)
+
+    def both(change):
+        with ember.no_grad():
+            before = unfused(ember.tensor(x)).numpy()
+            np.testing.assert_array_equal(e_q(ember.tensor(x)).numpy(), before)
+        for model in (t_q, e_q, unfused):
+            change(model)
+        with ember.no_grad():
+            got = e_q(ember.tensor(x)).numpy()
+            np.testing.assert_array_equal(got, unfused(ember.tensor(x)).numpy())
+        assert not np.array_equal(got, before)        # the change matters here
+        want = t_q(torch.from_numpy(x)).numpy()
+        step = float(np.abs(want).max()) / 255
+        assert np.abs(want - got).max() <= 2 * step + 1e-6
+    both(lambda m: setattr(m.tanh_like, "max_val", 3.0))
+    both(lambda m: setattr(m, "tanh_like", type(m.tanh_like)(-0.25, 0.25)))
+
+    def drop_last_relu6(gm):
+        for node in list(gm.graph.nodes):
+            if node.op == "call_function" and "relu6" in str(node.target):
+                node.replace_all_uses_with(node.args[0])
+                gm.graph.erase_node(node)
+        gm.recompile()
+    both(drop_last_relu6)
 
 
 def test_quantize_per_tensor_of_a_0d_tensor_matches_torch():

@@ -31,6 +31,7 @@ from ...ir.quantized import (per_channel_affine, per_channel_affine_float_qparam
 from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
+from ..nn.quantized.modules import call_with_graph_clamps
 from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
                             LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
@@ -918,16 +919,20 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     return gm
 
 
+def _module_clamp(module) -> tuple | None:
+    """(low, high) where the module is an nn.ReLU6 / nn.Hardtanh, else None."""
+    if type(module) is nn.ReLU6:
+        return 0.0, 6.0
+    if type(module) is nn.Hardtanh:
+        return float(module.min_val), float(module.max_val)
+    return None
+
+
 def _clamp_of(node) -> tuple | None:
     """(low, high) real bounds where the node is a relu6 / hardtanh (module or functional
     call, bounds given as numbers) of its first argument, else None."""
     if node.op == OpKind.call_module:
-        module = node.graph.owning_module.get_submodule(str(node.target))
-        if type(module) is nn.ReLU6:
-            return 0.0, 6.0
-        if type(module) is nn.Hardtanh:
-            return float(module.min_val), float(module.max_val)
-        return None
+        return _module_clamp(node.graph.owning_module.get_submodule(str(node.target)))
     if node.op != OpKind.call_function or node.target not in (F.relu6, F.hardtanh):
         return None
     if node.target is F.relu6:
@@ -942,15 +947,29 @@ def _clamp_of(node) -> tuple | None:
 
 def _fuse_output_clamps(gm) -> None:
     """A quantized Conv2d whose one reader is a relu6 / hardtanh on its result (a
-    MobileNet's conv -> BatchNorm -> ReLU6): the module's epilogue clamps to those bounds
-    as well (an exact clamp of the integers, the one the clamp node would make), and the
-    clamp node, kept as torch.ao keeps it, then finds its input already clamped
-    (frontend/quantized.py conv2d_clamped). Only for a module called from one node."""
+    MobileNet's conv -> BatchNorm -> ReLU6) is marked `_fused_clamp` (its bounds): when the
+    converted graph calls it, its epilogue clamps to those bounds as well (an exact clamp
+    of the integers, the one the clamp node would make), and the clamp node, kept as
+    torch.ao keeps it, then finds its input already clamped (frontend/quantized.py
+    conv2d_clamped). Only for a module called from one node; the conv called alone gives
+    torch.ao's unclamped result (_call_with_fused_clamps)."""
+    marked = False
+    for conv, _clamp, bounds in _clamp_fusions(gm):
+        conv._fused_clamp = bounds
+        marked = True
+    if marked:          # the class is this GraphModule's own (GraphModule.__new__)
+        type(gm).__call__ = _call_with_fused_clamps
+
+
+def _clamp_fusions(gm) -> list:
+    """(conv, clamp module's target or None, bounds) for each quantized Conv2d of gm's
+    graph called from one node whose one reader is a relu6 / hardtanh of its result."""
     from ..nn import quantized as nnq
     calls = {}
     for node in gm.graph.nodes:
         if node.op == OpKind.call_module:
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    found = []
     for node in gm.graph.nodes:
         if node.op != OpKind.call_module or calls[str(node.target)] != 1:
             continue
@@ -960,7 +979,33 @@ def _fuse_output_clamps(gm) -> None:
         (user,) = node.users
         bounds = _clamp_of(user) if user.args and user.args[0] is node else None
         if bounds is not None:
-            module._fused_clamp = bounds
+            clamp = str(user.target) if user.op == OpKind.call_module else None
+            found.append((module, clamp, bounds))
+    return found
+
+
+def _clamp_module_unchanged(gm, target: str | None, bounds: tuple) -> bool:
+    """The clamp module the graph calls still clamps to `bounds` (not replaced, its
+    bounds not changed) and no hook of it reads its input or result (True for a
+    functional clamp: the graph's code holds its bounds)."""
+    if target is None:
+        return True
+    module = gm.get_submodule(target)
+    return _module_clamp(module) == bounds and \
+        not (module._forward_hooks or module._forward_pre_hooks)
+
+
+def _call_with_fused_clamps(gm, *args, **kwargs):
+    """A converted GraphModule's call: the marked convs of its graph as it is now clamp in
+    their epilogue, except where a hook would see the conv's result (a forward hook on the
+    conv, any hook on the clamp module): there the pair runs unfused, as torch.ao's."""
+    if gm.__dict__.get("_fused_clamps_code") is not gm._code:     # the graph was edited
+        gm.__dict__["_fused_clamps"] = [f for f in _clamp_fusions(gm)
+                                        if f[0].__dict__.get("_fused_clamp") == f[2]]
+        gm.__dict__["_fused_clamps_code"] = gm._code
+    clamps = {id(conv): bounds for conv, clamp, bounds in gm._fused_clamps
+              if not conv._forward_hooks and _clamp_module_unchanged(gm, clamp, bounds)}
+    return call_with_graph_clamps(clamps, nn.Module.__call__, gm, *args, **kwargs)
 
 
 _FIXED_MODULE_OPS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardsigmoid: "hardsigmoid"}

@@ -18,6 +18,7 @@ the weight is observed by `mod.qconfig.weight()` (a QAT module's trained
 from __future__ import annotations
 
 import warnings
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -257,6 +258,25 @@ class _ConvNd(_WeightedQuantized):
         return text
 
 
+#: {id(conv): (low, high)} while a converted graph whose convs feed only a clamp runs
+#: (convert_fx marks them `_fused_clamp`; quantize_fx decides per call which may fuse)
+_GRAPH_CLAMPS: ContextVar = ContextVar("ember_graph_clamps", default=None)
+
+
+def _graph_clamp_of(conv) -> tuple | None:
+    active = _GRAPH_CLAMPS.get()
+    return None if active is None else active.get(id(conv))
+
+
+def call_with_graph_clamps(clamps: dict, fn, *args, **kwargs):
+    """fn(*args, **kwargs) with the convs named in `clamps` clamping in their epilogue."""
+    token = _GRAPH_CLAMPS.set(clamps)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _GRAPH_CLAMPS.reset(token)
+
+
 class Conv2d(_ConvNd):
     _FLOAT = nn.Conv2d
 
@@ -266,10 +286,11 @@ class Conv2d(_ConvNd):
                              f"{list(x.shape)}")
         args = (x, self._packed_weight, self._bias, self.stride, self.padding,
                 self.dilation, self.groups, self.scale, self.zero_point, self._RELU)
-        clamp = self.__dict__.get("_fused_clamp")
+        clamp = _graph_clamp_of(self)
         if clamp is not None and is_quantized_tensor(x):
-            # convert_fx found this conv's only reader to be a clamp (relu6 / hardtanh):
-            # the epilogue clamps too, and the clamp node then copies nothing
+            # the converted graph calling this conv passes its result only to a clamp
+            # (relu6 / hardtanh): the epilogue clamps too, and the clamp node then copies
+            # nothing; called alone, the conv gives torch.ao's unclamped result
             return conv2d_clamped(quantized_conv2d, args, *clamp)
         return run_checked(quantized_conv2d, args)
 
