@@ -30,13 +30,16 @@ QUANTIZED_KERNELS: set[str] = {"dequantize"}
 # averaging ops: computed on the dequantized values, requantized with the input's qparams
 # (PyTorch's quantized pooling keeps the input's scale and zero point too)
 SAME_QPARAMS_REQUANTIZED = {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d",
-                            "avg_pool2d", "mean", "upsample_nearest2d", "dropout"}
+                            "avg_pool2d", "mean", "upsample_nearest2d", "dropout",
+                            "leaky_relu", "gelu", "upsample_bilinear2d", "pad"}
 
 # ops that act on the integers alone and keep per-tensor qparams (monotone or moving data)
 SAME_QPARAMS = {"view", "reshape", "_unsafe_view", "flatten", "permute", "transpose", "t",
                 "contiguous", "clone", "squeeze", "unsqueeze", "expand", "select", "slice",
                 "narrow", "detach", "alias", "max_pool1d", "max_pool2d", "max_pool3d",
-                "adaptive_max_pool2d", "unflatten", "movedim", "chunk", "split", "repeat"}
+                "adaptive_max_pool2d", "unflatten", "movedim", "chunk", "split", "repeat",
+                "expand_as", "stack", "flip", "index_select", "index", "pixel_shuffle",
+                "pixel_unshuffle", "channel_shuffle"}
 
 
 # clamping ops: computed on the integers against the quantized bounds, qparams kept
@@ -190,6 +193,12 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
     if op.name == "cat" and args and isinstance(args[0], (list, tuple)) and \
             all(is_quantized_tensor(t) and t._qaxis is None for t in args[0]):
         return _quantized_cat(args[0], args[1] if len(args) > 1 else 0)
+    if op.name == "stack" and args and isinstance(args[0], (list, tuple)) and args[0] and \
+            all(is_quantized_tensor(t) and t._qaxis is None for t in args[0]):
+        dim = args[1] if len(args) > 1 else 0
+        return _quantized_cat([t.unsqueeze(dim) for t in args[0]], dim)
+    if op.name == "expand_as" and is_quantized_tensor(args[0]) and args[0]._qaxis is None:
+        return args[0].expand(args[1].shape)      # only the other tensor's shape is read
     if op.name == "copy" and _quantized_copy_ok(args):
         # `x.copy_(f(x))` of an in-place activation as a traced graph records it (eager
         # mode assigns quantized in-place results directly): the source's integers and
