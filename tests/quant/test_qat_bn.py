@@ -248,3 +248,53 @@ def test_prepare_qat_fx_linear_bn1d_folds_and_trains_like_torch_ao(rng):
     t_y, e_y = t_q(torch.from_numpy(x)).numpy(), e_q(ember.tensor(x)).numpy()
     step_size = float(t_q.fc2.scale)
     assert np.abs(t_y - e_y).max() <= 2 * step_size + 1e-6, np.abs(t_y - e_y).max() / step_size
+
+
+def conv1d_bn_model(lib):
+    nn = lib.nn
+    q = lib.ao.quantization
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant, self.dequant = q.QuantStub(), q.DeQuantStub()
+            self.conv, self.bn, self.relu = nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU()
+            self.conv3d = nn.Conv3d(4, 2, 1)
+
+        def forward(self, x):
+            x = self.relu(self.bn(self.conv(self.quant(x))))
+            return self.dequant(self.conv3d(x.unsqueeze(2).unsqueeze(2)))
+
+    return Net()
+
+
+def test_eager_qat_conv1d_bn_relu_and_conv3d_like_torch_ao(rng):
+    """fuse_modules_qat fuses Conv1d + BatchNorm1d + ReLU into ConvBnReLU1d (prepare_qat:
+    the QAT module with BN folded into the fake-quantized weight; convert: a quantized
+    ConvReLU1d), and prepare_qat gives Conv3d its QAT form (weight fake-quantized)."""
+    t_model, e_model = conv1d_bn_model(torch), conv1d_bn_model(ember)
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    models = []
+    for lib, model in ((torch, t_model), (ember, e_model)):
+        q = lib.ao.quantization
+        model.train()
+        model.qconfig = qat_qconfig(lib)
+        fused = q.fuse_modules_qat(model, [["conv", "bn", "relu"]])
+        models.append(q.prepare_qat(fused))
+    t_prep, e_prep = models
+    assert type(e_prep.conv).__name__ == type(t_prep.conv).__name__ == "ConvBnReLU1d"
+    assert type(e_prep.conv3d).__name__ == type(t_prep.conv3d).__name__ == "Conv3d"
+    assert hasattr(e_prep.conv3d, "weight_fake_quant")
+    for step in range(3):
+        x = rng.standard_normal((4, 3, 9)).astype(np.float32)
+        t_out, e_out = t_prep(torch.from_numpy(x)), e_prep(ember.tensor(x))
+        np.testing.assert_allclose(e_out.detach().numpy(), t_out.detach().numpy(),
+                                   rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
+    t_prep.eval(), e_prep.eval()
+    t_q, e_q = tq.convert(t_prep), eq.convert(e_prep)
+    assert type(e_q.conv).__name__ == type(t_q.conv).__name__ == "ConvReLU1d"
+    x = rng.standard_normal((4, 3, 9)).astype(np.float32)
+    t_y, e_y = t_q(torch.from_numpy(x)).numpy(), e_q(ember.tensor(x)).numpy()
+    step_size = float(t_q.conv3d.scale)
+    assert np.abs(t_y - e_y).max() <= 2 * step_size + 1e-6, np.abs(t_y - e_y).max() / step_size

@@ -77,7 +77,8 @@ class _QuantizationTracer(Tracer):
                 (self.skipped_classes and isinstance(m, self.skipped_classes)):
             return True
         if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase, nnqat.Linear,
-                          nnqat.Conv2d, nniqat.ConvBn2d, nniqat.LinearBn1d)):
+                          nnqat.Conv2d, nnqat.Conv3d, nniqat.ConvBn2d,
+                          nniqat.LinearBn1d)):
             return True
         # ember.nn's own layers are leaves; model code elsewhere in ember (ember.models'
         # blocks) is traced through, so its convs and adds get quantized too
@@ -134,7 +135,7 @@ def _module_kind(module) -> str | None:
         return "linear"
     if type(module) in (nn.Conv2d, nnqat.Conv2d):
         return "conv2d"
-    if type(module) is nn.Conv3d:       # runs quantized_conv3d's reference
+    if type(module) in (nn.Conv3d, nnqat.Conv3d):       # runs quantized_conv3d's reference
         return "conv3d"
     if type(module) is nn.ReLU:       # exactly: ReLU6 subclasses it but clamps at 6 as well
         return "relu"
@@ -649,7 +650,8 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             _set_module(gm, target, qat_cls.from_float(module, qconfigs[node].weight()))
             continue
         inner = module[0] if isinstance(module, _FusedModule) else module
-        qat_cls = nnqat.Linear if isinstance(inner, nn.Linear) else nnqat.Conv2d
+        qat_cls = nnqat.Linear if isinstance(inner, nn.Linear) else \
+            nnqat.Conv3d if isinstance(inner, nn.Conv3d) else nnqat.Conv2d
         qat = qat_cls.from_float(inner, qconfigs[node].weight())
         if isinstance(module, _FusedModule):
             module[0] = qat
@@ -805,7 +807,7 @@ def _weighted_specs(gm, reference: bool) -> dict:
             qconfig.weight()
         qweight = _quantize_weight(inner.weight, observer)
         if reference:            # a reference module: computes with the q/dq weight
-            if isinstance(inner, (nnqat.Linear, nnqat.Conv2d)):
+            if isinstance(inner, (nnqat.Linear, nnqat.Conv2d, nnqat.Conv3d)):
                 inner = inner.to_float()
             reference_module = _reference_module(gm, inner, observer, qweight)
             if isinstance(module, _FusedModule):

@@ -25,6 +25,8 @@ from ... import qat as _nnqat
 from .. import ConvBn2d as _FloatConvBn2d, ConvBnReLU2d as _FloatConvBnReLU2d
 from .. import ConvReLU2d as _FloatConvReLU2d, LinearReLU as _FloatLinearReLU
 from .. import LinearBn1d as _FloatLinearBn1d
+from .. import ConvBn1d as _FloatConvBn1d, ConvBnReLU1d as _FloatConvBnReLU1d
+from .. import ConvReLU1d as _FloatConvReLU1d
 
 
 class _FoldedBn:
@@ -88,8 +90,13 @@ class _FoldedBn:
         return self.bn.weight / running_std
 
 
-class ConvBn2d(_FoldedBn, nn.Conv2d):
-    _FLOAT_MODULE = _FloatConvBn2d
+class _ConvBn(_FoldedBn):
+    """The conv + BN pairs (1-d and 2-d): the conv, its BatchNorm and float forms are
+    class attributes."""
+
+    _FLOAT_CONV: type = nn.Module          # the plain float conv (nn.Conv2d ...)
+    _BATCH_NORM: type = nn.Module
+    _FLOAT_CONV_RELU: type = nn.Module     # the float fused conv+relu to_float gives
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=None, padding_mode="zeros", eps=1e-05,
@@ -100,18 +107,20 @@ class ConvBn2d(_FoldedBn, nn.Conv2d):
             raise ValueError(f"{type(self).__name__}: qconfig must be provided for a QAT "
                              f"module")
         self.qconfig = qconfig
-        self.bn = nn.BatchNorm2d(out_channels, eps, momentum, True, True)
+        self.bn = self._BATCH_NORM(out_channels, eps, momentum, True, True)
         self.weight_fake_quant = qconfig.weight()
         self.freeze_bn = freeze_bn if self.training else True
 
     def _conv_bn(self, x):
         scale = self._folded_scale()
-        weight = self.weight_fake_quant(self.weight * scale.reshape(-1, 1, 1, 1))
+        spatial = (1,) * (self.weight.ndim - 2)
+        weight = self.weight_fake_quant(self.weight * scale.reshape((-1, 1) + spatial))
         x, padding = self._padded(x)
-        y = F.conv2d(x, weight, None, self.stride, padding, self.dilation, self.groups)
-        y = y / scale.reshape(1, -1, 1, 1)
+        conv = F.conv1d if self.weight.ndim == 3 else F.conv2d
+        y = conv(x, weight, None, self.stride, padding, self.dilation, self.groups)
+        y = y / scale.reshape((1, -1) + spatial)
         if self.bias is not None:
-            y = y + self.bias.reshape(1, -1, 1, 1)
+            y = y + self.bias.reshape((1, -1) + spatial)
         return self.bn(y)
 
     def forward(self, x):
@@ -119,7 +128,8 @@ class ConvBn2d(_FoldedBn, nn.Conv2d):
         return self._conv_bn(x)
 
     def _float_conv(self):
-        conv = nn.Conv2d.__new__(nn.Conv2d)
+        cls = self._FLOAT_CONV
+        conv = cls.__new__(cls)
         nn.Module.__init__(conv)
         conv.__dict__.update({k: v for k, v in self.__dict__.items()
                               if k not in ("_parameters", "_buffers", "_modules", "bn",
@@ -128,21 +138,42 @@ class ConvBn2d(_FoldedBn, nn.Conv2d):
         conv.training = False
         return conv
 
-    def to_float(self):
-        """The eval-mode float module: a Conv2d with BN folded in (running stats)."""
+    def folded(self):
+        """The eval-mode float conv with BN folded in (running stats), without any relu."""
         from ....quantization.quantize_fx import _fold_bn
         return _fold_bn(self._float_conv(), self.bn)
 
+    def to_float(self):
+        return self.folded()
 
-class ConvBnReLU2d(ConvBn2d):
-    _FLOAT_MODULE = _FloatConvBnReLU2d
 
+class _WithReLU:
     def forward(self, x):
         self._check_input(x)
         return F.relu(self._conv_bn(x))
 
     def to_float(self):
-        return _FloatConvReLU2d(super().to_float(), nn.ReLU())
+        return self._FLOAT_CONV_RELU(self.folded(), nn.ReLU())
+
+
+class ConvBn2d(_ConvBn, nn.Conv2d):
+    _FLOAT_MODULE = _FloatConvBn2d
+    _FLOAT_CONV, _BATCH_NORM = nn.Conv2d, nn.BatchNorm2d
+
+
+class ConvBnReLU2d(_WithReLU, ConvBn2d):
+    _FLOAT_MODULE = _FloatConvBnReLU2d
+    _FLOAT_CONV_RELU = _FloatConvReLU2d
+
+
+class ConvBn1d(_ConvBn, nn.Conv1d):
+    _FLOAT_MODULE = _FloatConvBn1d
+    _FLOAT_CONV, _BATCH_NORM = nn.Conv1d, nn.BatchNorm1d
+
+
+class ConvBnReLU1d(_WithReLU, ConvBn1d):
+    _FLOAT_MODULE = _FloatConvBnReLU1d
+    _FLOAT_CONV_RELU = _FloatConvReLU1d
 
 
 class LinearBn1d(_FoldedBn, nn.Linear):
@@ -171,6 +202,9 @@ class LinearBn1d(_FoldedBn, nn.Linear):
         return self.bn(y)
 
     def to_float(self):
+        return self.folded()
+
+    def folded(self):
         """The eval-mode float Linear with BN folded in (running stats)."""
         from ....quantization.quantize_fx import _fold_bn
         linear = nn.Linear.__new__(nn.Linear)
@@ -197,7 +231,7 @@ def update_bn_stats(mod):
         mod.update_bn_stats()
 
 
-__all__ = ["ConvBn2d", "ConvBnReLU2d", "LinearBn1d", "freeze_bn_stats", "update_bn_stats"]
+__all__ = ["ConvBn1d", "ConvBnReLU1d", "ConvBn2d", "ConvBnReLU2d", "LinearBn1d", "freeze_bn_stats", "update_bn_stats"]
 
 
 class _QATWithReLU:
