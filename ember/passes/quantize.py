@@ -214,7 +214,7 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
             observe_output(node, node)
             _share_one_observer(graph, node, observers, quantized)
             continue
-        relu = _sole_relu_user(node, module_kinds) if _fuses_relu(node, kind) else None
+        relu = _fused_relu(node, kind, module_kinds)
         if relu is not None:
             quantized[relu] = "fused_relu"
             observe_output(relu, node)
@@ -257,11 +257,15 @@ def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict
             n.target = shared
 
 
-def _fuses_relu(node: Node, kind: str | None) -> bool:
-    """add / mul and functional linear / conv (F.linear, F.conv2d; their module forms are
-    fused into LinearReLU / ConvReLU2d before) take a following relu into the pattern:
-    one observer after the relu, as torch.ao's fused patterns."""
-    return kind in BINARY or (kind in WEIGHTED and node.op == OpKind.call_function)
+def _fused_relu(node: Node, kind: str | None, module_kinds: dict) -> Node | None:
+    """The relu a pattern takes in (one observer after it), as torch.ao's fused patterns:
+    add / mul, and functional linear / conv (F.linear, F.conv2d; their module forms are
+    fused into LinearReLU / ConvReLU2d before), with nn.ReLU or F.relu. (torch.relu is
+    the same graph op as F.relu here, so it is fused too; torch.ao fuses it after add /
+    mul only.)"""
+    if kind in BINARY or (kind in WEIGHTED and node.op == OpKind.call_function):
+        return _sole_relu_user(node, module_kinds)
+    return None
 
 
 def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
@@ -418,7 +422,7 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
             graph.erase_node(out_q)
             return node
     if kind in WEIGHTED and node in weighted and node.args and node.args[0] in qvalue:
-        relu_node = _sole_relu_user(node, module_kinds) if _fuses_relu(node, kind) else None
+        relu_node = _fused_relu(node, kind, module_kinds)
         out_q = _quantize_user(relu_node if relu_node is not None else node)
         if out_q is None:
             return None
