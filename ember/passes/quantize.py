@@ -477,6 +477,7 @@ def _replace(graph: Graph, out_q: Node, new: Node, qvalue: dict, dead: list) -> 
     # the float node whose output the lowered op now produces (its module scope names
     # the op's qparams, as torch.ao names them)
     new.meta["lowered_from"] = dead[0]
+    new.meta["lowered_op"] = dead[-1]     # the op itself (a fused relu's producer)
     out_q.replace_all_uses_with(new)
     qvalue[new] = qvalue.pop(out_q)
     graph.erase_node(out_q)

@@ -1261,7 +1261,9 @@ def _qparams_stem(gm, node) -> str:
             users = list(users[0].users)
         linear = [u for u in users if _op_name(u) in ("linear", "quantized_linear")]
         user = (linear or users or [None])[0]
-        return (_scope(user) if user is not None else "") + "_input"
+        # the reading op's own scope (a functional linear fused with a relu: the linear's)
+        return (_scope(user.meta.get("lowered_op", user)) if user is not None else "") + \
+            "_input"
     return _scope(value)
 
 
