@@ -214,7 +214,7 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
             observe_output(node, node)
             _share_one_observer(graph, node, observers, quantized)
             continue
-        relu = _sole_relu_user(node, module_kinds) if kind in BINARY else None
+        relu = _fused_relu(node, kind, module_kinds)
         if relu is not None:
             quantized[relu] = "fused_relu"
             observe_output(relu, node)
@@ -255,6 +255,17 @@ def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict
     for n in graph.nodes:
         if n in observers and n.op == OpKind.call_module and str(n.target) in renamed:
             n.target = shared
+
+
+def _fused_relu(node: Node, kind: str | None, module_kinds: dict) -> Node | None:
+    """The relu a pattern takes in (one observer after it), as torch.ao's fused patterns:
+    add / mul, and functional linear / conv (F.linear, F.conv2d; their module forms are
+    fused into LinearReLU / ConvReLU2d before), with nn.ReLU or F.relu. (torch.relu is
+    the same graph op as F.relu here, so it is fused too; torch.ao fuses it after add /
+    mul only.)"""
+    if kind in BINARY or (kind in WEIGHTED and node.op == OpKind.call_function):
+        return _sole_relu_user(node, module_kinds)
+    return None
 
 
 def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
@@ -411,7 +422,8 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
             graph.erase_node(out_q)
             return node
     if kind in WEIGHTED and node in weighted and node.args and node.args[0] in qvalue:
-        out_q = _quantize_user(node)
+        relu_node = _fused_relu(node, kind, module_kinds)
+        out_q = _quantize_user(relu_node if relu_node is not None else node)
         if out_q is None:
             return None
         spec = weighted[node]
@@ -419,7 +431,7 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
         with graph.inserting_before(out_q):
             w = graph.get_attr(spec["weight"])
             b = graph.get_attr(spec["bias"]) if spec.get("bias") else None
-            relu = kind.endswith("_relu")
+            relu = kind.endswith("_relu") or relu_node is not None
             if kind.startswith("linear"):
                 new = graph.call_function(OPS["quantized_linear"],
                                           (node.args[0], w, b, scale, zero_point, relu))
@@ -429,7 +441,8 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
                 new = graph.call_function(conv, (
                     node.args[0], w, b, list(spec["stride"]), list(spec["padding"]),
                     list(spec["dilation"]), spec["groups"], scale, zero_point, relu))
-        return _replace(graph, out_q, new, qvalue, [node])
+        return _replace(graph, out_q, new, qvalue,
+                        [relu_node, node] if relu_node is not None else [node])
     if kind == "cat" and _cat_of_tensors(node) and all(a in qvalue for a in node.args[0]):
         out_q = _quantize_user(node)
         # the result takes the first input's qparams (inputs with others are requantized
@@ -464,6 +477,7 @@ def _replace(graph: Graph, out_q: Node, new: Node, qvalue: dict, dead: list) -> 
     # the float node whose output the lowered op now produces (its module scope names
     # the op's qparams, as torch.ao names them)
     new.meta["lowered_from"] = dead[0]
+    new.meta["lowered_op"] = dead[-1]     # the op itself (a fused relu's producer)
     out_q.replace_all_uses_with(new)
     qvalue[new] = qvalue.pop(out_q)
     graph.erase_node(out_q)

@@ -192,3 +192,109 @@ def test_prepare_qat_fx_folds_bn_and_trains_like_torch_ao(rng):
     assert np.abs(t_y - e_y).max() <= 2 * step_size + 1e-6, np.abs(t_y - e_y).max() / step_size
     # same integers on most elements (the scales differ in their last float32 bits)
     assert np.mean(np.abs(t_y - e_y) < 0.5 * step_size) >= 0.9
+
+
+def linear_bn_model(lib):
+    nn = lib.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.bn1 = nn.Linear(6, 8), nn.BatchNorm1d(8)
+            self.fc2, self.bn2 = nn.Linear(8, 4, bias=False), nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            return self.bn2(self.fc2(self.bn1(self.fc1(x)).relu()))
+
+    return Net()
+
+
+def test_prepare_qat_fx_linear_bn1d_folds_and_trains_like_torch_ao(rng):
+    """Linear + BatchNorm1d become LinearBn1d under prepare_qat_fx (BN folded into the
+    fake-quantized weight while training), and convert_fx folds BN into a quantized Linear."""
+    t_model, e_model = linear_bn_model(torch), linear_bn_model(ember)
+    state = {}
+    for k, v in t_model.state_dict().items():
+        arr = rng.standard_normal(v.shape).astype(np.float32) * 0.3 \
+            if v.dtype.is_floating_point else v.numpy()
+        state[k] = np.abs(arr) + 0.5 if "running_var" in k else arr
+    t_model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    e_model.load_state_dict({k: ember.tensor(np.array(v)) for k, v in state.items()})
+    x0 = rng.standard_normal((8, 6)).astype(np.float32)
+    t_prep = tqfx.prepare_qat_fx(t_model.train(), tq.QConfigMapping().set_global(
+        qat_qconfig(torch)), (torch.from_numpy(x0),))
+    e_prep = eqfx.prepare_qat_fx(e_model.train(), eq.QConfigMapping().set_global(
+        qat_qconfig(ember)), (ember.tensor(x0),))
+    assert type(e_prep.fc1).__name__ == type(t_prep.fc1).__name__ == "LinearBn1d"
+    t_opt = torch.optim.SGD(t_prep.parameters(), lr=0.05)
+    e_opt = ember.optim.SGD(e_prep.parameters(), lr=0.05)
+    target = rng.standard_normal((8, 4)).astype(np.float32)
+    for step in range(3):
+        x = rng.standard_normal((8, 6)).astype(np.float32)
+        t_out, e_out = t_prep(torch.from_numpy(x)), e_prep(ember.tensor(x))
+        np.testing.assert_allclose(e_out.detach().numpy(), t_out.detach().numpy(),
+                                   rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
+        t_loss = torch.nn.functional.mse_loss(t_out, torch.from_numpy(target))
+        e_loss = ember.nn.functional.mse_loss(e_out, ember.tensor(target))
+        t_opt.zero_grad(), e_opt.zero_grad()
+        t_loss.backward(), e_loss.backward()
+        np.testing.assert_allclose(e_prep.fc1.bn.weight.grad.numpy(),
+                                   t_prep.fc1.bn.weight.grad.numpy(), rtol=1e-3, atol=1e-5)
+        t_opt.step(), e_opt.step()
+    t_prep.eval(), e_prep.eval()
+    t_q, e_q = tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
+    assert int8_layers(e_q, "linear")
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    t_y, e_y = t_q(torch.from_numpy(x)).numpy(), e_q(ember.tensor(x)).numpy()
+    step_size = float(t_q.fc2.scale)
+    assert np.abs(t_y - e_y).max() <= 2 * step_size + 1e-6, np.abs(t_y - e_y).max() / step_size
+
+
+def conv1d_bn_model(lib):
+    nn = lib.nn
+    q = lib.ao.quantization
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant, self.dequant = q.QuantStub(), q.DeQuantStub()
+            self.conv, self.bn, self.relu = nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU()
+            self.conv3d = nn.Conv3d(4, 2, 1)
+
+        def forward(self, x):
+            x = self.relu(self.bn(self.conv(self.quant(x))))
+            return self.dequant(self.conv3d(x.unsqueeze(2).unsqueeze(2)))
+
+    return Net()
+
+
+def test_eager_qat_conv1d_bn_relu_and_conv3d_like_torch_ao(rng):
+    """fuse_modules_qat fuses Conv1d + BatchNorm1d + ReLU into ConvBnReLU1d (prepare_qat:
+    the QAT module with BN folded into the fake-quantized weight; convert: a quantized
+    ConvReLU1d), and prepare_qat gives Conv3d its QAT form (weight fake-quantized)."""
+    t_model, e_model = conv1d_bn_model(torch), conv1d_bn_model(ember)
+    e_model.load_state_dict({k: ember.tensor(v.numpy()) for k, v in
+                             t_model.state_dict().items()})
+    models = []
+    for lib, model in ((torch, t_model), (ember, e_model)):
+        q = lib.ao.quantization
+        model.train()
+        model.qconfig = qat_qconfig(lib)
+        fused = q.fuse_modules_qat(model, [["conv", "bn", "relu"]])
+        models.append(q.prepare_qat(fused))
+    t_prep, e_prep = models
+    assert type(e_prep.conv).__name__ == type(t_prep.conv).__name__ == "ConvBnReLU1d"
+    assert type(e_prep.conv3d).__name__ == type(t_prep.conv3d).__name__ == "Conv3d"
+    assert hasattr(e_prep.conv3d, "weight_fake_quant")
+    for step in range(3):
+        x = rng.standard_normal((4, 3, 9)).astype(np.float32)
+        t_out, e_out = t_prep(torch.from_numpy(x)), e_prep(ember.tensor(x))
+        np.testing.assert_allclose(e_out.detach().numpy(), t_out.detach().numpy(),
+                                   rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
+    t_prep.eval(), e_prep.eval()
+    t_q, e_q = tq.convert(t_prep), eq.convert(e_prep)
+    assert type(e_q.conv).__name__ == type(t_q.conv).__name__ == "ConvReLU1d"
+    x = rng.standard_normal((4, 3, 9)).astype(np.float32)
+    t_y, e_y = t_q(torch.from_numpy(x)).numpy(), e_q(ember.tensor(x)).numpy()
+    step_size = float(t_q.conv3d.scale)
+    assert np.abs(t_y - e_y).max() <= 2 * step_size + 1e-6, np.abs(t_y - e_y).max() / step_size

@@ -12,8 +12,9 @@ import ember
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def _model(lib):
+def _model(lib, relu=False):
     F = lib.nn.functional
+    act = F.relu if relu else (lambda v: v)
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((5, 8)) * 0.3).astype(np.float32)
     cw = (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
@@ -26,19 +27,19 @@ def _model(lib):
             self.cw = lib.nn.Parameter(lib.tensor(cw))
 
         def forward(self, x, y):      # torch's lowering needs conv2d's arguments spelled out
-            return F.linear(x, self.w, self.b), F.conv2d(y, self.cw, None, (1, 1), (1, 1),
-                                                         (1, 1), 1)
+            return act(F.linear(x, self.w, self.b)), act(F.conv2d(y, self.cw, None, (1, 1),
+                                                                  (1, 1), (1, 1), 1))
     return M()
 
 
-def _run(lib, steps=3):
+def _run(lib, steps=3, relu=False):
     q = importlib.import_module(f"{lib.__name__}.ao.quantization")
     qfx = importlib.import_module(f"{lib.__name__}.ao.quantization.quantize_fx")
     rng = np.random.default_rng(4)
     xs = [(lib.tensor(rng.standard_normal((6, 8)).astype(np.float32)),
            lib.tensor(rng.standard_normal((2, 3, 5, 5)).astype(np.float32)))
           for _ in range(steps)]
-    prepared = qfx.prepare_qat_fx(_model(lib).train(), q.get_default_qat_qconfig_mapping("x86"),
+    prepared = qfx.prepare_qat_fx(_model(lib, relu).train(), q.get_default_qat_qconfig_mapping("x86"),
                                   xs[0])
     opt = lib.optim.SGD(prepared.parameters(), lr=0.1)
     train_outs = []
@@ -55,9 +56,12 @@ def _run(lib, steps=3):
     return train_outs, final, converted
 
 
-def test_functional_weights_train_fake_quantized_like_torch():
-    t_train, t_final, _ = _run(torch)
-    e_train, e_final, converted = _run(ember)
+@pytest.mark.parametrize("relu", [False, True])
+def test_functional_weights_train_fake_quantized_like_torch(relu):
+    """With F.relu after each, torch.ao's fused pattern: one fake quantize after the
+    relu (none between), and convert's quantized op applies the relu itself."""
+    t_train, t_final, _ = _run(torch, relu=relu)
+    e_train, e_final, converted = _run(ember, relu=relu)
     for got, want in zip(e_train, t_train):
         np.testing.assert_allclose(got, want, atol=1e-5)
     for got, want in zip(e_final, t_final):       # within one output quantization step
@@ -65,3 +69,5 @@ def test_functional_weights_train_fake_quantized_like_torch():
     text = ember.ir.print_graph(converted.graph)
     assert "quantized_linear" in text and "quantized_conv2d" in text
     assert "fake_quant" not in text and converted.quantization_report == []
+    if relu:
+        assert " relu(" not in text and "= relu" not in text, text

@@ -124,3 +124,43 @@ def test_relu_forms_fuse_as_torch_ao(form):
     np.testing.assert_allclose(e_q(ember.tensor(calib[0])).numpy(),
                                t_q(torch.from_numpy(calib[0])).numpy(),
                                atol=2 * out_scale + 1e-6)
+
+
+def _functional_relu_model(lib):
+    nn, F = lib.nn, lib.nn.functional
+
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(lib.randn(5, 6) * 0.3)
+            self.b = nn.Parameter(lib.zeros(5))
+
+        def forward(self, x):
+            return F.linear(x, self.w, self.b)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, x):
+            return F.relu(self.inner(x))
+    return Net().eval()
+
+
+def test_functional_linear_relu_qparams_named_as_torch_ao():
+    """F.linear in a submodule fused with a top-level F.relu: the model input's qparams
+    take the linear's scope (`inner_input_scale_0`), the output's the relu's (`_scale_0`)."""
+    data = np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32)
+    keys = []
+    for lib, q, fx in ((torch, tq, tqfx), (ember, eq, eqfx)):
+        model = _functional_relu_model(lib)
+        if lib is ember:
+            model.load_state_dict({k: ember.tensor(v.detach().numpy())
+                                   for k, v in t_model.state_dict().items()})
+        t_model = model
+        x = lib.tensor(data)
+        prepared = fx.prepare_fx(model, q.get_default_qconfig_mapping("x86"), (x,))
+        prepared(x)
+        keys.append({k for k in fx.convert_fx(prepared).state_dict() if "scale" in k})
+    assert keys[1] == keys[0] == {"inner_input_scale_0", "_scale_0"}

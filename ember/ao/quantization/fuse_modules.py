@@ -34,20 +34,22 @@ def _folded(is_qat: bool, weighted, bn):
 def fuse_conv_bn(is_qat, conv, bn):
     if is_qat:
         _same_mode(conv, bn)
-        if type(conv) is not nn.Conv2d:
-            raise NotImplementedError(f"fuse_modules_qat: only Conv2d + BatchNorm2d can be "
-                                      f"fused for QAT, got {type(conv).__name__}")
-        return nni.ConvBn2d(conv, bn)
+        fused = {nn.Conv1d: nni.ConvBn1d, nn.Conv2d: nni.ConvBn2d}.get(type(conv))
+        if fused is None:
+            raise NotImplementedError(f"fuse_modules_qat: only Conv1d / Conv2d + BatchNorm "
+                                      f"can be fused for QAT, got {type(conv).__name__}")
+        return fused(conv, bn)
     return _folded(is_qat, conv, bn)
 
 
 def fuse_conv_bn_relu(is_qat, conv, bn, relu):
     if is_qat:
         _same_mode(conv, bn)
-        if type(conv) is not nn.Conv2d:
-            raise NotImplementedError(f"fuse_modules_qat: only Conv2d + BatchNorm2d + ReLU can "
-                                      f"be fused for QAT, got {type(conv).__name__}")
-        return nni.ConvBnReLU2d(conv, bn, relu)
+        fused = {nn.Conv1d: nni.ConvBnReLU1d, nn.Conv2d: nni.ConvBnReLU2d}.get(type(conv))
+        if fused is None:
+            raise NotImplementedError(f"fuse_modules_qat: only Conv1d / Conv2d + BatchNorm + "
+                                      f"ReLU can be fused for QAT, got {type(conv).__name__}")
+        return fused(conv, bn, relu)
     fused = _folded(is_qat, conv, bn)
     relu_kind = {nn.Conv1d: nni.ConvReLU1d, nn.Conv2d: nni.ConvReLU2d, nn.Conv3d: nni.ConvReLU3d}
     return relu_kind[type(conv)](fused, relu)

@@ -45,10 +45,13 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nni.BNReLU3d: nniq.BNReLU3d,
     nnqat.Linear: nnq.Linear,
     nnqat.Conv2d: nnq.Conv2d,
+    nnqat.Conv3d: nnq.Conv3d,
     nniqat.LinearReLU: nniq.LinearReLU,
     nniqat.ConvReLU2d: nniq.ConvReLU2d,
     nniqat.ConvBn2d: nnq.Conv2d,
     nniqat.ConvBnReLU2d: nniq.ConvReLU2d,
+    nniqat.ConvBn1d: nnq.Conv1d,
+    nniqat.ConvBnReLU1d: nniq.ConvReLU1d,
 }
 
 # convert(is_reference=True): float modules that quantize -> dequantize their weight
@@ -64,10 +67,13 @@ DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS = {
 DEFAULT_QAT_MODULE_MAPPINGS = {
     nn.Linear: nnqat.Linear,
     nn.Conv2d: nnqat.Conv2d,
+    nn.Conv3d: nnqat.Conv3d,
     nni.LinearReLU: nniqat.LinearReLU,
     nni.ConvReLU2d: nniqat.ConvReLU2d,
     nni.ConvBn2d: nniqat.ConvBn2d,
     nni.ConvBnReLU2d: nniqat.ConvBnReLU2d,
+    nni.ConvBn1d: nniqat.ConvBn1d,
+    nni.ConvBnReLU1d: nniqat.ConvBnReLU1d,
 }
 
 DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear, nn.LSTM: nnqd.LSTM,

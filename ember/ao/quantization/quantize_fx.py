@@ -33,7 +33,7 @@ from ...passes import quantize as qpass
 from ..nn import qat as nnqat
 from ..nn.quantized.modules import call_with_graph_clamps
 from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
-                            LinearReLU, _FusedModule)
+                            LinearBn1d, LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
 from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
                              get_native_backend_config, warn_unknown_patterns)
@@ -78,7 +78,8 @@ class _QuantizationTracer(Tracer):
                 (self.skipped_classes and isinstance(m, self.skipped_classes)):
             return True
         if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase, nnqat.Linear,
-                          nnqat.Conv2d, nniqat.ConvBn2d)):
+                          nnqat.Conv2d, nnqat.Conv3d, nniqat.ConvBn2d,
+                          nniqat.LinearBn1d)):
             return True
         # ember.nn's own layers are leaves; model code elsewhere in ember (ember.models'
         # blocks) is traced through, so its convs and adds get quantized too
@@ -131,11 +132,11 @@ def _module_kind(module) -> str | None:
         return "conv2d"
     if isinstance(module, ConvReLU3d):
         return "conv3d_relu"
-    if type(module) in (nn.Linear, nnqat.Linear):
+    if type(module) in (nn.Linear, nnqat.Linear, LinearBn1d, nniqat.LinearBn1d):
         return "linear"
     if type(module) in (nn.Conv2d, nnqat.Conv2d):
         return "conv2d"
-    if type(module) is nn.Conv3d:       # runs quantized_conv3d's reference
+    if type(module) in (nn.Conv3d, nnqat.Conv3d):       # runs quantized_conv3d's reference
         return "conv3d"
     if type(module) is nn.ReLU:       # exactly: ReLU6 subclasses it but clamps at 6 as well
         return "relu"
@@ -251,7 +252,7 @@ _CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d, nn.Linear: nn.
             nn.ConvTranspose3d: nn.BatchNorm3d}
 
 
-def _fuse_graph(gm: GraphModule) -> GraphModule:
+def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
     graph = gm.graph
     modules = dict(gm.named_modules())
     for node in list(graph.nodes):
@@ -265,6 +266,16 @@ def _fuse_graph(gm: GraphModule) -> GraphModule:
             if type(bn) is _CONV_BN[type(module)] and bn.track_running_stats and \
                     not bn.training:
                 module = _fold_bn(module, bn)
+                _set_module(gm, str(node.target), module)
+                bn_node.replace_all_uses_with(node)
+                graph.erase_node(bn_node)
+        if type(module) is nn.Linear and is_qat:
+            bn_node = _sole_user(node)
+            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
+                bn_node.op == OpKind.call_module else None
+            if type(bn) is nn.BatchNorm1d and bn.training and bn.track_running_stats:
+                # training: kept apart for QAT's simulated folding (LinearBn1d)
+                module = LinearBn1d(module, bn)
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
@@ -394,7 +405,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         raise QuantizationError("prepare_fx: input/output_quantized_indexes are not "
                                 "supported (the model takes and returns float tensors)")
     gm = _trace(model, custom)
-    gm = _fuse_graph(gm)        # in training mode BatchNorm is not folded
+    gm = _fuse_graph(gm, is_qat)        # in training mode BatchNorm is not folded
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     kinds = _module_kinds(gm)
@@ -634,12 +645,14 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             continue
         target = str(node.target)
         module = modules[target]
-        if type(module) in (ConvBn2d, ConvBnReLU2d):      # simulated BN folding
-            qat_cls = nniqat.ConvBnReLU2d if type(module) is ConvBnReLU2d else nniqat.ConvBn2d
+        if type(module) in (ConvBn2d, ConvBnReLU2d, LinearBn1d):   # simulated BN folding
+            qat_cls = {ConvBn2d: nniqat.ConvBn2d, ConvBnReLU2d: nniqat.ConvBnReLU2d,
+                       LinearBn1d: nniqat.LinearBn1d}[type(module)]
             _set_module(gm, target, qat_cls.from_float(module, qconfigs[node].weight()))
             continue
         inner = module[0] if isinstance(module, _FusedModule) else module
-        qat_cls = nnqat.Linear if isinstance(inner, nn.Linear) else nnqat.Conv2d
+        qat_cls = nnqat.Linear if isinstance(inner, nn.Linear) else \
+            nnqat.Conv3d if isinstance(inner, nn.Conv3d) else nnqat.Conv2d
         qat = qat_cls.from_float(inner, qconfigs[node].weight())
         if isinstance(module, _FusedModule):
             module[0] = qat
@@ -795,7 +808,7 @@ def _weighted_specs(gm, reference: bool) -> dict:
             qconfig.weight()
         qweight = _quantize_weight(inner.weight, observer)
         if reference:            # a reference module: computes with the q/dq weight
-            if isinstance(inner, (nnqat.Linear, nnqat.Conv2d)):
+            if isinstance(inner, (nnqat.Linear, nnqat.Conv2d, nnqat.Conv3d)):
                 inner = inner.to_float()
             reference_module = _reference_module(gm, inner, observer, qweight)
             if isinstance(module, _FusedModule):
@@ -847,7 +860,7 @@ def _fold_qat_conv_bn(gm) -> None:
     stats); the folded conv keeps the trained weight fake quantize, whose observer then
     quantizes the folded weight."""
     for name, module in list(gm.named_modules()):
-        if isinstance(module, nniqat.ConvBn2d):
+        if isinstance(module, (nniqat.ConvBn2d, nniqat.LinearBn1d)):
             folded = module.to_float()
             conv = folded[0] if isinstance(folded, _FusedModule) else folded
             conv.weight_fake_quant = module.weight_fake_quant
@@ -1293,7 +1306,9 @@ def _qparams_stem(gm, node) -> str:
             users = list(users[0].users)
         linear = [u for u in users if _op_name(u) in ("linear", "quantized_linear")]
         user = (linear or users or [None])[0]
-        return (_scope(user) if user is not None else "") + "_input"
+        # the reading op's own scope (a functional linear fused with a relu: the linear's)
+        return (_scope(user.meta.get("lowered_op", user)) if user is not None else "") + \
+            "_input"
     return _scope(value)
 
 

@@ -50,11 +50,31 @@ class ConvBn2d(_FusedModule):
         super().__init__(conv, bn)
 
 
+class ConvBn1d(_FusedModule):
+    """conv1d + BatchNorm1d for QAT (fuse_modules_qat); prepare_qat swaps it for
+    ember.ao.nn.intrinsic.qat.ConvBn1d."""
+
+    def __init__(self, conv, bn):
+        super().__init__(conv, bn)
+
+
+class ConvBnReLU1d(_FusedModule):
+    def __init__(self, conv, bn, relu):
+        super().__init__(conv, bn, relu)
+
+
+class LinearBn1d(_FusedModule):
+    """Linear + BatchNorm1d in training mode, kept apart until QAT (prepare_qat_fx swaps
+    it for ember.ao.nn.intrinsic.qat.LinearBn1d, which folds BN into the weight)."""
+
+    def __init__(self, linear, bn):
+        super().__init__(linear, bn)
+
+
 class ConvBnReLU2d(_FusedModule):
     def __init__(self, conv, bn, relu):
         super().__init__(conv, bn, relu)
 
 
 __all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "BNReLU3d",
-           "ConvBn2d",
-           "ConvBnReLU2d"]
+           "ConvBn1d", "ConvBnReLU1d", "ConvBn2d", "ConvBnReLU2d", "LinearBn1d"]

@@ -1,4 +1,4 @@
-"""Quantization-aware training modules (torch.ao.nn.qat): Linear and Conv2d that
+"""Quantization-aware training modules (torch.ao.nn.qat): Linear and Conv2d / Conv3d that
 fake-quantize their weight with `weight_fake_quant` on every forward. They share the
 float module's Parameters, so an optimizer built before or after prepare_qat_fx trains
 the same tensors."""
@@ -41,7 +41,11 @@ class Linear(nn.Linear):
         return mod
 
 
-class Conv2d(nn.Conv2d):
+class _QATConv:
+    """A conv whose forward fake-quantizes its weight; `_FLOAT` is the float conv class."""
+
+    _FLOAT: type = nn.Module
+
     @classmethod
     def from_float(cls, mod, weight_fake_quant=None):
         weight_fake_quant = _weight_fake_quant(cls, mod, weight_fake_quant)
@@ -55,17 +59,29 @@ class Conv2d(nn.Conv2d):
             qat.qconfig = mod.qconfig
         return qat
 
-    def forward(self, x):
-        return F.conv2d(x, self.weight_fake_quant(self.weight), self.bias, self.stride,
-                        self.padding, self.dilation, self.groups)
-
     def to_float(self):
-        mod = nn.Conv2d.__new__(nn.Conv2d)
+        mod = self._FLOAT.__new__(self._FLOAT)
         nn.Module.__init__(mod)
         mod.__dict__.update({k: v for k, v in self.__dict__.items()
                              if k not in ("_parameters", "_buffers", "_modules")})
         mod.weight, mod.bias = self.weight, self.bias
         return mod
+
+
+class Conv2d(_QATConv, nn.Conv2d):
+    _FLOAT = nn.Conv2d
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight_fake_quant(self.weight), self.bias, self.stride,
+                        self.padding, self.dilation, self.groups)
+
+
+class Conv3d(_QATConv, nn.Conv3d):
+    _FLOAT = nn.Conv3d
+
+    def forward(self, x):
+        return F.conv3d(x, self.weight_fake_quant(self.weight), self.bias, self.stride,
+                        self.padding, self.dilation, self.groups)
 
 
 def _float_qparams_fake_quant(cls, mod, weight_fake_quant):
@@ -135,4 +151,4 @@ class EmbeddingBag(nn.EmbeddingBag):
         return _embedding_to_float(self, nn.EmbeddingBag)
 
 
-__all__ = ["Linear", "Conv2d", "Embedding", "EmbeddingBag"]
+__all__ = ["Linear", "Conv2d", "Conv3d", "Embedding", "EmbeddingBag"]

@@ -146,9 +146,10 @@ class _WeightedQuantized(QParamsState, nn.Module):
 
     @classmethod
     def _unfused(cls, mod):
-        """A QAT conv+bn: BN folded into the float weight and bias with its running stats."""
-        from ..intrinsic.qat import ConvBn2d as QATConvBn2d
-        return QATConvBn2d.to_float(mod) if isinstance(mod, QATConvBn2d) else mod
+        """A QAT conv+bn / linear+bn: BN folded into the float weight and bias with its
+        running stats."""
+        from ..intrinsic.qat import _FoldedBn
+        return mod.folded() if isinstance(mod, _FoldedBn) else mod
 
 
 class Linear(_WeightedQuantized):

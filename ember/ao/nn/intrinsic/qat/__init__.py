@@ -24,32 +24,26 @@ from .....frontend.nn import functional as F
 from ... import qat as _nnqat
 from .. import ConvBn2d as _FloatConvBn2d, ConvBnReLU2d as _FloatConvBnReLU2d
 from .. import ConvReLU2d as _FloatConvReLU2d, LinearReLU as _FloatLinearReLU
+from .. import LinearBn1d as _FloatLinearBn1d
+from .. import ConvBn1d as _FloatConvBn1d, ConvBnReLU1d as _FloatConvBnReLU1d
+from .. import ConvReLU1d as _FloatConvReLU1d
 
 
-class ConvBn2d(nn.Conv2d):
-    _FLOAT_MODULE = _FloatConvBn2d
+class _FoldedBn:
+    """What the QAT weighted-module + BatchNorm pairs share: built from the float fused
+    module (sharing its Parameters and BN), BN statistics frozen or updated, the BN scale
+    folded into the weight before its fake quantize."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=None, padding_mode="zeros", eps=1e-05,
-                 momentum=0.1, freeze_bn=False, qconfig=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bool(bias), padding_mode)
-        if qconfig is None:
-            raise ValueError(f"{type(self).__name__}: qconfig must be provided for a QAT "
-                             f"module")
-        self.qconfig = qconfig
-        self.bn = nn.BatchNorm2d(out_channels, eps, momentum, True, True)
-        self.weight_fake_quant = qconfig.weight()
-        self.freeze_bn = freeze_bn if self.training else True
+    _FLOAT_MODULE: type = nn.Module
 
     @classmethod
     def from_float(cls, mod, weight_fake_quant=None):
-        """The QAT module for a fused float ConvBn(ReLU)2d; its weight fake quantize is
-        `weight_fake_quant`, else `mod.qconfig.weight()` (torch's way)."""
+        """The QAT module for a fused float module (ConvBn2d, LinearBn1d ...); its weight
+        fake quantize is `weight_fake_quant`, else `mod.qconfig.weight()` (torch's way)."""
         if type(mod) is not cls._FLOAT_MODULE:
             raise TypeError(f"{cls.__name__}.from_float only works for "
                             f"{cls._FLOAT_MODULE.__name__}, got {type(mod).__name__}")
-        conv, bn = mod[0], mod[1]
+        inner, bn = mod[0], mod[1]
         if weight_fake_quant is None:
             qconfig = getattr(mod, "qconfig", None)
             if qconfig is None:
@@ -57,17 +51,18 @@ class ConvBn2d(nn.Conv2d):
                                  f"qconfig (or pass weight_fake_quant)")
             weight_fake_quant = qconfig.weight()
         if bn.weight is None or bn.running_var is None:
-            raise ValueError(f"{cls.__name__}.from_float: BatchNorm2d must have affine=True "
-                             f"and track_running_stats=True to be folded into the conv")
+            raise ValueError(f"{cls.__name__}.from_float: {type(bn).__name__} must have "
+                             f"affine=True and track_running_stats=True to be folded into "
+                             f"the {type(inner).__name__}")
         qat = cls.__new__(cls)
         nn.Module.__init__(qat)
-        qat.__dict__.update({k: v for k, v in conv.__dict__.items()
+        qat.__dict__.update({k: v for k, v in inner.__dict__.items()
                              if k not in ("_parameters", "_buffers", "_modules")})
-        qat.weight, qat.bias = conv.weight, conv.bias
+        qat.weight, qat.bias = inner.weight, inner.bias
         qat.bn = bn
         qat.weight_fake_quant = weight_fake_quant
         qat.freeze_bn = not bn.training
-        qat.training = conv.training or bn.training
+        qat.training = inner.training or bn.training
         return qat
 
     def train(self, mode: bool = True):
@@ -94,14 +89,38 @@ class ConvBn2d(nn.Conv2d):
         running_std = (self.bn.running_var + self.bn.eps).sqrt()
         return self.bn.weight / running_std
 
+
+class _ConvBn(_FoldedBn):
+    """The conv + BN pairs (1-d and 2-d): the conv, its BatchNorm and float forms are
+    class attributes."""
+
+    _FLOAT_CONV: type = nn.Module          # the plain float conv (nn.Conv2d ...)
+    _BATCH_NORM: type = nn.Module
+    _FLOAT_CONV_RELU: type = nn.Module     # the float fused conv+relu to_float gives
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=None, padding_mode="zeros", eps=1e-05,
+                 momentum=0.1, freeze_bn=False, qconfig=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bool(bias), padding_mode)
+        if qconfig is None:
+            raise ValueError(f"{type(self).__name__}: qconfig must be provided for a QAT "
+                             f"module")
+        self.qconfig = qconfig
+        self.bn = self._BATCH_NORM(out_channels, eps, momentum, True, True)
+        self.weight_fake_quant = qconfig.weight()
+        self.freeze_bn = freeze_bn if self.training else True
+
     def _conv_bn(self, x):
         scale = self._folded_scale()
-        weight = self.weight_fake_quant(self.weight * scale.reshape(-1, 1, 1, 1))
+        spatial = (1,) * (self.weight.ndim - 2)
+        weight = self.weight_fake_quant(self.weight * scale.reshape((-1, 1) + spatial))
         x, padding = self._padded(x)
-        y = F.conv2d(x, weight, None, self.stride, padding, self.dilation, self.groups)
-        y = y / scale.reshape(1, -1, 1, 1)
+        conv = F.conv1d if self.weight.ndim == 3 else F.conv2d
+        y = conv(x, weight, None, self.stride, padding, self.dilation, self.groups)
+        y = y / scale.reshape((1, -1) + spatial)
         if self.bias is not None:
-            y = y + self.bias.reshape(1, -1, 1, 1)
+            y = y + self.bias.reshape((1, -1) + spatial)
         return self.bn(y)
 
     def forward(self, x):
@@ -109,7 +128,8 @@ class ConvBn2d(nn.Conv2d):
         return self._conv_bn(x)
 
     def _float_conv(self):
-        conv = nn.Conv2d.__new__(nn.Conv2d)
+        cls = self._FLOAT_CONV
+        conv = cls.__new__(cls)
         nn.Module.__init__(conv)
         conv.__dict__.update({k: v for k, v in self.__dict__.items()
                               if k not in ("_parameters", "_buffers", "_modules", "bn",
@@ -118,37 +138,100 @@ class ConvBn2d(nn.Conv2d):
         conv.training = False
         return conv
 
-    def to_float(self):
-        """The eval-mode float module: a Conv2d with BN folded in (running stats)."""
+    def folded(self):
+        """The eval-mode float conv with BN folded in (running stats), without any relu."""
         from ....quantization.quantize_fx import _fold_bn
         return _fold_bn(self._float_conv(), self.bn)
 
+    def to_float(self):
+        return self.folded()
 
-class ConvBnReLU2d(ConvBn2d):
-    _FLOAT_MODULE = _FloatConvBnReLU2d
 
+class _WithReLU:
     def forward(self, x):
         self._check_input(x)
         return F.relu(self._conv_bn(x))
 
     def to_float(self):
-        return _FloatConvReLU2d(super().to_float(), nn.ReLU())
+        return self._FLOAT_CONV_RELU(self.folded(), nn.ReLU())
+
+
+class ConvBn2d(_ConvBn, nn.Conv2d):
+    _FLOAT_MODULE = _FloatConvBn2d
+    _FLOAT_CONV, _BATCH_NORM = nn.Conv2d, nn.BatchNorm2d
+
+
+class ConvBnReLU2d(_WithReLU, ConvBn2d):
+    _FLOAT_MODULE = _FloatConvBnReLU2d
+    _FLOAT_CONV_RELU = _FloatConvReLU2d
+
+
+class ConvBn1d(_ConvBn, nn.Conv1d):
+    _FLOAT_MODULE = _FloatConvBn1d
+    _FLOAT_CONV, _BATCH_NORM = nn.Conv1d, nn.BatchNorm1d
+
+
+class ConvBnReLU1d(_WithReLU, ConvBn1d):
+    _FLOAT_MODULE = _FloatConvBnReLU1d
+    _FLOAT_CONV_RELU = _FloatConvReLU1d
+
+
+class LinearBn1d(_FoldedBn, nn.Linear):
+    """Linear followed by BatchNorm1d, trained with BN folded into the fake-quantized
+    weight as ConvBn2d does (the scale per output feature); convert folds BN for good."""
+
+    _FLOAT_MODULE = _FloatLinearBn1d
+
+    def __init__(self, in_features, out_features, bias=True, eps=1e-05, momentum=0.1,
+                 freeze_bn=False, qconfig=None):
+        super().__init__(in_features, out_features, bias)
+        if qconfig is None:
+            raise ValueError(f"{type(self).__name__}: qconfig must be provided for a QAT "
+                             f"module")
+        self.qconfig = qconfig
+        self.bn = nn.BatchNorm1d(out_features, eps, momentum, True, True)
+        self.weight_fake_quant = qconfig.weight()
+        self.freeze_bn = freeze_bn if self.training else True
+
+    def forward(self, x):
+        scale = self._folded_scale()
+        weight = self.weight_fake_quant(self.weight * scale.reshape(-1, 1))
+        y = F.linear(x, weight) / scale
+        if self.bias is not None:
+            y = y + self.bias
+        return self.bn(y)
+
+    def to_float(self):
+        return self.folded()
+
+    def folded(self):
+        """The eval-mode float Linear with BN folded in (running stats)."""
+        from ....quantization.quantize_fx import _fold_bn
+        linear = nn.Linear.__new__(nn.Linear)
+        nn.Module.__init__(linear)
+        linear.__dict__.update({k: v for k, v in self.__dict__.items()
+                                if k not in ("_parameters", "_buffers", "_modules", "bn",
+                                             "freeze_bn", "qconfig")})
+        linear.weight, linear.bias = self.weight, self.bias
+        linear.training = False
+        return _fold_bn(linear, self.bn)
 
 
 def freeze_bn_stats(mod):
-    """For model.apply: BN in QAT conv-bn modules uses and keeps its running stats."""
-    if isinstance(mod, ConvBn2d):
+    """For model.apply: BN in QAT conv-bn / linear-bn modules uses and keeps its running
+    stats."""
+    if isinstance(mod, _FoldedBn):
         mod.freeze_bn_stats()
 
 
 def update_bn_stats(mod):
-    """For model.apply: BN in QAT conv-bn modules normalizes with batch statistics again
-    and updates its running stats."""
-    if isinstance(mod, ConvBn2d):
+    """For model.apply: BN in QAT conv-bn / linear-bn modules normalizes with batch
+    statistics again and updates its running stats."""
+    if isinstance(mod, _FoldedBn):
         mod.update_bn_stats()
 
 
-__all__ = ["ConvBn2d", "ConvBnReLU2d", "freeze_bn_stats", "update_bn_stats"]
+__all__ = ["ConvBn1d", "ConvBnReLU1d", "ConvBn2d", "ConvBnReLU2d", "LinearBn1d", "freeze_bn_stats", "update_bn_stats"]
 
 
 class _QATWithReLU:

@@ -5,14 +5,53 @@ range to 0..127, as torch's fbgemm path with reduce_range does), bias added in f
 the gate nonlinearities and the cell update stay float, as in torch.
 
 The modules reuse ember.nn's RNN machinery (layers, directions, batch_first, packed
-sequences, initial states); only the cell step differs. Weights are buffers under the
-float module's names (`weight_ih_l0`, ... hold quantized tensors), so compare_weights
-and state_dict see them where the float model has them.
+sequences, initial states); only the cell step differs. The state follows torch.ao's
+layout so its state_dicts load here: LSTM / GRU keep one `PackedParameter` per layer and
+direction in `_all_weight_values` (state_dict key `_all_weight_values.<i>.param`: the
+(w_ih, w_hh, b_ih, b_hh) tuple), the cells save `_packed_weight_ih` / `_packed_weight_hh`
+as (weight, bias) tuples. The float module's names (`weight_ih_l0`, `weight_ih`, ...)
+still read the quantized tensors.
 """
 from __future__ import annotations
 
 from .....frontend import nn
 from .....frontend.nn.modules.rnn import RNNBase, RNNCellBase
+from .._state import QParamsState
+
+_SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _packed_tuple(value, n: int, key: str) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        raise RuntimeError(f"load_state_dict: {key} must be a tuple of {n} tensors "
+                           f"({'weight, bias' if n == 2 else 'w_ih, w_hh, b_ih, b_hh'}), "
+                           f"got {type(value).__name__}")
+    return tuple(value)
+
+
+class PackedParameter(QParamsState, nn.Module):
+    """One layer-direction's weights of a dynamic LSTM / GRU, saved as torch.ao saves
+    them: a single `param` entry, the (w_ih, w_hh, b_ih, b_hh) tuple."""
+
+    _SAVES_QPARAMS = False
+    _STATE_TENSORS = ("param",)
+    _HIDDEN_BUFFERS = _SLOTS
+
+    def __init__(self, w_ih, w_hh, b_ih=None, b_hh=None):
+        super().__init__()
+        for name, value in zip(_SLOTS, (w_ih, w_hh, b_ih, b_hh)):
+            self.register_buffer(name, value)
+
+    @property
+    def param(self) -> tuple:
+        return tuple(getattr(self, name) for name in _SLOTS)
+
+    def _state_tensors(self) -> dict:
+        return {"param": self.param}
+
+    def _load_state_tensors(self, values: dict) -> None:
+        for name, value in zip(_SLOTS, _packed_tuple(values["param"], 4, "param")):
+            self._buffers[name] = value
 
 
 def _linear(x, w, b):
@@ -57,14 +96,34 @@ class _DynamicRNN(RNNBase):
                     "dropout", "bidirectional", "proj_size", "training"):
             setattr(new, key, getattr(mod, key))
         new._flat_weights_names = list(mod._flat_weights_names)
-        for name in mod._flat_weights_names:
-            value = getattr(mod, name)
-            if name.startswith("weight"):
-                value = _quantize_weight(value, qconfig.weight())
-            else:
-                value = value.detach().clone()
-            new.register_buffer(name, value)
+        packed = []
+        for layer in range(mod.num_layers):
+            for suffix in mod._suffixes():
+                values = []
+                for kind in _SLOTS:
+                    value = getattr(mod, f"{kind}_l{layer}{suffix}", None)
+                    if value is not None:
+                        value = (_quantize_weight(value, qconfig.weight())
+                                 if kind.startswith("weight") else value.detach().clone())
+                    values.append(value)
+                packed.append(PackedParameter(*values))
+        new._all_weight_values = nn.ModuleList(packed)
         return new
+
+    def __getattr__(self, name: str):
+        # the float module's names (`weight_ih_l1_reverse`) read the packed weights
+        kind, sep, where = name.partition("_l")
+        if sep and kind in _SLOTS and "_all_weight_values" in self.__dict__.get("_modules", {}):
+            layer, _, suffix = where.partition("_")
+            if layer.isdigit() and suffix in ("", "reverse"):
+                row = int(layer) * self._directions + (suffix == "reverse")
+                if row < len(self._all_weight_values):
+                    return getattr(self._all_weight_values[row], kind)
+        return super().__getattr__(name)
+
+    def __repr__(self) -> str:
+        # torch.ao's repr leaves the packed weights out
+        return f"{self._get_name()}({self.extra_repr()})"
 
     def _cell(self, x, state, w_ih, w_hh, b_ih, b_hh, w_hr):
         if self.mode == "LSTM":
@@ -89,11 +148,27 @@ def _rnn_cell_step(x, h, w_ih, w_hh, b_ih, b_hh, relu: bool):
     return pre.relu() if relu else pre.tanh()
 
 
-class _DynamicCell(RNNCellBase):
+class _DynamicCell(QParamsState, RNNCellBase):
     """One step of a recurrent cell with qint8 weights (torch.ao's dynamic LSTMCell /
-    GRUCell / RNNCell): both gate matmuls are the dynamic int8 linear, the rest float."""
+    GRUCell / RNNCell): both gate matmuls are the dynamic int8 linear, the rest float.
+    Saved as torch.ao saves it: `_packed_weight_ih` / `_packed_weight_hh`, each the
+    (weight, bias) tuple."""
 
     _FLOAT_MODULE: type = nn.Module
+    _SAVES_QPARAMS = False
+    _STATE_TENSORS = ("_packed_weight_ih", "_packed_weight_hh")
+    _HIDDEN_BUFFERS = _SLOTS
+
+    def _state_tensors(self) -> dict:
+        return {"_packed_weight_ih": (self.weight_ih, self.bias_ih),
+                "_packed_weight_hh": (self.weight_hh, self.bias_hh)}
+
+    def _load_state_tensors(self, values: dict) -> None:
+        for side in ("ih", "hh"):
+            key = f"_packed_weight_{side}"
+            if key in values:
+                weight, bias = _packed_tuple(values[key], 2, key)
+                self._buffers[f"weight_{side}"], self._buffers[f"bias_{side}"] = weight, bias
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
