@@ -164,6 +164,21 @@ def _over_images(n: int, fn) -> None:
     ufuncs release the GIL, so the pool's threads share the work)."""
     host_pool().parallel_for(lambda begin, end, worker: fn(begin, end), n)
 QADD_CHUNK = 1 << 14
+# below this many elements an elementwise int8 pass runs on the calling thread: waking a
+# worker costs about as much as the whole pass (quantizing 64 x 1024 floats took 28 us
+# on one thread and 94 us split over two)
+ELEMENTWISE_PARALLEL_MIN = 1 << 18
+
+
+# a GEMM of fewer multiply-adds runs on the calling thread (about 10 us of work: less
+# than handing half of it to a worker; a 64 x 32 x 10 classifier took 47 us on one thread
+# and 90 us on two)
+GEMM_PARALLEL_MIN_MACS = 1 << 22
+
+
+def _elementwise_threads(size: int):
+    """max_threads for an elementwise pass over `size` elements (None: the pool's)."""
+    return 1 if size < ELEMENTWISE_PARALLEL_MIN else None
 QADD_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR, I64, PTR)
 
 
@@ -329,6 +344,7 @@ class QGemmCall:
         n_pad = len(corr)
         m_tiles, n_blocks = -(-gather.m // mr), n_pad // nr
         self.m, self.n, self.tasks = gather.m, n, m_tiles * n_blocks
+        self.small = gather.m * n * kq * 4 < GEMM_PARALLEL_MIN_MACS
         # a claiming kernel (this file's own generation) stores only the n valid columns
         ldo = n if claim else n_pad
         self.out_shape, self.out_dtype = (m_tiles * mr, ldo), np.uint8 if u8_out else np.float32
@@ -380,6 +396,8 @@ class QGemmCall:
             params[_OTHER] = self._other_address(other)
         if corr is not None:
             params[_CORR], params[_MULT] = corr.ctypes.data, mult.ctypes.data
+        if self.small:
+            threads = 1
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
             params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
@@ -519,7 +537,8 @@ def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale
     qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
                    0.0 if relu else -np.inf, 255.0], np.float64)
     pool.parallel_for(fn, -(-a.size // QADD_CHUNK), a.ctypes.data, b.ctypes.data,
-                      out.ctypes.data, a.size, qp.ctypes.data)
+                      out.ctypes.data, a.size, qp.ctypes.data,
+                      max_threads=_elementwise_threads(a.size))
     return out
 
 
@@ -533,7 +552,7 @@ def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) 
     inv = np.float32(1.0) / np.float32(scale)
     qp = np.array([inv, zero_point, info.min, info.max], np.float64)
     pool.parallel_for(fn, -(-x.size // QADD_CHUNK), x.ctypes.data, out.ctypes.data, x.size,
-                      qp.ctypes.data)
+                      qp.ctypes.data, max_threads=_elementwise_threads(x.size))
     return out
 
 
@@ -546,7 +565,8 @@ def qmaxpool_run(fn, pool, x: np.ndarray, kernel, stride, padding) -> np.ndarray
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     out = _empty((n, oh, ow, c), np.uint8)
     params = np.array([h, w, c, oh, ow, kh, kw, sh, sw, ph, pw], np.int64)
-    pool.parallel_for(fn, n * oh, x.ctypes.data, out.ctypes.data, params.ctypes.data)
+    pool.parallel_for(fn, n * oh, x.ctypes.data, out.ctypes.data, params.ctypes.data,
+                      max_threads=_elementwise_threads(out.size))
     return out
 
 
