@@ -68,17 +68,16 @@ def _out_hw(h, w, k, s, p):
     return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
 
 
-def _ember_graph_ms(fn, reps: int) -> float:
-    fn()
-    fn()
-    ember.cuda.synchronize()
-    graph = ember.cuda.CUDAGraph()
-    with ember.cuda.graph(graph):
+def _replay_ms(lib, fn, reps: int) -> float:
+    """Milliseconds per fn() call: `reps` calls captured as one CUDA graph of `lib` (ember
+    or torch: the same API), replayed 5 times, the median."""
+    graph = lib.cuda.CUDAGraph()
+    with lib.cuda.graph(graph):
         for _ in range(reps):
             fn()
     times = []
     for _ in range(5):
-        start, end = ember.cuda.Event(enable_timing=True), ember.cuda.Event(enable_timing=True)
+        start, end = lib.cuda.Event(enable_timing=True), lib.cuda.Event(enable_timing=True)
         start.record()
         graph.replay()
         end.record()
@@ -87,26 +86,21 @@ def _ember_graph_ms(fn, reps: int) -> float:
     return statistics.median(times)
 
 
+def _ember_graph_ms(fn, reps: int) -> float:
+    fn()
+    fn()
+    ember.cuda.synchronize()
+    return _replay_ms(ember, fn, reps)
+
+
 def _torch_graph_ms(torch, fn, reps: int) -> float:
-    side = torch.cuda.Stream()
+    side = torch.cuda.Stream()          # torch's capture recipe: warm up on a side stream
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         fn()
         fn()
     torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            fn()
-    times = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / reps)
-    return statistics.median(times)
+    return _replay_ms(torch, fn, reps)
 
 
 def _split_k_with(problem, split, g, x, out_meta_strides, weight_shape):
