@@ -66,6 +66,7 @@ def _params(mod):
 
 
 @pytest.mark.parametrize("relu,bias", [(False, False), (True, True)])
+
 def test_qat_conv_bn_matches_torch_over_training_steps(rng, relu, bias):
     t_mod, e_mod = twin_qat_modules(rng, relu, bias)
     assert type(e_mod).__name__ == type(t_mod).__name__
@@ -168,21 +169,7 @@ def test_prepare_qat_fx_folds_bn_and_trains_like_torch_ao(rng):
         qat_qconfig(ember)), (ember.tensor(x0),))
     assert type(e_prep.conv1).__name__ == type(t_prep.conv1).__name__ == "ConvBnReLU2d"
     assert type(e_prep.conv2).__name__ == type(t_prep.conv2).__name__ == "ConvBn2d"
-    t_opt = torch.optim.SGD(t_prep.parameters(), lr=0.05)
-    e_opt = ember.optim.SGD(e_prep.parameters(), lr=0.05)
-    target = rng.standard_normal((4, 5, 6, 6)).astype(np.float32)
-    for step in range(3):
-        x = rng.standard_normal((4, 3, 6, 6)).astype(np.float32)
-        t_out, e_out = t_prep(torch.from_numpy(x)), e_prep(ember.tensor(x))
-        np.testing.assert_allclose(e_out.detach().numpy(), t_out.detach().numpy(),
-                                   rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
-        t_loss = torch.nn.functional.mse_loss(t_out, torch.from_numpy(target))
-        e_loss = ember.nn.functional.mse_loss(e_out, ember.tensor(target))
-        t_opt.zero_grad(), e_opt.zero_grad()
-        t_loss.backward(), e_loss.backward()
-        np.testing.assert_allclose(e_prep.conv1.bn.weight.grad.numpy(),
-                                   t_prep.conv1.bn.weight.grad.numpy(), rtol=1e-3, atol=1e-5)
-        t_opt.step(), e_opt.step()
+    _train_side_by_side(t_prep, e_prep, (4, 3, 6, 6), (4, 5, 6, 6), "conv1", rng)
     t_prep.eval(), e_prep.eval()
     t_q, e_q = tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
     assert int8_layers(e_q, "conv2d")
@@ -226,21 +213,7 @@ def test_prepare_qat_fx_linear_bn1d_folds_and_trains_like_torch_ao(rng):
     e_prep = eqfx.prepare_qat_fx(e_model.train(), eq.QConfigMapping().set_global(
         qat_qconfig(ember)), (ember.tensor(x0),))
     assert type(e_prep.fc1).__name__ == type(t_prep.fc1).__name__ == "LinearBn1d"
-    t_opt = torch.optim.SGD(t_prep.parameters(), lr=0.05)
-    e_opt = ember.optim.SGD(e_prep.parameters(), lr=0.05)
-    target = rng.standard_normal((8, 4)).astype(np.float32)
-    for step in range(3):
-        x = rng.standard_normal((8, 6)).astype(np.float32)
-        t_out, e_out = t_prep(torch.from_numpy(x)), e_prep(ember.tensor(x))
-        np.testing.assert_allclose(e_out.detach().numpy(), t_out.detach().numpy(),
-                                   rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
-        t_loss = torch.nn.functional.mse_loss(t_out, torch.from_numpy(target))
-        e_loss = ember.nn.functional.mse_loss(e_out, ember.tensor(target))
-        t_opt.zero_grad(), e_opt.zero_grad()
-        t_loss.backward(), e_loss.backward()
-        np.testing.assert_allclose(e_prep.fc1.bn.weight.grad.numpy(),
-                                   t_prep.fc1.bn.weight.grad.numpy(), rtol=1e-3, atol=1e-5)
-        t_opt.step(), e_opt.step()
+    _train_side_by_side(t_prep, e_prep, (8, 6), (8, 4), "fc1", rng)
     t_prep.eval(), e_prep.eval()
     t_q, e_q = tqfx.convert_fx(t_prep), eqfx.convert_fx(e_prep)
     assert int8_layers(e_q, "linear")
@@ -298,3 +271,24 @@ def test_eager_qat_conv1d_bn_relu_and_conv3d_like_torch_ao(rng):
     t_y, e_y = t_q(torch.from_numpy(x)).numpy(), e_q(ember.tensor(x)).numpy()
     step_size = float(t_q.conv3d.scale)
     assert np.abs(t_y - e_y).max() <= 2 * step_size + 1e-6, np.abs(t_y - e_y).max() / step_size
+
+
+def _train_side_by_side(t_prep, e_prep, in_shape, target_shape, bn_owner: str, rng):
+    """Three SGD steps of both prepared QAT models on the same data: outputs and the
+    named fused module's BatchNorm weight gradient equal torch's at every step."""
+    t_opt = torch.optim.SGD(t_prep.parameters(), lr=0.05)
+    e_opt = ember.optim.SGD(e_prep.parameters(), lr=0.05)
+    target = rng.standard_normal(target_shape).astype(np.float32)
+    for step in range(3):
+        x = rng.standard_normal(in_shape).astype(np.float32)
+        t_out, e_out = t_prep(torch.from_numpy(x)), e_prep(ember.tensor(x))
+        np.testing.assert_allclose(e_out.detach().numpy(), t_out.detach().numpy(),
+                                   rtol=1e-4, atol=1e-4, err_msg=f"step {step}")
+        t_loss = torch.nn.functional.mse_loss(t_out, torch.from_numpy(target))
+        e_loss = ember.nn.functional.mse_loss(e_out, ember.tensor(target))
+        t_opt.zero_grad(), e_opt.zero_grad()
+        t_loss.backward(), e_loss.backward()
+        np.testing.assert_allclose(getattr(e_prep, bn_owner).bn.weight.grad.numpy(),
+                                   getattr(t_prep, bn_owner).bn.weight.grad.numpy(),
+                                   rtol=1e-3, atol=1e-5)
+        t_opt.step(), e_opt.step()
