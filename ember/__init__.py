@@ -109,6 +109,9 @@ from .frontend import aliases as _aliases  # noqa: E402
 from .frontend import aten_functions as _aten_functions, sym_functions as _sym  # noqa: E402
 globals().update(_aten_functions.top_level())   # torch.kl_div(x, y, 1), slice_copy, ...
 globals().update(_sym.TOP_LEVEL)                # sym_int, sym_max, SymInt, ...
+from .frontend.quantized import (int_repr, q_scale, q_zero_point, q_per_channel_scales,  # noqa: E402,F401,E501
+                                 q_per_channel_zero_points, q_per_channel_axis,
+                                 quantize_per_tensor_dynamic)
 _aliases.install(globals(), (Tensor, _SymbolicTensor))   # arccos, clip, x.det(), FloatTensor, ...
 
 

@@ -19,7 +19,7 @@ from ..ir import autocast as _autocast, dispatch as _dispatch, dtypes
 from ..ir.errors import AutogradError, EmberError, at_user_line
 from ..ir.quantized import QuantizedArray, qrange
 from ..ir.ops import quantized_pointwise as QP
-from ..ir.registry import OpDef, Tag
+from ..ir.registry import OPS, OpDef, Tag
 from .tensor import Storage, Tensor
 from ..ir.ops.shape import flat_storage
 
@@ -497,3 +497,82 @@ def _clamped(qa: QuantizedArray, low, high) -> "QuantizedTensor":
 
 
 _CLIP_CHUNK = 1 << 17       # bytes of a quantized clamp one thread-pool task unit clips
+
+
+# torch's function forms of the quantized-tensor accessors (torch.int_repr(q), ...)
+def int_repr(input: Tensor) -> Tensor:
+    return _quantized_operand(input, "int_repr").int_repr()
+
+
+def q_scale(input: Tensor) -> float:
+    return _quantized_operand(input, "q_scale").q_scale()
+
+
+def q_zero_point(input: Tensor) -> int:
+    return _quantized_operand(input, "q_zero_point").q_zero_point()
+
+
+def q_per_channel_scales(input: Tensor) -> Tensor:
+    return _quantized_operand(input, "q_per_channel_scales").q_per_channel_scales()
+
+
+def q_per_channel_zero_points(input: Tensor) -> Tensor:
+    return _quantized_operand(input, "q_per_channel_zero_points").q_per_channel_zero_points()
+
+
+def q_per_channel_axis(input: Tensor) -> int:
+    return _quantized_operand(input, "q_per_channel_axis").q_per_channel_axis()
+
+
+def _quantized_operand(value, what: str) -> QuantizedTensor:
+    if not isinstance(value, QuantizedTensor):
+        kind = f"a tensor of dtype {value.dtype}" if isinstance(value, Tensor) else \
+            type(value).__name__
+        raise EmberError(f"{what}: expected a quantized tensor, got {kind}")
+    return value
+
+
+def quantize_per_tensor_dynamic(input: Tensor, dtype, reduce_range: bool) -> QuantizedTensor:
+    """torch.quantize_per_tensor_dynamic: qparams chosen from this tensor's range (widened
+    to include 0) as dynamic quantization does, then quantize_per_tensor."""
+    if dtype not in (dtypes.quint8, dtypes.qint8):
+        raise EmberError(f"quantize_per_tensor_dynamic: dtype {dtype} is not supported "
+                         f"(quint8 or qint8)")
+    if not isinstance(input, Tensor) or input.dtype != dtypes.float32:
+        raise EmberError("quantize_per_tensor_dynamic: expected a float32 tensor")
+    qmin, qmax = qrange(dtype)
+    if reduce_range:
+        qmin, qmax = qmin // 2, qmax // 2
+    values = np.asarray(input.detach().numpy(), np.float32)
+    lo = min(float(values.min()), 0.0) if values.size else 0.0
+    hi = max(float(values.max()), 0.0) if values.size else 0.0
+    scale, zero_point = choose_affine_qparams(lo, hi, qmin, qmax)
+    return OPS["quantize_per_tensor"](input, scale, zero_point, dtype)
+
+
+# a scale below this is raised to it, with the range widened to match (fbgemm's rule)
+_SMALLEST_SCALE = float(np.float32(6.1e-5))     # a float32 constant there
+
+
+def choose_affine_qparams(lo: float, hi: float, qmin: int, qmax: int) -> tuple:
+    """Affine qparams for the range [lo, hi] (lo <= 0 <= hi) as torch's quantized kernels
+    choose them: the scale in double precision (kept so); the zero point taken
+    from whichever end loses less precision, rounded and clamped."""
+    scale = (hi - lo) / (qmax - qmin)
+    if np.float32(scale) == 0.0 or np.isinf(np.float32(1.0) / np.float32(scale)):
+        scale = 0.1
+    if scale < _SMALLEST_SCALE:
+        scale = _SMALLEST_SCALE
+        if lo == 0.0:
+            hi = scale * (qmax - qmin)
+        elif hi == 0.0:
+            lo = -scale * (qmax - qmin)
+        else:
+            amplify = _SMALLEST_SCALE / ((hi - lo) / (qmax - qmin))
+            lo, hi = lo * amplify, hi * amplify
+    from_min, from_max = qmin - lo / scale, qmax - hi / scale
+    min_error = abs(qmin) - abs(lo / scale)
+    max_error = abs(qmax) - abs(hi / scale)
+    initial = from_min if min_error < max_error else from_max
+    zero_point = qmin if initial < qmin else qmax if initial > qmax else int(np.rint(initial))
+    return float(scale), int(zero_point)
