@@ -101,3 +101,20 @@ def test_compiled_step_channels_last_batch_norm_equals_eager_cpu(device, columns
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         np.testing.assert_allclose(_host(p), _host(q), rtol=2e-4, atol=2e-4, err_msg=name)
     assert columns            # the step's per-channel reductions took column tiles
+
+
+def test_compiled_step_with_split_reductions_equals_eager_cpu(device, monkeypatch):  # noqa: F811
+    """The same step with tiles small enough that the per-channel sums split along N*H*W
+    (codegen/triton/split_reduce.py: partial kernels, then a final kernel)."""
+    from ember.codegen.triton import split_reduce
+    monkeypatch.setattr(source, "COLUMN_TILE", 64)
+    made, generate = [], split_reduce.generate_split
+
+    def spy(kernel, split=None):
+        found = generate(kernel, split)
+        if found is not None:
+            made.append(found)
+        return found
+    monkeypatch.setattr(split_reduce, "generate_split", spy)
+    test_compiled_step_channels_last_batch_norm_equals_eager_cpu(device, [True])
+    assert made and all(s.plan.splits > 2 for s in made)

@@ -259,6 +259,10 @@ class Emitter:
         self.count = 0
         self.reduced: dict[str, str] = {}
         self._inner_memo: dict[int, bool] = {}
+        # split reductions (split_reduce.py) walk one chunk of the inner space and let
+        # one program of each column store the per-outer-point results
+        self.loop_range = "range(0, R, RBLOCK)"
+        self.outer_store_mask = "xmask"
 
     def fresh(self, prefix: str = "t") -> str:
         self.count += 1
@@ -378,7 +382,7 @@ class Emitter:
         dtype = self.dtypes[stage.buffer]
         value = self.value(stage.value, scope, outer)
         value = _cast(value, stage.value.dtype, dtype) if stage.value.dtype != dtype else value
-        mask = scope.mask if stage.over_inner else "xmask"
+        mask = scope.mask if stage.over_inner else self.outer_store_mask
         offset = self.affine(stage.index)
         if not any(stage.index.coeffs):
             offset += " + xindex * 0"          # a block of pointers: value and mask are blocks
@@ -407,7 +411,7 @@ class Emitter:
         self.reduced[stage.name] = name
 
     def _close_loop(self, outer: Scope, row: Scope) -> None:
-        outer.lines.append("for roff in range(0, R, RBLOCK):")
+        outer.lines.append(f"for roff in {self.loop_range}:")
         outer.lines.extend("    " + line for line in row.lines)
 
     # -- whole kernels ----------------------------------------------------------------------
