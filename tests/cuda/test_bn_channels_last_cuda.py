@@ -118,3 +118,28 @@ def test_compiled_step_with_split_reductions_equals_eager_cpu(device, monkeypatc
     monkeypatch.setattr(split_reduce, "generate_split", spy)
     test_compiled_step_channels_last_batch_norm_equals_eager_cpu(device, [True])
     assert made and all(s.plan.splits > 2 for s in made)
+
+
+_SPLIT_IMPORTS = '''
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton import split_reduce
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+F = ember.nn.functional
+x = ember.empty(64, 64, 112, 112, memory_format=ember.channels_last)
+w = ember.empty(64)
+fn = lambda t, a, b: F.relu(F.batch_norm(t, None, None, a, b, training=True))
+graph, _ = build_graph(fn, [meta_of(v) for v in (x, w, w)])
+split = split_reduce.generate_split(lower_group(graph, "bn").kernel)
+'''
+
+
+def test_split_batch_norm_kernels_compile_to_sm90_cubins():
+    """resnet18's conv1 BatchNorm forward as split kernels: the first partial phase and
+    the final one (the partials combined, the chunk stored) compile for sm_90 with the
+    parameters the launcher packs."""
+    from sm90_cubins import assert_launchable, compile_for_sm90
+    results = compile_for_sm90(_SPLIT_IMPORTS, "split.kernels[0], split.kernels[-1]")
+    assert sorted(n.rsplit("_", 1)[1] for n in results) == ["final", "partial0"]
+    assert_launchable(results)
