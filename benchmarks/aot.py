@@ -4,6 +4,7 @@ and the cold start of a fresh process (load + first result).
 
     python3 benchmarks/aot.py [--quick] [--no-compile] [--models mlp,small_cnn,...] [--save]
                               [--threads N] [--cpu-time]
+    python3 benchmarks/aot.py --cuda [--tf32] [--batch N] ...   (benchmarks/aot_cuda.py)
 
 Ratios are other / artifact (> 1: the artifact is faster). Rows a model cannot be
 packaged for (a step with no native kernel) are listed as skipped with the reason.
@@ -57,6 +58,12 @@ def parse_args(argv=None):
                    help="threads for every engine (ember, the artifact, torch, onnxruntime)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time calls by process CPU seconds, not the wall clock")
+    p.add_argument("--cuda", action="store_true",
+                   help="CUDA artifacts on the GPU against ember.compile(backend='triton'), "
+                        "torch eager and torch.compile (benchmarks/aot_cuda.py)")
+    p.add_argument("--batch", type=int, default=None, help="--cuda: resnet18's batch (64)")
+    p.add_argument("--tf32", action="store_true", help="--cuda: TF32 GEMM/conv everywhere")
+    p.add_argument("--inner", type=int, default=10, help="--cuda: calls per timed block")
     args = bench_args("aot", argv, p)
     args.bench_name = "aot"
     if args.models is None:
@@ -295,6 +302,9 @@ def table(rows: list):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.cuda:
+        from benchmarks import aot_cuda
+        return aot_cuda.main(args)
     if args.threads is not None:
         _use_threads(args.threads)
     rng = np.random.default_rng(0)

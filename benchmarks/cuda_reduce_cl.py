@@ -15,7 +15,8 @@ captured into one CUDA graph, replays timed with CUDA events, median of 5 (host 
 out). torch: F.batch_norm(training=True) + relu; aten.native_batch_norm_backward after a
 relu mask; x.sum((0, 2, 3)). Every row first checks ember's result against torch's
 (relative Frobenius error, column "err"). The ratio is torch's time over ember's (above 1:
-ember faster). --write saves benchmarks/results/cuda_reduce_cl_<gpu>.json.
+ember faster). Rows "split xS" launch the reduction split into S chunks of the reduced
+space (split_reduce.py: what a compiled plan launches where it splits). --write saves benchmarks/results/cuda_reduce_cl_<gpu>.json.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import numpy as np  # noqa: E402
 
 import ember  # noqa: E402
 from ember.codegen.lowering import lower_group  # noqa: E402
-from ember.codegen.triton import source  # noqa: E402
+from ember.codegen.triton import source, split_reduce  # noqa: E402
 from ember.frontend import eager_cuda  # noqa: E402
 from ember.ir.meta import meta_of  # noqa: E402
 from ember.ir.symbolic import build_graph  # noqa: E402
@@ -98,6 +99,26 @@ def _runner(kernel, order, tensors, out_shape, blocks):
         out = ember.empty(out_shape, device="cuda")
     args = [tensors[i] for i in order] + [out]
     return (lambda: eager_cuda.launch(generated, args, 0)), out
+
+
+def _split_runner(kernel, order, tensors, out_shape):
+    """A call launching the split reduction's phase kernels (split_reduce.py, what a
+    compiled plan launches), its output, and its programs per phase; None if not split."""
+    from ember.frontend.devices import empty_cuda
+    from ember.ir.dtypes import float32
+    split = split_reduce.generate_split(kernel)
+    if split is None:
+        return None
+    out = ember.empty(out_shape, device="cuda", memory_format=ember.channels_last) \
+        if len(out_shape) == 4 else ember.empty(out_shape, device="cuda")
+    ws = empty_cuda((split.workspace,), (1,), float32, 0)
+    args = [tensors[i] for i in order] + [out, ws]
+
+    def call():
+        for generated in split.kernels:
+            eager_cuda.launch(generated, args, 0)
+    grid = split.kernels[0].launch.grid
+    return call, out, grid[0] * grid[1], split.plan
 
 
 def _blocks_variants(kernel, sweep):
@@ -183,6 +204,19 @@ def main() -> None:
                 rows.append(dict(shape=name, case=case, blocks=label, xblock=blocks.xblock,
                                  rblock=blocks.rblock, persistent=blocks.persistent,
                                  ember_ms=ms, torch_ms=torch_ms, rel_err=err))
+            found = _split_runner(kernel, order, tensors, out_shape)
+            if found is not None:
+                call, out, programs, plan = found
+                call()
+                err = _rel_err(_host(out), want)
+                ms = _ember_graph_ms(call, args.reps)
+                label = f"split x{plan.splits}"
+                print(f"{name:8} {case:16} {label:14} {programs:5d} {ms:8.4f} {torch_ms:8.4f} "
+                      f"{torch_ms / ms:6.2f} {err:8.1e}", flush=True)
+                rows.append(dict(shape=name, case=case, blocks=label, xblock=plan.blocks.xblock,
+                                 rblock=plan.blocks.rblock, splits=plan.splits,
+                                 chunk=plan.chunk, ember_ms=ms, torch_ms=torch_ms,
+                                 rel_err=err))
     if args.write:
         out = _HERE / "results" / f"cuda_reduce_cl_{gpu.replace(' ', '_')}.json"
         out.write_text(json.dumps(dict(gpu=gpu, batch=args.batch, rows=rows), indent=1))

@@ -6,7 +6,7 @@ emitted. float32 GEMMs and convolutions are exact float32 in both unless --tf32 
 TF32 in both: ember's allow_tf32, torch's matmul and cuDNN flags).
 
     python benchmarks/cuda_train_step.py [--model resnet18] [--size 224] [--tf32]
-        [--steps N] [--warmup N] [--smoke] [--write | --out PATH]
+        [--steps N] [--warmup N] [--smoke] [--no-split] [--write | --out PATH]
 
 Wall-clock per step after warmup: one ember.utils.benchmark.Timer block of N steps, the
 GPU synchronized before and after it by the Timer's clock. Prints the rows, and whether
@@ -109,6 +109,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-eager", action="store_true")
+    p.add_argument("--no-split", action="store_true",
+                   help="compile without split reductions (codegen/triton/split_reduce.py): "
+                        "the single-kernel BatchNorm reductions, for comparison")
     p.add_argument("--smoke", action="store_true", help="2 steps after 1 warmup step")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="print the N kernels taking most GPU time per step (torch.profiler's "
@@ -128,6 +131,9 @@ def main(argv=None) -> int:
                          "(ember.cuda.is_available() is False)")
     import torch
     ember.backends.cuda.matmul.allow_tf32 = args.tf32
+    if args.no_split:
+        from ember.compiler.compile_cuda import CudaBackend
+        CudaBackend.split_reductions = False
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     rng = np.random.default_rng(0)
     x_host = rng.standard_normal((64, 3, args.size, args.size), dtype=np.float32)
@@ -199,7 +205,7 @@ def main(argv=None) -> int:
                 "model": f"{args.model} (3 channels, 10 classes), batch 64, "
                          f"{args.size}x{args.size}{', channels-last' if channels_last else ''}, "
                          "CrossEntropyLoss, SGD momentum 0.9",
-                "tf32": args.tf32}
+                "tf32": args.tf32, "split_reductions": not args.no_split}
         out.write_text(json.dumps({"benchmark": "cuda_train_step", "meta": meta,
                                    "rows": rows}, indent=2) + "\n")
         print("wrote", out)

@@ -96,6 +96,7 @@ class HostCudaBackend(CudaBackend):
     on the host, as CudaBackend._repack lays them out on the device), kernels are not
     compiled here, views are described, eager steps are refused."""
     precompile = False
+    split_reductions = False     # an artifact's launches are single kernels (no workspace)
 
     def __init__(self):
         super().__init__()

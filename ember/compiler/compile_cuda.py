@@ -83,6 +83,23 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     compiled.launch(kernel.generated.launch.grid, pointers)
 
 
+class SplitPlanKernel:
+    """A reduction split along its reduced space (codegen/triton/split_reduce.py) as one
+    plan step: its phase kernels launched in order on the step's operands plus a float32
+    workspace made when the plan is built (stream-ordered reuse: steps run in order)."""
+    graph_safe = True
+
+    def __init__(self, split, index: int):
+        from ..ir.dtypes import float32
+        self.parts = [PlanKernel(generated, index) for generated in split.kernels]
+        self.workspace = empty_cuda((split.workspace,), (1,), float32, index)
+
+    def __call__(self, values: list) -> None:
+        operands = list(values) + [self.workspace]
+        for part in self.parts:
+            _launch(part, operands)
+
+
 # --- buffers -------------------------------------------------------------------------------
 class CudaBuffers:
     """The plan's buffer interface (runtime/plan.py's HostBuffers) over device memory."""
@@ -153,6 +170,7 @@ class CudaBackend:
     """PlanBuilder's device interface for CUDA (see compile.CpuBackend for the methods)."""
     name = "triton"
     precompile = True          # compile each kernel for the device when the plan is built
+    split_reductions = True    # long reductions over few kept points: split_reduce.py
 
     def __init__(self):
         self.index = 0
@@ -241,6 +259,13 @@ class CudaBackend:
     # -- kernels ----------------------------------------------------------------------------
     def kernel(self, lowered):
         from ..codegen.triton.source import generate
+        from ..codegen.triton.split_reduce import generate_split
+        split = generate_split(lowered.kernel) if self.split_reductions else None
+        if split is not None:
+            step = SplitPlanKernel(split, self.index)
+            for part in step.parts:
+                self._ready(part)
+            return step
         return self._ready(PlanKernel(generate(lowered.kernel), self.index))
 
     def extern(self, node: Node, constant=None):

@@ -92,8 +92,20 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _zeros(shape, dtype, index) -> Tensor:
-    return eager_cuda._fill(TensorMeta(tuple(shape), dtype), 0, index)
+def _zeros(shape, dtype, index, memory_format=None) -> Tensor:
+    from ..ir.meta import contiguous_format
+    return eager_cuda._fill(TensorMeta(tuple(shape), dtype,
+                                       memory_format=memory_format or contiguous_format),
+                            0, index)
+
+
+def _layout_of(t: Tensor):
+    """channels_last for a 4-D tensor stored NHWC (and not also NCHW), else None."""
+    from ..ir.meta import channels_last, is_contiguous_for
+    if t.ndim == 4 and not t.is_contiguous() and \
+            is_contiguous_for(tuple(t.shape), tuple(t.stride()), channels_last):
+        return channels_last
+    return None
 
 
 # --- creation and copies ---------------------------------------------------------------------
@@ -173,9 +185,12 @@ def _conv_args(args):
 
 
 def _flipped_transposed_weight(w: Tensor, groups: int, index: int) -> Tensor:
-    """[Cout, Cin/g, kh, kw] -> [Cin, Cout/g, kh, kw], each kernel flipped in space."""
+    """[Cout, Cin/g, kh, kw] -> [Cin, Cout/g, kh, kw], each kernel flipped in space; in
+    the weight's own layout (a channels-last weight gives an OHWI one: the implicit-GEMM
+    conv's fast layout; an H100 ran resnet18's input-gradient convs 4-5x slower from
+    OIHW copies of channels-last weights)."""
     from ..codegen.lowering_training import strided_copy
-    from ..ir.meta import contiguous_strides
+    from ..ir.meta import channels_last, contiguous_strides, is_contiguous_for
     co, cig, kh, kw = w.shape
     cog = co // groups
     s0, s1, s2, s3 = w.stride()
@@ -183,6 +198,9 @@ def _flipped_transposed_weight(w: Tensor, groups: int, index: int) -> Tensor:
     src_strides = (cog * s0, s1, s0, -s2, -s3)
     offset = (kh - 1) * s2 + (kw - 1) * s3
     strides = contiguous_strides(shape)
+    if is_contiguous_for(tuple(w.shape), tuple(w.stride()), channels_last) and \
+            not w.is_contiguous():
+        strides = (cig * kh * kw * cog, kh * kw * cog, 1, kw * cog, cog)
     out = empty_cuda(shape, strides, w.dtype, index)
     kernel = strided_copy(shape, src_strides, offset, w.dtype, w._array.extent(), strides,
                           w.dtype, out._array.extent())
@@ -213,7 +231,8 @@ def _conv_backward_input(args, out_meta, index):
     if stride == (1, 1) and crops == [0, 0]:
         spread, pad = g, lead                   # plain padding does the zero insertion
     else:
-        spread = _zeros([n, g.shape[1]] + lengths, g.dtype, index)
+        spread = _zeros([n, g.shape[1]] + lengths, g.dtype, index,
+                        _layout_of(g))           # the gradient's layout (channels-last)
         window = spread[:, :, lead[0]:lead[0] + (ho - 1) * stride[0] + 1:stride[0],
                         lead[1]:lead[1] + (wo - 1) * stride[1] + 1:stride[1]]
         eager_cuda.copy_into(window, g)

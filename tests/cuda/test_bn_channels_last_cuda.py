@@ -101,3 +101,45 @@ def test_compiled_step_channels_last_batch_norm_equals_eager_cpu(device, columns
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         np.testing.assert_allclose(_host(p), _host(q), rtol=2e-4, atol=2e-4, err_msg=name)
     assert columns            # the step's per-channel reductions took column tiles
+
+
+def test_compiled_step_with_split_reductions_equals_eager_cpu(device, monkeypatch):  # noqa: F811
+    """The same step with tiles small enough that the per-channel sums split along N*H*W
+    (codegen/triton/split_reduce.py: partial kernels, then a final kernel)."""
+    from ember.codegen.triton import split_reduce
+    monkeypatch.setattr(source, "COLUMN_TILE", 64)
+    made, generate = [], split_reduce.generate_split
+
+    def spy(kernel, split=None):
+        found = generate(kernel, split)
+        if found is not None:
+            made.append(found)
+        return found
+    monkeypatch.setattr(split_reduce, "generate_split", spy)
+    test_compiled_step_channels_last_batch_norm_equals_eager_cpu(device, [True])
+    assert made and all(s.plan.splits > 2 for s in made)
+
+
+_SPLIT_IMPORTS = '''
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton import split_reduce
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+F = ember.nn.functional
+x = ember.empty(64, 64, 112, 112, memory_format=ember.channels_last)
+w = ember.empty(64)
+fn = lambda t, a, b: F.relu(F.batch_norm(t, None, None, a, b, training=True))
+graph, _ = build_graph(fn, [meta_of(v) for v in (x, w, w)])
+split = split_reduce.generate_split(lower_group(graph, "bn").kernel)
+'''
+
+
+def test_split_batch_norm_kernels_compile_to_sm90_cubins():
+    """resnet18's conv1 BatchNorm forward as split kernels: the first partial phase and
+    the final one (the partials combined, the chunk stored) compile for sm_90 with the
+    parameters the launcher packs."""
+    from sm90_cubins import assert_launchable, compile_for_sm90
+    results = compile_for_sm90(_SPLIT_IMPORTS, "split.kernels[0], split.kernels[-1]")
+    assert sorted(n.rsplit("_", 1)[1] for n in results) == ["final", "partial0"]
+    assert_launchable(results)

@@ -70,15 +70,19 @@ CONVS = [dict(stride=1, padding=1), dict(stride=2, padding=1),
          dict(stride=1, padding=3, dilation=1), dict(stride=2, padding=0, groups=2)]
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("kw", CONVS, ids=str)
-def test_conv2d_backward_runs_on_the_device(cuda, kw):
+def test_conv2d_backward_runs_on_the_device(cuda, kw, channels_last):
+    """Input and weight gradients; channels-last input and weight take the OHWI flipped
+    weight and channels-last zero-inserted gradient of convolution_backward_input."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
     w = rng.standard_normal((6, 4 // kw.get("groups", 1), 3, 3)).astype(np.float32)
+    layout = ember.channels_last if channels_last else ember.contiguous_format
     grads = []
     for dev in ("cpu", cuda):
-        xs = ember.tensor(x).to(dev).requires_grad_(True)
-        ws = ember.tensor(w).to(dev).requires_grad_(True)
+        xs = ember.tensor(x).to(dev).contiguous(memory_format=layout).requires_grad_(True)
+        ws = ember.tensor(w).to(dev).contiguous(memory_format=layout).requires_grad_(True)
         with _no_host_fallback(dev != "cpu"):
             out = F.conv2d(xs, ws, **kw)
             (out * out).sum().backward()
@@ -90,13 +94,17 @@ def test_conv2d_backward_runs_on_the_device(cuda, kw):
 @pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
                                 dict(kernel_size=2, stride=1, dilation=2, ceil_mode=True)],
                          ids=str)
-def test_max_pool_and_its_backward_run_on_the_device(cuda, kw):
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_max_pool_and_its_backward_run_on_the_device(cuda, kw, channels_last):
+    """Values, PyTorch's indices and the gradient; channels-last pools are column
+    reductions over the window (source.COLUMN_WINDOW: one window element a step)."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     x[0, 0, :2, :2] = 1.5                                   # ties: the first one wins
+    layout = ember.channels_last if channels_last else ember.contiguous_format
     results = []
     for dev in ("cpu", cuda):
-        xs = ember.tensor(x).to(dev).requires_grad_(True)
+        xs = ember.tensor(x).to(dev).contiguous(memory_format=layout).requires_grad_(True)
         with _no_host_fallback(dev != "cpu"):
             values, indices = F.max_pool2d(xs, return_indices=True, **kw)
             (values * values).sum().backward()

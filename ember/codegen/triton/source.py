@@ -56,6 +56,8 @@ FEW_ROWS_RBLOCK = 8192      # ... and a wider chunk per iteration (more bytes in
 COLUMN_SECTOR_BYTES = 32    # a DRAM sector: the fewest consecutive kept elements a tile takes
 COLUMN_TARGET_PROGRAMS = 132  # enough programs for one wave of an H100 where the kept space allows
 COLUMN_TILE = 8192          # XBLOCK * RBLOCK of a column tile (16 warps)
+COLUMN_WINDOW = 32          # column reductions this short (pooling windows) walk one reduced
+COLUMN_WINDOW_XBLOCK = 1024  # element a step over XBLOCK kept ones: no cross-thread reduce
 
 
 def tl_type(dtype: DType) -> str:
@@ -216,6 +218,16 @@ def _column_blocks(kernel: K.Kernel, x: int, r: int) -> Blocks:
     the contiguous axis (axis 0 here), so each warp reads whole sectors of neighbouring kept
     elements. XBLOCK is at least one sector of the widest element and otherwise as small as
     gives COLUMN_TARGET_PROGRAMS programs; the reduced dim fills the rest of the tile."""
+    if r <= COLUMN_WINDOW and not any(getattr(s, "over_inner", False) for s in kernel.stages):
+        # max pooling over channels-last activations: resnet18's stem pool (3x3 windows,
+        # 64x64x56x56 outputs, two reductions: the max, then its first position) took
+        # 1.87 ms on an H100 with [256, 16] tiles, whose window axis is reduced across
+        # threads; [XBLOCK, 1] steps keep each output in one thread (not yet timed on a
+        # GPU). Only where nothing is stored over the window (each stage one pass;
+        # softmax-like kernels keep their rows in registers for the store)
+        xblock = min(next_pow2(x), COLUMN_WINDOW_XBLOCK,
+                     max(32, next_pow2(math.ceil(x / COLUMN_TARGET_PROGRAMS))))
+        return Blocks(xblock, 1, False, _warps(xblock))
     itemsize = max(e.dtype.itemsize for e in _loads(kernel))
     sector = max(1, COLUMN_SECTOR_BYTES // itemsize)
     xblock = max(sector, next_pow2(math.ceil(x / COLUMN_TARGET_PROGRAMS)))
@@ -259,6 +271,10 @@ class Emitter:
         self.count = 0
         self.reduced: dict[str, str] = {}
         self._inner_memo: dict[int, bool] = {}
+        # split reductions (split_reduce.py) walk one chunk of the inner space and let
+        # one program of each column store the per-outer-point results
+        self.loop_range = "range(0, R, RBLOCK)"
+        self.outer_store_mask = "xmask"
 
     def fresh(self, prefix: str = "t") -> str:
         self.count += 1
@@ -378,7 +394,7 @@ class Emitter:
         dtype = self.dtypes[stage.buffer]
         value = self.value(stage.value, scope, outer)
         value = _cast(value, stage.value.dtype, dtype) if stage.value.dtype != dtype else value
-        mask = scope.mask if stage.over_inner else "xmask"
+        mask = scope.mask if stage.over_inner else self.outer_store_mask
         offset = self.affine(stage.index)
         if not any(stage.index.coeffs):
             offset += " + xindex * 0"          # a block of pointers: value and mask are blocks
@@ -407,7 +423,7 @@ class Emitter:
         self.reduced[stage.name] = name
 
     def _close_loop(self, outer: Scope, row: Scope) -> None:
-        outer.lines.append("for roff in range(0, R, RBLOCK):")
+        outer.lines.append(f"for roff in {self.loop_range}:")
         outer.lines.extend("    " + line for line in row.lines)
 
     # -- whole kernels ----------------------------------------------------------------------

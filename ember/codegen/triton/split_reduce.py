@@ -1,0 +1,183 @@
+"""Reductions split along the reduced space: several programs per kept column.
+
+A looped reduction kernel (source.py) gives each program XBLOCK kept points and walks
+the whole reduced space. BatchNorm's statistics and gradients keep few points (the
+channels) and reduce many (N*H*W): resnet18's first BatchNorm keeps 64 channels and
+reduces 802816 rows each, so the column tiles make 8 programs on a GPU of 132
+multiprocessors, and one program's bytes in flight set the time.
+
+Here the reduced space is cut into `splits` chunks of CHUNK rows, and every kernel runs
+on a (kept blocks, splits) grid, in phases:
+
+- a partial kernel per reduction level: each program reduces its chunk for every Reduce
+  stage of that level and stores the partial result into a float32 workspace
+  `[slot, split, kept]`. A Reduce's level is 0 when its value reads no earlier Reduce,
+  else one more than the deepest one it reads (BatchNorm's variance reads the mean:
+  level 1);
+- a final kernel: each program finishes every Reduce by combining the `splits` partials
+  of its kept points in split order (a fixed tree: deterministic, and the same on every
+  program), then stores its chunk of the over-inner results; results stored once per kept
+  point are stored by the programs of split 0.
+
+The bytes read are what the single kernel reads (each Reduce and the final stores walk
+the input once), plus each program's reading of the partials (kilobytes, from L2).
+Every kernel takes the original buffers followed by the workspace (`ws_ptr`), so one
+argument list serves all phases.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...ir.dtypes import float32
+from .. import kernel as K
+from . import source
+from .source import Blocks, Emitter, GeneratedKernel, LaunchSpec, Scope
+
+TARGET_PROGRAMS = 4 * 132   # four 16-warp programs per multiprocessor of an H100
+MAX_SPLITS = 256            # partials a program combines ([XBLOCK, 256] tile in registers)
+MIN_CHUNK_BLOCKS = 2        # each program walks at least this many RBLOCK rows
+COLUMN_XBLOCK_BYTES = 128   # split column tiles span one cache line of kept elements
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    blocks: Blocks
+    splits: int
+    chunk: int               # reduced rows per split (a multiple of RBLOCK)
+
+
+@dataclass
+class SplitReduction:
+    """The kernels to launch in order (same arguments: buffers, then the workspace) and
+    the workspace's size in float32 elements."""
+    kernels: list[GeneratedKernel]
+    workspace: int
+    plan: SplitPlan
+
+
+def plan(kernel: K.Kernel) -> SplitPlan | None:
+    """The split for a looped reduction that would run on too few programs, else None."""
+    if not kernel.inner or not kernel.is_reduction:
+        return None
+    reduces = [s for s in kernel.stages if isinstance(s, K.Reduce)]
+    if any(s.acc_dtype != float32 for s in reduces):
+        return None                  # the workspace holds float32 partials
+    default = source.default_blocks(kernel)
+    if default.persistent:
+        return None
+    x, r = math.prod(kernel.outer), math.prod(kernel.inner)
+    blocks = default
+    if source.is_column_reduction(kernel):
+        itemsize = max(e.dtype.itemsize for e in source._loads(kernel))
+        xblock = min(source.next_pow2(x), max(1, COLUMN_XBLOCK_BYTES // itemsize))
+        rblock = max(1, source.COLUMN_TILE // xblock)
+        blocks = Blocks(xblock, rblock, False, source._warps(xblock * rblock))
+    kept_programs = math.ceil(x / blocks.xblock)
+    if kept_programs * 2 > TARGET_PROGRAMS:
+        return None
+    most = max(1, r // (blocks.rblock * MIN_CHUNK_BLOCKS))
+    splits = min(MAX_SPLITS, most, math.ceil(TARGET_PROGRAMS / kept_programs))
+    if splits < 2:
+        return None
+    chunk = math.ceil(math.ceil(r / splits) / blocks.rblock) * blocks.rblock
+    splits = math.ceil(r / chunk)
+    if kept_programs * splits < 2 * math.ceil(x / default.xblock):
+        return None                  # not twice the programs: one kernel is as good
+    return SplitPlan(blocks, splits, chunk)
+
+
+def generate_split(kernel: K.Kernel, split: SplitPlan | None = None) -> SplitReduction | None:
+    """The phase kernels for `kernel` (None when it is better left as one kernel)."""
+    split = split or plan(kernel)
+    if split is None:
+        return None
+    levels = _levels(kernel)
+    slots = {name: i for i, name in enumerate(levels)}
+    last = max(levels.values())
+    kernels = [_phase(kernel, split, levels, slots, phase) for phase in range(last + 2)]
+    workspace = len(slots) * split.splits * math.prod(kernel.outer)
+    return SplitReduction(kernels, workspace, split)
+
+
+def _levels(kernel: K.Kernel) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    for stage in kernel.stages:
+        if isinstance(stage, K.Reduce):
+            refs = [e.name for e in K._walk(stage.value) if isinstance(e, K.ReduceRef)]
+            levels[stage.name] = 1 + max((levels[n] for n in refs), default=-1)
+    return levels
+
+
+def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
+           phase: int) -> GeneratedKernel:
+    final = phase > max(levels.values())
+    em = Emitter(kernel, wide=source.needs_int64(kernel))
+    em.loop_range = "range(rstart, rstart + CHUNK, RBLOCK)"
+    em.outer_store_mask = "xmask_first"
+    x = math.prod(kernel.outer)
+    pid = "tl.program_id(1).to(tl.int64)" if em.wide else "tl.program_id(1)"
+    lines = [f"xindex = {em._program_start()} + tl.arange(0, XBLOCK){em._widen()}[:, None]",
+             "xmask = xindex < X", f"sid = {pid}", "rstart = sid * CHUNK",
+             "xmask_first = xmask & ((xindex * 0 + sid) == 0)"]   # a block (Triton's interpreter
+    # rejects a mask made with a scalar comparison)
+    em.unravel(lines, "xindex", 0, kernel.outer)
+    outer = Scope(lines, "xmask", inner=False)
+
+    def inner_header() -> Scope:
+        body = [f"rindex = roff + tl.arange(0, RBLOCK){em._widen()}[None, :]",
+                "rmask = rindex < R"]
+        em.unravel(body, "rindex", em.n_outer, kernel.inner)
+        body.append("rxmask = xmask & rmask")
+        return Scope(body, "rxmask", inner=True)
+
+    for stage in kernel.stages:
+        if isinstance(stage, K.Reduce):
+            level = levels[stage.name]
+            if level < phase:
+                _finish(em, stage, slots[stage.name], split.splits, outer)
+            elif level == phase:
+                em.reduce_loop(stage, outer, inner_header)
+                lines.append(f"tl.store(ws_ptr + (({slots[stage.name]} * S + sid) * X + "
+                             f"xindex), red_{stage.name}, mask=xmask)")
+        elif final and stage.over_inner:
+            loop = inner_header()
+            em.store(stage, loop, outer)
+            em._close_loop(outer, loop)
+        elif final:
+            em.store(stage, outer, outer)
+
+    role = "final" if final else f"partial{phase}"
+    name = f"{source.function_name(kernel.name)}_{role}"
+    blocks = split.blocks
+    constexprs = {"XBLOCK": blocks.xblock, "RBLOCK": blocks.rblock,
+                  "SBLOCK": source.next_pow2(split.splits)}
+    buffers = [b.name for b in kernel.inputs + kernel.outputs]
+    params = [f"{b}_ptr" for b in buffers] + ["ws_ptr"] + \
+        [f"{c}: tl.constexpr" for c in constexprs]
+    sizes = [f"X = {x}", f"R = {math.prod(kernel.inner)}", f"S = {split.splits}",
+             f"CHUNK = {split.chunk}"]
+    comment = "\n".join("# " + line for line in str(kernel).splitlines())
+    text = "\n".join([comment, "@triton.jit", f"def {name}({', '.join(params)}):",
+                      f'    """split {role}: {split.splits} chunks of {split.chunk} over outer '
+                      f'{list(kernel.outer)}, inner {list(kernel.inner)}."""']
+                     + ["    " + line for line in sizes + lines]) + "\n"
+    args = [(f"{b.name}_ptr", source.pointer_type(b.dtype))
+            for b in kernel.inputs + kernel.outputs] + [("ws_ptr", "*fp32")]
+    grid = (math.ceil(x / blocks.xblock), split.splits, 1)
+    launch = LaunchSpec(name, args, constexprs, grid, f"(cdiv({x}, XBLOCK), {split.splits})",
+                        blocks.num_warps, 1, buffers + ["workspace"])
+    return GeneratedKernel(text, launch)
+
+
+def _finish(em: Emitter, stage: K.Reduce, slot: int, splits: int, outer: Scope) -> None:
+    """red_<name> from the partials of every split, combined in split order."""
+    ident = source._identity(stage.combine, stage.acc_dtype)
+    parts = em.fresh("parts")
+    outer.lines += [
+        "sidx = tl.arange(0, SBLOCK)[None, :]",
+        f"{parts} = tl.load(ws_ptr + (({slot} * S + sidx) * X + xindex), "
+        f"mask=xmask & (sidx < S), other=0)",
+        f"{parts} = tl.where(sidx < S, {parts}, {ident})"]
+    outer.lines.append(f"red_{stage.name} = {source._reduce_call(stage, parts)}[:, None]")
+    em.reduced[stage.name] = f"red_{stage.name}"

@@ -1,0 +1,170 @@
+"""Reductions split along the reduced space (codegen/triton/split_reduce.py): partial
+kernels per reduction level into a float32 workspace, then a final kernel that combines
+the partials in split order and stores its chunk. Each phase runs in Triton's interpreter
+(TRITON_INTERPRET=1, or the GPU with TRITON_INTERPRET=0) and the outputs are compared with
+torch and the description's NumPy semantics, at sizes that leave partial tiles and a
+partial last chunk; outputs and workspace start poisoned (NaN) so unwritten elements show."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from triton_device import dev, host  # noqa: E402  (sets TRITON_INTERPRET=1 unless given)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import ember  # noqa: E402
+from ember.codegen import kernel as K  # noqa: E402
+from ember.codegen.lowering import lower_group  # noqa: E402
+from ember.codegen.triton import cache, source, split_reduce  # noqa: E402
+from ember.ir.meta import meta_of  # noqa: E402
+from ember.ir.symbolic import build_graph  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from test_llvm_emit import flat_input  # noqa: E402
+
+F = ember.nn.functional
+CL = ember.channels_last
+
+
+def _lowered(fn, *tensors):
+    graph, _ = build_graph(fn, [meta_of(t) for t in tensors])
+    lowered = lower_group(graph, "k")
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    return lowered.kernel, [flat_input(tensors[placeholders.index(n)]) for n in lowered.inputs]
+
+
+def run_split(fn, *tensors, xblock=4, rblock=8, splits=None):
+    """(reference, triton) output pairs, and the SplitReduction, for `fn` split into
+    chunks of 2 * rblock reduced rows (or `splits` chunks)."""
+    kernel, ins = _lowered(fn, *tensors)
+    r = int(np.prod(kernel.inner))
+    per_split = 2 * rblock if splits is None else -(-r // splits)
+    chunk = -(-per_split // rblock) * rblock           # a multiple of RBLOCK
+    plan = split_reduce.SplitPlan(source.Blocks(xblock, rblock, False, 4), -(-r // chunk), chunk)
+    split = split_reduce.generate_split(kernel, plan)
+    ref = {s.name: a for s, a in zip(kernel.inputs, ins)}
+    got = {s.name: dev(a) for s, a in zip(kernel.inputs, ins)}
+    for spec in kernel.outputs:
+        ref[spec.name] = np.full(spec.numel, 7, spec.dtype.np_dtype)
+        got[spec.name] = dev(np.full(spec.numel, np.nan, spec.dtype.np_dtype))
+    K.evaluate(kernel, ref)
+    workspace = dev(np.full(split.workspace, np.nan, np.float32))
+    for generated in split.kernels:
+        cache.launch(generated, [got[s.name] for s in kernel.inputs + kernel.outputs]
+                     + [workspace])
+    return [(ref[s.name], host(got[s.name])) for s in kernel.outputs], split
+
+
+def _cl(shape, seed=0):
+    values = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return ember.tensor(values).contiguous(memory_format=CL), torch.tensor(values)
+
+
+def _nchw(flat, shape):
+    n, c, h, w = shape
+    return flat.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def _bn_relu(t, w, b):
+    return F.relu(F.batch_norm(t, None, None, w, b, training=True, eps=1e-5))
+
+
+# --- when to split ---------------------------------------------------------------------------
+def test_resnet18_batch_norm_shapes_split_into_hundreds_of_programs():
+    big = ember.empty(64, 64, 112, 112, memory_format=CL)
+    w = ember.empty(64)
+    kernel, _ = _lowered(_bn_relu, big, w, w)
+    split = split_reduce.generate_split(kernel)
+    assert split is not None
+    grid = split.kernels[0].launch.grid
+    assert grid[0] * grid[1] >= 2 * 132
+    # two levels (the mean, then the centered squares) and the final pass
+    assert [g.name.rsplit("_", 1)[1] for g in split.kernels] == ["partial0", "partial1", "final"]
+    assert split.plan.chunk % split.plan.blocks.rblock == 0
+    assert split.plan.splits * split.plan.chunk >= 64 * 112 * 112
+
+
+def test_small_or_wide_reductions_stay_one_kernel():
+    assert split_reduce.plan(_lowered(lambda t: t.sum((0, 2, 3)),
+                                      ember.empty(4, 8, 6, 6, memory_format=CL))[0]) is None
+    assert split_reduce.plan(_lowered(lambda t: t.sum(1), ember.empty(4096, 512))[0]) is None
+    assert split_reduce.plan(_lowered(lambda t: t.relu(), ember.empty(64, 512))[0]) is None
+    # integer accumulators are not split (the workspace is float32)
+    assert split_reduce.plan(_lowered(lambda t: t.sum((0, 2, 3)),
+                                      ember.empty(64, 8, 112, 112, dtype=ember.int32,
+                                                  memory_format=CL))[0]) is None
+
+
+# --- values against torch ----------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(3, 5, 7, 5), (2, 13, 9, 4)])
+def test_split_channels_last_sum_and_amax(shape):
+    x, tx = _cl(shape)
+    pairs, split = run_split(lambda t: t.sum((0, 2, 3)), x)
+    np.testing.assert_allclose(pairs[0][1], tx.sum((0, 2, 3)).numpy(), rtol=1e-5, atol=1e-4)
+    assert split.plan.splits > 2 and len(split.kernels) == 2
+    pairs, _ = run_split(lambda t: t.amax((0, 2, 3)), x)
+    np.testing.assert_array_equal(pairs[0][1], tx.amax((0, 2, 3)).numpy())
+
+
+@pytest.mark.parametrize("shape, splits", [((4, 8, 6, 6), None), ((3, 19, 5, 7), 3),
+                                           ((2, 3, 13, 10), 7)])
+def test_split_batch_norm_forward_channels_last(shape, splits):
+    x, tx = _cl(shape, seed=3)
+    c = shape[1]
+    w, b = np.linspace(0.5, 1.5, c, dtype=np.float32), np.linspace(-0.2, 0.3, c, dtype=np.float32)
+    pairs, split = run_split(_bn_relu, x, ember.tensor(w), ember.tensor(b), splits=splits)
+    want = torch.relu(torch.nn.functional.batch_norm(tx, None, None, torch.tensor(w),
+                                                     torch.tensor(b), training=True))
+    np.testing.assert_allclose(_nchw(pairs[0][1], shape), want.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pairs[0][1], pairs[0][0], rtol=1e-4, atol=1e-4)
+    assert len(split.kernels) == 3
+
+
+def _bn_backward(dy, t, w):
+    n = t.shape[0] * t.shape[2] * t.shape[3]
+    mean = t.sum((0, 2, 3), keepdim=True) / n
+    centered = t - mean
+    invstd = ((centered * centered).sum((0, 2, 3), keepdim=True) / n + 1e-5).rsqrt()
+    xhat = centered * invstd
+    dy_mean = dy.sum((0, 2, 3), keepdim=True) / n
+    dyx_mean = (dy * xhat).sum((0, 2, 3), keepdim=True) / n
+    return w.reshape(1, -1, 1, 1) * invstd * (dy - dy_mean - xhat * dyx_mean)
+
+
+def test_split_batch_norm_backward_channels_last():
+    shape = (3, 11, 9, 5)
+    x, tx = _cl(shape, seed=4)
+    dy, tdy = _cl(shape, seed=5)
+    w = np.linspace(0.5, 1.5, shape[1], dtype=np.float32)
+    pairs, _ = run_split(_bn_backward, dy, x, ember.tensor(w), splits=5)
+    tx.requires_grad_(True)
+    out = torch.nn.functional.batch_norm(tx, None, None, torch.tensor(w), None, training=True)
+    out.backward(tdy)
+    np.testing.assert_allclose(_nchw(pairs[0][1], shape), tx.grad.numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_split_rows_nchw_with_per_channel_outputs():
+    """A row reduction (NCHW) that stores per-channel results (written by split 0 only)
+    and a full-size output over every chunk."""
+    values = np.random.default_rng(7).standard_normal((3, 6, 8, 7)).astype(np.float32)
+    x, tx = ember.tensor(values), torch.tensor(values)
+
+    def fn(t):
+        return t.mean((0, 2, 3)) * 2.0, t - t.mean((0, 2, 3), keepdim=True)
+
+    pairs, split = run_split(fn, x, xblock=1, rblock=16, splits=4)
+    np.testing.assert_allclose(pairs[0][1], (tx.mean((0, 2, 3)) * 2).numpy(), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(pairs[1][1].reshape(values.shape),
+                               (tx - tx.mean((0, 2, 3), keepdim=True)).numpy(), rtol=1e-5,
+                               atol=1e-5)
+    assert split.kernels[0].launch.grid[1] == 4
+
+
+def test_split_is_deterministic():
+    x, _ = _cl((4, 6, 10, 9), seed=8)
+    first, _ = run_split(lambda t: (t * t).sum((0, 2, 3)), x, splits=6)
+    again, _ = run_split(lambda t: (t * t).sum((0, 2, 3)), x, splits=6)
+    np.testing.assert_array_equal(first[0][1], again[0][1])
