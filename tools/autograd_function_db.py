@@ -33,8 +33,13 @@ _SCOPE: dict = {}
 
 def ember_scope() -> dict:
     """The database module's namespace, its classes re-created on ember."""
-    if "scope" not in _SCOPE:
-        _SCOPE["scope"] = opinfo_dbs.ported_module(MODULE, drop=("autograd_function_db",))
+    if "scope" not in _SCOPE:          # once per process (ops register once); a port
+        try:                             # that fails is reported for every entry
+            _SCOPE["scope"] = opinfo_dbs.ported_module(MODULE, drop=("autograd_function_db",))
+        except Exception as exc:  # noqa: BLE001
+            _SCOPE["scope"] = exc
+    if isinstance(_SCOPE["scope"], Exception):
+        raise _SCOPE["scope"]
     return _SCOPE["scope"]
 
 

@@ -15,7 +15,8 @@ OpInfo entry's ember twin with torch's op:
   gradgradcheck tests exercise them;
 - forward AD (where the entry supports it): output tangents through dual tensors;
 - ember.func (torch.func's transforms, as functorch's tests run these databases): vjp,
-  jvp (where forward AD is supported) and vmap over a batch of three samples.
+  jvp (where forward AD is supported) and vmap over a batch of three samples;
+- ember.compile of the call (float32, every tensor an input) against torch's eager values.
 
 A transform torch itself refuses for an entry is not checked (e.g. a Function without
 a vmap rule under vmap); everything else must give torch's result.
@@ -32,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import opinfo  # noqa: E402 - torch -> ember values and comparison
 
 DTYPES = ("float32", "float64", "int64")
-CHECKS = ("values", "grad", "gradgrad", "forward_ad", "func.vjp", "func.jvp", "func.vmap")
+CHECKS = ("values", "grad", "gradgrad", "forward_ad", "func.vjp", "func.jvp", "func.vmap",
+          "compile")
 
 
 def _ember():
@@ -84,23 +86,19 @@ def twin_of(fn, scope: dict):
     owner = getattr(fn, "__self__", None)
     if isinstance(owner, type):
         return getattr(scope[owner.__name__], fn.__name__)
-    qualified = getattr(fn, "_schema", None) or getattr(fn, "_qualified_op_name", None)
-    if qualified is not None or type(fn).__name__ in ("OpOverload", "OpOverloadPacket"):
-        ns, _, name = str(getattr(fn, "_name", None) or fn.__name__).partition("::")
-        name = name.split(".")[0] if name else ns.split(".")[0]
-        return _ember_op(scope, name)
+    qualified = getattr(fn, "_name", None) or getattr(fn, "_qualified_op_name", None)
+    if type(fn).__name__ in ("OpOverload", "OpOverloadPacket") and qualified:
+        namespace, _, name = str(qualified).partition("::")
+        return _ember_op(scope, namespace, name.split(".")[0])
     if isinstance(fn, types.FunctionType):
         return types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__,
                                   fn.__closure__)
     raise LookupError(f"no ember twin for {fn!r}")
 
 
-def _ember_op(scope, name):
-    ember = _ember()
-    op = scope.get(name)
-    if op is not None and hasattr(op, "_opoverload"):
-        return op._opoverload
-    return getattr(ember.ops._torch_testing, name)
+def _ember_op(scope, namespace, name):
+    """`torch.ops.<namespace>.<name>` as ember's `ember.ops.<namespace>.<name>`."""
+    return getattr(getattr(_ember().ops, namespace), name)
 
 
 # --- samples -------------------------------------------------------------------------
@@ -305,14 +303,14 @@ def _compare_duals(actual, expected):
 
 
 # --- ember.func ----------------------------------------------------------------------
-def _positional(op, sample, convert, leaves_first=True):
-    """(f(*tensors), tensors): the sample's call with every tensor that requires grad an
-    argument of f and the rest fixed."""
+def _positional(op, sample, convert, every_tensor=False):
+    """(f(*tensors), tensors): the sample's call with every tensor that requires grad (or
+    every tensor) an argument of f and the rest fixed."""
     import torch
     order = []
 
     def mark(v):
-        if isinstance(v, torch.Tensor) and v.requires_grad:
+        if isinstance(v, torch.Tensor) and (v.requires_grad or every_tensor):
             order.append(v)
             return ("__leaf__", len(order) - 1)
         if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
@@ -384,7 +382,15 @@ def _func_vmap(lib, op, sample, convert, seed):
     return lib.func.vmap(f, in_dims=dims)(batched, *rest)
 
 
-FUNC_CHECKS = {"func.vjp": _func_vjp, "func.jvp": _func_jvp, "func.vmap": _func_vmap}
+def _compiled(lib, op, sample, convert, seed):
+    """ember.compile of the call (every tensor an input) against torch's eager result."""
+    f, xs = _positional(op, sample, convert, every_tensor=True)
+    if lib.__name__ == "torch":
+        return f(*xs)
+    return lib.compile(f)(*xs)
+
+
+FUNC_CHECKS = {"compile": _compiled, "func.vjp": _func_vjp, "func.jvp": _func_jvp, "func.vmap": _func_vmap}
 
 
 def check_func(info, fn, which):
@@ -395,7 +401,9 @@ def check_func(info, fn, which):
         return 0, []
     run = FUNC_CHECKS[which]
     passed, failures = 0, []
-    for i, sample in enumerate(_samples(info, "float64", requires_grad=True)):
+    grad = which != "compile"
+    for i, sample in enumerate(_samples(info, "float64" if grad else "float32",
+                                        requires_grad=grad)):
         try:
             expected = run(torch, info.op, sample, _plain_torch, i)
         except Exception:  # noqa: BLE001 - torch refuses the transform for this entry
@@ -404,7 +412,8 @@ def check_func(info, fn, which):
             continue
         try:
             actual = run(_ember(), fn, sample, _plain_ember, i)
-            reason = opinfo.compare(_leaves(actual), _leaves(expected), "float64")
+            reason = opinfo.compare(_leaves(actual), _leaves(expected),
+                                    "float64" if grad else "float32")
         except Exception as exc:  # noqa: BLE001
             reason = _err(exc)
         if reason:

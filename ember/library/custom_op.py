@@ -38,7 +38,7 @@ from ..ir.registry import OPS, Tag, defop
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
 
 __all__ = ["custom_op", "CustomOpDef", "register_fake", "register_autograd", "register_kernel",
-           "infer_schema"]
+           "register_vmap", "infer_schema", "Library", "get_ctx"]
 
 _SCALAR_TYPES = {int: "int", float: "float", bool: "bool", str: "str"}
 
@@ -53,6 +53,8 @@ def infer_schema(fn: Callable, *, mutates_args: Sequence[str] = (), op_name: str
     hints = typing.get_type_hints(fn)
     args = []
     for name, param in sig.parameters.items():
+        if param.kind == param.KEYWORD_ONLY and "*" not in args:
+            args.append("*")
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise CustomOpError(f"custom_op {op_name}: *args and **kwargs are not supported "
                                 f"(parameter {name!r})")
@@ -76,6 +78,8 @@ def _type_text(hint, op_name: str, name: str) -> str:
     if origin in (list, tuple, collections.abc.Sequence):
         inner = params[0] if params else None
         return f"{_type_text(inner, op_name, name)}[]"
+    if origin is typing.Union and set(params) <= {int, float, bool, complex}:
+        return "Scalar"                     # torch.types.Number
     if origin is typing.Union and type(None) in params and len(params) == 2:
         inner = next(p for p in params if p is not type(None))
         return f"{_type_text(inner, op_name, name)}?"
@@ -94,19 +98,40 @@ def _default_text(value) -> str:
 
 
 def _return_text(hint, op_name: str) -> str:
+    if typing.get_origin(hint) is tuple and typing.get_args(hint):
+        return "(" + ", ".join(_one_return(a, op_name) for a in typing.get_args(hint)) + ")"
+    return _one_return(hint, op_name)
+
+
+def _one_return(hint, op_name: str) -> str:
+    """Tensor, a list of Tensors, or a Python scalar (torch's allowed return types)."""
     if hint is Tensor:
         return "Tensor"
-    if typing.get_origin(hint) is tuple and all(a is Tensor for a in typing.get_args(hint)):
-        return "(" + ", ".join("Tensor" for _ in typing.get_args(hint)) + ")"
-    raise CustomOpError(f"custom_op {op_name}: the return annotation must be Tensor or a "
-                        f"tuple of Tensors, got {hint!r}")
+    if typing.get_origin(hint) in (list, collections.abc.Sequence) and \
+            typing.get_args(hint) == (Tensor,):
+        return "Tensor[]"
+    if hint in _SCALAR_TYPES and hint is not str:
+        return _SCALAR_TYPES[hint]
+    raise CustomOpError(f"custom_op {op_name}: the return annotation must be Tensor, "
+                        f"List[Tensor], int, float, bool or a tuple of those, got {hint!r}")
 
 
 class _Context:
-    """The `ctx` of setup_context/backward: save_for_backward, saved_tensors, attributes."""
+    """The `ctx` of setup_context/backward: save_for_backward, saved_tensors,
+    needs_input_grad, mark_non_differentiable, attributes."""
+
+    saved_tensors: tuple = ()
+    needs_input_grad: tuple = ()
 
     def save_for_backward(self, *tensors) -> None:
         self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *tensors) -> None:
+        """Accepted as torch's: integer outputs never get gradients here anyway, and a
+        float output's gradient is what backward is given."""
+
+    def set_materialize_grads(self, value: bool) -> None:
+        self.materialize_grads = bool(value)
 
 
 class CustomOpDef:
@@ -134,6 +159,11 @@ class CustomOpDef:
     def op(self):
         return self._opdef
 
+    @property
+    def _opoverload(self):
+        """torch's CustomOpDef._opoverload: the registered op (ember.ops.<ns>.<name>)."""
+        return self._opdef
+
     def __call__(self, *args, **kwargs):
         return self._opdef(*args, **kwargs)
 
@@ -153,6 +183,14 @@ class CustomOpDef:
         """backward(ctx, *grads) -> one gradient per input (None for non-tensors);
         setup_context(ctx, inputs, output) saves what backward needs."""
         self._backward, self._setup_context = backward, setup_context
+
+    def register_vmap(self, fn: Callable | None = None):
+        """torch's vmap rule, `fn(info, in_dims, *args) -> (output, out_dims)`; kept for
+        ember.func.vmap (see docs/func: ops without a batching rule run per example)."""
+        def register(rule: Callable) -> Callable:
+            self._vmap = rule
+            return rule
+        return register(fn) if fn is not None else register
 
     def register_kernel(self, device_types, fn: Callable | None = None):
         """The real kernel for 'cpu' (replacing the decorated function there), 'cuda', or a
@@ -181,14 +219,22 @@ class CustomOpDef:
             raise TraceError(f"{self._qualname} has no fake (meta) implementation, which "
                              "tracing and compiling need: add one with "
                              f"@{self._qualname.split('::')[1]}.register_fake")
-        return self._fake_metas(args)
+        try:
+            return self._fake_metas(args)
+        except DataDependentOutput:
+            if any(isinstance(a, Tensor) for a in _flat(args)):
+                return _metas_of(self._run_kernel(args))     # eager: the kernel decides
+            raise TraceError(f"{self._qualname}: its output shape depends on the input's "
+                             "values (the fake function asked get_ctx() for an unbacked "
+                             "size), which ember's tracing and compiling do not support") \
+                from None
 
     def _fake_metas(self, args):
         builder = GraphBuilder(record_locations=False)
         symbolic = [builder.placeholder(f"a{i}", meta_of(a)) if _is_tensorish(a) else a
                     for i, a in enumerate(args)]
         with builder, grad_mode.no_grad():
-            result = self._fake(*symbolic)
+            result = self._call_user(self._fake, symbolic)
         return _metas_of(result)
 
     def _reference(self, *arrays):
@@ -197,18 +243,20 @@ class CustomOpDef:
         result = self._run_kernel(args)
         if self._fake is not None:
             self._check_fake(args, result)
-        if isinstance(result, (tuple, list)):
-            return tuple(r.detach().numpy() for r in result)
-        return result.detach().numpy()
+        return _arrays_of(result)
 
     def _run_kernel(self, args):
         kernel = self._kernels.get("cpu", self._init_fn)
+        if kernel is None:
+            raise CustomOpError(f"{self._qualname}: no CPU kernel is registered (defined with "
+                                "Library.define; add one with Library.impl or "
+                                "register_kernel)")
         with grad_mode.no_grad():
-            result = kernel(*args)
-        if not isinstance(result, Tensor) and not (
-                isinstance(result, (tuple, list)) and all(isinstance(r, Tensor) for r in result)):
-            raise CustomOpError(f"{self._qualname}: the kernel must return a Tensor or a tuple "
-                                f"of Tensors, got {type(result).__name__}")
+            result = self._call_user(kernel, args)
+        if not _valid_result(result):
+            raise CustomOpError(f"{self._qualname}: the kernel must return a Tensor, a list "
+                                "of Tensors, a Python scalar or a tuple of those, got "
+                                f"{type(result).__name__}")
         return result
 
     def _run_cuda_kernel(self, args, out_meta):
@@ -230,9 +278,15 @@ class CustomOpDef:
 
     def _check_fake(self, args, result) -> None:
         want = _metas_of(result)
-        got = self._fake_metas(args)
-        pairs = zip(got, want) if isinstance(want, tuple) else [(got, want)]
-        for i, (fake, real) in enumerate(pairs):
+        try:
+            got = self._fake_metas(args)
+        except DataDependentOutput:
+            return                  # a data-dependent size: nothing to compare
+        want, got = _flat_metas(want), _flat_metas(got)
+        if len(want) != len(got):
+            raise CustomOpError(f"{self._qualname}: the fake function returns {len(got)} "
+                                f"tensors, the real kernel {len(want)}")
+        for i, (fake, real) in enumerate(zip(got, want)):
             if tuple(fake.shape) != tuple(real.shape) or fake.dtype != real.dtype:
                 raise CustomOpError(
                     f"{self._qualname}: the fake function and the real kernel disagree on "
@@ -246,14 +300,88 @@ class CustomOpDef:
                                 "formula was registered. Please use register_autograd to add one.")
         inputs = tuple(kwargs[arg.name] for arg in self._opdef.schema.args)
         ctx = _Context()
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad
+                                     for a in inputs)
         if self._setup_context is not None:
-            self._setup_context(ctx, inputs, out)
-        grads = self._backward(ctx, *(grad if isinstance(grad, (tuple, list)) else (grad,)))
-        grads = grads if isinstance(grads, (tuple, list)) else (grads,)
-        if len(grads) != len(inputs):
+            self._call_setup_context(ctx, inputs, out)
+        grads = self._backward(ctx, *self._grads_by_output(grad))
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        # one gradient per positional input, as torch: keyword-only inputs get none
+        n_positional = sum(not a.kwarg_only for a in self._opdef.schema.args)
+        if len(grads) != n_positional:
             raise AutogradError(f"{self._qualname}: backward returned {len(grads)} gradients "
-                                f"for {len(inputs)} inputs (return None for non-Tensor inputs)")
-        return tuple(grads[i] for i in self._opdef.schema.tensor_arg_indices)
+                                f"for {n_positional} positional inputs (return None for "
+                                "non-Tensor inputs)")
+        return tuple(grads[i] if i < n_positional else None
+                     for i in self._opdef.schema.tensor_arg_indices)
+
+    def _call_user(self, fn, values):
+        """fn(*positional, **keyword_only): the user's kernel or fake function takes the
+        schema's keyword-only arguments by keyword, as its signature says."""
+        args = self._opdef.schema.args
+        if not any(a.kwarg_only for a in args):
+            return fn(*values)
+        positional = [v for a, v in zip(args, values) if not a.kwarg_only]
+        keyword = {a.name: v for a, v in zip(args, values) if a.kwarg_only}
+        return fn(*positional, **keyword)
+
+    def _grads_by_output(self, grad) -> tuple:
+        """The output gradients as backward takes them: one argument per output, a
+        Tensor[] output's gradients as one list (as torch passes them)."""
+        if self._opdef.schema.returns_list:
+            return (list(grad),)
+        return tuple(grad) if isinstance(grad, (tuple, list)) else (grad,)
+
+    def _call_setup_context(self, ctx, inputs, out) -> None:
+        """setup_context(ctx, inputs, output), or with keyword-only arguments apart,
+        setup_context(ctx, inputs, keyword_only_inputs, output), as torch calls them."""
+        args = self._opdef.schema.args
+        if len(inspect.signature(self._setup_context).parameters) == 4:
+            positional = tuple(v for a, v in zip(args, inputs) if not a.kwarg_only)
+            keyword = {a.name: v for a, v in zip(args, inputs) if a.kwarg_only}
+            self._setup_context(ctx, positional, keyword, out)
+        else:
+            self._setup_context(ctx, inputs, out)
+
+
+class DataDependentOutput(Exception):
+    """Raised by get_ctx().create_unbacked_symint(): the output's size depends on values."""
+
+
+class _FakeContext:
+    """What torch.library.get_ctx() returns inside a fake function."""
+
+    def create_unbacked_symint(self, *, min=2, max=None):  # noqa: A002 - torch's names
+        raise DataDependentOutput()
+
+    new_dynamic_size = create_unbacked_symint
+
+
+def get_ctx() -> _FakeContext:
+    """torch.library.get_ctx: the fake function's context (data-dependent sizes)."""
+    return _FakeContext()
+
+
+def _valid_result(result) -> bool:
+    if isinstance(result, (Tensor, int, float, bool)):
+        return True
+    if isinstance(result, list):
+        return all(isinstance(r, Tensor) for r in result)
+    return isinstance(result, tuple) and all(_valid_result(r) for r in result)
+
+
+def _arrays_of(result):
+    if isinstance(result, Tensor):
+        return result.detach().numpy()
+    if isinstance(result, (tuple, list)):
+        return type(result)(_arrays_of(r) for r in result)
+    return result
+
+
+def _flat_metas(metas) -> list:
+    if isinstance(metas, (tuple, list)):
+        return [m for x in metas for m in _flat_metas(x)]
+    return [metas] if isinstance(metas, TensorMeta) else []
 
 
 def _flat(args):
@@ -278,11 +406,13 @@ def _to_tensor(a):
 
 
 def _metas_of(result):
-    def one(r):
-        return r.meta if isinstance(r, SymbolicTensor) else meta_of(r)
+    if isinstance(result, SymbolicTensor):
+        return result.meta
+    if isinstance(result, Tensor):
+        return meta_of(result)
     if isinstance(result, (tuple, list)):
-        return tuple(one(r) for r in result)
-    return one(result)
+        return type(result)(_metas_of(r) for r in result)
+    return result                           # a Python scalar output
 
 
 def custom_op(name: str, fn: Callable | None = None, /, *, mutates_args, device_types=None,
@@ -319,10 +449,52 @@ def _lookup(op) -> CustomOpDef:
     return custom
 
 
-def register_fake(op, fn: Callable | None = None):
-    """torch.library.register_fake('mylib::op', fn) (or as a decorator)."""
+def register_fake(op, fn: Callable | None = None, *, lib: Library | None = None,
+                  _stacklevel: int = 1):
+    """torch.library.register_fake('mylib::op', fn) (or as a decorator); `lib` is
+    accepted as torch's (the registration lives as long as the process here)."""
     custom = _lookup(op)
     return custom.register_fake(fn) if fn is not None else custom.register_fake
+
+
+def register_vmap(op, fn: Callable | None = None):
+    return _lookup(op).register_vmap(fn)
+
+
+class Library:
+    """torch.library.Library(ns, kind): `define` declares an op from its schema text,
+    `impl` gives it a kernel (a CPU/CompositeExplicitAutograd key: the kernel; Meta: the
+    fake function)."""
+
+    _FAKE_KEYS = ("Meta",)
+
+    def __init__(self, ns: str, kind: str, dispatch_key: str = ""):
+        if kind not in ("DEF", "IMPL", "FRAGMENT"):
+            raise ValueError(f"Library: kind must be DEF, IMPL or FRAGMENT, got {kind!r}")
+        self.ns, self.kind, self.dispatch_key = ns, kind, dispatch_key
+
+    def define(self, schema: str, alias_analysis: str = "", *, tags=()) -> str:
+        name, paren, rest = schema.partition("(")
+        qualname = f"{self.ns}::{name.strip()}"
+        if qualname in OPS:
+            raise CustomOpError(f"Library.define: {qualname} is already registered")
+        op = CustomOpDef(qualname, None, paren + rest, ())
+        if tags:
+            op._opdef.tags = frozenset(tags)
+        return name.strip()
+
+    def impl(self, op_name, fn: Callable, dispatch_key: str = "", *, with_keyset=False):
+        name = op_name if isinstance(op_name, str) else op_name.name
+        custom = _lookup(name if "::" in name else f"{self.ns}::{name}")
+        key = dispatch_key or self.dispatch_key
+        if key in self._FAKE_KEYS:
+            custom.register_fake(fn)
+        else:
+            device = "cuda" if "CUDA" in key else "cpu"
+            custom.register_kernel(device, fn)
+
+    def _destroy(self) -> None:
+        """Ops stay registered (ember's registry keeps them for the process)."""
 
 
 def register_autograd(op, backward: Callable, *, setup_context: Callable | None = None):
