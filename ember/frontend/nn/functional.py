@@ -458,3 +458,4 @@ from ._functional_resample import (  # noqa: E402,F401
     channel_shuffle, native_channel_shuffle)
 from ._functional_grid import grid_sample, affine_grid  # noqa: E402,F401
 from ._functional_linear_ce import linear_cross_entropy  # noqa: E402,F401
+from ..aten_functions import conv_tbc  # noqa: E402,F401 - torch.nn.functional.conv_tbc
