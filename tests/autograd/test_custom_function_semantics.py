@@ -108,3 +108,80 @@ def test_numpy_keyword_spellings_as_torch():
              (lambda m, x: m.mul(x, x2=x))]
     for f in pairs:
         np.testing.assert_allclose(f(ember, e).numpy(), f(torch, t).numpy())
+
+
+def _ste_class(lib):
+    class RoundSTE(lib.autograd.Function):      # a straight-through estimator
+        @staticmethod
+        def forward(ctx, x):
+            return x.round()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3
+
+    return RoundSTE
+
+
+def _ste_loss(lib):
+    ste = _ste_class(lib)
+    return lambda x: (ste.apply(x) * x).sum()
+
+
+def test_traced_function_keeps_its_backward_under_compile_and_func():
+    x = np.array([0.2, 1.7, -2.4])
+    t = torch.tensor(x, requires_grad=True)
+    _ste_loss(torch)(t).backward()
+    e = ember.tensor(x, requires_grad=True)
+    ember.compile(_ste_loss(ember))(e).backward()
+    np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy())
+    # torch.func refuses a Function without setup_context; ember's transforms take it and
+    # give the eager gradient
+    np.testing.assert_allclose(ember.func.grad(_ste_loss(ember))(ember.tensor(x)).numpy(),
+                               t.grad.numpy())
+
+
+def _numpy_square(lib):
+    class NumpySquare(lib.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return lib.tensor(x.numpy() ** 2)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return 5 * x * t              # deliberately not the true derivative
+
+        @staticmethod
+        def vmap(info, in_dims, x):
+            return NumpySquare.apply(x), in_dims[0]
+
+    return NumpySquare
+
+
+@pytest.mark.parametrize("transform", ["vjp", "jvp", "vmap"])
+def test_numpy_function_under_func_transforms_as_torch(transform):
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    got, want = [], []
+    for lib, out in ((torch, want), (ember, got)):
+        sq = _numpy_square(lib).apply
+        v = lib.tensor(x)
+        if transform == "vjp":
+            value, fn = lib.func.vjp(sq, v)
+            out += [value, fn(lib.ones_like(v))[0]]
+        elif transform == "jvp":
+            out += list(lib.func.jvp(sq, (v,), (lib.ones_like(v),)))
+        else:
+            out.append(lib.func.vmap(sq, in_dims=1)(v))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy())

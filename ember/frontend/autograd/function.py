@@ -34,7 +34,7 @@ import inspect
 from ...ir import autodiff
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
-from . import grad_mode
+from . import function_trace, grad_mode
 from .engine import Node, NodeName, SavedTensor, edge_of
 
 
@@ -218,6 +218,10 @@ class Function(metaclass=_FunctionMeta):
         uses_setup = cls._uses_setup_context()
         if uses_setup:
             args = cls._bound_inputs(args, kwargs)
+        if (uses_setup or not kwargs) and function_trace.applies(cls, args):
+            result = function_trace.traced_apply(cls, args)   # one node of the graph
+            if result is not None:
+                return result
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         fw_mode, tangents = _forward_ad_tangents(args)
         with grad_mode.no_grad(), _without(fw_mode):
