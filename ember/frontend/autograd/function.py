@@ -160,6 +160,9 @@ def _expandable(shape, target) -> bool:
     return all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
 
 
+_SIGNATURES: dict = {}          # Function class -> inspect.signature(cls.forward)
+
+
 class _FunctionMeta(type):
     def __init__(cls, name, bases, attrs):
         super().__init__(name, bases, attrs)
@@ -203,10 +206,14 @@ class Function(metaclass=_FunctionMeta):
     def _bound_inputs(cls, args, kwargs) -> tuple:
         """forward's arguments as one positional tuple, defaults filled in (what torch
         passes to setup_context as `inputs`)."""
-        try:
-            sig = inspect.signature(cls.forward)
-        except (TypeError, ValueError):
-            return args
+        sig = _SIGNATURES.get(cls)
+        if sig is None:
+            try:
+                sig = _SIGNATURES[cls] = inspect.signature(cls.forward)
+            except (TypeError, ValueError):
+                return args
+        if not kwargs and len(args) == len(sig.parameters):
+            return args                     # every argument given positionally
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         return tuple(bound.arguments[p.name] for p in sig.parameters.values()
