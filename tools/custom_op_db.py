@@ -8,8 +8,8 @@ keyword-only inputs apart), `register_vmap`, list inputs and outputs, plus a
 module's source runs again with `torch` naming ember (`tools/opinfo_dbs.py`), so every op
 is defined through ember.library the same way; each entry (`ember.ops._torch_testing.*`)
 is then checked against torch's op: values (float32/float64/int64), float64 gradients
-and second derivatives, ember.func's vjp and vmap (through the op's vmap rule), and
-ember.compile of the call.
+and second derivatives, ember.func's vjp and vmap (through the op's vmap rule),
+ember.compile of the call and ember.fx.symbolic_trace of it (the GraphModule run).
 
     python tools/custom_op_db.py                 # every entry: a pass/fail table
     python tools/custom_op_db.py NumpyCubeCustomOp -v
@@ -50,7 +50,7 @@ def entries(names=None) -> dict:
             if not names or info.name in names}
 
 
-def check_entry(info, checks=opinfo_dbs.CHECKS) -> dict:
+def check_entry(info, checks=opinfo_dbs.CHECKS + ("fx",)) -> dict:
     try:
         fn = opinfo_dbs.twin_of(info.op, ember_scope())
     except Exception as exc:  # noqa: BLE001

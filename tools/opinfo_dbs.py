@@ -390,7 +390,19 @@ def _compiled(lib, op, sample, convert, seed):
     return lib.compile(f)(*xs)
 
 
-FUNC_CHECKS = {"compile": _compiled, "func.vjp": _func_vjp, "func.jvp": _func_jvp, "func.vmap": _func_vmap}
+def _fx_traced(lib, op, sample, convert, seed):
+    """ember.fx.symbolic_trace of the call (every tensor an input), the GraphModule run
+    on the values, against torch's eager result."""
+    f, xs = _positional(op, sample, convert, every_tensor=True)
+    if lib.__name__ == "torch":
+        return f(*xs)
+    names = [f"x{i}" for i in range(len(xs))]
+    scope = {"f": f}
+    exec(f"def traced({', '.join(names)}):\n    return f({', '.join(names)})", scope)  # noqa: S102
+    return lib.fx.symbolic_trace(scope["traced"])(*xs)
+
+
+FUNC_CHECKS = {"compile": _compiled, "fx": _fx_traced, "func.vjp": _func_vjp, "func.jvp": _func_jvp, "func.vmap": _func_vmap}
 
 
 def check_func(info, fn, which):
@@ -401,7 +413,7 @@ def check_func(info, fn, which):
         return 0, []
     run = FUNC_CHECKS[which]
     passed, failures = 0, []
-    grad = which != "compile"
+    grad = which not in ("compile", "fx")
     for i, sample in enumerate(_samples(info, "float64" if grad else "float32",
                                         requires_grad=grad)):
         try:
