@@ -178,6 +178,9 @@ def _jvp(cls, opdef, restorers):
         else:
             cls.forward(ctx, *inputs)
         ctx.saved_tensors = ctx.saved_for_forward
+        if any(isinstance(t, SymbolicTensor) for t in tangents):
+            result = _functional(lambda *ts: cls.jvp(ctx, *ts), tangents)
+            return result if len(result) > 1 else result[0]
         result = cls.jvp(ctx, *tangents)
         return tuple(result) if isinstance(result, (tuple, list)) else result
     return jvp
@@ -269,23 +272,33 @@ def _backward(cls):
 
 def _functional_backward(cls, ctx, grads):
     """cls.backward recorded into the graph being built with its in-place updates
-    functionalized (`result[idx] = g` on a fresh zeros tensor, as backwards write them):
-    traced into a graph of its own, made functional, and inlined."""
+    functionalized (`result[idx] = g` on a fresh zeros tensor, as backwards write them)."""
+    return _functional(lambda *gs: cls.backward(ctx, *gs), grads)
+
+
+def _functional(fn, values):
+    """fn(*values) recorded into the graph being built with its in-place updates
+    functionalized: traced into a graph of its own over the symbolic values (the others
+    fixed), made functional, and inlined. Returns fn's results as a tuple (None kept)."""
     from ...ir.symbolic import call_graph
     from ..func.tracing import trace
     from ..fx.functionalize_graph import functionalize_graph
+    positions = [i for i, v in enumerate(values) if isinstance(v, SymbolicTensor)]
     slots = []
 
-    def run(*gs):
-        result = cls.backward(ctx, *gs)
+    def run(*symbolic):
+        full = list(values)
+        for i, v in zip(positions, symbolic):
+            full[i] = v
+        result = fn(*full)
         result = result if isinstance(result, tuple) else (result,)
         slots[:] = [r is not None for r in result]
         return tuple(r for r in result if r is not None)
-    traced = trace(run, [g.meta for g in grads])
+    traced = trace(run, [values[i].meta for i in positions])
     functionalize_graph(traced.graph)
-    values = iter(call_graph(traced.graph, list(grads) + list(traced.captured),
-                             traced.constants))
-    return tuple(next(values) if present else None for present in slots)
+    results = iter(call_graph(traced.graph, [values[i] for i in positions] +
+                              list(traced.captured), traced.constants))
+    return tuple(next(results) if present else None for present in slots)
 
 
 def _zeros_like(out):
