@@ -5,8 +5,8 @@ While a function is traced into a graph the tape does not exist, and recording t
 forward's own ops would let the graph's autodiff differentiate them, ignoring the
 Function's `backward` (a straight-through estimator's gradient would be round()'s
 zero). As torch's transforms do, the Function stays one node here: on first use with a
-given argument signature the class becomes a registry op (through ember.library's
-custom-op machinery) whose
+given argument signature the class becomes a registry op (through the custom-op
+machinery of ember.library, frontend/custom_op.py) whose
 
 - meta traces `forward` on the inputs' metadata (a forward written in ember ops),
 - kernel runs `forward` on the real values,
@@ -92,8 +92,8 @@ def _restore(values, restorers):
 
 
 def _make_op(cls, signature, restorers, args):
-    from ...library.custom_op import CustomOpDef  # the custom-op machinery (lazy: the
-    uses_setup = cls._uses_setup_context()        # library package imports frontend)
+    from ..custom_op import CustomOpDef  # lazy: custom_op imports autograd
+    uses_setup = cls._uses_setup_context()
 
     def forward(*values):
         from .function import FunctionCtx
