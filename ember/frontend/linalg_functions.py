@@ -175,6 +175,7 @@ def pinverse(input, rcond=1e-15):
     return OPS["linalg_pinv"](input, rtol=rcond)
 
 
+@autocast.autocast_as("cross")
 def cross(input, other, dim=None, out=None):
     """torch.cross: with dim=None, the first dim of size 3 (of the broadcast shape)."""
     if dim is None:

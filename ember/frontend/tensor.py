@@ -272,7 +272,9 @@ class Tensor:
     # --- conversion ----------------------------------------------------------------
     def numpy(self, *, force: bool = False) -> np.ndarray:
         VALUE_READS[0] += 1
-        if self.requires_grad and not force:
+        # torch refuses only while grad mode is on (inside no_grad, e.g. an
+        # autograd.Function's forward, a tensor that requires grad converts)
+        if self.requires_grad and not force and _GRAD_STATE.enabled:
             raise AutogradError("Can't call numpy() on Tensor that requires grad. "
                                 "Use tensor.detach().numpy() instead.")
         if self._storage.device != "cpu":

@@ -72,6 +72,7 @@ _CPU_FP32 = """avg_pool3d adaptive_avg_pool3d max_pool3d max_pool3d_with_indices
     linalg_eigvals linalg_eigvalsh linalg_inv linalg_inv_ex linalg_lstsq linalg_matrix_rank
     linalg_pinv linalg_qr linalg_slogdet linalg_solve linalg_svd linalg_svdvals
     linalg_tensorinv linalg_tensorsolve geqrf
+    reflection_pad1d reflection_pad2d replication_pad1d replication_pad2d replication_pad3d
     fft_fft fft_fft2 fft_fftn fft_hfft fft_hfft2 fft_hfftn fft_ifft fft_ifft2 fft_ifftn
     fft_ihfft fft_ihfft2 fft_ihfftn fft_irfft fft_irfft2 fft_irfftn fft_rfft fft_rfft2
     fft_rfftn"""
@@ -91,9 +92,10 @@ _CUDA_SET_DTYPE = """softmax log_softmax special_softmax special_log_softmax sum
 
 POLICIES: dict[str, dict[str, Policy]] = {
     "cpu": _table(LOWER=_GEMM_AND_CONV, FP32=_CPU_FP32, PROMOTE="cat stack"),
-    "cuda": _table(LOWER=_GEMM_AND_CONV + " convolution mv", FP32=_CUDA_FP32,
+    "cuda": _table(LOWER=_GEMM_AND_CONV + " convolution mv addmv addr", FP32=_CUDA_FP32,
                    FP32_SET_DTYPE=_CUDA_SET_DTYPE, BANNED="binary_cross_entropy",
-                   PROMOTE="cat stack addcdiv addcmul atan2 dot index_put scatter_add"),
+                   PROMOTE="cat stack addcdiv addcmul atan2 dot index_put scatter_add "
+                           "vdot cross bilinear grid_sampler tensordot"),
 }
 
 DEFAULT_DTYPES = {"cpu": dtypes.bfloat16, "cuda": dtypes.float16}

@@ -97,9 +97,8 @@ class Schema:
                 f"{len(args)} were given\n  signature: {self.text}")
         values = list(args)
         known = {a.name for a in params}
-        if "input" in kwargs and "input" not in known and "self" in known:
-            # torch's Python functions name the tensor `input` (torch.sum(input=x))
-            kwargs = {("self" if k == "input" else k): v for k, v in kwargs.items()}
+        if any(k not in known for k in kwargs):
+            kwargs = _numpy_names(kwargs, known)
         for param in params[len(args):]:
             if param.name in kwargs:
                 values.append(kwargs[param.name])
@@ -224,3 +223,20 @@ def parse_schema(text: str) -> Schema:
     else:
         rets = [Return(None, ret_text)]
     return Schema(name, tuple(args), tuple(rets), text.strip())
+
+
+# keyword names torch's Python argument parser also accepts for these parameters (NumPy's
+# spellings: torch.sum(x, axis=1, keepdims=True), torch.argsort(x, axis=0), torch.abs(x=t))
+_NUMPY_NAMES = {"axis": ("dim",), "keepdims": ("keepdim",),
+                "x": ("input", "self"), "a": ("input", "self"), "x1": ("input", "self"),
+                "input": ("self",), "x2": ("other",)}
+
+
+def _numpy_names(kwargs: dict, known: set) -> dict:
+    """kwargs with a NumPy-style name the schema lacks renamed to the schema's name."""
+    out = {}
+    for k, v in kwargs.items():
+        if k not in known:
+            k = next((name for name in _NUMPY_NAMES.get(k, ()) if name in known), k)
+        out[k] = v
+    return out

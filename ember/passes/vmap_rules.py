@@ -211,6 +211,55 @@ def _shared_index_rule(op, bound, ctx):
 RULES["index_select"] = RULES["index_add"] = _shared_index_rule
 
 
+class _VmapInfo:
+    """The `info` a custom op's vmap rule gets (torch.library.register_vmap)."""
+
+    def __init__(self, ctx):
+        self.batch_size, self.randomness = ctx.batch_size, ctx.randomness
+
+
+def custom_op_rule(op, bound, ctx):
+    """A custom op: its register_vmap rule, called as torch calls it (positional args
+    with one in_dim each, None where unbatched; keyword-only args unbatched) on the
+    physical values; without a rule, one call per example."""
+    rule = getattr(op.custom, "_vmap", None)
+    if rule is None:
+        return loop_rule(op, bound, ctx)
+    args, in_dims, kwargs = [], [], {}
+    for param, value in zip(op.schema.args, bound):
+        if param.kwarg_only:
+            kwargs[param.name] = _physical(value)
+            continue
+        args.append(_physical(value))
+        in_dims.append(_bdims(value))
+    out, out_dims = rule(_VmapInfo(ctx), tuple(in_dims), *args, **kwargs)
+    return _batched_out(out, out_dims)
+
+
+def _physical(value):
+    if isinstance(value, Batched):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_physical(v) for v in value)
+    return value
+
+
+def _bdims(value):
+    if isinstance(value, Batched):
+        return value.bdim
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Batched) for v in value):
+        return [v.bdim if isinstance(v, Batched) else None for v in value]
+    return None
+
+
+def _batched_out(out, out_dims):
+    if isinstance(out, (list, tuple)):
+        dims = out_dims if isinstance(out_dims, (list, tuple)) else [out_dims] * len(out)
+        items = [_batched_out(o, d) for o, d in zip(out, dims)]
+        return list(items) if isinstance(out, list) else tuple(items)
+    return Batched(out, out_dims) if hasattr(out, "shape") else out
+
+
 _DATA_DEPENDENT = no_rule("its output shape depends on each example's values, so the "
                           "examples' results cannot be stacked")
 
@@ -219,6 +268,8 @@ def rule_for(op: OpDef) -> Callable:
     """The batching rule of `op` (see the module docstring for the lookup order)."""
     if op.name in RULES:
         return RULES[op.name]
+    if getattr(op, "custom", None) is not None:      # ember.library.custom_op
+        return custom_op_rule
     if op.name in LOOPED:
         return loop_rule
     if Tag.INPLACE in op.tags:

@@ -15,7 +15,13 @@
     Exp.apply(x)
 
 `forward` runs with grad mode off; `apply` records one `<Name>Backward` node whose
-inputs are the tensor arguments. `backward` gets one gradient per forward output and
+inputs are the tensor arguments. With `setup_context`, forward takes no ctx and
+setup_context gets the inputs with forward's defaults filled in, as torch binds them.
+Inside an open forward-AD dual level, a Function whose inputs carry tangents computes
+its outputs' tangents with its `jvp` staticmethod (forward itself runs without
+tangents), reading what `ctx.save_for_forward` saved through `ctx.saved_tensors`.
+A gradient returned for an input of a smaller shape that it broadcasts from is summed
+down to the input's shape (torch's engine does the same). `backward` gets one gradient per forward output and
 returns one per forward input (None for non-tensors and inputs that need none). When
 `backward` is written with ember ops, `create_graph=True` differentiates through it,
 so double backward works; `once_differentiable` opts out.
@@ -23,11 +29,12 @@ so double backward works; `once_differentiable` opts out.
 from __future__ import annotations
 
 import functools
+import inspect
 
 from ...ir import autodiff
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
-from . import grad_mode
+from . import function_trace, grad_mode
 from .engine import Node, NodeName, SavedTensor, edge_of
 
 
@@ -36,6 +43,7 @@ class FunctionCtx:
 
     def __init__(self):
         self._saved: tuple | None = ()
+        self._saved_for_forward: tuple = ()
         self._freed = False
         self._non_differentiable: set[int] = set()
         self._dirty: set[int] = set()
@@ -49,6 +57,14 @@ class FunctionCtx:
                 raise TypeError("save_for_backward can only save variables, but argument "
                                 f"{tensors.index(t)} is of type {type(t).__name__}")
         self._saved = tuple(SavedTensor(t) if t is not None else None for t in tensors)
+
+    def save_for_forward(self, *tensors) -> None:
+        """Tensors `jvp` reads through `ctx.saved_tensors` (torch's save_for_forward)."""
+        for t in tensors:
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError("save_for_forward expects all arguments to be tensors; you "
+                                "should save non-tensors as attributes on ctx.")
+        self._saved_for_forward = tensors
 
     @property
     def saved_tensors(self) -> tuple:
@@ -91,6 +107,8 @@ class BackwardFunction(Node):
         self.n_outputs = len(outputs)
         self.output_metas = tuple((tuple(o.shape), o.dtype) if isinstance(o, Tensor)
                                   else (None, None) for o in outputs)
+        self.input_shapes = tuple(tuple(a.shape) if isinstance(a, Tensor) else None
+                                  for a in args)
 
     def release(self) -> None:
         super().release()
@@ -121,8 +139,28 @@ class BackwardFunction(Node):
                 raise AutogradError(f"function {self.name} returned a gradient of type "
                                     f"{type(g).__name__} for input {i}; expected a Tensor or "
                                     "None")
+            if g is not None and tuple(g.shape) != self.input_shapes[i]:
+                g = _reduced_to(g, self.input_shapes[i], self.name, i)
             out.append(g)
         return tuple(out)
+
+
+def _reduced_to(g, shape, name, i):
+    """A gradient of a shape `shape` broadcasts to, summed down to `shape`."""
+    if not _expandable(shape, tuple(g.shape)):
+        raise AutogradError(f"Function {name} returned an invalid gradient at index {i} - got "
+                            f"{list(g.shape)} but expected shape compatible with "
+                            f"{list(shape)}")
+    return autodiff.sum_to_shape(g, shape)
+
+
+def _expandable(shape, target) -> bool:
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
+
+
+_SIGNATURES: dict = {}          # Function class -> inspect.signature(cls.forward)
 
 
 class _FunctionMeta(type):
@@ -152,6 +190,11 @@ class Function(metaclass=_FunctionMeta):
     vjp = backward
 
     @staticmethod
+    def jvp(ctx, *grad_inputs):
+        raise NotImplementedError("You must implement the jvp function for custom "
+                                  "autograd.Function to use it with forward mode AD.")
+
+    @staticmethod
     def setup_context(ctx, inputs, output):
         raise NotImplementedError
 
@@ -160,12 +203,37 @@ class Function(metaclass=_FunctionMeta):
         return cls.setup_context is not Function.setup_context
 
     @classmethod
+    def _bound_inputs(cls, args, kwargs) -> tuple:
+        """forward's arguments as one positional tuple, defaults filled in (what torch
+        passes to setup_context as `inputs`)."""
+        sig = _SIGNATURES.get(cls)
+        if sig is None:
+            try:
+                sig = _SIGNATURES[cls] = inspect.signature(cls.forward)
+            except (TypeError, ValueError):
+                return args
+        if not kwargs and len(args) == len(sig.parameters):
+            return args                     # every argument given positionally
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return tuple(bound.arguments[p.name] for p in sig.parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+    @classmethod
     def apply(cls, *args, **kwargs):
         ctx = FunctionCtx()
+        uses_setup = cls._uses_setup_context()
+        if uses_setup:
+            args = cls._bound_inputs(args, kwargs)
+        if (uses_setup or not kwargs) and function_trace.applies(cls, args):
+            result = function_trace.traced_apply(cls, args)   # one node of the graph
+            if result is not None:
+                return result
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        with grad_mode.no_grad():
-            if cls._uses_setup_context():
-                outputs = cls.forward(*args, **kwargs)
+        fw_mode, tangents = _forward_ad_tangents(args)
+        with grad_mode.no_grad(), _without(fw_mode):
+            if uses_setup:
+                outputs = cls.forward(*args)
                 cls.setup_context(ctx, args, outputs)
             else:
                 outputs = cls.forward(ctx, *args, **kwargs)
@@ -194,7 +262,61 @@ class Function(metaclass=_FunctionMeta):
                 o.requires_grad = True
                 o.grad_fn = node
                 o._output_nr = nr
+        if tangents is not None:
+            _set_output_tangents(cls, ctx, fw_mode, tangents, outs)
         return outs[0] if single else outs
+
+
+# --- forward AD through a Function's jvp -------------------------------------------------
+def _forward_ad_tangents(args):
+    """(the open dual level's mode, one tangent or None per argument), or (mode, None)
+    when no argument carries a tangent."""
+    from ...ir import dispatch
+    from . import forward_ad
+    if not forward_ad._levels or forward_ad._levels[-1] not in dispatch.active_modes():
+        return None, None          # no level, or inside a jvp/forward the level sees past
+    mode = forward_ad._levels[-1]
+    tangents = tuple(forward_ad._tangent(mode, a) for a in args)
+    return mode, (tangents if any(t is not None for t in tangents) else None)
+
+
+class _without:
+    """The forward-AD dispatch mode switched off for the block (forward and jvp see plain
+    tensors, as in torch)."""
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def __enter__(self):
+        if self.mode is not None:
+            from ...ir import dispatch
+            self._ctx = dispatch.disabled(self.mode)
+            self._ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self.mode is not None:
+            self._ctx.__exit__(*exc)
+
+
+def _set_output_tangents(cls, ctx, mode, tangents, outs):
+    from . import forward_ad
+    if cls.jvp is Function.jvp:
+        raise AutogradError(f"{cls.__name__}: to use an autograd.Function with forward-mode "
+                            "AD, you must override its jvp staticmethod")
+    saved, ctx._saved = ctx._saved, tuple(SavedTensor(t) if t is not None else None
+                                          for t in ctx._saved_for_forward)
+    try:
+        with grad_mode.no_grad(), _without(mode):
+            result = cls.jvp(ctx, *tangents)
+    finally:
+        ctx._saved = saved
+    result = result if isinstance(result, tuple) else (result,)
+    if len(result) != len(outs):
+        raise AutogradError(f"{cls.__name__}.jvp returned {len(result)} tangents for "
+                            f"{len(outs)} outputs")
+    for o, t in zip(outs, result):
+        if isinstance(o, Tensor) and t is not None and id(o) not in ctx._non_differentiable:
+            forward_ad._set_tangent(mode, o, t)
 
 
 def once_differentiable(fn):

@@ -554,6 +554,7 @@ def _addmv_values(name, input, mat, vec, beta, alpha):
 
 
 @composite(method=True)
+@autocast.autocast_as("addmv")
 def addmv(input, mat, vec, *, beta=1, alpha=1):
     """beta * input + alpha * (mat @ vec)."""
     return _addmv_values("addmv", input, mat, vec, beta, alpha)
@@ -577,6 +578,7 @@ def _addr_values(name, input, vec1, vec2, beta, alpha):
 
 
 @composite(method=True)
+@autocast.autocast_as("addr")
 def addr(input, vec1, vec2, *, beta=1, alpha=1):
     """beta * input + alpha * outer(vec1, vec2)."""
     return _addr_values("addr", input, vec1, vec2, beta, alpha)
@@ -627,6 +629,7 @@ def addbmm_(self, batch1, batch2, *, beta=1, alpha=1):
 
 
 @composite(method=True)
+@autocast.autocast_as("vdot")
 def vdot(input, other):
     """sum(conj(input) * other) of two 1-D tensors."""
     if input.ndim != 1 or other.ndim != 1:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 
 from ...ir import dtypes
+from ...ir.autocast import autocast_as
 from ...ir.errors import DTypeError, ShapeError
 from ...ir.registry import OPS
 from ..factories import arange, ones
@@ -144,6 +145,7 @@ def _check(input, grid, mode):
                          f"got input with sizes {list(input.shape)}")
 
 
+@autocast_as("grid_sampler")
 def grid_sampler(input, grid, interpolation_mode: int, padding_mode: int,
                  align_corners: bool):
     """aten::grid_sampler: modes and paddings as ints (bilinear 0, nearest 1, bicubic 2;

@@ -7,6 +7,7 @@ probabilities (float, same shape as the input).
 """
 from __future__ import annotations
 
+from ...ir.autocast import autocast_as
 from ...ir.errors import DTypeError, ShapeError
 from ...ir.registry import OPS
 
@@ -163,6 +164,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+@autocast_as("smooth_l1_loss")
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
                    beta=1.0):
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -175,6 +177,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _reduce(loss, reduction)
 
 
+@autocast_as("huber_loss")
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     if delta <= 0:
         from ._functional_common import BadArgument
@@ -198,6 +201,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+@autocast_as("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
                                      reduce=None, reduction="mean", pos_weight=None):
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -212,6 +216,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+@autocast_as("kl_div")
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean",
            log_target=False):
     reduction = _legacy_reduction(size_average, reduce, reduction)

@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from ...ir import autocast
 from ...ir.errors import EmberError, ShapeError
 from ...ir.registry import OPS
 from ..tensor import Tensor
@@ -147,6 +148,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return out if bias is None else out + bias
 
 
+@autocast.autocast_as("bilinear")
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
     if _has("bilinear"):
         return OPS["bilinear"](input1, input2, weight, bias)
@@ -396,7 +398,15 @@ def pad(input: Tensor, pad: list[int], mode: str = "constant", value=None) -> Te
         if _has("constant_pad_nd"):
             return OPS["constant_pad_nd"](input, list(pad), 0.0 if value is None else value)
         return _op("pad")(input, list(pad), mode, value)
+    if mode in _PAD_AUTOCAST_NAMES:
+        # autocast treats these as aten's reflection_padNd / replication_padNd (CPU: float32)
+        name = f"{_PAD_AUTOCAST_NAMES[mode]}{len(pad) // 2}d"
+        with autocast.as_one_op(name, input) as (input,):
+            return _op("pad")(input, list(pad), mode, value)
     return _op("pad")(input, list(pad), mode, value)
+
+
+_PAD_AUTOCAST_NAMES = {"reflect": "reflection_pad", "replicate": "replication_pad"}
 
 
 # --- attention ------------------------------------------------------------------------
@@ -448,3 +458,4 @@ from ._functional_resample import (  # noqa: E402,F401
     channel_shuffle, native_channel_shuffle)
 from ._functional_grid import grid_sample, affine_grid  # noqa: E402,F401
 from ._functional_linear_ce import linear_cross_entropy  # noqa: E402,F401
+from ..aten_functions import conv_tbc  # noqa: E402,F401 - torch.nn.functional.conv_tbc

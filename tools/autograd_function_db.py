@@ -1,0 +1,86 @@
+"""Run PyTorch's `autograd_function_db` against ember.autograd.Function.
+
+`torch.testing._internal.autograd_function_db` is a list of OpInfos whose ops are
+user-written `torch.autograd.Function` classes: NumPy forwards, `setup_context` with
+`save_for_backward` / `save_for_forward`, `mark_dirty`, `mark_non_differentiable`,
+`once_differentiable`, `jvp` and `vmap` staticmethods, `generate_vmap_rule = True`,
+forwards with default arguments. The module's source runs again with `torch` naming
+ember (`tools/opinfo_dbs.py`), so each class is re-created on ember.autograd.Function
+exactly as written; each entry is then checked against torch's class: values
+(float32/float64/int64), float64 gradients and second derivatives, forward AD through
+dual tensors, and ember.func's vjp, jvp and vmap where torch.func runs them.
+
+    python tools/autograd_function_db.py                 # every entry: a pass/fail table
+    python tools/autograd_function_db.py NumpyCubeAutogradFunction -v
+    python tools/autograd_function_db.py --write-expected tests/autograd/autograd_function_db_expected.txt
+
+Needs torch (the oracle); ember itself never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import opinfo_dbs  # noqa: E402
+
+MODULE = "torch.testing._internal.autograd_function_db"
+_SCOPE: dict = {}
+
+
+def ember_scope() -> dict:
+    """The database module's namespace, its classes re-created on ember."""
+    if "scope" not in _SCOPE:          # once per process (ops register once); a port
+        try:                             # that fails is reported for every entry
+            _SCOPE["scope"] = opinfo_dbs.ported_module(MODULE, drop=("autograd_function_db",))
+        except Exception as exc:  # noqa: BLE001
+            _SCOPE["scope"] = exc
+    if isinstance(_SCOPE["scope"], Exception):
+        raise _SCOPE["scope"]
+    return _SCOPE["scope"]
+
+
+def entries(names=None) -> dict:
+    from torch.testing._internal.autograd_function_db import autograd_function_db
+    return {info.name: info for info in autograd_function_db
+            if not names or info.name in names}
+
+
+def check_entry(info, checks=opinfo_dbs.CHECKS) -> dict:
+    try:
+        fn = opinfo_dbs.twin_of(info.op, ember_scope())
+    except Exception as exc:  # noqa: BLE001
+        return {"name": info.name, "passed": 0,
+                "failures": [f"port: {opinfo_dbs._err(exc)}"]}
+    return opinfo_dbs.check_entry(info, fn, checks)
+
+
+def main(argv=None):
+    warnings.filterwarnings("ignore")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="entry names (default: all)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
+    ap.add_argument("--json", help="write the per-entry records here")
+    ap.add_argument("--write-expected", metavar="FILE")
+    args = ap.parse_args(argv)
+    records = [check_entry(info) for info in entries(set(args.names)).values()]
+    for r in records:
+        opinfo_dbs.print_record(r, args.verbose)
+    checks = sum(len(opinfo_dbs.failing_checks(r)) for r in records)
+    print(f"\n{len(records)} entries: {sum(not r['failures'] for r in records)} pass every "
+          f"check; {sum(r['passed'] for r in records)} sample checks pass, {checks} "
+          f"(entry, check) pairs fail")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    if args.write_expected:
+        opinfo_dbs.write_expected(records, args.write_expected, "autograd_function_db.py",
+                                  "tests/autograd/test_autograd_function_db.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
