@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 
 import numpy as np
 
@@ -43,7 +44,13 @@ from .llvm import qgemm_amx as QA
 
 def gemm_config():
     """The int8 GEMM eager mode uses: AMX tiles where the CPU and OS allow them, else
-    qgemm's choice (VNNI, AVX2 or None)."""
+    qgemm's choice (VNNI, AVX2 or None). Decided once per EMBER_ISA value (every
+    quantized op asks: the CPU checks cost ~10 us a call)."""
+    return _gemm_config_for(os.environ.get("EMBER_ISA"))
+
+
+@functools.lru_cache(maxsize=8)
+def _gemm_config_for(_isa_override):
     cfg = Q.active_config()
     return QA.AMX if cfg is Q.VNNI and QA.available() else cfg
 
@@ -244,9 +251,13 @@ def _amx_call(gather, packed, vectors, qparams, u8_out):
 
 
 def _same_bias(kept, bias) -> bool:
+    """Whether bias holds the bytes kept (compared as bytes: a few hundred floats take
+    about a microsecond, array_equal's checks ten)."""
     if kept is None or bias is None:
         return kept is None and bias is None
-    return kept.shape == np.shape(bias) and np.array_equal(kept, bias)
+    bias = np.asarray(bias)
+    return kept.shape == bias.shape and kept.dtype == bias.dtype and \
+        kept.tobytes() == bias.tobytes()
 
 
 def linear(x, w, bias, scale, zero_point, relu, cache, cfg):

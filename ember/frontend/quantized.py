@@ -13,6 +13,8 @@ so nothing computes silently on the integers as if they were the values.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..ir import autocast as _autocast, dispatch as _dispatch, dtypes
@@ -237,32 +239,10 @@ def run_checked(op: OpDef, args: tuple):
     runs the kernel choice directly (the meta rule's verdict depends on nothing else).
     That saves ~15 us of Python per layer, which at two threads is as much as a small
     layer's kernel."""
-    x = args[0]
-    if _dispatch._modes or _autocast.ACTIVE or not isinstance(x, Tensor) or \
-            x._storage.device != "cpu":
+    key = _checked_key(op, args)
+    if key is None:
         return op(*args)
-    a = x._array
-    if type(x) is QuantizedTensor and x._qaxis is None:
-        key = [op, a.shape, a.strides, x._qdtype, x._qscale, x._qzero_point]
-    elif type(x) is Tensor and not x.requires_grad:     # quantize_dynamic's float input
-        key = [op, a.shape, a.strides, a.dtype]
-    else:
-        return op(*args)
-    for v in args[1:]:
-        if isinstance(v, Tensor):
-            if v._storage.device != "cpu":
-                return op(*args)
-            key.append((type(v), v._array.dtype, v._array.shape,
-                        getattr(v, "_qdtype", None), getattr(v, "_qaxis", None)))
-        elif v is None or type(v) in (int, float, bool, tuple):
-            key.append(v)
-        else:
-            return op(*args)
-    key = tuple(key)
-    try:
-        out_meta = _CHECKED.get(key)
-    except TypeError:       # an unhashable argument (a list inside a tuple)
-        return op(*args)
+    out_meta = _CHECKED.get(key)
     if out_meta is None:
         result = op(*args)
         if len(_CHECKED) >= _MAX_CHECKED:
@@ -273,6 +253,40 @@ def run_checked(op: OpDef, args: tuple):
     from .eager import wrap_with_meta
     return wrap_with_meta(op, args, _native_or_reference(op, args, [_unwrap(v) for v in args]),
                           out_meta)
+
+
+def _checked_key(op: OpDef, args: tuple):
+    """run_checked's key for a call: the op, the first operand's layout, dtype and
+    qparams, the other tensors' dtypes and shapes and the other arguments; None where
+    the call must take the full path (dispatch modes, autocast, a device other than the
+    CPU, an argument that is not a plain value, an unhashable one)."""
+    x = args[0]
+    if _dispatch._modes or _autocast.ACTIVE or not isinstance(x, Tensor) or \
+            x._storage.device != "cpu":
+        return None
+    a = x._array
+    if type(x) is QuantizedTensor and x._qaxis is None:
+        key = [op, a.shape, a.strides, x._qdtype, x._qscale, x._qzero_point]
+    elif type(x) is Tensor and not x.requires_grad:     # quantize_dynamic's float input
+        key = [op, a.shape, a.strides, a.dtype]
+    else:
+        return None
+    for v in args[1:]:
+        if isinstance(v, Tensor):
+            if v._storage.device != "cpu":
+                return None
+            key.append((type(v), v._array.dtype, v._array.shape,
+                        getattr(v, "_qdtype", None), getattr(v, "_qaxis", None)))
+        elif v is None or type(v) in (int, float, bool, tuple):
+            key.append(v)
+        else:
+            return None
+    key = tuple(key)
+    try:
+        hash(key)
+    except TypeError:       # an unhashable argument (a list inside a tuple)
+        return None
+    return key
 
 
 _CHECKED: dict[tuple, object] = {}
@@ -414,11 +428,18 @@ def _clamp_bounds(name: str, args: tuple):
 def _int_bounds(qa: QuantizedArray, low, high) -> tuple:
     """A clamp's real bounds as integers of qa's qparams (None where absent), quantized
     as torch's quantized hardtanh / clamp quantize them."""
+    return _int_bounds_of(float(qa.scale), int(qa.zero_point), qa.dtype, low, high)
+
+
+@functools.lru_cache(maxsize=1024)
+def _int_bounds_of(scale: float, zero_point: int, dtype, low, high) -> tuple:
+    """_int_bounds by qparams, computed once per (qparams, bounds): a converted model
+    clamps every call with the same ones (quantizing them took ~10 us a clamp)."""
     from ..ir.quantized import quantize_array
 
     def bound(v):
         return None if v is None else \
-            int(quantize_array(np.float32(v), qa.scale, qa.zero_point, qa.dtype).int_repr)
+            int(quantize_array(np.float32(v), scale, zero_point, dtype).int_repr)
     return bound(low), bound(high)
 
 
@@ -430,11 +451,16 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
     was clamped to, so that the clamp node after it (convert_fx's graph keeps it, as
     torch.ao's does) finds nothing left to do."""
     from .eager import run_meta, wrap_with_meta
-    out_meta = run_meta(op, args)
+    key = _checked_key(op, args)      # the meta rule's verdict, as run_checked keeps it
+    out_meta = None if key is None else _CHECKED.get(key)
+    if out_meta is None:
+        out_meta = run_meta(op, args)
+        if key is not None:
+            if len(_CHECKED) >= _MAX_CHECKED:
+                _CHECKED.clear()
+            _CHECKED[key] = out_meta
     ref_args = [_unwrap(v) for v in args]
-    probe = QuantizedArray(np.zeros((), ref_args[0].int_repr.dtype), ref_args[0].dtype,
-                           float(args[7]), int(args[8]))
-    lo, hi = _int_bounds(probe, low, high)
+    lo, hi = _int_bounds_of(float(args[7]), int(args[8]), ref_args[0].dtype, low, high)
     qlo, qhi = qrange(ref_args[0].dtype)
     bounds = (qlo if lo is None else lo, qhi if hi is None else hi)
     weight = args[1]
@@ -464,22 +490,28 @@ def _already_clamped(qt: "QuantizedTensor", bounds: tuple):
     return QuantizedTensor._wrap(qt._qarray())
 
 
+def clamp_already_done(x, low, high):
+    """F.hardtanh / relu6 (not in place) on a quantized conv's result that its fused
+    epilogue already clamped into [low, high]: the result (a new tensor on the same
+    integers, as the dispatched op gives), without the dispatch (~20 us a clamp node of
+    a converted MobileNet, which convert_fx keeps as torch.ao does); None otherwise."""
+    if type(x) is not QuantizedTensor or _dispatch._modes or _autocast.ACTIVE or \
+            x._qaxis is not None or getattr(x, "_clamped_to", None) is None:
+        return None
+    return _already_clamped(x, (low, high))
+
+
 def _clamped(qa: QuantizedArray, low, high) -> "QuantizedTensor":
     """One clip of the integers into a fresh buffer of the input's memory order (a
     convolution's channels-last result stays channels-last, its storage one block)."""
-    from ..ir.quantized import quantize_array
     from ..runtime.lite_int8 import memory_order
-
-    def bound(v):
-        return None if v is None else \
-            quantize_array(np.float32(v), qa.scale, qa.zero_point, qa.dtype).int_repr
     q = qa.int_repr
     flat = memory_order(q)
     if flat is None:
         q = np.ascontiguousarray(q)
         flat = memory_order(q)
     src, out = flat[0], np.empty_like(flat[0])
-    lo, hi = bound(low), bound(high)
+    lo, hi = _int_bounds(qa, low, high)
     if lo is None and hi is None:
         out[...] = src
         return QuantizedTensor._wrap(qa.with_values(flat[1](out)))
