@@ -321,16 +321,23 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
     packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
-    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, lite.depthwise_slack(c))
+    # a convolution's channels-last result is read as it is, the kernel reading the
+    # padding; other inputs are copied channels-last with the padding around them
+    in_kernel = lite.depthwise_reads_in_place(x.int_repr)
+    if in_kernel:
+        x_nhwc, pad = x.int_repr.transpose(0, 2, 3, 1), tuple(padding)
+    else:
+        x_nhwc, pad = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c,
+                                      lite.depthwise_slack(c)), (0, 0)
     qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
-    key = ("depthwise", x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
+    key = ("depthwise", x_nhwc.shape, pad, tuple(stride), tuple(dilation), float(x.scale),
            int(x.zero_point), qparams)
     entry = cache.get(key)
     if entry is None or not _same_bias(entry[0], bias):
         vectors = packed.epilogue_vectors(int(x.zero_point),
                                           np.float32(x.scale) * weight_scales(w, c), bias)
         run = QD.prepare(x_nhwc.shape, packed, tuple(stride), tuple(dilation), (oh, ow),
-                         vectors, qparams)
+                         vectors, qparams, pad, int(x.zero_point))
         _forget_calls(cache, "depthwise")
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
     nhwc = np.ascontiguousarray(entry[1](x_nhwc)).reshape(n, oh, ow, c)

@@ -413,9 +413,17 @@ class QGemmCall:
 DW_BLOCK = 32        # channels per kernel step
 # rows, chunk, counter: the claiming schedule (as QGEMM_FIELDS'); a kernel packaged
 # before it existed ignores them and runs fixed row ranges (claim=False)
+# origin ... zp_row: the padding read in the kernel (qdepthwise.py's docstring): the window
+# origin's offset at output (0, 0), the output rows and columns whose windows are inside
+# the image, stride, padding, the image's size and pitches, each tap's (row, column) from
+# the origin, the zero point's row; a kernel packaged before them ignores them (its host
+# pads: every pixel inside)
 QDW_FIELDS = ("x", "oh", "ow", "img_stride", "row_stride", "col_stride", "taps", "tap_offs",
               "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams",
-              "n_valid", "w_stride", "rows", "chunk", "counter")
+              "n_valid", "w_stride", "rows", "chunk", "counter",
+              "origin", "oy_lo", "oy_hi", "ox_lo", "ox_hi", "stride_h", "stride_w",
+              "pad_top", "pad_left", "h", "w", "pitch_row", "pitch_col", "tap_dy", "tap_dx",
+              "zp_row")
 _DW_X, _DW_OUT = QDW_FIELDS.index("x"), QDW_FIELDS.index("out")
 _DW_CHUNK = QDW_FIELDS.index("chunk")
 
@@ -426,32 +434,66 @@ def depthwise_slack(c: int) -> int:
     return -(-c // DW_BLOCK) * DW_BLOCK - c
 
 
+def depthwise_reads_in_place(x: np.ndarray) -> bool:
+    """Whether the depthwise kernel reads the [N, C, H, W] uint8 x as it is, the padding
+    in the kernel: channels-last memory (a convolution's result) and C a multiple of 32
+    (no block reads past the end of x)."""
+    return x.ndim == 4 and x.shape[1] % DW_BLOCK == 0 and \
+        x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _inside_range(size: int, out: int, kernel: int, stride: int, pad: int,
+                  dilation: int) -> tuple[int, int]:
+    """[lo, hi): the output positions along a dim whose windows lie inside [0, size)."""
+    lo = -(-pad // stride)
+    hi = (size - 1 + pad - (kernel - 1) * dilation) // stride + 1
+    lo = min(lo, out)
+    return lo, max(lo, min(hi, out))
+
+
+def _even_taps(taps: np.ndarray) -> np.ndarray:
+    """An even count of per-tap values (the kernel takes taps in pairs): an odd count's
+    last one again, against zero weights."""
+    taps = taps.reshape(-1)
+    return np.concatenate([taps, taps[-1:]] if taps.size % 2 else [taps]).astype(np.int64)
+
+
 class QDepthwiseCall:
-    """The depthwise kernel's parameter block for one padded channels-last input shape
-    [N, Hp, Wp, C] (made once; a call fills in the input and output addresses). weights:
-    [tap pairs, C_pad, 2] int16; corr, mult, bias: per channel, padded to C_pad."""
+    """The depthwise kernel's parameter block for one channels-last input shape
+    [N, H, W, C] (made once; a call fills in the input and output addresses). padding:
+    read in the kernel (taps outside the image read zero_point); (0, 0) for an input
+    the host padded. weights: [tap pairs, C_pad, 2] int16; corr, mult, bias: per
+    channel, padded to C_pad."""
 
     def __init__(self, x_shape, weights: np.ndarray, kernel, stride, dilation, out_hw,
                  corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams,
-                 claim: bool = True):
-        n, hp, wp, c = x_shape
+                 claim: bool = True, padding=(0, 0), zero_point: int = 0):
+        n, h, w, c = x_shape
         (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+        ph, pw = padding
         c_pad = weights.shape[1]
         self.m, self.c, self.rows = n * oh * ow, c, n * oh
         self.out_shape = (n * oh * ow, c)      # unpadded rows (the kernel masks its stores)
-        taps = ((np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * c).reshape(-1)
-        # an even count (the kernel takes taps in pairs): an odd one's last offset again,
-        # against zero weights
-        self.tap_offs = np.concatenate([taps, taps[-1:]] if taps.size % 2 else [taps])
-        self.tap_offs = self.tap_offs.astype(np.int64)
+        dy, dx = np.arange(kh)[:, None] * dh, np.arange(kw)[None, :] * dw
+        self.tap_offs = _even_taps((dy * w + dx) * c)
+        self.tap_dy = _even_taps(np.broadcast_to(dy, (kh, kw)))
+        self.tap_dx = _even_taps(np.broadcast_to(dx, (kh, kw)))
+        self.zp_row = np.full(c_pad, zero_point, np.uint8)
+        oy_lo, oy_hi = _inside_range(h, oh, kh, sh, ph, dh)
+        ox_lo, ox_hi = _inside_range(w, ow, kw, sw, pw, dw)
         qp = np.asarray(qparams, np.float64)
-        values = {"x": 0, "oh": oh, "ow": ow, "img_stride": hp * wp * c,
-                  "row_stride": sh * wp * c, "col_stride": sw * c, "taps": kh * kw,
+        values = {"x": 0, "oh": oh, "ow": ow, "img_stride": h * w * c,
+                  "row_stride": sh * w * c, "col_stride": sw * c, "taps": kh * kw,
                   "tap_offs": self.tap_offs.ctypes.data, "weights": weights.ctypes.data,
                   "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data, "bias": bias.ctypes.data,
                   "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad,
-                  "rows": self.rows, "chunk": 0, "counter": 0}
+                  "rows": self.rows, "chunk": 0, "counter": 0,
+                  "origin": -(ph * w + pw) * c, "oy_lo": oy_lo, "oy_hi": oy_hi,
+                  "ox_lo": ox_lo, "ox_hi": ox_hi, "stride_h": sh, "stride_w": sw,
+                  "pad_top": ph, "pad_left": pw, "h": h, "w": w, "pitch_row": w * c,
+                  "pitch_col": c, "tap_dy": self.tap_dy.ctypes.data,
+                  "tap_dx": self.tap_dx.ctypes.data, "zp_row": self.zp_row.ctypes.data}
         self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
         self.claim = claim
         self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
@@ -813,14 +855,21 @@ class QGemmStep:
         d = self.desc
         n, c, h, w = x.shape
         out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"], d["dilation"])
-        x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], c, depthwise_slack(c))
-        call = self._calls.get(x_nhwc.shape)
+        # "pad": "kernel": packaged with the kernel that reads the padding itself
+        in_kernel = d.get("pad") == "kernel" and c % DW_BLOCK == 0
+        if in_kernel:
+            x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))    # channels-last: a view
+        else:
+            x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], c, depthwise_slack(c))
+        call = self._calls.get((x_nhwc.shape, in_kernel))
         if call is None:
             call = QDepthwiseCall(x_nhwc.shape, self.packed, d["kernel"], d["stride"],
                                   d["dilation"], out_hw, self.corr, self.mult, self.bias,
-                                  d["qparams"], _claims(d))
+                                  d["qparams"], _claims(d),
+                                  tuple(d["padding"]) if in_kernel else (0, 0),
+                                  d["x_zero_point"])
             if len(self._calls) < 16:
-                self._calls[x_nhwc.shape] = call
+                self._calls[(x_nhwc.shape, in_kernel)] = call
         out = call(self.fn, self.pool_fn(), x_nhwc)
         return out.reshape(n, out_hw[0], out_hw[1], c).transpose(0, 3, 1, 2)
 
