@@ -153,6 +153,32 @@ except ImportError:      # loaded on its own
     _host_pool = None
 
 
+# readable bytes every int8 kernel output has past its end: the depthwise kernel's last
+# 32-channel block may read that far past a channels-last input (depthwise_slack), so it
+# reads a convolution's result in place whatever its channel count
+OUT_SLACK = 64
+
+
+def _empty_out(shape, dtype) -> np.ndarray:
+    """_empty with OUT_SLACK readable bytes past the array's end."""
+    shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
+    count = math.prod(shape)
+    extra = -(-OUT_SLACK // dtype.itemsize)
+    return _empty((count + extra,), dtype)[:count].reshape(shape)
+
+
+def readable_past_end(a: np.ndarray) -> int:
+    """Bytes past a's last element that belong to the memory a views (its root array's,
+    or the caching allocator's block): 0 where that is unknown."""
+    root = a
+    while isinstance(root, np.ndarray) and root.base is not None:
+        root = root.base
+    raw = getattr(root, "_raw", root)        # an allocator block (runtime/allocator.py)
+    if not isinstance(raw, np.ndarray):
+        return 0
+    return raw.ctypes.data + raw.nbytes - (a.ctypes.data + a.nbytes)
+
+
 def host_pool():
     """The thread pool host code splits work over: ember's (runtime/threads.py) inside
     the package, this file's own when loaded on its own."""
@@ -367,7 +393,7 @@ class QGemmCall:
     def on_one_thread(self, fn, buffer: np.ndarray, other=None) -> np.ndarray:
         """The GEMM on the calling thread alone (callers that run many small GEMMs, a
         grouped convolution's, one per thread)."""
-        out = _empty(self.out_shape, self.out_dtype)
+        out = _empty_out(self.out_shape, self.out_dtype)
         params = self.params.copy()
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
         if other is not None:
@@ -389,7 +415,7 @@ class QGemmCall:
         call was made with) replace its epilogue's for this call only (a dynamic
         linear's, which change with every input's qparams). other: the residual operand
         of qgemm_u8_add (residual_other's layout)."""
-        out = _empty(self.out_shape, self.out_dtype)
+        out = _empty_out(self.out_shape, self.out_dtype)
         params = self.params.copy()      # its counter word starts at 0
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
         if other is not None:
@@ -436,10 +462,12 @@ def depthwise_slack(c: int) -> int:
 
 def depthwise_reads_in_place(x: np.ndarray) -> bool:
     """Whether the depthwise kernel reads the [N, C, H, W] uint8 x as it is, the padding
-    in the kernel: channels-last memory (a convolution's result) and C a multiple of 32
-    (no block reads past the end of x)."""
-    return x.ndim == 4 and x.shape[1] % DW_BLOCK == 0 and \
-        x.transpose(0, 2, 3, 1).flags.c_contiguous
+    in the kernel: channels-last memory (a convolution's result) whose last channel
+    block can be read whole (C a multiple of 32, or readable bytes past x's end: every
+    int8 kernel's output has them, OUT_SLACK)."""
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous and \
+        (x.shape[1] % DW_BLOCK == 0 or
+         readable_past_end(x) >= depthwise_slack(x.shape[1]))
 
 
 def _inside_range(size: int, out: int, kernel: int, stride: int, pad: int,
@@ -500,7 +528,7 @@ class QDepthwiseCall:
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
         """[N * OH * OW, C] uint8 (rows: output pixels, channels-last)."""
-        out = _empty(self.out_shape, np.uint8)
+        out = _empty_out(self.out_shape, np.uint8)
         params = self.params.copy()
         params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
         if self.claim:
@@ -574,7 +602,7 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
 def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
              zero_point: int, relu: bool) -> np.ndarray:
     """uint8 a + b requantized to (scale, zero_point): flat buffers of one size."""
-    out = _empty(a.shape, a.dtype)
+    out = _empty_out(a.shape, a.dtype)
     inv = np.float32(1.0) / np.float32(scale)
     qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
                    0.0 if relu else -np.inf, 255.0], np.float64)
@@ -856,9 +884,9 @@ class QGemmStep:
         n, c, h, w = x.shape
         out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"], d["dilation"])
         # "pad": "kernel": packaged with the kernel that reads the padding itself
-        in_kernel = d.get("pad") == "kernel" and c % DW_BLOCK == 0
+        in_kernel = d.get("pad") == "kernel" and depthwise_reads_in_place(x)
         if in_kernel:
-            x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))    # channels-last: a view
+            x_nhwc = x.transpose(0, 2, 3, 1)        # channels-last memory, read in place
         else:
             x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], c, depthwise_slack(c))
         call = self._calls.get((x_nhwc.shape, in_kernel))

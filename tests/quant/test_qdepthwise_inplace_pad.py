@@ -54,6 +54,35 @@ def test_in_kernel_and_host_padding_give_the_same_integers(rng, n, c, hw, k, str
     np.testing.assert_array_equal(in_place, padded)
 
 
+@pytest.mark.parametrize("c", [40, 7, 144])
+def test_channel_counts_off_32_are_read_in_place_where_bytes_follow_the_input(rng, c):
+    """The last channel block reads up to 31 bytes past the input: read in place where
+    the input's memory goes on that far (every int8 kernel's output does), copied
+    where it ends with the input."""
+    from ember.codegen.quantized import kernel_for
+    from ember.ir.ops.quantized import quantized_conv2d as op
+    args = depthwise_args(rng, 2, c, (6, 5), (3, 3), (1, 1), (1, 1), (1, 1), True, 17, False)
+    nhwc = args[0].int_repr.transpose(0, 2, 3, 1)
+    exact = np.empty(nhwc.size, np.uint8)
+    exact[:] = nhwc.reshape(-1)
+    followed = np.empty(nhwc.size + lite.OUT_SLACK, np.uint8)
+    followed[:nhwc.size] = nhwc.reshape(-1)
+    want = op.reference(*args).int_repr
+    for buffer, in_place in ((exact, False), (followed[:nhwc.size], True)):
+        x = buffer.reshape(nhwc.shape).transpose(0, 3, 1, 2)
+        assert lite.depthwise_reads_in_place(x) is in_place
+        args[0] = args[0].with_values(x)
+        np.testing.assert_array_equal(kernel_for("quantized_conv2d", args, {})().int_repr,
+                                      want)
+
+
+def test_int8_kernel_outputs_have_readable_bytes_past_their_end(rng):
+    from ember.codegen.quantized import kernel_for
+    args = depthwise_args(rng, 1, 40, (5, 5), (3, 3), (1, 1), (1, 1), (1, 1), True, 3, False)
+    out = kernel_for("quantized_conv2d", args, {})().int_repr
+    assert lite.readable_past_end(out) >= lite.OUT_SLACK
+
+
 def test_inside_range_marks_the_windows_inside_the_image():
     for size, k, stride, pad, dil in [(9, 3, 1, 1, 1), (7, 3, 2, 1, 1), (2, 5, 1, 2, 1),
                                       (9, 3, 3, 1, 2), (4, 7, 2, 3, 1), (1, 3, 1, 1, 1)]:
