@@ -176,6 +176,28 @@ def _channels_last_dense(arr: np.ndarray) -> bool:
         arr.flags.writeable
 
 
+_LAZY: dict = {}
+
+
+def _eager():
+    """frontend/eager.py (imported on first use: it imports this module)."""
+    mod = _LAZY.get("eager")
+    if mod is None:
+        from . import eager as mod
+        _LAZY["eager"] = mod
+    return mod
+
+
+def _kernels():
+    """codegen/quantized.py, the native kernels' choice (imported on first use; a
+    function-level import statement costs microseconds on every quantized op)."""
+    mod = _LAZY.get("kernels")
+    if mod is None:
+        from ..codegen import quantized as mod
+        _LAZY["kernels"] = mod
+    return mod
+
+
 def is_quantized_tensor(v) -> bool:
     return type(v) is QuantizedTensor
 
@@ -187,11 +209,12 @@ def wrap_result(value):
 
 def run_quantized(op: OpDef, args: tuple, tensors: list):
     """Eager execution of an op that has a quantized tensor among its operands."""
-    from .eager import run_meta, wrap_with_meta
     if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
-        out_meta = run_meta(op, args)
+        eager = _eager()
+        out_meta = eager.run_meta(op, args)
         ref_args = [_unwrap(v) for v in args]
-        return wrap_with_meta(op, args, _native_or_reference(op, args, ref_args), out_meta)
+        return eager.wrap_with_meta(op, args, _native_or_reference(op, args, ref_args),
+                                    out_meta)
     if op.name == "cat" and args and isinstance(args[0], (list, tuple)) and \
             all(is_quantized_tensor(t) and t._qaxis is None for t in args[0]):
         return _quantized_cat(args[0], args[1] if len(args) > 1 else 0)
@@ -247,12 +270,10 @@ def run_checked(op: OpDef, args: tuple):
         result = op(*args)
         if len(_CHECKED) >= _MAX_CHECKED:
             _CHECKED.clear()
-        from .eager import run_meta
-        _CHECKED[key] = run_meta(op, args)
+        _CHECKED[key] = _eager().run_meta(op, args)
         return result
-    from .eager import wrap_with_meta
-    return wrap_with_meta(op, args, _native_or_reference(op, args, [_unwrap(v) for v in args]),
-                          out_meta)
+    return _eager().wrap_with_meta(op, args, _native_or_reference(
+        op, args, [_unwrap(v) for v in args]), out_meta)
 
 
 def _checked_key(op: OpDef, args: tuple):
@@ -324,17 +345,15 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
     identical results), else its NumPy reference. A weight keeps its packed form in
     `_kernel_cache`, so packing happens once per weight."""
     if op.name == "quantized_add":
-        from ..codegen.quantized import binary_kernel
-        kernel = binary_kernel(op.name, ref_args[0], ref_args[1])
+        kernel = _kernels().binary_kernel(op.name, ref_args[0], ref_args[1])
         if kernel is not None:
             return kernel(*ref_args[2:])
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
     if weight is None and len(ref_args) > 1 and isinstance(ref_args[1], QuantizedArray):
         weight = ref_args[1]        # a compiled plan's constant (native_step)
     if weight is not None and op.name in NATIVE_STEPS:
-        from ..codegen.quantized import kernel_for
         cache = weight.__dict__.setdefault("_kernel_cache", {})
-        kernel = kernel_for(op.name, ref_args, cache)
+        kernel = _kernels().kernel_for(op.name, ref_args, cache)
         if kernel is not None:
             return kernel()
     if op.name == "quantized_conv2d_add":     # no fused kernel here: the pair's kernels
@@ -357,8 +376,7 @@ def _same_qparams(op: OpDef, args: tuple, qt: QuantizedTensor):
     """Run a data-movement op on the integers and keep the qparams."""
     qa = qt._qarray()
     if args and args[0] is qt:
-        from ..codegen.quantized import same_qparams_kernel
-        kernel = same_qparams_kernel(op.name, qa, args)
+        kernel = _kernels().same_qparams_kernel(op.name, qa, args)
         if kernel is not None:
             return QuantizedTensor._wrap(kernel())
     int_args = tuple(Tensor._from_array(qa.int_repr, copy=False) if a is qt else a
@@ -376,8 +394,7 @@ def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
     from ..ir.quantized import quantize_array
     qa = qt._qarray()
     if args and args[0] is qt:
-        from ..codegen.quantized import same_qparams_kernel
-        kernel = same_qparams_kernel(op.name, qa, args)
+        kernel = _kernels().same_qparams_kernel(op.name, qa, args)
         if kernel is not None:
             return QuantizedTensor._wrap(kernel())
     float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
@@ -450,11 +467,11 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
     of its own: the same integers either way. The result remembers the integer range it
     was clamped to, so that the clamp node after it (convert_fx's graph keeps it, as
     torch.ao's does) finds nothing left to do."""
-    from .eager import run_meta, wrap_with_meta
+    eager = _eager()
     key = _checked_key(op, args)      # the meta rule's verdict, as run_checked keeps it
     out_meta = None if key is None else _CHECKED.get(key)
     if out_meta is None:
-        out_meta = run_meta(op, args)
+        out_meta = eager.run_meta(op, args)
         if key is not None:
             if len(_CHECKED) >= _MAX_CHECKED:
                 _CHECKED.clear()
@@ -466,13 +483,13 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
     weight = args[1]
     kernel = None
     if isinstance(weight, QuantizedTensor) and args[0]._qaxis is None:
-        from ..codegen.quantized import kernel_for
         cache = weight.__dict__.setdefault("_kernel_cache", {})
-        kernel = kernel_for(op.name, ref_args, cache, clamp=bounds)
+        kernel = _kernels().kernel_for(op.name, ref_args, cache, clamp=bounds)
     if kernel is not None:
-        out = wrap_with_meta(op, args, kernel(), out_meta)
+        out = eager.wrap_with_meta(op, args, kernel(), out_meta)
     else:
-        out = wrap_with_meta(op, args, _native_or_reference(op, args, ref_args), out_meta)
+        out = eager.wrap_with_meta(op, args, _native_or_reference(op, args, ref_args),
+                                   out_meta)
         out = _clamped(out._qarray(), low, high)
     out._clamped_to = bounds
     return out
