@@ -272,8 +272,36 @@ def run_checked(op: OpDef, args: tuple):
             _CHECKED.clear()
         _CHECKED[key] = _eager().run_meta(op, args)
         return result
-    return _eager().wrap_with_meta(op, args, _native_or_reference(
-        op, args, [_unwrap(v) for v in args]), out_meta)
+    value = _run_conv_runner(op, args, key, None)
+    if value is None:
+        value = _native_or_reference(op, args, [_unwrap(v) for v in args])
+    return _eager().wrap_with_meta(op, args, value, out_meta)
+
+
+def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp):
+    """quantized_conv2d's result by the layer's runner (codegen's conv_runner: made on
+    the second call of a seen key and kept in the weight's kernel cache), or None where
+    there is none or it declines this call (then the full kernel choice runs)."""
+    weight = args[1]
+    if op.name != "quantized_conv2d" or type(weight) is not QuantizedTensor or \
+            type(args[0]) is not QuantizedTensor:
+        return None
+    cache = weight.__dict__.setdefault("_kernel_cache", {})
+    runner_key = ("runner", key, clamp)
+    runner = cache.get(runner_key)
+    if runner is None:
+        if sum(isinstance(k, tuple) and k[0] == "runner" for k in cache) >= _MAX_RUNNERS:
+            for k in [k for k in cache if isinstance(k, tuple) and k[0] == "runner"]:
+                del cache[k]
+        runner = cache[runner_key] = _kernels().conv_runner(
+            [_unwrap(v) for v in args], cache, clamp) or False
+    if runner is False:
+        return None
+    bias = args[2]
+    return runner(args[0]._array, bias._array if isinstance(bias, Tensor) else bias)
+
+
+_MAX_RUNNERS = 16      # runners a weight keeps (one per input geometry and qparams)
 
 
 def _checked_key(op: OpDef, args: tuple):
@@ -481,6 +509,12 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
     qlo, qhi = qrange(ref_args[0].dtype)
     bounds = (qlo if lo is None else lo, qhi if hi is None else hi)
     weight = args[1]
+    if key is not None:
+        value = _run_conv_runner(op, args, key, bounds)
+        if value is not None:
+            out = eager.wrap_with_meta(op, args, value, out_meta)
+            out._clamped_to = bounds
+            return out
     kernel = None
     if isinstance(weight, QuantizedTensor) and args[0]._qaxis is None:
         cache = weight.__dict__.setdefault("_kernel_cache", {})
