@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 
 import numpy as np
 
@@ -43,7 +44,13 @@ from .llvm import qgemm_amx as QA
 
 def gemm_config():
     """The int8 GEMM eager mode uses: AMX tiles where the CPU and OS allow them, else
-    qgemm's choice (VNNI, AVX2 or None)."""
+    qgemm's choice (VNNI, AVX2 or None). Decided once per EMBER_ISA value (every
+    quantized op asks: the CPU checks cost ~10 us a call)."""
+    return _gemm_config_for(os.environ.get("EMBER_ISA"))
+
+
+@functools.lru_cache(maxsize=8)
+def _gemm_config_for(_isa_override):
     cfg = Q.active_config()
     return QA.AMX if cfg is Q.VNNI and QA.available() else cfg
 
@@ -244,9 +251,13 @@ def _amx_call(gather, packed, vectors, qparams, u8_out):
 
 
 def _same_bias(kept, bias) -> bool:
+    """Whether bias holds the bytes kept (compared as bytes: a few hundred floats take
+    about a microsecond, array_equal's checks ten)."""
     if kept is None or bias is None:
         return kept is None and bias is None
-    return kept.shape == np.shape(bias) and np.array_equal(kept, bias)
+    bias = np.asarray(bias)
+    return kept.shape == bias.shape and kept.dtype == bias.dtype and \
+        kept.tobytes() == bias.tobytes()
 
 
 def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
@@ -310,20 +321,96 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
     packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
     n, _, h, wd = x.int_repr.shape
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
-    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c, lite.depthwise_slack(c))
+    # a convolution's channels-last result is read as it is, the kernel reading the
+    # padding; other inputs are copied channels-last with the padding around them
+    in_kernel = lite.depthwise_reads_in_place(x.int_repr)
+    if in_kernel:
+        x_nhwc, pad = x.int_repr.transpose(0, 2, 3, 1), tuple(padding)
+    else:
+        x_nhwc, pad = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c,
+                                      lite.depthwise_slack(c)), (0, 0)
     qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
-    key = ("depthwise", x_nhwc.shape, tuple(stride), tuple(dilation), float(x.scale),
+    key = ("depthwise", x_nhwc.shape, pad, tuple(stride), tuple(dilation), float(x.scale),
            int(x.zero_point), qparams)
     entry = cache.get(key)
     if entry is None or not _same_bias(entry[0], bias):
         vectors = packed.epilogue_vectors(int(x.zero_point),
                                           np.float32(x.scale) * weight_scales(w, c), bias)
         run = QD.prepare(x_nhwc.shape, packed, tuple(stride), tuple(dilation), (oh, ow),
-                         vectors, qparams)
+                         vectors, qparams, pad, int(x.zero_point))
         _forget_calls(cache, "depthwise")
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
     nhwc = np.ascontiguousarray(entry[1](x_nhwc)).reshape(n, oh, ow, c)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
+
+
+def conv_runner(args, cache: dict, clamp=None):
+    """quantized_conv2d for calls like `args` (the same input geometry, layout and
+    qparams, the same other arguments; a converted model's every call of one layer),
+    everything but the input made now: a function(x, bias) of the input's integers
+    [N, C, H, W] and the bias giving the result (a QuantizedArray), or None where this
+    bias differs from the one it was made with (the full path then remakes its
+    epilogue). None where no such runner applies (AMX tiles, AVX2's value checks,
+    grouped convs other than depthwise, the reference): kernel_for's path runs those.
+    The result is the one conv2d / depthwise_conv2d give, from the same kernel call."""
+    cfg = gemm_config()
+    x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu = args[:10]
+    if cfg is None or cfg is QA.AMX or not cfg.vnni or \
+            not (_activation(x) and _cached_weight(cache, w, 4)):
+        return None
+    oc, c, kh, kw = w.int_repr.shape
+    n, _, h, wd = x.int_repr.shape
+    oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
+    x_zp, dtype = int(x.zero_point), x.dtype
+    qparams = requant_params(scale, zero_point, dtype, relu, clamp)
+    if groups == 1:
+        cp, run = lite.conv_k_layout(c, kw, dilation[1])
+        cfg = Q.tile_for(cfg, oc)
+        packed = _packed(cache, f"conv-{cfg.name}",
+                         lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
+        slack = run - kw * c if run else 0
+        pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
+
+        def nhwc(xq):
+            return lite.nhwc_input(xq, x_zp, padding, cp, slack, pack)
+        gather = Q.conv_gather(nhwc(x.int_repr), (kh, kw), tuple(stride), tuple(dilation),
+                               (oh, ow), run)
+        vectors = packed.epilogue_vectors(x_zp, np.float32(x.scale) * weight_scales(w, oc),
+                                          bias)
+        gemm = Q.prepare(gather, packed, vectors, qparams, True)
+        gather.buffer = None            # the runner keeps no activation alive
+    elif _depthwise(x, w, groups) and QD.available():
+        packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
+        in_kernel = lite.depthwise_reads_in_place(x.int_repr)
+        pad = tuple(padding) if in_kernel else (0, 0)
+
+        def nhwc(xq):
+            if in_kernel:
+                return xq.transpose(0, 2, 3, 1)
+            return lite.nhwc_input(xq, x_zp, padding, oc, lite.depthwise_slack(oc))
+        vectors = packed.epilogue_vectors(x_zp, np.float32(x.scale) * weight_scales(w, oc),
+                                          bias)
+        gemm = QD.prepare(nhwc(x.int_repr).shape, packed, tuple(stride), tuple(dilation),
+                          (oh, ow), vectors, qparams, pad, x_zp)
+        if in_kernel:       # the runner is for inputs read in place (the key's layout)
+            reads_in_place = lite.depthwise_reads_in_place
+
+            def nhwc(xq):        # noqa: F811 (the in-place check per call: slack varies)
+                return xq.transpose(0, 2, 3, 1) if reads_in_place(xq) else None
+    else:
+        return None
+    kept = None if bias is None else np.array(bias, copy=True)
+    out_scale, out_zp = float(scale), int(zero_point)
+
+    def runner(xq, b):
+        if not _same_bias(kept, b):
+            return None
+        x_nhwc = nhwc(xq)
+        if x_nhwc is None:
+            return None
+        out = np.ascontiguousarray(gemm(x_nhwc)).reshape(n, oh, ow, oc)
+        return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
+    return runner
 
 
 def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu,

@@ -174,7 +174,7 @@ def _depthwise_desc(args: dict) -> dict | None:
         return None
     isa = Isa.AVX512 if host_isa() is Isa.AVX512 else Isa.AVX2
     return {"kind": "qgemm", "gemm": "depthwise", "config": "depthwise",
-            "symbol": "qdepthwise_u8", "schedule": "claim",
+            "symbol": "qdepthwise_u8", "schedule": "claim", "pad": "kernel",
             "_module": ("qdepthwise", str(QD.module(isa)), ("qdepthwise_u8",)),
             "scale": float(args["scale"]), "zero_point": int(args["zero_point"]),
             "relu": bool(args["relu"]), "kernel": list(w_shape[2:]),

@@ -13,6 +13,8 @@ so nothing computes silently on the integers as if they were the values.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..ir import autocast as _autocast, dispatch as _dispatch, dtypes
@@ -174,6 +176,28 @@ def _channels_last_dense(arr: np.ndarray) -> bool:
         arr.flags.writeable
 
 
+_LAZY: dict = {}
+
+
+def _eager():
+    """frontend/eager.py (imported on first use: it imports this module)."""
+    mod = _LAZY.get("eager")
+    if mod is None:
+        from . import eager as mod
+        _LAZY["eager"] = mod
+    return mod
+
+
+def _kernels():
+    """codegen/quantized.py, the native kernels' choice (imported on first use; a
+    function-level import statement costs microseconds on every quantized op)."""
+    mod = _LAZY.get("kernels")
+    if mod is None:
+        from ..codegen import quantized as mod
+        _LAZY["kernels"] = mod
+    return mod
+
+
 def is_quantized_tensor(v) -> bool:
     return type(v) is QuantizedTensor
 
@@ -185,11 +209,12 @@ def wrap_result(value):
 
 def run_quantized(op: OpDef, args: tuple, tensors: list):
     """Eager execution of an op that has a quantized tensor among its operands."""
-    from .eager import run_meta, wrap_with_meta
     if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
-        out_meta = run_meta(op, args)
+        eager = _eager()
+        out_meta = eager.run_meta(op, args)
         ref_args = [_unwrap(v) for v in args]
-        return wrap_with_meta(op, args, _native_or_reference(op, args, ref_args), out_meta)
+        return eager.wrap_with_meta(op, args, _native_or_reference(op, args, ref_args),
+                                    out_meta)
     if op.name == "cat" and args and isinstance(args[0], (list, tuple)) and \
             all(is_quantized_tensor(t) and t._qaxis is None for t in args[0]):
         return _quantized_cat(args[0], args[1] if len(args) > 1 else 0)
@@ -237,42 +262,80 @@ def run_checked(op: OpDef, args: tuple):
     runs the kernel choice directly (the meta rule's verdict depends on nothing else).
     That saves ~15 us of Python per layer, which at two threads is as much as a small
     layer's kernel."""
+    key = _checked_key(op, args)
+    if key is None:
+        return op(*args)
+    out_meta = _CHECKED.get(key)
+    if out_meta is None:
+        result = op(*args)
+        if len(_CHECKED) >= _MAX_CHECKED:
+            _CHECKED.clear()
+        _CHECKED[key] = _eager().run_meta(op, args)
+        return result
+    value = _run_conv_runner(op, args, key, None)
+    if value is None:
+        value = _native_or_reference(op, args, [_unwrap(v) for v in args])
+    return _eager().wrap_with_meta(op, args, value, out_meta)
+
+
+def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp):
+    """quantized_conv2d's result by the layer's runner (codegen's conv_runner: made on
+    the second call of a seen key and kept in the weight's kernel cache), or None where
+    there is none or it declines this call (then the full kernel choice runs)."""
+    weight = args[1]
+    if op.name != "quantized_conv2d" or type(weight) is not QuantizedTensor or \
+            type(args[0]) is not QuantizedTensor:
+        return None
+    cache = weight.__dict__.setdefault("_kernel_cache", {})
+    runner_key = ("runner", key, clamp)
+    runner = cache.get(runner_key)
+    if runner is None:
+        if sum(isinstance(k, tuple) and k[0] == "runner" for k in cache) >= _MAX_RUNNERS:
+            for k in [k for k in cache if isinstance(k, tuple) and k[0] == "runner"]:
+                del cache[k]
+        runner = cache[runner_key] = _kernels().conv_runner(
+            [_unwrap(v) for v in args], cache, clamp) or False
+    if runner is False:
+        return None
+    bias = args[2]
+    return runner(args[0]._array, bias._array if isinstance(bias, Tensor) else bias)
+
+
+_MAX_RUNNERS = 16      # runners a weight keeps (one per input geometry and qparams)
+
+
+def _checked_key(op: OpDef, args: tuple):
+    """run_checked's key for a call: the op, the first operand's layout, dtype and
+    qparams, the other tensors' dtypes and shapes and the other arguments; None where
+    the call must take the full path (dispatch modes, autocast, a device other than the
+    CPU, an argument that is not a plain value, an unhashable one)."""
     x = args[0]
     if _dispatch._modes or _autocast.ACTIVE or not isinstance(x, Tensor) or \
             x._storage.device != "cpu":
-        return op(*args)
+        return None
     a = x._array
     if type(x) is QuantizedTensor and x._qaxis is None:
         key = [op, a.shape, a.strides, x._qdtype, x._qscale, x._qzero_point]
     elif type(x) is Tensor and not x.requires_grad:     # quantize_dynamic's float input
         key = [op, a.shape, a.strides, a.dtype]
     else:
-        return op(*args)
+        return None
     for v in args[1:]:
         if isinstance(v, Tensor):
             if v._storage.device != "cpu":
-                return op(*args)
+                return None
             key.append((type(v), v._array.dtype, v._array.shape,
                         getattr(v, "_qdtype", None), getattr(v, "_qaxis", None)))
         elif v is None or type(v) in (int, float, bool, tuple):
             key.append(v)
         else:
-            return op(*args)
+            return None
     key = tuple(key)
     try:
-        out_meta = _CHECKED.get(key)
+        hash(key)
     except TypeError:       # an unhashable argument (a list inside a tuple)
-        return op(*args)
-    if out_meta is None:
-        result = op(*args)
-        if len(_CHECKED) >= _MAX_CHECKED:
-            _CHECKED.clear()
-        from .eager import run_meta
-        _CHECKED[key] = run_meta(op, args)
-        return result
-    from .eager import wrap_with_meta
-    return wrap_with_meta(op, args, _native_or_reference(op, args, [_unwrap(v) for v in args]),
-                          out_meta)
+        return None
+    return key
 
 
 _CHECKED: dict[tuple, object] = {}
@@ -310,17 +373,15 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
     identical results), else its NumPy reference. A weight keeps its packed form in
     `_kernel_cache`, so packing happens once per weight."""
     if op.name == "quantized_add":
-        from ..codegen.quantized import binary_kernel
-        kernel = binary_kernel(op.name, ref_args[0], ref_args[1])
+        kernel = _kernels().binary_kernel(op.name, ref_args[0], ref_args[1])
         if kernel is not None:
             return kernel(*ref_args[2:])
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
     if weight is None and len(ref_args) > 1 and isinstance(ref_args[1], QuantizedArray):
         weight = ref_args[1]        # a compiled plan's constant (native_step)
     if weight is not None and op.name in NATIVE_STEPS:
-        from ..codegen.quantized import kernel_for
         cache = weight.__dict__.setdefault("_kernel_cache", {})
-        kernel = kernel_for(op.name, ref_args, cache)
+        kernel = _kernels().kernel_for(op.name, ref_args, cache)
         if kernel is not None:
             return kernel()
     if op.name == "quantized_conv2d_add":     # no fused kernel here: the pair's kernels
@@ -343,8 +404,7 @@ def _same_qparams(op: OpDef, args: tuple, qt: QuantizedTensor):
     """Run a data-movement op on the integers and keep the qparams."""
     qa = qt._qarray()
     if args and args[0] is qt:
-        from ..codegen.quantized import same_qparams_kernel
-        kernel = same_qparams_kernel(op.name, qa, args)
+        kernel = _kernels().same_qparams_kernel(op.name, qa, args)
         if kernel is not None:
             return QuantizedTensor._wrap(kernel())
     int_args = tuple(Tensor._from_array(qa.int_repr, copy=False) if a is qt else a
@@ -362,8 +422,7 @@ def _requantized_same(op: OpDef, args: tuple, qt: QuantizedTensor):
     from ..ir.quantized import quantize_array
     qa = qt._qarray()
     if args and args[0] is qt:
-        from ..codegen.quantized import same_qparams_kernel
-        kernel = same_qparams_kernel(op.name, qa, args)
+        kernel = _kernels().same_qparams_kernel(op.name, qa, args)
         if kernel is not None:
             return QuantizedTensor._wrap(kernel())
     float_args = tuple(Tensor._from_array(qa.dequantize()) if a is qt else a for a in args)
@@ -414,11 +473,18 @@ def _clamp_bounds(name: str, args: tuple):
 def _int_bounds(qa: QuantizedArray, low, high) -> tuple:
     """A clamp's real bounds as integers of qa's qparams (None where absent), quantized
     as torch's quantized hardtanh / clamp quantize them."""
+    return _int_bounds_of(float(qa.scale), int(qa.zero_point), qa.dtype, low, high)
+
+
+@functools.lru_cache(maxsize=1024)
+def _int_bounds_of(scale: float, zero_point: int, dtype, low, high) -> tuple:
+    """_int_bounds by qparams, computed once per (qparams, bounds): a converted model
+    clamps every call with the same ones (quantizing them took ~10 us a clamp)."""
     from ..ir.quantized import quantize_array
 
     def bound(v):
         return None if v is None else \
-            int(quantize_array(np.float32(v), qa.scale, qa.zero_point, qa.dtype).int_repr)
+            int(quantize_array(np.float32(v), scale, zero_point, dtype).int_repr)
     return bound(low), bound(high)
 
 
@@ -429,24 +495,35 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
     of its own: the same integers either way. The result remembers the integer range it
     was clamped to, so that the clamp node after it (convert_fx's graph keeps it, as
     torch.ao's does) finds nothing left to do."""
-    from .eager import run_meta, wrap_with_meta
-    out_meta = run_meta(op, args)
+    eager = _eager()
+    key = _checked_key(op, args)      # the meta rule's verdict, as run_checked keeps it
+    out_meta = None if key is None else _CHECKED.get(key)
+    if out_meta is None:
+        out_meta = eager.run_meta(op, args)
+        if key is not None:
+            if len(_CHECKED) >= _MAX_CHECKED:
+                _CHECKED.clear()
+            _CHECKED[key] = out_meta
     ref_args = [_unwrap(v) for v in args]
-    probe = QuantizedArray(np.zeros((), ref_args[0].int_repr.dtype), ref_args[0].dtype,
-                           float(args[7]), int(args[8]))
-    lo, hi = _int_bounds(probe, low, high)
+    lo, hi = _int_bounds_of(float(args[7]), int(args[8]), ref_args[0].dtype, low, high)
     qlo, qhi = qrange(ref_args[0].dtype)
     bounds = (qlo if lo is None else lo, qhi if hi is None else hi)
     weight = args[1]
+    if key is not None:
+        value = _run_conv_runner(op, args, key, bounds)
+        if value is not None:
+            out = eager.wrap_with_meta(op, args, value, out_meta)
+            out._clamped_to = bounds
+            return out
     kernel = None
     if isinstance(weight, QuantizedTensor) and args[0]._qaxis is None:
-        from ..codegen.quantized import kernel_for
         cache = weight.__dict__.setdefault("_kernel_cache", {})
-        kernel = kernel_for(op.name, ref_args, cache, clamp=bounds)
+        kernel = _kernels().kernel_for(op.name, ref_args, cache, clamp=bounds)
     if kernel is not None:
-        out = wrap_with_meta(op, args, kernel(), out_meta)
+        out = eager.wrap_with_meta(op, args, kernel(), out_meta)
     else:
-        out = wrap_with_meta(op, args, _native_or_reference(op, args, ref_args), out_meta)
+        out = eager.wrap_with_meta(op, args, _native_or_reference(op, args, ref_args),
+                                   out_meta)
         out = _clamped(out._qarray(), low, high)
     out._clamped_to = bounds
     return out
@@ -464,22 +541,28 @@ def _already_clamped(qt: "QuantizedTensor", bounds: tuple):
     return QuantizedTensor._wrap(qt._qarray())
 
 
+def clamp_already_done(x, low, high):
+    """F.hardtanh / relu6 (not in place) on a quantized conv's result that its fused
+    epilogue already clamped into [low, high]: the result (a new tensor on the same
+    integers, as the dispatched op gives), without the dispatch (~20 us a clamp node of
+    a converted MobileNet, which convert_fx keeps as torch.ao does); None otherwise."""
+    if type(x) is not QuantizedTensor or _dispatch._modes or _autocast.ACTIVE or \
+            x._qaxis is not None or getattr(x, "_clamped_to", None) is None:
+        return None
+    return _already_clamped(x, (low, high))
+
+
 def _clamped(qa: QuantizedArray, low, high) -> "QuantizedTensor":
     """One clip of the integers into a fresh buffer of the input's memory order (a
     convolution's channels-last result stays channels-last, its storage one block)."""
-    from ..ir.quantized import quantize_array
     from ..runtime.lite_int8 import memory_order
-
-    def bound(v):
-        return None if v is None else \
-            quantize_array(np.float32(v), qa.scale, qa.zero_point, qa.dtype).int_repr
     q = qa.int_repr
     flat = memory_order(q)
     if flat is None:
         q = np.ascontiguousarray(q)
         flat = memory_order(q)
     src, out = flat[0], np.empty_like(flat[0])
-    lo, hi = bound(low), bound(high)
+    lo, hi = _int_bounds(qa, low, high)
     if lo is None and hi is None:
         out[...] = src
         return QuantizedTensor._wrap(qa.with_values(flat[1](out)))

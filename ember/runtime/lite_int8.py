@@ -153,6 +153,32 @@ except ImportError:      # loaded on its own
     _host_pool = None
 
 
+# readable bytes every int8 kernel output has past its end: the depthwise kernel's last
+# 32-channel block may read that far past a channels-last input (depthwise_slack), so it
+# reads a convolution's result in place whatever its channel count
+OUT_SLACK = 64
+
+
+def _empty_out(shape, dtype) -> np.ndarray:
+    """_empty with OUT_SLACK readable bytes past the array's end."""
+    shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
+    count = math.prod(shape)
+    extra = -(-OUT_SLACK // dtype.itemsize)
+    return _empty((count + extra,), dtype)[:count].reshape(shape)
+
+
+def readable_past_end(a: np.ndarray) -> int:
+    """Bytes past a's last element that belong to the memory a views (its root array's,
+    or the caching allocator's block): 0 where that is unknown."""
+    root = a
+    while isinstance(root, np.ndarray) and root.base is not None:
+        root = root.base
+    raw = getattr(root, "_raw", root)        # an allocator block (runtime/allocator.py)
+    if not isinstance(raw, np.ndarray):
+        return 0
+    return raw.ctypes.data + raw.nbytes - (a.ctypes.data + a.nbytes)
+
+
 def host_pool():
     """The thread pool host code splits work over: ember's (runtime/threads.py) inside
     the package, this file's own when loaded on its own."""
@@ -367,7 +393,7 @@ class QGemmCall:
     def on_one_thread(self, fn, buffer: np.ndarray, other=None) -> np.ndarray:
         """The GEMM on the calling thread alone (callers that run many small GEMMs, a
         grouped convolution's, one per thread)."""
-        out = _empty(self.out_shape, self.out_dtype)
+        out = _empty_out(self.out_shape, self.out_dtype)
         params = self.params.copy()
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
         if other is not None:
@@ -389,7 +415,7 @@ class QGemmCall:
         call was made with) replace its epilogue's for this call only (a dynamic
         linear's, which change with every input's qparams). other: the residual operand
         of qgemm_u8_add (residual_other's layout)."""
-        out = _empty(self.out_shape, self.out_dtype)
+        out = _empty_out(self.out_shape, self.out_dtype)
         params = self.params.copy()      # its counter word starts at 0
         params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
         if other is not None:
@@ -413,9 +439,17 @@ class QGemmCall:
 DW_BLOCK = 32        # channels per kernel step
 # rows, chunk, counter: the claiming schedule (as QGEMM_FIELDS'); a kernel packaged
 # before it existed ignores them and runs fixed row ranges (claim=False)
+# origin ... zp_row: the padding read in the kernel (qdepthwise.py's docstring): the window
+# origin's offset at output (0, 0), the output rows and columns whose windows are inside
+# the image, stride, padding, the image's size and pitches, each tap's (row, column) from
+# the origin, the zero point's row; a kernel packaged before them ignores them (its host
+# pads: every pixel inside)
 QDW_FIELDS = ("x", "oh", "ow", "img_stride", "row_stride", "col_stride", "taps", "tap_offs",
               "weights", "c_blocks", "out", "ldo", "corr", "mult", "bias", "qparams",
-              "n_valid", "w_stride", "rows", "chunk", "counter")
+              "n_valid", "w_stride", "rows", "chunk", "counter",
+              "origin", "oy_lo", "oy_hi", "ox_lo", "ox_hi", "stride_h", "stride_w",
+              "pad_top", "pad_left", "h", "w", "pitch_row", "pitch_col", "tap_dy", "tap_dx",
+              "zp_row")
 _DW_X, _DW_OUT = QDW_FIELDS.index("x"), QDW_FIELDS.index("out")
 _DW_CHUNK = QDW_FIELDS.index("chunk")
 
@@ -426,39 +460,75 @@ def depthwise_slack(c: int) -> int:
     return -(-c // DW_BLOCK) * DW_BLOCK - c
 
 
+def depthwise_reads_in_place(x: np.ndarray) -> bool:
+    """Whether the depthwise kernel reads the [N, C, H, W] uint8 x as it is, the padding
+    in the kernel: channels-last memory (a convolution's result) whose last channel
+    block can be read whole (C a multiple of 32, or readable bytes past x's end: every
+    int8 kernel's output has them, OUT_SLACK)."""
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous and \
+        (x.shape[1] % DW_BLOCK == 0 or
+         readable_past_end(x) >= depthwise_slack(x.shape[1]))
+
+
+def _inside_range(size: int, out: int, kernel: int, stride: int, pad: int,
+                  dilation: int) -> tuple[int, int]:
+    """[lo, hi): the output positions along a dim whose windows lie inside [0, size)."""
+    lo = -(-pad // stride)
+    hi = (size - 1 + pad - (kernel - 1) * dilation) // stride + 1
+    lo = min(lo, out)
+    return lo, max(lo, min(hi, out))
+
+
+def _even_taps(taps: np.ndarray) -> np.ndarray:
+    """An even count of per-tap values (the kernel takes taps in pairs): an odd count's
+    last one again, against zero weights."""
+    taps = taps.reshape(-1)
+    return np.concatenate([taps, taps[-1:]] if taps.size % 2 else [taps]).astype(np.int64)
+
+
 class QDepthwiseCall:
-    """The depthwise kernel's parameter block for one padded channels-last input shape
-    [N, Hp, Wp, C] (made once; a call fills in the input and output addresses). weights:
-    [tap pairs, C_pad, 2] int16; corr, mult, bias: per channel, padded to C_pad."""
+    """The depthwise kernel's parameter block for one channels-last input shape
+    [N, H, W, C] (made once; a call fills in the input and output addresses). padding:
+    read in the kernel (taps outside the image read zero_point); (0, 0) for an input
+    the host padded. weights: [tap pairs, C_pad, 2] int16; corr, mult, bias: per
+    channel, padded to C_pad."""
 
     def __init__(self, x_shape, weights: np.ndarray, kernel, stride, dilation, out_hw,
                  corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams,
-                 claim: bool = True):
-        n, hp, wp, c = x_shape
+                 claim: bool = True, padding=(0, 0), zero_point: int = 0):
+        n, h, w, c = x_shape
         (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+        ph, pw = padding
         c_pad = weights.shape[1]
         self.m, self.c, self.rows = n * oh * ow, c, n * oh
         self.out_shape = (n * oh * ow, c)      # unpadded rows (the kernel masks its stores)
-        taps = ((np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw) * c).reshape(-1)
-        # an even count (the kernel takes taps in pairs): an odd one's last offset again,
-        # against zero weights
-        self.tap_offs = np.concatenate([taps, taps[-1:]] if taps.size % 2 else [taps])
-        self.tap_offs = self.tap_offs.astype(np.int64)
+        dy, dx = np.arange(kh)[:, None] * dh, np.arange(kw)[None, :] * dw
+        self.tap_offs = _even_taps((dy * w + dx) * c)
+        self.tap_dy = _even_taps(np.broadcast_to(dy, (kh, kw)))
+        self.tap_dx = _even_taps(np.broadcast_to(dx, (kh, kw)))
+        self.zp_row = np.full(c_pad, zero_point, np.uint8)
+        oy_lo, oy_hi = _inside_range(h, oh, kh, sh, ph, dh)
+        ox_lo, ox_hi = _inside_range(w, ow, kw, sw, pw, dw)
         qp = np.asarray(qparams, np.float64)
-        values = {"x": 0, "oh": oh, "ow": ow, "img_stride": hp * wp * c,
-                  "row_stride": sh * wp * c, "col_stride": sw * c, "taps": kh * kw,
+        values = {"x": 0, "oh": oh, "ow": ow, "img_stride": h * w * c,
+                  "row_stride": sh * w * c, "col_stride": sw * c, "taps": kh * kw,
                   "tap_offs": self.tap_offs.ctypes.data, "weights": weights.ctypes.data,
                   "c_blocks": c_pad // DW_BLOCK, "out": 0, "ldo": c,
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data, "bias": bias.ctypes.data,
                   "qparams": qp.ctypes.data, "n_valid": c, "w_stride": c_pad,
-                  "rows": self.rows, "chunk": 0, "counter": 0}
+                  "rows": self.rows, "chunk": 0, "counter": 0,
+                  "origin": -(ph * w + pw) * c, "oy_lo": oy_lo, "oy_hi": oy_hi,
+                  "ox_lo": ox_lo, "ox_hi": ox_hi, "stride_h": sh, "stride_w": sw,
+                  "pad_top": ph, "pad_left": pw, "h": h, "w": w, "pitch_row": w * c,
+                  "pitch_col": c, "tap_dy": self.tap_dy.ctypes.data,
+                  "tap_dx": self.tap_dx.ctypes.data, "zp_row": self.zp_row.ctypes.data}
         self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
         self.claim = claim
         self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
         """[N * OH * OW, C] uint8 (rows: output pixels, channels-last)."""
-        out = _empty(self.out_shape, np.uint8)
+        out = _empty_out(self.out_shape, np.uint8)
         params = self.params.copy()
         params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
         if self.claim:
@@ -532,7 +602,7 @@ def qgemm_amx_run(fn, pool, gather: Gather, packed: np.ndarray, kq_pad: int, n: 
 def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale: float,
              zero_point: int, relu: bool) -> np.ndarray:
     """uint8 a + b requantized to (scale, zero_point): flat buffers of one size."""
-    out = _empty(a.shape, a.dtype)
+    out = _empty_out(a.shape, a.dtype)
     inv = np.float32(1.0) / np.float32(scale)
     qp = np.array([a_qparams[1], a_qparams[0], b_qparams[1], b_qparams[0], inv, zero_point,
                    0.0 if relu else -np.inf, 255.0], np.float64)
@@ -813,14 +883,21 @@ class QGemmStep:
         d = self.desc
         n, c, h, w = x.shape
         out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"], d["dilation"])
-        x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], c, depthwise_slack(c))
-        call = self._calls.get(x_nhwc.shape)
+        # "pad": "kernel": packaged with the kernel that reads the padding itself
+        in_kernel = d.get("pad") == "kernel" and depthwise_reads_in_place(x)
+        if in_kernel:
+            x_nhwc = x.transpose(0, 2, 3, 1)        # channels-last memory, read in place
+        else:
+            x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], c, depthwise_slack(c))
+        call = self._calls.get((x_nhwc.shape, in_kernel))
         if call is None:
             call = QDepthwiseCall(x_nhwc.shape, self.packed, d["kernel"], d["stride"],
                                   d["dilation"], out_hw, self.corr, self.mult, self.bias,
-                                  d["qparams"], _claims(d))
+                                  d["qparams"], _claims(d),
+                                  tuple(d["padding"]) if in_kernel else (0, 0),
+                                  d["x_zero_point"])
             if len(self._calls) < 16:
-                self._calls[x_nhwc.shape] = call
+                self._calls[(x_nhwc.shape, in_kernel)] = call
         out = call(self.fn, self.pool_fn(), x_nhwc)
         return out.reshape(n, out_hw[0], out_hw[1], c).transpose(0, 3, 1, 2)
 

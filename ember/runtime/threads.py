@@ -95,15 +95,30 @@ def _host_is_quiet() -> bool:
         return True
 
 
-def _native_chunk_kernel(kernel, args) -> int | None:
-    """The kernel's address where a spinning worker can call it from native code (a
-    ctypes function of the chunk signature given one pointer argument), else None."""
+_WORD_TYPES = (ctypes.c_int64, ctypes.c_void_p)
+
+
+def _native_chunk_kernel(kernel, args, trampolines: dict):
+    """(address, params word, the params block to keep alive) where a spinning worker can
+    call the kernel from native code, else None: a ctypes function of the chunk signature
+    given one pointer argument directly; one of 2 .. max(trampolines) integer or pointer
+    arguments after `worker`, given as ints, through the trampoline for that many (its
+    params block: the kernel's address, then the arguments)."""
     proto = type(kernel)
-    if getattr(proto, "_argtypes_", None) != _CHUNK_ARGTYPES or \
-            getattr(proto, "_restype_", 0) is not None or len(args) != 1 or \
-            not isinstance(args[0], int):
+    argtypes = getattr(proto, "_argtypes_", None)
+    if argtypes is None or getattr(proto, "_restype_", 0) is not None or \
+            not all(isinstance(a, int) for a in args):
         return None
-    return ctypes.cast(kernel, ctypes.c_void_p).value
+    if argtypes == _CHUNK_ARGTYPES and len(args) == 1:
+        return ctypes.cast(kernel, ctypes.c_void_p).value, args[0], None
+    trampoline = trampolines.get(len(args))
+    if trampoline is None or len(argtypes) != 3 + len(args) or \
+            argtypes[:3] != _CHUNK_ARGTYPES[:3] or \
+            not all(t in _WORD_TYPES for t in argtypes[3:]):
+        return None
+    block = (ctypes.c_int64 * (1 + len(args)))(ctypes.cast(kernel, ctypes.c_void_p).value,
+                                               *args)
+    return trampoline, ctypes.addressof(block), block
 
 
 class ThreadPool:
@@ -118,6 +133,7 @@ class ThreadPool:
     def __init__(self, n_threads: int | None = None):
         self.n_threads = n_threads or cpu_count()
         self._spin = None
+        self._trampolines: dict = {}
         self._spin_ok, self._next_load_check = True, 0.0
         # slot words, 64-byte aligned (one cache line per worker; index 0 unused)
         self._slot_memory = (ctypes.c_int64 * (_SLOT_WORDS * (self.n_threads + 1)))()
@@ -132,10 +148,12 @@ class ThreadPool:
         for t in self._workers:
             t.start()
 
-    def use_spinning(self, worker, post, reclaim, wait, stop) -> None:
-        """Install the native hand-off (codegen/llvm/spin.py's compiled functions)."""
+    def use_spinning(self, worker, post, reclaim, wait, stop, trampolines=None) -> None:
+        """Install the native hand-off (codegen/llvm/spin.py's compiled functions;
+        trampolines: {k: address} of those that pass k arguments on)."""
         if self._spin is None:
             atexit.register(self._end_spinning)
+        self._trampolines = dict(trampolines or {})
         self._spin = (worker, post, reclaim, wait, stop)
 
     def _end_spinning(self) -> None:
@@ -200,11 +218,12 @@ class ThreadPool:
         if spin is not None and time.monotonic() > self._next_load_check:
             self._spin_ok = _host_is_quiet()
             self._next_load_check = time.monotonic() + LOAD_CHECK_S
-        native = _native_chunk_kernel(kernel, args) if spin and self._spin_ok else None
+        native = _native_chunk_kernel(kernel, args, self._trampolines) \
+            if spin and self._spin_ok else None        # (address, params, block kept)
         posted, tasks = [], [_Task(kernel, (*chunks[0], 0, *args))]
         for w, (begin, end) in enumerate(chunks[1:], start=1):
             slot = self._slots[w]
-            if native is not None and spin[1](slot, native, begin, end, w, args[0]):
+            if native is not None and spin[1](slot, native[0], begin, end, w, native[1]):
                 posted.append((w, slot))
                 continue
             if spin is not None:

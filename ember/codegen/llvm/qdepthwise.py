@@ -14,6 +14,15 @@ is) and the zero point is taken off in the epilogue as `x_zp * sum_t w[t, c]`, s
 `acc - corr` is the centered sum exactly and the requantization is the GEMM's, operation
 for operation: results equal the NumPy reference bit for bit.
 
+The padding is read in the kernel, not copied: the input is the unpadded channels-last
+value (the previous convolution's result, as it is). Output pixels whose window lies
+inside the image (rows [oy_lo, oy_hi), columns [ox_lo, ox_hi)) read their taps at fixed
+offsets from the window's origin; the others (the border) check each tap against the
+image and read a tap outside it from `zp_row`, a row of the zero point: the bytes the
+padded copy would have had there, so the sums are the same. A host that pads (an
+artifact packaged before this, or C not a multiple of 32: the last block reads past the
+input's end) passes the padded input with no padding left (every pixel inside).
+
 Channels are read in blocks of 32 from each pixel: where C is not a multiple of 32 the
 last block reads into the next pixel's channels (the caller leaves readable bytes past
 the input's end) against zero weights, and its stores are masked to the C columns.
@@ -43,7 +52,8 @@ TILE = Q.Config("depthwise", Isa.AVX512, 16, 1, BLOCK // 16)
 TILE_AVX2 = Q.Config("depthwise_avx2", Isa.AVX2, 8, 1, BLOCK // 8)
 FIELDS = lite.QDW_FIELDS
 _F = {name: i for i, name in enumerate(FIELDS)}
-_PTRS = {"x", "tap_offs", "weights", "out", "corr", "mult", "bias", "qparams"}
+_PTRS = {"x", "tap_offs", "weights", "out", "corr", "mult", "bias", "qparams", "tap_dy",
+         "tap_dx", "zp_row"}
 
 
 def available() -> bool:
@@ -59,20 +69,42 @@ def _pmaddwd(b, x16, w16, lanes: int):
     return b.call(fn, [x16, w16])
 
 
-def _taps(b, p, base, c0, lanes: int):
-    """The int32 accumulators (BLOCK // lanes vectors) of one pixel's 32 channels from c0:
-    two taps a step, their input bytes interleaved channel by channel and widened to
-    int16 pairs against the weights' (tap 2j, tap 2j + 1) pairs, so one vpmaddwd does
-    two taps of `lanes` channels."""
+def _inside_taps(b, p, base):
+    """address(tap) of a pixel whose window is inside the image: the tap's fixed offset
+    from the window's origin `base` (bytes into x, the channel block's included)."""
+    def address(tap):
+        off = b.load(b.gep(p["tap_offs"], [tap], source_etype=u.I64), typ=u.I64)
+        return b.gep(p["x"], [b.add(base, off)], source_etype=I8)
+    return address
+
+
+def _border_taps(b, p, img_base, iy0, ix0, c0):
+    """address(tap) of a border pixel (window origin at row iy0, column ix0 of the image,
+    maybe outside it): the tap's bytes where it is inside the image, else the zero
+    point's row (what the padded copy holds there)."""
+    def address(tap):
+        iy = b.add(iy0, b.load(b.gep(p["tap_dy"], [tap], source_etype=u.I64), typ=u.I64))
+        ix = b.add(ix0, b.load(b.gep(p["tap_dx"], [tap], source_etype=u.I64), typ=u.I64))
+        inside = b.and_(b.icmp_unsigned("<", iy, p["h"]), b.icmp_unsigned("<", ix, p["w"]))
+        off = b.add(b.add(img_base, b.mul(iy, p["pitch_row"])),
+                    b.add(b.mul(ix, p["pitch_col"]), c0))
+        return b.select(inside, b.gep(p["x"], [off], source_etype=I8),
+                        b.gep(p["zp_row"], [c0], source_etype=I8))
+    return address
+
+
+def _taps(b, p, address, c0, lanes: int):
+    """The int32 accumulators (BLOCK // lanes vectors) of one pixel's 32 channels from c0,
+    tap t's bytes at address(t): two taps a step, their input bytes interleaved channel
+    by channel and widened to int16 pairs against the weights' (tap 2j, tap 2j + 1)
+    pairs, so one vpmaddwd does two taps of `lanes` channels."""
     bytes_t = u.vec(I8, BLOCK)
     pairs_t = u.vec(I16, 2 * lanes)
     interleave = [v for c in range(BLOCK) for v in (c, BLOCK + c)]
 
     def step(j, acc):
-        offs = [b.load(b.gep(p["tap_offs"], [b.add(b.add(j, j), u.i64(t))],
-                             source_etype=u.I64), typ=u.I64) for t in (0, 1)]
-        xs = [b.load(b.gep(p["x"], [b.add(base, off)], source_etype=I8), typ=bytes_t,
-                     align=1) for off in offs]
+        xs = [b.load(address(b.add(b.add(j, j), u.i64(t))), typ=bytes_t, align=1)
+              for t in (0, 1)]
         both = b.shuffle_vector(xs[0], xs[1], ir.Constant(u.vec(u.I32, 2 * BLOCK),
                                                           interleave))
         wbase = b.mul(b.add(b.mul(j, p["w_stride"]), c0), u.i64(2))
@@ -115,13 +147,40 @@ def _emit(module: ir.Module, lanes: int) -> None:
     with u.counted_loop(b, begin, end, 1, "row") as row:
         img = b.sdiv(row, p["oh"])
         oy = b.sub(row, b.mul(img, p["oh"]))
-        row_base = b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"]))
+        img_base = b.mul(img, p["img_stride"])
+        # the window origin's byte offset (negative at a padded border: read only
+        # through the inside path, where it is not)
+        row_base = b.add(b.add(img_base, b.mul(oy, p["row_stride"])), p["origin"])
+        row_inside = b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
+                            b.icmp_signed("<", oy, p["oy_hi"]))
+        iy0 = b.sub(b.mul(oy, p["stride_h"]), p["pad_top"])
         with u.counted_loop(b, u.i64(0), p["c_blocks"], 1, "cb") as cb:
             c0 = b.mul(cb, u.i64(BLOCK))
             columns = Q.epilogue_columns(b, tile, p, cb)
             with u.counted_loop(b, u.i64(0), p["ow"], 1, "ox") as ox:
+                inside = b.and_(row_inside, b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                                                   b.icmp_signed("<", ox, p["ox_hi"])))
+                inner, border, merge = (fn.append_basic_block(n) for n in
+                                        ("inner", "border", "pixel"))
+                b.cbranch(inside, inner, border)
+                b.position_at_end(inner)
                 base = b.add(b.add(row_base, b.mul(ox, p["col_stride"])), c0)
-                acc = _taps(b, p, base, c0, lanes)
+                acc_in = _taps(b, p, _inside_taps(b, p, base), c0, lanes)
+                inner_end = b.block
+                b.branch(merge)
+                b.position_at_end(border)
+                ix0 = b.sub(b.mul(ox, p["stride_w"]), p["pad_left"])
+                acc_border = _taps(b, p, _border_taps(b, p, img_base, iy0, ix0, c0), c0,
+                                   lanes)
+                border_end = b.block
+                b.branch(merge)
+                b.position_at_end(merge)
+                acc = []
+                for v_in, v_border in zip(acc_in, acc_border):
+                    phi = b.phi(v_in.type)
+                    phi.add_incoming(v_in, inner_end)
+                    phi.add_incoming(v_border, border_end)
+                    acc.append(phi)
                 Q._epilogue(b, tile, p, acc, b.add(b.mul(row, p["ow"]), ox), cb, True,
                             qparams, columns)
     b.branch(claim_head)
@@ -169,10 +228,12 @@ class PackedDepthwise:
 
 
 def prepare(x_nhwc_shape, packed: PackedDepthwise, stride, dilation, out_hw, vectors,
-            qparams):
+            qparams, padding=(0, 0), zero_point: int = 0):
     """The kernel's parameter block for one input geometry; the returned function(buffer)
-    runs it on a padded channels-last input of that shape (lite.QDepthwiseCall)."""
+    runs it on a channels-last input of that shape (lite.QDepthwiseCall): unpadded, the
+    kernel reading `padding` as zero_point, or padded by the caller (padding (0, 0))."""
     call = lite.QDepthwiseCall(x_nhwc_shape, packed.data, packed.kernel, stride, dilation,
-                               out_hw, *vectors, qparams)
+                               out_hw, *vectors, qparams, padding=padding,
+                               zero_point=zero_point)
     fn = _kernel()[1]
     return lambda buffer, threads=None: call(fn, default_pool(), buffer, threads)

@@ -33,7 +33,11 @@ at load 9 on 2 cores before this rule).
     spin_stop(slot)
 
 Kernels posted have the thread pool's chunk signature with one pointer argument:
-fn(begin, end, worker, params) (int64, int64, int64, pointer).
+fn(begin, end, worker, params) (int64, int64, int64, pointer). A kernel with more
+arguments after `worker` (2 to MAX_ARGS words: pointers and int64s, the int8 add's,
+max pool's, quantize's) is posted as the trampoline spin_call<k>, whose params block
+holds the kernel's address and its k arguments: it calls fn(begin, end, worker,
+args...) (pointers and int64s pass alike, in integer registers).
 """
 from __future__ import annotations
 
@@ -49,12 +53,20 @@ ASLEEP, SPINNING, POSTED, RUNNING = 0, 1, 2, 3
 YIELD_TICKS = 50_000          # about 20 us at the 2-4 GHz cycle counters tick at
 OFF_CORE_TICKS = 25_000       # a spin step this long: the thread was descheduled
 _CHUNK_FN = ir.FunctionType(u.VOID, [u.I64, u.I64, u.I64, u.PTR])
+MAX_ARGS = 6         # the widest kernel a trampoline passes on (arguments after worker)
 
 
 class _ChunkCallee(ir.instructions.CastInstr):
     """A kernel address cast to a pointer, callable with the chunk signature (llvmlite
     reads a callee's type from its pointee, which opaque pointers do not have)."""
     function_type = property(lambda self: _CHUNK_FN)
+
+
+def _callee(value, fn_type):
+    """A kernel address (a pointer) callable with fn_type (as _ChunkCallee)."""
+    value.__class__ = type(f"_Callee{len(fn_type.args)}", (ir.instructions.CastInstr,),
+                           {"function_type": property(lambda self: fn_type)})
+    return value
 
 
 def _word(b, slot, i):
@@ -204,10 +216,25 @@ def _emit_stop(module):
     b.ret_void()
 
 
+def _emit_trampoline(module, k: int):
+    """spin_call<k>(begin, end, worker, params): params = [fn, arg 1 .. arg k] (int64
+    words); calls fn(begin, end, worker, arg 1, ..., arg k)."""
+    fn, b = u.define(module, f"spin_call{k}", u.VOID, [
+        ("begin", u.I64), ("end", u.I64), ("worker", u.I64), ("params", u.PTR)],
+        noalias_ptrs=False)
+    begin, end, worker, params = fn.args
+    words = [b.load(_word(b, params, i), typ=u.I64) for i in range(k + 1)]
+    kernel = _callee(b.inttoptr(words[0], u.PTR), ir.FunctionType(u.VOID, [u.I64] * (3 + k)))
+    b.call(kernel, [begin, end, worker] + words[1:])
+    b.ret_void()
+
+
 def module() -> ir.Module:
     mod = ir.Module(name="ember_spin")
     for emit in (_emit_worker, _emit_post, _emit_reclaim, _emit_wait, _emit_stop):
         emit(mod)
+    for k in range(2, MAX_ARGS + 1):
+        _emit_trampoline(mod, k)
     return mod
 
 
@@ -225,8 +252,15 @@ def functions():
             lib.function("spin_stop", None, ptr))
 
 
+@functools.lru_cache(maxsize=1)
+def trampolines() -> dict:
+    """{k: address of spin_call<k>} for k = 2 .. MAX_ARGS."""
+    lib = functions()[0]
+    return {k: lib.address(f"spin_call{k}") for k in range(2, MAX_ARGS + 1)}
+
+
 def install(pool=None) -> None:
     """Give the thread pool (default: the process's) the native hand-off; a kernel's
     compiling code calls this before its first parallel run."""
     from ...runtime.threads import default_pool
-    (pool or default_pool()).use_spinning(*functions()[1:])
+    (pool or default_pool()).use_spinning(*functions()[1:], trampolines=trampolines())

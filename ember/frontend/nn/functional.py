@@ -18,6 +18,7 @@ from ...ir import autocast
 from ...ir.errors import EmberError, ShapeError
 from ...ir.registry import OPS
 from ..tensor import Tensor
+from ..quantized import clamp_already_done
 from ..autograd import no_grad
 from ._functional_common import BadArgument, maybe_inplace, refuse_traced_sparse_gradient
 from ._batch_norm_eager import batch_norm_train, fused_batch_norm_applies
@@ -69,6 +70,10 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
             getattr(input.dtype, "is_quantized", False)):
         # PyTorch truncates the bounds to the integer dtype, then clamps
         return maybe_inplace(input, inplace, lambda x: x.clamp(int(min_val), int(max_val)))
+    if not inplace:     # a fused conv epilogue's result: clamped already
+        done = clamp_already_done(input, min_val, max_val)
+        if done is not None:
+            return done
     return maybe_inplace(input, inplace, lambda x: OPS["hardtanh"](x, min_val, max_val))
 
 
