@@ -562,5 +562,6 @@ def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool
     return run
 
 
-def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None):
-    return call(fn, default_pool(), buffer, threads, corr, mult, other)
+def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None,
+                  bias=None):
+    return call(fn, default_pool(), buffer, threads, corr, mult, other, bias)
