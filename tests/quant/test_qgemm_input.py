@@ -91,3 +91,19 @@ def test_dynamic_linear_sees_its_bias_changed_in_place():
         q[0].bias.add_(1.0)
         after = q(x).numpy()
     np.testing.assert_allclose(after, before + 1.0, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("np_dtype,t_dtype,zero_point", [(np.uint8, torch.quint8, 3),
+                                                          (np.int8, torch.qint8, -5)])
+def test_quantize_kernel_rounds_halves_as_torch(np_dtype, t_dtype, zero_point):
+    """quantize_per_tensor's native kernel (qelementwise: float32 rounding, float64 near
+    halves) on values landing on and next to half-integers, and on spread-out ones."""
+    from ember.codegen.llvm import qelementwise as QE
+    scale = 0.25
+    halves = (np.arange(-300, 300, dtype=np.float32) + np.float32(0.5)) * np.float32(scale)
+    spread = np.random.default_rng(0).standard_normal(5000).astype(np.float32) * 40
+    for x in (halves, np.nextafter(halves, np.float32(1e3)),
+              np.nextafter(halves, np.float32(-1e3)), spread):
+        t = torch.quantize_per_tensor(torch.from_numpy(x), scale, zero_point, t_dtype)
+        np.testing.assert_array_equal(QE.quantize(x, scale, zero_point, np_dtype),
+                                      t.int_repr().numpy())
