@@ -252,6 +252,12 @@ def _same_bias(kept, bias) -> bool:
 
 def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     n, k = w.int_repr.shape
+    a = x.int_repr
+    if cfg is not QA.AMX and k % 4 == 0 and a.flags.c_contiguous:
+        call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
+        if bias is None or call.bias_in_place(bias):
+            out = call.run(a, bias=bias).reshape(call.out_shape)
+            return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
     cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     gather = Q.linear_gather(x.int_repr.reshape(-1, k), -(-k // 4))
@@ -259,6 +265,38 @@ def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
                            packed, x, w, bias, requant_params(scale, zero_point, x.dtype, relu))
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
+
+
+class _LinearCall:
+    """A static linear's GEMM for one input shape and set of qparams, made once (the
+    quantized model calls each layer with the same everything but its activations): the
+    parameter block reads the layer's float32 bias in place on every call, so a call
+    neither compares nor copies it (a bias changed in place is seen)."""
+
+    def __init__(self, x, w, scale, zero_point, relu, cfg, cache):
+        n, k = w.int_repr.shape
+        packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
+        a = x.int_repr.reshape(-1, k)
+        self.n_pad, self.out_shape = packed.n_pad, x.int_repr.shape[:-1] + (n,)
+        vectors = packed.epilogue_vectors(int(x.zero_point),
+                                          np.float32(x.scale) * weight_scales(w, n), None)
+        self.run = Q.prepare(Q.linear_gather(a, k // 4), packed, vectors,
+                             requant_params(scale, zero_point, x.dtype, relu), True)
+
+    def bias_in_place(self, bias) -> bool:
+        return type(bias) is np.ndarray and bias.dtype == np.float32 and \
+            bias.shape == (self.n_pad,) and bias.flags.c_contiguous
+
+
+def _linear_call(cache: dict, cfg, x, w, scale, zero_point, relu) -> _LinearCall:
+    key = ("linear", cfg.name, x.int_repr.shape, x.scale, x.zero_point, scale, zero_point,
+           relu)
+    call = cache.get(key)
+    if call is None:
+        _forget_calls(cache, "linear")
+        call = cache[key] = _LinearCall(x, w, scale, zero_point, relu,
+                                        Q.tile_for(cfg, w.int_repr.shape[0]), cache)
+    return call
 
 
 def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
