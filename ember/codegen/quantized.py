@@ -40,6 +40,7 @@ from .llvm import qdepthwise as QD
 from .llvm import qelementwise as QE
 from .llvm import qgemm as Q
 from .llvm import qgemm_amx as QA
+from .llvm import qgemm_input as QI
 
 
 def gemm_config():
@@ -262,6 +263,12 @@ def _same_bias(kept, bias) -> bool:
 
 def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     n, k = w.int_repr.shape
+    a = x.int_repr
+    if cfg is not QA.AMX and k % 4 == 0 and a.flags.c_contiguous:
+        call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
+        if bias is None or call.bias_in_place(bias):
+            out = call.run(a, bias=bias).reshape(call.out_shape)
+            return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
     cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     gather = Q.linear_gather(x.int_repr.reshape(-1, k), -(-k // 4))
@@ -269,6 +276,38 @@ def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
                            packed, x, w, bias, requant_params(scale, zero_point, x.dtype, relu))
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
+
+
+class _LinearCall:
+    """A static linear's GEMM for one input shape and set of qparams, made once (the
+    quantized model calls each layer with the same everything but its activations): the
+    parameter block reads the layer's float32 bias in place on every call, so a call
+    neither compares nor copies it (a bias changed in place is seen)."""
+
+    def __init__(self, x, w, scale, zero_point, relu, cfg, cache):
+        n, k = w.int_repr.shape
+        packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
+        a = x.int_repr.reshape(-1, k)
+        self.n_pad, self.out_shape = packed.n_pad, x.int_repr.shape[:-1] + (n,)
+        vectors = packed.epilogue_vectors(int(x.zero_point),
+                                          np.float32(x.scale) * weight_scales(w, n), None)
+        self.run = Q.prepare(Q.linear_gather(a, k // 4), packed, vectors,
+                             requant_params(scale, zero_point, x.dtype, relu), True)
+
+    def bias_in_place(self, bias) -> bool:
+        return type(bias) is np.ndarray and bias.dtype == np.float32 and \
+            bias.shape == (self.n_pad,) and bias.flags.c_contiguous
+
+
+def _linear_call(cache: dict, cfg, x, w, scale, zero_point, relu) -> _LinearCall:
+    key = ("linear", cfg.name, x.int_repr.shape, x.scale, x.zero_point, scale, zero_point,
+           relu)
+    call = cache.get(key)
+    if call is None:
+        _forget_calls(cache, "linear")
+        call = cache[key] = _LinearCall(x, w, scale, zero_point, relu,
+                                        Q.tile_for(cfg, w.int_repr.shape[0]), cache)
+    return call
 
 
 def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
@@ -476,6 +515,11 @@ def _forget_calls(cache: dict, kind: str) -> None:
 
 def linear_dynamic(x, w, bias, relu, cache, cfg):
     n, k = w.int_repr.shape
+    if cfg is not QA.AMX and QI.available() and x.dtype == np.float32 and \
+            x.flags.c_contiguous:
+        quantized = QI.quantize_dynamic_input(x)
+        if quantized is not None:
+            return _dynamic_call(cache, cfg, w, x.shape, relu)(quantized, bias)
     cfg = Q.tile_for(cfg, n)
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     scale, zp = dynamic_input_qparams(x)
@@ -486,19 +530,59 @@ def linear_dynamic(x, w, bias, relu, cache, cfg):
     gather = Q.linear_gather(q.reshape(-1, k), -(-k // 4))
     mult = np.float32(scale) * weight_scales(w, n)
     qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
-    if cfg is QA.AMX:
-        out = _run_gemm(cfg, gather, packed, zp, mult, bias, qparams, u8_out=False)
-    else:       # the parameter block kept per batch size: only corr and mult change
-        corr, mult, bias_vec = packed.epilogue_vectors(zp, mult, bias)
-        key = ("dynamic", cfg.name, gather.m, bool(relu))
-        entry = cache.get(key)
-        if entry is None or not _same_bias(entry[0], bias):
-            _forget_calls(cache, "dynamic")
-            entry = cache[key] = (None if bias is None else np.array(bias, copy=True),
-                                  Q.prepare(gather, packed, (corr, mult, bias_vec), qparams,
-                                            False))
-        out = entry[1](gather.buffer, corr=corr, mult=mult)
+    out = _run_gemm(cfg, gather, packed, zp, mult, bias, qparams, u8_out=False)
     return np.ascontiguousarray(out).reshape(*x.shape[:-1], n)
+
+
+class _DynamicCall:
+    """A dynamic linear's GEMM for one input shape, made once: the parameter block, the
+    weight's row sums and scales padded to the packed width. A call brings the input's
+    quantized values and qparams (qgemm_input.quantize_dynamic_input) and makes only the
+    epilogue's two per-call vectors, corr = zp * rowsum(W) and mult = scale * w_scale
+    (with the reference's float32 and wrapping int32 arithmetic)."""
+
+    def __init__(self, w, packed, x_shape, relu: bool):
+        n, k = w.int_repr.shape
+        self.k, self.kq, self.out_shape = k, -(-k // 4), tuple(x_shape[:-1]) + (n,)
+        self.packed = packed
+        self.row_sums = packed.column_vector(packed.row_sums, np.int32)
+        self.scales = packed.column_vector(weight_scales(w, n), np.float32)
+        self.zero_bias = packed.column_vector(0.0, np.float32)
+        gather = Q.linear_gather(np.zeros((int(np.prod(x_shape[:-1])), k), np.uint8), self.kq)
+        qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
+        self.run = Q.prepare(gather, packed, (self.row_sums, self.scales, self.zero_bias),
+                             qparams, False)
+
+    def __call__(self, quantized, bias):
+        q, scale, zero_point = quantized
+        if self.k % 4:      # rows zero padded to whole 4-byte groups
+            q = Q.linear_gather(q.reshape(-1, self.k), self.kq).buffer
+        corr = self.row_sums * np.int32(zero_point)
+        mult = self.scales * np.float32(scale)
+        out = self.run(q, corr=corr, mult=mult, bias=self._bias_vector(bias))
+        return out.reshape(self.out_shape)
+
+    def _bias_vector(self, bias):
+        """The epilogue's bias: the layer's own array where it is float32 and as long as
+        the packed width (read in place: no copy, and a change to it is seen), else a
+        padded float32 copy."""
+        if bias is None:
+            return self.zero_bias
+        if type(bias) is np.ndarray and bias.dtype == np.float32 and \
+                bias.shape == self.zero_bias.shape and bias.flags.c_contiguous:
+            return bias
+        return self.packed.column_vector(bias, np.float32)
+
+
+def _dynamic_call(cache: dict, cfg, w, x_shape, relu) -> _DynamicCall:
+    key = ("dynamic", cfg.name, x_shape, bool(relu))
+    call = cache.get(key)
+    if call is None:
+        tile = Q.tile_for(cfg, w.int_repr.shape[0])
+        packed = _packed(cache, f"linear-{tile.name}", lambda: Q.PackedWeight(w.int_repr, tile))
+        _forget_calls(cache, "dynamic")
+        call = cache[key] = _DynamicCall(w, packed, x_shape, relu)
+    return call
 
 
 # --- pooling -----------------------------------------------------------------------------------

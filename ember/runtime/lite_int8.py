@@ -326,6 +326,7 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
 _A, _OUT = QGEMM_FIELDS.index("a"), QGEMM_FIELDS.index("out")
 _CHUNK = QGEMM_FIELDS.index("chunk")
 _CORR, _MULT = QGEMM_FIELDS.index("corr"), QGEMM_FIELDS.index("mult")
+_BIAS = QGEMM_FIELDS.index("bias")
 _OTHER = QGEMM_FIELDS.index("other")
 
 
@@ -410,10 +411,11 @@ class QGemmCall:
         return other.ctypes.data
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None, corr=None,
-                 mult=None, other=None) -> np.ndarray:
+                 mult=None, other=None, bias=None) -> np.ndarray:
         """The GEMM on `buffer`; corr and mult (where given: arrays shaped as the ones the
         call was made with) replace its epilogue's for this call only (a dynamic
-        linear's, which change with every input's qparams). other: the residual operand
+        linear's, which change with every input's qparams), as bias does (float32, as
+        long as theirs: a layer's own bias read in place). other: the residual operand
         of qgemm_u8_add (residual_other's layout)."""
         out = _empty_out(self.out_shape, self.out_dtype)
         params = self.params.copy()      # its counter word starts at 0
@@ -422,6 +424,8 @@ class QGemmCall:
             params[_OTHER] = self._other_address(other)
         if corr is not None:
             params[_CORR], params[_MULT] = corr.ctypes.data, mult.ctypes.data
+        if bias is not None:
+            params[_BIAS] = bias.ctypes.data
         if self.small:
             threads = 1
         if self.claim:

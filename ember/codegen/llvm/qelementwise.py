@@ -98,7 +98,11 @@ def _quantize_body(b, lanes, x_ptr, out_ptr, i, qp):
     inv, zp = (u.splat(b, q, lanes) for q in qp[:2])
     lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qp[2:])
     x = b.load(b.gep(x_ptr, [i], source_etype=u.F32), typ=vf, align=4)
-    q = u.intrinsic(b, "roundeven", vf, b.fptrunc(u.fma(b, b.fpext(x, vd), inv, zp), vf))
+    if lanes > 1:   # float32 with the float64 fallback near halves: the same integers
+        from .qgemm import round_requantized    # (qgemm imports this module)
+        q = round_requantized(b, x, inv, zp, lanes)
+    else:
+        q = u.intrinsic(b, "roundeven", vf, b.fptrunc(u.fma(b, b.fpext(x, vd), inv, zp), vf))
     q = u.clamp(b, q, lo, hi)
     b.store(b.trunc(b.fptosi(q, vi), vb), b.gep(out_ptr, [i], source_etype=I8), align=1)
 

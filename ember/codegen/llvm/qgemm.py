@@ -42,6 +42,7 @@ block) pairs, so a 64-channel convolution still uses every thread.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -435,34 +436,80 @@ def _claims(b, params, p, t_begin, t_end):
                       b.mul(p["m_tiles"], p["n_blocks"]))
 
 
+def tail_rows(cfg: Config) -> int:
+    """Rows of the narrower tile a GEMM's last row tile takes when at most that many of
+    its MR rows are left (64 rows: ten 6-row tiles, then a 4-row one instead of
+    computing 66); 0: none."""
+    r = 2 * cfg.mr // 3
+    return r if 0 < r < cfg.mr else 0
+
+
+_PTR_FIELDS = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "other"}
+
+
+def _geometry(b, params):
+    """The parameter block's fields, the output height and the last row's A offset."""
+    p = {f: _field(b, params, f, f in _PTR_FIELDS) for f in FIELDS if f != "counter"}
+    oh = b.sdiv(p["ohw"], p["ow"])
+    img, oy, ox = _row_base(b, p, b.sub(p["m"], u.i64(1)))
+    last_base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                      b.mul(ox, p["col_stride"]))
+    return p, oh, last_base
+
+
+def _tile(b, cfg: Config, p, m0, nb, oh, last_base, u8_out: bool, residual: bool) -> None:
+    """One MR x NR tile: the k loop, then the epilogue. The sums start from -corr
+    (integer sums: exact in any order), so the epilogue has no subtraction and holds no
+    corr vectors beside the accumulators."""
+    neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
+    acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb, neg_corr)
+    _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
+              columns=epilogue_columns(b, cfg, p, nb, corr=False))
+
+
+def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool):
+    """<name>.tail(params, m0, nb): the tail_rows(cfg)-row tile, a function of its own
+    (not inlined: one more copy of the tile inside the task loop tripled the module's
+    compile time)."""
+    fn, b = u.define(module, f"{name}.tail", u.VOID, [("params", u.PTR), ("m0", u.I64),
+                                                      ("nb", u.I64)])
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    params, m0, nb = fn.args
+    p, oh, last_base = _geometry(b, params)
+    _tile(b, dataclasses.replace(cfg, mr=tail_rows(cfg)), p, m0, nb, oh, last_base, u8_out,
+          residual)
+    b.ret_void()
+    return fn
+
+
 def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) -> None:
     """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
     block, row tiles inner when nb_outer (the thread pool's chunk signature); the tasks
     run are [t_begin, t_end) or claimed (_claims). residual: qgemm_u8_add, the uint8
     result added to the block's "other" operand in the epilogue (_residual_add)."""
     name = "qgemm_u8_add" if residual else f"qgemm_{'u8' if u8_out else 'f32'}"
+    tail = _emit_tail(module, cfg, name, u8_out, residual) if tail_rows(cfg) else None
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
-    ptrs = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "other"}
-    p = {f: _field(b, params, f, f in ptrs) for f in FIELDS if f != "counter"}
+    p, oh, last_base = _geometry(b, params)
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
-    oh = b.sdiv(p["ohw"], p["ow"])
-    img, oy, ox = _row_base(b, p, b.sub(p["m"], u.i64(1)))
-    last_base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
-                      b.mul(ox, p["col_stride"]))
     begin, end, claim_head, claims_done = _claims(b, params, p, t_begin, t_end)
     with u.counted_loop(b, begin, end, 1, "t") as t:
         outer = b.sdiv(t, b.select(nb_outer, p["m_tiles"], p["n_blocks"]))
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
-        # the sums start from -corr (integer sums: exact in any order), so the epilogue
-        # has no subtraction and holds no corr vectors beside the accumulators
-        neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
-        acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb, neg_corr)
-        _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
-                  columns=epilogue_columns(b, cfg, p, nb, corr=False))
+        if tail is None:
+            _tile(b, cfg, p, m0, nb, oh, last_base, u8_out, residual)
+        else:       # rows past M (a partial last tile) computed only as far as the tail's
+            narrow = b.icmp_signed("<=", b.sub(p["m"], m0), u.i64(tail_rows(cfg)))
+            with b.if_else(narrow) as (few, full):
+                with few:
+                    b.call(tail, [params, m0, nb])
+                with full:
+                    _tile(b, cfg, p, m0, nb, oh, last_base, u8_out, residual)
     b.branch(claim_head)
     b.position_at_end(claims_done)
     b.ret_void()
@@ -562,5 +609,6 @@ def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool
     return run
 
 
-def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None):
-    return call(fn, default_pool(), buffer, threads, corr, mult, other)
+def _run_prepared(call, fn, buffer, threads=None, corr=None, mult=None, other=None,
+                  bias=None):
+    return call(fn, default_pool(), buffer, threads, corr, mult, other, bias)

@@ -324,8 +324,14 @@ def _dynamic_meta(self, weight, bias, relu):
 
 def dynamic_input_qparams(x: np.ndarray, qmin: int = 0, qmax: int = 127):
     """Per-batch affine qparams for a dynamically quantized input (range includes 0)."""
-    lo = min(float(np.min(x)), 0.0) if x.size else 0.0
-    hi = max(float(np.max(x)), 0.0) if x.size else 0.0
+    if not x.size:
+        return dynamic_range_qparams(0.0, 0.0, qmin, qmax)
+    return dynamic_range_qparams(float(np.min(x)), float(np.max(x)), qmin, qmax)
+
+
+def dynamic_range_qparams(x_min: float, x_max: float, qmin: int = 0, qmax: int = 127):
+    """dynamic_input_qparams from the input's min and max (a native pass finds them)."""
+    lo, hi = min(x_min, 0.0), max(x_max, 0.0)
     scale = (hi - lo) / (qmax - qmin)
     if scale == 0.0:
         scale = 0.1
