@@ -15,7 +15,8 @@ import numpy as np
 
 from ..ir import determinism, dispatch, dtypes
 from ..ir.errors import AutogradError, DeviceError, EmberError, at_user_line
-from ..ir.meta import TensorMeta, channels_last, contiguous_format, strides_for
+from ..ir.meta import (TensorMeta, channels_last, channels_last_3d, contiguous_format,
+                       strides_for)
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
 from ..ir.ops.rules import cast_scalar, opmath, promote_dtypes
 from .autograd import grad_mode
@@ -155,10 +156,19 @@ class _Plan:
         self.out_strides = _wanted_strides(out_meta) if single else None
 
 
+def _layout_of(meta: TensorMeta):
+    """The layout a fresh result of `meta` takes: channels_last (4-d) or
+    channels_last_3d (5-d) where its format says so, else contiguous."""
+    fmt = meta.memory_format
+    if (fmt is channels_last and len(meta.shape) == 4) or \
+            (fmt is channels_last_3d and len(meta.shape) == 5):
+        return fmt
+    return contiguous_format
+
+
 def _wanted_strides(meta: TensorMeta) -> tuple:
     """PyTorch's strides (in bytes) for a fresh result of `meta`'s shape and format."""
-    cl = meta.memory_format is channels_last and len(meta.shape) == 4
-    strides = strides_for(meta.shape, channels_last if cl else contiguous_format)
+    strides = strides_for(meta.shape, _layout_of(meta))
     return tuple(s * meta.dtype.itemsize for s in strides)
 
 
@@ -421,7 +431,7 @@ def _wrap_one(op, args, value, meta: TensorMeta, plan: _Plan | None) -> Tensor:
         if plan is not None:
             exact = arr.strides == plan.out_strides or arr.size == 0
         else:
-            exact = _has_layout(arr, meta.memory_format is channels_last and arr.ndim == 4)
+            exact = _has_layout(arr, _layout_of(meta))
         if exact:                           # adopt the dense, owned result as it is
             return Tensor._make(arr, Storage(flat_storage(arr)))
     return Tensor._from_array(arr, meta.memory_format, copy=True)
@@ -441,14 +451,13 @@ def _shares_input_memory(arr: np.ndarray, op: OpDef, args: tuple) -> bool:
     return any(np.may_share_memory(arr, t._array) for t in _tensors_in(op, args))
 
 
-def _has_layout(arr: np.ndarray, channels_last_wanted: bool) -> bool:
+def _has_layout(arr: np.ndarray, fmt) -> bool:
     """Exactly PyTorch's strides for the format (size-1 dims included, which numpy's
     contiguity flags ignore), in a writeable array that owns its layout."""
     if not arr.flags.writeable:
         return False
     if arr.size == 0:
         return arr.flags.c_contiguous
-    fmt = channels_last if channels_last_wanted else contiguous_format
     return tuple(s // arr.itemsize for s in arr.strides) == strides_for(arr.shape, fmt)
 
 

@@ -41,7 +41,10 @@ SAME_QPARAMS = {"view", "reshape", "_unsafe_view", "flatten", "permute", "transp
                 "narrow", "detach", "alias", "max_pool1d", "max_pool2d", "max_pool3d",
                 "adaptive_max_pool2d", "unflatten", "movedim", "chunk", "split", "repeat",
                 "expand_as", "stack", "flip", "index_select", "index", "pixel_shuffle",
-                "pixel_unshuffle", "channel_shuffle"}
+                "pixel_unshuffle", "channel_shuffle",
+                # order-preserving (the scale is positive): sorting the integers sorts the
+                # values, as torch's quantized sort / topk do
+                "sort", "argsort", "topk", "msort", "max_dim", "min_dim"}
 
 
 # clamping ops: computed on the integers against the quantized bounds, qparams kept
@@ -412,7 +415,9 @@ def _same_qparams(op: OpDef, args: tuple, qt: QuantizedTensor):
     positional, keywords = op.schema.unbind(int_args)   # keyword-only arguments stay keywords
     result = op(*positional, **keywords)
     if isinstance(result, (tuple, list)):
-        return type(result)(_requantized_like(r, qa) for r in result)
+        items = [_requantized_like(r, qa) for r in result]
+        # a named tuple (sort's / topk's (values, indices)) takes its fields positionally
+        return type(result)(*items) if hasattr(result, "_fields") else type(result)(items)
     return _requantized_like(result, qa)
 
 

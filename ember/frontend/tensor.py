@@ -82,12 +82,14 @@ class Storage:
 
 def _layout_array(arr: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
     """A fresh, owned array equal to `arr`, laid out in `memory_format`."""
-    if memory_format is channels_last and arr.ndim == 4:
-        nhwc = np.empty((arr.shape[0], arr.shape[2], arr.shape[3], arr.shape[1]), arr.dtype)
-        np.copyto(nhwc, arr.transpose(0, 2, 3, 1))
+    if (memory_format is channels_last and arr.ndim == 4) or \
+            (memory_format is channels_last_3d and arr.ndim == 5):
+        order = (0,) + tuple(range(2, arr.ndim)) + (1,)        # NHWC / NDHWC
+        last = np.empty(tuple(arr.shape[d] for d in order), arr.dtype)
+        np.copyto(last, arr.transpose(order))
         # PyTorch's strides exactly, size-1 dims included
-        strides = tuple(s * arr.itemsize for s in strides_for(arr.shape, channels_last))
-        return np.lib.stride_tricks.as_strided(nhwc, arr.shape, strides)
+        strides = tuple(s * arr.itemsize for s in strides_for(arr.shape, memory_format))
+        return np.lib.stride_tricks.as_strided(last, arr.shape, strides)
     out = np.empty(arr.shape, arr.dtype)
     np.copyto(out, arr)
     return out

@@ -131,10 +131,12 @@ def is_contiguous_for(shape, strides, memory_format: MemoryFormat) -> bool:
 
 
 def suggest_memory_format(shape, strides) -> MemoryFormat:
-    """channels_last only when the strides say so and plain contiguity does not."""
-    if len(shape) == 4 and is_contiguous_for(shape, strides, channels_last) and \
+    """channels_last (4-d) / channels_last_3d (5-d) only when the strides say so and
+    plain contiguity does not."""
+    fmt = {4: channels_last, 5: channels_last_3d}.get(len(shape))
+    if fmt is not None and is_contiguous_for(shape, strides, fmt) and \
             not is_contiguous_for(shape, strides, contiguous_format):
-        return channels_last
+        return fmt
     return contiguous_format
 
 

@@ -195,6 +195,12 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         if not inputs:
             continue
         if kind in SHARED:
+            if inputs[0] in observed and not is_quantized_value(inputs[0]):
+                # a value already observed for another op (a model input read by a conv
+                # and by an Identity shortcut): the shared op reads the observed value,
+                # as torch.ao's does, and runs on the quantized tensor
+                node.replace_input_with(inputs[0], observed[inputs[0]])
+                inputs = _tensor_inputs(node, kind)
             if is_quantized_value(inputs[0]):
                 quantized[node] = kind
                 source = inputs[0]

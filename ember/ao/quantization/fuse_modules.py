@@ -63,9 +63,15 @@ def fuse_convtranspose_bn(is_qat, convt, bn):
 
 
 def fuse_linear_bn(is_qat, linear, bn):
-    if is_qat:
-        raise NotImplementedError("fuse_modules_qat: Linear + BatchNorm1d is not supported "
-                                  "for QAT")
+    if is_qat:       # kept apart for QAT's simulated folding (ember.ao.nn.intrinsic.qat)
+        _same_mode(linear, bn)
+        if linear.out_features != bn.num_features:
+            raise AssertionError("Output features of Linear must match num_features of "
+                                 "BatchNorm1d")
+        if not (bn.affine and bn.track_running_stats):
+            raise AssertionError("Only support fusing BatchNorm1d with affine set to True, "
+                                 "and track_running_stats set to True")
+        return nni.LinearBn1d(linear, bn)
     return _folded(is_qat, linear, bn)
 
 

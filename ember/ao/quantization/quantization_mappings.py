@@ -52,6 +52,7 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nniqat.ConvBnReLU2d: nniq.ConvReLU2d,
     nniqat.ConvBn1d: nnq.Conv1d,
     nniqat.ConvBnReLU1d: nniq.ConvReLU1d,
+    nniqat.LinearBn1d: nnq.Linear,
 }
 
 # convert(is_reference=True): float modules that quantize -> dequantize their weight
@@ -62,6 +63,9 @@ DEFAULT_REFERENCE_STATIC_QUANT_MODULE_MAPPINGS = {
     nn.Conv1d: nnqr.Conv1d,
     nn.Conv2d: nnqr.Conv2d,
     nn.Conv3d: nnqr.Conv3d,
+    nn.ConvTranspose1d: nnqr.ConvTranspose1d,
+    nn.ConvTranspose2d: nnqr.ConvTranspose2d,
+    nn.ConvTranspose3d: nnqr.ConvTranspose3d,
 }
 
 DEFAULT_QAT_MODULE_MAPPINGS = {
@@ -74,6 +78,7 @@ DEFAULT_QAT_MODULE_MAPPINGS = {
     nni.ConvBnReLU2d: nniqat.ConvBnReLU2d,
     nni.ConvBn1d: nniqat.ConvBn1d,
     nni.ConvBnReLU1d: nniqat.ConvBnReLU1d,
+    nni.LinearBn1d: nniqat.LinearBn1d,
 }
 
 DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear, nn.LSTM: nnqd.LSTM,

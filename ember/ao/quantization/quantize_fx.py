@@ -391,6 +391,18 @@ def _is_static(qconfig) -> bool:
         getattr(probe.dtype, "is_quantized", False)
 
 
+def _swap_float_functional(model) -> None:
+    """FloatFunctional children become FXFloatFunctional, in place, as torch.ao's
+    prepare_fx swaps them: the traced graph then holds the plain add / mul / cat (and
+    no Identity `activation_post_process` call after it) for the patterns to quantize."""
+    from ..nn.quantized import FloatFunctional, FXFloatFunctional
+    for name, child in list(model.named_children()):
+        if type(child) is FloatFunctional:
+            model._modules[name] = FXFloatFunctional()
+        else:
+            _swap_float_functional(child)
+
+
 def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_qat,
              backend_config=None):
     if isinstance(qconfig_mapping, dict):
@@ -404,6 +416,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     if custom.input_quantized_indexes or custom.output_quantized_indexes:
         raise QuantizationError("prepare_fx: input/output_quantized_indexes are not "
                                 "supported (the model takes and returns float tensors)")
+    _swap_float_functional(model)
     gm = _trace(model, custom)
     gm = _fuse_graph(gm, is_qat)        # in training mode BatchNorm is not folded
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
@@ -526,6 +539,26 @@ def _swap_quantizable(gm, table: dict) -> None:
             module[0].qconfig = table[target]
         module.activation_post_process = gm.get_submodule(str(post.target))
         _set_module(gm, target, classes[type(module)].from_float(module))
+
+
+def _swap_reference(gm, table: dict) -> None:
+    """convert_to_reference_fx: the weighted modules convert_fx swaps whole (Conv1d, the
+    transposed convolutions) become reference modules with their qconfig's weight
+    qparams, between the dequantize and quantize nodes, as torch.ao's reference graph
+    has them; the others stay float."""
+    for target, qconfig in table.items():
+        module = gm.get_submodule(target)
+        inner = module[0] if isinstance(module, _FusedModule) else module
+        if not isinstance(inner, (nn.Conv1d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+                                  nn.ConvTranspose3d)):
+            continue
+        observer = qconfig.weight()
+        reference = _reference_module(gm, inner, observer,
+                                      _quantize_weight(inner.weight, observer))
+        if isinstance(module, _FusedModule):
+            module[0] = reference
+        else:
+            _set_module(gm, target, reference)
 
 
 def _kind_key(node):
@@ -755,30 +788,85 @@ def _quantize_weight(weight: Tensor, observer) -> Tensor:
 
 
 def _functional_spec(gm, node, qconfig, reference: bool, observer=None) -> dict | None:
-    """A functional linear / conv2d's quantized weight (a new buffer beside the float
-    parameter, which other code may still read); reference: the node reads the
-    quantized-dequantized weight instead. `observer`: QAT's trained weight observer."""
+    """A functional linear / conv2d's quantized weight. Lowered: a packed buffer the
+    int8 op reads (`<scope>_packed_weight_N`, torch.ao's name) with the bias beside it,
+    both saved as that one state entry; the float weight and bias leave the model.
+    Reference: the float node keeps reading its weight, through the quantize /
+    dequantize `_qparams_as_buffers` inserts. Either way the float node remembers the
+    weight's qparams (meta "functional_weight") so the qparams numbering is torch.ao's.
+    `observer`: QAT's trained weight observer."""
     weight_node = node.args[1]
     # the weight may be a parameter, a buffer or a plain tensor attribute of a submodule
     # (a dotted get_attr target such as "linear1.weight")
     qweight = _quantize_weight(fetch_attr(gm, str(weight_node.target)),
                                observer if observer is not None else qconfig.weight())
-    stem = "_packed_" + node.name
-    packed = _free_attr_name(gm, _scope(node) + "_packed_weight_")   # torch.ao's name
+    node.meta["functional_weight"] = qweight
     if reference:
-        gm.register_buffer(stem + "_weight_dq", qweight.dequantize())
-        with gm.graph.inserting_before(node):
-            node.replace_input_with(weight_node, gm.graph.get_attr(stem + "_weight_dq"))
         return None
+    packed = _free_attr_name(gm, _scope(node) + "_packed_weight_")   # torch.ao's name
     gm.register_buffer(packed, qweight)
     bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
-    spec = {"weight": packed, "bias": str(bias.target) if bias is not None else None}
+    bias_key = None
+    if bias is not None:
+        bias_key = packed + "_bias"
+        gm.register_buffer(bias_key, fetch_attr(gm, str(bias.target)).detach().clone())
+    _pack_state(gm, packed, bias_key)
+    spec = {"weight": packed, "bias": bias_key,
+            "float_attrs": [str(weight_node.target)] + ([str(bias.target)] if bias else [])}
     if _functional_weighted(node) == "conv2d":
         values = [_conv_arg(node, i + 3, name) for i, (name, _) in enumerate(_CONV_DEFAULTS)]
         stride, padding, dilation, groups = values
         spec.update(stride=_pair2(stride), padding=_pair2(padding), dilation=_pair2(dilation),
                     groups=int(groups))
     return spec
+
+
+class _PackedState:
+    """The state entries of a lowered functional linear / conv: torch.ao saves its packed
+    weight as one entry holding (weight, bias); ember keeps the two as buffers
+    (`<packed>` and `<packed>_bias`). As a state_dict post-hook it writes the pair
+    under the packed name; as a load_state_dict pre-hook it splits the pair back."""
+
+    def __init__(self, packed: str, bias_key: str | None):
+        self.packed, self.bias_key = packed, bias_key
+
+    def save(self, module, state_dict, prefix, local_metadata) -> None:
+        key = prefix + self.packed
+        if key not in state_dict:
+            return
+        bias = state_dict.pop(prefix + self.bias_key) if self.bias_key else None
+        state_dict[key] = (state_dict[key], bias)
+
+    def load(self, state_dict, prefix, *rest) -> None:
+        value = state_dict.get(prefix + self.packed)
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            state_dict[prefix + self.packed] = value[0]
+            if self.bias_key and value[1] is not None:
+                state_dict[prefix + self.bias_key] = value[1]
+
+
+def _pack_state(gm, packed: str, bias_key: str | None) -> None:
+    state = _PackedState(packed, bias_key)
+    gm._register_state_dict_hook(state.save)
+    gm._register_load_state_dict_pre_hook(state.load)
+
+
+def _drop_float_attrs(gm, specs: dict) -> None:
+    """A lowered functional op's float weight and bias, read by no node any more, leave
+    the model (torch.ao's converted model keeps only the packed weight)."""
+    read = {str(n.target) for n in gm.graph.nodes if n.op == OpKind.get_attr}
+    for spec in specs.values():
+        for target in spec.get("float_attrs", ()):
+            if target in read:
+                continue
+            owner_path, _, name = target.rpartition(".")
+            owner = gm.get_submodule(owner_path) if owner_path else gm
+            if name in owner._parameters:
+                del owner._parameters[name]
+            elif name in owner._buffers:
+                del owner._buffers[name]
+            elif hasattr(owner, name):
+                delattr(owner, name)
 
 
 def _pair2(v) -> tuple:
@@ -841,7 +929,9 @@ def _reference_module(gm, float_module, weight_observer, qweight):
     from ..nn.quantized import reference as nnqr
     from .utils import get_qparam_dict
     defaults = {nn.Linear: nnqr.Linear, nn.Conv1d: nnqr.Conv1d, nn.Conv2d: nnqr.Conv2d,
-                nn.Conv3d: nnqr.Conv3d}
+                nn.Conv3d: nnqr.Conv3d, nn.ConvTranspose1d: nnqr.ConvTranspose1d,
+                nn.ConvTranspose2d: nnqr.ConvTranspose2d,
+                nn.ConvTranspose3d: nnqr.ConvTranspose3d}
     backend = gm._ember_quant.get("backend_config")
     chosen = None
     for config in getattr(backend, "configs", []):
@@ -902,6 +992,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if info.get("swapped") and not reference:
         _swap_quantizable(gm, info["swapped"])
         kinds.update({target: "custom" for target in info["swapped"]})
+    elif info.get("swapped"):
+        _swap_reference(gm, info["swapped"])
     qpass.drop_reobservations(gm.graph, keep_scalar_operand=reference)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
@@ -917,6 +1009,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
             delattr(gm, name)
     gm.graph.eliminate_dead_code()
     if not reference:
+        _drop_float_attrs(gm, specs)
         _quantized_modules(gm, specs)
         _quantized_activation_modules(gm)
         _fuse_output_clamps(gm)
@@ -1255,18 +1348,24 @@ def _qparams_as_buffers(gm) -> None:
     under torch.ao's names: `<module>_input_scale_0` for a model input a module reads
     first, `<module>_scale_0` after a module, `_scale_N` otherwise. Loading a state_dict
     changes them; compilers tracing the model read their values (a 0-d tensor where the
-    op takes a float or an int is its number)."""
+    op takes a float or an int is its number). A functional linear / conv's weight
+    takes the next `<scope>_scale_N` before its output does, as in torch.ao (whose
+    lowering then folds the weight's away, leaving the output's `_scale_1`)."""
+    reserved = set()
     for node in list(gm.graph.nodes):
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
+        weight_of = node.meta.get("lowered_op", node)
+        if "functional_weight" in weight_of.meta:
+            _functional_weight_qparams(gm, node, weight_of, reserved)
         at = _QPARAM_ARGS.get(name)
         if at is None or not isinstance(node.args[at], (int, float)) or \
                 node.meta.get("computed_qparams"):
             continue
         stem = _qparams_stem(gm, node)
-        scale_key = _free_attr_name(gm, stem + "_scale_")
+        scale_key = _free_attr_name(gm, stem + "_scale_", reserved)
         gm.register_buffer(scale_key, Tensor._from_array(np.array(node.args[at], np.float32)))
-        zero_key = _free_attr_name(gm, stem + "_zero_point_")
+        zero_key = _free_attr_name(gm, stem + "_zero_point_", reserved)
         gm.register_buffer(zero_key, Tensor._from_array(np.array(node.args[at + 1], np.int64)))
         with gm.graph.inserting_before(node):
             scale_node = gm.graph.get_attr(scale_key)
@@ -1274,6 +1373,41 @@ def _qparams_as_buffers(gm) -> None:
         args = list(node.args)
         args[at], args[at + 1] = scale_node, zero_node
         node.args = tuple(args)
+
+
+def _functional_weight_qparams(gm, node, float_node, reserved: set) -> None:
+    """The weight qparams of a functional linear / conv (`float_node`): named next in
+    its scope; lowered (`node` is the int8 op), only the names are taken; reference
+    (`node` is the float op), the weight is read through quantize_per_channel (or
+    _per_tensor) with those qparams as buffers, then dequantize, as torch.ao's
+    reference graph reads it."""
+    qweight = float_node.meta.pop("functional_weight")
+    stem = _scope(float_node)
+    scale_key = _free_attr_name(gm, stem + "_scale_", reserved)
+    zero_key = _free_attr_name(gm, stem + "_zero_point_", reserved)
+    reserved.update((scale_key, zero_key))
+    if node is not float_node:
+        return
+    per_channel = qweight.qscheme() in (per_channel_affine, per_channel_symmetric)
+    if per_channel:
+        scale, zero_point = qweight.q_per_channel_scales(), qweight.q_per_channel_zero_points()
+    else:
+        scale = Tensor._from_array(np.array(qweight.q_scale(), np.float32))
+        zero_point = Tensor._from_array(np.array(qweight.q_zero_point(), np.int64))
+    gm.register_buffer(scale_key, scale)
+    gm.register_buffer(zero_key, zero_point)
+    weight = node.args[1]
+    graph = gm.graph
+    with graph.inserting_before(node):
+        scale_node, zero_node = graph.get_attr(scale_key), graph.get_attr(zero_key)
+        if per_channel:
+            quantized = graph.call_function(OPS_NS.quantize_per_channel, (
+                weight, scale_node, zero_node, qweight.q_per_channel_axis(), qweight.dtype))
+        else:
+            quantized = graph.call_function(OPS_NS.quantize_per_tensor, (
+                weight, scale_node, zero_node, qweight.dtype))
+        dequantized = graph.call_function(OPS_NS.dequantize, (quantized,))
+    node.replace_input_with(weight, dequantized)
 
 
 def _dequantize_as_method(graph) -> None:
@@ -1287,9 +1421,9 @@ def _dequantize_as_method(graph) -> None:
             graph.erase_node(node)
 
 
-def _free_attr_name(gm, prefix: str) -> str:
+def _free_attr_name(gm, prefix: str, reserved=()) -> str:
     index = 0
-    while hasattr(gm, f"{prefix}{index}"):
+    while hasattr(gm, f"{prefix}{index}") or f"{prefix}{index}" in reserved:
         index += 1
     return f"{prefix}{index}"
 
@@ -1301,15 +1435,23 @@ def _qparams_stem(gm, node) -> str:
     that first reads it, with `_input` (`conv1_input`, `_input` for a top-level op)."""
     value = node.args[0] if _op_name(node) == "quantize_per_tensor" else node
     if value.op == OpKind.placeholder:
-        users = list(node.users)
+        users = _in_graph_order(gm.graph, node.users)
         while len(users) == 1 and _is_dequantize(users[0]):   # reference: q -> dq -> op
-            users = list(users[0].users)
+            users = _in_graph_order(gm.graph, users[0].users)
         linear = [u for u in users if _op_name(u) in ("linear", "quantized_linear")]
         user = (linear or users or [None])[0]
         # the reading op's own scope (a functional linear fused with a relu: the linear's)
         return (_scope(user.meta.get("lowered_op", user)) if user is not None else "") + \
             "_input"
     return _scope(value)
+
+
+def _in_graph_order(graph, nodes) -> list:
+    """`nodes` as the graph runs them (a node's users are kept in the order the uses
+    were made, which lowering reshuffles; torch.ao's first reader is the first in the
+    prepared graph)."""
+    wanted = set(nodes)
+    return [n for n in graph.nodes if n in wanted]
 
 
 def _is_dequantize(node) -> bool:

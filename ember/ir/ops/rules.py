@@ -13,7 +13,8 @@ import numpy as np
 from .. import dtypes
 from ..dtypes import DType
 from ..errors import DTypeError, EmberIndexError, ShapeError
-from ..meta import (TensorMeta, channels_last, contiguous_format, suggest_memory_format,
+from ..meta import (TensorMeta, channels_last, channels_last_3d, contiguous_format,
+                    suggest_memory_format,
                     MemoryFormat)
 from ..registry import Promotion
 
@@ -148,12 +149,14 @@ def pointwise_memory_format(args) -> MemoryFormat:
     if len(tensors) == 1:
         a = tensors[0]
         return suggest_memory_format(tuple(a.shape), tuple(a.stride())) \
-            if a.ndim == 4 else contiguous_format
+            if a.ndim in (4, 5) else contiguous_format
     shape = broadcast_shapes(*(tuple(a.shape) for a in tensors))
-    if len(shape) != 4:
+    if len(shape) not in (4, 5):
         return contiguous_format
     strides = [_broadcast_strides(a, shape) for a in tensors]
     order = _dims_innermost_first(shape, strides)
+    if len(shape) == 5:                         # channels_last_3d: C, W, H, D, N inside out
+        return channels_last_3d if order == [1, 4, 3, 2, 0] else contiguous_format
     return channels_last if order == [1, 3, 2, 0] else contiguous_format
 
 
@@ -200,7 +203,8 @@ def pointwise_meta(promotion: Promotion, n_operands: int | None = None,
         shape = broadcast_shapes(*(shape_of(a) for a in operands))
         promoted = operands if promote is None else [operands[i] for i in promote]
         _, out_dtype = promote_dtypes(promotion, promoted)
-        fmt = pointwise_memory_format(operands) if len(shape) == 4 else contiguous_format
+        fmt = pointwise_memory_format(operands) if len(shape) in (4, 5) \
+            else contiguous_format
         return TensorMeta(shape, out_dtype, device_of(operands), fmt)
     return rule
 

@@ -2,7 +2,7 @@
 eager-mode `convert` swaps in (modules.py), FloatFunctional / QFunctional, and the
 dynamic ones (`dynamic`)."""
 from . import dynamic  # noqa: F401
-from .functional_modules import FloatFunctional, QFunctional  # noqa: F401,E402
+from .functional_modules import FloatFunctional, FXFloatFunctional, QFunctional  # noqa: F401,E402
 from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # noqa: F401
                       ReLU6, Dropout, Hardswish, ELU, LayerNorm, BatchNorm2d, Embedding,
                       EmbeddingBag, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,

@@ -45,6 +45,40 @@ class FloatFunctional(Module):
         return self.activation_post_process(x @ y)
 
 
+class FXFloatFunctional(Module):
+    """FloatFunctional as FX graph mode sees it (prepare_fx swaps one for the other before
+    tracing, as torch.ao does): the plain operations, with no `activation_post_process`,
+    so the traced graph holds the add / mul / cat itself and the FX patterns quantize it
+    (an add followed by a ReLU module becomes one add_relu)."""
+
+    def forward(self, x):
+        raise RuntimeError("FloatFunctional is not intended to use the 'forward'. Please use "
+                           "the underlying operation")
+
+    def add(self, x, y):
+        return x + y
+
+    def add_scalar(self, x, y: float):
+        return x + y
+
+    def mul(self, x, y):
+        return x * y
+
+    def mul_scalar(self, x, y: float):
+        return x * y
+
+    def cat(self, x, dim: int = 0):
+        from .... import cat
+        return cat(x, dim=dim)
+
+    def add_relu(self, x, y):
+        from ....frontend.nn.functional import relu
+        return relu(x + y)
+
+    def matmul(self, x, y):
+        return x @ y
+
+
 class QFunctional(QParamsState, Module):
     """FloatFunctional's converted form: the same methods on quantized tensors, each
     result quantized with the `scale` and `zero_point` calibrated on FloatFunctional's

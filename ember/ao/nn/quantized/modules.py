@@ -67,6 +67,11 @@ def _float_and_weight_observer(mod, fused_types: tuple):
     return mod, qconfig.weight(), post_holder
 
 
+def _engine() -> str:
+    from ....backends import quantized as backend
+    return backend.engine
+
+
 class Quantize(QParamsState, nn.Module):
     """Quantizes a float tensor per tensor with fixed qparams (QuantStub's converted form)."""
 
@@ -111,14 +116,24 @@ class _WeightedQuantized(QParamsState, nn.Module):
     def _get_name(self) -> str:
         return "Quantized" + type(self).__name__      # torch.ao's printed name
 
+    _QNNPACK_ZERO_BIAS = True      # torch.ao's qnnpack packing stores a zero bias
+
     def _set_weight_bias(self, qweight, bias) -> None:
         if bias is not None and not isinstance(bias, Tensor):     # a loaded array
             bias = Tensor._from_array(np.asarray(bias, np.float32))
+        if bias is None and self._QNNPACK_ZERO_BIAS and _engine() == "qnnpack":
+            # under the qnnpack engine torch.ao's Linear / Conv1d / Conv2d (and the
+            # transposed ones) pack a zero bias where none is given: bias() returns it,
+            # the state_dict saves it and the repr has no `bias=False`
+            bias = zeros(self._bias_size(qweight))
         self.register_buffer("_packed_weight", qweight)
         self.register_buffer("_bias", None if bias is None else bias.detach().clone())
 
     def set_weight_bias(self, w, b) -> None:
         self._set_weight_bias(w, b)
+
+    def _bias_size(self, qweight) -> int:
+        return int(qweight.shape[0])
 
     def weight(self):
         return self._packed_weight
@@ -297,6 +312,7 @@ class Conv2d(_ConvNd):
 
 
 class Conv3d(_ConvNd):
+    _QNNPACK_ZERO_BIAS = False      # torch.ao's qnnpack has no 3-d conv
     """Runs on the NumPy reference of quantized_conv3d (no native int8 3-d kernel)."""
 
     _NDIM = 3
@@ -363,6 +379,9 @@ class _ConvTransposeNd(_ConvNd):
         self._set_weight_bias(quantize_per_tensor(zeros(*shape), 1.0, 0, dtypes.qint8),
                               self._bias)
 
+    def _bias_size(self, qweight) -> int:
+        return self.out_channels        # the weight is [in, out / groups, *kernel]
+
     @classmethod
     def _like(cls, inner):
         return cls(inner.in_channels, inner.out_channels, inner.kernel_size, inner.stride,
@@ -404,6 +423,7 @@ class ConvTranspose2d(_ConvTransposeNd):
 
 
 class ConvTranspose3d(_ConvTransposeNd):
+    _QNNPACK_ZERO_BIAS = False
     _NDIM = 3
     _FLOAT = nn.ConvTranspose3d
     _F = staticmethod(F.conv_transpose3d)

@@ -120,4 +120,31 @@ class Conv3d(_ReferenceWeighted, nn.Conv3d):
                         self.dilation, self.groups)
 
 
-__all__ = ["Linear", "Conv1d", "Conv2d", "Conv3d"]
+class _ConvTransposeNd(_ReferenceWeighted):
+    """Transposed convolutions read the q/dq weight the same way (its per-channel axis,
+    where one is given, is the weight's dim 1: output channels)."""
+
+    def __init__(self, *args, weight_qparams=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_weight_qparams(weight_qparams)
+
+    def forward(self, input, output_size=None):
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[self._dims]
+        return fn(input, self.get_weight(), self.bias, self.stride, self.padding,
+                  self._output_padding(input, output_size), self.groups, self.dilation)
+
+
+class ConvTranspose1d(_ConvTransposeNd, nn.ConvTranspose1d):
+    pass
+
+
+class ConvTranspose2d(_ConvTransposeNd, nn.ConvTranspose2d):
+    pass
+
+
+class ConvTranspose3d(_ConvTransposeNd, nn.ConvTranspose3d):
+    pass
+
+
+__all__ = ["Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
+           "ConvTranspose3d"]
