@@ -1,6 +1,7 @@
 """ember.ao.nn.quantized: quantized modules (torch.ao.nn.quantized): the static ones
 eager-mode `convert` swaps in (modules.py), FloatFunctional / QFunctional, and the
-dynamic ones (`dynamic`)."""
+dynamic ones (`dynamic`), and LSTM / MultiheadAttention (the converted quantizable
+modules, rnn.py / activation.py)."""
 from . import dynamic  # noqa: F401
 from .functional_modules import FloatFunctional, QFunctional  # noqa: F401,E402
 from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # noqa: F401
@@ -8,3 +9,5 @@ from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # n
                       EmbeddingBag, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
                       BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
                       LeakyReLU)
+from .rnn import LSTM  # noqa: F401,E402
+from .activation import MultiheadAttention  # noqa: F401,E402
