@@ -26,12 +26,12 @@ class MultiheadAttention(_QuantizableMHA):
                             convert_custom_config_dict=None)
         converted.__class__ = cls
         if converted.bias_k is not None:
-            # torch.ao chooses both biases' qparams from bias_k's range
+            # torch.ao chooses bias_k's qparams from its range, and bias_v's from the
+            # range of the already quantized bias_k (not bias_v's own)
             bias_k = converted._parameters.pop("bias_k").detach()
             bias_v = converted._parameters.pop("bias_v").detach()
-            scale, zero_point = _qparams_of(bias_k)
-            converted.bias_k = _quint8(bias_k, scale, zero_point)
-            converted.bias_v = _quint8(bias_v, scale, zero_point)
+            converted.bias_k = _quint8(bias_k, *_qparams_of(bias_k))
+            converted.bias_v = _quint8(bias_v, *_qparams_of(converted.bias_k.dequantize()))
         del converted.in_proj_weight
         del converted.in_proj_bias
         return converted

@@ -76,8 +76,10 @@ class MultiheadAttention(nn.MultiheadAttention):
         return prepare(observed, inplace=True)
 
     def dequantize(self):
-        """The float nn.MultiheadAttention of a quantized one: the int8 projections
-        dequantized back into the packed (or separate) projection weights. (torch.ao's
+        """The float module of a quantized MHA, as torch.ao builds it: its class's
+        `_FLOAT_MODULE` (the quantizable MHA for the quantized one) with the int8
+        projections dequantized into the packed (or separate) projection weights, and
+        into linear_Q/K/V/out_proj too so that its forward computes with them. (torch.ao's
         own version fails on a leaf that requires grad and insists on zero q/k/v biases;
         this one copies the weights without autograd and keeps the biases.)"""
         linears = (self.linear_Q, self.linear_K, self.linear_V)
@@ -85,17 +87,12 @@ class MultiheadAttention(nn.MultiheadAttention):
         fp = self._FLOAT_MODULE(self.embed_dim, self.num_heads, self.dropout, has_bias,
                                 self.bias_k is not None, self.add_zero_attn, self.kdim,
                                 self.vdim, self.batch_first)
-        ember = _ops()
-        if self.bias_k is not None:
-            fp.bias_k = nn.Parameter(_float(self.bias_k))
-        if self.bias_v is not None:
-            fp.bias_v = nn.Parameter(_float(self.bias_v))
-        weight, bias = _weight_bias(self.out_proj)
-        fp.out_proj.weight = nn.Parameter(_float(weight))
-        if bias is not None:
-            fp.out_proj.bias = nn.Parameter(_float(bias))
+        for name in ("bias_k", "bias_v"):
+            if getattr(self, name) is not None:
+                setattr(fp, name, nn.Parameter(_float(getattr(self, name))))
         weights = [_float(_weight_bias(linear)[0]) for linear in linears]
         biases = [_weight_bias(linear)[1] for linear in linears]
+        ember = _ops()
         if fp._qkv_same_embed_dim:
             fp.in_proj_weight = nn.Parameter(ember.cat(weights, 0))
         else:
@@ -103,6 +100,13 @@ class MultiheadAttention(nn.MultiheadAttention):
                 (nn.Parameter(w) for w in weights)
         if has_bias:
             fp.in_proj_bias = nn.Parameter(ember.cat([_float(b) for b in biases], 0))
+        pairs = [(self.out_proj, fp.out_proj)]
+        if hasattr(fp, "linear_Q"):
+            pairs += list(zip(linears, (fp.linear_Q, fp.linear_K, fp.linear_V)))
+        for source, target in pairs:
+            weight, bias = _weight_bias(source)
+            target.weight = nn.Parameter(_float(weight))
+            target.bias = None if bias is None else nn.Parameter(_float(bias))
         return fp
 
     @classmethod
