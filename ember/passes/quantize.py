@@ -25,7 +25,11 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   their own (torch.ao's "output uses a different observer than the input"); they run
   in float between a dequantize and a quantize, as torch's quantized kernels compute;
 - CUSTOM ("custom": a user's float -> observed -> quantized module class): inputs and
-  output observed; converted, the module takes and returns quantized values;
+  output observed; converted, the module takes and returns quantized values. One that
+  returns a tuple (meta["tuple_output"]: LSTM, MultiheadAttention) has the tensors of
+  its first three arguments observed (inside tuples too: an LSTM's (h, c)) and no output
+  observer: the tensors getitem takes out of its result are quantized values (torch.ao
+  puts DeQuantStubs there);
 - everything else runs in float: convert puts a dequantize in front of it.
 """
 from __future__ import annotations
@@ -33,7 +37,7 @@ from __future__ import annotations
 import operator
 from typing import Callable
 
-from ember.ir.graph import Graph, Node, OpKind
+from ember.ir.graph import Graph, Node, OpKind, map_arg
 from ember.ir.registry import OPS, is_op
 
 WEIGHTED = {"linear", "linear_relu", "conv2d", "conv2d_relu", "conv3d", "conv3d_relu"}
@@ -186,6 +190,13 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         kind = node_kind(node, module_kinds)
         if kind is None or not wants(node):
             continue
+        if kind in CUSTOM and node.meta.get("tuple_output"):
+            _check_tuple_unpacked(node)
+            for value in dict.fromkeys(tuple_module_inputs(node)):
+                ensure_observed(value, node)
+            quantized[node] = kind
+            observers.update(tuple_output_leaves(node))
+            continue
         if kind in BINARY and scalar_operand(node) is not None:
             _share_scalar_operand_observer(node, kind)
             continue
@@ -279,6 +290,45 @@ def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
 
 
 # --- convert ---------------------------------------------------------------------------------
+def tuple_module_inputs(node: Node) -> list[Node]:
+    """The graph values among a tuple-returning custom module's first three arguments,
+    tuples and lists opened (LSTM: x, (h, c); MultiheadAttention: query, key, value;
+    masks come later and stay float)."""
+    found = []
+    map_arg(tuple(node.args[:3]), found.append)
+    return found
+
+
+def _check_tuple_unpacked(node: Node) -> None:
+    """Converted, the module returns quantized tensors that only getitem users are
+    known to receive (and dequantize where a float op reads them): a use of the whole
+    tuple would hand quantized tensors on unnoticed."""
+    whole = [u for u in node.users
+             if not (u.op == OpKind.call_function and u.target is operator.getitem)]
+    if whole:
+        raise ValueError(f"prepare_fx: the custom module {node.target} returns a tuple that "
+                         f"{whole[0].name} uses whole; take its tensors out first (e.g. "
+                         f"`out, (h, c) = self.{node.target}(x, hidden)`, or "
+                         f"`out, weights = ...`) so that convert can dequantize each")
+
+
+def tuple_output_leaves(node: Node) -> list[Node]:
+    """The getitem nodes that take tensors out of `node`'s (nested) tuple result: the
+    ones whose users are not all getitems themselves."""
+    leaves, todo = [], [node]
+    while todo:
+        for user in todo.pop().users:
+            if not (user.op == OpKind.call_function and user.target is operator.getitem):
+                continue
+            inner = [u for u in user.users if u.op == OpKind.call_function and
+                     u.target is operator.getitem]
+            if inner:
+                todo.append(user)
+            if len(inner) < len(user.users):
+                leaves.append(user)
+    return leaves
+
+
 def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
     """Replace each observer node (qualified name in `qparams`: (scale, zero_point, dtype))
     with `quantize_per_tensor(x, scale, zero_point, dtype)`; returns {node: qparams}."""
@@ -343,6 +393,11 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
 
     for node in list(graph.nodes):
         if node in qvalue or node in dequantized.values():
+            continue
+        if node_kind(node, module_kinds) in CUSTOM and node.meta.get("tuple_output"):
+            # it takes its quantized inputs as they are and returns quantized tensors,
+            # whose qparams are the module's own (unknown here: no requantizing cat)
+            qvalue.update({leaf: (None, None, None) for leaf in tuple_output_leaves(node)})
             continue
         lowered = _lower_pattern(graph, node, qvalue, module_kinds, weighted)
         if lowered is not None:

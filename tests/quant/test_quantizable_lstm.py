@@ -248,3 +248,64 @@ def test_qat_prepare_swaps_lstm_like_torch_ao():
     assert kinds(e_prep) == kinds(t_prep)
     assert type(e_prep.lstm.layers[0].layer_fw.cell.igates).__name__ == "Linear"
     assert hasattr(e_prep.lstm.layers[0].layer_fw.cell.igates, "weight_fake_quant")
+
+
+def _fx_lstm_model(nn):
+    class M(nn.Module):
+        """torch.ao's static-LSTM FX test shape: the output tuple's tensors each feed a
+        Linear."""
+
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 3, 1)
+            self.linear1, self.linear2, self.linear3 = (nn.Linear(3, 2) for _ in range(3))
+
+        def forward(self, x, h0, c0):
+            out, (h, c) = self.lstm(x, (h0, c0))
+            return self.linear1(out), (self.linear2(h), self.linear3(c))
+    return M().eval()
+
+
+def test_fx_custom_module_lstm_matches_torch_ao():
+    """prepare_fx/convert_fx with the LSTM as a custom module (Prepare/ConvertCustomConfig):
+    x, h0 and c0 observed, no observer on the LSTM's tuple output; converted, the LSTM
+    takes and returns quantized tensors and each Linear reads its tensor as it is."""
+    from torch.ao.quantization.fx.custom_config import ConvertCustomConfig as TConvert
+    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig as TPrepare
+    import torch.ao.nn.quantizable as tnnqa
+    import torch.ao.nn.quantized as tnnq
+    import torch.ao.quantization.quantize_fx as tqfx
+    import ember.ao.nn.quantizable as ennqa
+    import ember.ao.nn.quantized as ennq
+    import ember.ao.quantization.quantize_fx as eqfx
+    rng = np.random.default_rng(12)
+    t_model, e_model = _fx_lstm_model(torch.nn), _fx_lstm_model(ember.nn)
+    share_random_weights(t_model, e_model, rng)
+    data = [[rng.standard_normal(s).astype(np.float32) for s in ((5, 2, 4), (1, 2, 3),
+                                                                (1, 2, 3))] for _ in range(2)]
+    t_prep = tqfx.prepare_fx(
+        t_model, tq.get_default_qconfig_mapping("x86"), tuple(map(torch.from_numpy, data[0])),
+        prepare_custom_config=TPrepare().set_float_to_observed_mapping(torch.nn.LSTM,
+                                                                       tnnqa.LSTM))
+    e_prep = eqfx.prepare_fx(
+        e_model, eq.get_default_qconfig_mapping("x86"), tuple(map(ember.tensor, data[0])),
+        prepare_custom_config=eq.PrepareCustomConfig().set_float_to_observed_mapping(
+            ember.nn.LSTM, ennqa.LSTM))
+    with torch.no_grad(), ember.no_grad():
+        for batch in data:
+            t_prep(*map(torch.from_numpy, batch))
+            e_prep(*map(ember.tensor, batch))
+    t_conv = tqfx.convert_fx(t_prep, convert_custom_config=TConvert()
+                             .set_observed_to_quantized_mapping(tnnqa.LSTM, tnnq.LSTM))
+    e_conv = eqfx.convert_fx(e_prep, convert_custom_config=eq.ConvertCustomConfig()
+                             .set_observed_to_quantized_mapping(ennqa.LSTM, ennq.LSTM))
+    modules = lambda m: [(n, type(c).__name__) for n, c in m.named_modules()  # noqa: E731
+                         if n and not n.endswith("_packed_params")]
+    assert modules(e_conv) == modules(t_conv)
+    with torch.no_grad(), ember.no_grad():
+        want = t_conv(*map(torch.from_numpy, data[1]))
+        got = e_conv(*map(ember.tensor, data[1]))
+    want, got = [want[0], *want[1]], [got[0], *got[1]]
+    for g, w, linear in zip(got, want, ("linear1", "linear2", "linear3")):
+        step = getattr(t_conv, linear).scale
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=4 * step)

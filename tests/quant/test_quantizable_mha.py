@@ -221,3 +221,65 @@ def test_quantizable_mha_api_matches_torch_ao():
         ennqa.MultiheadAttention
     assert config["observed_to_quantized_custom_module_class"][ennqa.MultiheadAttention] is \
         ennq.MultiheadAttention
+
+
+def test_fx_custom_module_mha_matches_torch_ao_eager():
+    """prepare_fx/convert_fx with the MHA as a custom module: its query/key/value inputs
+    observed, no observer on its (output, weights) tuple. (torch.ao's own FX flow puts an
+    observer on that tuple and fails at calibration, so the oracle is torch.ao's eager
+    flow with QuantStubs where FX puts the input observers.)"""
+    import ember.ao.nn.quantizable as ennqa
+    import ember.ao.nn.quantized as ennq
+    import ember.ao.quantization.quantize_fx as eqfx
+
+    class Plain(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = ember.nn.MultiheadAttention(E, HEADS)
+
+        def forward(self, q, k, v):
+            out, weights = self.mha(q, k, v)
+            return out, weights
+
+    rng = np.random.default_rng(6)
+    t_model, e_model = _model(torch.nn, tq), Plain().eval()
+    share_random_weights(t_model, e_model, rng)      # the same keys: mha.*
+    t_model.qconfig = tq.get_default_qconfig("x86")
+    t_prep = tq.prepare(t_model)
+    calib = [_inputs(rng, {}) for _ in range(2)]
+    e_prep = eqfx.prepare_fx(
+        e_model, eq.get_default_qconfig_mapping("x86"), tuple(map(ember.tensor, calib[0])),
+        prepare_custom_config=eq.PrepareCustomConfig().set_float_to_observed_mapping(
+            ember.nn.MultiheadAttention, ennqa.MultiheadAttention))
+    for inputs in calib:
+        _run(t_prep, inputs, torch), _run(e_prep, inputs, ember)
+    t_conv = tq.convert(t_prep)
+    e_conv = eqfx.convert_fx(e_prep, convert_custom_config=eq.ConvertCustomConfig()
+                             .set_observed_to_quantized_mapping(ennqa.MultiheadAttention,
+                                                                ennq.MultiheadAttention))
+    assert type(e_conv.mha).__name__ == "MultiheadAttention" and \
+        e_conv.mha._get_name() == "QuantizedMultiheadAttention"
+    got, want = _run(e_conv, calib[1], ember), _run(t_conv, calib[1], torch)
+    np.testing.assert_allclose(got[0], want[0], atol=2 * t_conv.mha.out_proj.scale)
+    np.testing.assert_allclose(got[1], want[1],
+                               atol=2 * float(t_conv.mha.quant_attn_output_weights.scale))
+
+
+def test_fx_custom_module_tuple_used_whole_is_refused():
+    import ember.ao.nn.quantizable as ennqa
+    import ember.ao.quantization.quantize_fx as eqfx
+
+    class Whole(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = ember.nn.MultiheadAttention(E, HEADS)
+
+        def forward(self, q):
+            return self.mha(q, q, q)
+
+    x = ember.randn(L, N, E)
+    with pytest.raises(ValueError, match="uses whole"):
+        eqfx.prepare_fx(Whole().eval(), eq.get_default_qconfig_mapping("x86"), (x,),
+                        prepare_custom_config=eq.PrepareCustomConfig()
+                        .set_float_to_observed_mapping(ember.nn.MultiheadAttention,
+                                                       ennqa.MultiheadAttention))

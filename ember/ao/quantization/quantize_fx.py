@@ -601,6 +601,9 @@ def _observe_custom_modules(gm, custom, qconfigs, kinds) -> dict:
         observed.qconfig = qconfigs[node]
         _set_module(gm, str(node.target), observed)
         kinds[str(node.target)] = "custom"
+        # LSTM / MultiheadAttention return tuples: no output observer (passes/quantize.py)
+        from .quantize import no_observer_set
+        node.meta["tuple_output"] = isinstance(observed, tuple(no_observer_set()))
         found[str(node.target)] = qconfigs[node]
     return found
 

@@ -1,7 +1,6 @@
 """ember.ao.nn.quantized: quantized modules (torch.ao.nn.quantized): the static ones
 eager-mode `convert` swaps in (modules.py), FloatFunctional / QFunctional, and the
-dynamic ones (`dynamic`), and LSTM / MultiheadAttention (the converted quantizable
-modules, rnn.py / activation.py)."""
+dynamic ones (`dynamic`)."""
 from . import dynamic  # noqa: F401
 from .functional_modules import FloatFunctional, QFunctional  # noqa: F401,E402
 from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # noqa: F401
@@ -9,5 +8,6 @@ from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # n
                       EmbeddingBag, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
                       BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
                       LeakyReLU)
+# LSTM / MultiheadAttention: the converted quantizable modules (rnn.py, activation.py)
 from .rnn import LSTM  # noqa: F401,E402
 from .activation import MultiheadAttention  # noqa: F401,E402
