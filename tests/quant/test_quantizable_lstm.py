@@ -309,3 +309,59 @@ def test_fx_custom_module_lstm_matches_torch_ao():
     for g, w, linear in zip(got, want, ("linear1", "linear2", "linear3")):
         step = getattr(t_conv, linear).scale
         np.testing.assert_allclose(g.numpy(), w.numpy(), atol=4 * step)
+
+
+@pytest.mark.parametrize("first", ["ember.ao.nn.quantizable", "ember.nn.quantizable",
+                                   "ember.ao.nn.quantized.rnn",
+                                   "ember.ao.nn.quantizable.modules.activation"])
+def test_each_module_path_imports_first(first):
+    """The quantized LSTM/MHA subclass the quantizable ones, which use the quantized
+    FloatFunctional: whichever a program imports first, both load."""
+    import subprocess
+    import sys
+    code = (f"import {first}; import ember.ao.nn.quantized as q, ember.ao.nn.quantizable as "
+            f"qa; assert issubclass(q.LSTM, qa.LSTM) and issubclass(q.MultiheadAttention, "
+            f"qa.MultiheadAttention)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _split_gates_config(nn, nnqa, nnq):
+    class QuantizableLSTMSplitGates(nnqa.LSTM):
+        @classmethod
+        def from_float(cls, other, qconfig=None):
+            return super().from_float(other, qconfig, split_gates=True)
+    return {"float_to_observed_custom_module_class": {nn.LSTM: QuantizableLSTMSplitGates},
+            "observed_to_quantized_custom_module_class": {QuantizableLSTMSplitGates: nnq.LSTM}}
+
+
+def test_user_quantizable_subclass_with_split_gates_matches_torch_ao():
+    """PyTorch's own LSTM test: a quantizable subclass building split-gate cells, given
+    as the custom module config dicts of prepare and convert."""
+    import torch.ao.nn.quantizable as tnnqa
+    import torch.ao.nn.quantized as tnnq
+    import ember.ao.nn.quantizable as ennqa
+    import ember.ao.nn.quantized as ennq
+    rng = np.random.default_rng(13)
+    t_model, e_model = _model(torch.nn, tq, bidirectional=True), \
+        _model(ember.nn, eq, bidirectional=True)
+    share_random_weights(t_model, e_model, rng)
+    t_model.qconfig, e_model.qconfig = tq.get_default_qconfig("x86"), \
+        eq.get_default_qconfig("x86")
+    t_cfg = _split_gates_config(torch.nn, tnnqa, tnnq)
+    e_cfg = _split_gates_config(ember.nn, ennqa, ennq)
+    t_prep = tq.prepare(t_model, prepare_custom_config_dict=t_cfg)
+    e_prep = eq.prepare(e_model, prepare_custom_config_dict=e_cfg)
+    assert e_prep.lstm.layers[0].layer_bw.cell.split_gates
+    assert _text(e_prep, "ember") == _text(t_prep, "torch")
+    calib = [rng.standard_normal((6, 2, 4)).astype(np.float32) for _ in range(2)]
+    for batch in calib:
+        for got, want in zip(_outputs(e_prep, batch, ember), _outputs(t_prep, batch, torch)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    t_conv = tq.convert(t_prep, convert_custom_config_dict=t_cfg)
+    e_conv = eq.convert(e_prep, convert_custom_config_dict=e_cfg)
+    assert type(e_conv.lstm) is ennq.LSTM
+    assert list(e_conv.state_dict()) == list(t_conv.state_dict())
+    step = _ogate_scales(t_conv)
+    for got, want in zip(_outputs(e_conv, calib[0], ember), _outputs(t_conv, calib[0], torch)):
+        np.testing.assert_allclose(got, want, atol=4 * step)

@@ -13,6 +13,9 @@ The whole flow is float -> observed (`from_float`, here) -> quantized (`from_obs
 ember.ao.nn.quantized.LSTM / MultiheadAttention); `prepare` and `convert` do it by default
 for nn.LSTM and nn.MultiheadAttention (get_default_custom_config_dict).
 """
-from .modules import LSTM, LSTMCell, MultiheadAttention  # noqa: F401
+# the quantized package first: its LSTM / MultiheadAttention subclass these, and these
+# use its FloatFunctional (importing this package first would otherwise be circular)
+from .. import quantized as _quantized  # noqa: F401,E402
+from .modules import LSTM, LSTMCell, MultiheadAttention  # noqa: F401,E402
 
 __all__ = ["LSTM", "LSTMCell", "MultiheadAttention"]
