@@ -366,10 +366,17 @@ def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
     """convert_to_reference_fx's form: every quantize is followed by a dequantize, and
     everything reads the dequantized value (dequant -> float op -> quant)."""
     dequantize = OPS["dequantize"]
-    for q in quantize_nodes:
+    # a tuple-returning custom module (quantized LSTM / MHA) reads its quantized inputs
+    # and returns quantized tensors, each dequantized after the getitem that takes it
+    keeps_quantized = lambda user: user.meta.get("tuple_output", False)  # noqa: E731
+    for q in list(quantize_nodes) + [leaf for n in graph.nodes if keeps_quantized(n)
+                                     for leaf in tuple_output_leaves(n)]:
+        if q.users and all(keeps_quantized(user) for user in q.users):
+            continue
         with graph.inserting_after(q):
             dq = graph.call_function(dequantize, (q,))
-        q.replace_all_uses_with(dq, delete_user_cb=lambda user: user is not dq)
+        q.replace_all_uses_with(dq, delete_user_cb=lambda user: user is not dq and
+                                not keeps_quantized(user))
     graph.lint()
 
 

@@ -6,6 +6,7 @@ reprs and state_dict keys, the same observer qparams, and outputs within a few
 quantization steps; torch.ao's converted state_dict loads into ember's model."""
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 
@@ -295,10 +296,13 @@ def test_fx_custom_module_lstm_matches_torch_ao():
         for batch in data:
             t_prep(*map(torch.from_numpy, batch))
             e_prep(*map(ember.tensor, batch))
-    t_conv = tqfx.convert_fx(t_prep, convert_custom_config=TConvert()
-                             .set_observed_to_quantized_mapping(tnnqa.LSTM, tnnq.LSTM))
-    e_conv = eqfx.convert_fx(e_prep, convert_custom_config=eq.ConvertCustomConfig()
-                             .set_observed_to_quantized_mapping(ennqa.LSTM, ennq.LSTM))
+    t_config = TConvert().set_observed_to_quantized_mapping(tnnqa.LSTM, tnnq.LSTM)
+    e_config = eq.ConvertCustomConfig().set_observed_to_quantized_mapping(ennqa.LSTM,
+                                                                          ennq.LSTM)
+    t_ref = tqfx.convert_to_reference_fx(copy.deepcopy(t_prep), convert_custom_config=t_config)
+    e_ref = eqfx.convert_to_reference_fx(e_prep, convert_custom_config=e_config)
+    t_conv = tqfx.convert_fx(t_prep, convert_custom_config=t_config)
+    e_conv = eqfx.convert_fx(e_prep, convert_custom_config=e_config)
     modules = lambda m: [(n, type(c).__name__) for n, c in m.named_modules()  # noqa: E731
                          if n and not n.endswith("_packed_params")]
     assert modules(e_conv) == modules(t_conv)
@@ -309,6 +313,16 @@ def test_fx_custom_module_lstm_matches_torch_ao():
     for g, w, linear in zip(got, want, ("linear1", "linear2", "linear3")):
         step = getattr(t_conv, linear).scale
         np.testing.assert_allclose(g.numpy(), w.numpy(), atol=4 * step)
+    # the reference form: the quantized LSTM between quantize and dequantize, the
+    # Linears in float on dequantized values
+    ref_graph = e_ref.code
+    assert "self.lstm(quantize_per_tensor" in ref_graph
+    with torch.no_grad(), ember.no_grad():
+        want = t_ref(*map(torch.from_numpy, data[1]))
+        got = e_ref(*map(ember.tensor, data[1]))
+    want, got = [want[0], *want[1]], [got[0], *got[1]]
+    for g, w, linear in zip(got, want, ("linear1", "linear2", "linear3")):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=4 * getattr(t_conv, linear).scale)
 
 
 @pytest.mark.parametrize("first", ["ember.nn.quantizable", "ember.ao.nn.quantized.rnn"])
