@@ -29,7 +29,7 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   returns a tuple (meta["tuple_output"]: LSTM, MultiheadAttention) has the tensors of
   its first three arguments observed (inside tuples too: an LSTM's (h, c)) and no output
   observer: the tensors getitem takes out of its result are quantized values (torch.ao
-  puts DeQuantStubs there);
+  puts DeQuantStubs there), and a use of the whole tuple reads one rebuilt from them;
 - everything else runs in float: convert puts a dequantize in front of it.
 """
 from __future__ import annotations
@@ -191,7 +191,7 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         if kind is None or not wants(node):
             continue
         if kind in CUSTOM and node.meta.get("tuple_output"):
-            _check_tuple_unpacked(node)
+            _unpack_whole_tuple_uses(graph, node)
             for value in dict.fromkeys(tuple_module_inputs(node)):
                 ensure_observed(value, node)
             quantized[node] = kind
@@ -299,33 +299,84 @@ def tuple_module_inputs(node: Node) -> list[Node]:
     return found
 
 
-def _check_tuple_unpacked(node: Node) -> None:
-    """Converted, the module returns quantized tensors that only getitem users are
-    known to receive (and dequantize where a float op reads them): a use of the whole
-    tuple would hand quantized tensors on unnoticed."""
-    whole = [u for u in node.users
-             if not (u.op == OpKind.call_function and u.target is operator.getitem)]
-    if whole:
-        raise ValueError(f"prepare_fx: the custom module {node.target} returns a tuple that "
-                         f"{whole[0].name} uses whole; take its tensors out first (e.g. "
-                         f"`out, (h, c) = self.{node.target}(x, hidden)`, or "
-                         f"`out, weights = ...`) so that convert can dequantize each")
+def _is_getitem(node: Node) -> bool:
+    return node.op == OpKind.call_function and node.target is operator.getitem and \
+        len(node.args) == 2 and isinstance(node.args[1], int)
+
+
+def _tensor_paths(node: Node) -> tuple | None:
+    """meta["tuple_output"]: the index paths of the tensors in the module's tuple result
+    (an LSTM's ((0,), (1, 0), (1, 1))), or True where the layout is not known."""
+    paths = node.meta.get("tuple_output")
+    return paths if isinstance(paths, tuple) else None
+
+
+def _unpack_whole_tuple_uses(graph: Graph, node: Node) -> None:
+    """A use of the module's tuple result, or of a tuple inside it, as a whole (returned,
+    passed to another module) reads a copy rebuilt from getitems of its tensors instead,
+    so that convert can dequantize each tensor (torch.ao does so for the LSTM). Where the
+    layout is not known, a use of the whole result is refused: it would hand quantized
+    tensors on unnoticed."""
+    paths = _tensor_paths(node)
+    todo = [(node, ())]
+    while todo:
+        value, prefix = todo.pop(0)
+        whole = [u for u in value.users if not _is_getitem(u)]
+        if whole and paths is None and value is node:
+            raise ValueError(
+                f"prepare_fx: the custom module {node.target} returns a tuple that "
+                f"{whole[0].name} uses whole; take its tensors out first (e.g. "
+                f"`out, weights = self.{node.target}(...)`) so that convert can dequantize "
+                f"each")
+        if paths is None:
+            continue
+        getitems = [u for u in value.users if _is_getitem(u)]
+        if whole:
+            with graph.inserting_after(value):
+                rebuilt = _rebuild_tuple(graph, value, paths, prefix)
+            for user in whole:
+                user.replace_input_with(value, rebuilt)
+        for item in getitems:
+            path = prefix + (item.args[1],)
+            if path not in paths and any(p[:len(path)] == path for p in paths):
+                todo.append((item, path))
+
+
+def _rebuild_tuple(graph: Graph, value: Node, paths: tuple, prefix: tuple) -> Node:
+    """tuple([...]) of getitems of `value` holding the tensors at `paths` under `prefix`."""
+    items = []
+    for index in sorted({p[len(prefix)] for p in paths
+                         if len(p) > len(prefix) and p[:len(prefix)] == prefix}):
+        item = graph.call_function(operator.getitem, (value, index))
+        inner = prefix + (index,)
+        if inner not in paths:
+            item = _rebuild_tuple(graph, item, paths, inner)
+        items.append(item)
+    return graph.call_function(tuple, (items,))
 
 
 def tuple_output_leaves(node: Node) -> list[Node]:
-    """The getitem nodes that take tensors out of `node`'s (nested) tuple result: the
-    ones whose users are not all getitems themselves."""
-    leaves, todo = [], [node]
+    """The getitem nodes that take tensors out of `node`'s (nested) tuple result: those
+    at its tensor paths, or, where the layout is not known, those whose users are not
+    all getitems themselves."""
+    paths = _tensor_paths(node)
+    leaves, todo = [], [(node, ())]
     while todo:
-        for user in todo.pop().users:
-            if not (user.op == OpKind.call_function and user.target is operator.getitem):
+        value, prefix = todo.pop(0)
+        for user in value.users:
+            if not _is_getitem(user):
                 continue
-            inner = [u for u in user.users if u.op == OpKind.call_function and
-                     u.target is operator.getitem]
-            if inner:
-                todo.append(user)
-            if len(inner) < len(user.users):
+            path = prefix + (user.args[1],)
+            if paths is None:
+                inner = [u for u in user.users if _is_getitem(u)]
+                if inner:
+                    todo.append((user, path))
+                if len(inner) < len(user.users):
+                    leaves.append(user)
+            elif path in paths:
                 leaves.append(user)
+            elif any(p[:len(path)] == path for p in paths):
+                todo.append((user, path))
     return leaves
 
 

@@ -377,3 +377,62 @@ def test_user_quantizable_subclass_with_split_gates_matches_torch_ao():
     step = _ogate_scales(t_conv)
     for got, want in zip(_outputs(e_conv, calib[0], ember), _outputs(t_conv, calib[0], torch)):
         np.testing.assert_allclose(got, want, atol=4 * step)
+
+
+@pytest.mark.parametrize("consume", ["whole", "hidden"])
+def test_fx_lstm_tuple_consumed_whole_matches_torch_ao(consume):
+    """PyTorch's FX test of a module consuming the LSTM's output tuple (or its (h, c)
+    tuple) whole: the tuple is rebuilt from dequantized tensors (torch.ao: from
+    DeQuantStubs), with the same count of quantize and dequantize nodes."""
+    from torch.ao.quantization.fx.custom_config import ConvertCustomConfig as TConvert
+    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig as TPrepare
+    import torch.ao.nn.quantizable as tnnqa
+    import torch.ao.nn.quantized as tnnq
+    import torch.ao.quantization.quantize_fx as tqfx
+    import ember.ao.nn.quantizable as ennqa
+    import ember.ao.nn.quantized as ennq
+    import ember.ao.quantization.quantize_fx as eqfx
+
+    def model(nn):
+        class M(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = nn.LSTM(4, 3, 1)
+                self.after = nn.Identity()
+
+            def forward(self, x, h0, c0):
+                y = self.lstm(x, (h0, c0))
+                return self.after(y if consume == "whole" else y[1])
+        return M().eval()
+
+    rng = np.random.default_rng(14)
+    t_model, e_model = model(torch.nn), model(ember.nn)
+    share_random_weights(t_model, e_model, rng)
+    data = [rng.standard_normal(s).astype(np.float32) for s in ((5, 2, 4), (1, 2, 3), (1, 2, 3))]
+    t_prep = tqfx.prepare_fx(t_model, tq.get_default_qconfig_mapping("x86"),
+                             tuple(map(torch.from_numpy, data)),
+                             prepare_custom_config=TPrepare().set_float_to_observed_mapping(
+                                 torch.nn.LSTM, tnnqa.LSTM))
+    e_prep = eqfx.prepare_fx(e_model, eq.get_default_qconfig_mapping("x86"),
+                             tuple(map(ember.tensor, data)),
+                             prepare_custom_config=eq.PrepareCustomConfig()
+                             .set_float_to_observed_mapping(ember.nn.LSTM, ennqa.LSTM))
+    with torch.no_grad(), ember.no_grad():
+        t_prep(*map(torch.from_numpy, data))
+        e_prep(*map(ember.tensor, data))
+    t_conv = tqfx.convert_fx(t_prep, convert_custom_config=TConvert()
+                             .set_observed_to_quantized_mapping(tnnqa.LSTM, tnnq.LSTM))
+    e_conv = eqfx.convert_fx(e_prep, convert_custom_config=eq.ConvertCustomConfig()
+                             .set_observed_to_quantized_mapping(ennqa.LSTM, ennq.LSTM))
+    counts = lambda code: (code.count("quantize_per_tensor("),  # noqa: E731
+                           code.count(".dequantize()"), code.count("tuple(["))
+    assert counts(e_conv.code) == counts(t_conv.code)
+    with torch.no_grad(), ember.no_grad():
+        want = t_conv(*map(torch.from_numpy, data))
+        got = e_conv(*map(ember.tensor, data))
+    flat = lambda r: [r[0], *r[1]] if consume == "whole" else list(r)  # noqa: E731
+    step = t_conv.lstm.layers[0].layer_fw.cell.ogate_cy.scale * 4 + \
+        t_conv.lstm.layers[0].layer_fw.cell.fgate_cx_igate_cgate.scale * 4
+    for g, w in zip(flat(got), flat(want)):
+        assert not g.is_quantized
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=step)

@@ -265,21 +265,46 @@ def test_fx_custom_module_mha_matches_torch_ao_eager():
                                atol=2 * float(t_conv.mha.quant_attn_output_weights.scale))
 
 
-def test_fx_custom_module_tuple_used_whole_is_refused():
+def test_fx_custom_module_tuple_used_whole():
+    """An MHA's (out, weights) returned whole: convert dequantizes both (a tuple rebuilt
+    from getitems, as torch.ao does for the LSTM) and gives what unpacking it gives;
+    with need_weights=False the layout is not known and prepare_fx refuses."""
     import ember.ao.nn.quantizable as ennqa
+    import ember.ao.nn.quantized as ennq
     import ember.ao.quantization.quantize_fx as eqfx
 
     class Whole(ember.nn.Module):
-        def __init__(self):
+        def __init__(self, **call):
             super().__init__()
             self.mha = ember.nn.MultiheadAttention(E, HEADS)
+            self.call = call
 
         def forward(self, q):
-            return self.mha(q, q, q)
+            return self.mha(q, q, q, **self.call)
 
+    class Unpacked(Whole):
+        def forward(self, q):
+            out, weights = self.mha(q, q, q)
+            return out, weights
+
+    prepare = eq.PrepareCustomConfig().set_float_to_observed_mapping(
+        ember.nn.MultiheadAttention, ennqa.MultiheadAttention)
+    convert = eq.ConvertCustomConfig().set_observed_to_quantized_mapping(
+        ennqa.MultiheadAttention, ennq.MultiheadAttention)
     x = ember.randn(L, N, E)
+    whole, unpacked = Whole().eval(), Unpacked().eval()
+    unpacked.load_state_dict(whole.state_dict())
+    results = []
+    for model in (whole, unpacked):
+        prepared = eqfx.prepare_fx(model, eq.get_default_qconfig_mapping("x86"), (x,),
+                                   prepare_custom_config=prepare)
+        prepared(x)
+        converted = eqfx.convert_fx(prepared, convert_custom_config=convert)
+        results.append(converted(x))
+    assert isinstance(results[0], tuple) and len(results[0]) == 2
+    for got, want in zip(*results):
+        assert not got.is_quantized
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
     with pytest.raises(ValueError, match="uses whole"):
-        eqfx.prepare_fx(Whole().eval(), eq.get_default_qconfig_mapping("x86"), (x,),
-                        prepare_custom_config=eq.PrepareCustomConfig()
-                        .set_float_to_observed_mapping(ember.nn.MultiheadAttention,
-                                                       ennqa.MultiheadAttention))
+        eqfx.prepare_fx(Whole(need_weights=False).eval(), eq.get_default_qconfig_mapping("x86"),
+                        (x,), prepare_custom_config=prepare)

@@ -601,11 +601,25 @@ def _observe_custom_modules(gm, custom, qconfigs, kinds) -> dict:
         observed.qconfig = qconfigs[node]
         _set_module(gm, str(node.target), observed)
         kinds[str(node.target)] = "custom"
-        # LSTM / MultiheadAttention return tuples: no output observer (passes/quantize.py)
-        from .quantize import no_observer_set
-        node.meta["tuple_output"] = isinstance(observed, tuple(no_observer_set()))
+        # LSTM / MultiheadAttention return tuples: no output observer, the index paths of
+        # their tensors in it (passes/quantize.py)
+        node.meta["tuple_output"] = _output_tensor_paths(observed, node)
         found[str(node.target)] = qconfigs[node]
     return found
+
+
+def _output_tensor_paths(observed, node):
+    """Where an observed custom module's tuple result holds its tensors: an LSTM's
+    (out, (h, c)), an MHA's (out, weights) (True: a tuple of unknown layout, an MHA
+    called with need_weights=False; False: not a tuple)."""
+    from ..nn import quantizable as nnqa
+    if isinstance(observed, nnqa.LSTM):
+        return ((0,), (1, 0), (1, 1))
+    if isinstance(observed, nnqa.MultiheadAttention):
+        need_weights = node.kwargs.get("need_weights", node.args[4] if len(node.args) > 4
+                                       else True)
+        return ((0,), (1,)) if need_weights is True else True
+    return False
 
 
 def _weight_only_modules(gm, qconfigs, kinds) -> dict:
