@@ -308,3 +308,19 @@ def test_fx_custom_module_tuple_used_whole():
     with pytest.raises(ValueError, match="uses whole"):
         eqfx.prepare_fx(Whole(need_weights=False).eval(), eq.get_default_qconfig_mapping("x86"),
                         (x,), prepare_custom_config=prepare)
+
+
+@pytest.mark.parametrize("config", ["default", "kdim_vdim"])
+def test_torch_ao_mha_state_dict_loads_and_gives_its_outputs(config):
+    from test_quantizable_lstm import _to_ember
+    t_prep, e_prep, calib = _twins(7, **CONFIGS[config])
+    _run(t_prep, calib[0], torch), _run(e_prep, calib[0], ember)
+    t_conv, e_conv = tq.convert(t_prep), eq.convert(e_prep)
+    e_conv.load_state_dict({k: _to_ember(v) for k, v in t_conv.state_dict().items()})
+    assert _text(e_conv, "ember") == _text(t_conv, "torch")
+    got, want = _run(e_conv, calib[1], ember), _run(t_conv, calib[1], torch)
+    step = t_conv.mha.out_proj.scale
+    np.testing.assert_allclose(got[0], want[0], atol=step * 1.01)
+    assert np.mean(got[0] == want[0]) > 0.9
+    np.testing.assert_allclose(got[1], want[1],
+                               atol=1.01 * float(t_conv.mha.quant_attn_output_weights.scale))
