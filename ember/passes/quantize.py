@@ -29,7 +29,8 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   returns a tuple (meta["tuple_output"]: LSTM, MultiheadAttention) has the tensors of
   its first three arguments observed (inside tuples too: an LSTM's (h, c)) and no output
   observer: the tensors getitem takes out of its result are quantized values (torch.ao
-  puts DeQuantStubs there), and a use of the whole tuple reads one rebuilt from them;
+  puts DeQuantStubs there: prepare_fx adds them, marked meta["dequant_stub_of_tuple"],
+  with the tuple rebuilt from them for whole-tuple uses; convert drops them);
 - everything else runs in float: convert puts a dequantize in front of it.
 """
 from __future__ import annotations
@@ -191,11 +192,13 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         if kind is None or not wants(node):
             continue
         if kind in CUSTOM and node.meta.get("tuple_output"):
-            _unpack_whole_tuple_uses(graph, node)
+            _check_tuple_unpacked(node)
             for value in dict.fromkeys(tuple_module_inputs(node)):
                 ensure_observed(value, node)
             quantized[node] = kind
-            observers.update(tuple_output_leaves(node))
+            for leaf in tuple_output_leaves(node):     # or the DeQuantStubs after them
+                stubs = [u for u in leaf.users if u.meta.get("dequant_stub_of_tuple")]
+                observers.update(stubs or [leaf])
             continue
         if kind in BINARY and scalar_operand(node) is not None:
             _share_scalar_operand_observer(node, kind)
@@ -311,48 +314,17 @@ def _tensor_paths(node: Node) -> tuple | None:
     return paths if isinstance(paths, tuple) else None
 
 
-def _unpack_whole_tuple_uses(graph: Graph, node: Node) -> None:
-    """A use of the module's tuple result, or of a tuple inside it, as a whole (returned,
-    passed to another module) reads a copy rebuilt from getitems of its tensors instead,
-    so that convert can dequantize each tensor (torch.ao does so for the LSTM). Where the
-    layout is not known, a use of the whole result is refused: it would hand quantized
-    tensors on unnoticed."""
-    paths = _tensor_paths(node)
-    todo = [(node, ())]
-    while todo:
-        value, prefix = todo.pop(0)
-        whole = [u for u in value.users if not _is_getitem(u)]
-        if whole and paths is None and value is node:
-            raise ValueError(
-                f"prepare_fx: the custom module {node.target} returns a tuple that "
-                f"{whole[0].name} uses whole; take its tensors out first (e.g. "
-                f"`out, weights = self.{node.target}(...)`) so that convert can dequantize "
-                f"each")
-        if paths is None:
-            continue
-        getitems = [u for u in value.users if _is_getitem(u)]
-        if whole:
-            with graph.inserting_after(value):
-                rebuilt = _rebuild_tuple(graph, value, paths, prefix)
-            for user in whole:
-                user.replace_input_with(value, rebuilt)
-        for item in getitems:
-            path = prefix + (item.args[1],)
-            if path not in paths and any(p[:len(path)] == path for p in paths):
-                todo.append((item, path))
-
-
-def _rebuild_tuple(graph: Graph, value: Node, paths: tuple, prefix: tuple) -> Node:
-    """tuple([...]) of getitems of `value` holding the tensors at `paths` under `prefix`."""
-    items = []
-    for index in sorted({p[len(prefix)] for p in paths
-                         if len(p) > len(prefix) and p[:len(prefix)] == prefix}):
-        item = graph.call_function(operator.getitem, (value, index))
-        inner = prefix + (index,)
-        if inner not in paths:
-            item = _rebuild_tuple(graph, item, paths, inner)
-        items.append(item)
-    return graph.call_function(tuple, (items,))
+def _check_tuple_unpacked(node: Node) -> None:
+    """Converted, the module returns quantized tensors that only getitem users are known
+    to receive (and dequantize where a float op reads them; where the layout is known,
+    prepare_fx has already rerouted whole-tuple uses through DeQuantStubs): a use of the
+    whole tuple would hand quantized tensors on unnoticed."""
+    whole = [u for u in node.users if not _is_getitem(u)]
+    if whole:
+        raise ValueError(
+            f"prepare_fx: the custom module {node.target} returns a tuple that "
+            f"{whole[0].name} uses whole; take its tensors out first (e.g. "
+            f"`out, weights = self.{node.target}(...)`) so that convert can dequantize each")
 
 
 def tuple_output_leaves(node: Node) -> list[Node]:
@@ -378,6 +350,15 @@ def tuple_output_leaves(node: Node) -> list[Node]:
             elif any(p[:len(path)] == path for p in paths):
                 todo.append((user, path))
     return leaves
+
+
+def drop_tuple_dequant_stubs(graph: Graph) -> None:
+    """The DeQuantStubs prepare put after the tensors of a custom module's tuple result:
+    their readers read the tensor itself (a quantized value convert dequantizes where a
+    float op reads it)."""
+    for stub in [n for n in graph.nodes if n.meta.get("dequant_stub_of_tuple")]:
+        stub.replace_all_uses_with(stub.args[0])
+        graph.erase_node(stub)
 
 
 def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
@@ -416,6 +397,7 @@ def drop_reobservations(graph: Graph, keep_scalar_operand: bool = False) -> None
 def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
     """convert_to_reference_fx's form: every quantize is followed by a dequantize, and
     everything reads the dequantized value (dequant -> float op -> quant)."""
+    drop_tuple_dequant_stubs(graph)
     dequantize = OPS["dequantize"]
     # a tuple-returning custom module (quantized LSTM / MHA) reads its quantized inputs
     # and returns quantized tensors, each dequantized after the getitem that takes it
@@ -440,6 +422,7 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
     (get_attr qualified names, bias may be None) and, for convs, "stride", "padding",
     "dilation", "groups".
     """
+    drop_tuple_dequant_stubs(graph)
     qvalue: dict[Node, tuple] = dict(quantize_nodes)      # quantized node -> qparams
     dequantized: dict[Node, Node] = {}
 

@@ -251,6 +251,23 @@ def test_qat_prepare_swaps_lstm_like_torch_ao():
     assert hasattr(e_prep.lstm.layers[0].layer_fw.cell.igates, "weight_fake_quant")
 
 
+def _prepared_node_kinds(gm) -> dict:
+    """How many of each call_module class and call_function target a prepared graph has
+    (getitems aside: the model's own ones are left in place, dead, differently)."""
+    modules = dict(gm.named_modules())
+    counts = {}
+    for node in gm.graph.nodes:
+        op = str(getattr(node.op, "value", node.op))
+        if op == "call_module":
+            key = type(modules[str(node.target)]).__name__
+        elif op == "call_function" and not node.name.startswith("getitem"):
+            key = getattr(node.target, "__name__", str(node.target))
+        else:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def _fx_lstm_model(nn):
     class M(nn.Module):
         """torch.ao's static-LSTM FX test shape: the output tuple's tensors each feed a
@@ -292,6 +309,7 @@ def test_fx_custom_module_lstm_matches_torch_ao():
         e_model, eq.get_default_qconfig_mapping("x86"), tuple(map(ember.tensor, data[0])),
         prepare_custom_config=eq.PrepareCustomConfig().set_float_to_observed_mapping(
             ember.nn.LSTM, ennqa.LSTM))
+    assert _prepared_node_kinds(e_prep) == _prepared_node_kinds(t_prep)
     with torch.no_grad(), ember.no_grad():
         for batch in data:
             t_prep(*map(torch.from_numpy, batch))
@@ -417,6 +435,9 @@ def test_fx_lstm_tuple_consumed_whole_matches_torch_ao(consume):
                              tuple(map(ember.tensor, data)),
                              prepare_custom_config=eq.PrepareCustomConfig()
                              .set_float_to_observed_mapping(ember.nn.LSTM, ennqa.LSTM))
+    # torch.ao's prepared graph: a DeQuantStub after each tensor of the tuple, the tuple
+    # rebuilt from them
+    assert _prepared_node_kinds(e_prep) == _prepared_node_kinds(t_prep)
     with torch.no_grad(), ember.no_grad():
         t_prep(*map(torch.from_numpy, data))
         e_prep(*map(ember.tensor, data))
