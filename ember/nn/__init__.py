@@ -34,7 +34,7 @@ from . import parallel  # noqa: E402,F401 - nn.parallel.DistributedDataParallel 
 def __getattr__(name: str):
     # torch.nn.quantized / intrinsic / qat (loaded on first use: they pull in the
     # quantized ops)
-    if name in ("quantized", "intrinsic", "qat"):
+    if name in ("quantized", "intrinsic", "qat", "quantizable"):
         import importlib
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module '{__name__}' has no attribute '{name}'")

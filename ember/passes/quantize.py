@@ -25,7 +25,12 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   their own (torch.ao's "output uses a different observer than the input"); they run
   in float between a dequantize and a quantize, as torch's quantized kernels compute;
 - CUSTOM ("custom": a user's float -> observed -> quantized module class): inputs and
-  output observed; converted, the module takes and returns quantized values;
+  output observed; converted, the module takes and returns quantized values. One that
+  returns a tuple (meta["tuple_output"]: LSTM, MultiheadAttention) has the tensors of
+  its first three arguments observed (inside tuples too: an LSTM's (h, c)) and no output
+  observer: the tensors getitem takes out of its result are quantized values (torch.ao
+  puts DeQuantStubs there: prepare_fx adds them, marked meta["dequant_stub_of_tuple"],
+  with the tuple rebuilt from them for whole-tuple uses; convert drops them);
 - everything else runs in float: convert puts a dequantize in front of it.
 """
 from __future__ import annotations
@@ -33,7 +38,7 @@ from __future__ import annotations
 import operator
 from typing import Callable
 
-from ember.ir.graph import Graph, Node, OpKind
+from ember.ir.graph import Graph, Node, OpKind, map_arg
 from ember.ir.registry import OPS, is_op
 
 WEIGHTED = {"linear", "linear_relu", "conv2d", "conv2d_relu", "conv3d", "conv3d_relu"}
@@ -186,6 +191,15 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         kind = node_kind(node, module_kinds)
         if kind is None or not wants(node):
             continue
+        if kind in CUSTOM and node.meta.get("tuple_output"):
+            _check_tuple_unpacked(node)
+            for value in dict.fromkeys(tuple_module_inputs(node)):
+                ensure_observed(value, node)
+            quantized[node] = kind
+            for leaf in tuple_output_leaves(node):     # or the DeQuantStubs after them
+                stubs = [u for u in leaf.users if u.meta.get("dequant_stub_of_tuple")]
+                observers.update(stubs or [leaf])
+            continue
         if kind in BINARY and scalar_operand(node) is not None:
             _share_scalar_operand_observer(node, kind)
             continue
@@ -285,6 +299,74 @@ def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
 
 
 # --- convert ---------------------------------------------------------------------------------
+def tuple_module_inputs(node: Node) -> list[Node]:
+    """The graph values among a tuple-returning custom module's first three arguments,
+    tuples and lists opened (LSTM: x, (h, c); MultiheadAttention: query, key, value;
+    masks come later and stay float)."""
+    found = []
+    map_arg(tuple(node.args[:3]), found.append)
+    return found
+
+
+def _is_getitem(node: Node) -> bool:
+    return node.op == OpKind.call_function and node.target is operator.getitem and \
+        len(node.args) == 2 and isinstance(node.args[1], int)
+
+
+def _tensor_paths(node: Node) -> tuple | None:
+    """meta["tuple_output"]: the index paths of the tensors in the module's tuple result
+    (an LSTM's ((0,), (1, 0), (1, 1))), or True where the layout is not known."""
+    paths = node.meta.get("tuple_output")
+    return paths if isinstance(paths, tuple) else None
+
+
+def _check_tuple_unpacked(node: Node) -> None:
+    """Converted, the module returns quantized tensors that only getitem users are known
+    to receive (and dequantize where a float op reads them; where the layout is known,
+    prepare_fx has already rerouted whole-tuple uses through DeQuantStubs): a use of the
+    whole tuple would hand quantized tensors on unnoticed."""
+    whole = [u for u in node.users if not _is_getitem(u)]
+    if whole:
+        raise ValueError(
+            f"prepare_fx: the custom module {node.target} returns a tuple that "
+            f"{whole[0].name} uses whole; take its tensors out first (e.g. "
+            f"`out, weights = self.{node.target}(...)`) so that convert can dequantize each")
+
+
+def tuple_output_leaves(node: Node) -> list[Node]:
+    """The getitem nodes that take tensors out of `node`'s (nested) tuple result: those
+    at its tensor paths, or, where the layout is not known, those whose users are not
+    all getitems themselves."""
+    paths = _tensor_paths(node)
+    leaves, todo = [], [(node, ())]
+    while todo:
+        value, prefix = todo.pop(0)
+        for user in value.users:
+            if not _is_getitem(user):
+                continue
+            path = prefix + (user.args[1],)
+            if paths is None:
+                inner = [u for u in user.users if _is_getitem(u)]
+                if inner:
+                    todo.append((user, path))
+                if len(inner) < len(user.users):
+                    leaves.append(user)
+            elif path in paths:
+                leaves.append(user)
+            elif any(p[:len(path)] == path for p in paths):
+                todo.append((user, path))
+    return leaves
+
+
+def drop_tuple_dequant_stubs(graph: Graph) -> None:
+    """The DeQuantStubs prepare put after the tensors of a custom module's tuple result:
+    their readers read the tensor itself (a quantized value convert dequantizes where a
+    float op reads it)."""
+    for stub in [n for n in graph.nodes if n.meta.get("dequant_stub_of_tuple")]:
+        stub.replace_all_uses_with(stub.args[0])
+        graph.erase_node(stub)
+
+
 def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
     """Replace each observer node (qualified name in `qparams`: (scale, zero_point, dtype))
     with `quantize_per_tensor(x, scale, zero_point, dtype)`; returns {node: qparams}."""
@@ -321,11 +403,19 @@ def drop_reobservations(graph: Graph, keep_scalar_operand: bool = False) -> None
 def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
     """convert_to_reference_fx's form: every quantize is followed by a dequantize, and
     everything reads the dequantized value (dequant -> float op -> quant)."""
+    drop_tuple_dequant_stubs(graph)
     dequantize = OPS["dequantize"]
-    for q in quantize_nodes:
+    # a tuple-returning custom module (quantized LSTM / MHA) reads its quantized inputs
+    # and returns quantized tensors, each dequantized after the getitem that takes it
+    keeps_quantized = lambda user: user.meta.get("tuple_output", False)  # noqa: E731
+    for q in list(quantize_nodes) + [leaf for n in graph.nodes if keeps_quantized(n)
+                                     for leaf in tuple_output_leaves(n)]:
+        if q.users and all(keeps_quantized(user) for user in q.users):
+            continue
         with graph.inserting_after(q):
             dq = graph.call_function(dequantize, (q,))
-        q.replace_all_uses_with(dq, delete_user_cb=lambda user: user is not dq)
+        q.replace_all_uses_with(dq, delete_user_cb=lambda user: user is not dq and
+                                not keeps_quantized(user))
     graph.lint()
 
 
@@ -338,6 +428,7 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
     (get_attr qualified names, bias may be None) and, for convs, "stride", "padding",
     "dilation", "groups".
     """
+    drop_tuple_dequant_stubs(graph)
     qvalue: dict[Node, tuple] = dict(quantize_nodes)      # quantized node -> qparams
     dequantized: dict[Node, Node] = {}
 
@@ -349,6 +440,11 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
 
     for node in list(graph.nodes):
         if node in qvalue or node in dequantized.values():
+            continue
+        if node_kind(node, module_kinds) in CUSTOM and node.meta.get("tuple_output"):
+            # it takes its quantized inputs as they are and returns quantized tensors,
+            # whose qparams are the module's own (unknown here: no requantizing cat)
+            qvalue.update({leaf: (None, None, None) for leaf in tuple_output_leaves(node)})
             continue
         lowered = _lower_pattern(graph, node, qvalue, module_kinds, weighted)
         if lowered is not None:

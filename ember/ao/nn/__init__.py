@@ -1,6 +1,6 @@
-"""ember.ao.nn: torch.ao.nn's modules: fused (intrinsic), QAT and quantized."""
+"""ember.ao.nn: torch.ao.nn's modules: fused (intrinsic), QAT, quantizable and quantized."""
 
-_LAZY_SUBMODULES = frozenset({"quantized", "intrinsic", "qat"})
+_LAZY_SUBMODULES = frozenset({"quantized", "intrinsic", "qat", "quantizable"})
 
 
 def __getattr__(name: str):

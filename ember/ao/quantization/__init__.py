@@ -35,7 +35,7 @@ from .stubs import QuantStub, DeQuantStub  # noqa: F401,E402
 from .stubs import QuantWrapper  # noqa: F401,E402
 from .quantize import (propagate_qconfig_, prepare, prepare_qat, convert, quantize,  # noqa
                        quantize_qat, add_quant_dequant, swap_module, no_observer_set,
-                       default_eval_fn)
+                       default_eval_fn, get_default_custom_config_dict)
 from .fuse_modules import fuse_modules, fuse_modules_qat  # noqa: F401,E402
 from .quantization_mappings import *  # noqa: F401,F403,E402
 

@@ -147,17 +147,30 @@ def prepare(model, inplace=False, allow_list=None, observer_non_leaf_module_list
         warnings.warn("None of the submodule got qconfig applied. Make sure you passed "
                       "correct configuration through `qconfig_dict` or by assigning the "
                       "`.qconfig` attribute directly on submodules")
-    custom = (prepare_custom_config_dict or {}).get("float_to_observed_custom_module_class",
-                                                    {})
+    if prepare_custom_config_dict is None:      # torch.ao's default: LSTM / MHA swapped
+        prepare_custom_config_dict = get_default_custom_config_dict()
+    custom = prepare_custom_config_dict.get("float_to_observed_custom_module_class", {})
     _add_observer_(model, set(propagation_list), set(observer_non_leaf_module_list or ()),
                    custom)
     return model
 
 
 def no_observer_set() -> set:
-    """Modules that get no output observer (torch.ao's: quantized by their own logic)."""
-    return {nn.LSTM, nn.MultiheadAttention} if hasattr(nn, "MultiheadAttention") else \
-        {nn.LSTM}
+    """Observed custom modules that get no output observer (torch.ao's: the quantizable
+    LSTM and MultiheadAttention return tuples and observe their own pieces)."""
+    from ..nn import quantizable as nnqa
+    return {nnqa.LSTM, nnqa.MultiheadAttention}
+
+
+def get_default_custom_config_dict() -> dict:
+    """torch.ao's default custom module config of eager prepare / convert: nn.LSTM and
+    nn.MultiheadAttention become their quantizable versions at prepare and quantized
+    ones at convert."""
+    from ..nn import quantizable as nnqa
+    return {"float_to_observed_custom_module_class": {
+                nn.LSTM: nnqa.LSTM, nn.MultiheadAttention: nnqa.MultiheadAttention},
+            "observed_to_quantized_custom_module_class": {
+                nnqa.LSTM: nnq.LSTM, nnqa.MultiheadAttention: nnq.MultiheadAttention}}
 
 
 def default_eval_fn(model, calib_data):
@@ -265,9 +278,10 @@ def convert(module, mapping=None, inplace=False, remove_qconfig=True, is_referen
     if mapping is None:
         mapping = get_default_static_quant_reference_module_mappings() if is_reference \
             else get_default_static_quant_module_mappings()
+    if convert_custom_config_dict is None:      # torch.ao's default: LSTM / MHA
+        convert_custom_config_dict = get_default_custom_config_dict()
     _convert(module, mapping, "",
-             (convert_custom_config_dict or {}).get("observed_to_quantized_custom_module_class",
-                                                    {}))
+             convert_custom_config_dict.get("observed_to_quantized_custom_module_class", {}))
     if remove_qconfig:
         _remove_qconfig(module)
     return module

@@ -634,8 +634,78 @@ def _observe_custom_modules(gm, custom, qconfigs, kinds) -> dict:
         observed.qconfig = qconfigs[node]
         _set_module(gm, str(node.target), observed)
         kinds[str(node.target)] = "custom"
+        # LSTM / MultiheadAttention return tuples: no output observer, the index paths of
+        # their tensors in it (passes/quantize.py)
+        node.meta["tuple_output"] = _output_tensor_paths(observed, node)
+        if isinstance(node.meta["tuple_output"], tuple):
+            _dequant_stub_tuple_output(gm, node, node.meta["tuple_output"])
         found[str(node.target)] = qconfigs[node]
     return found
+
+
+def _dequant_stub_tuple_output(gm, node, paths: tuple) -> None:
+    """torch.ao's prepared graph for a custom LSTM: each tensor of the module's tuple
+    result taken out by getitems and passed through a DeQuantStub (`dequant_stub_N`),
+    the tuple rebuilt from the stubs; the model's own getitems and whole-tuple uses read
+    the stubs and rebuilt tuples instead. Converted, each stub is the dequantize of a
+    tensor the quantized module returns (passes/quantize.py)."""
+    from .stubs import DeQuantStub
+    graph = gm.graph
+    counter = sum(1 for name, _ in gm.named_children() if name.startswith("dequant_stub_"))
+    built, made = {}, set()
+
+    def make(target, args, module=False):
+        new = graph.call_module(target, args) if module else graph.call_function(target, args)
+        made.add(new)
+        return new
+
+    def build(value, prefix):
+        items = []
+        for index in sorted({p[len(prefix)] for p in paths
+                             if len(p) > len(prefix) and p[:len(prefix)] == prefix}):
+            path = prefix + (index,)
+            item = make(operator.getitem, (value, index))
+            if path in paths:
+                nonlocal counter
+                name = f"dequant_stub_{counter}"
+                counter += 1
+                gm.add_module(name, DeQuantStub())
+                item = make(name, (item,), module=True)
+                item.meta["dequant_stub_of_tuple"] = True
+            else:
+                item = build(item, path)
+            built[path] = item
+            items.append(item)
+        return make(tuple, (items,))
+
+    def redirect(value, prefix):
+        for user in list(value.users):
+            if user in made:
+                continue
+            index = user.args[1] if user.op == OpKind.call_function and \
+                user.target is operator.getitem and len(user.args) == 2 else None
+            if isinstance(index, int) and prefix + (index,) in built:
+                redirect(user, prefix + (index,))
+            else:
+                user.replace_input_with(value, built[prefix])
+
+    with graph.inserting_after(node):
+        built[()] = build(node, ())
+    redirect(node, ())
+
+
+def _output_tensor_paths(observed, node):
+    """Where an observed custom module's tuple result holds its tensors: an LSTM's
+    (out, (h, c)), an MHA's (out, weights) (True: a tuple of unknown layout, an MHA
+    called with need_weights=False; False: not a tuple)."""
+    from ..nn import quantizable as nnqa
+    if isinstance(observed, nnqa.LSTM):
+        return ((0,), (1, 0), (1, 1))
+    if isinstance(observed, nnqa.MultiheadAttention):
+        need_weights = node.kwargs.get("need_weights", node.args[4] if len(node.args) > 4
+                                       else True)
+        return ((0,), (1,)) if need_weights is True else True
+    return False
 
 
 def _weight_only_modules(gm, qconfigs, kinds) -> dict:

@@ -8,3 +8,6 @@ from .modules import (Quantize, DeQuantize, Linear, Conv1d, Conv2d, Conv3d,  # n
                       EmbeddingBag, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
                       BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
                       LeakyReLU)
+# LSTM / MultiheadAttention: the converted quantizable modules (rnn.py, activation.py)
+from .rnn import LSTM  # noqa: F401,E402
+from .activation import MultiheadAttention  # noqa: F401,E402
