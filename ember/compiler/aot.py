@@ -55,7 +55,7 @@ from ..codegen.llvm.conv import padding_pairs
 from ..codegen.llvm import cache
 from ..codegen.llvm.jit import optimize
 from ..codegen.llvm.target import _REQUIRED, host_isa, target_for
-from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
+from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion, cpu_pass_options
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, LoweringError
 from ..ir.graph import Graph, Node
@@ -318,8 +318,8 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     in `shared` (modules, index by text), so equal kernels of several plans are one."""
     b = _Built()
     b.graph = _copy_graph(source_graph)
-    ctx = PassContext(constants=dict(exported.state_dict), options=dict(options or {}),
-                      inference=True)
+    ctx = PassContext(constants=dict(exported.state_dict),
+                      options=cpu_pass_options(dict(options or {})), inference=True)
     run_passes(b.graph, _with_fusion(pipeline), ctx)
     b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
                          freeze_constants=True).build()

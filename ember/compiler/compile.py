@@ -37,6 +37,7 @@ import numpy as np
 
 from ..codegen.extern import conv_epilogue_kernel, extern_kernel, tensor_inputs
 from ..codegen.llvm.emit import compile_kernel
+from ..codegen.llvm.implicit_conv import SMALL_CHANNELS
 from ..codegen.lowering import lower_group
 from ..ir import autocast
 from ..ir.errors import DeviceError, EmberError, LoweringError
@@ -217,12 +218,20 @@ class CompiledFunction:
         return self.last[2]
 
 
+def cpu_pass_options(options: dict) -> dict:
+    """The pass options of a CPU inference plan: the layout pass leaves a conv's input
+    of fewer channels than the conv's padded-copy bound as it is (the conv copies it
+    into a padded channels-last buffer from either layout)."""
+    return {"entry_channels": SMALL_CHANNELS - 1, **options}
+
+
 def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: dict,
                          backend, start: float) -> tuple[Plan, CompileStats]:
     """A traced graph -> its inference plan: the pipeline (folding: constants are read
     now), then one step per node (PlanBuilder, weights frozen)."""
     stats = CompileStats(original_ops=count_ops(graph))
-    ctx = PassContext(constants=dict(constants), options=dict(options), inference=True)
+    ctx = PassContext(constants=dict(constants), options=cpu_pass_options(options)
+                      if isinstance(backend, CpuBackend) else dict(options), inference=True)
     run_passes(graph, _with_fusion(pipeline), ctx)
     native = None
     if type(backend) is CpuBackend:        # the whole-plan native entry point's hook

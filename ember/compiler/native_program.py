@@ -593,7 +593,8 @@ class ProgramBuilder:
         """The next step, when it is a max pool (a kernel step with `max_pool`) of this
         conv's output that nothing else reads, which the conv can pool row by row
         (_conv_pool) instead of storing its whole output; else None."""
-        if not POOL_IN_CONV or self.step + 1 >= len(self.table) or "conv_pool" not in d or residual is not None:
+        if not POOL_IN_CONV or self.step + 1 >= len(self.table) or "conv_pool" not in d \
+                or residual is not None:
             return None
         nxt, slot = self.table[self.step + 1], d["outputs"][0]
         if nxt.get("kind") != "kernel" or "max_pool" not in nxt or nxt["inputs"] != [slot] \
