@@ -37,7 +37,8 @@ import numpy as np
 
 from ..codegen.extern import conv_epilogue_kernel, extern_kernel, tensor_inputs
 from ..codegen.llvm.emit import compile_kernel
-from ..codegen.llvm.implicit_conv import SMALL_CHANNELS
+from ..codegen.llvm.implicit_conv import SMALL_CHANNELS, conv_tile, k_block
+from ..codegen.llvm.target import host_isa
 from ..codegen.lowering import lower_group
 from ..ir import autocast
 from ..ir.errors import DeviceError, EmberError, LoweringError
@@ -221,8 +222,25 @@ class CompiledFunction:
 def cpu_pass_options(options: dict) -> dict:
     """The pass options of a CPU inference plan: the layout pass leaves a conv's input
     of fewer channels than the conv's padded-copy bound as it is (the conv copies it
-    into a padded channels-last buffer from either layout)."""
-    return {"entry_channels": SMALL_CHANNELS - 1, **options}
+    into a padded channels-last buffer from either layout); the memory planner writes a
+    conv's result over its residual where the conv sums all of K before its epilogue."""
+    return {"entry_channels": SMALL_CHANNELS - 1, "residual_in_place": whole_k_conv,
+            **options}
+
+
+def whole_k_conv(conv) -> bool:
+    """A groups=1 conv2d node whose implicit GEMM takes all of K in one block on this
+    machine (implicit_conv.k_block), so its epilogue reads the residual before anything
+    is stored at the output: the output may take the residual's buffer."""
+    args = conv.target.schema.as_kwargs(conv.target.schema.bind(conv.args, conv.kwargs))
+    w = getattr(args["weight"], "meta", {}).get("val")
+    if not isinstance(w, TensorMeta) or len(w.shape) != 4 or args["groups"] != 1:
+        return False
+    c_out, c_in, kh, kw = w.shape
+    isa = host_isa()
+    nr = conv_tile(isa, c_in, c_out)[1]
+    k = c_in * kh * kw
+    return k_block(k, c_out, nr) >= k
 
 
 def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: dict,

@@ -534,13 +534,21 @@ class ProgramBuilder:
             bias_ptr = bias.ptr
         else:
             bias_ptr = self._zeros(d["c_out"])
-        if residual is not None and (residual.strides != out.strides or
-                                     residual.overlaps(out)):
+        n, c, h, w_ = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = d["kernel"], d["stride"], d["dilation"]
+        k = kh * kw * c
+        # the residual in the output's own buffer (the memory planner's in-place
+        # epilogue): read as is when all of K is one block (no partial sums stored
+        # before the epilogue reads it), else copied first like any other overlap
+        in_place = residual is not None and residual.ptr == out.ptr and \
+            residual.strides == out.strides and \
+            k_block(k, d["c_out"], d["nr"], d["kc"], d["nc"], d["max_kc"],
+                    d["whole_k_floats"]) >= k
+        if residual is not None and not in_place and (residual.strides != out.strides or
+                                                      residual.overlaps(out)):
             tmp = self._scratch(out.shape, out.strides)
             self._copy(tmp, residual)
             residual = tmp
-        n, c, h, w_ = x.shape
-        (kh, kw), (sh, sw), (dh, dw) = d["kernel"], d["stride"], d["dilation"]
         (top, bottom), (left, right) = d["padding"]
         oh, ow = out.shape[2:]
         if c == 0 or out.size == 0:
