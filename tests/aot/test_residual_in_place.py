@@ -84,3 +84,19 @@ def test_option_off_keeps_buffers_apart(rng):
         compiled(x)
     steps = _residual_steps(compiled.graph)
     assert steps and all(out != res for out, res in steps)
+
+
+def test_python_loop_reads_the_residual_in_place(rng):
+    """Plans that keep the Python step loop (native entry off) run PreparedConv with
+    the residual in the output's buffer: read as is, the same bits as the native run."""
+    ember.manual_seed(3)
+    model = _Block(16).eval()
+    x = ember.tensor(rng.standard_normal((2, 16, 6, 7), dtype=np.float32))
+    looped = ember.compile(model, options={"native_entry": False})
+    native = ember.compile(model)
+    with ember.no_grad():
+        got = [looped(x).numpy() for _ in range(2)]
+        want = [native(x).numpy() for _ in range(2)][1]
+    assert all(out == res for out, res in _residual_steps(looped.graph))
+    np.testing.assert_array_equal(got[0], want)
+    np.testing.assert_array_equal(got[1], want)

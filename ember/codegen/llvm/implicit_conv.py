@@ -835,8 +835,8 @@ class PreparedConv:
         if (Epilogue.RESIDUAL in self.epilogue) != (residual is not None):
             raise ShapeError(f"conv2d: epilogue {self.epilogue!r} and residual "
                              f"{'given' if residual is not None else 'missing'} disagree")
-        if residual is not None and (residual.strides != out.strides or
-                                     np.may_share_memory(residual, out)):
+        if residual is not None and not self._in_place(residual, out) and (
+                residual.strides != out.strides or np.may_share_memory(residual, out)):
             # the kernel reads the residual at out's offsets, after partial sums in out
             residual = _like(out, residual)
         target = out if _whole_elements(out) else np.empty(out.shape, np.float32)
@@ -849,6 +849,14 @@ class PreparedConv:
         if target is not out:
             out[...] = target
         return out
+
+    def _in_place(self, residual: np.ndarray, out: np.ndarray) -> bool:
+        """The residual is the output itself (the memory planner's in-place epilogue)
+        and all of K is one block: each tile reads its residual before storing there."""
+        k = self.c_in * self.geometry.kernel[0] * self.geometry.kernel[1]
+        return residual.ctypes.data == out.ctypes.data and residual.strides == out.strides \
+            and residual.shape == out.shape and \
+            k_block(k, self.c_out, self.kernels.cfg.nr) >= k
 
     def _run(self, x, out, residual) -> None:
         g, cfg = self.geometry, self.kernels.cfg
