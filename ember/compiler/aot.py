@@ -55,10 +55,12 @@ from ..codegen.llvm.conv import padding_pairs
 from ..codegen.llvm import cache
 from ..codegen.llvm.jit import optimize
 from ..codegen.llvm.target import _REQUIRED, host_isa, target_for
-from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion
+from .compile import CompileStats, CpuBackend, PlanBuilder, _with_fusion, cpu_pass_options
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, LoweringError
 from ..ir.graph import Graph, Node
+from ..ir.meta import TensorMeta
+from ..ir.ops.pooling import PoolParams
 from ..ir.printer import print_graph
 from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
@@ -98,6 +100,9 @@ class PackagingBackend(CpuBackend):
         desc = {"kind": "kernel", "symbol": lowered.kernel.name,
                 "split_extent": compiled.split_extent, "split_align": compiled.split_align,
                 "parallel": bool(parallel)}
+        pool = _lone_max_pool(lowered)
+        if pool is not None:
+            desc["max_pool"] = pool
         if self.in_process:
             desc["symbol"] = loaded_symbol(compiled.fn)
             return _Described(compiled, desc)
@@ -222,10 +227,34 @@ class PackagingBackend(CpuBackend):
         if self.in_process:
             kernels = conv_impl.conv_kernels(self.isa, cfg.mr, cfg.nr)
             return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad),
-                    "single_channel": loaded_symbol(kernels.single_channel)}
+                    "single_channel": loaded_symbol(kernels.single_channel),
+                    "conv_pool": loaded_symbol(kernels.conv_pool)}
         return {"_module": ("conv", str(conv_impl.conv_module(cfg)),
-                            ("conv_rows", "pad_nhwc", "conv_c1")),
-                "rows": "conv_rows", "pad": "pad_nhwc", "single_channel": "conv_c1"}
+                            ("conv_rows", "pad_nhwc", "conv_c1", "conv_pool_rows")),
+                "rows": "conv_rows", "pad": "pad_nhwc", "single_channel": "conv_c1",
+                "conv_pool": "conv_pool_rows"}
+
+
+def _lone_max_pool(lowered) -> dict | None:
+    """A kernel that is one float32 max_pool2d (dilation 1) of its one input: its
+    window, which lets the native program pool a conv's rows as the conv computes them
+    (compiler/native_program.py: _conv_pool)."""
+    if len(lowered.inputs) != 1 or len(lowered.outputs) != 1:
+        return None
+    node = lowered.outputs[0]
+    if getattr(node, "op", None) is None or node.op.value != "call_function" or \
+            getattr(node.target, "name", None) != "max_pool2d" or \
+            node.args[0] is not lowered.inputs[0]:
+        return None
+    x, out = node.args[0].meta.get("val"), node.meta.get("val")
+    if not isinstance(x, TensorMeta) or len(x.shape) != 4 or x.dtype.name != "float32":
+        return None
+    args = _bound(node)
+    p = PoolParams(x, args["kernel_size"], args["stride"], args["padding"],
+                   args["dilation"], args["ceil_mode"])
+    if p.d != (1, 1) or tuple(out.shape[2:]) != p.out:
+        return None
+    return {"kernel": list(p.k), "stride": list(p.s), "padding": list(p.p)}
 
 
 # --- packaging ---------------------------------------------------------------------------------
@@ -289,8 +318,8 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     in `shared` (modules, index by text), so equal kernels of several plans are one."""
     b = _Built()
     b.graph = _copy_graph(source_graph)
-    ctx = PassContext(constants=dict(exported.state_dict), options=dict(options or {}),
-                      inference=True)
+    ctx = PassContext(constants=dict(exported.state_dict),
+                      options=cpu_pass_options(dict(options or {})), inference=True)
     run_passes(b.graph, _with_fusion(pipeline), ctx)
     b.plan = PlanBuilder(b.graph, ctx.constants, CompileStats(), backend,
                          freeze_constants=True).build()
@@ -534,7 +563,7 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
         if kind == "kernel":
             desc["symbol"] = symbol(fn.modules[0] if fn.modules else None, desc["symbol"])
         elif kind in ("gemm", "bgemm", "conv"):
-            for key in ("rows", "cols", "pad", "batch", "single_channel"):
+            for key in ("rows", "cols", "pad", "batch", "single_channel", "conv_pool"):
                 if key in desc:
                     desc[key] = symbol(fn.desc.get("_module"), desc[key])
             if kind == "gemm":

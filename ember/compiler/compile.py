@@ -37,6 +37,8 @@ import numpy as np
 
 from ..codegen.extern import conv_epilogue_kernel, extern_kernel, tensor_inputs
 from ..codegen.llvm.emit import compile_kernel
+from ..codegen.llvm.implicit_conv import SMALL_CHANNELS, conv_tile, k_block
+from ..codegen.llvm.target import host_isa
 from ..codegen.lowering import lower_group
 from ..ir import autocast
 from ..ir.errors import DeviceError, EmberError, LoweringError
@@ -217,12 +219,37 @@ class CompiledFunction:
         return self.last[2]
 
 
+def cpu_pass_options(options: dict) -> dict:
+    """The pass options of a CPU inference plan: the layout pass leaves a conv's input
+    of fewer channels than the conv's padded-copy bound as it is (the conv copies it
+    into a padded channels-last buffer from either layout); the memory planner writes a
+    conv's result over its residual where the conv sums all of K before its epilogue."""
+    return {"entry_channels": SMALL_CHANNELS - 1, "residual_in_place": whole_k_conv,
+            **options}
+
+
+def whole_k_conv(conv) -> bool:
+    """A groups=1 conv2d node whose implicit GEMM takes all of K in one block on this
+    machine (implicit_conv.k_block), so its epilogue reads the residual before anything
+    is stored at the output: the output may take the residual's buffer."""
+    args = conv.target.schema.as_kwargs(conv.target.schema.bind(conv.args, conv.kwargs))
+    w = getattr(args["weight"], "meta", {}).get("val")
+    if not isinstance(w, TensorMeta) or len(w.shape) != 4 or args["groups"] != 1:
+        return False
+    c_out, c_in, kh, kw = w.shape
+    isa = host_isa()
+    nr = conv_tile(isa, c_in, c_out)[1]
+    k = c_in * kh * kw
+    return k_block(k, c_out, nr) >= k
+
+
 def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: dict,
                          backend, start: float) -> tuple[Plan, CompileStats]:
     """A traced graph -> its inference plan: the pipeline (folding: constants are read
     now), then one step per node (PlanBuilder, weights frozen)."""
     stats = CompileStats(original_ops=count_ops(graph))
-    ctx = PassContext(constants=dict(constants), options=dict(options), inference=True)
+    ctx = PassContext(constants=dict(constants), options=cpu_pass_options(options)
+                      if isinstance(backend, CpuBackend) else dict(options), inference=True)
     run_passes(graph, _with_fusion(pipeline), ctx)
     native = None
     if type(backend) is CpuBackend:        # the whole-plan native entry point's hook

@@ -39,6 +39,7 @@ SMALL_BATCH_WORK = 256 ** 3          # gemm_batched's "many small matrices" boun
 # over two threads; a 256x128 @ 128x10 GEMM 15 us alone, 31 us split)
 PARALLEL_KERNEL_WORK = 1 << 18       # element-steps of a generated kernel
 PARALLEL_GEMM_MACS = 1 << 21         # multiply-adds of a GEMM or an implicit-GEMM conv
+POOL_IN_CONV = True                  # a max pool of a conv's output runs inside the conv
 
 
 def _up(n: int) -> int:
@@ -201,8 +202,11 @@ class ProgramBuilder:
 
     # -- building --------------------------------------------------------------------------------
     def build(self, output_slots: list) -> tuple[list, dict, list]:
+        self.output_slots, self.absorbed = set(output_slots), set()
         for self.step, desc in enumerate(self.table):
             self._scratch_used = 0
+            if self.step in self.absorbed:      # computed by the step before (_conv_pool)
+                continue
             kind = desc["kind"]
             try:
                 (self._quantized if kind in QUANTIZED_KINDS else getattr(self, f"_{kind}"))(desc)
@@ -530,13 +534,21 @@ class ProgramBuilder:
             bias_ptr = bias.ptr
         else:
             bias_ptr = self._zeros(d["c_out"])
-        if residual is not None and (residual.strides != out.strides or
-                                     residual.overlaps(out)):
+        n, c, h, w_ = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = d["kernel"], d["stride"], d["dilation"]
+        k = kh * kw * c
+        # the residual in the output's own buffer (the memory planner's in-place
+        # epilogue): read as is when all of K is one block (no partial sums stored
+        # before the epilogue reads it), else copied first like any other overlap
+        in_place = residual is not None and residual.ptr == out.ptr and \
+            residual.strides == out.strides and \
+            k_block(k, d["c_out"], d["nr"], d["kc"], d["nc"], d["max_kc"],
+                    d["whole_k_floats"]) >= k
+        if residual is not None and not in_place and (residual.strides != out.strides or
+                                                      residual.overlaps(out)):
             tmp = self._scratch(out.shape, out.strides)
             self._copy(tmp, residual)
             residual = tmp
-        n, c, h, w_ = x.shape
-        (kh, kw), (sh, sw), (dh, dw) = d["kernel"], d["stride"], d["dilation"]
         (top, bottom), (left, right) = d["padding"]
         oh, ow = out.shape[2:]
         if c == 0 or out.size == 0:
@@ -560,6 +572,7 @@ class ProgramBuilder:
                 single_channel_fits(c, (sh, sw), (dh, dw), out.strides):
             self._single_channel_conv(d, x, w_, h, xs, out, bias_ptr, residual)
             return
+        pool = self._pool_after(d, x, residual)
         rows_merge = xs[3] == c and dw == 1 and not padded
         segw, seglen = (1, kw * c) if rows_merge else (kw, c)
         nseg = kh if rows_merge else kh * kw
@@ -574,10 +587,59 @@ class ProgramBuilder:
                 os_[3], int(d["relu"]), int(residual is not None)]
         zeros = self._zeros(d["max_kc"])
         d["problems"] = [[m, d["c_out"], kh * kw * c]]   # its implicit GEMM, for `ember tune`
+        if pool is not None:
+            self._conv_pool(d, pool, dims, [x.ptr, self.weight_bases[packed], None, bias_ptr,
+                                            res.ptr, zeros])
+            return
         self._call(d["rows"], "conv", [x.ptr, self.weight_bases[packed], out.ptr,
                                        bias_ptr, res.ptr, zeros, *dims],
                    extent=m, align=d["mr"], parallel=m * d["c_out"] * kh * kw * c >=
                    PARALLEL_GEMM_MACS)
+
+
+    def _pool_after(self, d: dict, x: Value, residual) -> dict | None:
+        """The next step, when it is a max pool (a kernel step with `max_pool`) of this
+        conv's output that nothing else reads, which the conv can pool row by row
+        (_conv_pool) instead of storing its whole output; else None."""
+        if not POOL_IN_CONV or self.step + 1 >= len(self.table) or "conv_pool" not in d \
+                or residual is not None:
+            return None
+        nxt, slot = self.table[self.step + 1], d["outputs"][0]
+        if nxt.get("kind") != "kernel" or "max_pool" not in nxt or nxt["inputs"] != [slot] \
+                or slot in self.output_slots or d["c_out"] % 16:
+            return None
+        if any(slot in desc.get("inputs", ()) for i, desc in enumerate(self.table)
+               if i != self.step + 1):
+            return None
+        spec = nxt["out_specs"][0]
+        if not spec["persistent"] or spec["strides"][1] != 1:
+            return None
+        buf = self.persistent[nxt["outputs"][0]]
+        out = Value("arena", self.buffers_offset + buf["offset"], spec["shape"],
+                    spec["strides"], spec["dtype"])
+        if out.overlaps(x):            # pooled rows are written while the conv reads x
+            return None
+        return nxt
+
+    def _conv_pool(self, d: dict, pool: dict, dims: list, pointers: list) -> None:
+        """conv + max_pool2d as one call (llvm/implicit_conv.py: conv_pool_rows): each
+        thread computes the conv rows its pooled rows need into a ring of kh rows in its
+        workspace and pools them from there; the conv's own output is never written.
+        The same bits as the two steps (the same conv sums, an exact max)."""
+        self.absorbed.add(self.step + 1)
+        out = self._output(pool)
+        n, c_out, ow = dims[0] // dims[1], d["c_out"], dims[2]
+        (pkh, pkw), (psh, psw), (pph, ppw) = (pool["max_pool"][k] for k in
+                                              ("kernel", "stride", "padding"))
+        ring_floats = (pkh + 1) * ow * c_out        # kh conv rows and their maximum
+        ring_dims = list(dims)
+        ring_dims[22:26] = [0, 1, 0, c_out]       # osn, osc, osh, osw: row ow at ow * C
+        poh, pow_ = out.shape[2:]
+        pointers[2] = out.ptr
+        self._call(d["conv_pool"], "conv_pool", pointers + ring_dims + [
+            self._workspace(ring_floats), ring_floats, poh, pow_, pkh, pkw, psh, psw, pph, ppw,
+            out.strides[0], out.strides[2], out.strides[3]], extent=n * poh, align=1,
+            parallel=dims[0] * c_out * dims[20] >= PARALLEL_GEMM_MACS)
 
 
 def measure_view(fn, x: Value, name: str) -> dict:

@@ -25,6 +25,12 @@ GEMM over C; otherwise the region is left as it is). Then
   its output converted; the conversion is fused into the conv's epilogue (the
   kernel stores channels-last), so an MNIST-style CNN runs channels-last after its
   first conv.
+- with option `entry_channels` = C (> 0; the CPU drivers pass their conv's padded-copy
+  bound), an entry that only convs of the region read, as their input, with at most C
+  channels and padding, is not converted: those convs copy such an input into a padded
+  channels-last buffer themselves (from either layout), so converting first would copy
+  it twice (resnet18's 8x3x224x224 image: 0.4 ms of a one-thread call); their outputs
+  are converted instead, in the conv's epilogue, as above.
 After inserting conversions the pass recomputes `meta['val']` (strides and
 memory_format) downstream with the registry's meta rules. Values are unchanged:
 layout is a physical property, and every op is defined on logical indices.
@@ -35,6 +41,7 @@ Options (ctx.options):
                  'any' (a placeholder takes its region's format: no conversion)
   output_layout: 'keep' (default: each output as before the pass) | 'nchw' | 'nhwc' |
                  'any' (outputs in whatever format their region chose)
+  entry_channels: 0 (default) | C (see above)
 Regions of parameters alone (no placeholder upstream) are left alone.
 A value that an in-place op mutates is never converted at a region's entry or exit
 (a copy would miss the mutation); output conversions sit just before the output. Run it before `fuse`:
@@ -69,16 +76,18 @@ def propagate_layout(graph: Graph, ctx: PassContext) -> int:
     mutated = mutated_values(graph)
     converted = []
     computed = _computed_from_inputs(graph)
+    kept: set[Node] = set()      # convs left reading a few-channel entry as it is
     for region in find_regions(graph):
         fmt = _region_format(region, options["layout"])
         if fmt is None or not region.members & computed:
             continue
-        changed += _convert_entries(region, fmt, options["input_layout"] == "any", mutated)
+        changed += _convert_entries(region, fmt, options["input_layout"] == "any", mutated,
+                                    options["entry_channels"], kept)
         region.format = fmt
         converted.append(region)
     recompute_metas(graph)
     changed += _convert_ambiguous_convs([r for r in converted if r.format is channels_last],
-                                        mutated)
+                                        mutated, kept)
     changed += _convert_exits(converted, mutated)
     changed += _convert_outputs(graph, outputs_before, options["output_layout"])
     recompute_metas(graph)
@@ -116,6 +125,10 @@ def _options(ctx: PassContext) -> dict:
     chosen = {"layout": ctx.options.get("layout", "auto"),
               "input_layout": ctx.options.get("input_layout", "keep"),
               "output_layout": ctx.options.get("output_layout", "keep")}
+    entry_channels = ctx.options.get("entry_channels", 0)
+    if not isinstance(entry_channels, int) or entry_channels < 0:
+        raise PassError(f"pass 'layout': option entry_channels={entry_channels!r}; expected "
+                        "a non-negative int")
     allowed = {"layout": ("auto", "nchw", "nhwc"),
                "input_layout": ("keep", "nchw", "nhwc", "any"),
                "output_layout": ("keep", "nchw", "nhwc", "any")}
@@ -123,7 +136,7 @@ def _options(ctx: PassContext) -> dict:
         if value not in allowed[key]:
             raise PassError(f"pass 'layout': option {key}={value!r}; expected one of "
                             f"{list(allowed[key])}")
-    return chosen
+    return {**chosen, "entry_channels": entry_channels}
 
 
 # --- regions -------------------------------------------------------------------------------
@@ -252,11 +265,16 @@ def insert_conversion(value: Node, fmt: MemoryFormat, before: Node | None = None
 
 
 def _convert_entries(region: Region, fmt: MemoryFormat, retype_placeholders: bool,
-                     mutated: set[Node]) -> int:
+                     mutated: set[Node], entry_channels: int = 0,
+                     kept: set[Node] | None = None) -> int:
     changed = 0
     for entry in sorted(region.members - region.carriers - mutated, key=_position):
         readers = [u for u in entry.users if u in region.carriers]
         if not readers or _in_format(entry, fmt):
+            continue
+        if fmt is channels_last and kept is not None and \
+                _copied_by_convs(entry, readers, entry_channels, region):
+            kept.update(readers)
             continue
         if entry.op == OpKind.placeholder and retype_placeholders:
             entry.meta["val"] = entry.meta["val"].with_(memory_format=fmt)
@@ -268,7 +286,33 @@ def _convert_entries(region: Region, fmt: MemoryFormat, retype_placeholders: boo
     return changed
 
 
-def _convert_ambiguous_convs(regions: list[Region], mutated: set[Node]) -> int:
+def _copied_by_convs(entry: Node, readers: list[Node], channels: int,
+                     region: Region) -> bool:
+    """Every region reader of `entry` is a padded conv reading it as its input, the entry
+    has at most `channels` channels, and the region has a conv besides them (to read
+    their channels-last outputs)."""
+    if channels <= 0 or _first_meta(entry.meta["val"]).shape[1] > channels:
+        return False
+    for reader in readers:
+        if not (is_op(reader.target) and reader.target.name == "conv2d") or \
+                reader.args[0] is not entry or entry in reader.args[1:] or \
+                not any(_padding_of(reader)):
+            return False
+    others = [n for n in region.carriers if n.op == OpKind.call_function and
+              is_op(n.target) and n.target.name in ("conv2d", "convolution")]
+    return len(others) > len(readers)
+
+
+def _padding_of(conv: Node) -> tuple:
+    bound = conv.target.schema.as_kwargs(conv.target.schema.bind(conv.args, conv.kwargs))
+    padding = bound.get("padding", 0)
+    if isinstance(padding, str):
+        return (padding != "valid",)
+    return tuple(padding) if isinstance(padding, (list, tuple)) else (padding,)
+
+
+def _convert_ambiguous_convs(regions: list[Region], mutated: set[Node],
+                             kept: set[Node] = frozenset()) -> int:
     """A conv whose input has one channel (its NCHW and NHWC strides are the same, and
     the conv's meta rule, PyTorch's, then gives a contiguous output) gets its output
     converted for the channels-last region it feeds, when the region has another conv
@@ -284,7 +328,8 @@ def _convert_ambiguous_convs(regions: list[Region], mutated: set[Node]) -> int:
         for conv in sorted(convs, key=_position):
             source = conv.args[0]
             if _in_format(conv, channels_last) or not _is_4d(conv) or \
-                    not (isinstance(source, Node) and _in_format(source, channels_last)):
+                    not (isinstance(source, Node) and (_in_format(source, channels_last) or
+                                                       conv in kept)):
                 continue
             readers = [u for u in conv.users if u in region.members]
             if not readers:

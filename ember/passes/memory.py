@@ -20,7 +20,13 @@ pointwise FusedGroup or a single pointwise op) with one result writes into the s
 of an input whose buffer dies at this node, when that input has the result's shape,
 dtype and strides and every read of it is elementwise-aligned with the store — inside
 a group, only pointwise ops read it and no op in the group changes the shape — and no
-other input of the node aliases the same buffer.
+other input of the node aliases the same buffer. With option `residual_in_place` (a
+predicate on a conv2d node; the CPU drivers pass one saying the conv kernel sums all
+of K in registers before its epilogue), a conv epilogue group (conv2d, then pointwise
+ops of its shape) also writes into the slot of its residual, under the same
+conditions on that input: each output element is then read and written by the same
+tile store, and the conv no longer reads one buffer and writes another of the same
+size (resnet18's residual convs).
 
 The plan summary goes to `ctx.options['memory_plan']`: a MemoryPlan with `peak_bytes`
 (sum of slot sizes: what the runtime allocates), `unplanned_bytes` (sum of all planned
@@ -75,7 +81,7 @@ def plan_memory(graph: Graph, ctx: PassContext) -> int:
     """Assign reusable buffer slots to intermediates from liveness (in place where legal)."""
     for node in graph.nodes:
         node.meta.pop("buffer", None)
-    plan = _Planner(graph).run()
+    plan = _Planner(graph, ctx.options.get("residual_in_place")).run()
     ctx.options["memory_plan"] = plan
     return plan.values
 
@@ -130,8 +136,9 @@ def _nbytes(key: Key) -> int:
 
 
 class _Planner:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, residual_in_place=None):
         self.graph = graph
+        self.residual_in_place = residual_in_place
         self.order = {n: i for i, n in enumerate(graph.nodes)}
         self.storage = storage_keys(graph)
         self.last_use, self.outputs = self._liveness()
@@ -224,8 +231,15 @@ class _Planner:
     def _inplace_donor(self, node: Node) -> Key | None:
         """An input buffer the node may overwrite: it dies here and is read aligned."""
         out = node.meta.get("val")
-        if not _tensor_meta(out) or not _is_pointwise_node(node):
+        if not _tensor_meta(out):
             return None
+        aligned = _read_aligned
+        if not _is_pointwise_node(node):
+            conv = _epilogue_conv(node)
+            if conv is None or self.residual_in_place is None or \
+                    not self.residual_in_place(conv):
+                return None
+            aligned = _read_aligned_after_conv
         inputs = [a for a in node.args if isinstance(a, Node)]
         for index, value in enumerate(node.args):
             key = self.storage.get(value) if isinstance(value, Node) else None
@@ -234,9 +248,36 @@ class _Planner:
                 continue
             sharing = [a for a in inputs if self.storage.get(a) == key]
             if len(sharing) == 1 and _same_layout(value.meta["val"], out) and \
-                    _read_aligned(node, index):
+                    aligned(node, index):
                 return key
         return None
+
+
+def _epilogue_conv(node: Node) -> Node | None:
+    """The conv2d of a conv epilogue group with one result, else None."""
+    if node.op != OpKind.call_function or not is_fused(node.target) or \
+            node.target.kind != "epilogue" or node.target.n_outputs != 1:
+        return None
+    calls = [n for n in node.target.graph.nodes if n.op == OpKind.call_function]
+    if not calls or not is_op(calls[0].target) or calls[0].target.name != "conv2d":
+        return None
+    return calls[0]
+
+
+def _read_aligned_after_conv(node: Node, index: int) -> bool:
+    """Argument `index` of a conv epilogue group is read only by the pointwise ops after
+    the conv, all of the output's shape (the residual), never by the conv itself."""
+    group = node.target.graph
+    placeholder = group.placeholders[index]
+    calls = [n for n in group.nodes if n.op == OpKind.call_function]
+    shape = node.meta["val"].shape
+    if placeholder in calls[0].all_input_nodes or not placeholder.users:
+        return False
+    for inner in calls[1:]:
+        pointwise = is_op(inner.target) and Tag.POINTWISE in inner.target.tags
+        if not pointwise or getattr(inner.meta.get("val"), "shape", None) != shape:
+            return False
+    return True
 
 
 def _is_pointwise_node(node: Node) -> bool:

@@ -320,7 +320,7 @@ def _emit_scalar_store(b, cfg, p, acc) -> None:
             b.store(_epilogue(b, p, value, old, bias, index, 1), u.elem_ptr(b, p["out"], index))
 
 
-def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> None:
+def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
     args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
         [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS]
     fn, b = u.define(module, "conv_rows", u.VOID, args, noalias_ptrs=False)
@@ -347,6 +347,7 @@ def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> None:
                         b.call(tile, [s0, s1, c0, clen, bpanel, col0, m_valid, n_valid, first,
                                       last, info] + rest)
     b.ret_void()
+    return fn
 
 
 @contextlib.contextmanager
@@ -608,6 +609,83 @@ def _store_epilogue(b, p, vt, at, acc, bias, mask) -> None:
     _masked(b, "store", vt, [value, u.elem_ptr(b, p["out"], at), four, mask])
 
 
+# conv_pool_rows(begin, end, worker, <pointers>, <dims>, <_POOL_ARGS>): the conv's rows
+# into a per-thread ring of kh output rows, max-pooled from there (see _emit_conv_pool)
+_POOL_ARGS = (("ring", u.PTR), ("ring_floats", u.I64), ("poh", u.I64), ("pow", u.I64),
+              ("pkh", u.I64), ("pkw", u.I64), ("psh", u.I64), ("psw", u.I64), ("pph", u.I64),
+              ("ppw", u.I64), ("posn", u.I64), ("posh", u.I64), ("posw", u.I64))
+
+
+def _emit_conv_pool(module, cfg: GemmConfig, rows: ir.Function) -> None:
+    """conv_pool_rows: max_pool2d (dilation 1) of a conv's output without the output.
+    Items are pooled output rows (n, ph) of N*POH; for each, the conv rows its windows
+    need that the thread's ring does not hold yet are computed by conv_rows into the
+    ring (row oh in slot oh % pkh; the caller passes the conv's dims with osn = osh = 0,
+    osw = C_out, osc = 1, so a row lands at the slot's start), then every pooled pixel
+    takes IEEE `maximum` over its window's taps inside the conv output, from -inf, in
+    row-major order: what the separate max_pool2d kernel computes over the stored
+    output (padding reads -inf there), so the results are the same bits. resnet18's
+    stem writes 25.7 MB and the pool reads it back; the ring (3 rows, 86 KB) stays in
+    L2. A chunk recomputes at most the row its first windows share with the chunk
+    before. Needs C_out a multiple of the vector width (channels-last output)."""
+    args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
+        [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS] + list(_POOL_ARGS)
+    fn, b = u.define(module, "conv_pool_rows", u.VOID, args, noalias_ptrs=False)
+    p = dict(zip([name for name, _ in args], fn.args))
+    lanes = cfg.lanes
+    vt = u.vec(u.F32, lanes)
+    zero, one = u.i64(0), u.i64(1)
+    have_n, have_hi = b.alloca(u.I64), b.alloca(u.I64)
+    b.store(u.i64(-1), have_n)
+    b.store(zero, have_hi)
+    ring = u.elem_ptr(b, p["ring"], b.mul(p["worker"], p["ring_floats"]))
+    row_floats = b.mul(p["ow"], p["cout"])
+    conv_h = b.sdiv(p["ohw"], p["ow"])
+    conv_args = [p[n] for n in _POINTERS] + [p[d] for d in _DIMS]
+
+    def slot_row(oh):
+        return u.elem_ptr(b, ring, b.mul(b.srem(oh, p["pkh"]), row_floats))
+
+    with u.counted_loop(b, p["begin"], p["end"], 1, "prow") as r:
+        n, ph = b.sdiv(r, p["poh"]), b.srem(r, p["poh"])
+        top = b.sub(b.mul(ph, p["psh"]), p["pph"])
+        lo = b.select(b.icmp_signed("<", top, zero), zero, top)
+        hi = u.imin(b, b.add(top, p["pkh"]), conv_h)
+        held = b.load(have_hi)
+        same = b.icmp_signed("==", b.load(have_n), n)
+        start = b.select(b.and_(same, b.icmp_signed(">", held, lo)), held, lo)
+        with u.counted_loop(b, start, hi, 1, "crow") as oh:
+            m0 = b.mul(b.add(b.mul(n, conv_h), oh), p["ow"])
+            b.call(rows, [m0, b.add(m0, p["ow"]), p["worker"], p["x"], p["wp"], slot_row(oh)]
+                   + conv_args[3:])
+        b.store(n, have_n)
+        b.store(hi, have_hi)
+        # the window rows' maximum into the ring's last row, then each window's columns
+        vmax = u.elem_ptr(b, ring, b.mul(p["pkh"], row_floats))
+        first = slot_row(lo)
+        with u.counted_loop(b, zero, row_floats, lanes, "pv") as e:
+            u.store_vec(b, u.load_vec(b, first, e, lanes), vmax, e)
+        with u.counted_loop(b, b.add(lo, one), hi, 1, "prow2") as oh:
+            row = slot_row(oh)
+            with u.counted_loop(b, zero, row_floats, lanes, "pv2") as e:
+                v = u.intrinsic(b, "maximum", vt, u.load_vec(b, vmax, e, lanes),
+                                u.load_vec(b, row, e, lanes))
+                u.store_vec(b, v, vmax, e)
+        out_row = b.add(b.mul(n, p["posn"]), b.mul(ph, p["posh"]))
+        with u.counted_loop(b, zero, p["pow"], 1, "pw") as pw:
+            left = b.sub(b.mul(pw, p["psw"]), p["ppw"])
+            jlo = b.select(b.icmp_signed("<", left, zero), zero, left)
+            jhi = u.imin(b, b.add(left, p["pkw"]), p["ow"])
+            out_at = b.add(out_row, b.mul(pw, p["posw"]))
+            with u.counted_loop(b, zero, p["cout"], lanes, "pc") as c:
+                acc = u.load_vec(b, vmax, b.add(b.mul(jlo, p["cout"]), c), lanes)
+                acc = u.carried_loop(b, b.add(jlo, one), jhi, [acc], lambda j, a: [
+                    u.intrinsic(b, "maximum", vt, a[0], u.load_vec(
+                        b, vmax, b.add(b.mul(j, p["cout"]), c), lanes))], name="pj")[0]
+                u.store_vec(b, acc, p["out"], b.add(out_at, c))
+    b.ret_void()
+
+
 def single_channel_fits(c: int, stride, dilation, out_strides) -> bool:
     """conv_c1 runs this conv (over the padded copy): one input channel, stride 1,
     dilation 1, output rows contiguous (NCHW) or channels contiguous (channels-last)."""
@@ -616,9 +694,11 @@ def single_channel_fits(c: int, stride, dilation, out_strides) -> bool:
 
 
 def conv_module(cfg: GemmConfig) -> ir.Module:
-    """The LLVM module (exported: conv_rows, pad_nhwc, conv_c1) for one register tile."""
+    """The LLVM module (exported: conv_rows, pad_nhwc, conv_c1, conv_pool_rows) for one
+    register tile."""
     module = ir.Module(name=f"ember_implicit_conv_{cfg.isa.value}_{cfg.mr}x{cfg.nr}")
-    _emit_rows_entry(module, cfg, _emit_microkernel(module, cfg))
+    rows = _emit_rows_entry(module, cfg, _emit_microkernel(module, cfg))
+    _emit_conv_pool(module, cfg, rows)
     _emit_pad_copy(module)
     _emit_single_channel(module, cfg)
     return module
@@ -630,6 +710,7 @@ class _Kernels:
     rows: object
     pad: object
     single_channel: object = None
+    conv_pool: object = None
 
 
 @functools.cache
@@ -643,7 +724,11 @@ def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Ker
                        ctypes.c_void_p, *[ctypes.c_int64] * 12)
     single = lib.function("conv_c1", None, *[ctypes.c_int64] * 3,
                           *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
-    return _Kernels(cfg, rows, pad, single)
+    pool = lib.function("conv_pool_rows", None, *[ctypes.c_int64] * 3,
+                        *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS),
+                        *[ctypes.c_void_p if t == u.PTR else ctypes.c_int64
+                          for _, t in _POOL_ARGS])
+    return _Kernels(cfg, rows, pad, single, pool)
 
 
 # --- the Python side -----------------------------------------------------------------------
@@ -750,8 +835,8 @@ class PreparedConv:
         if (Epilogue.RESIDUAL in self.epilogue) != (residual is not None):
             raise ShapeError(f"conv2d: epilogue {self.epilogue!r} and residual "
                              f"{'given' if residual is not None else 'missing'} disagree")
-        if residual is not None and (residual.strides != out.strides or
-                                     np.may_share_memory(residual, out)):
+        if residual is not None and not self._in_place(residual, out) and (
+                residual.strides != out.strides or np.may_share_memory(residual, out)):
             # the kernel reads the residual at out's offsets, after partial sums in out
             residual = _like(out, residual)
         target = out if _whole_elements(out) else np.empty(out.shape, np.float32)
@@ -764,6 +849,14 @@ class PreparedConv:
         if target is not out:
             out[...] = target
         return out
+
+    def _in_place(self, residual: np.ndarray, out: np.ndarray) -> bool:
+        """The residual is the output itself (the memory planner's in-place epilogue)
+        and all of K is one block: each tile reads its residual before storing there."""
+        k = self.c_in * self.geometry.kernel[0] * self.geometry.kernel[1]
+        return residual.ctypes.data == out.ctypes.data and residual.strides == out.strides \
+            and residual.shape == out.shape and \
+            k_block(k, self.c_out, self.kernels.cfg.nr) >= k
 
     def _run(self, x, out, residual) -> None:
         g, cfg = self.geometry, self.kernels.cfg
