@@ -20,6 +20,7 @@ graph is ember's op-level IR, not ATen's.
 """
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import math
@@ -40,51 +41,109 @@ from .export_dynamic import Dim as _Dim
 EXPORT_FORMAT = 1
 
 
+class InputKind(str, enum.Enum):
+    """torch.export.graph_signature.InputKind: what a program input is (a str, so
+    `spec.kind == "parameter"` reads as before)."""
+    USER_INPUT = "user_input"
+    PARAMETER = "parameter"
+    BUFFER = "buffer"
+    CONSTANT_TENSOR = "constant"
+
+
+class OutputKind(str, enum.Enum):
+    """torch.export.graph_signature.OutputKind (ember's programs return user outputs)."""
+    USER_OUTPUT = "output"
+
+
+@dataclass(frozen=True)
+class TensorArgument:
+    """torch.export.graph_signature.TensorArgument: the graph-side name of a value."""
+    name: str
+
+
+# torch.export's placeholder names for lifted state: p_fc1_weight, b_bn_running_mean, ...
+_LIFTED_PREFIX = {InputKind.PARAMETER: "p_", InputKind.BUFFER: "b_",
+                  InputKind.CONSTANT_TENSOR: "c_"}
+
+
 @dataclass
 class TensorSpec:
-    """One input or output of an exported program: its name, kind, dtype and shape."""
+    """One input or output of an exported program: its name, kind, dtype and shape.
+    `target` (the state_dict key, None for user inputs and outputs) and `arg` are
+    torch's InputSpec/OutputSpec fields."""
     name: str
-    kind: str                  # 'user_input' | 'parameter' | 'buffer' | 'constant' | 'output'
+    kind: str                  # an InputKind / OutputKind (str values, as saved)
     dtype: str
     shape: tuple
+    persistent: bool | None = None      # buffers: saved in the module's state_dict
+
+    def __post_init__(self):
+        if self.kind == "buffer" and self.persistent is None:
+            self.persistent = True
+        self.kind = OutputKind(self.kind) if self.kind == "output" else InputKind(self.kind)
+
+    @property
+    def target(self) -> str | None:
+        return self.name if self.kind in _LIFTED_PREFIX else None
+
+    @property
+    def arg(self) -> TensorArgument:
+        prefix = _LIFTED_PREFIX.get(self.kind)
+        return TensorArgument(self.name if prefix is None else
+                              prefix + self.name.replace(".", "_"))
 
     def as_json(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "dtype": self.dtype,
+        return {"name": self.name, "kind": self.kind.value, "dtype": self.dtype,
                 "shape": list(self.shape)}
 
 
 @dataclass
 class ExportGraphSignature:
-    """torch.export's ExportGraphSignature: what each graph input and output is."""
+    """torch.export's ExportGraphSignature: what each graph input and output is, in
+    torch's order (parameters, buffers, constants, then the user inputs)."""
     input_specs: list[TensorSpec]
     output_specs: list[TensorSpec]
 
-    def _names(self, kind: str) -> list[str]:
-        return [s.name for s in self.input_specs if s.kind == kind]
+    def __post_init__(self):
+        rank = {InputKind.PARAMETER: 0, InputKind.BUFFER: 1, InputKind.CONSTANT_TENSOR: 2,
+                InputKind.USER_INPUT: 3}
+        self.input_specs = sorted(self.input_specs, key=lambda s: rank[s.kind])
+
+    def _names(self, kind: str) -> tuple[str, ...]:
+        return tuple(s.name for s in self.input_specs if s.kind == kind)
 
     @property
-    def user_inputs(self) -> list[str]:
+    def user_inputs(self) -> tuple[str, ...]:
         return self._names("user_input")
 
     @property
-    def parameters(self) -> list[str]:
+    def parameters(self) -> tuple[str, ...]:
         return self._names("parameter")
 
     @property
-    def buffers(self) -> list[str]:
+    def buffers(self) -> tuple[str, ...]:
         return self._names("buffer")
 
     @property
-    def user_outputs(self) -> list[str]:
-        return [s.name for s in self.output_specs]
+    def user_outputs(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.output_specs)
 
     @property
     def inputs_to_parameters(self) -> dict[str, str]:
-        return {name: name for name in self.parameters}
+        return {s.arg.name: s.name for s in self.input_specs if s.kind == "parameter"}
 
     @property
     def inputs_to_buffers(self) -> dict[str, str]:
-        return {name: name for name in self.buffers}
+        return {s.arg.name: s.name for s in self.input_specs if s.kind == "buffer"}
+
+    def __str__(self) -> str:
+        lines = ["", "# inputs"]
+        lines += [f"{s.arg.name}: {s.kind.name}" +
+                  (f" target='{s.target}'" if s.target is not None else "") +
+                  (f" persistent={s.persistent}" if s.kind == "buffer" else "")
+                  for s in self.input_specs]
+        lines += ["", "# outputs"] + [f"{s.name}: {s.kind.name}" for s in self.output_specs]
+        return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -219,7 +278,10 @@ def _program(model, traced, state: dict, leaves: list, input_names: list, in_spe
     kinds = _constant_kinds(model)
     input_specs = [TensorSpec(n, "user_input", t.dtype.name, tuple(t.shape))
                    for n, t in zip(input_names, leaves)]
-    input_specs += [TensorSpec(n, kinds.get(n, "constant"), t.dtype.name, tuple(t.shape))
+    state = _with_unused_state(model, state, kinds)
+    transient = _non_persistent_buffers(model)
+    input_specs += [TensorSpec(n, kinds.get(n, "constant"), t.dtype.name, tuple(t.shape),
+                               n not in transient if kinds.get(n) == "buffer" else None)
                     for n, t in state.items()]
     for graph in (traced.graph, dynamic.get("symbolic_graph")):
         for node, name in zip(graph.placeholders if graph is not None else (), input_specs):
@@ -230,6 +292,27 @@ def _program(model, traced, state: dict, leaves: list, input_names: list, in_spe
                     for i, n in enumerate(outs)]
     return ExportedProgram(traced.graph, state, input_specs, output_specs, in_spec,
                            traced.out_spec, **dynamic)
+
+
+def _non_persistent_buffers(model) -> set[str]:
+    if not hasattr(model, "named_modules"):
+        return set()
+    return {f"{prefix}.{name}" if prefix else name for prefix, m in model.named_modules()
+            for name in getattr(m, "_non_persistent_buffers_set", ())}
+
+
+def _with_unused_state(model, state: dict, kinds: dict) -> dict:
+    """The traced state in the module's order (parameters, then buffers, as
+    named_parameters/named_buffers list them), with the ones forward never read
+    (an eval BatchNorm's num_batches_tracked) added: torch.export lifts every
+    parameter and buffer of the module into the program."""
+    if not hasattr(model, "named_parameters"):
+        return state
+    owned = {n: t for n, t in model.named_parameters()}
+    owned.update({n: t for n, t in model.named_buffers() if t is not None})
+    ordered = {n: state.get(n, t) for n, t in owned.items() if n in kinds}
+    ordered.update({n: t for n, t in state.items() if n not in ordered})
+    return ordered
 
 
 def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):

@@ -46,7 +46,8 @@ def wrap(fn_or_name):
     """
     frame = inspect.currentframe().f_back
     name = fn_or_name if isinstance(fn_or_name, str) else fn_or_name.__name__
-    _WRAPPED.append((frame.f_globals, name))
+    if not any(g is frame.f_globals and n == name for g, n in _WRAPPED):
+        _WRAPPED.append((frame.f_globals, name))
     return fn_or_name
 
 
@@ -414,7 +415,11 @@ class Tracer:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             if _contains_proxy((args, kwargs)):
-                return tracer.create_proxy("call_function", fn, args, kwargs)
+                proxy = tracer.create_proxy("call_function", fn, args, kwargs)
+                # the generated code re-registers the function with wrap(), so that
+                # tracing the GraphModule again keeps it a leaf (torch.fx's mark)
+                proxy.node.meta["is_wrapped"] = True
+                return proxy
             return fn(*args, **kwargs)
         wrapper.__ember_wrapped__ = fn
         return wrapper

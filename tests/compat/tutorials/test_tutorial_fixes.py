@@ -1,0 +1,121 @@
+"""One focused check against torch per gap the ported tutorials found
+(tests/compat/tutorials/test_pytorch_tutorials.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import ember
+
+torch = pytest.importorskip("torch")
+
+
+def _pair(*shape, seed=0):
+    a = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return ember.tensor(a), torch.tensor(a)
+
+
+# --- torch.cond with a traced predicate (export, compile) -----------------------------------
+
+def _cond_program(lib):
+    class Branchy(lib.nn.Module):
+        def forward(self, x):
+            return lib.cond(x.sum() > 0, lambda v: (v.sin(), v * 2),
+                            lambda v: (v.cos(), v - 1), (x,))
+    return Branchy()
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_cond_exports_both_branches(sign):
+    ex, tx = _pair(3, 4)
+    ep_e = ember.export.export(_cond_program(ember), (ex,))
+    ep_t = torch.export.export(_cond_program(torch), (tx,))
+    ex2, tx2 = ex.abs() * sign, tx.abs() * sign
+    for got, want in zip(ep_e.module()(ex2), ep_t.module()(tx2)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_cond_compiles_without_a_graph_break():
+    def f(x):
+        return ember.cond(x.mean() > 0, lambda v: v.exp(), lambda v: -v, (x,))
+    compiled = ember.compile(f, fullgraph=True)
+    for sign in (1.0, -1.0):
+        ex, tx = _pair(5)
+        ex, tx = ex.abs() * sign, tx.abs() * sign
+        want = torch.cond(tx.mean() > 0, lambda v: v.exp(), lambda v: -v, (tx,))
+        np.testing.assert_allclose(compiled(ex).numpy(), want.numpy(), rtol=1e-6)
+
+
+def test_cond_branches_of_different_shapes_are_refused():
+    class Mismatch(ember.nn.Module):
+        def forward(self, x):
+            return ember.cond(x.sum() > 0, lambda v: v, lambda v: v.sum(), (x,))
+    with pytest.raises(Exception, match="same shape"):
+        ember.export.export(Mismatch(), (ember.ones(3),))
+    with pytest.raises(Exception):      # torch refuses it too
+        torch.export.export(_torch_mismatch(), (torch.ones(3),))
+
+
+def _torch_mismatch():
+    class Mismatch(torch.nn.Module):
+        def forward(self, x):
+            return torch.cond(x.sum() > 0, lambda v: v, lambda v: v.sum(), (x,))
+    return Mismatch()
+
+
+# --- ExportGraphSignature: torch's kinds, targets, order; every buffer lifted -------------
+
+def _conv_bn(lib):
+    return lib.nn.Sequential(lib.nn.Conv2d(1, 2, 1), lib.nn.BatchNorm2d(2)).eval()
+
+
+def test_export_signature_lists_every_parameter_and_buffer_in_torch_order():
+    ex, tx = _pair(1, 1, 3, 3)
+    sig_e = ember.export.export(_conv_bn(ember), (ex,)).graph_signature
+    sig_t = torch.export.export(_conv_bn(torch), (tx,)).graph_signature
+    assert [(s.kind.name, s.target, s.arg.name) for s in sig_e.input_specs] == \
+        [(s.kind.name, s.target, s.arg.name) for s in sig_t.input_specs]
+    assert sig_e.buffers == sig_t.buffers     # num_batches_tracked, unused in eval, too
+    assert sig_e.parameters == sig_t.parameters
+    assert sig_e.inputs_to_buffers == sig_t.inputs_to_buffers
+    assert str(sig_e).split("# outputs")[0] == str(sig_t).split("# outputs")[0]
+
+
+def test_exported_state_dict_holds_unused_buffers_and_runs():
+    ex, _ = _pair(1, 1, 3, 3)
+    model = _conv_bn(ember)
+    ep = ember.export.export(model, (ex,))
+    assert set(ep.state_dict) == set(model.state_dict())
+    np.testing.assert_allclose(ep.module()(ex).numpy(), model(ex).detach().numpy(), rtol=1e-6)
+
+
+# --- fx.wrap: generated code wraps the function again ----------------------------------------
+
+def lowp_sigmoid(x):
+    return x.float().sigmoid().half()
+
+
+ember.fx.wrap("lowp_sigmoid")
+torch.fx.wrap("lowp_sigmoid")
+
+
+def _wrapped_program(x):
+    return lowp_sigmoid(x) + math.sqrt(x.shape[-1])
+
+
+def test_wrapped_functions_are_rewrapped_in_generated_code_as_torch_does():
+    code_e = ember.fx.symbolic_trace(_wrapped_program).code
+    code_t = torch.fx.symbolic_trace(_wrapped_program).code
+    assert code_e.replace("ember", "torch") == code_t
+    assert 'wrap("math_sqrt")' in code_t
+
+
+def test_retracing_a_graph_module_keeps_wrapped_functions_leaves():
+    gm = ember.fx.symbolic_trace(_wrapped_program)
+    again = ember.fx.symbolic_trace(gm)
+    targets = [n.target for n in again.graph.nodes if n.op == "call_function"]
+    assert lowp_sigmoid in targets and math.sqrt in targets
+    x = ember.ones(2, 4)
+    np.testing.assert_allclose(again(x).float().numpy(), gm(x).float().numpy())
