@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 import numpy as np
@@ -18,7 +19,8 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from porting import torch_as_ember  # noqa: E402
 
-PROGRAMS = ["tutorial_fx_transforms", "tutorial_export", "tutorial_compile"]
+PROGRAMS = ["tutorial_fx_transforms", "tutorial_export", "tutorial_compile",
+            "tutorial_quantization"]
 
 _reference = {name: importlib.import_module(name) for name in PROGRAMS}
 with torch_as_ember(*PROGRAMS) as _ported:
@@ -41,6 +43,10 @@ def _plain(value):
     return value
 
 
+def _rounded_floats(text: str) -> str:
+    return re.sub(r"\d+\.\d+(e-?\d+)?", lambda m: f"{float(m.group(0)):.5g}", text)
+
+
 def _assert_same(got, want, where="result"):
     if isinstance(want, list):
         assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
@@ -50,6 +56,18 @@ def _assert_same(got, want, where="result"):
         assert isinstance(got, dict) and set(got) == set(want), \
             f"{where}: keys {sorted(got)} != {sorted(want)}"
         for key in want:
+            if isinstance(key, str) and key.startswith("approx_"):
+                # int8 results: the two libraries may round a value to neighbouring
+                # steps; a few steps of the programs' scales (~0.01-0.05)
+                np.testing.assert_allclose(got[key], want[key], atol=0.06, rtol=0,
+                                           err_msg=f"{where}[{key!r}]")
+                continue
+            if isinstance(key, str) and key.endswith("repr"):
+                # quantized modules print their scales: float32 arithmetic in a
+                # different order moves the last digits
+                _assert_same(_rounded_floats(got[key]), _rounded_floats(want[key]),
+                             f"{where}[{key!r}]")
+                continue
             _assert_same(got[key], want[key], f"{where}[{key!r}]")
     elif isinstance(want, np.ndarray):
         assert isinstance(got, np.ndarray), f"{where}: {type(got)} is not an array"
