@@ -119,3 +119,22 @@ def test_retracing_a_graph_module_keeps_wrapped_functions_leaves():
     assert lowp_sigmoid in targets and math.sqrt in targets
     x = ember.ones(2, 4)
     np.testing.assert_allclose(again(x).float().numpy(), gm(x).float().numpy())
+
+
+# --- eager prepare / prepare_qat observe no Dropout ------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("qat", [False, True])
+def test_eager_prepare_attaches_no_observer_to_dropout(qat):
+    def prepared(lib):
+        model = lib.nn.Sequential(lib.nn.Linear(2, 2), lib.nn.Dropout(), lib.nn.Linear(2, 2))
+        q = lib.ao.quantization
+        if qat:
+            model.train()
+            model.qconfig = q.get_default_qat_qconfig("x86")
+            return q.prepare_qat(model)
+        model.eval()
+        model.qconfig = q.default_qconfig
+        return q.prepare(model)
+    assert [n for n, _ in prepared(ember).named_modules()] == \
+        [n for n, _ in prepared(torch).named_modules()]
