@@ -11,6 +11,8 @@ names that are missing: an existing definition always wins.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..ir import dtypes
@@ -628,6 +630,19 @@ IN_PLACE_FROM_OUT_OF_PLACE = ("cumsum", "cumprod", "clamp", "float_power", "poly
                               "addmm", "baddbmm", "addmv", "addbmm", "addr")
 
 
+def _named_alias(alias: str, canonical: str, function):
+    """ember.arcsin: a function of its own name that computes what ember.asin does. In
+    torch the alias is a distinct function, so torch.fx records and prints it under its
+    own name (`arcsin = torch.arcsin(x)`) and `node.target == torch.arcsin` holds."""
+    @functools.wraps(function)
+    def alias_function(*args, **kwargs):
+        return function(*args, **kwargs)
+    alias_function.__name__ = alias_function.__qualname__ = alias
+    alias_function.__module__ = "ember"
+    alias_function.__doc__ = f"Alias for ember.{canonical}."
+    return alias_function
+
+
 def install(namespace: dict, tensor_classes) -> None:
     """Add every missing alias to the ember namespace and the Tensor classes."""
     from .. import linalg
@@ -640,7 +655,7 @@ def install(namespace: dict, tensor_classes) -> None:
             setattr(Tensor, name + "_", _in_place_view(name))
     for alias, canonical in ALIASES.items():
         if alias not in namespace and canonical in namespace:
-            namespace[alias] = namespace[canonical]
+            namespace[alias] = _named_alias(alias, canonical, namespace[canonical])
         if alias + "_" not in namespace and canonical + "_" in namespace:
             namespace[alias + "_"] = namespace[canonical + "_"]
     for name, canonical in LINALG_METHODS.items():

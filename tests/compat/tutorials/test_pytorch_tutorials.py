@@ -89,13 +89,6 @@ XFAIL = {
     "tutorial_compile.case_custom_backend_with_graph_break":
         "a user's compile backend receives ember.fx.symbolic_trace's graph of the whole "
         "function: data-dependent control flow raises fx's tracing error, no graph break",
-    "tutorial_fx_transforms.case_examples_invert":
-        "ember's torch.arcsin is torch.asin itself (one function for an alias and its "
-        "canonical name), so the graph names and prints it asin",
-    "tutorial_fx_transforms.case_examples_wrap_output_dynamically":
-        "a GraphModule called on Proxies outside a trace records ember's ops, not the "
-        "public functions its code calls (torch.nn.functional.leaky_relu), and ember "
-        "records functional calls as written (no keyword defaults)",
     "tutorial_export.case_dim_auto":
         "ember.export makes one symbol per program: Dim.AUTO on dimensions of different "
         "sizes (independent symbols) is refused",

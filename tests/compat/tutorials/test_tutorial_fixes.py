@@ -138,3 +138,74 @@ def test_eager_prepare_attaches_no_observer_to_dropout(qat):
         return q.prepare(model)
     assert [n for n, _ in prepared(ember).named_modules()] == \
         [n for n, _ in prepared(torch).named_modules()]
+
+
+# --- torch.nn.functional calls recorded in torch.fx's form -------------------------------------
+
+def _functional_model(lib):
+    F = lib.nn.functional
+
+    class Functional(lib.nn.Module):
+        def forward(self, x):
+            x = F.dropout(F.relu(x), 0.1, training=False)
+            x = F.max_pool2d(F.softmax(x, dim=-1), 2)
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            return F.layer_norm(x, (4,)) + F.leaky_relu(x, 0.2)
+    return Functional()
+
+
+def test_functional_calls_record_torch_fx_positional_and_keyword_arguments():
+    gm_e = ember.fx.symbolic_trace(_functional_model(ember))
+    gm_t = torch.fx.symbolic_trace(_functional_model(torch))
+    nodes_e = [(n.name, n.args.__repr__(), dict(n.kwargs)) for n in gm_e.graph.nodes]
+    nodes_t = [(n.name, n.args.__repr__(), dict(n.kwargs)) for n in gm_t.graph.nodes]
+    assert nodes_e == nodes_t
+    assert gm_e.code.replace("ember", "torch") == gm_t.code
+    ex, tx = _pair(1, 2, 4, 4)
+    np.testing.assert_allclose(gm_e(ex).numpy(), gm_t(tx).numpy(), rtol=1e-5, atol=1e-6)
+
+
+# --- a GraphModule called on Proxies outside a trace records its graph's calls -------------
+
+def test_graph_module_called_on_proxies_records_its_own_nodes():
+    def check(lib):
+        fx = lib.fx
+
+        class Cat(lib.nn.Module):
+            def forward(self, x, y):
+                return lib.cat([x, y])
+        gm = fx.symbolic_trace(Cat())
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        wrap = out.all_input_nodes[0]
+        act = fx.symbolic_trace(lib.nn.LeakyReLU(0.3))
+        with gm.graph.inserting_after(wrap):
+            out.args = (act(fx.Proxy(wrap)).node,)
+        gm.recompile()
+        return gm
+    gm_e, gm_t = check(ember), check(torch)
+    assert gm_e.code.replace("ember", "torch") == gm_t.code
+    (ex, tx), (ey, ty) = _pair(2, 3), _pair(2, 3, seed=1)
+    np.testing.assert_allclose(gm_e(ex, ey).numpy(), gm_t(tx, ty).numpy(), rtol=1e-6)
+
+
+# --- aliases are functions of their own name (torch.arcsin is not torch.asin) ---------------
+
+@pytest.mark.parametrize("alias", ["arcsin", "clip", "concat", "multiply", "negative"])
+def test_alias_is_recorded_and_printed_under_its_own_name(alias):
+    def program(lib):      # looked up on the library while tracing, as `torch.clip(...)` is
+        if alias == "clip":
+            return lambda x: getattr(lib, alias)(x, -0.5, 0.5)
+        if alias == "concat":
+            return lambda x: getattr(lib, alias)([x, x])
+        if alias == "multiply":
+            return lambda x: getattr(lib, alias)(x, 2.0)
+        return lambda x: getattr(lib, alias)(x)
+    gm_e = ember.fx.symbolic_trace(program(ember))
+    gm_t = torch.fx.symbolic_trace(program(torch))
+    assert gm_e.code.replace("ember", "torch") == gm_t.code
+    assert getattr(ember, alias) is not None and \
+        [n.target for n in gm_e.graph.nodes if n.op == "call_function"] == [getattr(ember, alias)]
+    ex, tx = _pair(4)
+    ex, tx = ex * 0.5, tx * 0.5
+    np.testing.assert_allclose(gm_e(ex).numpy(), gm_t(tx).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ember.compile(gm_e)(ex).numpy(), gm_t(tx).numpy(), rtol=1e-5)
