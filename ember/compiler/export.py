@@ -33,6 +33,8 @@ import numpy as np
 from ..frontend.autograd import grad_mode
 from .compile_guards import flatten, unflatten
 from .compile_trace import ModuleWatcher, StepFunctionFound, trace_call
+from ..frontend.nn.modules.module import Module
+from ..frontend.nn.parameter import Parameter
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, EmberError, TraceError
 from ..ir.graph import Graph, OpKind
@@ -205,19 +207,72 @@ class ExportedProgram:
         return f"ExportedProgram:\n{print_graph(self.graph)}"
 
 
-class _ExportedCallable:
-    def __init__(self, ep: ExportedProgram):
-        self.ep = ep
+class _ExportedCallable(Module):
+    """`ep.module()`: an nn.Module (torch's is a GraphModule) holding the program's
+    parameters and buffers under their module paths (`lin.weight`), so state_dict(),
+    named_parameters() and load_state_dict() work on it; calling it runs the graph
+    with the module's current values."""
 
-    def __call__(self, *args, **kwargs):
+    def __init__(self, ep: ExportedProgram):
+        super().__init__()
+        object.__setattr__(self, "ep", ep)
+        kinds = {s.name: s.kind for s in ep.input_specs}
+        for name, value in ep.state_dict.items():
+            owner, last = self._owner_of(name)
+            if kinds.get(name) == "parameter":
+                owner.register_parameter(last, Parameter(value, requires_grad=False))
+            elif kinds.get(name) == "buffer":
+                owner.register_buffer(last, value)
+
+    def _owner_of(self, name: str):
+        *path, last = name.split(".")
+        owner = self
+        for part in path:
+            if not isinstance(owner._modules.get(part), Module):
+                owner.add_module(part, Module())
+            owner = owner._modules[part]
+        return owner, last
+
+    def forward(self, *args, **kwargs):
         from ..ir.symbolic import call_graph
         from .export_dynamic import graph_at
-        leaves, _ = flatten((args, kwargs))
+        leaves, spec = flatten((args, kwargs))
+        _check_specialized(self.ep.in_spec, spec)
         n = check_inputs(self.ep, leaves)
         graph = self.ep.graph if n is None else graph_at(self.ep, n)
+        state = dict(self.ep.state_dict)
+        state.update(self.named_parameters())
+        state.update(self.named_buffers())
         with grad_mode.no_grad():
-            out = call_graph(graph, leaves, self.ep.state_dict)
+            out = call_graph(graph, leaves, state)
         return unflatten(self.ep.out_spec, list(out))
+
+
+def _check_specialized(exported, given, path: str = "inputs") -> None:
+    """Export specializes on the call's non-tensor arguments (torch guards them):
+    refuse a call whose structure or plain values differ from the example's."""
+    if exported is None:
+        return
+    if isinstance(exported, dict) and isinstance(given, dict):
+        if set(exported) != set(given):
+            raise EmberError(f"exported program: {path} has keys {sorted(given)}, it was "
+                             f"exported with {sorted(exported)}")
+        for key in exported:
+            _check_specialized(exported[key], given[key], f"{path}[{key!r}]")
+        return
+    if isinstance(exported, (list, tuple)) and isinstance(given, (list, tuple)) and \
+            len(exported) == len(given):
+        for i, (a, b) in enumerate(zip(exported, given)):
+            _check_specialized(a, b, f"{path}[{i}]")
+        return
+    try:
+        same = type(exported) is type(given) and bool(exported == given)
+    except Exception:       # noqa: BLE001 - a value without a plain ==: compare identity
+        same = exported is given
+    if not same:
+        raise EmberError(f"exported program: {path} was specialized to {exported!r} when "
+                         f"exported, got {given!r} (export it again for that value, or "
+                         "pass it as a tensor)")
 
 
 def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:

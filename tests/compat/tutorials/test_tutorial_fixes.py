@@ -209,3 +209,39 @@ def test_alias_is_recorded_and_printed_under_its_own_name(alias):
     ex, tx = ex * 0.5, tx * 0.5
     np.testing.assert_allclose(gm_e(ex).numpy(), gm_t(tx).numpy(), rtol=1e-6)
     np.testing.assert_allclose(ember.compile(gm_e)(ex).numpy(), gm_t(tx).numpy(), rtol=1e-5)
+
+
+# --- ep.module(): an nn.Module with the program's state; plain arguments guarded ----------
+
+def _scaled(lib):
+    class Scaled(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lib.nn.Linear(3, 2)
+
+        def forward(self, x, scale=1.0):
+            return self.lin(x) * scale
+    return Scaled()
+
+
+def test_exported_module_is_a_module_with_the_programs_state():
+    ex, tx = _pair(2, 3)
+    mod_e = ember.export.export(_scaled(ember), (ex, 2.0)).module()
+    mod_t = torch.export.export(_scaled(torch), (tx, 2.0)).module()
+    assert isinstance(mod_e, ember.nn.Module) and isinstance(mod_t, torch.nn.Module)
+    assert list(mod_e.state_dict()) == list(mod_t.state_dict())
+    assert [n for n, _ in mod_e.named_parameters()] == [n for n, _ in mod_t.named_parameters()]
+    weights = {k: v.detach().numpy() for k, v in mod_t.state_dict().items()}
+    mod_e.load_state_dict({k: ember.tensor(v) for k, v in weights.items()})
+    np.testing.assert_allclose(mod_e(ex, 2.0).numpy(), mod_t(tx, 2.0).detach().numpy(),
+                               rtol=1e-6)
+
+
+def test_exported_module_refuses_another_value_of_a_specialized_argument():
+    ex, tx = _pair(2, 3)
+    mod_e = ember.export.export(_scaled(ember), (ex, 2.0)).module()
+    mod_t = torch.export.export(_scaled(torch), (tx, 2.0)).module()
+    with pytest.raises(Exception):          # torch: "Guard failed: scale == 2.0"
+        mod_t(tx, 3.0)
+    with pytest.raises(Exception, match="specialized to 2.0"):
+        mod_e(ex, 3.0)

@@ -299,3 +299,35 @@ def case_aot_inductor_package():
             out = compiled(data(3, 10, seed=4))
         return {"out": numpy(out), "eager": numpy(model(data(3, 10, seed=4))),
                 "path_is_str": isinstance(path, str)}
+
+
+# --- torch.export docs: keyword and nested inputs, ep.module() as an nn.Module -------------
+
+class KwargsModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+        self.bn = torch.nn.BatchNorm1d(2)
+
+    def forward(self, x, *, scale=1.0, extra=None):
+        return self.bn(self.lin(x)) * scale + extra["b"]
+
+
+def case_kwargs_pytree_and_module():
+    """torch.export docs: export(model, args, kwargs) with a float and a dict of tensors;
+    ep.module() is an nn.Module with the model's state; a different float is refused."""
+    model = seeded(KwargsModel()).eval()
+    x, b = data(4, 3), data(2, seed=3)
+    ep = export(model, (x,), kwargs={"scale": 2.0, "extra": {"b": b}})
+    mod = ep.module()
+    out = mod(x, scale=2.0, extra={"b": b})
+    state = model.state_dict()
+    state["lin.bias"] = state["lin.bias"] + 1.0
+    mod.load_state_dict(state)
+    model.load_state_dict(state)
+    return {"out": numpy(out), "is_module": isinstance(mod, torch.nn.Module),
+            "state_dict": list(mod.state_dict()),
+            "parameters": [name for name, _ in mod.named_parameters()],
+            "reloaded": numpy(mod(x, scale=2.0, extra={"b": b})),
+            "reloaded_eager": numpy(model(x, scale=2.0, extra={"b": b})),
+            "other_scale": error_of(lambda: mod(x, scale=3.0, extra={"b": b}))}

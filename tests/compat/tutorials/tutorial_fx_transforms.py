@@ -639,3 +639,69 @@ def case_examples_primitive_library():
     return {"before": before, "after_one": after_one, "after_all": traced.code,
             "out": numpy(out.float()), "dtype": str(out.dtype),
             "eager": numpy(Foo()(x, y).float())}
+
+
+# --- pytorch/examples fx/custom_tracer.py --------------------------------------------------
+
+class M1(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(x)
+
+
+class LowerReluTracer(Tracer):
+    def is_leaf_module(self, m: torch.nn.Module, qualname: str):
+        if isinstance(m, torch.nn.ReLU):
+            return False
+        return super().is_leaf_module(m, qualname)
+
+
+class M2(torch.nn.Module):
+    def forward(self, a, b):
+        return a + b
+
+
+class TaggingTracer(Tracer):
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        n = super().create_node(kind, target, args, kwargs, name)
+        n.tag = "foo"
+        return n
+
+
+def case_examples_custom_tracer():
+    """pytorch/examples fx/custom_tracer.py: ReLU traced through (not a leaf), and a
+    Tracer tagging every node it creates."""
+    default_traced = symbolic_trace(M1())
+    lowered = LowerReluTracer().trace(M1())
+    tagged = TaggingTracer().trace(M2())
+    relu_node = [n for n in lowered.nodes if n.op == "call_function"][0]
+    return {"default": [(n.op, str(n.target)) for n in default_traced.graph.nodes],
+            "lowered": [(n.op, n.name) for n in lowered.nodes],
+            "relu_args": (len(relu_node.args), sorted(relu_node.kwargs)),
+            "lowered_code": fx.GraphModule(M1(), lowered).code,
+            "tags": [getattr(n, "tag", None) for n in tagged.nodes]}
+
+
+# --- pytorch/examples fx/proxy_based_graph_creation.py ---------------------------------------
+
+def case_examples_proxy_based_graph_creation():
+    """pytorch/examples fx/proxy_based_graph_creation.py: a graph built by calling torch
+    functions on Proxies over a fresh Graph's placeholders."""
+    graph = torch.fx.Graph()
+    tracer = torch.fx.proxy.GraphAppendingTracer(graph)
+    raw1 = graph.placeholder("x")
+    raw2 = graph.placeholder("y")
+    y = Proxy(raw1, tracer)
+    z = Proxy(raw2, tracer)
+    a = torch.cat([y, z])
+    b = torch.tanh(a)
+    c = torch.neg(b)
+    z = torch.add(b, c)
+    graph.output(c.node)
+    mod = torch.fx.GraphModule(torch.nn.Module(), graph)
+    x, w = data(2, 3), data(2, 3, seed=9)
+    return {"out": numpy(mod(x, w)), "code": mod.code,
+            "nodes": [(n.op, n.name, len(n.users)) for n in graph.nodes]}
