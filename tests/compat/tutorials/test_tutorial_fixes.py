@@ -245,3 +245,27 @@ def test_exported_module_refuses_another_value_of_a_specialized_argument():
         mod_t(tx, 3.0)
     with pytest.raises(Exception, match="specialized to 2.0"):
         mod_e(ex, 3.0)
+
+
+# --- torch.compiler.set_stance --------------------------------------------------------------
+
+def test_set_stance_scopes_and_refusals_follow_torch():
+    def run(lib):
+        lib.compiler.reset()
+
+        @lib.compile
+        def f(x):
+            return x + 1 if lib.compiler.is_compiling() else x - 1
+
+        @lib.compiler.set_stance("force_eager")
+        def eager_call(x):
+            return f(x)
+        x3, x4 = lib.zeros(3), lib.zeros(4)
+        got = [f(x3), eager_call(x3), f(x3)]      # the decorator's stance ends with it
+        with lib.compiler.set_stance("eager_on_recompile"):
+            got += [f(x4), f(x3)]
+        with lib.compiler.set_stance("fail_on_recompile"):
+            with pytest.raises(RuntimeError, match="fail_on_recompile"):
+                f(lib.zeros(5))
+        return [float(t[0]) for t in got]
+    assert run(ember) == run(torch)

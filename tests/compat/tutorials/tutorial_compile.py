@@ -255,3 +255,57 @@ def case_compiler_disable_and_reset():
     x = data(6)
     return {"out": numpy(fn(x)), "eager": numpy((x.sin().relu() * 2) + 1),
             "is_compiling_outside": torch.compiler.is_compiling()}
+
+
+# --- "Dynamic Compilation Control with torch.compiler.set_stance" ---------------------------
+
+def case_set_stance():
+    """torch.compiler.set_stance tutorial: force_eager as decorator, context and global
+    setting; fail_on_recompile and eager_on_recompile."""
+    torch.compiler.reset()
+
+    @torch.compile
+    def foo(x):
+        if torch.compiler.is_compiling():
+            return x + 1
+        return x - 1
+
+    inp = torch.zeros(3)
+    seen = [numpy(foo(inp))]
+
+    @torch.compiler.set_stance("force_eager")
+    def bar(x):
+        return foo(x)
+
+    seen.append(numpy(bar(inp)))
+    with torch.compiler.set_stance("force_eager"):
+        seen.append(numpy(foo(inp)))
+    torch.compiler.set_stance("force_eager")
+    seen.append(numpy(foo(inp)))
+    torch.compiler.set_stance("default")
+    seen.append(numpy(foo(inp)))
+
+    @torch.compile
+    def my_big_model(x):
+        return torch.relu(x)
+
+    my_big_model(data(3))
+    with torch.compiler.set_stance("fail_on_recompile"):
+        same_shape = numpy(my_big_model(data(3, seed=2)))
+        try:
+            my_big_model(data(4))
+            refused = False
+        except Exception:      # noqa: BLE001 - torch raises RuntimeError
+            refused = True
+
+    @torch.compile
+    def my_huge_model(x):
+        if torch.compiler.is_compiling():
+            return x + 1
+        return x - 1
+
+    huge = [numpy(my_huge_model(torch.zeros(3)))]
+    with torch.compiler.set_stance("eager_on_recompile"):
+        huge += [numpy(my_huge_model(torch.zeros(3))), numpy(my_huge_model(torch.zeros(4))),
+                 numpy(my_huge_model(torch.zeros(3)))]
+    return {"foo": seen, "same_shape": same_shape, "refused": refused, "huge": huge}
