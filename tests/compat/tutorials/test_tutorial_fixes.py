@@ -269,3 +269,36 @@ def test_set_stance_scopes_and_refusals_follow_torch():
                 f(lib.zeros(5))
         return [float(t[0]) for t in got]
     assert run(ember) == run(torch)
+
+
+# --- an lr scheduler stepped inside a compiled function ----------------------------------------
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("tensor_lr", [False, True])
+def test_scheduler_step_inside_compiled_function_follows_eager(tensor_lr):
+    def run(lib):
+        lib._dynamo.reset()
+        model = lib.nn.Linear(4, 4, bias=False)
+        with lib.no_grad():
+            model.weight.copy_(lib.tensor(np.eye(4, dtype=np.float32)))
+        lr = lib.tensor(0.01) if tensor_lr else 0.01
+        opt = lib.optim.Adam(model.parameters(), lr=lr)
+        sched = lib.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=0.0,
+                                                total_iters=4)
+
+        @lib.compile
+        def step():
+            opt.step()
+            sched.step()
+        lrs = []
+        for _ in range(5):
+            model(lib.ones(4)).sum().backward()
+            step()
+            opt.zero_grad()
+            lrs.append(float(opt.param_groups[0]["lr"]))
+            if tensor_lr:       # a tensor lr stays the same tensor, updated in place
+                assert opt.param_groups[0]["lr"] is lr
+        return lrs, model.weight.detach().numpy()
+    (lrs_e, w_e), (lrs_t, w_t) = run(ember), run(torch)
+    np.testing.assert_allclose(lrs_e, lrs_t, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(w_e, w_t, rtol=1e-5, atol=1e-6)

@@ -309,3 +309,58 @@ def case_set_stance():
         huge += [numpy(my_huge_model(torch.zeros(3))), numpy(my_huge_model(torch.zeros(4))),
                  numpy(my_huge_model(torch.zeros(3)))]
     return {"foo": seen, "same_shape": same_shape, "refused": refused, "huge": huge}
+
+
+# --- "(beta) Compiling the optimizer with torch.compile" and "... with LR Scheduler" ---------
+
+def _linear_stack():
+    model = torch.nn.Sequential(*[torch.nn.Linear(16, 16, False) for _ in range(3)])
+    return seeded(model)
+
+
+def case_compiled_optimizer_step():
+    """compiling_optimizer tutorial: `@torch.compile(fullgraph=False) def fn(): opt.step()`
+    after a backward; the weights after three steps equal eager's."""
+    results = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        model = _linear_stack()
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+
+        def fn():
+            opt.step()
+        step = torch.compile(fn, fullgraph=False) if compiled else fn
+        for i in range(3):
+            output = model(data(16, seed=30 + i))
+            output.sum().backward()
+            step()
+            opt.zero_grad()
+        results["compiled" if compiled else "eager"] = numpy(model[0].weight)
+    return results
+
+
+def case_compiled_optimizer_with_lr_scheduler():
+    """compiling_optimizer_lr_scheduler tutorial: a tensor lr, LinearLR, opt.step() and
+    sched.step() in one compiled function; lr values and weights match eager."""
+    results = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        model = _linear_stack()
+        opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01))
+        sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=0.0,
+                                                  total_iters=5)
+
+        def fn():
+            opt.step()
+            sched.step()
+        step = torch.compile(fn, fullgraph=False) if compiled else fn
+        lrs = []
+        for i in range(5):
+            model(data(16, seed=40 + i)).sum().backward()
+            step()
+            opt.zero_grad()
+            lrs.append(float(opt.param_groups[0]["lr"]))
+        key = "compiled" if compiled else "eager"
+        results[key + "_weight"] = numpy(model[0].weight)
+        results[key + "_lrs"] = np.array(lrs)
+    return results
