@@ -11,6 +11,8 @@ Results are outputs (`approx_*`: int8 numbers, compared to a few quantization
 steps), module reprs and state_dict keys.
 """
 import copy
+import os
+import tempfile
 
 import numpy as np
 import torch
@@ -20,8 +22,9 @@ import torch.nn.functional as F
 from torch.ao.quantization import (DeQuantStub, QConfigMapping, QuantStub,
                                    default_dynamic_qconfig,
                                    float_qparams_weight_only_qconfig,
+                                   get_default_qat_qconfig_mapping,
                                    get_default_qconfig_mapping)
-from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
 torch.backends.quantized.engine = "x86"
 
@@ -494,3 +497,66 @@ def case_quantized_transfer_learning_qat_finetune():
         fake = model_ft(x)
     return {"types": module_types(model_quantized_and_trained),
             "matches_fake_quant": bool(torch.allclose(out, fake, atol=0.05))}
+
+
+# --- FX graph mode quantization user guide: quantization-aware training ------------------------
+
+def case_fx_graph_mode_qat():
+    """FX graph mode quantization: get_default_qat_qconfig_mapping("x86"), prepare_qat_fx
+    on a training model, a few steps, convert_fx in eval."""
+    model = seeded(SmallResNet(), scale=0.4).train()
+    qconfig_mapping = get_default_qat_qconfig_mapping("x86")
+    example_inputs = (data(2, 3, 16, 16),)
+    prepared = prepare_qat_fx(model, qconfig_mapping, example_inputs)
+    optimizer = torch.optim.SGD(prepared.parameters(), lr=0.001)
+    losses = []
+    for step in range(3):
+        loss = F.cross_entropy(prepared(data(4, 3, 16, 16, seed=100 + step)),
+                               torch.tensor([0, 1, 2, 3]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    prepared.eval()
+    quantized = convert_fx(prepared)
+    x = data(2, 3, 16, 16, seed=110)
+    with torch.no_grad():
+        out, fake = quantized(x), prepared(x)
+    return {"approx_losses": np.array(losses), "approx_out": numpy(out),
+            "approx_fake": numpy(fake), "module_types": type_names(quantized)}
+
+
+# --- "(beta) Dynamic Quantization on BERT": model size and outputs ------------------------------
+
+def print_size_of_model(model):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "temp.p")
+        torch.save(model.state_dict(), path)
+        return os.path.getsize(path)
+
+
+class TinyClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embeddings = nn.Embedding(40, 64)
+        self.encoder = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64))
+        self.classifier = nn.Linear(64, 2)
+
+    def forward(self, input_ids):
+        return self.classifier(self.encoder(self.embeddings(input_ids)).mean(dim=1))
+
+
+def case_dynamic_quant_bert_size_and_outputs():
+    """dynamic_quantization_bert_tutorial: quantize_dynamic({torch.nn.Linear}, qint8),
+    the saved state_dict shrinks, predictions stay the float model's."""
+    model = seeded(TinyClassifier(), scale=0.1).eval()
+    quantized_model = torch.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                          dtype=torch.qint8)
+    ids = torch.tensor(np.random.default_rng(5).integers(0, 40, (4, 7)))
+    with torch.no_grad():
+        out_f, out_q = model(ids), quantized_model(ids)
+    float_size, quant_size = print_size_of_model(model), print_size_of_model(quantized_model)
+    return {"approx_out": numpy(out_q), "same_argmax": bool((out_f.argmax(1) ==
+                                                           out_q.argmax(1)).all()),
+            "shrinks_below_half": quant_size < float_size / 2,
+            "repr": repr(quantized_model)}
