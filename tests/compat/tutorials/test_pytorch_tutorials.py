@@ -109,6 +109,8 @@ CASES = [pytest.param(program, case, id=f"{program}.{case}", marks=[
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("program,case", CASES)
 def test_tutorial_matches_torch(program, case):
-    want = _plain(getattr(_reference[program], case)())
+    # ember first: a known gap (an xfail) stops before torch's side runs (AOTInductor's
+    # C++ build takes seconds)
     got = _plain(getattr(ported[program], case)())
+    want = _plain(getattr(_reference[program], case)())
     _assert_same(got, want)
