@@ -140,9 +140,13 @@ class Dispatcher:
         self.warned_limit = False
 
     def call(self, args: tuple, kwargs: dict):
+        from .dynamo_names import current_stance
         leaves, spec = flatten((args, kwargs))
         if any(isinstance(t, SymbolicTensor) for t in leaves):
             return self.fn(*args, **kwargs)          # nested in another trace: inline
+        stance = current_stance()
+        if stance == "force_eager":
+            return self.fn(*args, **kwargs)
         if self.step_route is not None:
             return self.step_route.call(args, kwargs)
         key = guard_key_of(leaves, spec, self.submodules)
@@ -153,6 +157,8 @@ class Dispatcher:
                 return result
         reason = entry.stale() if entry is not None else None
         if entry is None or reason is not None:
+            if stance != "default" and (self.entries or reason is not None):
+                return self._recompile_under_stance(stance, key, reason, args, kwargs)
             if entry is None and len(self.entries) >= config.cache_size_limit:
                 return self._over_limit(key, args, kwargs)
             self._log_recompile(key, reason, args, kwargs)
@@ -174,6 +180,14 @@ class Dispatcher:
         if self.dynamic is None:
             self.dynamic = DynamicRoute(self)
         return self.dynamic.try_compile(key, leaves, spec, leaf_names(self.fn, args, kwargs))
+
+    def _recompile_under_stance(self, stance: str, key, reason, args, kwargs):
+        """set_stance("eager_on_recompile"): run eagerly; "fail_on_recompile": refuse."""
+        if stance == "eager_on_recompile":
+            return self.fn(*args, **kwargs)
+        why = reason if reason is not None else self._reasons(key, args, kwargs)
+        raise RuntimeError(f"Detected recompile when torch.compile stance is "
+                           f"'fail_on_recompile' ({self.name}: {why})")
 
     def _over_limit(self, key, args, kwargs):
         if not self.warned_limit:

@@ -27,7 +27,7 @@ from ..ir.meta import meta_of
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
 from ..frontend.autograd import grad_mode
 from .compile_guards import flatten, unflatten
-from .compile_train_traced import _patched, _subclasses
+from .compile_train_traced import _patched, _subclasses, scheduler_step_refusals
 
 
 class StepFunctionFound(Exception):
@@ -115,6 +115,7 @@ class ModuleWatcher:
                    (SymbolicTensor, "detach", _record_detach)]
         patches += [(cls, "step", _found_step) for cls in [Optimizer] + _subclasses(Optimizer)
                     if "step" in cls.__dict__]
+        patches += scheduler_step_refusals()
         return _Watching(self, _patched(patches))
 
     def enter(self, module) -> None:

@@ -125,6 +125,7 @@ class _StepRecorder:
         for cls in _subclasses(Optimizer):
             patches.append((cls, "step", self.step))
         patches.append((Optimizer, "zero_grad", self.zero_grad))
+        patches += scheduler_step_refusals()
         patches.append((SymbolicTensor, "detach", _record_detach))   # stops gradients
         if self.strict:
             from ..frontend.autograd.grad_mode import no_grad
@@ -225,6 +226,21 @@ def _check_functional_gradient_path(nodes: list, req: set) -> None:
                                 f"the gradient path{where(node)}; a traced step needs "
                                 f"out-of-place ops there (e.g. ReLU(inplace=False)), or use "
                                 f"compile_train_step(model, loss_fn, optimizer)")
+
+
+def scheduler_step_refusals() -> list:
+    """Patches that stop a trace at an lr scheduler's step(): it advances Python state
+    (the epoch count, the next lr) on every call, which a graph traced once would not
+    do again, so the caller runs that code eagerly instead (a graph break)."""
+    from ..frontend.optim.lr_scheduler import LRScheduler
+    return [(cls, "step", _refuse_scheduler_step) for cls in [LRScheduler] +
+            _subclasses(LRScheduler) if "step" in cls.__dict__]
+
+
+def _refuse_scheduler_step(self, *args, **kwargs):
+    raise TraceError(f"{type(self).__name__}.step() while traced: an lr scheduler advances "
+                     "its epoch and the optimizer's lr in Python on every call, which a "
+                     "compiled graph would not repeat; it runs eagerly")
 
 
 def _subclasses(cls) -> list:

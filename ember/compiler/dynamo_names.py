@@ -17,6 +17,12 @@
   tensor as torch does (`_dynamo_dynamic_indices`); ember.compile decides which
   dimensions are symbolic from the sizes it sees (dynamic=None: a dimension whose
   size changes), so a mark changes when it recompiles, never what it computes.
+- `set_stance(stance)` (torch.compiler): "default"; "force_eager" (compiled functions
+  run their Python eagerly); "eager_on_recompile" (a call that would compile again
+  runs eagerly, compiled entries still serve the calls they fit); "fail_on_recompile"
+  (such a call raises). A first compile is not a recompile. Called plainly it sets the
+  stance; as `with set_stance(...)` or `@set_stance(...)` it holds for the block or
+  the function and restores the previous one.
 - `cudagraph_mark_step_begin()` (torch.compiler) is a no-op: ember's CUDA-graph replay
   copies results out of the graph's buffers, so no output is overwritten by the next
   step.
@@ -82,3 +88,46 @@ def cudagraph_mark_step_begin() -> None:
 
 def is_disabled(fn) -> bool:
     return getattr(fn, "_ember_compile_disabled", False)
+
+
+STANCES = ("default", "force_eager", "eager_on_recompile", "fail_on_recompile")
+_STANCE = ["default"]
+
+
+def current_stance() -> str:
+    return _STANCE[0]
+
+
+class set_stance:      # noqa: N801 - torch.compiler's name; a call, a context and a decorator
+    """torch.compiler.set_stance: how ember.compile'd functions behave from now on (or
+    within a `with` block / a decorated function)."""
+
+    def __init__(self, stance: str = "default", *, skip_guard_eval_unsafe: bool = False,
+                 force_backend=None):
+        if stance not in STANCES:
+            raise RuntimeError(f"invalid torch.compile stance '{stance}'; expected one of "
+                               f"{', '.join(STANCES)}")
+        if force_backend is not None and stance != "default":
+            raise RuntimeError("force_backend can only be used with the 'default' stance")
+        self.stance, self.previous = stance, _STANCE[0]
+        _STANCE[0] = stance
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _STANCE[0] = self.previous
+        return False
+
+    def __call__(self, fn):
+        stance = self.stance
+        _STANCE[0] = self.previous          # as a decorator it holds only inside fn
+
+        @functools.wraps(fn)
+        def with_stance(*args, **kwargs):
+            previous, _STANCE[0] = _STANCE[0], stance
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _STANCE[0] = previous
+        return with_stance

@@ -20,6 +20,7 @@ graph is ember's op-level IR, not ATen's.
 """
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import math
@@ -32,6 +33,8 @@ import numpy as np
 from ..frontend.autograd import grad_mode
 from .compile_guards import flatten, unflatten
 from .compile_trace import ModuleWatcher, StepFunctionFound, trace_call
+from ..frontend.nn.modules.module import Module
+from ..frontend.nn.parameter import Parameter
 from ..frontend.tensor import Tensor
 from ..ir.errors import ArtifactError, EmberError, TraceError
 from ..ir.graph import Graph, OpKind
@@ -40,51 +43,109 @@ from .export_dynamic import Dim as _Dim
 EXPORT_FORMAT = 1
 
 
+class InputKind(str, enum.Enum):
+    """torch.export.graph_signature.InputKind: what a program input is (a str, so
+    `spec.kind == "parameter"` reads as before)."""
+    USER_INPUT = "user_input"
+    PARAMETER = "parameter"
+    BUFFER = "buffer"
+    CONSTANT_TENSOR = "constant"
+
+
+class OutputKind(str, enum.Enum):
+    """torch.export.graph_signature.OutputKind (ember's programs return user outputs)."""
+    USER_OUTPUT = "output"
+
+
+@dataclass(frozen=True)
+class TensorArgument:
+    """torch.export.graph_signature.TensorArgument: the graph-side name of a value."""
+    name: str
+
+
+# torch.export's placeholder names for lifted state: p_fc1_weight, b_bn_running_mean, ...
+_LIFTED_PREFIX = {InputKind.PARAMETER: "p_", InputKind.BUFFER: "b_",
+                  InputKind.CONSTANT_TENSOR: "c_"}
+
+
 @dataclass
 class TensorSpec:
-    """One input or output of an exported program: its name, kind, dtype and shape."""
+    """One input or output of an exported program: its name, kind, dtype and shape.
+    `target` (the state_dict key, None for user inputs and outputs) and `arg` are
+    torch's InputSpec/OutputSpec fields."""
     name: str
-    kind: str                  # 'user_input' | 'parameter' | 'buffer' | 'constant' | 'output'
+    kind: str                  # an InputKind / OutputKind (str values, as saved)
     dtype: str
     shape: tuple
+    persistent: bool | None = None      # buffers: saved in the module's state_dict
+
+    def __post_init__(self):
+        if self.kind == "buffer" and self.persistent is None:
+            self.persistent = True
+        self.kind = OutputKind(self.kind) if self.kind == "output" else InputKind(self.kind)
+
+    @property
+    def target(self) -> str | None:
+        return self.name if self.kind in _LIFTED_PREFIX else None
+
+    @property
+    def arg(self) -> TensorArgument:
+        prefix = _LIFTED_PREFIX.get(self.kind)
+        return TensorArgument(self.name if prefix is None else
+                              prefix + self.name.replace(".", "_"))
 
     def as_json(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "dtype": self.dtype,
+        return {"name": self.name, "kind": self.kind.value, "dtype": self.dtype,
                 "shape": list(self.shape)}
 
 
 @dataclass
 class ExportGraphSignature:
-    """torch.export's ExportGraphSignature: what each graph input and output is."""
+    """torch.export's ExportGraphSignature: what each graph input and output is, in
+    torch's order (parameters, buffers, constants, then the user inputs)."""
     input_specs: list[TensorSpec]
     output_specs: list[TensorSpec]
 
-    def _names(self, kind: str) -> list[str]:
-        return [s.name for s in self.input_specs if s.kind == kind]
+    def __post_init__(self):
+        rank = {InputKind.PARAMETER: 0, InputKind.BUFFER: 1, InputKind.CONSTANT_TENSOR: 2,
+                InputKind.USER_INPUT: 3}
+        self.input_specs = sorted(self.input_specs, key=lambda s: rank[s.kind])
+
+    def _names(self, kind: str) -> tuple[str, ...]:
+        return tuple(s.name for s in self.input_specs if s.kind == kind)
 
     @property
-    def user_inputs(self) -> list[str]:
+    def user_inputs(self) -> tuple[str, ...]:
         return self._names("user_input")
 
     @property
-    def parameters(self) -> list[str]:
+    def parameters(self) -> tuple[str, ...]:
         return self._names("parameter")
 
     @property
-    def buffers(self) -> list[str]:
+    def buffers(self) -> tuple[str, ...]:
         return self._names("buffer")
 
     @property
-    def user_outputs(self) -> list[str]:
-        return [s.name for s in self.output_specs]
+    def user_outputs(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.output_specs)
 
     @property
     def inputs_to_parameters(self) -> dict[str, str]:
-        return {name: name for name in self.parameters}
+        return {s.arg.name: s.name for s in self.input_specs if s.kind == "parameter"}
 
     @property
     def inputs_to_buffers(self) -> dict[str, str]:
-        return {name: name for name in self.buffers}
+        return {s.arg.name: s.name for s in self.input_specs if s.kind == "buffer"}
+
+    def __str__(self) -> str:
+        lines = ["", "# inputs"]
+        lines += [f"{s.arg.name}: {s.kind.name}" +
+                  (f" target='{s.target}'" if s.target is not None else "") +
+                  (f" persistent={s.persistent}" if s.kind == "buffer" else "")
+                  for s in self.input_specs]
+        lines += ["", "# outputs"] + [f"{s.name}: {s.kind.name}" for s in self.output_specs]
+        return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -146,19 +207,72 @@ class ExportedProgram:
         return f"ExportedProgram:\n{print_graph(self.graph)}"
 
 
-class _ExportedCallable:
-    def __init__(self, ep: ExportedProgram):
-        self.ep = ep
+class _ExportedCallable(Module):
+    """`ep.module()`: an nn.Module (torch's is a GraphModule) holding the program's
+    parameters and buffers under their module paths (`lin.weight`), so state_dict(),
+    named_parameters() and load_state_dict() work on it; calling it runs the graph
+    with the module's current values."""
 
-    def __call__(self, *args, **kwargs):
+    def __init__(self, ep: ExportedProgram):
+        super().__init__()
+        object.__setattr__(self, "ep", ep)
+        kinds = {s.name: s.kind for s in ep.input_specs}
+        for name, value in ep.state_dict.items():
+            owner, last = self._owner_of(name)
+            if kinds.get(name) == "parameter":
+                owner.register_parameter(last, Parameter(value, requires_grad=False))
+            elif kinds.get(name) == "buffer":
+                owner.register_buffer(last, value)
+
+    def _owner_of(self, name: str):
+        *path, last = name.split(".")
+        owner = self
+        for part in path:
+            if not isinstance(owner._modules.get(part), Module):
+                owner.add_module(part, Module())
+            owner = owner._modules[part]
+        return owner, last
+
+    def forward(self, *args, **kwargs):
         from ..ir.symbolic import call_graph
         from .export_dynamic import graph_at
-        leaves, _ = flatten((args, kwargs))
+        leaves, spec = flatten((args, kwargs))
+        _check_specialized(self.ep.in_spec, spec)
         n = check_inputs(self.ep, leaves)
         graph = self.ep.graph if n is None else graph_at(self.ep, n)
+        state = dict(self.ep.state_dict)
+        state.update(self.named_parameters())
+        state.update(self.named_buffers())
         with grad_mode.no_grad():
-            out = call_graph(graph, leaves, self.ep.state_dict)
+            out = call_graph(graph, leaves, state)
         return unflatten(self.ep.out_spec, list(out))
+
+
+def _check_specialized(exported, given, path: str = "inputs") -> None:
+    """Export specializes on the call's non-tensor arguments (torch guards them):
+    refuse a call whose structure or plain values differ from the example's."""
+    if exported is None:
+        return
+    if isinstance(exported, dict) and isinstance(given, dict):
+        if set(exported) != set(given):
+            raise EmberError(f"exported program: {path} has keys {sorted(given)}, it was "
+                             f"exported with {sorted(exported)}")
+        for key in exported:
+            _check_specialized(exported[key], given[key], f"{path}[{key!r}]")
+        return
+    if isinstance(exported, (list, tuple)) and isinstance(given, (list, tuple)) and \
+            len(exported) == len(given):
+        for i, (a, b) in enumerate(zip(exported, given)):
+            _check_specialized(a, b, f"{path}[{i}]")
+        return
+    try:
+        same = type(exported) is type(given) and bool(exported == given)
+    except Exception:       # noqa: BLE001 - a value without a plain ==: compare identity
+        same = exported is given
+    if not same:
+        raise EmberError(f"exported program: {path} was specialized to {exported!r} when "
+                         f"exported, got {given!r} (export it again for that value, or "
+                         "pass it as a tensor)")
 
 
 def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
@@ -219,7 +333,10 @@ def _program(model, traced, state: dict, leaves: list, input_names: list, in_spe
     kinds = _constant_kinds(model)
     input_specs = [TensorSpec(n, "user_input", t.dtype.name, tuple(t.shape))
                    for n, t in zip(input_names, leaves)]
-    input_specs += [TensorSpec(n, kinds.get(n, "constant"), t.dtype.name, tuple(t.shape))
+    state = _with_unused_state(model, state, kinds)
+    transient = _non_persistent_buffers(model)
+    input_specs += [TensorSpec(n, kinds.get(n, "constant"), t.dtype.name, tuple(t.shape),
+                               n not in transient if kinds.get(n) == "buffer" else None)
                     for n, t in state.items()]
     for graph in (traced.graph, dynamic.get("symbolic_graph")):
         for node, name in zip(graph.placeholders if graph is not None else (), input_specs):
@@ -230,6 +347,27 @@ def _program(model, traced, state: dict, leaves: list, input_names: list, in_spe
                     for i, n in enumerate(outs)]
     return ExportedProgram(traced.graph, state, input_specs, output_specs, in_spec,
                            traced.out_spec, **dynamic)
+
+
+def _non_persistent_buffers(model) -> set[str]:
+    if not hasattr(model, "named_modules"):
+        return set()
+    return {f"{prefix}.{name}" if prefix else name for prefix, m in model.named_modules()
+            for name in getattr(m, "_non_persistent_buffers_set", ())}
+
+
+def _with_unused_state(model, state: dict, kinds: dict) -> dict:
+    """The traced state in the module's order (parameters, then buffers, as
+    named_parameters/named_buffers list them), with the ones forward never read
+    (an eval BatchNorm's num_batches_tracked) added: torch.export lifts every
+    parameter and buffer of the module into the program."""
+    if not hasattr(model, "named_parameters"):
+        return state
+    owned = {n: t for n, t in model.named_parameters()}
+    owned.update({n: t for n, t in model.named_buffers() if t is not None})
+    ordered = {n: state.get(n, t) for n, t in owned.items() if n in kinds}
+    ordered.update({n: t for n, t in state.items() if n not in ordered})
+    return ordered
 
 
 def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):

@@ -11,6 +11,8 @@ names that are missing: an existing definition always wins.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..ir import dtypes
@@ -457,11 +459,36 @@ def is_signed(input) -> bool:
 
 
 def cond(pred, true_fn, false_fn, operands=()):
-    """torch.cond: runs the branch `pred` selects (a bool or a one-element tensor). Under
-    ember.compile a tensor predicate is data-dependent, so the compiled function breaks the
-    graph there and runs this eagerly."""
+    """torch.cond: the branch `pred` selects (a bool or a one-element tensor). While a
+    function is traced (ember.compile, ember.export) a tensor predicate has no value yet:
+    both branches are traced and each output is chosen with `where`, which is what
+    torch.cond's contract allows (branches free of side effects, returning tensors of
+    the same shapes and dtypes)."""
+    from ..ir.symbolic import SymbolicTensor
+    if isinstance(pred, SymbolicTensor):
+        return _select_outputs(pred, true_fn(*operands), false_fn(*operands))
     chosen = true_fn if bool(pred) else false_fn
     return chosen(*operands)
+
+
+def _select_outputs(pred, when_true, when_false):
+    """cond's outputs while traced: `where(pred, a, b)` for each pair of tensors of
+    the two branches' results (tuples and lists of them, as torch.cond allows)."""
+    from ..ir.registry import OPS
+    if isinstance(when_true, (tuple, list)) and isinstance(when_false, (tuple, list)) \
+            and len(when_true) == len(when_false):
+        return type(when_true)(_select_outputs(pred, a, b)
+                               for a, b in zip(when_true, when_false))
+    same = hasattr(when_true, "shape") and hasattr(when_false, "shape") and \
+        tuple(when_true.shape) == tuple(when_false.shape) and \
+        when_true.dtype == when_false.dtype
+    if not same:
+        def describe(v):
+            return f"{v.dtype.name}{list(v.shape)}" if hasattr(v, "shape") else type(v).__name__
+        raise ShapeError("cond(): true_fn and false_fn must return tensors of the same "
+                         f"shape and dtype, got {describe(when_true)} and "
+                         f"{describe(when_false)}")
+    return OPS["where"](pred.reshape(()) if pred.ndim else pred, when_true, when_false)
 
 
 def while_loop(cond_fn, body_fn, carried_inputs):
@@ -603,6 +630,19 @@ IN_PLACE_FROM_OUT_OF_PLACE = ("cumsum", "cumprod", "clamp", "float_power", "poly
                               "addmm", "baddbmm", "addmv", "addbmm", "addr")
 
 
+def _named_alias(alias: str, canonical: str, function):
+    """ember.arcsin: a function of its own name that computes what ember.asin does. In
+    torch the alias is a distinct function, so torch.fx records and prints it under its
+    own name (`arcsin = torch.arcsin(x)`) and `node.target == torch.arcsin` holds."""
+    @functools.wraps(function)
+    def alias_function(*args, **kwargs):
+        return function(*args, **kwargs)
+    alias_function.__name__ = alias_function.__qualname__ = alias
+    alias_function.__module__ = "ember"
+    alias_function.__doc__ = f"Alias for ember.{canonical}."
+    return alias_function
+
+
 def install(namespace: dict, tensor_classes) -> None:
     """Add every missing alias to the ember namespace and the Tensor classes."""
     from .. import linalg
@@ -615,7 +655,7 @@ def install(namespace: dict, tensor_classes) -> None:
             setattr(Tensor, name + "_", _in_place_view(name))
     for alias, canonical in ALIASES.items():
         if alias not in namespace and canonical in namespace:
-            namespace[alias] = namespace[canonical]
+            namespace[alias] = _named_alias(alias, canonical, namespace[canonical])
         if alias + "_" not in namespace and canonical + "_" in namespace:
             namespace[alias + "_"] = namespace[canonical + "_"]
     for name, canonical in LINALG_METHODS.items():

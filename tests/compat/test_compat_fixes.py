@@ -167,7 +167,7 @@ def test_export_module_imports_and_dim_hints():
     ep = export(ember.nn.Linear(3, 2), (ember.randn(4, 3),),
                 dynamic_shapes=({0: Dim("batch", min=1)},))
     assert isinstance(ep, ExportedProgram) and ember.export(ember.nn.ReLU(), (ember.ones(2),))
-    assert ep.graph_signature.user_inputs == ["input"]
+    assert ep.graph_signature.user_inputs == ("input",)
     assert sorted(ep.graph_signature.parameters) == ["bias", "weight"]
     assert "linear" in ep.graph_module.code
 

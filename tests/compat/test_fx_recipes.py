@@ -22,10 +22,7 @@ def _same(got, want, path="result"):
     elif isinstance(want, np.ndarray):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=path)
     elif isinstance(want, str):
-        # torch.fx records a torch.nn.functional call with the keywords the function
-        # passes on (`relu(x, inplace = False)`); ember records the call as written
-        # (docs/fx.md, "What symbolic_trace records")
-        assert got.replace("ember", "torch") == want.replace(", inplace = False", ""), path
+        assert got.replace("ember", "torch") == want, path
     else:
         assert got == want, path
 

@@ -58,10 +58,7 @@ def node_keys(gm, lib, with_args=True):
     keys = []
     for n in gm.graph.nodes:
         key = (n.op if isinstance(n.op, str) else n.op.value, target_key(n.target, lib), n.name)
-        # torch's Python-level functionals record their whole signature as kwargs
-        # (F.softmax adds _stacklevel=3, dtype=None); ember records the call as written
-        functional = isinstance(key[1], str) and key[1].startswith("nn.functional.")
-        if with_args and not functional:
+        if with_args:
             key += (value_key(n.args), value_key(n.kwargs))
         keys.append(key)
     return keys

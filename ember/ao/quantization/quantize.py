@@ -112,6 +112,8 @@ def _is_leaf(module) -> bool:
 def _add_observer_(module, propagation_list, non_leaf_module_list, custom=None) -> None:
     custom = custom or {}
     for name, child in list(module.named_children()):
+        if type(child) is nn.Dropout:
+            continue        # torch.ao observes no Dropout (its output is its input's)
         if type(child) in custom and _needs_observation(child):
             # a user's custom module: swapped for its observed class, output observed
             # (from_float is expected to carry the qconfig over, as torch.ao's quantizable

@@ -320,7 +320,7 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
     codegen = codegen_of(graph)
     em = _Emitter(n.name for n in graph.nodes)
     comments = _stack_trace_comments(graph) if verbose else {}
-    params, body = [], []
+    params, body, wrapped = [], [], {}
     def shown(node):
         """`: "f32[2, 3]"` (verbose, a tensor's meta; torch's spacing) or ` : T`."""
         if verbose:
@@ -348,6 +348,8 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
                 body.append("")
             body.append("    " + comments[node])
         line = f"    {node.name}{shown(node)} = {em.expression(node)}"
+        if node.op == OpKind.call_function and node.meta.get("is_wrapped"):
+            wrapped.setdefault(em.global_name(node.target))
         dead = released.get(node)
         if dead:
             line += ";  " + " = ".join(n.name for n in dead) + " = None"
@@ -359,7 +361,10 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
     if codegen._body_transformer is not None:   # graph.on_generate_code's hook
         body = _transformed_body(codegen._body_transformer, body)
     signature = codegen.gen_fn_def(list(params), f" -> {returns}" if returns is not None else "")
-    src = "\n\n\n" + signature + "\n" + "\n".join(body) + "\n    "
+    # functions recorded through fx.wrap (and the autowrapped math functions) are
+    # wrapped again where the code runs, as torch.fx's code does
+    prologue = "\n".join(f'ember.fx._symbolic_trace.wrap("{name}")' for name in wrapped)
+    src = "\n" + prologue + "\n\n" + signature + "\n" + "\n".join(body) + "\n    "
     return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())})
 
 

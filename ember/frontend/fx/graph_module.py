@@ -111,6 +111,12 @@ class GraphModule(Module):
         type(self).forward = namespace["forward"]
         return code
 
+    def __call__(self, *args, **kwargs):
+        proxies = _outside_trace_proxies(self, args, kwargs)
+        if proxies is not None:
+            return _record_graph_into(self._graph, proxies, args, kwargs)
+        return Module.__call__(self, *args, **kwargs)   # (patched while tracing)
+
     def _load_from_state_dict(self, state_dict, prefix, *rest):
         super()._load_from_state_dict(state_dict, prefix, *rest)
         self._refresh_buffer_constants()
@@ -231,6 +237,68 @@ class GraphModule(Module):
         # torch.fx's layout: the module, the code, a pointer to print_readable
         return super().__str__() + "\n" + self._code + \
             "\n# To see more debug info, please use `graph_module.print_readable()`"
+
+
+def _outside_trace_proxies(gm: GraphModule, args: tuple, kwargs: dict):
+    """The tracer of the Proxies among a call's arguments when the call happens outside
+    a trace (a graph built with Proxies, torch.fx's inlining idiom) and the graph can be
+    replayed onto it: only functions and methods, flat inputs. Else None."""
+    from .proxy import _find_tracer
+    tracer = _find_tracer((args, kwargs))
+    if tracer is None or getattr(tracer, "_patcher", None) is not None:
+        return None
+    if gm._forward_hooks or gm._forward_pre_hooks:
+        return None
+    plain = (OpKind.placeholder, OpKind.call_function, OpKind.call_method, OpKind.output)
+    if any(n.op not in plain for n in gm._graph.nodes) or \
+            getattr(gm._graph._codegen, "pytree_info", None) is not None and \
+            gm._graph._codegen.pytree_info.out_spec is not None:
+        return None
+    return tracer
+
+
+def _record_graph_into(graph: Graph, tracer, args: tuple, kwargs: dict):
+    """Record `graph`'s calls onto the Proxies' graph, node for node, as running its
+    code on Proxies records them in torch.fx (where every function it calls records
+    itself): the recorded targets and arguments are the graph's own."""
+    from .proxy import Proxy
+    from ...ir.graph import map_arg
+    env: dict = {}
+    inputs = list(args)
+    for node in graph.nodes:
+        if node.op == OpKind.placeholder:
+            name = node.target.lstrip("*")
+            if inputs:
+                env[node] = inputs.pop(0)
+            elif name in kwargs:
+                env[node] = kwargs[name]
+            elif node.args:
+                env[node] = node.args[0]
+            else:
+                raise TypeError(f"forward() missing required argument: '{name}'")
+            continue
+
+        def value(n):
+            v = env[n]
+            return v.node if isinstance(v, Proxy) else v
+        node_args, node_kwargs = map_arg(node.args, value), map_arg(node.kwargs, value)
+        if node.op == OpKind.output:
+            return _proxies_of(node_args[0], tracer)
+        env[node] = tracer.create_proxy(node.op.value if hasattr(node.op, "value") else node.op,
+                                        node.target, node_args, node_kwargs)
+    return None
+
+
+def _proxies_of(value, tracer):
+    from .proxy import Proxy
+    from ...ir.graph import Node
+    if isinstance(value, Node):
+        return Proxy(value, tracer)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_proxies_of(v, tracer) for v in value)
+    if isinstance(value, dict):
+        return {k: _proxies_of(v, tracer) for k, v in value.items()}
+    return value
 
 
 def _rebuild_graph_module(state: dict, graph: Graph, class_name: str) -> GraphModule:

@@ -46,7 +46,8 @@ def wrap(fn_or_name):
     """
     frame = inspect.currentframe().f_back
     name = fn_or_name if isinstance(fn_or_name, str) else fn_or_name.__name__
-    _WRAPPED.append((frame.f_globals, name))
+    if not any(g is frame.f_globals and n == name for g, n in _WRAPPED):
+        _WRAPPED.append((frame.f_globals, name))
     return fn_or_name
 
 
@@ -414,7 +415,11 @@ class Tracer:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             if _contains_proxy((args, kwargs)):
-                return tracer.create_proxy("call_function", fn, args, kwargs)
+                proxy = tracer.create_proxy("call_function", fn, args, kwargs)
+                # the generated code re-registers the function with wrap(), so that
+                # tracing the GraphModule again keeps it a leaf (torch.fx's mark)
+                proxy.node.meta["is_wrapped"] = True
+                return proxy
             return fn(*args, **kwargs)
         wrapper.__ember_wrapped__ = fn
         return wrapper
@@ -535,10 +540,44 @@ class _RecordedCall:
         tracer = _find_tracer((args, kwargs))
         if tracer is None:
             return self.fn(*args, **kwargs)
+        args, kwargs = _torch_call_form(self.fn, args, kwargs)
         return tracer.create_proxy("call_function", self.fn, args, kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self.fn, name)
+
+
+def _functional_name(fn) -> str | None:
+    """fn's name when it is ember.nn.functional's function of that name."""
+    from ember.nn import functional
+    name = getattr(fn, "__name__", None)
+    found = getattr(functional, name, None) if name else None
+    found = found.fn if isinstance(found, _RecordedCall) else found   # while tracing
+    return name if found is fn else None
+
+
+def _torch_call_form(fn, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The arguments of a torch.nn.functional call as torch.fx records them: its
+    Python-level functionals pass some parameters positionally and the rest, defaults
+    included, as keywords (`relu(x, inplace = False)`; functional_forms.py). Calls of
+    other functions, or with arguments the form has no place for, stay as written."""
+    from .functional_forms import FORMS
+    name = _functional_name(fn)
+    form = FORMS.get(name) if name is not None else None
+    if form is None:
+        return args, kwargs
+    positional, keywords = form
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return args, kwargs
+    if set(bound.arguments) - set(positional) - set(keywords):
+        return args, kwargs
+    bound.apply_defaults()
+    values = bound.arguments
+    if any(p not in values for p in positional + keywords):
+        return args, kwargs
+    return tuple(values[p] for p in positional), {k: values[k] for k in keywords}
 
 
 def public_function_recorders(patcher: _Patcher) -> dict:

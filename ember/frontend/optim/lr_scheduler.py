@@ -12,6 +12,7 @@ import types
 from collections import Counter
 
 from .optimizer import Optimizer
+from ..tensor import Tensor
 
 
 def _group_values(optimizer: Optimizer, key: str) -> list:
@@ -26,6 +27,17 @@ def _format_param(name: str, optimizer: Optimizer, value) -> list:
         return list(value)
     return [value] * len(optimizer.param_groups)
 
+
+
+def _set_lr(group: dict, lr) -> None:
+    """A scheduler's new lr: written into a tensor lr in place (torch's schedulers keep
+    a tensor lr the same tensor, so a compiled optimizer step reading it sees each new
+    value without recompiling), else stored."""
+    current = group["lr"]
+    if isinstance(current, Tensor):
+        current.fill_(lr)
+    else:
+        group["lr"] = lr
 
 class LRScheduler:
     _is_initial = False
@@ -79,7 +91,7 @@ class LRScheduler:
             values = self._get_closed_form_lr() if hasattr(self, "_get_closed_form_lr") \
                 else self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, values, strict=True):
-            group["lr"] = lr
+            _set_lr(group, lr)
         self._last_lr = _group_values(self.optimizer, "lr")
 
     def state_dict(self) -> dict:
@@ -446,7 +458,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             self.T_cur = epoch
         self.last_epoch = math.floor(epoch)          # (torch does not count these steps)
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
-            group["lr"] = lr
+            _set_lr(group, lr)
         self._last_lr = _group_values(self.optimizer, "lr")
 
 
@@ -666,7 +678,7 @@ class ReduceLROnPlateau(LRScheduler):
             old_lr = float(group["lr"])
             new_lr = max(old_lr * self.factor, min_lr)
             if old_lr - new_lr > self.eps:
-                group["lr"] = new_lr
+                _set_lr(group, new_lr)
 
 
 __all__ += ["ExponentialLR", "MultiplicativeLR", "ConstantLR", "LinearLR", "PolynomialLR",
