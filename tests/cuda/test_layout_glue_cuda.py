@@ -167,3 +167,44 @@ def test_strided_conv_transpose_by_phase(device, case):  # noqa: F811
     want = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(wt), **kw)
     got = F.conv_transpose2d(ember.tensor(x).to(device), ember.tensor(wt).to(device), **kw)
     np.testing.assert_allclose(got.cpu().numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_channels_last_step_with_strided_convs_equals_eager_cpu(device,  # noqa: F811
+                                                                          monkeypatch):
+    """A compiled training step of a channels-last net with strided convolutions and a
+    max pool: its input gradients go by phase, the pool's backward scatters in place."""
+    import copy
+
+    from ember.codegen.triton import scatter
+    from ember.frontend import eager_cuda_training
+    nn = ember.nn
+    phases, scatters = [], []
+    by_phase, plane = eager_cuda_training._input_gradient_by_phase, scatter.plane_scatter_add
+    monkeypatch.setattr(eager_cuda_training, "_input_gradient_by_phase",
+                        lambda *a: (phases.append(1), by_phase(*a))[1])
+    monkeypatch.setattr(scatter, "plane_scatter_add",
+                        lambda *a: (scatters.append(a[-1]), plane(*a))[1])
+    ember.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8),
+                        nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Conv2d(8, 16, 3, stride=2,
+                                                                    padding=1),
+                        nn.ReLU(), nn.Conv2d(16, 16, 1, stride=2), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(16, 5)).to(memory_format=ember.channels_last)
+    model = copy.deepcopy(ref).to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_ref = ember.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    step = ember.compile_train_step(model, loss_fn, opt, backend="triton")
+    for _ in range(2):
+        x = ember.randn(4, 3, 17, 16).contiguous(memory_format=ember.channels_last)
+        y = ember.randint(0, 5, (4,))
+        got = step(x.to(device), y.to(device))
+        want = loss_fn(ref(x), y)
+        want.backward()
+        opt_ref.step()
+        opt_ref.zero_grad()
+        np.testing.assert_allclose(got.item(), want.item(), rtol=2e-4, atol=2e-4)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=2e-4,
+                                   atol=2e-4, err_msg=name)
+    assert phases and 8 in scatters, (phases, scatters)
