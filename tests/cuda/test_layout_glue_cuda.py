@@ -208,3 +208,27 @@ def test_compiled_channels_last_step_with_strided_convs_equals_eager_cpu(device,
         np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=2e-4,
                                    atol=2e-4, err_msg=name)
     assert phases and 8 in scatters, (phases, scatters)
+
+
+def test_channels_last_float32_weight_gradient_copies_are_transposes(device,  # noqa: F811
+                                                                      launched):
+    """The float32 split-K weight gradient reads NCHW operands where Cin*KH*KW >= 512:
+    a channels-last input and gradient get there through the tiled transposes."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 64, 6, 5)).astype(np.float32)
+    wt = rng.standard_normal((8, 64, 3, 3)).astype(np.float32)
+    xt = torch.tensor(x, dtype=torch.float64)
+    wref = torch.tensor(wt, dtype=torch.float64, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wref, padding=1)
+    g = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.tensor(g, dtype=torch.float64))
+    cl = ember.channels_last
+    xs = ember.tensor(x).to(device).contiguous(memory_format=cl)
+    ws = ember.tensor(wt).to(device).contiguous(memory_format=cl).requires_grad_(True)
+    ys = F.conv2d(xs, ws, padding=1)
+    gs = ember.tensor(g).to(device).contiguous(memory_format=cl)
+    launched.clear()
+    ys.backward(gs)
+    np.testing.assert_allclose(ws.grad.cpu().numpy(), wref.grad.numpy(), rtol=1e-4, atol=1e-4)
+    assert tuple(ws.grad.stride()) == tuple(ws.stride())        # the parameter's layout
+    assert launched.count("layout_copy") == 2 and "contiguous" not in launched, launched
