@@ -114,6 +114,7 @@ CONV_CASES = [
     (2, 4, 13, 12, 8, 3, dict(stride=[2, 3], padding=[2, 0], dilation=[2, 1], groups=2)),
     (1, 2, 10, 9, 3, 4, dict(stride=2, padding=3, dilation=2)),
     (2, 3, 16, 16, 4, 7, dict(stride=2, padding=3)),
+    (2, 6, 9, 9, 6, 3, dict(stride=2, padding=1, groups=6)),     # depthwise
 ]
 
 
