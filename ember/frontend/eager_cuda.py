@@ -63,6 +63,10 @@ def compute(op: OpDef, args: tuple, out_meta):
             return views
     if op.name in _FILLS and not out_meta.dtype.is_complex:
         return _fill(out_meta, _FILLS[op.name](args), index)
+    if op.name in ("contiguous", "clone"):
+        moved = _layout_changing_copy(args[0], out_meta, index)
+        if moved is not None:
+            return moved
     key = _plan_key(op, args)
     if key not in _PLANS:
         _PLANS[key] = _make_plan(op, args, out_meta)
@@ -430,8 +434,13 @@ def _fill(meta: TensorMeta, value, index: int) -> Tensor:
     if out.numel():
         value = _python_scalar(value.item() if isinstance(value, Tensor) else value, meta.dtype)
         negative = isinstance(value, float) and math.copysign(1.0, value) < 0   # -0.0 != 0.0
-        generated = _fill_source(tuple(meta.shape), tuple(out.stride()), out._array.extent(),
-                                 meta.dtype, value, negative)
+        shape, strides = tuple(meta.shape), tuple(out.stride())
+        if out._array.extent() == out.numel():
+            # dense in any dim order (channels-last zeros): one run over memory; walking
+            # the logical order would store one element per 32-byte sector
+            shape, strides = (out.numel(),), (1,)
+        generated = _fill_source(shape, strides, out._array.extent(), meta.dtype, value,
+                                 negative)
         launch(generated, [out], index)
     return out
 
@@ -460,11 +469,12 @@ def copy_into(target: Tensor, source: Tensor) -> None:
     """target[...] = source (same shape; cast to target's dtype), on the current stream."""
     if not source.is_cuda:
         source = upload(source._values(), None, tensor_index(target))
-    if target.numel() == 0:
+    if target.numel() == 0 or _transposed_copy(target, source):
         return
-    generated = _copy_source(tuple(target.shape), tuple(source.stride()), source.dtype,
-                             source._array.extent(), tuple(target.stride()), target.dtype,
-                             target._array.extent())
+    shape, src_strides, dst_strides = _in_target_order(
+        tuple(target.shape), tuple(source.stride()), tuple(target.stride()))
+    generated = _copy_source(shape, src_strides, source.dtype, source._array.extent(),
+                             dst_strides, target.dtype, target._array.extent())
     launch(generated, [source, target], tensor_index(target))
 
 
@@ -474,6 +484,72 @@ def _copy_source(shape, src_strides, src_dtype, src_extent, dst_strides, dst_dty
     from ..codegen.triton.source import generate
     return generate(strided_copy_kernel(shape, src_strides, src_dtype, src_extent, dst_strides,
                                         dst_dtype, dst_extent))
+
+
+def _in_target_order(shape, src_strides, dst_strides):
+    """The copy's dims reordered by the target's strides, largest first: the kernel walks
+    the target's memory in order (a channels-last target is written a whole sector at a
+    time instead of one element per sector). A copy may run in any order."""
+    order = sorted(range(len(shape)), key=lambda d: -abs(dst_strides[d]))
+    if order == list(range(len(shape))):
+        return shape, src_strides, dst_strides
+    return (tuple(shape[d] for d in order), tuple(src_strides[d] for d in order),
+            tuple(dst_strides[d] for d in order))
+
+
+# --- copies between NCHW and channels-last ---------------------------------------------------
+def _layout_changing_copy(x, out_meta, index: int):
+    """contiguous/clone that moves a dense 4-D tensor between NCHW and channels-last: the
+    tiled transpose (None for every other copy)."""
+    if not isinstance(x, Tensor) or x.dtype != out_meta.dtype or \
+            _transpose_dims(tuple(x.shape), tuple(x.stride()), tuple(out_meta.strides)) is None:
+        return None
+    out = empty_cuda(out_meta.shape, out_meta.strides, out_meta.dtype, index)
+    return out if _transposed_copy(out, x) else None
+
+
+def _transpose_dims(shape, src_strides, dst_strides):
+    """(batch, rows, cols) when a copy from src_strides to dst_strides is a per-sample
+    transpose of a dense [rows, cols] matrix (NCHW <-> channels-last), else None."""
+    from ..ir.meta import channels_last_strides, contiguous_strides
+    if len(shape) != 4 or 0 in shape:
+        return None
+    n, c, h, w = shape
+    if c == 1 or h * w == 1:
+        return None                      # both layouts are the same order of memory
+    nhwc, nchw = channels_last_strides(shape), contiguous_strides(shape)
+    if (src_strides, dst_strides) == (nhwc, nchw):
+        return n, h * w, c
+    if (src_strides, dst_strides) == (nchw, nhwc):
+        return n, c, h * w
+    return None
+
+
+def _transposed_copy(target: Tensor, source: Tensor) -> bool:
+    """target[...] = source as a tiled batched transpose (codegen/triton/layout_copy.py)
+    where it is one: the strided copy reads or writes one element per 32-byte sector
+    there. False (nothing done) otherwise."""
+    if source.dtype != target.dtype or source.dtype.is_complex or \
+            tuple(source.shape) != tuple(target.shape):
+        return False
+    dims = _transpose_dims(tuple(target.shape), tuple(source.stride()), tuple(target.stride()))
+    if dims is None:
+        return False
+    from ..codegen.triton import layout_copy
+    if not layout_copy.fits(*dims):
+        return False
+    try:
+        generated = _transpose_source(dims, target.dtype)
+    except LoweringError:                # a dtype the Triton backend has no type for
+        return False
+    launch(generated, [source, target], tensor_index(target))
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _transpose_source(dims, dtype):
+    from ..codegen.triton.layout_copy import batched_transpose
+    return batched_transpose(*dims, dtype)
 
 
 def strided_copy_kernel(shape, src_strides, src_dtype, src_extent, dst_strides, dst_dtype,

@@ -5,16 +5,19 @@ routes and before the host fallback. Each entry either launches a kernel built f
 (codegen/lowering_training.py, codegen/triton/scatter.py) or rewrites the op exactly into
 ops that have CUDA kernels:
 
-- convolution_backward_input: a convolution of the gradient (zeros inserted between its
-  elements for strided convolutions, padded by dilation*(k-1) - padding) with the weights
-  flipped in space and transposed per group;
+- convolution_backward_input: a convolution of the gradient (padded by
+  dilation*(k-1) - padding) with the weights flipped in space and transposed per group;
+  for strided convolutions one stride-1 convolution per phase of the input positions
+  with the taps that reach it, written into the phase's strided view (no zero-inserted
+  buffer);
 - convolution_backward_weight: a split-K implicit GEMM over N*Ho*Wo and an in-order sum
   of its chunks (codegen/triton/conv_wgrad.py) for float operands; depthwise and thin
   grouped convolutions (under 8 output or input columns a group): a convolution whose
   batch is the input's channels and whose channels are the batch, with stride and
   dilation swapped, cropped to the kernel;
 - max_pool2d_with_indices: one kernel (window max, then the first position holding it);
-  max_pool_scatter: an atomic scatter-add of the gradient at the indices (on the host in
+  max_pool_scatter: an atomic scatter-add of the gradient at the indices, into a
+  channels-last gradient directly for channels-last operands (on the host in
   deterministic mode: with overlapping windows the atomics add in any order);
 - adaptive_avg_pool2d_backward (output size dividing the input): the gradient spread over
   each window and divided by its size;
@@ -228,6 +231,9 @@ def _conv_backward_input(args, out_meta, index):
         lengths.append(([ho, wo][d] - 1) * stride[d] + 1 + extra + 2 * max(q, 0))
         crops.append(max(-q, 0))
     weight = _flipped_transposed_weight(w, groups, index)
+    if stride != (1, 1):
+        return _input_gradient_by_phase(g, weight, size, ks, stride, padding, dilation,
+                                        groups, out_meta, index)
     if stride == (1, 1) and crops == [0, 0]:
         spread, pad = g, lead                   # plain padding does the zero insertion
     else:
@@ -241,6 +247,60 @@ def _conv_backward_input(args, out_meta, index):
     if crops != [0, 0]:
         out = out[:, :, crops[0]:crops[0] + size[0], crops[1]:crops[1] + size[1]]
     return _as_meta(out, out_meta, index)
+
+
+def _phases(size: int, k: int, stride: int, padding: int, dilation: int, g_size: int):
+    """Per output phase r (the input positions h = stride*q + r): None where no kernel tap
+    reaches them (their gradient is zero), else (r, count, first, step, taps, dilation',
+    padding', start). For a phase, the taps kh with (r + padding - kh*dilation) divisible
+    by stride read the gradient at q + (r + padding - kh*dilation) / stride: a stride-1
+    convolution of the gradient with those taps of the flipped kernel (`first`::`step` of
+    it, `taps` of them, dilation'), padded by padding' both sides and cropped from `start`
+    to `count` positions."""
+    phases = []
+    for r in range(min(stride, size)):
+        count = len(range(r, size, stride))
+        taps = [kh for kh in range(k) if (r + padding - kh * dilation) % stride == 0]
+        if not taps:
+            phases.append(None)
+            continue
+        step = taps[1] - taps[0] if len(taps) > 1 else 1
+        reach = dilation * step // stride if len(taps) > 1 else 1   # taps' offset in g
+        low = (r + padding - taps[-1] * dilation) // stride  # the last tap reads lowest
+        pad = max(0, -low, count + low + reach * (len(taps) - 1) - g_size)
+        phases.append((r, count, k - 1 - taps[-1], step, len(taps), reach, pad, low + pad))
+    return phases
+
+
+def _input_gradient_by_phase(g, weight, size, ks, stride, padding, dilation, groups, out_meta,
+                             index):
+    """A strided convolution's input gradient without a zero-inserted buffer: for each of
+    the stride_h * stride_w phases of the input positions, a stride-1 convolution of the
+    gradient with the kernel taps that reach that phase, written into that phase's strided
+    view of the result. The zero-inserted route filled a buffer of the input's size and
+    spent (stride_h*stride_w - 1)/(stride_h*stride_w) of its convolution's products on
+    the inserted zeros; positions that no tap reaches (a 1x1 stride-2 kernel's odd rows)
+    are the only ones filled."""
+    from ..ir.meta import contiguous_format
+    per_dim = [_phases(size[d], ks[d], stride[d], padding[d], dilation[d], g.shape[2 + d])
+               for d in range(2)]
+    if any(p is None for p in per_dim[0] + per_dim[1]):
+        out = eager_cuda._fill(out_meta, 0, index)
+    else:
+        out = _fresh(out_meta, index)
+    layout = _layout_of(weight) or contiguous_format
+    for ph in per_dim[0]:
+        for pw in per_dim[1]:
+            if ph is None or pw is None:
+                continue
+            (rh, nh, fh, sh, th, dh, padh, starth), (rw, nw, fw, sw, tw, dw, padw, startw) = \
+                ph, pw
+            taps = weight[:, :, fh::sh, fw::sw][:, :, :th, :tw].contiguous(
+                memory_format=layout)
+            part = OPS["conv2d"](g, taps, None, [1, 1], [padh, padw], [dh, dw], groups)
+            part = part[:, :, starth:starth + nh, startw:startw + nw]
+            eager_cuda.copy_into(out[:, :, rh::stride[0], rw::stride[1]], part)
+    return out
 
 
 def _transposed_conv_backward_input(args, out_meta, index):
@@ -415,13 +475,22 @@ def _max_pool_scatter(args, out_meta, index):
     spatial_in = math.prod(x.shape[-dims:]) if dims else 1
     spatial_out = math.prod(g.shape[-dims:]) if dims else 1
     work = _atomic_dtype(g.dtype)
+    # channels-last operands scatter into a channels-last gradient: no NCHW copies of the
+    # gradient and indices, no copy of the result back (resnet18's stem pool at batch 64:
+    # 205 MB each way)
+    values = g.to(work)
+    layout = _layout_of(x) if dims == 2 and _layout_of(values) and _layout_of(indices) \
+        else None
+    channels = x.shape[1] if layout is not None else 0
     try:
-        kernel = plane_scatter_add(g.numel(), max(spatial_out, 1), spatial_in, work)
+        kernel = plane_scatter_add(g.numel(), max(spatial_out, 1), spatial_in, work, channels)
     except LoweringError:
         return None
-    out = _zeros(list(x.shape), work, index)
+    out = _zeros(list(x.shape), work, index, layout)
     if g.numel():
-        eager_cuda.launch(kernel, [g.to(work).contiguous(), indices.contiguous(), out], index)
+        if layout is None:
+            values, indices = values.contiguous(), indices.contiguous()
+        eager_cuda.launch(kernel, [values, indices, out], index)
     return _as_meta(out, out_meta, index)
 
 

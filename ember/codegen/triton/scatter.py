@@ -46,20 +46,32 @@ def _row_coordinates(inner: int, count: int) -> list[str]:
             "    row = tl.load(index_ptr + k, mask=inside, other=0).to(tl.int64)"]
 
 
-def plane_scatter_add(total: int, plane_out: int, plane_in: int, dtype: DType) -> GeneratedKernel:
+def plane_scatter_add(total: int, plane_out: int, plane_in: int, dtype: DType,
+                      channels: int = 0) -> GeneratedKernel:
     """out[i // plane_out * plane_in + index[i]] += value[i] for i < total, over dense
-    (contiguous) value/index buffers and a zeroed dense output."""
+    (contiguous) value/index buffers and a zeroed dense output. With `channels` > 0 all
+    three are channels-last ([N, H, W, C] in memory, index[i] the position h*W + w in its
+    plane): out[n, index[i], c] += value[i] for i = (n, oh, ow, c), so neighbouring
+    threads add to neighbouring channels."""
     if dtype.name not in ATOMIC_DTYPES:
         raise LoweringError(f"max_pool_scatter: no atomic add for {dtype.name} on CUDA")
+    if channels:
+        target = (f"(offsets // {plane_out * channels}) * {plane_in * channels} "
+                  f"+ position * {channels} + offsets % {channels}")
+    else:
+        target = f"(offsets // {plane_out}) * {plane_in} + position"
     body = ["    value = tl.load(value_ptr + offsets, mask=inside, other=0)",
             "    position = tl.load(index_ptr + offsets, mask=inside, other=0)",
-            f"    target = (offsets // {plane_out}) * {plane_in} + position",
+            f"    target = {target}",
             "    tl.atomic_add(out_ptr + target, value, mask=inside)"]
     args = [("value_ptr", pointer_type(dtype)), ("index_ptr", "*i64"),
             ("out_ptr", pointer_type(dtype))]
-    return _flat_kernel(f"plane_scatter_add_{dtype.name}", ("value_ptr", "index_ptr", "out_ptr"),
+    layout = f"_cl{channels}" if channels else ""
+    return _flat_kernel(f"plane_scatter_add_{dtype.name}{layout}",
+                        ("value_ptr", "index_ptr", "out_ptr"),
                         f"scatter-add {total} values, {plane_out} per plane, into planes of "
-                        f"{plane_in}.", total, body, args, ["value", "index", "out"])
+                        f"{plane_in}{' (channels-last)' if channels else ''}.", total, body,
+                        args, ["value", "index", "out"])
 
 
 def gather_rows(outer: int, size: int, count: int, inner: int, dtype: DType,
