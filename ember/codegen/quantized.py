@@ -93,6 +93,32 @@ def kernel_for(op_name: str, args: list, cache: dict, clamp=None):
     return None
 
 
+def dequantize_kernel(qa: QuantizedArray):
+    """dequantize of a per-tensor 8-bit value natively (qelementwise's qdequantize, the
+    reference's float32 steps: the same floats), or None. A value of another layout is
+    read contiguous and the result viewed back in its layout (elementwise: the values do
+    not depend on it)."""
+    q = qa.int_repr
+    if qa.axis is not None or q.dtype.itemsize != 1 or q.dtype.kind not in "ui" or \
+            not _elementwise_native(os.environ.get("EMBER_ISA")):
+        return None
+    zero_point = int(qa.zero_point)
+    if abs(zero_point) >= 1 << 23:
+        return None
+    if q.flags.c_contiguous:        # the common case without memory_order's closures
+        return lambda: QE.dequantize(q, float(qa.scale), zero_point)
+    order = lite.memory_order(q)
+    if order is None:
+        return None
+    return lambda: order[1](QE.dequantize(order[0], float(qa.scale), zero_point))
+
+
+@functools.lru_cache(maxsize=8)
+def _elementwise_native(_isa_override) -> bool:
+    """QE.available(), asked once per EMBER_ISA value (as gemm_config)."""
+    return QE.available()
+
+
 def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
     """quantized_add of two per-tensor quint8 values of one shape, or None. Operands of one
     layout (contiguous or channels-last) are read in place and the result has it; others

@@ -379,6 +379,10 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
         kernel = _kernels().binary_kernel(op.name, ref_args[0], ref_args[1])
         if kernel is not None:
             return kernel(*ref_args[2:])
+    if op.name == "dequantize" and isinstance(ref_args[0], QuantizedArray):
+        kernel = _kernels().dequantize_kernel(ref_args[0])     # a model's float output
+        if kernel is not None:
+            return kernel()
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
     if weight is None and len(ref_args) > 1 and isinstance(ref_args[1], QuantizedArray):
         weight = ref_args[1]        # a compiled plan's constant (native_step)
