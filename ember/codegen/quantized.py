@@ -409,6 +409,33 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
 
+def linear_runner(args, cache: dict):
+    """quantized_linear for calls like `args` (conv_runner's contract: the same input
+    geometry, layout and qparams and the same other arguments), the layer's prepared GEMM
+    (_LinearCall) looked up now: a function(x, bias) of the input's integers and the
+    layer's bias giving the result (a QuantizedArray), or None where the bias cannot be
+    read in place (the full path then copies it into the epilogue). None where no such
+    runner applies (AMX tiles, AVX2's value checks, k not a multiple of 4, an input that
+    is not contiguous): kernel_for's path runs those. The result is linear()'s, from the
+    same kernel call, without its per-call kernel choice and keys (~5 us a layer)."""
+    cfg = gemm_config()
+    x, w, _, scale, zero_point, relu = args[:6]
+    if cfg is None or cfg is QA.AMX or not cfg.vnni or \
+            not (_activation(x) and _cached_weight(cache, w, 2)):
+        return None
+    if w.int_repr.shape[1] % 4 or not x.int_repr.flags.c_contiguous:
+        return None
+    call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
+    run, bias_in_place, out_shape = call.run, call.bias_in_place, call.out_shape
+    dtype, out_scale, out_zp = x.dtype, float(scale), int(zero_point)
+
+    def runner(xq, b):
+        if b is not None and not bias_in_place(b):
+            return None
+        return QuantizedArray(run(xq, bias=b).reshape(out_shape), dtype, out_scale, out_zp)
+    return runner
+
+
 def conv_runner(args, cache: dict, clamp=None):
     """quantized_conv2d for calls like `args` (the same input geometry, layout and
     qparams, the same other arguments; a converted model's every call of one layer),

@@ -64,3 +64,19 @@ def test_other_layouts_and_per_channel_take_the_reference():
     assert CQ.dequantize_kernel(QuantizedArray(q[:, ::2], dtypes.quint8, 0.1, 1)) is None
     per_channel = QuantizedArray(q, dtypes.quint8, np.full(4, 0.1), np.zeros(4, np.int64), 0)
     assert CQ.dequantize_kernel(per_channel) is None
+
+
+def test_tensor_dequantize_of_channels_last_matches_torch():
+    x = np.random.default_rng(2).standard_normal((2, 8, 5, 3)).astype(np.float32)
+    t = torch.quantize_per_tensor(
+        torch.from_numpy(x).contiguous(memory_format=torch.channels_last), 0.02, 120,
+        torch.quint8).dequantize()
+    e = ember.quantize_per_tensor(
+        ember.tensor(x).contiguous(memory_format=ember.channels_last), 0.02, 120,
+        ember.quint8).dequantize()
+    assert e.is_contiguous(memory_format=ember.channels_last) == \
+        t.is_contiguous(memory_format=torch.channels_last)
+    assert tuple(e.stride()) == tuple(t.stride())
+    np.testing.assert_array_equal(e.numpy(), t.numpy())
+    e.add_(1.0)         # the result owns its memory: a plain float tensor
+    np.testing.assert_array_equal(e.numpy(), t.numpy() + 1.0)
