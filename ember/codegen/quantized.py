@@ -436,6 +436,27 @@ def linear_runner(args, cache: dict):
     return runner
 
 
+def dynamic_runner(args, cache: dict):
+    """quantized_linear_dynamic for calls like `args` (linear_runner's contract; a float
+    input of one shape, contiguous float32): a function(x, bias) of the input's values
+    and the layer's bias giving linear_dynamic's float32 result by the same native input
+    pass and prepared GEMM, or None where the input pass declines (then the full path
+    runs). None where no such runner applies (AMX tiles, no native input pass)."""
+    cfg = gemm_config()
+    x, w, _, relu = args[:4]
+    if cfg is None or cfg is QA.AMX or not QI.available() or \
+            not _cached_weight(cache, w, 2) or not isinstance(x, np.ndarray) or \
+            x.dtype != np.float32 or not x.flags.c_contiguous:
+        return None
+    call = _dynamic_call(cache, cfg, w, x.shape, relu)
+    quantize = QI.quantize_dynamic_input
+
+    def runner(xf, b):
+        quantized = quantize(xf)
+        return None if quantized is None else call(quantized, b)
+    return runner
+
+
 def conv_runner(args, cache: dict, clamp=None):
     """quantized_conv2d for calls like `args` (the same input geometry, layout and
     qparams, the same other arguments; a converted model's every call of one layer),

@@ -300,13 +300,13 @@ def run_checked(op: OpDef, args: tuple):
 
 
 def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp):
-    """quantized_conv2d's or quantized_linear's result by the layer's runner (codegen's
-    conv_runner / linear_runner: made on the second call of a seen key and kept in the
-    weight's kernel cache), or None where there is none or it declines this call (then
-    the full kernel choice runs)."""
+    """A quantized conv2d's or (dynamic) linear's result by the layer's runner (codegen's
+    conv_runner / linear_runner / dynamic_runner: made on the second call of a seen key
+    and kept in the weight's kernel cache), or None where there is none or it declines
+    this call (then the full kernel choice runs)."""
     weight = args[1]
-    if op.name not in _RUNNERS or type(weight) is not QuantizedTensor or \
-            type(args[0]) is not QuantizedTensor:
+    maker = _RUNNERS.get(op.name)
+    if maker is None or type(weight) is not QuantizedTensor or type(args[0]) is not maker[1]:
         return None
     cache = weight.__dict__.setdefault("_kernel_cache", {})
     runner_key = ("runner", key, clamp)
@@ -315,7 +315,7 @@ def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp):
         if sum(isinstance(k, tuple) and k[0] == "runner" for k in cache) >= _MAX_RUNNERS:
             for k in [k for k in cache if isinstance(k, tuple) and k[0] == "runner"]:
                 del cache[k]
-        make = getattr(_kernels(), _RUNNERS[op.name])
+        make = getattr(_kernels(), maker[0])
         runner = cache[runner_key] = (make([_unwrap(v) for v in args], cache, clamp)
                                       if clamp is not None else
                                       make([_unwrap(v) for v in args], cache)) or False
@@ -326,8 +326,11 @@ def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp):
 
 
 _MAX_RUNNERS = 16      # runners a weight keeps (one per input geometry and qparams)
-# the ops whose seen calls run a runner (codegen/quantized.py) by name
-_RUNNERS = {"quantized_conv2d": "conv_runner", "quantized_linear": "linear_runner"}
+# the ops whose seen calls run a runner: its maker in codegen/quantized.py and the type
+# of the input it takes (a dynamic linear's is a float tensor)
+_RUNNERS = {"quantized_conv2d": ("conv_runner", QuantizedTensor),
+            "quantized_linear": ("linear_runner", QuantizedTensor),
+            "quantized_linear_dynamic": ("dynamic_runner", Tensor)}
 
 
 def _checked_key(op: OpDef, args: tuple):

@@ -93,3 +93,29 @@ def test_a_bias_changed_between_calls_is_seen(rng):
     np.testing.assert_array_equal(changed, fresh)
     assert not np.array_equal(in_place, changed)
     np.testing.assert_array_equal(in_place, in_place_fresh)
+
+
+def test_dynamic_runners_give_the_full_paths_values_and_torch_ao_values(rng, monkeypatch):
+    import torch.ao.quantization as tq
+    import ember.ao.quantization as eq
+    from ember.frontend import quantized as fq
+    t_model, e_model = mlp(torch), mlp(ember)
+    share_random_weights(t_model, e_model, rng)
+    t_q = tq.quantize_dynamic(t_model, {torch.nn.Linear}, dtype=torch.qint8)
+    e_q = eq.quantize_dynamic(e_model, {ember.nn.Linear}, dtype=ember.qint8)
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    with ember.no_grad(), torch.no_grad():
+        with monkeypatch.context() as m:
+            m.setattr(fq, "_run_conv_runner", lambda *args: None)
+            full = [e_q(ember.tensor(x)).numpy() for _ in range(2)]
+        assert _runners(e_q) == 0
+        runs = [e_q(ember.tensor(x * s)).numpy() for s in (1.0, 1.0, 1.0, 2.0)]
+        want = t_q(torch.from_numpy(x)).numpy()
+        with monkeypatch.context() as m:
+            m.setattr(fq, "_run_conv_runner", lambda *args: None)
+            full_scaled = e_q(ember.tensor(x * 2.0)).numpy()
+    assert _runners(e_q) == 3
+    for out in full[1:] + runs[:3]:
+        np.testing.assert_array_equal(out, full[0])
+    np.testing.assert_array_equal(runs[3], full_scaled)     # new input qparams per call
+    np.testing.assert_allclose(runs[0], want, atol=1e-5, rtol=1e-5)
