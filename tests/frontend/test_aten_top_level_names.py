@@ -45,6 +45,35 @@ def test_losses_with_int_reduction_match_torch(reduction):
         _close(getattr(ember, name)(*ours), getattr(torch, name)(*theirs))
 
 
+def test_losses_without_reduction_follow_torch_binding_default():
+    """torch's bindings parse the schema's `reduction=Mean` default as 0: an omitted
+    reduction gives the unreduced loss; aten's margin ranking loss broadcasts (no
+    same-dimension check) and its triplet loss takes any margin."""
+    (x, tx), (y, ty) = _pair(4, 5, seed=1), _pair(4, 5, seed=2)
+    (p, tp) = _pair(4, 5, seed=3, low=0.1)
+    (t, tt) = ember.tensor([1., -1., 1., -1., 1.]), torch.tensor([1., -1., 1., -1., 1.])
+    cases = [
+        ("binary_cross_entropy_with_logits", (x, ember.sigmoid(y)), (tx, torch.sigmoid(ty))),
+        ("kl_div", (x, p), (tx, tp)),
+        ("cosine_embedding_loss", (x, y, t[:4]), (tx, ty, tt[:4])),
+        ("margin_ranking_loss", (x, y, t), (tx, ty, tt)),
+        ("triplet_margin_loss", (x, y, p), (tx, ty, tp)),
+        ("triplet_margin_loss", (x, y, p, -0.5), (tx, ty, tp, -0.5)),
+        ("hinge_embedding_loss", (x, t.int()), (tx, tt.int())),
+    ]
+    for name, ours, theirs in cases:
+        want = getattr(torch, name)(*theirs)
+        got = getattr(ember, name)(*ours)
+        assert tuple(got.shape) == tuple(want.shape), name
+        _close(got, want)
+    with ember.autocast("cpu", dtype=ember.bfloat16):
+        got = ember.margin_ranking_loss(x.bfloat16(), y.bfloat16(), t.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = torch.margin_ranking_loss(tx.bfloat16(), ty.bfloat16(), tt.bfloat16())
+    assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1] == "float32"
+    _close(got, want)
+
+
 def test_ctc_loss_and_rms_norm_match_torch():
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((6, 2, 4)).astype(np.float32)
@@ -54,6 +83,8 @@ def test_ctc_loss_and_rms_norm_match_torch():
     args = ([6, 6], [2, 2], 0, 1, False)
     _close(ember.ctc_loss(lp, ember.tensor(targets), *args),
            torch.ctc_loss(tlp, torch.tensor(targets), *args), 1e-4)
+    per_sample = ember.ctc_loss(lp, ember.tensor(targets), [6, 6], [2, 2])
+    _close(per_sample, torch.ctc_loss(tlp, torch.tensor(targets), [6, 6], [2, 2]), 1e-4)
     (x, tx), (w, tw) = _pair(3, 4), _pair(4, seed=5)
     _close(ember.rms_norm(x, [4], w, 1e-6), torch.rms_norm(tx, [4], tw, 1e-6))
 
