@@ -89,6 +89,41 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
                                   _reduction(reduction), zero_infinity)
 
 
+# torch's RNN cell functions (input, hx, w_ih, w_hh, b_ih=None, b_hh=None): one step of
+# the cells nn.LSTMCell / GRUCell / RNNCell run; autocast by their own policy (CUDA: lower)
+def _rnn_steps():
+    from .nn.modules import rnn
+    return rnn
+
+
+def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step: hx is (h, c); returns (h', c')."""
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise RuntimeError(f"lstm_cell: expected hx to contain 2 tensors (h, c), got "
+                           f"{len(hx) if isinstance(hx, (tuple, list)) else type(hx).__name__}")
+    return _lstm_cell(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh)
+
+
+@autocast_as("lstm_cell")        # h and c as arguments of their own, so autocast casts them
+def _lstm_cell(input, h, c, w_ih, w_hh, b_ih, b_hh):
+    return _rnn_steps()._lstm_step(input, (h, c), w_ih, w_hh, b_ih, b_hh)
+
+
+@autocast_as("gru_cell")
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return _rnn_steps()._gru_step(input, hx, w_ih, w_hh, b_ih, b_hh)
+
+
+@autocast_as("rnn_tanh_cell")
+def rnn_tanh_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return _rnn_steps()._rnn_step(input, hx, w_ih, w_hh, b_ih, b_hh, relu=False)
+
+
+@autocast_as("rnn_relu_cell")
+def rnn_relu_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return _rnn_steps()._rnn_step(input, hx, w_ih, w_hh, b_ih, b_hh, relu=True)
+
+
 def rms_norm(input, normalized_shape, weight=None, eps=None):
     return _functional().rms_norm(input, normalized_shape, weight, eps)
 
@@ -240,7 +275,8 @@ def _autocast_functions() -> dict:
 def top_level() -> dict:
     names = ("binary_cross_entropy_with_logits", "kl_div", "cosine_embedding_loss",
              "margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
-             "poisson_nll_loss", "ctc_loss", "rms_norm", "native_channel_shuffle", "conv_tbc",
+             "poisson_nll_loss", "ctc_loss", "lstm_cell", "gru_cell", "rnn_tanh_cell",
+             "rnn_relu_cell", "rms_norm", "native_channel_shuffle", "conv_tbc",
              "frobenius_norm", "nuclear_norm", "matrix_rank", "get_device", "to_dlpack", "slice_copy",
              "select_copy", "detach_copy", "view_as_real_copy", "view_as_complex_copy",
              "set_warn_always", "is_warn_always_enabled", "set_flush_denormal",
