@@ -49,6 +49,7 @@ from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
 from ..frontend.autograd import grad_mode
+from ..frontend.custom_op import graph_step
 from .compile_options import check_compile_arguments, resolve_backend
 from ..frontend.quantized import QuantizedTensor, is_quantized_tensor
 from ..frontend.tensor import Tensor
@@ -602,7 +603,7 @@ def call_node_eagerly(node: Node, values) -> Any:
     it = iter(values)
     args = map_arg(node.args, lambda n: next(it))
     kwargs = map_arg(node.kwargs, lambda n: next(it))
-    with grad_mode.no_grad():
+    with grad_mode.no_grad(), graph_step():
         if node.op == OpKind.call_method:
             self_, *rest = args
             return getattr(self_, node.target)(*rest, **kwargs)
