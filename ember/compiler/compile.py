@@ -104,6 +104,11 @@ class CpuBackend:
     def wrap(self, value):
         if isinstance(value, QuantizedArray):
             return QuantizedTensor._wrap(value)
+        if isinstance(value, (tuple, list)):    # a custom op's (List[Tensor], int) output
+            values = [self.wrap(v) for v in value]
+            return values if isinstance(value, list) else tuple(values)
+        if isinstance(value, (bool, int, float)):
+            return value
         return Tensor._adopt(value)
 
     # a training step's state, which may live elsewhere than the plan runs
@@ -622,7 +627,8 @@ def _unwrap(value):
     if isinstance(value, Tensor):
         return value._array
     if isinstance(value, (tuple, list)):
-        return tuple(_unwrap(v) for v in value)
+        values = [_unwrap(v) for v in value]
+        return values if isinstance(value, list) else tuple(values)   # a list stays one
     return value
 
 

@@ -209,6 +209,15 @@ def test_list_and_int_output_runs_and_differentiates_as_torch():
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(grad, t_grad)
+    # compiled: returned as it is, or used inside the graph
+    split_n = OPS[name].custom
+    x = ember.tensor(np.arange(18.).reshape(2, 9))
+    parts, n = ember.compile(lambda t: split_n(t, [1, 3, 6], 1))(x)
+    assert n == 3 and isinstance(parts, list)
+    for a, b in zip(parts, theirs):
+        np.testing.assert_array_equal(a.numpy(), b)
+    scaled = ember.compile(lambda t: split_n(t, [1, 3, 6], 1)[0][2] * 2)(x)
+    np.testing.assert_array_equal(scaled.numpy(), theirs[2] * 2)
 
 
 def test_missing_autograd_formula_is_an_error_at_backward():
