@@ -63,7 +63,7 @@ def _table(**groups: str) -> dict[str, Policy]:
 # torch composites: their linears autocast one by one).
 _GEMM_AND_CONV = """conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d
     linear mm bmm matmul addmm addbmm baddbmm einsum tensordot linalg_multi_dot linalg_vecdot
-    scaled_dot_product_attention prelu"""
+    scaled_dot_product_attention prelu _addmm_activation"""
 
 _CPU_FP32 = """avg_pool3d adaptive_avg_pool3d max_pool3d max_pool3d_with_indices
     adaptive_max_pool3d max_unpool2d max_unpool3d fractional_max_pool2d fractional_max_pool3d

@@ -1,6 +1,7 @@
 """aten's "native" forms of normalization, dropout and padding, written as registry-op
 calls: native_layer_norm, native_batch_norm, native_group_norm (each returns the output
-and the statistics its backward would save), native_dropout_backward, constant_pad_nd.
+and the statistics its backward would save), native_dropout_backward, constant_pad_nd,
+and _addmm_activation (addmm with a relu or gelu epilogue).
 
 PyTorch exposes these as `torch.native_*` (code exported from graphs and decompositions
 calls them). Composed from mean/var/rsqrt and pointwise ops, they differentiate, trace
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import math
 
+from ...ir.autocast import autocast_as
 from ...ir.composite import composite
 from ...ir.errors import ShapeError
 from ...ir.ops import OPS_NS as ops
+from ...ir.registry import OPS
 from ..autograd import grad_mode
 
 
@@ -103,3 +106,12 @@ def native_dropout_backward(grad_output, mask, scale):
 @composite()
 def constant_pad_nd(input, pad, value=0):
     return ops.pad(input, list(pad), "constant", value)
+
+
+@composite(method=True)
+@autocast_as("_addmm_activation")
+def _addmm_activation(input, mat1, mat2, *, beta=1, alpha=1, use_gelu=False):
+    """torch._addmm_activation: addmm followed by relu, or by exact gelu with use_gelu
+    (the fused epilogue torch lowers Linear + activation to); autocasts as one op."""
+    out = ops.addmm(input, mat1, mat2, beta=beta, alpha=alpha)
+    return OPS["gelu"](out) if use_gelu else ops.relu(out)
