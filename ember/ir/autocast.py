@@ -64,6 +64,7 @@ def _table(**groups: str) -> dict[str, Policy]:
 _GEMM_AND_CONV = """conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d
     linear mm bmm matmul addmm addbmm baddbmm einsum tensordot linalg_multi_dot linalg_vecdot
     scaled_dot_product_attention prelu _addmm_activation"""
+_CPU_LOWER = _GEMM_AND_CONV + " mkldnn_rnn_layer _native_multi_head_attention"
 
 _CPU_FP32 = """avg_pool3d adaptive_avg_pool3d max_pool3d max_pool3d_with_indices
     adaptive_max_pool3d max_unpool2d max_unpool3d fractional_max_pool2d fractional_max_pool3d
@@ -94,7 +95,7 @@ _CUDA_SET_DTYPE = """softmax log_softmax special_softmax special_log_softmax sum
     cumprod linalg_vector_norm linalg_matrix_norm"""
 
 POLICIES: dict[str, dict[str, Policy]] = {
-    "cpu": _table(LOWER=_GEMM_AND_CONV + " mkldnn_rnn_layer", FP32=_CPU_FP32,
+    "cpu": _table(LOWER=_CPU_LOWER, FP32=_CPU_FP32,
                   PROMOTE="cat stack"),
     "cuda": _table(LOWER=_GEMM_AND_CONV + " convolution mv addmv addr _cudnn_rnn lstm_cell "
                          "gru_cell rnn_tanh_cell rnn_relu_cell", FP32=_CUDA_FP32,

@@ -218,3 +218,36 @@ def test_addmm_activation_matches_torch(kwargs):
     _close(a._addmm_activation(m1.detach(), m2, **kwargs), theirs.detach())
     with ember.autocast("cpu", dtype=ember.bfloat16):
         assert ember._addmm_activation(a, m1, m2, **kwargs).dtype == ember.bfloat16
+
+
+@pytest.mark.parametrize("extra", ["none", "no_weights", "per_head", "key_padding",
+                                   "attn_mask", "merged_mask"])
+def test_native_multi_head_attention_matches_torch(extra):
+    rng = np.random.default_rng(0)
+    batch, length, embed, heads = 2, 4, 8, 2
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+    inputs = [arr(batch, length, embed) for _ in range(3)]
+    params = [arr(3 * embed, embed), arr(3 * embed), arr(embed, embed), arr(embed)]
+    masks = {"key_padding": (np.eye(batch, length, 1, dtype=bool), 1),
+             "attn_mask": (np.eye(length, k=1, dtype=bool), 0),
+             "merged_mask": (np.eye(length, dtype=bool)[::-1].copy()[None, None]
+                             .repeat(batch, 0).repeat(heads, 1), 2)}
+    kwargs = {"no_weights": {"need_weights": False},
+              "per_head": {"average_attn_weights": False}}.get(extra, {})
+
+    def run(lib, fn):
+        extra_kwargs = dict(kwargs)
+        if extra in masks:
+            extra_kwargs.update(mask=lib.tensor(masks[extra][0]), mask_type=masks[extra][1])
+        return fn(*[lib.tensor(x) for x in inputs], embed, heads,
+                  *[lib.tensor(p) for p in params], **extra_kwargs)
+    ours = run(ember, ember._native_multi_head_attention)
+    theirs = run(torch, torch._native_multi_head_attention)
+    _close(ours[0], theirs[0], 1e-5)
+    assert (ours[1] is None) == (theirs[1] is None)
+    if theirs[1] is not None:
+        _close(ours[1], theirs[1], 1e-5)
+    with ember.autocast("cpu", dtype=ember.bfloat16):
+        assert run(ember, ember._native_multi_head_attention)[0].dtype == ember.bfloat16

@@ -115,3 +115,40 @@ def _addmm_activation(input, mat1, mat2, *, beta=1, alpha=1, use_gelu=False):
     (the fused epilogue torch lowers Linear + activation to); autocasts as one op."""
     out = ops.addmm(input, mat1, mat2, beta=beta, alpha=alpha)
     return OPS["gelu"](out) if use_gelu else ops.relu(out)
+
+
+@composite()
+@autocast_as("_native_multi_head_attention")
+def _native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight,
+                                 qkv_bias, proj_weight, proj_bias, mask=None,
+                                 need_weights=True, average_attn_weights=True,
+                                 mask_type=None):
+    """torch._native_multi_head_attention, the fast path of nn.MultiheadAttention:
+    batch-first (batch, length, embed) inputs, packed in-projection, no dropout. mask is a
+    key padding mask (batch, source) with mask_type 1, else an attention mask ((target,
+    source), or one broadcasting to (batch, heads, target, source)). Returns the output
+    and the attention weights (None without need_weights)."""
+    from ..nn import functional as F
+    if not tuple(query.shape) == tuple(key.shape) == tuple(value.shape):
+        raise RuntimeError("_native_multi_head_attention: expected `query`/`key`/`value` "
+                           f"shapes to match, got {list(query.shape)}, {list(key.shape)} "
+                           f"and {list(value.shape)}")
+    if mask is not None and mask_type is None:
+        raise RuntimeError("_native_multi_head_attention: Mask Type should be defined")
+    attn_mask = key_padding_mask = None
+    if mask is not None:
+        if mask_type == 1:
+            key_padding_mask = mask
+        elif mask.ndim <= 2:
+            attn_mask = mask
+        else:                       # per batch and head: the (batch*heads, L, S) form
+            batch, target, source = query.shape[0], query.shape[1], key.shape[1]
+            attn_mask = ops.reshape(ops.expand(mask, [batch, num_head, target, source]),
+                                    [batch * num_head, target, source])
+    out, weights = F.multi_head_attention_forward(
+        ops.transpose(query, 0, 1), ops.transpose(key, 0, 1), ops.transpose(value, 0, 1),
+        embed_dim, num_head, qkv_weight, qkv_bias, None, None, False, 0.0, proj_weight,
+        proj_bias, training=False, key_padding_mask=key_padding_mask,
+        need_weights=need_weights, attn_mask=attn_mask,
+        average_attn_weights=average_attn_weights)
+    return ops.transpose(out, 0, 1), weights
