@@ -358,12 +358,13 @@ class CustomOpDef:
             return (list(grad),)
         if not isinstance(grad, (tuple, list)):
             return (grad,)
+        scalar = (bool, int, float)          # a Python scalar output has no gradient
         if not isinstance(out, (tuple, list)) or \
-                not any(isinstance(o, list) or not isinstance(o, Tensor) for o in out):
+                not any(isinstance(o, (list,) + scalar) for o in out):
             return tuple(grad)
         flat = iter(grad)                    # (List[Tensor], int) & co.: regroup them
         return tuple([next(flat) for _ in o] if isinstance(o, list) else
-                     next(flat) if isinstance(o, Tensor) else None for o in out)
+                     None if isinstance(o, scalar) else next(flat) for o in out)
 
     def _call_setup_context(self, ctx, inputs, out) -> None:
         """setup_context(ctx, inputs, output), or with keyword-only arguments apart,
