@@ -69,6 +69,7 @@ from . import ops  # noqa: E402 - torch.ops.aten's names over the registry
 from . import special  # noqa: E402
 from . import profiler  # noqa: E402 - ember.profiler, torch.profiler's API
 from . import library  # noqa: E402 - ember.library, torch.library's custom ops
+from . import _custom_op  # noqa: E402,F401 - torch._custom_op.impl.get_ctx
 from . import backends  # noqa: E402
 from . import distributed, futures  # noqa: E402 - torch.distributed's API (mpi4py loads lazily)
 from .frontend import cuda  # noqa: E402 - ember.cuda, torch.cuda's API

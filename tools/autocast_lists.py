@@ -43,7 +43,11 @@ import opinfo  # noqa: E402 - torch -> ember values and comparison
 # aten ops torch._C._nn exposes whose ember counterpart is a torch.nn.functional call
 NN_ALIASES = {
     "reflection_pad1d": lambda F: lambda x, padding: F.pad(x, padding, mode="reflect"),
-    "nll_loss2d": lambda F: F.nll_loss,
+    # torch._C._nn.nll_loss2d(input, target, weight=None, reduction=Mean, ignore_index=-100):
+    # its binding parses the default `Mean` as 0, so an omitted reduction is 'none'
+    "nll_loss2d": lambda F: lambda input, target, weight=None, reduction=0, ignore_index=-100:
+        F.nll_loss(input, target, weight, ignore_index=ignore_index,
+                   reduction=("none", "mean", "sum")[reduction]),
 }
 # CUDA list names that are methods or aten spellings of ember policy names
 CUDA_NAMES = {"__matmul__": "matmul", "__pow__": "pow"}

@@ -49,6 +49,7 @@ from ..ir.quantized import QuantizedArray
 from ..passes import PassContext, run_passes
 from ..runtime.plan import BufferSpec, Plan, Step
 from ..frontend.autograd import grad_mode
+from ..frontend.custom_op import graph_step
 from .compile_options import check_compile_arguments, resolve_backend
 from ..frontend.quantized import QuantizedTensor, is_quantized_tensor
 from ..frontend.tensor import Tensor
@@ -103,6 +104,11 @@ class CpuBackend:
     def wrap(self, value):
         if isinstance(value, QuantizedArray):
             return QuantizedTensor._wrap(value)
+        if isinstance(value, (tuple, list)):    # a custom op's (List[Tensor], int) output
+            values = [self.wrap(v) for v in value]
+            return values if isinstance(value, list) else tuple(values)
+        if isinstance(value, (bool, int, float)):
+            return value
         return Tensor._adopt(value)
 
     # a training step's state, which may live elsewhere than the plan runs
@@ -602,7 +608,7 @@ def call_node_eagerly(node: Node, values) -> Any:
     it = iter(values)
     args = map_arg(node.args, lambda n: next(it))
     kwargs = map_arg(node.kwargs, lambda n: next(it))
-    with grad_mode.no_grad():
+    with grad_mode.no_grad(), graph_step():
         if node.op == OpKind.call_method:
             self_, *rest = args
             return getattr(self_, node.target)(*rest, **kwargs)
@@ -621,7 +627,8 @@ def _unwrap(value):
     if isinstance(value, Tensor):
         return value._array
     if isinstance(value, (tuple, list)):
-        return tuple(_unwrap(v) for v in value)
+        values = [_unwrap(v) for v in value]
+        return values if isinstance(value, list) else tuple(values)   # a list stays one
     return value
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import warnings
 
+from ..ir.autocast import autocast_as
+
 _REDUCTIONS = ("none", "mean", "sum")
 
 
@@ -29,33 +31,49 @@ def _functional():
     return functional
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None, reduction=1):
+# torch's Python bindings of these aten losses parse the schema default `reduction=Mean`
+# as the integer 0, so a call that omits the reduction gets the unreduced loss ('none'):
+# `torch.hinge_embedding_loss(x, t)` has x's shape. ember matches that public behaviour.
+_BINDING_DEFAULT_REDUCTION = 0
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None,
+                                     reduction=_BINDING_DEFAULT_REDUCTION):
     return _functional().binary_cross_entropy_with_logits(
         input, target, weight, reduction=_reduction(reduction), pos_weight=pos_weight)
 
 
-def kl_div(input, target, reduction=1, *, log_target=False):
+def kl_div(input, target, reduction=_BINDING_DEFAULT_REDUCTION, *, log_target=False):
     return _functional().kl_div(input, target, reduction=_reduction(reduction),
                                 log_target=log_target)
 
 
-def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction=1):
+def cosine_embedding_loss(input1, input2, target, margin=0.0,
+                          reduction=_BINDING_DEFAULT_REDUCTION):
     return _functional().cosine_embedding_loss(input1, input2, target, margin,
                                                reduction=_reduction(reduction))
 
 
-def margin_ranking_loss(input1, input2, target, margin=0.0, reduction=1):
-    return _functional().margin_ranking_loss(input1, input2, target, margin,
-                                             reduction=_reduction(reduction))
+@autocast_as("margin_ranking_loss")
+def margin_ranking_loss(input1, input2, target, margin=0.0,
+                        reduction=_BINDING_DEFAULT_REDUCTION):
+    """F's loss without its same-dimension check: the inputs broadcast, as in aten."""
+    from .nn._functional_common import reduce_loss
+    from .nn._functional_losses_extra import margin_ranking_terms
+    return reduce_loss(margin_ranking_terms(input1, input2, target, margin),
+                       _reduction(reduction))
 
 
+@autocast_as("triplet_margin_loss")
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False,
-                        reduction=1):
-    return _functional().triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap,
-                                             reduction=_reduction(reduction))
+                        reduction=_BINDING_DEFAULT_REDUCTION):
+    """F's loss without its margin > 0 check, which aten does not make."""
+    from .nn._functional_losses_extra import triplet_margin_terms
+    return triplet_margin_terms(anchor, positive, negative, margin, p, eps, swap,
+                                _reduction(reduction))
 
 
-def hinge_embedding_loss(input, target, margin=1.0, reduction=1):
+def hinge_embedding_loss(input, target, margin=1.0, reduction=_BINDING_DEFAULT_REDUCTION):
     return _functional().hinge_embedding_loss(input, target, margin,
                                               reduction=_reduction(reduction))
 
@@ -65,10 +83,45 @@ def poisson_nll_loss(input, target, log_input, full, eps, reduction):
                                           reduction=_reduction(reduction))
 
 
-def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction=1,
-             zero_infinity=False):
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
+             reduction=_BINDING_DEFAULT_REDUCTION, zero_infinity=False):
     return _functional().ctc_loss(log_probs, targets, input_lengths, target_lengths, blank,
                                   _reduction(reduction), zero_infinity)
+
+
+# torch's RNN cell functions (input, hx, w_ih, w_hh, b_ih=None, b_hh=None): one step of
+# the cells nn.LSTMCell / GRUCell / RNNCell run; autocast by their own policy (CUDA: lower)
+def _rnn_steps():
+    from .nn.modules import rnn
+    return rnn
+
+
+def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step: hx is (h, c); returns (h', c')."""
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise RuntimeError(f"lstm_cell: expected hx to contain 2 tensors (h, c), got "
+                           f"{len(hx) if isinstance(hx, (tuple, list)) else type(hx).__name__}")
+    return _lstm_cell(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh)
+
+
+@autocast_as("lstm_cell")        # h and c as arguments of their own, so autocast casts them
+def _lstm_cell(input, h, c, w_ih, w_hh, b_ih, b_hh):
+    return _rnn_steps()._lstm_step(input, (h, c), w_ih, w_hh, b_ih, b_hh)
+
+
+@autocast_as("gru_cell")
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return _rnn_steps()._gru_step(input, hx, w_ih, w_hh, b_ih, b_hh)
+
+
+@autocast_as("rnn_tanh_cell")
+def rnn_tanh_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return _rnn_steps()._rnn_step(input, hx, w_ih, w_hh, b_ih, b_hh, relu=False)
+
+
+@autocast_as("rnn_relu_cell")
+def rnn_relu_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    return _rnn_steps()._rnn_step(input, hx, w_ih, w_hh, b_ih, b_hh, relu=True)
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):
@@ -222,7 +275,8 @@ def _autocast_functions() -> dict:
 def top_level() -> dict:
     names = ("binary_cross_entropy_with_logits", "kl_div", "cosine_embedding_loss",
              "margin_ranking_loss", "triplet_margin_loss", "hinge_embedding_loss",
-             "poisson_nll_loss", "ctc_loss", "rms_norm", "native_channel_shuffle", "conv_tbc",
+             "poisson_nll_loss", "ctc_loss", "lstm_cell", "gru_cell", "rnn_tanh_cell",
+             "rnn_relu_cell", "rms_norm", "native_channel_shuffle", "conv_tbc",
              "frobenius_norm", "nuclear_norm", "matrix_rank", "get_device", "to_dlpack", "slice_copy",
              "select_copy", "detach_copy", "view_as_real_copy", "view_as_complex_copy",
              "set_warn_always", "is_warn_always_enabled", "set_flush_denormal",

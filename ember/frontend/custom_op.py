@@ -27,14 +27,16 @@ autograd formula, tracing an op with no fake function.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import inspect
+import threading
 import typing
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .autograd import grad_mode
-from .tensor import Tensor
+from .tensor import VALUE_READS, Tensor
 from ..ir.errors import AutogradError, EmberError, TraceError
 from ..ir.meta import TensorMeta, meta_of
 from ..ir.registry import OPS, Tag, defop
@@ -147,6 +149,7 @@ class CustomOpDef:
         self._fake_is_default = False        # triton_op: its own function, replaceable
         self._backward: Callable | None = None
         self._setup_context: Callable | None = None
+        self._eager_result = None            # (operand arrays, kernel result) of the meta
         namespace, name = qualname.split("::")
         self._opdef = defop(f"{qualname}{schema[schema.index('('):]}", meta=self._meta,
                             reference=self._reference, derivative=self._derivative,
@@ -216,21 +219,37 @@ class CustomOpDef:
 
     # --- the registry entry's rules ----------------------------------------------------
     def _meta(self, *args):
+        tensors = [a for a in _flat(args) if isinstance(a, Tensor)]
+        eager = bool(tensors)
+        # a CPU eager call runs the kernel only; CUDA calls run their own kernel after
+        # the meta (devices.compute), which the fake function's metas size
+        if eager and not _STEP.in_graph and all(t.device.type == "cpu" for t in tensors):
+            return self._eager_meta(args)
         if self._fake is None:
-            if any(isinstance(a, Tensor) for a in _flat(args)):
-                return _metas_of(self._run_kernel(args))     # eager: the real kernel decides
+            if eager:
+                return _metas_of(self._run_kernel(args))     # no fake: the kernel decides
             raise TraceError(f"{self._qualname} has no fake (meta) implementation, which "
                              "tracing and compiling need: add one with "
                              f"@{self._qualname.split('::')[1]}.register_fake")
         try:
             return self._fake_metas(args)
         except DataDependentOutput:
-            if any(isinstance(a, Tensor) for a in _flat(args)):
-                return _metas_of(self._run_kernel(args))     # eager: the kernel decides
+            if eager:
+                return _metas_of(self._run_kernel(args))     # the kernel decides
             raise TraceError(f"{self._qualname}: its output shape depends on the input's "
                              "values (the fake function asked get_ctx() for an unbacked "
                              "size), which ember's tracing and compiling do not support") \
                 from None
+
+    def _eager_meta(self, args):
+        """An eager call runs the real kernel only, as torch's eager mode does (the fake
+        function is for tracing): its result gives the output metas, and is kept for the
+        `_reference` call that follows on the same operands, so the kernel runs once.
+        Marked as reading values, so eager never caches a plan for the call."""
+        result = self._run_kernel(args)
+        VALUE_READS[0] += 1
+        self._eager_result = (_operand_arrays(args), result)
+        return _metas_of(result)
 
     def _fake_metas(self, args):
         builder = GraphBuilder(record_locations=False)
@@ -242,10 +261,13 @@ class CustomOpDef:
 
     def _reference(self, *arrays):
         """The real kernel on numpy operands (eager, and compiled plans' external call)."""
+        pending, self._eager_result = self._eager_result, None
+        if pending is not None and _same_operands(pending[0], arrays):
+            return _arrays_of(pending[1])        # eager: the kernel ran for the meta
         args = tuple(_to_tensor(a) for a in arrays)
         result = self._run_kernel(args)
-        if self._fake is not None:
-            self._check_fake(args, result)
+        if self._fake is not None:               # a compiled plan: its shapes came from
+            self._check_fake(args, result)       # the fake function, which must agree
         return _arrays_of(result)
 
     def _run_kernel(self, args):
@@ -307,7 +329,7 @@ class CustomOpDef:
                                      for a in inputs)
         if self._setup_context is not None:
             self._call_setup_context(ctx, inputs, out)
-        grads = self._backward(ctx, *self._grads_by_output(grad))
+        grads = self._backward(ctx, *self._grads_by_output(grad, out))
         grads = grads if isinstance(grads, tuple) else (grads,)
         # one gradient per positional input, as torch: keyword-only inputs get none
         n_positional = sum(not a.kwarg_only for a in self._opdef.schema.args)
@@ -328,12 +350,21 @@ class CustomOpDef:
         keyword = {a.name: v for a, v in zip(args, values) if a.kwarg_only}
         return fn(*positional, **keyword)
 
-    def _grads_by_output(self, grad) -> tuple:
+    def _grads_by_output(self, grad, out=None) -> tuple:
         """The output gradients as backward takes them: one argument per output, a
-        Tensor[] output's gradients as one list (as torch passes them)."""
+        Tensor[] output's gradients as one list (as torch passes them), None for a
+        Python scalar output. `grad` holds one gradient per output tensor, in order."""
         if self._opdef.schema.returns_list:
             return (list(grad),)
-        return tuple(grad) if isinstance(grad, (tuple, list)) else (grad,)
+        if not isinstance(grad, (tuple, list)):
+            return (grad,)
+        scalar = (bool, int, float)          # a Python scalar output has no gradient
+        if not isinstance(out, (tuple, list)) or \
+                not any(isinstance(o, (list,) + scalar) for o in out):
+            return tuple(grad)
+        flat = iter(grad)                    # (List[Tensor], int) & co.: regroup them
+        return tuple([next(flat) for _ in o] if isinstance(o, list) else
+                     None if isinstance(o, scalar) else next(flat) for o in out)
 
     def _call_setup_context(self, ctx, inputs, out) -> None:
         """setup_context(ctx, inputs, output), or with keyword-only arguments apart,
@@ -345,6 +376,25 @@ class CustomOpDef:
             self._setup_context(ctx, positional, keyword, out)
         else:
             self._setup_context(ctx, inputs, out)
+
+
+class _GraphStep(threading.local):
+    in_graph = 0
+
+
+_STEP = _GraphStep()
+
+
+@contextlib.contextmanager
+def graph_step():
+    """A compiled graph running one of its calls eagerly: the graph's later steps were
+    planned from the fake function's shapes, so there the fake function gives the metas
+    and must agree with the kernel (checked), unlike a plain eager call."""
+    _STEP.in_graph += 1
+    try:
+        yield
+    finally:
+        _STEP.in_graph -= 1
 
 
 class DataDependentOutput(Exception):
@@ -363,6 +413,24 @@ class _FakeContext:
 def get_ctx() -> _FakeContext:
     """torch.library.get_ctx: the fake function's context (data-dependent sizes)."""
     return _FakeContext()
+
+
+def _operand_arrays(args) -> tuple:
+    """The arrays eager hands the reference for these operands (a Tensor's own array)."""
+    return tuple([t._array if isinstance(t, Tensor) else t for t in a]
+                 if isinstance(a, (list, tuple)) else a._array if isinstance(a, Tensor)
+                 else a for a in args)
+
+
+def _same_operands(kept: tuple, arrays: tuple) -> bool:
+    """Whether `arrays` are the very operands the kept kernel result was computed from."""
+    def same(a, b):
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return a is b
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return True                 # a non-tensor argument: the tensors identify the call
+    return len(kept) == len(arrays) and all(same(a, b) for a, b in zip(kept, arrays))
 
 
 def _valid_result(result) -> bool:

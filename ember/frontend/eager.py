@@ -20,7 +20,7 @@ from ..ir.meta import (TensorMeta, channels_last, channels_last_3d, contiguous_f
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
 from ..ir.ops.rules import cast_scalar, opmath, promote_dtypes
 from .autograd import grad_mode
-from .autograd.engine import OpNode, edge_of
+from .autograd.engine import OpNode, edge_of, output_tensors
 from ..ir.ops.shape import flat_storage
 from ..ir.quantized import QuantizedArray
 from . import eager_kernels
@@ -395,9 +395,19 @@ def _as_array(v, np_dtype, via=None):
 def _wrap_outputs(op: OpDef, args: tuple, result, plan: _Plan):
     schema = op.schema
     if schema.returns_tuple or schema.returns_list:
-        values = [_wrap_one(op, args, r, m, None) for r, m in zip(result, plan.out_meta)]
+        values = [_wrap_nested(op, args, r, m) for r, m in zip(result, plan.out_meta)]
         return tuple(values)      # torch's split/chunk/unbind return tuples, as do others
     return _wrap_one(op, args, result, plan.out_meta, plan)
+
+
+def _wrap_nested(op: OpDef, args: tuple, value, meta):
+    """One output of a tuple-returning op: a Tensor, a list of Tensors (a custom op's
+    `(List[Tensor], int)`), or a Python scalar, which stays one."""
+    if isinstance(meta, TensorMeta):
+        return _wrap_one(op, args, value, meta, None)
+    if isinstance(meta, (list, tuple)):
+        return type(meta)(_wrap_nested(op, args, v, m) for v, m in zip(value, meta))
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def wrap_with_meta(op: OpDef, args: tuple, result, out_meta):
@@ -479,7 +489,7 @@ def _record(op: OpDef, args: tuple, outputs) -> None:
     if op.derivative is None:
         raise AutogradError(f"{op.name}: the derivative is not implemented; call it under "
                             f"ember.no_grad() or detach its inputs{at_user_line()}")
-    outs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    outs = output_tensors(outputs)
     edges, metas = [], []
     for i in op.schema.tensor_arg_indices:
         values = args[i] if isinstance(args[i], (list, tuple)) else (args[i],)

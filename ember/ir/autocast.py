@@ -57,10 +57,14 @@ def _table(**groups: str) -> dict[str, Policy]:
 
 # ops that run as one op in ember but are composite in PyTorch (einsum, tensordot,
 # multi_dot end in torch's mm) are listed where that GEMM puts them.
-# `convolution` (aten's) autocasts on CUDA only, as in PyTorch.
+# `convolution` (aten's) autocasts on CUDA only, as in PyTorch. nn.LSTM runs as one
+# `mkldnn_rnn_layer` on CPU and every nn.RNN/LSTM/GRU as one `_cudnn_rnn` on CUDA in torch:
+# the module runs its whole recurrence under that name (nn.GRU and nn.RNN on CPU are
+# torch composites: their linears autocast one by one).
 _GEMM_AND_CONV = """conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d
     linear mm bmm matmul addmm addbmm baddbmm einsum tensordot linalg_multi_dot linalg_vecdot
-    scaled_dot_product_attention prelu"""
+    scaled_dot_product_attention prelu _addmm_activation"""
+_CPU_LOWER = _GEMM_AND_CONV + " mkldnn_rnn_layer _native_multi_head_attention"
 
 _CPU_FP32 = """avg_pool3d adaptive_avg_pool3d max_pool3d max_pool3d_with_indices
     adaptive_max_pool3d max_unpool2d max_unpool3d fractional_max_pool2d fractional_max_pool3d
@@ -91,8 +95,10 @@ _CUDA_SET_DTYPE = """softmax log_softmax special_softmax special_log_softmax sum
     cumprod linalg_vector_norm linalg_matrix_norm"""
 
 POLICIES: dict[str, dict[str, Policy]] = {
-    "cpu": _table(LOWER=_GEMM_AND_CONV, FP32=_CPU_FP32, PROMOTE="cat stack"),
-    "cuda": _table(LOWER=_GEMM_AND_CONV + " convolution mv addmv addr", FP32=_CUDA_FP32,
+    "cpu": _table(LOWER=_CPU_LOWER, FP32=_CPU_FP32,
+                  PROMOTE="cat stack"),
+    "cuda": _table(LOWER=_GEMM_AND_CONV + " convolution mv addmv addr _cudnn_rnn lstm_cell "
+                         "gru_cell rnn_tanh_cell rnn_relu_cell", FP32=_CUDA_FP32,
                    FP32_SET_DTYPE=_CUDA_SET_DTYPE, BANNED="binary_cross_entropy",
                    PROMOTE="cat stack addcdiv addcmul atan2 dot index_put scatter_add "
                            "vdot cross bilinear grid_sampler tensordot"),

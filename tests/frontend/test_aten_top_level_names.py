@@ -45,6 +45,35 @@ def test_losses_with_int_reduction_match_torch(reduction):
         _close(getattr(ember, name)(*ours), getattr(torch, name)(*theirs))
 
 
+def test_losses_without_reduction_follow_torch_binding_default():
+    """torch's bindings parse the schema's `reduction=Mean` default as 0: an omitted
+    reduction gives the unreduced loss; aten's margin ranking loss broadcasts (no
+    same-dimension check) and its triplet loss takes any margin."""
+    (x, tx), (y, ty) = _pair(4, 5, seed=1), _pair(4, 5, seed=2)
+    (p, tp) = _pair(4, 5, seed=3, low=0.1)
+    (t, tt) = ember.tensor([1., -1., 1., -1., 1.]), torch.tensor([1., -1., 1., -1., 1.])
+    cases = [
+        ("binary_cross_entropy_with_logits", (x, ember.sigmoid(y)), (tx, torch.sigmoid(ty))),
+        ("kl_div", (x, p), (tx, tp)),
+        ("cosine_embedding_loss", (x, y, t[:4]), (tx, ty, tt[:4])),
+        ("margin_ranking_loss", (x, y, t), (tx, ty, tt)),
+        ("triplet_margin_loss", (x, y, p), (tx, ty, tp)),
+        ("triplet_margin_loss", (x, y, p, -0.5), (tx, ty, tp, -0.5)),
+        ("hinge_embedding_loss", (x, t.int()), (tx, tt.int())),
+    ]
+    for name, ours, theirs in cases:
+        want = getattr(torch, name)(*theirs)
+        got = getattr(ember, name)(*ours)
+        assert tuple(got.shape) == tuple(want.shape), name
+        _close(got, want)
+    with ember.autocast("cpu", dtype=ember.bfloat16):
+        got = ember.margin_ranking_loss(x.bfloat16(), y.bfloat16(), t.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = torch.margin_ranking_loss(tx.bfloat16(), ty.bfloat16(), tt.bfloat16())
+    assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1] == "float32"
+    _close(got, want)
+
+
 def test_ctc_loss_and_rms_norm_match_torch():
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((6, 2, 4)).astype(np.float32)
@@ -54,6 +83,8 @@ def test_ctc_loss_and_rms_norm_match_torch():
     args = ([6, 6], [2, 2], 0, 1, False)
     _close(ember.ctc_loss(lp, ember.tensor(targets), *args),
            torch.ctc_loss(tlp, torch.tensor(targets), *args), 1e-4)
+    per_sample = ember.ctc_loss(lp, ember.tensor(targets), [6, 6], [2, 2])
+    _close(per_sample, torch.ctc_loss(tlp, torch.tensor(targets), [6, 6], [2, 2]), 1e-4)
     (x, tx), (w, tw) = _pair(3, 4), _pair(4, seed=5)
     _close(ember.rms_norm(x, [4], w, 1e-6), torch.rms_norm(tx, [4], tw, 1e-6))
 
@@ -168,3 +199,55 @@ def test_to_dlpack_round_trip_shares_memory():
     t = torch.from_dlpack(ember.to_dlpack(x))
     assert t.data_ptr() == x.data_ptr()
     np.testing.assert_array_equal(t.numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_gelu": True}, {"beta": 0.5, "alpha": 2.0}])
+def test_addmm_activation_matches_torch(kwargs):
+    (a, ta), (m1, tm1), (m2, tm2) = _pair(3, 5, seed=1), _pair(3, 4, seed=2), _pair(4, 5)
+    m1.requires_grad_(True)
+    tm1.requires_grad_(True)
+    ours = ember._addmm_activation(a, m1, m2, **kwargs)
+    theirs = torch._addmm_activation(ta, tm1, tm2, **kwargs)
+    _close(ours.detach(), theirs.detach())
+    # torch has no derivative for it; ember's is that of addmm and the activation
+    ours.sum().backward()
+    act = (lambda t: torch.nn.functional.gelu(t)) if kwargs.get("use_gelu") else torch.relu
+    act(torch.addmm(ta, tm1, tm2, beta=kwargs.get("beta", 1),
+                    alpha=kwargs.get("alpha", 1))).sum().backward()
+    _close(m1.grad, tm1.grad)
+    _close(a._addmm_activation(m1.detach(), m2, **kwargs), theirs.detach())
+    with ember.autocast("cpu", dtype=ember.bfloat16):
+        assert ember._addmm_activation(a, m1, m2, **kwargs).dtype == ember.bfloat16
+
+
+@pytest.mark.parametrize("extra", ["none", "no_weights", "per_head", "key_padding",
+                                   "attn_mask", "merged_mask"])
+def test_native_multi_head_attention_matches_torch(extra):
+    rng = np.random.default_rng(0)
+    batch, length, embed, heads = 2, 4, 8, 2
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+    inputs = [arr(batch, length, embed) for _ in range(3)]
+    params = [arr(3 * embed, embed), arr(3 * embed), arr(embed, embed), arr(embed)]
+    masks = {"key_padding": (np.eye(batch, length, 1, dtype=bool), 1),
+             "attn_mask": (np.eye(length, k=1, dtype=bool), 0),
+             "merged_mask": (np.eye(length, dtype=bool)[::-1].copy()[None, None]
+                             .repeat(batch, 0).repeat(heads, 1), 2)}
+    kwargs = {"no_weights": {"need_weights": False},
+              "per_head": {"average_attn_weights": False}}.get(extra, {})
+
+    def run(lib, fn):
+        extra_kwargs = dict(kwargs)
+        if extra in masks:
+            extra_kwargs.update(mask=lib.tensor(masks[extra][0]), mask_type=masks[extra][1])
+        return fn(*[lib.tensor(x) for x in inputs], embed, heads,
+                  *[lib.tensor(p) for p in params], **extra_kwargs)
+    ours = run(ember, ember._native_multi_head_attention)
+    theirs = run(torch, torch._native_multi_head_attention)
+    _close(ours[0], theirs[0], 1e-5)
+    assert (ours[1] is None) == (theirs[1] is None)
+    if theirs[1] is not None:
+        _close(ours[1], theirs[1], 1e-5)
+    with ember.autocast("cpu", dtype=ember.bfloat16):
+        assert run(ember, ember._native_multi_head_attention)[0].dtype == ember.bfloat16

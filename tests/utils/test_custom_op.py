@@ -123,17 +123,101 @@ def test_registering_an_op_twice_is_an_error():
         op.register_fake(lambda x, scale: x)
 
 
-def test_fake_that_disagrees_with_the_kernel_is_an_error():
-    @ember.library.custom_op(_unique("halve"), mutates_args=())
-    def halve(x: Tensor) -> Tensor:
-        return x[: x.shape[0] // 2].clone()
+def _annotated(fn, **hints):
+    """`fn` with real (not string) annotations: this module's are postponed."""
+    fn.__annotations__ = hints
+    return fn
+
+
+def _halve_with_wrong_fake(lib, name):
+    halve = lib.library.custom_op(name, mutates_args=())(_annotated(
+        lambda x: x[: x.shape[0] // 2].clone(), x=lib.Tensor, **{"return": lib.Tensor}))
 
     @halve.register_fake
     def _(x):
-        return ember.empty_like(x)          # wrong: the kernel halves dim 0
+        return lib.empty_like(x)            # wrong: the kernel halves dim 0
+    return halve
 
+
+def test_eager_runs_the_kernel_only_as_torch():
+    """torch runs the fake function only under tracing: an eager call's result is the
+    kernel's, even where the fake function disagrees."""
+    name = _unique("halve")
+    ours = _halve_with_wrong_fake(ember, name)(ember.arange(4.))
+    theirs = _halve_with_wrong_fake(torch, name.replace("testlib", "embertestlib"))(
+        torch.arange(4.))
+    assert list(ours.shape) == list(theirs.shape) == [2]
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_eager_result_dtype_is_the_kernels():
+    calls = []
+
+    @ember.library.custom_op(_unique("mul_scalar"), mutates_args=())
+    def mul_scalar(x: Tensor, *, scalar: float) -> Tensor:
+        calls.append(1)
+        return ember.tensor(x.numpy() * scalar)          # int64 * float: NumPy's float64
+
+    @mul_scalar.register_fake
+    def _(x, *, scalar):
+        return (x * scalar).contiguous()                 # float32 (the default dtype)
+
+    out = mul_scalar(ember.arange(4), scalar=3.14)
+    assert out.dtype == ember.float64 and len(calls) == 1    # the kernel ran once
+    np.testing.assert_allclose(out.numpy(), np.arange(4) * 3.14)
+
+
+def test_compiled_call_with_a_disagreeing_fake_is_an_error():
+    halve = _halve_with_wrong_fake(ember, _unique("halve"))
     with pytest.raises(RuntimeError, match=r"fake gives f32\[4\], the kernel gives f32\[2\]"):
-        halve(ember.ones(4))
+        ember.compile(lambda x: halve(x) * 2)(ember.ones(4))
+
+
+def test_list_and_int_output_runs_and_differentiates_as_torch():
+    """A `(List[Tensor], int)` return: a list of tensors and a Python int, and backward
+    gets the list's gradients as one list and None for the int, as in torch."""
+    def define(lib, name):
+        def kernel(x, splits, dim):
+            return [lib.tensor(a) for a in np.split(x.detach().numpy(), splits, dim)], \
+                len(splits)
+        split_n = lib.library.custom_op(name, mutates_args=())(_annotated(
+            kernel, x=lib.Tensor, splits=list[int], dim=int,
+            **{"return": tuple[list[lib.Tensor], int]}))
+
+        @split_n.register_fake
+        def _(x, splits, dim):
+            return [p.clone() for p in lib.tensor_split(x, splits, dim)], len(splits)
+
+        def setup(ctx, inputs, output):
+            ctx.dim = inputs[2]
+
+        def backward(ctx, grads, count):
+            assert isinstance(grads, list) and count is None
+            return lib.cat(grads, ctx.dim), None, None
+        split_n.register_autograd(backward, setup_context=setup)
+        return split_n
+
+    name = _unique("split_n")
+    results = []
+    for lib, ns in ((ember, name), (torch, name.replace("testlib", "embertestlib"))):
+        x = lib.tensor(np.arange(18.).reshape(2, 9), requires_grad=True)
+        parts, n = define(lib, ns)(x, [1, 3, 6], 1)
+        (parts[0].sum() + (2 * parts[2]).sum() + parts[3].pow(2).sum()).backward()
+        results.append(([p.detach().numpy() for p in parts], n, type(parts), x.grad.numpy()))
+    (ours, n, kind, grad), (theirs, t_n, t_kind, t_grad) = results
+    assert n == t_n == 3 and kind is t_kind is list
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(grad, t_grad)
+    # compiled: returned as it is, or used inside the graph
+    split_n = OPS[name].custom
+    x = ember.tensor(np.arange(18.).reshape(2, 9))
+    parts, n = ember.compile(lambda t: split_n(t, [1, 3, 6], 1))(x)
+    assert n == 3 and isinstance(parts, list)
+    for a, b in zip(parts, theirs):
+        np.testing.assert_array_equal(a.numpy(), b)
+    scaled = ember.compile(lambda t: split_n(t, [1, 3, 6], 1)[0][2] * 2)(x)
+    np.testing.assert_array_equal(scaled.numpy(), theirs[2] * 2)
 
 
 def test_missing_autograd_formula_is_an_error_at_backward():

@@ -188,8 +188,9 @@ class OpNode(Node):
         # a Tensor[] result of length 1 still gets its gradient as a tuple (split, unbind)
         self.multi_output = isinstance(out, (tuple, list))
         if self.multi_output:
-            self.n_outputs = len(out)
-            self.output_metas = tuple((o.shape, o.dtype) for o in out)
+            flat = output_tensors(out)      # a custom op's (List[Tensor], int): its tensors
+            self.n_outputs = len(flat)
+            self.output_metas = tuple((o.shape, o.dtype) for o in flat)
         else:
             self.n_outputs = 1
             self.output_metas = ((out.shape, out.dtype),)
@@ -360,10 +361,31 @@ def _meta_of_tensor(t: Tensor):
     return meta
 
 
+def output_tensors(out) -> tuple:
+    """An op's output tensors in order, through nested lists (a custom op's
+    `(List[Tensor], int)`); Python scalar outputs have no gradient and are skipped.
+    These are the outputs' `output_nr` positions."""
+    if isinstance(out, Tensor):
+        return (out,)
+    if isinstance(out, (list, tuple)):
+        return tuple(t for o in out for t in output_tensors(o))
+    return ()
+
+
+def _nested_tensors(v) -> bool:
+    return any(isinstance(x, Tensor) or (isinstance(x, (list, tuple)) and _nested_tensors(x))
+               for x in v)
+
+
+def _nested_saved(v) -> bool:
+    return any(isinstance(x, SavedTensor) or (isinstance(x, (list, tuple)) and _nested_saved(x))
+               for x in v)
+
+
 def _save(v, keep_value: bool = True):
     if isinstance(v, Tensor):
         return SavedTensor(v) if keep_value else _meta_of_tensor(v)
-    if isinstance(v, (list, tuple)) and any(isinstance(x, Tensor) for x in v):
+    if isinstance(v, (list, tuple)) and _nested_tensors(v):
         return type(v)(_save(x, keep_value) for x in v)
     return v
 
@@ -371,13 +393,13 @@ def _save(v, keep_value: bool = True):
 def _holds_saved(v) -> bool:
     if isinstance(v, SavedTensor):
         return True
-    return isinstance(v, (list, tuple)) and any(isinstance(x, SavedTensor) for x in v)
+    return isinstance(v, (list, tuple)) and _nested_saved(v)
 
 
 def _unpack(v, node):
     if isinstance(v, SavedTensor):
         return v.unpack(node)
-    if isinstance(v, (list, tuple)) and any(isinstance(x, SavedTensor) for x in v):
+    if isinstance(v, (list, tuple)) and _nested_saved(v):
         return type(v)(_unpack(x, node) for x in v)
     return v
 

@@ -1,6 +1,7 @@
 """aten's "native" forms of normalization, dropout and padding, written as registry-op
 calls: native_layer_norm, native_batch_norm, native_group_norm (each returns the output
-and the statistics its backward would save), native_dropout_backward, constant_pad_nd.
+and the statistics its backward would save), native_dropout_backward, constant_pad_nd,
+and _addmm_activation (addmm with a relu or gelu epilogue).
 
 PyTorch exposes these as `torch.native_*` (code exported from graphs and decompositions
 calls them). Composed from mean/var/rsqrt and pointwise ops, they differentiate, trace
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import math
 
+from ...ir.autocast import autocast_as
 from ...ir.composite import composite
 from ...ir.errors import ShapeError
 from ...ir.ops import OPS_NS as ops
+from ...ir.registry import OPS
 from ..autograd import grad_mode
 
 
@@ -103,3 +106,49 @@ def native_dropout_backward(grad_output, mask, scale):
 @composite()
 def constant_pad_nd(input, pad, value=0):
     return ops.pad(input, list(pad), "constant", value)
+
+
+@composite(method=True)
+@autocast_as("_addmm_activation")
+def _addmm_activation(input, mat1, mat2, *, beta=1, alpha=1, use_gelu=False):
+    """torch._addmm_activation: addmm followed by relu, or by exact gelu with use_gelu
+    (the fused epilogue torch lowers Linear + activation to); autocasts as one op."""
+    out = ops.addmm(input, mat1, mat2, beta=beta, alpha=alpha)
+    return OPS["gelu"](out) if use_gelu else ops.relu(out)
+
+
+@composite()
+@autocast_as("_native_multi_head_attention")
+def _native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight,
+                                 qkv_bias, proj_weight, proj_bias, mask=None,
+                                 need_weights=True, average_attn_weights=True,
+                                 mask_type=None):
+    """torch._native_multi_head_attention, the fast path of nn.MultiheadAttention:
+    batch-first (batch, length, embed) inputs, packed in-projection, no dropout. mask is a
+    key padding mask (batch, source) with mask_type 1, else an attention mask ((target,
+    source), or one broadcasting to (batch, heads, target, source)). Returns the output
+    and the attention weights (None without need_weights)."""
+    from ..nn import functional as F
+    if not tuple(query.shape) == tuple(key.shape) == tuple(value.shape):
+        raise RuntimeError("_native_multi_head_attention: expected `query`/`key`/`value` "
+                           f"shapes to match, got {list(query.shape)}, {list(key.shape)} "
+                           f"and {list(value.shape)}")
+    if mask is not None and mask_type is None:
+        raise RuntimeError("_native_multi_head_attention: Mask Type should be defined")
+    attn_mask = key_padding_mask = None
+    if mask is not None:
+        if mask_type == 1:
+            key_padding_mask = mask
+        elif mask.ndim <= 2:
+            attn_mask = mask
+        else:                       # per batch and head: the (batch*heads, L, S) form
+            batch, target, source = query.shape[0], query.shape[1], key.shape[1]
+            attn_mask = ops.reshape(ops.expand(mask, [batch, num_head, target, source]),
+                                    [batch * num_head, target, source])
+    out, weights = F.multi_head_attention_forward(
+        ops.transpose(query, 0, 1), ops.transpose(key, 0, 1), ops.transpose(value, 0, 1),
+        embed_dim, num_head, qkv_weight, qkv_bias, None, None, False, 0.0, proj_weight,
+        proj_bias, training=False, key_padding_mask=key_padding_mask,
+        need_weights=need_weights, attn_mask=attn_mask,
+        average_attn_weights=average_attn_weights)
+    return ops.transpose(out, 0, 1), weights

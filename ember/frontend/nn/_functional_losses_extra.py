@@ -38,9 +38,15 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=
         raise BadArgument(f"margin_ranking_loss : All input tensors should have same "
                           f"dimension but got sizes: input1: {list(input1.shape)}, input2: "
                           f"{list(input2.shape)}, target: {list(target.shape)} ")
+    return reduce_loss(margin_ranking_terms(input1, input2, target, margin), reduction,
+                       size_average, reduce)
+
+
+def margin_ranking_terms(input1, input2, target, margin) -> Tensor:
+    """The unreduced margin ranking loss, broadcasting its three inputs (torch's aten op
+    has no same-dimension check; only F's has)."""
     # margin is a double in PyTorch's signature: integer inputs give a float loss
-    loss = (-target * (input1 - input2) + float(margin)).clamp_min(0)
-    return reduce_loss(loss, reduction, size_average, reduce)
+    return (-target * (input1 - input2) + float(margin)).clamp_min(0)
 
 
 @autocast_as("hinge_embedding_loss")
@@ -175,12 +181,17 @@ def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: floa
                         reduce=None, reduction: str = "mean") -> Tensor:
     if margin <= 0:
         raise ValueError(f"margin must be greater than 0, got {margin}")
+    return triplet_margin_terms(anchor, positive, negative, margin, p, eps, swap,
+                                _legacy_reduction(size_average, reduce, reduction))
+
+
+def triplet_margin_terms(anchor, positive, negative, margin, p, eps, swap, reduction):
+    """The triplet margin loss without F's margin > 0 check (torch's aten op has none)."""
     _check_triplet_dims(anchor, positive, negative)
 
     def distance(a, b):
         return pairwise_distance(a, b, p, eps)
-    return _triplet(anchor, positive, negative, distance, margin, swap,
-                    _legacy_reduction(size_average, reduce, reduction))
+    return _triplet(anchor, positive, negative, distance, margin, swap, reduction)
 
 
 def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from ....ir import autocast as autocast_policy
 from ....ir.errors import ShapeError
 from ....ir.registry import OPS
 from ...factories import zeros
@@ -160,7 +161,8 @@ class RNNBase(Module):
             raise ValueError(f"RNN input dtype {x} does not match weight dtype {w}. "
                              f"Convert input: input.to({w}), or convert model: model.to({x})")
         hx = self._initial_state(hx, time_first, batched)
-        output, final = self._run_layers(time_first, hx, lengths)
+        output, final = self._run_as_one_op(time_first, hx, lengths) if float_cell else \
+            self._run_layers(time_first, hx, lengths)
         if packed:
             lens = [int(n) for n in lengths.numpy()]
             order = [int(i) for i in indices[0].numpy()] if indices[0] is not None \
@@ -203,7 +205,25 @@ class RNNBase(Module):
             out.append(state)
         return out
 
-    def _run_layers(self, x, hx: list, lengths):
+    def _run_as_one_op(self, x, hx: list, lengths):
+        """The recurrence under autocast as torch's one op: `mkldnn_rnn_layer` (LSTM on
+        CPU) or `_cudnn_rnn` (CUDA) cast input, states and weights to the autocast dtype;
+        elsewhere (GRU, RNN on CPU) each linear autocasts on its own."""
+        if not _any_autocast():
+            return self._run_layers(x, hx, lengths)
+        on_cuda = x.device.type == "cuda"
+        if not (on_cuda or self.mode == "LSTM"):
+            return self._run_layers(x, hx, lengths)
+        name = "_cudnn_rnn" if on_cuda else "mkldnn_rnn_layer"
+        weights = self._flat_weights
+        with autocast_policy.as_one_op(name, x, *hx, *weights) as cast:
+            x, hx, weights = cast[0], list(cast[1:1 + len(hx)]), cast[1 + len(hx):]
+            return self._run_layers(x, hx, lengths, dict(zip(self._flat_weights_names,
+                                                             weights)))
+
+    def _run_layers(self, x, hx: list, lengths, weights: dict | None = None):
+        weights = weights if weights is not None else \
+            {name: getattr(self, name) for name in self._flat_weights_names}
         mask = _step_masks(lengths, x.shape[0], x) if lengths is not None else None
         finals: list[list] = [[] for _ in hx]
         layer_input = x
@@ -211,12 +231,12 @@ class RNNBase(Module):
             outputs = []
             for direction, suffix in enumerate(self._suffixes()):
                 row = layer * self._directions + direction
-                weights = [getattr(self, f"{k}_l{layer}{suffix}", None)
-                           for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
-                                     "weight_hr")]
+                weights_here = [weights.get(f"{k}_l{layer}{suffix}")
+                                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
+                                          "weight_hr")]
                 state = [s[row] for s in hx]
-                out, state = self._run_direction(layer_input, state, weights, direction == 1,
-                                                 mask)
+                out, state = self._run_direction(layer_input, state, weights_here,
+                                                 direction == 1, mask)
                 outputs.append(out)
                 for acc, s in zip(finals, state):
                     acc.append(s)
