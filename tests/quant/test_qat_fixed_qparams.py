@@ -127,3 +127,47 @@ def test_fixed_qparams_fake_quant_outputs_and_convert():
         t_out = t_conv(torch.from_numpy(x)).numpy()
         e_out = e_conv(ember.tensor(x)).numpy()
     np.testing.assert_allclose(e_out, t_out, atol=3e-2)
+
+
+def _fx_model(lib):
+    nn = lib.nn
+
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.sig, self.tanh, self.hs = nn.Sigmoid(), nn.Tanh(), nn.Hardsigmoid()
+            self.sm = nn.Softmax(dim=1)
+            self.fc2 = nn.Linear(4, 4)
+
+        def forward(self, x):
+            x = self.fc(x)
+            y = self.sig(x) + self.tanh(x) + self.hs(x) + self.sm(x)
+            return self.fc2(y + lib.sigmoid(x) + x.tanh())
+    return Heads().train()
+
+
+def _fx_fixed_posts(gm) -> dict:
+    """{observed node: (fake quantize type, scale, zero point)} for fixed-qparams ones."""
+    modules = dict(gm.named_modules())
+    out = {}
+    for node in gm.graph.nodes:
+        post = modules.get(str(node.target)) if node.op == "call_module" else None
+        if post is not None and type(post).__name__ == "FixedQParamsFakeQuantize":
+            out[node.args[0].name] = (float(post.scale.numpy().ravel()[0]),
+                                      int(post.zero_point.numpy().ravel()[0]))
+    return out
+
+
+def test_prepare_qat_fx_fixed_qparams():
+    import torch.ao.quantization.quantize_fx as tqfx
+    import ember.ao.quantization.quantize_fx as eqfx
+    t_model, e_model = _fx_model(torch), _fx_model(ember)
+    share_random_weights(t_model, e_model, np.random.default_rng(4))
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
+    t_prep = tqfx.prepare_qat_fx(t_model, tq.get_default_qat_qconfig_mapping("x86"),
+                                 (torch.from_numpy(x),))
+    e_prep = eqfx.prepare_qat_fx(e_model, eq.get_default_qat_qconfig_mapping("x86"),
+                                 (ember.tensor(x),))
+    t_posts, e_posts = _fx_fixed_posts(t_prep), _fx_fixed_posts(e_prep)
+    assert len(t_posts) == 6 and e_posts == t_posts
