@@ -171,3 +171,49 @@ def test_prepare_qat_fx_fixed_qparams():
                                  (ember.tensor(x),))
     t_posts, e_posts = _fx_fixed_posts(t_prep), _fx_fixed_posts(e_prep)
     assert len(t_posts) == 6 and e_posts == t_posts
+
+
+def _softmax_model(nn):
+    class Scores(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.sm, self.fc2 = nn.Linear(4, 4), nn.Softmax(dim=1), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc2(self.sm(self.fc(x)))
+    return Scores()
+
+
+@pytest.mark.parametrize("qat", [False, True])
+def test_convert_fx_quantized_softmax_module(qat):
+    """convert_fx swaps nn.Softmax (fixed output qparams 1/256, 0) for torch.ao's
+    quantized Softmax, which takes and returns int8 values and saves no state."""
+    import torch.ao.quantization.quantize_fx as tqfx
+    import ember.ao.quantization.quantize_fx as eqfx
+    t_model, e_model = _softmax_model(torch.nn), _softmax_model(ember.nn)
+    share_random_weights(t_model, e_model, np.random.default_rng(6))
+    t_model.train(qat), e_model.train(qat)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    t_prep_fn, e_prep_fn = (tqfx.prepare_qat_fx, eqfx.prepare_qat_fx) if qat else \
+        (tqfx.prepare_fx, eqfx.prepare_fx)
+    t_map = tq.get_default_qat_qconfig_mapping("x86") if qat else \
+        tq.get_default_qconfig_mapping("x86")
+    e_map = eq.get_default_qat_qconfig_mapping("x86") if qat else \
+        eq.get_default_qconfig_mapping("x86")
+    t_prep = t_prep_fn(t_model, t_map, (torch.from_numpy(x),))
+    e_prep = e_prep_fn(e_model, e_map, (ember.tensor(x),))
+    for _ in range(2):
+        batch = rng.standard_normal((8, 4)).astype(np.float32)
+        t_prep(torch.from_numpy(batch))
+        e_prep(ember.tensor(batch))
+    t_q, e_q = tqfx.convert_fx(t_prep.eval()), eqfx.convert_fx(e_prep.eval())
+    assert repr(e_q.sm) == repr(t_q.sm) == "QuantizedSoftmax(dim=1)"
+    assert (e_q.sm.scale, e_q.sm.zero_point) == (t_q.sm.scale, t_q.sm.zero_point)
+    assert sorted(e_q.state_dict()) == sorted(t_q.state_dict())
+    sm_node = next(n for n in e_q.graph.nodes if n.target == "sm")
+    assert sm_node.args[0].target == "fc"         # int8 in, int8 out
+    with torch.no_grad(), ember.no_grad():
+        t_out = t_q(torch.from_numpy(x)).numpy()
+        e_out = e_q(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(e_out, t_out, atol=0.05)

@@ -1371,11 +1371,14 @@ def _activation_module(module, scale: float, zero_point: int):
         return nnq.ELU(scale, zero_point, module.alpha)
     if isinstance(module, nn.LeakyReLU):
         return nnq.LeakyReLU(scale, zero_point, module.negative_slope)
+    if type(module) is nn.Softmax:
+        return nnq.Softmax(module.dim, scale, zero_point)
     return None
 
 
 def _quantized_activation_modules(gm) -> None:
-    """Hardswish / ELU / LeakyReLU modules between `dequantize` and `quantize_per_tensor`
+    """Hardswish / ELU / LeakyReLU / Softmax modules between `dequantize` and
+    `quantize_per_tensor`
     become torch.ao's quantized modules (their forward dequantizes, runs the float op
     and requantizes with the same qparams: the same values); Dropout on a quantized
     value becomes the quantized Dropout. Names stay the float modules'."""
