@@ -134,7 +134,8 @@ def _binary_of_tensors(node: Node) -> bool:
 # --- prepare ---------------------------------------------------------------------------------
 def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], bool],
                      new_observer: Callable[[Node, Node], str],
-                     reobserves: Callable[[Node], bool] = lambda n: False) -> dict:
+                     reobserves: Callable[[Node], bool] = lambda n: False,
+                     share_observer: Callable[[str], str] = lambda target: target) -> dict:
     """Insert `call_module` observer nodes; returns {node: kind} of the quantized nodes.
 
     A quantized pattern's tensor inputs are observed (an observer is added after a
@@ -144,7 +145,9 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
     holds has its output passed through its input's observer again (the same module:
     torch.ao's "output shares the input's observer", which updates that observer's
     statistics and fake-quantizes the output in QAT); such nodes are marked
-    meta["reobserve"] = True, and `drop_reobservations` removes them at convert.
+    meta["reobserve"] = True, and `drop_reobservations` removes them at convert. The
+    second call's target is `share_observer(first call's target)` (the caller may register
+    the same module under a new name, as torch.ao numbers it).
     """
     observed: dict[Node, Node] = {}     # value -> the observer node reading it
     quantized: dict[Node, str] = {}
@@ -223,7 +226,8 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
                 if source in observers and source.op == OpKind.call_module and \
                         reobserves(node):
                     with graph.inserting_after(node):
-                        again = graph.call_module(str(source.target), (node,))
+                        again = graph.call_module(share_observer(str(source.target)),
+                                                  (node,))
                     again.meta["reobserve"] = True
                     node.replace_all_uses_with(again,
                                                delete_user_cb=lambda user: user is not again)

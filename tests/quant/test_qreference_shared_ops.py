@@ -159,3 +159,15 @@ def tq_copy(gm):
     """torch.ao's convert changes the observed GraphModule it is given."""
     import copy
     return copy.deepcopy(gm)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_prepared_graph_names_shared_observers_as_torch_ao(name):
+    """A shared op's second observer call targets the input's observer module under the
+    next `activation_post_process_N` name (torch.ao's alias), so every call target and
+    the prepared state_dict keys agree."""
+    t_prep, e_prep, _ = _prepared_twins(name)
+    assert _calls(e_prep, ember) == _calls(t_prep, torch)
+    assert sorted(e_prep.state_dict()) == sorted(t_prep.state_dict())
+    assert e_prep.activation_post_process_2 is e_prep.activation_post_process_1 or \
+        name != "pooled"

@@ -464,14 +464,26 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         torch.flatten, post-training dropout): not the ops it observes anew."""
         return not _observed_anew(node, kinds, modules, is_qat)
 
-    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves)
+    aliases = {}
+
+    def share_observer(target) -> str:
+        """torch.ao's shared observer: the same module under the next observer name."""
+        name = f"activation_post_process_{counter[0]}"
+        counter[0] += 1
+        gm.add_module(name, gm.get_submodule(target))
+        aliases[name] = aliases.get(target, target)
+        return name
+
+    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves,
+                                       share_observer)
     _drop_uncalled_observers(gm, owners)      # replaced by a shared one (cat)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
                      if k in qpass.WEIGHTED and n.op == OpKind.call_module},
         "functional": {n.name: qconfigs[n] for n, k in quantized.items()
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
-        "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
+        "observer_owner": owners, "observer_alias": aliases, "is_qat": is_qat,
+        "standalone": standalone,
         "backend_config": backend,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
         "user_patterns": {n.name for n, k in quantized.items() if k == USER_PATTERN},
@@ -833,6 +845,9 @@ def _activation_qparams(gm) -> dict:
         scale, zero_point = module.calculate_qparams()
         out[name] = (float(scale._values().reshape(-1)[0]),
                      int(zero_point._values().reshape(-1)[0]), obs.dtype)
+    for alias, target in gm._ember_quant.get("observer_alias", {}).items():
+        if target in out:          # a shared observer's second name
+            out[alias] = out[target]
     return out
 
 
