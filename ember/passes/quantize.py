@@ -14,8 +14,10 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   inputs, an observed output, lowered to quantized_linear / quantized_conv2d /
   quantized_conv3d;
 - BINARY ("add", "mul", with a following relu fused): quantized_add / quantized_mul;
-- SHARED (pooling, flatten/reshape/views, relu, relu6/hardtanh/clamp, dropout): run on
-  the quantized value itself and keep its qparams, so they get no observer of their own;
+- SHARED (pooling, mean, flatten/reshape/views, relu, relu6/hardtanh/clamp, dropout): run
+  on the quantized value itself and keep its qparams, so they get no observer of their
+  own (prepare re-runs the input's observer on their output; the reference graph keeps
+  that as a quantize / dequantize pair, as torch.ao's does);
 - CAT (cat / concat / concatenate of a list of tensors): torch.ao's shared qparams:
   every input's observer and the output's are one observer (calibration sees them
   all), so converted, cat joins the integers of values that share scale and zero point;
@@ -46,7 +48,7 @@ BINARY = {"add", "mul"}
 SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
           "contiguous", "detach", "max_pool1d", "max_pool2d", "adaptive_max_pool2d",
           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "relu",
-          "relu6", "hardtanh", "clamp", "dropout", "identity"}
+          "relu6", "hardtanh", "clamp", "dropout", "identity", "mean"}
 CAT = {"cat", "concat", "concatenate"}
 FIXED = {"sigmoid", "tanh", "softmax", "hardsigmoid"}
 OWN_OBSERVER = {"hardswish", "elu", "leaky_relu"}
@@ -132,7 +134,8 @@ def _binary_of_tensors(node: Node) -> bool:
 # --- prepare ---------------------------------------------------------------------------------
 def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], bool],
                      new_observer: Callable[[Node, Node], str],
-                     reobserves: Callable[[Node], bool] = lambda n: False) -> dict:
+                     reobserves: Callable[[Node], bool] = lambda n: False,
+                     share_observer: Callable[[str], str] = lambda target: target) -> dict:
     """Insert `call_module` observer nodes; returns {node: kind} of the quantized nodes.
 
     A quantized pattern's tensor inputs are observed (an observer is added after a
@@ -142,7 +145,9 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
     holds has its output passed through its input's observer again (the same module:
     torch.ao's "output shares the input's observer", which updates that observer's
     statistics and fake-quantizes the output in QAT); such nodes are marked
-    meta["reobserve"] = True, and `drop_reobservations` removes them at convert.
+    meta["reobserve"] = True, and `drop_reobservations` removes them at convert. The
+    second call's target is `share_observer(first call's target)` (the caller may register
+    the same module under a new name, as torch.ao numbers it).
     """
     observed: dict[Node, Node] = {}     # value -> the observer node reading it
     quantized: dict[Node, str] = {}
@@ -221,7 +226,8 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
                 if source in observers and source.op == OpKind.call_module and \
                         reobserves(node):
                     with graph.inserting_after(node):
-                        again = graph.call_module(str(source.target), (node,))
+                        again = graph.call_module(share_observer(str(source.target)),
+                                                  (node,))
                     again.meta["reobserve"] = True
                     node.replace_all_uses_with(again,
                                                delete_user_cb=lambda user: user is not again)
@@ -385,17 +391,19 @@ def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
     return made
 
 
-def drop_reobservations(graph: Graph, keep_scalar_operand: bool = False) -> None:
+def drop_reobservations(graph: Graph) -> None:
     """Remove the second calls of shared observers (insert_observers' reobserved SHARED
-    outputs): converted, a shared op keeps its input's quantization as it is.
-    `keep_scalar_operand` (reference graphs): an add / mul with a number keeps its
-    output quantized with the shared observer's qparams, as torch.ao's reference does
-    (lowered, the op computes its own; see lower_quantized)."""
+    outputs) before lowering: converted, a shared op keeps its input's quantization as it
+    is. (Reference graphs keep them: torch.ao's reference quantizes and dequantizes
+    after every shared op, and after an add / mul with a number, with the shared
+    observer's qparams; lowered, such an add / mul computes its own, see
+    lower_quantized.)"""
     for node in list(graph.nodes):
-        if node.meta.get("reobserve") and not (keep_scalar_operand and
-                                               node.meta.get("scalar_operand")):
+        if node.meta.get("reobserve"):
             if node.meta.get("scalar_operand"):
                 node.args[0].meta["scalar_operand_shared"] = True
+            else:       # its qparams' names are still counted (torch.ao's numbering)
+                node.args[0].meta["dropped_requantize"] = True
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
 

@@ -267,7 +267,8 @@ def test_report_and_sensitivity_on_the_digits_cnn(rng):
     rows = {r["layer"]: r for r in ns.report(model, q, data, show=False)}
     assert list(rows) == ["0", "2", "3", "5", "6", "7", "9", "output"]
     assert rows["0"]["op"] == "quantized_conv2d+relu" and rows["9"]["op"] == "quantized_linear"
-    assert all(r["quantized"] for k, r in rows.items() if k != "output")
+    # nn.Flatten runs in float between a dequantize and a quantize, as torch.ao's
+    assert [k for k, r in rows.items() if k != "output" and not r["quantized"]] == ["6"]
     scores = ns.layer_sensitivity(model, eq.get_default_qconfig_mapping("x86"), (data[0],), data)
     assert sorted(r["layer"] for r in scores) == ["0", "3", "7", "9"]
     assert [r["output_sqnr_db"] for r in scores] == sorted(r["output_sqnr_db"] for r in scores)
@@ -276,4 +277,7 @@ def test_report_and_sensitivity_on_the_digits_cnn(rng):
     for d in data:
         prepared(d)
     left_float = [what for _, what in eqfx.convert_fx(prepared).quantization_report]
-    assert sorted(left_float) == sorted(f"call_module {r['layer']}" for r in scores[:2])
+    # nn.Flatten (6) runs in float as in torch.ao; listed when no int8 layer reads it
+    expected = [f"call_module {r['layer']}" for r in scores[:2]]
+    expected += ["call_module 6"] if "call_module 7" in expected else []
+    assert sorted(left_float) == sorted(expected)

@@ -10,6 +10,7 @@ from ..nn.intrinsic import qat as nniqat
 from ..nn.intrinsic import quantized as nniq
 from ..nn.quantized import dynamic as nnqd
 from ..nn.quantized import reference as nnqr
+from . import fake_quantize as _fq
 from .stubs import DeQuantStub, QuantStub
 
 DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
@@ -88,6 +89,29 @@ DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS = {nn.Linear: nnqd.Linear, nn.LSTM: nnqd.L
                                          nn.Embedding: nnq.Embedding,
                                          nn.EmbeddingBag: nnq.EmbeddingBag}
 
+# training-mode modules whose output range is known: eager prepare / prepare_qat observe them
+# with a fixed-qparams fake quantize (sigmoid-like [0, 1]: 1/256, zp 0; tanh [-1, 1]: 2/256,
+# zp 128), whatever the qconfig's activation, as torch.ao does
+DEFAULT_MODULE_TO_ACT_POST_PROCESS = {
+    nn.Hardsigmoid: _fq.default_fixed_qparams_range_0to1_fake_quant,
+    nn.Sigmoid: _fq.default_fixed_qparams_range_0to1_fake_quant,
+    nn.Softmax: _fq.default_fixed_qparams_range_0to1_fake_quant,
+    nn.Tanh: _fq.default_fixed_qparams_range_neg1to1_fake_quant,
+}
+
+
+def _has_special_act_post_process(module) -> bool:
+    return module.training and type(module) in DEFAULT_MODULE_TO_ACT_POST_PROCESS
+
+
+def _get_special_act_post_process(module):
+    """The fixed-qparams fake quantize constructor for a training-mode Sigmoid / Tanh /
+    Hardsigmoid / Softmax, else None."""
+    if not module.training:
+        return None
+    return DEFAULT_MODULE_TO_ACT_POST_PROCESS.get(type(module))
+
+
 # modules a qconfig is propagated to and observed at (besides the mappings' keys)
 _INCLUDE_QCONFIG_PROPAGATE_LIST = {nn.Sequential}
 
@@ -152,4 +176,4 @@ __all__ = ["DEFAULT_STATIC_QUANT_MODULE_MAPPINGS", "DEFAULT_REFERENCE_STATIC_QUA
            "get_default_qat_module_mappings", "get_default_dynamic_quant_module_mappings",
            "get_default_qconfig_propagation_list", "get_embedding_static_quant_module_mappings",
            "get_embedding_qat_module_mappings", "get_static_quant_module_class",
-           "get_dynamic_quant_module_class"]
+           "get_dynamic_quant_module_class", "DEFAULT_MODULE_TO_ACT_POST_PROCESS"]

@@ -35,7 +35,9 @@ from ..nn import quantized as nnq
 from ..nn.intrinsic import _FusedModule
 from .fake_quantize import FakeQuantizeBase
 from .observer import ObserverBase
-from .quantization_mappings import (get_default_dynamic_quant_module_mappings,
+from .quantization_mappings import (_get_special_act_post_process,
+                                    _has_special_act_post_process,
+                                    get_default_dynamic_quant_module_mappings,
                                     get_default_qat_module_mappings,
                                     get_default_qconfig_propagation_list,
                                     get_default_static_quant_module_mappings,
@@ -98,10 +100,11 @@ def _observer_forward_hook(module, args, output):
     return module.activation_post_process(output)
 
 
-def _insert_activation_post_process(module) -> None:
+def _insert_activation_post_process(module, special_act_post_process=None) -> None:
     if not _needs_observation(module) or isinstance(module, DeQuantStub):
         return
-    module.activation_post_process = module.qconfig.activation()
+    make = special_act_post_process or module.qconfig.activation
+    module.activation_post_process = make()
     module.register_forward_hook(_observer_forward_hook, prepend=True)
 
 
@@ -130,6 +133,8 @@ def _add_observer_(module, propagation_list, non_leaf_module_list, custom=None) 
                 hasattr(child, "weight_fake_quant"):
             if type(child) in propagation_list or type(child) in non_leaf_module_list:
                 _insert_activation_post_process(child)
+        elif _has_special_act_post_process(child):     # training Sigmoid / Tanh & co.
+            _insert_activation_post_process(child, _get_special_act_post_process(child))
         else:
             _add_observer_(child, propagation_list, non_leaf_module_list, custom)
     if _is_leaf(module) and not isinstance(module, nn.Sequential) and \

@@ -446,7 +446,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         if not _is_static(qconfig):
             return False
         kind = qpass.node_kind(node, kinds)
-        if is_qat and _observed_anew(node, kinds, modules):
+        if _observed_anew(node, kinds, modules, is_qat):
             return False
         if kind in qpass.CUSTOM:
             return True
@@ -460,24 +460,30 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     modules = dict(gm.named_modules())
 
     def reobserves(node) -> bool:
-        """torch.ao's shared-observer ops (pooling, relu, clamp, views, torch.flatten);
-        not a call_method flatten, nn.Flatten or dropout, which torch.ao observes anew."""
-        if node.op == OpKind.call_module:
-            return not isinstance(modules.get(str(node.target)),
-                                  (nn.Flatten, nn.Dropout))
-        kind = qpass.node_kind(node, kinds)
-        if kind == "dropout":
-            return False
-        return not (node.op == OpKind.call_method and node.target == "flatten")
+        """torch.ao's shared-observer ops (pooling, mean, relu, clamp, views,
+        torch.flatten, post-training dropout): not the ops it observes anew."""
+        return not _observed_anew(node, kinds, modules, is_qat)
 
-    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves)
+    aliases = {}
+
+    def share_observer(target) -> str:
+        """torch.ao's shared observer: the same module under the next observer name."""
+        name = f"activation_post_process_{counter[0]}"
+        counter[0] += 1
+        gm.add_module(name, gm.get_submodule(target))
+        aliases[name] = aliases.get(target, target)
+        return name
+
+    quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves,
+                                       share_observer)
     _drop_uncalled_observers(gm, owners)      # replaced by a shared one (cat)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
                      if k in qpass.WEIGHTED and n.op == OpKind.call_module},
         "functional": {n.name: qconfigs[n] for n, k in quantized.items()
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
-        "observer_owner": owners, "is_qat": is_qat, "standalone": standalone,
+        "observer_owner": owners, "observer_alias": aliases, "is_qat": is_qat,
+        "standalone": standalone,
         "backend_config": backend,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
         "user_patterns": {n.name for n, k in quantized.items() if k == USER_PATTERN},
@@ -583,14 +589,15 @@ def _user_pattern_nodes(gm, backend_config, kinds) -> dict:
     return found
 
 
-def _observed_anew(node, kinds, modules) -> bool:
-    """QAT: ops torch.ao has no shared pattern for (the `flatten` method, nn.Flatten) or
-    gives an observer of their own (dropout) run in float, so the next quantized op
-    observes their output with a fake quantize of its own, as torch.ao trains (after
-    post-training calibration the same values give the same qparams: they stay int8)."""
+def _observed_anew(node, kinds, modules, is_qat: bool) -> bool:
+    """Ops torch.ao has no shared pattern for (the `flatten` method, nn.Flatten) run in
+    float, so the next quantized op observes their output with an observer of its own
+    (converted: dequantize -> flatten -> quantize, as torch.ao's graph); in QAT dropout
+    too (torch.ao gives it a fake quantize of its own)."""
     if node.op == OpKind.call_module:
-        return isinstance(modules.get(str(node.target)), (nn.Flatten, nn.Dropout))
-    return qpass.node_kind(node, kinds) == "dropout" or \
+        anew = (nn.Flatten, nn.Dropout) if is_qat else (nn.Flatten,)
+        return isinstance(modules.get(str(node.target)), anew)
+    return (is_qat and qpass.node_kind(node, kinds) == "dropout") or \
         (node.op == OpKind.call_method and node.target == "flatten")
 
 
@@ -838,6 +845,9 @@ def _activation_qparams(gm) -> dict:
         scale, zero_point = module.calculate_qparams()
         out[name] = (float(scale._values().reshape(-1)[0]),
                      int(zero_point._values().reshape(-1)[0]), obs.dtype)
+    for alias, target in gm._ember_quant.get("observer_alias", {}).items():
+        if target in out:          # a shared observer's second name
+            out[alias] = out[target]
     return out
 
 
@@ -1064,7 +1074,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         kinds.update({target: "custom" for target in info["swapped"]})
     elif info.get("swapped"):
         _swap_reference(gm, info["swapped"])
-    qpass.drop_reobservations(gm.graph, keep_scalar_operand=reference)
+    if not reference:
+        qpass.drop_reobservations(gm.graph)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
@@ -1072,7 +1083,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         modules = dict(gm.named_modules())
         qat = gm._ember_quant.get("is_qat")
         qpass.lower_quantized(gm.graph, quantize_nodes, kinds, specs,
-                              lambda n: not (qat and _observed_anew(n, kinds, modules)))
+                              lambda n: not _observed_anew(n, kinds, modules, qat))
     for name in list(qparams) + [n for n, m in gm.named_children()
                                  if isinstance(m, PlaceholderObserver)]:
         if hasattr(gm, name):
@@ -1375,11 +1386,14 @@ def _activation_module(module, scale: float, zero_point: int):
         return nnq.ELU(scale, zero_point, module.alpha)
     if isinstance(module, nn.LeakyReLU):
         return nnq.LeakyReLU(scale, zero_point, module.negative_slope)
+    if type(module) is nn.Softmax:
+        return nnq.Softmax(module.dim, scale, zero_point)
     return None
 
 
 def _quantized_activation_modules(gm) -> None:
-    """Hardswish / ELU / LeakyReLU modules between `dequantize` and `quantize_per_tensor`
+    """Hardswish / ELU / LeakyReLU / Softmax modules between `dequantize` and
+    `quantize_per_tensor`
     become torch.ao's quantized modules (their forward dequantizes, runs the float op
     and requantizes with the same qparams: the same values); Dropout on a quantized
     value becomes the quantized Dropout. Names stay the float modules'."""
@@ -1420,9 +1434,17 @@ def _qparams_as_buffers(gm) -> None:
     changes them; compilers tracing the model read their values (a 0-d tensor where the
     op takes a float or an int is its number). A functional linear / conv's weight
     takes the next `<scope>_scale_N` before its output does, as in torch.ao (whose
-    lowering then folds the weight's away, leaving the output's `_scale_1`)."""
+    lowering then folds the weight's away, leaving the output's `_scale_1`). A shared op
+    lowered on the int8 value takes (and leaves unused) the names its reference-graph
+    quantize has, as torch.ao's numbering counts it."""
     reserved = set()
     for node in list(gm.graph.nodes):
+        if node.meta.pop("dropped_requantize", False):
+            # a shared op (pooling, mean, views) lowered on the int8 value: torch.ao's
+            # reference quantizes after it, and its lowering keeps that numbering
+            stem = _scope(node)
+            reserved.add(_free_attr_name(gm, stem + "_scale_", reserved))
+            reserved.add(_free_attr_name(gm, stem + "_zero_point_", reserved))
         name = node.target.name if node.op == OpKind.call_function and \
             is_op(node.target) else None
         weight_of = node.meta.get("lowered_op", node)
@@ -1590,9 +1612,9 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
                 all(a in quantized_values for a in node.args[0]):
             quantized_values.add(node)        # joins the integers (shared qparams)
             continue
-        if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER or kind == USER_PATTERN) and \
-                qpass._quantize_user(node) is not None:
-            continue                          # dequantize -> float op -> quantize
+        if (kind in qpass.FIXED or kind in qpass.OWN_OBSERVER or kind == USER_PATTERN or
+                kind in qpass.SHARED) and qpass._quantize_user(node) is not None:
+            continue      # dequantize -> float op -> quantize (a `flatten` method as torch.ao)
         what = str(node.target) if node.op == OpKind.call_module else \
             (name or getattr(node.target, "__name__", str(node.target)))
         report.append((node.name, f"{node.op.value} {what}"))

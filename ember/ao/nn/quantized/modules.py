@@ -515,6 +515,27 @@ class ELU(_FloatBetween):
         return ELU(*_output_qparams(mod), mod.alpha)
 
 
+class Softmax(_FloatBetween):
+    """torch.ao's quantized Softmax (what convert_fx swaps an nn.Softmax for): softmax of
+    the dequantized values, quantized with the module's scale and zero point (torch's
+    kernel off qnnpack); the qparams are attributes, not state, as torch.ao keeps them."""
+    _SAVES_QPARAMS = False
+
+    def __init__(self, dim=None, scale=1.0, zero_point=0):
+        super().__init__()
+        self.dim, self.scale, self.zero_point = dim, float(scale), int(zero_point)
+
+    def _float_op(self, x):
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+    @staticmethod
+    def from_float(mod, use_precomputed_fake_quant=False):
+        return Softmax(mod.dim, *_output_qparams(mod))
+
+
 class LayerNorm(_FloatBetween):
     def __init__(self, normalized_shape, weight, bias, scale, zero_point, eps=1e-5,
                  elementwise_affine=True):
@@ -787,4 +808,4 @@ __all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "Co
            "ConvTranspose2d", "ConvTranspose3d", "BatchNorm3d", "GroupNorm",
            "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LeakyReLU", "Embedding",
            "EmbeddingBag", "ReLU6", "Dropout",
-           "Hardswish", "ELU", "LayerNorm", "BatchNorm2d"]
+           "Hardswish", "ELU", "LayerNorm", "BatchNorm2d", "Softmax"]
