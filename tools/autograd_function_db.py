@@ -28,19 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import opinfo_dbs  # noqa: E402
 
 MODULE = "torch.testing._internal.autograd_function_db"
-_SCOPE: dict = {}
 
 
 def ember_scope() -> dict:
     """The database module's namespace, its classes re-created on ember."""
-    if "scope" not in _SCOPE:          # once per process (ops register once); a port
-        try:                             # that fails is reported for every entry
-            _SCOPE["scope"] = opinfo_dbs.ported_module(MODULE, drop=("autograd_function_db",))
-        except Exception as exc:  # noqa: BLE001
-            _SCOPE["scope"] = exc
-    if isinstance(_SCOPE["scope"], Exception):
-        raise _SCOPE["scope"]
-    return _SCOPE["scope"]
+    return opinfo_dbs.ported_scope(MODULE, drop=("autograd_function_db",))
 
 
 def entries(names=None) -> dict:

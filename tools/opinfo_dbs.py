@@ -60,6 +60,22 @@ def _ported_import(node):
     return node
 
 
+_PORTED: dict = {}
+
+
+def ported_scope(modname: str, drop: tuple[str, ...]) -> dict:
+    """ported_module once per process (its ops register once); a port that failed is
+    raised again for every entry that asks."""
+    if modname not in _PORTED:
+        try:
+            _PORTED[modname] = ported_module(modname, drop)
+        except Exception as exc:  # noqa: BLE001
+            _PORTED[modname] = exc
+    if isinstance(_PORTED[modname], Exception):
+        raise _PORTED[modname]
+    return _PORTED[modname]
+
+
 def ported_module(modname: str, drop: tuple[str, ...]) -> dict:
     """The namespace of module `modname`'s source run with torch naming ember, without the
     top-level assignments to the names in `drop` (the OpInfo list)."""
