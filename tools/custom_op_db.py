@@ -19,10 +19,7 @@ Needs torch (the oracle); ember itself never imports torch.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,27 +49,8 @@ def check_entry(info, checks=opinfo_dbs.CHECKS + ("fx",)) -> dict:
 
 
 def main(argv=None):
-    warnings.filterwarnings("ignore")
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("names", nargs="*", help="entry names (default: all)")
-    ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
-    ap.add_argument("--json", help="write the per-entry records here")
-    ap.add_argument("--write-expected", metavar="FILE")
-    args = ap.parse_args(argv)
-    records = [check_entry(info) for info in entries(set(args.names)).values()]
-    for r in records:
-        opinfo_dbs.print_record(r, args.verbose)
-    checks = sum(len(opinfo_dbs.failing_checks(r)) for r in records)
-    print(f"\n{len(records)} entries: {sum(not r['failures'] for r in records)} pass every "
-          f"check; {sum(r['passed'] for r in records)} sample checks pass, {checks} "
-          f"(entry, check) pairs fail")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-    if args.write_expected:
-        opinfo_dbs.write_expected(records, args.write_expected, "custom_op_db.py",
-                                  "tests/utils/test_custom_op_db.py")
-    return 0
+    return opinfo_dbs.main(argv, __doc__.splitlines()[0], entries, check_entry,
+                           "custom_op_db.py", "tests/utils/test_custom_op_db.py")
 
 
 if __name__ == "__main__":

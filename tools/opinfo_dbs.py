@@ -504,3 +504,32 @@ def print_record(record, verbose=False) -> None:
     print(f"{record['name']:45s} {status:9s} passed={record['passed']}", flush=True)
     for f in record["failures"] if verbose else record["failures"][:1]:
         print("    " + f)
+
+
+def main(argv, description: str, entries, check_entry, tool: str, test_file: str) -> int:
+    """The command line of a database tool (autograd_function_db.py, custom_op_db.py): a
+    pass/fail line per entry, a summary, and optionally the records as JSON and the
+    expected-failures file its test reads."""
+    import argparse
+    import json
+    import warnings
+    warnings.filterwarnings("ignore")
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("names", nargs="*", help="entry names (default: all)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every failure")
+    ap.add_argument("--json", help="write the per-entry records here")
+    ap.add_argument("--write-expected", metavar="FILE")
+    args = ap.parse_args(argv)
+    records = [check_entry(info) for info in entries(set(args.names)).values()]
+    for r in records:
+        print_record(r, args.verbose)
+    checks = sum(len(failing_checks(r)) for r in records)
+    print(f"\n{len(records)} entries: {sum(not r['failures'] for r in records)} pass every "
+          f"check; {sum(r['passed'] for r in records)} sample checks pass, {checks} "
+          f"(entry, check) pairs fail")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    if args.write_expected:
+        write_expected(records, args.write_expected, tool, test_file)
+    return 0
