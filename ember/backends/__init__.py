@@ -5,7 +5,7 @@ Only flags live here; nothing is imported from codegen or runtime, so every laye
 read them.
 """
 from . import cuda  # noqa: F401  (ember.backends.cuda without a separate import)
-from . import cudnn  # noqa: F401  (torch.backends.cudnn's flags; ember does not use cuDNN)
+from . import cudnn  # noqa: F401  (torch.backends.cudnn: ember's optional cuDNN convolutions)
 from . import quantized  # noqa: F401  (torch.backends.quantized.engine)
 from . import registry  # noqa: F401,E402  (device and compile backend registry: data only)
 from . import mps  # noqa: F401  (torch.backends.mps.is_available(): False)

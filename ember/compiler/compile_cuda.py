@@ -83,6 +83,33 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     compiled.launch(kernel.generated.launch.grid, pointers)
 
 
+class CudnnConvStep(PlanKernel):
+    """A conv anchor run by cuDNN (frontend/cudnn_conv.py chose it for the shape): the same
+    operand order and repacked weights as the Triton step it replaces; launches only, so
+    a CUDA graph may record it."""
+
+    def __init__(self, spec, index: int, order: list[int], n_inputs: int, fixed: dict):
+        super().__init__(None, index, order, n_inputs, fixed)
+        self.spec = spec
+
+    def __call__(self, values: list) -> None:
+        from ..frontend.cudnn_conv import execute
+        ops = self.operands(values)
+        execute(self.spec, ops[0], ops[1], ops[-1], self.index,
+                ops[2] if self.spec.bias else None)
+
+
+EPILOGUE_GBPS = 2500       # H100 copy bandwidth, for the epilogue pass cuDNN would add
+
+
+def _scratch(shape, strides, dtype, index: int) -> Tensor:
+    """A zero-filled device tensor of this geometry for timing."""
+    from ..runtime.cuda.stream import current_stream, memset
+    t = empty_cuda(tuple(shape), tuple(strides), dtype, index)
+    memset(data_ptr(t), 0, t._storage.nbytes, current_stream(index))
+    return t
+
+
 class SplitPlanKernel:
     """A reduction split along its reduced space (codegen/triton/split_reduce.py) as one
     plan step: its phase kernels launched in order on the step's operands plus a float32
@@ -269,13 +296,17 @@ class CudaBackend:
         return self._ready(PlanKernel(generate(lowered.kernel), self.index))
 
     def extern(self, node: Node, constant=None):
-        """A GEMM/conv node as one Triton GEMM step (inputs in tensor_inputs order)."""
+        """A GEMM/conv node as one Triton GEMM step (inputs in tensor_inputs order), or a
+        cuDNN convolution step where cuDNN is the faster for the shape."""
         found = self._gemm(node, None, constant or (lambda n: None))
         if found is None:
             return None
-        generated, operands, fixed = found
+        generated, operands, fixed, problem = found
         inputs = tensor_inputs(node)
         order = [inputs.index(n) for n in operands]
+        spec = self._cudnn_spec(problem, generated, epilogue=False)
+        if spec is not None:
+            return CudnnConvStep(spec, self.index, order, len(inputs), fixed)
         return self._ready(PlanKernel(generated, self.index, order, len(inputs), fixed))
 
     def fused_extern(self, graph: Graph, constant=None):
@@ -289,7 +320,9 @@ class CudaBackend:
         found = self._gemm(lowered.anchor, lowered.kernel, constant or (lambda n: None))
         if found is None:
             return None
-        generated, operands, fixed = found
+        generated, operands, fixed, problem = found
+        if self._cudnn_spec(problem, None, epilogue=True) is not None:
+            return None     # cuDNN's convolution, then the epilogue as a kernel of its own
         inner = operands + [n for n in lowered.inputs if n is not lowered.anchor]
         if any(n.op != OpKind.placeholder for n in inner):
             return None
@@ -304,9 +337,61 @@ class CudaBackend:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
-            return generate_gemm(problem, gemm_config(problem), epilogue, name), operands, fixed
+            return (generate_gemm(problem, gemm_config(problem), epilogue, name), operands,
+                    fixed, problem)
         except LoweringError:
             return None
+
+    def _cudnn_spec(self, problem, generated, epilogue: bool):
+        """The cuDNN ConvSpec where a conv anchor runs faster in cuDNN than in the Triton
+        kernel (timed once per shape on scratch buffers, frontend/cudnn_conv.py), else
+        None. With an epilogue the Triton kernel applies it in its store, while cuDNN
+        needs a kernel of its own reading and writing the result again: cuDNN must win by
+        the time of that pass at the copy bandwidth (`EPILOGUE_GBPS`)."""
+        from ..frontend import cudnn_conv
+        if not hasattr(problem, "x_shape") or not self.precompile or not cudnn_conv.usable():
+            return None
+        n, cout = problem.x_shape[0], problem.w_shape[0]
+        out_shape = (n, cout) + tuple(problem.out_hw)
+        dt, out_dt = problem.dtype.name, problem.out_dtype.name
+        bias = ((cout,), (1,), problem.bias.name) if problem.bias is not None else None
+        spec = cudnn_conv.spec_for(
+            "fprop", (problem.x_shape, problem.x_strides, dt),
+            (problem.w_shape, problem.w_strides, dt), (out_shape, problem.out_strides, out_dt),
+            problem.stride, problem.padding, problem.dilation, bias)
+        if spec is None:
+            return None
+        timings = self._time_conv(spec, problem, generated)
+        if timings is None:
+            return None
+        triton_ms, cudnn_ms = timings
+        if epilogue:
+            nbytes = 2 * int(np.prod(out_shape)) * problem.out_dtype.itemsize
+            cudnn_ms += nbytes / (EPILOGUE_GBPS * 1e6)
+        return spec if cudnn_ms < triton_ms else None
+
+    def _time_conv(self, spec, problem, generated):
+        """(Triton ms, cuDNN ms) for a conv anchor without its epilogue, from the choice
+        cache or timed on scratch buffers."""
+        from ..codegen.triton.autotune import gemm_config
+        from ..codegen.triton.gemm import generate_gemm
+        from ..frontend import cudnn_conv
+        known = cudnn_conv.timings(spec, self.index)
+        if known is not None:
+            return known
+        if generated is None:
+            bare = dataclasses.replace(problem, bias=None) if spec.bias is None else problem
+            generated = generate_gemm(bare, gemm_config(bare), None, "conv2d")
+        i = self.index
+        n, cout = problem.x_shape[0], problem.w_shape[0]
+        x = _scratch(problem.x_shape, problem.x_strides, problem.dtype, i)
+        w = _scratch(problem.w_shape, problem.w_strides, problem.dtype, i)
+        y = _scratch((n, cout) + tuple(problem.out_hw), problem.out_strides, problem.out_dtype, i)
+        b = _scratch((cout,), (1,), problem.bias, i) if spec.bias else None
+        operands = [x, w] + ([b] if b is not None else []) + [y]
+        cudnn_conv.prefers_cudnn(spec, i, lambda: eager_cuda.launch(generated, operands, i),
+                                 lambda: cudnn_conv.execute(spec, x, w, y, i, b))
+        return cudnn_conv.timings(spec, i)
 
     def _fast_layouts(self, problem, operands: list, constant):
         """Frozen weights repacked into the layout the GEMM template is fast in: B K-major

@@ -317,8 +317,9 @@ def _plan_key(op: OpDef, args: tuple) -> tuple:
             else:
                 parts.append(repr(v))
         parts.append("|")
+    from ..backends import cudnn
     from ..backends.cuda import get_float32_matmul_precision
-    parts.append(get_float32_matmul_precision())
+    parts.append((get_float32_matmul_precision(), cudnn.allow_tf32))
     return tuple(parts)
 
 
@@ -385,7 +386,11 @@ def _gemm_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
     if found is None:
         return None
     generated, inputs = found
-    return _Plan(generated, inputs, [out_meta], [0], "single")
+    plan = _Plan(generated, inputs, [out_meta], [0], "single")
+    if op.name == "conv2d":                 # cuDNN where it is the faster for the shape
+        from .cudnn_conv import ChoosingConv2d
+        return ChoosingConv2d(plan, args, out_meta)
+    return plan
 
 
 # --- 4. the host fallback ---------------------------------------------------------------

@@ -42,6 +42,10 @@ ops that have CUDA kernels:
   dense copy, then the view), and matmul/linear on operand layouts the GEMM template
   does not take (the same op on dense copies).
 
+Both convolution backward routes first ask cudnn_conv.backward, which runs cuDNN's dgrad /
+wgrad instead where cuDNN is available and timed faster for the shape (ember's route
+otherwise, and always where cuDNN is absent).
+
 conv_transpose2d is convolution_backward_input's route with its input as the gradient;
 its backward reuses both: the input gradient is a plain convolution of grad_output, the
 weight gradient a plain weight gradient with input and grad_output swapped.
@@ -218,6 +222,14 @@ def _conv_backward_input(args, out_meta, index):
         return None
     if transposed:
         return _transposed_conv_backward_input(args, out_meta, index)
+    from . import cudnn_conv                 # cuDNN's dgrad where it is the faster
+    return cudnn_conv.backward("dgrad", g, w, out_meta, (stride, padding, dilation), index,
+                               lambda: _conv_backward_input_triton(args, out_meta, index))
+
+
+def _conv_backward_input_triton(args, out_meta, index):
+    g, w, input_size = args[0], args[1], list(args[2])
+    stride, padding, dilation, transposed, groups = _conv_args(args)
     n, _, ho, wo = g.shape
     size = input_size[2:]
     ks = w.shape[2:]
@@ -338,6 +350,14 @@ def _conv_backward_weight(args, out_meta, index):
         # is: that convolution's input is grad_output, its output gradient the input
         return _conv_backward_weight((x, g) + tuple(args[2:6]) + (False,) + tuple(args[7:]),
                                      out_meta, index)
+    from . import cudnn_conv                 # cuDNN's wgrad where it is the faster
+    return cudnn_conv.backward("wgrad", g, x, out_meta, (stride, padding, dilation), index,
+                               lambda: _conv_backward_weight_triton(args, out_meta, index))
+
+
+def _conv_backward_weight_triton(args, out_meta, index):
+    g, x, weight_size = args[0], args[1], list(args[2])
+    stride, padding, dilation, transposed, groups = _conv_args(args)
     n, cin, h, w = x.shape
     co, cig, kh, kw = weight_size
     cog = co // groups
@@ -371,7 +391,7 @@ def _weight_grad_split_k(g, x, weight_size, stride, padding, dilation, groups, o
                          index):
     """dW as one split-K implicit GEMM over N*Ho*Wo and an in-order sum of the chunks."""
     from ..codegen.triton import conv_wgrad
-    from ..codegen.triton.gemm import input_precision
+    from ..codegen.triton.gemm import conv_input_precision
     from ..ir.dtypes import float32
     if x.dtype == float32 and weight_size[1] * weight_size[2] * weight_size[3] >= 512:
         # float32 dots (TF32 or IEEE) want both operands contiguous along N*Ho*Wo: Hopper's
@@ -385,7 +405,7 @@ def _weight_grad_split_k(g, x, weight_size, stride, padding, dilation, groups, o
     problem = conv_wgrad.WeightGradProblem(
         tuple(x.shape), tuple(x.stride()), tuple(g.shape), tuple(g.stride()),
         tuple(weight_size), tuple(out_meta.strides), tuple(stride), tuple(padding),
-        tuple(dilation), groups, x.dtype, out_meta.dtype, input_precision(x.dtype))
+        tuple(dilation), groups, x.dtype, out_meta.dtype, conv_input_precision(x.dtype))
     split = conv_wgrad.plan(problem, **conv_wgrad.tiles_for(problem))
     out = _fresh(out_meta, index)
     if split.splits == 1:

@@ -219,13 +219,17 @@ def test_optimizers_accept_torchs_implementation_flags(name):
             optimizer.step()
 
 
-def test_cudnn_flags_like_a_torch_build_without_cudnn():
+def test_cudnn_flags_like_torch():
     import torch.backends.cudnn as expected
+    from ember.runtime.cuda import cudnn as runtime_cudnn
     actual = ember.backends.cudnn
     for flag in ("enabled", "benchmark", "deterministic", "allow_tf32"):
         assert getattr(actual, flag) == getattr(expected, flag), flag
-    assert actual.is_available() is False and actual.version() is None
-    actual.benchmark = True             # scripts set it; ember's kernels ignore it
+    if runtime_cudnn.library() is None:   # no cuDNN frontend here: like a torch build without
+        assert actual.is_available() is False and actual.version() is None
+    else:
+        assert actual.is_available() is True and actual.version() >= 8000
+    actual.benchmark = True             # scripts set it: cuDNN then times its plans
     actual.benchmark = False
 
 

@@ -16,6 +16,9 @@ if [ -n "${EMBER_WHEELS:-}" ]; then
     # the NCCL backend's tests skip (saying so) where these are missing
     $PY -m pip install -q --no-index --find-links "$EMBER_WHEELS" nccl4py nvidia-nccl-cu13 \
         2>&1 | tail -3
+    # cuDNN convolutions (test_cudnn_conv_cuda.py skips, saying so, where they are missing)
+    $PY -m pip install -q --no-index --find-links "$EMBER_WHEELS" nvidia-cudnn-frontend \
+        nvidia-cudnn-cu13 2>&1 | tail -3
 fi
 $PY - <<'PY' || exit 1
 import sys
@@ -55,7 +58,7 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cu
 # mobilenet steps) on the GPU
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_training_cuda.py \
     tests/cuda/test_conv_wgrad_cuda.py tests/cuda/test_bn_channels_last_cuda.py \
-    tests/cuda/test_layout_glue_cuda.py \
+    tests/cuda/test_layout_glue_cuda.py tests/cuda/test_cudnn_conv_cuda.py \
     tests/codegen/triton/test_triton_split_reduce.py || status=1
 # image and audio ops and transforms without host fallbacks on the GPU
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_media_cuda.py \

@@ -119,3 +119,33 @@ def current_device() -> str:
         return f"{target.backend}-{target.arch}"
     except Exception:          # noqa: BLE001 - no driver / no device: untimed defaults
         return CPU_DEVICE
+
+
+# --- convolutions: ember's Triton kernels or cuDNN ------------------------------------------
+CHOICE_FORMAT = "ember-conv-choice-2"
+
+
+def _choice_path(description: str, device: str):
+    key = hashlib.sha256(f"{CHOICE_FORMAT}\n{device}\n{description}".encode()).hexdigest()[:32]
+    return cache_dir() / "autotune" / f"conv-{key}.json"
+
+
+def stored_choice(description: str, device: str) -> dict | None:
+    """The recorded winner for a convolution (`description` names it exactly: direction,
+    dtype, shapes, strides, padding, stride, dilation, TF32, determinism, the cuDNN
+    version) on `device`: {"choice": "triton" | "cudnn", "triton_ms", "cudnn_ms"}, or None."""
+    try:
+        data = json.loads(_choice_path(description, device).read_text())
+        if data.get("format") != CHOICE_FORMAT or data.get("choice") not in ("triton", "cudnn"):
+            return None
+        return data
+    except (OSError, ValueError, AttributeError):
+        return None          # missing or damaged entry: a miss, never an error
+
+
+def record_choice(description: str, device: str, choice: str, triton_ms: float,
+                  cudnn_ms: float) -> dict:
+    record = {"format": CHOICE_FORMAT, "device": device, "conv": description,
+              "choice": choice, "triton_ms": triton_ms, "cudnn_ms": cudnn_ms}
+    write_atomic(_choice_path(description, device), json.dumps(record, indent=1).encode())
+    return record

@@ -60,6 +60,18 @@ def input_precision(dtype: DType) -> str | None:
     return float32_input_precision()
 
 
+def conv_input_precision(dtype: DType) -> str | None:
+    """tl.dot's input_precision for a float32 convolution: TF32 only where both ember's
+    float32 precision and `ember.backends.cudnn.allow_tf32` allow it (False keeps
+    convolutions IEEE, as it keeps torch's)."""
+    precision = input_precision(dtype)
+    if precision == "tf32":
+        from ...backends import cudnn
+        if not cudnn.allow_tf32:
+            return "ieee"
+    return precision
+
+
 _GEMM_DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -235,7 +247,9 @@ def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel 
             problem.bias.name not in _GEMM_DTYPES:
         raise LoweringError(f"{name}: bias dtype {problem.bias.name} is not a float type")
     fn = function_name(name)
-    precision = problem.precision or input_precision(problem.dtype)
+    precision = problem.precision or (conv_input_precision(problem.dtype)
+                                      if hasattr(problem, "x_shape") else
+                                      input_precision(problem.dtype))
     k_mask = problem.k % config.block_k != 0 or hasattr(problem, "x_shape")
     body = _main_loop(problem, config, precision, k_mask)
     args = [("a_ptr", pointer_type(problem.dtype)), ("b_ptr", pointer_type(problem.dtype))]

@@ -1,0 +1,240 @@
+"""cuDNN convolutions through NVIDIA's cuDNN frontend Python package (optional).
+
+The package (`nvidia-cudnn-frontend`, imported as `cudnn`, with the library wheel
+`nvidia-cudnn-cu13` / `-cu12`) is an external kernel library: ember hands it device
+pointers and its current stream, nothing else (no torch, no cupy). Where the package
+cannot be imported or its library does not load, `library()` is None, one info line
+goes to the `ember.backends.cudnn` logger, and every caller uses ember's own Triton
+kernels.
+
+A `ConvSpec` names one convolution exactly (direction, dtype, the three tensors' shapes
+and element strides, padding, stride, dilation, TF32, determinism, benchmarking); groups
+follow from the shapes (input channels / the filter's channels per group). `conv_plan`
+builds the cuDNN graph for a spec once per process and device (the heuristics' first
+plan that builds, or with `benchmark` the fastest of the first `benchmark_limit` plans
+timed on the given buffers) and keeps its workspace as a permanent device block, so a
+plan's launches always see the same pointers and a CUDA graph may record them.
+
+Directions, with cuDNN's roles: `fprop` y = conv(x, w); `dgrad` x = the input gradient
+from y (the output gradient) and w; `wgrad` w = the weight gradient from x and y.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from . import driver
+
+_LOG = logging.getLogger("ember.backends.cudnn")
+_state: dict = {"module": None, "tried": False, "why": None}
+_lock = threading.Lock()
+_handles: dict[int, object] = {}
+_plans: dict[tuple, "ConvPlan"] = {}
+DTYPES = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BFLOAT16"}
+KINDS = ("fprop", "dgrad", "wgrad")
+
+
+class CudnnUnsupported(Exception):
+    """cuDNN has no plan for this convolution (or failed to build one)."""
+
+
+def library():
+    """The imported `cudnn` frontend module with its library loaded, or None (logged once)."""
+    if not _state["tried"]:
+        with _lock:
+            if not _state["tried"]:
+                try:
+                    import cudnn
+                    int(cudnn.backend_version())     # raises when libcudnn did not load
+                    _state["module"] = cudnn
+                except Exception as err:  # noqa: BLE001 - any failure means "not available"
+                    _state["why"] = f"{type(err).__name__}: {err}"
+                    _LOG.info("cuDNN is not available (%s); convolutions use ember's Triton "
+                              "kernels", _state["why"])
+                _state["tried"] = True
+    return _state["module"]
+
+
+def unavailable_reason() -> str | None:
+    library()
+    return _state["why"]
+
+
+def version() -> int | None:
+    """cuDNN's version as one number (91300 for 9.13.0), as torch.backends.cudnn.version()."""
+    cudnn = library()
+    return None if cudnn is None else int(cudnn.backend_version())
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    kind: str                      # "fprop" | "dgrad" | "wgrad"
+    dtype: str                     # "float32" | "float16" | "bfloat16"
+    x: tuple                       # (shape, element strides) of the input (or its gradient)
+    w: tuple                       # ... of the weight (or its gradient)
+    y: tuple                       # ... of the output (or its gradient)
+    padding: tuple
+    stride: tuple
+    dilation: tuple
+    tf32: bool = False             # float32 may use TF32 tensor cores
+    deterministic: bool = False    # only engines without the NONDETERMINISTIC note
+    benchmark: int = 0             # >0: time this many plans and keep the fastest
+    bias: bool = False             # fprop only: y = conv(x, w) + b, b a vector of Cout
+
+    def describe(self) -> str:
+        return (f"conv {self.kind} {self.dtype} x{list(self.x[0])}/{list(self.x[1])} "
+                f"w{list(self.w[0])}/{list(self.w[1])} y{list(self.y[0])}/{list(self.y[1])} "
+                f"pad{list(self.padding)} stride{list(self.stride)} dil{list(self.dilation)}"
+                f"{' +bias' if self.bias else ''}{' tf32' if self.tf32 else ''}"
+                f"{' deterministic' if self.deterministic else ''}")
+
+
+def _handle(index: int):
+    handle = _handles.get(index)
+    if handle is None:
+        driver.context(index)            # cuDNN binds the thread's current (primary) context
+        handle = _handles[index] = library().create_handle()
+    return handle
+
+
+class ConvPlan:
+    """One built cuDNN graph: `run(pointers, stream)` with pointers for x, w, y (and the
+    bias vector for a spec with bias)."""
+
+    def __init__(self, spec: ConvSpec, index: int, buffers: tuple | None = None):
+        cudnn = library()
+        if cudnn is None:
+            raise CudnnUnsupported("cuDNN is not available")
+        self.spec, self.index = spec, index
+        self.handle = _handle(index)
+        try:
+            self.graph, self.tensors = _build(cudnn, spec, self.handle)
+            if spec.benchmark and buffers is not None:
+                _benchmark(cudnn, self.graph, self.tensors, buffers, spec.benchmark, index,
+                           self.handle)
+            self.workspace_size = int(self.graph.get_workspace_size())
+        except CudnnUnsupported:
+            raise
+        except Exception as err:  # noqa: BLE001 - the frontend's errors have no common base
+            raise CudnnUnsupported(f"{spec.describe()}: {type(err).__name__}: "
+                                   f"{str(err)[:300]}") from err
+        self.workspace = _workspace(self.workspace_size, index)
+
+    def run(self, pointers: tuple, stream: int) -> None:
+        cudnn = library()
+        cudnn.set_stream(self.handle, stream)
+        pack = dict(zip(self.tensors, pointers))
+        self.graph.execute(pack, self.workspace, handle=self.handle)
+
+
+def _build(cudnn, spec: ConvSpec, handle):
+    dt = cudnn.data_type
+    io = getattr(dt, DTYPES[spec.dtype])
+    graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=dt.FLOAT,
+                          compute_data_type=dt.FLOAT, handle=handle)
+
+    def tensor(name, geometry):
+        return graph.tensor(name=name, dim=list(geometry[0]), stride=list(geometry[1]),
+                            data_type=io)
+    geometry = dict(padding=list(spec.padding), stride=list(spec.stride),
+                    dilation=list(spec.dilation), compute_data_type=dt.FLOAT)
+    if spec.kind == "fprop":
+        x, w = tensor("x", spec.x), tensor("w", spec.w)
+        out, made = graph.conv_fprop(image=x, weight=w, name="fprop", **geometry), spec.y
+        tensors = (x, w, out)
+        if spec.bias:
+            cout = spec.w[0][0]
+            out.set_data_type(dt.FLOAT)              # the virtual conv result, then + b
+            b = graph.tensor(name="b", dim=[1, cout, 1, 1], stride=[cout, 1, 1, 1],
+                             data_type=io)
+            out = graph.bias(input=out, bias=b, name="bias", compute_data_type=dt.FLOAT)
+            tensors = (x, w, out, b)
+    elif spec.kind == "dgrad":
+        w, y = tensor("w", spec.w), tensor("dy", spec.y)
+        out, made = graph.conv_dgrad(loss=y, filter=w, name="dgrad", **geometry), spec.x
+        tensors = (out, w, y)
+    elif spec.kind == "wgrad":
+        x, y = tensor("x", spec.x), tensor("dy", spec.y)
+        out, made = graph.conv_wgrad(image=x, loss=y, name="wgrad", **geometry), spec.w
+        tensors = (x, out, y)
+    else:
+        raise ValueError(f"unknown convolution direction {spec.kind!r}")
+    out.set_output(True).set_dim(list(made[0])).set_stride(list(made[1])).set_data_type(io)
+    graph.validate()
+    graph.build_operation_graph()
+    graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    # PyTorch's engine filters: no engine that rounds float32 inputs down unless TF32 is
+    # allowed, none that converts inputs to a narrower type, none that is
+    # nondeterministic when determinism is asked for
+    note = cudnn.numerical_note
+    barred = [note.DOWN_CONVERT_INPUTS]
+    if spec.dtype == "float32" and not spec.tf32:
+        barred.append(note.TENSOR_CORE)
+    if spec.deterministic:
+        barred.append(note.NONDETERMINISTIC)
+    graph.deselect_numeric_notes(barred)
+    graph.check_support()
+    graph.build_plans(cudnn.build_plan_policy.ALL if spec.benchmark else
+                      cudnn.build_plan_policy.HEURISTICS_CHOICE)
+    return graph, tensors
+
+
+def _benchmark(cudnn, graph, tensors, buffers, limit: int, index: int, handle) -> None:
+    """torch.backends.cudnn.benchmark: time the first `limit` built plans on `buffers` and
+    select the fastest."""
+    from .stream import Event, current_stream
+    stream = current_stream(index)
+    cudnn.set_stream(handle, stream.handle)
+    pack = dict(zip(tensors, buffers))
+    best = None
+    for i in range(min(limit, int(graph.get_execution_plan_count()))):
+        try:
+            size = int(graph.get_workspace_size_plan_at_index(i))
+            workspace = _workspace(size, index)
+            graph.execute_plan_at_index(pack, workspace, i, handle=handle)
+            start, end = Event(True, device=index), Event(True, device=index)
+            start.record(stream)
+            for _ in range(3):
+                graph.execute_plan_at_index(pack, workspace, i, handle=handle)
+            end.record(stream)
+            end.synchronize()
+            ms = start.elapsed_time(end)
+        except Exception:  # noqa: BLE001 - a plan that did not build or run is no candidate
+            continue
+        if best is None or ms < best[0]:
+            best = (ms, i)
+    if best is not None:
+        graph.select_plan(best[1])
+        graph.build_plans()
+
+
+_workspaces: list = []          # permanent: captured graphs keep their pointers
+
+
+def _workspace(nbytes: int, index: int):
+    if nbytes <= 0:
+        return None
+    from .allocator import DriverBackend
+    ptr = DriverBackend(index).malloc(nbytes)
+    _workspaces.append((index, ptr, nbytes))
+    return ptr
+
+
+def conv_plan(spec: ConvSpec, index: int = 0, buffers: tuple | None = None) -> ConvPlan:
+    """The built plan for `spec` on device `index` (built once; a failure raises
+    CudnnUnsupported every time without building again)."""
+    key = (spec, index)
+    plan = _plans.get(key)
+    if plan is None:
+        if key in _failed:
+            raise CudnnUnsupported(_failed[key])
+        try:
+            plan = _plans[key] = ConvPlan(spec, index, buffers)
+        except CudnnUnsupported as err:
+            _failed[key] = str(err)
+            raise
+    return plan
+
+
+_failed: dict[tuple, str] = {}

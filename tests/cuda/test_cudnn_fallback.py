@@ -1,0 +1,161 @@
+"""cuDNN is optional: where the frontend package cannot be imported (CI) or its library
+does not load, ember.backends.cudnn says so like a torch build without cuDNN, one info
+line goes to the `ember.backends.cudnn` logger, and convolutions (forward, input and
+weight gradients, compiled plans) keep running ember's Triton kernels. Also: the choice
+cache's records, ConvSpec construction from layouts, and torch's `flags()` switch.
+Runs on CI (CUDA emulated under the Triton interpreter, tests/cuda/emulation.py)."""
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch")
+
+import ember  # noqa: E402
+from ember.codegen.triton import autotune  # noqa: E402
+from ember.frontend import cudnn_conv  # noqa: E402
+from ember.runtime.cuda import cudnn as runtime_cudnn  # noqa: E402
+
+
+@pytest.fixture
+def no_cudnn(monkeypatch):
+    """The frontend package made unimportable, the runtime's probe reset."""
+    monkeypatch.setitem(sys.modules, "cudnn", None)           # import cudnn -> ImportError
+    monkeypatch.setattr(runtime_cudnn, "_state", {"module": None, "tried": False, "why": None})
+    yield
+
+
+def test_without_the_package_cudnn_is_unavailable_with_one_info_line(no_cudnn, caplog):
+    with caplog.at_level(logging.INFO, logger="ember.backends.cudnn"):
+        assert ember.backends.cudnn.is_available() is False
+        assert ember.backends.cudnn.version() is None
+        assert ember.backends.cudnn.is_available() is False
+    lines = [r for r in caplog.records if r.name == "ember.backends.cudnn"]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert "Triton" in lines[0].getMessage()
+    assert not cudnn_conv.usable()
+    assert ember.backends.cudnn.is_acceptable(ember.zeros(2)) is False
+
+
+def test_a_library_that_fails_to_load_is_unavailable(monkeypatch):
+    class Broken:
+        @staticmethod
+        def backend_version():
+            raise OSError("libcudnn.so.9: cannot open shared object file")
+    monkeypatch.setitem(sys.modules, "cudnn", Broken)
+    monkeypatch.setattr(runtime_cudnn, "_state", {"module": None, "tried": False, "why": None})
+    assert ember.backends.cudnn.is_available() is False
+    assert "libcudnn" in runtime_cudnn.unavailable_reason()
+
+
+def test_flags_like_torch():
+    import torch.backends.cudnn as expected
+    actual = ember.backends.cudnn
+    for flag in ("enabled", "benchmark", "deterministic", "allow_tf32"):
+        assert getattr(actual, flag) == getattr(expected, flag), flag
+    with actual.flags(enabled=False, benchmark=True, deterministic=True, allow_tf32=False):
+        assert (actual.enabled, actual.benchmark, actual.deterministic, actual.allow_tf32) == \
+            (False, True, True, False)
+        assert not cudnn_conv.usable()
+    assert (actual.enabled, actual.benchmark, actual.deterministic, actual.allow_tf32) == \
+        (True, False, False, True)
+    with actual.flags(enabled=True, fp32_precision="tf32", allow_tf32=False):
+        assert actual.allow_tf32 is True
+    with pytest.raises(ValueError, match="fp32_precision"):
+        with actual.flags(fp32_precision="bf16"):
+            pass
+
+
+def test_allow_tf32_false_keeps_triton_convolutions_ieee(monkeypatch):
+    from ember.codegen.triton.gemm import conv_input_precision, input_precision
+    from ember.ir.dtypes import float16, float32
+    monkeypatch.setattr(ember.backends.cuda.matmul, "allow_tf32", True)
+    try:
+        assert conv_input_precision(float32) == "tf32"
+        monkeypatch.setattr(ember.backends.cudnn, "allow_tf32", False)
+        assert conv_input_precision(float32) == "ieee" and input_precision(float32) == "tf32"
+        assert conv_input_precision(float16) is None
+    finally:
+        ember.backends.cuda.matmul.allow_tf32 = False
+
+
+def test_choice_records_round_trip_and_damaged_entries_are_misses(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    assert autotune.stored_choice("conv fprop x", "H100") is None
+    autotune.record_choice("conv fprop x", "H100", "cudnn", 0.5, 0.25)
+    found = autotune.stored_choice("conv fprop x", "H100")
+    assert (found["choice"], found["triton_ms"], found["cudnn_ms"]) == ("cudnn", 0.5, 0.25)
+    assert autotune.stored_choice("conv fprop x", "A100") is None        # per device
+    autotune.record_choice("conv dgrad y", "H100", "triton", 0.1, float("inf"))
+    assert autotune.stored_choice("conv dgrad y", "H100")["cudnn_ms"] == float("inf")
+    (path,) = [p for p in (tmp_path / "triton" / "autotune").glob("conv-*.json")
+               if "fprop" in json.loads(p.read_text())["conv"]]
+    path.write_text("{not json")
+    assert autotune.stored_choice("conv fprop x", "H100") is None
+
+
+def test_specs_follow_the_layouts_cudnn_takes():
+    f32 = "float32"
+    x = ((2, 8, 5, 5), (200, 25, 5, 1), f32)                      # NCHW
+    w = ((4, 8, 3, 3), (72, 1, 24, 8), f32)                       # OHWI (channels-last)
+    y = ((2, 4, 5, 5), (100, 1, 20, 4), f32)                      # channels-last
+    spec = cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1))
+    assert spec.x == ((2, 8, 5, 5), (200, 25, 5, 1)) and spec.w[1] == (72, 1, 24, 8)
+    assert spec.y[1] == (100, 1, 20, 4) and not spec.bias
+    # size-1 dims get the layout's own strides (ember leaves them arbitrary)
+    ones = ((2, 8, 1, 1), (8, 1, 99, 7), f32)
+    assert cudnn_conv.spec_for("fprop", ones, w, y, (1, 1), (1, 1), (1, 1)).x[1] == (8, 1, 1, 1)
+    # a strided view, mixed dtypes, a bias of the wrong length: not for cuDNN
+    view = ((2, 8, 5, 5), (400, 50, 10, 2), f32)
+    assert cudnn_conv.spec_for("fprop", view, w, y, (1, 1), (1, 1), (1, 1)) is None
+    assert cudnn_conv.spec_for("fprop", x[:2] + ("float16",), w, y, 1, 1, 1) is None
+    half = [(t[0], t[1], "float16") for t in (x, w, y)]        # float32 only (see _DTYPES)
+    assert cudnn_conv.spec_for("fprop", *half, (1, 1), (1, 1), (1, 1)) is None
+    assert cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1),
+                               bias=((3,), (1,), f32)) is None
+    with_bias = cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1),
+                                    bias=((4,), (1,), f32))
+    assert with_bias.bias and "+bias" in with_bias.describe()
+
+
+from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+
+
+def test_convolutions_and_their_gradients_without_cudnn(no_cudnn, device):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((8, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    xe = ember.tensor(x).to(device).contiguous(memory_format=ember.channels_last)
+    xe.requires_grad_()
+    we = ember.tensor(w).to(device).requires_grad_()
+    be = ember.tensor(b).to(device).requires_grad_()
+    out = ember.nn.functional.conv2d(xe, we, be, stride=2, padding=1, groups=2)
+    out.sum().backward()
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    bt = torch.tensor(b, requires_grad=True)
+    ref = torch.nn.functional.conv2d(xt, wt, bt, stride=2, padding=1, groups=2)
+    ref.sum().backward()
+    tol = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out.detach().cpu().numpy(), ref.detach().numpy(), **tol)
+    np.testing.assert_allclose(xe.grad.cpu().numpy(), xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(we.grad.cpu().numpy(), wt.grad.numpy(), **tol)
+    assert not runtime_cudnn._plans and not cudnn_conv._memo
+
+
+def test_compiled_conv_without_cudnn_keeps_triton_steps(no_cudnn, device):
+    from ember.compiler.compile_cuda import CudnnConvStep
+    net = ember.nn.Sequential(ember.nn.Conv2d(3, 4, 3, padding=1), ember.nn.ReLU())
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    expected = net(ember.tensor(x)).detach().numpy()
+    fast = ember.compile(net.to(device).eval(), backend="triton")
+    out = fast(ember.tensor(x).to(device))
+    np.testing.assert_allclose(out.detach().cpu().numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(s.fn, CudnnConvStep) for s in fast.last[0].steps)
