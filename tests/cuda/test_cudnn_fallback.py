@@ -159,3 +159,91 @@ def test_compiled_conv_without_cudnn_keeps_triton_steps(no_cudnn, device):
     out = fast(ember.tensor(x).to(device))
     np.testing.assert_allclose(out.detach().cpu().numpy(), expected, rtol=1e-4, atol=1e-4)
     assert not any(isinstance(s.fn, CudnnConvStep) for s in fast.last[0].steps)
+
+
+# --- the decision (frontend/cudnn_conv.py), with the device parts stubbed -------------------
+@pytest.fixture
+def decision(monkeypatch, tmp_path):
+    """cuDNN 'available', the device named, no capture; _time_both counts its calls."""
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("EMBER_CONV_BACKEND", raising=False)
+    monkeypatch.setattr(cudnn_conv, "_device", lambda index: "GPU sm90 cudnn91900")
+    monkeypatch.setattr(cudnn_conv, "_capturing", lambda index: False)
+    monkeypatch.setattr(cudnn_conv, "_memo", {})
+    timed = []
+
+    def fake_time_both(triton_run, cudnn_run, index, unsupported):
+        timed.append(1)
+        return state["times"]
+    state = {"times": (0.5, 0.2), "timed": timed}
+    monkeypatch.setattr(cudnn_conv, "_time_both", fake_time_both)
+    yield state
+
+
+def _spec(**kw):
+    x = ((2, 8, 5, 5), (200, 25, 5, 1), "float32")
+    w = ((4, 8, 3, 3), (72, 9, 3, 1), "float32")
+    y = ((2, 4, 5, 5), (100, 25, 5, 1), "float32")
+    return cudnn_conv.spec_for(kw.pop("kind", "fprop"), x, w, y, (1, 1), (1, 1), (1, 1))
+
+
+def test_the_faster_side_is_timed_once_recorded_and_read_back(decision, tmp_path):
+    spec = _spec()
+    assert cudnn_conv.prefers_cudnn(spec, 0, None, None) is True
+    assert cudnn_conv.prefers_cudnn(spec, 0, None, None) is True      # memo: not timed again
+    assert len(decision["timed"]) == 1
+    cudnn_conv._memo.clear()                                          # a new process
+    assert cudnn_conv.timings(spec, 0) == (0.5, 0.2) and len(decision["timed"]) == 1
+    (entry,) = (tmp_path / "triton" / "autotune").glob("conv-*.json")
+    assert json.loads(entry.read_text())["choice"] == "cudnn"
+    # another shape where Triton wins
+    decision["times"] = (0.1, 0.3)
+    assert cudnn_conv.prefers_cudnn(_spec(kind="wgrad"), 0, None, None) is False
+
+
+def test_flags_are_part_of_the_shape_key(decision, monkeypatch):
+    base = _spec()
+    monkeypatch.setattr(ember.backends.cudnn, "deterministic", True)
+    strict = _spec()
+    assert strict != base and strict.deterministic and "deterministic" in strict.describe()
+    monkeypatch.setattr(ember.backends.cudnn, "benchmark", True)
+    assert _spec().benchmark == ember.backends.cudnn.benchmark_limit
+    monkeypatch.setattr(ember.backends.cuda.matmul, "allow_tf32", True)
+    try:
+        assert _spec().tf32
+        monkeypatch.setattr(ember.backends.cudnn, "allow_tf32", False)
+        assert not _spec().tf32
+    finally:
+        ember.backends.cuda.matmul.allow_tf32 = False
+
+
+def test_inside_a_capture_nothing_is_timed_and_triton_runs(decision, monkeypatch):
+    monkeypatch.setattr(cudnn_conv, "_capturing", lambda index: True)
+    assert cudnn_conv.prefers_cudnn(_spec(), 0, None, None) is False
+    assert not decision["timed"] and not cudnn_conv._memo
+
+
+def test_a_shape_cudnn_refuses_goes_to_triton(decision, monkeypatch):
+    decision["times"] = (0.0, float("inf"))                # what _time_both says on refusal
+    assert cudnn_conv.prefers_cudnn(_spec(), 0, None, None) is False
+
+
+def test_compiled_conv_anchor_takes_cudnn_only_where_it_wins(decision, monkeypatch):
+    """CudaBackend._cudnn_spec on a conv problem: cuDNN where its recorded time wins;
+    with an epilogue only when it also pays for the epilogue's extra pass."""
+    from ember.codegen.triton.gemm import ConvProblem
+    from ember.compiler.compile_cuda import EPILOGUE_GBPS, CudaBackend
+    monkeypatch.setattr(cudnn_conv, "usable", lambda: True)
+    problem = ConvProblem((2, 8, 5, 5), (200, 25, 5, 1), (4, 8, 3, 3), (72, 9, 3, 1),
+                          (100, 25, 5, 1), (1, 1), (1, 1))
+    backend = CudaBackend()
+    spec = _spec()
+    extra = 2 * 2 * 4 * 5 * 5 * 4 / (EPILOGUE_GBPS * 1e6)      # read + write the result
+    cudnn_conv._memo[(spec, 0)] = (0.5, 0.2)
+    assert backend._cudnn_spec(problem, None, epilogue=False) == spec
+    assert backend._cudnn_spec(problem, None, epilogue=True) == spec
+    cudnn_conv._memo[(spec, 0)] = (0.2 + extra / 2, 0.2)
+    assert backend._cudnn_spec(problem, None, epilogue=False) == spec
+    assert backend._cudnn_spec(problem, None, epilogue=True) is None
+    cudnn_conv._memo[(spec, 0)] = (0.1, 0.2)
+    assert backend._cudnn_spec(problem, None, epilogue=False) is None
