@@ -31,6 +31,35 @@ deterministic = False
 allow_tf32 = True
 
 
+class _Fp32Precision:
+    """`ember.backends.cudnn.conv` / `.rnn`: torch's newer spelling of allow_tf32,
+    `fp32_precision` "tf32" or "ieee" (reads "none" after allow_tf32 = False, as torch's
+    does). One state with allow_tf32: ember has no cuDNN RNNs, so both objects set it."""
+
+    def __init__(self, op: str):
+        object.__setattr__(self, "op", op)
+
+    @property
+    def fp32_precision(self) -> str:
+        return "tf32" if sys.modules[__name__].allow_tf32 else "none"
+
+    @fp32_precision.setter
+    def fp32_precision(self, value: str) -> None:
+        if value not in ("tf32", "ieee", "none"):
+            raise ValueError(f"cudnn.{self.op}.fp32_precision must be 'tf32', 'ieee' or "
+                             f"'none', got {value!r}")
+        sys.modules[__name__].allow_tf32 = value == "tf32"
+
+    def __setattr__(self, name, value):
+        if name != "fp32_precision":
+            raise AttributeError(f"Unknown attribute {name}")
+        object.__setattr__(self, name, value)
+
+
+conv = _Fp32Precision("conv")
+rnn = _Fp32Precision("rnn")
+
+
 def is_available() -> bool:
     """True when the cuDNN frontend package imports and its library loads."""
     from ..runtime.cuda import cudnn

@@ -69,6 +69,15 @@ def test_flags_like_torch():
     with pytest.raises(ValueError, match="fp32_precision"):
         with actual.flags(fp32_precision="bf16"):
             pass
+    # torch's newer spelling: conv.fp32_precision, one state with allow_tf32
+    assert actual.conv.fp32_precision == expected.conv.fp32_precision == "tf32"
+    try:
+        actual.conv.fp32_precision = "ieee"
+        assert actual.allow_tf32 is False and actual.conv.fp32_precision == "none"
+        actual.allow_tf32 = True
+        assert actual.conv.fp32_precision == "tf32"
+    finally:
+        actual.allow_tf32 = True
 
 
 def test_allow_tf32_false_keeps_triton_convolutions_ieee(monkeypatch):
