@@ -9,7 +9,8 @@ Each call takes the first route that applies:
    offset; the result shares the CUDA storage. References that copy fall through.
 2. GEMM (mm, bmm, matmul, linear, addmm) and conv2d: ember.codegen.triton.gemm's
    kernels (TF32 per ember.backends.cuda), for the operand layouts they take
-   (eager_cuda_gemm.py chooses the problem).
+   (eager_cuda_gemm.py chooses the problem); conv2d runs cuDNN instead where it is the
+   faster for the shape (cudnn_conv.py).
 3. ops with a lowering rule (codegen.lowering.RULES or ARG_RULES): the one-op graph is built with
    `build_graph` over the operands' TensorMetas, lowered to a kernel description,
    turned into Triton source, compiled to a cubin with Triton (cached per source,
