@@ -256,3 +256,64 @@ def test_compiled_conv_anchor_takes_cudnn_only_where_it_wins(decision, monkeypat
     assert backend._cudnn_spec(problem, None, epilogue=True) is None
     cudnn_conv._memo[(spec, 0)] = (0.1, 0.2)
     assert backend._cudnn_spec(problem, None, epilogue=False) is None
+
+
+def test_engine_filters_and_benchmark_selection_with_a_stand_in_frontend(monkeypatch):
+    """What runtime/cuda/cudnn.py asks of the frontend (a stand-in records it; the real one
+    runs on the GPU in test_cudnn_conv_cuda.py): PyTorch's engine filters per flag, the
+    direction's node with the output's layout, and benchmark mode selecting the plan
+    that timed fastest."""
+    from unittest import mock
+    import dataclasses
+    fake = mock.MagicMock()
+    fake.backend_version.return_value = 91900
+    graph = fake.pygraph.return_value
+    graph.get_workspace_size.return_value = 0
+    graph.get_execution_plan_count.return_value = 3
+    graph.get_workspace_size_plan_at_index.return_value = 0
+    monkeypatch.setitem(sys.modules, "cudnn", fake)
+    monkeypatch.setattr(runtime_cudnn, "_state", {"module": None, "tried": False, "why": None})
+    monkeypatch.setattr(runtime_cudnn, "_handle", lambda index: "handle")
+    monkeypatch.setattr(runtime_cudnn, "_plans", {})
+    times = iter([3.0, 1.0, 2.0])
+
+    class Event:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def record(self, stream):
+            pass
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return next(times)
+
+    class Stream:
+        handle = 7
+
+        def synchronize(self):
+            pass
+    monkeypatch.setattr("ember.runtime.cuda.stream.Event", Event)
+    monkeypatch.setattr("ember.runtime.cuda.stream.current_stream", lambda index: Stream())
+    x = ((2, 8, 5, 5), (200, 25, 5, 1), "float32")
+    w = ((4, 8, 3, 3), (72, 9, 3, 1), "float32")
+    y = ((2, 4, 5, 5), (100, 1, 20, 4), "float32")
+    spec = cudnn_conv.spec_for("dgrad", x, w, y, (1, 1), (1, 1), (1, 1))
+    spec = dataclasses.replace(spec, tf32=False, deterministic=True, benchmark=10)
+    runtime_cudnn.conv_plan(spec, 0, (1, 2, 3))
+    note = fake.numerical_note
+    graph.deselect_numeric_notes.assert_called_once_with(
+        [note.DOWN_CONVERT_INPUTS, note.TENSOR_CORE, note.NONDETERMINISTIC])
+    assert graph.conv_dgrad.call_args.kwargs["padding"] == [1, 1]
+    made = graph.conv_dgrad.return_value.set_output.return_value.set_dim
+    made.assert_called_once_with([2, 8, 5, 5])
+    made.return_value.set_stride.assert_called_once_with([200, 25, 5, 1])
+    graph.select_plan.assert_called_once_with(1)          # 1.0 ms: the fastest of three
+    # TF32 allowed, not deterministic, no benchmark: only the down-conversion filter
+    graph.reset_mock()
+    runtime_cudnn.conv_plan(dataclasses.replace(spec, tf32=True, deterministic=False,
+                                                benchmark=0), 0, (1, 2, 3))
+    graph.deselect_numeric_notes.assert_called_once_with([note.DOWN_CONVERT_INPUTS])
+    graph.select_plan.assert_not_called()

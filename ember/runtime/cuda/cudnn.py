@@ -109,8 +109,9 @@ class ConvPlan:
         self.spec, self.index = spec, index
         self.handle = _handle(index)
         try:
-            self.graph, self.tensors = _build(cudnn, spec, self.handle)
-            if spec.benchmark and buffers is not None:
+            timed = bool(spec.benchmark and buffers is not None)
+            self.graph, self.tensors = _build(cudnn, spec, self.handle, timed)
+            if timed:
                 _benchmark(cudnn, self.graph, self.tensors, buffers, spec.benchmark, index,
                            self.handle)
             self.workspace_size = int(self.graph.get_workspace_size())
@@ -128,7 +129,7 @@ class ConvPlan:
         self.graph.execute(pack, self.workspace, handle=self.handle)
 
 
-def _build(cudnn, spec: ConvSpec, handle):
+def _build(cudnn, spec: ConvSpec, handle, build_all: bool = False):
     dt = cudnn.data_type
     io = getattr(dt, DTYPES[spec.dtype])
     graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=dt.FLOAT,
@@ -175,35 +176,51 @@ def _build(cudnn, spec: ConvSpec, handle):
         barred.append(note.NONDETERMINISTIC)
     graph.deselect_numeric_notes(barred)
     graph.check_support()
-    graph.build_plans(cudnn.build_plan_policy.ALL if spec.benchmark else
+    graph.build_plans(cudnn.build_plan_policy.ALL if build_all else
                       cudnn.build_plan_policy.HEURISTICS_CHOICE)
     return graph, tensors
 
 
 def _benchmark(cudnn, graph, tensors, buffers, limit: int, index: int, handle) -> None:
     """torch.backends.cudnn.benchmark: time the first `limit` built plans on `buffers` and
-    select the fastest."""
+    select the fastest. One scratch workspace (the largest any candidate asks) serves them
+    all and is freed afterwards; the selected plan gets its own permanent one."""
+    from .allocator import DriverBackend
     from .stream import Event, current_stream
     stream = current_stream(index)
     cudnn.set_stream(handle, stream.handle)
     pack = dict(zip(tensors, buffers))
-    best = None
-    for i in range(min(limit, int(graph.get_execution_plan_count()))):
+    count = min(limit, int(graph.get_execution_plan_count()))
+    sizes = {}
+    for i in range(count):
         try:
-            size = int(graph.get_workspace_size_plan_at_index(i))
-            workspace = _workspace(size, index)
-            graph.execute_plan_at_index(pack, workspace, i, handle=handle)
-            start, end = Event(True, device=index), Event(True, device=index)
-            start.record(stream)
-            for _ in range(3):
-                graph.execute_plan_at_index(pack, workspace, i, handle=handle)
-            end.record(stream)
-            end.synchronize()
-            ms = start.elapsed_time(end)
-        except Exception:  # noqa: BLE001 - a plan that did not build or run is no candidate
+            sizes[i] = int(graph.get_workspace_size_plan_at_index(i))
+        except Exception:  # noqa: BLE001 - a plan that did not build is no candidate
             continue
-        if best is None or ms < best[0]:
-            best = (ms, i)
+    if not sizes:
+        return
+    backend = DriverBackend(index)
+    scratch = backend.malloc(max(sizes.values())) if max(sizes.values()) > 0 else None
+    best = None
+    try:
+        for i in sizes:
+            try:
+                graph.execute_plan_at_index(pack, scratch, i, handle=handle)
+                start, end = Event(True, device=index), Event(True, device=index)
+                start.record(stream)
+                for _ in range(3):
+                    graph.execute_plan_at_index(pack, scratch, i, handle=handle)
+                end.record(stream)
+                end.synchronize()
+                ms = start.elapsed_time(end)
+            except Exception:  # noqa: BLE001 - a plan that does not run is no candidate
+                continue
+            if best is None or ms < best[0]:
+                best = (ms, i)
+    finally:
+        if scratch is not None:
+            stream.synchronize()
+            backend.free(scratch)
     if best is not None:
         graph.select_plan(best[1])
         graph.build_plans()
