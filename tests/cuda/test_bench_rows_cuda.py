@@ -204,3 +204,35 @@ def test_resnet50_on_the_device_equals_cpu_eager(cuda):
             got = fast(x.to(cuda))
             np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-3, atol=1e-3)
     assert not fast.stats.fallbacks and all(p.is_cuda for p in on_gpu.parameters())
+
+
+def test_benchmark_smoke_runs_every_row(cuda, tmp_path, monkeypatch):
+    """benchmarks/cuda.py --smoke end to end (ember on the emulated device, torch on the
+    CPU): every row runs without a host fallback, its float32 steps as accurate as
+    torch's float32 steps against the float64 reference, and --out writes the rows."""
+    import json
+    from benchmarks import cuda as bench
+    import importlib
+    timer = importlib.import_module("ember.utils.benchmark.timer")
+    if EMULATED:          # the emulated device runs synchronously: the clock need not sync
+        monkeypatch.setattr(timer, "_CUDA", [False])
+    out = tmp_path / "cuda.json"
+    # a row of each kind (the others differ in the model or the precision alone)
+    only = ["train_resnet18", "train_transformer_bf16", "train_mlp", "infer_resnet50",
+            "cold_resnet18_step"]
+    bench.main(["--smoke", "--out", str(out), "--only", ",".join(only)])
+    rows = json.loads(out.read_text())["rows"]
+    assert list(rows) == [r for r in bench.ROWS if r in only]
+    for name, row in rows.items():
+        assert "error" not in row, (name, row["error"])
+        if name.startswith("cold"):
+            assert "skipped" in row                 # fresh processes need a real GPU
+            continue
+        assert row["torch_over_ember"] > 0 and row["ember_cuda_graph"], name
+        assert not row["host_fallbacks"], (name, row["host_fallbacks"])
+        if name.endswith("_bf16") and EMULATED:     # the interpreter's bf16 tl.dot
+            continue
+        mine, torch_err = row["ember_vs_float64"], row["torch_vs_float64"]
+        for key in mine:
+            if key.endswith("err"):
+                assert mine[key] <= max(1e-4, 10 * torch_err[key]), (name, key, mine, torch_err)
