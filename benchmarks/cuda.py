@@ -1,5 +1,6 @@
-"""Issue 18's one-run GPU benchmark: ember's CUDA training steps, inference and cold
-compile against torch eager and torch.compile on the same GPU, as ratios.
+"""Issue 18's one-run GPU benchmark: ember's CUDA training, inference and cold compile.
+
+Ember against torch eager and torch.compile on the same GPU, as ratios.
 
     python benchmarks/cuda.py [--quick] [--only ROWS] [--no-compile] [--write | --out PATH]
     python benchmarks/cuda.py --smoke      # tiny shapes: proves the script runs
@@ -38,7 +39,8 @@ calls of each column per round, the clock synchronizing the column's library's d
 the median of the rounds, in ms per call. Ratios are torch / ember (> 1: ember faster).
 A failing row prints its error and the rest still run. Prints a table; --write (or --out
 PATH) writes JSON (benchmarks/results/cuda_one_run.json), rewritten after each row so
-partial results survive a time limit.
+partial results survive a time limit; rows already in that file which this run does not
+run are kept (each row records its time), so --only runs can fill one file.
 
 --smoke: tiny models (ember on 'cuda', torch on its GPU or else the CPU, 2 accuracy
 steps, one timed round, no torch.compile, no cold rows); tests/cuda/test_bench_rows_cuda.py
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import platform
 import sys
@@ -70,6 +73,7 @@ import ember  # noqa: E402
 from benchmarks import cuda_cold_compile  # noqa: E402
 from benchmarks.common import RESULTS, interleaved, torch_resnet18, torch_resnet50  # noqa: E402
 from benchmarks.cuda_models import torch_copy  # noqa: E402
+from ember.frontend import eager_cuda  # noqa: E402
 
 TRAIN = ("resnet18", "transformer", "mlp")
 ROWS = tuple(f"train_{m}{s}" for m in TRAIN for s in ("", "_bf16")) + \
@@ -401,6 +405,10 @@ def _f(value, fmt: str) -> str:
 
 
 def table_line(name: str, row: dict) -> str:
+    return f"{_table_cells(name, row)}  [{row['wall_s']:.0f} s]"
+
+
+def _table_cells(name: str, row: dict) -> str:
     if "error" in row:
         return f"{name:24} ERROR {row['error'][:150]}"
     if "skipped" in row:
@@ -433,7 +441,8 @@ def parse_args(argv=None):
     p.add_argument("--smoke", action="store_true",
                    help="tiny shapes, one round, no torch.compile or cold rows")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    p.add_argument("--only", default="", help="rows (names or parts of names), comma-separated")
+    p.add_argument("--only", default="", help="rows, comma-separated: a row's name, or a word "
+                   "selecting every row containing it (train, bf16, infer, cold, resnet18)")
     p.add_argument("--write", action="store_true", help="write the results JSON")
     p.add_argument("--out", type=Path, help="where --write writes (implies --write)")
     args = p.parse_args(argv)
@@ -450,6 +459,14 @@ def parse_args(argv=None):
     if not args.rows:
         p.error(f"--only {args.only!r} names no row of {', '.join(ROWS)}")
     return args
+
+
+def _release(torch) -> None:
+    """Free the row's models and cached device memory before the next row."""
+    gc.collect()
+    ember.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _meta(args) -> dict:
@@ -481,19 +498,24 @@ def main(argv=None) -> dict:
     results = {"benchmark": "cuda", "meta": _meta(args), "rows": {}}
     print(f"GPU: {results['meta']['gpu']}; torch {torch.__version__} on {devices.torch}")
     print(HEADER, flush=True)
+    if args.write and args.out.exists():      # rows of earlier runs (--only) are kept
+        results["rows"] = json.loads(args.out.read_text()).get("rows", {})
     for name in args.rows:
         start = time.perf_counter()
+        eager_cuda._WARNED.clear()            # each row reports its own host fallbacks
         try:
             row = run_row(name, args, devices, refs)
         except Exception as err:    # noqa: BLE001 - report, keep the other rows
             traceback.print_exc()
             row = {"error": f"{type(err).__name__}: {err}"[:500]}
         row["wall_s"] = round(time.perf_counter() - start, 1)
+        row["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         results["rows"][name] = row
         print(table_line(name, row), flush=True)
         if args.write:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2) + "\n")
+        _release(torch)
     print("ratios: torch / ember (> 1: ember faster); errors: max relative vs torch float64 "
           "CPU after the same steps, ember/torch on the GPU")
     if args.write:

@@ -134,6 +134,8 @@ def _child_output(child: str, model: str, batch: int, cache: str, workers: str |
     env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
                TRITON_CACHE_DIR=os.path.join(cache, "triton"))
     env.pop("TRITON_INTERPRET", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # this ember
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     if workers is not None:
         env["EMBER_COMPILE_WORKERS"] = workers
     argv = [sys.executable, "-c", child, model, str(batch)] + (["tf32"] if tf32 else [])
