@@ -1,7 +1,9 @@
 """What benchmarks/cuda.py's rows need, at small shapes: compiled training steps
-(`compile_train_step(backend="triton")`) of a transformer encoder layer and the MLP with
-AdamW, float32 and under `ember.autocast("cuda")` inside the step, against the same steps
-in torch on the CPU (float64 for the float32 steps); Bottleneck ResNets compiled on CUDA.
+(`compile_train_step(backend="triton")`) of a transformer encoder layer, the MLP and a
+channels-last conv net (BatchNorm, max pool, a residual add) with AdamW, float32 and under
+`ember.autocast("cuda")` inside the step, against the same steps in torch on the CPU
+(float64 for the float32 steps); Bottleneck ResNets compiled on CUDA; the benchmark's
+--smoke end to end.
 
 In CI 'cuda' is emulated (host memory, kernels under Triton's interpreter,
 tests/cuda/emulation.py); run_on_gpu.sh runs this file on the GPU with TRITON_INTERPRET=0.
@@ -48,8 +50,16 @@ def _mlp(lib):
                              lib.nn.ReLU(), lib.nn.Linear(12, 5))
 
 
-# name: (module builder, loss name, input shape, target builder)
+def _conv_net(lib):
+    from benchmarks.cuda import _tiny_cnn          # the benchmark's stand-in for resnet18
+    return _tiny_cnn(lib)
+
+
+# name: (module builder, loss name, input shape, target builder); 4-d inputs run
+# channels-last, as the benchmark's ResNets
 MODELS = {
+    "conv_net": (_conv_net, "CrossEntropyLoss", (2, 3, 8, 8),
+                 lambda rng: rng.integers(0, 5, 2)),
     "transformer_layer": (_layer, "MSELoss", (2, 8, 16),
                           lambda rng: rng.standard_normal((2, 8, 16)).astype(np.float32)),
     "mlp": (_mlp, "CrossEntropyLoss", (6, 24), lambda rng: rng.integers(0, 5, 6)),
@@ -93,6 +103,10 @@ def _compiled_steps(model, loss, x, y, device, steps, dtype=None):
     """`steps` compiled AdamW steps on `device`: float32 as compile_train_step(model, ...),
     or a step function with ember.autocast("cuda", dtype) inside, traced whole."""
     model = copy.deepcopy(model).to(device)
+    xs, ys = ember.tensor(x).to(device), ember.tensor(y).to(device)
+    if xs.dim() == 4:
+        model = model.to(memory_format=ember.channels_last)
+        xs = xs.contiguous(memory_format=ember.channels_last)
     opt = ember.optim.AdamW(model.parameters(), lr=1e-2)
     loss_fn = getattr(nn, loss)()
     if dtype is None:
@@ -106,7 +120,6 @@ def _compiled_steps(model, loss, x, y, device, steps, dtype=None):
             opt.step()
             opt.zero_grad()
             return value
-    xs, ys = ember.tensor(x).to(device), ember.tensor(y).to(device)
     losses = [step(xs, ys).item() for _ in range(steps)]
     assert all(p.is_cuda and p.dtype is ember.float32 for p in model.parameters())
     return model, step, losses
