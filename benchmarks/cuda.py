@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import gc
 import json
 import platform
@@ -258,7 +259,9 @@ def _named(model, to_host) -> dict:
 
 
 def reference(spec: Spec, twin, x, y, steps: int) -> tuple[list, dict]:
-    """torch float64 on the CPU: the losses of `steps` steps and the parameters after."""
+    """torch float64 on the CPU: the losses of `steps` steps and the parameters after
+    (contiguous, not channels-last: the same values, on torch's faster float64 path)."""
+    spec = dataclasses.replace(spec, channels_last=False)
     model, step = torch_step(spec, copy.deepcopy(twin), "cpu", False, _torch().float64)
     xs, ys = torch_inputs(spec, x, y, "cpu", _torch().float64)
     losses = [step(xs, ys).item() for _ in range(steps)]
