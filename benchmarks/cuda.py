@@ -107,7 +107,8 @@ def _layer(lib, d, heads, ff):
 
 
 def _tiny_cnn(lib):
-    """--smoke's stand-in for the ResNets: conv, BatchNorm, max pool, a residual add."""
+    """--smoke's stand-in for the ResNets: conv, BatchNorm, in-place ReLU, max pool, a
+    residual add."""
     nn = lib.nn
 
     class Net(nn.Module):
@@ -115,11 +116,11 @@ def _tiny_cnn(lib):
             super().__init__()
             self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
             self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-            self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(8, 5)
+            self.relu, self.pool, self.fc = nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Linear(8, 5)
 
         def forward(self, x):
-            x = self.pool(self.bn1(self.conv1(x)).relu())
-            x = (self.bn2(self.conv2(x)) + x).relu()
+            x = self.pool(self.relu(self.bn1(self.conv1(x))))
+            x = self.relu(self.bn2(self.conv2(x)) + x)
             return self.fc(x.mean((2, 3)))
     return Net()
 
