@@ -508,8 +508,19 @@ def main(argv=None) -> dict:
                          "is_available() is False); CI runs --smoke under emulation through "
                          "tests/cuda/test_bench_rows_cuda.py")
     torch = _torch()
-    ember.backends.cuda.matmul.allow_tf32 = ember.backends.cudnn.allow_tf32 = True
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    flags = [(ember.backends.cuda.matmul, "allow_tf32"), (ember.backends.cudnn, "allow_tf32"),
+             (torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")]
+    saved = [getattr(owner, name) for owner, name in flags]
+    for owner, name in flags:
+        setattr(owner, name, True)
+    try:
+        return _run(args, torch)
+    finally:                                  # a caller's flags as they were (tests)
+        for (owner, name), value in zip(flags, saved):
+            setattr(owner, name, value)
+
+
+def _run(args, torch) -> dict:
     devices, refs = Devices(), {}
     results = {"benchmark": "cuda", "meta": _meta(args), "rows": {}}
     print(f"GPU: {results['meta']['gpu']}; torch {torch.__version__} on {devices.torch}")

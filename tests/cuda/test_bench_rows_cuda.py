@@ -233,7 +233,9 @@ def test_benchmark_smoke_runs_every_row(cuda, tmp_path, monkeypatch):
     # a row of each kind (the others differ in the model or the precision alone)
     only = ["train_resnet18", "train_transformer_bf16", "train_mlp", "infer_resnet50",
             "cold_resnet18_step"]
+    tf32 = ember.backends.cuda.matmul.allow_tf32
     bench.main(["--smoke", "--out", str(out), "--only", ",".join(only)])
+    assert ember.backends.cuda.matmul.allow_tf32 == tf32      # the flags it set, restored
     rows = json.loads(out.read_text())["rows"]
     assert list(rows) == [r for r in bench.ROWS if r in only]
     for name, row in rows.items():
