@@ -251,8 +251,13 @@ def errors(losses, params: dict, ref_losses, ref_params: dict) -> dict:
     per_tensor = {k: rel_err(params[k], ref_params[k]) for k in ref_params}
     worst = max(per_tensor, key=per_tensor.get)
     loss_err = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses, ref_losses))
+    diff = sum(float(np.sum((np.asarray(params[k], np.float64) - ref_params[k]) ** 2))
+               for k in ref_params)
+    norm = sum(float(np.sum(np.asarray(ref_params[k], np.float64) ** 2)) for k in ref_params)
     return {"loss_rel_err": float(loss_err), "param_rel_err": per_tensor[worst],
-            "worst_param": worst}
+            "worst_param": worst,
+            # ||all params - ref|| / ||ref||: one small tensor's noise does not dominate it
+            "param_rel_err_l2": (diff / max(norm, 1e-300)) ** 0.5}
 
 
 def _named(model, to_host) -> dict:

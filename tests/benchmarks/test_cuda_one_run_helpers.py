@@ -30,6 +30,8 @@ def test_errors_name_the_worst_tensor_relative_to_its_scale():
     assert found["worst_param"] == "b"
     assert found["param_rel_err"] == pytest.approx(1.0, rel=1e-5)
     assert found["loss_rel_err"] == pytest.approx(0.5)
+    assert found["param_rel_err_l2"] == pytest.approx(
+        np.sqrt((0.002 ** 2 + (1e-3 - 1e-9) ** 2) / (5 + 1e-18 + 1e-6)))
 
 
 def test_a_failing_torch_compile_column_is_recorded_and_left_out():
