@@ -8,7 +8,8 @@ Each measurement is a fresh Python process (so no in-memory cache helps) timing
 - cold, parallel:  empty caches, the default worker pool (codegen/triton/device_compile.py)
 - warm:            the caches the parallel run left (cubins read from disk)
 
-    python benchmarks/cuda_cold_compile.py [--model resnet18] [--batch 64] [--json out.json]
+    python benchmarks/cuda_cold_compile.py [--model resnet18] [--batch 64] [--step]
+        [--json out.json]
 
 Process start and `import ember` are not counted; the numbers are seconds.
 
@@ -151,6 +152,9 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--step", action="store_true",
+                        help="the training step's first call (CrossEntropyLoss, SGD momentum "
+                             "0.9) instead of inference")
     parser.add_argument("--cubins", action="store_true",
                         help="no GPU: time generating and compiling the cubins on this CPU")
     args = parser.parse_args()
@@ -168,10 +172,12 @@ def main() -> None:
                 json.dump(rows, f, indent=1)
         return
     with tempfile.TemporaryDirectory() as serial, tempfile.TemporaryDirectory() as shared:
-        rows["cold_serial_s"], steps = first_call(args.model, args.batch, serial, "1")
-        rows["cold_parallel_s"], _ = first_call(args.model, args.batch, shared, None)
-        rows["warm_s"], _ = first_call(args.model, args.batch, shared, None)
-    rows.update(model=args.model, batch=args.batch, plan_kernel_steps=steps)
+        rows["cold_serial_s"], steps = first_call(args.model, args.batch, serial, "1",
+                                                  args.step)
+        rows["cold_parallel_s"], _ = first_call(args.model, args.batch, shared, None, args.step)
+        rows["warm_s"], _ = first_call(args.model, args.batch, shared, None, args.step)
+    rows.update(model=args.model, batch=args.batch, plan_kernel_steps=steps,
+                training_step=args.step)
     print(json.dumps(rows, indent=1))
     if args.json:
         with open(args.json, "w") as f:
