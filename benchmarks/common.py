@@ -39,6 +39,12 @@ from typing import Callable
 
 import numpy as np
 
+# a script run as `python benchmarks/x.py` has this folder first on sys.path, where
+# benchmarks/cuda.py would stand in for NVIDIA's `cuda` package (ember imports
+# cuda.bindings lazily, at its first CUDA call, so dropping the folder here is in time)
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
 from ember.utils.benchmark import Compare, Measurement, Timer
 from ember.utils.benchmark import timer as ember_clock
 
@@ -320,24 +326,61 @@ def torch_resnet18(num_classes: int = 1000):
     """torchvision's resnet18 (BasicBlock, [2, 2, 2, 2]) under ember's module names
     (ember's resnet18 uses torchvision's), so ember's state_dict loads into it by name.
     torch is imported here: the harness itself runs without it."""
+    return _torch_resnet("basic", (2, 2, 2, 2), num_classes)
+
+
+def torch_resnet50(num_classes: int = 1000):
+    """torchvision's resnet50 (Bottleneck, [3, 4, 6, 3], the stride on the 3x3 conv) under
+    ember's module names, as torch_resnet18."""
+    return _torch_resnet("bottleneck", (3, 4, 6, 3), num_classes)
+
+
+def _torch_resnet(kind: str, layers, num_classes: int):
     import torch
     nn = torch.nn
 
+    def downsample(cin, cout, stride):
+        return None if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
     class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
+        expansion = 1
+
+        def __init__(self, cin, width, stride):
             super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
             self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = None if stride == 1 and cin == cout else nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(width)
+            self.downsample = downsample(cin, width, stride)
 
         def forward(self, x):
             identity = x if self.downsample is None else self.downsample(x)
             out = self.relu(self.bn1(self.conv1(x)))
             return self.relu(self.bn2(self.conv2(out)) + identity)
+
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, cin, width, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(width)
+            self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(width * 4)
+            self.relu = nn.ReLU(inplace=True)
+            self.downsample = downsample(cin, width * 4, stride)
+
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            return self.relu(self.bn3(self.conv3(out)) + identity)
+
+    block = Block if kind == "basic" else Bottleneck
 
     class ResNet(nn.Module):
         def __init__(self):
@@ -346,14 +389,15 @@ def torch_resnet18(num_classes: int = 1000):
             self.bn1 = nn.BatchNorm2d(64)
             self.relu = nn.ReLU(inplace=True)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
-            widths, cin = (64, 128, 256, 512), 64
-            for i, width in enumerate(widths):
+            cin = 64
+            for i, (width, count) in enumerate(zip((64, 128, 256, 512), layers)):
                 stride = 1 if i == 0 else 2
-                setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, width, stride),
-                                                             Block(width, width, 1)))
-                cin = width
+                blocks = [block(cin, width, stride)]
+                cin = width * block.expansion
+                blocks += [block(cin, width, 1) for _ in range(1, count)]
+                setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = nn.Linear(512, num_classes)
+            self.fc = nn.Linear(cin, num_classes)
 
         def forward(self, x):
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -8,7 +8,8 @@ Each measurement is a fresh Python process (so no in-memory cache helps) timing
 - cold, parallel:  empty caches, the default worker pool (codegen/triton/device_compile.py)
 - warm:            the caches the parallel run left (cubins read from disk)
 
-    python benchmarks/cuda_cold_compile.py [--model resnet18] [--batch 64] [--json out.json]
+    python benchmarks/cuda_cold_compile.py [--model resnet18] [--batch 64] [--step]
+        [--json out.json]
 
 Process start and `import ember` are not counted; the numbers are seconds.
 
@@ -32,7 +33,8 @@ CHILD = """
 import sys, time
 import numpy as np
 import ember
-name, batch = sys.argv[1], int(sys.argv[2])
+name, batch, tf32 = sys.argv[1], int(sys.argv[2]), sys.argv[3:4] == ["tf32"]
+ember.backends.cuda.matmul.allow_tf32 = tf32
 model = getattr(ember.models, name)().cuda().eval()
 model = model.to(memory_format=ember.channels_last)
 x = ember.tensor(np.random.default_rng(0).standard_normal((batch, 3, 224, 224),
@@ -44,6 +46,32 @@ with ember.no_grad():
     fast(x)
 ember.cuda.synchronize()
 print("FIRST_CALL_S", time.perf_counter() - start, fast.stats.kernels + fast.stats.externs)
+"""
+
+# the training step (CrossEntropyLoss, SGD momentum 0.9): its first call compiles the step,
+# its second the step with the momentum buffers the first created (SECOND_CALL_S)
+STEP_CHILD = """
+import sys, time
+import numpy as np
+import ember
+name, batch, tf32 = sys.argv[1], int(sys.argv[2]), sys.argv[3:4] == ["tf32"]
+ember.backends.cuda.matmul.allow_tf32 = tf32
+model = getattr(ember.models, name)().cuda().to(memory_format=ember.channels_last)
+rng = np.random.default_rng(0)
+x = ember.tensor(rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)).cuda()
+x = x.contiguous(memory_format=ember.channels_last)
+y = ember.tensor(rng.integers(0, 1000, batch)).cuda()
+opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+ember.cuda.synchronize()
+start = time.perf_counter()
+step = ember.compile_train_step(model, ember.nn.CrossEntropyLoss(), opt, backend="triton")
+step(x, y)
+ember.cuda.synchronize()
+first = time.perf_counter()
+step(x, y)
+ember.cuda.synchronize()
+print("SECOND_CALL_S", time.perf_counter() - first)
+print("FIRST_CALL_S", first - start, step.stats.kernels)
 """
 
 
@@ -81,17 +109,42 @@ def cubins(model: str, batch: int, cache: str, workers: str | None) -> dict:
     return json.loads(next(x for x in out.splitlines() if x.startswith("CUBINS"))[7:])
 
 
-def first_call(model: str, batch: int, cache: str, workers: str | None) -> tuple[float, int]:
-    env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
-               TRITON_CACHE_DIR=os.path.join(cache, "triton"))
-    env.pop("TRITON_INTERPRET", None)
-    if workers is not None:
-        env["EMBER_COMPILE_WORKERS"] = workers
-    out = subprocess.run([sys.executable, "-c", CHILD, model, str(batch)], env=env,
-                         capture_output=True, text=True, check=True).stdout
+def first_call(model: str, batch: int, cache: str, workers: str | None, step: bool = False,
+               tf32: bool = False) -> tuple[float, int]:
+    """(seconds, plan kernel count) of a fresh process's compile + first call of the
+    model's inference (or, with step=True, of its training step; see step_calls)."""
+    out = _child_output(STEP_CHILD if step else CHILD, model, batch, cache, workers, tf32)
     line = next(x for x in out.splitlines() if x.startswith("FIRST_CALL_S"))
     _, seconds, steps = line.split()
     return float(seconds), int(steps)
+
+
+def step_calls(model: str, batch: int, cache: str, workers: str | None = None,
+               tf32: bool = False) -> dict:
+    """A fresh process's training step: {"first_call_s", "second_call_s", "kernels"}."""
+    out = _child_output(STEP_CHILD, model, batch, cache, workers, tf32)
+    found = {x.split()[0]: x.split()[1:] for x in out.splitlines()
+             if x.startswith(("FIRST_CALL_S", "SECOND_CALL_S"))}
+    return {"first_call_s": float(found["FIRST_CALL_S"][0]),
+            "second_call_s": float(found["SECOND_CALL_S"][0]),
+            "kernels": int(found["FIRST_CALL_S"][1])}
+
+
+def _child_output(child: str, model: str, batch: int, cache: str, workers: str | None,
+                  tf32: bool) -> str:
+    env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
+               TRITON_CACHE_DIR=os.path.join(cache, "triton"))
+    env.pop("TRITON_INTERPRET", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # this ember
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    if workers is not None:
+        env["EMBER_COMPILE_WORKERS"] = workers
+    argv = [sys.executable, "-c", child, model, str(batch)] + (["tf32"] if tf32 else [])
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the child process failed (rc {done.returncode}): "
+                           f"{done.stderr.strip()[-800:]}")
+    return done.stdout
 
 
 def main() -> None:
@@ -99,6 +152,9 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--step", action="store_true",
+                        help="the training step's first call (CrossEntropyLoss, SGD momentum "
+                             "0.9) instead of inference")
     parser.add_argument("--cubins", action="store_true",
                         help="no GPU: time generating and compiling the cubins on this CPU")
     args = parser.parse_args()
@@ -116,10 +172,12 @@ def main() -> None:
                 json.dump(rows, f, indent=1)
         return
     with tempfile.TemporaryDirectory() as serial, tempfile.TemporaryDirectory() as shared:
-        rows["cold_serial_s"], steps = first_call(args.model, args.batch, serial, "1")
-        rows["cold_parallel_s"], _ = first_call(args.model, args.batch, shared, None)
-        rows["warm_s"], _ = first_call(args.model, args.batch, shared, None)
-    rows.update(model=args.model, batch=args.batch, plan_kernel_steps=steps)
+        rows["cold_serial_s"], steps = first_call(args.model, args.batch, serial, "1",
+                                                  args.step)
+        rows["cold_parallel_s"], _ = first_call(args.model, args.batch, shared, None, args.step)
+        rows["warm_s"], _ = first_call(args.model, args.batch, shared, None, args.step)
+    rows.update(model=args.model, batch=args.batch, plan_kernel_steps=steps,
+                training_step=args.step)
     print(json.dumps(rows, indent=1))
     if args.json:
         with open(args.json, "w") as f:

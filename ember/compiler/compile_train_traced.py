@@ -13,6 +13,7 @@ from ..ir.meta import meta_of
 from ..ir.registry import Tag, is_op
 from ..ir.symbolic import GraphBuilder, SymbolicTensor
 from ..passes.autograd import backprop, requires_grad_nodes
+from ..passes.cleanup import may_alias_input
 from ..frontend.autograd import grad_mode
 from .compile import guard_key, wrap_results
 from .compile_train_graph import (StepLayout, TrainPlan, compile_step_graph,
@@ -87,6 +88,7 @@ class TracedTrainStep:
             if self.store_grads:        # what eager leaves in .grad after the step
                 output = (output, tuple(recorder.grads.values()))
             builder.output((output, tuple(value for _, value in recorder.updates)))
+        recorder.check_late_reads()
         if not recorder.updates:
             raise TraceError("ember.compile_train_step: the step function updated nothing "
                              "(no opt.step() after loss.backward() while it was traced)")
@@ -117,6 +119,9 @@ class _StepRecorder:
         self.updates: list[tuple] = []       # ((optimizer, param, key), new symbolic value)
         self.optimizers: list = []
         self.shared_inputs: dict[int, tuple] = {}   # id(step count) -> (tensor, placeholder)
+        # temporaries an in-place op updated before backward() (made functional there):
+        # node -> (the in-place op, its readers when backward() returned)
+        self.functionalized: dict[Node, tuple] = {}
 
     def recording(self):
         """Route SymbolicTensor.backward and every optimizer's step/zero_grad here."""
@@ -146,9 +151,12 @@ class _StepRecorder:
         graph = loss.node.graph
         forward = list(graph.nodes)
         sources = dict(_graph_parameters(graph, self.builder.constants))
+        temporaries = _functionalize_temporaries(forward)
         req = requires_grad_nodes(forward, sources)
         _check_functional_gradient_path(forward, req)
         found = backprop(forward, req, {loss.node: autodiff.ones_like_value(loss)})
+        for node, op in temporaries:            # what may read them: see check_late_reads
+            self.functionalized[node] = (op, set(node.users))
         for node, param in sources.items():
             g = found.get(node)
             if g is not None:
@@ -157,6 +165,18 @@ class _StepRecorder:
                     self.reads_incoming[id(param)] = param
                 have = self.grads.get(id(param))
                 self.grads[id(param)] = g if have is None else have + g
+
+    def check_late_reads(self) -> None:
+        """A temporary made functional before backward() must not be read after it: that
+        read would see the value before the in-place update, where eager sees it after."""
+        for node, (op, readers) in self.functionalized.items():
+            late = [u for u in node.users if u not in readers]
+            if late:
+                raise AutogradError(
+                    f"ember.compile_train_step: a tensor updated in place by {op.name} "
+                    f"before loss.backward() is read after it{where(late[0])}; a traced step "
+                    f"needs the out-of-place op there (e.g. ReLU(inplace=False)), or use "
+                    f"compile_train_step(model, loss_fn, optimizer)")
 
     def step(self, optimizer, closure=None):
         if closure is not None:
@@ -215,6 +235,30 @@ def _graph_parameters(graph: Graph, constants: dict) -> list[tuple[Node, Tensor]
             if isinstance(value, Parameter) and value.requires_grad:
                 found.append((node, value))
     return found
+
+
+def _functionalize_temporaries(nodes: list) -> list[tuple[Node, Any]]:
+    """`relu_(t)` -> `relu(t)` where t is a temporary that only the in-place op reads
+    (ReLU(inplace=True) after a convolution or BatchNorm, as in torchvision's ResNets),
+    the op keeps t's dtype, and t is no view: the functional op computes the same value
+    and the gradient sweep can read t. Returns [(t, the in-place op)]."""
+    done = []
+    for node in nodes:
+        op = node.target
+        if node.op != OpKind.call_function or not is_op(op) or \
+                not op.has_tag(Tag.INPLACE) or op.functional is None:
+            continue
+        target = node.args[0] if node.args else None
+        if not (isinstance(target, Node) and target.op == OpKind.call_function and
+                set(target.users) == {node} and not may_alias_input(target)):
+            continue
+        dtype = target.meta["val"].dtype
+        if any(getattr(a.meta.get("val"), "dtype", dtype) != dtype
+               for a in node.all_input_nodes):
+            continue
+        node.target = op.functional
+        done.append((target, op))
+    return done
 
 
 def _check_functional_gradient_path(nodes: list, req: set) -> None:

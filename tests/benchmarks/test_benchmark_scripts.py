@@ -13,7 +13,7 @@ import pytest
 from benchmarks import common
 from ember.utils.benchmark import Measurement
 
-SCRIPTS = ["aot", "autograd_functional", "cpu", "cuda_models", "cuda_train_step", "distributed",
+SCRIPTS = ["aot", "autograd_functional", "cpu", "cuda", "cuda_models", "cuda_train_step", "distributed",
            "eager", "eager_train", "fft_linalg", "quant", "quant_cuda", "train_step", "vision"]
 
 

@@ -255,15 +255,57 @@ def test_traced_step_errors_name_the_problem():
         adagrad.step()
     with pytest.raises(ember.EmberError, match="Adagrad"):
         unsupported(*batch())
-    relu_model = nn.Sequential(nn.Linear(24, 8), nn.ReLU(inplace=True), nn.Linear(8, 5))
-    relu_opt = ember.optim.SGD(relu_model.parameters(), lr=0.1)
+    first, second = nn.Linear(24, 8), nn.Linear(8, 5)
+    relu_opt = ember.optim.SGD(list(first.parameters()) + list(second.parameters()), lr=0.1)
 
     @ember.compile_train_step
-    def in_place(x, y):
-        nn.CrossEntropyLoss()(relu_model(x), y).backward()
+    def read_again(x, y):                 # relu_'s input is read again: not a temporary
+        h = first(x)
+        out = second(h.relu_()) + h[:, :5]
+        nn.CrossEntropyLoss()(out, y).backward()
         relu_opt.step()
     with pytest.raises(ember.EmberError, match="in-place relu_ on the gradient path"):
-        in_place(*batch())
+        read_again(*batch())
+
+    @ember.compile_train_step
+    def read_after_backward(x, y):
+        h = first(x)
+        loss = nn.CrossEntropyLoss()(second(h.relu_()), y)
+        loss.backward()
+        relu_opt.step()
+        return loss, h.sum()
+    with pytest.raises(ember.EmberError, match="relu_ before loss.backward.. is read after"):
+        read_after_backward(*batch())
+
+
+def test_traced_step_with_in_place_activations_equals_eager():
+    """ReLU(inplace=True) on a temporary (torchvision's ResNets, after BatchNorm) becomes
+    the functional relu in a traced step; the steps equal eager ones."""
+    ember.manual_seed(0)
+    ref = nn.Sequential(nn.Linear(24, 8), nn.BatchNorm1d(8), nn.ReLU(inplace=True),
+                        nn.Linear(8, 8), nn.ReLU(inplace=True), nn.Linear(8, 5))
+    model = copy.deepcopy(ref)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_ref = ember.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    @ember.compile_train_step
+    def step(x, y):
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    x, y = ember.randn(6, 24), ember.randint(0, 5, (6,))
+    for _ in range(3):
+        want = loss_fn(ref(x), y)
+        want.backward()
+        opt_ref.step()
+        opt_ref.zero_grad()
+        np.testing.assert_allclose(step(x, y).item(), want.item(), rtol=1e-5, atol=1e-6)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])

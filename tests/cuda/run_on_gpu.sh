@@ -70,9 +70,9 @@ TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cu
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_determinism_gpu.py \
     || status=1
 # mixed precision on the GPU: autocast('cuda') policy, float16/bfloat16 GEMM and conv
-# (eager and compiled training steps), GradScaler
+# (eager and compiled training steps), GradScaler; benchmarks/cuda.py's rows at small shapes
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_autocast_cuda.py \
-    || status=1
+    tests/cuda/test_bench_rows_cuda.py || status=1
 # CUDA artifacts (ember.aot target="cuda") against in-process backend='triton', bit for bit
 TRITON_INTERPRET=0 $PY -m pytest -q -p no:cacheprovider -ra "${PAR[@]}" tests/cuda/test_aot_cuda_gpu.py \
     || status=1
@@ -101,6 +101,7 @@ $PY -m pytest -q -p no:cacheprovider -ra tests/cuda --ignore=tests/cuda/test_gpu
     --ignore=tests/cuda/test_media_cuda.py --ignore=tests/cuda/test_layout_glue_cuda.py \
     --ignore=tests/cuda/test_nccl_gpu.py --ignore=tests/cuda/test_nccl_emulated.py \
     --ignore=tests/cuda/test_autocast_cuda.py --ignore=tests/cuda/test_batch_compile.py \
+    --ignore=tests/cuda/test_bench_rows_cuda.py \
     --ignore=tests/cuda/test_custom_op_emulated.py \
     --ignore=tests/cuda/test_triton_op_emulated.py --ignore=tests/cuda/test_aot_cuda_gpu.py \
     --ignore=tests/cuda/test_aot_cuda_emulated.py --ignore=tests/cuda/test_cuda_graph_api.py \
