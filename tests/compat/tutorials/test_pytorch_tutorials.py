@@ -92,9 +92,6 @@ XFAIL = {
     "tutorial_export.case_dim_auto":
         "ember.export makes one symbol per program: Dim.AUTO on dimensions of different "
         "sizes (independent symbols) is refused",
-    "tutorial_export.case_aot_inductor_package":
-        "ember's AOT artifact holds one program per size of the dynamic dimension (at most "
-        "64 sizes); the tutorial's Dim('batch', min=1, max=1024) is refused",
 }
 
 CASES = [pytest.param(program, case, id=f"{program}.{case}", marks=[
