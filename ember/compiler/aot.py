@@ -268,6 +268,12 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
+    if exported.dim_exprs:
+        raise LoweringError(
+            "ember.aot.compile_and_package: the exported program has "
+            f"{len(exported.range_constraints)} independent dynamic sizes "
+            f"({', '.join(exported.range_constraints)}); an artifact takes one dynamic "
+            "size shared by its dynamic dims: export with one Dim")
     if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
         from .aot_cuda import package_cuda
         return package_cuda(exported, package_path, options, pipeline)

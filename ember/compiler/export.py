@@ -163,6 +163,8 @@ class ExportedProgram:
     # inputs' size) and the (input index, dim) pairs that are s0
     symbolic_graph: Any = None
     dynamic_dims: list = field(default_factory=list)
+    # several symbols (compiler/export_symbols.py): {(input index, dim): polynomial}
+    dim_exprs: dict = field(default_factory=dict)
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
@@ -283,6 +285,8 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
     if len(leaves) != len(specs):
         raise EmberError(f"exported program takes {len(specs)} tensor input(s), got "
                          f"{len(leaves)}")
+    if ep.dim_exprs:
+        return _check_several(ep, leaves)
     n = check_size(ep, leaves)
     for i, (spec, t) in enumerate(zip(specs, leaves)):
         shape = [n if (i, d) in ep.dynamic_dims else s for d, s in enumerate(spec.shape)]
@@ -292,6 +296,18 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
             raise EmberError(f"exported program: input '{spec.name}' must be "
                              f"{spec.dtype}[{want}], got {t.dtype.name}{list(t.shape)}")
     return n
+
+
+def _check_several(ep: ExportedProgram, leaves: list) -> dict:
+    from .export_symbols import shape_text, sizes_of_call
+    for i, (spec, t) in enumerate(zip(ep.user_inputs, leaves)):
+        static = all(list(t.shape)[d] == s for d, s in enumerate(spec.shape)
+                     if (i, d) not in ep.dim_exprs) if t.ndim == len(spec.shape) else False
+        if t.dtype.name != spec.dtype or not static:
+            raise EmberError(f"exported program: input '{spec.name}' must be {spec.dtype}"
+                             f"[{shape_text(ep, i, spec.shape)}], got "
+                             f"{t.dtype.name}{list(t.shape)}")
+    return sizes_of_call(ep, leaves)
 
 
 def ep_symbol(ep: ExportedProgram) -> str:
@@ -375,6 +391,25 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     from .compile_dynamic import Specialize, _resized
     from ..ir.symdim import instantiate, recording_size_comparisons
     from . import export_dynamic as dyn
+    from . import export_symbols as several
+    per_input = dyn.per_input_specs(dynamic_shapes, input_names, leaves)
+    marks = several.marks_of(per_input, input_names, leaves)
+    if marks and not several.one_symbol(marks):
+        return _export_several(model, leaves, in_spec, marks, input_names, names)
+    try:
+        return _export_one_symbol(model, leaves, in_spec, dynamic_shapes, input_names, names)
+    except EmberError as err:
+        # a size compared in the model (Linear's in_features): the several-symbol
+        # export turns an equality into a specialization (Dim.AUTO) or torch's refusal
+        if "compares the size" not in str(err):
+            raise
+        return _export_several(model, leaves, in_spec, marks, input_names, names)
+
+
+def _export_one_symbol(model, leaves, in_spec, dynamic_shapes, input_names, names):
+    from .compile_dynamic import Specialize, _resized
+    from ..ir.symdim import instantiate, recording_size_comparisons
+    from . import export_dynamic as dyn
     dims, dim = dyn.dynamic_dims(dynamic_shapes, input_names, len(leaves), leaves)
     where = ", ".join(f"dim {d} of '{input_names[i]}'" for i, d in dims)
     example = leaves[dims[0][0]].shape[dims[0][1]]
@@ -403,6 +438,26 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
                     symbolic_graph=symbolic,
                     dynamic_dims=dims,
                     range_constraints={"s0": dyn.ValueRange(dim.min, upper)})
+
+
+def _export_several(model, leaves, in_spec, marks, input_names, names):
+    """Several symbols (compiler/export_symbols.py)."""
+    from ..ir.symdim import instantiate
+    from . import export_symbols as several
+    base, symbolic, dims, symbols = several.export_several(
+        marks, leaves, input_names, lambda probe: _trace(model, probe, in_spec))
+    state = _rename_constants(base.graph, base.constants, names)
+    _rename_constants(symbolic, base.constants, names)
+    base.graph = instantiate(symbolic, {k: s.example for k, s in symbols.items()})
+    dynamic = {key: p for key, p in dims.items() if any(m for m in p)}
+    if len(symbols) == 1 and all(p == {(0,): 1} for p in dynamic.values()):
+        dynamic = {}        # every dynamic dim is s0: the one-symbol form ember.aot takes
+    return _program(model, base, state, leaves, input_names, in_spec,
+                    symbolic_graph=symbolic if symbols else None,
+                    dynamic_dims=sorted(key for key, p in dims.items() if any(m for m in p)),
+                    dim_exprs=dynamic,
+                    range_constraints=several.range_constraints(
+                        {k: (sym.lo, sym.upper) for k, sym in symbols.items()}, dims))
 
 
 def _input_names(model, args, kwargs, count: int) -> list[str]:
@@ -464,7 +519,14 @@ def save(ep: ExportedProgram, f) -> None:
             "outputs": [s.as_json() for s in ep.output_specs],
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
             "custom_ops": custom_op_names(ep.graph)}
-    if ep.symbolic_graph is not None:      # graph.ir is the program at the example size
+    if ep.dim_exprs:                       # several symbols
+        from ..ir.symdim import poly_text
+        symbols = [ep.range_constraints[f"s{k}"] for k in
+                   range(1 + max(i for p in ep.dim_exprs.values() for m in p for i in m))]
+        spec["symbols"] = {"ranges": [[b.lower, None if b.upper == math.inf else b.upper]
+                                      for b in symbols],
+                           "dims": [[i, d, poly_text(p)] for (i, d), p in ep.dim_exprs.items()]}
+    elif ep.symbolic_graph is not None:    # graph.ir is the program at the example size
         (bounds,) = ep.range_constraints.values()
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
                            "max": None if bounds.upper == math.inf else bounds.upper}
@@ -487,7 +549,8 @@ def load(f) -> ExportedProgram:
             spec = json.loads(z.read("spec.json"))
             text = z.read("graph.ir").decode()
             raw = z.read("weights.safetensors")
-            symbolic_text = z.read("symbolic.ir").decode() if "dynamic" in spec else None
+            symbolic_text = z.read("symbolic.ir").decode() \
+                if "dynamic" in spec or "symbols" in spec else None
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
         raise ArtifactError(f"ember.export.load: not a saved ExportedProgram ({err})") from None
     if spec.get("format") != "ember-exported-program" or spec.get("version") != EXPORT_FORMAT:
@@ -502,7 +565,16 @@ def load(f) -> ExportedProgram:
     outs = [TensorSpec(s["name"], s["kind"], s["dtype"], tuple(s["shape"]))
             for s in spec["outputs"]]
     dynamic = {}
-    if symbolic_text is not None:
+    if "symbols" in spec:
+        from ..ir.symdim import poly_parse
+        from .export_symbols import range_constraints
+        sym = spec["symbols"]
+        exprs = {(i, d): poly_parse(text) for i, d, text in sym["dims"]}
+        ranges = {k: (lo, math.inf if hi is None else hi)
+                  for k, (lo, hi) in enumerate(sym["ranges"])}
+        dynamic = {"symbolic_graph": parse(symbolic_text), "dynamic_dims": sorted(exprs),
+                   "dim_exprs": exprs, "range_constraints": range_constraints(ranges, exprs)}
+    elif symbolic_text is not None:
         from .export_dynamic import ValueRange
         d = spec["dynamic"]
         dynamic = {"symbolic_graph": parse(symbolic_text),

@@ -50,6 +50,59 @@ class Dim:
                              f"({self.min}), got {self.max!r}")
 
 
+    # torch.export's derived dims: 2*d, d+1, d-1 name a size computed from d's
+    def __mul__(self, k):
+        return DerivedDim(self, 1, 0) * k
+
+    __rmul__ = __mul__
+
+    def __add__(self, k):
+        return DerivedDim(self, 1, 0) + k
+
+    __radd__ = __add__
+
+    def __sub__(self, k):
+        return DerivedDim(self, 1, 0) + (-k if isinstance(k, int) else k)
+
+
+@dataclass(frozen=True)
+class DerivedDim:
+    """a*root + c (torch.export's derived Dim: `2*d`, `d+1`)."""
+    root: Dim
+    a: int
+    c: int
+
+    def __post_init__(self):
+        if not isinstance(self.a, int) or not isinstance(self.c, int) or self.a <= 0:
+            raise EmberError(f"ember.export.Dim {self.root.name!r}: a derived dim is a*dim + c "
+                             "with int a > 0 and int c")
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def __mul__(self, k):
+        if not isinstance(k, int) or isinstance(k, bool):
+            return NotImplemented
+        return DerivedDim(self.root, self.a * k, self.c * k)
+
+    __rmul__ = __mul__
+
+    def __add__(self, k):
+        if not isinstance(k, int) or isinstance(k, bool):
+            return NotImplemented
+        return DerivedDim(self.root, self.a, self.c + k)
+
+    __radd__ = __add__
+
+    def __sub__(self, k):
+        return self + (-k) if isinstance(k, int) else NotImplemented
+
+    def __str__(self) -> str:
+        text = self.root.name if self.a == 1 else f"{self.a}*{self.root.name}"
+        return text + (f" + {self.c}" if self.c > 0 else f" - {-self.c}" if self.c else "")
+
+
 class _DimHint:
     """Dim.AUTO / Dim.DYNAMIC / Dim.STATIC (torch.export's hints)."""
 
@@ -72,6 +125,24 @@ class ValueRange:
 
     def __contains__(self, n) -> bool:
         return self.lower <= n <= self.upper
+
+
+def per_input_specs(dynamic_shapes, names: list[str], leaves: list) -> list:
+    """One entry of dynamic_shapes per tensor input (torch's forms: a dict keyed by
+    forward's parameter names, or a tuple/list by position)."""
+    if isinstance(dynamic_shapes, dict):
+        unknown = [k for k in dynamic_shapes if k not in names]
+        if unknown:
+            raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
+                             f"inputs (inputs: {names})")
+        return [dynamic_shapes.get(name) for name in names]
+    if isinstance(dynamic_shapes, (tuple, list)):
+        if len(dynamic_shapes) != len(leaves):
+            raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} "
+                             f"entries for {len(leaves)} tensor inputs")
+        return list(dynamic_shapes)
+    raise EmberError("ember.export: dynamic_shapes must be a dict (by input name), a "
+                     f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
 
 
 def dynamic_dims(dynamic_shapes, names: list[str], n_args: int, leaves: list) -> tuple:
@@ -181,12 +252,13 @@ def check_size(ep, leaves: list) -> int | None:
     return n
 
 
-def graph_at(ep, n: int):
-    """The program's graph for s0 = n (cached per size)."""
+def graph_at(ep, n):
+    """The program's graph for s0 = n, or for the sizes {symbol: size} (cached)."""
     cache = ep.__dict__.setdefault("_graphs_by_size", {})
-    graph = cache.get(n)
+    key = tuple(sorted(n.items())) if isinstance(n, dict) else n
+    graph = cache.get(key)
     if graph is None:
         if len(cache) >= 16:
             cache.pop(next(iter(cache)))
-        graph = cache[n] = instantiate(ep.symbolic_graph, n)
+        graph = cache[key] = instantiate(ep.symbolic_graph, n)
     return graph

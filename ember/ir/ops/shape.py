@@ -49,7 +49,8 @@ def view_meta(self, shape, strides) -> TensorMeta:
 
 
 def infer_size(shape, numel: int) -> tuple[int, ...]:
-    shape = [int(s) for s in shape]
+    # int subclasses stay (a dynamic-shape trace's sizes keep what they are of)
+    shape = [s if type(s) is not bool and isinstance(s, int) else int(s) for s in shape]
     if shape.count(-1) > 1:
         raise ShapeError("only one dimension can be inferred")
     known = math.prod(s for s in shape if s != -1)

@@ -89,9 +89,6 @@ XFAIL = {
     "tutorial_compile.case_custom_backend_with_graph_break":
         "a user's compile backend receives ember.fx.symbolic_trace's graph of the whole "
         "function: data-dependent control flow raises fx's tracing error, no graph break",
-    "tutorial_export.case_dim_auto":
-        "ember.export makes one symbol per program: Dim.AUTO on dimensions of different "
-        "sizes (independent symbols) is refused",
 }
 
 CASES = [pytest.param(program, case, id=f"{program}.{case}", marks=[
