@@ -83,9 +83,6 @@ def _assert_same(got, want, where="result"):
 
 # gaps ember does not close (docs/compat.md, "PyTorch tutorials"); strict: a fix shows
 XFAIL = {
-    "tutorial_compile.case_graph_breaks_graph_count":
-        "ember cannot resume a Python frame after a graph break: a function that breaks "
-        "runs eagerly with its modules compiled (no graphs before and after the break)",
     "tutorial_compile.case_custom_backend_with_graph_break":
         "a user's compile backend receives ember.fx.symbolic_trace's graph of the whole "
         "function: data-dependent control flow raises fx's tracing error, no graph break",
