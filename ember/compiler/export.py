@@ -231,7 +231,7 @@ class _ExportedCallable(Module):
         owner = self
         for part in path:
             if not isinstance(owner._modules.get(part), Module):
-                owner.add_module(part, Module())
+                owner.add_module(part, self._part_class())
             owner = owner._modules[part]
         return owner, last
 
@@ -248,6 +248,31 @@ class _ExportedCallable(Module):
         with grad_mode.no_grad():
             out = call_graph(graph, leaves, state)
         return unflatten(self.ep.out_spec, list(out))
+
+
+_ExportedCallable._part_class = Module
+
+
+class _SubmoduleOfProgram(Module):
+    """A submodule of `unflatten(ep)`: it holds its parameters and buffers; ember's
+    exported graph does not record module boundaries, so it cannot run on its own."""
+
+    def forward(self, *args, **kwargs):
+        raise EmberError("ember.export.unflatten: this submodule cannot be called on its "
+                         "own (ember's exported graph does not record where each module's "
+                         "ops begin and end); call the unflattened module itself")
+
+
+class UnflattenedModule(_ExportedCallable):
+    """torch.export.unflatten(ep): an nn.Module with the exported model's module
+    hierarchy of parameters and buffers (`u.fc1.weight`, `u.state_dict()` keys as the
+    model's), whose call runs the program. Its submodules hold state only."""
+    _part_class = _SubmoduleOfProgram
+
+
+def unflatten_program(ep: ExportedProgram, flat_args_adapter=None) -> UnflattenedModule:
+    """torch.export.unflatten: see UnflattenedModule."""
+    return UnflattenedModule(ep)
 
 
 def _check_specialized(exported, given, path: str = "inputs") -> None:
@@ -392,12 +417,12 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     from ..ir.symdim import instantiate, recording_size_comparisons
     from . import export_dynamic as dyn
     from . import export_symbols as several
-    per_input = dyn.per_input_specs(dynamic_shapes, input_names, leaves)
+    per_input = dyn.per_input_specs(dynamic_shapes, input_names, leaves, model, in_spec)
     marks = several.marks_of(per_input, input_names, leaves)
     if marks and not several.one_symbol(marks):
         return _export_several(model, leaves, in_spec, marks, input_names, names)
     try:
-        return _export_one_symbol(model, leaves, in_spec, dynamic_shapes, input_names, names)
+        return _export_one_symbol(model, leaves, in_spec, per_input, input_names, names)
     except EmberError as err:
         # a size compared in the model (Linear's in_features): the several-symbol
         # export turns an equality into a specialization (Dim.AUTO) or torch's refusal
@@ -406,11 +431,11 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
         return _export_several(model, leaves, in_spec, marks, input_names, names)
 
 
-def _export_one_symbol(model, leaves, in_spec, dynamic_shapes, input_names, names):
+def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
     from .compile_dynamic import Specialize, _resized
     from ..ir.symdim import instantiate, recording_size_comparisons
     from . import export_dynamic as dyn
-    dims, dim = dyn.dynamic_dims(dynamic_shapes, input_names, len(leaves), leaves)
+    dims, dim = dyn.dynamic_dims(None, input_names, len(leaves), leaves, per_input)
     where = ", ".join(f"dim {d} of '{input_names[i]}'" for i, d in dims)
     example = leaves[dims[0][0]].shape[dims[0][1]]
     sizes = dyn.probe_sizes(example, dim, where)
@@ -437,7 +462,7 @@ def _export_one_symbol(model, leaves, in_spec, dynamic_shapes, input_names, name
     return _program(model, first, states[0], leaves, input_names, in_spec,
                     symbolic_graph=symbolic,
                     dynamic_dims=dims,
-                    range_constraints={"s0": dyn.ValueRange(dim.min, upper)})
+                    range_constraints={dyn.SymbolKey("s0"): dyn.ValueRange(dim.min, upper)})
 
 
 def _export_several(model, leaves, in_spec, marks, input_names, names):
@@ -575,11 +600,11 @@ def load(f) -> ExportedProgram:
         dynamic = {"symbolic_graph": parse(symbolic_text), "dynamic_dims": sorted(exprs),
                    "dim_exprs": exprs, "range_constraints": range_constraints(ranges, exprs)}
     elif symbolic_text is not None:
-        from .export_dynamic import ValueRange
+        from .export_dynamic import SymbolKey, ValueRange
         d = spec["dynamic"]
         dynamic = {"symbolic_graph": parse(symbolic_text),
                    "dynamic_dims": [tuple(x) for x in d["dims"]],
-                   "range_constraints": {"s0": ValueRange(
+                   "range_constraints": {SymbolKey("s0"): ValueRange(
                        d["min"], math.inf if d["max"] is None else d["max"])}}
     for g in (graph, dynamic.get("symbolic_graph")):
         for node, s in zip(g.placeholders if g is not None else (), specs):

@@ -126,10 +126,27 @@ class ValueRange:
     def __contains__(self, n) -> bool:
         return self.lower <= n <= self.upper
 
+    def __repr__(self) -> str:          # torch's text: VR[2, int_oo]
+        upper = "int_oo" if self.upper == math.inf else self.upper
+        return f"VR[{self.lower}, {upper}]"
 
-def per_input_specs(dynamic_shapes, names: list[str], leaves: list) -> list:
+
+class SymbolKey(str):
+    """A range_constraints key: the symbol's text ('s0', 's0*s1'), printed bare as
+    torch prints its sympy symbols ({s0: VR[2, int_oo]})."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def per_input_specs(dynamic_shapes, names: list[str], leaves: list, model=None,
+                    in_spec=None) -> list:
     """One entry of dynamic_shapes per tensor input (torch's forms: a dict keyed by
-    forward's parameter names, or a tuple/list by position)."""
+    forward's parameter names, or a tuple/list by position; an argument that is a list,
+    tuple or dict of tensors takes a spec of the same structure)."""
+    nested = _nested_specs(dynamic_shapes, model, in_spec, len(leaves))
+    if nested is not None:
+        return nested
     if isinstance(dynamic_shapes, dict):
         unknown = [k for k in dynamic_shapes if k not in names]
         if unknown:
@@ -145,24 +162,67 @@ def per_input_specs(dynamic_shapes, names: list[str], leaves: list) -> list:
                      f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
 
 
-def dynamic_dims(dynamic_shapes, names: list[str], n_args: int, leaves: list) -> tuple:
+def _nested_specs(dynamic_shapes, model, in_spec, n_leaves: int):
+    """Per-leaf specs when an argument is a container of tensors (None otherwise: the
+    flat forms above apply)."""
+    import inspect
+    from .compile_guards import LEAF
+    if in_spec is None:
+        return None
+    args, kwargs = in_spec
+    if all(a is LEAF for a in args) and all(v is LEAF for v in kwargs.values()):
+        return None
+    if isinstance(dynamic_shapes, dict):
+        try:
+            params = list(inspect.signature(getattr(model, "forward", model)).parameters)
+        except (TypeError, ValueError):
+            params = []
+        by_name = dict(zip(params, args))
+        by_name.update(kwargs)
+        unknown = [k for k in dynamic_shapes if k not in by_name]
+        if unknown:
+            raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
+                             f"arguments of forward ({list(by_name)})")
+        pairs = [(by_name[k], dynamic_shapes.get(k)) for k in by_name]
+    elif isinstance(dynamic_shapes, (tuple, list)):
+        parts = list(args) + list(kwargs.values())
+        if len(dynamic_shapes) not in (len(args), len(parts)):
+            raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} entries "
+                             f"for {len(args)} positional arguments")
+        pairs = list(zip(parts, list(dynamic_shapes) + [None] * len(parts)))
+    else:
+        return None
+    out: list = []
+    for spec, shapes in pairs:
+        _leaf_specs(spec, shapes, out, LEAF)
+    return out if len(out) == n_leaves else None
+
+
+def _leaf_specs(spec, shapes, out: list, leaf) -> None:
+    if spec is leaf:
+        out.append(shapes)
+    elif isinstance(spec, (tuple, list)):
+        if shapes is not None and (not isinstance(shapes, (tuple, list)) or
+                                   len(shapes) != len(spec)):
+            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+                             f"structure of its argument ({len(spec)} items)")
+        for i, item in enumerate(spec):
+            _leaf_specs(item, None if shapes is None else shapes[i], out, leaf)
+    elif isinstance(spec, dict):
+        if shapes is not None and not isinstance(shapes, dict):
+            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+                             f"structure of its argument (a dict)")
+        for key, item in spec.items():
+            _leaf_specs(item, None if shapes is None else shapes.get(key), out, leaf)
+
+
+def dynamic_dims(dynamic_shapes, names: list[str], n_args: int, leaves: list,
+                 per_input: list | None = None) -> tuple:
     """([(leaf index, dim)], Dim) from torch's dynamic_shapes forms: a dict keyed by
     forward's parameter names, or a tuple/list by position; per tensor a dict
     {dim: Dim}, a tuple/list of Dim-or-None, or None."""
-    if isinstance(dynamic_shapes, dict):
-        unknown = [k for k in dynamic_shapes if k not in names]
-        if unknown:
-            raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
-                             f"inputs (inputs: {names})")
-        per_input = [dynamic_shapes.get(name) for name in names]
-    elif isinstance(dynamic_shapes, (tuple, list)):
-        if len(dynamic_shapes) != len(leaves):
-            raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} "
-                             f"entries for {len(leaves)} tensor inputs")
-        per_input = list(dynamic_shapes)
-    else:
-        raise EmberError("ember.export: dynamic_shapes must be a dict (by input name), a "
-                         f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
+    if per_input is None:
+        per_input = per_input_specs(dynamic_shapes, names, leaves)
     dims, found = [], []
     for i, (spec, tensor) in enumerate(zip(per_input, leaves)):
         for d, dim in _tensor_dims(spec, names[i], tensor.ndim):

@@ -31,7 +31,7 @@ from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta
 from ..ir.symdim import (TracedSize, poly_add, poly_at, poly_substitute,
                          poly_text, recording_equal_sizes, recording_size_comparisons, sym_of)
-from .export_dynamic import MIN_SIZE, DerivedDim, Dim, ValueRange, _DimHint
+from .export_dynamic import MIN_SIZE, DerivedDim, Dim, SymbolKey, ValueRange, _DimHint
 
 MAX_ROUNDS = 32          # equations solved one per trace; a model has few
 
@@ -441,7 +441,7 @@ def sizes_of_call(ep, leaves: list) -> dict:
 def range_constraints(ranges: dict, dims: dict) -> dict:
     """torch's range_constraints: each free symbol's range ({k: (lo, upper)}), then each
     other size an input dim takes (s0*s1, 2*s0+1) with the range it spans."""
-    out = {f"s{k}": ValueRange(lo, hi) for k, (lo, hi) in sorted(ranges.items())}
+    out = {SymbolKey(f"s{k}"): ValueRange(lo, hi) for k, (lo, hi) in sorted(ranges.items())}
     for _, poly in sorted(dims.items()):
         text = poly_text(poly)
         if text not in out and any(m for m in poly):
@@ -449,7 +449,7 @@ def range_constraints(ranges: dict, dims: dict) -> dict:
             hi = poly_at(poly, {k: r[1] for k, r in ranges.items()}) \
                 if all(r[1] != math.inf for r in ranges.values()) and \
                 all(k > 0 for k in poly.values()) else math.inf
-            out[text] = ValueRange(lo, hi)
+            out[SymbolKey(text)] = ValueRange(lo, hi)
     return out
 
 

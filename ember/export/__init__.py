@@ -7,11 +7,12 @@ import sys as _sys
 import types as _types
 
 from ..compiler.export import (ExportGraphSignature, ExportedProgram, export,  # noqa: F401
-                               load, save)
+                               load, save, UnflattenedModule)
+from ..compiler.export import unflatten_program as unflatten  # noqa: F401
 from ..compiler.export_dynamic import Dim  # noqa: F401
 
 __all__ = ["export", "Dim", "ExportedProgram", "ExportGraphSignature", "save", "load",
-           "default_decompositions"]
+           "default_decompositions", "unflatten", "UnflattenedModule"]
 
 
 def default_decompositions() -> dict:
