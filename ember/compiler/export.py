@@ -359,6 +359,13 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
     return _program(model, traced, state, leaves, input_names, in_spec)
 
 
+def draft_export(model, args: tuple = (), kwargs: dict | None = None, *,
+                 dynamic_shapes=None, strict: bool = False, **_ignored) -> ExportedProgram:
+    """torch.export.draft_export: ember's export (what it cannot capture it refuses
+    with the user's line, where torch's draft would record it in a report)."""
+    return export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+
+
 def _trace(model, leaves, in_spec):
     from .compile_trace import tracing
     try:

@@ -139,11 +139,83 @@ class SymbolKey(str):
         return str(self)
 
 
+def dims(*names: str, min: int | None = None, max: int | None = None) -> tuple:  # noqa: A002
+    """torch.export.dims: one Dim per name, sharing a range."""
+    return tuple(Dim(name, min=min, max=max) for name in names)
+
+
+class ShapesCollection:
+    """torch.export.ShapesCollection: dynamic_shapes given per tensor object
+    (`sc[x] = {0: batch}`), wherever the tensor sits in the arguments."""
+
+    def __init__(self):
+        self._by_id: dict[int, tuple] = {}
+
+    def __setitem__(self, tensor, shape) -> None:
+        self._by_id[id(tensor)] = (tensor, shape)
+
+    def __getitem__(self, tensor):
+        return self._by_id[id(tensor)][1]
+
+    def __contains__(self, tensor) -> bool:
+        return id(tensor) in self._by_id
+
+    def leaf_specs(self, leaves: list) -> list:
+        return [self._by_id[id(t)][1] if id(t) in self._by_id else None for t in leaves]
+
+    def dynamic_shapes(self, model, args, kwargs=None):
+        """The specs in the arguments' structure (tensors replaced by their spec)."""
+        from .compile_guards import flatten, unflatten
+        leaves, spec = flatten((tuple(args), dict(kwargs or {})))
+        out_args, out_kwargs = unflatten(spec, self.leaf_specs(leaves))
+        return tuple(out_args) + tuple(out_kwargs.values())
+
+
+class AdditionalInputs:
+    """torch.export.AdditionalInputs: more example inputs; the dims whose sizes differ
+    among them (and the export's example) are dynamic (Dim.DYNAMIC)."""
+
+    def __init__(self):
+        self._examples: list[tuple] = []
+
+    def add(self, args, kwargs=None) -> None:
+        self._examples.append((tuple(args), dict(kwargs or {})))
+
+    def leaf_specs(self, leaves: list) -> list:
+        from .compile_guards import flatten
+        shapes = [[tuple(t.shape) for t in leaves]]
+        for args, kwargs in self._examples:
+            others = flatten((args, kwargs))[0]
+            if len(others) != len(leaves) or any(len(o.shape) != len(t.shape)
+                                                  for o, t in zip(others, leaves)):
+                raise EmberError("ember.export.AdditionalInputs: an added input does not "
+                                 "have the example's structure and ranks")
+            shapes.append([tuple(o.shape) for o in others])
+        return [{d: Dim.DYNAMIC for d in range(len(t.shape))
+                 if len({s[i][d] for s in shapes}) > 1} or None
+                for i, t in enumerate(leaves)]
+
+    def dynamic_shapes(self, model, args, kwargs=None):
+        from .compile_guards import flatten, unflatten
+        leaves, spec = flatten((tuple(args), dict(kwargs or {})))
+        out_args, out_kwargs = unflatten(spec, self.leaf_specs(leaves))
+        return tuple(out_args) + tuple(out_kwargs.values())
+
+    def verify(self, ep) -> None:
+        """Run `ep` on every added input (it raises where one is not covered)."""
+        module = ep.module()
+        for args, kwargs in self._examples:
+            module(*args, **kwargs)
+
+
 def per_input_specs(dynamic_shapes, names: list[str], leaves: list, model=None,
                     in_spec=None) -> list:
     """One entry of dynamic_shapes per tensor input (torch's forms: a dict keyed by
     forward's parameter names, or a tuple/list by position; an argument that is a list,
-    tuple or dict of tensors takes a spec of the same structure)."""
+    tuple or dict of tensors takes a spec of the same structure; a ShapesCollection or
+    AdditionalInputs)."""
+    if isinstance(dynamic_shapes, (ShapesCollection, AdditionalInputs)):
+        return dynamic_shapes.leaf_specs(leaves)
     nested = _nested_specs(dynamic_shapes, model, in_spec, len(leaves))
     if nested is not None:
         return nested

@@ -98,3 +98,41 @@ def test_unflatten_keeps_the_module_hierarchy():
     for key in ("is_module", "children", "state"):
         assert got[key] == want[key]
     np.testing.assert_allclose(got["out"], got["eager"], rtol=1e-6)
+
+
+def _collections(lib):
+    E = lib.export
+
+    class M(lib.nn.Module):
+        def forward(self, x, ys):
+            return x.sum(0) + ys[0].sum(0) * ys[1].sum(0)
+    rng = np.random.default_rng(2)
+    make = lambda n: lib.tensor(rng.standard_normal((n, 3)).astype(np.float32))  # noqa: E731
+    x, ys = make(4), [make(5), make(6)]
+    sc = E.ShapesCollection()
+    a, b = E.dims("a", "b", max=50)
+    sc[x] = {0: a}
+    sc[ys[0]] = {0: b}
+    ep = E.export(M(), (x, ys), dynamic_shapes=sc)
+    call = (make(7), [make(9), make(6)])
+    out = {"sc_ranges": len(ep.range_constraints), "sc": ep.module()(*call).numpy(),
+           "sc_eager": M()(*call).numpy()}
+    ai = E.AdditionalInputs()
+    ai.add((make(8), [make(5), make(2)]))
+    ep = E.export(M(), (x, ys), dynamic_shapes=ai)
+    ai.verify(ep)
+    call = (make(7), [make(5), make(9)])
+    out.update(ai_ranges=len(ep.range_constraints), ai=ep.module()(*call).numpy(),
+               ai_eager=M()(*call).numpy(),
+               draft=type(E.draft_export(M(), (x, ys))).__name__)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_shapes_collection_additional_inputs_dims_and_draft_export():
+    got, want = _collections(ember), _collections(torch)
+    for key in want:
+        if isinstance(want[key], np.ndarray):
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
+        else:
+            assert got[key] == want[key], key
