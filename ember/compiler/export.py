@@ -165,6 +165,9 @@ class ExportedProgram:
     dynamic_dims: list = field(default_factory=list)
     # several symbols (compiler/export_symbols.py): {(input index, dim): polynomial}
     dim_exprs: dict = field(default_factory=dict)
+    # one symbol traced with its comparisons against 1 refused: a call of size 1 runs
+    # the graph at s0 = 1 (torch runs it too; its range's lower bound reads 2)
+    size_one: bool = False
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
@@ -247,7 +250,21 @@ class _ExportedCallable(Module):
         state.update(self.named_buffers())
         with grad_mode.no_grad():
             out = call_graph(graph, leaves, state)
+        if n == 1:
+            _check_results_at_one(graph, out)
         return unflatten(self.ep.out_spec, list(out))
+
+
+def _check_results_at_one(graph, out) -> None:
+    """A size-1 call replays the graph traced at sizes >= 2: its results must have the
+    shapes the graph has at s0 = 1 (else an op behaved differently at size 1)."""
+    metas = [n.meta.get("val") for n in graph.output_node.args[0]]
+    for i, (meta, value) in enumerate(zip(metas, out)):
+        if meta is not None and hasattr(value, "shape") and \
+                tuple(value.shape) != tuple(meta.shape):
+            raise EmberError(f"exported program: at size 1 of the dynamic dimension, result "
+                             f"{i} has shape {list(value.shape)} where the program has "
+                             f"{list(meta.shape)}: export with an example of size 1 for it")
 
 
 _ExportedCallable._part_class = Module
@@ -468,7 +485,7 @@ def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
     upper = dim.max if dim.max is not None else math.inf
     return _program(model, first, states[0], leaves, input_names, in_spec,
                     symbolic_graph=symbolic,
-                    dynamic_dims=dims,
+                    dynamic_dims=dims, size_one=dim.min == dyn.MIN_SIZE,
                     range_constraints={dyn.SymbolKey("s0"): dyn.ValueRange(dim.min, upper)})
 
 
@@ -561,7 +578,8 @@ def save(ep: ExportedProgram, f) -> None:
     elif ep.symbolic_graph is not None:    # graph.ir is the program at the example size
         (bounds,) = ep.range_constraints.values()
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
-                           "max": None if bounds.upper == math.inf else bounds.upper}
+                           "max": None if bounds.upper == math.inf else bounds.upper,
+                           "size_one": ep.size_one}
     weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.state_dict.items()}
     with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("spec.json", json.dumps(spec, indent=1))
@@ -611,6 +629,7 @@ def load(f) -> ExportedProgram:
         d = spec["dynamic"]
         dynamic = {"symbolic_graph": parse(symbolic_text),
                    "dynamic_dims": [tuple(x) for x in d["dims"]],
+                   "size_one": bool(d.get("size_one", False)),
                    "range_constraints": {SymbolKey("s0"): ValueRange(
                        d["min"], math.inf if d["max"] is None else d["max"])}}
     for g in (graph, dynamic.get("symbolic_graph")):

@@ -376,6 +376,8 @@ def check_size(ep, leaves: list) -> int | None:
         raise EmberError(f"exported program: the dynamic dimensions ({symbol}) must have one "
                          f"size in a call, got {sorted(sizes)}")
     n = sizes.pop()
+    if n == 1 and ep.size_one and bounds.lower == MIN_SIZE:
+        return n                # as torch runs it: the graph at s0 = 1 (results checked)
     if n not in bounds:
         special = " (sizes 0 and 1 are specialized: export with an example of that size)" \
             if n < MIN_SIZE else ""

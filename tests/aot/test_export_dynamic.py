@@ -31,7 +31,7 @@ def test_a_dynamic_batch_runs_at_every_size_of_its_range(tmp_path):
             want = model(x).numpy()
         np.testing.assert_array_equal(ep.module()(x).numpy(), want)
         np.testing.assert_array_equal(loaded.module()(x).numpy(), want)
-    for n in (1, 13):
+    for n in (0, 13):
         with pytest.raises(ember.EmberError, match=rf"size {n} is outside s0's range \[2, 12\]"):
             ep.module()(ember.randn(n, 6))
     with pytest.raises(ember.EmberError, match=r"input 'input' must be float32\[s0, 6\]"):
@@ -66,17 +66,19 @@ def test_refusals_name_the_reason():
         ember.export(nn.Linear(6, 2), (x,), dynamic_shapes=({1: ember.export.Dim("n")},))
 
 
-def test_min_below_two_is_raised_to_two_and_a_call_of_size_one_is_refused():
+def test_min_below_two_is_raised_to_two_and_a_call_of_size_one_runs():
     """torch.export specializes sizes 0 and 1 too: Dim("batch", min=1) exports with the
-    range starting at 2; ember refuses a size-1 call, saying why."""
+    range starting at 2; a size-1 call runs the graph at s0 = 1 as torch runs it, a
+    size-0 call is refused, saying why."""
     x = ember.randn(4, 6)
     assert ember.export.Dim("n", min=1).min == 2
     ep = ember.export.export(lambda t: t * 2, (x,),
                              dynamic_shapes={"t": {0: ember.export.Dim("n", min=1, max=64)}})
     assert ep.range_constraints["s0"].lower == 2
     np.testing.assert_array_equal(ep.module()(ember.ones(7, 6)).numpy(), np.full((7, 6), 2.0))
+    np.testing.assert_array_equal(ep.module()(ember.ones(1, 6)).numpy(), np.full((1, 6), 2.0))
     with pytest.raises(ember.EmberError, match="sizes 0 and 1 are specialized"):
-        ep.module()(ember.ones(1, 6))
+        ep.module()(ember.ones(0, 6))
 
 
 def test_dim_hints_auto_dynamic_static():

@@ -136,3 +136,34 @@ def test_shapes_collection_additional_inputs_dims_and_draft_export():
             np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
         else:
             assert got[key] == want[key], key
+
+
+def _batch_of_one(lib):
+    Dim = lib.export.Dim
+    lib.manual_seed(0)
+    model = lib.nn.Sequential(lib.nn.Linear(4, 3), lib.nn.ReLU(), lib.nn.Linear(3, 2))
+    x = lib.tensor(np.random.default_rng(3).standard_normal((8, 4)).astype(np.float32))
+    one = x[:1].clone()
+    out = {}
+    for name, dim in (("named", Dim("batch")), ("auto", Dim.AUTO),
+                      ("min_one", Dim("b", min=1, max=64))):
+        ep = lib.export.export(model, (x,), dynamic_shapes=({0: dim},))
+        out[name] = ep.module()(one).detach().numpy()
+    ep = lib.export.export(model, (x,), dynamic_shapes=({0: Dim("b", min=4, max=64)},))
+    try:
+        ep.module()(one)
+        out["min_four"] = "ran"
+    except Exception:       # noqa: BLE001 - the class differs by library
+        out["min_four"] = "refused"
+    out["eager"] = model(one).detach().numpy()
+    return out
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_batch_of_one_runs_as_in_torch():
+    got, want = _batch_of_one(ember), _batch_of_one(torch)
+    assert got["min_four"] == want["min_four"] == "refused"
+    for key in ("named", "auto", "min_one"):
+        np.testing.assert_allclose(got[key], got["eager"], rtol=1e-6)
+        np.testing.assert_allclose(want[key], want["eager"], rtol=1e-6)
+        assert got[key].shape == want[key].shape == (1, 2)
