@@ -394,6 +394,9 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
     native = _native_sizes(exported, options)
     dims = exported.dynamic_dims
     shared, built = ([], {}), {}
+    in_range = list(native)
+    if _size_one_holds(exported):
+        native = [1] + native
     for n in native:
         shapes = [[n if (i, d) in dims else size for d, size in enumerate(s.shape)]
                   for i, s in enumerate(exported.user_inputs)]
@@ -409,11 +412,13 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
             raise LoweringError(f"ember.aot.compile_and_package: the plan's constants at "
                                 f"size {n} differ from those at the example size; an "
                                 "artifact shares one set of weights across sizes")
-    covered = hi != float("inf") and len(native) == hi - lo + 1
+    covered = hi != float("inf") and len(in_range) == hi - lo + 1
     dynamic = {"dims": [list(x) for x in dims], "min": lo,
                "max": None if hi == float("inf") else hi}
+    if 1 in built:
+        dynamic["size_one"] = True
     if not covered:
-        dynamic["native_sizes"] = native
+        dynamic["native_sizes"] = in_range
     example.memory.update(layout=example.layout)
     entries = {str(n): {**b.entry_json(), "steps": b.table} for n, b in built.items()}
     members = {
@@ -436,6 +441,22 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
 
 
 FALLBACK_MEMBER = "exported.ep"     # the exported program, for sizes without a native one
+
+
+def _size_one_holds(exported) -> bool:
+    """A program whose ember.export runs size 1 (ExportedProgram.size_one) gets a native
+    program at 1 too, when the graph at s0 = 1 passes the verifier (every op's shape
+    rule agrees with its types there), as torch's AOTInductor runs batch 1."""
+    from ..ir.symdim import instantiate
+    from ..ir.verifier import verify
+    (bounds,) = exported.range_constraints.values()
+    if not exported.size_one or bounds.lower != 2:
+        return False
+    try:
+        verify(instantiate(exported.symbolic_graph, 1))
+    except Exception:       # noqa: BLE001 - an op that behaves otherwise at size 1
+        return False
+    return True
 
 
 def _exported_bytes(exported) -> bytes:

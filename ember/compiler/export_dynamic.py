@@ -1,8 +1,9 @@
-"""ember.export's `dynamic_shapes`: one symbolic dimension (torch.export.Dim's role).
+"""ember.export's `dynamic_shapes`: one symbolic dimension (torch.export.Dim's role),
+torch's specs (`Dim`, derived dims, hints, ShapesCollection, AdditionalInputs).
 
     batch = ember.export.Dim("batch", min=2, max=64)
     ep = ember.export(model, (x,), dynamic_shapes={"x": {0: batch}})
-    ep.range_constraints          # {'s0': ValueRange(lower=2, upper=64)}
+    ep.range_constraints          # {s0: VR[2, 64]}
     ep.module()(x_of_batch_17)    # any size in the range
 
 The model is traced at three sizes of the dimension and the graphs compared, as
@@ -12,12 +13,12 @@ on it or a non-affine size is refused, naming the op. The result keeps
 `symbolic_graph` (s0 in its types: `f32[s0,10]`); `graph` is that graph at the
 example inputs' size, so everything that reads a static program reads it unchanged.
 
-Limits: one symbol (every dynamic dimension has the same size in a call), sizes 0 and
-1 are specialized (a `min` below 2 is raised to 2, as torch.export reports such a
-range too; a call of size 0 or 1 is refused), and the range must hold at least the
-three sizes traced. `Dim.AUTO` and `Dim.DYNAMIC` mark a dimension dynamic with the
-default range (all such marks share the one symbol); `Dim.STATIC` keeps it static. ember.aot.compile_and_package refuses such a program (artifacts
-are static; docs/aot.md says what is missing).
+Limits here: one symbol (every dynamic dimension has the same size in a call; several
+symbols go through compiler/export_symbols.py), sizes 0 and 1 are specialized (a `min`
+below 2 is raised to 2, as torch.export reports such a range too; a call of size 1
+runs the graph at s0 = 1 when the range starts at 2, size 0 is refused), and the range
+must hold at least the three sizes traced. `Dim.AUTO` / `Dim.DYNAMIC` mark a dimension
+dynamic with the default range; `Dim.STATIC` keeps it static.
 """
 from __future__ import annotations
 

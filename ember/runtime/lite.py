@@ -449,8 +449,8 @@ class LiteModel:
             sizes = {arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim}
             n = sizes.pop() if len(sizes) == 1 else None
             upper = self.dynamic["max"]
-            in_range = n is not None and self.dynamic["min"] <= n and \
-                (upper is None or n <= upper)
+            in_range = n is not None and (self.dynamic["min"] <= n or (
+                n == 1 and self.dynamic.get("size_one"))) and (upper is None or n <= upper)
             if not in_range:
                 where = ", ".join(f"dim {d} of '{specs[i]['name']}'" for i, d in dims)
                 got = sorted({arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim})

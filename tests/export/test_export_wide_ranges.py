@@ -25,22 +25,22 @@ def test_an_unbounded_range_runs_native_and_compiled_sizes(tmp_path):
                                          options={"native_sizes": [4, 8]})
     run = ember.aot.load_package(path)
     assert run.manifest["dynamic"] == {"dims": [[0, 0]], "min": 2, "max": None,
-                                       "native_sizes": [4, 8]}
-    for n in (4, 8, 5, 300):          # native, native, then compiled from exported.ep
+                                       "size_one": True, "native_sizes": [4, 8]}
+    for n in (4, 8, 1, 5, 300):       # native (1 too), then compiled from exported.ep
         x = ember.randn(n, 6)
         with ember.no_grad():
             want = ember.compile(model, dynamic=False)(x).numpy()
         np.testing.assert_allclose(run(x).numpy(), want, rtol=1e-6, atol=1e-6)
-        if n in (4, 8):
+        if n in (4, 8, 1):
             np.testing.assert_array_equal(run(x).numpy(), want)
     alone = lite.load_package(path)
     np.testing.assert_array_equal(alone(np.ones((8, 6), np.float32))[0],
                                   run(ember.ones(8, 6)).numpy())
     with pytest.raises(lite.NoNativeProgram, match=r"s0 = 5 has no native program .*"
-                       r"native sizes: \[4, 8\]"):
+                       r"native sizes: \[1, 4, 8\]"):
         alone(np.ones((5, 6), np.float32))
-    with pytest.raises(ember.ArtifactError, match=r"takes one size in \[2, inf\], got \[1\]"):
-        alone(np.ones((1, 6), np.float32))
+    with pytest.raises(ember.ArtifactError, match=r"takes one size in \[2, inf\], got \[0\]"):
+        alone(np.ones((0, 6), np.float32))
 
 
 def test_default_native_sizes_are_the_example_and_powers_of_two():
