@@ -194,10 +194,49 @@ class ExportedProgram:
                        PassContext(constants=dict(self.state_dict), inference=True))
             return graph
         program = copy.copy(self)
+        program.dialect = "ATEN"
         program.graph = decomposed(self.graph)
         if self.symbolic_graph is not None:
             program.symbolic_graph = decomposed(self.symbolic_graph)
         return program
+
+    dialect = "TRAINING"            # torch's name for export's IR (ATEN once decomposed)
+
+    @property
+    def example_inputs(self):
+        """(args, kwargs) the program was exported with, as torch keeps them."""
+        return self.__dict__.get("_example_inputs")
+
+    @property
+    def constants(self) -> dict:
+        """Lifted tensor constants (not parameters or buffers), by name."""
+        return {s.name: self.state_dict[s.name] for s in self.input_specs
+                if s.kind == "constant" and s.name in self.state_dict}
+
+    tensor_constants = constants
+
+    def named_parameters(self):
+        for s in self.input_specs:
+            if s.kind == "parameter":
+                yield s.name, self.state_dict[s.name]
+
+    def parameters(self):
+        for _, value in self.named_parameters():
+            yield value
+
+    def named_buffers(self):
+        for s in self.input_specs:
+            if s.kind == "buffer":
+                yield s.name, self.state_dict[s.name]
+
+    def buffers(self):
+        for _, value in self.named_buffers():
+            yield value
+
+    def validate(self) -> None:
+        """Check the graph (ember's verifier: every op's types against its shape rule)."""
+        from ..ir.verifier import verify
+        verify(self.graph)
 
     @property
     def user_inputs(self) -> list[TensorSpec]:
@@ -370,10 +409,13 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
     input_names = _input_names(model, args, kwargs, len(leaves))
     names = _constant_names(model)
     if dynamic_shapes is not None:
-        return _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names)
-    traced = _trace(model, leaves, in_spec)
-    state = _rename_constants(traced.graph, traced.constants, names)
-    return _program(model, traced, state, leaves, input_names, in_spec)
+        program = _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names)
+    else:
+        traced = _trace(model, leaves, in_spec)
+        state = _rename_constants(traced.graph, traced.constants, names)
+        program = _program(model, traced, state, leaves, input_names, in_spec)
+    program.__dict__["_example_inputs"] = (args, kwargs)
+    return program
 
 
 def draft_export(model, args: tuple = (), kwargs: dict | None = None, *,
@@ -510,22 +552,51 @@ def _export_several(model, leaves, in_spec, marks, input_names, names):
 
 
 def _input_names(model, args, kwargs, count: int) -> list[str]:
-    """forward's parameter names for the tensor inputs when they map one to one."""
+    """torch.export's user input names: forward's parameter names, a container's
+    tensors as `xs_0`, `d_y`, `*args` as `args_0` (arg0, arg1, ... when they clash)."""
     target = getattr(model, "forward", model)
     try:
-        params = list(inspect.signature(target).parameters)
+        params = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
         params = []
-    names = params[:len(args)] + list(kwargs)
-    simple = all(isinstance(a, Tensor) for a in args) and \
-        all(isinstance(v, Tensor) for v in kwargs.values())
-    if simple and len(names) == count and len(set(names)) == count:
+    names: list[str] = []
+
+    def walk(value, path: str) -> None:
+        if isinstance(value, Tensor):
+            names.append(path)
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                walk(item, f"{path}_{i}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}_{key}")
+    for i, value in enumerate(args):
+        walk(value, _positional_name(params, i))
+    for key, value in kwargs.items():
+        walk(value, key)
+    if len(names) == count and len(set(names)) == count:
         return names
     return [f"arg{i}" for i in range(count)]
 
 
+def _positional_name(params: list, i: int) -> str:
+    for j, p in enumerate(params):
+        if p.kind == inspect.Parameter.VAR_POSITIONAL:
+            if i >= j:
+                return f"{p.name}_{i - j}"
+            break
+    return params[i].name if i < len(params) else f"arg{i}"
+
+
 def _constant_names(model) -> dict[int, str]:
+    """Module paths of the model's tensors: parameters, buffers and plain tensor
+    attributes (`self.c = torch.ones(2)`: torch's lifted constant 'c')."""
     named = {}
+    if hasattr(model, "named_modules"):
+        for prefix, module in model.named_modules():
+            for attr, value in vars(module).items():
+                if isinstance(value, Tensor) and not attr.startswith("_"):
+                    named.setdefault(id(value), f"{prefix}.{attr}" if prefix else attr)
     if hasattr(model, "named_parameters"):
         named.update({id(t): n for n, t in model.named_buffers() if t is not None})
         named.update({id(t): n for n, t in model.named_parameters()})
@@ -558,8 +629,10 @@ def _rename_constants(graph: Graph, constants: dict, names: dict) -> dict:
 
 
 # --- save / load ---------------------------------------------------------------------------
-def save(ep: ExportedProgram, f) -> None:
-    """Write `ep` to a path or binary file (a zip: graph.ir, weights.safetensors, spec.json)."""
+def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_version=None,
+         pickle_protocol: int = 2) -> None:
+    """Write `ep` to a path or binary file (a zip: graph.ir, weights.safetensors,
+    spec.json; `extra_files` {name: str or bytes} as members `extra/<name>`)."""
     from safetensors.numpy import save as save_tensors
     from ..ir.printer import print_graph
     from .compile_guards import LEAF
@@ -587,10 +660,13 @@ def save(ep: ExportedProgram, f) -> None:
         z.writestr("weights.safetensors", save_tensors(weights) if weights else b"")
         if ep.symbolic_graph is not None:
             z.writestr("symbolic.ir", print_graph(ep.symbolic_graph))
+        for name, content in (extra_files or {}).items():
+            z.writestr(f"extra/{name}", content)
 
 
-def load(f) -> ExportedProgram:
-    """Read what `save` wrote; refuses another format or version with ArtifactError."""
+def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> ExportedProgram:
+    """Read what `save` wrote; refuses another format or version with ArtifactError.
+    `extra_files` (a dict of names): filled with the saved extra files' text."""
     from safetensors.numpy import load as load_tensors
     from .compile_guards import LEAF
     from ..ir.parser import parse
@@ -601,6 +677,10 @@ def load(f) -> ExportedProgram:
             raw = z.read("weights.safetensors")
             symbolic_text = z.read("symbolic.ir").decode() \
                 if "dynamic" in spec or "symbols" in spec else None
+            for name in list(extra_files or {}):
+                member = f"extra/{name}"
+                if member in z.namelist():
+                    extra_files[name] = z.read(member).decode()
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
         raise ArtifactError(f"ember.export.load: not a saved ExportedProgram ({err})") from None
     if spec.get("format") != "ember-exported-program" or spec.get("version") != EXPORT_FORMAT:

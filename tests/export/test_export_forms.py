@@ -167,3 +167,39 @@ def test_a_batch_of_one_runs_as_in_torch():
         np.testing.assert_allclose(got[key], got["eager"], rtol=1e-6)
         np.testing.assert_allclose(want[key], want["eager"], rtol=1e-6)
         assert got[key].shape == want[key].shape == (1, 2)
+
+
+def _program_fields(lib):
+    import io
+
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lib.nn.Linear(3, 2)
+            self.register_buffer("b", lib.ones(2))
+            self.c = lib.ones(2) * 2
+
+        def forward(self, x, ys):
+            return self.lin(x) + self.b + self.c + ys[0] * ys[1]
+    args = (lib.ones(4, 3), [lib.ones(4, 2), lib.ones(4, 2)])
+    model = M()
+    ep = lib.export.export(model, args)
+    buf = io.BytesIO()
+    lib.export.save(ep, buf, extra_files={"meta.txt": "hello"})
+    buf.seek(0)
+    extra = {"meta.txt": ""}
+    loaded = lib.export.load(buf, extra_files=extra)
+    sig = ep.graph_signature
+    return {"inputs": str(sig).split("# outputs")[0],
+            "example": [type(part).__name__ for part in ep.example_inputs],
+            "parameters": [n for n, _ in ep.named_parameters()],
+            "buffers": [n for n, _ in ep.named_buffers()],
+            "constants": sorted(ep.constants), "n_parameters": len(list(ep.parameters())),
+            "dialects": [ep.dialect, ep.run_decompositions().dialect], "extra": extra,
+            "loaded_equal": bool(np.allclose(loaded.module()(*args).detach().numpy(),
+                                             model(*args).detach().numpy(), rtol=1e-6))}
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_program_fields_and_save_extra_files():
+    assert _program_fields(ember) == _program_fields(torch)
