@@ -485,6 +485,11 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     from . import export_symbols as several
     per_input = dyn.per_input_specs(dynamic_shapes, input_names, leaves, model, in_spec)
     marks = several.marks_of(per_input, input_names, leaves)
+    if not marks:       # every mark was Dim.AUTO on a size 0 or 1: a static program
+        traced = _trace(model, leaves, in_spec)
+        state = _rename_constants(traced.graph, traced.constants, names)
+        return _program(model, traced, state, leaves, input_names, in_spec)
+    per_input = _only_marked(per_input, marks, leaves)
     if marks and not several.one_symbol(marks):
         return _export_several(model, leaves, in_spec, marks, input_names, names)
     try:
@@ -495,6 +500,14 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
         if "compares the size" not in str(err):
             raise
         return _export_several(model, leaves, in_spec, marks, input_names, names)
+
+
+def _only_marked(per_input: list, marks: list, leaves: list) -> list:
+    """per_input with the marks marks_of kept (Dim.AUTO on a size 0 or 1 dropped)."""
+    out = [{} for _ in leaves]
+    for i, d, mark in marks:
+        out[i][d] = mark
+    return [spec or None for spec in out]
 
 
 def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):

@@ -67,6 +67,8 @@ def marks_of(per_input: list, names: list[str], leaves: list) -> list[tuple]:
             if not isinstance(d, int) or not -tensor.ndim <= d < tensor.ndim:
                 raise EmberError(f"ember.export: dynamic_shapes for {names[i]!r}: dim {d!r} "
                                  f"is out of range for a tensor with {tensor.ndim} dimensions")
+            if mark is Dim.AUTO and tensor.shape[d] < MIN_SIZE:
+                continue            # torch's AUTO: a size 0 or 1 stays static
             out.append((i, d % tensor.ndim, mark))
     return out
 

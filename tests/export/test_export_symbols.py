@@ -164,3 +164,18 @@ def test_several_symbols_save_load_and_their_text():
         loaded.module()(other[0], other[1], ember.randn(16))
     with pytest.raises(ember.ir.errors.LoweringError, match="independent dynamic sizes"):
         ember.aot.compile_and_package(ep, io.BytesIO())
+
+
+def test_auto_on_a_size_one_dim_stays_static_while_named_and_dynamic_are_refused():
+    def program(lib):
+        Dim = lib.export.Dim
+        lin = _Pair.make(lib).lin
+        x = _data(lib, 1, 6)
+        ep = lib.export.export(lin, (x,), dynamic_shapes=({0: Dim.AUTO},))
+        return {"auto_ranges": len(ep.range_constraints),
+                "dynamic": _refused(lambda: lib.export.export(
+                    lin, (x,), dynamic_shapes=({0: Dim.DYNAMIC},))),
+                "named": _refused(lambda: lib.export.export(
+                    lin, (x,), dynamic_shapes=({0: Dim("b")},))),
+                "other_size": _refused(ep.module(), _data(lib, 2, 6))}
+    _same(*_both(program))
