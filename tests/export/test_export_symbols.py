@@ -179,3 +179,21 @@ def test_auto_on_a_size_one_dim_stays_static_while_named_and_dynamic_are_refused
                     lin, (x,), dynamic_shapes=({0: Dim("b")},))),
                 "other_size": _refused(ep.module(), _data(lib, 2, 6))}
     _same(*_both(program))
+
+
+def test_batch_and_sequence_dims_of_a_transformer_layer():
+    def program(lib):
+        Dim = lib.export.Dim
+        lib.manual_seed(0)
+        layer = lib.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=24,
+                                               dropout=0.0, batch_first=True).eval()
+        ep = lib.export.export(layer, (_data(lib, 3, 5, 16),),
+                               dynamic_shapes={"src": {0: Dim("batch"), 1: Dim("seq")}})
+        out = {"symbols": len(ep.range_constraints)}
+        with lib.no_grad():
+            for b, s in ((2, 7), (4, 3)):
+                x = _data(lib, b, s, 16, seed=b + s)
+                out[f"{b}x{s}"] = bool(np.allclose(_np(ep.module()(x)), _np(layer(x)),
+                                                   rtol=1e-5, atol=1e-6))
+        return out
+    _same(*_both(program))
