@@ -289,7 +289,7 @@ class _ExportedCallable(Module):
         state.update(self.named_buffers())
         with grad_mode.no_grad():
             out = call_graph(graph, leaves, state)
-        if n == 1:
+        if n == 1 or (isinstance(n, dict) and 1 in n.values()):
             _check_results_at_one(graph, out)
         return unflatten(self.ep.out_spec, list(out))
 
@@ -548,7 +548,7 @@ def _export_several(model, leaves, in_spec, marks, input_names, names):
     """Several symbols (compiler/export_symbols.py)."""
     from ..ir.symdim import instantiate
     from . import export_symbols as several
-    base, symbolic, dims, symbols = several.export_several(
+    base, symbolic, dims, symbols, size_one = several.export_several(
         marks, leaves, input_names, lambda probe: _trace(model, probe, in_spec))
     state = _rename_constants(base.graph, base.constants, names)
     _rename_constants(symbolic, base.constants, names)
@@ -559,7 +559,7 @@ def _export_several(model, leaves, in_spec, marks, input_names, names):
     return _program(model, base, state, leaves, input_names, in_spec,
                     symbolic_graph=symbolic if symbols else None,
                     dynamic_dims=sorted(key for key, p in dims.items() if any(m for m in p)),
-                    dim_exprs=dynamic,
+                    dim_exprs=dynamic, size_one=size_one,
                     range_constraints=several.range_constraints(
                         {k: (sym.lo, sym.upper) for k, sym in symbols.items()}, dims))
 
@@ -660,7 +660,8 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
                    range(1 + max(i for p in ep.dim_exprs.values() for m in p for i in m))]
         spec["symbols"] = {"ranges": [[b.lower, None if b.upper == math.inf else b.upper]
                                       for b in symbols],
-                           "dims": [[i, d, poly_text(p)] for (i, d), p in ep.dim_exprs.items()]}
+                           "dims": [[i, d, poly_text(p)] for (i, d), p in ep.dim_exprs.items()],
+                           "size_one": ep.size_one}
     elif ep.symbolic_graph is not None:    # graph.ir is the program at the example size
         (bounds,) = ep.range_constraints.values()
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
@@ -716,7 +717,8 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
         ranges = {k: (lo, math.inf if hi is None else hi)
                   for k, (lo, hi) in enumerate(sym["ranges"])}
         dynamic = {"symbolic_graph": parse(symbolic_text), "dynamic_dims": sorted(exprs),
-                   "dim_exprs": exprs, "range_constraints": range_constraints(ranges, exprs)}
+                   "dim_exprs": exprs, "range_constraints": range_constraints(ranges, exprs),
+                   "size_one": bool(sym.get("size_one", False))}
     elif symbolic_text is not None:
         from .export_dynamic import SymbolKey, ValueRange
         d = spec["dynamic"]
