@@ -53,8 +53,10 @@ class InputKind(str, enum.Enum):
 
 
 class OutputKind(str, enum.Enum):
-    """torch.export.graph_signature.OutputKind (ember's programs return user outputs)."""
+    """torch.export.graph_signature.OutputKind: ember's programs return user outputs;
+    a decomposed program's signature lists the buffers its graph updates in place."""
     USER_OUTPUT = "output"
+    BUFFER_MUTATION = "buffer_mutation"
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,18 @@ class TensorSpec:
     dtype: str
     shape: tuple
     persistent: bool | None = None      # buffers: saved in the module's state_dict
+    mutates: str | None = None          # a BUFFER_MUTATION output: the buffer it updates
 
     def __post_init__(self):
         if self.kind == "buffer" and self.persistent is None:
             self.persistent = True
-        self.kind = OutputKind(self.kind) if self.kind == "output" else InputKind(self.kind)
+        self.kind = OutputKind(self.kind) if self.kind in ("output", "buffer_mutation") \
+            else InputKind(self.kind)
 
     @property
     def target(self) -> str | None:
+        if self.kind == OutputKind.BUFFER_MUTATION:
+            return self.mutates
         return self.name if self.kind in _LIFTED_PREFIX else None
 
     @property
@@ -128,7 +134,11 @@ class ExportGraphSignature:
 
     @property
     def user_outputs(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.output_specs)
+        return tuple(s.name for s in self.output_specs if s.kind == "output")
+
+    @property
+    def buffers_to_mutate(self) -> dict[str, str]:
+        return {s.name: s.target for s in self.output_specs if s.kind == "buffer_mutation"}
 
     @property
     def inputs_to_parameters(self) -> dict[str, str]:
@@ -144,7 +154,9 @@ class ExportGraphSignature:
                   (f" target='{s.target}'" if s.target is not None else "") +
                   (f" persistent={s.persistent}" if s.kind == "buffer" else "")
                   for s in self.input_specs]
-        lines += ["", "# outputs"] + [f"{s.name}: {s.kind.name}" for s in self.output_specs]
+        lines += ["", "# outputs"] + [f"{s.name}: {s.kind.name}" +
+                                      (f" target='{s.target}'" if s.target else "")
+                                      for s in self.output_specs]
         return "\n".join(lines) + "\n"
 
 
@@ -171,7 +183,26 @@ class ExportedProgram:
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
-        return ExportGraphSignature(list(self.input_specs), list(self.output_specs))
+        outputs = list(self.output_specs)
+        if self.dialect == "ATEN":          # decomposed: torch lists buffer updates first
+            outputs = self._buffer_mutations() + outputs
+        return ExportGraphSignature(list(self.input_specs), outputs)
+
+    def _buffer_mutations(self) -> list:
+        """An in-place op (`add_`) on a buffer the graph reads: the buffer it updates."""
+        buffers = {s.name for s in self.input_specs if s.kind == "buffer"}
+        out = []
+        for node in self.graph.nodes:
+            name = getattr(node.target, "name", "")
+            first = node.args[0] if node.args else None
+            if node.op == OpKind.call_function and name.endswith("_") and \
+                    not name.endswith("__") and getattr(first, "op", None) == OpKind.get_attr \
+                    and first.target in buffers:
+                val = node.meta.get("val")
+                out.append(TensorSpec(node.name, "buffer_mutation",
+                                      getattr(getattr(val, "dtype", None), "name", ""),
+                                      tuple(getattr(val, "shape", ())), mutates=first.target))
+        return out
 
     @property
     def graph_module(self):

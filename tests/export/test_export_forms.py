@@ -203,3 +203,28 @@ def _program_fields(lib):
 @pytest.mark.filterwarnings("ignore")
 def test_program_fields_and_save_extra_files():
     assert _program_fields(ember) == _program_fields(torch)
+
+
+def _mutation(lib):
+    class Buf(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("count", lib.zeros(3))
+
+        def forward(self, x):
+            self.count.add_(1)
+            return x + self.count
+    ep = lib.export.export(Buf(), (lib.ones(3),))
+    decomposed = ep.run_decompositions()
+    module = ep.module()
+    first, second = module(lib.ones(3)), module(lib.ones(3))
+    return {"training": [(s.kind.name, s.target) for s in ep.graph_signature.output_specs],
+            "decomposed": [(s.kind.name, s.target)
+                           for s in decomposed.graph_signature.output_specs],
+            "mutated": sorted(decomposed.graph_signature.buffers_to_mutate.values()),
+            "calls": [first.tolist(), second.tolist()]}
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_buffer_mutation_in_the_signature():
+    assert _mutation(ember) == _mutation(torch)
