@@ -268,20 +268,21 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
-    if exported.dim_exprs:
+    if exported.dim_exprs and target == "cuda":
         raise LoweringError(
             "ember.aot.compile_and_package: the exported program has "
             f"{len(exported.range_constraints)} independent dynamic sizes "
-            f"({', '.join(exported.range_constraints)}); an artifact takes one dynamic "
+            f"({', '.join(exported.range_constraints)}); a CUDA artifact takes one dynamic "
             "size shared by its dynamic dims: export with one Dim")
     if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
         from .aot_cuda import package_cuda
         return package_cuda(exported, package_path, options, pipeline)
     backend = PackagingBackend()
-    if exported.symbolic_graph is not None:
+    if exported.symbolic_graph is not None and not exported.dim_exprs:
         return _package_dynamic(exported, package_path, backend, options, pipeline)
     one = _build(exported, exported.graph, None, backend, options, pipeline, ([], {}))
     one.memory.update(layout=one.layout)
+    several = bool(exported.dim_exprs)
     members = {
         "graph.ir": print_graph(one.graph).encode(),
         "weights.safetensors": _safetensors(one.constants),
@@ -290,7 +291,14 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
                                  "entry": one.entry_json()}, indent=1).encode(),
         "model.so": _shared_library(one.modules, backend.isa, one.entry_ir),
     }
+    if several:
+        # several dynamic sizes: a native program at the example sizes, the exported
+        # program for the others (ember.aot.load_package compiles those)
+        members[FALLBACK_MEMBER] = _exported_bytes(exported)
     manifest = _manifest(exported, backend.isa, members)
+    if several:
+        manifest["dynamic_sizes"] = {str(k): repr(v) for k, v in
+                                     exported.range_constraints.items()}
     _require_int8_features(manifest, one.table)
     _write_zip(package_path, manifest, members)
     return str(package_path)
@@ -509,6 +517,11 @@ class PackagedModel:
         from .compile_guards import LEAF, unflatten
         from .export import _spec_from_json
         arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a) for a in args]
+        if "dynamic_sizes" in self.lite.manifest and any(
+                list(a.shape) != spec["shape"] for a, spec in
+                zip(arrays, self.lite.manifest["inputs"])):
+            # several dynamic sizes: the native program holds the example's shapes only
+            return self._compiled_fallback()(*[Tensor._adopt(a) for a in arrays])
         try:
             outs = [Tensor._adopt(o) for o in self.lite(*arrays)]
         except lite.NoNativeProgram:

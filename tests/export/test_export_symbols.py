@@ -162,8 +162,30 @@ def test_several_symbols_save_load_and_their_text():
     assert loaded.range_constraints == ep.range_constraints
     with pytest.raises(ember.EmberError, match=r"must be s0\*s1 = 15 in this call, got 16"):
         loaded.module()(other[0], other[1], ember.randn(16))
-    with pytest.raises(ember.ir.errors.LoweringError, match="independent dynamic sizes"):
-        ember.aot.compile_and_package(ep, io.BytesIO())
+
+
+
+def test_an_artifact_of_several_dynamic_sizes(tmp_path):
+    """A native program at the example sizes; other sizes through ember.compile of the
+    exported program the artifact carries (the lite runtime alone takes the example's)."""
+    from ember.runtime import lite
+    Dim = ember.export.Dim
+    ember.manual_seed(0)
+    layer = ember.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=24,
+                                             dropout=0.0, batch_first=True).eval()
+    x = ember.randn(3, 5, 16)
+    ep = ember.export(layer, (x,), dynamic_shapes={"src": {0: Dim("batch"), 1: Dim("seq")}})
+    path = ember.aot.compile_and_package(ep, tmp_path / "m.ember")
+    run = ember.aot.load_package(path)
+    assert run.manifest["dynamic_sizes"] == {"s0": "VR[2, int_oo]", "s1": "VR[2, int_oo]"}
+    with ember.no_grad():
+        for shape in ((3, 5, 16), (2, 7, 16)):
+            y = ember.randn(*shape)
+            want = ember.compile(layer, dynamic=False)(y).numpy()
+            np.testing.assert_allclose(run(y).numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(lite.load_package(path)(x.numpy())[0], run(x).numpy())
+    with pytest.raises(ember.ArtifactError, match=r"must be float32\[3, 5, 16\]"):
+        lite.load_package(path)(np.zeros((2, 7, 16), np.float32))
 
 
 def test_auto_on_a_size_one_dim_stays_static_while_named_and_dynamic_are_refused():
