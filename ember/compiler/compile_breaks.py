@@ -33,6 +33,7 @@ from typing import Any
 
 from ..ir.errors import _STDLIB_DIRS, EMBER_DIR, TraceError
 from ..ir.graph import Graph
+from ..ir.symdim import _USER_LIKE
 from .compile_guards import log
 
 
@@ -222,23 +223,12 @@ def explain(fn, *args, **kwargs):
             output.out = compile(target, fullgraph=True)(*args, **kwargs)
             return output
         except TraceError as err:
-            first = err
+            value_read = _VALUE_READ_TEXT in str(err)
         output.graphs.clear()
         output.ops_per_graph.clear()
-        segments = _Segments()
-        with segments:
-            out = target(*args, **kwargs)
-        if segments.breaks:
-            # torch lists every break's reason but counts a break where a graph follows
-            # it (a branch that only returns makes no graph)
-            graphs = segments.graphs
-            output.out = out
-            output.break_reasons = segments.breaks
-            output.graph_break_count = sum(1 for after in graphs[1:] if _ops_of(after))
-            output.graphs = [g for g in graphs if _ops_of(g)]
-            output.ops_per_graph = [_ops_of(g) for g in output.graphs]
+        if value_read:      # the function runs once: eagerly, its graphs recorded
+            _explain_by_segments(output, target, args, kwargs)
             return output
-        del first
     finally:
         _SINKS.pop()
     _SINKS.append(output)
@@ -247,6 +237,24 @@ def explain(fn, *args, **kwargs):
     finally:
         _SINKS.pop()
     return output
+
+
+# what tracing says where Python needs a traced tensor's value (bool(), .item(), ...)
+_VALUE_READ_TEXT = "needs the value of a traced tensor"
+
+
+def _explain_by_segments(output: ExplainOutput, target, args, kwargs) -> None:
+    """Run target once eagerly under _Segments; fill output as torch counts (it lists
+    every break's reason but counts a break where a graph follows it: a branch that
+    only returns makes no graph)."""
+    segments = _Segments()
+    with segments:
+        output.out = target(*args, **kwargs)
+    graphs = segments.graphs
+    output.break_reasons = segments.breaks
+    output.graph_break_count = sum(1 for after in graphs[1:] if _ops_of(after))
+    output.graphs = [g for g in graphs if _ops_of(g)]
+    output.ops_per_graph = [_ops_of(g) for g in output.graphs]
 
 
 def _ops_of(graph: Graph) -> list:
@@ -300,7 +308,9 @@ class _Segments:
 
         def read(tensor, *a, **k):
             caller = sys._getframe(1).f_code.co_filename
-            if not caller.startswith(EMBER_DIR) and segments.graphs[-1].nodes:
+            # ember's layers (nn modules) are torch's Python: their reads break too
+            users = not caller.startswith(EMBER_DIR) or caller.startswith(_USER_LIKE)
+            if users and segments.graphs[-1].nodes:
                 frame = sys._getframe(1)
                 line = linecache.getline(caller, frame.f_lineno).strip() or None
                 segments.breaks.append(GraphBreak(
