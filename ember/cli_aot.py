@@ -384,8 +384,12 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
     dynamic = manifest.get("dynamic")
     if dynamic:
         where = ", ".join(f"dim {d} of input {i}" for i, d in dynamic["dims"])
-        head.add_row("dynamic", f"s0 ({where}) in [{dynamic['min']}, {dynamic['max']}]: one "
-                                "program per size; shapes below at the example size")
+        upper = "inf" if dynamic["max"] is None else dynamic["max"]
+        native = dynamic.get("native_sizes")
+        programs = "one program per size" if native is None else \
+            f"native programs at {native}, other sizes through ember.compile"
+        head.add_row("dynamic", f"s0 ({where}) in [{dynamic['min']}, {upper}]: "
+                                f"{programs}; shapes below at the example size")
     console.print(head)
     console.print(_io_table(manifest))
     steps = Table(title=f"plan: {len(plan['steps'])} steps")

@@ -268,14 +268,21 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
+    if exported.dim_exprs and target == "cuda":
+        raise LoweringError(
+            "ember.aot.compile_and_package: the exported program has "
+            f"{len(exported.range_constraints)} independent dynamic sizes "
+            f"({', '.join(exported.range_constraints)}); a CUDA artifact takes one dynamic "
+            "size shared by its dynamic dims: export with one Dim")
     if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
         from .aot_cuda import package_cuda
         return package_cuda(exported, package_path, options, pipeline)
     backend = PackagingBackend()
-    if exported.symbolic_graph is not None:
+    if exported.symbolic_graph is not None and not exported.dim_exprs:
         return _package_dynamic(exported, package_path, backend, options, pipeline)
     one = _build(exported, exported.graph, None, backend, options, pipeline, ([], {}))
     one.memory.update(layout=one.layout)
+    several = bool(exported.dim_exprs)
     members = {
         "graph.ir": print_graph(one.graph).encode(),
         "weights.safetensors": _safetensors(one.constants),
@@ -284,7 +291,14 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
                                  "entry": one.entry_json()}, indent=1).encode(),
         "model.so": _shared_library(one.modules, backend.isa, one.entry_ir),
     }
+    if several:
+        # several dynamic sizes: a native program at the example sizes, the exported
+        # program for the others (ember.aot.load_package compiles those)
+        members[FALLBACK_MEMBER] = _exported_bytes(exported)
     manifest = _manifest(exported, backend.isa, members)
+    if several:
+        manifest["dynamic_sizes"] = {str(k): repr(v) for k, v in
+                                     exported.range_constraints.items()}
     _require_int8_features(manifest, one.table)
     _write_zip(package_path, manifest, members)
     return str(package_path)
@@ -343,30 +357,62 @@ def _build(exported, source_graph, shapes, backend, options, pipeline, shared,
     return b
 
 
-MAX_DYNAMIC_SIZES = 64      # entries one artifact holds for a dynamic dimension
+MAX_DYNAMIC_SIZES = 64      # native programs one artifact holds for a dynamic dimension
+# a range longer than MAX_DYNAMIC_SIZES (or unbounded) gets native programs at the
+# example size and the powers of two of the range up to this size; other sizes run
+# through ember.compile from the exported program the artifact carries
+NATIVE_SIZES_UP_TO = 1024
+
+
+def _native_sizes(exported, options: dict) -> list[int]:
+    """The sizes of the dynamic dimension that get a native program: every size of a
+    range of at most MAX_DYNAMIC_SIZES, else `options["native_sizes"]` or the example
+    size and the range's powers of two (module constants above)."""
+    (bounds,) = exported.range_constraints.values()
+    lo, hi = bounds.lower, bounds.upper
+    i, d = exported.dynamic_dims[0]
+    example = exported.user_inputs[i].shape[d]
+    requested = options.pop("native_sizes", None)
+    if requested is not None:
+        sizes = sorted({int(n) for n in requested})
+        outside = [n for n in sizes if n not in bounds]
+        if outside or not sizes or len(sizes) > MAX_DYNAMIC_SIZES:
+            raise LoweringError(
+                f"ember.aot.compile_and_package: options['native_sizes'] must be 1 to "
+                f"{MAX_DYNAMIC_SIZES} sizes inside s0's range [{lo}, {hi}], got {requested}")
+        return sizes
+    if hi != float("inf") and hi - lo + 1 <= MAX_DYNAMIC_SIZES:
+        return list(range(lo, int(hi) + 1))
+    top = min(hi, max(NATIVE_SIZES_UP_TO, example))
+    powers = [1 << k for k in range(64) if lo <= 1 << k <= top]
+    return sorted({example, *powers})
 
 
 def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
-    """A dynamic dimension of range [lo, hi]: one straight-line program per size, all in
-    one library (entries `ember_b<n>_run`, kernels shared where their code is equal,
-    weights shared and required equal), the runtime picking the entry by the size."""
+    """A dynamic dimension: one straight-line program per native size (`_native_sizes`),
+    all in one library (entries `ember_b<n>_run`, kernels shared where their code is
+    equal, weights shared and required equal), the runtime picking the entry by the
+    size. When the native sizes do not cover the range, the exported program itself is
+    stored too (`exported.ep`): ember.aot.load_package runs the other sizes through
+    ember.compile (the lite runtime alone refuses them, saying so)."""
     from ..ir.symdim import instantiate
+    options = dict(options or {})
     (bounds,) = exported.range_constraints.values()
     lo, hi = bounds.lower, bounds.upper
-    if hi == float("inf") or hi - lo + 1 > MAX_DYNAMIC_SIZES:
-        raise LoweringError(
-            f"ember.aot.compile_and_package: the dynamic dimension s0 has range [{lo}, {hi}]; "
-            f"an artifact holds one program per size, at most {MAX_DYNAMIC_SIZES} sizes: "
-            "export with a Dim whose max - min < 64")
+    native = _native_sizes(exported, options)
     dims = exported.dynamic_dims
     shared, built = ([], {}), {}
-    for n in range(lo, hi + 1):
+    in_range = list(native)
+    if _size_one_holds(exported):
+        native = [1] + native
+    for n in native:
         shapes = [[n if (i, d) in dims else size for d, size in enumerate(s.shape)]
                   for i, s in enumerate(exported.user_inputs)]
         built[n] = _build(exported, instantiate(exported.symbolic_graph, n), shapes, backend,
                           options, pipeline, shared, prefix=f"ember_b{n}")
     i, d = dims[0]
-    example = built[exported.user_inputs[i].shape[d]]
+    example = built[exported.user_inputs[i].shape[d]] \
+        if exported.user_inputs[i].shape[d] in built else built[native[0]]
     for n, b in built.items():
         if list(b.constants) != list(example.constants) or not all(
                 a.shape == c.shape and a.dtype == c.dtype and np.array_equal(a, c)
@@ -374,7 +420,13 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
             raise LoweringError(f"ember.aot.compile_and_package: the plan's constants at "
                                 f"size {n} differ from those at the example size; an "
                                 "artifact shares one set of weights across sizes")
-    dynamic = {"dims": [list(x) for x in dims], "min": lo, "max": hi}
+    covered = hi != float("inf") and len(in_range) == hi - lo + 1
+    dynamic = {"dims": [list(x) for x in dims], "min": lo,
+               "max": None if hi == float("inf") else hi}
+    if 1 in built:
+        dynamic["size_one"] = True
+    if not covered:
+        dynamic["native_sizes"] = in_range
     example.memory.update(layout=example.layout)
     entries = {str(n): {**b.entry_json(), "steps": b.table} for n, b in built.items()}
     members = {
@@ -386,12 +438,41 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
         "model.so": _shared_library(shared[0], backend.isa,
                                     [b.entry_ir for b in built.values()]),
     }
+    if not covered:
+        members[FALLBACK_MEMBER] = _exported_bytes(exported)
     manifest = _manifest(exported, backend.isa, members)
     for b in built.values():
         _require_int8_features(manifest, b.table)
     manifest["dynamic"] = dynamic
     _write_zip(package_path, manifest, members)
     return str(package_path)
+
+
+FALLBACK_MEMBER = "exported.ep"     # the exported program, for sizes without a native one
+
+
+def _size_one_holds(exported) -> bool:
+    """A program whose ember.export runs size 1 (ExportedProgram.size_one) gets a native
+    program at 1 too, when the graph at s0 = 1 passes the verifier (every op's shape
+    rule agrees with its types there), as torch's AOTInductor runs batch 1."""
+    from ..ir.symdim import instantiate
+    from ..ir.verifier import verify
+    (bounds,) = exported.range_constraints.values()
+    if not exported.size_one or bounds.lower != 2:
+        return False
+    try:
+        verify(instantiate(exported.symbolic_graph, 1))
+    except Exception:       # noqa: BLE001 - an op that behaves otherwise at size 1
+        return False
+    return True
+
+
+def _exported_bytes(exported) -> bytes:
+    import io
+    from .export import save
+    buf = io.BytesIO()
+    save(exported, buf)
+    return buf.getvalue()
 
 
 def _entry_json(emitter, builder, calls, layout, outputs) -> dict:
@@ -430,15 +511,36 @@ class PackagedModel:
 
     def __call__(self, *args):
         """Tensors (or arrays) in, one per exported input; the exported result's
-        structure out (a Tensor, a tuple, a dict ... of Tensors)."""
+        structure out (a Tensor, a tuple, a dict ... of Tensors). A size of the dynamic
+        dimension without a native program runs the exported program the artifact
+        carries through ember.compile (compiled once per size, as ember.compile does)."""
         from .compile_guards import LEAF, unflatten
         from .export import _spec_from_json
         arrays = [a._values() if isinstance(a, Tensor) else np.asarray(a) for a in args]
-        outs = [Tensor._adopt(o) for o in self.lite(*arrays)]
+        if "dynamic_sizes" in self.lite.manifest and any(
+                list(a.shape) != spec["shape"] for a, spec in
+                zip(arrays, self.lite.manifest["inputs"])):
+            # several dynamic sizes: the native program holds the example's shapes only
+            return self._compiled_fallback()(*[Tensor._adopt(a) for a in arrays])
+        try:
+            outs = [Tensor._adopt(o) for o in self.lite(*arrays)]
+        except lite.NoNativeProgram:
+            return self._compiled_fallback()(*[Tensor._adopt(a) for a in arrays])
         structure = self.lite.manifest.get("output_structure")
         if structure is None:
             return outs[0] if len(outs) == 1 else tuple(outs)
         return unflatten(_spec_from_json(structure, LEAF), outs)
+
+
+    def _compiled_fallback(self):
+        fallback = self.__dict__.get("_fallback")
+        if fallback is None:
+            import io
+            from .compile import compile as ember_compile
+            from .export import load
+            program = load(io.BytesIO(self.lite.exported_program))
+            fallback = self._fallback = ember_compile(program.module())
+        return fallback
 
 
 class _Input:

@@ -24,13 +24,16 @@ reasons and lines, as torch._dynamo.explain does.
 """
 from __future__ import annotations
 
+import linecache
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..ir.errors import _STDLIB_DIRS, EMBER_DIR, TraceError
 from ..ir.graph import Graph
+from ..ir.symdim import _USER_LIKE
 from .compile_guards import log
 
 
@@ -168,7 +171,7 @@ class ExplainOutput:
     graphs: list[Graph] = field(default_factory=list)
     graph_break_count: int = 0
     break_reasons: list[GraphBreak] = field(default_factory=list)
-    ops_per_graph: list[int] = field(default_factory=list)
+    ops_per_graph: list[list] = field(default_factory=list)     # each graph's op targets
     out: Any = None
 
     @property
@@ -178,7 +181,8 @@ class ExplainOutput:
     def __str__(self) -> str:
         lines = [f"Graph Count: {self.graph_count}",
                  f"Graph Break Count: {self.graph_break_count}",
-                 f"Op Count: {sum(self.ops_per_graph)}", "Break Reasons:"]
+                 f"Op Count: {sum(len(ops) for ops in self.ops_per_graph)}",
+                 "Break Reasons:"]
         lines += [f"  Break Reason {i + 1}: {b}" for i, b in enumerate(self.break_reasons)]
         return "\n".join(lines)
 
@@ -196,12 +200,18 @@ def record_event(dispatcher, entry) -> None:
         sink.break_reasons.append(entry.graph_break)
     else:
         sink.graphs.append(entry.graph)
-        sink.ops_per_graph.append(entry.stats.original_ops)
+        sink.ops_per_graph.append(_ops_of(entry.graph))
 
 
 def explain(fn, *args, **kwargs):
     """Run `fn(*args, **kwargs)` through a fresh ember.compile; returns ExplainOutput.
-    Without arguments, returns a function taking them (torch's explain(fn)(*args))."""
+    Without arguments, returns a function taking them (torch's explain(fn)(*args)).
+
+    A function that reads a tensor's value in Python (`if t.sum() < 0`, `.item()`) is
+    counted as torch.compile splits it: it runs once eagerly, its op calls grouped into
+    one graph per stretch between such reads (`_Segments`), each read a break. Other
+    breaks (something tracing cannot record) are counted as ember runs them: the
+    function eagerly around its compiled modules."""
     if not args and not kwargs:
         return lambda *a, **k: explain(fn, *a, **k)
     from .compile import CompiledFunction, compile
@@ -209,7 +219,128 @@ def explain(fn, *args, **kwargs):
     output = ExplainOutput()
     _SINKS.append(output)
     try:
+        try:
+            output.out = compile(target, fullgraph=True)(*args, **kwargs)
+            return output
+        except TraceError as err:
+            value_read = _VALUE_READ_TEXT in str(err)
+        output.graphs.clear()
+        output.ops_per_graph.clear()
+        if value_read:      # the function runs once: eagerly, its graphs recorded
+            _explain_by_segments(output, target, args, kwargs)
+            return output
+    finally:
+        _SINKS.pop()
+    _SINKS.append(output)
+    try:
         output.out = compile(target)(*args, **kwargs)
     finally:
         _SINKS.pop()
     return output
+
+
+# what tracing says where Python needs a traced tensor's value (bool(), .item(), ...)
+_VALUE_READ_TEXT = "needs the value of a traced tensor"
+
+
+def _explain_by_segments(output: ExplainOutput, target, args, kwargs) -> None:
+    """Run target once eagerly under _Segments; fill output as torch counts (it lists
+    every break's reason but counts a break where a graph follows it: a branch that
+    only returns makes no graph)."""
+    segments = _Segments()
+    with segments:
+        output.out = target(*args, **kwargs)
+    graphs = segments.graphs
+    output.break_reasons = segments.breaks
+    output.graph_break_count = sum(1 for after in graphs[1:] if _ops_of(after))
+    output.graphs = [g for g in graphs if _ops_of(g)]
+    output.ops_per_graph = [_ops_of(g) for g in output.graphs]
+
+
+def _ops_of(graph: Graph) -> list:
+    return [n.target for n in graph.nodes if n.op.value == "call_function"]
+
+
+# reading a tensor's value in Python: where torch.compile's graph ends (a break)
+_VALUE_READS = {"__bool__": "bool()", "item": ".item()", "tolist": ".tolist()",
+                "__int__": "int()", "__float__": "float()", "__index__": "an index",
+                "numpy": ".numpy()"}
+
+
+class _Segments:
+    """While active, every eager op call is recorded into the current graph, and a
+    value read from the user's code ends it (a break, with the user's line)."""
+
+    def __init__(self):
+        self.graphs: list[Graph] = [Graph()]
+        self.breaks: list[GraphBreak] = []
+        self.values: dict[int, Any] = {}        # id(tensor) -> its node in the graph
+        self.saved: dict = {}
+
+    def handle(self, op, args: tuple):
+        from ..ir import dispatch
+        with dispatch.disabled(self):
+            result = dispatch.dispatch(op, args)
+        self._record(op, args, result)
+        return result
+
+    def _record(self, op, args, result) -> None:
+        from ..frontend.tensor import Tensor
+        from ..ir.graph import OpKind
+        graph = self.graphs[-1]
+
+        def node_of(value):
+            if not isinstance(value, Tensor):
+                return value
+            entry = self.values.get(id(value))
+            if entry is None or entry[0] is not graph or entry[2] is not value:
+                node = graph.create_node(OpKind.placeholder, f"arg{len(graph.placeholders)}")
+                entry = self.values[id(value)] = (graph, node, value)
+            return entry[1]
+        node = graph.create_node(OpKind.call_function, op,
+                                 tuple(_map_values(a, node_of) for a in args))
+        for value in (result if isinstance(result, (tuple, list)) else (result,)):
+            if isinstance(value, Tensor):
+                self.values[id(value)] = (graph, node, value)
+
+    def _read(self, name: str, method):
+        segments = self
+
+        def read(tensor, *a, **k):
+            caller = sys._getframe(1).f_code.co_filename
+            # ember's layers (nn modules) are torch's Python: their reads break too
+            users = not caller.startswith(EMBER_DIR) or caller.startswith(_USER_LIKE)
+            if users and segments.graphs[-1].nodes:
+                frame = sys._getframe(1)
+                line = linecache.getline(caller, frame.f_lineno).strip() or None
+                segments.breaks.append(GraphBreak(
+                    f"data-dependent control flow: {_VALUE_READS[name]} reads a "
+                    "tensor's value in Python",
+                    f"{os.path.basename(caller)}:{frame.f_lineno} in {frame.f_code.co_name}",
+                    line))
+                segments.graphs.append(Graph())
+            return method(tensor, *a, **k)
+        return read
+
+    def __enter__(self):
+        from ..frontend.tensor import Tensor
+        from ..ir import dispatch
+        for name in _VALUE_READS:
+            self.saved[name] = Tensor.__dict__[name]
+            setattr(Tensor, name, self._read(name, self.saved[name]))
+        self._mode = dispatch.enabled(self)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        from ..frontend.tensor import Tensor
+        self._mode.__exit__(*exc)
+        for name, method in self.saved.items():
+            setattr(Tensor, name, method)
+        return False
+
+
+def _map_values(value, fn):
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_values(v, fn) for v in value)
+    return fn(value)

@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
+from ..ir.errors import TraceError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, contiguous_strides, strides_for
@@ -91,6 +93,18 @@ def dynamic_dims(old: GuardKey | None, new: GuardKey, mark_all: bool):
         return None, ("more than one size changed (ember makes one symbol per function): "
                       + ", ".join(f"{x} -> {y}" for x, y in sorted(sizes)))
     return (dims, sizes.pop()), None
+
+
+def marked_dims(leaves: list) -> tuple[list, bool]:
+    """([(leaf index, dim)] marked by mark_dynamic or maybe_mark_dynamic, whether any
+    mark is mark_dynamic's: torch raises when the code specializes such a dim)."""
+    marked, strict = [], False
+    for i, t in enumerate(leaves):
+        hard = getattr(t, "_dynamo_dynamic_indices", ())
+        soft = getattr(t, "_dynamo_weak_dynamic_indices", ())
+        strict = strict or bool(hard)
+        marked += [(i, dim) for dim in sorted(set(hard) | set(soft)) if dim < t.ndim]
+    return marked, strict
 
 
 # --- the entry -----------------------------------------------------------------------------------
@@ -622,9 +636,10 @@ class DynamicRoute:
         """Make a symbolic entry covering this call when the sizes call for one."""
         d = self.dispatcher
         mode = d.compiled.dynamic
-        if mode is False or (mode is None and not d.entries):
+        marked, strict = marked_dims(leaves)
+        if mode is False or (mode is None and not d.entries and not marked):
             return False
-        found, reason = self._dims(key)
+        found, reason = self._marked(key, marked) if marked else self._dims(key)
         if found is None:
             if reason:
                 log.info("ember.compile: %s: no dynamic dimension: %s; compiling one plan "
@@ -659,6 +674,13 @@ class DynamicRoute:
                 refusal = f"tracing at other sizes failed ({type(err).__name__}: {err})"
         if refusal is not None:
             self.refused.add(signature)
+            # torch raises where the code fixes the size (== / != with a number);
+            # other comparisons it guards, ember compiles per shape
+            if strict and re.search(r"\((eq|ne) with -?\d+\)", refusal):
+                raise TraceError(
+                    f"ember.compile: {d.name}: constraints violated: you marked {what} as "
+                    f"dynamic (torch._dynamo.mark_dynamic) but your code specialized it "
+                    f"({refusal}); remove the mark or use maybe_mark_dynamic")
             log.info("ember.compile: %s: cannot make %s dynamic: %s; compiling one plan per "
                      "shape", d.name, what, refusal)
             return False
@@ -666,6 +688,15 @@ class DynamicRoute:
         d.entries[key] = entry
         d.compiled.plans[key] = (entry.plan, entry.stats, entry.graph)
         return True
+
+    def _marked(self, key: GuardKey, marked: list):
+        """The dims torch._dynamo.mark_dynamic / maybe_mark_dynamic marked on this call's
+        tensors: symbolic from the first call (one symbol: they must share a size)."""
+        sizes = {key.tensors[i].shape[dim] for i, dim in marked}
+        if len(sizes) != 1:
+            return None, ("the dims marked dynamic have different sizes "
+                          f"{sorted(sizes)} (ember makes one symbol per function)")
+        return (marked, (sizes.pop(), None)), None
 
     def _dims(self, key: GuardKey):
         mode = self.dispatcher.compiled.dynamic

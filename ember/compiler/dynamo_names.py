@@ -14,9 +14,13 @@
 - `list_backends`, `register_backend`, `explain` are ember.compile's own.
 - `graph_break()` breaks the graph where it is called (a no-op outside compiling).
 - `mark_dynamic(t, dim)` / `maybe_mark_dynamic` / `mark_static` record the mark on the
-  tensor as torch does (`_dynamo_dynamic_indices`); ember.compile decides which
-  dimensions are symbolic from the sizes it sees (dynamic=None: a dimension whose
-  size changes), so a mark changes when it recompiles, never what it computes.
+  tensor as torch does (`_dynamo_dynamic_indices`, `_dynamo_weak_dynamic_indices`); a
+  call of an ember.compile'd function with marked tensors compiles the marked dims
+  symbolic from that first call (compiler/compile_dynamic.py's `marked_dims`; one
+  symbol: marked dims of different sizes are compiled per shape), so other sizes do
+  not recompile. When the code needs a fixed size there (a Linear's in_features),
+  mark_dynamic raises as torch does ("you marked ... as dynamic but your code
+  specialized it"), maybe_mark_dynamic compiles that shape.
 - `set_stance(stance)` (torch.compiler): "default"; "force_eager" (compiled functions
   run their Python eagerly); "eager_on_recompile" (a call that would compile again
   runs eagerly, compiled entries still serve the calls they fit); "fail_on_recompile"
@@ -73,13 +77,19 @@ def mark_dynamic(t, index, *, min=None, max=None) -> None:   # noqa: A002 - torc
     t._dynamo_dynamic_indices = marked | {i % t.ndim for i in indices}
 
 
-maybe_mark_dynamic = mark_dynamic
+def maybe_mark_dynamic(t, index) -> None:
+    """A hint: ember.compile makes the dim symbolic from the first call when it can,
+    and specializes silently when the code needs a fixed size (torch's behaviour)."""
+    indices = [index] if isinstance(index, int) else list(index)
+    marked = set(getattr(t, "_dynamo_weak_dynamic_indices", set()))
+    t._dynamo_weak_dynamic_indices = marked | {i % t.ndim for i in indices}
 
 
 def mark_static(t, index=None) -> None:
-    marked = set(getattr(t, "_dynamo_dynamic_indices", set()))
     drop = set(range(t.ndim)) if index is None else {index % t.ndim}
-    t._dynamo_dynamic_indices = marked - drop
+    for name in ("_dynamo_dynamic_indices", "_dynamo_weak_dynamic_indices"):
+        marked = set(getattr(t, name, set()))
+        setattr(t, name, marked - drop)
 
 
 def cudagraph_mark_step_begin() -> None:

@@ -53,8 +53,10 @@ class InputKind(str, enum.Enum):
 
 
 class OutputKind(str, enum.Enum):
-    """torch.export.graph_signature.OutputKind (ember's programs return user outputs)."""
+    """torch.export.graph_signature.OutputKind: ember's programs return user outputs;
+    a decomposed program's signature lists the buffers its graph updates in place."""
     USER_OUTPUT = "output"
+    BUFFER_MUTATION = "buffer_mutation"
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,18 @@ class TensorSpec:
     dtype: str
     shape: tuple
     persistent: bool | None = None      # buffers: saved in the module's state_dict
+    mutates: str | None = None          # a BUFFER_MUTATION output: the buffer it updates
 
     def __post_init__(self):
         if self.kind == "buffer" and self.persistent is None:
             self.persistent = True
-        self.kind = OutputKind(self.kind) if self.kind == "output" else InputKind(self.kind)
+        self.kind = OutputKind(self.kind) if self.kind in ("output", "buffer_mutation") \
+            else InputKind(self.kind)
 
     @property
     def target(self) -> str | None:
+        if self.kind == OutputKind.BUFFER_MUTATION:
+            return self.mutates
         return self.name if self.kind in _LIFTED_PREFIX else None
 
     @property
@@ -128,7 +134,11 @@ class ExportGraphSignature:
 
     @property
     def user_outputs(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.output_specs)
+        return tuple(s.name for s in self.output_specs if s.kind == "output")
+
+    @property
+    def buffers_to_mutate(self) -> dict[str, str]:
+        return {s.name: s.target for s in self.output_specs if s.kind == "buffer_mutation"}
 
     @property
     def inputs_to_parameters(self) -> dict[str, str]:
@@ -144,7 +154,9 @@ class ExportGraphSignature:
                   (f" target='{s.target}'" if s.target is not None else "") +
                   (f" persistent={s.persistent}" if s.kind == "buffer" else "")
                   for s in self.input_specs]
-        lines += ["", "# outputs"] + [f"{s.name}: {s.kind.name}" for s in self.output_specs]
+        lines += ["", "# outputs"] + [f"{s.name}: {s.kind.name}" +
+                                      (f" target='{s.target}'" if s.target else "")
+                                      for s in self.output_specs]
         return "\n".join(lines) + "\n"
 
 
@@ -163,10 +175,34 @@ class ExportedProgram:
     # inputs' size) and the (input index, dim) pairs that are s0
     symbolic_graph: Any = None
     dynamic_dims: list = field(default_factory=list)
+    # several symbols (compiler/export_symbols.py): {(input index, dim): polynomial}
+    dim_exprs: dict = field(default_factory=dict)
+    # one symbol traced with its comparisons against 1 refused: a call of size 1 runs
+    # the graph at s0 = 1 (torch runs it too; its range's lower bound reads 2)
+    size_one: bool = False
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
-        return ExportGraphSignature(list(self.input_specs), list(self.output_specs))
+        outputs = list(self.output_specs)
+        if self.dialect == "ATEN":          # decomposed: torch lists buffer updates first
+            outputs = self._buffer_mutations() + outputs
+        return ExportGraphSignature(list(self.input_specs), outputs)
+
+    def _buffer_mutations(self) -> list:
+        """An in-place op (`add_`) on a buffer the graph reads: the buffer it updates."""
+        buffers = {s.name for s in self.input_specs if s.kind == "buffer"}
+        out = []
+        for node in self.graph.nodes:
+            name = getattr(node.target, "name", "")
+            first = node.args[0] if node.args else None
+            if node.op == OpKind.call_function and name.endswith("_") and \
+                    not name.endswith("__") and getattr(first, "op", None) == OpKind.get_attr \
+                    and first.target in buffers:
+                val = node.meta.get("val")
+                out.append(TensorSpec(node.name, "buffer_mutation",
+                                      getattr(getattr(val, "dtype", None), "name", ""),
+                                      tuple(getattr(val, "shape", ())), mutates=first.target))
+        return out
 
     @property
     def graph_module(self):
@@ -189,10 +225,49 @@ class ExportedProgram:
                        PassContext(constants=dict(self.state_dict), inference=True))
             return graph
         program = copy.copy(self)
+        program.dialect = "ATEN"
         program.graph = decomposed(self.graph)
         if self.symbolic_graph is not None:
             program.symbolic_graph = decomposed(self.symbolic_graph)
         return program
+
+    dialect = "TRAINING"            # torch's name for export's IR (ATEN once decomposed)
+
+    @property
+    def example_inputs(self):
+        """(args, kwargs) the program was exported with, as torch keeps them."""
+        return self.__dict__.get("_example_inputs")
+
+    @property
+    def constants(self) -> dict:
+        """Lifted tensor constants (not parameters or buffers), by name."""
+        return {s.name: self.state_dict[s.name] for s in self.input_specs
+                if s.kind == "constant" and s.name in self.state_dict}
+
+    tensor_constants = constants
+
+    def named_parameters(self):
+        for s in self.input_specs:
+            if s.kind == "parameter":
+                yield s.name, self.state_dict[s.name]
+
+    def parameters(self):
+        for _, value in self.named_parameters():
+            yield value
+
+    def named_buffers(self):
+        for s in self.input_specs:
+            if s.kind == "buffer":
+                yield s.name, self.state_dict[s.name]
+
+    def buffers(self):
+        for _, value in self.named_buffers():
+            yield value
+
+    def validate(self) -> None:
+        """Check the graph (ember's verifier: every op's types against its shape rule)."""
+        from ..ir.verifier import verify
+        verify(self.graph)
 
     @property
     def user_inputs(self) -> list[TensorSpec]:
@@ -229,7 +304,7 @@ class _ExportedCallable(Module):
         owner = self
         for part in path:
             if not isinstance(owner._modules.get(part), Module):
-                owner.add_module(part, Module())
+                owner.add_module(part, self._part_class())
             owner = owner._modules[part]
         return owner, last
 
@@ -245,7 +320,46 @@ class _ExportedCallable(Module):
         state.update(self.named_buffers())
         with grad_mode.no_grad():
             out = call_graph(graph, leaves, state)
+        if n == 1 or (isinstance(n, dict) and 1 in n.values()):
+            _check_results_at_one(graph, out)
         return unflatten(self.ep.out_spec, list(out))
+
+
+def _check_results_at_one(graph, out) -> None:
+    """A size-1 call replays the graph traced at sizes >= 2: its results must have the
+    shapes the graph has at s0 = 1 (else an op behaved differently at size 1)."""
+    metas = [n.meta.get("val") for n in graph.output_node.args[0]]
+    for i, (meta, value) in enumerate(zip(metas, out)):
+        if meta is not None and hasattr(value, "shape") and \
+                tuple(value.shape) != tuple(meta.shape):
+            raise EmberError(f"exported program: at size 1 of the dynamic dimension, result "
+                             f"{i} has shape {list(value.shape)} where the program has "
+                             f"{list(meta.shape)}: export with an example of size 1 for it")
+
+
+_ExportedCallable._part_class = Module
+
+
+class _SubmoduleOfProgram(Module):
+    """A submodule of `unflatten(ep)`: it holds its parameters and buffers; ember's
+    exported graph does not record module boundaries, so it cannot run on its own."""
+
+    def forward(self, *args, **kwargs):
+        raise EmberError("ember.export.unflatten: this submodule cannot be called on its "
+                         "own (ember's exported graph does not record where each module's "
+                         "ops begin and end); call the unflattened module itself")
+
+
+class UnflattenedModule(_ExportedCallable):
+    """torch.export.unflatten(ep): an nn.Module with the exported model's module
+    hierarchy of parameters and buffers (`u.fc1.weight`, `u.state_dict()` keys as the
+    model's), whose call runs the program. Its submodules hold state only."""
+    _part_class = _SubmoduleOfProgram
+
+
+def unflatten_program(ep: ExportedProgram, flat_args_adapter=None) -> UnflattenedModule:
+    """torch.export.unflatten: see UnflattenedModule."""
+    return UnflattenedModule(ep)
 
 
 def _check_specialized(exported, given, path: str = "inputs") -> None:
@@ -283,6 +397,8 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
     if len(leaves) != len(specs):
         raise EmberError(f"exported program takes {len(specs)} tensor input(s), got "
                          f"{len(leaves)}")
+    if ep.dim_exprs:
+        return _check_several(ep, leaves)
     n = check_size(ep, leaves)
     for i, (spec, t) in enumerate(zip(specs, leaves)):
         shape = [n if (i, d) in ep.dynamic_dims else s for d, s in enumerate(spec.shape)]
@@ -292,6 +408,18 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
             raise EmberError(f"exported program: input '{spec.name}' must be "
                              f"{spec.dtype}[{want}], got {t.dtype.name}{list(t.shape)}")
     return n
+
+
+def _check_several(ep: ExportedProgram, leaves: list) -> dict:
+    from .export_symbols import shape_text, sizes_of_call
+    for i, (spec, t) in enumerate(zip(ep.user_inputs, leaves)):
+        static = all(list(t.shape)[d] == s for d, s in enumerate(spec.shape)
+                     if (i, d) not in ep.dim_exprs) if t.ndim == len(spec.shape) else False
+        if t.dtype.name != spec.dtype or not static:
+            raise EmberError(f"exported program: input '{spec.name}' must be {spec.dtype}"
+                             f"[{shape_text(ep, i, spec.shape)}], got "
+                             f"{t.dtype.name}{list(t.shape)}")
+    return sizes_of_call(ep, leaves)
 
 
 def ep_symbol(ep: ExportedProgram) -> str:
@@ -312,10 +440,20 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
     input_names = _input_names(model, args, kwargs, len(leaves))
     names = _constant_names(model)
     if dynamic_shapes is not None:
-        return _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names)
-    traced = _trace(model, leaves, in_spec)
-    state = _rename_constants(traced.graph, traced.constants, names)
-    return _program(model, traced, state, leaves, input_names, in_spec)
+        program = _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names)
+    else:
+        traced = _trace(model, leaves, in_spec)
+        state = _rename_constants(traced.graph, traced.constants, names)
+        program = _program(model, traced, state, leaves, input_names, in_spec)
+    program.__dict__["_example_inputs"] = (args, kwargs)
+    return program
+
+
+def draft_export(model, args: tuple = (), kwargs: dict | None = None, *,
+                 dynamic_shapes=None, strict: bool = False, **_ignored) -> ExportedProgram:
+    """torch.export.draft_export: ember's export (what it cannot capture it refuses
+    with the user's line, where torch's draft would record it in a report)."""
+    return export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
 
 
 def _trace(model, leaves, in_spec):
@@ -375,7 +513,39 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     from .compile_dynamic import Specialize, _resized
     from ..ir.symdim import instantiate, recording_size_comparisons
     from . import export_dynamic as dyn
-    dims, dim = dyn.dynamic_dims(dynamic_shapes, input_names, len(leaves), leaves)
+    from . import export_symbols as several
+    per_input = dyn.per_input_specs(dynamic_shapes, input_names, leaves, model, in_spec)
+    marks = several.marks_of(per_input, input_names, leaves)
+    if not marks:       # every mark was Dim.AUTO on a size 0 or 1: a static program
+        traced = _trace(model, leaves, in_spec)
+        state = _rename_constants(traced.graph, traced.constants, names)
+        return _program(model, traced, state, leaves, input_names, in_spec)
+    per_input = _only_marked(per_input, marks, leaves)
+    if marks and not several.one_symbol(marks):
+        return _export_several(model, leaves, in_spec, marks, input_names, names)
+    try:
+        return _export_one_symbol(model, leaves, in_spec, per_input, input_names, names)
+    except EmberError as err:
+        # a size compared in the model (Linear's in_features): the several-symbol
+        # export turns an equality into a specialization (Dim.AUTO) or torch's refusal
+        if "compares the size" not in str(err):
+            raise
+        return _export_several(model, leaves, in_spec, marks, input_names, names)
+
+
+def _only_marked(per_input: list, marks: list, leaves: list) -> list:
+    """per_input with the marks marks_of kept (Dim.AUTO on a size 0 or 1 dropped)."""
+    out = [{} for _ in leaves]
+    for i, d, mark in marks:
+        out[i][d] = mark
+    return [spec or None for spec in out]
+
+
+def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
+    from .compile_dynamic import Specialize, _resized
+    from ..ir.symdim import instantiate, recording_size_comparisons
+    from . import export_dynamic as dyn
+    dims, dim = dyn.dynamic_dims(None, input_names, len(leaves), leaves, per_input)
     where = ", ".join(f"dim {d} of '{input_names[i]}'" for i, d in dims)
     example = leaves[dims[0][0]].shape[dims[0][1]]
     sizes = dyn.probe_sizes(example, dim, where)
@@ -401,27 +571,76 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     upper = dim.max if dim.max is not None else math.inf
     return _program(model, first, states[0], leaves, input_names, in_spec,
                     symbolic_graph=symbolic,
-                    dynamic_dims=dims,
-                    range_constraints={"s0": dyn.ValueRange(dim.min, upper)})
+                    dynamic_dims=dims, size_one=dim.min == dyn.MIN_SIZE,
+                    range_constraints={dyn.SymbolKey("s0"): dyn.ValueRange(dim.min, upper)})
+
+
+def _export_several(model, leaves, in_spec, marks, input_names, names):
+    """Several symbols (compiler/export_symbols.py)."""
+    from ..ir.symdim import instantiate
+    from . import export_symbols as several
+    base, symbolic, dims, symbols, size_one = several.export_several(
+        marks, leaves, input_names, lambda probe: _trace(model, probe, in_spec))
+    state = _rename_constants(base.graph, base.constants, names)
+    _rename_constants(symbolic, base.constants, names)
+    base.graph = instantiate(symbolic, {k: s.example for k, s in symbols.items()})
+    dynamic = {key: p for key, p in dims.items() if any(m for m in p)}
+    if len(symbols) == 1 and all(p == {(0,): 1} for p in dynamic.values()):
+        dynamic = {}        # every dynamic dim is s0: the one-symbol form ember.aot takes
+    return _program(model, base, state, leaves, input_names, in_spec,
+                    symbolic_graph=symbolic if symbols else None,
+                    dynamic_dims=sorted(key for key, p in dims.items() if any(m for m in p)),
+                    dim_exprs=dynamic, size_one=size_one,
+                    range_constraints=several.range_constraints(
+                        {k: (sym.lo, sym.upper) for k, sym in symbols.items()}, dims))
 
 
 def _input_names(model, args, kwargs, count: int) -> list[str]:
-    """forward's parameter names for the tensor inputs when they map one to one."""
+    """torch.export's user input names: forward's parameter names, a container's
+    tensors as `xs_0`, `d_y`, `*args` as `args_0` (arg0, arg1, ... when they clash)."""
     target = getattr(model, "forward", model)
     try:
-        params = list(inspect.signature(target).parameters)
+        params = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
         params = []
-    names = params[:len(args)] + list(kwargs)
-    simple = all(isinstance(a, Tensor) for a in args) and \
-        all(isinstance(v, Tensor) for v in kwargs.values())
-    if simple and len(names) == count and len(set(names)) == count:
+    names: list[str] = []
+
+    def walk(value, path: str) -> None:
+        if isinstance(value, Tensor):
+            names.append(path)
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                walk(item, f"{path}_{i}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}_{key}")
+    for i, value in enumerate(args):
+        walk(value, _positional_name(params, i))
+    for key, value in kwargs.items():
+        walk(value, key)
+    if len(names) == count and len(set(names)) == count:
         return names
     return [f"arg{i}" for i in range(count)]
 
 
+def _positional_name(params: list, i: int) -> str:
+    for j, p in enumerate(params):
+        if p.kind == inspect.Parameter.VAR_POSITIONAL:
+            if i >= j:
+                return f"{p.name}_{i - j}"
+            break
+    return params[i].name if i < len(params) else f"arg{i}"
+
+
 def _constant_names(model) -> dict[int, str]:
+    """Module paths of the model's tensors: parameters, buffers and plain tensor
+    attributes (`self.c = torch.ones(2)`: torch's lifted constant 'c')."""
     named = {}
+    if hasattr(model, "named_modules"):
+        for prefix, module in model.named_modules():
+            for attr, value in vars(module).items():
+                if isinstance(value, Tensor) and not attr.startswith("_"):
+                    named.setdefault(id(value), f"{prefix}.{attr}" if prefix else attr)
     if hasattr(model, "named_parameters"):
         named.update({id(t): n for n, t in model.named_buffers() if t is not None})
         named.update({id(t): n for n, t in model.named_parameters()})
@@ -454,8 +673,10 @@ def _rename_constants(graph: Graph, constants: dict, names: dict) -> dict:
 
 
 # --- save / load ---------------------------------------------------------------------------
-def save(ep: ExportedProgram, f) -> None:
-    """Write `ep` to a path or binary file (a zip: graph.ir, weights.safetensors, spec.json)."""
+def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_version=None,
+         pickle_protocol: int = 2) -> None:
+    """Write `ep` to a path or binary file (a zip: graph.ir, weights.safetensors,
+    spec.json; `extra_files` {name: str or bytes} as members `extra/<name>`)."""
     from safetensors.numpy import save as save_tensors
     from ..ir.printer import print_graph
     from .compile_guards import LEAF
@@ -464,10 +685,19 @@ def save(ep: ExportedProgram, f) -> None:
             "outputs": [s.as_json() for s in ep.output_specs],
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
             "custom_ops": custom_op_names(ep.graph)}
-    if ep.symbolic_graph is not None:      # graph.ir is the program at the example size
+    if ep.dim_exprs:                       # several symbols
+        from ..ir.symdim import poly_text
+        symbols = [ep.range_constraints[f"s{k}"] for k in
+                   range(1 + max(i for p in ep.dim_exprs.values() for m in p for i in m))]
+        spec["symbols"] = {"ranges": [[b.lower, None if b.upper == math.inf else b.upper]
+                                      for b in symbols],
+                           "dims": [[i, d, poly_text(p)] for (i, d), p in ep.dim_exprs.items()],
+                           "size_one": ep.size_one}
+    elif ep.symbolic_graph is not None:    # graph.ir is the program at the example size
         (bounds,) = ep.range_constraints.values()
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
-                           "max": None if bounds.upper == math.inf else bounds.upper}
+                           "max": None if bounds.upper == math.inf else bounds.upper,
+                           "size_one": ep.size_one}
     weights = {n: np.ascontiguousarray(t._values()) for n, t in ep.state_dict.items()}
     with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("spec.json", json.dumps(spec, indent=1))
@@ -475,10 +705,13 @@ def save(ep: ExportedProgram, f) -> None:
         z.writestr("weights.safetensors", save_tensors(weights) if weights else b"")
         if ep.symbolic_graph is not None:
             z.writestr("symbolic.ir", print_graph(ep.symbolic_graph))
+        for name, content in (extra_files or {}).items():
+            z.writestr(f"extra/{name}", content)
 
 
-def load(f) -> ExportedProgram:
-    """Read what `save` wrote; refuses another format or version with ArtifactError."""
+def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> ExportedProgram:
+    """Read what `save` wrote; refuses another format or version with ArtifactError.
+    `extra_files` (a dict of names): filled with the saved extra files' text."""
     from safetensors.numpy import load as load_tensors
     from .compile_guards import LEAF
     from ..ir.parser import parse
@@ -487,7 +720,12 @@ def load(f) -> ExportedProgram:
             spec = json.loads(z.read("spec.json"))
             text = z.read("graph.ir").decode()
             raw = z.read("weights.safetensors")
-            symbolic_text = z.read("symbolic.ir").decode() if "dynamic" in spec else None
+            symbolic_text = z.read("symbolic.ir").decode() \
+                if "dynamic" in spec or "symbols" in spec else None
+            for name in list(extra_files or {}):
+                member = f"extra/{name}"
+                if member in z.namelist():
+                    extra_files[name] = z.read(member).decode()
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
         raise ArtifactError(f"ember.export.load: not a saved ExportedProgram ({err})") from None
     if spec.get("format") != "ember-exported-program" or spec.get("version") != EXPORT_FORMAT:
@@ -502,12 +740,23 @@ def load(f) -> ExportedProgram:
     outs = [TensorSpec(s["name"], s["kind"], s["dtype"], tuple(s["shape"]))
             for s in spec["outputs"]]
     dynamic = {}
-    if symbolic_text is not None:
-        from .export_dynamic import ValueRange
+    if "symbols" in spec:
+        from ..ir.symdim import poly_parse
+        from .export_symbols import range_constraints
+        sym = spec["symbols"]
+        exprs = {(i, d): poly_parse(text) for i, d, text in sym["dims"]}
+        ranges = {k: (lo, math.inf if hi is None else hi)
+                  for k, (lo, hi) in enumerate(sym["ranges"])}
+        dynamic = {"symbolic_graph": parse(symbolic_text), "dynamic_dims": sorted(exprs),
+                   "dim_exprs": exprs, "range_constraints": range_constraints(ranges, exprs),
+                   "size_one": bool(sym.get("size_one", False))}
+    elif symbolic_text is not None:
+        from .export_dynamic import SymbolKey, ValueRange
         d = spec["dynamic"]
         dynamic = {"symbolic_graph": parse(symbolic_text),
                    "dynamic_dims": [tuple(x) for x in d["dims"]],
-                   "range_constraints": {"s0": ValueRange(
+                   "size_one": bool(d.get("size_one", False)),
+                   "range_constraints": {SymbolKey("s0"): ValueRange(
                        d["min"], math.inf if d["max"] is None else d["max"])}}
     for g in (graph, dynamic.get("symbolic_graph")):
         for node, s in zip(g.placeholders if g is not None else (), specs):

@@ -1,8 +1,9 @@
-"""ember.export's `dynamic_shapes`: one symbolic dimension (torch.export.Dim's role).
+"""ember.export's `dynamic_shapes`: one symbolic dimension (torch.export.Dim's role),
+torch's specs (`Dim`, derived dims, hints, ShapesCollection, AdditionalInputs).
 
     batch = ember.export.Dim("batch", min=2, max=64)
     ep = ember.export(model, (x,), dynamic_shapes={"x": {0: batch}})
-    ep.range_constraints          # {'s0': ValueRange(lower=2, upper=64)}
+    ep.range_constraints          # {s0: VR[2, 64]}
     ep.module()(x_of_batch_17)    # any size in the range
 
 The model is traced at three sizes of the dimension and the graphs compared, as
@@ -12,12 +13,12 @@ on it or a non-affine size is refused, naming the op. The result keeps
 `symbolic_graph` (s0 in its types: `f32[s0,10]`); `graph` is that graph at the
 example inputs' size, so everything that reads a static program reads it unchanged.
 
-Limits: one symbol (every dynamic dimension has the same size in a call), sizes 0 and
-1 are specialized (a `min` below 2 is raised to 2, as torch.export reports such a
-range too; a call of size 0 or 1 is refused), and the range must hold at least the
-three sizes traced. `Dim.AUTO` and `Dim.DYNAMIC` mark a dimension dynamic with the
-default range (all such marks share the one symbol); `Dim.STATIC` keeps it static. ember.aot.compile_and_package refuses such a program (artifacts
-are static; docs/aot.md says what is missing).
+Limits here: one symbol (every dynamic dimension has the same size in a call; several
+symbols go through compiler/export_symbols.py), sizes 0 and 1 are specialized (a `min`
+below 2 is raised to 2, as torch.export reports such a range too; a call of size 1
+runs the graph at s0 = 1 when the range starts at 2, size 0 is refused), and the range
+must hold at least the three sizes traced. `Dim.AUTO` / `Dim.DYNAMIC` mark a dimension
+dynamic with the default range; `Dim.STATIC` keeps it static.
 """
 from __future__ import annotations
 
@@ -50,6 +51,59 @@ class Dim:
                              f"({self.min}), got {self.max!r}")
 
 
+    # torch.export's derived dims: 2*d, d+1, d-1 name a size computed from d's
+    def __mul__(self, k):
+        return DerivedDim(self, 1, 0) * k
+
+    __rmul__ = __mul__
+
+    def __add__(self, k):
+        return DerivedDim(self, 1, 0) + k
+
+    __radd__ = __add__
+
+    def __sub__(self, k):
+        return DerivedDim(self, 1, 0) + (-k if isinstance(k, int) else k)
+
+
+@dataclass(frozen=True)
+class DerivedDim:
+    """a*root + c (torch.export's derived Dim: `2*d`, `d+1`)."""
+    root: Dim
+    a: int
+    c: int
+
+    def __post_init__(self):
+        if not isinstance(self.a, int) or not isinstance(self.c, int) or self.a <= 0:
+            raise EmberError(f"ember.export.Dim {self.root.name!r}: a derived dim is a*dim + c "
+                             "with int a > 0 and int c")
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def __mul__(self, k):
+        if not isinstance(k, int) or isinstance(k, bool):
+            return NotImplemented
+        return DerivedDim(self.root, self.a * k, self.c * k)
+
+    __rmul__ = __mul__
+
+    def __add__(self, k):
+        if not isinstance(k, int) or isinstance(k, bool):
+            return NotImplemented
+        return DerivedDim(self.root, self.a, self.c + k)
+
+    __radd__ = __add__
+
+    def __sub__(self, k):
+        return self + (-k) if isinstance(k, int) else NotImplemented
+
+    def __str__(self) -> str:
+        text = self.root.name if self.a == 1 else f"{self.a}*{self.root.name}"
+        return text + (f" + {self.c}" if self.c > 0 else f" - {-self.c}" if self.c else "")
+
+
 class _DimHint:
     """Dim.AUTO / Dim.DYNAMIC / Dim.STATIC (torch.export's hints)."""
 
@@ -73,25 +127,175 @@ class ValueRange:
     def __contains__(self, n) -> bool:
         return self.lower <= n <= self.upper
 
+    def __repr__(self) -> str:          # torch's text: VR[2, int_oo]
+        upper = "int_oo" if self.upper == math.inf else self.upper
+        return f"VR[{self.lower}, {upper}]"
 
-def dynamic_dims(dynamic_shapes, names: list[str], n_args: int, leaves: list) -> tuple:
-    """([(leaf index, dim)], Dim) from torch's dynamic_shapes forms: a dict keyed by
-    forward's parameter names, or a tuple/list by position; per tensor a dict
-    {dim: Dim}, a tuple/list of Dim-or-None, or None."""
+
+class SymbolKey(str):
+    """A range_constraints key: the symbol's text ('s0', 's0*s1'), printed bare as
+    torch prints its sympy symbols ({s0: VR[2, int_oo]})."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def dims(*names: str, min: int | None = None, max: int | None = None) -> tuple:  # noqa: A002
+    """torch.export.dims: one Dim per name, sharing a range."""
+    return tuple(Dim(name, min=min, max=max) for name in names)
+
+
+class ShapesCollection:
+    """torch.export.ShapesCollection: dynamic_shapes given per tensor object
+    (`sc[x] = {0: batch}`), wherever the tensor sits in the arguments."""
+
+    def __init__(self):
+        self._by_id: dict[int, tuple] = {}
+
+    def __setitem__(self, tensor, shape) -> None:
+        self._by_id[id(tensor)] = (tensor, shape)
+
+    def __getitem__(self, tensor):
+        return self._by_id[id(tensor)][1]
+
+    def __contains__(self, tensor) -> bool:
+        return id(tensor) in self._by_id
+
+    def leaf_specs(self, leaves: list) -> list:
+        return [self._by_id[id(t)][1] if id(t) in self._by_id else None for t in leaves]
+
+    def dynamic_shapes(self, model, args, kwargs=None):
+        """The specs in the arguments' structure (tensors replaced by their spec)."""
+        from .compile_guards import flatten, unflatten
+        leaves, spec = flatten((tuple(args), dict(kwargs or {})))
+        out_args, out_kwargs = unflatten(spec, self.leaf_specs(leaves))
+        return tuple(out_args) + tuple(out_kwargs.values())
+
+
+class AdditionalInputs:
+    """torch.export.AdditionalInputs: more example inputs; the dims whose sizes differ
+    among them (and the export's example) are dynamic (Dim.DYNAMIC)."""
+
+    def __init__(self):
+        self._examples: list[tuple] = []
+
+    def add(self, args, kwargs=None) -> None:
+        self._examples.append((tuple(args), dict(kwargs or {})))
+
+    def leaf_specs(self, leaves: list) -> list:
+        from .compile_guards import flatten
+        shapes = [[tuple(t.shape) for t in leaves]]
+        for args, kwargs in self._examples:
+            others = flatten((args, kwargs))[0]
+            if len(others) != len(leaves) or any(len(o.shape) != len(t.shape)
+                                                  for o, t in zip(others, leaves)):
+                raise EmberError("ember.export.AdditionalInputs: an added input does not "
+                                 "have the example's structure and ranks")
+            shapes.append([tuple(o.shape) for o in others])
+        return [{d: Dim.DYNAMIC for d in range(len(t.shape))
+                 if len({s[i][d] for s in shapes}) > 1} or None
+                for i, t in enumerate(leaves)]
+
+    def dynamic_shapes(self, model, args, kwargs=None):
+        from .compile_guards import flatten, unflatten
+        leaves, spec = flatten((tuple(args), dict(kwargs or {})))
+        out_args, out_kwargs = unflatten(spec, self.leaf_specs(leaves))
+        return tuple(out_args) + tuple(out_kwargs.values())
+
+    def verify(self, ep) -> None:
+        """Run `ep` on every added input (it raises where one is not covered)."""
+        module = ep.module()
+        for args, kwargs in self._examples:
+            module(*args, **kwargs)
+
+
+def per_input_specs(dynamic_shapes, names: list[str], leaves: list, model=None,
+                    in_spec=None) -> list:
+    """One entry of dynamic_shapes per tensor input (torch's forms: a dict keyed by
+    forward's parameter names, or a tuple/list by position; an argument that is a list,
+    tuple or dict of tensors takes a spec of the same structure; a ShapesCollection or
+    AdditionalInputs)."""
+    if isinstance(dynamic_shapes, (ShapesCollection, AdditionalInputs)):
+        return dynamic_shapes.leaf_specs(leaves)
+    nested = _nested_specs(dynamic_shapes, model, in_spec, len(leaves))
+    if nested is not None:
+        return nested
     if isinstance(dynamic_shapes, dict):
         unknown = [k for k in dynamic_shapes if k not in names]
         if unknown:
             raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
                              f"inputs (inputs: {names})")
-        per_input = [dynamic_shapes.get(name) for name in names]
-    elif isinstance(dynamic_shapes, (tuple, list)):
+        return [dynamic_shapes.get(name) for name in names]
+    if isinstance(dynamic_shapes, (tuple, list)):
         if len(dynamic_shapes) != len(leaves):
             raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} "
                              f"entries for {len(leaves)} tensor inputs")
-        per_input = list(dynamic_shapes)
+        return list(dynamic_shapes)
+    raise EmberError("ember.export: dynamic_shapes must be a dict (by input name), a "
+                     f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
+
+
+def _nested_specs(dynamic_shapes, model, in_spec, n_leaves: int):
+    """Per-leaf specs when an argument is a container of tensors (None otherwise: the
+    flat forms above apply)."""
+    import inspect
+    from .compile_guards import LEAF
+    if in_spec is None:
+        return None
+    args, kwargs = in_spec
+    if all(a is LEAF for a in args) and all(v is LEAF for v in kwargs.values()):
+        return None
+    if isinstance(dynamic_shapes, dict):
+        try:
+            params = list(inspect.signature(getattr(model, "forward", model)).parameters)
+        except (TypeError, ValueError):
+            params = []
+        by_name = dict(zip(params, args))
+        by_name.update(kwargs)
+        unknown = [k for k in dynamic_shapes if k not in by_name]
+        if unknown:
+            raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
+                             f"arguments of forward ({list(by_name)})")
+        pairs = [(by_name[k], dynamic_shapes.get(k)) for k in by_name]
+    elif isinstance(dynamic_shapes, (tuple, list)):
+        parts = list(args) + list(kwargs.values())
+        if len(dynamic_shapes) not in (len(args), len(parts)):
+            raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} entries "
+                             f"for {len(args)} positional arguments")
+        pairs = list(zip(parts, list(dynamic_shapes) + [None] * len(parts)))
     else:
-        raise EmberError("ember.export: dynamic_shapes must be a dict (by input name), a "
-                         f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
+        return None
+    out: list = []
+    for spec, shapes in pairs:
+        _leaf_specs(spec, shapes, out, LEAF)
+    return out if len(out) == n_leaves else None
+
+
+def _leaf_specs(spec, shapes, out: list, leaf) -> None:
+    if spec is leaf:
+        out.append(shapes)
+    elif isinstance(spec, (tuple, list)):
+        if shapes is not None and (not isinstance(shapes, (tuple, list)) or
+                                   len(shapes) != len(spec)):
+            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+                             f"structure of its argument ({len(spec)} items)")
+        for i, item in enumerate(spec):
+            _leaf_specs(item, None if shapes is None else shapes[i], out, leaf)
+    elif isinstance(spec, dict):
+        if shapes is not None and not isinstance(shapes, dict):
+            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+                             f"structure of its argument (a dict)")
+        for key, item in spec.items():
+            _leaf_specs(item, None if shapes is None else shapes.get(key), out, leaf)
+
+
+def dynamic_dims(dynamic_shapes, names: list[str], n_args: int, leaves: list,
+                 per_input: list | None = None) -> tuple:
+    """([(leaf index, dim)], Dim) from torch's dynamic_shapes forms: a dict keyed by
+    forward's parameter names, or a tuple/list by position; per tensor a dict
+    {dim: Dim}, a tuple/list of Dim-or-None, or None."""
+    if per_input is None:
+        per_input = per_input_specs(dynamic_shapes, names, leaves)
     dims, found = [], []
     for i, (spec, tensor) in enumerate(zip(per_input, leaves)):
         for d, dim in _tensor_dims(spec, names[i], tensor.ndim):
@@ -173,6 +377,8 @@ def check_size(ep, leaves: list) -> int | None:
         raise EmberError(f"exported program: the dynamic dimensions ({symbol}) must have one "
                          f"size in a call, got {sorted(sizes)}")
     n = sizes.pop()
+    if n == 1 and ep.size_one and bounds.lower == MIN_SIZE:
+        return n                # as torch runs it: the graph at s0 = 1 (results checked)
     if n not in bounds:
         special = " (sizes 0 and 1 are specialized: export with an example of that size)" \
             if n < MIN_SIZE else ""
@@ -181,12 +387,13 @@ def check_size(ep, leaves: list) -> int | None:
     return n
 
 
-def graph_at(ep, n: int):
-    """The program's graph for s0 = n (cached per size)."""
+def graph_at(ep, n):
+    """The program's graph for s0 = n, or for the sizes {symbol: size} (cached)."""
     cache = ep.__dict__.setdefault("_graphs_by_size", {})
-    graph = cache.get(n)
+    key = tuple(sorted(n.items())) if isinstance(n, dict) else n
+    graph = cache.get(key)
     if graph is None:
         if len(cache) >= 16:
             cache.pop(next(iter(cache)))
-        graph = cache[n] = instantiate(ep.symbolic_graph, n)
+        graph = cache[key] = instantiate(ep.symbolic_graph, n)
     return graph

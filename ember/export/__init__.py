@@ -7,11 +7,15 @@ import sys as _sys
 import types as _types
 
 from ..compiler.export import (ExportGraphSignature, ExportedProgram, export,  # noqa: F401
-                               load, save)
-from ..compiler.export_dynamic import Dim  # noqa: F401
+                               load, save, UnflattenedModule)
+from ..compiler.export import unflatten_program as unflatten  # noqa: F401
+from ..compiler.export_dynamic import (AdditionalInputs, Dim, ShapesCollection,  # noqa: F401
+                                       dims)
+from ..compiler.export import draft_export  # noqa: F401
 
 __all__ = ["export", "Dim", "ExportedProgram", "ExportGraphSignature", "save", "load",
-           "default_decompositions"]
+           "default_decompositions", "unflatten", "UnflattenedModule", "dims",
+           "ShapesCollection", "AdditionalInputs", "draft_export"]
 
 
 def default_decompositions() -> dict:

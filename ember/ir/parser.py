@@ -19,7 +19,7 @@ from . import dtypes
 from .errors import ParseError
 from .graph import Graph, Node, OpKind
 from .meta import MemoryFormat, TensorMeta, contiguous_format
-from .symdim import SymDim
+from .symdim import SymDim, parse_size  # noqa: F401
 
 GRAMMAR = r"""
 start: graph
@@ -58,7 +58,7 @@ type: NAME "[" [dim ("," dim)*] "]" ["{" NAME "}"] ["@" STRING]   -> tensor_type
     | "?"                                                          -> unknown_type
 loc: "loc" "(" STRING ")"
 dim: INT | SYMDIM
-SYMDIM: /(-?[0-9]+\*)?s0([+-][0-9]+)?/
+SYMDIM: /-?([0-9]+\*)?s[0-9]+(\*s[0-9]+)*([+-]([0-9]+\*)?(s[0-9]+\*)*(s[0-9]+|[0-9]+))*/
 REF: "%" /[A-Za-z0-9_.]+/
 NAME: /[A-Za-z_][A-Za-z0-9_.]*/
 STRING: /"(\\.|[^"\\])*"/
@@ -244,7 +244,7 @@ class _Builder:
         if kind == "slice":
             return slice(*(self.value(k) for k in kids))
         if kind == "sym":
-            return SymDim.parse(_unquote(tree.children[0]))
+            return parse_size(_unquote(tree.children[0]))
         if kind == "complex":
             return complex(self.value(kids[0]), self.value(kids[1]))
         raise self.error(tree, f"unknown value form {kind}")
@@ -286,7 +286,7 @@ class _Builder:
 
 def _dim(token):
     """A type's size: an integer, or a symbolic size (ir/symdim.py)."""
-    return int(token) if token.type == "INT" else SymDim.parse(str(token))
+    return int(token) if token.type == "INT" else parse_size(str(token))
 
 
 def _unquote(token) -> str:

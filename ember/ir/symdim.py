@@ -44,6 +44,8 @@ class SymDim:
         return SymDim(a, c)
 
     def __mul__(self, k):
+        if isinstance(k, SymDim):       # a product of sizes (several symbols' strides)
+            return sym_of(poly_mul(as_poly(self), as_poly(k)))
         if not isinstance(k, int) or isinstance(k, bool):
             return NotImplemented
         return SymDim(self.a * k, self.c * k) if k else 0
@@ -51,14 +53,18 @@ class SymDim:
     __rmul__ = __mul__
 
     def __add__(self, k):
+        if isinstance(k, SymDim):
+            return sym_of(poly_add(as_poly(self), as_poly(k)))
         if not isinstance(k, int) or isinstance(k, bool):
             return NotImplemented
         return SymDim(self.a, self.c + k)
 
     __radd__ = __add__
 
-    def at(self, n: int) -> int:
-        """The size when s0 = n."""
+    def at(self, n) -> int:
+        """The size when s0 = n (or `n` a {symbol index: size} environment)."""
+        if isinstance(n, dict):
+            n = n[0]
         return self.a * n + self.c
 
     def __str__(self) -> str:
@@ -69,6 +75,164 @@ class SymDim:
 
     def __repr__(self) -> str:
         return f"SymDim({self})"
+
+
+# --- several symbols: polynomials (ember.export's independent dynamic dimensions) -----------
+# A polynomial is a dict {monomial: coefficient}, a monomial a sorted tuple of symbol
+# indices (() the constant): s0*s1 + 2*s2 - 1 is {(0, 1): 1, (2,): 2, (): -1}.
+
+def poly_add(p: dict, q: dict, sign: int = 1) -> dict:
+    out = dict(p)
+    for m, k in q.items():
+        out[m] = out.get(m, 0) + sign * k
+    return {m: k for m, k in out.items() if k}
+
+
+def poly_mul(p: dict, q: dict) -> dict:
+    out: dict = {}
+    for m1, k1 in p.items():
+        for m2, k2 in q.items():
+            m = tuple(sorted(m1 + m2))
+            out[m] = out.get(m, 0) + k1 * k2
+    return {m: k for m, k in out.items() if k}
+
+
+def poly_div(p: dict, q: dict):
+    """p / q when q is one monomial dividing every term of p exactly, else None."""
+    if len(q) != 1:
+        return None
+    (mq, kq), = q.items()
+    out = {}
+    for m, k in p.items():
+        rest = list(m)
+        for i in mq:
+            if i not in rest:
+                return None
+            rest.remove(i)
+        if kq == 0 or k % kq:
+            return None
+        out[tuple(rest)] = k // kq
+    return out
+
+
+def poly_at(p: dict, env: dict) -> int:
+    total = 0
+    for m, k in p.items():
+        term = k
+        for i in m:
+            term *= env[i]
+        total += term
+    return total
+
+
+def poly_substitute(p: dict, symbol: int, q: dict) -> dict:
+    """p with `symbol` replaced by the polynomial q."""
+    out: dict = {}
+    for m, k in p.items():
+        term = {(): k}
+        for i in m:
+            term = poly_mul(term, q if i == symbol else {(i,): 1})
+        out = poly_add(out, term)
+    return out
+
+
+def poly_text(p: dict) -> str:
+    parts = []
+    for m, k in sorted(p.items(), key=lambda mk: (-len(mk[0]), mk[0])):
+        names = "*".join(f"s{i}" for i in m)
+        if not m:
+            body = str(abs(k))
+        else:
+            body = names if abs(k) == 1 else f"{abs(k)}*{names}"
+        parts.append(("-" if k < 0 else "+") + body)
+    text = "".join(parts) or "+0"
+    return text[1:] if text[0] == "+" else text
+
+
+_TERM = re.compile(r"([+-]?)\s*(?:(\d+)\*)?((?:s\d+\*)*s\d+)|([+-]?)\s*(\d+)")
+
+
+def poly_parse(text: str) -> dict:
+    p: dict = {}
+    pos, text = 0, text.replace(" ", "")
+    while pos < len(text):
+        m = _TERM.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ValueError(f"not a symbolic size: {text!r}")
+        if m.group(3):
+            k = int(m.group(2) or 1) * (-1 if m.group(1) == "-" else 1)
+            mono = tuple(sorted(int(x[1:]) for x in m.group(3).split("*")))
+        else:
+            k, mono = int(m.group(5)) * (-1 if m.group(4) == "-" else 1), ()
+        p = poly_add(p, {mono: k})
+        pos = m.end()
+    return p
+
+
+@dataclass(frozen=True, init=False)
+class SymExpr(SymDim):
+    """A size that is a polynomial of several symbols (s0*s1, 2*s1+1): what ember.export
+    puts in a program's types when dynamic_shapes names independent dimensions.
+    Instantiated with an environment {symbol index: size}."""
+    terms: tuple = ()
+
+    def __init__(self, poly: dict):
+        object.__setattr__(self, "terms", tuple(sorted(poly.items())))
+        object.__setattr__(self, "a", 0)
+        object.__setattr__(self, "c", 0)
+
+    @property
+    def poly(self) -> dict:
+        return dict(self.terms)
+
+    def at(self, n) -> int:
+        return poly_at(self.poly, n if isinstance(n, dict) else {0: n})
+
+    def __mul__(self, k):
+        if isinstance(k, bool) or not isinstance(k, (int, SymDim)):
+            return NotImplemented
+        return sym_of(poly_mul(self.poly, as_poly(k)))
+
+    __rmul__ = __mul__
+
+    def __add__(self, k):
+        if isinstance(k, bool) or not isinstance(k, (int, SymDim)):
+            return NotImplemented
+        return sym_of(poly_add(self.poly, as_poly(k)))
+
+    __radd__ = __add__
+
+    def __str__(self) -> str:
+        return poly_text(self.poly)
+
+    def __repr__(self) -> str:
+        return f"SymExpr({self})"
+
+
+def as_poly(value) -> dict:
+    """An int, SymDim or SymExpr as a polynomial."""
+    if isinstance(value, SymExpr):
+        return value.poly
+    if isinstance(value, SymDim):
+        return poly_add({(0,): value.a}, {(): value.c})
+    return {(): int(value)} if value else {}
+
+
+def sym_of(poly: dict):
+    """The IR value of a polynomial: an int (constant), a SymDim (a*s0 + c) or a SymExpr."""
+    poly = {m: k for m, k in poly.items() if k}
+    if all(not m for m in poly):
+        return poly.get((), 0)
+    if all(m in ((), (0,)) for m in poly):
+        return SymDim(poly[(0,)], poly.get((), 0))
+    return SymExpr(poly)
+
+
+def parse_size(text: str):
+    """A symbolic size as printed (`s0`, `2*s0+1`, `s0*s1-3`)."""
+    if _TEXT.match(text):
+        return SymDim.parse(text)
+    return sym_of(poly_parse(text))
 
 
 def is_symbolic(value) -> bool:
@@ -163,13 +327,17 @@ class TracedSize(int):
     (`a` None: not affine in s0), stays one through + - * with ints, and records
     comparisons whose outcome depends on s0."""
 
-    def __new__(cls, value: int, a, c: int = 0):
+    def __new__(cls, value: int, a, c: int = 0, poly: dict | None = None):
         obj = int.__new__(cls, value)
-        obj.a, obj.c = a, c
+        if poly is not None:        # several symbols (ember.export): a/c of s0 if affine
+            a, c = _affine_s0(poly)
+        elif a is not None:
+            poly = poly_add({(0,): a}, {(): c})
+        obj.a, obj.c, obj.poly = a, c, poly
         return obj
 
     def __reduce__(self):
-        return (TracedSize, (int(self), self.a, self.c))
+        return (TracedSize, (int(self), self.a, self.c, self.poly))
 
     def __repr__(self) -> str:
         return int.__repr__(self)
@@ -177,49 +345,51 @@ class TracedSize(int):
     __str__ = __repr__
     __hash__ = int.__hash__
 
-    # arithmetic keeps the affine form where there is one
-    def _combine(self, other, value, a_of, c_of):
-        if isinstance(other, TracedSize):
-            a = None if self.a is None or other.a is None else a_of(other.a)
-            return _traced(value, a, c_of(other.c))
-        if isinstance(other, int) and not isinstance(other, bool):
-            return _traced(value, None if self.a is None else a_of(0), c_of(other))
-        return value
+    # arithmetic keeps the polynomial (and so the affine form) where there is one
+    def _combine(self, other, value, combine):
+        if isinstance(other, bool) or not isinstance(other, int):
+            return value
+        q = other.poly if isinstance(other, TracedSize) else {(): int(other)}
+        if self.poly is None or q is None:
+            return _traced_poly(value, None)
+        return _traced_poly(value, combine(self.poly, q))
 
     def __add__(self, o):
-        return self._combine(o, int.__add__(self, o), lambda oa: self.a + oa,
-                             lambda oc: self.c + oc)
+        return self._combine(o, int.__add__(self, o), poly_add)
 
     __radd__ = __add__
 
     def __sub__(self, o):
-        return self._combine(o, int.__sub__(self, o), lambda oa: self.a - oa,
-                             lambda oc: self.c - oc)
+        return self._combine(o, int.__sub__(self, o), lambda p, q: poly_add(p, q, -1))
 
     def __rsub__(self, o):
-        return self._combine(o, int.__rsub__(self, o), lambda oa: oa - self.a,
-                             lambda oc: oc - self.c)
+        return self._combine(o, int.__rsub__(self, o), lambda p, q: poly_add(q, p, -1))
 
     def __mul__(self, o):
-        value = int.__mul__(self, o)
-        if isinstance(o, TracedSize):
-            return _traced(value, None, 0)          # s0 * s0: not affine
-        if isinstance(o, int) and not isinstance(o, bool):
-            return _traced(value, None if self.a is None else self.a * o, self.c * o)
-        return value
+        return self._combine(o, int.__mul__(self, o), poly_mul)
 
     __rmul__ = __mul__
 
     def __neg__(self):
-        return _traced(-int(self), None if self.a is None else -self.a, -self.c)
+        return _traced_poly(-int(self), None if self.poly is None else
+                            poly_mul(self.poly, {(): -1}))
 
     def _nonlinear(op):
         def method(self, o):
             value = getattr(int, op)(self, o)
-            return _traced(value, None, 0) if isinstance(value, int) else value
+            return _traced_poly(value, None) if isinstance(value, int) else value
         return method
 
-    __floordiv__, __rfloordiv__ = _nonlinear("__floordiv__"), _nonlinear("__rfloordiv__")
+    def __floordiv__(self, o):
+        value = int.__floordiv__(self, o)
+        if isinstance(value, int) and not isinstance(o, bool) and isinstance(o, int):
+            q = o.poly if isinstance(o, TracedSize) else {(): int(o)}
+            exact = poly_div(self.poly, q) if self.poly is not None and q is not None \
+                else None
+            return _traced_poly(value, exact)
+        return value
+
+    __rfloordiv__ = _nonlinear("__rfloordiv__")
     __mod__, __rmod__ = _nonlinear("__mod__"), _nonlinear("__rmod__")
     __pow__ = _nonlinear("__pow__")
 
@@ -227,6 +397,17 @@ class TracedSize(int):
     def _compare(op):
         def method(self, o):
             result = getattr(int, op)(self, o)
+            if _EQUATIONS is not None and op in ("__eq__", "__ne__"):
+                # several symbols: sizes found equal are an equation (torch's guard that
+                # specializes or relates them), not a branch; sizes 0 and 1 are never
+                # dynamic, so comparing with them decides nothing
+                if result is (op == "__eq__"):
+                    _equal_sizes(self, o)
+                    return result
+                if not isinstance(o, TracedSize) and o in (0, 1):
+                    if _RECORDING is not None:
+                        _note_one(f"{op.strip('_')} with {o!r}")
+                    return result
             if _RECORDING is not None and _depends(self, o):
                 _note(f"{op.strip('_')} with {o!r}")
             return result
@@ -242,14 +423,53 @@ class TracedSize(int):
         return int(self) != 0
 
 
-def _traced(value: int, a, c: int):
-    return value if a == 0 else TracedSize(value, a, c)
+def _affine_s0(poly: dict):
+    """(a, c) when poly is a*s0 + c, else (None, 0)."""
+    if all(m in ((), (0,)) for m in poly):
+        return poly.get((0,), 0), poly.get((), 0)
+    return None, 0
+
+
+def _traced_poly(value: int, poly):
+    """value as a TracedSize of `poly` (None: not a polynomial of the symbols), or the
+    plain int when poly is a constant."""
+    if poly is not None and all(not m for m in poly):
+        return value
+    return TracedSize(value, None, 0, poly) if poly is not None else TracedSize(value, None)
 
 
 def _depends(x: TracedSize, other) -> bool:
     if isinstance(other, TracedSize):
-        return x.a is None or other.a is None or x.a != other.a
+        if x.poly is None or other.poly is None:
+            return True
+        return any(m for m in poly_add(x.poly, other.poly, -1))
     return isinstance(other, int)          # a TracedSize always varies with s0
+
+
+# --- equal sizes seen while tracing (ember.export's several symbols) -------------------------
+# ember.export traces with an independent symbol per dynamic dimension; a shape rule that
+# finds two of them equal (a broadcast, a matmul's inner size, a Linear's in_features)
+# is an equation the exported program must keep: it unifies the symbols or fixes one.
+_EQUATIONS: list | None = None
+
+
+def _equal_sizes(x: TracedSize, other) -> None:
+    if isinstance(other, bool) or not isinstance(other, int) or x.poly is None:
+        return
+    q = other.poly if isinstance(other, TracedSize) else {(): int(other)}
+    if q is not None and poly_add(x.poly, q, -1):
+        _EQUATIONS.append((x.poly, q))
+
+
+@contextlib.contextmanager
+def recording_equal_sizes():
+    """Collect, in the list this yields, (poly, poly) pairs traced code found equal."""
+    global _EQUATIONS
+    previous, _EQUATIONS = _EQUATIONS, []
+    try:
+        yield _EQUATIONS
+    finally:
+        _EQUATIONS = previous
 
 
 def _note(what: str) -> None:
@@ -258,6 +478,24 @@ def _note(what: str) -> None:
     if name.startswith(_EMBER_DIR) and not name.startswith(_USER_LIKE):
         return
     _RECORDING.append(f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({what})")
+
+
+# comparisons with 0 or 1 in the model's code that a several-symbol trace let pass (its
+# sizes are >= 2 there): a call of size 1 would need them, so such a program refuses it
+_ONES: list = []
+
+
+def _note_one(what: str) -> None:
+    frame = sys._getframe(2)
+    name = frame.f_code.co_filename
+    if name.startswith(_EMBER_DIR) and not name.startswith(_USER_LIKE):
+        return
+    _ONES.append(f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({what})")
+
+
+def compared_with_one() -> list:
+    """Where traced code compared a dynamic size with 0 or 1 (cleared by the caller)."""
+    return _ONES
 
 
 @contextlib.contextmanager

@@ -65,6 +65,11 @@ except ImportError:        # loaded on its own (no package): the same name, stan
         """A corrupt, incomplete or mismatched artifact (refused before anything runs)."""
 
 
+class NoNativeProgram(ArtifactError):
+    """A size of a dynamic dimension inside its range that the artifact has no native
+    program for (ember.aot.load_package runs it through ember.compile instead)."""
+
+
 # --- reading and checking an artifact --------------------------------------------------------
 CHUNK_BYTES = 4 << 20        # members bigger than this carry per-chunk SHA-256s too
 LOCAL_HEADER = 30            # a zip local file header before its name and extra field
@@ -341,6 +346,8 @@ class LiteModel:
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ArtifactError(f"{path}: unreadable plan ({err})") from None
         self.manifest, self.graph_text = manifest, bytes(members["graph.ir"]).decode()
+        # a dynamic range wider than its native programs: the exported program (bytes)
+        self.exported_program = members.get("exported.ep")
         lap("plan_s")
         self.lib = _load_library(members["model.so"], path)
         self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
@@ -356,7 +363,8 @@ class LiteModel:
         self.named_weights = dict(zip(weight_order, self.weights))
         self._programs = {n: _Program(self, e, self.plan.get("steps"))
                           for n, e in entries.items()}
-        example = self._programs.get(None) or self._programs[self._example_size()]
+        example = self._programs.get(None) or self._programs.get(self._example_size()) or \
+            next(iter(self._programs.values()))
         self.layout, self.result_geometry = example.layout, example.results
         self.fresh = example.fresh
         n_in = len(self.inputs)
@@ -440,12 +448,16 @@ class LiteModel:
             dims = [tuple(x) for x in self.dynamic["dims"]]
             sizes = {arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim}
             n = sizes.pop() if len(sizes) == 1 else None
-            if n is None or n not in self._programs:
+            upper = self.dynamic["max"]
+            in_range = n is not None and (self.dynamic["min"] <= n or (
+                n == 1 and self.dynamic.get("size_one"))) and (upper is None or n <= upper)
+            if not in_range:
                 where = ", ".join(f"dim {d} of '{specs[i]['name']}'" for i, d in dims)
                 got = sorted({arrays[i].shape[d] for i, d in dims if d < arrays[i].ndim})
                 raise ArtifactError(
                     f"{self.path}: the dynamic dimension s0 ({where}) takes one size in "
-                    f"[{self.dynamic['min']}, {self.dynamic['max']}], got {got}")
+                    f"[{self.dynamic['min']}, {'inf' if upper is None else upper}], "
+                    f"got {got}")
         for i, (spec, a) in enumerate(zip(specs, arrays)):
             shape = [n if (i, d) in dims else s for d, s in enumerate(spec["shape"])]
             if a.dtype != np.dtype(spec["dtype"]) or list(a.shape) != shape:
@@ -453,6 +465,11 @@ class LiteModel:
                                  for d, s in enumerate(spec["shape"]))
                 raise ArtifactError(f"input '{spec['name']}' must be {spec['dtype']}"
                                     f"[{want}], got {a.dtype}{list(a.shape)}")
+        if n not in self._programs:
+            raise NoNativeProgram(
+                f"{self.path}: s0 = {n} has no native program in this artifact (native "
+                f"sizes: {sorted(self._programs)}); ember.aot.load_package runs the other "
+                "sizes of the range through ember.compile")
         return self._programs[n]
 
     def run(self, arrays, times: np.ndarray | None = None) -> list:

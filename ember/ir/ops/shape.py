@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from ..symdim import TracedSize
+
 from ..dtypes import int64
 from ..errors import DTypeError, EmberIndexError, ShapeError
 from ..meta import TensorMeta, check_memory_format_rank, contiguous_format, \
@@ -49,7 +51,8 @@ def view_meta(self, shape, strides) -> TensorMeta:
 
 
 def infer_size(shape, numel: int) -> tuple[int, ...]:
-    shape = [int(s) for s in shape]
+    # int subclasses stay (a dynamic-shape trace's sizes keep what they are of)
+    shape = [s if type(s) is not bool and isinstance(s, int) else int(s) for s in shape]
     if shape.count(-1) > 1:
         raise ShapeError("only one dimension can be inferred")
     known = math.prod(s for s in shape if s != -1)
@@ -74,7 +77,28 @@ def _view_strides(self, shape):
         out = probe.reshape(shape, copy=False)
     except (ValueError, AttributeError):
         return None
-    return tuple(s for s in out.strides)
+    strides = tuple(s for s in out.strides)
+    if any(isinstance(v, TracedSize) for v in (*self.shape, *self.stride(), *shape)):
+        strides = _traced_strides(strides, shape, self.stride())
+    return strides
+
+
+def _traced_strides(strides, shape, old_strides) -> tuple:
+    """A view's strides in a dynamic-shape trace: each numpy-computed value as the traced
+    size it equals (the contiguous stride of `shape`, else one of the input's strides),
+    so the trace knows how it depends on the dynamic sizes; the trace checks the
+    result at other sizes."""
+    from ..meta import contiguous_strides
+    contiguous = contiguous_strides(tuple(shape))
+    out = []
+    for value, dense in zip(strides, contiguous):
+        if isinstance(dense, TracedSize) and int(dense) == value:
+            value = dense
+        else:
+            value = next((o for o in old_strides if isinstance(o, TracedSize) and
+                          int(o) == value), value)
+        out.append(value)
+    return tuple(out)
 
 
 def _view_meta_rule(self, size):

@@ -83,18 +83,9 @@ def _assert_same(got, want, where="result"):
 
 # gaps ember does not close (docs/compat.md, "PyTorch tutorials"); strict: a fix shows
 XFAIL = {
-    "tutorial_compile.case_graph_breaks_graph_count":
-        "ember cannot resume a Python frame after a graph break: a function that breaks "
-        "runs eagerly with its modules compiled (no graphs before and after the break)",
     "tutorial_compile.case_custom_backend_with_graph_break":
         "a user's compile backend receives ember.fx.symbolic_trace's graph of the whole "
         "function: data-dependent control flow raises fx's tracing error, no graph break",
-    "tutorial_export.case_dim_auto":
-        "ember.export makes one symbol per program: Dim.AUTO on dimensions of different "
-        "sizes (independent symbols) is refused",
-    "tutorial_export.case_aot_inductor_package":
-        "ember's AOT artifact holds one program per size of the dynamic dimension (at most "
-        "64 sizes); the tutorial's Dim('batch', min=1, max=1024) is refused",
 }
 
 CASES = [pytest.param(program, case, id=f"{program}.{case}", marks=[
