@@ -39,6 +39,7 @@ SMALL_BATCH_WORK = 256 ** 3          # gemm_batched's "many small matrices" boun
 # over two threads; a 256x128 @ 128x10 GEMM 15 us alone, 31 us split)
 PARALLEL_KERNEL_WORK = 1 << 18       # element-steps of a generated kernel
 PARALLEL_GEMM_MACS = 1 << 21         # multiply-adds of a GEMM or an implicit-GEMM conv
+CONV_ROW_CHUNKS = 4                  # chunks per thread of a split (ember_parallel_for)
 POOL_IN_CONV = True                  # a max pool of a conv's output runs inside the conv
 
 
@@ -591,10 +592,22 @@ class ProgramBuilder:
             self._conv_pool(d, pool, dims, [x.ptr, self.weight_bases[packed], None, bias_ptr,
                                             res.ptr, zeros])
             return
-        self._call(d["rows"], "conv", [x.ptr, self.weight_bases[packed], out.ptr,
-                                       bias_ptr, res.ptr, zeros, *dims],
-                   extent=m, align=d["mr"], parallel=m * d["c_out"] * kh * kw * c >=
-                   PARALLEL_GEMM_MACS)
+        args = [x.ptr, self.weight_bases[packed], out.ptr, bias_ptr, res.ptr, zeros, *dims]
+        parallel = m * d["c_out"] * kh * kw * c >= PARALLEL_GEMM_MACS
+        panels = -(-d["c_out"] // d["nr"])
+        most = m // (CONV_ROW_CHUNKS * d["nr"])
+        if parallel and "cols" in d and panels >= 2:
+            # by rows, each of the up to CONV_ROW_CHUNKS chunks per thread reads all the
+            # weights (K x C_out); by columns, each of the C_out / NR panels reads all
+            # the input rows (M x K): rows while M x panels >= chunks x C_out, i.e.
+            # threads <= M // (chunks x NR). resnet18's layer-4 convs (M = 392) split by
+            # columns on 2 threads or more
+            self._call(d["rows"], "conv", args, extent=m, align=d["mr"], parallel=True,
+                       when=[("nt_le", most)])
+            self._call(d["cols"], "conv", args, extent=d["c_out"], align=d["nr"],
+                       parallel=True, when=[("nt_gt", most)])
+            return
+        self._call(d["rows"], "conv", args, extent=m, align=d["mr"], parallel=parallel)
 
 
     def _pool_after(self, d: dict, x: Value, residual) -> dict | None:

@@ -321,15 +321,42 @@ def _emit_scalar_store(b, cfg, p, acc) -> None:
 
 
 def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
+    """conv_rows(begin, end, ...): output rows [begin, end), every output channel."""
+    fn, b, p = _define_entry(module, "conv_rows")
+    _emit_blocks(b, cfg, tile, p, p["begin"], p["end"], u.i64(0), p["cout"], NC)
+    b.ret_void()
+    return fn
+
+
+def _emit_cols_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
+    """conv_cols(begin, end, ...): output channels [begin, end) (begin a multiple of NR),
+    every output row, one NR panel at a time: each K block of the panel's weights (KC x
+    NR floats) serves all rows while in L1/L2, and the panel's partial sums (rows x NR)
+    stay in L2 between K blocks. Splitting a conv with few rows and many weights (resnet18's
+    layers 3-4: 1568 / 392 rows, 2.4 / 9.4 MB of packed weights) by rows makes every chunk
+    of rows stream all the weights again; by columns each thread reads only its panels,
+    once. The K blocks and each output's sums are the rows entry's (the same bits)."""
+    fn, b, p = _define_entry(module, "conv_cols")
+    _emit_blocks(b, cfg, tile, p, u.i64(0), p["m"], p["begin"], p["end"], cfg.nr)
+    b.ret_void()
+    return fn
+
+
+def _define_entry(module, name: str):
     args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
         [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS]
-    fn, b = u.define(module, "conv_rows", u.VOID, args, noalias_ptrs=False)
-    p = dict(zip([name for name, _ in args], fn.args))
+    fn, b = u.define(module, name, u.VOID, args, noalias_ptrs=False)
+    return fn, b, dict(zip([name for name, _ in args], fn.args))
+
+
+def _emit_blocks(b, cfg, tile, p, row0, row1, col0_, col1, col_block: int) -> None:
+    """For each block of col_block output channels in [col0_, col1), each K block, each
+    MR-row tile of [row0, row1) and each NR panel of the block: the microkernel."""
     info = b.alloca(u.I64, size=cfg.mr * _ROW_FIELDS, name="info")
     rest = [p[n] for n in _POINTERS] + [p[d] for d in _DIMS]
     panel = b.mul(p["k"], u.i64(cfg.nr))                      # floats per B panel
-    with u.counted_loop(b, u.i64(0), p["cout"], NC, "jc") as jc:
-        nc = u.imin(b, u.i64(NC), b.sub(p["cout"], jc))
+    with u.counted_loop(b, col0_, col1, col_block, "jc") as jc:
+        nc = u.imin(b, u.i64(col_block), b.sub(col1, jc))
         with _stepped_loop(b, u.i64(0), p["nseg"], p["spb"], "s0") as s0:
             s1 = u.imin(b, b.add(s0, p["spb"]), p["nseg"])
             with _stepped_loop(b, u.i64(0), p["seglen"], p["chunk"], "c0") as c0:
@@ -337,17 +364,15 @@ def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
                 first = b.and_(b.icmp_signed("==", s0, u.i64(0)), b.icmp_signed("==", c0, u.i64(0)))
                 last = b.and_(b.icmp_signed("==", s1, p["nseg"]),
                               b.icmp_signed("==", b.add(c0, clen), p["seglen"]))
-                with u.counted_loop(b, p["begin"], p["end"], cfg.mr, "m0") as m0:
+                with u.counted_loop(b, row0, row1, cfg.mr, "m0") as m0:
                     _emit_row_info(b, p, cfg, m0, info)
-                    m_valid = u.imin(b, u.i64(cfg.mr), b.sub(p["end"], m0))
+                    m_valid = u.imin(b, u.i64(cfg.mr), b.sub(row1, m0))
                     with u.counted_loop(b, u.i64(0), nc, cfg.nr, "jr") as jr:
                         col0 = b.add(jc, jr)
                         bpanel = u.elem_ptr(b, p["wp"], b.mul(b.sdiv(col0, u.i64(cfg.nr)), panel))
                         n_valid = u.imin(b, u.i64(cfg.nr), b.sub(nc, jr))
                         b.call(tile, [s0, s1, c0, clen, bpanel, col0, m_valid, n_valid, first,
                                       last, info] + rest)
-    b.ret_void()
-    return fn
 
 
 @contextlib.contextmanager
@@ -694,10 +719,12 @@ def single_channel_fits(c: int, stride, dilation, out_strides) -> bool:
 
 
 def conv_module(cfg: GemmConfig) -> ir.Module:
-    """The LLVM module (exported: conv_rows, pad_nhwc, conv_c1, conv_pool_rows) for one
+    """The LLVM module (exported: conv_rows, conv_cols, pad_nhwc, conv_c1, conv_pool_rows) for one
     register tile."""
     module = ir.Module(name=f"ember_implicit_conv_{cfg.isa.value}_{cfg.mr}x{cfg.nr}")
-    rows = _emit_rows_entry(module, cfg, _emit_microkernel(module, cfg))
+    tile = _emit_microkernel(module, cfg)
+    rows = _emit_rows_entry(module, cfg, tile)
+    _emit_cols_entry(module, cfg, tile)
     _emit_conv_pool(module, cfg, rows)
     _emit_pad_copy(module)
     _emit_single_channel(module, cfg)
@@ -711,6 +738,7 @@ class _Kernels:
     pad: object
     single_channel: object = None
     conv_pool: object = None
+    cols: object = None
 
 
 @functools.cache
@@ -720,6 +748,8 @@ def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Ker
     lib = compile_ir(conv_module(cfg), target_for(isa))
     rows = lib.function("conv_rows", None, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
+    cols = lib.function("conv_cols", None, *[ctypes.c_int64] * 3,
+                        *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
     pad = lib.function("pad_nhwc", None, *[ctypes.c_int64] * 3, ctypes.c_void_p,
                        ctypes.c_void_p, *[ctypes.c_int64] * 12)
     single = lib.function("conv_c1", None, *[ctypes.c_int64] * 3,
@@ -728,7 +758,7 @@ def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Ker
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS),
                         *[ctypes.c_void_p if t == u.PTR else ctypes.c_int64
                           for _, t in _POOL_ARGS])
-    return _Kernels(cfg, rows, pad, single, pool)
+    return _Kernels(cfg, rows, pad, single, pool, cols)
 
 
 # --- the Python side -----------------------------------------------------------------------
