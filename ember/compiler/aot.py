@@ -221,6 +221,7 @@ class PackagingBackend(CpuBackend):
                 "residual": residual, "c_out": int(w.shape[0]), "mr": mr, "nr": nr,
                 "kc": conv_impl.KC, "nc": conv_impl.NC, "max_kc": conv_impl.MAX_KC,
                 "whole_k_floats": conv_impl.WHOLE_K_FLOATS,
+                "panel_floats": conv_impl.PANEL_FLOATS,
                 "small_channels": conv_impl.SMALL_CHANNELS, **self._conv_symbols(cfg)}
 
     def _conv_symbols(self, cfg) -> dict:

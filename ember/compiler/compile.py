@@ -246,7 +246,13 @@ def whole_k_conv(conv) -> bool:
     isa = host_isa()
     nr = conv_tile(isa, c_in, c_out)[1]
     k = c_in * kh * kw
-    return k_block(k, c_out, nr) >= k
+    # the output's rows pick the column order's K blocks (never fewer values of k than
+    # the row order's: without the rows, the row order's answer is a safe one)
+    out = conv.meta.get("val")
+    shape = out.shape if isinstance(out, TensorMeta) and len(out.shape) == 4 else ()
+    m = shape[0] * shape[2] * shape[3] if shape and all(
+        isinstance(d, int) for d in shape) else None
+    return k_block(k, c_out, nr, m=m) >= k
 
 
 def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: dict,

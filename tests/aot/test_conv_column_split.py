@@ -1,8 +1,8 @@
-"""A conv with few output rows and many weights split across threads by output channels
-(llvm/implicit_conv.py's conv_cols, chosen at run time by compiler/native_program.py:
-rows while threads <= M // (4 x NR)): the same K blocks and sums as the split by rows,
-so the same bits as ember.compile's first call (the Python loop) on any thread count,
-in process and through an artifact; torch is the oracle."""
+"""A conv with few output rows run panel by panel (llvm/implicit_conv.py's conv_cols,
+items of (NR-wide panel, block of rows) split across threads; columns_first): the
+native program picks it and its K blocks as PreparedConv does, so the same bits as
+ember.compile's first call (the Python loop) on any thread count, in process and
+through an artifact; torch is the oracle."""
 from __future__ import annotations
 
 import os
@@ -57,10 +57,10 @@ def test_column_split_in_process_equals_python_loop(rng):
         first, second, third = (compiled(ember.tensor(x)).numpy() for _ in range(3))
     native = compiled.last[0].run.native
     assert native is not None, compiled.last[0].run.failed
-    split = [c for c in native.calls if c["sig"] == "conv" and c["when"]]
-    # M = 40 < 4 x 64: by columns on any thread count (the rows call's guard never holds)
-    assert len(split) == 4 and {c["when"][0][0] for c in split} == {"nt_le", "nt_gt"}, split
-    assert all(c["when"] == [("nt_gt", 0)] for c in split if c["align"] == 64), split
+    convs = [c for c in native.calls if c["sig"] in ("conv", "conv_cols")]
+    # M = 40: 4 panels x 4 blocks of 12, 12, 12 and 4 rows
+    assert [c["sig"] for c in convs] == ["conv_cols"] * 2, convs
+    assert all(c["extent"] == 16 and c["args"][-2:] == [4, 12] for c in convs), convs
     np.testing.assert_array_equal(second, first)
     np.testing.assert_array_equal(third, first)
     np.testing.assert_allclose(first, _torch_result(model, x), rtol=1e-4, atol=1e-4)
@@ -85,7 +85,7 @@ print("ok")
 
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 def test_thread_counts_give_the_same_bits(threads, tmp_path):
-    """Each thread takes whole 64-channel panels (the last one partial) over all rows."""
+    """Threads take (panel, rows) items; the last panel is partial (200 channels)."""
     env = dict(os.environ, EMBER_NUM_THREADS=threads,
                PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
                                            os.path.dirname(os.path.dirname(ember.__file__))]))

@@ -75,7 +75,8 @@ def test_bad_inputs_are_named():
 # --- the implicit-GEMM kernel (groups=1) with fused epilogues ---------------------------------
 from llvm_isas import isa_params  # noqa: E402  (tests/codegen is on sys.path)
 
-from ember.codegen.llvm.implicit_conv import Epilogue, k_block, prepare_conv2d  # noqa: E402
+from ember.codegen.llvm.implicit_conv import (  # noqa: E402
+    Epilogue, columns_first, k_block, prepare_conv2d)
 from ember.codegen.llvm.target import Isa  # noqa: E402
 
 IMPLICIT_CASES = [   # x shape, w shape, stride, padding, dilation: each path of the kernel
@@ -138,6 +139,26 @@ def test_k_blocks_take_all_of_k_when_its_weights_fit_in_l2():
     assert k_block(2304, 256, 64) == 512               # 2.3 MiB: blocks of KC x NC
     assert k_block(576, 64, 64) == 2048                # K within one block already
     assert k_block(4608, 512, 64) == 256
+    # few output rows: panel by panel, K blocks of up to WHOLE_K_FLOATS / NR values of k
+    assert columns_first(392, 64) and columns_first(1568, 64) and not columns_first(6272, 64)
+    assert k_block(2304, 256, 64, m=1568) == 2304       # resnet18's layer 3: all of K
+    assert k_block(4608, 512, 64, m=392) == 2560        # layer 4: 2560 + 2048
+    assert k_block(2304, 256, 64, m=6272) == 512        # many rows: by rows, as above
+
+
+def test_columns_first_conv_with_several_k_blocks(rng):
+    """Few output rows (conv_cols, (panel, rows) items), K = 2880 in blocks of 2560 and
+    320, a partial last panel (100 channels), a residual and relu."""
+    x = rng.standard_normal((2, 320, 5, 4)).astype(np.float32)
+    w = (rng.standard_normal((100, 320, 3, 3)) * 0.05).astype(np.float32)
+    bias = rng.standard_normal(100).astype(np.float32)
+    residual = rng.standard_normal((2, 100, 5, 4)).astype(np.float32)
+    want = (_torch_conv(x, w, bias, (1, 1), (1, 1), (1, 1)) +
+            torch.from_numpy(residual).double()).relu().numpy()
+    out = _layout(np.full(want.shape, np.nan, np.float32), True)
+    prepare_conv2d(w, bias, (1, 1), (1, 1), epilogue=Epilogue.RESIDUAL | Epilogue.RELU)(
+        _layout(x, True), out, _layout(residual, True))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("isa", isa_params(Isa.AVX2, Isa.PORTABLE))

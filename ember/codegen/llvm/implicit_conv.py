@@ -59,6 +59,8 @@ NC = 512
 MAX_KC = 8192             # with few output channels a block may take more k (_k_blocks)
 PREFETCH_TILE = True      # _emit_tile_prefetch
 WHOLE_K_FLOATS = 160 * 1024   # a B block of all of K up to 640 KiB: one K block
+PANEL_FLOATS = 128 * 1024    # columns_first: one panel's partial sums up to 512 KiB
+COLUMN_ITEMS = 16            # column_items: (panel, rows) items of a columns-first conv
 SMALL_CHANNELS = 16       # below this, copy to a padded NHWC buffer and use row segments
 _ROW_FIELDS = 4           # per tile row: input offset, ih0, iw0, output offset
 
@@ -329,15 +331,27 @@ def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
 
 
 def _emit_cols_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
-    """conv_cols(begin, end, ...): output channels [begin, end) (begin a multiple of NR),
-    every output row, one NR panel at a time: each K block of the panel's weights (KC x
-    NR floats) serves all rows while in L1/L2, and the panel's partial sums (rows x NR)
-    stay in L2 between K blocks. Splitting a conv with few rows and many weights (resnet18's
-    layers 3-4: 1568 / 392 rows, 2.4 / 9.4 MB of packed weights) by rows makes every chunk
-    of rows stream all the weights again; by columns each thread reads only its panels,
-    once. The K blocks and each output's sums are the rows entry's (the same bits)."""
-    fn, b, p = _define_entry(module, "conv_cols")
-    _emit_blocks(b, cfg, tile, p, u.i64(0), p["m"], p["begin"], p["end"], cfg.nr)
+    """conv_cols(begin, end, ..., row_blocks, block_rows): items [begin, end) of
+    panels x row_blocks, item i the NR-wide panel i // row_blocks over the output rows
+    of block i % row_blocks (block_rows each, the last one shorter). For a conv with
+    few output rows (columns_first): each K block of a panel's weights (up to
+    WHOLE_K_FLOATS) serves all of the block's rows while in L2, and the panel's
+    partial sums (rows x NR) stay there between K blocks; split across threads, each
+    thread reads only its panels' weights (split by rows, every chunk of rows streams
+    all of them: 9.4 MB for resnet18's layer-4 convs). Each output's sums are the same
+    whatever the items (the same bits on any thread count)."""
+    args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
+        [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS] + \
+        [("row_blocks", u.I64), ("block_rows", u.I64)]
+    fn, b = u.define(module, "conv_cols", u.VOID, args, noalias_ptrs=False)
+    p = dict(zip([name for name, _ in args], fn.args))
+    with u.counted_loop(b, p["begin"], p["end"], 1, "item") as item:
+        panel, block = b.sdiv(item, p["row_blocks"]), b.srem(item, p["row_blocks"])
+        row0 = b.mul(block, p["block_rows"])
+        row1 = u.imin(b, b.add(row0, p["block_rows"]), p["m"])
+        col0 = b.mul(panel, u.i64(cfg.nr))
+        col1 = u.imin(b, b.add(col0, u.i64(cfg.nr)), p["cout"])
+        _emit_blocks(b, cfg, tile, p, row0, row1, col0, col1, cfg.nr)
     b.ret_void()
     return fn
 
@@ -749,7 +763,8 @@ def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Ker
     rows = lib.function("conv_rows", None, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
     cols = lib.function("conv_cols", None, *[ctypes.c_int64] * 3,
-                        *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
+                        *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS),
+                        ctypes.c_int64, ctypes.c_int64)
     pad = lib.function("pad_nhwc", None, *[ctypes.c_int64] * 3, ctypes.c_void_p,
                        ctypes.c_void_p, *[ctypes.c_int64] * 12)
     single = lib.function("conv_c1", None, *[ctypes.c_int64] * 3,
@@ -820,22 +835,49 @@ def conv_tile(isa: Isa, c_in: int, c_out: int) -> tuple[int, int]:
     return mr, nr
 
 
+def columns_first(m: int, nr: int, panel_floats: int = PANEL_FLOATS) -> bool:
+    """The conv runs panel by panel (conv_cols) rather than by rows: its M output rows
+    of one NR panel, the partial sums kept between K blocks, fit in `panel_floats`
+    (512 KiB, half the L2 of the cores measured): resnet18's layers 3-4 (M = 1568 and
+    392 at batch 8)."""
+    return m * nr <= panel_floats
+
+
 def k_block(k: int, c_out: int, nr: int, kc: int = KC, nc: int = NC,
-            max_kc: int = MAX_KC, whole_k_floats: int = WHOLE_K_FLOATS) -> int:
-    """Values of k per K block of a conv whose K is k: about KC x NC floats of packed
-    weights per block (few output channels leave room for more k: fewer passes over
-    the output's partial sums), or all of K when the block of all of K (k x the NC
-    block's columns) fits in `whole_k_floats` (640 KiB, in the 1 MiB L2 of the cores
-    measured). resnet18's 3x3 128 -> 128 convs (K = 1152) ran as blocks of 1024 and
-    128 values of k, a second pass over the output's partial sums for 128 of them;
-    as one block: 7.10-7.48 against 7.39-7.90 ms per conv (one core, minima of
-    interleaved runs, 3 of 4 runs; the fourth level). Blocking never changes which
-    products are summed, only where partial sums are stored between blocks."""
+            max_kc: int = MAX_KC, whole_k_floats: int = WHOLE_K_FLOATS,
+            m: int | None = None, panel_floats: int = PANEL_FLOATS) -> int:
+    """Values of k per K block of a conv whose K is k (and M output rows, when given):
+    about KC x NC floats of packed weights per block (few output channels leave room
+    for more k: fewer passes over the output's partial sums), or all of K when the
+    block of all of K (k x the NC block's columns) fits in `whole_k_floats` (640 KiB,
+    in the 1 MiB L2 of the cores measured). resnet18's 3x3 128 -> 128 convs (K = 1152)
+    ran as blocks of 1024 and 128 values of k, a second pass over the output's partial
+    sums for 128 of them; as one block: 7.10-7.48 against 7.39-7.90 ms per conv (one
+    core, minima of interleaved runs, 3 of 4 runs; the fourth level). A conv run panel
+    by panel (columns_first) holds one panel's weights, k x NR, so its blocks take up
+    to whole_k_floats / NR values of k: all of resnet18's layer-3 K (2304), 2560 of
+    layer 4's 4608 (against 512 and 256 by rows: 4-6% less time per conv, one core).
+    Blocking never changes which products are summed, only where partial sums are
+    stored between blocks."""
+    if m is not None and columns_first(m, nr, panel_floats):
+        return min(k, max_kc, max(kc, whole_k_floats // nr))
     cols = -(-c_out // nr) * nr
     base = min(max_kc, kc * max(1, nc // cols))
     if base < k <= max_kc and k * min(cols, nc) <= whole_k_floats:
         return k
     return base
+
+
+def column_items(m: int, c_out: int, mr: int, nr: int) -> tuple[int, int, int]:
+    """(items, row_blocks, block_rows) of a columns-first conv (conv_cols): each panel's
+    rows in enough blocks of whole MR tiles for at least COLUMN_ITEMS items, so a few
+    panels still split evenly across threads (resnet18's layer 3: 4 panels x 4 blocks
+    of 392 rows; layer 4: 8 x 2 blocks of 196)."""
+    panels = -(-c_out // nr)
+    wanted = max(1, -(-COLUMN_ITEMS // panels))
+    block_rows = -(-(-(-m // wanted)) // mr) * mr
+    row_blocks = -(-m // block_rows)
+    return panels * row_blocks, row_blocks, block_rows
 
 
 class PreparedConv:
@@ -884,9 +926,10 @@ class PreparedConv:
         """The residual is the output itself (the memory planner's in-place epilogue)
         and all of K is one block: each tile reads its residual before storing there."""
         k = self.c_in * self.geometry.kernel[0] * self.geometry.kernel[1]
+        m = out.shape[0] * out.shape[2] * out.shape[3]
         return residual.ctypes.data == out.ctypes.data and residual.strides == out.strides \
             and residual.shape == out.shape and \
-            k_block(k, self.c_out, self.kernels.cfg.nr) >= k
+            k_block(k, self.c_out, self.kernels.cfg.nr, m=m) >= k
 
     def _run(self, x, out, residual) -> None:
         g, cfg = self.geometry, self.kernels.cfg
@@ -903,19 +946,24 @@ class PreparedConv:
         # a kernel row's KW*C values are one run when (w, c) is contiguous and no tap
         # of the row can fall in the padding
         rows_merge = xs[3] == c and g.dilation[1] == 1 and not padded
-        segw, seglen, nseg, spb, chunk = self._k_blocks(c, rows_merge)
+        m = n * oh * ow
+        segw, seglen, nseg, spb, chunk = self._k_blocks(c, rows_merge, m)
         os_ = [s // 4 for s in out.strides]
         flags = Epilogue.RELU in self.epilogue
         res = out if residual is None else residual
-        m = n * oh * ow
         dims = (m, oh * ow, ow, *g.stride, ph, pw, *g.dilation, h, w, c,
                 xs[0], xs[2], xs[3], segw, nseg, seglen, spb, chunk, kh * kw * c, self.c_out,
                 os_[0], os_[1], os_[2], os_[3], int(flags), int(residual is not None))
-        default_pool().parallel_for(self.kernels.rows, m, x.ctypes.data, self.wp.ctypes.data,
-                                    out.ctypes.data, self.bias.ctypes.data, res.ctypes.data,
-                                    _ZEROS.ctypes.data, *dims, align=cfg.mr)
+        pointers = (x.ctypes.data, self.wp.ctypes.data, out.ctypes.data,
+                    self.bias.ctypes.data, res.ctypes.data, _ZEROS.ctypes.data)
+        if columns_first(m, cfg.nr):
+            items, row_blocks, block_rows = column_items(m, self.c_out, cfg.mr, cfg.nr)
+            default_pool().parallel_for(self.kernels.cols, items, *pointers, *dims,
+                                        row_blocks, block_rows, align=1)
+            return
+        default_pool().parallel_for(self.kernels.rows, m, *pointers, *dims, align=cfg.mr)
 
-    def _k_blocks(self, c: int, rows_merge: bool) -> tuple[int, int, int, int, int]:
+    def _k_blocks(self, c: int, rows_merge: bool, m: int) -> tuple[int, int, int, int, int]:
         """(taps per kernel row of a segment index, segment length, segments, segments
         per K block, chunk of a segment per K block)."""
         kh, kw = self.geometry.kernel
@@ -923,7 +971,7 @@ class PreparedConv:
         nseg = kh if rows_merge else kh * kw
         # few output channels leave room in L2 for more k per B block (fewer passes
         # over the output's partial sums)
-        kc = k_block(kh * kw * c, self.c_out, self.kernels.cfg.nr)
+        kc = k_block(kh * kw * c, self.c_out, self.kernels.cfg.nr, m=m)
         spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
         return segw, seglen, nseg, spb, chunk
 
