@@ -229,9 +229,11 @@ def cpu_pass_options(options: dict) -> dict:
     """The pass options of a CPU inference plan: the layout pass leaves a conv's input
     of fewer channels than the conv's padded-copy bound as it is (the conv copies it
     into a padded channels-last buffer from either layout); the memory planner writes a
-    conv's result over its residual where the conv sums all of K before its epilogue."""
+    conv's result over its residual where the conv sums all of K before its epilogue;
+    fusion leaves a pool's layout conversion to a kernel of its own (the pool kernel
+    then reads and writes one layout)."""
     return {"entry_channels": SMALL_CHANNELS - 1, "residual_in_place": whole_k_conv,
-            **options}
+            "pool_conversions_apart": True, **options}
 
 
 def whole_k_conv(conv) -> bool:
