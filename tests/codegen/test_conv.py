@@ -289,3 +289,18 @@ def test_padded_copy_equals_numpy_pad(source, rng):
     want = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (2, 1), (3, 2), (0, 0)))
     assert got.shape == want.shape
     assert np.array_equal(got, want)
+
+
+def test_partial_panel_stores_only_its_channels(rng):
+    """6 output channels in a 16-wide panel: full tiles store them with masked vectors.
+    The output is a 6-channel slice of a 16-channel channels-last buffer, so a lane past
+    the sixth would land on the slice's neighbours (they must keep their values)."""
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 3, 5, 5)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    want = _torch_conv(x, w, bias, (1, 1), (0, 0), (1, 1)).relu().numpy()
+    big = _layout(np.full((2, 16, 5, 5), 7.0, np.float32), True)
+    out = big[:, :6]
+    prepare_conv2d(w, bias, epilogue=Epilogue.RELU)(_layout(x, True), out)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+    assert (big[:, 6:] == 7.0).all()

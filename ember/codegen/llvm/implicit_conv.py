@@ -224,24 +224,17 @@ def _load(b, base, index, lanes):
 
 
 def _emit_store(b, cfg, p, acc) -> None:
-    lanes = cfg.lanes
-    full = b.and_(b.and_(b.icmp_signed("==", p["m_valid"], u.i64(cfg.mr)),
-                         b.icmp_signed("==", p["n_valid"], u.i64(cfg.nr))),
-                  b.icmp_signed("==", p["osc"], u.i64(1)))
-    with b.if_else(full) as (vector, scalar):
+    full_rows = b.and_(b.icmp_signed("==", p["m_valid"], u.i64(cfg.mr)),
+                       b.icmp_signed("==", p["osc"], u.i64(1)))
+    with b.if_else(full_rows) as (vector, scalar):
         with vector:
-            # one copy per (first K block?, residual?): a tile reads the output's old
-            # partial sums only when it has some, and the residual only when there is
-            # one (an unused read of the output costs as much memory traffic as the store)
-            with b.if_else(p["first"]) as (fresh, accumulate):
-                for reads_old, branch in ((False, fresh), (True, accumulate)):
+            # a partial panel (C_out not a multiple of NR: the CIFAR tutorial's 6-channel
+            # conv, 16-wide panels) stores its columns with masks, not element by element
+            whole = b.icmp_signed("==", p["n_valid"], u.i64(cfg.nr))
+            with b.if_else(whole) as (all_columns, some_columns):
+                for masked, branch in ((False, all_columns), (True, some_columns)):
                     with branch:
-                        has_res = b.icmp_signed("!=", p["has_res"], u.i64(0))
-                        with b.if_else(b.and_(has_res, p["last"])) as (residual, plain):
-                            with residual:
-                                _emit_vector_store(b, cfg, p, acc, reads_old, True)
-                            with plain:
-                                _emit_vector_store(b, cfg, p, acc, reads_old, False)
+                        _emit_vector_stores(b, cfg, p, acc, masked)
         with scalar:
             # NCHW output: a full tile's rows are consecutive pixels of one channel plane
             # (unless the tile crosses an image); store it column by column
@@ -286,23 +279,58 @@ def _emit_column_store(b, cfg, p, acc) -> None:
         u.store_vec(b, _epilogue(b, p, column, old, bias, index, cfg.mr), p["out"], index)
 
 
-def _emit_vector_store(b, cfg, p, acc, reads_old: bool, reads_res: bool) -> None:
-    """Whole-vector stores of a full tile with contiguous channels; the same sums as
-    _epilogue's, without the loads a flag rules out."""
+def _emit_vector_stores(b, cfg, p, acc, masked: bool) -> None:
+    """One copy per (first K block?, residual?): a tile reads the output's old partial
+    sums only when it has some, and the residual only when there is one (an unused read
+    of the output costs as much memory traffic as the store)."""
+    with b.if_else(p["first"]) as (fresh, accumulate):
+        for reads_old, branch in ((False, fresh), (True, accumulate)):
+            with branch:
+                has_res = b.icmp_signed("!=", p["has_res"], u.i64(0))
+                with b.if_else(b.and_(has_res, p["last"])) as (residual, plain):
+                    with residual:
+                        _emit_vector_store(b, cfg, p, acc, reads_old, True, masked)
+                    with plain:
+                        _emit_vector_store(b, cfg, p, acc, reads_old, False, masked)
+
+
+def _emit_vector_store(b, cfg, p, acc, reads_old: bool, reads_res: bool,
+                       masked: bool = False) -> None:
+    """Vector stores of a tile's rows with contiguous channels (all of them, or with
+    `masked` the first n_valid: masked loads and stores, lanes past them untouched);
+    the same sums as _epilogue's, without the loads a flag rules out."""
     lanes = cfg.lanes
+    vt = u.vec(u.F32, lanes)
+    masks = [None] * (cfg.nr // lanes)
+    if masked:
+        valid = u.splat(b, p["n_valid"], lanes)
+        masks = [b.icmp_signed("<", ir.Constant(u.vec(u.I64, lanes),
+                                                list(range(v * lanes, (v + 1) * lanes))), valid)
+                 for v in range(cfg.nr // lanes)]
+
+    def load(base, index, mask):
+        if mask is None:
+            return _load(b, base, index, lanes)
+        return _masked(b, "load", vt, [u.elem_ptr(b, base, index), ir.Constant(u.I32, 4), mask,
+                                       ir.Constant(vt, None)])
     for r, row in enumerate(acc):
         base = b.add(_info(b, p["info"], r, 3), p["col0"])
         for v, value in enumerate(row):
-            index = b.add(base, u.i64(v * lanes))
-            total = b.fadd(value, _load(b, p["out"], index, lanes)) if reads_old else value
-            bias = _load(b, p["bias"], b.add(p["col0"], u.i64(v * lanes)), lanes)
+            index, mask = b.add(base, u.i64(v * lanes)), masks[v]
+            total = b.fadd(value, load(p["out"], index, mask)) if reads_old else value
+            bias = load(p["bias"], b.add(p["col0"], u.i64(v * lanes)), mask)
             with_bias = b.fadd(total, bias)
-            with_res = b.fadd(with_bias, _load(b, p["res"], index, lanes)) if reads_res \
+            with_res = b.fadd(with_bias, load(p["res"], index, mask)) if reads_res \
                 else with_bias
             zero = u.const_like(value.type, 0.0)
             relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
             finished = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
-            u.store_vec(b, b.select(p["last"], finished, total), p["out"], index)
+            result = b.select(p["last"], finished, total)
+            if mask is None:
+                u.store_vec(b, result, p["out"], index)
+            else:
+                _masked(b, "store", vt, [result, u.elem_ptr(b, p["out"], index),
+                                         ir.Constant(u.I32, 4), mask])
 
 
 def _emit_scalar_store(b, cfg, p, acc) -> None:
