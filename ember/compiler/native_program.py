@@ -595,7 +595,8 @@ class ProgramBuilder:
             return
         args = [x.ptr, self.weight_bases[packed], out.ptr, bias_ptr, res.ptr, zeros, *dims]
         parallel = m * d["c_out"] * kh * kw * c >= PARALLEL_GEMM_MACS
-        if "cols" in d and columns_first(m, d["nr"], d["panel_floats"]):
+        if "cols" in d and columns_first(m, kh * kw * c, d["c_out"], d["nr"],
+                                         d["panel_floats"], d["whole_k_floats"]):
             # few rows: panel by panel, as PreparedConv (the same K blocks)
             items, row_blocks, block_rows = column_items(m, d["c_out"], d["mr"], d["nr"])
             self._call(d["cols"], "conv_cols", args + [row_blocks, block_rows], extent=items,

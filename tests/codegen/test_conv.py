@@ -140,7 +140,9 @@ def test_k_blocks_take_all_of_k_when_its_weights_fit_in_l2():
     assert k_block(576, 64, 64) == 2048                # K within one block already
     assert k_block(4608, 512, 64) == 256
     # few output rows: panel by panel, K blocks of up to WHOLE_K_FLOATS / NR values of k
-    assert columns_first(392, 64) and columns_first(1568, 64) and not columns_first(6272, 64)
+    assert columns_first(392, 4608, 512, 64) and columns_first(1568, 2304, 256, 64)
+    assert not columns_first(6272, 1152, 128, 64)       # many rows
+    assert not columns_first(1568, 128, 256, 64)        # a 1x1 downsample: weights in L2
     assert k_block(2304, 256, 64, m=1568) == 2304       # resnet18's layer 3: all of K
     assert k_block(4608, 512, 64, m=392) == 2560        # layer 4: 2560 + 2048
     assert k_block(2304, 256, 64, m=6272) == 512        # many rows: by rows, as above

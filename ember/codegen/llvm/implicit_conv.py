@@ -863,12 +863,16 @@ def conv_tile(isa: Isa, c_in: int, c_out: int) -> tuple[int, int]:
     return mr, nr
 
 
-def columns_first(m: int, nr: int, panel_floats: int = PANEL_FLOATS) -> bool:
+def columns_first(m: int, k: int, c_out: int, nr: int, panel_floats: int = PANEL_FLOATS,
+                  whole_k_floats: int = WHOLE_K_FLOATS) -> bool:
     """The conv runs panel by panel (conv_cols) rather than by rows: its M output rows
     of one NR panel, the partial sums kept between K blocks, fit in `panel_floats`
-    (512 KiB, half the L2 of the cores measured): resnet18's layers 3-4 (M = 1568 and
-    392 at batch 8)."""
-    return m * nr <= panel_floats
+    (512 KiB, half the L2 of the cores measured), and its packed weights (K x C_out)
+    do not fit in `whole_k_floats` (by rows, each chunk of rows reads them all again):
+    resnet18's 3x3 convs of layers 3-4 at batch 8 (M = 1568 and 392, 2.4 and 9.4 MB).
+    Its 1x1 downsamples (128 and 512 KiB of weights) stay by rows: panel by panel they
+    took 4-10% longer (each panel reads the strided input rows again)."""
+    return m * nr <= panel_floats and k * -(-c_out // nr) * nr > whole_k_floats
 
 
 def k_block(k: int, c_out: int, nr: int, kc: int = KC, nc: int = NC,
@@ -887,7 +891,7 @@ def k_block(k: int, c_out: int, nr: int, kc: int = KC, nc: int = NC,
     layer 4's 4608 (against 512 and 256 by rows: 4-6% less time per conv, one core).
     Blocking never changes which products are summed, only where partial sums are
     stored between blocks."""
-    if m is not None and columns_first(m, nr, panel_floats):
+    if m is not None and columns_first(m, k, c_out, nr, panel_floats, whole_k_floats):
         return min(k, max_kc, max(kc, whole_k_floats // nr))
     cols = -(-c_out // nr) * nr
     base = min(max_kc, kc * max(1, nc // cols))
@@ -984,7 +988,7 @@ class PreparedConv:
                 os_[0], os_[1], os_[2], os_[3], int(flags), int(residual is not None))
         pointers = (x.ctypes.data, self.wp.ctypes.data, out.ctypes.data,
                     self.bias.ctypes.data, res.ctypes.data, _ZEROS.ctypes.data)
-        if columns_first(m, cfg.nr):
+        if columns_first(m, kh * kw * c, self.c_out, cfg.nr):
             items, row_blocks, block_rows = column_items(m, self.c_out, cfg.mr, cfg.nr)
             default_pool().parallel_for(self.kernels.cols, items, *pointers, *dims,
                                         row_blocks, block_rows, align=1)
