@@ -243,12 +243,16 @@ def run_command(artifact, inputs, output, show_traceback) -> None:
         click.echo(f"{s['name']}: {o.dtype}{list(o.shape)}", err=True)
 
 
-def _profile(path: str) -> list:
+def _profile(path: str, thread_cpu: bool = False) -> list:
     model = _load(path)
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in model.inputs]
     model(*arrays)                                       # warm-up
-    return model.profile(*arrays)
+    if thread_cpu and getattr(model, "n_threads", 1) > 1:
+        click.echo(f"note: --cpu-time stamps the calling thread's CPU time only; the pool "
+                   f"has {model.n_threads} threads (EMBER_NUM_THREADS=1 times each step's "
+                   "whole work)", err=True)
+    return model.profile(*arrays, thread_cpu=thread_cpu)
 
 
 def _io_table(manifest: dict):
@@ -352,8 +356,11 @@ def bench_command(artifact, warmup, iters, as_json, show_traceback) -> None:
 @click.option("--graph", "show_graph", is_flag=True, help="print the graph IR too")
 @click.option("--profile", is_flag=True,
               help="run on random inputs and show each step's median time")
+@click.option("--cpu-time", "cpu_time", is_flag=True,
+              help="with --profile: time steps by the calling thread's CPU time (with "
+                   "EMBER_NUM_THREADS=1, each step's work, whatever the host's load)")
 @click.option("--traceback", "show_traceback", is_flag=True)
-def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
+def inspect_command(artifact, show_graph, profile, cpu_time, show_traceback) -> None:
     """Show an artifact's manifest, kernels and memory plan (checked; run only with
     --profile)."""
     from .runtime import lite
@@ -363,7 +370,9 @@ def inspect_command(artifact, show_graph, profile, show_traceback) -> None:
         memory = json.loads(members["memory_plan.json"])
         if profile and lite.target_kind(manifest) == "cuda":
             raise click.UsageError("--profile times CPU artifacts only")
-        timings = _profile(artifact) if profile else None
+        if cpu_time and not profile:
+            raise click.UsageError("--cpu-time goes with --profile")
+        timings = _profile(artifact, cpu_time) if profile else None
     except _ERRORS as err:
         _fail(err, show_traceback)
     from rich.table import Table

@@ -238,7 +238,20 @@ void ember_parallel_for(ember_chunk fn, void *ctx, int64_t n, int64_t align,
     pthread_mutex_unlock(&call_mu);
 }
 
-int64_t ember_now(void) { return clock_ns(); }
+/* The clock of the plan's step stamps (`times`): the wall clock, or with
+   ember_stamp_clock(1) the calling thread's CPU time (on a busy host, what each step of
+   a one-thread call cost, which the wall clock there does not show). */
+static clockid_t stamp_clock = CLOCK_MONOTONIC;
+
+void ember_stamp_clock(int64_t thread_cpu) {
+    stamp_clock = thread_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
+}
+
+int64_t ember_now(void) {
+    struct timespec ts;
+    clock_gettime(stamp_clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* dst[i...] = src[i...] over `shape`; strides in elements (0 broadcasts). */
 void ember_copy(char *dst, const int64_t *dst_strides, const char *src,
@@ -303,13 +316,14 @@ SIGNATURES = {
     "gemm_batch": ("i64",) * 3 + ("ptr", "i64", "i64") * 2 + (
         "ptr", "i64", "i32", "ptr", "i64", "ptr", "i64", "i64", "i64"),
     "conv": ("ptr",) * 6 + ("i64",) * 28,
+    "conv_cols": ("ptr",) * 6 + ("i64",) * 30,
     "conv_pool": ("ptr",) * 6 + ("i64",) * 28 + ("ptr",) + ("i64",) * 12,
     "pad": ("ptr", "ptr") + ("i64",) * 12,
     "copy": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "copy_rows": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "take": ("ptr", "ptr", "i64", "i64", "ptr", "i64", "i64"),
 }
-CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "conv_pool", "pad", "copy_rows"}
+CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "conv_cols", "conv_pool", "pad", "copy_rows"}
 _LLVM_TYPE = {"i64": "i64", "i32": "i32", "ptr": "ptr", "i64s": "ptr", "buffers": "ptr"}
 
 

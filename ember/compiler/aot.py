@@ -221,6 +221,7 @@ class PackagingBackend(CpuBackend):
                 "residual": residual, "c_out": int(w.shape[0]), "mr": mr, "nr": nr,
                 "kc": conv_impl.KC, "nc": conv_impl.NC, "max_kc": conv_impl.MAX_KC,
                 "whole_k_floats": conv_impl.WHOLE_K_FLOATS,
+                "panel_floats": conv_impl.PANEL_FLOATS,
                 "small_channels": conv_impl.SMALL_CHANNELS, **self._conv_symbols(cfg)}
 
     def _conv_symbols(self, cfg) -> dict:
@@ -228,11 +229,12 @@ class PackagingBackend(CpuBackend):
             kernels = conv_impl.conv_kernels(self.isa, cfg.mr, cfg.nr)
             return {"rows": loaded_symbol(kernels.rows), "pad": loaded_symbol(kernels.pad),
                     "single_channel": loaded_symbol(kernels.single_channel),
-                    "conv_pool": loaded_symbol(kernels.conv_pool)}
+                    "conv_pool": loaded_symbol(kernels.conv_pool),
+                    "cols": loaded_symbol(kernels.cols)}
         return {"_module": ("conv", str(conv_impl.conv_module(cfg)),
-                            ("conv_rows", "pad_nhwc", "conv_c1", "conv_pool_rows")),
+                            ("conv_rows", "pad_nhwc", "conv_c1", "conv_pool_rows", "conv_cols")),
                 "rows": "conv_rows", "pad": "pad_nhwc", "single_channel": "conv_c1",
-                "conv_pool": "conv_pool_rows"}
+                "conv_pool": "conv_pool_rows", "cols": "conv_cols"}
 
 
 def _lone_max_pool(lowered) -> dict | None:

@@ -229,9 +229,11 @@ def cpu_pass_options(options: dict) -> dict:
     """The pass options of a CPU inference plan: the layout pass leaves a conv's input
     of fewer channels than the conv's padded-copy bound as it is (the conv copies it
     into a padded channels-last buffer from either layout); the memory planner writes a
-    conv's result over its residual where the conv sums all of K before its epilogue."""
+    conv's result over its residual where the conv sums all of K before its epilogue;
+    fusion leaves a pool's layout conversion to a kernel of its own (the pool kernel
+    then reads and writes one layout)."""
     return {"entry_channels": SMALL_CHANNELS - 1, "residual_in_place": whole_k_conv,
-            **options}
+            "pool_conversions_apart": True, **options}
 
 
 def whole_k_conv(conv) -> bool:
@@ -246,7 +248,13 @@ def whole_k_conv(conv) -> bool:
     isa = host_isa()
     nr = conv_tile(isa, c_in, c_out)[1]
     k = c_in * kh * kw
-    return k_block(k, c_out, nr) >= k
+    # the output's rows pick the column order's K blocks (never fewer values of k than
+    # the row order's: without the rows, the row order's answer is a safe one)
+    out = conv.meta.get("val")
+    shape = out.shape if isinstance(out, TensorMeta) and len(out.shape) == 4 else ()
+    m = shape[0] * shape[2] * shape[3] if shape and all(
+        isinstance(d, int) for d in shape) else None
+    return k_block(k, c_out, nr, m=m) >= k
 
 
 def build_inference_plan(graph: Graph, constants: dict, pipeline: str, options: dict,

@@ -25,7 +25,8 @@ import math
 
 import numpy as np
 
-from ..codegen.llvm.implicit_conv import k_block, single_channel_fits
+from ..codegen.llvm.implicit_conv import (column_items, columns_first, k_block,
+                                           single_channel_fits)
 from ..ir.errors import LoweringError
 
 ALIGN = 64
@@ -537,13 +538,14 @@ class ProgramBuilder:
         n, c, h, w_ = x.shape
         (kh, kw), (sh, sw), (dh, dw) = d["kernel"], d["stride"], d["dilation"]
         k = kh * kw * c
+        m = n * out.shape[2] * out.shape[3]
         # the residual in the output's own buffer (the memory planner's in-place
         # epilogue): read as is when all of K is one block (no partial sums stored
         # before the epilogue reads it), else copied first like any other overlap
         in_place = residual is not None and residual.ptr == out.ptr and \
             residual.strides == out.strides and \
             k_block(k, d["c_out"], d["nr"], d["kc"], d["nc"], d["max_kc"],
-                    d["whole_k_floats"]) >= k
+                    d["whole_k_floats"], m, d["panel_floats"]) >= k
         if residual is not None and not in_place and (residual.strides != out.strides or
                                                       residual.overlaps(out)):
             tmp = self._scratch(out.shape, out.strides)
@@ -577,7 +579,7 @@ class ProgramBuilder:
         segw, seglen = (1, kw * c) if rows_merge else (kw, c)
         nseg = kh if rows_merge else kh * kw
         kc = k_block(kh * kw * c, d["c_out"], d["nr"], d["kc"], d["nc"], d["max_kc"],
-                     d["whole_k_floats"])
+                     d["whole_k_floats"], m, d["panel_floats"])
         spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
         os_ = out.strides
         res = out if residual is None else residual
@@ -591,10 +593,16 @@ class ProgramBuilder:
             self._conv_pool(d, pool, dims, [x.ptr, self.weight_bases[packed], None, bias_ptr,
                                             res.ptr, zeros])
             return
-        self._call(d["rows"], "conv", [x.ptr, self.weight_bases[packed], out.ptr,
-                                       bias_ptr, res.ptr, zeros, *dims],
-                   extent=m, align=d["mr"], parallel=m * d["c_out"] * kh * kw * c >=
-                   PARALLEL_GEMM_MACS)
+        args = [x.ptr, self.weight_bases[packed], out.ptr, bias_ptr, res.ptr, zeros, *dims]
+        parallel = m * d["c_out"] * kh * kw * c >= PARALLEL_GEMM_MACS
+        if "cols" in d and columns_first(m, kh * kw * c, d["c_out"], d["nr"],
+                                         d["panel_floats"], d["whole_k_floats"]):
+            # few rows: panel by panel, as PreparedConv (the same K blocks)
+            items, row_blocks, block_rows = column_items(m, d["c_out"], d["mr"], d["nr"])
+            self._call(d["cols"], "conv_cols", args + [row_blocks, block_rows], extent=items,
+                       align=1, parallel=parallel)
+            return
+        self._call(d["rows"], "conv", args, extent=m, align=d["mr"], parallel=parallel)
 
 
     def _pool_after(self, d: dict, x: Value, residual) -> dict | None:

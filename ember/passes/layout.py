@@ -95,7 +95,7 @@ def propagate_layout(graph: Graph, ctx: PassContext) -> int:
     return changed
 
 
-def _is_conversion(node: Node) -> bool:
+def is_layout_conversion(node: Node) -> bool:
     return node.op == OpKind.call_function and node.target is OPS["contiguous"] and \
         "memory_format" in node.kwargs
 
@@ -106,7 +106,7 @@ def _drop_redundant_conversions(graph: Graph, mutated: set[Node]) -> int:
     dropped = 0
     seen: dict[tuple, Node] = {}
     for node in graph.nodes:
-        if not _is_conversion(node) or node in mutated or node.args[0] in mutated:
+        if not is_layout_conversion(node) or node in mutated or node.args[0] in mutated:
             continue
         value, fmt = node.args[0], node.kwargs["memory_format"]
         keep = value if _in_format(value, fmt) else seen.get((value, fmt))

@@ -404,20 +404,32 @@ class LiteModel:
     def __call__(self, *arrays) -> list:
         return self.run(arrays)
 
-    def profile(self, *arrays, repeats: int = 5) -> list[tuple[str, str, float]]:
+    def profile(self, *arrays, repeats: int = 5,
+                thread_cpu: bool = False) -> list[tuple[str, str, float]]:
         """(step name, kind, median seconds) per plan step over `repeats` calls (the
-        entry point stamps the clock after each step)."""
+        entry point stamps the clock after each step). `thread_cpu`: stamp the calling
+        thread's CPU time instead of the wall clock (each step's whole work when the
+        pool has one thread, EMBER_NUM_THREADS=1; the caller's share otherwise)."""
         steps = self._program_for([np.asarray(a) for a in arrays]).steps
         samples: list[list] = [[] for _ in steps]
         now = self.lib.ember_now
-        for _ in range(repeats):
-            stamps = np.full(max(1, len(steps)), -1, np.int64)
-            start = now()
-            self.run(arrays, stamps)
-            prev = start
-            for i, t in enumerate(stamps[:len(steps)]):
-                samples[i].append(max(0, int(t) - prev) * 1e-9 if t >= 0 else 0.0)
-                prev = int(t) if t >= 0 else prev
+        if thread_cpu:
+            if not hasattr(self.lib, "ember_stamp_clock"):
+                raise ArtifactError(f"{self.path}: packaged before step stamps could read "
+                                    "CPU time; package it again to profile by CPU time")
+            self.lib.ember_stamp_clock(ctypes.c_int64(1))
+        try:
+            for _ in range(repeats):
+                stamps = np.full(max(1, len(steps)), -1, np.int64)
+                start = now()
+                self.run(arrays, stamps)
+                prev = start
+                for i, t in enumerate(stamps[:len(steps)]):
+                    samples[i].append(max(0, int(t) - prev) * 1e-9 if t >= 0 else 0.0)
+                    prev = int(t) if t >= 0 else prev
+        finally:
+            if thread_cpu:
+                self.lib.ember_stamp_clock(ctypes.c_int64(0))
         return [(d["name"], d["kind"] + (f" ({d['op']})" if "op" in d else ""),
                  sorted(times)[len(times) // 2]) for d, times in zip(steps, samples)]
 

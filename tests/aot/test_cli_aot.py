@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -71,6 +72,23 @@ def test_inspect_profile_times_each_step(compiled):
     result = invoke("inspect", artifact, "--profile")
     assert result.exit_code == 0, result.output
     assert "median ms" in result.stdout
+
+
+def test_inspect_profile_by_thread_cpu_time(compiled):
+    """--cpu-time: the steps' stamps read the calling thread's CPU time; the library's
+    clock is the wall clock again afterwards."""
+    _, artifact = compiled
+    result = invoke("inspect", artifact, "--profile", "--cpu-time")
+    assert result.exit_code == 0, result.output
+    assert "median ms" in result.stdout
+    bad = invoke("inspect", artifact, "--cpu-time")
+    assert bad.exit_code != 0 and "--cpu-time goes with --profile" in bad.output
+    model = lite.load_package(str(artifact))
+    x = np.ones(model.inputs[0]["shape"], np.float32)
+    steps = model.profile(x, repeats=2, thread_cpu=True)
+    assert steps and all(seconds >= 0 for _, _, seconds in steps)
+    before, _ = model.lib.ember_now(), time.sleep(0.05)
+    assert model.lib.ember_now() - before >= 40_000_000    # the wall clock: sleep counts
 
 
 def test_bench_reports_percentiles(compiled):

@@ -42,9 +42,11 @@ def _residual_steps(graph) -> list[tuple]:
     return found
 
 
-@pytest.mark.parametrize("channels,in_place", [(16, True), (256, False)])
+@pytest.mark.parametrize("channels,in_place", [(16, True), (256, True), (320, False)])
 def test_residual_in_place_equals_its_own_buffer(channels, in_place, rng, tmp_path):
-    """16 channels: K = 144, one block, in place; 256: K = 2304 in blocks of 512 (the
+    """84 output rows: the conv runs panel by panel (implicit_conv.columns_first), K in
+    blocks of up to 2560. 16 channels: K = 144, one block, in place; 256: K = 2304, one
+    block, in place (resnet18's layer 3); 320: K = 2880 in blocks of 2560 and 320 (the
     partial sums would overwrite the residual), a buffer of its own."""
     import torch
     ember.manual_seed(channels)

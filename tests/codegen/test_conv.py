@@ -75,7 +75,8 @@ def test_bad_inputs_are_named():
 # --- the implicit-GEMM kernel (groups=1) with fused epilogues ---------------------------------
 from llvm_isas import isa_params  # noqa: E402  (tests/codegen is on sys.path)
 
-from ember.codegen.llvm.implicit_conv import Epilogue, k_block, prepare_conv2d  # noqa: E402
+from ember.codegen.llvm.implicit_conv import (  # noqa: E402
+    Epilogue, columns_first, k_block, prepare_conv2d)
 from ember.codegen.llvm.target import Isa  # noqa: E402
 
 IMPLICIT_CASES = [   # x shape, w shape, stride, padding, dilation: each path of the kernel
@@ -138,6 +139,28 @@ def test_k_blocks_take_all_of_k_when_its_weights_fit_in_l2():
     assert k_block(2304, 256, 64) == 512               # 2.3 MiB: blocks of KC x NC
     assert k_block(576, 64, 64) == 2048                # K within one block already
     assert k_block(4608, 512, 64) == 256
+    # few output rows: panel by panel, K blocks of up to WHOLE_K_FLOATS / NR values of k
+    assert columns_first(392, 4608, 512, 64) and columns_first(1568, 2304, 256, 64)
+    assert not columns_first(6272, 1152, 128, 64)       # many rows
+    assert not columns_first(1568, 128, 256, 64)        # a 1x1 downsample: weights in L2
+    assert k_block(2304, 256, 64, m=1568) == 2304       # resnet18's layer 3: all of K
+    assert k_block(4608, 512, 64, m=392) == 2560        # layer 4: 2560 + 2048
+    assert k_block(2304, 256, 64, m=6272) == 512        # many rows: by rows, as above
+
+
+def test_columns_first_conv_with_several_k_blocks(rng):
+    """Few output rows (conv_cols, (panel, rows) items), K = 2880 in blocks of 2560 and
+    320, a partial last panel (100 channels), a residual and relu."""
+    x = rng.standard_normal((2, 320, 5, 4)).astype(np.float32)
+    w = (rng.standard_normal((100, 320, 3, 3)) * 0.05).astype(np.float32)
+    bias = rng.standard_normal(100).astype(np.float32)
+    residual = rng.standard_normal((2, 100, 5, 4)).astype(np.float32)
+    want = (_torch_conv(x, w, bias, (1, 1), (1, 1), (1, 1)) +
+            torch.from_numpy(residual).double()).relu().numpy()
+    out = _layout(np.full(want.shape, np.nan, np.float32), True)
+    prepare_conv2d(w, bias, (1, 1), (1, 1), epilogue=Epilogue.RESIDUAL | Epilogue.RELU)(
+        _layout(x, True), out, _layout(residual, True))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("isa", isa_params(Isa.AVX2, Isa.PORTABLE))
@@ -268,3 +291,18 @@ def test_padded_copy_equals_numpy_pad(source, rng):
     want = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (2, 1), (3, 2), (0, 0)))
     assert got.shape == want.shape
     assert np.array_equal(got, want)
+
+
+def test_partial_panel_stores_only_its_channels(rng):
+    """6 output channels in a 16-wide panel: full tiles store them with masked vectors.
+    The output is a 6-channel slice of a 16-channel channels-last buffer, so a lane past
+    the sixth would land on the slice's neighbours (they must keep their values)."""
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 3, 5, 5)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    want = _torch_conv(x, w, bias, (1, 1), (0, 0), (1, 1)).relu().numpy()
+    big = _layout(np.full((2, 16, 5, 5), 7.0, np.float32), True)
+    out = big[:, :6]
+    prepare_conv2d(w, bias, epilogue=Epilogue.RELU)(_layout(x, True), out)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+    assert (big[:, 6:] == 7.0).all()

@@ -4,11 +4,14 @@ import pytest
 
 import ember
 from ember.ir.fused import FusedGroup
+from ember.ir.meta import contiguous_format
+from ember.ir.registry import OPS
 from ember.ir.meta import meta_of
 from ember.ir.parser import graphs_equal, parse
 from ember.ir.symbolic import build_graph, call_graph
 from ember.ir.verifier import verify
 from ember.passes.fuse import fuse
+from ember.passes.layout import insert_conversion
 from ember.passes.manager import PassContext
 
 
@@ -166,3 +169,29 @@ def test_cycle_check_sees_paths_through_other_groups():
     merged = sorted([a1, neg, a3], key=order.__getitem__)
     assert not _creates_cycle(merged, order)           # no node path re-enters
     assert _creates_cycle(merged, order, group, members, horizon=len(order))
+
+
+def _pool_then_flatten(x):
+    """A channels-last max pool read by a flatten: the layout pass converts the pool's
+    result to NCHW (the flatten's order), as before a classifier's Linear."""
+    return ember.nn.functional.max_pool2d(x, 2).flatten(1)
+
+
+@pytest.mark.parametrize("apart", [False, True])
+def test_pool_conversions_apart_option(apart):
+    """With `pool_conversions_apart` (the CPU drivers) the NHWC -> NCHW conversion of a
+    pool's result is a kernel of its own; without it, it joins the pool's group."""
+    x = ember.randn(2, 8, 6, 6).contiguous(memory_format=ember.channels_last)
+    graph, constants = build_graph(_pool_then_flatten, [meta_of(x)])
+    pool = next(n for n in graph.nodes if n.op == "call_function" and
+                "max_pool2d" in n.target.name)
+    conversion = insert_conversion(pool, contiguous_format)
+    for user in [u for u in pool.users if u is not conversion]:
+        user.replace_input_with(pool, conversion)
+    fuse(graph, PassContext(constants=constants, options={"pool_conversions_apart": apart}))
+    verify(graph)
+    kernels = [[op.name for op in g.ops] for g in groups(graph)]
+    holding_pool = [ops for ops in kernels if any("max_pool2d" in o for o in ops)]
+    assert len(holding_pool) == 1
+    assert (OPS["contiguous"].name in holding_pool[0]) is not apart, kernels
+    check_same(_pool_then_flatten, graph, constants, (x,))

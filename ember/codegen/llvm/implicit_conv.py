@@ -59,6 +59,8 @@ NC = 512
 MAX_KC = 8192             # with few output channels a block may take more k (_k_blocks)
 PREFETCH_TILE = True      # _emit_tile_prefetch
 WHOLE_K_FLOATS = 160 * 1024   # a B block of all of K up to 640 KiB: one K block
+PANEL_FLOATS = 128 * 1024    # columns_first: one panel's partial sums up to 512 KiB
+COLUMN_ITEMS = 16            # column_items: (panel, rows) items of a columns-first conv
 SMALL_CHANNELS = 16       # below this, copy to a padded NHWC buffer and use row segments
 _ROW_FIELDS = 4           # per tile row: input offset, ih0, iw0, output offset
 
@@ -222,24 +224,17 @@ def _load(b, base, index, lanes):
 
 
 def _emit_store(b, cfg, p, acc) -> None:
-    lanes = cfg.lanes
-    full = b.and_(b.and_(b.icmp_signed("==", p["m_valid"], u.i64(cfg.mr)),
-                         b.icmp_signed("==", p["n_valid"], u.i64(cfg.nr))),
-                  b.icmp_signed("==", p["osc"], u.i64(1)))
-    with b.if_else(full) as (vector, scalar):
+    full_rows = b.and_(b.icmp_signed("==", p["m_valid"], u.i64(cfg.mr)),
+                       b.icmp_signed("==", p["osc"], u.i64(1)))
+    with b.if_else(full_rows) as (vector, scalar):
         with vector:
-            # one copy per (first K block?, residual?): a tile reads the output's old
-            # partial sums only when it has some, and the residual only when there is
-            # one (an unused read of the output costs as much memory traffic as the store)
-            with b.if_else(p["first"]) as (fresh, accumulate):
-                for reads_old, branch in ((False, fresh), (True, accumulate)):
+            # a partial panel (C_out not a multiple of NR: the CIFAR tutorial's 6-channel
+            # conv, 16-wide panels) stores its columns with masks, not element by element
+            whole = b.icmp_signed("==", p["n_valid"], u.i64(cfg.nr))
+            with b.if_else(whole) as (all_columns, some_columns):
+                for masked, branch in ((False, all_columns), (True, some_columns)):
                     with branch:
-                        has_res = b.icmp_signed("!=", p["has_res"], u.i64(0))
-                        with b.if_else(b.and_(has_res, p["last"])) as (residual, plain):
-                            with residual:
-                                _emit_vector_store(b, cfg, p, acc, reads_old, True)
-                            with plain:
-                                _emit_vector_store(b, cfg, p, acc, reads_old, False)
+                        _emit_vector_stores(b, cfg, p, acc, masked)
         with scalar:
             # NCHW output: a full tile's rows are consecutive pixels of one channel plane
             # (unless the tile crosses an image); store it column by column
@@ -284,23 +279,58 @@ def _emit_column_store(b, cfg, p, acc) -> None:
         u.store_vec(b, _epilogue(b, p, column, old, bias, index, cfg.mr), p["out"], index)
 
 
-def _emit_vector_store(b, cfg, p, acc, reads_old: bool, reads_res: bool) -> None:
-    """Whole-vector stores of a full tile with contiguous channels; the same sums as
-    _epilogue's, without the loads a flag rules out."""
+def _emit_vector_stores(b, cfg, p, acc, masked: bool) -> None:
+    """One copy per (first K block?, residual?): a tile reads the output's old partial
+    sums only when it has some, and the residual only when there is one (an unused read
+    of the output costs as much memory traffic as the store)."""
+    with b.if_else(p["first"]) as (fresh, accumulate):
+        for reads_old, branch in ((False, fresh), (True, accumulate)):
+            with branch:
+                has_res = b.icmp_signed("!=", p["has_res"], u.i64(0))
+                with b.if_else(b.and_(has_res, p["last"])) as (residual, plain):
+                    with residual:
+                        _emit_vector_store(b, cfg, p, acc, reads_old, True, masked)
+                    with plain:
+                        _emit_vector_store(b, cfg, p, acc, reads_old, False, masked)
+
+
+def _emit_vector_store(b, cfg, p, acc, reads_old: bool, reads_res: bool,
+                       masked: bool = False) -> None:
+    """Vector stores of a tile's rows with contiguous channels (all of them, or with
+    `masked` the first n_valid: masked loads and stores, lanes past them untouched);
+    the same sums as _epilogue's, without the loads a flag rules out."""
     lanes = cfg.lanes
+    vt = u.vec(u.F32, lanes)
+    masks = [None] * (cfg.nr // lanes)
+    if masked:
+        valid = u.splat(b, p["n_valid"], lanes)
+        masks = [b.icmp_signed("<", ir.Constant(u.vec(u.I64, lanes),
+                                                list(range(v * lanes, (v + 1) * lanes))), valid)
+                 for v in range(cfg.nr // lanes)]
+
+    def load(base, index, mask):
+        if mask is None:
+            return _load(b, base, index, lanes)
+        return _masked(b, "load", vt, [u.elem_ptr(b, base, index), ir.Constant(u.I32, 4), mask,
+                                       ir.Constant(vt, None)])
     for r, row in enumerate(acc):
         base = b.add(_info(b, p["info"], r, 3), p["col0"])
         for v, value in enumerate(row):
-            index = b.add(base, u.i64(v * lanes))
-            total = b.fadd(value, _load(b, p["out"], index, lanes)) if reads_old else value
-            bias = _load(b, p["bias"], b.add(p["col0"], u.i64(v * lanes)), lanes)
+            index, mask = b.add(base, u.i64(v * lanes)), masks[v]
+            total = b.fadd(value, load(p["out"], index, mask)) if reads_old else value
+            bias = load(p["bias"], b.add(p["col0"], u.i64(v * lanes)), mask)
             with_bias = b.fadd(total, bias)
-            with_res = b.fadd(with_bias, _load(b, p["res"], index, lanes)) if reads_res \
+            with_res = b.fadd(with_bias, load(p["res"], index, mask)) if reads_res \
                 else with_bias
             zero = u.const_like(value.type, 0.0)
             relu = b.select(b.fcmp_ordered("<", with_res, zero), zero, with_res)
             finished = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, with_res)
-            u.store_vec(b, b.select(p["last"], finished, total), p["out"], index)
+            result = b.select(p["last"], finished, total)
+            if mask is None:
+                u.store_vec(b, result, p["out"], index)
+            else:
+                _masked(b, "store", vt, [result, u.elem_ptr(b, p["out"], index),
+                                         ir.Constant(u.I32, 4), mask])
 
 
 def _emit_scalar_store(b, cfg, p, acc) -> None:
@@ -321,15 +351,54 @@ def _emit_scalar_store(b, cfg, p, acc) -> None:
 
 
 def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
+    """conv_rows(begin, end, ...): output rows [begin, end), every output channel."""
+    fn, b, p = _define_entry(module, "conv_rows")
+    _emit_blocks(b, cfg, tile, p, p["begin"], p["end"], u.i64(0), p["cout"], NC)
+    b.ret_void()
+    return fn
+
+
+def _emit_cols_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
+    """conv_cols(begin, end, ..., row_blocks, block_rows): items [begin, end) of
+    panels x row_blocks, item i the NR-wide panel i // row_blocks over the output rows
+    of block i % row_blocks (block_rows each, the last one shorter). For a conv with
+    few output rows (columns_first): each K block of a panel's weights (up to
+    WHOLE_K_FLOATS) serves all of the block's rows while in L2, and the panel's
+    partial sums (rows x NR) stay there between K blocks; split across threads, each
+    thread reads only its panels' weights (split by rows, every chunk of rows streams
+    all of them: 9.4 MB for resnet18's layer-4 convs). Each output's sums are the same
+    whatever the items (the same bits on any thread count)."""
+    args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
+        [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS] + \
+        [("row_blocks", u.I64), ("block_rows", u.I64)]
+    fn, b = u.define(module, "conv_cols", u.VOID, args, noalias_ptrs=False)
+    p = dict(zip([name for name, _ in args], fn.args))
+    with u.counted_loop(b, p["begin"], p["end"], 1, "item") as item:
+        panel, block = b.sdiv(item, p["row_blocks"]), b.srem(item, p["row_blocks"])
+        row0 = b.mul(block, p["block_rows"])
+        row1 = u.imin(b, b.add(row0, p["block_rows"]), p["m"])
+        col0 = b.mul(panel, u.i64(cfg.nr))
+        col1 = u.imin(b, b.add(col0, u.i64(cfg.nr)), p["cout"])
+        _emit_blocks(b, cfg, tile, p, row0, row1, col0, col1, cfg.nr)
+    b.ret_void()
+    return fn
+
+
+def _define_entry(module, name: str):
     args = [("begin", u.I64), ("end", u.I64), ("worker", u.I64)] + \
         [(n, u.PTR) for n in _POINTERS] + [(d, u.I64) for d in _DIMS]
-    fn, b = u.define(module, "conv_rows", u.VOID, args, noalias_ptrs=False)
-    p = dict(zip([name for name, _ in args], fn.args))
+    fn, b = u.define(module, name, u.VOID, args, noalias_ptrs=False)
+    return fn, b, dict(zip([name for name, _ in args], fn.args))
+
+
+def _emit_blocks(b, cfg, tile, p, row0, row1, col0_, col1, col_block: int) -> None:
+    """For each block of col_block output channels in [col0_, col1), each K block, each
+    MR-row tile of [row0, row1) and each NR panel of the block: the microkernel."""
     info = b.alloca(u.I64, size=cfg.mr * _ROW_FIELDS, name="info")
     rest = [p[n] for n in _POINTERS] + [p[d] for d in _DIMS]
     panel = b.mul(p["k"], u.i64(cfg.nr))                      # floats per B panel
-    with u.counted_loop(b, u.i64(0), p["cout"], NC, "jc") as jc:
-        nc = u.imin(b, u.i64(NC), b.sub(p["cout"], jc))
+    with u.counted_loop(b, col0_, col1, col_block, "jc") as jc:
+        nc = u.imin(b, u.i64(col_block), b.sub(col1, jc))
         with _stepped_loop(b, u.i64(0), p["nseg"], p["spb"], "s0") as s0:
             s1 = u.imin(b, b.add(s0, p["spb"]), p["nseg"])
             with _stepped_loop(b, u.i64(0), p["seglen"], p["chunk"], "c0") as c0:
@@ -337,17 +406,15 @@ def _emit_rows_entry(module, cfg: GemmConfig, tile: ir.Function) -> ir.Function:
                 first = b.and_(b.icmp_signed("==", s0, u.i64(0)), b.icmp_signed("==", c0, u.i64(0)))
                 last = b.and_(b.icmp_signed("==", s1, p["nseg"]),
                               b.icmp_signed("==", b.add(c0, clen), p["seglen"]))
-                with u.counted_loop(b, p["begin"], p["end"], cfg.mr, "m0") as m0:
+                with u.counted_loop(b, row0, row1, cfg.mr, "m0") as m0:
                     _emit_row_info(b, p, cfg, m0, info)
-                    m_valid = u.imin(b, u.i64(cfg.mr), b.sub(p["end"], m0))
+                    m_valid = u.imin(b, u.i64(cfg.mr), b.sub(row1, m0))
                     with u.counted_loop(b, u.i64(0), nc, cfg.nr, "jr") as jr:
                         col0 = b.add(jc, jr)
                         bpanel = u.elem_ptr(b, p["wp"], b.mul(b.sdiv(col0, u.i64(cfg.nr)), panel))
                         n_valid = u.imin(b, u.i64(cfg.nr), b.sub(nc, jr))
                         b.call(tile, [s0, s1, c0, clen, bpanel, col0, m_valid, n_valid, first,
                                       last, info] + rest)
-    b.ret_void()
-    return fn
 
 
 @contextlib.contextmanager
@@ -694,10 +761,12 @@ def single_channel_fits(c: int, stride, dilation, out_strides) -> bool:
 
 
 def conv_module(cfg: GemmConfig) -> ir.Module:
-    """The LLVM module (exported: conv_rows, pad_nhwc, conv_c1, conv_pool_rows) for one
+    """The LLVM module (exported: conv_rows, conv_cols, pad_nhwc, conv_c1, conv_pool_rows) for one
     register tile."""
     module = ir.Module(name=f"ember_implicit_conv_{cfg.isa.value}_{cfg.mr}x{cfg.nr}")
-    rows = _emit_rows_entry(module, cfg, _emit_microkernel(module, cfg))
+    tile = _emit_microkernel(module, cfg)
+    rows = _emit_rows_entry(module, cfg, tile)
+    _emit_cols_entry(module, cfg, tile)
     _emit_conv_pool(module, cfg, rows)
     _emit_pad_copy(module)
     _emit_single_channel(module, cfg)
@@ -711,6 +780,7 @@ class _Kernels:
     pad: object
     single_channel: object = None
     conv_pool: object = None
+    cols: object = None
 
 
 @functools.cache
@@ -720,6 +790,9 @@ def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Ker
     lib = compile_ir(conv_module(cfg), target_for(isa))
     rows = lib.function("conv_rows", None, *[ctypes.c_int64] * 3,
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS))
+    cols = lib.function("conv_cols", None, *[ctypes.c_int64] * 3,
+                        *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS),
+                        ctypes.c_int64, ctypes.c_int64)
     pad = lib.function("pad_nhwc", None, *[ctypes.c_int64] * 3, ctypes.c_void_p,
                        ctypes.c_void_p, *[ctypes.c_int64] * 12)
     single = lib.function("conv_c1", None, *[ctypes.c_int64] * 3,
@@ -728,7 +801,7 @@ def conv_kernels(isa: Isa, mr: int | None = None, nr: int | None = None) -> _Ker
                         *[ctypes.c_void_p] * len(_POINTERS), *[ctypes.c_int64] * len(_DIMS),
                         *[ctypes.c_void_p if t == u.PTR else ctypes.c_int64
                           for _, t in _POOL_ARGS])
-    return _Kernels(cfg, rows, pad, single, pool)
+    return _Kernels(cfg, rows, pad, single, pool, cols)
 
 
 # --- the Python side -----------------------------------------------------------------------
@@ -790,22 +863,53 @@ def conv_tile(isa: Isa, c_in: int, c_out: int) -> tuple[int, int]:
     return mr, nr
 
 
+def columns_first(m: int, k: int, c_out: int, nr: int, panel_floats: int = PANEL_FLOATS,
+                  whole_k_floats: int = WHOLE_K_FLOATS) -> bool:
+    """The conv runs panel by panel (conv_cols) rather than by rows: its M output rows
+    of one NR panel, the partial sums kept between K blocks, fit in `panel_floats`
+    (512 KiB, half the L2 of the cores measured), and its packed weights (K x C_out)
+    do not fit in `whole_k_floats` (by rows, each chunk of rows reads them all again):
+    resnet18's 3x3 convs of layers 3-4 at batch 8 (M = 1568 and 392, 2.4 and 9.4 MB).
+    Its 1x1 downsamples (128 and 512 KiB of weights) stay by rows: panel by panel they
+    took 4-10% longer (each panel reads the strided input rows again)."""
+    return m * nr <= panel_floats and k * -(-c_out // nr) * nr > whole_k_floats
+
+
 def k_block(k: int, c_out: int, nr: int, kc: int = KC, nc: int = NC,
-            max_kc: int = MAX_KC, whole_k_floats: int = WHOLE_K_FLOATS) -> int:
-    """Values of k per K block of a conv whose K is k: about KC x NC floats of packed
-    weights per block (few output channels leave room for more k: fewer passes over
-    the output's partial sums), or all of K when the block of all of K (k x the NC
-    block's columns) fits in `whole_k_floats` (640 KiB, in the 1 MiB L2 of the cores
-    measured). resnet18's 3x3 128 -> 128 convs (K = 1152) ran as blocks of 1024 and
-    128 values of k, a second pass over the output's partial sums for 128 of them;
-    as one block: 7.10-7.48 against 7.39-7.90 ms per conv (one core, minima of
-    interleaved runs, 3 of 4 runs; the fourth level). Blocking never changes which
-    products are summed, only where partial sums are stored between blocks."""
+            max_kc: int = MAX_KC, whole_k_floats: int = WHOLE_K_FLOATS,
+            m: int | None = None, panel_floats: int = PANEL_FLOATS) -> int:
+    """Values of k per K block of a conv whose K is k (and M output rows, when given):
+    about KC x NC floats of packed weights per block (few output channels leave room
+    for more k: fewer passes over the output's partial sums), or all of K when the
+    block of all of K (k x the NC block's columns) fits in `whole_k_floats` (640 KiB,
+    in the 1 MiB L2 of the cores measured). resnet18's 3x3 128 -> 128 convs (K = 1152)
+    ran as blocks of 1024 and 128 values of k, a second pass over the output's partial
+    sums for 128 of them; as one block: 7.10-7.48 against 7.39-7.90 ms per conv (one
+    core, minima of interleaved runs, 3 of 4 runs; the fourth level). A conv run panel
+    by panel (columns_first) holds one panel's weights, k x NR, so its blocks take up
+    to whole_k_floats / NR values of k: all of resnet18's layer-3 K (2304), 2560 of
+    layer 4's 4608 (against 512 and 256 by rows: 4-6% less time per conv, one core).
+    Blocking never changes which products are summed, only where partial sums are
+    stored between blocks."""
+    if m is not None and columns_first(m, k, c_out, nr, panel_floats, whole_k_floats):
+        return min(k, max_kc, max(kc, whole_k_floats // nr))
     cols = -(-c_out // nr) * nr
     base = min(max_kc, kc * max(1, nc // cols))
     if base < k <= max_kc and k * min(cols, nc) <= whole_k_floats:
         return k
     return base
+
+
+def column_items(m: int, c_out: int, mr: int, nr: int) -> tuple[int, int, int]:
+    """(items, row_blocks, block_rows) of a columns-first conv (conv_cols): each panel's
+    rows in enough blocks of whole MR tiles for at least COLUMN_ITEMS items, so a few
+    panels still split evenly across threads (resnet18's layer 3: 4 panels x 4 blocks
+    of 392 rows; layer 4: 8 x 2 blocks of 196)."""
+    panels = -(-c_out // nr)
+    wanted = max(1, -(-COLUMN_ITEMS // panels))
+    block_rows = -(-(-(-m // wanted)) // mr) * mr
+    row_blocks = -(-m // block_rows)
+    return panels * row_blocks, row_blocks, block_rows
 
 
 class PreparedConv:
@@ -854,9 +958,10 @@ class PreparedConv:
         """The residual is the output itself (the memory planner's in-place epilogue)
         and all of K is one block: each tile reads its residual before storing there."""
         k = self.c_in * self.geometry.kernel[0] * self.geometry.kernel[1]
+        m = out.shape[0] * out.shape[2] * out.shape[3]
         return residual.ctypes.data == out.ctypes.data and residual.strides == out.strides \
             and residual.shape == out.shape and \
-            k_block(k, self.c_out, self.kernels.cfg.nr) >= k
+            k_block(k, self.c_out, self.kernels.cfg.nr, m=m) >= k
 
     def _run(self, x, out, residual) -> None:
         g, cfg = self.geometry, self.kernels.cfg
@@ -873,19 +978,24 @@ class PreparedConv:
         # a kernel row's KW*C values are one run when (w, c) is contiguous and no tap
         # of the row can fall in the padding
         rows_merge = xs[3] == c and g.dilation[1] == 1 and not padded
-        segw, seglen, nseg, spb, chunk = self._k_blocks(c, rows_merge)
+        m = n * oh * ow
+        segw, seglen, nseg, spb, chunk = self._k_blocks(c, rows_merge, m)
         os_ = [s // 4 for s in out.strides]
         flags = Epilogue.RELU in self.epilogue
         res = out if residual is None else residual
-        m = n * oh * ow
         dims = (m, oh * ow, ow, *g.stride, ph, pw, *g.dilation, h, w, c,
                 xs[0], xs[2], xs[3], segw, nseg, seglen, spb, chunk, kh * kw * c, self.c_out,
                 os_[0], os_[1], os_[2], os_[3], int(flags), int(residual is not None))
-        default_pool().parallel_for(self.kernels.rows, m, x.ctypes.data, self.wp.ctypes.data,
-                                    out.ctypes.data, self.bias.ctypes.data, res.ctypes.data,
-                                    _ZEROS.ctypes.data, *dims, align=cfg.mr)
+        pointers = (x.ctypes.data, self.wp.ctypes.data, out.ctypes.data,
+                    self.bias.ctypes.data, res.ctypes.data, _ZEROS.ctypes.data)
+        if columns_first(m, kh * kw * c, self.c_out, cfg.nr):
+            items, row_blocks, block_rows = column_items(m, self.c_out, cfg.mr, cfg.nr)
+            default_pool().parallel_for(self.kernels.cols, items, *pointers, *dims,
+                                        row_blocks, block_rows, align=1)
+            return
+        default_pool().parallel_for(self.kernels.rows, m, *pointers, *dims, align=cfg.mr)
 
-    def _k_blocks(self, c: int, rows_merge: bool) -> tuple[int, int, int, int, int]:
+    def _k_blocks(self, c: int, rows_merge: bool, m: int) -> tuple[int, int, int, int, int]:
         """(taps per kernel row of a segment index, segment length, segments, segments
         per K block, chunk of a segment per K block)."""
         kh, kw = self.geometry.kernel
@@ -893,7 +1003,7 @@ class PreparedConv:
         nseg = kh if rows_merge else kh * kw
         # few output channels leave room in L2 for more k per B block (fewer passes
         # over the output's partial sums)
-        kc = k_block(kh * kw * c, self.c_out, self.kernels.cfg.nr)
+        kc = k_block(kh * kw * c, self.c_out, self.kernels.cfg.nr, m=m)
         spb, chunk = (max(1, kc // seglen), seglen) if seglen <= kc else (1, kc)
         return segw, seglen, nseg, spb, chunk
 
