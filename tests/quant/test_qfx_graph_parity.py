@@ -221,3 +221,48 @@ def test_prelu_becomes_torch_aos_quantized_prelu():
         want = t_ref(torch.from_numpy(x)).numpy()
         got = e_q(ember.tensor(x)).numpy()
     np.testing.assert_allclose(got, want, atol=2 * float(t_q.conv2.scale) + 1e-6)
+
+
+def _embedding_model(lib, bag: bool):
+    nn = lib.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.EmbeddingBag(10, 4, mode="sum") if bag else nn.Embedding(10, 4)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, idx):
+            return self.fc(self.emb(idx))
+    return M().eval()
+
+
+@pytest.mark.parametrize("bag", [False, True])
+def test_reference_embedding_modules_as_torch_ao(bag):
+    """convert_to_reference_fx under float_qparams_weight_only_qconfig: torch.ao's
+    reference Embedding / EmbeddingBag (float weight, per-row float qparams as state,
+    the quantize -> dequantize weight looked up)."""
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 10, (3, 4))
+    out = {}
+    t_model, e_model = _embedding_model(torch, bag), _embedding_model(ember, bag)
+    share_random_weights(t_model, e_model, rng)
+    for lib, q, fx, model in ((torch, tq, tqfx, t_model), (ember, eq, eqfx, e_model)):
+        emb_type = lib.nn.EmbeddingBag if bag else lib.nn.Embedding
+        mapping = q.get_default_qconfig_mapping("x86").set_object_type(
+            emb_type, q.float_qparams_weight_only_qconfig)
+        x = lib.tensor(idx)
+        prepared = fx.prepare_fx(model, mapping, (x,))
+        prepared(x)
+        ref = fx.convert_to_reference_fx(prepared)
+        with lib.no_grad():
+            out[lib.__name__] = (ref, ref(x).numpy())
+    (t_ref, want), (e_ref, got) = out["torch"], out["ember"]
+    assert repr(e_ref.emb) == repr(t_ref.emb)
+    assert list(e_ref.state_dict()) == list(t_ref.state_dict())
+    for key in ("emb.weight_scale", "emb.weight_zero_point"):
+        np.testing.assert_allclose(e_ref.state_dict()[key].numpy(),
+                                   t_ref.state_dict()[key].numpy(), rtol=1e-6)
+        assert str(e_ref.state_dict()[key].dtype).split(".")[-1] == \
+            str(t_ref.state_dict()[key].dtype).split(".")[-1]
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -1093,7 +1093,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
                   if n.name in info.get("user_patterns", ())})
     for target in info.get("standalone", []):
         _set_module(gm, target, _convert(gm.get_submodule(target), reference))
-    _swap_weight_only(gm, info.get("weight_only", {}))
+    _swap_weight_only(gm, info.get("weight_only", {}), reference)
     if info.get("custom"):
         _swap_custom_modules(gm, info["custom"], custom)
         kinds.update({target: "custom" for target in info["custom"]})
@@ -1298,13 +1298,24 @@ def _pointwise_on_quantized(gm) -> None:
     graph.eliminate_dead_code()
 
 
-def _swap_weight_only(gm, table: dict) -> None:
+def _swap_weight_only(gm, table: dict, reference: bool = False) -> None:
     from ..nn.intrinsic.quantized import dynamic as nniqd
     from ..nn.quantized import Embedding, EmbeddingBag
     from ..nn.quantized import dynamic as nnqd
+    from ..nn.quantized import reference as nnqr
+    from .utils import get_qparam_dict
     for target, qconfig in table.items():
         module = gm.get_submodule(target)
         module.qconfig = qconfig
+        if reference and isinstance(module, nn.Embedding | nn.EmbeddingBag):
+            # torch.ao's reference Embedding / EmbeddingBag: the float module reading the
+            # quantize -> dequantize weight
+            observer = qconfig.weight()
+            observer(module.weight.detach())
+            ref_class = nnqr.EmbeddingBag if isinstance(module, nn.EmbeddingBag) else \
+                nnqr.Embedding
+            _set_module(gm, target, ref_class.from_float(module, get_qparam_dict(observer)))
+            continue
         if isinstance(module, LinearReLU):
             module[0].qconfig = qconfig
             new = nniqd.LinearReLU.from_float(module)
