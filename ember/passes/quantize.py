@@ -25,8 +25,9 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   output observer has fixed qparams; they run in float between a dequantize and a
   quantize. (As in torch.ao, functional softmax and `torch.relu` outside an add / mul
   pattern are float ops: the next quantized op observes their output as its input);
-- OWN_OBSERVER (hardswish, elu, leaky_relu; the nn.PReLU module): quantized input, an output observer of
-  their own (torch.ao's "output uses a different observer than the input"); they run
+- OWN_OBSERVER (hardswish, elu, leaky_relu; the nn.PReLU module): quantized input, an
+  output observer of their own (torch.ao's "output uses a different observer than the
+  input"); they run
   in float between a dequantize and a quantize, as torch's quantized kernels compute;
 - CUSTOM ("custom": a user's float -> observed -> quantized module class): inputs and
   output observed; converted, the module takes and returns quantized values. One that

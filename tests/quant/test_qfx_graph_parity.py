@@ -53,6 +53,7 @@ def _assert_like_torch(make, shape):
         assert _ops_and_names(e) == _ops_and_names(t), stage
     assert list(e_q.state_dict()) == list(t_q.state_dict())
     assert list(e_ref.state_dict()) == list(t_ref.state_dict())
+    assert list(e_prep.state_dict()) == list(t_prep.state_dict())
     with torch.no_grad(), ember.no_grad():
         want = t_q(torch.from_numpy(x)).numpy()
         got = e_q(ember.tensor(x)).numpy()
@@ -89,7 +90,13 @@ def test_an_op_after_a_repeated_module_reads_the_modules_last_qparams(scalar):
     # the first call's int8 output is at the module's (last call's) scale: the mul with a
     # number after it must start from that scale, as torch.ao's quantized mul_scalar does
     make = lambda lib: _linear_twice(lib, scalar)      # noqa: E731
-    (_, _, t_q), (_, _, e_q), x = _stages(make, (4, 8))
+    (t_prep, _, t_q), (e_prep, _, e_q), x = _stages(make, (4, 8))
+    # the mul's output observer: the input's, registered again under the next name
+    assert _ops_and_names(e_prep) == _ops_and_names(t_prep)
+    assert [str(n.target) for n in e_prep.graph.nodes if getattr(n.op, "value", n.op) ==
+            "call_module"] == [str(n.target) for n in t_prep.graph.nodes
+                               if n.op == "call_module"]
+    assert list(e_prep.state_dict()) == list(t_prep.state_dict())
     with torch.no_grad(), ember.no_grad():
         want = t_q(torch.from_numpy(x)).numpy()
         got = e_q(ember.tensor(x)).numpy()
@@ -266,3 +273,4 @@ def test_reference_embedding_modules_as_torch_ao(bag):
         assert str(e_ref.state_dict()[key].dtype).split(".")[-1] == \
             str(t_ref.state_dict()[key].dtype).split(".")[-1]
     np.testing.assert_allclose(got, want, atol=1e-5)
+

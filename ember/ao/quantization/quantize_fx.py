@@ -496,9 +496,26 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
                             if k == "prelu" and n.op == OpKind.call_module}}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
+    _modules_in_graph_order(gm)
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _modules_in_graph_order(gm) -> None:
+    """The prepared model's children in the order the graph first reaches them (its
+    observers among the model's layers), as torch.ao's prepared GraphModule holds them:
+    named_modules() and the state_dict keys come in that order."""
+    order = []
+    for node in gm.graph.nodes:
+        if node.op in (OpKind.call_module, OpKind.get_attr):
+            top = str(node.target).split(".")[0]
+            if top in gm._modules and top not in order:
+                order.append(top)
+    rest = [name for name in gm._modules if name not in order]
+    children = [(name, gm._modules[name]) for name in order + rest]
+    gm._modules.clear()
+    gm._modules.update(children)
 
 
 def _swap_table() -> dict:
