@@ -200,8 +200,8 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         if source is None or source.op != OpKind.call_module:
             return
         quantized[node] = kind
-        with graph.inserting_after(node):
-            again = graph.call_module(str(source.target), (node,))
+        with graph.inserting_after(node):     # the same observer under the next name
+            again = graph.call_module(share_observer(str(source.target)), (node,))
         again.meta["reobserve"] = again.meta["scalar_operand"] = True
         node.replace_all_uses_with(again, delete_user_cb=lambda user: user is not again)
         observers.add(again)
