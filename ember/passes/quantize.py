@@ -27,8 +27,8 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   pattern are float ops: the next quantized op observes their output as its input);
 - OWN_OBSERVER (hardswish, elu, leaky_relu; the nn.PReLU module): quantized input, an
   output observer of their own (torch.ao's "output uses a different observer than the
-  input"); they run
-  in float between a dequantize and a quantize, as torch's quantized kernels compute;
+  input"); they run in float between a dequantize and a quantize, as torch's quantized
+  kernels compute;
 - CUSTOM ("custom": a user's float -> observed -> quantized module class): inputs and
   output observed; converted, the module takes and returns quantized values. One that
   returns a tuple (meta["tuple_output"]: LSTM, MultiheadAttention) has the tensors of
@@ -80,7 +80,7 @@ def node_kind(node: Node, module_kinds: dict) -> str | None:
         return None
     name = name.rstrip("_") if name.endswith("_") and not name.startswith("_") else name
     if (name == "relu" and is_torch_relu(node)) or name in MODULE_ONLY:
-        return None            # torch.relu: a float op unless fused after add / mul
+        return None     # float ops (torch.relu unless fused after add / mul; F.prelu)
     if name in BINARY or name in SHARED or name in FIXED or name in OWN_OBSERVER:
         return name
     if name in CAT:
@@ -302,9 +302,8 @@ def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict
 def _fused_relu(node: Node, kind: str | None, module_kinds: dict) -> Node | None:
     """The relu a pattern takes in (one observer after it), as torch.ao's fused patterns:
     add / mul, and functional linear / conv (F.linear, F.conv2d; their module forms are
-    fused into LinearReLU / ConvReLU2d before), with nn.ReLU or F.relu. (torch.relu is
-    the same graph op as F.relu here, so it is fused too; torch.ao fuses it after add /
-    mul only.)"""
+    fused into LinearReLU / ConvReLU2d before), with nn.ReLU or F.relu; torch.relu after
+    add / mul only, as torch.ao."""
     if kind in BINARY or (kind in WEIGHTED and node.op == OpKind.call_function):
         return _sole_relu_user(node, module_kinds, with_torch_relu=kind in BINARY)
     return None
