@@ -274,3 +274,26 @@ def test_reference_embedding_modules_as_torch_ao(bag):
             str(t_ref.state_dict()[key].dtype).split(".")[-1]
     np.testing.assert_allclose(got, want, atol=1e-5)
 
+
+
+def test_a_repeated_module_compiles_and_trains_as_in_torch():
+    """prepare_qat_fx -> convert_fx of a model calling one Linear twice: torch.ao's graph
+    and values, and ember.compile of the result gives the eager values."""
+    rng = np.random.default_rng(4)
+    t_model, e_model = _linear_twice(torch).train(), _linear_twice(ember).train()
+    share_random_weights(t_model, e_model, rng)
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    t_prep = tqfx.prepare_qat_fx(t_model, tq.get_default_qat_qconfig_mapping("x86"),
+                                 (torch.from_numpy(x),))
+    e_prep = eqfx.prepare_qat_fx(e_model, eq.get_default_qat_qconfig_mapping("x86"),
+                                 (ember.tensor(x),))
+    t_prep(torch.from_numpy(x))
+    e_prep(ember.tensor(x))
+    t_q, e_q = tqfx.convert_fx(t_prep.eval()), eqfx.convert_fx(e_prep.eval())
+    assert _ops_and_names(e_q) == _ops_and_names(t_q)
+    with torch.no_grad(), ember.no_grad():
+        want = t_q(torch.from_numpy(x)).numpy()
+        got = e_q(ember.tensor(x)).numpy()
+        compiled = ember.compile(e_q)(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_array_equal(compiled, got)
