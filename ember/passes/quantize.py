@@ -21,11 +21,14 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
 - CAT (cat / concat / concatenate of a list of tensors): torch.ao's shared qparams:
   every input's observer and the output's are one observer (calibration sees them
   all), so converted, cat joins the integers of values that share scale and zero point;
-- FIXED (sigmoid, tanh, softmax): their output observer has fixed qparams; they run
-  in float between a dequantize and a quantize;
-- OWN_OBSERVER (hardswish, elu, leaky_relu): quantized input, an output observer of
-  their own (torch.ao's "output uses a different observer than the input"); they run
-  in float between a dequantize and a quantize, as torch's quantized kernels compute;
+- FIXED (sigmoid, tanh, hardsigmoid; the nn.Softmax module through module_kinds): their
+  output observer has fixed qparams; they run in float between a dequantize and a
+  quantize. (As in torch.ao, functional softmax and `torch.relu` outside an add / mul
+  pattern are float ops: the next quantized op observes their output as its input);
+- OWN_OBSERVER (hardswish, elu, leaky_relu; the nn.PReLU module): quantized input, an
+  output observer of their own (torch.ao's "output uses a different observer than the
+  input"); they run in float between a dequantize and a quantize, as torch's quantized
+  kernels compute;
 - CUSTOM ("custom": a user's float -> observed -> quantized module class): inputs and
   output observed; converted, the module takes and returns quantized values. One that
   returns a tuple (meta["tuple_output"]: LSTM, MultiheadAttention) has the tensors of
@@ -50,8 +53,10 @@ SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsq
           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "relu",
           "relu6", "hardtanh", "clamp", "dropout", "identity", "mean"}
 CAT = {"cat", "concat", "concatenate"}
-FIXED = {"sigmoid", "tanh", "softmax", "hardsigmoid"}
-OWN_OBSERVER = {"hardswish", "elu", "leaky_relu"}
+FIXED = {"sigmoid", "tanh", "hardsigmoid"}
+OWN_OBSERVER = {"hardswish", "elu", "leaky_relu", "prelu"}
+# kinds torch.ao quantizes in module form only (F.prelu has no pattern: it stays float)
+MODULE_ONLY = {"prelu"}
 CUSTOM = {"custom"}      # a user's custom module: quantized input, quantized output
 _OPERATORS = {operator.add: "add", operator.iadd: "add", operator.mul: "mul",
               operator.imul: "mul"}
@@ -74,11 +79,22 @@ def node_kind(node: Node, module_kinds: dict) -> str | None:
     else:
         return None
     name = name.rstrip("_") if name.endswith("_") and not name.startswith("_") else name
+    if (name == "relu" and is_torch_relu(node)) or name in MODULE_ONLY:
+        return None     # float ops (torch.relu unless fused after add / mul; F.prelu)
     if name in BINARY or name in SHARED or name in FIXED or name in OWN_OBSERVER:
         return name
     if name in CAT:
         return "cat"
     return None
+
+
+def is_torch_relu(node: Node) -> bool:
+    """`torch.relu(x)` / `torch.relu_(x)` (the registry op, as ember's tracer records it;
+    `F.relu` is recorded as the function). torch.ao's patterns treat it apart from F.relu
+    and nn.ReLU: fused after add / mul only, and otherwise run in float (it is not one of
+    its shared-qparams ops)."""
+    return node.op == OpKind.call_function and is_op(node.target) and \
+        node.target.name in ("relu", "relu_")
 
 
 def _tensor_inputs(node: Node, kind: str) -> list[Node]:
@@ -184,8 +200,8 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         if source is None or source.op != OpKind.call_module:
             return
         quantized[node] = kind
-        with graph.inserting_after(node):
-            again = graph.call_module(str(source.target), (node,))
+        with graph.inserting_after(node):     # the same observer under the next name
+            again = graph.call_module(share_observer(str(source.target)), (node,))
         again.meta["reobserve"] = again.meta["scalar_operand"] = True
         node.replace_all_uses_with(again, delete_user_cb=lambda user: user is not again)
         observers.add(again)
@@ -286,20 +302,24 @@ def _share_one_observer(graph: Graph, cat: Node, observers: set, quantized: dict
 def _fused_relu(node: Node, kind: str | None, module_kinds: dict) -> Node | None:
     """The relu a pattern takes in (one observer after it), as torch.ao's fused patterns:
     add / mul, and functional linear / conv (F.linear, F.conv2d; their module forms are
-    fused into LinearReLU / ConvReLU2d before), with nn.ReLU or F.relu. (torch.relu is
-    the same graph op as F.relu here, so it is fused too; torch.ao fuses it after add /
-    mul only.)"""
+    fused into LinearReLU / ConvReLU2d before), with nn.ReLU or F.relu; torch.relu after
+    add / mul only, as torch.ao."""
     if kind in BINARY or (kind in WEIGHTED and node.op == OpKind.call_function):
-        return _sole_relu_user(node, module_kinds)
+        return _sole_relu_user(node, module_kinds, with_torch_relu=kind in BINARY)
     return None
 
 
-def _sole_relu_user(node: Node, module_kinds: dict) -> Node | None:
-    # torch.ao fuses add / mul with nn.ReLU, F.relu and torch.relu, not with the `.relu()`
-    # / `.relu_()` methods (those run on the quantized sum with its qparams)
+def _sole_relu_user(node: Node, module_kinds: dict,
+                    with_torch_relu: bool = True) -> Node | None:
+    # torch.ao fuses add / mul with nn.ReLU, F.relu and torch.relu, functional linear /
+    # conv with nn.ReLU and F.relu only, and nothing with the `.relu()` / `.relu_()`
+    # methods (those run on the quantized sum with its qparams)
     users = list(node.users)
-    if len(users) == 1 and node_kind(users[0], module_kinds) == "relu" and \
-            users[0].op != OpKind.call_method and users[0].args and users[0].args[0] is node:
+    if len(users) != 1 or users[0].op == OpKind.call_method or not users[0].args or \
+            users[0].args[0] is not node:
+        return None
+    if node_kind(users[0], module_kinds) == "relu" or \
+            (with_torch_relu and is_torch_relu(users[0])):
         return users[0]
     return None
 
@@ -373,6 +393,38 @@ def drop_tuple_dequant_stubs(graph: Graph) -> None:
         graph.erase_node(stub)
 
 
+def number_observers(graph: Graph, observer_names) -> None:
+    """meta["observer_index"] = k on the k-th observer call (graph order) of the modules
+    in `observer_names`, reobservations included: torch.ao's convert turns each into a
+    `quantize_per_tensor_k` / `dequantize_k` pair in that order, and its lowered graph
+    keeps those names (`dequantize_4` before the output of a model whose fifth observer
+    observes it)."""
+    names = set(observer_names)
+    index = 0
+    for node in graph.nodes:
+        if node.op == OpKind.call_module and str(node.target) in names:
+            node.meta["observer_index"] = index
+            index += 1
+
+
+def numbered(base: str, node: Node) -> str | None:
+    """`base` numbered as torch.ao names the pair made from observer k (`dequantize`,
+    `dequantize_1`, ...), where `node` carries meta["observer_index"] (None otherwise)."""
+    k = node.meta.get("observer_index")
+    if k is None:
+        return None
+    return base if k == 0 else f"{base}_{k}"
+
+
+def take_name(graph: Graph, node: Node, name: str | None) -> None:
+    """Name `node` `name` where no live node of the graph holds it (an erased node's
+    name is free again: the converted graph's names follow torch.ao's)."""
+    if name and name != node.name and name.isidentifier() and \
+            all(n.name != name for n in graph.nodes):
+        graph._used.add(name)
+        node.name = name
+
+
 def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
     """Replace each observer node (qualified name in `qparams`: (scale, zero_point, dtype))
     with `quantize_per_tensor(x, scale, zero_point, dtype)`; returns {node: qparams}."""
@@ -387,8 +439,15 @@ def observers_to_quantize(graph: Graph, qparams: dict) -> dict:
                                                dtype))
         node.replace_all_uses_with(q)
         graph.erase_node(node)
+        _carry_index(node, q)
+        take_name(graph, q, numbered("quantize_per_tensor", q))
         made[q] = (scale, zero_point, dtype)
     return made
+
+
+def _carry_index(source: Node, dest: Node) -> None:
+    if "observer_index" in source.meta:
+        dest.meta["observer_index"] = source.meta["observer_index"]
 
 
 def drop_reobservations(graph: Graph) -> None:
@@ -404,6 +463,9 @@ def drop_reobservations(graph: Graph) -> None:
                 node.args[0].meta["scalar_operand_shared"] = True
             else:       # its qparams' names are still counted (torch.ao's numbering)
                 node.args[0].meta["dropped_requantize"] = True
+            # the op's int8 result is the value torch.ao's quantize there would give:
+            # its dequantize takes that pair's name
+            _carry_index(node, node.args[0])
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
 
@@ -422,6 +484,7 @@ def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
             continue
         with graph.inserting_after(q):
             dq = graph.call_function(dequantize, (q,))
+        take_name(graph, dq, numbered("dequantize", q))
         q.replace_all_uses_with(dq, delete_user_cb=lambda user: user is not dq and
                                 not keeps_quantized(user))
     graph.lint()
@@ -444,6 +507,7 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
         if value not in dequantized:
             with graph.inserting_after(value):
                 dequantized[value] = graph.call_function(OPS["dequantize"], (value,))
+            take_name(graph, dequantized[value], numbered("dequantize", value))
         return dequantized[value]
 
     for node in list(graph.nodes):
@@ -501,6 +565,7 @@ def _lower_scalar_operand(graph: Graph, node: Node, kind: str, qvalue: dict,
         q = graph.call_function(OPS["quantize_per_tensor"], (node, float(out[0]),
                                                              int(out[1]), dtype))
     q.meta["computed_qparams"] = True      # derived from the input's: no buffers of its own
+    _carry_index(node, q)
     node.replace_all_uses_with(q, delete_user_cb=lambda user: user is not q)
     qvalue[q] = (out[0], out[1], dtype)
     return True
@@ -530,6 +595,7 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
             out_q.replace_all_uses_with(node)
             qvalue[node] = qvalue.pop(out_q)
             graph.erase_node(out_q)
+            _carry_index(out_q, node)
             return node
     if kind in WEIGHTED and node in weighted and node.args and node.args[0] in qvalue:
         relu_node = _fused_relu(node, kind, module_kinds)
@@ -563,6 +629,7 @@ def _lower_pattern(graph: Graph, node: Node, qvalue: dict, module_kinds: dict,
         out_q.replace_all_uses_with(node)
         qvalue[node] = qvalue.pop(out_q)
         graph.erase_node(out_q)
+        _carry_index(out_q, node)
         return node
     if kind in BINARY and _binary_of_tensors(node) and \
             all(a in qvalue for a in node.args[:2]):
@@ -591,6 +658,7 @@ def _replace(graph: Graph, out_q: Node, new: Node, qvalue: dict, dead: list) -> 
     out_q.replace_all_uses_with(new)
     qvalue[new] = qvalue.pop(out_q)
     graph.erase_node(out_q)
+    _carry_index(out_q, new)
     for n in dead:
         if not n.users:
             graph.erase_node(n)

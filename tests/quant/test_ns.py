@@ -203,7 +203,7 @@ def test_report_on_a_conv_bn_residual_model(rng):
             self.fc = nn.Linear(8, 4)
 
         def forward(self, x):
-            x = ember.relu(self.bn1(self.conv1(x)))
+            x = nn.functional.relu(self.bn1(self.conv1(x)))    # fused (torch.relu is not)
             x = ember.relu(self.conv2(x) + x)
             return self.fc(ember.flatten(self.pool(x), 1))
 

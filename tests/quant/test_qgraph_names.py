@@ -99,15 +99,18 @@ def _relu_model(nn, relu):
     return Net().eval()
 
 
+# looked up when called, as a model's forward does (`F.relu(x)`, `torch.relu(x)`)
 _RELUS = {"method": lambda nn: lambda t: t.relu(),
           "inplace_method": lambda nn: lambda t: t.relu_(),
-          "functional": lambda nn: nn.functional.relu}
+          "functional": lambda nn: lambda t: nn.functional.relu(t),
+          "torch_relu": lambda nn: lambda t: (torch if nn is torch.nn else ember).relu(t)}
 
 
 @pytest.mark.parametrize("form", list(_RELUS))
 def test_relu_forms_fuse_as_torch_ao(form):
-    """torch.ao fuses F.relu into conv / linear / add, and leaves the `.relu()` and
-    `.relu_()` methods as relus on the quantized output."""
+    """torch.ao fuses F.relu into conv / linear / add, torch.relu into add only (after
+    a conv / linear it runs in float), and leaves the `.relu()` and `.relu_()` methods
+    as relus on the quantized output."""
     rng = np.random.default_rng(2)
     t_model = _relu_model(torch.nn, _RELUS[form](torch.nn))
     e_model = _relu_model(ember.nn, _RELUS[form](ember.nn))

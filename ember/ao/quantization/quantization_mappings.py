@@ -34,6 +34,7 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nn.InstanceNorm2d: nnq.InstanceNorm2d,
     nn.InstanceNorm3d: nnq.InstanceNorm3d,
     nn.LeakyReLU: nnq.LeakyReLU,
+    nn.PReLU: nnq.PReLU,
     nn.Dropout: nnq.Dropout,
     nn.Embedding: nnq.Embedding,
     nn.EmbeddingBag: nnq.EmbeddingBag,

@@ -120,7 +120,8 @@ _SHARED_MODULES = tuple(getattr(nn, n) for n in (
 _FIXED_MODULES = tuple(getattr(nn, n) for n in ("Sigmoid", "Tanh", "Softmax", "Hardsigmoid")
                        if hasattr(nn, n))
 # modules whose output gets an observer of its own, computed in float between dq and q
-_OWN_OBSERVER_MODULES = {nn.Hardswish: "hardswish", nn.ELU: "elu", nn.LeakyReLU: "leaky_relu"}
+_OWN_OBSERVER_MODULES = {nn.Hardswish: "hardswish", nn.ELU: "elu", nn.LeakyReLU: "leaky_relu",
+                         nn.PReLU: "prelu"}
 
 
 def _module_kind(module) -> str | None:
@@ -236,10 +237,11 @@ def _is_relu(node, modules) -> bool:
         return False
     if node.op == OpKind.call_module:
         return type(modules.get(str(node.target))) is nn.ReLU
-    # torch.ao fuses nn.ReLU, F.relu and torch.relu; a `.relu()` method call stays a
-    # separate relu on the quantized output (keeping the conv's / linear's qparams)
+    # torch.ao fuses nn.ReLU and F.relu into the module; torch.relu runs in float after
+    # it, and a `.relu()` method call is a separate relu on the quantized output
+    # (keeping the conv's / linear's qparams)
     if node.op == OpKind.call_function:
-        return node.target is OPS_NS.relu or node.target is F.relu
+        return node.target is F.relu
     return False
 
 
@@ -488,12 +490,32 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
         "user_patterns": {n.name for n, k in quantized.items() if k == USER_PATTERN},
         "swapped": {t: q for t, q in swapped.items()
-                    if any(str(n.target) == t for n in quantized)}}
+                    if any(str(n.target) == t for n in quantized)},
+        # qconfigs of quantized modules whose convert needs them (PReLU's weight observer)
+        "module_qconfigs": {str(n.target): qconfigs[n] for n, k in quantized.items()
+                            if k == "prelu" and n.op == OpKind.call_module}}
     if is_qat:
         _attach_weight_fake_quant(gm, quantized, qconfigs)
+    _modules_in_graph_order(gm)
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _modules_in_graph_order(gm) -> None:
+    """The prepared model's children in the order the graph first reaches them (its
+    observers among the model's layers), as torch.ao's prepared GraphModule holds them:
+    named_modules() and the state_dict keys come in that order."""
+    order = []
+    for node in gm.graph.nodes:
+        if node.op in (OpKind.call_module, OpKind.get_attr):
+            top = str(node.target).split(".")[0]
+            if top in gm._modules and top not in order:
+                order.append(top)
+    rest = [name for name in gm._modules if name not in order]
+    children = [(name, gm._modules[name]) for name in order + rest]
+    gm._modules.clear()
+    gm._modules.update(children)
 
 
 def _swap_table() -> dict:
@@ -851,6 +873,27 @@ def _activation_qparams(gm) -> dict:
     return out
 
 
+def _one_scale_per_module(gm, qparams: dict) -> dict:
+    """Lowered, a weighted module called at several places is one quantized module with
+    one output scale and zero point: its last call's, as torch.ao's lowering leaves it.
+    Every call's output observer answers those, so the values downstream (a quantized
+    add / mul with a number, a cat) carry the qparams the module really gives."""
+    weighted = gm._ember_quant["weighted"]
+    outputs: dict[str, list] = {}
+    for node in gm.graph.nodes:
+        if node.op != OpKind.call_module or str(node.target) not in weighted:
+            continue
+        observers = [str(u.target) for u in node.users
+                     if u.op == OpKind.call_module and str(u.target) in qparams]
+        if len(observers) == 1:
+            outputs.setdefault(str(node.target), []).append(observers[0])
+    out = dict(qparams)
+    for names in outputs.values():
+        for name in names[:-1]:
+            out[name] = qparams[names[-1]]
+    return out
+
+
 def _quantize_weight(weight: Tensor, observer) -> Tensor:
     from ...ir.ops.quantize import quantize_per_channel, quantize_per_tensor
     observer(weight.detach())
@@ -1058,6 +1101,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         gm._ember_quant["backend_config"] = backend_config
     _fold_qat_conv_bn(gm)
     qparams = _activation_qparams(gm)
+    if not reference:
+        qparams = _one_scale_per_module(gm, qparams)
     specs = _weighted_specs(gm, reference)
     kinds = _module_kinds(gm)
     info = gm._ember_quant
@@ -1065,7 +1110,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
                   if n.name in info.get("user_patterns", ())})
     for target in info.get("standalone", []):
         _set_module(gm, target, _convert(gm.get_submodule(target), reference))
-    _swap_weight_only(gm, info.get("weight_only", {}))
+    _swap_weight_only(gm, info.get("weight_only", {}), reference)
     if info.get("custom"):
         _swap_custom_modules(gm, info["custom"], custom)
         kinds.update({target: "custom" for target in info["custom"]})
@@ -1074,6 +1119,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         kinds.update({target: "custom" for target in info["swapped"]})
     elif info.get("swapped"):
         _swap_reference(gm, info["swapped"])
+    qpass.number_observers(gm.graph, qparams)
     if not reference:
         qpass.drop_reobservations(gm.graph)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
@@ -1269,13 +1315,24 @@ def _pointwise_on_quantized(gm) -> None:
     graph.eliminate_dead_code()
 
 
-def _swap_weight_only(gm, table: dict) -> None:
+def _swap_weight_only(gm, table: dict, reference: bool = False) -> None:
     from ..nn.intrinsic.quantized import dynamic as nniqd
     from ..nn.quantized import Embedding, EmbeddingBag
     from ..nn.quantized import dynamic as nnqd
+    from ..nn.quantized import reference as nnqr
+    from .utils import get_qparam_dict
     for target, qconfig in table.items():
         module = gm.get_submodule(target)
         module.qconfig = qconfig
+        if reference and isinstance(module, nn.Embedding | nn.EmbeddingBag):
+            # torch.ao's reference Embedding / EmbeddingBag: the float module reading the
+            # quantize -> dequantize weight
+            observer = qconfig.weight()
+            observer(module.weight.detach())
+            ref_class = nnqr.EmbeddingBag if isinstance(module, nn.EmbeddingBag) else \
+                nnqr.Embedding
+            _set_module(gm, target, ref_class.from_float(module, get_qparam_dict(observer)))
+            continue
         if isinstance(module, LinearReLU):
             module[0].qconfig = qconfig
             new = nniqd.LinearReLU.from_float(module)
@@ -1329,43 +1386,60 @@ def _quantized_modules(gm, specs: dict) -> None:
     torch.ao's converted models have them (`fc1` -> `ember.ao.nn.quantized.Linear` with
     `weight()`, `scale`, `zero_point`; a fused conv+relu -> `ConvReLU2d`): the node calls
     the module, whose forward runs the same int8 op on the same packed weight, so the
-    compilers trace the same quantized_linear / quantized_conv2d through it."""
+    compilers trace the same quantized_linear / quantized_conv2d through it. A module
+    called at several places is called at each (the calls keep their prepared names,
+    `fc`, `fc_1`), and its output scale and zero point are its last call's, as torch.ao's
+    lowering leaves them (each call site's lowering re-creates the module)."""
     by_weight = {spec["weight"]: spec for spec in specs.values() if "module" in spec}
-    built = {}          # module target -> the (op, args after the input) it was built for
-    for node in list(gm.graph.nodes):
-        name = node.target.name if node.op == OpKind.call_function and \
-            is_op(node.target) else None
-        weight = node.args[1] if name in ("quantized_linear", "quantized_conv2d",
-                                          "quantized_conv3d") else None
-        spec = by_weight.get(str(weight.target)) if weight is not None else None
-        if spec is None:
-            continue
-        signature = (name, tuple(a if not hasattr(a, "op") else a.name
-                                 for a in node.args[1:]))
-        if spec["module"] in built and built[spec["module"]] != signature:
-            continue        # a module called twice with other output qparams: stays a call
-        if spec["module"] not in built:
-            cls = _quantized_class(name, bool(node.args[-1]))
-            qmod = cls._like(spec["float"])
-            qmod._set_weight_bias(getattr(gm, spec["weight"]),
-                                  getattr(gm, spec["bias"]) if spec["bias"] else None)
-            qmod.scale, qmod.zero_point = float(node.args[-3]), int(node.args[-2])
-            _set_module(gm, spec["module"], qmod)
-            built[spec["module"]] = signature
-        bias_node = node.args[2]
-        with gm.graph.inserting_before(node):
-            call = gm.graph.call_module(spec["module"], (node.args[0],))
-        node.replace_all_uses_with(call)
-        gm.graph.erase_node(node)
-        _take_name(gm.graph, call, spec["module"].replace(".", "_"))
-        for attr in (weight, bias_node):
-            if attr is not None and not attr.users:
-                gm.graph.erase_node(attr)
+    calls: dict[str, list] = {}        # module target -> its lowered int8 op nodes
+    for node in gm.graph.nodes:
+        spec = _lowered_spec(node, by_weight)
+        if spec is not None:
+            calls.setdefault(spec["module"], []).append(node)
+    for target, nodes in calls.items():
+        spec = _lowered_spec(nodes[0], by_weight)
+        kind = (nodes[0].target.name, bool(nodes[0].args[-1]))
+        if any((n.target.name, bool(n.args[-1])) != kind for n in nodes):
+            nodes = nodes[:1]       # one module cannot run both with and without relu
+        last = nodes[-1]
+        qmod = _quantized_class(*kind)._like(spec["float"])
+        qmod._set_weight_bias(getattr(gm, spec["weight"]),
+                              getattr(gm, spec["bias"]) if spec["bias"] else None)
+        qmod.scale, qmod.zero_point = float(last.args[-3]), int(last.args[-2])
+        _set_module(gm, target, qmod)
+        for node in nodes:
+            _call_quantized_module(gm, node, target)
     read = {str(n.target) for n in gm.graph.nodes if n.op == OpKind.get_attr}
     for spec in by_weight.values():       # buffers now held by the modules only
         for key in (spec["weight"], spec["bias"]):
             if key and key not in read and hasattr(gm, key):
                 delattr(gm, key)
+
+
+def _lowered_spec(node, by_weight: dict):
+    """The weighted spec of a lowered quantized_linear / _conv2d / _conv3d node of a
+    module layer (None for other nodes and functional layers)."""
+    if node.op != OpKind.call_function or not is_op(node.target) or node.target.name not in \
+            ("quantized_linear", "quantized_conv2d", "quantized_conv3d"):
+        return None
+    return by_weight.get(str(node.args[1].target))
+
+
+def _call_quantized_module(gm, node, target: str) -> None:
+    graph = gm.graph
+    weight, bias_node = node.args[1], node.args[2]
+    with graph.inserting_before(node):
+        call = graph.call_module(target, (node.args[0],))
+    node.replace_all_uses_with(call)
+    graph.erase_node(node)
+    float_node = node.meta.get("lowered_from")
+    _take_name(graph, call, float_node.name if float_node is not None else
+               target.replace(".", "_"))
+    if "observer_index" in node.meta:     # its dequantize keeps torch.ao's number
+        call.meta["observer_index"] = node.meta["observer_index"]
+    for attr in (weight, bias_node):
+        if attr is not None and not attr.users:
+            graph.erase_node(attr)
 
 
 def _take_name(graph, node, name: str) -> None:
@@ -1376,10 +1450,12 @@ def _take_name(graph, node, name: str) -> None:
         node.name = name
 
 
-def _activation_module(module, scale: float, zero_point: int):
+def _activation_module(module, scale: float, zero_point: int, qconfig=None):
     """The torch.ao quantized module for a float activation module run between a
     dequantize and a quantize (None: the module has none)."""
     from ..nn import quantized as nnq
+    if type(module) is nn.PReLU and qconfig is not None:
+        return nnq.PReLU.from_observed(module, scale, zero_point, qconfig.weight())
     if isinstance(module, nn.Hardswish):
         return nnq.Hardswish(scale, zero_point)
     if isinstance(module, nn.ELU):
@@ -1410,7 +1486,9 @@ def _quantized_activation_modules(gm) -> None:
                                  and source.target.name == "dequantize") or \
                 not isinstance(out_q.args[1], (int, float)):
             continue
-        new = _activation_module(module, float(out_q.args[1]), int(out_q.args[2]))
+        new = _activation_module(module, float(out_q.args[1]), int(out_q.args[2]),
+                                 gm._ember_quant.get("module_qconfigs", {}).get(
+                                     str(node.target)))
         if new is None:
             continue
         _set_module(gm, str(node.target), new)
@@ -1511,6 +1589,7 @@ def _dequantize_as_method(graph) -> None:
                 method = graph.call_method("dequantize", (node.args[0],))
             node.replace_all_uses_with(method)
             graph.erase_node(node)
+            qpass.take_name(graph, method, node.name)     # torch.ao's numbering
 
 
 def _free_attr_name(gm, prefix: str, reserved=()) -> str:

@@ -245,6 +245,17 @@ def _functionalize_inplace(gm) -> None:
             node.target = getattr(OPS_NS, _OUT_OF_PLACE[name])
 
 
+def _relu_as_functional(gm) -> None:
+    """An exported program's relus are all the one op (`torch.relu`, `F.relu` and
+    nn.ReLU alike); the x86 quantizer fuses each into the conv / linear / add before it,
+    as the FX patterns fuse `F.relu` (they run `torch.relu` after a conv in float)."""
+    from ...frontend.nn import functional as F
+    from ...ir.ops import OPS_NS
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_function and node.target is OPS_NS.relu:
+            node.target = F.relu
+
+
 def _lifted(model) -> GraphModule:
     ep = _exported_program(model)
     if ep is not None:
@@ -256,6 +267,7 @@ def _lifted(model) -> GraphModule:
                                 f".module()) or an ember.fx GraphModule, got "
                                 f"{type(model).__name__}")
     _functionalize_inplace(gm)
+    _relu_as_functional(gm)
     _lift_batch_norm(gm)
     _lift_weighted(gm)
     gm.graph.eliminate_dead_code()

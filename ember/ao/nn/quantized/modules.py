@@ -497,6 +497,55 @@ class Hardswish(_FloatBetween):
         return Hardswish(*_output_qparams(mod))
 
 
+class PReLU(_FloatBetween):
+    """torch.ao's quantized PReLU (what convert_fx swaps an nn.PReLU for): the slopes
+    quantized per tensor to quint8 with the qconfig weight observer's scale and zero point,
+    as torch.ao's from_float quantizes them (a symmetric qint8 observer gives zero point
+    0, so negative slopes clamp to 0 there too); x where x >= 0, else slope * x, on the
+    dequantized values, quantized with (scale, zero_point). The weight is an attribute
+    and the qparams are not state, as in torch.ao."""
+    _SAVES_QPARAMS = False
+
+    def __init__(self, output_scale, output_zero_point, num_parameters=1):
+        super().__init__()
+        from ....frontend.factories import randn
+        self.num_parameters = num_parameters
+        self.scale, self.zero_point = float(output_scale), int(output_zero_point)
+        self.set_weight(quantize_per_tensor(randn(num_parameters), 1.0, 0, dtypes.quint8))
+
+    def set_weight(self, w) -> None:
+        object.__setattr__(self, "weight", w)      # a plain attribute: not in state_dict
+
+    def _float_op(self, x):
+        return F.prelu(x, self.weight.dequantize())
+
+    def extra_repr(self):
+        return ""
+
+    @classmethod
+    def from_observed(cls, mod, scale: float, zero_point: int, weight_observer):
+        """From the float module, its output qparams and a fresh weight observer."""
+        qprelu = cls(scale, zero_point, mod.num_parameters)
+        weight = mod.weight.detach().float()
+        weight_observer(weight)
+        w_scale, w_zero_point = weight_observer.calculate_qparams()
+        qprelu.set_weight(quantize_per_tensor(weight, float(w_scale), int(w_zero_point),
+                                              dtypes.quint8))
+        return qprelu
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        qconfig = getattr(mod, "qconfig", None)
+        if qconfig is None:
+            raise RuntimeError("PReLU.from_float: the module has no qconfig (set "
+                               "module.qconfig or pass a qconfig mapping to prepare)")
+        return cls.from_observed(mod, *_output_qparams(mod), qconfig.weight())
+
+    @classmethod
+    def from_reference(cls, mod, scale, zero_point):
+        return cls.from_observed(mod, float(scale), int(zero_point), mod.qconfig.weight())
+
+
 class ELU(_FloatBetween):
     _SAVES_QPARAMS = False          # torch.ao's quantized ELU keeps them out of its state
 
@@ -808,4 +857,4 @@ __all__ = ["Quantize", "DeQuantize", "Linear", "Conv1d", "Conv2d", "Conv3d", "Co
            "ConvTranspose2d", "ConvTranspose3d", "BatchNorm3d", "GroupNorm",
            "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LeakyReLU", "Embedding",
            "EmbeddingBag", "ReLU6", "Dropout",
-           "Hardswish", "ELU", "LayerNorm", "BatchNorm2d", "Softmax"]
+           "Hardswish", "ELU", "LayerNorm", "BatchNorm2d", "Softmax", "PReLU"]

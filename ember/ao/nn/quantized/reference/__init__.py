@@ -12,7 +12,10 @@ from .....frontend import nn
 from .....frontend.factories import tensor
 from .....frontend.nn import functional as F
 from .....ir import dtypes
-from .....ir.quantized import per_channel_affine, per_channel_symmetric, per_tensor_affine
+from .....ir.quantized import (per_channel_affine, per_channel_affine_float_qparams,
+                                per_channel_symmetric, per_tensor_affine)
+
+_PER_CHANNEL = (per_channel_affine, per_channel_symmetric, per_channel_affine_float_qparams)
 
 
 class _ReferenceWeighted:
@@ -29,8 +32,11 @@ class _ReferenceWeighted:
         self.weight_axis_int = int(qparams.get("axis", 0))
         # buffers, as torch.ao's reference modules, so the qparams are in state_dict
         self.register_buffer("weight_scale", tensor(qparams["scale"], dtype=dtypes.float32))
+        # float zero points stay float (embeddings' per_channel_affine_float_qparams)
+        zero_dtype = dtypes.float32 if self.weight_qscheme is per_channel_affine_float_qparams \
+            else dtypes.int64
         self.register_buffer("weight_zero_point",
-                             tensor(qparams["zero_point"], dtype=dtypes.int64))
+                             tensor(qparams["zero_point"], dtype=zero_dtype))
         self.register_buffer("weight_axis", tensor(self.weight_axis_int, dtype=dtypes.int32))
 
     def _get_name(self) -> str:
@@ -55,7 +61,7 @@ class _ReferenceWeighted:
     def get_weight(self):
         from .....ir.ops.quantize import quantize_per_channel, quantize_per_tensor
         w = self.weight.detach()
-        if self.weight_qscheme in (per_channel_affine, per_channel_symmetric):
+        if self.weight_qscheme in _PER_CHANNEL:
             q = quantize_per_channel(w, self.weight_scale.to(dtypes.float64),
                                      self.weight_zero_point, self.weight_axis_int,
                                      self.weight_dtype)
@@ -146,5 +152,56 @@ class ConvTranspose3d(_ConvTransposeNd, nn.ConvTranspose3d):
     pass
 
 
+class Embedding(_ReferenceWeighted, nn.Embedding):
+    """An Embedding that looks rows up in the quantize -> dequantize weight (torch.ao's
+    reference Embedding: what convert_to_reference_fx makes under a weight-only qconfig)."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
+                 norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None,
+                 device=None, dtype=None, weight_qparams=None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+                         scale_grad_by_freq, sparse, _weight)
+        self._init_weight_qparams(weight_qparams)
+
+    def forward(self, input):
+        return F.embedding(input, self.get_weight(), self.padding_idx, self.max_norm,
+                           self.norm_type, self.scale_grad_by_freq, self.sparse)
+
+    @classmethod
+    def from_float(cls, mod, weight_qparams):
+        return cls(mod.num_embeddings, mod.embedding_dim, mod.padding_idx, mod.max_norm,
+                   mod.norm_type, mod.scale_grad_by_freq, mod.sparse, mod.weight,
+                   weight_qparams=weight_qparams)
+
+
+class EmbeddingBag(_ReferenceWeighted, nn.EmbeddingBag):
+    """torch.ao's reference EmbeddingBag: bags of rows of the quantize -> dequantize
+    weight."""
+
+    def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
+                 include_last_offset=False, padding_idx=None, device=None, dtype=None,
+                 weight_qparams=None):
+        super().__init__(num_embeddings, embedding_dim, max_norm, norm_type,
+                         scale_grad_by_freq, mode, sparse, _weight, include_last_offset,
+                         padding_idx)
+        self._init_weight_qparams(weight_qparams)
+
+    def _get_name(self) -> str:
+        return "QuantizedEmbedding(Reference)"      # torch.ao's name for both
+
+    def forward(self, input, offsets=None, per_sample_weights=None):
+        return F.embedding_bag(input, self.get_weight(), offsets, self.max_norm,
+                               self.norm_type, self.scale_grad_by_freq, self.mode,
+                               self.sparse, per_sample_weights, self.include_last_offset,
+                               self.padding_idx)
+
+    @classmethod
+    def from_float(cls, mod, weight_qparams, use_precomputed_fake_quant=False):
+        return cls(mod.num_embeddings, mod.embedding_dim, mod.max_norm, mod.norm_type,
+                   mod.scale_grad_by_freq, mod.mode, mod.sparse, mod.weight,
+                   mod.include_last_offset, mod.padding_idx, weight_qparams=weight_qparams)
+
+
 __all__ = ["Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
-           "ConvTranspose3d"]
+           "ConvTranspose3d", "Embedding", "EmbeddingBag"]
