@@ -16,6 +16,17 @@ pytestmark = pytest.mark.skipif(not QI.available() or Q.active_config() is not Q
                                 reason="the native input pass needs AVX-512")
 
 
+@pytest.fixture(autouse=True)
+def _x86_engine():
+    """torch.ao's numerics depend on its process-wide engine (qnnpack's dynamic Linear does
+    not reduce the range), which other tests in the same worker may have left changed:
+    compare against the x86 engine, ember's default, whatever ran before."""
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "x86"
+    yield
+    torch.backends.quantized.engine = before
+
+
 def _torch_dynamic(x: np.ndarray):
     """torch's per-call quantization of a dynamic linear's input (0..127: reduce_range)."""
     t = torch.quantize_per_tensor_dynamic(torch.from_numpy(x), torch.quint8, True)
