@@ -103,8 +103,30 @@ class Tensor:
     # fx's Proxy overrides these; tracing code checks it
     _ember_is_tensor = True
 
+    def __new__(cls, *args, **kwargs):
+        """torch.Tensor's legacy constructor: `Tensor([1, 2])` (data, default float dtype),
+        `Tensor(2, 3)` (sizes), `Tensor()`; a Tensor argument is aliased, which is what a
+        subclass's `super().__new__(cls, data)` relies on. The result is a `cls`."""
+        if len(args) == 1 and isinstance(args[0], Tensor) and not kwargs:
+            data = args[0]
+        else:
+            from .aliases import legacy_tensor
+            data = legacy_tensor(*args, **kwargs)
+        return Tensor._make_subclass(cls, data)
+
     def __init__(self, *args, **kwargs):
-        raise TypeError("construct tensors with ember.tensor(...), ember.zeros(...), ...")
+        pass                               # everything happens in __new__ (a subclass's too)
+
+    @staticmethod
+    def _make_subclass(cls, data: "Tensor", require_grad: bool = False, *_args, **_kwargs):
+        """torch.Tensor._make_subclass: a `cls` over `data`'s memory, detached, a leaf
+        (what a subclass's __new__ calls)."""
+        if not (isinstance(cls, type) and issubclass(cls, Tensor)):
+            raise TypeError(f"_make_subclass(): expected a subclass of Tensor, got {cls!r}")
+        out = cls._make(data._array, data._storage, data._base)
+        if require_grad:
+            out.requires_grad = True
+        return out
 
     # --- construction (internal) ---------------------------------------------------
     @classmethod

@@ -1,0 +1,383 @@
+"""`__torch_function__` on the frontend: Tensor's default, subclasses, modes, routing.
+
+The check itself is ir/torch_function.py's `dispatch_public`. Here:
+
+- `Tensor.__torch_function__` (the default every subclass inherits): run the function
+  with subclass dispatch off, and give Tensor results the subclass's type (`_convert`);
+  `_disabled_torch_function_impl` (nn.Parameter's: behave as a plain Tensor);
+- `DisableTorchFunctionSubclass` / `DisableTorchFunction`, torch._C's context managers;
+- Tensor subclasses that take part in the protocol get, when the class is defined, a
+  forwarding wrapper for each of Tensor's public methods, operators and properties
+  (`Tensor.__init_subclass__`), so `sub.add(y)` calls `__torch_function__` with
+  `ember.Tensor.add`; plain Tensor's own methods stay untouched (no cost), except while a
+  TorchFunctionMode is active, when Tensor itself carries the same wrappers;
+- `route_functions(namespace)`: each public Python function of ember, nn.functional,
+  linalg, fft and special asks the check first. The function object stays the same
+  (its code becomes a two-line router over a copy of the original), so identity, pickling
+  and tables keyed by function are unaffected; the router tests one flag while no class
+  with `__torch_function__` exists.
+"""
+from __future__ import annotations
+
+import types as _types
+
+from ..ir import dispatch as _dispatch
+from ..ir import torch_function as _tf
+from ..ir.torch_function import NOT_OVERRIDDEN, STATE, dispatch_public
+from .tensor import Tensor
+
+
+# --- torch._C's pieces -------------------------------------------------------------------
+def _disabled_torch_function_impl(func, types, args=(), kwargs=None):
+    """A class whose `__torch_function__` is this takes no part in the protocol."""
+    with _tf.level(_tf.SUBCLASSES_DISABLED):
+        return func(*args, **(kwargs or {}))
+
+
+_tf.DISABLED_IMPL[:] = [_disabled_torch_function_impl]
+
+
+class DisableTorchFunctionSubclass:
+    """`with DisableTorchFunctionSubclass():` subclasses' (and Tensor-likes')
+    `__torch_function__` are not called; modes still are."""
+
+    def __enter__(self):
+        self._saved = STATE.level
+        STATE.level = min(STATE.level, _tf.SUBCLASSES_DISABLED)
+        return self
+
+    def __exit__(self, *exc):
+        STATE.level = self._saved
+        return False
+
+
+class DisableTorchFunction(DisableTorchFunctionSubclass):
+    """`with DisableTorchFunction():` neither subclasses nor modes are called."""
+
+    def __enter__(self):
+        self._saved = STATE.level
+        STATE.level = _tf.ALL_DISABLED
+        return self
+
+
+def is_torch_function_enabled() -> bool:
+    return STATE.level == _tf.ENABLED
+
+
+def is_torch_function_mode_enabled() -> bool:
+    return bool(STATE.modes) and STATE.level != _tf.ALL_DISABLED
+
+
+# --- Tensor's default __torch_function__ ------------------------------------------------------
+def _nowrap_functions() -> tuple:
+    """torch.overrides.get_default_nowrap_functions: results returned as they are."""
+    return (Tensor._base.__get__, Tensor.grad.__get__)
+
+
+def _convert(ret, cls):
+    """Tensor results (and those inside tuples/lists) as instances of `cls`."""
+    if cls is Tensor:
+        return ret
+    if isinstance(ret, Tensor) and not isinstance(ret, cls):
+        return ret.as_subclass(cls)
+    if type(ret) in (tuple, list):
+        return type(ret)(_convert(r, cls) for r in ret)
+    if isinstance(ret, tuple) and hasattr(ret, "_fields"):       # torch.return_types.max
+        return type(ret)(*(_convert(r, cls) for r in ret))
+    return ret
+
+
+def _tensor_torch_function(cls, func, types, args=(), kwargs=None):
+    if kwargs is None:
+        kwargs = {}
+    if not all(issubclass(cls, t) for t in types):
+        return NotImplemented
+    with _tf.level(_tf.SUBCLASSES_DISABLED):
+        ret = func(*args, **kwargs)
+        if func in _nowrap_functions():
+            return ret
+        return _convert(ret, cls)
+
+
+Tensor.__torch_function__ = classmethod(_tensor_torch_function)
+_tf.PLAIN_TYPES.add(Tensor)
+
+
+# --- forwarding wrappers for Tensor's methods and properties ----------------------------------
+# never routed: construction, the protocol itself, attribute machinery, pickling
+_NEVER = frozenset({
+    "__new__", "__init__", "__init_subclass__", "__torch_function__", "__class__",
+    "__dict__", "__slots__", "__weakref__", "__getattribute__", "__getattr__",
+    "__setattr__", "__delattr__", "__module__", "__doc__", "__qualname__", "__hash__",
+    "__subclasshook__", "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__",
+    "__sizeof__", "__dir__", "__class_getitem__", "__annotations__", "_ember_is_tensor",
+    "as_subclass", "_make_subclass"})
+_WRAPPERS: dict[str, object] = {}       # name -> the routing attribute (built once)
+_ORIGINALS: dict[str, object] = {}      # name -> Tensor's own attribute
+
+
+def _reflected_operators() -> set:
+    from .methods import OPERATORS
+    return {d for d, (_, reflected) in OPERATORS.items() if reflected}
+
+
+def _routed_method(name: str, original):
+    def method(self, *args, **kwargs):
+        result = dispatch_public(original, (self,) + args, kwargs, True)
+        if result is NOT_OVERRIDDEN:
+            return original(self, *args, **kwargs)
+        return result
+    method.__name__ = name
+    method.__qualname__ = f"Tensor.{name}"
+    method.__doc__ = getattr(original, "__doc__", None)
+    method.__wrapped__ = original
+    return method
+
+
+def _routed_operator(name: str, original):
+    """Binary operators: a failed dispatch is NotImplemented, so Python tries the other
+    operand and then reports the unsupported operand types (as torch's)."""
+    def method(self, *args, **kwargs):
+        try:
+            result = dispatch_public(original, (self,) + args, kwargs, True)
+        except _tf.DispatchFailed:
+            return NotImplemented
+        if result is NOT_OVERRIDDEN:
+            return original(self, *args, **kwargs)
+        return result
+    method.__name__ = name
+    method.__qualname__ = f"Tensor.{name}"
+    method.__wrapped__ = original
+    return method
+
+
+def _routed_property(descriptor):
+    """Reads go through the protocol with `Tensor.<name>.__get__`; writes go straight
+    to Tensor's attribute (construction sets them)."""
+    getter = descriptor.__get__
+    setter = getattr(descriptor, "__set__", None)
+
+    def fget(self):
+        result = dispatch_public(getter, (self,), None, True)
+        if result is NOT_OVERRIDDEN:
+            return getter(self, type(self))
+        return result
+
+    fset = None
+    if setter is not None and (not isinstance(descriptor, property) or descriptor.fset):
+        def fset(self, value):
+            setter(self, value)
+    return property(fget, fset, doc=getattr(descriptor, "__doc__", None)), getter
+
+
+# the Tensor method torch passes for an operator (`x + y` calls Tensor.add, `x += y`
+# Tensor.add_, `1 + x` Tensor.add(x, 1)); operators not listed pass themselves
+OPERATOR_METHODS = {
+    "__add__": "add", "__radd__": "add", "__iadd__": "add_", "__sub__": "sub",
+    "__isub__": "sub_", "__mul__": "mul", "__rmul__": "mul", "__imul__": "mul_",
+    "__truediv__": "div", "__div__": "div", "__itruediv__": "div_", "__idiv__": "div_",
+    "__matmul__": "matmul", "__ifloordiv__": "floor_divide_", "__mod__": "remainder",
+    "__imod__": "remainder_", "__rand__": "bitwise_and", "__ror__": "bitwise_or",
+    "__rxor__": "bitwise_xor", "__ne__": "ne", "__lt__": "lt", "__le__": "le", "__gt__": "gt",
+    "__ge__": "ge", "__neg__": "neg", "__abs__": "abs", "__pos__": "positive",
+    "__rtruediv__": "__rdiv__"}
+_PUBLIC: dict = {}                      # Tensor attribute -> the function torch passes
+_METHOD_CODES: set = set()              # code of methods.py's generated Tensor methods
+
+
+def _public_function(func, args, kwargs):
+    _build_wrappers()
+    try:
+        public = _PUBLIC.get(func)
+    except TypeError:
+        public = None
+    if public is not None:
+        return public, args, kwargs
+    if hasattr(func, "schema"):          # a registry op: called by a Tensor method?
+        import sys
+        frame = sys._getframe(4)    # (this <- handle <- dispatch_public <- OpDef.__call__ <- caller)
+        if frame.f_code in _METHOD_CODES:
+            local = frame.f_locals
+            self = local.get("self")
+            method = _ORIGINALS.get(getattr(local.get("op"), "python_name", None))
+            if method is not None and self is not None:
+                return method, (self,) + tuple(local.get("args", ())), \
+                    dict(local.get("kwargs", {}))
+    return func, args, kwargs
+
+
+STATE.public_function = _public_function
+
+
+def _build_wrappers() -> None:
+    if _WRAPPERS:
+        return
+    from .methods import METHOD_CODES
+    _METHOD_CODES.update(METHOD_CODES)
+    skip = _reflected_operators()
+    from .methods import OPERATORS
+    for name, value in list(vars(Tensor).items()):
+        if name in _NEVER or name in skip or \
+                (name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+                 and name not in ("_base",)):
+            continue
+        if isinstance(value, (staticmethod, classmethod)):
+            continue
+        if isinstance(value, (property, _types.MemberDescriptorType,
+                              _types.GetSetDescriptorType)):
+            wrapper, getter = _routed_property(value)
+            _tf.PUBLIC_NAMES[getter] = f"ember.Tensor.{name}.__get__"
+        elif callable(value):
+            make = _routed_operator if name in OPERATORS else _routed_method
+            wrapper = make(name, value)
+            try:
+                _tf.PUBLIC_NAMES[value] = f"ember.Tensor.{name}"
+            except TypeError:
+                pass
+        else:
+            continue
+        _ORIGINALS[name] = value
+        _WRAPPERS[name] = wrapper
+    tensor_attributes = vars(Tensor)
+    for dunder, method in OPERATOR_METHODS.items():
+        if dunder in tensor_attributes and method in tensor_attributes:
+            _PUBLIC[tensor_attributes[dunder]] = tensor_attributes[method]
+
+
+def _install_routing(cls) -> None:
+    """Give `cls` (a subclass) the wrappers for names no class between it and Tensor
+    defines itself (a user's own method or an inherited wrapper wins)."""
+    _build_wrappers()
+    own: set = set()
+    for klass in cls.__mro__:
+        if klass is Tensor:
+            break
+        own.update(vars(klass))
+    for name, wrapper in _WRAPPERS.items():
+        if name not in own:
+            setattr(cls, name, wrapper)
+
+
+def _tensor_init_subclass(cls, **kwargs):
+    super(Tensor, cls).__init_subclass__(**kwargs)
+    if _tf.overrides(cls):
+        _install_routing(cls)
+    else:
+        _tf.PLAIN_TYPES.add(cls)
+
+
+Tensor.__init_subclass__ = classmethod(_tensor_init_subclass)
+
+
+def _modes_changed(active: bool) -> None:
+    """While a TorchFunctionMode is active, plain Tensor's methods route too (the mode
+    sees `x.add(y)`, `x + y`, `x.shape`), and every registry call takes the full path
+    (a pass-through dispatch mode keeps eager's seen-call shortcuts off)."""
+    if active:
+        _build_wrappers()
+        for name, wrapper in _WRAPPERS.items():
+            setattr(Tensor, name, wrapper)
+        _PASS_THROUGH.context = _dispatch.enabled(_PASS_THROUGH)
+        _PASS_THROUGH.context.__enter__()
+    else:
+        for name, original in _ORIGINALS.items():
+            setattr(Tensor, name, original)
+        context, _PASS_THROUGH.context = _PASS_THROUGH.context, None
+        if context is not None:
+            context.__exit__(None, None, None)
+
+
+class _PassThrough:
+    """A dispatch mode that handles nothing: its presence turns off eager's shortcuts."""
+    context = None
+
+    def handle(self, op, args):
+        with _dispatch.disabled(self):
+            return _dispatch.dispatch(op, args)
+
+
+_PASS_THROUGH = _PassThrough()
+STATE.on_modes_changed = _modes_changed
+
+
+# --- routing public Python functions ------------------------------------------------------
+class _Route:
+    __slots__ = ("impl", "public", "state")
+
+    def __init__(self, impl, public):
+        self.impl = impl
+        self.public = public
+        self.state = STATE
+
+    def call(self, args, kwargs):
+        result = dispatch_public(self.public, args, kwargs)
+        if result is NOT_OVERRIDDEN:
+            return self.impl(*args, **kwargs)
+        return result
+
+    def discovered(self, args, kwargs) -> bool:
+        """After a failure: was the cause an argument of a Tensor-like class not seen
+        before (its `__torch_function__` must run instead)?"""
+        if STATE.on:
+            return False
+        return bool(_tf.overloaded_args(list(args) + list(kwargs.values()))) and STATE.on
+
+
+def _router(*args, _ember_route_=None, **kwargs):
+    if _ember_route_.state.on:
+        return _ember_route_.call(args, kwargs)
+    try:
+        return _ember_route_.impl(*args, **kwargs)
+    except Exception:
+        if _ember_route_.discovered(args, kwargs):
+            return _ember_route_.call(args, kwargs)
+        raise
+
+
+_ROUTED: set = set()
+
+
+def _route(func):
+    """`func` asks the protocol first; the same object when its code can be swapped."""
+    if id(func) in _ROUTED:
+        return func
+    impl = _types.FunctionType(func.__code__, func.__globals__, func.__name__,
+                               func.__defaults__, func.__closure__)
+    impl.__kwdefaults__ = func.__kwdefaults__
+    impl.__dict__.update(func.__dict__)
+    impl.__qualname__, impl.__module__, impl.__doc__ = \
+        func.__qualname__, func.__module__, func.__doc__
+    route = _Route(impl, func)
+    if func.__closure__:                  # a closure's code cannot be swapped: a new function
+        routed = _types.FunctionType(_router.__code__, _router.__globals__, func.__name__)
+        routed.__qualname__, routed.__module__, routed.__doc__ = \
+            func.__qualname__, func.__module__, func.__doc__
+        routed.__dict__.update(func.__dict__)
+        route.public = routed
+        func = routed
+    else:
+        func.__code__ = _router.__code__
+        func.__defaults__ = None
+    func.__kwdefaults__ = {"_ember_route_": route}
+    func.__wrapped__ = impl
+    signature = _signature_of(impl)
+    if signature is not None:           # getfullargspec does not follow __wrapped__
+        func.__signature__ = signature
+    _ROUTED.add(id(func))
+    return func
+
+
+def _signature_of(impl):
+    import inspect
+    try:
+        return inspect.signature(impl)
+    except (TypeError, ValueError):
+        return None
+
+
+def route_functions(namespace: dict, skip=frozenset()) -> None:
+    """Route every public function of a module namespace (dict), in place."""
+    for name, value in list(namespace.items()):
+        if name.startswith("_") or name in skip or type(value) is not _types.FunctionType:
+            continue
+        namespace[name] = _route(value)
