@@ -220,12 +220,12 @@ def _route_public_functions() -> None:
     the __torch_function__ protocol first (frontend/torch_function.py)."""
     import sys
     from .frontend.torch_function import route_functions
-    from .frontend.overrides import is_utility
+    from .frontend.overrides import FACTORY_NAMES, is_utility
     from .nn import functional
     root = vars(sys.modules[__name__])
     skip = {name for name in root if is_utility(name)}
     for namespace in (root, vars(functional), vars(linalg), vars(fft), vars(special)):
-        route_functions(namespace, skip)
+        route_functions(namespace, skip, FACTORY_NAMES)
 
 
 _route_public_functions()

@@ -180,6 +180,14 @@ _UTILITY_NAMES = frozenset({
     "while_loop", "cond", "result_type"})
 
 
+# creation functions: no argument is a tensor, so only a mode can claim their calls
+FACTORY_NAMES = frozenset({
+    "tensor", "as_tensor", "asarray", "scalar_tensor", "zeros", "ones", "empty", "full",
+    "arange", "range", "linspace", "logspace", "eye", "rand", "randn", "randint", "randperm",
+    "empty_strided", "empty_permuted", "tril_indices", "triu_indices", "bartlett_window",
+    "blackman_window", "hamming_window", "hann_window", "kaiser_window"})
+
+
 def is_utility(name: str) -> bool:
     """ember functions that are not tensor functions (settings, I/O, seeds): never routed,
     as torch leaves them out of its protocol."""

@@ -279,9 +279,15 @@ def _modes_changed(active: bool) -> None:
             setattr(Tensor, name, wrapper)
         _PASS_THROUGH.context = _dispatch.enabled(_PASS_THROUGH)
         _PASS_THROUGH.context.__enter__()
+        for namespace, name, plain, routed in _MODE_ONLY:
+            if namespace.get(name) is plain:
+                namespace[name] = routed
     else:
         for name, original in _ORIGINALS.items():
             setattr(Tensor, name, original)
+        for namespace, name, plain, routed in _MODE_ONLY:
+            if namespace.get(name) is routed:
+                namespace[name] = plain
         context, _PASS_THROUGH.context = _PASS_THROUGH.context, None
         if context is not None:
             context.__exit__(None, None, None)
@@ -301,45 +307,100 @@ STATE.on_modes_changed = _modes_changed
 
 
 # --- routing public Python functions ------------------------------------------------------
-class _Route:
-    __slots__ = ("impl", "public", "state")
+# Each routed function's code becomes a router with the function's own signature
+# (generated once at import), so a plain call costs one flag test and one call:
+#
+#     def relu(input, inplace=False):
+#         if _ember_tf_state.on:
+#             return _ember_tf_call(<relu>, <copy of relu>, (input, inplace), {})
+#         try:
+#             return <copy of relu>(input, inplace)
+#         except Exception:            # a Tensor-like argument seen for the first time
+#             ...
+#
+# The names it reads are module globals of the function's own module (code keeps its
+# function's globals), private and numbered.
 
-    def __init__(self, impl, public):
-        self.impl = impl
-        self.public = public
-        self.state = STATE
-
-    def call(self, args, kwargs):
-        result = dispatch_public(self.public, args, kwargs)
-        if result is NOT_OVERRIDDEN:
-            return self.impl(*args, **kwargs)
-        return result
-
-    def discovered(self, args, kwargs) -> bool:
-        """After a failure: was the cause an argument of a Tensor-like class not seen
-        before (its `__torch_function__` must run instead)?"""
-        if STATE.on:
-            return False
-        return bool(_tf.overloaded_args(list(args) + list(kwargs.values()))) and STATE.on
+def _call(public, impl, args: tuple, kwargs: dict):
+    result = dispatch_public(public, args, kwargs)
+    if result is NOT_OVERRIDDEN:
+        return impl(*args, **kwargs)
+    return result
 
 
-def _router(*args, _ember_route_=None, **kwargs):
-    if _ember_route_.state.on:
-        return _ember_route_.call(args, kwargs)
-    try:
-        return _ember_route_.impl(*args, **kwargs)
-    except Exception:
-        if _ember_route_.discovered(args, kwargs):
-            return _ember_route_.call(args, kwargs)
-        raise
+def _discovered(args: tuple, kwargs: dict) -> bool:
+    """After a failure while no overriding class was known: was an argument of a
+    Tensor-like class not seen before the cause (its `__torch_function__` must run)?"""
+    if STATE.on:
+        return False
+    return bool(_tf.overloaded_args(args + tuple(kwargs.values()))) and STATE.on
 
 
 _ROUTED: set = set()
+_COUNTER = [0]
+
+
+def _parameter_source(signature) -> tuple[str, str, str, str]:
+    """(parameter list, call arguments, args tuple, kwargs dict) source for a signature."""
+    import inspect
+    P = inspect.Parameter
+    params, call, args, kwargs, kwonly = [], [], [], [], []
+    posonly_done = star_done = False
+    kinds = [p.kind for p in signature.parameters.values()]
+    for p in signature.parameters.values():
+        name = p.name
+        default = "" if p.default is P.empty else "=None"
+        if p.kind is not P.POSITIONAL_ONLY and not posonly_done and P.POSITIONAL_ONLY in kinds:
+            params.append("/")
+            posonly_done = True
+        if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+            params.append(name + default)
+            call.append(name)
+            args.append(name)
+        elif p.kind is P.VAR_POSITIONAL:
+            params.append("*" + name)
+            call.append("*" + name)
+            args.append("*" + name)
+            star_done = True
+        elif p.kind is P.KEYWORD_ONLY:
+            if not star_done:
+                params.append("*")
+                star_done = True
+            params.append(name + default)
+            kwonly.append(name)
+            kwargs.append(f"{name!r}: {name}")
+        else:
+            params.append("**" + name)
+            call.append("**" + name)
+            kwargs.append("**" + name)
+    if P.POSITIONAL_ONLY in kinds and not posonly_done:
+        params.append("/")
+    # the fast call passes keyword-only parameters by position (see _flat_copy)
+    positional = [c for c in call if not c.startswith("*")] + kwonly + \
+        [c for c in call if c.startswith("*") and not c.startswith("**")]
+    call = positional + [c for c in call if c.startswith("**")]
+    return (", ".join(params), ", ".join(call), "(" + "".join(a + ", " for a in args) + ")",
+            "{" + ", ".join(kwargs) + "}")
+
+
+def _flat_copy(func):
+    """A copy of `func` whose keyword-only parameters are positional, after the others
+    (the code's own local order: positional, keyword-only, *args, **kwargs): the router
+    calls it with every argument by position, the cheapest call CPython makes."""
+    code = func.__code__
+    flat = code.replace(co_argcount=code.co_argcount + code.co_kwonlyargcount,
+                        co_kwonlyargcount=0)
+    return _types.FunctionType(flat, func.__globals__, func.__name__, None, func.__closure__)
 
 
 def _route(func):
-    """`func` asks the protocol first; the same object when its code can be swapped."""
+    """`func` asks the protocol first. The same object, with the router as its code; a
+    closure (whose code cannot be swapped) is replaced by a new function."""
     if id(func) in _ROUTED:
+        return func
+    signature = _signature_of(func)
+    if signature is None or \
+            any(p.name.startswith("_ember_tf") for p in signature.parameters.values()):
         return func
     impl = _types.FunctionType(func.__code__, func.__globals__, func.__name__,
                                func.__defaults__, func.__closure__)
@@ -347,22 +408,44 @@ def _route(func):
     impl.__dict__.update(func.__dict__)
     impl.__qualname__, impl.__module__, impl.__doc__ = \
         func.__qualname__, func.__module__, func.__doc__
-    route = _Route(impl, func)
-    if func.__closure__:                  # a closure's code cannot be swapped: a new function
-        routed = _types.FunctionType(_router.__code__, _router.__globals__, func.__name__)
+    _COUNTER[0] += 1
+    n = _COUNTER[0]
+    params, call, args, kwargs = _parameter_source(signature)
+    source = (f"def _ember_routed({params}):\n"
+              f"    if _ember_tf_state.on:\n"
+              f"        return _ember_tf_call(_ember_tf_public_{n}, _ember_tf_impl_{n}, "
+              f"{args}, {kwargs})\n"
+              f"    try:\n"
+              f"        return _ember_tf_fast_{n}({call})\n"
+              f"    except Exception:\n"
+              f"        if _ember_tf_discovered({args}, {kwargs}):\n"
+              f"            return _ember_tf_call(_ember_tf_public_{n}, _ember_tf_impl_{n}, "
+              f"{args}, {kwargs})\n"
+              f"        raise\n")
+    scratch: dict = {}
+    exec(compile(source, f"<ember routing {func.__qualname__}>", "exec"), scratch)
+    code = scratch["_ember_routed"].__code__.replace(co_name=func.__name__,
+                                                       co_qualname=func.__qualname__)
+    defaults, kwdefaults = func.__defaults__, func.__kwdefaults__
+    if func.__code__.co_freevars:
+        module_globals = {"__name__": func.__module__, "__builtins__": __builtins__}
+        routed = _types.FunctionType(code, module_globals, func.__name__, defaults)
         routed.__qualname__, routed.__module__, routed.__doc__ = \
             func.__qualname__, func.__module__, func.__doc__
         routed.__dict__.update(func.__dict__)
-        route.public = routed
         func = routed
     else:
-        func.__code__ = _router.__code__
-        func.__defaults__ = None
-    func.__kwdefaults__ = {"_ember_route_": route}
+        module_globals = func.__globals__
+        func.__code__ = code
+        func.__defaults__ = defaults
+    func.__kwdefaults__ = kwdefaults
+    module_globals.setdefault("_ember_tf_state", STATE)
+    module_globals.setdefault("_ember_tf_call", _call)
+    module_globals.setdefault("_ember_tf_discovered", _discovered)
+    module_globals[f"_ember_tf_public_{n}"] = func
+    module_globals[f"_ember_tf_impl_{n}"] = impl
+    module_globals[f"_ember_tf_fast_{n}"] = _flat_copy(impl)
     func.__wrapped__ = impl
-    signature = _signature_of(impl)
-    if signature is not None:           # getfullargspec does not follow __wrapped__
-        func.__signature__ = signature
     _ROUTED.add(id(func))
     return func
 
@@ -370,14 +453,29 @@ def _route(func):
 def _signature_of(impl):
     import inspect
     try:
-        return inspect.signature(impl)
+        return inspect.signature(impl, follow_wrapped=False)
     except (TypeError, ValueError):
         return None
 
 
-def route_functions(namespace: dict, skip=frozenset()) -> None:
-    """Route every public function of a module namespace (dict), in place."""
+def route_functions(namespace: dict, skip=frozenset(), mode_only=frozenset()) -> None:
+    """Route every public function of a module namespace (dict), in place. Those in
+    `mode_only` (factories: no argument can be a Tensor-like) are routed only while a
+    TorchFunctionMode is active (a routed copy takes their place), so plain creation
+    calls pay nothing."""
     for name, value in list(namespace.items()):
         if name.startswith("_") or name in skip or type(value) is not _types.FunctionType:
             continue
-        namespace[name] = _route(value)
+        if name in mode_only:
+            copy = _types.FunctionType(value.__code__, value.__globals__, value.__name__,
+                                       value.__defaults__, value.__closure__)
+            copy.__kwdefaults__ = value.__kwdefaults__
+            copy.__dict__.update(value.__dict__)
+            copy.__qualname__, copy.__module__, copy.__doc__ = \
+                value.__qualname__, value.__module__, value.__doc__
+            _MODE_ONLY.append((namespace, name, value, _route(copy)))
+        else:
+            namespace[name] = _route(value)
+
+
+_MODE_ONLY: list = []                  # (namespace, name, plain function, routed copy)
