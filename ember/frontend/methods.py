@@ -139,6 +139,9 @@ def _unary(op_name):
     return method
 
 
+_TORCH_NAMES = {"__rtruediv__": "__rdiv__", "__pow__": "pow"}
+
+
 def install(cls=Tensor) -> None:
     """Attach op methods and operators to `cls` (Tensor, and fx's Proxy)."""
     for op in OPS.values():
@@ -147,9 +150,13 @@ def install(cls=Tensor) -> None:
     for dunder, (name, reflected) in OPERATORS.items():
         if name in OPS:
             setattr(cls, dunder, _binary(name, reflected))
+            # torch's names: `Tensor.__eq__.__name__ == "__eq__"` (a few differ)
+            getattr(cls, dunder).__name__ = _TORCH_NAMES.get(dunder, dunder)
     for dunder, name in UNARY_OPERATORS.items():
         if name is None or name in OPS:
             setattr(cls, dunder, _unary(name))
+            if dunder == "__invert__":
+                cls.__invert__.__name__ = dunder
     for name, make in REORDERED_METHODS.items():
         if name in OPS:
             setattr(cls, name, make(OPS[name]))

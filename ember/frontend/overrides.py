@@ -222,7 +222,7 @@ def _tables() -> tuple:
     for name, module in _namespaces().items():
         found = []
         for attr, value in _public_functions(module, name):
-            (ignored if is_utility(attr) else found).append(value)
+            (ignored if is_utility(attr) or attr in FACTORY_NAMES else found).append(value)
         overridable[module] = found
     _build_wrappers()
     methods = []
@@ -252,17 +252,27 @@ def get_ignored_functions() -> set:
     return set(_tables()[1])
 
 
+def _schema_signature(op, first: str) -> inspect.Signature:
+    """A registry op's schema as a Python signature (a keyword name gets a trailing _)."""
+    import keyword
+    params = []
+    for i, arg in enumerate(op.schema.args):
+        kind = (inspect.Parameter.KEYWORD_ONLY if arg.kwarg_only
+                else inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        name = first if i == 0 and arg.name == "self" else arg.name
+        if keyword.iskeyword(name):
+            name += "_"
+        default = arg.default if arg.has_default else inspect.Parameter.empty
+        params.append(inspect.Parameter(name, kind, default=default))
+    return inspect.Signature(params)
+
+
 def _signature(func):
     if isinstance(func, OpDef):
-        from ..ir.graph import _op_signature
-        return _op_signature(func)
+        return _schema_signature(func, "input")
     op = _op_of_method(func)
     if op is not None:                     # a generated Tensor method: the op's schema
-        from ..ir.graph import _op_signature
-        params = list(_op_signature(op).parameters.values())
-        if params:
-            params[0] = params[0].replace(name="self")
-        return inspect.Signature(params)
+        return _schema_signature(op, "self")
     if getattr(func, "__name__", None) == "__get__":
         return inspect.Signature([inspect.Parameter(
             "self", inspect.Parameter.POSITIONAL_OR_KEYWORD)])

@@ -151,14 +151,45 @@ def _routed_operator(name: str, original):
     return method
 
 
+class _PropertyGet:
+    """The function a property read passes to `__torch_function__`: equal to (and
+    hashing as) `Tensor.<name>.__get__`, and calling it reads through the protocol
+    again, so the next mode on the stack sees the read too (as torch's getters do)."""
+    __slots__ = ("getter", "routed")
+    __name__ = "__get__"
+
+    def __init__(self, getter):
+        self.getter = getter
+        self.routed = None                  # the routing property, set once it exists
+
+    def __call__(self, obj, owner=None):
+        return self.routed.fget(obj)
+
+    @property
+    def __self__(self):
+        return self.getter.__self__
+
+    def __eq__(self, other):
+        if isinstance(other, _PropertyGet):
+            other = other.getter
+        return self.getter == other
+
+    def __hash__(self):
+        return hash(self.getter)
+
+    def __repr__(self):
+        return repr(self.getter)
+
+
 def _routed_property(descriptor):
     """Reads go through the protocol with `Tensor.<name>.__get__`; writes go straight
     to Tensor's attribute (construction sets them)."""
     getter = descriptor.__get__
+    public = _PropertyGet(getter)
     setter = getattr(descriptor, "__set__", None)
 
     def fget(self):
-        result = dispatch_public(getter, (self,), None, True)
+        result = dispatch_public(public, (self,), None, True)
         if result is NOT_OVERRIDDEN:
             return getter(self, type(self))
         return result
@@ -167,7 +198,8 @@ def _routed_property(descriptor):
     if setter is not None and (not isinstance(descriptor, property) or descriptor.fset):
         def fset(self, value):
             setter(self, value)
-    return property(fget, fset, doc=getattr(descriptor, "__doc__", None)), getter
+    public.routed = property(fget, fset, doc=getattr(descriptor, "__doc__", None))
+    return public.routed, getter
 
 
 # the Tensor method torch passes for an operator (`x + y` calls Tensor.add, `x += y`
