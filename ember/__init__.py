@@ -215,6 +215,7 @@ _register_module_paths()
 from .frontend.torch_function import DisableTorchFunction, DisableTorchFunctionSubclass  # noqa: E402,F401,E501
 from .frontend.nn._functional_rnn import TOP_LEVEL as _FUNCTIONAL_RNN  # noqa: E402
 globals().update(_FUNCTIONAL_RNN)   # torch.lstm / gru / rnn_*, SyncBatchNorm's stats ops
+from .frontend.lobpcg import lobpcg  # noqa: E402,F401
 
 
 def _route_public_functions() -> None:
