@@ -45,6 +45,9 @@ def lobpcg(A, k=None, B=None, X=None, n=None, iK=None, niter=None, tol=None, lar
     if m < 3 * n:
         raise ValueError(f"LOBPCG algorithm is not applicable when the number of A rows (={m})"
                          f" is smaller than 3 x the number of requested eigenpairs (={n})")
+    if tracker is not None:
+        raise NotImplementedError("lobpcg: tracker= (a callback on torch's LOBPCG worker "
+                                  "object) is not supported")
     if method not in (None, "basic", "ortho"):
         raise ValueError(f"lobpcg: method must be 'basic' or 'ortho', got {method!r}")
     largest = True if largest is None else largest

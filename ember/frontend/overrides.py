@@ -215,6 +215,14 @@ def _public_functions(module, name: str):
             yield attr, value
 
 
+def _dispatches(attr: str, value) -> bool:
+    """Registry ops and the routed Python functions; the factories (routed only under
+    a mode), utilities and lazily loaded tools (ember.compile, sparse_coo_tensor) not."""
+    from .torch_function import _ROUTED
+    return not is_utility(attr) and attr not in FACTORY_NAMES and \
+        (isinstance(value, OpDef) or id(value) in _ROUTED)
+
+
 @functools.lru_cache(maxsize=None)
 def _tables() -> tuple:
     overridable: dict = {}
@@ -222,7 +230,7 @@ def _tables() -> tuple:
     for name, module in _namespaces().items():
         found = []
         for attr, value in _public_functions(module, name):
-            (ignored if is_utility(attr) or attr in FACTORY_NAMES else found).append(value)
+            (found if _dispatches(attr, value) else ignored).append(value)
         overridable[module] = found
     _build_wrappers()
     methods = []

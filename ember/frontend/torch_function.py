@@ -111,7 +111,8 @@ _NEVER = frozenset({
     "__setattr__", "__delattr__", "__module__", "__doc__", "__qualname__", "__hash__",
     "__subclasshook__", "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__",
     "__sizeof__", "__dir__", "__class_getitem__", "__annotations__", "_ember_is_tensor",
-    "as_subclass", "_make_subclass"})
+    "as_subclass", "_make_subclass",
+    "__iter__"})                # torch's iterates self.unbind(0), which dispatches itself
 _WRAPPERS: dict[str, object] = {}       # name -> the routing attribute (built once)
 _ORIGINALS: dict[str, object] = {}      # name -> Tensor's own attribute
 
