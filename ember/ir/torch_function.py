@@ -151,7 +151,7 @@ def handle(func, found: list, args: tuple, kwargs: dict, native: bool = False):
         if result is not NotImplemented:
             return result
     for value in found:
-        method = type(value).__torch_function__
+        method = value.__torch_function__     # (a plain method works too, as in torch)
         if is_disabled_impl(method):
             continue
         result = method(func, types, args, kwargs)
