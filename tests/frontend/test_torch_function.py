@@ -349,3 +349,24 @@ def test_fx_and_compile_still_work_with_a_subclass_defined():
     x = ember.tensor([-1.0, 2.0])
     assert np.allclose(gm(x).numpy(), [1.0, 3.0])
     assert "relu" in gm.code
+
+
+class PickledTensor(ember.Tensor):
+    """Module level, so pickle finds it."""
+
+
+class TorchPickledTensor(torch.Tensor):
+    pass
+
+
+def test_subclass_instances_pickle_and_save_as_their_class(tmp_path):
+    import pickle
+    for lib, cls in ((ember, PickledTensor), (torch, TorchPickledTensor)):
+        t = lib.tensor([1.0, 2.0]).as_subclass(cls)
+        t.tag = "kept"
+        back = pickle.loads(pickle.dumps(t))
+        assert type(back) is cls and back.tag == "kept" and back.tolist() == [1.0, 2.0]
+        path = tmp_path / f"{lib.__name__}.pt"
+        lib.save({"t": t}, path)
+        loaded = lib.load(path, weights_only=False)["t"]
+        assert type(loaded) is cls and loaded.tag == "kept"
