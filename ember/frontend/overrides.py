@@ -17,9 +17,7 @@ from ..ir import torch_function as _tf
 from ..ir.registry import OpDef
 from ..ir.torch_function import STATE
 from .tensor import Tensor
-from .torch_function import (_ORIGINALS, _WRAPPERS, _build_wrappers, _NEVER,  # noqa: F401
-                             _disabled_torch_function_impl, _nowrap_functions,
-                             DisableTorchFunction, DisableTorchFunctionSubclass)
+from .torch_function import _ORIGINALS, _build_wrappers, _nowrap_functions
 
 __all__ = ["get_ignored_functions", "get_overridable_functions", "get_testing_overrides",
            "handle_torch_function", "has_torch_function", "resolve_name", "is_tensor_like",

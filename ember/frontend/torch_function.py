@@ -228,8 +228,11 @@ def _public_function(func, args, kwargs):
         return public, args, kwargs
     if hasattr(func, "schema"):          # a registry op: called by a Tensor method?
         import sys
-        frame = sys._getframe(4)    # (this <- handle <- dispatch_public <- OpDef.__call__ <- caller)
-        if frame.f_code in _METHOD_CODES:
+        try:        # this <- handle <- dispatch_public <- OpDef.__call__ <- the caller
+            frame = sys._getframe(4)
+        except ValueError:
+            frame = None
+        if frame is not None and frame.f_code in _METHOD_CODES:
             local = frame.f_locals
             self = local.get("self")
             method = _ORIGINALS.get(getattr(local.get("op"), "python_name", None))
