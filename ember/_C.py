@@ -21,3 +21,32 @@ def _get_tracing_state():
         if isinstance(mode, _JitRecorder):
             return mode
     return None
+
+
+# the __torch_function__ protocol's switches (frontend/torch_function.py)
+from .frontend.torch_function import (DisableTorchFunction,  # noqa: E402,F401
+                                      DisableTorchFunctionSubclass,
+                                      _disabled_torch_function_impl)
+from .frontend.torch_function import is_torch_function_enabled as _is_torch_function_enabled  # noqa: E402,F401,E501
+from .frontend.torch_function import (  # noqa: E402,F401
+    is_torch_function_mode_enabled as _is_torch_function_mode_enabled)
+
+
+def _len_torch_function_stack() -> int:
+    from .ir.torch_function import STATE
+    return len(STATE.modes)
+
+
+def _get_function_stack_at(i: int):
+    from .ir.torch_function import STATE
+    return STATE.modes[i]
+
+
+def _push_on_torch_function_stack(mode) -> None:
+    from .ir.torch_function import push_mode
+    push_mode(mode)
+
+
+def _pop_torch_function_stack():
+    from .ir.torch_function import pop_mode
+    return pop_mode()

@@ -150,7 +150,8 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "multiprocessing", "quantization", "distributions", "amp",
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
                               "export", "accelerator", "sparse", "serialization", "types",
-                              "torch_version", "return_types", "xpu", "mps", "quasirandom"})
+                              "torch_version", "return_types", "xpu", "mps", "quasirandom",
+                              "overrides"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),
@@ -210,3 +211,24 @@ def _register_module_paths() -> None:
 
 
 _register_module_paths()
+
+from .frontend.torch_function import DisableTorchFunction, DisableTorchFunctionSubclass  # noqa: E402,F401,E501
+from .frontend.nn._functional_rnn import TOP_LEVEL as _FUNCTIONAL_RNN  # noqa: E402
+globals().update(_FUNCTIONAL_RNN)   # torch.lstm / gru / rnn_*, SyncBatchNorm's stats ops
+from .frontend.lobpcg import lobpcg  # noqa: E402,F401
+
+
+def _route_public_functions() -> None:
+    """Each public tensor function of ember, nn.functional, linalg, fft and special asks
+    the __torch_function__ protocol first (frontend/torch_function.py)."""
+    import sys
+    from .frontend.torch_function import route_functions
+    from .frontend.overrides import FACTORY_NAMES, is_utility
+    from .nn import functional
+    root = vars(sys.modules[__name__])
+    skip = {name for name in root if is_utility(name)}
+    for namespace in (root, vars(functional), vars(linalg), vars(fft), vars(special)):
+        route_functions(namespace, skip, FACTORY_NAMES)
+
+
+_route_public_functions()

@@ -190,6 +190,12 @@ def _legacy_new(cls, *args, device=None):
     return zeros(*(args or (0,)), dtype=cls.dtype, device=device)
 
 
+def legacy_tensor(*args, device=None):
+    """torch.Tensor(...)'s value: the default float dtype's legacy constructor."""
+    name = LEGACY_TYPE_NAMES[dtypes.get_default_dtype().name]
+    return _legacy_new(LEGACY_TYPES[name], *args, device=device)
+
+
 def _make_legacy_type(dtype, name: str, cuda: bool):
     prefix = "ember.cuda." if cuda else "ember."
     return _LegacyTensorType(name, (), {"dtype": dtype, "is_cuda": cuda,
@@ -369,9 +375,11 @@ def _as_subclass(self, cls):
     """`self` as an instance of Tensor subclass `cls`: the same memory, and still on the
     autograd graph (an alias, as torch's as_subclass)."""
     from .tensor import Tensor
+    from ..ir import torch_function
     if not (isinstance(cls, type) and issubclass(cls, Tensor)):
         raise TypeError(f"as_subclass(): expected a subclass of Tensor, got {cls!r}")
-    alias = self.view_as(self) if self.requires_grad else self.detach()
+    with torch_function.level(torch_function.SUBCLASSES_DISABLED):   # no nested dispatch
+        alias = self.view_as(self) if self.requires_grad else self.detach()
     out = cls._make(alias._array, alias._storage, alias._base)
     out.requires_grad, out.grad_fn = alias.requires_grad, alias.grad_fn
     out._output_nr = alias._output_nr

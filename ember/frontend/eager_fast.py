@@ -31,6 +31,8 @@ from ..ir.ops.rules import cast_scalar
 from ..ir.ops.shape import flat_storage
 from ..ir.registry import OPS, Tag
 from ..ir.public_args import TENSOR_REQUIRED
+from ..ir.torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, DispatchFailed, \
+    dispatch_public
 from .autograd.grad_mode import STATE as _GRAD_STATE
 from .devices import creation_device
 from . import eager
@@ -75,7 +77,7 @@ def operator_method(op_name: str):
         op = OPS[op_name]
         # a dispatch mode or an autocast region must see the call (autocast casts first)
         if _MODES or _autocast.ACTIVE or type(a) not in _FAST_TYPES:
-            return op(a, b)
+            return _operator_call(method, op, a, b)
         arr_a = a._array
         tb = type(b)
         if tb in _FAST_TYPES:
@@ -88,7 +90,7 @@ def operator_method(op_name: str):
             key = (op, _DEFAULTS.float_dtype, arr_a.dtype, arr_a.shape, arr_a.strides, tb)
             device_ok = True
         else:
-            return op(a, b)
+            return _operator_call(method, op, a, b)
         entry = _ENTRIES.get(key)
         if entry is None or not device_ok or a._storage.device != "cpu" or _EXTOBJ is None:
             return _full_call(op, a, b, key, entry is None and device_ok)
@@ -124,6 +126,20 @@ def operator_method(op_name: str):
         return out
     method.__name__ = op_name
     return method
+
+
+def _operator_call(method, op, a, b):
+    """The operator off the fast path: `__torch_function__` first (with `Tensor.__add__`
+    as the function), then the op. A failed dispatch is NotImplemented, so Python tries
+    the other operand's reflected operator, as torch's operators do."""
+    if _TF_STATE.on and _TF_STATE.level:
+        try:
+            result = dispatch_public(method, (a, b), None, True)
+        except DispatchFailed:
+            return NotImplemented
+        if result is not NOT_OVERRIDDEN:
+            return result
+    return op(a, b)
 
 
 def _quiet_state(current):

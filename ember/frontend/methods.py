@@ -11,6 +11,8 @@ from ..ir.dtypes import DType
 from ..ir.meta import contiguous_format
 from ..ir.operators import BINARY, UNARY, VARARG_METHODS, pack_sizes as _pack_sizes
 from ..ir.registry import OPS
+from ..ir.torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, DispatchFailed, \
+    dispatch_public
 from .eager_fast import operator_method
 from .tensor import Tensor
 
@@ -26,12 +28,25 @@ def _method(op):
             return op(self, *args, **kwargs)
     method.__name__ = op.python_name
     method.__doc__ = op.doc or f"See ember.{op.python_name}."
+    METHOD_CODES.add(method.__code__)
     return method
+
+
+# the code of the generated methods above: __torch_function__ (frontend/torch_function.py)
+# reads a caller frame running one of them as a call of that Tensor method
+METHOD_CODES: set = set()
 
 
 def _binary(op_name, reflected=False):
     if reflected:
         def method(self, other):
+            if _TF_STATE.on and _TF_STATE.level:     # __torch_function__ (ir/torch_function.py)
+                try:
+                    result = dispatch_public(method, (self, other), None, True)
+                except DispatchFailed:
+                    return NotImplemented
+                if result is not NOT_OVERRIDDEN:
+                    return result
             return OPS[op_name](other, self)
     else:
         # seen CPU calls skip schema binding and dispatch (eager_fast.py)
@@ -120,7 +135,11 @@ def _contiguous(self, memory_format=contiguous_format):
 def _unary(op_name):
     def method(self):
         return self if op_name is None else OPS[op_name](self)
+    method.__name__ = op_name or "positive"
     return method
+
+
+_TORCH_NAMES = {"__rtruediv__": "__rdiv__", "__pow__": "pow"}
 
 
 def install(cls=Tensor) -> None:
@@ -131,9 +150,13 @@ def install(cls=Tensor) -> None:
     for dunder, (name, reflected) in OPERATORS.items():
         if name in OPS:
             setattr(cls, dunder, _binary(name, reflected))
+            # torch's names: `Tensor.__eq__.__name__ == "__eq__"` (a few differ)
+            getattr(cls, dunder).__name__ = _TORCH_NAMES.get(dunder, dunder)
     for dunder, name in UNARY_OPERATORS.items():
         if name is None or name in OPS:
             setattr(cls, dunder, _unary(name))
+            if dunder == "__invert__":
+                cls.__invert__.__name__ = dunder
     for name, make in REORDERED_METHODS.items():
         if name in OPS:
             setattr(cls, name, make(OPS[name]))

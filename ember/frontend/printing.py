@@ -172,7 +172,9 @@ def tensor_repr(t) -> str:
     if t._storage.device == "meta":
         return _meta_repr(t)
     arr = t._values()
-    prefix = "tensor("
+    # torch names a user's subclass: `LoggingTensor([1., 2.])`
+    prefix = "tensor(" if getattr(t, "_is_param", False) or type(t).__module__.startswith(
+        "ember.") else f"{type(t).__name__}("
     indent = len(prefix)
     suffixes = []
     default = dtypes.get_default_dtype()

@@ -23,6 +23,7 @@ from ..ir.quantized import QuantizedArray, qrange
 from ..ir.ops import quantized_pointwise as QP
 from ..ir.registry import OPS, OpDef, Tag
 from .tensor import Storage, Tensor
+from .torch_function import _disabled_torch_function_impl
 from ..ir.ops.shape import flat_storage
 
 # ops whose NumPy references take QuantizedArray operands themselves (besides the ops
@@ -54,6 +55,8 @@ CLAMPS = {"hardtanh", "relu6", "clamp"}
 
 class QuantizedTensor(Tensor):
     """A Tensor of dtype quint8/qint8/qint32 (see the module docstring)."""
+
+    __torch_function__ = _disabled_torch_function_impl    # an ember value, not a user's class
 
     @classmethod
     def _wrap(cls, qa: QuantizedArray) -> "QuantizedTensor":

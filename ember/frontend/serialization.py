@@ -69,6 +69,8 @@ def save(obj, f, *args, **kwargs) -> None:
 def _encode(obj, arrays: dict, tensors: dict, seen: dict):
     from .nn.parameter import Parameter
     from .tensor import Size, Tensor
+    if isinstance(obj, Tensor) and _users_subclass(obj):
+        return {"pickle": _pickled(obj)}    # its class and attributes (as torch.save keeps)
     if isinstance(obj, Tensor):
         key = seen.get(id(obj))
         if key is None:
@@ -101,6 +103,15 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [_encode(v, arrays, tensors, seen) for v in obj]}
     return {"pickle": _pickled(obj)}
+
+
+def _users_subclass(obj) -> bool:
+    """A user's Tensor subclass (not Parameter, Buffer or a quantized tensor), which
+    pickles as its class (Tensor.__reduce_ex__)."""
+    from .tensor import Tensor
+    cls = type(obj)
+    return cls is not Tensor and cls.__module__.split(".")[0] != "ember" and \
+        cls.__reduce_ex__ is Tensor.__reduce_ex__ and not obj.is_quantized
 
 
 def _pickled(obj) -> str:

@@ -95,6 +95,15 @@ def _layout_array(arr: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
     return out
 
 
+def _rebuild_subclass(cls, plain: tuple, state: dict):
+    """Unpickling a Tensor subclass instance (torch's _rebuild_from_type_v2)."""
+    rebuild, args = plain
+    t = rebuild(*args)
+    out = Tensor._make_subclass(cls, t, t.requires_grad)
+    out.__dict__.update(state)
+    return out
+
+
 class Tensor:
     __slots__ = ("_array", "_storage", "_base", "requires_grad", "grad", "grad_fn",
                  "_output_nr", "_grad_accumulator", "_hooks", "_retains_grad",
@@ -103,8 +112,30 @@ class Tensor:
     # fx's Proxy overrides these; tracing code checks it
     _ember_is_tensor = True
 
+    def __new__(cls, *args, **kwargs):
+        """torch.Tensor's legacy constructor: `Tensor([1, 2])` (data, default float dtype),
+        `Tensor(2, 3)` (sizes), `Tensor()`; a Tensor argument is aliased, which is what a
+        subclass's `super().__new__(cls, data)` relies on. The result is a `cls`."""
+        if len(args) == 1 and isinstance(args[0], Tensor) and not kwargs:
+            data = args[0]
+        else:
+            from .aliases import legacy_tensor
+            data = legacy_tensor(*args, **kwargs)
+        return Tensor._make_subclass(cls, data)
+
     def __init__(self, *args, **kwargs):
-        raise TypeError("construct tensors with ember.tensor(...), ember.zeros(...), ...")
+        pass                               # everything happens in __new__ (a subclass's too)
+
+    @staticmethod
+    def _make_subclass(cls, data: "Tensor", require_grad: bool = False, *_args, **_kwargs):
+        """torch.Tensor._make_subclass: a `cls` over `data`'s memory, detached, a leaf
+        (what a subclass's __new__ calls)."""
+        if not (isinstance(cls, type) and issubclass(cls, Tensor)):
+            raise TypeError(f"_make_subclass(): expected a subclass of Tensor, got {cls!r}")
+        out = cls._make(data._array, data._storage, data._base)
+        if require_grad:
+            out.requires_grad = True
+        return out
 
     # --- construction (internal) ---------------------------------------------------
     @classmethod
@@ -350,11 +381,16 @@ class Tensor:
     def __reduce_ex__(self, proto):
         if self._storage.device == "meta":      # no data: the geometry is the tensor
             from .meta_device import rebuild_meta
-            return (rebuild_meta, (tuple(self.shape), self.stride(), self.dtype.name,
-                                   self.requires_grad))
-        from .factories import _rebuild_tensor
-        return (_rebuild_tensor, (np.array(self._values()), self.requires_grad,
-                                  self.memory_format))
+            plain = (rebuild_meta, (tuple(self.shape), self.stride(), self.dtype.name,
+                                    self.requires_grad))
+        else:
+            from .factories import _rebuild_tensor
+            plain = (_rebuild_tensor, (np.array(self._values()), self.requires_grad,
+                                       self.memory_format))
+        if type(self) is not Tensor and type(self).__reduce_ex__ is Tensor.__reduce_ex__:
+            # a user's subclass: rebuilt as its class, with its attributes
+            return (_rebuild_subclass, (type(self), plain, dict(self.__dict__)))
+        return plain
 
     def __deepcopy__(self, memo):
         if not self.is_leaf:

@@ -28,6 +28,7 @@ from . import autocast, dispatch
 from .errors import EmberError
 from .public_args import check_public_call
 from .schema import Schema, parse_schema
+from .torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, dispatch_public
 
 
 class Tag(enum.Enum):
@@ -112,6 +113,12 @@ class OpDef:
     def name(self) -> str:
         return self.schema.name
 
+    # a public function's names (`ember.add.__name__`), which __torch_function__
+    # implementations and loggers read
+    @property
+    def __name__(self) -> str:
+        return self.python_name or self.schema.name
+
     def __repr__(self) -> str:
         return f"<op {self.name}>"
 
@@ -123,6 +130,11 @@ class OpDef:
             out = FAST_CALL[0](self, args, kwargs)
             if out is not NotImplemented:
                 return out
+        # __torch_function__: a subclass, a Tensor-like or a mode claims the call first
+        if _TF_STATE.level:
+            result = dispatch_public(self, args, kwargs, True)
+            if result is not NOT_OVERRIDDEN:
+                return result
         # (the full call stays in this frame: the public check reads the caller's frame)
         out = kwargs.pop("out", None) if "out" in kwargs else None
         bound = self.schema.bind(args, kwargs)
@@ -171,6 +183,8 @@ def defop(schema: str, *, meta: Callable, reference: Callable, derivative=None,
     op = OpDef(parsed, meta, reference, derivative, frozenset(tags), **fields)
     if not op.python_name:
         op.python_name = parsed.name
+    op.__module__ = f"ember.{op.namespace}" if op.namespace else "ember"
+    op.__qualname__ = op.python_name
     if op.promotion is not None and op.promote_args is None:
         op.promote_args = parsed.tensor_arg_indices
     if op.is_differentiable:

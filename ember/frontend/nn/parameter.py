@@ -10,10 +10,13 @@ import numpy as np
 
 from ..eager_fast import allow_type
 from ..tensor import Tensor
+from ..torch_function import _disabled_torch_function_impl
 
 
 class Parameter(Tensor):
     """torch.nn.Parameter: `Parameter(data=None, requires_grad=True)`."""
+
+    __torch_function__ = _disabled_torch_function_impl      # computes as a plain Tensor
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True):
         if data is None:
@@ -55,6 +58,8 @@ def _rebuild_meta_parameter(geometry: tuple, requires_grad: bool) -> Parameter:
 
 class Buffer(Tensor):
     """torch.nn.Buffer: marks a tensor to be registered as a buffer on assignment."""
+
+    __torch_function__ = _disabled_torch_function_impl
 
     def __new__(cls, data: Tensor | None = None, *, persistent: bool = True):
         if data is None:

@@ -35,6 +35,7 @@ from .. import dtypes
 from ..errors import DTypeError, EmberIndexError, ShapeError
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, OPS, OpDef, Tag, defop
+from ..torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, dispatch_public
 from . import samples as S
 from .rules import np_inexact, reduced_shape, require_float, wrap_dim, wrap_dims
 
@@ -81,6 +82,10 @@ class OverloadedOp(OpDef):
     _binary_op: str = ""
 
     def __call__(self, *args, **kwargs):
+        if _TF_STATE.on and _TF_STATE.level:  # __torch_function__ sees `max`, not max_dim
+            result = dispatch_public(self, args, kwargs, True)
+            if result is not NOT_OVERRIDDEN:
+                return result
         if args and isinstance(args[0], (int, float, complex)):   # bool is an int
             from ..schema import SchemaError
             raise SchemaError(f"{self.name}(): argument 'input' (position 1) must be Tensor, "

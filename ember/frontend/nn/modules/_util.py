@@ -60,7 +60,10 @@ def checkable(input) -> bool:
     """Whether a layer's Python-level input check can run: not while torch.fx-style
     symbolic tracing passes a Proxy (the op call records, and the op's own shape rule
     checks when the graph runs; torch's layers have no such checks to trip over)."""
-    if isinstance(input, Tensor):
+    if type(input) is Tensor:
         return True
+    if isinstance(input, Tensor):       # a subclass overriding __torch_function__ sees
+        from ....ir.torch_function import overrides     # only the op, as in torch
+        return not overrides(type(input))
     from ...fx.proxy import Proxy
     return not isinstance(input, Proxy)
