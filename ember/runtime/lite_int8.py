@@ -335,13 +335,19 @@ def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int =
 # 14x14 and 7x7 layers, one thread: 3-7% slower), while on 56x56 and 28x28 ones (7-14%
 # border pixels) no copy is the faster (56x56 x 64: 2.20 -> 2.11 ms)
 PAD_IN_KERNEL_MAX_BORDER = 0.15
+# the shortest kernel-row run (bytes) for which it does: a border tile's per-row work
+# (a pointer per kernel row, the edge copies) is paid per kernel row, against the run's
+# multiply-adds (a 1-channel 3x3 conv, 4-byte runs, went 2x slower; the stem's 24-byte
+# runs are copied channels-last anyway, its padding costs no extra pass)
+PAD_IN_KERNEL_MIN_RUN = 64
 
 
 def pads_in_kernel(run: int, padding, in_hw, out_hw, kernel, stride, dilation) -> bool:
     """Whether the GEMM reads a convolution's padding itself (conv_gather_unpadded):
-    kernel rows read as runs (no dilation along W), some padding, a run short enough for
-    the border tiles' row buffers, few border pixels (PAD_IN_KERNEL_MAX_BORDER)."""
-    if not (run > 0 and any(padding) and run <= QGEMM_PAD_RUN_MAX):
+    kernel rows read as runs (no dilation along W), some padding, a run long enough to
+    pay for the border tiles' per-row work and short enough for their row buffers, few
+    border pixels (PAD_IN_KERNEL_MAX_BORDER)."""
+    if not (any(padding) and PAD_IN_KERNEL_MIN_RUN <= run <= QGEMM_PAD_RUN_MAX):
         return False
     (h, w), (oh, ow), (kh, kw) = in_hw, out_hw, kernel
     oy_lo, oy_hi = _inside_range(h, oh, kh, stride[0], padding[0], dilation[0])

@@ -163,10 +163,10 @@ def _row_base(b, p, m):
     return img, oy, ox
 
 
-def _row_coords(b, cfg, p, m0, oh, last_coords):
-    """(image, output row, output column) of the MR rows from m0: one division for the
-    tile's first row, then a step along the output row (wrapping to the next row and
-    image); rows past the last re-read the last row (last_coords)."""
+def _row_coords(b, cfg, p, m0, oh):
+    """(image, output row, output column, past the last row) of the MR rows from m0: one
+    division for the tile's first row, then a step along the output row (wrapping to
+    the next row and image)."""
     img, oy, ox = _row_base(b, p, m0)
     last = b.sub(p["m"], u.i64(1))
     zero, one = u.i64(0), u.i64(1)
@@ -180,29 +180,47 @@ def _row_coords(b, cfg, p, m0, oh, last_coords):
             wrap = b.icmp_signed("==", oy, oh)
             oy = b.select(wrap, zero, oy)
             img = b.select(wrap, b.add(img, one), img)
-        past = b.icmp_signed(">", b.add(m0, u.i64(r)), last)
-        coords.append(tuple(b.select(past, lc, c) for c, lc in zip((img, oy, ox), last_coords)))
+        coords.append((img, oy, ox, b.icmp_signed(">", b.add(m0, u.i64(r)), last)))
     return coords
 
 
-def _row_bases(b, p, coords):
-    """Byte offsets of the rows' first A group (the window origin's offset added: nonzero
+def _clamped(b, row, last_coords):
+    """A row's (image, output row, output column), the last row's where it is past it
+    (rows of a partial last tile re-read the last row)."""
+    *xyz, past = row
+    return tuple(b.select(past, lc, c) for c, lc in zip(xyz, last_coords))
+
+
+def _offset(b, p, img, oy, ox):
+    """A row's first A group's byte offset (the window origin's offset added: nonzero
     where the kernel reads the padding, conv_gather_unpadded)."""
-    return [b.add(b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
-                        b.mul(ox, p["col_stride"])), p["origin"]) for img, oy, ox in coords]
+    return b.add(b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                       b.mul(ox, p["col_stride"])), p["origin"])
 
 
-def _inside(b, p, coords):
-    """Whether every row's window lies inside the image (always, for inputs the host
-    padded: their ranges are unbounded)."""
-    ok = None
-    for _, oy, ox in coords:
-        row_ok = b.and_(b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
-                               b.icmp_signed("<", oy, p["oy_hi"])),
-                        b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
-                               b.icmp_signed("<", ox, p["ox_hi"])))
-        ok = row_ok if ok is None else b.and_(ok, row_ok)
-    return ok
+def _row_bases(b, p, coords, last_base):
+    """Byte offsets of the rows' first A group; rows past the last re-read the last row
+    (last_base)."""
+    return [b.select(past, last_base, _offset(b, p, img, oy, ox))
+            for img, oy, ox, past in coords]
+
+
+def _inside(b, p, coords, last_coords):
+    """Whether the tile reads no padding: always where the host padded (the block's
+    run_q is 0); else its first and (clamped) last rows' windows lie inside the image
+    on the same output row (then so do the rows between; a tile that wraps to the next
+    output row is taken as a border tile, which reads the image right too)."""
+    first, last = coords[0][:3], _clamped(b, coords[-1], last_coords)
+
+    def within(oy, ox):
+        return b.and_(b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
+                             b.icmp_signed("<", oy, p["oy_hi"])),
+                      b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                             b.icmp_signed("<", ox, p["ox_hi"])))
+    one_row = b.and_(b.icmp_signed("==", first[0], last[0]),
+                     b.icmp_signed("==", first[1], last[1]))
+    padless = b.icmp_signed("==", p["run_q"], u.i64(0))
+    return b.or_(padless, b.and_(one_row, b.and_(within(*first[1:]), within(*last[1:]))))
 
 
 def _k_loop(b, cfg, p, bases, nb, init=None):
@@ -480,20 +498,22 @@ RUN_MAX = lite.QGEMM_PAD_RUN_MAX
 
 
 def _geometry(b, params):
-    """The parameter block's fields, the output height and the last row's coordinates."""
+    """The parameter block's fields, the output height, the last row's coordinates and
+    A offset."""
     p = {f: _field(b, params, f, f in _PTR_FIELDS) for f in FIELDS if f != "counter"}
     oh = b.sdiv(p["ohw"], p["ow"])
-    return p, oh, _row_base(b, p, b.sub(p["m"], u.i64(1)))
+    last_coords = _row_base(b, p, b.sub(p["m"], u.i64(1)))
+    return p, oh, (last_coords, _offset(b, p, *last_coords))
 
 
-def _tile(b, cfg: Config, p, m0, nb, oh, last_coords, u8_out: bool, residual: bool,
+def _tile(b, cfg: Config, p, m0, nb, oh, last, u8_out: bool, residual: bool,
           coords=None) -> None:
     """One MR x NR tile: the k loop, then the epilogue. The sums start from -corr
     (integer sums: exact in any order), so the epilogue has no subtraction and holds no
     corr vectors beside the accumulators."""
-    coords = coords or _row_coords(b, cfg, p, m0, oh, last_coords)
+    coords = coords or _row_coords(b, cfg, p, m0, oh)
     neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
-    acc = _k_loop(b, cfg, p, _row_bases(b, p, coords), nb, neg_corr)
+    acc = _k_loop(b, cfg, p, _row_bases(b, p, coords, last[1]), nb, neg_corr)
     _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
               columns=epilogue_columns(b, cfg, p, nb, corr=False))
 
@@ -507,8 +527,8 @@ def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     params, m0, nb = fn.args
-    p, oh, last_coords = _geometry(b, params)
-    _tile(b, dataclasses.replace(cfg, mr=tail_rows(cfg)), p, m0, nb, oh, last_coords, u8_out,
+    p, oh, last = _geometry(b, params)
+    _tile(b, dataclasses.replace(cfg, mr=tail_rows(cfg)), p, m0, nb, oh, last, u8_out,
           residual)
     b.ret_void()
     return fn
@@ -552,10 +572,11 @@ def _emit_border(module: ir.Module, cfg: Config, name: str, u8_out: bool, residu
     params, m0, nb = fn.args
     buffer = b.alloca(I8, size=u.i64(cfg.mr * RUN_MAX), name="rows")
     buffer.align = 64
-    p, oh, last_coords = _geometry(b, params)
+    p, oh, (last_coords, _) = _geometry(b, params)
     zp_bytes = b.load(p["zp_row"], typ=u.vec(I8, 64), align=64)
     rows = []
-    for r, (img, oy, ox) in enumerate(_row_coords(b, cfg, p, m0, oh, last_coords)):
+    for r, row in enumerate(_row_coords(b, cfg, p, m0, oh)):
+        img, oy, ox = _clamped(b, row, last_coords)
         y0 = b.sub(b.mul(oy, p["stride_h"]), p["pad_top"])
         x0 = b.sub(b.mul(ox, p["stride_w"]), p["pad_left"])
         edge = b.not_(b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
@@ -600,7 +621,7 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
-    p, oh, last_coords = _geometry(b, params)
+    p, oh, last = _geometry(b, params)
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
     begin, end, claim_head, claims_done = _claims(b, params, p, t_begin, t_end)
     with u.counted_loop(b, begin, end, 1, "t") as t:
@@ -608,11 +629,11 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
-        coords = _row_coords(b, cfg, p, m0, oh, last_coords)
+        coords = _row_coords(b, cfg, p, m0, oh)
 
         def inside_image():
             if tail is None:
-                _tile(b, cfg, p, m0, nb, oh, last_coords, u8_out, residual, coords)
+                _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
                 return
             # rows past M (a partial last tile) computed only as far as the tail's
             narrow = b.icmp_signed("<=", b.sub(p["m"], m0), u.i64(tail_rows(cfg)))
@@ -620,11 +641,11 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
                 with few:
                     b.call(tail, [params, m0, nb])
                 with full:
-                    _tile(b, cfg, p, m0, nb, oh, last_coords, u8_out, residual, coords)
+                    _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
         if border is None:
             inside_image()
         else:
-            with b.if_else(_inside(b, p, coords)) as (inside, edge):
+            with b.if_else(_inside(b, p, coords, last[0])) as (inside, edge):
                 with inside:
                     inside_image()
                 with edge:
