@@ -930,18 +930,26 @@ class QGemmStep:
             out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
                                       d["dilation"])
             slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
-            x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack)
-            call = self._calls.get(x_nhwc.shape) if d["config"] != "amx" else None
+            # "pad": "kernel": packaged with the GEMM that reads a conv's padding itself
+            in_kernel = d.get("pad") == "kernel" and pads_in_kernel(
+                d["run"], tuple(d["padding"]), (h, w), out_hw, tuple(d["kernel"]),
+                tuple(d["stride"]), tuple(d["dilation"]))
+            x_nhwc = nhwc_input(x, d["x_zero_point"], (0, 0) if in_kernel else d["padding"],
+                                d["cp"], slack)
+            call = self._calls.get((x_nhwc.shape, in_kernel)) if d["config"] != "amx" else None
             if call is None and d["config"] != "amx":
-                gather = conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
-                                     d["run"])
+                gather = conv_gather_unpadded(
+                    x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw, d["run"],
+                    tuple(d["padding"]), d["x_zero_point"]) if in_kernel else \
+                    conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
+                                d["run"])
                 residual = d.get("residual")
                 call = QGemmCall(gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"],
                                  self.corr, self.mult, self.bias,
                                  residual["qparams"] if residual else d["qparams"], True,
                                  _claims(d))
                 if len(self._calls) < 16:
-                    self._calls[x_nhwc.shape] = call
+                    self._calls[(x_nhwc.shape, in_kernel)] = call
             if call is not None:        # the vector kernels (residual add fused)
                 fused = None if other is None else residual_other(other)
                 out = np.ascontiguousarray(call(self.fn, self.pool_fn(), x_nhwc, other=fused))

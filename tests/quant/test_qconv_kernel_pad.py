@@ -130,3 +130,39 @@ def test_the_converted_model_reads_its_inputs_in_place_and_matches_torch_ao(rng)
         np.testing.assert_array_equal(out, host)
     want = t_q(torch.from_numpy(x)).numpy()
     assert np.abs(want - got[0]).max() <= 3 * float(np.abs(want).max()) / 127
+
+
+def test_an_artifact_and_ember_compile_pad_in_the_kernel_too(rng, tmp_path, monkeypatch):
+    """Packaged conv steps say "pad": "kernel" and their GEMM reads the padding of a
+    resnet-like block (a residual add fused into the second conv under ember.compile):
+    the integers eager mode gives, with no padded copy of the 32-channel inputs."""
+    import ember.ao.quantization as eq
+    import ember.ao.quantization.quantize_fx as eqfx
+
+    class Block(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            nn = ember.nn
+            self.stem = nn.Conv2d(3, 32, 3, 1, 1)
+            self.conv = nn.Conv2d(32, 32, 3, 1, 1)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            y = self.relu(self.stem(x))
+            return self.relu(self.conv(y) + y)
+    x = ember.tensor(rng.standard_normal((2, 3, 40, 40)).astype(np.float32))
+    unpadded = []
+    real = lite.conv_gather_unpadded
+    monkeypatch.setattr(lite, "conv_gather_unpadded",
+                        lambda *args: unpadded.append(args[0].shape) or real(*args))
+    with ember.no_grad():
+        prepared = eqfx.prepare_fx(Block().eval(), eq.get_default_qconfig_mapping("x86"), (x,))
+        prepared(x)
+        quantized = eqfx.convert_fx(prepared)
+        want = quantized(x).numpy()
+        path = ember.aot.compile_and_package(ember.export(quantized, (x,)),
+                                             tmp_path / "m.ember")
+        before = len(unpadded)
+        np.testing.assert_array_equal(ember.aot.load_package(path)(x).numpy(), want)
+        assert (2, 40, 40, 32) in unpadded[before:]
+        np.testing.assert_array_equal(ember.compile(quantized)(x).numpy(), want)
