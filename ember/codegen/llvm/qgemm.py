@@ -350,6 +350,43 @@ def round_requantized(b, real, inv, zp, lanes: int):
     return q
 
 
+def round_requantized_group(b, reals, inv, zp, lanes: int):
+    """round_requantized of several vectors with one test and branch: each vector's
+    float32 fma result is used unless some lane of any of them lies near a half-integer
+    (or inv or zp is not a float32 value), and then every vector of the group takes the
+    float64 formula (the reference's, exact for any value). One branch per group instead
+    of one per vector: a GEMM epilogue's MR rows of a column vector."""
+    vf, vd = u.vec(u.F32, lanes), u.vec(u.F64, lanes)
+    inv32, zp32 = b.fptrunc(inv, vf), b.fptrunc(zp, vf)
+    limit = ir.Constant(vf, [_NEAR_HALF] * lanes)
+    fast, near = [], None
+    for real in reals:
+        scaled32 = u.fma(b, real, inv32, zp32)
+        rounded = u.intrinsic(b, "roundeven", vf, scaled32)
+        dist = u.intrinsic(b, "fabs", vf, b.fsub(scaled32, rounded))
+        mask = b.bitcast(b.fcmp_ordered(">=", dist, limit), ir.IntType(lanes))
+        near = mask if near is None else b.or_(near, mask)
+        fast.append(rounded)
+    any_near = b.icmp_unsigned("!=", near, ir.Constant(ir.IntType(lanes), 0))
+    exact = b.and_(_exact_in_f32(b, inv), _exact_in_f32(b, zp))
+    head = b.block
+    slow_block = b.append_basic_block("requant.f64")
+    join = b.append_basic_block("requant.join")
+    b.cbranch(b.or_(any_near, b.not_(exact)), slow_block, join)
+    b.position_at_end(slow_block)
+    slow = [u.intrinsic(b, "roundeven", vf, b.fptrunc(u.fma(b, b.fpext(real, vd), inv, zp), vf))
+            for real in reals]
+    b.branch(join)
+    b.position_at_end(join)
+    out = []
+    for f, sl in zip(fast, slow):
+        q = b.phi(vf)
+        q.add_incoming(f, head)
+        q.add_incoming(sl, slow_block)
+        out.append(q)
+    return out
+
+
 def epilogue_columns(b, cfg, p, nb, corr: bool = True):
     """Column block nb's (corr, mult, bias) vectors, one triple per vector of the block
     (a kernel whose loop keeps nb fixed loads them once, outside it); corr None where
@@ -435,13 +472,17 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
         corr, mult, bias = columns[v]
+        reals = []
         for r in range(cfg.mr):
             centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
-            real = b.fadd(b.fmul(b.sitofp(centered, vf), mult), bias)
+            reals.append(b.fadd(b.fmul(b.sitofp(centered, vf), mult), bias))
+        # the column vector's rows rounded together (one near-half test and branch)
+        rounded = round_requantized_group(b, reals, inv, zp, lanes) if u8_out else reals
+        for r, real in enumerate(reals):
             row = b.add(m0, u.i64(r))
             idx = b.add(b.mul(row, p["ldo"]), col)
             if u8_out:
-                q = u.clamp(b, round_requantized(b, real, inv, zp, lanes), lo, hi)
+                q = u.clamp(b, rounded[r], lo, hi)
                 if residual:
                     q = _residual_add(b, p, q, c_zp, extra, row, col, lanes)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
