@@ -148,9 +148,11 @@ QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid", "other") + QG
 _NO_PAD = {"origin": 0, "oy_lo": 0, "oy_hi": 1 << 62, "ox_lo": 0, "ox_hi": 1 << 62,
            "in_h": 0, "in_w": 0, "pad_top": 0, "pad_left": 0, "stride_h": 1, "stride_w": 1,
            "dil_h": 1, "kh": 0, "run_q": 0, "pitch": 0, "pix": 0, "span_w": 0, "zp_row": 0}
-# the longest kernel-row run (bytes) a kernel pads itself: its border tiles copy a row's
-# run into a stack buffer of this size per tile row (qgemm.py: RUN_MAX there too)
+# the most bytes of kernel-row runs (kh * run) and kernel rows a kernel pads itself: its
+# border tiles copy a row's runs into a stack buffer of this size per tile row and keep
+# a pointer per (tile row, kernel row) (qgemm.py: RUN_MAX, KH_MAX)
 QGEMM_PAD_RUN_MAX = 4096
+QGEMM_PAD_KH_MAX = 16
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
@@ -330,11 +332,13 @@ def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int =
 
 
 # the largest share of output pixels whose windows leave the image for which the GEMM
-# reads the padding itself: each column block's border tiles copy their edge pixels'
-# kernel rows again, which cost more than the padded copy on small images (resnet18's
-# 14x14 and 7x7 layers, one thread: 3-7% slower), while on 56x56 and 28x28 ones (7-14%
-# border pixels) no copy is the faster (56x56 x 64: 2.20 -> 2.11 ms)
-PAD_IN_KERNEL_MAX_BORDER = 0.15
+# reads the padding itself. A border tile (any of its rows at an edge, or wrapping to
+# the next output row) costs ~20% more than an inside one, and a 6-row tile meets an
+# edge about once per output row: in a converted resnet18 at one thread (interleaved,
+# thread CPU time) the 56x56 3x3 convs (7% border pixels) gained (4 x 0.13 ms of copies
+# saved, +0.25 ms of GEMM), the 28x28 ones (14%) lost (0.25 saved, +0.35), the 14x14 and
+# 7x7 ones lose more
+PAD_IN_KERNEL_MAX_BORDER = 0.08
 # the shortest kernel-row run (bytes) for which it does: a border tile's per-row work
 # (a pointer per kernel row, the edge copies) is paid per kernel row, against the run's
 # multiply-adds (a 1-channel 3x3 conv, 4-byte runs, went 2x slower; the stem's 24-byte
@@ -347,9 +351,10 @@ def pads_in_kernel(run: int, padding, in_hw, out_hw, kernel, stride, dilation) -
     kernel rows read as runs (no dilation along W), some padding, a run long enough to
     pay for the border tiles' per-row work and short enough for their row buffers, few
     border pixels (PAD_IN_KERNEL_MAX_BORDER)."""
-    if not (any(padding) and PAD_IN_KERNEL_MIN_RUN <= run <= QGEMM_PAD_RUN_MAX):
-        return False
     (h, w), (oh, ow), (kh, kw) = in_hw, out_hw, kernel
+    if not (any(padding) and PAD_IN_KERNEL_MIN_RUN <= run and kh * run <= QGEMM_PAD_RUN_MAX
+            and kh <= QGEMM_PAD_KH_MAX):
+        return False
     oy_lo, oy_hi = _inside_range(h, oh, kh, stride[0], padding[0], dilation[0])
     ox_lo, ox_hi = _inside_range(w, ow, kw, stride[1], padding[1], 1)
     inside = (oy_hi - oy_lo) * (ox_hi - ox_lo)

@@ -534,8 +534,9 @@ def tail_rows(cfg: Config) -> int:
 
 _PTR_FIELDS = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "other",
                "zp_row"}
-# bytes of a border tile's row buffer: the longest kernel-row run a kernel pads itself
-RUN_MAX = lite.QGEMM_PAD_RUN_MAX
+# bytes of a border tile's row buffer (its kh runs) and the most kernel rows: what a
+# kernel pads itself (lite.pads_in_kernel)
+RUN_MAX, KH_MAX = lite.QGEMM_PAD_RUN_MAX, lite.QGEMM_PAD_KH_MAX
 
 
 def _geometry(b, params):
@@ -586,7 +587,8 @@ def _bytes_below(b, count):
 def _copy_run(b, p, src, dst, lo, hi, zp_bytes) -> None:
     """dst[0, run) = src's bytes [lo, hi) with the zero point elsewhere (an edge pixel's
     kernel row: the columns outside the image are padding), 64 bytes a step by masked
-    loads (no byte outside [lo, hi) of src is read)."""
+    loads (no byte outside [lo, hi) of src is read; up to 63 bytes past dst's run are
+    written, the next run's, copied after it, or the buffer's slack)."""
     v8 = u.vec(I8, 64)
     chunks = b.sdiv(b.add(b.mul(p["run_q"], u.i64(4)), u.i64(63)), u.i64(64))
     with u.counted_loop(b, u.i64(0), chunks, 1, "run") as c:
@@ -594,28 +596,31 @@ def _copy_run(b, p, src, dst, lo, hi, zp_bytes) -> None:
         bits = b.and_(_bytes_below(b, b.sub(hi, at)), b.not_(_bytes_below(b, b.sub(lo, at))))
         mask = b.bitcast(bits, u.vec(ir.IntType(1), 64))
         value = _masked_load(b, v8, b.gep(src, [at], source_etype=I8), mask, 1, zp_bytes)
-        b.store(value, u._as_pointer_to(b, b.gep(dst, [at], source_etype=I8), v8), align=64)
+        b.store(value, u._as_pointer_to(b, b.gep(dst, [at], source_etype=I8), v8), align=1)
 
 
 def _emit_border(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool):
     """<name>.border(params, m0, nb): an MR-row tile where some row's window leaves the
-    image (conv_gather_unpadded: the padding read in the kernel). The k loop runs kernel
-    row by kernel row, each tile row reading that kernel row through a pointer of its
-    own: into the image where the row is inside it, a row of the zero point above or
-    below it, and at the left and right edges a copy of the run with the zero point in
-    the columns outside the image (a stack buffer per tile row). The padded copy held
-    the zero point in the same places, so the sums are the same integers. A function of
-    its own (not inlined), like the tail."""
+    image (conv_gather_unpadded: the padding read in the kernel). Before the k loop,
+    each (tile row, kernel row) gets a pointer of its own: into the image where that
+    kernel row is inside it, a row of the zero point above or below it, and at the left
+    and right edges a copy of the run with the zero point in the columns outside the
+    image (a stack buffer per tile row holding its kh runs); the k loop then runs kernel
+    row by kernel row through those pointers, nothing but loads and dot products beside
+    the accumulators. The padded copy held the zero point in the same places, so the
+    sums are the same integers. A function of its own (not inlined), like the tail."""
     fn, b = u.define(module, f"{name}.border", u.VOID, [("params", u.PTR), ("m0", u.I64),
                                                         ("nb", u.I64)])
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     params, m0, nb = fn.args
-    buffer = b.alloca(I8, size=u.i64(cfg.mr * RUN_MAX), name="rows")
+    # (64 bytes more: a run's copy stores whole 64-byte chunks, the last one past it)
+    buffer = b.alloca(I8, size=u.i64(cfg.mr * RUN_MAX + 64), name="rows")
     buffer.align = 64
+    pointers = b.alloca(u.I64, size=u.i64(cfg.mr * KH_MAX), name="row_ptrs")
     p, oh, (last_coords, _) = _geometry(b, params)
     zp_bytes = b.load(p["zp_row"], typ=u.vec(I8, 64), align=64)
-    rows = []
+    run = b.mul(p["run_q"], u.i64(4))
     for r, row in enumerate(_row_coords(b, cfg, p, m0, oh)):
         img, oy, ox = _clamped(b, row, last_coords)
         y0 = b.sub(b.mul(oy, p["stride_h"]), p["pad_top"])
@@ -625,19 +630,23 @@ def _emit_border(module: ir.Module, cfg: Config, name: str, u8_out: bool, residu
         lo = b.mul(b.select(b.icmp_signed("<", x0, u.i64(0)), b.neg(x0), u.i64(0)), p["pix"])
         hi = b.mul(u.imin(b, p["span_w"], b.sub(p["in_w"], x0)), p["pix"])
         src = b.add(b.mul(img, p["img_stride"]), b.mul(x0, p["pix"]))
-        own = b.gep(buffer, [u.i64(r * RUN_MAX)], source_etype=I8)
-        rows.append((y0, edge, lo, hi, src, own))
+        with u.counted_loop(b, u.i64(0), p["kh"], 1, f"ky{r}") as ky:
+            y = b.add(y0, b.mul(ky, p["dil_h"]))
+            inside = b.and_(b.icmp_signed(">=", y, u.i64(0)), b.icmp_signed("<", y, p["in_h"]))
+            image_row = b.gep(p["a"], [b.add(src, b.mul(y, p["pitch"]))], source_etype=I8)
+            own = b.gep(buffer, [b.add(u.i64(r * RUN_MAX), b.mul(ky, run))], source_etype=I8)
+            with b.if_then(b.and_(inside, edge)):
+                _copy_run(b, p, image_row, own, lo, hi, zp_bytes)
+            ptr = b.select(inside, b.select(edge, own, image_row), p["zp_row"])
+            b.store(b.ptrtoint(ptr, u.I64),
+                    b.gep(pointers, [b.add(b.mul(ky, u.i64(cfg.mr)), u.i64(r))],
+                          source_etype=u.I64))
     start = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)] * cfg.mr
 
     def kernel_row(ky, acc):
-        ptrs = []
-        for y0, edge, lo, hi, src, own in rows:
-            y = b.add(y0, b.mul(ky, p["dil_h"]))
-            inside = b.and_(b.icmp_signed(">=", y, u.i64(0)), b.icmp_signed("<", y, p["in_h"]))
-            row = b.gep(p["a"], [b.add(src, b.mul(y, p["pitch"]))], source_etype=I8)
-            with b.if_then(b.and_(inside, edge)):
-                _copy_run(b, p, row, own, lo, hi, zp_bytes)
-            ptrs.append(b.select(inside, b.select(edge, own, row), p["zp_row"]))
+        ptrs = [b.inttoptr(b.load(b.gep(pointers, [b.add(b.mul(ky, u.i64(cfg.mr)), u.i64(r))],
+                                        source_etype=u.I64), typ=u.I64), u.PTR)
+                for r in range(cfg.mr)]
         k0 = b.mul(ky, p["run_q"])
         return _k_range(b, cfg, p, nb, k0, p["run_q"], acc, lambda kk: [
             b.gep(ptr, [b.mul(b.sub(kk, k0), u.i64(4))], source_etype=I8) for ptr in ptrs])
