@@ -150,7 +150,7 @@ def test_an_artifact_and_ember_compile_pad_in_the_kernel_too(rng, tmp_path, monk
         def forward(self, x):
             y = self.relu(self.stem(x))
             return self.relu(self.conv(y) + y)
-    x = ember.tensor(rng.standard_normal((2, 3, 40, 40)).astype(np.float32))
+    x = ember.tensor(rng.standard_normal((2, 3, 64, 64)).astype(np.float32))
     unpadded = []
     real = lite.conv_gather_unpadded
     monkeypatch.setattr(lite, "conv_gather_unpadded",
@@ -164,5 +164,5 @@ def test_an_artifact_and_ember_compile_pad_in_the_kernel_too(rng, tmp_path, monk
                                              tmp_path / "m.ember")
         before = len(unpadded)
         np.testing.assert_array_equal(ember.aot.load_package(path)(x).numpy(), want)
-        assert (2, 40, 40, 32) in unpadded[before:]
+        assert (2, 64, 64, 32) in unpadded[before:]
         np.testing.assert_array_equal(ember.compile(quantized)(x).numpy(), want)
