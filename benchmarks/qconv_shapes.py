@@ -3,7 +3,9 @@ quantized conv (torch.ops.quantized.conv2d, x86 engine) and the VNNI peak.
 
 One thread, CPU time of the calling thread, interleaved rounds, medians. ember's time is the
 GEMM kernel on the padded channels-last input (what a converted model runs per conv, less
-the input's padding copy, timed separately as "pad"); torch.ao's is the whole op on a
+the input's padding copy, timed separately as "pad"; "in-kernel": the same kernel reading
+an unpadded input, the padding in its border tiles, no copy: what a converted model runs
+on the padded convs since then, copy included where the host pads); torch.ao's is the whole op on a
 channels-last quantized input. The peak is measured: a loop of independent vpdpbusd on
 zmm registers (64 multiply-adds each) on this thread.
 
@@ -67,6 +69,41 @@ def ember_conv(cin, cout, k, stride, pad, hw, batch, rng):
     return (lambda: call.on_one_thread(x_nhwc)), padded, cfg.name
 
 
+def ember_conv_in_kernel(cin, cout, k, stride, pad, hw, batch, rng):
+    """The same conv with the padding read in the kernel (what a converted model runs
+    where lite.pads_in_kernel holds): the unpadded channels-last input read in place (the
+    stem's NCHW input interleaved, unpadded), no padded copy. None where the host pads."""
+    from ember.codegen import quantized as CQ
+    from ember.codegen.llvm import qelementwise as QE
+    from ember.codegen.llvm import qgemm as Q
+    from ember.runtime import lite_int8 as lite
+    cp, run = lite.conv_k_layout(cin, k, 1)
+    oh, ow = lite.conv_output_size(hw, hw, (k, k), (stride, stride), (pad, pad), (1, 1))
+    if not lite.pads_in_kernel(run, (pad, pad), (hw, hw), (oh, ow), (k, k), (stride, stride),
+                               (1, 1)):
+        return None
+    x = rng.integers(0, 256, (batch, hw, hw, cin), dtype=np.uint8).transpose(0, 3, 1, 2)
+    if cin in (3,):
+        x = np.ascontiguousarray(x)
+    w = rng.integers(-127, 128, (cout, cin, k, k), dtype=np.int8)
+    cfg = Q.tile_for(Q.active_config(), cout)
+    packed = Q.PackedWeight(CQ.conv_weight_matrix(w, cp, run), cfg)
+    oh, ow = lite.conv_output_size(hw, hw, (k, k), (stride, stride), (pad, pad), (1, 1))
+    slack = run - k * cin
+    pack = QE.pack_nhwc if cin in QE.PACK_CHANNELS and QE.available() else None
+    x_nhwc = lite.nhwc_input(x, 3, (0, 0), cp, slack, pack)
+    gather = lite.conv_gather_unpadded(x_nhwc, (k, k), (stride, stride), (1, 1), (oh, ow),
+                                       run, (pad, pad), 3)
+    vectors = packed.epilogue_vectors(3, np.full(cout, 1e-4, np.float32),
+                                      rng.standard_normal(cout).astype(np.float32))
+    call = Q.prepare(gather, packed, vectors, (1 / 0.05, 100.0, 0.0, 255.0), True)
+
+    def run_call():       # the stem's input is interleaved on each call (no padding)
+        src = lite.nhwc_input(x, 3, (0, 0), cp, slack, pack) if cin == 3 else x_nhwc
+        return call.on_one_thread(src)
+    return run_call
+
+
 def torch_conv(cin, cout, k, stride, pad, hw, batch, rng):
     import torch
     x = torch.quantize_per_tensor(torch.rand(batch, cin, hw, hw), 0.02, 3, torch.quint8)
@@ -123,29 +160,32 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     peak = vnni_peak_gmacs()
     print(f"VNNI peak (one thread, measured): {peak:.0f} G int8 MAC/s")
-    print(f"{'shape':14} {'tile':9} {'GMAC':>6} {'ember ms':>9} {'pad ms':>7} {'torch ms':>9}"
-          f" {'torch/ember':>11} {'ember %peak':>11}")
-    tot_e = tot_t = tot_p = 0.0
+    print(f"{'shape':14} {'tile':9} {'GMAC':>6} {'ember ms':>9} {'pad ms':>7} {'in-kernel':>9}"
+          f" {'torch ms':>9} {'torch/ember':>11} {'ember %peak':>11}")
+    tot_e = tot_t = tot_p = tot_k = 0.0
     for name, cin, cout, k, s, pad, hw, count in RESNET18:
         if args.only and args.only not in name:
             continue
         e_fn, pad_fn, tile = ember_conv(cin, cout, k, s, pad, hw, args.batch, rng)
+        k_fn = ember_conv_in_kernel(cin, cout, k, s, pad, hw, args.batch, rng)
         t_fn = torch_conv(cin, cout, k, s, pad, hw, args.batch, rng)
         oh = (hw + 2 * pad - k) // s + 1
         macs = args.batch * oh * oh * cout * cin * k * k / 1e9
         reps = max(1, int(0.02 / max(macs / 300, 1e-5)))
         e_fn(), t_fn()
-        es, ts, ps = [], [], []
+        es, ts, ps, ks = [], [], [], []
         for _ in range(args.rounds):
             es.append(cpu_ms(e_fn, reps))
             ts.append(cpu_ms(t_fn, reps))
             ps.append(cpu_ms(pad_fn, reps))
-        e, t, pd = (float(np.median(v)) for v in (es, ts, ps))
+            ks.append(cpu_ms(k_fn, reps) if k_fn else es[-1] + ps[-1])
+        e, t, pd, kp = (float(np.median(v)) for v in (es, ts, ps, ks))
         tot_e, tot_t, tot_p = tot_e + count * e, tot_t + count * t, tot_p + count * pd
-        print(f"{name:14} {tile:9} {macs:6.3f} {e:9.3f} {pd:7.3f} {t:9.3f} {t / e:11.2f}x"
-              f" {100 * macs / (e / 1e3) / peak:10.0f}%")
-    print(f"{'resnet18 sum':14} {'':9} {'':6} {tot_e:9.2f} {tot_p:7.2f} {tot_t:9.2f}"
-          f" {tot_t / tot_e:11.2f}x")
+        tot_k += count * kp
+        print(f"{name:14} {tile:9} {macs:6.3f} {e:9.3f} {pd:7.3f} {kp:9.3f} {t:9.3f}"
+              f" {t / e:11.2f}x {100 * macs / (e / 1e3) / peak:10.0f}%")
+    print(f"{'resnet18 sum':14} {'':9} {'':6} {tot_e:9.2f} {tot_p:7.2f} {tot_k:9.2f}"
+          f" {tot_t:9.2f} {tot_t / tot_e:11.2f}x")
 
 
 if __name__ == "__main__":

@@ -324,6 +324,25 @@ def conv_weight_matrix(w_q: np.ndarray, cp: int, run: int) -> np.ndarray:
     return out.reshape(oc, -1)
 
 
+def _pads_in_kernel(cfg, run: int, padding, in_hw, out_hw, kernel, stride, dilation) -> bool:
+    """Whether the GEMM reads this convolution's padding itself (the uint8 VNNI kernels'
+    border tiles, qgemm.py): no padded copy of the input is made (a previous conv's
+    channels-last result is read in place)."""
+    return cfg is not QA.AMX and cfg.vnni and \
+        lite.pads_in_kernel(run, tuple(padding), in_hw, out_hw, kernel, tuple(stride),
+                            tuple(dilation))
+
+
+def _conv_gather(x_nhwc, geometry, zero_point: int):
+    """The gather of a conv's channels-last input: padded by the host (geometry's last
+    entry None) or read unpadded, the padding in the kernel."""
+    _, kernel, stride, dilation, out_hw, run, padding = geometry
+    if padding is None:
+        return Q.conv_gather(x_nhwc, kernel, stride, dilation, out_hw, run)
+    return lite.conv_gather_unpadded(x_nhwc, kernel, stride, dilation, out_hw, run, padding,
+                                     zero_point)
+
+
 def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu, cache, cfg,
            residual=None, clamp=None):
     """quantized_conv2d (groups 1) on the fused GEMM; with residual = (other, scale,
@@ -338,8 +357,12 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
     oh, ow = lite.conv_output_size(h, wd, (kh, kw), stride, padding, dilation)
     slack = run - kw * c if run else 0
     pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
-    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, cp, slack, pack)
-    geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run)
+    pad_in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
+                                    dilation)
+    x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), (0, 0) if pad_in_kernel else
+                             padding, cp, slack, pack)
+    geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run,
+                tuple(padding) if pad_in_kernel else None)
     qparams, other = requant_params(scale, zero_point, x.dtype, relu, clamp), None
     if residual is not None:
         o, add_scale, add_zero_point, add_relu = residual
@@ -347,7 +370,8 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
                                         add_zero_point, add_relu, qrange(x.dtype)[1])
         other = lite.residual_other(o.int_repr)
         scale, zero_point = add_scale, add_zero_point
-    out = _run_gemm_cached(cfg, cache, geometry, lambda: Q.conv_gather(x_nhwc, *geometry[1:]),
+    out = _run_gemm_cached(cfg, cache, geometry,
+                           lambda: _conv_gather(x_nhwc, geometry, int(x.zero_point)),
                            x_nhwc, packed, x, w, bias, qparams, other=other)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
@@ -409,11 +433,16 @@ def conv_runner(args, cache: dict, clamp=None):
                          lambda: Q.PackedWeight(conv_weight_matrix(w.int_repr, cp, run), cfg))
         slack = run - kw * c if run else 0
         pack = QE.pack_nhwc if c in QE.PACK_CHANNELS and QE.available() else None
+        in_kernel = _pads_in_kernel(cfg, run, padding, (h, wd), (oh, ow), (kh, kw), stride,
+                                    dilation)
+        host_pad = (0, 0) if in_kernel else padding
 
         def nhwc(xq):
-            return lite.nhwc_input(xq, x_zp, padding, cp, slack, pack)
-        gather = Q.conv_gather(nhwc(x.int_repr), (kh, kw), tuple(stride), tuple(dilation),
-                               (oh, ow), run)
+            return lite.nhwc_input(xq, x_zp, host_pad, cp, slack, pack)
+        x_nhwc = nhwc(x.int_repr)
+        gather = _conv_gather(x_nhwc, (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation),
+                                       (oh, ow), run, tuple(padding) if in_kernel else None),
+                              x_zp)
         vectors = packed.epilogue_vectors(x_zp, np.float32(x.scale) * weight_scales(w, oc),
                                           bias)
         gemm = Q.prepare(gather, packed, vectors, qparams, True)

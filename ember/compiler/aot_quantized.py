@@ -205,6 +205,10 @@ def _qgemm(node: Node, name: str, args: dict) -> dict | None:
         desc.update(gemm="conv", kernel=list(args["weight"].meta["val"].shape[2:]),
                     stride=list(args["stride"]), padding=list(args["padding"]),
                     dilation=list(args["dilation"]))
+        if cfg is not QA.AMX and cfg.vnni:
+            # packaged with the uint8 VNNI kernels that read a conv's padding themselves
+            # (lite_int8.pads_in_kernel says where); older artifacts pad on the host
+            desc["pad"] = "kernel"
     return desc
 
 

@@ -135,7 +135,24 @@ QGEMM_BASE_FIELDS = ("a", "m", "ohw", "ow", "img_stride", "row_stride", "col_str
 # output's columns; the kernel stores no column past it, so the output rows are n_valid
 # wide (ldo = n_valid: no padding to strip)
 # other: the fused residual add's second operand (qgemm_u8_add; [M, n_valid] uint8)
-QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid", "other")
+# origin ... zp_row: a convolution's padding read in the kernel (conv_gather_unpadded;
+# qgemm.py's docstring): the window origin's offset at output (0, 0), the output rows and
+# columns whose windows lie inside the image, the image's size, padding, stride, row
+# dilation, kernel rows, k groups per kernel row, row pitch, bytes per pixel, kernel
+# width, a row of the zero point. oy_hi = ox_hi = 2**62 (every tile inside) for inputs
+# the host padded and linear layers; a kernel built before them ignores them
+QGEMM_PAD_FIELDS = ("origin", "oy_lo", "oy_hi", "ox_lo", "ox_hi", "in_h", "in_w", "pad_top",
+                    "pad_left", "stride_h", "stride_w", "dil_h", "kh", "run_q", "pitch",
+                    "pix", "span_w", "zp_row")
+QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid", "other") + QGEMM_PAD_FIELDS
+_NO_PAD = {"origin": 0, "oy_lo": 0, "oy_hi": 1 << 62, "ox_lo": 0, "ox_hi": 1 << 62,
+           "in_h": 0, "in_w": 0, "pad_top": 0, "pad_left": 0, "stride_h": 1, "stride_w": 1,
+           "dil_h": 1, "kh": 0, "run_q": 0, "pitch": 0, "pix": 0, "span_w": 0, "zp_row": 0}
+# the most bytes of kernel-row runs (kh * run) and kernel rows a kernel pads itself: its
+# border tiles copy a row's runs into a stack buffer of this size per tile row and keep
+# a pointer per (tile row, kernel row) (qgemm.py: RUN_MAX, KH_MAX)
+QGEMM_PAD_RUN_MAX = 4096
+QGEMM_PAD_KH_MAX = 16
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
@@ -214,8 +231,10 @@ class Gather:
     m over the output image). A linear layer: ohw = ow = 1, rows img_stride apart."""
 
     def __init__(self, buffer, m, offs, ohw=1, ow=1, img_stride=0, row_stride=0, col_stride=0,
-                 seg_offs=None, seg_len=0):
+                 seg_offs=None, seg_len=0, pad=None):
         self.buffer, self.m, self.offs = buffer, m, offs
+        # the padding read in the kernel (conv_gather_unpadded): QGEMM_PAD_FIELDS' values
+        self.pad = pad
         self.ohw, self.ow = ohw, ow
         self.img_stride, self.row_stride, self.col_stride = img_stride, row_stride, col_stride
         # the same k bytes as contiguous segments (seg_len bytes at each of seg_offs), for
@@ -312,6 +331,62 @@ def conv_gather(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int =
                   seg_offs=segments.astype(np.int64), seg_len=seg_len)
 
 
+# the largest share of output pixels whose windows leave the image for which the GEMM
+# reads the padding itself. A border tile (any of its rows at an edge, or wrapping to
+# the next output row) costs ~20% more than an inside one, and a 6-row tile meets an
+# edge about once per output row: in a converted resnet18 at one thread (interleaved,
+# thread CPU time) the 56x56 3x3 convs (7% border pixels) gained (4 x 0.13 ms of copies
+# saved, +0.25 ms of GEMM), the 28x28 ones (14%) lost (0.25 saved, +0.35), the 14x14 and
+# 7x7 ones lose more
+PAD_IN_KERNEL_MAX_BORDER = 0.08
+# the shortest kernel-row run (bytes) for which it does: a border tile's per-row work
+# (a pointer per kernel row, the edge copies) is paid per kernel row, against the run's
+# multiply-adds (a 1-channel 3x3 conv, 4-byte runs, went 2x slower; the stem's 24-byte
+# runs are copied channels-last anyway, its padding costs no extra pass)
+PAD_IN_KERNEL_MIN_RUN = 64
+
+
+def pads_in_kernel(run: int, padding, in_hw, out_hw, kernel, stride, dilation) -> bool:
+    """Whether the GEMM reads a convolution's padding itself (conv_gather_unpadded):
+    kernel rows read as runs (no dilation along W), some padding, a run long enough to
+    pay for the border tiles' per-row work and short enough for their row buffers, few
+    border pixels (PAD_IN_KERNEL_MAX_BORDER)."""
+    (h, w), (oh, ow), (kh, kw) = in_hw, out_hw, kernel
+    if not (any(padding) and PAD_IN_KERNEL_MIN_RUN <= run and kh * run <= QGEMM_PAD_RUN_MAX
+            and kh <= QGEMM_PAD_KH_MAX):
+        return False
+    oy_lo, oy_hi = _inside_range(h, oh, kh, stride[0], padding[0], dilation[0])
+    ox_lo, ox_hi = _inside_range(w, ow, kw, stride[1], padding[1], 1)
+    inside = (oy_hi - oy_lo) * (ox_hi - ox_lo)
+    return oh * ow > 0 and 1 - inside / (oh * ow) <= PAD_IN_KERNEL_MAX_BORDER
+
+
+def conv_gather_unpadded(x_nhwc: np.ndarray, kernel, stride, dilation, out_hw, run: int,
+                         padding, zero_point: int) -> Gather:
+    """conv_gather over an unpadded channels-last uint8 input [N, H, W, C] (a previous
+    convolution's result read in place), the padding read in the kernel: tiles whose
+    windows lie inside the image read it at the same offsets as a padded copy would give
+    (less the origin), border tiles read each kernel row through a pointer of their own
+    (a row of the zero point above and below the image, a copy of the run with the zero
+    point outside it at the left and right edges). Run layout only (pads_in_kernel)."""
+    n, h, w, c = x_nhwc.shape
+    (kh, kw), (sh, sw), (dh, _), (oh, ow), (ph, pw) = kernel, stride, dilation, out_hw, padding
+    pitch = w * c
+    segments = np.arange(kh, dtype=np.int64) * dh * pitch
+    offs = segments[:, None] + np.arange(run // 4, dtype=np.int64)[None, :] * 4
+    oy_lo, oy_hi = _inside_range(h, oh, kh, sh, ph, dh)
+    ox_lo, ox_hi = _inside_range(w, ow, kw, sw, pw, 1)
+    zp_row = aligned_empty(-(-run // 64) * 64, np.uint8)
+    zp_row.fill(zero_point)
+    pad = {"origin": -(ph * pitch + pw * c), "oy_lo": oy_lo, "oy_hi": oy_hi, "ox_lo": ox_lo,
+           "ox_hi": ox_hi, "in_h": h, "in_w": w, "pad_top": ph, "pad_left": pw,
+           "stride_h": sh, "stride_w": sw, "dil_h": dh, "kh": kh, "run_q": run // 4,
+           "pitch": pitch, "pix": c, "span_w": kw, "zp_row": zp_row}
+    return Gather(x_nhwc, n * oh * ow, offs.reshape(-1), ohw=oh * ow, ow=ow,
+                  img_stride=h * pitch, row_stride=sh * pitch, col_stride=sw * c,
+                  seg_offs=segments, seg_len=run, pad=pad)
+
+
 def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
               corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
               threads=None, claim: bool = True) -> np.ndarray:
@@ -387,9 +462,15 @@ class QGemmCall:
                   "corr": corr.ctypes.data, "mult": mult.ctypes.data,
                   "bias": bias.ctypes.data, "qparams": qp.ctypes.data,
                   "chunk": 0, "counter": 0, "n_valid": n, "other": 0}
+        values.update(_NO_PAD)
+        zp_row = None
+        if gather.pad is not None:
+            values.update(gather.pad)
+            zp_row = gather.pad["zp_row"]
+            values["zp_row"] = zp_row.ctypes.data
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
         self.claim = claim
-        self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
+        self._keep = (gather.offs, packed, corr, mult, bias, qp, zp_row)   # the addresses' owners
 
     def on_one_thread(self, fn, buffer: np.ndarray, other=None) -> np.ndarray:
         """The GEMM on the calling thread alone (callers that run many small GEMMs, a
@@ -854,18 +935,26 @@ class QGemmStep:
             out_hw = conv_output_size(h, w, d["kernel"], d["stride"], d["padding"],
                                       d["dilation"])
             slack = d["run"] - d["kernel"][1] * x.shape[1] if d["run"] else 0
-            x_nhwc = nhwc_input(x, d["x_zero_point"], d["padding"], d["cp"], slack)
-            call = self._calls.get(x_nhwc.shape) if d["config"] != "amx" else None
+            # "pad": "kernel": packaged with the GEMM that reads a conv's padding itself
+            in_kernel = d.get("pad") == "kernel" and pads_in_kernel(
+                d["run"], tuple(d["padding"]), (h, w), out_hw, tuple(d["kernel"]),
+                tuple(d["stride"]), tuple(d["dilation"]))
+            x_nhwc = nhwc_input(x, d["x_zero_point"], (0, 0) if in_kernel else d["padding"],
+                                d["cp"], slack)
+            call = self._calls.get((x_nhwc.shape, in_kernel)) if d["config"] != "amx" else None
             if call is None and d["config"] != "amx":
-                gather = conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
-                                     d["run"])
+                gather = conv_gather_unpadded(
+                    x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw, d["run"],
+                    tuple(d["padding"]), d["x_zero_point"]) if in_kernel else \
+                    conv_gather(x_nhwc, d["kernel"], d["stride"], d["dilation"], out_hw,
+                                d["run"])
                 residual = d.get("residual")
                 call = QGemmCall(gather, self.packed, d["kq"], d["n"], d["mr"], d["nr"],
                                  self.corr, self.mult, self.bias,
                                  residual["qparams"] if residual else d["qparams"], True,
                                  _claims(d))
                 if len(self._calls) < 16:
-                    self._calls[x_nhwc.shape] = call
+                    self._calls[(x_nhwc.shape, in_kernel)] = call
             if call is not None:        # the vector kernels (residual add fused)
                 fused = None if other is None else residual_other(other)
                 out = np.ascontiguousarray(call(self.fn, self.pool_fn(), x_nhwc, other=fused))

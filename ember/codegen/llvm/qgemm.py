@@ -163,14 +163,14 @@ def _row_base(b, p, m):
     return img, oy, ox
 
 
-def _row_bases(b, cfg, p, m0, oh, last_base):
-    """Byte offsets of the MR rows' first A group: one division for the tile's first row,
-    then a step along the output row (wrapping to the next row and image); rows past
-    the last re-read the last row (last_base)."""
+def _row_coords(b, cfg, p, m0, oh):
+    """(image, output row, output column, past the last row) of the MR rows from m0: one
+    division for the tile's first row, then a step along the output row (wrapping to
+    the next row and image)."""
     img, oy, ox = _row_base(b, p, m0)
     last = b.sub(p["m"], u.i64(1))
     zero, one = u.i64(0), u.i64(1)
-    bases = []
+    coords = []
     for r in range(cfg.mr):
         if r:
             ox = b.add(ox, one)
@@ -180,40 +180,86 @@ def _row_bases(b, cfg, p, m0, oh, last_base):
             wrap = b.icmp_signed("==", oy, oh)
             oy = b.select(wrap, zero, oy)
             img = b.select(wrap, b.add(img, one), img)
-        base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
-                     b.mul(ox, p["col_stride"]))
-        past = b.icmp_signed(">", b.add(m0, u.i64(r)), last)
-        bases.append(b.select(past, last_base, base))
-    return bases
+        coords.append((img, oy, ox, b.icmp_signed(">", b.add(m0, u.i64(r)), last)))
+    return coords
+
+
+def _clamped(b, row, last_coords):
+    """A row's (image, output row, output column), the last row's where it is past it
+    (rows of a partial last tile re-read the last row)."""
+    *xyz, past = row
+    return tuple(b.select(past, lc, c) for c, lc in zip(xyz, last_coords))
+
+
+def _offset(b, p, img, oy, ox):
+    """A row's first A group's byte offset (the window origin's offset added: nonzero
+    where the kernel reads the padding, conv_gather_unpadded)."""
+    return b.add(b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
+                       b.mul(ox, p["col_stride"])), p["origin"])
+
+
+def _row_bases(b, p, coords, last_base):
+    """Byte offsets of the rows' first A group; rows past the last re-read the last row
+    (last_base)."""
+    return [b.select(past, last_base, _offset(b, p, img, oy, ox))
+            for img, oy, ox, past in coords]
+
+
+def _inside(b, p, coords, last_coords):
+    """Whether the tile reads no padding: always where the host padded (the block's
+    run_q is 0); else its first and (clamped) last rows' windows lie inside the image
+    on the same output row (then so do the rows between; a tile that wraps to the next
+    output row is taken as a border tile, which reads the image right too)."""
+    first, last = coords[0][:3], _clamped(b, coords[-1], last_coords)
+
+    def within(oy, ox):
+        return b.and_(b.and_(b.icmp_signed(">=", oy, p["oy_lo"]),
+                             b.icmp_signed("<", oy, p["oy_hi"])),
+                      b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                             b.icmp_signed("<", ox, p["ox_hi"])))
+    one_row = b.and_(b.icmp_signed("==", first[0], last[0]),
+                     b.icmp_signed("==", first[1], last[1]))
+    padless = b.icmp_signed("==", p["run_q"], u.i64(0))
+    return b.or_(padless, b.and_(one_row, b.and_(within(*first[1:]), within(*last[1:]))))
 
 
 def _k_loop(b, cfg, p, bases, nb, init=None):
     """The MR x NV accumulator vectors of the tile at `bases`, column block nb, summed
     over k from `init` (per column vector; zeros when None)."""
     v32 = u.vec(u.I32, cfg.lanes)
+    start = init or [ir.Constant(v32, None)] * cfg.nv
+
+    def words(kk):
+        off = b.load(b.gep(p["offs"], [kk], source_etype=u.I64), typ=u.I64)
+        return [b.gep(p["a"], [b.add(base, off)], source_etype=I8) for base in bases]
+    return _k_range(b, cfg, p, nb, u.i64(0), p["kq"], start * cfg.mr, words)
+
+
+def _k_range(b, cfg, p, nb, k_begin, count, acc, word_ptrs):
+    """acc (MR x NV vectors) plus the k groups [k_begin, k_begin + count) of column block
+    nb; word_ptrs(kk) -> the MR rows' addresses of group kk."""
+    v32 = u.vec(u.I32, cfg.lanes)
     panel_bytes = cfg.nr * 4
     block = b.mul(b.mul(nb, p["kq"]), u.i64(panel_bytes))
 
     def step(kk, flat):
-        off = b.load(b.gep(p["offs"], [kk], source_etype=u.I64), typ=u.I64)
         wbase = b.add(block, b.mul(kk, u.i64(panel_bytes)))
         panels = [b.load(b.gep(p["packed"], [b.add(wbase, u.i64(v * cfg.lanes * 4))],
                                source_etype=I8), typ=v32, align=4) for v in range(cfg.nv)]
         out = []
-        for r in range(cfg.mr):
-            word = b.load(b.gep(p["a"], [b.add(bases[r], off)], source_etype=I8), typ=u.I32,
-                          align=1)
+        for r, ptr in enumerate(word_ptrs(kk)):
+            word = b.load(ptr, typ=u.I32, align=1)
             bcast = u.splat(b, word, cfg.lanes)
             out += [_dot(b, cfg, flat[r * cfg.nv + v], bcast, panels[v]) for v in range(cfg.nv)]
         return out
 
-    start = init or [ir.Constant(v32, None)] * cfg.nv
     # two k groups an iteration (the loop's own instructions halved), then the odd one
-    pairs = b.sdiv(p["kq"], u.i64(2))
-    acc = u.carried_loop(b, u.i64(0), pairs, start * cfg.mr,
-                         lambda j, flat: step(b.add(b.add(j, j), u.i64(1)),
-                                              step(b.add(j, j), flat)), "kk2")
-    return u.carried_loop(b, b.add(pairs, pairs), p["kq"], acc, step, "kk")
+    pairs = b.sdiv(count, u.i64(2))
+    acc = u.carried_loop(b, u.i64(0), pairs, acc,
+                         lambda j, flat: step(b.add(k_begin, b.add(b.add(j, j), u.i64(1))),
+                                              step(b.add(k_begin, b.add(j, j)), flat)), "kk2")
+    return u.carried_loop(b, b.add(k_begin, b.add(pairs, pairs)), b.add(k_begin, count), acc,
+                          step, "kk")
 
 
 def _masked_store(b, value, ptr, mask, align: int) -> None:
@@ -304,6 +350,43 @@ def round_requantized(b, real, inv, zp, lanes: int):
     return q
 
 
+def round_requantized_group(b, reals, inv, zp, lanes: int):
+    """round_requantized of several vectors with one test and branch: each vector's
+    float32 fma result is used unless some lane of any of them lies near a half-integer
+    (or inv or zp is not a float32 value), and then every vector of the group takes the
+    float64 formula (the reference's, exact for any value). One branch per group instead
+    of one per vector: a GEMM epilogue's MR rows of a column vector."""
+    vf, vd = u.vec(u.F32, lanes), u.vec(u.F64, lanes)
+    inv32, zp32 = b.fptrunc(inv, vf), b.fptrunc(zp, vf)
+    limit = ir.Constant(vf, [_NEAR_HALF] * lanes)
+    fast, near = [], None
+    for real in reals:
+        scaled32 = u.fma(b, real, inv32, zp32)
+        rounded = u.intrinsic(b, "roundeven", vf, scaled32)
+        dist = u.intrinsic(b, "fabs", vf, b.fsub(scaled32, rounded))
+        mask = b.bitcast(b.fcmp_ordered(">=", dist, limit), ir.IntType(lanes))
+        near = mask if near is None else b.or_(near, mask)
+        fast.append(rounded)
+    any_near = b.icmp_unsigned("!=", near, ir.Constant(ir.IntType(lanes), 0))
+    exact = b.and_(_exact_in_f32(b, inv), _exact_in_f32(b, zp))
+    head = b.block
+    slow_block = b.append_basic_block("requant.f64")
+    join = b.append_basic_block("requant.join")
+    b.cbranch(b.or_(any_near, b.not_(exact)), slow_block, join)
+    b.position_at_end(slow_block)
+    slow = [u.intrinsic(b, "roundeven", vf, b.fptrunc(u.fma(b, b.fpext(real, vd), inv, zp), vf))
+            for real in reals]
+    b.branch(join)
+    b.position_at_end(join)
+    out = []
+    for f, sl in zip(fast, slow):
+        q = b.phi(vf)
+        q.add_incoming(f, head)
+        q.add_incoming(sl, slow_block)
+        out.append(q)
+    return out
+
+
 def epilogue_columns(b, cfg, p, nb, corr: bool = True):
     """Column block nb's (corr, mult, bias) vectors, one triple per vector of the block
     (a kernel whose loop keeps nb fixed loads them once, outside it); corr None where
@@ -328,13 +411,14 @@ def _residual_qparams(b, p):
             for i in range(4, 11)]
 
 
-def _masked_load(b, ty, ptr, mask, align: int):
-    """llvm.masked.load: the lanes whose mask bit is on, zeros elsewhere (no memory past
-    them is touched)."""
+def _masked_load(b, ty, ptr, mask, align: int, passthru=None):
+    """llvm.masked.load: the lanes whose mask bit is on, passthru's (zeros) elsewhere (no
+    memory past them is touched)."""
     name = f"llvm.masked.load.{u._mangle(ty)}.p0"
     fn = b.module.globals.get(name) or ir.Function(
         b.module, ir.FunctionType(ty, [u.PTR, u.I32, mask.type, ty]), name=name)
-    return b.call(fn, [ptr, ir.Constant(u.I32, align), mask, ir.Constant(ty, None)])
+    return b.call(fn, [ptr, ir.Constant(u.I32, align), mask,
+                       ir.Constant(ty, None) if passthru is None else passthru])
 
 
 def _lanes_below(b, count, lanes: int):
@@ -388,13 +472,17 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     for v in range(cfg.nv):
         col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
         corr, mult, bias = columns[v]
+        reals = []
         for r in range(cfg.mr):
             centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
-            real = b.fadd(b.fmul(b.sitofp(centered, vf), mult), bias)
+            reals.append(b.fadd(b.fmul(b.sitofp(centered, vf), mult), bias))
+        # the column vector's rows rounded together (one near-half test and branch)
+        rounded = round_requantized_group(b, reals, inv, zp, lanes) if u8_out else reals
+        for r, real in enumerate(reals):
             row = b.add(m0, u.i64(r))
             idx = b.add(b.mul(row, p["ldo"]), col)
             if u8_out:
-                q = u.clamp(b, round_requantized(b, real, inv, zp, lanes), lo, hi)
+                q = u.clamp(b, rounded[r], lo, hi)
                 if residual:
                     q = _residual_add(b, p, q, c_zp, extra, row, col, lanes)
                 value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
@@ -444,25 +532,30 @@ def tail_rows(cfg: Config) -> int:
     return r if 0 < r < cfg.mr else 0
 
 
-_PTR_FIELDS = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "other"}
+_PTR_FIELDS = {"a", "offs", "packed", "out", "corr", "mult", "bias", "qparams", "other",
+               "zp_row"}
+# bytes of a border tile's row buffer (its kh runs) and the most kernel rows: what a
+# kernel pads itself (lite.pads_in_kernel)
+RUN_MAX, KH_MAX = lite.QGEMM_PAD_RUN_MAX, lite.QGEMM_PAD_KH_MAX
 
 
 def _geometry(b, params):
-    """The parameter block's fields, the output height and the last row's A offset."""
+    """The parameter block's fields, the output height, the last row's coordinates and
+    A offset."""
     p = {f: _field(b, params, f, f in _PTR_FIELDS) for f in FIELDS if f != "counter"}
     oh = b.sdiv(p["ohw"], p["ow"])
-    img, oy, ox = _row_base(b, p, b.sub(p["m"], u.i64(1)))
-    last_base = b.add(b.add(b.mul(img, p["img_stride"]), b.mul(oy, p["row_stride"])),
-                      b.mul(ox, p["col_stride"]))
-    return p, oh, last_base
+    last_coords = _row_base(b, p, b.sub(p["m"], u.i64(1)))
+    return p, oh, (last_coords, _offset(b, p, *last_coords))
 
 
-def _tile(b, cfg: Config, p, m0, nb, oh, last_base, u8_out: bool, residual: bool) -> None:
+def _tile(b, cfg: Config, p, m0, nb, oh, last, u8_out: bool, residual: bool,
+          coords=None) -> None:
     """One MR x NR tile: the k loop, then the epilogue. The sums start from -corr
     (integer sums: exact in any order), so the epilogue has no subtraction and holds no
     corr vectors beside the accumulators."""
+    coords = coords or _row_coords(b, cfg, p, m0, oh)
     neg_corr = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)]
-    acc = _k_loop(b, cfg, p, _row_bases(b, cfg, p, m0, oh, last_base), nb, neg_corr)
+    acc = _k_loop(b, cfg, p, _row_bases(b, p, coords, last[1]), nb, neg_corr)
     _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
               columns=epilogue_columns(b, cfg, p, nb, corr=False))
 
@@ -476,9 +569,90 @@ def _emit_tail(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     params, m0, nb = fn.args
-    p, oh, last_base = _geometry(b, params)
-    _tile(b, dataclasses.replace(cfg, mr=tail_rows(cfg)), p, m0, nb, oh, last_base, u8_out,
+    p, oh, last = _geometry(b, params)
+    _tile(b, dataclasses.replace(cfg, mr=tail_rows(cfg)), p, m0, nb, oh, last, u8_out,
           residual)
+    b.ret_void()
+    return fn
+
+
+def _bytes_below(b, count):
+    """The i64 bit mask of bytes [0, count) of a 64-byte chunk (count any i64)."""
+    clipped = u.imin(b, b.select(b.icmp_signed("<", count, u.i64(0)), u.i64(0), count),
+                     u.i64(64))
+    ones = b.sub(b.shl(u.i64(1), u.imin(b, clipped, u.i64(63))), u.i64(1))
+    return b.select(b.icmp_signed("==", clipped, u.i64(64)), u.i64(-1), ones)
+
+
+def _copy_run(b, p, src, dst, lo, hi, zp_bytes) -> None:
+    """dst[0, run) = src's bytes [lo, hi) with the zero point elsewhere (an edge pixel's
+    kernel row: the columns outside the image are padding), 64 bytes a step by masked
+    loads (no byte outside [lo, hi) of src is read; up to 63 bytes past dst's run are
+    written, the next run's, copied after it, or the buffer's slack)."""
+    v8 = u.vec(I8, 64)
+    chunks = b.sdiv(b.add(b.mul(p["run_q"], u.i64(4)), u.i64(63)), u.i64(64))
+    with u.counted_loop(b, u.i64(0), chunks, 1, "run") as c:
+        at = b.mul(c, u.i64(64))
+        bits = b.and_(_bytes_below(b, b.sub(hi, at)), b.not_(_bytes_below(b, b.sub(lo, at))))
+        mask = b.bitcast(bits, u.vec(ir.IntType(1), 64))
+        value = _masked_load(b, v8, b.gep(src, [at], source_etype=I8), mask, 1, zp_bytes)
+        b.store(value, u._as_pointer_to(b, b.gep(dst, [at], source_etype=I8), v8), align=1)
+
+
+def _emit_border(module: ir.Module, cfg: Config, name: str, u8_out: bool, residual: bool):
+    """<name>.border(params, m0, nb): an MR-row tile where some row's window leaves the
+    image (conv_gather_unpadded: the padding read in the kernel). Before the k loop,
+    each (tile row, kernel row) gets a pointer of its own: into the image where that
+    kernel row is inside it, a row of the zero point above or below it, and at the left
+    and right edges a copy of the run with the zero point in the columns outside the
+    image (a stack buffer per tile row holding its kh runs); the k loop then runs kernel
+    row by kernel row through those pointers, nothing but loads and dot products beside
+    the accumulators. The padded copy held the zero point in the same places, so the
+    sums are the same integers. A function of its own (not inlined), like the tail."""
+    fn, b = u.define(module, f"{name}.border", u.VOID, [("params", u.PTR), ("m0", u.I64),
+                                                        ("nb", u.I64)])
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    params, m0, nb = fn.args
+    # (64 bytes more: a run's copy stores whole 64-byte chunks, the last one past it)
+    buffer = b.alloca(I8, size=u.i64(cfg.mr * RUN_MAX + 64), name="rows")
+    buffer.align = 64
+    pointers = b.alloca(u.I64, size=u.i64(cfg.mr * KH_MAX), name="row_ptrs")
+    p, oh, (last_coords, _) = _geometry(b, params)
+    zp_bytes = b.load(p["zp_row"], typ=u.vec(I8, 64), align=64)
+    run = b.mul(p["run_q"], u.i64(4))
+    for r, row in enumerate(_row_coords(b, cfg, p, m0, oh)):
+        img, oy, ox = _clamped(b, row, last_coords)
+        y0 = b.sub(b.mul(oy, p["stride_h"]), p["pad_top"])
+        x0 = b.sub(b.mul(ox, p["stride_w"]), p["pad_left"])
+        edge = b.not_(b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                             b.icmp_signed("<", ox, p["ox_hi"])))
+        lo = b.mul(b.select(b.icmp_signed("<", x0, u.i64(0)), b.neg(x0), u.i64(0)), p["pix"])
+        hi = b.mul(u.imin(b, p["span_w"], b.sub(p["in_w"], x0)), p["pix"])
+        src = b.add(b.mul(img, p["img_stride"]), b.mul(x0, p["pix"]))
+        with u.counted_loop(b, u.i64(0), p["kh"], 1, f"ky{r}") as ky:
+            y = b.add(y0, b.mul(ky, p["dil_h"]))
+            inside = b.and_(b.icmp_signed(">=", y, u.i64(0)), b.icmp_signed("<", y, p["in_h"]))
+            image_row = b.gep(p["a"], [b.add(src, b.mul(y, p["pitch"]))], source_etype=I8)
+            own = b.gep(buffer, [b.add(u.i64(r * RUN_MAX), b.mul(ky, run))], source_etype=I8)
+            with b.if_then(b.and_(inside, edge)):
+                _copy_run(b, p, image_row, own, lo, hi, zp_bytes)
+            ptr = b.select(inside, b.select(edge, own, image_row), p["zp_row"])
+            b.store(b.ptrtoint(ptr, u.I64),
+                    b.gep(pointers, [b.add(b.mul(ky, u.i64(cfg.mr)), u.i64(r))],
+                          source_etype=u.I64))
+    start = [b.neg(c[0]) for c in epilogue_columns(b, cfg, p, nb)] * cfg.mr
+
+    def kernel_row(ky, acc):
+        ptrs = [b.inttoptr(b.load(b.gep(pointers, [b.add(b.mul(ky, u.i64(cfg.mr)), u.i64(r))],
+                                        source_etype=u.I64), typ=u.I64), u.PTR)
+                for r in range(cfg.mr)]
+        k0 = b.mul(ky, p["run_q"])
+        return _k_range(b, cfg, p, nb, k0, p["run_q"], acc, lambda kk: [
+            b.gep(ptr, [b.mul(b.sub(kk, k0), u.i64(4))], source_etype=I8) for ptr in ptrs])
+    acc = u.carried_loop(b, u.i64(0), p["kh"], start, kernel_row, "ky")
+    _epilogue(b, cfg, p, acc, m0, nb, u8_out, residual=residual,
+              columns=epilogue_columns(b, cfg, p, nb, corr=False))
     b.ret_void()
     return fn
 
@@ -487,13 +661,17 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
     """qgemm_<u8|f32>(t_begin, t_end, worker, params): task t is one row tile x column
     block, row tiles inner when nb_outer (the thread pool's chunk signature); the tasks
     run are [t_begin, t_end) or claimed (_claims). residual: qgemm_u8_add, the uint8
-    result added to the block's "other" operand in the epilogue (_residual_add)."""
+    result added to the block's "other" operand in the epilogue (_residual_add). The
+    uint8 VNNI kernels read a convolution's padding themselves where the block says so
+    (tiles with a row outside the image: <name>.border)."""
     name = "qgemm_u8_add" if residual else f"qgemm_{'u8' if u8_out else 'f32'}"
     tail = _emit_tail(module, cfg, name, u8_out, residual) if tail_rows(cfg) else None
+    border = _emit_border(module, cfg, name, u8_out, residual) \
+        if u8_out and cfg.vnni else None
     fn, b = u.define(module, name, u.VOID, [("t_begin", u.I64), ("t_end", u.I64),
                                             ("worker", u.I64), ("params", u.PTR)])
     t_begin, t_end, _, params = fn.args
-    p, oh, last_base = _geometry(b, params)
+    p, oh, last = _geometry(b, params)
     nb_outer = b.icmp_signed("!=", p["nb_outer"], u.i64(0))
     begin, end, claim_head, claims_done = _claims(b, params, p, t_begin, t_end)
     with u.counted_loop(b, begin, end, 1, "t") as t:
@@ -501,15 +679,27 @@ def _emit(module: ir.Module, cfg: Config, u8_out: bool, residual: bool = False) 
         inner = b.sub(t, b.mul(outer, b.select(nb_outer, p["m_tiles"], p["n_blocks"])))
         mt, nb = b.select(nb_outer, inner, outer), b.select(nb_outer, outer, inner)
         m0 = b.mul(mt, u.i64(cfg.mr))
-        if tail is None:
-            _tile(b, cfg, p, m0, nb, oh, last_base, u8_out, residual)
-        else:       # rows past M (a partial last tile) computed only as far as the tail's
+        coords = _row_coords(b, cfg, p, m0, oh)
+
+        def inside_image():
+            if tail is None:
+                _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
+                return
+            # rows past M (a partial last tile) computed only as far as the tail's
             narrow = b.icmp_signed("<=", b.sub(p["m"], m0), u.i64(tail_rows(cfg)))
             with b.if_else(narrow) as (few, full):
                 with few:
                     b.call(tail, [params, m0, nb])
                 with full:
-                    _tile(b, cfg, p, m0, nb, oh, last_base, u8_out, residual)
+                    _tile(b, cfg, p, m0, nb, oh, last, u8_out, residual, coords)
+        if border is None:
+            inside_image()
+        else:
+            with b.if_else(_inside(b, p, coords, last[0])) as (inside, edge):
+                with inside:
+                    inside_image()
+                with edge:
+                    b.call(border, [params, m0, nb])
     b.branch(claim_head)
     b.position_at_end(claims_done)
     b.ret_void()
