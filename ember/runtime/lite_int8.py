@@ -139,12 +139,20 @@ QGEMM_FIELDS = QGEMM_BASE_FIELDS + ("chunk", "counter", "n_valid", "other")
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
+# below this many bytes a step's result is a plain NumPy array: malloc serves it from the
+# heap (glibc maps fresh pages only from its mmap threshold, 128 KiB at least), where the
+# caching allocator's block costs 3-4 us of Python a call (a quantized Linear's output)
+_MALLOC_BYTES = 1 << 17
+
 try:       # in the ember package: buffers from the caching allocator (a fresh large array
     from .allocator import default_allocator     # costs its page faults on every call)
 
     def _empty(shape, dtype) -> np.ndarray:
         shape = tuple(map(int, shape))      # math.prod: np.prod costs 2 us a call
-        return default_allocator().empty(math.prod(shape), dtype).reshape(shape)
+        count = math.prod(shape)
+        if count * np.dtype(dtype).itemsize < _MALLOC_BYTES:
+            return np.empty(shape, dtype)
+        return default_allocator().empty(count, dtype).reshape(shape)
     from .threads import default_pool as _host_pool
 except ImportError:      # loaded on its own
     def _empty(shape, dtype) -> np.ndarray:
@@ -165,6 +173,16 @@ def _empty_out(shape, dtype) -> np.ndarray:
     count = math.prod(shape)
     extra = -(-OUT_SLACK // dtype.itemsize)
     return _empty((count + extra,), dtype)[:count].reshape(shape)
+
+
+def address(a: np.ndarray) -> int:
+    """a's data address, as a.ctypes.data, in a fifth of its time (0.2-0.4 us against
+    1.2-1.4: a per-call GEMM reads three) through the buffer protocol where a is a
+    writable contiguous non-empty array; a.ctypes.data otherwise."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
 
 
 def readable_past_end(a: np.ndarray) -> int:
@@ -419,22 +437,22 @@ class QGemmCall:
         of qgemm_u8_add (residual_other's layout)."""
         out = _empty_out(self.out_shape, self.out_dtype)
         params = self.params.copy()      # its counter word starts at 0
-        params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        params[_A], params[_OUT] = address(buffer), address(out)
         if other is not None:
             params[_OTHER] = self._other_address(other)
         if corr is not None:
-            params[_CORR], params[_MULT] = corr.ctypes.data, mult.ctypes.data
+            params[_CORR], params[_MULT] = address(corr), address(mult)
         if bias is not None:
-            params[_BIAS] = bias.ctypes.data
+            params[_BIAS] = address(bias)
         if self.small:
             threads = 1
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
             params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
-            pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
+            pool.parallel_for(fn, runners, address(params), max_threads=threads)
         else:
-            pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
+            pool.parallel_for(fn, self.tasks, address(params), max_threads=threads)
         return out[:self.m, :self.n]
 
 
@@ -613,6 +631,24 @@ def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale
     pool.parallel_for(fn, -(-a.size // QADD_CHUNK), a.ctypes.data, b.ctypes.data,
                       out.ctypes.data, a.size, qp.ctypes.data,
                       max_threads=_elementwise_threads(a.size))
+    return out
+
+
+def dequantize_run(fn, pool, q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """dequantize_values by the native kernel (qdequantize_u8 / _i8): a contiguous 8-bit
+    array to float32, split over the pool from ELEMENTWISE_PARALLEL_MIN elements. A
+    smaller one (a model's output) is one direct call into a plain NumPy array: the pool's
+    dispatch, the caching allocator and a NumPy parameter array cost 7 us together, more
+    than the kernel's 5 us on 64 x 1024 values (NumPy's three passes: 11 us)."""
+    chunks = -(-q.size // QADD_CHUNK)
+    qp = (ctypes.c_double * 2)(float(np.float32(zero_point)), float(np.float32(scale)))
+    if q.size < ELEMENTWISE_PARALLEL_MIN:
+        out = np.empty(q.shape, np.float32)
+        fn(0, chunks, 0, address(q), address(out), q.size, ctypes.addressof(qp))
+        return out
+    out = _empty(q.shape, np.float32)
+    pool.parallel_for(fn, chunks, q.ctypes.data, out.ctypes.data, q.size,
+                      ctypes.addressof(qp))
     return out
 
 
