@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import threading
 
 import numpy as np
 
@@ -623,15 +624,27 @@ class _DynamicCall:
         qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
         self.run = Q.prepare(gather, packed, (self.row_sums, self.scales, self.zero_bias),
                              qparams, False)
+        # the per-call vectors' own arrays, reused while no other call holds them
+        self._corr, self._mult = np.empty_like(self.row_sums), np.empty_like(self.scales)
+        self._vectors_free = threading.Lock()
 
     def __call__(self, quantized, bias):
         q, scale, zero_point = quantized
         if self.k % 4:      # rows zero padded to whole 4-byte groups
             q = Q.linear_gather(q.reshape(-1, self.k), self.kq).buffer
-        corr = self.row_sums * np.int32(zero_point)
-        mult = self.scales * np.float32(scale)
-        out = self.run(q, corr=corr, mult=mult, bias=self._bias_vector(bias))
-        return out.reshape(self.out_shape)
+        bias = self._bias_vector(bias)
+        if not self._vectors_free.acquire(False):      # a concurrent call: arrays of its own
+            return self._run(q, self.row_sums * np.int32(zero_point),
+                             self.scales * np.float32(scale), bias)
+        try:
+            return self._run(q, np.multiply(self.row_sums, np.int32(zero_point),
+                                            out=self._corr),
+                             np.multiply(self.scales, np.float32(scale), out=self._mult), bias)
+        finally:
+            self._vectors_free.release()
+
+    def _run(self, q, corr, mult, bias):
+        return self.run(q, corr=corr, mult=mult, bias=bias).reshape(self.out_shape)
 
     def _bias_vector(self, bias):
         """The epilogue's bias: the layer's own array where it is float32 and as long as

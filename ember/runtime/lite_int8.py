@@ -408,6 +408,12 @@ class QGemmCall:
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
         self.claim = claim
         self._keep = (gather.offs, packed, corr, mult, bias, qp)   # the addresses' owners
+        # the block a call fills in, reused while no other call holds it (a model's layer
+        # is called again only after its last call returned): no block allocated a call
+        self._block = (ctypes.c_int64 * len(QGEMM_FIELDS))()
+        self._block_address = ctypes.addressof(self._block)
+        self._block_free = threading.Lock()
+        self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
 
     def on_one_thread(self, fn, buffer: np.ndarray, other=None) -> np.ndarray:
         """The GEMM on the calling thread alone (callers that run many small GEMMs, a
@@ -436,7 +442,23 @@ class QGemmCall:
         long as theirs: a layer's own bias read in place). other: the residual operand
         of qgemm_u8_add (residual_other's layout)."""
         out = _empty_out(self.out_shape, self.out_dtype)
-        params = self.params.copy()      # its counter word starts at 0
+        if self._block_free.acquire(False):
+            try:        # the kept block, refilled from params (its counter word: 0)
+                ctypes.memmove(self._block_address, self._params_address, self._block_bytes)
+                self._run(fn, pool, self._block, self._block_address, buffer, out, threads,
+                          corr, mult, other, bias)
+            finally:
+                self._block_free.release()
+        else:           # a concurrent call of the same GEMM: a block of its own
+            params = (ctypes.c_int64 * len(QGEMM_FIELDS))(*self.params.tolist())
+            self._run(fn, pool, params, ctypes.addressof(params), buffer, out, threads,
+                      corr, mult, other, bias)
+        return out[:self.m, :self.n]
+
+    def _run(self, fn, pool, params, params_address: int, buffer, out, threads, corr, mult,
+             other, bias) -> None:
+        """The kernel over the pool on a parameter block (a ctypes int64 array at
+        params_address) holding self.params, this call's addresses written in."""
         params[_A], params[_OUT] = address(buffer), address(out)
         if other is not None:
             params[_OTHER] = self._other_address(other)
@@ -450,10 +472,9 @@ class QGemmCall:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
             params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
-            pool.parallel_for(fn, runners, address(params), max_threads=threads)
+            pool.parallel_for(fn, runners, params_address, max_threads=threads)
         else:
-            pool.parallel_for(fn, self.tasks, address(params), max_threads=threads)
-        return out[:self.m, :self.n]
+            pool.parallel_for(fn, self.tasks, params_address, max_threads=threads)
 
 
 # depthwise convolution (codegen/llvm/qdepthwise.py): its own parameter block, the GEMM's
@@ -658,8 +679,18 @@ QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
 def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """quantize_values by the native kernel: a contiguous float32 array to uint8/int8."""
     info = np.iinfo(dtype)
-    out = _empty(x.shape, dtype)
     inv = np.float32(1.0) / np.float32(scale)
+    if x.size < ELEMENTWISE_PARALLEL_MIN:
+        # one direct call into a plain array (dequantize_run's reasons: ~5 us of the pool's
+        # dispatch, the caching allocator and a NumPy parameter array saved on a model's
+        # input quantize)
+        out = np.empty(x.shape, dtype)
+        qp = (ctypes.c_double * 4)(float(inv), float(zero_point), float(info.min),
+                                   float(info.max))
+        fn(0, -(-x.size // QADD_CHUNK), 0, address(x), address(out), x.size,
+           ctypes.addressof(qp))
+        return out
+    out = _empty(x.shape, dtype)
     qp = np.array([inv, zero_point, info.min, info.max], np.float64)
     pool.parallel_for(fn, -(-x.size // QADD_CHUNK), x.ctypes.data, out.ctypes.data, x.size,
                       qp.ctypes.data, max_threads=_elementwise_threads(x.size))

@@ -48,6 +48,7 @@ def _forget_kernels(model) -> None:
     from ember.frontend import quantized as fq
     for m in _linears(model):
         m._packed_weight.__dict__.pop("_kernel_cache", None)
+        m._packed_weight.__dict__.pop("_seen_call", None)
     fq._CHECKED.clear()
 
 
