@@ -673,6 +673,20 @@ def dequantize_run(fn, pool, q: np.ndarray, scale: float, zero_point: int) -> np
     return out
 
 
+def relu_run(fn, pool, x: np.ndarray) -> np.ndarray:
+    """relu of a contiguous float32 array by the native kernel (qelementwise relu_f32):
+    one direct call below ELEMENTWISE_PARALLEL_MIN elements, split over the pool from
+    there (dequantize_run's reasons)."""
+    chunks = -(-x.size // QADD_CHUNK)
+    if x.size < ELEMENTWISE_PARALLEL_MIN:
+        out = np.empty(x.shape, np.float32)
+        fn(0, chunks, 0, address(x), address(out), x.size)
+        return out
+    out = _empty(x.shape, np.float32)
+    pool.parallel_for(fn, chunks, x.ctypes.data, out.ctypes.data, x.size)
+    return out
+
+
 QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
 
 
