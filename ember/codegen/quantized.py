@@ -446,13 +446,7 @@ def dynamic_runner(args, cache: dict):
             not _cached_weight(cache, w, 2) or not isinstance(x, np.ndarray) or \
             x.dtype != np.float32 or not x.flags.c_contiguous:
         return None
-    call = _dynamic_call(cache, cfg, w, x.shape, relu)
-    quantize = QI.quantize_dynamic_input
-
-    def runner(xf, b):
-        quantized = quantize(xf)
-        return None if quantized is None else call(quantized, b)
-    return runner
+    return _dynamic_call(cache, cfg, w, x.shape, relu).run_float
 
 
 def conv_runner(args, cache: dict, clamp=None):
@@ -624,9 +618,25 @@ class _DynamicCall:
         qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
         self.run = Q.prepare(gather, packed, (self.row_sums, self.scales, self.zero_bias),
                              qparams, False)
-        # the per-call vectors' own arrays, reused while no other call holds them
+        # the per-call vectors' own arrays, reused while no other call holds them, and
+        # likewise the quantized input's buffer (run_float)
         self._corr, self._mult = np.empty_like(self.row_sums), np.empty_like(self.scales)
         self._vectors_free = threading.Lock()
+        self._input = np.empty(x_shape, np.uint8)
+        self._input_free = threading.Lock()
+
+    def run_float(self, x: np.ndarray, bias):
+        """The layer on a float32 input of the call's shape (contiguous): the native input
+        pass into the kept buffer, then the GEMM; None where the input pass declines (a
+        NaN or an infinity: the full path's reference handles it)."""
+        if not self._input_free.acquire(False):     # a concurrent call: a buffer of its own
+            quantized = QI.quantize_dynamic_input(x)
+            return None if quantized is None else self(quantized, bias)
+        try:
+            quantized = QI.quantize_dynamic_input(x, out=self._input)
+            return None if quantized is None else self(quantized, bias)
+        finally:
+            self._input_free.release()
 
     def __call__(self, quantized, bias):
         q, scale, zero_point = quantized

@@ -127,3 +127,30 @@ def test_two_threads_calling_one_model(rng, kind):
     for t in threads:
         t.join()
     assert not errors and not got
+
+
+def test_dynamic_layers_kept_input_buffer_gives_each_calls_values(rng, monkeypatch):
+    """The dynamic layer quantizes every input into one kept buffer: calls with other
+    values (other ranges, so other qparams) give the full path's values each."""
+    model = _dynamic(rng)
+    xs = [rng.standard_normal((8, 64)).astype(np.float32) * s for s in (1, 1, 3, 0.2, 1)]
+    with ember.no_grad():
+        fast = [model(ember.tensor(x)).numpy() for x in xs]
+        with monkeypatch.context() as m:
+            _full_path(m)
+            full = [model(ember.tensor(x)).numpy() for x in xs]
+    for a, b in zip(fast, full):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dynamic_input_pass_checks_its_out_buffer():
+    from ember.codegen.llvm import qgemm_input as QI
+    if not QI.available():
+        pytest.skip("the native input pass needs AVX-512")
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    out = np.empty((4, 64), np.uint8)
+    q, scale, zero_point = QI.quantize_dynamic_input(x, out=out)
+    assert q is out
+    np.testing.assert_array_equal(out, QI.quantize_dynamic_input(x)[0])
+    with pytest.raises(ValueError, match="contiguous uint8 of shape"):
+        QI.quantize_dynamic_input(x, out=np.empty((4, 32), np.uint8))

@@ -184,10 +184,12 @@ def _kernels():
 _RANGE, _QUANT, _QP, _STATS = 0, 3, 8, 12
 
 
-def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127):
+def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127, out=None):
     """(uint8 values, scale, zero point) of a contiguous float32 array quantized with
     dynamic_input_qparams' qparams, as quantize_array computes them; None where x holds
-    a NaN or an infinity, or nothing (the caller's reference path handles those)."""
+    a NaN or an infinity, or nothing (the caller's reference path handles those).
+    out: a contiguous uint8 array of x's shape to write the values into (a layer's
+    kept input buffer), else a new one."""
     n = x.size
     if not n:
         return None
@@ -199,7 +201,11 @@ def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127):
     base = words.ctypes.data
     stats = words[_STATS:].view(np.float32).reshape(workers, 4)
     stats[:] = (np.inf, -np.inf, 0.0, 0.0)      # rows of workers given no chunk
-    out = lite._empty(x.shape, np.uint8)
+    if out is None:
+        out = lite._empty(x.shape, np.uint8)
+    elif out.shape != x.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"quantize_dynamic_input: out must be contiguous uint8 of shape "
+                         f"{x.shape}, got {out.dtype} {out.shape}")
     words[:_QP] = (x.ctypes.data, n, base + 8 * _STATS, x.ctypes.data, out.ctypes.data, n,
                    base + 8 * _QP, 0)
     if workers == 1:                # the calling thread alone: no pool round trip
