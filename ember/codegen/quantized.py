@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import threading
 
 import numpy as np
 
@@ -91,6 +92,29 @@ def kernel_for(op_name: str, args: list, cache: dict, clamp=None):
         if _cached_weight(cache, args[1], 2):   # dynamic inputs: 0..127, exact on both
             return lambda: linear_dynamic(*args, cache=cache, cfg=cfg)
     return None
+
+
+def dequantize_kernel(qa: QuantizedArray):
+    """dequantize of a contiguous per-tensor 8-bit value natively (qelementwise's
+    qdequantize, the reference's float32 steps: the same floats, contiguous as the op's
+    meta rule lays the result out), or None. None for any other layout (channels-last,
+    transposed, sliced): a result in the input's layout would not be the one a compiled
+    plan reads (it reads the meta rule's), so those take the reference path, whose result
+    the caller lays out by the meta rule."""
+    q = qa.int_repr
+    if qa.axis is not None or q.dtype.itemsize != 1 or q.dtype.kind not in "ui" or \
+            not q.flags.c_contiguous or not _elementwise_native(os.environ.get("EMBER_ISA")):
+        return None
+    zero_point = int(qa.zero_point)
+    if abs(zero_point) >= 1 << 23:
+        return None
+    return lambda: QE.dequantize(q, float(qa.scale), zero_point)
+
+
+@functools.lru_cache(maxsize=8)
+def _elementwise_native(_isa_override) -> bool:
+    """QE.available(), asked once per EMBER_ISA value (as gemm_config)."""
+    return QE.available()
 
 
 def binary_kernel(op_name: str, a: QuantizedArray, b: QuantizedArray):
@@ -407,6 +431,48 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
 
+def linear_runner(args, cache: dict):
+    """quantized_linear for calls like `args` (conv_runner's contract: the same input
+    geometry, layout and qparams and the same other arguments), the layer's prepared GEMM
+    (_LinearCall) looked up now: a function(x, bias) of the input's integers and the
+    layer's bias giving the result (a QuantizedArray), or None where the bias cannot be
+    read in place (the full path then copies it into the epilogue). None where no such
+    runner applies (AMX tiles, AVX2's value checks, k not a multiple of 4, an input that
+    is not contiguous): kernel_for's path runs those. The result is linear()'s, from the
+    same kernel call, without its per-call kernel choice and keys (~5 us a layer)."""
+    cfg = gemm_config()
+    x, w, _, scale, zero_point, relu = args[:6]
+    if cfg is None or cfg is QA.AMX or not cfg.vnni or \
+            not (_activation(x) and _cached_weight(cache, w, 2)):
+        return None
+    if w.int_repr.shape[1] % 4 or not x.int_repr.flags.c_contiguous:
+        return None
+    call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
+    run, bias_in_place, out_shape = call.run, call.bias_in_place, call.out_shape
+    dtype, out_scale, out_zp = x.dtype, float(scale), int(zero_point)
+
+    def runner(xq, b):
+        if b is not None and not bias_in_place(b):
+            return None
+        return QuantizedArray(run(xq, bias=b).reshape(out_shape), dtype, out_scale, out_zp)
+    return runner
+
+
+def dynamic_runner(args, cache: dict):
+    """quantized_linear_dynamic for calls like `args` (linear_runner's contract; a float
+    input of one shape, contiguous float32): a function(x, bias) of the input's values
+    and the layer's bias giving linear_dynamic's float32 result by the same native input
+    pass and prepared GEMM, or None where the input pass declines (then the full path
+    runs). None where no such runner applies (AMX tiles, no native input pass)."""
+    cfg = gemm_config()
+    x, w, _, relu = args[:4]
+    if cfg is None or cfg is QA.AMX or not QI.available() or \
+            not _cached_weight(cache, w, 2) or not isinstance(x, np.ndarray) or \
+            x.dtype != np.float32 or not x.flags.c_contiguous:
+        return None
+    return _dynamic_call(cache, cfg, w, x.shape, relu).run_float
+
+
 def conv_runner(args, cache: dict, clamp=None):
     """quantized_conv2d for calls like `args` (the same input geometry, layout and
     qparams, the same other arguments; a converted model's every call of one layer),
@@ -581,15 +647,43 @@ class _DynamicCall:
         qparams = (0.0, 0.0, 0.0 if relu else -np.inf, np.inf)
         self.run = Q.prepare(gather, packed, (self.row_sums, self.scales, self.zero_bias),
                              qparams, False)
+        # the per-call vectors' own arrays, reused while no other call holds them, and
+        # likewise the quantized input's buffer (run_float)
+        self._corr, self._mult = np.empty_like(self.row_sums), np.empty_like(self.scales)
+        self._vectors_free = threading.Lock()
+        self._input = np.empty(x_shape, np.uint8)
+        self._input_free = threading.Lock()
+
+    def run_float(self, x: np.ndarray, bias):
+        """The layer on a float32 input of the call's shape (contiguous): the native input
+        pass into the kept buffer, then the GEMM; None where the input pass declines (a
+        NaN or an infinity: the full path's reference handles it)."""
+        if not self._input_free.acquire(False):     # a concurrent call: a buffer of its own
+            quantized = QI.quantize_dynamic_input(x)
+            return None if quantized is None else self(quantized, bias)
+        try:
+            quantized = QI.quantize_dynamic_input(x, out=self._input)
+            return None if quantized is None else self(quantized, bias)
+        finally:
+            self._input_free.release()
 
     def __call__(self, quantized, bias):
         q, scale, zero_point = quantized
         if self.k % 4:      # rows zero padded to whole 4-byte groups
             q = Q.linear_gather(q.reshape(-1, self.k), self.kq).buffer
-        corr = self.row_sums * np.int32(zero_point)
-        mult = self.scales * np.float32(scale)
-        out = self.run(q, corr=corr, mult=mult, bias=self._bias_vector(bias))
-        return out.reshape(self.out_shape)
+        bias = self._bias_vector(bias)
+        if not self._vectors_free.acquire(False):      # a concurrent call: arrays of its own
+            return self._run(q, self.row_sums * np.int32(zero_point),
+                             self.scales * np.float32(scale), bias)
+        try:
+            return self._run(q, np.multiply(self.row_sums, np.int32(zero_point),
+                                            out=self._corr),
+                             np.multiply(self.scales, np.float32(scale), out=self._mult), bias)
+        finally:
+            self._vectors_free.release()
+
+    def _run(self, q, corr, mult, bias):
+        return self.run(q, corr=corr, mult=mult, bias=bias).reshape(self.out_shape)
 
     def _bias_vector(self, bias):
         """The epilogue's bias: the layer's own array where it is float32 and as long as

@@ -215,6 +215,10 @@ def wrap_result(value):
 
 def run_quantized(op: OpDef, args: tuple, tensors: list):
     """Eager execution of an op that has a quantized tensor among its operands."""
+    if op.name == "dequantize":
+        value = _native_dequantize(args)
+        if value is not None:
+            return value
     if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
         eager = _eager()
         out_meta = eager.run_meta(op, args)
@@ -260,6 +264,20 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
         f"first, or use a quantized module from ember.ao{at_user_line()}")
 
 
+def _native_dequantize(args: tuple):
+    """dequantize(x) of a per-tensor 8-bit CPU tensor by the native kernel, as a tensor
+    over the kernel's result, or None (then the full path). The kernel takes only a
+    C-contiguous x, whose result is what the meta rule says (x's shape, contiguous
+    float32), so the call skips the rule and the wrapping: ~10 us of the ~17 a quantized
+    model's output dequantize took. Any other layout goes the full path, which lays the
+    result out by the rule: a compiled plan reads it that way."""
+    x = args[0] if len(args) == 1 else None
+    if type(x) is not QuantizedTensor or x._qaxis is not None or x._storage.device != "cpu":
+        return None
+    kernel = _kernels().dequantize_kernel(x._qarray())
+    return None if kernel is None else Tensor._adopt(kernel())
+
+
 def run_checked(op: OpDef, args: tuple):
     """`op(*args)` for a quantized module's call (Linear, Conv2d, dynamic Linear: args in
     schema order, a per-tensor quantized input or a float one first). The first call of a geometry takes the full path
@@ -268,6 +286,11 @@ def run_checked(op: OpDef, args: tuple):
     runs the kernel choice directly (the meta rule's verdict depends on nothing else).
     That saves ~15 us of Python per layer, which at two threads is as much as a small
     layer's kernel."""
+    seen = _seen_call(op, args)
+    if seen is not None:
+        value = seen.run(args[0]._array, args[2])
+        if value is not None:
+            return seen.wrap(op, args, value)
     key = _checked_key(op, args)
     if key is None:
         return op(*args)
@@ -278,19 +301,78 @@ def run_checked(op: OpDef, args: tuple):
             _CHECKED.clear()
         _CHECKED[key] = _eager().run_meta(op, args)
         return result
-    value = _run_conv_runner(op, args, key, None)
+    value = _run_conv_runner(op, args, key, None, out_meta)
     if value is None:
         value = _native_or_reference(op, args, [_unwrap(v) for v in args])
+    return _wrap_checked(op, args, value, out_meta)
+
+
+def _wrap_checked(op: OpDef, args: tuple, value, out_meta):
+    if type(value) is QuantizedArray:       # what wrap_with_meta makes of it, directly
+        return QuantizedTensor._wrap(value)
     return _eager().wrap_with_meta(op, args, value, out_meta)
 
 
-def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp):
-    """quantized_conv2d's result by the layer's runner (codegen's conv_runner: made on
-    the second call of a seen key and kept in the weight's kernel cache), or None where
-    there is none or it declines this call (then the full kernel choice runs)."""
+class _SeenCall:
+    """A layer's prepared call (kept on its weight tensor): the operands of the call that
+    made its runner, so that a next call repeating them (the same input type, geometry,
+    layout and qparams, the same bias tensor and other arguments: a converted model's
+    every call) runs the runner at once, without run_checked's key, its table and the
+    runner's lookup (~6 us a layer). Anything else takes run_checked's full way."""
+    __slots__ = ("op", "x_type", "shape", "strides", "x_state", "bias", "rest", "runner",
+                 "out_meta")
+
+    def __init__(self, op: OpDef, args: tuple, runner, out_meta):
+        x = args[0]
+        self.op, self.x_type, self.bias, self.rest = op, type(x), args[2], args[3:]
+        self.shape, self.strides = x._array.shape, x._array.strides
+        self.x_state = _x_state(x)
+        self.runner, self.out_meta = runner, out_meta
+
+    def matches(self, op: OpDef, args: tuple) -> bool:
+        x = args[0]
+        if op is not self.op or type(x) is not self.x_type or args[2] is not self.bias:
+            return False
+        a = x._array
+        return a.shape == self.shape and a.strides == self.strides and \
+            _x_state(x) == self.x_state and args[3:] == self.rest and \
+            x._storage.device == "cpu"
+
+    def run(self, a, bias):
+        return self.runner(a, bias._array if isinstance(bias, Tensor) else bias)
+
+    def wrap(self, op: OpDef, args: tuple, value):
+        return _wrap_checked(op, args, value, self.out_meta)
+
+
+def _x_state(x) -> tuple:
+    """What of a layer's input, besides its geometry, its runner was made for: a
+    quantized input's qparams, a float input's dtype and (refused while set)
+    requires_grad."""
+    if type(x) is QuantizedTensor:
+        return (x._qdtype, x._qscale, x._qzero_point, x._qaxis)
+    return (x._array.dtype, x.requires_grad)
+
+
+def _seen_call(op: OpDef, args: tuple):
+    """The weight's prepared call where this call repeats it (and no dispatch mode or
+    autocast is active), else None."""
     weight = args[1]
-    if op.name != "quantized_conv2d" or type(weight) is not QuantizedTensor or \
-            type(args[0]) is not QuantizedTensor:
+    if type(weight) is not QuantizedTensor or _dispatch._modes or _autocast.ACTIVE:
+        return None
+    seen = weight.__dict__.get("_seen_call")
+    return seen if seen is not None and seen.matches(op, args) else None
+
+
+def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp, out_meta=None):
+    """A quantized conv2d's or (dynamic) linear's result by the layer's runner (codegen's
+    conv_runner / linear_runner / dynamic_runner: made on the second call of a seen key
+    and kept in the weight's kernel cache), or None where there is none or it declines
+    this call (then the full kernel choice runs). Given the call's out_meta (run_checked),
+    a runner that computed the result becomes the weight's prepared call (_SeenCall)."""
+    weight = args[1]
+    maker = _RUNNERS.get(op.name)
+    if maker is None or type(weight) is not QuantizedTensor or type(args[0]) is not maker[1]:
         return None
     cache = weight.__dict__.setdefault("_kernel_cache", {})
     runner_key = ("runner", key, clamp)
@@ -299,15 +381,26 @@ def _run_conv_runner(op: OpDef, args: tuple, key: tuple, clamp):
         if sum(isinstance(k, tuple) and k[0] == "runner" for k in cache) >= _MAX_RUNNERS:
             for k in [k for k in cache if isinstance(k, tuple) and k[0] == "runner"]:
                 del cache[k]
-        runner = cache[runner_key] = _kernels().conv_runner(
-            [_unwrap(v) for v in args], cache, clamp) or False
+        make = getattr(_kernels(), maker[0])
+        runner = cache[runner_key] = (make([_unwrap(v) for v in args], cache, clamp)
+                                      if clamp is not None else
+                                      make([_unwrap(v) for v in args], cache)) or False
     if runner is False:
         return None
     bias = args[2]
-    return runner(args[0]._array, bias._array if isinstance(bias, Tensor) else bias)
+    value = runner(args[0]._array, bias._array if isinstance(bias, Tensor) else bias)
+    if value is not None and out_meta is not None:
+        # the layer's next like call runs this runner directly (run_checked)
+        weight.__dict__["_seen_call"] = _SeenCall(op, args, runner, out_meta)
+    return value
 
 
 _MAX_RUNNERS = 16      # runners a weight keeps (one per input geometry and qparams)
+# the ops whose seen calls run a runner: its maker in codegen/quantized.py and the type
+# of the input it takes (a dynamic linear's is a float tensor)
+_RUNNERS = {"quantized_conv2d": ("conv_runner", QuantizedTensor),
+            "quantized_linear": ("linear_runner", QuantizedTensor),
+            "quantized_linear_dynamic": ("dynamic_runner", Tensor)}
 
 
 def _checked_key(op: OpDef, args: tuple):
@@ -382,6 +475,10 @@ def _native_or_reference(op: OpDef, args: tuple, ref_args: list):
         kernel = _kernels().binary_kernel(op.name, ref_args[0], ref_args[1])
         if kernel is not None:
             return kernel(*ref_args[2:])
+    if op.name == "dequantize" and isinstance(ref_args[0], QuantizedArray):
+        kernel = _kernels().dequantize_kernel(ref_args[0])     # a model's float output
+        if kernel is not None:
+            return kernel()
     weight = args[1] if len(args) > 1 and isinstance(args[1], QuantizedTensor) else None
     if weight is None and len(ref_args) > 1 and isinstance(ref_args[1], QuantizedArray):
         weight = ref_args[1]        # a compiled plan's constant (native_step)

@@ -156,12 +156,20 @@ QGEMM_PAD_KH_MAX = 16
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
+# below this many bytes a step's result is a plain NumPy array: malloc serves it from the
+# heap (glibc maps fresh pages only from its mmap threshold, 128 KiB at least), where the
+# caching allocator's block costs 3-4 us of Python a call (a quantized Linear's output)
+_MALLOC_BYTES = 1 << 17
+
 try:       # in the ember package: buffers from the caching allocator (a fresh large array
     from .allocator import default_allocator     # costs its page faults on every call)
 
     def _empty(shape, dtype) -> np.ndarray:
         shape = tuple(map(int, shape))      # math.prod: np.prod costs 2 us a call
-        return default_allocator().empty(math.prod(shape), dtype).reshape(shape)
+        count = math.prod(shape)
+        if count * np.dtype(dtype).itemsize < _MALLOC_BYTES:
+            return np.empty(shape, dtype)
+        return default_allocator().empty(count, dtype).reshape(shape)
     from .threads import default_pool as _host_pool
 except ImportError:      # loaded on its own
     def _empty(shape, dtype) -> np.ndarray:
@@ -182,6 +190,16 @@ def _empty_out(shape, dtype) -> np.ndarray:
     count = math.prod(shape)
     extra = -(-OUT_SLACK // dtype.itemsize)
     return _empty((count + extra,), dtype)[:count].reshape(shape)
+
+
+def address(a: np.ndarray) -> int:
+    """a's data address, as a.ctypes.data, in a fifth of its time (0.2-0.4 us against
+    1.2-1.4: a per-call GEMM reads three) through the buffer protocol where a is a
+    writable contiguous non-empty array; a.ctypes.data otherwise."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
 
 
 def readable_past_end(a: np.ndarray) -> int:
@@ -471,6 +489,12 @@ class QGemmCall:
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
         self.claim = claim
         self._keep = (gather.offs, packed, corr, mult, bias, qp, zp_row)   # the addresses' owners
+        # the block a call fills in, reused while no other call holds it (a model's layer
+        # is called again only after its last call returned): no block allocated a call
+        self._block = (ctypes.c_int64 * len(QGEMM_FIELDS))()
+        self._block_address = ctypes.addressof(self._block)
+        self._block_free = threading.Lock()
+        self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
 
     def on_one_thread(self, fn, buffer: np.ndarray, other=None) -> np.ndarray:
         """The GEMM on the calling thread alone (callers that run many small GEMMs, a
@@ -499,24 +523,39 @@ class QGemmCall:
         long as theirs: a layer's own bias read in place). other: the residual operand
         of qgemm_u8_add (residual_other's layout)."""
         out = _empty_out(self.out_shape, self.out_dtype)
-        params = self.params.copy()      # its counter word starts at 0
-        params[_A], params[_OUT] = buffer.ctypes.data, out.ctypes.data
+        if self._block_free.acquire(False):
+            try:        # the kept block, refilled from params (its counter word: 0)
+                ctypes.memmove(self._block_address, self._params_address, self._block_bytes)
+                self._run(fn, pool, self._block, self._block_address, buffer, out, threads,
+                          corr, mult, other, bias)
+            finally:
+                self._block_free.release()
+        else:           # a concurrent call of the same GEMM: a block of its own
+            params = (ctypes.c_int64 * len(QGEMM_FIELDS))(*self.params.tolist())
+            self._run(fn, pool, params, ctypes.addressof(params), buffer, out, threads,
+                      corr, mult, other, bias)
+        return out[:self.m, :self.n]
+
+    def _run(self, fn, pool, params, params_address: int, buffer, out, threads, corr, mult,
+             other, bias) -> None:
+        """The kernel over the pool on a parameter block (a ctypes int64 array at
+        params_address) holding self.params, this call's addresses written in."""
+        params[_A], params[_OUT] = address(buffer), address(out)
         if other is not None:
             params[_OTHER] = self._other_address(other)
         if corr is not None:
-            params[_CORR], params[_MULT] = corr.ctypes.data, mult.ctypes.data
+            params[_CORR], params[_MULT] = address(corr), address(mult)
         if bias is not None:
-            params[_BIAS] = bias.ctypes.data
+            params[_BIAS] = address(bias)
         if self.small:
             threads = 1
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
             params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
-            pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
+            pool.parallel_for(fn, runners, params_address, max_threads=threads)
         else:
-            pool.parallel_for(fn, self.tasks, params.ctypes.data, max_threads=threads)
-        return out[:self.m, :self.n]
+            pool.parallel_for(fn, self.tasks, params_address, max_threads=threads)
 
 
 # depthwise convolution (codegen/llvm/qdepthwise.py): its own parameter block, the GEMM's
@@ -697,14 +736,56 @@ def qadd_run(fn, pool, a: np.ndarray, b: np.ndarray, a_qparams, b_qparams, scale
     return out
 
 
+def dequantize_run(fn, pool, q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """dequantize_values by the native kernel (qdequantize_u8 / _i8): a contiguous 8-bit
+    array to float32, split over the pool from ELEMENTWISE_PARALLEL_MIN elements. A
+    smaller one (a model's output) is one direct call into a plain NumPy array: the pool's
+    dispatch, the caching allocator and a NumPy parameter array cost 7 us together, more
+    than the kernel's 5 us on 64 x 1024 values (NumPy's three passes: 11 us)."""
+    chunks = -(-q.size // QADD_CHUNK)
+    qp = (ctypes.c_double * 2)(float(np.float32(zero_point)), float(np.float32(scale)))
+    if q.size < ELEMENTWISE_PARALLEL_MIN:
+        out = np.empty(q.shape, np.float32)
+        fn(0, chunks, 0, address(q), address(out), q.size, ctypes.addressof(qp))
+        return out
+    out = _empty(q.shape, np.float32)
+    pool.parallel_for(fn, chunks, q.ctypes.data, out.ctypes.data, q.size,
+                      ctypes.addressof(qp))
+    return out
+
+
+def relu_run(fn, pool, x: np.ndarray) -> np.ndarray:
+    """relu of a contiguous float32 array by the native kernel (qelementwise relu_f32):
+    one direct call below ELEMENTWISE_PARALLEL_MIN elements, split over the pool from
+    there (dequantize_run's reasons)."""
+    chunks = -(-x.size // QADD_CHUNK)
+    if x.size < ELEMENTWISE_PARALLEL_MIN:
+        out = np.empty(x.shape, np.float32)
+        fn(0, chunks, 0, address(x), address(out), x.size)
+        return out
+    out = _empty(x.shape, np.float32)
+    pool.parallel_for(fn, chunks, x.ctypes.data, out.ctypes.data, x.size)
+    return out
+
+
 QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
 
 
 def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """quantize_values by the native kernel: a contiguous float32 array to uint8/int8."""
     info = np.iinfo(dtype)
-    out = _empty(x.shape, dtype)
     inv = np.float32(1.0) / np.float32(scale)
+    if x.size < ELEMENTWISE_PARALLEL_MIN:
+        # one direct call into a plain array (dequantize_run's reasons: ~5 us of the pool's
+        # dispatch, the caching allocator and a NumPy parameter array saved on a model's
+        # input quantize)
+        out = np.empty(x.shape, dtype)
+        qp = (ctypes.c_double * 4)(float(inv), float(zero_point), float(info.min),
+                                   float(info.max))
+        fn(0, -(-x.size // QADD_CHUNK), 0, address(x), address(out), x.size,
+           ctypes.addressof(qp))
+        return out
+    out = _empty(x.shape, dtype)
     qp = np.array([inv, zero_point, info.min, info.max], np.float64)
     pool.parallel_for(fn, -(-x.size // QADD_CHUNK), x.ctypes.data, out.ctypes.data, x.size,
                       qp.ctypes.data, max_threads=_elementwise_threads(x.size))

@@ -118,3 +118,25 @@ def test_quantize_kernel_rounds_halves_as_torch(np_dtype, t_dtype, zero_point):
         t = torch.quantize_per_tensor(torch.from_numpy(x), scale, zero_point, t_dtype)
         np.testing.assert_array_equal(QE.quantize(x, scale, zero_point, np_dtype),
                                       t.int_repr().numpy())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf])
+def test_large_input_pass_on_one_and_two_threads(threads, bad):
+    """Above the parallel threshold: the range rows of every worker merged (a NaN or an
+    infinity in the second worker's half seen), or one thread's direct calls."""
+    x = np.random.default_rng(7).standard_normal((3, 100000)).astype(np.float32)
+    if bad is not None:
+        x[2, 99990] = bad
+    before = ember.get_num_threads()
+    ember.set_num_threads(threads)
+    try:
+        got = QI.quantize_dynamic_input(x)
+    finally:
+        ember.set_num_threads(before)
+    if bad is not None:
+        assert got is None
+        return
+    q, scale, zero_point = got
+    assert (scale, zero_point) == dynamic_input_qparams(x)
+    np.testing.assert_array_equal(q, quantize_array(x, scale, zero_point, dtypes.quint8).int_repr)

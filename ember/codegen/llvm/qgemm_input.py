@@ -31,7 +31,7 @@ from llvmlite import ir
 
 from ...ir.ops.quantized import dynamic_range_qparams
 from ...runtime import lite_int8 as lite
-from ...runtime.threads import default_pool
+from ...runtime.threads import default_pool, get_num_threads
 from . import irutil as u
 from . import qgemm as Q
 from .jit import compile_ir
@@ -184,22 +184,30 @@ def _kernels():
 _RANGE, _QUANT, _QP, _STATS = 0, 3, 8, 12
 
 
-def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127):
+def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127, out=None):
     """(uint8 values, scale, zero point) of a contiguous float32 array quantized with
     dynamic_input_qparams' qparams, as quantize_array computes them; None where x holds
-    a NaN or an infinity, or nothing (the caller's reference path handles those)."""
+    a NaN or an infinity, or nothing (the caller's reference path handles those).
+    out: a contiguous uint8 array of x's shape to write the values into (a layer's
+    kept input buffer), else a new one."""
     n = x.size
     if not n:
         return None
     _, range_fn, quant_fn = _kernels()
     pool = default_pool()
     chunks = -(-n // CHUNK)
-    workers = pool.n_threads if n >= PARALLEL_MIN else 1
+    # the threads a parallel_for uses now (set_num_threads' cap included): one alone
+    # makes both passes direct calls
+    workers = min(pool.n_threads, get_num_threads()) if n >= PARALLEL_MIN else 1
     words = np.empty(_STATS + 2 * workers, np.int64)    # one block: one address to read
     base = words.ctypes.data
     stats = words[_STATS:].view(np.float32).reshape(workers, 4)
     stats[:] = (np.inf, -np.inf, 0.0, 0.0)      # rows of workers given no chunk
-    out = lite._empty(x.shape, np.uint8)
+    if out is None:
+        out = lite._empty(x.shape, np.uint8)
+    elif out.shape != x.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"quantize_dynamic_input: out must be contiguous uint8 of shape "
+                         f"{x.shape}, got {out.dtype} {out.shape}")
     words[:_QP] = (x.ctypes.data, n, base + 8 * _STATS, x.ctypes.data, out.ctypes.data, n,
                    base + 8 * _QP, 0)
     if workers == 1:                # the calling thread alone: no pool round trip
@@ -207,7 +215,9 @@ def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127):
         lo, hi, nan = stats[0, :3].tolist()
     else:
         pool.parallel_for(range_fn, chunks, base + 8 * _RANGE)
-        lo, hi, nan = float(stats[:, 0].min()), float(stats[:, 1].max()), stats[:, 2].any()
+        rows = stats.tolist()       # a few rows: Python's min/max, not NumPy's reductions
+        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+        nan = any(r[2] for r in rows)
     if nan or lo == -np.inf or hi == np.inf:
         return None
     scale, zero_point = dynamic_range_qparams(lo, hi, qmin, qmax)
