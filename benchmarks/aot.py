@@ -11,6 +11,10 @@ packaged for (a step with no native kernel) are listed as skipped with the reaso
 Per-call columns are timed interleaved by benchmarks.common.timed_row (Timer blocks);
 the cold start is one fresh process per model (perf_counter inside it). --smoke: the mlp
 row only, 2 rounds, no torch.compile.
+The model `mlp_train` (in the default list) is the MLP training step of
+benchmarks/train_step.py (784-256-128-10, batch 64, cross entropy, Adam): training plans
+are not packaged, so its row times `ember.compile_train_step` (the base of its ratios)
+against torch eager and torch.compile, in a table of its own.
 --threads N runs every engine (ember's pools, the artifact's, torch, onnxruntime) on N
 threads (default: each library's own default). --cpu-time times each call by the
 process's CPU seconds (time.process_time) instead of the wall clock: on a shared,
@@ -67,7 +71,7 @@ def parse_args(argv=None):
     args = bench_args("aot", argv, p)
     args.bench_name = "aot"
     if args.models is None:
-        args.models = "mlp" if args.smoke else "mlp,small_cnn,transformer,resnet18"
+        args.models = "mlp" if args.smoke else "mlp,small_cnn,transformer,resnet18,mlp_train"
     return args
 
 
@@ -157,6 +161,45 @@ def row(name: str, args, rng, tmp: str, measurements: list | None = None) -> dic
             out["max_abs_diff_vs_torch"] = float(np.abs(art(x)[0] - t(xt).numpy()).max())
     out["cold_start"] = cold_start(path, x, tmp)
     return out
+
+
+def train_row(args, measurements: list | None = None) -> dict:
+    """The MLP training step (benchmarks/train_step.py's): compiled ember against torch
+    eager and torch.compile from the same weights, interleaved, ratios other / ember."""
+    from benchmarks import train_step as ts
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((ts.BATCH, ts.SIZES[0])).astype(np.float32)
+    y = rng.integers(0, ts.SIZES[-1], ts.BATCH).astype(np.int64)
+    torch.manual_seed(0)
+    t_models = [ts.mlp(torch.nn) for _ in range(2)]
+    t_models[1].load_state_dict(t_models[0].state_dict())
+    ember_step, _ = ts.ember_compiled_step(ts.ember_model_like(t_models[0]),
+                                           ember.tensor(x), ember.tensor(y))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    fns = {"ember.compile_train_step": ember_step, "torch": ts.torch_step(t_models[0], xt, yt)}
+    if not args.no_compile:
+        fns["torch.compile"] = ts.torch_step(t_models[1], xt, yt, compiled=True)
+    clocks = {k: time.process_time for k in fns} if args.cpu_time else None
+    row = timed_row("mlp_train", fns, args, base="ember.compile_train_step",
+                    measurements=measurements, clocks=clocks)
+    row["model"] = f"MLP {'-'.join(map(str, ts.SIZES))}, batch {ts.BATCH}, Adam"
+    return row
+
+
+def train_table(rows: list):
+    from rich.table import Table
+    t = Table(title="training step (not packaged: ember.compile_train_step in process; "
+                    "ratio = other/ember, >1: ember faster)")
+    keys = ["torch", "torch.compile"]
+    for col in ["model", "ember.compile_train_step"] + keys:
+        t.add_column(col, justify="right" if col != "model" else "left")
+    for r in rows:
+        cells = [r["name"], f"{r['ember.compile_train_step']['median_s'] * 1e3:.3g} ms"]
+        for k in keys:
+            ratio = r["ratios"].get(k)
+            cells.append(f"{r[k]['median_s'] * 1e3:.3g} ms ({ratio:.2f}x)" if ratio else "-")
+        t.add_row(*cells)
+    return t
 
 
 def _no_grad_call(fn, x):
@@ -309,14 +352,22 @@ def main(argv=None) -> None:
         _use_threads(args.threads)
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
-    rows, measurements = [], []
+    rows, train_rows, measurements = [], [], []
+    names = [n.strip() for n in args.models.split(",")]
     with tempfile.TemporaryDirectory(prefix="ember-aot-bench-") as tmp:
-        for name in args.models.split(","):
-            rows.append(row(name.strip(), args, rng, tmp, measurements))
+        for name in names:
+            if name == "mlp_train":
+                if torch is not None:
+                    train_rows.append(train_row(args, measurements))
+            else:
+                rows.append(row(name, args, rng, tmp, measurements))
     from rich.console import Console
     console = Console(width=170)
-    console.print(table(rows))
-    console.print(cold_table(rows))
+    if rows:
+        console.print(table(rows))
+        console.print(cold_table(rows))
+    if train_rows:
+        console.print(train_table(train_rows))
     if args.compare and measurements:
         Compare(measurements).print()
     if args.save:
@@ -329,7 +380,8 @@ def main(argv=None) -> None:
                 "threads": args.threads or "each library's default",
                 "torch_threads": torch.get_num_threads() if torch is not None else None,
                 "note": "timings on a shared machine are only comparable within one row"}
-        path.write_text(json.dumps({"benchmark": "aot", "meta": meta, "rows": rows},
+        path.write_text(json.dumps({"benchmark": "aot", "meta": meta, "rows": rows,
+                                    "train_rows": train_rows},
                                    indent=2) + "\n")
         print(f"wrote {path}")
 

@@ -95,7 +95,9 @@ def _host_is_quiet() -> bool:
         return True
 
 
-_WORD_TYPES = (ctypes.c_int64, ctypes.c_void_p)
+# argument types a trampoline passes as one int64 word: on x86-64 every integer argument
+# takes a whole register or 8-byte stack slot, and an int32 parameter reads the low half
+_WORD_TYPES = (ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32)
 
 
 def _native_chunk_kernel(kernel, args, trampolines: dict):

@@ -83,3 +83,44 @@ def test_a_spinning_pool_posts_multi_argument_kernels(monkeypatch):
             break
     assert posted and all(fn == spin.trampolines()[3] for fn, _ in posted)
     assert any(ok for _, ok in posted)     # the worker spun for some of them
+
+
+def test_a_float_gemm_chunk_goes_to_a_spinning_worker_and_stays_exact(monkeypatch):
+    """The float GEMM's row entry (15 arguments after worker, one of them int32) is posted
+    through spin_call15, and a GEMM split that way equals the one-thread result."""
+    from ember.codegen.llvm import gemm as G
+    monkeypatch.setattr(threads, "_host_is_quiet", lambda: True)
+    pool = ThreadPool(2)
+    spin.install(pool)
+    posted = []
+    worker, post, reclaim, wait, stop = pool._spin
+
+    def spy_post(slot, fn, begin, end, w, params):
+        ok = post(slot, fn, begin, end, w, params)
+        posted.append((fn, ok))
+        return ok
+    pool._spin = (worker, spy_post, reclaim, wait, stop)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((96, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 70)).astype(np.float32)
+    alone = G.gemm(a, b, threads=1)
+    for _ in range(200):          # until the worker took one (it may be off its core)
+        np.testing.assert_array_equal(G.gemm(a, b, pool=pool), alone)
+        if any(ok for _, ok in posted):
+            break
+    assert posted and all(fn == spin.trampolines()[15] for fn, _ in posted)
+    assert any(ok for _, ok in posted)
+
+
+def test_a_small_float_gemm_runs_on_the_calling_thread(monkeypatch):
+    """Below GEMM_PARALLEL_MIN_MACS no chunk is handed to a worker (the hand-off costs
+    more than the half of the work it would save)."""
+    from ember.codegen.llvm import gemm as G
+    pool = ThreadPool(2)
+    split = []
+    monkeypatch.setattr(pool, "_run_chunks", lambda *a: split.append(a) or [])
+    a = np.ones((64, 128), np.float32)
+    b = np.ones((128, 10), np.float32)
+    assert 64 * 128 * 10 < G.GEMM_PARALLEL_MIN_MACS
+    np.testing.assert_array_equal(G.gemm(a, b, pool=pool), np.full((64, 10), 128, np.float32))
+    assert split == []

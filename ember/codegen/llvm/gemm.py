@@ -36,6 +36,7 @@ from llvmlite import ir
 from ...ir.errors import DTypeError, ShapeError
 from ...runtime.threads import ThreadPool, default_pool, get_num_threads
 from . import irutil as u
+from . import spin
 from .jit import Library, compile_ir
 from .target import Isa, host_isa, target_for
 from .tiles import tuned_tiles
@@ -403,6 +404,7 @@ def gemm_kernel(isa: Isa, mr: int | None = None, nr: int | None = None) -> GemmK
     compiled at most once per process."""
     cfg = config(isa, mr, nr)
     lib = compile_ir(gemm_module(cfg), target_for(isa))
+    spin.install()      # back-to-back GEMMs: the next one's chunk handed over natively
     return GemmKernel(cfg, lib, lib.function("gemm_rows", None, *_ENTRY_CTYPES),
                       lib.function("gemm_cols", None, *_ENTRY_CTYPES),
                       lib.function("gemm_batch", None, *_BATCH_CTYPES))
@@ -487,6 +489,11 @@ def panels_of(b: np.ndarray, nr: int) -> np.ndarray:
     return panels
 
 
+# below this many multiply-adds (~10 us on one core) a GEMM runs on the calling thread:
+# splitting it saves less than handing a chunk to a worker and waiting for it costs
+GEMM_PARALLEL_MIN_MACS = 1 << 20
+
+
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, beta: float = 0.0,
          isa: Isa | None = None, pool: ThreadPool | None = None,
          threads: int | None = None) -> np.ndarray:
@@ -536,11 +543,13 @@ def _gemm_packed(a, packed: PackedB, out, beta, pool, threads) -> np.ndarray:
 def _run(kernel: GemmKernel, a, b, out, m, n, k, accumulate, pool, threads) -> None:
     """b: a matrix, or a PackedB (its panels replace the packing of B)."""
     cfg = kernel.cfg
-    packed = b.panels.ctypes.data if isinstance(b, PackedB) else None
-    if packed is not None:
+    packed = b.panels.ctypes.data if isinstance(b, PackedB) else 0
+    if packed:
         b = b.panels[0]                    # any 2-D view: its strides go unused
     # set_num_threads caps the split too, so rows vs columns follow the threads used
     n_threads = min(pool.n_threads, threads or pool.n_threads, get_num_threads())
+    if m * n * k < GEMM_PARALLEL_MIN_MACS:
+        n_threads = 1       # a hand-off to a worker costs more than half of this GEMM
     ws = _workspace(cfg, pool)
     # Split rows when there are enough for every thread, else columns (tall-skinny B).
     by_rows = m >= cfg.mr * n_threads or m >= n

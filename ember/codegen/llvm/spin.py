@@ -53,7 +53,7 @@ ASLEEP, SPINNING, POSTED, RUNNING = 0, 1, 2, 3
 YIELD_TICKS = 50_000          # about 20 us at the 2-4 GHz cycle counters tick at
 OFF_CORE_TICKS = 25_000       # a spin step this long: the thread was descheduled
 _CHUNK_FN = ir.FunctionType(u.VOID, [u.I64, u.I64, u.I64, u.PTR])
-MAX_ARGS = 6         # the widest kernel a trampoline passes on (arguments after worker)
+MAX_ARGS = 16        # the widest kernel a trampoline passes on (the float GEMM's 15 after worker)
 
 
 class _ChunkCallee(ir.instructions.CastInstr):
