@@ -514,12 +514,16 @@ def main(argv=None) -> dict:
                          "tests/cuda/test_bench_rows_cuda.py")
     torch = _torch()
     flags = [(ember.backends.cuda.matmul, "allow_tf32"), (ember.backends.cudnn, "allow_tf32"),
-             (torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")]
+             (torch.backends.cuda.matmul, "allow_tf32")]
     saved = [getattr(owner, name) for owner, name in flags]
     for owner, name in flags:
         setattr(owner, name, True)
-    try:
-        return _run(args, torch)
+    cudnn = torch.backends.cudnn
+    try:      # torch's cuDNN switches through flags(): plain writes raise once torch's test
+        # utilities have frozen them (disable_global_flags), as in a pytest process
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                         deterministic=cudnn.deterministic, allow_tf32=True):
+            return _run(args, torch)
     finally:                                  # a caller's flags as they were (tests)
         for (owner, name), value in zip(flags, saved):
             setattr(owner, name, value)
