@@ -167,12 +167,7 @@ def train_row(args, measurements: list | None = None) -> dict:
     """The MLP training step (benchmarks/train_step.py's): compiled ember against torch
     eager and torch.compile from the same weights, interleaved, ratios other / ember."""
     from benchmarks import train_step as ts
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((ts.BATCH, ts.SIZES[0])).astype(np.float32)
-    y = rng.integers(0, ts.SIZES[-1], ts.BATCH).astype(np.int64)
-    torch.manual_seed(0)
-    t_models = [ts.mlp(torch.nn) for _ in range(2)]
-    t_models[1].load_state_dict(t_models[0].state_dict())
+    x, y, t_models = ts.same_start(torch)
     ember_step, _ = ts.ember_compiled_step(ts.ember_model_like(t_models[0]),
                                            ember.tensor(x), ember.tensor(y))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)

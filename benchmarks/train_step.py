@@ -36,6 +36,18 @@ def mlp(nn):
     return nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Linear(b, c), nn.ReLU(), nn.Linear(c, d))
 
 
+def same_start(torch_module):
+    """The batch (x, y as NumPy) and two torch MLPs with one set of weights (seed 0): one
+    for torch eager, one for torch.compile; ember_model_like copies them for ember."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
+    y = rng.integers(0, SIZES[-1], BATCH).astype(np.int64)
+    torch_module.manual_seed(0)
+    t_models = [mlp(torch_module.nn) for _ in range(2)]
+    t_models[1].load_state_dict(t_models[0].state_dict())
+    return x, y, t_models
+
+
 def ember_model_like(t_model):
     model = mlp(ember.nn)
     model.load_state_dict({k: ember.tensor(v.detach().numpy().copy())
@@ -88,13 +100,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     b = Bench("train_step", args)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
-    y = rng.integers(0, SIZES[-1], BATCH).astype(np.int64)
+    x, y, t_models = same_start(torch)
     xe, ye, xt, yt = ember.tensor(x), ember.tensor(y), torch.tensor(x), torch.tensor(y)
-    torch.manual_seed(0)
-    t_models = [mlp(torch.nn) for _ in range(2)]
-    t_models[1].load_state_dict(t_models[0].state_dict())
 
     compiled_fn, compiled = ember_compiled_step(ember_model_like(t_models[0]), xe, ye)
     start = time.perf_counter()

@@ -62,7 +62,9 @@ def test_kernels_a_trampoline_cannot_pass_stay_queued():
                                 spin.trampolines()) is None
 
 
-def test_a_spinning_pool_posts_multi_argument_kernels(monkeypatch):
+def _spied_spinning_pool(monkeypatch):
+    """A two-thread pool with the native hand-off, and the list of (posted function,
+    taken by the worker) its posts append to."""
     monkeypatch.setattr(threads, "_host_is_quiet", lambda: True)
     pool = ThreadPool(2)
     spin.install(pool)
@@ -74,6 +76,11 @@ def test_a_spinning_pool_posts_multi_argument_kernels(monkeypatch):
         posted.append((fn, ok))
         return ok
     pool._spin = (worker, spy_post, reclaim, wait, stop)
+    return pool, posted
+
+
+def test_a_spinning_pool_posts_multi_argument_kernels(monkeypatch):
+    pool, posted = _spied_spinning_pool(monkeypatch)
     kernel = _fill()
     for i in range(2000):       # until the worker took one (it may be off its core a while)
         out = np.zeros(200, np.int64)
@@ -89,17 +96,7 @@ def test_a_float_gemm_chunk_goes_to_a_spinning_worker_and_stays_exact(monkeypatc
     """The float GEMM's row entry (15 arguments after worker, one of them int32) is posted
     through spin_call15, and a GEMM split that way equals the one-thread result."""
     from ember.codegen.llvm import gemm as G
-    monkeypatch.setattr(threads, "_host_is_quiet", lambda: True)
-    pool = ThreadPool(2)
-    spin.install(pool)
-    posted = []
-    worker, post, reclaim, wait, stop = pool._spin
-
-    def spy_post(slot, fn, begin, end, w, params):
-        ok = post(slot, fn, begin, end, w, params)
-        posted.append((fn, ok))
-        return ok
-    pool._spin = (worker, spy_post, reclaim, wait, stop)
+    pool, posted = _spied_spinning_pool(monkeypatch)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((96, 300)).astype(np.float32)
     b = rng.standard_normal((300, 70)).astype(np.float32)
