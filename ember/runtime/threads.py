@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import platform
 import queue
 import threading
 import time
@@ -95,9 +96,11 @@ def _host_is_quiet() -> bool:
         return True
 
 
-# argument types a trampoline passes as one int64 word: on x86-64 every integer argument
-# takes a whole register or 8-byte stack slot, and an int32 parameter reads the low half
-_WORD_TYPES = (ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32)
+# argument types a trampoline passes as one int64 word. On x86-64 every integer argument
+# takes a whole register or 8-byte stack slot and an int32 parameter reads the low half;
+# elsewhere (Apple's arm64 packs int32 stack arguments into 4 bytes) int32 stays queued
+_WORD_TYPES = (ctypes.c_int64, ctypes.c_void_p) + \
+    ((ctypes.c_int32,) if platform.machine().lower() in ("x86_64", "amd64") else ())
 
 
 def _native_chunk_kernel(kernel, args, trampolines: dict):
