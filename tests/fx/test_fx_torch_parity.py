@@ -176,6 +176,31 @@ def with_modules(lib):
     return Outer()
 
 
+def captured_functions(lib):
+    """Functions stored as attributes before tracing (an activation chosen in __init__,
+    in the root and in a submodule traced through): recorded as the function, as a
+    call by name is, and the attributes are the functions again afterwards."""
+    nn, F = lib.nn, lib.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.lin, self.act = nn.Linear(4, 4), act
+
+        def forward(self, x):
+            return self.act(self.lin(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act, self.gate = F.relu, lib.sigmoid
+            self.block = Block(F.silu)
+
+        def forward(self, x):
+            return self.block(self.act(x)) * self.gate(x)
+    return Net()
+
+
 CONSTANT = {}
 
 
@@ -198,7 +223,7 @@ def specialized(lib):
 
 PROGRAMS = [methods_and_operators, functions_by_name, shapes_and_views, multiple_results,
             math_and_sizes, inplace_operators, builtin_named_inputs, with_modules,
-            tensor_constants]
+            tensor_constants, captured_functions]
 
 
 @pytest.mark.parametrize("build", PROGRAMS, ids=lambda b: b.__name__)
@@ -208,9 +233,17 @@ def test_records_what_torch_fx_records(build):
 
 @pytest.mark.parametrize("build", [methods_and_operators, shapes_and_views, multiple_results,
                                    inplace_operators, builtin_named_inputs, with_modules,
-                                   tensor_constants], ids=lambda b: b.__name__)
+                                   tensor_constants, captured_functions],
+                         ids=lambda b: b.__name__)
 def test_generated_code_reads_like_torch_fx(build):
     same_code(*trace_both(build))
+
+
+def test_captured_functions_are_restored_after_tracing():
+    model = captured_functions(ember)
+    ember.fx.symbolic_trace(model)
+    assert model.act is ember.nn.functional.relu and model.gate is ember.sigmoid
+    assert model.block.act is ember.nn.functional.silu
 
 
 def test_concrete_args_are_kept_as_guarded_inputs_as_in_torch_fx():

@@ -128,6 +128,7 @@ class Tracer:
             if self._patcher is not None:       # names its forward imported get recorded too
                 self._patcher.patch_globals(getattr(type(m).forward, "__globals__", {}),
                                             self._replacements)
+                self._patcher.patch_attributes(m, self._replacements)
             return forward(*args, **kwargs)
         finally:
             self.module_stack.pop(key, None)
@@ -391,6 +392,8 @@ class Tracer:
                 patcher.patch_globals(vars(module), self._replacements)
             self._replacements.update(public_function_recorders(patcher))
             patcher.patch_globals(fn_globals, self._replacements)
+            if isinstance(self.root, Module):
+                patcher.patch_attributes(self.root, self._replacements)
             self._patcher = patcher
             yield
         finally:
@@ -472,6 +475,15 @@ class _Patcher:
             replacement = replacements.get(id(value))
             if replacement is not None and not isinstance(value, type):
                 self.set(globals_, name, replacement)
+
+    def patch_attributes(self, obj, replacements: dict) -> None:
+        """Replace a module's attributes that hold a public function (`self.act =
+        F.relu`, captured before tracing): torch records such a call as the function,
+        through `__torch_function__`, as it records a call by name."""
+        for name, value in list(vars(obj).items()):
+            replacement = replacements.get(id(value))
+            if replacement is not None and not isinstance(value, type):
+                self.set(obj, name, replacement)
 
     def restore(self) -> None:
         for owner, name, original, value in reversed(self._saved):
