@@ -147,6 +147,25 @@ def test_torch_relu_after_conv_and_functional_softmax_run_in_float_as_in_torch()
     assert type(t_q.conv) is torch.ao.nn.quantized.Conv2d
 
 
+def _captured_functional_relu(lib):
+    nn = lib.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.act = nn.Conv2d(3, 4, 3), lib.nn.functional.relu
+
+        def forward(self, x):
+            return self.act(self.conv(x))         # F.relu kept before tracing: fused
+    return M()
+
+
+def test_a_captured_functional_relu_fuses_into_the_conv_as_in_torch():
+    e_q, t_q = _assert_like_torch(_captured_functional_relu, (2, 3, 6, 6))
+    assert type(t_q.conv) is torch.ao.nn.intrinsic.quantized.ConvReLU2d
+    assert type(e_q.conv) is ember.ao.nn.intrinsic.quantized.ConvReLU2d
+
+
 def _add_torch_relu(lib):
     nn = lib.nn
 
