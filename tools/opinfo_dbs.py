@@ -499,6 +499,24 @@ def read_expected(path) -> dict:
     return opinfo.read_expected(path)
 
 
+def assert_as_expected(record, expected: dict) -> None:
+    """A database test's check of one entry's record: the checks failing are exactly
+    the ones the expected-failures list names for that entry (new failures and fixed
+    ones both fail the test, so the list stays true)."""
+    failing = failing_checks(record)
+    listed = {k for k in expected if k.split(" ")[0] == record["name"]}
+    new = {k: v for k, v in failing.items() if k not in listed}
+    fixed = sorted(listed - set(failing))
+    assert not new, f"checks failing that the expected list lacks: {new}"
+    assert not fixed, f"listed as failing but pass now (regenerate the list): {fixed}"
+
+
+def assert_no_stale_entries(expected: dict, entries) -> None:
+    """Every entry the expected-failures list names is still in the database."""
+    stale = sorted({k.split(" ")[0] for k in expected} - set(entries))
+    assert not stale, f"the expected-failures file names entries the database lacks: {stale}"
+
+
 def print_record(record, verbose=False) -> None:
     status = "ok" if not record["failures"] else f"FAIL({len(record['failures'])})"
     print(f"{record['name']:45s} {status:9s} passed={record['passed']}", flush=True)
