@@ -10,9 +10,9 @@ ember's on-disk autotune cache (codegen/triton/autotune.py: `stored_choice`) key
 GPU's name and the cuDNN version, so later calls and later processes only look it up.
 
 cuDNN is asked only where it can be used: `ember.backends.cudnn.enabled`, the package
-and its library load (runtime/cuda/cudnn.py), float32 operands (float16 / bfloat16 stay
-on Triton: see `_DTYPES`), each tensor dense in NCHW or channels-last order and 16-byte aligned (cuDNN's
-descriptors promise that alignment). Inside a stream capture nothing is timed: a shape
+and its library load (runtime/cuda/cudnn.py), float32 operands (float16 / bfloat16 too
+where `HALF_PRECISION_ON_CUDNN` is on), each tensor dense in NCHW or channels-last order
+and 16-byte aligned (cuDNN's descriptors promise that alignment). Inside a stream capture nothing is timed: a shape
 with no recorded winner uses Triton there.
 
 `EMBER_CONV_BACKEND=triton` or `=cudnn` forces one side (cuDNN still only where it can
@@ -27,12 +27,20 @@ from .devices import data_ptr
 from .tensor import Tensor
 
 ROUNDS = 5
-# float32 only: on the H100 (cuDNN 9.19, frontend 1.32) float16 and bfloat16 convolutions
-# through this path gave wrong values (tests/cuda/test_cudnn_conv_cuda.py, cause not yet
-# found), so they stay on ember's Triton kernels
-_DTYPES = ("float32",)
+# The one-line switch for half precision through cuDNN. False: float16 and bfloat16
+# convolutions stay on ember's Triton kernels, because on the H100 (cuDNN 9.19, frontend
+# 1.32) they gave wrong values through this path once, cause not found by reading (the
+# graph matches NVIDIA's own samples: half io, float intermediate and compute, every
+# tensor typed, the bias in the io type). `python tools/check_cudnn_half.py` on a GPU
+# runs them against torch; set True once it passes there.
+HALF_PRECISION_ON_CUDNN = False
 _memo: dict[tuple, tuple[float, float]] = {}    # (spec, device) -> (Triton, cuDNN) ms
 _STATS = {"timed": 0, "cudnn": 0, "triton": 0}
+
+
+def _dtypes() -> tuple:
+    """The operand dtypes cuDNN is asked for (read at call time: the switch above)."""
+    return ("float32", "float16", "bfloat16") if HALF_PRECISION_ON_CUDNN else ("float32",)
 
 
 def forced() -> str:
@@ -98,7 +106,7 @@ def spec_for(kind: str, x, w, y, stride, padding, dilation, bias=None):
         if tuple(shape) != (parts[1][0][0],) or (shape[0] > 1 and strides[0] != 1):
             return None
         dtypes.add(dtype)
-    if len(dtypes) != 1 or next(iter(dtypes)) not in _DTYPES:
+    if len(dtypes) != 1 or next(iter(dtypes)) not in _dtypes():
         return None
     layouts = [_layout(p[0], p[1]) for p in parts]
     if any(layout is None for layout in layouts):
@@ -258,7 +266,10 @@ class ChoosingConv2d:
 
     def _spec(self, x: Tensor, w: Tensor, bias):
         from ..backends import cudnn as flags
-        key = (flags.allow_tf32, flags.benchmark, _deterministic())
+        # everything spec_for reads besides the arguments: TF32 also follows
+        # ember.backends.cuda.matmul, and the half-precision switch decides the dtypes
+        key = (_tf32(x.dtype.name), flags.benchmark, flags.benchmark_limit, _deterministic(),
+               HALF_PRECISION_ON_CUDNN)
         if key not in self.specs:
             m = self.out_meta
             self.specs[key] = spec_for("fprop", x, w, (tuple(m.shape), tuple(m.strides),

@@ -133,7 +133,7 @@ def test_specs_follow_the_layouts_cudnn_takes():
     view = ((2, 8, 5, 5), (400, 50, 10, 2), f32)
     assert cudnn_conv.spec_for("fprop", view, w, y, (1, 1), (1, 1), (1, 1)) is None
     assert cudnn_conv.spec_for("fprop", x[:2] + ("float16",), w, y, 1, 1, 1) is None
-    half = [(t[0], t[1], "float16") for t in (x, w, y)]        # float32 only (see _DTYPES)
+    half = [(t[0], t[1], "float16") for t in (x, w, y)]   # HALF_PRECISION_ON_CUDNN is off
     assert cudnn_conv.spec_for("fprop", *half, (1, 1), (1, 1), (1, 1)) is None
     assert cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1),
                                bias=((3,), (1,), f32)) is None
@@ -327,3 +327,80 @@ def test_engine_filters_and_benchmark_selection_with_a_stand_in_frontend(monkeyp
                                                 benchmark=0), 0, (1, 2, 3))
     graph.deselect_numeric_notes.assert_called_once_with([note.DOWN_CONVERT_INPUTS])
     graph.select_plan.assert_not_called()
+
+
+def _stand_in_frontend(monkeypatch):
+    """A recording stand-in for the cuDNN frontend package: each graph.tensor / conv /
+    bias call returns its own tensor object, so the variant pack's roles can be read."""
+    from unittest import mock
+    fake = mock.MagicMock()
+    fake.backend_version.return_value = 91900
+    graph = fake.pygraph.return_value
+    graph.get_workspace_size.return_value = 0
+
+    def made(kind):
+        def make(*args, **kwargs):
+            t = mock.MagicMock(name=kwargs.get("name", kind))
+            # the chained setters return the tensor itself, as the frontend's do
+            for setter in ("set_output", "set_dim", "set_stride", "set_data_type"):
+                getattr(t, setter).return_value = t
+            return t
+        return make
+    for op in ("tensor", "conv_fprop", "conv_dgrad", "conv_wgrad", "bias"):
+        getattr(graph, op).side_effect = made(op)
+    monkeypatch.setitem(sys.modules, "cudnn", fake)
+    monkeypatch.setattr(runtime_cudnn, "_state", {"module": None, "tried": False, "why": None})
+    monkeypatch.setattr(runtime_cudnn, "_handle", lambda index: "handle")
+    monkeypatch.setattr(runtime_cudnn, "_plans", {})
+    monkeypatch.setattr(runtime_cudnn, "_failed", {})
+    return fake, graph
+
+
+@pytest.mark.parametrize("dtype, io", [("float16", "HALF"), ("bfloat16", "BFLOAT16")])
+def test_half_precision_graphs_type_every_tensor_and_compute_in_float(monkeypatch, dtype, io):
+    """The graph ember builds for a float16 / bfloat16 convolution, as NVIDIA's samples and
+    torch build it: io in the half type, intermediate and compute float32 (the graph's and
+    each node's), every tensor typed, the bias in the io type added to a float32 conv
+    result, tensor cores kept, and each pointer in its role."""
+    fake, graph = _stand_in_frontend(monkeypatch)
+    monkeypatch.setattr(cudnn_conv, "HALF_PRECISION_ON_CUDNN", True)
+    dt = fake.data_type
+    x = ((2, 8, 5, 5), (200, 1, 40, 8), dtype)                    # channels-last
+    w = ((16, 8, 3, 3), (72, 1, 24, 8), dtype)
+    y = ((2, 16, 5, 5), (400, 1, 80, 16), dtype)
+    b = ((16,), (1,), dtype)
+    geometry = ((1, 1), (1, 1), (1, 1))
+    for kind in ("fprop", "dgrad", "wgrad"):
+        graph.reset_mock()
+        spec = cudnn_conv.spec_for(kind, x, w, y, *geometry,
+                                   bias=b if kind == "fprop" else None)
+        assert spec is not None and spec.dtype == dtype
+        plan = runtime_cudnn.conv_plan(spec, 0)
+        kwargs = fake.pygraph.call_args.kwargs
+        assert kwargs["io_data_type"] is getattr(dt, io)
+        assert kwargs["intermediate_data_type"] is dt.FLOAT
+        assert kwargs["compute_data_type"] is dt.FLOAT
+        assert all(c.kwargs["data_type"] is getattr(dt, io)
+                   for c in graph.tensor.call_args_list)
+        node = getattr(graph, f"conv_{kind}")
+        assert node.call_args.kwargs["compute_data_type"] is dt.FLOAT
+        graph.deselect_numeric_notes.assert_called_once_with(
+            [fake.numerical_note.DOWN_CONVERT_INPUTS])
+        plan.run((10, 20, 30, 40)[:len(plan.tensors)], 7)
+        pack = graph.execute.call_args.args[0]
+        names = {t._mock_name: p for t, p in pack.items()}     # tensor (node) name: pointer
+        if kind == "fprop":
+            assert names == {"x": 10, "w": 20, "bias": 30, "b": 40}
+            assert graph.bias.call_args.kwargs["compute_data_type"] is dt.FLOAT
+            conv_out = graph.bias.call_args.kwargs["input"]
+            conv_out.set_data_type.assert_called_once_with(dt.FLOAT)   # float32 virtual
+            out = plan.tensors[2]
+        elif kind == "dgrad":
+            assert names == {"dgrad": 10, "w": 20, "dy": 30}
+            out = plan.tensors[0]
+        else:
+            assert names == {"x": 10, "wgrad": 20, "dy": 30}
+            out = plan.tensors[1]
+        out.set_output.assert_called_once_with(True)
+        out.set_data_type.assert_called_with(getattr(dt, io))          # the output in io
+        fake.set_stream.assert_called_with("handle", 7)

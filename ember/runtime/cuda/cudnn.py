@@ -165,20 +165,25 @@ def _build(cudnn, spec: ConvSpec, handle, build_all: bool = False):
     graph.validate()
     graph.build_operation_graph()
     graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    # PyTorch's engine filters: no engine that rounds float32 inputs down unless TF32 is
-    # allowed, none that converts inputs to a narrower type, none that is
-    # nondeterministic when determinism is asked for
+    graph.deselect_numeric_notes(_barred_notes(cudnn, spec))
+    graph.check_support()
+    graph.build_plans(cudnn.build_plan_policy.ALL if build_all else
+                      cudnn.build_plan_policy.HEURISTICS_CHOICE)
+    return graph, tensors
+
+
+def _barred_notes(cudnn, spec: ConvSpec) -> list:
+    """PyTorch's engine filters: no engine that converts inputs to a narrower type, none
+    with tensor cores for float32 unless TF32 is allowed (float16 / bfloat16 engines are
+    tensor-core engines and keep them), none that is nondeterministic when determinism
+    is asked for."""
     note = cudnn.numerical_note
     barred = [note.DOWN_CONVERT_INPUTS]
     if spec.dtype == "float32" and not spec.tf32:
         barred.append(note.TENSOR_CORE)
     if spec.deterministic:
         barred.append(note.NONDETERMINISTIC)
-    graph.deselect_numeric_notes(barred)
-    graph.check_support()
-    graph.build_plans(cudnn.build_plan_policy.ALL if build_all else
-                      cudnn.build_plan_policy.HEURISTICS_CHOICE)
-    return graph, tensors
+    return barred
 
 
 def _benchmark(cudnn, graph, tensors, buffers, limit: int, index: int, handle) -> None:
