@@ -404,25 +404,21 @@ def diag_nvidia(torch, case, inputs, ref, native, report) -> None:
         graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=cudnn.data_type.FLOAT,
                               compute_data_type=cudnn.data_type.FLOAT, handle=handle)
         ops, out = _torch_operands(torch, case, inputs)
-        desc = [graph.tensor(name=f"t{i}", dim=list(t.size()), stride=list(t.stride()),
-                             data_type=io) for i, t in enumerate(ops)]
+        desc = {i: graph.tensor(name=f"t{i}", dim=list(t.size()), stride=list(t.stride()),
+                                data_type=io)
+                for i, t in enumerate(ops) if t is not out}          # the inputs only
         geometry = dict(padding=[case.padding] * 2, stride=[case.stride] * 2, dilation=[1, 1])
         if case.kind.startswith("fprop"):
             made = graph.conv_fprop(image=desc[0], weight=desc[1], **geometry)
             if case.kind == "fprop+bias":
                 made = graph.bias(input=made, bias=desc[3])
-            pack = {desc[0]: ops[0], desc[1]: ops[1], made: out}
-            if case.kind == "fprop+bias":
-                pack[desc[3]] = ops[3]
         elif case.kind == "dgrad":
             made = graph.conv_dgrad(loss=desc[2], filter=desc[1], **geometry)
-            made.set_dim(list(out.size())).set_stride(list(out.stride()))
-            pack = {desc[2]: ops[2], desc[1]: ops[1], made: out}
         else:
             made = graph.conv_wgrad(image=desc[0], loss=desc[2], **geometry)
-            made.set_dim(list(out.size())).set_stride(list(out.stride()))
-            pack = {desc[0]: ops[0], desc[2]: ops[2], made: out}
-        made.set_output(True)
+        made.set_output(True).set_dim(list(out.size())).set_stride(list(out.stride()))
+        pack = {d: ops[i] for i, d in desc.items()}
+        pack[made] = out
         graph.validate()
         graph.build_operation_graph()
         graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
@@ -532,6 +528,44 @@ def api_run(torch, case: Case, inputs: dict, report: Report) -> None:
 
 
 # --- the parent ------------------------------------------------------------------------------
+def write_inputs(directory: str, all_cases: list, inputs: list) -> tuple:
+    """The cases and their arrays for the child: (inputs path, results path)."""
+    inputs_path = os.path.join(directory, "inputs.npz")
+    results_path = os.path.join(directory, "results.npz")
+    np.savez(inputs_path, **{f"{i}.{k}": v for i, d in enumerate(inputs) for k, v in d.items()})
+    with open(inputs_path + ".json", "w") as f:
+        json.dump([dataclasses.asdict(c) for c in all_cases], f)
+    return inputs_path, results_path
+
+
+def verdicts(all_cases, inputs, meta, results, reference, report):
+    """One line per case the child ran: its result against `reference(case, arrays)` ->
+    (float64 reference, torch's own result). Returns the references computed and the
+    cases to diagnose (the failing ones, after one passing fprop baseline per dtype)."""
+    refs, failing, baseline = {}, [], set()
+    for i, case in enumerate(all_cases):
+        entry = meta["cases"][i]
+        if entry["status"] == "unrun":
+            report.line("UNRUN", "ember", case, note="time budget")
+            continue
+        if entry["status"] == "noplan":
+            report.line("NOPLAN", "ember", case, note=entry["msg"][:120])
+            continue
+        if entry["status"] != "ok":
+            report.line("FAIL", "ember", case, note=entry["msg"])
+            failing.append(i)
+            continue
+        refs[i] = reference(case, inputs[i])
+        verdict, err, nerr, tol = judge(results[str(i)], *refs[i], case.dtype)
+        report.line(verdict, "ember", case, err, nerr, tol, note=f"plan {entry['plan']}")
+        if verdict != "PASS":
+            failing.append(i)
+        elif case.dtype not in baseline and case.kind == "fprop":
+            baseline.add(case.dtype)
+            failing.insert(0, i)
+    return refs, failing
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="two shapes only")
@@ -550,10 +584,7 @@ def main(argv=None) -> int:
 
     # 1. ember's side in a child process without torch
     tmp = tempfile.mkdtemp(prefix="check_cudnn_half_")
-    inputs_path, results_path = os.path.join(tmp, "inputs.npz"), os.path.join(tmp, "results.npz")
-    np.savez(inputs_path, **{f"{i}.{k}": v for i, d in enumerate(inputs) for k, v in d.items()})
-    with open(inputs_path + ".json", "w") as f:
-        json.dump([dataclasses.asdict(c) for c in all_cases], f)
+    inputs_path, results_path = write_inputs(tmp, all_cases, inputs)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [x for x in [
         os.environ.get("PYTHONPATH")] if x]), EMBER_CACHE_DIR=os.path.join(tmp, "cache"))
     env.pop("EMBER_CONV_BACKEND", None)
@@ -591,27 +622,8 @@ def main(argv=None) -> int:
     print("this process (torch", torch.__version__, "cuDNN", torch.backends.cudnn.version(),
           "):", json.dumps(library_info()), "| GPU", torch.cuda.get_device_name(), flush=True)
     report = Report()
-    refs, failing, baseline = {}, [], set()
-    for i, case in enumerate(all_cases):
-        entry = meta["cases"][i]
-        if entry["status"] == "unrun":
-            report.line("UNRUN", "ember", case, note="time budget")
-            continue
-        if entry["status"] == "noplan":
-            report.line("NOPLAN", "ember", case, note=entry["msg"][:120])
-            continue
-        if entry["status"] != "ok":
-            report.line("FAIL", "ember", case, note=entry["msg"])
-            failing.append(i)
-            continue
-        refs[i] = torch_results(torch, case, inputs[i])
-        verdict, err, nerr, tol = judge(results[str(i)], *refs[i], case.dtype)
-        report.line(verdict, "ember", case, err, nerr, tol, note=f"plan {entry['plan']}")
-        if verdict != "PASS":
-            failing.append(i)
-        elif case.dtype not in baseline and case.kind == "fprop":
-            baseline.add(case.dtype)             # one passing baseline per dtype for diags
-            failing.insert(0, i)
+    refs, failing = verdicts(all_cases, inputs, meta, results,
+                             lambda case, arrays: torch_results(torch, case, arrays), report)
 
     # 3. the same in this process (torch's libcudnn loaded too), then diagnostics
     for i in failing[:8]:

@@ -12,8 +12,8 @@ GPU's name and the cuDNN version, so later calls and later processes only look i
 cuDNN is asked only where it can be used: `ember.backends.cudnn.enabled`, the package
 and its library load (runtime/cuda/cudnn.py), float32 operands (float16 / bfloat16 too
 where `HALF_PRECISION_ON_CUDNN` is on), each tensor dense in NCHW or channels-last order
-and 16-byte aligned (cuDNN's descriptors promise that alignment). Inside a stream capture nothing is timed: a shape
-with no recorded winner uses Triton there.
+and 16-byte aligned (cuDNN's descriptors promise that alignment). Inside a stream capture
+nothing is timed: a shape with no recorded winner uses Triton there.
 
 `EMBER_CONV_BACKEND=triton` or `=cudnn` forces one side (cuDNN still only where it can
 be used), for tests and benchmarks; anything else (default `auto`) times.

@@ -3,7 +3,8 @@ ember's side of each case (tensors in the case's dtype and layout, outputs pre-f
 with NaN, spec_for + execute, the read-back) through a stand-in cuDNN frontend that
 computes each convolution with torch on the CPU from the pointers it is handed. A correct
 stand-in must pass every direction, dtype and layout; one that convolves instead of
-cross-correlating, accumulates into the output (beta 1), or leaves the output unwritten must fail. (On a GPU the tool itself runs.)"""
+cross-correlating, accumulates into the output (beta 1), or leaves the output unwritten
+must fail. (On a GPU the tool itself runs.)"""
 import ctypes
 import os
 import sys
@@ -218,3 +219,28 @@ def test_half_inputs_hold_values_of_their_dtype():
         assert a.dtype == np.float32
         np.testing.assert_array_equal(a, a.astype(ml_dtypes.bfloat16).astype(np.float32))
     assert len(tool.cases(["float16"], quick=True)) == 2 * 2 * len(tool.KINDS) + 1
+
+
+@pytest.mark.parametrize("fault", [None, "unwritten"])
+def test_the_child_results_and_the_verdicts_round_trip(emulated, tmp_path, capsys, fault):
+    """The parent's plumbing: the cases and arrays written for the child, the child's
+    results read back, one verdict line per case (references here on the CPU)."""
+    _use(emulated, fault)
+    all_cases = [tool.Case(*SMALL, dtype=d, layout="cl", kind=k)
+                 for d in ("float16", "bfloat16") for k in tool.KINDS]
+    inputs = [tool.make_inputs(c, seed=i) for i, c in enumerate(all_cases)]
+    inputs_path, results_path = tool.write_inputs(str(tmp_path), all_cases, inputs)
+    assert tool.child_main(inputs_path, results_path, budget=60) == 0
+    import json
+    meta = json.load(open(results_path + ".json"))
+    assert [e["status"] for e in meta["cases"]] == ["ok"] * len(all_cases)
+    report = tool.Report()
+    refs, failing = tool.verdicts(all_cases, inputs, meta, np.load(results_path),
+                                  lambda case, arrays: (_reference(case, arrays),) * 2, report)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " ember " in ln]
+    assert len(lines) == report.lines == len(all_cases) and len(refs) == len(all_cases)
+    if fault is None:
+        assert report.failed == 0 and all(ln.startswith("PASS") for ln in lines)
+        assert [all_cases[i].dtype for i in failing] == ["bfloat16", "float16"]  # baselines
+    else:
+        assert report.failed == len(all_cases) and all(ln.startswith("FAIL") for ln in lines)
