@@ -1,9 +1,11 @@
 """Check ember's cuDNN convolutions in float16 / bfloat16 (and float32 with TF32) on a GPU.
 
-    python tools/check_cudnn_half.py [--quick] [--dtype float16|bfloat16|float32] [--budget S]
+    python tools/check_cudnn_half.py [--quick | --full] [--dtype float16|bfloat16|float32]
+                                     [--budget SECONDS]
 
-Runs forward (with and without bias), input gradient and weight gradient convolutions
-through ember's cuDNN path (frontend/cudnn_conv.py + runtime/cuda/cudnn.py) with
+Runs forward (with and without bias; with bias + relu and bias + residual add + relu fused
+into cuDNN's graph), input gradient and weight gradient convolutions through ember's cuDNN
+path (frontend/cudnn_conv.py + runtime/cuda/cudnn.py) with
 `HALF_PRECISION_ON_CUDNN` switched on for this process, NCHW and channels-last, on a few
 resnet / mobilenet shapes, and compares each with torch's convolution of the same values
 on the same GPU (float64 reference; torch's own result in the case's dtype is printed as
@@ -58,6 +60,16 @@ if ROOT not in sys.path:
 # (rounded) inputs; the output's rounding alone is 2^-11 (float16), 2^-8 (bfloat16)
 TOLERANCE = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 5e-3}
 KINDS = ("fprop", "fprop+bias", "dgrad", "wgrad")
+# epilogues inside cuDNN's graph (ConvSpec.epilogue): y = relu(conv + b [+ z]), z a residual
+FUSED = ("fprop+bias+relu", "fprop+bias+add+relu")
+
+
+def has_bias(kind: str) -> bool:
+    return "+bias" in kind
+
+
+def epilogue_of(kind: str) -> str:
+    return "_".join(part for part in ("add", "relu") if f"+{part}" in kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,13 +113,20 @@ SHAPES = [  # name, n, c, h, k, r, stride, padding, groups
 ]
 
 
-def cases(dtypes, quick: bool) -> list:
-    shapes = SHAPES[:2] if quick else SHAPES
+def cases(dtypes, size: str = "default") -> list:
+    """quick: the tiny shape; default: three shapes; full: all of SHAPES. Epilogues on
+    the first two shapes (one in quick), benchmark mode once per dtype."""
+    shapes = {"quick": SHAPES[:1], "default": SHAPES[:3], "full": SHAPES}[size]
     found = []
     for spec in shapes:                      # broadest coverage first (the budget may cut)
         for dtype in dtypes:
             for layout in ("cl", "nchw"):
                 for kind in KINDS:
+                    found.append(Case(*spec, dtype=dtype, layout=layout, kind=kind))
+    for spec in shapes[:2]:                  # epilogues fused into cuDNN's graph
+        for dtype in dtypes:
+            for layout in ("cl", "nchw"):
+                for kind in FUSED:
                     found.append(Case(*spec, dtype=dtype, layout=layout, kind=kind))
     for dtype in dtypes:                     # benchmark mode: plans timed, fastest kept
         found.append(Case(*SHAPES[1], dtype=dtype, layout="cl", kind="fprop",
@@ -126,12 +145,14 @@ def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def make_inputs(case: Case, seed: int) -> dict:
-    """x, w, b, g (the output gradient) as float32 arrays holding values of the dtype."""
+    """x, w, b, g (the output gradient), z (a residual) as float32 arrays holding values
+    of the dtype."""
     rng = np.random.default_rng(seed)
     x_shape, w_shape, y_shape = case.shapes()
     fan_in = (case.c // case.groups) * case.r * case.r
     arrays = {"x": rng.standard_normal(x_shape), "w": rng.standard_normal(w_shape) / fan_in ** 0.5,
-              "b": rng.standard_normal(case.k), "g": rng.standard_normal(y_shape)}
+              "b": rng.standard_normal(case.k), "g": rng.standard_normal(y_shape),
+              "z": rng.standard_normal(y_shape)}
     return {name: rounded(a, case.dtype).astype(np.float32) for name, a in arrays.items()}
 
 
@@ -177,11 +198,15 @@ def ember_run(case: Case, inputs: dict):
     d, lay = case.dtype, case.layout
     ember.backends.cudnn.benchmark = case.benchmark
     try:
+        residual = None
         if case.kind.startswith("fprop"):
             x, w = _ember_tensor(inputs["x"], d, lay), _ember_tensor(inputs["w"], d, lay)
-            b = _ember_tensor(inputs["b"], d, lay) if case.kind == "fprop+bias" else None
+            b = _ember_tensor(inputs["b"], d, lay) if has_bias(case.kind) else None
+            if "add" in epilogue_of(case.kind):
+                residual = _ember_tensor(inputs["z"], d, lay)
             out = _blank(y_shape, d, lay)
-            spec = cudnn_conv.spec_for("fprop", x, w, out, *geometry, bias=b)
+            spec = cudnn_conv.spec_for("fprop", x, w, out, *geometry, bias=b,
+                                       epilogue=epilogue_of(case.kind))
             operands = (x, w, out, b)
         elif case.kind == "dgrad":
             w, g = _ember_tensor(inputs["w"], d, lay), _ember_tensor(inputs["g"], d, lay)
@@ -198,7 +223,7 @@ def ember_run(case: Case, inputs: dict):
         if not cudnn_conv.aligned(*[t for t in operands if t is not None]):
             return "error", "an operand is not 16-byte aligned", ""
         try:
-            cudnn_conv.execute(spec, *operands[:3], 0, operands[3])
+            cudnn_conv.execute(spec, *operands[:3], 0, operands[3], residual)
         except CudnnUnsupported as err:
             return "noplan", str(err)[:200], ""
         ember.cuda.synchronize()
@@ -253,13 +278,15 @@ def child_main(inputs_path: str, results_path: str, budget: float) -> int:
         if time.monotonic() - start > budget:
             meta["cases"].append({"status": "unrun", "msg": "time budget", "plan": ""})
             continue
-        inputs = {k: data[f"{i}.{k}"] for k in ("x", "w", "b", "g")}
+        inputs = {k: data[f"{i}.{k}"] for k in ("x", "w", "b", "g", "z")}
+        began = time.monotonic()
         status, result, plan = ember_run(case, inputs)
+        took = round(1000 * (time.monotonic() - began))       # plan build + run, ms
         if status == "ok":
             out[str(i)] = result
-            meta["cases"].append({"status": status, "msg": "", "plan": plan})
+            meta["cases"].append({"status": status, "msg": "", "plan": plan, "ms": took})
         else:
-            meta["cases"].append({"status": status, "msg": result, "plan": plan})
+            meta["cases"].append({"status": status, "msg": result, "plan": plan, "ms": took})
     meta["info"] = library_info()
     meta["info"]["torch_loaded"] = "torch" in sys.modules     # ember itself never imports it
     np.savez(results_path, **out)
@@ -283,11 +310,12 @@ def torch_results(torch, case: Case, inputs: dict):
     x_shape, w_shape, _ = case.shapes()
 
     def run(dtype):
-        x, w, b, g = (_torch_tensor(torch, inputs[n], dtype, case.layout) for n in "xwbg")
-        if case.kind == "fprop":
-            return f.conv2d(x, w, None, **kw)
-        if case.kind == "fprop+bias":
-            return f.conv2d(x, w, b, **kw)
+        x, w, b, g, z = (_torch_tensor(torch, inputs[n], dtype, case.layout) for n in "xwbgz")
+        if case.kind.startswith("fprop"):
+            y = f.conv2d(x, w, b if has_bias(case.kind) else None, **kw)
+            if "add" in epilogue_of(case.kind):
+                y = y + z
+            return torch.relu(y) if "relu" in epilogue_of(case.kind) else y
         mask = [case.kind == "dgrad", case.kind == "wgrad", False]
         grads = torch.ops.aten.convolution_backward(
             g, x, w, None, [case.stride] * 2, [case.padding] * 2, [1, 1], False, [0, 0],
@@ -339,18 +367,19 @@ def _spec_of(case: Case):
     from ember.ir.meta import channels_last, contiguous_format, strides_for
     fmt = channels_last if case.layout == "cl" else contiguous_format
     x, w, y = ((s, tuple(strides_for(s, fmt)), case.dtype) for s in case.shapes())
-    b = ((case.k,), (1,), case.dtype) if case.kind == "fprop+bias" else None
+    b = ((case.k,), (1,), case.dtype) if has_bias(case.kind) else None
     geometry = ((case.stride,) * 2, (case.padding,) * 2, (1, 1))
     import ember
     ember.backends.cudnn.benchmark = case.benchmark
     try:
-        return cudnn_conv.spec_for(case.kind[:5], x, w, y, *geometry, bias=b)
+        return cudnn_conv.spec_for(case.kind[:5], x, w, y, *geometry, bias=b,
+                                   epilogue=epilogue_of(case.kind))
     finally:
         ember.backends.cudnn.benchmark = False
 
 
 def _torch_operands(torch, case: Case, inputs: dict):
-    """Torch tensors in ember's pointer roles (x, w, y[, b]) and the one written."""
+    """Torch tensors in ember's pointer roles (x, w, y[, b][, z]) and the one written."""
     dt = getattr(torch, case.dtype)
     x_shape, w_shape, y_shape = case.shapes()
 
@@ -360,7 +389,8 @@ def _torch_operands(torch, case: Case, inputs: dict):
     tx = lambda n: _torch_tensor(torch, inputs[n], dt, case.layout)  # noqa: E731
     if case.kind.startswith("fprop"):
         out = blank(y_shape)
-        ops = [tx("x"), tx("w"), out] + ([tx("b")] if case.kind == "fprop+bias" else [])
+        ops = [tx("x"), tx("w"), out] + ([tx("b")] if has_bias(case.kind) else []) + \
+            ([tx("z")] if "add" in epilogue_of(case.kind) else [])
     elif case.kind == "dgrad":
         out = blank(x_shape)
         ops = [out, tx("w"), tx("g")]
@@ -410,8 +440,12 @@ def diag_nvidia(torch, case, inputs, ref, native, report) -> None:
         geometry = dict(padding=[case.padding] * 2, stride=[case.stride] * 2, dilation=[1, 1])
         if case.kind.startswith("fprop"):
             made = graph.conv_fprop(image=desc[0], weight=desc[1], **geometry)
-            if case.kind == "fprop+bias":
+            if has_bias(case.kind):
                 made = graph.bias(input=made, bias=desc[3])
+            if "add" in epilogue_of(case.kind):
+                made = graph.add(a=made, b=desc[len(ops) - 1])
+            if "relu" in epilogue_of(case.kind):
+                made = graph.relu(input=made)
         elif case.kind == "dgrad":
             made = graph.conv_dgrad(loss=desc[2], filter=desc[1], **geometry)
         else:
@@ -557,7 +591,8 @@ def verdicts(all_cases, inputs, meta, results, reference, report):
             continue
         refs[i] = reference(case, inputs[i])
         verdict, err, nerr, tol = judge(results[str(i)], *refs[i], case.dtype)
-        report.line(verdict, "ember", case, err, nerr, tol, note=f"plan {entry['plan']}")
+        report.line(verdict, "ember", case, err, nerr, tol,
+                    note=f"{entry.get('ms', '?')} ms plan {entry['plan']}")
         if verdict != "PASS":
             failing.append(i)
         elif case.dtype not in baseline and case.kind == "fprop":
@@ -568,7 +603,8 @@ def verdicts(all_cases, inputs, meta, results, reference, report):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="two shapes only")
+    p.add_argument("--quick", action="store_true", help="the tiny shape only")
+    p.add_argument("--full", action="store_true", help="every shape (may need --budget 240)")
     p.add_argument("--dtype", action="append", choices=sorted(TOLERANCE),
                    help="repeatable; default float16, bfloat16 and float32 (TF32)")
     p.add_argument("--budget", type=float, default=110.0, help="seconds for the whole run")
@@ -579,7 +615,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     left = lambda: args.budget - (time.monotonic() - start)  # noqa: E731
     dtypes = args.dtype or ["float16", "bfloat16", "float32"]
-    all_cases = cases(dtypes, args.quick)
+    all_cases = cases(dtypes, "quick" if args.quick else "full" if args.full else "default")
     inputs = [make_inputs(case, seed=i) for i, case in enumerate(all_cases)]
 
     # 1. ember's side in a child process without torch
@@ -653,7 +689,7 @@ def main(argv=None) -> int:
     # 4. the public route, forward and backward, on two shapes
     os.environ["EMBER_CONV_BACKEND"] = "cudnn"
     os.environ.setdefault("EMBER_CACHE_DIR", os.path.join(tmp, "cache"))
-    for spec in SHAPES[:2]:
+    for spec in SHAPES[:1 if args.quick else 2]:
         for dtype in [d for d in dtypes if d != "float32"]:
             for layout in ("cl", "nchw"):
                 case = Case(*spec, dtype=dtype, layout=layout, kind="fwd+bwd")

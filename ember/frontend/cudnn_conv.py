@@ -93,12 +93,15 @@ def _geometry(shape, layout) -> tuple:
     return tuple(shape), tuple(strides_for(tuple(shape), layout))
 
 
-def spec_for(kind: str, x, w, y, stride, padding, dilation, bias=None):
+def spec_for(kind: str, x, w, y, stride, padding, dilation, bias=None, epilogue: str = ""):
     """A ConvSpec for tensors (or (shape, strides, dtype name) triples) x, w, y (and a
-    forward convolution's bias vector), or None where cuDNN cannot be asked (dtype,
-    layout)."""
+    forward convolution's bias vector and epilogue: "relu", "add" of a residual of y's
+    geometry, "add_relu"), or None where cuDNN cannot be asked (dtype, layout)."""
     from ..backends import cudnn as flags
-    from ..runtime.cuda.cudnn import ConvSpec
+    from ..runtime.cuda.cudnn import EPILOGUES, ConvSpec
+    if epilogue not in EPILOGUES or (epilogue and kind != "fprop"):
+        raise ValueError(f"cuDNN convolution: no epilogue {epilogue!r} for {kind} "
+                         f"(forward only: one of {EPILOGUES[1:]})")
     parts = [_parts(t) for t in (x, w, y)]
     dtypes = {p[2] for p in parts}
     if bias is not None:
@@ -115,7 +118,7 @@ def spec_for(kind: str, x, w, y, stride, padding, dilation, bias=None):
     return ConvSpec(kind, dtype, *[_geometry(p[0], lay) for p, lay in zip(parts, layouts)],
                     tuple(padding), tuple(stride), tuple(dilation), _tf32(dtype),
                     _deterministic(), int(flags.benchmark_limit or 10) if flags.benchmark else 0,
-                    bias is not None)
+                    bias is not None, epilogue)
 
 
 def _parts(t):
@@ -128,13 +131,26 @@ def aligned(*tensors: Tensor) -> bool:
     return all(data_ptr(t) % 16 == 0 for t in tensors)
 
 
-def execute(spec, x: Tensor, w: Tensor, y: Tensor, index: int, bias: Tensor | None = None):
+def _like_output(spec, t: Tensor) -> bool:
+    layout = _layout(t.shape, t.stride())
+    return layout is not None and t.dtype.name == spec.dtype and \
+        _geometry(t.shape, layout) == spec.y
+
+
+def execute(spec, x: Tensor, w: Tensor, y: Tensor, index: int, bias: Tensor | None = None,
+            residual: Tensor | None = None):
     """Run cuDNN for `spec` on x, w, y (which of them it writes follows spec.kind; y +=
-    bias for a spec with bias) on the current stream."""
+    bias for a spec with bias, + residual and relu as its epilogue says) on the current
+    stream."""
     from ..runtime.cuda import cudnn
     from ..runtime.cuda.stream import current_stream
+    if ("add" in spec.epilogue) != (residual is not None) or \
+            (residual is not None and not _like_output(spec, residual)):
+        raise ValueError(f"{spec.describe()}: the residual must be given exactly for an "
+                         "'add' epilogue, with the output's shape, layout and dtype")
     pointers = (data_ptr(x), data_ptr(w), data_ptr(y)) + \
-        ((data_ptr(bias),) if bias is not None else ())
+        ((data_ptr(bias),) if bias is not None else ()) + \
+        ((data_ptr(residual),) if residual is not None else ())
     built = (spec, index) in cudnn._plans
     # benchmark mode times cuDNN's plans on these buffers, which a capture cannot do
     plan = cudnn.conv_plan(spec, index, pointers if built or not spec.benchmark or

@@ -80,10 +80,19 @@ class _Graph:
     def conv_wgrad(self, image, loss, **kw):
         return self._node("wgrad", (image, loss), **kw)
 
-    def bias(self, input, bias, **kw):
-        out = _Desc("bias")
-        out.node = ("bias", (input, bias), None, None, None)
+    def _pointwise(self, kind, *inputs):
+        out = _Desc(kind)
+        out.node = (kind, inputs, None, None, None)
         return out
+
+    def bias(self, input, bias, **kw):
+        return self._pointwise("bias", input, bias)
+
+    def add(self, a, b, **kw):
+        return self._pointwise("add", a, b)
+
+    def relu(self, input, **kw):
+        return self._pointwise("relu", input)
 
     def __getattr__(self, name):            # validate, build_plans, ...: nothing to do
         return lambda *args, **kwargs: 0
@@ -114,7 +123,13 @@ class _Graph:
         kind, inputs, padding, stride, dilation = desc.node
         if kind == "bias":
             conv, b = inputs
-            return self._compute(conv, arrays) + arrays[id(b)]
+            return self._compute(conv, arrays) + arrays[id(b)].reshape(1, -1, 1, 1)
+        if kind == "add":
+            first, z = inputs
+            return self._compute(first, arrays) + arrays[id(z)]
+        if kind == "relu":
+            value = self._compute(inputs[0], arrays)
+            return value if self.fault == "no_relu" else value.clamp(min=0)
         a, b = (arrays[id(t)] for t in inputs)
         if self.fault == "convolution":           # the filter flipped: true convolution
             b = b.flip(-1, -2)
@@ -170,8 +185,10 @@ def _reference(case, inputs):
     x, w, b, g = (torch.from_numpy(inputs[n]).double() for n in "xwbg")
     kw = dict(stride=case.stride, padding=case.padding, groups=case.groups)
     if case.kind.startswith("fprop"):
-        return torch.nn.functional.conv2d(x, w, b if case.kind == "fprop+bias" else None,
-                                          **kw).numpy()
+        y = torch.nn.functional.conv2d(x, w, b if tool.has_bias(case.kind) else None, **kw)
+        if "add" in tool.epilogue_of(case.kind):
+            y = y + torch.from_numpy(inputs["z"]).double()
+        return (y.clamp(min=0) if "relu" in tool.epilogue_of(case.kind) else y).numpy()
     if case.kind == "dgrad":
         return torch.nn.grad.conv2d_input(x.shape, w, g, **kw).numpy()
     return torch.nn.grad.conv2d_weight(x, w.shape, g, **kw).numpy()
@@ -186,7 +203,7 @@ def test_the_tool_passes_a_correct_convolution_in_every_direction_and_layout(emu
     _use(emulated)
     for shape in (SMALL, GROUPED):
         for layout in ("cl", "nchw"):
-            for kind in tool.KINDS:
+            for kind in tool.KINDS + tool.FUSED:
                 case = tool.Case(*shape, dtype=dtype, layout=layout, kind=kind)
                 inputs = tool.make_inputs(case, seed=3)
                 status, got, _ = tool.ember_run(case, inputs)
@@ -194,13 +211,15 @@ def test_the_tool_passes_a_correct_convolution_in_every_direction_and_layout(emu
                 ref = _reference(case, inputs)
                 verdict, err, _, tol = tool.judge(got, ref, ref, dtype)
                 assert verdict == "PASS", (case.label(), err, tol)
-    built = {(spec.kind, spec.dtype, spec.bias) for spec, _ in runtime_cudnn._plans}
-    assert built == {("fprop", dtype, False), ("fprop", dtype, True), ("dgrad", dtype, False),
-                     ("wgrad", dtype, False)}               # each went through cuDNN's path
+    built = {(spec.kind, spec.dtype, spec.bias, spec.epilogue) for spec, _ in runtime_cudnn._plans}
+    assert built == {("fprop", dtype, False, ""), ("fprop", dtype, True, ""),
+                     ("fprop", dtype, True, "relu"), ("fprop", dtype, True, "add_relu"),
+                     ("dgrad", dtype, False, ""), ("wgrad", dtype, False, "")}  # all via cuDNN
 
 
 @pytest.mark.parametrize("fault, kind", [("convolution", "fprop"), ("convolution", "dgrad"),
-                                         ("beta", "wgrad"), ("unwritten", "fprop+bias")])
+                                         ("beta", "wgrad"), ("unwritten", "fprop+bias"),
+                                         ("no_relu", "fprop+bias+add+relu")])
 def test_the_tool_fails_a_wrong_convolution(emulated, fault, kind):
     _use(emulated, fault)
     case = tool.Case(*SMALL, dtype="float16", layout="cl", kind=kind)
@@ -218,7 +237,7 @@ def test_half_inputs_hold_values_of_their_dtype():
     for a in inputs.values():
         assert a.dtype == np.float32
         np.testing.assert_array_equal(a, a.astype(ml_dtypes.bfloat16).astype(np.float32))
-    assert len(tool.cases(["float16"], quick=True)) == 2 * 2 * len(tool.KINDS) + 1
+    assert len(tool.cases(["float16"], "quick")) == 2 * len(tool.KINDS + tool.FUSED) + 1
 
 
 @pytest.mark.parametrize("fault", [None, "unwritten"])
@@ -244,3 +263,18 @@ def test_the_child_results_and_the_verdicts_round_trip(emulated, tmp_path, capsy
         assert [all_cases[i].dtype for i in failing] == ["bfloat16", "float16"]  # baselines
     else:
         assert report.failed == len(all_cases) and all(ln.startswith("FAIL") for ln in lines)
+
+
+def test_a_residual_must_match_the_output(emulated):
+    _use(emulated)
+    case = tool.Case(*SMALL, dtype="float16", layout="cl", kind="fprop+bias+add+relu")
+    inputs = tool.make_inputs(case, seed=6)
+    x, w, b = (tool._ember_tensor(inputs[n], "float16", "cl") for n in "xwb")
+    out = tool._blank(case.shapes()[2], "float16", "cl")
+    spec = cudnn_conv.spec_for("fprop", x, w, out, (2, 2), (1, 1), (1, 1), bias=b,
+                               epilogue="add_relu")
+    nchw = tool._ember_tensor(inputs["z"], "float16", "nchw")     # not the output's layout
+    with pytest.raises(ValueError, match="residual"):
+        cudnn_conv.execute(spec, x, w, out, 0, b, nchw)
+    with pytest.raises(ValueError, match="residual"):
+        cudnn_conv.execute(spec, x, w, out, 0, b)

@@ -346,7 +346,7 @@ def _stand_in_frontend(monkeypatch):
                 getattr(t, setter).return_value = t
             return t
         return make
-    for op in ("tensor", "conv_fprop", "conv_dgrad", "conv_wgrad", "bias"):
+    for op in ("tensor", "conv_fprop", "conv_dgrad", "conv_wgrad", "bias", "add", "relu"):
         getattr(graph, op).side_effect = made(op)
     monkeypatch.setitem(sys.modules, "cudnn", fake)
     monkeypatch.setattr(runtime_cudnn, "_state", {"module": None, "tried": False, "why": None})
@@ -404,3 +404,42 @@ def test_half_precision_graphs_type_every_tensor_and_compute_in_float(monkeypatc
         out.set_output.assert_called_once_with(True)
         out.set_data_type.assert_called_with(getattr(dt, io))          # the output in io
         fake.set_stream.assert_called_with("handle", 7)
+
+
+def test_forward_epilogues_are_pointwise_nodes_in_float32(monkeypatch):
+    """bias + residual add + relu after the convolution, as cuDNN pointwise nodes of the
+    same graph: every intermediate a float32 virtual tensor, the residual typed and laid
+    out as the output, y the last node's result in the io type, pointers x, w, y, b, z."""
+    fake, graph = _stand_in_frontend(monkeypatch)
+    monkeypatch.setattr(cudnn_conv, "HALF_PRECISION_ON_CUDNN", True)
+    dt = fake.data_type
+    x = ((2, 8, 5, 5), (200, 1, 40, 8), "float16")
+    w = ((16, 8, 3, 3), (72, 1, 24, 8), "float16")
+    y = ((2, 16, 5, 5), (400, 1, 80, 16), "float16")
+    spec = cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1),
+                               bias=((16,), (1,), "float16"), epilogue="add_relu")
+    assert "+bias +add_relu" in spec.describe()
+    plan = runtime_cudnn.conv_plan(spec, 0)
+    conv = graph.conv_fprop.call_args
+    biased = graph.bias.call_args.kwargs
+    added = graph.add.call_args.kwargs
+    relu = graph.relu.call_args.kwargs
+    assert biased["input"]._mock_name == "fprop" and added["a"]._mock_name == "bias"
+    assert relu["input"]._mock_name == "residual"
+    for node in (biased, added, relu):
+        assert node["compute_data_type"] is dt.FLOAT
+    for virtual in (biased["input"], added["a"], relu["input"]):
+        virtual.set_data_type.assert_called_once_with(dt.FLOAT)
+    z = added["b"]
+    (z_call,) = [c for c in graph.tensor.call_args_list if c.kwargs["name"] == "z"]
+    assert z_call.kwargs["dim"] == [2, 16, 5, 5] and z_call.kwargs["stride"] == [400, 1, 80, 16]
+    assert z_call.kwargs["data_type"] is dt.HALF and conv.kwargs["name"] == "fprop"
+    plan.run((10, 20, 30, 40, 50), 7)
+    pack = graph.execute.call_args.args[0]
+    assert {t._mock_name: p for t, p in pack.items()} == \
+        {"x": 10, "w": 20, "relu": 30, "b": 40, "z": 50}
+    plan.tensors[2].set_data_type.assert_called_with(dt.HALF)
+    with pytest.raises(ValueError, match="epilogue"):
+        cudnn_conv.spec_for("dgrad", x, w, y, (1, 1), (1, 1), (1, 1), epilogue="relu")
+    with pytest.raises(ValueError, match="epilogue"):
+        cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1), epilogue="gelu")

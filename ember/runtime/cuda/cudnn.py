@@ -15,8 +15,10 @@ plan that builds, or with `benchmark` the fastest of the first `benchmark_limit`
 timed on the given buffers) and keeps its workspace as a permanent device block, so a
 plan's launches always see the same pointers and a CUDA graph may record them.
 
-Directions, with cuDNN's roles: `fprop` y = conv(x, w); `dgrad` x = the input gradient
-from y (the output gradient) and w; `wgrad` w = the weight gradient from x and y.
+Directions, with cuDNN's roles: `fprop` y = conv(x, w) (then + b, + z, relu as the spec's
+bias and epilogue ask, as cuDNN pointwise nodes in the same graph, each intermediate in
+float32); `dgrad` x = the input gradient from y (the output gradient) and w; `wgrad` w =
+the weight gradient from x and y.
 """
 from __future__ import annotations
 
@@ -81,13 +83,19 @@ class ConvSpec:
     deterministic: bool = False    # only engines without the NONDETERMINISTIC note
     benchmark: int = 0             # >0: time this many plans and keep the fastest
     bias: bool = False             # fprop only: y = conv(x, w) + b, b a vector of Cout
+    epilogue: str = ""             # fprop only, after the bias: "relu", "add" (+ z, a
+    #                                residual of y's geometry) or "add_relu"
 
     def describe(self) -> str:
         return (f"conv {self.kind} {self.dtype} x{list(self.x[0])}/{list(self.x[1])} "
                 f"w{list(self.w[0])}/{list(self.w[1])} y{list(self.y[0])}/{list(self.y[1])} "
                 f"pad{list(self.padding)} stride{list(self.stride)} dil{list(self.dilation)}"
-                f"{' +bias' if self.bias else ''}{' tf32' if self.tf32 else ''}"
+                f"{' +bias' if self.bias else ''}"
+                f"{' +' + self.epilogue if self.epilogue else ''}{' tf32' if self.tf32 else ''}"
                 f"{' deterministic' if self.deterministic else ''}")
+
+
+EPILOGUES = ("", "relu", "add", "add_relu")
 
 
 def _handle(index: int):
@@ -99,8 +107,8 @@ def _handle(index: int):
 
 
 class ConvPlan:
-    """One built cuDNN graph: `run(pointers, stream)` with pointers for x, w, y (and the
-    bias vector for a spec with bias)."""
+    """One built cuDNN graph: `run(pointers, stream)` with pointers for x, w, y, then the
+    bias vector for a spec with bias, then the residual z for an "add" epilogue."""
 
     def __init__(self, spec: ConvSpec, index: int, buffers: tuple | None = None):
         cudnn = library()
@@ -140,17 +148,29 @@ def _build(cudnn, spec: ConvSpec, handle, build_all: bool = False):
                             data_type=io)
     geometry = dict(padding=list(spec.padding), stride=list(spec.stride),
                     dilation=list(spec.dilation), compute_data_type=dt.FLOAT)
+    if spec.epilogue not in EPILOGUES or (spec.epilogue and spec.kind != "fprop"):
+        raise ValueError(f"{spec.describe()}: no epilogue {spec.epilogue!r} for {spec.kind}")
     if spec.kind == "fprop":
         x, w = tensor("x", spec.x), tensor("w", spec.w)
         out, made = graph.conv_fprop(image=x, weight=w, name="fprop", **geometry), spec.y
-        tensors = (x, w, out)
+        extra = []
+        # each result a later node reads stays a virtual float32 tensor; the last is y
         if spec.bias:
             cout = spec.w[0][0]
-            out.set_data_type(dt.FLOAT)              # the virtual conv result, then + b
+            out.set_data_type(dt.FLOAT)
             b = graph.tensor(name="b", dim=[1, cout, 1, 1], stride=[cout, 1, 1, 1],
                              data_type=io)
             out = graph.bias(input=out, bias=b, name="bias", compute_data_type=dt.FLOAT)
-            tensors = (x, w, out, b)
+            extra.append(b)
+        if "add" in spec.epilogue:
+            out.set_data_type(dt.FLOAT)
+            z = tensor("z", spec.y)
+            out = graph.add(a=out, b=z, name="residual", compute_data_type=dt.FLOAT)
+            extra.append(z)
+        if "relu" in spec.epilogue:
+            out.set_data_type(dt.FLOAT)
+            out = graph.relu(input=out, name="relu", compute_data_type=dt.FLOAT)
+        tensors = (x, w, out, *extra)
     elif spec.kind == "dgrad":
         w, y = tensor("w", spec.w), tensor("dy", spec.y)
         out, made = graph.conv_dgrad(loss=y, filter=w, name="dgrad", **geometry), spec.x
