@@ -23,10 +23,12 @@ Paths (what each line ran):
                torch (as eager conv2d and its backward routes run it: spec_for + execute)
   ember+torch  the same in this process, after torch (and its own libcudnn) loaded
   api          ember.nn.functional.conv2d forward + backward with EMBER_CONV_BACKEND=cudnn
-Diagnostics, run for failing cases (and once per dtype as a baseline):
+Diagnostics, only when some case fails (for the failing cases, after one passing fprop
+baseline per dtype):
   diag:torchobj  ember's built graph, executed with torch tensors in the variant pack
   diag:torchmem  ember's plan (ConvPlan.run) on torch's buffers: bare pointers, as ember
-  diag:nvidia    the graph NVIDIA's samples build (tensor_like, no engine filters)
+  diag:nvidia    the graph as NVIDIA's samples build it from torch tensors (no engine
+                 filters, output type inferred), run with torch tensors
   diag:strict    ember's graph with Winograd / FFT / reduced-precision-reduction engines
                  also deselected
   diag:plan[i]   each of the first plans cuDNN offers, by name
@@ -85,7 +87,7 @@ class Case:
     groups: int
     dtype: str
     layout: str         # "nchw" | "cl"
-    kind: str           # one of KINDS
+    kind: str           # one of KINDS or FUSED
     benchmark: bool = False     # ember.backends.cudnn.benchmark = True for this case
 
     @property
@@ -99,7 +101,7 @@ class Case:
         return x, w, y
 
     def label(self) -> str:
-        return (f"{self.dtype:8s} {self.layout:4s} {self.kind:10s} {self.shape}"
+        return (f"{self.dtype:8s} {self.layout:4s} {self.kind:19s} {self.shape}"
                 f"{' benchmark' if self.benchmark else ''}")
 
 
@@ -237,14 +239,11 @@ def ember_run(case: Case, inputs: dict):
 
 def plan_name(graph) -> str:
     """The built plan's engine name, where the frontend says it (best effort)."""
-    for index in (getattr(graph, "_plan_index", None), 0):
-        if index is None:
-            continue
-        try:
-            return str(graph.get_plan_name_at_index(index))
-        except Exception:  # noqa: BLE001 - older frontends name plans differently
-            continue
-    return "?"
+    index = getattr(graph, "_plan_index", None)      # the plan the build settled on
+    try:
+        return "?" if index is None else str(graph.get_plan_name_at_index(index))
+    except Exception:  # noqa: BLE001 - older frontends name plans differently
+        return "?"
 
 
 def library_info() -> dict:

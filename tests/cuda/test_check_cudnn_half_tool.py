@@ -278,3 +278,28 @@ def test_a_residual_must_match_the_output(emulated):
         cudnn_conv.execute(spec, x, w, out, 0, b, nchw)
     with pytest.raises(ValueError, match="residual"):
         cudnn_conv.execute(spec, x, w, out, 0, b)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_with_the_switch_on_eager_half_convolutions_take_cudnn_both_ways(emulated, dtype,
+                                                                          monkeypatch):
+    """The switch's wiring, as the tool's `api` lines run it on the GPU: eager conv2d
+    forward (with its bias) and its input and weight gradients in float16 / bfloat16 go
+    to cuDNN (here the stand-in) with HALF_PRECISION_ON_CUDNN on, and match torch."""
+    _use(emulated)
+    monkeypatch.setenv("EMBER_CONV_BACKEND", "cudnn")
+    monkeypatch.setattr(cudnn_conv, "_memo", {})
+    case = tool.Case(*SMALL, dtype=dtype, layout="cl", kind="fwd+bwd")
+    inputs = tool.make_inputs(case, seed=7)
+    xe, we, be = (tool._ember_tensor(inputs[n], dtype, "cl").requires_grad_() for n in "xwb")
+    out = ember.nn.functional.conv2d(xe, we, be, stride=case.stride, padding=case.padding)
+    g = tool._ember_tensor(inputs["g"], dtype, "cl")
+    out.backward(g)
+    assert {spec.kind for spec, _ in runtime_cudnn._plans} == {"fprop", "dgrad", "wgrad"}
+    assert {spec.dtype for spec, _ in runtime_cudnn._plans} == {dtype}
+    xt, wt, bt = (torch.from_numpy(inputs[n]).double().requires_grad_() for n in "xwb")
+    ref = torch.nn.functional.conv2d(xt, wt, bt, stride=case.stride, padding=case.padding)
+    ref.backward(torch.from_numpy(inputs["g"]).double())
+    for got, want in ((out, ref), (xe.grad, xt.grad), (we.grad, wt.grad)):
+        err = tool.error(got.detach().float().cpu().numpy(), want.detach().numpy())
+        assert err <= tool.TOLERANCE[dtype], err
