@@ -15,8 +15,8 @@ the yardstick). One line per case:
                       torch=<the same for torch in the case's dtype> tol=<allowed>
 
 NOPLAN: cuDNN has no plan for the case, so ember runs its Triton kernel there (not a
-failure). Exit status 0 only when every ember case passes (1: a failure or a case left
-unrun for time; 2: no GPU, no torch or no cuDNN frontend).
+failure). Exit status 0 only when every case passes (1: a failure; 3: no failure but
+cases left unrun for time; 2: no GPU, no torch or no cuDNN frontend).
 
 Paths (what each line ran):
   ember        ember's runtime on ember's tensors, in a child process that never imports
@@ -338,7 +338,7 @@ def error(got: np.ndarray, ref: np.ndarray) -> float:
 
 class Report:
     def __init__(self):
-        self.failed, self.lines = 0, 0
+        self.failed, self.unrun, self.lines = 0, 0, 0
 
     def line(self, verdict: str, path: str, case: Case, err=None, native=None, tol=None,
              note: str = "", counts: bool = True) -> None:
@@ -348,7 +348,9 @@ class Report:
         print(f"{verdict:6s} {path:13s} {case.label()}{figures}{('  ' + note) if note else ''}",
               flush=True)
         self.lines += 1
-        if counts and verdict not in ("PASS", "NOPLAN"):
+        if counts and verdict == "UNRUN":
+            self.unrun += 1
+        elif counts and verdict not in ("PASS", "NOPLAN"):
             self.failed += 1
 
 
@@ -719,11 +721,15 @@ def main(argv=None) -> int:
                 api_run(torch, case, make_inputs(case, seed=1000), report)
     os.environ.pop("EMBER_CONV_BACKEND", None)
     took = time.monotonic() - start
-    print(f"{report.failed} failing line(s) that count; {took:.1f} s")
-    if not report.failed:
-        print("every case passed: turn float16/bfloat16 on with HALF_PRECISION_ON_CUDNN = True "
-              f"({switch_line()})")
-    return 1 if report.failed else 0
+    print(f"{report.failed} failing and {report.unrun} unrun line(s) that count; {took:.1f} s")
+    if report.failed:
+        return 1
+    if report.unrun:
+        print("incomplete: rerun with a larger --budget, or --quick")
+        return 3
+    print("every case passed: turn float16/bfloat16 on with HALF_PRECISION_ON_CUDNN = True "
+          f"({switch_line()})")
+    return 0
 
 
 def switch_line() -> str:
