@@ -17,7 +17,8 @@ the `ember.backends.cudnn` logger and convolutions use Triton.
 - `deterministic` (default False): True keeps cuDNN to engines without the
   nondeterministic note (as does `ember.use_deterministic_algorithms(True)`).
 - `benchmark` (default False): True times up to `benchmark_limit` cuDNN plans per shape
-  and keeps the fastest, instead of the heuristics' first choice.
+  (0: every plan, as in torch) and keeps the fastest, instead of the heuristics' first
+  choice.
 """
 from __future__ import annotations
 

@@ -117,8 +117,17 @@ def spec_for(kind: str, x, w, y, stride, padding, dilation, bias=None, epilogue:
     dtype = next(iter(dtypes))
     return ConvSpec(kind, dtype, *[_geometry(p[0], lay) for p, lay in zip(parts, layouts)],
                     tuple(padding), tuple(stride), tuple(dilation), _tf32(dtype),
-                    _deterministic(), int(flags.benchmark_limit or 10) if flags.benchmark else 0,
+                    _deterministic(), _benchmark_plans() if flags.benchmark else 0,
                     bias is not None, epilogue)
+
+
+def _benchmark_plans() -> int:
+    """How many cuDNN plans benchmark mode times: `benchmark_limit`, every plan for 0
+    (torch's meaning)."""
+    from ..backends import cudnn as flags
+    from ..runtime.cuda.cudnn import ALL_PLANS
+    limit = int(flags.benchmark_limit or 0)
+    return limit if limit > 0 else ALL_PLANS
 
 
 def _parts(t):

@@ -227,6 +227,10 @@ def test_flags_are_part_of_the_shape_key(decision, monkeypatch):
     assert strict != base and strict.deterministic and "deterministic" in strict.describe()
     monkeypatch.setattr(ember.backends.cudnn, "benchmark", True)
     assert _spec().benchmark == ember.backends.cudnn.benchmark_limit
+    monkeypatch.setattr(ember.backends.cudnn, "benchmark_limit", 0)     # torch: every plan
+    assert _spec().benchmark == runtime_cudnn.ALL_PLANS
+    monkeypatch.setattr(ember.backends.cudnn, "benchmark_limit", 3)
+    assert _spec().benchmark == 3
     monkeypatch.setattr(ember.backends.cuda.matmul, "allow_tf32", True)
     try:
         assert _spec().tf32

@@ -96,6 +96,7 @@ class ConvSpec:
 
 
 EPILOGUES = ("", "relu", "add", "add_relu")
+ALL_PLANS = 1 << 30        # ConvSpec.benchmark for "time every plan" (benchmark_limit 0)
 
 
 def _handle(index: int):
