@@ -198,6 +198,9 @@ class CudaBackend:
     name = "triton"
     precompile = True          # compile each kernel for the device when the plan is built
     split_reductions = True    # long reductions over few kept points: split_reduce.py
+    # training steps: the backward recomputes cheap forward values from those written
+    # anyway (passes/recompute.py) instead of reading them back
+    pass_defaults = {"recompute": True}
 
     def __init__(self):
         self.index = 0
