@@ -92,21 +92,15 @@ def _backward_reads(graph: Graph, forward: set[Node]) -> set[Node]:
     return reads
 
 
-def _groups(graph: Graph) -> dict[Node, int]:
-    """Which kernel each node would be in if fused now (fuse.plan_groups)."""
-    from .fuse import plan_groups
-    return {n: gid for gid, members in enumerate(plan_groups(graph)) for n in members}
-
-
-def _materialized(node: Node, forward: set[Node], group: dict[Node, int]) -> bool:
+def _materialized(node: Node) -> bool:
     """True when `node`'s value is written to memory whatever is saved: no generated
-    kernel computes it (a GEMM/conv, an op without a kernel), or a forward node outside
-    its kernel reads it, or an op without a kernel reads it in the backward (a pooling
-    backward reads its input: a recomputed copy would be written for it)."""
-    if _opaque(node) or node not in group:
+    kernel computes it (a GEMM/conv, an op without a kernel), or such an op reads it, in
+    the forward or in the backward (a pooling backward reads its input: a recomputed
+    copy would be written for it). A fusion plan would tell more (a value two kernels
+    read), but planning the groups twice costs about a second for resnet18's step."""
+    if _opaque(node):
         return True
-    return any(_opaque(u) or u.op == OpKind.output or
-               (u in forward and group.get(u) != group[node]) for u in node.users)
+    return any(_opaque(u) or u.op == OpKind.output for u in node.users)
 
 
 def _opaque(node: Node) -> bool:
@@ -119,13 +113,12 @@ def _opaque(node: Node) -> bool:
 
 def _min_cut(graph: Graph, forward: set[Node], reads: set[Node]):
     import networkx as nx
-    group = _groups(graph)
     flow = nx.DiGraph()
     for node in graph.nodes:
         if node not in forward or node.op == OpKind.get_attr:
             continue
         val = node.meta.get("val")
-        materialized = _materialized(node, forward, group)
+        materialized = _materialized(node)
         if not isinstance(val, TensorMeta):
             flow.add_edge(("in", node), ("out", node))        # tuples: save their items
         else:
