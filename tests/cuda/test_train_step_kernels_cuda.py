@@ -91,3 +91,41 @@ def test_byte_table_of_a_step():
     assert "layout_copy" not in {r["kernel"] for r in rows
                                  if r["step"].startswith("convolution_backward_weight")}
     assert any(n.endswith(("final", "partial0")) or n.startswith("fused") for n in names)
+
+
+_NCHW_STORE = r'''
+import json, re
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton import split_reduce
+from ember.frontend.eager_cuda import compile_triton
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+F = ember.nn.functional
+x = ember.empty(64, 64, 56, 56, memory_format=ember.channels_last)
+w = ember.empty(64)
+def fn(t, a, b):
+    y = F.relu(F.batch_norm(t, None, None, a, b, training=True))
+    return y, y.contiguous()
+graph, _ = build_graph(fn, [meta_of(v) for v in (x, w, w)])
+final = split_reduce.generate_split(lower_group(graph, "bn").kernel).kernels[-1]
+types = [t for _, t in final.launch.args]
+ptx = compile_triton(final, [t.startswith("*") for t in types], (9, 0)).asm["ptx"]
+print(json.dumps(re.findall(r"st\.global[.\w]*", ptx)))
+'''
+
+
+def test_nchw_store_from_a_column_tile_is_vectorized_on_sm90():
+    """resnet18 layer1's BatchNorm + ReLU forward, final phase, storing its output both
+    channels-last and NCHW (what wgrad-nchw makes it do) compiles for sm_90 with every
+    global store 16 bytes wide: Triton moves the NCHW tile through shared memory."""
+    import json
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run([sys.executable, "-c", _NCHW_STORE], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    stores = json.loads(run.stdout.strip().splitlines()[-1])
+    assert stores and all(s.startswith("st.global.v4") for s in stores), stores
