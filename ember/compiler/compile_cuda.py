@@ -198,6 +198,11 @@ class CudaBackend:
     name = "triton"
     precompile = True          # compile each kernel for the device when the plan is built
     split_reductions = True    # long reductions over few kept points: split_reduce.py
+    # training steps: the backward recomputes cheap forward values from those written
+    # anyway (passes/recompute.py) instead of reading them back, and the kernels that
+    # produce a float32 weight gradient's operands also write them NCHW
+    # (passes/train_layout.py) instead of a transpose copying them
+    pass_defaults = {"recompute": True, "wgrad_nchw": True}
 
     def __init__(self):
         self.index = 0

@@ -56,7 +56,9 @@ def compile_step_graph(graph: Graph, constants: dict, layout: StepLayout, pipeli
                        options: dict, start: float, backend) -> TrainPlan:
     """Run the pipeline over a step graph and build its plan on `backend`."""
     stats = CompileStats(original_ops=count_ops(graph))
-    ctx = PassContext(constants=dict(constants), options=dict(options), inference=False)
+    # a backend's pass defaults (CUDA: the backward recomputes cheap forward values)
+    ctx = PassContext(constants=dict(constants), inference=False,
+                      options={**getattr(backend, "pass_defaults", {}), **options})
     run_passes(graph, pipeline, ctx)
     plan, bindings = _build_plan(graph, ctx.constants, stats, layout, backend)
     plan = backend.finish(plan, options)

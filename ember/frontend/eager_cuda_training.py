@@ -393,7 +393,8 @@ def _weight_grad_split_k(g, x, weight_size, stride, padding, dilation, groups, o
     from ..codegen.triton import conv_wgrad
     from ..codegen.triton.gemm import conv_input_precision
     from ..ir.dtypes import float32
-    if x.dtype == float32 and weight_size[1] * weight_size[2] * weight_size[3] >= 512:
+    from ..ir.fused import wgrad_reads_nchw
+    if wgrad_reads_nchw(x.dtype.name, weight_size):
         # float32 dots (TF32 or IEEE) want both operands contiguous along N*Ho*Wo: Hopper's
         # tf32 wgmma takes no transposed operand, and channels-last tiles went through
         # 4-byte copies, 2-3x slower than NCHW copies of both plus the NCHW kernel where

@@ -21,6 +21,20 @@ from .graph import Graph, OpKind
 
 KINDS = ("pointwise", "reduction", "epilogue")
 
+# The CUDA float32 convolution weight gradient (codegen/triton/conv_wgrad.py) reads both
+# operands NCHW (contiguous along N*Ho*Wo) where Cin/groups*KH*KW reaches this: Hopper's
+# tf32 wgmma takes no transposed operand, and on an H100 channels-last tiles ran 2-3x
+# slower than NCHW copies plus the NCHW kernel there (resnet18 at batch 64: layer1 0.72
+# against 0.38 ms); below it the copies cost more than they save. The eager op copies
+# channels-last operands; a compiled CUDA training step has them written NCHW by the
+# kernels that produce them (passes/recompute.py, `wgrad-nchw`).
+WGRAD_NCHW_MIN_COLUMNS = 512
+
+
+def wgrad_reads_nchw(dtype_name: str, weight_size) -> bool:
+    return dtype_name == "float32" and len(weight_size) == 4 and \
+        weight_size[1] * weight_size[2] * weight_size[3] >= WGRAD_NCHW_MIN_COLUMNS
+
 
 class FusedGroup:
     def __init__(self, name: str, graph: Graph, kind: str):

@@ -106,6 +106,9 @@ def plan_groups(graph: Graph, pool_conversions_apart: bool = False) -> list[list
                 continue
             if pool_conversions_apart and _converts_pool(members[pid], members[group[node]]):
                 continue
+            if node.meta.get("recomputed") and \
+                    any(m.meta.get("step_forward") for m in members[pid]):
+                continue       # a backward copy (passes/recompute.py) joins backward kernels
             merged = sorted(members[pid] + members[group[node]], key=order.__getitem__)
             if _creates_cycle(merged, order, group, members) or _problem(graph, merged):
                 continue

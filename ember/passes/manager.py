@@ -315,5 +315,8 @@ register_pipeline("default-inference", ["normalize", "simplify", "fold", "fold-b
                                         "fuse-qresidual", "layout", "fuse", "memplan"])
 # Training graphs keep parameters as inputs, so there is nothing to fold into them;
 # layout conversions are left out (the update writes parameters in their own layout).
+# "recompute" and "wgrad-nchw" act only where options["recompute"] / ["wgrad_nchw"] are
+# set (CUDA training steps).
 register_pipeline("default-training", ["normalize", "simplify", "decompose", "simplify",
-                                       "cse", "dce", "fuse", "memplan"])
+                                       "cse", "dce", "recompute", "wgrad-nchw", "fuse",
+                                       "memplan"])

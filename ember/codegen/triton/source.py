@@ -410,17 +410,34 @@ class Emitter:
         self.reduced[stage.name] = name
 
     def reduce_loop(self, stage: K.Reduce, outer: Scope, inner_header) -> None:
-        acc, ident = self.fresh("acc"), _identity(stage.combine, stage.acc_dtype)
-        outer.lines.append(f"{acc} = tl.full([XBLOCK, RBLOCK], {ident}, "
-                           f"{register_type(stage.acc_dtype)})")
+        self.reduce_loops([stage], outer, inner_header)
+
+    def reduce_loops(self, stages: list, outer: Scope, inner_header) -> None:
+        """Reduce stages that read no result of each other in ONE walk of the inner space,
+        one accumulator each: a load they share is read once per walk (BatchNorm's
+        backward sums of dy and dy * x-hat read dy once, not twice)."""
         row = inner_header()
-        value = self.value(stage.value, row, outer)
-        picked = f"tl.where({row.mask}, {value}, {ident})"
-        row.lines.append(f"{acc} = {_combine(stage, acc, picked)}")
+        accs = []
+        for stage in stages:
+            acc, ident = self.fresh("acc"), _identity(stage.combine, stage.acc_dtype)
+            outer.lines.append(f"{acc} = tl.full([XBLOCK, RBLOCK], {ident}, "
+                               f"{register_type(stage.acc_dtype)})")
+            value = self.value(stage.value, row, outer)
+            picked = f"tl.where({row.mask}, {value}, {ident})"
+            row.lines.append(f"{acc} = {_combine(stage, acc, picked)}")
+            accs.append(acc)
         self._close_loop(outer, row)
-        name = f"red_{stage.name}"
-        outer.lines.append(f"{name} = {_reduce_call(stage, acc)}[:, None]")
-        self.reduced[stage.name] = name
+        for stage, acc in zip(stages, accs):
+            name = f"red_{stage.name}"
+            outer.lines.append(f"{name} = {_reduce_call(stage, acc)}[:, None]")
+            self.reduced[stage.name] = name
+
+    def store_loop(self, stages: list, outer: Scope, inner_header) -> None:
+        """Stores over the inner space in one walk (the loads they share read once)."""
+        loop = inner_header()
+        for stage in stages:
+            self.store(stage, loop, outer)
+        self._close_loop(outer, loop)
 
     def _close_loop(self, outer: Scope, row: Scope) -> None:
         outer.lines.append(f"for roff in {self.loop_range}:")
@@ -451,20 +468,21 @@ class Emitter:
             body.append("rxmask = xmask & rmask")
             return Scope(body, "rxmask", inner=True)
 
-        row = inner_header() if persistent else None
+        if not persistent:
+            for kind, stages in walks(self.k.stages):
+                if kind == "reduce":
+                    self.reduce_loops(stages, outer, inner_header)
+                elif kind == "store":
+                    self.store_loop(stages, outer, inner_header)
+                else:
+                    self.store(stages[0], outer, outer)
+            return lines
+        row = inner_header()
         for stage in self.k.stages:
             if isinstance(stage, K.Reduce):
-                if persistent:
-                    self.reduce_persistent(stage, row, outer)     # row loads stay shared
-                else:
-                    self.reduce_loop(stage, outer, inner_header)
+                self.reduce_persistent(stage, row, outer)     # row loads stay shared
             elif stage.over_inner:
-                if persistent:
-                    self.store(stage, row, outer)
-                else:
-                    loop = inner_header()
-                    self.store(stage, loop, outer)
-                    self._close_loop(outer, loop)
+                self.store(stage, row, outer)
             else:
                 self.store(stage, outer, outer)
         return lines
@@ -477,6 +495,38 @@ class Emitter:
         return ".to(tl.int64)" if self.wide else ""
 
 
+def reduce_refs(value) -> set[str]:
+    return {e.name for e in K._walk(value) if isinstance(e, K.ReduceRef)}
+
+
+def walks(stages: list) -> list[tuple[str, list]]:
+    """A looped kernel's stages as walks over the inner space, in an order that keeps each
+    stage after the Reduces it reads: ("reduce", stages) for Reduces that read no result of
+    each other (one loop, one accumulator each), ("store", stages) for consecutive stores
+    over the inner space (one loop), ("outer", [stage]) for a store per outer point. The
+    stages before grouping walked the input once each: BatchNorm's forward read x five
+    times to store x - mean, x-hat, the ReLU output and its mask."""
+    groups: list[tuple[str, list]] = []
+    for stage in stages:
+        last = groups[-1] if groups else None
+        if isinstance(stage, K.Reduce):
+            if last and last[0] == "reduce" and \
+                    not reduce_refs(stage.value) & {s.name for s in last[1]}:
+                last[1].append(stage)
+                continue
+            groups.append(("reduce", [stage]))
+        elif stage.over_inner:
+            if last and last[0] == "store":
+                last[1].append(stage)
+                continue
+            groups.append(("store", [stage]))
+        elif last and last[0] == "store":
+            groups.insert(len(groups) - 1, ("outer", [stage]))   # its Reduces are done
+        else:
+            groups.append(("outer", [stage]))
+    return groups
+
+
 def needs_int64(kernel: K.Kernel) -> bool:
     """Offsets past 2**31 - 1 need 64-bit index math (int32 is faster otherwise)."""
     biggest = max([b.numel for b in kernel.inputs + kernel.outputs] +
@@ -487,6 +537,9 @@ def needs_int64(kernel: K.Kernel) -> bool:
 def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
     """The Triton function for one kernel description, with its launch metadata."""
     blocks = blocks or default_blocks(kernel)
+    if kernel.inner and not blocks.persistent:
+        from .reduce_levels import flatten_levels
+        kernel = flatten_levels(kernel)     # sums of earlier sums: fewer walks of the input
     emitter = Emitter(kernel, wide=needs_int64(kernel))
     name = function_name(kernel.name)
     x, r = math.prod(kernel.outer), math.prod(kernel.inner)

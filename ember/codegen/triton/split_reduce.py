@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from ...ir.dtypes import float32
 from .. import kernel as K
 from . import source
+from .reduce_levels import flatten_levels
 from .source import Blocks, Emitter, GeneratedKernel, LaunchSpec, Scope
 
 TARGET_PROGRAMS = 4 * 132   # four 16-warp programs per multiprocessor of an H100
@@ -54,6 +55,7 @@ class SplitReduction:
     kernels: list[GeneratedKernel]
     workspace: int
     plan: SplitPlan
+    kernel: K.Kernel | None = None     # the description the phases run (flatten_levels)
 
 
 def plan(kernel: K.Kernel) -> SplitPlan | None:
@@ -89,6 +91,7 @@ def plan(kernel: K.Kernel) -> SplitPlan | None:
 
 def generate_split(kernel: K.Kernel, split: SplitPlan | None = None) -> SplitReduction | None:
     """The phase kernels for `kernel` (None when it is better left as one kernel)."""
+    kernel = flatten_levels(kernel)        # one walk for the statistics: fewer phases
     split = split or plan(kernel)
     if split is None:
         return None
@@ -97,7 +100,7 @@ def generate_split(kernel: K.Kernel, split: SplitPlan | None = None) -> SplitRed
     last = max(levels.values())
     kernels = [_phase(kernel, split, levels, slots, phase) for phase in range(last + 2)]
     workspace = len(slots) * split.splits * math.prod(kernel.outer)
-    return SplitReduction(kernels, workspace, split)
+    return SplitReduction(kernels, workspace, split, kernel)
 
 
 def _levels(kernel: K.Kernel) -> dict[str, int]:
@@ -131,21 +134,27 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
         body.append("rxmask = xmask & rmask")
         return Scope(body, "rxmask", inner=True)
 
+    # every earlier level's results first; then one walk of the chunk for all of this
+    # level's Reduces (or, in the final phase, for all stores over the inner space)
+    reduced, stores = [], []
     for stage in kernel.stages:
         if isinstance(stage, K.Reduce):
             level = levels[stage.name]
             if level < phase:
                 _finish(em, stage, slots[stage.name], split.splits, outer)
             elif level == phase:
-                em.reduce_loop(stage, outer, inner_header)
-                lines.append(f"tl.store(ws_ptr + (({slots[stage.name]} * S + sid) * X + "
-                             f"xindex), red_{stage.name}, mask=xmask)")
+                reduced.append(stage)
         elif final and stage.over_inner:
-            loop = inner_header()
-            em.store(stage, loop, outer)
-            em._close_loop(outer, loop)
+            stores.append(stage)
         elif final:
             em.store(stage, outer, outer)
+    if reduced:
+        em.reduce_loops(reduced, outer, inner_header)
+        for stage in reduced:
+            lines.append(f"tl.store(ws_ptr + (({slots[stage.name]} * S + sid) * X + "
+                         f"xindex), red_{stage.name}, mask=xmask)")
+    if stores:
+        em.store_loop(stores, outer, inner_header)
 
     role = "final" if final else f"partial{phase}"
     name = f"{source.function_name(kernel.name)}_{role}"

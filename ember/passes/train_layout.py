@@ -1,0 +1,72 @@
+"""Training steps on CUDA: NCHW copies for the float32 weight gradients, written by the
+kernels that produce their operands.
+
+The CUDA float32 convolution weight gradient reads both operands NCHW where
+Cin/groups*KH*KW >= 512 (`ir.fused.wgrad_reads_nchw`: channels-last tiles measured 2-3x
+slower there), so for a channels-last model the eager op copied both the layer's input
+and its output gradient: resnet18's compiled step at batch 64 ran 32 such transposes
+(1.6 GB read and written). Here each such operand gets an explicit
+`contiguous(memory_format=torch.contiguous_format)` node in the graph; fusion puts it in
+the kernel that computes the value (the BatchNorm + ReLU forward, the BatchNorm backward,
+the residual add), which then writes both layouts in one pass: no copy kernel and no
+second read. One conversion per value serves every weight gradient that reads it.
+
+Runs when `ctx.options['wgrad_nchw']` is true (the CUDA backend's training steps).
+"""
+from __future__ import annotations
+
+from ..ir.fused import wgrad_reads_nchw
+from ..ir.graph import Graph, Node, OpKind
+from ..ir.meta import TensorMeta, channels_last, contiguous_format
+from ..ir.registry import is_op
+from .cleanup import mutated_values
+from .fuse import functionalize_inplace
+from .layout import insert_conversion
+from .manager import PassContext, register_pass
+
+
+@register_pass("wgrad-nchw")
+def wgrad_nchw(graph: Graph, ctx: PassContext) -> int:
+    """CUDA training steps: NCHW operands for float32 weight gradients, fused upstream."""
+    if not ctx.options.get("wgrad_nchw"):
+        return 0
+    functionalize_inplace(graph)        # relu_ -> relu where legal, as fuse does first
+    mutated = mutated_values(graph)
+    converted: dict[Node, Node] = {}
+    for node in list(graph.nodes):
+        if not _nchw_weight_gradient(node):
+            continue
+        args = list(node.args)
+        for i in (0, 1):                                   # grad_output, input
+            value = args[i]
+            if not _channels_last(value) or value in mutated:
+                continue        # a value written in place: its copy must follow the writes
+            if value not in converted:
+                # just before the first reader: the value is final there
+                converted[value] = insert_conversion(value, contiguous_format, before=node)
+            args[i] = converted[value]
+        if args != list(node.args):
+            node.args = tuple(args)
+            # the gradient's layout follows its operands' (PyTorch's rule): NCHW now
+            node.meta["val"] = node.target.meta(*[a.meta["val"] if isinstance(a, Node) else a
+                                                  for a in args], **node.kwargs)
+    return len(converted)
+
+
+def _nchw_weight_gradient(node: Node) -> bool:
+    if node.op != OpKind.call_function or not is_op(node.target) or \
+            node.target.name != "convolution_backward_weight":
+        return False
+    g, x, weight_size = node.args[:3]
+    transposed = node.args[6] if len(node.args) > 6 else False
+    if transposed or not isinstance(g, Node) or not isinstance(x, Node):
+        return False
+    gm, xm = g.meta.get("val"), x.meta.get("val")
+    return isinstance(gm, TensorMeta) and isinstance(xm, TensorMeta) and \
+        gm.dtype == xm.dtype and wgrad_reads_nchw(xm.dtype.name, list(weight_size))
+
+
+def _channels_last(value) -> bool:
+    meta = value.meta.get("val") if isinstance(value, Node) else None
+    return isinstance(meta, TensorMeta) and len(meta.shape) == 4 and \
+        meta.is_contiguous(channels_last) and not meta.is_contiguous(contiguous_format)

@@ -1,0 +1,131 @@
+"""The kernels of a compiled channels-last training step on (emulated) CUDA: float32
+weight gradients whose operands they read NCHW get them written by the kernels that
+produce them (passes/train_layout.py), so no transpose copy runs; the backward recomputes
+BatchNorm's intermediates (passes/recompute.py); the steps equal ember's eager CPU steps.
+tools/cuda_step_bytes.py's table of the same step: every kernel's bytes at least the
+buffers it touches. On CI the kernels run in Triton's interpreter (tests/cuda/emulation.py)."""
+import copy
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+import ember  # noqa: E402
+from ember import nn  # noqa: E402
+from ember.frontend import eager_cuda  # noqa: E402
+from ember.runtime.plan import Plan  # noqa: E402
+
+from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+
+
+def _net():
+    # Cin * KH * KW = 576 >= 512: the float32 weight gradient reads NCHW operands
+    return nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
+                         nn.ReLU(inplace=True), nn.Conv2d(64, 64, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(64, 5)).to(memory_format=ember.channels_last)
+
+
+def test_compiled_step_writes_weight_gradient_operands_nchw(device, monkeypatch):  # noqa: F811
+    launched, launch, run_step = [], eager_cuda.launch, Plan._run_step
+    current = ["?"]
+
+    def spy(generated, tensors, index):
+        launched.append((current[0], generated.name))
+        return launch(generated, tensors, index)
+
+    def named(self, step, values):
+        current[0] = step.name
+        return run_step(self, step, values)
+    monkeypatch.setattr(eager_cuda, "launch", spy)
+    monkeypatch.setattr(Plan, "_run_step", named)
+    ember.manual_seed(0)
+    ref = _net()
+    model = copy.deepcopy(ref).to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_ref = ember.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    step = ember.compile_train_step(model, loss_fn, opt, backend="triton")
+    for _ in range(2):
+        x = ember.randn(2, 3, 5, 4).contiguous(memory_format=ember.channels_last)
+        y = ember.randint(0, 5, (2,))
+        got = step(x.to(device), y.to(device))
+        want = loss_fn(ref(x), y)
+        want.backward()
+        opt_ref.step()
+        opt_ref.zero_grad()
+        np.testing.assert_allclose(got.item(), want.item(), rtol=2e-4, atol=2e-4)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=2e-4,
+                                   atol=2e-4, err_msg=name)
+    for (name, b), c in zip(model.named_buffers(), ref.buffers()):
+        np.testing.assert_allclose(b.cpu().numpy(), c.numpy(), rtol=2e-4, atol=2e-4,
+                                   err_msg=name)
+    by_weight_grads = [k for step, k in launched if step.startswith("convolution_backward_w")]
+    assert "conv_weight_grad" in by_weight_grads          # the Triton weight gradient ran
+    assert "layout_copy" not in by_weight_grads           # ... on operands written NCHW
+    graph = step.graph
+    assert any(getattr(n.target, "name", "") == "contiguous" for g in _groups(graph)
+               for n in g.graph.nodes)                     # fused into producing kernels
+
+
+def _groups(graph):
+    from ember.ir.fused import FusedGroup
+    return [n.target for n in graph.nodes if isinstance(n.target, FusedGroup)]
+
+
+def test_byte_table_of_a_step():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import cuda_step_bytes
+    rows = cuda_step_bytes.step_rows("convbn", 12, 2)
+    assert rows and all(r["bytes"] >= r["minimum"] > 0 or r["family"] == "memcpy"
+                        for r in rows if r["bytes"])
+    names = {r["kernel"] for r in rows}
+    assert "layout_copy" not in {r["kernel"] for r in rows
+                                 if r["step"].startswith("convolution_backward_weight")}
+    assert any(n.endswith(("final", "partial0")) or n.startswith("fused") for n in names)
+
+
+_NCHW_STORE = r'''
+import json, re
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton import split_reduce
+from ember.frontend.eager_cuda import compile_triton
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+F = ember.nn.functional
+x = ember.empty(64, 64, 56, 56, memory_format=ember.channels_last)
+w = ember.empty(64)
+def fn(t, a, b):
+    y = F.relu(F.batch_norm(t, None, None, a, b, training=True))
+    return y, y.contiguous()
+graph, _ = build_graph(fn, [meta_of(v) for v in (x, w, w)])
+final = split_reduce.generate_split(lower_group(graph, "bn").kernel).kernels[-1]
+types = [t for _, t in final.launch.args]
+ptx = compile_triton(final, [t.startswith("*") for t in types], (9, 0)).asm["ptx"]
+print(json.dumps(re.findall(r"st\.global[.\w]*", ptx)))
+'''
+
+
+def test_nchw_store_from_a_column_tile_is_vectorized_on_sm90():
+    """resnet18 layer1's BatchNorm + ReLU forward, final phase, storing its output both
+    channels-last and NCHW (what wgrad-nchw makes it do) compiles for sm_90 with every
+    global store 16 bytes wide: Triton moves the NCHW tile through shared memory."""
+    import json
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run([sys.executable, "-c", _NCHW_STORE], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    stores = json.loads(run.stdout.strip().splitlines()[-1])
+    assert stores and all(s.startswith("st.global.v4") for s in stores), stores

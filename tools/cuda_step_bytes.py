@@ -1,0 +1,271 @@
+"""Per-kernel byte table of a compiled CUDA training step, without a GPU.
+
+Builds `compile_train_step(model, CrossEntropyLoss(), SGD(momentum=0.9), backend="triton")`
+for small_cnn, a conv-BN-ReLU net or resnet18 (channels-last, batch 64 at --size) in
+emulated CUDA memory (tests/cuda/emulation.py: 'cuda:0' is host memory) and runs the
+steady step (momentum buffers present) once with every launch *recorded instead of run*:
+shapes are static, so the kernel sequence is the GPU's (except convolutions cuDNN would
+take on a GPU, which run as ember's Triton kernels here). Per kernel it prints
+
+- `bytes`: what it reads and writes in DRAM, counted from its kernel description:
+  every stage that walks the reduced space reads the inner-walking loads it uses once
+  per walk (a looped Reduce walks once per stage; split phases walk their level's
+  stages; the final phase walks once for the stores), a persistent kernel reads each
+  load once; loads indexed by kept points only are counted once. Kernels without a
+  description (GEMMs, convolutions, transposes, scatters, optimizer updates) count their
+  operands once each.
+- `minimum`: each distinct buffer it reads or writes, once;
+- `ratio` and the plan step (graph node) that launched it,
+
+then totals per kernel family and the launch count. Run where ember imports:
+
+    python tools/cuda_step_bytes.py [--model resnet18|small_cnn|convbn] [--size 224]
+        [--batch 64] [--top 40] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_ROOT))
+sys.path.insert(0, str(_ROOT / "tests" / "cuda"))
+
+import numpy as np  # noqa: E402
+
+import ember  # noqa: E402
+from ember import nn  # noqa: E402
+from ember.codegen import kernel as K  # noqa: E402
+from ember.codegen.triton import source, split_reduce  # noqa: E402
+from ember.codegen.triton.reduce_levels import flatten_levels  # noqa: E402
+
+# id(GeneratedKernel) -> (description, role): role None (one kernel), or the split
+# phase's level ("partial<n>") / "final"
+_DESCRIPTIONS: dict[int, tuple] = {}
+SHOW: set = set()              # kernel names whose source --show prints
+
+
+def _track_descriptions(mp) -> None:
+    generate, split = source.generate, split_reduce.generate_split
+
+    def tracked_generate(kernel, blocks=None):
+        made = generate(kernel, blocks)
+        blocks = blocks or source.default_blocks(kernel)
+        if kernel.inner and not blocks.persistent:
+            kernel = flatten_levels(kernel)            # what generate emits
+        _DESCRIPTIONS[id(made)] = (kernel, None, blocks)
+        return made
+
+    def tracked_split(kernel, plan=None):
+        made = split(kernel, plan)
+        if made is not None:
+            for k in made.kernels:
+                _DESCRIPTIONS[id(k)] = (made.kernel, k.name.rsplit("_", 1)[1],
+                                        made.plan.blocks)
+        return made
+    mp.setattr(source, "generate", tracked_generate)
+    mp.setattr(split_reduce, "generate_split", tracked_split)
+
+
+# --- bytes from a kernel description --------------------------------------------------------
+def _walks_inner(kernel: K.Kernel, e) -> bool:
+    n_outer = len(kernel.outer)
+    return any(e.index.coeff(v) for v in range(n_outer, kernel.n_vars))
+
+
+def _distinct(kernel: K.Kernel, e, buffers: dict) -> int:
+    """Bytes of the distinct elements load/store `e` touches over the kernel's space."""
+    sizes = list(kernel.outer) + list(kernel.inner)
+    used = math.prod(s for v, s in enumerate(sizes) if e.index.coeff(v))
+    numel = buffers[e.buffer].numel
+    return min(used, numel) * buffers[e.buffer].dtype.itemsize
+
+
+def _phase_walks(kernel: K.Kernel, role, blocks) -> list[list]:
+    """The stages walked together over the inner space, per walk (see source.walks)."""
+    if not kernel.inner or blocks.persistent:
+        return [list(kernel.stages)]
+    if role is None:
+        return [stages for _, stages in source.walks(kernel.stages)]
+    levels = split_reduce._levels(kernel)
+    if role == "final":
+        return [[s for s in kernel.stages if not isinstance(s, K.Reduce)]]
+    phase = int(role[len("partial"):])
+    return [[s for s in kernel.stages
+             if isinstance(s, K.Reduce) and levels[s.name] == phase]]
+
+
+def description_bytes(kernel: K.Kernel, role, blocks) -> tuple[int, int]:
+    """(bytes moved, minimum bytes) of one kernel (or split phase) of a description: each
+    walk of the inner space reads its distinct inner-walking loads once; loads indexed
+    by kept points only, and stores, count once per kernel."""
+    buffers = {b.name: b for b in kernel.inputs + kernel.outputs}
+    moved, touched, once = 0, {}, set()
+    for walk in _phase_walks(kernel, role, blocks):
+        seen = set()
+        for stage in walk:
+            for e in _loads_of(stage.value):
+                b = _distinct(kernel, e, buffers)
+                touched[e.buffer] = max(touched.get(e.buffer, 0), b)
+                key = (e.buffer, repr(e.index))
+                inner = not kernel.inner or _walks_inner(kernel, e)
+                if key in (seen if inner else once):
+                    continue
+                (seen if inner else once).add(key)
+                moved += b
+            if not isinstance(stage, K.Reduce):
+                b = _distinct(kernel, stage, buffers)
+                touched[stage.buffer] = max(touched.get(stage.buffer, 0), b)
+                moved += b
+    return moved, sum(touched.values())
+
+
+def _loads_of(value) -> list:
+    return [e for e in K._walk(value, set()) if isinstance(e, (K.Load, K.MaskedLoad))]
+
+
+# --- recording a step ----------------------------------------------------------------------
+class _Recorder:
+    def __init__(self):
+        self.rows: list[dict] = []
+        self.step = "?"
+
+    def launch(self, generated, tensors) -> None:
+        from ember import Tensor
+        operands = [t for t in tensors if isinstance(t, Tensor)]
+        described = _DESCRIPTIONS.get(id(generated))
+        if described is not None:
+            moved, minimum = description_bytes(*described)
+        else:
+            moved = minimum = sum(_tensor_bytes(t) for t in operands)
+        if generated.name in SHOW:
+            SHOW.discard(generated.name)
+            print(generated.source)
+        self.rows.append({"kernel": generated.name, "step": self.step,
+                          "family": _family(generated.name), "bytes": moved,
+                          "minimum": minimum, "grid": list(generated.launch.grid),
+                          "shapes": [list(t.shape) for t in operands][:4]})
+
+    def copy(self, nbytes: int) -> None:
+        self.rows.append({"kernel": "memcpy", "step": self.step, "family": "memcpy",
+                          "bytes": 2 * nbytes, "minimum": 2 * nbytes, "grid": [],
+                          "shapes": []})
+
+
+def _tensor_bytes(t) -> int:
+    return int(t._array.extent()) * t.dtype.itemsize
+
+
+def _family(name: str) -> str:
+    name = re.sub(r"_\d+", "_N", name)
+    return re.sub(r"N_(partial\d|final)$", r"N_\1", name)
+
+
+@contextlib.contextmanager
+def recording(recorder: _Recorder):
+    """Emulated CUDA where launches and device copies are recorded, not run."""
+    import pytest
+    from emulation import emulated_cuda
+    from ember.compiler import compile_cuda
+    from ember.frontend import eager_cuda
+    from ember.runtime import plan as plan_mod
+    from ember.runtime.cuda import stream as S
+    run_step = plan_mod.Plan._run_step
+
+    def named(self, step, values):
+        recorder.step = step.name
+        return run_step(self, step, values)
+    with emulated_cuda(8 << 30), pytest.MonkeyPatch.context() as mp:
+        _track_descriptions(mp)
+        mp.setattr(compile_cuda.CudaBackend, "precompile", False)
+        mp.setattr(compile_cuda, "_launch", lambda k, ts: recorder.launch(k.generated, ts))
+        mp.setattr(eager_cuda, "launch", lambda g, ts, i: recorder.launch(g, ts))
+        mp.setattr(S, "copy_device_to_device", lambda d, s, n, st: recorder.copy(n))
+        mp.setattr(plan_mod.Plan, "_run_step", named)
+        yield
+
+
+# --- models ------------------------------------------------------------------------------------
+def convbn():
+    return nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+                         nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1,
+                                                                  bias=False),
+                         nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(64, 10))
+
+
+MODELS = {"resnet18": lambda: ember.models.resnet18(num_classes=10),
+          "small_cnn": lambda: ember.models.small_cnn(in_channels=3),
+          "convbn": convbn}
+
+
+def step_rows(model_name: str, size: int, batch: int) -> list[dict]:
+    recorder = _Recorder()
+    with recording(recorder):
+        ember.manual_seed(0)
+        model = MODELS[model_name]().to(memory_format=ember.channels_last).cuda()
+        opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        step = ember.compile_train_step(model, nn.CrossEntropyLoss(), opt, backend="triton",
+                                        options={"cuda_graphs": False})
+        x = ember.randn(batch, 3, size, size).contiguous(memory_format=ember.channels_last)
+        x = x.cuda()
+        y = ember.randint(0, 10, (batch,)).cuda()
+        for p in model.parameters():                  # the steady step: momentum present
+            opt.state[p]["momentum_buffer"] = ember.zeros_like(p)
+        recorder.rows.clear()
+        step(x, y)
+    return recorder.rows
+
+
+def print_table(rows: list[dict], top: int) -> None:
+    total = sum(r["bytes"] for r in rows)
+    least = sum(r["minimum"] for r in rows)
+    print(f"{len(rows)} launches/step; {total / 1e6:.1f} MB moved against a minimum of "
+          f"{least / 1e6:.1f} MB ({total / max(least, 1):.2f}x); at 3 TB/s "
+          f"{total / 3e9:.2f} ms vs {least / 3e9:.2f} ms")
+    print(f"\n{'MB':>9} {'min MB':>8} {'x':>5}  kernel  [plan step]  grid  shapes")
+    for r in sorted(rows, key=lambda r: -r["bytes"])[:top]:
+        print(f"{r['bytes'] / 1e6:9.1f} {r['minimum'] / 1e6:8.1f} "
+              f"{r['bytes'] / max(r['minimum'], 1):5.2f}  {r['kernel'][:48]}  [{r['step'][:40]}]"
+              f"  {r['grid']}  {r['shapes'][:2]}")
+    families = defaultdict(lambda: [0, 0, 0])
+    for r in rows:
+        f = families[r["family"]]
+        f[0] += 1
+        f[1] += r["bytes"]
+        f[2] += r["minimum"]
+    print(f"\n{'launches':>8} {'MB':>9} {'min MB':>9}  family")
+    for name, (n, b, m) in sorted(families.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"{n:8d} {b / 1e6:9.1f} {m / 1e6:9.1f}  {name}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=list(MODELS), default="resnet18")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--top", type=int, default=40)
+    p.add_argument("--json", type=Path, help="write the rows here")
+    p.add_argument("--show", action="append", default=[], metavar="KERNEL",
+                   help="print this kernel's generated source (repeatable)")
+    args = p.parse_args(argv)
+    SHOW.update(args.show)
+    rows = step_rows(args.model, args.size, args.batch)
+    print(f"{args.model} batch {args.batch} {args.size}x{args.size} channels-last, "
+          "compile_train_step(backend='triton'), steady step:")
+    print_table(rows, args.top)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
