@@ -20,6 +20,7 @@ from typing import Callable
 from ..backends import registry
 from ..ir.errors import EmberError
 from ..frontend.tensor import Tensor
+from .compile_guards import log
 
 
 def register_backend(compiler_fn: Callable | None = None, name: str | None = None,
@@ -55,41 +56,90 @@ def lookup_backend(backend) -> Callable:
 
 class CustomBackendFunction:
     """What ember.compile returns for a user's backend: traces once, compiles per input
-    signature, forwards attribute access to the model (parameters(), train(), ...)."""
+    signature, forwards attribute access to the model (parameters(), train(), ...).
+    A model that does not trace as one graph runs with graph breaks (compile_lazy.py)."""
 
-    def __init__(self, model, backend):
+    def __init__(self, model, backend, fullgraph: bool = False):
         self.model = model
         self.compiler_fn = lookup_backend(backend)
         self.backend_name = backend if isinstance(backend, str) else \
             getattr(backend, "__name__", repr(backend))
+        self.fullgraph = fullgraph
         self.graph_module = None
         self.compiled: dict[tuple, Callable] = {}
+        self.breaks = False                 # True: runs segment by segment
+        self.segments: dict[tuple, Callable] = {}
+        self.skip = False                   # True: runs eagerly (compile_lazy.py)
 
     def __call__(self, *args, **kwargs):
         if kwargs:
             raise TypeError(f"ember.compile(backend={self.backend_name!r}): pass the inputs "
                             f"positionally (got keyword arguments {sorted(kwargs)})")
+        if self.graph_module is None and not self.breaks:
+            self._trace()
+        if self.skip:           # a graph break in its loop: torch runs such a frame eagerly
+            return self.model(*args)
+        if self.breaks:
+            from .compile_lazy import LazyRun
+            return LazyRun(self)(self.model, args, kwargs)
         key = tuple(_signature(a) for a in args)
         fn = self.compiled.get(key)
         if fn is None:
-            fn = self._compile(args)
+            fn = self._backend(self.graph_module, list(args))
             self.compiled[key] = fn
         return fn(*args)
 
-    def _compile(self, args) -> Callable:
+    def _trace(self) -> None:
+        """The whole model as one graph; where that fails (or the graph reads a value
+        into Python), graph breaks, unless fullgraph=True."""
         from ..frontend.fx.tracer import symbolic_trace
-        if self.graph_module is None:
-            self.graph_module = symbolic_trace(self.model)
-        fn = self.compiler_fn(self.graph_module, list(args))
+        try:
+            gm = symbolic_trace(self.model)
+        except Exception as err:        # noqa: BLE001 - any: Python the tracer cannot record
+            if self.fullgraph:
+                raise
+            log.info("ember.compile(backend=%r): %s does not trace as one graph (%s: %s); "
+                     "running it with graph breaks", self.backend_name,
+                     getattr(self.model, "__name__", type(self.model).__name__),
+                     type(err).__name__, str(err).split("\n")[0])
+            self.breaks = True
+            return
+        reads = [n for n in gm.graph.nodes
+                 if n.op == "call_method" and n.target in _VALUE_READ_METHODS]
+        if reads and not self.fullgraph:
+            self.breaks = True      # torch breaks the graph at .item(): so do we
+            return
+        self.graph_module = gm
+
+    def run_segment(self, graph, inputs: list):
+        """Run one segment of a model with graph breaks: the backend's callable for a
+        segment of this structure and input signature, compiled at its first sight."""
+        from ..frontend.fx.graph_module import GraphModule
+        from ..frontend.nn.modules.module import Module
+        from .compile_lazy import structure_key
+        key = (structure_key(graph), tuple(_signature(t) for t in inputs))
+        fn = self.segments.get(key)
+        if fn is None:
+            fn = self._backend(GraphModule(Module(), graph), list(inputs))
+            self.segments[key] = fn
+        return fn(*inputs)
+
+    def _backend(self, gm, example_inputs: list) -> Callable:
+        fn = self.compiler_fn(gm, example_inputs)
         if not callable(fn):
             raise EmberError(f"compile backend {self.backend_name!r} returned "
                              f"{type(fn).__name__}, not a callable that runs the graph")
         return fn
 
     def __getattr__(self, name: str):
-        if name in ("model", "compiler_fn", "backend_name", "graph_module", "compiled"):
+        if name in ("model", "compiler_fn", "backend_name", "graph_module", "compiled",
+                    "fullgraph", "breaks", "segments", "skip"):
             raise AttributeError(name)
         return getattr(self.model, name)
+
+
+# Tensor methods that read a value into Python: torch.compile breaks the graph there
+_VALUE_READ_METHODS = ("item", "tolist", "numpy")
 
 
 def _signature(value):

@@ -1,0 +1,249 @@
+"""Graph breaks with a user's compile backend, against torch.compile (the oracle).
+
+Each case is written once over a namespace `T` (ember or torch), compiled by both with a
+backend that counts its calls (as PyTorch's "Custom Backends" tutorial does) and called on
+the same data: the results, the state of mutated inputs and the number of backend calls
+must equal torch's."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import pytest
+
+import ember
+
+torch = pytest.importorskip("torch")
+
+
+def _data(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _tensor(T, array):
+    return T.tensor(array)
+
+
+def _numpy(value):
+    if isinstance(value, (list, tuple)):
+        return [_numpy(v) for v in value]
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy() if hasattr(value, "cpu") else value.numpy()
+    return value
+
+
+# --- the cases: each returns (function, list of argument lists as numpy arrays) --------------
+
+def tutorial_bar(T):
+    def bar(a, b):
+        x = a / (T.abs(a) + 1)
+        if b.sum() < 0:
+            b = b * -1
+        return x * b
+    a, b = _data(10), _data(10, seed=2)
+    return bar, [[a, np.abs(b)], [a, -np.abs(b)], [a, np.abs(b) + 1]]
+
+
+def two_breaks(T):
+    def fn(x):
+        y = x.sin()
+        if y.sum() > 0:
+            y = y + 1
+        z = y.cos() * 3
+        if z.mean() < 0.5:
+            z = z - 2
+        return z + y
+    x = _data(6)
+    return fn, [[x], [-x], [x + 5], [x]]
+
+
+def item_as_python_scalar(T):
+    def fn(x, y):
+        s = x.abs().sum().item()
+        scale = 1.0 / (1.0 + s)
+        return (y * scale).relu() + T.tanh(y)
+    x, y = _data(5), _data(5, seed=3)
+    return fn, [[x, y], [x, y]]
+
+
+def loop_with_data_dependent_exit(T):
+    def fn(x):
+        for _ in range(8):
+            x = x * 0.5 + 1
+            if x.max() < 2.2:
+                break
+        return x * 2
+    x = _data(4) * 10
+    return fn, [[x], [x]]
+
+
+def inplace_across_break(T):
+    def fn(x, buf):
+        buf.add_(x)
+        if buf.sum() > 0:
+            buf.mul_(2)
+        y = buf + x
+        buf.sub_(1)
+        return y
+    x, buf = _data(3, 4), _data(3, 4, seed=5)
+    return fn, [[x, buf], [-x, buf]]
+
+
+def tolist_and_len(T):
+    def fn(x):
+        rows = x.sum(dim=1).tolist()
+        biggest = rows.index(max(rows))
+        return x[biggest] * len(x) + x.mean(0)
+    # the same data twice: torch guards on the list's floats and, when they change,
+    # recompiles with them as dynamic inputs; ember bakes Python scalars into the graph
+    return fn, [[_data(4, 3)], [_data(4, 3)]]
+
+
+CASES = [tutorial_bar, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
+         inplace_across_break, tolist_and_len]
+
+
+def _counting_backend(count: list):
+    def my_compiler(gm, example_inputs):
+        count[0] += 1
+        return gm.forward
+    return my_compiler
+
+
+def _run(T, compile_fn, fn, arg_sets):
+    count = [0]
+    compiled = compile_fn(fn, backend=_counting_backend(count))
+    results, mutated = [], []
+    for arrays in arg_sets:
+        args = [_tensor(T, a) for a in arrays]
+        results.append(_numpy(compiled(*args)))
+        mutated.append(_numpy(args))
+    return results, mutated, count[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_breaks_match_torch_compile(case):
+    torch._dynamo.reset()
+    fn, arg_sets = case(ember)
+    got, got_inputs, got_calls = _run(ember, ember.compile, fn, arg_sets)
+    fn_t, _ = case(torch)
+    want, want_inputs, want_calls = _run(torch, torch.compile, fn_t, arg_sets)
+    for g, w in zip(got + got_inputs, want + want_inputs):
+        np.testing.assert_allclose(np.asarray(g, dtype=np.float64),
+                                   np.asarray(w, dtype=np.float64), rtol=1e-5, atol=1e-6)
+    assert got_calls == want_calls
+
+
+def _net(T):
+    class Net(T.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = T.nn.Linear(4, 6)
+            self.second = T.nn.Linear(6, 3)
+
+        def forward(self, x):
+            h = self.first(x).relu()
+            if h.mean() > 0.3:
+                h = h * 0.5
+            return self.second(h).softmax(-1)
+    net = Net()
+    rng = np.random.default_rng(11)
+    with T.no_grad():
+        for p in net.parameters():
+            p.copy_(T.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32)))
+    return net
+
+
+def test_break_inside_module_forward():
+    torch._dynamo.reset()
+    inputs = [_data(2, 4), _data(2, 4) * 0 - 3, _data(2, 4) + 2]
+    counts, outs = {}, {}
+    for T in (ember, torch):
+        count = [0]
+        net = _net(T)
+        compiled = T.compile(net, backend=_counting_backend(count))
+        outs[T] = [_numpy(compiled(T.tensor(x))) for x in inputs]
+        eager = [_numpy(net(T.tensor(x))) for x in inputs]
+        np.testing.assert_allclose(outs[T], eager, rtol=1e-5, atol=1e-6)
+        counts[T] = count[0]
+    np.testing.assert_allclose(outs[ember], outs[torch], rtol=1e-5, atol=1e-6)
+    assert counts[ember] == counts[torch]
+
+
+def _add_to_mul(T):
+    """A backend that rewrites the graph: torch.add -> torch.mul (the fx tutorial's
+    transformation), so what the call returns shows whose results they are."""
+    def compiler(gm, example_inputs):
+        for node in gm.graph.nodes:
+            if node.op == "call_function" and node.target in (T.add, operator.add):
+                node.target = T.mul
+        gm.recompile()
+        return gm.forward
+    return compiler
+
+
+def test_results_come_from_the_backends_callables():
+    torch._dynamo.reset()
+
+    def case(T):
+        def fn(x, y):
+            z = T.add(x, y)
+            if z.sum() > 0:
+                z = T.add(z, y) - 1
+            return z
+        return fn
+    x, y = _data(5), _data(5, seed=1)
+    got = _numpy(ember.compile(case(ember), backend=_add_to_mul(ember))(
+        ember.tensor(x), ember.tensor(y)))
+    want = _numpy(torch.compile(case(torch), backend=_add_to_mul(torch))(
+        torch.tensor(x), torch.tensor(y)))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    eager = _numpy(case(ember)(ember.tensor(x), ember.tensor(y)))
+    assert not np.allclose(got, eager)
+
+
+def test_segments_are_fx_graphs_with_their_live_values():
+    seen = []
+
+    def backend(gm, example_inputs):
+        seen.append((gm, [tuple(t.shape) for t in example_inputs]))
+        return gm.forward
+
+    def fn(a, b):
+        x = a / (ember.abs(a) + 1)
+        if b.sum() < 0:
+            b = b * -1
+        return x * b
+    out = ember.compile(fn, backend=backend)(ember.tensor(_data(3)), ember.tensor(_data(3)))
+    assert isinstance(out, ember.Tensor) and out.shape == (3,)
+    first, shapes = seen[0]
+    assert isinstance(first, ember.fx.GraphModule) and shapes == [(3,), (3,)]
+    ops = [n.target for n in first.graph.nodes if n.op == "call_function"]
+    assert ember.lt in ops and ember.div in ops
+    # the comparison the `if` reads and x, which the rest of the function uses
+    assert len(first.graph.output_node.args[0]) == 2
+
+
+def test_fullgraph_refuses_with_the_users_line():
+    def fn(b):
+        if b.sum() < 0:  # the line the error names
+            b = b * -1
+        return b
+    compiled = ember.compile(fn, backend=_counting_backend([0]), fullgraph=True)
+    with pytest.raises(Exception, match="the line the error names"):
+        compiled(ember.tensor(_data(3)))
+
+
+def test_pending_tensors_say_where_they_live():
+    seen = {}
+
+    def fn(x):
+        y = x * 2
+        seen["device"], seen["shape"], seen["dtype"] = y.device, y.shape, y.dtype
+        z = ember.zeros(3, device=y.device) + y
+        if z.sum() > 0:
+            return z.detach() + 1
+        return z
+    out = ember.compile(fn, backend=_counting_backend([0]))(ember.ones(3))
+    assert seen == {"device": ember.device("cpu"), "shape": (3,), "dtype": ember.float32}
+    np.testing.assert_allclose(out.numpy(), np.full(3, 3.0, np.float32))
