@@ -111,13 +111,15 @@ class CustomBackendFunction:
             return
         self.graph_module = gm
 
-    def run_segment(self, graph, inputs: list):
+    def run_segment(self, graph, inputs: list, origin: tuple = ()):
         """Run one segment of a model with graph breaks: the backend's callable for a
-        segment of this structure and input signature, compiled at its first sight."""
+        segment of this structure and input signature that began at `origin` (a code
+        object and where in it: torch keeps one cache per frame and resume point),
+        compiled at its first sight."""
         from ..frontend.fx.graph_module import GraphModule
         from ..frontend.nn.modules.module import Module
         from .compile_lazy import structure_key
-        key = (structure_key(graph), tuple(_signature(t) for t in inputs))
+        key = (origin, structure_key(graph), tuple(_signature(t) for t in inputs))
         fn = self.segments.get(key)
         if fn is None:
             fn = self._backend(GraphModule(Module(), graph), list(inputs))

@@ -39,7 +39,8 @@ from ..frontend.grad_state import STATE as _GRAD_STATE
 from ..frontend.meta_device import MetaStorage, empty_meta
 from ..frontend.tensor import Tensor
 from ..ir import dispatch
-from ..ir.errors import EmberError
+from ..ir.errors import EMBER_DIR, EmberError
+from ..ir.symdim import _USER_LIKE
 from ..ir.graph import Graph, Node
 from .compile_guards import log
 
@@ -58,30 +59,61 @@ def is_pending(value) -> bool:
     return isinstance(value, Tensor) and type(value._storage) is PendingStorage
 
 
+class _Value:
+    """A tensor value of the run: an op's result (its record not yet run: `ref` is the
+    pending tensor while it is that tensor's latest value), or a real tensor (`real`)."""
+    __slots__ = ("ref", "real", "made", "done")
+
+    def __init__(self, ref=None, real=None, made: bool = False):
+        self.ref, self.real, self.made, self.done = ref, real, made, False
+
+    def pending(self):
+        value = self.ref() if self.ref is not None else None
+        return value if value is not None and is_pending(value) else None
+
+
+class _Record:
+    """One deferred op call: arguments with _Values for tensors, its output _Values and
+    the user's frames it was called from (top first: (id, code, offset))."""
+    __slots__ = ("op", "args", "kwargs", "outs", "multi", "stack")
+
+    def __init__(self, op, args, kwargs, outs, multi, stack):
+        self.op, self.args, self.kwargs = op, args, kwargs
+        self.outs, self.multi, self.stack = outs, multi, stack
+
+
 class LazyRun:
     """One call of a function with deferred execution (module docstring)."""
 
     def __init__(self, owner):
         self.owner = owner                    # the CustomBackendFunction: backend + cache
-        self.graph = Graph()
-        # id(tensor) -> (weakref to it, its node in the current segment)
-        self.values: dict[int, tuple] = {}
-        self.inputs: list[Tensor] = []         # the real tensors behind the placeholders
-        self.quiet = 0                         # >0: inside our own work, reads just read
+        self.records: list[_Record] = []      # the current segment's op calls
+        self.values: dict[int, tuple] = {}    # id(tensor) -> (weakref, its _Value)
+        self.quiet = 0                        # >0: inside our own work, reads just read
         self.saved: dict = {}
         self._mode = None
-        self.code = None                       # the compiled function's code object
+        self.code = None                      # the compiled function's code object
+        # the frames of the last break, and how many of them are still running: when
+        # one returns, the segment ends (torch resumes each frame in its own graph)
+        self.after: tuple = ()
+        self.level = 0
+        # where the current segment began, as torch keys its graphs (a frame's code at
+        # its entry or where it resumed after a break), and that frame's depth
+        self.origin: tuple = ()
+        self.origin_depth = 0
 
     # --- recording -------------------------------------------------------------------
     def handle(self, op, args: tuple):
         if self.quiet:
             with dispatch.disabled(self):
                 return dispatch.dispatch(op, args)
+        stack = self._stack()
+        self._cut_on_return(stack)
         try:
-            result, real_device = self._meta_result(op, args)
+            result, placement = self._meta_result(op, args)
         except Exception as err:        # noqa: BLE001 - any: the op needs values; break
             return self._eager_op(op, args, err)
-        return self._record(op, args, result, real_device)
+        return self._record(op, args, result, placement, stack)
 
     def _meta_result(self, op, args: tuple):
         """The op's result on meta stand-ins of its arguments, and where it will live."""
@@ -128,45 +160,44 @@ class LazyRun:
                                   for v in _leaves(args))
         return _map(result, back), (real_device, wants_grad)
 
-    def _record(self, op, args: tuple, result, placement):
+    def _record(self, op, args: tuple, result, placement, stack):
         real_device, wants_grad = placement
-        call_args, call_kwargs = op.schema.unbind(tuple(_map(a, self._node_of) for a in args))
-        node = self.graph.call_function(op, _plain_devices(call_args),
-                                        _plain_devices(call_kwargs))
-        node.meta["loc"] = None
-        if isinstance(result, (list, tuple)):
-            for i, value in enumerate(result):
-                if isinstance(value, Tensor):
-                    self._track(value, self.graph.call_function(operator.getitem, (node, i)),
-                                real_device, wants_grad)
-        elif isinstance(result, Tensor):
-            self._track(result, node, real_device, wants_grad)
+        call_args, call_kwargs = op.schema.unbind(tuple(_map(a, self._value_of) for a in args))
+        multi = isinstance(result, (list, tuple))
+        outs = [self._track(v, real_device, wants_grad) if isinstance(v, Tensor) else None
+                for v in (result if multi else (result,))]
+        self.records.append(_Record(op, _plain_devices(call_args),
+                                    _plain_devices(call_kwargs), outs, multi, stack))
         return result
 
-    def _track(self, value: Tensor, node: Node, real_device: str, wants_grad: bool) -> None:
+    def _track(self, value: Tensor, real_device: str, wants_grad: bool) -> _Value:
         fresh = type(value._storage) is MetaStorage and real_device != "meta"
         if fresh:           # a new result (a view of a real tensor's stand-in included)
             value._storage = PendingStorage(value._storage.nbytes(), real_device)
         if (fresh or is_pending(value)) and wants_grad and value.dtype.is_floating_point:
             value.requires_grad = True      # until bound, as autograd would mark it
-        self.values[id(value)] = (weakref.ref(value), node)
+        old = self.values.get(id(value))
+        if old is not None and old[0]() is value:
+            old[1].ref = None               # an in-place op: its new value is this one
+        made = _Value(ref=weakref.ref(value), made=True)
+        self.values[id(value)] = (made.ref, made)
+        return made
 
-    def _node_of(self, value):
+    def _value_of(self, value):
         if not isinstance(value, Tensor):
             return value
         entry = self.values.get(id(value))
-        if entry is not None and entry[0]() is value:
+        if entry is not None and entry[0]() is value and not entry[1].done:
             return entry[1]
         if is_pending(value):
-            raise EmberError("a pending tensor without a node")     # never: tracked above
-        node = self.graph.placeholder(f"arg{len(self.inputs)}")
-        self.inputs.append(value)
-        self.values[id(value)] = (weakref.ref(value), node)
-        return node
+            raise EmberError("a pending tensor without a value")     # never: tracked above
+        found = _Value(real=value)
+        self.values[id(value)] = (weakref.ref(value), found)
+        return found
 
     def _eager_op(self, op, args: tuple, err: BaseException):
         """An op whose result needs values: the graph breaks before it, it runs eagerly."""
-        if self.graph.nodes:
+        if self.records:
             log.info("ember.compile: graph break before %s (%s: %s)", op.name,
                      type(err).__name__, str(err).split("\n")[0])
         self.graph_break()
@@ -175,12 +206,48 @@ class LazyRun:
         with dispatch.disabled(self):
             return dispatch.dispatch(op, args)
 
+    # --- frames ----------------------------------------------------------------------
+    def _stack(self) -> tuple:
+        """The user's frames from the compiled function's down to here, as
+        (id, code, offset): ember's own layers count, its dispatch machinery does not
+        (torch's is C++)."""
+        frames = []
+        frame = sys._getframe(2)
+        while frame is not None:
+            code = frame.f_code
+            if _is_users(code):
+                frames.append((id(frame), code, frame.f_lasti))
+            if code is self.code:
+                frames.reverse()
+                return tuple(frames)
+            frame = frame.f_back
+        return ()
+
+    def _cut_on_return(self, stack: tuple) -> None:
+        """After a break in a called function, its return ends the segment: torch
+        resumes the caller in a graph of its own."""
+        if not self.after:
+            return
+        running = 0
+        for (frame, code, _), (now, now_code, _) in zip(self.after, stack):
+            if frame != now or code is not now_code:
+                break
+            running += 1
+        if running < self.level:
+            self.flush()
+            self.level = running
+            caller = self.after[running - 1] if running else None
+            if caller is not None:          # the caller resumes at its call
+                self.origin, self.origin_depth = (caller[1], caller[2]), running - 1
+
     # --- ending a segment ------------------------------------------------------------
     def graph_break(self) -> None:
-        """A value read (or an op that needs values): the segment ends here. Inside a
-        loop of the compiled function itself, torch.compile gives the frame up instead
-        (it cannot resume in a loop): the recorded ops run as written and the rest of
-        this call, and every later call, runs eagerly without the backend."""
+        """A value read (or an op that needs values): the segment ends here, split as
+        torch splits it: the part each running frame recorded before its call into the
+        next is a graph of its own. Inside a loop of the compiled function itself,
+        torch.compile gives the frame up instead (it cannot resume in a loop): the
+        recorded ops run as written and the rest of this call, and every later call,
+        runs eagerly without the backend."""
         if self._in_loop():
             log.info("ember.compile(backend=%r): graph break in a loop of %s: it runs "
                      "eagerly, as torch.compile skips such a frame",
@@ -188,8 +255,25 @@ class LazyRun:
             self.flush(run_as_written=True)
             self.__exit__()
             self.owner.skip = True
-        else:
-            self.flush()
+            return
+        chain = self._stack()
+        parts: list[tuple] = []
+        last = None
+        for record in self.records:
+            depth = _common_prefix(record.stack, chain, len(chain) - 1)
+            if depth != last:
+                origin = self.origin if depth <= self.origin_depth else \
+                    (chain[depth][1], "entry")
+                parts.append((origin, []))
+                last = depth
+            parts[-1][1].append(record)
+        for origin, part in parts:
+            self._run_part(part, run_as_written=False, origin=origin)
+        self.records = []
+        self._forget_done()
+        self.after, self.level = chain, len(chain)
+        if chain:
+            self.origin, self.origin_depth = (chain[-1][1], chain[-1][2]), len(chain) - 1
 
     def _in_loop(self) -> bool:
         frame = sys._getframe(1)
@@ -200,43 +284,47 @@ class LazyRun:
         return any(start <= frame.f_lasti < end for start, end in _loops(self.code))
 
     def flush(self, run_as_written: bool = False) -> None:
-        """Compile and run the current segment; bind its results to the pending tensors."""
-        if not any(n.op == "call_function" for n in self.graph.nodes):
-            self._reset()
-            return
-        live = [(value, node) for value, node in
-                ((ref(), node) for ref, node in self.values.values())
-                if value is not None and is_pending(value)]
-        order = {node: i for i, node in enumerate(self.graph.nodes)}
-        outputs = sorted({node for _, node in live}, key=order.__getitem__)
-        self.graph.output(tuple(outputs))
-        _drop_unused_getitems(self.graph)
-        inputs = self.inputs
-        self._reset()
+        """Compile and run the whole current segment."""
+        if self.records:
+            self._run_part(self.records, run_as_written, self.origin)
+        self.records = []
+        self._forget_done()
+
+    def _run_part(self, part: list[_Record], run_as_written: bool, origin: tuple) -> None:
+        """One graph of `part`'s records: compiled, run, its results bound."""
+        rest = self.records[self.records.index(part[-1]) + 1:] if part is not self.records \
+            else []
+        graph, inputs, outputs = _graph_of(part, rest)
         self.quiet += 1
         try:
             with dispatch.disabled(self):
-                results = _as_written(self.graph_done, inputs) if run_as_written else \
-                    self.owner.run_segment(self.graph_done, inputs)
+                results = _as_written(graph, inputs) if run_as_written else \
+                    self.owner.run_segment(graph, inputs, origin)
         finally:
             self.quiet -= 1
         if not isinstance(results, (list, tuple)) or len(results) != len(outputs):
             raise EmberError(f"compile backend {self.owner.backend_name!r}: the callable it "
                              f"returned gave {_count(results)} results for a graph with "
                              f"{len(outputs)} outputs")
-        position = {node: i for i, node in enumerate(outputs)}
-        for value, node in live:
-            _bind(value, results[position[node]])
+        for value, real in zip(outputs, results):
+            pending = value.pending()
+            if pending is not None:
+                _bind(pending, real)
+            value.real = real if isinstance(real, Tensor) else None
+        for record in part:
+            for value in record.outs:
+                if value is not None:
+                    value.done = True
 
-    def _reset(self) -> None:
-        self.graph_done = self.graph
-        self.graph = Graph()
-        self.values = {}
-        self.inputs = []
+    def _forget_done(self) -> None:
+        """Only a live segment's values are remembered (results are plain tensors)."""
+        self.values = {k: entry for k, entry in self.values.items()
+                       if entry[1].made and not entry[1].done and entry[0]() is not None}
 
     # --- the run -----------------------------------------------------------------------
     def __call__(self, fn, args: tuple, kwargs: dict):
         self.code = _code_of(fn)
+        self.origin = (self.code, "entry")
         self.__enter__()
         try:
             result = fn(*args, **kwargs)
@@ -265,6 +353,61 @@ class LazyRun:
         return False
 
 
+_USERS: dict = {}
+
+
+def _is_users(code) -> bool:
+    """Code of the user's (or of ember's layers, which are torch's Python)."""
+    found = _USERS.get(code)
+    if found is None:
+        name = code.co_filename
+        found = _USERS[code] = not (name.startswith(EMBER_DIR) and
+                                    not name.startswith(_USER_LIKE))
+    return found
+
+
+def _common_prefix(stack: tuple, chain: tuple, limit: int) -> int:
+    """How many of `chain`'s frames `stack` was inside of, at the same call."""
+    depth = 0
+    for mine, theirs in zip(stack, chain):
+        if depth >= limit or mine != theirs:
+            break
+        depth += 1
+    return depth
+
+
+def _graph_of(part: list[_Record], rest: list[_Record]):
+    """The fx graph of these records: placeholders for the values they read from
+    outside, outputs for the values later records read or whose tensors are alive."""
+    graph = Graph()
+    nodes: dict[int, Node] = {}
+    inputs: list[Tensor] = []
+
+    def node_of(value):
+        if not isinstance(value, _Value):
+            return value
+        node = nodes.get(id(value))
+        if node is None:            # read from outside: a real tensor by now
+            node = nodes[id(value)] = graph.placeholder(f"arg{len(inputs)}")
+            inputs.append(value.real)
+        return node
+    for record in part:
+        node = graph.call_function(record.op, _map(record.args, node_of),
+                                   {k: _map(v, node_of) for k, v in record.kwargs.items()})
+        for i, value in enumerate(record.outs):
+            if value is not None:
+                nodes[id(value)] = graph.call_function(operator.getitem, (node, i)) \
+                    if record.multi else node
+    later = {id(v) for record in rest
+             for v in _leaves((record.args, tuple(record.kwargs.values())))
+             if isinstance(v, _Value)}
+    outputs = [value for record in part for value in record.outs
+               if value is not None and (id(value) in later or value.pending() is not None)]
+    graph.output(tuple(nodes[id(v)] for v in outputs))
+    _drop_unused_getitems(graph)
+    return graph, inputs, outputs
+
+
 def _patches(run: LazyRun) -> dict:
     """Tensor's value reads end the segment first; its device says where a pending
     tensor will live; detach/.data of a pending tensor are recorded ops."""
@@ -274,7 +417,7 @@ def _patches(run: LazyRun) -> dict:
         original = Tensor.__dict__[name]
 
         def read(self, *args, **kwargs):
-            if not run.quiet and run.graph.nodes:
+            if not run.quiet and run.records:
                 run.graph_break()
             return original(self, *args, **kwargs)
         read.__name__ = name
@@ -304,8 +447,8 @@ def _patches(run: LazyRun) -> dict:
     data = Tensor.__dict__["data"]
 
     def set_data(self, value):
-        if not run.quiet and run.graph.nodes:
-            run.flush()
+        if not run.quiet and run.records:
+            run.graph_break()
         data.fset(self, value)
     patches["data"] = property(lambda self: self.detach(), set_data)
     return patches

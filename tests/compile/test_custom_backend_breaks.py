@@ -99,7 +99,25 @@ def tolist_and_len(T):
     return fn, [[_data(4, 3)], [_data(4, 3)]]
 
 
-CASES = [tutorial_bar, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
+def break_in_called_function(T):
+    # torch splits at the call too: the caller's graph before it, the callee's before
+    # and after the read, then the caller's rest; the helper's first call (no break) is
+    # part of the caller's graph
+    def helper(x, check):
+        y = x * 3
+        if check and x.sum() > 0:
+            return y * 2
+        return y - 1
+
+    def fn(x):
+        a = helper(x.sin(), False)
+        b = helper(a, True)
+        return b.cos()
+    x = _data(5)
+    return fn, [[x], [-x - 3], [x]]
+
+
+CASES = [tutorial_bar, break_in_called_function, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
          inplace_across_break, tolist_and_len]
 
 
@@ -135,17 +153,25 @@ def test_breaks_match_torch_compile(case):
 
 
 def _net(T):
+    class Block(T.nn.Module):
+        def forward(self, x):
+            h = x.relu()
+            if h.mean() > 0.2:
+                h = h * 2
+            return h + 1
+
     class Net(T.nn.Module):
         def __init__(self):
             super().__init__()
             self.first = T.nn.Linear(4, 6)
+            self.block = Block()
             self.second = T.nn.Linear(6, 3)
 
         def forward(self, x):
             h = self.first(x).relu()
             if h.mean() > 0.3:
                 h = h * 0.5
-            return self.second(h).softmax(-1)
+            return self.second(self.block(h).tanh()).softmax(-1)
     net = Net()
     rng = np.random.default_rng(11)
     with T.no_grad():
@@ -247,3 +273,23 @@ def test_pending_tensors_say_where_they_live():
     out = ember.compile(fn, backend=_counting_backend([0]))(ember.ones(3))
     assert seen == {"device": ember.device("cpu"), "shape": (3,), "dtype": ember.float32}
     np.testing.assert_allclose(out.numpy(), np.full(3, 3.0, np.float32))
+
+
+def test_gradients_flow_through_the_segments():
+    torch._dynamo.reset()
+    x, w = _data(6), _data(6, seed=4)
+    grads, calls = {}, {}
+    for T in (ember, torch):
+        def fn(x, w):
+            h = (x * w).tanh()
+            if h.sum() > 0:
+                h = h * 2
+            return (h ** 2).sum() + w.exp().mean()
+        count = [0]
+        weight = T.tensor(w).requires_grad_()
+        loss = T.compile(fn, backend=_counting_backend(count))(T.tensor(x), weight)
+        loss.backward()
+        grads[T], calls[T] = (_numpy(loss), _numpy(weight.grad)), count[0]
+    np.testing.assert_allclose(grads[ember][0], grads[torch][0], rtol=1e-5)
+    np.testing.assert_allclose(grads[ember][1], grads[torch][1], rtol=1e-5, atol=1e-6)
+    assert calls[ember] == calls[torch]
