@@ -75,11 +75,12 @@ class _Value:
 class _Record:
     """One deferred op call: arguments with _Values for tensors, its output _Values and
     the user's frames it was called from (top first: (id, code, offset))."""
-    __slots__ = ("op", "args", "kwargs", "outs", "multi", "stack")
+    __slots__ = ("op", "args", "kwargs", "outs", "multi", "stack", "grad")
 
     def __init__(self, op, args, kwargs, outs, multi, stack):
         self.op, self.args, self.kwargs = op, args, kwargs
         self.outs, self.multi, self.stack = outs, multi, stack
+        self.grad = _GRAD_STATE.enabled       # the grad mode it was called in
 
 
 class LazyRun:
@@ -91,6 +92,7 @@ class LazyRun:
         self.values: dict[int, tuple] = {}    # id(tensor) -> (weakref, its _Value)
         self.quiet = 0                        # >0: inside our own work, reads just read
         self.saved: dict = {}
+        self.saved_fast: list = []
         self._mode = None
         self.code = None                      # the compiled function's code object
         # the frames of the last break, and how many of them are still running: when
@@ -338,6 +340,7 @@ class LazyRun:
         for name, wrapper in _patches(self).items():
             self.saved[name] = Tensor.__dict__[name]
             setattr(Tensor, name, wrapper)
+        self.saved_fast = _without_fast_paths(self)
         self._mode = dispatch.enabled(self)
         self._mode.__enter__()
         return self
@@ -350,7 +353,42 @@ class LazyRun:
         for name, original in self.saved.items():
             setattr(Tensor, name, original)
         self.saved.clear()
+        for module, name, original in self.saved_fast:
+            setattr(module, name, original)
         return False
+
+
+def _without_fast_paths(run: LazyRun) -> list:
+    """The optimizers' fused updates write parameters' memory directly, around the
+    dispatch point: while ops are deferred they take their op-by-op path, which is
+    recorded (as torch.compile traces `opt.step()` into its graph)."""
+    from ..frontend.optim import inplace_cpu, multi_tensor_cuda, optimizer, optimizers
+    saved = []
+    for module, name, declined in ((inplace_cpu, "applies", False),
+                                   (multi_tensor_cuda, "sgd", None),
+                                   (multi_tensor_cuda, "adam", False)):
+        original = getattr(module, name)
+
+        def fast(*args, _original=original, _declined=declined, **kwargs):
+            return _original(*args, **kwargs) if run.quiet else _declined
+        saved.append((module, name, original))
+        setattr(module, name, fast)
+    write = optimizer._write
+
+    def recorded_write(dst, src):     # the update's copy into its buffer, as an op
+        if run.quiet:
+            return write(dst, src)
+        from ..ir.registry import get_op
+        grad = _GRAD_STATE.enabled
+        _GRAD_STATE.enabled = False
+        try:
+            dispatch.dispatch(get_op("copy_"), (dst, src, False))
+        finally:
+            _GRAD_STATE.enabled = grad
+    for module in (optimizer, optimizers):
+        saved.append((module, "_write", module._write))
+        module._write = recorded_write
+    return saved
 
 
 _USERS: dict = {}
@@ -379,9 +417,11 @@ def _common_prefix(stack: tuple, chain: tuple, limit: int) -> int:
 def _graph_of(part: list[_Record], rest: list[_Record]):
     """The fx graph of these records: placeholders for the values they read from
     outside, outputs for the values later records read or whose tensors are alive."""
+    from .. import _C
     graph = Graph()
     nodes: dict[int, Node] = {}
     inputs: list[Tensor] = []
+    entry = grad = _GRAD_STATE.enabled        # the mode the graph will be called in
 
     def node_of(value):
         if not isinstance(value, _Value):
@@ -392,6 +432,9 @@ def _graph_of(part: list[_Record], rest: list[_Record]):
             inputs.append(value.real)
         return node
     for record in part:
+        if record.grad != grad:         # a no_grad region: set, as dynamo's graphs do
+            graph.call_function(_C._set_grad_enabled, (record.grad,))
+            grad = record.grad
         node = graph.call_function(record.op, _map(record.args, node_of),
                                    {k: _map(v, node_of) for k, v in record.kwargs.items()})
         for i, value in enumerate(record.outs):
@@ -403,6 +446,8 @@ def _graph_of(part: list[_Record], rest: list[_Record]):
              if isinstance(v, _Value)}
     outputs = [value for record in part for value in record.outs
                if value is not None and (id(value) in later or value.pending() is not None)]
+    if grad != entry:
+        graph.call_function(_C._set_grad_enabled, (entry,))
     graph.output(tuple(nodes[id(v)] for v in outputs))
     _drop_unused_getitems(graph)
     return graph, inputs, outputs
@@ -424,6 +469,18 @@ def _patches(run: LazyRun) -> dict:
         return read
     for name in _READS:
         patches[name] = reading(name)
+    backward = Tensor.__dict__["backward"]
+
+    def backward_eagerly(self, *args, **kwargs):
+        """torch.compile breaks the graph at .backward(): autograd runs eagerly."""
+        if not run.quiet and run.records:
+            run.graph_break()
+        run.quiet += 1
+        try:
+            return backward(self, *args, **kwargs)
+        finally:
+            run.quiet -= 1
+    patches["backward"] = backward_eagerly
 
     def placed(name: str):
         original = Tensor.__dict__[name]
@@ -457,7 +514,7 @@ def _patches(run: LazyRun) -> dict:
 # methods that read values (or memory) on the host: the segment ends before them
 _READS = ("__bool__", "item", "tolist", "__int__", "__float__", "__index__", "__complex__",
           "numpy", "__array__", "_values", "__repr__", "__format__", "data_ptr",
-          "untyped_storage", "storage_offset", "__reduce_ex__", "__deepcopy__", "backward")
+          "untyped_storage", "storage_offset", "__reduce_ex__", "__deepcopy__")
 
 _PLACEMENT = {"device": _device,
               "is_cuda": lambda d: d.startswith("cuda"),
