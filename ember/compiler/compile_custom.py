@@ -10,14 +10,26 @@ callable itself, or a name registered with `register_backend` (torch._dynamo's
 
 The backend is called again for inputs with new shapes, dtypes or devices (torch.compile
 re-invokes it when its guards fail); calls with inputs seen before reuse what it returned.
-Unlike ember's own backends there are no graph breaks: code fx cannot trace raises the
-tracer's error. Keyword arguments are not graph inputs: pass tensors positionally.
+Keyword arguments are not graph inputs: pass tensors positionally.
+
+Graph breaks: a model fx cannot trace as one graph (`if b.sum() < 0:`, `int(t)`,
+iterating a tensor, ...) or whose graph reads a value into Python (`.item()`,
+`.tolist()`) runs with deferred execution instead (compile_lazy.py): its op calls are
+recorded into segments that end where Python needs a value, the backend is called once
+per distinct segment (an fx GraphModule of that stretch, its tensors as inputs), and
+the model's Python goes on with the results its callables return. So the backend sees
+the graphs torch.compile hands it, e.g. 3 for the "Custom Backends" tutorial's `bar`
+called with a positive then a negative `b`. `fullgraph=True` raises the tracer's error
+(naming the user's line) instead. ember's own backends break graphs differently
+(compile_breaks.py: the function runs eagerly around its compiled modules).
 """
 from __future__ import annotations
 
+import operator
 from typing import Callable
 
 from ..backends import registry
+from ..ir.registry import OPS, Promotion, Tag, is_op
 from ..ir.errors import EmberError
 from ..frontend.tensor import Tensor
 from .compile_guards import log
@@ -104,10 +116,8 @@ class CustomBackendFunction:
                      type(err).__name__, str(err).split("\n")[0])
             self.breaks = True
             return
-        reads = [n for n in gm.graph.nodes
-                 if n.op == "call_method" and n.target in _VALUE_READ_METHODS]
-        if reads and not self.fullgraph:
-            self.breaks = True      # torch breaks the graph at .item(): so do we
+        if not self.fullgraph and any(_breaks_graph(n) for n in gm.graph.nodes):
+            self.breaks = True      # torch breaks the graph there: so do we
             return
         self.graph_module = gm
 
@@ -142,6 +152,42 @@ class CustomBackendFunction:
 
 # Tensor methods that read a value into Python: torch.compile breaks the graph there
 _VALUE_READ_METHODS = ("item", "tolist", "numpy")
+_COMPARISONS = {operator.lt, operator.le, operator.gt, operator.ge, operator.eq,
+                operator.ne, operator.invert, operator.and_, operator.or_}
+
+
+def _breaks_graph(node) -> bool:
+    """A traced node where torch.compile breaks the graph: a value read into Python
+    (`.item()`), an op whose output shape depends on values (`nonzero`, `unique`), or
+    indexing with a boolean mask the function computed (`x[x > 0]`)."""
+    if node.op == "call_method" and node.target in _VALUE_READ_METHODS:
+        return True
+    op = _op_of(node)
+    if op is not None and op.has_tag(Tag.DYNAMIC_SHAPE):
+        return True
+    if node.op == "call_function" and node.target is operator.getitem:
+        index = node.args[1]
+        return any(_is_mask(i) for i in (index if isinstance(index, (tuple, list))
+                                         else (index,)))
+    return False
+
+
+def _is_mask(value) -> bool:
+    if not hasattr(value, "op") or not hasattr(value, "target"):
+        return False
+    if value.op == "call_function" and value.target in _COMPARISONS:
+        return True
+    op = _op_of(value)
+    return op is not None and op.promotion is Promotion.ALWAYS_BOOL
+
+
+def _op_of(node):
+    """The registry op a traced call_function/call_method node calls, if any."""
+    if node.op == "call_function":
+        return node.target if is_op(node.target) else None
+    if node.op == "call_method" and isinstance(node.target, str):
+        return OPS.get(node.target)
+    return None
 
 
 def _signature(value):

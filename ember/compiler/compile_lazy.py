@@ -373,6 +373,23 @@ def _without_fast_paths(run: LazyRun) -> list:
             return _original(*args, **kwargs) if run.quiet else _declined
         saved.append((module, name, original))
         setattr(module, name, fast)
+    from .compile import CompiledFunction
+    compiled_call = CompiledFunction.__call__
+
+    def compiled_eagerly(self, *args, **kwargs):
+        """A function compiled by ember's own backends runs its plan on values: the
+        graph breaks before it."""
+        if run.quiet:
+            return compiled_call(self, *args, **kwargs)
+        if run.records:
+            run.graph_break()
+        run.quiet += 1
+        try:
+            return compiled_call(self, *args, **kwargs)
+        finally:
+            run.quiet -= 1
+    saved.append((CompiledFunction, "__call__", compiled_call))
+    CompiledFunction.__call__ = compiled_eagerly
     write = optimizer._write
 
     def recorded_write(dst, src):     # the update's copy into its buffer, as an op
@@ -530,9 +547,11 @@ def _plain_tensor_types() -> tuple:
 
 
 def _code_of(fn):
-    """The code object whose frame is the compiled function's (a module's forward)."""
-    forward = getattr(type(fn), "forward", None) if not hasattr(fn, "__code__") else fn
-    return getattr(getattr(forward, "__func__", forward), "__code__", None)
+    """The code object whose frame is the compiled function's (a module's forward, a
+    callable object's __call__)."""
+    if not hasattr(fn, "__code__"):
+        fn = getattr(type(fn), "forward", None) or getattr(type(fn), "__call__", None)
+    return getattr(getattr(fn, "__func__", fn), "__code__", None)
 
 
 _LOOPS: dict = {}

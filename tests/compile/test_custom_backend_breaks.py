@@ -117,7 +117,18 @@ def break_in_called_function(T):
     return fn, [[x], [-x - 3], [x]]
 
 
-CASES = [tutorial_bar, break_in_called_function, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
+def values_decide_shapes(T):
+    # a boolean mask and nonzero: torch breaks before each (their output shapes need
+    # values) and runs them between its graphs
+    def fn(x):
+        y = x * 2
+        z = y[y > 0]
+        w = T.nonzero(y > 1)
+        return z.sum() + y.mean() + w.shape[0]
+    return fn, [[np.arange(-3, 5, dtype=np.float32)], [np.arange(-3, 5, dtype=np.float32)]]
+
+
+CASES = [tutorial_bar, break_in_called_function, values_decide_shapes, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
          inplace_across_break, tolist_and_len]
 
 
@@ -293,3 +304,32 @@ def test_gradients_flow_through_the_segments():
     np.testing.assert_allclose(grads[ember][0], grads[torch][0], rtol=1e-5)
     np.testing.assert_allclose(grads[ember][1], grads[torch][1], rtol=1e-5, atol=1e-6)
     assert calls[ember] == calls[torch]
+
+
+def test_training_step_with_optimizer_across_breaks():
+    """backward() breaks the graph (autograd runs eagerly); the optimizer's update and
+    the no_grad region it runs in are recorded: losses and weights equal torch's."""
+    torch._dynamo.reset()
+    got = {}
+    for T in (ember, torch):
+        rng = np.random.default_rng(0)
+        model = T.nn.Sequential(T.nn.Linear(4, 8), T.nn.ReLU(), T.nn.Linear(8, 2))
+        with T.no_grad():
+            for p in model.parameters():
+                p.copy_(T.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32)))
+        opt = T.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+        def step(x, y):
+            loss = T.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if loss > 1e6:
+                loss = loss * 0
+            return loss
+        compiled = T.compile(step, backend=_counting_backend([0]))
+        x, y = T.tensor(_data(5, 4, seed=1)), T.tensor(_data(5, 2, seed=2))
+        losses = [_numpy(compiled(x, y)) for _ in range(3)]
+        got[T] = losses + [_numpy(p) for p in model.parameters()]
+    for g, w in zip(got[ember], got[torch]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
