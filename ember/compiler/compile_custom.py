@@ -105,6 +105,8 @@ class CustomBackendFunction:
         """The whole model as one graph; where that fails (or the graph reads a value
         into Python), graph breaks, unless fullgraph=True."""
         from ..frontend.fx.tracer import symbolic_trace
+        from ..frontend.random import default_generator
+        state = default_generator.numpy.bit_generator.state
         try:
             gm = symbolic_trace(self.model)
         except Exception as err:        # noqa: BLE001 - any: Python the tracer cannot record
@@ -116,24 +118,25 @@ class CustomBackendFunction:
                      type(err).__name__, str(err).split("\n")[0])
             self.breaks = True
             return
+        finally:        # code that ran for real while tracing draws nothing for the call
+            default_generator.numpy.bit_generator.state = state
         if not self.fullgraph and any(_breaks_graph(n) for n in gm.graph.nodes):
             self.breaks = True      # torch breaks the graph there: so do we
             return
         self.graph_module = gm
 
-    def run_segment(self, graph, inputs: list, origin: tuple = ()):
+    def run_segment(self, key: tuple, graph_of: Callable, inputs: list):
         """Run one segment of a model with graph breaks: the backend's callable for a
-        segment of this structure and input signature that began at `origin` (a code
-        object and where in it: torch keeps one cache per frame and resume point),
-        compiled at its first sight."""
+        segment with this key (where it began — torch keeps one cache per frame and
+        resume point — and its ops, constants and wiring) and input signature, compiled
+        at its first sight from the GraphModule of `graph_of()`."""
         from ..frontend.fx.graph_module import GraphModule
         from ..frontend.nn.modules.module import Module
-        from .compile_lazy import structure_key
-        key = (origin, structure_key(graph), tuple(_signature(t) for t in inputs))
-        fn = self.segments.get(key)
+        full_key = (key, tuple(_signature(t) for t in inputs))
+        fn = self.segments.get(full_key)
         if fn is None:
-            fn = self._backend(GraphModule(Module(), graph), list(inputs))
-            self.segments[key] = fn
+            fn = self._backend(GraphModule(Module(), graph_of()), list(inputs))
+            self.segments[full_key] = fn
         return fn(*inputs)
 
     def _backend(self, gm, example_inputs: list) -> Callable:

@@ -42,6 +42,7 @@ from ..ir import dispatch
 from ..ir.errors import EMBER_DIR, EmberError
 from ..ir.symdim import _USER_LIKE
 from ..ir.graph import Graph, Node
+from ..ir.registry import Tag
 from .compile_guards import log
 
 
@@ -118,9 +119,27 @@ class LazyRun:
         return self._record(op, args, result, placement, stack)
 
     def _meta_result(self, op, args: tuple):
-        """The op's result on meta stand-ins of its arguments, and where it will live."""
+        """The op's result on meta stand-ins of its arguments, and where it will live:
+        computed once per op and argument signature, then rebuilt from the cache."""
+        key = _meta_key(op, args)
+        known = _META_CACHE.get(key) if key is not None else None
+        if known is None:
+            try:
+                result, placement = self._run_meta(op, args)
+            except Exception as err:    # noqa: BLE001 - remembered: it needs values
+                if key is not None:
+                    _remember(key, err)
+                raise
+            if key is not None:
+                _remember(key, _describe(result, _leaves(args)))
+            return result, placement
+        if isinstance(known, BaseException):
+            raise known
+        return _rebuild(known, list(_leaves(args))), _placement(op, args)
+
+    def _run_meta(self, op, args: tuple):
+        """The op run by its meta rule (grad mode off, random streams put back)."""
         metas: dict[int, tuple] = {}
-        devices: list[str] = []
 
         def to_meta(value):
             if not isinstance(value, Tensor):
@@ -128,28 +147,26 @@ class LazyRun:
             if type(value) not in _PLAIN_TENSORS:
                 raise EmberError(f"a {type(value).__name__} argument runs eagerly")
             if is_pending(value):
-                devices.append(value._storage.real_device)
                 return value
-            devices.append(value._storage.device)
             meta = empty_meta(tuple(value.shape), value.stride(), value._array.dtype)
             meta.requires_grad = value.requires_grad
             metas[id(meta)] = (meta, value)
             return meta
         meta_args = tuple(_map(a, to_meta) for a in args)
-        asked = _device_argument(op, args)
-        if asked is not None:
+        if _device_argument(op, args) is not None:
             meta_args = _with_device(op, meta_args, "meta")
         self.quiet += 1
         grad = _GRAD_STATE.enabled
         _GRAD_STATE.enabled = False
+        streams = _random_streams(op, args)     # a meta random op draws: put them back
         try:
             with dispatch.disabled(self):
                 result = dispatch.dispatch(op, meta_args)
         finally:
             _GRAD_STATE.enabled = grad
             self.quiet -= 1
-        real_device = asked if asked is not None else \
-            devices[0] if devices else get_default_device().type
+            for generator, state in streams:
+                generator.bit_generator.state = state
 
         def back(value):     # an in-place op's result is its (real) argument itself
             if isinstance(value, Tensor):
@@ -158,9 +175,7 @@ class LazyRun:
             if value is None or isinstance(value, (list, tuple)):
                 return value
             raise EmberError(f"{op.name} returns a {type(value).__name__}: runs eagerly")
-        wants_grad = grad and any(isinstance(v, Tensor) and v.requires_grad
-                                  for v in _leaves(args))
-        return _map(result, back), (real_device, wants_grad)
+        return _map(result, back), _placement(op, args)
 
     def _record(self, op, args: tuple, result, placement, stack):
         real_device, wants_grad = placement
@@ -296,12 +311,15 @@ class LazyRun:
         """One graph of `part`'s records: compiled, run, its results bound."""
         rest = self.records[self.records.index(part[-1]) + 1:] if part is not self.records \
             else []
-        graph, inputs, outputs = _graph_of(part, rest)
+        key, inputs, outputs = _segment_of(part, rest)
         self.quiet += 1
         try:
             with dispatch.disabled(self):
-                results = _as_written(graph, inputs) if run_as_written else \
-                    self.owner.run_segment(graph, inputs, origin)
+                if run_as_written:
+                    results = _as_written(_graph_of(part, outputs), inputs)
+                else:
+                    results = self.owner.run_segment(
+                        (origin, key), lambda: _graph_of(part, outputs), inputs)
         finally:
             self.quiet -= 1
         if not isinstance(results, (list, tuple)) or len(results) != len(outputs):
@@ -421,6 +439,88 @@ def _is_users(code) -> bool:
     return found
 
 
+def _placement(op, args: tuple) -> tuple:
+    """Where an op's results will live, and whether autograd will record them."""
+    asked = _device_argument(op, args)
+    wants_grad = False
+    first = None
+    for value in _leaves(args):
+        if isinstance(value, Tensor):
+            if first is None:
+                first = value._storage.real_device if is_pending(value) else \
+                    value._storage.device
+            wants_grad = wants_grad or value.requires_grad
+    device = asked if asked is not None else first if first is not None else \
+        get_default_device().type
+    return device, wants_grad and _GRAD_STATE.enabled
+
+
+# (op, argument signature) -> how its results look (or the error its meta rule raised)
+_META_CACHE: dict = {}
+
+
+def _meta_key(op, args: tuple):
+    """The op and what its meta rule can see of its arguments; None: not cacheable."""
+    parts = [op]
+    for value in _leaves(args):
+        if isinstance(value, Tensor):
+            if type(value) not in _PLAIN_TENSORS:
+                return None
+            parts.append((value.shape, value.stride(), value.dtype, value.requires_grad,
+                          value._storage.real_device if is_pending(value)
+                          else value._storage.device))
+        else:
+            try:
+                hash(value)
+            except TypeError:
+                return None
+            parts.append((type(value), value))
+    parts.append(tuple(len(a) if isinstance(a, (list, tuple)) else -1 for a in args))
+    return tuple(parts)
+
+
+def _remember(key, what) -> None:
+    if len(_META_CACHE) > 20000:
+        _META_CACHE.clear()
+    _META_CACHE[key] = what
+
+
+def _describe(result, arg_leaves):
+    """A result as ("arg", i) (an in-place op's argument), ("new", shape, strides,
+    numpy dtype), None, or a container of those."""
+    tensors = [v for v in arg_leaves if isinstance(v, Tensor)]
+    if isinstance(result, (list, tuple)):
+        return (type(result), tuple(_describe(v, tensors) for v in result))
+    if result is None:
+        return None
+    for i, value in enumerate(tensors):
+        if value is result:
+            return ("arg", i)
+    return ("new", tuple(result.shape), result.stride(), result._array.dtype)
+
+
+def _rebuild(known, arg_leaves):
+    tensors = [v for v in arg_leaves if isinstance(v, Tensor)]
+    if known is None:
+        return None
+    if isinstance(known[0], type):
+        kind, items = known
+        built = [_rebuild(item, tensors) for item in items]
+        return kind(*built) if hasattr(kind, "_fields") else kind(built)
+    if known[0] == "arg":
+        return tensors[known[1]]
+    return empty_meta(*known[1:])
+
+
+def _random_streams(op, args: tuple) -> list:
+    """The numpy generators a random op draws from, with their states."""
+    if not op.has_tag(_RANDOM):
+        return []
+    from ..frontend.random import Generator, default_generator
+    generators = [v for v in _leaves(args) if isinstance(v, Generator)]
+    return [(g.numpy, g.numpy.bit_generator.state) for g in [default_generator] + generators]
+
+
 def _common_prefix(stack: tuple, chain: tuple, limit: int) -> int:
     """How many of `chain`'s frames `stack` was inside of, at the same call."""
     depth = 0
@@ -431,22 +531,69 @@ def _common_prefix(stack: tuple, chain: tuple, limit: int) -> int:
     return depth
 
 
-def _graph_of(part: list[_Record], rest: list[_Record]):
-    """The fx graph of these records: placeholders for the values they read from
-    outside, outputs for the values later records read or whose tensors are alive."""
+def _segment_of(part: list[_Record], rest: list[_Record]):
+    """What identifies a segment's graph (its ops, constants, wiring and grad modes),
+    the real tensors it reads from outside, and the values it must output: those later
+    records read or whose tensors are alive."""
+    codes: dict[int, tuple] = {}
+    inputs: list[Tensor] = []
+
+    def code(value):
+        if isinstance(value, _Value):
+            found = codes.get(id(value))
+            if found is None:           # read from outside: a real tensor by now
+                found = codes[id(value)] = ("in", len(inputs))
+                inputs.append(value.real)
+            return found
+        return _constant_key(value, code)
+    records = []
+    for position, record in enumerate(part):
+        records.append((record.op, record.grad, record.multi, code(record.args),
+                        code(record.kwargs)))
+        for i, value in enumerate(record.outs):
+            if value is not None:
+                codes[id(value)] = ("out", position, i)
+    later = {id(v) for record in rest
+             for v in _leaves((record.args, tuple(record.kwargs.values())))
+             if isinstance(v, _Value)}
+    outputs = [value for record in part for value in record.outs
+               if value is not None and (id(value) in later or value.pending() is not None)]
+    key = (tuple(records), tuple(codes[id(v)] for v in outputs), _GRAD_STATE.enabled)
+    return key, inputs, outputs
+
+
+def _constant_key(value, code):
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(code(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple((k, code(v)) for k, v in value.items())
+    if isinstance(value, slice):
+        return ("slice", code(value.start), code(value.stop), code(value.step))
+    if isinstance(value, float) and value != value:
+        return ("nan",)
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__name__, id(value))
+    return (type(value), value)
+
+
+def _graph_of(part: list[_Record], outputs: list[_Value]) -> Graph:
+    """The fx graph of these records: a placeholder per value read from outside (in
+    _segment_of's order), `outputs` as its outputs."""
     from .. import _C
     graph = Graph()
     nodes: dict[int, Node] = {}
-    inputs: list[Tensor] = []
+    count = [0]
     entry = grad = _GRAD_STATE.enabled        # the mode the graph will be called in
 
     def node_of(value):
         if not isinstance(value, _Value):
             return value
         node = nodes.get(id(value))
-        if node is None:            # read from outside: a real tensor by now
-            node = nodes[id(value)] = graph.placeholder(f"arg{len(inputs)}")
-            inputs.append(value.real)
+        if node is None:
+            node = nodes[id(value)] = graph.placeholder(f"arg{count[0]}")
+            count[0] += 1
         return node
     for record in part:
         if record.grad != grad:         # a no_grad region: set, as dynamo's graphs do
@@ -458,16 +605,11 @@ def _graph_of(part: list[_Record], rest: list[_Record]):
             if value is not None:
                 nodes[id(value)] = graph.call_function(operator.getitem, (node, i)) \
                     if record.multi else node
-    later = {id(v) for record in rest
-             for v in _leaves((record.args, tuple(record.kwargs.values())))
-             if isinstance(v, _Value)}
-    outputs = [value for record in part for value in record.outs
-               if value is not None and (id(value) in later or value.pending() is not None)]
     if grad != entry:
         graph.call_function(_C._set_grad_enabled, (entry,))
     graph.output(tuple(nodes[id(v)] for v in outputs))
     _drop_unused_getitems(graph)
-    return graph, inputs, outputs
+    return graph
 
 
 def _patches(run: LazyRun) -> dict:
@@ -539,6 +681,7 @@ _PLACEMENT = {"device": _device,
               "is_meta": lambda d: False}
 
 _PLAIN_TENSORS: tuple = ()
+_RANDOM = Tag.RANDOM
 
 
 def _plain_tensor_types() -> tuple:
@@ -630,30 +773,6 @@ def _leaves(value):
 
 def _count(results) -> int:
     return len(results) if isinstance(results, (list, tuple)) else 1
-
-
-def structure_key(graph: Graph) -> tuple:
-    """What makes two segments the same graph: ops, constants and wiring, in order."""
-    index = {node: i for i, node in enumerate(graph.nodes)}
-
-    def key(value):
-        if isinstance(value, Node):
-            return ("node", index[value])
-        if isinstance(value, (list, tuple)):
-            return (type(value).__name__,) + tuple(key(v) for v in value)
-        if isinstance(value, dict):
-            return ("dict",) + tuple((k, key(v)) for k, v in value.items())
-        if isinstance(value, slice):
-            return ("slice", key(value.start), key(value.stop), key(value.step))
-        if isinstance(value, float) and value != value:
-            return ("nan",)
-        try:
-            hash(value)
-        except TypeError:
-            return (type(value).__name__, id(value))
-        return (type(value), value)
-    return tuple((n.op, key(n.target) if n.op != "call_function" else n.target,
-                  key(n.args), key(n.kwargs)) for n in graph.nodes)
 
 
 def install() -> None:
