@@ -106,9 +106,11 @@ class CustomBackendFunction:
         into Python), graph breaks, unless fullgraph=True."""
         from ..frontend.fx.tracer import symbolic_trace
         from ..frontend.random import default_generator
+        from .compile_trace import tracing
         state = default_generator.numpy.bit_generator.state
         try:
-            gm = symbolic_trace(self.model)
+            with tracing("compile"):        # torch.compiler.is_compiling() is True
+                gm = symbolic_trace(self.model)
         except Exception as err:        # noqa: BLE001 - any: Python the tracer cannot record
             if self.fullgraph:
                 raise

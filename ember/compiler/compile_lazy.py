@@ -355,6 +355,7 @@ class LazyRun:
             self.__exit__()
 
     def __enter__(self):
+        _RUNS.append(self)
         for name, wrapper in _patches(self).items():
             self.saved[name] = Tensor.__dict__[name]
             setattr(Tensor, name, wrapper)
@@ -368,12 +369,35 @@ class LazyRun:
             return False
         self._mode.__exit__(None, None, None)
         self._mode = None
+        _RUNS.remove(self)
         for name, original in self.saved.items():
             setattr(Tensor, name, original)
         self.saved.clear()
         for module, name, original in self.saved_fast:
             setattr(module, name, original)
         return False
+
+
+_RUNS: list[LazyRun] = []
+
+
+def recording() -> LazyRun | None:
+    """The run recording op calls right now (torch.compiler.is_compiling() is True
+    there), or None."""
+    run = _RUNS[-1] if _RUNS else None
+    return run if run is not None and not run.quiet else None
+
+
+def run_eagerly(run: LazyRun, fn, args: tuple, kwargs: dict):
+    """`fn` runs on values, unrecorded, between two graphs (torch.compiler.disable'd
+    code, torch._dynamo.graph_break())."""
+    if run.records:
+        run.graph_break()
+    run.quiet += 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        run.quiet -= 1
 
 
 def _without_fast_paths(run: LazyRun) -> list:
@@ -667,7 +691,50 @@ def _patches(run: LazyRun) -> dict:
             run.graph_break()
         data.fset(self, value)
     patches["data"] = property(lambda self: self.detach(), set_data)
+    patches.update(_operator_patches(run))
     return patches
+
+
+def _operator_patches(run: LazyRun) -> dict:
+    """`a * b`, `2 - a`, `-a`, `a += b` are recorded as dynamo records them: a call of
+    the Python operator (operator.mul, ...), when the operator ran as one op."""
+    from ..ir.operators import BINARY, UNARY
+    patches = {}
+    forms = []
+    for row in BINARY:
+        forms.append((row.dunder, row.fn, False))
+        if row.reflected:
+            forms.append((row.dunder.replace("__", "__r", 1), row.fn, True))
+        inplace = getattr(operator, "i" + row.fn.__name__.rstrip("_"), None)
+        if row.inplace_op is not None and inplace is not None:
+            forms.append((row.dunder.replace("__", "__i", 1), inplace, False))
+    forms += [(f"__{fn.__name__.rstrip('_')}__", fn, None) for fn, name in UNARY if name]
+    for dunder, fn, reflected in forms:
+        original = Tensor.__dict__.get(dunder)
+        if original is not None:
+            patches[dunder] = _recorded_operator(run, original, fn, reflected)
+    return patches
+
+
+def _recorded_operator(run: LazyRun, original, fn, reflected):
+    def method(self, *other):
+        if run.quiet or run._mode is None:
+            return original(self, *other)
+        operands = (other[0], self) if reflected else (self,) + other
+        values = [run._value_of(v) for v in operands]
+        records, before = run.records, len(run.records)
+        result = original(self, *other)
+        if run.records is records and len(records) == before + 1:
+            record = records[-1]
+            used = [v for v in _leaves((record.args, tuple(record.kwargs.values())))
+                    if isinstance(v, _Value)]
+            out = record.outs[0] if len(record.outs) == 1 else None
+            if out is not None and out.ref is not None and out.ref() is result and \
+                    all(any(u is v for v in values) for u in used):
+                record.op, record.args, record.kwargs = fn, tuple(values), {}
+        return result
+    method.__name__ = original.__name__
+    return method
 
 
 # methods that read values (or memory) on the host: the segment ends before them

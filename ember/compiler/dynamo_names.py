@@ -56,6 +56,10 @@ def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
     @functools.wraps(fn)
     def run_eagerly(*args, **kwargs):
         from . import is_compiling
+        from .compile_lazy import recording, run_eagerly as between_graphs
+        run = recording()
+        if run is not None:         # a user backend's graph-break run: break around fn
+            return between_graphs(run, fn, args, kwargs)
         if is_compiling():
             why = f" ({reason})" if reason else ""
             raise TraceError(f"called {getattr(fn, '__qualname__', fn)!s}, which is marked "
@@ -67,6 +71,12 @@ def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
 
 def graph_break() -> None:
     from . import is_compiling
+    from .compile_lazy import recording
+    run = recording()
+    if run is not None:             # a user backend's graph-break run: end the graph
+        if run.records:
+            run.graph_break()
+        return
     if is_compiling():
         raise TraceError("torch._dynamo.graph_break() called")
 

@@ -256,7 +256,8 @@ def test_segments_are_fx_graphs_with_their_live_values():
     first, shapes = seen[0]
     assert isinstance(first, ember.fx.GraphModule) and shapes == [(3,), (3,)]
     ops = [n.target for n in first.graph.nodes if n.op == "call_function"]
-    assert ember.lt in ops and ember.div in ops
+    # Python operators as dynamo records them, functions as the ops they call
+    assert operator.lt in ops and operator.truediv in ops and ember.abs in ops
     # the comparison the `if` reads and x, which the rest of the function uses
     assert len(first.graph.output_node.args[0]) == 2
 
@@ -352,3 +353,46 @@ def test_random_ops_draw_as_eager_does():
             got = _numpy(compiled(x))
             T.manual_seed(seed)
             np.testing.assert_array_equal(got, _numpy(fn(x)))
+
+
+def _op_names(seen: list):
+    def backend(gm, example_inputs):
+        seen.append([str(getattr(n.target, "__name__", n.target)) for n in gm.graph.nodes
+                     if n.op in ("call_function", "call_method")])
+        return gm.forward
+    return backend
+
+
+def test_disable_graph_break_and_is_compiling():
+    """torch.compiler.disable'd code runs between graphs, torch._dynamo.graph_break()
+    ends one, is_compiling() is True while ops are recorded: the same graphs (op for
+    op) and values as torch."""
+    torch._dynamo.reset()
+    got = {}
+    for T in (ember, torch):
+        @T.compiler.disable
+        def helper(x):
+            return x.cos() + 1
+
+        def fn(x):
+            y = x.sin()
+            T._dynamo.graph_break()
+            w = helper(y * 2)
+            return w.exp() + (1 if T.compiler.is_compiling() else 0)
+        seen = []
+        out = T.compile(fn, backend=_op_names(seen))(T.tensor(_data(4)))
+        got[T] = (_numpy(out), seen)
+    np.testing.assert_allclose(got[ember][0], got[torch][0], rtol=1e-6)
+    assert got[ember][1] == got[torch][1] == [["sin"], ["mul"], ["exp", "add"]]
+
+
+def test_tutorial_graphs_op_for_op():
+    torch._dynamo.reset()
+    seen = {}
+    for T in (ember, torch):
+        fn, arg_sets = tutorial_bar(T)
+        seen[T] = []
+        compiled = T.compile(fn, backend=_op_names(seen[T]))
+        for arrays in arg_sets:
+            compiled(*[T.tensor(a) for a in arrays])
+    assert seen[ember] == seen[torch]
