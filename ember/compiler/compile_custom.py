@@ -26,6 +26,7 @@ called with a positive then a negative `b`. `fullgraph=True` raises the tracer's
 from __future__ import annotations
 
 import operator
+import weakref
 from typing import Callable
 
 from ..backends import registry
@@ -77,6 +78,11 @@ class CustomBackendFunction:
         self.backend_name = backend if isinstance(backend, str) else \
             getattr(backend, "__name__", repr(backend))
         self.fullgraph = fullgraph
+        self._forget()
+        _LIVE.add(self)
+
+    def _forget(self) -> None:
+        """Nothing compiled yet (torch._dynamo.reset())."""
         self.graph_module = None
         self.compiled: dict[tuple, Callable] = {}
         self.breaks = False                 # True: runs segment by segment
@@ -193,6 +199,16 @@ def _op_of(node):
     if node.op == "call_method" and isinstance(node.target, str):
         return OPS.get(node.target)
     return None
+
+
+_LIVE: "weakref.WeakSet[CustomBackendFunction]" = weakref.WeakSet()
+
+
+def reset_all() -> None:
+    """torch._dynamo.reset(): every function compiled with a user's backend calls the
+    backend again at its next call."""
+    for compiled in list(_LIVE):
+        compiled._forget()
 
 
 def _signature(value):

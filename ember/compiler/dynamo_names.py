@@ -43,8 +43,10 @@ from ..ir.errors import TraceError
 
 def reset() -> None:
     """Drop what every compiled function has compiled; next calls compile afresh."""
+    from . import compile_custom
     from .compile_dispatch import reset_all
     reset_all()
+    compile_custom.reset_all()
 
 
 def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
@@ -67,6 +69,17 @@ def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
         return fn(*args, **kwargs)
     run_eagerly._ember_compile_disabled = True
     return run_eagerly
+
+
+def optimize(backend="inductor", *, nopython: bool = False, guard_export_fn=None,
+             guard_fail_fn=None, disable: bool = False, dynamic=None):
+    """torch._dynamo.optimize (torch.compile's older spelling): a decorator compiling
+    with `backend` (a name or a user's compile backend); nopython=True is
+    fullgraph=True."""
+    from .compile import compile as compile_fn
+    if disable:
+        return lambda fn: fn
+    return lambda fn: compile_fn(fn, backend=backend, fullgraph=nopython, dynamic=dynamic)
 
 
 def graph_break() -> None:

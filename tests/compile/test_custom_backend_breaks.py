@@ -396,3 +396,33 @@ def test_tutorial_graphs_op_for_op():
         for arrays in arg_sets:
             compiled(*[T.tensor(a) for a in arrays])
     assert seen[ember] == seen[torch]
+
+
+def test_dynamo_testing_counters_optimize_and_reset():
+    """torch._dynamo.testing's CompileCounter through torch._dynamo.optimize: graphs and
+    call nodes counted as torch counts them; reset() makes the backend run again."""
+    import torch._dynamo.testing  # noqa: F401 - torch's submodule, imported on use
+    counts = {}
+    for T in (ember, torch):
+        T._dynamo.reset()
+        counter = T._dynamo.testing.CompileCounter()
+        fn, arg_sets = tutorial_bar(T)
+        compiled = T._dynamo.optimize(counter)(fn)
+        for _ in range(2):
+            for arrays in arg_sets:
+                compiled(*[T.tensor(a) for a in arrays])
+        seen = (counter.frame_count, counter.op_count)
+        T._dynamo.reset()
+        counter.clear()
+        compiled(*[T.tensor(a) for a in arg_sets[0]])
+        # ember compiles each graph with its own compiler; torch's side runs them as
+        # given (its inductor builds C++ for seconds; the values are the same)
+        recorder = T._dynamo.testing.CompileCounterWithBackend(
+            "inductor" if T is ember else "eager")
+        out = T.compile(fn, backend=recorder)(*[T.tensor(a) for a in arg_sets[1]])
+        counts[T] = (seen, counter.frame_count, recorder.frame_count, len(recorder.graphs),
+                     _numpy(out))
+    *got, got_out = counts[ember]
+    *want, want_out = counts[torch]
+    assert got == want
+    np.testing.assert_allclose(got_out, want_out, rtol=1e-5)
