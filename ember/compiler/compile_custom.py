@@ -25,13 +25,14 @@ called with a positive then a negative `b`. `fullgraph=True` raises the tracer's
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import weakref
 from typing import Callable
 
 from ..backends import registry
 from ..ir.registry import OPS, Promotion, Tag, is_op
-from ..ir.errors import EmberError
+from ..ir.errors import EmberError, TraceError
 from ..frontend.tensor import Tensor
 from .compile_guards import log
 
@@ -115,7 +116,7 @@ class CustomBackendFunction:
         from .compile_trace import tracing
         state = default_generator.numpy.bit_generator.state
         try:
-            with tracing("compile"):        # torch.compiler.is_compiling() is True
+            with tracing("compile"), _printing_breaks():
                 gm = symbolic_trace(self.model)
         except Exception as err:        # noqa: BLE001 - any: Python the tracer cannot record
             if self.fullgraph:
@@ -199,6 +200,27 @@ def _op_of(node):
     if node.op == "call_method" and isinstance(node.target, str):
         return OPS.get(node.target)
     return None
+
+
+@contextlib.contextmanager
+def _printing_breaks():
+    """While the model is traced as one graph, printing a traced value (`print(x)`,
+    an f-string) stops the trace: torch.compile breaks its graph there."""
+    from ..frontend.fx.proxy import Proxy
+    saved = {name: Proxy.__dict__.get(name) for name in ("__repr__", "__str__", "__format__")}
+
+    def printed(self, *args):
+        raise TraceError("printing a traced tensor needs its value")
+    for name in saved:
+        setattr(Proxy, name, printed)
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            if method is None:
+                delattr(Proxy, name)
+            else:
+                setattr(Proxy, name, method)
 
 
 _LIVE: "weakref.WeakSet[CustomBackendFunction]" = weakref.WeakSet()

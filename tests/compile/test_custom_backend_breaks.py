@@ -128,7 +128,16 @@ def values_decide_shapes(T):
     return fn, [[np.arange(-3, 5, dtype=np.float32)], [np.arange(-3, 5, dtype=np.float32)]]
 
 
-CASES = [tutorial_bar, break_in_called_function, values_decide_shapes, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
+def print_between(T):
+    # printing a tensor reads its values: torch breaks the graph there
+    def fn(x):
+        y = x.sin() * 2
+        print("y is", y)
+        return y.cos() + 1
+    return fn, [[_data(3)], [_data(3, seed=1)]]
+
+
+CASES = [tutorial_bar, break_in_called_function, values_decide_shapes, print_between, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
          inplace_across_break, tolist_and_len]
 
 
