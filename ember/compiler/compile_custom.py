@@ -122,15 +122,15 @@ class CustomBackendFunction:
             if self.fullgraph:
                 raise
             log.info("ember.compile(backend=%r): %s does not trace as one graph (%s: %s); "
-                     "running it with graph breaks", self.backend_name,
-                     getattr(self.model, "__name__", type(self.model).__name__),
+                     "running it with graph breaks", self.backend_name, _name_of(self.model),
                      type(err).__name__, str(err).split("\n")[0])
             self.breaks = True
             return
         finally:        # code that ran for real while tracing draws nothing for the call
             default_generator.numpy.bit_generator.state = state
+        # torch breaks the graph at these; under fullgraph=True it captures them
         if not self.fullgraph and any(_breaks_graph(n) for n in gm.graph.nodes):
-            self.breaks = True      # torch breaks the graph there: so do we
+            self.breaks = True
             return
         self.graph_module = gm
 
@@ -166,6 +166,10 @@ class CustomBackendFunction:
 _VALUE_READ_METHODS = ("item", "tolist", "numpy")
 _COMPARISONS = {operator.lt, operator.le, operator.gt, operator.ge, operator.eq,
                 operator.ne, operator.invert, operator.and_, operator.or_}
+
+
+def _name_of(model) -> str:
+    return getattr(model, "__qualname__", None) or type(model).__name__
 
 
 def _breaks_graph(node) -> bool:

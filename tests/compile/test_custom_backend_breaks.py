@@ -435,3 +435,28 @@ def test_dynamo_testing_counters_optimize_and_reset():
     *want, want_out = counts[torch]
     assert got == want
     np.testing.assert_allclose(got_out, want_out, rtol=1e-5)
+
+
+def test_fullgraph_captures_value_reads_it_can_record():
+    """Under fullgraph=True torch captures .item() and nonzero into its one graph
+    (printing it refuses): one backend call, the same values."""
+    got = {}
+    for T in (ember, torch):
+        T._dynamo.reset()
+
+        def fn(x):
+            scale = x.sum().item()
+            return x * scale + T.nonzero(x > 0).shape[0]
+        count = [0]
+        out = T.compile(fn, backend=_counting_backend(count), fullgraph=True)(
+            T.tensor(_data(5)))
+        got[T] = (_numpy(out), count[0])
+
+        def printing(x):
+            print(x)
+            return x + 1
+        with pytest.raises(Exception):
+            T.compile(printing, backend=_counting_backend([0]), fullgraph=True)(
+                T.tensor(_data(3)))
+    np.testing.assert_allclose(got[ember][0], got[torch][0], rtol=1e-5)
+    assert got[ember][1] == got[torch][1] == 1
