@@ -1,30 +1,35 @@
 """Graph breaks for a user's compile backend: the function runs with deferred execution.
 
 `ember.compile(fn, backend=my_compiler)` first traces the whole function with
-ember.fx.symbolic_trace. Where that fails (`if b.sum() < 0:`, `int(t)`, iteration of a
-traced value, ...) or the graph reads a value into Python (`.item()`, `.tolist()`), the
-function instead runs as torch.compile runs it around its graph breaks:
+ember.fx.symbolic_trace (compile_custom.py). Where that fails (`if b.sum() < 0:`,
+`int(t)`, printing, ...) or the graph holds what torch breaks at (`.item()`,
+`nonzero`, a computed mask), the function runs here, as torch.compile runs it:
 
-- every op call on tensors is recorded into the current *segment* (an fx graph) and
-  returns a pending tensor: a Tensor with the result's shape, dtype and strides and no
-  values yet (inside ember it is a meta tensor; `.device` says where it will live);
-- a value read ends the segment (`bool()`, `.item()`, `.tolist()`, `int()`, `float()`,
-  an index, `.numpy()`, printing, a meta rule that needs values — nonzero, boolean
-  masks), and so does the function returning. The segment becomes an fx GraphModule:
-  one placeholder per tensor it reads (inputs, parameters, results of earlier
-  segments), one output per pending tensor still referenced anywhere (a conservative
-  liveness: the Python objects alive at the break);
-- the backend is called once per distinct segment: a segment with the same recorded
-  ops, constants and input signature (shapes, dtypes, devices, requires_grad) reuses
-  the callable it returned, as torch's guards would. The callable runs on the real
-  inputs and its results are bound into the pending tensors (the same Python objects
-  the function holds), then Python goes on. An in-place op on a real tensor is in the
-  graph as written, as dynamo records it: running the callable performs it.
+- Recording: every op call returns a *pending* tensor (a meta tensor inside ember,
+  its shape, dtype and strides from the op's meta rule, cached per op and argument
+  signature; `.device` says where it will live) and appends a record. A meta rule's
+  random draws are put back, so the real run draws as eager does. Python operators
+  that ran as one op are recorded as `operator.*` calls, grad mode per record.
+- Breaks: a value read (bool(), .item(), .tolist(), int(), float(), an index,
+  .numpy(), printing, .backward(), a call of an ember-compiled function,
+  torch._dynamo.graph_break(), a torch.compiler.disable'd function) or an op whose
+  result needs values (it then runs eagerly) ends the segment. The records split as
+  torch splits frames: each frame on the way down to the read (the user's frames and
+  ember's layers; dispatch machinery is not a frame) has its own graph of what it
+  recorded before its call into the next; after the break, a frame that returns ends
+  the graph it was in. A break inside a loop of the compiled function itself makes
+  torch give the frame up: the records run as written, the rest runs eagerly, and so
+  does every later call.
+- Running a segment: an fx GraphModule with a placeholder per value read from
+  outside and an output per value a later record reads or whose tensor is alive (a
+  conservative liveness). The backend is called once per distinct segment, keyed by
+  where it began (a frame's code at its entry or resume point, as torch keeps a cache
+  per frame and resume point), its records (ops, constants, wiring, grad modes) and
+  input signature; its callable runs on the real inputs and the results are bound
+  into the pending tensors (the same Python objects the function holds).
 
-An op whose result cannot be described without values (a meta rule that reads them)
-breaks the graph before it and runs eagerly, as torch runs an unsupported op between
-graphs. Python scalars (`.item()`'s value, arguments) are constants of the graph: a new
-value records a new segment and calls the backend again.
+Python scalars (`.item()`'s value, arguments) are constants of the graph: a new value
+records a new segment and calls the backend again.
 """
 from __future__ import annotations
 

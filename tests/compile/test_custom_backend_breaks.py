@@ -137,7 +137,8 @@ def print_between(T):
     return fn, [[_data(3)], [_data(3, seed=1)]]
 
 
-CASES = [tutorial_bar, break_in_called_function, values_decide_shapes, print_between, two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
+CASES = [tutorial_bar, break_in_called_function, values_decide_shapes, print_between,
+         two_breaks, item_as_python_scalar, loop_with_data_dependent_exit,
          inplace_across_break, tolist_and_len]
 
 
