@@ -96,6 +96,7 @@ class LazyRun:
         self.owner = owner                    # the CustomBackendFunction: backend + cache
         self.records: list[_Record] = []      # the current segment's op calls
         self.values: dict[int, tuple] = {}    # id(tensor) -> (weakref, its _Value)
+        self.touched: set[int] = set()        # storages of the real tensors records use
         self.quiet = 0                        # >0: inside our own work, reads just read
         self.saved: dict = {}
         self.saved_fast: list = []
@@ -215,7 +216,13 @@ class LazyRun:
             raise EmberError("a pending tensor without a value")     # never: tracked above
         found = _Value(real=value)
         self.values[id(value)] = (weakref.ref(value), found)
+        self.touched.add(id(value._storage))
         return found
+
+    def stale(self, tensor: Tensor) -> bool:
+        """Would reading this tensor's memory now miss what the segment does? (A
+        pending tensor, or memory its records read, and may write through a view.)"""
+        return is_pending(tensor) or id(tensor._storage) in self.touched
 
     def _eager_op(self, op, args: tuple, err: BaseException):
         """An op whose result needs values: the graph breaks before it, it runs eagerly."""
@@ -343,6 +350,7 @@ class LazyRun:
 
     def _forget_done(self) -> None:
         """Only a live segment's values are remembered (results are plain tensors)."""
+        self.touched = set()
         self.values = {k: entry for k, entry in self.values.items()
                        if entry[1].made and not entry[1].done and entry[0]() is not None}
 
@@ -646,17 +654,22 @@ def _patches(run: LazyRun) -> dict:
     tensor will live; detach/.data of a pending tensor are recorded ops."""
     patches = {}
 
-    def reading(name: str):
+    def reading(name: str, always: bool):
         original = Tensor.__dict__[name]
 
         def read(self, *args, **kwargs):
-            if not run.quiet and run.records:
+            # the user's reads break as torch's do; ember's own (its C++ in torch) only
+            # when they would see what the segment has not computed yet
+            if not run.quiet and run.records and (
+                    (always and _is_users(sys._getframe(1).f_code)) or run.stale(self)):
                 run.graph_break()
             return original(self, *args, **kwargs)
         read.__name__ = name
         return read
     for name in _READS:
-        patches[name] = reading(name)
+        patches[name] = reading(name, True)
+    for name in _MEMORY_READS:
+        patches[name] = reading(name, False)
     backward = Tensor.__dict__["backward"]
 
     def backward_eagerly(self, *args, **kwargs):
@@ -744,8 +757,10 @@ def _recorded_operator(run: LazyRun, original, fn, reflected):
 
 # methods that read values (or memory) on the host: the segment ends before them
 _READS = ("__bool__", "item", "tolist", "__int__", "__float__", "__index__", "__complex__",
-          "numpy", "__array__", "_values", "__repr__", "__format__", "data_ptr",
-          "untyped_storage", "storage_offset", "__reduce_ex__", "__deepcopy__")
+          "numpy", "__array__", "__repr__", "__format__", "__reduce_ex__", "__deepcopy__")
+# ember's own ways to a tensor's memory: the segment ends before them when they would
+# read a pending tensor or memory the segment reads or writes
+_MEMORY_READS = ("_values", "data_ptr", "untyped_storage", "storage_offset")
 
 _PLACEMENT = {"device": _device,
               "is_cuda": lambda d: d.startswith("cuda"),

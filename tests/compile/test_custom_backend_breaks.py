@@ -461,3 +461,36 @@ def test_fullgraph_captures_value_reads_it_can_record():
                 T.tensor(_data(3)))
     np.testing.assert_allclose(got[ember][0], got[torch][0], rtol=1e-5)
     assert got[ember][1] == got[torch][1] == 1
+
+
+def test_batchnorm_training_across_a_break():
+    """A training-mode BatchNorm updates its running statistics inside the graphs (no
+    extra break where ember's layer reads its batch counter): outputs, statistics and
+    backend calls equal torch's."""
+    got = {}
+    for T in (ember, torch):
+        T._dynamo.reset()
+        rng = np.random.default_rng(3)
+        body = T.nn.Sequential(T.nn.Conv2d(3, 4, 3), T.nn.BatchNorm2d(4), T.nn.ReLU())
+        with T.no_grad():
+            for p in body.parameters():
+                p.copy_(T.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32)))
+
+        class Net(T.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = body
+
+            def forward(self, x):
+                y = self.body(x)
+                if y.mean() > 0.5:
+                    y = y * 0.5
+                return y.sum(dim=(2, 3))
+        count = [0]
+        compiled = T.compile(Net(), backend=_counting_backend(count))
+        outs = [_numpy(compiled(T.tensor(_data(2, 3, 6, 6, seed=s)))) for s in (0, 1)]
+        bn = body[1]
+        got[T] = outs + [_numpy(bn.running_mean), _numpy(bn.running_var),
+                         int(bn.num_batches_tracked), count[0]]
+    for g, w in zip(got[ember], got[torch]):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
