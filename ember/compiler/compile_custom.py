@@ -10,7 +10,8 @@ callable itself, or a name registered with `register_backend` (torch._dynamo's
 
 The backend is called again for inputs with new shapes, dtypes or devices (torch.compile
 re-invokes it when its guards fail); calls with inputs seen before reuse what it returned.
-Keyword arguments are not graph inputs: pass tensors positionally.
+Keyword arguments are not graph inputs of the one-graph form: pass tensors positionally
+(a model run with graph breaks takes them).
 
 Graph breaks: a model fx cannot trace as one graph (`if b.sum() < 0:`, `int(t)`,
 iterating a tensor, ...) or whose graph reads a value into Python (`.item()`,
@@ -91,16 +92,16 @@ class CustomBackendFunction:
         self.skip = False                   # True: runs eagerly (compile_lazy.py)
 
     def __call__(self, *args, **kwargs):
-        if kwargs:
-            raise TypeError(f"ember.compile(backend={self.backend_name!r}): pass the inputs "
-                            f"positionally (got keyword arguments {sorted(kwargs)})")
         if self.graph_module is None and not self.breaks:
             self._trace()
         if self.skip:           # a graph break in its loop: torch runs such a frame eagerly
-            return self.model(*args)
+            return self.model(*args, **kwargs)
         if self.breaks:
             from .compile_lazy import LazyRun
             return LazyRun(self)(self.model, args, kwargs)
+        if kwargs:
+            raise TypeError(f"ember.compile(backend={self.backend_name!r}): pass the inputs "
+                            f"positionally (got keyword arguments {sorted(kwargs)})")
         key = tuple(_signature(a) for a in args)
         fn = self.compiled.get(key)
         if fn is None:
