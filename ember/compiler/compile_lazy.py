@@ -42,6 +42,7 @@ from ..frontend.device import device as _device
 from ..frontend.device import get_default_device
 from ..frontend.grad_state import STATE as _GRAD_STATE
 from ..frontend.meta_device import MetaStorage, empty_meta
+from ..frontend.nn.parameter import Parameter
 from ..frontend.tensor import Tensor
 from ..ir import dispatch
 from ..ir.errors import EMBER_DIR, EmberError
@@ -767,13 +768,9 @@ _PLACEMENT = {"device": _device,
               "is_cpu": lambda d: d == "cpu",
               "is_meta": lambda d: False}
 
-_PLAIN_TENSORS: tuple = ()
+# tensors whose ops are deferred; a subclass (a quantized tensor, a user's) runs eagerly
+_PLAIN_TENSORS = (Tensor, Parameter)
 _RANDOM = Tag.RANDOM
-
-
-def _plain_tensor_types() -> tuple:
-    from ..frontend.nn.parameter import Parameter
-    return (Tensor, Parameter)
 
 
 def _code_of(fn):
@@ -861,11 +858,3 @@ def _leaves(value):
 def _count(results) -> int:
     return len(results) if isinstance(results, (list, tuple)) else 1
 
-
-def install() -> None:
-    global _PLAIN_TENSORS
-    if not _PLAIN_TENSORS:
-        _PLAIN_TENSORS = _plain_tensor_types()
-
-
-install()
