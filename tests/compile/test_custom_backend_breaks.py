@@ -494,3 +494,22 @@ def test_batchnorm_training_across_a_break():
                          int(bn.num_batches_tracked), count[0]]
     for g, w in zip(got[ember], got[torch]):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_keyword_arguments_and_structured_results():
+    got = {}
+    for T in (ember, torch):
+        T._dynamo.reset()
+
+        def fn(x, *, scale):
+            y = x * scale
+            if y.max() > 1:
+                y = y.clamp(max=1)
+            return {"y": y, "parts": (y.sum(), [y.mean(), x])}
+        count = [0]
+        compiled = T.compile(fn, backend=_counting_backend(count))
+        out = compiled(T.tensor(_data(4)), scale=T.tensor(_data(4, seed=9)))
+        got[T] = ([_numpy(out["y"]), _numpy(out["parts"][0])] +
+                  [_numpy(v) for v in out["parts"][1]] + [count[0]])
+    for g, w in zip(got[ember], got[torch]):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
