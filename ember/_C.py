@@ -50,3 +50,10 @@ def _push_on_torch_function_stack(mode) -> None:
 def _pop_torch_function_stack():
     from .ir.torch_function import pop_mode
     return pop_mode()
+
+
+def _set_grad_enabled(mode: bool) -> None:
+    """torch._C._set_grad_enabled: turn grad mode on or off (the call torch.compile's
+    graphs make around a `no_grad` region, which a graph-break segment makes too)."""
+    from .frontend.grad_state import STATE
+    STATE.enabled = bool(mode)

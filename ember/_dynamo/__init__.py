@@ -2,12 +2,13 @@
 
 PyTorch's graph capture is TorchDynamo; ember.compile captures by tracing instead, so
 there is no dynamo here, only its controls over compiled functions (`reset`,
-`disable`, `config`, `explain`, `list_backends`, `register_backend`:
-ember/compiler/dynamo_names.py) and the answers libraries ask it for (torchvision's
-roi_align asks `torch._dynamo.utils.is_compile_supported(device_type)` to pick its
-Python path).
+`disable`, `config`, `explain`, `list_backends`, `register_backend`, `optimize`:
+ember/compiler/dynamo_names.py), the counting compile backends tests use (`testing`)
+and the answers libraries ask it for (torchvision's roi_align asks
+`torch._dynamo.utils.is_compile_supported(device_type)` to pick its Python path).
 """
-from . import utils  # noqa: F401
+from . import testing, utils  # noqa: F401
 from ..compiler.dynamo_names import (config, disable, explain, graph_break,  # noqa: F401
                                      list_backends, mark_dynamic, mark_static,
-                                     maybe_mark_dynamic, register_backend, reset)
+                                     maybe_mark_dynamic, optimize, register_backend,
+                                     reset)

@@ -17,9 +17,11 @@ code uses it to skip checks a trace cannot run), `is_exporting()` while ember.ex
 
 
 def is_compiling() -> bool:
-    """torch.compiler.is_compiling: True while ember.compile or ember.export traces."""
+    """torch.compiler.is_compiling: True while ember.compile or ember.export traces
+    (a user backend's graph-break run records: compile_lazy.py)."""
+    from .compile_lazy import recording
     from .compile_trace import TRACING
-    return TRACING["compile"] > 0
+    return TRACING["compile"] > 0 or recording() is not None
 
 
 def is_dynamo_compiling() -> bool:

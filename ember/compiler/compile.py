@@ -164,7 +164,7 @@ def compile(model=None, *, fullgraph: bool = False, dynamic: bool | None = None,
         return model        # ember.compiler.disable(fn): always eager
     if not isinstance(backend, str) or backend not in COMPILE_BACKENDS:
         from .compile_custom import CustomBackendFunction   # a callable or registered name
-        return CustomBackendFunction(model, backend)
+        return CustomBackendFunction(model, backend, fullgraph=fullgraph)
     return CompiledFunction(model, backend, pipeline, merged, fullgraph=fullgraph,
                             dynamic=dynamic)
 

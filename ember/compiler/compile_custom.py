@@ -10,16 +10,32 @@ callable itself, or a name registered with `register_backend` (torch._dynamo's
 
 The backend is called again for inputs with new shapes, dtypes or devices (torch.compile
 re-invokes it when its guards fail); calls with inputs seen before reuse what it returned.
-Unlike ember's own backends there are no graph breaks: code fx cannot trace raises the
-tracer's error. Keyword arguments are not graph inputs: pass tensors positionally.
+Keyword arguments are not graph inputs of the one-graph form: pass tensors positionally
+(a model run with graph breaks takes them).
+
+Graph breaks: a model fx cannot trace as one graph (`if b.sum() < 0:`, `int(t)`,
+iterating a tensor, ...) or whose graph reads a value into Python (`.item()`,
+`.tolist()`) runs with deferred execution instead (compile_lazy.py): its op calls are
+recorded into segments that end where Python needs a value, the backend is called once
+per distinct segment (an fx GraphModule of that stretch, its tensors as inputs), and
+the model's Python goes on with the results its callables return. So the backend sees
+the graphs torch.compile hands it, e.g. 3 for the "Custom Backends" tutorial's `bar`
+called with a positive then a negative `b`. `fullgraph=True` raises the tracer's error
+(naming the user's line) instead. ember's own backends break graphs differently
+(compile_breaks.py: the function runs eagerly around its compiled modules).
 """
 from __future__ import annotations
 
+import contextlib
+import operator
+import weakref
 from typing import Callable
 
 from ..backends import registry
-from ..ir.errors import EmberError
+from ..ir.registry import OPS, Promotion, Tag, is_op
+from ..ir.errors import EmberError, TraceError
 from ..frontend.tensor import Tensor
+from .compile_guards import log
 
 
 def register_backend(compiler_fn: Callable | None = None, name: str | None = None,
@@ -55,41 +71,171 @@ def lookup_backend(backend) -> Callable:
 
 class CustomBackendFunction:
     """What ember.compile returns for a user's backend: traces once, compiles per input
-    signature, forwards attribute access to the model (parameters(), train(), ...)."""
+    signature, forwards attribute access to the model (parameters(), train(), ...).
+    A model that does not trace as one graph runs with graph breaks (compile_lazy.py)."""
 
-    def __init__(self, model, backend):
+    def __init__(self, model, backend, fullgraph: bool = False):
         self.model = model
         self.compiler_fn = lookup_backend(backend)
         self.backend_name = backend if isinstance(backend, str) else \
             getattr(backend, "__name__", repr(backend))
+        self.fullgraph = fullgraph
+        self._forget()
+        _LIVE.add(self)
+
+    def _forget(self) -> None:
+        """Nothing compiled yet (torch._dynamo.reset())."""
         self.graph_module = None
         self.compiled: dict[tuple, Callable] = {}
+        self.breaks = False                 # True: runs segment by segment
+        self.segments: dict[tuple, Callable] = {}
+        self.skip = False                   # True: runs eagerly (compile_lazy.py)
 
     def __call__(self, *args, **kwargs):
+        if self.graph_module is None and not self.breaks:
+            self._trace()
+        if self.skip:           # a graph break in its loop: torch runs such a frame eagerly
+            return self.model(*args, **kwargs)
+        if self.breaks:
+            from .compile_lazy import LazyRun
+            return LazyRun(self)(self.model, args, kwargs)
         if kwargs:
             raise TypeError(f"ember.compile(backend={self.backend_name!r}): pass the inputs "
                             f"positionally (got keyword arguments {sorted(kwargs)})")
         key = tuple(_signature(a) for a in args)
         fn = self.compiled.get(key)
         if fn is None:
-            fn = self._compile(args)
+            fn = self._backend(self.graph_module, list(args))
             self.compiled[key] = fn
         return fn(*args)
 
-    def _compile(self, args) -> Callable:
+    def _trace(self) -> None:
+        """The whole model as one graph; where that fails (or the graph reads a value
+        into Python), graph breaks, unless fullgraph=True."""
         from ..frontend.fx.tracer import symbolic_trace
-        if self.graph_module is None:
-            self.graph_module = symbolic_trace(self.model)
-        fn = self.compiler_fn(self.graph_module, list(args))
+        from ..frontend.random import default_generator
+        from .compile_trace import tracing
+        state = default_generator.numpy.bit_generator.state
+        try:
+            with tracing("compile"), _printing_breaks():
+                gm = symbolic_trace(self.model)
+        except Exception as err:        # noqa: BLE001 - any: Python the tracer cannot record
+            if self.fullgraph:
+                raise
+            log.info("ember.compile(backend=%r): %s does not trace as one graph (%s: %s); "
+                     "running it with graph breaks", self.backend_name, _name_of(self.model),
+                     type(err).__name__, str(err).split("\n")[0])
+            self.breaks = True
+            return
+        finally:        # code that ran for real while tracing draws nothing for the call
+            default_generator.numpy.bit_generator.state = state
+        # torch breaks the graph at these; under fullgraph=True it captures them
+        if not self.fullgraph and any(_breaks_graph(n) for n in gm.graph.nodes):
+            self.breaks = True
+            return
+        self.graph_module = gm
+
+    def run_segment(self, key: tuple, graph_of: Callable, inputs: list):
+        """Run one segment of a model with graph breaks: the backend's callable for a
+        segment with this key (where it began — torch keeps one cache per frame and
+        resume point — and its ops, constants and wiring) and input signature, compiled
+        at its first sight from the GraphModule of `graph_of()`."""
+        from ..frontend.fx.graph_module import GraphModule
+        from ..frontend.nn.modules.module import Module
+        full_key = (key, tuple(_signature(t) for t in inputs))
+        fn = self.segments.get(full_key)
+        if fn is None:
+            fn = self._backend(GraphModule(Module(), graph_of()), list(inputs))
+            self.segments[full_key] = fn
+        return fn(*inputs)
+
+    def _backend(self, gm, example_inputs: list) -> Callable:
+        fn = self.compiler_fn(gm, example_inputs)
         if not callable(fn):
             raise EmberError(f"compile backend {self.backend_name!r} returned "
                              f"{type(fn).__name__}, not a callable that runs the graph")
         return fn
 
     def __getattr__(self, name: str):
-        if name in ("model", "compiler_fn", "backend_name", "graph_module", "compiled"):
+        if name in ("model", "compiler_fn", "backend_name", "graph_module", "compiled",
+                    "fullgraph", "breaks", "segments", "skip"):
             raise AttributeError(name)
         return getattr(self.model, name)
+
+
+# Tensor methods that read a value into Python: torch.compile breaks the graph there
+_VALUE_READ_METHODS = ("item", "tolist", "numpy")
+_COMPARISONS = {operator.lt, operator.le, operator.gt, operator.ge, operator.eq,
+                operator.ne, operator.invert, operator.and_, operator.or_}
+
+
+def _name_of(model) -> str:
+    return getattr(model, "__qualname__", None) or type(model).__name__
+
+
+def _breaks_graph(node) -> bool:
+    """A traced node where torch.compile breaks the graph: a value read into Python
+    (`.item()`), an op whose output shape depends on values (`nonzero`, `unique`), or
+    indexing with a boolean mask the function computed (`x[x > 0]`)."""
+    if node.op == "call_method" and node.target in _VALUE_READ_METHODS:
+        return True
+    op = _op_of(node)
+    if op is not None and op.has_tag(Tag.DYNAMIC_SHAPE):
+        return True
+    if node.op == "call_function" and node.target is operator.getitem:
+        index = node.args[1]
+        return any(_is_mask(i) for i in (index if isinstance(index, (tuple, list))
+                                         else (index,)))
+    return False
+
+
+def _is_mask(value) -> bool:
+    if not hasattr(value, "op") or not hasattr(value, "target"):
+        return False
+    if value.op == "call_function" and value.target in _COMPARISONS:
+        return True
+    op = _op_of(value)
+    return op is not None and op.promotion is Promotion.ALWAYS_BOOL
+
+
+def _op_of(node):
+    """The registry op a traced call_function/call_method node calls, if any."""
+    if node.op == "call_function":
+        return node.target if is_op(node.target) else None
+    if node.op == "call_method" and isinstance(node.target, str):
+        return OPS.get(node.target)
+    return None
+
+
+@contextlib.contextmanager
+def _printing_breaks():
+    """While the model is traced as one graph, printing a traced value (`print(x)`,
+    an f-string) stops the trace: torch.compile breaks its graph there."""
+    from ..frontend.fx.proxy import Proxy
+    saved = {name: Proxy.__dict__.get(name) for name in ("__repr__", "__str__", "__format__")}
+
+    def printed(self, *args):
+        raise TraceError("printing a traced tensor needs its value")
+    for name in saved:
+        setattr(Proxy, name, printed)
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            if method is None:
+                delattr(Proxy, name)
+            else:
+                setattr(Proxy, name, method)
+
+
+_LIVE: "weakref.WeakSet[CustomBackendFunction]" = weakref.WeakSet()
+
+
+def reset_all() -> None:
+    """torch._dynamo.reset(): every function compiled with a user's backend calls the
+    backend again at its next call."""
+    for compiled in list(_LIVE):
+        compiled._forget()
 
 
 def _signature(value):

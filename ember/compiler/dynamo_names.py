@@ -43,8 +43,10 @@ from ..ir.errors import TraceError
 
 def reset() -> None:
     """Drop what every compiled function has compiled; next calls compile afresh."""
+    from . import compile_custom
     from .compile_dispatch import reset_all
     reset_all()
+    compile_custom.reset_all()
 
 
 def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
@@ -56,6 +58,10 @@ def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
     @functools.wraps(fn)
     def run_eagerly(*args, **kwargs):
         from . import is_compiling
+        from .compile_lazy import recording, run_eagerly as between_graphs
+        run = recording()
+        if run is not None:         # a user backend's graph-break run: break around fn
+            return between_graphs(run, fn, args, kwargs)
         if is_compiling():
             why = f" ({reason})" if reason else ""
             raise TraceError(f"called {getattr(fn, '__qualname__', fn)!s}, which is marked "
@@ -65,8 +71,25 @@ def disable(fn=None, recursive: bool = True, *, reason: str | None = None):
     return run_eagerly
 
 
+def optimize(backend="inductor", *, nopython: bool = False, guard_export_fn=None,
+             guard_fail_fn=None, disable: bool = False, dynamic=None):
+    """torch._dynamo.optimize (torch.compile's older spelling): a decorator compiling
+    with `backend` (a name or a user's compile backend); nopython=True is
+    fullgraph=True."""
+    from .compile import compile as compile_fn
+    if disable:
+        return lambda fn: fn
+    return lambda fn: compile_fn(fn, backend=backend, fullgraph=nopython, dynamic=dynamic)
+
+
 def graph_break() -> None:
     from . import is_compiling
+    from .compile_lazy import recording
+    run = recording()
+    if run is not None:             # a user backend's graph-break run: end the graph
+        if run.records:
+            run.graph_break()
+        return
     if is_compiling():
         raise TraceError("torch._dynamo.graph_break() called")
 

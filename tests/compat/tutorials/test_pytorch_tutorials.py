@@ -82,11 +82,7 @@ def _assert_same(got, want, where="result"):
 
 
 # gaps ember does not close (docs/compat.md, "PyTorch tutorials"); strict: a fix shows
-XFAIL = {
-    "tutorial_compile.case_custom_backend_with_graph_break":
-        "a user's compile backend receives ember.fx.symbolic_trace's graph of the whole "
-        "function: data-dependent control flow raises fx's tracing error, no graph break",
-}
+XFAIL: dict[str, str] = {}
 
 CASES = [pytest.param(program, case, id=f"{program}.{case}", marks=[
     pytest.mark.xfail(strict=True, reason=XFAIL[f"{program}.{case}"])]
