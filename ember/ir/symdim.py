@@ -389,6 +389,10 @@ class TracedSize(int):
             return _traced_poly(value, exact)
         return value
 
+    def __truediv__(self, o):
+        value = int.__truediv__(self, o)
+        return _SizeQuotient(value) if _RECORDING is not None else value
+
     __rfloordiv__ = _nonlinear("__rfloordiv__")
     __mod__, __rmod__ = _nonlinear("__mod__"), _nonlinear("__rmod__")
     __pow__ = _nonlinear("__pow__")
@@ -421,6 +425,23 @@ class TracedSize(int):
         if _RECORDING is not None and _depends(self, 0):
             _note("truth value")
         return int(self) != 0
+
+
+class _SizeQuotient(float):
+    """`size / k` while a dynamic size is traced: a float, which becomes a size again
+    only through round/int/floor/ceil/trunc. That rounding is not a polynomial of the
+    symbol, and at the few sizes traced it can look constant (round(s0 / 2) is 2 at
+    s0 = 3, 4, 5): it is recorded as a decision on the size, so export refuses it with
+    the user's line instead of baking in a wrong constant."""
+
+    def _rounded(how):
+        def method(self, *args):
+            _note(how)
+            return getattr(float, f"__{how}__")(self, *args)
+        return method
+
+    __round__, __int__, __trunc__ = _rounded("round"), _rounded("int"), _rounded("trunc")
+    __floor__, __ceil__ = _rounded("floor"), _rounded("ceil")
 
 
 def _affine_s0(poly: dict):
