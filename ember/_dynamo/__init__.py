@@ -8,6 +8,7 @@ roi_align asks `torch._dynamo.utils.is_compile_supported(device_type)` to pick i
 Python path).
 """
 from . import utils  # noqa: F401
-from ..compiler.dynamo_names import (config, disable, explain, graph_break,  # noqa: F401
-                                     list_backends, mark_dynamic, mark_static,
-                                     maybe_mark_dynamic, register_backend, reset)
+from ..compiler.dynamo_names import (assume_constant_result, config,  # noqa: F401
+                                     disable, explain, graph_break, list_backends,
+                                     mark_dynamic, mark_static, maybe_mark_dynamic,
+                                     register_backend, reset)

@@ -275,11 +275,33 @@ def export_several(marks, leaves, names, trace):
     free = state.free()
     renumber = {old: new for new, old in enumerate(free)}
     symbolic = _symbolic_graph(base, probes, renumber)
+    base.out_spec = _sized_results(base, probes, renumber)
     dims = {key: _renumbered(p, renumber) for key, p in state.dims.items()}
     symbols = {renumber[k]: state.symbols[k] for k in free}
     size_one = not compared_with_one()
     compared_with_one().clear()
     return base, symbolic, dims, symbols, size_one
+
+
+def _sized_results(base, probes, renumber):
+    """The result structure with its sizes (`x.shape[0] * 2 + y.shape[0]`) as SymInts
+    of the final symbols; refused where it changes with the sizes otherwise."""
+    from .export import SymInt, _symbolic_results
+
+    def renumbered(spec):
+        if isinstance(spec, SymInt):
+            return SymInt(_renumbered(spec.poly, renumber))
+        if isinstance(spec, (tuple, list)):
+            return type(spec)(renumbered(v) for v in spec)
+        if isinstance(spec, dict):
+            return {k: renumbered(v) for k, v in spec.items()}
+        return spec
+    first = _symbolic_results(base.out_spec)
+    for _, traced in probes:
+        if repr(_symbolic_results(traced.out_spec)) != repr(first):
+            raise EmberError("ember.export: the result's structure depends on the sizes of "
+                             "the dynamic dims")
+    return renumbered(first)
 
 
 def _layout(tensor):

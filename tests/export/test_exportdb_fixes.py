@@ -11,6 +11,18 @@ import ember
 torch = pytest.importorskip("torch")
 
 
+def _module(lib, fn):
+    """fn as an nn.Module of `lib` (torch.export takes modules only)."""
+    class One(lib.nn.Module):
+        def forward(self, x):
+            return fn(x)
+
+    class Two(lib.nn.Module):
+        def forward(self, x, y):
+            return fn(x, y)
+    return (One if fn.__code__.co_argcount == 1 else Two)()
+
+
 def _pair(*shapes, seed=0):
     rng = np.random.default_rng(seed)
     arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -65,8 +77,8 @@ def test_round_of_a_dynamic_size_is_refused_with_the_line():
     x = ember.randn(3, 2)
     with pytest.raises(ember.EmberError, match=r"test_exportdb_fixes.py:\d+ \(round\)"):
         ember.export(f, (x,), dynamic_shapes=({0: ember.export.Dim("n")},))
-    with pytest.raises(Exception):      # noqa: B017 - torch's class is its own
-        torch.export.export(f, (torch.randn(3, 2),),
+    with pytest.raises(Exception, match="round"):  # noqa: B017 - torch's class
+        torch.export.export(_module(torch, f), (torch.randn(3, 2),),
                             dynamic_shapes=({0: torch.export.Dim("n")},))
     # static: round runs on the example's size, as in torch
     ep = ember.export(f, (x,))
@@ -98,3 +110,69 @@ def test_setattr_on_a_traced_input_as_torch_allows():
                                torch_ep.module()(tx, "attr").numpy(), rtol=1e-6)
     np.testing.assert_allclose(ember.compile(M())(ex, "attr").numpy(), tx.numpy() + 4,
                                rtol=1e-6)
+
+
+def _constant_result_models():
+    def model(lib):
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = lib.nn.Parameter(lib.tensor(2.0), requires_grad=False)
+
+            @lib._dynamo.assume_constant_result
+            def count(self, y):
+                return (y * self.scale).int().item()
+
+            def forward(self, x, y):
+                return x[: self.count(y + 1)] * 3
+        return M()
+    return model(torch), model(ember)
+
+
+def test_assume_constant_result_is_baked_in_at_the_example():
+    """torch._dynamo.assume_constant_result: the result at the example inputs is a
+    constant of the graph (count(y=1) = 4 rows, whatever y is later), as
+    torch.compile holds it. (torch.export 2.13 traces through the function instead,
+    with a data-dependent size ember has no counterpart for: at the example inputs
+    both agree.)"""
+    t_model, e_model = _constant_result_models()
+    (tx,), (ex,) = _pair((6, 2))
+    t_compiled = torch.compile(t_model, backend="eager", fullgraph=True)
+    e_compiled = ember.compile(e_model, fullgraph=True)
+    e_ep = ember.export(e_model, (ex, ember.tensor(1)))
+    np.testing.assert_allclose(e_ep.module()(ex, ember.tensor(1)).numpy(),
+                               torch.export.export(t_model, (tx, torch.tensor(1))).module()(
+                                   tx, torch.tensor(1)).numpy(), rtol=1e-6)
+    for y in (1, 0):
+        want = t_compiled(tx, torch.tensor(y))
+        for got in (e_compiled(ex, ember.tensor(y)), e_ep.module()(ex, ember.tensor(y))):
+            assert list(got.shape) == list(want.shape) == [4, 2]
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    # eager: a plain call
+    assert list(e_model(ex, ember.tensor(0)).shape) == list(t_model(tx, torch.tensor(0)).shape)
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_size_results_of_a_dynamic_program_follow_the_call(several):
+    """torch.export returns a SymInt for `x.shape[1] + 1`: ember's program evaluates it
+    at each call's sizes (it used to refuse one symbol and, with several, return the
+    example's number for every call)."""
+    def f(x, y):
+        return x.sum() + y.sum(), x.shape[1] * 2 + y.shape[0] + 1
+    dims = lambda lib: ({1: lib.export.Dim("a")},       # noqa: E731
+                        {0: lib.export.Dim("b") if several else None})
+    (tx, ty), (ex, ey) = _pair((2, 3), (4,))
+    t_ep = torch.export.export(_module(torch, f), (tx, ty), dynamic_shapes=dims(torch))
+    e_ep = ember.export(_module(ember, f), (ex, ey), dynamic_shapes=dims(ember))
+    assert len(e_ep.graph_signature.user_outputs) == sum(
+        s.kind.name == "USER_OUTPUT" for s in t_ep.graph_signature.output_specs) == 2
+    (tx, ty), (ex, ey) = _pair((2, 5), (6 if several else 4,), seed=1)
+    want = t_ep.module()(tx, ty)
+    import io
+    buffer = io.BytesIO()
+    ember.export.save(e_ep, buffer)
+    buffer.seek(0)
+    for program in (e_ep, ember.export.load(buffer)):
+        got = program.module()(ex, ey)
+        assert type(got[1]) is int and got[1] == want[1] == 5 * 2 + ey.shape[0] + 1
+        np.testing.assert_allclose(got[0].numpy(), want[0].numpy(), rtol=1e-5)
