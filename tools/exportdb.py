@@ -15,7 +15,9 @@ import change a user makes; `functorch.experimental.control_flow` names
   (and any other symbols) agree with torch.export's;
 - `values`: `ep.module()` on the example inputs equals torch's eager result (and the
   inputs it mutates equal the ones torch's eager call mutated);
-- `saved`: the same after `ember.export.save` / `load`;
+- `graph`: the program's graph itself (`ep.graph_module`, flat tensors in and out) on
+  the example inputs gives torch's tensor results;
+- `saved`: the same as `values` after `ember.export.save` / `load`;
 - `dynamic`: where the case has `dynamic_shapes`, `ep.module()` on inputs of other
   sizes inside torch's range equals torch's eager result on them;
 - NOT_SUPPORTED_YET cases: `refuse`: ember must refuse with an error naming the user's
@@ -44,7 +46,7 @@ import opinfo  # noqa: E402 - torch -> ember values and comparison
 import opinfo_dbs  # noqa: E402 - expected-failures file, record printing
 
 PACKAGE = "torch._export.db.examples"
-CHECKS = ("port", "export", "specs", "values", "saved", "dynamic", "refuse")
+CHECKS = ("port", "export", "specs", "values", "graph", "saved", "dynamic", "refuse")
 
 
 def _ember():
@@ -227,12 +229,27 @@ def _leaves(value):
     return [value]
 
 
-def compare_call(run, case, args=None, kwargs=None) -> str | None:
+def _flat_graph_call(ep):
+    """The program's graph itself (ep.graph_module: tensor inputs in, the flat tuple of
+    tensor results out), called with the tensors of the call's arguments."""
+    def run(*args, **kwargs):
+        ember = _ember()
+        tensors = [t for t in _leaves((args, kwargs)) if isinstance(t, ember.Tensor)]
+        return ep.graph_module(*tensors)
+    return run
+
+
+def compare_call(run, case, args=None, kwargs=None, tensors_only=False) -> str | None:
     """None when `run(*args, **kwargs)` on ember gives torch eager's result and leaves
-    the inputs as torch's call leaves them, else the reason."""
+    the inputs as torch's call leaves them, else the reason. `tensors_only`: compare
+    the flat tensor results (a graph's outputs) with torch's."""
+    import torch
     (t_args, t_kwargs), (e_args, e_kwargs) = _copies(case, args, kwargs)
     expected = copy.deepcopy(case.model)(*t_args, **t_kwargs)
     actual = run(*e_args, **e_kwargs)
+    if tensors_only:
+        expected = [t for t in _leaves(expected) if isinstance(t, torch.Tensor)]
+        actual = list(_leaves(actual))
     a, e = _leaves(actual), _leaves(expected)
     if len(a) != len(e):
         return f"{len(a)} results, torch has {len(e)}"
@@ -364,6 +381,7 @@ def check_entry(case) -> dict:
     if facts is not None:
         attempt("specs", lambda: compare_specs(ember_facts(ep), facts))
     attempt("values", lambda: compare_call(ep.module(), case))
+    attempt("graph", lambda: compare_call(_flat_graph_call(ep), case, tensors_only=True))
     attempt("saved", lambda: compare_call(_saved(ep).module(), case))
     if case.dynamic_shapes is not None and facts is not None:
         attempt("dynamic", lambda: _check_sizes(case, ep, facts))

@@ -176,3 +176,52 @@ def test_size_results_of_a_dynamic_program_follow_the_call(several):
         got = program.module()(ex, ey)
         assert type(got[1]) is int and got[1] == want[1] == 5 * 2 + ey.shape[0] + 1
         np.testing.assert_allclose(got[0].numpy(), want[0].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,args", [
+    ("_check", (True,)), ("_check", (False,)), ("_check", (False, lambda: "custom")),
+    ("_check_index", (False,)), ("_check_value", (False,)), ("_check_type", (False,)),
+    ("_check_not_implemented", (False,)), ("_check_is_size", (3,)),
+    ("_check_is_size", (-1,)), ("_check_is_size", (4,), ), ("_check_with", (KeyError, False)), ("_check_with", (KeyError, False, None)),
+    ("_constrain_as_size", (3,)), ("_constrain_as_size", (-2,))])
+def test_check_family_as_torch(name, args):
+    import warnings
+
+    def outcome(lib):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return getattr(lib, name)(*args)
+            except Exception as exc:  # noqa: BLE001 - the class and text are compared
+                return type(exc), str(exc).split(" (Could")[0].strip("'")
+    assert outcome(ember) == outcome(torch)
+
+
+def test_check_is_size_max_and_tensor_all():
+    with pytest.raises(RuntimeError):
+        ember._check_is_size(5, max=4)
+    ember._check_tensor_all(ember.tensor([True, True]))
+    for lib in (ember, torch):
+        with pytest.raises(RuntimeError):
+            lib._check_tensor_all(lib.tensor([True, False]))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_dynamic_shapes_follow_forward_parameters_with_star_args():
+    """torch's dynamic_shapes has one entry per parameter forward binds: `*args` takes a
+    tuple, `**kwargs` a dict; ember used to want one entry per tensor."""
+    def model(lib):
+        class K(lib.nn.Module):
+            def forward(self, x, *args, y=None):
+                return x + args[0] * y
+        return K()
+    forms = lambda D: [({0: D("a")}, ({0: D("a")},), {0: D("a")}),   # noqa: E731
+                       {"x": {0: D("a")}, "args": ({0: D("a")},), "y": {0: D("a")}}]
+    (tx, ta, ty), (ex, ea, ey) = _pair((3, 2), (3, 2), (3, 2))
+    (tx5, ta5, ty5), (ex5, ea5, ey5) = _pair((5, 2), (5, 2), (5, 2), seed=2)
+    for t_form, e_form in zip(forms(torch.export.Dim), forms(ember.export.Dim)):
+        t_ep = torch.export.export(model(torch), (tx, ta), {"y": ty}, dynamic_shapes=t_form)
+        e_ep = ember.export(model(ember), (ex, ea), {"y": ey}, dynamic_shapes=e_form)
+        assert len(e_ep.range_constraints) == len(t_ep.range_constraints) == 1
+        np.testing.assert_allclose(e_ep.module()(ex5, ea5, y=ey5).numpy(),
+                                   t_ep.module()(tx5, ta5, y=ty5).numpy(), rtol=1e-6)
