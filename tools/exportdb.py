@@ -20,6 +20,9 @@ import change a user makes; `functorch.experimental.control_flow` names
 - `saved`: the same as `values` after `ember.export.save` / `load`;
 - `dynamic`: where the case has `dynamic_shapes`, `ep.module()` on inputs of other
   sizes inside torch's range equals torch's eager result on them;
+- `auto.*`: a case tagged torch.dynamic-shape without dynamic_shapes of its own is
+  exported again with every dim `Dim.AUTO`: `export`, `specs` and `dynamic` as above
+  against torch.export's same export (where torch.export takes it);
 - NOT_SUPPORTED_YET cases: `refuse`: ember must refuse with an error naming the user's
   line in the case's file, or else give torch's eager values (example and other sizes).
 
@@ -46,7 +49,8 @@ import opinfo  # noqa: E402 - torch -> ember values and comparison
 import opinfo_dbs  # noqa: E402 - expected-failures file, record printing
 
 PACKAGE = "torch._export.db.examples"
-CHECKS = ("port", "export", "specs", "values", "graph", "saved", "dynamic", "refuse")
+CHECKS = ("port", "export", "specs", "values", "graph", "saved", "dynamic", "auto.export",
+          "auto.specs", "auto.dynamic", "refuse")
 
 
 def _ember():
@@ -154,7 +158,7 @@ def torch_facts(ep) -> dict:
         if not isinstance(val, torch.Tensor):
             continue
         for d, size in enumerate(val.shape):
-            if not isinstance(size, int):
+            if not isinstance(size, int) and not str(size).isdigit():   # specialized
                 dims[(position, d)] = str(size)
         position += 1
     # ember's programs take tensors; a plain value (a str, an int) is specialized into
@@ -204,19 +208,25 @@ def ember_facts(ep) -> dict:
             "dims": {k: str(v) for k, v in dims.items()}, "ranges": ranges}
 
 
-def compare_specs(mine: dict, theirs: dict) -> str | None:
+def compare_specs(mine: dict, theirs: dict, more_dynamic=False) -> str | None:
+    """`more_dynamic` (Dim.AUTO): ember may keep symbolic a dim torch.export specialized
+    (the program then takes more sizes, which the dynamic check tries)."""
     for key in ("inputs", "outputs"):
         if mine[key] != theirs[key]:
             return f"{mine[key]} user {key}, torch.export has {theirs[key]}"
+    if more_dynamic and set(mine["dims"]) > set(theirs["dims"]):
+        theirs = dict(theirs, dims={**{k: None for k in mine["dims"]}, **theirs["dims"]},
+                      ranges={**mine["ranges"], **theirs["ranges"]})
     if set(mine["dims"]) != set(theirs["dims"]):
         return (f"symbolic dims (input, dim) {sorted(mine['dims'])}, torch.export has "
                 f"{sorted(theirs['dims'])}")
     for key, symbol in theirs["dims"].items():
-        want = theirs["ranges"].get(symbol)
+        want = theirs["ranges"].get(symbol) if symbol is not None else None
         got = mine["ranges"].get(mine["dims"][key])
         if want is not None and got != want:
             return f"range of input {key[0]} dim {key[1]}: {got}, torch.export has {want}"
-    if sorted(mine["ranges"].values(), key=str) != sorted(theirs["ranges"].values(), key=str):
+    if not more_dynamic and sorted(mine["ranges"].values(), key=str) != \
+            sorted(theirs["ranges"].values(), key=str):
         return f"range constraints {mine['ranges']}, torch.export has {theirs['ranges']}"
     return None
 
@@ -385,7 +395,56 @@ def check_entry(case) -> dict:
     attempt("saved", lambda: compare_call(_saved(ep).module(), case))
     if case.dynamic_shapes is not None and facts is not None:
         attempt("dynamic", lambda: _check_sizes(case, ep, facts))
+    if case.dynamic_shapes is None and "torch.dynamic-shape" in case.tags:
+        _check_auto(case, model, attempt)
     return record
+
+
+def auto_shapes(case, lib):
+    """dynamic_shapes making every dim of every tensor input `Dim.AUTO` (by forward's
+    parameter names, as torch matches them)."""
+    import inspect
+    import torch
+    bound = inspect.signature(case.model.forward).bind(*case.example_args,
+                                                       **case.example_kwargs)
+
+    def mark(value):
+        if isinstance(value, torch.Tensor):
+            return {d: lib.export.Dim.AUTO for d in range(value.dim())} or None
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(mark(v) for v in value)
+        return None
+    return {name: mark(value) for name, value in bound.arguments.items()}
+
+
+def _check_auto(case, model, attempt) -> None:
+    """A case about dynamic shapes without dynamic_shapes of its own: exported with every
+    dim Dim.AUTO (torch.export keeps symbolic the dims the model does not fix), the
+    symbolic dims and ranges must be torch's and other sizes must give torch's values.
+    Not checked where torch.export itself refuses that export."""
+    import torch
+    try:
+        reference = torch.export.export(case.model, case.example_args, case.example_kwargs,
+                                        dynamic_shapes=auto_shapes(case, torch), strict=True)
+    except Exception:  # noqa: BLE001 - torch refuses: nothing to compare with
+        return
+    facts = torch_facts(reference)
+    holder = {}
+
+    def export():
+        args, kwargs = _copies(case)[1]
+        holder["ep"] = _ember().export(model, args, kwargs,
+                                       dynamic_shapes=auto_shapes(case, _ember()))
+    if not attempt("auto.export", export):
+        return
+    mine = ember_facts(holder["ep"])
+    attempt("auto.specs", lambda: compare_specs(mine, facts, more_dynamic=True))
+    # the sizes ember's program claims to take (where each of its dims is one symbol)
+    sizes_from = mine if all(s in mine["ranges"] for s in mine["dims"].values()) else facts
+    if sizes_from["dims"]:
+        attempt("auto.dynamic", lambda: _check_sizes(case, holder["ep"], sizes_from))
 
 
 def _check_sizes(case, ep, facts) -> str | None:
