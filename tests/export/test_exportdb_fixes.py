@@ -225,3 +225,54 @@ def test_dynamic_shapes_follow_forward_parameters_with_star_args():
         assert len(e_ep.range_constraints) == len(t_ep.range_constraints) == 1
         np.testing.assert_allclose(e_ep.module()(ex5, ea5, y=ey5).numpy(),
                                    t_ep.module()(tx5, ta5, y=ty5).numpy(), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_constructor_and_slice_sizes_stay_symbolic_with_several_dims():
+    """zeros(x.shape[0] * 2) and x[:x.shape[0] - 2, x.shape[1] - 1::2] with both dims of
+    x dynamic (two symbols): the sizes follow each call, as in torch.export."""
+    def f(x):
+        return ember_or_torch(x).zeros(x.shape[0] * 2), x[: x.shape[0] - 2, x.shape[1] - 1:: 2]
+
+    def ember_or_torch(x):
+        return torch if isinstance(x, torch.Tensor) else ember
+    (tx,), (ex,) = _pair((4, 5))
+    dims = lambda lib: ({0: lib.export.Dim("a", min=4),         # noqa: E731 - torch's bound
+                         1: lib.export.Dim("b")},)
+    t_ep = torch.export.export(_module(torch, f), (tx,), dynamic_shapes=dims(torch))
+    e_ep = ember.export(_module(ember, f), (ex,), dynamic_shapes=dims(ember))
+    assert len(e_ep.range_constraints) == len(t_ep.range_constraints) == 2
+    for shape in ((6, 9), (4, 2)):
+        (tx,), (ex,) = _pair(shape, seed=3)
+        for got, want in zip(e_ep.module()(ex), t_ep.module()(tx)):
+            assert list(got.shape) == list(want.shape)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_map_keeps_a_dynamic_first_dim():
+    from ember._higher_order_ops import map as ember_map
+    from torch._higher_order_ops import map as torch_map
+
+    def body(x, y):
+        return x * y + 1
+    (tx, ty), (ex, ey) = _pair((3, 2), (2,))
+    t_ep = torch.export.export(_module(torch, lambda xs, y: torch_map(body, xs, y)), (tx, ty),
+                               dynamic_shapes=({0: torch.export.Dim("n")}, None))
+    e_ep = ember.export(_module(ember, lambda xs, y: ember_map(body, xs, y)), (ex, ey),
+                        dynamic_shapes=({0: ember.export.Dim("n")}, None))
+    (tx, ty), (ex, ey) = _pair((7, 2), (2,), seed=4)
+    np.testing.assert_allclose(e_ep.module()(ex, ey).numpy(), t_ep.module()(tx, ty).numpy(),
+                               rtol=1e-6)
+
+
+def test_map_body_vmap_cannot_batch_runs_slice_by_slice():
+    """A data-dependent branch in the body (vmap refuses it): each slice runs alone, as
+    map's definition (torch's map compiles its body and refuses such a branch)."""
+    from ember._higher_order_ops import map as ember_map
+
+    def body(x):
+        return x * 2 if float(x.sum()) > 0 else x - 1
+    (tx,), (ex,) = _pair((4, 3), seed=5)
+    np.testing.assert_allclose(ember_map(body, ex).numpy(),
+                               torch.stack([body(x) for x in tx]).numpy(), rtol=1e-6)
