@@ -75,14 +75,17 @@ def _shims() -> dict:
     (it only holds SupportLevel), functorch's control flow is ember's."""
     import types
     import torch._export.db.case as case_module
-    ember_hop = importlib.import_module("ember._higher_order_ops")
+    shims = {"torch._export": importlib.import_module("torch._export"),
+             "torch._export.db": importlib.import_module("torch._export.db"),
+             "torch._export.db.case": case_module}
+    try:
+        ember_hop = importlib.import_module("ember._higher_order_ops")
+    except ModuleNotFoundError:     # an ember without it: those cases fail to port
+        return shims
     functorch, experimental = types.ModuleType("functorch"), \
         types.ModuleType("functorch.experimental")
     functorch.experimental, experimental.control_flow = experimental, ember_hop
-    return {"torch._export": importlib.import_module("torch._export"),
-            "torch._export.db": importlib.import_module("torch._export.db"),
-            "torch._export.db.case": case_module,
-            "functorch": functorch, "functorch.experimental": experimental,
+    return {**shims, "functorch": functorch, "functorch.experimental": experimental,
             "functorch.experimental.control_flow": ember_hop}
 
 
