@@ -276,3 +276,21 @@ def test_map_body_vmap_cannot_batch_runs_slice_by_slice():
     (tx,), (ex,) = _pair((4, 3), seed=5)
     np.testing.assert_allclose(ember_map(body, ex).numpy(),
                                torch.stack([body(x) for x in tx]).numpy(), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_view_fixing_a_dim_through_a_product_specializes_auto_dims():
+    """x.view(s0, 2, 5) of x[s0, s1] needs s0*s1 == 10*s0, that is s1 == 10: Dim.AUTO
+    specializes s1 to 10 and keeps s0, as torch.export does; a named Dim is refused."""
+    def f(x):
+        return x.view(*x.size()[:-1], 2, 5).permute(0, 2, 1)
+    (tx,), (ex,) = _pair((4, 10))
+    auto = lambda lib: ({0: lib.export.Dim.AUTO, 1: lib.export.Dim.AUTO},)  # noqa: E731
+    t_ep = torch.export.export(_module(torch, f), (tx,), dynamic_shapes=auto(torch))
+    e_ep = ember.export(_module(ember, f), (ex,), dynamic_shapes=auto(ember))
+    assert len(e_ep.range_constraints) == len(t_ep.range_constraints) == 1
+    (tx,), (ex,) = _pair((7, 10), seed=6)
+    np.testing.assert_allclose(e_ep.module()(ex).numpy(), t_ep.module()(tx).numpy())
+    with pytest.raises(ember.EmberError, match=r"specialized it to be a constant \(10\)"):
+        ember.export(_module(ember, f), (ex,),
+                     dynamic_shapes=({0: ember.export.Dim("a"), 1: ember.export.Dim("b")},))
