@@ -152,7 +152,7 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
                               "export", "accelerator", "sparse", "serialization", "types",
                               "torch_version", "return_types", "xpu", "mps", "quasirandom",
-                              "overrides"})
+                              "overrides", "_higher_order_ops"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),

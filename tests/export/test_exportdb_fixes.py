@@ -294,3 +294,19 @@ def test_view_fixing_a_dim_through_a_product_specializes_auto_dims():
     with pytest.raises(ember.EmberError, match=r"specialized it to be a constant \(10\)"):
         ember.export(_module(ember, f), (ex,),
                      dynamic_shapes=({0: ember.export.Dim("a"), 1: ember.export.Dim("b")},))
+
+
+def test_higher_order_names_resolve_as_in_torch():
+    """torch.ops.higher_order.cond / map and torch._higher_order_ops.cond name the same
+    control flow in ember."""
+    import ember._higher_order_ops as hop
+    assert ember.ops.higher_order.cond is hop.cond is ember.cond
+    assert ember.ops.higher_order.map is ember._higher_order_ops.map
+    (tx,), (ex,) = _pair((3, 2))
+    got = ember.ops.higher_order.cond(ember.tensor(False), lambda x: x.sin(), lambda x: x.cos(),
+                                      (ex,))
+    want = torch.ops.higher_order.cond(torch.tensor(False), lambda x: x.sin(),
+                                       lambda x: x.cos(), (tx,))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    with pytest.raises(AttributeError):
+        ember.ops.higher_order.not_an_op
