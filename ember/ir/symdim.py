@@ -501,6 +501,24 @@ def _note(what: str) -> None:
     _RECORDING.append(f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({what})")
 
 
+def note_decision(what: str, *values) -> None:
+    """A choice made on traced sizes inside ember on the user's behalf (sym_min,
+    sym_max): recorded at the user's line, as a comparison in the model's code is, when
+    its outcome may change with the symbols."""
+    if _RECORDING is None:
+        return
+    traced = [v for v in values if isinstance(v, TracedSize)]
+    if not traced or not any(_depends(traced[0], v) for v in values if v is not traced[0]):
+        return
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_EMBER_DIR) and \
+            not frame.f_code.co_filename.startswith(_USER_LIKE):
+        frame = frame.f_back
+    if frame is not None:
+        _RECORDING.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:"
+                          f"{frame.f_lineno} ({what})")
+
+
 # comparisons with 0 or 1 in the model's code that a several-symbol trace let pass (its
 # sizes are >= 2 there): a call of size 1 would need them, so such a program refuses it
 _ONES: list = []

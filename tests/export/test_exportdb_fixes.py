@@ -310,3 +310,16 @@ def test_higher_order_names_resolve_as_in_torch():
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
     with pytest.raises(AttributeError):
         ember.ops.higher_order.not_an_op
+
+
+def test_sym_min_of_a_dynamic_size_is_refused_not_baked():
+    """sym_min(s0, 100) is s0 at the sizes traced and 100 past 100: ember cannot keep
+    torch's Min(s0, 100), so export refuses it naming the line (it used to return s0 for
+    every size); static, it is the plain min, as torch's."""
+    def f(x):
+        return x.sum() + ember.sym_min(x.size(0), 100)
+    x = ember.ones(3, 2)
+    with pytest.raises(ember.EmberError, match=r"test_exportdb_fixes.py:\d+ \(sym_min\)"):
+        ember.export(_module(ember, f), (x,), dynamic_shapes=({0: ember.export.Dim("a")},))
+    assert float(ember.export(_module(ember, f), (x,)).module()(x)) == \
+        float(torch.ones(3, 2).sum() + torch.sym_min(3, 100)) == 9.0
