@@ -353,8 +353,7 @@ def _saved(ep):
 
 def names_user_line(exc, case) -> bool:
     """The error names a line of the case's own file (`dynamic_shape_round.py:13`)."""
-    return re.search(rf"{re.escape(case.name)}\.py[\"']?,? (line )?:?\d+|"
-                     rf"{re.escape(case.name)}\.py:\d+", str(exc)) is not None
+    return re.search(rf"{re.escape(case.name)}\.py(:|\", line )\d+", str(exc)) is not None
 
 
 # --- one case -----------------------------------------------------------------------------
