@@ -56,7 +56,8 @@ from .frontend.models import save_weights, load_weights  # noqa: E402
 from . import optim  # noqa: E402
 from . import linalg  # noqa: E402
 from .codegen import lowering as _lowering  # noqa: E402,F401 - sets ops' lowering rules
-from .frontend.asserts import _assert  # noqa: E402,F401
+from .frontend.asserts import _assert, CHECKS as _CHECKS  # noqa: E402,F401
+globals().update(_CHECKS)                       # torch._check, _check_is_size, ...
 from .frontend.dtype_info import finfo, iinfo  # noqa: E402,F401
 from .frontend.autocast import autocast, is_autocast_enabled  # noqa: E402,F401
 from .frontend.autocast import (get_autocast_dtype, set_autocast_enabled,  # noqa: E402,F401
@@ -151,7 +152,7 @@ _LAZY_SUBMODULES = frozenset({"fx", "jit", "func", "utils", "cli", "passes", "ao
                               "_C", "_dynamo", "_inductor", "compiler", "ao",
                               "export", "accelerator", "sparse", "serialization", "types",
                               "torch_version", "return_types", "xpu", "mps", "quasirandom",
-                              "overrides"})
+                              "overrides", "_higher_order_ops"})
 _LAZY_ATTRIBUTES = {"compile": ("ember.compiler.compile", "compile"),
                     "vmap": ("ember.func", "vmap"),
                     "sparse_coo_tensor": ("ember.sparse", "sparse_coo_tensor"),

@@ -59,6 +59,21 @@ class _Namespace:
 aten = _Namespace("aten")
 
 
+class _HigherOrder:
+    """`ember.ops.higher_order`: torch.ops.higher_order's control flow (`cond`, `map`,
+    `while_loop`: ember._higher_order_ops)."""
+
+    def __getattr__(self, name: str):
+        import importlib
+        module = importlib.import_module("ember._higher_order_ops")
+        if name.startswith("__") or name not in module.__all__:
+            raise AttributeError(f"ember.ops.higher_order has no op named {name!r}")
+        return getattr(module, name)
+
+
+higher_order = _HigherOrder()
+
+
 def __getattr__(namespace: str) -> _Namespace:
     if namespace.startswith("__"):
         raise AttributeError(namespace)

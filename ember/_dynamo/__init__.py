@@ -2,13 +2,14 @@
 
 PyTorch's graph capture is TorchDynamo; ember.compile captures by tracing instead, so
 there is no dynamo here, only its controls over compiled functions (`reset`,
-`disable`, `config`, `explain`, `list_backends`, `register_backend`, `optimize`:
+`disable`, `config`, `explain`, `list_backends`, `register_backend`, `optimize`,
+`assume_constant_result`:
 ember/compiler/dynamo_names.py), the counting compile backends tests use (`testing`)
 and the answers libraries ask it for (torchvision's roi_align asks
 `torch._dynamo.utils.is_compile_supported(device_type)` to pick its Python path).
 """
 from . import testing, utils  # noqa: F401
-from ..compiler.dynamo_names import (config, disable, explain, graph_break,  # noqa: F401
-                                     list_backends, mark_dynamic, mark_static,
-                                     maybe_mark_dynamic, optimize, register_backend,
-                                     reset)
+from ..compiler.dynamo_names import (assume_constant_result, config,  # noqa: F401
+                                     disable, explain, graph_break, list_backends,
+                                     mark_dynamic, mark_static, maybe_mark_dynamic,
+                                     optimize, register_backend, reset)

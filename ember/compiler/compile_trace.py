@@ -57,13 +57,23 @@ def tracing(kind: str):
         TRACING[kind] -= 1
 
 
+# (builder, example input leaves) of each trace_call running, innermost last: what
+# `run_on_examples` evaluates traced values with
+_EXAMPLES: list = []
+
+
 def trace_call(fn: Callable, leaves: list, spec, watcher: "ModuleWatcher") -> Traced:
     """Trace `fn(*args, **kwargs)`, (args, kwargs) = unflatten(spec, placeholders);
     `watcher` keeps what it saw even when the trace fails."""
     with tracing("compile"), watcher.watching(), _GradModeBuilder() as builder:
-        inputs = [builder.placeholder(f"arg{i}", meta_of(t)) for i, t in enumerate(leaves)]
-        args, kwargs = unflatten(spec, inputs)
-        out_leaves, out_spec = flatten(fn(*args, **kwargs))
+        _EXAMPLES.append((builder, leaves))
+        try:
+            inputs = [builder.placeholder(f"arg{i}", meta_of(t))
+                      for i, t in enumerate(leaves)]
+            args, kwargs = unflatten(spec, inputs)
+            out_leaves, out_spec = flatten(fn(*args, **kwargs))
+        finally:
+            _EXAMPLES.pop()
         builder.output(tuple(out_leaves))
     watcher.finished = True
     return Traced(builder.graph, builder.constants, out_spec, watcher.top_level,
@@ -160,3 +170,30 @@ def advance_batchnorm_counters(batchnorms: list) -> None:
     with grad_mode.no_grad():
         for module in batchnorms:
             module.num_batches_tracked.add_(1)
+
+
+def run_on_examples(fn: Callable, args: tuple, kwargs: dict):
+    """`fn(*args, **kwargs)` with every traced tensor in the arguments replaced by its
+    value at the example inputs of the trace running (the graph recorded so far runs
+    eagerly on them), and fn itself run eagerly, recording nothing: torch._dynamo's
+    assume_constant_result, whose result the trace then holds as a constant. Outside
+    a trace (or with no traced argument) it is the plain call."""
+    import copy
+    from ..ir import dispatch
+    from ..ir.symbolic import call_graph
+    leaves, spec = flatten((args, kwargs))
+    traced = [i for i, v in enumerate(leaves) if isinstance(v, SymbolicTensor)]
+    if not _EXAMPLES:
+        return fn(*args, **kwargs)
+    builder, examples = _EXAMPLES[-1]
+    with dispatch.disabled(builder):
+        if traced:
+            memo: dict = {}
+            graph = copy.deepcopy(builder.graph, memo)
+            graph.output(tuple(memo[id(leaves[i].node)] for i in traced))
+            graph.eliminate_dead_code()
+            values = call_graph(graph, examples, builder.constants)
+            for i, value in zip(traced, values):
+                leaves[i] = value
+        args, kwargs = unflatten(spec, leaves)
+        return fn(*args, **kwargs)

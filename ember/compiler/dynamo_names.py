@@ -27,6 +27,10 @@
   (such a call raises). A first compile is not a recompile. Called plainly it sets the
   stance; as `with set_stance(...)` or `@set_stance(...)` it holds for the block or
   the function and restores the previous one.
+- `assume_constant_result(fn)`: while ember.compile or ember.export traces, a call
+  of fn runs eagerly on the example inputs' values of its arguments and its result
+  is a constant of the graph (torch's contract: fn's result does not change between
+  calls; a `.item()` inside fn is no data dependence then); outside, the plain call.
 - `cudagraph_mark_step_begin()` (torch.compiler) is a no-op: ember's CUDA-graph replay
   copies results out of the graph's buffers, so no output is overwritten by the next
   step.
@@ -80,6 +84,16 @@ def optimize(backend="inductor", *, nopython: bool = False, guard_export_fn=None
     if disable:
         return lambda fn: fn
     return lambda fn: compile_fn(fn, backend=backend, fullgraph=nopython, dynamic=dynamic)
+
+
+def assume_constant_result(fn):
+    """torch._dynamo.assume_constant_result: see the module doc."""
+    from .compile_trace import run_on_examples
+
+    @functools.wraps(fn)
+    def constant_result(*args, **kwargs):
+        return run_on_examples(fn, args, kwargs)
+    return constant_result
 
 
 def graph_break() -> None:

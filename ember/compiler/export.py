@@ -65,6 +65,68 @@ class TensorArgument:
     name: str
 
 
+class SymInt:
+    """A size-valued result of a dynamic program (torch.export returns a SymInt there):
+    `x.shape[1] + 1` is the polynomial s0 + 1 of the symbols, held in the result's
+    structure and evaluated at each call's sizes."""
+    __slots__ = ("poly",)
+
+    def __init__(self, poly: dict):
+        self.poly = poly
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SymInt) and other.poly == self.poly
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        from ..ir.symdim import poly_text
+        return f"SymInt({poly_text(self.poly)})"
+
+    def at(self, sizes: dict) -> int:
+        from ..ir.symdim import poly_at
+        return poly_at(self.poly, sizes)
+
+
+def _symbolic_results(spec):
+    """The result structure with each traced size (a polynomial of the symbols) as a
+    SymInt, so that traces at different sizes compare equal where only they differ."""
+    from ..ir.symdim import TracedSize
+    if isinstance(spec, TracedSize) and spec.poly is not None and \
+            any(m for m in spec.poly):
+        return SymInt(dict(spec.poly))
+    if isinstance(spec, tuple) and hasattr(spec, "_fields"):
+        return type(spec)(*(_symbolic_results(v) for v in spec))
+    if isinstance(spec, (tuple, list)):
+        return type(spec)(_symbolic_results(v) for v in spec)
+    if isinstance(spec, dict):
+        return {k: _symbolic_results(v) for k, v in spec.items()}
+    return spec
+
+
+def _at_sizes(value, sizes: dict):
+    """A result with its SymInts evaluated at a call's sizes ({symbol index: size})."""
+    if isinstance(value, SymInt):
+        return value.at(sizes)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_at_sizes(v, sizes) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_at_sizes(v, sizes) for v in value)
+    if isinstance(value, dict):
+        return {k: _at_sizes(v, sizes) for k, v in value.items()}
+    return value
+
+
+def _sym_ints(spec) -> list:
+    if isinstance(spec, SymInt):
+        return [spec]
+    if isinstance(spec, (tuple, list)):
+        return [x for v in spec for x in _sym_ints(v)]
+    if isinstance(spec, dict):
+        return [x for v in spec.values() for x in _sym_ints(v)]
+    return []
+
+
 # torch.export's placeholder names for lifted state: p_fc1_weight, b_bn_running_mean, ...
 _LIFTED_PREFIX = {InputKind.PARAMETER: "p_", InputKind.BUFFER: "b_",
                   InputKind.CONSTANT_TENSOR: "c_"}
@@ -183,7 +245,9 @@ class ExportedProgram:
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
-        outputs = list(self.output_specs)
+        outputs = list(self.output_specs) + [
+            TensorSpec(f"sym_size{i}", "output", "int64", ())
+            for i, _ in enumerate(_sym_ints(self.out_spec))]
         if self.dialect == "ATEN":          # decomposed: torch lists buffer updates first
             outputs = self._buffer_mutations() + outputs
         return ExportGraphSignature(list(self.input_specs), outputs)
@@ -322,7 +386,10 @@ class _ExportedCallable(Module):
             out = call_graph(graph, leaves, state)
         if n == 1 or (isinstance(n, dict) and 1 in n.values()):
             _check_results_at_one(graph, out)
-        return unflatten(self.ep.out_spec, list(out))
+        result = unflatten(self.ep.out_spec, list(out))
+        if _sym_ints(self.ep.out_spec):
+            result = _at_sizes(result, n if isinstance(n, dict) else {0: n})
+        return result
 
 
 def _check_results_at_one(graph, out) -> None:
@@ -560,6 +627,7 @@ def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
         if compared:
             raise EmberError(f"ember.export: cannot make {where} dynamic: the model compares "
                              f"the size at {compared[0]} (a branch that may change with it)")
+        traced.out_spec = _symbolic_results(traced.out_spec)
         if first is not None and repr(traced.out_spec) != repr(first.out_spec):
             raise EmberError(f"ember.export: cannot make {where} dynamic: the result's "
                              "structure depends on the size")
@@ -792,6 +860,9 @@ def _spec_json(spec, leaf):
         return {"seq": type(spec).__name__, "items": [_spec_json(s, leaf) for s in spec]}
     if isinstance(spec, dict):
         return {"dict": [[k, _spec_json(v, leaf)] for k, v in spec.items()]}
+    if isinstance(spec, SymInt):
+        from ..ir.symdim import poly_text
+        return {"symint": poly_text(spec.poly)}
     if spec is None or isinstance(spec, (bool, int, float, str)):
         return {"value": spec}
     raise EmberError(f"ember.export.save: cannot save a {type(spec).__name__} in the "
@@ -806,4 +877,7 @@ def _spec_from_json(data, leaf):
         return tuple(items) if data["seq"] == "tuple" else items
     if "dict" in data:
         return {k: _spec_from_json(v, leaf) for k, v in data["dict"]}
+    if "symint" in data:
+        from ..ir.symdim import poly_parse
+        return SymInt(poly_parse(data["symint"]))
     return data["value"]

@@ -217,7 +217,9 @@ def per_input_specs(dynamic_shapes, names: list[str], leaves: list, model=None,
     AdditionalInputs)."""
     if isinstance(dynamic_shapes, (ShapesCollection, AdditionalInputs)):
         return dynamic_shapes.leaf_specs(leaves)
-    nested = _nested_specs(dynamic_shapes, model, in_spec, len(leaves))
+    nested = _signature_specs(dynamic_shapes, model, in_spec, len(leaves))
+    if nested is None:
+        nested = _nested_specs(dynamic_shapes, model, in_spec, len(leaves))
     if nested is not None:
         return nested
     if isinstance(dynamic_shapes, dict):
@@ -233,6 +235,60 @@ def per_input_specs(dynamic_shapes, names: list[str], leaves: list, model=None,
         return list(dynamic_shapes)
     raise EmberError("ember.export: dynamic_shapes must be a dict (by input name), a "
                      f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
+
+
+class _LeafAt:
+    """A tensor argument's position among the tensor inputs (a marker in the call)."""
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _signature_specs(dynamic_shapes, model, in_spec, n_leaves: int):
+    """Per-leaf specs by torch's own rule: dynamic_shapes follows forward's parameters
+    as the call binds them (a dict by parameter name, or a tuple/list with one entry per
+    bound parameter), so `*args` takes one tuple entry and `**kwargs` one dict entry.
+    None where the form does not fit that (the flat forms then apply)."""
+    import inspect
+    from .compile_guards import unflatten
+    if in_spec is None or not isinstance(dynamic_shapes, (dict, tuple, list)):
+        return None
+    try:
+        signature = inspect.signature(getattr(model, "forward", model))
+        args, kwargs = unflatten(in_spec, [_LeafAt(i) for i in range(n_leaves)])
+        bound = signature.bind(*args, **kwargs).arguments
+    except (TypeError, ValueError):
+        return None
+    if isinstance(dynamic_shapes, dict):
+        if not set(dynamic_shapes) <= set(bound):
+            return None
+        pairs = [(bound[k], dynamic_shapes.get(k)) for k in bound]
+    elif len(dynamic_shapes) == len(bound):
+        pairs = list(zip(bound.values(), dynamic_shapes))
+    else:
+        return None
+    out: list = [None] * n_leaves
+    for value, shapes in pairs:
+        _place_specs(value, shapes, out)
+    return out
+
+
+def _place_specs(value, shapes, out: list) -> None:
+    if isinstance(value, _LeafAt):
+        out[value.index] = shapes
+    elif isinstance(value, (tuple, list)) and shapes is not None:
+        if not isinstance(shapes, (tuple, list)) or len(shapes) != len(value):
+            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+                             f"structure of its argument ({len(value)} items)")
+        for item, item_shapes in zip(value, shapes):
+            _place_specs(item, item_shapes, out)
+    elif isinstance(value, dict) and shapes is not None:
+        if not isinstance(shapes, dict):
+            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+                             "structure of its argument (a dict)")
+        for key, item in value.items():
+            _place_specs(item, shapes.get(key), out)
 
 
 def _nested_specs(dynamic_shapes, model, in_spec, n_leaves: int):

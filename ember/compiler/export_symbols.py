@@ -183,6 +183,7 @@ class _Export:
         return False
 
     def _apply(self, diff: dict, p: dict, q: dict) -> None:
+        diff = _without_common_symbols(diff)
         # solvable for s: a term +-s (degree one) and s nowhere else in diff
         candidates = [m[0] for m, k in diff.items() if len(m) == 1 and abs(k) == 1 and
                       sum(m[0] in other for other in diff) == 1]
@@ -275,11 +276,50 @@ def export_several(marks, leaves, names, trace):
     free = state.free()
     renumber = {old: new for new, old in enumerate(free)}
     symbolic = _symbolic_graph(base, probes, renumber)
+    base.out_spec = _sized_results(base, probes, renumber)
     dims = {key: _renumbered(p, renumber) for key, p in state.dims.items()}
     symbols = {renumber[k]: state.symbols[k] for k in free}
     size_one = not compared_with_one()
     compared_with_one().clear()
     return base, symbolic, dims, symbols, size_one
+
+
+def _without_common_symbols(diff: dict) -> dict:
+    """diff with every symbol that divides all its terms divided out: a dynamic size is
+    never 0 (ranges start at 2), so `10*s0 - s0*s1 == 0` says `10 - s1 == 0` (a view of
+    x[s0, s1] as [s0, 2, 5] fixes s1 to 10, as torch's guard does)."""
+    while True:
+        common = set.intersection(*(set(m) for m in diff)) if diff else set()
+        if not common:
+            return diff
+        s = min(common)
+        divided = {}
+        for m, k in diff.items():
+            rest = list(m)
+            rest.remove(s)
+            divided[tuple(rest)] = k
+        diff = divided
+
+
+def _sized_results(base, probes, renumber):
+    """The result structure with its sizes (`x.shape[0] * 2 + y.shape[0]`) as SymInts
+    of the final symbols; refused where it changes with the sizes otherwise."""
+    from .export import SymInt, _symbolic_results
+
+    def renumbered(spec):
+        if isinstance(spec, SymInt):
+            return SymInt(_renumbered(spec.poly, renumber))
+        if isinstance(spec, (tuple, list)):
+            return type(spec)(renumbered(v) for v in spec)
+        if isinstance(spec, dict):
+            return {k: renumbered(v) for k, v in spec.items()}
+        return spec
+    first = _symbolic_results(base.out_spec)
+    for _, traced in probes:
+        if repr(_symbolic_results(traced.out_spec)) != repr(first):
+            raise EmberError("ember.export: the result's structure depends on the sizes of "
+                             "the dynamic dims")
+    return renumbered(first)
 
 
 def _layout(tensor):

@@ -30,7 +30,9 @@ def _sizes(size) -> list[int]:
     for s in size:
         if not isinstance(s, (numbers.Integral,)) and not (isinstance(s, Tensor) and s.ndim == 0):
             raise TypeError(f"size must be a sequence of ints, got {s!r}")
-        out.append(int(s))
+        # an int stays itself: a traced size (ir/symdim.py's TracedSize) keeps the
+        # polynomial ember.export's dynamic shapes read from the recorded op
+        out.append(s if type(s) is not bool and isinstance(s, int) else int(s))
     return out
 
 

@@ -96,7 +96,10 @@ def _consumed(item) -> int:
 
 
 def _slice_bound(v):
-    return None if v is None else operator.index(v)
+    # an int stays itself (operator.index would strip a traced size's polynomial)
+    if v is None or type(v) is not bool and isinstance(v, int):
+        return v
+    return operator.index(v)
 
 
 def _apply_basic(t: Tensor, index):

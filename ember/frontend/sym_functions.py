@@ -10,6 +10,7 @@ import builtins
 import math
 
 from ..ir.symdim import TracedSize as SymInt  # noqa: F401 - torch.SymInt: a traced size
+from ..ir.symdim import note_decision
 
 
 class SymFloat:
@@ -31,12 +32,16 @@ def sym_float(a):
 
 
 def sym_max(a, b):
-    """The larger; a float if either is a float (torch.sym_max(2, 3.0) == 3.0)."""
+    """The larger; a float if either is a float (torch.sym_max(2, 3.0) == 3.0). On a
+    dynamic size while ember.export traces, the choice is recorded as the user's (export
+    refuses it naming the line where it may change with the size: torch keeps Max)."""
+    note_decision("sym_max", a, b)
     result = b if a < b else a
     return builtins.float(result) if isinstance(a, float) or isinstance(b, float) else result
 
 
 def sym_min(a, b):
+    note_decision("sym_min", a, b)
     result = b if b < a else a
     return builtins.float(result) if isinstance(a, float) or isinstance(b, float) else result
 

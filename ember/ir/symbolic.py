@@ -36,7 +36,8 @@ from .registry import Tag
 
 class SymbolicTensor(HasMeta):
     """A tensor-valued node of a graph under construction, with its metadata."""
-    __slots__ = ("node", "meta", "__weakref__")
+    # __dict__: user code may set attributes on a tensor it was handed (torch allows it)
+    __slots__ = ("node", "meta", "__weakref__", "__dict__")
 
     def __init__(self, node: Node, meta: TensorMeta):
         self.node = node

@@ -389,6 +389,10 @@ class TracedSize(int):
             return _traced_poly(value, exact)
         return value
 
+    def __truediv__(self, o):
+        value = int.__truediv__(self, o)
+        return _SizeQuotient(value) if _RECORDING is not None else value
+
     __rfloordiv__ = _nonlinear("__rfloordiv__")
     __mod__, __rmod__ = _nonlinear("__mod__"), _nonlinear("__rmod__")
     __pow__ = _nonlinear("__pow__")
@@ -421,6 +425,23 @@ class TracedSize(int):
         if _RECORDING is not None and _depends(self, 0):
             _note("truth value")
         return int(self) != 0
+
+
+class _SizeQuotient(float):
+    """`size / k` while a dynamic size is traced: a float, which becomes a size again
+    only through round/int/floor/ceil/trunc. That rounding is not a polynomial of the
+    symbol, and at the few sizes traced it can look constant (round(s0 / 2) is 2 at
+    s0 = 3, 4, 5): it is recorded as a decision on the size, so export refuses it with
+    the user's line instead of baking in a wrong constant."""
+
+    def _rounded(how):
+        def method(self, *args):
+            _note(how)
+            return getattr(float, f"__{how}__")(self, *args)
+        return method
+
+    __round__, __int__, __trunc__ = _rounded("round"), _rounded("int"), _rounded("trunc")
+    __floor__, __ceil__ = _rounded("floor"), _rounded("ceil")
 
 
 def _affine_s0(poly: dict):
@@ -478,6 +499,24 @@ def _note(what: str) -> None:
     if name.startswith(_EMBER_DIR) and not name.startswith(_USER_LIKE):
         return
     _RECORDING.append(f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({what})")
+
+
+def note_decision(what: str, *values) -> None:
+    """A choice made on traced sizes inside ember on the user's behalf (sym_min,
+    sym_max): recorded at the user's line, as a comparison in the model's code is, when
+    its outcome may change with the symbols."""
+    if _RECORDING is None:
+        return
+    traced = [v for v in values if isinstance(v, TracedSize)]
+    if not traced or not any(_depends(traced[0], v) for v in values if v is not traced[0]):
+        return
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_EMBER_DIR) and \
+            not frame.f_code.co_filename.startswith(_USER_LIKE):
+        frame = frame.f_back
+    if frame is not None:
+        _RECORDING.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:"
+                          f"{frame.f_lineno} ({what})")
 
 
 # comparisons with 0 or 1 in the model's code that a several-symbol trace let pass (its

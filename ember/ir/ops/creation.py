@@ -29,7 +29,8 @@ def _factory_dtype(dtype, fill_value=None):
 
 
 def _check_size(size):
-    size = tuple(map(int, size))
+    # an int stays itself: a traced size keeps its polynomial in the result's shape
+    size = tuple(s if type(s) is not bool and isinstance(s, int) else int(s) for s in size)
     if size and min(size) < 0:
         raise ShapeError(f"Trying to create tensor with negative dimension: {list(size)}")
     if len(size) > MAX_DIMS:     # NumPy's limit, which holds ember's values

@@ -1,0 +1,11 @@
+"""ember._higher_order_ops: torch._higher_order_ops' control flow (`cond`, `map`,
+`while_loop`), the names `functorch.experimental.control_flow` also exports.
+
+`cond` and `while_loop` are ember.cond / ember.while_loop; `map(f, xs, *args)` runs
+`f` on each slice of `xs` along its first dimension and stacks the results
+(ember/frontend/control_flow.py).
+"""
+from ..frontend.aliases import cond, while_loop  # noqa: F401
+from ..frontend.control_flow import map  # noqa: F401, A004 - torch's name
+
+__all__ = ["cond", "map", "while_loop"]
