@@ -58,10 +58,24 @@ def compile_step_graph(graph: Graph, constants: dict, layout: StepLayout, pipeli
     stats = CompileStats(original_ops=count_ops(graph))
     ctx = PassContext(constants=dict(constants), options=dict(options), inference=False)
     run_passes(graph, pipeline, ctx)
-    plan, bindings = _build_plan(graph, ctx.constants, stats, layout, backend)
+    native = _native_entry(backend, options)
+    plan, bindings = _build_plan(graph, ctx.constants, stats, layout,
+                                 native.describing_backend() if native else backend)
     plan = backend.finish(plan, options)
+    if native is not None:      # from the second call: one foreign call per step
+        native.attach(plan, graph, bound=[slot for slot, _ in bindings])
     stats.seconds = time.perf_counter() - start
     return TrainPlan(plan, stats, graph, layout, bindings)
+
+
+def _native_entry(backend, options: dict):
+    """compiler/native_plan for a CPU plan (the whole-plan entry point inference plans
+    use), None for another backend or when it is turned off."""
+    from .compile import CpuBackend
+    if type(backend) is not CpuBackend:
+        return None
+    from . import native_plan
+    return native_plan if native_plan.enabled(options) else None
 
 
 def _build_plan(graph: Graph, constants: dict, stats: CompileStats, layout: StepLayout,

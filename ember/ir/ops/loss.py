@@ -336,13 +336,56 @@ def _class_samples(probs: bool, smoothing: bool):
     return gen
 
 
+def _class_loss_decomposition(logits):
+    """The loss in primitives, so a compiled graph computes it in generated kernels
+    (log_softmax's, then one masked reduction) instead of calling the reference. Class
+    indices pick with `where(target == class, log-probs, 0)`, never a one-hot product:
+    a -inf log-probability of a class not picked (a masked logit) must not turn into
+    NaN. Half inputs are computed in float32, as the reference does."""
+    def decomposition(input, target, weight=None, ignore_index=-100, reduction="mean",
+                      label_smoothing=0.0):
+        half = input.dtype.itemsize < 4
+        x = PW.convert_element_type(input, dtypes.float32) if half else input
+        cd = _class_dim(x)
+        c = x.shape[cd]
+        lsm = log_softmax(x, cd) if logits else x
+        trailing = [1] * (x.ndim - cd - 1)
+        wb = None if weight is None else \
+            SH.reshape(PW.convert_element_type(weight, x.dtype), [c] + trailing)
+        weighted = lsm * wb if wb is not None else lsm
+        ls = label_smoothing
+        if target.dtype.is_floating_point:          # probability targets
+            t = PW.convert_element_type(target, x.dtype)
+            t = t * (1 - ls) + ls / c if ls > 0 else t
+            loss = -R.sum(weighted * t, [cd])
+            if reduction == "mean":
+                loss = R.sum(loss) / max(int(np.prod(x.shape)) // max(c, 1), 1) \
+                    if int(np.prod(x.shape)) else R.sum(loss) / 0.0
+        else:
+            valid = SH.unsqueeze(PW.ne(target, ignore_index), cd)
+            classes = SH.reshape(CR.arange(0, c, dtype=target.dtype), [c] + trailing)
+            picked = PW.logical_and(PW.eq(SH.unsqueeze(target, cd), classes), valid)
+            loss = -R.sum(PW.where(picked, weighted, 0), [cd])
+            if ls > 0:
+                spread = -R.sum(PW.where(valid, weighted, 0), [cd])
+                loss = loss * (1 - ls) + spread * (ls / c)
+            if reduction == "mean":
+                counted = PW.where(picked, wb, 0) if wb is not None else \
+                    PW.convert_element_type(picked, x.dtype)
+                loss = R.sum(loss) / R.sum(counted)
+        if reduction == "sum":
+            loss = R.sum(loss)
+        return PW.convert_element_type(loss, input.dtype) if half else loss
+    return decomposition
+
+
 nll_loss = defop(
     "nll_loss(Tensor input, Tensor target, Tensor? weight=None, *, int ignore_index=-100, "
     "str reduction='mean') -> Tensor",
     meta=_class_meta("nll_loss", False), reference=_class_loss_ref(False),
     derivative=_class_loss_derivative(False),
     samples=_class_samples(False, False), torch_ref="torch.nn.functional.nll_loss",
-    namespace=NN,
+    namespace=NN, tags={Tag.COMPOSITE}, decomposition=_class_loss_decomposition(False),
 )
 
 cross_entropy = defop(
@@ -351,7 +394,7 @@ cross_entropy = defop(
     meta=_class_meta("cross_entropy", True), reference=_class_loss_ref(True),
     derivative=_class_loss_derivative(True),
     samples=_class_samples(True, True), torch_ref="torch.nn.functional.cross_entropy",
-    namespace=NN,
+    namespace=NN, tags={Tag.COMPOSITE}, decomposition=_class_loss_decomposition(True),
 )
 
 
