@@ -40,6 +40,7 @@ class StepLayout:
     grad_params: list = field(default_factory=list)    # store_grads: whose .grad it sets
     grads_read: list = field(default_factory=list)     # store_grads: whose .grad must be
     #                                                    None (no zero_grad() before backward)
+    batchnorms: list = field(default_factory=list)     # modules with a batch counter
 
 
 @dataclass
@@ -257,9 +258,23 @@ def check_batchnorms(model) -> None:
                              f"set a momentum to compile its training step")
 
 
-def count_batchnorm_batches(model) -> None:
-    """The compiled step does what train-mode BatchNorm.forward does to its counter."""
+def batchnorm_modules(model) -> list:
+    """The modules with a batch counter (BatchNorm), in train mode or not: found once
+    per plan (the plan was traced through these modules), so a step does not walk the
+    module tree again."""
+    return [m for m in (model.modules() if hasattr(model, "modules") else ())
+            if getattr(m, "num_batches_tracked", None) is not None]
+
+
+def count_batchnorm_batches(model, modules: list | None = None) -> None:
+    """The compiled step does what train-mode BatchNorm.forward does to its counter;
+    `modules`: batchnorm_modules(model), when the caller kept it."""
     from ..frontend.autograd import grad_mode
+    candidates = batchnorm_modules(model) if modules is None else modules
+    training = [m for m in candidates if m.training and getattr(m, "track_running_stats",
+                                                                 False)]
+    if not training:
+        return
     with grad_mode.no_grad():
-        for module in _training_batchnorms(model):
+        for module in training:
             module.num_batches_tracked.add_(1)

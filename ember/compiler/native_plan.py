@@ -194,6 +194,7 @@ class _NativeEntry:
         self.spares, self.arena_copies = Spares(len(self.fresh)), Spares(len(outputs))
         self.results = outputs
         self.structure = plan.output_slots
+        self.nest = _nester(self.structure)
         self.arena = _aligned_zeros(layout["workspace_offset"] + 4 * layout["workspace_floats"]
                                     * cpu_count())
         self.threads = None
@@ -237,9 +238,11 @@ class _NativeEntry:
         values = {}
         for j, (slot, g, arena_view) in enumerate(zip(self.flat_slots, self.results,
                                                       self.arena_views)):
+            if slot in values:      # one value returned twice (Adam's step, per param)
+                continue
             values[slot] = self.arena_copies.copy(j, arena_view) if arena_view is not None \
                 else self._value(g, inputs, fresh)
-        return _nest(self.structure, values)
+        return self.nest(values)
 
     def _bind_outputs(self) -> None:
         """The arrays `Plan.bind` gave the bound outputs (the same ones call after call
@@ -336,12 +339,30 @@ def _view(buf: np.ndarray, g: dict) -> np.ndarray:
                                            tuple(s * dtype.itemsize for s in strides))
 
 
-def _nest(structure, values: dict):
+def _nester(structure):
+    """`values -> structure with each slot number replaced by values[slot]`, with the
+    parts holding no slot (a training step's Nones for values stored in place) built
+    once instead of on every call."""
+    build = _part_builder(structure)
+    return (lambda values: structure) if build is None else build
+
+
+def _part_builder(structure):
     if isinstance(structure, int):
-        return values[structure]
-    if isinstance(structure, (tuple, list)):
-        return type(structure)(_nest(s, values) for s in structure)
-    return structure
+        return lambda values: values[structure]
+    if not isinstance(structure, (tuple, list)):
+        return None
+    parts = [(i, b) for i, b in enumerate(map(_part_builder, structure)) if b is not None]
+    if not parts:
+        return None
+    kind, template = type(structure), list(structure)
+
+    def build(values):
+        out = list(template)
+        for i, b in parts:
+            out[i] = b(values)
+        return kind(out)
+    return build
 
 
 def _aligned_empty(nbytes: int) -> np.ndarray:
