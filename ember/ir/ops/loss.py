@@ -78,8 +78,10 @@ def _l1_meta(input, target, reduction="mean"):
 
 
 def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_extra=(),
-              meta=_pair_meta):
-    """A loss of d = input - target, elementwise, then reduced. `grad_diff(g, d, *extra)`."""
+              meta=_pair_meta, symbolic=None):
+    """A loss of d = input - target, elementwise, then reduced. `grad_diff(g, d, *extra)`;
+    `symbolic(d, *extra)`: the elementwise loss in ember ops (the decomposition that lets
+    a compiled graph compute it in generated kernels)."""
     schema = (f"{name}(Tensor input, Tensor target, str reduction='mean'{extra}) -> Tensor")
 
     def ref(x, t, reduction, *params):
@@ -100,12 +102,30 @@ def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_e
         return out + [S.Sample((S.randn(rng, 4, 3) * 2, S.randn(rng, 4, 3)), kw)
                       for kw in samples_extra]
 
+    def decomposition(input, target, reduction="mean", *params):
+        half = input.dtype.itemsize < 4 or target.dtype.itemsize < 4
+        x, t = input, target
+        if half:        # computed in float32, as the reference does
+            x, t = (PW.convert_element_type(v, dtypes.float32) for v in (x, t))
+        loss = symbolic(x - t, *params)
+        if reduction == "mean":
+            loss = R.mean(loss) if int(np.prod(loss.shape)) else R.sum(loss) / 0.0
+        elif reduction == "sum":
+            loss = R.sum(loss)
+        if half:
+            loss = PW.convert_element_type(loss, dtypes.promote_types(input.dtype,
+                                                                      target.dtype))
+        return loss
+
+    extra_fields = {} if symbolic is None else {"decomposition": decomposition,
+                                                "tags": {Tag.COMPOSITE}}
     return defop(schema, meta=meta, reference=ref, derivative=derivative,
                  samples=samples, torch_ref=f"torch.nn.functional.{torch_name or name}",
-                 namespace=NN)
+                 namespace=NN, **extra_fields)
 
 
-mse_loss = pair_loss("mse_loss", lambda d: d * d, lambda g, d: 2 * g * d)
+mse_loss = pair_loss("mse_loss", lambda d: d * d, lambda g, d: 2 * g * d,
+                     symbolic=lambda d: d * d)
 l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d), meta=_l1_meta)
 smooth_l1_loss = pair_loss(
     "smooth_l1_loss",
