@@ -68,7 +68,7 @@ from .compile_train_graph import (StepLayout, TrainPlan, batchnorm_modules, buff
                                   check_batchnorms,
                                   check_scalar_loss, compile_step_graph,
                                   count_batchnorm_batches, extract_buffer_updates, run_step,
-                                  substitute_tensors, write_back)
+                                  substitute_tensors, update_targets, write_back)
 from .compile_train_rules import (OptimizerRule, group_state, optimizer_guard, rule_for,
                                   shared_state)
 from .compile_train_traced import TracedTrainStep
@@ -122,8 +122,10 @@ class CompiledTrainStep:
         entry = self.plans.get(key)
         if entry is None:
             entry = self.plans[key] = self._compile(args)
-        loss, updates, buffers = run_step(entry, self._inputs(entry.layout, args), self.backend)
-        write_back(entry.layout, updates, buffers, self.backend)
+        targets = update_targets(entry.layout)
+        loss, updates, buffers = run_step(entry, self._inputs(entry.layout, args), self.backend,
+                                          targets)
+        write_back(entry.layout, updates, buffers, self.backend, targets)
         count_batchnorm_batches(self.model, entry.layout.batchnorms)
         return self.backend.wrap(loss)
 

@@ -132,13 +132,23 @@ def _update_sources(graph: Graph, layout: StepLayout, backend) -> list[Node | No
 
 
 # --- running ---------------------------------------------------------------------------------
-def run_step(entry: TrainPlan, inputs: list, backend):
+def run_step(entry: TrainPlan, inputs: list, backend, targets: list | None = None):
     """Run the plan with its in-place outputs bound to the tensors' current buffers;
-    returns (loss or the step function's output, updates, new buffers) as plan values."""
+    returns (loss or the step function's output, updates, new buffers) as plan values.
+    `targets`: update_targets(entry.layout), when the caller looked them up already."""
+    targets = update_targets(entry.layout) if targets is None else targets
+    bind = entry.plan.bind
     for slot, position in entry.bindings:
-        target = target_tensor(*entry.layout.write_backs[position])
-        entry.plan.bind(slot, backend.unwrap(target))
+        bind(slot, backend.unwrap(targets[position]))
     return entry.plan.run(inputs)
+
+
+def update_targets(layout: StepLayout) -> list:
+    """The tensor each update replaces, looked up now (optimizer state may have been
+    replaced since the last step, e.g. by load_state_dict); None where the step creates
+    it."""
+    return [param if key == "params" else optimizer.state[param].get(key)
+            for optimizer, param, key in layout.write_backs]
 
 
 def target_tensor(optimizer, param, key: str):
@@ -147,11 +157,13 @@ def target_tensor(optimizer, param, key: str):
     return param if key == "params" else optimizer.state[param].get(key)
 
 
-def write_back(layout: StepLayout, updates, buffers, backend) -> None:
+def write_back(layout: StepLayout, updates, buffers, backend,
+               targets: list | None = None) -> None:
     """Leave the step's new values in the existing tensors (those a kernel did not
-    already store in place), and create the state a first step makes."""
-    for (optimizer, param, key), value in zip(layout.write_backs, updates):
-        target = target_tensor(optimizer, param, key)
+    already store in place), and create the state a first step makes. `targets`:
+    update_targets(layout), as run_step used them."""
+    targets = update_targets(layout) if targets is None else targets
+    for (optimizer, param, key), value, target in zip(layout.write_backs, updates, targets):
         if value is None:                       # the kernel stored it in place
             target._bump_version()
         elif target is not None:

@@ -182,6 +182,7 @@ class _NativeEntry:
         self.calls = calls          # what the entry calls, in order (for inspection)
         self.weights = list(weights.values())        # kept alive: their addresses are baked
         self.n_inputs = len(specs)
+        self.last_inputs: list = [None] * len(specs)
         self.ins = (ctypes.c_void_p * (len(specs) + len(self.weights) + len(bound)))()
         for j, w in enumerate(self.weights):
             self.ins[len(specs) + j] = w.ctypes.data
@@ -209,9 +210,13 @@ class _NativeEntry:
             g["byte_strides"] = tuple(s * np.dtype(g["dtype"]).itemsize for s in g["strides"])
 
     def __call__(self, inputs):
-        ins, outs = self.ins, self.outs
+        ins, outs, last = self.ins, self.outs, self.last_inputs
         for i, a in enumerate(inputs):
-            ins[i] = a.__array_interface__["data"][0]
+            # a training step passes the same parameter arrays call after call: an
+            # array's data pointer is fixed for its lifetime, so only new ones are read
+            if a is not last[i]:
+                ins[i] = a.__array_interface__["data"][0]
+                last[i] = a
         if self.bound:
             self._bind_outputs()
         fresh = []
