@@ -394,6 +394,15 @@ def _fill_from_shape(node: Node) -> Node | None:
                        {"dtype": val.dtype, "device": val.device}, like=node)
 
 
+def _real_sgn(node: Node) -> Node | None:
+    """sgn(x) of a real x is sign(x) (the same values; sign has a generated kernel, sgn,
+    written for complex values too, does not): the derivative of l1_loss and friends."""
+    val = node.meta.get("val")
+    if val is None or not hasattr(val, "dtype") or val.dtype.is_complex:
+        return None
+    return insert_call(node, OPS["sign"], tuple(node.args), dict(node.kwargs), like=node)
+
+
 SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
     "mul": _simplify_mul, "add": _simplify_add, "sub": _simplify_sub, "div": _simplify_div,
     "neg": _simplify_neg,
@@ -404,7 +413,7 @@ SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
     "expand": _identity_if_same_type, "convert_element_type": _identity_if_same_type,
     "slice": _simplify_slice, "narrow": _simplify_slice,
     "zeros_like": _fill_from_shape, "ones_like": _fill_from_shape,
-    "full_like": _fill_from_shape,
+    "full_like": _fill_from_shape, "sgn": _real_sgn,
 }
 
 

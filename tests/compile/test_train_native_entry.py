@@ -140,17 +140,21 @@ def test_cross_entropy_with_a_masked_logit_stays_finite_when_compiled():
     assert np.isfinite(got) and got == pytest.approx(want, rel=1e-6)
 
 
-def test_mse_regression_step_runs_natively_and_matches_torch():
+@pytest.mark.parametrize("loss_name, kwargs", [("MSELoss", {}), ("L1Loss", {}),
+                                               ("SmoothL1Loss", {"beta": 0.5}),
+                                               ("HuberLoss", {"delta": 0.7})])
+def test_regression_step_runs_natively_and_matches_torch(loss_name, kwargs):
     e_model, t_model = _models()
     opt = ember.optim.SGD(e_model.parameters(), lr=0.05)
     t_opt = torch.optim.SGD(t_model.parameters(), lr=0.05)
-    step = ember.compile_train_step(e_model, ember.nn.MSELoss(), opt)
+    t_loss = getattr(torch.nn, loss_name)(**kwargs)
+    step = ember.compile_train_step(e_model, getattr(ember.nn, loss_name)(**kwargs), opt)
     rng = np.random.default_rng(2)
     for _ in range(4):
         x = rng.standard_normal((8, SIZES[0])).astype(np.float32)
         y = rng.standard_normal((8, SIZES[-1])).astype(np.float32)
         got = step(ember.tensor(x), ember.tensor(y)).item()
-        want = torch.nn.functional.mse_loss(t_model(torch.tensor(x)), torch.tensor(y))
+        want = t_loss(t_model(torch.tensor(x)), torch.tensor(y))
         want.backward()
         t_opt.step()
         t_opt.zero_grad()

@@ -126,19 +126,24 @@ def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_e
 
 mse_loss = pair_loss("mse_loss", lambda d: d * d, lambda g, d: 2 * g * d,
                      symbolic=lambda d: d * d)
-l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d), meta=_l1_meta)
+l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d), meta=_l1_meta,
+                    symbolic=lambda d: PW.abs(d))
 smooth_l1_loss = pair_loss(
     "smooth_l1_loss",
     lambda d, beta: np.abs(d) if beta == 0 else
     np.where(np.abs(d) < beta, 0.5 * d * d / (beta or 1), np.abs(d) - 0.5 * beta),
     lambda g, d, beta: g * PW.sgn(d) if beta == 0 else
     g * PW.where(PW.abs(d) < beta, d / beta, PW.sgn(d)),
-    extra=", float beta=1.0", samples_extra=({"beta": 0.5}, {"beta": 0.0, "reduction": "sum"}))
+    extra=", float beta=1.0", samples_extra=({"beta": 0.5}, {"beta": 0.0, "reduction": "sum"}),
+    symbolic=lambda d, beta: PW.abs(d) if beta == 0 else
+    PW.where(PW.abs(d) < beta, 0.5 * d * d / beta, PW.abs(d) - 0.5 * beta))
 huber_loss = pair_loss(
     "huber_loss",
     lambda d, delta: np.where(np.abs(d) < delta, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta)),
     lambda g, d, delta: g * PW.where(PW.abs(d) < delta, d, PW.sgn(d) * delta),
-    extra=", float delta=1.0", samples_extra=({"delta": 0.5}, {"delta": 2.0, "reduction": "none"}))
+    extra=", float delta=1.0", samples_extra=({"delta": 0.5}, {"delta": 2.0, "reduction": "none"}),
+    symbolic=lambda d, delta: PW.where(PW.abs(d) < delta, 0.5 * d * d,
+                                       delta * (PW.abs(d) - 0.5 * delta)))
 
 
 # --- class losses: nll_loss, cross_entropy -------------------------------------------
