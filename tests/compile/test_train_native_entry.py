@@ -142,7 +142,8 @@ def test_cross_entropy_with_a_masked_logit_stays_finite_when_compiled():
 
 @pytest.mark.parametrize("loss_name, kwargs", [("MSELoss", {}), ("L1Loss", {}),
                                                ("SmoothL1Loss", {"beta": 0.5}),
-                                               ("HuberLoss", {"delta": 0.7})])
+                                               ("HuberLoss", {"delta": 0.7}),
+                                               ("BCEWithLogitsLoss", {})])
 def test_regression_step_runs_natively_and_matches_torch(loss_name, kwargs):
     e_model, t_model = _models()
     opt = ember.optim.SGD(e_model.parameters(), lr=0.05)
@@ -153,6 +154,8 @@ def test_regression_step_runs_natively_and_matches_torch(loss_name, kwargs):
     for _ in range(4):
         x = rng.standard_normal((8, SIZES[0])).astype(np.float32)
         y = rng.standard_normal((8, SIZES[-1])).astype(np.float32)
+        if loss_name == "BCEWithLogitsLoss":        # probabilities
+            y = 1 / (1 + np.exp(-y))
         got = step(ember.tensor(x), ember.tensor(y)).item()
         want = t_loss(t_model(torch.tensor(x)), torch.tensor(y))
         want.backward()

@@ -521,6 +521,28 @@ def _bce_logits_derivative(g, input, target, weight, reduction, pos_weight):
     return gx, gt, (gl * loss if weight is not None else None), gpw
 
 
+def _bce_logits_decomposition(input, target, weight=None, reduction="mean",
+                              pos_weight=None):
+    """The loss in primitives (generated kernels when compiled); half inputs in float32,
+    as the reference computes them."""
+    half = input.dtype.itemsize < 4
+    x = PW.convert_element_type(input, dtypes.float32) if half else input
+    t = PW.convert_element_type(target, x.dtype)
+    sp = _softplus_neg(x)
+    if pos_weight is not None:
+        pw = PW.convert_element_type(pos_weight, x.dtype)
+        loss = (1 - t) * x + ((pw - 1) * t + 1) * sp
+    else:
+        loss = (1 - t) * x + sp
+    if weight is not None:
+        loss = loss * PW.convert_element_type(weight, x.dtype)
+    if reduction == "mean":
+        loss = R.mean(loss) if int(np.prod(loss.shape)) else R.sum(loss) / 0.0
+    elif reduction == "sum":
+        loss = R.sum(loss)
+    return PW.convert_element_type(loss, input.dtype) if half else loss
+
+
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits(Tensor input, Tensor target, Tensor? weight=None, "
     "str reduction='mean', Tensor? pos_weight=None) -> Tensor",
@@ -538,6 +560,7 @@ binary_cross_entropy_with_logits = defop(
                  note="PyTorch refuses grads for pos_weight"),
     ],
     torch_ref="torch.nn.functional.binary_cross_entropy_with_logits", namespace=NN,
+    tags={Tag.COMPOSITE}, decomposition=_bce_logits_decomposition,
 )
 
 
