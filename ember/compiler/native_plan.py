@@ -358,8 +358,8 @@ def _part_builder(structure):
     if not isinstance(structure, (tuple, list)):
         return None
     parts = [(i, b) for i, b in enumerate(map(_part_builder, structure)) if b is not None]
-    if not parts:
-        return None
+    if not parts and isinstance(structure, tuple):     # (a list is made anew each call:
+        return None                                    # the caller may change it)
     kind, template = type(structure), list(structure)
 
     def build(values):
