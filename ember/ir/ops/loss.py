@@ -388,7 +388,8 @@ def _class_loss_decomposition(logits):
                     if int(np.prod(x.shape)) else R.sum(loss) / 0.0
         else:
             valid = SH.unsqueeze(PW.ne(target, ignore_index), cd)
-            classes = SH.reshape(CR.arange(0, c, dtype=target.dtype), [c] + trailing)
+            # int64 classes: a uint8 target's own dtype would wrap past 255 classes
+            classes = SH.reshape(CR.arange(0, c, dtype=dtypes.int64), [c] + trailing)
             picked = PW.logical_and(PW.eq(SH.unsqueeze(target, cd), classes), valid)
             loss = -R.sum(PW.where(picked, weighted, 0), [cd])
             if ls > 0:
