@@ -745,6 +745,8 @@ def _spec_json(spec) -> dict:
 def _flat_outputs(slots) -> list:
     if isinstance(slots, int):
         return [slots]
+    if not isinstance(slots, (tuple, list)):     # a constant result (a training step's
+        return []                                # None for a value stored in place)
     out = []
     for s in slots:
         out += _flat_outputs(s)

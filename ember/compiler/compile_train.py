@@ -19,8 +19,12 @@ new guard compiles a new plan:
 3. apply the optimizer's functional update (`optim.functional`) to the symbolic
    parameters, gradients and state: new parameters and new state become outputs.
    Adam's step count is an input, so bias correction is computed per call;
-4. run the 'default-training' pipeline (no constant folding: parameters change every
-   call) and build the plan with ember.compile's PlanBuilder.
+4. run the 'default-training' pipeline (its folding reads no parameter or state: it
+   computes only what depends on no input, such as the class indices of the decomposed
+   cross entropy and the loss seed) and build the plan with ember.compile's PlanBuilder.
+   On the CPU the plan runs, from its second call, through the whole-plan native entry
+   point (compiler/native_plan.py), as inference plans do: one foreign call per step,
+   the updates stored straight into the parameters and optimizer state.
 
 Each call leaves the new parameters, optimizer state and running statistics in the
 existing tensors (in place: Parameters keep their identity and storage; update
@@ -60,10 +64,11 @@ from ..passes.autograd import (FORWARD, backprop, copy_functional, parameters_re
                                requires_grad_nodes, symbolic)
 from ..frontend.autograd import grad_mode
 from .compile import COMPILE_BACKENDS, CompileStats, guard_key
-from .compile_train_graph import (StepLayout, TrainPlan, buffers_restored, check_batchnorms,
+from .compile_train_graph import (StepLayout, TrainPlan, batchnorm_modules, buffers_restored,
+                                  check_batchnorms,
                                   check_scalar_loss, compile_step_graph,
                                   count_batchnorm_batches, extract_buffer_updates, run_step,
-                                  substitute_tensors, write_back)
+                                  substitute_tensors, update_targets, write_back)
 from .compile_train_rules import (OptimizerRule, group_state, optimizer_guard, rule_for,
                                   shared_state)
 from .compile_train_traced import TracedTrainStep
@@ -117,9 +122,11 @@ class CompiledTrainStep:
         entry = self.plans.get(key)
         if entry is None:
             entry = self.plans[key] = self._compile(args)
-        loss, updates, buffers = run_step(entry, self._inputs(entry.layout, args), self.backend)
-        write_back(entry.layout, updates, buffers, self.backend)
-        count_batchnorm_batches(self.model)
+        targets = update_targets(entry.layout)
+        loss, updates, buffers = run_step(entry, self._inputs(entry.layout, args), self.backend,
+                                          targets)
+        write_back(entry.layout, updates, buffers, self.backend, targets)
+        count_batchnorm_batches(self.model, entry.layout.batchnorms)
         return self.backend.wrap(loss)
 
     # -- introspection -------------------------------------------------------------------
@@ -166,6 +173,7 @@ class CompiledTrainStep:
             forward, constants, layout = self._trace_forward(args)
         buffer_updates = extract_buffer_updates(forward, constants)
         layout.buffers = [constants[name] for name, _ in buffer_updates]
+        layout.batchnorms = batchnorm_modules(self.model)
         graph, extra = self._build_step_graph(forward, buffer_updates, layout)
         constants.update(extra)
         return graph, constants, layout

@@ -40,6 +40,7 @@ class StepLayout:
     grad_params: list = field(default_factory=list)    # store_grads: whose .grad it sets
     grads_read: list = field(default_factory=list)     # store_grads: whose .grad must be
     #                                                    None (no zero_grad() before backward)
+    batchnorms: list = field(default_factory=list)     # modules with a batch counter
 
 
 @dataclass
@@ -60,10 +61,24 @@ def compile_step_graph(graph: Graph, constants: dict, layout: StepLayout, pipeli
     ctx = PassContext(constants=dict(constants), inference=False,
                       options={**getattr(backend, "pass_defaults", {}), **options})
     run_passes(graph, pipeline, ctx)
-    plan, bindings = _build_plan(graph, ctx.constants, stats, layout, backend)
+    native = _native_entry(backend, options)
+    plan, bindings = _build_plan(graph, ctx.constants, stats, layout,
+                                 native.describing_backend() if native else backend)
     plan = backend.finish(plan, options)
+    if native is not None:      # from the second call: one foreign call per step
+        native.attach(plan, graph, bound=[slot for slot, _ in bindings])
     stats.seconds = time.perf_counter() - start
     return TrainPlan(plan, stats, graph, layout, bindings)
+
+
+def _native_entry(backend, options: dict):
+    """compiler/native_plan for a CPU plan (the whole-plan entry point inference plans
+    use), None for another backend or when it is turned off."""
+    from .compile import CpuBackend
+    if type(backend) is not CpuBackend:
+        return None
+    from . import native_plan
+    return native_plan if native_plan.enabled(options) else None
 
 
 def _build_plan(graph: Graph, constants: dict, stats: CompileStats, layout: StepLayout,
@@ -119,13 +134,23 @@ def _update_sources(graph: Graph, layout: StepLayout, backend) -> list[Node | No
 
 
 # --- running ---------------------------------------------------------------------------------
-def run_step(entry: TrainPlan, inputs: list, backend):
+def run_step(entry: TrainPlan, inputs: list, backend, targets: list | None = None):
     """Run the plan with its in-place outputs bound to the tensors' current buffers;
-    returns (loss or the step function's output, updates, new buffers) as plan values."""
+    returns (loss or the step function's output, updates, new buffers) as plan values.
+    `targets`: update_targets(entry.layout), when the caller looked them up already."""
+    targets = update_targets(entry.layout) if targets is None else targets
+    bind = entry.plan.bind
     for slot, position in entry.bindings:
-        target = target_tensor(*entry.layout.write_backs[position])
-        entry.plan.bind(slot, backend.unwrap(target))
+        bind(slot, backend.unwrap(targets[position]))
     return entry.plan.run(inputs)
+
+
+def update_targets(layout: StepLayout) -> list:
+    """The tensor each update replaces, looked up now (optimizer state may have been
+    replaced since the last step, e.g. by load_state_dict); None where the step creates
+    it."""
+    return [param if key == "params" else optimizer.state[param].get(key)
+            for optimizer, param, key in layout.write_backs]
 
 
 def target_tensor(optimizer, param, key: str):
@@ -134,11 +159,13 @@ def target_tensor(optimizer, param, key: str):
     return param if key == "params" else optimizer.state[param].get(key)
 
 
-def write_back(layout: StepLayout, updates, buffers, backend) -> None:
+def write_back(layout: StepLayout, updates, buffers, backend,
+               targets: list | None = None) -> None:
     """Leave the step's new values in the existing tensors (those a kernel did not
-    already store in place), and create the state a first step makes."""
-    for (optimizer, param, key), value in zip(layout.write_backs, updates):
-        target = target_tensor(optimizer, param, key)
+    already store in place), and create the state a first step makes. `targets`:
+    update_targets(layout), as run_step used them."""
+    targets = update_targets(layout) if targets is None else targets
+    for (optimizer, param, key), value, target in zip(layout.write_backs, updates, targets):
         if value is None:                       # the kernel stored it in place
             target._bump_version()
         elif target is not None:
@@ -245,9 +272,23 @@ def check_batchnorms(model) -> None:
                              f"set a momentum to compile its training step")
 
 
-def count_batchnorm_batches(model) -> None:
-    """The compiled step does what train-mode BatchNorm.forward does to its counter."""
+def batchnorm_modules(model) -> list:
+    """The modules with a batch counter (BatchNorm), in train mode or not: found once
+    per plan (the plan was traced through these modules), so a step does not walk the
+    module tree again."""
+    return [m for m in (model.modules() if hasattr(model, "modules") else ())
+            if getattr(m, "num_batches_tracked", None) is not None]
+
+
+def count_batchnorm_batches(model, modules: list | None = None) -> None:
+    """The compiled step does what train-mode BatchNorm.forward does to its counter;
+    `modules`: batchnorm_modules(model), when the caller kept it."""
     from ..frontend.autograd import grad_mode
+    candidates = batchnorm_modules(model) if modules is None else modules
+    training = [m for m in candidates if m.training and getattr(m, "track_running_stats",
+                                                                 False)]
+    if not training:
+        return
     with grad_mode.no_grad():
-        for module in _training_batchnorms(model):
+        for module in training:
             module.num_batches_tracked.add_(1)

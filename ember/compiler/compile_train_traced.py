@@ -17,8 +17,8 @@ from ..passes.cleanup import may_alias_input
 from ..frontend.autograd import grad_mode
 from .compile import guard_key, wrap_results
 from .compile_train_graph import (StepLayout, TrainPlan, compile_step_graph,
-                                  extract_buffer_updates, run_step, substitute_tensors, where,
-                                  write_back)
+                                  extract_buffer_updates, run_step, substitute_tensors,
+                                  update_targets, where, write_back)
 from .compile_train_rules import OptimizerRule, optimizer_guard, rule_for, shared_state
 from ..frontend.tensor import Tensor
 
@@ -61,8 +61,9 @@ class TracedTrainStep:
     def run(self, entry: TrainPlan, args):
         inputs = [self.backend.unwrap(a) for a in args if isinstance(a, Tensor)]
         inputs += [self.backend.input(t) for t in entry.layout.extra_inputs]
-        output, updates, buffers = run_step(entry, inputs, self.backend)
-        write_back(entry.layout, updates, buffers, self.backend)
+        targets = update_targets(entry.layout)
+        output, updates, buffers = run_step(entry, inputs, self.backend, targets)
+        write_back(entry.layout, updates, buffers, self.backend, targets)
         if self.store_grads:
             output, grads = output
             _store_grads(entry.layout.grad_params, grads, self.backend)

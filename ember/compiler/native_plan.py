@@ -58,18 +58,21 @@ def describing_backend():
     return PackagingBackend(in_process=True)
 
 
-def attach(plan, graph) -> None:
-    """Make `plan.run` switch to the native entry from its second call (see module doc)."""
+def attach(plan, graph, bound=()) -> None:
+    """Make `plan.run` switch to the native entry from its second call (see module doc).
+    `bound`: persistent kernel outputs the caller binds to arrays of its own before each
+    call (`Plan.bind`: a training step's parameters and optimizer state, updated in
+    place); the entry stores them at those arrays' addresses, read each call."""
     inputs = [n.meta.get("val") for n in graph.placeholders]
-    plan.run = _TieredRun(plan, inputs)
+    plan.run = _TieredRun(plan, inputs, tuple(bound))
 
 
 class _TieredRun:
     """plan.run: the Python loop on the first call, then the native entry when it builds."""
 
-    def __init__(self, plan, input_metas):
+    def __init__(self, plan, input_metas, bound=()):
         self.plan, self.python_run = plan, type(plan).run.__get__(plan)
-        self.input_metas = input_metas
+        self.input_metas, self.bound = input_metas, bound
         self.native = None
         self.failed: str | None = None
 
@@ -80,7 +83,7 @@ class _TieredRun:
         if (self.native is None and self.failed is None and profiling.collector() is None
                 and plan.calls >= _first_native_call()):
             try:
-                self.native = _NativeEntry(plan, self.input_metas)
+                self.native = _NativeEntry(plan, self.input_metas, self.bound)
             except Exception as err:     # noqa: BLE001 - an optimization: the loop is right
                 self.failed = f"{type(err).__name__}: {err}"
         if self.native is None or profiling.collector() is not None:
@@ -137,7 +140,7 @@ def _build_runtime():
 class _NativeEntry:
     """One plan's compiled entry point and the arrays it reads."""
 
-    def __init__(self, plan, input_metas):
+    def __init__(self, plan, input_metas, bound=()):
         from ..codegen.llvm.jit import _load_object
         from ..codegen.llvm.target import host_target
         from ..codegen.native_entry import EntryEmitter
@@ -157,7 +160,8 @@ class _NativeEntry:
                     if table[i]["kind"] == "view"}
         memory = _memory_plan(plan)
         builder = ProgramBuilder(table, weights, memory, plan.input_slots, specs,
-                                 plan.n_slots, external_weights=True, view_fns=view_fns)
+                                 plan.n_slots, external_weights=True, view_fns=view_fns,
+                                 bound=bound)
         self.flat_slots = _flat_outputs(plan.output_slots)
         calls, layout, outputs = builder.build(self.flat_slots)
         prefix = f"ember_plan{next(_COUNTER)}"
@@ -178,17 +182,26 @@ class _NativeEntry:
         self.calls = calls          # what the entry calls, in order (for inspection)
         self.weights = list(weights.values())        # kept alive: their addresses are baked
         self.n_inputs = len(specs)
-        self.ins = (ctypes.c_void_p * (len(specs) + len(self.weights)))()
+        self.last_inputs: list = [None] * len(specs)
+        self.ins = (ctypes.c_void_p * (len(specs) + len(self.weights) + len(bound)))()
         for j, w in enumerate(self.weights):
             self.ins[len(specs) + j] = w.ctypes.data
+        # bound outputs: pointers after the weights, refreshed when the array changes
+        self.bound, self.bound_at = bound, len(specs) + len(self.weights)
+        self.bound_arrays: list = [None] * len(bound)
+        self.bound_specs = [builder.bound_specs[slot] for slot in bound]
         self.outs = (ctypes.c_void_p * max(1, len(builder.fresh)))()
         self.fresh = builder.fresh
         self.spares, self.arena_copies = Spares(len(self.fresh)), Spares(len(outputs))
         self.results = outputs
         self.structure = plan.output_slots
+        self.nest = _nester(self.structure)
         self.arena = _aligned_zeros(layout["workspace_offset"] + 4 * layout["workspace_floats"]
                                     * cpu_count())
         self.threads = None
+        if bound and not plan._fixed:
+            plan.prepare()
+        self.plan_fixed = plan._fixed         # where Plan.bind leaves the bound arrays
         self.arena_address = self.arena.ctypes.data
         # results living in the arena: their views made once, copied each call
         self.arena_views = [_view(self.arena, g) if g["base"] == "arena" else None
@@ -197,9 +210,15 @@ class _NativeEntry:
             g["byte_strides"] = tuple(s * np.dtype(g["dtype"]).itemsize for s in g["strides"])
 
     def __call__(self, inputs):
-        ins, outs = self.ins, self.outs
+        ins, outs, last = self.ins, self.outs, self.last_inputs
         for i, a in enumerate(inputs):
-            ins[i] = a.__array_interface__["data"][0]
+            # a training step passes the same parameter arrays call after call: an
+            # array's data pointer is fixed for its lifetime, so only new ones are read
+            if a is not last[i]:
+                ins[i] = a.__array_interface__["data"][0]
+                last[i] = a
+        if self.bound:
+            self._bind_outputs()
         fresh = []
         for i, f in enumerate(self.fresh):
             # a spare nothing references any more, else a new one (runtime/lite.py:
@@ -224,9 +243,28 @@ class _NativeEntry:
         values = {}
         for j, (slot, g, arena_view) in enumerate(zip(self.flat_slots, self.results,
                                                       self.arena_views)):
+            if slot in values:      # one value returned twice (Adam's step, per param)
+                continue
             values[slot] = self.arena_copies.copy(j, arena_view) if arena_view is not None \
                 else self._value(g, inputs, fresh)
-        return _nest(self.structure, values)
+        return self.nest(values)
+
+    def _bind_outputs(self) -> None:
+        """The arrays `Plan.bind` gave the bound outputs (the same ones call after call
+        in a training step: checked only when one changes)."""
+        fixed, ins, at = self.plan_fixed, self.ins, self.bound_at
+        for j, slot in enumerate(self.bound):
+            array = fixed[slot]
+            if array is self.bound_arrays[j]:
+                continue
+            shape, byte_strides, dtype = self.bound_specs[j]
+            if array.shape != shape or array.strides != byte_strides or array.dtype != dtype:
+                raise RuntimeError(f"native entry: the array bound to output slot {slot} "
+                                   f"is {array.dtype}{list(array.shape)} with strides "
+                                   f"{array.strides}, not the planned {dtype}{list(shape)} "
+                                   f"{byte_strides}")
+            ins[at + j] = array.__array_interface__["data"][0]
+            self.bound_arrays[j] = array
 
     def _run_segments(self, inputs, fresh) -> int:
         """Segment j natively, then custom step j (its plan step's callable, as the
@@ -306,12 +344,30 @@ def _view(buf: np.ndarray, g: dict) -> np.ndarray:
                                            tuple(s * dtype.itemsize for s in strides))
 
 
-def _nest(structure, values: dict):
+def _nester(structure):
+    """`values -> structure with each slot number replaced by values[slot]`, with the
+    parts holding no slot (a training step's Nones for values stored in place) built
+    once instead of on every call."""
+    build = _part_builder(structure)
+    return (lambda values: structure) if build is None else build
+
+
+def _part_builder(structure):
     if isinstance(structure, int):
-        return values[structure]
-    if isinstance(structure, (tuple, list)):
-        return type(structure)(_nest(s, values) for s in structure)
-    return structure
+        return lambda values: values[structure]
+    if not isinstance(structure, (tuple, list)):
+        return None
+    parts = [(i, b) for i, b in enumerate(map(_part_builder, structure)) if b is not None]
+    if not parts and isinstance(structure, tuple):     # (a list is made anew each call:
+        return None                                    # the caller may change it)
+    kind, template = type(structure), list(structure)
+
+    def build(values):
+        out = list(template)
+        for i, b in parts:
+            out[i] = b(values)
+        return kind(out)
+    return build
 
 
 def _aligned_empty(nbytes: int) -> np.ndarray:

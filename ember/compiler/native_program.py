@@ -127,12 +127,19 @@ class ProgramBuilder:
 
     def __init__(self, table: list, weights: dict, memory: dict, plan_inputs: list,
                  input_specs: list, n_slots: int, external_weights: bool = False,
-                 view_fns: dict | None = None):
+                 view_fns: dict | None = None, bound=()):
         """`weights`: name -> array ('c<slot>' constants, 'p<step>' packed panels); with
         `external_weights` they are not copied into the arena but passed as extra
         inputs after the user's (in process: the plan's own arrays). `input_specs`:
         dtype, shape and (default contiguous) strides of each input. `view_fns`: step
-        index -> the view's callable, to measure views whose desc has no geometry."""
+        index -> the view's callable, to measure views whose desc has no geometry.
+        `bound`: persistent output slots stored in the caller's arrays (in process: a
+        training step's parameters, updated in place), passed as inputs after the
+        weights, in this order; `bound_specs` gives each one's (shape, byte strides,
+        dtype) for the caller to check its arrays against."""
+        self.bound = {slot: j for j, slot in enumerate(bound)}
+        self.bound_specs: dict[int, tuple] = {}
+        self.bound_base = len(input_specs) + len(weights)
         self.table, self.calls = table, []
         self.view_fns = view_fns or {}
         self.slots: list[Value | None] = [None] * n_slots
@@ -250,7 +257,13 @@ class ProgramBuilder:
 
     def _output(self, desc: dict, position: int = 0) -> Value:
         slot, spec = desc["outputs"][position], desc["out_specs"][position]
-        if spec["persistent"]:
+        if spec["persistent"] and slot in self.bound:
+            dtype = np.dtype(spec["dtype"])
+            value = Value(("in", self.bound_base + self.bound[slot]), 0, spec["shape"],
+                          spec["strides"], dtype)
+            self.bound_specs[slot] = (tuple(spec["shape"]), tuple(
+                st * dtype.itemsize for st in spec["strides"]), dtype)
+        elif spec["persistent"]:
             buf = self.persistent[slot]
             value = Value("arena", self.buffers_offset + buf["offset"], spec["shape"],
                           spec["strides"], spec["dtype"])

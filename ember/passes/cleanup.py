@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ..ir.errors import EmberError
 from ..ir.graph import Graph, Node, OpKind, map_arg
+from ..ir.meta import contiguous_strides
 from ..ir.registry import OPS, Tag, is_op
 from .manager import PassContext, register_pass
 
@@ -373,6 +374,35 @@ def _functional_inplace(node: Node) -> Node | None:
     return insert_call(node, functional, node.args, node.kwargs, like=node)
 
 
+def _fill_from_shape(node: Node) -> Node | None:
+    """zeros_like(x) / ones_like(x) / full_like(x, v) of a small contiguous value:
+    full(x's shape, v), which reads nothing of x, so `fold` makes it a constant (a
+    training graph's loss seed, ones_like(loss), then needs no step of its own)."""
+    val = node.meta.get("val")
+    shape = getattr(val, "shape", None)
+    if shape is None or not all(isinstance(d, int) for d in shape) or \
+            math.prod(shape) > DEFAULT_FOLD_LIMIT or \
+            tuple(val.strides) != tuple(contiguous_strides(shape)):
+        return None
+    name = op_name(node)
+    fill = {"zeros_like": 0, "ones_like": 1}.get(name)
+    if fill is None:
+        fill = node.args[1] if len(node.args) > 1 else node.kwargs.get("fill_value")
+    if not isinstance(fill, (bool, int, float)):
+        return None
+    return insert_call(node, OPS["full"], (list(shape), fill),
+                       {"dtype": val.dtype, "device": val.device}, like=node)
+
+
+def _real_sgn(node: Node) -> Node | None:
+    """sgn(x) of a real x is sign(x) (the same values; sign has a generated kernel, sgn,
+    written for complex values too, does not): the derivative of l1_loss and friends."""
+    val = node.meta.get("val")
+    if val is None or not hasattr(val, "dtype") or val.dtype.is_complex:
+        return None
+    return insert_call(node, OPS["sign"], tuple(node.args), dict(node.kwargs), like=node)
+
+
 SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
     "mul": _simplify_mul, "add": _simplify_add, "sub": _simplify_sub, "div": _simplify_div,
     "neg": _simplify_neg,
@@ -382,6 +412,8 @@ SIMPLIFICATIONS: dict[str, Callable[[Node], Node | None]] = {
     "contiguous": _simplify_contiguous,
     "expand": _identity_if_same_type, "convert_element_type": _identity_if_same_type,
     "slice": _simplify_slice, "narrow": _simplify_slice,
+    "zeros_like": _fill_from_shape, "ones_like": _fill_from_shape,
+    "full_like": _fill_from_shape, "sgn": _real_sgn,
 }
 
 

@@ -313,10 +313,12 @@ register_pipeline("cleanup", ["normalize", "simplify", "fold", "cse", "dce"])
 register_pipeline("default-inference", ["normalize", "simplify", "fold", "fold-bn",
                                         "decompose", "simplify", "fold", "cse", "dce",
                                         "fuse-qresidual", "layout", "fuse", "memplan"])
-# Training graphs keep parameters as inputs, so there is nothing to fold into them;
-# layout conversions are left out (the update writes parameters in their own layout).
-# "recompute" and "wgrad-nchw" act only where options["recompute"] / ["wgrad_nchw"] are
-# set (CUDA training steps).
+# Training graphs keep parameters as inputs (or as constants `fold` does not read
+# outside inference), so folding only computes what depends on no input: class
+# indices (arange) of a decomposed loss, the loss seed; layout conversions are left
+# out (the update writes parameters in their own layout). "recompute" and
+# "wgrad-nchw" act only where options["recompute"] / ["wgrad_nchw"] are set (CUDA
+# training steps).
 register_pipeline("default-training", ["normalize", "simplify", "decompose", "simplify",
-                                       "cse", "dce", "recompute", "wgrad-nchw", "fuse",
-                                       "memplan"])
+                                       "fold", "cse", "dce", "recompute", "wgrad-nchw",
+                                       "fuse", "memplan"])

@@ -78,8 +78,10 @@ def _l1_meta(input, target, reduction="mean"):
 
 
 def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_extra=(),
-              meta=_pair_meta):
-    """A loss of d = input - target, elementwise, then reduced. `grad_diff(g, d, *extra)`."""
+              meta=_pair_meta, symbolic=None):
+    """A loss of d = input - target, elementwise, then reduced. `grad_diff(g, d, *extra)`;
+    `symbolic(d, *extra)`: the elementwise loss in ember ops (the decomposition that lets
+    a compiled graph compute it in generated kernels)."""
     schema = (f"{name}(Tensor input, Tensor target, str reduction='mean'{extra}) -> Tensor")
 
     def ref(x, t, reduction, *params):
@@ -100,25 +102,48 @@ def pair_loss(name, elementwise, grad_diff, extra="", torch_name=None, samples_e
         return out + [S.Sample((S.randn(rng, 4, 3) * 2, S.randn(rng, 4, 3)), kw)
                       for kw in samples_extra]
 
+    def decomposition(input, target, reduction="mean", *params):
+        half = input.dtype.itemsize < 4 or target.dtype.itemsize < 4
+        x, t = input, target
+        if half:        # computed in float32, as the reference does
+            x, t = (PW.convert_element_type(v, dtypes.float32) for v in (x, t))
+        loss = symbolic(x - t, *params)
+        if reduction == "mean":
+            loss = R.mean(loss) if int(np.prod(loss.shape)) else R.sum(loss) / 0.0
+        elif reduction == "sum":
+            loss = R.sum(loss)
+        if half:
+            loss = PW.convert_element_type(loss, dtypes.promote_types(input.dtype,
+                                                                      target.dtype))
+        return loss
+
+    extra_fields = {} if symbolic is None else {"decomposition": decomposition,
+                                                "tags": {Tag.COMPOSITE}}
     return defop(schema, meta=meta, reference=ref, derivative=derivative,
                  samples=samples, torch_ref=f"torch.nn.functional.{torch_name or name}",
-                 namespace=NN)
+                 namespace=NN, **extra_fields)
 
 
-mse_loss = pair_loss("mse_loss", lambda d: d * d, lambda g, d: 2 * g * d)
-l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d), meta=_l1_meta)
+mse_loss = pair_loss("mse_loss", lambda d: d * d, lambda g, d: 2 * g * d,
+                     symbolic=lambda d: d * d)
+l1_loss = pair_loss("l1_loss", np.abs, lambda g, d: g * PW.sgn(d), meta=_l1_meta,
+                    symbolic=lambda d: PW.abs(d))
 smooth_l1_loss = pair_loss(
     "smooth_l1_loss",
     lambda d, beta: np.abs(d) if beta == 0 else
     np.where(np.abs(d) < beta, 0.5 * d * d / (beta or 1), np.abs(d) - 0.5 * beta),
     lambda g, d, beta: g * PW.sgn(d) if beta == 0 else
     g * PW.where(PW.abs(d) < beta, d / beta, PW.sgn(d)),
-    extra=", float beta=1.0", samples_extra=({"beta": 0.5}, {"beta": 0.0, "reduction": "sum"}))
+    extra=", float beta=1.0", samples_extra=({"beta": 0.5}, {"beta": 0.0, "reduction": "sum"}),
+    symbolic=lambda d, beta: PW.abs(d) if beta == 0 else
+    PW.where(PW.abs(d) < beta, 0.5 * d * d / beta, PW.abs(d) - 0.5 * beta))
 huber_loss = pair_loss(
     "huber_loss",
     lambda d, delta: np.where(np.abs(d) < delta, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta)),
     lambda g, d, delta: g * PW.where(PW.abs(d) < delta, d, PW.sgn(d) * delta),
-    extra=", float delta=1.0", samples_extra=({"delta": 0.5}, {"delta": 2.0, "reduction": "none"}))
+    extra=", float delta=1.0", samples_extra=({"delta": 0.5}, {"delta": 2.0, "reduction": "none"}),
+    symbolic=lambda d, delta: PW.where(PW.abs(d) < delta, 0.5 * d * d,
+                                       delta * (PW.abs(d) - 0.5 * delta)))
 
 
 # --- class losses: nll_loss, cross_entropy -------------------------------------------
@@ -336,13 +361,57 @@ def _class_samples(probs: bool, smoothing: bool):
     return gen
 
 
+def _class_loss_decomposition(logits):
+    """The loss in primitives, so a compiled graph computes it in generated kernels
+    (log_softmax's, then one masked reduction) instead of calling the reference. Class
+    indices pick with `where(target == class, log-probs, 0)`, never a one-hot product:
+    a -inf log-probability of a class not picked (a masked logit) must not turn into
+    NaN. Half inputs are computed in float32, as the reference does."""
+    def decomposition(input, target, weight=None, ignore_index=-100, reduction="mean",
+                      label_smoothing=0.0):
+        half = input.dtype.itemsize < 4
+        x = PW.convert_element_type(input, dtypes.float32) if half else input
+        cd = _class_dim(x)
+        c = x.shape[cd]
+        lsm = log_softmax(x, cd) if logits else x
+        trailing = [1] * (x.ndim - cd - 1)
+        wb = None if weight is None else \
+            SH.reshape(PW.convert_element_type(weight, x.dtype), [c] + trailing)
+        weighted = lsm * wb if wb is not None else lsm
+        ls = label_smoothing
+        if target.dtype.is_floating_point:          # probability targets
+            t = PW.convert_element_type(target, x.dtype)
+            t = t * (1 - ls) + ls / c if ls > 0 else t
+            loss = -R.sum(weighted * t, [cd])
+            if reduction == "mean":
+                loss = R.sum(loss) / max(int(np.prod(x.shape)) // max(c, 1), 1) \
+                    if int(np.prod(x.shape)) else R.sum(loss) / 0.0
+        else:
+            valid = SH.unsqueeze(PW.ne(target, ignore_index), cd)
+            # int64 classes: a uint8 target's own dtype would wrap past 255 classes
+            classes = SH.reshape(CR.arange(0, c, dtype=dtypes.int64), [c] + trailing)
+            picked = PW.logical_and(PW.eq(SH.unsqueeze(target, cd), classes), valid)
+            loss = -R.sum(PW.where(picked, weighted, 0), [cd])
+            if ls > 0:
+                spread = -R.sum(PW.where(valid, weighted, 0), [cd])
+                loss = loss * (1 - ls) + spread * (ls / c)
+            if reduction == "mean":
+                counted = PW.where(picked, wb, 0) if wb is not None else \
+                    PW.convert_element_type(picked, x.dtype)
+                loss = R.sum(loss) / R.sum(counted)
+        if reduction == "sum":
+            loss = R.sum(loss)
+        return PW.convert_element_type(loss, input.dtype) if half else loss
+    return decomposition
+
+
 nll_loss = defop(
     "nll_loss(Tensor input, Tensor target, Tensor? weight=None, *, int ignore_index=-100, "
     "str reduction='mean') -> Tensor",
     meta=_class_meta("nll_loss", False), reference=_class_loss_ref(False),
     derivative=_class_loss_derivative(False),
     samples=_class_samples(False, False), torch_ref="torch.nn.functional.nll_loss",
-    namespace=NN,
+    namespace=NN, tags={Tag.COMPOSITE}, decomposition=_class_loss_decomposition(False),
 )
 
 cross_entropy = defop(
@@ -351,7 +420,7 @@ cross_entropy = defop(
     meta=_class_meta("cross_entropy", True), reference=_class_loss_ref(True),
     derivative=_class_loss_derivative(True),
     samples=_class_samples(True, True), torch_ref="torch.nn.functional.cross_entropy",
-    namespace=NN,
+    namespace=NN, tags={Tag.COMPOSITE}, decomposition=_class_loss_decomposition(True),
 )
 
 
@@ -453,6 +522,28 @@ def _bce_logits_derivative(g, input, target, weight, reduction, pos_weight):
     return gx, gt, (gl * loss if weight is not None else None), gpw
 
 
+def _bce_logits_decomposition(input, target, weight=None, reduction="mean",
+                              pos_weight=None):
+    """The loss in primitives (generated kernels when compiled); half inputs in float32,
+    as the reference computes them."""
+    half = input.dtype.itemsize < 4
+    x = PW.convert_element_type(input, dtypes.float32) if half else input
+    t = PW.convert_element_type(target, x.dtype)
+    sp = _softplus_neg(x)
+    if pos_weight is not None:
+        pw = PW.convert_element_type(pos_weight, x.dtype)
+        loss = (1 - t) * x + ((pw - 1) * t + 1) * sp
+    else:
+        loss = (1 - t) * x + sp
+    if weight is not None:
+        loss = loss * PW.convert_element_type(weight, x.dtype)
+    if reduction == "mean":
+        loss = R.mean(loss) if int(np.prod(loss.shape)) else R.sum(loss) / 0.0
+    elif reduction == "sum":
+        loss = R.sum(loss)
+    return PW.convert_element_type(loss, input.dtype) if half else loss
+
+
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits(Tensor input, Tensor target, Tensor? weight=None, "
     "str reduction='mean', Tensor? pos_weight=None) -> Tensor",
@@ -470,6 +561,7 @@ binary_cross_entropy_with_logits = defop(
                  note="PyTorch refuses grads for pos_weight"),
     ],
     torch_ref="torch.nn.functional.binary_cross_entropy_with_logits", namespace=NN,
+    tags={Tag.COMPOSITE}, decomposition=_bce_logits_decomposition,
 )
 
 
