@@ -337,8 +337,8 @@ class CudaBackend:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
-            return (generate_gemm(problem, gemm_config(problem), epilogue, name), operands,
-                    fixed, problem)
+            return (generate_gemm(problem, gemm_config(problem, self.device_key()), epilogue,
+                                  name), operands, fixed, problem)
         except LoweringError:
             return None
 
@@ -380,7 +380,8 @@ class CudaBackend:
         if known is not None:
             return known
         if generated is None:                # the anchor alone (a fused group's epilogue off)
-            generated = generate_gemm(problem, gemm_config(problem), None, "conv2d")
+            generated = generate_gemm(problem, gemm_config(problem, self.device_key()), None,
+                                      "conv2d")
         i = self.index
         n, cout = problem.x_shape[0], problem.w_shape[0]
         x = _scratch(problem.x_shape, problem.x_strides, problem.dtype, i)
@@ -391,6 +392,14 @@ class CudaBackend:
         cudnn_conv.prefers_cudnn(spec, i, lambda: eager_cuda.launch(generated, operands, i),
                                  lambda: cudnn_conv.execute(spec, x, w, y, i, b))
         return cudnn_conv.timings(spec, i)
+
+    def device_key(self) -> str:
+        """The autotune cache's device name ("cuda-90"), from ember's driver: asking
+        Triton's (autotune.current_device) would build its drivers, which imports torch
+        where it is installed: seconds of every warm compile."""
+        from ..runtime.cuda import driver
+        major, minor = driver.capability(self.index)
+        return f"cuda-{major * 10 + minor}"
 
     def _fast_layouts(self, problem, operands: list, constant):
         """Frozen weights repacked into the layout the GEMM template is fast in: B K-major

@@ -20,6 +20,7 @@ result for the device if one exists, else `default_config`:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict
@@ -107,9 +108,11 @@ def autotune_gemm(problem, bench: Callable[[GemmConfig], float], device: str) ->
     return best
 
 
+@functools.lru_cache(maxsize=None)
 def current_device() -> str:
     """The GPU kind for cache keys ("cuda-90"), or CPU_DEVICE when there is none (CI, the
-    interpreter). A runtime that knows the device's marketing name may pass it instead."""
+    interpreter). A runtime that knows the device's marketing name may pass it instead.
+    Asked once per process: Triton's driver lookup imports torch where it is installed."""
     from .mathlib import INTERPRETED
     if INTERPRETED:
         return CPU_DEVICE
