@@ -396,9 +396,14 @@ class CudaBackend:
     def device_key(self) -> str:
         """The autotune cache's device name ("cuda-90"), from ember's driver: asking
         Triton's (autotune.current_device) would build its drivers, which imports torch
-        where it is installed: seconds of every warm compile."""
+        where it is installed: seconds of every warm compile. Without a driver (the
+        emulated device of CI) it is Triton's answer, "no-gpu" there."""
+        from ..codegen.triton.autotune import current_device
         from ..runtime.cuda import driver
-        major, minor = driver.capability(self.index)
+        try:
+            major, minor = driver.capability(self.index)
+        except DeviceError:
+            return current_device()
         return f"cuda-{major * 10 + minor}"
 
     def _fast_layouts(self, problem, operands: list, constant):
