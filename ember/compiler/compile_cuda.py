@@ -35,6 +35,7 @@ import numpy as np
 
 from ..codegen.extern import tensor_inputs
 from ..codegen.lowering import lower_group
+from ..ir import autocast
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, channels_last, strides_for
@@ -493,6 +494,7 @@ class CudaBackend:
                     made.append(run(*values))
                 return made[0]
             factory.graph_safe = True
+            factory.uncached = run          # a dry run must not keep its unwritten result
             return factory
 
         def counted(*values):
@@ -588,6 +590,8 @@ class GraphedPlan:
 
     def run(self, inputs: list):
         if self.plan.calls == 0:
+            if self.backend.precompile:
+                prefetch_eager_kernels(self.plan, inputs, self.backend.index)
             result = self.plan.run(inputs)
             self.copied_bytes = sum(_nbytes(v) for v in _leaves(inputs) + _leaves(result))
             return result
@@ -620,6 +624,84 @@ class GraphedPlan:
         self.static_inputs = [buffers.copy(x) for x in inputs]
         self.graph = graph.CudaGraph.capture(lambda: self.plan.run(self.static_inputs),
                                              self.backend.index)
+
+
+# --- the first call's eager kernels, compiled together --------------------------------------
+class _HostTransferInDryRun(Exception):
+    pass
+
+
+def prefetch_eager_kernels(plan, inputs: list, index: int) -> int:
+    """Compile, in one parallel batch, the kernels the plan's eager steps will launch on
+    its first call; returns how many were requested.
+
+    A plan's own kernels compile together when it is built (CudaBackend.batch_compile),
+    but an eager step (a convolution's backward, a loss, ...) chooses its kernels only
+    when it runs, and compiled one at a time they made most of a cold first call
+    (resnet18's training step: ~120 of its ~230 cubins). So before the first call the
+    plan is dry-run: the plan's kernel steps are skipped, eager steps run with
+    eager_cuda.launch recording what it would compile instead of launching
+    (`kernels_collected`), then all of them compile at once (disk cache, worker pool).
+    Nothing is written: no kernel runs, cuDNN is not asked (its timing against Triton
+    would time launches that never happen, so the Triton routes are recorded: the first
+    call times both), a step that would read device memory on the host or copy between
+    device buffers stops the dry run there (what was recorded still compiles), and the
+    host random generator is restored. Kernel choices depend on shapes, dtypes and
+    strides only, so the real call finds its kernels compiled."""
+    from ..frontend import cudnn_conv
+    from ..frontend.random import get_rng_state, set_rng_state
+    from ..runtime.cuda import stream
+    if not any(not step.kernel for step in plan.steps):
+        return 0
+    rng = get_rng_state()
+    refused = {name: getattr(stream, name) for name in
+               ("copy_device_to_host", "copy_device_to_device", "memset")}
+
+    def refuse(*args, **kwargs):
+        raise _HostTransferInDryRun()
+    cudnn_conv._TRITON_ONLY[0] += 1
+    try:
+        for name in refused:
+            setattr(stream, name, refuse)
+        with eager_cuda.kernels_collected() as requests:
+            try:
+                _dry_run(plan, inputs)
+            except Exception:      # noqa: BLE001 - the real call meets the same error
+                pass
+    finally:
+        for name, fn in refused.items():
+            setattr(stream, name, fn)
+        cudnn_conv._TRITON_ONLY[0] -= 1
+        set_rng_state(rng)
+    if requests:
+        eager_cuda.compile_kernels(requests, index)     # failures: left for the real launch
+    return len(requests)
+
+
+def _dry_run(plan, inputs: list) -> None:
+    """Plan.run's walk over the steps with kernel steps skipped (their outputs are the
+    buffers the real call writes, unwritten here)."""
+    if not plan._fixed:
+        plan.prepare()
+    values: list = [None] * plan.n_slots
+    for slot, value in plan.constants.items():
+        values[slot] = value
+    for slot, value in zip(plan.input_slots, inputs):
+        values[slot] = value
+    with grad_mode.no_grad(), autocast.suspended():
+        for step in plan.steps:
+            if step.kernel:
+                for s, spec in zip(step.outputs, step.out_specs):
+                    values[s] = plan._fixed[s] if spec.persistent else \
+                        plan.buffers.allocate(spec.meta)
+                continue
+            fn = getattr(step.fn, "uncached", step.fn)
+            result = fn(*[values[s] for s in step.inputs])
+            if len(step.outputs) == 1:
+                values[step.outputs[0]] = result
+            else:
+                for s, value in zip(step.outputs, result):
+                    values[s] = value
 
 
 def _leaves(value) -> list:

@@ -270,11 +270,32 @@ def compile_triton(generated, alignment: list[bool], capability: tuple[int, int]
 
 def launch(generated, tensors: list[Tensor], index: int) -> None:
     """Run a GeneratedKernel on CUDA tensors given in its buffer order (a Python number
-    passes through as a scalar argument: the multi-tensor optimizer kernels' hyperparameters)."""
+    passes through as a scalar argument: the multi-tensor optimizer kernels' hyperparameters).
+    Inside `kernels_collected()` nothing compiles or runs: the request is recorded."""
     values = [data_ptr(t) if isinstance(t, Tensor) else t for t in tensors]
-    kernel = compile_kernel(generated, [isinstance(t, Tensor) and aligned(v)
-                                        for t, v in zip(tensors, values)], index)
+    alignment = [isinstance(t, Tensor) and aligned(v) for t, v in zip(tensors, values)]
+    if _COLLECTING:
+        _COLLECTING[-1].append((generated, alignment))
+        return
+    kernel = compile_kernel(generated, alignment, index)
     kernel.launch(generated.launch.grid, values)
+
+
+_COLLECTING: list[list] = []
+
+
+class kernels_collected:
+    """Inside, `launch` records (generated, alignment) in the list it yields and launches
+    nothing: a compiled plan's dry run learns which kernels its eager steps will need, so
+    they compile together in parallel instead of one by one as the first call meets them
+    (compile_cuda.prefetch_eager_kernels)."""
+
+    def __enter__(self) -> list:
+        _COLLECTING.append([])
+        return _COLLECTING[-1]
+
+    def __exit__(self, *exc) -> None:
+        _COLLECTING.pop()
 
 
 # --- 2./3. planned kernels ---------------------------------------------------------------

@@ -69,8 +69,18 @@ def stored_config(problem, device: str) -> GemmConfig | None:
     try:
         data = json.loads(path.read_text())
         return GemmConfig(**data["config"]) if data.get("format") == FORMAT else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None          # missing or damaged entry: a miss, never an error
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return _damaged(path, err)   # a damaged entry: a miss with a warning, never an error
+
+
+def _damaged(path, err: Exception) -> None:
+    import warnings
+    warnings.warn(f"ember: ignoring a damaged autotune cache entry ({path}: "
+                  f"{type(err).__name__}: {err}); the default choice is used", RuntimeWarning,
+                  stacklevel=3)
+    return None
 
 
 def gemm_config(problem, device: str | None = None) -> GemmConfig:
@@ -137,13 +147,18 @@ def stored_choice(description: str, device: str) -> dict | None:
     """The recorded winner for a convolution (`description` names it exactly: direction,
     dtype, shapes, strides, padding, stride, dilation, TF32, determinism, the cuDNN
     version) on `device`: {"choice": "triton" | "cudnn", "triton_ms", "cudnn_ms"}, or None."""
+    path = _choice_path(description, device)
     try:
-        data = json.loads(_choice_path(description, device).read_text())
-        if data.get("format") != CHOICE_FORMAT or data.get("choice") not in ("triton", "cudnn"):
-            return None
+        data = json.loads(path.read_text())
+        if data.get("format") != CHOICE_FORMAT:
+            return None      # another version's entry: timed again and rewritten
+        if data.get("choice") not in ("triton", "cudnn"):
+            raise ValueError(f"choice {data.get('choice')!r}")
         return data
-    except (OSError, ValueError, AttributeError):
-        return None          # missing or damaged entry: a miss, never an error
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as err:
+        return _damaged(path, err)   # timed again and rewritten
 
 
 def record_choice(description: str, device: str, choice: str, triton_ms: float,

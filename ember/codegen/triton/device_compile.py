@@ -102,16 +102,28 @@ def _paths(job: CompileJob):
 
 
 def cached(job: CompileJob) -> DeviceBinary | None:
-    """The job's cubin from the disk cache, or None."""
+    """The job's cubin from the disk cache, or None: a missing entry silently, a damaged
+    one (unreadable metadata, a cubin whose hash is not the recorded one) with a warning;
+    either way the kernel is compiled again and the entry rewritten."""
     cubin_path, meta_path = _paths(job)
     try:
         meta = json.loads(meta_path.read_text())
         binary = cubin_path.read_bytes()
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    if hashlib.sha256(binary).hexdigest() != meta.pop("cubin_sha256", None):
-        return None                             # a torn or foreign file: compile again
+    except (OSError, ValueError) as err:
+        return _damaged(meta_path, f"{type(err).__name__}: {err}")
+    if not isinstance(meta, dict) or \
+            hashlib.sha256(binary).hexdigest() != meta.pop("cubin_sha256", None):
+        return _damaged(cubin_path, "its hash is not the one recorded beside it")
     return DeviceBinary(binary, meta)
+
+
+def _damaged(path, why: str) -> None:
+    import warnings
+    warnings.warn(f"ember: ignoring a damaged entry of the Triton kernel cache ({path}: "
+                  f"{why}); the kernel is compiled again", RuntimeWarning, stacklevel=3)
+    return None
 
 
 def store(job: CompileJob, result: DeviceBinary) -> None:
