@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
 import json, os, sys, time
+from pathlib import Path
 sys.path.insert(0, os.path.join(sys.argv[1], "tests", "cuda"))
 import numpy as np
 import ember
@@ -105,8 +106,10 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         if hasattr(CC, "prefetch_eager_kernels"):
             timed(CC, "prefetch_eager_kernels", "run")
         orig_one = device_compile.compile_one
+        main_pid = os.getpid()
         def counted_one(job):
-            counts["compiled"] += 1
+            if os.getpid() == main_pid:           # a worker's count stays in the worker
+                counts["compiled"] += 1
             return orig_one(job)
         mp.setattr(device_compile, "compile_one", counted_one)
         model = getattr(ember.models, model_name)()
@@ -140,12 +143,19 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
             pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(
                 int(os.environ["HOST_COMPILE_PROFILE"]))
         cpu = time.thread_time() - cpu0
+        for pool in device_compile._POOLS.values():   # reaped: their CPU joins RUSAGE_CHILDREN
+            pool.shutdown()
+        import resource
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = {k: round(v, 3) for k, v in times.items()}
         out["trace"] = round(total - sum(times.values()), 3)
         out.update({k + "_cpu": round(v, 3) for k, v in cpu_times.items()})
         out["trace_cpu"] = round(cpu - sum(cpu_times.values()), 3)
         out.update(total=round(total, 3), cpu=round(cpu, 3),
                    kernels=stats.kernels, externs=stats.externs, compiled=counts["compiled"],
+                   children_cpu=round(kids.ru_utime + kids.ru_stime, 2),
+                   cubin_files=len(list((Path(os.environ["EMBER_CACHE_DIR"]) / "triton" /
+                                         "cubin").glob("*.cubin"))),
                    fallbacks=len(stats.fallbacks))
         print("HOST_COMPILE", json.dumps(out))
 """
@@ -219,6 +229,13 @@ def main() -> None:
             cells.append(f"{row['total']:.2f} ({row['cpu']:.2f})")
             print(f"{what + ' ' + state:<12}" + "".join(f"{c:>15}" for c in cells) +
                   f"{row['kernels'] + row['externs']:>9}")
+    print("compiled in the main process (serially) / cubins on disk / CPU s of the compile "
+          "workers and their ptxas:")
+    for what in whats:
+        for state in ("cold", "warm"):
+            row = result[what][state]
+            print(f"  {what} {state}: {row['compiled']} / {row['cubin_files']} / "
+                  f"{row['children_cpu']}")
     for what in whats:
         print(what, json.dumps(result[what]))
     print(f"load {os.getloadavg()}, {os.cpu_count()} CPUs, median of {args.rounds}")
