@@ -223,12 +223,14 @@ class CudaBackend:
         finally:
             self._deferred = None
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
-        done = eager_cuda.compile_kernels(requests, self.index)
+        plan = getattr(record, "plan", None)
+        eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        done = eager_cuda.compile_kernels(requests + eager, self.index)
         for step, (generated, alignment), ok in zip(steps, requests, done):
             if ok:
                 step.compiled[tuple(alignment)] = eager_cuda.compile_kernel(
                     generated, alignment, self.index)       # installed: a dict lookup
-        record.failed = not all(done)
+        record.failed = not all(done[:len(requests)])
 
     # -- values -----------------------------------------------------------------------------
     def unwrap(self, tensor: Tensor) -> Tensor:
@@ -590,7 +592,7 @@ class GraphedPlan:
 
     def run(self, inputs: list):
         if self.plan.calls == 0:
-            if self.backend.precompile:
+            if self.backend.precompile and not getattr(self.plan, "prefetched", False):
                 prefetch_eager_kernels(self.plan, inputs, self.backend.index)
             result = self.plan.run(inputs)
             self.copied_bytes = sum(_nbytes(v) for v in _leaves(inputs) + _leaves(result))
@@ -631,17 +633,33 @@ class _HostTransferInDryRun(Exception):
     pass
 
 
-def prefetch_eager_kernels(plan, inputs: list, index: int) -> int:
+def _eager_requests(plan, metas: list, index: int) -> list:
+    """The eager steps' kernels, from a dry run over fresh inputs of the plan's input
+    geometry, for CudaBackend.batch_compile to compile with the plan's own (one batch
+    keeps every worker busy to the end); the plan is marked so its first call does not
+    dry-run again."""
+    if not all(isinstance(m, TensorMeta) for m in metas):
+        return []                        # the first call's dry run has the real inputs
+    inputs = [empty_cuda(m.shape, m.strides, m.dtype, index) for m in metas]
+    requests: list = []
+    prefetch_eager_kernels(plan, inputs, index, requests.extend)
+    plan.prefetched = True
+    return requests
+
+
+def prefetch_eager_kernels(plan, inputs: list, index: int, compile=None) -> int:
     """Compile, in one parallel batch, the kernels the plan's eager steps will launch on
     its first call; returns how many were requested.
 
     A plan's own kernels compile together when it is built (CudaBackend.batch_compile),
     but an eager step (a convolution's backward, a loss, ...) chooses its kernels only
     when it runs, and compiled one at a time they made most of a cold first call
-    (resnet18's training step: ~120 of its ~230 cubins). So before the first call the
-    plan is dry-run: the plan's kernel steps are skipped, eager steps run with
+    (resnet18's training step: ~120 of its ~230 cubins). So the plan is dry-run, when
+    it is built (`_eager_requests`: the kernels join the plan's own batch) or else
+    before its first call: the plan's kernel steps are skipped, eager steps run with
     eager_cuda.launch recording what it would compile instead of launching
-    (`kernels_collected`), then all of them compile at once (disk cache, worker pool).
+    (`kernels_collected`), then all of them compile at once (disk cache, worker pool;
+    `compile` replaces that last part).
     Nothing is written: no kernel runs, cuDNN is not asked (its timing against Triton
     would time launches that never happen, so the Triton routes are recorded: the first
     call times both), a step that would read device memory on the host or copy between
@@ -673,8 +691,8 @@ def prefetch_eager_kernels(plan, inputs: list, index: int) -> int:
             setattr(stream, name, fn)
         cudnn_conv._TRITON_ONLY[0] -= 1
         set_rng_state(rng)
-    if requests:
-        eager_cuda.compile_kernels(requests, index)     # failures: left for the real launch
+    if requests:                    # failures are left for the real launch to report
+        (compile or (lambda found: eager_cuda.compile_kernels(found, index)))(requests)
     return len(requests)
 
 

@@ -103,3 +103,33 @@ def test_no_eager_steps_no_dry_run(device):  # noqa: F811
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(eager_cuda, "compile_kernels", lambda *a: pytest.fail("nothing to compile"))
         assert compile_cuda.prefetch_eager_kernels(plan, [x.to(device)], 0) == 0
+
+
+def test_a_training_plans_eager_kernels_join_its_build_batch(device):  # noqa: F811
+    """Building the plan dry-runs it on fresh inputs of its geometry: the eager steps'
+    kernels are compiled in the same batch as the plan's own, and the first call does
+    not dry-run again."""
+    model = _net().to(device)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = ember.compile_train_step(model, nn.CrossEntropyLoss(), opt, backend="triton")
+    args = (ember.randn(2, 3, 8, 8).to(device), ember.randint(0, 5, (2,)).to(device))
+    batches = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compile_cuda.CudaBackend, "precompile", True)
+        mp.setattr(eager_cuda, "launch", REAL_LAUNCH)
+        mp.setattr(eager_cuda, "compile_kernels",
+                   lambda requests, index: batches.append([g.key() for g, _ in requests]) or
+                   [True] * len(requests))
+        mp.setattr(eager_cuda, "compile_kernel", lambda g, a, i: _Stub())   # tracing's copies
+        for group in opt.param_groups:
+            step.rule.init_state(opt, group)
+        entry = step._compile(args)
+        plan = entry.plan.plan
+        mp.setattr(compile_cuda, "prefetch_eager_kernels",
+                   lambda *a: pytest.fail("dry-run again at the first call"))
+        assert getattr(plan, "prefetched", False)
+    kernels = {s.fn.generated.key() for s in plan.steps if s.kernel and
+               getattr(s.fn, "generated", None) is not None}
+    assert len(batches) == 1
+    assert kernels <= set(batches[0])
+    assert set(batches[0]) - kernels                # the eager steps' kernels joined it

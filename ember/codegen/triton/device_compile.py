@@ -160,10 +160,18 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     if len(misses) < 2 or workers <= 1:
         compiled = {key: _compile_and_store(job) for key, job in misses.items()}
     else:
-        outcomes = _pool(workers).map(_compile_and_store, misses.values())
-        compiled = dict(zip(misses, outcomes))
+        # longest first: a GEMM/conv (tl.dot) compiles 3-10x longer than a pointwise or
+        # reduction kernel, and one started last would keep the batch waiting alone
+        order = sorted(misses, key=lambda k: _expected_cost(misses[k]), reverse=True)
+        outcomes = _pool(workers).map(_compile_and_store, [misses[k] for k in order])
+        compiled = dict(zip(order, outcomes))
     return [r if r is not None else _as_result(compiled[job.key()])
             for job, r in zip(jobs, results)]
+
+
+def _expected_cost(job: CompileJob) -> tuple:
+    source = job.kernel.source
+    return ("tl.dot" in source, len(source))
 
 
 def _compile_and_store(job: CompileJob):
