@@ -119,7 +119,9 @@ def _value(value, position: dict) -> str:
         return "{" + ",".join(f"{k!r}:{_value(v, position)}" for k, v in value.items()) + "}"
     if isinstance(value, TensorMeta):
         return _meta(value)
-    return f"{type(value).__name__}:{value!r}"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):     # an inline tensor or array:
+        return f"{type(value).__name__}{tuple(value.shape)}{value.dtype}"   # its values don't
+    return f"{type(value).__name__}:{value!r}"                # change the grouping
 
 
 def _meta(val) -> str:
