@@ -660,11 +660,11 @@ def prefetch_eager_kernels(plan, inputs: list, index: int, compile=None) -> int:
     eager_cuda.launch recording what it would compile instead of launching
     (`kernels_collected`), then all of them compile at once (disk cache, worker pool;
     `compile` replaces that last part).
-    Nothing is written: no kernel runs, cuDNN is not asked (its timing against Triton
-    would time launches that never happen, so the Triton routes are recorded: the first
-    call times both), a step that would read device memory on the host or copy between
-    device buffers stops the dry run there (what was recorded still compiles), and the
-    host random generator is restored. Kernel choices depend on shapes, dtypes and
+    Nothing is written: no kernel runs, device copies and memsets are skipped, cuDNN is
+    not asked (its timing against Triton would time launches that never happen, so the
+    Triton routes are recorded: the first call times both), a step that would read
+    device memory on the host stops the dry run there (what was recorded still
+    compiles), and the host random generator is restored. Kernel choices depend on shapes, dtypes and
     strides only, so the real call finds its kernels compiled."""
     from ..frontend import cudnn_conv
     from ..frontend.random import get_rng_state, set_rng_state
@@ -672,22 +672,22 @@ def prefetch_eager_kernels(plan, inputs: list, index: int, compile=None) -> int:
     if not any(not step.kernel for step in plan.steps):
         return 0
     rng = get_rng_state()
-    refused = {name: getattr(stream, name) for name in
-               ("copy_device_to_host", "copy_device_to_device", "memset")}
+    replaced = {name: getattr(stream, name) for name in
+                ("copy_device_to_host", "copy_device_to_device", "memset")}
 
     def refuse(*args, **kwargs):
         raise _HostTransferInDryRun()
     cudnn_conv._TRITON_ONLY[0] += 1
     try:
-        for name in refused:
-            setattr(stream, name, refuse)
+        stream.copy_device_to_host = refuse             # values would steer the host
+        stream.copy_device_to_device = stream.memset = lambda *args, **kwargs: None
         with eager_cuda.kernels_collected() as requests:
             try:
                 _dry_run(plan, inputs)
             except Exception:      # noqa: BLE001 - the real call meets the same error
                 pass
     finally:
-        for name, fn in refused.items():
+        for name, fn in replaced.items():
             setattr(stream, name, fn)
         cudnn_conv._TRITON_ONLY[0] -= 1
         set_rng_state(rng)

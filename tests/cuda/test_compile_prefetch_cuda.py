@@ -133,3 +133,24 @@ def test_a_training_plans_eager_kernels_join_its_build_batch(device):  # noqa: F
     assert len(batches) == 1
     assert kernels <= set(batches[0])
     assert set(batches[0]) - kernels                # the eager steps' kernels joined it
+
+
+@pytest.mark.parametrize("make, memcpy", [
+    (lambda x: x, True), (lambda x: x.contiguous(memory_format=ember.channels_last), True),
+    (lambda x: x.transpose(1, 2), None), (lambda x: x[:, :, ::2], False),
+    (lambda x: x[:, :1].expand(2, 3, 4, 5), False)])
+def test_a_dense_clone_is_one_memcpy_and_equals_cpu(device, make, memcpy):  # noqa: F811
+    """clone() of a tensor whose elements fill its span once, into its own strides, is a
+    device-to-device copy (no kernel to compile); slices and expands run a copy kernel."""
+    base = ember.randn(2, 3, 4, 5)
+    x, d = make(base), make(base.to(device))        # views made on the device
+    launches = []
+    real = eager_cuda.launch
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(eager_cuda, "launch", lambda *a: launches.append(1) or real(*a))
+        y = d.clone()
+    np.testing.assert_array_equal(y.cpu().numpy(), x.numpy())
+    if memcpy is not None:
+        assert (not launches) == memcpy
+    if not launches:
+        assert y.stride() == d.stride() and d._array.extent() == d.numel()
