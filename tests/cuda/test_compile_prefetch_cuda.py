@@ -154,3 +154,29 @@ def test_a_dense_clone_is_one_memcpy_and_equals_cpu(device, make, memcpy):  # no
         assert (not launches) == memcpy
     if not launches:
         assert y.stride() == d.stride() and d._array.extent() == d.numel()
+
+
+def test_small_constants_on_the_device_fold_on_the_host(device):  # noqa: F811
+    """Constant folding of a model on the GPU computes small values (BatchNorm's
+    per-channel statistics) on the host, launching no kernel, and keeps the folded
+    constant on the device; equal to the CPU model."""
+    ember.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU()).eval()
+    net[1].running_var.uniform_(0.5, 1.5)
+    x = ember.randn(2, 3, 8, 8)
+    with ember.no_grad():
+        want = net(x).numpy()
+    from ember.ir.meta import meta_of
+    from ember.ir.symbolic import build_graph
+    from ember.passes.manager import PassContext, run_passes
+    on_gpu = net.to(device)
+    graph, constants = build_graph(on_gpu, [meta_of(x.to(device))])
+    ctx = PassContext(constants=dict(constants), inference=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(eager_cuda, "launch", lambda *a: pytest.fail("a kernel ran to fold"))
+        run_passes(graph, "fold,fold-bn", ctx)
+    assert all(v.is_cuda for v in ctx.constants.values() if hasattr(v, "is_cuda"))
+    fast = ember.compile(on_gpu, backend="triton")
+    with ember.no_grad():
+        np.testing.assert_allclose(fast(x.to(device)).cpu().numpy(), want, rtol=1e-4,
+                                   atol=1e-5)
