@@ -13,6 +13,9 @@ Each measurement is a fresh Python process (so no in-memory cache helps) timing
 
 Process start and `import ember` are not counted; the numbers are seconds.
 
+benchmarks/cuda_compile_host.py splits the host's share of the same first calls into
+stages (trace, passes, codegen, cubins, run) without a GPU.
+
 `--cubins` needs no GPU: it times the compile half alone on this machine's CPU. The child
 generates the model's inference kernels (ember.compiler.triton_kernels.model_kernels:
 trace, inference passes, fusion, Triton source) and compiles them to sm_90 cubins with

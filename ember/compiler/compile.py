@@ -347,6 +347,10 @@ class PlanBuilder:
         batch = getattr(self.backend, "batch_compile", contextlib.nullcontext)
         with batch() as record:             # CUDA: the plan's kernels compiled together
             self._add_steps()
+            if record is not None:          # (with those its eager steps will launch)
+                self.plan.n_slots = self.n_slots
+                record.plan = self.plan
+                record.inputs = [n.meta.get("val") for n in self.graph.placeholders]
         if record is not None and record.failed:
             # Triton refused a kernel: build again kernel by kernel so that one becomes an
             # eager step (the others are compiled and cached already)

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..codegen.extern import tensor_inputs
 from ..codegen.lowering import lower_group
+from ..ir import autocast
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, channels_last, strides_for
@@ -227,12 +228,14 @@ class CudaBackend:
         finally:
             self._deferred = None
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
-        done = eager_cuda.compile_kernels(requests, self.index)
+        plan = getattr(record, "plan", None)
+        eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        done = eager_cuda.compile_kernels(requests + eager, self.index)
         for step, (generated, alignment), ok in zip(steps, requests, done):
             if ok:
                 step.compiled[tuple(alignment)] = eager_cuda.compile_kernel(
                     generated, alignment, self.index)       # installed: a dict lookup
-        record.failed = not all(done)
+        record.failed = not all(done[:len(requests)])
 
     # -- values -----------------------------------------------------------------------------
     def unwrap(self, tensor: Tensor) -> Tensor:
@@ -342,8 +345,8 @@ class CudaBackend:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
-            return (generate_gemm(problem, gemm_config(problem), epilogue, name), operands,
-                    fixed, problem)
+            return (generate_gemm(problem, gemm_config(problem, self.device_key()), epilogue,
+                                  name), operands, fixed, problem)
         except LoweringError:
             return None
 
@@ -385,7 +388,8 @@ class CudaBackend:
         if known is not None:
             return known
         if generated is None:                # the anchor alone (a fused group's epilogue off)
-            generated = generate_gemm(problem, gemm_config(problem), None, "conv2d")
+            generated = generate_gemm(problem, gemm_config(problem, self.device_key()), None,
+                                      "conv2d")
         i = self.index
         n, cout = problem.x_shape[0], problem.w_shape[0]
         x = _scratch(problem.x_shape, problem.x_strides, problem.dtype, i)
@@ -396,6 +400,19 @@ class CudaBackend:
         cudnn_conv.prefers_cudnn(spec, i, lambda: eager_cuda.launch(generated, operands, i),
                                  lambda: cudnn_conv.execute(spec, x, w, y, i, b))
         return cudnn_conv.timings(spec, i)
+
+    def device_key(self) -> str:
+        """The autotune cache's device name ("cuda-90"), from ember's driver: asking
+        Triton's (autotune.current_device) would build its drivers, which imports torch
+        where it is installed: seconds of every warm compile. Without a driver (the
+        emulated device of CI) it is Triton's answer, "no-gpu" there."""
+        from ..codegen.triton.autotune import current_device
+        from ..runtime.cuda import driver
+        try:
+            major, minor = driver.capability(self.index)
+        except DeviceError:
+            return current_device()
+        return f"cuda-{major * 10 + minor}"
 
     def _fast_layouts(self, problem, operands: list, constant):
         """Frozen weights repacked into the layout the GEMM template is fast in: B K-major
@@ -484,6 +501,7 @@ class CudaBackend:
                     made.append(run(*values))
                 return made[0]
             factory.graph_safe = True
+            factory.uncached = run          # a dry run must not keep its unwritten result
             return factory
 
         def counted(*values):
@@ -579,6 +597,8 @@ class GraphedPlan:
 
     def run(self, inputs: list):
         if self.plan.calls == 0:
+            if self.backend.precompile and not getattr(self.plan, "prefetched", False):
+                prefetch_eager_kernels(self.plan, inputs, self.backend.index)
             result = self.plan.run(inputs)
             self.copied_bytes = sum(_nbytes(v) for v in _leaves(inputs) + _leaves(result))
             return result
@@ -611,6 +631,100 @@ class GraphedPlan:
         self.static_inputs = [buffers.copy(x) for x in inputs]
         self.graph = graph.CudaGraph.capture(lambda: self.plan.run(self.static_inputs),
                                              self.backend.index)
+
+
+# --- the first call's eager kernels, compiled together --------------------------------------
+class _HostTransferInDryRun(Exception):
+    pass
+
+
+def _eager_requests(plan, metas: list, index: int) -> list:
+    """The eager steps' kernels, from a dry run over fresh inputs of the plan's input
+    geometry, for CudaBackend.batch_compile to compile with the plan's own (one batch
+    keeps every worker busy to the end); the plan is marked so its first call does not
+    dry-run again."""
+    if not all(isinstance(m, TensorMeta) for m in metas):
+        return []                        # the first call's dry run has the real inputs
+    inputs = [empty_cuda(m.shape, m.strides, m.dtype, index) for m in metas]
+    requests: list = []
+    prefetch_eager_kernels(plan, inputs, index, requests.extend)
+    plan.prefetched = True
+    return requests
+
+
+def prefetch_eager_kernels(plan, inputs: list, index: int, compile=None) -> int:
+    """Compile, in one parallel batch, the kernels the plan's eager steps will launch on
+    its first call; returns how many were requested.
+
+    A plan's own kernels compile together when it is built (CudaBackend.batch_compile),
+    but an eager step (a convolution's backward, a loss, ...) chooses its kernels only
+    when it runs, and compiled one at a time they made most of a cold first call
+    (resnet18's training step: ~120 of its ~230 cubins). So the plan is dry-run, when
+    it is built (`_eager_requests`: the kernels join the plan's own batch) or else
+    before its first call: the plan's kernel steps are skipped, eager steps run with
+    eager_cuda.launch recording what it would compile instead of launching
+    (`kernels_collected`), then all of them compile at once (disk cache, worker pool;
+    `compile` replaces that last part).
+    Nothing is written: no kernel runs, device copies and memsets are skipped, cuDNN is
+    not asked (its timing against Triton would time launches that never happen, so the
+    Triton routes are recorded: the first call times both), a step that would read
+    device memory on the host stops the dry run there (what was recorded still
+    compiles), and the host random generator is restored. Kernel choices depend on shapes, dtypes and
+    strides only, so the real call finds its kernels compiled."""
+    from ..frontend import cudnn_conv
+    from ..frontend.random import get_rng_state, set_rng_state
+    from ..runtime.cuda import stream
+    if not any(not step.kernel for step in plan.steps):
+        return 0
+    rng = get_rng_state()
+    replaced = {name: getattr(stream, name) for name in
+                ("copy_device_to_host", "copy_device_to_device", "memset")}
+
+    def refuse(*args, **kwargs):
+        raise _HostTransferInDryRun()
+    cudnn_conv._TRITON_ONLY[0] += 1
+    try:
+        stream.copy_device_to_host = refuse             # values would steer the host
+        stream.copy_device_to_device = stream.memset = lambda *args, **kwargs: None
+        with eager_cuda.kernels_collected() as requests:
+            try:
+                _dry_run(plan, inputs)
+            except Exception:      # noqa: BLE001 - the real call meets the same error
+                pass
+    finally:
+        for name, fn in replaced.items():
+            setattr(stream, name, fn)
+        cudnn_conv._TRITON_ONLY[0] -= 1
+        set_rng_state(rng)
+    if requests:                    # failures are left for the real launch to report
+        (compile or (lambda found: eager_cuda.compile_kernels(found, index)))(requests)
+    return len(requests)
+
+
+def _dry_run(plan, inputs: list) -> None:
+    """Plan.run's walk over the steps with kernel steps skipped (their outputs are the
+    buffers the real call writes, unwritten here)."""
+    if not plan._fixed:
+        plan.prepare()
+    values: list = [None] * plan.n_slots
+    for slot, value in plan.constants.items():
+        values[slot] = value
+    for slot, value in zip(plan.input_slots, inputs):
+        values[slot] = value
+    with grad_mode.no_grad(), autocast.suspended():
+        for step in plan.steps:
+            if step.kernel:
+                for s, spec in zip(step.outputs, step.out_specs):
+                    values[s] = plan._fixed[s] if spec.persistent else \
+                        plan.buffers.allocate(spec.meta)
+                continue
+            fn = getattr(step.fn, "uncached", step.fn)
+            result = fn(*[values[s] for s in step.inputs])
+            if len(step.outputs) == 1:
+                values[step.outputs[0]] = result
+            else:
+                for s, value in zip(step.outputs, result):
+                    values[s] = value
 
 
 def _leaves(value) -> list:

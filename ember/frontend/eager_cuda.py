@@ -65,7 +65,9 @@ def compute(op: OpDef, args: tuple, out_meta):
     if op.name in _FILLS and not out_meta.dtype.is_complex:
         return _fill(out_meta, _FILLS[op.name](args), index)
     if op.name in ("contiguous", "clone"):
-        moved = _layout_changing_copy(args[0], out_meta, index)
+        moved = _dense_copy(args[0], out_meta, index)
+        if moved is None:
+            moved = _layout_changing_copy(args[0], out_meta, index)
         if moved is not None:
             return moved
     key = _plan_key(op, args)
@@ -270,11 +272,32 @@ def compile_triton(generated, alignment: list[bool], capability: tuple[int, int]
 
 def launch(generated, tensors: list[Tensor], index: int) -> None:
     """Run a GeneratedKernel on CUDA tensors given in its buffer order (a Python number
-    passes through as a scalar argument: the multi-tensor optimizer kernels' hyperparameters)."""
+    passes through as a scalar argument: the multi-tensor optimizer kernels' hyperparameters).
+    Inside `kernels_collected()` nothing compiles or runs: the request is recorded."""
     values = [data_ptr(t) if isinstance(t, Tensor) else t for t in tensors]
-    kernel = compile_kernel(generated, [isinstance(t, Tensor) and aligned(v)
-                                        for t, v in zip(tensors, values)], index)
+    alignment = [isinstance(t, Tensor) and aligned(v) for t, v in zip(tensors, values)]
+    if _COLLECTING:
+        _COLLECTING[-1].append((generated, alignment))
+        return
+    kernel = compile_kernel(generated, alignment, index)
     kernel.launch(generated.launch.grid, values)
+
+
+_COLLECTING: list[list] = []
+
+
+class kernels_collected:
+    """Inside, `launch` records (generated, alignment) in the list it yields and launches
+    nothing: a compiled plan's dry run learns which kernels its eager steps will need, so
+    they compile together in parallel instead of one by one as the first call meets them
+    (compile_cuda.prefetch_eager_kernels)."""
+
+    def __enter__(self) -> list:
+        _COLLECTING.append([])
+        return _COLLECTING[-1]
+
+    def __exit__(self, *exc) -> None:
+        _COLLECTING.pop()
 
 
 # --- 2./3. planned kernels ---------------------------------------------------------------
@@ -569,6 +592,22 @@ def strided_copy_kernel(shape, src_strides, src_dtype, src_extent, dst_strides, 
                     [K.BufferSpec("in0", src_dtype, max(1, src_extent))],
                     [K.BufferSpec("out0", dst_dtype, max(1, dst_extent))],
                     [K.Store("out0", K.strided_index(dst_strides or (0,)), value)])
+
+
+def _dense_copy(x: Tensor, out_meta, index: int) -> Tensor | None:
+    """A copy of a dense tensor (its elements fill its span once) into the same strides:
+    one device-to-device memcpy, where a copy kernel would need a Triton compile per
+    shape (a training step clones every parameter and buffer shape once: a cold first
+    call compiled ~20 such kernels one by one)."""
+    n = x.numel()
+    if not isinstance(x, Tensor) or n == 0 or x._array.extent() != n or \
+            out_meta.dtype != x.dtype or tuple(out_meta.strides) != tuple(x.stride()):
+        return None
+    from ..runtime.cuda.stream import copy_device_to_device, current_stream
+    out = empty_cuda(tuple(x.shape), tuple(x.stride()), x.dtype, index)
+    copy_device_to_device(data_ptr(out), data_ptr(x), n * x._array.itemsize,
+                          current_stream(index))
+    return out
 
 
 def clone(t: Tensor) -> Tensor:

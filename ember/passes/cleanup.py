@@ -195,6 +195,31 @@ def _evaluate(node: Node, values: dict[Node, Any]):
     return node.target(*map_arg(node.args, fetch), **map_arg(node.kwargs, fetch))
 
 
+HOST_FOLD_ELEMENTS = 1 << 16
+
+
+def _evaluate_folded(node: Node, values: dict[Node, Any]):
+    """`node`'s value. Small values on a GPU (BatchNorm's per-channel statistics) are
+    computed on the host and the result moved to the node's device: on the device every
+    op would compile a kernel for its shape (resnet18 inference: sqrt and add per channel
+    count, compiled one by one in a cold first call) to run a few hundred elements once.
+    Views keep running where their base lives (a copy would not alias it)."""
+    val = node.meta.get("val")
+    tensors = [values[i] for i in node.all_input_nodes if is_tensor_value(values[i])]
+    small = tensors and all(getattr(v, "is_cuda", False) for v in tensors) and \
+        hasattr(val, "shape") and hasattr(val, "device") and \
+        Tag.VIEW not in getattr(node.target, "tags", ()) and \
+        sum(v.numel() for v in tensors) + math.prod(val.shape) <= HOST_FOLD_ELEMENTS
+    if not small:
+        return _evaluate(node, values)
+    on_host = dict(values)
+    for i in node.all_input_nodes:
+        if is_tensor_value(values[i]):
+            on_host[i] = values[i].cpu()
+    result = _evaluate(node, on_host)
+    return result.to(val.device) if is_tensor_value(result) else result
+
+
 def constant_values(graph: Graph, ctx: PassContext) -> dict[Node, Any]:
     """Values of every node computable from constants alone (get_attr values only
     count in inference graphs)."""
@@ -216,7 +241,7 @@ def constant_values(graph: Graph, ctx: PassContext) -> dict[Node, Any]:
         if _too_big(node, [values[i] for i in node.all_input_nodes], limit):
             continue
         try:
-            values[node] = detached(_evaluate(node, values))
+            values[node] = detached(_evaluate_folded(node, values))
         except EmberError:      # leave the failure to the run, where it names the user line
             continue
     return values

@@ -44,10 +44,27 @@ class ChannelAffine:
         self.shift = t if self.shift is None else _op("add")(self.shift, t)
 
 
-def _full(channels: int, value: float, device):
-    """A float64 vector of `channels` copies of value, on the device the graph's tensors
-    live on (a model compiled on CUDA keeps its constants there)."""
-    return _op("full")([channels], float(value), dtype=float64, device=device)
+def _full(channels: int, value: float):
+    """A float64 vector of `channels` copies of value, on the host (see _host_value)."""
+    return _op("full")([channels], float(value), dtype=float64)
+
+
+def _host_value(value):
+    """A constant's value on the host. The fold is computed there and its results moved
+    to the weight's device (`_on_device_of`): on a GPU every float64 op of the fold
+    would compile a kernel for its channel count (resnet18: 69 serial Triton compiles
+    of a cold first call) to run a few hundred elements once."""
+    if getattr(value, "is_cuda", False):
+        return value.cpu()
+    return value
+
+
+def _on_device_of(value, like):
+    """`value` (a host tensor) on the device `like` lives on (the model's constants stay
+    on its device through the passes)."""
+    if getattr(like, "is_cuda", False):
+        return value.to(like.device)
+    return value
 
 
 def _channel_dim(producer: Node) -> int:
@@ -58,7 +75,7 @@ def _per_channel(value, producer: Node, channels: int):
     """A python scalar or a constant broadcasting along the channel dim only, as a
     float64 vector of `channels` entries; None when it is anything else."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _full(channels, value, producer.meta["val"].device)
+        return _full(channels, value)
     if not is_tensor_value(value):
         return None
     out_ndim = len(producer.meta["val"].shape)
@@ -78,7 +95,7 @@ def _operand(node: Node, ctx: PassContext, index: int):
     """The constant value of node.args[index]: a scalar, a context constant, or None."""
     arg = node.args[index]
     if isinstance(arg, Node):
-        return ctx.value_of(arg)
+        return _host_value(ctx.value_of(arg))
     return arg
 
 
@@ -89,7 +106,8 @@ def _batch_norm_step(step: Node, producer: Node, ctx: PassContext, affine: Chann
         return False
     stats = [args["running_mean"], args["running_var"]]
     params = [args["weight"], args["bias"]]
-    values = [ctx.value_of(v) if isinstance(v, Node) else None for v in stats + params]
+    values = [_host_value(ctx.value_of(v)) if isinstance(v, Node) else None
+              for v in stats + params]
     if any(v is None for v in values[:2]) or any(p is not None and v is None
                                                  for p, v in zip(params, values[2:])):
         return False
@@ -152,18 +170,19 @@ def _folded_params(producer: Node, ctx: PassContext, affine: ChannelAffine):
     bias = ctx.value_of(bias_node) if isinstance(bias_node, Node) else None
     if weight is None or (bias_node is not None and bias is None):
         return None
+    device_weight, weight, bias = weight, _host_value(weight), _host_value(bias)
     w64 = _op("convert_element_type")(weight, float64)
-    scale = affine.scale if affine.scale is not None else \
-        _full(affine.channels, 1.0, weight.device)
+    scale = affine.scale if affine.scale is not None else _full(affine.channels, 1.0)
     shape = [affine.channels] + [1] * (len(weight.shape) - 1)
     new_w = _op("mul")(w64, _op("reshape")(scale, shape))
-    b64 = _full(affine.channels, 0.0, weight.device) if bias is None else \
+    b64 = _full(affine.channels, 0.0) if bias is None else \
         _op("convert_element_type")(bias, float64)
     new_b = _op("mul")(b64, scale)
     if affine.shift is not None:
         new_b = _op("add")(new_b, affine.shift)
-    return (_op("convert_element_type")(new_w, weight.dtype),
-            _op("convert_element_type")(new_b, weight.dtype), w_index, b_index, bound)
+    return (_on_device_of(_op("convert_element_type")(new_w, weight.dtype), device_weight),
+            _on_device_of(_op("convert_element_type")(new_b, weight.dtype), device_weight),
+            w_index, b_index, bound)
 
 
 def _fold_chain(producer: Node, ctx: PassContext) -> bool:

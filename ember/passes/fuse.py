@@ -22,6 +22,7 @@ from ..ir.graph import Graph, Node, OpKind, map_arg
 from ..ir.meta import TensorMeta
 from ..ir.registry import Tag, is_op
 from .cleanup import may_alias_input
+from .fuse_cache import cached_plan
 from .layout import is_layout_conversion
 from .manager import PassContext, register_pass
 
@@ -34,7 +35,7 @@ def fuse(graph: Graph, ctx: PassContext) -> int:
         # kernels read and write buffers in an order that data dependencies alone
         # decide; a mutation through an alias is an ordering the graph does not show
         return 0
-    groups = plan_groups(graph, ctx.options.get("pool_conversions_apart", False))
+    groups = cached_plan(graph, ctx.options.get("pool_conversions_apart", False), plan_groups)
     for k, members in enumerate(groups):
         replace_with_group(graph, members, f"fused_{k}")
     if groups:

@@ -41,6 +41,8 @@ PY
 PAR=()
 if [ "${EMBER_GPU_WORKERS:-8}" != 0 ] && $PY -c "import xdist" 2>/dev/null; then
     PAR=(-n "${EMBER_GPU_WORKERS:-8}" --dist load)
+    # each test worker would otherwise fork a compile pool of every CPU: 2 each is plenty
+    export EMBER_COMPILE_WORKERS="${EMBER_COMPILE_WORKERS:-2}"
 fi
 if $PY -c "import pytest_timeout" 2>/dev/null; then
     PAR+=(--timeout "${EMBER_TEST_TIMEOUT:-300}")

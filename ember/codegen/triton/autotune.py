@@ -20,6 +20,7 @@ result for the device if one exists, else `default_config`:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict
@@ -68,8 +69,18 @@ def stored_config(problem, device: str) -> GemmConfig | None:
     try:
         data = json.loads(path.read_text())
         return GemmConfig(**data["config"]) if data.get("format") == FORMAT else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None          # missing or damaged entry: a miss, never an error
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return _damaged(path, err)   # a damaged entry: a miss with a warning, never an error
+
+
+def _damaged(path, err: Exception) -> None:
+    import warnings
+    warnings.warn(f"ember: ignoring a damaged autotune cache entry ({path}: "
+                  f"{type(err).__name__}: {err}); the default choice is used", RuntimeWarning,
+                  stacklevel=3)
+    return None
 
 
 def gemm_config(problem, device: str | None = None) -> GemmConfig:
@@ -107,9 +118,11 @@ def autotune_gemm(problem, bench: Callable[[GemmConfig], float], device: str) ->
     return best
 
 
+@functools.lru_cache(maxsize=None)
 def current_device() -> str:
     """The GPU kind for cache keys ("cuda-90"), or CPU_DEVICE when there is none (CI, the
-    interpreter). A runtime that knows the device's marketing name may pass it instead."""
+    interpreter). A runtime that knows the device's marketing name may pass it instead.
+    Asked once per process: Triton's driver lookup imports torch where it is installed."""
     from .mathlib import INTERPRETED
     if INTERPRETED:
         return CPU_DEVICE
@@ -134,13 +147,18 @@ def stored_choice(description: str, device: str) -> dict | None:
     """The recorded winner for a convolution (`description` names it exactly: direction,
     dtype, shapes, strides, padding, stride, dilation, TF32, determinism, the cuDNN
     version) on `device`: {"choice": "triton" | "cudnn", "triton_ms", "cudnn_ms"}, or None."""
+    path = _choice_path(description, device)
     try:
-        data = json.loads(_choice_path(description, device).read_text())
-        if data.get("format") != CHOICE_FORMAT or data.get("choice") not in ("triton", "cudnn"):
-            return None
+        data = json.loads(path.read_text())
+        if data.get("format") != CHOICE_FORMAT:
+            return None      # another version's entry: timed again and rewritten
+        if data.get("choice") not in ("triton", "cudnn"):
+            raise ValueError(f"choice {data.get('choice')!r}")
         return data
-    except (OSError, ValueError, AttributeError):
-        return None          # missing or damaged entry: a miss, never an error
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as err:
+        return _damaged(path, err)   # timed again and rewritten
 
 
 def record_choice(description: str, device: str, choice: str, triton_ms: float,

@@ -38,7 +38,11 @@ hits = [dc.cached(job) for job in jobs]
 # a torn cache entry is not trusted: compiled again (here, serially)
 cubin_path, _ = dc._paths(jobs[0])
 cubin_path.write_bytes(cubin_path.read_bytes()[:100])
-assert dc.cached(jobs[0]) is None
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert dc.cached(jobs[0]) is None
+assert any("damaged entry of the Triton kernel cache" in str(w.message) for w in caught)
 again = dc.compile_many(jobs, workers=1)
 print(json.dumps({
     "n": len(jobs), "workers": workers,

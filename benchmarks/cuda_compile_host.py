@@ -1,0 +1,251 @@
+"""Host-side time of a CUDA compile, without a GPU: per-stage seconds of the first call of
+`compile_train_step(resnet18, CrossEntropyLoss, SGD momentum, backend="triton")` and of
+`ember.compile(resnet18, backend="triton")` inference, cold (empty ember and Triton cache
+directories) and warm (a second fresh process over the caches the cold one left).
+
+Each measurement is a fresh Python process. The CUDA device is emulated in host memory
+(tests/cuda/emulation.py) with two changes: Triton is NOT interpreted (kernels compile to
+real sm_90 cubins, as on the GPU), and nothing launches (a launch is a no-op and a loaded
+kernel is a stub: no driver, no cuModuleLoadData). What remains is what the host does
+on a GPU machine up to the launches: tracing, autodiff, passes, Triton source generation,
+the cubin compile (worker pool, disk cache), cache lookups, plan building. The GPU's own
+share (tile autotuning, cuDNN vs Triton timings, module loads, the launches) is not here.
+
+    python benchmarks/cuda_compile_host.py [--model resnet18] [--batch 64] [--only step|infer]
+        [--rounds 1] [--workers N] [--json out.json]
+
+Stages (seconds of the child's wall clock, and in brackets of its main thread's CPU time:
+the compile workers' CPU is not in the brackets):
+  passes    the pass pipeline (fusion included)
+  codegen   plan building less the cubin compile: lowering, Triton source, steps
+  cubins    device_compile.compile_many (disk hits + compiles) and single compiles
+  run       the plan's first run (launches are no-ops here: eager steps' host work)
+  trace     the rest: tracing, autodiff, optimizer update, guards
+  total     compile + first call (what a user waits for)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, os.path.join(sys.argv[1], "tests", "cuda"))
+import numpy as np
+import ember
+from ember.frontend import eager_cuda
+from ember.runtime.cuda import driver
+from ember.codegen.triton import device_compile
+import ember.compiler.compile as C
+import ember.compiler.compile_train_graph as CTG
+import ember.compiler.compile_train as CT
+import ember.compiler.compile_dispatch as CD
+REAL_LAUNCH = eager_cuda.launch
+import emulation
+
+STAGES = ("passes", "codegen", "cubins", "run")
+times = {k: 0.0 for k in STAGES}
+cpu_times = {k: 0.0 for k in STAGES}
+counts = {"compiled": 0}
+stack = []                 # exclusive times: a stage nested in another counts only there
+
+def timed(owner, name, stage):
+    fn = getattr(owner, name)
+    def wrapper(*a, **k):
+        stack.append([0.0, 0.0])
+        t, c = time.perf_counter(), time.thread_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent, cpu = time.perf_counter() - t, time.thread_time() - c
+            inner, inner_cpu = stack.pop()
+            times[stage] += spent - inner
+            cpu_times[stage] += cpu - inner_cpu
+            if stack:
+                stack[-1][0] += spent
+                stack[-1][1] += cpu
+    setattr(owner, name, wrapper)
+
+class StubKernel:                      # a loaded cubin that launches nothing
+    def __init__(self, cubin, meta, device=0):
+        self.meta = meta
+    def launch(self, grid, args, stream=None):
+        pass
+
+model_name, batch, what = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+with emulation.emulated_cuda(capacity=1 << 40) as alloc:
+    import pytest
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(driver, "capability", lambda index=0: (9, 0))
+        import ctypes
+        import ember.runtime.cuda.stream as S
+        mp.setattr(S, "copy_device_to_device",
+                   lambda dst, src, nbytes, stream: ctypes.memmove(dst, src, nbytes))
+        mp.setattr(S, "memset", lambda dst, byte, nbytes, stream: ctypes.memset(dst, byte, nbytes))
+        mp.setattr(eager_cuda, "launch", REAL_LAUNCH)      # compiles; the stub launches nothing
+        import ember.runtime.cuda.module as M
+        mp.setattr(M, "CubinKernel", StubKernel)
+        from ember.frontend import cudnn_conv
+        mp.setattr(cudnn_conv, "usable", lambda: False)
+        for mod in (C, CTG):
+            timed(mod, "run_passes", "passes")
+        timed(C.PlanBuilder, "build", "codegen")
+        timed(device_compile, "compile_many", "cubins")
+        timed(device_compile, "compile_cached", "cubins")
+        import ember.runtime.plan as P
+        timed(P.Plan, "run", "run")
+        import ember.compiler.compile_cuda as CC
+        if hasattr(CC, "prefetch_eager_kernels"):
+            timed(CC, "prefetch_eager_kernels", "run")
+        orig_one = device_compile.compile_one
+        main_pid = os.getpid()
+        def counted_one(job):
+            if os.getpid() == main_pid:           # a worker's count stays in the worker
+                counts["compiled"] += 1
+            return orig_one(job)
+        mp.setattr(device_compile, "compile_one", counted_one)
+        model = getattr(ember.models, model_name)()
+        model = model.to(memory_format=ember.channels_last).cuda()
+        rng = np.random.default_rng(0)
+        x = ember.tensor(rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)).cuda()
+        x = x.contiguous(memory_format=ember.channels_last)
+        profile = None
+        if os.environ.get("HOST_COMPILE_PROFILE"):
+            import cProfile
+            profile = cProfile.Profile()
+            profile.enable()
+        for k in STAGES:          # moving the model and input may compile copy kernels
+            times[k] = cpu_times[k] = 0.0
+        counts["compiled"] = 0
+        cpu0, t0 = time.thread_time(), time.perf_counter()
+        if what == "step":
+            y = ember.tensor(rng.integers(0, 1000, batch)).cuda()
+            opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            step = ember.compile_train_step(model, ember.nn.CrossEntropyLoss(), opt,
+                                            backend="triton")
+            step(x, y)
+            stats = step.stats
+        else:
+            model.eval()
+            fast = ember.compile(model, backend="triton")
+            with ember.no_grad():
+                fast(x)
+            stats = fast.stats
+        total = time.perf_counter() - t0
+        if profile is not None:
+            import pstats
+            profile.disable()
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(
+                int(os.environ["HOST_COMPILE_PROFILE"]))
+        cpu = time.thread_time() - cpu0
+        for pool in device_compile._POOLS.values():   # reaped: their CPU joins RUSAGE_CHILDREN
+            pool.shutdown()
+        import resource
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = {k: round(v, 3) for k, v in times.items()}
+        out["trace"] = round(total - sum(times.values()), 3)
+        out.update({k + "_cpu": round(v, 3) for k, v in cpu_times.items()})
+        out["trace_cpu"] = round(cpu - sum(cpu_times.values()), 3)
+        out.update(total=round(total, 3), cpu=round(cpu, 3),
+                   kernels=stats.kernels, externs=stats.externs, compiled=counts["compiled"],
+                   children_cpu=round(kids.ru_utime + kids.ru_stime, 2),
+                   cubin_files=len(list((Path(os.environ["EMBER_CACHE_DIR"]) / "triton" /
+                                         "cubin").glob("*.cubin"))),
+                   fallbacks=len(stats.fallbacks))
+        print("HOST_COMPILE", json.dumps(out))
+"""
+
+
+def run_child(model: str, batch: int, what: str, cache: str, workers: int | None) -> dict:
+    env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
+               TRITON_CACHE_DIR=os.path.join(cache, "triton"))
+    env.pop("TRITON_INTERPRET", None)          # real cubins
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    if workers is not None:
+        env["EMBER_COMPILE_WORKERS"] = str(workers)
+    done = subprocess.run([sys.executable, "-c", CHILD, ROOT, model, str(batch), what],
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the child failed (rc {done.returncode}):\n{done.stderr[-3000:]}")
+    if os.environ.get("HOST_COMPILE_PROFILE"):
+        sys.stderr.write(done.stderr[-30000:])
+    line = next(x for x in done.stdout.splitlines() if x.startswith("HOST_COMPILE"))
+    return json.loads(line.split(" ", 1)[1])
+
+
+def measure(model: str, batch: int, what: str, workers: int | None,
+            keep: str | None = None) -> dict:
+    if keep:                      # a kept cache directory: one fresh process over it
+        os.makedirs(keep, exist_ok=True)
+        row = run_child(model, batch, what, keep, workers)
+        return {"cold": row, "warm": row}
+    with tempfile.TemporaryDirectory() as cache:
+        cold = run_child(model, batch, what, cache, workers)
+        warm = run_child(model, batch, what, cache, workers)
+    return {"cold": cold, "warm": warm}
+
+
+def median_rows(rounds: list[dict]) -> dict:
+    out = {}
+    for state in ("cold", "warm"):
+        keys = rounds[0][state].keys()
+        out[state] = {k: statistics.median(r[state][k] for r in rounds) for k in keys}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--only", choices=("step", "infer"), default=None)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="EMBER_COMPILE_WORKERS for the children (default: the CPU count)")
+    parser.add_argument("--cache", default=None,
+                        help="use (and keep) this cache directory: one process per row")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    whats = [args.only] if args.only else ["step", "infer"]
+    rounds: dict[str, list] = {w: [] for w in whats}
+    for _ in range(args.rounds):            # interleaved: each round runs every row
+        for what in whats:
+            rounds[what].append(measure(args.model, args.batch, what, args.workers,
+                                         args.cache))
+    result = {w: median_rows(r) for w, r in rounds.items()}
+    result.update(model=args.model, batch=args.batch, cpus=os.cpu_count(),
+                  load=os.getloadavg(), rounds=args.rounds)
+    stages = ("trace", "passes", "codegen", "cubins", "run")
+    print("seconds: wall (main thread CPU)")
+    print(f"{'row':<12}" + "".join(f"{c:>15}" for c in stages + ("total",)) + f"{'kernels':>9}")
+    for what in whats:
+        for state in ("cold", "warm"):
+            row = result[what][state]
+            cells = [f"{row[c]:.2f} ({row[c + '_cpu']:.2f})" for c in stages]
+            cells.append(f"{row['total']:.2f} ({row['cpu']:.2f})")
+            print(f"{what + ' ' + state:<12}" + "".join(f"{c:>15}" for c in cells) +
+                  f"{row['kernels'] + row['externs']:>9}")
+    print("compiled in the main process (serially) / cubins on disk / CPU s of the compile "
+          "workers and their ptxas:")
+    for what in whats:
+        for state in ("cold", "warm"):
+            row = result[what][state]
+            print(f"  {what} {state}: {row['compiled']} / {row['cubin_files']} / "
+                  f"{row['children_cpu']}")
+    for what in whats:
+        print(what, json.dumps(result[what]))
+    print(f"load {os.getloadavg()}, {os.cpu_count()} CPUs, median of {args.rounds}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
