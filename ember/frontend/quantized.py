@@ -219,6 +219,10 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
         value = _native_dequantize(args)
         if value is not None:
             return value
+    if op.name == "quantized_add":
+        value = _native_add(args)
+        if value is not None:
+            return value
     if op.name in QUANTIZED_KERNELS or op.has_tag(Tag.QUANTIZED):
         eager = _eager()
         out_meta = eager.run_meta(op, args)
@@ -262,6 +266,22 @@ def run_quantized(op: OpDef, args: tuple, tensors: list):
     raise NotImplementedError(
         f"{op.name}: not supported on quantized tensors ({kinds}); call .dequantize() "
         f"first, or use a quantized module from ember.ao{at_user_line()}")
+
+
+def _native_add(args: tuple):
+    """quantized_add (a residual add) by the native kernel, as a tensor, or None (then
+    the full path). The kernel takes only two per-tensor quint8 operands of one shape, on
+    which the op's meta rule (both quantized, shapes broadcastable) holds and gives the
+    operands' shape: so the rule is skipped, ~10 us of a residual add's ~45 us of Python
+    a call (eight of them in resnet18, serial at any thread count)."""
+    a, b = args[0], args[1]
+    if type(a) is not QuantizedTensor or type(b) is not QuantizedTensor or \
+            a._storage.device != "cpu" or b._storage.device != "cpu":
+        return None
+    kernel = _kernels().binary_kernel("quantized_add", a._qarray(), b._qarray())
+    if kernel is None:
+        return None
+    return QuantizedTensor._wrap(kernel(*[_unwrap(v) for v in args[2:]]))
 
 
 def _native_dequantize(args: tuple):
