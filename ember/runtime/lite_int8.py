@@ -938,8 +938,13 @@ def window_sums(q: np.ndarray, output_size):
         return _int_window_sums(q.astype(np.int64), oh, ow)
     if oh == 1 and ow == 1:
         if q.transpose(0, 2, 3, 1).flags.c_contiguous:     # channels-last: [N, HW, C]
-            pixels = q.transpose(0, 2, 3, 1).reshape(n, h * w, c).astype(np.float32)
-            sums = np.matmul(np.ones(h * w, np.float32), pixels)
+            pixels = q.transpose(0, 2, 3, 1).reshape(n, h * w, c)
+            if q.dtype == np.uint8 and h * w * 255 < 1 << 16:
+                # exact in uint16: a third less time than the float32 copy and product
+                # (resnet18's global pool of 8 x 512 x 7 x 7: 27 -> 17 us)
+                sums = pixels.sum(axis=1, dtype=np.uint16).astype(np.float32)
+            else:
+                sums = np.matmul(np.ones(h * w, np.float32), pixels.astype(np.float32))
         else:
             planes = q.reshape(n, c, h * w).astype(np.float32)
             sums = np.matmul(planes, np.ones(h * w, np.float32))
