@@ -577,10 +577,6 @@ class QGemmCall:
 # depthwise convolution (codegen/llvm/qdepthwise.py): its own parameter block, the GEMM's
 # epilogue fields by the same names
 DW_BLOCK = 32        # channels per kernel step
-# a depthwise claim's most multiply-adds: ~16 us at the ~16 G MAC/s per core the
-# mobilenet-style model's depthwise layers run at (1/CLAIMS_PER_THREAD of a thread's rows
-# is up to ~40 us of a 28 x 28 x 144 layer at batch 8)
-DW_CLAIM_MACS = 1 << 18
 # rows, chunk, counter: the claiming schedule (as QGEMM_FIELDS'); a kernel packaged
 # before it existed ignores them and runs fixed row ranges (claim=False)
 # origin ... zp_row: the padding read in the kernel (qdepthwise.py's docstring): the window
@@ -668,8 +664,6 @@ class QDepthwiseCall:
                   "tap_dx": self.tap_dx.ctypes.data, "zp_row": self.zp_row.ctypes.data}
         self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
         self.claim = claim
-        # rows a claim takes at most: ~DW_CLAIM_MACS of work (QGemmCall.limit_claims' reason)
-        self.max_chunk = max(1, DW_CLAIM_MACS // max(1, kh * kw * ow * c_pad))
         self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
@@ -679,8 +673,7 @@ class QDepthwiseCall:
         params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.rows)
-            params[_DW_CHUNK] = min(max(1, self.rows // (runners * CLAIMS_PER_THREAD)),
-                                    self.max_chunk)
+            params[_DW_CHUNK] = max(1, self.rows // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
             pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
         else:
