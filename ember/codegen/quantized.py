@@ -239,15 +239,6 @@ def _packed(cache: dict, key: str, make):
 _MAX_CALLS = 64      # prepared GEMMs a weight keeps (one per input geometry and qparams)
 
 
-def _conv_claims(run):
-    """Q.prepare's run with claims of lite.CONV_CLAIM_MACS (its QGemmCall: the partial's first
-    argument); AMX's runs (no prepared call) as they are."""
-    call = run.args[0] if isinstance(run, functools.partial) and run.args else None
-    if isinstance(call, lite.QGemmCall):
-        call.limit_claims(lite.CONV_CLAIM_MACS)
-    return run
-
-
 def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x, w, bias,
                      qparams, u8_out: bool = True, other=None):
     """The GEMM with everything but its input made once per input geometry and qparams and
@@ -268,8 +259,6 @@ def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x,
         else:
             run = Q.prepare(gather, packed, vectors, qparams, u8_out,
                             residual=other is not None)
-            if geometry[0] != "linear":
-                run = _conv_claims(run)
         if sum(isinstance(k, tuple) and k[0] == "gemm" for k in cache) >= _MAX_CALLS:
             for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm"]:
                 del cache[k]
@@ -522,7 +511,7 @@ def conv_runner(args, cache: dict, clamp=None):
                               x_zp)
         vectors = packed.epilogue_vectors(x_zp, np.float32(x.scale) * weight_scales(w, oc),
                                           bias)
-        gemm = _conv_claims(Q.prepare(gather, packed, vectors, qparams, True))
+        gemm = Q.prepare(gather, packed, vectors, qparams, True)
         gather.buffer = None            # the runner keeps no activation alive
     elif _depthwise(x, w, groups) and QD.available():
         packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))

@@ -154,9 +154,6 @@ _NO_PAD = {"origin": 0, "oy_lo": 0, "oy_hi": 1 << 62, "ox_lo": 0, "ox_hi": 1 << 
 QGEMM_PAD_RUN_MAX = 4096
 QGEMM_PAD_KH_MAX = 16
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
-# a convolution's GEMM claims tasks of at most this many multiply-adds (~16 us of a core):
-# its threads then end within a few microseconds of each other (QGemmCall.limit_claims)
-CONV_CLAIM_MACS = 1 << 23
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
 # below this many bytes a step's result is a plain NumPy array: malloc serves it from the
@@ -491,10 +488,6 @@ class QGemmCall:
             values["zp_row"] = zp_row.ctypes.data
         self.params = np.array([values[f] for f in QGEMM_FIELDS], np.int64)
         self.claim = claim
-        # the most tasks one claim takes (None: a 1/CLAIMS_PER_THREAD share of a thread's);
-        # limit_claims bounds a claim's work so that the last claims end close together
-        self.max_chunk = None
-        self._task_macs = mr * nr * kq * 4
         self._keep = (gather.offs, packed, corr, mult, bias, qp, zp_row)   # the addresses' owners
         # the block a call fills in, reused while no other call holds it (a model's layer
         # is called again only after its last call returned): no block allocated a call
@@ -502,14 +495,6 @@ class QGemmCall:
         self._block_address = ctypes.addressof(self._block)
         self._block_free = threading.Lock()
         self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
-
-    def limit_claims(self, macs: int) -> None:
-        """Claims of at most `macs` multiply-adds (at least one task). Threads claiming
-        from a shared counter end within one claim of each other, so the call's wall time
-        loses about a quarter of a claim on average: with the default share (a
-        CLAIMS_PER_THREAD-th of a thread's tasks: 60-130 us of a resnet18 convolution at
-        two threads) a few percent, with claims of ~16 us of work a few microseconds."""
-        self.max_chunk = max(1, int(macs) // self._task_macs)
 
     def on_one_thread(self, fn, buffer: np.ndarray, other=None) -> np.ndarray:
         """The GEMM on the calling thread alone (callers that run many small GEMMs, a
@@ -566,8 +551,7 @@ class QGemmCall:
             threads = 1
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
-            chunk = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
-            params[_CHUNK] = chunk if self.max_chunk is None else min(chunk, self.max_chunk)
+            params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
             pool.parallel_for(fn, runners, params_address, max_threads=threads)
         else:
@@ -1061,8 +1045,6 @@ class QGemmStep:
                                  self.corr, self.mult, self.bias,
                                  residual["qparams"] if residual else d["qparams"], True,
                                  _claims(d))
-                if _claims(d):
-                    call.limit_claims(CONV_CLAIM_MACS)
                 if len(self._calls) < 16:
                     self._calls[(x_nhwc.shape, in_kernel)] = call
             if call is not None:        # the vector kernels (residual add fused)
