@@ -154,6 +154,10 @@ _NO_PAD = {"origin": 0, "oy_lo": 0, "oy_hi": 1 << 62, "ox_lo": 0, "ox_hi": 1 << 
 QGEMM_PAD_RUN_MAX = 4096
 QGEMM_PAD_KH_MAX = 16
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
+# QGemmCall(claim=GUIDED): claims shrink towards the end (the chunk word holds minus the
+# thread count; codegen/llvm/qgemm.py guided_claim), for kernels that read it so (this
+# package's own; an artifact's kernel may predate it and gets fixed chunks)
+GUIDED = "guided"
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
 # below this many bytes a step's result is a plain NumPy array: malloc serves it from the
@@ -453,7 +457,9 @@ class QGemmCall:
     With `claim` each of the pool's threads runs the kernel once and claims chunks of
     tasks (row tile x column block) from the block's counter, in the task order below, so
     consecutive claims share a weight panel or a row tile; without it each thread gets a
-    fixed range (kernels of artifacts packaged before claiming existed)."""
+    fixed range (kernels of artifacts packaged before claiming existed). claim=GUIDED:
+    claims of the same size that shrink to one task at the end (the threads finish
+    within about a task of each other)."""
 
     def __init__(self, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
                  corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
@@ -551,7 +557,9 @@ class QGemmCall:
             threads = 1
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
-            params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
+            # guided (a kernel of qgemm.py's claim_loop with guided claims): -runners
+            params[_CHUNK] = -runners if self.claim == GUIDED else \
+                max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
             pool.parallel_for(fn, runners, params_address, max_threads=threads)
         else:
