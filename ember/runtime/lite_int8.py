@@ -11,6 +11,7 @@ runs without the compiler.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import queue
@@ -779,9 +780,15 @@ def relu_run(fn, pool, x: np.ndarray) -> np.ndarray:
 QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
 
 
+@functools.lru_cache(maxsize=None)
+def _int_info(dtype):
+    """np.iinfo(dtype), kept (~2 us a call: a model's input quantize asks it every call)."""
+    return np.iinfo(dtype)
+
+
 def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """quantize_values by the native kernel: a contiguous float32 array to uint8/int8."""
-    info = np.iinfo(dtype)
+    info = _int_info(dtype)
     inv = np.float32(1.0) / np.float32(scale)
     if x.size < ELEMENTWISE_PARALLEL_MIN:
         # one direct call into a plain array (dequantize_run's reasons: ~5 us of the pool's
