@@ -384,7 +384,19 @@ def run_checked(op: OpDef, args: tuple):
 def _wrap_checked(op: OpDef, args: tuple, value, out_meta):
     if type(value) is QuantizedArray:       # what wrap_with_meta makes of it, directly
         return QuantizedTensor._wrap(value)
+    if op.name == "quantized_linear_dynamic" and _dense_as_meta(value, out_meta):
+        # the float result a dynamic Linear's GEMM (or its reference) just made, never an
+        # input: adopted as wrap_with_meta adopts it, without its checks (~3 us a layer)
+        return Tensor._make(value, Storage(flat_storage(value)))
     return _eager().wrap_with_meta(op, args, value, out_meta)
+
+
+def _dense_as_meta(value, meta) -> bool:
+    """A writeable ndarray of the meta's shape and dtype with exactly its strides."""
+    return type(value) is np.ndarray and value.shape == meta.shape and \
+        value.dtype == meta.dtype.np_dtype and value.flags.writeable and value.size and \
+        meta.strides is not None and \
+        tuple(s // value.itemsize for s in value.strides) == tuple(meta.strides)
 
 
 class _SeenCall:

@@ -104,3 +104,30 @@ def test_converted_model_output_unchanged():
         q = eqfx.convert_fx(prep)
         for _ in range(3):
             _same(q(x), _full(lambda: q(x)))
+
+
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_dynamic_linear_result_adopted_as_torch_lays_it_out(batch):
+    """A dynamic Linear's float result (adopted directly, frontend/quantized.py
+    _wrap_checked): torch's values, shape and strides; each call's result its own memory,
+    writeable without touching the next call's."""
+    rng = np.random.default_rng(batch)
+    t_lin = torch.nn.Linear(48, 40)
+    e_lin = ember.nn.Linear(48, 40)
+    e_lin.load_state_dict({k: ember.tensor(v.detach().numpy())
+                           for k, v in t_lin.state_dict().items()})
+    t_q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(t_lin), {torch.nn.Linear},
+                                                 dtype=torch.qint8)
+    e_q = ember.ao.quantization.quantize_dynamic(ember.nn.Sequential(e_lin), {ember.nn.Linear},
+                                                 dtype=ember.qint8)
+    x = rng.standard_normal((batch, 48)).astype(np.float32)
+    with torch.no_grad(), ember.no_grad():
+        t_out = t_q(torch.from_numpy(x))
+        outs = [e_q(ember.tensor(x)) for _ in range(3)]
+    for out in outs:
+        assert tuple(out.shape) == tuple(t_out.shape) and out.stride() == t_out.stride()
+        np.testing.assert_allclose(out.numpy(), t_out.numpy(), rtol=1e-5, atol=1e-5)
+    before = outs[2].numpy().copy()
+    outs[1].add_(1.0)
+    np.testing.assert_array_equal(outs[2].numpy(), before)
+    assert not np.shares_memory(outs[1].numpy(), outs[2].numpy())
