@@ -231,6 +231,11 @@ _PENDING = object()                         # called once: the entry is made on 
 def seen_call(op, args: tuple, kwargs: dict):
     if _MODES or _autocast.ACTIVE:
         return NotImplemented
+    special = SPECIAL_CALLS.get(op)
+    if special is not None and not kwargs:
+        out = special(args)
+        if out is not NotImplemented:
+            return out
     key = [op, _DEFAULTS.float_dtype]
     for v in args:
         cls = type(v)
@@ -419,9 +424,18 @@ def _tensors_or_none(v) -> bool:
     return (type(v) is list or type(v) is tuple) and all(type(x) in _FAST_TYPES for x in v)
 
 
+# op -> fn(args) -> its result, or NotImplemented for the full call: ops whose common
+# calls a frontend module answers directly (quantized.py: a converted model's input
+# quantize_per_tensor with its stored scale and zero point tensors, which the schema
+# converts to numbers, so no seen-call entry is ever made for it; and dequantize)
+SPECIAL_CALLS: dict = {}
+
+
 def install_seen_calls() -> None:
     from ..ir import registry
+    from .quantized import fast_calls
     registry.FAST_CALL[:] = [seen_call]
+    SPECIAL_CALLS.update(fast_calls())
     from . import factories
     factories.FILL_CALL[:] = [fill_call]
 

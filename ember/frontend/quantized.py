@@ -14,6 +14,7 @@ so nothing computes silently on the integers as if they were the values.
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ..ir.ops import quantized_pointwise as QP
 from ..ir.registry import OPS, OpDef, Tag
 from .tensor import Storage, Tensor
 from .torch_function import _disabled_torch_function_impl
+from ..ir.torch_function import STATE as _TF_STATE
 from ..ir.ops.shape import flat_storage
 
 # ops whose NumPy references take QuantizedArray operands themselves (besides the ops
@@ -298,6 +300,78 @@ def _native_dequantize(args: tuple):
     return None if kernel is None else Tensor._adopt(kernel())
 
 
+def fast_calls() -> dict:
+    """{op: fn(args)} for eager_fast's SPECIAL_CALLS (no dispatch mode or autocast
+    active there): the calls below, answered without binding and dispatch where they
+    apply, NotImplemented (the full call) anywhere else."""
+    return {OPS["quantize_per_tensor"]: _fast_quantize_per_tensor,
+            OPS["dequantize"]: _fast_dequantize}
+
+
+def _fast_quantize_per_tensor(args: tuple):
+    """quantize_per_tensor(x, scale, zero_point, dtype) of a C-contiguous float32 CPU
+    tensor (not requiring grad) to quint8/qint8, scale and zero point given as numbers
+    or as the 0-dim tensors a converted model stores (which the schema turns into
+    numbers: float(scale.item()), int(zero_point.item())): the native kernel the full
+    call runs, on the same values, wrapped as it wraps the result. A converted model's
+    input quantize spent ~13 of its ~17 us in binding, dispatch and the plan lookup."""
+    if len(args) != 4 or _TF_STATE.modes:     # (plain operands: only a mode overrides)
+        return NotImplemented
+    x, scale, zero_point, dtype = args
+    if type(x) is not Tensor or x.requires_grad or x._storage.device != "cpu" or \
+            (dtype is not dtypes.quint8 and dtype is not dtypes.qint8):
+        return NotImplemented
+    a = x._array
+    if a.dtype != np.float32 or not a.flags.c_contiguous or not a.size:
+        return NotImplemented
+    scale, zero_point = _number(scale, float), _number(zero_point, int)
+    if scale is None or zero_point is None or not scale > 0:
+        return NotImplemented
+    qe = _qelementwise()
+    if qe is None:
+        return NotImplemented
+    values = qe.quantize(a, scale, zero_point, dtype.np_dtype)
+    return QuantizedTensor._wrap(QuantizedArray(values, dtype, scale, zero_point))
+
+
+def _number(value, kind):
+    """A float (kind float) or int argument as the schema converts it: the Python
+    number, or a 0-dim CPU tensor's value (floating for a float, integer for an int);
+    None for anything else."""
+    cls = type(value)
+    if kind is float and (cls is float or cls is int):
+        return float(value)
+    if kind is int and cls is int:
+        return value
+    if cls is not Tensor or value.ndim != 0 or value.requires_grad or \
+            value._storage.device != "cpu":
+        return None
+    a = value._array
+    if kind is float and a.dtype.kind == "f":
+        return float(a.item())
+    if kind is int and a.dtype.kind in "iu":
+        return int(a.item())
+    return None
+
+
+def _qelementwise():
+    """codegen's qelementwise module where its kernels run (as the eager kernel choice
+    decides it, per EMBER_ISA value), else None."""
+    kernels = _kernels()
+    if not kernels._elementwise_native(os.environ.get("EMBER_ISA")):
+        return None
+    return kernels.QE
+
+
+def _fast_dequantize(args: tuple):
+    """x.dequantize() of a C-contiguous per-tensor 8-bit CPU tensor: _native_dequantize,
+    which run_quantized reaches after binding and dispatch."""
+    if len(args) != 1 or _TF_STATE.modes:
+        return NotImplemented
+    value = _native_dequantize(args)
+    return NotImplemented if value is None else value
+
+
 def run_checked(op: OpDef, args: tuple):
     """`op(*args)` for a quantized module's call (Linear, Conv2d, dynamic Linear: args in
     schema order, a per-tensor quantized input or a float one first). The first call of a geometry takes the full path
@@ -330,7 +404,19 @@ def run_checked(op: OpDef, args: tuple):
 def _wrap_checked(op: OpDef, args: tuple, value, out_meta):
     if type(value) is QuantizedArray:       # what wrap_with_meta makes of it, directly
         return QuantizedTensor._wrap(value)
+    if op.name == "quantized_linear_dynamic" and _dense_as_meta(value, out_meta):
+        # the float result a dynamic Linear's GEMM (or its reference) just made, never an
+        # input: adopted as wrap_with_meta adopts it, without its checks (~3 us a layer)
+        return Tensor._make(value, Storage(flat_storage(value)))
     return _eager().wrap_with_meta(op, args, value, out_meta)
+
+
+def _dense_as_meta(value, meta) -> bool:
+    """A writeable ndarray of the meta's shape and dtype with exactly its strides."""
+    return type(value) is np.ndarray and value.shape == meta.shape and \
+        value.dtype == meta.dtype.np_dtype and value.flags.writeable and value.size and \
+        meta.strides is not None and \
+        tuple(s // value.itemsize for s in value.strides) == tuple(meta.strides)
 
 
 class _SeenCall:

@@ -11,6 +11,7 @@ runs without the compiler.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import queue
@@ -154,6 +155,10 @@ _NO_PAD = {"origin": 0, "oy_lo": 0, "oy_hi": 1 << 62, "ox_lo": 0, "ox_hi": 1 << 
 QGEMM_PAD_RUN_MAX = 4096
 QGEMM_PAD_KH_MAX = 16
 CLAIMS_PER_THREAD = 8     # claims per thread on average: balance against locality
+# QGemmCall(claim=GUIDED): claims shrink towards the end (the chunk word holds minus the
+# thread count; codegen/llvm/qgemm.py guided_claim), for kernels that read it so (this
+# package's own; an artifact's kernel may predate it and gets fixed chunks)
+GUIDED = "guided"
 QGEMM_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR)
 
 # below this many bytes a step's result is a plain NumPy array: malloc serves it from the
@@ -453,7 +458,9 @@ class QGemmCall:
     With `claim` each of the pool's threads runs the kernel once and claims chunks of
     tasks (row tile x column block) from the block's counter, in the task order below, so
     consecutive claims share a weight panel or a row tile; without it each thread gets a
-    fixed range (kernels of artifacts packaged before claiming existed)."""
+    fixed range (kernels of artifacts packaged before claiming existed). claim=GUIDED:
+    claims of the same size that shrink to one task at the end (the threads finish
+    within about a task of each other)."""
 
     def __init__(self, gather: Gather, packed: np.ndarray, kq: int, n: int, mr: int, nr: int,
                  corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
@@ -551,7 +558,9 @@ class QGemmCall:
             threads = 1
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.tasks)
-            params[_CHUNK] = max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
+            # guided (a kernel of qgemm.py's claim_loop with guided claims): -runners
+            params[_CHUNK] = -runners if self.claim == GUIDED else \
+                max(1, self.tasks // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
             pool.parallel_for(fn, runners, params_address, max_threads=threads)
         else:
@@ -777,9 +786,15 @@ def relu_run(fn, pool, x: np.ndarray) -> np.ndarray:
 QMAXPOOL_TYPE = ctypes.CFUNCTYPE(None, I64, I64, I64, PTR, PTR, PTR)
 
 
+@functools.lru_cache(maxsize=None)
+def _int_info(dtype):
+    """np.iinfo(dtype), kept (~2 us a call: a model's input quantize asks it every call)."""
+    return np.iinfo(dtype)
+
+
 def quantize_run(fn, pool, x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """quantize_values by the native kernel: a contiguous float32 array to uint8/int8."""
-    info = np.iinfo(dtype)
+    info = _int_info(dtype)
     inv = np.float32(1.0) / np.float32(scale)
     if x.size < ELEMENTWISE_PARALLEL_MIN:
         # one direct call into a plain array (dequantize_run's reasons: ~5 us of the pool's

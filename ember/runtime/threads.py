@@ -138,7 +138,11 @@ class ThreadPool:
     def __init__(self, n_threads: int | None = None):
         self.n_threads = n_threads or cpu_count()
         self._spin = None
+        self._pair = None
         self._trampolines: dict = {}
+        # (kernel, args) -> _native_chunk_kernel's answer: a model calls the same layers
+        # with the same kept parameter blocks every step (the lookup cost ~2 us a call)
+        self._native_cache: dict = {}
         self._spin_ok, self._next_load_check = True, 0.0
         # slot words, 64-byte aligned (one cache line per worker; index 0 unused)
         self._slot_memory = (ctypes.c_int64 * (_SLOT_WORDS * (self.n_threads + 1)))()
@@ -153,12 +157,16 @@ class ThreadPool:
         for t in self._workers:
             t.start()
 
-    def use_spinning(self, worker, post, reclaim, wait, stop, trampolines=None) -> None:
+    def use_spinning(self, worker, post, reclaim, wait, stop, trampolines=None,
+                     pair=None) -> None:
         """Install the native hand-off (codegen/llvm/spin.py's compiled functions;
-        trampolines: {k: address} of those that pass k arguments on)."""
+        trampolines: {k: address} of those that pass k arguments on; pair: spin_pair,
+        a two-chunk parallel_for in one native call)."""
         if self._spin is None:
             atexit.register(self._end_spinning)
         self._trampolines = dict(trampolines or {})
+        self._native_cache = {}
+        self._pair = pair
         self._spin = (worker, post, reclaim, wait, stop)
 
     def _end_spinning(self) -> None:
@@ -215,6 +223,22 @@ class ThreadPool:
             if task.error is not None:
                 raise task.error
 
+    def _native(self, kernel, args):
+        """_native_chunk_kernel(kernel, args), kept per (kernel, args) while the same
+        pairs come back (a model's layers and their kept parameter blocks)."""
+        key = (kernel, args)
+        try:
+            return self._native_cache[key]
+        except KeyError:
+            pass
+        except TypeError:           # an argument that cannot be a key
+            return _native_chunk_kernel(kernel, args, self._trampolines)
+        native = _native_chunk_kernel(kernel, args, self._trampolines)
+        if len(self._native_cache) >= _NATIVE_CACHE_SIZE:
+            self._native_cache.clear()
+        self._native_cache[key] = native
+        return native
+
     def _run_chunks(self, kernel, chunks, args) -> list:
         """Chunk w > 0 to worker w (posted to a spinning worker where the kernel is
         native, else queued), chunk 0 here; returns when all are done. The queued
@@ -223,8 +247,17 @@ class ThreadPool:
         if spin is not None and time.monotonic() > self._next_load_check:
             self._spin_ok = _host_is_quiet()
             self._next_load_check = time.monotonic() + LOAD_CHECK_S
-        native = _native_chunk_kernel(kernel, args, self._trampolines) \
-            if spin and self._spin_ok else None        # (address, params, block kept)
+        native = self._native(kernel, args) if spin and self._spin_ok else None
+        if native is not None and len(chunks) == 2 and self._pair is not None:
+            # both chunks in one native call: post, chunk 0, reclaim or wait
+            (b0, e0), (b1, e1) = chunks
+            slot = self._slots[1]
+            done = self._pair(slot, native[0], b0, e0, b1, e1, 1, native[1], WAIT_TICKS)
+            if done >= 0:
+                while not done:
+                    os.sched_yield()
+                    done = spin[3](slot, WAIT_TICKS)
+                return []
         posted, tasks = [], [_Task(kernel, (*chunks[0], 0, *args))]
         for w, (begin, end) in enumerate(chunks[1:], start=1):
             slot = self._slots[w]
@@ -251,6 +284,7 @@ class ThreadPool:
         return tasks
 
 
+_NATIVE_CACHE_SIZE = 256
 _DEFAULT: ThreadPool | None = None
 _THREAD_LIMIT: list[int | None] = [None]    # set_num_threads's cap on every parallel_for
 _DEFAULT_LOCK = threading.Lock()

@@ -65,7 +65,7 @@ def test_kernels_a_trampoline_cannot_pass_stay_queued():
 
 def _spied_spinning_pool(monkeypatch):
     """A two-thread pool with the native hand-off, and the list of (posted function,
-    taken by the worker) its posts append to."""
+    taken by the worker) its posts append to (spin_pair's two-chunk hand-offs too)."""
     monkeypatch.setattr(threads, "_host_is_quiet", lambda: True)
     pool = ThreadPool(2)
     spin.install(pool)
@@ -77,6 +77,13 @@ def _spied_spinning_pool(monkeypatch):
         posted.append((fn, ok))
         return ok
     pool._spin = (worker, spy_post, reclaim, wait, stop)
+    pair = pool._pair
+
+    def spy_pair(slot, fn, *rest):
+        done = pair(slot, fn, *rest)
+        posted.append((fn, done >= 0))
+        return done
+    pool._pair = spy_pair
     return pool, posted
 
 

@@ -156,3 +156,55 @@ def test_spinning_pool_limits_threads_and_nested_calls():
     inner = np.zeros(6, np.int64)
     pool.parallel_for(lambda b, e, w: pool.parallel_for(kernel, 6, inner.ctypes.data), 2)
     assert set(inner.tolist()) == {1}          # nested: serial, as worker 0
+
+
+def test_spin_pair_runs_both_chunks_or_refuses():
+    """spin_pair: refused (-1, nothing run) where no worker spins on the slot; else chunk
+    0 runs on the caller as worker 0 and chunk 1 on the spinning worker (or on the
+    caller, reclaimed, as worker 1 either way)."""
+    import time
+    from ember.codegen.llvm import spin
+    _, worker, _, _, wait, stop = spin.functions()
+    pair = spin.pair_function()
+    mem = (ctypes.c_int64 * 16)()
+    slot = (ctypes.addressof(mem) + 63) // 64 * 64
+    kernel = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    address = ctypes.cast(kernel, ctypes.c_void_p).value
+    out = np.zeros(8, np.int64)
+    assert pair(slot, address, 0, 3, 3, 8, 1, out.ctypes.data, 10 ** 6) == -1
+    assert out.tolist() == [0] * 8
+    thread = threading.Thread(target=worker, args=(slot, 10 ** 10), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while ctypes.c_int64.from_address(slot).value != 1 and time.monotonic() < deadline:
+        time.sleep(0.0005)          # until it spins
+    done = pair(slot, address, 0, 3, 3, 8, 1, out.ctypes.data, 10 ** 6)
+    while done == 0:
+        done = wait(slot, 10 ** 6)
+    assert done == 1 and out.tolist() == [1, 1, 1, 2, 2, 2, 2, 2]
+    stop(slot)
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_two_thread_pool_hands_both_chunks_over_natively(monkeypatch):
+    """A two-thread spinning pool runs a native kernel's two chunks through spin_pair
+    (direct and through a trampoline), repeated calls with the same arguments included
+    (their native lookup kept): every element written once, by its chunk's worker."""
+    from ember.codegen.llvm import spin
+    from ember.runtime import threads
+    monkeypatch.setattr(threads, "_host_is_quiet", lambda: True)
+    pool = ThreadPool(2)
+    spin.install(pool)
+    calls = []
+    pair = pool._pair
+    pool._pair = lambda *a: calls.append(a[1]) or pair(*a)
+    kernel = compile_ir(MARK_IR).function("mark", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    out = np.zeros(101, np.int64)
+    for _ in range(30):
+        out[:] = 0
+        pool.parallel_for(kernel, out.size, out.ctypes.data)
+        assert out[:50].tolist() == [1] * 50 and out[50:].tolist() == [2] * 51
+    assert calls        # some went through spin_pair (the worker spun at least once)

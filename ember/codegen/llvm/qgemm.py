@@ -497,23 +497,59 @@ def claim_loop(b, shared, chunk, begin, end, total):
     """A claiming loop's head: yields (begin, end) task ranges until none is left.
     chunk > 0: `chunk` tasks at a time from the shared counter word `shared` (an atomic
     add) up to `total`, so a thread descheduled on a busy host leaves the tasks it has not
-    claimed to the others; chunk == 0: one claim of [begin, end), from a private counter.
-    Returns (claimed begin, claimed end, the head block to branch back to, the exit)."""
+    claimed to the others; chunk == 0: one claim of [begin, end), from a private counter;
+    chunk < 0: guided claims for -chunk threads (guided_claim). Returns (claimed begin,
+    claimed end, the head block to branch back to, the exit)."""
     dynamic = b.icmp_signed("!=", chunk, u.i64(0))
+    guided = b.icmp_signed("<", chunk, u.i64(0))
     private = b.alloca(u.I64)
     b.store(begin, private)
     counter = b.select(dynamic, shared, private)
     step = b.select(dynamic, chunk, b.sub(end, begin))
     limit = b.select(dynamic, total, end)
     head = b.append_basic_block("claim")
+    fixed, ghead, gtry = (b.append_basic_block(n) for n in
+                          ("claim.fixed", "claim.guided", "claim.guided.try"))
     body = b.append_basic_block("claim.body")
     done = b.append_basic_block("claim.done")
     b.branch(head)
     b.position_at_end(head)
+    b.cbranch(guided, ghead, fixed)
+    b.position_at_end(fixed)
     claimed = b.atomic_rmw("add", counter, step, "monotonic")
+    fixed_end = u.imin(b, b.add(claimed, step), limit)
     b.cbranch(b.icmp_signed("<", claimed, limit), body, done)
+    b.position_at_end(ghead)
+    old = b.load_atomic(shared, "monotonic", 8, typ=u.I64)
+    b.cbranch(b.icmp_signed("<", old, total), gtry, done)
+    b.position_at_end(gtry)
+    guided_end = b.add(old, guided_claim(b, b.neg(chunk), old, total))
+    pair = b.cmpxchg(shared, old, guided_end, "monotonic", "monotonic")
+    b.cbranch(b.extract_value(pair, 1), body, ghead)
     b.position_at_end(body)
-    return claimed, u.imin(b, b.add(claimed, step), limit), head, done
+    lo, hi = b.phi(u.I64), b.phi(u.I64)
+    lo.add_incoming(claimed, fixed)
+    hi.add_incoming(fixed_end, fixed)
+    lo.add_incoming(old, gtry)
+    hi.add_incoming(guided_end, gtry)
+    return lo, hi, head, done
+
+
+# guided claims: at most 1/(GUIDED_CLAIMS * threads) of the tasks, as the fixed chunk
+GUIDED_CLAIMS = lite.CLAIMS_PER_THREAD
+
+
+def guided_claim(b, threads, claimed, total):
+    """Tasks a guided claim takes when `claimed` of `total` are gone, for `threads`
+    threads: what is left over twice the threads (so the last claims shrink to one task
+    and the threads finish within about one task of each other, where fixed chunks of
+    1/16 of a GEMM's tasks could leave one thread idle for most of a chunk), at most the
+    fixed chunk's total / (GUIDED_CLAIMS * threads) (consecutive tasks share a weight
+    panel or a row tile), at least 1."""
+    share = b.sdiv(b.sub(total, claimed), b.mul(threads, u.i64(2)))
+    cap = b.sdiv(total, b.mul(threads, u.i64(GUIDED_CLAIMS)))
+    size = u.imin(b, share, cap)
+    return b.select(b.icmp_signed("<", size, u.i64(1)), u.i64(1), size)
 
 
 def _claims(b, params, p, t_begin, t_end):
@@ -793,7 +829,8 @@ def prepare(gather: Gather, packed: PackedWeight, vectors, qparams, u8_out: bool
     corr, mult, bias = vectors
     fn = _kernels(packed.cfg)[1]["add" if residual else u8_out]
     call = lite.QGemmCall(gather, packed.data, packed.kq, packed.n, packed.cfg.mr,
-                          packed.cfg.nr, corr, mult, bias, qparams, u8_out)
+                          packed.cfg.nr, corr, mult, bias, qparams, u8_out,
+                          claim=lite.GUIDED)
     run = functools.partial(_run_prepared, call, fn)
     run.on_one_thread = functools.partial(call.on_one_thread, fn)
     return run

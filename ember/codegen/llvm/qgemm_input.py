@@ -200,7 +200,7 @@ def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127, out=No
     # makes both passes direct calls
     workers = min(pool.n_threads, get_num_threads()) if n >= PARALLEL_MIN else 1
     words = np.empty(_STATS + 2 * workers, np.int64)    # one block: one address to read
-    base = words.ctypes.data
+    base = lite.address(words)      # (the buffer protocol: ~0.3 us against ~1.3)
     stats = words[_STATS:].view(np.float32).reshape(workers, 4)
     stats[:] = (np.inf, -np.inf, 0.0, 0.0)      # rows of workers given no chunk
     if out is None:
@@ -208,7 +208,8 @@ def quantize_dynamic_input(x: np.ndarray, qmin: int = 0, qmax: int = 127, out=No
     elif out.shape != x.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError(f"quantize_dynamic_input: out must be contiguous uint8 of shape "
                          f"{x.shape}, got {out.dtype} {out.shape}")
-    words[:_QP] = (x.ctypes.data, n, base + 8 * _STATS, x.ctypes.data, out.ctypes.data, n,
+    x_address = lite.address(x)
+    words[:_QP] = (x_address, n, base + 8 * _STATS, x_address, lite.address(out), n,
                    base + 8 * _QP, 0)
     if workers == 1:                # the calling thread alone: no pool round trip
         range_fn(0, chunks, 0, base + 8 * _RANGE)

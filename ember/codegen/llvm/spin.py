@@ -31,6 +31,11 @@ at load 9 on 2 cores before this rule).
     spin_reclaim(slot) -> 1 if the chunk was taken back (not started)
     spin_wait(slot, ticks) -> 1 once the chunk is done, 0 if `ticks` passed first
     spin_stop(slot)
+    spin_pair(slot, fn, begin0, end0, begin1, end1, worker, params, ticks) -> -1 if the
+        worker was not spinning (nothing run), else: chunk 1 posted to it, chunk 0 run
+        here (as worker 0), chunk 1 taken back and run here if the worker has not
+        started it, then spin_wait's result: one call (the GIL released once) for a
+        two-thread parallel_for instead of four calls and the Python between them
 
 Kernels posted have the thread pool's chunk signature with one pointer argument:
 fn(begin, end, worker, params) (int64, int64, int64, pointer). A kernel with more
@@ -189,7 +194,11 @@ def _emit_reclaim(module):
 def _emit_wait(module):
     fn, b = u.define(module, "spin_wait", u.I64, [("slot", u.PTR), ("ticks", u.I64)],
                      noalias_ptrs=False)
-    slot, ticks = fn.args
+    _wait_loop(b, fn, *fn.args)
+
+
+def _wait_loop(b, fn, slot, ticks):
+    """Spin until the slot's chunk is done (return 1) or `ticks` have passed (return 0)."""
     start = _ticks(b)
     last_yield = b.alloca(u.I64)
     b.store(start, last_yield)
@@ -208,6 +217,35 @@ def _emit_wait(module):
     b.ret(u.i64(1))
     b.position_at_end(late)
     b.ret(u.i64(0))
+
+
+def _emit_pair(module):
+    fn, b = u.define(module, "spin_pair", u.I64, [
+        ("slot", u.PTR), ("fn", u.I64), ("begin0", u.I64), ("end0", u.I64),
+        ("begin1", u.I64), ("end1", u.I64), ("worker", u.I64), ("params", u.I64),
+        ("ticks", u.I64)], noalias_ptrs=False)
+    slot, kernel_word, begin0, end0, begin1, end1, worker, params, ticks = fn.args
+    for i, value in enumerate((kernel_word, begin1, end1, worker, params), start=1):
+        b.store(value, _word(b, slot, i))
+    posted, refused = fn.append_basic_block("posted"), fn.append_basic_block("refused")
+    b.cbranch(_cas(b, slot, SPINNING, POSTED), posted, refused)
+    b.position_at_end(refused)
+    b.ret(u.i64(-1))
+    b.position_at_end(posted)
+    kernel = b.inttoptr(kernel_word, u.PTR)
+    kernel.__class__ = _ChunkCallee
+    pointer = b.inttoptr(params, u.PTR)
+    b.call(kernel, [begin0, end0, u.i64(0), pointer])
+    # not started (its worker descheduled): run it here, as spin_reclaim's caller does
+    reclaimed, wait = fn.append_basic_block("reclaimed"), fn.append_basic_block("wait")
+    b.cbranch(_cas(b, slot, POSTED, SPINNING), reclaimed, wait)
+    b.position_at_end(reclaimed)
+    again = b.inttoptr(kernel_word, u.PTR)
+    again.__class__ = _ChunkCallee
+    b.call(again, [begin1, end1, worker, pointer])
+    b.ret(u.i64(1))
+    b.position_at_end(wait)
+    _wait_loop(b, fn, slot, ticks)
 
 
 def _emit_stop(module):
@@ -231,7 +269,8 @@ def _emit_trampoline(module, k: int):
 
 def module() -> ir.Module:
     mod = ir.Module(name="ember_spin")
-    for emit in (_emit_worker, _emit_post, _emit_reclaim, _emit_wait, _emit_stop):
+    for emit in (_emit_worker, _emit_post, _emit_reclaim, _emit_wait, _emit_stop,
+                 _emit_pair):
         emit(mod)
     for k in range(2, MAX_ARGS + 1):
         _emit_trampoline(mod, k)
@@ -253,6 +292,13 @@ def functions():
 
 
 @functools.lru_cache(maxsize=1)
+def pair_function():
+    """spin_pair as a ctypes call (releases the GIL)."""
+    return functions()[0].function("spin_pair", ctypes.c_int64, ctypes.c_void_p,
+                                   *[ctypes.c_int64] * 8)
+
+
+@functools.lru_cache(maxsize=1)
 def trampolines() -> dict:
     """{k: address of spin_call<k>} for k = 2 .. MAX_ARGS."""
     lib = functions()[0]
@@ -263,4 +309,5 @@ def install(pool=None) -> None:
     """Give the thread pool (default: the process's) the native hand-off; a kernel's
     compiling code calls this before its first parallel run."""
     from ...runtime.threads import default_pool
-    (pool or default_pool()).use_spinning(*functions()[1:], trampolines=trampolines())
+    (pool or default_pool()).use_spinning(*functions()[1:], trampolines=trampolines(),
+                                          pair=pair_function())
