@@ -174,12 +174,19 @@ def test_spin_pair_runs_both_chunks_or_refuses():
     out = np.zeros(8, np.int64)
     assert pair(slot, address, 0, 3, 3, 8, 1, out.ctypes.data, 10 ** 6) == -1
     assert out.tolist() == [0] * 8
-    thread = threading.Thread(target=worker, args=(slot, 10 ** 10), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while ctypes.c_int64.from_address(slot).value != 1 and time.monotonic() < deadline:
-        time.sleep(0.0005)          # until it spins
-    done = pair(slot, address, 0, 3, 3, 8, 1, out.ctypes.data, 10 ** 6)
+    # a worker that finds itself off its core stops spinning (a loaded host): then the
+    # pair is refused with nothing run, and a fresh worker is started until one takes it
+    deadline, done, thread = time.monotonic() + 60, -1, None
+    while done == -1 and time.monotonic() < deadline:
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=worker, args=(slot, 10 ** 10), daemon=True)
+            thread.start()
+        while ctypes.c_int64.from_address(slot).value != 1 and thread.is_alive() \
+                and time.monotonic() < deadline:
+            time.sleep(0.0005)          # until it spins
+        done = pair(slot, address, 0, 3, 3, 8, 1, out.ctypes.data, 10 ** 6)
+        if done == -1:
+            assert out.tolist() == [0] * 8
     while done == 0:
         done = wait(slot, 10 ** 6)
     assert done == 1 and out.tolist() == [1, 1, 1, 2, 2, 2, 2, 2]
