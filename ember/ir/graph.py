@@ -83,6 +83,21 @@ def nodes_in(value) -> list["Node"]:
     return found
 
 
+def ancestors(roots, stop=frozenset()) -> set["Node"]:
+    """`roots` and every node they read, transitively, not looking past nodes in `stop`
+    (which are included themselves)."""
+    seen: set[Node] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node not in stop:
+            stack.extend(node.all_input_nodes)
+    return seen
+
+
 class Node:
     def __init__(self, graph: "Graph", name: str, op: OpKind, target, args: tuple,
                  kwargs: dict, type_=None, return_type=None):

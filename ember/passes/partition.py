@@ -26,7 +26,7 @@ import operator
 from dataclasses import dataclass, field
 
 from ember.ir.errors import EmberError
-from ember.ir.graph import Graph, Node, OpKind, map_arg, nodes_in
+from ember.ir.graph import Graph, Node, OpKind, ancestors, map_arg, nodes_in
 from ember.ir.meta import TensorMeta
 from ember.ir.registry import Tag, is_op
 
@@ -165,22 +165,10 @@ def _flow_network(j: _Joint, reads: set[Node]):
 
 
 # --- building the two graphs -------------------------------------------------------------------
-def _needed(roots, stop: set[Node]) -> set[Node]:
-    """`roots` and their ancestors, not looking past nodes in `stop`."""
-    seen: set[Node] = set()
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if node not in stop:
-            stack.extend(node.all_input_nodes)
-    return seen
 
 
 def _forward_graph(j: _Joint, saved: list[Node]) -> Graph:
-    needed = _needed(nodes_in(j.outputs) + saved, set())
+    needed = ancestors(nodes_in(j.outputs) + saved, set())
     graph, env = Graph(), {}
     for node in j.forward:
         if node.op == OpKind.placeholder or node in needed:
@@ -192,7 +180,7 @@ def _forward_graph(j: _Joint, saved: list[Node]) -> Graph:
 def _backward_graph(j: _Joint, saved: list[Node]) -> tuple[Graph, list[Node]]:
     saved_set = set(saved)
     tangents = [n for n in j.graph.placeholders if j.is_backward(n)]
-    needed = _needed(nodes_in(j.grads), saved_set | set(tangents))
+    needed = ancestors(nodes_in(j.grads), saved_set | set(tangents))
     graph, env = Graph(), {}
     for node in saved + tangents:
         env[node] = graph.placeholder(node.name)

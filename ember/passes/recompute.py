@@ -31,7 +31,7 @@ from __future__ import annotations
 import operator
 
 from ..ir.fused import EPILOGUE_ANCHORS, is_lowerable
-from ..ir.graph import Graph, Node, OpKind, map_arg, nodes_in
+from ..ir.graph import Graph, Node, OpKind, ancestors, map_arg, nodes_in
 from ..ir.meta import TensorMeta
 from ..ir.registry import is_op
 from .manager import PassContext, register_pass
@@ -70,16 +70,7 @@ def _forward_nodes(graph: Graph) -> set[Node]:
     value = out.args[0] if out is not None and out.args else None
     if not (isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], Node)):
         return set()
-    roots = [value[0]] + list(nodes_in(value[2]))
-    seen: set[Node] = set()
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.extend(node.all_input_nodes)
-    return seen
+    return ancestors([value[0]] + list(nodes_in(value[2])))
 
 
 def _backward_reads(graph: Graph, forward: set[Node]) -> set[Node]:
