@@ -7,7 +7,6 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
 
-import copy  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -20,6 +19,7 @@ from ember import nn  # noqa: E402
 from ember.codegen.triton import source  # noqa: E402
 
 from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+from train_step_checks import assert_sgd_steps_match_eager  # noqa: E402
 
 
 def _host(t) -> np.ndarray:
@@ -83,23 +83,8 @@ def columns(monkeypatch):
 
 def test_compiled_step_channels_last_batch_norm_equals_eager_cpu(device, columns):  # noqa: F811
     ember.manual_seed(0)
-    ref = _net().to(memory_format=ember.channels_last)
-    model = copy.deepcopy(ref).to(device)
-    loss_fn = nn.CrossEntropyLoss()
-    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    opt_ref = ember.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
-    step = ember.compile_train_step(model, loss_fn, opt, backend="triton")
-    for _ in range(2):
-        x = ember.randn(4, 3, 9, 7).contiguous(memory_format=ember.channels_last)
-        y = ember.randint(0, 5, (4,))
-        got = step(x.to(device), y.to(device))
-        want = loss_fn(ref(x), y)
-        want.backward()
-        opt_ref.step()
-        opt_ref.zero_grad()
-        np.testing.assert_allclose(got.item(), want.item(), rtol=2e-4, atol=2e-4)
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
-        np.testing.assert_allclose(_host(p), _host(q), rtol=2e-4, atol=2e-4, err_msg=name)
+    assert_sgd_steps_match_eager(_net().to(memory_format=ember.channels_last), (4, 3, 9, 7),
+                                 device=device, buffers=False, backend="triton")
     assert columns            # the step's per-channel reductions took column tiles
 
 

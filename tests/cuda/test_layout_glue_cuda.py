@@ -20,6 +20,7 @@ from ember.frontend import eager_cuda  # noqa: E402
 
 from sm90_cubins import assert_launchable, compile_for_sm90  # noqa: E402
 from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+from train_step_checks import assert_sgd_steps_match_eager  # noqa: E402
 
 F = ember.nn.functional
 
@@ -174,7 +175,6 @@ def test_compiled_channels_last_step_with_strided_convs_equals_eager_cpu(device,
                                                                           monkeypatch):
     """A compiled training step of a channels-last net with strided convolutions and a
     max pool: its input gradients go by phase, the pool's backward scatters in place."""
-    import copy
 
     from ember.codegen.triton import scatter
     from ember.frontend import eager_cuda_training
@@ -191,23 +191,8 @@ def test_compiled_channels_last_step_with_strided_convs_equals_eager_cpu(device,
                                                                     padding=1),
                         nn.ReLU(), nn.Conv2d(16, 16, 1, stride=2), nn.AdaptiveAvgPool2d(1),
                         nn.Flatten(), nn.Linear(16, 5)).to(memory_format=ember.channels_last)
-    model = copy.deepcopy(ref).to(device)
-    loss_fn = nn.CrossEntropyLoss()
-    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    opt_ref = ember.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
-    step = ember.compile_train_step(model, loss_fn, opt, backend="triton")
-    for _ in range(2):
-        x = ember.randn(4, 3, 17, 16).contiguous(memory_format=ember.channels_last)
-        y = ember.randint(0, 5, (4,))
-        got = step(x.to(device), y.to(device))
-        want = loss_fn(ref(x), y)
-        want.backward()
-        opt_ref.step()
-        opt_ref.zero_grad()
-        np.testing.assert_allclose(got.item(), want.item(), rtol=2e-4, atol=2e-4)
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
-        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=2e-4,
-                                   atol=2e-4, err_msg=name)
+    assert_sgd_steps_match_eager(ref, (4, 3, 17, 16), device=device, buffers=False,
+                                 backend="triton")
     assert phases and 8 in scatters, (phases, scatters)
 
 

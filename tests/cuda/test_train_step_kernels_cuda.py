@@ -4,14 +4,12 @@ produce them (passes/train_layout.py), so no transpose copy runs; the backward r
 BatchNorm's intermediates (passes/recompute.py); the steps equal ember's eager CPU steps.
 tools/cuda_step_bytes.py's table of the same step: every kernel's bytes at least the
 buffers it touches. On CI the kernels run in Triton's interpreter (tests/cuda/emulation.py)."""
-import copy
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("torch")
@@ -23,6 +21,7 @@ from ember.frontend import eager_cuda  # noqa: E402
 from ember.runtime.plan import Plan  # noqa: E402
 
 from test_compile_cuda import device  # noqa: E402,F401 - the emulated/real CUDA fixture
+from train_step_checks import assert_sgd_steps_match_eager  # noqa: E402
 
 
 def _net():
@@ -47,27 +46,8 @@ def test_compiled_step_writes_weight_gradient_operands_nchw(device, monkeypatch)
     monkeypatch.setattr(eager_cuda, "launch", spy)
     monkeypatch.setattr(Plan, "_run_step", named)
     ember.manual_seed(0)
-    ref = _net()
-    model = copy.deepcopy(ref).to(device)
-    loss_fn = nn.CrossEntropyLoss()
-    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    opt_ref = ember.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
-    step = ember.compile_train_step(model, loss_fn, opt, backend="triton")
-    for _ in range(2):
-        x = ember.randn(2, 3, 5, 4).contiguous(memory_format=ember.channels_last)
-        y = ember.randint(0, 5, (2,))
-        got = step(x.to(device), y.to(device))
-        want = loss_fn(ref(x), y)
-        want.backward()
-        opt_ref.step()
-        opt_ref.zero_grad()
-        np.testing.assert_allclose(got.item(), want.item(), rtol=2e-4, atol=2e-4)
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
-        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=2e-4,
-                                   atol=2e-4, err_msg=name)
-    for (name, b), c in zip(model.named_buffers(), ref.buffers()):
-        np.testing.assert_allclose(b.cpu().numpy(), c.numpy(), rtol=2e-4, atol=2e-4,
-                                   err_msg=name)
+    step = assert_sgd_steps_match_eager(_net(), (2, 3, 5, 4), device=device,
+                                        backend="triton")
     by_weight_grads = [k for step, k in launched if step.startswith("convolution_backward_w")]
     assert "conv_weight_grad" in by_weight_grads          # the Triton weight gradient ran
     assert "layout_copy" not in by_weight_grads           # ... on operands written NCHW
