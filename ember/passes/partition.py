@@ -31,7 +31,7 @@ from ember.ir.meta import TensorMeta
 from ember.ir.registry import Tag, is_op
 
 __all__ = ["PartitionError", "PartitionReport", "default_partition", "min_cut_partition",
-           "saved_bytes", "is_recomputable"]
+           "saved_bytes", "is_recomputable", "flow_network"]
 
 # tags of ops cheap enough to recompute in the backward instead of saving their result
 _CHEAP_TAGS = {Tag.POINTWISE, Tag.VIEW, Tag.SHAPE, Tag.FACTORY}
@@ -132,7 +132,7 @@ def _min_cut_saved(j: _Joint) -> list[Node]:
     reads = set(_backward_reads(j))
     if not reads:
         return []
-    flow = _flow_network(j, reads)
+    flow = flow_network(j.forward, j.forward_set, reads)
     try:
         _, (reachable, _) = nx.minimum_cut(flow, "source", "sink")
     except nx.NetworkXUnbounded:
@@ -141,23 +141,27 @@ def _min_cut_saved(j: _Joint) -> list[Node]:
     return [n for n in j.forward if ("in", n) in reachable and ("out", n) not in reachable]
 
 
-def _flow_network(j: _Joint, reads: set[Node]):
-    """Edges without a capacity are infinite (networkx's convention)."""
+def flow_network(nodes, forward: set[Node], reads: set[Node], cost=None, available=None):
+    """The min-cut network over the forward `nodes` for the backward's `reads`: saving a
+    tensor costs `cost(node, meta)` (default its bytes); a placeholder, a node that
+    cannot be recomputed, or one `available(node)` says is written anyway comes free
+    from the source. Edges without a capacity are infinite (networkx's convention)."""
     import networkx as nx
     flow = nx.DiGraph()
-    fwd = j.forward_set
-    for node in j.forward:
+    for node in nodes:
         if node.op == OpKind.get_attr:
             continue                    # constants: available to both graphs for free
         val = node.meta.get("val")
         if isinstance(val, TensorMeta):
-            flow.add_edge(("in", node), ("out", node), capacity=val.nbytes)
+            capacity = val.nbytes if cost is None else cost(node, val)
+            flow.add_edge(("in", node), ("out", node), capacity=capacity)
         else:
             flow.add_edge(("in", node), ("out", node))      # tuples: save their items
-        if node.op == OpKind.placeholder or not is_recomputable(node):
+        if node.op == OpKind.placeholder or not is_recomputable(node) or \
+                (available is not None and available(node)):
             flow.add_edge("source", ("in", node))
         for user in node.users:
-            if user in fwd:
+            if user in forward:
                 flow.add_edge(("out", node), ("in", user))
         if node in reads:
             flow.add_edge(("out", node), "sink")

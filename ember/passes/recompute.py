@@ -35,7 +35,7 @@ from ..ir.graph import Graph, Node, OpKind, ancestors, map_arg, nodes_in
 from ..ir.meta import TensorMeta
 from ..ir.registry import is_op
 from .manager import PassContext, register_pass
-from .partition import is_recomputable
+from .partition import flow_network
 
 MATERIALIZED_COST = 1      # bytes: saving a value the forward writes anyway
 
@@ -104,26 +104,13 @@ def _opaque(node: Node) -> bool:
 
 def _min_cut(graph: Graph, forward: set[Node], reads: set[Node]):
     import networkx as nx
-    flow = nx.DiGraph()
-    for node in graph.nodes:
-        if node not in forward or node.op == OpKind.get_attr:
-            continue
-        val = node.meta.get("val")
-        materialized = _materialized(node)
-        if not isinstance(val, TensorMeta):
-            flow.add_edge(("in", node), ("out", node))        # tuples: save their items
-        else:
-            cost = MATERIALIZED_COST if materialized else max(1, val.nbytes)
-            flow.add_edge(("in", node), ("out", node), capacity=cost)
-        # a value written anyway is available to the backward as it is: recomputing it
-        # (a ReLU output a convolution reads) would write it a second time
-        if node.op == OpKind.placeholder or not is_recomputable(node) or materialized:
-            flow.add_edge("source", ("in", node))
-        for user in node.users:
-            if user in forward:
-                flow.add_edge(("out", node), ("in", user))
-        if node in reads:
-            flow.add_edge(("out", node), "sink")
+
+    def cost(node: Node, val: TensorMeta) -> int:
+        return MATERIALIZED_COST if _materialized(node) else max(1, val.nbytes)
+    # a value written anyway is available to the backward as it is: recomputing it
+    # (a ReLU output a convolution reads) would write it a second time
+    flow = flow_network([n for n in graph.nodes if n in forward], forward, reads, cost,
+                        available=_materialized)
     try:
         _, (reachable, _) = nx.minimum_cut(flow, "source", "sink")
     except nx.NetworkXUnbounded:
