@@ -20,11 +20,11 @@ import hashlib
 import json
 import operator
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
+from ..ir.disk_cache import cache_root, write_atomic
 from ..ir.graph import Graph, Node
 from ..ir.meta import TensorMeta
 
@@ -36,7 +36,7 @@ def cached_plan(graph: Graph, pool_conversions_apart: bool,
                 plan: Callable[[Graph, bool], list]) -> list[list[Node]]:
     """`plan(graph, pool_conversions_apart)`'s groups, from the disk cache when this graph
     was planned before."""
-    root = _cache_root()
+    root = cache_root()
     nodes = list(graph.nodes)
     if root is None or len(nodes) < MIN_NODES:
         return plan(graph, pool_conversions_apart)
@@ -49,7 +49,7 @@ def cached_plan(graph: Graph, pool_conversions_apart: bool,
     record = {"format": FORMAT, "nodes": len(nodes),
               "groups": [[position[n] for n in members] for members in groups]}
     try:
-        _write_atomic(path, json.dumps(record).encode())
+        write_atomic(path, json.dumps(record).encode())
     except OSError:
         pass                               # a read-only cache: plan again next time
     return groups
@@ -147,18 +147,3 @@ def code_fingerprint() -> str:
                 h.update(f"{folder[len(str(package)):]}/{name}:{stat.st_size}:"
                          f"{stat.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
-
-
-def _cache_root() -> Path | None:
-    root = os.environ.get("EMBER_CACHE_DIR")
-    if root == "":
-        return None
-    return Path(root) if root else Path.home() / ".cache" / "ember"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

@@ -94,7 +94,7 @@ def test_a_damaged_entry_is_ignored_with_a_warning_and_rewritten(monkeypatch, tm
 
 def test_an_empty_cache_dir_setting_turns_it_off(monkeypatch, tmp_path):
     monkeypatch.setenv("EMBER_CACHE_DIR", "")
-    monkeypatch.setattr(fuse_cache, "_write_atomic", lambda *a: pytest.fail("wrote a plan"))
+    monkeypatch.setattr(fuse_cache, "write_atomic", lambda *a: pytest.fail("wrote a plan"))
     calls = _counting(monkeypatch)
     _fused(_meta())
     _fused(_meta())

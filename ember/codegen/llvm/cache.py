@@ -14,12 +14,11 @@ The directory is `EMBER_CACHE_DIR/llvm` (default `~/.cache/ember/llvm`); setting
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import llvmlite
 
+from ...ir.disk_cache import cache_root, write_atomic
 from .target import Target
 
 FORMAT = "ember-llvm-obj-1"   # bump when what the cache stores changes meaning
@@ -29,11 +28,8 @@ _DIGEST = 32
 
 def cache_dir() -> Path | None:
     """Where object code lives, or None when `EMBER_CACHE_DIR` is set to ''."""
-    root = os.environ.get("EMBER_CACHE_DIR")
-    if root == "":
-        return None
-    base = Path(root) if root else Path.home() / ".cache" / "ember"
-    return base / "llvm"
+    root = cache_root()
+    return None if root is None else root / "llvm"
 
 
 def cache_key(ir_text: str, target: Target) -> str:
@@ -68,10 +64,7 @@ def store(key: str, object_code: bytes) -> None:
     if d is None:
         return
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(object_code).digest() + object_code)
-        os.replace(tmp, d / f"{key}.o")
+        write_atomic(d / f"{key}.o",
+                     _MAGIC + hashlib.sha256(object_code).digest() + object_code)
     except OSError:
         pass

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ...ir.disk_cache import cache_root, write_atomic  # noqa: F401 - autotune/compile write through it
 from .source import MODULE_HEADER, GeneratedKernel
 
 _MODULES: dict[str, object] = {}
@@ -25,20 +26,8 @@ _MODULES: dict[str, object] = {}
 def cache_dir() -> Path:
     """`EMBER_CACHE_DIR/triton`; generated sources need a directory even when the LLVM
     cache is off (EMBER_CACHE_DIR=''), so '' means a per-user temporary directory."""
-    root = os.environ.get("EMBER_CACHE_DIR")
-    if root == "":
-        base = Path(tempfile.gettempdir()) / f"ember-{os.getuid()}"
-    else:
-        base = Path(root) if root else Path.home() / ".cache" / "ember"
+    base = cache_root() or Path(tempfile.gettempdir()) / f"ember-{os.getuid()}"
     return base / "triton"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def module_text(kernel: GeneratedKernel) -> str:
