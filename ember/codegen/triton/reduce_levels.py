@@ -24,6 +24,16 @@ form when x0 is within a few standard deviations of the mean.
 Only float32 sums of float32 arithmetic (add, sub, neg, mul, div by a kept-point value,
 square) are rewritten; anything else (a max, a where over an earlier result, a cast)
 keeps its level.
+
+Then every float32 sum is factored (`factor_sums`): kept-point factors of a product or
+quotient leave the loop, sum_r (c * u[r]) = c * sum_r u, and sums of the same inner term
+become one accumulator. BatchNorm's backward summed dy, dy * x-hat, -(dy * w) * (x -
+mean) / (var + eps)^1.5, dy * w / std and x - mean: five accumulators with three IEEE
+divisions per element in the loop, which at 16 warps needed more than the 128 registers
+a thread may have there (ptxas spilled 700 bytes a thread). Factored they are sums of dy,
+dy * (x - mean) and x - mean: three accumulators, no division in the loop. Only
+multiplicative factors move: a sum of x - mean keeps the subtraction inside (sum(x) -
+R * mean would cancel).
 """
 from __future__ import annotations
 
@@ -36,8 +46,12 @@ MAX_TERMS = 12          # inner terms one rewritten Reduce may become
 
 
 def flatten_levels(kernel: K.Kernel) -> K.Kernel:
-    """`kernel` with every rewritable higher-level sum as level-0 sums (the same kernel
-    when there is none)."""
+    """`kernel` with every rewritable higher-level sum as level-0 sums and every float32
+    sum factored (`factor_sums`); the same kernel when nothing changes."""
+    return factor_sums(_flatten(kernel))
+
+
+def _flatten(kernel: K.Kernel) -> K.Kernel:
     if not kernel.inner or not any(isinstance(s, K.Reduce) and _refs(s.value)
                                    for s in kernel.stages):
         return kernel
@@ -204,3 +218,63 @@ def _as_sums(name: str, terms: list, r: int) -> tuple[list, object]:
     for p in parts[1:]:
         expr = K.Call("add", (expr, p), float32)
     return sums, expr
+
+
+# --- kept-point factors out of the loop; one accumulator per inner term ----------------------
+def factor_sums(kernel: K.Kernel) -> K.Kernel:
+    """`kernel` with each float32 sum of (kept-point factor) x (inner term) summing the
+    inner term only, multiplied by the factor after the loop, and sums of one inner term
+    (after factoring) merged into one Reduce; the same kernel when nothing changes."""
+    if not kernel.inner:
+        return kernel
+    n_outer = len(kernel.outer)
+    replaced: dict[str, object] = {}      # old Reduce name -> its expression
+    by_term: dict[str, K.Reduce] = {}     # str(inner term) -> the Reduce that sums it
+    stages: list = []
+    changed = False
+    for stage in kernel.stages:
+        value = _substitute(stage.value, replaced, {})
+        if not (isinstance(stage, K.Reduce) and stage.combine == "sum" and
+                stage.acc_dtype == float32 and value.dtype == float32):
+            stages.append(_with_value(stage, value))
+            continue
+        coef, term = _factor(value, n_outer, kernel.n_vars)
+        if term is None:                  # a kept-point value summed: R * value
+            coef, term = None, value
+        shared = by_term.get(str(term))
+        if shared is None and coef is None:
+            stage = _with_value(stage, value)
+            by_term[str(term)] = stage
+            stages.append(stage)
+            continue
+        if shared is None:
+            shared = K.Reduce(stage.name, "sum", term, float32)
+            by_term[str(term)] = shared
+            stages.append(shared)
+        ref = K.ReduceRef(shared.name, float32)
+        replaced[stage.name] = ref if coef is None else K.Call("mul", (coef, ref), float32)
+        changed = True
+    if not changed:
+        return kernel
+    return K.Kernel(kernel.name, kernel.outer, kernel.inner, kernel.inputs, kernel.outputs,
+                    stages)
+
+
+def _factor(e, n_outer: int, n_vars: int) -> tuple:
+    """(kept-point factor or None for 1, inner term or None for 1) whose product is e:
+    the factors of products, quotients by kept-point values and negations."""
+    if not _walks_inner(e, n_outer, n_vars):
+        return e, None
+    if not isinstance(e, K.Call) or e.dtype != float32:
+        return None, e
+    if e.op == "mul":
+        ca, ua = _factor(e.args[0], n_outer, n_vars)
+        cb, ub = _factor(e.args[1], n_outer, n_vars)
+        return _times(ca, cb), _times(ua, ub)
+    if e.op == "div" and not _walks_inner(e.args[1], n_outer, n_vars):
+        c, u = _factor(e.args[0], n_outer, n_vars)
+        return _scale(c, e.args[1], "div"), u
+    if e.op == "neg":
+        c, u = _factor(e.args[0], n_outer, n_vars)
+        return _neg(c), u
+    return None, e

@@ -35,10 +35,14 @@ from . import source
 from .reduce_levels import flatten_levels
 from .source import Blocks, Emitter, GeneratedKernel, LaunchSpec, Scope
 
-TARGET_PROGRAMS = 4 * 132   # four 16-warp programs per multiprocessor of an H100
-MAX_SPLITS = 256            # partials a program combines ([XBLOCK, 256] tile in registers)
+TARGET_PROGRAMS = 4 * 132   # at least four programs per multiprocessor of an H100
+MAX_SPLITS = 256            # partials each final program combines per Reduce (their reads
+                            # from L2 grow with splits^2 over the whole grid)
 MIN_CHUNK_BLOCKS = 2        # each program walks at least this many RBLOCK rows
 COLUMN_XBLOCK_BYTES = 128   # split column tiles span one cache line of kept elements
+COLUMN_SPLIT_TILE = 1024    # ... and this many elements: 8 a thread at 4 warps
+COLUMN_SPLIT_WARPS = 4
+FINISH_SBLOCK = 32          # partials combined per step of the final's loop over splits
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,8 @@ def plan(kernel: K.Kernel) -> SplitPlan | None:
     if source.is_column_reduction(kernel):
         itemsize = max(e.dtype.itemsize for e in source._loads(kernel))
         xblock = min(source.next_pow2(x), max(1, COLUMN_XBLOCK_BYTES // itemsize))
-        rblock = max(1, source.COLUMN_TILE // xblock)
-        blocks = Blocks(xblock, rblock, False, source._warps(xblock * rblock))
+        rblock = max(1, min(COLUMN_SPLIT_TILE, source.COLUMN_TILE) // xblock)
+        blocks = Blocks(xblock, rblock, False, COLUMN_SPLIT_WARPS)
     kept_programs = math.ceil(x / blocks.xblock)
     if kept_programs * 2 > TARGET_PROGRAMS:
         return None
@@ -160,7 +164,7 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
     name = f"{source.function_name(kernel.name)}_{role}"
     blocks = split.blocks
     constexprs = {"XBLOCK": blocks.xblock, "RBLOCK": blocks.rblock,
-                  "SBLOCK": source.next_pow2(split.splits)}
+                  "SBLOCK": min(FINISH_SBLOCK, source.next_pow2(split.splits))}
     buffers = [b.name for b in kernel.inputs + kernel.outputs]
     params = [f"{b}_ptr" for b in buffers] + ["ws_ptr"] + \
         [f"{c}: tl.constexpr" for c in constexprs]
@@ -180,13 +184,19 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
 
 
 def _finish(em: Emitter, stage: K.Reduce, slot: int, splits: int, outer: Scope) -> None:
-    """red_<name> from the partials of every split, combined in split order."""
+    """red_<name> from the partials of every split: SBLOCK splits a step into an
+    [XBLOCK, SBLOCK] accumulator, then across it (a fixed order, the same in every
+    program). A step's tile stays a few registers a thread where one [XBLOCK, 256] load
+    of every partial took 64 a thread at 4 warps."""
     ident = source._identity(stage.combine, stage.acc_dtype)
-    parts = em.fresh("parts")
+    parts, acc = em.fresh("parts"), em.fresh("acc")
     outer.lines += [
-        "sidx = tl.arange(0, SBLOCK)[None, :]",
-        f"{parts} = tl.load(ws_ptr + (({slot} * S + sidx) * X + xindex), "
+        f"{acc} = tl.full([XBLOCK, SBLOCK], {ident}, tl.float32)",
+        "for s0 in range(0, S, SBLOCK):",
+        "    sidx = s0 + tl.arange(0, SBLOCK)[None, :]",
+        f"    {parts} = tl.load(ws_ptr + (({slot} * S + sidx) * X + xindex), "
         f"mask=xmask & (sidx < S), other=0)",
-        f"{parts} = tl.where(sidx < S, {parts}, {ident})"]
-    outer.lines.append(f"red_{stage.name} = {source._reduce_call(stage, parts)}[:, None]")
+        f"    {parts} = tl.where(sidx < S, {parts}, {ident})",
+        f"    {acc} = {source._combine(stage, acc, parts)}"]
+    outer.lines.append(f"red_{stage.name} = {source._reduce_call(stage, acc)}[:, None]")
     em.reduced[stage.name] = f"red_{stage.name}"

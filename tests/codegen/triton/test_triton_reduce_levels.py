@@ -140,3 +140,66 @@ def test_looped_kernel_walks_once_per_group():
     for spec, want in zip(kernel.outputs, _evaluate(kernel, ins)):
         np.testing.assert_allclose(host(got[spec.name]), want, rtol=1e-5, atol=1e-5,
                                    err_msg=spec.name)
+
+
+def _inner_divisions(kernel):
+    """Divisions inside the values of Reduce stages (each one runs per element)."""
+    return [e for s in kernel.stages if isinstance(s, K.Reduce)
+            for e in K._walk(s.value, set()) if isinstance(e, K.Call) and e.op == "div"]
+
+
+def _bn_backward_saved(dy, t, mean, invstd, w):
+    """The backward a training step fuses: x - mean recomputed from the saved mean and
+    1/std (per-channel [1, C, 1, 1] inputs), sums of values divided by per-channel ones
+    (as autograd writes them)."""
+    n = t.shape[0] * t.shape[2] * t.shape[3]
+    std = 1.0 / invstd
+    centered = t - mean
+    xhat = centered / std
+    g = dy * w
+    dxhat_sum = (g * centered).sum((0, 2, 3), keepdim=True) * -0.5 * invstd * invstd * invstd
+    dmean = -(g / std).sum((0, 2, 3), keepdim=True) + \
+        dxhat_sum * (-2.0 * centered).sum((0, 2, 3), keepdim=True) / n
+    dx = g * invstd + dxhat_sum * 2.0 * centered / n + dmean / n
+    return dx, dy.sum((0, 2, 3)), (dy * xhat).sum((0, 2, 3))
+
+
+def test_kept_point_factors_leave_the_sums_and_equal_terms_share_one():
+    """BatchNorm's backward sums dy, dy * x-hat (x-hat = (x - mean) / std), g * (x - mean)
+    scaled, g / std and -2 (x - mean): after factoring no summed value divides, and each
+    distinct inner term is summed once; the values equal the description's and torch's."""
+    shape = (3, 6, 5, 7)
+    x, tx = _cl(shape, seed=11)
+    dy, tdy = _cl(shape, seed=12)
+    rng = np.random.default_rng(13)
+    per_channel = [rng.standard_normal(6), rng.uniform(0.5, 2.0, 6), np.linspace(0.5, 1.5, 6)]
+    mean, invstd, w = (ember.tensor(a.astype(np.float32).reshape(1, 6, 1, 1))
+                       for a in per_channel)
+    kernel, ins = _lowered(_bn_backward_saved, dy, x, mean, invstd, w)
+    flat = flatten_levels(kernel)
+    assert _inner_divisions(kernel) and not _inner_divisions(flat)
+    sums = [s for s in flat.stages if isinstance(s, K.Reduce)]
+    assert len(sums) < len([s for s in kernel.stages if isinstance(s, K.Reduce)])
+    assert len({str(s.value) for s in sums}) == len(sums)     # one accumulator per term
+    want = _evaluate(kernel, ins)
+    got = _evaluate(flat, ins)
+    for g, w_ in zip(got, want):
+        np.testing.assert_allclose(g, w_, rtol=1e-4, atol=1e-5)
+    tmean, tinvstd = (torch.tensor(a.numpy()) for a in (mean, invstd))
+    txhat = (tx - tmean) * tinvstd
+    np.testing.assert_allclose(got[-2], tdy.sum((0, 2, 3)).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[-1], (tdy * txhat).sum((0, 2, 3)).numpy(), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_factoring_keeps_subtractions_inside_the_sum():
+    """sum(x - mean) stays one sum of differences (sum(x) - R * mean would cancel when the
+    mean is far from zero), and a sum of a plain inner value is left as it is."""
+    x = ember.empty(2, 4, 6, 6, memory_format=CL)
+    m = ember.empty(4)
+    kernel, _ = _lowered(lambda t, mu: (t - mu.reshape(1, -1, 1, 1)).sum((0, 2, 3)), x, m)
+    flat = flatten_levels(kernel)
+    assert [str(s.value) for s in flat.stages if isinstance(s, K.Reduce)] == \
+        [str(s.value) for s in kernel.stages if isinstance(s, K.Reduce)]
+    kernel, _ = _lowered(lambda t: t.sum((0, 2, 3)), x)
+    assert flatten_levels(kernel) is kernel

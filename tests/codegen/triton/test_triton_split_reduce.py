@@ -157,3 +157,37 @@ def test_split_is_deterministic():
     first, _ = run_split(lambda t: (t * t).sum((0, 2, 3)), x, splits=6)
     again, _ = run_split(lambda t: (t * t).sum((0, 2, 3)), x, splits=6)
     np.testing.assert_array_equal(first[0][1], again[0][1])
+
+
+def test_final_combines_more_splits_than_one_step_holds():
+    """48 splits: the final phase combines the partials FINISH_SBLOCK at a time (a masked
+    last step), for the statistics and the gradient sums; values against torch."""
+    shape = (2, 5, 12, 8)
+    x, tx = _cl(shape, seed=9)
+    dy, tdy = _cl(shape, seed=10)
+    w = np.linspace(0.5, 1.5, shape[1], dtype=np.float32)
+    pairs, split = run_split(_bn_backward, dy, x, ember.tensor(w), xblock=4, rblock=2,
+                             splits=48)
+    assert split.plan.splits > split_reduce.FINISH_SBLOCK
+    assert split.plan.splits % split_reduce.FINISH_SBLOCK
+    tx.requires_grad_(True)
+    out = torch.nn.functional.batch_norm(tx, None, None, torch.tensor(w), None, training=True)
+    out.backward(tdy)
+    np.testing.assert_allclose(_nchw(pairs[0][1], shape), tx.grad.numpy(), rtol=1e-3, atol=1e-4)
+    pairs, _ = run_split(lambda t: t.amax((0, 2, 3)), x, xblock=4, rblock=2, splits=48)
+    np.testing.assert_array_equal(pairs[0][1], tx.detach().amax((0, 2, 3)).numpy())
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 112, 112), (64, 64, 56, 56), (64, 128, 28, 28),
+                                   (64, 256, 14, 14), (64, 512, 7, 7)])
+def test_resnet18_batch_norm_column_splits_fill_an_h100(shape):
+    """Every BatchNorm of resnet18 at batch 64 splits into at least 3.8 programs per
+    multiprocessor of an H100 (132), of [32 channels (one 128-byte line), 32 rows] tiles at
+    4 warps: 8 elements a thread, loaded as two 16-byte vectors."""
+    big = ember.empty(*shape, memory_format=CL)
+    w = ember.empty(shape[1])
+    kernel, _ = _lowered(_bn_relu, big, w, w)
+    plan = split_reduce.plan(kernel)
+    programs = -(-shape[1] // plan.blocks.xblock) * plan.splits
+    assert programs >= 3.8 * 132, (plan, programs)
+    assert (plan.blocks.xblock, plan.blocks.rblock, plan.blocks.num_warps) == (32, 32, 4)
