@@ -18,7 +18,7 @@ relative Frobenius error of ember's output against torch's. "GB/s" counts each p
 DRAM bytes once per tensor it walks (partial: its inputs; final: inputs and the output).
 
     python benchmarks/cuda_bn_kernels.py [--shape stem|layer1|...|all] [--sweep] [--reps 10]
-        [--out results.json]
+        [--layout channels_last|nchw] [--out results.json]
 
 Runs in well under a minute on an H100 (default: the stem shape, two variants).
 """
@@ -74,9 +74,9 @@ def bn_backward(mask, dy, x, mean, std, w):
     return dx, (g * (centered / std)).sum((0, 2, 3)), g.sum((0, 2, 3))
 
 
-def cases(torch, batch, c, h, w):
+def cases(torch, batch, c, h, w, layout="channels_last"):
     """(case, ember fn, ember inputs, output shape, torch fn) for the forward and the
-    backward at one shape."""
+    backward at one shape, in `layout` (channels_last or nchw)."""
     import numpy as np
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((batch, c, h, w), dtype=np.float32)
@@ -84,11 +84,15 @@ def cases(torch, batch, c, h, w):
     w_np = np.linspace(0.5, 1.5, c, dtype=np.float32)
     b_np = np.linspace(-0.2, 0.3, c, dtype=np.float32)
 
+    nchw = layout == "nchw"
+
     def cl_e(a):
-        return ember.tensor(a).cuda().contiguous(memory_format=ember.channels_last)
+        t = ember.tensor(a).cuda()
+        return t.contiguous() if nchw else t.contiguous(memory_format=ember.channels_last)
 
     def cl_t(a):
-        return torch.from_numpy(a).cuda().contiguous(memory_format=torch.channels_last)
+        t = torch.from_numpy(a).cuda()
+        return t.contiguous() if nchw else t.contiguous(memory_format=torch.channels_last)
     xt, dyt = cl_t(x_np), cl_t(dy_np)
     wt, bt = torch.from_numpy(w_np).cuda(), torch.from_numpy(b_np).cuda()
     mean_t = xt.mean((0, 2, 3))
@@ -137,6 +141,8 @@ def _plan(kernel, xblock, rblock, warps, splits) -> split_reduce.SplitPlan:
 
 def variants(kernel, sweep: bool):
     yield "ember", None, False
+    if not source.is_column_reduction(kernel):    # NCHW rows: the tiles did not change
+        return
     yield "before", _plan(kernel, 32, 256, 16, 256), True
     if sweep:
         for label, *blocks in SWEEP:
@@ -150,13 +156,17 @@ def _phase_bytes(kernel, role: str) -> int:
     return inputs + sum(b.numel * b.dtype.itemsize for b in kernel.outputs)
 
 
-def run_variant(kernel, order, tensors, out_shape, plan, old: bool, reps: int):
+def run_variant(kernel, order, tensors, out_shape, plan, old: bool, reps: int,
+                layout: str = "channels_last"):
     """(split, output, {phase role: ms}, total ms) for one variant."""
     from ember.frontend.devices import empty_cuda
     from ember.ir.dtypes import float32
     with unfactored() if old else contextlib.nullcontext():
         split = split_reduce.generate_split(kernel, plan)
-    outs = [ember.empty(out_shape, device="cuda", memory_format=ember.channels_last)
+    if split is None:
+        return None
+    fmt = ember.contiguous_format if layout == "nchw" else ember.channels_last
+    outs = [ember.empty(out_shape, device="cuda", memory_format=fmt)
             if spec.numel == math.prod(out_shape) else ember.empty(spec.numel, device="cuda")
             for spec in split.kernel.outputs]
     out = next(o for o in outs if o.ndim == 4)
@@ -182,25 +192,31 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--sweep", action="store_true", help="time other tiles and splits too")
+    p.add_argument("--layout", choices=["channels_last", "nchw"], default="channels_last")
     p.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = p.parse_args(argv)
     import torch
     gpu = torch.cuda.get_device_name()
     wanted = {NAMES[args.shape]} if args.shape != "all" else set(NAMES.values())
-    print(f"# {gpu}, batch {args.batch}, float32 channels-last, ms per call (CUDA graph)")
+    print(f"# {gpu}, batch {args.batch}, float32 {args.layout}, ms per call (CUDA graph)")
     print(f"{'shape':7} {'case':16} {'variant':16} {'tile':>14} {'progs':>6} {'phase':>9} "
           f"{'ms':>8} {'GB/s':>6} {'torch':>8} {'ratio':>6} {'err':>8}")
     rows = []
     for name, (c, h, w) in SHAPES:
         if name not in wanted:
             continue
-        for case, fn, tensors, out_shape, torch_fn in cases(torch, args.batch, c, h, w):
+        for case, fn, tensors, out_shape, torch_fn in cases(torch, args.batch, c, h, w,
+                                                                  args.layout):
             kernel, order = _kernel(fn, tensors)
             torch_ms = _torch_graph_ms(torch, torch_fn, args.reps)
             want = torch_fn().float().cpu().numpy()
             for label, plan, old in variants(kernel, args.sweep):
-                split, out, phases, total = run_variant(kernel, order, tensors, out_shape,
-                                                        plan, old, args.reps)
+                found = run_variant(kernel, order, tensors, out_shape,
+                                    plan, old, args.reps, args.layout)
+                if found is None:
+                    print(f"{name:7} {case:16} {label:16} not split at this shape")
+                    continue
+                split, out, phases, total = found
                 err = _rel_err(out.cpu().numpy(), want)
                 b = split.plan.blocks
                 tile = f"[{b.xblock},{b.rblock}]w{b.num_warps}x{split.plan.splits}"
