@@ -15,7 +15,9 @@ Each call takes the first route that applies:
    `build_graph` over the operands' TensorMetas, lowered to a kernel description,
    turned into Triton source, compiled to a cubin with Triton (cached per source,
    launch settings, operand alignment and device) and launched through the runtime
-   (runtime/cuda/module.py) on the current stream with device pointers.
+   (runtime/cuda/module.py) on the current stream with device pointers. A long
+   reduction over few kept points (a sum over a whole tensor, BatchNorm's per-channel
+   sums) runs as split_reduce.py's phases over hundreds of programs with a workspace.
 4. ops a training step needs that have no rule (eager_cuda_training.py): kernels built
    for them, or exact rewrites into ops that have kernels (convolution backward as
    convolutions, losses through log_softmax and one-hot masks).
@@ -32,7 +34,7 @@ import functools
 import math
 import mmap
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -308,11 +310,23 @@ class _Plan:
     outputs: list[TensorMeta]             # one fresh tensor per output buffer
     results: list[int]                    # output buffer of each op result, in order
     structure: str                        # "single", "tuple" or "list"
+    # a reduction split along its reduced space (codegen/triton/split_reduce.py): these
+    # phase kernels run in order on the buffers and a float32 workspace of this many
+    # elements; `generated` is then the first phase
+    phases: list = field(default_factory=list)
+    workspace: int = 0
 
     def run(self, args: tuple, index: int):
         operands = [_get(args, s) for s in _operand_slots(args)]
         outs = [empty_cuda(m.shape, m.strides, m.dtype, index) for m in self.outputs]
-        launch(self.generated, [operands[i] for i in self.inputs] + outs, index)
+        buffers = [operands[i] for i in self.inputs] + outs
+        if self.phases:
+            from ..ir.dtypes import float32
+            workspace = empty_cuda((self.workspace,), (1,), float32, index)
+            for generated in self.phases:
+                launch(generated, buffers + [workspace], index)
+        else:
+            launch(self.generated, buffers, index)
         values = [outs[i] for i in self.results]
         if self.structure == "single":
             return values[0]
@@ -371,6 +385,7 @@ def _triton_available() -> bool:
 def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
     from ..codegen.lowering import ARG_RULES, RULES, lower_group
     from ..codegen.triton.source import generate
+    from ..codegen.triton.split_reduce import generate_split
     from ..ir.graph import OpKind
     from ..ir.symbolic import build_graph
     if op.name not in RULES and op.name not in ARG_RULES and op.decomposition is None:
@@ -399,9 +414,15 @@ def _lowered_plan(op: OpDef, args: tuple) -> _Plan | None:
         return None
     structure = "single" if not isinstance(output, (list, tuple)) else \
         ("tuple" if op.schema.returns_tuple else "list")
-    return _Plan(generate(lowered.kernel), [placeholders.index(n) for n in lowered.inputs],
+    # a long reduction over few kept points (a sum over a whole tensor, per-channel sums
+    # of BatchNorm) runs split over hundreds of programs, as compiled plans run it
+    split = generate_split(lowered.kernel)
+    phases = split.kernels if split is not None else []
+    return _Plan(phases[0] if phases else generate(lowered.kernel),
+                 [placeholders.index(n) for n in lowered.inputs],
                  [n.meta["val"] for n in lowered.outputs],
-                 [lowered.outputs.index(r) for r in results], structure)
+                 [lowered.outputs.index(r) for r in results], structure, phases,
+                 split.workspace if split is not None else 0)
 
 
 def _gemm_plan(op: OpDef, args: tuple, out_meta) -> _Plan | None:
