@@ -8,7 +8,8 @@ Every variant's phases are timed alone and together:
 
     ember           the plan a compiled step takes (split_reduce.plan, factored sums)
     before          the previous plan: [32, 256] tiles at 16 warps, sums not factored
-                    (five accumulators and three divisions an element in the backward)
+                    (five accumulators and three divisions an element in the backward);
+                    NCHW (--layout nchw): [1, 8192] rows at 16 warps
     --sweep         other [XBLOCK, RBLOCK] tiles / warps / splits
 
 Times are GPU milliseconds per call: `reps` calls captured into one CUDA graph, replays
@@ -141,7 +142,10 @@ def _plan(kernel, xblock, rblock, warps, splits) -> split_reduce.SplitPlan:
 
 def variants(kernel, sweep: bool):
     yield "ember", None, False
-    if not source.is_column_reduction(kernel):    # NCHW rows: the tiles did not change
+    if not source.is_column_reduction(kernel):
+        # NCHW rows before: one row a program, [1, 8192] at 16 warps, sums not factored
+        x = math.prod(kernel.outer)
+        yield "before", _plan(kernel, 1, 8192, 16, min(256, math.ceil(528 / x))), True
         return
     yield "before", _plan(kernel, 32, 256, 16, 256), True
     if sweep:

@@ -43,6 +43,14 @@ COLUMN_XBLOCK_BYTES = 128   # split column tiles span one cache line of kept ele
 COLUMN_SPLIT_TILE = 1024    # ... and this many elements: 8 a thread at 4 warps
 COLUMN_SPLIT_WARPS = 4
 FINISH_SBLOCK = 32          # partials combined per step of the final's loop over splits
+FINISH_TILE = 1024          # ... or more, up to an [XBLOCK, SBLOCK] tile of this many
+# Row splits (NCHW BatchNorm, a sum over a whole tensor): one row a program, [1, 2048] at 4
+# warps (16 elements a thread, four 16-byte loads per tensor: 46-80 registers for
+# BatchNorm, so every program of the split is resident at once). A final program re-reads
+# only its own row's partials, so a single row may take up to ROW_MAX_SPLITS programs
+ROW_SPLIT_RBLOCK = 2048
+ROW_SPLIT_WARPS = 4
+ROW_MAX_SPLITS = 1024
 
 
 @dataclass(frozen=True)
@@ -73,17 +81,20 @@ def plan(kernel: K.Kernel) -> SplitPlan | None:
     if default.persistent:
         return None
     x, r = math.prod(kernel.outer), math.prod(kernel.inner)
-    blocks = default
     if source.is_column_reduction(kernel):
         itemsize = max(e.dtype.itemsize for e in source._loads(kernel))
         xblock = min(source.next_pow2(x), max(1, COLUMN_XBLOCK_BYTES // itemsize))
         rblock = max(1, min(COLUMN_SPLIT_TILE, source.COLUMN_TILE) // xblock)
         blocks = Blocks(xblock, rblock, False, COLUMN_SPLIT_WARPS)
+        target, max_splits = TARGET_PROGRAMS, MAX_SPLITS
+    else:
+        blocks = Blocks(1, min(default.rblock, ROW_SPLIT_RBLOCK), False, ROW_SPLIT_WARPS)
+        target, max_splits = TARGET_PROGRAMS, ROW_MAX_SPLITS
     kept_programs = math.ceil(x / blocks.xblock)
     if kept_programs * 2 > TARGET_PROGRAMS:
         return None
     most = max(1, r // (blocks.rblock * MIN_CHUNK_BLOCKS))
-    splits = min(MAX_SPLITS, most, math.ceil(TARGET_PROGRAMS / kept_programs))
+    splits = min(max_splits, most, math.ceil(target / kept_programs))
     if splits < 2:
         return None
     chunk = math.ceil(math.ceil(r / splits) / blocks.rblock) * blocks.rblock
@@ -164,7 +175,8 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
     name = f"{source.function_name(kernel.name)}_{role}"
     blocks = split.blocks
     constexprs = {"XBLOCK": blocks.xblock, "RBLOCK": blocks.rblock,
-                  "SBLOCK": min(FINISH_SBLOCK, source.next_pow2(split.splits))}
+                  "SBLOCK": min(max(FINISH_SBLOCK, FINISH_TILE // blocks.xblock),
+                                source.next_pow2(split.splits))}
     buffers = [b.name for b in kernel.inputs + kernel.outputs]
     params = [f"{b}_ptr" for b in buffers] + ["ws_ptr"] + \
         [f"{c}: tl.constexpr" for c in constexprs]

@@ -191,3 +191,18 @@ def test_resnet18_batch_norm_column_splits_fill_an_h100(shape):
     programs = -(-shape[1] // plan.blocks.xblock) * plan.splits
     assert programs >= 3.8 * 132, (plan, programs)
     assert (plan.blocks.xblock, plan.blocks.rblock, plan.blocks.num_warps) == (32, 32, 4)
+
+
+@pytest.mark.parametrize("fn", [_bn_relu, lambda t, w, b: t.sum()])
+def test_nchw_rows_and_whole_tensor_sums_split_into_small_row_tiles(fn):
+    """NCHW BatchNorm at resnet18's stem (64 rows of 64x12544) and a sum over the whole
+    tensor (one row) split into [1, 2048] tiles at 4 warps, at least 4 programs per
+    multiprocessor of an H100; the single row takes up to ROW_MAX_SPLITS chunks."""
+    x = ember.empty(64, 64, 112, 112)
+    w = ember.empty(64)
+    kernel, _ = _lowered(fn, x, w, w)
+    plan = split_reduce.plan(kernel)
+    rows = int(np.prod(kernel.outer))
+    assert (plan.blocks.xblock, plan.blocks.rblock, plan.blocks.num_warps) == (1, 2048, 4)
+    assert rows * plan.splits >= 3.9 * 132, plan
+    assert plan.splits <= split_reduce.ROW_MAX_SPLITS
