@@ -561,6 +561,13 @@ class GraphedPlan:
     tensors, never overwritten by a later call). A plan with host-side steps (eager
     fallbacks, views that copy) always runs step by step.
 
+    The first `resident` inputs (a training step's parameters and optimizer state:
+    device tensors that stay where they are from step to step) are not copied: the
+    graph reads them in place, as a step-by-step run does, so whatever the caller did to
+    them between steps (`p.data.mul_()`, `load_state_dict`) is what the next replay
+    reads. A resident input that moved (another tensor, new storage, another geometry)
+    drops the graph: the next call captures it again over the new tensors.
+
     `mode` "auto" (the default) replays only where that saves time: when the bytes the
     replay copies in and out are at most COPY_BYTES_PER_STEP per plan step (a copy of
     that size costs about what launching one step from Python does); True always
@@ -573,6 +580,8 @@ class GraphedPlan:
         self.static_inputs: list = []
         self.copied_bytes = 0             # per call, measured on the first call
         self.bound: dict[int, object] = {}  # slot -> buffer bound to it (a training step's)
+        self.resident = 0                 # leading inputs read in place (not copied)
+        self._resident_at: list = []      # where they were when the graph was captured
 
     def __getattr__(self, name):
         return getattr(self.plan, name)
@@ -600,10 +609,14 @@ class GraphedPlan:
             if self.backend.precompile and not getattr(self.plan, "prefetched", False):
                 prefetch_eager_kernels(self.plan, inputs, self.backend.index)
             result = self.plan.run(inputs)
-            self.copied_bytes = sum(_nbytes(v) for v in _leaves(inputs) + _leaves(result))
+            self.copied_bytes = sum(_nbytes(v) for v in
+                                    _leaves(inputs[self.resident:]) + _leaves(result))
             return result
         if not (self.graph is not None or self.worth_replaying() and self.capturable):
             return self.plan.run(inputs)
+        if self.graph is not None and self.resident and \
+                _places(inputs[:self.resident]) != self._resident_at:
+            self.graph = None                 # a parameter or state tensor was replaced
         if self.graph is None:
             try:
                 self._capture(inputs)
@@ -611,7 +624,8 @@ class GraphedPlan:
                 self._give_up_replay(err)
                 return self.plan.run(inputs)
         else:
-            for static, given in zip(self.static_inputs, inputs):
+            for static, given in zip(self.static_inputs[self.resident:],
+                                     inputs[self.resident:]):
                 _copy_span(static, given)
             self.plan.calls += 1
         self.graph.launch()
@@ -628,9 +642,17 @@ class GraphedPlan:
     def _capture(self, inputs: list) -> None:
         from ..runtime.cuda import graph
         buffers = self.backend.buffers
-        self.static_inputs = [buffers.copy(x) for x in inputs]
+        resident = list(inputs[:self.resident])
+        self.static_inputs = resident + [buffers.copy(x) for x in inputs[self.resident:]]
+        self._resident_at = _places(resident)
         self.graph = graph.CudaGraph.capture(lambda: self.plan.run(self.static_inputs),
                                              self.backend.index)
+
+
+def _places(tensors: list) -> list:
+    """Where each tensor's elements are: address and geometry (what a graph bakes in)."""
+    return [(data_ptr(t), t._array.shape, t._array.strides, t._array.dtype)
+            if isinstance(t, Tensor) else id(t) for t in tensors]
 
 
 # --- the first call's eager kernels, compiled together --------------------------------------

@@ -1,6 +1,6 @@
 """In-place updates: which fused kernels of a training graph may store a new value
 straight into the buffer of the input it replaces (a parameter, an optimizer state
-tensor), so the step needs no copy back.
+tensor, a running statistic), so the step needs no copy back.
 
 An analysis over a graph after fusion; the compiler layer (compile_train) binds the chosen
 kernel outputs to the tensors' own buffers (`Plan.bind`).
@@ -14,35 +14,45 @@ from ..ir.graph import Graph, Node, OpKind
 from ..ir.registry import Tag, is_op
 
 
-def in_place_updates(graph: Graph, sources: list) -> list[tuple[Node, int, int]]:
+def in_place_updates(graph: Graph, sources: list,
+                     buffer_sources: list = ()) -> list[tuple[Node, int, int]]:
     """Find updates a fused kernel can store straight into the input (`sources`: one
     node or None per update) it replaces, and drop them from the graph's output;
-    returns (group node, output index, position among the updates). The graph's
-    output is a training step's `(loss, (updates...), (new buffers...))`.
+    returns (group node, output index, position). The graph's output is a training
+    step's `(loss, (updates...), (new buffers...))`; `buffer_sources` does for the new
+    buffer values (BatchNorm's running statistics, read as constants) what `sources`
+    does for the updates, and a position counts the updates, then the buffers.
 
     Legal when (1) the group reads that input only through pointwise ops of the
     store's shape and layout, so element i is read before element i is written, by the
     same iteration; (2) every other reader of the input, or of a view of it, runs
-    before the group; (3) no other argument of the group may alias it. A group is
-    bound all-or-nothing: a group with a result that stays a result allocates fresh
-    outputs each call, so none of its outputs can be bound."""
+    before the group; (3) no other argument of the group may alias it; (4) no other
+    value replaces the same input (a module run twice updates its statistics twice: the
+    last update must land last). A group is bound all-or-nothing: a group with a result
+    that stays a result allocates fresh outputs each call, so none of its outputs can
+    be bound."""
     output = graph.output_node
     loss, updates, buffers = output.args[0]
+    values = list(updates) + list(buffers)
+    targets = list(sources) + list(buffer_sources)
+    targets += [None] * (len(values) - len(targets))
     order = {n: i for i, n in enumerate(graph.nodes)}
     candidates: dict[Node, list[tuple[int, int]]] = {}
-    for position, (value, source) in enumerate(zip(updates, sources)):
-        found = _group_output(value) if source is not None else None
+    for position, (value, source) in enumerate(zip(values, targets)):
+        if source is None or targets.count(source) > 1:
+            continue
+        found = _group_output(value)
         if found is not None and _can_write_into(found, source, order):
             candidates.setdefault(found[0], []).append((position, found[1]))
-    bound, kept = [], list(updates)
+    bound, kept = [], list(values)
     for group, entries in candidates.items():
-        if _results_of(group, updates) != len(entries) or \
-                _results_of(group, (loss, *buffers)):
+        if _results_of(group, values) != len(entries) or _results_of(group, (loss,)):
             continue
         for position, index in entries:
             kept[position] = None
             bound.append((group, index, position))
-    output.args = ((loss, tuple(kept), buffers),)
+    n = len(updates)
+    output.args = ((loss, tuple(kept[:n]), tuple(kept[n:])),)
     return bound
 
 
