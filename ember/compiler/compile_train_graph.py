@@ -305,6 +305,12 @@ def count_batchnorm_batches(model, modules: list | None = None) -> None:
                                                                  False)]
     if not training:
         return
+    from ..frontend.optim.multi_tensor_cuda import increment
+    counters = [m.num_batches_tracked for m in training]
+    if increment(counters):              # CUDA counters: one launch for all of them
+        for counter in counters:
+            counter._bump_version()
+        return
     with grad_mode.no_grad():
-        for module in training:
-            module.num_batches_tracked.add_(1)
+        for counter in counters:
+            counter.add_(1)

@@ -252,3 +252,19 @@ def unscale_kernel(sizes: tuple[int, ...], dtype: DType) -> GeneratedKernel:
     return _kernel(f"multi_unscale_{dtype.name}", list(sizes), dtype, ["g"], [], body,
                    "unscale and check for inf/NaN",
                    [("inv", "*fp32"), ("found", "*fp32")])
+
+
+# --- counters (BatchNorm's num_batches_tracked) ------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def increment_kernel(count: int, dtype: DType) -> GeneratedKernel:
+    """t_i += 1 for `count` one-element tensors, in one program: a training step's
+    BatchNorm batch counters in one launch instead of one (or two) per module."""
+    name = f"multi_increment_{count}_{dtype.name}"
+    args = [(f"t{i}", pointer_type(dtype)) for i in range(count)]
+    lines = ["@triton.jit",
+             f"def {name}({', '.join(a for a, _ in args)}, BLOCK: tl.constexpr):",
+             f'    """add one to {count} counters."""']
+    lines += [f"    tl.store(t{i}, tl.load(t{i}) + 1)" for i in range(count)]
+    return GeneratedKernel("\n".join(lines) + "\n",
+                           LaunchSpec(name, args, {"BLOCK": 1}, (1, 1, 1), "1", 1, 1,
+                                      [a for a, _ in args]))
