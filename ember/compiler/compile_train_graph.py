@@ -62,6 +62,8 @@ def compile_step_graph(graph: Graph, constants: dict, layout: StepLayout, pipeli
                       options={**getattr(backend, "pass_defaults", {}), **options})
     run_passes(graph, pipeline, ctx)
     native = _native_entry(backend, options)
+    if hasattr(backend, "horizontal"):     # CUDA: the sunk updates launch together
+        backend.horizontal = bool(ctx.options.get("sink_updates"))
     plan, bindings = _build_plan(graph, ctx.constants, stats, layout,
                                  native.describing_backend() if native else backend)
     plan = backend.finish(plan, options)

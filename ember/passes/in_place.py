@@ -12,6 +12,8 @@ import operator
 from ..ir.fused import is_fused
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.registry import Tag, is_op
+from .cleanup import mutated_values
+from .manager import PassContext, register_pass
 
 
 def in_place_updates(graph: Graph, sources: list,
@@ -120,3 +122,46 @@ def _same_layout(source: Node, meta) -> bool:
     have = source.meta.get("val")
     return have is not None and tuple(have.shape) == tuple(meta.shape) and \
         have.dtype == meta.dtype and tuple(have.strides) == tuple(meta.strides)
+
+
+# --- sinking the updates ------------------------------------------------------------------------
+@register_pass("sink-updates")
+def sink_updates(graph: Graph, ctx: PassContext) -> int:
+    """Training steps on CUDA: pointwise kernels whose results only leave the step move to its end.
+
+    The optimizer's per-parameter updates and the running-statistic updates read values
+    the step computed (gradients, batch statistics) and write only results; moved after
+    the last other node, they sit next to each other in the plan, where the CUDA
+    backend launches runs of them as one horizontal kernel (one launch instead of one
+    per parameter). Moving a node later is legal: its inputs are final (no in-place op
+    writes any value of the graph) and nothing in the graph reads its results. The
+    gradients stay live to the end (what eager PyTorch's .grad holds anyway). Runs when
+    `ctx.options['sink_updates']` is true (the CUDA backend's training steps)."""
+    if not ctx.options.get("sink_updates") or mutated_values(graph):
+        return 0
+    output = graph.output_node
+    moved = 0
+    for node in list(graph.nodes):
+        getitems = _result_getitems(node, output)
+        if getitems is None:
+            continue
+        for n in [node] + getitems:
+            output.prepend(n)
+        moved += 1
+    return moved
+
+
+def _result_getitems(node: Node, output: Node) -> list[Node] | None:
+    """The getitem nodes of a pointwise group whose every result goes only to the
+    graph's output ([] for a single-result group); None for any other node."""
+    if node.op != OpKind.call_function or not is_fused(node.target) or \
+            node.target.kind != "pointwise" or not node.users:
+        return None
+    getitems = []
+    for user in node.users:
+        if user is output:
+            continue
+        if user.target is not operator.getitem or set(user.users) != {output}:
+            return None
+        getitems.append(user)
+    return getitems
