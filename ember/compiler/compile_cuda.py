@@ -144,7 +144,7 @@ def merge_horizontal(plan, index: int) -> tuple[set, list]:
     an in-place update may write) reaches two steps of the run, directly or through
     host-side steps (a view, an eager op that may return its input), so no program of
     the launch reads what another writes."""
-    from ..codegen.triton.multi_tensor import MAX_POINTERS, horizontal_kernel
+    from ..codegen.triton.multi_tensor import MAX_PARTS, MAX_POINTERS, horizontal_kernel
     from ..runtime.plan import Step
     origins = _supplied_origins(plan)
     steps, run, parts, made = [], [], set(), []
@@ -172,7 +172,7 @@ def merge_horizontal(plan, index: int) -> tuple[set, list]:
             flush()
             steps.append(step)
             continue
-        if run and not _joins(run, step, origins, MAX_POINTERS):
+        if run and (len(run) == MAX_PARTS or not _joins(run, step, origins, MAX_POINTERS)):
             flush()
         run.append(step)
     flush()
