@@ -133,10 +133,46 @@ def _loads_of(value) -> list:
 
 
 # --- recording a step ----------------------------------------------------------------------
+# frames that only carry a launch or a copy to the driver: the origin is their caller
+_PLUMBING = {"_copy_span", "copy", "copy_into", "_copy_into", "_launch", "_map", "launch",
+             "__call__", "_call", "_run_step", "named", "<genexpr>"}
+
+
+def _origin() -> str:
+    """Who asked for a launch or copy made outside every plan step: the innermost
+    compiler frame that is not plumbing ('write_back', 'GraphedPlan.run', ...), with the
+    compiler's plumbing it went through ('GraphedPlan.run > copy')."""
+    frame = sys._getframe(2)
+    fallback, via = None, []
+    while frame is not None:
+        path, name = frame.f_code.co_filename, frame.f_code.co_name
+        if "/ember/" in path and fallback is None and name not in _PLUMBING:
+            fallback = name
+        if "/ember/compiler/" in path:
+            if name not in _PLUMBING:
+                owner = frame.f_locals.get("self")
+                where = type(owner).__name__ + "." if owner is not None else ""
+                return " > ".join([f"{where}{name}"] + via[-1:])
+            via.append(name)
+        frame = frame.f_back
+    return fallback or "?"
+
+
 class _Recorder:
+    """Every GPU activity of a step: kernel launches, device-to-device copies and memsets,
+    each with its origin (the plan step, i.e. graph node, that made it, or the code
+    around the plan) and whether a CUDA graph replays it."""
+
     def __init__(self):
         self.rows: list[dict] = []
-        self.step = "?"
+        self.step: str | None = None          # the plan step running now
+        self.capturing: list | None = None    # rows a CUDA-graph capture records
+
+    def _add(self, row: dict) -> None:
+        row["origin"] = f"step {self.step}" if self.step is not None else _origin()
+        row["step"] = self.step or "-"
+        row["graph"] = self.capturing is not None
+        (self.capturing if self.capturing is not None else self.rows).append(row)
 
     def launch(self, generated, tensors) -> None:
         from ember import Tensor
@@ -149,15 +185,43 @@ class _Recorder:
         if generated.name in SHOW:
             SHOW.discard(generated.name)
             print(generated.source)
-        self.rows.append({"kernel": generated.name, "step": self.step,
-                          "family": _family(generated.name), "bytes": moved,
-                          "minimum": minimum, "grid": list(generated.launch.grid),
-                          "shapes": [list(t.shape) for t in operands][:4]})
+        self._add({"kernel": generated.name, "family": _family(generated.name),
+                   "bytes": moved, "minimum": minimum, "grid": list(generated.launch.grid),
+                   "shapes": [list(t.shape) for t in operands][:4]})
 
     def copy(self, nbytes: int) -> None:
-        self.rows.append({"kernel": "memcpy", "step": self.step, "family": "memcpy",
-                          "bytes": 2 * nbytes, "minimum": 2 * nbytes, "grid": [],
-                          "shapes": []})
+        self._add({"kernel": "memcpy", "family": "memcpy", "bytes": 2 * nbytes,
+                   "minimum": 2 * nbytes, "grid": [], "shapes": [[nbytes]]})
+
+    def memset(self, nbytes: int) -> None:
+        self._add({"kernel": "memset", "family": "memset", "bytes": nbytes,
+                   "minimum": nbytes, "grid": [], "shapes": [[nbytes]]})
+
+
+def _recording_graph(recorder: _Recorder):
+    """CudaGraph as the driver makes one: capture records the activities, each launch
+    replays them (here: appends them to the step's rows)."""
+    class RecordedGraph:
+        def __init__(self, rows, result):
+            self.rows, self.result, self.launches = rows, result, 0
+
+        @classmethod
+        def capture(cls, work, device=0):
+            recorder.capturing = []
+            try:
+                result = work()
+                return cls(recorder.capturing, result)
+            finally:
+                recorder.capturing = None
+
+        @property
+        def node_count(self):
+            return len(self.rows)
+
+        def launch(self, stream=None):
+            recorder.rows.extend(dict(r) for r in self.rows)
+            self.launches += 1
+    return RecordedGraph
 
 
 def _tensor_bytes(t) -> int:
@@ -171,24 +235,30 @@ def _family(name: str) -> str:
 
 @contextlib.contextmanager
 def recording(recorder: _Recorder):
-    """Emulated CUDA where launches and device copies are recorded, not run."""
+    """Emulated CUDA where launches, device copies and memsets are recorded, not run,
+    and CUDA graphs record what their capture queued."""
     import pytest
     from emulation import emulated_cuda
     from ember.compiler import compile_cuda
     from ember.frontend import eager_cuda
     from ember.runtime import plan as plan_mod
-    from ember.runtime.cuda import stream as S
+    from ember.runtime.cuda import graph as cuda_graph, stream as S
     run_step = plan_mod.Plan._run_step
 
     def named(self, step, values):
-        recorder.step = step.name
-        return run_step(self, step, values)
+        outer, recorder.step = recorder.step, step.name
+        try:
+            return run_step(self, step, values)
+        finally:
+            recorder.step = outer
     with emulated_cuda(8 << 30), pytest.MonkeyPatch.context() as mp:
         _track_descriptions(mp)
         mp.setattr(compile_cuda.CudaBackend, "precompile", False)
         mp.setattr(compile_cuda, "_launch", lambda k, ts: recorder.launch(k.generated, ts))
         mp.setattr(eager_cuda, "launch", lambda g, ts, i: recorder.launch(g, ts))
         mp.setattr(S, "copy_device_to_device", lambda d, s, n, st: recorder.copy(n))
+        mp.setattr(S, "memset", lambda ptr, value, n, st: recorder.memset(n))
+        mp.setattr(cuda_graph, "CudaGraph", _recording_graph(recorder))
         mp.setattr(plan_mod.Plan, "_run_step", named)
         yield
 
@@ -207,28 +277,73 @@ MODELS = {"resnet18": lambda: ember.models.resnet18(num_classes=10),
           "convbn": convbn}
 
 
-def step_rows(model_name: str, size: int, batch: int) -> list[dict]:
+def step_rows(model_name: str, size: int, batch: int, graphs=True) -> list[dict]:
+    """The steady step's activities: with `graphs`, the third call (call 1 runs step by
+    step, call 2 captures, call 3 replays), else the second."""
     recorder = _Recorder()
     with recording(recorder):
         ember.manual_seed(0)
         model = MODELS[model_name]().to(memory_format=ember.channels_last).cuda()
         opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         step = ember.compile_train_step(model, nn.CrossEntropyLoss(), opt, backend="triton",
-                                        options={"cuda_graphs": False})
+                                        options={"cuda_graphs": graphs})
         x = ember.randn(batch, 3, size, size).contiguous(memory_format=ember.channels_last)
         x = x.cuda()
         y = ember.randint(0, 10, (batch,)).cuda()
         for p in model.parameters():                  # the steady step: momentum present
             opt.state[p]["momentum_buffer"] = ember.zeros_like(p)
+        for _ in range(2 if graphs else 1):
+            step(x, y)
         recorder.rows.clear()
         step(x, y)
     return recorder.rows
 
 
+def activity_counts(rows: list[dict]) -> dict:
+    """Kernel launches, memcpys and memsets per step, in the graph and outside it."""
+    counts = {"activities": len(rows)}
+    for kind in ("launches", "memcpys", "memsets"):
+        picked = [r for r in rows if _kind(r) == kind]
+        counts[kind] = len(picked)
+        counts[f"{kind}_outside_graph"] = sum(1 for r in picked if not r["graph"])
+    counts["memcpy_bytes"] = sum(r["bytes"] // 2 for r in rows if _kind(r) == "memcpys")
+    return counts
+
+
+def _kind(row: dict) -> str:
+    return {"memcpy": "memcpys", "memset": "memsets"}.get(row["family"], "launches")
+
+
+def print_activities(rows: list[dict], every: bool) -> None:
+    """Per origin outside the plan's steps, and per plan step for copies and memsets (or,
+    with `every`, each activity in order)."""
+    c = activity_counts(rows)
+    print(f"{c['activities']} GPU activities/step: {c['launches']} kernel launches "
+          f"({c['launches_outside_graph']} outside the CUDA graph), {c['memcpys']} "
+          f"device-to-device memcpys ({c['memcpys_outside_graph']} outside; "
+          f"{c['memcpy_bytes'] / 1e6:.1f} MB), {c['memsets']} memsets")
+    if every:
+        print(f"\n{'#':>4} {'graph':>5}  kind      kernel  [origin]  shapes")
+        for i, r in enumerate(rows):
+            print(f"{i:4d} {'yes' if r['graph'] else 'no':>5}  {_kind(r):8s}  "
+                  f"{r['kernel'][:40]}  [{r['origin'][:48]}]  {r['shapes'][:2]}")
+        return
+    by = defaultdict(lambda: [0, 0, 0])
+    for r in rows:
+        if r["step"] != "-" and _kind(r) == "launches":
+            continue                              # plan steps' kernels: the byte table
+        key = (r["origin"], r["graph"])
+        by[key][("launches", "memcpys", "memsets").index(_kind(r))] += 1
+    print(f"\n{'launches':>8} {'memcpys':>7} {'memsets':>7} {'graph':>5}  origin "
+          "(copies and memsets by plan step, everything outside the plan's steps)")
+    for (origin, graph), (n, m, z) in sorted(by.items(), key=lambda kv: -sum(kv[1])):
+        print(f"{n:8d} {m:7d} {z:7d} {'yes' if graph else 'no':>5}  {origin}")
+
+
 def print_table(rows: list[dict], top: int) -> None:
     total = sum(r["bytes"] for r in rows)
     least = sum(r["minimum"] for r in rows)
-    print(f"{len(rows)} launches/step; {total / 1e6:.1f} MB moved against a minimum of "
+    print(f"{len(rows)} activities/step; {total / 1e6:.1f} MB moved against a minimum of "
           f"{least / 1e6:.1f} MB ({total / max(least, 1):.2f}x); at 3 TB/s "
           f"{total / 3e9:.2f} ms vs {least / 3e9:.2f} ms")
     print(f"\n{'MB':>9} {'min MB':>8} {'x':>5}  kernel  [plan step]  grid  shapes")
@@ -247,6 +362,7 @@ def print_table(rows: list[dict], top: int) -> None:
         print(f"{n:8d} {b / 1e6:9.1f} {m / 1e6:9.1f}  {name}")
 
 
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=list(MODELS), default="resnet18")
@@ -254,13 +370,20 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--json", type=Path, help="write the rows here")
+    p.add_argument("--no-graphs", action="store_true",
+                   help="options={'cuda_graphs': False}: launches step by step")
+    p.add_argument("--every", action="store_true",
+                   help="list every activity of the step in order, with its origin")
     p.add_argument("--show", action="append", default=[], metavar="KERNEL",
                    help="print this kernel's generated source (repeatable)")
     args = p.parse_args(argv)
     SHOW.update(args.show)
-    rows = step_rows(args.model, args.size, args.batch)
+    rows = step_rows(args.model, args.size, args.batch, graphs=not args.no_graphs)
     print(f"{args.model} batch {args.batch} {args.size}x{args.size} channels-last, "
-          "compile_train_step(backend='triton'), steady step:")
+          "compile_train_step(backend='triton'), steady step"
+          f"{'' if args.no_graphs else ' (CUDA-graph replay)'}:")
+    print_activities(rows, args.every)
+    print()
     print_table(rows, args.top)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

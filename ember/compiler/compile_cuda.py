@@ -128,6 +128,95 @@ class SplitPlanKernel:
             _launch(part, operands)
 
 
+# --- horizontal fusion -----------------------------------------------------------------------
+def merge_horizontal(plan, index: int) -> tuple[set, list]:
+    """Replace each run of consecutive, independent kernel steps by one step launching
+    them as a horizontal kernel (codegen/triton/multi_tensor.py): a training step's
+    per-parameter optimizer updates and running-statistic updates, which the
+    sink-updates pass put next to each other, become a few launches. Returns (ids of
+    the replaced PlanKernels, the new PlanKernels) for batch_compile.
+
+    A step joins a run when it is a plain generated kernel (operands in step order, no
+    repacked weight) with a 1-D grid (the launch takes the parts' largest number of
+    warps: each part's block shapes work with any); its outputs are plan-owned buffers
+    outside the memory plan's arenas or fresh per call; it reads no output of the run;
+    and no tensor the caller or a constant supplies (a parameter, a state tensor: what
+    an in-place update may write) reaches two steps of the run, directly or through
+    host-side steps (a view, an eager op that may return its input), so no program of
+    the launch reads what another writes."""
+    from ..codegen.triton.multi_tensor import MAX_PARTS, MAX_POINTERS, horizontal_kernel
+    from ..runtime.plan import Step
+    origins = _supplied_origins(plan)
+    steps, run, parts, made = [], [], set(), []
+
+    def flush():
+        kernel = horizontal_kernel(tuple(st.fn.generated for st in run),
+                                   tuple(len(st.inputs) for st in run)) \
+            if len(run) > 1 else None
+        if kernel is None:
+            steps.extend(run)
+        else:
+            merged = PlanKernel(kernel, index)
+            parts.update(id(st.fn) for st in run)
+            made.append(merged)
+            steps.append(Step(f"horizontal({run[0].name}..{run[-1].name})", merged,
+                              tuple(i for st in run for i in st.inputs),
+                              tuple(o for st in run for o in st.outputs), kernel=True,
+                              out_specs=tuple(sp for st in run for sp in st.out_specs),
+                              kind="kernel",
+                              source=tuple(x for st in run for x in st.source)))
+        run.clear()
+
+    for step in plan.steps:
+        if not _joinable(step):
+            flush()
+            steps.append(step)
+            continue
+        if run and (len(run) == MAX_PARTS or not _joins(run, step, origins, MAX_POINTERS)):
+            flush()
+        run.append(step)
+    flush()
+    plan.steps = steps
+    return parts, made
+
+
+def _supplied_origins(plan) -> dict[int, frozenset]:
+    """Per slot, the supplied tensors (input slots, constants by identity) it may share
+    memory with: itself for an input or a constant, what its inputs may share for a
+    host-side step's result, nothing for a kernel's output (a buffer of its own)."""
+    origins = {i: frozenset({("slot", i)}) for i in plan.input_slots}
+    origins.update({i: frozenset({id(v)}) for i, v in plan.constants.items()})
+    for step in plan.steps:
+        if step.kernel:
+            continue
+        shared = frozenset().union(*(origins.get(i, frozenset()) for i in step.inputs))
+        for o in step.outputs:
+            origins[o] = shared
+    return origins
+
+
+def _joinable(step) -> bool:
+    fn = step.fn
+    return step.kernel and type(fn) is PlanKernel and fn.order is None and not fn.fixed \
+        and fn.generated.launch.grid[1:] == (1, 1) and \
+        all(spec.arena is None for spec in step.out_specs)
+
+
+def _joins(run: list, step, origins: dict, max_pointers: int) -> bool:
+    """`step` may launch together with `run` (see merge_horizontal)."""
+    if sum(len(st.fn.generated.launch.args) for st in run) + \
+            len(step.fn.generated.launch.args) > max_pointers:
+        return False
+    written = {o for st in run for o in st.outputs}
+    if any(i in written for i in step.inputs):
+        return False
+
+    def supplied(st) -> frozenset:
+        return frozenset().union(*(origins.get(i, frozenset()) for i in st.inputs))
+    read = frozenset().union(*(supplied(st) for st in run))
+    return not (supplied(step) & read)
+
+
 # --- buffers -------------------------------------------------------------------------------
 class CudaBuffers:
     """The plan's buffer interface (runtime/plan.py's HostBuffers) over device memory."""
@@ -202,11 +291,14 @@ class CudaBackend:
     # training steps: the backward recomputes cheap forward values from those written
     # anyway (passes/recompute.py) instead of reading them back, and the kernels that
     # produce a float32 weight gradient's operands also write them NCHW
-    # (passes/train_layout.py) instead of a transpose copying them
-    pass_defaults = {"recompute": True, "wgrad_nchw": True}
+    # (passes/train_layout.py) instead of a transpose copying them; the optimizer
+    # and running-statistic updates move to the step's end (passes/in_place.py) where
+    # they launch as horizontal kernels (merge_horizontal)
+    pass_defaults = {"recompute": True, "wgrad_nchw": True, "sink_updates": True}
 
     def __init__(self):
         self.index = 0
+        self.horizontal = False    # merge runs of independent kernels (merge_horizontal)
         self.buffers = CudaBuffers(self)
         self._host: dict[int, np.ndarray] = {}       # id(uploaded constant) -> host values
         self._deferred: list[PlanKernel] | None = None   # kernels awaiting a batch compile
@@ -220,6 +312,8 @@ class CudaBackend:
         record = types.SimpleNamespace(failed=False)
         if not self.precompile or self._deferred is not None:
             yield record
+            if self._deferred is None and self.horizontal and hasattr(record, "plan"):
+                merge_horizontal(record.plan, self.index)
             return
         self._deferred = []
         try:
@@ -227,6 +321,9 @@ class CudaBackend:
             steps = self._deferred
         finally:
             self._deferred = None
+        if self.horizontal and hasattr(record, "plan"):    # parts compile as one kernel
+            parts, merged = merge_horizontal(record.plan, self.index)
+            steps = [s for s in steps if id(s) not in parts] + merged
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
         plan = getattr(record, "plan", None)
         eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
@@ -561,6 +658,13 @@ class GraphedPlan:
     tensors, never overwritten by a later call). A plan with host-side steps (eager
     fallbacks, views that copy) always runs step by step.
 
+    The first `resident` inputs (a training step's parameters and optimizer state:
+    device tensors that stay where they are from step to step) are not copied: the
+    graph reads them in place, as a step-by-step run does, so whatever the caller did to
+    them between steps (`p.data.mul_()`, `load_state_dict`) is what the next replay
+    reads. A resident input that moved (another tensor, new storage, another geometry)
+    drops the graph: the next call captures it again over the new tensors.
+
     `mode` "auto" (the default) replays only where that saves time: when the bytes the
     replay copies in and out are at most COPY_BYTES_PER_STEP per plan step (a copy of
     that size costs about what launching one step from Python does); True always
@@ -573,6 +677,8 @@ class GraphedPlan:
         self.static_inputs: list = []
         self.copied_bytes = 0             # per call, measured on the first call
         self.bound: dict[int, object] = {}  # slot -> buffer bound to it (a training step's)
+        self.resident = 0                 # leading inputs read in place (not copied)
+        self._resident_at: list = []      # where they were when the graph was captured
 
     def __getattr__(self, name):
         return getattr(self.plan, name)
@@ -600,10 +706,14 @@ class GraphedPlan:
             if self.backend.precompile and not getattr(self.plan, "prefetched", False):
                 prefetch_eager_kernels(self.plan, inputs, self.backend.index)
             result = self.plan.run(inputs)
-            self.copied_bytes = sum(_nbytes(v) for v in _leaves(inputs) + _leaves(result))
+            self.copied_bytes = sum(_nbytes(v) for v in
+                                    _leaves(inputs[self.resident:]) + _leaves(result))
             return result
         if not (self.graph is not None or self.worth_replaying() and self.capturable):
             return self.plan.run(inputs)
+        if self.graph is not None and self.resident and \
+                _places(inputs[:self.resident]) != self._resident_at:
+            self.graph = None                 # a parameter or state tensor was replaced
         if self.graph is None:
             try:
                 self._capture(inputs)
@@ -611,7 +721,8 @@ class GraphedPlan:
                 self._give_up_replay(err)
                 return self.plan.run(inputs)
         else:
-            for static, given in zip(self.static_inputs, inputs):
+            for static, given in zip(self.static_inputs[self.resident:],
+                                     inputs[self.resident:]):
                 _copy_span(static, given)
             self.plan.calls += 1
         self.graph.launch()
@@ -628,9 +739,17 @@ class GraphedPlan:
     def _capture(self, inputs: list) -> None:
         from ..runtime.cuda import graph
         buffers = self.backend.buffers
-        self.static_inputs = [buffers.copy(x) for x in inputs]
+        resident = list(inputs[:self.resident])
+        self.static_inputs = resident + [buffers.copy(x) for x in inputs[self.resident:]]
+        self._resident_at = _places(resident)
         self.graph = graph.CudaGraph.capture(lambda: self.plan.run(self.static_inputs),
                                              self.backend.index)
+
+
+def _places(tensors: list) -> list:
+    """Where each tensor's elements are: address and geometry (what a graph bakes in)."""
+    return [(data_ptr(t), t._array.shape, t._array.strides, t._array.dtype)
+            if isinstance(t, Tensor) else id(t) for t in tensors]
 
 
 # --- the first call's eager kernels, compiled together --------------------------------------

@@ -144,7 +144,7 @@ class CompiledTrainStep:
 
     # -- guards and data movement -----------------------------------------------------------
     def _guard(self, args) -> tuple:
-        params = tuple((tuple(p.shape), p.dtype.name, p.requires_grad)
+        params = tuple((tuple(p.shape), p.stride(), p.dtype.name, p.requires_grad)
                        for p in self.model.parameters())
         return (guard_key(args), bool(self.model.training), optimizer_guard(self.optimizer),
                 params)

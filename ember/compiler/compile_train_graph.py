@@ -62,9 +62,13 @@ def compile_step_graph(graph: Graph, constants: dict, layout: StepLayout, pipeli
                       options={**getattr(backend, "pass_defaults", {}), **options})
     run_passes(graph, pipeline, ctx)
     native = _native_entry(backend, options)
+    if hasattr(backend, "horizontal"):     # CUDA: the sunk updates launch together
+        backend.horizontal = bool(ctx.options.get("sink_updates"))
     plan, bindings = _build_plan(graph, ctx.constants, stats, layout,
                                  native.describing_backend() if native else backend)
     plan = backend.finish(plan, options)
+    if hasattr(plan, "resident"):    # graph replay reads parameters and state in place
+        plan.resident = len(layout.params) + len(layout.state_inputs)
     if native is not None:      # from the second call: one foreign call per step
         native.attach(plan, graph, bound=[slot for slot, _ in bindings])
     stats.seconds = time.perf_counter() - start
@@ -87,7 +91,8 @@ def _build_plan(graph: Graph, constants: dict, stats: CompileStats, layout: Step
     not become a kernel with plan-owned outputs (it fell back to eager), rebuild with
     every update copied back instead."""
     all_outputs = graph.output_node.args
-    in_place = in_place_updates(graph, _update_sources(graph, layout, backend))
+    in_place = in_place_updates(graph, _update_sources(graph, layout, backend),
+                                _buffer_sources(graph, constants, layout, backend))
     builder = PlanBuilder(graph, constants, stats, backend)
     plan = builder.build()
     bindings = [(_slot_of(builder, group, index), position)
@@ -133,6 +138,15 @@ def _update_sources(graph: Graph, layout: StepLayout, backend) -> list[Node | No
     return sources
 
 
+def _buffer_sources(graph: Graph, constants: dict, layout: StepLayout,
+                    backend) -> list[Node | None]:
+    """Per new buffer value (a running statistic), the graph constant reading the buffer
+    it replaces; None where the plan cannot store into it."""
+    reads = {id(constants[n.target]): n for n in graph.nodes
+             if n.op == OpKind.get_attr and n.target in constants}
+    return [reads.get(id(b)) if backend.holds(b) else None for b in layout.buffers]
+
+
 # --- running ---------------------------------------------------------------------------------
 def run_step(entry: TrainPlan, inputs: list, backend, targets: list | None = None):
     """Run the plan with its in-place outputs bound to the tensors' current buffers;
@@ -147,10 +161,11 @@ def run_step(entry: TrainPlan, inputs: list, backend, targets: list | None = Non
 
 def update_targets(layout: StepLayout) -> list:
     """The tensor each update replaces, looked up now (optimizer state may have been
-    replaced since the last step, e.g. by load_state_dict); None where the step creates
-    it."""
+    replaced since the last step, e.g. by load_state_dict; None where the step creates
+    it), then the buffers the new running statistics replace (a binding's position
+    counts both)."""
     return [param if key == "params" else optimizer.state[param].get(key)
-            for optimizer, param, key in layout.write_backs]
+            for optimizer, param, key in layout.write_backs] + list(layout.buffers)
 
 
 def target_tensor(optimizer, param, key: str):
@@ -173,7 +188,10 @@ def write_back(layout: StepLayout, updates, buffers, backend,
         else:                                   # state the first step creates (SGD momentum)
             optimizer.state[param][key] = _fresh_tensor(value, backend)
     for buffer, value in zip(layout.buffers, buffers):
-        _copy_into(buffer, value, backend)
+        if value is None:                       # the kernel stored it in place
+            buffer._bump_version()
+        else:
+            _copy_into(buffer, value, backend)
 
 
 def _copy_into(dst: Tensor, value, backend) -> None:
@@ -289,6 +307,12 @@ def count_batchnorm_batches(model, modules: list | None = None) -> None:
                                                                  False)]
     if not training:
         return
+    from ..frontend.optim.multi_tensor_cuda import increment
+    counters = [m.num_batches_tracked for m in training]
+    if increment(counters):              # CUDA counters: one launch for all of them
+        for counter in counters:
+            counter._bump_version()
+        return
     with grad_mode.no_grad():
-        for module in training:
-            module.num_batches_tracked.add_(1)
+        for counter in counters:
+            counter.add_(1)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..ir.errors import EmberError
 from ..frontend.optim import functional as F
+from ..frontend.tensor import Tensor
 
 
 @dataclass
@@ -117,13 +118,21 @@ def shared_state(optimizer, group_index: int, key: str):
 
 
 def optimizer_guard(optimizer) -> tuple:
-    """Each group's hyperparameters (read at compile time) and whether its state exists."""
+    """Each group's hyperparameters (read at compile time), whether its state exists and
+    the state tensors' geometry (a plan's kernels index them with the strides they had
+    when it was compiled; load_state_dict may bring others)."""
     groups = []
     for group in optimizer.param_groups:
         hyper = tuple(sorted((k, repr(v)) for k, v in group.items() if k != "params"))
-        has_state = all(len(optimizer.state[p]) > 0 for p in group["params"])
-        groups.append((hyper, has_state))
+        states = [optimizer.state[p] for p in group["params"]]
+        has_state = all(len(state) > 0 for state in states)
+        groups.append((hyper, has_state, tuple(_geometry(state) for state in states)))
     return tuple(groups)
+
+
+def _geometry(state: dict) -> tuple:
+    return tuple((key, tuple(value.shape), value.stride(), value.dtype.name)
+                 if isinstance(value, Tensor) else key for key, value in state.items())
 
 
 def group_state(group: dict, g: int, sources: list, values: list) -> dict:

@@ -13,7 +13,7 @@ from . import fold_bn  # noqa: F401
 from . import autograd, forward_ad, partition  # noqa: F401
 from . import layout  # noqa: F401
 from . import fuse  # noqa: F401
-from . import recompute, train_layout  # noqa: F401
+from . import in_place, recompute, train_layout  # noqa: F401
 from . import qfuse  # noqa: F401
 from . import memory  # noqa: F401
 

@@ -321,4 +321,4 @@ register_pipeline("default-inference", ["normalize", "simplify", "fold", "fold-b
 # training steps).
 register_pipeline("default-training", ["normalize", "simplify", "decompose", "simplify",
                                        "fold", "cse", "dce", "recompute", "wgrad-nchw",
-                                       "fuse", "memplan"])
+                                       "fuse", "sink-updates", "memplan"])

@@ -256,3 +256,23 @@ def unscale_grads(grads, inv_scale: Tensor):
     for g in grads:
         g._bump_version()
     return found
+
+
+def increment(counters: list) -> bool:
+    """counter += 1 for each one-element integer CUDA tensor of `counters`, one launch per
+    MAX_TENSORS of one device and dtype; False (nothing done) when they are not all such
+    tensors (the caller adds one to each instead)."""
+    from ...codegen.triton.multi_tensor import MAX_TENSORS, increment_kernel
+    from .. import eager_cuda
+    if not counters or not all(isinstance(t, Tensor) and t.is_cuda and t.numel() == 1 and
+                               not t.dtype.is_floating_point and not t.dtype.is_complex and
+                               t.dtype.name != "bool" for t in counters):
+        return False
+    runs: dict = {}
+    for t in counters:
+        runs.setdefault((t._storage.index, t.dtype), []).append(t)
+    for (index, dtype), ts in runs.items():
+        for start in range(0, len(ts), MAX_TENSORS):
+            chunk = ts[start:start + MAX_TENSORS]
+            eager_cuda.launch(increment_kernel(len(chunk), dtype), chunk, index)
+    return True
