@@ -40,7 +40,7 @@ from ..codegen.llvm.emit import compile_kernel
 from ..codegen.llvm.implicit_conv import SMALL_CHANNELS, conv_tile, k_block
 from ..codegen.llvm.target import host_isa
 from ..codegen.lowering import lower_group
-from ..ir import autocast
+from ..ir import autocast, compile_times
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
@@ -343,6 +343,7 @@ class PlanBuilder:
         self.n_slots += 1
         return self.n_slots - 1
 
+    @compile_times.timed("plan build (lowering, steps)")
     def build(self) -> Plan:
         batch = getattr(self.backend, "batch_compile", contextlib.nullcontext)
         with batch() as record:             # CUDA: the plan's kernels compiled together

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..codegen.extern import tensor_inputs
 from ..codegen.lowering import lower_group
-from ..ir import autocast
+from ..ir import autocast, compile_times
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, channels_last, strides_for
@@ -174,6 +174,7 @@ def _copy_span(dst: Tensor, src: Tensor) -> None:
     copy_device_to_device(data_ptr(dst), data_ptr(src), nbytes, current_stream(tensor_index(dst)))
 
 
+@compile_times.timed("constant uploads (host to device)")
 def upload_exact(arr: np.ndarray, index: int) -> Tensor:
     """A CUDA tensor with `arr`'s values and element strides (a graph constant's meta must
     match its buffer); negative or non-element strides become contiguous."""
@@ -229,7 +230,8 @@ class CudaBackend:
             self._deferred = None
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
         plan = getattr(record, "plan", None)
-        eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        with compile_times.stage("dry run (the eager steps' kernels)"):
+            eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
         done = eager_cuda.compile_kernels(requests + eager, self.index)
         for step, (generated, alignment), ok in zip(steps, requests, done):
             if ok:
@@ -295,13 +297,15 @@ class CudaBackend:
     def kernel(self, lowered):
         from ..codegen.triton.source import generate
         from ..codegen.triton.split_reduce import generate_split
-        split = generate_split(lowered.kernel) if self.split_reductions else None
+        with compile_times.stage("Triton source generation"):
+            split = generate_split(lowered.kernel) if self.split_reductions else None
+            generated = generate(lowered.kernel) if split is None else None
         if split is not None:
             step = SplitPlanKernel(split, self.index)
             for part in step.parts:
                 self._ready(part)
             return step
-        return self._ready(PlanKernel(generate(lowered.kernel), self.index))
+        return self._ready(PlanKernel(generated, self.index))
 
     def extern(self, node: Node, constant=None):
         """A GEMM/conv node as one Triton GEMM step (inputs in tensor_inputs order), or a
@@ -345,8 +349,10 @@ class CudaBackend:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
-            return (generate_gemm(problem, gemm_config(problem, self.device_key()), epilogue,
-                                  name), operands, fixed, problem)
+            config = gemm_config(problem, self.device_key())
+            with compile_times.stage("Triton source generation"):
+                generated = generate_gemm(problem, config, epilogue, name)
+            return generated, operands, fixed, problem
         except LoweringError:
             return None
 
@@ -400,6 +406,11 @@ class CudaBackend:
         cudnn_conv.prefers_cudnn(spec, i, lambda: eager_cuda.launch(generated, operands, i),
                                  lambda: cudnn_conv.execute(spec, x, w, y, i, b))
         return cudnn_conv.timings(spec, i)
+
+    def synchronize(self) -> None:
+        """Wait for the plan's stream (the stage timer's end of a call)."""
+        from ..runtime.cuda.stream import current_stream
+        current_stream(self.index).synchronize()
 
     def device_key(self) -> str:
         """The autotune cache's device name ("cuda-90"), from ember's driver: asking
@@ -598,15 +609,18 @@ class GraphedPlan:
     def run(self, inputs: list):
         if self.plan.calls == 0:
             if self.backend.precompile and not getattr(self.plan, "prefetched", False):
-                prefetch_eager_kernels(self.plan, inputs, self.backend.index)
-            result = self.plan.run(inputs)
+                with compile_times.stage("dry run (the eager steps' kernels)"):
+                    prefetch_eager_kernels(self.plan, inputs, self.backend.index)
+            with compile_times.stage("first run (launches, eager steps)"):
+                result = self.plan.run(inputs)
             self.copied_bytes = sum(_nbytes(v) for v in _leaves(inputs) + _leaves(result))
             return result
         if not (self.graph is not None or self.worth_replaying() and self.capturable):
             return self.plan.run(inputs)
         if self.graph is None:
             try:
-                self._capture(inputs)
+                with compile_times.stage("CUDA graph capture"):
+                    self._capture(inputs)
             except DeviceError as err:      # the driver refused to record some step
                 self._give_up_replay(err)
                 return self.plan.run(inputs)
@@ -614,7 +628,8 @@ class GraphedPlan:
             for static, given in zip(self.static_inputs, inputs):
                 _copy_span(static, given)
             self.plan.calls += 1
-        self.graph.launch()
+        with compile_times.stage("graph replay (launch)"):
+            self.graph.launch()
         return _map(self.backend.buffers.copy, self.graph.result)
 
     def _give_up_replay(self, err: DeviceError) -> None:

@@ -46,6 +46,9 @@ from .tensor import Tensor
 
 _PLANS: dict = {}
 _KERNELS: dict = {}
+# (compiled code, device) -> its loaded kernel: kernels that differ only in their name share
+# one cubin (device_compile.CompileJob.key) and so one module load
+_LOADED: dict = {}
 _WARNED: set[str] = set()
 ALIGNMENT = 16          # bytes; Triton specializes pointers divisible by 16 (vector loads)
 GEMM_OPS = ("mm", "bmm", "matmul", "linear", "addmm", "conv2d")
@@ -206,12 +209,13 @@ def compile_kernel(generated, alignment: list[bool], index: int):
     kernel = _KERNELS.get(key)
     if kernel is None:
         from ..codegen.triton import device_compile
+        job = _job(generated, alignment, index)
         try:
-            binary = device_compile.compile_cached(_job(generated, alignment, index))
+            binary = device_compile.compile_cached(job)
         except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
             raise LoweringError(f"Triton could not compile {generated.name}: "
                                 f"{type(err).__name__}: {str(err)[:500]}") from err
-        kernel = _install(key, generated, binary, index)
+        kernel = _install(key, job, binary, index)
     return kernel
 
 
@@ -223,9 +227,9 @@ def compile_kernels(requests: list[tuple], index: int) -> list[bool]:
     todo = [(generated, tuple(alignment)) for generated, alignment in requests
             if (generated.key(), tuple(alignment), index) not in _KERNELS]
     jobs = [_job(generated, alignment, index) for generated, alignment in todo]
-    for (generated, alignment), result in zip(todo, device_compile.compile_many(jobs)):
+    for (generated, alignment), job, result in zip(todo, jobs, device_compile.compile_many(jobs)):
         if isinstance(result, device_compile.DeviceBinary):
-            _install((generated.key(), alignment, index), generated, result, index)
+            _install((generated.key(), alignment, index), job, result, index)
     return [(g.key(), tuple(a), index) in _KERNELS for g, a in requests]
 
 
@@ -236,11 +240,17 @@ def _job(generated, alignment, index: int):
     return CompileJob(generated, tuple(bool(a) for a in alignment), major * 10 + minor)
 
 
-def _install(key: tuple, generated, binary, index: int):
+def _install(key: tuple, job, binary, index: int):
+    """The loaded kernel of `binary` under `key`: loaded once per distinct compiled code
+    (cuModuleLoadData costs a driver call and device memory per module)."""
     from ..runtime.cuda.module import CubinKernel, LaunchMetadata
-    spec = generated.launch
-    meta = LaunchMetadata.from_dict(binary.metadata, [t for _, t in spec.args])
-    kernel = _KERNELS[key] = CubinKernel(binary.cubin, meta, index)
+    loaded = (job.key(), index)
+    kernel = _LOADED.get(loaded)
+    if kernel is None:
+        spec = job.kernel.launch
+        meta = LaunchMetadata.from_dict(binary.metadata, [t for _, t in spec.args])
+        kernel = _LOADED[loaded] = CubinKernel(binary.cubin, meta, index)
+    _KERNELS[key] = kernel
     return kernel
 
 

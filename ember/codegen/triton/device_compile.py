@@ -37,6 +37,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 
+from ...ir import compile_times
 from .cache import cache_dir, load, write_atomic
 from .source import GeneratedKernel
 
@@ -102,6 +103,7 @@ def _paths(job: CompileJob):
     return stem.with_name(stem.name + ".cubin"), stem.with_name(stem.name + ".json")
 
 
+@compile_times.timed("cubin cache lookups (disk)")
 def cached(job: CompileJob) -> DeviceBinary | None:
     """The job's cubin from the disk cache, or None: a missing entry silently, a damaged
     one (unreadable metadata, a cubin whose hash is not the recorded one) with a warning;
@@ -138,8 +140,10 @@ def compile_cached(job: CompileJob) -> DeviceBinary:
     """From the disk cache, else compiled here and stored."""
     found = cached(job)
     if found is None:
-        found = compile_one(job)
-        store(job, found)
+        with compile_times.stage("cubin compiles (this process)"):
+            found = compile_one(job)
+            store(job, found)
+        compile_times.note("cubins compiled in this process", 1)
     return found
 
 
@@ -152,20 +156,39 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     """Each job's DeviceBinary, or the CompileFailure that stopped it, in order: disk hits
     first, the misses in parallel worker processes (in this process when one is missing
     or `workers` <= 1)."""
-    results: list = [cached(job) for job in jobs]
+    found: dict = {}                       # one disk lookup per distinct compiled code
+    for job in jobs:
+        if job.key() not in found:
+            found[job.key()] = cached(job)
+    results: list = [found[job.key()] for job in jobs]
     misses: dict = {}                      # deduplicated: the first job of each key compiles
     for job, r in zip(jobs, results):
         if r is None:
             misses.setdefault(job.key(), job)
     workers = default_workers() if workers is None else workers
     if len(misses) < 2 or workers <= 1:
-        compiled = {key: _compile_and_store(job) for key, job in misses.items()}
+        with compile_times.stage("cubin compiles (this process)"):
+            outcomes = {key: _compile_and_store(job) for key, job in misses.items()}
+        where = "this process"
     else:
         # longest first: a GEMM/conv (tl.dot) compiles 3-10x longer than a pointwise or
         # reduction kernel, and one started last would keep the batch waiting alone
         order = sorted(misses, key=lambda k: _expected_cost(misses[k]), reverse=True)
-        outcomes = _pool(workers).map(_compile_and_store, [misses[k] for k in order])
-        compiled = dict(zip(order, outcomes))
+        with compile_times.stage("cubin compiles (waiting for the workers)"):
+            outcomes = dict(zip(order, _pool(workers).map(_compile_and_store,
+                                                          [misses[k] for k in order])))
+        where = "workers"
+    compiled = {key: value for key, (value, _) in outcomes.items()}
+    if misses:
+        compile_times.note(f"cubins compiled in {where}", len(misses))
+        compile_times.note(f"CPU seconds of compiles in {where}",
+                           sum(cpu for _, cpu in outcomes.values()))
+        for key, (_, cpu) in outcomes.items():
+            job = misses[key]
+            kind = "dot" if "tl.dot" in job.kernel.source else "no dot"
+            compile_times.item("kernel compiles (CPU s)", f"{job.kernel.name} [{kind}, "
+                               f"{job.kernel.launch.num_warps} warps, "
+                               f"{job.kernel.launch.num_stages} stages]", cpu)
     return [r if r is not None else _as_result(compiled[job.key()])
             for job, r in zip(jobs, results)]
 
@@ -175,14 +198,22 @@ def _expected_cost(job: CompileJob) -> tuple:
     return ("tl.dot" in source, len(source))
 
 
-def _compile_and_store(job: CompileJob):
-    """Runs in a worker: the binary, or the error as text."""
+def _compile_and_store(job: CompileJob) -> tuple:
+    """Runs in a worker: (the binary or the error as text, CPU seconds it took with
+    ptxas, the child process Triton runs)."""
+    start = _cpu_seconds()
     try:
         result = compile_one(job)
     except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
-        return f"{type(err).__name__}: {str(err)[:2000]}"
+        return f"{type(err).__name__}: {str(err)[:2000]}", _cpu_seconds() - start
     store(job, result)
-    return result
+    return result, _cpu_seconds() - start
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time and its reaped children's (ptxas)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _as_result(value):
