@@ -211,6 +211,9 @@ class CudaBackend:
         self.buffers = CudaBuffers(self)
         self._host: dict[int, np.ndarray] = {}       # id(uploaded constant) -> host values
         self._deferred: list[PlanKernel] | None = None   # kernels awaiting a batch compile
+        # conv timings (cuDNN against Triton) waiting for the batch to compile their Triton
+        # kernel: (spec, problem, generated kernel, epilogue?)
+        self._pending_timings: list[tuple] = []
 
     @contextlib.contextmanager
     def batch_compile(self):
@@ -218,26 +221,42 @@ class CudaBackend:
         then parallel workers) on exit. Yields a record whose `failed` says whether Triton
         refused one: the builder then builds again kernel by kernel, so that kernel becomes
         an eager step as always (the rest come from the cache)."""
-        record = types.SimpleNamespace(failed=False)
+        record = types.SimpleNamespace(failed=False, rebuild=False)
         if not self.precompile or self._deferred is not None:
             yield record
             return
-        self._deferred = []
+        self._deferred, self._pending_timings = [], []
         try:
             yield record
-            steps = self._deferred
+            steps, pending = self._deferred, self._pending_timings
         finally:
-            self._deferred = None
+            self._deferred, self._pending_timings = None, []
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
+        timing = [(g, [True] * len(g.launch.args)) for _, _, g, _ in pending]
         plan = getattr(record, "plan", None)
         with compile_times.stage("dry run (the eager steps' kernels)"):
             eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
-        done = eager_cuda.compile_kernels(requests + eager, self.index)
+        done = eager_cuda.compile_kernels(requests + timing + eager, self.index)
         for step, (generated, alignment), ok in zip(steps, requests, done):
             if ok:
                 step.compiled[tuple(alignment)] = eager_cuda.compile_kernel(
                     generated, alignment, self.index)       # installed: a dict lookup
         record.failed = not all(done[:len(requests)])
+        record.rebuild = self._time_pending(pending)
+
+    def _time_pending(self, pending: list) -> bool:
+        """Time the convolutions whose choice waited for the batch (their Triton kernels
+        compiled in it, in parallel, instead of one by one while the plan was built);
+        True where cuDNN won one: the plan, built with Triton there, is built again with
+        the choices known (PlanBuilder.build; its kernels come from the cache)."""
+        changed = False
+        for spec, problem, generated, epilogue in pending:
+            try:
+                timings = self._time_conv(spec, problem, generated)
+            except (EmberError, LoweringError):
+                continue                  # the plan keeps Triton, as it was built
+            changed |= timings is not None and self._cudnn_wins(problem, timings, epilogue)
+        return changed
 
     # -- values -----------------------------------------------------------------------------
     def unwrap(self, tensor: Tensor) -> Tensor:
@@ -375,27 +394,44 @@ class CudaBackend:
             problem.stride, problem.padding, problem.dilation, bias)
         if spec is None:
             return None
-        timings = self._time_conv(spec, problem, generated)
+        if self._deferred is not None:       # building a batch: its kernels compile later
+            timings = cudnn_conv.timings(spec, self.index)
+            if timings is None:              # timed once the batch has compiled the kernel
+                self._pending_timings.append((spec, problem,
+                                              generated or self._anchor_kernel(problem),
+                                              epilogue))
+                return None
+        else:
+            timings = self._time_conv(spec, problem, generated)
         if timings is None:
             return None
+        return spec if self._cudnn_wins(problem, timings, epilogue) else None
+
+    @staticmethod
+    def _cudnn_wins(problem, timings: tuple, epilogue: bool) -> bool:
         triton_ms, cudnn_ms = timings
         if epilogue:
+            n, cout = problem.x_shape[0], problem.w_shape[0]
+            out_shape = (n, cout) + tuple(problem.out_hw)
             nbytes = 2 * int(np.prod(out_shape)) * problem.out_dtype.itemsize
             cudnn_ms += nbytes / (EPILOGUE_GBPS * 1e6)
-        return spec if cudnn_ms < triton_ms else None
+        return cudnn_ms < triton_ms
+
+    def _anchor_kernel(self, problem):
+        """The conv anchor's Triton kernel alone (a fused group's epilogue off)."""
+        from ..codegen.triton.autotune import gemm_config
+        from ..codegen.triton.gemm import generate_gemm
+        return generate_gemm(problem, gemm_config(problem, self.device_key()), None, "conv2d")
 
     def _time_conv(self, spec, problem, generated):
         """(Triton ms, cuDNN ms) for a conv anchor without its epilogue, from the choice
         cache or timed on scratch buffers."""
-        from ..codegen.triton.autotune import gemm_config
-        from ..codegen.triton.gemm import generate_gemm
         from ..frontend import cudnn_conv
         known = cudnn_conv.timings(spec, self.index)
         if known is not None:
             return known
         if generated is None:                # the anchor alone (a fused group's epilogue off)
-            generated = generate_gemm(problem, gemm_config(problem, self.device_key()), None,
-                                      "conv2d")
+            generated = self._anchor_kernel(problem)
         i = self.index
         n, cout = problem.x_shape[0], problem.w_shape[0]
         x = _scratch(problem.x_shape, problem.x_strides, problem.dtype, i)
