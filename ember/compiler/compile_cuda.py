@@ -397,9 +397,10 @@ class CudaBackend:
         if self._deferred is not None:       # building a batch: its kernels compile later
             timings = cudnn_conv.timings(spec, self.index)
             if timings is None:              # timed once the batch has compiled the kernel
-                self._pending_timings.append((spec, problem,
-                                              generated or self._anchor_kernel(problem),
-                                              epilogue))
+                generated = generated or self._anchor_kernel(problem)
+                self._pending_timings.append((spec, problem, generated, epilogue))
+                eager_cuda.start_compiles([(generated, [True] * len(generated.launch.args))],
+                                          self.index)
                 return None
         else:
             timings = self._time_conv(spec, problem, generated)
@@ -496,7 +497,10 @@ class CudaBackend:
         if not self.precompile:
             return step
         if self._deferred is not None:              # batch_compile compiles it with the rest
-            self._deferred.append(step)
+            self._deferred.append(step)               # (started now where it is not cached)
+            generated = step.generated
+            eager_cuda.start_compiles([(generated, [True] * len(generated.launch.args))],
+                                      self.index)
             return step
         n = len(step.generated.launch.args)
         key = tuple([True] * n)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import mmap
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -231,6 +232,18 @@ def compile_kernels(requests: list[tuple], index: int) -> list[bool]:
         if isinstance(result, device_compile.DeviceBinary):
             _install((generated.key(), alignment, index), job, result, index)
     return [(g.key(), tuple(a), index) in _KERNELS for g, a in requests]
+
+
+def start_compiles(requests: list[tuple], index: int) -> None:
+    """Begin compiling (generated, alignment) pairs in the worker pool without waiting
+    (device_compile.start): a plan's kernels as it generates them, so that the compiles
+    overlap the rest of its build; compile_kernels collects them. Not under Triton's
+    interpreter (nothing is compiled there)."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        return
+    from ..codegen.triton import device_compile
+    device_compile.start([_job(generated, alignment, index) for generated, alignment in requests
+                          if (generated.key(), tuple(alignment), index) not in _KERNELS])
 
 
 def _job(generated, alignment, index: int):

@@ -31,6 +31,7 @@ frontend and no runtime.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -90,6 +91,7 @@ def compile_one(job: CompileJob) -> DeviceBinary:
     return DeviceBinary(compiled.asm["cubin"], {k: meta[k] for k in LAUNCH_KEYS if k in meta})
 
 
+@functools.lru_cache(maxsize=None)
 def _triton_version() -> str:
     from importlib import metadata
     try:
@@ -152,10 +154,32 @@ class CompileFailure(Exception):
     """A worker's Triton error, carried back as text (Triton's errors do not all pickle)."""
 
 
+# job key -> its compile in a worker, started by `start` before compile_many collects it
+_STARTED: dict[str, concurrent.futures.Future] = {}
+
+
+def start(jobs: list[CompileJob], workers: int | None = None) -> int:
+    """Start compiling the jobs that miss the disk cache in the worker pool now, without
+    waiting (a plan's kernels as it generates them, so the compiles overlap the rest of
+    its build); `compile_many` collects them. Returns how many started. Nothing starts
+    where compile_many would compile in this process (`workers` <= 1)."""
+    workers = default_workers() if workers is None else workers
+    if workers <= 1:
+        return 0
+    started = 0
+    for job in jobs:
+        key = job.key()
+        if key in _STARTED or _paths(job)[1].exists():
+            continue
+        _STARTED[key] = _pool(workers).submit(_compile_and_store, job)
+        started += 1
+    return started
+
+
 def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     """Each job's DeviceBinary, or the CompileFailure that stopped it, in order: disk hits
-    first, the misses in parallel worker processes (in this process when one is missing
-    or `workers` <= 1)."""
+    first, then the compiles `start` began, the other misses in parallel worker
+    processes (in this process when one is missing or `workers` <= 1)."""
     found: dict = {}                       # one disk lookup per distinct compiled code
     for job in jobs:
         if job.key() not in found:
@@ -165,6 +189,21 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     for job, r in zip(jobs, results):
         if r is None:
             misses.setdefault(job.key(), job)
+    early = {key: _STARTED.pop(key) for key in list(misses) if key in _STARTED}
+    outcomes = {}
+    if early:
+        with compile_times.stage("cubin compiles (waiting for the workers)"):
+            outcomes = {key: future.result() for key, future in early.items()}
+        _note(outcomes, misses, "workers (started early)")
+        misses = {key: job for key, job in misses.items() if key not in early}
+    outcomes.update(_compile_misses(misses, workers))
+    compiled = {key: value for key, (value, _) in outcomes.items()}
+    return [r if r is not None else _as_result(compiled[job.key()])
+            for job, r in zip(jobs, results)]
+
+
+def _compile_misses(misses: dict, workers: int | None) -> dict:
+    """key -> (binary or error text, CPU seconds) for each job of `misses`."""
     workers = default_workers() if workers is None else workers
     if len(misses) < 2 or workers <= 1:
         with compile_times.stage("cubin compiles (this process)"):
@@ -178,19 +217,23 @@ def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
             outcomes = dict(zip(order, _pool(workers).map(_compile_and_store,
                                                           [misses[k] for k in order])))
         where = "workers"
-    compiled = {key: value for key, (value, _) in outcomes.items()}
-    if misses:
-        compile_times.note(f"cubins compiled in {where}", len(misses))
-        compile_times.note(f"CPU seconds of compiles in {where}",
-                           sum(cpu for _, cpu in outcomes.values()))
-        for key, (_, cpu) in outcomes.items():
-            job = misses[key]
-            kind = "dot" if "tl.dot" in job.kernel.source else "no dot"
-            compile_times.item("kernel compiles (CPU s)", f"{job.kernel.name} [{kind}, "
-                               f"{job.kernel.launch.num_warps} warps, "
-                               f"{job.kernel.launch.num_stages} stages]", cpu)
-    return [r if r is not None else _as_result(compiled[job.key()])
-            for job, r in zip(jobs, results)]
+    _note(outcomes, misses, where)
+    return outcomes
+
+
+def _note(outcomes: dict, jobs: dict, where: str) -> None:
+    """The stage timer's figures of these compiles (compile_times: nothing when off)."""
+    if not outcomes:
+        return
+    compile_times.note(f"cubins compiled in {where}", len(outcomes))
+    compile_times.note(f"CPU seconds of compiles in {where}",
+                       sum(cpu for _, cpu in outcomes.values()))
+    for key, (_, cpu) in outcomes.items():
+        job = jobs[key]
+        kind = "dot" if "tl.dot" in job.kernel.source else "no dot"
+        compile_times.item("kernel compiles (CPU s)", f"{job.kernel.name} [{kind}, "
+                           f"{job.kernel.launch.num_warps} warps, "
+                           f"{job.kernel.launch.num_stages} stages]", cpu)
 
 
 def _expected_cost(job: CompileJob) -> tuple:
@@ -201,13 +244,13 @@ def _expected_cost(job: CompileJob) -> tuple:
 def _compile_and_store(job: CompileJob) -> tuple:
     """Runs in a worker: (the binary or the error as text, CPU seconds it took with
     ptxas, the child process Triton runs)."""
-    start = _cpu_seconds()
+    begin = _cpu_seconds()
     try:
         result = compile_one(job)
     except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
-        return f"{type(err).__name__}: {str(err)[:2000]}", _cpu_seconds() - start
+        return f"{type(err).__name__}: {str(err)[:2000]}", _cpu_seconds() - begin
     store(job, result)
-    return result, _cpu_seconds() - start
+    return result, _cpu_seconds() - begin
 
 
 def _cpu_seconds() -> float:
@@ -235,5 +278,16 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     pool = _POOLS.get(workers)
     if pool is None:
         context = multiprocessing.get_context("fork")
-        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(workers, context)
+        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(
+            workers, context, initializer=_warm_worker)
     return pool
+
+
+def _warm_worker() -> None:
+    """A new worker imports Triton's compiler at once: when `start` opened the pool while
+    the plan is still being built, that import overlaps the build instead of delaying
+    the worker's first compile."""
+    try:
+        import triton.compiler  # noqa: F401
+    except Exception:  # noqa: BLE001 - the compile itself reports what is wrong
+        pass
