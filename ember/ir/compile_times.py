@@ -13,7 +13,8 @@ first two calls prints to stderr a table of where its wall time went, stage by s
 
 Stages nest: a stage's seconds are its own (exclusive) time, the time of stages opened
 inside it is counted there only, so the rows add up to the call's wall time ("other" is
-the rest, outside any stage). Notes (`note`) are figures that are not wall time of this
+the rest, outside any stage). `EMBER_COMPILE_TIMES=<file>.json` also appends each call's
+figures to that file as one JSON line. Notes (`note`) are figures that are not wall time of this
 thread: the CPU seconds the compile workers spent, cubins compiled.
 
 Every layer may report through here (the runtime imports only `ir`); with the variable
@@ -115,6 +116,22 @@ def call(label: str, sync=None):
         record["stages"]["other (outside any stage)"] = [outside, 1]
         sys.stderr.write(format_table(label, total, record) + "\n")
         sys.stderr.flush()
+        _append_json(label, total, record)
+
+
+def _append_json(label: str, total: float, record: dict) -> None:
+    """EMBER_COMPILE_TIMES=<file>.json also appends the call's figures to that file, one
+    JSON object a line (every kernel's compile time included, not only the largest)."""
+    path = os.environ.get(ENV, "").strip()
+    if not path.endswith(".json"):
+        return
+    import json
+    row = {"call": label, "seconds": total,
+           "stages": {k: v[0] for k, v in record["stages"].items()},
+           "counts": {k: v[1] for k, v in record["stages"].items()},
+           "notes": record["notes"], "items": record["items"]}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def format_table(label: str, total: float, record: dict) -> str:

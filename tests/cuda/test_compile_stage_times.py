@@ -73,6 +73,23 @@ def test_compiled_calls_print_their_first_two_tables(monkeypatch, capsys):
     assert "trace" in first and "passes" in first and "plan build" in first
 
 
+def test_a_json_path_also_records_every_item(monkeypatch, tmp_path, capsys):
+    import json
+    path = tmp_path / "times.json"
+    monkeypatch.setenv(compile_times.ENV, str(path))
+    for label in ("first", "second"):
+        with compile_times.call(label):
+            with compile_times.stage("passes"):
+                pass
+            for i in range(compile_times.TOP_ITEMS + 3):     # more than the table lists
+                compile_times.item("kernel compiles (CPU s)", f"k{i}", float(i))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["call"] for r in rows] == ["first", "second"]
+    assert rows[0]["counts"]["passes"] == 1
+    assert len(rows[0]["items"]["kernel compiles (CPU s)"]) == compile_times.TOP_ITEMS + 3
+    assert "ember compile times: first" in capsys.readouterr().err
+
+
 def test_one_disk_lookup_per_distinct_code(monkeypatch):
     jobs = [dc.CompileJob(_kernel(name), (True,), 90) for name in ("relu_1", "relu_2")]
     jobs.append(dc.CompileJob(_kernel("other", "x = 2"), (True,), 90))
