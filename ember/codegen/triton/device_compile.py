@@ -23,6 +23,12 @@ around a second each; a plan of resnet18 has dozens. Three things make it cheape
   `EMBER_COMPILE_WORKERS` sets the pool size (default: the usable CPU count, all of
   them: a cold resnet18 training step is ~70 CPU seconds of Triton and ptxas; 0 or 1
   compiles in this process).
+- **starting early**: `start(jobs)` submits the cache misses to the pool without waiting
+  (a plan's kernels as the builder generates them), and `compile_many` collects those
+  futures instead of compiling again, so compiles overlap the rest of the plan's build.
+
+With EMBER_COMPILE_TIMES set (ir/compile_times.py) the lookups, compiles, the workers'
+CPU seconds and each kernel's compile CPU are reported in the first call's stage table.
 
 The cubin is the same whichever path made it (tests/codegen/triton/
 test_triton_parallel_compile.py compares them). This module is codegen: it imports no
