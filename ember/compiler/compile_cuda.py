@@ -103,6 +103,17 @@ class CudnnConvStep(PlanKernel):
 EPILOGUE_GBPS = 2500       # H100 copy bandwidth, for the epilogue pass cuDNN would add
 
 
+@dataclasses.dataclass
+class TimedKernel:
+    """The Triton side of a conv's timing against cuDNN: a kernel, and (for a GEMM with a
+    fused epilogue) the geometry of each of its operands, inputs then output, with the
+    repacked weights the plan passes (`fixed`); geometry None: the anchor's own operands
+    (x, w, bias, y)."""
+    generated: object
+    geometry: list | None = None
+    fixed: dict = dataclasses.field(default_factory=dict)
+
+
 def _scratch(shape, strides, dtype, index: int) -> Tensor:
     """A zero-filled device tensor of this geometry for timing."""
     from ..runtime.cuda.stream import current_stream, memset
@@ -232,7 +243,7 @@ class CudaBackend:
         finally:
             self._deferred, self._pending_timings = None, []
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
-        timing = [(g, [True] * len(g.launch.args)) for _, _, g, _ in pending]
+        timing = [(t.generated, [True] * len(t.generated.launch.args)) for _, _, t, _ in pending]
         plan = getattr(record, "plan", None)
         with compile_times.stage("dry run (the eager steps' kernels)"):
             eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
@@ -250,9 +261,9 @@ class CudaBackend:
         True where cuDNN won one: the plan, built with Triton there, is built again with
         the choices known (PlanBuilder.build; its kernels come from the cache)."""
         changed = False
-        for spec, problem, generated, epilogue in pending:
+        for spec, problem, timed, epilogue in pending:
             try:
-                timings = self._time_conv(spec, problem, generated)
+                timings = self._time_conv(spec, problem, timed)
             except (EmberError, LoweringError):
                 continue                  # the plan keeps Triton, as it was built
             changed |= timings is not None and self._cudnn_wins(problem, timings, epilogue)
@@ -335,7 +346,7 @@ class CudaBackend:
         generated, operands, fixed, problem = found
         inputs = tensor_inputs(node)
         order = [inputs.index(n) for n in operands]
-        spec = self._cudnn_spec(problem, generated, epilogue=False)
+        spec = self._cudnn_spec(problem, TimedKernel(generated), epilogue=False)
         if spec is not None:
             return CudnnConvStep(spec, self.index, order, len(inputs), fixed)
         return self._ready(PlanKernel(generated, self.index, order, len(inputs), fixed))
@@ -352,11 +363,18 @@ class CudaBackend:
         if found is None:
             return None
         generated, operands, fixed, problem = found
-        if self._cudnn_spec(problem, None, epilogue=True) is not None:
-            return None     # cuDNN's convolution, then the epilogue as a kernel of its own
         inner = operands + [n for n in lowered.inputs if n is not lowered.anchor]
         if any(n.op != OpKind.placeholder for n in inner):
             return None
+        # timed as the plan would run it (epilogue included: no kernel compiled only to be
+        # timed) against cuDNN's conv plus the epilogue's own pass
+        geometry = [n.meta.get("val") for n in inner] + [lowered.outputs[0].meta.get("val")]
+        if all(isinstance(m, TensorMeta) for m in geometry):
+            timed = TimedKernel(generated, geometry, fixed)
+        else:
+            timed = None                     # the anchor alone
+        if self._cudnn_spec(problem, timed, epilogue=True) is not None:
+            return None     # cuDNN's convolution, then the epilogue as a kernel of its own
         step = PlanKernel(generated, self.index, list(range(len(inner))), len(inner), fixed)
         return self._ready(step), inner
 
@@ -375,7 +393,7 @@ class CudaBackend:
         except LoweringError:
             return None
 
-    def _cudnn_spec(self, problem, generated, epilogue: bool):
+    def _cudnn_spec(self, problem, timed, epilogue: bool):
         """The cuDNN ConvSpec where a conv anchor runs faster in cuDNN than in the Triton
         kernel (timed once per shape on scratch buffers, frontend/cudnn_conv.py), else
         None. With an epilogue the Triton kernel applies it in its store, while cuDNN
@@ -397,13 +415,14 @@ class CudaBackend:
         if self._deferred is not None:       # building a batch: its kernels compile later
             timings = cudnn_conv.timings(spec, self.index)
             if timings is None:              # timed once the batch has compiled the kernel
-                generated = generated or self._anchor_kernel(problem)
-                self._pending_timings.append((spec, problem, generated, epilogue))
-                eager_cuda.start_compiles([(generated, [True] * len(generated.launch.args))],
+                timed = timed or TimedKernel(self._anchor_kernel(problem))
+                self._pending_timings.append((spec, problem, timed, epilogue))
+                kernel = timed.generated
+                eager_cuda.start_compiles([(kernel, [True] * len(kernel.launch.args))],
                                           self.index)
                 return None
         else:
-            timings = self._time_conv(spec, problem, generated)
+            timings = self._time_conv(spec, problem, timed)
         if timings is None:
             return None
         return spec if self._cudnn_wins(problem, timings, epilogue) else None
@@ -424,22 +443,28 @@ class CudaBackend:
         from ..codegen.triton.gemm import generate_gemm
         return generate_gemm(problem, gemm_config(problem, self.device_key()), None, "conv2d")
 
-    def _time_conv(self, spec, problem, generated):
-        """(Triton ms, cuDNN ms) for a conv anchor without its epilogue, from the choice
-        cache or timed on scratch buffers."""
+    def _time_conv(self, spec, problem, timed):
+        """(Triton ms, cuDNN ms) for a conv, from the choice cache or timed on scratch
+        buffers: the Triton side is `timed` (a TimedKernel: the plan's own kernel, with
+        its epilogue where it has one), or the anchor alone where it is None."""
         from ..frontend import cudnn_conv
         known = cudnn_conv.timings(spec, self.index)
         if known is not None:
             return known
-        if generated is None:                # the anchor alone (a fused group's epilogue off)
-            generated = self._anchor_kernel(problem)
+        timed = timed or TimedKernel(self._anchor_kernel(problem))
         i = self.index
         n, cout = problem.x_shape[0], problem.w_shape[0]
         x = _scratch(problem.x_shape, problem.x_strides, problem.dtype, i)
         w = _scratch(problem.w_shape, problem.w_strides, problem.dtype, i)
         y = _scratch((n, cout) + tuple(problem.out_hw), problem.out_strides, problem.out_dtype, i)
         b = _scratch((cout,), (1,), problem.bias, i) if spec.bias else None
-        operands = [x, w] + ([b] if b is not None else []) + [y]
+        if timed.geometry is None:           # the anchor's own operands: x, w, (b), y
+            operands = [x, w] + ([b] if b is not None else []) + [y]
+        else:
+            operands = [timed.fixed[j] if j in timed.fixed else
+                        _scratch(m.shape, m.strides, m.dtype, i)
+                        for j, m in enumerate(timed.geometry)]
+        generated = timed.generated
         cudnn_conv.prefers_cudnn(spec, i, lambda: eager_cuda.launch(generated, operands, i),
                                  lambda: cudnn_conv.execute(spec, x, w, y, i, b))
         return cudnn_conv.timings(spec, i)

@@ -98,12 +98,17 @@ class FakeConvChoice:
     def timings(self, spec, index):
         return self.memo.get(spec.key)
 
-    def time_conv(self, backend, spec, problem, generated):
-        kernel = generated if generated is not None else backend._anchor_kernel(problem)
-        self.timed.append((len(self.fake.batches), kernel.name))
-        found = (1.0, 0.5) if self.cudnn_faster else (0.5, 1.0)
-        self.memo[spec.key] = found
-        return found
+    def prefers_cudnn(self, spec, index, triton_run, cudnn_run):
+        """The timing itself: the Triton side really runs once (the emulated device runs
+        it in Triton's interpreter, on the scratch operands the backend made for it)."""
+        self.timed.append((len(self.fake.batches), triton_run()))
+        self.memo[spec.key] = (1.0, 0.5) if self.cudnn_faster else (0.5, 1.0)
+        return self.cudnn_faster
+
+    def launch(self, generated, tensors, index):
+        from emulation import interpreted_launch
+        interpreted_launch(generated, tensors, index)
+        return generated.name
 
 
 def _conv_net():
@@ -124,9 +129,11 @@ def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
         mp.setattr(cudnn_conv, "usable", lambda: True)
         mp.setattr(cudnn_conv, "spec_for", choice.spec_for)
         mp.setattr(cudnn_conv, "timings", choice.timings)
-        mp.setattr(compile_cuda.CudaBackend, "_time_conv",
-                   lambda self, spec, problem, generated: choice.time_conv(self, spec, problem,
-                                                                          generated))
+        mp.setattr(cudnn_conv, "prefers_cudnn", choice.prefers_cudnn)
+        import ctypes
+        from ember.runtime.cuda import stream
+        mp.setattr(stream, "memset", lambda ptr, byte, nbytes, s: ctypes.memset(ptr, byte, nbytes))
+        mp.setattr(eager_cuda, "launch", choice.launch)
         mp.setattr(cudnn_conv, "execute", lambda *args, **kwargs: None)   # not run here
         fast = ember.compile(model, backend="triton", options={"cuda_graphs": False})
         with ember.no_grad():
@@ -136,12 +143,15 @@ def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
 
 def test_conv_choices_wait_for_the_batch_compile(device):  # noqa: F811
     fast, fake, choice, model, x = _build_conv_net(device, cudnn_faster=False)
-    # both convs timed, each after the one batch that compiled its Triton kernel too (the
-    # fused conv+relu's anchor alone included), never compiled one by one
+    # both convs timed, each after the one batch that compiled its Triton kernel with the
+    # plan's others, never compiled one by one
     assert len(choice.timed) == 2 and all(n == 1 for n, _ in choice.timed)
     # (a single compile after a batch is the installed kernel's lookup)
     assert len(fake.batches) == 1 and set(fake.singles) <= set(fake.batches[0])
     assert {name for _, name in choice.timed} <= set(fake.batches[0])
+    # timed as the plan runs them, epilogues included: no kernel compiled only for timing
+    assert {name for _, name in choice.timed} == {"conv2d_epilogue"}
+    assert "conv2d" not in fake.batches[0]
     steps = [s.fn for s in fast.last[0].steps]
     assert not any(isinstance(s, compile_cuda.CudnnConvStep) for s in steps)
     with ember.no_grad():
