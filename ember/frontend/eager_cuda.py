@@ -488,6 +488,13 @@ def _fill(meta: TensorMeta, value, index: int) -> Tensor:
         negative = isinstance(value, float) and math.copysign(1.0, value) < 0   # -0.0 != 0.0
         shape, strides = tuple(meta.shape), tuple(out.stride())
         if out._array.extent() == out.numel():
+            if value == 0 and not negative:
+                # zeros (every dtype's 0 is all zero bytes): one memset, no kernel to
+                # compile (a cold first call compiled `fill` for the optimizer's state)
+                from ..runtime.cuda.stream import current_stream, memset
+                memset(data_ptr(out), 0, out.numel() * out._array.itemsize,
+                       current_stream(index))
+                return out
             # dense in any dim order (channels-last zeros): one run over memory; walking
             # the logical order would store one element per 32-byte sector
             shape, strides = (out.numel(),), (1,)

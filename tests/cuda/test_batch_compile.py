@@ -130,9 +130,6 @@ def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
         mp.setattr(cudnn_conv, "spec_for", choice.spec_for)
         mp.setattr(cudnn_conv, "timings", choice.timings)
         mp.setattr(cudnn_conv, "prefers_cudnn", choice.prefers_cudnn)
-        import ctypes
-        from ember.runtime.cuda import stream
-        mp.setattr(stream, "memset", lambda ptr, byte, nbytes, s: ctypes.memset(ptr, byte, nbytes))
         mp.setattr(eager_cuda, "launch", choice.launch)
         mp.setattr(cudnn_conv, "execute", lambda *args, **kwargs: None)   # not run here
         fast = ember.compile(model, backend="triton", options={"cuda_graphs": False})
