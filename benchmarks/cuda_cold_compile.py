@@ -9,7 +9,13 @@ Each measurement is a fresh Python process (so no in-memory cache helps) timing
 - warm:            the caches the parallel run left (cubins read from disk)
 
     python benchmarks/cuda_cold_compile.py [--model resnet18] [--batch 64] [--step]
-        [--json out.json]
+        [--tf32] [--no-serial] [--times] [--json out.json]
+
+`--times` runs the children with EMBER_COMPILE_TIMES=1 and prints each one's stage table
+(ir/compile_times.py: trace, passes, plan build, cubin lookups and compiles with the
+workers' CPU per kernel, module loads, cuDNN plan builds, conv timings, first run,
+capture, replay, device sync) for its first and second call. `--no-serial` leaves out the
+cold serial row (minutes of one-core compiles).
 
 Process start and `import ember` are not counted; the numbers are seconds.
 
@@ -147,6 +153,11 @@ def _child_output(child: str, model: str, batch: int, cache: str, workers: str |
     if done.returncode:
         raise RuntimeError(f"the child process failed (rc {done.returncode}): "
                            f"{done.stderr.strip()[-800:]}")
+    if env.get("EMBER_COMPILE_TIMES"):          # --times: the child's stage tables
+        print(f"[{model} {'step' if child is STEP_CHILD else 'inference'}, workers "
+              f"{workers or 'default'}, cache {cache}]")
+        print("\n".join(x for x in done.stderr.splitlines()
+                        if x.startswith(("ember compile times", "  "))), flush=True)
     return done.stdout
 
 
@@ -160,7 +171,14 @@ def main() -> None:
                              "0.9) instead of inference")
     parser.add_argument("--cubins", action="store_true",
                         help="no GPU: time generating and compiling the cubins on this CPU")
+    parser.add_argument("--tf32", action="store_true", help="TF32 GEMMs and convs")
+    parser.add_argument("--no-serial", action="store_true",
+                        help="leave out the cold serial row (EMBER_COMPILE_WORKERS=1)")
+    parser.add_argument("--times", action="store_true",
+                        help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
+    if args.times:
+        os.environ["EMBER_COMPILE_TIMES"] = "1"
     rows = {}
     if args.cubins:
         with tempfile.TemporaryDirectory() as serial, tempfile.TemporaryDirectory() as shared:
@@ -175,10 +193,13 @@ def main() -> None:
                 json.dump(rows, f, indent=1)
         return
     with tempfile.TemporaryDirectory() as serial, tempfile.TemporaryDirectory() as shared:
-        rows["cold_serial_s"], steps = first_call(args.model, args.batch, serial, "1",
-                                                  args.step)
-        rows["cold_parallel_s"], _ = first_call(args.model, args.batch, shared, None, args.step)
-        rows["warm_s"], _ = first_call(args.model, args.batch, shared, None, args.step)
+        if not args.no_serial:
+            rows["cold_serial_s"], _ = first_call(args.model, args.batch, serial, "1",
+                                                  args.step, args.tf32)
+        rows["cold_parallel_s"], steps = first_call(args.model, args.batch, shared, None,
+                                                    args.step, args.tf32)
+        rows["warm_s"], _ = first_call(args.model, args.batch, shared, None, args.step,
+                                       args.tf32)
     rows.update(model=args.model, batch=args.batch, plan_kernel_steps=steps,
                 training_step=args.step)
     print(json.dumps(rows, indent=1))

@@ -54,7 +54,7 @@ import emulation
 STAGES = ("passes", "codegen", "cubins", "run")
 times = {k: 0.0 for k in STAGES}
 cpu_times = {k: 0.0 for k in STAGES}
-counts = {"compiled": 0}
+counts = {"compiled": 0, "loads": 0}
 stack = []                 # exclusive times: a stage nested in another counts only there
 
 def timed(owner, name, stage):
@@ -77,6 +77,7 @@ def timed(owner, name, stage):
 class StubKernel:                      # a loaded cubin that launches nothing
     def __init__(self, cubin, meta, device=0):
         self.meta = meta
+        counts["loads"] += 1
     def launch(self, grid, args, stream=None):
         pass
 
@@ -124,7 +125,7 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
             profile.enable()
         for k in STAGES:          # moving the model and input may compile copy kernels
             times[k] = cpu_times[k] = 0.0
-        counts["compiled"] = 0
+        counts["compiled"] = counts["loads"] = 0
         cpu0, t0 = time.thread_time(), time.perf_counter()
         if what == "step":
             y = ember.tensor(rng.integers(0, 1000, batch)).cuda()
@@ -156,6 +157,7 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         out["trace_cpu"] = round(cpu - sum(cpu_times.values()), 3)
         out.update(total=round(total, 3), cpu=round(cpu, 3),
                    kernels=stats.kernels, externs=stats.externs, compiled=counts["compiled"],
+                   module_loads=counts["loads"], kernels_installed=len(eager_cuda._KERNELS),
                    children_cpu=round(kids.ru_utime + kids.ru_stime, 2),
                    cubin_files=len(list((Path(os.environ["EMBER_CACHE_DIR"]) / "triton" /
                                          "cubin").glob("*.cubin"))),
@@ -171,12 +173,18 @@ def run_child(model: str, batch: int, what: str, cache: str, workers: int | None
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     if workers is not None:
         env["EMBER_COMPILE_WORKERS"] = str(workers)
+    filled = any(os.scandir(cache)) if os.path.isdir(cache) else False
     done = subprocess.run([sys.executable, "-c", CHILD, ROOT, model, str(batch), what],
                           env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the child failed (rc {done.returncode}):\n{done.stderr[-3000:]}")
     if os.environ.get("HOST_COMPILE_PROFILE"):
         sys.stderr.write(done.stderr[-30000:])
+    if env.get("EMBER_COMPILE_TIMES"):            # --times: the children's stage tables
+        tables = [x for x in done.stderr.splitlines() if x.startswith(("ember compile times",
+                                                                       "  "))]
+        print(f"[{what}, caches {'filled' if filled else 'empty'}]")
+        print("\n".join(tables))
     line = next(x for x in done.stdout.splitlines() if x.startswith("HOST_COMPILE"))
     return json.loads(line.split(" ", 1)[1])
 
@@ -212,7 +220,11 @@ def main() -> None:
     parser.add_argument("--cache", default=None,
                         help="use (and keep) this cache directory: one process per row")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--times", action="store_true",
+                        help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
+    if args.times:
+        os.environ["EMBER_COMPILE_TIMES"] = "1"
     whats = [args.only] if args.only else ["step", "infer"]
     rounds: dict[str, list] = {w: [] for w in whats}
     for _ in range(args.rounds):            # interleaved: each round runs every row
@@ -233,12 +245,13 @@ def main() -> None:
             print(f"{what + ' ' + state:<12}" + "".join(f"{c:>15}" for c in cells) +
                   f"{row['kernels'] + row['externs']:>9}")
     print("compiled in the main process (serially) / cubins on disk / CPU s of the compile "
-          "workers and their ptxas:")
+          "workers and their ptxas / module loads (cuModuleLoadData on a GPU):")
     for what in whats:
         for state in ("cold", "warm"):
             row = result[what][state]
             print(f"  {what} {state}: {row['compiled']} / {row['cubin_files']} / "
-                  f"{row['children_cpu']}")
+                  f"{row['children_cpu']} / {row.get('module_loads', '-')} for "
+                  f"{row.get('kernels_installed', '-')} kernels")
     for what in whats:
         print(what, json.dumps(result[what]))
     print(f"load {os.getloadavg()}, {os.cpu_count()} CPUs, median of {args.rounds}")

@@ -40,7 +40,7 @@ from ..codegen.llvm.emit import compile_kernel
 from ..codegen.llvm.implicit_conv import SMALL_CHANNELS, conv_tile, k_block
 from ..codegen.llvm.target import host_isa
 from ..codegen.lowering import lower_group
-from ..ir import autocast
+from ..ir import autocast, compile_times
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.fused import FusedGroup
 from ..ir.graph import Graph, Node, OpKind, map_arg
@@ -338,11 +338,13 @@ class PlanBuilder:
             self.plan.buffers = self.backend.buffers
         self.results = _result_nodes(graph)
         self.quantized = _quantized_nodes(graph)
+        self.rebuilt = False         # built again once already (conv choices, build())
 
     def new_slot(self) -> int:
         self.n_slots += 1
         return self.n_slots - 1
 
+    @compile_times.timed("plan build (lowering, steps)")
     def build(self) -> Plan:
         batch = getattr(self.backend, "batch_compile", contextlib.nullcontext)
         with batch() as record:             # CUDA: the plan's kernels compiled together
@@ -354,12 +356,23 @@ class PlanBuilder:
         if record is not None and record.failed:
             # Triton refused a kernel: build again kernel by kernel so that one becomes an
             # eager step (the others are compiled and cached already)
-            self.__init__(self.graph, self.constants, self.stats, self.backend,
-                          self.freeze_constants)
-            self.stats.__init__(original_ops=self.stats.original_ops)
+            self._restart()
             self._add_steps()
+        elif getattr(record, "rebuild", False) and not self.rebuilt:
+            # convolutions timed after the batch compile chose cuDNN: build again with the
+            # choices known, in a batch again (kernels new to it compile together)
+            self._restart()
+            self.rebuilt = True
+            return self.build()
         self.plan.n_slots = self.n_slots
         return self.plan
+
+    def _restart(self) -> None:
+        rebuilt = getattr(self, "rebuilt", False)
+        self.__init__(self.graph, self.constants, self.stats, self.backend,
+                      self.freeze_constants)
+        self.rebuilt = rebuilt
+        self.stats.__init__(original_ops=self.stats.original_ops)
 
     def _add_steps(self) -> None:
         with autocast.suspended():          # the graph's dtypes are final (casts traced)

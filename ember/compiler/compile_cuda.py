@@ -35,7 +35,7 @@ import numpy as np
 
 from ..codegen.extern import tensor_inputs
 from ..codegen.lowering import lower_group
-from ..ir import autocast
+from ..ir import autocast, compile_times
 from ..ir.errors import DeviceError, EmberError, LoweringError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta, channels_last, strides_for
@@ -101,6 +101,17 @@ class CudnnConvStep(PlanKernel):
 
 
 EPILOGUE_GBPS = 2500       # H100 copy bandwidth, for the epilogue pass cuDNN would add
+
+
+@dataclasses.dataclass
+class TimedKernel:
+    """The Triton side of a conv's timing against cuDNN: a kernel, and (for a GEMM with a
+    fused epilogue) the geometry of each of its operands, inputs then output, with the
+    repacked weights the plan passes (`fixed`); geometry None: the anchor's own operands
+    (x, w, bias, y)."""
+    generated: object
+    geometry: list | None = None
+    fixed: dict = dataclasses.field(default_factory=dict)
 
 
 def _scratch(shape, strides, dtype, index: int) -> Tensor:
@@ -263,6 +274,7 @@ def _copy_span(dst: Tensor, src: Tensor) -> None:
     copy_device_to_device(data_ptr(dst), data_ptr(src), nbytes, current_stream(tensor_index(dst)))
 
 
+@compile_times.timed("constant uploads (host to device)")
 def upload_exact(arr: np.ndarray, index: int) -> Tensor:
     """A CUDA tensor with `arr`'s values and element strides (a graph constant's meta must
     match its buffer); negative or non-element strides become contiguous."""
@@ -302,6 +314,9 @@ class CudaBackend:
         self.buffers = CudaBuffers(self)
         self._host: dict[int, np.ndarray] = {}       # id(uploaded constant) -> host values
         self._deferred: list[PlanKernel] | None = None   # kernels awaiting a batch compile
+        # conv timings (cuDNN against Triton) waiting for the batch to compile their Triton
+        # kernel: (spec, problem, generated kernel, epilogue?)
+        self._pending_timings: list[tuple] = []
 
     @contextlib.contextmanager
     def batch_compile(self):
@@ -309,30 +324,47 @@ class CudaBackend:
         then parallel workers) on exit. Yields a record whose `failed` says whether Triton
         refused one: the builder then builds again kernel by kernel, so that kernel becomes
         an eager step as always (the rest come from the cache)."""
-        record = types.SimpleNamespace(failed=False)
+        record = types.SimpleNamespace(failed=False, rebuild=False)
         if not self.precompile or self._deferred is not None:
             yield record
             if self._deferred is None and self.horizontal and hasattr(record, "plan"):
                 merge_horizontal(record.plan, self.index)
             return
-        self._deferred = []
+        self._deferred, self._pending_timings = [], []
         try:
             yield record
-            steps = self._deferred
+            steps, pending = self._deferred, self._pending_timings
         finally:
-            self._deferred = None
+            self._deferred, self._pending_timings = None, []
         if self.horizontal and hasattr(record, "plan"):    # parts compile as one kernel
             parts, merged = merge_horizontal(record.plan, self.index)
             steps = [s for s in steps if id(s) not in parts] + merged
         requests = [(step.generated, [True] * len(step.generated.launch.args)) for step in steps]
+        timing = [(t.generated, [True] * len(t.generated.launch.args)) for _, _, t, _ in pending]
         plan = getattr(record, "plan", None)
-        eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
-        done = eager_cuda.compile_kernels(requests + eager, self.index)
+        with compile_times.stage("dry run (the eager steps' kernels)"):
+            eager = [] if plan is None else _eager_requests(plan, record.inputs, self.index)
+        done = eager_cuda.compile_kernels(requests + timing + eager, self.index)
         for step, (generated, alignment), ok in zip(steps, requests, done):
             if ok:
                 step.compiled[tuple(alignment)] = eager_cuda.compile_kernel(
                     generated, alignment, self.index)       # installed: a dict lookup
         record.failed = not all(done[:len(requests)])
+        record.rebuild = self._time_pending(pending)
+
+    def _time_pending(self, pending: list) -> bool:
+        """Time the convolutions whose choice waited for the batch (their Triton kernels
+        compiled in it, in parallel, instead of one by one while the plan was built);
+        True where cuDNN won one: the plan, built with Triton there, is built again with
+        the choices known (PlanBuilder.build; its kernels come from the cache)."""
+        changed = False
+        for spec, problem, timed, epilogue in pending:
+            try:
+                timings = self._time_conv(spec, problem, timed)
+            except (EmberError, LoweringError):
+                continue                  # the plan keeps Triton, as it was built
+            changed |= timings is not None and self._cudnn_wins(problem, timings, epilogue)
+        return changed
 
     # -- values -----------------------------------------------------------------------------
     def unwrap(self, tensor: Tensor) -> Tensor:
@@ -392,13 +424,15 @@ class CudaBackend:
     def kernel(self, lowered):
         from ..codegen.triton.source import generate
         from ..codegen.triton.split_reduce import generate_split
-        split = generate_split(lowered.kernel) if self.split_reductions else None
+        with compile_times.stage("Triton source generation"):
+            split = generate_split(lowered.kernel) if self.split_reductions else None
+            generated = generate(lowered.kernel) if split is None else None
         if split is not None:
             step = SplitPlanKernel(split, self.index)
             for part in step.parts:
                 self._ready(part)
             return step
-        return self._ready(PlanKernel(generate(lowered.kernel), self.index))
+        return self._ready(PlanKernel(generated, self.index))
 
     def extern(self, node: Node, constant=None):
         """A GEMM/conv node as one Triton GEMM step (inputs in tensor_inputs order), or a
@@ -409,7 +443,7 @@ class CudaBackend:
         generated, operands, fixed, problem = found
         inputs = tensor_inputs(node)
         order = [inputs.index(n) for n in operands]
-        spec = self._cudnn_spec(problem, generated, epilogue=False)
+        spec = self._cudnn_spec(problem, TimedKernel(generated), epilogue=False)
         if spec is not None:
             return CudnnConvStep(spec, self.index, order, len(inputs), fixed)
         return self._ready(PlanKernel(generated, self.index, order, len(inputs), fixed))
@@ -426,11 +460,18 @@ class CudaBackend:
         if found is None:
             return None
         generated, operands, fixed, problem = found
-        if self._cudnn_spec(problem, None, epilogue=True) is not None:
-            return None     # cuDNN's convolution, then the epilogue as a kernel of its own
         inner = operands + [n for n in lowered.inputs if n is not lowered.anchor]
         if any(n.op != OpKind.placeholder for n in inner):
             return None
+        # timed as the plan would run it (epilogue included: no kernel compiled only to be
+        # timed) against cuDNN's conv plus the epilogue's own pass
+        geometry = [n.meta.get("val") for n in inner] + [lowered.outputs[0].meta.get("val")]
+        if all(isinstance(m, TensorMeta) for m in geometry):
+            timed = TimedKernel(generated, geometry, fixed)
+        else:
+            timed = None                     # the anchor alone
+        if self._cudnn_spec(problem, timed, epilogue=True) is not None:
+            return None     # cuDNN's convolution, then the epilogue as a kernel of its own
         step = PlanKernel(generated, self.index, list(range(len(inner))), len(inner), fixed)
         return self._ready(step), inner
 
@@ -442,12 +483,14 @@ class CudaBackend:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
-            return (generate_gemm(problem, gemm_config(problem, self.device_key()), epilogue,
-                                  name), operands, fixed, problem)
+            config = gemm_config(problem, self.device_key())
+            with compile_times.stage("Triton source generation"):
+                generated = generate_gemm(problem, config, epilogue, name)
+            return generated, operands, fixed, problem
         except LoweringError:
             return None
 
-    def _cudnn_spec(self, problem, generated, epilogue: bool):
+    def _cudnn_spec(self, problem, timed, epilogue: bool):
         """The cuDNN ConvSpec where a conv anchor runs faster in cuDNN than in the Triton
         kernel (timed once per shape on scratch buffers, frontend/cudnn_conv.py), else
         None. With an epilogue the Triton kernel applies it in its store, while cuDNN
@@ -466,37 +509,67 @@ class CudaBackend:
             problem.stride, problem.padding, problem.dilation, bias)
         if spec is None:
             return None
-        timings = self._time_conv(spec, problem, generated)
+        if self._deferred is not None:       # building a batch: its kernels compile later
+            timings = cudnn_conv.timings(spec, self.index)
+            if timings is None:              # timed once the batch has compiled the kernel
+                timed = timed or TimedKernel(self._anchor_kernel(problem))
+                self._pending_timings.append((spec, problem, timed, epilogue))
+                kernel = timed.generated
+                eager_cuda.start_compiles([(kernel, [True] * len(kernel.launch.args))],
+                                          self.index)
+                return None
+        else:
+            timings = self._time_conv(spec, problem, timed)
         if timings is None:
             return None
+        return spec if self._cudnn_wins(problem, timings, epilogue) else None
+
+    @staticmethod
+    def _cudnn_wins(problem, timings: tuple, epilogue: bool) -> bool:
         triton_ms, cudnn_ms = timings
         if epilogue:
+            n, cout = problem.x_shape[0], problem.w_shape[0]
+            out_shape = (n, cout) + tuple(problem.out_hw)
             nbytes = 2 * int(np.prod(out_shape)) * problem.out_dtype.itemsize
             cudnn_ms += nbytes / (EPILOGUE_GBPS * 1e6)
-        return spec if cudnn_ms < triton_ms else None
+        return cudnn_ms < triton_ms
 
-    def _time_conv(self, spec, problem, generated):
-        """(Triton ms, cuDNN ms) for a conv anchor without its epilogue, from the choice
-        cache or timed on scratch buffers."""
+    def _anchor_kernel(self, problem):
+        """The conv anchor's Triton kernel alone (a fused group's epilogue off)."""
         from ..codegen.triton.autotune import gemm_config
         from ..codegen.triton.gemm import generate_gemm
+        return generate_gemm(problem, gemm_config(problem, self.device_key()), None, "conv2d")
+
+    def _time_conv(self, spec, problem, timed):
+        """(Triton ms, cuDNN ms) for a conv, from the choice cache or timed on scratch
+        buffers: the Triton side is `timed` (a TimedKernel: the plan's own kernel, with
+        its epilogue where it has one), or the anchor alone where it is None."""
         from ..frontend import cudnn_conv
         known = cudnn_conv.timings(spec, self.index)
         if known is not None:
             return known
-        if generated is None:                # the anchor alone (a fused group's epilogue off)
-            generated = generate_gemm(problem, gemm_config(problem, self.device_key()), None,
-                                      "conv2d")
+        timed = timed or TimedKernel(self._anchor_kernel(problem))
         i = self.index
         n, cout = problem.x_shape[0], problem.w_shape[0]
         x = _scratch(problem.x_shape, problem.x_strides, problem.dtype, i)
         w = _scratch(problem.w_shape, problem.w_strides, problem.dtype, i)
         y = _scratch((n, cout) + tuple(problem.out_hw), problem.out_strides, problem.out_dtype, i)
         b = _scratch((cout,), (1,), problem.bias, i) if spec.bias else None
-        operands = [x, w] + ([b] if b is not None else []) + [y]
+        if timed.geometry is None:           # the anchor's own operands: x, w, (b), y
+            operands = [x, w] + ([b] if b is not None else []) + [y]
+        else:
+            operands = [timed.fixed[j] if j in timed.fixed else
+                        _scratch(m.shape, m.strides, m.dtype, i)
+                        for j, m in enumerate(timed.geometry)]
+        generated = timed.generated
         cudnn_conv.prefers_cudnn(spec, i, lambda: eager_cuda.launch(generated, operands, i),
                                  lambda: cudnn_conv.execute(spec, x, w, y, i, b))
         return cudnn_conv.timings(spec, i)
+
+    def synchronize(self) -> None:
+        """Wait for the plan's stream (the stage timer's end of a call)."""
+        from ..runtime.cuda.stream import current_stream
+        current_stream(self.index).synchronize()
 
     def device_key(self) -> str:
         """The autotune cache's device name ("cuda-90"), from ember's driver: asking
@@ -546,7 +619,10 @@ class CudaBackend:
         if not self.precompile:
             return step
         if self._deferred is not None:              # batch_compile compiles it with the rest
-            self._deferred.append(step)
+            self._deferred.append(step)               # (started now where it is not cached)
+            generated = step.generated
+            eager_cuda.start_compiles([(generated, [True] * len(generated.launch.args))],
+                                      self.index)
             return step
         n = len(step.generated.launch.args)
         key = tuple([True] * n)
@@ -704,8 +780,10 @@ class GraphedPlan:
     def run(self, inputs: list):
         if self.plan.calls == 0:
             if self.backend.precompile and not getattr(self.plan, "prefetched", False):
-                prefetch_eager_kernels(self.plan, inputs, self.backend.index)
-            result = self.plan.run(inputs)
+                with compile_times.stage("dry run (the eager steps' kernels)"):
+                    prefetch_eager_kernels(self.plan, inputs, self.backend.index)
+            with compile_times.stage("first run (launches, eager steps)"):
+                result = self.plan.run(inputs)
             self.copied_bytes = sum(_nbytes(v) for v in
                                     _leaves(inputs[self.resident:]) + _leaves(result))
             return result
@@ -716,7 +794,8 @@ class GraphedPlan:
             self.graph = None                 # a parameter or state tensor was replaced
         if self.graph is None:
             try:
-                self._capture(inputs)
+                with compile_times.stage("CUDA graph capture"):
+                    self._capture(inputs)
             except DeviceError as err:      # the driver refused to record some step
                 self._give_up_replay(err)
                 return self.plan.run(inputs)
@@ -725,7 +804,8 @@ class GraphedPlan:
                                      inputs[self.resident:]):
                 _copy_span(static, given)
             self.plan.calls += 1
-        self.graph.launch()
+        with compile_times.stage("graph replay (launch)"):
+            self.graph.launch()
         return _map(self.backend.buffers.copy, self.graph.result)
 
     def _give_up_replay(self, err: DeviceError) -> None:

@@ -55,7 +55,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from ..ir import autocast, autodiff
+from ..ir import autocast, autodiff, compile_times
 from ..ir.errors import EmberError
 from ..ir.graph import Graph, Node
 from ..ir.meta import meta_of
@@ -114,8 +114,17 @@ class CompiledTrainStep:
         self.backend = backend
         self.pipeline, self.model_inputs, self.options = pipeline, model_inputs, options
         self.plans: dict[tuple, TrainPlan] = {}
+        self.calls = 0
 
     def __call__(self, *args) -> Tensor:
+        self.calls += 1
+        if self.calls > 2 or not compile_times.enabled():
+            return self._call(args)
+        with compile_times.call(f"compile_train_step call {self.calls}",
+                                getattr(self.backend, "synchronize", None)):
+            return self._call(args)
+
+    def _call(self, args: tuple) -> Tensor:
         for group in self.optimizer.param_groups:
             self.rule.init_state(self.optimizer, group)
         key = self._guard(args)
@@ -123,9 +132,10 @@ class CompiledTrainStep:
         if entry is None:
             entry = self.plans[key] = self._compile(args)
         targets = update_targets(entry.layout)
-        loss, updates, buffers = run_step(entry, self._inputs(entry.layout, args), self.backend,
-                                          targets)
-        write_back(entry.layout, updates, buffers, self.backend, targets)
+        with compile_times.stage("run (the rest of the step's run)"):
+            loss, updates, buffers = run_step(entry, self._inputs(entry.layout, args),
+                                              self.backend, targets)
+            write_back(entry.layout, updates, buffers, self.backend, targets)
         count_batchnorm_batches(self.model, entry.layout.batchnorms)
         return self.backend.wrap(loss)
 
@@ -163,9 +173,11 @@ class CompiledTrainStep:
     # -- compiling ----------------------------------------------------------------------------
     def _compile(self, args) -> TrainPlan:
         start = time.perf_counter()
-        graph, constants, layout = self._trace(args)
-        return compile_step_graph(graph, constants, layout, self.pipeline, self.options, start,
-                                  self.backend)
+        with compile_times.stage("trace (forward)"):
+            graph, constants, layout = self._trace(args)
+        with compile_times.stage("compile (the rest: autodiff graph, guards, stats)"):
+            return compile_step_graph(graph, constants, layout, self.pipeline, self.options,
+                                      start, self.backend)
 
     def _trace(self, args) -> tuple[Graph, dict, StepLayout]:
         check_batchnorms(self.model)

@@ -233,6 +233,12 @@ def _timings_for(spec, index, triton_run, cudnn_run):
 
 
 def _time_both(triton_run, cudnn_run, index: int, unsupported) -> tuple[float, float]:
+    from ..ir import compile_times
+    with compile_times.stage("conv timings (cuDNN against Triton)"):
+        return _time_pair(triton_run, cudnn_run, index, unsupported)
+
+
+def _time_pair(triton_run, cudnn_run, index: int, unsupported) -> tuple[float, float]:
     try:
         cudnn_run()                       # builds the plan (may refuse the shape)
     except unsupported:

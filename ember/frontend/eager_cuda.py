@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import math
 import mmap
+import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -48,6 +49,9 @@ from .tensor import Tensor
 
 _PLANS: dict = {}
 _KERNELS: dict = {}
+# (compiled code, device) -> its loaded kernel: kernels that differ only in their name share
+# one cubin (device_compile.CompileJob.key) and so one module load
+_LOADED: dict = {}
 _WARNED: set[str] = set()
 ALIGNMENT = 16          # bytes; Triton specializes pointers divisible by 16 (vector loads)
 GEMM_OPS = ("mm", "bmm", "matmul", "linear", "addmm", "conv2d")
@@ -208,12 +212,13 @@ def compile_kernel(generated, alignment: list[bool], index: int):
     kernel = _KERNELS.get(key)
     if kernel is None:
         from ..codegen.triton import device_compile
+        job = _job(generated, alignment, index)
         try:
-            binary = device_compile.compile_cached(_job(generated, alignment, index))
+            binary = device_compile.compile_cached(job)
         except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
             raise LoweringError(f"Triton could not compile {generated.name}: "
                                 f"{type(err).__name__}: {str(err)[:500]}") from err
-        kernel = _install(key, generated, binary, index)
+        kernel = _install(key, job, binary, index)
     return kernel
 
 
@@ -225,10 +230,22 @@ def compile_kernels(requests: list[tuple], index: int) -> list[bool]:
     todo = [(generated, tuple(alignment)) for generated, alignment in requests
             if (generated.key(), tuple(alignment), index) not in _KERNELS]
     jobs = [_job(generated, alignment, index) for generated, alignment in todo]
-    for (generated, alignment), result in zip(todo, device_compile.compile_many(jobs)):
+    for (generated, alignment), job, result in zip(todo, jobs, device_compile.compile_many(jobs)):
         if isinstance(result, device_compile.DeviceBinary):
-            _install((generated.key(), alignment, index), generated, result, index)
+            _install((generated.key(), alignment, index), job, result, index)
     return [(g.key(), tuple(a), index) in _KERNELS for g, a in requests]
+
+
+def start_compiles(requests: list[tuple], index: int) -> None:
+    """Begin compiling (generated, alignment) pairs in the worker pool without waiting
+    (device_compile.start): a plan's kernels as it generates them, so that the compiles
+    overlap the rest of its build; compile_kernels collects them. Not under Triton's
+    interpreter (nothing is compiled there)."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        return
+    from ..codegen.triton import device_compile
+    device_compile.start([_job(generated, alignment, index) for generated, alignment in requests
+                          if (generated.key(), tuple(alignment), index) not in _KERNELS])
 
 
 def _job(generated, alignment, index: int):
@@ -238,11 +255,17 @@ def _job(generated, alignment, index: int):
     return CompileJob(generated, tuple(bool(a) for a in alignment), major * 10 + minor)
 
 
-def _install(key: tuple, generated, binary, index: int):
+def _install(key: tuple, job, binary, index: int):
+    """The loaded kernel of `binary` under `key`: loaded once per distinct compiled code
+    (cuModuleLoadData costs a driver call and device memory per module)."""
     from ..runtime.cuda.module import CubinKernel, LaunchMetadata
-    spec = generated.launch
-    meta = LaunchMetadata.from_dict(binary.metadata, [t for _, t in spec.args])
-    kernel = _KERNELS[key] = CubinKernel(binary.cubin, meta, index)
+    loaded = (job.key(), index)
+    kernel = _LOADED.get(loaded)
+    if kernel is None:
+        spec = job.kernel.launch
+        meta = LaunchMetadata.from_dict(binary.metadata, [t for _, t in spec.args])
+        kernel = _LOADED[loaded] = CubinKernel(binary.cubin, meta, index)
+    _KERNELS[key] = kernel
     return kernel
 
 
@@ -486,6 +509,13 @@ def _fill(meta: TensorMeta, value, index: int) -> Tensor:
         negative = isinstance(value, float) and math.copysign(1.0, value) < 0   # -0.0 != 0.0
         shape, strides = tuple(meta.shape), tuple(out.stride())
         if out._array.extent() == out.numel():
+            if value == 0 and not negative:
+                # zeros (every dtype's 0 is all zero bytes): one memset, no kernel to
+                # compile (a cold first call compiled `fill` for the optimizer's state)
+                from ..runtime.cuda.stream import current_stream, memset
+                memset(data_ptr(out), 0, out.numel() * out._array.itemsize,
+                       current_stream(index))
+                return out
             # dense in any dim order (channels-last zeros): one run over memory; walking
             # the logical order would store one element per 32-byte sector
             shape, strides = (out.numel(),), (1,)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TextIO
 
-from ..ir import autocast
+from ..ir import autocast, compile_times
 from ..ir.errors import EmberError, VerifyError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.printer import format_node, print_graph, value_names
@@ -305,7 +305,8 @@ def _verify_input(graph: Graph) -> None:
 def run_passes(graph: Graph, pipeline: str, ctx: PassContext | None = None,
                **options) -> PassReport:
     """Shorthand: `run_passes(g, "dce,cse", ctx, verify_each=True)`."""
-    return PassManager.from_string(pipeline, **options).run(graph, ctx)
+    with compile_times.stage("passes"):
+        return PassManager.from_string(pipeline, **options).run(graph, ctx)
 
 
 # Named pipelines. Later passes join with extend_pipeline("default-inference", "layout").

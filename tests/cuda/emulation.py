@@ -96,6 +96,7 @@ def emulated_cuda(capacity: int = 512 << 20):
                                                               src, dst.nbytes))
         mp.setattr(S, "copy_device_to_device",
                    lambda dst, src, nbytes, s: ctypes.memmove(dst, src, nbytes))
+        mp.setattr(S, "memset", lambda dst, byte, nbytes, s: ctypes.memset(dst, byte, nbytes))
         mp.setattr(S, "PinnedBuffer", _HostPinned)
         mp.setattr(eager_cuda, "launch", interpreted_launch)
         mp.setattr(triton_launch, "run_kernel", interpreted_user_kernel)

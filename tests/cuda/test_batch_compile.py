@@ -79,3 +79,85 @@ def test_a_refused_kernel_still_falls_back_eagerly(device):  # noqa: F811
     assert len(fake.batches) == 1 and refused in fake.singles
     assert len(fast.stats.fallbacks) == 1 and refused in fast.stats.fallbacks[0]
     assert fast.stats.kernels == len(first.batches[0]) - 1
+
+
+# --- convolutions whose cuDNN-or-Triton choice is not known yet --------------------------------
+class FakeConvChoice:
+    """cuDNN as far as the choice goes: every conv gets a spec, and timing one (which needs
+    its Triton kernel compiled) records how many batches had compiled by then."""
+
+    def __init__(self, fake: FakeCompiler, cudnn_faster: bool):
+        self.fake, self.cudnn_faster = fake, cudnn_faster
+        self.memo, self.timed = {}, []
+
+    def spec_for(self, kind, x, w, y, stride, padding, dilation, bias=None, *rest, **kw):
+        import types
+        return types.SimpleNamespace(key=(kind, x, w, y, stride, padding, dilation),
+                                     bias=bias is not None)
+
+    def timings(self, spec, index):
+        return self.memo.get(spec.key)
+
+    def prefers_cudnn(self, spec, index, triton_run, cudnn_run):
+        """The timing itself: the Triton side really runs once (the emulated device runs
+        it in Triton's interpreter, on the scratch operands the backend made for it)."""
+        self.timed.append((len(self.fake.batches), triton_run()))
+        self.memo[spec.key] = (1.0, 0.5) if self.cudnn_faster else (0.5, 1.0)
+        return self.cudnn_faster
+
+    def launch(self, generated, tensors, index):
+        from emulation import interpreted_launch
+        interpreted_launch(generated, tensors, index)
+        return generated.name
+
+
+def _conv_net():
+    return ember.nn.Sequential(ember.nn.Conv2d(3, 8, 3, padding=1), ember.nn.ReLU(),
+                               ember.nn.Conv2d(8, 8, 3, padding=1)).eval()
+
+
+def _build_conv_net(device, cudnn_faster: bool):  # noqa: F811
+    from ember.frontend import cudnn_conv
+    fake = FakeCompiler()
+    choice = FakeConvChoice(fake, cudnn_faster)
+    model = _conv_net()
+    x = ember.randn(2, 3, 8, 8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compile_cuda.CudaBackend, "precompile", True)
+        mp.setattr(eager_cuda, "compile_kernels", fake.compile_kernels)
+        mp.setattr(eager_cuda, "compile_kernel", fake.compile_kernel)
+        mp.setattr(cudnn_conv, "usable", lambda: True)
+        mp.setattr(cudnn_conv, "spec_for", choice.spec_for)
+        mp.setattr(cudnn_conv, "timings", choice.timings)
+        mp.setattr(cudnn_conv, "prefers_cudnn", choice.prefers_cudnn)
+        mp.setattr(eager_cuda, "launch", choice.launch)
+        mp.setattr(cudnn_conv, "execute", lambda *args, **kwargs: None)   # not run here
+        fast = ember.compile(model, backend="triton", options={"cuda_graphs": False})
+        with ember.no_grad():
+            fast(x.to(device))
+    return fast, fake, choice, model, x
+
+
+def test_conv_choices_wait_for_the_batch_compile(device):  # noqa: F811
+    fast, fake, choice, model, x = _build_conv_net(device, cudnn_faster=False)
+    # both convs timed, each after the one batch that compiled its Triton kernel with the
+    # plan's others, never compiled one by one
+    assert len(choice.timed) == 2 and all(n == 1 for n, _ in choice.timed)
+    # (a single compile after a batch is the installed kernel's lookup)
+    assert len(fake.batches) == 1 and set(fake.singles) <= set(fake.batches[0])
+    assert {name for _, name in choice.timed} <= set(fake.batches[0])
+    # timed as the plan runs them, epilogues included: no kernel compiled only for timing
+    assert {name for _, name in choice.timed} == {"conv2d_epilogue"}
+    assert "conv2d" not in fake.batches[0]
+    steps = [s.fn for s in fast.last[0].steps]
+    assert not any(isinstance(s, compile_cuda.CudnnConvStep) for s in steps)
+    with ember.no_grad():
+        _close(fast(x.to(device)), model(x))
+
+
+def test_a_conv_won_by_cudnn_builds_the_plan_again(device):  # noqa: F811
+    fast, fake, choice, _, _ = _build_conv_net(device, cudnn_faster=True)
+    assert len(choice.timed) == 2                    # timed once each, not again
+    assert len(fake.batches) == 2 and set(fake.singles) <= set(sum(fake.batches, []))
+    steps = [s.fn for s in fast.last[0].steps]
+    assert sum(isinstance(s, compile_cuda.CudnnConvStep) for s in steps) == 2

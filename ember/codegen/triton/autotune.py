@@ -26,7 +26,7 @@ import json
 from dataclasses import asdict
 from typing import Callable
 
-from ...ir import determinism
+from ...ir import compile_times, determinism
 from .cache import cache_dir, write_atomic
 from .gemm import GemmConfig, generate_gemm
 from .source import next_pow2
@@ -64,6 +64,7 @@ def _entry_path(problem, device: str):
     return cache_dir() / "autotune" / f"{tuning_key(problem, device)}.json"
 
 
+@compile_times.timed("autotune cache lookups")
 def stored_config(problem, device: str) -> GemmConfig | None:
     path = _entry_path(problem, device)
     try:
@@ -143,6 +144,7 @@ def _choice_path(description: str, device: str):
     return cache_dir() / "autotune" / f"conv-{key}.json"
 
 
+@compile_times.timed("autotune cache lookups")
 def stored_choice(description: str, device: str) -> dict | None:
     """The recorded winner for a convolution (`description` names it exactly: direction,
     dtype, shapes, strides, padding, stride, dilation, TF32, determinism, the cuDNN

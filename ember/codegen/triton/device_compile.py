@@ -23,6 +23,12 @@ around a second each; a plan of resnet18 has dozens. Three things make it cheape
   `EMBER_COMPILE_WORKERS` sets the pool size (default: the usable CPU count, all of
   them: a cold resnet18 training step is ~70 CPU seconds of Triton and ptxas; 0 or 1
   compiles in this process).
+- **starting early**: `start(jobs)` submits the cache misses to the pool without waiting
+  (a plan's kernels as the builder generates them), and `compile_many` collects those
+  futures instead of compiling again, so compiles overlap the rest of the plan's build.
+
+With EMBER_COMPILE_TIMES set (ir/compile_times.py) the lookups, compiles, the workers'
+CPU seconds and each kernel's compile CPU are reported in the first call's stage table.
 
 The cubin is the same whichever path made it (tests/codegen/triton/
 test_triton_parallel_compile.py compares them). This module is codegen: it imports no
@@ -31,12 +37,14 @@ frontend and no runtime.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import multiprocessing
 import os
 from dataclasses import dataclass
 
+from ...ir import compile_times
 from .cache import cache_dir, load, write_atomic
 from .source import GeneratedKernel
 
@@ -89,6 +97,7 @@ def compile_one(job: CompileJob) -> DeviceBinary:
     return DeviceBinary(compiled.asm["cubin"], {k: meta[k] for k in LAUNCH_KEYS if k in meta})
 
 
+@functools.lru_cache(maxsize=None)
 def _triton_version() -> str:
     from importlib import metadata
     try:
@@ -102,6 +111,7 @@ def _paths(job: CompileJob):
     return stem.with_name(stem.name + ".cubin"), stem.with_name(stem.name + ".json")
 
 
+@compile_times.timed("cubin cache lookups (disk)")
 def cached(job: CompileJob) -> DeviceBinary | None:
     """The job's cubin from the disk cache, or None: a missing entry silently, a damaged
     one (unreadable metadata, a cubin whose hash is not the recorded one) with a warning;
@@ -138,8 +148,11 @@ def compile_cached(job: CompileJob) -> DeviceBinary:
     """From the disk cache, else compiled here and stored."""
     found = cached(job)
     if found is None:
-        found = compile_one(job)
-        store(job, found)
+        with compile_times.stage("cubin compiles (this process)"):
+            found = compile_one(job)
+            store(job, found)
+        compile_times.note("cubins compiled in this process", 1)
+        compile_times.item("kernels compiled one at a time in this process", job.kernel.name, 1)
     return found
 
 
@@ -148,26 +161,86 @@ class CompileFailure(Exception):
     """A worker's Triton error, carried back as text (Triton's errors do not all pickle)."""
 
 
+# job key -> its compile in a worker, started by `start` before compile_many collects it
+_STARTED: dict[str, concurrent.futures.Future] = {}
+
+
+def start(jobs: list[CompileJob], workers: int | None = None) -> int:
+    """Start compiling the jobs that miss the disk cache in the worker pool now, without
+    waiting (a plan's kernels as it generates them, so the compiles overlap the rest of
+    its build); `compile_many` collects them. Returns how many started. Nothing starts
+    where compile_many would compile in this process (`workers` <= 1)."""
+    workers = default_workers() if workers is None else workers
+    if workers <= 1:
+        return 0
+    started = 0
+    for job in jobs:
+        key = job.key()
+        if key in _STARTED or _paths(job)[1].exists():
+            continue
+        _STARTED[key] = _pool(workers).submit(_compile_and_store, job)
+        started += 1
+    return started
+
+
 def compile_many(jobs: list[CompileJob], workers: int | None = None) -> list:
     """Each job's DeviceBinary, or the CompileFailure that stopped it, in order: disk hits
-    first, the misses in parallel worker processes (in this process when one is missing
-    or `workers` <= 1)."""
-    results: list = [cached(job) for job in jobs]
+    first, then the compiles `start` began, the other misses in parallel worker
+    processes (in this process when one is missing or `workers` <= 1)."""
+    found: dict = {}                       # one disk lookup per distinct compiled code
+    for job in jobs:
+        if job.key() not in found:
+            found[job.key()] = cached(job)
+    results: list = [found[job.key()] for job in jobs]
     misses: dict = {}                      # deduplicated: the first job of each key compiles
     for job, r in zip(jobs, results):
         if r is None:
             misses.setdefault(job.key(), job)
+    early = {key: _STARTED.pop(key) for key in list(misses) if key in _STARTED}
+    outcomes = {}
+    if early:
+        with compile_times.stage("cubin compiles (waiting for the workers)"):
+            outcomes = {key: future.result() for key, future in early.items()}
+        _note(outcomes, misses, "workers (started early)")
+        misses = {key: job for key, job in misses.items() if key not in early}
+    outcomes.update(_compile_misses(misses, workers))
+    compiled = {key: value for key, (value, _) in outcomes.items()}
+    return [r if r is not None else _as_result(compiled[job.key()])
+            for job, r in zip(jobs, results)]
+
+
+def _compile_misses(misses: dict, workers: int | None) -> dict:
+    """key -> (binary or error text, CPU seconds) for each job of `misses`."""
     workers = default_workers() if workers is None else workers
     if len(misses) < 2 or workers <= 1:
-        compiled = {key: _compile_and_store(job) for key, job in misses.items()}
+        with compile_times.stage("cubin compiles (this process)"):
+            outcomes = {key: _compile_and_store(job) for key, job in misses.items()}
+        where = "this process"
     else:
         # longest first: a GEMM/conv (tl.dot) compiles 3-10x longer than a pointwise or
         # reduction kernel, and one started last would keep the batch waiting alone
         order = sorted(misses, key=lambda k: _expected_cost(misses[k]), reverse=True)
-        outcomes = _pool(workers).map(_compile_and_store, [misses[k] for k in order])
-        compiled = dict(zip(order, outcomes))
-    return [r if r is not None else _as_result(compiled[job.key()])
-            for job, r in zip(jobs, results)]
+        with compile_times.stage("cubin compiles (waiting for the workers)"):
+            outcomes = dict(zip(order, _pool(workers).map(_compile_and_store,
+                                                          [misses[k] for k in order])))
+        where = "workers"
+    _note(outcomes, misses, where)
+    return outcomes
+
+
+def _note(outcomes: dict, jobs: dict, where: str) -> None:
+    """The stage timer's figures of these compiles (compile_times: nothing when off)."""
+    if not outcomes:
+        return
+    compile_times.note(f"cubins compiled in {where}", len(outcomes))
+    compile_times.note(f"CPU seconds of compiles in {where}",
+                       sum(cpu for _, cpu in outcomes.values()))
+    for key, (_, cpu) in outcomes.items():
+        job = jobs[key]
+        kind = "dot" if "tl.dot" in job.kernel.source else "no dot"
+        compile_times.item("kernel compiles (CPU s)", f"{job.kernel.name} [{kind}, "
+                           f"{job.kernel.launch.num_warps} warps, "
+                           f"{job.kernel.launch.num_stages} stages]", cpu)
 
 
 def _expected_cost(job: CompileJob) -> tuple:
@@ -175,14 +248,22 @@ def _expected_cost(job: CompileJob) -> tuple:
     return ("tl.dot" in source, len(source))
 
 
-def _compile_and_store(job: CompileJob):
-    """Runs in a worker: the binary, or the error as text."""
+def _compile_and_store(job: CompileJob) -> tuple:
+    """Runs in a worker: (the binary or the error as text, CPU seconds it took with
+    ptxas, the child process Triton runs)."""
+    begin = _cpu_seconds()
     try:
         result = compile_one(job)
     except Exception as err:  # noqa: BLE001 - Triton's errors have no common base
-        return f"{type(err).__name__}: {str(err)[:2000]}"
+        return f"{type(err).__name__}: {str(err)[:2000]}", _cpu_seconds() - begin
     store(job, result)
-    return result
+    return result, _cpu_seconds() - begin
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time and its reaped children's (ptxas)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _as_result(value):
@@ -204,5 +285,16 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     pool = _POOLS.get(workers)
     if pool is None:
         context = multiprocessing.get_context("fork")
-        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(workers, context)
+        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(
+            workers, context, initializer=_warm_worker)
     return pool
+
+
+def _warm_worker() -> None:
+    """A new worker imports Triton's compiler at once: when `start` opened the pool while
+    the plan is still being built, that import overlaps the build instead of delaying
+    the worker's first compile."""
+    try:
+        import triton.compiler  # noqa: F401
+    except Exception:  # noqa: BLE001 - the compile itself reports what is wrong
+        pass

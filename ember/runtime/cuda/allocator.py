@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...ir import compile_times
 from ...ir.errors import OutOfMemoryError, at_user_line
 
 MIN_BLOCK = 512                  # every size is a multiple of this
@@ -383,8 +384,8 @@ class DriverBackend:
         from . import driver
         driver.context(self.index)
         try:
-            with driver.relaxed_capture():      # a capture's private pool may grow
-                return int(driver.call("cuMemAlloc", nbytes))
+            with driver.relaxed_capture(), compile_times.stage("device allocation (cuMemAlloc)"):
+                return int(driver.call("cuMemAlloc", nbytes))   # (a capture's pool may grow)
         except driver.DriverCallError as err:
             if err.code == "CUDA_ERROR_OUT_OF_MEMORY":
                 raise BackendOutOfMemory(nbytes) from None

@@ -26,6 +26,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from ...ir import compile_times
 from . import driver
 
 _LOG = logging.getLogger("ember.backends.cudnn")
@@ -273,7 +274,8 @@ def conv_plan(spec: ConvSpec, index: int = 0, buffers: tuple | None = None) -> C
         if key in _failed:
             raise CudnnUnsupported(_failed[key])
         try:
-            plan = _plans[key] = ConvPlan(spec, index, buffers)
+            with compile_times.stage("cuDNN plan builds"):
+                plan = _plans[key] = ConvPlan(spec, index, buffers)
         except CudnnUnsupported as err:
             _failed[key] = str(err)
             raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...ir import profiling
+from ...ir import compile_times, profiling
 from ...ir.errors import DeviceError
 from . import driver
 from .allocator import device_allocator
@@ -122,8 +122,8 @@ class CubinKernel:
                               "is not supported by this launcher")
         driver.context(device)
         self.meta, self.device = meta, device
-        with driver.relaxed_capture():          # a kernel first used inside a capture
-            self._module = driver.call("cuModuleLoadData", cubin)
+        with driver.relaxed_capture(), compile_times.stage("cubin loads (cuModuleLoadData)"):
+            self._module = driver.call("cuModuleLoadData", cubin)   # (or used in a capture)
         # kept on the kernel: __del__ may run when the module's globals are already gone
         self._unload = driver.bindings().cuModuleUnload
         self._function = driver.call("cuModuleGetFunction", self._module, meta.name.encode())

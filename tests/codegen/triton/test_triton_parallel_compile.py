@@ -165,3 +165,46 @@ def test_kernels_named_like_the_math_they_call_keep_their_own_body():
                                           name).kernel) for name in ("asin", "acos", "sin")}
     keys = {k.body_key() for k in kernels.values()}
     assert len(keys) == 3, {n: k.source for n, k in kernels.items()}
+
+
+STARTED = """
+import json, os, sys
+os.environ["EMBER_CACHE_DIR"] = sys.argv[1]
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton import device_compile as dc
+from ember.codegen.triton.source import generate
+from ember.ir import compile_times
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+
+x = ember.randn(37, 5)
+kernels = [generate(lower_group(build_graph(fn, [meta_of(x)])[0], name).kernel)
+           for fn, name in ((lambda a: (a * 2).relu(), "double"),
+                            (lambda a: (a + 3).sigmoid(), "shifted"))]
+jobs = [dc.CompileJob(k, (True, True), 90) for k in kernels]
+started = dc.start(jobs, workers=2)
+again = dc.start(jobs, workers=2)             # in flight already: not started twice
+os.environ[compile_times.ENV] = "1"
+with compile_times.call("collect"):
+    results = dc.compile_many(jobs, workers=2)
+serial = [dc.compile_one(job) for job in jobs]
+print(json.dumps({"started": [started, again], "left": len(dc._STARTED),
+                  "same": [r.cubin == s.cubin for r, s in zip(results, serial)],
+                  "cached_after": dc.start(jobs, workers=2)}))
+"""
+
+
+def test_compiles_started_early_are_collected_by_the_batch(tmp_path):
+    """device_compile.start begins a plan's compiles while it is still being built; the
+    batch (compile_many) waits for those instead of compiling them again, and the cubins
+    are the ones a compile in this process makes."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", STARTED, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["started"] == [2, 0] and r["left"] == 0 and r["cached_after"] == 0
+    assert r["same"] == [True, True]
+    assert "cubins compiled in workers (started early) = 2" in proc.stderr
+    assert "cubins compiled in workers =" not in proc.stderr     # none compiled twice
