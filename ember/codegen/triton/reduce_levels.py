@@ -57,10 +57,11 @@ def _flatten(kernel: K.Kernel) -> K.Kernel:
         return kernel
     n_outer, r = len(kernel.outer), math.prod(kernel.inner)
     replaced: dict[str, object] = {}          # old Reduce name -> its expression
+    memo: dict = {}     # one for every stage: a subexpression stages share stays one object
     stages: list = []
     changed = False
     for stage in kernel.stages:
-        value = _substitute(stage.value, replaced, {})
+        value = _substitute(stage.value, replaced, memo)
         if isinstance(stage, K.Reduce) and _refs(value) and stage.combine == "sum" and \
                 stage.acc_dtype == float32:
             terms = _linear(value, n_outer, kernel.n_vars)
@@ -90,7 +91,12 @@ def _with_value(stage, value):
 
 
 def _substitute(e, replaced: dict, memo: dict):
-    """e with ReduceRefs of rewritten stages replaced by their expressions (DAG kept)."""
+    """e with ReduceRefs of rewritten stages replaced by their expressions (DAG kept).
+    One memo serves every stage of a kernel: a stage reads only Reduces before it, whose
+    rewriting is settled by then, so a shared subexpression's substitute is the same for
+    every stage, and stays one object (one variable in the generated source: BatchNorm's
+    forward stored its output and its ReLU mask each computing x-hat, with a division an
+    element each, when every stage had its own memo)."""
     if not replaced:
         return e
     hit = memo.get(id(e))
@@ -229,11 +235,12 @@ def factor_sums(kernel: K.Kernel) -> K.Kernel:
         return kernel
     n_outer = len(kernel.outer)
     replaced: dict[str, object] = {}      # old Reduce name -> its expression
+    memo: dict = {}                       # shared by the stages, as in _flatten
     by_term: dict[str, K.Reduce] = {}     # str(inner term) -> the Reduce that sums it
     stages: list = []
     changed = False
     for stage in kernel.stages:
-        value = _substitute(stage.value, replaced, {})
+        value = _substitute(stage.value, replaced, memo)
         if not (isinstance(stage, K.Reduce) and stage.combine == "sum" and
                 stage.acc_dtype == float32 and value.dtype == float32):
             stages.append(_with_value(stage, value))

@@ -203,3 +203,18 @@ def test_factoring_keeps_subtractions_inside_the_sum():
         [str(s.value) for s in kernel.stages if isinstance(s, K.Reduce)]
     kernel, _ = _lowered(lambda t: t.sum((0, 2, 3)), x)
     assert flatten_levels(kernel) is kernel
+
+
+def test_stores_sharing_a_value_compute_it_once_after_rewriting():
+    """BatchNorm + ReLU's output and its mask (what the training step's forward stores) share
+    x-hat: after the sums are rewritten the shared subexpression stays one object, so the
+    final phase's loop computes it once (one division an element, not one per store)."""
+    def fn(t, w, b):
+        y = F.relu(F.batch_norm(t, None, None, w, b, training=True, eps=1e-5))
+        return y, y <= 0
+    x = ember.empty(64, 64, 112, 112, memory_format=CL)
+    w = ember.empty(64)
+    kernel, _ = _lowered(fn, x, w, w)
+    final = split_reduce.generate_split(kernel).kernels[-1].source
+    loop = final[final.index("for roff"):]
+    assert loop.count("tl.store(") == 2 and loop.count("div_rn") == 1, loop

@@ -159,22 +159,26 @@ def test_split_is_deterministic():
     np.testing.assert_array_equal(first[0][1], again[0][1])
 
 
-def test_final_combines_more_splits_than_one_step_holds():
-    """48 splits: the final phase combines the partials FINISH_SBLOCK at a time (a masked
-    last step), for the statistics and the gradient sums; values against torch."""
-    shape = (2, 5, 12, 8)
+def test_final_combines_more_splits_than_one_step_holds(monkeypatch):
+    """The final phase combines the partials SBLOCK at a time (4 here, 32 for the stem's
+    32 kept points) with a masked last step: 10 splits, for the statistics and the
+    gradient sums, and for a max; values against torch."""
+    monkeypatch.setattr(split_reduce, "FINISH_SBLOCK", 4)
+    monkeypatch.setattr(split_reduce, "FINISH_TILE", 4)
+    shape = (1, 5, 6, 5)
     x, tx = _cl(shape, seed=9)
     dy, tdy = _cl(shape, seed=10)
     w = np.linspace(0.5, 1.5, shape[1], dtype=np.float32)
-    pairs, split = run_split(_bn_backward, dy, x, ember.tensor(w), xblock=4, rblock=2,
-                             splits=48)
-    assert split.plan.splits > split_reduce.FINISH_SBLOCK
-    assert split.plan.splits % split_reduce.FINISH_SBLOCK
+    pairs, split = run_split(_bn_backward, dy, x, ember.tensor(w), xblock=8, rblock=1,
+                             splits=10)
+    sblock = split.kernels[-1].launch.constexprs["SBLOCK"]
+    assert sblock == 4 and split.plan.splits == 10
+    assert "for s0 in range(0, S, SBLOCK)" in split.kernels[-1].source
     tx.requires_grad_(True)
     out = torch.nn.functional.batch_norm(tx, None, None, torch.tensor(w), None, training=True)
     out.backward(tdy)
     np.testing.assert_allclose(_nchw(pairs[0][1], shape), tx.grad.numpy(), rtol=1e-3, atol=1e-4)
-    pairs, _ = run_split(lambda t: t.amax((0, 2, 3)), x, xblock=4, rblock=2, splits=48)
+    pairs, _ = run_split(lambda t: t.amax((0, 2, 3)), x, xblock=8, rblock=1, splits=10)
     np.testing.assert_array_equal(pairs[0][1], tx.detach().amax((0, 2, 3)).numpy())
 
 
