@@ -12,7 +12,13 @@ the cubin compile (worker pool, disk cache), cache lookups, plan building. The G
 share (tile autotuning, cuDNN vs Triton timings, module loads, the launches) is not here.
 
     python benchmarks/cuda_compile_host.py [--model resnet18] [--batch 64] [--only step|infer]
-        [--rounds 1] [--workers N] [--json out.json]
+        [--rounds 1] [--workers N] [--cache DIR] [--times] [--json out.json]
+
+`--times` runs the children with EMBER_COMPILE_TIMES=1 and prints their stage tables
+(ir/compile_times.py: finer stages than below, the compile workers' CPU per kernel, the
+kernels compiled one at a time). The counts line gives, per row, the compiles made one at
+a time in the main process, the cubins on disk, the workers' CPU seconds, and the module
+loads a GPU would make (one per distinct cubin) for the kernels installed.
 
 Stages (seconds of the child's wall clock, and in brackets of its main thread's CPU time:
 the compile workers' CPU is not in the brackets):
