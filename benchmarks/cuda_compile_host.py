@@ -155,8 +155,18 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         cpu = time.thread_time() - cpu0
         for pool in device_compile._POOLS.values():   # reaped: their CPU joins RUSAGE_CHILDREN
             pool.shutdown()
-        import resource
+        import re, resource
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # what shape-generic kernels would save: the generated sources on disk, with the
+        # function's name left out (bodies: what compiles now) and also every integer
+        # literal (structures: sizes, strides and block sizes as runtime values)
+        bodies = set()
+        for path in (Path(os.environ["EMBER_CACHE_DIR"]) / "triton" / "src").glob("*.py"):
+            text = "\n".join(x for x in path.read_text().splitlines()
+                             if not x.lstrip().startswith(("#", '"' * 3)))
+            bodies.add(re.sub(r"^def \w+\(", "def K(", text, flags=re.M))
+        structures = {re.sub(r"\b\d+\b", "N", b) for b in bodies}
+        dots = [b for b in bodies if "tl.dot" in b]
         out = {k: round(v, 3) for k, v in times.items()}
         out["trace"] = round(total - sum(times.values()), 3)
         out.update({k + "_cpu": round(v, 3) for k, v in cpu_times.items()})
@@ -167,7 +177,9 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
                    children_cpu=round(kids.ru_utime + kids.ru_stime, 2),
                    cubin_files=len(list((Path(os.environ["EMBER_CACHE_DIR"]) / "triton" /
                                          "cubin").glob("*.cubin"))),
-                   fallbacks=len(stats.fallbacks))
+                   fallbacks=len(stats.fallbacks), bodies=len(bodies),
+                   structures=len(structures), dot_bodies=len(dots),
+                   dot_structures=len({re.sub(r"\b\d+\b", "N", b) for b in dots}))
         print("HOST_COMPILE", json.dumps(out))
 """
 
@@ -258,6 +270,12 @@ def main() -> None:
             print(f"  {what} {state}: {row['compiled']} / {row['cubin_files']} / "
                   f"{row['children_cpu']} / {row.get('module_loads', '-')} for "
                   f"{row.get('kernels_installed', '-')} kernels")
+    print("distinct kernel bodies / the same up to integer literals (sizes, strides, blocks), "
+          "all and with tl.dot:")
+    for what in whats:
+        row = result[what]["cold"]
+        print(f"  {what}: {row.get('bodies', '-')} / {row.get('structures', '-')}, "
+              f"{row.get('dot_bodies', '-')} / {row.get('dot_structures', '-')}")
     for what in whats:
         print(what, json.dumps(result[what]))
     print(f"load {os.getloadavg()}, {os.cpu_count()} CPUs, median of {args.rounds}")
