@@ -102,6 +102,22 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         mp.setattr(M, "CubinKernel", StubKernel)
         from ember.frontend import cudnn_conv
         mp.setattr(cudnn_conv, "usable", lambda: False)
+        if os.environ.get("HOST_COMPILE_CONV_CHOICE"):
+            # --conv-choice: the cuDNN-or-Triton choice of each compiled conv is made as on
+            # a GPU without a cached choice (its Triton kernel compiled and "timed"), and
+            # Triton always wins; cuDNN itself never runs
+            import types
+            memo = {}
+            mp.setattr(cudnn_conv, "usable", lambda: True)
+            mp.setattr(cudnn_conv, "spec_for", lambda kind, x, w, y, *rest, **kw:
+                       types.SimpleNamespace(key=(kind, x, w, y) + tuple(rest),
+                                             bias=bool(rest[3:4] and rest[3] is not None)))
+            mp.setattr(cudnn_conv, "timings", lambda spec, index: memo.get(spec.key))
+            def prefers(spec, index, triton_run, cudnn_run):
+                triton_run()                                 # compiles it, as timing does
+                memo[spec.key] = (0.5, 1.0)
+                return False
+            mp.setattr(cudnn_conv, "prefers_cudnn", prefers)
         for mod in (C, CTG):
             timed(mod, "run_passes", "passes")
         timed(C.PlanBuilder, "build", "codegen")
@@ -185,6 +201,7 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
 
 
 def run_child(model: str, batch: int, what: str, cache: str, workers: int | None) -> dict:
+    """One fresh process's first call over `cache` (see CHILD)."""
     env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
                TRITON_CACHE_DIR=os.path.join(cache, "triton"))
     env.pop("TRITON_INTERPRET", None)          # real cubins
@@ -238,11 +255,17 @@ def main() -> None:
     parser.add_argument("--cache", default=None,
                         help="use (and keep) this cache directory: one process per row")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--conv-choice", action="store_true",
+                        help="make each compiled conv's cuDNN-or-Triton choice as a GPU "
+                             "without a cached one does (Triton compiled and 'timed'; it "
+                             "always wins), to count the compiles that choice costs")
     parser.add_argument("--times", action="store_true",
                         help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
     if args.times:
         os.environ["EMBER_COMPILE_TIMES"] = "1"
+    if args.conv_choice:
+        os.environ["HOST_COMPILE_CONV_CHOICE"] = "1"
     whats = [args.only] if args.only else ["step", "infer"]
     rounds: dict[str, list] = {w: [] for w in whats}
     for _ in range(args.rounds):            # interleaved: each round runs every row
