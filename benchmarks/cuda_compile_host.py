@@ -96,7 +96,8 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         import ember.runtime.cuda.stream as S
         mp.setattr(S, "copy_device_to_device",
                    lambda dst, src, nbytes, stream: ctypes.memmove(dst, src, nbytes))
-        mp.setattr(S, "memset", lambda dst, byte, nbytes, stream: ctypes.memset(dst, byte, nbytes))
+        # a memset is device work like a launch: nothing runs (zero fills became memsets)
+        mp.setattr(S, "memset", lambda dst, byte, nbytes, stream: None)
         mp.setattr(eager_cuda, "launch", REAL_LAUNCH)      # compiles; the stub launches nothing
         import ember.runtime.cuda.module as M
         mp.setattr(M, "CubinKernel", StubKernel)
