@@ -12,7 +12,13 @@ the cubin compile (worker pool, disk cache), cache lookups, plan building. The G
 share (tile autotuning, cuDNN vs Triton timings, module loads, the launches) is not here.
 
     python benchmarks/cuda_compile_host.py [--model resnet18] [--batch 64] [--only step|infer]
-        [--rounds 1] [--workers N] [--json out.json]
+        [--rounds 1] [--workers N] [--cache DIR] [--times] [--json out.json]
+
+`--times` runs the children with EMBER_COMPILE_TIMES=1 and prints their stage tables
+(ir/compile_times.py: finer stages than below, the compile workers' CPU per kernel, the
+kernels compiled one at a time). The counts line gives, per row, the compiles made one at
+a time in the main process, the cubins on disk, the workers' CPU seconds, and the module
+loads a GPU would make (one per distinct cubin) for the kernels installed.
 
 Stages (seconds of the child's wall clock, and in brackets of its main thread's CPU time:
 the compile workers' CPU is not in the brackets):
@@ -90,12 +96,29 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         import ember.runtime.cuda.stream as S
         mp.setattr(S, "copy_device_to_device",
                    lambda dst, src, nbytes, stream: ctypes.memmove(dst, src, nbytes))
-        mp.setattr(S, "memset", lambda dst, byte, nbytes, stream: ctypes.memset(dst, byte, nbytes))
+        # a memset is device work like a launch: nothing runs (zero fills became memsets)
+        mp.setattr(S, "memset", lambda dst, byte, nbytes, stream: None)
         mp.setattr(eager_cuda, "launch", REAL_LAUNCH)      # compiles; the stub launches nothing
         import ember.runtime.cuda.module as M
         mp.setattr(M, "CubinKernel", StubKernel)
         from ember.frontend import cudnn_conv
         mp.setattr(cudnn_conv, "usable", lambda: False)
+        if os.environ.get("HOST_COMPILE_CONV_CHOICE"):
+            # --conv-choice: the cuDNN-or-Triton choice of each compiled conv is made as on
+            # a GPU without a cached choice (its Triton kernel compiled and "timed"), and
+            # Triton always wins; cuDNN itself never runs
+            import types
+            memo = {}
+            mp.setattr(cudnn_conv, "usable", lambda: True)
+            mp.setattr(cudnn_conv, "spec_for", lambda kind, x, w, y, *rest, **kw:
+                       types.SimpleNamespace(key=(kind, x, w, y) + tuple(rest),
+                                             bias=bool(rest[3:4] and rest[3] is not None)))
+            mp.setattr(cudnn_conv, "timings", lambda spec, index: memo.get(spec.key))
+            def prefers(spec, index, triton_run, cudnn_run):
+                triton_run()                                 # compiles it, as timing does
+                memo[spec.key] = (0.5, 1.0)
+                return False
+            mp.setattr(cudnn_conv, "prefers_cudnn", prefers)
         for mod in (C, CTG):
             timed(mod, "run_passes", "passes")
         timed(C.PlanBuilder, "build", "codegen")
@@ -149,8 +172,18 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
         cpu = time.thread_time() - cpu0
         for pool in device_compile._POOLS.values():   # reaped: their CPU joins RUSAGE_CHILDREN
             pool.shutdown()
-        import resource
+        import re, resource
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # what shape-generic kernels would save: the generated sources on disk, with the
+        # function's name left out (bodies: what compiles now) and also every integer
+        # literal (structures: sizes, strides and block sizes as runtime values)
+        bodies = set()
+        for path in (Path(os.environ["EMBER_CACHE_DIR"]) / "triton" / "src").glob("*.py"):
+            text = "\n".join(x for x in path.read_text().splitlines()
+                             if not x.lstrip().startswith(("#", '"' * 3)))
+            bodies.add(re.sub(r"^def \w+\(", "def K(", text, flags=re.M))
+        structures = {re.sub(r"\b\d+\b", "N", b) for b in bodies}
+        dots = [b for b in bodies if "tl.dot" in b]
         out = {k: round(v, 3) for k, v in times.items()}
         out["trace"] = round(total - sum(times.values()), 3)
         out.update({k + "_cpu": round(v, 3) for k, v in cpu_times.items()})
@@ -161,12 +194,15 @@ with emulation.emulated_cuda(capacity=1 << 40) as alloc:
                    children_cpu=round(kids.ru_utime + kids.ru_stime, 2),
                    cubin_files=len(list((Path(os.environ["EMBER_CACHE_DIR"]) / "triton" /
                                          "cubin").glob("*.cubin"))),
-                   fallbacks=len(stats.fallbacks))
+                   fallbacks=len(stats.fallbacks), bodies=len(bodies),
+                   structures=len(structures), dot_bodies=len(dots),
+                   dot_structures=len({re.sub(r"\b\d+\b", "N", b) for b in dots}))
         print("HOST_COMPILE", json.dumps(out))
 """
 
 
 def run_child(model: str, batch: int, what: str, cache: str, workers: int | None) -> dict:
+    """One fresh process's first call over `cache` (see CHILD)."""
     env = dict(os.environ, EMBER_CACHE_DIR=os.path.join(cache, "ember"),
                TRITON_CACHE_DIR=os.path.join(cache, "triton"))
     env.pop("TRITON_INTERPRET", None)          # real cubins
@@ -220,11 +256,17 @@ def main() -> None:
     parser.add_argument("--cache", default=None,
                         help="use (and keep) this cache directory: one process per row")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--conv-choice", action="store_true",
+                        help="make each compiled conv's cuDNN-or-Triton choice as a GPU "
+                             "without a cached one does (Triton compiled and 'timed'; it "
+                             "always wins), to count the compiles that choice costs")
     parser.add_argument("--times", action="store_true",
                         help="EMBER_COMPILE_TIMES=1 in the children: print their stage tables")
     args = parser.parse_args()
     if args.times:
         os.environ["EMBER_COMPILE_TIMES"] = "1"
+    if args.conv_choice:
+        os.environ["HOST_COMPILE_CONV_CHOICE"] = "1"
     whats = [args.only] if args.only else ["step", "infer"]
     rounds: dict[str, list] = {w: [] for w in whats}
     for _ in range(args.rounds):            # interleaved: each round runs every row
@@ -252,6 +294,12 @@ def main() -> None:
             print(f"  {what} {state}: {row['compiled']} / {row['cubin_files']} / "
                   f"{row['children_cpu']} / {row.get('module_loads', '-')} for "
                   f"{row.get('kernels_installed', '-')} kernels")
+    print("distinct kernel bodies / the same up to integer literals (sizes, strides, blocks), "
+          "all and with tl.dot:")
+    for what in whats:
+        row = result[what]["cold"]
+        print(f"  {what}: {row.get('bodies', '-')} / {row.get('structures', '-')}, "
+              f"{row.get('dot_bodies', '-')} / {row.get('dot_structures', '-')}")
     for what in whats:
         print(what, json.dumps(result[what]))
     print(f"load {os.getloadavg()}, {os.cpu_count()} CPUs, median of {args.rounds}")

@@ -30,25 +30,37 @@ import time
 
 ENV = "EMBER_COMPILE_TIMES"
 TOP_ITEMS = 12
-_state = threading.local()
+
+
+class _ThreadState(threading.local):
+    call = None                  # the open call's record on this thread
+
+
+_state = _ThreadState()
+_open_calls = [0]                # calls open on any thread: the hooks' one check when 0
 
 
 def enabled() -> bool:
     return os.environ.get(ENV, "").strip() not in ("", "0")
 
 
-def _open() -> list | None:
+def _open() -> dict | None:
     """The open call's record on this thread ({stage: [seconds, count]}, notes, stack)."""
-    return getattr(_state, "call", None)
+    return _state.call if _open_calls[0] else None
+
+
+_NOTHING = contextlib.nullcontext()
+
+
+def stage(name: str):
+    """Time the block as stage `name` of the open call (a shared no-op context when none
+    is open: hooks on every call's path, such as a graph replay, cost one lookup)."""
+    call = _open()
+    return _NOTHING if call is None else _timed_stage(call, name)
 
 
 @contextlib.contextmanager
-def stage(name: str):
-    """Time the block as stage `name` of the open call (nothing when none is open)."""
-    call = _open()
-    if call is None:
-        yield
-        return
+def _timed_stage(call: dict, name: str):
     stack = call["stack"]
     stack.append(0.0)                      # seconds of stages nested inside this one
     start = time.perf_counter()
@@ -103,6 +115,7 @@ def call(label: str, sync=None):
         return
     record = {"stages": {}, "notes": {}, "items": {}, "stack": [0.0]}
     _state.call = record
+    _open_calls[0] += 1
     start = time.perf_counter()
     try:
         yield
@@ -111,6 +124,7 @@ def call(label: str, sync=None):
                 sync()
     finally:
         _state.call = None
+        _open_calls[0] -= 1
         total = time.perf_counter() - start
         outside = total - record["stack"][0]
         record["stages"]["other (outside any stage)"] = [outside, 1]
