@@ -270,19 +270,17 @@ class buffers_restored:
     (BatchNorm's num_batches_tracked counter), so the trace has no side effects."""
 
     def __init__(self, model):
-        self.saved = [(b, b._values().copy()) for b in _buffers(model)]
-        self.advanced: dict[int, int] = {}   # id(integer one-element buffer) -> how far
-        #                                      the trace moved it (a batch counter)
+        self.saved = [(b, b._values().copy(), b._version) for b in _buffers(model)]
+        self.advanced: dict[int, int] = {}   # id(buffer) -> in-place writes the trace
+        #                                      made to it (a batch counter's add_ calls)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         from ..frontend.autograd import grad_mode
-        for buffer, value in self.saved:
-            if value.size == 1 and value.dtype.kind in "iu":
-                self.advanced[id(buffer)] = int(buffer._values().reshape(-1)[0]) - \
-                    int(value.reshape(-1)[0])
+        for buffer, value, version in self.saved:
+            self.advanced[id(buffer)] = buffer._version - version
             if not np.array_equal(buffer._values(), value):
                 with grad_mode.no_grad():
                     buffer.copy_(Tensor._adopt(value).to(buffer.device))
