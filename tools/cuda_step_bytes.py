@@ -1,11 +1,20 @@
-"""Per-kernel byte table of a compiled CUDA training step, without a GPU.
+"""Every GPU activity and per-kernel byte table of a compiled CUDA training step, without
+a GPU.
 
 Builds `compile_train_step(model, CrossEntropyLoss(), SGD(momentum=0.9), backend="triton")`
 for small_cnn, a conv-BN-ReLU net or resnet18 (channels-last, batch 64 at --size) in
 emulated CUDA memory (tests/cuda/emulation.py: 'cuda:0' is host memory) and runs the
-steady step (momentum buffers present) once with every launch *recorded instead of run*:
-shapes are static, so the kernel sequence is the GPU's (except convolutions cuDNN would
-take on a GPU, which run as ember's Triton kernels here). Per kernel it prints
+steady step (momentum buffers present) with every launch, device-to-device memcpy and
+memset *recorded instead of run*, CUDA graphs included (call 1 runs step by step, call 2
+captures, call 3 replays and is the one recorded; --no-graphs: call 2, step by step):
+shapes are static, so the sequence is the GPU's (except convolutions cuDNN would take on
+a GPU, which run as ember's Triton kernels here). It first counts the activities (kernel
+launches, memcpys, memsets; inside the graph or outside it) and lists, per origin, the
+copies and memsets of each plan step and everything launched outside the plan's steps
+(the origin: the compiler function that asked, e.g. `GraphedPlan.run > _copy_span` for a
+replay's input copies, `write_back`, `count_batchnorm_batches`); --every lists each
+activity in order with its origin (`step <graph node>` inside the plan). Per kernel it
+then prints
 
 - `bytes`: what it reads and writes in DRAM, counted from its kernel description:
   every stage that walks the reduced space reads the inner-walking loads it uses once
@@ -20,7 +29,7 @@ take on a GPU, which run as ember's Triton kernels here). Per kernel it prints
 then totals per kernel family and the launch count. Run where ember imports:
 
     python tools/cuda_step_bytes.py [--model resnet18|small_cnn|convbn] [--size 224]
-        [--batch 64] [--top 40] [--json PATH]
+        [--batch 64] [--top 40] [--json PATH] [--no-graphs] [--every] [--show KERNEL]
 """
 from __future__ import annotations
 

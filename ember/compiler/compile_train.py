@@ -136,7 +136,8 @@ class CompiledTrainStep:
             loss, updates, buffers = run_step(entry, self._inputs(entry.layout, args),
                                               self.backend, targets)
             write_back(entry.layout, updates, buffers, self.backend, targets)
-        count_batchnorm_batches(self.model, entry.layout.batchnorms)
+        count_batchnorm_batches(self.model, entry.layout.batchnorms,
+                                entry.layout.batch_counts)
         return self.backend.wrap(loss)
 
     # -- introspection -------------------------------------------------------------------
@@ -181,11 +182,13 @@ class CompiledTrainStep:
 
     def _trace(self, args) -> tuple[Graph, dict, StepLayout]:
         check_batchnorms(self.model)
-        with buffers_restored(self.model), grad_mode.no_grad():
+        with buffers_restored(self.model) as restored, grad_mode.no_grad():
             forward, constants, layout = self._trace_forward(args)
         buffer_updates = extract_buffer_updates(forward, constants)
         layout.buffers = [constants[name] for name, _ in buffer_updates]
         layout.batchnorms = batchnorm_modules(self.model)
+        layout.batch_counts = [restored.advanced.get(id(m.num_batches_tracked))
+                               for m in layout.batchnorms]
         graph, extra = self._build_step_graph(forward, buffer_updates, layout)
         constants.update(extra)
         return graph, constants, layout

@@ -41,6 +41,7 @@ class StepLayout:
     grads_read: list = field(default_factory=list)     # store_grads: whose .grad must be
     #                                                    None (no zero_grad() before backward)
     batchnorms: list = field(default_factory=list)     # modules with a batch counter
+    batch_counts: list = field(default_factory=list)   # per module: runs per step
 
 
 @dataclass
@@ -225,25 +226,37 @@ def check_scalar_loss(graph: Graph) -> None:
 
 def extract_buffer_updates(graph: Graph, constants: dict) -> list[tuple[str, Node]]:
     """`copy_(buffer, new)` on a constant -> an extra graph output; the output becomes
-    (loss, (new buffer values...)). Returns [(constant name, new value node)]."""
-    updates = []
+    (loss, (new buffer values...)). Returns [(constant name, new value node)], one per
+    buffer: a module run twice in the step (the same BatchNorm applied twice) updates
+    its statistics twice, and what it reads after the first update is that update, as
+    in eager mode, so the last value is the buffer's new value."""
+    updates: dict[str, Node] = {}
     for node in list(graph.nodes):
-        if not (node.op == OpKind.call_function and is_op(node.target) and
-                node.target.has_tag(Tag.INPLACE)):
+        if _is_buffer_copy(node):
+            target, new = node.args[0], node.args[1]
+            if node.target.name != "copy_" or \
+                    target.meta["val"].dtype != new.meta["val"].dtype:
+                raise TraceError(f"ember.compile_train_step: {node.target.name} updates "
+                                 f"module state {target.target} in place{where(node)}; only "
+                                 f"a same-dtype copy_ (running statistics) can become an "
+                                 f"output of the step")
+            updates[str(target.target)] = new
+            node.replace_all_uses_with(new)
+            graph.erase_node(node)
             continue
-        target, *rest = node.args
-        if not (isinstance(target, Node) and target.op == OpKind.get_attr):
-            continue
-        if node.target.name != "copy_" or target.meta["val"].dtype != rest[0].meta["val"].dtype:
-            raise TraceError(f"ember.compile_train_step: {node.target.name} updates module "
-                             f"state {target.target} in place{where(node)}; only a same-dtype "
-                             f"copy_ (running statistics) can become an output of the step")
-        updates.append((str(target.target), rest[0]))
-        node.replace_all_uses_with(rest[0])
-        graph.erase_node(node)
+        for arg in node.all_input_nodes:       # a read after an update reads its value
+            if arg.op == OpKind.get_attr and str(arg.target) in updates:
+                node.replace_input_with(arg, updates[str(arg.target)])
     output = graph.output_node
-    output.args = ((output.args[0], tuple(new for _, new in updates)),)
-    return updates
+    output.args = ((output.args[0], tuple(updates.values())),)
+    return list(updates.items())
+
+
+def _is_buffer_copy(node: Node) -> bool:
+    """An in-place op writing a module constant (a buffer)."""
+    return node.op == OpKind.call_function and is_op(node.target) and \
+        node.target.has_tag(Tag.INPLACE) and bool(node.args) and \
+        isinstance(node.args[0], Node) and node.args[0].op == OpKind.get_attr
 
 
 def where(node: Node) -> str:
@@ -257,14 +270,17 @@ class buffers_restored:
     (BatchNorm's num_batches_tracked counter), so the trace has no side effects."""
 
     def __init__(self, model):
-        self.saved = [(b, b._values().copy()) for b in _buffers(model)]
+        self.saved = [(b, b._values().copy(), b._version) for b in _buffers(model)]
+        self.advanced: dict[int, int] = {}   # id(buffer) -> in-place writes the trace
+        #                                      made to it (a batch counter's add_ calls)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         from ..frontend.autograd import grad_mode
-        for buffer, value in self.saved:
+        for buffer, value, version in self.saved:
+            self.advanced[id(buffer)] = buffer._version - version
             if not np.array_equal(buffer._values(), value):
                 with grad_mode.no_grad():
                     buffer.copy_(Tensor._adopt(value).to(buffer.device))
@@ -298,21 +314,24 @@ def batchnorm_modules(model) -> list:
             if getattr(m, "num_batches_tracked", None) is not None]
 
 
-def count_batchnorm_batches(model, modules: list | None = None) -> None:
+def count_batchnorm_batches(model, modules: list | None = None,
+                            counts: list | None = None) -> None:
     """The compiled step does what train-mode BatchNorm.forward does to its counter;
-    `modules`: batchnorm_modules(model), when the caller kept it."""
+    `modules`: batchnorm_modules(model), when the caller kept it; `counts`: per module,
+    how many times the traced step ran it (a module run twice counts twice; None: once)."""
     from ..frontend.autograd import grad_mode
-    candidates = batchnorm_modules(model) if modules is None else modules
-    training = [m for m in candidates if m.training and getattr(m, "track_running_stats",
-                                                                 False)]
-    if not training:
-        return
     from ..frontend.optim.multi_tensor_cuda import increment
-    counters = [m.num_batches_tracked for m in training]
-    if increment(counters):              # CUDA counters: one launch for all of them
-        for counter in counters:
-            counter._bump_version()
-        return
-    with grad_mode.no_grad():
-        for counter in counters:
-            counter.add_(1)
+    candidates = batchnorm_modules(model) if modules is None else modules
+    counts = counts or [None] * len(candidates)
+    training = [(m.num_batches_tracked, 1 if n is None else n)
+                for m, n in zip(candidates, counts)
+                if m.training and getattr(m, "track_running_stats", False)]
+    for round_ in range(max((n for _, n in training), default=0)):
+        counters = [c for c, n in training if n > round_]
+        if increment(counters):          # CUDA counters: one launch for all of them
+            for counter in counters:
+                counter._bump_version()
+            continue
+        with grad_mode.no_grad():
+            for counter in counters:
+                counter.add_(1)

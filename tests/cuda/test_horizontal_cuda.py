@@ -22,7 +22,10 @@ from ember.codegen.triton.source import GeneratedKernel, LaunchSpec  # noqa: E40
 from ember.ir import dtypes  # noqa: E402
 
 from sm90_cubins import assert_launchable, compile_for_sm90  # noqa: E402
-from test_compile_cuda import device  # noqa: E402,F401
+from test_compile_cuda import EMULATED, device  # noqa: E402,F401
+
+# these run the kernels on host tensors through Triton's interpreter
+interpreted = pytest.mark.skipif(not EMULATED, reason="needs TRITON_INTERPRET=1")
 
 _PART = '''@triton.jit
 def {name}(in0_ptr, out0_ptr, XBLOCK: tl.constexpr):
@@ -41,6 +44,7 @@ def scaling(name: str, n: int, scale: float, block: int = 8) -> GeneratedKernel:
                                       1, ["in0", "out0"]))
 
 
+@interpreted
 def test_horizontal_kernel_runs_each_part_on_its_own_operands():
     parts = (scaling("a", 20, 2.0), scaling("b", 5, 3.0, block=4), scaling("c", 1, -1.0))
     merged = multi_tensor.horizontal_kernel(parts, n_inputs=(1, 1, 1))
@@ -58,6 +62,7 @@ def test_horizontal_kernel_refuses_what_it_cannot_merge():
     assert multi_tensor.horizontal_kernel((scaling("a", 8, 1.0), two_d)) is None
 
 
+@interpreted
 def test_increment_kernel_adds_one_to_each_counter():
     counters = [torch.tensor([3], dtype=torch.int64), torch.tensor([0], dtype=torch.int64)]
     cache.launch(multi_tensor.increment_kernel(2, dtypes.int64), counters)

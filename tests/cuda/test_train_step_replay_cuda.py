@@ -62,12 +62,12 @@ class _Copies:
         mp.setattr(S, "copy_device_to_device", counted)
 
 
-def _train(device, between, steps=6):
+def _train(device, between, steps=6, net=_net):
     """`steps` compiled steps (graph replay forced) against eager CPU steps; before step
     i, `between(i, model, ref, opt, opt_ref)` may touch both sides alike. Returns the
     device-to-device copies each step queued outside the graph."""
     ember.manual_seed(0)
-    ref = _net()
+    ref = net()
     model = copy.deepcopy(ref).to(device)
     loss_fn = nn.CrossEntropyLoss()
     opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
@@ -156,3 +156,23 @@ def test_replaced_state_and_parameter_storage_recapture(device):
     _train(device, between, steps=8)
     if EMULATED:      # the momentum plan's capture (step 2), then one per replacement
         assert np.diff(captures[:6]).tolist() == [0, 0, 1, 1, 1], captures
+
+
+class _BatchNormTwice(nn.Module):
+    """One BatchNorm applied twice per step: eager updates its statistics and its batch
+    counter twice, the second update starting from the first."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.bn(self.conv(x)).relu()
+        return self.head(self.bn(h * 2.0).mean((2, 3)))
+
+
+def test_a_module_run_twice_updates_its_statistics_twice(device):
+    step, _ = _train(device, lambda *args: None, steps=4, net=_BatchNormTwice)
+    assert int(step.model.bn.num_batches_tracked.cpu().item()) == 8
