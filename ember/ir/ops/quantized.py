@@ -4,11 +4,13 @@ Operands are quantized tensors (their references receive `QuantizedArray`s); res
 are quantized with the output scale and zero point the graph carries as constants.
 The NumPy references are the correctness baseline for the int8 kernels: integer
 accumulation (exact; done as float64 matrix products of integer values, exact below
-2**53, so BLAS does the work), then requantization in float32:
+2**53, so BLAS does the work), then requantization in float32 as torch.ao's x86 / fbgemm
+engines do it (ir/quantized.py `requant_columns`, bit for bit):
 
-    acc[i, o]  = sum_k (x[i, k] - x_zp) * (w[o, k] - w_zp[o])
-    real[i, o] = acc[i, o] * (x_scale * w_scale[o]) + bias[o]
-    out        = quantize(real, scale, zero_point)   (clamped at zero_point when relu)
+    acc[i, o] = sum_k (x[i, k] - x_zp) * (w[o, k] - w_zp[o])
+    raw[i, o] = float32(acc) + float32(bias[o] / atw[o])     atw = x_scale * w_scale[o]
+                (per-tensor weights: fma(bias, float32(1 / atw), float32(acc)))
+    out       = roundeven(raw * (atw / scale)) + zero_point, clamped (at zero_point when relu)
 
 `quantized_linear_dynamic` quantizes its float input per call (qparams from the
 batch's min/max, range 0..127 as fbgemm/x86 do) and returns float.
@@ -23,7 +25,8 @@ import numpy as np
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta
-from ..quantized import QuantizedArray, dequantize_array, qrange, quantize_array
+from ..quantized import (QuantizedArray, dequantize_array, qrange, quantize_array,
+                         requant_columns, requantize_sums)
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from .conv import conv2d as _conv2d
 from .conv import conv3d as _conv3d
@@ -55,19 +58,15 @@ def _weight_scales(w: QuantizedArray, n_out: int) -> np.ndarray:
     return np.asarray(w.scale, np.float32)
 
 
-def requantize(acc: np.ndarray, x_scale: float, w_scales: np.ndarray, bias, scale: float,
+def requantize(acc: np.ndarray, x_scale: float, w: QuantizedArray, bias, scale: float,
                zero_point: int, relu: bool, dtype, channel_axis: int) -> QuantizedArray:
-    """int accumulators -> float32 real values -> quantized output."""
-    shape = [1] * acc.ndim
-    shape[channel_axis] = acc.shape[channel_axis]
-    multiplier = (np.float32(x_scale) * w_scales).reshape(shape)
-    real = acc.astype(np.float32) * multiplier
-    if bias is not None:
-        real = real + np.asarray(bias, np.float32).reshape(shape)
-    out = quantize_array(real, scale, zero_point, dtype)
-    if relu:
-        out = out.with_values(np.maximum(out.int_repr, zero_point).astype(out.int_repr.dtype))
-    return out
+    """int accumulators -> quantized output (torch.ao's float32 requantization)."""
+    n = acc.shape[channel_axis]
+    cols = requant_columns(x_scale, _weight_scales(w, n), w.axis is None, bias, scale, n)
+    lo, hi = qrange(dtype)
+    q = requantize_sums(acc, cols, zero_point, max(lo, zero_point) if relu else lo, hi,
+                        channel_axis)
+    return QuantizedArray(q.astype(dtype.np_dtype), dtype, float(scale), int(zero_point))
 
 
 def _linear_acc(x: QuantizedArray, w: QuantizedArray) -> np.ndarray:
@@ -86,8 +85,7 @@ def _linear_meta(self, weight, bias, scale, zero_point, relu):
 
 def _linear_ref(x, w, bias, scale, zero_point, relu):
     acc = _linear_acc(x, w)
-    return requantize(acc, x.scale, _weight_scales(w, acc.shape[-1]), bias, scale,
-                      zero_point, relu, x.dtype, acc.ndim - 1)
+    return requantize(acc, x.scale, w, bias, scale, zero_point, relu, x.dtype, acc.ndim - 1)
 
 
 quantized_linear = defop(
@@ -136,8 +134,7 @@ def _conv_ref_for(float_conv):
         acc = float_conv.reference(_centered(x), _centered(w), None, stride, padding, dilation,
                                    groups)
         acc = np.rint(acc)          # exact integers up to float64 summation order
-        return requantize(acc, x.scale, _weight_scales(w, acc.shape[1]), bias, scale,
-                          zero_point, relu, x.dtype, 1)
+        return requantize(acc, x.scale, w, bias, scale, zero_point, relu, x.dtype, 1)
     return ref
 
 
