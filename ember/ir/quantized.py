@@ -226,12 +226,13 @@ def requant_columns(x_scale: float, w_scales, per_tensor: bool, bias, out_scale:
     return RequantColumns(mult, (bias / atw).astype(np.float32), 1.0)
 
 
-def fma_float32(x: np.ndarray, y, z: np.ndarray) -> np.ndarray:
-    """float32(x * y + z) with one rounding (as an fma instruction), for float32 inputs:
-    the product is exact in float64; the float64 sum's own rounding is undone where it
-    would make the float32 rounding land on a tie that the exact sum is not on."""
-    p = np.asarray(x, np.float64) * np.float64(y)
-    z = np.asarray(z, np.float64)
+def fma_float32(x: np.ndarray, y, z) -> np.ndarray:
+    """float32(x * y + z) with one rounding (as an fma instruction), for float32 inputs
+    (broadcast together): the product is exact in float64; the float64 sum's own rounding
+    is undone where it would make the float32 rounding land on a tie that the exact sum
+    is not on."""
+    p = np.asarray(x, np.float64) * np.asarray(y, np.float64)
+    z = np.broadcast_to(np.asarray(z, np.float64), p.shape)
     s = p + z
     t = s - p
     err = (p - (s - t)) + (z - t)            # s + err == p + z exactly (TwoSum)

@@ -169,3 +169,28 @@ def test_fma_float32_rounds_once():
     want = [f32(1 + 2.0 ** -11 + 2.0 ** -23), f32(3 * (1 + 2.0 ** -12) + 2.0 ** 25),
             f32((1 + 2.0 ** -12) - 1)]
     np.testing.assert_array_equal(fma_float32(x, y, z), np.array(want, f32))
+
+
+@pytest.mark.parametrize("per_channel,relu", [(False, False), (True, False), (True, True)])
+def test_dynamic_linear_is_bit_exact(per_channel, relu):
+    """quantize_dynamic's Linear: float32 results equal torch.ao's (fbgemm multiplies the
+    sums by x_scale * w_scale and adds the bias in one fma), kernel and reference."""
+    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
+    import torch.ao.nn.quantized.dynamic as nnqd
+    torch.backends.quantized.engine = "x86"
+    rng = np.random.default_rng(21 + per_channel + relu)
+    n, k = 384, 256
+    w = (rng.standard_normal((n, k)) * 0.05).astype(f32)
+    bias = rng.standard_normal(n).astype(f32)
+    x = (rng.standard_normal((300, k)) * 2).astype(f32)
+    scales = (np.abs(w).max(1) / 127).astype(f32).astype(np.float64) if per_channel else \
+        np.full(n, float(np.abs(w).max() / 127))
+    wq = np.clip(np.rint(w / scales[:, None]), -127, 127).astype(np.int8)
+    _, ew, _, tw = operands(np.zeros((1, k), np.uint8), 0.1, 0, wq, scales, per_channel)
+    mod = (nniqd.LinearReLU if relu else nnqd.Linear)(k, n)
+    mod.set_weight_bias(tw, torch.from_numpy(bias))
+    want = mod(torch.from_numpy(x)).numpy()
+    got = ember.quantized_linear_dynamic(ember.tensor(x), ew, ember.tensor(bias), relu).numpy()
+    np.testing.assert_array_equal(got, want)
+    _, w_ref = reference_arrays(np.zeros((1, k), np.uint8), 0.1, 0, wq, scales, per_channel)
+    np.testing.assert_array_equal(OQ._dynamic_ref(x, w_ref, bias, relu), want)

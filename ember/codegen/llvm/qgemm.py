@@ -35,8 +35,8 @@ so results equal the reference, and torch.ao's quantized Linear, bit for bit:
                 bias_term = bias / (x_scale * w_scale) with factor 1 for per-channel
                 weights, the bias itself with factor = 1 / (x_scale * w_scale) (qparams[0])
                 for per-tensor ones; every step one float32 operation
-    f32 output: clamp(sum * mult[n] + bias[n], lo, hi) (lo = 0 when relu; the dynamic
-                linear's float result, mult = x_scale * w_scale)
+    f32 output: clamp(fma(sum, mult[n], bias[n]), lo, hi) (lo = 0 when relu; the dynamic
+                linear's float result, mult = x_scale * w_scale; one rounding, as fbgemm)
 
 Weights must have zero points 0 (symmetric, as every default weight observer gives); the
 caller takes the reference otherwise. Work is split across threads by (row tile, column
@@ -457,7 +457,7 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
             centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
             summed = b.sitofp(centered, vf)
             reals.append(_requantized(b, summed, mult, bias, factor, zp, lanes) if u8_out else
-                         b.fadd(b.fmul(summed, mult), bias))
+                         u.fma(b, summed, mult, bias))      # fbgemm's contracted mul + add
         rounded = reals
         for r, real in enumerate(reals):
             row = b.add(m0, u.i64(r))

@@ -13,7 +13,8 @@ engines do it (ir/quantized.py `requant_columns`, bit for bit):
     out       = roundeven(raw * (atw / scale)) + zero_point, clamped (at zero_point when relu)
 
 `quantized_linear_dynamic` quantizes its float input per call (qparams from the
-batch's min/max, range 0..127 as fbgemm/x86 do) and returns float.
+batch's min/max, range 0..127 as fbgemm/x86 do) and returns float:
+fma(float32(acc), x_scale * w_scale[o], bias[o]) with one rounding, as fbgemm.
 
 These ops take quantized operands, which the table-driven tests cannot build from
 NumPy samples; they are tagged QUANTIZED and tested against torch.ao in tests/quant.
@@ -25,8 +26,8 @@ import numpy as np
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta
-from ..quantized import (QuantizedArray, dequantize_array, qrange, quantize_array,
-                         requant_columns, requantize_sums)
+from ..quantized import (QuantizedArray, dequantize_array, fma_float32, qrange,
+                         quantize_array, requant_columns, requantize_sums)
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from .conv import conv2d as _conv2d
 from .conv import conv3d as _conv3d
@@ -341,11 +342,11 @@ def _dynamic_ref(x, w, bias, relu):
     scale, zp = dynamic_input_qparams(x)
     qx = quantize_array(x, scale, zp, dtypes.quint8)
     acc = _linear_acc(qx, w)
-    shape = [1] * acc.ndim
-    shape[-1] = acc.shape[-1]
-    real = acc.astype(np.float32) * (np.float32(scale) * _weight_scales(w, acc.shape[-1]))
-    if bias is not None:
-        real = real + np.asarray(bias, np.float32)
+    mult = np.float32(scale) * _weight_scales(w, acc.shape[-1])
+    if bias is None:
+        real = acc.astype(np.float32) * mult
+    else:       # fbgemm's multiply and bias add, contracted into one fma
+        real = fma_float32(acc.astype(np.float32), mult, np.asarray(bias, np.float32))
     return np.maximum(real, np.float32(0)) if relu else real
 
 
