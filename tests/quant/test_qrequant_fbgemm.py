@@ -194,3 +194,49 @@ def test_dynamic_linear_is_bit_exact(per_channel, relu):
     np.testing.assert_array_equal(got, want)
     _, w_ref = reference_arrays(np.zeros((1, k), np.uint8), 0.1, 0, wq, scales, per_channel)
     np.testing.assert_array_equal(OQ._dynamic_ref(x, w_ref, bias, relu), want)
+
+
+def pointwise_operands(rng, n, ties):
+    scales = (0.25, 0.5, 0.25) if ties else tuple(float(f32(rng.uniform(0.01, 0.2)))
+                                                   for _ in range(3))
+    zps = tuple(int(rng.integers(0, 128)) * 2 + 1 for _ in range(3))   # odd: ties differ
+    qa, qb = (rng.integers(0, 256, n).astype(np.uint8) for _ in range(2))
+    ta, tb = (torch._make_per_tensor_quantized_tensor(torch.from_numpy(q), s, z)
+              for q, s, z in zip((qa, qb), scales, zps))
+    ea, eb = (ember.quantize_per_tensor(ember.tensor(t.dequantize().numpy()), s, z,
+                                        ember.quint8) for t, s, z in zip((ta, tb), scales, zps))
+    return ta, tb, ea, eb, scales[2], zps[2]
+
+
+@pytest.mark.parametrize("ties", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+def test_quantized_mul_is_bit_exact(ties, relu):
+    """torch's quantized mul: the integer product times float32(sa * sb / s), rounded,
+    plus the zero point (200k values, exact ties among them when `ties`)."""
+    torch.backends.quantized.engine = "x86"
+    ta, tb, ea, eb, scale, zp = pointwise_operands(np.random.default_rng(31 + ties), 200_000,
+                                                   ties)
+    want = (torch.ops.quantized.mul_relu if relu else torch.ops.quantized.mul)(ta, tb, scale, zp)
+    got = ember.quantized_mul(ea, eb, scale, zp, relu)
+    np.testing.assert_array_equal(got.int_repr().numpy(), want.int_repr().numpy())
+
+
+@pytest.mark.parametrize("ties", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+def test_quantized_add_is_bit_exact_on_torch_vectorized_path(ties, relu):
+    """torch's quantized add (fma dequantize, float add, round, then the zero point) on
+    one torch thread and a length that its vector loop covers whole: its scalar loop, which
+    takes the last elements of each thread's chunk, adds the zero point before rounding
+    (docs/quantization.md, "Left out (known)")."""
+    torch.backends.quantized.engine = "x86"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ta, tb, ea, eb, scale, zp = pointwise_operands(np.random.default_rng(41 + ties),
+                                                       1 << 17, ties)
+        want = (torch.ops.quantized.add_relu if relu else torch.ops.quantized.add)(
+            ta, tb, scale, zp)
+    finally:
+        torch.set_num_threads(threads)
+    got = ember.quantized_add(ea, eb, scale, zp, relu)
+    np.testing.assert_array_equal(got.int_repr().numpy(), want.int_repr().numpy())

@@ -212,10 +212,28 @@ quantized_add = defop(
     derivative=NOT_DIFFERENTIABLE, tags=Q,
 )
 
+def _mul_ref(a, b, scale, zero_point, relu):
+    """quantized_mul as torch's quantized mul kernel computes it (bit for bit, measured
+    against torch.ops.quantized.mul / mul_relu): the integer product of the centered
+    operands times float32(a_scale * b_scale / scale) (the quotient taken in double),
+    rounded half to even, plus the zero point, clamped (from the zero point with relu).
+    (Dequantizing, multiplying and quantizing rounds ~0.4% of values the other way.)"""
+    plain = all(q.axis is None and q.int_repr.dtype.itemsize == 1 for q in (a, b))
+    if not plain:
+        return _binary_ref(np.multiply)(a, b, scale, zero_point, relu)
+    mult = np.float32(float(a.scale) * float(b.scale) / float(scale))
+    prod = (a.int_repr.astype(np.int64) - int(a.zero_point)) * \
+        (b.int_repr.astype(np.int64) - int(b.zero_point))
+    q = np.rint(prod.astype(np.float32) * mult).astype(np.int64) + int(zero_point)
+    lo, hi = qrange(a.dtype)
+    q = np.clip(q, max(lo, zero_point) if relu else lo, hi)
+    return QuantizedArray(q.astype(a.int_repr.dtype), a.dtype, float(scale), int(zero_point))
+
+
 quantized_mul = defop(
     "quantized_mul(Tensor self, Tensor other, float scale, int zero_point, bool relu=False) "
     "-> Tensor",
-    meta=_binary_meta("quantized_mul"), reference=_binary_ref(np.multiply),
+    meta=_binary_meta("quantized_mul"), reference=_mul_ref,
     derivative=NOT_DIFFERENTIABLE, tags=Q,
 )
 
