@@ -20,9 +20,9 @@ run there: torch's OpenMP workers spin and take cores from ember's, and ember's 
 torch's), one process after the other for --rounds rounds; it prints each library's
 median wall time per call and its process CPU time per call (all threads), the load
 average beside each round, and the int8 rows only (static and dynamic MLP, small CNN,
---resnet adds resnet18 b8):
+--resnet adds resnet18 b8, --mobilenet the mobilenet-style model at batch 8, 112x112):
 
-    python3 benchmarks/quant.py --alone --threads 2 --rounds 5 [--resnet]
+    python3 benchmarks/quant.py --alone --threads 2 --rounds 5 [--resnet] [--mobilenet]
 """
 from __future__ import annotations
 
@@ -196,6 +196,8 @@ def parse_args(argv=None):
     p.add_argument("--alone", action="store_true",
                    help="each library in its own process, one after the other (int8 rows)")
     p.add_argument("--rounds", type=int, default=5, help="--alone: rounds of both processes")
+    p.add_argument("--mobilenet", action="store_true",
+                   help="--alone: add the mobilenet-style model (depthwise int8 convs)")
     p.add_argument("--worker", choices=("ember", "torch"), help=argparse.SUPPRESS)
     args = bench_args("quant", argv, p)
     if args.cpu_time and args.threads != 1:
@@ -206,6 +208,7 @@ def parse_args(argv=None):
 ALONE_MODELS = {"mlp static": (mlp, (64, 1024), False),
                 "mlp dynamic": (mlp, (64, 1024), True),
                 "small_cnn static": (small_cnn, (64, 1, 28, 28), False),
+                "mobilenet-style b8 static": (mobilenet_style, (8, 3, 112, 112), False),
                 "resnet18 b8 static": ("resnet18", (8, 3, 224, 224), False)}
 
 
@@ -218,7 +221,8 @@ def alone_worker(args) -> None:
     rng = np.random.default_rng(0)
     results = {}
     for name, (make, shape, dynamic) in ALONE_MODELS.items():
-        if name.startswith("resnet18") and not args.resnet:
+        if name.startswith("resnet18") and not args.resnet or \
+                name.startswith("mobilenet") and not args.mobilenet:
             continue
         t_q, e_q = int8_twins(make, shape, dynamic, rng)
         x = rng.standard_normal(shape).astype(np.float32)
@@ -269,6 +273,7 @@ def alone_main(args) -> None:
     """--alone: each library in its own subprocess, alternating, --rounds rounds."""
     base = [sys.executable, str(Path(__file__).resolve()), "--threads", str(args.threads or 2)]
     base += ["--resnet"] if args.resnet else []
+    base += ["--mobilenet"] if args.mobilenet else []
     runs = {"ember": [], "torch": []}
     for r in range(args.rounds):
         for lib in ("ember", "torch") if r % 2 == 0 else ("torch", "ember"):

@@ -73,9 +73,9 @@ def main(argv=None) -> int:
         from ember.codegen.triton.gemm import GemmConfig
         config = GemmConfig(block_m=32, block_n=32, block_k=32, group_m=2, num_warps=1,
                             num_stages=1)
+    wsum, mult, b, factor = weight_vectors(w, w_scales, x_scale, bias, scale, False)
     kernel = generate_qgemm(linear_problem(n, n, n), x_zp, scale, zp, False, config,
-                            name=f"qgemm_{n}")
-    wsum, mult, b = weight_vectors(w, w_scales, x_scale, bias)
+                            name=f"qgemm_{n}", factor=factor)
     on = [torch.from_numpy(np.ascontiguousarray(a)).to(device)
           for a in (x, w, wsum, mult, b)]
     out = torch.empty(n * n, dtype=torch.uint8, device=device)

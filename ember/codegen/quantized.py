@@ -34,7 +34,7 @@ import numpy as np
 
 from ..ir import dtypes
 from ..ir.ops.quantized import dynamic_input_qparams
-from ..ir.quantized import QuantizedArray, qrange, quantize_array
+from ..ir.quantized import QuantizedArray, qrange, quantize_array, requant_columns
 from ..runtime import lite_int8 as lite
 from ..runtime.threads import default_pool
 from .llvm import qdepthwise as QD
@@ -219,15 +219,27 @@ def weight_scales(w: QuantizedArray, n: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1024)       # a converted model asks the same per layer
 def requant_params(scale: float, zero_point: int, dtype, relu: bool, clamp=None):
-    """(1 / scale, zero point, low, high) of the epilogue; clamp: integer bounds (low,
-    high) of a clamp that follows the op (relu6 / hardtanh on its result), taken into the
-    epilogue's own clamp: clamping twice to nested ranges is one clamp to their overlap."""
+    """(factor, zero point, low, high) of the epilogue, factor 1.0 until epilogue_inputs
+    sets the weight's (it depends on the input and weight scales); clamp: integer bounds
+    (low, high) of a clamp that follows the op (relu6 / hardtanh on its result), taken
+    into the epilogue's own clamp: clamping twice to nested ranges is one clamp to their
+    overlap."""
     lo, hi = qrange(dtype)
-    inv = np.float32(1.0) / np.float32(scale)
     lo = max(lo, zero_point) if relu else lo
     if clamp is not None:
         lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
-    return (float(inv), float(zero_point), float(lo), float(hi))
+    return (1.0, float(zero_point), float(lo), float(hi))
+
+
+def epilogue_inputs(packed, x_scale: float, x_zero_point: int, w, bias, scale: float, qparams,
+                    cols=slice(None)):
+    """The column vectors (corr, mult, bias_term) and qparams (factor set) of a uint8
+    result's epilogue: torch.ao's requantization constants (ir/quantized.py
+    requant_columns) for output columns `cols` of the weight."""
+    n = w.int_repr.shape[0]
+    rc = requant_columns(x_scale, weight_scales(w, n), w.axis is None, bias, scale, n)
+    vectors = packed.epilogue_vectors(int(x_zero_point), rc.mult[cols], rc.bias_term[cols])
+    return vectors, (rc.factor,) + tuple(qparams[1:])
 
 
 def _packed(cache: dict, key: str, make):
@@ -240,24 +252,24 @@ _MAX_CALLS = 64      # prepared GEMMs a weight keeps (one per input geometry and
 
 
 def _run_gemm_cached(cfg, cache: dict, geometry, make_gather, buffer, packed, x, w, bias,
-                     qparams, u8_out: bool = True, other=None):
+                     qparams, out_scale: float, other=None):
     """The GEMM with everything but its input made once per input geometry and qparams and
     kept in the weight's cache: the epilogue's column vectors and the kernel's parameter
     block (the bias is compared by value on every call, so one changed in place is seen).
     make_gather() gives the gather (only on a miss); buffer is this call's input.
     other: the fused residual add's operand (lite.residual_other; qparams then has the
     add's entries too, lite.residual_qparams)."""
-    key = ("gemm", cfg.name, geometry, float(x.scale), int(x.zero_point), qparams, u8_out)
+    key = ("gemm", cfg.name, geometry, float(x.scale), int(x.zero_point), qparams,
+           float(out_scale))
     entry = cache.get(key)
     if entry is None or not _same_bias(entry[0], bias):
-        vectors = packed.epilogue_vectors(int(x.zero_point),
-                                          np.float32(x.scale) * weight_scales(w, packed.n),
-                                          bias)
+        vectors, qparams = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, out_scale,
+                                           qparams)
         gather = make_gather()
         if cfg is QA.AMX:       # per-thread scratch: no prepared call
-            run = _amx_call(gather, packed, vectors, qparams, u8_out)
+            run = _amx_call(gather, packed, vectors, qparams, True)
         else:
-            run = Q.prepare(gather, packed, vectors, qparams, u8_out,
+            run = Q.prepare(gather, packed, vectors, qparams, True,
                             residual=other is not None)
         if sum(isinstance(k, tuple) and k[0] == "gemm" for k in cache) >= _MAX_CALLS:
             for k in [k for k in cache if isinstance(k, tuple) and k[0] == "gemm"]:
@@ -297,7 +309,8 @@ def linear(x, w, bias, scale, zero_point, relu, cache, cfg):
     packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
     gather = Q.linear_gather(x.int_repr.reshape(-1, k), -(-k // 4))
     out = _run_gemm_cached(cfg, cache, ("linear", gather.m), lambda: gather, gather.buffer,
-                           packed, x, w, bias, requant_params(scale, zero_point, x.dtype, relu))
+                           packed, x, w, bias, requant_params(scale, zero_point, x.dtype, relu),
+                           scale)
     out = np.ascontiguousarray(out).reshape(*x.int_repr.shape[:-1], n)
     return QuantizedArray(out, x.dtype, float(scale), int(zero_point))
 
@@ -306,17 +319,30 @@ class _LinearCall:
     """A static linear's GEMM for one input shape and set of qparams, made once (the
     quantized model calls each layer with the same everything but its activations): the
     parameter block reads the layer's float32 bias in place on every call, so a call
-    neither compares nor copies it (a bias changed in place is seen)."""
+    neither compares nor copies it (a bias changed in place is seen). Per-channel
+    weights take bias / (x_scale * w_scale) (requant_columns' bias term), made per call
+    (a division of n floats)."""
 
     def __init__(self, x, w, scale, zero_point, relu, cfg, cache):
         n, k = w.int_repr.shape
         packed = _packed(cache, f"linear-{cfg.name}", lambda: Q.PackedWeight(w.int_repr, cfg))
         a = x.int_repr.reshape(-1, k)
         self.n_pad, self.out_shape = packed.n_pad, x.int_repr.shape[:-1] + (n,)
-        vectors = packed.epilogue_vectors(int(x.zero_point),
-                                          np.float32(x.scale) * weight_scales(w, n), None)
-        self.run = Q.prepare(Q.linear_gather(a, k // 4), packed, vectors,
-                             requant_params(scale, zero_point, x.dtype, relu), True)
+        # a zero bias: its columns' constants, with per-tensor weights' factor for any bias
+        zero = np.zeros(n, np.float32)
+        vectors, qparams = epilogue_inputs(packed, x.scale, x.zero_point, w, zero, scale,
+                                           requant_params(scale, zero_point, x.dtype, relu))
+        self._divisor = None
+        if w.axis is not None:
+            atw = np.float32(x.scale) * weight_scales(w, n)
+            self._divisor = packed.column_vector(1.0, np.float32)
+            self._divisor[:n] = atw
+        self._gemm = Q.prepare(Q.linear_gather(a, k // 4), packed, vectors, qparams, True)
+
+    def run(self, a, bias=None):
+        if bias is not None and self._divisor is not None:
+            bias = bias / self._divisor
+        return self._gemm(a, bias=bias)
 
     def bias_in_place(self, bias) -> bool:
         return type(bias) is np.ndarray and bias.dtype == np.float32 and \
@@ -387,7 +413,8 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
                              padding, cp, slack, pack)
     geometry = (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation), (oh, ow), run,
                 tuple(padding) if pad_in_kernel else None)
-    qparams, other = requant_params(scale, zero_point, x.dtype, relu, clamp), None
+    qparams = requant_params(scale, zero_point, x.dtype, relu, clamp)
+    other, conv_scale = None, scale
     if residual is not None:
         o, add_scale, add_zero_point, add_relu = residual
         qparams = lite.residual_qparams(qparams, scale, (o.scale, o.zero_point), add_scale,
@@ -396,7 +423,7 @@ def conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_point, rel
         scale, zero_point = add_scale, add_zero_point
     out = _run_gemm_cached(cfg, cache, geometry,
                            lambda: _conv_gather(x_nhwc, geometry, int(x.zero_point)),
-                           x_nhwc, packed, x, w, bias, qparams, other=other)
+                           x_nhwc, packed, x, w, bias, qparams, conv_scale, other=other)
     nhwc = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
     return QuantizedArray(nhwc.transpose(0, 3, 1, 2), x.dtype, float(scale), int(zero_point))
 
@@ -421,10 +448,9 @@ def depthwise_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_
            int(x.zero_point), qparams)
     entry = cache.get(key)
     if entry is None or not _same_bias(entry[0], bias):
-        vectors = packed.epilogue_vectors(int(x.zero_point),
-                                          np.float32(x.scale) * weight_scales(w, c), bias)
+        vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale, qparams)
         run = QD.prepare(x_nhwc.shape, packed, tuple(stride), tuple(dilation), (oh, ow),
-                         vectors, qparams, pad, int(x.zero_point))
+                         vectors, qp, pad, int(x.zero_point))
         _forget_calls(cache, "depthwise")
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), run)
     nhwc = np.ascontiguousarray(entry[1](x_nhwc)).reshape(n, oh, ow, c)
@@ -509,9 +535,8 @@ def conv_runner(args, cache: dict, clamp=None):
         gather = _conv_gather(x_nhwc, (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation),
                                        (oh, ow), run, tuple(padding) if in_kernel else None),
                               x_zp)
-        vectors = packed.epilogue_vectors(x_zp, np.float32(x.scale) * weight_scales(w, oc),
-                                          bias)
-        gemm = Q.prepare(gather, packed, vectors, qparams, True)
+        vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale, qparams)
+        gemm = Q.prepare(gather, packed, vectors, qp, True)
         gather.buffer = None            # the runner keeps no activation alive
     elif _depthwise(x, w, groups) and QD.available():
         packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
@@ -522,10 +547,9 @@ def conv_runner(args, cache: dict, clamp=None):
             if in_kernel:
                 return xq.transpose(0, 2, 3, 1)
             return lite.nhwc_input(xq, x_zp, padding, oc, lite.depthwise_slack(oc))
-        vectors = packed.epilogue_vectors(x_zp, np.float32(x.scale) * weight_scales(w, oc),
-                                          bias)
+        vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale, qparams)
         gemm = QD.prepare(nhwc(x.int_repr).shape, packed, tuple(stride), tuple(dilation),
-                          (oh, ow), vectors, qparams, pad, x_zp)
+                          (oh, ow), vectors, qp, pad, x_zp)
         if in_kernel:       # the runner is for inputs read in place (the key's layout)
             reads_in_place = lite.depthwise_reads_in_place
 
@@ -568,8 +592,6 @@ def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_po
         packs = _packed(cache, f"grouped-{cfg.name}", lambda: [
             Q.PackedWeight(conv_weight_matrix(w.int_repr[g * og:(g + 1) * og], cpg, 0), cfg)
             for g in range(groups)])
-        mult = np.float32(x.scale) * weight_scales(w, oc)
-        full_bias = np.zeros(oc, np.float32) if bias is None else np.asarray(bias, np.float32)
         _, hp, wp, _ = x_nhwc.shape
         taps = ((np.arange(kh)[:, None] * dilation[0] * wp +
                  np.arange(kw)[None, :] * dilation[1]) * c).reshape(-1, 1)
@@ -580,8 +602,9 @@ def grouped_conv2d(x, w, bias, stride, padding, dilation, groups, scale, zero_po
             gather = lite.Gather(None, n * oh * ow, offs.astype(np.int64), ohw=oh * ow, ow=ow,
                                  img_stride=hp * wp * c, row_stride=stride[0] * wp * c,
                                  col_stride=stride[1] * c)
-            calls.append(Q.prepare(gather, packed, packed.epilogue_vectors(
-                int(x.zero_point), mult[cols], full_bias[cols]), qparams, True))
+            vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale,
+                                          qparams, cols)
+            calls.append(Q.prepare(gather, packed, vectors, qp, True))
         _forget_calls(cache, "grouped")
         entry = cache[key] = (None if bias is None else np.array(bias, copy=True), calls)
     out = lite._empty((n, oh, ow, oc), np.uint8)

@@ -316,9 +316,9 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
         desc.update(cp=cp, run=run)
     else:
         packed = Q.PackedWeight(w.int_repr, cfg)
-    corr, mult, bias = packed.epilogue_vectors(
-        x_zp, np.float32(x_scale) * CQ.weight_scales(w, n), bias)
-    qparams = CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"])
+    (corr, mult, bias), qparams = CQ.epilogue_inputs(
+        packed, x_scale, x_zp, w, bias, desc["scale"],
+        CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"]))
     desc.update(packed=key, kq=packed.kq, groups=-(-packed.k // 4), n=n,
                 x_zero_point=int(x_zp), inputs=[x_slot], qparams=list(qparams))
     if residual:
@@ -333,11 +333,11 @@ def _pack_qgemm(plan, desc: dict, key: str) -> dict:
 
 def _pack_depthwise(desc, key, w, bias, x_slot, x_scale, x_zp, x_dtype) -> dict:
     packed = QD.PackedDepthwise(w.int_repr)
-    corr, mult, bias = packed.epilogue_vectors(
-        x_zp, np.float32(x_scale) * CQ.weight_scales(w, packed.n), bias)
+    (corr, mult, bias), qparams = CQ.epilogue_inputs(
+        packed, x_scale, x_zp, w, bias, desc["scale"],
+        CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype, desc["relu"]))
     desc.update(packed=key, n=packed.n, x_zero_point=int(x_zp), inputs=[x_slot],
-                qparams=list(CQ.requant_params(desc["scale"], desc["zero_point"], x_dtype,
-                                               desc["relu"])))
+                qparams=list(qparams))
     return {key: packed.data, f"{key}.corr": corr, f"{key}.mult": mult, f"{key}.bias": bias}
 
 

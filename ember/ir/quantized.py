@@ -189,3 +189,75 @@ def channel_params(scale, zero_point, x: np.ndarray, axis: int):
     """Per-channel scale/zero_point arrays reshaped to broadcast against x along axis."""
     shape = _channel_shape(x.ndim, axis, x.shape[axis])
     return (np.asarray(scale).reshape(shape), np.asarray(zero_point).reshape(shape))
+
+
+# --- int8 GEMM / conv requantization (torch.ao's quantized linear and conv) -----------------
+# torch.ao's x86 and fbgemm engines requantize an int8 GEMM's int32 sums in float32 with
+# these operations, in this order (measured against torch 2.13 bit for bit; rounding the
+# product before adding the zero point is what makes ties differ from quantize_per_tensor):
+#
+#   atw  = float32(x_scale) * float32(w_scale[n])           act-times-weight scale
+#   mult = atw / float32(out_scale)
+#   raw  = float32(acc) + float32(bias[n] / atw)             per-channel weights
+#        = fma(bias[n], float32(1 / atw), float32(acc))      per-tensor weights (one rounding)
+#   q    = clamp(roundeven(raw * mult) + zero_point, lo, hi)
+#
+# Both raw forms are fma(bias_term[n], factor, float32(acc)) with factor 1 per channel.
+
+@dataclass(frozen=True)
+class RequantColumns:
+    """The per-output-column constants of that requantization: mult and bias_term
+    (float32 arrays) and the scalar factor."""
+    mult: np.ndarray
+    bias_term: np.ndarray
+    factor: float
+
+
+def requant_columns(x_scale: float, w_scales, per_tensor: bool, bias, out_scale: float,
+                    n: int) -> RequantColumns:
+    """The constants for n output columns; w_scales: one scale (per-tensor weights) or n."""
+    atw = np.float32(x_scale) * np.broadcast_to(np.asarray(w_scales, np.float32), (n,))
+    mult = (atw / np.float32(out_scale)).astype(np.float32)
+    if bias is None:
+        return RequantColumns(mult, np.zeros(n, np.float32), 1.0)
+    bias = np.broadcast_to(np.asarray(bias, np.float32), (n,))
+    if per_tensor:      # the bias times the float32 reciprocal, fused into the add
+        return RequantColumns(mult, bias.copy(), float(np.float32(1.0 / np.float64(atw[0]))))
+    return RequantColumns(mult, (bias / atw).astype(np.float32), 1.0)
+
+
+def fma_float32(x: np.ndarray, y, z) -> np.ndarray:
+    """float32(x * y + z) with one rounding (as an fma instruction), for float32 inputs
+    (broadcast together): the product is exact in float64; the float64 sum's own rounding
+    is undone where it would make the float32 rounding land on a tie that the exact sum
+    is not on."""
+    p = np.asarray(x, np.float64) * np.asarray(y, np.float64)
+    z = np.broadcast_to(np.asarray(z, np.float64), p.shape)
+    s = p + z
+    t = s - p
+    err = (p - (s - t)) + (z - t)            # s + err == p + z exactly (TwoSum)
+    out = s.astype(np.float32)
+    near = out.astype(np.float64)
+    other = np.where(near < s, np.nextafter(out, np.float32(np.inf)),
+                     np.nextafter(out, np.float32(-np.inf))).astype(np.float64)
+    tie = ((near + other) * 0.5 == s) & (err != 0)
+    if tie.any():
+        nudged = np.where(err > 0, np.nextafter(s, np.inf), np.nextafter(s, -np.inf))
+        out = np.where(tie, nudged.astype(np.float32), out)
+    return out
+
+
+def requantize_sums(acc: np.ndarray, cols: RequantColumns, zero_point: int, lo: int, hi: int,
+                    channel_axis: int) -> np.ndarray:
+    """The integer outputs (int64) of int32 sums `acc` (any integer or exact float array)
+    whose output channels lie along channel_axis."""
+    shape = [1] * acc.ndim
+    shape[channel_axis] = acc.shape[channel_axis]
+    a = np.asarray(acc).astype(np.float32)
+    bias = cols.bias_term.reshape(shape)
+    if cols.factor == 1.0:
+        raw = a + bias
+    else:
+        raw = fma_float32(np.broadcast_to(bias, a.shape), cols.factor, a)
+    q = np.rint(raw * cols.mult.reshape(shape)).astype(np.int64) + int(zero_point)
+    return np.clip(q, lo, hi)

@@ -414,7 +414,7 @@ def qgemm_run(fn, pool, gather: Gather, packed: np.ndarray, kq: int, n: int, mr:
               corr: np.ndarray, mult: np.ndarray, bias: np.ndarray, qparams, u8_out: bool,
               threads=None, claim: bool = True) -> np.ndarray:
     """One fused int8 GEMM: [M, n] uint8 (u8_out) or float32. corr (int32), mult and bias
-    (float32) are per output column, padded to a multiple of nr; qparams = (1/scale, zero
+    (float32) are per output column, padded to a multiple of nr; qparams = (factor, zero
     point, lo, hi) as float64 (codegen/llvm/qgemm.py's docstring). claim: the kernel
     claims its tasks from a shared counter (QGEMM_FIELDS), else fixed ranges."""
     call = QGemmCall(gather, packed, kq, n, mr, nr, corr, mult, bias, qparams, u8_out, claim)
@@ -431,7 +431,7 @@ _OTHER = QGEMM_FIELDS.index("other")
 def residual_qparams(conv_qparams, conv_scale: float, other_qparams, scale: float,
                      zero_point: int, relu: bool, hi: float = 255.0) -> tuple:
     """The 11 float64 epilogue parameters of a conv fused with the residual add that reads
-    its result (qgemm_u8_add): the conv's requantization (1/scale, zero point, lo, hi),
+    its result (qgemm_u8_add): the conv's requantization (factor, zero point, lo, hi),
     its scale, the other operand's (zero point, scale), then the add's (1/scale, zero
     point, relu floor, hi), as qadd_run makes them."""
     o_scale, o_zp = other_qparams

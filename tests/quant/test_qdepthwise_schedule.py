@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not QD.available(), reason="this CPU has no AVX2
 @pytest.mark.parametrize("claim", [True, False])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_claimed_and_fixed_rows_equal_the_reference(rng, claim, threads):
-    from ember.codegen.quantized import requant_params, weight_scales
+    from ember.codegen.quantized import epilogue_inputs, requant_params
     from ember.ir.ops.quantized import quantized_conv2d as op
     from ember.runtime import lite_int8 as lite
     from ember.runtime.threads import default_pool
@@ -27,11 +27,10 @@ def test_claimed_and_fixed_rows_equal_the_reference(rng, claim, threads):
     oh, ow = lite.conv_output_size(11, 9, (3, 3), stride, padding, dilation)
     x_nhwc = lite.nhwc_input(x.int_repr, int(x.zero_point), padding, c,
                              lite.depthwise_slack(c))
-    vectors = packed.epilogue_vectors(int(x.zero_point),
-                                      np.float32(x.scale) * weight_scales(w, c), bias)
+    vectors, qparams = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale,
+                                       requant_params(scale, zp, x.dtype, relu))
     call = lite.QDepthwiseCall(x_nhwc.shape, packed.data, packed.kernel, tuple(stride),
-                               tuple(dilation), (oh, ow), *vectors,
-                               requant_params(scale, zp, x.dtype, relu), claim=claim)
+                               tuple(dilation), (oh, ow), *vectors, qparams, claim=claim)
     got = call(QD._kernel()[1], default_pool(), x_nhwc, threads)
     want = op.reference(x, w, bias, stride, padding, dilation, c, scale, zp, relu).int_repr
     np.testing.assert_array_equal(got.reshape(3, oh, ow, c).transpose(0, 3, 1, 2), want)

@@ -41,9 +41,8 @@ def _twins(in_f, out_f, bias, rng):
 @pytest.mark.parametrize("in_f,out_f", [(64, 128), (36, 50)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_static_linear_calls_match_torch_ao(in_f, out_f, bias):
-    # torch's Linear init draws from torch's global generator: seeded, so a run does not
-    # land on the known near-tie difference (docs/quantization.md, "Left out (known)":
-    # torch.ao rounds the float32 product before adding the zero point; seed 99 hits it)
+    # torch's Linear init draws from torch's global generator: seeded, so each run is the
+    # same case (the requantization is torch.ao's bit for bit, ties included)
     torch.manual_seed(in_f * out_f + bias)
     rng = np.random.default_rng(in_f * out_f)
     t_q, e_q = _twins(in_f, out_f, bias, rng)

@@ -25,15 +25,18 @@ into the output's padding rows.
 B is packed once per weight (`PackedWeight`): for each block of NR output columns, for each
 group of 4 k, NR columns x 4 bytes, so one k step loads NR * 4 contiguous bytes.
 
-The epilogue is the NumPy reference's requantization (ir/ops/quantized.py `requantize`)
-operation for operation, so results equal the reference bit for bit:
+The epilogue is the NumPy reference's requantization (ir/ops/quantized.py `requantize`,
+ir/quantized.py `requant_columns`: torch.ao's fbgemm arithmetic) operation for operation,
+so results equal the reference, and torch.ao's quantized Linear, bit for bit:
 
-    real = float32(acc - x_zp * colsum(B)[n]) * mult[n] + bias[n]      (float32)
-    u8 output:  q = roundeven(float32(double(real) * double(1/scale) + zp)), clamped to
-                [lo, hi] (lo = zero_point when relu: the reference's max with the zero point);
-                computed with one float32 fma where that provably rounds alike
-                (round_requantized), in float64 for the rare vectors where it may not
-    f32 output: clamp(real, lo, hi) (lo = 0 when relu; the dynamic linear's float result)
+    sum  = float32(acc - x_zp * colsum(B)[n])
+    u8 output:  q = roundeven(fma(bias_term[n], factor, sum) * mult[n]) + zp, clamped to
+                [lo, hi] (lo = zero_point when relu); mult = x_scale * w_scale / scale,
+                bias_term = bias / (x_scale * w_scale) with factor 1 for per-channel
+                weights, the bias itself with factor = 1 / (x_scale * w_scale) (qparams[0])
+                for per-tensor ones; every step one float32 operation
+    f32 output: clamp(fma(sum, mult[n], bias[n]), lo, hi) (lo = 0 when relu; the dynamic
+                linear's float result, mult = x_scale * w_scale; one rounding, as fbgemm)
 
 Weights must have zero points 0 (symmetric, as every default weight observer gives); the
 caller takes the reference otherwise. Work is split across threads by (row tile, column
@@ -290,16 +293,16 @@ def _store(b, value, ptr, align: int, col, p, lanes: int) -> None:
 
 
 def epilogue_qparams(b, p, lanes: int):
-    """The requantization's (1/scale, zero point, lo, hi) as vectors. A kernel with few
+    """The requantization's (factor, zero point, lo, hi) as vectors. A kernel with few
     live registers (the depthwise one) loads them once, before its loops, and passes
     them to _epilogue: loaded inside, next to the output stores (which LLVM cannot prove
     do not alias them), they are re-read and re-broadcast for every tile; the GEMM keeps
     that (its k loop holds 24 accumulators: four more live vectors would spill)."""
     qload = [b.load(b.gep(p["qparams"], [u.i64(i)], source_etype=u.F64), typ=u.F64)
              for i in range(4)]
-    inv, zp = (u.splat(b, q, lanes) for q in qload[:2])
+    factor, zp = (u.splat(b, q, lanes) for q in qload[:2])
     lo, hi = (u.splat(b, b.fptrunc(q, u.F32), lanes) for q in qload[2:])
-    return inv, zp, lo, hi
+    return factor, zp, lo, hi
 
 
 # a float32 fma's result whose distance to the nearest integer is below this is rounded
@@ -314,8 +317,9 @@ def _exact_in_f32(b, vector):
 
 
 def round_requantized(b, real, inv, zp, lanes: int):
-    """roundeven(float32(double(real) * inv + zp)) (inv, zp: float64 vectors), the
-    reference's requantization before its clamp, mostly in float32.
+    """roundeven(float32(double(real) * inv + zp)) (inv, zp: float64 vectors),
+    quantize_per_tensor's rounding (ir/quantized.py quantize_array) before its clamp, mostly
+    in float32 (the input quantization's and the pointwise ops').
 
     The float64 formula rounds twice: real * inv is exact in float64 (two float32
     factors), the fma rounds to float64, then to float32. One float32 fma rounds once;
@@ -348,43 +352,6 @@ def round_requantized(b, real, inv, zp, lanes: int):
     q.add_incoming(fast, head)
     q.add_incoming(exact_q, slow_block)
     return q
-
-
-def round_requantized_group(b, reals, inv, zp, lanes: int):
-    """round_requantized of several vectors with one test and branch: each vector's
-    float32 fma result is used unless some lane of any of them lies near a half-integer
-    (or inv or zp is not a float32 value), and then every vector of the group takes the
-    float64 formula (the reference's, exact for any value). One branch per group instead
-    of one per vector: a GEMM epilogue's MR rows of a column vector."""
-    vf, vd = u.vec(u.F32, lanes), u.vec(u.F64, lanes)
-    inv32, zp32 = b.fptrunc(inv, vf), b.fptrunc(zp, vf)
-    limit = ir.Constant(vf, [_NEAR_HALF] * lanes)
-    fast, near = [], None
-    for real in reals:
-        scaled32 = u.fma(b, real, inv32, zp32)
-        rounded = u.intrinsic(b, "roundeven", vf, scaled32)
-        dist = u.intrinsic(b, "fabs", vf, b.fsub(scaled32, rounded))
-        mask = b.bitcast(b.fcmp_ordered(">=", dist, limit), ir.IntType(lanes))
-        near = mask if near is None else b.or_(near, mask)
-        fast.append(rounded)
-    any_near = b.icmp_unsigned("!=", near, ir.Constant(ir.IntType(lanes), 0))
-    exact = b.and_(_exact_in_f32(b, inv), _exact_in_f32(b, zp))
-    head = b.block
-    slow_block = b.append_basic_block("requant.f64")
-    join = b.append_basic_block("requant.join")
-    b.cbranch(b.or_(any_near, b.not_(exact)), slow_block, join)
-    b.position_at_end(slow_block)
-    slow = [u.intrinsic(b, "roundeven", vf, b.fptrunc(u.fma(b, b.fpext(real, vd), inv, zp), vf))
-            for real in reals]
-    b.branch(join)
-    b.position_at_end(join)
-    out = []
-    for f, sl in zip(fast, slow):
-        q = b.phi(vf)
-        q.add_incoming(f, head)
-        q.add_incoming(sl, slow_block)
-        out.append(q)
-    return out
 
 
 def epilogue_columns(b, cfg, p, nb, corr: bool = True):
@@ -452,6 +419,19 @@ def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
     return QE.add_requantize(b, real, inv, zp, floor, hi, lanes)
 
 
+def _requantized(b, summed, mult, bias_term, factor, zp, lanes: int):
+    """torch.ao's (fbgemm's) requantization of one vector of int32 sums converted to
+    float32, before the clamp (ir/quantized.py requant_columns): roundeven(fma(bias_term,
+    factor, summed) * mult) + zp. factor (qparams[0]) is 1 for per-channel weights, whose
+    bias_term is already bias / (x_scale * w_scale), and the float32 reciprocal of
+    x_scale * w_scale for per-tensor ones. Every step is one float32 operation, so the
+    kernel equals the NumPy reference (and torch) bit for bit; adding the zero point after
+    rounding is exact."""
+    vf = u.vec(u.F32, lanes)
+    raw = u.fma(b, bias_term, b.fptrunc(factor, vf), summed)
+    return b.fadd(u.intrinsic(b, "roundeven", vf, b.fmul(raw, mult)), b.fptrunc(zp, vf))
+
+
 def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
               residual: bool = False):
     """Requantize the MR x NR tile at rows m0.., column block nb into the output; `acc`
@@ -462,7 +442,7 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     acc_at = acc if callable(acc) else (lambda r, v: acc[r * cfg.nv + v])
     lanes = cfg.lanes
     vf, vd, v32 = u.vec(u.F32, lanes), u.vec(u.F64, lanes), u.vec(u.I32, lanes)
-    inv, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
+    factor, zp, lo, hi = qparams or epilogue_qparams(b, p, lanes)
     columns = columns or epilogue_columns(b, cfg, p, nb)
     extra = _residual_qparams(b, p) if residual else None
     # loaded once, before the stores (which LLVM cannot prove leave it unchanged): the
@@ -475,9 +455,10 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
         reals = []
         for r in range(cfg.mr):
             centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
-            reals.append(b.fadd(b.fmul(b.sitofp(centered, vf), mult), bias))
-        # the column vector's rows rounded together (one near-half test and branch)
-        rounded = round_requantized_group(b, reals, inv, zp, lanes) if u8_out else reals
+            summed = b.sitofp(centered, vf)
+            reals.append(_requantized(b, summed, mult, bias, factor, zp, lanes) if u8_out else
+                         u.fma(b, summed, mult, bias))      # fbgemm's contracted mul + add
+        rounded = reals
         for r, real in enumerate(reals):
             row = b.add(m0, u.i64(r))
             idx = b.add(b.mul(row, p["ldo"]), col)
@@ -807,7 +788,7 @@ def run(gather: Gather, packed: PackedWeight, x_zero_point: int, mult: np.ndarra
         bias: np.ndarray | None, qparams: tuple[float, float, float, float],
         u8_out: bool, threads: int | None = None) -> np.ndarray:
     """The fused GEMM: [M, N] uint8 (u8_out) or float32. `mult` and `bias` are float32 per
-    output column; qparams = (1/scale as float32, zero point, lo, hi) (see the docstring)."""
+    output column; qparams = (factor, zero point, lo, hi) (see the docstring)."""
     return run_vectors(gather, packed, packed.epilogue_vectors(x_zero_point, mult, bias),
                        qparams, u8_out, threads)
 

@@ -10,15 +10,17 @@ is undone with the weight's row sums:
 
     acc[m, n]  = sum_k (x[m, k] - 128) * w[n, k]                  (int8 x int8 -> int32)
                + (128 - x_zp) * wsum[n]      wsum[n] = sum_k w[n, k]   = sum_k (x - x_zp) w
-    real[m, n] = float32(acc) * mult[n] + bias[n]      mult[n] = float32(x_scale) * w_scale[n]
-    out[m, n]  = clamp(rint(float32(float64(real) * inv + zp)), 0 | zp (relu), 255)
+    raw[m, n]  = fma(bias_term[n], factor, float32(acc))
+    out[m, n]  = clamp(rint(raw * mult[n]) + zp, 0 | zp (relu), 255)
 
-which is the NumPy reference's arithmetic step for step (ir/ops/quantized.py:
-`requantize`, ir/quantized.py: `quantize_array`): the integer sums are exact, the float32
-product is formed through float64 so the compiler cannot contract it with the bias add
-into an FMA, and the quantization multiplies by the float32 reciprocal in float64, so
-results are bit-identical to the reference. Convolution padding loads the activation's
-zero point (a real 0), masked K steps load weight 0.
+with mult = x_scale * w_scale / scale and the bias term and factor of torch.ao's (fbgemm's)
+requantization (ir/quantized.py `requant_columns`: factor 1 and bias / (x_scale * w_scale)
+for per-channel weights, the bias and 1 / (x_scale * w_scale) for per-tensor ones). That is
+the NumPy reference's arithmetic step for step (ir/ops/quantized.py `requantize`): the
+integer sums are exact and each float32 step is one operation (the fma explicit, nothing
+left for the compiler to contract), so results are bit-identical to the reference and to
+torch.ao. Convolution padding loads the activation's zero point (a real 0), masked K steps
+load weight 0.
 
 The tile loops are gemm.py's: MatmulProblem (A [M, K] row-major, W stored [N, K]) and
 ConvProblem (NHWC-strided input, groups over program_id(1)) say how tiles are addressed;
@@ -34,6 +36,7 @@ import numpy as np
 
 from ...ir.dtypes import uint8
 from ...ir.errors import LoweringError
+from ...ir.quantized import requant_columns
 from .gemm import ConvProblem, GemmConfig, MatmulProblem, _main_loop
 from .source import GeneratedKernel, LaunchSpec, function_name
 
@@ -59,8 +62,10 @@ def conv_problem(x_shape, x_strides, w_shape, out_strides, stride, padding, dila
 
 
 def generate_qgemm(problem, x_zero_point: int, scale: float, zero_point: int, relu: bool,
-                   config: GemmConfig | None = None, name: str = "qgemm") -> GeneratedKernel:
-    """The int8 kernel for `problem` (linear_problem / conv_problem) with its epilogue."""
+                   config: GemmConfig | None = None, name: str = "qgemm",
+                   factor: float = 1.0) -> GeneratedKernel:
+    """The int8 kernel for `problem` (linear_problem / conv_problem) with its epilogue;
+    factor: weight_vectors' (1.0 for per-channel weights or no bias)."""
     config = config or QGEMM_CONFIG
     if not 0 <= x_zero_point <= 255 or not 0 <= zero_point <= 255:
         raise LoweringError(f"{name}: zero points must be quint8 values (0..255), got input "
@@ -70,7 +75,7 @@ def generate_qgemm(problem, x_zero_point: int, scale: float, zero_point: int, re
     fn = function_name(name)
     k_mask = problem.k % config.block_k != 0 or isinstance(problem, ConvProblem)
     body = [_int8_line(line, x_zero_point) for line in _main_loop(problem, config, None, k_mask)]
-    inv = float(np.float32(1.0) / np.float32(scale))
+    factor = float(np.float32(factor))
     low = zero_point if relu else 0
     n_off = problem.bias_offset()
     body += [
@@ -78,10 +83,10 @@ def generate_qgemm(problem, x_zero_point: int, scale: float, zero_point: int, re
         f"wsum = tl.load(wsum_ptr + {n_off}, mask=rn < N, other=0)",
         f"acc += {128 - x_zero_point} * wsum",
         f"mult = tl.load(mult_ptr + {n_off}, mask=rn < N, other=0.0)",
-        "real = (acc.to(tl.float32).to(tl.float64) * mult.to(tl.float64)).to(tl.float32)",
-        f"real += tl.load(bias_ptr + {n_off}, mask=rn < N, other=0.0)",
-        "# quantize_per_tensor: one rounding of real * (1 / scale) + zero_point",
-        f"q = emath.rint((real.to(tl.float64) * {inv!r} + {zero_point}).to(tl.float32))",
+        f"bias_term = tl.load(bias_ptr + {n_off}, mask=rn < N, other=0.0)",
+        "# torch.ao's requantization: fma(bias term, factor, sum), times mult, rounded, + zp",
+        f"raw = tl.fma(bias_term, {factor!r}, acc.to(tl.float32))",
+        f"q = emath.rint(raw * mult) + {float(zero_point)!r}",
         f"q = tl.minimum(tl.maximum(q, {float(low)}), 255.0)",
         f"cidx = {problem.c_offset()}",
         "tl.store(c_ptr + cidx, q.to(tl.uint8), mask=xmask)"]
@@ -118,15 +123,16 @@ def _int8_line(line: str, x_zero_point: int) -> str:
     return line
 
 
-def weight_vectors(w_int8: np.ndarray, w_scales: np.ndarray, x_scale: float, bias):
-    """(wsum int32 [N], mult float32 [N], bias float32 [N]) for a weight [N, ...] of int8
-    values: what the epilogue reads per output channel. `w_scales` has one scale per
-    output channel (a per-tensor weight repeats its scale)."""
+def weight_vectors(w_int8: np.ndarray, w_scales: np.ndarray, x_scale: float, bias,
+                   scale: float, per_tensor: bool):
+    """(wsum int32 [N], mult float32 [N], bias_term float32 [N], factor) for a weight
+    [N, ...] of int8 values and the output scale: what the epilogue reads per output
+    channel, and generate_qgemm's factor. `w_scales` has one scale per output channel (a
+    per-tensor weight, per_tensor=True, repeats its scale)."""
     n = w_int8.shape[0]
     wsum = w_int8.reshape(n, -1).astype(np.int64).sum(axis=1).astype(np.int32)
-    mult = (np.float32(x_scale) * np.asarray(w_scales, np.float32)).astype(np.float32)
-    b = np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32)
-    return wsum, mult, b
+    cols = requant_columns(x_scale, w_scales, per_tensor, bias, scale, n)
+    return wsum, cols.mult, cols.bias_term, cols.factor
 
 
 def ohwi(w_int8: np.ndarray) -> np.ndarray:

@@ -4,14 +4,17 @@ Operands are quantized tensors (their references receive `QuantizedArray`s); res
 are quantized with the output scale and zero point the graph carries as constants.
 The NumPy references are the correctness baseline for the int8 kernels: integer
 accumulation (exact; done as float64 matrix products of integer values, exact below
-2**53, so BLAS does the work), then requantization in float32:
+2**53, so BLAS does the work), then requantization in float32 as torch.ao's x86 / fbgemm
+engines do it (ir/quantized.py `requant_columns`, bit for bit):
 
-    acc[i, o]  = sum_k (x[i, k] - x_zp) * (w[o, k] - w_zp[o])
-    real[i, o] = acc[i, o] * (x_scale * w_scale[o]) + bias[o]
-    out        = quantize(real, scale, zero_point)   (clamped at zero_point when relu)
+    acc[i, o] = sum_k (x[i, k] - x_zp) * (w[o, k] - w_zp[o])
+    raw[i, o] = float32(acc) + float32(bias[o] / atw[o])     atw = x_scale * w_scale[o]
+                (per-tensor weights: fma(bias, float32(1 / atw), float32(acc)))
+    out       = roundeven(raw * (atw / scale)) + zero_point, clamped (at zero_point when relu)
 
 `quantized_linear_dynamic` quantizes its float input per call (qparams from the
-batch's min/max, range 0..127 as fbgemm/x86 do) and returns float.
+batch's min/max, range 0..127 as fbgemm/x86 do) and returns float:
+fma(float32(acc), x_scale * w_scale[o], bias[o]) with one rounding, as fbgemm.
 
 These ops take quantized operands, which the table-driven tests cannot build from
 NumPy samples; they are tagged QUANTIZED and tested against torch.ao in tests/quant.
@@ -23,7 +26,8 @@ import numpy as np
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..meta import TensorMeta
-from ..quantized import QuantizedArray, dequantize_array, qrange, quantize_array
+from ..quantized import (QuantizedArray, dequantize_array, fma_float32, qrange,
+                         quantize_array, requant_columns, requantize_sums)
 from ..registry import NOT_DIFFERENTIABLE, Tag, defop
 from .conv import conv2d as _conv2d
 from .conv import conv3d as _conv3d
@@ -55,19 +59,15 @@ def _weight_scales(w: QuantizedArray, n_out: int) -> np.ndarray:
     return np.asarray(w.scale, np.float32)
 
 
-def requantize(acc: np.ndarray, x_scale: float, w_scales: np.ndarray, bias, scale: float,
+def requantize(acc: np.ndarray, x_scale: float, w: QuantizedArray, bias, scale: float,
                zero_point: int, relu: bool, dtype, channel_axis: int) -> QuantizedArray:
-    """int accumulators -> float32 real values -> quantized output."""
-    shape = [1] * acc.ndim
-    shape[channel_axis] = acc.shape[channel_axis]
-    multiplier = (np.float32(x_scale) * w_scales).reshape(shape)
-    real = acc.astype(np.float32) * multiplier
-    if bias is not None:
-        real = real + np.asarray(bias, np.float32).reshape(shape)
-    out = quantize_array(real, scale, zero_point, dtype)
-    if relu:
-        out = out.with_values(np.maximum(out.int_repr, zero_point).astype(out.int_repr.dtype))
-    return out
+    """int accumulators -> quantized output (torch.ao's float32 requantization)."""
+    n = acc.shape[channel_axis]
+    cols = requant_columns(x_scale, _weight_scales(w, n), w.axis is None, bias, scale, n)
+    lo, hi = qrange(dtype)
+    q = requantize_sums(acc, cols, zero_point, max(lo, zero_point) if relu else lo, hi,
+                        channel_axis)
+    return QuantizedArray(q.astype(dtype.np_dtype), dtype, float(scale), int(zero_point))
 
 
 def _linear_acc(x: QuantizedArray, w: QuantizedArray) -> np.ndarray:
@@ -86,8 +86,7 @@ def _linear_meta(self, weight, bias, scale, zero_point, relu):
 
 def _linear_ref(x, w, bias, scale, zero_point, relu):
     acc = _linear_acc(x, w)
-    return requantize(acc, x.scale, _weight_scales(w, acc.shape[-1]), bias, scale,
-                      zero_point, relu, x.dtype, acc.ndim - 1)
+    return requantize(acc, x.scale, w, bias, scale, zero_point, relu, x.dtype, acc.ndim - 1)
 
 
 quantized_linear = defop(
@@ -136,8 +135,7 @@ def _conv_ref_for(float_conv):
         acc = float_conv.reference(_centered(x), _centered(w), None, stride, padding, dilation,
                                    groups)
         acc = np.rint(acc)          # exact integers up to float64 summation order
-        return requantize(acc, x.scale, _weight_scales(w, acc.shape[1]), bias, scale,
-                          zero_point, relu, x.dtype, 1)
+        return requantize(acc, x.scale, w, bias, scale, zero_point, relu, x.dtype, 1)
     return ref
 
 
@@ -214,10 +212,28 @@ quantized_add = defop(
     derivative=NOT_DIFFERENTIABLE, tags=Q,
 )
 
+def _mul_ref(a, b, scale, zero_point, relu):
+    """quantized_mul as torch's quantized mul kernel computes it (bit for bit, measured
+    against torch.ops.quantized.mul / mul_relu): the integer product of the centered
+    operands times float32(a_scale * b_scale / scale) (the quotient taken in double),
+    rounded half to even, plus the zero point, clamped (from the zero point with relu).
+    (Dequantizing, multiplying and quantizing rounds ~0.4% of values the other way.)"""
+    plain = all(q.axis is None and q.int_repr.dtype.itemsize == 1 for q in (a, b))
+    if not plain:
+        return _binary_ref(np.multiply)(a, b, scale, zero_point, relu)
+    mult = np.float32(float(a.scale) * float(b.scale) / float(scale))
+    prod = (a.int_repr.astype(np.int64) - int(a.zero_point)) * \
+        (b.int_repr.astype(np.int64) - int(b.zero_point))
+    q = np.rint(prod.astype(np.float32) * mult).astype(np.int64) + int(zero_point)
+    lo, hi = qrange(a.dtype)
+    q = np.clip(q, max(lo, zero_point) if relu else lo, hi)
+    return QuantizedArray(q.astype(a.int_repr.dtype), a.dtype, float(scale), int(zero_point))
+
+
 quantized_mul = defop(
     "quantized_mul(Tensor self, Tensor other, float scale, int zero_point, bool relu=False) "
     "-> Tensor",
-    meta=_binary_meta("quantized_mul"), reference=_binary_ref(np.multiply),
+    meta=_binary_meta("quantized_mul"), reference=_mul_ref,
     derivative=NOT_DIFFERENTIABLE, tags=Q,
 )
 
@@ -344,11 +360,11 @@ def _dynamic_ref(x, w, bias, relu):
     scale, zp = dynamic_input_qparams(x)
     qx = quantize_array(x, scale, zp, dtypes.quint8)
     acc = _linear_acc(qx, w)
-    shape = [1] * acc.ndim
-    shape[-1] = acc.shape[-1]
-    real = acc.astype(np.float32) * (np.float32(scale) * _weight_scales(w, acc.shape[-1]))
-    if bias is not None:
-        real = real + np.asarray(bias, np.float32)
+    mult = np.float32(scale) * _weight_scales(w, acc.shape[-1])
+    if bias is None:
+        real = acc.astype(np.float32) * mult
+    else:       # fbgemm's multiply and bias add, contracted into one fma
+        real = fma_float32(acc.astype(np.float32), mult, np.asarray(bias, np.float32))
     return np.maximum(real, np.float32(0)) if relu else real
 
 

@@ -44,8 +44,10 @@ def test_linear_matches_the_reference_bit_for_bit(rng, m, n, k, per_channel, rel
     x, w, scales, bias = _operands(rng, (m, k), (n, k), per_channel, x_zp)
     out_scale, out_zp = 0.05 * np.sqrt(k), 97
     want = quantized_linear.reference(x, w, bias, out_scale, out_zp, relu)
-    kernel = generate_qgemm(linear_problem(m, n, k), x_zp, out_scale, out_zp, relu, SMALL)
-    wsum, mult, b = weight_vectors(w.int_repr, scales, x.scale, bias)
+    wsum, mult, b, factor = weight_vectors(w.int_repr, scales, x.scale, bias, out_scale,
+                                           not per_channel)
+    kernel = generate_qgemm(linear_problem(m, n, k), x_zp, out_scale, out_zp, relu, SMALL,
+                            factor=factor)
     out = dev(np.zeros(m * n, np.uint8))
     cache.launch(kernel, [dev(x.int_repr), dev(w.int_repr), dev(wsum), dev(mult), dev(b), out])
     np.testing.assert_array_equal(host(out).reshape(m, n), want.int_repr)
@@ -71,8 +73,8 @@ def test_conv2d_matches_the_reference_bit_for_bit(rng, groups, stride, padding, 
     out_strides = (cout * ho * wo, ho * wo, wo, 1)
     problem = conv_problem(x.int_repr.shape, x_strides, w.int_repr.shape, out_strides, stride,
                            padding, dilation, groups)
-    kernel = generate_qgemm(problem, 131, out_scale, out_zp, True, SMALL)
-    wsum, mult, b = weight_vectors(w.int_repr, scales, x.scale, bias)
+    wsum, mult, b, factor = weight_vectors(w.int_repr, scales, x.scale, bias, out_scale, False)
+    kernel = generate_qgemm(problem, 131, out_scale, out_zp, True, SMALL, factor=factor)
     out = dev(np.zeros(want.size, np.uint8))
     cache.launch(kernel, [dev(nhwc), dev(ohwi(w.int_repr)), dev(wsum), dev(mult), dev(b), out])
     np.testing.assert_array_equal(host(out).reshape(want.shape), want)
