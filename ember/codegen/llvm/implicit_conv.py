@@ -41,6 +41,7 @@ from llvmlite import ir
 from ...ir.errors import ShapeError
 from ...runtime.threads import default_pool
 from . import irutil as u
+from . import winograd
 from .gemm import GemmConfig, config, multiply_add, tile_for
 from .jit import compile_ir
 from .target import Isa, host_isa, target_for
@@ -928,6 +929,23 @@ class PreparedConv:
         self.wp = pack_weights(np.asarray(w, np.float32), self.kernels.cfg.nr)
         self.bias = np.zeros(self.c_out, np.float32) if bias is None else \
             np.ascontiguousarray(bias, np.float32)
+        # a copy for the Winograd form (weights are copied at preparation)
+        self.isa, self._winograd = isa, None
+        self._w = np.array(w, np.float32) if self.winograd_applies(
+            self.c_in, (winograd.OUT, winograd.OUT), 1, 1) else None
+
+    def winograd(self) -> "winograd.Winograd":
+        """The Winograd form (llvm/winograd.py), its weights transformed on first use
+        (only channels-last 3x3 stride-1 convs take it: eager's NCHW calls never do)."""
+        if self._winograd is None:
+            self._winograd = winograd.Winograd(np.asarray(self._w, np.float32), self.isa)
+        return self._winograd
+
+    def winograd_applies(self, c: int, out_hw, x_channel_stride: int,
+                         out_channel_stride: int) -> bool:
+        g = self.geometry
+        return winograd.applies(self.isa, g.kernel, g.stride, g.dilation, c, self.c_out,
+                                out_hw, x_channel_stride, out_channel_stride)
 
     def __call__(self, x: np.ndarray, out: np.ndarray, residual: np.ndarray | None = None):
         n, c, h, w = x.shape
@@ -970,6 +988,15 @@ class PreparedConv:
         (kh, kw), (ph, pw) = g.kernel, (g.padding[0][0], g.padding[1][0])  # top, left
         xs = [s // 4 for s in x.strides] if _whole_elements(x) else None
         padded = any(map(any, g.padding))
+        os_ = [s // 4 for s in out.strides]
+        if xs is not None and self.winograd_applies(c, (oh, ow), xs[1], os_[1]):
+            wino = self.winograd()
+            dims = wino.dims(h, w, oh, ow, ph, pw, xs, os_, Epilogue.RELU in self.epilogue,
+                             residual is not None)
+            res = out if residual is None else residual
+            wino.run(default_pool(), n, x.ctypes.data, out.ctypes.data, self.bias.ctypes.data,
+                     res.ctypes.data, dims)
+            return
         direct = xs is not None and xs[1] == 1 and (c >= SMALL_CHANNELS or not padded)
         if not direct:                   # padded NHWC copy: whole kernel rows are runs
             x, ph, pw, padded = self._padded(x), 0, 0, False
