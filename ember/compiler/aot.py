@@ -140,8 +140,10 @@ class PackagingBackend(CpuBackend):
         if isinstance(panels, np.ndarray) and panels.ndim == 3 and \
                 panels.shape[2] == described.desc["nr"]:
             described.panels = panels
-        if "wino" in described.desc and hasattr(held, "winograd"):
-            described.wino_panels = held.winograd().u
+        wino = held.winograd() if "wino" in described.desc and hasattr(held, "winograd") \
+            else None
+        if wino is not None:
+            described.wino_panels = wino.u
         return described
 
     def fused_extern(self, graph: Graph, constant=None):
@@ -746,10 +748,12 @@ def _weights(plan, table: list) -> dict:
                 conv_impl.pack_weights(constants[desc["w_slot"]], desc["nr"])
             key = desc["w_slot"]
             if "wino" in desc:       # the Winograd-transformed weights (llvm/winograd.py)
-                ready_u = getattr(plan.steps[i].fn, "wino_panels", None)
-                arrays[f"u{i}"] = ready_u if ready_u is not None else \
-                    winograd.transform_weights(constants[desc["w_slot"]], desc["wino_nr"])
-                desc["wino_packed"] = f"u{i}"
+                u = getattr(plan.steps[i].fn, "wino_panels", None)
+                if u is None:        # None again for non-finite weights: the conv stays direct
+                    u = winograd.transform_weights(constants[desc["w_slot"]], desc["wino_nr"])
+                if u is not None:
+                    arrays[f"u{i}"] = u
+                    desc["wino_packed"] = f"u{i}"
         if key is not None:
             desc["packed"] = f"p{i}"
             packed_only.setdefault(key, True)

@@ -153,3 +153,35 @@ def test_python_loop_native_entry_and_artifact_agree_bit_for_bit(tmp_path):
         assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
         results.append(np.load(tmp_path / "out.npy"))
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_spread_as_in_the_direct_sum(bad, rng):
+    """A chunk of tiles whose inputs hold a NaN or an infinity is summed directly:
+    the value reaches only the outputs whose 3x3 windows read it, an infinity stays
+    infinite (Winograd's transforms would spread it over whole tiles, as NaN)."""
+    x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
+    w = np.abs(rng.standard_normal((32, 32, 3, 3))).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    x[0, :, 5, 6] = bad
+    conv = prepare_conv2d(w, bias, (1, 1), (1, 1))
+    out = _cl(np.empty((1, 32, 12, 12), np.float32))
+    conv(_cl(x), out)
+    assert conv._winograd is not None
+    with np.errstate(invalid="ignore"):
+        want = _want(x, w, bias, ((1, 1), (1, 1)), None, False)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.abs(out[finite] - want[finite]).max() <= BOUND * np.abs(want[finite]).max()
+
+
+def test_non_finite_weights_keep_the_direct_conv(rng):
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    w[3, 4, 1, 1] = np.inf
+    conv = prepare_conv2d(w, None, (1, 1), (1, 1))
+    x = _cl(rng.standard_normal((1, 32, 8, 8)).astype(np.float32))
+    out = _cl(np.empty((1, 32, 8, 8), np.float32))
+    conv(x, out)
+    assert conv._winograd is None
+    assert np.isinf(out[0, 3]).sum() > 0 and np.isfinite(np.delete(out, 3, axis=1)).all()

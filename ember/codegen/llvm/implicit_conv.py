@@ -931,13 +931,15 @@ class PreparedConv:
             np.ascontiguousarray(bias, np.float32)
         # a copy for the Winograd form (weights are copied at preparation)
         self.isa, self._winograd = isa, None
+        # (not with a NaN or infinite weight: the transform would spread it over tiles)
         self._w = np.array(w, np.float32) if self.winograd_applies(
-            self.c_in, (winograd.OUT, winograd.OUT), 1, 1) else None
+            self.c_in, (winograd.OUT, winograd.OUT), 1, 1) and np.isfinite(w).all() else None
 
-    def winograd(self) -> "winograd.Winograd":
+    def winograd(self) -> "winograd.Winograd | None":
         """The Winograd form (llvm/winograd.py), its weights transformed on first use
-        (only channels-last 3x3 stride-1 convs take it: eager's NCHW calls never do)."""
-        if self._winograd is None:
+        (only channels-last 3x3 stride-1 convs take it: eager's NCHW calls never do);
+        None for a conv that cannot take it."""
+        if self._winograd is None and self._w is not None:
             self._winograd = winograd.Winograd(np.asarray(self._w, np.float32), self.isa)
         return self._winograd
 
@@ -989,13 +991,14 @@ class PreparedConv:
         xs = [s // 4 for s in x.strides] if _whole_elements(x) else None
         padded = any(map(any, g.padding))
         os_ = [s // 4 for s in out.strides]
-        if xs is not None and self.winograd_applies(c, (oh, ow), xs[1], os_[1]):
+        if xs is not None and self._w is not None and \
+                self.winograd_applies(c, (oh, ow), xs[1], os_[1]):
             wino = self.winograd()
             dims = wino.dims(h, w, oh, ow, ph, pw, xs, os_, Epilogue.RELU in self.epilogue,
-                             residual is not None)
+                             residual is not None, cfg.nr)
             res = out if residual is None else residual
-            wino.run(default_pool(), n, x.ctypes.data, out.ctypes.data, self.bias.ctypes.data,
-                     res.ctypes.data, dims)
+            wino.run(default_pool(), n, (x.ctypes.data, out.ctypes.data, self.bias.ctypes.data,
+                                         res.ctypes.data, self.wp.ctypes.data), dims)
             return
         direct = xs is not None and xs[1] == 1 and (c >= SMALL_CHANNELS or not padded)
         if not direct:                   # padded NHWC copy: whole kernel rows are runs

@@ -51,10 +51,11 @@ G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
      (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
 A_T = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 
-# wino_tiles(begin, end, worker, x, u, out, bias, res, ws, <dims>)
-_POINTERS = ("x", "u", "out", "bias", "res", "ws")
+# wino_tiles(begin, end, worker, x, u, out, bias, res, ws, wd, <dims>); wd: the direct
+# conv's packed weights (implicit_conv.pack_weights, NR = dnr) for the non-finite fallback
+_POINTERS = ("x", "u", "out", "bias", "res", "ws", "wd")
 _DIMS = ("ws_stride", "h", "w", "c", "k", "oh", "ow", "tiles_h", "tiles_w", "ph", "pw",
-         "xsn", "xsh", "xsw", "osn", "osh", "osw", "relu", "has_res", "tc", "u_stride")
+         "xsn", "xsh", "xsw", "osn", "osh", "osw", "relu", "has_res", "tc", "u_stride", "dnr")
 ENTRY_CTYPES = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * len(_POINTERS) + \
     [ctypes.c_int64] * len(_DIMS)
 
@@ -98,9 +99,12 @@ def workspace_floats(cfg: GemmConfig, c_in: int, c_out: int) -> int:
     return cfg.workspace_floats + PATCH * PATCH * tc * (c_in + c_out)
 
 
-def transform_weights(w: np.ndarray, nr: int) -> np.ndarray:
+def transform_weights(w: np.ndarray, nr: int) -> np.ndarray | None:
     """(C_out, C, 3, 3) -> U = G w G^T per (xi, nu), each (C x C_out) packed into NR-wide
-    panels: shape (36 * ceil(C_out / NR), C, NR), 64-byte aligned."""
+    panels: shape (36 * ceil(C_out / NR), C, NR), 64-byte aligned. None when a weight is
+    NaN or infinite (the transform would spread it: such a conv stays direct)."""
+    if not np.isfinite(w).all():
+        return None
     g = np.asarray(G, np.float64)
     u6 = (g @ np.asarray(w, np.float64) @ g.T).astype(np.float32).transpose(2, 3, 1, 0)
     panels = [panels_of(u6[i, j], nr) for i in range(PATCH) for j in range(PATCH)]
@@ -148,8 +152,9 @@ def _tile_coords(b, p, t):
                                                                 u.i64(OUT))
 
 
-def _emit_input(b, p, lanes, t0, count, v):
-    """V[xi][t][c] = (B^T d B)[xi] for tiles t0 .. t0+count, every channel vector."""
+def _emit_input(b, p, lanes, t0, count, v, bad):
+    """V[xi][t][c] = (B^T d B)[xi] for tiles t0 .. t0+count, every channel vector; adds
+    every input value read into `bad` (not finite there: a NaN or infinity was read)."""
     vt = u.vec(u.F32, lanes)
     zero = ir.Constant(vt, None)
     with u.counted_loop(b, u.i64(0), count, 1, "wt") as t:
@@ -178,6 +183,13 @@ def _emit_input(b, p, lanes, t0, count, v):
                     safe = b.select(inside[i][j], at, c)
                     row.append(b.select(inside[i][j], u.load_vec(b, p["x"], safe, lanes), zero))
                 d.append(row)
+            # the patch's sum (a tree: no long dependency chain) is NaN or infinite
+            # when a value is (or, harmlessly, when the sum overflows)
+            terms = [value for row in d for value in row]
+            while len(terms) > 1:
+                terms = [b.fadd(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i]
+                         for i in range(0, len(terms), 2)]
+            b.store(b.fadd(b.load(bad, typ=vt), terms[0]), bad)
             out = _transform(b, B_T, d)
             for i in range(PATCH):
                 for j in range(PATCH):
@@ -186,10 +198,20 @@ def _emit_input(b, p, lanes, t0, count, v):
                     u.store_vec(b, out[i][j], v, index)
 
 
+def _store_pixel(b, p, value, at, bias) -> None:
+    """out[at] = epilogue(value + bias [+ residual[at]]): the direct conv's sums."""
+    zero = u.const_like(value.type, 0.0)
+    value = b.fadd(value, bias)
+    with_res = b.fadd(value, u.load_vec(b, p["res"], at, value.type.count))
+    value = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)), with_res, value)
+    # relu as torch: NaN stays NaN (the compare is false for NaN)
+    relu = b.select(b.fcmp_ordered("<", value, zero), zero, value)
+    value = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, value)
+    u.store_vec(b, value, p["out"], at)
+
+
 def _emit_output(b, p, lanes, t0, count, m):
     """out[tile pixels] = epilogue((A^T m A) + bias [+ residual]) for pixels inside."""
-    vt = u.vec(u.F32, lanes)
-    zero = ir.Constant(vt, None)
     with u.counted_loop(b, u.i64(0), count, 1, "ot") as t:
         n, oh0, ow0 = _tile_coords(b, p, b.add(t0, t))
         base = b.add(b.add(b.mul(n, p["osn"]), b.mul(oh0, p["osh"])), b.mul(ow0, p["osw"]))
@@ -206,17 +228,53 @@ def _emit_output(b, p, lanes, t0, count, m):
                     with b.if_then(ok):
                         at = b.add(b.add(base, b.add(b.mul(u.i64(i), p["osh"]),
                                                      b.mul(u.i64(j), p["osw"]))), k)
-                        value = b.fadd(y[i][j], bias)
-                        with_res = b.fadd(value, u.load_vec(b, p["res"], at, lanes))
-                        value = b.select(b.icmp_signed("!=", p["has_res"], u.i64(0)),
-                                         with_res, value)
-                        # relu as torch: NaN stays NaN (the compare is false for NaN)
-                        relu = b.select(b.fcmp_ordered("<", value, zero), zero, value)
-                        value = b.select(b.icmp_signed("!=", p["relu"], u.i64(0)), relu, value)
-                        u.store_vec(b, value, p["out"], at)
+                        _store_pixel(b, p, y[i][j], at, bias)
 
 
-def _emit_chunks(b, p, cfg, block, v, m, null) -> None:
+def _emit_direct(b, p, lanes, t0, count, acc) -> None:
+    """The chunk's tiles by the direct sum over (kh, kw, c), reading the direct conv's
+    packed weights: a chunk whose inputs hold a NaN or an infinity, which Winograd's
+    transforms would spread over whole tiles (and turn infinities into NaN), gets
+    torch's propagation instead. Slow (one FMA per loaded weight vector), and rare."""
+    vt = u.vec(u.F32, lanes)
+    with u.counted_loop(b, u.i64(0), count, 1, "dt") as t:
+        n, oh0, ow0 = _tile_coords(b, p, b.add(t0, t))
+        with u.counted_loop(b, u.i64(0), u.i64(OUT * OUT), 1, "dp") as pix:
+            oh = b.add(oh0, b.sdiv(pix, u.i64(OUT)))
+            ow = b.add(ow0, b.srem(pix, u.i64(OUT)))
+            inside = b.and_(b.icmp_signed("<", oh, p["oh"]), b.icmp_signed("<", ow, p["ow"]))
+            with b.if_then(inside):
+                with u.counted_loop(b, u.i64(0), p["k"], lanes, "dk") as k:
+                    panel, lane0 = b.sdiv(k, p["dnr"]), b.srem(k, p["dnr"])
+                    b.store(ir.Constant(vt, None), acc)
+                    with u.counted_loop(b, u.i64(0), u.i64(9), 1, "dtap") as tap:
+                        ih = b.add(b.sub(oh, p["ph"]), b.sdiv(tap, u.i64(3)))
+                        iw = b.add(b.sub(ow, p["pw"]), b.srem(tap, u.i64(3)))
+                        ok = b.and_(
+                            b.and_(b.icmp_signed(">=", ih, u.i64(0)),
+                                   b.icmp_signed("<", ih, p["h"])),
+                            b.and_(b.icmp_signed(">=", iw, u.i64(0)),
+                                   b.icmp_signed("<", iw, p["w"])))
+                        with b.if_then(ok):
+                            src = b.add(b.add(b.mul(n, p["xsn"]), b.mul(ih, p["xsh"])),
+                                        b.mul(iw, p["xsw"]))
+                            row0 = b.add(b.mul(panel, b.mul(u.i64(9), p["c"])),
+                                         b.mul(tap, p["c"]))
+                            with u.counted_loop(b, u.i64(0), p["c"], 1, "dc") as c:
+                                a = u.splat(b, b.load(u.elem_ptr(b, p["x"], b.add(src, c)),
+                                                      typ=u.F32), lanes)
+                                wv = u.load_vec(b, p["wd"], b.add(
+                                    b.mul(b.add(row0, c), p["dnr"]), lane0), lanes)
+                                b.store(u.fma(b, a, wv, b.load(acc, typ=vt)), acc)
+                    at = b.add(b.add(b.add(b.mul(n, p["osn"]), b.mul(oh, p["osh"])),
+                                     b.mul(ow, p["osw"])), k)
+                    _store_pixel(b, p, b.load(acc, typ=vt), at,
+                                 u.load_vec(b, p["bias"], k, lanes))
+
+
+def _emit_chunks(b, p, cfg, block, v, m, null, slots) -> None:
+    bad, acc = slots
+    vt = u.vec(u.F32, cfg.lanes)
     pre = b.block
     fn = pre.function
     head, body, done = (fn.append_basic_block(n) for n in ("wch.head", "wch.body", "wch.done"))
@@ -227,15 +285,24 @@ def _emit_chunks(b, p, cfg, block, v, m, null) -> None:
     b.cbranch(b.icmp_signed("<", t0, p["end"]), body, done)
     b.position_at_end(body)
     count = u.imin(b, p["tc"], b.sub(p["end"], t0))
-    _emit_input(b, p, cfg.lanes, t0, count, v)
-    with u.counted_loop(b, u.i64(0), u.i64(PATCH * PATCH), 1, "xi") as xi:
-        a = u.elem_ptr(b, v, b.mul(b.mul(xi, p["tc"]), p["c"]))
-        c = u.elem_ptr(b, m, b.mul(b.mul(xi, p["tc"]), p["k"]))
-        packed = u.elem_ptr(b, p["u"], b.mul(xi, p["u_stride"]))
-        b.call(block, [u.i64(0), count, u.i64(0), p["k"], p["worker"], count, p["k"], p["c"],
-                       a, p["c"], u.i64(1), null, u.i64(0), u.i64(0), c, p["k"],
-                       ir.Constant(u.I32, 0), p["ws"], p["ws_stride"], packed])
-    _emit_output(b, p, cfg.lanes, t0, count, m)
+    b.store(ir.Constant(vt, None), bad)
+    _emit_input(b, p, cfg.lanes, t0, count, v, bad)
+    seen = b.fmul(b.load(bad, typ=vt), ir.Constant(vt, None))     # NaN where not finite
+    lanes_bad = b.bitcast(b.fcmp_unordered("uno", seen, seen), ir.IntType(cfg.lanes))
+    with b.if_else(b.icmp_unsigned("!=", lanes_bad, ir.Constant(ir.IntType(cfg.lanes), 0))) \
+            as (slow, fast):
+        with slow:
+            _emit_direct(b, p, cfg.lanes, t0, count, acc)
+        with fast:
+            with u.counted_loop(b, u.i64(0), u.i64(PATCH * PATCH), 1, "xi") as xi:
+                a = u.elem_ptr(b, v, b.mul(b.mul(xi, p["tc"]), p["c"]))
+                c = u.elem_ptr(b, m, b.mul(b.mul(xi, p["tc"]), p["k"]))
+                packed = u.elem_ptr(b, p["u"], b.mul(xi, p["u_stride"]))
+                b.call(block, [u.i64(0), count, u.i64(0), p["k"], p["worker"], count, p["k"],
+                               p["c"], a, p["c"], u.i64(1), null, u.i64(0), u.i64(0), c,
+                               p["k"], ir.Constant(u.I32, 0), p["ws"], p["ws_stride"],
+                               packed])
+            _emit_output(b, p, cfg.lanes, t0, count, m)
     t0.add_incoming(b.add(t0, p["tc"]), b.block)
     b.branch(head)
     b.position_at_end(done)
@@ -256,7 +323,9 @@ def wino_module(cfg: GemmConfig) -> ir.Module:
     mine = u.elem_ptr(b, p["ws"], b.mul(p["worker"], p["ws_stride"]))
     v = u.elem_ptr(b, mine, u.i64(cfg.workspace_floats))
     m = u.elem_ptr(b, v, b.mul(u.i64(PATCH * PATCH), b.mul(p["tc"], p["c"])))
-    _emit_chunks(b, p, cfg, block, v, m, ir.Constant(u.PTR, None))
+    vt = u.vec(u.F32, cfg.lanes)
+    slots = (b.alloca(vt, name="bad"), b.alloca(vt, name="acc"))   # in the entry block
+    _emit_chunks(b, p, cfg, block, v, m, ir.Constant(u.PTR, None), slots)
     b.ret_void()
     return module
 
@@ -296,16 +365,20 @@ class Winograd:
         self.u = transform_weights(w, self.cfg.nr)
         self.fn = wino_kernel(isa, self.cfg.mr, self.cfg.nr)[1]
 
-    def dims(self, h, w, oh, ow, ph, pw, xs, os_, relu: bool, has_res: bool) -> list:
+    def dims(self, h, w, oh, ow, ph, pw, xs, os_, relu: bool, has_res: bool,
+             direct_nr: int) -> list:
         """The kernel's integer arguments after the pointers (ws_stride first)."""
         th, tw = tiles(oh, ow)
         return [workspace_floats(self.cfg, self.c_in, self.c_out), h, w, self.c_in,
                 self.c_out, oh, ow, th, tw, ph, pw, xs[0], xs[2], xs[3], os_[0], os_[2],
                 os_[3], int(relu), int(has_res), chunk_tiles(self.c_in, self.c_out, self.cfg.mr),
-                self.u.shape[0] // (PATCH * PATCH) * self.u.shape[1] * self.u.shape[2]]
+                self.u.shape[0] // (PATCH * PATCH) * self.u.shape[1] * self.u.shape[2],
+                direct_nr]
 
-    def run(self, pool, n, x, out, bias, res, dims: list) -> None:
+    def run(self, pool, n, pointers: tuple, dims: list) -> None:
+        """pointers: x, out, bias, residual, the direct conv's packed weights."""
+        x, out, bias, res, wd = pointers
         ws = workspace(dims[0], pool)
         th, tw = dims[7], dims[8]
         pool.parallel_for(self.fn, n * th * tw, x, self.u.ctypes.data, out, bias, res,
-                          ws.ctypes.data, *dims, align=1)
+                          ws.ctypes.data, wd, *dims, align=1)
