@@ -10,9 +10,11 @@ own stamps (`LiteModel.profile`: median of --repeats calls) and the flops of eac
 (2 * N*OH*OW * C_out * C_in*KH*KW) and GEMM (2*M*N*K) are computed from the plan's
 shapes. --cpu-time stamps the calling thread's CPU time: with --threads 1 that is each
 step's whole work, unaffected by other processes on a shared host. --peak-gflops is
-the float32 FMA peak of the cores used (default: 110 per znver4 core, the 2 x 512-bit
-FMA pipes at the sustained AVX-512 clock, times --threads). --all also lists the steps
-that are neither (pools, copies, elementwise kernels).
+the float32 FMA peak of the cores used (default: 240 per core, this host's Zen 5: two
+512-bit FMA pipes, 64 flops a cycle at ~3.7 GHz; its direct convs measure 240-247 on
+one core's thread CPU time), times --threads. GFLOP/s counts a conv's direct flops, so
+a Winograd conv (llvm/winograd.py: 4x fewer multiplies) can read above the peak.
+--all also lists the steps that are neither (pools, copies, elementwise kernels).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PEAK_PER_CORE = 110.0      # GFLOP/s float32: 2 FMA x 16 lanes x 2 flops x ~1.7 GHz (AVX-512)
+PEAK_PER_CORE = 240.0      # GFLOP/s float32: 2 FMA pipes x 16 lanes x 2 flops x ~3.7 GHz
 
 
 def parse_args(argv=None):
@@ -52,8 +54,9 @@ def step_flops(step: dict, shapes: dict) -> tuple[str, float]:
         n, c_out, oh, ow = out
         c_in = shapes.get(step["inputs"][0], [0, 0])[1]
         kh, kw = step["kernel"]
-        what = (f"{kh}x{kw}/s{step['stride'][0]} {c_in:>3}->{c_out:<3} {oh}x{ow}"
-                f" tile {step['mr']}x{step['nr']}")
+        how = f"winograd {step['wino_mr']}x{step['wino_nr']}" if "wino_packed" in step \
+            else f"tile {step['mr']}x{step['nr']}"
+        what = f"{kh}x{kw}/s{step['stride'][0]} {c_in:>3}->{c_out:<3} {oh}x{ow} {how}"
         return what, 2.0 * n * oh * ow * c_out * c_in * kh * kw
     if step["kind"] == "gemm" and out:
         a = shapes.get(step["inputs"][0])

@@ -634,12 +634,13 @@ class ProgramBuilder:
         u_stride = -(-d["c_out"] // d["wino_nr"]) * c * d["wino_nr"]    # floats per (xi, nu)
         dims = [floats, h, w_, c, d["c_out"], oh, ow, th, tw, ph, pw, xs[0], xs[2], xs[3],
                 os_[0], os_[2], os_[3], int(d["relu"]), int(residual is not None),
-                d["wino_chunk"], u_stride, d["nr"]]
+                d["wino_chunk"], u_stride, d["nr"], n * th * tw,
+                d["c_out"] // winograd.k_parts(c, d["c_out"], d["wino_nr"])]
         d["problems"] = [[n * oh * ow, d["c_out"], 9 * c]]
         self._call(d["wino"], "wino", [x.ptr, self.weight_bases[d["wino_packed"]], out.ptr,
                                        bias_ptr, res.ptr, self._workspace(floats),
                                        self.weight_bases[d["packed"]], *dims],
-                   extent=n * th * tw, align=1,
+                   extent=winograd.items(dims), align=1,
                    parallel=n * oh * ow * d["c_out"] * 9 * c >= PARALLEL_GEMM_MACS)
 
     def _pool_after(self, d: dict, x: Value, residual) -> dict | None:

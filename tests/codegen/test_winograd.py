@@ -45,6 +45,7 @@ CASES = [   # x shape, C_out, padding: whole tiles, partial tiles, no / asymmetr
     ((2, 48, 7, 13), 32, ((0, 0), (0, 0))),
     ((1, 32, 6, 7), 64, ((0, 1), (2, 0))),
     ((1, 512, 7, 7), 64, ((1, 1), (1, 1))),           # many channels: several K blocks
+    ((1, 384, 6, 5), 384, ((1, 1), (1, 1))),          # U of 20 MiB: two parts of C_out
 ]
 
 
@@ -185,3 +186,17 @@ def test_non_finite_weights_keep_the_direct_conv(rng):
     conv(x, out)
     assert conv._winograd is None
     assert np.isinf(out[0, 3]).sum() > 0 and np.isfinite(np.delete(out, 3, axis=1)).all()
+
+
+def test_parts_of_the_output_channels_change_no_bits(rng, monkeypatch):
+    x = _cl(rng.standard_normal((2, 384, 6, 9)).astype(np.float32))
+    w = rng.standard_normal((384, 384, 3, 3)).astype(np.float32)
+    assert winograd.k_parts(384, 384, winograd.wino_config(host_isa(), 384).nr) == 2
+    outs = []
+    for parts in (1, 2, 3):
+        monkeypatch.setattr(winograd, "k_parts", lambda c_in, c_out, nr, parts=parts: parts)
+        out = _cl(np.empty((2, 384, 6, 9), np.float32))
+        prepare_conv2d(w, None, (1, 1), (1, 1))(x, out)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])

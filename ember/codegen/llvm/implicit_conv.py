@@ -994,10 +994,10 @@ class PreparedConv:
         if xs is not None and self._w is not None and \
                 self.winograd_applies(c, (oh, ow), xs[1], os_[1]):
             wino = self.winograd()
-            dims = wino.dims(h, w, oh, ow, ph, pw, xs, os_, Epilogue.RELU in self.epilogue,
+            dims = wino.dims(n, h, w, oh, ow, ph, pw, xs, os_, Epilogue.RELU in self.epilogue,
                              residual is not None, cfg.nr)
             res = out if residual is None else residual
-            wino.run(default_pool(), n, (x.ctypes.data, out.ctypes.data, self.bias.ctypes.data,
+            wino.run(default_pool(), (x.ctypes.data, out.ctypes.data, self.bias.ctypes.data,
                                          res.ctypes.data, self.wp.ctypes.data), dims)
             return
         direct = xs is not None and xs[1] == 1 and (c >= SMALL_CHANNELS or not padded)

@@ -55,7 +55,8 @@ A_T = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 
 # conv's packed weights (implicit_conv.pack_weights, NR = dnr) for the non-finite fallback
 _POINTERS = ("x", "u", "out", "bias", "res", "ws", "wd")
 _DIMS = ("ws_stride", "h", "w", "c", "k", "oh", "ow", "tiles_h", "tiles_w", "ph", "pw",
-         "xsn", "xsh", "xsw", "osn", "osh", "osw", "relu", "has_res", "tc", "u_stride", "dnr")
+         "xsn", "xsh", "xsw", "osn", "osh", "osw", "relu", "has_res", "tc", "u_stride", "dnr",
+         "ntiles", "kpart")
 ENTRY_CTYPES = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * len(_POINTERS) + \
     [ctypes.c_int64] * len(_DIMS)
 
@@ -91,6 +92,24 @@ def chunk_tiles(c_in: int, c_out: int, mr: int) -> int:
 
 def tiles(oh: int, ow: int) -> tuple[int, int]:
     return -(-oh // OUT), -(-ow // OUT)
+
+
+def k_parts(c_in: int, c_out: int, nr: int) -> int:
+    """Parts of the output channels the call's items split (items: part x tile): with a
+    U of 16 MiB and more (resnet18's 512-channel convs: 36 MiB) two threads each read
+    their half of U, where split by tiles alone both read all of it. resnet18's 8x512x7x7
+    conv, process CPU time, medians of 7 interleaved: 2 threads 6.4-6.6 ms in one part,
+    5.3-5.5 in two, 6.0-6.1 in four; one thread 4.6-4.9, 4.9-5.3, 5.5-5.7 (each part
+    redoes the input transform). The parts never change a result's bits."""
+    if PATCH * PATCH * c_in * c_out >= (4 << 20) and c_out % (2 * nr) == 0:
+        return 2
+    return 1
+
+
+def items(dims: list) -> int:
+    """The call's extent: parts x tiles (dims as Winograd.dims gives them)."""
+    n_tiles, kpart, c_out = dims[-2], dims[-1], dims[4]
+    return c_out // kpart * n_tiles
 
 
 def workspace_floats(cfg: GemmConfig, c_in: int, c_out: int) -> int:
@@ -210,12 +229,12 @@ def _store_pixel(b, p, value, at, bias) -> None:
     u.store_vec(b, value, p["out"], at)
 
 
-def _emit_output(b, p, lanes, t0, count, m):
+def _emit_output(b, p, lanes, t0, count, m, k_range):
     """out[tile pixels] = epilogue((A^T m A) + bias [+ residual]) for pixels inside."""
     with u.counted_loop(b, u.i64(0), count, 1, "ot") as t:
         n, oh0, ow0 = _tile_coords(b, p, b.add(t0, t))
         base = b.add(b.add(b.mul(n, p["osn"]), b.mul(oh0, p["osh"])), b.mul(ow0, p["osw"]))
-        with u.counted_loop(b, u.i64(0), p["k"], lanes, "ok") as k:
+        with u.counted_loop(b, *k_range, lanes, "ok") as k:
             mv = [[u.load_vec(b, m, b.add(b.mul(b.add(b.mul(u.i64(i * PATCH + j), p["tc"]), t),
                                                 p["k"]), k), lanes)
                    for j in range(PATCH)] for i in range(PATCH)]
@@ -231,7 +250,7 @@ def _emit_output(b, p, lanes, t0, count, m):
                         _store_pixel(b, p, y[i][j], at, bias)
 
 
-def _emit_direct(b, p, lanes, t0, count, acc) -> None:
+def _emit_direct(b, p, lanes, t0, count, acc, k_range) -> None:
     """The chunk's tiles by the direct sum over (kh, kw, c), reading the direct conv's
     packed weights: a chunk whose inputs hold a NaN or an infinity, which Winograd's
     transforms would spread over whole tiles (and turn infinities into NaN), gets
@@ -244,7 +263,7 @@ def _emit_direct(b, p, lanes, t0, count, acc) -> None:
             ow = b.add(ow0, b.srem(pix, u.i64(OUT)))
             inside = b.and_(b.icmp_signed("<", oh, p["oh"]), b.icmp_signed("<", ow, p["ow"]))
             with b.if_then(inside):
-                with u.counted_loop(b, u.i64(0), p["k"], lanes, "dk") as k:
+                with u.counted_loop(b, *k_range, lanes, "dk") as k:
                     panel, lane0 = b.sdiv(k, p["dnr"]), b.srem(k, p["dnr"])
                     b.store(ir.Constant(vt, None), acc)
                     with u.counted_loop(b, u.i64(0), u.i64(9), 1, "dtap") as tap:
@@ -280,11 +299,15 @@ def _emit_chunks(b, p, cfg, block, v, m, null, slots) -> None:
     head, body, done = (fn.append_basic_block(n) for n in ("wch.head", "wch.body", "wch.done"))
     b.branch(head)
     b.position_at_end(head)
-    t0 = b.phi(u.I64, name="t0")
-    t0.add_incoming(p["begin"], pre)
-    b.cbranch(b.icmp_signed("<", t0, p["end"]), body, done)
+    item = b.phi(u.I64, name="item")
+    item.add_incoming(p["begin"], pre)
+    b.cbranch(b.icmp_signed("<", item, p["end"]), body, done)
     b.position_at_end(body)
-    count = u.imin(b, p["tc"], b.sub(p["end"], t0))
+    # items are (part of the output channels, tile): a chunk stays within one part
+    part, t0 = b.sdiv(item, p["ntiles"]), b.srem(item, p["ntiles"])
+    count = u.imin(b, u.imin(b, p["tc"], b.sub(p["end"], item)), b.sub(p["ntiles"], t0))
+    k0 = b.mul(part, p["kpart"])
+    k_range = (k0, b.add(k0, p["kpart"]))
     b.store(ir.Constant(vt, None), bad)
     _emit_input(b, p, cfg.lanes, t0, count, v, bad)
     seen = b.fmul(b.load(bad, typ=vt), ir.Constant(vt, None))     # NaN where not finite
@@ -292,18 +315,18 @@ def _emit_chunks(b, p, cfg, block, v, m, null, slots) -> None:
     with b.if_else(b.icmp_unsigned("!=", lanes_bad, ir.Constant(ir.IntType(cfg.lanes), 0))) \
             as (slow, fast):
         with slow:
-            _emit_direct(b, p, cfg.lanes, t0, count, acc)
+            _emit_direct(b, p, cfg.lanes, t0, count, acc, k_range)
         with fast:
             with u.counted_loop(b, u.i64(0), u.i64(PATCH * PATCH), 1, "xi") as xi:
                 a = u.elem_ptr(b, v, b.mul(b.mul(xi, p["tc"]), p["c"]))
                 c = u.elem_ptr(b, m, b.mul(b.mul(xi, p["tc"]), p["k"]))
                 packed = u.elem_ptr(b, p["u"], b.mul(xi, p["u_stride"]))
-                b.call(block, [u.i64(0), count, u.i64(0), p["k"], p["worker"], count, p["k"],
+                b.call(block, [u.i64(0), count, *k_range, p["worker"], count, p["k"],
                                p["c"], a, p["c"], u.i64(1), null, u.i64(0), u.i64(0), c,
                                p["k"], ir.Constant(u.I32, 0), p["ws"], p["ws_stride"],
                                packed])
-            _emit_output(b, p, cfg.lanes, t0, count, m)
-    t0.add_incoming(b.add(t0, p["tc"]), b.block)
+            _emit_output(b, p, cfg.lanes, t0, count, m, k_range)
+    item.add_incoming(b.add(item, count), b.block)
     b.branch(head)
     b.position_at_end(done)
 
@@ -365,20 +388,21 @@ class Winograd:
         self.u = transform_weights(w, self.cfg.nr)
         self.fn = wino_kernel(isa, self.cfg.mr, self.cfg.nr)[1]
 
-    def dims(self, h, w, oh, ow, ph, pw, xs, os_, relu: bool, has_res: bool,
+    def dims(self, n, h, w, oh, ow, ph, pw, xs, os_, relu: bool, has_res: bool,
              direct_nr: int) -> list:
         """The kernel's integer arguments after the pointers (ws_stride first)."""
         th, tw = tiles(oh, ow)
+        n_tiles = n * th * tw
+        parts = k_parts(self.c_in, self.c_out, self.cfg.nr)
         return [workspace_floats(self.cfg, self.c_in, self.c_out), h, w, self.c_in,
                 self.c_out, oh, ow, th, tw, ph, pw, xs[0], xs[2], xs[3], os_[0], os_[2],
                 os_[3], int(relu), int(has_res), chunk_tiles(self.c_in, self.c_out, self.cfg.mr),
                 self.u.shape[0] // (PATCH * PATCH) * self.u.shape[1] * self.u.shape[2],
-                direct_nr]
+                direct_nr, n_tiles, self.c_out // parts]
 
-    def run(self, pool, n, pointers: tuple, dims: list) -> None:
+    def run(self, pool, pointers: tuple, dims: list) -> None:
         """pointers: x, out, bias, residual, the direct conv's packed weights."""
         x, out, bias, res, wd = pointers
         ws = workspace(dims[0], pool)
-        th, tw = dims[7], dims[8]
-        pool.parallel_for(self.fn, n * th * tw, x, self.u.ctypes.data, out, bias, res,
+        pool.parallel_for(self.fn, items(dims), x, self.u.ctypes.data, out, bias, res,
                           ws.ctypes.data, wd, *dims, align=1)
