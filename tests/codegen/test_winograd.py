@@ -118,42 +118,51 @@ class _Block(ember.nn.Module):
         return (self.bn2(self.conv2(y)) + x).relu()
 
 
+def _blocks():
+    ember.manual_seed(4)
+    model = ember.nn.Sequential(ember.nn.Conv2d(3, 32, 1), _Block(32), _Block(32)).eval()
+    x = np.random.default_rng(0).standard_normal((3, 3, 13, 10)).astype(np.float32)
+    return model, x
+
+
+def _three_ways(model, x, path):
+    """The Python loop (first call), the native entry (second) and the artifact."""
+    compiled = ember.compile(model)
+    with ember.no_grad():
+        first = compiled(ember.tensor(x)).numpy()
+        native = compiled(ember.tensor(x)).numpy()
+    assert any(c["sig"] == "wino" for c in compiled.last[0].run.native.calls)
+    ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path)
+    art = ember.aot.load_package(path).lite(x)[0]
+    assert np.array_equal(native, first) and np.array_equal(art, first)
+    return first
+
+
 _THREADS = """
-import numpy as np, ember
-from test_winograd import _Block
-ember.manual_seed(4)
-model = ember.nn.Sequential(ember.nn.Conv2d(3, 32, 1), _Block(32), _Block(32)).eval()
-x = np.random.default_rng(0).standard_normal((3, 3, 13, 10)).astype(np.float32)
-compiled = ember.compile(model)
-with ember.no_grad():
-    first = compiled(ember.tensor(x)).numpy()          # the Python loop
-    native = compiled(ember.tensor(x)).numpy()          # the native entry point
-    eager = model(ember.tensor(x)).numpy()
-path = {tmp!r} + "/m.ember"
-ember.aot.compile_and_package(ember.export(model, (ember.tensor(x),)), path)
-art = ember.aot.load_package(path).lite(x)[0]
-assert np.array_equal(native, first) and np.array_equal(art, first)
-assert any(c["sig"] == "wino" for c in compiled.last[0].run.native.calls)
-np.testing.assert_allclose(first, eager, rtol=1e-4, atol=1e-4)
-np.save({tmp!r} + "/out.npy", art)
+import numpy as np
+from test_winograd import _blocks, _three_ways
+model, x = _blocks()
+np.save({tmp!r} + "/out.npy", _three_ways(model, x, {tmp!r} + "/m.ember"))
 print("ok")
 """
 
 
 def test_python_loop_native_entry_and_artifact_agree_bit_for_bit(tmp_path):
     """In process (the Python loop, the native entry) and the artifact give the same
-    bits, on 1 and 3 threads: a tile's result does not depend on how tiles are split."""
-    results = []
-    for threads in ("1", "3"):
-        env = dict(os.environ, EMBER_NUM_THREADS=threads,
-                   PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
-                                               os.path.dirname(os.path.dirname(ember.__file__))]))
-        done = subprocess.run([sys.executable, "-c", textwrap.dedent(
-            _THREADS.format(tmp=str(tmp_path)))], capture_output=True, text=True, env=env,
-            timeout=300)
-        assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
-        results.append(np.load(tmp_path / "out.npy"))
-    np.testing.assert_array_equal(results[0], results[1])
+    bits, here and on 3 threads: a tile's result does not depend on how tiles are split."""
+    model, x = _blocks()
+    here = _three_ways(model, x, str(tmp_path / "here.ember"))
+    with ember.no_grad():
+        eager = model(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(here, eager, rtol=1e-4, atol=1e-4)
+    env = dict(os.environ, EMBER_NUM_THREADS="3",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
+                                           os.path.dirname(os.path.dirname(ember.__file__))]))
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(
+        _THREADS.format(tmp=str(tmp_path)))], capture_output=True, text=True, env=env,
+        timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), here)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -929,18 +929,21 @@ class PreparedConv:
         self.wp = pack_weights(np.asarray(w, np.float32), self.kernels.cfg.nr)
         self.bias = np.zeros(self.c_out, np.float32) if bias is None else \
             np.ascontiguousarray(bias, np.float32)
-        # a copy for the Winograd form (weights are copied at preparation)
         self.isa, self._winograd = isa, None
-        # (not with a NaN or infinite weight: the transform would spread it over tiles)
-        self._w = np.array(w, np.float32) if self.winograd_applies(
-            self.c_in, (winograd.OUT, winograd.OUT), 1, 1) and np.isfinite(w).all() else None
+        self._wino_ok = self.winograd_applies(self.c_in, (winograd.OUT, winograd.OUT), 1, 1)
 
     def winograd(self) -> "winograd.Winograd | None":
-        """The Winograd form (llvm/winograd.py), its weights transformed on first use
-        (only channels-last 3x3 stride-1 convs take it: eager's NCHW calls never do);
-        None for a conv that cannot take it."""
-        if self._winograd is None and self._w is not None:
-            self._winograd = winograd.Winograd(np.asarray(self._w, np.float32), self.isa)
+        """The Winograd form (llvm/winograd.py), made on first use from the packed copy
+        of the weights (only channels-last 3x3 stride-1 convs take it: eager's NCHW
+        calls never pay for it); None for a conv that cannot take it (its geometry, or a
+        NaN or infinite weight, which the transform would spread over whole tiles)."""
+        if self._winograd is None and self._wino_ok:
+            panels, _, nr = self.wp.shape
+            kh, kw = self.geometry.kernel
+            w = self.wp.reshape(panels, kh, kw, self.c_in, nr).transpose(0, 4, 3, 1, 2) \
+                .reshape(panels * nr, self.c_in, kh, kw)[:self.c_out]
+            wino = winograd.Winograd(w, self.isa)
+            self._winograd, self._wino_ok = (wino, True) if wino.u is not None else (None, False)
         return self._winograd
 
     def winograd_applies(self, c: int, out_hw, x_channel_stride: int,
@@ -991,9 +994,9 @@ class PreparedConv:
         xs = [s // 4 for s in x.strides] if _whole_elements(x) else None
         padded = any(map(any, g.padding))
         os_ = [s // 4 for s in out.strides]
-        if xs is not None and self._w is not None and \
-                self.winograd_applies(c, (oh, ow), xs[1], os_[1]):
-            wino = self.winograd()
+        wino = self.winograd() if xs is not None and self._wino_ok and \
+            self.winograd_applies(c, (oh, ow), xs[1], os_[1]) else None
+        if wino is not None:
             dims = wino.dims(n, h, w, oh, ow, ph, pw, xs, os_, Epilogue.RELU in self.epilogue,
                              residual is not None, cfg.nr)
             res = out if residual is None else residual

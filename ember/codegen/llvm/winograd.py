@@ -385,8 +385,9 @@ class Winograd:
     def __init__(self, w: np.ndarray, isa: Isa):
         self.c_out, self.c_in = w.shape[:2]
         self.cfg = wino_config(isa, self.c_out)
-        self.u = transform_weights(w, self.cfg.nr)
-        self.fn = wino_kernel(isa, self.cfg.mr, self.cfg.nr)[1]
+        self.u = transform_weights(w, self.cfg.nr)       # None: a weight is not finite
+        self.fn = wino_kernel(isa, self.cfg.mr, self.cfg.nr)[1] if self.u is not None \
+            else None
 
     def dims(self, n, h, w, oh, ow, ph, pw, xs, os_, relu: bool, has_res: bool,
              direct_nr: int) -> list:
