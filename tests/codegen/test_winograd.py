@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import ember
+from llvm_isas import isa_params  # tests/codegen is on sys.path
 from ember.codegen.llvm import winograd
 from ember.codegen.llvm.implicit_conv import Epilogue, prepare_conv2d
 from ember.codegen.llvm.target import Isa, host_isa
@@ -209,3 +210,17 @@ def test_parts_of_the_output_channels_change_no_bits(rng, monkeypatch):
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("isa", isa_params(Isa.AVX2))
+def test_eight_lane_vectors(isa, rng):
+    """AVX2: 8-float channel vectors (40 channels: five of them)."""
+    x = rng.standard_normal((2, 40, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((48, 40, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(48).astype(np.float32)
+    conv = prepare_conv2d(w, bias, (1, 1), (1, 1), epilogue=Epilogue.RELU, isa=isa)
+    out = _cl(np.empty((2, 48, 9, 11), np.float32))
+    conv(_cl(x), out)
+    assert conv._winograd is not None
+    want = _want(x, w, bias, ((1, 1), (1, 1)), None, True)
+    assert np.abs(out - want).max() <= BOUND * np.abs(want).max()
