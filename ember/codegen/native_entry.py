@@ -317,13 +317,15 @@ SIGNATURES = {
         "ptr", "i64", "i32", "ptr", "i64", "ptr", "i64", "i64", "i64"),
     "conv": ("ptr",) * 6 + ("i64",) * 28,
     "conv_cols": ("ptr",) * 6 + ("i64",) * 30,
+    "wino": ("ptr",) * 7 + ("i64",) * 24,
     "conv_pool": ("ptr",) * 6 + ("i64",) * 28 + ("ptr",) + ("i64",) * 12,
     "pad": ("ptr", "ptr") + ("i64",) * 12,
     "copy": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "copy_rows": ("ptr", "i64s", "ptr", "i64s", "i64s", "i64", "i64"),
     "take": ("ptr", "ptr", "i64", "i64", "ptr", "i64", "i64"),
 }
-CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "conv_cols", "conv_pool", "pad", "copy_rows"}
+CHUNKED = {"kernel", "gemm", "gemm_batch", "conv", "conv_cols", "conv_pool", "pad", "copy_rows",
+           "wino"}
 _LLVM_TYPE = {"i64": "i64", "i32": "i32", "ptr": "ptr", "i64s": "ptr", "buffers": "ptr"}
 
 

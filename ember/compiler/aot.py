@@ -47,6 +47,7 @@ import numpy as np
 from ..codegen.extern import _bound, _pair, conv_epilogue_kernel, extern_kernel, \
     tensor_inputs
 from ..codegen.llvm import implicit_conv as conv_impl
+from ..codegen.llvm import winograd
 from ..codegen.llvm.emit import KernelEmitter, compile_kernel
 from ..codegen.llvm.gemm import config as gemm_config, gemm_kernel, gemm_module, panels_of, \
     tile_for
@@ -139,6 +140,10 @@ class PackagingBackend(CpuBackend):
         if isinstance(panels, np.ndarray) and panels.ndim == 3 and \
                 panels.shape[2] == described.desc["nr"]:
             described.panels = panels
+        wino = held.winograd() if "wino" in described.desc and hasattr(held, "winograd") \
+            else None
+        if wino is not None:
+            described.wino_panels = wino.u
         return described
 
     def fused_extern(self, graph: Graph, constant=None):
@@ -222,7 +227,24 @@ class PackagingBackend(CpuBackend):
                 "kc": conv_impl.KC, "nc": conv_impl.NC, "max_kc": conv_impl.MAX_KC,
                 "whole_k_floats": conv_impl.WHOLE_K_FLOATS,
                 "panel_floats": conv_impl.PANEL_FLOATS,
-                "small_channels": conv_impl.SMALL_CHANNELS, **self._conv_symbols(cfg)}
+                "small_channels": conv_impl.SMALL_CHANNELS, **self._conv_symbols(cfg),
+                **self._winograd(kernel, stride, dilation, int(w.shape[1]), int(w.shape[0]))}
+
+    def _winograd(self, kernel, stride, dilation, c_in: int, c_out: int) -> dict:
+        """A conv whose geometry and channels Winograd takes (llvm/winograd.py; the
+        native program checks the layouts): its GEMM tile and `wino_tiles` symbol."""
+        if not winograd.applies(self.isa, kernel, stride, dilation, c_in, c_out,
+                                (winograd.OUT, winograd.OUT), 1, 1):
+            return {}
+        cfg = winograd.wino_config(self.isa, c_out)
+        desc = {"wino_mr": cfg.mr, "wino_nr": cfg.nr,
+                "wino_workspace_floats": winograd.workspace_floats(cfg, c_in, c_out),
+                "wino_chunk": winograd.chunk_tiles(c_in, c_out, cfg.mr)}
+        if self.in_process:
+            return {**desc, "wino": loaded_symbol(winograd.wino_kernel(self.isa, cfg.mr,
+                                                                        cfg.nr)[1])}
+        return {**desc, "wino": "wino_tiles",
+                "_wino_module": ("wino", str(winograd.wino_module(cfg)), ("wino_tiles",))}
 
     def _conv_symbols(self, cfg) -> dict:
         if self.in_process:
@@ -670,6 +692,8 @@ def _step_table(plan, views: dict | None, shared: tuple | None = None) -> tuple[
             for key in ("rows", "cols", "pad", "batch", "single_channel", "conv_pool"):
                 if key in desc:
                     desc[key] = symbol(fn.desc.get("_module"), desc[key])
+            if "wino" in desc:
+                desc["wino"] = symbol(fn.desc.get("_wino_module"), desc["wino"])
             if kind == "gemm":
                 desc["b_slot"] = step.inputs[1]
             elif kind == "conv":
@@ -723,6 +747,13 @@ def _weights(plan, table: list) -> dict:
             arrays[f"p{i}"] = ready if ready is not None else \
                 conv_impl.pack_weights(constants[desc["w_slot"]], desc["nr"])
             key = desc["w_slot"]
+            if "wino" in desc:       # the Winograd-transformed weights (llvm/winograd.py)
+                u = getattr(plan.steps[i].fn, "wino_panels", None)
+                if u is None:        # None again for non-finite weights: the conv stays direct
+                    u = winograd.transform_weights(constants[desc["w_slot"]], desc["wino_nr"])
+                if u is not None:
+                    arrays[f"u{i}"] = u
+                    desc["wino_packed"] = f"u{i}"
         if key is not None:
             desc["packed"] = f"p{i}"
             packed_only.setdefault(key, True)

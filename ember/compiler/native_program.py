@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from ..codegen.llvm import winograd
 from ..codegen.llvm.implicit_conv import (column_items, columns_first, k_block,
                                            single_channel_fits)
 from ..ir.errors import LoweringError
@@ -571,6 +572,9 @@ class ProgramBuilder:
                                 "supported in an artifact")
         ph, pw = top, left
         xs = list(x.strides)
+        if "wino_packed" in d and winograd.layout_applies((oh, ow), xs[1], out.strides[1]):
+            self._winograd(d, x, out, bias_ptr, residual, ph, pw)
+            return
         padded = any((top, bottom, left, right))
         direct = xs[1] == 1 and (c >= d["small_channels"] or not padded)
         if not direct:
@@ -617,6 +621,27 @@ class ProgramBuilder:
             return
         self._call(d["rows"], "conv", args, extent=m, align=d["mr"], parallel=parallel)
 
+
+    def _winograd(self, d: dict, x: Value, out: Value, bias_ptr, residual, ph, pw) -> None:
+        """A 3x3 stride-1 conv by Winograd F(4x4, 3x3) (llvm/winograd.py; PreparedConv
+        makes the same choice): one call over the output's 4x4 tiles."""
+        n, c, h, w_ = x.shape
+        oh, ow = out.shape[2:]
+        th, tw = winograd.tiles(oh, ow)
+        xs, os_ = x.strides, out.strides
+        res = out if residual is None else residual
+        floats = d["wino_workspace_floats"]
+        u_stride = -(-d["c_out"] // d["wino_nr"]) * c * d["wino_nr"]    # floats per (xi, nu)
+        dims = [floats, h, w_, c, d["c_out"], oh, ow, th, tw, ph, pw, xs[0], xs[2], xs[3],
+                os_[0], os_[2], os_[3], int(d["relu"]), int(residual is not None),
+                d["wino_chunk"], u_stride, d["nr"], n * th * tw,
+                d["c_out"] // winograd.k_parts(c, d["c_out"], d["wino_nr"])]
+        d["problems"] = [[n * oh * ow, d["c_out"], 9 * c]]
+        self._call(d["wino"], "wino", [x.ptr, self.weight_bases[d["wino_packed"]], out.ptr,
+                                       bias_ptr, res.ptr, self._workspace(floats),
+                                       self.weight_bases[d["packed"]], *dims],
+                   extent=winograd.items(dims), align=1,
+                   parallel=n * oh * ow * d["c_out"] * 9 * c >= PARALLEL_GEMM_MACS)
 
     def _pool_after(self, d: dict, x: Value, residual) -> dict | None:
         """The next step, when it is a max pool (a kernel step with `max_pool`) of this

@@ -41,6 +41,7 @@ from llvmlite import ir
 from ...ir.errors import ShapeError
 from ...runtime.threads import default_pool
 from . import irutil as u
+from . import winograd
 from .gemm import GemmConfig, config, multiply_add, tile_for
 from .jit import compile_ir
 from .target import Isa, host_isa, target_for
@@ -928,6 +929,28 @@ class PreparedConv:
         self.wp = pack_weights(np.asarray(w, np.float32), self.kernels.cfg.nr)
         self.bias = np.zeros(self.c_out, np.float32) if bias is None else \
             np.ascontiguousarray(bias, np.float32)
+        self.isa, self._winograd = isa, None
+        self._wino_ok = self.winograd_applies(self.c_in, (winograd.OUT, winograd.OUT), 1, 1)
+
+    def winograd(self) -> "winograd.Winograd | None":
+        """The Winograd form (llvm/winograd.py), made on first use from the packed copy
+        of the weights (only channels-last 3x3 stride-1 convs take it: eager's NCHW
+        calls never pay for it); None for a conv that cannot take it (its geometry, or a
+        NaN or infinite weight, which the transform would spread over whole tiles)."""
+        if self._winograd is None and self._wino_ok:
+            panels, _, nr = self.wp.shape
+            kh, kw = self.geometry.kernel
+            w = self.wp.reshape(panels, kh, kw, self.c_in, nr).transpose(0, 4, 3, 1, 2) \
+                .reshape(panels * nr, self.c_in, kh, kw)[:self.c_out]
+            wino = winograd.Winograd(w, self.isa)
+            self._winograd, self._wino_ok = (wino, True) if wino.u is not None else (None, False)
+        return self._winograd
+
+    def winograd_applies(self, c: int, out_hw, x_channel_stride: int,
+                         out_channel_stride: int) -> bool:
+        g = self.geometry
+        return winograd.applies(self.isa, g.kernel, g.stride, g.dilation, c, self.c_out,
+                                out_hw, x_channel_stride, out_channel_stride)
 
     def __call__(self, x: np.ndarray, out: np.ndarray, residual: np.ndarray | None = None):
         n, c, h, w = x.shape
@@ -970,6 +993,16 @@ class PreparedConv:
         (kh, kw), (ph, pw) = g.kernel, (g.padding[0][0], g.padding[1][0])  # top, left
         xs = [s // 4 for s in x.strides] if _whole_elements(x) else None
         padded = any(map(any, g.padding))
+        os_ = [s // 4 for s in out.strides]
+        wino = self.winograd() if xs is not None and self._wino_ok and \
+            self.winograd_applies(c, (oh, ow), xs[1], os_[1]) else None
+        if wino is not None:
+            dims = wino.dims(n, h, w, oh, ow, ph, pw, xs, os_, Epilogue.RELU in self.epilogue,
+                             residual is not None, cfg.nr)
+            res = out if residual is None else residual
+            wino.run(default_pool(), (x.ctypes.data, out.ctypes.data, self.bias.ctypes.data,
+                                         res.ctypes.data, self.wp.ctypes.data), dims)
+            return
         direct = xs is not None and xs[1] == 1 and (c >= SMALL_CHANNELS or not padded)
         if not direct:                   # padded NHWC copy: whole kernel rows are runs
             x, ph, pw, padded = self._padded(x), 0, 0, False
