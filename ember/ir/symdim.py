@@ -413,7 +413,7 @@ class TracedSize(int):
                         _note_one(f"{op.strip('_')} with {o!r}")
                     return result
             if _RECORDING is not None and _depends(self, o):
-                _note(f"{op.strip('_')} with {o!r}")
+                return _decision(result, op.strip("_"), self, o)
             return result
         return method
 
@@ -425,6 +425,55 @@ class TracedSize(int):
         if _RECORDING is not None and _depends(self, 0):
             _note("truth value")
         return int(self) != 0
+
+
+class SizeCondition(int):
+    """The outcome of comparing a dynamic size in the model's code while a dynamic shape
+    is traced (`x.shape[0] > 2`). It is recorded as a decision on the size, as any such
+    comparison is, unless `cond(x.shape[0] > 2, f, g, ...)` takes it unused: cond keeps
+    both branches and picks one at run time from the size (torch.export keeps such a
+    predicate symbolic), and withdraws the record. An int 0/1: bool cannot be
+    subclassed."""
+
+    def __new__(cls, result: bool, op: str, left, right, record: str):
+        obj = int.__new__(cls, bool(result))
+        obj.op, obj.left, obj.right, obj.record, obj.used = op, left, right, record, False
+        return obj
+
+    def __repr__(self) -> str:
+        return repr(int(self) == 1)
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (bool, (int(self),))
+
+    def __bool__(self):
+        self.used = True
+        return int(self) == 1
+
+    def withdraw(self) -> bool:
+        """Drop this comparison's record (cond decides at run time); False when Python
+        already branched on it or the trace that recorded it is over."""
+        if self.used or _RECORDING is None:
+            return False
+        for i in range(len(_RECORDING) - 1, -1, -1):
+            if _RECORDING[i] is self.record:
+                del _RECORDING[i]
+                return True
+        return False
+
+
+def _decision(result: bool, op: str, left, right):
+    """A comparison whose outcome may change with the symbols, recorded where the
+    model's code made it (ember's own shape code compares sizes only to compute them)."""
+    frame = sys._getframe(2)
+    name = frame.f_code.co_filename
+    if name.startswith(_EMBER_DIR) and not name.startswith(_USER_LIKE):
+        return result
+    record = f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({op} with {right!r})"
+    _RECORDING.append(record)
+    return SizeCondition(result, op, left, right, record)
 
 
 class _SizeQuotient(float):
