@@ -36,7 +36,7 @@ from .compile_trace import ModuleWatcher, StepFunctionFound, trace_call
 from ..frontend.nn.modules.module import Module
 from ..frontend.nn.parameter import Parameter
 from ..frontend.tensor import Tensor
-from ..ir.errors import ArtifactError, EmberError, TraceError
+from ..ir.errors import ArtifactError, EmberError, GuardError, TraceError, UserError
 from ..ir.graph import Graph, OpKind
 from .export_dynamic import Dim as _Dim
 
@@ -399,7 +399,7 @@ def _check_results_at_one(graph, out) -> None:
     for i, (meta, value) in enumerate(zip(metas, out)):
         if meta is not None and hasattr(value, "shape") and \
                 tuple(value.shape) != tuple(meta.shape):
-            raise EmberError(f"exported program: at size 1 of the dynamic dimension, result "
+            raise GuardError(f"exported program: at size 1 of the dynamic dimension, result "
                              f"{i} has shape {list(value.shape)} where the program has "
                              f"{list(meta.shape)}: export with an example of size 1 for it")
 
@@ -436,7 +436,7 @@ def _check_specialized(exported, given, path: str = "inputs") -> None:
         return
     if isinstance(exported, dict) and isinstance(given, dict):
         if set(exported) != set(given):
-            raise EmberError(f"exported program: {path} has keys {sorted(given)}, it was "
+            raise GuardError(f"exported program: {path} has keys {sorted(given)}, it was "
                              f"exported with {sorted(exported)}")
         for key in exported:
             _check_specialized(exported[key], given[key], f"{path}[{key!r}]")
@@ -451,7 +451,7 @@ def _check_specialized(exported, given, path: str = "inputs") -> None:
     except Exception:       # noqa: BLE001 - a value without a plain ==: compare identity
         same = exported is given
     if not same:
-        raise EmberError(f"exported program: {path} was specialized to {exported!r} when "
+        raise GuardError(f"exported program: {path} was specialized to {exported!r} when "
                          f"exported, got {given!r} (export it again for that value, or "
                          "pass it as a tensor)")
 
@@ -462,7 +462,7 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
     from .export_dynamic import check_size
     specs = ep.user_inputs
     if len(leaves) != len(specs):
-        raise EmberError(f"exported program takes {len(specs)} tensor input(s), got "
+        raise GuardError(f"exported program takes {len(specs)} tensor input(s), got "
                          f"{len(leaves)}")
     if ep.dim_exprs:
         return _check_several(ep, leaves)
@@ -472,7 +472,7 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
         if t.dtype.name != spec.dtype or list(t.shape) != shape:
             want = ", ".join(ep_symbol(ep) if (i, d) in ep.dynamic_dims else str(s)
                              for d, s in enumerate(spec.shape))
-            raise EmberError(f"exported program: input '{spec.name}' must be "
+            raise GuardError(f"exported program: input '{spec.name}' must be "
                              f"{spec.dtype}[{want}], got {t.dtype.name}{list(t.shape)}")
     return n
 
@@ -483,7 +483,7 @@ def _check_several(ep: ExportedProgram, leaves: list) -> dict:
         static = all(list(t.shape)[d] == s for d, s in enumerate(spec.shape)
                      if (i, d) not in ep.dim_exprs) if t.ndim == len(spec.shape) else False
         if t.dtype.name != spec.dtype or not static:
-            raise EmberError(f"exported program: input '{spec.name}' must be {spec.dtype}"
+            raise GuardError(f"exported program: input '{spec.name}' must be {spec.dtype}"
                              f"[{shape_text(ep, i, spec.shape)}], got "
                              f"{t.dtype.name}{list(t.shape)}")
     return sizes_of_call(ep, leaves)
@@ -499,7 +499,7 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
     signature; `strict` is accepted for it and changes nothing: ember's trace is always
     strict). Modules are traced in their current train/eval mode, without grad."""
     if not isinstance(args, tuple):
-        raise TypeError(f"ember.export: args must be a tuple, got {type(args).__name__}")
+        raise UserError(f"ember.export: args must be a tuple, got {type(args).__name__}")
     kwargs = dict(kwargs or {})
     leaves, in_spec = flatten((args, kwargs))
     if any(not isinstance(t, Tensor) for t in leaves):
@@ -621,15 +621,15 @@ def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
         try:
             probe = [_resized(t, i, dims, size) for i, t in enumerate(leaves)]
         except Specialize as err:
-            raise EmberError(f"ember.export: cannot make {where} dynamic: {err}") from None
+            raise UserError(f"ember.export: cannot make {where} dynamic: {err}") from None
         with recording_size_comparisons() as compared:
             traced = _trace(model, probe, in_spec)
         if compared:
-            raise EmberError(f"ember.export: cannot make {where} dynamic: the model compares "
+            raise UserError(f"ember.export: cannot make {where} dynamic: the model compares "
                              f"the size at {compared[0]} (a branch that may change with it)")
         traced.out_spec = _symbolic_results(traced.out_spec)
         if first is not None and repr(traced.out_spec) != repr(first.out_spec):
-            raise EmberError(f"ember.export: cannot make {where} dynamic: the result's "
+            raise UserError(f"ember.export: cannot make {where} dynamic: the result's "
                              "structure depends on the size")
         states.append(_rename_constants(traced.graph, traced.constants, names))
         graphs.append(traced.graph)
