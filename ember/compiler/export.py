@@ -304,9 +304,11 @@ class ExportedProgram:
 
     @property
     def constants(self) -> dict:
-        """Lifted tensor constants (not parameters or buffers), by name."""
+        """Lifted tensor constants and non-persistent buffers (torch keeps both here,
+        outside its state_dict), by name."""
         return {s.name: self.state_dict[s.name] for s in self.input_specs
-                if s.kind == "constant" and s.name in self.state_dict}
+                if (s.kind == "constant" or s.kind == "buffer" and not s.persistent)
+                and s.name in self.state_dict}
 
     tensor_constants = constants
 
@@ -420,8 +422,22 @@ class _SubmoduleOfProgram(Module):
 class UnflattenedModule(_ExportedCallable):
     """torch.export.unflatten(ep): an nn.Module with the exported model's module
     hierarchy of parameters and buffers (`u.fc1.weight`, `u.state_dict()` keys as the
-    model's), whose call runs the program. Its submodules hold state only."""
+    model's), whose call runs the program. Its submodules hold state only; one swapped
+    for another module is refused at the call (the program would not run it)."""
     _part_class = _SubmoduleOfProgram
+
+    def __init__(self, ep: ExportedProgram):
+        super().__init__(ep)
+        object.__setattr__(self, "_own_parts", {id(m) for _, m in self.named_modules()})
+
+    def forward(self, *args, **kwargs):
+        swapped = [name for name, m in self.named_modules() if id(m) not in self._own_parts]
+        if swapped:
+            raise EmberError(f"ember.export.unflatten: submodule '{swapped[0]}' was replaced "
+                             "after unflatten; ember's exported graph does not record where "
+                             "each module's ops begin and end, so the program cannot run the "
+                             "new module: export the model with it instead")
+        return super().forward(*args, **kwargs)
 
 
 def unflatten_program(ep: ExportedProgram, flat_args_adapter=None) -> UnflattenedModule:
@@ -494,16 +510,21 @@ def ep_symbol(ep: ExportedProgram) -> str:
 
 
 def export(model, args: tuple = (), kwargs: dict | None = None, *,
-           dynamic_shapes=None, strict: bool = True) -> ExportedProgram:
+           dynamic_shapes=None, strict: bool = True,
+           preserve_module_call_signature: tuple = ()) -> ExportedProgram:
     """Trace `model(*args, **kwargs)` into an ExportedProgram (torch.export.export's
     signature; `strict` is accepted for it and changes nothing: ember's trace is always
-    strict). Modules are traced in their current train/eval mode, without grad."""
+    strict). Modules are traced in their current train/eval mode, without grad.
+    `preserve_module_call_signature` names submodules torch keeps swappable after
+    unflatten; ember's graph does not record module boundaries, so the names are only
+    checked (unflatten refuses a swapped submodule instead of ignoring it)."""
     if not isinstance(args, tuple):
         raise UserError(f"ember.export: args must be a tuple, got {type(args).__name__}")
     kwargs = dict(kwargs or {})
     leaves, in_spec = flatten((args, kwargs))
     if any(not isinstance(t, Tensor) for t in leaves):
         raise TypeError("ember.export: inputs must be ember Tensors")
+    _check_submodule_names(model, preserve_module_call_signature)
     input_names = _input_names(model, args, kwargs, len(leaves))
     names = _constant_names(model)
     if dynamic_shapes is not None:
@@ -514,6 +535,17 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         program = _program(model, traced, state, leaves, input_names, in_spec)
     program.__dict__["_example_inputs"] = (args, kwargs)
     return program
+
+
+def _check_submodule_names(model, names) -> None:
+    if isinstance(names, str):
+        names = (names,)
+    known = {name for name, _ in model.named_modules()} if hasattr(model, "named_modules") \
+        else set()
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise UserError(f"ember.export: preserve_module_call_signature names {missing}, "
+                        f"which are not submodules of the model")
 
 
 def draft_export(model, args: tuple = (), kwargs: dict | None = None, *,
