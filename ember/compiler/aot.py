@@ -371,7 +371,7 @@ def _native_sizes(exported, options: dict) -> list[int]:
     range of at most MAX_DYNAMIC_SIZES, else `options["native_sizes"]` or the example
     size and the range's powers of two (module constants above)."""
     (bounds,) = exported.range_constraints.values()
-    lo, hi = bounds.lower, bounds.upper
+    lo, hi = max(bounds.lower, 2), bounds.upper     # sizes 0 and 1: see _size_one_holds
     i, d = exported.dynamic_dims[0]
     example = exported.user_inputs[i].shape[d]
     requested = options.pop("native_sizes", None)
@@ -400,7 +400,7 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
     from ..ir.symdim import instantiate
     options = dict(options or {})
     (bounds,) = exported.range_constraints.values()
-    lo, hi = bounds.lower, bounds.upper
+    lo, hi = max(bounds.lower, 2), bounds.upper     # sizes 0 and 1: see _size_one_holds
     native = _native_sizes(exported, options)
     dims = exported.dynamic_dims
     shared, built = ([], {}), {}
@@ -460,7 +460,7 @@ def _size_one_holds(exported) -> bool:
     from ..ir.symdim import instantiate
     from ..ir.verifier import verify
     (bounds,) = exported.range_constraints.values()
-    if not exported.size_one or bounds.lower != 2:
+    if not exported.size_one or bounds.lower > 2:
         return False
     try:
         verify(instantiate(exported.symbolic_graph, 1))

@@ -386,24 +386,24 @@ class _ExportedCallable(Module):
         state.update(self.named_buffers())
         with grad_mode.no_grad():
             out = call_graph(graph, leaves, state)
-        if n == 1 or (isinstance(n, dict) and 1 in n.values()):
-            _check_results_at_one(graph, out)
+        if n is not None and min(n.values() if isinstance(n, dict) else (n,)) < 2:
+            _check_results_at_small_size(graph, out)
         result = unflatten(self.ep.out_spec, list(out))
         if _sym_ints(self.ep.out_spec):
             result = _at_sizes(result, n if isinstance(n, dict) else {0: n})
         return result
 
 
-def _check_results_at_one(graph, out) -> None:
-    """A size-1 call replays the graph traced at sizes >= 2: its results must have the
-    shapes the graph has at s0 = 1 (else an op behaved differently at size 1)."""
+def _check_results_at_small_size(graph, out) -> None:
+    """A call of size 0 or 1 replays the graph traced at sizes >= 2: its results must
+    have the shapes the graph has there (else an op behaved differently at that size)."""
     metas = [n.meta.get("val") for n in graph.output_node.args[0]]
     for i, (meta, value) in enumerate(zip(metas, out)):
         if meta is not None and hasattr(value, "shape") and \
                 tuple(value.shape) != tuple(meta.shape):
-            raise GuardError(f"exported program: at size 1 of the dynamic dimension, result "
-                             f"{i} has shape {list(value.shape)} where the program has "
-                             f"{list(meta.shape)}: export with an example of size 1 for it")
+            raise GuardError(f"exported program: at a dynamic size of 0 or 1, result {i} "
+                             f"has shape {list(value.shape)} where the program has "
+                             f"{list(meta.shape)}: export with an example of that size")
 
 
 _ExportedCallable._part_class = Module
@@ -671,7 +671,7 @@ def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
     upper = dim.max if dim.max is not None else math.inf
     return _program(model, first, states[0], leaves, input_names, in_spec,
                     symbolic_graph=symbolic,
-                    dynamic_dims=dims, size_one=dim.min == dyn.MIN_SIZE,
+                    dynamic_dims=dims, size_one=dim.min <= dyn.MIN_SIZE,
                     range_constraints={dyn.SymbolKey("s0"): dyn.ValueRange(dim.min, upper)})
 
 

@@ -35,17 +35,15 @@ MIN_SIZE = 2
 class Dim:
     """torch.export.Dim: a named dynamic dimension with an inclusive size range."""
     name: str
-    min: int = MIN_SIZE
+    min: int = 0
     max: int | None = None
 
     def __post_init__(self):
         if self.min is None:
-            object.__setattr__(self, "min", MIN_SIZE)
+            object.__setattr__(self, "min", 0)
         if not isinstance(self.min, int) or self.min < 0:
             raise UserError(f"ember.export.Dim {self.name!r}: min must be an int >= 0, "
                              f"got {self.min!r}")
-        if self.min < MIN_SIZE:             # sizes 0 and 1 are specialized, as in torch
-            object.__setattr__(self, "min", MIN_SIZE)
         if self.max is not None and (not isinstance(self.max, int) or self.max < self.min):
             raise UserError(f"ember.export.Dim {self.name!r}: max must be an int >= min "
                              f"({self.min}), got {self.max!r}")
@@ -115,7 +113,7 @@ class _DimHint:
 
 
 Dim.AUTO, Dim.DYNAMIC, Dim.STATIC = _DimHint("AUTO"), _DimHint("DYNAMIC"), _DimHint("STATIC")
-_HINTED = Dim("dynamic")      # the Dim an AUTO or DYNAMIC mark stands for
+_HINTED = Dim("dynamic", min=MIN_SIZE)    # an AUTO or DYNAMIC mark: torch's [2, int_oo]
 
 
 @dataclass(frozen=True)
@@ -398,9 +396,13 @@ def probe_sizes(example: int, dim: Dim, where: str) -> list[int]:
     if not dim.min <= example <= upper:
         raise UserError(f"ember.export: {where} has size {example} in the example inputs, "
                          f"outside {dim.name!r}'s range [{dim.min}, {dim.max}]")
+    if example < MIN_SIZE:
+        raise UserError(f"ember.export: {where} has size {example} in the example inputs; "
+                        "sizes 0 and 1 are specialized (export with an example of size 2 "
+                        "or more to make it dynamic)")
     sizes = [example]
     for s in (example + 1, example + 2, example - 1, example - 2):
-        if dim.min <= s <= upper and s not in sizes and len(sizes) < 3:
+        if max(dim.min, MIN_SIZE) <= s <= upper and s not in sizes and len(sizes) < 3:
             sizes.append(s)
     if len(sizes) < 3:
         raise UserError(f"ember.export: {dim.name!r}'s range [{dim.min}, {dim.max}] holds "
@@ -433,14 +435,24 @@ def check_size(ep, leaves: list) -> int | None:
         raise GuardError(f"exported program: the dynamic dimensions ({symbol}) must have one "
                          f"size in a call, got {sorted(sizes)}")
     n = sizes.pop()
-    if n == 1 and ep.size_one and bounds.lower == MIN_SIZE:
-        return n                # as torch runs it: the graph at s0 = 1 (results checked)
-    if n not in bounds:
+    if small_size_runs(ep, n, bounds):
+        return n                # the graph at s0 = n (results checked), as torch runs it
+    if n not in bounds or n < MIN_SIZE:
         special = " (sizes 0 and 1 are specialized: export with an example of that size)" \
             if n < MIN_SIZE else ""
         raise GuardError(f"exported program: size {n} is outside {symbol}'s range "
                          f"[{bounds.lower}, {bounds.upper}]{special}")
     return n
+
+
+def small_size_runs(ep, n: int, bounds: ValueRange) -> bool:
+    """A size 0 or 1 of a symbol traced at sizes >= 2 runs the graph at that size when
+    the range holds it (a Dim's default min is 0, as torch's) and the trace compared no
+    size with 0 or 1; a range starting at 2 (Dim.AUTO/DYNAMIC) runs 1 too, as torch's
+    exported module does. The call checks the results' shapes (an op that behaves
+    otherwise there is refused)."""
+    return n < MIN_SIZE and ep.size_one and (n >= bounds.lower or
+                                             n == 1 and bounds.lower == MIN_SIZE)
 
 
 def graph_at(ep, n):

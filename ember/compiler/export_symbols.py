@@ -31,7 +31,8 @@ from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta
 from ..ir.symdim import (TracedSize, poly_add, poly_at, poly_substitute,
                          poly_text, recording_equal_sizes, recording_size_comparisons, sym_of)
-from .export_dynamic import MIN_SIZE, DerivedDim, Dim, SymbolKey, ValueRange, _DimHint
+from .export_dynamic import (MIN_SIZE, DerivedDim, Dim, SymbolKey, ValueRange, _DimHint,
+                             small_size_runs)
 
 MAX_ROUNDS = 32          # equations solved one per trace; a model has few
 
@@ -477,9 +478,9 @@ def sizes_of_call(ep, leaves: list) -> dict:
                              f"{poly_text(poly)} = {want} in this call, got {size}")
     for k in sorted(env):
         bounds = ep.range_constraints[f"s{k}"]
-        if env[k] == 1 and ep.size_one and bounds.lower == MIN_SIZE:
-            continue            # as torch runs it: the graph at 1 (results checked)
-        if env[k] not in bounds:
+        if small_size_runs(ep, env[k], bounds):
+            continue            # as torch runs it: the graph at that size (results checked)
+        if env[k] not in bounds or env[k] < MIN_SIZE:
             special = " (sizes 0 and 1 are specialized: export with an example of that " \
                 "size)" if env[k] < MIN_SIZE else ""
             raise GuardError(f"exported program: size {env[k]} is outside s{k}'s range "
