@@ -642,7 +642,7 @@ def _only_marked(per_input: list, marks: list, leaves: list) -> list:
 
 def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
     from .compile_dynamic import Specialize, _resized
-    from ..ir.symdim import instantiate, recording_size_comparisons
+    from ..ir.symdim import instantiate, known_ranges, recording_size_comparisons
     from . import export_dynamic as dyn
     dims, dim = dyn.dynamic_dims(None, input_names, len(leaves), leaves, per_input)
     where = ", ".join(f"dim {d} of '{input_names[i]}'" for i, d in dims)
@@ -654,7 +654,8 @@ def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
             probe = [_resized(t, i, dims, size) for i, t in enumerate(leaves)]
         except Specialize as err:
             raise UserError(f"ember.export: cannot make {where} dynamic: {err}") from None
-        with recording_size_comparisons() as compared:
+        upper = dim.max if dim.max is not None else math.inf
+        with recording_size_comparisons() as compared, known_ranges({0: (dim.min, upper)}):
             traced = _trace(model, probe, in_spec)
         if compared:
             raise UserError(f"ember.export: cannot make {where} dynamic: the model compares "

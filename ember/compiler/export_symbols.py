@@ -29,7 +29,7 @@ import math
 from ..ir.errors import EmberError, GuardError, UserError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta
-from ..ir.symdim import (TracedSize, poly_add, poly_at, poly_substitute,
+from ..ir.symdim import (TracedSize, known_ranges, poly_add, poly_at, poly_substitute,
                          poly_text, recording_equal_sizes, recording_size_comparisons, sym_of)
 from .export_dynamic import (MIN_SIZE, DerivedDim, Dim, SymbolKey, ValueRange, _DimHint,
                              small_size_runs)
@@ -155,7 +155,9 @@ class _Export:
                                  "inputs")
             probe.append(TensorMeta(tuple(shape), t.dtype, str(t.device), _layout(t),
                                     strides))
-        with recording_equal_sizes() as equations, recording_size_comparisons() as compared:
+        ranges = {k: (s.lo, s.upper) for k, s in self.symbols.items()}
+        with recording_equal_sizes() as equations, recording_size_comparisons() as compared, \
+                known_ranges(ranges):
             traced = self.trace(probe)
         if compared:
             raise UserError(f"ember.export: cannot make {self.where()} dynamic: the model "

@@ -466,10 +466,14 @@ class SizeCondition(int):
 
 def _decision(result: bool, op: str, left, right):
     """A comparison whose outcome may change with the symbols, recorded where the
-    model's code made it (ember's own shape code compares sizes only to compute them)."""
+    model's code made it (ember's own shape code compares sizes only to compute them).
+    One whose outcome the symbols' declared ranges fix (`x.shape[0] > 4` with
+    Dim("b", min=5)) decides nothing: torch's guard is then statically true too."""
     frame = sys._getframe(2)
     name = frame.f_code.co_filename
     if name.startswith(_EMBER_DIR) and not name.startswith(_USER_LIKE):
+        return result
+    if _settled_by_ranges(op, left, right):
         return result
     record = f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({op} with {right!r})"
     _RECORDING.append(record)
@@ -491,6 +495,53 @@ class _SizeQuotient(float):
 
     __round__, __int__, __trunc__ = _rounded("round"), _rounded("int"), _rounded("trunc")
     __floor__, __ceil__ = _rounded("floor"), _rounded("ceil")
+
+
+# the declared ranges {symbol index: (lo, hi)} of the export tracing now (None: unknown)
+_RANGES: dict | None = None
+
+
+@contextlib.contextmanager
+def known_ranges(ranges: dict):
+    """Comparisons traced inside see the symbols' ranges: those the ranges settle are
+    not recorded as decisions on the size."""
+    global _RANGES
+    previous, _RANGES = _RANGES, dict(ranges)
+    try:
+        yield
+    finally:
+        _RANGES = previous
+
+
+def _poly_interval(poly: dict, ranges: dict):
+    """(lo, hi) a polynomial of sizes (each symbol in [lo, hi], lo >= 0) can take, by
+    interval arithmetic (sound, maybe wider); None if a symbol has no known range."""
+    lo = hi = 0
+    for monomial, coef in poly.items():
+        m_lo = m_hi = 1
+        for k in monomial:
+            if k not in ranges:
+                return None
+            m_lo, m_hi = m_lo * ranges[k][0], m_hi * ranges[k][1]
+        lo, hi = (lo + coef * m_lo, hi + coef * m_hi) if coef >= 0 else \
+            (lo + coef * m_hi, hi + coef * m_lo)
+    return lo, hi
+
+
+def _settled_by_ranges(op: str, left, right) -> bool:
+    if _RANGES is None or left.poly is None or isinstance(right, bool) or \
+            not isinstance(right, int):
+        return False
+    other = right.poly if isinstance(right, TracedSize) else {(): int(right)}
+    if other is None:
+        return False
+    interval = _poly_interval(poly_add(left.poly, other, -1), _RANGES)
+    if interval is None:
+        return False
+    lo, hi = interval              # of left - right
+    return {"gt": lo > 0 or hi <= 0, "ge": lo >= 0 or hi < 0,
+            "lt": hi < 0 or lo >= 0, "le": hi <= 0 or lo > 0,
+            "eq": lo > 0 or hi < 0, "ne": lo > 0 or hi < 0}.get(op, False)
 
 
 def _affine_s0(poly: dict):

@@ -32,7 +32,8 @@ def _ranges(ep) -> list:
     names differ between the libraries."""
     def bound(v):
         return None if str(v) in ("int_oo", "oo", "inf") else int(v)
-    return sorted((bound(r.lower), bound(r.upper)) for r in ep.range_constraints.values())
+    return sorted(((bound(r.lower), bound(r.upper)) for r in ep.range_constraints.values()),
+                  key=str)
 
 
 def _symbolic_dims(ep, lib) -> list:
@@ -388,3 +389,37 @@ def test_size_in_a_view_and_a_constructor():
                                dynamic_shapes={"x": {0: lib.export.Dim("n", min=2, max=20)}})
         return {"out": _array(ep.module()(_x(lib, 9, 2, 2)))}
     _both(case)
+
+
+def test_checks_and_branches_the_declared_range_settles():
+    """`torch._check(x.shape[0] > 4)` and `if x.shape[0] >= 5` decide nothing when the
+    Dim's range already fixes them: both libraries export; with a range that does not,
+    both refuse (UserError)."""
+    def case(lib):
+        Dim = lib.export.Dim
+
+        class M(lib.nn.Module):
+            def forward(self, x):
+                lib._check(x.shape[0] > 4)
+                lib._check(x.shape[0] <= 10)
+                if x.shape[0] >= 5:
+                    return x * 2
+                return x + 1
+
+        class Two(lib.nn.Module):
+            def forward(self, x, y):
+                if x.shape[0] + y.shape[1] > 3:
+                    return x.sum(0) + y.sum(1)
+                return x.sum(0)
+        ep = lib.export.export(M(), (_x(lib, 6, 2),),
+                               dynamic_shapes={"x": {0: Dim("b", min=5, max=10)}})
+        ep2 = lib.export.export(Two(), (_x(lib, 6, 2), _x(lib, 2, 3)),
+                                dynamic_shapes={"x": {0: Dim("a", min=2)},
+                                                "y": {1: Dim("c", min=2, max=9)}})
+        return {"ranges": _ranges(ep), "out": _array(ep.module()(_x(lib, 9, 2))),
+                "two": _array(ep2.module()(_x(lib, 3, 2), _x(lib, 2, 7))),
+                "ranges2": _ranges(ep2),
+                "unsettled": _refuses(lib, lambda: lib.export.export(
+                    M(), (_x(lib, 6, 2),), dynamic_shapes={"x": {0: Dim("b")}}))}
+    got = _both(case)
+    assert got["unsettled"] == "UserError" and got["ranges"] == [(5, 10)]
