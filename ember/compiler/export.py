@@ -343,6 +343,10 @@ class ExportedProgram:
         """A callable running the graph eagerly: same arguments as the exported call."""
         return _ExportedCallable(self)
 
+    def __call__(self, *args, **kwargs):
+        raise UserError("Unable to call ExportedProgram directly. You should use "
+                         "`exported_program.module()` instead.")
+
     def __str__(self) -> str:
         from ..ir.printer import print_graph
         return f"ExportedProgram:\n{print_graph(self.graph)}"
@@ -364,6 +368,17 @@ class _ExportedCallable(Module):
                 owner.register_parameter(last, Parameter(value, requires_grad=False))
             elif kinds.get(name) == "buffer":
                 owner.register_buffer(last, value)
+
+    def train(self, mode: bool = True):
+        """The graph was traced in one mode (dropout and batch-norm behaviour fixed in
+        it): asking for that mode is a no-op, switching is refused (torch refuses both),
+        since the program would go on running the traced one."""
+        if "ep" not in self.__dict__ or mode == self.ep.__dict__.get("_training"):
+            return super().train(mode)
+        raise NotImplementedError(
+            f"Calling {'train' if mode else 'eval'}() is not supported yet: the program "
+            f"was exported in {'training' if self.ep.__dict__.get('_training') else 'eval'} "
+            "mode and runs that mode's graph; export the model again in the other mode")
 
     def _owner_of(self, name: str):
         *path, last = name.split(".")
@@ -534,6 +549,7 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         state = _rename_constants(traced.graph, traced.constants, names)
         program = _program(model, traced, state, leaves, input_names, in_spec)
     program.__dict__["_example_inputs"] = (args, kwargs)
+    program.__dict__["_training"] = bool(getattr(model, "training", False))
     return program
 
 
@@ -785,7 +801,8 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
             "inputs": [s.as_json() for s in ep.input_specs],
             "outputs": [s.as_json() for s in ep.output_specs],
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
-            "custom_ops": custom_op_names(ep.graph)}
+            "custom_ops": custom_op_names(ep.graph),
+            "training": ep.__dict__.get("_training")}
     if ep.dim_exprs:                       # several symbols
         from ..ir.symdim import poly_text
         symbols = [ep.range_constraints[f"s{k}"] for k in
@@ -862,8 +879,11 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
     for g in (graph, dynamic.get("symbolic_graph")):
         for node, s in zip(g.placeholders if g is not None else (), specs):
             node.meta["export_name"] = s.name
-    return ExportedProgram(graph, state, specs, outs, _spec_from_json(spec["in_spec"], LEAF),
-                           _spec_from_json(spec["out_spec"], LEAF), **dynamic)
+    program = ExportedProgram(graph, state, specs, outs,
+                              _spec_from_json(spec["in_spec"], LEAF),
+                              _spec_from_json(spec["out_spec"], LEAF), **dynamic)
+    program.__dict__["_training"] = spec.get("training")
+    return program
 
 
 def custom_op_names(graph: Graph) -> list[str]:

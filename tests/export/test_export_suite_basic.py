@@ -484,3 +484,23 @@ def test_graph_module_runs_on_flat_inputs():
     out = out[0] if isinstance(out, (tuple, list)) else out
     np.testing.assert_allclose(_array(out), _array(model(x)), rtol=1e-6)
     assert "fc1.weight" in ep.graph_module.code or "fc1" in ep.graph_module.code
+
+
+def test_exported_module_keeps_its_mode_and_is_not_callable_as_a_program():
+    """torch refuses train()/eval() on ep.module() and calling the ExportedProgram
+    itself; ember accepts the mode the program was traced in (a no-op) and refuses
+    the other, since the graph would go on running the traced mode."""
+    for lib in (torch, ember):
+        x, = _inputs(lib, (2, 4))
+        ep = lib.export.export(lib.nn.Dropout(0.5).eval(), (x,))
+        with pytest.raises(NotImplementedError):
+            ep.module().train()
+        with pytest.raises(RuntimeError, match="module()"):
+            ep(x)
+    ep = ember.export.export(ember.nn.Dropout(0.5).eval(), (_inputs(ember, (2, 4))[0],))
+    assert ep.module().eval() is not None
+    buf = io.BytesIO()
+    ember.export.save(ep, buf)
+    buf.seek(0)
+    with pytest.raises(NotImplementedError, match="exported in eval mode"):
+        ember.export.load(buf).module().train()
