@@ -270,6 +270,10 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
+    if exported.value_checks:
+        raise LoweringError("ember.aot.compile_and_package: the exported program checks "
+                            "values read with .item() (torch._check) when it runs; "
+                            "artifacts do not carry those checks yet")
     if exported.dim_exprs and target == "cuda":
         raise LoweringError(
             "ember.aot.compile_and_package: the exported program has "

@@ -242,6 +242,9 @@ class ExportedProgram:
     # one symbol traced with its comparisons against 1 refused: a call of size 1 runs
     # the graph at s0 = 1 (torch runs it too; its range's lower bound reads 2)
     size_one: bool = False
+    # torch._check facts on values read with .item() (ir/unbacked.py), checked at each
+    # call: [(graph node name, op, bound, text)]
+    value_checks: list = field(default_factory=list)
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
@@ -400,6 +403,8 @@ class _ExportedCallable(Module):
         state.update(self.named_parameters())
         state.update(self.named_buffers())
         with grad_mode.no_grad():
+            if self.ep.value_checks:
+                _check_values(self.ep, graph, leaves, state)
             out = call_graph(graph, leaves, state)
         if n is not None and min(n.values() if isinstance(n, dict) else (n,)) < 2:
             _check_results_at_small_size(graph, out)
@@ -407,6 +412,24 @@ class _ExportedCallable(Module):
         if _sym_ints(self.ep.out_spec):
             result = _at_sizes(result, n if isinstance(n, dict) else {0: n})
         return result
+
+
+def _check_values(ep: ExportedProgram, graph, leaves: list, state: dict) -> None:
+    """Run the program's torch._check facts on values read with .item() (torch's
+    runtime assertions): the graph up to those values runs first."""
+    import copy
+    from ..ir.symbolic import call_graph
+    from ..ir.unbacked import holds
+    side = copy.deepcopy(graph)
+    by_name = {n.name: n for n in side.nodes}
+    side.output_node.args = (tuple(by_name[name] for name, *_ in ep.value_checks),)
+    side.eliminate_dead_code()
+    values = call_graph(side, leaves, state)
+    for value, (_, op, bound, text) in zip(values, ep.value_checks):
+        got = value.item()
+        if not holds(op, got, bound):
+            raise GuardError(f"exported program: runtime check failed: {text}; the value "
+                             f"is {got}")
 
 
 def _check_results_at_small_size(graph, out) -> None:
@@ -573,9 +596,12 @@ def draft_export(model, args: tuple = (), kwargs: dict | None = None, *,
 
 def _trace(model, leaves, in_spec):
     from .compile_trace import tracing
+    from ..ir.unbacked import recording_items
     try:
-        with grad_mode.no_grad(), tracing("export"):
-            return trace_call(model, leaves, in_spec, ModuleWatcher())
+        with grad_mode.no_grad(), tracing("export"), recording_items() as checks:
+            traced = trace_call(model, leaves, in_spec, ModuleWatcher())
+        traced.value_checks = [(t.node.name, op, bound, text) for t, op, bound, text in checks]
+        return traced
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "
                          "inference (a forward), not a training step") from None
@@ -599,7 +625,8 @@ def _program(model, traced, state: dict, leaves: list, input_names: list, in_spe
                                n.meta["val"].dtype.name, tuple(n.meta["val"].shape))
                     for i, n in enumerate(outs)]
     return ExportedProgram(traced.graph, state, input_specs, output_specs, in_spec,
-                           traced.out_spec, **dynamic)
+                           traced.out_spec, value_checks=getattr(traced, "value_checks", []),
+                           **dynamic)
 
 
 def _non_persistent_buffers(model) -> set[str]:
@@ -802,7 +829,8 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
             "outputs": [s.as_json() for s in ep.output_specs],
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
             "custom_ops": custom_op_names(ep.graph),
-            "training": ep.__dict__.get("_training")}
+            "training": ep.__dict__.get("_training"),
+            "value_checks": [list(c) for c in ep.value_checks]}
     if ep.dim_exprs:                       # several symbols
         from ..ir.symdim import poly_text
         symbols = [ep.range_constraints[f"s{k}"] for k in
@@ -881,7 +909,9 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
             node.meta["export_name"] = s.name
     program = ExportedProgram(graph, state, specs, outs,
                               _spec_from_json(spec["in_spec"], LEAF),
-                              _spec_from_json(spec["out_spec"], LEAF), **dynamic)
+                              _spec_from_json(spec["out_spec"], LEAF),
+                              value_checks=[tuple(c) for c in spec.get("value_checks", [])],
+                              **dynamic)
     program.__dict__["_training"] = spec.get("training")
     return program
 

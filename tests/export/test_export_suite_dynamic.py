@@ -423,3 +423,47 @@ def test_checks_and_branches_the_declared_range_settles():
                     M(), (_x(lib, 6, 2),), dynamic_shapes={"x": {0: Dim("b")}}))}
     got = _both(case)
     assert got["unsettled"] == "UserError" and got["ranges"] == [(5, 10)]
+
+
+def test_item_bounded_by_check_decides_a_branch_and_is_checked_at_run_time():
+    """`.item()` then `torch._check` bounds: the bounds decide the branch; a call whose
+    value breaks them is refused (torch's runtime assertion, a RuntimeError)."""
+    def case(lib):
+        class M(lib.nn.Module):
+            def forward(self, x, y):
+                a = (x * 2).sum().item()
+                lib._check_is_size(a)
+                lib._check(a <= 20)
+                if a < 21:
+                    return y.sin()
+                return y.cos()
+        y = _x(lib, 2, 3)
+        m = lib.export.export(M(), (lib.tensor([1, 2]), y)).module()
+        try:
+            m(lib.tensor([30, 4]), y)
+            broken = "accepted"
+        except RuntimeError:        # torch's runtime assertion; ember's GuardError is one
+            broken = "RuntimeError"
+        return {"out": _array(m(lib.tensor([3, 4]), y)), "broken": broken}
+    got = _both(case)
+    assert got["broken"] == "RuntimeError"
+
+
+def test_item_without_bounds_in_a_branch_is_refused_with_the_line():
+    def case(lib):
+        class M(lib.nn.Module):
+            def forward(self, x, y):
+                if x.item() > 2:
+                    return y * 2
+                return y
+        return {"kind": _refuses(lib, lambda: lib.export.export(
+            M(), (lib.tensor(4), _x(lib, 2)))).replace("UserError", "RuntimeError")}
+    _both(case)
+
+    class M(ember.nn.Module):
+        def forward(self, x, y):
+            if x.item() > 2:
+                return y * 2
+            return y
+    with pytest.raises(RuntimeError, match=r"\.item\(\) > 2 .*test_export_suite_dynamic.py:\d+"):
+        ember.export.export(M(), (ember.tensor(4), _x(ember, 2)))
