@@ -147,6 +147,19 @@ def test_kwargs_inputs():
     _both(case)
 
 
+def test_var_positional_and_var_keyword_inputs():
+    def case(lib):
+        class M(lib.nn.Module):
+            def forward(self, *args, **kwargs):
+                return args[0] + args[1] * kwargs["k"]
+        x, y, k = _inputs(lib, (2, 3), (2, 3), (3,))
+        ep = lib.export.export(M(), (x, y), {"k": k})
+        return {"out": _values(ep.module()(x, y, k=k)),
+                "names": list(ep.graph_signature.user_inputs)}
+    got = _both(case)
+    assert got["names"] == ["args_0", "args_1", "k"]
+
+
 def test_pytree_inputs_and_outputs():
     def case(lib):
         class M(lib.nn.Module):
