@@ -270,10 +270,11 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
-    if exported.value_checks:
+    if exported.value_checks or exported.excluded_sizes:
         raise LoweringError("ember.aot.compile_and_package: the exported program checks "
-                            "values read with .item() (torch._check) when it runs; "
-                            "artifacts do not carry those checks yet")
+                            "values read with .item() (torch._check) or sizes its code "
+                            "compared unequal to a constant when it runs; artifacts do not "
+                            "carry those checks yet")
     if exported.dim_exprs and target == "cuda":
         raise LoweringError(
             "ember.aot.compile_and_package: the exported program has "

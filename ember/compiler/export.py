@@ -245,6 +245,9 @@ class ExportedProgram:
     # torch._check facts on values read with .item() (ir/unbacked.py), checked at each
     # call: [(graph node name, op, bound, text)]
     value_checks: list = field(default_factory=list)
+    # several symbols: sizes the model's code found unequal to a constant (torch's
+    # guards `s0 != 4` on Dim.AUTO dims), refused per call: {symbol: {size: where}}
+    excluded_sizes: dict = field(default_factory=dict)
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
@@ -723,18 +726,18 @@ def _export_several(model, leaves, in_spec, marks, input_names, names):
     """Several symbols (compiler/export_symbols.py)."""
     from ..ir.symdim import instantiate
     from . import export_symbols as several
-    base, symbolic, dims, symbols, size_one = several.export_several(
+    base, symbolic, dims, symbols, size_one, excluded = several.export_several(
         marks, leaves, input_names, lambda probe: _trace(model, probe, in_spec))
     state = _rename_constants(base.graph, base.constants, names)
     _rename_constants(symbolic, base.constants, names)
     base.graph = instantiate(symbolic, {k: s.example for k, s in symbols.items()})
     dynamic = {key: p for key, p in dims.items() if any(m for m in p)}
-    if len(symbols) == 1 and all(p == {(0,): 1} for p in dynamic.values()):
+    if len(symbols) == 1 and all(p == {(0,): 1} for p in dynamic.values()) and not excluded:
         dynamic = {}        # every dynamic dim is s0: the one-symbol form ember.aot takes
     return _program(model, base, state, leaves, input_names, in_spec,
                     symbolic_graph=symbolic if symbols else None,
                     dynamic_dims=sorted(key for key, p in dims.items() if any(m for m in p)),
-                    dim_exprs=dynamic, size_one=size_one,
+                    dim_exprs=dynamic, size_one=size_one, excluded_sizes=excluded,
                     range_constraints=several.range_constraints(
                         {k: (sym.lo, sym.upper) for k, sym in symbols.items()}, dims))
 
@@ -838,7 +841,9 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
         spec["symbols"] = {"ranges": [[b.lower, None if b.upper == math.inf else b.upper]
                                       for b in symbols],
                            "dims": [[i, d, poly_text(p)] for (i, d), p in ep.dim_exprs.items()],
-                           "size_one": ep.size_one}
+                           "size_one": ep.size_one,
+                           "excluded": [[k, n, where] for k, sizes in ep.excluded_sizes.items()
+                                        for n, where in sizes.items()]}
     elif ep.symbolic_graph is not None:    # graph.ir is the program at the example size
         (bounds,) = ep.range_constraints.values()
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
@@ -895,7 +900,9 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
                   for k, (lo, hi) in enumerate(sym["ranges"])}
         dynamic = {"symbolic_graph": parse(symbolic_text), "dynamic_dims": sorted(exprs),
                    "dim_exprs": exprs, "range_constraints": range_constraints(ranges, exprs),
-                   "size_one": bool(sym.get("size_one", False))}
+                   "size_one": bool(sym.get("size_one", False)), "excluded_sizes": {}}
+        for k, n, where in sym.get("excluded", []):
+            dynamic["excluded_sizes"].setdefault(k, {})[n] = where
     elif symbolic_text is not None:
         from .export_dynamic import SymbolKey, ValueRange
         d = spec["dynamic"]

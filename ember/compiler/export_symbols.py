@@ -30,7 +30,8 @@ from ..ir.errors import EmberError, GuardError, UserError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta
 from ..ir.symdim import (TracedSize, known_ranges, poly_add, poly_at, poly_substitute,
-                         poly_text, recording_equal_sizes, recording_size_comparisons, sym_of)
+                         poly_text, recording_equal_sizes, recording_exclusions,
+                         recording_size_comparisons, sym_of)
 from .export_dynamic import (MIN_SIZE, DerivedDim, Dim, SymbolKey, ValueRange, _DimHint,
                              small_size_runs)
 
@@ -90,6 +91,7 @@ class _Export:
         self.leaves, self.names, self.trace = leaves, names, trace
         self.symbols: dict[int, _Symbol] = {}
         self.dims: dict[tuple, dict] = {}            # (input, dim) -> polynomial
+        self.excluded: dict[int, dict] = {}          # symbol -> {size: where} (guards)
         by_name: dict = {}
         for i, d, mark in marks:
             size = leaves[i].shape[d]
@@ -157,13 +159,33 @@ class _Export:
                                     strides))
         ranges = {k: (s.lo, s.upper) for k, s in self.symbols.items()}
         with recording_equal_sizes() as equations, recording_size_comparisons() as compared, \
-                known_ranges(ranges):
+                known_ranges(ranges), recording_exclusions() as unequal:
             traced = self.trace(probe)
         if compared:
             raise UserError(f"ember.export: cannot make {self.where()} dynamic: the model "
                              f"compares the size at {compared[0]} (a branch that may change "
                              "with it)")
+        if env == self.env():                   # the example's trace: its guards hold
+            self.excluded = self._exclusions(unequal)
         return traced, equations
+
+    def _exclusions(self, unequal: list) -> dict:
+        """{symbol: {size: where}} from the sizes the code found unequal to a constant
+        (`x.size(0) not in [4, 5]`): torch's guards `s0 != 4` on a Dim.AUTO/DYNAMIC
+        dim, which the program checks per call; on a named Dim, or on a size of several
+        symbols, the comparison is refused as a branch (torch refuses the named Dim)."""
+        out: dict = {}
+        for poly, constant, where in unequal:
+            linear = [m for m in poly if m]
+            s = linear[0][0] if len(linear) == 1 and len(linear[0]) == 1 else None
+            if s is None or self.symbols[s].kind == "named":
+                raise UserError(f"ember.export: cannot make {self.where()} dynamic: the "
+                                f"model compares the size at {where} (a branch that may "
+                                "change with it)")
+            a, c = poly[linear[0]], poly.get((), 0)
+            if (constant - c) % a == 0:
+                out.setdefault(s, {})[(constant - c) // a] = where
+        return out
 
     def where(self) -> str:  # noqa: D401 - the dims marked dynamic, as words
         return ", ".join(f"dim {d} of '{self.names[i]}'" for (i, d), p in self.dims.items()
@@ -284,7 +306,8 @@ def export_several(marks, leaves, names, trace):
     symbols = {renumber[k]: state.symbols[k] for k in free}
     size_one = not compared_with_one()
     compared_with_one().clear()
-    return base, symbolic, dims, symbols, size_one
+    excluded = {renumber[k]: sizes for k, sizes in state.excluded.items() if k in renumber}
+    return base, symbolic, dims, symbols, size_one, excluded
 
 
 def _without_common_symbols(diff: dict) -> dict:
@@ -339,8 +362,9 @@ def _probe_envs(state: _Export) -> list[tuple]:
     moved together, inside their ranges and off the example sizes of the others."""
     def moved(k, step):
         s = state.symbols[k]
-        for n in (s.example + step, s.example - step, s.example + step + 1):
-            if s.lo <= n <= s.upper and n >= MIN_SIZE:
+        for n in (s.example + step, s.example - step, s.example + step + 1,
+                  s.example + step + 2, s.example + step + 3):
+            if s.lo <= n <= s.upper and n >= MIN_SIZE and n not in state.excluded.get(k, ()):
                 return n
         return None
     out = []
@@ -479,6 +503,11 @@ def sizes_of_call(ep, leaves: list) -> dict:
             raise GuardError(f"exported program: dim {d} of input '{specs[i].name}' must be "
                              f"{poly_text(poly)} = {want} in this call, got {size}")
     for k in sorted(env):
+        where = ep.excluded_sizes.get(k, {}).get(env[k])
+        if where is not None:
+            raise GuardError(f"exported program: size {env[k]} of s{k} is excluded: the "
+                             f"model compares that size at {where} (torch's guard s{k} != "
+                             f"{env[k]})")
         bounds = ep.range_constraints[f"s{k}"]
         if small_size_runs(ep, env[k], bounds):
             continue            # as torch runs it: the graph at that size (results checked)

@@ -435,9 +435,10 @@ class SizeCondition(int):
     predicate symbolic), and withdraws the record. An int 0/1: bool cannot be
     subclassed."""
 
-    def __new__(cls, result: bool, op: str, left, right, record: str):
+    def __new__(cls, result: bool, op: str, left, right, record, book: list):
         obj = int.__new__(cls, bool(result))
         obj.op, obj.left, obj.right, obj.record, obj.used = op, left, right, record, False
+        obj.book = book             # the list that holds the record
         return obj
 
     def __repr__(self) -> str:
@@ -455,11 +456,11 @@ class SizeCondition(int):
     def withdraw(self) -> bool:
         """Drop this comparison's record (cond decides at run time); False when Python
         already branched on it or the trace that recorded it is over."""
-        if self.used or _RECORDING is None:
+        if self.used or self.book is not _RECORDING and self.book is not _EXCLUSIONS:
             return False
-        for i in range(len(_RECORDING) - 1, -1, -1):
-            if _RECORDING[i] is self.record:
-                del _RECORDING[i]
+        for i in range(len(self.book) - 1, -1, -1):
+            if self.book[i] is self.record:
+                del self.book[i]
                 return True
         return False
 
@@ -476,8 +477,14 @@ def _decision(result: bool, op: str, left, right):
     if _settled_by_ranges(op, left, right):
         return result
     record = f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({op} with {right!r})"
+    if _EXCLUSIONS is not None and op in ("eq", "ne") and result is (op == "ne") and \
+            not isinstance(right, (bool, TracedSize)) and isinstance(right, int):
+        # a size found unequal to a constant: torch's guard `s0 != 4`, not a branch
+        record = (left.poly, int(right), record)
+        _EXCLUSIONS.append(record)
+        return SizeCondition(result, op, left, right, record, _EXCLUSIONS)
     _RECORDING.append(record)
-    return SizeCondition(result, op, left, right, record)
+    return SizeCondition(result, op, left, right, record, _RECORDING)
 
 
 class _SizeQuotient(float):
@@ -495,6 +502,22 @@ class _SizeQuotient(float):
 
     __round__, __int__, __trunc__ = _rounded("round"), _rounded("int"), _rounded("trunc")
     __floor__, __ceil__ = _rounded("floor"), _rounded("ceil")
+
+
+# (poly, constant, where) of sizes the model's code found unequal to a constant, while
+# ember.export's several-symbol trace collects them (None: recorded as decisions)
+_EXCLUSIONS: list | None = None
+
+
+@contextlib.contextmanager
+def recording_exclusions():
+    """Collect, in the list this yields, the sizes compared unequal to a constant."""
+    global _EXCLUSIONS
+    previous, _EXCLUSIONS = _EXCLUSIONS, []
+    try:
+        yield _EXCLUSIONS
+    finally:
+        _EXCLUSIONS = previous
 
 
 # the declared ranges {symbol index: (lo, hi)} of the export tracing now (None: unknown)

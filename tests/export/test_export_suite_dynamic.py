@@ -467,3 +467,31 @@ def test_item_without_bounds_in_a_branch_is_refused_with_the_line():
             return y
     with pytest.raises(RuntimeError, match=r"\.item\(\) > 2 .*test_export_suite_dynamic.py:\d+"):
         ember.export.export(M(), (ember.tensor(4), _x(ember, 2)))
+
+
+def test_size_compared_unequal_to_a_constant_is_a_guard_on_auto_dims():
+    """`if x.shape[0] == 4` found false (or `x.size(0) not in [4, 5]`) on a Dim.AUTO /
+    Dim.DYNAMIC dim is torch's guard `s0 != 4`: the program exports and refuses that
+    size per call (AssertionError); on a named Dim both refuse the export."""
+    def case(lib):
+        Dim = lib.export.Dim
+
+        class M(lib.nn.Module):
+            def forward(self, x):
+                assert x.size(0) not in [4, 5]
+                if x.shape[0] == 6:
+                    return x * 2
+                return x + 1
+        out = {"named": _refuses(lib, lambda: lib.export.export(
+            M(), (_x(lib, 3, 2),), dynamic_shapes={"x": {0: Dim("b")}}))}
+        for hint in ("AUTO", "DYNAMIC"):
+            ep = lib.export.export(M(), (_x(lib, 3, 2),),
+                                   dynamic_shapes={"x": {0: getattr(Dim, hint)}})
+            m = ep.module()
+            out[hint] = (_ranges(ep), _symbolic_dims(ep, lib),
+                         [_refuses(lib, lambda n=n: m(_x(lib, n, 2))) for n in (4, 5, 6, 7)])
+        out["values"] = _array(m(_x(lib, 9, 2)))
+        return out
+    got = _both(case)
+    assert got["named"] == "UserError"
+    assert got["AUTO"][2] == ["AssertionError"] * 3 + ["accepted"]
