@@ -673,9 +673,16 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     except EmberError as err:
         # a size compared in the model (Linear's in_features): the several-symbol
         # export turns an equality into a specialization (Dim.AUTO) or torch's refusal
-        if "compares the size" not in str(err):
+        if "compares the size" in str(err):
+            return _export_several(model, leaves, in_spec, marks, input_names, names)
+        # a size that is not affine in the one symbol (attention's seq x seq scores):
+        # the several-symbol export takes polynomials; its refusal would say less
+        if "not a*s0 + c" not in str(err):
             raise
-        return _export_several(model, leaves, in_spec, marks, input_names, names)
+        try:
+            return _export_several(model, leaves, in_spec, marks, input_names, names)
+        except EmberError:
+            raise err from None
 
 
 def _only_marked(per_input: list, marks: list, leaves: list) -> list:

@@ -495,3 +495,26 @@ def test_size_compared_unequal_to_a_constant_is_a_guard_on_auto_dims():
     got = _both(case)
     assert got["named"] == "UserError"
     assert got["AUTO"][2] == ["AssertionError"] * 3 + ["accepted"]
+
+
+def test_transformer_layer_with_a_dynamic_sequence_length():
+    """One Dim whose sizes enter the graph squared (attention's seq x seq scores): the
+    program takes every length of the range, as torch's does."""
+    def factory(lib):
+        return lib.nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16,
+                                              dropout=0.0, batch_first=True).eval()
+
+    def case(lib):
+        torch.manual_seed(0)
+        model = factory(torch)
+        if lib is ember:
+            state = {k: ember.tensor(v.detach().numpy().copy())
+                     for k, v in model.state_dict().items()}
+            model = factory(ember)
+            model.load_state_dict(state)
+        ep = lib.export.export(model, (_x(lib, 2, 5, 8),),
+                               dynamic_shapes={"src": {1: lib.export.Dim("seq", max=64)}})
+        with lib.no_grad():
+            return {"outs": [_array(ep.module()(_x(lib, 2, n, 8))) for n in (3, 11)],
+                    "ranges": _ranges(ep), "dims": _symbolic_dims(ep, lib)}
+    _both(case)
