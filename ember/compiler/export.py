@@ -14,9 +14,11 @@ The saved form is a zip: `graph.ir` (the textual IR: it parses back with
 ember.ir.parse), `weights.safetensors`, `spec.json` (inputs, outputs, pytree
 structure of the arguments and the result).
 
-`dynamic_shapes` (torch's forms, `ember.export.Dim`) makes one dimension symbolic:
-compiler/export_dynamic.py. Short of torch.export: one symbol per program, and the
-graph is ember's op-level IR, not ATen's.
+`dynamic_shapes` (torch's forms, `ember.export.Dim`) makes dimensions symbolic: one
+symbol in compiler/export_dynamic.py, several (derived dims, polynomials, size guards)
+in compiler/export_symbols.py. `.item()` bounded by torch._check: ir/unbacked.py.
+Short of torch.export: no data-dependent sizes, and the graph is ember's op-level IR,
+not ATen's.
 """
 from __future__ import annotations
 

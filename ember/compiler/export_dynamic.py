@@ -14,18 +14,20 @@ on it or a non-affine size is refused, naming the op. The result keeps
 example inputs' size, so everything that reads a static program reads it unchanged.
 
 Limits here: one symbol (every dynamic dimension has the same size in a call; several
-symbols go through compiler/export_symbols.py), sizes 0 and 1 are specialized (a `min`
-below 2 is raised to 2, as torch.export reports such a range too; a call of size 1
-runs the graph at s0 = 1 when the range starts at 2, size 0 is refused), and the range
+symbols go through compiler/export_symbols.py), traced at sizes >= 2 (the range keeps
+the declared `min`, 0 by default as torch's; a call of size 0 or 1 inside it runs the
+graph at that size, its results' shapes checked: `small_size_runs`), and the range
 must hold at least the three sizes traced. `Dim.AUTO` / `Dim.DYNAMIC` mark a dimension
-dynamic with the default range; `Dim.STATIC` keeps it static.
+dynamic with torch's range [2, int_oo]; `Dim.STATIC` keeps it static. Refusals of a
+spec or of a model that contradicts it are UserError (torch._dynamo.exc.UserError);
+a call outside what was exported is GuardError (torch's "Guard failed").
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from ..ir.errors import EmberError, GuardError, UserError
+from ..ir.errors import GuardError, UserError
 from ..ir.symdim import SymDim, instantiate
 
 MIN_SIZE = 2
