@@ -92,6 +92,7 @@ class _Export:
         self.symbols: dict[int, _Symbol] = {}
         self.dims: dict[tuple, dict] = {}            # (input, dim) -> polynomial
         self.excluded: dict[int, dict] = {}          # symbol -> {size: where} (guards)
+        self.narrowed = False
         by_name: dict = {}
         for i, d, mark in marks:
             size = leaves[i].shape[d]
@@ -166,16 +167,21 @@ class _Export:
                              f"compares the size at {compared[0]} (a branch that may change "
                              "with it)")
         if env == self.env():                   # the example's trace: its guards hold
-            self.excluded = self._exclusions(unequal)
+            self.excluded, self.narrowed = self._guards(unequal)
         return traced, equations
 
-    def _exclusions(self, unequal: list) -> dict:
-        """{symbol: {size: where}} from the sizes the code found unequal to a constant
-        (`x.size(0) not in [4, 5]`): torch's guards `s0 != 4` on a Dim.AUTO/DYNAMIC
-        dim, which the program checks per call; on a named Dim, or on a size of several
-        symbols, the comparison is refused as a branch (torch refuses the named Dim)."""
-        out: dict = {}
-        for poly, constant, where in unequal:
+    def _guards(self, compared: list) -> tuple[dict, bool]:
+        """torch's guards on a Dim.AUTO/DYNAMIC dim from the sizes the code compared with
+        a constant: found unequal (`x.size(0) not in [4, 5]`: `s0 != 4`, checked per
+        call; returned as {symbol: {size: where}}) or on one side of it (`if
+        x.shape[0] > 4`, `torch._check(x.shape[0] <= 10)`: the symbol's range narrows
+        to that side, as torch's does; True when one did, to trace again). On a named
+        Dim, or on a size of several symbols, the comparison is refused as a branch
+        (torch refuses the named Dim)."""
+        from fractions import Fraction
+        excluded: dict = {}
+        narrowed = False
+        for poly, constant, where, op, outcome in compared:
             linear = [m for m in poly if m]
             s = linear[0][0] if len(linear) == 1 and len(linear[0]) == 1 else None
             if s is None or self.symbols[s].kind == "named":
@@ -183,9 +189,28 @@ class _Export:
                                 f"model compares the size at {where} (a branch that may "
                                 "change with it)")
             a, c = poly[linear[0]], poly.get((), 0)
-            if (constant - c) % a == 0:
-                out.setdefault(s, {})[(constant - c) // a] = where
-        return out
+            if op in ("eq", "ne"):
+                if (constant - c) % a == 0:
+                    excluded.setdefault(s, {})[(constant - c) // a] = where
+                continue
+            if not outcome:             # the side that holds: s0 > 4 false is s0 <= 4
+                op = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}[op]
+            if a < 0:                   # a*s + c OP k with a < 0: flip dividing by a
+                op = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}[op]
+            q = Fraction(constant - c, a)
+            symbol = self.symbols[s]
+            lo, hi = symbol.lo, symbol.hi
+            if op == "gt":
+                lo = max(lo, math.floor(q) + 1)
+            elif op == "ge":
+                lo = max(lo, math.ceil(q))
+            elif op == "lt":
+                hi = math.ceil(q) - 1 if hi is None else min(hi, math.ceil(q) - 1)
+            else:
+                hi = math.floor(q) if hi is None else min(hi, math.floor(q))
+            if (lo, hi) != (symbol.lo, symbol.hi):
+                symbol.lo, symbol.hi, narrowed = lo, hi, True
+        return excluded, narrowed
 
     def where(self) -> str:  # noqa: D401 - the dims marked dynamic, as words
         return ", ".join(f"dim {d} of '{self.names[i]}'" for (i, d), p in self.dims.items()
@@ -274,7 +299,7 @@ def export_several(marks, leaves, names, trace):
     state = _Export(marks, leaves, names, trace)
     for _ in range(MAX_ROUNDS):
         base, equations = state.traced(state.env())
-        if state.solve(equations):
+        if state.solve(equations) or state.narrowed:
             continue
         moved = _probe_envs(state)
         failed, probes = None, []

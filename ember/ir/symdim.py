@@ -477,10 +477,11 @@ def _decision(result: bool, op: str, left, right):
     if _settled_by_ranges(op, left, right):
         return result
     record = f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({op} with {right!r})"
-    if _EXCLUSIONS is not None and op in ("eq", "ne") and result is (op == "ne") and \
-            not isinstance(right, (bool, TracedSize)) and isinstance(right, int):
-        # a size found unequal to a constant: torch's guard `s0 != 4`, not a branch
-        record = (left.poly, int(right), record)
+    if _EXCLUSIONS is not None and not isinstance(right, (bool, TracedSize)) and \
+            isinstance(right, int) and (op not in ("eq", "ne") or result is (op == "ne")):
+        # a size found unequal to a constant (torch's guard `s0 != 4`) or on one side
+        # of one (`s0 > 4`: a Dim.AUTO range narrows), not a branch: export decides
+        record = (left.poly, int(right), record, op, bool(result))
         _EXCLUSIONS.append(record)
         return SizeCondition(result, op, left, right, record, _EXCLUSIONS)
     _RECORDING.append(record)
@@ -504,8 +505,9 @@ class _SizeQuotient(float):
     __floor__, __ceil__ = _rounded("floor"), _rounded("ceil")
 
 
-# (poly, constant, where) of sizes the model's code found unequal to a constant, while
-# ember.export's several-symbol trace collects them (None: recorded as decisions)
+# (poly, constant, where, op, outcome) of sizes the model's code compared with a
+# constant (found unequal, or on one side of it), while ember.export's several-symbol
+# trace collects them (None: recorded as decisions)
 _EXCLUSIONS: list | None = None
 
 

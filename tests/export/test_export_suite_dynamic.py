@@ -518,3 +518,35 @@ def test_transformer_layer_with_a_dynamic_sequence_length():
             return {"outs": [_array(ep.module()(_x(lib, 2, n, 8))) for n in (3, 11)],
                     "ranges": _ranges(ep), "dims": _symbolic_dims(ep, lib)}
     _both(case)
+
+
+def test_auto_dims_narrow_to_the_side_a_comparison_takes():
+    """On a Dim.AUTO/DYNAMIC dim, `if x.shape[0] > 4` and `torch._check(x.shape[0] <= 10)`
+    narrow the range (torch's [5, int_oo] and [2, 10]); calls outside are refused."""
+    def case(lib):
+        Dim = lib.export.Dim
+
+        class Branch(lib.nn.Module):
+            def forward(self, x):
+                if x.shape[0] > 4:
+                    return x * 2
+                return x + 1
+
+        class Check(lib.nn.Module):
+            def forward(self, x):
+                lib._check(x.shape[0] <= 10)
+                return x + 1
+        out = {}
+        for name, model in (("branch", Branch()), ("check", Check())):
+            for hint in ("AUTO", "DYNAMIC"):
+                ep = lib.export.export(model, (_x(lib, 6, 2),),
+                                       dynamic_shapes={"x": {0: getattr(Dim, hint)}})
+                m = ep.module()
+                out[name + hint] = (_ranges(ep), _array(m(_x(lib, 8, 2))),
+                                    _refuses(lib, lambda m=m: m(_x(lib, 4, 2))),
+                                    _refuses(lib, lambda m=m: m(_x(lib, 11, 2))))
+        return {k: (v[0], v[2], v[3]) for k, v in out.items()} | \
+            {k + "_out": v[1] for k, v in out.items()}
+    got = _both(case)
+    assert got["branchAUTO"] == ([(5, None)], "AssertionError", "accepted")
+    assert got["checkAUTO"] == ([(2, 10)], "accepted", "AssertionError")
