@@ -8,7 +8,7 @@ ember/compiler/dynamo_names.py), the counting compile backends tests use (`testi
 and the answers libraries ask it for (torchvision's roi_align asks
 `torch._dynamo.utils.is_compile_supported(device_type)` to pick its Python path).
 """
-from . import testing, utils  # noqa: F401
+from . import exc, testing, utils  # noqa: F401
 from ..compiler.dynamo_names import (assume_constant_result, config,  # noqa: F401
                                      disable, explain, graph_break, list_backends,
                                      mark_dynamic, mark_static, maybe_mark_dynamic,

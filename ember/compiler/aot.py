@@ -292,6 +292,11 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if not isinstance(exported, ExportedProgram):
         raise TypeError("ember.aot.compile_and_package: expected an ExportedProgram from "
                         f"ember.export, got {type(exported).__name__}")
+    if exported.value_checks or exported.excluded_sizes:
+        raise LoweringError("ember.aot.compile_and_package: the exported program checks "
+                            "values read with .item() (torch._check) or sizes its code "
+                            "compared unequal to a constant when it runs; artifacts do not "
+                            "carry those checks yet")
     if exported.dim_exprs and target == "cuda":
         raise LoweringError(
             "ember.aot.compile_and_package: the exported program has "
@@ -393,7 +398,7 @@ def _native_sizes(exported, options: dict) -> list[int]:
     range of at most MAX_DYNAMIC_SIZES, else `options["native_sizes"]` or the example
     size and the range's powers of two (module constants above)."""
     (bounds,) = exported.range_constraints.values()
-    lo, hi = bounds.lower, bounds.upper
+    lo, hi = max(bounds.lower, 2), bounds.upper     # sizes 0 and 1: see _size_one_holds
     i, d = exported.dynamic_dims[0]
     example = exported.user_inputs[i].shape[d]
     requested = options.pop("native_sizes", None)
@@ -422,7 +427,7 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
     from ..ir.symdim import instantiate
     options = dict(options or {})
     (bounds,) = exported.range_constraints.values()
-    lo, hi = bounds.lower, bounds.upper
+    lo, hi = max(bounds.lower, 2), bounds.upper     # sizes 0 and 1: see _size_one_holds
     native = _native_sizes(exported, options)
     dims = exported.dynamic_dims
     shared, built = ([], {}), {}
@@ -482,7 +487,7 @@ def _size_one_holds(exported) -> bool:
     from ..ir.symdim import instantiate
     from ..ir.verifier import verify
     (bounds,) = exported.range_constraints.values()
-    if not exported.size_one or bounds.lower != 2:
+    if not exported.size_one or bounds.lower > 2:
         return False
     try:
         verify(instantiate(exported.symbolic_graph, 1))

@@ -14,9 +14,11 @@ The saved form is a zip: `graph.ir` (the textual IR: it parses back with
 ember.ir.parse), `weights.safetensors`, `spec.json` (inputs, outputs, pytree
 structure of the arguments and the result).
 
-`dynamic_shapes` (torch's forms, `ember.export.Dim`) makes one dimension symbolic:
-compiler/export_dynamic.py. Short of torch.export: one symbol per program, and the
-graph is ember's op-level IR, not ATen's.
+`dynamic_shapes` (torch's forms, `ember.export.Dim`) makes dimensions symbolic: one
+symbol in compiler/export_dynamic.py, several (derived dims, polynomials, size guards)
+in compiler/export_symbols.py. `.item()` bounded by torch._check: ir/unbacked.py.
+Short of torch.export: no data-dependent sizes, and the graph is ember's op-level IR,
+not ATen's.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from .compile_trace import ModuleWatcher, StepFunctionFound, trace_call
 from ..frontend.nn.modules.module import Module
 from ..frontend.nn.parameter import Parameter
 from ..frontend.tensor import Tensor
-from ..ir.errors import ArtifactError, EmberError, TraceError
+from ..ir.errors import ArtifactError, EmberError, GuardError, TraceError, UserError
 from ..ir.graph import Graph, OpKind
 from .export_dynamic import Dim as _Dim
 
@@ -242,6 +244,12 @@ class ExportedProgram:
     # one symbol traced with its comparisons against 1 refused: a call of size 1 runs
     # the graph at s0 = 1 (torch runs it too; its range's lower bound reads 2)
     size_one: bool = False
+    # torch._check facts on values read with .item() (ir/unbacked.py), checked at each
+    # call: [(graph node name, op, bound, text)]
+    value_checks: list = field(default_factory=list)
+    # several symbols: sizes the model's code found unequal to a constant (torch's
+    # guards `s0 != 4` on Dim.AUTO dims), refused per call: {symbol: {size: where}}
+    excluded_sizes: dict = field(default_factory=dict)
 
     @property
     def graph_signature(self) -> ExportGraphSignature:
@@ -304,9 +312,11 @@ class ExportedProgram:
 
     @property
     def constants(self) -> dict:
-        """Lifted tensor constants (not parameters or buffers), by name."""
+        """Lifted tensor constants and non-persistent buffers (torch keeps both here,
+        outside its state_dict), by name."""
         return {s.name: self.state_dict[s.name] for s in self.input_specs
-                if s.kind == "constant" and s.name in self.state_dict}
+                if (s.kind == "constant" or s.kind == "buffer" and not s.persistent)
+                and s.name in self.state_dict}
 
     tensor_constants = constants
 
@@ -341,6 +351,10 @@ class ExportedProgram:
         """A callable running the graph eagerly: same arguments as the exported call."""
         return _ExportedCallable(self)
 
+    def __call__(self, *args, **kwargs):
+        raise UserError("Unable to call ExportedProgram directly. You should use "
+                         "`exported_program.module()` instead.")
+
     def __str__(self) -> str:
         from ..ir.printer import print_graph
         return f"ExportedProgram:\n{print_graph(self.graph)}"
@@ -363,6 +377,17 @@ class _ExportedCallable(Module):
             elif kinds.get(name) == "buffer":
                 owner.register_buffer(last, value)
 
+    def train(self, mode: bool = True):
+        """The graph was traced in one mode (dropout and batch-norm behaviour fixed in
+        it): asking for that mode is a no-op, switching is refused (torch refuses both),
+        since the program would go on running the traced one."""
+        if "ep" not in self.__dict__ or mode == self.ep.__dict__.get("_training"):
+            return super().train(mode)
+        raise NotImplementedError(
+            f"Calling {'train' if mode else 'eval'}() is not supported yet: the program "
+            f"was exported in {'training' if self.ep.__dict__.get('_training') else 'eval'} "
+            "mode and runs that mode's graph; export the model again in the other mode")
+
     def _owner_of(self, name: str):
         *path, last = name.split(".")
         owner = self
@@ -383,25 +408,45 @@ class _ExportedCallable(Module):
         state.update(self.named_parameters())
         state.update(self.named_buffers())
         with grad_mode.no_grad():
+            if self.ep.value_checks:
+                _check_values(self.ep, graph, leaves, state)
             out = call_graph(graph, leaves, state)
-        if n == 1 or (isinstance(n, dict) and 1 in n.values()):
-            _check_results_at_one(graph, out)
+        if n is not None and min(n.values() if isinstance(n, dict) else (n,)) < 2:
+            _check_results_at_small_size(graph, out)
         result = unflatten(self.ep.out_spec, list(out))
         if _sym_ints(self.ep.out_spec):
             result = _at_sizes(result, n if isinstance(n, dict) else {0: n})
         return result
 
 
-def _check_results_at_one(graph, out) -> None:
-    """A size-1 call replays the graph traced at sizes >= 2: its results must have the
-    shapes the graph has at s0 = 1 (else an op behaved differently at size 1)."""
+def _check_values(ep: ExportedProgram, graph, leaves: list, state: dict) -> None:
+    """Run the program's torch._check facts on values read with .item() (torch's
+    runtime assertions): the graph up to those values runs first."""
+    import copy
+    from ..ir.symbolic import call_graph
+    from ..ir.unbacked import holds
+    side = copy.deepcopy(graph)
+    by_name = {n.name: n for n in side.nodes}
+    side.output_node.args = (tuple(by_name[name] for name, *_ in ep.value_checks),)
+    side.eliminate_dead_code()
+    values = call_graph(side, leaves, state)
+    for value, (_, op, bound, text) in zip(values, ep.value_checks):
+        got = value.item()
+        if not holds(op, got, bound):
+            raise GuardError(f"exported program: runtime check failed: {text}; the value "
+                             f"is {got}")
+
+
+def _check_results_at_small_size(graph, out) -> None:
+    """A call of size 0 or 1 replays the graph traced at sizes >= 2: its results must
+    have the shapes the graph has there (else an op behaved differently at that size)."""
     metas = [n.meta.get("val") for n in graph.output_node.args[0]]
     for i, (meta, value) in enumerate(zip(metas, out)):
         if meta is not None and hasattr(value, "shape") and \
                 tuple(value.shape) != tuple(meta.shape):
-            raise EmberError(f"exported program: at size 1 of the dynamic dimension, result "
-                             f"{i} has shape {list(value.shape)} where the program has "
-                             f"{list(meta.shape)}: export with an example of size 1 for it")
+            raise GuardError(f"exported program: at a dynamic size of 0 or 1, result {i} "
+                             f"has shape {list(value.shape)} where the program has "
+                             f"{list(meta.shape)}: export with an example of that size")
 
 
 _ExportedCallable._part_class = Module
@@ -420,8 +465,22 @@ class _SubmoduleOfProgram(Module):
 class UnflattenedModule(_ExportedCallable):
     """torch.export.unflatten(ep): an nn.Module with the exported model's module
     hierarchy of parameters and buffers (`u.fc1.weight`, `u.state_dict()` keys as the
-    model's), whose call runs the program. Its submodules hold state only."""
+    model's), whose call runs the program. Its submodules hold state only; one swapped
+    for another module is refused at the call (the program would not run it)."""
     _part_class = _SubmoduleOfProgram
+
+    def __init__(self, ep: ExportedProgram):
+        super().__init__(ep)
+        object.__setattr__(self, "_own_parts", {id(m) for _, m in self.named_modules()})
+
+    def forward(self, *args, **kwargs):
+        swapped = [name for name, m in self.named_modules() if id(m) not in self._own_parts]
+        if swapped:
+            raise EmberError(f"ember.export.unflatten: submodule '{swapped[0]}' was replaced "
+                             "after unflatten; ember's exported graph does not record where "
+                             "each module's ops begin and end, so the program cannot run the "
+                             "new module: export the model with it instead")
+        return super().forward(*args, **kwargs)
 
 
 def unflatten_program(ep: ExportedProgram, flat_args_adapter=None) -> UnflattenedModule:
@@ -436,7 +495,7 @@ def _check_specialized(exported, given, path: str = "inputs") -> None:
         return
     if isinstance(exported, dict) and isinstance(given, dict):
         if set(exported) != set(given):
-            raise EmberError(f"exported program: {path} has keys {sorted(given)}, it was "
+            raise GuardError(f"exported program: {path} has keys {sorted(given)}, it was "
                              f"exported with {sorted(exported)}")
         for key in exported:
             _check_specialized(exported[key], given[key], f"{path}[{key!r}]")
@@ -451,7 +510,7 @@ def _check_specialized(exported, given, path: str = "inputs") -> None:
     except Exception:       # noqa: BLE001 - a value without a plain ==: compare identity
         same = exported is given
     if not same:
-        raise EmberError(f"exported program: {path} was specialized to {exported!r} when "
+        raise GuardError(f"exported program: {path} was specialized to {exported!r} when "
                          f"exported, got {given!r} (export it again for that value, or "
                          "pass it as a tensor)")
 
@@ -462,7 +521,7 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
     from .export_dynamic import check_size
     specs = ep.user_inputs
     if len(leaves) != len(specs):
-        raise EmberError(f"exported program takes {len(specs)} tensor input(s), got "
+        raise GuardError(f"exported program takes {len(specs)} tensor input(s), got "
                          f"{len(leaves)}")
     if ep.dim_exprs:
         return _check_several(ep, leaves)
@@ -472,7 +531,7 @@ def check_inputs(ep: ExportedProgram, leaves: list) -> int | None:
         if t.dtype.name != spec.dtype or list(t.shape) != shape:
             want = ", ".join(ep_symbol(ep) if (i, d) in ep.dynamic_dims else str(s)
                              for d, s in enumerate(spec.shape))
-            raise EmberError(f"exported program: input '{spec.name}' must be "
+            raise GuardError(f"exported program: input '{spec.name}' must be "
                              f"{spec.dtype}[{want}], got {t.dtype.name}{list(t.shape)}")
     return n
 
@@ -483,7 +542,7 @@ def _check_several(ep: ExportedProgram, leaves: list) -> dict:
         static = all(list(t.shape)[d] == s for d, s in enumerate(spec.shape)
                      if (i, d) not in ep.dim_exprs) if t.ndim == len(spec.shape) else False
         if t.dtype.name != spec.dtype or not static:
-            raise EmberError(f"exported program: input '{spec.name}' must be {spec.dtype}"
+            raise GuardError(f"exported program: input '{spec.name}' must be {spec.dtype}"
                              f"[{shape_text(ep, i, spec.shape)}], got "
                              f"{t.dtype.name}{list(t.shape)}")
     return sizes_of_call(ep, leaves)
@@ -494,16 +553,21 @@ def ep_symbol(ep: ExportedProgram) -> str:
 
 
 def export(model, args: tuple = (), kwargs: dict | None = None, *,
-           dynamic_shapes=None, strict: bool = True) -> ExportedProgram:
+           dynamic_shapes=None, strict: bool = True,
+           preserve_module_call_signature: tuple = ()) -> ExportedProgram:
     """Trace `model(*args, **kwargs)` into an ExportedProgram (torch.export.export's
     signature; `strict` is accepted for it and changes nothing: ember's trace is always
-    strict). Modules are traced in their current train/eval mode, without grad."""
+    strict). Modules are traced in their current train/eval mode, without grad.
+    `preserve_module_call_signature` names submodules torch keeps swappable after
+    unflatten; ember's graph does not record module boundaries, so the names are only
+    checked (unflatten refuses a swapped submodule instead of ignoring it)."""
     if not isinstance(args, tuple):
-        raise TypeError(f"ember.export: args must be a tuple, got {type(args).__name__}")
+        raise UserError(f"ember.export: args must be a tuple, got {type(args).__name__}")
     kwargs = dict(kwargs or {})
     leaves, in_spec = flatten((args, kwargs))
     if any(not isinstance(t, Tensor) for t in leaves):
         raise TypeError("ember.export: inputs must be ember Tensors")
+    _check_submodule_names(model, preserve_module_call_signature)
     input_names = _input_names(model, args, kwargs, len(leaves))
     names = _constant_names(model)
     if dynamic_shapes is not None:
@@ -513,7 +577,19 @@ def export(model, args: tuple = (), kwargs: dict | None = None, *,
         state = _rename_constants(traced.graph, traced.constants, names)
         program = _program(model, traced, state, leaves, input_names, in_spec)
     program.__dict__["_example_inputs"] = (args, kwargs)
+    program.__dict__["_training"] = bool(getattr(model, "training", False))
     return program
+
+
+def _check_submodule_names(model, names) -> None:
+    if isinstance(names, str):
+        names = (names,)
+    known = {name for name, _ in model.named_modules()} if hasattr(model, "named_modules") \
+        else set()
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise UserError(f"ember.export: preserve_module_call_signature names {missing}, "
+                        f"which are not submodules of the model")
 
 
 def draft_export(model, args: tuple = (), kwargs: dict | None = None, *,
@@ -525,9 +601,12 @@ def draft_export(model, args: tuple = (), kwargs: dict | None = None, *,
 
 def _trace(model, leaves, in_spec):
     from .compile_trace import tracing
+    from ..ir.unbacked import recording_items
     try:
-        with grad_mode.no_grad(), tracing("export"):
-            return trace_call(model, leaves, in_spec, ModuleWatcher())
+        with grad_mode.no_grad(), tracing("export"), recording_items() as checks:
+            traced = trace_call(model, leaves, in_spec, ModuleWatcher())
+        traced.value_checks = [(t.node.name, op, bound, text) for t, op, bound, text in checks]
+        return traced
     except StepFunctionFound as found:
         raise TraceError(f"ember.export: the function calls {found}; export captures "
                          "inference (a forward), not a training step") from None
@@ -551,7 +630,8 @@ def _program(model, traced, state: dict, leaves: list, input_names: list, in_spe
                                n.meta["val"].dtype.name, tuple(n.meta["val"].shape))
                     for i, n in enumerate(outs)]
     return ExportedProgram(traced.graph, state, input_specs, output_specs, in_spec,
-                           traced.out_spec, **dynamic)
+                           traced.out_spec, value_checks=getattr(traced, "value_checks", []),
+                           **dynamic)
 
 
 def _non_persistent_buffers(model) -> set[str]:
@@ -595,9 +675,16 @@ def _export_dynamic(model, leaves, in_spec, dynamic_shapes, input_names, names):
     except EmberError as err:
         # a size compared in the model (Linear's in_features): the several-symbol
         # export turns an equality into a specialization (Dim.AUTO) or torch's refusal
-        if "compares the size" not in str(err):
+        if "compares the size" in str(err):
+            return _export_several(model, leaves, in_spec, marks, input_names, names)
+        # a size that is not affine in the one symbol (attention's seq x seq scores):
+        # the several-symbol export takes polynomials; its refusal would say less
+        if "not a*s0 + c" not in str(err):
             raise
-        return _export_several(model, leaves, in_spec, marks, input_names, names)
+        try:
+            return _export_several(model, leaves, in_spec, marks, input_names, names)
+        except EmberError:
+            raise err from None
 
 
 def _only_marked(per_input: list, marks: list, leaves: list) -> list:
@@ -610,7 +697,7 @@ def _only_marked(per_input: list, marks: list, leaves: list) -> list:
 
 def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
     from .compile_dynamic import Specialize, _resized
-    from ..ir.symdim import instantiate, recording_size_comparisons
+    from ..ir.symdim import instantiate, known_ranges, recording_size_comparisons
     from . import export_dynamic as dyn
     dims, dim = dyn.dynamic_dims(None, input_names, len(leaves), leaves, per_input)
     where = ", ".join(f"dim {d} of '{input_names[i]}'" for i, d in dims)
@@ -621,15 +708,16 @@ def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
         try:
             probe = [_resized(t, i, dims, size) for i, t in enumerate(leaves)]
         except Specialize as err:
-            raise EmberError(f"ember.export: cannot make {where} dynamic: {err}") from None
-        with recording_size_comparisons() as compared:
+            raise UserError(f"ember.export: cannot make {where} dynamic: {err}") from None
+        upper = dim.max if dim.max is not None else math.inf
+        with recording_size_comparisons() as compared, known_ranges({0: (dim.min, upper)}):
             traced = _trace(model, probe, in_spec)
         if compared:
-            raise EmberError(f"ember.export: cannot make {where} dynamic: the model compares "
+            raise UserError(f"ember.export: cannot make {where} dynamic: the model compares "
                              f"the size at {compared[0]} (a branch that may change with it)")
         traced.out_spec = _symbolic_results(traced.out_spec)
         if first is not None and repr(traced.out_spec) != repr(first.out_spec):
-            raise EmberError(f"ember.export: cannot make {where} dynamic: the result's "
+            raise UserError(f"ember.export: cannot make {where} dynamic: the result's "
                              "structure depends on the size")
         states.append(_rename_constants(traced.graph, traced.constants, names))
         graphs.append(traced.graph)
@@ -639,7 +727,7 @@ def _export_one_symbol(model, leaves, in_spec, per_input, input_names, names):
     upper = dim.max if dim.max is not None else math.inf
     return _program(model, first, states[0], leaves, input_names, in_spec,
                     symbolic_graph=symbolic,
-                    dynamic_dims=dims, size_one=dim.min == dyn.MIN_SIZE,
+                    dynamic_dims=dims, size_one=dim.min <= dyn.MIN_SIZE,
                     range_constraints={dyn.SymbolKey("s0"): dyn.ValueRange(dim.min, upper)})
 
 
@@ -647,18 +735,18 @@ def _export_several(model, leaves, in_spec, marks, input_names, names):
     """Several symbols (compiler/export_symbols.py)."""
     from ..ir.symdim import instantiate
     from . import export_symbols as several
-    base, symbolic, dims, symbols, size_one = several.export_several(
+    base, symbolic, dims, symbols, size_one, excluded = several.export_several(
         marks, leaves, input_names, lambda probe: _trace(model, probe, in_spec))
     state = _rename_constants(base.graph, base.constants, names)
     _rename_constants(symbolic, base.constants, names)
     base.graph = instantiate(symbolic, {k: s.example for k, s in symbols.items()})
     dynamic = {key: p for key, p in dims.items() if any(m for m in p)}
-    if len(symbols) == 1 and all(p == {(0,): 1} for p in dynamic.values()):
+    if len(symbols) == 1 and all(p == {(0,): 1} for p in dynamic.values()) and not excluded:
         dynamic = {}        # every dynamic dim is s0: the one-symbol form ember.aot takes
     return _program(model, base, state, leaves, input_names, in_spec,
                     symbolic_graph=symbolic if symbols else None,
                     dynamic_dims=sorted(key for key, p in dims.items() if any(m for m in p)),
-                    dim_exprs=dynamic, size_one=size_one,
+                    dim_exprs=dynamic, size_one=size_one, excluded_sizes=excluded,
                     range_constraints=several.range_constraints(
                         {k: (sym.lo, sym.upper) for k, sym in symbols.items()}, dims))
 
@@ -752,7 +840,9 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
             "inputs": [s.as_json() for s in ep.input_specs],
             "outputs": [s.as_json() for s in ep.output_specs],
             "in_spec": _spec_json(ep.in_spec, LEAF), "out_spec": _spec_json(ep.out_spec, LEAF),
-            "custom_ops": custom_op_names(ep.graph)}
+            "custom_ops": custom_op_names(ep.graph),
+            "training": ep.__dict__.get("_training"),
+            "value_checks": [list(c) for c in ep.value_checks]}
     if ep.dim_exprs:                       # several symbols
         from ..ir.symdim import poly_text
         symbols = [ep.range_constraints[f"s{k}"] for k in
@@ -760,7 +850,9 @@ def save(ep: ExportedProgram, f, *, extra_files: dict | None = None, opset_versi
         spec["symbols"] = {"ranges": [[b.lower, None if b.upper == math.inf else b.upper]
                                       for b in symbols],
                            "dims": [[i, d, poly_text(p)] for (i, d), p in ep.dim_exprs.items()],
-                           "size_one": ep.size_one}
+                           "size_one": ep.size_one,
+                           "excluded": [[k, n, where] for k, sizes in ep.excluded_sizes.items()
+                                        for n, where in sizes.items()]}
     elif ep.symbolic_graph is not None:    # graph.ir is the program at the example size
         (bounds,) = ep.range_constraints.values()
         spec["dynamic"] = {"dims": [list(d) for d in ep.dynamic_dims], "min": bounds.lower,
@@ -817,7 +909,9 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
                   for k, (lo, hi) in enumerate(sym["ranges"])}
         dynamic = {"symbolic_graph": parse(symbolic_text), "dynamic_dims": sorted(exprs),
                    "dim_exprs": exprs, "range_constraints": range_constraints(ranges, exprs),
-                   "size_one": bool(sym.get("size_one", False))}
+                   "size_one": bool(sym.get("size_one", False)), "excluded_sizes": {}}
+        for k, n, where in sym.get("excluded", []):
+            dynamic["excluded_sizes"].setdefault(k, {})[n] = where
     elif symbolic_text is not None:
         from .export_dynamic import SymbolKey, ValueRange
         d = spec["dynamic"]
@@ -829,8 +923,13 @@ def load(f, *, extra_files: dict | None = None, expected_opset_version=None) -> 
     for g in (graph, dynamic.get("symbolic_graph")):
         for node, s in zip(g.placeholders if g is not None else (), specs):
             node.meta["export_name"] = s.name
-    return ExportedProgram(graph, state, specs, outs, _spec_from_json(spec["in_spec"], LEAF),
-                           _spec_from_json(spec["out_spec"], LEAF), **dynamic)
+    program = ExportedProgram(graph, state, specs, outs,
+                              _spec_from_json(spec["in_spec"], LEAF),
+                              _spec_from_json(spec["out_spec"], LEAF),
+                              value_checks=[tuple(c) for c in spec.get("value_checks", [])],
+                              **dynamic)
+    program.__dict__["_training"] = spec.get("training")
+    return program
 
 
 def custom_op_names(graph: Graph) -> list[str]:

@@ -14,18 +14,20 @@ on it or a non-affine size is refused, naming the op. The result keeps
 example inputs' size, so everything that reads a static program reads it unchanged.
 
 Limits here: one symbol (every dynamic dimension has the same size in a call; several
-symbols go through compiler/export_symbols.py), sizes 0 and 1 are specialized (a `min`
-below 2 is raised to 2, as torch.export reports such a range too; a call of size 1
-runs the graph at s0 = 1 when the range starts at 2, size 0 is refused), and the range
+symbols go through compiler/export_symbols.py), traced at sizes >= 2 (the range keeps
+the declared `min`, 0 by default as torch's; a call of size 0 or 1 inside it runs the
+graph at that size, its results' shapes checked: `small_size_runs`), and the range
 must hold at least the three sizes traced. `Dim.AUTO` / `Dim.DYNAMIC` mark a dimension
-dynamic with the default range; `Dim.STATIC` keeps it static.
+dynamic with torch's range [2, int_oo]; `Dim.STATIC` keeps it static. Refusals of a
+spec or of a model that contradicts it are UserError (torch._dynamo.exc.UserError);
+a call outside what was exported is GuardError (torch's "Guard failed").
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from ..ir.errors import EmberError
+from ..ir.errors import GuardError, UserError
 from ..ir.symdim import SymDim, instantiate
 
 MIN_SIZE = 2
@@ -35,19 +37,17 @@ MIN_SIZE = 2
 class Dim:
     """torch.export.Dim: a named dynamic dimension with an inclusive size range."""
     name: str
-    min: int = MIN_SIZE
+    min: int = 0
     max: int | None = None
 
     def __post_init__(self):
         if self.min is None:
-            object.__setattr__(self, "min", MIN_SIZE)
+            object.__setattr__(self, "min", 0)
         if not isinstance(self.min, int) or self.min < 0:
-            raise EmberError(f"ember.export.Dim {self.name!r}: min must be an int >= 0, "
+            raise UserError(f"ember.export.Dim {self.name!r}: min must be an int >= 0, "
                              f"got {self.min!r}")
-        if self.min < MIN_SIZE:             # sizes 0 and 1 are specialized, as in torch
-            object.__setattr__(self, "min", MIN_SIZE)
         if self.max is not None and (not isinstance(self.max, int) or self.max < self.min):
-            raise EmberError(f"ember.export.Dim {self.name!r}: max must be an int >= min "
+            raise UserError(f"ember.export.Dim {self.name!r}: max must be an int >= min "
                              f"({self.min}), got {self.max!r}")
 
 
@@ -75,7 +75,7 @@ class DerivedDim:
 
     def __post_init__(self):
         if not isinstance(self.a, int) or not isinstance(self.c, int) or self.a <= 0:
-            raise EmberError(f"ember.export.Dim {self.root.name!r}: a derived dim is a*dim + c "
+            raise UserError(f"ember.export.Dim {self.root.name!r}: a derived dim is a*dim + c "
                              "with int a > 0 and int c")
 
     @property
@@ -115,7 +115,7 @@ class _DimHint:
 
 
 Dim.AUTO, Dim.DYNAMIC, Dim.STATIC = _DimHint("AUTO"), _DimHint("DYNAMIC"), _DimHint("STATIC")
-_HINTED = Dim("dynamic")      # the Dim an AUTO or DYNAMIC mark stands for
+_HINTED = Dim("dynamic", min=MIN_SIZE)    # an AUTO or DYNAMIC mark: torch's [2, int_oo]
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class AdditionalInputs:
             others = flatten((args, kwargs))[0]
             if len(others) != len(leaves) or any(len(o.shape) != len(t.shape)
                                                   for o, t in zip(others, leaves)):
-                raise EmberError("ember.export.AdditionalInputs: an added input does not "
+                raise UserError("ember.export.AdditionalInputs: an added input does not "
                                  "have the example's structure and ranks")
             shapes.append([tuple(o.shape) for o in others])
         return [{d: Dim.DYNAMIC for d in range(len(t.shape))
@@ -225,15 +225,15 @@ def per_input_specs(dynamic_shapes, names: list[str], leaves: list, model=None,
     if isinstance(dynamic_shapes, dict):
         unknown = [k for k in dynamic_shapes if k not in names]
         if unknown:
-            raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
+            raise UserError(f"ember.export: dynamic_shapes names {unknown}, which are not "
                              f"inputs (inputs: {names})")
         return [dynamic_shapes.get(name) for name in names]
     if isinstance(dynamic_shapes, (tuple, list)):
         if len(dynamic_shapes) != len(leaves):
-            raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} "
+            raise UserError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} "
                              f"entries for {len(leaves)} tensor inputs")
         return list(dynamic_shapes)
-    raise EmberError("ember.export: dynamic_shapes must be a dict (by input name), a "
+    raise UserError("ember.export: dynamic_shapes must be a dict (by input name), a "
                      f"tuple/list (by position) or None, got {type(dynamic_shapes).__name__}")
 
 
@@ -279,13 +279,13 @@ def _place_specs(value, shapes, out: list) -> None:
         out[value.index] = shapes
     elif isinstance(value, (tuple, list)) and shapes is not None:
         if not isinstance(shapes, (tuple, list)) or len(shapes) != len(value):
-            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+            raise UserError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
                              f"structure of its argument ({len(value)} items)")
         for item, item_shapes in zip(value, shapes):
             _place_specs(item, item_shapes, out)
     elif isinstance(value, dict) and shapes is not None:
         if not isinstance(shapes, dict):
-            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+            raise UserError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
                              "structure of its argument (a dict)")
         for key, item in value.items():
             _place_specs(item, shapes.get(key), out)
@@ -310,13 +310,13 @@ def _nested_specs(dynamic_shapes, model, in_spec, n_leaves: int):
         by_name.update(kwargs)
         unknown = [k for k in dynamic_shapes if k not in by_name]
         if unknown:
-            raise EmberError(f"ember.export: dynamic_shapes names {unknown}, which are not "
+            raise UserError(f"ember.export: dynamic_shapes names {unknown}, which are not "
                              f"arguments of forward ({list(by_name)})")
         pairs = [(by_name[k], dynamic_shapes.get(k)) for k in by_name]
     elif isinstance(dynamic_shapes, (tuple, list)):
         parts = list(args) + list(kwargs.values())
         if len(dynamic_shapes) not in (len(args), len(parts)):
-            raise EmberError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} entries "
+            raise UserError(f"ember.export: dynamic_shapes has {len(dynamic_shapes)} entries "
                              f"for {len(args)} positional arguments")
         pairs = list(zip(parts, list(dynamic_shapes) + [None] * len(parts)))
     else:
@@ -333,13 +333,13 @@ def _leaf_specs(spec, shapes, out: list, leaf) -> None:
     elif isinstance(spec, (tuple, list)):
         if shapes is not None and (not isinstance(shapes, (tuple, list)) or
                                    len(shapes) != len(spec)):
-            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+            raise UserError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
                              f"structure of its argument ({len(spec)} items)")
         for i, item in enumerate(spec):
             _leaf_specs(item, None if shapes is None else shapes[i], out, leaf)
     elif isinstance(spec, dict):
         if shapes is not None and not isinstance(shapes, dict):
-            raise EmberError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
+            raise UserError(f"ember.export: dynamic_shapes {shapes!r} does not match the "
                              f"structure of its argument (a dict)")
         for key, item in spec.items():
             _leaf_specs(item, None if shapes is None else shapes.get(key), out, leaf)
@@ -358,13 +358,13 @@ def dynamic_dims(dynamic_shapes, names: list[str], n_args: int, leaves: list,
             dims.append((i, d))
             found.append(dim)
     if not dims:
-        raise EmberError("ember.export: dynamic_shapes marks no dimension dynamic")
+        raise UserError("ember.export: dynamic_shapes marks no dimension dynamic")
     if len({(d.name, d.min, d.max) for d in found}) != 1:
-        raise EmberError("ember.export: dynamic dimensions must all be the same Dim (ember "
+        raise UserError("ember.export: dynamic dimensions must all be the same Dim (ember "
                          f"makes one symbol per program), got {sorted({d.name for d in found})}")
     sizes = {leaves[i].shape[d] for i, d in dims}
     if len(sizes) != 1:
-        raise EmberError(f"ember.export: the dimensions marked {found[0].name!r} have "
+        raise UserError(f"ember.export: the dimensions marked {found[0].name!r} have "
                          f"different sizes in the example inputs: {sorted(sizes)}")
     return dims, found[0]
 
@@ -378,15 +378,15 @@ def _tensor_dims(spec, name: str, ndim: int) -> list:
         spec = {d: _HINTED if dim is Dim.AUTO or dim is Dim.DYNAMIC else dim
                 for d, dim in spec.items() if dim is not None and dim is not Dim.STATIC}
     if not isinstance(spec, dict):
-        raise EmberError(f"ember.export: dynamic_shapes for {name!r} must be a dict "
+        raise UserError(f"ember.export: dynamic_shapes for {name!r} must be a dict "
                          f"{{dim: Dim}}, a tuple of Dim/None or None, got {spec!r}")
     out = []
     for d, dim in spec.items():
         if not isinstance(dim, Dim):
-            raise EmberError(f"ember.export: dynamic_shapes for {name!r} dim {d}: expected "
+            raise UserError(f"ember.export: dynamic_shapes for {name!r} dim {d}: expected "
                              f"ember.export.Dim, got {dim!r}")
         if not isinstance(d, int) or not -ndim <= d < ndim:
-            raise EmberError(f"ember.export: dynamic_shapes for {name!r}: dim {d!r} is out "
+            raise UserError(f"ember.export: dynamic_shapes for {name!r}: dim {d!r} is out "
                              f"of range for a tensor with {ndim} dimensions")
         out.append((d % ndim, dim))
     return out
@@ -396,14 +396,18 @@ def probe_sizes(example: int, dim: Dim, where: str) -> list[int]:
     """The example size and two more inside the range to trace at."""
     upper = math.inf if dim.max is None else dim.max
     if not dim.min <= example <= upper:
-        raise EmberError(f"ember.export: {where} has size {example} in the example inputs, "
+        raise UserError(f"ember.export: {where} has size {example} in the example inputs, "
                          f"outside {dim.name!r}'s range [{dim.min}, {dim.max}]")
+    if example < MIN_SIZE:
+        raise UserError(f"ember.export: {where} has size {example} in the example inputs; "
+                        "sizes 0 and 1 are specialized (export with an example of size 2 "
+                        "or more to make it dynamic)")
     sizes = [example]
     for s in (example + 1, example + 2, example - 1, example - 2):
-        if dim.min <= s <= upper and s not in sizes and len(sizes) < 3:
+        if max(dim.min, MIN_SIZE) <= s <= upper and s not in sizes and len(sizes) < 3:
             sizes.append(s)
     if len(sizes) < 3:
-        raise EmberError(f"ember.export: {dim.name!r}'s range [{dim.min}, {dim.max}] holds "
+        raise UserError(f"ember.export: {dim.name!r}'s range [{dim.min}, {dim.max}] holds "
                          "fewer than the three sizes ember traces a dynamic dimension at")
     return sizes
 
@@ -419,7 +423,7 @@ def symbolic_program(graphs: list, states: list, sizes: list[int], where: str):
             raise Specialize(f"the constant {next(iter(uniform))!r} depends on the size")
         return template.instantiate(SymDim.symbol())
     except Specialize as err:
-        raise EmberError(f"ember.export: cannot make {where} dynamic: {err}") from None
+        raise UserError(f"ember.export: cannot make {where} dynamic: {err}") from None
 
 
 def check_size(ep, leaves: list) -> int | None:
@@ -430,17 +434,27 @@ def check_size(ep, leaves: list) -> int | None:
     (symbol, bounds), = ep.range_constraints.items()
     sizes = {leaves[i].shape[d] for i, d in ep.dynamic_dims if d < leaves[i].ndim}
     if len(sizes) != 1:
-        raise EmberError(f"exported program: the dynamic dimensions ({symbol}) must have one "
+        raise GuardError(f"exported program: the dynamic dimensions ({symbol}) must have one "
                          f"size in a call, got {sorted(sizes)}")
     n = sizes.pop()
-    if n == 1 and ep.size_one and bounds.lower == MIN_SIZE:
-        return n                # as torch runs it: the graph at s0 = 1 (results checked)
-    if n not in bounds:
+    if small_size_runs(ep, n, bounds):
+        return n                # the graph at s0 = n (results checked), as torch runs it
+    if n not in bounds or n < MIN_SIZE:
         special = " (sizes 0 and 1 are specialized: export with an example of that size)" \
             if n < MIN_SIZE else ""
-        raise EmberError(f"exported program: size {n} is outside {symbol}'s range "
+        raise GuardError(f"exported program: size {n} is outside {symbol}'s range "
                          f"[{bounds.lower}, {bounds.upper}]{special}")
     return n
+
+
+def small_size_runs(ep, n: int, bounds: ValueRange) -> bool:
+    """A size 0 or 1 of a symbol traced at sizes >= 2 runs the graph at that size when
+    the range holds it (a Dim's default min is 0, as torch's) and the trace compared no
+    size with 0 or 1; a range starting at 2 (Dim.AUTO/DYNAMIC) runs 1 too, as torch's
+    exported module does. The call checks the results' shapes (an op that behaves
+    otherwise there is refused)."""
+    return n < MIN_SIZE and ep.size_one and (n >= bounds.lower or
+                                             n == 1 and bounds.lower == MIN_SIZE)
 
 
 def graph_at(ep, n):

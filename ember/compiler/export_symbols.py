@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 
-from ..ir.errors import EmberError
+from ..ir.errors import EmberError, GuardError, UserError
 from ..ir.graph import Graph, Node, OpKind
 from ..ir.meta import TensorMeta
-from ..ir.symdim import (TracedSize, poly_add, poly_at, poly_substitute,
-                         poly_text, recording_equal_sizes, recording_size_comparisons, sym_of)
-from .export_dynamic import MIN_SIZE, DerivedDim, Dim, SymbolKey, ValueRange, _DimHint
+from ..ir.symdim import (TracedSize, known_ranges, poly_add, poly_at, poly_substitute,
+                         poly_text, recording_equal_sizes, recording_exclusions,
+                         recording_size_comparisons, sym_of)
+from .export_dynamic import (MIN_SIZE, DerivedDim, Dim, SymbolKey, ValueRange, _DimHint,
+                             small_size_runs)
 
 MAX_ROUNDS = 32          # equations solved one per trace; a model has few
 
@@ -56,16 +58,16 @@ def marks_of(per_input: list, names: list[str], leaves: list) -> list[tuple]:
         if isinstance(spec, (tuple, list)):
             spec = dict(enumerate(spec))
         if not isinstance(spec, dict):
-            raise EmberError(f"ember.export: dynamic_shapes for {names[i]!r} must be a dict "
+            raise UserError(f"ember.export: dynamic_shapes for {names[i]!r} must be a dict "
                              f"{{dim: Dim}}, a tuple of Dim/None or None, got {spec!r}")
         for d, mark in spec.items():
             if mark is None or mark is Dim.STATIC:
                 continue
             if not isinstance(mark, (Dim, DerivedDim, _DimHint)):
-                raise EmberError(f"ember.export: dynamic_shapes for {names[i]!r} dim {d}: "
+                raise UserError(f"ember.export: dynamic_shapes for {names[i]!r} dim {d}: "
                                  f"expected ember.export.Dim, got {mark!r}")
             if not isinstance(d, int) or not -tensor.ndim <= d < tensor.ndim:
-                raise EmberError(f"ember.export: dynamic_shapes for {names[i]!r}: dim {d!r} "
+                raise UserError(f"ember.export: dynamic_shapes for {names[i]!r}: dim {d!r} "
                                  f"is out of range for a tensor with {tensor.ndim} dimensions")
             if mark is Dim.AUTO and tensor.shape[d] < MIN_SIZE:
                 continue            # torch's AUTO: a size 0 or 1 stays static
@@ -89,6 +91,8 @@ class _Export:
         self.leaves, self.names, self.trace = leaves, names, trace
         self.symbols: dict[int, _Symbol] = {}
         self.dims: dict[tuple, dict] = {}            # (input, dim) -> polynomial
+        self.excluded: dict[int, dict] = {}          # symbol -> {size: where} (guards)
+        self.narrowed = False
         by_name: dict = {}
         for i, d, mark in marks:
             size = leaves[i].shape[d]
@@ -102,7 +106,7 @@ class _Export:
                 else (mark, 1, 0)
             if root.name not in by_name:
                 if (size - c) % a:
-                    raise EmberError(f"ember.export: {where} has size {size}, which is not "
+                    raise UserError(f"ember.export: {where} has size {size}, which is not "
                                      f"{mark} for any size of {root.name!r}")
                 by_name[root.name] = self._new(
                     _Symbol(root.name, "named", root.min, root.max, (size - c) // a), where)
@@ -110,17 +114,17 @@ class _Export:
             self.dims[(i, d)] = poly_add({(k,): a}, {(): c})
             want = a * self.symbols[k].example + c
             if size != want:
-                raise EmberError(f"ember.export: {where} has size {size} in the example "
+                raise UserError(f"ember.export: {where} has size {size} in the example "
                                  f"inputs, but {mark} is {want} there (the dims marked with "
                                  f"{root.name!r} disagree)")
 
     def _new(self, symbol: _Symbol, where: str) -> int:
         if not symbol.lo <= symbol.example <= symbol.upper:
-            raise EmberError(f"ember.export: {where} has size {symbol.example} in the "
+            raise UserError(f"ember.export: {where} has size {symbol.example} in the "
                              f"example inputs, outside {symbol.name!r}'s range "
                              f"[{symbol.lo}, {symbol.hi}]")
         if symbol.example < MIN_SIZE:
-            raise EmberError(f"ember.export: {where} has size {symbol.example} in the "
+            raise UserError(f"ember.export: {where} has size {symbol.example} in the "
                              "example inputs; sizes 0 and 1 are specialized (export with an "
                              "example of size 2 or more to make it dynamic)")
         k = len(self.symbols)
@@ -149,18 +153,64 @@ class _Export:
                 else contiguous_strides(tuple(shape))
             if any(isinstance(s, TracedSize) for s in shape) and \
                     tuple(t.stride()) != contiguous_strides(tuple(t.shape)):
-                raise EmberError(f"ember.export: input '{self.names[i]}' has strides "
+                raise UserError(f"ember.export: input '{self.names[i]}' has strides "
                                  f"{list(t.stride())}; dynamic dimensions take contiguous "
                                  "inputs")
             probe.append(TensorMeta(tuple(shape), t.dtype, str(t.device), _layout(t),
                                     strides))
-        with recording_equal_sizes() as equations, recording_size_comparisons() as compared:
+        ranges = {k: (s.lo, s.upper) for k, s in self.symbols.items()}
+        with recording_equal_sizes() as equations, recording_size_comparisons() as compared, \
+                known_ranges(ranges), recording_exclusions() as unequal:
             traced = self.trace(probe)
         if compared:
-            raise EmberError(f"ember.export: cannot make {self.where()} dynamic: the model "
+            raise UserError(f"ember.export: cannot make {self.where()} dynamic: the model "
                              f"compares the size at {compared[0]} (a branch that may change "
                              "with it)")
+        if env == self.env():                   # the example's trace: its guards hold
+            self.excluded, self.narrowed = self._guards(unequal)
         return traced, equations
+
+    def _guards(self, compared: list) -> tuple[dict, bool]:
+        """torch's guards on a Dim.AUTO/DYNAMIC dim from the sizes the code compared with
+        a constant: found unequal (`x.size(0) not in [4, 5]`: `s0 != 4`, checked per
+        call; returned as {symbol: {size: where}}) or on one side of it (`if
+        x.shape[0] > 4`, `torch._check(x.shape[0] <= 10)`: the symbol's range narrows
+        to that side, as torch's does; True when one did, to trace again). On a named
+        Dim, or on a size of several symbols, the comparison is refused as a branch
+        (torch refuses the named Dim)."""
+        from fractions import Fraction
+        excluded: dict = {}
+        narrowed = False
+        for poly, constant, where, op, outcome in compared:
+            linear = [m for m in poly if m]
+            s = linear[0][0] if len(linear) == 1 and len(linear[0]) == 1 else None
+            if s is None or self.symbols[s].kind == "named":
+                raise UserError(f"ember.export: cannot make {self.where()} dynamic: the "
+                                f"model compares the size at {where} (a branch that may "
+                                "change with it)")
+            a, c = poly[linear[0]], poly.get((), 0)
+            if op in ("eq", "ne"):
+                if (constant - c) % a == 0:
+                    excluded.setdefault(s, {})[(constant - c) // a] = where
+                continue
+            if not outcome:             # the side that holds: s0 > 4 false is s0 <= 4
+                op = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}[op]
+            if a < 0:                   # a*s + c OP k with a < 0: flip dividing by a
+                op = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}[op]
+            q = Fraction(constant - c, a)
+            symbol = self.symbols[s]
+            lo, hi = symbol.lo, symbol.hi
+            if op == "gt":
+                lo = max(lo, math.floor(q) + 1)
+            elif op == "ge":
+                lo = max(lo, math.ceil(q))
+            elif op == "lt":
+                hi = math.ceil(q) - 1 if hi is None else min(hi, math.ceil(q) - 1)
+            else:
+                hi = math.floor(q) if hi is None else min(hi, math.floor(q))
+            if (lo, hi) != (symbol.lo, symbol.hi):
+                symbol.lo, symbol.hi, narrowed = lo, hi, True
+        return excluded, narrowed
 
     def where(self) -> str:  # noqa: D401 - the dims marked dynamic, as words
         return ", ".join(f"dim {d} of '{self.names[i]}'" for (i, d), p in self.dims.items()
@@ -188,7 +238,7 @@ class _Export:
         candidates = [m[0] for m, k in diff.items() if len(m) == 1 and abs(k) == 1 and
                       sum(m[0] in other for other in diff) == 1]
         if not candidates:
-            raise EmberError(f"ember.export: cannot make {self.where()} dynamic: the model "
+            raise UserError(f"ember.export: cannot make {self.where()} dynamic: the model "
                              f"needs {poly_text(p)} == {poly_text(q)}, which ember cannot "
                              "solve for one dimension")
         rank = {"auto": 0, "dynamic": 1, "named": 2}
@@ -204,7 +254,7 @@ class _Export:
         # refuses a Dim or Dim.DYNAMIC that the code fixes to a constant or relates
         # otherwise; Dim.AUTO takes whatever the code says
         if symbol.kind == "named" or (symbol.kind == "dynamic" and not unify):
-            raise EmberError(self._violation(symbol, rest))
+            raise UserError(self._violation(symbol, rest))
         for key, poly in self.dims.items():
             self.dims[key] = poly_substitute(poly, s, rest)
         if unify:                                       # both ranges hold
@@ -215,7 +265,7 @@ class _Export:
             if other.kind == "auto" and symbol.kind != "auto":
                 other.kind, other.name = symbol.kind, symbol.name
             if other.lo > other.upper:
-                raise EmberError(f"ember.export: {symbol.name!r} and {other.name!r} must be "
+                raise UserError(f"ember.export: {symbol.name!r} and {other.name!r} must be "
                                  "equal, but their ranges do not meet")
 
     def _violation(self, symbol: _Symbol, rest: dict) -> str:
@@ -249,7 +299,7 @@ def export_several(marks, leaves, names, trace):
     state = _Export(marks, leaves, names, trace)
     for _ in range(MAX_ROUNDS):
         base, equations = state.traced(state.env())
-        if state.solve(equations):
+        if state.solve(equations) or state.narrowed:
             continue
         moved = _probe_envs(state)
         failed, probes = None, []
@@ -268,11 +318,11 @@ def export_several(marks, leaves, names, trace):
         symbol = state.symbols[s] if s is not None else None
         if symbol is None or symbol.kind != "auto":
             who = symbol.name if symbol is not None else "the dynamic dims"
-            raise EmberError(f"ember.export: cannot make {who} dynamic: tracing at another "
+            raise UserError(f"ember.export: cannot make {who} dynamic: tracing at another "
                              f"size fails ({type(err).__name__}: {err})") from None
         state.specialize(s)
     else:
-        raise EmberError("ember.export: dynamic_shapes: the size equations do not settle")
+        raise UserError("ember.export: dynamic_shapes: the size equations do not settle")
     free = state.free()
     renumber = {old: new for new, old in enumerate(free)}
     symbolic = _symbolic_graph(base, probes, renumber)
@@ -281,7 +331,8 @@ def export_several(marks, leaves, names, trace):
     symbols = {renumber[k]: state.symbols[k] for k in free}
     size_one = not compared_with_one()
     compared_with_one().clear()
-    return base, symbolic, dims, symbols, size_one
+    excluded = {renumber[k]: sizes for k, sizes in state.excluded.items() if k in renumber}
+    return base, symbolic, dims, symbols, size_one, excluded
 
 
 def _without_common_symbols(diff: dict) -> dict:
@@ -317,7 +368,7 @@ def _sized_results(base, probes, renumber):
     first = _symbolic_results(base.out_spec)
     for _, traced in probes:
         if repr(_symbolic_results(traced.out_spec)) != repr(first):
-            raise EmberError("ember.export: the result's structure depends on the sizes of "
+            raise UserError("ember.export: the result's structure depends on the sizes of "
                              "the dynamic dims")
     return renumbered(first)
 
@@ -336,8 +387,9 @@ def _probe_envs(state: _Export) -> list[tuple]:
     moved together, inside their ranges and off the example sizes of the others."""
     def moved(k, step):
         s = state.symbols[k]
-        for n in (s.example + step, s.example - step, s.example + step + 1):
-            if s.lo <= n <= s.upper and n >= MIN_SIZE:
+        for n in (s.example + step, s.example - step, s.example + step + 1,
+                  s.example + step + 2, s.example + step + 3):
+            if s.lo <= n <= s.upper and n >= MIN_SIZE and n not in state.excluded.get(k, ()):
                 return n
         return None
     out = []
@@ -345,7 +397,7 @@ def _probe_envs(state: _Export) -> list[tuple]:
     for i, k in enumerate(free):
         n = moved(k, 1 + i % 2)
         if n is None:
-            raise EmberError(f"ember.export: {state.symbols[k].name!r}'s range "
+            raise UserError(f"ember.export: {state.symbols[k].name!r}'s range "
                              f"[{state.symbols[k].lo}, {state.symbols[k].hi}] holds a single "
                              "size")
         out.append((k, state.env({k: n})))
@@ -365,7 +417,7 @@ def _symbolic_graph(base, probes: list, renumber: dict) -> Graph:
     graphs = [t.graph for _, t in probes]
     for (_, traced) in probes:
         if len(traced.graph) != len(base.graph):
-            raise EmberError("ember.export: cannot make the dims dynamic: the graph has a "
+            raise UserError("ember.export: cannot make the dims dynamic: the graph has a "
                              "different number of ops at other sizes")
         _check_constants(base.constants, traced.constants)
     out = Graph()
@@ -376,7 +428,7 @@ def _symbolic_graph(base, probes: list, renumber: dict) -> Graph:
         where = _describe(first)
         if any(n.op != first.op or n.target is not first.target and
                n.target != first.target for n in nodes[1:]):
-            raise EmberError(f"ember.export: cannot make the dims dynamic: {where} differs "
+            raise UserError(f"ember.export: cannot make the dims dynamic: {where} differs "
                              "between sizes")
         conv = _Converter(renumber, envs, where)
         args = conv.value(first.args, [n.args for n in nodes[1:]], env)
@@ -394,7 +446,7 @@ def _check_constants(a: dict, b: dict) -> None:
     from .compile_dynamic import _same_constant
     for name, value in a.items():
         if not _same_constant(value, b.get(name)):
-            raise EmberError(f"ember.export: cannot make the dims dynamic: the constant "
+            raise UserError(f"ember.export: cannot make the dims dynamic: the constant "
                              f"{name!r} depends on the size")
 
 
@@ -417,7 +469,7 @@ class _Converter:
             return TensorMeta(shape, a.dtype, a.device, a.memory_format, strides)
         if isinstance(a, (tuple, list)):
             if any(not isinstance(o, (tuple, list)) or len(o) != len(a) for o in others):
-                raise EmberError(f"ember.export: cannot make the dims dynamic: {self.where} "
+                raise UserError(f"ember.export: cannot make the dims dynamic: {self.where} "
                                  "has arguments of different lengths at other sizes")
             items = [self.value(x, [o[j] for o in others], env) for j, x in enumerate(a)]
             return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)
@@ -431,12 +483,12 @@ class _Converter:
     def _int(self, a: int, others: list):
         poly = a.poly if isinstance(a, TracedSize) else {(): int(a)}
         if poly is None:
-            raise EmberError(f"ember.export: cannot make the dims dynamic: {self.where} uses "
+            raise UserError(f"ember.export: cannot make the dims dynamic: {self.where} uses "
                              f"an integer computed from a dynamic size that is not a "
                              f"polynomial of the sizes ({int(a)} at the example sizes)")
         for env, other in zip(self.envs, others):
             if not isinstance(other, int) or poly_at(poly, env) != int(other):
-                raise EmberError(
+                raise UserError(
                     f"ember.export: cannot make the dims dynamic: {self.where} uses {int(a)} "
                     f"at the example sizes and {other!r} at others, not "
                     f"{poly_text(poly)} (a size the trace cannot follow)")
@@ -469,20 +521,25 @@ def sizes_of_call(ep, leaves: list) -> dict:
             continue
         size = leaves[i].shape[d]
         if any(i2 not in env for m in poly for i2 in m):
-            raise EmberError(f"exported program: cannot tell the sizes of "
+            raise GuardError(f"exported program: cannot tell the sizes of "
                              f"{poly_text(poly)} from the inputs")
         want = poly_at(poly, env)
         if size != want:
-            raise EmberError(f"exported program: dim {d} of input '{specs[i].name}' must be "
+            raise GuardError(f"exported program: dim {d} of input '{specs[i].name}' must be "
                              f"{poly_text(poly)} = {want} in this call, got {size}")
     for k in sorted(env):
+        where = ep.excluded_sizes.get(k, {}).get(env[k])
+        if where is not None:
+            raise GuardError(f"exported program: size {env[k]} of s{k} is excluded: the "
+                             f"model compares that size at {where} (torch's guard s{k} != "
+                             f"{env[k]})")
         bounds = ep.range_constraints[f"s{k}"]
-        if env[k] == 1 and ep.size_one and bounds.lower == MIN_SIZE:
-            continue            # as torch runs it: the graph at 1 (results checked)
-        if env[k] not in bounds:
+        if small_size_runs(ep, env[k], bounds):
+            continue            # as torch runs it: the graph at that size (results checked)
+        if env[k] not in bounds or env[k] < MIN_SIZE:
             special = " (sizes 0 and 1 are specialized: export with an example of that " \
                 "size)" if env[k] < MIN_SIZE else ""
-            raise EmberError(f"exported program: size {env[k]} is outside s{k}'s range "
+            raise GuardError(f"exported program: size {env[k]} is outside s{k}'s range "
                              f"[{bounds.lower}, {bounds.upper}]{special}")
     return env
 

@@ -473,10 +473,25 @@ def cond(pred, true_fn, false_fn, operands=()):
     torch.cond's contract allows (branches free of side effects, returning tensors of
     the same shapes and dtypes)."""
     from ..ir.symbolic import SymbolicTensor
+    from ..ir.symdim import SizeCondition
+    if isinstance(pred, SizeCondition) and pred.withdraw():   # chosen at run time
+        pred = _size_condition_tensor(pred)
     if isinstance(pred, SymbolicTensor):
         return _select_outputs(pred, true_fn(*operands), false_fn(*operands))
     chosen = true_fn if bool(pred) else false_fn
     return chosen(*operands)
+
+
+def _size_condition_tensor(condition):
+    """`x.shape[0] > 2` as a traced bool tensor: the sizes become 0-d int64 tensors whose
+    values the dynamic-shape trace keeps symbolic (s0), compared by the same op."""
+    from ..ir.registry import OPS
+    from ..ir.symdim import TracedSize
+    from .factories import full
+
+    def operand(value):
+        return full((), value, dtype=dtypes.int64) if isinstance(value, TracedSize) else value
+    return OPS[condition.op](operand(condition.left), operand(condition.right))
 
 
 def _select_outputs(pred, when_true, when_false):

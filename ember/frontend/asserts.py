@@ -28,7 +28,13 @@ _DEFAULT_MESSAGE = "Expected cond to be True, but got False."
 
 
 def _check_with(error_type, cond, message) -> None:
-    """torch._check_with: raise `error_type(message())` unless `cond` is true."""
+    """torch._check_with: raise `error_type(message())` unless `cond` is true. While
+    ember.export traces, a condition on a value read with .item() is taken as a fact
+    (ir/unbacked.py: it bounds the value and the exported program checks it)."""
+    from ..ir.unbacked import ValueCondition
+    if isinstance(cond, ValueCondition):
+        cond.assume()
+        return
     if not isinstance(cond, bool) and not hasattr(cond, "__bool__"):
         raise TypeError(f"cond must be a bool, but got {type(cond)}")
     if bool(cond):
@@ -62,6 +68,9 @@ def _check_not_implemented(cond, message=None) -> None:
 
 def _check_is_size(i, message=None, *, max=None) -> None:  # noqa: A002 - torch's name
     """torch._check_is_size: `i` is a size (>= 0), and <= max when given."""
+    from ..ir.unbacked import UnbackedValue
+    if isinstance(i, UnbackedValue) and i.decide("ge", 0) is None:
+        (i >= 0).assume()
     _check(i >= 0, message)
     if max is not None:
         _check(i <= max, message)

@@ -17,6 +17,7 @@ from ..ir import dispatch, dtypes
 from ..ir.errors import DTypeError, ShapeError
 from ..ir.meta import MemoryFormat, check_layout, contiguous_format, preserve_format
 from ..ir.registry import OPS
+from ..ir.unbacked import UnbackedValue
 from .conversions import check_device_available
 from .device import default_device_or, device as Device
 from .random import numpy_rng
@@ -29,6 +30,8 @@ def _sizes(size) -> list[int]:
     out = []
     for s in size:
         if not isinstance(s, (numbers.Integral,)) and not (isinstance(s, Tensor) and s.ndim == 0):
+            if isinstance(s, UnbackedValue):    # ember.export: the refusal names the line
+                s.__index__()
             raise TypeError(f"size must be a sequence of ints, got {s!r}")
         # an int stays itself: a traced size (ir/symdim.py's TracedSize) keeps the
         # polynomial ember.export's dynamic shapes read from the recorded op

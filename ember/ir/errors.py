@@ -50,6 +50,18 @@ class TraceError(EmberError, RuntimeError, ValueError):
     ValueError as torch.fx's TraceError is, and a RuntimeError as its other refusals."""
 
 
+class UserError(EmberError, RuntimeError):
+    """ember.export refused what it was asked: a `dynamic_shapes` spec that does not fit
+    the inputs, or a dynamic dimension the model's code specializes, relates to another
+    or branches on (torch._dynamo.exc.UserError, which torch.export raises there)."""
+
+
+class GuardError(EmberError, AssertionError, RuntimeError):
+    """An exported program called with inputs it was not exported for (another shape,
+    dtype, size outside a dynamic dimension's range): torch's exported module raises
+    AssertionError ("Guard failed") there, earlier versions RuntimeError."""
+
+
 class VerifyError(EmberError, RuntimeError):
     """A graph broke an IR invariant (SSA, arity, shapes)."""
 

@@ -413,7 +413,7 @@ class TracedSize(int):
                         _note_one(f"{op.strip('_')} with {o!r}")
                     return result
             if _RECORDING is not None and _depends(self, o):
-                _note(f"{op.strip('_')} with {o!r}")
+                return _decision(result, op.strip("_"), self, o)
             return result
         return method
 
@@ -425,6 +425,67 @@ class TracedSize(int):
         if _RECORDING is not None and _depends(self, 0):
             _note("truth value")
         return int(self) != 0
+
+
+class SizeCondition(int):
+    """The outcome of comparing a dynamic size in the model's code while a dynamic shape
+    is traced (`x.shape[0] > 2`). It is recorded as a decision on the size, as any such
+    comparison is, unless `cond(x.shape[0] > 2, f, g, ...)` takes it unused: cond keeps
+    both branches and picks one at run time from the size (torch.export keeps such a
+    predicate symbolic), and withdraws the record. An int 0/1: bool cannot be
+    subclassed."""
+
+    def __new__(cls, result: bool, op: str, left, right, record, book: list):
+        obj = int.__new__(cls, bool(result))
+        obj.op, obj.left, obj.right, obj.record, obj.used = op, left, right, record, False
+        obj.book = book             # the list that holds the record
+        return obj
+
+    def __repr__(self) -> str:
+        return repr(int(self) == 1)
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (bool, (int(self),))
+
+    def __bool__(self):
+        self.used = True
+        return int(self) == 1
+
+    def withdraw(self) -> bool:
+        """Drop this comparison's record (cond decides at run time); False when Python
+        already branched on it or the trace that recorded it is over."""
+        if self.used or self.book is not _RECORDING and self.book is not _EXCLUSIONS:
+            return False
+        for i in range(len(self.book) - 1, -1, -1):
+            if self.book[i] is self.record:
+                del self.book[i]
+                return True
+        return False
+
+
+def _decision(result: bool, op: str, left, right):
+    """A comparison whose outcome may change with the symbols, recorded where the
+    model's code made it (ember's own shape code compares sizes only to compute them).
+    One whose outcome the symbols' declared ranges fix (`x.shape[0] > 4` with
+    Dim("b", min=5)) decides nothing: torch's guard is then statically true too."""
+    frame = sys._getframe(2)
+    name = frame.f_code.co_filename
+    if name.startswith(_EMBER_DIR) and not name.startswith(_USER_LIKE):
+        return result
+    if _settled_by_ranges(op, left, right):
+        return result
+    record = f"{name.rsplit('/', 1)[-1]}:{frame.f_lineno} ({op} with {right!r})"
+    if _EXCLUSIONS is not None and not isinstance(right, (bool, TracedSize)) and \
+            isinstance(right, int) and (op not in ("eq", "ne") or result is (op == "ne")):
+        # a size found unequal to a constant (torch's guard `s0 != 4`) or on one side
+        # of one (`s0 > 4`: a Dim.AUTO range narrows), not a branch: export decides
+        record = (left.poly, int(right), record, op, bool(result))
+        _EXCLUSIONS.append(record)
+        return SizeCondition(result, op, left, right, record, _EXCLUSIONS)
+    _RECORDING.append(record)
+    return SizeCondition(result, op, left, right, record, _RECORDING)
 
 
 class _SizeQuotient(float):
@@ -442,6 +503,70 @@ class _SizeQuotient(float):
 
     __round__, __int__, __trunc__ = _rounded("round"), _rounded("int"), _rounded("trunc")
     __floor__, __ceil__ = _rounded("floor"), _rounded("ceil")
+
+
+# (poly, constant, where, op, outcome) of sizes the model's code compared with a
+# constant (found unequal, or on one side of it), while ember.export's several-symbol
+# trace collects them (None: recorded as decisions)
+_EXCLUSIONS: list | None = None
+
+
+@contextlib.contextmanager
+def recording_exclusions():
+    """Collect, in the list this yields, the sizes compared unequal to a constant."""
+    global _EXCLUSIONS
+    previous, _EXCLUSIONS = _EXCLUSIONS, []
+    try:
+        yield _EXCLUSIONS
+    finally:
+        _EXCLUSIONS = previous
+
+
+# the declared ranges {symbol index: (lo, hi)} of the export tracing now (None: unknown)
+_RANGES: dict | None = None
+
+
+@contextlib.contextmanager
+def known_ranges(ranges: dict):
+    """Comparisons traced inside see the symbols' ranges: those the ranges settle are
+    not recorded as decisions on the size."""
+    global _RANGES
+    previous, _RANGES = _RANGES, dict(ranges)
+    try:
+        yield
+    finally:
+        _RANGES = previous
+
+
+def _poly_interval(poly: dict, ranges: dict):
+    """(lo, hi) a polynomial of sizes (each symbol in [lo, hi], lo >= 0) can take, by
+    interval arithmetic (sound, maybe wider); None if a symbol has no known range."""
+    lo = hi = 0
+    for monomial, coef in poly.items():
+        m_lo = m_hi = 1
+        for k in monomial:
+            if k not in ranges:
+                return None
+            m_lo, m_hi = m_lo * ranges[k][0], m_hi * ranges[k][1]
+        lo, hi = (lo + coef * m_lo, hi + coef * m_hi) if coef >= 0 else \
+            (lo + coef * m_hi, hi + coef * m_lo)
+    return lo, hi
+
+
+def _settled_by_ranges(op: str, left, right) -> bool:
+    if _RANGES is None or left.poly is None or isinstance(right, bool) or \
+            not isinstance(right, int):
+        return False
+    other = right.poly if isinstance(right, TracedSize) else {(): int(right)}
+    if other is None:
+        return False
+    interval = _poly_interval(poly_add(left.poly, other, -1), _RANGES)
+    if interval is None:
+        return False
+    lo, hi = interval              # of left - right
+    return {"gt": lo > 0 or hi <= 0, "ge": lo >= 0 or hi < 0,
+            "lt": hi < 0 or lo >= 0, "le": hi <= 0 or lo > 0,
+            "eq": lo > 0 or hi < 0, "ne": lo > 0 or hi < 0}.get(op, False)
 
 
 def _affine_s0(poly: dict):

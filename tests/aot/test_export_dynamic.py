@@ -66,19 +66,23 @@ def test_refusals_name_the_reason():
         ember.export(nn.Linear(6, 2), (x,), dynamic_shapes=({1: ember.export.Dim("n")},))
 
 
-def test_min_below_two_is_raised_to_two_and_a_call_of_size_one_runs():
-    """torch.export specializes sizes 0 and 1 too: Dim("batch", min=1) exports with the
-    range starting at 2; a size-1 call runs the graph at s0 = 1 as torch runs it, a
-    size-0 call is refused, saying why."""
+def test_a_range_below_two_is_kept_and_calls_of_size_zero_and_one_run():
+    """torch.export keeps a Dim's declared min (0 by default) in range_constraints and
+    its module runs sizes 0 and 1 of it: ember traces at sizes >= 2 and runs the graph
+    at s0 = 0 or 1 (its results' shapes checked); a size outside the range is refused."""
     x = ember.randn(4, 6)
-    assert ember.export.Dim("n", min=1).min == 2
+    assert ember.export.Dim("n", min=1).min == 1 and ember.export.Dim("n").min == 0
     ep = ember.export.export(lambda t: t * 2, (x,),
                              dynamic_shapes={"t": {0: ember.export.Dim("n", min=1, max=64)}})
-    assert ep.range_constraints["s0"].lower == 2
+    assert ep.range_constraints["s0"].lower == 1
     np.testing.assert_array_equal(ep.module()(ember.ones(7, 6)).numpy(), np.full((7, 6), 2.0))
     np.testing.assert_array_equal(ep.module()(ember.ones(1, 6)).numpy(), np.full((1, 6), 2.0))
-    with pytest.raises(ember.EmberError, match="sizes 0 and 1 are specialized"):
+    with pytest.raises(AssertionError, match=r"size 0 is outside s0's range \[1, 64\]"):
         ep.module()(ember.ones(0, 6))
+    ep = ember.export.export(lambda t: t.sum(1), (x,),
+                             dynamic_shapes={"t": {0: ember.export.Dim("n")}})
+    assert ep.range_constraints["s0"].lower == 0
+    assert list(ep.module()(ember.ones(0, 6)).shape) == [0]
 
 
 def test_dim_hints_auto_dynamic_static():
