@@ -2,7 +2,7 @@
 thread's CPU time and the pool workers' CPU time, and the utilisation they give.
 
     python3 tools/qprofile.py [--model resnet18|small_cnn|mlp] [--threads 2] [--calls 12]
-                              [--batch 8] [--group]
+                              [--batch 8] [--hw 224] [--group]
 
 The model is ember's own (random weights, seed 0), converted with prepare_fx /
 calibration / convert_fx (x86 qconfig mapping), run node by node through ember.fx's
@@ -41,10 +41,10 @@ from ember.fx import Interpreter  # noqa: E402
 from ember.runtime.threads import default_pool  # noqa: E402
 
 
-def make_model(name: str, batch: int):
+def make_model(name: str, batch: int, hw: int | None = None):
     nn = ember.nn
     if name == "resnet18":
-        return ember.models.resnet18(), (batch, 3, 224, 224)
+        return ember.models.resnet18(), (batch, 3, hw or 224, hw or 224)
     if name == "small_cnn":
         return nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
@@ -56,8 +56,8 @@ def make_model(name: str, batch: int):
     raise SystemExit(f"unknown model {name!r}")
 
 
-def converted(name: str, batch: int):
-    model, shape = make_model(name, batch)
+def converted(name: str, batch: int, hw: int | None = None):
+    model, shape = make_model(name, batch, hw)
     model.eval()
     rng = np.random.default_rng(0)
     state = {}
@@ -144,10 +144,12 @@ def main(argv=None):
     p.add_argument("--calls", type=int, default=12)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--group", action="store_true")
+    p.add_argument("--hw", type=int, default=None,
+                   help="resnet18's image size (small: the per-op glue alone)")
     args = p.parse_args(argv)
     batch = args.batch or {"resnet18": 8, "small_cnn": 64, "mlp": 64}.get(args.model, 8)
     ember.set_num_threads(args.threads)
-    model, x = converted(args.model, batch)
+    model, x = converted(args.model, batch, args.hw)
     clocks = _Clocks()
     prof = Profiler(model, clocks, _Inside())
     with ember.no_grad():

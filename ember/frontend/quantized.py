@@ -286,6 +286,36 @@ def _native_add(args: tuple):
     return QuantizedTensor._wrap(kernel(*[_unwrap(v) for v in args[2:]]))
 
 
+def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
+    """quantized_add(quantized_conv2d(*conv_args), other, scale, zero_point, relu) as one
+    GEMM whose epilogue rounds the conv's result to its own qparams and then adds `other`
+    (codegen's quantized_conv2d_add kernel: the pair's integers exactly), or None where
+    that does not apply (the caller then runs the pair). Applies to a conv call the layer
+    has made before with these operands' geometry and qparams (its meta rule's verdict
+    is kept: run_checked), groups 1, and an `other` of the conv's result shape and layout
+    (channels-last, as the unfused add's result then is) that is per-tensor quint8."""
+    x, weight = conv_args[0], conv_args[1]
+    if _dispatch._modes or _autocast.ACTIVE or type(x) is not QuantizedTensor or \
+            type(other) is not QuantizedTensor or type(weight) is not QuantizedTensor or \
+            conv_args[6] != 1 or other._qaxis is not None or \
+            other._qdtype is not dtypes.quint8 or other._storage.device != "cpu" or \
+            not _channels_last_dense(other._array):
+        return None
+    key = _checked_key(quantized_conv2d_op(), conv_args)
+    out_meta = None if key is None else _CHECKED.get(key)
+    if out_meta is None or tuple(out_meta.shape) != other._array.shape:
+        return None
+    cache = weight.__dict__.setdefault("_kernel_cache", {})
+    ref_args = [_unwrap(v) for v in conv_args] + \
+        [other._qarray(), *(_unwrap(v) for v in (scale, zero_point, relu))]
+    kernel = _kernels().kernel_for("quantized_conv2d_add", ref_args, cache)
+    return None if kernel is None else QuantizedTensor._wrap(kernel())
+
+
+def quantized_conv2d_op() -> OpDef:
+    return OPS["quantized_conv2d"]
+
+
 def _native_dequantize(args: tuple):
     """dequantize(x) of a per-tensor 8-bit CPU tensor by the native kernel, as a tensor
     over the kernel's result, or None (then the full path). The kernel takes only a

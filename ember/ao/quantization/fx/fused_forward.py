@@ -1,0 +1,103 @@
+"""A converted model's forward with its residual adds fused into their convolutions.
+
+convert_fx's graph keeps a ResNet block's `conv2 -> quantized_add(conv2, identity) (+
+relu)` pair, as torch.ao's does, and its printed graph and code stay that. Run as two
+ops, the add is a pass of its own over both tensors and a call of its own (Python glue
+that, with two threads, runs on one while the other waits). So the converted
+GraphModule's forward is generated from a copy of its graph where each such pair is one
+call of `residual_conv_add`: the conv's GEMM with the add in its epilogue (the conv's
+result rounded to its own qparams, then added and requantized: the pair's integers
+exactly, frontend/quantized.py conv2d_add), or the pair itself wherever the fused
+kernel does not apply (a first call, a traced or symbolic value, a hook on the conv,
+another layout).
+
+A pair is a call of a quantized Conv2d (or ConvReLU2d, groups 1) that the graph makes
+from one node only and whose one reader is a `quantized_add` of it and another value.
+The GraphModule's `recompile` (after a graph edit, a state_dict load that changed a
+qparams constant) regenerates the plain forward and then this one from the graph as it
+is then (`_forward_rewrite`).
+"""
+from __future__ import annotations
+
+from ....frontend.fx.codegen import python_code
+from ....frontend.quantized import conv2d_add
+from ....ir.graph import Graph, OpKind
+from ....ir.registry import OPS
+from ...nn.quantized import modules as nnq
+
+
+def residual_pairs(gm) -> list:
+    """(conv node, add node, other operand) for each fusable pair of gm's graph."""
+    calls: dict = {}
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_module:
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    pairs = []
+    for add in gm.graph.nodes:
+        if add.op != OpKind.call_function or add.target is not OPS["quantized_add"] or \
+                add.kwargs or len(add.args) != 5:
+            continue
+        for conv, other in ((add.args[0], add.args[1]), (add.args[1], add.args[0])):
+            if _fusable_conv(gm, conv, calls) and conv is not other:
+                pairs.append((conv, add, other))
+                break
+    return pairs
+
+
+def _fusable_conv(gm, node, calls: dict) -> bool:
+    if getattr(node, "op", None) != OpKind.call_module or calls[str(node.target)] != 1 or \
+            len(node.users) != 1 or len(node.args) != 1 or node.kwargs:
+        return False
+    module = gm.get_submodule(str(node.target))
+    return isinstance(module, nnq.Conv2d) and module.groups == 1
+
+
+def install_fused_forward(gm) -> None:
+    """Give gm (a converted GraphModule) the forward with its residual pairs fused, where
+    its graph has any; kept across gm.recompile()."""
+    gm.__dict__["_forward_rewrite"] = install_fused_forward
+    pairs = residual_pairs(gm)
+    if not pairs:
+        return
+    graph = Graph()
+    values: dict = {}
+    out = graph.graph_copy(gm.graph, values)
+    graph.output(out)
+    graph.__dict__["_codegen_impl"] = gm.graph.__dict__.get("_codegen_impl")
+    if graph.__dict__["_codegen_impl"] is None:
+        del graph.__dict__["_codegen_impl"]
+    for conv, add, _other in pairs:
+        new_conv, new_add = values[conv], values[add]
+        # the add's operands as they are now (an earlier pair's add: its fused call)
+        new_other = new_add.args[1] if new_add.args[0] is new_conv else new_add.args[0]
+        with graph.inserting_before(new_add):
+            module = graph.get_attr(str(conv.target))
+            fused = graph.call_function(residual_conv_add, (
+                module, new_conv.args[0], new_other, *new_add.args[2:]))
+        new_add.replace_all_uses_with(fused)
+        graph.erase_node(new_add)
+        graph.erase_node(new_conv)
+    code = python_code(graph)
+    namespace = dict(code.globals)
+    namespace.setdefault("__name__", "ember.fx.generated")
+    exec(compile(code.src, f"<ember-fx-fused-{id(gm):x}>", "exec"), namespace)  # noqa: S102
+    type(gm).forward = namespace["forward"]
+
+
+def residual_conv_add(conv, x, other, scale, zero_point, relu):
+    """quantized_add(conv(x), other, scale, zero_point, relu), by one fused GEMM where it
+    applies (module docstring), else by the two calls."""
+    if type(conv) in _CONVS and not (conv._forward_hooks or conv._forward_pre_hooks) and \
+            getattr(x, "ndim", None) == 4:
+        value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
+        if value is not None:
+            return value
+    return OPS["quantized_add"](conv(x), other, scale, zero_point, relu)
+
+
+def _conv_classes() -> tuple:
+    from ...nn.intrinsic.quantized import ConvReLU2d
+    return (nnq.Conv2d, ConvReLU2d)
+
+
+_CONVS = _conv_classes()
