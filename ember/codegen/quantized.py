@@ -473,7 +473,7 @@ def dynamic_runner(args, cache: dict):
     return _dynamic_call(cache, cfg, w, x.shape, relu).run_float
 
 
-def conv_runner(args, cache: dict, clamp=None):
+def conv_runner(args, cache: dict, clamp=None, residual=None):
     """quantized_conv2d for calls like `args` (the same input geometry, layout and
     qparams, the same other arguments; a converted model's every call of one layer),
     everything but the input made now: a function(x, bias) of the input's integers
@@ -481,11 +481,16 @@ def conv_runner(args, cache: dict, clamp=None):
     bias differs from the one it was made with (the full path then remakes its
     epilogue). None where no such runner applies (AMX tiles, AVX2's value checks,
     grouped convs other than depthwise, the reference): kernel_for's path runs those.
-    The result is the one conv2d / depthwise_conv2d give, from the same kernel call."""
+    The result is the one conv2d / depthwise_conv2d give, from the same kernel call.
+    residual = (other, scale, zero_point, relu) of a quantized_add reading the conv's
+    result (groups 1): the runner is then function(x, bias, other) giving the add's
+    result, conv2d(residual=...)'s kernel (qgemm_u8_add), for operands `other`'s
+    geometry, layout and qparams (the integers the caller passes)."""
     cfg = gemm_config()
     x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu = args[:10]
     if cfg is None or cfg is QA.AMX or not cfg.vnni or \
-            not (_activation(x) and _cached_weight(cache, w, 4)):
+            not (_activation(x) and _cached_weight(cache, w, 4)) or \
+            (residual is not None and groups != 1):
         return None
     oc, c, kh, kw = w.int_repr.shape
     n, _, h, wd = x.int_repr.shape
@@ -511,7 +516,12 @@ def conv_runner(args, cache: dict, clamp=None):
                               x_zp)
         vectors = packed.epilogue_vectors(x_zp, np.float32(x.scale) * weight_scales(w, oc),
                                           bias)
-        gemm = Q.prepare(gather, packed, vectors, qparams, True)
+        if residual is not None:
+            other, scale, zero_point, add_relu = residual
+            qparams = lite.residual_qparams(qparams, args[7], (other.scale, other.zero_point),
+                                            scale, zero_point, add_relu, qrange(dtype)[1])
+        gemm = Q.prepare(gather, packed, vectors, qparams, True,
+                         residual=residual is not None)
         gather.buffer = None            # the runner keeps no activation alive
     elif _depthwise(x, w, groups) and QD.available():
         packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
@@ -535,6 +545,14 @@ def conv_runner(args, cache: dict, clamp=None):
         return None
     kept = None if bias is None else np.array(bias, copy=True)
     out_scale, out_zp = float(scale), int(zero_point)
+    if residual is not None:
+        def runner_add(xq, b, other):
+            if not _same_bias(kept, b):
+                return None
+            out = gemm(nhwc(xq), other=lite.residual_other(other))
+            out = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
+            return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
+        return runner_add
 
     def runner(xq, b):
         if not _same_bias(kept, b):

@@ -306,8 +306,26 @@ def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
     if out_meta is None or tuple(out_meta.shape) != other._array.shape:
         return None
     cache = weight.__dict__.setdefault("_kernel_cache", {})
-    ref_args = [_unwrap(v) for v in conv_args] + \
-        [other._qarray(), *(_unwrap(v) for v in (scale, zero_point, relu))]
+    add = (float(_unwrap(scale)), int(_unwrap(zero_point)), bool(relu))
+    bias = conv_args[2]
+    bias = bias._array if isinstance(bias, Tensor) else bias
+    runner_key = ("runner-add", key, other._array.shape, other._array.strides,
+                  other._qscale, other._qzero_point, add)
+    try:
+        runner = cache.get(runner_key)
+    except TypeError:       # qparams that are not plain numbers: the general kernel
+        runner, runner_key = False, None
+    if runner is None:
+        kept = [k for k in cache if isinstance(k, tuple) and k[0] == "runner-add"]
+        for k in kept if len(kept) >= _MAX_RUNNERS else ():
+            del cache[k]
+        runner = cache[runner_key] = _kernels().conv_runner(
+            [_unwrap(v) for v in conv_args], cache, residual=(other._qarray(), *add)) or False
+    if runner is not False:
+        value = runner(x._array, bias, other._array)
+        if value is not None:
+            return QuantizedTensor._wrap(value)
+    ref_args = [_unwrap(v) for v in conv_args] + [other._qarray(), *add]
     kernel = _kernels().kernel_for("quantized_conv2d_add", ref_args, cache)
     return None if kernel is None else QuantizedTensor._wrap(kernel())
 
