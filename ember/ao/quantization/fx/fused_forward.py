@@ -56,16 +56,29 @@ def install_fused_forward(gm) -> None:
     """Give gm (a converted GraphModule) the forward with its residual pairs fused, where
     its graph has any; kept across gm.recompile()."""
     gm.__dict__["_forward_rewrite"] = install_fused_forward
+    graph = fused_graph(gm)
+    if graph is None:
+        return
+    code = python_code(graph)
+    namespace = dict(code.globals)
+    namespace.setdefault("__name__", "ember.fx.generated")
+    exec(compile(code.src, f"<ember-fx-fused-{id(gm):x}>", "exec"), namespace)  # noqa: S102
+    type(gm).forward = namespace["forward"]
+
+
+def fused_graph(gm) -> Graph | None:
+    """A copy of gm's graph with each residual pair one residual_conv_add call (None
+    where there is no pair)."""
     pairs = residual_pairs(gm)
     if not pairs:
-        return
+        return None
     graph = Graph()
     values: dict = {}
     out = graph.graph_copy(gm.graph, values)
     graph.output(out)
-    graph.__dict__["_codegen_impl"] = gm.graph.__dict__.get("_codegen_impl")
-    if graph.__dict__["_codegen_impl"] is None:
-        del graph.__dict__["_codegen_impl"]
+    codegen = gm.graph.__dict__.get("_codegen_impl")
+    if codegen is not None:     # a pytree graph's input and output handling
+        graph.__dict__["_codegen_impl"] = codegen
     for conv, add, _other in pairs:
         new_conv, new_add = values[conv], values[add]
         # the add's operands as they are now (an earlier pair's add: its fused call)
@@ -77,11 +90,7 @@ def install_fused_forward(gm) -> None:
         new_add.replace_all_uses_with(fused)
         graph.erase_node(new_add)
         graph.erase_node(new_conv)
-    code = python_code(graph)
-    namespace = dict(code.globals)
-    namespace.setdefault("__name__", "ember.fx.generated")
-    exec(compile(code.src, f"<ember-fx-fused-{id(gm):x}>", "exec"), namespace)  # noqa: S102
-    type(gm).forward = namespace["forward"]
+    return graph
 
 
 def residual_conv_add(conv, x, other, scale, zero_point, relu):
