@@ -435,8 +435,9 @@ def linear_runner(args, cache: dict):
     """quantized_linear for calls like `args` (conv_runner's contract: the same input
     geometry, layout and qparams and the same other arguments), the layer's prepared GEMM
     (_LinearCall) looked up now: a function(x, bias) of the input's integers and the
-    layer's bias giving the result (a QuantizedArray), or None where the bias cannot be
-    read in place (the full path then copies it into the epilogue). None where no such
+    layer's bias giving the result (a QuantizedArray). A bias that cannot be read in place
+    (out_features not a multiple of the tile: a classifier's 1000) is read from a copy
+    padded to the tile, made again whenever the bias's bytes change. None where no such
     runner applies (AMX tiles, AVX2's value checks, k not a multiple of 4, an input that
     is not contiguous): kernel_for's path runs those. The result is linear()'s, from the
     same kernel call, without its per-call kernel choice and keys (~5 us a layer)."""
@@ -450,10 +451,22 @@ def linear_runner(args, cache: dict):
     call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
     run, bias_in_place, out_shape = call.run, call.bias_in_place, call.out_shape
     dtype, out_scale, out_zp = x.dtype, float(scale), int(zero_point)
+    n, n_pad = w.int_repr.shape[0], call.n_pad
+    padded = [None]         # (the bias's bytes, its padded float32 copy)
+
+    def padded_bias(b):
+        kept = padded[0]
+        if kept is None or not _same_bias(kept[0], b):
+            vector = np.zeros(n_pad, np.float32)
+            vector[:n] = b          # what epilogue_vectors makes of it (column_vector)
+            kept = padded[0] = (np.array(b, copy=True), vector)
+        return kept[1]
 
     def runner(xq, b):
         if b is not None and not bias_in_place(b):
-            return None
+            if np.ndim(b) != 1 or np.shape(b)[0] != n:
+                return None
+            b = padded_bias(b)
         return QuantizedArray(run(xq, bias=b).reshape(out_shape), dtype, out_scale, out_zp)
     return runner
 
