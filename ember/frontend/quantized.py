@@ -384,8 +384,51 @@ def fast_calls() -> dict:
     """{op: fn(args)} for eager_fast's SPECIAL_CALLS (no dispatch mode or autocast
     active there): the calls below, answered without binding and dispatch where they
     apply, NotImplemented (the full call) anywhere else."""
-    return {OPS["quantize_per_tensor"]: _fast_quantize_per_tensor,
-            OPS["dequantize"]: _fast_dequantize}
+    calls = {OPS["quantize_per_tensor"]: _fast_quantize_per_tensor,
+             OPS["dequantize"]: _fast_dequantize,
+             OPS["quantized_add"]: _fast_quantized_add}
+    for name in _FAST_SAME_QPARAMS:
+        calls[OPS[name]] = functools.partial(_fast_same_qparams, OPS[name])
+    return calls
+
+
+# ops on a per-tensor quantized value that fast_calls answers with run_quantized's own
+# step (a converted CNN's pooling and flatten: ~10-20 us of binding and dispatch each)
+_FAST_SAME_QPARAMS = ("max_pool2d", "adaptive_avg_pool2d", "reshape", "flatten")
+
+
+def _fast_same_qparams(op: OpDef, args: tuple):
+    """op(x, ...) of a per-tensor quantized CPU tensor x whose other arguments are plain
+    ints, bools, None or sequences of ints (what the schema binds as they are): the full
+    call's own step (run_quantized: a quantized operand's plan runs no meta rule), without
+    the binding and dispatch before it."""
+    x = args[0] if args else None
+    if type(x) is not QuantizedTensor or x._qaxis is not None or _TF_STATE.modes or \
+            x._storage.device != "cpu" or not all(_plain(a) for a in args[1:]):
+        return NotImplemented
+    return run_quantized(op, args, [x])
+
+
+def _plain(value) -> bool:
+    cls = type(value)
+    if cls is int or cls is bool or value is None:
+        return True
+    return (cls is list or cls is tuple) and all(type(v) is int for v in value)
+
+
+def _fast_quantized_add(args: tuple):
+    """quantized_add(a, b, scale, zero_point[, relu]) of two quantized tensors, scale and
+    zero point numbers or 0-dim tensors (as the schema converts them): _native_add, as
+    the full call runs it, or NotImplemented (the full call)."""
+    if len(args) not in (4, 5) or _TF_STATE.modes or type(args[0]) is not QuantizedTensor \
+            or type(args[1]) is not QuantizedTensor:
+        return NotImplemented
+    scale, zero_point = _number(args[2], float), _number(args[3], int)
+    relu = args[4] if len(args) == 5 else False
+    if scale is None or zero_point is None or type(relu) is not bool:
+        return NotImplemented
+    value = _native_add((args[0], args[1], scale, zero_point, relu))
+    return NotImplemented if value is None else value
 
 
 def _fast_quantize_per_tensor(args: tuple):
