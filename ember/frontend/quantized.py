@@ -286,6 +286,16 @@ def _native_add(args: tuple):
     return QuantizedTensor._wrap(kernel(*[_unwrap(v) for v in args[2:]]))
 
 
+# the largest residual operand (elements) fused into its conv's epilogue. Measured in a
+# converted resnet18 at batch 8 (one thread, thread CPU, load 15): the fused epilogue
+# costs more than the add's own pass on large planes (8 x 64 x 56 x 56: +0.32 ms against
+# 0.28 for the separate add; 8 x 128 x 28 x 28: +0.35 against 0.19) and less on small
+# ones (8 x 256 x 14 x 14: +0.15 against 0.14-0.17; 8 x 512 x 7 x 7: +0.09 against 0.10,
+# an add that runs on one thread at any thread count), where the add's ~40 us of serial
+# call glue weighs most
+FUSED_RESIDUAL_MAX = 1 << 19
+
+
 def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
     """quantized_add(quantized_conv2d(*conv_args), other, scale, zero_point, relu) as one
     GEMM whose epilogue rounds the conv's result to its own qparams and then adds `other`
@@ -296,7 +306,8 @@ def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
     (channels-last, as the unfused add's result then is) that is per-tensor quint8."""
     x, weight = conv_args[0], conv_args[1]
     if _dispatch._modes or _autocast.ACTIVE or type(x) is not QuantizedTensor or \
-            type(other) is not QuantizedTensor or type(weight) is not QuantizedTensor:
+            type(other) is not QuantizedTensor or type(weight) is not QuantizedTensor or \
+            other._array.size > FUSED_RESIDUAL_MAX:
         return None
     add = (float(_unwrap(scale)), int(_unwrap(zero_point)), bool(relu))
     bias = conv_args[2]

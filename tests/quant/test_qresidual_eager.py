@@ -91,3 +91,17 @@ def test_recompile_copy_and_state_load_keep_the_values(rng):
             np.testing.assert_array_equal(e_q(x).numpy(), _node_by_node(e_q, x).numpy())
             np.testing.assert_array_equal(e_q(x).numpy(), other(x).numpy())
             np.testing.assert_array_equal(twin(x).numpy(), _node_by_node(twin, x).numpy())
+
+
+def test_large_residuals_run_as_the_pair(rng, monkeypatch):
+    """Above FUSED_RESIDUAL_MAX elements the pair runs unfused (the add's own pass is the
+    cheaper one there): the same integers."""
+    from ember.frontend import quantized as fq
+    _, e_q = converted_twins(rng)
+    xs = _inputs(rng, 3)
+    with ember.no_grad():
+        fused = [e_q(x).numpy() for x in xs]
+        monkeypatch.setattr(fq, "FUSED_RESIDUAL_MAX", 0)
+        for x, want in zip(xs, fused):
+            np.testing.assert_array_equal(e_q(x).numpy(), want)
+            np.testing.assert_array_equal(e_q(x).numpy(), _node_by_node(e_q, x).numpy())
