@@ -6,7 +6,8 @@ thread's CPU time and the pool workers' CPU time, and the utilisation they give.
 
 The model is ember's own (random weights, seed 0), converted with prepare_fx /
 calibration / convert_fx (x86 qconfig mapping), run node by node through ember.fx's
-Interpreter. For each node: the median over --calls calls of its wall time, of the
+Interpreter over the graph its forward runs (ao/quantization/fx/fused_forward.py: the
+residual adds fused into their convs are `residual_conv_add` steps). For each node: the median over --calls calls of its wall time, of the
 caller's thread CPU time and of the workers' summed CPU time
 (`time.pthread_getcpuclockid` of each pool thread), and `util` = (caller + workers) /
 (threads x wall): 1.0 means every thread busy for the whole step, 1/threads means the
@@ -15,10 +16,13 @@ threads, the step's wall time beyond a perfect split of its work (on a loaded ho
 also counts the time the threads were not scheduled, so read it on a quiet one, or
 compare steps with each other). --group sums the steps by kind (op and shape class).
 
-Spinning workers burn CPU while they wait (runtime/threads.py SPIN_TICKS): their CPU
-time then counts the wait too, and util reads high for steps that follow a parallel
-one closely; EMBER_SPIN_OFF=1 in the environment is not read by ember, so to see the
-pure work use --threads 1 (thread CPU is the work) and compare.
+`pool` is the wall time the caller spent inside the thread pool's parallel_for (the
+split part of a step) and `alone` the caller's CPU time outside it: the step's serial
+work (Python glue, unsplit small kernels, host copies), which on a quiet host is wall
+time added at any thread count. `alone` is CPU time, so it stays meaningful on a busy
+host, where wall times and util do not (with more runnable threads than cores, two
+threads run one at a time: util reads 1/threads). Spinning workers burn CPU while they
+wait (runtime/threads.py SPIN_TICKS): their CPU time counts the wait too.
 """
 from __future__ import annotations
 
