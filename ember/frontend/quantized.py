@@ -287,12 +287,11 @@ def _native_add(args: tuple):
 
 
 # the largest residual operand (elements) fused into its conv's epilogue. Measured in a
-# converted resnet18 at batch 8 (one thread, thread CPU, load 15): the fused epilogue
-# costs more than the add's own pass on large planes (8 x 64 x 56 x 56: +0.32 ms against
-# 0.28 for the separate add; 8 x 128 x 28 x 28: +0.35 against 0.19) and less on small
-# ones (8 x 256 x 14 x 14: +0.15 against 0.14-0.17; 8 x 512 x 7 x 7: +0.09 against 0.10,
-# an add that runs on one thread at any thread count), where the add's ~40 us of serial
-# call glue weighs most
+# converted resnet18 at batch 8 (one thread, thread CPU, load 15-22): the fused epilogue
+# costs more than the add's own pass on 8 x 128 x 28 x 28 (~+0.15 ms over the pair),
+# the same on 8 x 64 x 56 x 56, less on 8 x 256 x 14 x 14 and 8 x 512 x 7 x 7 (an add
+# that runs on one thread at any thread count), where the add's ~40 us of serial call
+# glue weighs most
 FUSED_RESIDUAL_MAX = 1 << 19
 
 
