@@ -19,8 +19,10 @@ is then (`_forward_rewrite`).
 """
 from __future__ import annotations
 
+import linecache
+
 from ....frontend.fx.codegen import python_code
-from ....frontend.quantized import conv2d_add
+from ....frontend.quantized import QuantizedTensor, conv2d_add
 from ....ir.graph import Graph, OpKind
 from ....ir.registry import OPS
 from ...nn.quantized import modules as nnq
@@ -60,9 +62,12 @@ def install_fused_forward(gm) -> None:
     if graph is None:
         return
     code = python_code(graph)
+    filename = f"<ember-fx-fused-{id(gm):x}>"
+    # tracebacks through the generated forward show its lines, as recompile's do
+    linecache.cache[filename] = (len(code.src), None, code.src.splitlines(True), filename)
     namespace = dict(code.globals)
     namespace.setdefault("__name__", "ember.fx.generated")
-    exec(compile(code.src, f"<ember-fx-fused-{id(gm):x}>", "exec"), namespace)  # noqa: S102
+    exec(compile(code.src, filename, "exec"), namespace)  # noqa: S102 - our own codegen
     type(gm).forward = namespace["forward"]
 
 
@@ -96,8 +101,10 @@ def fused_graph(gm) -> Graph | None:
 def residual_conv_add(conv, x, other, scale, zero_point, relu):
     """quantized_add(conv(x), other, scale, zero_point, relu), by one fused GEMM where it
     applies (module docstring), else by the two calls."""
-    if type(conv) in _CONVS and not (conv._forward_hooks or conv._forward_pre_hooks) and \
-            getattr(x, "ndim", None) == 4:
+    # a traced value (a Proxy, a symbolic tensor) takes the pair: it records the two calls
+    if type(x) is QuantizedTensor and type(other) is QuantizedTensor and \
+            type(conv) in _CONVS and not (conv._forward_hooks or conv._forward_pre_hooks) \
+            and x._array.ndim == 4:
         value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
         if value is not None:
             return value
