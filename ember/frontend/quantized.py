@@ -299,14 +299,16 @@ def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
     """quantized_add(quantized_conv2d(*conv_args), other, scale, zero_point, relu) as one
     GEMM whose epilogue rounds the conv's result to its own qparams and then adds `other`
     (codegen's quantized_conv2d_add kernel: the pair's integers exactly), or None where
-    that does not apply (the caller then runs the pair). Applies to a conv call the layer
-    has made before with these operands' geometry and qparams (its meta rule's verdict
-    is kept: run_checked), groups 1, and an `other` of the conv's result shape and layout
-    (channels-last, as the unfused add's result then is) that is per-tensor quint8."""
+    that does not apply (the caller then runs the pair: under a dispatch mode, autocast
+    or a TorchFunctionMode, which then see its quantized_add as without fusion). Applies
+    to a conv call the layer has made before with these operands' geometry and qparams
+    (its meta rule's verdict is kept: run_checked), groups 1, and an `other` of the conv's
+    result shape and layout (channels-last, as the unfused add's result then is) that is
+    per-tensor quint8, of at most FUSED_RESIDUAL_MAX elements."""
     x, weight = conv_args[0], conv_args[1]
-    if _dispatch._modes or _autocast.ACTIVE or type(x) is not QuantizedTensor or \
-            type(other) is not QuantizedTensor or type(weight) is not QuantizedTensor or \
-            other._array.size > FUSED_RESIDUAL_MAX:
+    if _dispatch._modes or _autocast.ACTIVE or _TF_STATE.modes or \
+            type(x) is not QuantizedTensor or type(other) is not QuantizedTensor or \
+            type(weight) is not QuantizedTensor or other._array.size > FUSED_RESIDUAL_MAX:
         return None
     add = (float(_unwrap(scale)), int(_unwrap(zero_point)), bool(relu))
     bias = conv_args[2]

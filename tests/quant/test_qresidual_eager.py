@@ -105,3 +105,27 @@ def test_large_residuals_run_as_the_pair(rng, monkeypatch):
         for x, want in zip(xs, fused):
             np.testing.assert_array_equal(e_q(x).numpy(), want)
             np.testing.assert_array_equal(e_q(x).numpy(), _node_by_node(e_q, x).numpy())
+
+
+def test_a_torch_function_mode_sees_the_add(rng):
+    """Under a TorchFunctionMode the pair runs unfused: the mode sees each quantized_add
+    the graph makes, and the values are the graph's."""
+    from ember.overrides import TorchFunctionMode
+
+    class Seen(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+    _, e_q = converted_twins(rng)
+    x = _inputs(rng, 1)[0]
+    with ember.no_grad():
+        e_q(x)
+        want = _node_by_node(e_q, x).numpy()
+        with Seen() as mode:
+            got = e_q(x).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert sum("quantized_add" in n for n in mode.names) == 3
