@@ -461,8 +461,9 @@ def linear_runner(args, cache: dict):
     """quantized_linear for calls like `args` (conv_runner's contract: the same input
     geometry, layout and qparams and the same other arguments), the layer's prepared GEMM
     (_LinearCall) looked up now: a function(x, bias) of the input's integers and the
-    layer's bias giving the result (a QuantizedArray), or None where the bias cannot be
-    read in place (the full path then copies it into the epilogue). None where no such
+    layer's bias giving the result (a QuantizedArray). A bias that cannot be read in place
+    (out_features not a multiple of the tile: a classifier's 1000) is read from a copy
+    padded to the tile, made again whenever the bias's bytes change. None where no such
     runner applies (AMX tiles, AVX2's value checks, k not a multiple of 4, an input that
     is not contiguous): kernel_for's path runs those. The result is linear()'s, from the
     same kernel call, without its per-call kernel choice and keys (~5 us a layer)."""
@@ -476,10 +477,22 @@ def linear_runner(args, cache: dict):
     call = _linear_call(cache, cfg, x, w, scale, zero_point, relu)
     run, bias_in_place, out_shape = call.run, call.bias_in_place, call.out_shape
     dtype, out_scale, out_zp = x.dtype, float(scale), int(zero_point)
+    n, n_pad = w.int_repr.shape[0], call.n_pad
+    padded = [None]         # (the bias's bytes, its padded float32 copy)
+
+    def padded_bias(b):
+        kept = padded[0]
+        if kept is None or not _same_bias(kept[0], b):
+            vector = np.zeros(n_pad, np.float32)
+            vector[:n] = b          # what epilogue_vectors makes of it (column_vector)
+            kept = padded[0] = (np.array(b, copy=True), vector)
+        return kept[1]
 
     def runner(xq, b):
         if b is not None and not bias_in_place(b):
-            return None
+            if np.ndim(b) != 1 or np.shape(b)[0] != n:
+                return None
+            b = padded_bias(b)
         return QuantizedArray(run(xq, bias=b).reshape(out_shape), dtype, out_scale, out_zp)
     return runner
 
@@ -499,7 +512,7 @@ def dynamic_runner(args, cache: dict):
     return _dynamic_call(cache, cfg, w, x.shape, relu).run_float
 
 
-def conv_runner(args, cache: dict, clamp=None):
+def conv_runner(args, cache: dict, clamp=None, residual=None):
     """quantized_conv2d for calls like `args` (the same input geometry, layout and
     qparams, the same other arguments; a converted model's every call of one layer),
     everything but the input made now: a function(x, bias) of the input's integers
@@ -507,11 +520,16 @@ def conv_runner(args, cache: dict, clamp=None):
     bias differs from the one it was made with (the full path then remakes its
     epilogue). None where no such runner applies (AMX tiles, AVX2's value checks,
     grouped convs other than depthwise, the reference): kernel_for's path runs those.
-    The result is the one conv2d / depthwise_conv2d give, from the same kernel call."""
+    The result is the one conv2d / depthwise_conv2d give, from the same kernel call.
+    residual = (other, scale, zero_point, relu) of a quantized_add reading the conv's
+    result (groups 1): the runner is then function(x, bias, other) giving the add's
+    result, conv2d(residual=...)'s kernel (qgemm_u8_add), for operands `other`'s
+    geometry, layout and qparams (the integers the caller passes)."""
     cfg = gemm_config()
     x, w, bias, stride, padding, dilation, groups, scale, zero_point, relu = args[:10]
     if cfg is None or cfg is QA.AMX or not cfg.vnni or \
-            not (_activation(x) and _cached_weight(cache, w, 4)):
+            not (_activation(x) and _cached_weight(cache, w, 4)) or \
+            (residual is not None and groups != 1):
         return None
     oc, c, kh, kw = w.int_repr.shape
     n, _, h, wd = x.int_repr.shape
@@ -535,8 +553,15 @@ def conv_runner(args, cache: dict, clamp=None):
         gather = _conv_gather(x_nhwc, (x_nhwc.shape, (kh, kw), tuple(stride), tuple(dilation),
                                        (oh, ow), run, tuple(padding) if in_kernel else None),
                               x_zp)
-        vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, scale, qparams)
-        gemm = Q.prepare(gather, packed, vectors, qp, True)
+        conv_scale = scale
+        if residual is not None:
+            other, scale, zero_point, add_relu = residual
+            qparams = lite.residual_qparams(qparams, conv_scale,
+                                            (other.scale, other.zero_point), scale,
+                                            zero_point, add_relu, qrange(dtype)[1])
+        vectors, qp = epilogue_inputs(packed, x.scale, x.zero_point, w, bias, conv_scale,
+                                      qparams)
+        gemm = Q.prepare(gather, packed, vectors, qp, True, residual=residual is not None)
         gather.buffer = None            # the runner keeps no activation alive
     elif _depthwise(x, w, groups) and QD.available():
         packed = _packed(cache, "depthwise", lambda: QD.PackedDepthwise(w.int_repr))
@@ -559,6 +584,14 @@ def conv_runner(args, cache: dict, clamp=None):
         return None
     kept = None if bias is None else np.array(bias, copy=True)
     out_scale, out_zp = float(scale), int(zero_point)
+    if residual is not None:
+        def runner_add(xq, b, other):
+            if not _same_bias(kept, b):
+                return None
+            out = gemm(nhwc(xq), other=lite.residual_other(other))
+            out = np.ascontiguousarray(out).reshape(n, oh, ow, oc)
+            return QuantizedArray(out.transpose(0, 3, 1, 2), dtype, out_scale, out_zp)
+        return runner_add
 
     def runner(xq, b):
         if not _same_bias(kept, b):

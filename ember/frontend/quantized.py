@@ -286,6 +286,98 @@ def _native_add(args: tuple):
     return QuantizedTensor._wrap(kernel(*[_unwrap(v) for v in args[2:]]))
 
 
+# the largest residual operand (elements) fused into its conv's epilogue. Measured in a
+# converted resnet18 at batch 8 (one thread, thread CPU, load 15-22): the fused epilogue
+# costs more than the add's own pass on 8 x 128 x 28 x 28 (~+0.15 ms over the pair),
+# the same on 8 x 64 x 56 x 56, less on 8 x 256 x 14 x 14 and 8 x 512 x 7 x 7 (an add
+# that runs on one thread at any thread count), where the add's ~40 us of serial call
+# glue weighs most
+FUSED_RESIDUAL_MAX = 1 << 19
+
+
+def conv2d_add(conv_args: tuple, other, scale, zero_point, relu):
+    """quantized_add(quantized_conv2d(*conv_args), other, scale, zero_point, relu) as one
+    GEMM whose epilogue rounds the conv's result to its own qparams and then adds `other`
+    (codegen's quantized_conv2d_add kernel: the pair's integers exactly), or None where
+    that does not apply (the caller then runs the pair: under a dispatch mode, autocast
+    or a TorchFunctionMode, which then see its quantized_add as without fusion). Applies
+    to a conv call the layer has made before with these operands' geometry and qparams
+    (its meta rule's verdict is kept: run_checked), groups 1, and an `other` of the conv's
+    result shape and layout (channels-last, as the unfused add's result then is) that is
+    per-tensor quint8, of at most FUSED_RESIDUAL_MAX elements."""
+    x, weight = conv_args[0], conv_args[1]
+    if _dispatch._modes or _autocast.ACTIVE or _TF_STATE.modes or \
+            type(x) is not QuantizedTensor or type(other) is not QuantizedTensor or \
+            type(weight) is not QuantizedTensor or other._array.size > FUSED_RESIDUAL_MAX:
+        return None
+    add = (float(_unwrap(scale)), int(_unwrap(zero_point)), bool(relu))
+    bias = conv_args[2]
+    seen = weight.__dict__.get("_seen_add")
+    if seen is not None and seen.matches(conv_args, other, add):
+        value = seen.runner(x._array, bias._array if isinstance(bias, Tensor) else bias,
+                            other._array)
+        if value is not None:
+            return QuantizedTensor._wrap(value)
+    if conv_args[6] != 1 or other._qaxis is not None or \
+            other._qdtype is not dtypes.quint8 or other._storage.device != "cpu" or \
+            not _channels_last_dense(other._array):
+        return None
+    key = _checked_key(quantized_conv2d_op(), conv_args)
+    out_meta = None if key is None else _CHECKED.get(key)
+    if out_meta is None or tuple(out_meta.shape) != other._array.shape:
+        return None
+    cache = weight.__dict__.setdefault("_kernel_cache", {})
+    bias = bias._array if isinstance(bias, Tensor) else bias
+    runner_key = ("runner-add", key, other._array.shape, other._array.strides,
+                  other._qscale, other._qzero_point, add)
+    try:
+        runner = cache.get(runner_key)
+    except TypeError:       # qparams that are not plain numbers: the general kernel
+        runner, runner_key = False, None
+    if runner is None:
+        kept = [k for k in cache if isinstance(k, tuple) and k[0] == "runner-add"]
+        for k in kept if len(kept) >= _MAX_RUNNERS else ():
+            del cache[k]
+        runner = cache[runner_key] = _kernels().conv_runner(
+            [_unwrap(v) for v in conv_args], cache, residual=(other._qarray(), *add)) or False
+    if runner is not False:
+        value = runner(x._array, bias, other._array)
+        if value is not None:
+            # the pair's next like call runs this runner directly
+            weight.__dict__["_seen_add"] = _SeenAdd(conv_args, other, add, runner, out_meta)
+            return QuantizedTensor._wrap(value)
+    ref_args = [_unwrap(v) for v in conv_args] + [other._qarray(), *add]
+    kernel = _kernels().kernel_for("quantized_conv2d_add", ref_args, cache)
+    return None if kernel is None else QuantizedTensor._wrap(kernel())
+
+
+def quantized_conv2d_op() -> OpDef:
+    return OPS["quantized_conv2d"]
+
+
+class _SeenAdd:
+    """A fused residual pair's prepared call (kept on the conv's weight, as _SeenCall):
+    the conv's operands, the other operand's geometry, layout and qparams and the add's
+    qparams of the call that made its runner; a call repeating them all runs it at once
+    (conv2d_add's checks, key and lookup are ~10 us a pair)."""
+    __slots__ = ("conv", "other_state", "add", "runner")
+
+    def __init__(self, conv_args: tuple, other, add: tuple, runner, out_meta):
+        self.conv = _SeenCall(quantized_conv2d_op(), conv_args, None, out_meta)
+        self.other_state = _other_state(other)
+        self.add, self.runner = add, runner
+
+    def matches(self, conv_args: tuple, other, add: tuple) -> bool:
+        return add == self.add and _other_state(other) == self.other_state and \
+            self.conv.matches(self.conv.op, conv_args)
+
+
+def _other_state(other) -> tuple:
+    a = other._array
+    return (a.shape, a.strides, other._qdtype, other._qscale, other._qzero_point,
+            other._qaxis, other._storage.device)
+
+
 def _native_dequantize(args: tuple):
     """dequantize(x) of a per-tensor 8-bit CPU tensor by the native kernel, as a tensor
     over the kernel's result, or None (then the full path). The kernel takes only a
@@ -304,8 +396,51 @@ def fast_calls() -> dict:
     """{op: fn(args)} for eager_fast's SPECIAL_CALLS (no dispatch mode or autocast
     active there): the calls below, answered without binding and dispatch where they
     apply, NotImplemented (the full call) anywhere else."""
-    return {OPS["quantize_per_tensor"]: _fast_quantize_per_tensor,
-            OPS["dequantize"]: _fast_dequantize}
+    calls = {OPS["quantize_per_tensor"]: _fast_quantize_per_tensor,
+             OPS["dequantize"]: _fast_dequantize,
+             OPS["quantized_add"]: _fast_quantized_add}
+    for name in _FAST_SAME_QPARAMS:
+        calls[OPS[name]] = functools.partial(_fast_same_qparams, OPS[name])
+    return calls
+
+
+# ops on a per-tensor quantized value that fast_calls answers with run_quantized's own
+# step (a converted CNN's pooling and flatten: ~10-20 us of binding and dispatch each)
+_FAST_SAME_QPARAMS = ("max_pool2d", "adaptive_avg_pool2d", "reshape", "flatten")
+
+
+def _fast_same_qparams(op: OpDef, args: tuple):
+    """op(x, ...) of a per-tensor quantized CPU tensor x whose other arguments are plain
+    ints, bools, None or sequences of ints (what the schema binds as they are): the full
+    call's own step (run_quantized: a quantized operand's plan runs no meta rule), without
+    the binding and dispatch before it."""
+    x = args[0] if args else None
+    if type(x) is not QuantizedTensor or x._qaxis is not None or _TF_STATE.modes or \
+            x._storage.device != "cpu" or not all(_plain(a) for a in args[1:]):
+        return NotImplemented
+    return run_quantized(op, args, [x])
+
+
+def _plain(value) -> bool:
+    cls = type(value)
+    if cls is int or cls is bool or value is None:
+        return True
+    return (cls is list or cls is tuple) and all(type(v) is int for v in value)
+
+
+def _fast_quantized_add(args: tuple):
+    """quantized_add(a, b, scale, zero_point[, relu]) of two quantized tensors, scale and
+    zero point numbers or 0-dim tensors (as the schema converts them): _native_add, as
+    the full call runs it, or NotImplemented (the full call)."""
+    if len(args) not in (4, 5) or _TF_STATE.modes or type(args[0]) is not QuantizedTensor \
+            or type(args[1]) is not QuantizedTensor:
+        return NotImplemented
+    scale, zero_point = _number(args[2], float), _number(args[3], int)
+    relu = args[4] if len(args) == 5 else False
+    if scale is None or zero_point is None or type(relu) is not bool:
+        return NotImplemented
+    value = _native_add((args[0], args[1], scale, zero_point, relu))
+    return NotImplemented if value is None else value
 
 
 def _fast_quantize_per_tensor(args: tuple):

@@ -933,8 +933,10 @@ def window_sums(q: np.ndarray, output_size):
             pixels = q.transpose(0, 2, 3, 1).reshape(n, h * w, c)
             if q.dtype == np.uint8 and h * w * 255 < 1 << 16:
                 # exact in uint16: a third less time than the float32 copy and product
-                # (resnet18's global pool of 8 x 512 x 7 x 7: 27 -> 17 us)
-                sums = pixels.sum(axis=1, dtype=np.uint16).astype(np.float32)
+                # (resnet18's global pool of 8 x 512 x 7 x 7: 27 -> 17 us); einsum's loop
+                # over the pixels beats sum's over few channels (the small CNN's
+                # 64 x 32 x 7 x 7: 37 -> 18 us, 8 x 512 x 7 x 7 the same 15)
+                sums = np.einsum("npc->nc", pixels, dtype=np.uint16).astype(np.float32)
             else:
                 sums = np.matmul(np.ones(h * w, np.float32), pixels.astype(np.float32))
         else:

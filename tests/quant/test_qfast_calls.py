@@ -1,6 +1,7 @@
 """A converted model's input quantize_per_tensor (scale and zero point as the 0-dim tensors
-convert_fx stores) and its output dequantize answered without binding and dispatch
-(frontend/quantized.py fast_calls): the same tensors as the full call and as torch, and
+convert_fx stores), its output dequantize, and its pooling, flatten and quantized adds
+answered without binding and dispatch (frontend/quantized.py fast_calls): the same
+tensors as the full call and as torch, and
 every other call (other layouts, dtypes, grad, a TorchFunctionMode) still takes the full
 call."""
 import numpy as np
@@ -131,3 +132,39 @@ def test_dynamic_linear_result_adopted_as_torch_lays_it_out(batch):
     outs[1].add_(1.0)
     np.testing.assert_array_equal(outs[2].numpy(), before)
     assert not np.shares_memory(outs[1].numpy(), outs[2].numpy())
+
+
+def _channels_last_quint8(rng, shape, scale, zero_point):
+    """A per-tensor quint8 value laid out as an int8 convolution's result (channels-last)
+    and torch's twin of it."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    t = torch.quantize_per_tensor(torch.from_numpy(x), scale, zero_point, torch.quint8)
+    t = t.contiguous(memory_format=torch.channels_last)
+    e = ember.quantize_per_tensor(ember.tensor(x), scale, zero_point, ember.quint8)
+    e = e.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    return e, t
+
+
+def test_pooling_flatten_and_add_equal_full_call_and_torch():
+    """The converted CNN's pooling, flatten and quantized add (fast_calls): the full
+    call's tensors (layout and qparams included) and torch's integers."""
+    rng = np.random.default_rng(1)
+    F = ember.nn.functional
+    e, t = _channels_last_quint8(rng, (2, 32, 9, 9), 0.05, 100)
+    e2, t2 = _channels_last_quint8(rng, (2, 32, 9, 9), 0.07, 90)
+    calls = [
+        (lambda: F.max_pool2d(e, 3, 2, 1), lambda: torch.nn.functional.max_pool2d(t, 3, 2, 1)),
+        (lambda: F.adaptive_avg_pool2d(e, (1, 1)),
+         lambda: torch.nn.functional.adaptive_avg_pool2d(t, (1, 1))),
+        (lambda: e.reshape(2, -1), lambda: t.reshape(2, -1)),
+        (lambda: ember.flatten(e, 1), lambda: torch.flatten(t, 1)),
+        (lambda: ember.quantized_add(e, e2, ember.tensor(np.float32(0.09)),
+                                     ember.tensor(np.int64(80)), True),
+         lambda: torch.ops.quantized.add_relu(t, t2, 0.09, 80)),
+    ]
+    for fast_call, torch_call in calls:
+        for _ in range(2):
+            fast = fast_call()
+            _same(fast, _full(fast_call))
+            np.testing.assert_array_equal(fast.int_repr().numpy(),
+                                          torch_call().int_repr().numpy())

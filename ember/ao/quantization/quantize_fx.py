@@ -38,6 +38,7 @@ from ..nn.intrinsic import qat as nniqat
 from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
                              get_native_backend_config, warn_unknown_patterns)
 from .fx.custom_config import ConvertCustomConfig, FuseCustomConfig, PrepareCustomConfig
+from .fx.fused_forward import install_fused_forward
 from .quant_type import QuantType
 from .fake_quantize import FakeQuantizeBase
 from .observer import ObserverBase, PlaceholderObserver
@@ -1149,6 +1150,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     gm.recompile()
     gm.delete_all_unused_submodules()     # float layers now computed by packed int8 weights
     _preserve_attributes(prepared, gm, custom.preserved_attributes)
+    if not reference:
+        install_fused_forward(gm)
     return gm
 
 

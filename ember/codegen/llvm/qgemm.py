@@ -401,19 +401,24 @@ def _lanes_below(b, count, lanes: int):
     return b.bitcast(b.trunc(ones, it), u.vec(ir.IntType(1), lanes))
 
 
-def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int):
+def _residual_add(b, p, q, c_zp, residual, row, col, lanes: int, ragged: bool = True):
     """The fused residual add on one vector: `q` holds the conv's requantized values (as
     float32, rounded and clamped) with zero point c_zp (float64 scalar); the result is
     quantized_add's (qelementwise: dequantize both operands by one fma, add, relu,
     requantize) step for step. `other` is [M, N] uint8 (channels-last, rows ldo apart);
     rows past M re-read row M - 1 (their results land in the output's padding rows) and
-    columns past n_valid are not read."""
+    columns past n_valid are not read (ragged: a masked load; else the caller knows the
+    vector's columns are all valid and it is a plain load)."""
     c_scale, o_zp, o_scale, inv, zp, floor, hi = residual
     vf = u.vec(u.F32, lanes)
     orow = u.imin(b, row, b.sub(p["m"], u.i64(1)))
-    mask = _lanes_below(b, b.sub(p["n_valid"], col), lanes)
     ptr = b.gep(p["other"], [b.add(b.mul(orow, p["ldo"]), col)], source_etype=I8)
-    other = b.uitofp(_masked_load(b, u.vec(I8, lanes), ptr, mask, 1), vf)
+    if ragged:
+        mask = _lanes_below(b, b.sub(p["n_valid"], col), lanes)
+        other = _masked_load(b, u.vec(I8, lanes), ptr, mask, 1)
+    else:
+        other = b.load(ptr, typ=u.vec(I8, lanes), align=1)
+    other = b.uitofp(other, vf)
     real = b.fadd(QE.dequantize_fma(b, q, c_zp, c_scale, lanes),
                   QE.dequantize_fma(b, other, o_zp, o_scale, lanes))
     return QE.add_requantize(b, real, inv, zp, floor, hi, lanes)
@@ -449,29 +454,43 @@ def _epilogue(b, cfg, p, acc, m0, nb, u8_out: bool, qparams=None, columns=None,
     # residual add's constants derived from it are then computed once per tile too
     c_zp = b.load(b.gep(p["qparams"], [u.i64(1)], source_etype=u.F64), typ=u.F64) \
         if residual else None
-    for v in range(cfg.nv):
-        col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
-        corr, mult, bias = columns[v]
-        reals = []
-        for r in range(cfg.mr):
-            centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
-            summed = b.sitofp(centered, vf)
-            reals.append(_requantized(b, summed, mult, bias, factor, zp, lanes) if u8_out else
-                         u.fma(b, summed, mult, bias))      # fbgemm's contracted mul + add
-        rounded = reals
-        for r, real in enumerate(reals):
-            row = b.add(m0, u.i64(r))
-            idx = b.add(b.mul(row, p["ldo"]), col)
-            if u8_out:
-                q = u.clamp(b, rounded[r], lo, hi)
-                if residual:
-                    q = _residual_add(b, p, q, c_zp, extra, row, col, lanes)
-                value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
-                _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p, lanes)
-            else:
-                value = u.clamp(b, real, lo, hi)
-                _store(b, value, b.gep(p["out"], [idx], source_etype=u.F32), 4, col, p,
-                       lanes)
+
+    def body(ragged: bool):
+        for v in range(cfg.nv):
+            col = b.add(b.mul(nb, u.i64(cfg.nr)), u.i64(v * lanes))
+            corr, mult, bias = columns[v]
+            reals = []
+            for r in range(cfg.mr):
+                centered = acc_at(r, v) if corr is None else b.sub(acc_at(r, v), corr)
+                summed = b.sitofp(centered, vf)
+                reals.append(_requantized(b, summed, mult, bias, factor, zp, lanes)
+                             if u8_out else u.fma(b, summed, mult, bias))  # fbgemm's fma
+            for r, real in enumerate(reals):
+                row = b.add(m0, u.i64(r))
+                idx = b.add(b.mul(row, p["ldo"]), col)
+                if u8_out:
+                    q = u.clamp(b, real, lo, hi)
+                    if residual:
+                        q = _residual_add(b, p, q, c_zp, extra, row, col, lanes, ragged)
+                    value = b.trunc(b.fptosi(q, v32), u.vec(I8, lanes))
+                    _store(b, value, b.gep(p["out"], [idx], source_etype=I8), 1, col, p,
+                           lanes)
+                else:
+                    value = u.clamp(b, real, lo, hi)
+                    _store(b, value, b.gep(p["out"], [idx], source_etype=u.F32), 4, col, p,
+                           lanes)
+    if not (residual and u8_out):
+        body(ragged=True)
+        return
+    # the residual operand read by plain loads where the column block's columns are all
+    # valid (every block but a ragged last one): a masked load on every vector made the
+    # fused epilogue slower than the add's own pass on large planes
+    whole = b.icmp_signed("<=", b.mul(b.add(nb, u.i64(1)), u.i64(cfg.nr)), p["n_valid"])
+    with b.if_else(whole) as (plain, ragged):
+        with plain:
+            body(ragged=False)
+        with ragged:
+            body(ragged=True)
 
 
 def claim_loop(b, shared, chunk, begin, end, total):

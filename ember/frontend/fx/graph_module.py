@@ -109,6 +109,9 @@ class GraphModule(Module):
         namespace.setdefault("__name__", "ember.fx.generated")
         exec(compile(code.src, filename, "exec"), namespace)  # noqa: S102 - our own codegen
         type(self).forward = namespace["forward"]
+        rewrite = self.__dict__.get("_forward_rewrite")
+        if rewrite is not None:     # a forward of its own for this graph (convert_fx's)
+            rewrite(self)
         return code
 
     def __call__(self, *args, **kwargs):

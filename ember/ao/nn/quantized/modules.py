@@ -296,12 +296,16 @@ def call_with_graph_clamps(clamps: dict, fn, *args, **kwargs):
 class Conv2d(_ConvNd):
     _FLOAT = nn.Conv2d
 
+    def _call_args(self, x) -> tuple:
+        """quantized_conv2d's arguments for input x (schema order)."""
+        return (x, self._packed_weight, self._bias, self.stride, self.padding,
+                self.dilation, self.groups, self.scale, self.zero_point, self._RELU)
+
     def forward(self, x):
         if x.ndim != 4:
             raise ValueError(f"quantized Conv2d: expected a 4-d input [N, C, H, W], got "
                              f"{list(x.shape)}")
-        args = (x, self._packed_weight, self._bias, self.stride, self.padding,
-                self.dilation, self.groups, self.scale, self.zero_point, self._RELU)
+        args = self._call_args(x)
         clamp = _graph_clamp_of(self)
         if clamp is not None and is_quantized_tensor(x):
             # the converted graph calling this conv passes its result only to a clamp

@@ -1,0 +1,119 @@
+"""A converted model's forward with its residual adds fused into their convolutions.
+
+convert_fx's graph keeps a ResNet block's `conv2 -> quantized_add(conv2, identity) (+
+relu)` pair, as torch.ao's does, and its printed graph and code stay that. Run as two
+ops, the add is a pass of its own over both tensors and a call of its own (Python glue
+that, with two threads, runs on one while the other waits). So the converted
+GraphModule's forward is generated from a copy of its graph where each such pair is one
+call of `residual_conv_add`: the conv's GEMM with the add in its epilogue (the conv's
+result rounded to its own qparams, then added and requantized: the pair's integers
+exactly, frontend/quantized.py conv2d_add), or the pair itself wherever the fused
+kernel does not apply (a first call, a traced or symbolic value, a hook on the conv,
+another layout).
+
+A pair is a call of a quantized Conv2d (or ConvReLU2d, groups 1) that the graph makes
+from one node only and whose one reader is a `quantized_add` of it and another value.
+The GraphModule's `recompile` (after a graph edit, a state_dict load that changed a
+qparams constant) regenerates the plain forward and then this one from the graph as it
+is then (`_forward_rewrite`).
+"""
+from __future__ import annotations
+
+import linecache
+
+from ....frontend.fx.codegen import python_code
+from ....frontend.quantized import QuantizedTensor, conv2d_add
+from ....ir.graph import Graph, OpKind
+from ....ir.registry import OPS
+from ...nn.quantized import modules as nnq
+
+
+def residual_pairs(gm) -> list:
+    """(conv node, add node, other operand) for each fusable pair of gm's graph."""
+    calls: dict = {}
+    for node in gm.graph.nodes:
+        if node.op == OpKind.call_module:
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    pairs = []
+    for add in gm.graph.nodes:
+        if add.op != OpKind.call_function or add.target is not OPS["quantized_add"] or \
+                add.kwargs or len(add.args) != 5:
+            continue
+        for conv, other in ((add.args[0], add.args[1]), (add.args[1], add.args[0])):
+            if _fusable_conv(gm, conv, calls) and conv is not other:
+                pairs.append((conv, add, other))
+                break
+    return pairs
+
+
+def _fusable_conv(gm, node, calls: dict) -> bool:
+    if getattr(node, "op", None) != OpKind.call_module or calls[str(node.target)] != 1 or \
+            len(node.users) != 1 or len(node.args) != 1 or node.kwargs:
+        return False
+    module = gm.get_submodule(str(node.target))
+    return isinstance(module, nnq.Conv2d) and module.groups == 1
+
+
+def install_fused_forward(gm) -> None:
+    """Give gm (a converted GraphModule) the forward with its residual pairs fused, where
+    its graph has any; kept across gm.recompile()."""
+    gm.__dict__["_forward_rewrite"] = install_fused_forward
+    graph = fused_graph(gm)
+    if graph is None:
+        return
+    code = python_code(graph)
+    filename = f"<ember-fx-fused-{id(gm):x}>"
+    # tracebacks through the generated forward show its lines, as recompile's do
+    linecache.cache[filename] = (len(code.src), None, code.src.splitlines(True), filename)
+    namespace = dict(code.globals)
+    namespace.setdefault("__name__", "ember.fx.generated")
+    exec(compile(code.src, filename, "exec"), namespace)  # noqa: S102 - our own codegen
+    type(gm).forward = namespace["forward"]
+
+
+def fused_graph(gm) -> Graph | None:
+    """A copy of gm's graph with each residual pair one residual_conv_add call (None
+    where there is no pair)."""
+    pairs = residual_pairs(gm)
+    if not pairs:
+        return None
+    graph = Graph()
+    values: dict = {}
+    out = graph.graph_copy(gm.graph, values)
+    graph.output(out)
+    codegen = gm.graph.__dict__.get("_codegen_impl")
+    if codegen is not None:     # a pytree graph's input and output handling
+        graph.__dict__["_codegen_impl"] = codegen
+    for conv, add, _other in pairs:
+        new_conv, new_add = values[conv], values[add]
+        # the add's operands as they are now (an earlier pair's add: its fused call)
+        new_other = new_add.args[1] if new_add.args[0] is new_conv else new_add.args[0]
+        with graph.inserting_before(new_add):
+            module = graph.get_attr(str(conv.target))
+            fused = graph.call_function(residual_conv_add, (
+                module, new_conv.args[0], new_other, *new_add.args[2:]))
+        new_add.replace_all_uses_with(fused)
+        graph.erase_node(new_add)
+        graph.erase_node(new_conv)
+    return graph
+
+
+def residual_conv_add(conv, x, other, scale, zero_point, relu):
+    """quantized_add(conv(x), other, scale, zero_point, relu), by one fused GEMM where it
+    applies (module docstring), else by the two calls."""
+    # a traced value (a Proxy, a symbolic tensor) takes the pair: it records the two calls
+    if type(x) is QuantizedTensor and type(other) is QuantizedTensor and \
+            type(conv) in _CONVS and not (conv._forward_hooks or conv._forward_pre_hooks) \
+            and x._array.ndim == 4:
+        value = conv2d_add(conv._call_args(x), other, scale, zero_point, relu)
+        if value is not None:
+            return value
+    return OPS["quantized_add"](conv(x), other, scale, zero_point, relu)
+
+
+def _conv_classes() -> tuple:
+    from ...nn.intrinsic.quantized import ConvReLU2d
+    return (nnq.Conv2d, ConvReLU2d)
+
+
+_CONVS = _conv_classes()
