@@ -5,6 +5,8 @@ group is one GEMM launch (no anchor kernel writing the product for a second kern
 read). The steps equal torch's float64 AdamW steps. On CI the kernels run in Triton's
 interpreter (tests/cuda/emulation.py)."""
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")    # before triton is imported (emulation.py)
 
@@ -32,3 +34,17 @@ def test_multi_output_epilogues_fuse_into_the_gemm(cuda, name):
     assert fused, [(s.name, s.kind, len(s.outputs)) for s in step.last.plan.steps]
     names = {s.name for s in step.last.plan.steps}
     assert not any(f"{s.name}.anchor" in names for s in fused)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_transformer_step_table_has_no_gradient_scatter_copies(bf16):
+    """tools/cuda_step_bytes.py's transformer row (d512, launches recorded, not run):
+    the q/k/v gradients of the packed in-projection fuse into the update (no eager
+    slice_scatter copies), and the FFN's Linear + ReLU is one GEMM launch."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import cuda_step_bytes
+    rows = cuda_step_bytes.step_rows("transformer", 0, 1, bf16=bf16)
+    assert rows
+    assert not [r for r in rows if r["kernel"] == "copy_"]
+    assert not [r for r in rows if r["step"].startswith("slice_scatter")]
+    assert any(r["kernel"].startswith("mm_epilogue") for r in rows)
