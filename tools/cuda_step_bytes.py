@@ -2,7 +2,11 @@
 a GPU.
 
 Builds `compile_train_step(model, CrossEntropyLoss(), SGD(momentum=0.9), backend="triton")`
-for small_cnn, a conv-BN-ReLU net or resnet18 (channels-last, batch 64 at --size) in
+for small_cnn, a conv-BN-ReLU net or resnet18 (channels-last, batch 64 at --size), or
+benchmarks/cuda.py's training rows `transformer` (TransformerEncoderLayer(512, 8 heads,
+2048, dropout 0, batch_first), batch 32 x 128 tokens, MSELoss, AdamW) and `mlp`
+(ember.models.mlp(), batch 64, CrossEntropyLoss, Adam) -- with --bf16 the step traced
+under `ember.autocast("cuda", dtype=bfloat16)` as that benchmark's _bf16 rows -- in
 emulated CUDA memory (tests/cuda/emulation.py: 'cuda:0' is host memory) and runs the
 steady step (momentum buffers present) with every launch, device-to-device memcpy and
 memset *recorded instead of run*, CUDA graphs included (call 1 runs step by step, call 2
@@ -28,8 +32,9 @@ then prints
 
 then totals per kernel family and the launch count. Run where ember imports:
 
-    python tools/cuda_step_bytes.py [--model resnet18|small_cnn|convbn] [--size 224]
-        [--batch 64] [--top 40] [--json PATH] [--no-graphs] [--every] [--show KERNEL]
+    python tools/cuda_step_bytes.py [--model resnet18|small_cnn|convbn|transformer|mlp]
+        [--size 224] [--batch 64] [--bf16] [--top 40] [--json PATH] [--no-graphs] [--every]
+        [--show KERNEL]
 """
 from __future__ import annotations
 
@@ -249,7 +254,7 @@ def recording(recorder: _Recorder):
     import pytest
     from emulation import emulated_cuda
     from ember.compiler import compile_cuda
-    from ember.frontend import eager_cuda
+    from ember.frontend import cuda as cuda_api, eager_cuda
     from ember.runtime import plan as plan_mod
     from ember.runtime.cuda import graph as cuda_graph, stream as S
     run_step = plan_mod.Plan._run_step
@@ -262,6 +267,7 @@ def recording(recorder: _Recorder):
             recorder.step = outer
     with emulated_cuda(8 << 30), pytest.MonkeyPatch.context() as mp:
         _track_descriptions(mp)
+        mp.setattr(cuda_api, "is_available", lambda: True)   # autocast('cuda') asks
         mp.setattr(compile_cuda.CudaBackend, "precompile", False)
         mp.setattr(compile_cuda, "_launch", lambda k, ts: recorder.launch(k.generated, ts))
         mp.setattr(eager_cuda, "launch", lambda g, ts, i: recorder.launch(g, ts))
@@ -286,23 +292,77 @@ MODELS = {"resnet18": lambda: ember.models.resnet18(num_classes=10),
           "convbn": convbn}
 
 
-def step_rows(model_name: str, size: int, batch: int, graphs=True) -> list[dict]:
+# benchmarks/cuda.py's training rows: (model, input shape at `batch`, target, loss, optimizer)
+def _transformer(batch):
+    layer = nn.TransformerEncoderLayer(512, 8, 2048, dropout=0.0, batch_first=True)
+    return (layer, (batch, 128, 512), lambda: ember.randn(batch, 128, 512), nn.MSELoss(),
+            lambda m: ember.optim.AdamW(m.parameters(), lr=1e-3))
+
+
+def _mlp(batch):
+    return (ember.models.mlp(), (batch, 784), lambda: ember.randint(0, 10, (batch,)),
+            nn.CrossEntropyLoss(), lambda m: ember.optim.Adam(m.parameters(), lr=1e-3))
+
+
+SEQUENCE_MODELS = {"transformer": _transformer, "mlp": _mlp}
+
+
+def _build(model_name: str, size: int, batch: int):
+    """(model on the device, x, y, loss, optimizer); the conv nets channels-last with
+    their momentum buffers present (the steady step)."""
+    if model_name in SEQUENCE_MODELS:
+        model, shape, target, loss, make_opt = SEQUENCE_MODELS[model_name](batch)
+        model = model.cuda()
+        return model, ember.randn(*shape).cuda(), target().cuda(), loss, make_opt(model)
+    model = MODELS[model_name]().to(memory_format=ember.channels_last).cuda()
+    opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for p in model.parameters():
+        opt.state[p]["momentum_buffer"] = ember.zeros_like(p)
+    x = ember.randn(batch, 3, size, size).contiguous(memory_format=ember.channels_last)
+    y = ember.randint(0, 10, (batch,))
+    return model, x.cuda(), y.cuda(), nn.CrossEntropyLoss(), opt
+
+
+def _compile_step(model, loss_fn, opt, graphs: bool, bf16: bool):
+    """compile_train_step as benchmarks/cuda.py builds it (bf16: a traced step function
+    with autocast around the forward and the loss)."""
+    options = {"cuda_graphs": graphs}
+    if not bf16:
+        return ember.compile_train_step(model, loss_fn, opt, backend="triton",
+                                        options=options)
+
+    @ember.compile_train_step(backend="triton", options=options)
+    def step(x, y):
+        with ember.autocast("cuda", dtype=ember.bfloat16):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    return step
+
+
+def _count_steps(opt, n: int) -> None:
+    """Adam's step counts (host tensors) come back from device memory no kernel wrote
+    (launches are recorded, not run): garbage, NaN at times, which the next call would
+    refuse as differing within a group. Set them to the count they would have."""
+    for state in opt.state.values():
+        if "step" in state:
+            state["step"].fill_(float(n))
+
+
+def step_rows(model_name: str, size: int, batch: int, graphs=True, bf16=False) -> list[dict]:
     """The steady step's activities: with `graphs`, the third call (call 1 runs step by
-    step, call 2 captures, call 3 replays), else the second."""
+    step, call 2 captures, call 3 replays), else the second (Adam's state exists after
+    the first)."""
     recorder = _Recorder()
     with recording(recorder):
         ember.manual_seed(0)
-        model = MODELS[model_name]().to(memory_format=ember.channels_last).cuda()
-        opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        step = ember.compile_train_step(model, nn.CrossEntropyLoss(), opt, backend="triton",
-                                        options={"cuda_graphs": graphs})
-        x = ember.randn(batch, 3, size, size).contiguous(memory_format=ember.channels_last)
-        x = x.cuda()
-        y = ember.randint(0, 10, (batch,)).cuda()
-        for p in model.parameters():                  # the steady step: momentum present
-            opt.state[p]["momentum_buffer"] = ember.zeros_like(p)
-        for _ in range(2 if graphs else 1):
+        model, x, y, loss_fn, opt = _build(model_name, size, batch)
+        step = _compile_step(model, loss_fn, opt, graphs, bf16)
+        for n in range(2 if graphs else 1):
             step(x, y)
+            _count_steps(opt, n + 1)
         recorder.rows.clear()
         step(x, y)
     return recorder.rows
@@ -374,9 +434,12 @@ def print_table(rows: list[dict], top: int) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=list(MODELS), default="resnet18")
+    p.add_argument("--model", choices=list(MODELS) + list(SEQUENCE_MODELS),
+                   default="resnet18")
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, help="default: 32 for transformer, else 64")
+    p.add_argument("--bf16", action="store_true",
+                   help="the step under ember.autocast('cuda', dtype=bfloat16)")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--json", type=Path, help="write the rows here")
     p.add_argument("--no-graphs", action="store_true",
@@ -387,8 +450,13 @@ def main(argv=None) -> int:
                    help="print this kernel's generated source (repeatable)")
     args = p.parse_args(argv)
     SHOW.update(args.show)
-    rows = step_rows(args.model, args.size, args.batch, graphs=not args.no_graphs)
-    print(f"{args.model} batch {args.batch} {args.size}x{args.size} channels-last, "
+    if args.batch is None:
+        args.batch = 32 if args.model == "transformer" else 64
+    rows = step_rows(args.model, args.size, args.batch, graphs=not args.no_graphs,
+                     bf16=args.bf16)
+    shape = ("" if args.model in SEQUENCE_MODELS
+             else f" {args.size}x{args.size} channels-last")
+    print(f"{args.model} batch {args.batch}{shape}{' bf16 autocast' if args.bf16 else ''}, "
           "compile_train_step(backend='triton'), steady step"
           f"{'' if args.no_graphs else ' (CUDA-graph replay)'}:")
     print_activities(rows, args.every)

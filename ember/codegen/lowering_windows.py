@@ -258,7 +258,38 @@ def _cat(ctx, node, args: dict) -> Value:
     return Value(tuple(out.shape), out.dtype, load)
 
 
+def _slice_bounds(size: int, start, end) -> tuple[int, int]:
+    """start/end of a step-1 slice along a dim of `size`, as Python slicing clamps them."""
+    start, end, _ = slice(start, end).indices(size)
+    return start, max(start, end)
+
+
+def _slice_scatter(ctx, node, args: dict) -> Value:
+    """slice_scatter(self, src, dim, start, end, 1): src where the slice runs, self
+    elsewhere; autograd's gradient of a narrow/slice (src into zeros), so the sum of the
+    q/k/v gradients of a packed projection fuses into the kernel that reads it."""
+    base: Value = args["self"]
+    src: Value = args["src"]
+    out: TensorMeta = node.meta["val"]
+    if args["step"] not in (None, 1):
+        raise LoweringError(f"{ctx.name}: slice_scatter lowers with step 1, got {args['step']}")
+    dim = args["dim"] % len(out.shape)
+    start, end = _slice_bounds(out.shape[dim], args["start"], args["end"])
+
+    def load(index):
+        along = index[dim]
+        shifted = index[:dim] + (linear([(1, along)], -start, ctx.n_vars),) + index[dim + 1:]
+        mask = _within(ctx, along, start, end)
+        piece = cast(_buffer_load(ctx, src, shifted, mask, 0), out.dtype)
+        if base.strided is not None:            # a buffer: read only outside the slice
+            kept = _buffer_load(ctx, base, index, c("logical_not", mask), 0)
+        else:
+            kept = base.load(index)
+        return c("where", mask, piece, cast(kept, out.dtype))
+    return Value(tuple(out.shape), out.dtype, load)
+
+
 ARG_RULES = {
     "max_pool2d": _max_pool, "avg_pool2d": _avg_pool, "adaptive_avg_pool2d": _adaptive_avg_pool,
-    "pad": _pad, "cat": _cat, "stack": _stack,
+    "pad": _pad, "cat": _cat, "stack": _stack, "slice_scatter": _slice_scatter,
 }

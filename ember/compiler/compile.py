@@ -473,11 +473,24 @@ class PlanBuilder:
         fused = getattr(self.backend, "fused_extern", None)
         outer_of = dict(zip(group.graph.placeholders, node.args))
         found = fused and fused(group.graph, lambda inner: self._frozen(outer_of[inner]))
-        if not found or group.n_outputs != 1:
+        if not found:
             return False
         fn, inner_inputs = found
         self.stats.externs += 1
-        self._kernel_step(group.name, fn, [outer_of[n] for n in inner_inputs], [node])
+        inputs = [outer_of[n] for n in inner_inputs]
+        if group.n_outputs == 1:
+            self._kernel_step(group.name, fn, inputs, [node])
+            return True
+        # a GEMM whose epilogue stores several values (an activation and its mask, say):
+        # one slot per output, as a multi-output kernel's (getitem picks them)
+        metas = [o.meta["val"] for o in group.graph.output_node.args[0]]
+        slots = tuple(self.new_slot() for _ in metas)
+        keep = node in self.results
+        specs = tuple(BufferSpec(m, persistent=not keep, arena=a)
+                      for m, a in zip(metas, _arenas(node, len(metas))))
+        self.plan.steps.append(Step(group.name, fn, tuple(self.slot[n] for n in inputs), slots,
+                                    kernel=True, out_specs=specs, kind="extern"))
+        self.slot[node] = slots
         return True
 
     def _anchor(self, anchor: Node, outer_of: dict, name: str) -> int:
