@@ -491,9 +491,12 @@ def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
 
 
 def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
-                    weighted: dict, shared_ok: Callable[[Node], bool] = lambda n: True) -> None:
+                    weighted: dict, shared_ok: Callable[[Node], bool] = lambda n: True,
+                    configured: Callable[[Node], bool] = lambda n: True) -> None:
     """Lower `op -> quantize` pairs whose inputs are quantized to quantized ops; keep
     SHARED ops on quantized values; dequantize every quantized value a float op reads.
+    A node for which `configured(node)` is false (its qconfig is None) stays a float op
+    even between quantized values, as torch.ao converts it.
 
     `weighted[node]`: for WEIGHTED call_module nodes, a dict with "weight" and "bias"
     (get_attr qualified names, bias may be None) and, for convs, "stride", "padding",
@@ -518,10 +521,10 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
             # whose qparams are the module's own (unknown here: no requantizing cat)
             qvalue.update({leaf: (None, None, None) for leaf in tuple_output_leaves(node)})
             continue
-        lowered = _lower_pattern(graph, node, qvalue, module_kinds, weighted)
-        if lowered is not None:
+        kind = node_kind(node, module_kinds) if configured(node) else None
+        if kind is not None and _lower_pattern(graph, node, qvalue, module_kinds,
+                                               weighted) is not None:
             continue
-        kind = node_kind(node, module_kinds)
         if kind in BINARY and node.meta.get("scalar_operand_shared"):
             if _lower_scalar_operand(graph, node, kind, qvalue, dequant):
                 continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import re
 import numpy as np
 
 from ... import nn
@@ -32,7 +33,7 @@ from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
 from ..nn.quantized.modules import call_with_graph_clamps
-from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
+from ..nn.intrinsic import (BNReLU2d, BNReLU3d, ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
                             LinearBn1d, LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
 from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
@@ -247,6 +248,7 @@ def _is_relu(node, modules) -> bool:
 
 _WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,
               nn.Linear: LinearReLU}
+_BN_RELU = {nn.BatchNorm2d: BNReLU2d, nn.BatchNorm3d: BNReLU3d}
 # a module followed by an eval-mode BatchNorm of this type: folded (Conv2d is handled
 # apart, for QAT's ConvBn2d)
 _CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d, nn.Linear: nn.BatchNorm1d,
@@ -298,6 +300,12 @@ def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
                     if type(module) is ConvBn2d else \
                     _WITH_RELU[type(module)](module, nn.ReLU())
                 _set_module(gm, str(node.target), fused)
+                relu_node.replace_all_uses_with(node)
+                graph.erase_node(relu_node)
+        if type(module) in _BN_RELU:        # a BatchNorm no conv took: fused with its relu
+            relu_node = _sole_user(node)
+            if _is_relu(relu_node, modules) and relu_node.args[0] is node:
+                _set_module(gm, str(node.target), _BN_RELU[type(module)](module, nn.ReLU()))
                 relu_node.replace_all_uses_with(node)
                 graph.erase_node(relu_node)
     graph.lint()
@@ -354,12 +362,54 @@ def _assign_qconfigs(gm: GraphModule, mapping: QConfigMapping) -> dict:
             qconfigs[node] = order if order is not _UNSET else \
                 mapping.qconfig_for(target, kind)
         elif node.op in (OpKind.call_function, OpKind.call_method):
-            types_ = _object_types(node)
-            obj = next((t for t in types_ if t in mapping.object_type_qconfigs), types_[0])
-            index = counts.get(("", obj), 0)
-            counts[("", obj)] = index + 1
-            qconfigs[node] = mapping.qconfig_for("", obj, index)
+            qconfigs[node] = _function_qconfig(mapping, node, counts)
     return qconfigs
+
+
+def _attach_qconfigs(gm, qconfigs: dict) -> None:
+    """Every called module carries its QConfig (None included) as `.qconfig`, as torch.ao's
+    prepared model does; convert_fx removes them unless `_remove_qconfig=False`."""
+    for node, qconfig in qconfigs.items():
+        if node.op == OpKind.call_module:
+            gm.get_submodule(str(node.target)).qconfig = qconfig
+
+
+def _strip_qconfigs(gm) -> GraphModule:
+    for module in gm.modules():
+        module.__dict__.pop("qconfig", None)
+    return gm
+
+
+def _enclosing_module(node) -> tuple:
+    """(path, class) of the module a function / method call was traced in; ("", None)
+    at the top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1] if stack else ("", None)
+
+
+def _function_qconfig(mapping: QConfigMapping, node, counts: dict):
+    """A function or method call's QConfig as torch.ao picks it: its own object_type
+    entry (else global), overridden by the enclosing module's class entry, then a
+    module_name_regex matching the enclosing module's path, then that path's (or an
+    ancestor's) module_name entry; for functions, module_name_object_type_order counts
+    calls of the function within the enclosing module."""
+    types_ = _object_types(node)
+    obj = next((t for t in types_ if t in mapping.object_type_qconfigs), types_[0])
+    path, module_type = _enclosing_module(node)
+    table = mapping.object_type_qconfigs
+    qconfig = table.get(obj, mapping.global_qconfig)
+    if module_type is not None:
+        qconfig = table.get(module_type, qconfig)
+    qconfig = next((q for regex, q in mapping.module_name_regex_qconfigs.items()
+                    if re.match(regex, path)), qconfig)
+    if path:
+        found, named = mapping._by_module_name(path)
+        qconfig = named if found else qconfig
+    if node.op == OpKind.call_function:
+        index = counts.get((path, obj), 0)
+        counts[(path, obj)] = index + 1
+        qconfig = mapping.module_name_object_type_order_qconfigs.get((path, obj, index), qconfig)
+    return qconfig
 
 
 _UNSET = object()
@@ -423,6 +473,7 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     gm = _fuse_graph(gm, is_qat)        # in training mode BatchNorm is not folded
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
+    _attach_qconfigs(gm, qconfigs)
     kinds = _module_kinds(gm)
     swapped = _swappable_modules(gm, qconfigs, kinds, backend_config)
     kinds.update({target: "custom" for target in swapped})
@@ -485,6 +536,10 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         "functional": {n.name: qconfigs[n] for n, k in quantized.items()
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "observer_alias": aliases, "is_qat": is_qat,
+        # values computed under a None qconfig: an observer after one is its reader's
+        # input observer, and its qparams are named after the reader (`_input`)
+        "unconfigured": {n.name for n in gm.graph.nodes
+                         if n.op != OpKind.placeholder and n in qconfigs and qconfigs[n] is None},
         "standalone": standalone,
         "backend_config": backend,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
@@ -527,7 +582,8 @@ def _swap_table() -> dict:
             nn.ConvTranspose1d: nnq.ConvTranspose1d, nn.ConvTranspose2d: nnq.ConvTranspose2d,
             nn.LayerNorm: nnq.LayerNorm, nn.InstanceNorm1d: nnq.InstanceNorm1d,
             nn.InstanceNorm2d: nnq.InstanceNorm2d, nn.InstanceNorm3d: nnq.InstanceNorm3d,
-            nn.BatchNorm2d: nnq.BatchNorm2d, nn.BatchNorm3d: nnq.BatchNorm3d}
+            nn.BatchNorm2d: nnq.BatchNorm2d, nn.BatchNorm3d: nnq.BatchNorm3d,
+            BNReLU2d: nniq.BNReLU2d, BNReLU3d: nniq.BNReLU3d}
 
 
 def _swappable_modules(gm, qconfigs, kinds, backend_config) -> dict:
@@ -544,7 +600,8 @@ def _swappable_modules(gm, qconfigs, kinds, backend_config) -> dict:
         if type(module) not in table or not _is_static(qconfigs.get(node)) or \
                 (listed is not None and type(module) not in listed):
             continue
-        if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)) and module.training:
+        bn = module[0] if isinstance(module, (BNReLU2d, BNReLU3d)) else module
+        if isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm3d)) and bn.training:
             continue
         found[str(node.target)] = qconfigs[node]
     return found
@@ -1128,8 +1185,10 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     else:
         modules = dict(gm.named_modules())
         qat = gm._ember_quant.get("is_qat")
+        unconfigured = gm._ember_quant.get("unconfigured", ())
         qpass.lower_quantized(gm.graph, quantize_nodes, kinds, specs,
-                              lambda n: not _observed_anew(n, kinds, modules, qat))
+                              lambda n: not _observed_anew(n, kinds, modules, qat),
+                              lambda n: n.name not in unconfigured)
     for name in list(qparams) + [n for n, m in gm.named_children()
                                  if isinstance(m, PlaceholderObserver)]:
         if hasattr(gm, name):
@@ -1605,7 +1664,8 @@ def _qparams_stem(gm, node) -> str:
     enclosing module, none at the top level); a model input takes the scope of the op
     that first reads it, with `_input` (`conv1_input`, `_input` for a top-level op)."""
     value = node.args[0] if _op_name(node) == "quantize_per_tensor" else node
-    if value.op == OpKind.placeholder:
+    unconfigured = getattr(gm, "_ember_quant", {}).get("unconfigured", ())
+    if value.op == OpKind.placeholder or value.name in unconfigured:
         users = _in_graph_order(gm.graph, node.users)
         while len(users) == 1 and _is_dequantize(users[0]):   # reference: q -> dq -> op
             users = _in_graph_order(gm.graph, users[0].users)
@@ -1703,7 +1763,8 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
 def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                qconfig_mapping=None, backend_config=None) -> GraphModule:
     """A calibrated prepared model -> an int8 model (quantized ops, float boundaries)."""
-    return _convert(graph_module, reference=False, convert_custom_config=convert_custom_config)
+    gm = _convert(graph_module, reference=False, convert_custom_config=convert_custom_config)
+    return _strip_qconfigs(gm) if _remove_qconfig else gm
 
 
 def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
@@ -1712,6 +1773,7 @@ def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qc
     quantize around every quantized op; weighted modules become reference modules
     (torch.ao.nn.quantized.reference's, or the backend config's
     `reference_quantized_module`)."""
-    return _convert(graph_module, reference=True, convert_custom_config=convert_custom_config,
-                    backend_config=backend_config)
+    gm = _convert(graph_module, reference=True, convert_custom_config=convert_custom_config,
+                  backend_config=backend_config)
+    return _strip_qconfigs(gm) if _remove_qconfig else gm
 
