@@ -48,13 +48,16 @@ def _target_name(node) -> str:
     qualified = getattr(target, "_qualified_op_name", None)     # torch.ops.quantized.add
     if qualified:
         return qualified.replace("::", "_")
-    return getattr(target, "name", None) or getattr(target, "__name__", str(target))
+    name = getattr(target, "name", None) or getattr(target, "__name__", str(target))
+    if name in ("quantized_add", "quantized_mul") and node.args and node.args[-1] is True:
+        name += "_relu"             # ember's op takes the fused relu as a flag
+    return name
 
 
 def node_kinds(gm) -> list:
     """(op, what it calls) per compute node: module class names, function / op names and
     method names; placeholders, get_attrs and the output left out."""
-    modules = dict(gm.named_modules())
+    modules = dict(gm.named_modules(remove_duplicate=False))   # shared observers too
     kinds = []
     for node in gm.graph.nodes:
         op = getattr(node.op, "value", node.op)
