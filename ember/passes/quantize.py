@@ -151,7 +151,8 @@ def _binary_of_tensors(node: Node) -> bool:
 def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], bool],
                      new_observer: Callable[[Node, Node], str],
                      reobserves: Callable[[Node], bool] = lambda n: False,
-                     share_observer: Callable[[str], str] = lambda target: target) -> dict:
+                     share_observer: Callable[[str], str] = lambda target: target,
+                     quantized_inputs=()) -> dict:
     """Insert `call_module` observer nodes; returns {node: kind} of the quantized nodes.
 
     A quantized pattern's tensor inputs are observed (an observer is added after a
@@ -163,11 +164,12 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
     statistics and fake-quantizes the output in QAT); such nodes are marked
     meta["reobserve"] = True, and `drop_reobservations` removes them at convert. The
     second call's target is `share_observer(first call's target)` (the caller may register
-    the same module under a new name, as torch.ao numbers it).
+    the same module under a new name, as torch.ao numbers it). `quantized_inputs`:
+    placeholders the model receives already quantized (no observer for them).
     """
     observed: dict[Node, Node] = {}     # value -> the observer node reading it
     quantized: dict[Node, str] = {}
-    observers = set()
+    observers = set(quantized_inputs)
 
     def is_quantized_value(n: Node) -> bool:
         return n in observers or (n in quantized and quantized[n] in SHARED)

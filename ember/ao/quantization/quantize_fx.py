@@ -465,9 +465,6 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     if example_inputs is None:
         raise QuantizationError("prepare_fx needs example_inputs (a tuple of inputs)")
     custom = _prepare_config(prepare_custom_config)
-    if custom.input_quantized_indexes or custom.output_quantized_indexes:
-        raise QuantizationError("prepare_fx: input/output_quantized_indexes are not "
-                                "supported (the model takes and returns float tensors)")
     _swap_float_functional(model)
     gm = _trace(model, custom)
     gm = _fuse_graph(gm, is_qat)        # in training mode BatchNorm is not folded
@@ -527,8 +524,9 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         aliases[name] = aliases.get(target, target)
         return name
 
+    quantized_inputs = _quantized_placeholders(gm, custom.input_quantized_indexes)
     quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves,
-                                       share_observer)
+                                       share_observer, quantized_inputs)
     _drop_uncalled_observers(gm, owners)      # replaced by a shared one (cat)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
@@ -536,6 +534,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         "functional": {n.name: qconfigs[n] for n, k in quantized.items()
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "observer_alias": aliases, "is_qat": is_qat,
+        "quantized_inputs": [n.name for n in quantized_inputs],
+        "quantized_outputs": list(custom.output_quantized_indexes),
         # values computed under a None qconfig: an observer after one is its reader's
         # input observer, and its qparams are named after the reader (`_input`)
         "unconfigured": {n.name for n in gm.graph.nodes
@@ -555,6 +555,31 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _quantized_placeholders(gm, indexes) -> list:
+    """The model inputs PrepareCustomConfig.set_input_quantized_indexes names: the
+    converted model takes them as quantized tensors (no quantize_per_tensor for them)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == OpKind.placeholder]
+    for i in indexes:
+        if not 0 <= i < len(placeholders):
+            raise QuantizationError(f"prepare_fx: input_quantized_indexes names input {i}, "
+                                    f"but the model takes {len(placeholders)} input(s)")
+    return [placeholders[i] for i in indexes]
+
+
+def _keep_outputs_quantized(graph, indexes) -> None:
+    """PrepareCustomConfig.set_output_quantized_indexes: the model returns those outputs
+    quantized, so the dequantize before them is skipped."""
+    out = next(n for n in graph.nodes if n.op == OpKind.output)
+    value = out.args[0]
+    single = not isinstance(value, (tuple, list))
+    values = [value] if single else list(value)
+    for i in indexes:
+        if i < len(values) and _is_dequantize(values[i]):
+            values[i] = values[i].args[0]
+    out.args = (values[0] if single else type(value)(values),)
+    graph.eliminate_dead_code()
 
 
 def _modules_in_graph_order(gm) -> None:
@@ -1180,6 +1205,9 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if not reference:
         qpass.drop_reobservations(gm.graph)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
+    quantized_inputs = set(info.get("quantized_inputs", ()))
+    quantize_nodes.update({n: (None, None, None) for n in gm.graph.nodes
+                           if n.op == OpKind.placeholder and n.name in quantized_inputs})
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
     else:
@@ -1189,6 +1217,7 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
         qpass.lower_quantized(gm.graph, quantize_nodes, kinds, specs,
                               lambda n: not _observed_anew(n, kinds, modules, qat),
                               lambda n: n.name not in unconfigured)
+    _keep_outputs_quantized(gm.graph, info.get("quantized_outputs", ()))
     for name in list(qparams) + [n for n, m in gm.named_children()
                                  if isinstance(m, PlaceholderObserver)]:
         if hasattr(gm, name):
