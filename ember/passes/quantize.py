@@ -214,6 +214,15 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         kind = node_kind(node, module_kinds)
         if kind is None or not wants(node):
             continue
+        if kind in CUSTOM and "standalone_interface" in node.meta:
+            # a standalone module with quantized inputs and / or output
+            quantized_in, quantized_out = node.meta["standalone_interface"]
+            for value in dict.fromkeys(_tensor_inputs(node, kind) if quantized_in else ()):
+                ensure_observed(value, node)
+            if quantized_out:
+                observers.add(node)
+            quantized[node] = kind
+            continue
         if kind in CUSTOM and node.meta.get("tuple_output"):
             _check_tuple_unpacked(node)
             for value in dict.fromkeys(tuple_module_inputs(node)):
@@ -237,6 +246,13 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
                 # and by an Identity shortcut): the shared op reads the observed value,
                 # as torch.ao's does, and runs on the quantized tensor
                 node.replace_input_with(inputs[0], observed[inputs[0]])
+                inputs = _tensor_inputs(node, kind)
+            if not is_quantized_value(inputs[0]) and inputs[0] not in quantized and \
+                    inputs[0].op != OpKind.get_attr and reobserves(node):
+                # a float input (a model input, a float op's or a None-qconfig region's
+                # output): observed as the op's input, as torch.ao's prepare does, so
+                # the op runs on the int8 value and its output shares the observer
+                ensure_observed(inputs[0], node)
                 inputs = _tensor_inputs(node, kind)
             if is_quantized_value(inputs[0]):
                 quantized[node] = kind
@@ -479,9 +495,14 @@ def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
     dequantize = OPS["dequantize"]
     # a tuple-returning custom module (quantized LSTM / MHA) reads its quantized inputs
     # and returns quantized tensors, each dequantized after the getitem that takes it
-    keeps_quantized = lambda user: user.meta.get("tuple_output", False)  # noqa: E731
-    for q in list(quantize_nodes) + [leaf for n in graph.nodes if keeps_quantized(n)
-                                     for leaf in tuple_output_leaves(n)]:
+    # (and a standalone module with a quantized input interface reads them as they are)
+    keeps_quantized = lambda user: user.meta.get("tuple_output", False) or \
+        user.meta.get("standalone_interface", (False, False))[0]  # noqa: E731
+    quantized_out = [n for n in graph.nodes
+                     if n.meta.get("standalone_interface", (False, False))[1]]
+    for q in list(quantize_nodes) + quantized_out + \
+            [leaf for n in graph.nodes if n.meta.get("tuple_output", False)
+             for leaf in tuple_output_leaves(n)]:
         if q.users and all(keeps_quantized(user) for user in q.users):
             continue
         with graph.inserting_after(q):
@@ -517,6 +538,15 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
 
     for node in list(graph.nodes):
         if node in qvalue or node in dequantized.values():
+            continue
+        if "standalone_interface" in node.meta:
+            quantized_in, quantized_out = node.meta["standalone_interface"]
+            if not quantized_in:
+                for value in node.all_input_nodes:
+                    if value in qvalue:
+                        node.replace_input_with(value, dequant(value))
+            if quantized_out:
+                qvalue[node] = (None, None, None)
             continue
         if node_kind(node, module_kinds) in CUSTOM and node.meta.get("tuple_output"):
             # it takes its quantized inputs as they are and returns quantized tensors,

@@ -472,6 +472,8 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
     _attach_qconfigs(gm, qconfigs)
     kinds = _module_kinds(gm)
+    kinds.update({str(n.target): "custom" for n in gm.graph.nodes
+                  if "standalone_interface" in n.meta})
     swapped = _swappable_modules(gm, qconfigs, kinds, backend_config)
     kinds.update({target: "custom" for target in swapped})
     user_patterns = _user_pattern_nodes(gm, backend_config, kinds)
@@ -725,6 +727,12 @@ def _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config) -> 
                        entry.backend_config or backend_config)
         _set_module(gm, target, sub)
         prepared.append(target)
+        interface = _prepare_config(entry.prepare_custom_config)
+        if interface.input_quantized_indexes or interface.output_quantized_indexes:
+            # its own input / output quantized indexes: the parent hands it the int8
+            # value and takes its int8 result, as torch.ao's standalone interface
+            node.meta["standalone_interface"] = (bool(interface.input_quantized_indexes),
+                                                 bool(interface.output_quantized_indexes))
     return prepared
 
 
