@@ -238,3 +238,49 @@ def test_a_fused_bn_relu_converts_to_the_quantized_bn_relu_module():
     assert_same(t, e, atol=1e-5)
     assert ("call_module", "BNReLU3d") in node_kinds(e[1])
     assert type(e[1].bn3).__name__ == "BNReLU3d" and "QuantizedBNReLU3d" in repr(e[1].bn3)
+
+
+def _conv3d_bn(lib, relu):
+    nn = lib.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv3d(2, 3, 1), nn.BatchNorm3d(3)
+            self.relu = nn.ReLU() if relu else nn.Identity()
+
+        def forward(self, x):
+            return self.relu(self.bn(self.conv(x)))
+    return M()
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_qat_conv3d_bn_trains_and_converts_like_torch(relu):
+    """TestQuantizeFx.test_conv_bn_relu's 3-d QAT half: ConvBn3d / ConvBnReLU3d with
+    simulated folding over training steps, then the quantized Conv3d / ConvReLU3d."""
+    t_model, e_model = twins(lambda lib: _conv3d_bn(lib, relu))
+    data = batches((2, 2, 2, 3, 3), n=4, seed=3)
+    got = {}
+    for lib, m in ((torch, t_model), (ember, e_model)):
+        aq, qfx, _ = api(lib)
+        m.train()
+        p = qfx.prepare_qat_fx(m, aq.get_default_qat_qconfig_mapping("x86"), (tensor(lib, data[0]),))
+        kinds = [k for k in _modules_called(p) if "FakeQuantize" not in k]
+        opt = lib.optim.SGD(p.parameters(), lr=0.1)
+        losses = []
+        for x in data:
+            opt.zero_grad()
+            loss = (p(tensor(lib, x)) ** 2).mean()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        p.eval()
+        q = api(lib)[1].convert_fx(p)
+        with torch.no_grad(), ember.no_grad():
+            y = q(tensor(lib, data[0])).numpy()
+        got[lib.__name__] = (kinds, losses, node_kinds(q), y)
+    t, e = got["torch"], got["ember"]
+    assert e[0] == t[0] == (["ConvBnReLU3d"] if relu else ["ConvBn3d", "Identity"])
+    np.testing.assert_allclose(e[1], t[1], rtol=1e-5)
+    assert e[2] == t[2]
+    np.testing.assert_allclose(e[3], t[3], atol=1e-4)

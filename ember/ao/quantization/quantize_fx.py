@@ -33,7 +33,7 @@ from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
 from ..nn.quantized.modules import call_with_graph_clamps
-from ..nn.intrinsic import (BNReLU2d, BNReLU3d, ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
+from ..nn.intrinsic import (BNReLU2d, BNReLU3d, ConvBn2d, ConvBn3d, ConvBnReLU2d, ConvBnReLU3d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
                             LinearBn1d, LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
 from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
@@ -79,7 +79,7 @@ class _QuantizationTracer(Tracer):
                 (self.skipped_classes and isinstance(m, self.skipped_classes)):
             return True
         if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase, nnqat.Linear,
-                          nnqat.Conv2d, nnqat.Conv3d, nniqat.ConvBn2d,
+                          nnqat.Conv2d, nnqat.Conv3d, nniqat.ConvBn2d, nniqat.ConvBn3d,
                           nniqat.LinearBn1d)):
             return True
         # ember.nn's own layers are leaves; model code elsewhere in ember (ember.models'
@@ -132,8 +132,10 @@ def _module_kind(module) -> str | None:
         return "conv2d_relu"
     if isinstance(module, (ConvBn2d, nniqat.ConvBn2d)):
         return "conv2d"
-    if isinstance(module, ConvReLU3d):
+    if isinstance(module, (ConvReLU3d, ConvBnReLU3d, nniqat.ConvBnReLU3d)):
         return "conv3d_relu"
+    if isinstance(module, (ConvBn3d, nniqat.ConvBn3d)):
+        return "conv3d"
     if type(module) in (nn.Linear, nnqat.Linear, LinearBn1d, nniqat.LinearBn1d):
         return "linear"
     if type(module) in (nn.Conv2d, nnqat.Conv2d):
@@ -283,6 +285,15 @@ def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
+        if type(module) is nn.Conv3d:       # training: kept apart for QAT (ConvBn3d)
+            bn_node = _sole_user(node)
+            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
+                bn_node.op == OpKind.call_module else None
+            if type(bn) is nn.BatchNorm3d and bn.training and bn.track_running_stats:
+                module = ConvBn3d(module, bn)
+                _set_module(gm, str(node.target), module)
+                bn_node.replace_all_uses_with(node)
+                graph.erase_node(bn_node)
         if type(module) is nn.Conv2d:
             bn_node = _sole_user(node)
             bn = modules.get(str(bn_node.target)) if bn_node is not None and \
@@ -293,11 +304,11 @@ def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
-        if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d):
+        if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d, ConvBn3d):
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
-                fused = ConvBnReLU2d(module[0], module[1], nn.ReLU()) \
-                    if type(module) is ConvBn2d else \
+                with_bn = {ConvBn2d: ConvBnReLU2d, ConvBn3d: ConvBnReLU3d}.get(type(module))
+                fused = with_bn(module[0], module[1], nn.ReLU()) if with_bn else \
                     _WITH_RELU[type(module)](module, nn.ReLU())
                 _set_module(gm, str(node.target), fused)
                 relu_node.replace_all_uses_with(node)
@@ -867,9 +878,10 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             continue
         target = str(node.target)
         module = modules[target]
-        if type(module) in (ConvBn2d, ConvBnReLU2d, LinearBn1d):   # simulated BN folding
-            qat_cls = {ConvBn2d: nniqat.ConvBn2d, ConvBnReLU2d: nniqat.ConvBnReLU2d,
-                       LinearBn1d: nniqat.LinearBn1d}[type(module)]
+        qat_cls = {ConvBn2d: nniqat.ConvBn2d, ConvBnReLU2d: nniqat.ConvBnReLU2d,
+                   ConvBn3d: nniqat.ConvBn3d, ConvBnReLU3d: nniqat.ConvBnReLU3d,
+                   LinearBn1d: nniqat.LinearBn1d}.get(type(module))
+        if qat_cls is not None:                                     # simulated BN folding
             _set_module(gm, target, qat_cls.from_float(module, qconfigs[node].weight()))
             continue
         inner = module[0] if isinstance(module, _FusedModule) else module
@@ -1163,7 +1175,7 @@ def _fold_qat_conv_bn(gm) -> None:
     stats); the folded conv keeps the trained weight fake quantize, whose observer then
     quantizes the folded weight."""
     for name, module in list(gm.named_modules()):
-        if isinstance(module, (nniqat.ConvBn2d, nniqat.LinearBn1d)):
+        if isinstance(module, (nniqat.ConvBn2d, nniqat.ConvBn3d, nniqat.LinearBn1d)):
             folded = module.to_float()
             conv = folded[0] if isinstance(folded, _FusedModule) else folded
             conv.weight_fake_quant = module.weight_fake_quant
