@@ -25,7 +25,8 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   output observer has fixed qparams; they run in float between a dequantize and a
   quantize. (As in torch.ao, functional softmax and `torch.relu` outside an add / mul
   pattern are float ops: the next quantized op observes their output as its input);
-- OWN_OBSERVER (hardswish, elu, leaky_relu; the nn.PReLU module): quantized input, an
+- OWN_OBSERVER (hardswish, elu, leaky_relu, functional layer_norm; the nn.PReLU
+  module): quantized input, an
   output observer of their own (torch.ao's "output uses a different observer than the
   input"); they run in float between a dequantize and a quantize, as torch's quantized
   kernels compute;
@@ -51,10 +52,10 @@ BINARY = {"add", "mul"}
 SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
           "contiguous", "detach", "max_pool1d", "max_pool2d", "adaptive_max_pool2d",
           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "relu",
-          "relu6", "hardtanh", "clamp", "dropout", "identity", "mean"}
+          "relu6", "hardtanh", "clamp", "dropout", "identity", "mean", "interpolate"}
 CAT = {"cat", "concat", "concatenate"}
 FIXED = {"sigmoid", "tanh", "hardsigmoid"}
-OWN_OBSERVER = {"hardswish", "elu", "leaky_relu", "prelu"}
+OWN_OBSERVER = {"hardswish", "elu", "leaky_relu", "prelu", "layer_norm"}
 # kinds torch.ao quantizes in module form only (F.prelu has no pattern: it stays float)
 MODULE_ONLY = {"prelu"}
 CUSTOM = {"custom"}      # a user's custom module: quantized input, quantized output

@@ -256,3 +256,55 @@ def test_float16_static_qconfig_casts_like_torch():
     # the x86 backend has no float16 static pattern: torch.ao leaves the model in float
     assert_same(t, e, atol=1e-6, params=False)
     assert count(e[1], "call_function", "quantize_per_tensor") == 0
+
+
+def _interpolate(lib, mode):
+    F = lib.nn.functional
+
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = lib.nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            kw = {} if mode == "nearest" else {"align_corners": False}
+            x = F.interpolate(x, scale_factor=2, mode=mode, **kw)
+            return F.avg_pool2d(F.pad(x, (1, 1)), 2)
+    return M()
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_interpolate_runs_on_the_int8_value_as_a_copy_node(mode):
+    t, e = flow(lambda lib: _interpolate(lib, mode), _default, (2, 3, 4, 4))
+    step = float(e[1].conv.scale)
+    # nearest is exact; bilinear is computed on the dequantized values and requantized
+    # with the input's qparams (within one step of torch's integer kernel)
+    assert_same(t, e, atol=1e-5 if mode == "nearest" else 1.01 * step)
+    assert node_kinds(e[1])[:3] == [("call_function", "quantize_per_tensor"),
+                                    ("call_module", "Conv2d"), ("call_function", "interpolate")]
+
+
+def _functional_norm_act(lib):
+    F = lib.nn.functional
+
+    class M(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = lib.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            x = F.layer_norm(self.conv(x), [4, 4, 4])
+            return F.leaky_relu(x, 0.2)
+    return M()
+
+
+def test_functional_layer_norm_and_leaky_relu_get_their_own_output_observer():
+    """torch.ao lowers them to quantized::layer_norm / leaky_relu with an observer of
+    their own; ember computes them on the dequantized value and quantizes with that
+    observer's qparams: same qparams, same values."""
+    t, e = flow(_functional_norm_act, _default, (2, 3, 4, 4))
+    assert_same(t, e, atol=1e-5, kinds=False)
+    assert count(e[1], "call_function", "quantize_per_tensor") == \
+        1 + count(t[1], "call_function", "quantized_layer_norm") + \
+        count(t[1], "call_function", "quantized_leaky_relu")
