@@ -199,3 +199,22 @@ def test_unknown_backend_name_is_an_error():
         with pytest.raises((AssertionError, ValueError, RuntimeError)) as info:
             aq.get_default_qconfig_mapping("no_such_backend")
         assert "no_such_backend" in str(info.value)
+
+
+def test_prepare_fx_on_a_training_model_runs_unless_batchnorm_must_be_folded():
+    """torch.ao prepares a training-mode model as it is, and fails only where a
+    BatchNorm in training mode would have to be folded."""
+    got = {}
+    for lib in (torch, ember):
+        aq, qfx, _ = api(lib)
+        m = _linear_sub(lib).train()
+        x = lib.randn(*SHAPE)
+        p = qfx.prepare_fx(m, aq.get_default_qconfig_mapping("x86"), (x,))
+        p(x)
+        got[lib.__name__] = node_kinds(qfx.convert_fx(p))
+        nn = lib.nn
+        with pytest.raises(Exception) as info:
+            qfx.prepare_fx(nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)).train(),
+                           aq.get_default_qconfig_mapping("x86"), (lib.randn(1, 1, 2, 2),))
+        assert "eval" in str(info.value)
+    assert got["ember"] == got["torch"]

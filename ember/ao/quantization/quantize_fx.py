@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import operator
 import re
+import warnings
 import numpy as np
 
 from ... import nn
@@ -930,8 +931,20 @@ def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=Non
                _equalization_config=None, backend_config=None) -> GraphModule:
     """Trace, fuse and insert observers for post-training static quantization."""
     if getattr(model, "training", False):
-        raise QuantizationError("prepare_fx is for post-training quantization: call "
-                                "model.eval() first (or use prepare_qat_fx for training)")
+        # as torch.ao: a model in training mode is prepared as it is (its calibration
+        # then runs training-mode layers such as dropout), except that BatchNorm can only
+        # be folded in eval mode (torch.ao fails there with "Fusion only for eval!")
+        training_bn = [name for name, m in model.named_modules()
+                       if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+                       and m.training]
+        if training_bn:
+            raise QuantizationError(
+                f"prepare_fx is for post-training quantization: BatchNorm {training_bn[0]!r} "
+                f"is in training mode and can only be folded in eval mode; call model.eval() "
+                f"first (or use prepare_qat_fx for training)")
+        warnings.warn("prepare_fx: the model is in training mode; post-training "
+                      "quantization usually calibrates an eval-mode model (model.eval())",
+                      stacklevel=2)
     return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, False,
                     backend_config)
 
