@@ -249,7 +249,7 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
                 node.replace_input_with(inputs[0], observed[inputs[0]])
                 inputs = _tensor_inputs(node, kind)
             if not is_quantized_value(inputs[0]) and inputs[0] not in quantized and \
-                    inputs[0].op != OpKind.get_attr and reobserves(node):
+                    _may_be_tensor(inputs[0]) and reobserves(node):
                 # a float input (a model input, a float op's or a None-qconfig region's
                 # output): observed as the op's input, as torch.ao's prepare does, so
                 # the op runs on the int8 value and its output shares the observer
@@ -283,6 +283,14 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
             observe_output(node, node)
     graph.lint()
     return quantized
+
+
+def _may_be_tensor(value: Node) -> bool:
+    """False for values that are surely not activation tensors: parameters (get_attr),
+    tuples and lists built in the graph, and tuple results of custom modules."""
+    if value.op == OpKind.get_attr or value.meta.get("tuple_output"):
+        return False
+    return not (value.op == OpKind.call_function and value.target in (tuple, list))
 
 
 def _observer_of(value: Node, observers: set, quantized: dict) -> Node | None:
