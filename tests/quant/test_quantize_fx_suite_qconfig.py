@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ember
-from qfx_suite_common import api, assert_same, flow, node_kinds, count
+from qfx_suite_common import api, assert_same, batches, count, flow, node_kinds, tensor, twins
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -218,3 +218,24 @@ def test_prepare_fx_on_a_training_model_runs_unless_batchnorm_must_be_folded():
                            aq.get_default_qconfig_mapping("x86"), (lib.randn(1, 1, 2, 2),))
         assert "eval" in str(info.value)
     assert got["ember"] == got["torch"]
+
+
+def test_convert_fx_qconfig_mapping_with_none_leaves_those_nodes_float():
+    """TestQuantizeFx.test_convert_qconfig_mapping: a mapping passed to convert_fx may set
+    an observed node's qconfig to None; that node then stays float."""
+    t_model, e_model = twins(_linear_sub)
+    x = batches(SHAPE, n=2)
+    got = {}
+    for lib, m in ((torch, t_model), (ember, e_model)):
+        aq, qfx, _ = api(lib)
+        p = qfx.prepare_fx(m, aq.get_default_qconfig_mapping("x86"), (tensor(lib, x[0]),))
+        p(tensor(lib, x[0]))
+        q = qfx.convert_fx(p, qconfig_mapping=aq.get_default_qconfig_mapping("x86")
+                           .set_module_name("sub.fc2", None))
+        with torch.no_grad(), ember.no_grad():
+            got[lib.__name__] = (node_kinds(q), q(tensor(lib, x[1])).numpy(),
+                                 list(q.state_dict()))
+    assert got["ember"][0] == got["torch"][0]
+    assert ("call_module", "Linear") in got["ember"][0]
+    assert got["ember"][2] == got["torch"][2]
+    np.testing.assert_allclose(got["ember"][1], got["torch"][1], atol=1e-5)

@@ -1205,8 +1205,36 @@ def _drop_uncalled_observers(gm, owners: dict) -> None:
             delattr(gm, name)
 
 
+def _skip_at_convert(gm, qconfig_mapping) -> None:
+    """convert_fx(qconfig_mapping=...): nodes whose QConfig that mapping sets to None stay
+    float ops (their weights unquantized), as torch.ao converts them; an observer whose
+    input and readers all stay float is removed."""
+    if isinstance(qconfig_mapping, dict):
+        qconfig_mapping = QConfigMapping.from_dict(qconfig_mapping)
+    info = gm._ember_quant = dict(gm._ember_quant)
+    modules = dict(gm.named_modules())
+    qconfigs = _assign_qconfigs(gm, qconfig_mapping)
+    skipped = {n.name for n, q in qconfigs.items() if q is None and not (
+        n.op == OpKind.call_module and
+        isinstance(modules.get(str(n.target)), (ObserverBase, FakeQuantizeBase)))}
+    info["unconfigured"] = set(info.get("unconfigured", ())) | skipped
+    info["weighted"] = {t: q for t, q in info["weighted"].items()
+                        if not any(n.name in skipped and str(n.target) == t
+                                   for n in gm.graph.nodes if n.op == OpKind.call_module)}
+    info["functional"] = {n: q for n, q in info.get("functional", {}).items()
+                          if n not in skipped}
+    for node in list(gm.graph.nodes):
+        if node.op != OpKind.call_module or str(node.target) not in info["observer_owner"]:
+            continue
+        around = [node.args[0]] + list(node.users)
+        if all(isinstance(n, type(node)) and n.name in info["unconfigured"] for n in around):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+
+
 def _convert(prepared, reference: bool, convert_custom_config=None,
-             backend_config=None) -> GraphModule:
+             backend_config=None, qconfig_mapping=None) -> GraphModule:
     if not hasattr(prepared, "_ember_quant"):
         raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
                                 "prepare_qat_fx) returned")
@@ -1215,6 +1243,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if backend_config is not None:
         gm._ember_quant["backend_config"] = backend_config
     _fold_qat_conv_bn(gm)
+    if qconfig_mapping is not None:
+        _skip_at_convert(gm, qconfig_mapping)
     qparams = _activation_qparams(gm)
     if not reference:
         qparams = _one_scale_per_module(gm, qparams)
@@ -1825,7 +1855,8 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
 def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                qconfig_mapping=None, backend_config=None) -> GraphModule:
     """A calibrated prepared model -> an int8 model (quantized ops, float boundaries)."""
-    gm = _convert(graph_module, reference=False, convert_custom_config=convert_custom_config)
+    gm = _convert(graph_module, reference=False, convert_custom_config=convert_custom_config,
+                  qconfig_mapping=qconfig_mapping)
     return _strip_qconfigs(gm) if _remove_qconfig else gm
 
 
@@ -1836,6 +1867,6 @@ def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qc
     (torch.ao.nn.quantized.reference's, or the backend config's
     `reference_quantized_module`)."""
     gm = _convert(graph_module, reference=True, convert_custom_config=convert_custom_config,
-                  backend_config=backend_config)
+                  backend_config=backend_config, qconfig_mapping=qconfig_mapping)
     return _strip_qconfigs(gm) if _remove_qconfig else gm
 
