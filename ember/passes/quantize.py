@@ -25,7 +25,8 @@ op form ember's tracer records and torch.fx's forms: operator.add, call_method "
   output observer has fixed qparams; they run in float between a dequantize and a
   quantize. (As in torch.ao, functional softmax and `torch.relu` outside an add / mul
   pattern are float ops: the next quantized op observes their output as its input);
-- OWN_OBSERVER (hardswish, elu, leaky_relu; the nn.PReLU module): quantized input, an
+- OWN_OBSERVER (hardswish, elu, leaky_relu, functional layer_norm; the nn.PReLU
+  module): quantized input, an
   output observer of their own (torch.ao's "output uses a different observer than the
   input"); they run in float between a dequantize and a quantize, as torch's quantized
   kernels compute;
@@ -51,10 +52,10 @@ BINARY = {"add", "mul"}
 SHARED = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
           "contiguous", "detach", "max_pool1d", "max_pool2d", "adaptive_max_pool2d",
           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "relu",
-          "relu6", "hardtanh", "clamp", "dropout", "identity", "mean"}
+          "relu6", "hardtanh", "clamp", "dropout", "identity", "mean", "interpolate"}
 CAT = {"cat", "concat", "concatenate"}
 FIXED = {"sigmoid", "tanh", "hardsigmoid"}
-OWN_OBSERVER = {"hardswish", "elu", "leaky_relu", "prelu"}
+OWN_OBSERVER = {"hardswish", "elu", "leaky_relu", "prelu", "layer_norm"}
 # kinds torch.ao quantizes in module form only (F.prelu has no pattern: it stays float)
 MODULE_ONLY = {"prelu"}
 CUSTOM = {"custom"}      # a user's custom module: quantized input, quantized output
@@ -151,7 +152,8 @@ def _binary_of_tensors(node: Node) -> bool:
 def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], bool],
                      new_observer: Callable[[Node, Node], str],
                      reobserves: Callable[[Node], bool] = lambda n: False,
-                     share_observer: Callable[[str], str] = lambda target: target) -> dict:
+                     share_observer: Callable[[str], str] = lambda target: target,
+                     quantized_inputs=()) -> dict:
     """Insert `call_module` observer nodes; returns {node: kind} of the quantized nodes.
 
     A quantized pattern's tensor inputs are observed (an observer is added after a
@@ -163,11 +165,12 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
     statistics and fake-quantizes the output in QAT); such nodes are marked
     meta["reobserve"] = True, and `drop_reobservations` removes them at convert. The
     second call's target is `share_observer(first call's target)` (the caller may register
-    the same module under a new name, as torch.ao numbers it).
+    the same module under a new name, as torch.ao numbers it). `quantized_inputs`:
+    placeholders the model receives already quantized (no observer for them).
     """
     observed: dict[Node, Node] = {}     # value -> the observer node reading it
     quantized: dict[Node, str] = {}
-    observers = set()
+    observers = set(quantized_inputs)
 
     def is_quantized_value(n: Node) -> bool:
         return n in observers or (n in quantized and quantized[n] in SHARED)
@@ -212,6 +215,15 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
         kind = node_kind(node, module_kinds)
         if kind is None or not wants(node):
             continue
+        if kind in CUSTOM and "standalone_interface" in node.meta:
+            # a standalone module with quantized inputs and / or output
+            quantized_in, quantized_out = node.meta["standalone_interface"]
+            for value in dict.fromkeys(_tensor_inputs(node, kind) if quantized_in else ()):
+                ensure_observed(value, node)
+            if quantized_out:
+                observers.add(node)
+            quantized[node] = kind
+            continue
         if kind in CUSTOM and node.meta.get("tuple_output"):
             _check_tuple_unpacked(node)
             for value in dict.fromkeys(tuple_module_inputs(node)):
@@ -235,6 +247,13 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
                 # and by an Identity shortcut): the shared op reads the observed value,
                 # as torch.ao's does, and runs on the quantized tensor
                 node.replace_input_with(inputs[0], observed[inputs[0]])
+                inputs = _tensor_inputs(node, kind)
+            if not is_quantized_value(inputs[0]) and inputs[0] not in quantized and \
+                    _may_be_tensor(inputs[0]) and reobserves(node):
+                # a float input (a model input, a float op's or a None-qconfig region's
+                # output): observed as the op's input, as torch.ao's prepare does, so
+                # the op runs on the int8 value and its output shares the observer
+                ensure_observed(inputs[0], node)
                 inputs = _tensor_inputs(node, kind)
             if is_quantized_value(inputs[0]):
                 quantized[node] = kind
@@ -264,6 +283,14 @@ def insert_observers(graph: Graph, module_kinds: dict, wants: Callable[[Node], b
             observe_output(node, node)
     graph.lint()
     return quantized
+
+
+def _may_be_tensor(value: Node) -> bool:
+    """False for values that are surely not activation tensors: parameters (get_attr),
+    tuples and lists built in the graph, and tuple results of custom modules."""
+    if value.op == OpKind.get_attr or value.meta.get("tuple_output"):
+        return False
+    return not (value.op == OpKind.call_function and value.target in (tuple, list))
 
 
 def _observer_of(value: Node, observers: set, quantized: dict) -> Node | None:
@@ -477,9 +504,14 @@ def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
     dequantize = OPS["dequantize"]
     # a tuple-returning custom module (quantized LSTM / MHA) reads its quantized inputs
     # and returns quantized tensors, each dequantized after the getitem that takes it
-    keeps_quantized = lambda user: user.meta.get("tuple_output", False)  # noqa: E731
-    for q in list(quantize_nodes) + [leaf for n in graph.nodes if keeps_quantized(n)
-                                     for leaf in tuple_output_leaves(n)]:
+    # (and a standalone module with a quantized input interface reads them as they are)
+    keeps_quantized = lambda user: user.meta.get("tuple_output", False) or \
+        user.meta.get("standalone_interface", (False, False))[0]  # noqa: E731
+    quantized_out = [n for n in graph.nodes
+                     if n.meta.get("standalone_interface", (False, False))[1]]
+    for q in list(quantize_nodes) + quantized_out + \
+            [leaf for n in graph.nodes if n.meta.get("tuple_output", False)
+             for leaf in tuple_output_leaves(n)]:
         if q.users and all(keeps_quantized(user) for user in q.users):
             continue
         with graph.inserting_after(q):
@@ -491,9 +523,12 @@ def insert_reference_dequantize(graph: Graph, quantize_nodes) -> None:
 
 
 def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
-                    weighted: dict, shared_ok: Callable[[Node], bool] = lambda n: True) -> None:
+                    weighted: dict, shared_ok: Callable[[Node], bool] = lambda n: True,
+                    configured: Callable[[Node], bool] = lambda n: True) -> None:
     """Lower `op -> quantize` pairs whose inputs are quantized to quantized ops; keep
     SHARED ops on quantized values; dequantize every quantized value a float op reads.
+    A node for which `configured(node)` is false (its qconfig is None) stays a float op
+    even between quantized values, as torch.ao converts it.
 
     `weighted[node]`: for WEIGHTED call_module nodes, a dict with "weight" and "bias"
     (get_attr qualified names, bias may be None) and, for convs, "stride", "padding",
@@ -513,15 +548,24 @@ def lower_quantized(graph: Graph, quantize_nodes: dict, module_kinds: dict,
     for node in list(graph.nodes):
         if node in qvalue or node in dequantized.values():
             continue
+        if "standalone_interface" in node.meta:
+            quantized_in, quantized_out = node.meta["standalone_interface"]
+            if not quantized_in:
+                for value in node.all_input_nodes:
+                    if value in qvalue:
+                        node.replace_input_with(value, dequant(value))
+            if quantized_out:
+                qvalue[node] = (None, None, None)
+            continue
         if node_kind(node, module_kinds) in CUSTOM and node.meta.get("tuple_output"):
             # it takes its quantized inputs as they are and returns quantized tensors,
             # whose qparams are the module's own (unknown here: no requantizing cat)
             qvalue.update({leaf: (None, None, None) for leaf in tuple_output_leaves(node)})
             continue
-        lowered = _lower_pattern(graph, node, qvalue, module_kinds, weighted)
-        if lowered is not None:
+        kind = node_kind(node, module_kinds) if configured(node) else None
+        if kind is not None and _lower_pattern(graph, node, qvalue, module_kinds,
+                                               weighted) is not None:
             continue
-        kind = node_kind(node, module_kinds)
         if kind in BINARY and node.meta.get("scalar_operand_shared"):
             if _lower_scalar_operand(graph, node, kind, qvalue, dequant):
                 continue

@@ -154,10 +154,13 @@ def test_non_traceable_submodule_stays_float(rng):
     assert [what for _, what in converted.quantization_report] == ["call_module inner"]
 
 
-def test_prepare_refuses_training_mode_and_unknown_backend():
-    model = model_classes(ember)["mlp"]()
-    with pytest.raises(eq.QuantizationError, match="model.eval()"):
+def test_prepare_warns_on_training_mode_refuses_training_bn_and_unknown_backend():
+    model = model_classes(ember)["mlp"]()         # as torch.ao: prepared as it is
+    with pytest.warns(UserWarning, match="training mode"):
         eqfx.prepare_fx(model, eq.get_default_qconfig_mapping(), (ember.randn(2, 32),))
+    conv_bn = ember.nn.Sequential(ember.nn.Conv2d(1, 1, 1), ember.nn.BatchNorm2d(1))
+    with pytest.raises(eq.QuantizationError, match="model.eval()"):
+        eqfx.prepare_fx(conv_bn, eq.get_default_qconfig_mapping(), (ember.randn(1, 1, 2, 2),))
     with pytest.raises(ValueError, match="backend: arm not supported"):
         eq.get_default_qconfig_mapping("arm")
 

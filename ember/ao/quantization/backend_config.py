@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import operator
+import warnings
 from dataclasses import dataclass
 
 from ...frontend import nn
@@ -328,6 +329,16 @@ def check_qconfig(config: BackendConfig, kind: str, activation, weight, node_nam
         return False              # torch.ao leaves it (convert_fx's quantization_report)
     act_dtype = getattr(activation, "dtype", None)
     w_dtype = getattr(weight, "dtype", None) if kind in qpass.WEIGHTED else None
+    if kind in qpass.FIXED and act_dtype is not dtypes.float16 and \
+            not _fixed_qparams_observer(activation):
+        # torch.ao's constraint: the op's output range is known, so only a fixed-qparams
+        # observer may quantize it; any other qconfig leaves the op in float
+        warnings.warn(f"QConfig must specify a FixedQParamsObserver or a "
+                      f"FixedQParamsFakeQuantize for fixed qparams ops, ignoring the qconfig "
+                      f"of node {node_name} ({where}); it stays in float. Please use "
+                      f"get_default_qconfig_mapping or get_default_qat_qconfig_mapping.",
+                      stacklevel=3)
+        return False
     for d in accepted:
         if d.is_dynamic:
             continue
@@ -340,3 +351,9 @@ def check_qconfig(config: BackendConfig, kind: str, activation, weight, node_nam
     raise QuantizationError(f"prepare_fx: node {node_name} ({where}): the qconfig asks for "
                             f"{got}, which backend config {config.name!r} does not support "
                             f"for {kind!r} (supported: {wanted})")
+
+
+def _fixed_qparams_observer(activation) -> bool:
+    from .fake_quantize import FixedQParamsFakeQuantize
+    from .observer import FixedQParamsObserver
+    return isinstance(activation, (FixedQParamsObserver, FixedQParamsFakeQuantize))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import operator
+import re
+import warnings
 import numpy as np
 
 from ... import nn
@@ -32,7 +34,7 @@ from ...ir.registry import is_op
 from ...passes import quantize as qpass
 from ..nn import qat as nnqat
 from ..nn.quantized.modules import call_with_graph_clamps
-from ..nn.intrinsic import (ConvBn2d, ConvBnReLU2d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
+from ..nn.intrinsic import (BNReLU2d, BNReLU3d, ConvBn2d, ConvBn3d, ConvBnReLU2d, ConvBnReLU3d, ConvReLU1d, ConvReLU2d, ConvReLU3d,
                             LinearBn1d, LinearReLU, _FusedModule)
 from ..nn.intrinsic import qat as nniqat
 from .backend_config import (USER_PATTERN, BackendConfig, check_qconfig,
@@ -79,7 +81,7 @@ class _QuantizationTracer(Tracer):
                 (self.skipped_classes and isinstance(m, self.skipped_classes)):
             return True
         if isinstance(m, (_FusedModule, ObserverBase, FakeQuantizeBase, nnqat.Linear,
-                          nnqat.Conv2d, nnqat.Conv3d, nniqat.ConvBn2d,
+                          nnqat.Conv2d, nnqat.Conv3d, nniqat.ConvBn2d, nniqat.ConvBn3d,
                           nniqat.LinearBn1d)):
             return True
         # ember.nn's own layers are leaves; model code elsewhere in ember (ember.models'
@@ -132,8 +134,10 @@ def _module_kind(module) -> str | None:
         return "conv2d_relu"
     if isinstance(module, (ConvBn2d, nniqat.ConvBn2d)):
         return "conv2d"
-    if isinstance(module, ConvReLU3d):
+    if isinstance(module, (ConvReLU3d, ConvBnReLU3d, nniqat.ConvBnReLU3d)):
         return "conv3d_relu"
+    if isinstance(module, (ConvBn3d, nniqat.ConvBn3d)):
+        return "conv3d"
     if type(module) in (nn.Linear, nnqat.Linear, LinearBn1d, nniqat.LinearBn1d):
         return "linear"
     if type(module) in (nn.Conv2d, nnqat.Conv2d):
@@ -248,6 +252,7 @@ def _is_relu(node, modules) -> bool:
 
 _WITH_RELU = {nn.Conv1d: ConvReLU1d, nn.Conv2d: ConvReLU2d, nn.Conv3d: ConvReLU3d,
               nn.Linear: LinearReLU}
+_BN_RELU = {nn.BatchNorm2d: BNReLU2d, nn.BatchNorm3d: BNReLU3d}
 # a module followed by an eval-mode BatchNorm of this type: folded (Conv2d is handled
 # apart, for QAT's ConvBn2d)
 _CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d, nn.Linear: nn.BatchNorm1d,
@@ -282,6 +287,15 @@ def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
+        if type(module) is nn.Conv3d:       # training: kept apart for QAT (ConvBn3d)
+            bn_node = _sole_user(node)
+            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
+                bn_node.op == OpKind.call_module else None
+            if type(bn) is nn.BatchNorm3d and bn.training and bn.track_running_stats:
+                module = ConvBn3d(module, bn)
+                _set_module(gm, str(node.target), module)
+                bn_node.replace_all_uses_with(node)
+                graph.erase_node(bn_node)
         if type(module) is nn.Conv2d:
             bn_node = _sole_user(node)
             bn = modules.get(str(bn_node.target)) if bn_node is not None and \
@@ -292,13 +306,19 @@ def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
                 _set_module(gm, str(node.target), module)
                 bn_node.replace_all_uses_with(node)
                 graph.erase_node(bn_node)
-        if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d):
+        if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d, ConvBn3d):
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
-                fused = ConvBnReLU2d(module[0], module[1], nn.ReLU()) \
-                    if type(module) is ConvBn2d else \
+                with_bn = {ConvBn2d: ConvBnReLU2d, ConvBn3d: ConvBnReLU3d}.get(type(module))
+                fused = with_bn(module[0], module[1], nn.ReLU()) if with_bn else \
                     _WITH_RELU[type(module)](module, nn.ReLU())
                 _set_module(gm, str(node.target), fused)
+                relu_node.replace_all_uses_with(node)
+                graph.erase_node(relu_node)
+        if type(module) in _BN_RELU:        # a BatchNorm no conv took: fused with its relu
+            relu_node = _sole_user(node)
+            if _is_relu(relu_node, modules) and relu_node.args[0] is node:
+                _set_module(gm, str(node.target), _BN_RELU[type(module)](module, nn.ReLU()))
                 relu_node.replace_all_uses_with(node)
                 graph.erase_node(relu_node)
     graph.lint()
@@ -355,12 +375,54 @@ def _assign_qconfigs(gm: GraphModule, mapping: QConfigMapping) -> dict:
             qconfigs[node] = order if order is not _UNSET else \
                 mapping.qconfig_for(target, kind)
         elif node.op in (OpKind.call_function, OpKind.call_method):
-            types_ = _object_types(node)
-            obj = next((t for t in types_ if t in mapping.object_type_qconfigs), types_[0])
-            index = counts.get(("", obj), 0)
-            counts[("", obj)] = index + 1
-            qconfigs[node] = mapping.qconfig_for("", obj, index)
+            qconfigs[node] = _function_qconfig(mapping, node, counts)
     return qconfigs
+
+
+def _attach_qconfigs(gm, qconfigs: dict) -> None:
+    """Every called module carries its QConfig (None included) as `.qconfig`, as torch.ao's
+    prepared model does; convert_fx removes them unless `_remove_qconfig=False`."""
+    for node, qconfig in qconfigs.items():
+        if node.op == OpKind.call_module:
+            gm.get_submodule(str(node.target)).qconfig = qconfig
+
+
+def _strip_qconfigs(gm) -> GraphModule:
+    for module in gm.modules():
+        module.__dict__.pop("qconfig", None)
+    return gm
+
+
+def _enclosing_module(node) -> tuple:
+    """(path, class) of the module a function / method call was traced in; ("", None)
+    at the top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1] if stack else ("", None)
+
+
+def _function_qconfig(mapping: QConfigMapping, node, counts: dict):
+    """A function or method call's QConfig as torch.ao picks it: its own object_type
+    entry (else global), overridden by the enclosing module's class entry, then a
+    module_name_regex matching the enclosing module's path, then that path's (or an
+    ancestor's) module_name entry; for functions, module_name_object_type_order counts
+    calls of the function within the enclosing module."""
+    types_ = _object_types(node)
+    obj = next((t for t in types_ if t in mapping.object_type_qconfigs), types_[0])
+    path, module_type = _enclosing_module(node)
+    table = mapping.object_type_qconfigs
+    qconfig = table.get(obj, mapping.global_qconfig)
+    if module_type is not None:
+        qconfig = table.get(module_type, qconfig)
+    qconfig = next((q for regex, q in mapping.module_name_regex_qconfigs.items()
+                    if re.match(regex, path)), qconfig)
+    if path:
+        found, named = mapping._by_module_name(path)
+        qconfig = named if found else qconfig
+    if node.op == OpKind.call_function:
+        index = counts.get((path, obj), 0)
+        counts[(path, obj)] = index + 1
+        qconfig = mapping.module_name_object_type_order_qconfigs.get((path, obj, index), qconfig)
+    return qconfig
 
 
 _UNSET = object()
@@ -416,15 +478,15 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     if example_inputs is None:
         raise QuantizationError("prepare_fx needs example_inputs (a tuple of inputs)")
     custom = _prepare_config(prepare_custom_config)
-    if custom.input_quantized_indexes or custom.output_quantized_indexes:
-        raise QuantizationError("prepare_fx: input/output_quantized_indexes are not "
-                                "supported (the model takes and returns float tensors)")
     _swap_float_functional(model)
     gm = _trace(model, custom)
     gm = _fuse_graph(gm, is_qat)        # in training mode BatchNorm is not folded
     standalone = _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config)
     qconfigs = _assign_qconfigs(gm, qconfig_mapping)
+    _attach_qconfigs(gm, qconfigs)
     kinds = _module_kinds(gm)
+    kinds.update({str(n.target): "custom" for n in gm.graph.nodes
+                  if "standalone_interface" in n.meta})
     swapped = _swappable_modules(gm, qconfigs, kinds, backend_config)
     kinds.update({target: "custom" for target in swapped})
     user_patterns = _user_pattern_nodes(gm, backend_config, kinds)
@@ -477,8 +539,9 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         aliases[name] = aliases.get(target, target)
         return name
 
+    quantized_inputs = _quantized_placeholders(gm, custom.input_quantized_indexes)
     quantized = qpass.insert_observers(gm.graph, kinds, wants, new_observer, reobserves,
-                                       share_observer)
+                                       share_observer, quantized_inputs)
     _drop_uncalled_observers(gm, owners)      # replaced by a shared one (cat)
     gm._ember_quant = {
         "weighted": {str(n.target): qconfigs[n] for n, k in quantized.items()
@@ -486,6 +549,12 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
         "functional": {n.name: qconfigs[n] for n, k in quantized.items()
                        if k in qpass.WEIGHTED and n.op == OpKind.call_function},
         "observer_owner": owners, "observer_alias": aliases, "is_qat": is_qat,
+        "quantized_inputs": [n.name for n in quantized_inputs],
+        "quantized_outputs": list(custom.output_quantized_indexes),
+        # values computed under a None qconfig: an observer after one is its reader's
+        # input observer, and its qparams are named after the reader (`_input`)
+        "unconfigured": {n.name for n in gm.graph.nodes
+                         if n.op != OpKind.placeholder and n in qconfigs and qconfigs[n] is None},
         "standalone": standalone,
         "backend_config": backend,
         "custom": custom_modules, "weight_only": _weight_only_modules(gm, qconfigs, kinds),
@@ -501,6 +570,31 @@ def _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, is_q
     _preserve_attributes(model, gm, custom.preserved_attributes)
     gm.recompile()           # example_inputs are accepted for torch.ao's signature
     return gm
+
+
+def _quantized_placeholders(gm, indexes) -> list:
+    """The model inputs PrepareCustomConfig.set_input_quantized_indexes names: the
+    converted model takes them as quantized tensors (no quantize_per_tensor for them)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == OpKind.placeholder]
+    for i in indexes:
+        if not 0 <= i < len(placeholders):
+            raise QuantizationError(f"prepare_fx: input_quantized_indexes names input {i}, "
+                                    f"but the model takes {len(placeholders)} input(s)")
+    return [placeholders[i] for i in indexes]
+
+
+def _keep_outputs_quantized(graph, indexes) -> None:
+    """PrepareCustomConfig.set_output_quantized_indexes: the model returns those outputs
+    quantized, so the dequantize before them is skipped."""
+    out = next(n for n in graph.nodes if n.op == OpKind.output)
+    value = out.args[0]
+    single = not isinstance(value, (tuple, list))
+    values = [value] if single else list(value)
+    for i in indexes:
+        if i < len(values) and _is_dequantize(values[i]):
+            values[i] = values[i].args[0]
+    out.args = (values[0] if single else type(value)(values),)
+    graph.eliminate_dead_code()
 
 
 def _modules_in_graph_order(gm) -> None:
@@ -528,7 +622,8 @@ def _swap_table() -> dict:
             nn.ConvTranspose1d: nnq.ConvTranspose1d, nn.ConvTranspose2d: nnq.ConvTranspose2d,
             nn.LayerNorm: nnq.LayerNorm, nn.InstanceNorm1d: nnq.InstanceNorm1d,
             nn.InstanceNorm2d: nnq.InstanceNorm2d, nn.InstanceNorm3d: nnq.InstanceNorm3d,
-            nn.BatchNorm2d: nnq.BatchNorm2d, nn.BatchNorm3d: nnq.BatchNorm3d}
+            nn.BatchNorm2d: nnq.BatchNorm2d, nn.BatchNorm3d: nnq.BatchNorm3d,
+            BNReLU2d: nniq.BNReLU2d, BNReLU3d: nniq.BNReLU3d}
 
 
 def _swappable_modules(gm, qconfigs, kinds, backend_config) -> dict:
@@ -545,7 +640,8 @@ def _swappable_modules(gm, qconfigs, kinds, backend_config) -> dict:
         if type(module) not in table or not _is_static(qconfigs.get(node)) or \
                 (listed is not None and type(module) not in listed):
             continue
-        if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)) and module.training:
+        bn = module[0] if isinstance(module, (BNReLU2d, BNReLU3d)) else module
+        if isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm3d)) and bn.training:
             continue
         found[str(node.target)] = qconfigs[node]
     return found
@@ -644,6 +740,12 @@ def _prepare_standalone(gm, custom, qconfig_mapping, is_qat, backend_config) -> 
                        entry.backend_config or backend_config)
         _set_module(gm, target, sub)
         prepared.append(target)
+        interface = _prepare_config(entry.prepare_custom_config)
+        if interface.input_quantized_indexes or interface.output_quantized_indexes:
+            # its own input / output quantized indexes: the parent hands it the int8
+            # value and takes its int8 result, as torch.ao's standalone interface
+            node.meta["standalone_interface"] = (bool(interface.input_quantized_indexes),
+                                                 bool(interface.output_quantized_indexes))
     return prepared
 
 
@@ -778,9 +880,10 @@ def _attach_weight_fake_quant(gm, quantized, qconfigs):
             continue
         target = str(node.target)
         module = modules[target]
-        if type(module) in (ConvBn2d, ConvBnReLU2d, LinearBn1d):   # simulated BN folding
-            qat_cls = {ConvBn2d: nniqat.ConvBn2d, ConvBnReLU2d: nniqat.ConvBnReLU2d,
-                       LinearBn1d: nniqat.LinearBn1d}[type(module)]
+        qat_cls = {ConvBn2d: nniqat.ConvBn2d, ConvBnReLU2d: nniqat.ConvBnReLU2d,
+                   ConvBn3d: nniqat.ConvBn3d, ConvBnReLU3d: nniqat.ConvBnReLU3d,
+                   LinearBn1d: nniqat.LinearBn1d}.get(type(module))
+        if qat_cls is not None:                                     # simulated BN folding
             _set_module(gm, target, qat_cls.from_float(module, qconfigs[node].weight()))
             continue
         inner = module[0] if isinstance(module, _FusedModule) else module
@@ -829,8 +932,20 @@ def prepare_fx(model, qconfig_mapping, example_inputs, prepare_custom_config=Non
                _equalization_config=None, backend_config=None) -> GraphModule:
     """Trace, fuse and insert observers for post-training static quantization."""
     if getattr(model, "training", False):
-        raise QuantizationError("prepare_fx is for post-training quantization: call "
-                                "model.eval() first (or use prepare_qat_fx for training)")
+        # as torch.ao: a model in training mode is prepared as it is (its calibration
+        # then runs training-mode layers such as dropout), except that BatchNorm can only
+        # be folded in eval mode (torch.ao fails there with "Fusion only for eval!")
+        training_bn = [name for name, m in model.named_modules()
+                       if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+                       and m.training]
+        if training_bn:
+            raise QuantizationError(
+                f"prepare_fx is for post-training quantization: BatchNorm {training_bn[0]!r} "
+                f"is in training mode and can only be folded in eval mode; call model.eval() "
+                f"first (or use prepare_qat_fx for training)")
+        warnings.warn("prepare_fx: the model is in training mode; post-training "
+                      "quantization usually calibrates an eval-mode model (model.eval())",
+                      stacklevel=2)
     return _prepare(model, qconfig_mapping, example_inputs, prepare_custom_config, False,
                     backend_config)
 
@@ -1074,7 +1189,7 @@ def _fold_qat_conv_bn(gm) -> None:
     stats); the folded conv keeps the trained weight fake quantize, whose observer then
     quantizes the folded weight."""
     for name, module in list(gm.named_modules()):
-        if isinstance(module, (nniqat.ConvBn2d, nniqat.LinearBn1d)):
+        if isinstance(module, (nniqat.ConvBn2d, nniqat.ConvBn3d, nniqat.LinearBn1d)):
             folded = module.to_float()
             conv = folded[0] if isinstance(folded, _FusedModule) else folded
             conv.weight_fake_quant = module.weight_fake_quant
@@ -1091,8 +1206,36 @@ def _drop_uncalled_observers(gm, owners: dict) -> None:
             delattr(gm, name)
 
 
+def _skip_at_convert(gm, qconfig_mapping) -> None:
+    """convert_fx(qconfig_mapping=...): nodes whose QConfig that mapping sets to None stay
+    float ops (their weights unquantized), as torch.ao converts them; an observer whose
+    input and readers all stay float is removed."""
+    if isinstance(qconfig_mapping, dict):
+        qconfig_mapping = QConfigMapping.from_dict(qconfig_mapping)
+    info = gm._ember_quant = dict(gm._ember_quant)
+    modules = dict(gm.named_modules())
+    qconfigs = _assign_qconfigs(gm, qconfig_mapping)
+    skipped = {n.name for n, q in qconfigs.items() if q is None and not (
+        n.op == OpKind.call_module and
+        isinstance(modules.get(str(n.target)), (ObserverBase, FakeQuantizeBase)))}
+    info["unconfigured"] = set(info.get("unconfigured", ())) | skipped
+    info["weighted"] = {t: q for t, q in info["weighted"].items()
+                        if not any(n.name in skipped and str(n.target) == t
+                                   for n in gm.graph.nodes if n.op == OpKind.call_module)}
+    info["functional"] = {n: q for n, q in info.get("functional", {}).items()
+                          if n not in skipped}
+    for node in list(gm.graph.nodes):
+        if node.op != OpKind.call_module or str(node.target) not in info["observer_owner"]:
+            continue
+        around = [node.args[0]] + list(node.users)
+        if all(isinstance(n, type(node)) and n.name in info["unconfigured"] for n in around):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+
+
 def _convert(prepared, reference: bool, convert_custom_config=None,
-             backend_config=None) -> GraphModule:
+             backend_config=None, qconfig_mapping=None) -> GraphModule:
     if not hasattr(prepared, "_ember_quant"):
         raise QuantizationError("convert_fx expects the GraphModule prepare_fx (or "
                                 "prepare_qat_fx) returned")
@@ -1101,6 +1244,8 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if backend_config is not None:
         gm._ember_quant["backend_config"] = backend_config
     _fold_qat_conv_bn(gm)
+    if qconfig_mapping is not None:
+        _skip_at_convert(gm, qconfig_mapping)
     qparams = _activation_qparams(gm)
     if not reference:
         qparams = _one_scale_per_module(gm, qparams)
@@ -1124,13 +1269,19 @@ def _convert(prepared, reference: bool, convert_custom_config=None,
     if not reference:
         qpass.drop_reobservations(gm.graph)
     quantize_nodes = qpass.observers_to_quantize(gm.graph, qparams)
+    quantized_inputs = set(info.get("quantized_inputs", ()))
+    quantize_nodes.update({n: (None, None, None) for n in gm.graph.nodes
+                           if n.op == OpKind.placeholder and n.name in quantized_inputs})
     if reference:
         qpass.insert_reference_dequantize(gm.graph, quantize_nodes)
     else:
         modules = dict(gm.named_modules())
         qat = gm._ember_quant.get("is_qat")
+        unconfigured = gm._ember_quant.get("unconfigured", ())
         qpass.lower_quantized(gm.graph, quantize_nodes, kinds, specs,
-                              lambda n: not _observed_anew(n, kinds, modules, qat))
+                              lambda n: not _observed_anew(n, kinds, modules, qat),
+                              lambda n: n.name not in unconfigured)
+    _keep_outputs_quantized(gm.graph, info.get("quantized_outputs", ()))
     for name in list(qparams) + [n for n, m in gm.named_children()
                                  if isinstance(m, PlaceholderObserver)]:
         if hasattr(gm, name):
@@ -1608,7 +1759,8 @@ def _qparams_stem(gm, node) -> str:
     enclosing module, none at the top level); a model input takes the scope of the op
     that first reads it, with `_input` (`conv1_input`, `_input` for a top-level op)."""
     value = node.args[0] if _op_name(node) == "quantize_per_tensor" else node
-    if value.op == OpKind.placeholder:
+    unconfigured = getattr(gm, "_ember_quant", {}).get("unconfigured", ())
+    if value.op == OpKind.placeholder or value.name in unconfigured:
         users = _in_graph_order(gm.graph, node.users)
         while len(users) == 1 and _is_dequantize(users[0]):   # reference: q -> dq -> op
             users = _in_graph_order(gm.graph, users[0].users)
@@ -1706,7 +1858,9 @@ def _float_report(gm, kinds) -> list[tuple[str, str]]:
 def convert_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
                qconfig_mapping=None, backend_config=None) -> GraphModule:
     """A calibrated prepared model -> an int8 model (quantized ops, float boundaries)."""
-    return _convert(graph_module, reference=False, convert_custom_config=convert_custom_config)
+    gm = _convert(graph_module, reference=False, convert_custom_config=convert_custom_config,
+                  qconfig_mapping=qconfig_mapping)
+    return _strip_qconfigs(gm) if _remove_qconfig else gm
 
 
 def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qconfig=True,
@@ -1715,6 +1869,7 @@ def convert_to_reference_fx(graph_module, convert_custom_config=None, _remove_qc
     quantize around every quantized op; weighted modules become reference modules
     (torch.ao.nn.quantized.reference's, or the backend config's
     `reference_quantized_module`)."""
-    return _convert(graph_module, reference=True, convert_custom_config=convert_custom_config,
-                    backend_config=backend_config)
+    gm = _convert(graph_module, reference=True, convert_custom_config=convert_custom_config,
+                  backend_config=backend_config, qconfig_mapping=qconfig_mapping)
+    return _strip_qconfigs(gm) if _remove_qconfig else gm
 

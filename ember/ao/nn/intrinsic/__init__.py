@@ -76,5 +76,19 @@ class ConvBnReLU2d(_FusedModule):
         super().__init__(conv, bn, relu)
 
 
+class ConvBn3d(_FusedModule):
+    """conv3d + BatchNorm3d in training mode, for QAT (prepare_qat_fx swaps it for
+    ember.ao.nn.intrinsic.qat.ConvBn3d)."""
+
+    def __init__(self, conv, bn):
+        super().__init__(conv, bn)
+
+
+class ConvBnReLU3d(_FusedModule):
+    def __init__(self, conv, bn, relu):
+        super().__init__(conv, bn, relu)
+
+
 __all__ = ["LinearReLU", "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "BNReLU2d", "BNReLU3d",
-           "ConvBn1d", "ConvBnReLU1d", "ConvBn2d", "ConvBnReLU2d", "LinearBn1d"]
+           "ConvBn1d", "ConvBnReLU1d", "ConvBn2d", "ConvBnReLU2d", "ConvBn3d", "ConvBnReLU3d",
+           "LinearBn1d"]

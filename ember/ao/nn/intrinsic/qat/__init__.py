@@ -27,6 +27,8 @@ from .. import ConvReLU2d as _FloatConvReLU2d, LinearReLU as _FloatLinearReLU
 from .. import LinearBn1d as _FloatLinearBn1d
 from .. import ConvBn1d as _FloatConvBn1d, ConvBnReLU1d as _FloatConvBnReLU1d
 from .. import ConvReLU1d as _FloatConvReLU1d
+from .. import ConvBn3d as _FloatConvBn3d, ConvBnReLU3d as _FloatConvBnReLU3d
+from .. import ConvReLU3d as _FloatConvReLU3d
 
 
 class _FoldedBn:
@@ -116,7 +118,7 @@ class _ConvBn(_FoldedBn):
         spatial = (1,) * (self.weight.ndim - 2)
         weight = self.weight_fake_quant(self.weight * scale.reshape((-1, 1) + spatial))
         x, padding = self._padded(x)
-        conv = F.conv1d if self.weight.ndim == 3 else F.conv2d
+        conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[self.weight.ndim]
         y = conv(x, weight, None, self.stride, padding, self.dilation, self.groups)
         y = y / scale.reshape((1, -1) + spatial)
         if self.bias is not None:
@@ -176,6 +178,16 @@ class ConvBnReLU1d(_WithReLU, ConvBn1d):
     _FLOAT_CONV_RELU = _FloatConvReLU1d
 
 
+class ConvBn3d(_ConvBn, nn.Conv3d):
+    _FLOAT_MODULE = _FloatConvBn3d
+    _FLOAT_CONV, _BATCH_NORM = nn.Conv3d, nn.BatchNorm3d
+
+
+class ConvBnReLU3d(_WithReLU, ConvBn3d):
+    _FLOAT_MODULE = _FloatConvBnReLU3d
+    _FLOAT_CONV_RELU = _FloatConvReLU3d
+
+
 class LinearBn1d(_FoldedBn, nn.Linear):
     """Linear followed by BatchNorm1d, trained with BN folded into the fake-quantized
     weight as ConvBn2d does (the scale per output feature); convert folds BN for good."""
@@ -231,7 +243,8 @@ def update_bn_stats(mod):
         mod.update_bn_stats()
 
 
-__all__ = ["ConvBn1d", "ConvBnReLU1d", "ConvBn2d", "ConvBnReLU2d", "LinearBn1d", "freeze_bn_stats", "update_bn_stats"]
+__all__ = ["ConvBn1d", "ConvBnReLU1d", "ConvBn2d", "ConvBnReLU2d", "ConvBn3d", "ConvBnReLU3d",
+           "LinearBn1d", "freeze_bn_stats", "update_bn_stats"]
 
 
 class _QATWithReLU:
