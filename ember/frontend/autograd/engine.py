@@ -16,7 +16,7 @@ from ...ir import autodiff, profiling
 from ...ir.dispatch import _modes as _MODES   # the live list: empty when no mode is on
 from ...ir.meta import meta_of
 from ...ir.errors import AutogradError
-from ..tensor import Tensor
+from ..tensor import Tensor, _HookHandle
 from . import anomaly, grad_mode
 
 
@@ -47,9 +47,23 @@ class Node:
         return f"<{self.name} object>"
 
     def register_hook(self, hook):
-        """hook(grad_inputs, grad_outputs), called after this node runs (PyTorch's Node hooks)."""
-        self.__dict__.setdefault("post_hooks", []).append(hook)
-        return hook
+        """hook(grad_inputs, grad_outputs) -> new grad_inputs or None, called after this
+        node runs (PyTorch's Node hooks); returns a removable handle."""
+        hooks = self.__dict__.setdefault("post_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def register_prehook(self, hook):
+        """hook(grad_outputs) -> new grad_outputs or None, called before this node runs
+        (after the hooks of the tensors it is the grad_fn of)."""
+        hooks = self.__dict__.setdefault("node_pre_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    @property
+    def metadata(self) -> dict:
+        """A dict for the user's own annotations, as torch's Node.metadata."""
+        return self.__dict__.setdefault("_metadata", {})
 
     def name_(self) -> str:
         return self.name
@@ -133,6 +147,11 @@ class SavedTensor:
     __slots__ = ("tensor", "version", "unpack_hook")
 
     def __init__(self, t: Tensor):
+        if t._storage.inference and not grad_mode.is_inference_mode_enabled():
+            raise AutogradError(
+                "Inference tensors cannot be saved for backward. Please do not use Tensors "
+                "created in inference mode in computation tracked by autograd. To work around "
+                "this, you can make a clone to get a normal tensor and use it in autograd.")
         if SAVED_TENSORS_HOOKS:
             pack, self.unpack_hook = SAVED_TENSORS_HOOKS[-1]
             active = SAVED_TENSORS_HOOKS[:]
@@ -495,11 +514,10 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
                     results = node.apply(grads)
             if anomaly.is_anomaly_check_nan_enabled():
                 anomaly.check_results(node, results)
+            results = _run_post_hooks(node, results, grads)
             for (nxt, nr), g in zip(node.next_functions, results):
                 if nxt is not None and g is not None:
                     _add_to_buffer(buffers, nxt, nr, g, getattr(nxt, "n_outputs", 1))
-            for hook in node.__dict__.get("post_hooks", ()):
-                hook(results, grads)
             if not retain_graph:
                 node.release()
     return captured
@@ -518,8 +536,43 @@ def _leading_to_captured(order: list, capture: dict) -> set:
     return reaches
 
 
+def _replaced_by_hook(hook, old, new):
+    """A Node hook's return value: None keeps `old`; else as many values as `old`."""
+    if new is None:
+        return old
+    new = tuple(new) if isinstance(new, (tuple, list)) else (new,)
+    if len(new) != len(old):
+        raise AutogradError(f"hook '{getattr(hook, '__name__', hook)}' has returned an "
+                            f"incorrect number of values (got {len(new)}, but expected "
+                            f"{len(old)})")
+    return list(new)
+
+
+def _run_post_hooks(node, results, grads):
+    hooks = node.__dict__.get("post_hooks")
+    if not hooks:
+        return results
+    # an input that does not require grad has no gradient, as torch's hooks see it
+    results = tuple(None if nxt is None else g
+                    for (nxt, _), g in zip(node.next_functions, results))
+    for hook in list(hooks):
+        results = tuple(_replaced_by_hook(hook, results, hook(results, tuple(grads))))
+    return results
+
+
 def _run_pre_hooks(node, grads):
-    """Tensor hooks of non-leaf tensors live on their grad_fn, keyed by output number."""
+    """Tensor hooks of non-leaf tensors live on their grad_fn, keyed by output number;
+    the node's own pre-hooks (register_prehook) run after them on all its grads."""
+    node_hooks = node.__dict__.get("node_pre_hooks")
+    if node_hooks:
+        grads = _run_tensor_pre_hooks(node, grads)
+        for hook in list(node_hooks):
+            grads = _replaced_by_hook(hook, grads, hook(tuple(grads)))
+        return grads
+    return _run_tensor_pre_hooks(node, grads)
+
+
+def _run_tensor_pre_hooks(node, grads):
     if not node.pre_hooks:
         return grads
     grads = list(grads)
@@ -595,6 +648,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     only_inputs is PyTorch's deprecated no-op flag (WGAN-GP code still passes it).
     is_grads_batched: the first dim of every grad_outputs tensor is a batch of cotangents;
     each input's gradient gets that batch dim in front (one backward per row here)."""
+    if materialize_grads and allow_unused is False:
+        raise ValueError("Expected allow_unused to be True or not passed when "
+                         "materialize_grads=True, but got: allow_unused=False.")
     if is_grads_batched:
         return _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
                              allow_unused, materialize_grads)
