@@ -689,3 +689,37 @@ def test_function_once_differentiable_and_grad_count_checks():
         Scale.apply(x, lib.ones(2), 3).sum().backward()
         return seen, Scale.apply(x, lib.ones(2), 3).grad_fn.name()
     both(needs)
+
+
+def test_grad_fn_types_are_named_as_torch():
+    def f(lib):
+        class MyFn(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+        x = lib.tensor([1., 2.], requires_grad=True)
+        nodes = [(x * 2).grad_fn, x.view(2).grad_fn, x.sum().grad_fn, MyFn.apply(x).grad_fn]
+        return [(type(n).__name__, n.name()) for n in nodes], \
+            all(isinstance(n, lib.autograd.graph.Node) for n in nodes)
+    both(f)
+
+
+def test_saved_values_on_grad_fn():
+    def f(lib):
+        x = lib.tensor([1., 2.], requires_grad=True)
+        y = x.pow(2)
+        z = x.exp()
+        return L(y.grad_fn._saved_self), y.grad_fn._saved_exponent, \
+            L(z.grad_fn._saved_result)
+    both(f)
+
+    def freed(lib):
+        x = lib.tensor([1., 2.], requires_grad=True)
+        y = x.pow(2)
+        y.sum().backward()
+        return y.grad_fn._saved_self
+    raises_both(freed, "after they have already been freed")

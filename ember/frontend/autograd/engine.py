@@ -69,6 +69,21 @@ class Node:
         return self.name
 
 
+_NAMED_CLASSES: dict = {}
+
+
+def take_type_name(node: Node) -> None:
+    """Make type(node).__name__ the node's name (MulBackward0, MyFnBackward), as torch's
+    node classes are named: a subclass per (class, name), made once and cached."""
+    key = (type(node), str(node.name))
+    cls = _NAMED_CLASSES.get(key)
+    if cls is None:
+        cls = _NAMED_CLASSES[key] = type(key[1], (key[0],), {
+            "__slots__": (), "__module__": key[0].__module__,
+            "__qualname__": key[1]})
+    node.__class__ = cls
+
+
 def edge_of(t) -> tuple:
     """Where the gradient of `t` goes: its grad_fn, its AccumulateGrad, or nowhere."""
     if not isinstance(t, Tensor) or not t.requires_grad:
@@ -190,6 +205,7 @@ class OpNode(Node):
         super().__init__()
         self.op = op
         self.name = _node_name(op, bound, out)
+        take_type_name(self)
         keeps = _KEEPS.get(op)
         if keeps is None:
             keeps = _KEEPS[op] = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
@@ -213,6 +229,38 @@ class OpNode(Node):
         else:
             self.n_outputs = 1
             self.output_metas = ((out.shape, out.dtype),)
+
+    def __getattr__(self, attr: str):
+        """torch's `grad_fn._saved_<argument>` (and `_saved_result`): what this node
+        saved for its backward, unpacked (version-checked); an argument ember kept only
+        the shape of has no such attribute."""
+        if not attr.startswith("_saved_") or attr.startswith("_saved_tensor"):
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{attr}'")
+        want = attr[len("_saved_"):]
+        if want == "result":
+            if self.__dict__.get("_out") is None:
+                self._raise_if_freed()
+                raise AttributeError(f"'{type(self).__name__}' object has no attribute "
+                                     f"'{attr}'")
+            return _unpack(self._out, self)
+        names = [arg.name for arg in self.op.schema.args]
+        if want not in names:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{attr}'")
+        self._raise_if_freed()
+        value = self._saved[names.index(want)]
+        if isinstance(value, (Tensor, SavedTensor)) or _holds_saved(value) or \
+                not _holds_meta(value):
+            return _unpack(value, self)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{attr}'")
+
+    def _raise_if_freed(self):
+        if self.__dict__.get("_saved") is None:
+            raise AutogradError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                "graph are freed when you call .backward() or autograd.grad(). Specify "
+                "retain_graph=True if you need to backward through the graph a second time or "
+                "if you need to access saved tensors after calling backward.")
 
     def release(self):
         super().release()
@@ -399,6 +447,14 @@ def _nested_tensors(v) -> bool:
 def _nested_saved(v) -> bool:
     return any(isinstance(x, SavedTensor) or (isinstance(x, (list, tuple)) and _nested_saved(x))
                for x in v)
+
+
+def _holds_meta(v) -> bool:
+    """A tensor argument ember kept only the geometry of (no value to hand out)."""
+    from ...ir.meta import TensorMeta
+    if isinstance(v, TensorMeta):
+        return True
+    return isinstance(v, (list, tuple)) and any(_holds_meta(x) for x in v)
 
 
 def _save(v, keep_value: bool = True):

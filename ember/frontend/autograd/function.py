@@ -35,7 +35,7 @@ from ...ir import autodiff
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
 from . import function_trace, grad_mode
-from .engine import Node, NodeName, SavedTensor, edge_of
+from .engine import Node, NodeName, SavedTensor, edge_of, take_type_name
 
 
 class FunctionCtx:
@@ -101,6 +101,7 @@ class BackwardFunction(Node):
         super().__init__()
         self.cls, self.ctx = cls, ctx
         self.name = NodeName(f"{cls.__name__}Backward")
+        take_type_name(self)
         ctx._node_name = self.name
         self.next_functions = tuple(edge_of(a) for a in args)
         self.n_inputs = len(args)
