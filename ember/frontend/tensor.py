@@ -496,12 +496,16 @@ class Tensor:
         return _HookHandle(hooks, hook)
 
     def retain_grad(self) -> None:
+        if not self.requires_grad:
+            raise AutogradError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is None or self._retains_grad:
             return
         self._retains_grad = True
 
         def store(grad):
-            self.grad = grad.detach() if self.grad is None else (self.grad + grad).detach()
+            # a copy: the same gradient flows on to the inputs, whose .grad may take it
+            self.grad = grad.detach().clone() if self.grad is None \
+                else (self.grad + grad).detach()
         store.stores_retained_grad = True
         self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
 

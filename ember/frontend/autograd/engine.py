@@ -111,22 +111,28 @@ class AccumulateGrad(Node):
         grad = _run_tensor_hooks(var, grad)
         if grad is None:
             return ()
-        if var.grad is None:
+        if var._grad is None:
             var.grad = grad if grad_mode.is_grad_enabled() else grad.detach()
             if var.grad is grad and type(grad) is Tensor and grad._base is not None:
                 var.grad = grad.clone()
-            elif var.grad is not grad and _aliases_root_cotangent(grad):
+            elif var.grad is not grad and (_aliases_root_cotangent(grad) or
+                                           _already_given_to_a_leaf(grad)):
                 # a gradient that is (a view of) the cotangent passed to backward (Flatten,
-                # reshape): copied, so zeroing .grad leaves the caller's tensor alone and
-                # the next backward adds into this .grad in place, as into torch's
+                # reshape), or the very memory another leaf's .grad got (a + b hands both
+                # the same gradient): copied, so zeroing one .grad leaves the others alone
+                # and the next backward adds into this .grad in place, as into torch's
                 var.grad = self._owned_grad = grad.detach().clone()
+            elif var.grad is not grad:
+                _given_to_a_leaf(var.grad)
+            if type(var._grad) is Tensor and not grad_mode.is_grad_enabled():
+                var.grad = _in_layout_of(var, var._grad)
         elif type(var.grad) is not Tensor or type(grad) is not Tensor:
             from ..sparse_coo import add_grads      # a sparse gradient on either side
             var.grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
                                  else grad.detach())
         elif grad_mode.is_grad_enabled():
             var.grad = var.grad + grad
-        elif var.grad is self._owned_grad and _accumulate_in_place(var.grad, grad):
+        elif _accumulate_in_place(var.grad, grad):
             pass                            # PyTorch's `grad += new` (no new tensor)
         else:
             var.grad = self._owned_grad = (var.grad + grad).detach()
@@ -513,6 +519,46 @@ def _topological_order(roots) -> list:
 _ROOT_COTANGENTS: list = []
 
 
+# per running backward(): the NumPy buffers (by id, kept alive) already made some leaf's
+# .grad, so a second leaf handed the same memory copies it
+_GIVEN_TO_LEAVES: list = []
+
+
+def _buffer_of(arr):
+    while isinstance(getattr(arr, "base", None), np.ndarray):
+        arr = arr.base
+    return arr
+
+
+def _already_given_to_a_leaf(grad) -> bool:
+    if not _GIVEN_TO_LEAVES or type(grad) is not Tensor or not grad.is_cpu:
+        return False
+    return id(_buffer_of(grad._array)) in _GIVEN_TO_LEAVES[-1]
+
+
+def _given_to_a_leaf(grad) -> None:
+    if _GIVEN_TO_LEAVES and type(grad) is Tensor and grad.is_cpu:
+        buf = _buffer_of(grad._array)
+        _GIVEN_TO_LEAVES[-1][id(buf)] = buf
+
+
+def _in_layout_of(var: Tensor, grad: Tensor) -> Tensor:
+    """A new .grad laid out as its parameter when the parameter is dense and not
+    overlapping (channels_last weights, transposed parameters), as torch's AccumulateGrad:
+    the optimizer then updates both with one memory order."""
+    a, g = var._array, grad._array
+    if not var.is_cpu or type(a) is not np.ndarray or type(g) is not np.ndarray or \
+            a.ndim < 2 or a.strides == g.strides or a.size != g.size or a.size == 0:
+        return grad
+    order = sorted(range(a.ndim), key=lambda d: (-a.strides[d], -d))
+    dense = np.empty(tuple(a.shape[d] for d in order), dtype=g.dtype).transpose(
+        np.argsort(order))
+    if dense.strides != a.strides:
+        return grad                     # overlapping or gapped: torch keeps the grad's own
+    np.copyto(dense, g)
+    return Tensor._adopt(dense)
+
+
 def _aliases_root_cotangent(grad) -> bool:
     if not _ROOT_COTANGENTS or type(grad) is not Tensor or not grad.is_cpu:
         return False
@@ -525,11 +571,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
     """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
     roots = [g._array for g in grad_outputs if type(g) is Tensor and g.is_cpu]
     _ROOT_COTANGENTS.append(roots)
+    _GIVEN_TO_LEAVES.append({})
     try:
         return _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture,
                              accumulate)
     finally:
         _ROOT_COTANGENTS.pop()
+        _GIVEN_TO_LEAVES.pop()
 
 
 def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, accumulate):
@@ -555,6 +603,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
             if capture is not None:
                 for nr, g in enumerate(grads):
                     if (node, nr) in capture:
+                        if isinstance(node, AccumulateGrad) and g is not None:
+                            g = _run_tensor_hooks(node.variable, g)    # a leaf's hooks
                         captured[capture[(node, nr)]] = g
             if runs is not None and node not in runs:
                 continue     # a captured input's own history is not differentiated
@@ -670,6 +720,9 @@ def _default_grad(t: Tensor, g):
     if t.numel() != 1:
         raise AutogradError(f"grad can be implicitly created only for scalar outputs; got an "
                             f"output of shape {list(t.shape)}")
+    if t.dtype.is_complex:
+        raise AutogradError(f"grad can be implicitly created only for real scalar outputs "
+                            f"but got {t.dtype}")
     return autodiff.ones_like_value(t)
 
 

@@ -241,6 +241,10 @@ class Function(metaclass=_FunctionMeta):
         single = not isinstance(outputs, tuple)
         outs = (outputs,) if single else outputs
         record = grad_mode.is_grad_enabled() and any(ctx.needs_input_grad)
+        if record and any(isinstance(a, Tensor) and id(a) in ctx._dirty and a.is_leaf and
+                          a.requires_grad for a in args):
+            raise AutogradError("a leaf Variable that requires grad has been used in an "
+                                f"in-place operation ({cls.__name__} marked it dirty).")
         inputs_by_id = {id(a) for a in args if isinstance(a, Tensor)}
         fixed = []
         for o in outs:
