@@ -6,6 +6,7 @@ from several threads, and forward-mode AD basics."""
 from __future__ import annotations
 
 import threading
+import warnings
 
 import pytest
 import torch
@@ -174,3 +175,21 @@ def test_forward_mode_basics():
         with fwAD.dual_level():
             fwAD.make_dual(lib.ones(2), lib.ones(3))
     raises_both(shape, "different size")
+
+
+def test_anomaly_mode_names_the_forward_line():
+    def f(lib):
+        x = lib.tensor([1., 2.], requires_grad=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with lib.autograd.detect_anomaly():
+                y = (x * 0).log()      # the forward line the report must show
+                try:
+                    (y * 0).sum().backward()
+                except RuntimeError as exc:
+                    error = str(exc)
+        reports = [str(w.message) for w in caught if "Error detected in" in str(w.message)]
+        return error, len(reports), "LogBackward0" in reports[0], \
+            "the forward line the report must show" in reports[0] or \
+            "test_autograd_suite_accumulate.py" in reports[0]
+    both(f)

@@ -36,6 +36,8 @@ class Node:
         self.next_functions: tuple = ()   # one (node | None, output_nr) per input
         self.freed = False
         self.pre_hooks: dict[int, list] = {}
+        if anomaly.is_anomaly_enabled():  # where forward made this node, for the report
+            self.__dict__["forward_trace"] = anomaly.forward_trace()
 
     def apply(self, grads: list):
         raise NotImplementedError
@@ -612,14 +614,14 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
                 continue
             if all(g is None for g in grads):
                 continue
-            if profiling.collector() is None:
+            if anomaly.is_anomaly_enabled():
+                results = anomaly.apply_reporting(node, grads)
+            elif profiling.collector() is None:
                 results = node.apply(grads)
             else:   # the profiler's row name for a backward node, as PyTorch's
                 with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
                                       "autograd"):
                     results = node.apply(grads)
-            if anomaly.is_anomaly_check_nan_enabled():
-                anomaly.check_results(node, results)
             results = _run_post_hooks(node, results, grads)
             for (nxt, nr), g in zip(node.next_functions, results):
                 if nxt is not None and g is not None:
