@@ -113,31 +113,33 @@ class AccumulateGrad(Node):
         grad = _run_tensor_hooks(var, grad)
         if grad is None:
             return ()
+        if type(grad) is Tensor and grad.dtype != var.dtype and var.dtype.is_floating_point:
+            grad = grad.to(var.dtype)       # a Function's backward in another precision
         if var._grad is None:
-            var.grad = grad if grad_mode.is_grad_enabled() else grad.detach()
+            var._grad = grad if grad_mode.is_grad_enabled() else grad.detach()
             if var.grad is grad and type(grad) is Tensor and grad._base is not None:
-                var.grad = grad.clone()
+                var._grad = grad.clone()
             elif var.grad is not grad and (_aliases_root_cotangent(grad) or
                                            _already_given_to_a_leaf(grad)):
                 # a gradient that is (a view of) the cotangent passed to backward (Flatten,
                 # reshape), or the very memory another leaf's .grad got (a + b hands both
                 # the same gradient): copied, so zeroing one .grad leaves the others alone
                 # and the next backward adds into this .grad in place, as into torch's
-                var.grad = self._owned_grad = grad.detach().clone()
+                var._grad = self._owned_grad = grad.detach().clone()
             elif var.grad is not grad:
                 _given_to_a_leaf(var.grad)
             if type(var._grad) is Tensor and not grad_mode.is_grad_enabled():
-                var.grad = _in_layout_of(var, var._grad)
+                var._grad = _in_layout_of(var, var._grad)
         elif type(var.grad) is not Tensor or type(grad) is not Tensor:
             from ..sparse_coo import add_grads      # a sparse gradient on either side
-            var.grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
+            var._grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
                                  else grad.detach())
         elif grad_mode.is_grad_enabled():
-            var.grad = var.grad + grad
+            var._grad = var.grad + grad
         elif _accumulate_in_place(var.grad, grad):
             pass                            # PyTorch's `grad += new` (no new tensor)
         else:
-            var.grad = self._owned_grad = (var.grad + grad).detach()
+            var._grad = self._owned_grad = (var.grad + grad).detach()
         for hook in list(self.__dict__.get("post_accumulate_hooks", ())):
             hook(var)
         return ()
