@@ -508,6 +508,18 @@ class Tensor:
                 else (self.grad + grad).detach()
         store.stores_retained_grad = True
         self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
+        self.__dict__["_retain_store"] = store
+
+    def _move_retained_grad(self, old_fn, old_nr: int) -> None:
+        """After an in-place op gave this tensor a new grad_fn: .grad keeps tracking the
+        gradient of the tensor's latest version, as torch's retain_grad."""
+        store = self.__dict__.get("_retain_store")
+        if store is None or old_fn is None or self.grad_fn is old_fn:
+            return
+        hooks = old_fn.pre_hooks.get(old_nr)
+        if hooks and store in hooks:
+            hooks.remove(store)
+        self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
 
     @property
     def retains_grad(self) -> bool:

@@ -193,3 +193,22 @@ def test_anomaly_mode_names_the_forward_line():
             "the forward line the report must show" in reports[0] or \
             "test_autograd_suite_accumulate.py" in reports[0]
     both(f)
+
+
+def test_retain_grad_follows_in_place_updates():
+    def f(lib):
+        x = lib.tensor([1., 2.], requires_grad=True)
+        a = x * 1
+        a.retain_grad()
+        seen = []
+        a.register_hook(lambda g: seen.append(("before", L(g))))
+        a.mul_(2)
+        a.register_hook(lambda g: seen.append(("after", L(g))))
+        a.mul_(3)
+        (a * 2).sum().backward()
+        b = (x * 1)
+        b.retain_grad()
+        b[:1].mul_(5)                  # in place through a view: the base's history moves
+        (b * 4).sum().backward()
+        return L(a.grad), L(x.grad), seen, L(b.grad)
+    both(f)
