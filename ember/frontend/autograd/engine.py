@@ -36,7 +36,7 @@ class Node:
         self.next_functions: tuple = ()   # one (node | None, output_nr) per input
         self.freed = False
         self.pre_hooks: dict[int, list] = {}
-        if anomaly.is_anomaly_enabled():  # where forward made this node, for the report
+        if anomaly._STATE["enabled"]:      # where forward made this node, for the report
             self.__dict__["forward_trace"] = anomaly.forward_trace()
 
     def apply(self, grads: list):
@@ -77,12 +77,14 @@ _NAMED_CLASSES: dict = {}
 def take_type_name(node: Node) -> None:
     """Make type(node).__name__ the node's name (MulBackward0, MyFnBackward), as torch's
     node classes are named: a subclass per (class, name), made once and cached."""
-    key = (type(node), str(node.name))
-    cls = _NAMED_CLASSES.get(key)
+    by_name = _NAMED_CLASSES.get(type(node))
+    if by_name is None:
+        by_name = _NAMED_CLASSES[type(node)] = {}
+    cls = by_name.get(node.name)
     if cls is None:
-        cls = _NAMED_CLASSES[key] = type(key[1], (key[0],), {
-            "__slots__": (), "__module__": key[0].__module__,
-            "__qualname__": key[1]})
+        name = str(node.name)
+        cls = by_name[name] = type(name, (type(node),), {
+            "__slots__": (), "__module__": type(node).__module__, "__qualname__": name})
     node.__class__ = cls
 
 
@@ -117,29 +119,29 @@ class AccumulateGrad(Node):
             grad = grad.to(var.dtype)       # a Function's backward in another precision
         if var._grad is None:
             var._grad = grad if grad_mode.is_grad_enabled() else grad.detach()
-            if var.grad is grad and type(grad) is Tensor and grad._base is not None:
+            if var._grad is grad and type(grad) is Tensor and grad._base is not None:
                 var._grad = grad.clone()
-            elif var.grad is not grad and (_aliases_root_cotangent(grad) or
+            elif var._grad is not grad and (_aliases_root_cotangent(grad) or
                                            _already_given_to_a_leaf(grad)):
                 # a gradient that is (a view of) the cotangent passed to backward (Flatten,
                 # reshape), or the very memory another leaf's .grad got (a + b hands both
                 # the same gradient): copied, so zeroing one .grad leaves the others alone
                 # and the next backward adds into this .grad in place, as into torch's
                 var._grad = self._owned_grad = grad.detach().clone()
-            elif var.grad is not grad:
-                _given_to_a_leaf(var.grad)
+            elif var._grad is not grad:
+                _given_to_a_leaf(var._grad)
             if type(var._grad) is Tensor and not grad_mode.is_grad_enabled():
                 var._grad = _in_layout_of(var, var._grad)
-        elif type(var.grad) is not Tensor or type(grad) is not Tensor:
+        elif type(var._grad) is not Tensor or type(grad) is not Tensor:
             from ..sparse_coo import add_grads      # a sparse gradient on either side
-            var._grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
+            var._grad = add_grads(var._grad, grad if grad_mode.is_grad_enabled()
                                  else grad.detach())
         elif grad_mode.is_grad_enabled():
-            var._grad = var.grad + grad
-        elif _accumulate_in_place(var.grad, grad):
+            var._grad = var._grad + grad
+        elif _accumulate_in_place(var._grad, grad):
             pass                            # PyTorch's `grad += new` (no new tensor)
         else:
-            var._grad = self._owned_grad = (var.grad + grad).detach()
+            var._grad = self._owned_grad = (var._grad + grad).detach()
         for hook in list(self.__dict__.get("post_accumulate_hooks", ())):
             hook(var)
         return ()
@@ -535,13 +537,13 @@ def _buffer_of(arr):
 
 
 def _already_given_to_a_leaf(grad) -> bool:
-    if not _GIVEN_TO_LEAVES or type(grad) is not Tensor or not grad.is_cpu:
+    if not _GIVEN_TO_LEAVES or type(grad) is not Tensor or grad._storage.device != "cpu":
         return False
     return id(_buffer_of(grad._array)) in _GIVEN_TO_LEAVES[-1]
 
 
 def _given_to_a_leaf(grad) -> None:
-    if _GIVEN_TO_LEAVES and type(grad) is Tensor and grad.is_cpu:
+    if _GIVEN_TO_LEAVES and type(grad) is Tensor and grad._storage.device == "cpu":
         buf = _buffer_of(grad._array)
         _GIVEN_TO_LEAVES[-1][id(buf)] = buf
 
@@ -551,7 +553,7 @@ def _in_layout_of(var: Tensor, grad: Tensor) -> Tensor:
     overlapping (channels_last weights, transposed parameters), as torch's AccumulateGrad:
     the optimizer then updates both with one memory order."""
     a, g = var._array, grad._array
-    if not var.is_cpu or type(a) is not np.ndarray or type(g) is not np.ndarray or \
+    if var._storage.device != "cpu" or type(a) is not np.ndarray or type(g) is not np.ndarray or \
             a.ndim < 2 or a.strides == g.strides or a.size != g.size or a.size == 0:
         return grad
     order = sorted(range(a.ndim), key=lambda d: (-a.strides[d], -d))
@@ -564,7 +566,7 @@ def _in_layout_of(var: Tensor, grad: Tensor) -> Tensor:
 
 
 def _aliases_root_cotangent(grad) -> bool:
-    if not _ROOT_COTANGENTS or type(grad) is not Tensor or not grad.is_cpu:
+    if not _ROOT_COTANGENTS or type(grad) is not Tensor or grad._storage.device != "cpu":
         return False
     arr = grad._array
     return any(np.may_share_memory(arr, root) for root in _ROOT_COTANGENTS[-1])
