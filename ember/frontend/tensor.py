@@ -320,7 +320,7 @@ class Tensor:
         return self._storage.version
 
     def _bump_version(self) -> None:
-        if self._storage.inference and not _GRAD_STATE.inference:
+        if getattr(self._storage, "inference", False) and not _GRAD_STATE.inference:
             raise AutogradError("Inplace update to inference tensor outside InferenceMode is "
                                 "not allowed. You can make a clone to get a normal tensor "
                                 "before doing inplace update.")
@@ -456,7 +456,8 @@ class Tensor:
         if requires_grad and not (self.dtype.is_floating_point or self.dtype.is_complex):
             raise AutogradError(f"only Tensors of floating point and complex dtype can require "
                                 f"gradients, got {self.dtype}")
-        if requires_grad and self._storage.inference and not _GRAD_STATE.inference:
+        if requires_grad and getattr(self._storage, "inference", False) and \
+                not _GRAD_STATE.inference:
             raise AutogradError("Setting requires_grad=True on inference tensor outside "
                                 "InferenceMode is not allowed.")
         self.requires_grad = requires_grad

@@ -174,7 +174,7 @@ class SavedTensor:
     __slots__ = ("tensor", "version", "unpack_hook")
 
     def __init__(self, t: Tensor):
-        if t._storage.inference and not grad_mode.is_inference_mode_enabled():
+        if getattr(t._storage, "inference", False) and not grad_mode.is_inference_mode_enabled():
             raise AutogradError(
                 "Inference tensors cannot be saved for backward. Please do not use Tensors "
                 "created in inference mode in computation tracked by autograd. To work around "
