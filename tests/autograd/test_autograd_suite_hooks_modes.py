@@ -723,3 +723,19 @@ def test_saved_values_on_grad_fn():
         y.sum().backward()
         return y.grad_fn._saved_self
     raises_both(freed, "after they have already been freed")
+
+
+def test_inference_mode_false_turns_grad_mode_back_on():
+    def f(lib):
+        x = lib.ones(2, requires_grad=True)
+        with lib.inference_mode():
+            with lib.inference_mode(False):
+                y = x * 2
+                inner = (lib.is_inference_mode_enabled(), lib.is_grad_enabled(),
+                         y.requires_grad, y.is_inference())
+            outer = (lib.is_inference_mode_enabled(), lib.is_grad_enabled())
+        with lib.no_grad():
+            with lib.inference_mode(False):
+                in_no_grad = lib.is_grad_enabled()
+        return inner, outer, in_no_grad
+    both(f)

@@ -120,8 +120,9 @@ class inference_mode(_GradModeContext):
 
     def __enter__(self):
         self._prev = (STATE.enabled, STATE.inference)
-        if self.mode:
-            STATE.enabled, STATE.inference = False, True
+        # as torch's InferenceMode guard: grad mode is the opposite of the inference flag
+        # (inference_mode(False) inside inference_mode or no_grad turns grad mode back on)
+        STATE.enabled, STATE.inference = not self.mode, bool(self.mode)
         return self
 
     def __exit__(self, *exc):
