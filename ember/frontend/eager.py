@@ -626,6 +626,13 @@ def _snapshot(t: Tensor, copy_values: bool = True) -> Tensor:
 
 
 def _rebase_history(target: Tensor, result: Tensor) -> None:
+    old = (target.grad_fn, target._output_nr)
+    _rebase_history_of(target, result)
+    if target._retains_grad:
+        target._move_retained_grad(*old)
+
+
+def _rebase_history_of(target: Tensor, result: Tensor) -> None:
     base = target._base
     if base is None or not (base.requires_grad or target.requires_grad or result.requires_grad):
         target.grad_fn, target._output_nr = result.grad_fn, result._output_nr
@@ -635,7 +642,10 @@ def _rebase_history(target: Tensor, result: Tensor) -> None:
     offset = target.storage_offset() - base.storage_offset()
     new_base = OPS_NS.as_strided_scatter(_snapshot(base), result, list(target.shape),
                                          list(target.stride()), offset)
+    old_base = (base.grad_fn, base._output_nr)
     base.grad_fn, base._output_nr, base.requires_grad = new_base.grad_fn, 0, True
+    if base._retains_grad:
+        base._move_retained_grad(*old_base)
     view = OPS_NS.as_strided(base, list(target.shape), list(target.stride()),
                              target.storage_offset())
     target.grad_fn, target._output_nr, target.requires_grad = view.grad_fn, 0, True

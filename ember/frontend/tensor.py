@@ -105,7 +105,7 @@ def _rebuild_subclass(cls, plain: tuple, state: dict):
 
 
 class Tensor:
-    __slots__ = ("_array", "_storage", "_base", "requires_grad", "grad", "grad_fn",
+    __slots__ = ("_array", "_storage", "_base", "requires_grad", "_grad", "grad_fn",
                  "_output_nr", "_grad_accumulator", "_hooks", "_retains_grad",
                  "_is_param", "__weakref__", "__dict__")
 
@@ -145,7 +145,7 @@ class Tensor:
         t._storage = storage
         t._base = base
         t.requires_grad = False
-        t.grad = None
+        t._grad = None
         t.grad_fn = None
         t._output_nr = 0
         t._grad_accumulator = None
@@ -292,13 +292,40 @@ class Tensor:
         return self.grad_fn is None
 
     @property
+    def grad(self):
+        """The accumulated gradient; reading it on a non-leaf that does not retain its
+        gradient warns, as torch (the value is always None there)."""
+        g = self._grad
+        if g is None and self.grad_fn is not None and not self._retains_grad:
+            import warnings
+            warnings.warn("The .grad attribute of a Tensor that is not a leaf Tensor is being "
+                          "accessed. Its .grad attribute won't be populated during "
+                          "autograd.backward(). If you indeed want the .grad field to be "
+                          "populated for a non-leaf Tensor, use .retain_grad() on the non-leaf "
+                          "Tensor.", UserWarning, stacklevel=2)
+        return g
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            _check_assigned_grad(self, value)
+        self._grad = value
+
+    @grad.deleter
+    def grad(self) -> None:
+        self._grad = None
+
+    @property
     def _version(self) -> int:
         return self._storage.version
 
     def _bump_version(self) -> None:
+        if getattr(self._storage, "inference", False) and not _GRAD_STATE.inference:
+            raise AutogradError("Inplace update to inference tensor outside InferenceMode is "
+                                "not allowed. You can make a clone to get a normal tensor "
+                                "before doing inplace update.")
         self._storage.version += 1
 
-    @property
     def _is_view(self) -> bool:
         return self._base is not None
 
@@ -399,8 +426,8 @@ class Tensor:
         new = self.detach().clone(memory_format=preserve_format)
         new.requires_grad = self.requires_grad
         new._is_param = self._is_param
-        if self.grad is not None:
-            new.grad = self.grad.__deepcopy__(memo)
+        if self._grad is not None:
+            new.grad = self._grad.__deepcopy__(memo)
         if type(self) is not Tensor:
             new.__class__ = type(self)
             new.__dict__.update(self.__dict__)
@@ -429,6 +456,10 @@ class Tensor:
         if requires_grad and not (self.dtype.is_floating_point or self.dtype.is_complex):
             raise AutogradError(f"only Tensors of floating point and complex dtype can require "
                                 f"gradients, got {self.dtype}")
+        if requires_grad and getattr(self._storage, "inference", False) and \
+                not _GRAD_STATE.inference:
+            raise AutogradError("Setting requires_grad=True on inference tensor outside "
+                                "InferenceMode is not allowed.")
         self.requires_grad = requires_grad
         return self
 
@@ -466,13 +497,29 @@ class Tensor:
         return _HookHandle(hooks, hook)
 
     def retain_grad(self) -> None:
+        if not self.requires_grad:
+            raise AutogradError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is None or self._retains_grad:
             return
         self._retains_grad = True
 
         def store(grad):
-            self.grad = grad.detach() if self.grad is None else (self.grad + grad).detach()
+            # a copy: the same gradient flows on to the inputs, whose .grad may take it
+            self.grad = grad.detach().clone() if self.grad is None \
+                else (self.grad + grad).detach()
         store.stores_retained_grad = True
+        self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
+        self.__dict__["_retain_store"] = store
+
+    def _move_retained_grad(self, old_fn, old_nr: int) -> None:
+        """After an in-place op gave this tensor a new grad_fn: .grad keeps tracking the
+        gradient of the tensor's latest version, as torch's retain_grad."""
+        store = self.__dict__.get("_retain_store")
+        if store is None or old_fn is None or self.grad_fn is old_fn:
+            return
+        hooks = old_fn.pre_hooks.get(old_nr)
+        if hooks and store in hooks:
+            hooks.remove(store)
         self.grad_fn.pre_hooks.setdefault(self._output_nr, []).append(store)
 
     @property
@@ -588,6 +635,28 @@ class Tensor:
         setitem(self, index, value)
 
 
+def _check_assigned_grad(t: "Tensor", grad) -> None:
+    """torch's checks on `t.grad = grad`: a tensor of t's size, dtype and device type."""
+    if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
+        raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of type "
+                        f"{type(grad).__name__}")
+    if tuple(grad.shape) != tuple(t.shape):
+        raise AutogradError(f"attempting to assign a gradient of size '{list(grad.shape)}' to a "
+                            f"tensor of size '{list(t.shape)}'. Please ensure that the gradient "
+                            f"and the tensor are the same size")
+    if grad.dtype != t.dtype:
+        raise AutogradError(f"attempting to assign a gradient with dtype '{grad.dtype}' to a "
+                            f"tensor with dtype '{t.dtype}'. Please ensure that the gradient "
+                            f"and the tensor have the same dtype")
+    gdev, tdev = getattr(grad, "device", None), getattr(t, "device", None)
+    if gdev is not None and tdev is not None and \
+            getattr(gdev, "type", gdev) != getattr(tdev, "type", tdev):
+        raise AutogradError(f"attempting to assign a gradient with device type "
+                            f"'{getattr(gdev, 'type', gdev)}' to a tensor with device type "
+                            f"'{getattr(tdev, 'type', tdev)}'. Please ensure that the gradient "
+                            f"and the tensor are on the same device")
+
+
 class _HookHandle:
     def __init__(self, hooks: list, hook):
         self._hooks, self._hook = hooks, hook
@@ -595,6 +664,13 @@ class _HookHandle:
     def remove(self) -> None:
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
 
 
 def _is_dense_owned(arr: np.ndarray) -> bool:

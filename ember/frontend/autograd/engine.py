@@ -16,7 +16,7 @@ from ...ir import autodiff, profiling
 from ...ir.dispatch import _modes as _MODES   # the live list: empty when no mode is on
 from ...ir.meta import meta_of
 from ...ir.errors import AutogradError
-from ..tensor import Tensor
+from ..tensor import Tensor, _HookHandle
 from . import anomaly, grad_mode
 
 
@@ -36,6 +36,8 @@ class Node:
         self.next_functions: tuple = ()   # one (node | None, output_nr) per input
         self.freed = False
         self.pre_hooks: dict[int, list] = {}
+        if anomaly._STATE["enabled"]:      # where forward made this node, for the report
+            self.__dict__["forward_trace"] = anomaly.forward_trace()
 
     def apply(self, grads: list):
         raise NotImplementedError
@@ -47,12 +49,43 @@ class Node:
         return f"<{self.name} object>"
 
     def register_hook(self, hook):
-        """hook(grad_inputs, grad_outputs), called after this node runs (PyTorch's Node hooks)."""
-        self.__dict__.setdefault("post_hooks", []).append(hook)
-        return hook
+        """hook(grad_inputs, grad_outputs) -> new grad_inputs or None, called after this
+        node runs (PyTorch's Node hooks); returns a removable handle."""
+        hooks = self.__dict__.setdefault("post_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def register_prehook(self, hook):
+        """hook(grad_outputs) -> new grad_outputs or None, called before this node runs
+        (after the hooks of the tensors it is the grad_fn of)."""
+        hooks = self.__dict__.setdefault("node_pre_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    @property
+    def metadata(self) -> dict:
+        """A dict for the user's own annotations, as torch's Node.metadata."""
+        return self.__dict__.setdefault("_metadata", {})
 
     def name_(self) -> str:
         return self.name
+
+
+_NAMED_CLASSES: dict = {}
+
+
+def take_type_name(node: Node) -> None:
+    """Make type(node).__name__ the node's name (MulBackward0, MyFnBackward), as torch's
+    node classes are named: a subclass per (class, name), made once and cached."""
+    by_name = _NAMED_CLASSES.get(type(node))
+    if by_name is None:
+        by_name = _NAMED_CLASSES[type(node)] = {}
+    cls = by_name.get(node.name)
+    if cls is None:
+        name = str(node.name)
+        cls = by_name[name] = type(name, (type(node),), {
+            "__slots__": (), "__module__": type(node).__module__, "__qualname__": name})
+    node.__class__ = cls
 
 
 def edge_of(t) -> tuple:
@@ -82,25 +115,33 @@ class AccumulateGrad(Node):
         grad = _run_tensor_hooks(var, grad)
         if grad is None:
             return ()
-        if var.grad is None:
-            var.grad = grad if grad_mode.is_grad_enabled() else grad.detach()
-            if var.grad is grad and type(grad) is Tensor and grad._base is not None:
-                var.grad = grad.clone()
-            elif var.grad is not grad and _aliases_root_cotangent(grad):
+        if type(grad) is Tensor and grad.dtype != var.dtype and var.dtype.is_floating_point:
+            grad = grad.to(var.dtype)       # a Function's backward in another precision
+        if var._grad is None:
+            var._grad = grad if grad_mode.is_grad_enabled() else grad.detach()
+            if var._grad is grad and type(grad) is Tensor and grad._base is not None:
+                var._grad = grad.clone()
+            elif var._grad is not grad and (_aliases_root_cotangent(grad) or
+                                           _already_given_to_a_leaf(grad)):
                 # a gradient that is (a view of) the cotangent passed to backward (Flatten,
-                # reshape): copied, so zeroing .grad leaves the caller's tensor alone and
-                # the next backward adds into this .grad in place, as into torch's
-                var.grad = self._owned_grad = grad.detach().clone()
-        elif type(var.grad) is not Tensor or type(grad) is not Tensor:
+                # reshape), or the very memory another leaf's .grad got (a + b hands both
+                # the same gradient): copied, so zeroing one .grad leaves the others alone
+                # and the next backward adds into this .grad in place, as into torch's
+                var._grad = self._owned_grad = grad.detach().clone()
+            elif var._grad is not grad:
+                _given_to_a_leaf(var._grad)
+            if type(var._grad) is Tensor and not grad_mode.is_grad_enabled():
+                var._grad = _in_layout_of(var, var._grad)
+        elif type(var._grad) is not Tensor or type(grad) is not Tensor:
             from ..sparse_coo import add_grads      # a sparse gradient on either side
-            var.grad = add_grads(var.grad, grad if grad_mode.is_grad_enabled()
+            var._grad = add_grads(var._grad, grad if grad_mode.is_grad_enabled()
                                  else grad.detach())
         elif grad_mode.is_grad_enabled():
-            var.grad = var.grad + grad
-        elif var.grad is self._owned_grad and _accumulate_in_place(var.grad, grad):
+            var._grad = var._grad + grad
+        elif _accumulate_in_place(var._grad, grad):
             pass                            # PyTorch's `grad += new` (no new tensor)
         else:
-            var.grad = self._owned_grad = (var.grad + grad).detach()
+            var._grad = self._owned_grad = (var._grad + grad).detach()
         for hook in list(self.__dict__.get("post_accumulate_hooks", ())):
             hook(var)
         return ()
@@ -133,6 +174,11 @@ class SavedTensor:
     __slots__ = ("tensor", "version", "unpack_hook")
 
     def __init__(self, t: Tensor):
+        if getattr(t._storage, "inference", False) and not grad_mode.is_inference_mode_enabled():
+            raise AutogradError(
+                "Inference tensors cannot be saved for backward. Please do not use Tensors "
+                "created in inference mode in computation tracked by autograd. To work around "
+                "this, you can make a clone to get a normal tensor and use it in autograd.")
         if SAVED_TENSORS_HOOKS:
             pack, self.unpack_hook = SAVED_TENSORS_HOOKS[-1]
             active = SAVED_TENSORS_HOOKS[:]
@@ -171,6 +217,7 @@ class OpNode(Node):
         super().__init__()
         self.op = op
         self.name = _node_name(op, bound, out)
+        take_type_name(self)
         keeps = _KEEPS.get(op)
         if keeps is None:
             keeps = _KEEPS[op] = tuple(_keeps_value(op, arg.name) for arg in op.schema.args)
@@ -194,6 +241,38 @@ class OpNode(Node):
         else:
             self.n_outputs = 1
             self.output_metas = ((out.shape, out.dtype),)
+
+    def __getattr__(self, attr: str):
+        """torch's `grad_fn._saved_<argument>` (and `_saved_result`): what this node
+        saved for its backward, unpacked (version-checked); an argument ember kept only
+        the shape of has no such attribute."""
+        if not attr.startswith("_saved_") or attr.startswith("_saved_tensor"):
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{attr}'")
+        want = attr[len("_saved_"):]
+        if want == "result":
+            if self.__dict__.get("_out") is None:
+                self._raise_if_freed()
+                raise AttributeError(f"'{type(self).__name__}' object has no attribute "
+                                     f"'{attr}'")
+            return _unpack(self._out, self)
+        names = [arg.name for arg in self.op.schema.args]
+        if want not in names:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{attr}'")
+        self._raise_if_freed()
+        value = self._saved[names.index(want)]
+        if isinstance(value, (Tensor, SavedTensor)) or _holds_saved(value) or \
+                not _holds_meta(value):
+            return _unpack(value, self)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{attr}'")
+
+    def _raise_if_freed(self):
+        if self.__dict__.get("_saved") is None:
+            raise AutogradError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                "graph are freed when you call .backward() or autograd.grad(). Specify "
+                "retain_graph=True if you need to backward through the graph a second time or "
+                "if you need to access saved tensors after calling backward.")
 
     def release(self):
         super().release()
@@ -382,6 +461,14 @@ def _nested_saved(v) -> bool:
                for x in v)
 
 
+def _holds_meta(v) -> bool:
+    """A tensor argument ember kept only the geometry of (no value to hand out)."""
+    from ...ir.meta import TensorMeta
+    if isinstance(v, TensorMeta):
+        return True
+    return isinstance(v, (list, tuple)) and any(_holds_meta(x) for x in v)
+
+
 def _save(v, keep_value: bool = True):
     if isinstance(v, Tensor):
         return SavedTensor(v) if keep_value else _meta_of_tensor(v)
@@ -438,8 +525,48 @@ def _topological_order(roots) -> list:
 _ROOT_COTANGENTS: list = []
 
 
+# per running backward(): the NumPy buffers (by id, kept alive) already made some leaf's
+# .grad, so a second leaf handed the same memory copies it
+_GIVEN_TO_LEAVES: list = []
+
+
+def _buffer_of(arr):
+    while isinstance(getattr(arr, "base", None), np.ndarray):
+        arr = arr.base
+    return arr
+
+
+def _already_given_to_a_leaf(grad) -> bool:
+    if not _GIVEN_TO_LEAVES or type(grad) is not Tensor or grad._storage.device != "cpu":
+        return False
+    return id(_buffer_of(grad._array)) in _GIVEN_TO_LEAVES[-1]
+
+
+def _given_to_a_leaf(grad) -> None:
+    if _GIVEN_TO_LEAVES and type(grad) is Tensor and grad._storage.device == "cpu":
+        buf = _buffer_of(grad._array)
+        _GIVEN_TO_LEAVES[-1][id(buf)] = buf
+
+
+def _in_layout_of(var: Tensor, grad: Tensor) -> Tensor:
+    """A new .grad laid out as its parameter when the parameter is dense and not
+    overlapping (channels_last weights, transposed parameters), as torch's AccumulateGrad:
+    the optimizer then updates both with one memory order."""
+    a, g = var._array, grad._array
+    if var._storage.device != "cpu" or type(a) is not np.ndarray or type(g) is not np.ndarray or \
+            a.ndim < 2 or a.strides == g.strides or a.size != g.size or a.size == 0:
+        return grad
+    order = sorted(range(a.ndim), key=lambda d: (-a.strides[d], -d))
+    dense = np.empty(tuple(a.shape[d] for d in order), dtype=g.dtype).transpose(
+        np.argsort(order))
+    if dense.strides != a.strides:
+        return grad                     # overlapping or gapped: torch keeps the grad's own
+    np.copyto(dense, g)
+    return Tensor._adopt(dense)
+
+
 def _aliases_root_cotangent(grad) -> bool:
-    if not _ROOT_COTANGENTS or type(grad) is not Tensor or not grad.is_cpu:
+    if not _ROOT_COTANGENTS or type(grad) is not Tensor or grad._storage.device != "cpu":
         return False
     arr = grad._array
     return any(np.may_share_memory(arr, root) for root in _ROOT_COTANGENTS[-1])
@@ -450,11 +577,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
     """Core engine. `capture` maps (node, nr) -> slot for autograd.grad; returns captured grads."""
     roots = [g._array for g in grad_outputs if type(g) is Tensor and g.is_cpu]
     _ROOT_COTANGENTS.append(roots)
+    _GIVEN_TO_LEAVES.append({})
     try:
         return _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture,
                              accumulate)
     finally:
         _ROOT_COTANGENTS.pop()
+        _GIVEN_TO_LEAVES.pop()
 
 
 def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, accumulate):
@@ -480,6 +609,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
             if capture is not None:
                 for nr, g in enumerate(grads):
                     if (node, nr) in capture:
+                        if isinstance(node, AccumulateGrad) and g is not None:
+                            g = _run_tensor_hooks(node.variable, g)    # a leaf's hooks
                         captured[capture[(node, nr)]] = g
             if runs is not None and node not in runs:
                 continue     # a captured input's own history is not differentiated
@@ -487,19 +618,18 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, capture, ac
                 continue
             if all(g is None for g in grads):
                 continue
-            if profiling.collector() is None:
+            if anomaly.is_anomaly_enabled():
+                results = anomaly.apply_reporting(node, grads)
+            elif profiling.collector() is None:
                 results = node.apply(grads)
             else:   # the profiler's row name for a backward node, as PyTorch's
                 with profiling.record(f"autograd::engine::evaluate_function: {node.name}",
                                       "autograd"):
                     results = node.apply(grads)
-            if anomaly.is_anomaly_check_nan_enabled():
-                anomaly.check_results(node, results)
+            results = _run_post_hooks(node, results, grads)
             for (nxt, nr), g in zip(node.next_functions, results):
                 if nxt is not None and g is not None:
                     _add_to_buffer(buffers, nxt, nr, g, getattr(nxt, "n_outputs", 1))
-            for hook in node.__dict__.get("post_hooks", ()):
-                hook(results, grads)
             if not retain_graph:
                 node.release()
     return captured
@@ -518,8 +648,43 @@ def _leading_to_captured(order: list, capture: dict) -> set:
     return reaches
 
 
+def _replaced_by_hook(hook, old, new):
+    """A Node hook's return value: None keeps `old`; else as many values as `old`."""
+    if new is None:
+        return old
+    new = tuple(new) if isinstance(new, (tuple, list)) else (new,)
+    if len(new) != len(old):
+        raise AutogradError(f"hook '{getattr(hook, '__name__', hook)}' has returned an "
+                            f"incorrect number of values (got {len(new)}, but expected "
+                            f"{len(old)})")
+    return list(new)
+
+
+def _run_post_hooks(node, results, grads):
+    hooks = node.__dict__.get("post_hooks")
+    if not hooks:
+        return results
+    # an input that does not require grad has no gradient, as torch's hooks see it
+    results = tuple(None if nxt is None else g
+                    for (nxt, _), g in zip(node.next_functions, results))
+    for hook in list(hooks):
+        results = tuple(_replaced_by_hook(hook, results, hook(results, tuple(grads))))
+    return results
+
+
 def _run_pre_hooks(node, grads):
-    """Tensor hooks of non-leaf tensors live on their grad_fn, keyed by output number."""
+    """Tensor hooks of non-leaf tensors live on their grad_fn, keyed by output number;
+    the node's own pre-hooks (register_prehook) run after them on all its grads."""
+    node_hooks = node.__dict__.get("node_pre_hooks")
+    if node_hooks:
+        grads = _run_tensor_pre_hooks(node, grads)
+        for hook in list(node_hooks):
+            grads = _replaced_by_hook(hook, grads, hook(tuple(grads)))
+        return grads
+    return _run_tensor_pre_hooks(node, grads)
+
+
+def _run_tensor_pre_hooks(node, grads):
     if not node.pre_hooks:
         return grads
     grads = list(grads)
@@ -561,6 +726,9 @@ def _default_grad(t: Tensor, g):
     if t.numel() != 1:
         raise AutogradError(f"grad can be implicitly created only for scalar outputs; got an "
                             f"output of shape {list(t.shape)}")
+    if t.dtype.is_complex:
+        raise AutogradError(f"grad can be implicitly created only for real scalar outputs "
+                            f"but got {t.dtype}")
     return autodiff.ones_like_value(t)
 
 
@@ -595,6 +763,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     only_inputs is PyTorch's deprecated no-op flag (WGAN-GP code still passes it).
     is_grads_batched: the first dim of every grad_outputs tensor is a batch of cotangents;
     each input's gradient gets that batch dim in front (one backward per row here)."""
+    if materialize_grads and allow_unused is False:
+        raise ValueError("Expected allow_unused to be True or not passed when "
+                         "materialize_grads=True, but got: allow_unused=False.")
     if is_grads_batched:
         return _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
                              allow_unused, materialize_grads)

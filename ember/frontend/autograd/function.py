@@ -35,7 +35,7 @@ from ...ir import autodiff
 from ...ir.errors import AutogradError
 from ..tensor import Tensor
 from . import function_trace, grad_mode
-from .engine import Node, NodeName, SavedTensor, edge_of
+from .engine import Node, NodeName, SavedTensor, edge_of, take_type_name
 
 
 class FunctionCtx:
@@ -101,6 +101,7 @@ class BackwardFunction(Node):
         super().__init__()
         self.cls, self.ctx = cls, ctx
         self.name = NodeName(f"{cls.__name__}Backward")
+        take_type_name(self)
         ctx._node_name = self.name
         self.next_functions = tuple(edge_of(a) for a in args)
         self.n_inputs = len(args)
@@ -240,6 +241,10 @@ class Function(metaclass=_FunctionMeta):
         single = not isinstance(outputs, tuple)
         outs = (outputs,) if single else outputs
         record = grad_mode.is_grad_enabled() and any(ctx.needs_input_grad)
+        if record and any(isinstance(a, Tensor) and id(a) in ctx._dirty and a.is_leaf and
+                          a.requires_grad for a in args):
+            raise AutogradError("a leaf Variable that requires grad has been used in an "
+                                f"in-place operation ({cls.__name__} marked it dirty).")
         inputs_by_id = {id(a) for a in args if isinstance(a, Tensor)}
         fixed = []
         for o in outs:

@@ -5,8 +5,49 @@ Each works as a context manager and as a decorator, as in PyTorch.
 from __future__ import annotations
 
 import functools
+import inspect
 
 from ..grad_state import STATE
+
+
+def _wrap_in(make_ctx, fn):
+    """`fn` run under a fresh context from `make_ctx()`; a generator function is
+    resumed under it at every step (the caller's mode holds between steps), as torch."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            with make_ctx():
+                gen = fn(*args, **kwargs)
+                try:
+                    value = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    with make_ctx():
+                        gen.close()
+                    raise
+                except BaseException as exc:
+                    with make_ctx():
+                        try:
+                            value = gen.throw(exc)
+                        except StopIteration as stop:
+                            return stop.value
+                    continue
+                with make_ctx():
+                    try:
+                        value = gen.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with make_ctx():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def is_grad_enabled() -> bool:
@@ -31,18 +72,23 @@ class _GradModeContext:
         return False
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-        return wrapper
+        return _wrap_in(self.__class__, fn)
 
 
-class no_grad(_GradModeContext):
+class _NoParamDecorator(_GradModeContext):
+    """Usable bare as a decorator too (`@no_grad` as well as `@no_grad()`), as torch."""
+
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)
+
+
+class no_grad(_NoParamDecorator):
     target = False
 
 
-class enable_grad(_GradModeContext):
+class enable_grad(_NoParamDecorator):
     target = True
 
 
@@ -58,24 +104,25 @@ class set_grad_enabled(_GradModeContext):
     def __call__(self, fn):
         mode = self.target
         STATE.enabled = self._prev
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-        return wrapper
+        return _wrap_in(lambda: set_grad_enabled(mode), fn)
 
 
 class inference_mode(_GradModeContext):
     """no_grad that also marks the results as inference tensors (no version checks)."""
+
+    def __new__(cls, mode=True):
+        if isinstance(mode, bool):
+            return super().__new__(cls)
+        return cls()(mode)        # bare `@inference_mode` on a function
 
     def __init__(self, mode: bool = True):
         self.mode = mode
 
     def __enter__(self):
         self._prev = (STATE.enabled, STATE.inference)
-        if self.mode:
-            STATE.enabled, STATE.inference = False, True
+        # as torch's InferenceMode guard: grad mode is the opposite of the inference flag
+        # (inference_mode(False) inside inference_mode or no_grad turns grad mode back on)
+        STATE.enabled, STATE.inference = not self.mode, bool(self.mode)
         return self
 
     def __exit__(self, *exc):
@@ -84,9 +131,4 @@ class inference_mode(_GradModeContext):
 
     def __call__(self, fn):
         mode = self.mode
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with inference_mode(mode):
-                return fn(*args, **kwargs)
-        return wrapper
+        return _wrap_in(lambda: inference_mode(mode), fn)

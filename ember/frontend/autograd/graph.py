@@ -8,7 +8,12 @@ save a different set than PyTorch's for the same op; gradients are the same.
 """
 from __future__ import annotations
 
+from ...ir.errors import AutogradError
 from .engine import SAVED_TENSORS_HOOKS, Node
+
+
+# messages of the open disable_saved_tensors_hooks blocks (innermost last)
+_DISABLED: list = []
 
 
 class saved_tensors_hooks:
@@ -16,6 +21,8 @@ class saved_tensors_hooks:
         self.pack_hook, self.unpack_hook = pack_hook, unpack_hook
 
     def __enter__(self):
+        if _DISABLED:
+            raise AutogradError(_DISABLED[-1])
         SAVED_TENSORS_HOOKS.append((self.pack_hook, self.unpack_hook))
         return self
 
@@ -37,4 +44,39 @@ class save_on_cpu(saved_tensors_hooks):
         super().__init__(pack, unpack)
 
 
-__all__ = ["saved_tensors_hooks", "save_on_cpu", "Node"]
+class disable_saved_tensors_hooks:
+    """Inside, opening saved_tensors_hooks raises `error_message` (for code whose saved
+    tensors must stay as they are)."""
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+
+    def __enter__(self):
+        if SAVED_TENSORS_HOOKS:
+            raise AutogradError(self.error_message)
+        _DISABLED.append(self.error_message)
+        return self
+
+    def __exit__(self, *exc):
+        _DISABLED.pop()
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with disable_saved_tensors_hooks(self.error_message):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def increment_version(tensor) -> None:
+    """Bump the version counter of `tensor` (or of each tensor in a list): what an
+    in-place write autograd did not see should do, so saved copies are checked."""
+    for t in (tensor if isinstance(tensor, (list, tuple)) else (tensor,)):
+        t._bump_version()
+
+
+__all__ = ["saved_tensors_hooks", "save_on_cpu", "disable_saved_tensors_hooks",
+           "increment_version", "Node"]
