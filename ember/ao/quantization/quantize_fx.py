@@ -260,6 +260,27 @@ _CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv3d: nn.BatchNorm3d, nn.Linear: nn.
             nn.ConvTranspose3d: nn.BatchNorm3d}
 
 
+def _module_after(node, modules: dict):
+    """(the node's sole user, its module) where that user calls a module, else (None, None)."""
+    user = _sole_user(node)
+    if user is None or user.op != OpKind.call_module:
+        return None, None
+    return user, modules.get(str(user.target))
+
+
+def _absorb(gm: GraphModule, node, user, module):
+    """`module` takes the place of node's module and of its sole user (a BatchNorm or relu)."""
+    _set_module(gm, str(node.target), module)
+    user.replace_all_uses_with(node)
+    gm.graph.erase_node(user)
+    return module
+
+
+# a module followed by a training-mode BatchNorm of this type, kept apart for QAT's
+# simulated folding (Linear only under prepare_qat_fx; Conv2d is handled apart)
+_TRAINING_BN = {nn.Linear: (nn.BatchNorm1d, LinearBn1d), nn.Conv3d: (nn.BatchNorm3d, ConvBn3d)}
+
+
 def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
     graph = gm.graph
     modules = dict(gm.named_modules())
@@ -268,59 +289,32 @@ def _fuse_graph(gm: GraphModule, is_qat: bool = False) -> GraphModule:
             continue
         module = modules.get(str(node.target))
         if type(module) in _CONV_BN and not module.training:
-            bn_node = _sole_user(node)          # conv/linear + eval BatchNorm: folded
-            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
-                bn_node.op == OpKind.call_module else None
+            bn_node, bn = _module_after(node, modules)  # conv/linear + eval BatchNorm: folded
             if type(bn) is _CONV_BN[type(module)] and bn.track_running_stats and \
                     not bn.training:
-                module = _fold_bn(module, bn)
-                _set_module(gm, str(node.target), module)
-                bn_node.replace_all_uses_with(node)
-                graph.erase_node(bn_node)
-        if type(module) is nn.Linear and is_qat:
-            bn_node = _sole_user(node)
-            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
-                bn_node.op == OpKind.call_module else None
-            if type(bn) is nn.BatchNorm1d and bn.training and bn.track_running_stats:
-                # training: kept apart for QAT's simulated folding (LinearBn1d)
-                module = LinearBn1d(module, bn)
-                _set_module(gm, str(node.target), module)
-                bn_node.replace_all_uses_with(node)
-                graph.erase_node(bn_node)
-        if type(module) is nn.Conv3d:       # training: kept apart for QAT (ConvBn3d)
-            bn_node = _sole_user(node)
-            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
-                bn_node.op == OpKind.call_module else None
-            if type(bn) is nn.BatchNorm3d and bn.training and bn.track_running_stats:
-                module = ConvBn3d(module, bn)
-                _set_module(gm, str(node.target), module)
-                bn_node.replace_all_uses_with(node)
-                graph.erase_node(bn_node)
+                module = _absorb(gm, node, bn_node, _fold_bn(module, bn))
+        if type(module) in _TRAINING_BN and (is_qat or type(module) is not nn.Linear):
+            bn_type, kept_apart = _TRAINING_BN[type(module)]
+            bn_node, bn = _module_after(node, modules)
+            if type(bn) is bn_type and bn.training and bn.track_running_stats:
+                module = _absorb(gm, node, bn_node, kept_apart(module, bn))
         if type(module) is nn.Conv2d:
-            bn_node = _sole_user(node)
-            bn = modules.get(str(bn_node.target)) if bn_node is not None and \
-                bn_node.op == OpKind.call_module else None
+            bn_node, bn = _module_after(node, modules)
             if isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
                 # eval: folded now; training: kept apart for QAT's simulated folding
-                module = _fold_bn(module, bn) if not bn.training else ConvBn2d(module, bn)
-                _set_module(gm, str(node.target), module)
-                bn_node.replace_all_uses_with(node)
-                graph.erase_node(bn_node)
+                module = _absorb(gm, node, bn_node, _fold_bn(module, bn) if not bn.training
+                                 else ConvBn2d(module, bn))
         if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, ConvBn2d, ConvBn3d):
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
                 with_bn = {ConvBn2d: ConvBnReLU2d, ConvBn3d: ConvBnReLU3d}.get(type(module))
                 fused = with_bn(module[0], module[1], nn.ReLU()) if with_bn else \
                     _WITH_RELU[type(module)](module, nn.ReLU())
-                _set_module(gm, str(node.target), fused)
-                relu_node.replace_all_uses_with(node)
-                graph.erase_node(relu_node)
+                _absorb(gm, node, relu_node, fused)
         if type(module) in _BN_RELU:        # a BatchNorm no conv took: fused with its relu
             relu_node = _sole_user(node)
             if _is_relu(relu_node, modules) and relu_node.args[0] is node:
-                _set_module(gm, str(node.target), _BN_RELU[type(module)](module, nn.ReLU()))
-                relu_node.replace_all_uses_with(node)
-                graph.erase_node(relu_node)
+                _absorb(gm, node, relu_node, _BN_RELU[type(module)](module, nn.ReLU()))
     graph.lint()
     gm.recompile()
     gm.delete_all_unused_submodules()     # the BatchNorms folded away, as torch drops them
