@@ -121,8 +121,12 @@ class GeneratedKernel:
         return self.launch.name
 
     def key(self) -> str:
-        """Identity for caching and deduplication: the source plus how it is launched."""
+        """Identity for caching and deduplication: the source plus how it is launched. The
+        argument types are part of it: a source may leave its element types to the
+        pointers' (a layout copy's is the same for float16 and float32), and a float32
+        launch of a float16 cubin moves the wrong bytes."""
         h = hashlib.sha256(self.source.encode())
+        h.update(repr([t for _, t in self.launch.args]).encode())
         h.update(repr(sorted(self.launch.constexprs.items())).encode())
         h.update(f"{self.launch.num_warps}/{self.launch.num_stages}".encode())
         return h.hexdigest()[:24]
