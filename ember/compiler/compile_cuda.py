@@ -313,6 +313,8 @@ class CudaBackend:
         self.horizontal = False    # merge runs of independent kernels (merge_horizontal)
         self.buffers = CudaBuffers(self)
         self._host: dict[int, np.ndarray] = {}       # id(uploaded constant) -> host values
+        # id(host tensor read every call) -> (that tensor, its device copy): see input()
+        self._mirrors: dict[int, tuple[Tensor, Tensor]] = {}
         self._deferred: list[PlanKernel] | None = None   # kernels awaiting a batch compile
         # conv timings (cuDNN against Triton) waiting for the batch to compile their Triton
         # kernel: (spec, problem, generated kernel, epilogue?)
@@ -382,8 +384,24 @@ class CudaBackend:
     # a training step's state (compile_train_graph.py)
     def input(self, tensor: Tensor) -> Tensor:
         """A plan input from a tensor wherever it lives: host state (Adam's step count
-        is a CPU tensor, as in PyTorch) is uploaded for this call."""
-        return tensor if tensor.is_cuda else upload_exact(tensor._array, self.index)
+        is a CPU tensor, as in PyTorch) is uploaded for this call, into the same device
+        buffer every call: a captured CUDA graph reads its inputs at fixed addresses, and
+        a fresh upload each call made every training step with Adam capture its graph
+        again (a transformer layer's step: 25x slower than replaying it)."""
+        if tensor.is_cuda:
+            return tensor
+        host = tensor._array
+        found = self._mirrors.get(id(tensor))
+        if found is not None and found[0] is tensor:
+            mirror = found[1]
+            if (mirror._array.shape, mirror._array.dtype) == (host.shape, host.dtype) and \
+                    host.flags.c_contiguous:
+                from ..runtime.cuda.stream import copy_host_to_device, current_stream
+                copy_host_to_device(data_ptr(mirror), np.asarray(host), current_stream(self.index))
+                return mirror
+        mirror = upload_exact(host, self.index)
+        self._mirrors[id(tensor)] = (tensor, mirror)
+        return mirror
 
     def holds(self, tensor: Tensor) -> bool:
         """True when a kernel of this plan may store straight into `tensor` (Plan.bind)."""
@@ -870,7 +888,7 @@ def prefetch_eager_kernels(plan, inputs: list, index: int, compile=None) -> int:
     device memory on the host stops the dry run there (what was recorded still
     compiles), and the host random generator is restored. Kernel choices depend on shapes, dtypes and
     strides only, so the real call finds its kernels compiled."""
-    from ..frontend import cudnn_conv
+    from ..frontend import cudnn_conv, eager_cuda_training
     from ..frontend.random import get_rng_state, set_rng_state
     from ..runtime.cuda import stream
     if not any(not step.kernel for step in plan.steps):
@@ -881,6 +899,9 @@ def prefetch_eager_kernels(plan, inputs: list, index: int, compile=None) -> int:
 
     def refuse(*args, **kwargs):
         raise _HostTransferInDryRun()
+    # device state an eager step creates on first use (the index-check flags) would be
+    # left unwritten by the skipped memsets: what the dry run creates is dropped
+    flags = dict(eager_cuda_training._INDEX_FLAGS)
     cudnn_conv._TRITON_ONLY[0] += 1
     try:
         stream.copy_device_to_host = refuse             # values would steer the host
@@ -895,6 +916,8 @@ def prefetch_eager_kernels(plan, inputs: list, index: int, compile=None) -> int:
             setattr(stream, name, fn)
         cudnn_conv._TRITON_ONLY[0] -= 1
         set_rng_state(rng)
+        eager_cuda_training._INDEX_FLAGS.clear()
+        eager_cuda_training._INDEX_FLAGS.update(flags)
     if requests:                    # failures are left for the real launch to report
         (compile or (lambda found: eager_cuda.compile_kernels(found, index)))(requests)
     return len(requests)

@@ -204,9 +204,8 @@ def is_current_stream_capturing() -> bool:
     (False where there is no GPU)."""
     if not is_available():
         return False
-    cu = driver.bindings()
-    status = driver.call("cuStreamIsCapturing", current_stream()._stream)
-    return status == cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE
+    from ..runtime.cuda.stream import capture_status
+    return capture_status(current_stream()) == "active"
 
 
 def graph_pool_handle():

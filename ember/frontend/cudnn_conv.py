@@ -174,11 +174,8 @@ def _device(index: int) -> str:
 
 
 def _capturing(index: int) -> bool:
-    from ..runtime.cuda import driver
-    from ..runtime.cuda.stream import current_stream
-    cu = driver.bindings()
-    status = driver.call("cuStreamIsCapturing", current_stream(index)._stream)
-    return status != cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE
+    from ..runtime.cuda.stream import capture_status, current_stream
+    return capture_status(current_stream(index)) != "none"
 
 
 def prefers_cudnn(spec, index: int, triton_run: Callable[[], object],

@@ -80,7 +80,7 @@ def interpreted_user_kernel(kernel, grid, values, constexprs, options, index):
 def emulated_cuda(capacity: int = 512 << 20):
     """Inside: device 'cuda:0' exists and lives in host memory; yields the allocator."""
     import pytest
-    from ember.frontend import cuda as cuda_api, eager_cuda, triton_launch
+    from ember.frontend import cuda as cuda_api, cudnn_conv, eager_cuda, triton_launch
     from ember.runtime.cuda import allocator as A, stream as S
     stream = _HostStream()
     alloc = A.CachingAllocator(A.HostBackend(capacity))
@@ -98,6 +98,9 @@ def emulated_cuda(capacity: int = 512 << 20):
                    lambda dst, src, nbytes, s: ctypes.memmove(dst, src, nbytes))
         mp.setattr(S, "memset", lambda dst, byte, nbytes, s: ctypes.memset(dst, byte, nbytes))
         mp.setattr(S, "PinnedBuffer", _HostPinned)
+        # cuDNN cannot read host memory: where its library loads (the GPU machine running a
+        # CPU-side tool or test), emulated convolutions still take ember's Triton routes
+        mp.setattr(cudnn_conv, "usable", lambda: False)
         mp.setattr(eager_cuda, "launch", interpreted_launch)
         mp.setattr(triton_launch, "run_kernel", interpreted_user_kernel)
         mp.setattr(eager_cuda, "_PLANS", {})

@@ -70,3 +70,25 @@ def test_eager_cuda_embedding_still_raises_at_once(device):  # noqa: F811
     with pytest.raises(IndexError, match="index out of range in self"):
         F.embedding(ember.tensor([[0, 10]]).to(device), w)
 
+
+
+def test_flags_made_in_a_first_calls_dry_run_are_dropped(device, monkeypatch):  # noqa: F811
+    """A plan's first call dry-runs its eager steps to compile their kernels, skipping
+    memsets: a range-check flag created there held stale bytes, and on an H100 the next
+    read raised a bogus IndexError (index 4575657222473777152...). The dry run now
+    leaves no flag behind; the real call makes one, zeroed."""
+    from ember.compiler.compile_cuda import prefetch_eager_kernels
+    from ember.frontend import eager_cuda_training as T
+    w = ember.tensor(np.ones((10, 4), np.float32)).to(device)
+    i = ember.tensor(np.array([[1, 2, 3]])).to(device)
+    fast = ember.compile(lambda w, i: F.embedding(i, w) * 2.0, backend="triton")
+    fast(w, i).cpu()
+    plan = fast.last[0]
+    T._INDEX_FLAGS.clear()
+    made = []
+    check = T._checked_on_device
+    monkeypatch.setattr(T, "_checked_on_device",
+                        lambda *a: made.append(check(*a)) or made[-1])
+    prefetch_eager_kernels(plan, [w, i], 0, compile=lambda found: None)
+    assert made and T._INDEX_FLAGS == {}          # the dry run checked, and left no flag
+    np.testing.assert_array_equal(fast(w, i).cpu().numpy(), np.full((1, 3, 4), 2.0))

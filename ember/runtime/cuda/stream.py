@@ -229,6 +229,18 @@ class PinnedBuffer:
                 pass
 
 
+def capture_status(stream: "Stream") -> str:
+    """'none', 'active' or 'invalidated': whether work queued on `stream` is being recorded
+    into a CUDA graph (the stream's device context made current first: this may be the
+    process's first driver call)."""
+    driver.context(stream.device)
+    cu = driver.bindings()
+    status = driver.call("cuStreamIsCapturing", stream._stream)
+    names = {cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE: "none",
+             cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE: "active"}
+    return names.get(status, "invalidated")
+
+
 def copy_host_to_device(dst: int, src: np.ndarray, stream: Stream, pinned: bool = False) -> None:
     """Copy the bytes of C-contiguous `src` to device address `dst`, ordered on `stream`."""
     if not src.flags.c_contiguous:
