@@ -153,3 +153,67 @@ def test_int8_max_pool_padding_reads_the_lowest_value(rng):
     want = torch.nn.functional.max_pool2d(torch.from_numpy(a).float(), 3, 2, 1)
     for _, got in pairs:
         np.testing.assert_array_equal(got.reshape(want.shape), want.numpy().astype(np.int8))
+
+
+_PTX_FILLS = r'''
+import json, re, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import ember
+from ember.codegen.lowering import lower_group
+from ember.codegen.triton import source
+from ember.codegen.triton.cache import load
+from ember.codegen.triton.gemm import GemmConfig
+from ember.codegen.triton.qgemm import conv_problem, generate_qgemm
+from ember.ir.meta import meta_of
+from ember.ir.symbolic import build_graph
+
+small = GemmConfig(block_m=16, block_n=16, block_k=32, group_m=2, num_warps=1, num_stages=1)
+conv = generate_qgemm(conv_problem((2, 8, 9, 7), (504, 1, 56, 8), (12, 8, 3, 3),
+                                   (756, 63, 7, 1), (1, 1), (1, 1), (1, 1), 1),
+                      131, 0.3, 64, True, small)
+x = ember.zeros(4, 32, dtype=ember.int8)
+graph, _ = build_graph(lambda t: ember.nn.functional.pad(t, (4, 4), value=-3), [meta_of(x)])
+pad = source.generate(lower_group(graph, "k").kernel)
+fills = {}
+for name, kernel in (("conv", conv), ("pad", pad)):
+    spec = kernel.launch
+    signature = dict(spec.args)
+    signature.update({c: "constexpr" for c in spec.constexprs})
+    attrs = {(i,): [["tt.divisibility", 16]] for i in range(len(spec.args))}
+    compiled = triton.compile(
+        ASTSource(load(kernel), signature, constexprs=dict(spec.constexprs), attrs=attrs),
+        target=GPUTarget("cuda", 90, 32),
+        options={"num_warps": spec.num_warps, "num_stages": spec.num_stages})
+    ptx = compiled.asm["ptx"]
+    # the registers a predicated global load fills, and the immediates moved into them
+    loaded = set()
+    for regs in re.findall(r"@%p\d+ ld\.global[.\w]* \{?([^};]*)\}?, \[", ptx):
+        loaded.update(r.strip() for r in regs.split(","))
+    fills[name] = sorted({imm for reg, imm in re.findall(r"mov\.[ub]32 (%r\d+), (0x[0-9a-fA-F]+);", ptx)
+                          if reg in loaded})
+print(json.dumps({"triton": triton.__version__, "fills": fills}))
+'''
+
+
+def test_compiled_sm90_loads_fill_whole_bytes():
+    """What Triton (the installed one: 3.6 on the H100) emits for sm_90: every fill word
+    of a predicated load of the int8 conv and an int8 pad is a byte repeated (0 here),
+    never a sign-extended constant such as 0xffffffffffffff83. Compiles in a subprocess
+    (no GPU needed): a kernel decorated under the interpreter cannot be compiled."""
+    import json
+    import os
+    import subprocess
+    pytest.importorskip("triton.backends.nvidia")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[3]),
+                                         env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _PTX_FILLS], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, immediates in found["fills"].items():
+        for imm in immediates:
+            word = int(imm, 16)
+            assert word < 2 ** 32 and word == (word & 0xFF) * 0x01010101, (name, imm, found)
