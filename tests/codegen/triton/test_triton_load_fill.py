@@ -191,8 +191,8 @@ for name, kernel in (("conv", conv), ("pad", pad)):
     loaded = set()
     for regs in re.findall(r"@%p\d+ ld\.global[.\w]* \{?([^};]*)\}?, \[", ptx):
         loaded.update(r.strip() for r in regs.split(","))
-    fills[name] = sorted({imm for reg, imm in re.findall(r"mov\.[ub]32 (%r\d+), (0x[0-9a-fA-F]+);", ptx)
-                          if reg in loaded})
+    moves = re.findall(r"mov\.[ub]32 (%r\d+), (0x[0-9a-fA-F]+);", ptx)
+    fills[name] = sorted({imm for reg, imm in moves if reg in loaded})
 print(json.dumps({"triton": triton.__version__, "fills": fills}))
 '''
 
