@@ -108,20 +108,23 @@ class MatmulProblem:
         return "kmajor" if self.b_strides[1] == 1 and self.b_strides[2] != 1 else "row"
 
     def a_setup(self) -> list[str]:
-        return _tile_pointers("a", self.a_strides, "rm", "rk")
+        return _tile_pointers("a", self.a_strides, "rm", "rk", _extent(self.a_strides[1:],
+                                                                       (self.m, self.k)))
 
     def a_load(self, k_mask: bool) -> list[str]:
         return _tile_load("a", "rk[None, :]", self.a_strides[2], k_mask)
 
     def b_setup(self) -> list[str]:
-        return _tile_pointers("b", self.b_strides, "rk", "rn")
+        return _tile_pointers("b", self.b_strides, "rk", "rn", _extent(self.b_strides[1:],
+                                                                       (self.k, self.n)))
 
     def b_load(self, k_mask: bool) -> list[str]:
         return _tile_load("b", "rk[:, None]", self.b_strides[1], k_mask)
 
     def c_offset(self) -> str:
         sb, sm, sn = self.c_strides
-        return f"pid_b.to(tl.int64) * {sb} + rm * {sm} + rn * {sn}"
+        cast = _offset_cast(_extent((sm, sn), (self.m, self.n)))
+        return f"pid_b.to(tl.int64) * {sb} + rm{cast} * {sm} + rn{cast} * {sn}"
 
     def bias_offset(self) -> str:
         return "rn"
@@ -131,11 +134,24 @@ class MatmulProblem:
                 f"{self.dtype.name}, B {self.b_layout}")
 
 
-def _tile_pointers(name: str, strides: tuple, rows: str, cols: str) -> list[str]:
-    """`<name>_ptrs`: a (rows x cols) tile of operand `name` in this program's batch."""
+def _extent(strides, sizes) -> int:
+    """The largest element offset of a view of `sizes` with `strides`."""
+    return sum((size - 1) * abs(stride) for size, stride in zip(sizes, strides) if size > 0)
+
+
+def _offset_cast(extent: int) -> str:
+    """int32 index math wraps past 2**31 - 1: offsets that can reach it are computed in
+    int64 (smaller problems keep int32, the faster and usual case)."""
+    return ".to(tl.int64)" if extent >= 2 ** 31 - 1 else ""
+
+
+def _tile_pointers(name: str, strides: tuple, rows: str, cols: str, extent: int) -> list[str]:
+    """`<name>_ptrs`: a (rows x cols) tile of operand `name` in this program's batch, whose
+    offsets reach `extent` elements."""
     sb, s_row, s_col = strides
-    return [f"{name}_ptrs = {name}_ptr + pid_b.to(tl.int64) * {sb} + {rows}[:, None] * {s_row} "
-            f"+ {cols}[None, :] * {s_col}"]
+    cast = _offset_cast(extent)
+    return [f"{name}_ptrs = {name}_ptr + pid_b.to(tl.int64) * {sb} + {rows}[:, None]{cast} * "
+            f"{s_row} + {cols}[None, :]{cast} * {s_col}"]
 
 
 def _tile_load(name: str, k_index: str, k_stride: int, k_mask: bool) -> list[str]:
@@ -201,13 +217,14 @@ class ConvProblem:
 
     def a_load(self, k_mask: bool) -> list[str]:
         _, sc, sh, sw = self.x_strides
-        h, w = self.x_shape[2:]
+        c, h, w = self.x_shape[1:]
+        cast = _offset_cast(_extent((sc, sh, sw), (c, h, w)))       # within one image
         return self._k_split() + [
             f"ih = ih0[:, None] + kh[None, :] * {self.dilation[0]}",
             f"iw = iw0[:, None] + kw[None, :] * {self.dilation[1]}",
             f"inside = (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w}) & (kk[None, :] < K)",
-            f"a = tl.load(x_base[:, None] + ih * {sh} + iw * {sw} + ci[None, :] * {sc}, "
-            "mask=inside, other=0.0)"]
+            f"a = tl.load(x_base[:, None] + ih{cast} * {sh} + iw{cast} * {sw} + "
+            f"ci[None, :]{cast} * {sc}, mask=inside, other=0.0)"]
 
     def b_setup(self) -> list[str]:
         so = self.w_strides[0]
@@ -223,8 +240,10 @@ class ConvProblem:
     def c_offset(self) -> str:
         ho, wo = self.out_hw
         sn, sc, sh, sw = self.out_strides
-        return (f"(rm // {ho * wo}) * {sn} + ((rm // {wo}) % {ho}) * {sh} + (rm % {wo}) * {sw} "
-                f"+ (pid_b * {self.n} + rn) * {sc}")
+        cast = _offset_cast(_extent(self.out_strides, (self.x_shape[0], self.w_shape[0], ho, wo)))
+        rm = f"rm{cast}" if cast else "rm"
+        return (f"({rm} // {ho * wo}) * {sn} + (({rm} // {wo}) % {ho}) * {sh} + ({rm} % {wo}) * "
+                f"{sw} + (pid_b{cast} * {self.n} + rn) * {sc}")
 
     def bias_offset(self) -> str:
         return f"pid_b * {self.n} + rn"

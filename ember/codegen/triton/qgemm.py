@@ -19,8 +19,11 @@ for per-channel weights, the bias and 1 / (x_scale * w_scale) for per-tensor one
 the NumPy reference's arithmetic step for step (ir/ops/quantized.py `requantize`): the
 integer sums are exact and each float32 step is one operation (the fma explicit, nothing
 left for the compiler to contract), so results are bit-identical to the reference and to
-torch.ao. Convolution padding loads the activation's zero point (a real 0), masked K steps
-load weight 0.
+torch.ao. Convolution padding reads the activation's zero point (a real 0), masked K
+steps read weight 0. A zero point of 128..255 is selected after a load that fills 0, not
+given as the load's `other`: Triton 3.6 fills the words of a vectorized masked 8-bit load
+with the sign-extended constant (131 -> bytes 131, 255, 255, 255), which made the conv
+wrong on an H100 wherever a window covered padding (source.masked_load).
 
 The tile loops are gemm.py's: MatmulProblem (A [M, K] row-major, W stored [N, K]) and
 ConvProblem (NHWC-strided input, groups over program_id(1)) say how tiles are addressed;
@@ -32,13 +35,15 @@ per weight (`weight_vectors`).
 from __future__ import annotations
 
 import math
+import re
+
 import numpy as np
 
 from ...ir.dtypes import uint8
 from ...ir.errors import LoweringError
 from ...ir.quantized import requant_columns
 from .gemm import ConvProblem, GemmConfig, MatmulProblem, _main_loop
-from .source import GeneratedKernel, LaunchSpec, function_name
+from .source import GeneratedKernel, LaunchSpec, fill_needs_select, function_name
 
 # int8 dot tiles: K steps of 64 bytes feed the tensor cores (mma k=32 for int8)
 QGEMM_CONFIG = GemmConfig(block_m=128, block_n=128, block_k=64, group_m=8, num_warps=8,
@@ -74,7 +79,9 @@ def generate_qgemm(problem, x_zero_point: int, scale: float, zero_point: int, re
         raise LoweringError(f"{name}: int8 tl.dot needs BLOCK_K a multiple of 32")
     fn = function_name(name)
     k_mask = problem.k % config.block_k != 0 or isinstance(problem, ConvProblem)
-    body = [_int8_line(line, x_zero_point) for line in _main_loop(problem, config, None, k_mask)]
+    padded = isinstance(problem, ConvProblem)
+    body = [out for line in _main_loop(problem, config, None, k_mask)
+            for out in _int8_lines(line, x_zero_point, padded)]
     factor = float(np.float32(factor))
     low = zero_point if relu else 0
     n_off = problem.bias_offset()
@@ -106,21 +113,29 @@ def generate_qgemm(problem, x_zero_point: int, scale: float, zero_point: int, re
     return GeneratedKernel(text, launch)
 
 
-def _int8_line(line: str, x_zero_point: int) -> str:
+def _int8_lines(line: str, x_zero_point: int, padded: bool) -> list[str]:
     """gemm.py's float main loop, made int8: int32 accumulator, the activation tile shifted
-    into int8 for the dot, padding/masked loads reading a real 0."""
+    into int8 for the dot, conv padding reading the activation's zero point (a real 0) and
+    masked K steps reading weight 0 (their activation bytes then do not matter)."""
     stripped = line.strip()
+    indent = line[:len(line) - len(line.lstrip())]
     if stripped.startswith("acc = tl.zeros("):
-        return line.replace("tl.float32", "tl.int32")
+        return [line.replace("tl.float32", "tl.int32")]
     if stripped.startswith("acc = tl.dot("):
-        return line.replace("acc = tl.dot(a, b, acc)",
-                            "acc = tl.dot((a.to(tl.int16) - 128).to(tl.int8), b, acc, "
-                            "out_dtype=tl.int32)")
-    if stripped.startswith("a = tl.load("):
-        return line.replace("other=0.0", f"other={x_zero_point}")
-    if stripped.startswith("b = tl.load("):
-        return line.replace("other=0.0", "other=0")
-    return line
+        return [line.replace("acc = tl.dot(a, b, acc)",
+                             "acc = tl.dot((a.to(tl.int16) - 128).to(tl.int8), b, acc, "
+                             "out_dtype=tl.int32)")]
+    if stripped.startswith("a = tl.load(") and padded:
+        # source.masked_load's rule: a zero point with the top bit set (128..255) is
+        # selected after a load filling 0 (Triton 3.6 packs it into wrong bytes)
+        mask = re.search(r"mask=(\w+)", stripped).group(1)
+        if not fill_needs_select(x_zero_point, uint8):
+            return [line.replace("other=0.0", f"other={x_zero_point}")]
+        return [line.replace("other=0.0", "other=0"),
+                f"{indent}a = tl.where({mask}, a, tl.full([], {x_zero_point}, tl.uint8))"]
+    if stripped.startswith(("a = tl.load(", "b = tl.load(")):
+        return [line.replace("other=0.0", "other=0")]
+    return [line]
 
 
 def weight_vectors(w_int8: np.ndarray, w_scales: np.ndarray, x_scale: float, bias,

@@ -388,7 +388,7 @@ class Emitter:
         address = f"{e.buffer}_ptr + ({self.affine(e.index)})"
         if not any(e.index.coeffs):     # one address for every lane (a broadcast input):
             address += f" + tl.zeros_like({mask}).to(tl.int64)"  # a block, as the mask is
-        text = f"tl.load({address}, mask={mask}, other={_constant(e.other, e.dtype)})"
+        text = masked_load(address, mask, e.other, e.dtype)
         if e.dtype.name in _LOW_PRECISION:
             text += ".to(tl.float32)"
         return text
@@ -571,6 +571,30 @@ def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
 
 
 # --- scalar ops ------------------------------------------------------------------------------
+def masked_load(address: str, mask: str, fill, dtype: DType) -> str:
+    """`tl.load` of `address` where `mask` holds and `fill` elsewhere.
+
+    A fill whose bit pattern has the element's top bit set (int8 -1, uint8 131, int16
+    -32768) is selected after a load filling 0 rather than passed as the load's `other`:
+    Triton 3.6 builds the register word of a vectorized masked 8/16-bit load from the
+    sign-extended constant (uint8 131 -> 0xffffff83: bytes 131, 255, 255, 255), so every
+    lane but the first of each word read 255 instead of the fill on an H100 (the
+    interpreter and Triton 3.9 replicate the bytes)."""
+    other = _constant(fill, dtype)
+    if not fill_needs_select(fill, dtype):
+        return f"tl.load({address}, mask={mask}, other={other})"
+    return f"tl.where({mask}, tl.load({address}, mask={mask}, other=0), {other})"
+
+
+def fill_needs_select(fill, dtype: DType) -> bool:
+    """Whether masked_load must select `fill` after the load (see there): an integer
+    element narrower than 32 bits whose fill has the top bit set."""
+    if _is_float(dtype) or dtype.name == "bool" or dtype.itemsize >= 4:
+        return False
+    bits = 8 * dtype.itemsize
+    return (int(fill) >> (bits - 1)) & 1 == 1
+
+
 def _constant(value, dtype: DType) -> str:
     if dtype.name == "bool":
         literal = "1" if value else "0"

@@ -55,26 +55,20 @@ def test_linear_matches_the_reference_bit_for_bit(rng, m, n, k, per_channel, rel
     assert "tl.dot(" in kernel.source and "out_dtype=tl.int32" in kernel.source
 
 
-# Known wrong on an H100 (2026-12-07, Triton 3.6): the implicit-GEMM conv with groups 1
-# and 2 gave other integers than the reference on ~28% of outputs (the depthwise case and
-# every linear case matched); it passes under the interpreter. Not dispatched by eager
-# mode or ember.compile (docs/quantization.md): strict xfails on a real GPU, until fixed.
+# Wrong on an H100 (2026-12-07, Triton 3.6) before the fix of test_triton_load_fill.py:
+# Triton 3.6 filled the padded reads of channel runs (vector loads) with 131, 255, 255, 255
+# instead of the zero point 131 (~28% of outputs differed; depthwise reads one channel at a
+# time and matched). Strict xfails on a real GPU until a GPU run confirms the fix.
 _GPU_WRONG = pytest.mark.xfail(os.environ.get("TRITON_INTERPRET") == "0", strict=True,
                                reason="int8 implicit-GEMM conv wrong on the H100 (known)")
 
 
-@pytest.mark.parametrize("groups, stride, padding, dilation", [
-    pytest.param(1, (1, 1), (1, 1), (1, 1), marks=_GPU_WRONG),
-    pytest.param(2, (2, 1), (0, 2), (1, 1), marks=_GPU_WRONG),
-    (8, (2, 2), (1, 1), (1, 1)),
-    pytest.param(1, (1, 1), (2, 2), (2, 2), marks=_GPU_WRONG)])
-def test_conv2d_matches_the_reference_bit_for_bit(rng, groups, stride, padding, dilation):
-    """Channels-last input, OHWI weight; grouped and depthwise (groups = channels) too;
-    padding reads the input's zero point."""
+def _check_conv(rng, groups, stride, padding, dilation, x_zp):
+    """Channels-last input, OHWI weight; padding reads the input's zero point."""
     n_img, cin, h, w_ = 2, 8, 9, 7
     cout = 8 if groups == 8 else 12
     x, w, scales, bias = _operands(rng, (n_img, cin, h, w_), (cout, cin // groups, 3, 3),
-                                   True, 131)
+                                   True, x_zp)
     out_scale, out_zp = 0.3, 64
     want = quantized_conv2d.reference(x, w, bias, stride, padding, dilation, groups,
                                       out_scale, out_zp, True).int_repr
@@ -85,10 +79,27 @@ def test_conv2d_matches_the_reference_bit_for_bit(rng, groups, stride, padding, 
     problem = conv_problem(x.int_repr.shape, x_strides, w.int_repr.shape, out_strides, stride,
                            padding, dilation, groups)
     wsum, mult, b, factor = weight_vectors(w.int_repr, scales, x.scale, bias, out_scale, False)
-    kernel = generate_qgemm(problem, 131, out_scale, out_zp, True, SMALL, factor=factor)
+    kernel = generate_qgemm(problem, x_zp, out_scale, out_zp, True, SMALL, factor=factor)
     out = dev(np.zeros(want.size, np.uint8))
     cache.launch(kernel, [dev(nhwc), dev(ohwi(w.int_repr)), dev(wsum), dev(mult), dev(b), out])
     np.testing.assert_array_equal(host(out).reshape(want.shape), want)
+
+
+@pytest.mark.parametrize("groups, stride, padding, dilation", [
+    pytest.param(1, (1, 1), (1, 1), (1, 1), marks=_GPU_WRONG),
+    pytest.param(2, (2, 1), (0, 2), (1, 1), marks=_GPU_WRONG),
+    (8, (2, 2), (1, 1), (1, 1)),
+    pytest.param(1, (1, 1), (2, 2), (2, 2), marks=_GPU_WRONG)])
+def test_conv2d_matches_the_reference_bit_for_bit(rng, groups, stride, padding, dilation):
+    """Grouped and depthwise (groups = channels) too."""
+    _check_conv(rng, groups, stride, padding, dilation, 131)
+
+
+@pytest.mark.parametrize("x_zp", [0, 117, 128, 200, 255])
+def test_conv2d_padding_reads_every_zero_point(rng, x_zp):
+    """Zero points with the top bit set (128..255) are selected after the load; the others
+    are the load's fill."""
+    _check_conv(rng, 1, (1, 1), (1, 1), (1, 1), x_zp)
 
 
 def test_bad_qparams_are_refused():
