@@ -27,13 +27,12 @@ from .devices import data_ptr
 from .tensor import Tensor
 
 ROUNDS = 5
-# The one-line switch for half precision through cuDNN. False: float16 and bfloat16
-# convolutions stay on ember's Triton kernels, because on the H100 (cuDNN 9.19, frontend
-# 1.32) they gave wrong values through this path once, cause not found by reading (the
-# graph matches NVIDIA's own samples: half io, float intermediate and compute, every
-# tensor typed, the bias in the io type). `python tools/check_cudnn_half.py` on a GPU
-# runs them against torch; set True once it passes there.
-HALF_PRECISION_ON_CUDNN = False
+# The one-line switch for half precision through cuDNN. It was off while float16/bfloat16
+# through this path had once given wrong values on the H100 (cuDNN 9.19, frontend 1.32);
+# on 2026-12-07 `python tools/check_cudnn_half.py --full` passed every case there
+# (fprop with bias/add/relu epilogues, dgrad, wgrad, NCHW and channels-last, against
+# torch), so it is on. False keeps half-precision convolutions on ember's Triton kernels.
+HALF_PRECISION_ON_CUDNN = True
 _memo: dict[tuple, tuple[float, float]] = {}    # (spec, device) -> (Triton, cuDNN) ms
 _STATS = {"timed": 0, "cudnn": 0, "triton": 0}
 

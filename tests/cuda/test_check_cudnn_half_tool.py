@@ -157,9 +157,12 @@ def _stand_in(fault=None):
 
 @pytest.fixture
 def emulated(monkeypatch):
-    with emulated_cuda():
-        monkeypatch.setattr(S, "memset", lambda dst, byte, nbytes, stream:
-                            ctypes.memset(dst, byte, nbytes))
+    usable = cudnn_conv.usable
+    # what the emulation itself patches is patched again inside it (undone before it is)
+    with emulated_cuda(), pytest.MonkeyPatch.context() as inside:
+        inside.setattr(S, "memset", lambda dst, byte, nbytes, stream:
+                       ctypes.memset(dst, byte, nbytes))
+        inside.setattr(cudnn_conv, "usable", usable)    # cuDNN here is the stand-in
         monkeypatch.setattr(cuda_api, "synchronize", lambda device=None: None)
         monkeypatch.setattr(cudnn_conv, "_capturing", lambda index: False)
         monkeypatch.setattr(runtime_cudnn, "_handle", lambda index: "handle")

@@ -134,8 +134,11 @@ def test_specs_follow_the_layouts_cudnn_takes():
     view = ((2, 8, 5, 5), (400, 50, 10, 2), f32)
     assert cudnn_conv.spec_for("fprop", view, w, y, (1, 1), (1, 1), (1, 1)) is None
     assert cudnn_conv.spec_for("fprop", x[:2] + ("float16",), w, y, 1, 1, 1) is None
-    half = [(t[0], t[1], "float16") for t in (x, w, y)]   # HALF_PRECISION_ON_CUDNN is off
-    assert cudnn_conv.spec_for("fprop", *half, (1, 1), (1, 1), (1, 1)) is None
+    half = [(t[0], t[1], "float16") for t in (x, w, y)]
+    with pytest.MonkeyPatch.context() as mp:      # half precision through cuDNN switched off
+        mp.setattr(cudnn_conv, "HALF_PRECISION_ON_CUDNN", False)
+        assert cudnn_conv.spec_for("fprop", *half, (1, 1), (1, 1), (1, 1)) is None
+    assert cudnn_conv.spec_for("fprop", *half, (1, 1), (1, 1), (1, 1)) is not None
     assert cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1),
                                bias=((3,), (1,), f32)) is None
     with_bias = cudnn_conv.spec_for("fprop", x, w, y, (1, 1), (1, 1), (1, 1),
