@@ -2,7 +2,6 @@
 references of quantized_linear / quantized_conv2d: the same integers, bit for bit. Run by
 Triton's interpreter on torch CPU tensors (TRITON_INTERPRET=1, the default here), or on a
 GPU with `TRITON_INTERPRET=0 pytest tests/codegen/triton/test_triton_qgemm.py`."""
-import os
 import sys
 from pathlib import Path
 
@@ -55,14 +54,6 @@ def test_linear_matches_the_reference_bit_for_bit(rng, m, n, k, per_channel, rel
     assert "tl.dot(" in kernel.source and "out_dtype=tl.int32" in kernel.source
 
 
-# Wrong on an H100 (2026-12-07, Triton 3.6) before the fix of test_triton_load_fill.py:
-# Triton 3.6 filled the padded reads of channel runs (vector loads) with 131, 255, 255, 255
-# instead of the zero point 131 (~28% of outputs differed; depthwise reads one channel at a
-# time and matched). Strict xfails on a real GPU until a GPU run confirms the fix.
-_GPU_WRONG = pytest.mark.xfail(os.environ.get("TRITON_INTERPRET") == "0", strict=True,
-                               reason="int8 implicit-GEMM conv wrong on the H100 (known)")
-
-
 def _check_conv(rng, groups, stride, padding, dilation, x_zp):
     """Channels-last input, OHWI weight; padding reads the input's zero point."""
     n_img, cin, h, w_ = 2, 8, 9, 7
@@ -86,10 +77,10 @@ def _check_conv(rng, groups, stride, padding, dilation, x_zp):
 
 
 @pytest.mark.parametrize("groups, stride, padding, dilation", [
-    pytest.param(1, (1, 1), (1, 1), (1, 1), marks=_GPU_WRONG),
-    pytest.param(2, (2, 1), (0, 2), (1, 1), marks=_GPU_WRONG),
+    (1, (1, 1), (1, 1), (1, 1)),
+    (2, (2, 1), (0, 2), (1, 1)),
     (8, (2, 2), (1, 1), (1, 1)),
-    pytest.param(1, (1, 1), (2, 2), (2, 2), marks=_GPU_WRONG)])
+    (1, (1, 1), (2, 2), (2, 2))])
 def test_conv2d_matches_the_reference_bit_for_bit(rng, groups, stride, padding, dilation):
     """Grouped and depthwise (groups = channels) too."""
     _check_conv(rng, groups, stride, padding, dilation, 131)
