@@ -42,15 +42,18 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # version 3: int8 GEMM plans carry the claiming schedule's extra kernel parameters (chunk,
 # counter, n_valid); a version-2 artifact (fixed split) still runs here, while a runtime that
-# reads only version 2 refuses a version-3 artifact instead of passing it short arguments
-READABLE_VERSIONS = (2, 3)
+# reads only version 2 refuses a version-3 artifact instead of passing it short arguments.
+# version 4: Winograd-transformed weights in WINOGRAD_MEMBER (or derived at load), not in
+# the weights member; a version-3 artifact (them in the weights member, hashed) runs here
+READABLE_VERSIONS = (2, 3, 4)
 FORMAT_NAME = "ember-artifact"
 MEMBERS = ("manifest.json", "graph.ir", "weights.safetensors", "memory_plan.json",
            "plan.json", "model.so")
@@ -363,14 +366,26 @@ class LiteModel:
         self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
         self.lib.ember_now.restype = ctypes.c_int64
         lap("dlopen_s")
-        # zero pages mapped lazily: the zeros region reads as zeros, and the rest is
-        # faulted in when first written, not here; sized for the largest entry
-        self.arena = anonymous_zeros(max(lay["workspace_offset"] + 4 * lay["workspace_floats"]
-                                         * self.n_threads for lay in layouts))
-        # the weights stay where they are in the memory-mapped file (64-byte aligned
-        # by packaging), passed to the entry point after the inputs
-        self.named_weights = _place_weights(members, weight_order, _winograd_convs(
-            [self.plan.get("steps")] + [e.get("steps") for e in entries.values()]), path)
+        # the arena, sized for the largest entry; with Winograd weights to check, it is
+        # populated on a thread of its own meanwhile: the kernel's page zeroing runs
+        # beside the check's NumPy work (resnet18: 45 MB, ~18 ms of CPU)
+        size = max(lay["workspace_offset"] + 4 * lay["workspace_floats"] * self.n_threads
+                   for lay in layouts)
+        convs = _winograd_convs([self.plan.get("steps")] +
+                                [e.get("steps") for e in entries.values()])
+        arena: list = []
+        populate = threading.Thread(target=lambda: arena.append(anonymous_zeros(size)),
+                                    daemon=True) if convs and cpu_count() > 1 else None
+        if populate is not None:
+            populate.start()
+        try:
+            # the weights stay where they are in the memory-mapped file (64-byte aligned
+            # by packaging), passed to the entry point after the inputs
+            self.named_weights = _place_weights(members, weight_order, convs, path)
+        finally:
+            if populate is not None:
+                populate.join()
+        self.arena = arena[0] if arena else anonymous_zeros(size)
         self.weights = [self.named_weights[name] for name in weight_order]
         self._programs = {n: _Program(self, e, self.plan.get("steps"))
                           for n, e in entries.items()}
