@@ -163,15 +163,43 @@ def _check_digests(manifest: dict, members: dict, path) -> None:
                                 "malformed")
         jobs += [(name, data[i * step:(i + 1) * step], d) for i, d in enumerate(digests)]
         threaded = True
-    if threaded:
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max(1, min(cpu_count(), 8))) as pool:
-            ok = list(pool.map(lambda job: hashlib.sha256(job[1]).hexdigest() == job[2], jobs))
-    else:
-        ok = [hashlib.sha256(data).hexdigest() == digest for _, data, digest in jobs]
+    ok = parallel_map(lambda job: hashlib.sha256(job[1]).hexdigest() == job[2], jobs,
+                      min(cpu_count(), 8) if threaded else 1)
     for (name, _, _), good in zip(jobs, ok):
         if not good:
             raise ArtifactError(f"{path}: member {name} fails its SHA-256 check (corrupt)")
+
+
+def parallel_map(fn, jobs: list, threads: int) -> list:
+    """[fn(job) for job in jobs] on up to `threads` threads (this one among them), for
+    work that releases the GIL (hashlib, NumPy). Plain threads: concurrent.futures'
+    import alone (logging and more) costs ~12 ms of a cold start. The first exception
+    of a job is raised here."""
+    threads = max(1, min(threads, len(jobs)))
+    if threads == 1:
+        return [fn(job) for job in jobs]
+    results, errors, lock = [None] * len(jobs), [], threading.Lock()
+    todo = iter(range(len(jobs)))
+
+    def work():
+        while not errors:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(jobs[i])
+            except BaseException as err:     # noqa: BLE001 - re-raised by the caller
+                errors.append(err)
+    helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def chunk_digests(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> dict:
@@ -839,13 +867,7 @@ def _winograd_weights(convs: list, path) -> dict:
     def run(job):
         name, packed, u, begin, end, compare = job
         return ww.transform_panels(packed, u, begin, end, compare)
-    threads = min(cpu_count(), len(jobs))
-    if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(threads) as pool:
-            ok = list(pool.map(run, jobs))
-    else:
-        ok = [run(job) for job in jobs]
+    ok = parallel_map(run, jobs, cpu_count())
     for (name, _, _, _, _, compare), good in zip(jobs, ok):
         if not good and compare:
             raise ArtifactError(f"{path}: member {WINOGRAD_MEMBER}: {name} is not the "
