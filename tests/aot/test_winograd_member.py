@@ -181,3 +181,48 @@ assert not heavy, heavy
     assert done.returncode == 0, done.stderr
     for i in range(2):
         np.testing.assert_array_equal(np.load(tmp_path / f"y{i}.npy"), want)
+
+
+@needs_winograd
+def test_fuzz_flips_in_the_weights_members(conv_net, tmp_path):
+    """Random bit flips inside the two weights members of the stored artifact (where the
+    Winograd check, not a SHA-256, guards most bytes): every load is refused with
+    ArtifactError or, a flip in bytes nothing reads (padding), gives the exact result. In a
+    subprocess, so a crash would fail the test rather than end the run."""
+    stored, _, x, want, _ = conv_net
+    with zipfile.ZipFile(stored) as z:
+        spans = [(i.header_offset, i.header_offset + 100 + i.file_size) for i in z.infolist()
+                 if i.filename in ("weights.safetensors", lite.WINOGRAD_MEMBER)]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "want.npy", want)
+    script = f"""
+import importlib.util, random
+import numpy as np
+spec = importlib.util.spec_from_file_location('ember_lite', {lite.__file__!r})
+lite = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lite)
+data = open({str(stored)!r}, 'rb').read()
+x, want = np.load({str(tmp_path / 'x.npy')!r}), np.load({str(tmp_path / 'want.npy')!r})
+rng = random.Random(99)
+refused = ran = 0
+for trial in range(40):
+    bad = bytearray(data)
+    start, end = {spans!r}[trial % 2]
+    for _ in range(rng.choice((1, 1, 2))):
+        bad[rng.randrange(start, min(end, len(bad)))] ^= 1 << rng.randrange(8)
+    target = {str(tmp_path / 'fuzz.ember')!r}
+    open(target, 'wb').write(bad)
+    try:
+        (y,) = lite.load_package(target)(x)
+    except lite.ArtifactError:
+        refused += 1
+        continue
+    assert np.array_equal(y, want), ('wrong result', trial)
+    ran += 1
+print(refused, ran)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused, ran = map(int, done.stdout.split())
+    assert refused + ran == 40 and refused > 30
