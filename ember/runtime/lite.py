@@ -867,7 +867,7 @@ def _winograd_weights(convs: list, path) -> dict:
     def run(job):
         name, packed, u, begin, end, compare = job
         return ww.transform_panels(packed, u, begin, end, compare)
-    ok = parallel_map(run, jobs, cpu_count())
+    ok = parallel_map(run, jobs, min(cpu_count(), 8))
     for (name, _, _, _, _, compare), good in zip(jobs, ok):
         if not good and compare:
             raise ArtifactError(f"{path}: member {WINOGRAD_MEMBER}: {name} is not the "
