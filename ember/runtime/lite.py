@@ -14,8 +14,10 @@ the whole compiler; a process without the compiler loads this file on its own:
 
 Loading checks everything before anything runs (ArtifactError saying which check
 failed): the zip is readable, every member the manifest lists is there with its
-SHA-256, the format version is this runtime's, and this CPU has the features the
-machine code was compiled for. docs/aot.md describes the members.
+SHA-256 (the Winograd-transformed weights instead equal, bit for bit, the transform of
+SHA-checked weights, recomputed here: WINOGRAD_MEMBER), the format version is this
+runtime's, and this CPU has the features the machine code was compiled for.
+docs/aot.md describes the members.
 
 Running is one foreign call: the artifact's shared library exports
 `ember_run(arena, inputs, outputs, times)`, generated code that calls every kernel of

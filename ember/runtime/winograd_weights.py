@@ -95,10 +95,12 @@ def transform_panels(packed: np.ndarray, u: np.ndarray, begin: int, end: int,
                      compare: bool = False) -> bool:
     """Output-channel panels [begin, end) of U from `packed` (panels, 9 * C, nr) into
     `u` (36 * panels, C, nr); with `compare`, whether `u` already holds exactly them
-    (nothing written). False also when a weight is NaN or infinite."""
+    (nothing written). False also when a weight is NaN or infinite, or when `u` is not
+    a C-contiguous float32 array of that shape (or `packed` not float32)."""
     panels, k, nr = packed.shape
     m = k // 9 * nr
-    if u.shape != (PATCH * PATCH * panels, k // 9, nr) or u.dtype != np.float32:
+    if u.shape != (PATCH * PATCH * panels, k // 9, nr) or u.dtype != np.float32 or \
+            not u.flags.c_contiguous or packed.dtype != np.float32:
         return False
     dest = u.reshape(PATCH * PATCH, panels, m)
     source = packed.reshape(panels, 9, m)
