@@ -9,7 +9,8 @@ and the cold start of a fresh process (load + first result).
 Ratios are other / artifact (> 1: the artifact is faster). Rows a model cannot be
 packaged for (a step with no native kernel) are listed as skipped with the reason.
 Per-call columns are timed interleaved by benchmarks.common.timed_row (Timer blocks);
-the cold start is one fresh process per model (perf_counter inside it). --smoke: the mlp
+the cold start is --cold-rounds fresh processes per model (perf_counter inside each;
+medians). --smoke: the mlp
 row only, 2 rounds, no torch.compile.
 The model `mlp_train` (in the default list) is the MLP training step of
 benchmarks/train_step.py (784-256-128-10, batch 64, cross entropy, Adam): training plans
@@ -68,9 +69,13 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=None, help="--cuda: resnet18's batch (64)")
     p.add_argument("--tf32", action="store_true", help="--cuda: TF32 GEMM/conv everywhere")
     p.add_argument("--inner", type=int, default=10, help="--cuda: calls per timed block")
+    p.add_argument("--cold-rounds", type=int, default=5,
+                   help="fresh processes per model for the cold start (medians reported)")
     args = bench_args("aot", argv, p)
     args.bench_name = "aot"
-    if args.models is None:
+    if args.cuda:                 # aot_cuda's rows (every model; tiny inputs with --smoke)
+        args.inner = 1 if args.smoke else args.inner
+    elif args.models is None:
         args.models = "mlp" if args.smoke else "mlp,small_cnn,transformer,resnet18,mlp_train"
     return args
 
@@ -159,7 +164,7 @@ def row(name: str, args, rng, tmp: str, measurements: list | None = None) -> dic
     if t is not None:
         with torch.no_grad():
             out["max_abs_diff_vs_torch"] = float(np.abs(art(x)[0] - t(xt).numpy()).max())
-    out["cold_start"] = cold_start(path, x, tmp)
+    out["cold_start"] = cold_starts(path, x, tmp, 1 if args.smoke else args.cold_rounds)
     return out
 
 
@@ -296,6 +301,21 @@ def cold_start(path: str, x: np.ndarray, tmp: str) -> dict:
     return out
 
 
+def cold_starts(path: str, x: np.ndarray, tmp: str, rounds: int) -> dict:
+    """The median of each figure over `rounds` fresh processes (one after another, with
+    the load average before and after), and every process's load + first call."""
+    load = os.getloadavg()
+    runs = [cold_start(path, x, tmp) for _ in range(max(1, rounds))]
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    out = {k: float(np.median([r[k] for r in runs])) for k in runs[0]
+           if all(isinstance(r.get(k), (int, float)) for r in runs)}
+    out.update(rounds=len(runs), load_average_before=load, load_average_after=os.getloadavg(),
+               load_plus_first_each_s=[r["load_plus_first_s"] for r in runs])
+    return out
+
+
 def cold_table(rows: list):
     """Where a fresh process's cold start goes (no test asserts on it)."""
     from rich.table import Table
@@ -338,7 +358,7 @@ def table(rows: list):
     return t
 
 
-def main(argv=None) -> None:
+def main(argv=None):
     args = parse_args(argv)
     if args.cuda:
         from benchmarks import aot_cuda

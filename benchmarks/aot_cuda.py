@@ -18,7 +18,10 @@ Ratios are other / "artifact replay" (above 1: the artifact is faster). resnet18
 at batch 64 (or --batch), channels-last in every library; the others at aot.py's inputs.
 Each row also records the artifact's max |difference| from torch eager and whether it
 equals ember.compile bit for bit. --save writes benchmarks/results/aot_cuda_<gpu>.json.
-Timing is never asserted anywhere.
+--smoke: tiny inputs (batch 2 or 8; resnet18 at 32 x 32, the transformer 8 tokens), two
+rounds, no torch.compile; torch runs on the CPU when it has no CUDA: it proves the code
+path, and CI runs it under Triton's interpreter on an emulated device
+(tests/cuda/test_aot_cuda_bench_smoke.py). Timing is never asserted anywhere.
 """
 from __future__ import annotations
 
@@ -44,22 +47,35 @@ def _models(args) -> list[str]:
     return names
 
 
-def _build(name: str, rng, batch: int | None):
+SMOKE_INPUTS = {"mlp": (8, 784), "small_cnn": (2, 1, 28, 28), "resnet18": (2, 3, 32, 32),
+                "transformer": (2, 8, 256)}
+
+
+def _build(name: str, rng, batch: int | None, smoke: bool = False):
     from benchmarks.aot import build
     e, t, x = build(name, rng)
     channels_last = name == "resnet18"
-    if channels_last:
+    if smoke and name in SMOKE_INPUTS:
+        x = rng.standard_normal(SMOKE_INPUTS[name], dtype=np.float32)
+    elif channels_last:
         x = rng.standard_normal((batch or 64,) + x.shape[1:], dtype=np.float32)
     return e, t, x, channels_last
 
 
+def _torch_device(torch) -> str:
+    """torch's device: the GPU; the CPU where torch has no CUDA (--smoke under emulation)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _torch_sync(torch):
+    if not torch.cuda.is_available():
+        return time.perf_counter
     return lambda: (torch.cuda.synchronize(), time.perf_counter())[1]
 
 
 def row(name: str, args, rng, tmp: str) -> dict:
     import torch
-    e, t, x, channels_last = _build(name, rng, args.batch)
+    e, t, x, channels_last = _build(name, rng, args.batch, args.smoke)
     fmt = ember.channels_last if channels_last else ember.contiguous_format
     e = e.to(memory_format=fmt) if channels_last else e
     out = {"name": name, "input": list(x.shape), "channels_last": channels_last}
@@ -86,8 +102,9 @@ def row(name: str, args, rng, tmp: str) -> dict:
     out["ember_compile_first_call_s"] = time.perf_counter() - t0
     want = want.cpu().numpy()
 
-    tmodel = t.cuda()
-    xt = torch.from_numpy(x).cuda()
+    where = _torch_device(torch)
+    tmodel = t.to(where)
+    xt = torch.from_numpy(x).to(where)
     if channels_last:
         tmodel = tmodel.to(memory_format=torch.channels_last)
         xt = xt.contiguous(memory_format=torch.channels_last)
@@ -116,8 +133,7 @@ def row(name: str, args, rng, tmp: str) -> dict:
         tc = torch.compile(tmodel)
         t0 = time.perf_counter()
         torch_call(tc)()
-        torch.cuda.synchronize()
-        out["torch_compile_first_call_s"] = time.perf_counter() - t0
+        out["torch_compile_first_call_s"] = _torch_sync(torch)() - t0
         fns["torch.compile"] = torch_call(tc)
     artifact_clock = lambda: (art.driver.synchronize(art.stream), time.perf_counter())[1]  # noqa: E731
     clocks = {"artifact replay": artifact_clock, "artifact": artifact_clock}
@@ -153,7 +169,7 @@ def table(rows: list, gpu: str) -> None:
                   f"ember.compile: {r['bitwise_equal_to_ember_compile']}")
 
 
-def main(args) -> None:
+def main(args) -> list:
     if not ember.cuda.is_available():
         raise SystemExit("aot --cuda: needs a CUDA GPU visible to ember")
     import torch
@@ -167,6 +183,8 @@ def main(args) -> None:
             try:
                 rows.append(row(name, args, rng, tmp))
             except Exception as err:  # noqa: BLE001 - one failing row must not end the run
+                import traceback
+                traceback.print_exc()           # where it failed, for the one GPU run
                 rows.append({"name": name, "skipped": f"{type(err).__name__}: {err}"[:300]})
             print(json.dumps(rows[-1]), flush=True)
     table(rows, gpu)
@@ -176,3 +194,4 @@ def main(args) -> None:
         path.write_text(json.dumps({"gpu": gpu, "torch": torch.__version__,
                                     "tf32": args.tf32, "rows": rows}, indent=1) + "\n")
         print("wrote", path)
+    return rows

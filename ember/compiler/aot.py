@@ -306,15 +306,21 @@ def compile_and_package(exported: ExportedProgram, package_path, target: str = "
     if target == "cuda":                  # cubins and a launch table (compiler/aot_cuda.py)
         from .aot_cuda import package_cuda
         return package_cuda(exported, package_path, options, pipeline)
+    options = dict(options or {})
+    wino_mode = options.pop(WINOGRAD_OPTION, "stored")
+    if wino_mode not in ("stored", "derived"):
+        raise LoweringError(f"ember.aot.compile_and_package: options['{WINOGRAD_OPTION}'] "
+                            f"must be 'stored' or 'derived', got {wino_mode!r}")
     backend = PackagingBackend()
     if exported.symbolic_graph is not None and not exported.dim_exprs:
-        return _package_dynamic(exported, package_path, backend, options, pipeline)
+        return _package_dynamic(exported, package_path, backend, options, pipeline,
+                                wino_mode)
     one = _build(exported, exported.graph, None, backend, options, pipeline, ([], {}))
     one.memory.update(layout=one.layout)
     several = bool(exported.dim_exprs)
     members = {
         "graph.ir": print_graph(one.graph).encode(),
-        "weights.safetensors": _safetensors(one.constants),
+        **_weight_members(one.constants, one.table, wino_mode),
         "memory_plan.json": json.dumps(one.memory, indent=1).encode(),
         "plan.json": json.dumps({**one.slots(), "steps": one.table,
                                  "entry": one.entry_json()}, indent=1).encode(),
@@ -417,7 +423,8 @@ def _native_sizes(exported, options: dict) -> list[int]:
     return sorted({example, *powers})
 
 
-def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
+def _package_dynamic(exported, package_path, backend, options, pipeline,
+                     wino_mode: str = "stored") -> str:
     """A dynamic dimension: one straight-line program per native size (`_native_sizes`),
     all in one library (entries `ember_b<n>_run`, kernels shared where their code is
     equal, weights shared and required equal), the runtime picking the entry by the
@@ -460,7 +467,7 @@ def _package_dynamic(exported, package_path, backend, options, pipeline) -> str:
     entries = {str(n): {**b.entry_json(), "steps": b.table} for n, b in built.items()}
     members = {
         "graph.ir": print_graph(example.graph).encode(),
-        "weights.safetensors": _safetensors(example.constants),
+        **_weight_members(example.constants, example.table, wino_mode),
         "memory_plan.json": json.dumps(example.memory, indent=1).encode(),
         "plan.json": json.dumps({**example.slots(), "steps": example.table,
                                  "dynamic": dynamic, "entries": entries}).encode(),
@@ -772,6 +779,24 @@ def _weights(plan, table: list) -> dict:
     return arrays
 
 
+WINOGRAD_OPTION = "winograd_weights"      # "stored" (the default) or "derived"
+
+
+def _weight_members(constants: dict, table: list, mode: str) -> dict:
+    """weights.safetensors, and the Winograd-transformed weights ("u<step>") in a member
+    of their own (lite.WINOGRAD_MEMBER: loading checks it by recomputing the transform
+    instead of hashing it), or not at all with options["winograd_weights"] = "derived"
+    (a 4x smaller artifact for a model of 3x3 convs; loading computes them, into memory
+    of its own: measured slower to start on a host where fresh pages are dear)."""
+    names = {d["wino_packed"] for d in table if "wino_packed" in d}
+    wino = {k: v for k, v in constants.items() if k in names}
+    members = {"weights.safetensors": _safetensors(
+        {k: v for k, v in constants.items() if k not in wino})}
+    if wino and mode == "stored":
+        members[lite.WINOGRAD_MEMBER] = _safetensors(wino)
+    return members
+
+
 def _spec_json(spec) -> dict:
     meta = spec.meta
     return {"shape": list(meta.shape), "strides": list(meta.strides),
@@ -949,7 +974,7 @@ def _manifest(exported: ExportedProgram, isa, members: dict) -> dict:
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
         # big members also per chunk: the loader checks chunks on several threads
         "chunked": {name: lite.chunk_digests(data) for name, data in members.items()
-                    if len(data) > lite.CHUNK_BYTES},
+                    if len(data) > lite.CHUNK_BYTES and name != lite.WINOGRAD_MEMBER},
     }
 
 

@@ -14,8 +14,10 @@ the whole compiler; a process without the compiler loads this file on its own:
 
 Loading checks everything before anything runs (ArtifactError saying which check
 failed): the zip is readable, every member the manifest lists is there with its
-SHA-256, the format version is this runtime's, and this CPU has the features the
-machine code was compiled for. docs/aot.md describes the members.
+SHA-256 (the Winograd-transformed weights instead equal, bit for bit, the transform of
+SHA-checked weights, recomputed here: WINOGRAD_MEMBER), the format version is this
+runtime's, and this CPU has the features the machine code was compiled for.
+docs/aot.md describes the members.
 
 Running is one foreign call: the artifact's shared library exports
 `ember_run(arena, inputs, outputs, times)`, generated code that calls every kernel of
@@ -42,20 +44,30 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # version 3: int8 GEMM plans carry the claiming schedule's extra kernel parameters (chunk,
 # counter, n_valid); a version-2 artifact (fixed split) still runs here, while a runtime that
-# reads only version 2 refuses a version-3 artifact instead of passing it short arguments
-READABLE_VERSIONS = (2, 3)
+# reads only version 2 refuses a version-3 artifact instead of passing it short arguments.
+# version 4: Winograd-transformed weights in WINOGRAD_MEMBER (or derived at load), not in
+# the weights member; a version-3 artifact (them in the weights member, hashed) runs here
+READABLE_VERSIONS = (2, 3, 4)
 FORMAT_NAME = "ember-artifact"
 MEMBERS = ("manifest.json", "graph.ir", "weights.safetensors", "memory_plan.json",
            "plan.json", "model.so")
 # target="cuda": cubins (kernels/k<i>.cubin, listed in the manifest) instead of model.so
 CUDA_MEMBERS = MEMBERS[:-1]
+# the Winograd-transformed weights of 3x3 stride-1 convs ("u<step>"), when stored: a
+# function of the weights member's direct-conv panels ("p<step>"), so loading checks
+# them by computing that function again (runtime/winograd_weights.py) and comparing bit
+# for bit rather than by their SHA-256 (measured cheaper: resnet18's 151 MB take 28 ms
+# of CPU time to recompute and compare, 50-80 ms to hash). Its digest stays in the
+# manifest for tools that check a file without loading it.
+WINOGRAD_MEMBER = "winograd.safetensors"
 ALIGN = 64
 
 try:                       # inside the ember package: ember's own error class
@@ -110,7 +122,7 @@ def read_members(path) -> tuple[dict, dict]:
     for name in CUDA_MEMBERS if target_kind(manifest) == "cuda" else MEMBERS:
         if name not in members and name != "manifest.json":
             raise ArtifactError(f"{path}: missing member {name}")
-    return manifest, {name: v if name == "weights.safetensors" else bytes(v)
+    return manifest, {name: v if name in ("weights.safetensors", WINOGRAD_MEMBER) else bytes(v)
                       for name, v in members.items()}
 
 
@@ -136,8 +148,10 @@ def _check_digests(manifest: dict, members: dict, path) -> None:
     chunked = manifest.get("chunked", {})
     if not isinstance(chunked, dict):
         raise ArtifactError(f"{path}: the manifest's chunk digests are malformed")
-    jobs = []                  # (member name, bytes, expected digest)
+    jobs, threaded = [], False      # (member name, bytes, expected digest)
     for name, digest in manifest["members"].items():
+        if name == WINOGRAD_MEMBER:          # checked by recomputing it (LiteModel)
+            continue
         data = members[name]
         chunks = chunked.get(name)
         if chunks is None:
@@ -150,15 +164,44 @@ def _check_digests(manifest: dict, members: dict, path) -> None:
             raise ArtifactError(f"{path}: the manifest's chunk digests of {name} are "
                                 "malformed")
         jobs += [(name, data[i * step:(i + 1) * step], d) for i, d in enumerate(digests)]
-    if len(jobs) > len(manifest["members"]):
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max(1, min(cpu_count(), 8))) as pool:
-            ok = list(pool.map(lambda job: hashlib.sha256(job[1]).hexdigest() == job[2], jobs))
-    else:
-        ok = [hashlib.sha256(data).hexdigest() == digest for _, data, digest in jobs]
+        threaded = True
+    ok = parallel_map(lambda job: hashlib.sha256(job[1]).hexdigest() == job[2], jobs,
+                      min(cpu_count(), 8) if threaded else 1)
     for (name, _, _), good in zip(jobs, ok):
         if not good:
             raise ArtifactError(f"{path}: member {name} fails its SHA-256 check (corrupt)")
+
+
+def parallel_map(fn, jobs: list, threads: int) -> list:
+    """[fn(job) for job in jobs] on up to `threads` threads (this one among them), for
+    work that releases the GIL (hashlib, NumPy). Plain threads: concurrent.futures'
+    import alone (logging and more) costs ~12 ms of a cold start. The first exception
+    of a job is raised here."""
+    threads = max(1, min(threads, len(jobs)))
+    if threads == 1:
+        return [fn(job) for job in jobs]
+    results, errors, lock = [None] * len(jobs), [], threading.Lock()
+    todo = iter(range(len(jobs)))
+
+    def work():
+        while not errors:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(jobs[i])
+            except BaseException as err:     # noqa: BLE001 - re-raised by the caller
+                errors.append(err)
+    helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def chunk_digests(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> dict:
@@ -353,14 +396,27 @@ class LiteModel:
         self.n_threads = self.lib.ember_init(ctypes.c_int64(cpu_count()))
         self.lib.ember_now.restype = ctypes.c_int64
         lap("dlopen_s")
-        # zero pages mapped lazily: the zeros region reads as zeros, and the rest is
-        # faulted in when first written, not here; sized for the largest entry
-        self.arena = anonymous_zeros(max(lay["workspace_offset"] + 4 * lay["workspace_floats"]
-                                         * self.n_threads for lay in layouts))
-        # the weights stay where they are in the memory-mapped file (64-byte aligned
-        # by packaging), passed to the entry point after the inputs
-        self.weights = _weights_in_place(members["weights.safetensors"], weight_order, path)
-        self.named_weights = dict(zip(weight_order, self.weights))
+        # the arena, sized for the largest entry; with Winograd weights to check, it is
+        # populated on a thread of its own meanwhile: the kernel's page zeroing runs
+        # beside the check's NumPy work (resnet18: 45 MB, ~18 ms of CPU)
+        size = max(lay["workspace_offset"] + 4 * lay["workspace_floats"] * self.n_threads
+                   for lay in layouts)
+        convs = _winograd_convs([self.plan.get("steps")] +
+                                [e.get("steps") for e in entries.values()])
+        arena: list = []
+        populate = threading.Thread(target=lambda: arena.append(anonymous_zeros(size)),
+                                    daemon=True) if convs and cpu_count() > 1 else None
+        if populate is not None:
+            populate.start()
+        try:
+            # the weights stay where they are in the memory-mapped file (64-byte aligned
+            # by packaging), passed to the entry point after the inputs
+            self.named_weights = _place_weights(members, weight_order, convs, path)
+        finally:
+            if populate is not None:
+                populate.join()
+        self.arena = arena[0] if arena else anonymous_zeros(size)
+        self.weights = [self.named_weights[name] for name in weight_order]
         self._programs = {n: _Program(self, e, self.plan.get("steps"))
                           for n, e in entries.items()}
         example = self._programs.get(None) or self._programs.get(self._example_size()) or \
@@ -723,21 +779,19 @@ _ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np
               "BOOL": np.bool_, "C64": np.complex64}
 
 
-def _weights_in_place(data, names: list, path) -> list:
-    """The named tensors of safetensors bytes as numpy views of those bytes (no copy),
-    in their shapes; one not 64-byte aligned (a file rewritten by another tool) is
-    copied."""
+def _safetensors_in_place(data, path, member: str = "weights.safetensors") -> dict:
+    """{name: numpy view of its bytes (no copy), in its shape} of safetensors bytes; one
+    not 64-byte aligned (a file rewritten by another tool) is copied."""
     if not len(data):
-        if names:
-            raise ArtifactError(f"{path}: weights.safetensors is empty")
-        return []
+        return {}
     try:
         size = int.from_bytes(bytes(data[:8]), "little")
         header = json.loads(bytes(data[8:8 + size]))
         body = np.frombuffer(data, np.uint8, offset=8 + size)
-        out = []
-        for name in names:
-            info = header[name]
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__" or name.startswith("_pad"):
+                continue
             begin, end = info["data_offsets"]
             dtype = np.dtype(_ST_DTYPES[info["dtype"]])
             if not (0 <= begin <= end <= body.size) or (end - begin) % dtype.itemsize:
@@ -745,10 +799,85 @@ def _weights_in_place(data, names: list, path) -> list:
             flat = body[begin:end].view(dtype)
             if flat.ctypes.data % ALIGN:
                 flat = aligned_copy(flat)
-            out.append(flat.reshape(info["shape"]))
+            out[name] = flat.reshape(info["shape"])
         return out
-    except (ValueError, KeyError, TypeError) as err:
-        raise ArtifactError(f"{path}: unreadable weights ({err})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ArtifactError(f"{path}: unreadable {member} ({err})") from None
+
+
+def _winograd_convs(step_tables: list) -> dict:
+    """{"u<step>": its conv step} of the conv steps that run by Winograd."""
+    convs = {}
+    for steps in step_tables:
+        for desc in steps or ():
+            if isinstance(desc, dict) and desc.get("kind") == "conv" and "wino_packed" in desc:
+                convs[desc["wino_packed"]] = desc
+    return convs
+
+
+def _place_weights(members: dict, names: list, convs: dict, path) -> dict:
+    """{name: array} of the plan's weights: the weights member's where they are in the
+    memory map; the Winograd-transformed weights ("u<step>") where they are in the
+    Winograd member, each checked bit for bit against the transform of its conv's
+    direct-conv panels ("p<step>", covered by the weights member's SHA-256), or derived
+    here when the artifact does not store them. Raises ArtifactError before anything
+    runs when a stored one differs (a corrupt member)."""
+    stored = _safetensors_in_place(members["weights.safetensors"], path)
+    transformed = _safetensors_in_place(members[WINOGRAD_MEMBER], path, WINOGRAD_MEMBER) \
+        if WINOGRAD_MEMBER in members else {}
+    placed, wino = {}, []
+    for name in names:
+        if name in stored:
+            placed[name] = stored[name]
+            continue
+        desc = convs.get(name)
+        packed = stored.get(desc.get("packed")) if desc is not None else None
+        if packed is None or packed.dtype != np.float32 or packed.ndim != 3:
+            raise ArtifactError(f"{path}: the weights have no tensor {name}")
+        wino.append((name, desc, packed, transformed.get(name)))
+    if wino:
+        placed.update(_winograd_weights(wino, path))
+    return placed
+
+
+WINOGRAD_JOB_FLOATS = 1 << 20        # U floats per job of the threads below
+
+
+def _winograd_weights(convs: list, path) -> dict:
+    """{u name: array} for (name, conv step, direct panels, stored U or None): stored
+    ones compared with the transform, missing ones computed, in jobs of panels over
+    cpu_count() threads (NumPy releases the GIL)."""
+    ww = _lite_sibling("winograd_weights", "Winograd weight transform")
+    out, jobs = {}, []
+    for name, desc, packed, u in convs:
+        try:
+            nr, c_out = int(desc["wino_nr"]), int(desc["c_out"])
+            packed = ww.as_width(packed, c_out, nr)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ArtifactError(f"{path}: unreadable plan (conv step {desc.get('name')!r}: "
+                                f"{err!r})") from None
+        panels, k, _ = packed.shape
+        compare = u is not None
+        if not compare:
+            u = aligned_empty(ww.PATCH * ww.PATCH * panels * k // 9 * nr, np.float32) \
+                .reshape(ww.PATCH * ww.PATCH * panels, k // 9, nr)
+        out[name] = u
+        per = max(1, WINOGRAD_JOB_FLOATS // max(1, 36 * k // 9 * nr))
+        jobs += [(name, packed, u, p, min(p + per, panels), compare)
+                 for p in range(0, panels, per)]
+
+    def run(job):
+        name, packed, u, begin, end, compare = job
+        return ww.transform_panels(packed, u, begin, end, compare)
+    ok = parallel_map(run, jobs, min(cpu_count(), 8))
+    for (name, _, _, _, _, compare), good in zip(jobs, ok):
+        if not good and compare:
+            raise ArtifactError(f"{path}: member {WINOGRAD_MEMBER}: {name} is not the "
+                                "Winograd transform of its conv's weights (corrupt)")
+        if not good:
+            raise ArtifactError(f"{path}: the weights of {name}'s conv are not finite, "
+                                "so it has no Winograd form (corrupt plan)")
+    return out
 
 
 def aligned_copy(a: np.ndarray) -> np.ndarray:

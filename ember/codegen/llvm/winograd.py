@@ -9,7 +9,7 @@ patch under it (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks
 so the 36 elementwise products summed over input channels are 36 independent GEMMs
 V[xi] (tiles x C) @ U[xi] (C x C_out): 36 multiply-adds per 16 outputs and input
 channel instead of 144, 4x fewer. U = G g G^T is computed once when the conv is
-prepared (in float64, rounded once) and packed into the GEMM's NR-wide panels.
+prepared (runtime/winograd_weights.py) and packed into the GEMM's NR-wide panels.
 
 One call `wino_tiles(begin, end, worker, ...)` takes output tiles [begin, end) (of N x
 tiles_h x tiles_w) and, per chunk of `tc` of them, in the worker's own workspace:
@@ -38,6 +38,7 @@ from . import irutil as u
 from .gemm import GemmConfig, _emit_block, _emit_microkernel, _emit_pack, config, panels_of
 from .jit import compile_ir
 from .target import Isa, target_for
+from ...runtime.winograd_weights import winograd_weights
 
 WINOGRAD = True
 OUT, PATCH = 4, 6          # F(4x4, 3x3): 4x4 outputs from a 6x6 patch
@@ -47,8 +48,7 @@ CHUNK_FLOATS = 512 * 1024  # V + M of one chunk of tiles (36 x tc x (C + C_out))
 
 B_T = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
        (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
-G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
-     (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+# G (6 x 3), the weight transform: runtime/winograd_weights.py
 A_T = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 
 # wino_tiles(begin, end, worker, x, u, out, bias, res, ws, wd, <dims>); wd: the direct
@@ -121,20 +121,12 @@ def workspace_floats(cfg: GemmConfig, c_in: int, c_out: int) -> int:
 def transform_weights(w: np.ndarray, nr: int) -> np.ndarray | None:
     """(C_out, C, 3, 3) -> U = G w G^T per (xi, nu), each (C x C_out) packed into NR-wide
     panels: shape (36 * ceil(C_out / NR), C, NR), 64-byte aligned. None when a weight is
-    NaN or infinite (the transform would spread it: such a conv stays direct)."""
-    if not np.isfinite(w).all():
-        return None
-    g = np.asarray(G, np.float64)
-    u6 = (g @ np.asarray(w, np.float64) @ g.T).astype(np.float32).transpose(2, 3, 1, 0)
-    panels = [panels_of(u6[i, j], nr) for i in range(PATCH) for j in range(PATCH)]
-    per = panels[0].shape
-    raw = np.zeros(len(panels) * panels[0].size + 16, np.float32)
-    offset = (-raw.ctypes.data % 64) // 4
-    out = raw[offset:offset + len(panels) * panels[0].size].reshape(
-        len(panels) * per[0], per[1], per[2])
-    for i, p in enumerate(panels):
-        out[i * per[0]:(i + 1) * per[0]] = p
-    return out
+    NaN or infinite (the transform would spread it: such a conv stays direct). The
+    arithmetic is runtime/winograd_weights.py's, which the lite runtime also runs to
+    check or derive an artifact's transformed weights: the same bits either way."""
+    from .implicit_conv import pack_weights
+    return winograd_weights(pack_weights(np.ascontiguousarray(w, np.float32), nr),
+                            int(w.shape[0]), nr)
 
 
 # --- the kernel ----------------------------------------------------------------------------
