@@ -1,7 +1,7 @@
 """Where a converted int8 model's call goes, per op, at N threads: wall time, the calling
 thread's CPU time and the pool workers' CPU time, and the utilisation they give.
 
-    python3 tools/qprofile.py [--model resnet18|small_cnn|mlp] [--threads 2] [--calls 12]
+    python3 tools/qprofile.py [--model resnet18|mobilenet|small_cnn|mlp] [--threads 2] [--calls 12]
                               [--batch 8] [--hw 224] [--group]
 
 The model is ember's own (random weights, seed 0), converted with prepare_fx /
@@ -63,6 +63,9 @@ def make_model(name: str, batch: int, hw: int | None = None):
             nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10)), (batch, 1, 28, 28)
+    if name == "mobilenet":     # benchmarks/quant.py's mobilenet-style model (112x112)
+        from benchmarks.quant import mobilenet_style
+        return mobilenet_style(ember), (batch, 3, hw or 112, hw or 112)
     if name == "mlp":
         return nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024)), \
             (batch, 1024)
