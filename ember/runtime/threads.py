@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import os
 import platform
 import queue
@@ -53,6 +54,12 @@ def split_range(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     parts = max(1, min(parts, blocks))
     bounds = [min(n, (blocks * i // parts) * align) for i in range(parts + 1)]
     return [(b, e) for b, e in zip(bounds, bounds[1:]) if e > b]
+
+
+@functools.lru_cache(maxsize=1024)
+def _chunks(n: int, parts: int, align: int) -> tuple:
+    """split_range's chunks, kept: a model's layers split the same ranges every call."""
+    return tuple(split_range(n, parts, align))
 
 
 class _Task:
@@ -242,9 +249,9 @@ class ThreadPool:
         nested = getattr(self._local, "inside", False)   # a chunk calling back in
         threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads,
                                        _THREAD_LIMIT[0] or self.n_threads)
-        chunks = split_range(n, threads, align)
         if n <= 0:
             return
+        chunks = _chunks(n, threads, align)
         if len(chunks) == 1 and not nested:     # no worker involved: no task, no event
             with self._calls:
                 self._local.inside = True       # a call back in from here: serial
