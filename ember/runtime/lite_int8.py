@@ -348,7 +348,10 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
                 border.fill(zero_point)
         if not packed:
             images[:, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
-    if size < _POOL_COPY_BYTES:     # the pool's dispatch would cost more than it splits
+    # small copies and a packed input's border (pack writes the interior natively) on
+    # this thread: the pool's dispatch of a Python fill would cost more than it splits
+    # (a queued task, and a spinning worker sent back to its queue)
+    if size < _POOL_COPY_BYTES or packed:
         fill(0, n)
     else:
         _over_images(n, fill)
