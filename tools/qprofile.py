@@ -1,7 +1,7 @@
 """Where a converted int8 model's call goes, per op, at N threads: wall time, the calling
 thread's CPU time and the pool workers' CPU time, and the utilisation they give.
 
-    python3 tools/qprofile.py [--model resnet18|small_cnn|mlp] [--threads 2] [--calls 12]
+    python3 tools/qprofile.py [--model resnet18|mobilenet|small_cnn|mlp] [--threads 2] [--calls 12]
                               [--batch 8] [--hw 224] [--group]
 
 The model is ember's own (random weights, seed 0), converted with prepare_fx /
@@ -23,6 +23,14 @@ time added at any thread count. `alone` is CPU time, so it stays meaningful on a
 host, where wall times and util do not (with more runnable threads than cores, two
 threads run one at a time: util reads 1/threads). Spinning workers burn CPU while they
 wait (runtime/threads.py SPIN_TICKS): their CPU time counts the wait too.
+
+`busy0`, `busy1`, ... are the time each thread (0: the caller) spent running the
+step's kernel chunks (the native hand-off's tick counts, runtime/threads.py
+busy_seconds: no spinning counted), and `idle` the threads' time inside the pool not
+running a chunk: threads x pool - sum(busy), i.e. load imbalance, hand-off latency and
+waiting for a descheduled thread. A well split step has busy0 ~ busy1 and idle near 0;
+a step whose kernel ran on one thread (too small to split) shows busy1 = 0 and idle =
+its pool time. --threads 1 leaves these columns out.
 """
 from __future__ import annotations
 
@@ -55,6 +63,9 @@ def make_model(name: str, batch: int, hw: int | None = None):
             nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 10)), (batch, 1, 28, 28)
+    if name == "mobilenet":     # benchmarks/quant.py's mobilenet-style model (112x112)
+        from benchmarks.quant import mobilenet_style
+        return mobilenet_style(ember), (batch, 3, hw or 112, hw or 112)
     if name == "mlp":
         return nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024)), \
             (batch, 1024)
@@ -113,6 +124,8 @@ class _Inside:
 
 
 class Profiler(Interpreter):
+    N_SAMPLE = 5        # wall, caller, workers, pool, alone; then each thread's busy time
+
     def __init__(self, module, clocks: _Clocks, inside: _Inside):
         # the graph the converted model's forward runs (its residual adds fused into
         # their convs: residual_conv_add steps), or its own where nothing is fused
@@ -121,14 +134,27 @@ class Profiler(Interpreter):
         self.samples: dict = collections.defaultdict(list)
 
     def run_node(self, node):
-        i = self.inside
+        i, pool = self.inside, default_pool()
+        b0 = pool.busy_seconds()
         w0, c0, k0 = time.perf_counter(), time.thread_time(), self.clocks.workers()
         iw0, ic0 = i.wall, i.cpu
         value = super().run_node(node)
         w1, c1, k1 = time.perf_counter(), time.thread_time(), self.clocks.workers()
+        busy = [after - before for before, after in zip(b0, pool.busy_seconds())]
         self.samples[node.name].append((w1 - w0, c1 - c0, k1 - k0, i.wall - iw0,
-                                        (c1 - c0) - (i.cpu - ic0)))
+                                        (c1 - c0) - (i.cpu - ic0), *busy))
         return value
+
+
+def with_fused_clamps(model, fn, *args):
+    """fn(*args) with the converted model's relu6 / hardtanh clamps fused into their
+    convs' epilogues, as its own forward runs them (quantize_fx: the clamp nodes then
+    copy nothing), so the interpreted steps are the ones a plain call takes."""
+    from ember.ao.nn.quantized.modules import call_with_graph_clamps
+    from ember.ao.quantization import quantize_fx as qfx
+    clamps = {id(conv): bounds for conv, _, bounds in qfx._clamp_fusions(model)
+              if conv.__dict__.get("_fused_clamp") == bounds}
+    return call_with_graph_clamps(clamps, fn, *args)
 
 
 def describe(node, value) -> str:
@@ -157,6 +183,7 @@ def main(argv=None):
     batch = args.batch or {"resnet18": 8, "small_cnn": 64, "mlp": 64}.get(args.model, 8)
     ember.set_num_threads(args.threads)
     model, x = converted(args.model, batch, args.hw)
+    default_pool().profiling = True     # chunks run through Python count as busy too
     clocks = _Clocks()
     prof = Profiler(model, clocks, _Inside())
     with ember.no_grad():
@@ -166,7 +193,7 @@ def main(argv=None):
         totals = []
         for _ in range(args.calls):
             w0, c0, k0 = time.perf_counter(), time.thread_time(), clocks.workers()
-            prof.run(x)
+            with_fused_clamps(model, prof.run, x)
             totals.append((time.perf_counter() - w0, time.thread_time() - c0,
                            clocks.workers() - k0))
         plain = []
@@ -176,37 +203,50 @@ def main(argv=None):
             plain.append(time.perf_counter() - t0)
     nodes = {node.name: node for node in prof.graph.nodes}
     values = _values(model, prof.graph, x)
+    n = args.threads
+    width = Profiler.N_SAMPLE + n
     rows = []
     for name, samples in prof.samples.items():
-        med = [statistics.median(s[i] for s in samples) * 1e3 for i in range(5)]
+        med = [statistics.median(s[i] for s in samples) * 1e3 for i in range(width)]
         rows.append((describe(nodes[name], values.get(name)), *med))
     if args.group:
         grouped = collections.OrderedDict()
         for label, *vals in rows:
-            g = grouped.setdefault(kind_of(label), [0] + [0.0] * 5)
+            g = grouped.setdefault(kind_of(label), [0] + [0.0] * width)
             g[0] += 1
             for i, v in enumerate(vals):
                 g[i + 1] += v
         rows = [(f"{k} (x{g[0]})", *g[1:]) for k, g in grouped.items()]
-    n = args.threads
     print(f"{args.model} batch {batch}, {n} thread(s), median of {args.calls} calls, "
           f"load {os.getloadavg()[0]:.2f}; ms. pool: wall inside parallel_for; alone: the "
-          "caller's CPU outside it (serial work)")
-    head = ("step", "wall", "caller", "workers", "util", "pool", "alone")
+          "caller's CPU outside it (serial work); busy<i>: thread i running chunks; "
+          "idle: threads x pool - busy")
+    threaded = n > 1
+    head = ("step", "wall", "caller", "workers", "util", "pool", "alone") + \
+        (tuple(f"busy{i}" for i in range(n)) + ("idle",) if threaded else ())
     print(f"{head[0]:56s}" + "".join(f"{h:>8s}" for h in head[1:]))
-    sums = [0.0] * 5
+    sums = [0.0] * width
     for label, *vals in rows:
-        wall, caller, workers = vals[:3]
-        util = (caller + workers) / (n * wall) if wall > 0 else 0.0
         sums = [a + b for a, b in zip(sums, vals)]
-        print(f"{label[:56]:56s}{wall:8.3f}{caller:8.3f}{workers:8.3f}{util:8.2f}"
-              f"{vals[3]:8.3f}{vals[4]:8.3f}")
-    print(f"{'sum of steps':56s}{sums[0]:8.3f}{sums[1]:8.3f}{sums[2]:8.3f}"
-          f"{(sums[1] + sums[2]) / (n * sums[0]):8.2f}{sums[3]:8.3f}{sums[4]:8.3f}")
+        print(_row(label, vals, n))
+    print(_row("sum of steps", sums, n))
     med = [statistics.median(t[i] for t in totals) * 1e3 for i in range(3)]
     print(f"{'whole interpreted call':56s}{med[0]:8.3f}{med[1]:8.3f}{med[2]:8.3f}")
     print(f"{'whole call (GraphModule, no interpreter)':56s}"
           f"{statistics.median(plain) * 1e3:8.3f}")
+
+
+def _row(label: str, vals, n: int) -> str:
+    """One printed row: wall, caller, workers, util, pool, alone (and per-thread busy and
+    idle at several threads)."""
+    wall, caller, workers, pool, alone = vals[:5]
+    util = (caller + workers) / (n * wall) if wall > 0 else 0.0
+    line = f"{label[:56]:56s}{wall:8.3f}{caller:8.3f}{workers:8.3f}{util:8.2f}" \
+        f"{pool:8.3f}{alone:8.3f}"
+    if n > 1:
+        busy = vals[5:5 + n]
+        line += "".join(f"{b:8.3f}" for b in busy) + f"{max(0.0, n * pool - sum(busy)):8.3f}"
+    return line
 
 
 def _values(model, graph, x) -> dict:
@@ -218,7 +258,7 @@ def _values(model, graph, x) -> dict:
             value = values[node.name] = super().run_node(node)
             return value
     with ember.no_grad():
-        Values(model, graph=graph).run(x)
+        with_fused_clamps(model, Values(model, graph=graph).run, x)
     return values
 
 

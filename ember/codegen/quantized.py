@@ -151,6 +151,9 @@ def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     if op_name == "adaptive_avg_pool2d" and _per_tensor_8bit(qa) and qa.int_repr.ndim in (3, 4):
         out_size = _adaptive_size(args[1], qa.int_repr.shape[-2:])
         q4 = qa.int_repr if qa.int_repr.ndim == 4 else qa.int_repr[None]
+        if out_size == [1, 1] and q4.dtype == np.uint8 and _channels_last(q4) and \
+                QE.available():     # a CNN's global pool: one native call
+            return lambda: _global_avg_pool(qa, q4)
         return lambda: qa.with_values(lite.adaptive_average_quantized(
             q4, qa.scale, qa.zero_point, out_size).reshape(
                 qa.int_repr.shape[:-2] + tuple(out_size)))
@@ -163,6 +166,15 @@ def same_qparams_kernel(op_name: str, qa: QuantizedArray, args: tuple):
     pool = QE.max_pool2d_nhwc if nhwc.shape[3] % 16 == 0 and QE.available() else \
         max_pool2d_nhwc
     return lambda: qa.with_values(pool(nhwc, *geometry).transpose(0, 3, 1, 2))
+
+
+def _global_avg_pool(qa: QuantizedArray, q4: np.ndarray) -> QuantizedArray:
+    """adaptive_avg_pool2d(qa, 1) of a channels-last uint8 [N, C, H, W] q4 (qa's integers,
+    4-d) by the native kernel, else lite's steps: the same integers."""
+    out = QE.global_avg_pool_nhwc(q4.transpose(0, 2, 3, 1), qa.zero_point)
+    if out is None:
+        out = lite.adaptive_average_quantized(q4, qa.scale, qa.zero_point, [1, 1])
+    return qa.with_values(out.reshape(qa.int_repr.shape[:-2] + (1, 1)))
 
 
 # --- operand checks --------------------------------------------------------------------------

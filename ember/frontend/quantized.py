@@ -859,6 +859,13 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
     of its own: the same integers either way. The result remembers the integer range it
     was clamped to, so that the clamp node after it (convert_fx's graph keeps it, as
     torch.ao's does) finds nothing left to do."""
+    seen = _seen_clamped(op, args, low, high)
+    if seen is not None:
+        value = seen[1].run(args[0]._array, args[2])
+        if value is not None:
+            out = seen[1].wrap(op, args, value)
+            out._clamped_to = seen[0]
+            return out
     eager = _eager()
     key = _checked_key(op, args)      # the meta rule's verdict, as run_checked keeps it
     out_meta = None if key is None else _CHECKED.get(key)
@@ -878,6 +885,10 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
         if value is not None:
             out = eager.wrap_with_meta(op, args, value, out_meta)
             out._clamped_to = bounds
+            runner = weight.__dict__["_kernel_cache"].get(("runner", key, bounds))
+            if runner:      # the layer's next like call, same bounds: the runner at once
+                weight.__dict__["_seen_clamped"] = (low, high, bounds,
+                                                    _SeenCall(op, args, runner, out_meta))
             return out
     kernel = None
     if isinstance(weight, QuantizedTensor) and args[0]._qaxis is None:
@@ -891,6 +902,19 @@ def conv2d_clamped(op: OpDef, args: tuple, low, high) -> "QuantizedTensor":
         out = _clamped(out._qarray(), low, high)
     out._clamped_to = bounds
     return out
+
+
+def _seen_clamped(op: OpDef, args: tuple, low, high):
+    """(integer bounds, the prepared call) where this clamped conv call repeats the one
+    its weight's clamped runner was made for with the same real bounds (as _seen_call
+    for run_checked: ~10 us of key, meta lookup and unwrapping a layer), else None."""
+    weight = args[1]
+    if type(weight) is not QuantizedTensor or _dispatch._modes or _autocast.ACTIVE:
+        return None
+    seen = weight.__dict__.get("_seen_clamped")
+    if seen is None or seen[0] != low or seen[1] != high or not seen[3].matches(op, args):
+        return None
+    return seen[2], seen[3]
 
 
 def _already_clamped(qt: "QuantizedTensor", bounds: tuple):

@@ -197,6 +197,25 @@ def _empty_out(shape, dtype) -> np.ndarray:
     return _empty((count + extra,), dtype)[:count].reshape(shape)
 
 
+class _OutMaker:
+    """_empty_out(shape, dtype) for one shape, its sizes worked out once (a prepared
+    GEMM's output every call: ~2 us of shape arithmetic less a call)."""
+    __slots__ = ("shape", "dtype", "count", "total", "small")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(map(int, shape)), np.dtype(dtype)
+        self.count = math.prod(self.shape)
+        self.total = self.count + -(-OUT_SLACK // self.dtype.itemsize)
+        self.small = self.total * self.dtype.itemsize < _MALLOC_BYTES
+
+    def __call__(self) -> np.ndarray:
+        if self.small or _host_pool is None:    # as _empty: malloc's heap, or no package
+            flat = np.empty(self.total, self.dtype)
+        else:
+            flat = default_allocator().empty(self.total, self.dtype)
+        return flat[:self.count].reshape(self.shape)
+
+
 def address(a: np.ndarray) -> int:
     """a's data address, as a.ctypes.data, in a fifth of its time (0.2-0.4 us against
     1.2-1.4: a per-call GEMM reads three) through the buffer protocol where a is a
@@ -329,7 +348,10 @@ def nhwc_input(x: np.ndarray, zero_point: int, padding, cp: int, slack: int = 0,
                 border.fill(zero_point)
         if not packed:
             images[:, ph:ph + h, pw:pw + w, :c] = nhwc[begin:end]
-    if size < _POOL_COPY_BYTES:     # the pool's dispatch would cost more than it splits
+    # small copies and a packed input's border (pack writes the interior natively) on
+    # this thread: the pool's dispatch of a Python fill would cost more than it splits
+    # (a queued task, and a spinning worker sent back to its queue)
+    if size < _POOL_COPY_BYTES or packed:
         fill(0, n)
     else:
         _over_images(n, fill)
@@ -475,6 +497,7 @@ class QGemmCall:
         # a claiming kernel (this file's own generation) stores only the n valid columns
         ldo = n if claim else n_pad
         self.out_shape, self.out_dtype = (m_tiles * mr, ldo), np.uint8 if u8_out else np.float32
+        self._new_out = _OutMaker(self.out_shape, self.out_dtype)
         qp = np.asarray(qparams, np.float64)
         # task order: weight panels stay in cache while every row tile passes when that
         # moves fewer bytes than the other way round (n_blocks * |A| against m_tiles * |B|)
@@ -529,7 +552,7 @@ class QGemmCall:
         linear's, which change with every input's qparams), as bias does (float32, as
         long as theirs: a layer's own bias read in place). other: the residual operand
         of qgemm_u8_add (residual_other's layout)."""
-        out = _empty_out(self.out_shape, self.out_dtype)
+        out = self._new_out()
         if self._block_free.acquire(False):
             try:        # the kept block, refilled from params (its counter word: 0)
                 ctypes.memmove(self._block_address, self._params_address, self._block_bytes)
@@ -658,20 +681,37 @@ class QDepthwiseCall:
         self.params = np.array([values[f] for f in QDW_FIELDS], np.int64)
         self.claim = claim
         self._keep = (weights, corr, mult, bias, qp)      # the addresses' owners
+        self._new_out = _OutMaker(self.out_shape, np.uint8)
+        # the block a call fills in, kept while no other call holds it (as QGemmCall's:
+        # one address every call, so the pool's native lookup is kept too)
+        self._block = (ctypes.c_int64 * len(QDW_FIELDS))()
+        self._block_address = ctypes.addressof(self._block)
+        self._block_free = threading.Lock()
+        self._params_address, self._block_bytes = self.params.ctypes.data, self.params.nbytes
 
     def __call__(self, fn, pool, buffer: np.ndarray, threads=None) -> np.ndarray:
         """[N * OH * OW, C] uint8 (rows: output pixels, channels-last)."""
-        out = _empty_out(self.out_shape, np.uint8)
-        params = self.params.copy()
-        params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, out.ctypes.data
+        out = self._new_out()
+        if self._block_free.acquire(False):
+            try:        # the kept block, refilled from params (its counter word: 0)
+                ctypes.memmove(self._block_address, self._params_address, self._block_bytes)
+                self._run(fn, pool, self._block, self._block_address, buffer, out, threads)
+            finally:
+                self._block_free.release()
+        else:           # a concurrent call of the same layer: a block of its own
+            params = (ctypes.c_int64 * len(QDW_FIELDS))(*self.params.tolist())
+            self._run(fn, pool, params, ctypes.addressof(params), buffer, out, threads)
+        return out
+
+    def _run(self, fn, pool, params, params_address: int, buffer, out, threads) -> None:
+        params[_DW_X], params[_DW_OUT] = buffer.ctypes.data, address(out)
         if self.claim:
             runners = min(pool.n_threads, threads or pool.n_threads, self.rows)
             params[_DW_CHUNK] = max(1, self.rows // (runners * CLAIMS_PER_THREAD))
             # one kernel call per thread: [w, w + 1) only names the runner
-            pool.parallel_for(fn, runners, params.ctypes.data, max_threads=threads)
+            pool.parallel_for(fn, runners, params_address, max_threads=threads)
         else:
-            pool.parallel_for(fn, self.rows, params.ctypes.data, max_threads=threads)
-        return out
+            pool.parallel_for(fn, self.rows, params_address, max_threads=threads)
 
 
 # AMX tiles (codegen/llvm/qgemm_amx.py): the same parameter block plus a per-thread buffer

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import os
 import platform
 import queue
@@ -55,6 +56,12 @@ def split_range(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     return [(b, e) for b, e in zip(bounds, bounds[1:]) if e > b]
 
 
+@functools.lru_cache(maxsize=1024)
+def _chunks(n: int, parts: int, align: int) -> tuple:
+    """split_range's chunks, kept: a model's layers split the same ranges every call."""
+    return tuple(split_range(n, parts, align))
+
+
 class _Task:
     __slots__ = ("fn", "args", "done", "error")
 
@@ -75,6 +82,9 @@ class _Task:
 # the chunk signature a spinning worker can run natively: kernel(begin, end, worker, params)
 _CHUNK_ARGTYPES = (ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
 _SLOT_WORDS = 8          # one cache line per worker (codegen/llvm/spin.py's slot)
+# slot words the native hand-off adds kernel ticks to: run by the slot's worker, and by
+# the caller in a two-chunk call (spin.py BUSY_WORKER / BUSY_CALLER)
+_BUSY_WORKER, _BUSY_CALLER = 6, 7
 # how long a worker spins for the next chunk after one, and how long the caller spins
 # for a posted chunk before it yields its core, in cycle-counter ticks (about 0.5 ms
 # and 0.1 ms at the 2-4 GHz these counters tick at)
@@ -144,6 +154,12 @@ class ThreadPool:
         # with the same kept parameter blocks every step (the lookup cost ~2 us a call)
         self._native_cache: dict = {}
         self._spin_ok, self._next_load_check = True, 0.0
+        self._ticks = None                  # the cycle counter the busy words count in
+        self._tick_rate: float | None = None
+        # busy seconds of chunks run through Python (queued, or chunk 0 beside posted
+        # ones), per thread, counted only while `profiling` (tools/qprofile.py)
+        self.profiling = False
+        self._python_busy = [0.0] * self.n_threads
         # slot words, 64-byte aligned (one cache line per worker; index 0 unused)
         self._slot_memory = (ctypes.c_int64 * (_SLOT_WORDS * (self.n_threads + 1)))()
         base = ctypes.addressof(self._slot_memory)
@@ -158,16 +174,40 @@ class ThreadPool:
             t.start()
 
     def use_spinning(self, worker, post, reclaim, wait, stop, trampolines=None,
-                     pair=None) -> None:
+                     pair=None, ticks=None) -> None:
         """Install the native hand-off (codegen/llvm/spin.py's compiled functions;
         trampolines: {k: address} of those that pass k arguments on; pair: spin_pair,
-        a two-chunk parallel_for in one native call)."""
+        a two-chunk parallel_for in one native call; ticks: the cycle counter its busy
+        words count in)."""
         if self._spin is None:
             atexit.register(self._end_spinning)
         self._trampolines = dict(trampolines or {})
         self._native_cache = {}
         self._pair = pair
+        self._ticks = ticks
         self._spin = (worker, post, reclaim, wait, stop)
+
+    def busy_seconds(self) -> list[float]:
+        """Seconds each thread (caller first, then the workers) has spent running chunks
+        so far: the native hand-off's tick counts (kept always) plus, while `profiling`,
+        the chunks run through Python. Take differences around a step: a thread's CPU
+        time also counts its spinning, this only its kernels."""
+        busy = list(self._python_busy)
+        rate = self._ticks_per_second()
+        if rate:
+            for w, slot in enumerate(self._slots[1:], start=1):
+                busy[w] += ctypes.c_int64.from_address(slot + 8 * _BUSY_WORKER).value / rate
+                busy[0] += ctypes.c_int64.from_address(slot + 8 * _BUSY_CALLER).value / rate
+        return busy
+
+    def _ticks_per_second(self) -> float | None:
+        """The busy words' tick rate, measured once against perf_counter (~20 ms)."""
+        if self._tick_rate is None and self._ticks is not None:
+            t0, k0 = time.perf_counter(), self._ticks()
+            time.sleep(0.02)
+            t1, k1 = time.perf_counter(), self._ticks()
+            self._tick_rate = (k1 - k0) / (t1 - t0)
+        return self._tick_rate
 
     def _end_spinning(self) -> None:
         """At exit, before modules (and the compiled code the workers spin in) are torn
@@ -185,8 +225,15 @@ class ThreadPool:
 
     def _work(self, q: queue.SimpleQueue, slot: int) -> None:
         self._local.inside = True
+        worker = self._slots.index(slot)
         while True:
-            q.get().run()
+            task = q.get()
+            if self.profiling:
+                started = time.thread_time()
+                task.run()
+                self._python_busy[worker] += time.thread_time() - started
+            else:
+                task.run()
             spin = self._spin
             if spin is not None and self._spin_ok and q.empty():
                 spin[0](slot, SPIN_TICKS)      # returns when idle that long, or stopped
@@ -202,16 +249,19 @@ class ThreadPool:
         nested = getattr(self._local, "inside", False)   # a chunk calling back in
         threads = 1 if nested else min(self.n_threads, max_threads or self.n_threads,
                                        _THREAD_LIMIT[0] or self.n_threads)
-        chunks = split_range(n, threads, align)
         if n <= 0:
             return
+        chunks = _chunks(n, threads, align)
         if len(chunks) == 1 and not nested:     # no worker involved: no task, no event
             with self._calls:
                 self._local.inside = True       # a call back in from here: serial
+                started = time.thread_time() if self.profiling else 0.0
                 try:
                     kernel(chunks[0][0], chunks[0][1], 0, *args)
                 finally:
                     self._local.inside = False
+                    if self.profiling:
+                        self._python_busy[0] += time.thread_time() - started
             return
         if nested:
             tasks = [_Task(kernel, (b, e, w, *args)) for w, (b, e) in enumerate(chunks)]
@@ -269,13 +319,18 @@ class ThreadPool:
             tasks.append(_Task(kernel, (begin, end, w, *args)))
             self._queues[w - 1].put(tasks[-1])
         self._local.inside = True       # chunk 0 calling back in runs serially
+        started = time.thread_time() if self.profiling else 0.0
         try:
             tasks[0].run()
         finally:
             self._local.inside = False
+        reclaimed = [w for w, slot in posted if spin[2](slot)]   # not started: run here
+        for w in reclaimed:
+            kernel(*chunks[w], w, *args)
+        if self.profiling:      # chunk 0 and the reclaimed ones: the caller's CPU time
+            self._python_busy[0] += time.thread_time() - started
         for w, slot in posted:
-            if spin[2](slot):        # not started (its worker descheduled): run it here
-                kernel(*chunks[w], w, *args)
+            if w in reclaimed:
                 continue
             while not spin[3](slot, WAIT_TICKS):
                 os.sched_yield()

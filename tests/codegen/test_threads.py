@@ -215,3 +215,62 @@ def test_two_thread_pool_hands_both_chunks_over_natively(monkeypatch):
         pool.parallel_for(kernel, out.size, out.ctypes.data)
         assert out[:50].tolist() == [1] * 50 and out[50:].tolist() == [2] * 51
     assert calls        # some went through spin_pair (the worker spun at least once)
+
+
+# spin(begin, end, worker, out): out[worker] += the iterations of a dependent loop of
+# (end - begin) * 20000 steps (about a millisecond per 100 elements)
+SPIN_IR = """
+define void @spin(i64 %begin, i64 %end, i64 %worker, ptr noalias %out) {
+entry:
+  %n = sub i64 %end, %begin
+  %steps = mul i64 %n, 20000
+  br label %head
+head:
+  %i = phi i64 [0, %entry], [%next, %body]
+  %acc = phi i64 [0, %entry], [%acc2, %body]
+  %more = icmp slt i64 %i, %steps
+  br i1 %more, label %body, label %exit
+body:
+  %mix = mul i64 %acc, 6364136223846793005
+  %acc2 = add i64 %mix, %i
+  %next = add i64 %i, 1
+  br label %head
+exit:
+  %p = getelementptr i64, ptr %out, i64 %worker
+  %old = load i64, ptr %p
+  %new = add i64 %old, %acc
+  store i64 %new, ptr %p
+  ret void
+}
+"""
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_busy_seconds_count_each_threads_chunks(monkeypatch, spinning):
+    """busy_seconds: each thread's time running chunks (the native hand-off's tick words
+    where chunks go through it, the Python path's CPU time while profiling), caller
+    first: both threads of an even split gain about half the work, and neither more
+    than the call's wall time (spinning is not counted)."""
+    import time
+    from ember.codegen.llvm import spin
+    from ember.runtime import threads
+    monkeypatch.setattr(threads, "_host_is_quiet", lambda: spinning)
+    pool = ThreadPool(2)
+    spin.install(pool)
+    pool.profiling = True
+    kernel = compile_ir(SPIN_IR).function("spin", None, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_void_p)
+    out = np.zeros(2, np.int64)
+    pool.parallel_for(kernel, 20, out.ctypes.data)      # warm: the worker spins now
+    before, t0 = pool.busy_seconds(), time.perf_counter()
+    for _ in range(5):
+        pool.parallel_for(kernel, 200, out.ctypes.data)
+    wall = time.perf_counter() - t0
+    busy = [b - a for a, b in zip(before, pool.busy_seconds())]
+    assert len(busy) == 2 and busy[0] > 0
+    # queued chunks always reach the worker; a posted one may be reclaimed by the caller
+    # where the worker is descheduled (a loaded host)
+    assert busy[1] > 0 if not spinning else busy[1] >= 0
+    assert sum(busy) <= 2 * wall * 1.05 and max(busy) <= wall * 1.05
+    # the caller runs chunk 0 and any chunk it reclaims: at least half of the work
+    assert busy[0] >= 0.3 * sum(busy)

@@ -98,6 +98,38 @@ def test_the_fused_path_runs_in_the_graph_and_the_clamp_node_copies_nothing(rng,
     assert reused.count(True) == 4          # each fused conv's clamp node found it done
 
 
+def test_repeated_fused_calls_take_the_prepared_call_and_keep_the_integers(rng,
+                                                                           monkeypatch):
+    """A fused conv's second like call runs its kept runner directly (_seen_clamped);
+    every call gives the unfused integers, a call of the conv alone in between (no clamp)
+    included, and a batch of another size takes the full path again."""
+    import copy
+    import ember.frontend.quantized as fq
+    _, e_q, _ = twins(rng)
+    unfused = copy.deepcopy(e_q)
+    for m in unfused.modules():
+        m.__dict__.pop("_fused_clamp", None)
+    seen_clamped, hits = fq._seen_clamped, []
+
+    def spy(op, args, low, high):
+        found = seen_clamped(op, args, low, high)
+        hits.append(found is not None)
+        return found
+    monkeypatch.setattr(fq, "_seen_clamped", spy)
+    with ember.no_grad():
+        for i, batch in enumerate((2, 2, 2, 3, 3)):
+            x = ember.tensor(rng.standard_normal((batch, 3, 20, 20)).astype(np.float32))
+            np.testing.assert_array_equal(e_q(x).numpy(), unfused(x).numpy())
+            if i == 1:      # the pw conv alone: torch.ao's unclamped result, not the kept one
+                q = _quantized_input(np.random.default_rng(1), ember)
+                np.testing.assert_array_equal(e_q.pw(q).int_repr().numpy(),
+                                              unfused.pw(q).int_repr().numpy())
+    fused = len(fused_modules(e_q))
+    assert hits[:fused] == [False] * fused          # first call: runners made
+    assert hits[fused:2 * fused] == [True] * fused  # same shapes: the kept calls
+    assert hits[3 * fused:4 * fused] == [False] * fused   # a new batch size: full path
+
+
 def _quantized_input(rng, lib):
     x = np.abs(rng.standard_normal((2, 16, 10, 10))).astype(np.float32)
     return lib.quantize_per_tensor(lib.tensor(x), 0.02, 3, lib.quint8)

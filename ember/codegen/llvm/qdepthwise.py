@@ -69,11 +69,18 @@ def _pmaddwd(b, x16, w16, lanes: int):
     return b.call(fn, [x16, w16])
 
 
-def _inside_taps(b, p, base):
+def _index(tap):
+    """A tap index as an IR value (the unrolled steps give Python ints)."""
+    return u.i64(tap) if isinstance(tap, int) else tap
+
+
+def _inside_taps(b, p, base, offsets=None):
     """address(tap) of a pixel whose window is inside the image: the tap's fixed offset
-    from the window's origin `base` (bytes into x, the channel block's included)."""
+    from the window's origin `base` (bytes into x, the channel block's included);
+    offsets: the taps' offsets already loaded (a constant tap index picks one)."""
     def address(tap):
-        off = b.load(b.gep(p["tap_offs"], [tap], source_etype=u.I64), typ=u.I64)
+        off = offsets[tap] if offsets is not None else \
+            b.load(b.gep(p["tap_offs"], [_index(tap)], source_etype=u.I64), typ=u.I64)
         return b.gep(p["x"], [b.add(base, off)], source_etype=I8)
     return address
 
@@ -83,6 +90,7 @@ def _border_taps(b, p, img_base, iy0, ix0, c0):
     maybe outside it): the tap's bytes where it is inside the image, else the zero
     point's row (what the padded copy holds there)."""
     def address(tap):
+        tap = _index(tap)
         iy = b.add(iy0, b.load(b.gep(p["tap_dy"], [tap], source_etype=u.I64), typ=u.I64))
         ix = b.add(ix0, b.load(b.gep(p["tap_dx"], [tap], source_etype=u.I64), typ=u.I64))
         inside = b.and_(b.icmp_unsigned("<", iy, p["h"]), b.icmp_unsigned("<", ix, p["w"]))
@@ -93,32 +101,54 @@ def _border_taps(b, p, img_base, iy0, ix0, c0):
     return address
 
 
-def _taps(b, p, address, c0, lanes: int):
+def _weight_pairs(b, p, j, c0, lanes: int) -> list:
+    """Tap pair j's int16 weight vectors (BLOCK // lanes of them) for the channel block
+    from c0."""
+    pairs_t = u.vec(I16, 2 * lanes)
+    wbase = b.mul(b.add(b.mul(j, p["w_stride"]), c0), u.i64(2))
+    return [b.load(b.gep(p["weights"], [b.add(wbase, u.i64(2 * lanes * v))],
+                         source_etype=I16), typ=pairs_t, align=2)
+            for v in range(BLOCK // lanes)]
+
+
+def _taps(b, p, address, c0, lanes: int, weights=None):
     """The int32 accumulators (BLOCK // lanes vectors) of one pixel's 32 channels from c0,
     tap t's bytes at address(t): two taps a step, their input bytes interleaved channel
     by channel and widened to int16 pairs against the weights' (tap 2j, tap 2j + 1)
-    pairs, so one vpmaddwd does two taps of `lanes` channels."""
+    pairs, so one vpmaddwd does two taps of `lanes` channels. weights: every pair's
+    weight vectors loaded already (_weight_pairs, one list a pair): the steps are then
+    unrolled, tap indices constants (a 3x3 layer's five pairs, the loads and the loop
+    control out of the pixel loop); else a loop over the pairs loading them."""
     bytes_t = u.vec(I8, BLOCK)
     pairs_t = u.vec(I16, 2 * lanes)
     interleave = [v for c in range(BLOCK) for v in (c, BLOCK + c)]
 
-    def step(j, acc):
-        xs = [b.load(address(b.add(b.add(j, j), u.i64(t))), typ=bytes_t, align=1)
-              for t in (0, 1)]
+    def step(j, acc, w_pair=None):
+        taps = (2 * j, 2 * j + 1) if isinstance(j, int) else \
+            (b.add(j, j), b.add(b.add(j, j), u.i64(1)))
+        xs = [b.load(address(t), typ=bytes_t, align=1) for t in taps]
         both = b.shuffle_vector(xs[0], xs[1], ir.Constant(u.vec(u.I32, 2 * BLOCK),
                                                           interleave))
-        wbase = b.mul(b.add(b.mul(j, p["w_stride"]), c0), u.i64(2))
+        w_pair = w_pair or _weight_pairs(b, p, j, c0, lanes)
         out = []
-        for v, a in enumerate(acc):
+        for v, (a, w) in enumerate(zip(acc, w_pair)):
             part = b.shuffle_vector(both, both, ir.Constant(
                 u.vec(u.I32, 2 * lanes), list(range(2 * lanes * v, 2 * lanes * (v + 1)))))
-            w = b.load(b.gep(p["weights"], [b.add(wbase, u.i64(2 * lanes * v))],
-                             source_etype=I16), typ=pairs_t, align=2)
             out.append(b.add(a, _pmaddwd(b, b.zext(part, pairs_t), w, lanes)))
         return out
     zero = ir.Constant(u.vec(u.I32, lanes), None)
+    if weights is not None:
+        acc = [zero] * (BLOCK // lanes)
+        for j, w_pair in enumerate(weights):
+            acc = step(j, acc, w_pair)
+        return acc
     n_pairs = b.sdiv(b.add(p["taps"], u.i64(1)), u.i64(2))
     return u.carried_loop(b, u.i64(0), n_pairs, [zero] * (BLOCK // lanes), step, "tap")
+
+
+# tap counts whose pixels take unrolled steps with their weights and inside offsets loaded
+# once per channel block and row (_taps' weights): 3x3, MobileNet's depthwise kernels
+UNROLLED_TAPS = (9,)
 
 
 def _claims(b, params, p, r_begin, r_end):
@@ -157,32 +187,45 @@ def _emit(module: ir.Module, lanes: int) -> None:
         with u.counted_loop(b, u.i64(0), p["c_blocks"], 1, "cb") as cb:
             c0 = b.mul(cb, u.i64(BLOCK))
             columns = Q.epilogue_columns(b, tile, p, cb)
-            with u.counted_loop(b, u.i64(0), p["ow"], 1, "ox") as ox:
-                inside = b.and_(row_inside, b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
-                                                   b.icmp_signed("<", ox, p["ox_hi"])))
-                inner, border, merge = (fn.append_basic_block(n) for n in
-                                        ("inner", "border", "pixel"))
-                b.cbranch(inside, inner, border)
-                b.position_at_end(inner)
-                base = b.add(b.add(row_base, b.mul(ox, p["col_stride"])), c0)
-                acc_in = _taps(b, p, _inside_taps(b, p, base), c0, lanes)
-                inner_end = b.block
-                b.branch(merge)
-                b.position_at_end(border)
-                ix0 = b.sub(b.mul(ox, p["stride_w"]), p["pad_left"])
-                acc_border = _taps(b, p, _border_taps(b, p, img_base, iy0, ix0, c0), c0,
-                                   lanes)
-                border_end = b.block
-                b.branch(merge)
-                b.position_at_end(merge)
-                acc = []
-                for v_in, v_border in zip(acc_in, acc_border):
-                    phi = b.phi(v_in.type)
-                    phi.add_incoming(v_in, inner_end)
-                    phi.add_incoming(v_border, border_end)
-                    acc.append(phi)
-                Q._epilogue(b, tile, p, acc, b.add(b.mul(row, p["ow"]), ox), cb, True,
-                            qparams, columns)
+
+            def pixels(weights=None, offsets=None):
+                with u.counted_loop(b, u.i64(0), p["ow"], 1, "ox") as ox:
+                    inside = b.and_(row_inside, b.and_(b.icmp_signed(">=", ox, p["ox_lo"]),
+                                                       b.icmp_signed("<", ox, p["ox_hi"])))
+                    inner, border, merge = (fn.append_basic_block(n) for n in
+                                            ("inner", "border", "pixel"))
+                    b.cbranch(inside, inner, border)
+                    b.position_at_end(inner)
+                    base = b.add(b.add(row_base, b.mul(ox, p["col_stride"])), c0)
+                    acc_in = _taps(b, p, _inside_taps(b, p, base, offsets), c0, lanes,
+                                   weights)
+                    inner_end = b.block
+                    b.branch(merge)
+                    b.position_at_end(border)
+                    ix0 = b.sub(b.mul(ox, p["stride_w"]), p["pad_left"])
+                    acc_border = _taps(b, p, _border_taps(b, p, img_base, iy0, ix0, c0),
+                                       c0, lanes, weights)
+                    border_end = b.block
+                    b.branch(merge)
+                    b.position_at_end(merge)
+                    acc = []
+                    for v_in, v_border in zip(acc_in, acc_border):
+                        phi = b.phi(v_in.type)
+                        phi.add_incoming(v_in, inner_end)
+                        phi.add_incoming(v_border, border_end)
+                        acc.append(phi)
+                    Q._epilogue(b, tile, p, acc, b.add(b.mul(row, p["ow"]), ox), cb, True,
+                                qparams, columns)
+            unrolled = b.icmp_signed("==", p["taps"], u.i64(UNROLLED_TAPS[0]))
+            with b.if_else(unrolled) as (fixed, general):
+                with fixed:     # the taps' offsets and weights loaded once for the row
+                    n_pairs = (UNROLLED_TAPS[0] + 1) // 2
+                    offsets = [b.load(b.gep(p["tap_offs"], [u.i64(t)], source_etype=u.I64),
+                                      typ=u.I64) for t in range(2 * n_pairs)]
+                    pixels([_weight_pairs(b, p, u.i64(j), c0, lanes) for j in range(n_pairs)],
+                           offsets)
+                with general:
+                    pixels()
     b.branch(claim_head)
     b.position_at_end(claims_done)
     b.ret_void()

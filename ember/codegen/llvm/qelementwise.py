@@ -237,6 +237,48 @@ def _emit_maxpool(module: ir.Module) -> None:
     b.ret_void()
 
 
+def _emit_global_avg_pool(module: ir.Module) -> None:
+    """qgap_u8(i_begin, i_end, worker, x, out, iparams, fparams): adaptive_avg_pool2d to
+    1 x 1 of a channels-last uint8 [N, HW, C] for images [i_begin, i_end) into [N, C]
+    uint8, as lite_int8.adaptive_average_quantized computes it: each channel's exact sum
+    over the HW pixels (int32) less size * zero point, as float32 (exact: below 2**24),
+    times float32 inv, plus float32 zp, rounded half to even and clamped to [lo, hi].
+    iparams = (hw, c, size * zero point) as int64, fparams = (inv, zp, lo, hi) as
+    float64 holding float32 values. 16 channels to a vector, the rest one at a time."""
+    fn, b = u.define(module, "qgap_u8", u.VOID, [
+        ("i_begin", u.I64), ("i_end", u.I64), ("worker", u.I64), ("x", u.PTR), ("out", u.PTR),
+        ("iparams", u.PTR), ("fparams", u.PTR)], noalias_ptrs=False)
+    i_begin, i_end, _, x, out, ip, fp = fn.args
+    hw, c, size_zp = (b.load(b.gep(ip, [u.i64(j)], source_etype=u.I64), typ=u.I64)
+                      for j in range(3))
+    inv, zp, lo, hi = (b.fptrunc(b.load(b.gep(fp, [u.i64(j)], source_etype=u.F64),
+                                        typ=u.F64), u.F32) for j in range(4))
+    c16 = b.mul(b.sdiv(c, u.i64(LANES)), u.i64(LANES))
+    slots = {lanes: b.alloca(u.vec(u.I32, lanes)) for lanes in (LANES, 1)}
+
+    def channels(img, ch, lanes):
+        vi, vf, vb = u.vec(u.I32, lanes), u.vec(u.F32, lanes), u.vec(I8, lanes)
+        acc = slots[lanes]
+        b.store(ir.Constant(vi, [0] * lanes), acc)
+        base = b.add(b.mul(b.mul(img, hw), c), ch)
+        with u.counted_loop(b, u.i64(0), hw, 1, "p") as p:
+            q = b.load(b.gep(x, [b.add(base, b.mul(p, c))], source_etype=I8), typ=vb, align=1)
+            b.store(b.add(b.load(acc, typ=vi), b.zext(q, vi)), acc)
+        centered = b.sitofp(b.sub(b.load(acc, typ=vi),
+                                  u.splat(b, b.trunc(size_zp, u.I32), lanes)), vf)
+        q = b.fadd(b.fmul(centered, u.splat(b, inv, lanes)), u.splat(b, zp, lanes))
+        q = u.clamp(b, u.intrinsic(b, "roundeven", vf, q), u.splat(b, lo, lanes),
+                    u.splat(b, hi, lanes))
+        b.store(b.trunc(b.fptosi(q, vi), vb),
+                b.gep(out, [b.add(b.mul(img, c), ch)], source_etype=I8), align=1)
+    with u.counted_loop(b, i_begin, i_end, 1, "img") as img:
+        with u.counted_loop(b, u.i64(0), c16, LANES, "cb") as ch:
+            channels(img, ch, LANES)
+        with u.counted_loop(b, c16, c, 1, "ct") as ch:
+            channels(img, ch, 1)
+    b.ret_void()
+
+
 def _tap_range(b, start, size, taps):
     """[lo, hi): the taps k of a window starting at `start` with 0 <= start + k < size."""
     lo = b.select(b.icmp_signed("<", start, u.i64(0)), b.neg(start), u.i64(0))
@@ -335,7 +377,7 @@ def _interleave(b, parts: list, lanes: int):
 
 def module() -> ir.Module:
     """The LLVM module with `qadd`, `qmaxpool`, `qquantize`, `qdequantize_u8` / `_i8`,
-    `relu_f32` and `qpack_nhwc_c<C>` (also
+    `relu_f32`, `qgap_u8` and `qpack_nhwc_c<C>` (also
     what ember.aot links)."""
     mod = ir.Module(name="ember_qelementwise")
     _emit(mod)
@@ -344,6 +386,7 @@ def module() -> ir.Module:
     _emit_dequantize(mod, signed=False)
     _emit_dequantize(mod, signed=True)
     _emit_relu(mod)
+    _emit_global_avg_pool(mod)
     for c in PACK_CHANNELS:
         _emit_pack(mod, c)
     return mod
@@ -384,6 +427,33 @@ def _dequantize_kernel(signed: bool):
     return lib.function(f"qdequantize_{'i8' if signed else 'u8'}", None,
                         *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 +
                           [ctypes.c_int64, ctypes.c_void_p]))
+
+
+@functools.lru_cache(maxsize=1)
+def _gap_kernel():
+    lib, _ = _kernel()
+    return lib.function("qgap_u8", None, *([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4))
+
+
+def global_avg_pool_nhwc(x: np.ndarray, zero_point: int) -> np.ndarray | None:
+    """adaptive_avg_pool2d to 1 x 1 of a per-tensor quint8 value given as its channels-last
+    view [N, H, W, C] (C-contiguous), requantized with its own qparams: [N, C] uint8, the
+    integers lite_int8.adaptive_average_quantized gives, in one native call on this
+    thread (a global pool is ~10 us of work, where NumPy's eight passes and their calls
+    took 60-140 us after a convolution had evicted their code and data from the caches);
+    None where it does not apply (another dtype or layout, 2**16 pixels or more)."""
+    n, h, w, c = x.shape
+    if x.dtype != np.uint8 or not x.flags.c_contiguous or h * w >= 1 << 16 or not x.size:
+        return None
+    size = h * w
+    multiplier = np.float32(1) / np.float32(size)       # adaptive_average_quantized's
+    inv = np.float32(1) / (np.float32(1) / multiplier)
+    ip = (ctypes.c_int64 * 3)(size, c, size * int(zero_point))
+    fp = (ctypes.c_double * 4)(float(inv), float(np.float32(zero_point)), 0.0, 255.0)
+    out = np.empty((n, c), np.uint8)
+    _gap_kernel()(0, n, 0, lite.address(x), lite.address(out), ctypes.addressof(ip),
+                  ctypes.addressof(fp))
+    return out
 
 
 @functools.lru_cache(maxsize=None)

@@ -37,6 +37,13 @@ at load 9 on 2 cores before this rule).
         started it, then spin_wait's result: one call (the GIL released once) for a
         two-thread parallel_for instead of four calls and the Python between them
 
+Busy time: the worker adds the cycle-counter ticks of every chunk it runs from its slot
+to the slot's word BUSY_WORKER, and spin_pair adds those of the chunks it runs on the
+caller's thread to word BUSY_CALLER (plain stores by the one thread that owns each word;
+readers such as tools/qprofile.py take differences around a step): a spinning thread's
+CPU time counts its spinning too, these words only its kernels. spin_ticks() reads the
+counter (to convert ticks to seconds).
+
 Kernels posted have the thread pool's chunk signature with one pointer argument:
 fn(begin, end, worker, params) (int64, int64, int64, pointer). A kernel with more
 arguments after `worker` (2 to MAX_ARGS words: pointers and int64s, the int8 add's,
@@ -55,6 +62,7 @@ from . import irutil as u
 from .jit import compile_ir
 
 ASLEEP, SPINNING, POSTED, RUNNING = 0, 1, 2, 3
+BUSY_WORKER, BUSY_CALLER = 6, 7      # slot words: kernel ticks run by the worker / caller
 YIELD_TICKS = 50_000          # about 20 us at the 2-4 GHz cycle counters tick at
 OFF_CORE_TICKS = 25_000       # a spin step this long: the thread was descheduled
 _CHUNK_FN = ir.FunctionType(u.VOID, [u.I64, u.I64, u.I64, u.PTR])
@@ -127,6 +135,12 @@ def _pause_or_yield(b, fn, last_yield):
     b.position_at_end(after)
 
 
+def _add_busy(b, slot, word, started):
+    """slot[word] += ticks since `started` (the word has one writer)."""
+    ptr = _word(b, slot, word)
+    b.store(b.add(b.load(ptr, typ=u.I64), b.sub(_ticks(b), started)), ptr)
+
+
 def _emit_worker(module):
     fn, b = u.define(module, "spin_worker", u.VOID, [("slot", u.PTR), ("ticks", u.I64)],
                      noalias_ptrs=False)
@@ -148,7 +162,9 @@ def _emit_worker(module):
     words = [b.load(_word(b, slot, i), typ=u.I64) for i in range(1, 6)]
     kernel = b.inttoptr(words[0], u.PTR)
     kernel.__class__ = _ChunkCallee
+    started = _ticks(b)
     b.call(kernel, [words[1], words[2], words[3], b.inttoptr(words[4], u.PTR)])
+    _add_busy(b, slot, BUSY_WORKER, started)
     _store_state(b, slot, SPINNING)
     b.store(_ticks(b), since)
     b.store(_ticks(b), last_step)
@@ -235,14 +251,18 @@ def _emit_pair(module):
     kernel = b.inttoptr(kernel_word, u.PTR)
     kernel.__class__ = _ChunkCallee
     pointer = b.inttoptr(params, u.PTR)
+    started = _ticks(b)
     b.call(kernel, [begin0, end0, u.i64(0), pointer])
+    _add_busy(b, slot, BUSY_CALLER, started)
     # not started (its worker descheduled): run it here, as spin_reclaim's caller does
     reclaimed, wait = fn.append_basic_block("reclaimed"), fn.append_basic_block("wait")
     b.cbranch(_cas(b, slot, POSTED, SPINNING), reclaimed, wait)
     b.position_at_end(reclaimed)
     again = b.inttoptr(kernel_word, u.PTR)
     again.__class__ = _ChunkCallee
+    started = _ticks(b)
     b.call(again, [begin1, end1, worker, pointer])
+    _add_busy(b, slot, BUSY_CALLER, started)
     b.ret(u.i64(1))
     b.position_at_end(wait)
     _wait_loop(b, fn, slot, ticks)
@@ -267,8 +287,14 @@ def _emit_trampoline(module, k: int):
     b.ret_void()
 
 
+def _emit_ticks(module):
+    fn, b = u.define(module, "spin_ticks", u.I64, [], noalias_ptrs=False)
+    b.ret(_ticks(b))
+
+
 def module() -> ir.Module:
     mod = ir.Module(name="ember_spin")
+    _emit_ticks(mod)
     for emit in (_emit_worker, _emit_post, _emit_reclaim, _emit_wait, _emit_stop,
                  _emit_pair):
         emit(mod)
@@ -305,9 +331,15 @@ def trampolines() -> dict:
     return {k: lib.address(f"spin_call{k}") for k in range(2, MAX_ARGS + 1)}
 
 
+@functools.lru_cache(maxsize=1)
+def ticks_function():
+    """spin_ticks as a ctypes call: the cycle counter the busy words count in."""
+    return functions()[0].function("spin_ticks", ctypes.c_int64)
+
+
 def install(pool=None) -> None:
     """Give the thread pool (default: the process's) the native hand-off; a kernel's
     compiling code calls this before its first parallel run."""
     from ...runtime.threads import default_pool
     (pool or default_pool()).use_spinning(*functions()[1:], trampolines=trampolines(),
-                                          pair=pair_function())
+                                          pair=pair_function(), ticks=ticks_function())
