@@ -32,13 +32,17 @@ def _memmove(dst, src, nbytes, stream):
     ctypes.memmove(dst, src, nbytes)
 
 
+def _memset(dst, byte, nbytes, stream):
+    ctypes.memset(dst, byte, nbytes)
+
+
 def _interpreted(kernel, tensors):
     interpreted_launch(kernel.generated, tensors, 0)
 
 
 class RecordingGraph:
-    """Capture as the driver does it: launches and copies are recorded, not executed;
-    `launch` replays them in order on the same addresses."""
+    """Capture as the driver does it: launches, copies and memsets are recorded, not
+    executed; `launch` replays them in order on the same addresses."""
     captures = 0
 
     def __init__(self, recorded, result):
@@ -54,6 +58,7 @@ class RecordingGraph:
                        lambda g, ts, i: recorded.append((interpreted_launch, (g, list(ts), i))))
             mp.setattr(S, "copy_device_to_device",
                        lambda *a: recorded.append((_memmove, a)))
+            mp.setattr(S, "memset", lambda *a: recorded.append((_memset, a)))
             result = work()
         cls.captures += 1
         return cls(recorded, result)
