@@ -21,7 +21,8 @@ from ...tensor import Tensor
 from ...autograd import no_grad
 from ..parameter import Parameter, Buffer
 
-__all__ = ["Module", "RemovableHandle", "StateDictError"]
+__all__ = ["Module", "RemovableHandle", "StateDictError", "register_module_forward_pre_hook",
+           "register_module_forward_hook"]
 
 
 class StateDictError(EmberError, RuntimeError):
@@ -238,15 +239,19 @@ class Module:
     def get_parameter(self, target: str) -> Parameter:
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
-        if name not in mod._parameters:
-            raise AttributeError(f"{mod._get_name()} has no parameter `{name}`")
-        return mod._parameters[name]
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
+        if not isinstance(getattr(mod, name), Parameter):
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return getattr(mod, name)
 
     def get_buffer(self, target: str) -> Tensor:
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
         if name not in mod._buffers:
-            raise AttributeError(f"{mod._get_name()} has no buffer `{name}`")
+            raise AttributeError(f"`{name}` is not a buffer")
         return mod._buffers[name]
 
     # --- attribute protocol -------------------------------------------------------------
@@ -345,7 +350,8 @@ class Module:
     def __call__(self, *args, **kwargs):
         if self._compiled_call_impl is not None:
             return self._compiled_call_impl(*args, **kwargs)
-        if not (self._forward_hooks or self._forward_pre_hooks):
+        if not (self._forward_hooks or self._forward_pre_hooks or _global_forward_hooks
+                or _global_forward_pre_hooks):
             return self.forward(*args, **kwargs)
         return self._call_impl(*args, **kwargs)
 
@@ -358,22 +364,56 @@ class Module:
                            compile_fn(self._call_impl, *args, **kwargs))
 
     def _call_impl(self, *args, **kwargs):
-        if not (self._forward_hooks or self._forward_pre_hooks):
+        if not (self._forward_hooks or self._forward_pre_hooks or _global_forward_hooks
+                or _global_forward_pre_hooks):
             return self.forward(*args, **kwargs)
-        args, kwargs = self._run_pre_hooks(args, kwargs)
-        result = self.forward(*args, **kwargs)
+        result, called = None, set()
+        try:
+            args, kwargs = self._run_pre_hooks(args, kwargs)
+            result = self.forward(*args, **kwargs)
+            for hook_id, hook, with_kwargs in self._all_forward_hooks():
+                called.add(hook_id)
+                hook_result = hook(self, args, kwargs, result) if with_kwargs else \
+                    hook(self, args, result)
+                if hook_result is not None:
+                    result = hook_result
+            return result
+        except Exception:
+            # hooks registered with always_call=True run even when forward (or an
+            # earlier hook) raised, as PyTorch's do; their own errors are only warned
+            self._run_always_called_hooks(args, kwargs, result, called)
+            raise
+
+    def _all_forward_hooks(self):
+        """(id, hook, with_kwargs): the global hooks first, then this module's."""
+        for hook_id, hook in list(_global_forward_hooks.items()):
+            yield hook_id, hook, hook_id in _global_forward_hooks_with_kwargs
         for hook_id, hook in list(self._forward_hooks.items()):
-            if hook_id in self._forward_hooks_with_kwargs:
-                hook_result = hook(self, args, kwargs, result)
-            else:
-                hook_result = hook(self, args, result)
-            if hook_result is not None:
-                result = hook_result
-        return result
+            yield hook_id, hook, hook_id in self._forward_hooks_with_kwargs
+
+    def _run_always_called_hooks(self, args, kwargs, result, called) -> None:
+        import warnings
+        always = set(_global_forward_hooks_always_called) | \
+            set(self._forward_hooks_always_called)
+        for hook_id, hook, with_kwargs in self._all_forward_hooks():
+            if hook_id not in always or hook_id in called:
+                continue
+            try:
+                hook_result = hook(self, args, kwargs, result) if with_kwargs else \
+                    hook(self, args, result)
+                if hook_result is not None:
+                    result = hook_result
+            except Exception as err:  # noqa: BLE001 - the forward's error is the one raised
+                warnings.warn("forward hook with ``always_call=True`` raised an exception "
+                              f"that was silenced as another error was raised in forward: "
+                              f"{err}")
 
     def _run_pre_hooks(self, args: tuple, kwargs: dict):
-        for hook_id, hook in list(self._forward_pre_hooks.items()):
-            if hook_id in self._forward_pre_hooks_with_kwargs:
+        hooks = [(i, h, False) for i, h in list(_global_forward_pre_hooks.items())] + \
+            [(i, h, i in self._forward_pre_hooks_with_kwargs)
+             for i, h in list(self._forward_pre_hooks.items())]
+        for hook_id, hook, with_kwargs in hooks:
+            if with_kwargs:
                 result = hook(self, args, kwargs)
                 if result is not None:
                     if not (isinstance(result, tuple) and len(result) == 2):
@@ -715,8 +755,7 @@ class Module:
 
     def _copy_into(self, name: str, target: Tensor, value: np.ndarray, assign: bool) -> None:
         if assign:
-            new = Tensor._from_array(value.astype(target._array.dtype)
-                                     if not value.dtype == target._array.dtype else value)
+            new = Tensor._from_array(value)  # the checkpoint's tensor, its dtype included
             if name in self._parameters:
                 self._parameters[name] = Parameter(new, target.requires_grad)
             else:
@@ -734,7 +773,6 @@ class Module:
             source = Tensor._from_array(_as_array(source))
         if assign:
             new = source.detach()
-            new = new if new.dtype is target.dtype else new.to(target.dtype)
             if name in self._parameters:
                 self._parameters[name] = Parameter(new, target.requires_grad)
             else:
@@ -877,6 +915,34 @@ class Module:
 
 
 _EXTRA_STATE_KEY = "_extra_state"
+
+# hooks every module runs (torch.nn.modules.module's register_module_forward_*_hook)
+_global_forward_pre_hooks: _HookDict = _HookDict()
+_global_forward_hooks: _HookDict = _HookDict()
+_global_forward_hooks_with_kwargs: dict = {}
+_global_forward_hooks_always_called: dict = {}
+
+
+def register_module_forward_pre_hook(hook) -> RemovableHandle:
+    """hook(module, args) -> None or new args, before every module's forward (before the
+    module's own pre-hooks)."""
+    handle = RemovableHandle(_global_forward_pre_hooks)
+    _global_forward_pre_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_forward_hook(hook, *, with_kwargs: bool = False,
+                                 always_call: bool = False) -> RemovableHandle:
+    """hook(module, args, output) -> None or a new output, after every module's forward
+    (before the module's own hooks)."""
+    handle = RemovableHandle(_global_forward_hooks, _global_forward_hooks_with_kwargs,
+                             _global_forward_hooks_always_called)
+    _global_forward_hooks[handle.id] = hook
+    if with_kwargs:
+        _global_forward_hooks_with_kwargs[handle.id] = True
+    if always_call:
+        _global_forward_hooks_always_called[handle.id] = True
+    return handle
 
 
 def _has_extra_state(module: Module) -> bool:
