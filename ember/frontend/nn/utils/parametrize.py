@@ -92,9 +92,9 @@ class ParametrizationList(ModuleList):
             for module in reversed(list(self)):
                 if hasattr(module, "right_inverse"):
                     value = module.right_inverse(value)
-                elif len(self) > 1 or not self.is_tensor:
+                else:
                     raise RuntimeError(f"parametrization {type(module).__name__} does not "
-                                       f"implement right_inverse")
+                                       f"implement right_inverse.")
             values = (value,) if self.is_tensor else tuple(value)
             for original, new in zip(self.originals(), values):
                 original.copy_(new)
