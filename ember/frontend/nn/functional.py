@@ -206,6 +206,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
     size = _pair(output_size)
+    if len(size) != 2:
+        raise ShapeError("adaptive_avg_pool2d: output_size must be 2")
     size = [input.shape[-2 + i] if s is None else s for i, s in enumerate(size)]
     if _has("adaptive_avg_pool2d"):
         return OPS["adaptive_avg_pool2d"](input, size)
@@ -356,6 +358,11 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
+    from ._functional_common import maybe_inplace
+    return maybe_inplace(input, inplace, lambda x: _dropout_values(x, p, training))
+
+
+def _dropout_values(input: Tensor, p: float, training: bool) -> Tensor:
     if _has("dropout"):
         return OPS["dropout"](input, p, training)
     from ..random import numpy_rng

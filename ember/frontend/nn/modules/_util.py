@@ -5,10 +5,16 @@ from __future__ import annotations
 import math
 
 from ....ir import dtypes
-from ....ir.errors import ShapeError
+from ....ir.errors import EmberError, ShapeError
 from ...factories import empty
 from ...tensor import Tensor
 from ..parameter import Parameter
+
+
+class ArgumentError(EmberError, ValueError, AssertionError):
+    """A layer argument PyTorch rejects with an assert (Embedding's padding_idx, a
+    pretrained weight's shape): catchable as the AssertionError PyTorch raises and as
+    the ValueError it is."""
 
 
 def new_param(*shape, dtype=None) -> Parameter:

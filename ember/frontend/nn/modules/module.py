@@ -655,7 +655,9 @@ class Module:
     def _save_to_state_dict(self, destination, prefix: str, keep_vars: bool) -> None:
         for name, param in self._parameters.items():
             if param is not None:
-                destination[prefix + name] = param if keep_vars else param.detach()
+                # a lazy layer's uninitialized parameter is saved as itself, as in PyTorch
+                keep = keep_vars or getattr(param, "_uninitialized", False)
+                destination[prefix + name] = param if keep else param.detach()
         for name, buf in self._buffers.items():
             if buf is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = buf if keep_vars else buf.detach()
@@ -714,7 +716,9 @@ class Module:
                 self._load_quantized(name, key, target, state_dict[key], error_msgs)
                 continue
             value = _as_array(state_dict[key])
-            if tuple(value.shape) != tuple(target.shape):
+            # a Tensor's own shape: a lazy layer's uninitialized entry refuses it
+            shape = state_dict[key].shape if isinstance(state_dict[key], Tensor) else value.shape
+            if tuple(shape) != tuple(target.shape):
                 error_msgs.append(
                     f"size mismatch for {key}: copying a param with shape "
                     f"{_shape_str(value.shape)} from checkpoint, the shape in current model "
