@@ -404,8 +404,12 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def pad(input: Tensor, pad: list[int], mode: str = "constant", value=None) -> Tensor:
-    if len(pad) % 2 or len(pad) // 2 > input.ndim:
-        raise ShapeError(f"pad: padding length must be even and at most 2*ndim, got {pad}")
+    if len(pad) % 2:
+        raise ShapeError("Padding length must be divisible by 2")
+    if len(pad) // 2 > input.ndim:
+        raise ShapeError("Padding length should be less than or equal to two times the input "
+                         f"dimension but got padding length {len(pad)} and input of dimension "
+                         f"{input.ndim}")
     if mode == "constant":
         if _has("constant_pad_nd"):
             return OPS["constant_pad_nd"](input, list(pad), 0.0 if value is None else value)

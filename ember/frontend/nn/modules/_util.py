@@ -17,6 +17,11 @@ class ArgumentError(EmberError, ValueError, AssertionError):
     the ValueError it is."""
 
 
+class ShapeAssertion(ShapeError, AssertionError):
+    """A shape PyTorch checks with an assert (MultiheadAttention's embedding size): an
+    AssertionError as there, and ember's ShapeError (ValueError, RuntimeError)."""
+
+
 def new_param(*shape, dtype=None) -> Parameter:
     """An uninitialized Parameter; the layer's reset_parameters fills it."""
     return Parameter(empty(*shape, dtype=dtype or dtypes.get_default_dtype()))

@@ -125,9 +125,12 @@ def _wrap_outputs(module, args, output):
 def install(module) -> None:
     """Give `module` its hook dicts and, once, the pair of forward hooks that wrap calls."""
     from .module import _HookDict
-    if "_backward_hooks" in module.__dict__:
+    if module.__dict__.get("_backward_hooks_installed"):
         return
-    object.__setattr__(module, "_backward_hooks", _HookDict())
-    object.__setattr__(module, "_backward_pre_hooks", _HookDict())
+    object.__setattr__(module, "_backward_hooks_installed", True)
+    for name in ("_backward_hooks", "_backward_pre_hooks"):
+        if name not in module.__dict__:       # a module built without Module.__init__
+            object.__setattr__(module, name, _HookDict())
+    object.__setattr__(module, "_is_full_backward_hook", True)
     module.register_forward_pre_hook(_wrap_inputs)
     module.register_forward_hook(_wrap_outputs, prepend=True, always_call=True)

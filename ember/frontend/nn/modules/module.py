@@ -149,6 +149,13 @@ class Module:
         sa(self, "_forward_pre_hooks_with_kwargs", {})
         sa(self, "_state_dict_hooks", _HookDict())
         sa(self, "_load_state_dict_pre_hooks", _HookDict())
+        # the rest of PyTorch's per-module hook dicts: code reads them directly
+        # (`if module._backward_hooks:`, `m._state_dict_pre_hooks.clear()`)
+        sa(self, "_backward_pre_hooks", _HookDict())
+        sa(self, "_backward_hooks", _HookDict())
+        sa(self, "_is_full_backward_hook", None)
+        sa(self, "_state_dict_pre_hooks", _HookDict())
+        sa(self, "_load_state_dict_post_hooks", _HookDict())
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
