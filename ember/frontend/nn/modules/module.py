@@ -346,6 +346,10 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        # a module pickled before some hook dict existed gets it empty (as PyTorch's)
+        for name in _HOOK_DICTS:
+            if name not in self.__dict__:
+                object.__setattr__(self, name, _HookDict())
         if "_compile_arguments" in state:
             args, kwargs = state["_compile_arguments"]
             self.compile(*args, **kwargs)
@@ -746,9 +750,9 @@ class Module:
             for key in state_dict:
                 if key.startswith(prefix) and not (key == prefix + _EXTRA_STATE_KEY
                                                    and _has_extra_state(self)):
-                    rest = key[len(prefix):]
-                    head = rest.split(".", 1)[0]
-                    if head not in self._modules and head not in local:
+                    head, *rest = key[len(prefix):].split(".", 1)
+                    # a dotted rest must name a child module; a bare name, an entry here
+                    if (head not in self._modules) if rest else (head not in local):
                         unexpected_keys.append(key)
 
     def _load_quantized(self, name, key, target, value, error_msgs) -> None:
@@ -803,21 +807,39 @@ class Module:
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Copy parameters and buffers from `state_dict` (values: ember Tensors or numpy
-        arrays). strict: keys must match exactly. Returns (missing_keys, unexpected_keys)."""
+        arrays). strict: keys must match exactly. Returns (missing_keys, unexpected_keys).
+
+        As PyTorch's: each module (shared ones once per path) gets only the entries under
+        its prefix, its load pre-hooks then its `_load_from_state_dict`, then its
+        children; its post-hooks run after its children's."""
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing, unexpected, errors = [], [], []
-        metadata = getattr(state_dict, "_metadata", None) or {}
+        metadata = getattr(state_dict, "_metadata", None)
         state_dict = OrderedDict(state_dict)    # load hooks may edit it: not the caller's
-        for prefix, module in self.named_modules():
-            local_metadata = dict(metadata.get(prefix, {}))
+        if metadata is not None:
+            state_dict._metadata = metadata
+
+        def load(module, local_state_dict, prefix=""):
+            local_metadata = dict((metadata or {}).get(prefix[:-1], {}))
             if assign:
                 local_metadata["assign_to_params_buffers"] = True
-            module._load_from_state_dict(state_dict, prefix + "." if prefix else "",
-                                         local_metadata, True, missing, unexpected, errors)
-        # every module reported the keys under its prefix; keep only the leaves' view
-        unexpected[:] = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
-        self._run_load_state_dict_post_hooks(_IncompatibleKeys(missing, unexpected))
+            module._load_from_state_dict(local_state_dict, prefix, local_metadata, True,
+                                         missing, unexpected, errors)
+            for name, child in module._modules.items():
+                if child is not None:
+                    child_prefix = prefix + name + "."
+                    load(child, {k: v for k, v in local_state_dict.items()
+                                 if k.startswith(child_prefix)}, child_prefix)
+            keys = _IncompatibleKeys(missing, unexpected)
+            for hook in list(module.__dict__.get("_load_state_dict_post_hooks", {}).values()):
+                if hook(module, keys) is not None:
+                    raise AssertionError(
+                        "Hooks registered with ``register_load_state_dict_post_hook`` are not "
+                        "expected to return new values, if incompatible_keys need to be "
+                        "modified, it should be done inplace.")
+
+        load(self, state_dict)
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -843,16 +865,6 @@ class Module:
     def share_memory(self) -> "Module":
         """Moves parameters and buffers to shared memory (ember's host tensors: as is)."""
         return self._apply(lambda t: t.share_memory_())
-
-    def _run_load_state_dict_post_hooks(self, incompatible_keys) -> None:
-        """Each module's post-hooks after its children's, as torch's recursive load
-        calls them; a hook may edit the key lists before strict checks them."""
-        for module in self.children():
-            module._run_load_state_dict_post_hooks(incompatible_keys)
-        for hook in list(self.__dict__.get("_load_state_dict_post_hooks", {}).values()):
-            if hook(self, incompatible_keys) is not None:
-                raise RuntimeError("load_state_dict post-hook must return None: it may edit "
-                                   "incompatible_keys in place instead")
 
     def _hooks_named(self, name: str) -> "_HookDict":
         """The hook dict `name`, made on first registration (modules built before the
@@ -927,6 +939,10 @@ class Module:
 
 _EXTRA_STATE_KEY = "_extra_state"
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+               "_load_state_dict_post_hooks")
+
 # hooks every module runs (torch.nn.modules.module's register_module_forward_*_hook)
 _global_forward_pre_hooks: _HookDict = _HookDict()
 _global_forward_hooks: _HookDict = _HookDict()
@@ -958,18 +974,6 @@ def register_module_forward_hook(hook, *, with_kwargs: bool = False,
 
 def _has_extra_state(module: Module) -> bool:
     return type(module).get_extra_state is not Module.get_extra_state
-
-
-def _has_owner(root: Module, key: str) -> bool:
-    """True when `key` names a parameter or persistent buffer somewhere under root."""
-    module_path, _, name = key.rpartition(".")
-    try:
-        mod = root.get_submodule(module_path)
-    except AttributeError:
-        return False
-    return (name in mod._parameters and mod._parameters[name] is not None) or (
-        name in mod._buffers and name not in mod._non_persistent_buffers_set) or (
-        name == _EXTRA_STATE_KEY and _has_extra_state(mod))
 
 
 def _check_name(name, kind: str, allow_dot: bool = False) -> None:
