@@ -112,6 +112,10 @@ def _wrap_outputs(module, args, output):
     if not is_grad_enabled():
         return None
     single = isinstance(output, Tensor)
+    if not (single or isinstance(output, (tuple, list))):
+        import warnings
+        warnings.warn("For backward hooks to be called, module output should be a Tensor or a "
+                      f"tuple of Tensors but received {type(output)}")
     items = [output] if single else list(output) if isinstance(output, (tuple, list)) else []
     positions = [i for i, o in enumerate(items) if isinstance(o, Tensor) and o.requires_grad]
     if not positions:

@@ -72,6 +72,28 @@ class _HookDict(OrderedDict):
     """An OrderedDict that weakref can point at (plain dicts cannot)."""
 
 
+class _HookWithModule:
+    """hook(module, *args) called as hook(*args): holds the module weakly (a hook must not
+    keep its module alive) and pickles with it (a plain closure would not)."""
+
+    def __init__(self, hook, module):
+        self.hook = hook
+        self.module = weakref.ref(module)
+
+    def __call__(self, *args, **kwargs):
+        module = self.module()
+        if module is None:
+            raise RuntimeError("You are trying to call the hook of a dead Module!")
+        return self.hook(module, *args, **kwargs)
+
+    def __getstate__(self):
+        return {"hook": self.hook, "module": self.module()}
+
+    def __setstate__(self, state):
+        self.hook = state["hook"]
+        self.module = weakref.ref(state["module"])
+
+
 def _addindent(s: str, num_spaces: int) -> str:
     lines = s.split("\n")
     if len(lines) == 1:
@@ -907,12 +929,8 @@ class Module:
 
     def _register_load_state_dict_pre_hook(self, hook, with_module=False) -> RemovableHandle:
         handle = RemovableHandle(self._load_state_dict_pre_hooks)
-        if with_module:
-            module = self
-            self._load_state_dict_pre_hooks[handle.id] = \
-                lambda *a: hook(module, *a)
-        else:
-            self._load_state_dict_pre_hooks[handle.id] = hook
+        self._load_state_dict_pre_hooks[handle.id] = \
+            _HookWithModule(hook, self) if with_module else hook
         return handle
 
     # --- printing -----------------------------------------------------------------------
