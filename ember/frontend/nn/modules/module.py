@@ -598,8 +598,17 @@ class Module:
                 continue
             if set_to_none:
                 p.grad = None
-            else:
+            elif getattr(p.grad, "is_sparse", False):
                 p.grad = Tensor._from_array(np.zeros_like(p.grad._array))
+            else:
+                # in place, as PyTorch's: code holding the .grad tensor sees the zeros
+                grad = p.grad
+                if grad.grad_fn is not None:
+                    grad.detach_()
+                else:
+                    grad.requires_grad_(False)
+                with no_grad():
+                    grad.zero_()
 
     def apply(self, fn: Callable[["Module"], None]) -> "Module":
         for module in self.children():
