@@ -63,9 +63,17 @@ class _ConvNd(Module):
         n = self._dims
         if checkable(input) and (input.ndim not in (n + 1, n + 2) or
                                                           input.shape[-n - 1] != self.in_channels):
+            shape = list(input.shape)
+            name = f"conv{'_transpose' if self._transposed else ''}{n}d"
+            torch_words = (   # what PyTorch says, which code written for it matches
+                f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to {name}, but "
+                f"got input of size: {shape}" if input.ndim not in (n + 1, n + 2) else
+                f"Given groups={self.groups}, weight of size {list(self.weight.shape)}, "
+                f"expected input{shape} to have {self.in_channels} channels, but got "
+                f"{input.shape[-n - 1]} channels instead")
             raise ShapeError(f"{self!r}: expected input of shape [N, {self.in_channels}, "
                              f"{', '.join('*' * n)}] or [{self.in_channels}, "
-                             f"{', '.join('*' * n)}], got {list(input.shape)}")
+                             f"{', '.join('*' * n)}], got {shape} ({torch_words})")
 
     def extra_repr(self) -> str:
         s = "{in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}"
