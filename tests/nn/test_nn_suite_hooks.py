@@ -199,6 +199,60 @@ def case_module_hook_on_shared_child_fires_per_call(torch, nn, F, h):
     return fired, x.grad, lin.weight.grad
 
 
+def case_global_registration_hooks(torch, nn, F, h):
+    from importlib import import_module
+    mod = import_module(nn.__name__ + ".modules.module")
+    seen = []
+
+    def on_buffer(module, name, buf):
+        seen.append(("buffer", type(module).__name__, name))
+        return buf * 0 + 7
+
+    def on_param(module, name, param):
+        seen.append(("param", type(module).__name__, name, tuple(param.shape)))
+
+    def on_module(module, name, sub):
+        seen.append(("module", type(module).__name__, name, type(sub).__name__))
+        return nn.Identity() if isinstance(sub, nn.Dropout) else None
+
+    handles = [mod.register_module_buffer_registration_hook(on_buffer),
+               mod.register_module_parameter_registration_hook(on_param),
+               mod.register_module_module_registration_hook(on_module)]
+    try:
+        m = nn.Sequential(nn.Linear(2, 1), nn.Dropout(0.5), nn.BatchNorm1d(1))
+        m.extra = nn.Tanh()
+    finally:
+        for handle in handles:
+            handle.remove()
+    after = nn.BatchNorm1d(1)
+    return seen, repr(m), m[2].running_mean, after.running_mean
+
+
+def case_global_forward_hook_kwargs_and_always_call(torch, nn, F, h):
+    from importlib import import_module
+    mod = import_module(nn.__name__ + ".modules.module")
+    seen = []
+
+    class Boom(nn.Module):
+        def forward(self, x, fail=False):
+            if fail:
+                raise ValueError("boom")
+            return x + 1
+
+    handle = mod.register_module_forward_hook(
+        lambda m, args, out: seen.append((type(m).__name__, len(args), out is None)),
+        always_call=True)
+    kw = mod.register_module_forward_hook(
+        lambda m, args, kwargs, out: seen.append(("kw", sorted(kwargs))), with_kwargs=True)
+    try:
+        y = Boom()(torch.ones(1), fail=False)
+        err = h.raises(lambda: Boom()(torch.ones(1), fail=True), "boom")
+    finally:
+        handle.remove()
+        kw.remove()
+    return y, err, seen
+
+
 cases = cases_of(globals())
 
 

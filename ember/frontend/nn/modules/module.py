@@ -22,7 +22,9 @@ from ...autograd import no_grad
 from ..parameter import Parameter, Buffer
 
 __all__ = ["Module", "RemovableHandle", "StateDictError", "register_module_forward_pre_hook",
-           "register_module_forward_hook"]
+           "register_module_forward_hook", "register_module_buffer_registration_hook",
+           "register_module_parameter_registration_hook",
+           "register_module_module_registration_hook"]
 
 
 class StateDictError(EmberError, RuntimeError):
@@ -208,7 +210,8 @@ class Module:
                              "parameters must be created explicitly. To express "
                              f"'{name}' as a function of another Tensor, compute the value in "
                              "the forward() method.")
-        self._parameters[name] = param
+        self._parameters[name] = _registered(_global_parameter_registration_hooks, self, name,
+                                             param)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         if "_buffers" not in self.__dict__:
@@ -222,6 +225,8 @@ class Module:
         if isinstance(tensor, Buffer):
             persistent = tensor.persistent
             tensor = Tensor._make(tensor._array, tensor._storage, tensor._base)
+        if tensor is not None:
+            tensor = _registered(_global_buffer_registration_hooks, self, name, tensor)
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -234,7 +239,7 @@ class Module:
         _check_name(name, "module", allow_dot=False)
         if hasattr(self, name) and name not in self._modules:
             raise KeyError(f"attribute '{name}' already exists")
-        self._modules[name] = module
+        self._modules[name] = _registered(_global_module_registration_hooks, self, name, module)
 
     register_module = add_module
 
@@ -314,7 +319,7 @@ class Module:
                 raise AttributeError("cannot assign module before Module.__init__() call")
             self._remove_from(name, self.__dict__, self._parameters, self._buffers,
                               self._non_persistent_buffers_set)
-            modules[name] = value
+            modules[name] = _registered(_global_module_registration_hooks, self, name, value)
         elif modules is not None and name in modules:
             if value is not None:
                 raise TypeError(f"cannot assign '{_typename(value)}' as child module '{name}' "
@@ -975,6 +980,43 @@ _global_forward_pre_hooks: _HookDict = _HookDict()
 _global_forward_hooks: _HookDict = _HookDict()
 _global_forward_hooks_with_kwargs: dict = {}
 _global_forward_hooks_always_called: dict = {}
+
+
+_global_buffer_registration_hooks: _HookDict = _HookDict()
+_global_parameter_registration_hooks: _HookDict = _HookDict()
+_global_module_registration_hooks: _HookDict = _HookDict()
+
+
+def _registered(hooks: dict, module, name: str, value):
+    """`value` after every global registration hook: hook(module, name, value) -> None
+    (keep it) or what to register instead."""
+    for hook in list(hooks.values()):
+        output = hook(module, name, value)
+        if output is not None:
+            value = output
+    return value
+
+
+def register_module_buffer_registration_hook(hook) -> RemovableHandle:
+    """hook(module, name, buffer) -> None or a replacement, on every buffer registration."""
+    handle = RemovableHandle(_global_buffer_registration_hooks)
+    _global_buffer_registration_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_parameter_registration_hook(hook) -> RemovableHandle:
+    """hook(module, name, param) -> None or a replacement, on every parameter registration."""
+    handle = RemovableHandle(_global_parameter_registration_hooks)
+    _global_parameter_registration_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_module_registration_hook(hook) -> RemovableHandle:
+    """hook(module, name, submodule) -> None or a replacement, on every submodule
+    registration."""
+    handle = RemovableHandle(_global_module_registration_hooks)
+    _global_module_registration_hooks[handle.id] = hook
+    return handle
 
 
 def register_module_forward_pre_hook(hook) -> RemovableHandle:
