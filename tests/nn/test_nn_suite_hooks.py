@@ -253,6 +253,34 @@ def case_global_forward_hook_kwargs_and_always_call(torch, nn, F, h):
     return y, err, seen
 
 
+def case_global_backward_hooks(torch, nn, F, h):
+    from importlib import import_module
+    mod = import_module(nn.__name__ + ".modules.module")
+    seen = []
+    model = h.det(nn.Sequential(nn.Linear(3, 2), nn.Tanh()))
+    model[0].register_full_backward_hook(lambda m, gi, go: seen.append(("own", type(m).__name__)))
+
+    def everywhere(m, gi, go):
+        seen.append(("global", type(m).__name__, len(gi), len(go)))
+
+    def everywhere_pre(m, go):
+        seen.append(("global_pre", type(m).__name__))
+        return (go[0] * 2,) if isinstance(m, nn.Tanh) else None
+
+    handles = [mod.register_module_full_backward_hook(everywhere),
+               mod.register_module_full_backward_pre_hook(everywhere_pre)]
+    x = h.randn(4, 3, requires_grad=True)
+    try:
+        model(x).sum().backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    first = x.grad.clone()
+    x.grad = None
+    model(x).sum().backward()
+    return seen, first, x.grad
+
+
 cases = cases_of(globals())
 
 

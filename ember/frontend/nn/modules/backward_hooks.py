@@ -49,6 +49,14 @@ def _replaced(result, grads: tuple, module, hook_kind: str, what: str) -> tuple:
     return result
 
 
+def _hooks(module, kind: str) -> list:
+    """The global hooks of `kind` (register_module_full_backward_*), then the module's."""
+    from . import module as module_py
+    everywhere = module_py._global_backward_hooks if kind == "_backward_hooks" else \
+        module_py._global_backward_pre_hooks
+    return list(everywhere.values()) + list(module.__dict__.get(kind, {}).values())
+
+
 class _InputsIdentity(Function):
     @staticmethod
     def forward(ctx, state, *tensors):
@@ -59,7 +67,7 @@ class _InputsIdentity(Function):
     def backward(ctx, *grads):
         state = ctx.state
         grad_input = state.grad_input(grads)
-        for hook in list(state.module._backward_hooks.values()):
+        for hook in _hooks(state.module, "_backward_hooks"):
             grad_input = _replaced(hook(state.module, grad_input, state.grad_outputs),
                                    grad_input, state.module, "Backward hook", "grad_input")
         return (None, *(grad_input[i] for i in state.input_positions))
@@ -74,13 +82,13 @@ class _OutputsIdentity(Function):
     @staticmethod
     def backward(ctx, *grads):
         state, module = ctx.state, ctx.state.module
-        for hook in list(module._backward_pre_hooks.values()):
+        for hook in _hooks(module, "_backward_pre_hooks"):
             grads = _replaced(hook(module, grads), grads, module, "Backward pre hook",
                               "grad_output")
         state.grad_outputs = grads
         if not state.inputs_wrapped:     # no input needs a gradient: hooks run now
             empty = state.grad_input(())
-            for hook in list(module._backward_hooks.values()):
+            for hook in _hooks(module, "_backward_hooks"):
                 result = hook(module, empty, grads)
                 if result is not None and any(g is not None for g in result):
                     raise RuntimeError("Backward hook for Modules where no input requires "

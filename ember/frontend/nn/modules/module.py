@@ -24,7 +24,8 @@ from ..parameter import Parameter, Buffer
 __all__ = ["Module", "RemovableHandle", "StateDictError", "register_module_forward_pre_hook",
            "register_module_forward_hook", "register_module_buffer_registration_hook",
            "register_module_parameter_registration_hook",
-           "register_module_module_registration_hook"]
+           "register_module_module_registration_hook", "register_module_full_backward_hook",
+           "register_module_full_backward_pre_hook"]
 
 
 class StateDictError(EmberError, RuntimeError):
@@ -389,7 +390,8 @@ class Module:
         if self._compiled_call_impl is not None:
             return self._compiled_call_impl(*args, **kwargs)
         if not (self._forward_hooks or self._forward_pre_hooks or _global_forward_hooks
-                or _global_forward_pre_hooks):
+                or _global_forward_pre_hooks or _global_backward_hooks
+                or _global_backward_pre_hooks):
             return self.forward(*args, **kwargs)
         return self._call_impl(*args, **kwargs)
 
@@ -402,12 +404,19 @@ class Module:
                            compile_fn(self._call_impl, *args, **kwargs))
 
     def _call_impl(self, *args, **kwargs):
+        global_backward = bool(_global_backward_hooks or _global_backward_pre_hooks)
         if not (self._forward_hooks or self._forward_pre_hooks or _global_forward_hooks
-                or _global_forward_pre_hooks):
+                or _global_forward_pre_hooks or global_backward):
             return self.forward(*args, **kwargs)
+        # global backward hooks: this call's tensors pass through the backward-hook
+        # identities (a module with hooks of its own has them installed already)
+        wrap = global_backward and not self.__dict__.get("_backward_hooks_installed")
         result, called = None, set()
         try:
             args, kwargs = self._run_pre_hooks(args, kwargs)
+            if wrap:
+                from .backward_hooks import _wrap_inputs
+                args = _wrap_inputs(self, args) or args
             result = self.forward(*args, **kwargs)
             for hook_id, hook, with_kwargs in self._all_forward_hooks():
                 called.add(hook_id)
@@ -415,8 +424,14 @@ class Module:
                     hook(self, args, result)
                 if hook_result is not None:
                     result = hook_result
+            if wrap:
+                from .backward_hooks import _wrap_outputs
+                wrapped, wrap = _wrap_outputs(self, args, result), False
+                result = result if wrapped is None else wrapped
             return result
         except Exception:
+            if wrap and self.__dict__.get("_backward_hook_calls"):
+                self._backward_hook_calls.pop()
             # hooks registered with always_call=True run even when forward (or an
             # earlier hook) raised, as PyTorch's do; their own errors are only warned
             self._run_always_called_hooks(args, kwargs, result, called)
@@ -1016,6 +1031,26 @@ def register_module_module_registration_hook(hook) -> RemovableHandle:
     registration."""
     handle = RemovableHandle(_global_module_registration_hooks)
     _global_module_registration_hooks[handle.id] = hook
+    return handle
+
+
+_global_backward_pre_hooks: _HookDict = _HookDict()
+_global_backward_hooks: _HookDict = _HookDict()
+
+
+def register_module_full_backward_pre_hook(hook) -> RemovableHandle:
+    """hook(module, grad_output) -> None or a new grad_output, for every module (before
+    the module's own backward pre-hooks)."""
+    handle = RemovableHandle(_global_backward_pre_hooks)
+    _global_backward_pre_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_full_backward_hook(hook) -> RemovableHandle:
+    """hook(module, grad_input, grad_output) -> None or a new grad_input, for every module
+    (before the module's own full backward hooks)."""
+    handle = RemovableHandle(_global_backward_hooks)
+    _global_backward_hooks[handle.id] = hook
     return handle
 
 
