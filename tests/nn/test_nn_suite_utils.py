@@ -261,6 +261,10 @@ def case_pad_and_pack_sequence(torch, nn, F, h):
     unpacked = U.unpack_sequence(p)
     out.append(unpacked)
     out.append(U.unpad_sequence(U.pad_sequence(seqs), torch.tensor([3, 5, 1])))
+    out.append(U.invert_permutation(torch.tensor([2, 0, 1])))
+    out.append(h.raises(lambda: U.pad_sequence(seqs, padding_side="middle"), "padding_side"))
+    out.append(h.raises(lambda: U.pad_sequence([]), "empty list of sequences"))
+    out.append(h.raises(lambda: U.pack_sequence([]), "empty list of sequences"))
     return out
 
 

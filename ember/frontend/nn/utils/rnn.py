@@ -15,6 +15,7 @@ from ....ir import dtypes
 from ....ir.registry import OPS
 from ...factories import tensor
 from ...tensor import Tensor
+from .._functional_common import BadArgument
 
 
 class PackedSequence(NamedTuple):
@@ -164,6 +165,12 @@ def pack_sequence(sequences, enforce_sorted: bool = True) -> PackedSequence:
 def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.0,
                  padding_side: str = "right"):
     """Stack sequences of different lengths (L_i, *) into (T, B, *), padded."""
+    if padding_side not in ("left", "right"):
+        raise BadArgument(f"Expected padding_side to be one of left or right, but got "
+                          f"{padding_side}.")
+    sequences = list(sequences)
+    if not sequences:
+        raise BadArgument("received an empty list of sequences")
     longest = max(int(s.shape[0]) for s in sequences)
     padded = []
     for s in sequences:
@@ -186,3 +193,10 @@ def unpad_sequence(padded_sequences, lengths, batch_first: bool = False) -> list
     if not batch_first:
         padded_sequences = padded_sequences.transpose(0, 1)
     return [seq[:int(n)] for seq, n in zip(padded_sequences, _lengths_list(lengths))]
+
+
+def invert_permutation(permutation):
+    """The permutation that undoes `permutation` (None stays None)."""
+    if permutation is None:
+        return None
+    return tensor(list(np.argsort(permutation.numpy(), kind="stable")))
