@@ -316,6 +316,8 @@ def case_init_fan_in_fan_out(torch, nn, F, h):
     out.append(h.raises(lambda: init.dirac_(torch.empty(2, 2)), "Only tensors with 3, 4, or 5 dimensions"))
     out.append(h.raises(lambda: init.orthogonal_(torch.empty(3)), "Only tensors with 2 or more dimensions"))
     out.append(h.raises(lambda: init.sparse_(torch.empty(2, 2, 2), 0.5), "Only tensors with 2 dimensions"))
+    out.append(h.raises(lambda: init.uniform_(torch.zeros(3, dtype=torch.int64)), "not implemented for"))
+    out.append(h.raises(lambda: init.normal_(torch.zeros(3, dtype=torch.int32)), "not implemented for"))
     return out
 
 
