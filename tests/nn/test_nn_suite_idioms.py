@@ -148,6 +148,19 @@ def case_no_grad_forward_and_inference_mode(torch, nn, F, h):
     return a.requires_grad, b.requires_grad, a, b
 
 
+def case_functional_call(torch, nn, F, h):
+    m = nn.Linear(2, 2)
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        m.bias.zero_()
+    x = torch.ones(1, 2)
+    fc = torch.func.functional_call
+    return (fc(m, {"weight": torch.eye(2)}, (x,)), fc(m, ({"weight": torch.eye(2)}, {"bias": torch.ones(2)}), x),
+            fc(m, {"nope": torch.eye(2)}, (x,)), hasattr(m, "nope"), m.weight,
+            h.raises(lambda: fc(m, {"weight": torch.eye(2)}, (x,), strict=True),
+                     "Error(s) in reparametrizing for Linear", "Missing key(s): 'bias'"))
+
+
 cases = cases_of(globals())
 
 
