@@ -231,6 +231,11 @@ def case_call_without_forward(torch, nn, F, h):
     return h.raises(lambda: nn.Module()(torch.ones(1)), "forward")
 
 
+def case_unexpected_constructor_arguments(torch, nn, F, h):
+    return (h.raises(lambda: nn.Tanh(inplace=True), "unexpected keyword argument 'inplace'"),
+            h.raises(lambda: nn.Module(3), "positional argument"))
+
+
 def case_state_dict_order_and_keep_vars(torch, nn, F, h):
     m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Linear(2, 2))
     sd = m.state_dict()
