@@ -39,11 +39,21 @@ def _check_strict(module, mapping: dict) -> None:
                                                           module.named_buffers()}
     missing, unexpected = sorted(expected - set(mapping)), sorted(set(mapping) - expected)
     if missing or unexpected:
+        lines = ([f"Missing key(s): {', '.join(repr(k) for k in missing)}."] if missing else []) \
+            + ([f"Unexpected key(s): {', '.join(repr(k) for k in unexpected)}."]
+               if unexpected else [])
         raise RuntimeError(f"functional_call got missing keys {missing} and unexpected "
-                           f"keys {unexpected}")
+                           f"keys {unexpected}: Error(s) in reparametrizing for "
+                           f"{type(module).__name__}:\n\t" + "\n\t".join(lines))
+
+
+_ABSENT = object()
 
 
 def _owner(module, name: str):
+    """(the dict holding `name`, its key): the parameter or buffer table, or else the
+    module's plain attributes (PyTorch's non-strict call sets an unknown name as an
+    attribute for the call)."""
     *path, leaf = name.split(".")
     for part in path:
         module = getattr(module, part)
@@ -51,8 +61,7 @@ def _owner(module, name: str):
         return module._parameters, leaf
     if leaf in module._buffers:
         return module._buffers, leaf
-    raise AttributeError(f"functional_call: {type(module).__name__} has no parameter or "
-                         f"buffer named {name!r}")
+    return module.__dict__, leaf
 
 
 @contextlib.contextmanager
@@ -61,12 +70,15 @@ def _swapped(module, mapping: dict):
     try:
         for name, value in mapping.items():
             table, leaf = _owner(module, name)
-            saved.append((table, leaf, table[leaf]))
+            saved.append((table, leaf, table.get(leaf, _ABSENT)))
             table[leaf] = value
         yield
     finally:
         for table, leaf, old in reversed(saved):
-            table[leaf] = old
+            if old is _ABSENT:
+                del table[leaf]
+            else:
+                table[leaf] = old
 
 
 def stack_module_state(models) -> tuple[dict, dict]:

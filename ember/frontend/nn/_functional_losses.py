@@ -50,8 +50,15 @@ def _where(cond, a, b):
 
 def _check_same_shape(name: str, input, target) -> None:
     if list(input.shape) != list(target.shape):
-        raise ShapeError(f"{name}: target shape {list(target.shape)} must match input shape "
-                         f"{list(input.shape)}")
+        t, i = list(target.shape), list(input.shape)
+        detail = {   # PyTorch's words, which code written for it matches
+            "binary_cross_entropy": f"Using a target size ({t}) that is different to the "
+                                    f"input size ({i}) is deprecated. Please ensure they "
+                                    "have the same size.",
+            "binary_cross_entropy_with_logits": f"Target size ({t}) must be the same as "
+                                                f"input size ({i})",
+        }.get(name, f"target shape {t} must match input shape {i}")
+        raise ShapeError(f"{name}: {detail}")
 
 
 def _check_weight_dtype(name: str, input, weight) -> None:

@@ -206,6 +206,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
     size = _pair(output_size)
+    if len(size) != 2:
+        raise ShapeError("adaptive_avg_pool2d: output_size must be 2")
     size = [input.shape[-2 + i] if s is None else s for i, s in enumerate(size)]
     if _has("adaptive_avg_pool2d"):
         return OPS["adaptive_avg_pool2d"](input, size)
@@ -356,6 +358,11 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
+    from ._functional_common import maybe_inplace
+    return maybe_inplace(input, inplace, lambda x: _dropout_values(x, p, training))
+
+
+def _dropout_values(input: Tensor, p: float, training: bool) -> Tensor:
     if _has("dropout"):
         return OPS["dropout"](input, p, training)
     from ..random import numpy_rng
@@ -397,8 +404,12 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def pad(input: Tensor, pad: list[int], mode: str = "constant", value=None) -> Tensor:
-    if len(pad) % 2 or len(pad) // 2 > input.ndim:
-        raise ShapeError(f"pad: padding length must be even and at most 2*ndim, got {pad}")
+    if len(pad) % 2:
+        raise ShapeError("Padding length must be divisible by 2")
+    if len(pad) // 2 > input.ndim:
+        raise ShapeError("Padding length should be less than or equal to two times the input "
+                         f"dimension but got padding length {len(pad)} and input of dimension "
+                         f"{input.ndim}")
     if mode == "constant":
         if _has("constant_pad_nd"):
             return OPS["constant_pad_nd"](input, list(pad), 0.0 if value is None else value)

@@ -38,11 +38,18 @@ def _fill_(tensor: Tensor, values) -> Tensor:
     return tensor
 
 
+def _need_floating(name: str, tensor: Tensor) -> None:
+    """PyTorch's random fills refuse integer tensors (NotImplementedError there)."""
+    if not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+        raise NotImplementedError(f"nn.init.{name}: not implemented for {tensor.dtype} "
+                                  "(a floating point tensor is needed)")
+
+
 def calculate_gain(nonlinearity: str, param=None) -> float:
     linear_fns = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
                   "conv_transpose2d", "conv_transpose3d"]
     if nonlinearity in linear_fns or nonlinearity == "sigmoid":
-        return 1.0
+        return 1       # an int, as PyTorch's
     if nonlinearity == "tanh":
         return 5.0 / 3
     if nonlinearity == "relu":
@@ -80,11 +87,13 @@ def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
 
 @_no_data_on_meta
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
+    _need_floating("uniform_", tensor)
     return _fill_(tensor, numpy_rng(generator).uniform(a, b, tuple(tensor.shape)))
 
 
 @_no_data_on_meta
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
+    _need_floating("normal_", tensor)
     return _fill_(tensor, numpy_rng(generator).normal(mean, std, tuple(tensor.shape)))
 
 

@@ -172,7 +172,8 @@ def _check_conv(input, weight, bias, p: ConvParams, what="conv"):
         need, out_ch = weight.shape[1] * g, weight.shape[0]
         if weight.shape[0] % g:
             raise ShapeError(f"expected weight {_shape(weight.shape)} to have out_channels "
-                             f"divisible by groups={g}")
+                             f"divisible by groups={g} (Given groups={g}, expected weight to "
+                             f"be divisible by {g} at dimension 0)")
     if c != need:
         raise ShapeError(f"expected input with {need} channels (weight {_shape(weight.shape)}, "
                          f"groups={g}), got input {_shape(input.shape)}")

@@ -489,6 +489,10 @@ masked_fill = defop(
 _NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+class _PadModeError(ShapeError, NotImplementedError):
+    """An unknown pad mode: PyTorch's NotImplementedError, and ember's ShapeError."""
+
+
 def _pad_shape(self, pad, mode):
     if len(pad) % 2:
         raise ShapeError("Padding length must be divisible by 2")
@@ -497,7 +501,7 @@ def _pad_shape(self, pad, mode):
                          f"dimension but got padding length {len(pad)} and input of dimension "
                          f"{self.ndim}")
     if mode not in ("constant", *_NP_MODES):
-        raise ShapeError(f"Unrecognised padding mode {mode}")
+        raise _PadModeError(f"Unrecognised padding mode {mode}")
     shape = list(self.shape)
     for i in range(len(pad) // 2):
         d = self.ndim - 1 - i

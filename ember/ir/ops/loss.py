@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, EmberIndexError, ShapeError
 from ..meta import TensorMeta
 from ..registry import Tag, defop
 from . import samples as S
@@ -223,6 +223,7 @@ def _class_loss_ref(logits):
             if reduction == "mean":
                 return np.sum(loss) / (x.size / c) if x.size else np.asarray(np.nan, x.dtype)
             return _reduce_np(loss, reduction)
+        _check_targets_in_range(target, ignore_index, c)
         if weight is None and ls == 0 and reduction in ("mean", "sum"):
             picked = _picked_log_probs(lsm, target, ignore_index, c, cd)
             if picked is not None:          # (None: a target out of range)
@@ -237,6 +238,14 @@ def _class_loss_ref(logits):
                 np.asarray(np.nan, x.dtype)
         return _reduce_np(loss, reduction)
     return ref
+
+
+def _check_targets_in_range(target, ignore_index, c) -> None:
+    """PyTorch's IndexError for a class index outside [0, C) (ignore_index aside): a
+    silently dropped term would be a wrong loss."""
+    bad = target[(target != ignore_index) & ((target < 0) | (target >= c))]
+    if bad.size:
+        raise EmberIndexError(f"Target {int(bad.flat[0])} is out of bounds.")
 
 
 def _picked_log_probs(lsm, target, ignore_index, c, cd):

@@ -197,11 +197,18 @@ def _one_hot_meta(self, num_classes):
     return TensorMeta(tuple(self.shape) + (num_classes,), dtypes.int64, str(self.device))
 
 
+class _ClassValueError(EmberIndexError, RuntimeError):
+    """one_hot's class values outside [0, num_classes)."""
+
+
 def _np_one_hot(x, num_classes):
     if num_classes < 0:
         num_classes = int(x.max()) + 1 if x.size else 0
-    if x.size and (x.min() < 0 or x.max() >= num_classes):
-        raise EmberIndexError("Class values must be non-negative and smaller than num_classes.")
+    # PyTorch raises RuntimeError; an IndexError too, as these were
+    if x.size and x.min() < 0:
+        raise _ClassValueError("Class values must be non-negative.")
+    if x.size and x.max() >= num_classes:
+        raise _ClassValueError("Class values must be smaller than num_classes.")
     return (x[..., None] == np.arange(num_classes)).astype(np.int64)
 
 

@@ -136,7 +136,7 @@ def _max_pool_ref(nd):
         lead = x.shape[:-nd]
         xc = opmath_arrays(x)[0]
         xp = _pad_pool(flat_planes(xc, nd), p, lowest(xc.dtype))
-        win = _pool_windows(xp, p).reshape(xp.shape[:1] + p.out + (-1,))
+        win = _pool_windows(xp, p).reshape(xp.shape[:1] + p.out + (math.prod(p.k),))
         arg = np.argmax(win, axis=-1)
         vals = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
         taps = np.unravel_index(arg, p.k)

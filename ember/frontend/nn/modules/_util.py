@@ -5,10 +5,21 @@ from __future__ import annotations
 import math
 
 from ....ir import dtypes
-from ....ir.errors import ShapeError
+from ....ir.errors import EmberError, ShapeError
 from ...factories import empty
 from ...tensor import Tensor
 from ..parameter import Parameter
+
+
+class ArgumentError(EmberError, ValueError, AssertionError):
+    """A layer argument PyTorch rejects with an assert (Embedding's padding_idx, a
+    pretrained weight's shape): catchable as the AssertionError PyTorch raises and as
+    the ValueError it is."""
+
+
+class ShapeAssertion(ShapeError, AssertionError):
+    """A shape PyTorch checks with an assert (MultiheadAttention's embedding size): an
+    AssertionError as there, and ember's ShapeError (ValueError, RuntimeError)."""
 
 
 def new_param(*shape, dtype=None) -> Parameter:

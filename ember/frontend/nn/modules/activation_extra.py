@@ -48,9 +48,15 @@ class _InplaceActivation(Module):
 class Hardswish(_InplaceActivation):
     function = staticmethod(F.hardswish)
 
+    def extra_repr(self) -> str:
+        return ""       # PyTorch's repr leaves inplace out for this one
+
 
 class Hardsigmoid(_InplaceActivation):
     function = staticmethod(F.hardsigmoid)
+
+    def extra_repr(self) -> str:
+        return ""       # PyTorch's repr leaves inplace out for this one
 
 
 class SELU(_InplaceActivation):

@@ -49,6 +49,14 @@ def _replaced(result, grads: tuple, module, hook_kind: str, what: str) -> tuple:
     return result
 
 
+def _hooks(module, kind: str) -> list:
+    """The global hooks of `kind` (register_module_full_backward_*), then the module's."""
+    from . import module as module_py
+    everywhere = module_py._global_backward_hooks if kind == "_backward_hooks" else \
+        module_py._global_backward_pre_hooks
+    return list(everywhere.values()) + list(module.__dict__.get(kind, {}).values())
+
+
 class _InputsIdentity(Function):
     @staticmethod
     def forward(ctx, state, *tensors):
@@ -59,7 +67,7 @@ class _InputsIdentity(Function):
     def backward(ctx, *grads):
         state = ctx.state
         grad_input = state.grad_input(grads)
-        for hook in list(state.module._backward_hooks.values()):
+        for hook in _hooks(state.module, "_backward_hooks"):
             grad_input = _replaced(hook(state.module, grad_input, state.grad_outputs),
                                    grad_input, state.module, "Backward hook", "grad_input")
         return (None, *(grad_input[i] for i in state.input_positions))
@@ -74,13 +82,13 @@ class _OutputsIdentity(Function):
     @staticmethod
     def backward(ctx, *grads):
         state, module = ctx.state, ctx.state.module
-        for hook in list(module._backward_pre_hooks.values()):
+        for hook in _hooks(module, "_backward_pre_hooks"):
             grads = _replaced(hook(module, grads), grads, module, "Backward pre hook",
                               "grad_output")
         state.grad_outputs = grads
         if not state.inputs_wrapped:     # no input needs a gradient: hooks run now
             empty = state.grad_input(())
-            for hook in list(module._backward_hooks.values()):
+            for hook in _hooks(module, "_backward_hooks"):
                 result = hook(module, empty, grads)
                 if result is not None and any(g is not None for g in result):
                     raise RuntimeError("Backward hook for Modules where no input requires "
@@ -112,6 +120,10 @@ def _wrap_outputs(module, args, output):
     if not is_grad_enabled():
         return None
     single = isinstance(output, Tensor)
+    if not (single or isinstance(output, (tuple, list))):
+        import warnings
+        warnings.warn("For backward hooks to be called, module output should be a Tensor or a "
+                      f"tuple of Tensors but received {type(output)}")
     items = [output] if single else list(output) if isinstance(output, (tuple, list)) else []
     positions = [i for i, o in enumerate(items) if isinstance(o, Tensor) and o.requires_grad]
     if not positions:
@@ -125,9 +137,12 @@ def _wrap_outputs(module, args, output):
 def install(module) -> None:
     """Give `module` its hook dicts and, once, the pair of forward hooks that wrap calls."""
     from .module import _HookDict
-    if "_backward_hooks" in module.__dict__:
+    if module.__dict__.get("_backward_hooks_installed"):
         return
-    object.__setattr__(module, "_backward_hooks", _HookDict())
-    object.__setattr__(module, "_backward_pre_hooks", _HookDict())
+    object.__setattr__(module, "_backward_hooks_installed", True)
+    for name in ("_backward_hooks", "_backward_pre_hooks"):
+        if name not in module.__dict__:       # a module built without Module.__init__
+            object.__setattr__(module, name, _HookDict())
+    object.__setattr__(module, "_is_full_backward_hook", True)
     module.register_forward_pre_hook(_wrap_inputs)
     module.register_forward_hook(_wrap_outputs, prepend=True, always_call=True)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from itertools import islice
 
+from ...tensor import Tensor
 from ..parameter import Parameter
 from .module import Module, _addindent
 
@@ -30,6 +32,13 @@ class _ModuleSequence(Module):
     def append(self, module: Module):
         self.add_module(str(len(self)), module)
         return self
+
+    def pop(self, key=-1):
+        """Removes and returns the module at index `key` (a slice: a container of them);
+        the rest are numbered 0..n-1 again."""
+        value = self[key]
+        del self[key]
+        return value
 
 
 class Sequential(_ModuleSequence):
@@ -72,6 +81,34 @@ class Sequential(_ModuleSequence):
             self.append(layer)
         return self
 
+    def __add__(self, other) -> "Sequential":
+        if not isinstance(other, Sequential):
+            raise ValueError("add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        return Sequential(*self, *other)
+
+    def __iadd__(self, other) -> "Sequential":
+        if not isinstance(other, Sequential):
+            raise ValueError("add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        return self.extend(list(other))
+
+    def _repeated(self, times) -> list:
+        if not isinstance(times, int):
+            raise TypeError(f"unsupported operand type(s) for *: {type(self)} and "
+                            f"{type(times)}")
+        if times <= 0:
+            raise ValueError(f"Non-positive multiplication factor {times} for {type(self)}")
+        return list(self) * times
+
+    def __mul__(self, times) -> "Sequential":
+        return Sequential(*self._repeated(times))
+
+    __rmul__ = __mul__
+
+    def __imul__(self, times) -> "Sequential":
+        return self.extend(self._repeated(times)[len(self):])
+
     def insert(self, index: int, module: Module) -> "Sequential":
         modules = list(self._modules.values())
         modules.insert(index if index >= 0 else index + len(modules), module)
@@ -113,7 +150,13 @@ class ModuleList(_ModuleSequence):
     def __iadd__(self, modules) -> "ModuleList":
         return self.extend(modules)
 
+    def __add__(self, other) -> "ModuleList":
+        return ModuleList([*self, *other])
+
     def extend(self, modules) -> "ModuleList":
+        if not isinstance(modules, Iterable):
+            raise TypeError("ModuleList.extend should be called with an iterable, but got "
+                            + type(modules).__name__)
         offset = len(self)
         for i, module in enumerate(modules):
             self.add_module(str(offset + i), module)
@@ -170,6 +213,28 @@ class _DictMethods:
         return self._entries().values()
 
 
+def _update_pairs(container, pairs):
+    """(key, value) pairs of a mapping or an iterable of pairs, checked as dict.update
+    checks them (PyTorch's messages, naming the container class)."""
+    name = type(container).__name__
+    if hasattr(pairs, "items") and hasattr(pairs, "keys"):
+        return list(pairs.items())
+    if not isinstance(pairs, Iterable):
+        raise TypeError(f"{name}.update should be called with an iterable of key/value "
+                        f"pairs, but got {type(pairs).__name__}")
+    out = []
+    for j, pair in enumerate(pairs):
+        if not isinstance(pair, Iterable):
+            raise TypeError(f"{name} update sequence element #{j} should be Iterable; is "
+                            f"{type(pair).__name__}")
+        pair = tuple(pair)
+        if len(pair) != 2:
+            raise ValueError(f"{name} update sequence element #{j} has length {len(pair)}; "
+                             "2 is required")
+        out.append(pair)
+    return out
+
+
 class ModuleDict(_DictMethods, Module):
     def __init__(self, modules=None) -> None:
         super().__init__()
@@ -195,25 +260,39 @@ class ModuleDict(_DictMethods, Module):
         self._modules.clear()
 
     def update(self, modules) -> None:
-        items = modules.items() if hasattr(modules, "items") else modules
-        for key, module in items:
+        for key, module in _update_pairs(self, modules):
             self[key] = module
 
 
 class ParameterList(Module):
+    """A list of Parameters under the keys 0..n-1 (plain tensors become Parameters; other
+    objects are kept as attributes, as in PyTorch)."""
+
     def __init__(self, values=None) -> None:
         super().__init__()
         self._size = 0
         if values is not None:
-            self.extend(values)
+            self += values
 
-    def __getitem__(self, idx: int):
-        idx = operator.index(idx) % max(self._size, 1)
-        return getattr(self, str(idx))
+    def _key(self, idx) -> str:
+        idx = operator.index(idx)
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"index {idx} is out of range")
+        return str(idx % len(self))
 
-    def __setitem__(self, idx: int, param) -> None:
-        idx = operator.index(idx) % max(self._size, 1)
-        setattr(self, str(idx), param if isinstance(param, Parameter) else Parameter(param))
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            out = self.__class__()
+            for i in range(*idx.indices(len(self))):
+                out.append(self[i])
+            return out
+        return getattr(self, self._key(idx))
+
+    def __setitem__(self, idx, param) -> None:
+        key = self._key(idx)
+        if isinstance(param, Tensor) and not isinstance(param, Parameter):
+            param = Parameter(param)
+        setattr(self, key, param)
 
     def __len__(self) -> int:
         return self._size
@@ -221,39 +300,148 @@ class ParameterList(Module):
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def __iadd__(self, parameters) -> "ParameterList":
+        return self.extend(parameters)
+
+    def __dir__(self):
+        return [k for k in super().__dir__() if not k.isdigit()]
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("ParameterList should not be called.")
+
     def append(self, value) -> "ParameterList":
         self._size += 1
         self[self._size - 1] = value
         return self
 
     def extend(self, values) -> "ParameterList":
+        if not isinstance(values, Iterable) or isinstance(values, Tensor):
+            raise TypeError("ParameterList.extend should be called with an iterable, but got "
+                            + type(values).__name__)
         for v in values:
             self.append(v)
         return self
 
     def extra_repr(self) -> str:
-        lines = [f"({i}): Parameter containing: [{p.dtype} of size {'x'.join(map(str, p.shape))}]"
-                 for i, p in enumerate(self)]
-        return "\n".join(lines)
+        return "\n".join(f"  ({k}): {_entry_repr(p, str(p.dtype) if isinstance(p, Tensor) else '')}"
+                         for k, p in enumerate(self))
 
 
-class ParameterDict(_DictMethods, Module):
+def _entry_repr(value, type_text: str) -> str:
+    """How ParameterList / ParameterDict print one entry (PyTorch's form)."""
+    if not isinstance(value, Tensor):
+        return f"Object of type: {type(value).__name__}"
+    kind = "Parameter" if isinstance(value, Parameter) else "Tensor"
+    size = "x".join(str(n) for n in value.shape)
+    device = f" ({value.device})" if value.device.type not in ("cpu", "meta") else ""
+    return f"{kind} containing: [{type_text} of size {size}{device}]"
+
+
+class ParameterDict(Module):
+    """An ordered dict of Parameters, each also an attribute named by its key (plain
+    tensors become Parameters; other objects are kept as attributes, as in PyTorch)."""
+
     def __init__(self, parameters=None) -> None:
         super().__init__()
+        self._keys: dict = {}
         if parameters is not None:
             self.update(parameters)
 
-    def __getitem__(self, key: str):
-        return self._parameters[key]
+    @staticmethod
+    def _key_to_attr(key) -> str:
+        if not isinstance(key, str):
+            raise TypeError("Index given to ParameterDict cannot be used as a key as it is not "
+                            f"a string (type is '{type(key).__name__}'). Open an issue on "
+                            "github if you need non-string keys.")
+        return key
 
-    def __setitem__(self, key: str, value) -> None:
-        self.register_parameter(key, value if isinstance(value, Parameter) else Parameter(value))
+    def __getitem__(self, key):
+        return getattr(self, self._key_to_attr(key))
 
-    def _entries(self) -> dict:
-        return self._parameters
+    def __setitem__(self, key, value) -> None:
+        self._keys[key] = None
+        if isinstance(value, Tensor) and not isinstance(value, Parameter):
+            value = Parameter(value)
+        setattr(self, self._key_to_attr(key), value)
 
+    def __delitem__(self, key) -> None:
+        del self._keys[key]
+        delattr(self, self._key_to_attr(key))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __reversed__(self):
+        return reversed(list(self._keys))
+
+    def __contains__(self, key) -> bool:
+        return key in self._keys
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("ParameterDict should not be called.")
+
+    def copy(self) -> "ParameterDict":
+        return ParameterDict(OrderedDict((k, self[k]) for k in self._keys))
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def clear(self) -> None:
+        for k in list(self._keys):
+            del self[k]
+
+    def pop(self, key):
+        value = self[key]
+        del self[key]
+        return value
+
+    def popitem(self):
+        key = list(self._keys)[-1]
+        value = self[key]
+        del self[key]
+        return key, value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def fromkeys(self, keys, default=None) -> "ParameterDict":
+        return ParameterDict((k, default) for k in keys)
+
+    def keys(self):
+        return self._keys.keys()
+
+    def items(self):
+        return ((k, self[k]) for k in self._keys)
+
+    def values(self):
+        return (self[k] for k in self._keys)
 
     def update(self, parameters) -> None:
-        items = parameters.items() if hasattr(parameters, "items") else parameters
-        for key, value in items:
+        pairs = _update_pairs(self, parameters)
+        if isinstance(parameters, Mapping) and not isinstance(parameters, OrderedDict):
+            pairs = sorted(pairs)   # PyTorch's order for a plain dict
+        for key, value in pairs:
             self[key] = value
+
+    def __or__(self, other: "ParameterDict") -> "ParameterDict":
+        out = self.copy()
+        out.update(other)
+        return out
+
+    def __ror__(self, other: "ParameterDict") -> "ParameterDict":
+        out = other.copy()
+        out.update(self)
+        return out
+
+    def __ior__(self, other: "ParameterDict") -> "ParameterDict":
+        self.update(other)
+        return self
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"  ({k}): {_entry_repr(p, p.type() if isinstance(p, Tensor) else '')}"
+                         for k, p in self.items())

@@ -17,8 +17,7 @@ class _ConvNd(Module):
                  device=None, dtype=None) -> None:
         super().__init__()
         n = self._dims
-        if in_channels % groups or out_channels % groups:
-            raise ValueError("in_channels and out_channels must be divisible by groups")
+        _check_arguments(in_channels, out_channels, groups, padding, ntuple(stride, n))
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"padding_mode must be one of ['zeros', 'reflect', 'replicate', "
                              f"'circular'], but got padding_mode='{padding_mode}'")
@@ -64,9 +63,17 @@ class _ConvNd(Module):
         n = self._dims
         if checkable(input) and (input.ndim not in (n + 1, n + 2) or
                                                           input.shape[-n - 1] != self.in_channels):
+            shape = list(input.shape)
+            name = f"conv{'_transpose' if self._transposed else ''}{n}d"
+            torch_words = (   # what PyTorch says, which code written for it matches
+                f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to {name}, but "
+                f"got input of size: {shape}" if input.ndim not in (n + 1, n + 2) else
+                f"Given groups={self.groups}, weight of size {list(self.weight.shape)}, "
+                f"expected input{shape} to have {self.in_channels} channels, but got "
+                f"{input.shape[-n - 1]} channels instead")
             raise ShapeError(f"{self!r}: expected input of shape [N, {self.in_channels}, "
                              f"{', '.join('*' * n)}] or [{self.in_channels}, "
-                             f"{', '.join('*' * n)}], got {list(input.shape)}")
+                             f"{', '.join('*' * n)}], got {shape} ({torch_words})")
 
     def extra_repr(self) -> str:
         s = "{in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}"
@@ -90,9 +97,13 @@ class Conv1d(_ConvNd):
 
     def forward(self, input):
         self._check_input(input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+    def _conv_forward(self, input, weight, bias):
+        """PyTorch's hook for subclasses that convolve with another weight (weight
+        standardization, ...): this layer's padding, stride, dilation and groups."""
         input, padding = self._padded(input)
-        return F.conv1d(input, self.weight, self.bias, self.stride, padding, self.dilation,
-                        self.groups)
+        return F.conv1d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
 class Conv2d(_ConvNd):
@@ -100,9 +111,13 @@ class Conv2d(_ConvNd):
 
     def forward(self, input):
         self._check_input(input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+    def _conv_forward(self, input, weight, bias):
+        """PyTorch's hook for subclasses that convolve with another weight (weight
+        standardization, ...): this layer's padding, stride, dilation and groups."""
         input, padding = self._padded(input)
-        return F.conv2d(input, self.weight, self.bias, self.stride, padding, self.dilation,
-                        self.groups)
+        return F.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
 class Conv3d(_ConvNd):
@@ -110,9 +125,29 @@ class Conv3d(_ConvNd):
 
     def forward(self, input):
         self._check_input(input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+    def _conv_forward(self, input, weight, bias):
+        """PyTorch's hook for subclasses that convolve with another weight (weight
+        standardization, ...): this layer's padding, stride, dilation and groups."""
         input, padding = self._padded(input)
-        return F.conv3d(input, self.weight, self.bias, self.stride, padding, self.dilation,
-                        self.groups)
+        return F.conv3d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+
+def _check_arguments(in_channels, out_channels, groups, padding, stride) -> None:
+    """PyTorch's constructor checks, in its order and words."""
+    if groups <= 0:
+        raise ValueError("groups must be a positive integer")
+    if in_channels % groups != 0:
+        raise ValueError("in_channels must be divisible by groups")
+    if out_channels % groups != 0:
+        raise ValueError("out_channels must be divisible by groups")
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of "
+                             "{'valid', 'same'}")
+        if padding == "same" and any(s != 1 for s in stride):
+            raise ValueError("padding='same' is not supported for strided convolutions")
 
 
 class _ConvTransposeNd(_ConvNd):

@@ -3,7 +3,8 @@ intermediate of an Embedding followed by a reduction. Row padding_idx starts at 
 from __future__ import annotations
 
 from .. import functional as F, init
-from ._util import new_param
+from ._util import ArgumentError, new_param
+from .sparse import _pretrained_weight
 from .module import Module
 
 
@@ -15,20 +16,17 @@ class EmbeddingBag(Module):
         super().__init__()
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError("padding_idx must be within num_embeddings")
+                raise ArgumentError("padding_idx must be within num_embeddings")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.max_norm, self.norm_type = max_norm, norm_type
         self.scale_grad_by_freq, self.mode, self.sparse = scale_grad_by_freq, mode, sparse
         self.include_last_offset, self.padding_idx = include_last_offset, padding_idx
-        self.weight = new_param(num_embeddings, embedding_dim, dtype=dtype)
         if _weight is None:
+            self.weight = new_param(num_embeddings, embedding_dim, dtype=dtype)
             self.reset_parameters()
         else:
-            if list(_weight.shape) != [num_embeddings, embedding_dim]:
-                raise ValueError("Shape of weight does not match num_embeddings and "
-                                 "embedding_dim")
-            init._fill_(self.weight, _weight.detach()._array)
+            self.weight = _pretrained_weight(_weight, num_embeddings, embedding_dim, False)
 
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
@@ -61,7 +59,7 @@ class EmbeddingBag(Module):
                         mode: str = "mean", sparse: bool = False,
                         include_last_offset: bool = False, padding_idx=None):
         if embeddings.ndim != 2:
-            raise ValueError("Embeddings parameter is expected to be 2-dimensional")
+            raise ArgumentError("Embeddings parameter is expected to be 2-dimensional")
         rows, cols = embeddings.shape
         bag = cls(rows, cols, max_norm, norm_type, scale_grad_by_freq, mode, sparse,
                   embeddings, include_last_offset, padding_idx)

@@ -5,6 +5,7 @@ and the module becomes that class (`cls_to_become`), so everything after is ordi
 """
 from __future__ import annotations
 
+from ....ir.errors import EmberError
 from ..parameter import Parameter
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .linear import Linear
@@ -13,10 +14,26 @@ from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .normalization_extra import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 
 
+_SHAPE_UNKNOWN = ("Can't access the shape of an uninitialized parameter or buffer. This error "
+                  "usually happens in `load_state_dict` when trying to load an uninitialized "
+                  "parameter into an initialized one. Call `forward` to initialize the "
+                  "parameters before accessing their attributes.")
+
+
+class UninitializedError(EmberError, RuntimeError, ValueError):
+    """Using a lazy layer's parameter before its first input (PyTorch raises RuntimeError
+    for its shape, ValueError for computing with it; this is both)."""
+
+
 class UninitializedParameter(Parameter):
     """A parameter whose shape is not known yet (a lazy module's, before its first input)."""
 
     cls_to_become = Parameter
+    _uninitialized = True          # state_dict keeps it as is (no detach to a plain tensor)
+
+    @property
+    def shape(self):
+        raise UninitializedError(_SHAPE_UNKNOWN)
 
     def __repr__(self) -> str:
         return "<UninitializedParameter>"
@@ -29,8 +46,14 @@ class UninitializedParameter(Parameter):
 class UninitializedBuffer(Parameter):
     """A buffer whose shape is not known yet."""
 
+    _uninitialized = True
+
     def __repr__(self) -> str:
         return "<UninitializedBuffer>"
+
+    @property
+    def shape(self):
+        raise UninitializedError(_SHAPE_UNKNOWN)
 
 
 class LazyModuleMixin:
@@ -57,6 +80,7 @@ class LazyModuleMixin:
             probe = fn(zeros(()))
             if probe.dtype.is_floating_point:
                 self._lazy_arguments["dtype"] = probe.dtype
+                self.__dict__.pop("_lazy_template", None)
             return self
         return Module._apply(self, fn, recurse)
 
@@ -87,10 +111,40 @@ class LazyModuleMixin:
         return Module._load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                                             missing_keys, unexpected_keys, error_msgs)
 
+    def _template(self):
+        """The real class built with the unknown size 0: its attributes (`in_features`
+        is 0, as PyTorch's) and repr before the first input. Built once, without moving
+        the random stream (printing a model must not change the numbers drawn next)."""
+        template = self.__dict__.get("_lazy_template")
+        if template is None:
+            from ...random import get_rng_state, set_rng_state
+            state = get_rng_state()
+            try:
+                template = self.cls_to_become(0, **self._lazy_arguments)
+            finally:
+                set_rng_state(state)
+            object.__setattr__(self, "_lazy_template", template)
+        return template
+
+    def __getattr__(self, name: str):
+        try:
+            return Module.__getattr__(self, name)
+        except AttributeError:
+            if name.startswith("_") or "_lazy_arguments" not in self.__dict__:
+                raise
+            try:
+                template = self._template()
+            except Exception:  # noqa: BLE001 - a class that cannot be built with size 0
+                raise AttributeError(f"'{type(self).__name__}' object has no attribute "
+                                     f"'{name}'") from None
+            if name in template.__dict__:
+                return template.__dict__[name]
+            raise
+
     def extra_repr(self) -> str:
         # PyTorch's: the real module's text with the unknown size shown as 0
         try:
-            return self.cls_to_become(0, **self._lazy_arguments).extra_repr()
+            return self._template().extra_repr()
         except Exception:  # noqa: BLE001 - a class that cannot be built with size 0
             return ", ".join(f"{k}={v}" for k, v in self._lazy_arguments.items())
 

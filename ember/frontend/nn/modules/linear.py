@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ....ir.errors import ShapeError
 from .. import functional as F, init
 from ._util import checkable, kaiming_init, weight_and_bias
@@ -32,9 +34,13 @@ class Linear(Module):
 
     def forward(self, input):
         if checkable(input) and (input.ndim == 0 or input.shape[-1] != self.in_features):
+            rows = int(np.prod(input.shape[:-1])) if input.ndim else 1
+            cols = input.shape[-1] if input.ndim else 0
             raise ShapeError(f"Linear(in_features={self.in_features}, out_features="
                              f"{self.out_features}): expected input with last dimension "
-                             f"{self.in_features}, got {list(input.shape)}")
+                             f"{self.in_features}, got {list(input.shape)} (mat1 and mat2 "
+                             f"shapes cannot be multiplied ({rows}x{cols} and "
+                             f"{self.in_features}x{self.out_features}))")
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:

@@ -21,7 +21,11 @@ from ...tensor import Tensor
 from ...autograd import no_grad
 from ..parameter import Parameter, Buffer
 
-__all__ = ["Module", "RemovableHandle", "StateDictError"]
+__all__ = ["Module", "RemovableHandle", "StateDictError", "register_module_forward_pre_hook",
+           "register_module_forward_hook", "register_module_buffer_registration_hook",
+           "register_module_parameter_registration_hook",
+           "register_module_module_registration_hook", "register_module_full_backward_hook",
+           "register_module_full_backward_pre_hook"]
 
 
 class StateDictError(EmberError, RuntimeError):
@@ -69,6 +73,28 @@ def _weakrefable(d) -> bool:
 
 class _HookDict(OrderedDict):
     """An OrderedDict that weakref can point at (plain dicts cannot)."""
+
+
+class _HookWithModule:
+    """hook(module, *args) called as hook(*args): holds the module weakly (a hook must not
+    keep its module alive) and pickles with it (a plain closure would not)."""
+
+    def __init__(self, hook, module):
+        self.hook = hook
+        self.module = weakref.ref(module)
+
+    def __call__(self, *args, **kwargs):
+        module = self.module()
+        if module is None:
+            raise RuntimeError("You are trying to call the hook of a dead Module!")
+        return self.hook(module, *args, **kwargs)
+
+    def __getstate__(self):
+        return {"hook": self.hook, "module": self.module()}
+
+    def __setstate__(self, state):
+        self.hook = state["hook"]
+        self.module = weakref.ref(state["module"])
 
 
 def _addindent(s: str, num_spaces: int) -> str:
@@ -133,8 +159,12 @@ class Module:
     call_super_init: bool = False
 
     def __init__(self, *args, **kwargs) -> None:
-        if args or kwargs:
-            raise TypeError(f"{type(self).__name__}.__init__() got unexpected arguments")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword "
+                            f"argument '{next(iter(kwargs))}'")
+        if args:
+            raise TypeError(f"{type(self).__name__}.__init__() takes 1 positional argument "
+                            f"but {len(args) + 1} were given")
         sa = object.__setattr__
         sa(self, "training", True)
         sa(self, "_parameters", OrderedDict())
@@ -148,6 +178,13 @@ class Module:
         sa(self, "_forward_pre_hooks_with_kwargs", {})
         sa(self, "_state_dict_hooks", _HookDict())
         sa(self, "_load_state_dict_pre_hooks", _HookDict())
+        # the rest of PyTorch's per-module hook dicts: code reads them directly
+        # (`if module._backward_hooks:`, `m._state_dict_pre_hooks.clear()`)
+        sa(self, "_backward_pre_hooks", _HookDict())
+        sa(self, "_backward_hooks", _HookDict())
+        sa(self, "_is_full_backward_hook", None)
+        sa(self, "_state_dict_pre_hooks", _HookDict())
+        sa(self, "_load_state_dict_post_hooks", _HookDict())
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -178,7 +215,8 @@ class Module:
                              "parameters must be created explicitly. To express "
                              f"'{name}' as a function of another Tensor, compute the value in "
                              "the forward() method.")
-        self._parameters[name] = param
+        self._parameters[name] = _registered(_global_parameter_registration_hooks, self, name,
+                                             param)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         if "_buffers" not in self.__dict__:
@@ -192,6 +230,8 @@ class Module:
         if isinstance(tensor, Buffer):
             persistent = tensor.persistent
             tensor = Tensor._make(tensor._array, tensor._storage, tensor._base)
+        if tensor is not None:
+            tensor = _registered(_global_buffer_registration_hooks, self, name, tensor)
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -204,7 +244,7 @@ class Module:
         _check_name(name, "module", allow_dot=False)
         if hasattr(self, name) and name not in self._modules:
             raise KeyError(f"attribute '{name}' already exists")
-        self._modules[name] = module
+        self._modules[name] = _registered(_global_module_registration_hooks, self, name, module)
 
     register_module = add_module
 
@@ -238,15 +278,19 @@ class Module:
     def get_parameter(self, target: str) -> Parameter:
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
-        if name not in mod._parameters:
-            raise AttributeError(f"{mod._get_name()} has no parameter `{name}`")
-        return mod._parameters[name]
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
+        if not isinstance(getattr(mod, name), Parameter):
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return getattr(mod, name)
 
     def get_buffer(self, target: str) -> Tensor:
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
         if name not in mod._buffers:
-            raise AttributeError(f"{mod._get_name()} has no buffer `{name}`")
+            raise AttributeError(f"`{name}` is not a buffer")
         return mod._buffers[name]
 
     # --- attribute protocol -------------------------------------------------------------
@@ -280,7 +324,7 @@ class Module:
                 raise AttributeError("cannot assign module before Module.__init__() call")
             self._remove_from(name, self.__dict__, self._parameters, self._buffers,
                               self._non_persistent_buffers_set)
-            modules[name] = value
+            modules[name] = _registered(_global_module_registration_hooks, self, name, value)
         elif modules is not None and name in modules:
             if value is not None:
                 raise TypeError(f"cannot assign '{_typename(value)}' as child module '{name}' "
@@ -334,6 +378,10 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        # a module pickled before some hook dict existed gets it empty (as PyTorch's)
+        for name in _HOOK_DICTS:
+            if name not in self.__dict__:
+                object.__setattr__(self, name, _HookDict())
         if "_compile_arguments" in state:
             args, kwargs = state["_compile_arguments"]
             self.compile(*args, **kwargs)
@@ -345,7 +393,9 @@ class Module:
     def __call__(self, *args, **kwargs):
         if self._compiled_call_impl is not None:
             return self._compiled_call_impl(*args, **kwargs)
-        if not (self._forward_hooks or self._forward_pre_hooks):
+        if not (self._forward_hooks or self._forward_pre_hooks or _global_forward_hooks
+                or _global_forward_pre_hooks or _global_backward_hooks
+                or _global_backward_pre_hooks):
             return self.forward(*args, **kwargs)
         return self._call_impl(*args, **kwargs)
 
@@ -358,22 +408,69 @@ class Module:
                            compile_fn(self._call_impl, *args, **kwargs))
 
     def _call_impl(self, *args, **kwargs):
-        if not (self._forward_hooks or self._forward_pre_hooks):
+        global_backward = bool(_global_backward_hooks or _global_backward_pre_hooks)
+        if not (self._forward_hooks or self._forward_pre_hooks or _global_forward_hooks
+                or _global_forward_pre_hooks or global_backward):
             return self.forward(*args, **kwargs)
-        args, kwargs = self._run_pre_hooks(args, kwargs)
-        result = self.forward(*args, **kwargs)
+        # global backward hooks: this call's tensors pass through the backward-hook
+        # identities (a module with hooks of its own has them installed already)
+        wrap = global_backward and not self.__dict__.get("_backward_hooks_installed")
+        result, called = None, set()
+        try:
+            args, kwargs = self._run_pre_hooks(args, kwargs)
+            if wrap:
+                from .backward_hooks import _wrap_inputs
+                args = _wrap_inputs(self, args) or args
+            result = self.forward(*args, **kwargs)
+            for hook_id, hook, with_kwargs in self._all_forward_hooks():
+                called.add(hook_id)
+                hook_result = hook(self, args, kwargs, result) if with_kwargs else \
+                    hook(self, args, result)
+                if hook_result is not None:
+                    result = hook_result
+            if wrap:
+                from .backward_hooks import _wrap_outputs
+                wrapped, wrap = _wrap_outputs(self, args, result), False
+                result = result if wrapped is None else wrapped
+            return result
+        except Exception:
+            if wrap and self.__dict__.get("_backward_hook_calls"):
+                self._backward_hook_calls.pop()
+            # hooks registered with always_call=True run even when forward (or an
+            # earlier hook) raised, as PyTorch's do; their own errors are only warned
+            self._run_always_called_hooks(args, kwargs, result, called)
+            raise
+
+    def _all_forward_hooks(self):
+        """(id, hook, with_kwargs): the global hooks first, then this module's."""
+        for hook_id, hook in list(_global_forward_hooks.items()):
+            yield hook_id, hook, hook_id in _global_forward_hooks_with_kwargs
         for hook_id, hook in list(self._forward_hooks.items()):
-            if hook_id in self._forward_hooks_with_kwargs:
-                hook_result = hook(self, args, kwargs, result)
-            else:
-                hook_result = hook(self, args, result)
-            if hook_result is not None:
-                result = hook_result
-        return result
+            yield hook_id, hook, hook_id in self._forward_hooks_with_kwargs
+
+    def _run_always_called_hooks(self, args, kwargs, result, called) -> None:
+        import warnings
+        always = set(_global_forward_hooks_always_called) | \
+            set(self._forward_hooks_always_called)
+        for hook_id, hook, with_kwargs in self._all_forward_hooks():
+            if hook_id not in always or hook_id in called:
+                continue
+            try:
+                hook_result = hook(self, args, kwargs, result) if with_kwargs else \
+                    hook(self, args, result)
+                if hook_result is not None:
+                    result = hook_result
+            except Exception as err:  # noqa: BLE001 - the forward's error is the one raised
+                warnings.warn("forward hook with ``always_call=True`` raised an exception "
+                              f"that was silenced as another error was raised in forward: "
+                              f"{err}")
 
     def _run_pre_hooks(self, args: tuple, kwargs: dict):
-        for hook_id, hook in list(self._forward_pre_hooks.items()):
-            if hook_id in self._forward_pre_hooks_with_kwargs:
+        hooks = [(i, h, False) for i, h in list(_global_forward_pre_hooks.items())] + \
+            [(i, h, i in self._forward_pre_hooks_with_kwargs)
+             for i, h in list(self._forward_pre_hooks.items())]
+        for hook_id, hook, with_kwargs in hooks:
+            if with_kwargs:
                 result = hook(self, args, kwargs)
                 if result is not None:
                     if not (isinstance(result, tuple) and len(result) == 2):
@@ -525,8 +622,17 @@ class Module:
                 continue
             if set_to_none:
                 p.grad = None
-            else:
+            elif getattr(p.grad, "is_sparse", False):
                 p.grad = Tensor._from_array(np.zeros_like(p.grad._array))
+            else:
+                # in place, as PyTorch's: code holding the .grad tensor sees the zeros
+                grad = p.grad
+                if grad.grad_fn is not None:
+                    grad.detach_()
+                else:
+                    grad.requires_grad_(False)
+                with no_grad():
+                    grad.zero_()
 
     def apply(self, fn: Callable[["Module"], None]) -> "Module":
         for module in self.children():
@@ -615,7 +721,9 @@ class Module:
     def _save_to_state_dict(self, destination, prefix: str, keep_vars: bool) -> None:
         for name, param in self._parameters.items():
             if param is not None:
-                destination[prefix + name] = param if keep_vars else param.detach()
+                # a lazy layer's uninitialized parameter is saved as itself, as in PyTorch
+                keep = keep_vars or getattr(param, "_uninitialized", False)
+                destination[prefix + name] = param if keep else param.detach()
         for name, buf in self._buffers.items():
             if buf is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = buf if keep_vars else buf.detach()
@@ -674,7 +782,9 @@ class Module:
                 self._load_quantized(name, key, target, state_dict[key], error_msgs)
                 continue
             value = _as_array(state_dict[key])
-            if tuple(value.shape) != tuple(target.shape):
+            # a Tensor's own shape: a lazy layer's uninitialized entry refuses it
+            shape = state_dict[key].shape if isinstance(state_dict[key], Tensor) else value.shape
+            if tuple(shape) != tuple(target.shape):
                 error_msgs.append(
                     f"size mismatch for {key}: copying a param with shape "
                     f"{_shape_str(value.shape)} from checkpoint, the shape in current model "
@@ -695,9 +805,9 @@ class Module:
             for key in state_dict:
                 if key.startswith(prefix) and not (key == prefix + _EXTRA_STATE_KEY
                                                    and _has_extra_state(self)):
-                    rest = key[len(prefix):]
-                    head = rest.split(".", 1)[0]
-                    if head not in self._modules and head not in local:
+                    head, *rest = key[len(prefix):].split(".", 1)
+                    # a dotted rest must name a child module; a bare name, an entry here
+                    if (head not in self._modules) if rest else (head not in local):
                         unexpected_keys.append(key)
 
     def _load_quantized(self, name, key, target, value, error_msgs) -> None:
@@ -715,8 +825,7 @@ class Module:
 
     def _copy_into(self, name: str, target: Tensor, value: np.ndarray, assign: bool) -> None:
         if assign:
-            new = Tensor._from_array(value.astype(target._array.dtype)
-                                     if not value.dtype == target._array.dtype else value)
+            new = Tensor._from_array(value)  # the checkpoint's tensor, its dtype included
             if name in self._parameters:
                 self._parameters[name] = Parameter(new, target.requires_grad)
             else:
@@ -734,7 +843,6 @@ class Module:
             source = Tensor._from_array(_as_array(source))
         if assign:
             new = source.detach()
-            new = new if new.dtype is target.dtype else new.to(target.dtype)
             if name in self._parameters:
                 self._parameters[name] = Parameter(new, target.requires_grad)
             else:
@@ -754,21 +862,39 @@ class Module:
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Copy parameters and buffers from `state_dict` (values: ember Tensors or numpy
-        arrays). strict: keys must match exactly. Returns (missing_keys, unexpected_keys)."""
+        arrays). strict: keys must match exactly. Returns (missing_keys, unexpected_keys).
+
+        As PyTorch's: each module (shared ones once per path) gets only the entries under
+        its prefix, its load pre-hooks then its `_load_from_state_dict`, then its
+        children; its post-hooks run after its children's."""
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing, unexpected, errors = [], [], []
-        metadata = getattr(state_dict, "_metadata", None) or {}
+        metadata = getattr(state_dict, "_metadata", None)
         state_dict = OrderedDict(state_dict)    # load hooks may edit it: not the caller's
-        for prefix, module in self.named_modules():
-            local_metadata = dict(metadata.get(prefix, {}))
+        if metadata is not None:
+            state_dict._metadata = metadata
+
+        def load(module, local_state_dict, prefix=""):
+            local_metadata = dict((metadata or {}).get(prefix[:-1], {}))
             if assign:
                 local_metadata["assign_to_params_buffers"] = True
-            module._load_from_state_dict(state_dict, prefix + "." if prefix else "",
-                                         local_metadata, True, missing, unexpected, errors)
-        # every module reported the keys under its prefix; keep only the leaves' view
-        unexpected[:] = [k for k in dict.fromkeys(unexpected) if not _has_owner(self, k)]
-        self._run_load_state_dict_post_hooks(_IncompatibleKeys(missing, unexpected))
+            module._load_from_state_dict(local_state_dict, prefix, local_metadata, True,
+                                         missing, unexpected, errors)
+            for name, child in module._modules.items():
+                if child is not None:
+                    child_prefix = prefix + name + "."
+                    load(child, {k: v for k, v in local_state_dict.items()
+                                 if k.startswith(child_prefix)}, child_prefix)
+            keys = _IncompatibleKeys(missing, unexpected)
+            for hook in list(module.__dict__.get("_load_state_dict_post_hooks", {}).values()):
+                if hook(module, keys) is not None:
+                    raise AssertionError(
+                        "Hooks registered with ``register_load_state_dict_post_hook`` are not "
+                        "expected to return new values, if incompatible_keys need to be "
+                        "modified, it should be done inplace.")
+
+        load(self, state_dict)
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -794,16 +920,6 @@ class Module:
     def share_memory(self) -> "Module":
         """Moves parameters and buffers to shared memory (ember's host tensors: as is)."""
         return self._apply(lambda t: t.share_memory_())
-
-    def _run_load_state_dict_post_hooks(self, incompatible_keys) -> None:
-        """Each module's post-hooks after its children's, as torch's recursive load
-        calls them; a hook may edit the key lists before strict checks them."""
-        for module in self.children():
-            module._run_load_state_dict_post_hooks(incompatible_keys)
-        for hook in list(self.__dict__.get("_load_state_dict_post_hooks", {}).values()):
-            if hook(self, incompatible_keys) is not None:
-                raise RuntimeError("load_state_dict post-hook must return None: it may edit "
-                                   "incompatible_keys in place instead")
 
     def _hooks_named(self, name: str) -> "_HookDict":
         """The hook dict `name`, made on first registration (modules built before the
@@ -846,12 +962,8 @@ class Module:
 
     def _register_load_state_dict_pre_hook(self, hook, with_module=False) -> RemovableHandle:
         handle = RemovableHandle(self._load_state_dict_pre_hooks)
-        if with_module:
-            module = self
-            self._load_state_dict_pre_hooks[handle.id] = \
-                lambda *a: hook(module, *a)
-        else:
-            self._load_state_dict_pre_hooks[handle.id] = hook
+        self._load_state_dict_pre_hooks[handle.id] = \
+            _HookWithModule(hook, self) if with_module else hook
         return handle
 
     # --- printing -----------------------------------------------------------------------
@@ -878,21 +990,98 @@ class Module:
 
 _EXTRA_STATE_KEY = "_extra_state"
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+               "_load_state_dict_post_hooks")
+
+# hooks every module runs (torch.nn.modules.module's register_module_forward_*_hook)
+_global_forward_pre_hooks: _HookDict = _HookDict()
+_global_forward_hooks: _HookDict = _HookDict()
+_global_forward_hooks_with_kwargs: dict = {}
+_global_forward_hooks_always_called: dict = {}
+
+
+_global_buffer_registration_hooks: _HookDict = _HookDict()
+_global_parameter_registration_hooks: _HookDict = _HookDict()
+_global_module_registration_hooks: _HookDict = _HookDict()
+
+
+def _registered(hooks: dict, module, name: str, value):
+    """`value` after every global registration hook: hook(module, name, value) -> None
+    (keep it) or what to register instead."""
+    for hook in list(hooks.values()):
+        output = hook(module, name, value)
+        if output is not None:
+            value = output
+    return value
+
+
+def register_module_buffer_registration_hook(hook) -> RemovableHandle:
+    """hook(module, name, buffer) -> None or a replacement, on every buffer registration."""
+    handle = RemovableHandle(_global_buffer_registration_hooks)
+    _global_buffer_registration_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_parameter_registration_hook(hook) -> RemovableHandle:
+    """hook(module, name, param) -> None or a replacement, on every parameter registration."""
+    handle = RemovableHandle(_global_parameter_registration_hooks)
+    _global_parameter_registration_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_module_registration_hook(hook) -> RemovableHandle:
+    """hook(module, name, submodule) -> None or a replacement, on every submodule
+    registration."""
+    handle = RemovableHandle(_global_module_registration_hooks)
+    _global_module_registration_hooks[handle.id] = hook
+    return handle
+
+
+_global_backward_pre_hooks: _HookDict = _HookDict()
+_global_backward_hooks: _HookDict = _HookDict()
+
+
+def register_module_full_backward_pre_hook(hook) -> RemovableHandle:
+    """hook(module, grad_output) -> None or a new grad_output, for every module (before
+    the module's own backward pre-hooks)."""
+    handle = RemovableHandle(_global_backward_pre_hooks)
+    _global_backward_pre_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_full_backward_hook(hook) -> RemovableHandle:
+    """hook(module, grad_input, grad_output) -> None or a new grad_input, for every module
+    (before the module's own full backward hooks)."""
+    handle = RemovableHandle(_global_backward_hooks)
+    _global_backward_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_forward_pre_hook(hook) -> RemovableHandle:
+    """hook(module, args) -> None or new args, before every module's forward (before the
+    module's own pre-hooks)."""
+    handle = RemovableHandle(_global_forward_pre_hooks)
+    _global_forward_pre_hooks[handle.id] = hook
+    return handle
+
+
+def register_module_forward_hook(hook, *, with_kwargs: bool = False,
+                                 always_call: bool = False) -> RemovableHandle:
+    """hook(module, args, output) -> None or a new output, after every module's forward
+    (before the module's own hooks)."""
+    handle = RemovableHandle(_global_forward_hooks, _global_forward_hooks_with_kwargs,
+                             _global_forward_hooks_always_called)
+    _global_forward_hooks[handle.id] = hook
+    if with_kwargs:
+        _global_forward_hooks_with_kwargs[handle.id] = True
+    if always_call:
+        _global_forward_hooks_always_called[handle.id] = True
+    return handle
+
 
 def _has_extra_state(module: Module) -> bool:
     return type(module).get_extra_state is not Module.get_extra_state
-
-
-def _has_owner(root: Module, key: str) -> bool:
-    """True when `key` names a parameter or persistent buffer somewhere under root."""
-    module_path, _, name = key.rpartition(".")
-    try:
-        mod = root.get_submodule(module_path)
-    except AttributeError:
-        return False
-    return (name in mod._parameters and mod._parameters[name] is not None) or (
-        name in mod._buffers and name not in mod._non_persistent_buffers_set) or (
-        name == _EXTRA_STATE_KEY and _has_extra_state(mod))
 
 
 def _check_name(name, kind: str, allow_dot: bool = False) -> None:

@@ -135,8 +135,10 @@ class LayerNorm(Module):
         n = len(self.normalized_shape)
         if checkable(input) and (tuple(input.shape[input.ndim - n:]) != self.normalized_shape
                                  or input.ndim < n):
-            raise ShapeError(f"{self!r}: expected input with trailing shape "
-                             f"{list(self.normalized_shape)}, got {list(input.shape)}")
+            shape = list(self.normalized_shape)
+            raise ShapeError(f"{self!r}: Given normalized_shape={shape}, expected input with "
+                             f"shape [*, {', '.join(map(str, shape))}], but got input of size"
+                             f"{list(input.shape)}")
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
@@ -172,8 +174,15 @@ class GroupNorm(Module):
 
     def forward(self, input):
         if checkable(input) and (input.ndim < 2 or input.shape[1] != self.num_channels):
+            shape = list(input.shape)
+            torch_words = (   # what PyTorch says, which code written for it matches
+                f"Expected number of channels in input to be divisible by num_groups, but got "
+                f"input of shape {shape} and num_groups={self.num_groups}"
+                if input.ndim >= 2 and input.shape[1] % self.num_groups else
+                "Expected weight to be a vector of size equal to the number of channels in "
+                f"input, but got input of shape {shape}")
             raise ShapeError(f"{self!r}: expected input with {self.num_channels} channels at "
-                             f"dimension 1, got {list(input.shape)}")
+                             f"dimension 1, got {shape} ({torch_words})")
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -4,6 +4,7 @@ FractionalMaxPool2d/3d, with PyTorch's constructor arguments and reprs."""
 from __future__ import annotations
 
 from .. import functional as F
+from ._util import ntuple
 from .module import Module
 
 
@@ -144,11 +145,14 @@ class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
 class _MaxUnpoolNd(Module):
     _fn = None
 
+    _dims = 2
+
     def __init__(self, kernel_size, stride=None, padding=0) -> None:
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
+        n = self._dims        # PyTorch keeps the sizes as n-tuples (they show in repr)
+        self.kernel_size = ntuple(kernel_size, n)
+        self.stride = ntuple(stride if stride is not None else kernel_size, n)
+        self.padding = ntuple(padding, n)
 
     def forward(self, input, indices, output_size=None):
         return type(self)._fn(input, indices, self.kernel_size, self.stride, self.padding,
@@ -160,6 +164,7 @@ class _MaxUnpoolNd(Module):
 
 class MaxUnpool1d(_MaxUnpoolNd):
     _fn = staticmethod(F.max_unpool1d)
+    _dims = 1
 
 
 class MaxUnpool2d(_MaxUnpoolNd):
@@ -168,6 +173,7 @@ class MaxUnpool2d(_MaxUnpoolNd):
 
 class MaxUnpool3d(_MaxUnpoolNd):
     _fn = staticmethod(F.max_unpool3d)
+    _dims = 3
 
 
 class _LPPoolNd(Module):

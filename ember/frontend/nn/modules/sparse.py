@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ....ir.errors import ShapeError
 from .. import functional as F, init
-from ._util import checkable, new_param
+from ..parameter import Parameter
+from ._util import ArgumentError, checkable, new_param
 from .module import Module
 
 
@@ -15,16 +16,18 @@ class Embedding(Module):
         super().__init__()
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError("Padding_idx must be within num_embeddings")
+                raise ArgumentError("Padding_idx must be within num_embeddings")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx, self.max_norm, self.norm_type = padding_idx, max_norm, norm_type
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
-        self.weight = new_param(num_embeddings, embedding_dim, dtype=dtype)
-        self.reset_parameters()
-        if _weight is not None:
-            init._fill_(self.weight, _weight.detach()._array)
-        self.weight.requires_grad_(not _freeze)
+        if _weight is None:
+            self.weight = new_param(num_embeddings, embedding_dim, dtype=dtype)
+            self.reset_parameters()
+            self.weight.requires_grad_(not _freeze)
+        else:
+            # PyTorch's: the given tensor itself becomes the weight (no draw, no copy)
+            self.weight = _pretrained_weight(_weight, num_embeddings, embedding_dim, _freeze)
 
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
@@ -56,5 +59,13 @@ class Embedding(Module):
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None, **kwargs):
+        if embeddings.dim() != 2:
+            raise ArgumentError("Embeddings parameter is expected to be 2-dimensional")
         rows, cols = embeddings.shape
         return cls(rows, cols, padding_idx, _weight=embeddings, _freeze=freeze, **kwargs)
+
+
+def _pretrained_weight(weight, num_embeddings: int, embedding_dim: int, freeze: bool):
+    if list(weight.shape) != [num_embeddings, embedding_dim]:
+        raise ArgumentError("Shape of weight does not match num_embeddings and embedding_dim")
+    return Parameter(weight, requires_grad=not freeze)

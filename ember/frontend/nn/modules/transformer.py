@@ -8,7 +8,7 @@ from ....ir.errors import ShapeError
 from ...factories import empty
 from .. import functional as F, init
 from ..parameter import Parameter
-from ._util import new_param
+from ._util import ArgumentError, ShapeAssertion, new_param
 from .activation import ReLU, GELU
 from .container import ModuleList
 from .dropout import Dropout
@@ -27,7 +27,7 @@ class MultiheadAttention(Module):
                  batch_first: bool = False, device=None, dtype=None) -> None:
         super().__init__()
         if embed_dim % num_heads:
-            raise ValueError("embed_dim must be divisible by num_heads")
+            raise ArgumentError("embed_dim must be divisible by num_heads")
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
         self.kdim = kdim if kdim is not None else embed_dim
         self.vdim = vdim if vdim is not None else embed_dim
@@ -75,9 +75,11 @@ class MultiheadAttention(Module):
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
                 attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
         if query.ndim not in (2, 3) or query.shape[-1] != self.embed_dim:
-            raise ShapeError(f"MultiheadAttention(embed_dim={self.embed_dim}): expected query "
-                             f"of shape [L, N, {self.embed_dim}] (or [N, L, ...] with "
-                             f"batch_first), got {list(query.shape)}")
+            raise ShapeAssertion(f"MultiheadAttention(embed_dim={self.embed_dim}): expected "
+                                 f"query of shape [L, N, {self.embed_dim}] (or [N, L, ...] "
+                                 f"with batch_first), got {list(query.shape)}: was expecting "
+                                 f"embedding dimension of {self.embed_dim}, but got "
+                                 f"{query.shape[-1] if query.ndim else None}")
         batched = query.ndim == 3
         if self.batch_first and batched:
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))

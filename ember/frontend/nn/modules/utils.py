@@ -36,3 +36,18 @@ def _list_with_default(out_size, defaults) -> list:
     if len(defaults) <= len(out_size):
         raise ValueError(f"Input dimension should be at least {len(out_size) + 1}")
     return [d if v is None else v for v, d in zip(out_size, defaults[-len(out_size):])]
+
+
+def consume_prefix_in_state_dict_if_present(state_dict, prefix: str) -> None:
+    """Strip `prefix` from the keys that start with it, in place (a checkpoint saved from a
+    wrapper such as DistributedDataParallel, whose keys start with "module."); its
+    `_metadata` keys too, the wrapper's own entry ("module") becoming the root's."""
+    for key in list(state_dict.keys()):
+        if key.startswith(prefix):
+            state_dict[key[len(prefix):]] = state_dict.pop(key)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is None:
+        return
+    for key in list(metadata.keys()):
+        if key and (key == prefix.replace(".", "") or key.startswith(prefix)):
+            metadata[key[len(prefix):]] = metadata.pop(key)

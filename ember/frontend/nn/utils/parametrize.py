@@ -9,6 +9,7 @@ class names and errors follow PyTorch, so checkpoints move between the two.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 from ... import autograd
 from ..modules.container import ModuleDict, ModuleList
@@ -92,9 +93,9 @@ class ParametrizationList(ModuleList):
             for module in reversed(list(self)):
                 if hasattr(module, "right_inverse"):
                     value = module.right_inverse(value)
-                elif len(self) > 1 or not self.is_tensor:
+                else:
                     raise RuntimeError(f"parametrization {type(module).__name__} does not "
-                                       f"implement right_inverse")
+                                       f"implement right_inverse.")
             values = (value,) if self.is_tensor else tuple(value)
             for original, new in zip(self.originals(), values):
                 original.copy_(new)
@@ -120,11 +121,30 @@ def _compute(module, name: str):
     return _CACHE[key]
 
 
+def _refuse_pickling(self):
+    raise RuntimeError("Serialization of parametrized modules is only supported through "
+                       "state_dict(): save `module.state_dict()` and load it into a module "
+                       "parametrized the same way")
+
+
+def _deepcopy_instance(self, memo):
+    """copy.deepcopy of a parametrized module: its __dict__ copied (pickling is refused,
+    so the copy cannot go through __getstate__)."""
+    if id(self) in memo:
+        return memo[id(self)]
+    replica = self.__new__(self.__class__)
+    memo[id(self)] = replica
+    replica.__dict__ = copy.deepcopy(self.__dict__, memo)
+    return replica
+
+
 def _inject_class(module) -> None:
     cls = module.__class__
-    parametrized = type(f"Parametrized{cls.__name__}", (cls,),
-                        {"_ember_original_class": cls, "__module__": cls.__module__})
-    module.__class__ = parametrized
+    namespace = {"_ember_original_class": cls, "__module__": cls.__module__,
+                 "__getstate__": _refuse_pickling}
+    if not hasattr(cls, "__deepcopy__"):
+        namespace["__deepcopy__"] = _deepcopy_instance
+    module.__class__ = type(f"Parametrized{cls.__name__}", (cls,), namespace)
 
 
 def _inject_property(module, name: str) -> None:

@@ -101,10 +101,17 @@ class BasePruningMethod:
             if name + "_mask" in module._buffers:
                 del module._buffers[name + "_mask"]
             module.register_buffer(name + "_mask", mask)
-        if hook is None:
-            hook = _Applier(name)
-            module.register_forward_pre_hook(hook)
-        setattr(module, name, hook.apply_mask(module))
+        # the method itself is the forward pre-hook (PyTorch's form: code finds pruned
+        # tensors by isinstance(hook, BasePruningMethod)); pruning again chains the
+        # methods in one PruningContainer
+        if hook is not None:
+            _remove_hook(module, hook)
+            if not isinstance(hook, PruningContainer):
+                hook = PruningContainer(hook)
+            hook.add_pruning_method(method)
+            method = hook
+        module.register_forward_pre_hook(method)
+        setattr(module, name, method.apply_mask(module))
         return method
 
     def remove(self, module) -> None:
@@ -115,18 +122,55 @@ def _ones_like(t: Tensor) -> Tensor:
     return ones_like(t)
 
 
-class _Applier(BasePruningMethod):
-    """The one forward pre-hook per pruned tensor: <name> = <name>_orig * <name>_mask."""
+class PruningContainer(BasePruningMethod):
+    """The pruning methods applied in turn to one tensor (the hook after a second prune)."""
 
-    def __init__(self, name: str):
-        self._tensor_name = name
+    def __init__(self, *args):
+        self._pruning_methods: tuple = ()
+        if len(args) == 1 and not isinstance(args[0], BasePruningMethod):
+            args = tuple(args[0])
+        for method in args:
+            if not hasattr(self, "_tensor_name"):
+                self._tensor_name = method._tensor_name
+            self.add_pruning_method(method)
+
+    def add_pruning_method(self, method) -> None:
+        if not isinstance(method, BasePruningMethod) and method is not None:
+            raise TypeError(f"{type(method)} is not a BasePruningMethod subclass")
+        if method is not None and self._tensor_name != method._tensor_name:
+            raise ValueError("Can only add pruning methods acting on the parameter named "
+                             f"'{self._tensor_name}' to PruningContainer. Found "
+                             f"'{method._tensor_name}'")
+        self._pruning_methods += (method,)
+
+    def __len__(self) -> int:
+        return len(self._pruning_methods)
+
+    def __iter__(self):
+        return iter(self._pruning_methods)
+
+    def __getitem__(self, idx):
+        return self._pruning_methods[idx]
+
+    def compute_mask(self, t, default_mask):
+        """The last method's mask on what is still unpruned, times the old mask."""
+        return self._pruning_methods[-1]._combined_mask(t, default_mask)
+
+    def _combined_mask(self, t, old_mask):
+        return self.compute_mask(t, old_mask)
 
 
 def _hook_for(module, name: str):
     for hook in module._forward_pre_hooks.values():
-        if isinstance(hook, _Applier) and hook._tensor_name == name:
+        if isinstance(hook, BasePruningMethod) and hook._tensor_name == name:
             return hook
     return None
+
+
+def _remove_hook(module, hook) -> None:
+    for key, value in list(module._forward_pre_hooks.items()):
+        if value is hook:
+            del module._forward_pre_hooks[key]
 
 
 class Identity(BasePruningMethod):
@@ -311,18 +355,16 @@ def remove(module, name: str):
     del module._parameters[name + "_orig"]
     del module._buffers[name + "_mask"]
     setattr(module, name, orig)
-    for key, value in list(module._forward_pre_hooks.items()):
-        if value is hook:
-            del module._forward_pre_hooks[key]
+    _remove_hook(module, hook)
     return module
 
 
 def is_pruned(module) -> bool:
-    return any(isinstance(hook, _Applier) for m in module.modules()
+    return any(isinstance(hook, BasePruningMethod) for m in module.modules()
                for hook in m._forward_pre_hooks.values())
 
 
-__all__ = ["BasePruningMethod", "Identity", "RandomUnstructured", "L1Unstructured",
+__all__ = ["BasePruningMethod", "PruningContainer", "Identity", "RandomUnstructured", "L1Unstructured",
            "RandomStructured", "LnStructured", "CustomFromMask", "identity",
            "random_unstructured", "l1_unstructured", "random_structured", "ln_structured",
            "custom_from_mask", "global_unstructured", "remove", "is_pruned"]

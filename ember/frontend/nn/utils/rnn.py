@@ -11,9 +11,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ....ir import dtypes
 from ....ir.registry import OPS
 from ...factories import tensor
 from ...tensor import Tensor
+from .._functional_common import BadArgument
 
 
 class PackedSequence(NamedTuple):
@@ -21,6 +23,56 @@ class PackedSequence(NamedTuple):
     batch_sizes: Tensor
     sorted_indices: Tensor | None = None
     unsorted_indices: Tensor | None = None
+
+    def to(self, *args, **kwargs) -> "PackedSequence":
+        """`data` converted as Tensor.to converts it; the index tensors follow its device
+        (batch_sizes stays on the CPU, as PyTorch keeps it)."""
+        data = self.data.to(*args, **kwargs)
+        if data is self.data:
+            return self
+        rest = {k: v for k, v in kwargs.items() if k not in ("device", "dtype")}
+
+        def move(t):
+            return None if t is None else t.to(data.device, **rest)
+        return type(self)(data, self.batch_sizes, move(self.sorted_indices),
+                          move(self.unsorted_indices))
+
+    def cuda(self, *args, **kwargs) -> "PackedSequence":
+        return self.to(*args, device="cuda", **kwargs)
+
+    def cpu(self, *args, **kwargs) -> "PackedSequence":
+        return self.to(*args, device="cpu", **kwargs)
+
+    def double(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.float64)
+
+    def float(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.float32)
+
+    def half(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.float16)
+
+    def long(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.int64)
+
+    def int(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.int32)
+
+    def short(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.int16)
+
+    def char(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.int8)
+
+    def byte(self) -> "PackedSequence":
+        return self.to(dtype=dtypes.uint8)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.data.is_cuda
+
+    def is_pinned(self) -> bool:
+        return self.data.is_pinned()
 
 
 def _lengths_list(lengths) -> list[int]:
@@ -113,6 +165,12 @@ def pack_sequence(sequences, enforce_sorted: bool = True) -> PackedSequence:
 def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.0,
                  padding_side: str = "right"):
     """Stack sequences of different lengths (L_i, *) into (T, B, *), padded."""
+    if padding_side not in ("left", "right"):
+        raise BadArgument(f"Expected padding_side to be one of left or right, but got "
+                          f"{padding_side}.")
+    sequences = list(sequences)
+    if not sequences:
+        raise BadArgument("received an empty list of sequences")
     longest = max(int(s.shape[0]) for s in sequences)
     padded = []
     for s in sequences:
@@ -122,3 +180,23 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
             s = OPS["cat"]([s, pad] if padding_side == "right" else [pad, s], 0)
         padded.append(s)
     return OPS["stack"](padded, 1 if not batch_first else 0)
+
+
+def unpack_sequence(packed_sequences: PackedSequence) -> list:
+    """The sequences of a PackedSequence, each (L_i, *), in the batch's original order."""
+    padded, lengths = pad_packed_sequence(packed_sequences, batch_first=True)
+    return [seq[:int(n)] for seq, n in zip(padded, lengths.numpy())]
+
+
+def unpad_sequence(padded_sequences, lengths, batch_first: bool = False) -> list:
+    """The sequences of a padded batch, each cut to its length."""
+    if not batch_first:
+        padded_sequences = padded_sequences.transpose(0, 1)
+    return [seq[:int(n)] for seq, n in zip(padded_sequences, _lengths_list(lengths))]
+
+
+def invert_permutation(permutation):
+    """The permutation that undoes `permutation` (None stays None)."""
+    if permutation is None:
+        return None
+    return tensor(list(np.argsort(permutation.numpy(), kind="stable")))
