@@ -84,6 +84,31 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     compiled.launch(kernel.generated.launch.grid, pointers)
 
 
+class SplitGemmStep(PlanKernel):
+    """A GEMM split over K (codegen/triton/gemm.py SplitGemm) as one plan step: the partial
+    products' kernel, then the kernel summing them (bias and epilogue applied there), on
+    the step's operands plus a float32 workspace made when the plan is built (steps run
+    in stream order, so a step reuses its workspace every call). Launches only: a CUDA
+    graph may record it."""
+
+    def __init__(self, split, index: int, order: list[int] | None = None,
+                 n_inputs: int = 0, fixed: dict | None = None):
+        from ..ir.dtypes import float32
+        super().__init__(split.kernels[-1], index, order, n_inputs, fixed)
+        self.parts = [PlanKernel(generated, index) for generated in split.kernels]
+        self.workspace = empty_cuda((split.workspace,), (1,), float32, index)
+
+    def __call__(self, values: list) -> None:
+        operands = self.operands(values) + [self.workspace]
+        for part in self.parts:
+            _launch(part, operands)
+
+
+def _is_split(generated) -> bool:
+    from ..codegen.triton.gemm import SplitGemm       # no codegen import at module load
+    return isinstance(generated, SplitGemm)
+
+
 class CudnnConvStep(PlanKernel):
     """A conv anchor run by cuDNN (frontend/cudnn_conv.py chose it for the shape): the same
     operand order and repacked weights as the Triton step it replaces; launches only, so
@@ -299,7 +324,9 @@ class CudaBackend:
     """PlanBuilder's device interface for CUDA (see compile.CpuBackend for the methods)."""
     name = "triton"
     precompile = True          # compile each kernel for the device when the plan is built
-    split_reductions = True    # long reductions over few kept points: split_reduce.py
+    # steps of several kernels sharing a workspace: long reductions over few kept points
+    # (split_reduce.py) and matmuls whose tiles leave most SMs idle (split over K)
+    split_reductions = True
     # training steps: the backward recomputes cheap forward values from those written
     # anyway (passes/recompute.py) instead of reading them back, and the kernels that
     # produce a float32 weight gradient's operands also write them NCHW
@@ -461,6 +488,9 @@ class CudaBackend:
         generated, operands, fixed, problem = found
         inputs = tensor_inputs(node)
         order = [inputs.index(n) for n in operands]
+        if _is_split(generated):
+            return self._ready_split(SplitGemmStep(generated, self.index, order, len(inputs),
+                                                   fixed))
         spec = self._cudnn_spec(problem, TimedKernel(generated), epilogue=False)
         if spec is not None:
             return CudnnConvStep(spec, self.index, order, len(inputs), fixed)
@@ -481,6 +511,10 @@ class CudaBackend:
         inner = operands + [n for n in lowered.inputs if n is not lowered.anchor]
         if any(n.op != OpKind.placeholder for n in inner):
             return None
+        if _is_split(generated):      # a matmul: no cuDNN alternative to time
+            step = SplitGemmStep(generated, self.index, list(range(len(inner))), len(inner),
+                                 fixed)
+            return self._ready_split(step), inner
         # timed as the plan would run it (epilogue included: no kernel compiled only to be
         # timed) against cuDNN's conv plus the epilogue's own pass
         geometry = [n.meta.get("val") for n in inner + list(lowered.outputs)]
@@ -494,19 +528,29 @@ class CudaBackend:
         return self._ready(step), inner
 
     def _gemm(self, anchor: Node, epilogue, constant):
-        """(generated kernel, operand nodes, repacked operands) or None (not a Triton GEMM)."""
+        """(generated kernel, or a SplitGemm where the GEMM's tiles leave most SMs idle and
+        K is long; operand nodes; repacked operands; the problem) or None (not a Triton
+        GEMM)."""
         from ..codegen.triton.autotune import gemm_config
-        from ..codegen.triton.gemm import anchor_problem, generate_gemm
+        from ..codegen.triton.gemm import anchor_problem, generate_gemm, generate_split_gemm, \
+            split_k
         try:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
             config = gemm_config(problem, self.device_key())
+            splits = split_k(problem, config) if self.split_reductions else 1
             with compile_times.stage("Triton source generation"):
-                generated = generate_gemm(problem, config, epilogue, name)
+                generated = generate_gemm(problem, config, epilogue, name) if splits == 1 \
+                    else generate_split_gemm(problem, config, splits, epilogue, name)
             return generated, operands, fixed, problem
         except LoweringError:
             return None
+
+    def _ready_split(self, step: "SplitGemmStep") -> "SplitGemmStep":
+        for part in step.parts:
+            self._ready(part)
+        return step
 
     def _cudnn_spec(self, problem, timed, epilogue: bool):
         """The cuDNN ConvSpec where a conv anchor runs faster in cuDNN than in the Triton
