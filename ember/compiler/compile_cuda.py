@@ -84,24 +84,36 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     compiled.launch(kernel.generated.launch.grid, pointers)
 
 
-class SplitGemmStep(PlanKernel):
-    """A GEMM split over K (codegen/triton/gemm.py SplitGemm) as one plan step: the partial
-    products' kernel, then the kernel summing them (bias and epilogue applied there), on
-    the step's operands plus a float32 workspace made when the plan is built (steps run
-    in stream order, so a step reuses its workspace every call). Launches only: a CUDA
-    graph may record it."""
+class GemmStep(PlanKernel):
+    """A GEMM of several launches as one plan step: copies staging TF32 operands K-major
+    (codegen/triton/gemm.py kmajor_staging) into buffers of the step's own, then the GEMM
+    itself, or the kernels of a GEMM split over K (SplitGemm: partial products into a
+    float32 workspace, then the fixed-order sum applying the bias and the epilogue).
+    Buffers are made when the plan is built (steps run in stream order, so a step reuses
+    them every call). Launches only: a CUDA graph may record it."""
 
-    def __init__(self, split, index: int, order: list[int] | None = None,
+    def __init__(self, main, copies: list, index: int, order: list[int] | None = None,
                  n_inputs: int = 0, fixed: dict | None = None):
         from ..ir.dtypes import float32
-        super().__init__(split.kernels[-1], index, order, n_inputs, fixed)
-        self.parts = [PlanKernel(generated, index) for generated in split.kernels]
-        self.workspace = empty_cuda((split.workspace,), (1,), float32, index)
+        kernels = main.kernels if _is_split(main) else [main]
+        super().__init__(kernels[-1], index, order, n_inputs, fixed)
+        self.parts = [PlanKernel(generated, index) for generated in kernels]
+        self.workspace = [empty_cuda((main.workspace,), (1,), float32, index)] \
+            if _is_split(main) else []
+        self.copies = [(c.operand, PlanKernel(c.kernel, index),      # TF32: float32 operands
+                        empty_cuda((c.numel,), (1,), float32, index)) for c in copies]
+
+    @property
+    def kernels(self) -> list:
+        return [k for _, k, _ in self.copies] + self.parts
 
     def __call__(self, values: list) -> None:
-        operands = self.operands(values) + [self.workspace]
+        operands = list(self.operands(values))
+        for j, copy, staged in self.copies:
+            _launch(copy, [operands[j], staged])
+            operands[j] = staged
         for part in self.parts:
-            _launch(part, operands)
+            _launch(part, operands + self.workspace)
 
 
 def _is_split(generated) -> bool:
@@ -327,6 +339,9 @@ class CudaBackend:
     # steps of several kernels sharing a workspace: long reductions over few kept points
     # (split_reduce.py) and matmuls whose tiles leave most SMs idle (split over K)
     split_reductions = True
+    # float32 matmuls under TF32 read operands whose K axis is not contiguous from K-major
+    # copies (gemm.kmajor_staging; the copies are part of the GEMM's step)
+    stage_tf32_operands = True
     # training steps: the backward recomputes cheap forward values from those written
     # anyway (passes/recompute.py) instead of reading them back, and the kernels that
     # produce a float32 weight gradient's operands also write them NCHW
@@ -488,9 +503,10 @@ class CudaBackend:
         generated, operands, fixed, problem = found
         inputs = tensor_inputs(node)
         order = [inputs.index(n) for n in operands]
-        if _is_split(generated):
-            return self._ready_split(SplitGemmStep(generated, self.index, order, len(inputs),
-                                                   fixed))
+        generated, copies = generated
+        if copies or _is_split(generated):
+            return self._ready_parts(GemmStep(generated, copies, self.index, order,
+                                              len(inputs), fixed))
         spec = self._cudnn_spec(problem, TimedKernel(generated), epilogue=False)
         if spec is not None:
             return CudnnConvStep(spec, self.index, order, len(inputs), fixed)
@@ -511,10 +527,11 @@ class CudaBackend:
         inner = operands + [n for n in lowered.inputs if n is not lowered.anchor]
         if any(n.op != OpKind.placeholder for n in inner):
             return None
-        if _is_split(generated):      # a matmul: no cuDNN alternative to time
-            step = SplitGemmStep(generated, self.index, list(range(len(inner))), len(inner),
-                                 fixed)
-            return self._ready_split(step), inner
+        generated, copies = generated
+        if copies or _is_split(generated):      # a matmul: no cuDNN alternative to time
+            step = GemmStep(generated, copies, self.index, list(range(len(inner))),
+                            len(inner), fixed)
+            return self._ready_parts(step), inner
         # timed as the plan would run it (epilogue included: no kernel compiled only to be
         # timed) against cuDNN's conv plus the epilogue's own pass
         geometry = [n.meta.get("val") for n in inner + list(lowered.outputs)]
@@ -528,27 +545,31 @@ class CudaBackend:
         return self._ready(step), inner
 
     def _gemm(self, anchor: Node, epilogue, constant):
-        """(generated kernel, or a SplitGemm where the GEMM's tiles leave most SMs idle and
-        K is long; operand nodes; repacked operands; the problem) or None (not a Triton
-        GEMM)."""
+        """((generated kernel, or a SplitGemm where the GEMM's tiles leave most SMs idle
+        and K is long; the K-major staging copies of TF32 operands), operand nodes,
+        repacked operands, the problem) or None (not a Triton GEMM). A plain kernel
+        (`extern`'s cuDNN timing, ember.aot) has neither splits nor copies."""
         from ..codegen.triton.autotune import gemm_config
         from ..codegen.triton.gemm import anchor_problem, generate_gemm, generate_split_gemm, \
-            split_k
+            kmajor_staging, split_k
         try:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
+            copies = []
+            if self.split_reductions and self.stage_tf32_operands:
+                problem, copies = kmajor_staging(problem, name)
             config = gemm_config(problem, self.device_key())
             splits = split_k(problem, config) if self.split_reductions else 1
             with compile_times.stage("Triton source generation"):
                 generated = generate_gemm(problem, config, epilogue, name) if splits == 1 \
                     else generate_split_gemm(problem, config, splits, epilogue, name)
-            return generated, operands, fixed, problem
+            return (generated, copies), operands, fixed, problem
         except LoweringError:
             return None
 
-    def _ready_split(self, step: "SplitGemmStep") -> "SplitGemmStep":
-        for part in step.parts:
+    def _ready_parts(self, step: "GemmStep") -> "GemmStep":
+        for part in step.kernels:
             self._ready(part)
         return step
 

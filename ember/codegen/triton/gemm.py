@@ -406,6 +406,84 @@ def generate_split_gemm(problem: "MatmulProblem", config: GemmConfig, splits: in
     return SplitGemm([partial, reduced], splits * total, splits)
 
 
+# --- TF32 operands staged K-major ----------------------------------------------------------------
+STAGE_FLOPS_PER_ELEMENT = 512   # stage an operand only where each copied element feeds this
+#                                 many FLOPs (the copy's bytes against the GEMM time it saves)
+
+
+@dataclass(frozen=True)
+class Staging:
+    """One GEMM operand copied K-major before the GEMM: operand 0 (A) or 1 (B), the copy
+    kernel (arguments: the operand, then a dense buffer of `numel` elements)."""
+    operand: int
+    kernel: GeneratedKernel
+    numel: int
+
+
+def kmajor_staging(problem, name: str = "gemm") -> tuple[object, list[Staging]]:
+    """(the problem reading staged operands, the copies) for a TF32 matmul with an
+    operand whose K axis is not contiguous: Hopper's wgmma reads TF32 operands only
+    K-major from shared memory, so Triton runs such a dot on a slower path (an H100:
+    143 TFLOP/s for a row-major B against 305 K-major); a weight gradient's operands
+    (activations over tokens) and a backward GEMM's weight are both that way round.
+    Copies are made only where each copied element feeds STAGE_FLOPS_PER_ELEMENT FLOPs."""
+    if not isinstance(problem, MatmulProblem) or _precision(problem) != "tf32":
+        return problem, []
+    flops = 2 * problem.m * problem.n * problem.k * problem.batch
+    staged, copies = problem, []
+    sb, sm, sk = problem.a_strides
+    if sk != 1 and problem.k > 1:
+        batch = problem.batch if sb else 1
+        numel = batch * problem.m * problem.k
+        if flops >= STAGE_FLOPS_PER_ELEMENT * numel:
+            copies.append(Staging(0, generate_kmajor_copy(
+                problem.a_strides, batch, problem.m, problem.k, problem.dtype,
+                f"{name}_stage_a"), numel))
+            staged = _replace(staged, a_strides=(problem.m * problem.k if sb else 0,
+                                                 problem.k, 1))
+    sb, sk, sn = problem.b_strides
+    if sk != 1 and problem.k > 1:
+        batch = problem.batch if sb else 1
+        numel = batch * problem.n * problem.k
+        if flops >= STAGE_FLOPS_PER_ELEMENT * numel:
+            copies.append(Staging(1, generate_kmajor_copy(
+                (sb, sn, sk), batch, problem.n, problem.k, problem.dtype,
+                f"{name}_stage_b"), numel))
+            staged = _replace(staged, b_strides=(problem.n * problem.k if sb else 0, 1,
+                                                 problem.k))
+    return staged, copies
+
+
+def _replace(problem, **changes):
+    import dataclasses
+    return dataclasses.replace(problem, **changes)
+
+
+def generate_kmajor_copy(strides: tuple[int, int, int], batch: int, rows: int, cols: int,
+                         dtype: DType, name: str, block: int = 64) -> GeneratedKernel:
+    """dst (batch, rows, cols) dense (cols contiguous: the K axis) = src read at
+    b*strides[0] + r*strides[1] + c*strides[2]; tiles of block x block, each load along
+    the source's contiguous axis and each store along the destination's."""
+    sb, sr, sc = strides
+    cast = _offset_cast(_extent(strides, (batch, rows, cols)) + 1)
+    dense_cast = _offset_cast(batch * rows * cols)
+    fn = function_name(name)
+    body = [f"pid_b = tl.program_id(1)",
+            f"tiles_c = {math.ceil(cols / block)}",
+            "r = (tl.program_id(0) // tiles_c) * BLOCK + tl.arange(0, BLOCK)[:, None]",
+            "c = (tl.program_id(0) % tiles_c) * BLOCK + tl.arange(0, BLOCK)[None, :]",
+            f"mask = (r < {rows}) & (c < {cols})",
+            f"v = tl.load(src_ptr + pid_b{cast} * {sb} + r{cast} * {sr} + c{cast} * {sc}, "
+            "mask=mask)",
+            f"tl.store(dst_ptr + pid_b{dense_cast} * {rows * cols} + r{dense_cast} * {cols} + c,"
+            " v, mask=mask)"]
+    args = [("src_ptr", pointer_type(dtype)), ("dst_ptr", pointer_type(dtype))]
+    grid = (math.ceil(rows / block) * math.ceil(cols / block), batch, 1)
+    return _kernel(fn, [f"# K-major copy of a [{batch}x{rows}x{cols}] GEMM operand, strides "
+                        f"{list(strides)}"], body, args, ["src", "dst"], {"BLOCK": block},
+                   grid, "(cdiv(rows, BLOCK) * cdiv(cols, BLOCK), batch, 1)", 4, 1, None)
+
+
 def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
                chunk: int | None = None) -> list[str]:
     """The tile loop over K (with `chunk`: this program's K range, program_id(2))."""

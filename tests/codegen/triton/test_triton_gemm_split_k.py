@@ -114,3 +114,51 @@ def test_split_k_refuses_convolutions():
     assert split_k(conv, SMALL) == 1
     with pytest.raises(LoweringError, match="split-K"):
         generate_split_gemm(conv, SMALL, 2)
+
+
+# --- TF32 operands staged K-major -----------------------------------------------------------
+def _wgrad_problem(m, n, k, batch=1):
+    """dW = dY^T @ X: A M-major, B N-major (neither K-major), as a weight gradient reads."""
+    return MatmulProblem(m, n, k, ember.float32, ember.float32, (m * k, 1, m), (k * n, n, 1),
+                         (m * n, n, 1), batch, precision="tf32")
+
+
+def test_kmajor_staging_copies_both_operands_of_a_weight_gradient(rng, monkeypatch):
+    from ember.codegen.triton import gemm
+    from ember.codegen.triton.gemm import generate_gemm, kmajor_staging
+    monkeypatch.setattr(gemm, "STAGE_FLOPS_PER_ELEMENT", 1)         # small shapes stage too
+    m, n, k, batch = 20, 24, 600, 2
+    problem = _wgrad_problem(m, n, k, batch)
+    staged, copies = kmajor_staging(problem)
+    assert [c.operand for c in copies] == [0, 1]
+    assert staged.a_strides[2] == 1 and staged.b_strides[1] == 1
+    a = rng.standard_normal((batch, k, m)).astype(np.float32)     # stored (K, M) per batch
+    b = rng.standard_normal((batch, k, n)).astype(np.float32)
+    operands = [dev(a), dev(b)]
+    for c in copies:
+        out = dev(np.zeros(c.numel, np.float32))
+        cache.launch(c.kernel, [operands[c.operand], out])
+        operands[c.operand] = out
+    np.testing.assert_array_equal(host(operands[0]).reshape(batch, m, k), a.transpose(0, 2, 1))
+    np.testing.assert_array_equal(host(operands[1]).reshape(batch, n, k), b.transpose(0, 2, 1))
+    c = dev(np.zeros(batch * m * n, np.float32))
+    cache.launch(generate_gemm(staged, SMALL), operands + [c])
+    want = np.einsum("bkm,bkn->bmn", a.astype(np.float64), b)
+    np.testing.assert_allclose(host(c).reshape(batch, m, n), want, rtol=2e-2, atol=2e-1)
+
+
+def test_kmajor_staging_only_where_it_pays():
+    from ember.codegen.triton.gemm import kmajor_staging
+    assert kmajor_staging(_wgrad_problem(512, 512, 4096))[1]          # 2 GFLOP over 2M each
+    assert not kmajor_staging(_wgrad_problem(16, 16, 4096))[1]        # 32 FLOPs per element
+    ieee = MatmulProblem(512, 512, 4096, ember.float32, ember.float32, (0, 1, 512),
+                         (0, 512, 1), (0, 512, 1), precision="ieee")
+    assert not kmajor_staging(ieee)[1]                                # only TF32 needs it
+    kmajor = MatmulProblem.create(512, 512, 4096, b_layout="kmajor", precision="tf32")
+    assert not kmajor_staging(kmajor)[1]
+    # a weight shared by every batch (stride 0) is copied once
+    shared = MatmulProblem(128, 512, 512, ember.float32, ember.float32, (128 * 512, 512, 1),
+                           (0, 512, 1), (128 * 512, 512, 1), 32, precision="tf32")
+    staged, copies = kmajor_staging(shared)
+    assert [c.operand for c in copies] == [1] and copies[0].numel == 512 * 512
+    assert staged.b_strides == (0, 1, 512)
