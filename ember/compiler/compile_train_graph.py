@@ -181,9 +181,15 @@ def write_back(layout: StepLayout, updates, buffers, backend,
     already store in place), and create the state a first step makes. `targets`:
     update_targets(layout), as run_step used them."""
     targets = update_targets(layout) if targets is None else targets
+    counted: set[int] = set()
     for (optimizer, param, key), value, target in zip(layout.write_backs, updates, targets):
         if value is None:                       # the kernel stored it in place
             target._bump_version()
+        elif target is not None and _host_count(key, target, backend):
+            if id(target) not in counted:       # a tensor shared by parameters: once
+                counted.add(id(target))
+                np.add(target._array, 1, out=target._array, casting="unsafe")
+                target._bump_version()
         elif target is not None:
             _copy_into(target, value, backend)
         else:                                   # state the first step creates (SGD momentum)
@@ -193,6 +199,17 @@ def write_back(layout: StepLayout, updates, buffers, backend,
             buffer._bump_version()
         else:
             _copy_into(buffer, value, backend)
+
+
+def _host_count(key: str, target: Tensor, backend) -> bool:
+    """An optimizer's step count kept on the host while the plan runs on a device (Adam's
+    'step', a CPU tensor as in torch's non-capturable Adam): optim.functional's update
+    returns it incremented by one, from the very value the plan was given (every
+    parameter of a group holds the same count: shared_state refuses others), so the
+    host adds 1 itself, as torch does, instead of reading the device's result back (a
+    synchronizing device-to-host copy per parameter, every step)."""
+    return key == "step" and not backend.holds(target) and not getattr(target, "is_cuda", True) \
+        and target.numel() == 1 and isinstance(target._array, np.ndarray)
 
 
 def _copy_into(dst: Tensor, value, backend) -> None:
