@@ -164,6 +164,26 @@ def description_bytes(kernel: K.Kernel, role, blocks) -> tuple[int, int]:
     return moved, sum(touched.values())
 
 
+def strided_accesses(kernel: K.Kernel) -> list[str]:
+    """Buffers a kernel reads or writes with no unit stride along the axes a program's
+    tile spans (uncoalesced: each lane of a warp touches another 32-byte sector): the
+    fastest-varying outer variable (a pointwise kernel's flat index runs the last outer
+    axis first), and for a reduction the fastest inner variable too (Triton orders a
+    2-D tile along whichever of its axes is contiguous)."""
+    def last(sizes, first: int) -> list[int]:
+        vs = [first + i for i, size in enumerate(sizes) if size > 1]
+        return vs[-1:]
+    tile_vars = last(kernel.outer, 0) + last(kernel.inner, len(kernel.outer))
+    bad = []
+    accesses = [e for st in kernel.stages for e in _loads_of(st.value)]
+    accesses += [st for st in kernel.stages if not isinstance(st, K.Reduce)]
+    for e in accesses:
+        coeffs = [abs(e.index.coeff(v)) for v in tile_vars]
+        if any(coeffs) and 1 not in coeffs and e.buffer not in bad:
+            bad.append(e.buffer)
+    return bad
+
+
 def _loads_of(value) -> list:
     return [e for e in K._walk(value, set()) if isinstance(e, (K.Load, K.MaskedLoad))]
 
@@ -306,6 +326,8 @@ class _Recorder:
         flops, precision, layout = 0, None, ""
         if described is not None:
             moved, minimum = description_bytes(*described)
+            strided = strided_accesses(described[0])
+            layout = f"strided {','.join(strided)}" if strided else ""
         elif gemm_row is not None:
             moved = minimum = gemm_bytes(generated, tensors, gemm_row[2])
             flops, precision, layout = gemm_cost(*gemm_row)
