@@ -27,6 +27,7 @@ def _layer(lib):
 
 def test_split_k_weight_gradients_equal_float64_torch(cuda, monkeypatch):
     monkeypatch.setattr(gemm, "MIN_SPLIT_K", 32)       # 128 tokens: up to 4 K ranges
+    monkeypatch.setattr(gemm, "MIN_SPLIT_WORK", 0)
     ember.manual_seed(0)
     model, twin = _layer(ember), _layer(torch)
     twin.load_state_dict({k: torch.from_numpy(v.detach().numpy().copy())
@@ -49,6 +50,7 @@ def test_tf32_operands_staged_kmajor_in_a_training_step(cuda, monkeypatch):
     K-major inside their GEMM's step; the step still matches torch's float64 steps
     within TF32's rounding."""
     monkeypatch.setattr(gemm, "MIN_SPLIT_K", 32)
+    monkeypatch.setattr(gemm, "MIN_SPLIT_WORK", 0)
     monkeypatch.setattr(gemm, "STAGE_FLOPS_PER_ELEMENT", 1)
     monkeypatch.setattr(ember.backends.cuda.matmul, "allow_tf32", True)
     ember.manual_seed(0)

@@ -335,11 +335,13 @@ def _kernel(fn, header, body, args, buffers, constexprs, grid, rule, warps, stag
 # --- split-K ------------------------------------------------------------------------------------
 SMS = 132              # streaming multiprocessors of the GPU the split choice targets (H100 SXM)
 MIN_SPLIT_K = 512      # K elements each split's programs walk at least
+MIN_SPLIT_WORK = 1 << 25   # FLOPs of one whole-K program worth splitting (~11 us of one
+#                            H100 SM's TF32 share; a small GEMM is cheaper as one launch)
 
 
 def split_k(problem, config: GemmConfig) -> int:
     """How many K ranges a matmul's programs divide: 1 where its output tiles fill at least
-    half the SMs or K is short; else the largest power of two keeping the programs within
+    half the SMs, K is short or a program's whole-K work is small (MIN_SPLIT_WORK); else the largest power of two keeping the programs within
     one wave (SMS) and each range at least MIN_SPLIT_K long. A transformer layer's
     weight-gradient GEMMs (512x512 over 4096 tokens: 16 tiles of 128x128) otherwise leave
     most of an H100 idle."""
@@ -347,7 +349,7 @@ def split_k(problem, config: GemmConfig) -> int:
         return 1
     tiles = _tiles(problem, config) * problem.batch
     splits = 1
-    if 2 * tiles > SMS:
+    if 2 * tiles > SMS or 2 * config.block_m * config.block_n * problem.k < MIN_SPLIT_WORK:
         return 1
     while tiles * splits * 2 <= SMS and problem.k // (splits * 2) >= MIN_SPLIT_K:
         splits *= 2

@@ -105,6 +105,7 @@ def test_split_choice_for_weight_gradient_shapes():
     assert programs(4096, 2048, 512)[1] == 1           # 256 tiles: a full wave already
     assert programs(4096, 512, 2048)[1] == 1           # 128 tiles of 128x128
     assert programs(64, 64, 256)[1] == 1               # K too short to split
+    assert programs(4, 10, 1024)[1] == 1               # a classifier head: too little work
 
 
 def test_split_k_refuses_convolutions():
