@@ -860,7 +860,10 @@ class GraphedPlan:
             return self.copied_bytes <= self.COPY_BYTES_PER_STEP * len(self.plan.steps)
         return bool(self.mode)
 
-    def run(self, inputs: list):
+    def run(self, inputs: list, skip=None):
+        """`skip`: results the caller will not read, as a mask of the result's nesting
+        (True: that result, or everything under it, is not copied out of a replayed
+        graph and comes back as None; a training step's host-side step counts)."""
         if self.plan.calls == 0:
             if self.backend.precompile and not getattr(self.plan, "prefetched", False):
                 with compile_times.stage("dry run (the eager steps' kernels)"):
@@ -889,7 +892,7 @@ class GraphedPlan:
             self.plan.calls += 1
         with compile_times.stage("graph replay (launch)"):
             self.graph.launch()
-        return _map(self.backend.buffers.copy, self.graph.result)
+        return _map(self.backend.buffers.copy, self.graph.result, skip)
 
     def _give_up_replay(self, err: DeviceError) -> None:
         """Run step by step from now on (nothing ran during the failed capture, so the
@@ -1024,9 +1027,15 @@ def _nbytes(value) -> int:
     return value._array.extent() * value._array.itemsize if isinstance(value, Tensor) else 0
 
 
-def _map(fn, value):
+def _map(fn, value, skip=None):
+    """fn over the leaves of nested tuples/lists; None where the `skip` mask (same
+    nesting, or True for a whole subtree) says so."""
+    if skip is True:
+        return None
     if isinstance(value, (tuple, list)):
-        return type(value)(_map(fn, v) for v in value)
+        masks = skip if isinstance(skip, (tuple, list)) and len(skip) == len(value) \
+            else [None] * len(value)
+        return type(value)(_map(fn, v, m) for v, m in zip(value, masks))
     return fn(value)
 
 

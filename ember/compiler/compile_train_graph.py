@@ -157,6 +157,11 @@ def run_step(entry: TrainPlan, inputs: list, backend, targets: list | None = Non
     bind = entry.plan.bind
     for slot, position in entry.bindings:
         bind(slot, backend.unwrap(targets[position]))
+    if getattr(entry.plan, "capturable", None) is not None:    # CUDA-graph replay
+        counts = [target is not None and _host_count(key, target, backend)
+                  for (_, _, key), target in zip(entry.layout.write_backs, targets)]
+        if any(counts):      # write_back adds to them on the host: no copy out
+            return entry.plan.run(inputs, (False, tuple(counts), False))
     return entry.plan.run(inputs)
 
 
@@ -183,13 +188,13 @@ def write_back(layout: StepLayout, updates, buffers, backend,
     targets = update_targets(layout) if targets is None else targets
     counted: set[int] = set()
     for (optimizer, param, key), value, target in zip(layout.write_backs, updates, targets):
-        if value is None:                       # the kernel stored it in place
-            target._bump_version()
-        elif target is not None and _host_count(key, target, backend):
+        if target is not None and _host_count(key, target, backend):
             if id(target) not in counted:       # a tensor shared by parameters: once
                 counted.add(id(target))
                 np.add(target._array, 1, out=target._array, casting="unsafe")
                 target._bump_version()
+        elif value is None:                     # the kernel stored it in place
+            target._bump_version()
         elif target is not None:
             _copy_into(target, value, backend)
         else:                                   # state the first step creates (SGD momentum)
