@@ -341,8 +341,9 @@ MIN_SPLIT_WORK = 1 << 25   # FLOPs of one whole-K program worth splitting (~11 u
 
 def split_k(problem, config: GemmConfig) -> int:
     """How many K ranges a matmul's programs divide: 1 where its output tiles fill at least
-    half the SMs, K is short or a program's whole-K work is small (MIN_SPLIT_WORK); else the largest power of two keeping the programs within
-    one wave (SMS) and each range at least MIN_SPLIT_K long. A transformer layer's
+    half the SMs, K is short or a program's whole-K work is small (MIN_SPLIT_WORK); else
+    the largest power of two keeping the programs within one wave (SMS) and each range
+    at least MIN_SPLIT_K long. A transformer layer's
     weight-gradient GEMMs (512x512 over 4096 tokens: 16 tiles of 128x128) otherwise leave
     most of an H100 idle."""
     if not isinstance(problem, MatmulProblem):
