@@ -5,8 +5,16 @@ eager, and torch eager with the same weights; prints the host-fallback warnings 
 emitted. float32 GEMMs and convolutions are exact float32 in both unless --tf32 (then
 TF32 in both: ember's allow_tf32, torch's matmul and cuDNN flags).
 
-    python benchmarks/cuda_train_step.py [--model resnet18] [--size 224] [--tf32]
-        [--steps N] [--warmup N] [--smoke] [--no-split] [--write | --out PATH]
+--model transformer | mlp: benchmarks/cuda.py's training rows of those names (a
+TransformerEncoderLayer(512, 8 heads, 2048, dropout 0, batch_first), batch 32 x 128
+tokens, MSELoss, AdamW; ember.models.mlp(), batch 64, CrossEntropyLoss, Adam), ember
+compiled against torch eager, --bf16 with the forward and loss under autocast in both.
+--no-split-k and --no-staging compile without split-K GEMMs / without the K-major
+copies of TF32 GEMM operands (codegen/triton/gemm.py), to compare.
+
+    python benchmarks/cuda_train_step.py [--model resnet18|small_cnn|transformer|mlp]
+        [--size 224] [--tf32] [--bf16] [--steps N] [--warmup N] [--smoke] [--no-split]
+        [--no-split-k] [--no-staging] [--profile N] [--write | --out PATH]
 
 Wall-clock per step after warmup: one ember.utils.benchmark.Timer block of N steps, the
 GPU synchronized before and after it by the Timer's clock. Prints the rows, and whether
@@ -99,11 +107,19 @@ def _torch_net(name: str, model):
 
 MODELS = {"small_cnn": lambda: ember.models.small_cnn(in_channels=3),
           "resnet18": lambda: ember.models.resnet18(num_classes=10)}
+SEQUENCE_MODELS = ("transformer", "mlp")       # benchmarks/cuda.py's training rows
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=list(MODELS), default="small_cnn")
+    p.add_argument("--model", choices=list(MODELS) + list(SEQUENCE_MODELS),
+                   default="small_cnn")
+    p.add_argument("--bf16", action="store_true",
+                   help="transformer/mlp: forward and loss under bfloat16 autocast")
+    p.add_argument("--no-split-k", action="store_true",
+                   help="compile without split-K GEMMs (one program per output tile)")
+    p.add_argument("--no-staging", action="store_true",
+                   help="compile without the K-major copies of TF32 GEMM operands")
     p.add_argument("--size", type=int, default=64, help="image height and width")
     p.add_argument("--tf32", action="store_true", help="TF32 GEMM/conv in ember and torch")
     p.add_argument("--steps", type=int, default=20)
@@ -131,10 +147,17 @@ def main(argv=None) -> int:
                          "(ember.cuda.is_available() is False)")
     import torch
     ember.backends.cuda.matmul.allow_tf32 = args.tf32
+    from ember.compiler.compile_cuda import CudaBackend
     if args.no_split:
-        from ember.compiler.compile_cuda import CudaBackend
         CudaBackend.split_reductions = False
+    if args.no_split_k:
+        from ember.codegen.triton import gemm
+        gemm.MIN_SPLIT_K = 1 << 62
+    if args.no_staging:
+        CudaBackend.stage_tf32_operands = False
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+    if args.model in SEQUENCE_MODELS:
+        return _sequence_model(args)
     rng = np.random.default_rng(0)
     x_host = rng.standard_normal((64, 3, args.size, args.size), dtype=np.float32)
     y_host = rng.integers(0, 10, 64)
@@ -206,6 +229,56 @@ def main(argv=None) -> int:
                          f"{args.size}x{args.size}{', channels-last' if channels_last else ''}, "
                          "CrossEntropyLoss, SGD momentum 0.9",
                 "tf32": args.tf32, "split_reductions": not args.no_split}
+        out.write_text(json.dumps({"benchmark": "cuda_train_step", "meta": meta,
+                                   "rows": rows}, indent=2) + "\n")
+        print("wrote", out)
+    return 0
+
+
+def _sequence_model(args) -> int:
+    """benchmarks/cuda.py's transformer or MLP training row: ember compiled against torch
+    eager (same weights and batch), --bf16 under autocast; --profile N lists both steps'
+    costliest kernels."""
+    import torch
+    from benchmarks import cuda as rows_bench
+    spec = rows_bench.specs(False)[args.model]
+    model, twin, x_host, y_host = rows_bench.build(spec)
+    print("GPU:", ember.cuda.get_device_name(), f"| {args.model}",
+          "bf16 autocast" if args.bf16 else f"float32 ({'TF32' if args.tf32 else 'IEEE'})")
+    rows = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, step = rows_bench.ember_step(spec, model, args.bf16)
+        x, y = rows_bench.Devices().ember_in(spec, x_host, y_host)
+        t0 = time.perf_counter()
+        first = step(x, y).item()
+        rows["ember_compiled_first_call_s"] = time.perf_counter() - t0
+        rows["ember_compiled_ms"] = _timed(lambda: step(x, y), args.warmup, args.steps,
+                                           "ember")
+    graph = getattr(step.last.plan, "graph", None)
+    rows["ember_compiled_cuda_graph_nodes"] = graph.node_count if graph else None
+    twin, tstep = rows_bench.torch_step(spec, twin, "cuda", args.bf16)
+    tx, ty = rows_bench.torch_inputs(spec, x_host, y_host, "cuda")
+    tfirst = tstep(tx, ty).item()
+    rows["torch_eager_ms"] = _timed(lambda: tstep(tx, ty), args.warmup, args.steps, "torch")
+    if args.profile:
+        _profile("ember compiled", lambda: step(x, y), args.profile)
+        _profile("torch eager", lambda: tstep(tx, ty), args.profile)
+    rows["first_loss_ember_vs_torch"] = (first, tfirst)
+    rows["host_fallbacks"] = sorted({str(w.message).split(":")[0] for w in caught
+                                     if "runs on the host" in str(w.message)})
+    rows["ratio_torch_eager_over_ember_compiled"] = \
+        rows["torch_eager_ms"] / rows["ember_compiled_ms"]
+    for k, v in rows.items():
+        print(f"{k}: {v}")
+    if args.write or args.out:
+        gpu = ember.cuda.get_device_name()
+        tag = "h200" if "H200" in gpu else "h100" if "H100" in gpu else "gpu"
+        out = args.out or _HERE / "results" / \
+            f"cuda_train_step_{args.model}{'_bf16' if args.bf16 else ''}_{tag}.json"
+        meta = {"gpu": gpu, "torch": torch.__version__, "steps": args.steps,
+                "model": args.model, "bf16": args.bf16, "tf32": args.tf32,
+                "split_k": not args.no_split_k, "staging": not args.no_staging}
         out.write_text(json.dumps({"benchmark": "cuda_train_step", "meta": meta,
                                    "rows": rows}, indent=2) + "\n")
         print("wrote", out)

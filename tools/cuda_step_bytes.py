@@ -58,13 +58,35 @@ import numpy as np  # noqa: E402
 import ember  # noqa: E402
 from ember import nn  # noqa: E402
 from ember.codegen import kernel as K  # noqa: E402
-from ember.codegen.triton import source, split_reduce  # noqa: E402
+from ember.codegen.triton import gemm, source, split_reduce  # noqa: E402
 from ember.codegen.triton.reduce_levels import flatten_levels  # noqa: E402
 
 # id(GeneratedKernel) -> (description, role): role None (one kernel), or the split
 # phase's level ("partial<n>") / "final"
 _DESCRIPTIONS: dict[int, tuple] = {}
 SHOW: set = set()              # kernel names whose source --show prints
+
+
+# id(GeneratedKernel) -> (problem, config, role, splits): role None (one GEMM kernel),
+# "partial" (a split-K GEMM's partial products) or "sum" (its sum and epilogue)
+_GEMMS: dict[int, tuple] = {}
+
+
+def _track_gemms(mp) -> None:
+    plain, split = gemm.generate_gemm, gemm.generate_split_gemm
+
+    def tracked_gemm(problem, config=None, epilogue=None, name="gemm"):
+        made = plain(problem, config, epilogue, name)
+        _GEMMS[id(made)] = (problem, config or gemm.GemmConfig(), None, 1)
+        return made
+
+    def tracked_split(problem, config, splits, epilogue=None, name="gemm", **kw):
+        made = split(problem, config, splits, epilogue, name, **kw)
+        for kernel, role in zip(made.kernels, ("partial", "sum")):
+            _GEMMS[id(kernel)] = (problem, config, role, made.splits)
+        return made
+    mp.setattr(gemm, "generate_gemm", tracked_gemm)
+    mp.setattr(gemm, "generate_split_gemm", tracked_split)
 
 
 def _track_descriptions(mp) -> None:
@@ -142,8 +164,116 @@ def description_bytes(kernel: K.Kernel, role, blocks) -> tuple[int, int]:
     return moved, sum(touched.values())
 
 
+def strided_accesses(kernel: K.Kernel) -> list[str]:
+    """Buffers a kernel reads or writes with no unit stride along the axes a program's
+    tile spans (uncoalesced: each lane of a warp touches another 32-byte sector): the
+    fastest-varying outer variable (a pointwise kernel's flat index runs the last outer
+    axis first), and for a reduction the fastest inner variable too (Triton orders a
+    2-D tile along whichever of its axes is contiguous)."""
+    def last(sizes, first: int) -> list[int]:
+        vs = [first + i for i, size in enumerate(sizes) if size > 1]
+        return vs[-1:]
+    tile_vars = last(kernel.outer, 0) + last(kernel.inner, len(kernel.outer))
+    bad = []
+    accesses = [e for st in kernel.stages for e in _loads_of(st.value)]
+    accesses += [st for st in kernel.stages if not isinstance(st, K.Reduce)]
+    for e in accesses:
+        coeffs = [abs(e.index.coeff(v)) for v in tile_vars]
+        if any(coeffs) and 1 not in coeffs and e.buffer not in bad:
+            bad.append(e.buffer)
+    return bad
+
+
 def _loads_of(value) -> list:
     return [e for e in K._walk(value, set()) if isinstance(e, (K.Load, K.MaskedLoad))]
+
+
+# --- GEMM costs -------------------------------------------------------------------------------
+def gemm_bytes(generated, tensors, role) -> int:
+    """A GEMM launch's DRAM bytes, each operand once (tiles re-read from L2 are not
+    counted): a split-K GEMM's partial kernel reads A and B and writes the workspace, its
+    sum kernel reads the workspace and the epilogue's inputs and writes its outputs."""
+    from ember import Tensor
+    names = generated.launch.buffers
+    skip = {"partial": lambda n: n not in ("a", "b", "workspace"),
+            "sum": lambda n: n in ("a", "b")}.get(role, lambda n: False)
+    return sum(_tensor_bytes(t) for n, t in zip(names, tensors)
+               if isinstance(t, Tensor) and not skip(n))
+
+
+def gemm_cost(problem, config, role, splits) -> tuple[int, str, str]:
+    """(FLOPs, tl.dot precision or the 16-bit type, which operands are not K-major)."""
+    m, n, k, batch = problem.m, problem.n, problem.k, problem.batch
+    if role == "sum":
+        return splits * m * n * batch, "fp32 sum", ""
+    precision = gemm._precision(problem) or problem.dtype.name
+    a_kmajor = getattr(problem, "a_strides", (0, 0, 1))[2] == 1
+    b_kmajor = getattr(problem, "b_strides", (0, 1, 0))[1] == 1
+    layout = "".join(name for name, ok in (("A", a_kmajor), ("B", b_kmajor)) if not ok)
+    return 2 * m * n * k * batch, precision, layout and f"{layout} MN-major"
+
+
+def _config_text(gemm_row) -> str:
+    if gemm_row is None:
+        return ""
+    _, c, role, splits = gemm_row
+    if role == "sum":
+        return f"sum of {splits}"
+    text = f"{c.block_m}x{c.block_n}x{c.block_k}/{c.num_warps}w/{c.num_stages}s"
+    return text + (f" split-K {splits}" if role == "partial" else "")
+
+
+# --- a roofline for an H100 -----------------------------------------------------------------
+SMS = 132                  # H100 SXM
+DRAM_BPS = 3.0e12          # HBM3, what a well-occupied kernel reaches
+LAUNCH_S = 2e-6            # a kernel launched from a CUDA graph, back to back
+# dense tensor-core FLOP/s of the whole GPU by tl.dot precision (H100 SXM: TF32 ~400 T
+# in practice, 16-bit twice that, IEEE float32 on the CUDA cores ~60 T)
+PEAK = {"tf32": 400e12, "tf32x3": 133e12, "ieee": 60e12, "float16": 800e12,
+        "bfloat16": 800e12, "fp32 sum": 60e12}
+# Hopper's wgmma takes TF32 operands only K-major in shared memory: an MN-major float32
+# operand costs Triton a transposing path (measured on an H100, Triton 3.6, 4096^3 with
+# B row-major: 143 TFLOP/s against 305 with B K-major)
+MN_MAJOR_TF32 = 143 / 305
+
+
+def roofline(row: dict) -> dict:
+    """The launch's time on an H100 if it ran at the machine's limits for its grid: its
+    FLOPs over the SMs its programs occupy (whole waves: a program's work over one SM's
+    share of the peak), its bytes at DRAM bandwidth scaled by the SMs it occupies, and a
+    launch's floor. Adds `programs`, `est_s`, `bound` and `occupancy` to the row."""
+    if row["family"] in ("memcpy", "memset"):
+        est = row["bytes"] / DRAM_BPS
+        return {**row, "programs": 0, "est_s": est, "bound": "memory", "occupancy": 1.0}
+    programs = math.prod(row["grid"]) or 1
+    occupancy = min(1.0, programs / SMS)
+    rate = PEAK.get(row.get("precision") or "", PEAK["ieee"]) / SMS
+    if row.get("layout") and row.get("precision") == "tf32":
+        rate *= MN_MAJOR_TF32
+    compute = math.ceil(programs / SMS) * (row.get("flops", 0) / programs) / rate
+    memory = row["bytes"] / (DRAM_BPS * occupancy)
+    est, bound = max((compute, "compute"), (memory, "memory"), (LAUNCH_S, "launch"))
+    return {**row, "programs": programs, "est_s": est, "bound": bound,
+            "occupancy": occupancy}
+
+
+def print_roofline(rows: list[dict], top: int) -> None:
+    """Each launch by its estimated H100 time: where the step's time should go."""
+    costed = [roofline(r) for r in rows]
+    total = sum(r["est_s"] for r in costed)
+    flops = sum(r.get("flops", 0) for r in costed)
+    print(f"H100 roofline ({SMS} SMs, TF32 {PEAK['tf32'] / 1e12:.0f} TFLOP/s, 16-bit "
+          f"{PEAK['bfloat16'] / 1e12:.0f}, {DRAM_BPS / 1e12:.0f} TB/s, {LAUNCH_S * 1e6:.0f} us a "
+          f"launch): {len(costed)} activities, {flops / 1e9:.1f} GFLOP, estimate "
+          f"{total * 1e3:.3f} ms a step")
+    print(f"\n{'est us':>7} {'bound':>7} {'progs':>6} {'occ':>4} {'GFLOP':>6} {'MB':>6}  "
+          "kernel  [plan step]  precision/layout  config")
+    for r in sorted(costed, key=lambda r: -r["est_s"])[:top]:
+        note = " ".join(x for x in (r.get("precision") or "", r.get("layout") or "") if x)
+        print(f"{r['est_s'] * 1e6:7.1f} {r['bound']:>7} {r['programs']:6d} "
+              f"{r['occupancy'] * 100:3.0f}% {r.get('flops', 0) / 1e9:6.2f} "
+              f"{r['bytes'] / 1e6:6.1f}  {r['kernel'][:30]}  [{r['step'][:26]}]  {note}  "
+              f"{r.get('config', '')}")
 
 
 # --- recording a step ----------------------------------------------------------------------
@@ -192,8 +322,15 @@ class _Recorder:
         from ember import Tensor
         operands = [t for t in tensors if isinstance(t, Tensor)]
         described = _DESCRIPTIONS.get(id(generated))
+        gemm_row = _GEMMS.get(id(generated))
+        flops, precision, layout = 0, None, ""
         if described is not None:
             moved, minimum = description_bytes(*described)
+            strided = strided_accesses(described[0])
+            layout = f"strided {','.join(strided)}" if strided else ""
+        elif gemm_row is not None:
+            moved = minimum = gemm_bytes(generated, tensors, gemm_row[2])
+            flops, precision, layout = gemm_cost(*gemm_row)
         else:
             moved = minimum = sum(_tensor_bytes(t) for t in operands)
         if generated.name in SHOW:
@@ -201,7 +338,11 @@ class _Recorder:
             print(generated.source)
         self._add({"kernel": generated.name, "family": _family(generated.name),
                    "bytes": moved, "minimum": minimum, "grid": list(generated.launch.grid),
-                   "shapes": [list(t.shape) for t in operands][:4]})
+                   "shapes": [list(t.shape) for t in (operands[:-1] if gemm_row and
+                                                       gemm_row[2] else operands)][:4],
+                   "flops": flops, "precision": precision, "layout": layout,
+                   "warps": generated.launch.num_warps, "stages": generated.launch.num_stages,
+                   "config": _config_text(gemm_row)})
 
     def copy(self, nbytes: int) -> None:
         self._add({"kernel": "memcpy", "family": "memcpy", "bytes": 2 * nbytes,
@@ -267,6 +408,7 @@ def recording(recorder: _Recorder):
             recorder.step = outer
     with emulated_cuda(8 << 30), pytest.MonkeyPatch.context() as mp:
         _track_descriptions(mp)
+        _track_gemms(mp)
         mp.setattr(cuda_api, "is_available", lambda: True)   # autocast('cuda') asks
         mp.setattr(compile_cuda.CudaBackend, "precompile", False)
         mp.setattr(compile_cuda, "_launch", lambda k, ts: recorder.launch(k.generated, ts))
@@ -351,12 +493,13 @@ def _count_steps(opt, n: int) -> None:
             state["step"].fill_(float(n))
 
 
-def step_rows(model_name: str, size: int, batch: int, graphs=True, bf16=False) -> list[dict]:
+def step_rows(model_name: str, size: int, batch: int, graphs=True, bf16=False,
+              tf32=True) -> list[dict]:
     """The steady step's activities: with `graphs`, the third call (call 1 runs step by
     step, call 2 captures, call 3 replays), else the second (Adam's state exists after
-    the first)."""
+    the first). `tf32`: float32 GEMMs take TF32 (benchmarks/cuda.py's setting)."""
     recorder = _Recorder()
-    with recording(recorder):
+    with recording(recorder), _tf32(tf32):
         ember.manual_seed(0)
         model, x, y, loss_fn, opt = _build(model_name, size, batch)
         step = _compile_step(model, loss_fn, opt, graphs, bf16)
@@ -366,6 +509,16 @@ def step_rows(model_name: str, size: int, batch: int, graphs=True, bf16=False) -
         recorder.rows.clear()
         step(x, y)
     return recorder.rows
+
+
+@contextlib.contextmanager
+def _tf32(on: bool):
+    flag = ember.backends.cuda.matmul
+    saved, flag.allow_tf32 = flag.allow_tf32, on
+    try:
+        yield
+    finally:
+        flag.allow_tf32 = saved
 
 
 def activity_counts(rows: list[dict]) -> dict:
@@ -448,20 +601,27 @@ def main(argv=None) -> int:
                    help="list every activity of the step in order, with its origin")
     p.add_argument("--show", action="append", default=[], metavar="KERNEL",
                    help="print this kernel's generated source (repeatable)")
+    p.add_argument("--ieee", action="store_true",
+                   help="float32 GEMMs in IEEE float32 (default: TF32, as benchmarks/cuda.py)")
+    p.add_argument("--roofline", action="store_true",
+                   help="only the H100 roofline table (every launch by estimated time)")
     args = p.parse_args(argv)
     SHOW.update(args.show)
     if args.batch is None:
         args.batch = 32 if args.model == "transformer" else 64
     rows = step_rows(args.model, args.size, args.batch, graphs=not args.no_graphs,
-                     bf16=args.bf16)
+                     bf16=args.bf16, tf32=not args.ieee)
     shape = ("" if args.model in SEQUENCE_MODELS
              else f" {args.size}x{args.size} channels-last")
     print(f"{args.model} batch {args.batch}{shape}{' bf16 autocast' if args.bf16 else ''}, "
           "compile_train_step(backend='triton'), steady step"
           f"{'' if args.no_graphs else ' (CUDA-graph replay)'}:")
-    print_activities(rows, args.every)
-    print()
-    print_table(rows, args.top)
+    if not args.roofline:
+        print_activities(rows, args.every)
+        print()
+        print_table(rows, args.top)
+        print()
+    print_roofline(rows, args.top)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -84,6 +84,43 @@ def _launch(kernel: PlanKernel, tensors: list) -> None:
     compiled.launch(kernel.generated.launch.grid, pointers)
 
 
+class GemmStep(PlanKernel):
+    """A GEMM of several launches as one plan step: copies staging TF32 operands K-major
+    (codegen/triton/gemm.py kmajor_staging) into buffers of the step's own, then the GEMM
+    itself, or the kernels of a GEMM split over K (SplitGemm: partial products into a
+    float32 workspace, then the fixed-order sum applying the bias and the epilogue).
+    Buffers are made when the plan is built (steps run in stream order, so a step reuses
+    them every call). Launches only: a CUDA graph may record it."""
+
+    def __init__(self, main, copies: list, index: int, order: list[int] | None = None,
+                 n_inputs: int = 0, fixed: dict | None = None):
+        from ..ir.dtypes import float32
+        kernels = main.kernels if _is_split(main) else [main]
+        super().__init__(kernels[-1], index, order, n_inputs, fixed)
+        self.parts = [PlanKernel(generated, index) for generated in kernels]
+        self.workspace = [empty_cuda((main.workspace,), (1,), float32, index)] \
+            if _is_split(main) else []
+        self.copies = [(c.operand, PlanKernel(c.kernel, index),      # TF32: float32 operands
+                        empty_cuda((c.numel,), (1,), float32, index)) for c in copies]
+
+    @property
+    def kernels(self) -> list:
+        return [k for _, k, _ in self.copies] + self.parts
+
+    def __call__(self, values: list) -> None:
+        operands = list(self.operands(values))
+        for j, copy, staged in self.copies:
+            _launch(copy, [operands[j], staged])
+            operands[j] = staged
+        for part in self.parts:
+            _launch(part, operands + self.workspace)
+
+
+def _is_split(generated) -> bool:
+    from ..codegen.triton.gemm import SplitGemm       # no codegen import at module load
+    return isinstance(generated, SplitGemm)
+
+
 class CudnnConvStep(PlanKernel):
     """A conv anchor run by cuDNN (frontend/cudnn_conv.py chose it for the shape): the same
     operand order and repacked weights as the Triton step it replaces; launches only, so
@@ -299,7 +336,12 @@ class CudaBackend:
     """PlanBuilder's device interface for CUDA (see compile.CpuBackend for the methods)."""
     name = "triton"
     precompile = True          # compile each kernel for the device when the plan is built
-    split_reductions = True    # long reductions over few kept points: split_reduce.py
+    # steps of several kernels sharing a workspace: long reductions over few kept points
+    # (split_reduce.py) and matmuls whose tiles leave most SMs idle (split over K)
+    split_reductions = True
+    # float32 matmuls under TF32 read operands whose K axis is not contiguous from K-major
+    # copies (gemm.kmajor_staging; the copies are part of the GEMM's step)
+    stage_tf32_operands = True
     # training steps: the backward recomputes cheap forward values from those written
     # anyway (passes/recompute.py) instead of reading them back, and the kernels that
     # produce a float32 weight gradient's operands also write them NCHW
@@ -461,6 +503,10 @@ class CudaBackend:
         generated, operands, fixed, problem = found
         inputs = tensor_inputs(node)
         order = [inputs.index(n) for n in operands]
+        generated, copies = generated
+        if copies or _is_split(generated):
+            return self._ready_parts(GemmStep(generated, copies, self.index, order,
+                                              len(inputs), fixed))
         spec = self._cudnn_spec(problem, TimedKernel(generated), epilogue=False)
         if spec is not None:
             return CudnnConvStep(spec, self.index, order, len(inputs), fixed)
@@ -481,6 +527,11 @@ class CudaBackend:
         inner = operands + [n for n in lowered.inputs if n is not lowered.anchor]
         if any(n.op != OpKind.placeholder for n in inner):
             return None
+        generated, copies = generated
+        if copies or _is_split(generated):      # a matmul: no cuDNN alternative to time
+            step = GemmStep(generated, copies, self.index, list(range(len(inner))),
+                            len(inner), fixed)
+            return self._ready_parts(step), inner
         # timed as the plan would run it (epilogue included: no kernel compiled only to be
         # timed) against cuDNN's conv plus the epilogue's own pass
         geometry = [n.meta.get("val") for n in inner + list(lowered.outputs)]
@@ -494,19 +545,33 @@ class CudaBackend:
         return self._ready(step), inner
 
     def _gemm(self, anchor: Node, epilogue, constant):
-        """(generated kernel, operand nodes, repacked operands) or None (not a Triton GEMM)."""
+        """((generated kernel, or a SplitGemm where the GEMM's tiles leave most SMs idle
+        and K is long; the K-major staging copies of TF32 operands), operand nodes,
+        repacked operands, the problem) or None (not a Triton GEMM). A plain kernel
+        (`extern`'s cuDNN timing, ember.aot) has neither splits nor copies."""
         from ..codegen.triton.autotune import gemm_config
-        from ..codegen.triton.gemm import anchor_problem, generate_gemm
+        from ..codegen.triton.gemm import anchor_problem, generate_gemm, generate_split_gemm, \
+            kmajor_staging, split_k
         try:
             problem, operands = anchor_problem(anchor)
             problem, fixed = self._fast_layouts(problem, operands, constant)
             name = f"{anchor.target.name}_epilogue" if epilogue is not None else anchor.target.name
+            copies = []
+            if self.split_reductions and self.stage_tf32_operands:
+                problem, copies = kmajor_staging(problem, name)
             config = gemm_config(problem, self.device_key())
+            splits = split_k(problem, config) if self.split_reductions else 1
             with compile_times.stage("Triton source generation"):
-                generated = generate_gemm(problem, config, epilogue, name)
-            return generated, operands, fixed, problem
+                generated = generate_gemm(problem, config, epilogue, name) if splits == 1 \
+                    else generate_split_gemm(problem, config, splits, epilogue, name)
+            return (generated, copies), operands, fixed, problem
         except LoweringError:
             return None
+
+    def _ready_parts(self, step: "GemmStep") -> "GemmStep":
+        for part in step.kernels:
+            self._ready(part)
+        return step
 
     def _cudnn_spec(self, problem, timed, epilogue: bool):
         """The cuDNN ConvSpec where a conv anchor runs faster in cuDNN than in the Triton
@@ -795,7 +860,10 @@ class GraphedPlan:
             return self.copied_bytes <= self.COPY_BYTES_PER_STEP * len(self.plan.steps)
         return bool(self.mode)
 
-    def run(self, inputs: list):
+    def run(self, inputs: list, skip=None):
+        """`skip`: results the caller will not read, as a mask of the result's nesting
+        (True: that result, or everything under it, is not copied out of a replayed
+        graph and comes back as None; a training step's host-side step counts)."""
         if self.plan.calls == 0:
             if self.backend.precompile and not getattr(self.plan, "prefetched", False):
                 with compile_times.stage("dry run (the eager steps' kernels)"):
@@ -824,7 +892,7 @@ class GraphedPlan:
             self.plan.calls += 1
         with compile_times.stage("graph replay (launch)"):
             self.graph.launch()
-        return _map(self.backend.buffers.copy, self.graph.result)
+        return _map(self.backend.buffers.copy, self.graph.result, skip)
 
     def _give_up_replay(self, err: DeviceError) -> None:
         """Run step by step from now on (nothing ran during the failed capture, so the
@@ -959,9 +1027,15 @@ def _nbytes(value) -> int:
     return value._array.extent() * value._array.itemsize if isinstance(value, Tensor) else 0
 
 
-def _map(fn, value):
+def _map(fn, value, skip=None):
+    """fn over the leaves of nested tuples/lists; None where the `skip` mask (same
+    nesting, or True for a whole subtree) says so."""
+    if skip is True:
+        return None
     if isinstance(value, (tuple, list)):
-        return type(value)(_map(fn, v) for v in value)
+        masks = skip if isinstance(skip, (tuple, list)) and len(skip) == len(value) \
+            else [None] * len(value)
+        return type(value)(_map(fn, v, m) for v, m in zip(value, masks))
     return fn(value)
 
 

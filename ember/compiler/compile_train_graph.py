@@ -157,6 +157,11 @@ def run_step(entry: TrainPlan, inputs: list, backend, targets: list | None = Non
     bind = entry.plan.bind
     for slot, position in entry.bindings:
         bind(slot, backend.unwrap(targets[position]))
+    if getattr(entry.plan, "capturable", None) is not None:    # CUDA-graph replay
+        counts = [target is not None and _host_count(key, target, backend)
+                  for (_, _, key), target in zip(entry.layout.write_backs, targets)]
+        if any(counts):      # write_back adds to them on the host: no copy out
+            return entry.plan.run(inputs, (False, tuple(counts), False))
     return entry.plan.run(inputs)
 
 
@@ -181,8 +186,14 @@ def write_back(layout: StepLayout, updates, buffers, backend,
     already store in place), and create the state a first step makes. `targets`:
     update_targets(layout), as run_step used them."""
     targets = update_targets(layout) if targets is None else targets
+    counted: set[int] = set()
     for (optimizer, param, key), value, target in zip(layout.write_backs, updates, targets):
-        if value is None:                       # the kernel stored it in place
+        if target is not None and _host_count(key, target, backend):
+            if id(target) not in counted:       # a tensor shared by parameters: once
+                counted.add(id(target))
+                np.add(target._array, 1, out=target._array, casting="unsafe")
+                target._bump_version()
+        elif value is None:                     # the kernel stored it in place
             target._bump_version()
         elif target is not None:
             _copy_into(target, value, backend)
@@ -193,6 +204,17 @@ def write_back(layout: StepLayout, updates, buffers, backend,
             buffer._bump_version()
         else:
             _copy_into(buffer, value, backend)
+
+
+def _host_count(key: str, target: Tensor, backend) -> bool:
+    """An optimizer's step count kept on the host while the plan runs on a device (Adam's
+    'step', a CPU tensor as in torch's non-capturable Adam): optim.functional's update
+    returns it incremented by one, from the very value the plan was given (every
+    parameter of a group holds the same count: shared_state refuses others), so the
+    host adds 1 itself, as torch does, instead of reading the device's result back (a
+    synchronizing device-to-host copy per parameter, every step)."""
+    return key == "step" and not backend.holds(target) and not getattr(target, "is_cuda", True) \
+        and target.numel() == 1 and isinstance(target._array, np.ndarray)
 
 
 def _copy_into(dst: Tensor, value, backend) -> None:

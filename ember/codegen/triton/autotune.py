@@ -9,8 +9,9 @@ reused only for the same problem on the same kind of GPU. Entries are JSON files
 Without a GPU (CI, the interpreter) nothing is timed: `gemm_config` returns the stored
 result for the device if one exists, else `default_config`:
   BLOCK_M = 128 where M >= 128, else its next power of two (at least 16, tl.dot's
-  minimum); BLOCK_N = 256 where N >= 256 (and M >= 128), 128 where N >= 128, else the
-  next power of two; BLOCK_K = 32 (64 for 16-bit types on tiles up to 128x128 when
+  minimum); BLOCK_N = 256 where N >= 256 (and M >= 128) unless its tiles would fill at
+  most half of an H100's 132 SMs (then 128), 128 where N >= 128, else the next power of
+  two; BLOCK_K = 32 (64 for 16-bit types on tiles up to 128x128 when
   K >= 64); GROUP_M = 8; num_warps = 8 for tiles of 128x128 or more, else 4;
   num_stages = 3. 128x256x32 float32 with 3 stages uses 144 KiB of shared memory
   (sm_80 has 164 KiB, sm_90 228 KiB).
@@ -28,7 +29,7 @@ from typing import Callable
 
 from ...ir import compile_times, determinism
 from .cache import cache_dir, write_atomic
-from .gemm import GemmConfig, generate_gemm
+from .gemm import SMS, GemmConfig, generate_gemm
 from .source import next_pow2
 
 FORMAT = "ember-triton-autotune-1"
@@ -50,9 +51,18 @@ def default_config(problem) -> GemmConfig:
     block_m = 128 if problem.m >= 128 else max(16, next_pow2(problem.m))
     block_n = 256 if problem.n >= 256 and problem.m >= 128 else \
         128 if problem.n >= 128 else max(16, next_pow2(problem.n))
+    if block_n == 256 and _few_tiles(problem, block_m, block_n):
+        block_n = 128                   # twice the programs where half the SMs would idle
     wide = problem.dtype.itemsize == 2 and problem.k >= 64
     warps = 8 if block_m * block_n >= 128 * 128 else 4
     return GemmConfig(block_m, block_n, 64 if wide and block_n <= 128 else 32, 8, warps, 3)
+
+
+def _few_tiles(problem, block_m: int, block_n: int) -> bool:
+    """True where the output tiles fill at most half the SMs (gemm.split_k splits such
+    GEMMs over K as well, when K is long)."""
+    tiles = -(-problem.m // block_m) * -(-problem.n // block_n) * problem.batch
+    return 2 * tiles <= SMS
 
 
 def tuning_key(problem, device: str) -> str:

@@ -266,44 +266,230 @@ def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel 
             problem.bias.name not in _GEMM_DTYPES:
         raise LoweringError(f"{name}: bias dtype {problem.bias.name} is not a float type")
     fn = function_name(name)
-    precision = problem.precision or (conv_input_precision(problem.dtype)
-                                      if hasattr(problem, "x_shape") else
-                                      input_precision(problem.dtype))
+    precision = _precision(problem)
     k_mask = problem.k % config.block_k != 0 or hasattr(problem, "x_shape")
     body = _main_loop(problem, config, precision, k_mask)
+    args, buffers = _operand_args(problem, epilogue)
+    body += _finish(problem, epilogue)
+    header = [f"# {problem.describe()}, {precision or 'fp32 accumulate'}"]
+    grid = (_tiles(problem, config), problem.batch, 1)
+    return _kernel(fn, header, body, args, buffers, config.constexprs(), grid,
+                   "(cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), batch, 1)", config.num_warps,
+                   config.num_stages, epilogue)
+
+
+def _precision(problem) -> str | None:
+    return problem.precision or (conv_input_precision(problem.dtype)
+                                 if hasattr(problem, "x_shape") else
+                                 input_precision(problem.dtype))
+
+
+def _tiles(problem, config: GemmConfig) -> int:
+    return math.ceil(problem.m / config.block_m) * math.ceil(problem.n / config.block_n)
+
+
+def _operand_args(problem, epilogue) -> tuple[list, list]:
+    """The kernel's pointer arguments and their description buffers: A, B, the bias, then
+    C or the epilogue's other inputs and its outputs."""
     args = [("a_ptr", pointer_type(problem.dtype)), ("b_ptr", pointer_type(problem.dtype))]
     buffers = ["a", "b"]
     if problem.bias is not None:
         args.append(("bias_ptr", pointer_type(problem.bias)))
         buffers.append("bias")
-        body += [f"acc += tl.load(bias_ptr + {problem.bias_offset()}, mask=rn < N, "
-                 "other=0.0).to(tl.float32)"]
-    body += [f"cidx = {problem.c_offset()}"]
     if epilogue is None:
-        body += [f"tl.store(c_ptr + cidx, acc.to({tl_type(problem.out_dtype)}), mask=xmask)"]
         args.append(("c_ptr", pointer_type(problem.out_dtype)))
         buffers.append("c")
     else:
-        body += _epilogue(epilogue, problem)
         extra = [b for b in epilogue.inputs if b.name != "acc"] + list(epilogue.outputs)
         args += [(f"{b.name}_ptr", pointer_type(b.dtype)) for b in extra]
         buffers += [b.name for b in extra]
-    constexprs = config.constexprs()
+    return args, buffers
+
+
+def _finish(problem, epilogue, bias_mask: str = "rn < N") -> list[str]:
+    """From the float32 `acc` (rows rm, columns rn, batch pid_b, mask xmask): the bias,
+    then the store or the epilogue."""
+    body = []
+    if problem.bias is not None:
+        body += [f"acc += tl.load(bias_ptr + {problem.bias_offset()}, mask={bias_mask}, "
+                 "other=0.0).to(tl.float32)"]
+    body += [f"cidx = {problem.c_offset()}"]
+    if epilogue is None:
+        return body + [f"tl.store(c_ptr + cidx, acc.to({tl_type(problem.out_dtype)}), "
+                       "mask=xmask)"]
+    return body + _epilogue(epilogue, problem)
+
+
+def _kernel(fn, header, body, args, buffers, constexprs, grid, rule, warps, stages,
+            epilogue) -> GeneratedKernel:
     params = [a for a, _ in args] + [f"{c}: tl.constexpr" for c in constexprs]
-    header = [f"# {problem.describe()}, {precision or 'fp32 accumulate'}"]
     if epilogue is not None:
-        header += ["# epilogue:"] + ["#   " + line for line in str(epilogue).splitlines()]
+        header = header + ["# epilogue:"] + ["#   " + line for line in
+                                               str(epilogue).splitlines()]
     text = "\n".join(header + ["@triton.jit", f"def {fn}({', '.join(params)}):"]
                      + ["    " + line for line in body]) + "\n"
-    grid = (math.ceil(problem.m / config.block_m) * math.ceil(problem.n / config.block_n),
-            problem.batch, 1)
-    launch = LaunchSpec(fn, args, constexprs, grid,
-                        "(cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), batch, 1)", config.num_warps,
-                        config.num_stages, buffers)
-    return GeneratedKernel(text, launch)
+    return GeneratedKernel(text, LaunchSpec(fn, args, constexprs, grid, rule, warps, stages,
+                                            buffers))
 
 
-def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool) -> list[str]:
+# --- split-K ------------------------------------------------------------------------------------
+SMS = 132              # streaming multiprocessors of the GPU the split choice targets (H100 SXM)
+MIN_SPLIT_K = 512      # K elements each split's programs walk at least
+MIN_SPLIT_WORK = 1 << 25   # FLOPs of one whole-K program worth splitting (~11 us of one
+#                            H100 SM's TF32 share; a small GEMM is cheaper as one launch)
+
+
+def split_k(problem, config: GemmConfig) -> int:
+    """How many K ranges a matmul's programs divide: 1 where its output tiles fill at least
+    half the SMs, K is short or a program's whole-K work is small (MIN_SPLIT_WORK); else
+    the largest power of two keeping the programs within one wave (SMS) and each range
+    at least MIN_SPLIT_K long. A transformer layer's
+    weight-gradient GEMMs (512x512 over 4096 tokens: 16 tiles of 128x128) otherwise leave
+    most of an H100 idle."""
+    if not isinstance(problem, MatmulProblem):
+        return 1
+    tiles = _tiles(problem, config) * problem.batch
+    splits = 1
+    if 2 * tiles > SMS or 2 * config.block_m * config.block_n * problem.k < MIN_SPLIT_WORK:
+        return 1
+    while tiles * splits * 2 <= SMS and problem.k // (splits * 2) >= MIN_SPLIT_K:
+        splits *= 2
+    return splits
+
+
+@dataclass
+class SplitGemm:
+    """A matmul split over K: `kernels` launch in order with the same arguments (the GEMM's
+    operands, then a float32 workspace of `workspace` elements). The first writes each
+    K range's partial tile to the workspace; the second sums the ranges in a fixed order
+    (deterministic) and applies the bias and the epilogue, or stores C."""
+    kernels: list[GeneratedKernel]
+    workspace: int
+    splits: int
+
+
+def generate_split_gemm(problem: "MatmulProblem", config: GemmConfig, splits: int,
+                        epilogue: K.Kernel | None = None, name: str = "gemm",
+                        reduce_block: int = 1024) -> SplitGemm:
+    """`problem` as `splits` K ranges (a multiple of BLOCK_K each) and a reduction."""
+    if not isinstance(problem, MatmulProblem) or splits < 2:
+        raise LoweringError(f"{name}: split-K takes a matmul and at least 2 splits")
+    chunk = math.ceil(math.ceil(problem.k / splits) / config.block_k) * config.block_k
+    splits = math.ceil(problem.k / chunk)
+    total = problem.batch * problem.m * problem.n
+    precision = _precision(problem)
+    args, buffers = _operand_args(problem, epilogue)
+    args, buffers = args + [("ws_ptr", pointer_type(float32))], buffers + ["workspace"]
+    header = [f"# {problem.describe()}, {precision or 'fp32 accumulate'}, split-K {splits} "
+              f"x {chunk}"]
+    k_mask = problem.k % config.block_k != 0
+    body = _main_loop(problem, config, precision, k_mask, chunk)
+    body += [f"widx = (pid_k * {problem.batch} + pid_b).to(tl.int64) * {problem.m * problem.n}"
+             f" + rm * {problem.n} + rn",
+             "tl.store(ws_ptr + widx, acc, mask=xmask)"]
+    fn = function_name(f"{name}_splitk")
+    partial = _kernel(fn, header, body, args, buffers, config.constexprs(),
+                      (_tiles(problem, config), problem.batch, splits),
+                      "(cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), batch, splits)",
+                      config.num_warps, config.num_stages, None)
+    reduce_body = [f"M = {problem.m}", f"N = {problem.n}",
+                   "offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
+                   f"xmask = offs < {total}",
+                   "acc = tl.zeros((BLOCK,), dtype=tl.float32)",
+                   "# the K ranges in order: the same sum every run"]
+    reduce_body += [f"acc += tl.load(ws_ptr + {s * total} + offs, mask=xmask, other=0.0)"
+                    for s in range(splits)]
+    reduce_body += [f"pid_b = offs // {problem.m * problem.n}",
+                    f"rm = (offs // {problem.n}) % {problem.m}", f"rn = offs % {problem.n}"]
+    reduce_body += _finish(problem, epilogue, bias_mask="xmask")
+    fn = function_name(f"{name}_splitk_sum")
+    reduced = _kernel(fn, header, reduce_body, args, buffers, {"BLOCK": reduce_block},
+                      (math.ceil(total / reduce_block), 1, 1), "(cdiv(batch * M * N, BLOCK), 1, 1)",
+                      4, 1, epilogue)
+    return SplitGemm([partial, reduced], splits * total, splits)
+
+
+# --- TF32 operands staged K-major ----------------------------------------------------------------
+STAGE_FLOPS_PER_ELEMENT = 512   # stage an operand only where each copied element feeds this
+#                                 many FLOPs (the copy's bytes against the GEMM time it saves)
+
+
+@dataclass(frozen=True)
+class Staging:
+    """One GEMM operand copied K-major before the GEMM: operand 0 (A) or 1 (B), the copy
+    kernel (arguments: the operand, then a dense buffer of `numel` elements)."""
+    operand: int
+    kernel: GeneratedKernel
+    numel: int
+
+
+def kmajor_staging(problem, name: str = "gemm") -> tuple[object, list[Staging]]:
+    """(the problem reading staged operands, the copies) for a TF32 matmul with an
+    operand whose K axis is not contiguous: Hopper's wgmma reads TF32 operands only
+    K-major from shared memory, so Triton runs such a dot on a slower path (an H100:
+    143 TFLOP/s for a row-major B against 305 K-major); a weight gradient's operands
+    (activations over tokens) and a backward GEMM's weight are both that way round.
+    Copies are made only where each copied element feeds STAGE_FLOPS_PER_ELEMENT FLOPs."""
+    if not isinstance(problem, MatmulProblem) or _precision(problem) != "tf32":
+        return problem, []
+    flops = 2 * problem.m * problem.n * problem.k * problem.batch
+    staged, copies = problem, []
+    sb, sm, sk = problem.a_strides
+    if sk != 1 and problem.k > 1:
+        batch = problem.batch if sb else 1
+        numel = batch * problem.m * problem.k
+        if flops >= STAGE_FLOPS_PER_ELEMENT * numel:
+            copies.append(Staging(0, generate_kmajor_copy(
+                problem.a_strides, batch, problem.m, problem.k, problem.dtype,
+                f"{name}_stage_a"), numel))
+            staged = _replace(staged, a_strides=(problem.m * problem.k if sb else 0,
+                                                 problem.k, 1))
+    sb, sk, sn = problem.b_strides
+    if sk != 1 and problem.k > 1:
+        batch = problem.batch if sb else 1
+        numel = batch * problem.n * problem.k
+        if flops >= STAGE_FLOPS_PER_ELEMENT * numel:
+            copies.append(Staging(1, generate_kmajor_copy(
+                (sb, sn, sk), batch, problem.n, problem.k, problem.dtype,
+                f"{name}_stage_b"), numel))
+            staged = _replace(staged, b_strides=(problem.n * problem.k if sb else 0, 1,
+                                                 problem.k))
+    return staged, copies
+
+
+def _replace(problem, **changes):
+    import dataclasses
+    return dataclasses.replace(problem, **changes)
+
+
+def generate_kmajor_copy(strides: tuple[int, int, int], batch: int, rows: int, cols: int,
+                         dtype: DType, name: str, block: int = 64) -> GeneratedKernel:
+    """dst (batch, rows, cols) dense (cols contiguous: the K axis) = src read at
+    b*strides[0] + r*strides[1] + c*strides[2]; tiles of block x block, each load along
+    the source's contiguous axis and each store along the destination's."""
+    sb, sr, sc = strides
+    cast = _offset_cast(_extent(strides, (batch, rows, cols)) + 1)
+    dense_cast = _offset_cast(batch * rows * cols)
+    fn = function_name(name)
+    body = [f"pid_b = tl.program_id(1)",
+            f"tiles_c = {math.ceil(cols / block)}",
+            "r = (tl.program_id(0) // tiles_c) * BLOCK + tl.arange(0, BLOCK)[:, None]",
+            "c = (tl.program_id(0) % tiles_c) * BLOCK + tl.arange(0, BLOCK)[None, :]",
+            f"mask = (r < {rows}) & (c < {cols})",
+            f"v = tl.load(src_ptr + pid_b{cast} * {sb} + r{cast} * {sr} + c{cast} * {sc}, "
+            "mask=mask)",
+            f"tl.store(dst_ptr + pid_b{dense_cast} * {rows * cols} + r{dense_cast} * {cols} + c,"
+            " v, mask=mask)"]
+    args = [("src_ptr", pointer_type(dtype)), ("dst_ptr", pointer_type(dtype))]
+    grid = (math.ceil(rows / block) * math.ceil(cols / block), batch, 1)
+    return _kernel(fn, [f"# K-major copy of a [{batch}x{rows}x{cols}] GEMM operand, strides "
+                        f"{list(strides)}"], body, args, ["src", "dst"], {"BLOCK": block},
+                   grid, "(cdiv(rows, BLOCK) * cdiv(cols, BLOCK), batch, 1)", 4, 1, None)
+
+
+def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
+               chunk: int | None = None) -> list[str]:
+    """The tile loop over K (with `chunk`: this program's K range, program_id(2))."""
     dot_args = f", input_precision=\"{precision}\"" if precision else ""
     lines = [f"M = {problem.m}", f"N = {problem.n}", f"K = {problem.k}",
              "pid = tl.program_id(0)", "pid_b = tl.program_id(1)",
@@ -319,8 +505,14 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool)
              "rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
              "rk = tl.arange(0, BLOCK_K)"]
     lines += problem.a_setup() + problem.b_setup()
-    lines += ["acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)",
-              "for k0 in range(0, K, BLOCK_K):"]
+    lines += ["acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)"]
+    if chunk is None:
+        lines += ["for k0 in range(0, K, BLOCK_K):"]
+    else:
+        lines += ["pid_k = tl.program_id(2)", f"k_first = pid_k * {chunk}",
+                  f"a_ptrs += k_first * {problem.a_strides[2]}",
+                  f"b_ptrs += k_first * {problem.b_strides[1]}",
+                  f"for k0 in range(k_first, tl.minimum(k_first + {chunk}, K), BLOCK_K):"]
     inner = problem.a_load(k_mask) + problem.b_load(k_mask) + [f"acc = tl.dot(a, b, acc{dot_args})"]
     lines += ["    " + line for line in inner]
     lines += ["rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
