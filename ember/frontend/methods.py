@@ -13,7 +13,7 @@ from ..ir.operators import BINARY, UNARY, VARARG_METHODS, pack_sizes as _pack_si
 from ..ir.registry import OPS
 from ..ir.torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, DispatchFailed, \
     dispatch_public
-from .eager_fast import operator_method
+from .eager_fast import operator_method, operator_operand
 from .tensor import Tensor
 
 
@@ -47,6 +47,9 @@ def _binary(op_name, reflected=False):
                     return NotImplemented
                 if result is not NOT_OVERRIDDEN:
                     return result
+            other = operator_operand(other)
+            if other is NotImplemented:
+                return NotImplemented
             return OPS[op_name](other, self)
     else:
         # seen CPU calls skip schema binding and dispatch (eager_fast.py)

@@ -14,6 +14,9 @@ op marked `method=True`, so every Tensor method passes through `ir.dispatch`.
 """
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 
 from ..ir import dtypes
@@ -111,6 +114,9 @@ class Tensor:
 
     # fx's Proxy overrides these; tracing code checks it
     _ember_is_tensor = True
+    # NumPy's scalars and arrays defer their operators to ours (torch's value), so
+    # `np.float64(2) * t` is a tensor
+    __array_priority__ = 1000
 
     def __new__(cls, *args, **kwargs):
         """torch.Tensor's legacy constructor: `Tensor([1, 2])` (data, default float dtype),
@@ -360,11 +366,16 @@ class Tensor:
         arr = self.detach()._array
         return arr.astype(dtype) if dtype is not None else arr
 
+    def _python_scalar(self):
+        if self._array.size != 1:
+            raise ShapeError("only one element tensors can be converted to Python scalars")
+        return self.item()
+
     def __float__(self):
-        return float(self.item())
+        return float(self._python_scalar())
 
     def __int__(self):
-        return int(self.item())
+        return int(self._python_scalar())
 
     def __bool__(self):
         if self._array.size != 1:
@@ -381,7 +392,7 @@ class Tensor:
         return int(self.item())
 
     def __complex__(self):
-        return complex(self.item())
+        return complex(self._python_scalar())
 
     def __len__(self):
         if self.ndim == 0:
@@ -392,6 +403,14 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self._array.shape[0]))
+
+    def __contains__(self, element) -> bool:
+        """`x in t`: whether any element equals x (a number or a tensor broadcast against
+        t), torch's meaning; Python's fallback would compare rows."""
+        if not isinstance(element, (Tensor, numbers.Number, np.generic)):
+            raise DTypeError("Tensor.__contains__ only supports Tensor or scalar, but you "
+                             f"passed in a {type(element)}.")
+        return bool((self == element).any().item())
 
     def __hash__(self):
         return id(self)
@@ -597,9 +616,14 @@ class Tensor:
     # new_*: self's dtype and device unless given (PyTorch's defaults)
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False, layout=None,
                    pin_memory=False):
-        from .factories import tensor
-        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
-                      requires_grad=requires_grad)
+        from .factories import tensor, warn_copy_construct
+        if isinstance(data, Tensor):
+            warn_copy_construct("tensor.new_tensor", stacklevel=3)
+            data = data.detach()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "To copy construct")
+            return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                          requires_grad=requires_grad)
 
     def new_zeros(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
                   pin_memory=False):
