@@ -51,6 +51,22 @@ class Size(tuple):
         out = tuple.__getitem__(self, item)
         return Size(out) if isinstance(item, slice) else out
 
+    # concatenation and repetition stay Sizes, as torch.Size's
+    def __add__(self, other):
+        out = tuple.__add__(self, other)
+        return out if out is NotImplemented else Size(out)
+
+    def __radd__(self, other):
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return Size(other + tuple(self))
+
+    def __mul__(self, n):
+        out = tuple.__mul__(self, n)
+        return out if out is NotImplemented else Size(out)
+
+    __rmul__ = __mul__
+
 
 class Storage:
     """A flat buffer and its version counter (bumped by every in-place write).
@@ -265,6 +281,8 @@ class Tensor:
         return self._storage
 
     def is_contiguous(self, memory_format: MemoryFormat = contiguous_format) -> bool:
+        if memory_format is contiguous_format and self._array.size == 0:
+            return True                                 # torch: an empty tensor always is
         if memory_format is not contiguous_format and len(self._array.shape) != \
                 {channels_last: 4, channels_last_3d: 5}.get(memory_format, self.dim()):
             return False             # PyTorch: a channels-last format of another rank
@@ -442,7 +460,9 @@ class Tensor:
         if not self.is_leaf:
             raise AutogradError("Only Tensors created explicitly by the user (graph leaves) "
                                 "support the deepcopy protocol")
-        new = self.detach().clone(memory_format=preserve_format)
+        new = self._copy_sharing_storage(memo)
+        if new is None:
+            new = self.detach().clone(memory_format=preserve_format)
         new.requires_grad = self.requires_grad
         new._is_param = self._is_param
         if self._grad is not None:
@@ -453,14 +473,35 @@ class Tensor:
         memo[id(self)] = new
         return new
 
+    def _copy_sharing_storage(self, memo) -> "Tensor | None":
+        """deepcopy's copy over a copied storage, one per storage in `memo`: tensors that
+        shared memory (views, a tensor and its slices) still share it afterwards, with
+        the same offset and strides, as torch's deepcopy. None where the storage is not a
+        plain host buffer of this tensor's dtype (then a clone is the copy)."""
+        data = getattr(self._storage, "data", None)
+        if self._storage.device != "cpu" or type(data) is not np.ndarray or \
+                type(self._array) is not np.ndarray or data.dtype != self._array.dtype or \
+                self._array.size == 0:
+            return None
+        storage = memo.get(id(self._storage))
+        if storage is None:
+            storage = Storage(data.copy())
+            memo[id(self._storage)] = storage
+            memo.setdefault(id(memo), []).append(self._storage)   # keeps the id unique
+        offset = (self._array.ctypes.data - data.ctypes.data) // data.itemsize
+        arr = np.lib.stride_tricks.as_strided(storage.data[offset:], self._array.shape,
+                                              self._array.strides)
+        return Tensor._make(arr, storage)
+
     # --- autograd ------------------------------------------------------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd import engine
         engine.backward([self], [gradient], retain_graph, create_graph, inputs)
 
     def detach(self) -> "Tensor":
-        out = Tensor._make(self._array, self._storage, self._base)
-        return out
+        """Shares the storage (and its version counter); not a view (`_base` None), as
+        torch's."""
+        return Tensor._make(self._array, self._storage)
 
     def detach_(self) -> "Tensor":
         self.grad_fn = None
