@@ -10,6 +10,7 @@ import copy
 import pickle
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -298,4 +299,33 @@ def test_determinism_switches_and_seeds():
         return [a, b, L.get_deterministic_debug_mode(), x == y, y == L.rand(3).tolist(),
                 L.initial_seed(), state.dtype, gx == L.rand(2, generator=g).tolist(),
                 g.initial_seed(), L.are_deterministic_algorithms_enabled()]
+    both(f)
+
+
+def test_return_types_print_as_torch():
+    both(lambda L: [repr(L.tensor([[1, 5]]).max(1)), str(L.tensor([2, 1]).sort()),
+                    repr(L.tensor([3., 1]).topk(1))])
+
+
+def test_sizes_given_as_numpy_ints_and_zero_dim_tensors():
+    both(lambda L: [L.zeros(np.int64(2)).shape, L.zeros((np.int32(2), 3)).shape,
+                    L.ones(L.tensor(2), 3).shape, L.zeros(2, 3).view(np.int64(6)).shape,
+                    L.zeros(2, 3).reshape(L.tensor(6)).shape,
+                    L.zeros(2, 3).view(L.tensor(3), 2).shape])
+    raises_both(lambda L: L.ones((2.5,)), kind=TypeError)
+
+
+def test_dim_order_and_in_place_shape_methods():
+    def f(L):
+        t = L.zeros(2, 3)
+        t.t_()
+        u = L.zeros(2, 3)
+        u.transpose_(0, 1)
+        u.unsqueeze_(0)
+        u.squeeze_(0)
+        a = L.arange(4.)
+        a.as_strided_((2,), (2,))
+        return [L.zeros(2, 3, 4, 5).dim_order(),
+                L.zeros(2, 3, 4, 5).to(memory_format=L.channels_last).dim_order(),
+                L.zeros(3, 4).t().dim_order(), t.shape, t.stride(), u.shape, u.stride(), a]
     both(f)

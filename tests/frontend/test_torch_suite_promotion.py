@@ -184,3 +184,21 @@ def test_comparison_with_none_and_other_objects():
 ], ids=["add_none", "radd_none", "lt_none", "add_list", "and_none"])
 def test_operator_with_a_non_operand_is_a_type_error(fn):
     raises_both(fn, kind=TypeError)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda L: L.tensor([5]) // L.tensor([0]),
+    lambda L: L.tensor([5]) % L.tensor([0]),
+    lambda L: L.tensor([5]) // 0,
+    lambda L: L.div(L.tensor([5]), L.tensor([0]), rounding_mode="trunc"),
+    lambda L: L.div(L.tensor([5]), 0, rounding_mode="floor"),
+    lambda L: L.fmod(L.tensor([5]), L.tensor([0])),
+    lambda L: L.remainder(L.tensor([5, 1], dtype=L.uint8), 0),
+], ids=["floordiv", "mod", "floordiv_scalar", "div_trunc", "div_floor", "fmod", "uint8"])
+def test_integer_division_by_zero_is_an_error(fn):
+    raises_both(fn, "ZeroDivisionError")
+
+
+def test_float_division_by_zero_is_ieee():
+    both(lambda L: [L.tensor([5]) / L.tensor([0]), L.tensor([5.]) // 0, L.tensor([5.]) % 0,
+                    L.tensor([-5.]) // 0, L.tensor([5]) % L.tensor([0.])])

@@ -53,8 +53,15 @@ def _namedtuple_for(op: OpDef) -> type:
         fields = [r.name or f"out{i}" for i, r in enumerate(op.schema.returns)]
         nt = collections.namedtuple(op.python_name.removesuffix("_dim"), fields,
                                     module="ember.return_types")   # torch.return_types
+        nt.__repr__ = _return_type_repr
         _NAMEDTUPLES[op.name] = nt
     return nt
+
+
+def _return_type_repr(self) -> str:
+    """torch.return_types' form: the qualified name, then one field per line."""
+    body = ",\n".join(f"{name}={value!r}" for name, value in zip(self._fields, self))
+    return f"ember.return_types.{type(self).__name__}(\n{body})"
 
 
 class NamedTupleOp(OpDef):
