@@ -202,3 +202,41 @@ def test_integer_division_by_zero_is_an_error(fn):
 def test_float_division_by_zero_is_ieee():
     both(lambda L: [L.tensor([5]) / L.tensor([0]), L.tensor([5.]) // 0, L.tensor([5.]) % 0,
                     L.tensor([-5.]) // 0, L.tensor([5]) % L.tensor([0.])])
+
+
+@pytest.mark.parametrize("fn, words", [
+    (lambda L: L.tensor([1]).add(1, alpha=0.5), ("alpha must not be a floating point",)),
+    (lambda L: L.tensor([1]).sub(L.tensor([1]), alpha=1.0), ("alpha must not be",)),
+    (lambda L: L.tensor([1]).add(1, alpha=1j), ("alpha must not be",)),
+    (lambda L: L.tensor([1.]).add(1, alpha=True), ("Boolean alpha",)),
+    (lambda L: L.tensor([1]).add(1, alpha=True), ("Boolean alpha",)),
+])
+def test_alpha_must_fit_the_result_dtype(fn, words):
+    raises_both(fn, *words)
+
+
+def test_alpha_accepted_forms():
+    both(lambda L: [L.tensor([True]).add(True, alpha=True), L.tensor([1]).add(1.5, alpha=2),
+                    L.tensor([1]).add(L.tensor([1.]), alpha=0.5),
+                    L.tensor([1], dtype=L.uint8).add(1, alpha=-3)])
+
+
+def test_python_int_operands_wrap_within_64_bits_and_refuse_beyond():
+    both(lambda L: [L.tensor([1], dtype=L.int32) + 2 ** 63,
+                    L.tensor([1], dtype=L.int32) + (2 ** 64 - 1),
+                    L.tensor([1], dtype=L.int32) + 2 ** 40])
+    for v in (2 ** 64, -2 ** 63 - 1, 2 ** 70):
+        raises_both(lambda L: L.tensor([1], dtype=L.int32) + v, kind=OverflowError)
+    raises_both(lambda L: L.full((1,), 2 ** 70), kind=OverflowError)
+
+
+def test_cat_family_out_takes_a_wider_dtype():
+    both(lambda L: [L.cat([L.ones(2), L.zeros(1)], out=L.empty(0, dtype=L.float64)),
+                    L.stack([L.ones(2), L.ones(2)], out=L.empty(0, dtype=L.float64)),
+                    L.hstack([L.ones(1), L.ones(1)], out=L.empty(0, dtype=L.float64)),
+                    L.cat([L.tensor([1.]), L.tensor([2])], out=L.empty(2, dtype=L.float64)),
+                    L.cumsum(L.ones(2), 0, out=L.empty(0, dtype=L.float64))])
+    raises_both(lambda L: L.cat([L.ones(2)], out=L.empty(0, dtype=L.int64)),
+                "can't be cast to the desired output type Long", kind=TypeError)
+    raises_both(lambda L: L.mm(L.ones(1, 2), L.ones(2, 1), out=L.empty(0, dtype=L.float64)),
+                "Expected out tensor to have dtype")

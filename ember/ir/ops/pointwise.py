@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import dtypes
 from ..errors import EmberError
 from ..registry import NOT_DIFFERENTIABLE, Promotion, Tag, defop
 from . import samples as S
@@ -49,10 +50,26 @@ def _times_alpha(y: np.ndarray, alpha):
     return y * alpha
 
 
+def _check_alpha(out, alpha) -> None:
+    """torch's rules for add/sub's alpha against the result dtype."""
+    integral = out.dtype.category <= dtypes.Category.INT
+    if integral and isinstance(alpha, (float, complex, np.inexact)):
+        raise DTypeError("For integral input tensors, argument alpha must not be a floating "
+                         "point number.")
+    if isinstance(alpha, (bool, np.bool_)) and out.dtype.name != "bool":
+        raise DTypeError("Boolean alpha only supported for Boolean results.")
+
+
+def _add_meta(self, other, alpha=1):
+    out = pointwise_meta(Promotion.DEFAULT, 2)(self, other, alpha)
+    _check_alpha(out, alpha)
+    return out
+
+
 add = defop(
     "add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor",
     saves=(),
-    meta=pointwise_meta(Promotion.DEFAULT, 2),
+    meta=_add_meta,
     reference=lambda x, y, alpha: x + _times_alpha(y, alpha) if alpha != 1 else x + y,
     derivative=lambda g, self, other, alpha: (g, g * _c(alpha) if alpha != 1 else g),
     tags=BINARY | {Tag.COMMUTATIVE}, promotion=Promotion.DEFAULT,
@@ -62,6 +79,7 @@ add = defop(
 
 def _sub_meta(self, other, alpha=1):
     out = pointwise_meta(Promotion.DEFAULT, 2)(self, other, alpha)
+    _check_alpha(out, alpha)
     if out.dtype.name == "bool":
         from .pointwise_math import MathArgumentError   # (that module imports this one)
         raise MathArgumentError("Subtraction, the `-` operator, with two bool tensors is not "
