@@ -565,7 +565,7 @@ def _check_no_internal_overlap(op: OpDef, args: tuple) -> None:
     stride 0 along a dimension of size > 1): which write lands would be undefined. A
     fill (copy_ of one value: fill_, zero_, `t[:] = 1`) and the ops above may."""
     arr = args[0]._array
-    if not any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape)):
+    if arr.size <= 1 or not any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape)):
         return
     if op.name in _OVERLAP_ALLOWED:
         if _OVERLAP_ALLOWED[op.name]:

@@ -241,3 +241,12 @@ def test_is_set_to_and_storage_sharing():
                 t.untyped_storage().data_ptr() == v.untyped_storage().data_ptr(),
                 v.untyped_storage().nbytes(), v.storage_offset()]
     both(f)
+
+
+def test_writing_an_empty_expanded_tensor_is_allowed():
+    def f(L):
+        t = L.zeros(0, 1).expand(0, 5)
+        t.copy_(L.zeros(0, 5))
+        t.add_(1)
+        return t
+    both(f)

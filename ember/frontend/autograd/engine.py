@@ -577,7 +577,7 @@ def _in_layout_of(var: Tensor, grad: Tensor) -> Tensor:
 
 
 def _overlaps_itself(arr: np.ndarray) -> bool:
-    return any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape))
+    return arr.size > 1 and any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape))
 
 
 def _aliases_root_cotangent(grad) -> bool:
