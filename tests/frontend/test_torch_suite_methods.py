@@ -7,6 +7,7 @@ runs with torch and ember and compares."""
 from __future__ import annotations
 
 import copy
+import io
 import pickle
 import warnings
 
@@ -328,4 +329,20 @@ def test_dim_order_and_in_place_shape_methods():
         return [L.zeros(2, 3, 4, 5).dim_order(),
                 L.zeros(2, 3, 4, 5).to(memory_format=L.channels_last).dim_order(),
                 L.zeros(3, 4).t().dim_order(), t.shape, t.stride(), u.shape, u.stride(), a]
+    both(f)
+
+
+def test_save_load_keeps_storage_sharing_and_strides():
+    def f(L):
+        t = L.arange(6.)
+        v = t[2:].view(2, 2)
+        tr = L.arange(6.).view(2, 3).t()
+        cl = L.zeros(2, 3, 4, 5).to(memory_format=L.channels_last)
+        buf = io.BytesIO()
+        L.save([t, v, tr, cl, {"a": t[:2]}], buf)
+        buf.seek(0)
+        a, w, r, c, d = L.load(buf)
+        w[0, 0] = 100
+        return [a, w.stride(), w.storage_offset(), w._is_view(), r.stride(), r.is_contiguous(),
+                c.stride(), d["a"].untyped_storage().nbytes(), d["a"].storage_offset()]
     both(f)
