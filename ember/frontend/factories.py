@@ -143,14 +143,13 @@ def _python_data_array(data, dtype) -> tuple[np.ndarray, dtypes.DType]:
     if arr.dtype == object and not _holds_only_numbers(arr):
         raise DTypeError(f"tensor(): could not infer a dtype for {type(data).__name__} data")
     dt = dtypes.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
-    if arr.dtype == object or (arr.dtype == np.uint64 and not isinstance(data, (
-            np.ndarray, np.generic)) and dt.category == dtypes.Category.INT
-            and dt.np_dtype != np.uint64):
-        # Python ints past int64's range (NumPy made them uint64 or objects)
-        if dt.category == dtypes.Category.INT or dtype is None:
-            raise ValueOverflowError("tensor(): Overflow when unpacking long long: "
-                                     f"{arr.reshape(-1).max()} does not fit {dt.name}")
-    elif not isinstance(data, np.ndarray) and dtype is not None:
+    past_int64 = arr.dtype == object or (arr.dtype == np.uint64 and dt.np_dtype != np.uint64
+                                         and not isinstance(data, (np.ndarray, np.generic)))
+    if past_int64 and dt.category == dtypes.Category.INT:
+        # Python ints NumPy had to keep as uint64 or objects (a float dtype takes them)
+        raise ValueOverflowError("tensor(): Overflow when unpacking long long: "
+                                 f"{arr.reshape(-1).max()} does not fit {dt.name}")
+    if not past_int64 and not isinstance(data, np.ndarray) and dtype is not None:
         _check_fits(arr, dt)
     return arr, dt
 

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from ..ir import dtypes
-from ..ir.errors import EmberIndexError
+from ..ir.errors import EmberIndexError, user_stacklevel
 from ..ir.ops import OPS_NS as ops
 from .tensor import Tensor
 
@@ -43,7 +43,7 @@ def _as_index_tensor(v) -> Tensor:
         raise EmberIndexError("tensors used as indices must be long, int, byte or bool tensors")
     if t.dtype is dtypes.uint8:
         warnings.warn("indexing with dtype ember.uint8 is now deprecated, please use a dtype "
-                      "ember.bool instead.", UserWarning, stacklevel=6)
+                      "ember.bool instead.", UserWarning, stacklevel=user_stacklevel())
     return t
 
 
@@ -63,7 +63,8 @@ def _normalize(index) -> list:
         warnings.warn("Using a non-tuple sequence for multidimensional indexing is "
                       "deprecated; use x[tuple(seq)] instead of x[seq]. A later version "
                       "will read it as a tensor index, x[tensor(seq)], which will result "
-                      "either in an error or a different result", UserWarning, stacklevel=5)
+                      "either in an error or a different result", UserWarning,
+                      stacklevel=user_stacklevel())
         index = tuple(index)
     if not isinstance(index, tuple):
         index = (index,)
