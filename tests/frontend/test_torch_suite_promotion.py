@@ -240,3 +240,9 @@ def test_cat_family_out_takes_a_wider_dtype():
                 "can't be cast to the desired output type Long", kind=TypeError)
     raises_both(lambda L: L.mm(L.ones(1, 2), L.ones(2, 1), out=L.empty(0, dtype=L.float64)),
                 "Expected out tensor to have dtype")
+
+
+def test_in_place_forms_written_through_copy_refuse_narrowing():
+    raises_both(lambda L: L.tensor([1, 2]).float_power_(2), "Long")
+    both(lambda L: [L.tensor([1, 2]).cumsum_(0),
+                    L.tensor([1., 2], dtype=L.float64).float_power_(2)])
