@@ -191,6 +191,8 @@ def _legacy_new(cls, *args, device=None):
     if len(args) == 1 and isinstance(args[0], Size):       # FloatTensor(x.shape)
         return zeros(*args[0], dtype=cls.dtype, device=device)
     if len(args) == 1 and not isinstance(args[0], int):
+        if isinstance(args[0], (float, complex, np.floating, np.complexfloating)):
+            raise TypeError(f"new(): data must be a sequence (got {type(args[0]).__name__})")
         return tensor(args[0], dtype=cls.dtype, device=device)
     return zeros(*(args or (0,)), dtype=cls.dtype, device=device)
 
