@@ -66,7 +66,12 @@ def _in_place_from(name: str):
     """x.cumsum_(0): the out-of-place result written back through copy_ (so autograd
     records the write, as PyTorch's in-place ops are recorded)."""
     def method(self, *args, **kwargs):
-        return self.copy_(getattr(self, name)(*args, **kwargs))
+        result = getattr(self, name)(*args, **kwargs)
+        if hasattr(result, "dtype") and not dtypes.can_cast(result.dtype, self.dtype):
+            # torch's rule for every in-place op: no narrowing of the category
+            raise DTypeError(f"{name}_: result type {result.dtype.scalar_type_name} can't be "
+                             f"cast to the desired output type {self.dtype.scalar_type_name}")
+        return self.copy_(result)
     method.__name__ = name + "_"
     return method
 
@@ -186,6 +191,8 @@ def _legacy_new(cls, *args, device=None):
     if len(args) == 1 and isinstance(args[0], Size):       # FloatTensor(x.shape)
         return zeros(*args[0], dtype=cls.dtype, device=device)
     if len(args) == 1 and not isinstance(args[0], int):
+        if isinstance(args[0], (float, complex, np.floating, np.complexfloating)):
+            raise TypeError(f"new(): data must be a sequence (got {type(args[0]).__name__})")
         return tensor(args[0], dtype=cls.dtype, device=device)
     return zeros(*(args or (0,)), dtype=cls.dtype, device=device)
 

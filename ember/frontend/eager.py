@@ -10,11 +10,13 @@ autograd history (through `as_strided_scatter` when the target is a view).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
 from ..ir import determinism, dispatch, dtypes
-from ..ir.errors import AutogradError, DeviceError, EmberError, at_user_line
+from ..ir.errors import (AutogradError, DeviceError, EmberError, ShapeError, at_user_line,
+                         user_stacklevel)
 from ..ir.meta import (TensorMeta, channels_last, channels_last_3d, contiguous_format,
                        strides_for)
 from ..ir.registry import NOT_DIFFERENTIABLE, OpDef, Tag
@@ -419,6 +421,11 @@ def wrap_with_meta(op: OpDef, args: tuple, result, out_meta):
     return _wrap_one(op, args, result, out_meta, None)
 
 
+# views torch does not record as views (`_is_view()` False, `_base` None): rereading the
+# bits as another dtype has no gradient to carry back
+_NON_DIFFERENTIABLE_VIEWS = frozenset({"view_dtype"})
+
+
 def _wrap_one(op, args, value, meta: TensorMeta, plan: _Plan | None) -> Tensor:
     if isinstance(value, QuantizedArray):
         return wrap_result(value)
@@ -431,6 +438,8 @@ def _wrap_one(op, args, value, meta: TensorMeta, plan: _Plan | None) -> Tensor:
         is_view = _VIEW_OPS[op] = Tag.VIEW in op.tags
     if is_view and isinstance(args[0], Tensor) and \
             np.may_share_memory(arr, args[0]._array):
+        if op.name in _NON_DIFFERENTIABLE_VIEWS:     # shares memory, but no _base
+            return Tensor._make(arr, args[0]._storage)
         return args[0]._view_of_self(arr)
     np_dtype = plan.out_np_dtype if plan is not None else meta.dtype.np_dtype
     if arr.dtype != np_dtype:
@@ -521,6 +530,7 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
         args = moved
         _check_devices(op, args)
     run_meta(op, args)                      # shape/dtype checks against the target
+    _check_no_internal_overlap(op, args)
     recording = grad_mode.is_grad_enabled() and _needs_grad(op, args)
     if not recording and _in_place_on_array(op, target, args):
         target._bump_version()
@@ -542,6 +552,32 @@ def run_inplace(op: OpDef, args: tuple) -> Tensor:
     if recording and result.requires_grad:
         _rebase_history(target, result)
     return target
+
+
+# in-place ops torch lets write an expanded tensor (each element gets the same value),
+# with the indexing form its deprecation warning names (None: no warning)
+_OVERLAP_ALLOWED = {"masked_fill_": "tensor[mask] = scalar",
+                    "index_put_": "tensor[indices] = tensor", "index_fill_": None}
+
+
+def _check_no_internal_overlap(op: OpDef, args: tuple) -> None:
+    """torch refuses to write a tensor whose elements share memory (an expanded one:
+    stride 0 along a dimension of size > 1): which write lands would be undefined. A
+    fill (copy_ of one value: fill_, zero_, `t[:] = 1`) and the ops above may."""
+    arr = args[0]._array
+    if arr.size <= 1 or not any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape)):
+        return
+    if op.name in _OVERLAP_ALLOWED:
+        if _OVERLAP_ALLOWED[op.name]:
+            warnings.warn(f"Use of {op.name} on expanded tensors is deprecated. Please clone() "
+                          "the tensor before performing this operation. This also applies to "
+                          f"advanced indexing e.g. {_OVERLAP_ALLOWED[op.name]}", UserWarning,
+                          stacklevel=user_stacklevel())
+        return
+    if not (op.name == "copy_" and getattr(args[1], "ndim", 1) == 0):
+        raise ShapeError(f"{op.name}: unsupported operation: more than one element of the "
+                         "written-to tensor refers to a single memory location. Please "
+                         f"clone() the tensor before performing the operation.{at_user_line()}")
 
 
 def _check_inplace_allowed(op: OpDef, target: Tensor) -> None:

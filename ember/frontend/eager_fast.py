@@ -22,12 +22,14 @@ without binding and dispatch.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..ir import autocast as _autocast, dispatch, dtypes
 from ..ir.meta import MemoryFormat, contiguous_format
 from ..ir.ops.creation import fill_array
-from ..ir.ops.rules import cast_scalar
+from ..ir.ops.rules import cast_scalar, is_tensor_like
 from ..ir.ops.shape import flat_storage
 from ..ir.registry import OPS, Tag
 from ..ir.public_args import TENSOR_REQUIRED
@@ -139,7 +141,24 @@ def _operator_call(method, op, a, b):
             return NotImplemented
         if result is not NOT_OVERRIDDEN:
             return result
+    b = operator_operand(b)
+    if b is NotImplemented:
+        return NotImplemented
     return op(a, b)
+
+
+def operator_operand(other):
+    """The other operand of a Tensor operator, as torch's operators take it: a tensor or a
+    number as is, a NumPy array as a tensor (`t + np.ones(2)`), anything else
+    NotImplemented, so Python tries the other side's reflected operator and then its
+    own fallback: `t == None` is False, `t != "a"` True, `t + [1]` a TypeError."""
+    if isinstance(other, np.ndarray):
+        return Tensor._from_array(other) if other.dtype != object else NotImplemented
+    if (isinstance(other, (numbers.Number, np.generic)) or is_tensor_like(other)
+            or hasattr(other, "__torch_function__") or hasattr(other, "__index__")
+            or hasattr(other, "__float__")):
+        return other
+    return NotImplemented
 
 
 def _quiet_state(current):

@@ -10,11 +10,12 @@ import functools
 import numbers
 
 import math
+import warnings
 
 import numpy as np
 
 from ..ir import dispatch, dtypes
-from ..ir.errors import DTypeError, ShapeError
+from ..ir.errors import DTypeError, EmberError, ShapeError
 from ..ir.meta import MemoryFormat, check_layout, contiguous_format, preserve_format
 from ..ir.registry import OPS
 from ..ir.unbacked import UnbackedValue
@@ -65,11 +66,12 @@ def _infer_dtype(data) -> dtypes.DType:
         numbers.Number, np.generic)) else [data]
     if len(flat) == 0:
         return dtypes.get_default_dtype()
-    if any(isinstance(x, np.ndarray) for x in flat):
-        # elements that were tensors keep their dtype; numbers count at their default
-        # dtype; all promote together (torch.tensor([t0, t1]) of 0-d int32 tensors: int32)
+    if any(isinstance(x, (np.ndarray, np.generic)) for x in flat):
+        # elements that were tensors, and NumPy scalars, keep their dtype; Python numbers
+        # count at their default dtype; all promote together (torch.tensor([t0, t1]) of
+        # 0-d int32 tensors: int32; torch.tensor(np.float64(1.5)): float64)
         return functools.reduce(dtypes.promote_types, (
-            dtypes.from_numpy_dtype(x.dtype) if isinstance(x, np.ndarray)
+            dtypes.from_numpy_dtype(x.dtype) if isinstance(x, (np.ndarray, np.generic))
             else dtypes.scalar_default_dtype(x) for x in flat))
     cat = max(dtypes.scalar_category(x if not isinstance(x, Tensor) else x.item())
               for x in flat)
@@ -102,23 +104,72 @@ def _accepts_layout(factory):
     return wrapper
 
 
+class ValueOverflowError(EmberError, ValueError, RuntimeError):
+    """A Python number that does not fit the dtype it is stored as (torch raises
+    RuntimeError "value cannot be converted ..." or ValueError "Overflow when unpacking
+    long long": both are caught)."""
+
+
+def warn_copy_construct(how: str, stacklevel: int = 4) -> None:
+    """torch's warning when a tensor is copied through tensor()/new_tensor()."""
+    warnings.warn("To copy construct from a tensor, it is recommended to use "
+                  "sourceTensor.detach().clone() or sourceTensor.detach().clone()"
+                  f".requires_grad_(True), rather than {how}(sourceTensor).",
+                  UserWarning, stacklevel=stacklevel)
+
+
+def _check_fits(arr: np.ndarray, dt: dtypes.DType) -> None:
+    """torch.tensor stores each Python number with an overflow check: into an integer
+    dtype a NaN, an infinity or a value out of range is refused (an unsigned type
+    also takes negatives down to -max, which wrap: tensor([-1], dtype=uint8) is 255)."""
+    if dt.category != dtypes.Category.INT or arr.size == 0 or arr.dtype.kind not in "iuf":
+        return
+    info = np.iinfo(dt.np_dtype)
+    low = -int(info.max) if info.min == 0 else int(info.min)
+    finite = bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True
+    if not finite or arr.min() < low or arr.max() > info.max:
+        raise ValueOverflowError(f"tensor(): value cannot be converted to type {dt.name} "
+                                 "without overflow")
+
+
+def _python_data_array(data, dtype) -> tuple[np.ndarray, dtypes.DType]:
+    """Nested Python data (numbers, lists, NumPy scalars and arrays, tensors) as an array
+    and the dtype torch.tensor gives it."""
+    data = _to_nested_numbers(data)
+    try:
+        arr = np.asarray(data)
+    except ValueError as err:
+        raise ShapeError(f"tensor(): nested data has inconsistent lengths: {err}") from None
+    if arr.dtype == object and not _holds_only_numbers(arr):
+        raise DTypeError(f"tensor(): could not infer a dtype for {type(data).__name__} data")
+    dt = dtypes.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
+    past_int64 = arr.dtype == object or (arr.dtype == np.uint64 and dt.np_dtype != np.uint64
+                                         and not isinstance(data, (np.ndarray, np.generic)))
+    if past_int64 and dt.category == dtypes.Category.INT:
+        # Python ints NumPy had to keep as uint64 or objects (a float dtype takes them)
+        raise ValueOverflowError("tensor(): Overflow when unpacking long long: "
+                                 f"{arr.reshape(-1).max()} does not fit {dt.name}")
+    if not past_int64 and not isinstance(data, np.ndarray) and dtype is not None:
+        _check_fits(arr, dt)
+    return arr, dt
+
+
+def _holds_only_numbers(arr: np.ndarray) -> bool:
+    return all(isinstance(x, numbers.Number) for x in arr.reshape(-1))
+
+
 @_accepts_layout
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False) -> Tensor:
     """A new tensor holding a copy of `data` (nested lists, numbers, arrays, tensors)."""
     if isinstance(data, Tensor):
+        warn_copy_construct("ember.tensor")
         arr = data.detach()._array
         dt = dtypes.as_dtype(dtype) if dtype is not None else data.dtype
     else:
-        data = _to_nested_numbers(data)
-        try:
-            arr = np.asarray(data)
-        except ValueError as err:
-            raise ShapeError(f"tensor(): nested data has inconsistent lengths: {err}") from None
-        dt = dtypes.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
-    if arr.dtype == object:
-        raise DTypeError(f"tensor(): could not infer a dtype for {type(data).__name__} data")
-    return _finish(Tensor._from_array(arr.astype(dt.np_dtype, copy=False)), requires_grad,
-                   device)
+        arr, dt = _python_data_array(data, dtype)
+    with np.errstate(over="ignore", invalid="ignore"):     # 1e10 as float16 is inf
+        arr = arr.astype(dt.np_dtype, copy=False)
+    return _finish(Tensor._from_array(arr), requires_grad, device)
 
 
 @_accepts_layout
@@ -285,9 +336,10 @@ def _check_steps(steps) -> None:
 @_with_out
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     _check_steps(steps)
-    dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
+    dt = _space_dtype(start, end, dtype)
     start, end = _endpoints(start, end, dt)
-    arr = np.linspace(start, end, int(steps), dtype=np.float64)
+    arr = np.linspace(start, end, int(steps),
+                      dtype=np.complex128 if dt.is_complex else np.float64)
     if not (dt.is_floating_point or dt.is_complex) and steps > 1:  # torch's two-sided steps
         idx = np.arange(int(steps))
         step = (end - start) / max(int(steps) - 1, 1)
@@ -296,11 +348,24 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 
+def _space_dtype(start, end, dtype) -> dtypes.DType:
+    """linspace/logspace's dtype: dtype=, else the default float dtype, or its complex
+    partner when an end is complex (torch.linspace(0, 1j, 3) is complex64)."""
+    if dtype:
+        return dtypes.as_dtype(dtype)
+    ends = [v.item() if isinstance(v, Tensor) else v for v in (start, end)]
+    complex_end = any(isinstance(v, (complex, np.complexfloating)) for v in ends)
+    default = dtypes.get_default_dtype()
+    return default.to_complex() if complex_end else default
+
+
 def _endpoints(start, end, dt):
     """linspace/logspace's ends as floats; an integer dtype truncates them first, as
     torch does (linspace(4.3, -3, 50, dtype=int64) starts 4, 3, ...)."""
+    if dt.is_complex:
+        return complex(start), complex(end)
     start, end = float(start), float(end)
-    if not (dt.is_floating_point or dt.is_complex):
+    if not dt.is_floating_point:
         return float(math.trunc(start)), float(math.trunc(end))
     return start, end
 
@@ -310,9 +375,10 @@ def _endpoints(start, end, dt):
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
              requires_grad=False) -> Tensor:
     _check_steps(steps)
-    dt = dtypes.as_dtype(dtype) if dtype else dtypes.get_default_dtype()
+    dt = _space_dtype(start, end, dtype)
     start, end = _endpoints(start, end, dt)
-    arr = np.logspace(start, end, int(steps), base=base, dtype=np.float64)
+    arr = np.logspace(start, end, int(steps), base=base,
+                      dtype=np.complex128 if dt.is_complex else np.float64)
     return _finish(Tensor._from_array(arr.astype(dt.np_dtype)), requires_grad, device)
 
 
@@ -444,10 +510,16 @@ def _like_device(input, device):
 
 @_accepts_layout
 def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return tensor(value, dtype=dtype, device=device, requires_grad=requires_grad)
+    """A 0-d tensor of `value`, in the default float dtype unless dtype= says otherwise
+    (torch.scalar_tensor(3) is float32, where torch.tensor(3) is int64)."""
+    if isinstance(value, Tensor):
+        value = value.item()
+    return tensor(value, dtype=dtype or dtypes.get_default_dtype(), device=device,
+                  requires_grad=requires_grad)
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "annotations", "numbers", "np", "dtypes", "Tensor", "OPS", "MemoryFormat", "Device",
     "DTypeError", "ShapeError", "check_device_available", "numpy_rng", "default_device_or",
-    "contiguous_format", "preserve_format", "check_layout", "FILL_CALL")]
+    "contiguous_format", "preserve_format", "check_layout", "FILL_CALL", "EmberError",
+    "ValueOverflowError", "warn_copy_construct", "warnings")]

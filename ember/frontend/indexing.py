@@ -11,11 +11,12 @@ indices, so they bump versions and rebase autograd history like any in-place op.
 from __future__ import annotations
 
 import operator
+import warnings
 
 import numpy as np
 
 from ..ir import dtypes
-from ..ir.errors import EmberIndexError
+from ..ir.errors import EmberIndexError, user_stacklevel
 from ..ir.ops import OPS_NS as ops
 from .tensor import Tensor
 
@@ -40,11 +41,31 @@ def _as_index_tensor(v) -> Tensor:
         t = tensor(arr)
     if t.dtype.category > dtypes.Category.INT:
         raise EmberIndexError("tensors used as indices must be long, int, byte or bool tensors")
+    if t.dtype is dtypes.uint8:
+        warnings.warn("indexing with dtype ember.uint8 is now deprecated, please use a dtype "
+                      "ember.bool instead.", UserWarning, stacklevel=user_stacklevel())
     return t
+
+
+def _sequence_as_tuple(index) -> bool:
+    """torch's (and old NumPy's) rule for a list index: one holding a tensor, a sequence,
+    a slice, None or Ellipsis is read as a tuple of indices (`t[[0, slice(None)]]` is
+    `t[0, :]`), with a deprecation warning; a list of numbers is one index tensor."""
+    if not isinstance(index, list) or len(index) >= 32:
+        return False
+    return any(_is_tensor(v) or v is None or v is Ellipsis or isinstance(
+        v, (slice, list, tuple, np.ndarray)) for v in index)
 
 
 def _normalize(index) -> list:
     """The index as a list of items: int, slice, None, Ellipsis, bool, or Tensor."""
+    if _sequence_as_tuple(index):
+        warnings.warn("Using a non-tuple sequence for multidimensional indexing is "
+                      "deprecated; use x[tuple(seq)] instead of x[seq]. A later version "
+                      "will read it as a tensor index, x[tensor(seq)], which will result "
+                      "either in an error or a different result", UserWarning,
+                      stacklevel=user_stacklevel())
+        index = tuple(index)
     if not isinstance(index, tuple):
         index = (index,)
     items = []

@@ -6,14 +6,17 @@ take sizes as varargs (`x.view(2, 3)`) get their arguments packed here, once.
 """
 from __future__ import annotations
 
+import warnings
+
 from ..ir.composite import install_methods as install_composites
 from ..ir.dtypes import DType
+from ..ir.errors import user_stacklevel
 from ..ir.meta import contiguous_format
 from ..ir.operators import BINARY, UNARY, VARARG_METHODS, pack_sizes as _pack_sizes
 from ..ir.registry import OPS
 from ..ir.torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, DispatchFailed, \
     dispatch_public
-from .eager_fast import operator_method
+from .eager_fast import operator_method, operator_operand
 from .tensor import Tensor
 
 
@@ -47,6 +50,9 @@ def _binary(op_name, reflected=False):
                     return NotImplemented
                 if result is not NOT_OVERRIDDEN:
                     return result
+            other = operator_operand(other)
+            if other is NotImplemented:
+                return NotImplemented
             return OPS[op_name](other, self)
     else:
         # seen CPU calls skip schema binding and dispatch (eager_fast.py)
@@ -207,8 +213,30 @@ def _missing_while_traced(self, name: str):
 
 
 # --- attributes that are views: x.T, x.mT, x.H, x.mH, x.real, x.imag -------------------
-def _transpose_all(self):
+def _reverse_dims(self):
     return OPS["permute"](self, list(range(self.ndim - 1, -1, -1)))
+
+
+# torch warns once per process about x.T off matrices (each of its two warnings)
+_T_WARNED: set = set()
+
+
+def _transpose_all(self):
+    """x.T: all dims reversed, with torch's deprecation warnings off matrices."""
+    kind = "0-d" if self.ndim == 0 else "not 2-d" if self.ndim != 2 else None
+    if kind is None or kind in _T_WARNED:
+        return _reverse_dims(self)
+    _T_WARNED.add(kind)
+    if self.ndim == 0:
+        warnings.warn("Tensor.T is deprecated on 0-D tensors. This function is the identity "
+                      "in these cases.", UserWarning, stacklevel=user_stacklevel())
+    elif self.ndim != 2:
+        warnings.warn("The use of `x.T` on tensors of dimension other than 2 to reverse their "
+                      "shape is deprecated and it will throw an error in a future release. "
+                      "Consider `x.mT` to transpose batches of matrices or "
+                      "`x.permute(*range(x.ndim - 1, -1, -1))` to reverse the dimensions of a "
+                      "tensor.", UserWarning, stacklevel=user_stacklevel())
+    return _reverse_dims(self)
 
 
 def _matrix_transpose(self):
@@ -226,7 +254,7 @@ def _hermitian(self):
     if self.ndim not in (0, 2):
         raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got "
                            f"{self.ndim}-D tensor.")
-    return _conj_if_complex(_transpose_all(self))
+    return _conj_if_complex(_reverse_dims(self))
 
 
 def _matrix_hermitian(self):

@@ -18,10 +18,13 @@ their scale and zero point per tensor or per channel). Any other object (a whole
 nn.Module, an argparse.Namespace inside a checkpoint) is pickled into the record;
 ember.load refuses it unless called with weights_only=False, as torch.load does, or
 unless every global it names is allowlisted with `add_safe_globals`/`safe_globals`
-(torch.serialization's API; a restricted unpickler then finds only those). Each
-tensor is
-stored contiguous; a tensor object saved twice is stored once and loads as one
-object, but views do not share storage after loading (torch.save keeps that).
+(torch.serialization's API; a restricted unpickler then finds only those). A CPU
+tensor is saved as a view of its storage: each storage once (under "s0", "s1", ...),
+each tensor's record holding its offset, shape and strides, so tensors that shared a
+storage (views, slices, a tensor and its transpose) share it again after loading, with
+their strides (torch.save's behaviour); other tensors (quantized, meta, other devices)
+are stored contiguous under their own key. A tensor object saved twice is stored once
+and loads as one object.
 bfloat16 and complex128, which safetensors does not store, are stored as uint16
 and as float64 pairs and restored exactly.
 
@@ -44,7 +47,7 @@ from ..ir.dtypes import DType, dtype_from_name
 from ..ir.errors import ArtifactError, EmberError
 
 FORMAT = "ember.save"
-VERSION = 1
+VERSION = 2             # 2: CPU tensors are views of storages saved once (1 still loads)
 
 
 class SaveError(EmberError, TypeError):
@@ -75,15 +78,18 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
         key = seen.get(id(obj))
         if key is None:
             key = seen[id(obj)] = str(len(tensors))
+            view = None if obj.is_quantized or obj.is_meta else _storage_view(obj, arrays, seen)
             if obj.is_quantized:
                 arrays[key], stored = _storable(obj.int_repr().numpy())
             elif obj.is_meta:                   # no data: the record keeps its shape
                 arrays[key], stored = np.zeros(0, np.uint8), "meta"
+            elif view is not None:
+                stored = view.pop("stored")
             else:
                 arrays[key], stored = _storable(obj.detach().cpu().numpy())
             tensors[key] = {"dtype": obj.dtype.name, "stored": stored,
                             "device": str(obj.device), "requires_grad": obj.requires_grad,
-                            "parameter": isinstance(obj, Parameter)}
+                            "parameter": isinstance(obj, Parameter), **(view or {})}
             if obj.is_meta:
                 tensors[key]["shape"] = list(obj.shape)
             if obj.is_quantized:
@@ -103,6 +109,28 @@ def _encode(obj, arrays: dict, tensors: dict, seen: dict):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [_encode(v, arrays, tensors, seen) for v in obj]}
     return {"pickle": _pickled(obj)}
+
+
+def _storage_view(obj, arrays: dict, seen: dict) -> dict | None:
+    """A CPU tensor as a view of its storage, stored once per file under "s<n>": its
+    record says where in the storage it lies (offset, shape, strides in elements), so
+    tensors that shared a storage (views, slices) share it again after loading, with
+    their strides, as torch.save keeps them. None: saved on its own (another device, a
+    storage of another dtype, no elements)."""
+    arr, storage = obj._array, obj._storage
+    data = getattr(storage, "data", None)
+    if storage.device != "cpu" or type(arr) is not np.ndarray or type(data) is not np.ndarray \
+            or data.dtype != arr.dtype or data.ndim != 1 or arr.size == 0 or \
+            not data.flags.c_contiguous:
+        return None
+    skey = seen.get(("storage", id(storage)))
+    if skey is None:
+        skey = seen[("storage", id(storage))] = f"s{sum(1 for k in seen if type(k) is tuple)}"
+        arrays[skey], _ = _storable(data)
+    offset = (arr.ctypes.data - data.ctypes.data) // arr.itemsize
+    return {"storage": skey, "offset": int(offset), "shape": list(arr.shape),
+            "stride": [st // arr.itemsize for st in arr.strides],
+            "stored": _storable(data[:1])[1]}
 
 
 def _users_subclass(obj) -> bool:
@@ -178,8 +206,10 @@ def load(f, map_location=None, *, weights_only=None, mmap=None, **kwargs):
         raise ArtifactError(f"{name}: written by an unknown format or a newer version "
                             f"({record.get('format')!r} version {record.get('version')!r})")
     place = _placement(map_location)
-    tensors = {key: _tensor(arrays[key], info, place) if "qparams" not in info
-               else _quantized_tensor(arrays, key, info)
+    storages: dict = {}
+    tensors = {key: _quantized_tensor(arrays, key, info) if "qparams" in info
+               else _view_tensor(arrays, storages, info, place) if "storage" in info
+               else _tensor(arrays[key], info, place)
                for key, info in record["tensors"].items()}
     return _decode(record["object"], tensors, name, weights_only is False)
 
@@ -210,11 +240,35 @@ def _tensor(array: np.ndarray, info: dict, place):
         from .factories import empty
         tensor = empty(info["shape"], dtype=dtype, device=place(info["device"]))
         return _finish_loaded(tensor, info)
-    if info["stored"] != dtype.np_dtype.name:       # complex128 pairs, bfloat16 bits
+    tensor = _as_tensor(_restored(array, info, dtype), dtype)
+    device = place(info["device"])
+    if device != "cpu":
+        tensor = tensor.to(device)
+    return _finish_loaded(tensor, info)
+
+
+def _restored(array: np.ndarray, info: dict, dtype: DType) -> np.ndarray:
+    """A stored array back in its dtype (complex128 pairs, bfloat16 bits)."""
+    if info["stored"] != dtype.np_dtype.name:
         array = np.ascontiguousarray(array).view(dtype.np_dtype)
         if dtype.is_complex:
             array = array.reshape(array.shape[:-1])
-    tensor = _as_tensor(array, dtype)
+    return array
+
+
+def _view_tensor(arrays: dict, storages: dict, info: dict, place):
+    """A tensor saved as a view of a storage (`_storage_view`): one Storage per saved
+    storage, each tensor over it with its offset and strides."""
+    from .tensor import Storage, Tensor
+    dtype = dtype_from_name(info["dtype"])
+    storage = storages.get(info["storage"])
+    if storage is None:
+        data = np.array(_restored(arrays[info["storage"]], info, dtype)).reshape(-1)
+        storage = storages[info["storage"]] = Storage(data)
+    itemsize = storage.data.itemsize
+    arr = np.lib.stride_tricks.as_strided(storage.data[info["offset"]:], tuple(info["shape"]),
+                                          tuple(st * itemsize for st in info["stride"]))
+    tensor = Tensor._make(arr, storage)
     device = place(info["device"])
     if device != "cpu":
         tensor = tensor.to(device)

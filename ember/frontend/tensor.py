@@ -14,6 +14,9 @@ op marked `method=True`, so every Tensor method passes through `ir.dispatch`.
 """
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 
 from ..ir import dtypes
@@ -47,6 +50,22 @@ class Size(tuple):
     def __getitem__(self, item):
         out = tuple.__getitem__(self, item)
         return Size(out) if isinstance(item, slice) else out
+
+    # concatenation and repetition stay Sizes, as torch.Size's
+    def __add__(self, other):
+        out = tuple.__add__(self, other)
+        return out if out is NotImplemented else Size(out)
+
+    def __radd__(self, other):
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return Size(other + tuple(self))
+
+    def __mul__(self, n):
+        out = tuple.__mul__(self, n)
+        return out if out is NotImplemented else Size(out)
+
+    __rmul__ = __mul__
 
 
 class Storage:
@@ -111,6 +130,9 @@ class Tensor:
 
     # fx's Proxy overrides these; tracing code checks it
     _ember_is_tensor = True
+    # NumPy's scalars and arrays defer their operators to ours (torch's value), so
+    # `np.float64(2) * t` is a tensor
+    __array_priority__ = 1000
 
     def __new__(cls, *args, **kwargs):
         """torch.Tensor's legacy constructor: `Tensor([1, 2])` (data, default float dtype),
@@ -259,6 +281,8 @@ class Tensor:
         return self._storage
 
     def is_contiguous(self, memory_format: MemoryFormat = contiguous_format) -> bool:
+        if memory_format is contiguous_format and self._array.size == 0:
+            return True                                 # torch: an empty tensor always is
         if memory_format is not contiguous_format and len(self._array.shape) != \
                 {channels_last: 4, channels_last_3d: 5}.get(memory_format, self.dim()):
             return False             # PyTorch: a channels-last format of another rank
@@ -360,11 +384,16 @@ class Tensor:
         arr = self.detach()._array
         return arr.astype(dtype) if dtype is not None else arr
 
+    def _python_scalar(self):
+        if self._array.size != 1:
+            raise ShapeError("only one element tensors can be converted to Python scalars")
+        return self.item()
+
     def __float__(self):
-        return float(self.item())
+        return float(self._python_scalar())
 
     def __int__(self):
-        return int(self.item())
+        return int(self._python_scalar())
 
     def __bool__(self):
         if self._array.size != 1:
@@ -381,7 +410,7 @@ class Tensor:
         return int(self.item())
 
     def __complex__(self):
-        return complex(self.item())
+        return complex(self._python_scalar())
 
     def __len__(self):
         if self.ndim == 0:
@@ -392,6 +421,14 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self._array.shape[0]))
+
+    def __contains__(self, element) -> bool:
+        """`x in t`: whether any element equals x (a number or a tensor broadcast against
+        t), torch's meaning; Python's fallback would compare rows."""
+        if not isinstance(element, (Tensor, numbers.Number, np.generic)):
+            raise DTypeError("Tensor.__contains__ only supports Tensor or scalar, but you "
+                             f"passed in a {type(element)}.")
+        return bool((self == element).any().item())
 
     def __hash__(self):
         return id(self)
@@ -423,7 +460,9 @@ class Tensor:
         if not self.is_leaf:
             raise AutogradError("Only Tensors created explicitly by the user (graph leaves) "
                                 "support the deepcopy protocol")
-        new = self.detach().clone(memory_format=preserve_format)
+        new = self._copy_sharing_storage(memo)
+        if new is None:
+            new = self.detach().clone(memory_format=preserve_format)
         new.requires_grad = self.requires_grad
         new._is_param = self._is_param
         if self._grad is not None:
@@ -434,14 +473,35 @@ class Tensor:
         memo[id(self)] = new
         return new
 
+    def _copy_sharing_storage(self, memo) -> "Tensor | None":
+        """deepcopy's copy over a copied storage, one per storage in `memo`: tensors that
+        shared memory (views, a tensor and its slices) still share it afterwards, with
+        the same offset and strides, as torch's deepcopy. None where the storage is not a
+        plain host buffer of this tensor's dtype (then a clone is the copy)."""
+        data = getattr(self._storage, "data", None)
+        if self._storage.device != "cpu" or type(data) is not np.ndarray or \
+                type(self._array) is not np.ndarray or data.dtype != self._array.dtype or \
+                self._array.size == 0:
+            return None
+        storage = memo.get(id(self._storage))
+        if storage is None:
+            storage = Storage(data.copy())
+            memo[id(self._storage)] = storage
+            memo.setdefault(id(memo), []).append(self._storage)   # keeps the id unique
+        offset = (self._array.ctypes.data - data.ctypes.data) // data.itemsize
+        arr = np.lib.stride_tricks.as_strided(storage.data[offset:], self._array.shape,
+                                              self._array.strides)
+        return Tensor._make(arr, storage)
+
     # --- autograd ------------------------------------------------------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd import engine
         engine.backward([self], [gradient], retain_graph, create_graph, inputs)
 
     def detach(self) -> "Tensor":
-        out = Tensor._make(self._array, self._storage, self._base)
-        return out
+        """Shares the storage (and its version counter); not a view (`_base` None), as
+        torch's."""
+        return Tensor._make(self._array, self._storage)
 
     def detach_(self) -> "Tensor":
         self.grad_fn = None
@@ -597,9 +657,14 @@ class Tensor:
     # new_*: self's dtype and device unless given (PyTorch's defaults)
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False, layout=None,
                    pin_memory=False):
-        from .factories import tensor
-        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
-                      requires_grad=requires_grad)
+        from .factories import tensor, warn_copy_construct
+        if isinstance(data, Tensor):
+            warn_copy_construct("tensor.new_tensor", stacklevel=3)
+            data = data.detach()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "To copy construct")
+            return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                          requires_grad=requires_grad)
 
     def new_zeros(self, *size, dtype=None, device=None, requires_grad=False, layout=None,
                   pin_memory=False):

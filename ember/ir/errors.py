@@ -7,6 +7,7 @@ Messages say what was expected, what was received, the op, and the user's line.
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 import traceback
 
@@ -96,6 +97,15 @@ def user_frame() -> traceback.FrameSummary | None:
             continue
         return frame
     return None
+
+
+def user_stacklevel() -> int:
+    """warnings.warn's stacklevel that names the innermost frame outside ember (the
+    caller of user_stacklevel is level 1)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(EMBER_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def format_frame(frame: traceback.FrameSummary | None) -> str:

@@ -61,6 +61,7 @@ def pack_sizes(args) -> list:
     """The varargs of `x.view(2, 3)` or the one sequence of `x.view((2, 3))` as a list."""
     if len(args) == 1 and isinstance(args[0], (list, tuple)):
         return list(args[0])
-    if len(args) == 1 and hasattr(args[0], "__len__") and not isinstance(args[0], int):
+    if len(args) == 1 and hasattr(args[0], "__len__") and not isinstance(args[0], int) \
+            and getattr(args[0], "ndim", 1) != 0:     # a 0-d tensor is one size
         return list(args[0])
     return list(args)

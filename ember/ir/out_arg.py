@@ -20,6 +20,9 @@ import warnings
 from .errors import AutogradError, DTypeError, ShapeError
 
 _EXACT_DTYPE_OPS = {"amax", "amin", "max", "min", "aminmax", "complex", "polar"}
+# non-pointwise ops whose out= takes any dtype the result casts to (torch's cat family)
+_CASTING_OUT_OPS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack",
+                    "column_stack", "row_stack", "cumsum", "cumprod"}
 
 
 def with_out(fn):
@@ -82,8 +85,8 @@ def write_out(op, result, out):
 def _check_dtype(op, result, out) -> None:
     from .dtypes import can_cast
     from .registry import Tag
-    loose = (op.has_tag(Tag.POINTWISE) or op.has_tag(Tag.REDUCTION)) and \
-        op.name not in _EXACT_DTYPE_OPS
+    loose = (op.has_tag(Tag.POINTWISE) or op.has_tag(Tag.REDUCTION) or
+             op.name in _CASTING_OUT_OPS) and op.name not in _EXACT_DTYPE_OPS
     if loose and not can_cast(result.dtype, out.dtype):
         raise DTypeError(f"result type {_torch_name(result.dtype)} can't be cast to the "
                          f"desired output type {_torch_name(out.dtype)}")

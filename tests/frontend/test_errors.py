@@ -26,9 +26,12 @@ def test_broadcast_mismatch_names_op_shapes_and_line():
 
 
 def test_non_tensor_operand_is_a_type_error_naming_op_type_and_line():
-    """torch: TypeError 'mul(): argument 'other' ... must be Tensor, not tuple'."""
+    """torch: TypeError 'mul(): argument 'other' ... must be Tensor, not tuple'. An
+    operator with such an operand is NotImplemented (Python's own TypeError), as torch's:
+    `x * x.shape` goes on to tuple's repetition, which asks for an index."""
     x = ember.zeros(2, 3)
-    _raises(TypeError, lambda: x * x.shape, "mul", "Size", HERE)
+    _raises(TypeError, lambda: x * x.shape, "only integer tensors of a single element")
+    _raises(TypeError, lambda: x + [1.0], "unsupported operand", "list")
     _raises(ember.DTypeError, lambda: ember.mul(x, (1, 2)), "mul", "tuple", HERE)
     _raises(ember.DTypeError, lambda: ember.add(x, [1.0, 2.0, 3.0]), "add", "list", HERE)
     assert (x * 2).tolist() == [[0.0] * 3] * 2        # numbers are still operands

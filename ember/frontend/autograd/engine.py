@@ -118,6 +118,9 @@ class AccumulateGrad(Node):
         if type(grad) is Tensor and grad.dtype != var.dtype and var.dtype.is_floating_point:
             grad = grad.to(var.dtype)       # a Function's backward in another precision
         if var._grad is None:
+            if grad_mode.is_grad_enabled() and type(grad) is Tensor and \
+                    grad._storage.device == "cpu" and _overlaps_itself(grad._array):
+                grad = grad.contiguous()    # create_graph: a dense .grad, through an op
             var._grad = grad if grad_mode.is_grad_enabled() else grad.detach()
             if var._grad is grad and type(grad) is Tensor and grad._base is not None:
                 var._grad = grad.clone()
@@ -553,8 +556,16 @@ def _in_layout_of(var: Tensor, grad: Tensor) -> Tensor:
     overlapping (channels_last weights, transposed parameters), as torch's AccumulateGrad:
     the optimizer then updates both with one memory order."""
     a, g = var._array, grad._array
-    if var._storage.device != "cpu" or type(a) is not np.ndarray or type(g) is not np.ndarray or \
-            a.ndim < 2 or a.strides == g.strides or a.size != g.size or a.size == 0:
+    if var._storage.device != "cpu" or type(a) is not np.ndarray or type(g) is not np.ndarray:
+        return grad
+    if _overlaps_itself(g) and a.size == g.size:
+        # an expanded gradient (sum's): a dense .grad, which in-place updates may write
+        # (grad.mul_(clip) in gradient clipping), as torch's AccumulateGrad makes
+        dense = np.empty(g.shape, dtype=g.dtype)
+        np.copyto(dense, g)
+        grad = Tensor._adopt(dense)
+        g = dense
+    if a.ndim < 2 or a.strides == g.strides or a.size != g.size or a.size == 0:
         return grad
     order = sorted(range(a.ndim), key=lambda d: (-a.strides[d], -d))
     dense = np.empty(tuple(a.shape[d] for d in order), dtype=g.dtype).transpose(
@@ -563,6 +574,10 @@ def _in_layout_of(var: Tensor, grad: Tensor) -> Tensor:
         return grad                     # overlapping or gapped: torch keeps the grad's own
     np.copyto(dense, g)
     return Tensor._adopt(dense)
+
+
+def _overlaps_itself(arr: np.ndarray) -> bool:
+    return arr.size > 1 and any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape))
 
 
 def _aliases_root_cotangent(grad) -> bool:

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .. import dtypes
+from ..errors import EmberError
 from ..registry import NOT_DIFFERENTIABLE, Promotion, Tag, defop
 from . import samples as S
 from .rules import aliasing_meta, cast_scalar, pointwise_meta, same_meta
@@ -48,10 +50,26 @@ def _times_alpha(y: np.ndarray, alpha):
     return y * alpha
 
 
+def _check_alpha(out, alpha) -> None:
+    """torch's rules for add/sub's alpha against the result dtype."""
+    integral = out.dtype.category <= dtypes.Category.INT
+    if integral and isinstance(alpha, (float, complex, np.inexact)):
+        raise DTypeError("For integral input tensors, argument alpha must not be a floating "
+                         "point number.")
+    if isinstance(alpha, (bool, np.bool_)) and out.dtype.name != "bool":
+        raise DTypeError("Boolean alpha only supported for Boolean results.")
+
+
+def _add_meta(self, other, alpha=1):
+    out = pointwise_meta(Promotion.DEFAULT, 2)(self, other, alpha)
+    _check_alpha(out, alpha)
+    return out
+
+
 add = defop(
     "add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor",
     saves=(),
-    meta=pointwise_meta(Promotion.DEFAULT, 2),
+    meta=_add_meta,
     reference=lambda x, y, alpha: x + _times_alpha(y, alpha) if alpha != 1 else x + y,
     derivative=lambda g, self, other, alpha: (g, g * _c(alpha) if alpha != 1 else g),
     tags=BINARY | {Tag.COMMUTATIVE}, promotion=Promotion.DEFAULT,
@@ -61,6 +79,7 @@ add = defop(
 
 def _sub_meta(self, other, alpha=1):
     out = pointwise_meta(Promotion.DEFAULT, 2)(self, other, alpha)
+    _check_alpha(out, alpha)
     if out.dtype.name == "bool":
         from .pointwise_math import MathArgumentError   # (that module imports this one)
         raise MathArgumentError("Subtraction, the `-` operator, with two bool tensors is not "
@@ -115,9 +134,30 @@ div = defop(
 )
 
 
+class IntegerDivisionByZero(EmberError, RuntimeError, ZeroDivisionError):
+    """An integer division or remainder by zero: torch's RuntimeError "ZeroDivisionError"
+    (NumPy would give 0 with a warning); also Python's ZeroDivisionError."""
+
+
+def _integer_divisor_checked(fn):
+    """fn(x, y, ...), refusing a zero divisor when both operands are integers."""
+    def reference(x, y, *rest):
+        if np.asarray(y).dtype.kind in "iub" and np.asarray(x).dtype.kind in "iub" and \
+                not np.all(y):
+            raise IntegerDivisionByZero("ZeroDivisionError: integer division or modulo by "
+                                        "zero")
+        return fn(x, y, *rest)
+    return reference
+
+
 def _div_reference(x, y, rounding_mode):
     if rounding_mode is None:
         return np.true_divide(x, y)
+    return _rounded_division(x, y, rounding_mode)
+
+
+@_integer_divisor_checked
+def _rounded_division(x, y, rounding_mode):
     if rounding_mode == "trunc":
         if x.dtype.kind in "fc":
             return np.trunc(np.true_divide(x, y))
@@ -872,7 +912,7 @@ fmin = binary("fmin", np.fmin,
               samples=_bsamples(ints=(_ints, _ints), bools=True, extra=_nan_pairs))
 
 fmod = binary(
-    "fmod", np.fmod,
+    "fmod", _integer_divisor_checked(np.fmod),
     lambda g, self, other: (g, -g * div(self, other, rounding_mode="trunc")
                             if _is_t(other) else None),
     meta=_NO_COMPLEX_DEFAULT,
@@ -880,7 +920,7 @@ fmod = binary(
                       extra=lambda rng: [S.Sample((S.int_array(rng, 3, 4), 3))]))
 
 remainder = binary(
-    "remainder", np.remainder,
+    "remainder", _integer_divisor_checked(np.remainder),
     lambda g, self, other: (g if _is_t(self) else None,
                             -g * div(self, other, rounding_mode="floor") if _is_t(other)
                             else None),
@@ -893,7 +933,7 @@ remainder = binary(
                           S.Sample((2.5, S.away_from_zero(rng, 3, 4)), grad=False)]))
 
 floor_divide = binary(
-    "floor_divide", np.floor_divide, NOT_DIFFERENTIABLE, meta=_NO_COMPLEX_DEFAULT,
+    "floor_divide", _integer_divisor_checked(np.floor_divide), NOT_DIFFERENTIABLE, meta=_NO_COMPLEX_DEFAULT,
     samples=_bsamples(S.randn, S.away_from_zero, scalar=0.7, ints=(_ints, _nonzero_ints),
                       extra=lambda rng: [S.Sample((S.int_array(rng, 3, 4), 2)),
                                          S.Sample((S.int_array(rng, 3, 4), 2.5))]))

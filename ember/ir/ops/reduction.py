@@ -28,11 +28,12 @@ from __future__ import annotations
 import builtins
 import collections
 import math
+import warnings
 
 import numpy as np
 
 from .. import dtypes
-from ..errors import DTypeError, EmberIndexError, ShapeError
+from ..errors import DTypeError, EmberIndexError, ShapeError, user_stacklevel
 from ..meta import TensorMeta
 from ..registry import NOT_DIFFERENTIABLE, OPS, OpDef, Tag, defop
 from ..torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, dispatch_public
@@ -52,8 +53,15 @@ def _namedtuple_for(op: OpDef) -> type:
         fields = [r.name or f"out{i}" for i, r in enumerate(op.schema.returns)]
         nt = collections.namedtuple(op.python_name.removesuffix("_dim"), fields,
                                     module="ember.return_types")   # torch.return_types
+        nt.__repr__ = _return_type_repr
         _NAMEDTUPLES[op.name] = nt
     return nt
+
+
+def _return_type_repr(self) -> str:
+    """torch.return_types' form: the qualified name, then one field per line."""
+    body = ",\n".join(f"{name}={value!r}" for name, value in zip(self._fields, self))
+    return f"ember.return_types.{type(self).__name__}(\n{body})"
 
 
 class NamedTupleOp(OpDef):
@@ -166,6 +174,15 @@ def _reduce_meta(result_dtype):
     return rule
 
 
+def _np_mean(x: np.ndarray, **kwargs):
+    """np.mean; an empty input's NaN is the answer (torch's), without NumPy's warning."""
+    if x.size:
+        return np.mean(x, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.mean(x, **kwargs)
+
+
 def _axes(x, dim):
     return wrap_dims(dim, x.ndim) if x.ndim else None
 
@@ -225,7 +242,7 @@ mean = defop(
     # a quantized input keeps its dtype (torch's quantized mean: the input's qparams)
     meta=_reduce_meta(lambda x, dtype: x.dtype if dtype is None and getattr(
         x.dtype, "is_quantized", False) else _require_float_result(x, dtype, "Input dtype")),
-    reference=lambda x, dim, keepdim, dtype: np.mean(
+    reference=lambda x, dim, keepdim, dtype: _np_mean(
         _cast(x, dtype), axis=_axes(x, dim), keepdims=keepdim,
         dtype=np.float32 if dtype is None and _is_half(x) else None),
     derivative=lambda g, self, dim, keepdim, dtype: expand_reduced(
@@ -459,18 +476,34 @@ def _var_args(dim, unbiased, correction):
     return dim, correction
 
 
-def _var_meta(self, dim, unbiased, keepdim, correction):
+def _var_meta(self, dim, unbiased, keepdim, correction, name="var"):
     require_float(self)
-    dim, _ = _var_args(dim, unbiased, correction)
+    dim, correction = _var_args(dim, unbiased, correction)
+    _warn_no_degrees_of_freedom(self, dim, correction, name)
     return _meta(self, dim, keepdim, self.dtype.to_real() if self.dtype.is_complex
                  else self.dtype)
+
+
+def _warn_no_degrees_of_freedom(self, dim, correction, name) -> None:
+    """torch's warning when the correction leaves no degrees of freedom (the result is
+    NaN or inf): var/std of one element, for instance."""
+    shape = tuple(self.shape)
+    if not builtins.all(isinstance(s, int) for s in shape) or \
+            not isinstance(correction, (int, float)):
+        return                                   # symbolic sizes: not known here
+    dims = wrap_dims(dim, len(shape)) if shape else ()
+    n = math.prod(shape[d] for d in dims) if dims else math.prod(shape)
+    if n - correction <= 0:
+        warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly "
+                      "less than the reduction factor (input numel divided by output numel).",
+                      UserWarning, stacklevel=user_stacklevel())
 
 
 def _var_np(x, dim, unbiased, keepdim, correction):
     dim, correction = _var_args(dim, unbiased, correction)
     axes = _axes(x, dim)
     n = x.size if axes is None else math.prod(x.shape[a] for a in axes)
-    m = np.mean(x, axis=axes, keepdims=True)
+    m = _np_mean(x, axis=axes, keepdims=True)
     d = np.abs(x - m) ** 2 if x.dtype.kind == "c" else (x - m) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sum(d, axis=axes, keepdims=keepdim) / np.asarray(
@@ -524,7 +557,8 @@ var = defop(
 std = defop(
     "std" + VAR_SCHEMA + " -> Tensor",
     decomposition=lambda self, *args: sqrt(_var_decomposition(self, *args)),
-    meta=_var_meta,
+    meta=lambda self, dim, unbiased, keepdim, correction: _var_meta(
+        self, dim, unbiased, keepdim, correction, "std"),
     reference=lambda x, *a: np.sqrt(_var_np(x, *a)),
     derivative=lambda g, self, dim, unbiased, keepdim, correction, out: _std_grad(
         g, self, dim, unbiased, keepdim, correction, out),
@@ -539,7 +573,7 @@ def _with_mean_meta(self, dim, unbiased, keepdim, correction):
 
 def _mean_np(x, dim, unbiased, keepdim, correction):
     dim, _ = _var_args(dim, unbiased, correction)
-    return np.mean(x, axis=_axes(x, dim), keepdims=keepdim)
+    return _np_mean(x, axis=_axes(x, dim), keepdims=keepdim)
 
 
 var_mean = defop(

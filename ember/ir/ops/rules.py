@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import dtypes
 from ..dtypes import DType
-from ..errors import DTypeError, EmberIndexError, ShapeError
+from ..errors import DTypeError, EmberError, EmberIndexError, ShapeError
 from ..meta import (TensorMeta, channels_last, channels_last_3d, contiguous_format,
                     suggest_memory_format,
                     MemoryFormat)
@@ -111,6 +111,11 @@ def opmath(dt: DType) -> DType:
     return dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
 
 
+class ScalarOverflowError(EmberError, OverflowError, RuntimeError):
+    """A Python int operand past 64 bits (torch's OverflowError "int too big to
+    convert")."""
+
+
 def cast_scalar(value, np_dtype, checked: bool = False) -> np.ndarray:
     """A Python scalar as a 0-d array of `np_dtype`. An int out of an integer dtype's range
     wraps modulo 2**bits, as PyTorch's C++ cast does (-1 as uint8 is 255: `x == -1`,
@@ -120,6 +125,9 @@ def cast_scalar(value, np_dtype, checked: bool = False) -> np.ndarray:
     unsigned type still wrap."""
     np_dtype = np.dtype(np_dtype)
     if np_dtype.kind in "iu" and isinstance(value, int) and not isinstance(value, bool):
+        if not -2 ** 63 <= value < 2 ** 64:         # wrapping would drop whole words
+            raise ScalarOverflowError(f"int too big to convert: {value} does not fit in 64 "
+                                      "bits")
         info = np.iinfo(np_dtype)
         if checked and (value > info.max or (np_dtype.kind == "i" and value < info.min)):
             raise DTypeError(f"value cannot be converted to type {np_dtype.name}_t without "
