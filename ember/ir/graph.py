@@ -709,6 +709,8 @@ def _default_name(op, target) -> str:
     """The name torch.fx gives a node: the input's, module's or attribute's name with
     dots as underscores, the method name, or the function's __name__, in snake_case."""
     if isinstance(target, str):      # placeholder, get_attr, call_module, call_method
+        if len(target) > 4 and target.startswith("__") and target.endswith("__"):
+            target = target[2:-2]    # a magic method: `a.__call__(x)` is node `call`
         return _snake_case(target.replace(".", "_"))
     if is_op(target):
         return target.name

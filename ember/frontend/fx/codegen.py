@@ -111,7 +111,9 @@ class _Emitter:
         if isinstance(v, slice):
             return f"slice({self.value(v.start)}, {self.value(v.stop)}, {self.value(v.step)})"
         if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            return f"float({str(v)!r})"
+            self.globals.setdefault("inf", float("inf"))    # torch.fx's code: `x + inf`
+            self.globals.setdefault("nan", float("nan"))
+            return str(v)
         if isinstance(v, (int, float, str, bool, complex)) or v is None:
             return repr(v)
         public = _public_constant(v)
@@ -119,12 +121,13 @@ class _Emitter:
             return public
         return self.global_name(v)
 
-    def operand(self, v) -> str:
-        """A value as an operand of an infix/prefix operator: negative and complex
-        constants are parenthesized (`(-1) ** x`, not `-1 ** x`)."""
+    def operand(self, v, left_of_pow: bool = False) -> str:
+        """A value as an operand of an infix/prefix operator, written as torch.fx writes
+        it (`x + -1`), except that a negative constant raised to a power is
+        parenthesized (`(-1) ** x`; torch's `-1 ** x` computes -(1 ** x))."""
         text = self.value(v)
-        if isinstance(v, (int, float, complex)) and not isinstance(v, bool) and \
-                (text.startswith("-") or isinstance(v, complex)):
+        if left_of_pow and isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                text.startswith("-"):
             return f"({text})"
         return text
 
@@ -159,14 +162,19 @@ class _Emitter:
             return t.__qualname__
         args = typing.get_args(t)
         name = getattr(t, "_name", None)
-        if args and name and getattr(typing, name, None) is not None:
+        generic = name and getattr(typing, name, None) is not None
+        if generic and (args or getattr(t, "__origin__", None) is not None):
+            head = self.global_name_as(getattr(typing, name), f"typing_{name}")
+            if not args:                        # `Tuple[()]` is written `typing_Tuple`
+                return head
             parts = [self.type_repr(a) if a is not Ellipsis else "..." for a in args]
             if any(p is None for p in parts):
                 return None
-            return f"{self.global_name_as(getattr(typing, name), f'typing_{name}')}" \
-                   f"[{','.join(parts)}]"
-        if isinstance(t, type):
-            return self.global_name(t)
+            return f"{head}[{','.join(parts)}]"
+        if isinstance(t, type):    # torch.fx names a class by module and qualname
+            qualified = f"{t.__module__}.{t.__qualname__}"
+            return self.global_name_as(t, re.sub(r"[.<>]", lambda m: "_" if m.group() == "."
+                                                 else "", qualified))
         return None
 
     def global_name_as(self, obj, name: str) -> str:
@@ -190,7 +198,8 @@ class _Emitter:
     def function_call(self, node: Node) -> str:
         target, args = node.target, node.args
         if target in INFIX and len(args) == 2 and not node.kwargs:
-            return f"{self.operand(args[0])} {INFIX[target]} {self.operand(args[1])}"
+            left = self.operand(args[0], left_of_pow=target is operator.pow)
+            return f"{left} {INFIX[target]} {self.operand(args[1])}"
         if target in PREFIX and len(args) == 1 and not node.kwargs:
             return f"{PREFIX[target]}{self.operand(args[0])}"
         if target is operator.getitem and len(args) == 2:

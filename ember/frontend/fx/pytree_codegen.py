@@ -98,6 +98,8 @@ def tree_flatten_spec(pytree, spec: TreeSpec) -> list:
         return [pytree]
     if spec.kind == "dict":
         children = [pytree[key] for key in spec.context]
+    elif not isinstance(pytree, (list, tuple)):     # a Proxy while retracing: read by
+        children = [pytree[i] for i in range(len(spec.children))]   # position, as torch
     else:
         children = list(pytree)
         if len(children) != len(spec.children):

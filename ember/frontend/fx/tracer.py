@@ -147,7 +147,7 @@ class Tracer:
         if isinstance(value, Module):
             return self.graph.get_attr(self.path_of_module(value))
         if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)(*(self.create_arg(v) for v in value))
+            return self._named_tuple_arg(value)
         if isinstance(value, (list, tuple)):
             return type(value)(self.create_arg(v) for v in value)
         if isinstance(value, dict):
@@ -160,6 +160,12 @@ class Tracer:
             return slice(self.create_arg(value.start), self.create_arg(value.stop),
                          self.create_arg(value.step))
         return value
+
+    def _named_tuple_arg(self, value):
+        """A NamedTuple argument is built by a node of its class (torch.fx's Tracer),
+        so the graph's code constructs it."""
+        args = tuple(self.create_arg(v) for v in value)
+        return self.create_node("call_function", type(value), args, {})
 
     def _tensor_attr(self, t: Tensor) -> Node:
         """A get_attr node for a tensor used as an argument: the root's parameter or
@@ -181,14 +187,19 @@ class Tracer:
         for name, c in self.tensor_constants.items():
             if c is t:
                 return name
-        name = f"_tensor_constant{len(self.tensor_constants)}"
+        i = len(self.tensor_constants)
+        while hasattr(self.root, f"_tensor_constant{i}"):
+            i += 1
+        name = f"_tensor_constant{i}"
         self.tensor_constants[name] = t
+        if isinstance(self.root, Module):   # as torch.fx: `GraphModule(tracer.root, graph)`
+            object.__setattr__(self.root, name, t)     # of a Tracer's graph finds it
         return name
 
     def _store_constant(self, value) -> str:
         """Keep a proxyable-class instance on the root as `_<class>_constant_<i>`."""
         i = 0
-        base = f"_{type(value).__name__.lower()}_constant_"
+        base = f"_{type(value).__name__}_constant_"
         while hasattr(self.root, f"{base}{i}"):
             i += 1
         setattr(self.root, f"{base}{i}", value)
@@ -248,7 +259,10 @@ class Tracer:
 
     # --- the trace --------------------------------------------------------------------------
     def trace(self, root, concrete_args: dict[str, Any] | None = None) -> Graph:
-        self.root = root
+        # a function is traced against an empty Module (torch.fx's), which keeps the
+        # constants the trace stores, so `GraphModule(tracer.root, graph)` finds them
+        self.root = root if isinstance(root, Module) else Module()
+        self._traces_a_module = isinstance(root, Module)
         self.graph = Graph(tracer_cls=type(self))
         self._attr_nodes = {}
         self._module_paths = None
@@ -341,7 +355,7 @@ class Tracer:
                     self._guard_concrete(name, proxy, value)
                 flat_args.append(proxy if value is PH else value)
         recorded_spec, recorded_names = in_spec, names
-        if isinstance(self.root, Module):   # torch's record of a forward counts `self`
+        if self._traces_a_module:           # torch's record of a forward counts `self`
             leaf = flatten(None)[1]
             recorded_spec = type(in_spec)(in_spec.kind, (leaf,) + tuple(in_spec.children),
                                           in_spec.context)
@@ -448,6 +462,10 @@ class GraphAppendingTracer(Tracer):
         super().__init__()
         self.graph = graph
         self._attr_nodes = {}
+
+    def _named_tuple_arg(self, value):
+        # torch.fx's TracerBase: the NamedTuple itself, its fields turned to arguments
+        return type(value)(*(self.create_arg(v) for v in value))
 
 
 class _Patcher:
@@ -695,7 +713,7 @@ def symbolic_trace(root, concrete_args: dict | None = None):
     tracer = Tracer()
     graph = tracer.trace(root, concrete_args)
     name = type(root).__name__ if isinstance(root, Module) else root.__name__
-    gm = GraphModule(tracer.root if isinstance(root, Module) else Module(), graph, name)
+    gm = GraphModule(tracer.root, graph, name)
     for cname, value in tracer.tensor_constants.items():
         setattr(gm, cname, value)
     return gm
