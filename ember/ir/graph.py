@@ -15,6 +15,7 @@ import enum
 import inspect
 import keyword
 import re
+import warnings
 import typing
 from typing import Any, Callable, Iterator
 
@@ -538,6 +539,13 @@ class Graph:
         return node
 
     def get_attr(self, qualified_name: str, type_expr=None) -> Node:
+        owner = self.owning_module
+        if owner is not None and not _attribute_exists(owner, qualified_name):
+            warnings.warn("Attempted to insert a get_attr Node with no underlying reference "
+                          "in the owning GraphModule! Call GraphModule.add_submodule to add "
+                          "the necessary submodule, GraphModule.add_parameter to add the "
+                          "necessary Parameter, or nn.Module.register_buffer to add the "
+                          "necessary buffer", stacklevel=2)
         return self.create_node(OpKind.get_attr, qualified_name, type_expr=type_expr)
 
     # parameter names are torch.fx's: callers pass them by keyword (the_function=...)
@@ -551,6 +559,12 @@ class Graph:
                                 type_expr=type_expr)
 
     def call_module(self, module_name: str, args=(), kwargs=None, type_expr=None) -> Node:
+        owner = self.owning_module
+        if owner is not None and not _attribute_exists(owner, module_name):
+            warnings.warn("Attempted to insert a call_module Node with no underlying "
+                          "reference in the owning GraphModule! Call "
+                          "GraphModule.add_submodule to add the necessary submodule",
+                          stacklevel=2)
         return self.create_node(OpKind.call_module, module_name, args, kwargs,
                                 type_expr=type_expr)
 
@@ -698,6 +712,18 @@ def _tabular_target(target) -> str:
 
 def _is_reserved(name: str) -> bool:
     return keyword.iskeyword(name) or name in _RESERVED
+
+
+def _attribute_exists(owner, qualified_name: str) -> bool:
+    """Whether the owning module has the dotted attribute a get_attr/call_module node
+    names (torch.fx warns when a pass inserts one before adding the attribute)."""
+    value = owner
+    for part in qualified_name.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            return False
+    return True
 
 
 def _snake_case(name: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import linecache
+import sys
+import traceback
 
 from ...ir.graph import Graph, OpKind
 from ..nn.modules.module import Module
@@ -118,7 +120,28 @@ class GraphModule(Module):
         proxies = _outside_trace_proxies(self, args, kwargs)
         if proxies is not None:
             return _record_graph_into(self._graph, proxies, args, kwargs)
-        return Module.__call__(self, *args, **kwargs)   # (patched while tracing)
+        try:
+            return Module.__call__(self, *args, **kwargs)   # (patched while tracing)
+        except Exception as error:
+            innermost = traceback.extract_tb(error.__traceback__)[-1]
+            if not innermost.filename.startswith("<ember-fx-"):
+                raise
+            # the failing line is in the generated forward, which no file holds: show
+            # it in its context, as torch.fx does
+            print(_generated_line_report(innermost), file=sys.stderr)
+            raise error.with_traceback(None)  # noqa: B904 - reported above
+
+    def __copy__(self):
+        copied = GraphModule(self, self._graph)
+        copied.meta = getattr(self, "meta", {})
+        return copied
+
+    def _replicate_for_data_parallel(self):
+        """DataParallel's replica (torch.fx's): a shallow copy sharing the graph's
+        parameters and buffers."""
+        replica = self.__copy__()
+        replica._is_replica = True
+        return replica
 
     def _load_from_state_dict(self, state_dict, prefix, *rest):
         super()._load_from_state_dict(state_dict, prefix, *rest)
@@ -240,6 +263,21 @@ class GraphModule(Module):
         # torch.fx's layout: the module, the code, a pointer to print_readable
         return super().__str__() + "\n" + self._code + \
             "\n# To see more debug info, please use `graph_module.print_readable()`"
+
+
+def _generated_line_report(frame: traceback.FrameSummary) -> str:
+    """The traceback, then the generated forward's failing line between its
+    neighbours, marked (torch.fx's report of an error in generated code)."""
+    lines = linecache.getlines(frame.filename)
+    at = frame.lineno
+    failing = lines[at - 1].rstrip("\n") if 0 < at <= len(lines) else ""
+    return "\n".join([
+        traceback.format_exc(),
+        f"Call using an FX-traced Module, line {at} of the traced Module's generated "
+        f"forward function:",
+        "".join(lines[max(at - 2, 0):at]),
+        "~" * len(failing) + "~~~ <--- HERE",
+        "\n".join(line.rstrip("\n") for line in lines[at:at + 2])])
 
 
 def _outside_trace_proxies(gm: GraphModule, args: tuple, kwargs: dict):
