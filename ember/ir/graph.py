@@ -105,6 +105,9 @@ class Node:
         if OpKind(op) == OpKind.call_function and not callable(target):
             raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
                              f"type {type(target).__name__} but a Callable is expected")
+        if OpKind(op) != OpKind.call_function and not isinstance(target, str):
+            raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
+                             f"type {type(target).__name__} but a str is expected")
         self.graph = graph
         self.name = name
         self.op = OpKind(op)
@@ -237,6 +240,8 @@ class Node:
         """torch.fx's one-line description: `%relu : [num_users=1] =
         call_function[target=ember.relu](args = (%x,), kwargs = {})`."""
         def show(value) -> str:
+            if hasattr(value, "_custom_fx_repr_fn"):    # a user type's own text (torch's)
+                return value._custom_fx_repr_fn()
             if isinstance(value, Node):
                 return f"%{value.name}"
             if isinstance(value, tuple):
@@ -636,8 +641,10 @@ class Graph:
     def eliminate_dead_code(self, is_impure_node: Callable[[Node], bool] | None = None) -> bool:
         """Remove nodes with no users, except placeholders, outputs and impure calls
         (Node.is_impure, or `is_impure_node` when given). The graph is linted first, as
-        torch.fx does, since the sweep relies on definitions preceding uses."""
-        self.lint()
+        torch.fx does, since the sweep relies on definitions preceding uses (the order
+        checks only: the compiler's dce runs this on graphs whose get_attr nodes may name
+        PassContext constants)."""
+        self.lint(check_targets=False)
         changed = False
         for node in reversed(self._nodes):
             if node.op in (OpKind.placeholder, OpKind.output) or node.users:
@@ -648,8 +655,11 @@ class Graph:
             changed = True
         return changed
 
-    def lint(self, names: dict | None = None) -> None:
-        """Check SSA: every use is defined earlier; users lists are consistent; one output.
+    def lint(self, names: dict | None = None, check_targets: bool = True) -> None:
+        """Check SSA: every use is defined earlier; users lists are consistent; one output;
+        unique names; and, as torch.fx's lint, for a graph a module owns, each target's
+        kind and that get_attr/call_module paths exist (`check_targets=False`: the
+        compiler's verifier, whose get_attr nodes may name PassContext constants).
         `names` (printer.value_names) makes messages name nodes as printed IR does."""
         def label(n: Node) -> str:
             return f"%{names[n]}" if names and n in names else n.name
@@ -678,6 +688,14 @@ class Graph:
         outputs = [n for n in self._nodes if n.op == OpKind.output]
         if len(outputs) > 1:
             raise VerifyError(f"graph has {len(outputs)} output nodes")
+        names_seen: set = set()
+        for node in self._nodes:
+            if node.name in names_seen:
+                raise VerifyError(f"Node redefined name {node.name}!")
+            names_seen.add(node.name)
+        if check_targets and self.owning_module is not None:
+            for node in self._nodes:
+                _lint_target(node, self.owning_module)
 
     def __str__(self) -> str:
         """torch.fx's listing: `graph():`, then each node's `format_node()` indented by
@@ -698,6 +716,32 @@ class Graph:
             return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
         text = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
         print("\n".join(text))
+
+
+def _lint_target(node: Node, owner) -> None:
+    """torch.fx's target checks for a graph owned by a module: a callable for
+    call_function, a name otherwise, and get_attr/call_module paths that exist (a
+    call_module's naming a module)."""
+    target = node.target
+    if node.op == OpKind.call_function:
+        if not callable(target):
+            raise ValueError(f"Node {node} target {target} has type {type(target).__name__} "
+                             "but a Callable is expected")
+    elif not isinstance(target, str):
+        raise ValueError(f"Node {node} target {target} has type {type(target).__name__} "
+                         "but a str is expected")
+    if node.op not in (OpKind.get_attr, OpKind.call_module):
+        return
+    value, atoms = owner, target.split(".")
+    for i, atom in enumerate(atoms):
+        value = getattr(value, atom, None)
+        seen = ".".join(atoms[:i])
+        if value is None:
+            raise VerifyError(f"Node {node} target {target} references nonexistent "
+                              f"attribute {atom} of {seen}")
+        if node.op == OpKind.call_module and not callable(value):
+            raise VerifyError(f"Node {node} target {target} {atom} of {seen} does not "
+                              "reference an nn.Module")
 
 
 def _tabular_target(target) -> str:

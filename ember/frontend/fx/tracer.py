@@ -315,7 +315,8 @@ class Tracer:
             if name in concrete_args:     # torch.fx: `<name>_1`, keeping the default
                 proxy = self.create_proxy("placeholder", f"{name}_1", default, {},
                                           name=f"{name}_1")
-                if concrete_args[name] is PH:
+                if isinstance(concrete_args[name], PHBase):
+                    _transfer_placeholder_attributes(concrete_args[name], proxy.node)
                     args.append(proxy)
                     continue
                 self._guard_concrete(name, proxy, concrete_args[name])
@@ -351,9 +352,11 @@ class Tracer:
             for i, value in enumerate(values, 1):
                 proxy = self.create_proxy("placeholder", f"{name}_{i}", (), {},
                                           name=f"{name}_{i}")
-                if value is not PH:
+                if isinstance(value, PHBase):
+                    _transfer_placeholder_attributes(value, proxy.node)
+                else:
                     self._guard_concrete(name, proxy, value)
-                flat_args.append(proxy if value is PH else value)
+                flat_args.append(proxy if isinstance(value, PHBase) else value)
         recorded_spec, recorded_names = in_spec, names
         if self._traces_a_module:           # torch's record of a forward counts `self`
             leaf = flatten(None)[1]
@@ -442,14 +445,34 @@ class Tracer:
         return wrapper
 
 
-class _PHBase:
-    """torch.fx's PH: in concrete_args, "this argument stays a traced input"."""
+class PHBase:
+    """torch.fx's PH: in concrete_args, "this argument stays a traced input". Users
+    subclass it to tag inputs: a subclass instance's data attributes are copied onto
+    the placeholder node it becomes."""
 
     def __repr__(self) -> str:
         return "PH"
 
 
-PH = _PHBase()
+_PHBase = PHBase
+PH = PHBase()
+
+
+class PHWithMeta(PHBase):
+    """A PH carrying a key that finds its placeholder node afterwards (torch.fx's)."""
+
+    def __init__(self, ph_key: str | None = None):
+        super().__init__()
+        self.ph_key = ph_key
+
+
+def _transfer_placeholder_attributes(ph: PHBase, node: Node) -> None:
+    if ph is PH:
+        return
+    for attr in dir(ph):
+        value = getattr(ph, attr)
+        if not callable(value) and not attr.startswith("__") and not hasattr(node, attr):
+            setattr(node, attr, value)
 
 
 class GraphAppendingTracer(Tracer):
