@@ -105,7 +105,8 @@ class GraphModule(Module):
         self.__dict__["_code"] = code.src
         _COUNTER[0] += 1
         filename = f"<ember-fx-{_COUNTER[0]}>"
-        linecache.cache[filename] = (len(code.src), None, code.src.splitlines(True), filename)
+        lines = (code.src if code.src.endswith("\n") else code.src + "\n").splitlines(True)
+        linecache.cache[filename] = (len(code.src), None, lines, filename)
         namespace = dict(code.globals)
         # generated code is ember's: its op calls were checked when the graph was traced
         namespace.setdefault("__name__", "ember.fx.generated")
@@ -270,14 +271,13 @@ def _generated_line_report(frame: traceback.FrameSummary) -> str:
     neighbours, marked (torch.fx's report of an error in generated code)."""
     lines = linecache.getlines(frame.filename)
     at = frame.lineno
-    failing = lines[at - 1].rstrip("\n") if 0 < at <= len(lines) else ""
     return "\n".join([
         traceback.format_exc(),
         f"Call using an FX-traced Module, line {at} of the traced Module's generated "
         f"forward function:",
         "".join(lines[max(at - 2, 0):at]),
-        "~" * len(failing) + "~~~ <--- HERE",
-        "\n".join(line.rstrip("\n") for line in lines[at:at + 2])])
+        "~" * len(frame.line or "") + "~~~ <--- HERE",
+        "\n".join(lines[at:at + 2])])
 
 
 def _outside_trace_proxies(gm: GraphModule, args: tuple, kwargs: dict):
