@@ -660,3 +660,107 @@ def test_transformer_keeps_attributes_defaults_and_multi_outputs():
         return (neutral(t.code), [bool((a - b).abs().max() == 0) for a, b in zip(t(x), gm(x))],
                 [str(n.op) for n in t.graph.nodes])
     same(build)
+
+
+def test_in_place_operators_are_augmented_assignments():
+    def build(lib):
+        g = lib.fx.Graph()
+        a, b = g.placeholder("a"), g.placeholder("b")
+        g.call_function(operator.imul, (a, b), {})
+        g.output(a)
+        gm = lib.fx.GraphModule({}, g)
+        g2 = lib.fx.Graph()
+        a, b = g2.placeholder("a"), g2.placeholder("b")
+        g2.output(g2.call_function(operator.iadd, (a, b), {}))
+        gm2 = lib.fx.GraphModule({}, g2)
+        return gm(2, 3), neutral(gm.code), gm2(2, 3), neutral(gm2.code)
+    assert same(build)[0] == 6
+
+
+def test_deepcopy_of_a_tracer_and_of_a_self_referencing_module():
+    def build(lib):
+        def fn(x, y):
+            return (x + y).relu().sin()
+        tracer = lib.fx.Tracer()
+        before = copy.deepcopy(tracer)
+        tracer.trace(fn)
+        after = copy.deepcopy(tracer)
+        gm = lib.fx.symbolic_trace(fn)
+        gm.meta["hello"] = gm
+        copied = copy.deepcopy(gm)
+        return (str(tracer.graph) == str(after.graph),
+                getattr(before, "graph", None) is None, copied.meta["hello"] is copied)
+    same(build)
+
+
+class AddTorch(torch.nn.Module):        # module level: pickled by reference
+    def forward(self, x):
+        return x + x
+
+
+class AddEmber(ember.nn.Module):
+    def forward(self, x):
+        return x + x
+
+
+def test_pickle_keeps_unused_submodules_buffers_and_parameters():
+    def build(lib):
+        Add = AddTorch if lib is torch else AddEmber
+        gm = lib.fx.symbolic_trace(Add())
+        gm.add_submodule("foo", Add())
+        gm.register_buffer("dummy_buffer", lib.empty(1))
+        gm.register_parameter("dummy_parameter", lib.nn.Parameter(lib.empty(1)))
+        loaded = pickle.loads(pickle.dumps(gm))
+        return (hasattr(loaded, "foo"), [k for k, _ in loaded.named_buffers()],
+                [k for k, _ in loaded.named_parameters()])
+    same(build)
+
+
+def _list_codegen(lib):
+    class ListCodeGen(lib.fx.graph.CodeGen):
+        def gen_fn_def(self, free_vars, maybe_return_annotation):
+            return (f"\ndef forward(self, args_list: List[{lib.__name__}.Tensor])"
+                    f"{maybe_return_annotation}:\n    {', '.join(free_vars)} = args_list")
+
+        def additional_globals(self):
+            return [("List", list)]
+
+        def process_inputs(self, *inputs):
+            assert len(inputs) == 1
+            return inputs[0]
+    return ListCodeGen
+
+
+def test_custom_codegen_with_transformer_and_interpreter():
+    def build(lib):
+        def f(a, b):
+            return a + b
+        nf = lib.fx.symbolic_trace(f)
+        nf.graph.set_codegen(_list_codegen(lib)())
+        nf.recompile()
+        vals = [lib.ones(2), lib.ones(2) * 2]
+        bare = lib.fx.GraphModule({}, copy.deepcopy(nf.graph))
+        bare.graph.set_codegen(lib.fx.graph.CodeGen())
+        bare.recompile()
+        transformed = lib.fx.Transformer(nf).transform()
+
+        class ListOut(_list_codegen(lib)):
+            def generate_output(self, output_args):
+                return f"return list({repr(output_args)})"
+
+            def process_outputs(self, outputs):
+                return list(outputs)
+
+        def f2(a, b):
+            a = a + b
+            b = a + b
+            return a, b
+        nf2 = lib.fx.symbolic_trace(f2)
+        nf2.graph.set_codegen(ListOut())
+        nf2.recompile()
+        return (neutral(nf.code), nf(vals).tolist(),
+                nf.graph.process_outputs(bare(*nf.graph.process_inputs(vals))).tolist(),
+                transformed(vals).tolist(), neutral(transformed.code), neutral(nf2.code),
+                [x.tolist() for x in lib.fx.Interpreter(nf2).run(vals)],
+                [x.tolist() for x in nf2(vals)])
+    same(build)

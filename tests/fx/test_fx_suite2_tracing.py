@@ -707,3 +707,61 @@ def test_magic_method_calls_are_named_without_underscores():
                 return a(x)
         return [n.name for n in lib.fx.symbolic_trace(M()).graph.nodes]
     assert same(build) == ["x", "a", "call", "output"]
+
+
+def test_enum_members_reach_a_leaf_as_constants():
+    import enum
+
+    class Foo(enum.Enum):
+        A = 1
+        B = 2
+
+    def build(lib):
+        def leaf_fn(arr, enum_val):
+            arr.append(enum_val)
+            return arr[-1].value
+
+        def foo(x):
+            return leaf_fn(x, Foo.A)
+        traced = lib.fx.symbolic_trace(foo)
+        return foo([]), traced([]), neutral(traced.code)
+    same(build)
+
+
+def test_placeholder_metadata_and_tags_from_ph_subclasses():
+    def build(lib):
+        PHWithMeta = lib.fx._symbolic_trace.PHWithMeta
+        PHBase = lib.fx._symbolic_trace.PHBase
+
+        def f_sum(a: int, b: int) -> int:
+            return a + b
+
+        def f_dict(a):
+            return a["f1"] == a["f2"]
+        g1 = lib.fx.symbolic_trace(f_sum, concrete_args={"a": PHWithMeta(ph_key="a"),
+                                                         "b": PHWithMeta(ph_key="b")})
+        g2 = lib.fx.symbolic_trace(f_dict, concrete_args={
+            "a": {"f1": PHWithMeta(ph_key="f1"), "f2": PHWithMeta(ph_key="f2")}})
+
+        class Tagging(lib.fx.Tracer):
+            def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+                n = super().create_node(kind, target, args, kwargs, name)
+                n.tag = "foo"
+                return n
+
+        class PHWithTag(PHBase):
+            def __init__(self, tag):
+                super().__init__()
+                self.tag = tag
+
+        class PHTest(PHBase):
+            pass
+        g = Tagging().trace(f_sum, concrete_args={"a": PHWithTag(tag="bar"),
+                                                  "b": PHWithTag(tag="bar")})
+        summed = lib.fx.symbolic_trace(lambda x: sum(x),
+                                       concrete_args={"x": [PHTest(), PHTest(), PHTest()]})
+        return ([(n.name, getattr(n, "ph_key", None)) for n in g1.graph.nodes],
+                [(n.name, getattr(n, "ph_key", None)) for n in g2.graph.nodes],
+                [n.tag for n in g.nodes], neutral(g1.code), neutral(summed.code),
+                summed([lib.ones(1)] * 3).tolist())
+    same(build)

@@ -16,6 +16,7 @@ as torch.fx does, so a GraphModule holds no dead intermediate.
 """
 from __future__ import annotations
 
+import enum
 import keyword
 import operator
 import re
@@ -119,6 +120,8 @@ class _Emitter:
         public = _public_constant(v)
         if public is not None:          # ember.strided, ember.contiguous_format, ...
             return public
+        if isinstance(v, enum.Enum):    # a user's enum member: `Foo.A`, Foo a global
+            return f"{self.global_name_as(type(v), type(v).__name__)}.{v.name}"
         return self.global_name(v)
 
     def operand(self, v, left_of_pow: bool = False) -> str:
@@ -226,6 +229,27 @@ class _Emitter:
         if node.op == OpKind.call_function:
             return self.function_call(node)
         raise AssertionError(node.op)
+
+
+#: in-place operators written as augmented assignments (torch.fx's `a *= b;  imul = a`),
+#: which rebind the name as Python does where `operator.imul(a, b)` would not
+AUGMENTED = {operator.iadd: "+=", operator.isub: "-=", operator.imul: "*=",
+             operator.itruediv: "/=", operator.ifloordiv: "//=", operator.imod: "%=",
+             operator.ipow: "**=", operator.imatmul: "@=", operator.iand: "&=",
+             operator.ior: "|=", operator.ixor: "^=", operator.ilshift: "<<=",
+             operator.irshift: ">>="}
+
+
+def _augmented_assignment(em: "_Emitter", node: Node) -> str | None:
+    if node.op != OpKind.call_function or node.kwargs or len(node.args) != 2:
+        return None
+    try:
+        op = AUGMENTED.get(node.target)
+    except TypeError:               # an unhashable callable target
+        return None
+    if op is None or not isinstance(node.args[0], Node):
+        return None
+    return f"{em.value(node.args[0])} {op} {em.value(node.args[1])}"
 
 
 def _released_after(graph: Graph) -> dict:
@@ -356,7 +380,9 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
             if body:
                 body.append("")
             body.append("    " + comments[node])
-        line = f"    {node.name}{shown(node)} = {em.expression(node)}"
+        augmented = _augmented_assignment(em, node)
+        line = (f"    {augmented};  {node.name}{shown(node)} = {em.value(node.args[0])}"
+                if augmented else f"    {node.name}{shown(node)} = {em.expression(node)}")
         if node.op == OpKind.call_function and node.meta.get("is_wrapped"):
             wrapped.setdefault(em.global_name(node.target))
         dead = released.get(node)

@@ -255,10 +255,14 @@ class GraphModule(Module):
         return (_rebuild_graph_module, (state, self._graph, type(self).__name__))
 
     def __deepcopy__(self, memo):
+        # the copy is in `memo` before its state is copied, so state that refers back
+        # to the module (`gm.meta["self"] = gm`) refers to the copy (torch's)
+        copied = GraphModule.__new__(GraphModule)
+        memo[id(self)] = copied
         state = copy.deepcopy({k: v for k, v in self.__dict__.items()
                                if k not in ("_graph", "_code")}, memo)
         return _rebuild_graph_module(state, copy.deepcopy(self._graph, memo),
-                                     type(self).__name__)
+                                     type(self).__name__, into=copied)
 
     def __str__(self) -> str:
         # torch.fx's layout: the module, the code, a pointer to print_readable
@@ -342,8 +346,9 @@ def _proxies_of(value, tracer):
     return value
 
 
-def _rebuild_graph_module(state: dict, graph: Graph, class_name: str) -> GraphModule:
-    gm = GraphModule.__new__(GraphModule)
+def _rebuild_graph_module(state: dict, graph: Graph, class_name: str,
+                          into: GraphModule | None = None) -> GraphModule:
+    gm = GraphModule.__new__(GraphModule) if into is None else into
     gm.__dict__.update(state)
     type(gm).__name__ = type(gm).__qualname__ = class_name
     gm.graph = graph

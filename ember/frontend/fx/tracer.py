@@ -133,6 +133,18 @@ class Tracer:
         finally:
             self.module_stack.pop(key, None)
 
+    def __deepcopy__(self, memo):
+        """A copy whose autowrap modules are shared (modules cannot be deep-copied;
+        torch.fx's Tracer copies them the same way)."""
+        import copy
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            shallow = key in ("autowrap_modules", "autowrap_functions", "_replacements",
+                              "_patcher")
+            new.__dict__[key] = copy.copy(value) if shallow else copy.deepcopy(value, memo)
+        return new
+
     # --- node creation --------------------------------------------------------------------
     def create_arg(self, value):
         if isinstance(value, Proxy):
@@ -597,6 +609,8 @@ class _RecordedCall:
         return tracer.create_proxy("call_function", self.fn, args, kwargs)
 
     def __getattr__(self, name: str):
+        if name in _RecordedCall.__slots__:     # not yet set (a copy being built)
+            raise AttributeError(name)
         return getattr(self.fn, name)
 
 
