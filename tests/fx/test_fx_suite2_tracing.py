@@ -765,3 +765,126 @@ def test_placeholder_metadata_and_tags_from_ph_subclasses():
                 [n.tag for n in g.nodes], neutral(g1.code), neutral(summed.code),
                 summed([lib.ones(1)] * 3).tolist())
     same(build)
+
+
+Pt = namedtuple("Pt", ["x", "y"])
+
+
+def wrapped_named_tup(p1, *, p2):
+    return p1.x + p2.y
+
+
+def _decorator(f):
+    @functools.wraps(f)
+    def wrapper_inside_decorator(*args, **kwargs):
+        return f(*args, **kwargs)
+    return wrapper_inside_decorator
+
+
+@_decorator
+def wrapped_decorated_fn(x):
+    return x
+
+
+for _lib in (torch, ember):
+    _lib.fx.wrap(wrapped_named_tup)
+wrapped_decorated_fn = ember.fx.wrap(torch.fx.wrap(wrapped_decorated_fn))
+
+
+def test_generated_forward_names_the_traced_file():
+    def build(lib):
+        class M(lib.nn.Module):
+            def forward(self, a):
+                return a * 2
+        return "test_fx_suite2_tracing.py" in lib.fx.symbolic_trace(M()).forward.__code__.co_filename
+    assert same(build)
+
+
+def test_star_args_with_concrete_tuple_and_self_in_star_args():
+    def build(lib):
+        class T(lib.nn.Module):
+            def forward(self, *args, **kwargs):
+                return args[0] + args[1]
+
+        class NoSelf(lib.nn.Module):
+            def forward(*args, **kwargs):  # noqa: N805
+                return lib.relu(args[1])
+
+        class Max(lib.nn.Module):
+            def forward(self, A):
+                m, idx = lib.max(A, 0)
+                return m + 1, idx + 1
+
+        class Mixed(lib.nn.Module):
+            def forward(self, A, b=4, *args, c=5, **kwargs):
+                return A + 1 + args[0] + kwargs["3"]
+        gm = lib.fx.symbolic_trace(T(), concrete_args=(lib.fx.PH, lib.fx.PH))
+        gm.graph.lint()
+        mx = lib.fx.symbolic_trace(Max())
+        return (neutral(gm.code), gm(lib.ones(1), lib.ones(1)).tolist(),
+                outcome(lambda: lib.fx.symbolic_trace(NoSelf())), neutral(mx.code),
+                [v.tolist() for v in mx(lib.tensor([[1.0, 5.0], [3.0, 2.0]]))],
+                neutral(lib.fx.symbolic_trace(Mixed()).code))
+    same(build)
+
+
+def test_bitwise_dict_and_constant_matmul_programs():
+    def build(lib):
+        class Bits(lib.nn.Module):
+            def forward(self, x):
+                return x << 3, x >> 3, x & x, x | x
+
+        class D(lib.nn.Module):
+            def forward(self, d):
+                return d["3"].relu(), {"4": d["3"].neg()}
+        const = lib.ones(3)
+
+        def mm(x):
+            return x @ const, const @ x
+        a, b, c = lib.fx.symbolic_trace(Bits()), lib.fx.symbolic_trace(D()), lib.fx.symbolic_trace(mm)
+        return (neutral(a.code), [t.tolist() for t in a(lib.tensor([1, 2, 3]))], neutral(b.code),
+                b({"3": -lib.ones(2)})[1]["4"].tolist(), neutral(c.code),
+                [t.tolist() for t in c(lib.ones(3))])
+    same(build)
+
+
+def test_a_tracer_refusing_in_place_calls():
+    def build(lib):
+        class NoMutation(lib.fx.Tracer):
+            def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+                shown = target if isinstance(target, str) else target.__name__
+                if shown[-1] == "_":
+                    raise RuntimeError("In-place operations are not supported")
+                return super().create_node(kind, target, args, kwargs, name)
+
+        class Method(lib.nn.Module):
+            def forward(self, x):
+                x.add_(3.0)
+                return x
+
+        class Function(lib.nn.Module):
+            def forward(self, x):
+                lib.log_(x)
+                return x
+
+        class OnAConstant(lib.nn.Module):
+            def forward(self, x):
+                y = lib.ones(3, 4)
+                y.add_(x)
+                return x
+        return [outcome(lambda M=M: NoMutation().trace(M())) for M in
+                (Method, Function, OnAConstant)]
+    same(build)
+
+
+def test_wrapped_functions_with_keyword_only_and_decorated():
+    def build(lib):
+        def f(x):
+            p = Pt(x, x)
+            return wrapped_named_tup(p, p2=p)
+
+        def g(x):
+            return wrapped_decorated_fn(x)
+        a, b = lib.fx.symbolic_trace(f), lib.fx.symbolic_trace(g)
+        return neutral(a.code), a(lib.ones(1)).tolist(), neutral(b.code), b(lib.ones(1)).tolist()
+    same(build)

@@ -105,6 +105,10 @@ class GraphModule(Module):
         self.__dict__["_code"] = code.src
         _COUNTER[0] += 1
         filename = f"<ember-fx-{_COUNTER[0]}>"
+        fields = getattr(self._graph, "_co_fields", None)
+        if fields:      # torch's: the key names the traced function's file and line
+            filename += (f" from {fields['co_filename']}:{fields['co_firstlineno']} in "
+                         f"{fields['co_name']}")
         lines = (code.src if code.src.endswith("\n") else code.src + "\n").splitlines(True)
         linecache.cache[filename] = (len(code.src), None, lines, filename)
         namespace = dict(code.globals)

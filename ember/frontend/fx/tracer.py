@@ -282,11 +282,19 @@ class Tracer:
         self._parameter_proxy_cache = {}    # torch's third getattr argument
         self.module_stack, self._module_calls = {}, {}
         fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
+        code = getattr(fn, "__code__", None)
+        if code is not None:    # the generated code's file names the traced function's
+            self.graph._co_fields = {"co_name": code.co_name, "co_filename": code.co_filename,
+                                     "co_firstlineno": code.co_firstlineno}
+        _refuse_self_in_star_args(root, fn)
         annotations = _annotations(fn)
         global _tracing_depth
         _tracing_depth += 1
         try:
-            pytree_call = self._pytree_placeholders(fn, concrete_args or {})
+            star_call = self._star_args_placeholders(fn, concrete_args)
+            if isinstance(concrete_args, tuple) and star_call is None:
+                concrete_args = _concrete_args_by_name(fn, concrete_args)
+            pytree_call = star_call or self._pytree_placeholders(fn, concrete_args or {})
             if pytree_call is not None:
                 fn, args = pytree_call
                 annotations = {}
@@ -334,8 +342,26 @@ class Tracer:
                 self._guard_concrete(name, proxy, concrete_args[name])
                 args.append(concrete_args[name])
                 continue
-            args.append(self.create_proxy("placeholder", name, default, {}, name=name,
+            # the node is named from the target, as torch.fx names it (`A` -> node `a`,
+            # the code then reads `a = A`)
+            args.append(self.create_proxy("placeholder", name, default, {},
                                           type_expr=(annotations or {}).get(name)))
+        return fn, args
+
+    def _star_args_placeholders(self, fn, concrete_args):
+        """torch.fx's form for `forward(self, *args, **kwargs)` traced with a tuple of
+        concrete arguments: one placeholder `input_<i>` per item, passed as `*args`."""
+        if not isinstance(concrete_args, tuple) or not concrete_args:
+            return None
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or any(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            return None
+        args = []
+        for i, value in enumerate(concrete_args):
+            proxy = self.create_proxy("placeholder", f"input_{i}", (), {})
+            if isinstance(value, PHBase):
+                _transfer_placeholder_attributes(value, proxy.node)
+            args.append(proxy)
         return fn, args
 
     def _pytree_placeholders(self, fn, concrete_args: dict):
@@ -455,6 +481,23 @@ class Tracer:
             return fn(*args, **kwargs)
         wrapper.__ember_wrapped__ = fn
         return wrapper
+
+
+def _refuse_self_in_star_args(root, fn) -> None:
+    if isinstance(root, Module) and inspect.ismethod(fn):
+        params = list(inspect.signature(fn.__func__).parameters.values())
+        if params and params[0].kind == inspect.Parameter.VAR_POSITIONAL:
+            raise RuntimeError("``self`` argument cannot be part of *args expansion!")
+
+
+def _concrete_args_by_name(fn, values: tuple) -> dict:
+    """A tuple of concrete arguments names the parameters in order (torch.fx's)."""
+    names = [p.name for p in inspect.signature(fn).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(names) != len(values):
+        raise RuntimeError(f"Tracing expected {len(names)} arguments but got {len(values)} "
+                           "concrete arguments")
+    return dict(zip(names, values))
 
 
 class PHBase:
