@@ -764,3 +764,133 @@ def test_custom_codegen_with_transformer_and_interpreter():
                 [x.tolist() for x in lib.fx.Interpreter(nf2).run(vals)],
                 [x.tolist() for x in nf2(vals)])
     same(build)
+
+
+def _helper_multiply(a, b):
+    return a * b
+
+
+def test_proxy_deepcopy_with_and_without_a_tracer():
+    def build(lib):
+        class M(lib.nn.Module):
+            def forward(self, x):
+                return 2 * x
+
+        class Named(lib.fx.Tracer):
+            def __init__(self, name):
+                super().__init__()
+                self.name = name
+        node = list(lib.fx.symbolic_trace(M()).graph.nodes)[-2]
+        out = []
+        for tracer in (None, Named("mytracer")):
+            p = lib.fx.Proxy(node, tracer)
+            node.proxy = p
+            p2 = copy.deepcopy(p)
+            out.append((isinstance(p2, lib.fx.Proxy), p2.node.name, p2.node is not node,
+                        getattr(p2.tracer, "name", None)))
+        return out
+    same(build)
+
+
+def test_traced_func_name_and_stack_traces():
+    def build(lib):
+        class Foo(lib.nn.Module):
+            def forward(self, a, b):
+                c = a + b
+                c = _helper_multiply(a, c)
+                return c
+
+            def minus_forward(self, x, y):
+                return x - y
+        f = Foo()
+        tracer = lib.fx.Tracer()
+        tracer.record_stack_traces = True
+        graph = tracer.trace(f)
+        traces = "\n".join(n.meta.get("stack_trace", "") or "" for n in graph.nodes)
+        gm = lib.fx.GraphModule(tracer.root, graph)
+        transformed = lib.fx.Transformer(gm).transform()
+        tracer.traced_func_name = "minus_forward"
+        minus = lib.fx.GraphModule(f, tracer.trace(f))(lib.ones(1), lib.ones(1)).tolist()
+        tracer.traced_func_name = "add_forward"
+        return (traces.count("c = a + b"), traces.count("c = _helper_multiply(a, c)"),
+                traces.count("return a * b"),
+                ["test_fx_suite2_graph.py" in (n.stack_trace or "")
+                 for n in transformed.graph.nodes if n.op not in ("placeholder", "output")],
+                minus, outcome(lambda: tracer.trace(f)))
+    same(build)
+
+
+def test_node_and_graph_pickle_keep_types():
+    def build(lib):
+        g = lib.fx.Graph()
+        n = g.placeholder("x")
+        n.type = lib.Tensor
+        node = pickle.loads(pickle.dumps(n))
+        graph = pickle.loads(pickle.dumps(g))
+        return node.type is lib.Tensor, node.type != node.target, \
+            next(iter(graph.nodes)).type is lib.Tensor
+    same(build)
+
+
+def test_lineno_map_and_prologue_start():
+    def build(lib):
+        class M(lib.nn.Module):
+            def forward(self, a, b):
+                a = lib.sin(a)
+                b = lib.cos(b)
+                return a + b
+        tracer = lib.fx.Tracer()
+        graph = tracer.trace(M())
+        gm = lib.fx.GraphModule(tracer.root, graph)
+        first = (dict(gm._lineno_map), gm._prologue_start)
+        gm.graph.on_generate_code(lambda _: (lambda code: ["print('hello!')\n", *code]))
+        gm.recompile()
+        return first, dict(gm._lineno_map), gm._prologue_start, neutral(gm.code)
+    same(build)
+
+
+def test_print_readable_with_an_inner_graph_module():
+    def build(lib):
+        class Inner(lib.nn.Module):
+            def forward(self, x):
+                return x + 1
+        inner = lib.fx.symbolic_trace(Inner())
+
+        class Outer(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.subgraph_0 = inner
+        g = lib.fx.Graph()
+        x = g.placeholder("x")
+        g.output(g.call_function(lib.mul, (g.call_module("subgraph_0", (x,)), 2)))
+        text = lib.fx.GraphModule(Outer(), g).print_readable(print_output=False)
+        return [line for line in text.split("\n") if line != line.rstrip()], neutral(text)
+    same(build)
+
+
+def test_custom_use_filter_prepend_and_tuple_inputs():
+    import gc
+    import weakref
+
+    def build(lib):
+        g = lib.fx.Graph()
+        x = g.placeholder("x")
+        relu = g.call_function(lib.relu, (x,))
+        neg = g.call_function(lib.neg, (relu,))
+        g.output(neg)
+        neg.replace_all_uses_with(relu, lambda user: user != neg)
+        kept = neg in relu.users
+        g2 = lib.fx.Graph()
+        x2 = g2.placeholder("x")
+        r2, n2 = g2.call_function(lib.relu, (x2,)), g2.call_function(lib.neg, (x2,))
+        r2.prepend(n2)
+        ref = weakref.ref(n2)
+        g2.erase_node(n2)
+        del g2, x2, r2, n2
+        gc.collect()
+
+        def first(x: tuple):
+            return x[0]
+        traced = pickle.loads(pickle.dumps(lib.fx.symbolic_trace(first)))
+        return kept, ref() is None, neutral(traced.code), traced((lib.ones(2),)).tolist()
+    same(build)

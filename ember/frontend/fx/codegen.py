@@ -366,20 +366,24 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
     for p in graph.placeholders:
         param = p.target + shown(p)
         params.append(param if not p.args else f"{param} = {em.value(p.args[0])}")
-        bare = p.target.lstrip("*")     # `*args`: the value is `args`, the node `_args`
-        if p.name != bare:              # a parameter named like a builtin: `sum_1 = sum`
-            body.append(f"    {p.name} = {bare}")
     released = _released_after(graph)
-    for node in graph.nodes:
+    wrote_code = False
+    for index, node in enumerate(graph.nodes):
+        if node in comments:
+            if wrote_code:
+                body.append("")
+            body.append("    " + comments[node])
+        wrote_code = wrote_code or node.op != OpKind.placeholder or node.name != \
+            node.target.lstrip("*")
+        body.append(f"    # COUNTER: {index}")     # which node each line comes from
         if node.op == OpKind.placeholder:
+            bare = node.target.lstrip("*")  # `*args`: the value is `args`, the node `_args`
+            if node.name != bare:           # a parameter named like a builtin: `sum_1 = sum`
+                body.append(f"    {node.name} = {bare}")
             continue
         if node.op == OpKind.output:
             body.append("    " + _output_statement(codegen, em, node.args[0]))
             continue
-        if node in comments:
-            if body:
-                body.append("")
-            body.append("    " + comments[node])
         augmented = _augmented_assignment(em, node)
         line = (f"    {augmented};  {node.name}{shown(node)} = {em.value(node.args[0])}"
                 if augmented else f"    {node.name}{shown(node)} = {em.expression(node)}")
@@ -399,8 +403,29 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
     # functions recorded through fx.wrap (and the autowrapped math functions) are
     # wrapped again where the code runs, as torch.fx's code does
     prologue = "\n".join(f'ember.fx._symbolic_trace.wrap("{name}")' for name in wrapped)
+    body, lineno_map = _line_to_node_map(body, signature.count("\n") + 1)
     src = "\n" + prologue + "\n\n" + signature + "\n" + "\n".join(body) + "\n    "
-    return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())})
+    return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())},
+                      _lineno_map=lineno_map, _prologue_start=prologue.count("\n") + 4)
+
+
+_COUNTER_LINE = re.compile(r"^\s*# COUNTER: (\d+)$")
+
+
+def _line_to_node_map(body: list, first_line: int) -> tuple[list, dict]:
+    """Drop the counter lines; map each remaining body line (numbered from the
+    signature's first line, torch.fx's `_lineno_map`) to the index of the node that
+    wrote it (None before the first node: a transformer's own lines)."""
+    kept, mapping, current = [], {}, None
+    for line in body:
+        found = _COUNTER_LINE.match(line)
+        if found:
+            current = int(found.group(1))
+            continue
+        mapping[len(kept) + first_line] = current
+        kept.append(line)
+    mapping[len(kept) + first_line] = current      # the closing blank line
+    return kept, mapping
 
 
 def install() -> None:

@@ -103,6 +103,8 @@ class GraphModule(Module):
             self.__dict__["_in_spec"] = info.in_spec
             self.__dict__["_out_spec"] = info.out_spec
         self.__dict__["_code"] = code.src
+        self.__dict__["_lineno_map"] = code._lineno_map     # generated line -> node index
+        self.__dict__["_prologue_start"] = code._prologue_start
         _COUNTER[0] += 1
         filename = f"<ember-fx-{_COUNTER[0]}>"
         fields = getattr(self._graph, "_co_fields", None)

@@ -130,17 +130,23 @@ def install() -> None:
 
     def set_codegen(graph, codegen: CodeGen) -> None:
         graph.__dict__["_codegen_impl"] = codegen
-    @contextlib.contextmanager
+
     def on_generate_code(graph, make_transformer):
-        """While the block runs, generated code passes its body (statements, each
-        ending in a newline) through `make_transformer(previous_transformer)`."""
+        """Generated code passes its body (statements, each ending in a newline)
+        through `make_transformer(previous_transformer)` from now on (torch's: the call
+        installs it); used as `with graph.on_generate_code(...):`, the previous one
+        comes back when the block ends."""
         codegen = codegen_of(graph)
         previous = codegen._body_transformer
         codegen._body_transformer = make_transformer(previous)
-        try:
-            yield
-        finally:
-            codegen._body_transformer = previous
+
+        @contextlib.contextmanager
+        def restoring():
+            try:
+                yield
+            finally:
+                codegen._body_transformer = previous
+        return restoring()
     Graph._codegen = property(codegen_of, set_codegen)
     Graph.on_generate_code = on_generate_code
     Graph.set_codegen = set_codegen

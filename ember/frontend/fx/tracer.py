@@ -251,8 +251,7 @@ class Tracer:
         if frame is not None:
             node.meta["loc"] = format_frame(frame).split("\n")[0]
             if self.record_stack_traces and kind not in ("placeholder", "output"):
-                node.meta["stack_trace"] = (f'File "{frame.filename}", line {frame.lineno}, '
-                                            f"in {frame.name}\n    {(frame.line or '').strip()}")
+                node.meta["stack_trace"] = _user_stack_trace(frame)
         return node
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
@@ -281,6 +280,9 @@ class Tracer:
         self._param_paths = None
         self._parameter_proxy_cache = {}    # torch's third getattr argument
         self.module_stack, self._module_calls = {}, {}
+        if isinstance(root, Module) and not hasattr(root, self.traced_func_name):
+            raise AssertionError(f"traced_func_name={self.traced_func_name} doesn't exist in "
+                                 f"{type(root).__name__}")
         fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
         code = getattr(fn, "__code__", None)
         if code is not None:    # the generated code's file names the traced function's
@@ -481,6 +483,21 @@ class Tracer:
             return fn(*args, **kwargs)
         wrapper.__ember_wrapped__ = fn
         return wrapper
+
+
+def _user_stack_trace(innermost) -> str:
+    """torch.fx's node.stack_trace: the user's frames from the first `forward` down to
+    the line that made the node (helpers it called included), formatted as a
+    traceback; the innermost user frame alone when no `forward` is on the stack."""
+    import traceback
+    from ...ir.errors import is_user_frame
+    frames = traceback.extract_stack()
+    first = next((i for i, f in enumerate(frames) if f.name == "forward" and
+                  is_user_frame(f)), None)
+    kept = [f for f in frames[first:] if is_user_frame(f)] if first is not None else []
+    if not kept:
+        kept = [innermost]
+    return "".join(traceback.StackSummary.from_list(kept).format()).strip()
 
 
 def _refuse_self_in_star_args(root, fn) -> None:
