@@ -239,19 +239,7 @@ class Node:
                     maybe_return_typename: list | None = None) -> str:
         """torch.fx's one-line description: `%relu : [num_users=1] =
         call_function[target=ember.relu](args = (%x,), kwargs = {})`."""
-        def show(value) -> str:
-            if hasattr(value, "_custom_fx_repr_fn"):    # a user type's own text (torch's)
-                return value._custom_fx_repr_fn()
-            if isinstance(value, Node):
-                return f"%{value.name}"
-            if isinstance(value, tuple):
-                inner = ", ".join(show(v) for v in value)
-                return f"({inner},)" if len(value) == 1 else f"({inner})"
-            if isinstance(value, list):
-                return "[" + ", ".join(show(v) for v in value) + "]"
-            if isinstance(value, dict):
-                return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
-            return str(value)
+        show = _format_arg
         if self.op == OpKind.output:
             if maybe_return_typename and self.type is not None:
                 maybe_return_typename[0] = f" -> {type_repr(self.type)}"
@@ -382,6 +370,24 @@ def _bind_normalized(signature: inspect.Signature, args, kwargs, only_kwargs: bo
     return ArgsKwargsPair(tuple(new_args), new_kwargs)
 
 
+def _format_arg(value) -> str:
+    """An argument as format_node lists it (torch.fx.node's `_format_arg`): a node as
+    `%name`, a value with `_custom_fx_repr_fn()` as its text, containers element-wise,
+    anything else by str()."""
+    if hasattr(value, "_custom_fx_repr_fn"):
+        return value._custom_fx_repr_fn()
+    if isinstance(value, Node):
+        return f"%{value.name}"
+    if isinstance(value, tuple):
+        inner = ", ".join(_format_arg(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_arg(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_format_arg(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def type_repr(t) -> str:
     """An annotation as torch.fx prints it: builtins bare (`int`), ember's exported
     classes under `ember.` (`ember.Tensor`), other classes by module path, anything
@@ -399,6 +405,8 @@ def type_repr(t) -> str:
         return f"{t.__module__}.{t.__qualname__}"
     if isinstance(t, types.FunctionType):
         return t.__name__
+    if isinstance(t, types.UnionType):      # `float | Tensor | None`, parts as above
+        return " | ".join("None" if a is type(None) else type_repr(a) for a in t.__args__)
     return repr(t)
 
 

@@ -894,3 +894,25 @@ def test_custom_use_filter_prepend_and_tuple_inputs():
         traced = pickle.loads(pickle.dumps(lib.fx.symbolic_trace(first)))
         return kept, ref() is None, neutral(traced.code), traced((lib.ones(2),)).tolist()
     same(build)
+
+
+def test_type_expressions_in_listings_and_signatures():
+    import typing
+
+    def build(lib):
+        listed = []
+        for t in (list[float], typing.List[float], float | lib.Tensor | None,
+                  typing.Optional[int], dict[str, int]):
+            g = lib.fx.Graph()
+            x = g.create_node("placeholder", "x")
+            g.output(g.create_node("call_function", target=lib.relu, args=(x,), type_expr=t))
+            listed.append(neutral(str(g)).split("\n")[2])
+
+        class R(lib.nn.Module):
+            def other(self, x: list[str]) -> list[str]:
+                return x
+
+            def forward(self, x: list[str], y: int | None = None) -> list[str]:
+                return self.other(x)
+        return listed, neutral(lib.fx.symbolic_trace(R())._code)
+    same(build)

@@ -9,7 +9,7 @@ import operator
 import pickle
 from collections import namedtuple
 from math import sqrt
-from typing import List, Tuple
+from typing import List, NamedTuple, Tuple
 
 import pytest
 import torch
@@ -887,4 +887,76 @@ def test_wrapped_functions_with_keyword_only_and_decorated():
             return wrapped_decorated_fn(x)
         a, b = lib.fx.symbolic_trace(f), lib.fx.symbolic_trace(g)
         return neutral(a.code), a(lib.ones(1)).tolist(), neutral(b.code), b(lib.ones(1)).tolist()
+    same(build)
+
+
+class PairRepr(NamedTuple):
+    x: object
+    y: object
+
+    def _custom_fx_repr_fn(self):
+        fmt = ember.fx.node._format_arg if isinstance(self.x, ember.fx.Node) or \
+            isinstance(self.y, ember.fx.Node) else torch.fx.node._format_arg
+        return f"Pair(x={fmt(self.x)}, y={fmt(self.y)})"
+
+
+def test_dataclass_and_named_tuple_results_are_built_by_nodes():
+    from dataclasses import dataclass
+
+    @dataclass
+    class MyOutput:
+        foo: object
+        bar: object
+
+    class NT(NamedTuple):
+        foo: object
+        bar: object
+
+    def build(lib):
+        class R(lib.nn.Module):
+            def forward(self, d):
+                return MyOutput(foo=d + d, bar=d * 3)
+
+        class Calls(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.m = R()
+
+            def forward(self, x):
+                tmp = self.m(x)
+                return MyOutput(foo=tmp.foo, bar=tmp.bar)
+
+        class RN(lib.nn.Module):
+            def forward(self, d):
+                return NT(foo=d, bar=d)
+        out = []
+        for m in (R(), Calls(), RN()):
+            gm = lib.fx.GraphModule(m, lib.fx.symbolic_trace(m).graph)
+            r = gm(lib.ones(1))
+            out.append((neutral(gm.code), type(r).__name__, r.foo.tolist(), r.bar.tolist()))
+        return out
+    same(build)
+
+
+def test_named_tuple_arguments_inlined_and_formatted():
+    def build(lib):
+        class M(lib.nn.Module):
+            def forward(self, inp):
+                return wrapped_named_tup(PairRepr(inp, 1.2), p2=PairRepr(3.4, inp))
+        traced = lib.fx.symbolic_trace(M())
+        ref = traced(lib.ones(1)).tolist()
+        ph = call = None
+        for node in traced.graph.nodes:
+            if node.op == "placeholder":
+                ph = node
+            elif node.op == "call_function" and node.target is wrapped_named_tup:
+                node.update_arg(0, PairRepr(ph, 1.2))
+                node.update_kwarg("p2", PairRepr(3.4, ph))
+                call = node
+                break
+        fmt = lib.fx.node._format_arg
+        formatted = (isinstance(call.args[0], PairRepr), fmt(call.args[0]), fmt(call.kwargs["p2"]))
+        traced.graph.eliminate_dead_code()
+        traced.recompile()
+        return neutral(traced.code), ref, traced(lib.ones(1)).tolist(), formatted
     same(build)

@@ -20,6 +20,7 @@ import enum
 import keyword
 import operator
 import re
+import types
 
 from ...ir.dtypes import DType
 from ...ir.graph import Graph, Node, OpKind, target_name
@@ -163,6 +164,18 @@ class _Emitter:
             return "ember.Tensor"
         if isinstance(t, type) and t.__module__ == "builtins":
             return t.__qualname__
+        if isinstance(t, types.UnionType):      # `float | ember.Tensor | None`
+            parts = [self.global_name_as(a, "NoneType") if a is type(None)   # torch's
+                     else self.type_repr(a) for a in t.__args__]
+            return None if any(p is None for p in parts) else "|".join(parts)
+        if isinstance(t, types.GenericAlias):   # PEP 585: `list[str]`, as written
+            origin = t.__origin__
+            head = origin.__qualname__ if origin.__module__ == "builtins" \
+                else self.global_name(origin)
+            parts = [self.type_repr(a) for a in typing.get_args(t)]
+            if any(p is None for p in parts):
+                return None
+            return f"{head}[{','.join(parts)}]" if parts else head
         args = typing.get_args(t)
         name = getattr(t, "_name", None)
         generic = name and getattr(typing, name, None) is not None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import functools
 import inspect
 import math
@@ -171,6 +172,16 @@ class Tracer:
         if isinstance(value, slice):
             return slice(self.create_arg(value.start), self.create_arg(value.stop),
                          self.create_arg(value.step))
+        if isinstance(value, range):
+            return range(self.create_arg(value.start), self.create_arg(value.stop),
+                         self.create_arg(value.step))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and \
+                not type(value).__module__.startswith("ember."):    # (ember's dtypes are)
+            # built by a node of its class from its fields (torch.fx's), so a module
+            # returning a dataclass of traced values generates code that builds it
+            fields = {f.name: self.create_arg(getattr(value, f.name))
+                      for f in dataclasses.fields(value)}
+            return self.create_node("call_function", type(value), (), fields)
         return value
 
     def _named_tuple_arg(self, value):
