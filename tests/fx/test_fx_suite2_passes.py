@@ -548,3 +548,27 @@ def test_split_module_orders_and_names():
                 [neutral(getattr(named, f"submod_{i}").code) for i in range(3)],
                 [bool((s(x, y)[0] - gm(x, y)[0]).abs() < 1e-5) for s in (plain, ordered, named)])
     same(build)
+
+
+def test_capability_partitioner_keeps_graph_order_across_runs():
+    def build(lib):
+        Partitioner = sub(lib, ".fx.passes.infra.partitioner").CapabilityBasedPartitioner
+        OperatorSupport = sub(lib, ".fx.passes.operator_support").OperatorSupport
+
+        class Everything(OperatorSupport):
+            def is_node_supported(self, submodules, node):
+                return True
+
+        class M(lib.nn.Module):
+            def forward(self, x):
+                y = lib.add(x, x)
+                return lib.add(y, x)
+
+        def propose():
+            gm = lib.fx.symbolic_trace(M())
+            parts = Partitioner(gm, Everything(),
+                                allows_single_node_partition=True).propose_partitions()
+            return [[n.name for n in p.nodes] for p in parts]
+        first = propose()
+        return first, all(propose() == first for _ in range(3))
+    same(build)
