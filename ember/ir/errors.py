@@ -87,15 +87,19 @@ class OutOfMemoryError(EmberError, MemoryError):
     """A device allocator could not satisfy a request."""
 
 
+def is_user_frame(frame: traceback.FrameSummary) -> bool:
+    """A frame outside ember, pytest's plumbing, installed packages and the stdlib."""
+    name = frame.filename
+    if name.startswith(EMBER_DIR) or name.startswith(_STDLIB_DIRS) or name.startswith("<"):
+        return False
+    return not (os.sep + "site-packages" + os.sep in name and "ember" not in name)
+
+
 def user_frame() -> traceback.FrameSummary | None:
     """Innermost frame outside ember, pytest's plumbing and the stdlib: the user's line."""
     for frame in reversed(traceback.extract_stack()):
-        name = frame.filename
-        if name.startswith(EMBER_DIR) or name.startswith(_STDLIB_DIRS) or name.startswith("<"):
-            continue
-        if os.sep + "site-packages" + os.sep in name and "ember" not in name:
-            continue
-        return frame
+        if is_user_frame(frame):
+            return frame
     return None
 
 

@@ -15,6 +15,7 @@ import enum
 import inspect
 import keyword
 import re
+import warnings
 import typing
 from typing import Any, Callable, Iterator
 
@@ -104,6 +105,9 @@ class Node:
         if OpKind(op) == OpKind.call_function and not callable(target):
             raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
                              f"type {type(target).__name__} but a Callable is expected")
+        if OpKind(op) != OpKind.call_function and not isinstance(target, str):
+            raise ValueError(f"Node [graph = {graph}, name = '{name}'] target {target} has "
+                             f"type {type(target).__name__} but a str is expected")
         self.graph = graph
         self.name = name
         self.op = OpKind(op)
@@ -235,17 +239,7 @@ class Node:
                     maybe_return_typename: list | None = None) -> str:
         """torch.fx's one-line description: `%relu : [num_users=1] =
         call_function[target=ember.relu](args = (%x,), kwargs = {})`."""
-        def show(value) -> str:
-            if isinstance(value, Node):
-                return f"%{value.name}"
-            if isinstance(value, tuple):
-                inner = ", ".join(show(v) for v in value)
-                return f"({inner},)" if len(value) == 1 else f"({inner})"
-            if isinstance(value, list):
-                return "[" + ", ".join(show(v) for v in value) + "]"
-            if isinstance(value, dict):
-                return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
-            return str(value)
+        show = _format_arg
         if self.op == OpKind.output:
             if maybe_return_typename and self.type is not None:
                 maybe_return_typename[0] = f" -> {type_repr(self.type)}"
@@ -376,6 +370,24 @@ def _bind_normalized(signature: inspect.Signature, args, kwargs, only_kwargs: bo
     return ArgsKwargsPair(tuple(new_args), new_kwargs)
 
 
+def _format_arg(value) -> str:
+    """An argument as format_node lists it (torch.fx.node's `_format_arg`): a node as
+    `%name`, a value with `_custom_fx_repr_fn()` as its text, containers element-wise,
+    anything else by str()."""
+    if hasattr(value, "_custom_fx_repr_fn"):
+        return value._custom_fx_repr_fn()
+    if isinstance(value, Node):
+        return f"%{value.name}"
+    if isinstance(value, tuple):
+        inner = ", ".join(_format_arg(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_arg(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_format_arg(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def type_repr(t) -> str:
     """An annotation as torch.fx prints it: builtins bare (`int`), ember's exported
     classes under `ember.` (`ember.Tensor`), other classes by module path, anything
@@ -393,6 +405,8 @@ def type_repr(t) -> str:
         return f"{t.__module__}.{t.__qualname__}"
     if isinstance(t, types.FunctionType):
         return t.__name__
+    if isinstance(t, types.UnionType):      # `float | Tensor | None`, parts as above
+        return " | ".join("None" if a is type(None) else type_repr(a) for a in t.__args__)
     return repr(t)
 
 
@@ -538,6 +552,13 @@ class Graph:
         return node
 
     def get_attr(self, qualified_name: str, type_expr=None) -> Node:
+        owner = self.owning_module
+        if owner is not None and not _attribute_exists(owner, qualified_name):
+            warnings.warn("Attempted to insert a get_attr Node with no underlying reference "
+                          "in the owning GraphModule! Call GraphModule.add_submodule to add "
+                          "the necessary submodule, GraphModule.add_parameter to add the "
+                          "necessary Parameter, or nn.Module.register_buffer to add the "
+                          "necessary buffer", stacklevel=2)
         return self.create_node(OpKind.get_attr, qualified_name, type_expr=type_expr)
 
     # parameter names are torch.fx's: callers pass them by keyword (the_function=...)
@@ -551,6 +572,12 @@ class Graph:
                                 type_expr=type_expr)
 
     def call_module(self, module_name: str, args=(), kwargs=None, type_expr=None) -> Node:
+        owner = self.owning_module
+        if owner is not None and not _attribute_exists(owner, module_name):
+            warnings.warn("Attempted to insert a call_module Node with no underlying "
+                          "reference in the owning GraphModule! Call "
+                          "GraphModule.add_submodule to add the necessary submodule",
+                          stacklevel=2)
         return self.create_node(OpKind.call_module, module_name, args, kwargs,
                                 type_expr=type_expr)
 
@@ -622,8 +649,10 @@ class Graph:
     def eliminate_dead_code(self, is_impure_node: Callable[[Node], bool] | None = None) -> bool:
         """Remove nodes with no users, except placeholders, outputs and impure calls
         (Node.is_impure, or `is_impure_node` when given). The graph is linted first, as
-        torch.fx does, since the sweep relies on definitions preceding uses."""
-        self.lint()
+        torch.fx does, since the sweep relies on definitions preceding uses (the order
+        checks only: the compiler's dce runs this on graphs whose get_attr nodes may name
+        PassContext constants)."""
+        self.lint(check_targets=False)
         changed = False
         for node in reversed(self._nodes):
             if node.op in (OpKind.placeholder, OpKind.output) or node.users:
@@ -634,8 +663,11 @@ class Graph:
             changed = True
         return changed
 
-    def lint(self, names: dict | None = None) -> None:
-        """Check SSA: every use is defined earlier; users lists are consistent; one output.
+    def lint(self, names: dict | None = None, check_targets: bool = True) -> None:
+        """Check SSA: every use is defined earlier; users lists are consistent; one output;
+        unique names; and, as torch.fx's lint, for a graph a module owns, each target's
+        kind and that get_attr/call_module paths exist (`check_targets=False`: the
+        compiler's verifier, whose get_attr nodes may name PassContext constants).
         `names` (printer.value_names) makes messages name nodes as printed IR does."""
         def label(n: Node) -> str:
             return f"%{names[n]}" if names and n in names else n.name
@@ -664,6 +696,14 @@ class Graph:
         outputs = [n for n in self._nodes if n.op == OpKind.output]
         if len(outputs) > 1:
             raise VerifyError(f"graph has {len(outputs)} output nodes")
+        names_seen: set = set()
+        for node in self._nodes:
+            if node.name in names_seen:
+                raise VerifyError(f"Node redefined name {node.name}!")
+            names_seen.add(node.name)
+        if check_targets and self.owning_module is not None:
+            for node in self._nodes:
+                _lint_target(node, self.owning_module)
 
     def __str__(self) -> str:
         """torch.fx's listing: `graph():`, then each node's `format_node()` indented by
@@ -686,6 +726,32 @@ class Graph:
         print("\n".join(text))
 
 
+def _lint_target(node: Node, owner) -> None:
+    """torch.fx's target checks for a graph owned by a module: a callable for
+    call_function, a name otherwise, and get_attr/call_module paths that exist (a
+    call_module's naming a module)."""
+    target = node.target
+    if node.op == OpKind.call_function:
+        if not callable(target):
+            raise ValueError(f"Node {node} target {target} has type {type(target).__name__} "
+                             "but a Callable is expected")
+    elif not isinstance(target, str):
+        raise ValueError(f"Node {node} target {target} has type {type(target).__name__} "
+                         "but a str is expected")
+    if node.op not in (OpKind.get_attr, OpKind.call_module):
+        return
+    value, atoms = owner, target.split(".")
+    for i, atom in enumerate(atoms):
+        value = getattr(value, atom, None)
+        seen = ".".join(atoms[:i])
+        if value is None:
+            raise VerifyError(f"Node {node} target {target} references nonexistent "
+                              f"attribute {atom} of {seen}")
+        if node.op == OpKind.call_module and not callable(value):
+            raise VerifyError(f"Node {node} target {target} {atom} of {seen} does not "
+                              "reference an nn.Module")
+
+
 def _tabular_target(target) -> str:
     """A target as print_tabular shows it: a registry op in the form torch shows its
     C-level functions (`<built-in method relu of type object at 0x...>`), anything
@@ -700,6 +766,18 @@ def _is_reserved(name: str) -> bool:
     return keyword.iskeyword(name) or name in _RESERVED
 
 
+def _attribute_exists(owner, qualified_name: str) -> bool:
+    """Whether the owning module has the dotted attribute a get_attr/call_module node
+    names (torch.fx warns when a pass inserts one before adding the attribute)."""
+    value = owner
+    for part in qualified_name.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            return False
+    return True
+
+
 def _snake_case(name: str) -> str:
     """`myLinear` -> `my_linear`, `Weight_A` -> `weight_a` (torch.fx's node names)."""
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
@@ -709,6 +787,8 @@ def _default_name(op, target) -> str:
     """The name torch.fx gives a node: the input's, module's or attribute's name with
     dots as underscores, the method name, or the function's __name__, in snake_case."""
     if isinstance(target, str):      # placeholder, get_attr, call_module, call_method
+        if len(target) > 4 and target.startswith("__") and target.endswith("__"):
+            target = target[2:-2]    # a magic method: `a.__call__(x)` is node `call`
         return _snake_case(target.replace(".", "_"))
     if is_op(target):
         return target.name

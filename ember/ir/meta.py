@@ -24,6 +24,8 @@ class MemoryFormat(enum.Enum):
     def __repr__(self) -> str:
         return f"ember.{self.value}"
 
+    __str__ = __repr__      # str(torch.channels_last) is "torch.channels_last"
+
     def __reduce__(self):
         return (MemoryFormat, (self.value,))
 

@@ -99,7 +99,8 @@ def insert_constant(before: Node, ctx: PassContext, value, like: Node,
     """A get_attr node for a new context constant, typed like `like`."""
     name = ctx.add_constant(value, hint)
     with before.graph.inserting_before(before):
-        new = before.graph.get_attr(name)
+        # a PassContext constant, not a module attribute: no owning-module check
+        new = before.graph.create_node(OpKind.get_attr, name)
     new.meta["val"] = like.meta.get("val")
     if "loc" in like.meta:
         new.meta["loc"] = like.meta["loc"]

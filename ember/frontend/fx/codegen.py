@@ -16,9 +16,11 @@ as torch.fx does, so a GraphModule holds no dead intermediate.
 """
 from __future__ import annotations
 
+import enum
 import keyword
 import operator
 import re
+import types
 
 from ...ir.dtypes import DType
 from ...ir.graph import Graph, Node, OpKind, target_name
@@ -111,20 +113,25 @@ class _Emitter:
         if isinstance(v, slice):
             return f"slice({self.value(v.start)}, {self.value(v.stop)}, {self.value(v.step)})"
         if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            return f"float({str(v)!r})"
+            self.globals.setdefault("inf", float("inf"))    # torch.fx's code: `x + inf`
+            self.globals.setdefault("nan", float("nan"))
+            return str(v)
         if isinstance(v, (int, float, str, bool, complex)) or v is None:
             return repr(v)
         public = _public_constant(v)
         if public is not None:          # ember.strided, ember.contiguous_format, ...
             return public
+        if isinstance(v, enum.Enum):    # a user's enum member: `Foo.A`, Foo a global
+            return f"{self.global_name_as(type(v), type(v).__name__)}.{v.name}"
         return self.global_name(v)
 
-    def operand(self, v) -> str:
-        """A value as an operand of an infix/prefix operator: negative and complex
-        constants are parenthesized (`(-1) ** x`, not `-1 ** x`)."""
+    def operand(self, v, left_of_pow: bool = False) -> str:
+        """A value as an operand of an infix/prefix operator, written as torch.fx writes
+        it (`x + -1`), except that a negative constant raised to a power is
+        parenthesized (`(-1) ** x`; torch's `-1 ** x` computes -(1 ** x))."""
         text = self.value(v)
-        if isinstance(v, (int, float, complex)) and not isinstance(v, bool) and \
-                (text.startswith("-") or isinstance(v, complex)):
+        if left_of_pow and isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                text.startswith("-"):
             return f"({text})"
         return text
 
@@ -157,16 +164,33 @@ class _Emitter:
             return "ember.Tensor"
         if isinstance(t, type) and t.__module__ == "builtins":
             return t.__qualname__
+        if isinstance(t, types.UnionType):      # `float | ember.Tensor | None`
+            parts = [self.global_name_as(a, "NoneType") if a is type(None)   # torch's
+                     else self.type_repr(a) for a in t.__args__]
+            return None if any(p is None for p in parts) else "|".join(parts)
+        if isinstance(t, types.GenericAlias):   # PEP 585: `list[str]`, as written
+            origin = t.__origin__
+            head = origin.__qualname__ if origin.__module__ == "builtins" \
+                else self.global_name(origin)
+            parts = [self.type_repr(a) for a in typing.get_args(t)]
+            if any(p is None for p in parts):
+                return None
+            return f"{head}[{','.join(parts)}]" if parts else head
         args = typing.get_args(t)
         name = getattr(t, "_name", None)
-        if args and name and getattr(typing, name, None) is not None:
+        generic = name and getattr(typing, name, None) is not None
+        if generic and (args or getattr(t, "__origin__", None) is not None):
+            head = self.global_name_as(getattr(typing, name), f"typing_{name}")
+            if not args:                        # `Tuple[()]` is written `typing_Tuple`
+                return head
             parts = [self.type_repr(a) if a is not Ellipsis else "..." for a in args]
             if any(p is None for p in parts):
                 return None
-            return f"{self.global_name_as(getattr(typing, name), f'typing_{name}')}" \
-                   f"[{','.join(parts)}]"
-        if isinstance(t, type):
-            return self.global_name(t)
+            return f"{head}[{','.join(parts)}]"
+        if isinstance(t, type):    # torch.fx names a class by module and qualname
+            qualified = f"{t.__module__}.{t.__qualname__}"
+            return self.global_name_as(t, re.sub(r"[.<>]", lambda m: "_" if m.group() == "."
+                                                 else "", qualified))
         return None
 
     def global_name_as(self, obj, name: str) -> str:
@@ -190,7 +214,8 @@ class _Emitter:
     def function_call(self, node: Node) -> str:
         target, args = node.target, node.args
         if target in INFIX and len(args) == 2 and not node.kwargs:
-            return f"{self.operand(args[0])} {INFIX[target]} {self.operand(args[1])}"
+            left = self.operand(args[0], left_of_pow=target is operator.pow)
+            return f"{left} {INFIX[target]} {self.operand(args[1])}"
         if target in PREFIX and len(args) == 1 and not node.kwargs:
             return f"{PREFIX[target]}{self.operand(args[0])}"
         if target is operator.getitem and len(args) == 2:
@@ -217,6 +242,27 @@ class _Emitter:
         if node.op == OpKind.call_function:
             return self.function_call(node)
         raise AssertionError(node.op)
+
+
+#: in-place operators written as augmented assignments (torch.fx's `a *= b;  imul = a`),
+#: which rebind the name as Python does where `operator.imul(a, b)` would not
+AUGMENTED = {operator.iadd: "+=", operator.isub: "-=", operator.imul: "*=",
+             operator.itruediv: "/=", operator.ifloordiv: "//=", operator.imod: "%=",
+             operator.ipow: "**=", operator.imatmul: "@=", operator.iand: "&=",
+             operator.ior: "|=", operator.ixor: "^=", operator.ilshift: "<<=",
+             operator.irshift: ">>="}
+
+
+def _augmented_assignment(em: "_Emitter", node: Node) -> str | None:
+    if node.op != OpKind.call_function or node.kwargs or len(node.args) != 2:
+        return None
+    try:
+        op = AUGMENTED.get(node.target)
+    except TypeError:               # an unhashable callable target
+        return None
+    if op is None or not isinstance(node.args[0], Node):
+        return None
+    return f"{em.value(node.args[0])} {op} {em.value(node.args[1])}"
 
 
 def _released_after(graph: Graph) -> dict:
@@ -333,21 +379,27 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
     for p in graph.placeholders:
         param = p.target + shown(p)
         params.append(param if not p.args else f"{param} = {em.value(p.args[0])}")
-        bare = p.target.lstrip("*")     # `*args`: the value is `args`, the node `_args`
-        if p.name != bare:              # a parameter named like a builtin: `sum_1 = sum`
-            body.append(f"    {p.name} = {bare}")
     released = _released_after(graph)
-    for node in graph.nodes:
+    wrote_code = False
+    for index, node in enumerate(graph.nodes):
+        if node in comments:
+            if wrote_code:
+                body.append("")
+            body.append("    " + comments[node])
+        wrote_code = wrote_code or node.op != OpKind.placeholder or node.name != \
+            node.target.lstrip("*")
+        body.append(f"    # COUNTER: {index}")     # which node each line comes from
         if node.op == OpKind.placeholder:
+            bare = node.target.lstrip("*")  # `*args`: the value is `args`, the node `_args`
+            if node.name != bare:           # a parameter named like a builtin: `sum_1 = sum`
+                body.append(f"    {node.name} = {bare}")
             continue
         if node.op == OpKind.output:
             body.append("    " + _output_statement(codegen, em, node.args[0]))
             continue
-        if node in comments:
-            if body:
-                body.append("")
-            body.append("    " + comments[node])
-        line = f"    {node.name}{shown(node)} = {em.expression(node)}"
+        augmented = _augmented_assignment(em, node)
+        line = (f"    {augmented};  {node.name}{shown(node)} = {em.value(node.args[0])}"
+                if augmented else f"    {node.name}{shown(node)} = {em.expression(node)}")
         if node.op == OpKind.call_function and node.meta.get("is_wrapped"):
             wrapped.setdefault(em.global_name(node.target))
         dead = released.get(node)
@@ -364,8 +416,29 @@ def python_code(graph: Graph, verbose: bool = False, include_stride: bool = Fals
     # functions recorded through fx.wrap (and the autowrapped math functions) are
     # wrapped again where the code runs, as torch.fx's code does
     prologue = "\n".join(f'ember.fx._symbolic_trace.wrap("{name}")' for name in wrapped)
+    body, lineno_map = _line_to_node_map(body, signature.count("\n") + 1)
     src = "\n" + prologue + "\n\n" + signature + "\n" + "\n".join(body) + "\n    "
-    return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())})
+    return PythonCode(src, {**em.globals, **dict(codegen.additional_globals())},
+                      _lineno_map=lineno_map, _prologue_start=prologue.count("\n") + 4)
+
+
+_COUNTER_LINE = re.compile(r"^\s*# COUNTER: (\d+)$")
+
+
+def _line_to_node_map(body: list, first_line: int) -> tuple[list, dict]:
+    """Drop the counter lines; map each remaining body line (numbered from the
+    signature's first line, torch.fx's `_lineno_map`) to the index of the node that
+    wrote it (None before the first node: a transformer's own lines)."""
+    kept, mapping, current = [], {}, None
+    for line in body:
+        found = _COUNTER_LINE.match(line)
+        if found:
+            current = int(found.group(1))
+            continue
+        mapping[len(kept) + first_line] = current
+        kept.append(line)
+    mapping[len(kept) + first_line] = current      # the closing blank line
+    return kept, mapping
 
 
 def install() -> None:

@@ -111,7 +111,10 @@ def split_const_subgraphs(module, skip_folding_node_fn: Callable[[Node], bool] |
     env: dict = {}
     for node in gm.graph.placeholders:
         env[node] = main.node_copy(node)
-    attrs = main.get_attr(attrs_name)
+    for node in gm.graph.nodes:      # attributes the rest still reads come first (torch's)
+        if node.op == OpKind.get_attr and any(u not in is_constant for u in node.users):
+            env[node] = main.node_copy(node)
+    attrs = main.create_node(OpKind.get_attr, attrs_name)   # set on gm below
     if len(folded) == 1:
         env[folded[0]] = attrs
     else:

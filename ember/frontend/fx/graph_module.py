@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import linecache
+import sys
+import traceback
 
 from ...ir.graph import Graph, OpKind
 from ..nn.modules.module import Module
@@ -101,9 +103,16 @@ class GraphModule(Module):
             self.__dict__["_in_spec"] = info.in_spec
             self.__dict__["_out_spec"] = info.out_spec
         self.__dict__["_code"] = code.src
+        self.__dict__["_lineno_map"] = code._lineno_map     # generated line -> node index
+        self.__dict__["_prologue_start"] = code._prologue_start
         _COUNTER[0] += 1
         filename = f"<ember-fx-{_COUNTER[0]}>"
-        linecache.cache[filename] = (len(code.src), None, code.src.splitlines(True), filename)
+        fields = getattr(self._graph, "_co_fields", None)
+        if fields:      # torch's: the key names the traced function's file and line
+            filename += (f" from {fields['co_filename']}:{fields['co_firstlineno']} in "
+                         f"{fields['co_name']}")
+        lines = (code.src if code.src.endswith("\n") else code.src + "\n").splitlines(True)
+        linecache.cache[filename] = (len(code.src), None, lines, filename)
         namespace = dict(code.globals)
         # generated code is ember's: its op calls were checked when the graph was traced
         namespace.setdefault("__name__", "ember.fx.generated")
@@ -118,7 +127,28 @@ class GraphModule(Module):
         proxies = _outside_trace_proxies(self, args, kwargs)
         if proxies is not None:
             return _record_graph_into(self._graph, proxies, args, kwargs)
-        return Module.__call__(self, *args, **kwargs)   # (patched while tracing)
+        try:
+            return Module.__call__(self, *args, **kwargs)   # (patched while tracing)
+        except Exception as error:
+            innermost = traceback.extract_tb(error.__traceback__)[-1]
+            if not innermost.filename.startswith("<ember-fx-"):
+                raise
+            # the failing line is in the generated forward, which no file holds: show
+            # it in its context, as torch.fx does
+            print(_generated_line_report(innermost), file=sys.stderr)
+            raise error.with_traceback(None)  # noqa: B904 - reported above
+
+    def __copy__(self):
+        copied = GraphModule(self, self._graph)
+        copied.meta = getattr(self, "meta", {})
+        return copied
+
+    def _replicate_for_data_parallel(self):
+        """DataParallel's replica (torch.fx's): a shallow copy sharing the graph's
+        parameters and buffers."""
+        replica = self.__copy__()
+        replica._is_replica = True
+        return replica
 
     def _load_from_state_dict(self, state_dict, prefix, *rest):
         super()._load_from_state_dict(state_dict, prefix, *rest)
@@ -231,15 +261,33 @@ class GraphModule(Module):
         return (_rebuild_graph_module, (state, self._graph, type(self).__name__))
 
     def __deepcopy__(self, memo):
+        # the copy is in `memo` before its state is copied, so state that refers back
+        # to the module (`gm.meta["self"] = gm`) refers to the copy (torch's)
+        copied = GraphModule.__new__(GraphModule)
+        memo[id(self)] = copied
         state = copy.deepcopy({k: v for k, v in self.__dict__.items()
                                if k not in ("_graph", "_code")}, memo)
         return _rebuild_graph_module(state, copy.deepcopy(self._graph, memo),
-                                     type(self).__name__)
+                                     type(self).__name__, into=copied)
 
     def __str__(self) -> str:
         # torch.fx's layout: the module, the code, a pointer to print_readable
         return super().__str__() + "\n" + self._code + \
             "\n# To see more debug info, please use `graph_module.print_readable()`"
+
+
+def _generated_line_report(frame: traceback.FrameSummary) -> str:
+    """The traceback, then the generated forward's failing line between its
+    neighbours, marked (torch.fx's report of an error in generated code)."""
+    lines = linecache.getlines(frame.filename)
+    at = frame.lineno
+    return "\n".join([
+        traceback.format_exc(),
+        f"Call using an FX-traced Module, line {at} of the traced Module's generated "
+        f"forward function:",
+        "".join(lines[max(at - 2, 0):at]),
+        "~" * len(frame.line or "") + "~~~ <--- HERE",
+        "\n".join(lines[at:at + 2])])
 
 
 def _outside_trace_proxies(gm: GraphModule, args: tuple, kwargs: dict):
@@ -304,8 +352,9 @@ def _proxies_of(value, tracer):
     return value
 
 
-def _rebuild_graph_module(state: dict, graph: Graph, class_name: str) -> GraphModule:
-    gm = GraphModule.__new__(GraphModule)
+def _rebuild_graph_module(state: dict, graph: Graph, class_name: str,
+                          into: GraphModule | None = None) -> GraphModule:
+    gm = GraphModule.__new__(GraphModule) if into is None else into
     gm.__dict__.update(state)
     type(gm).__name__ = type(gm).__qualname__ = class_name
     gm.graph = graph

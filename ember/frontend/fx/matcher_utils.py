@@ -52,9 +52,12 @@ class SubgraphMatcher:
         self.pattern_placeholder_nodes = [n for n in pattern.nodes
                                           if n.op == OpKind.placeholder]
         self.pattern_returning_nodes = [n for n in _flatten(output.args) if isinstance(n, Node)]
+        # the anchors are the pattern's sinks: returned values nothing else in the
+        # pattern uses (torch.fx's); the other returned values are reached from them
         self.pattern_anchors = [output] if match_output else \
             list(dict.fromkeys(n for n in self.pattern_returning_nodes
-                               if n.op != OpKind.placeholder or match_placeholder))
+                               if (n.op != OpKind.placeholder or match_placeholder)
+                               and len(n.users) == 1))
 
     # --- one node ---------------------------------------------------------------------------
     def _nodes_are_equal(self, pn: Node, gn: Node) -> bool:

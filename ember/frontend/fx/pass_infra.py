@@ -45,21 +45,27 @@ class PassManager:
         self.steps = steps or 1
         self.run_checks_after_each_pass = run_checks_after_each_pass
         self.suppress_check_failures = suppress_check_failures
+        self._validated = False
 
     def add_pass(self, _pass: Callable) -> None:
         self.passes.append(_pass)
+        self._validated = False
 
     def add_constraint(self, constraint: Callable) -> None:
         self.constraints.append(constraint)
+        self._validated = False
 
     def validate_constraints(self) -> None:
         """Each constraint(a, b) must hold for every a scheduled before b."""
+        if self._validated:
+            return
         for i, first in enumerate(self.passes):
             for later in self.passes[i + 1:]:
                 for constraint in self.constraints:
                     if not constraint(first, later):
                         raise RuntimeError(f"pass schedule violates a constraint: "
                                            f"{first} must not run before {later}")
+        self._validated = True
 
     def solve_constraints(self) -> None:
         """Reorder the passes so every constraint holds (a stable topological order);
@@ -77,6 +83,7 @@ class PassManager:
                 raise RuntimeError("the pass constraints form a cycle: no pass can run first "
                                    f"among {remaining}")
         self.passes = ordered
+        self._validated = True
 
     def add_checks(self, check: Callable) -> None:
         """Use `check(module)` (one parameter) as the invariant check run before the
@@ -89,27 +96,45 @@ class PassManager:
     def check(self, module) -> None:
         module.graph.lint()
 
+    def _run_pass(self, each: Callable, module):
+        result = each(module)
+        if isinstance(result, PassResult) or hasattr(result, "graph_module"):
+            module, changed = result.graph_module, result.modified
+        elif result is not None:
+            module, changed = result, True
+        else:
+            changed = False
+        if hasattr(module, "recompile"):
+            module.recompile()
+        if self.run_checks_after_each_pass:
+            self.check(module)
+        return module, changed
+
     def __call__(self, module) -> PassResult:
-        self.validate_constraints()
+        if not self._validated:     # torch's: the schedule is solved, not just checked
+            self.solve_constraints()
         self.check(module)
         overall = False
         for _ in range(self.steps):
             modified = False
-            for each in self.passes:
-                result = each(module)
-                if isinstance(result, PassResult):
-                    module, changed = result.graph_module, result.modified
-                elif result is not None:
-                    module, changed = result, True
-                else:
-                    changed = False
+            for i, each in enumerate(self.passes):
+                try:
+                    module, changed = self._run_pass(each, module)
+                except Exception as error:
+                    # torch.fx's report: which pass failed, after which others
+                    done = [_pass_name(p) for p in self.passes[:i]]
+                    raise Exception(f"An error occurred when running the "  # noqa: TRY002
+                                    f"'{_pass_name(each)}' pass after the following "
+                                    f"passes: {done}") from error
                 modified = modified or changed
-                if self.run_checks_after_each_pass:
-                    self.check(module)
             overall = overall or modified
             if not modified:
                 break
         return PassResult(module, overall)
+
+
+def _pass_name(p: Callable) -> str:
+    return p.__name__ if inspect.isfunction(p) else type(p).__name__
 
 
 def this_before_that_pass_constraint(this: Callable, that: Callable) -> Callable:

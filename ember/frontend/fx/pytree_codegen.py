@@ -98,6 +98,8 @@ def tree_flatten_spec(pytree, spec: TreeSpec) -> list:
         return [pytree]
     if spec.kind == "dict":
         children = [pytree[key] for key in spec.context]
+    elif not isinstance(pytree, (list, tuple)):     # a Proxy while retracing: read by
+        children = [pytree[i] for i in range(len(spec.children))]   # position, as torch
     else:
         children = list(pytree)
         if len(children) != len(spec.children):
@@ -128,17 +130,23 @@ def install() -> None:
 
     def set_codegen(graph, codegen: CodeGen) -> None:
         graph.__dict__["_codegen_impl"] = codegen
-    @contextlib.contextmanager
+
     def on_generate_code(graph, make_transformer):
-        """While the block runs, generated code passes its body (statements, each
-        ending in a newline) through `make_transformer(previous_transformer)`."""
+        """Generated code passes its body (statements, each ending in a newline)
+        through `make_transformer(previous_transformer)` from now on (torch's: the call
+        installs it); used as `with graph.on_generate_code(...):`, the previous one
+        comes back when the block ends."""
         codegen = codegen_of(graph)
         previous = codegen._body_transformer
         codegen._body_transformer = make_transformer(previous)
-        try:
-            yield
-        finally:
-            codegen._body_transformer = previous
+
+        @contextlib.contextmanager
+        def restoring():
+            try:
+                yield
+            finally:
+                codegen._body_transformer = previous
+        return restoring()
     Graph._codegen = property(codegen_of, set_codegen)
     Graph.on_generate_code = on_generate_code
     Graph.set_codegen = set_codegen

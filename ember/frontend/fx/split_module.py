@@ -48,14 +48,21 @@ def split_module(gm: GraphModule, root_m, split_callback: Callable[[Node], objec
     base = Graph()
     env: dict[Node, Node] = {}
     base_attrs: dict = {}
+    def read_attr(node: Node) -> None:
+        base_attrs[node.target] = fetch_attr(gm, node.target)
+        env[node] = base.get_attr(node.target)
+        env[node].meta = dict(node.meta)
     for node in gm.graph.nodes:
         if node.op == OpKind.placeholder:
             env[node] = base.node_copy(node)
-        elif node.op == OpKind.get_attr and not _is_module_attr(gm, node) and node.users:
-            base_attrs[node.target] = fetch_attr(gm, node.target)
-            env[node] = base.get_attr(node.target)
-            env[node].meta = dict(node.meta)
+        elif node.op == OpKind.get_attr and not _is_module_attr(gm, node) and node.users \
+                and not keep_original_order:
+            read_attr(node)
     for part in order:
+        if keep_original_order:      # torch's: each attribute read just before the first
+            for inp in part.inputs:  # partition call that takes it
+                if inp.op == OpKind.get_attr and inp not in env:
+                    read_attr(inp)
         submodule = _build_submodule(part, root_m, qualname_map, keep_original_node_name)
         base_attrs[part.submod_name] = submodule
         _call_submodule(base, part, env)

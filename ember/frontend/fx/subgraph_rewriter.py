@@ -103,10 +103,16 @@ def _splice(graph: Graph, pattern: Graph, m: InternalMatch, repl: Graph,
         raise ValueError(f"the replacement takes {len(repl_inputs)} inputs, the pattern "
                          f"{len(m.placeholder_nodes)}")
     val_map = {}
-    for rn, gn in zip(repl_inputs, m.placeholder_nodes):
+    for i, (rn, gn) in enumerate(zip(repl_inputs, m.placeholder_nodes)):
+        original = gn
         while isinstance(gn, Node) and gn in changed:   # an earlier match's output
             gn = changed[gn]
         val_map[rn] = gn
+        if gn is not original:      # the match reports the node it now reads (torch's)
+            m.placeholder_nodes[i] = gn
+            for pn, value in m.nodes_map.items():
+                if value is original:
+                    m.nodes_map[pn] = gn
     before = set(graph.nodes)
     anchor = _insert_point(graph, m.returning_nodes)
     context = graph.inserting_before(anchor) if anchor is not None else graph.inserting_after()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import functools
 import inspect
 import math
@@ -133,6 +134,18 @@ class Tracer:
         finally:
             self.module_stack.pop(key, None)
 
+    def __deepcopy__(self, memo):
+        """A copy whose autowrap modules are shared (modules cannot be deep-copied;
+        torch.fx's Tracer copies them the same way)."""
+        import copy
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            shallow = key in ("autowrap_modules", "autowrap_functions", "_replacements",
+                              "_patcher")
+            new.__dict__[key] = copy.copy(value) if shallow else copy.deepcopy(value, memo)
+        return new
+
     # --- node creation --------------------------------------------------------------------
     def create_arg(self, value):
         if isinstance(value, Proxy):
@@ -147,7 +160,7 @@ class Tracer:
         if isinstance(value, Module):
             return self.graph.get_attr(self.path_of_module(value))
         if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)(*(self.create_arg(v) for v in value))
+            return self._named_tuple_arg(value)
         if isinstance(value, (list, tuple)):
             return type(value)(self.create_arg(v) for v in value)
         if isinstance(value, dict):
@@ -159,7 +172,23 @@ class Tracer:
         if isinstance(value, slice):
             return slice(self.create_arg(value.start), self.create_arg(value.stop),
                          self.create_arg(value.step))
+        if isinstance(value, range):
+            return range(self.create_arg(value.start), self.create_arg(value.stop),
+                         self.create_arg(value.step))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and \
+                not type(value).__module__.startswith("ember."):    # (ember's dtypes are)
+            # built by a node of its class from its fields (torch.fx's), so a module
+            # returning a dataclass of traced values generates code that builds it
+            fields = {f.name: self.create_arg(getattr(value, f.name))
+                      for f in dataclasses.fields(value)}
+            return self.create_node("call_function", type(value), (), fields)
         return value
+
+    def _named_tuple_arg(self, value):
+        """A NamedTuple argument is built by a node of its class (torch.fx's Tracer),
+        so the graph's code constructs it."""
+        args = tuple(self.create_arg(v) for v in value)
+        return self.create_node("call_function", type(value), args, {})
 
     def _tensor_attr(self, t: Tensor) -> Node:
         """A get_attr node for a tensor used as an argument: the root's parameter or
@@ -181,14 +210,19 @@ class Tracer:
         for name, c in self.tensor_constants.items():
             if c is t:
                 return name
-        name = f"_tensor_constant{len(self.tensor_constants)}"
+        i = len(self.tensor_constants)
+        while hasattr(self.root, f"_tensor_constant{i}"):
+            i += 1
+        name = f"_tensor_constant{i}"
         self.tensor_constants[name] = t
+        if isinstance(self.root, Module):   # as torch.fx: `GraphModule(tracer.root, graph)`
+            object.__setattr__(self.root, name, t)     # of a Tracer's graph finds it
         return name
 
     def _store_constant(self, value) -> str:
         """Keep a proxyable-class instance on the root as `_<class>_constant_<i>`."""
         i = 0
-        base = f"_{type(value).__name__.lower()}_constant_"
+        base = f"_{type(value).__name__}_constant_"
         while hasattr(self.root, f"{base}{i}"):
             i += 1
         setattr(self.root, f"{base}{i}", value)
@@ -228,8 +262,7 @@ class Tracer:
         if frame is not None:
             node.meta["loc"] = format_frame(frame).split("\n")[0]
             if self.record_stack_traces and kind not in ("placeholder", "output"):
-                node.meta["stack_trace"] = (f'File "{frame.filename}", line {frame.lineno}, '
-                                            f"in {frame.name}\n    {(frame.line or '').strip()}")
+                node.meta["stack_trace"] = _user_stack_trace(frame)
         return node
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
@@ -248,19 +281,33 @@ class Tracer:
 
     # --- the trace --------------------------------------------------------------------------
     def trace(self, root, concrete_args: dict[str, Any] | None = None) -> Graph:
-        self.root = root
+        # a function is traced against an empty Module (torch.fx's), which keeps the
+        # constants the trace stores, so `GraphModule(tracer.root, graph)` finds them
+        self.root = root if isinstance(root, Module) else Module()
+        self._traces_a_module = isinstance(root, Module)
         self.graph = Graph(tracer_cls=type(self))
         self._attr_nodes = {}
         self._module_paths = None
         self._param_paths = None
         self._parameter_proxy_cache = {}    # torch's third getattr argument
         self.module_stack, self._module_calls = {}, {}
+        if isinstance(root, Module) and not hasattr(root, self.traced_func_name):
+            raise AssertionError(f"traced_func_name={self.traced_func_name} doesn't exist in "
+                                 f"{type(root).__name__}")
         fn = getattr(root, self.traced_func_name) if isinstance(root, Module) else root
+        code = getattr(fn, "__code__", None)
+        if code is not None:    # the generated code's file names the traced function's
+            self.graph._co_fields = {"co_name": code.co_name, "co_filename": code.co_filename,
+                                     "co_firstlineno": code.co_firstlineno}
+        _refuse_self_in_star_args(root, fn)
         annotations = _annotations(fn)
         global _tracing_depth
         _tracing_depth += 1
         try:
-            pytree_call = self._pytree_placeholders(fn, concrete_args or {})
+            star_call = self._star_args_placeholders(fn, concrete_args)
+            if isinstance(concrete_args, tuple) and star_call is None:
+                concrete_args = _concrete_args_by_name(fn, concrete_args)
+            pytree_call = star_call or self._pytree_placeholders(fn, concrete_args or {})
             if pytree_call is not None:
                 fn, args = pytree_call
                 annotations = {}
@@ -301,14 +348,33 @@ class Tracer:
             if name in concrete_args:     # torch.fx: `<name>_1`, keeping the default
                 proxy = self.create_proxy("placeholder", f"{name}_1", default, {},
                                           name=f"{name}_1")
-                if concrete_args[name] is PH:
+                if isinstance(concrete_args[name], PHBase):
+                    _transfer_placeholder_attributes(concrete_args[name], proxy.node)
                     args.append(proxy)
                     continue
                 self._guard_concrete(name, proxy, concrete_args[name])
                 args.append(concrete_args[name])
                 continue
-            args.append(self.create_proxy("placeholder", name, default, {}, name=name,
+            # the node is named from the target, as torch.fx names it (`A` -> node `a`,
+            # the code then reads `a = A`)
+            args.append(self.create_proxy("placeholder", name, default, {},
                                           type_expr=(annotations or {}).get(name)))
+        return fn, args
+
+    def _star_args_placeholders(self, fn, concrete_args):
+        """torch.fx's form for `forward(self, *args, **kwargs)` traced with a tuple of
+        concrete arguments: one placeholder `input_<i>` per item, passed as `*args`."""
+        if not isinstance(concrete_args, tuple) or not concrete_args:
+            return None
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or any(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            return None
+        args = []
+        for i, value in enumerate(concrete_args):
+            proxy = self.create_proxy("placeholder", f"input_{i}", (), {})
+            if isinstance(value, PHBase):
+                _transfer_placeholder_attributes(value, proxy.node)
+            args.append(proxy)
         return fn, args
 
     def _pytree_placeholders(self, fn, concrete_args: dict):
@@ -337,11 +403,13 @@ class Tracer:
             for i, value in enumerate(values, 1):
                 proxy = self.create_proxy("placeholder", f"{name}_{i}", (), {},
                                           name=f"{name}_{i}")
-                if value is not PH:
+                if isinstance(value, PHBase):
+                    _transfer_placeholder_attributes(value, proxy.node)
+                else:
                     self._guard_concrete(name, proxy, value)
-                flat_args.append(proxy if value is PH else value)
+                flat_args.append(proxy if isinstance(value, PHBase) else value)
         recorded_spec, recorded_names = in_spec, names
-        if isinstance(self.root, Module):   # torch's record of a forward counts `self`
+        if self._traces_a_module:           # torch's record of a forward counts `self`
             leaf = flatten(None)[1]
             recorded_spec = type(in_spec)(in_spec.kind, (leaf,) + tuple(in_spec.children),
                                           in_spec.context)
@@ -428,14 +496,66 @@ class Tracer:
         return wrapper
 
 
-class _PHBase:
-    """torch.fx's PH: in concrete_args, "this argument stays a traced input"."""
+def _user_stack_trace(innermost) -> str:
+    """torch.fx's node.stack_trace: the user's frames from the first `forward` down to
+    the line that made the node (helpers it called included), formatted as a
+    traceback; the innermost user frame alone when no `forward` is on the stack."""
+    import traceback
+    from ...ir.errors import is_user_frame
+    frames = traceback.extract_stack()
+    first = next((i for i, f in enumerate(frames) if f.name == "forward" and
+                  is_user_frame(f)), None)
+    kept = [f for f in frames[first:] if is_user_frame(f)] if first is not None else []
+    if not kept:
+        kept = [innermost]
+    return "".join(traceback.StackSummary.from_list(kept).format()).strip()
+
+
+def _refuse_self_in_star_args(root, fn) -> None:
+    if isinstance(root, Module) and inspect.ismethod(fn):
+        params = list(inspect.signature(fn.__func__).parameters.values())
+        if params and params[0].kind == inspect.Parameter.VAR_POSITIONAL:
+            raise RuntimeError("``self`` argument cannot be part of *args expansion!")
+
+
+def _concrete_args_by_name(fn, values: tuple) -> dict:
+    """A tuple of concrete arguments names the parameters in order (torch.fx's)."""
+    names = [p.name for p in inspect.signature(fn).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(names) != len(values):
+        raise RuntimeError(f"Tracing expected {len(names)} arguments but got {len(values)} "
+                           "concrete arguments")
+    return dict(zip(names, values))
+
+
+class PHBase:
+    """torch.fx's PH: in concrete_args, "this argument stays a traced input". Users
+    subclass it to tag inputs: a subclass instance's data attributes are copied onto
+    the placeholder node it becomes."""
 
     def __repr__(self) -> str:
         return "PH"
 
 
-PH = _PHBase()
+_PHBase = PHBase
+PH = PHBase()
+
+
+class PHWithMeta(PHBase):
+    """A PH carrying a key that finds its placeholder node afterwards (torch.fx's)."""
+
+    def __init__(self, ph_key: str | None = None):
+        super().__init__()
+        self.ph_key = ph_key
+
+
+def _transfer_placeholder_attributes(ph: PHBase, node: Node) -> None:
+    if ph is PH:
+        return
+    for attr in dir(ph):
+        value = getattr(ph, attr)
+        if not callable(value) and not attr.startswith("__") and not hasattr(node, attr):
+            setattr(node, attr, value)
 
 
 class GraphAppendingTracer(Tracer):
@@ -448,6 +568,10 @@ class GraphAppendingTracer(Tracer):
         super().__init__()
         self.graph = graph
         self._attr_nodes = {}
+
+    def _named_tuple_arg(self, value):
+        # torch.fx's TracerBase: the NamedTuple itself, its fields turned to arguments
+        return type(value)(*(self.create_arg(v) for v in value))
 
 
 class _Patcher:
@@ -556,6 +680,8 @@ class _RecordedCall:
         return tracer.create_proxy("call_function", self.fn, args, kwargs)
 
     def __getattr__(self, name: str):
+        if name in _RecordedCall.__slots__:     # not yet set (a copy being built)
+            raise AttributeError(name)
         return getattr(self.fn, name)
 
 
@@ -695,7 +821,7 @@ def symbolic_trace(root, concrete_args: dict | None = None):
     tracer = Tracer()
     graph = tracer.trace(root, concrete_args)
     name = type(root).__name__ if isinstance(root, Module) else root.__name__
-    gm = GraphModule(tracer.root if isinstance(root, Module) else Module(), graph, name)
+    gm = GraphModule(tracer.root, graph, name)
     for cname, value in tracer.tensor_constants.items():
         setattr(gm, cname, value)
     return gm
