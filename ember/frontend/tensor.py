@@ -111,6 +111,9 @@ class Tensor:
 
     # fx's Proxy overrides these; tracing code checks it
     _ember_is_tensor = True
+    # NumPy scalars (np.log(...) * t) defer to the tensor's reflected operators, as for
+    # torch.Tensor: the result is a tensor, not an ndarray built through __array__
+    __array_priority__ = 1000
 
     def __new__(cls, *args, **kwargs):
         """torch.Tensor's legacy constructor: `Tensor([1, 2])` (data, default float dtype),
