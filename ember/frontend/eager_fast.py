@@ -139,7 +139,17 @@ def _operator_call(method, op, a, b):
             return NotImplemented
         if result is not NOT_OVERRIDDEN:
             return result
-    return op(a, b)
+    return op(a, array_operand(a, b))
+
+
+def array_operand(tensor, other):
+    """A NumPy array beside a tensor in an operator (`t * arr`, `arr == t`, which NumPy
+    hands to the tensor: Tensor.__array_priority__) is a tensor of the array's dtype on the
+    tensor's device, as torch's operators take it."""
+    if isinstance(other, np.ndarray) and isinstance(tensor, Tensor):
+        from .factories import as_tensor
+        return as_tensor(other, device=tensor.device)
+    return other
 
 
 def _quiet_state(current):

@@ -13,7 +13,7 @@ from ..ir.operators import BINARY, UNARY, VARARG_METHODS, pack_sizes as _pack_si
 from ..ir.registry import OPS
 from ..ir.torch_function import NOT_OVERRIDDEN, STATE as _TF_STATE, DispatchFailed, \
     dispatch_public
-from .eager_fast import operator_method
+from .eager_fast import array_operand, operator_method
 from .tensor import Tensor
 
 
@@ -47,7 +47,7 @@ def _binary(op_name, reflected=False):
                     return NotImplemented
                 if result is not NOT_OVERRIDDEN:
                     return result
-            return OPS[op_name](other, self)
+            return OPS[op_name](array_operand(self, other), self)
     else:
         # seen CPU calls skip schema binding and dispatch (eager_fast.py)
         return operator_method(op_name)
