@@ -1,5 +1,5 @@
 """Public-style model code (diffusion_port2, sequence_port2, vision_port2,
-training_utils_port2) run with torch and with `torch` imported as ember: every case_*
+training_utils_port2, research_models_port2) run with torch and with `torch` imported as ember: every case_*
 (forward values, gradients, a few training steps, generation loops) returns the same
 values; then the ember models under ember.compile and ember.fx.symbolic_trace give
 eager's outputs. torchvision's box ops come from ember.vision on the ember side."""
@@ -21,7 +21,8 @@ from porting import torch_as_ember  # noqa: E402
 import ember  # noqa: E402
 import ember.vision.ops  # noqa: E402
 
-PROGRAMS = ["diffusion_port2", "sequence_port2", "vision_port2", "training_utils_port2"]
+PROGRAMS = ["diffusion_port2", "sequence_port2", "vision_port2", "training_utils_port2",
+            "research_models_port2"]
 
 import_torchvision()                 # the reference's torchvision.ops.boxes (box ops, nms)
 _reference = {name: importlib.import_module(name) for name in PROGRAMS}
@@ -129,6 +130,8 @@ MODELS = {
     "moe": ("vision_port2", lambda lib: lib.make_moe()),
     "detr_head": ("vision_port2", _detr),
     "unet_qkv_attention": ("diffusion_port2", _qkv_attention),
+    "spatial_transformer": ("research_models_port2", lambda lib: lib.make_spatial_transformer()),
+    "mamba": ("research_models_port2", lambda lib: lib.make_mamba()),
 }
 
 
