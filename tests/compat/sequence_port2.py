@@ -258,7 +258,12 @@ def case_sdpa_masks():
     c.sum().backward()
     causal = torch.ones(5, 5, dtype=torch.bool).tril(diagonal=0)
     d = F.scaled_dot_product_attention(qs, qs, qs, attn_mask=causal)
-    return [a, b, c, d, qs.grad]
+    # grouped-query attention: 4 query heads share 2 key/value heads
+    kv = W(2, 2, 6, 4, seed=5).requires_grad_()
+    qg = W(2, 4, 6, 4, seed=6)
+    e = F.scaled_dot_product_attention(qg, kv, kv * 2, is_causal=True, enable_gqa=True)
+    e.sum().backward()
+    return [a, b, c, d, qs.grad, e, kv.grad]
 
 
 # ---------------------------------------------------------------- T5-style
@@ -710,3 +715,128 @@ def case_lstm_seq2seq_packed():
     packed = pack_padded_sequence(W(3, 5, 2), src_len, batch_first=True, enforce_sorted=False)
     return [outputs, attentions, enc_out, h, c, lengths, losses, packed.batch_sizes,
             packed.sorted_indices, packed.unsorted_indices, packed.data]
+
+
+# ---------------------------------------------------------------- wav2vec2-style CTC model
+class Wav2Vec2FeatureEncoder(nn.Module):
+    def __init__(self, conv_dim=(8, 8), conv_kernel=(5, 3), conv_stride=(3, 2)):
+        super().__init__()
+        layers, in_dim = [], 1
+        for i, (d, k, s) in enumerate(zip(conv_dim, conv_kernel, conv_stride)):
+            conv = nn.Conv1d(in_dim, d, k, stride=s, bias=False)
+            norm = nn.GroupNorm(d, d, affine=True) if i == 0 else nn.Identity()
+            layers.append(nn.ModuleDict({"conv": conv, "layer_norm": norm}))
+            in_dim = d
+        self.conv_layers = nn.ModuleList(layers)
+        self.kernels, self.strides = conv_kernel, conv_stride
+        self.gradient_checkpointing = False
+
+    def forward(self, input_values):
+        hidden_states = input_values[:, None]
+        for layer in self.conv_layers:
+            if self.gradient_checkpointing and self.training:
+                hidden_states = torch.utils.checkpoint.checkpoint(
+                    lambda h, layer=layer: F.gelu(layer["layer_norm"](layer["conv"](h))),
+                    hidden_states, use_reentrant=False)
+            else:
+                hidden_states = F.gelu(layer["layer_norm"](layer["conv"](hidden_states)))
+        return hidden_states
+
+    def output_lengths(self, input_lengths):
+        for k, s in zip(self.kernels, self.strides):
+            input_lengths = torch.div(input_lengths - k, s, rounding_mode="floor") + 1
+        return input_lengths
+
+
+class Wav2Vec2PositionalConvEmbedding(nn.Module):
+    def __init__(self, hidden_size=8, kernel=4, groups=2):
+        super().__init__()
+        self.conv = nn.Conv1d(hidden_size, hidden_size, kernel_size=kernel, padding=kernel // 2, groups=groups)
+        self.conv = nn.utils.parametrizations.weight_norm(self.conv, name="weight", dim=2)
+        self.num_pad_remove = 1 if kernel % 2 == 0 else 0
+
+    def forward(self, hidden_states):
+        hidden_states = self.conv(hidden_states.transpose(1, 2))
+        if self.num_pad_remove > 0:
+            hidden_states = hidden_states[:, :, :-self.num_pad_remove]
+        return F.gelu(hidden_states).transpose(1, 2)
+
+
+class Wav2Vec2EncoderLayer(nn.Module):
+    def __init__(self, hidden=8, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out_proj = nn.Linear(hidden, hidden)
+        self.layer_norm = nn.LayerNorm(hidden)
+        self.feed_forward = nn.Sequential(nn.Linear(hidden, 16), nn.GELU(), nn.Linear(16, hidden))
+        self.final_layer_norm = nn.LayerNorm(hidden)
+
+    def forward(self, hidden_states, attention_mask=None):
+        b, t, c = hidden_states.shape
+        q, k, v = self.qkv(hidden_states).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
+        hidden_states = hidden_states + self.out_proj(attn.transpose(1, 2).reshape(b, t, c))
+        hidden_states = self.layer_norm(hidden_states)
+        hidden_states = hidden_states + self.feed_forward(hidden_states)
+        return self.final_layer_norm(hidden_states)
+
+
+class Wav2Vec2ForCTC(nn.Module):
+    def __init__(self, vocab_size=6, hidden=8):
+        super().__init__()
+        self.feature_extractor = Wav2Vec2FeatureEncoder()
+        self.feature_projection = nn.Sequential(nn.LayerNorm(8), nn.Linear(8, hidden))
+        self.masked_spec_embed = nn.Parameter(torch.Tensor(hidden).uniform_())
+        self.pos_conv_embed = Wav2Vec2PositionalConvEmbedding(hidden)
+        self.layers = nn.ModuleList([Wav2Vec2EncoderLayer(hidden) for _ in range(2)])
+        self.lm_head = nn.Linear(hidden, vocab_size)
+
+    def forward(self, input_values, input_lengths, mask_time_indices=None):
+        extract = self.feature_extractor(input_values).transpose(1, 2)
+        hidden_states = self.feature_projection(extract)
+        if mask_time_indices is not None:                  # SpecAugment-style time masking
+            hidden_states[mask_time_indices] = self.masked_spec_embed.to(hidden_states.dtype)
+        lengths = self.feature_extractor.output_lengths(input_lengths)
+        padding = torch.arange(hidden_states.shape[1])[None, :] >= lengths[:, None]
+        hidden_states = hidden_states.masked_fill(padding[..., None], 0.0)
+        hidden_states = hidden_states + self.pos_conv_embed(hidden_states)
+        attn_mask = torch.zeros(padding.shape, dtype=hidden_states.dtype).masked_fill(
+            padding, torch.finfo(hidden_states.dtype).min)[:, None, None, :]
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attn_mask)
+        return self.lm_head(hidden_states), lengths
+
+
+def case_wav2vec2_ctc():
+    model = Wav2Vec2ForCTC()
+    set_weights(model, 0.4)
+    audio = W(2, 40, seed=9)
+    input_lengths = torch.tensor([40, 31])
+    labels = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    label_lengths = torch.tensor([3, 2])
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[0, 1:3] = True
+    model.train()
+    model.feature_extractor.gradient_checkpointing = True
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for step in range(2):
+        logits, lengths = model(audio, input_lengths, mask_time_indices=mask)
+        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+        with torch.backends.cudnn.flags(enabled=False):
+            loss = F.ctc_loss(log_probs, labels, lengths, label_lengths, blank=0,
+                              reduction="mean", zero_infinity=True)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    g = grads(model)
+    model.eval()
+    with torch.no_grad():
+        logits, lengths = model(audio, input_lengths)
+    pred_ids = torch.argmax(logits, dim=-1)
+    return [losses, logits, lengths, pred_ids, torch.unique_consecutive(pred_ids[0]),
+            g["pos_conv_embed.conv.parametrizations.weight.original0"],
+            g["feature_extractor.conv_layers.0.conv.weight"], g["masked_spec_embed"],
+            sorted(model.state_dict())[:4]]
