@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import (pack_padded_sequence, pad_packed_sequence, pack_sequence,
+                                unpack_sequence, unpad_sequence)
 from typing import Dict, Iterable, Optional
 
 
@@ -713,8 +714,11 @@ def case_lstm_seq2seq_packed():
         optimizer.step()
         losses.append(loss.item())
     packed = pack_padded_sequence(W(3, 5, 2), src_len, batch_first=True, enforce_sorted=False)
+    seqs = [W(3, 2, seed=1), W(5, 2, seed=2), W(1, 2, seed=3)]
+    unpacked = unpack_sequence(pack_sequence(seqs, enforce_sorted=False))
+    unpadded = unpad_sequence(enc_out.transpose(0, 1), src_len)
     return [outputs, attentions, enc_out, h, c, lengths, losses, packed.batch_sizes,
-            packed.sorted_indices, packed.unsorted_indices, packed.data]
+            packed.sorted_indices, packed.unsorted_indices, packed.data, unpacked, unpadded]
 
 
 # ---------------------------------------------------------------- wav2vec2-style CTC model

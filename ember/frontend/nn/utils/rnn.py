@@ -122,3 +122,16 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
             s = OPS["cat"]([s, pad] if padding_side == "right" else [pad, s], 0)
         padded.append(s)
     return OPS["stack"](padded, 1 if not batch_first else 0)
+
+
+def unpad_sequence(padded_sequences, lengths, batch_first: bool = False) -> list:
+    """pad_sequence's inverse: the list of (L_i, *) sequences of a padded batch."""
+    if not batch_first:
+        padded_sequences = padded_sequences.transpose(0, 1)
+    return [padded_sequences[i, :n] for i, n in enumerate(_lengths_list(lengths))]
+
+
+def unpack_sequence(packed_sequences: PackedSequence) -> list:
+    """pack_sequence's inverse: the list of (L_i, *) sequences, in the original order."""
+    padded, lengths = pad_packed_sequence(packed_sequences, batch_first=True)
+    return unpad_sequence(padded, lengths, batch_first=True)
