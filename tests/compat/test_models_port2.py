@@ -177,3 +177,22 @@ def test_symbolic_trace_agrees_with_torch_fx(name):
     assert len(got) == len(want)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_compiled_training_gradients_match_eager():
+    """torch.compile(model) then a training step: the compiled forward's backward gives
+    eager's parameter gradients (a cross-attention transformer block with GroupNorm,
+    GEGLU and a boolean context mask)."""
+    grads = []
+    for compiled in (False, True):
+        model, (x, context) = _build("spatial_transformer")
+        model.train()
+        forward = ember.compile(model) if compiled else model
+        forward(x, context).square().mean().backward()
+        grads.append({n: p.grad.numpy() for n, p in model.named_parameters()})
+    eager, compiled = grads
+    assert set(eager) == set(compiled)
+    for name in eager:
+        np.testing.assert_allclose(compiled[name], eager[name], rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
