@@ -1,5 +1,5 @@
 """Public-style model code (diffusion_port2, sequence_port2, vision_port2,
-training_utils_port2, research_models_port2) run with torch and with `torch` imported as ember: every case_*
+training_utils_port2, research_models_port2, graphics_port2) run with torch and with `torch` imported as ember: every case_*
 (forward values, gradients, a few training steps, generation loops) returns the same
 values; then the ember models under ember.compile and ember.fx.symbolic_trace give
 eager's outputs. torchvision's box ops come from ember.vision on the ember side."""
@@ -22,7 +22,7 @@ import ember  # noqa: E402
 import ember.vision.ops  # noqa: E402
 
 PROGRAMS = ["diffusion_port2", "sequence_port2", "vision_port2", "training_utils_port2",
-            "research_models_port2"]
+            "research_models_port2", "graphics_port2"]
 
 import_torchvision()                 # the reference's torchvision.ops.boxes (box ops, nms)
 _reference = {name: importlib.import_module(name) for name in PROGRAMS}
@@ -118,6 +118,18 @@ def _qkv_attention(lib):
     return model.middle_block[1].attention, (lib.W(2, 48, 6, seed=3),)
 
 
+def _pointnet(lib):
+    model = lib.PointNetCls()
+    lib.set_weights(model, 0.3)
+    return model, (lib.W(3, 3, 10, seed=5),)
+
+
+def _cyclegan_generator(lib):
+    model = lib.ResnetGenerator()
+    lib.set_weights(model, 0.1)
+    return model, (lib.W(2, 3, 16, 16, seed=1).tanh(),)
+
+
 #: name -> (program, builder taking the program's module)
 MODELS = {
     "diffusion_unet": ("diffusion_port2", lambda lib: lib.make_unet()),
@@ -132,6 +144,8 @@ MODELS = {
     "unet_qkv_attention": ("diffusion_port2", _qkv_attention),
     "spatial_transformer": ("research_models_port2", lambda lib: lib.make_spatial_transformer()),
     "mamba": ("research_models_port2", lambda lib: lib.make_mamba()),
+    "pointnet": ("graphics_port2", _pointnet),
+    "cyclegan_generator": ("graphics_port2", _cyclegan_generator),
 }
 
 
