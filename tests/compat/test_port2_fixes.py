@@ -41,6 +41,7 @@ def test_sinusoidal_positions_written_with_numpy_scalars():
     _same(sinusoids(ember), sinusoids(torch))
 
 
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")   # torch's, NumPy 2
 def test_numpy_arrays_in_tensor_operators():
     arr = np.array([1.0, 2.0, 3.0])
     _same(ember.ones(3) * arr, torch.ones(3) * arr)
