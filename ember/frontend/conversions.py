@@ -33,7 +33,20 @@ def _parse_to_args(t, args, kwargs):
     return dtype, dev, copy, memory_format, non_blocking
 
 
+def _traced_argument_tracer(args: tuple, kwargs: dict):
+    """The fx tracer of a Proxy among `to`'s arguments (`c.to(device=x.device)` on a
+    constant `c` while tracing), else None."""
+    for value in (*args, *kwargs.values()):
+        tracer = getattr(value, "tracer", None)
+        if tracer is not None and hasattr(value, "node"):
+            return tracer
+    return None
+
+
 def tensor_to(t, *args, **kwargs):
+    tracer = _traced_argument_tracer(args, kwargs)
+    if tracer is not None:                  # recorded as torch.fx records it: a method call
+        return tracer.create_proxy("call_method", "to", (t, *args), kwargs)
     dtype, dev, copy, memory_format, non_blocking = _parse_to_args(t, args, dict(kwargs))
     dtype = dtypes.as_dtype(dtype) if dtype is not None else None
     if isinstance(memory_format, str):

@@ -62,6 +62,15 @@ def _best_handler(op, args):
                 best = entry
     if best is None and not op.schema.tensor_arg_indices:
         return None
+    if best is not None and best[0] == 0:
+        # plain tensors only: a traced value among the sizes (`const.repeat(x.size(0), 1)`
+        # while symbolic tracing) claims the call
+        for value in args:
+            if isinstance(value, (list, tuple)):
+                for v in value:
+                    entry = _handler_for(v)
+                    if entry is not None and entry[0] > best[0]:
+                        best = entry
     if best is None:  # Scalars where tensors go (e.g. add(2, x) with x a Proxy in kwargs)
         for value in args:
             entry = _handler_for(value)

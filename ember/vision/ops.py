@@ -351,3 +351,22 @@ def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2,
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+# --- torchvision.ops's submodule names ----------------------------------------------------
+# Public code imports from torchvision.ops's submodules (`from torchvision.ops.boxes import
+# box_area`, `from torchvision.ops import boxes as box_ops`, `torchvision.ops.misc.
+# FrozenBatchNorm2d`); here every one of them is this module.
+_SUBMODULES = ("boxes", "misc", "feature_pyramid_network", "focal_loss", "roi_align",
+               "roi_pool", "poolers")
+
+
+def _install_submodule_names() -> None:
+    import sys
+    this = sys.modules[__name__]
+    for name in _SUBMODULES:
+        globals().setdefault(name, this)
+        sys.modules.setdefault(f"{__name__}.{name}", this)
+
+
+_install_submodule_names()

@@ -426,8 +426,27 @@ _PAD_AUTOCAST_NAMES = {"reflect": "reflection_pad", "replicate": "replication_pa
 
 
 # --- attention ------------------------------------------------------------------------
+def _grouped_query_kv(query, key, value):
+    """enable_gqa=True: key/value heads (dim -3) shared by groups of query heads, each
+    repeated for its group, as PyTorch's math path does."""
+    if query.ndim < 3 or key.ndim < 3 or value.ndim < 3:
+        return key, value
+    hq, hk, hv = query.shape[-3], key.shape[-3], value.shape[-3]
+    if hq % hk or hq % hv:
+        raise RuntimeError(f"scaled_dot_product_attention: number of heads in key/value "
+                           f"({hk}/{hv}) must divide the number of heads in query ({hq}) "
+                           f"with enable_gqa=True")
+    if hk != hq:
+        key = key.repeat_interleave(hq // hk, dim=-3)
+    if hv != hq:
+        value = value.repeat_interleave(hq // hv, dim=-3)
+    return key, value
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False) -> Tensor:
+    if enable_gqa:
+        key, value = _grouped_query_kv(query, key, value)
     if _has("scaled_dot_product_attention"):
         op = OPS["scaled_dot_product_attention"]
         if dropout_p > 0:   # the fused op's backward cannot see its mask: the mask is its
