@@ -1,0 +1,154 @@
+"""prepare_pt2e / convert_pt2e against torch's own pt2e flow (torchao.quantization.pt2e,
+where torch.ao's pt2e moved after torch 2.9): the same script with `torch` changed to
+`ember`, on twin models with the same weights and calibration data.
+
+Compared: the model input's HistogramObserver qparams (bit for bit), the per-channel
+weight scales after BN folding (float32 rounding apart: BN is folded by each library's own
+arithmetic), and the converted model's outputs within two quantization steps of ember's
+coarsest activation: ember's int8 lowering also requantizes the outputs of a conv, a
+residual add and the last layer, which torch's x86 quantizer leaves float (so ember
+clamps an output outside the calibrated range where torch does not: the outputs are
+compared on the calibration data). Skipped, saying why, when torchao is not installed."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+from tests.quant.quant_twins import share_random_weights
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    tao_pt2e = pytest.importorskip("torchao.quantization.pt2e.quantize_pt2e",
+                                   reason="torchao (torch's pt2e flow) is not installed")
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as tao_x86
+
+from ember.ao.quantization import quantize_pt2e as em_pt2e
+from ember.ao.quantization.quantizer import x86_inductor_quantizer as em_x86
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _models(lib):
+    nn = lib.nn
+
+    class ConvBnReluLinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x):
+            return self.fc(lib.flatten(lib.relu(self.bn(self.conv(x))), 1))
+
+    class Mlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(12, 16), nn.Linear(16, 3)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.fc2(self.relu(self.fc1(x)))
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(4 * 3 * 3, 6)
+
+        def forward(self, x):
+            y = lib.relu(self.bn1(self.conv1(x)))
+            y = lib.relu(self.conv2(y) + y)
+            return self.fc(lib.flatten(self.pool(y), 1))
+
+    return {"conv_bn_relu_linear": (ConvBnReluLinear, (2, 3, 6, 6)),
+            "mlp": (Mlp, (4, 12)), "residual": (Residual, (2, 3, 6, 6))}
+
+
+def _twins(name, rng):
+    t_cls, shape = _models(torch)[name]
+    e_cls, _ = _models(ember)[name]
+    t_model, e_model = t_cls().eval(), e_cls().eval()
+    share_random_weights(t_model, e_model, rng)
+    return t_model, e_model, shape
+
+
+def _observers(model):
+    return {n: m for n, m in model.named_modules() if hasattr(m, "calculate_qparams")}
+
+
+def _input_observer(model):
+    """The observer the model's (first) input goes through."""
+    x = next(n for n in model.graph.nodes if n.op == "placeholder")
+    (user,) = [u for u in x.users if u.op == "call_module"]
+    return model.get_submodule(str(user.target))
+
+
+def _x86_twins(name, rng, n_calib=3):
+    """Prepared twins calibrated on the same batches (returned too)."""
+    t_model, e_model, shape = _twins(name, rng)
+    calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(n_calib)]
+    t_prep = tao_pt2e.prepare_pt2e(
+        torch.export.export(t_model, (torch.from_numpy(calib[0]),)).module(),
+        tao_x86.X86InductorQuantizer().set_global(
+            tao_x86.get_default_x86_inductor_quantization_config()))
+    e_prep = em_pt2e.prepare_pt2e(
+        ember.export(e_model, (ember.tensor(calib[0]),)).module(),
+        em_x86.X86InductorQuantizer().set_global(
+            em_x86.get_default_x86_inductor_quantization_config()))
+    with torch.no_grad(), ember.no_grad():
+        for c in calib:
+            t_prep(torch.from_numpy(c))
+            e_prep(ember.tensor(c))
+    return t_prep, e_prep, calib
+
+
+@pytest.mark.parametrize("name", ["conv_bn_relu_linear", "mlp", "residual"])
+def test_x86_input_observer_qparams_are_torchs(name, rng):
+    t_prep, e_prep, _ = _x86_twins(name, rng)
+    t_obs, e_obs = _input_observer(t_prep), _input_observer(e_prep)
+    assert type(t_obs).__name__ == type(e_obs).__name__ == "HistogramObserver"
+    t_scale, t_zp = t_obs.calculate_qparams()
+    e_scale, e_zp = e_obs.calculate_qparams()
+    assert np.float32(e_scale.numpy()[0]) == np.float32(t_scale.item())
+    assert int(e_zp.numpy()[0]) == int(t_zp.item())
+
+
+def _torch_weight_scales(t_conv):
+    """The per-channel weight scales of torch's converted graph, in graph order."""
+    return [getattr(t_conv, str(n.args[1].target)).numpy() for n in t_conv.graph.nodes
+            if n.op == "call_function" and "dequantize_per_channel" in str(n.target)]
+
+
+def _ember_weight_scales(e_conv):
+    out = []
+    for n in e_conv.graph.nodes:
+        if n.op == "call_module":
+            mod = e_conv.get_submodule(str(n.target))
+            if callable(getattr(mod, "weight", None)):
+                out.append(np.asarray(mod.weight().q_per_channel_scales().numpy()))
+    return out
+
+
+@pytest.mark.parametrize("name", ["conv_bn_relu_linear", "mlp", "residual"])
+def test_x86_converted_matches_torch(name, rng):
+    t_prep, e_prep, calib = _x86_twins(name, rng)
+    t_conv, e_conv = tao_pt2e.convert_pt2e(t_prep), em_pt2e.convert_pt2e(e_prep)
+    t_scales, e_scales = _torch_weight_scales(t_conv), _ember_weight_scales(e_conv)
+    assert len(t_scales) == len(e_scales) > 0
+    for t, e in zip(t_scales, e_scales):
+        np.testing.assert_allclose(e, t, rtol=1e-5)
+    out_obs = [m for m in _observers(e_prep).values()]
+    step = max(float(m.calculate_qparams()[0].numpy().max()) for m in out_obs
+               if type(m).__name__ == "HistogramObserver")
+    for x in calib:           # inside the calibrated ranges (ember clamps its output)
+        with torch.no_grad(), ember.no_grad():
+            t_out = t_conv(torch.from_numpy(x))
+            e_out = e_conv(ember.tensor(x))
+        t_out = (t_out[0] if isinstance(t_out, (tuple, list)) else t_out).numpy()
+        assert np.abs(e_out.numpy() - t_out).max() <= 2 * step
