@@ -152,3 +152,38 @@ def test_x86_converted_matches_torch(name, rng):
             e_out = e_conv(ember.tensor(x))
         t_out = (t_out[0] if isinstance(t_out, (tuple, list)) else t_out).numpy()
         assert np.abs(e_out.numpy() - t_out).max() <= 2 * step
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_xnnpack_symmetric_config_matches_torch(per_channel, rng):
+    """XNNPACK's int8 activations: ember runs them as uint8 shifted by 128 (same scale,
+    zero point + 128, the same dequantized values)."""
+    from torchao.testing.pt2e import _xnnpack_quantizer as tao_xnn
+    from ember.ao.quantization.quantizer import xnnpack_quantizer as em_xnn
+    t_model, e_model, shape = _twins("mlp", rng)
+    calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+    t_prep = tao_pt2e.prepare_pt2e(
+        torch.export.export(t_model, (torch.from_numpy(calib[0]),)).module(),
+        tao_xnn.XNNPACKQuantizer().set_global(
+            tao_xnn.get_symmetric_quantization_config(is_per_channel=per_channel)))
+    e_prep = em_pt2e.prepare_pt2e(
+        ember.export(e_model, (ember.tensor(calib[0]),)).module(),
+        em_xnn.XNNPACKQuantizer().set_global(
+            em_xnn.get_symmetric_quantization_config(is_per_channel=per_channel)))
+    with torch.no_grad(), ember.no_grad():
+        for c in calib:
+            t_prep(torch.from_numpy(c))
+            e_prep(ember.tensor(c))
+    t_scale, t_zp = _input_observer(t_prep).calculate_qparams()
+    e_scale, e_zp = _input_observer(e_prep).calculate_qparams()
+    assert np.float32(e_scale.numpy()[0]) == np.float32(t_scale.item())
+    assert int(e_zp.numpy()[0]) == int(t_zp.item()) + 128
+    t_conv, e_conv = tao_pt2e.convert_pt2e(t_prep), em_pt2e.convert_pt2e(e_prep)
+    steps = [float(m.calculate_qparams()[0].numpy().max())
+             for m in _observers(e_prep).values() if type(m).__name__ == "HistogramObserver"]
+    for x in calib:
+        with torch.no_grad(), ember.no_grad():
+            t_out = t_conv(torch.from_numpy(x))
+            e_out = e_conv(ember.tensor(x))
+        t_out = (t_out[0] if isinstance(t_out, (tuple, list)) else t_out).numpy()
+        assert np.abs(e_out.numpy() - t_out).max() <= 2 * max(steps)
