@@ -187,3 +187,80 @@ def test_xnnpack_symmetric_config_matches_torch(per_channel, rng):
             e_out = e_conv(ember.tensor(x))
         t_out = (t_out[0] if isinstance(t_out, (tuple, list)) else t_out).numpy()
         assert np.abs(e_out.numpy() - t_out).max() <= 2 * max(steps)
+
+
+def _embedding_twins(rng):
+    def build(lib):
+        class EmbeddingLinear(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb, self.fc = lib.nn.Embedding(10, 6), lib.nn.Linear(6, 3)
+
+            def forward(self, idx):
+                return self.fc(self.emb(idx))
+        return EmbeddingLinear().eval()
+    t_model, e_model = build(torch), build(ember)
+    share_random_weights(t_model, e_model, rng)
+    idx = [rng.integers(0, 10, (2, 5)) for _ in range(3)]
+    return t_model, e_model, idx
+
+
+def _prepared_twins(t_model, e_model, batches, t_quantizer, e_quantizer):
+    t_prep = tao_pt2e.prepare_pt2e(
+        torch.export.export(t_model, (torch.from_numpy(batches[0]),)).module(), t_quantizer)
+    e_prep = em_pt2e.prepare_pt2e(ember.export(e_model, (ember.tensor(batches[0]),)).module(),
+                                  e_quantizer)
+    with torch.no_grad(), ember.no_grad():
+        for b in batches:
+            t_prep(torch.from_numpy(b))
+            e_prep(ember.tensor(b))
+    return tao_pt2e.convert_pt2e(t_prep), em_pt2e.convert_pt2e(e_prep), e_prep
+
+
+def test_embedding_quantizer_matches_torch(rng):
+    """Weight-only rows: uint8 with float scale / zero point per row."""
+    from torchao.quantization.pt2e.quantizer.embedding_quantizer import \
+        EmbeddingQuantizer as TaoEmbedding
+    from ember.ao.quantization.quantizer.embedding_quantizer import EmbeddingQuantizer
+    t_model, e_model, idx = _embedding_twins(rng)
+    t_conv, e_conv, _ = _prepared_twins(t_model, e_model, idx, TaoEmbedding(),
+                                        EmbeddingQuantizer())
+    assert "QuantizedEmbedding" in repr(e_conv.emb)
+    (deq,) = [n for n in t_conv.graph.nodes if "dequantize_per_channel" in str(n.target)]
+    t_scale, t_zp = (getattr(t_conv, str(a.target)).numpy() for a in deq.args[1:3])
+    t_table = (getattr(t_conv, str(deq.args[0].target)).numpy() - t_zp[:, None]) * \
+        t_scale[:, None]
+    w = e_conv.emb.weight()
+    np.testing.assert_allclose(w.q_per_channel_scales().numpy(), t_scale, rtol=1e-6)
+    np.testing.assert_allclose(w.q_per_channel_zero_points().numpy(), t_zp, rtol=1e-6)
+    # torch's pt2e rounds x / scale and then adds the float zero point, torch.ao's
+    # quantized Embedding (ember's) rounds after adding it: one row step at most apart
+    diff = np.abs(w.dequantize().numpy() - t_table)
+    assert (diff <= t_scale[:, None] * 1.0001).all()
+
+
+def test_composable_quantizer_embedding_then_x86(rng):
+    """ComposableQuantizer([EmbeddingQuantizer(), X86InductorQuantizer]): rows weight-only,
+    the Linear int8 after it; the x86 global config does not claim the embedding."""
+    from torchao.quantization.pt2e.quantizer import ComposableQuantizer as TaoComposable
+    from torchao.quantization.pt2e.quantizer.embedding_quantizer import \
+        EmbeddingQuantizer as TaoEmbedding
+    from ember.ao.quantization.quantizer.composable_quantizer import ComposableQuantizer
+    from ember.ao.quantization.quantizer.embedding_quantizer import EmbeddingQuantizer
+    t_model, e_model, idx = _embedding_twins(rng)
+    t_q = TaoComposable([TaoEmbedding(), tao_x86.X86InductorQuantizer().set_global(
+        tao_x86.get_default_x86_inductor_quantization_config())])
+    e_q = ComposableQuantizer([EmbeddingQuantizer(), em_x86.X86InductorQuantizer().set_global(
+        em_x86.get_default_x86_inductor_quantization_config())])
+    t_conv, e_conv, e_prep = _prepared_twins(t_model, e_model, idx, t_q, e_q)
+    assert "QuantizedEmbedding" in repr(e_conv.emb) and "QuantizedLinear" in repr(e_conv.fc)
+    step = max(float(m.calculate_qparams()[0].numpy().max())
+               for m in _observers(e_prep).values() if type(m).__name__ == "HistogramObserver")
+    for b in idx:
+        with torch.no_grad(), ember.no_grad():
+            t_out = t_conv(torch.from_numpy(b))
+            e_out = e_conv(ember.tensor(b))
+        t_out = (t_out[0] if isinstance(t_out, (tuple, list)) else t_out).numpy()
+        assert np.abs(e_out.numpy() - t_out).max() <= 2 * step
+    with pytest.raises(TypeError, match="Quantizer"):
+        ComposableQuantizer([EmbeddingQuantizer(), "x86"])

@@ -164,6 +164,29 @@ def _lifted_conv2d(gm, node):
     return mod
 
 
+def _lift_embeddings(gm) -> None:
+    """embedding(table, indices) with a constant table and torch's defaults otherwise ->
+    an nn.Embedding call, so that an embedding quantizer sees the module."""
+    for node in list(gm.graph.nodes):
+        if _op(node) != "embedding" or len(node.args) < 2 or \
+                getattr(node.args[0], "op", None) != OpKind.get_attr:
+            continue
+        rest = list(node.args[2:]) + [node.kwargs.get(k) for k in
+                                      ("padding_idx", "scale_grad_by_freq", "sparse")]
+        if any(v not in (None, -1, False) for v in rest):
+            continue                          # padding_idx etc.: the lookup stays float
+        table = str(node.args[0].target)
+        weight = _param(gm, table)
+        mod = nn.Embedding(weight.shape[0], weight.shape[1])
+        mod.weight = weight
+        name = _module_name(gm, table, ".weight", "embedding")
+        _set(gm, name, mod)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(name, (node.args[1],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+
+
 def _lift_weighted(gm) -> None:
     """linear/conv2d with constant weights (and bias) -> nn.Linear / nn.Conv2d calls."""
     builders = {"linear": _lifted_linear, "conv2d": _lifted_conv2d}
@@ -270,6 +293,7 @@ def _lifted(model) -> GraphModule:
     _relu_as_functional(gm)
     _lift_batch_norm(gm)
     _lift_weighted(gm)
+    _lift_embeddings(gm)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()

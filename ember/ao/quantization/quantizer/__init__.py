@@ -44,4 +44,6 @@ class Quantizer:
         pass
 
 
-__all__ = ["QuantizationConfig", "Quantizer"]
+from .composable_quantizer import ComposableQuantizer  # noqa: E402  (needs Quantizer)
+
+__all__ = ["ComposableQuantizer", "QuantizationConfig", "Quantizer"]
