@@ -36,6 +36,7 @@ from ...frontend.nn.modules.module import Module
 from ...frontend.tensor import Tensor
 from ...ir.graph import OpKind
 from ...ir.registry import is_op
+from . import pt2e_annotated
 from . import quantize_fx as qfx
 from .quantize_fx import QuantizationError
 from .quantizer import Quantizer
@@ -279,7 +280,7 @@ def _relu_as_functional(gm) -> None:
             node.target = F.relu
 
 
-def _lifted(model) -> GraphModule:
+def _graph_module(model) -> GraphModule:
     ep = _exported_program(model)
     if ep is not None:
         gm = _from_exported(ep)
@@ -290,6 +291,11 @@ def _lifted(model) -> GraphModule:
                                 f".module()) or an ember.fx GraphModule, got "
                                 f"{type(model).__name__}")
     _functionalize_inplace(gm)
+    return gm
+
+
+def _lifted(model) -> GraphModule:
+    gm = _graph_module(model)
     _relu_as_functional(gm)
     _lift_batch_norm(gm)
     _lift_weighted(gm)
@@ -314,8 +320,14 @@ def _check_quantizer(quantizer, is_qat: bool):
     return quantizer.qconfig_mapping()
 
 
+def _annotating(quantizer) -> bool:
+    return isinstance(quantizer, Quantizer) and quantizer.uses_annotations
+
+
 def prepare_pt2e(model, quantizer) -> GraphModule:
     """Insert observers into an exported program (post-training quantization)."""
+    if _annotating(quantizer):
+        return pt2e_annotated.prepare_annotated(_graph_module(model), quantizer, False)
     mapping = _check_quantizer(quantizer, False)
     gm = _lifted(model).eval()
     quantizer.validate(gm)
@@ -325,6 +337,8 @@ def prepare_pt2e(model, quantizer) -> GraphModule:
 def prepare_qat_pt2e(model, quantizer) -> GraphModule:
     """Insert fake quantizes for quantization-aware training; conv+bn(+relu) train with
     simulated BN folding. Train the returned module (it is in training mode)."""
+    if _annotating(quantizer):
+        return pt2e_annotated.prepare_annotated(_graph_module(model), quantizer, True)
     mapping = _check_quantizer(quantizer, True)
     gm = _lifted(model).train()
     quantizer.validate(gm)
@@ -334,7 +348,10 @@ def prepare_qat_pt2e(model, quantizer) -> GraphModule:
 def convert_pt2e(model, use_reference_representation: bool = False,
                  fold_quantize: bool = True) -> GraphModule:
     """A calibrated (or trained) prepare_pt2e result -> the int8 model (convert_fx's
-    lowering), or with use_reference_representation=True the q/dq reference form."""
+    lowering), or with use_reference_representation=True the q/dq reference form. A model
+    prepared with an annotating quantizer converts to the q/dq form."""
+    if getattr(model, "_pt2e_annotated", False):
+        return pt2e_annotated.convert_annotated(model, fold_quantize)
     if use_reference_representation:
         return qfx.convert_to_reference_fx(model)
     return qfx.convert_fx(model)

@@ -32,6 +32,26 @@ class ComposableQuantizer(Quantizer):
                              "mixed; use one kind (is_qat) throughout")
         return kinds == {True}
 
+    @property
+    def uses_annotations(self) -> bool:
+        kinds = {q.uses_annotations for q in self.quantizers}
+        if len(kinds) > 1:
+            raise NotImplementedError(
+                "ComposableQuantizer: ember cannot mix quantizers that annotate nodes "
+                "(annotate) with its built-in ones (X86InductorQuantizer, XNNPACKQuantizer, "
+                "EmbeddingQuantizer); compose quantizers of one kind")
+        return kinds == {True}
+
+    def annotate(self, model):
+        for quantizer in self.quantizers:
+            quantizer.annotate(model)
+        return model
+
+    def transform_for_annotation(self, model):
+        for quantizer in self.quantizers:
+            model = quantizer.transform_for_annotation(model) or model
+        return model
+
     def qconfig_mapping(self) -> QConfigMapping:
         merged, has_global = QConfigMapping(), False
         for quantizer in self.quantizers:
