@@ -94,31 +94,74 @@ def _output_spec(node):
     return None if ann is None else ann.output_qspec
 
 
+def _root_spec(spec, spec_of: dict, seen=()):
+    """The spec a SharedQuantizationSpec chain ends at (None for a dangling one)."""
+    while isinstance(spec, SharedQuantizationSpec):
+        if spec.edge_or_node in seen or spec.edge_or_node not in spec_of:
+            return None
+        seen = (*seen, spec.edge_or_node)
+        spec = spec_of[spec.edge_or_node]
+    return spec
+
+
+def _groups(specs) -> dict:
+    """key -> group representative. Shared specs join their target's group; an input
+    edge joins its producer's output group when both resolve to specs of the same dtype
+    and dynamism and the consumer allows implicit sharing (torch's rule), so each value
+    is observed once however many consumers read it."""
+    spec_of = dict(specs)
+    parent = {key: key for key, _ in specs}
+
+    def find(k):
+        while parent[k] is not k and parent[k] != k:
+            k = parent[k]
+        return k
+
+    def union(a, b):
+        ra, rb = find(a), find(b)
+        if ra is not rb:
+            parent[rb] = ra
+    for key, spec in specs:
+        if isinstance(spec, SharedQuantizationSpec):
+            if spec.edge_or_node not in parent:
+                raise QuantizationError(f"prepare_pt2e: SharedQuantizationSpec refers to "
+                                        f"{spec.edge_or_node}, which no annotation observes")
+            union(spec.edge_or_node, key)
+    for key, spec in specs:
+        if not isinstance(key, tuple) or key[0] not in spec_of:
+            continue
+        producer, consumer = key
+        ann = consumer.meta.get(Q_ANNOTATION_KEY)
+        mine, theirs = _root_spec(spec, spec_of), _root_spec(spec_of[producer], spec_of)
+        if ann.allow_implicit_sharing and mine is not None and theirs is not None and \
+                not isinstance(mine, DerivedQuantizationSpec) and \
+                not isinstance(theirs, DerivedQuantizationSpec) and \
+                mine.dtype == theirs.dtype and mine.is_dynamic == theirs.is_dynamic:
+            union(producer, key)
+    return {key: find(key) for key, _ in specs}
+
+
 def _observers_for(specs) -> dict:
-    """key -> observer module, shared ones the same object."""
-    owner: dict = {}
-    for key, spec in specs:                       # fresh and fixed observers
-        if isinstance(spec, (QuantizationSpec, FixedQParamsQuantizationSpec)):
-            producer = key[0] if isinstance(key, tuple) else None
-            if producer is not None and _output_spec(producer) == spec and \
-                    isinstance(spec, QuantizationSpec):
-                continue                          # implicit sharing: resolved below
-            owner[key] = _new_observer(spec)
-    for _ in range(len(specs) + 1):               # sharing, possibly chained
-        for key, spec in specs:
-            if key in owner:
-                continue
-            target = spec.edge_or_node if isinstance(spec, SharedQuantizationSpec) else \
-                key[0] if isinstance(spec, QuantizationSpec) else None
-            if target is not None and target in owner:
-                owner[key] = owner[target]
+    """key -> observer module, one per sharing group."""
+    group = _groups(specs)
+    spec_of = dict(specs)
+    owner, by_group = {}, {}
+    for key, spec in specs:                       # a group's first concrete spec builds it
+        if isinstance(spec, (QuantizationSpec, FixedQParamsQuantizationSpec)) and \
+                group[key] not in by_group:
+            by_group[group[key]] = _new_observer(spec)
+    for key, spec in specs:
+        if group[key] in by_group:
+            owner[key] = by_group[group[key]]
     for key, spec in specs:                       # derived: from the observers above
-        if isinstance(spec, DerivedQuantizationSpec):
-            missing = [e for e in spec.derived_from if e not in owner]
+        root = _root_spec(spec, spec_of)
+        if isinstance(root, DerivedQuantizationSpec) and key not in owner:
+            missing = [e for e in root.derived_from if e not in owner]
             if missing:
                 raise QuantizationError(f"prepare_pt2e: DerivedQuantizationSpec derives "
                                         f"from {missing}, which no annotation observes")
-            owner[key] = DerivedObserver(spec, [owner[e] for e in spec.derived_from])
+            owner[key] = by_group.setdefault(
+                group[key], DerivedObserver(root, [owner[e] for e in root.derived_from]))
     unresolved = [key for key, _ in specs if key not in owner]
     if unresolved:
         raise QuantizationError(f"prepare_pt2e: SharedQuantizationSpec refers to a node or "
@@ -228,8 +271,10 @@ def convert_annotated(gm, fold_quantize: bool = True):
                     quantized = graph.call_function(OPS_NS.quantize_per_tensor, (
                         source, float(scale.reshape(-1)[0].item()),
                         int(zero_point.reshape(-1)[0].item()), module.dtype))
-            dequantized = graph.call_method("dequantize", (quantized,))
-        node.replace_all_uses_with(dequantized)
+        for user in list(node.users):            # one dequantize per user, as torch's
+            with graph.inserting_before(user):    # DuplicateDQPass leaves it
+                dequantized = graph.call_method("dequantize", (quantized,))
+            user.replace_input_with(node, dequantized)
         graph.erase_node(node)
     graph.eliminate_dead_code()
     for name in [n for n, _ in gm.named_children() if n.startswith("activation_post_process_")]:

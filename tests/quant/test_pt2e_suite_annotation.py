@@ -1,0 +1,153 @@
+"""torch's pt2e annotation API with a user's own Quantizer subclass, the same code run on
+torch's pt2e flow (torchao.quantization.pt2e, where torch.ao's moved) and on ember:
+QuantizationAnnotation on op-level nodes matched by `ops.aten.<op>.<overload>`,
+QuantizationSpec (per-tensor activations, per-channel weights), implicit sharing of a
+producer's output observer, SharedQuantizationSpec (cat's inputs and output, sigmoid's
+input), DerivedQuantizationSpec (int32 bias, scale = input scale * weight scale) and
+FixedQParamsQuantizationSpec (sigmoid's 1/256). Compared: the converted graph's count of
+quantize / dequantize nodes, every quantize's zero point and scale (the same observers on the
+same values: float32 rounding after a float op apart) and the outputs (within one
+quantization step). Skipped, saying why, when torchao is not installed."""
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+from tests.quant.quant_twins import share_random_weights
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    tao_pt2e = pytest.importorskip("torchao.quantization.pt2e.quantize_pt2e",
+                                   reason="torchao (torch's pt2e flow) is not installed")
+    import torchao.quantization.pt2e.observer as tao_obs
+    import torchao.quantization.pt2e.quantizer as tao_q
+
+import ember.ao.quantization.observer as em_obs
+import ember.ao.quantization.quantizer as em_q
+from ember.ao.quantization import quantize_pt2e as em_pt2e
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+TORCH = SimpleNamespace(lib=torch, q=tao_q, obs=tao_obs, pt2e=tao_pt2e,
+                        export=lambda m, args: torch.export.export(m, args).module())
+EMBER = SimpleNamespace(lib=ember, q=em_q, obs=em_obs, pt2e=em_pt2e,
+                        export=lambda m, args: ember.export(m, args).module())
+
+
+def _model(lib):
+    class TwoBranch(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = lib.nn.Linear(6, 4), lib.nn.Linear(5, 4)
+
+        def forward(self, x, y):
+            a, b = self.fc1(x), self.fc2(y)
+            return lib.sigmoid(lib.cat([a, b], 1)), a + b
+    return TwoBranch().eval()
+
+
+def _quantizer(api):
+    """A user's quantizer, written once against the library's names."""
+    lib, q, obs = api.lib, api.q, api.obs
+    aten = lib.ops.aten
+    act = q.QuantizationSpec(dtype=lib.int8, quant_min=-128, quant_max=127,
+                             qscheme=lib.per_tensor_affine,
+                             observer_or_fake_quant_ctr=obs.HistogramObserver.with_args(
+                                 eps=2 ** -12))
+    weight = q.QuantizationSpec(dtype=lib.int8, quant_min=-127, quant_max=127,
+                                qscheme=lib.per_channel_symmetric, ch_axis=0,
+                                observer_or_fake_quant_ctr=obs.PerChannelMinMaxObserver
+                                .with_args(eps=2 ** -12))
+
+    def bias_qparams(observers):
+        act_scale, _ = observers[0].calculate_qparams()
+        weight_scale, _ = observers[1].calculate_qparams()
+        scale = (act_scale * weight_scale).to(lib.float32)
+        return scale, lib.zeros(scale.shape, dtype=lib.int32)
+
+    class UserQuantizer(q.Quantizer):
+        def annotate(self, model):
+            for n in model.graph.nodes:
+                if n.target == aten.linear.default:
+                    x, w, b = n.args[:3]
+                    bias = q.DerivedQuantizationSpec(
+                        derived_from=[(x, n), (w, n)], derive_qparams_fn=bias_qparams,
+                        dtype=lib.int32, quant_min=-2 ** 31, quant_max=2 ** 31 - 1,
+                        qscheme=lib.per_channel_symmetric, ch_axis=0)
+                    n.meta["quantization_annotation"] = q.QuantizationAnnotation(
+                        input_qspec_map={x: act, w: weight, b: bias}, output_qspec=act,
+                        _annotated=True)
+                elif n.target == aten.cat.default:
+                    first, second = n.args[0]
+                    shared = q.SharedQuantizationSpec((first, n))
+                    n.meta["quantization_annotation"] = q.QuantizationAnnotation(
+                        input_qspec_map={first: act, second: shared}, output_qspec=shared,
+                        _annotated=True)
+                elif n.target == aten.sigmoid.default:
+                    fixed = q.FixedQParamsQuantizationSpec(
+                        dtype=lib.uint8, scale=1.0 / 256.0, zero_point=0, quant_min=0,
+                        quant_max=255, qscheme=lib.per_tensor_affine)
+                    n.meta["quantization_annotation"] = q.QuantizationAnnotation(
+                        input_qspec_map={n.args[0]: q.SharedQuantizationSpec(n.args[0])},
+                        output_qspec=fixed, _annotated=True)
+                elif n.target == aten.add.Tensor:
+                    a, b = n.args[:2]
+                    n.meta["quantization_annotation"] = q.QuantizationAnnotation(
+                        input_qspec_map={a: act, b: act}, output_qspec=act, _annotated=True)
+            return model
+
+        def validate(self, model):
+            pass
+
+    return UserQuantizer()
+
+
+def _run(api, model, batches):
+    lib = api.lib
+    first = tuple(lib.tensor(v) for v in batches[0])
+    prepared = api.pt2e.prepare_pt2e(api.export(model, first), _quantizer(api))
+    with lib.no_grad():
+        for b in batches:
+            prepared(*(lib.tensor(v) for v in b))
+        converted = api.pt2e.convert_pt2e(prepared)
+        outs = [converted(*(lib.tensor(v) for v in b)) for b in batches]
+    return converted, [[np.asarray(o.numpy()) for o in out] for out in outs]
+
+
+def _quantizes(converted):
+    """[(scale, zero point)] of every activation quantize, in graph order."""
+    out = []
+    for n in converted.graph.nodes:
+        if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and \
+                "dequantize" not in str(n.target):
+            out.append((np.float32(n.args[1]), int(n.args[2])))
+    return out
+
+
+def _dequantize_count(converted):
+    return sum(1 for n in converted.graph.nodes
+               if "dequantize" in str(n.target) and n.op in ("call_function", "call_method"))
+
+
+def test_user_quantizer_annotations_match_torch(rng):
+    t_model, e_model = _model(torch), _model(ember)
+    share_random_weights(t_model, e_model, rng)
+    batches = [(rng.standard_normal((3, 6)).astype(np.float32),
+                rng.standard_normal((3, 5)).astype(np.float32)) for _ in range(3)]
+    t_conv, t_outs = _run(TORCH, t_model, batches)
+    e_conv, e_outs = _run(EMBER, e_model, batches)
+    t_q, e_q = sorted(_quantizes(t_conv)), sorted(_quantizes(e_conv))   # graph orders differ
+    assert len(e_q) == len(t_q) > 0
+    assert [z for _, z in e_q] == [z for _, z in t_q]
+    # float32 rounding of the values observed after a float op may differ in the last bit
+    np.testing.assert_allclose([s for s, _ in e_q], [s for s, _ in t_q], rtol=1e-6)
+    assert _dequantize_count(e_conv) == _dequantize_count(t_conv)
+    add_scale = max(s for s, _ in t_q)
+    for t_out, e_out in zip(t_outs, e_outs):
+        assert np.abs(e_out[0] - t_out[0]).max() <= 1 / 256 + 1e-7
+        assert np.abs(e_out[1] - t_out[1]).max() <= add_scale * 1.0001
