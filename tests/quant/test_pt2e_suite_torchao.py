@@ -264,3 +264,51 @@ def test_composable_quantizer_embedding_then_x86(rng):
         assert np.abs(e_out.numpy() - t_out).max() <= 2 * step
     with pytest.raises(TypeError, match="Quantizer"):
         ComposableQuantizer([EmbeddingQuantizer(), "x86"])
+
+
+def test_qat_on_a_program_exported_in_training_mode(rng):
+    """torch's QAT recipe: export the model as built (training mode), prepare_qat_pt2e,
+    train, move_exported_model_to_eval, convert. ember lifts the training-mode BatchNorm
+    (batch statistics, running statistics updated in place) back to a module, so conv +
+    bn + relu train with simulated BN folding. Compared with torch's pt2e: the first
+    training forward (within two steps of ember's coarsest activation fake quantize) and the running
+    statistics it leaves. Not compared: gradients (torchao's pt2e QAT pattern gives other
+    BN gradients than torch.ao's FX ConvBn modules, which ember's match:
+    tests/quant/test_qat_bn.py)."""
+    from ember.ao.nn.intrinsic import qat as nniqat
+    t_cls, shape = _models(torch)["conv_bn_relu_linear"]
+    e_cls, _ = _models(ember)["conv_bn_relu_linear"]
+    t_model, e_model = t_cls(), e_cls()                   # training mode, as built
+    share_random_weights(t_model, e_model, rng)
+    xs = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+    t_prep = tao_pt2e.prepare_qat_pt2e(
+        torch.export.export(t_model, (torch.from_numpy(xs[0]),)).module(),
+        tao_x86.X86InductorQuantizer().set_global(
+            tao_x86.get_default_x86_inductor_quantization_config(is_qat=True)))
+    e_prep = em_pt2e.prepare_qat_pt2e(
+        ember.export(e_model, (ember.tensor(xs[0]),)).module(),
+        em_x86.X86InductorQuantizer().set_global(
+            em_x86.get_default_x86_inductor_quantization_config(is_qat=True)))
+    assert isinstance(e_prep.conv, nniqat.ConvBnReLU2d) and e_prep.conv.bn.training
+    t_out, e_out = t_prep(torch.from_numpy(xs[0])), e_prep(ember.tensor(xs[0]))
+    t_out = (t_out[0] if isinstance(t_out, (tuple, list)) else t_out).detach().numpy()
+    step = max(float(m.calculate_qparams()[0].numpy().max())
+               for n, m in e_prep.named_children() if n.startswith("activation_post_process"))
+    assert np.abs(e_out.detach().numpy() - t_out).max() <= 2 * step
+    t_state = {k: v.numpy() for k, v in t_prep.state_dict().items()}
+    np.testing.assert_allclose(e_prep.conv.bn.running_mean.numpy(),
+                               t_state["bn.running_mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(e_prep.conv.bn.running_var.numpy(),
+                               t_state["bn.running_var"], rtol=1e-5, atol=1e-6)
+    opt = ember.optim.SGD(e_prep.parameters(), lr=0.05)
+    for x in xs[1:]:
+        out = e_prep(ember.tensor(x))
+        opt.zero_grad()
+        (out * out).mean().backward()
+        opt.step()
+    em_pt2e.move_exported_model_to_eval(e_prep)
+    converted = em_pt2e.convert_pt2e(e_prep)
+    with ember.no_grad():
+        for x in xs:
+            simulated = e_prep(ember.tensor(x)).numpy()
+            assert np.abs(converted(ember.tensor(x)).numpy() - simulated).max() <= 4 * step

@@ -65,6 +65,14 @@ def _root_with(state: dict) -> Module:
     return root
 
 
+def _refuse_training_graph(gm) -> None:
+    if any(_op(n) == "copy_" for n in gm.graph.nodes):
+        raise QuantizationError(
+            "prepare_pt2e: the program was exported in training mode (its graph updates "
+            "BatchNorm running statistics in place); export the model after model.eval(). "
+            "For QAT, prepare_qat_pt2e takes either mode")
+
+
 def _from_exported(ep) -> GraphModule:
     graph = copy.deepcopy(ep.graph)
     gm = GraphModule(_root_with(ep.state_dict), graph, "ExportedModule")
@@ -76,11 +84,6 @@ def _from_exported(ep) -> GraphModule:
             ep.out_spec is not LEAF:
         raise QuantizationError("prepare_pt2e: the exported program returns a nested "
                                 "structure; return a tensor or a tuple of tensors")
-    if any(_op(n) == "copy_" for n in graph.nodes):
-        raise QuantizationError(
-            "prepare_pt2e: the program was exported in training mode (its graph updates "
-            "BatchNorm running statistics in place); export the model after model.eval(). "
-            "For QAT, prepare_qat_pt2e puts BatchNorm back in training mode itself")
     return gm
 
 
@@ -253,6 +256,77 @@ def _lift_batch_norm(gm) -> None:
         gm.graph.erase_node(node)
 
 
+def _ancestors(node, limit: int = 16) -> set:
+    seen, todo = set(), [node]
+    while todo and len(seen) < limit * 4:
+        n = todo.pop()
+        for a in getattr(n, "all_input_nodes", ()):
+            if a not in seen:
+                seen.add(a)
+                todo.append(a)
+    return seen
+
+
+def _train_bn_pattern(add_node):
+    """(input, eps, gamma, beta, mean node, var node) when add_node ends ember's
+    training-mode batch_norm decomposition: (x - mean(x)) / sqrt(var(x) + eps) * gamma +
+    beta, with mean / var over (0, 2, 3)."""
+    try:
+        mul, beta = add_node.args
+        div, gamma = mul.args
+        sub, sqrt = div.args
+        x, mean = sub.args
+        (var_eps,) = sqrt.args
+        var, eps = var_eps.args
+    except (ValueError, AttributeError, TypeError):
+        return None
+    ops = (_op(mul), _op(div), _op(sub), _op(sqrt), _op(var_eps), _op(mean), _op(var))
+    if ops != ("mul", "div", "sub", "sqrt", "add", "mean", "mean") or \
+            mean.args[0] is not x or _attr(gamma) is None or _attr(beta) is None or \
+            not isinstance(eps, float) or list(mean.args[1]) != [0, 2, 3]:
+        return None
+    return x, eps, _attr(gamma), _attr(beta), mean, var
+
+
+def _lift_train_batch_norm(gm) -> None:
+    """ember's training-mode BatchNorm2d (batch statistics, running statistics updated
+    by copy_) -> an nn.BatchNorm2d call in training mode, for prepare_qat_pt2e on a
+    program exported in training mode (torch's QAT recipe exports so)."""
+    copies = [n for n in gm.graph.nodes if _op(n) == "copy_"]
+    for node in list(gm.graph.nodes):
+        if _op(node) != "add":
+            continue
+        found = _train_bn_pattern(node)
+        if found is None:
+            continue
+        x, eps, gamma, beta, mean, var = found
+        updates = [c for c in copies if mean in _ancestors(c.args[1])]
+        stats = {("running_var" if var in _ancestors(c.args[1]) else "running_mean"): c
+                 for c in updates}
+        if set(stats) != {"running_mean", "running_var"}:
+            continue
+        new_mean = stats["running_mean"].args[1]          # old * (1 - m) + batch * m
+        try:
+            momentum = float(new_mean.args[1].args[1])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            continue
+        running_mean = _tensor(gm, str(stats["running_mean"].args[0].target))
+        bn = nn.BatchNorm2d(running_mean.shape[0], eps=eps, momentum=momentum)
+        bn.running_mean = running_mean.detach().clone()
+        bn.running_var = _tensor(gm, str(stats["running_var"].args[0].target)).detach().clone()
+        bn.weight, bn.bias = _param(gm, gamma), _param(gm, beta)
+        name = _module_name(gm, str(stats["running_mean"].args[0].target), ".running_mean",
+                            "batch_norm")
+        _set(gm, name, bn)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(name, (x,))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        for c in stats.values():
+            gm.graph.erase_node(c)
+            copies.remove(c)
+
+
 _OUT_OF_PLACE = {"relu_": "relu", "add_": "add", "mul_": "mul"}
 
 
@@ -294,8 +368,11 @@ def _graph_module(model) -> GraphModule:
     return gm
 
 
-def _lifted(model) -> GraphModule:
+def _lifted(model, is_qat: bool = False) -> GraphModule:
     gm = _graph_module(model)
+    if is_qat:
+        _lift_train_batch_norm(gm)
+    _refuse_training_graph(gm)
     _relu_as_functional(gm)
     _lift_batch_norm(gm)
     _lift_weighted(gm)
@@ -340,7 +417,7 @@ def prepare_qat_pt2e(model, quantizer) -> GraphModule:
     if _annotating(quantizer):
         return pt2e_annotated.prepare_annotated(_graph_module(model), quantizer, True)
     mapping = _check_quantizer(quantizer, True)
-    gm = _lifted(model).train()
+    gm = _lifted(model, is_qat=True).train()
     quantizer.validate(gm)
     return qfx._prepare(gm, mapping, (), None, is_qat=True)
 
