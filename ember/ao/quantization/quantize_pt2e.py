@@ -15,15 +15,19 @@ traces from a model, then runs the FX path's prepare (BN folding, the same patte
 observers; the quantizer becomes a QConfigMapping). convert_pt2e is the FX convert
 (lowered int8 ops; `use_reference_representation=True` gives the q/dq reference form).
 
-prepare_qat_pt2e: the same on a program exported in eval mode; lifted BatchNorm layers
-go back to training mode, so conv+bn(+relu) become ConvBn(ReLU)2d QAT modules
-(simulated BN folding). A program exported in training mode (its graph updates the BN
-running statistics in place) is refused with that advice.
+prepare_qat_pt2e: the same on a program exported in eval mode (lifted BatchNorm layers go
+back to training mode) or in training mode (the training-mode BatchNorm decomposition and
+its running-statistic copy_ updates are lifted to nn.BatchNorm2d), so conv+bn(+relu)
+become ConvBn(ReLU)2d QAT modules (simulated BN folding). prepare_pt2e refuses a program
+exported in training mode, advising model.eval().
 
-Left out: torch's annotation API (`Quantizer.annotate` on nodes, SharedQuantizationSpec,
-DerivedQuantizationSpec), `is_dynamic` configs, grouped/depthwise patterns beyond what
-the FX path supports, and programs whose outputs are nested structures other than a
-tensor or a flat tuple of tensors.
+A quantizer that overrides `annotate(model)` (torch's annotation API) takes the other
+road: ember/ao/quantization/pt2e_annotated.py observes the annotated edges and outputs
+of the graph as recorded, and convert_pt2e gives the q/dq form.
+
+Left out: `is_dynamic` specs, grouped/depthwise patterns beyond what the FX path
+supports, and programs whose outputs are nested structures other than a tensor or a flat
+tuple of tensors.
 """
 from __future__ import annotations
 
