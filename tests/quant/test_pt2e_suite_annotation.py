@@ -24,19 +24,25 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     tao_pt2e = pytest.importorskip("torchao.quantization.pt2e.quantize_pt2e",
                                    reason="torchao (torch's pt2e flow) is not installed")
+    import torchao.quantization.pt2e.fake_quantize as tao_fq
     import torchao.quantization.pt2e.observer as tao_obs
     import torchao.quantization.pt2e.quantizer as tao_q
 
+import ember.ao.quantization.fake_quantize as em_fq
 import ember.ao.quantization.observer as em_obs
 import ember.ao.quantization.quantizer as em_q
 from ember.ao.quantization import quantize_pt2e as em_pt2e
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-TORCH = SimpleNamespace(lib=torch, q=tao_q, obs=tao_obs, pt2e=tao_pt2e,
-                        export=lambda m, args: torch.export.export(m, args).module())
-EMBER = SimpleNamespace(lib=ember, q=em_q, obs=em_obs, pt2e=em_pt2e,
-                        export=lambda m, args: ember.export(m, args).module())
+TORCH = SimpleNamespace(lib=torch, q=tao_q, obs=tao_obs, fq=tao_fq, pt2e=tao_pt2e,
+                        export=lambda m, args: torch.export.export(m, args).module(),
+                        move_to_eval=lambda m: __import__(
+                            "torchao.quantization.pt2e", fromlist=["x"]
+                        ).move_exported_model_to_eval(m))
+EMBER = SimpleNamespace(lib=ember, q=em_q, obs=em_obs, fq=em_fq, pt2e=em_pt2e,
+                        export=lambda m, args: ember.export(m, args).module(),
+                        move_to_eval=em_pt2e.move_exported_model_to_eval)
 
 
 def _model(lib):
@@ -51,18 +57,23 @@ def _model(lib):
     return TwoBranch().eval()
 
 
-def _quantizer(api):
+def _quantizer(api, is_qat=False):
     """A user's quantizer, written once against the library's names."""
     lib, q, obs = api.lib, api.q, api.obs
     aten = lib.ops.aten
+    if is_qat:
+        fused = api.fq.FusedMovingAvgObsFakeQuantize
+        act_ctr = fused.with_args(observer=obs.MovingAverageMinMaxObserver, eps=2 ** -12)
+        weight_ctr = fused.with_args(observer=obs.MovingAveragePerChannelMinMaxObserver,
+                                     eps=2 ** -12)
+    else:
+        act_ctr = obs.HistogramObserver.with_args(eps=2 ** -12)
+        weight_ctr = obs.PerChannelMinMaxObserver.with_args(eps=2 ** -12)
     act = q.QuantizationSpec(dtype=lib.int8, quant_min=-128, quant_max=127,
-                             qscheme=lib.per_tensor_affine,
-                             observer_or_fake_quant_ctr=obs.HistogramObserver.with_args(
-                                 eps=2 ** -12))
+                             qscheme=lib.per_tensor_affine, observer_or_fake_quant_ctr=act_ctr)
     weight = q.QuantizationSpec(dtype=lib.int8, quant_min=-127, quant_max=127,
                                 qscheme=lib.per_channel_symmetric, ch_axis=0,
-                                observer_or_fake_quant_ctr=obs.PerChannelMinMaxObserver
-                                .with_args(eps=2 ** -12))
+                                observer_or_fake_quant_ctr=weight_ctr)
 
     def bias_qparams(observers):
         act_scale, _ = observers[0].calculate_qparams()
@@ -107,16 +118,24 @@ def _quantizer(api):
     return UserQuantizer()
 
 
-def _run(api, model, batches):
+def _run(api, model, batches, is_qat=False):
+    """(converted model, its outputs on the batches[, the prepared model's training
+    outputs]) after calibration, or QAT forwards (no optimizer steps), on the batches."""
     lib = api.lib
     first = tuple(lib.tensor(v) for v in batches[0])
-    prepared = api.pt2e.prepare_pt2e(api.export(model, first), _quantizer(api))
+    prepare = api.pt2e.prepare_qat_pt2e if is_qat else api.pt2e.prepare_pt2e
+    prepared = prepare(api.export(model, first), _quantizer(api, is_qat))
+    trained = []
     with lib.no_grad():
         for b in batches:
-            prepared(*(lib.tensor(v) for v in b))
+            trained.append([np.asarray(o.numpy()) for o in prepared(*(lib.tensor(v)
+                                                                      for v in b))])
+        if is_qat:
+            api.move_to_eval(prepared)
         converted = api.pt2e.convert_pt2e(prepared)
         outs = [converted(*(lib.tensor(v) for v in b)) for b in batches]
-    return converted, [[np.asarray(o.numpy()) for o in out] for out in outs]
+    outs = [[np.asarray(o.numpy()) for o in out] for out in outs]
+    return (converted, outs, trained) if is_qat else (converted, outs)
 
 
 def _quantizes(converted):
@@ -151,3 +170,24 @@ def test_user_quantizer_annotations_match_torch(rng):
     for t_out, e_out in zip(t_outs, e_outs):
         assert np.abs(e_out[0] - t_out[0]).max() <= 1 / 256 + 1e-7
         assert np.abs(e_out[1] - t_out[1]).max() <= add_scale * 1.0001
+
+
+def test_user_quantizer_qat_matches_torch(rng):
+    """The same quantizer with fused moving-average fake quantizes, prepare_qat_pt2e on
+    the model as built: training forwards agree (fake quantized values within one step;
+    the fixed-qparams sigmoid output fake-quantized with 1/256 as torch's), then the
+    converted graphs as in PTQ."""
+    t_model, e_model = _model(torch).train(), _model(ember).train()
+    share_random_weights(t_model, e_model, rng)
+    batches = [(rng.standard_normal((3, 6)).astype(np.float32),
+                rng.standard_normal((3, 5)).astype(np.float32)) for _ in range(3)]
+    t_conv, t_outs, t_train = _run(TORCH, t_model, batches, is_qat=True)
+    e_conv, e_outs, e_train = _run(EMBER, e_model, batches, is_qat=True)
+    t_q, e_q = sorted(_quantizes(t_conv)), sorted(_quantizes(e_conv))
+    assert len(e_q) == len(t_q) > 0
+    assert [z for _, z in e_q] == [z for _, z in t_q]
+    np.testing.assert_allclose([s for s, _ in e_q], [s for s, _ in t_q], rtol=1e-6)
+    step = max(s for s, _ in t_q)
+    for t, e in zip(t_train + t_outs, e_train + e_outs):
+        assert np.abs(e[0] - t[0]).max() <= 1 / 256 + 1e-7
+        assert np.abs(e[1] - t[1]).max() <= step * 1.0001

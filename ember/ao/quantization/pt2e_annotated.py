@@ -21,6 +21,7 @@ from ...frontend.tensor import Tensor
 from ...ir import dtypes
 from ...ir.graph import OpKind
 from ...ir.quantized import (per_channel_affine, per_channel_symmetric, per_tensor_affine)
+from .fake_quantize import FixedQParamsFakeQuantize
 from .observer import FixedQParamsObserver
 from .quantize_fx import QuantizationError
 from .quantizer.quantizer import (Q_ANNOTATION_KEY, DerivedQuantizationSpec,
@@ -55,11 +56,15 @@ class DerivedObserver(Module):
         return self.spec.derive_qparams_fn(list(self.sources))
 
 
-def _new_observer(spec):
+def _new_observer(spec, is_qat: bool):
     if isinstance(spec, FixedQParamsQuantizationSpec):
         kw = {k: v for k, v in (("quant_min", spec.quant_min), ("quant_max", spec.quant_max),
                                 ("qscheme", spec.qscheme)) if v is not None}
-        return FixedQParamsObserver(spec.scale, spec.zero_point, _qdtype(spec.dtype), **kw)
+        observer = FixedQParamsObserver.with_args(scale=spec.scale,
+                                                  zero_point=spec.zero_point,
+                                                  dtype=_qdtype(spec.dtype), **kw)
+        # QAT: torch fake-quantizes with the fixed qparams while training
+        return FixedQParamsFakeQuantize(observer) if is_qat else observer()
     if spec.is_dynamic:
         raise NotImplementedError("prepare_pt2e: is_dynamic=True quantization specs are not "
                                   "supported by ember's pt2e path; use "
@@ -141,7 +146,7 @@ def _groups(specs) -> dict:
     return {key: find(key) for key, _ in specs}
 
 
-def _observers_for(specs) -> dict:
+def _observers_for(specs, is_qat: bool) -> dict:
     """key -> observer module, one per sharing group."""
     group = _groups(specs)
     spec_of = dict(specs)
@@ -149,7 +154,7 @@ def _observers_for(specs) -> dict:
     for key, spec in specs:                       # a group's first concrete spec builds it
         if isinstance(spec, (QuantizationSpec, FixedQParamsQuantizationSpec)) and \
                 group[key] not in by_group:
-            by_group[group[key]] = _new_observer(spec)
+            by_group[group[key]] = _new_observer(spec, is_qat)
     for key, spec in specs:
         if group[key] in by_group:
             owner[key] = by_group[group[key]]
@@ -174,7 +179,7 @@ def prepare_annotated(gm, quantizer, is_qat: bool):
     quantizer.annotate(gm)
     quantizer.validate(gm)
     specs = _annotated_specs(gm)
-    owner = _observers_for(specs)
+    owner = _observers_for(specs, is_qat)
     names: dict = {}
 
     def name_of(module):
