@@ -57,7 +57,7 @@ def _model(lib):
     return TwoBranch().eval()
 
 
-def _quantizer(api, is_qat=False):
+def _quantizer(api, is_qat=False, act_range=(-128, 127)):
     """A user's quantizer, written once against the library's names."""
     lib, q, obs = api.lib, api.q, api.obs
     aten = lib.ops.aten
@@ -69,7 +69,7 @@ def _quantizer(api, is_qat=False):
     else:
         act_ctr = obs.HistogramObserver.with_args(eps=2 ** -12)
         weight_ctr = obs.PerChannelMinMaxObserver.with_args(eps=2 ** -12)
-    act = q.QuantizationSpec(dtype=lib.int8, quant_min=-128, quant_max=127,
+    act = q.QuantizationSpec(dtype=lib.int8, quant_min=act_range[0], quant_max=act_range[1],
                              qscheme=lib.per_tensor_affine, observer_or_fake_quant_ctr=act_ctr)
     weight = q.QuantizationSpec(dtype=lib.int8, quant_min=-127, quant_max=127,
                                 qscheme=lib.per_channel_symmetric, ch_axis=0,
@@ -118,13 +118,13 @@ def _quantizer(api, is_qat=False):
     return UserQuantizer()
 
 
-def _run(api, model, batches, is_qat=False):
+def _run(api, model, batches, is_qat=False, act_range=(-128, 127), test=None):
     """(converted model, its outputs on the batches[, the prepared model's training
     outputs]) after calibration, or QAT forwards (no optimizer steps), on the batches."""
     lib = api.lib
     first = tuple(lib.tensor(v) for v in batches[0])
     prepare = api.pt2e.prepare_qat_pt2e if is_qat else api.pt2e.prepare_pt2e
-    prepared = prepare(api.export(model, first), _quantizer(api, is_qat))
+    prepared = prepare(api.export(model, first), _quantizer(api, is_qat, act_range))
     trained = []
     with lib.no_grad():
         for b in batches:
@@ -133,7 +133,7 @@ def _run(api, model, batches, is_qat=False):
         if is_qat:
             api.move_to_eval(prepared)
         converted = api.pt2e.convert_pt2e(prepared)
-        outs = [converted(*(lib.tensor(v) for v in b)) for b in batches]
+        outs = [converted(*(lib.tensor(v) for v in b)) for b in test or batches]
     outs = [[np.asarray(o.numpy()) for o in out] for out in outs]
     return (converted, outs, trained) if is_qat else (converted, outs)
 
@@ -153,13 +153,17 @@ def _dequantize_count(converted):
                if "dequantize" in str(n.target) and n.op in ("call_function", "call_method"))
 
 
-def test_user_quantizer_annotations_match_torch(rng):
+@pytest.mark.parametrize("act_range", [(-128, 127), (-100, 100)])
+def test_user_quantizer_annotations_match_torch(rng, act_range):
+    """With a narrower activation range, values beyond the calibrated range (the test
+    batches are 3x the calibration ones) clamp to quant_min / quant_max as torch's."""
     t_model, e_model = _model(torch), _model(ember)
     share_random_weights(t_model, e_model, rng)
     batches = [(rng.standard_normal((3, 6)).astype(np.float32),
                 rng.standard_normal((3, 5)).astype(np.float32)) for _ in range(3)]
-    t_conv, t_outs = _run(TORCH, t_model, batches)
-    e_conv, e_outs = _run(EMBER, e_model, batches)
+    test = [(3 * x, 3 * y) for x, y in batches]
+    t_conv, t_outs = _run(TORCH, t_model, batches, act_range=act_range, test=test)
+    e_conv, e_outs = _run(EMBER, e_model, batches, act_range=act_range, test=test)
     t_q, e_q = sorted(_quantizes(t_conv)), sorted(_quantizes(e_conv))   # graph orders differ
     assert len(e_q) == len(t_q) > 0
     assert [z for _, z in e_q] == [z for _, z in t_q]
@@ -191,3 +195,41 @@ def test_user_quantizer_qat_matches_torch(rng):
     for t, e in zip(t_train + t_outs, e_train + e_outs):
         assert np.abs(e[0] - t[0]).max() <= 1 / 256 + 1e-7
         assert np.abs(e[1] - t[1]).max() <= step * 1.0001
+
+
+@pytest.mark.parametrize("api", [TORCH, EMBER], ids=["torch", "ember"])
+def test_spec_checks_are_torchs(api):
+    lib, q = api.lib, api.q
+    ctr = api.obs.MinMaxObserver
+    with pytest.raises(ValueError, match="quant_min 10 must be <= quant_max 5"):
+        q.QuantizationSpec(dtype=lib.int8, observer_or_fake_quant_ctr=ctr, quant_min=10,
+                           quant_max=5)
+    with pytest.raises(ValueError, match="Ch_axis is < 0"):
+        q.QuantizationSpec(dtype=lib.int8, observer_or_fake_quant_ctr=ctr, ch_axis=-1)
+    spec = q.QuantizationSpec(dtype=lib.int8, observer_or_fake_quant_ctr=ctr)
+    assert spec == q.QuantizationSpec(dtype=lib.int8, observer_or_fake_quant_ctr=ctr)
+    ann = q.QuantizationAnnotation()
+    assert ann.input_qspec_map == {} and ann.output_qspec is None and \
+        ann.allow_implicit_sharing and not ann._annotated
+
+
+def test_ember_refusals_name_the_problem(rng):
+    model = _model(ember)
+    x, y = ember.tensor(np.ones((2, 6), np.float32)), ember.tensor(np.ones((2, 5), np.float32))
+
+    def quantizer(spec_for):
+        class Q(em_q.Quantizer):
+            def annotate(self, gm):
+                for n in gm.graph.nodes:
+                    if n.target == ember.ops.aten.linear.default:
+                        n.meta["quantization_annotation"] = em_q.QuantizationAnnotation(
+                            input_qspec_map={n.args[0]: spec_for(n)})
+                return gm
+        return Q()
+    dynamic = em_q.QuantizationSpec(dtype=ember.int8, is_dynamic=True,
+                                    observer_or_fake_quant_ctr=em_obs.MinMaxObserver)
+    with pytest.raises(NotImplementedError, match="is_dynamic"):
+        em_pt2e.prepare_pt2e(ember.export(model, (x, y)), quantizer(lambda n: dynamic))
+    with pytest.raises(em_pt2e.QuantizationError, match="SharedQuantizationSpec"):
+        em_pt2e.prepare_pt2e(ember.export(model, (x, y)), quantizer(
+            lambda n: em_q.SharedQuantizationSpec(n)))

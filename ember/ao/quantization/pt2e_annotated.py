@@ -229,6 +229,23 @@ def _quantize(value, module, scale, zero_point):
                                module.dtype)
 
 
+_DTYPE_RANGE = {dtypes.quint8: (0, 255), dtypes.qint8: (-128, 127),
+                dtypes.qint32: (-2 ** 31, 2 ** 31 - 1)}
+
+
+def _clamped(graph, source, module, scale: float, zero_point: int):
+    """A spec's quant_min / quant_max narrower than the dtype: clamp the float value to
+    that range first, so the quantized value stays inside it (torch's quantize clamps
+    to quant_min / quant_max)."""
+    from ...ir.ops import OPS_NS
+    lo, hi = _DTYPE_RANGE.get(module.dtype, (None, None))
+    qmin, qmax = getattr(module, "quant_min", lo), getattr(module, "quant_max", hi)
+    if qmin is None or qmax is None or lo is None or (qmin <= lo and qmax >= hi):
+        return source
+    return graph.call_function(OPS_NS.clamp, (source, (max(qmin, lo) - zero_point) * scale,
+                                              (min(qmax, hi) - zero_point) * scale))
+
+
 def _is_observer(gm, node) -> bool:
     return node.op == OpKind.call_module and \
         str(node.target).startswith("activation_post_process_") and \
@@ -273,9 +290,10 @@ def convert_annotated(gm, fold_quantize: bool = True):
                         source, graph.get_attr(s_name), graph.get_attr(z_name),
                         module.ch_axis, module.dtype))
                 else:
+                    s, z = float(scale.reshape(-1)[0].item()), int(zero_point.reshape(-1)[0]
+                                                                   .item())
                     quantized = graph.call_function(OPS_NS.quantize_per_tensor, (
-                        source, float(scale.reshape(-1)[0].item()),
-                        int(zero_point.reshape(-1)[0].item()), module.dtype))
+                        _clamped(graph, source, module, s, z), s, z, module.dtype))
         for user in list(node.users):            # one dequantize per user, as torch's
             with graph.inserting_before(user):    # DuplicateDQPass leaves it
                 dequantized = graph.call_method("dequantize", (quantized,))
