@@ -233,3 +233,63 @@ def test_ember_refusals_name_the_problem(rng):
     with pytest.raises(em_pt2e.QuantizationError, match="SharedQuantizationSpec"):
         em_pt2e.prepare_pt2e(ember.export(model, (x, y)), quantizer(
             lambda n: em_q.SharedQuantizationSpec(n)))
+
+
+def _conv_quantizer(api):
+    lib, q, obs = api.lib, api.q, api.obs
+    act = q.QuantizationSpec(dtype=lib.uint8, quant_min=0, quant_max=255,
+                             qscheme=lib.per_tensor_affine,
+                             observer_or_fake_quant_ctr=obs.HistogramObserver)
+    weight = q.QuantizationSpec(dtype=lib.int8, quant_min=-128, quant_max=127,
+                                qscheme=lib.per_channel_symmetric, ch_axis=0,
+                                observer_or_fake_quant_ctr=obs.PerChannelMinMaxObserver)
+
+    class ConvQuantizer(q.Quantizer):
+        def annotate(self, model):
+            for n in model.graph.nodes:
+                if n.target == lib.ops.aten.conv2d.default:
+                    n.meta["quantization_annotation"] = q.QuantizationAnnotation(
+                        input_qspec_map={n.args[0]: act, n.args[1]: weight},
+                        output_qspec=act, _annotated=True)
+            return model
+
+        def validate(self, model):
+            pass
+    return ConvQuantizer()
+
+
+def test_eval_batch_norm_is_folded_into_the_conv_before_annotation(rng):
+    """torch's prepare_pt2e folds an eval BatchNorm into the conv before the quantizer
+    sees the graph, so the conv's output observer sees the normalized values."""
+    def build(lib):
+        class ConvBn(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv, self.bn = lib.nn.Conv2d(3, 4, 3, bias=False), lib.nn.BatchNorm2d(4)
+
+            def forward(self, x):
+                return lib.relu(self.bn(self.conv(x)))
+        return ConvBn().eval()
+    t_model, e_model = build(torch), build(ember)
+    share_random_weights(t_model, e_model, rng)
+    batches = [rng.standard_normal((2, 3, 6, 6)).astype(np.float32) for _ in range(3)]
+    outs, quantizes = [], []
+    for api, model in ((TORCH, t_model), (EMBER, e_model)):
+        lib = api.lib
+        prepared = api.pt2e.prepare_pt2e(api.export(model, (lib.tensor(batches[0]),)),
+                                         _conv_quantizer(api))
+        with lib.no_grad():
+            for b in batches:
+                prepared(lib.tensor(b))
+            converted = api.pt2e.convert_pt2e(prepared)
+            out = [converted(lib.tensor(b)) for b in batches]
+        outs.append([np.asarray((o[0] if isinstance(o, (tuple, list)) else o).numpy())
+                     for o in out])
+        quantizes.append(sorted(_quantizes(converted)))
+        assert not [n for n in converted.graph.nodes if "batch_norm" in str(n.target) or
+                    str(n.target).endswith(("sqrt", "div"))]
+    (t_q, e_q) = quantizes
+    assert [z for _, z in e_q] == [z for _, z in t_q] and len(t_q) == 2
+    np.testing.assert_allclose([s for s, _ in e_q], [s for s, _ in t_q], rtol=1e-5)
+    for t, e in zip(*outs):
+        assert np.abs(e - t).max() <= max(s for s, _ in t_q) * 1.0001

@@ -372,6 +372,52 @@ def _graph_module(model) -> GraphModule:
     return gm
 
 
+def _set_constant(gm, target: str, value) -> None:
+    *path, last = target.split(".")
+    owner = gm.get_submodule(".".join(path)) if path else gm
+    if last in getattr(owner, "_parameters", {}):
+        del owner._parameters[last]
+    owner.register_buffer(last, value)
+
+
+def _fold_conv_bn_constants(gm) -> None:
+    """conv2d (constant weight) -> eval-mode BatchNorm decomposition => one conv2d with
+    the BN folded into its weight and bias (torch's prepare_pt2e folds so before
+    annotating): w * gamma / sqrt(var + eps), (b - mean) * gamma / sqrt(var + eps) + beta,
+    in torch's order of float32 operations."""
+    from ...ir.ops import OPS_NS
+    for node in list(gm.graph.nodes):
+        found = _op(node) == "add" and _bn_pattern(node)
+        if not found:
+            continue
+        conv, mean, var, eps, gamma, beta = found
+        if _op(conv) != "conv2d" or len(conv.users) != 1 or \
+                getattr(conv.args[1], "op", None) != OpKind.get_attr:
+            continue
+        bias = conv.args[2] if len(conv.args) > 2 else None
+        if bias is not None and getattr(bias, "op", None) != OpKind.get_attr:
+            continue
+        weight = _tensor(gm, str(conv.args[1].target)).detach()
+        rsqrt = OPS_NS.rsqrt(_tensor(gm, var).detach() + eps)
+        g, b_ = _tensor(gm, gamma).detach(), _tensor(gm, beta).detach()
+        conv_b = _tensor(gm, str(bias.target)).detach() if bias is not None else \
+            OPS_NS.zeros_like(_tensor(gm, mean).detach())
+        _set_constant(gm, str(conv.args[1].target),
+                      weight * (g * rsqrt).reshape([-1, 1, 1, 1]))
+        fused_bias = (conv_b - _tensor(gm, mean).detach()) * rsqrt * g + b_
+        if bias is not None:
+            _set_constant(gm, str(bias.target), fused_bias)
+        else:
+            name = _module_name(gm, str(conv.args[1].target) + "_bias", "", "_fused_bias")
+            _set_constant(gm, name, fused_bias)
+            with gm.graph.inserting_before(conv):
+                bias_node = gm.graph.get_attr(name)
+            conv.args = (conv.args[0], conv.args[1], bias_node, *conv.args[3:])
+        node.replace_all_uses_with(conv)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+
+
 def _lifted(model, is_qat: bool = False) -> GraphModule:
     gm = _graph_module(model)
     if is_qat:
@@ -408,7 +454,9 @@ def _annotating(quantizer) -> bool:
 def prepare_pt2e(model, quantizer) -> GraphModule:
     """Insert observers into an exported program (post-training quantization)."""
     if _annotating(quantizer):
-        return pt2e_annotated.prepare_annotated(_graph_module(model), quantizer, False)
+        gm = _graph_module(model)
+        _fold_conv_bn_constants(gm)
+        return pt2e_annotated.prepare_annotated(gm, quantizer, False)
     mapping = _check_quantizer(quantizer, False)
     gm = _lifted(model).eval()
     quantizer.validate(gm)
