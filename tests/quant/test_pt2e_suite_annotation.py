@@ -293,3 +293,41 @@ def test_eval_batch_norm_is_folded_into_the_conv_before_annotation(rng):
     np.testing.assert_allclose([s for s, _ in e_q], [s for s, _ in t_q], rtol=1e-5)
     for t, e in zip(*outs):
         assert np.abs(e - t).max() <= max(s for s, _ in t_q) * 1.0001
+
+
+def _composed_run(api, rng_seed):
+    """The converted graph's quantizes, and the error of an overwriting composition."""
+    lib, q = api.lib, api.q
+    rng = np.random.default_rng(rng_seed)
+    model = _model(lib)         # weights do not matter: the graph's q/dq is compared
+    x, y = lib.tensor(rng.standard_normal((2, 6)).astype(np.float32)), \
+        lib.tensor(rng.standard_normal((2, 5)).astype(np.float32))
+
+    class Overwriting(q.Quantizer):
+        def annotate(self, gm):
+            for n in gm.graph.nodes:
+                if n.target == lib.ops.aten.linear.default:
+                    n.meta["quantization_annotation"] = q.QuantizationAnnotation()
+            return gm
+
+        def validate(self, gm):
+            pass
+    composed = q.ComposableQuantizer([_quantizer(api), _conv_quantizer(api)])
+    prepared = api.pt2e.prepare_pt2e(api.export(model, (x, y)), composed)
+    prepared(x, y)
+    with lib.no_grad():
+        converted = api.pt2e.convert_pt2e(prepared)
+    with pytest.raises(RuntimeError) as err:
+        api.pt2e.prepare_pt2e(api.export(model, (x, y)),
+                              q.ComposableQuantizer([_quantizer(api), Overwriting()]))
+    return _quantizes(converted), str(err.value)
+
+
+def test_composed_annotating_quantizers():
+    """ComposableQuantizer of two user quantizers: both annotate (the conv quantizer finds
+    nothing here, the graph is the first one's); one that overwrites an earlier
+    annotation is refused with torch's words."""
+    (t_q, t_err), (e_q, e_err) = _composed_run(TORCH, 7), _composed_run(EMBER, 7)
+    assert len(e_q) == len(t_q) > 0
+    assert "Overwriting has changed annotations on node" in t_err
+    assert "Overwriting has changed annotations on node" in e_err

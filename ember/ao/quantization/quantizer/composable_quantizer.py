@@ -43,8 +43,22 @@ class ComposableQuantizer(Quantizer):
         return kinds == {True}
 
     def annotate(self, model):
+        """Each quantizer in turn; one that changes or removes an earlier quantizer's
+        annotation is an error (torch's rule: composition only adds)."""
+        from .quantizer import Q_ANNOTATION_KEY
+        seen: dict = {}
         for quantizer in self.quantizers:
             quantizer.annotate(model)
+            for node in model.graph.nodes:
+                ann = node.meta.get(Q_ANNOTATION_KEY)
+                if ann is None and node in seen:
+                    raise RuntimeError(f"Quantizer {type(quantizer).__name__} has removed "
+                                       f"annotations on node {node}")
+                if ann is not None and node in seen and seen[node] is not ann:
+                    raise RuntimeError(f"Quantizer {type(quantizer).__name__} has changed "
+                                       f"annotations on node {node}")
+                if ann is not None:
+                    seen[node] = ann
         return model
 
     def transform_for_annotation(self, model):
