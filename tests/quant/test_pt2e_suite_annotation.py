@@ -331,3 +331,26 @@ def test_composed_annotating_quantizers():
     assert len(e_q) == len(t_q) > 0
     assert "Overwriting has changed annotations on node" in t_err
     assert "Overwriting has changed annotations on node" in e_err
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_fold_quantize_keeps_or_folds_the_weight_quantize(rng, fold):
+    """fold_quantize=True (default): weights are stored quantized, the graph only
+    dequantizes them; False: their quantize stays in the graph. Same counts as torch."""
+    counts, outs = [], []
+    models = {torch: _model(torch), ember: _model(ember)}
+    share_random_weights(models[torch], models[ember], rng)
+    for api in (TORCH, EMBER):
+        lib = api.lib
+        model = models[lib]
+        x, y = lib.tensor(np.ones((2, 6), np.float32)), lib.tensor(np.ones((2, 5), np.float32))
+        prepared = api.pt2e.prepare_pt2e(api.export(model, (x, y)), _quantizer(api))
+        prepared(x, y)
+        converted = api.pt2e.convert_pt2e(prepared, fold_quantize=fold)
+        outs.append(np.asarray(converted(x, y)[1].detach().numpy()))
+        counts.append(sum(1 for n in converted.graph.nodes if n.op == "call_function" and
+                          "quantize_per" in str(n.target) and "dequantize" not in
+                          str(n.target)))
+    assert counts[0] == counts[1]
+    assert counts[0] == 7 + (0 if fold else 4)     # activations; weights and biases
+    np.testing.assert_allclose(outs[1], outs[0], atol=0.05)
