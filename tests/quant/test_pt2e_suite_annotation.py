@@ -106,10 +106,12 @@ def _quantizer(api, is_qat=False, act_range=(-128, 127)):
                     n.meta["quantization_annotation"] = q.QuantizationAnnotation(
                         input_qspec_map={n.args[0]: q.SharedQuantizationSpec(n.args[0])},
                         output_qspec=fixed, _annotated=True)
-                elif n.target == aten.add.Tensor:
+                elif n.target == aten.add.Tensor:           # torch's helpers
                     a, b = n.args[:2]
-                    n.meta["quantization_annotation"] = q.QuantizationAnnotation(
-                        input_qspec_map={a: act, b: act}, output_qspec=act, _annotated=True)
+                    q.annotate_input_qspec_map(n, a, act)
+                    q.annotate_input_qspec_map(n, b, act)
+                    q.annotate_output_qspec(n, act)
+                    assert q.is_valid_annotation(n.meta["quantization_annotation"])
             return model
 
         def validate(self, model):
@@ -211,6 +213,7 @@ def test_spec_checks_are_torchs(api):
     ann = q.QuantizationAnnotation()
     assert ann.input_qspec_map == {} and ann.output_qspec is None and \
         ann.allow_implicit_sharing and not ann._annotated
+    assert not q.is_valid_annotation(ann) and not q.is_valid_annotation(None)
 
 
 def test_ember_refusals_name_the_problem(rng):

@@ -62,7 +62,10 @@ from .quantizer import (Q_ANNOTATION_KEY, DerivedQuantizationSpec,  # noqa: E402
                         FixedQParamsQuantizationSpec, QuantizationAnnotation,
                         QuantizationSpec, QuantizationSpecBase, SharedQuantizationSpec)
 from .composable_quantizer import ComposableQuantizer  # noqa: E402  (needs Quantizer)
+from .utils import (annotate_input_qspec_map, annotate_output_qspec,  # noqa: E402
+                    is_valid_annotation)
 
 __all__ = ["ComposableQuantizer", "QuantizationConfig", "Quantizer", "Q_ANNOTATION_KEY",
            "DerivedQuantizationSpec", "FixedQParamsQuantizationSpec", "QuantizationAnnotation",
-           "QuantizationSpec", "QuantizationSpecBase", "SharedQuantizationSpec"]
+           "QuantizationSpec", "QuantizationSpecBase", "SharedQuantizationSpec",
+           "annotate_input_qspec_map", "annotate_output_qspec", "is_valid_annotation"]
