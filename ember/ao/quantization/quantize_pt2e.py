@@ -15,15 +15,19 @@ traces from a model, then runs the FX path's prepare (BN folding, the same patte
 observers; the quantizer becomes a QConfigMapping). convert_pt2e is the FX convert
 (lowered int8 ops; `use_reference_representation=True` gives the q/dq reference form).
 
-prepare_qat_pt2e: the same on a program exported in eval mode; lifted BatchNorm layers
-go back to training mode, so conv+bn(+relu) become ConvBn(ReLU)2d QAT modules
-(simulated BN folding). A program exported in training mode (its graph updates the BN
-running statistics in place) is refused with that advice.
+prepare_qat_pt2e: the same on a program exported in eval mode (lifted BatchNorm layers go
+back to training mode) or in training mode (the training-mode BatchNorm decomposition and
+its running-statistic copy_ updates are lifted to nn.BatchNorm2d), so conv+bn(+relu)
+become ConvBn(ReLU)2d QAT modules (simulated BN folding). prepare_pt2e refuses a program
+exported in training mode, advising model.eval().
 
-Left out: torch's annotation API (`Quantizer.annotate` on nodes, SharedQuantizationSpec,
-DerivedQuantizationSpec), `is_dynamic` configs, grouped/depthwise patterns beyond what
-the FX path supports, and programs whose outputs are nested structures other than a
-tensor or a flat tuple of tensors.
+A quantizer that overrides `annotate(model)` (torch's annotation API) takes the other
+road: ember/ao/quantization/pt2e_annotated.py observes the annotated edges and outputs
+of the graph as recorded, and convert_pt2e gives the q/dq form.
+
+Left out: `is_dynamic` specs, grouped/depthwise patterns beyond what the FX path
+supports, and programs whose outputs are nested structures other than a tensor or a flat
+tuple of tensors.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from ...frontend.nn.modules.module import Module
 from ...frontend.tensor import Tensor
 from ...ir.graph import OpKind
 from ...ir.registry import is_op
+from . import pt2e_annotated
 from . import quantize_fx as qfx
 from .quantize_fx import QuantizationError
 from .quantizer import Quantizer
@@ -64,6 +69,14 @@ def _root_with(state: dict) -> Module:
     return root
 
 
+def _refuse_training_graph(gm) -> None:
+    if any(_op(n) == "copy_" for n in gm.graph.nodes):
+        raise QuantizationError(
+            "prepare_pt2e: the program was exported in training mode (its graph updates "
+            "BatchNorm running statistics in place); export the model after model.eval(). "
+            "For QAT, prepare_qat_pt2e takes either mode")
+
+
 def _from_exported(ep) -> GraphModule:
     graph = copy.deepcopy(ep.graph)
     gm = GraphModule(_root_with(ep.state_dict), graph, "ExportedModule")
@@ -75,11 +88,6 @@ def _from_exported(ep) -> GraphModule:
             ep.out_spec is not LEAF:
         raise QuantizationError("prepare_pt2e: the exported program returns a nested "
                                 "structure; return a tensor or a tuple of tensors")
-    if any(_op(n) == "copy_" for n in graph.nodes):
-        raise QuantizationError(
-            "prepare_pt2e: the program was exported in training mode (its graph updates "
-            "BatchNorm running statistics in place); export the model after model.eval(). "
-            "For QAT, prepare_qat_pt2e puts BatchNorm back in training mode itself")
     return gm
 
 
@@ -164,6 +172,29 @@ def _lifted_conv2d(gm, node):
     return mod
 
 
+def _lift_embeddings(gm) -> None:
+    """embedding(table, indices) with a constant table and torch's defaults otherwise ->
+    an nn.Embedding call, so that an embedding quantizer sees the module."""
+    for node in list(gm.graph.nodes):
+        if _op(node) != "embedding" or len(node.args) < 2 or \
+                getattr(node.args[0], "op", None) != OpKind.get_attr:
+            continue
+        rest = list(node.args[2:]) + [node.kwargs.get(k) for k in
+                                      ("padding_idx", "scale_grad_by_freq", "sparse")]
+        if any(v not in (None, -1, False) for v in rest):
+            continue                          # padding_idx etc.: the lookup stays float
+        table = str(node.args[0].target)
+        weight = _param(gm, table)
+        mod = nn.Embedding(weight.shape[0], weight.shape[1])
+        mod.weight = weight
+        name = _module_name(gm, table, ".weight", "embedding")
+        _set(gm, name, mod)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(name, (node.args[1],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+
+
 def _lift_weighted(gm) -> None:
     """linear/conv2d with constant weights (and bias) -> nn.Linear / nn.Conv2d calls."""
     builders = {"linear": _lifted_linear, "conv2d": _lifted_conv2d}
@@ -229,6 +260,77 @@ def _lift_batch_norm(gm) -> None:
         gm.graph.erase_node(node)
 
 
+def _ancestors(node, limit: int = 16) -> set:
+    seen, todo = set(), [node]
+    while todo and len(seen) < limit * 4:
+        n = todo.pop()
+        for a in getattr(n, "all_input_nodes", ()):
+            if a not in seen:
+                seen.add(a)
+                todo.append(a)
+    return seen
+
+
+def _train_bn_pattern(add_node):
+    """(input, eps, gamma, beta, mean node, var node) when add_node ends ember's
+    training-mode batch_norm decomposition: (x - mean(x)) / sqrt(var(x) + eps) * gamma +
+    beta, with mean / var over (0, 2, 3)."""
+    try:
+        mul, beta = add_node.args
+        div, gamma = mul.args
+        sub, sqrt = div.args
+        x, mean = sub.args
+        (var_eps,) = sqrt.args
+        var, eps = var_eps.args
+    except (ValueError, AttributeError, TypeError):
+        return None
+    ops = (_op(mul), _op(div), _op(sub), _op(sqrt), _op(var_eps), _op(mean), _op(var))
+    if ops != ("mul", "div", "sub", "sqrt", "add", "mean", "mean") or \
+            mean.args[0] is not x or _attr(gamma) is None or _attr(beta) is None or \
+            not isinstance(eps, float) or list(mean.args[1]) != [0, 2, 3]:
+        return None
+    return x, eps, _attr(gamma), _attr(beta), mean, var
+
+
+def _lift_train_batch_norm(gm) -> None:
+    """ember's training-mode BatchNorm2d (batch statistics, running statistics updated
+    by copy_) -> an nn.BatchNorm2d call in training mode, for prepare_qat_pt2e on a
+    program exported in training mode (torch's QAT recipe exports so)."""
+    copies = [n for n in gm.graph.nodes if _op(n) == "copy_"]
+    for node in list(gm.graph.nodes):
+        if _op(node) != "add":
+            continue
+        found = _train_bn_pattern(node)
+        if found is None:
+            continue
+        x, eps, gamma, beta, mean, var = found
+        updates = [c for c in copies if mean in _ancestors(c.args[1])]
+        stats = {("running_var" if var in _ancestors(c.args[1]) else "running_mean"): c
+                 for c in updates}
+        if set(stats) != {"running_mean", "running_var"}:
+            continue
+        new_mean = stats["running_mean"].args[1]          # old * (1 - m) + batch * m
+        try:
+            momentum = float(new_mean.args[1].args[1])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            continue
+        running_mean = _tensor(gm, str(stats["running_mean"].args[0].target))
+        bn = nn.BatchNorm2d(running_mean.shape[0], eps=eps, momentum=momentum)
+        bn.running_mean = running_mean.detach().clone()
+        bn.running_var = _tensor(gm, str(stats["running_var"].args[0].target)).detach().clone()
+        bn.weight, bn.bias = _param(gm, gamma), _param(gm, beta)
+        name = _module_name(gm, str(stats["running_mean"].args[0].target), ".running_mean",
+                            "batch_norm")
+        _set(gm, name, bn)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(name, (x,))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        for c in stats.values():
+            gm.graph.erase_node(c)
+            copies.remove(c)
+
+
 _OUT_OF_PLACE = {"relu_": "relu", "add_": "add", "mul_": "mul"}
 
 
@@ -256,7 +358,7 @@ def _relu_as_functional(gm) -> None:
             node.target = F.relu
 
 
-def _lifted(model) -> GraphModule:
+def _graph_module(model) -> GraphModule:
     ep = _exported_program(model)
     if ep is not None:
         gm = _from_exported(ep)
@@ -267,9 +369,64 @@ def _lifted(model) -> GraphModule:
                                 f".module()) or an ember.fx GraphModule, got "
                                 f"{type(model).__name__}")
     _functionalize_inplace(gm)
+    return gm
+
+
+def _set_constant(gm, target: str, value) -> None:
+    *path, last = target.split(".")
+    owner = gm.get_submodule(".".join(path)) if path else gm
+    if last in getattr(owner, "_parameters", {}):
+        del owner._parameters[last]
+    owner.register_buffer(last, value)
+
+
+def _fold_conv_bn_constants(gm) -> None:
+    """conv2d (constant weight) -> eval-mode BatchNorm decomposition => one conv2d with
+    the BN folded into its weight and bias (torch's prepare_pt2e folds so before
+    annotating): w * gamma / sqrt(var + eps), (b - mean) * gamma / sqrt(var + eps) + beta,
+    in torch's order of float32 operations."""
+    from ...ir.ops import OPS_NS
+    for node in list(gm.graph.nodes):
+        found = _op(node) == "add" and _bn_pattern(node)
+        if not found:
+            continue
+        conv, mean, var, eps, gamma, beta = found
+        if _op(conv) != "conv2d" or len(conv.users) != 1 or \
+                getattr(conv.args[1], "op", None) != OpKind.get_attr:
+            continue
+        bias = conv.args[2] if len(conv.args) > 2 else None
+        if bias is not None and getattr(bias, "op", None) != OpKind.get_attr:
+            continue
+        weight = _tensor(gm, str(conv.args[1].target)).detach()
+        rsqrt = OPS_NS.rsqrt(_tensor(gm, var).detach() + eps)
+        g, b_ = _tensor(gm, gamma).detach(), _tensor(gm, beta).detach()
+        conv_b = _tensor(gm, str(bias.target)).detach() if bias is not None else \
+            OPS_NS.zeros_like(_tensor(gm, mean).detach())
+        _set_constant(gm, str(conv.args[1].target),
+                      weight * (g * rsqrt).reshape([-1, 1, 1, 1]))
+        fused_bias = (conv_b - _tensor(gm, mean).detach()) * rsqrt * g + b_
+        if bias is not None:
+            _set_constant(gm, str(bias.target), fused_bias)
+        else:
+            name = _module_name(gm, str(conv.args[1].target) + "_bias", "", "_fused_bias")
+            _set_constant(gm, name, fused_bias)
+            with gm.graph.inserting_before(conv):
+                bias_node = gm.graph.get_attr(name)
+            conv.args = (conv.args[0], conv.args[1], bias_node, *conv.args[3:])
+        node.replace_all_uses_with(conv)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+
+
+def _lifted(model, is_qat: bool = False) -> GraphModule:
+    gm = _graph_module(model)
+    if is_qat:
+        _lift_train_batch_norm(gm)
+    _refuse_training_graph(gm)
     _relu_as_functional(gm)
     _lift_batch_norm(gm)
     _lift_weighted(gm)
+    _lift_embeddings(gm)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
@@ -290,8 +447,16 @@ def _check_quantizer(quantizer, is_qat: bool):
     return quantizer.qconfig_mapping()
 
 
+def _annotating(quantizer) -> bool:
+    return isinstance(quantizer, Quantizer) and quantizer.uses_annotations
+
+
 def prepare_pt2e(model, quantizer) -> GraphModule:
     """Insert observers into an exported program (post-training quantization)."""
+    if _annotating(quantizer):
+        gm = _graph_module(model)
+        _fold_conv_bn_constants(gm)
+        return pt2e_annotated.prepare_annotated(gm, quantizer, False)
     mapping = _check_quantizer(quantizer, False)
     gm = _lifted(model).eval()
     quantizer.validate(gm)
@@ -301,8 +466,10 @@ def prepare_pt2e(model, quantizer) -> GraphModule:
 def prepare_qat_pt2e(model, quantizer) -> GraphModule:
     """Insert fake quantizes for quantization-aware training; conv+bn(+relu) train with
     simulated BN folding. Train the returned module (it is in training mode)."""
+    if _annotating(quantizer):
+        return pt2e_annotated.prepare_annotated(_graph_module(model), quantizer, True)
     mapping = _check_quantizer(quantizer, True)
-    gm = _lifted(model).train()
+    gm = _lifted(model, is_qat=True).train()
     quantizer.validate(gm)
     return qfx._prepare(gm, mapping, (), None, is_qat=True)
 
@@ -310,7 +477,10 @@ def prepare_qat_pt2e(model, quantizer) -> GraphModule:
 def convert_pt2e(model, use_reference_representation: bool = False,
                  fold_quantize: bool = True) -> GraphModule:
     """A calibrated (or trained) prepare_pt2e result -> the int8 model (convert_fx's
-    lowering), or with use_reference_representation=True the q/dq reference form."""
+    lowering), or with use_reference_representation=True the q/dq reference form. A model
+    prepared with an annotating quantizer converts to the q/dq form."""
+    if getattr(model, "_pt2e_annotated", False):
+        return pt2e_annotated.convert_annotated(model, fold_quantize)
     if use_reference_representation:
         return qfx.convert_to_reference_fx(model)
     return qfx.convert_fx(model)

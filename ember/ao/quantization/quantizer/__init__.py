@@ -35,13 +35,37 @@ class QuantizationConfig:
 
 
 class Quantizer:
-    """Base class: a quantizer maps the model's parts to QuantizationConfigs."""
+    """Base class. A quantizer either maps the model's parts to QuantizationConfigs
+    (`qconfig_mapping()`, ember's built-in quantizers: the FX path's patterns and int8
+    lowering) or, as torch's custom quantizers do, overrides `annotate(model)` to mark the
+    exported graph's nodes with QuantizationAnnotations (q/dq reference form)."""
 
     def qconfig_mapping(self):
-        raise NotImplementedError(f"{type(self).__name__} must implement qconfig_mapping()")
+        raise NotImplementedError(f"{type(self).__name__} must implement annotate(model) "
+                                  f"or qconfig_mapping()")
+
+    def annotate(self, model):
+        return model
+
+    def transform_for_annotation(self, model):
+        return model
+
+    @property
+    def uses_annotations(self) -> bool:
+        return type(self).annotate is not Quantizer.annotate
 
     def validate(self, model) -> None:
         pass
 
 
-__all__ = ["QuantizationConfig", "Quantizer"]
+from .quantizer import (Q_ANNOTATION_KEY, DerivedQuantizationSpec,  # noqa: E402
+                        FixedQParamsQuantizationSpec, QuantizationAnnotation,
+                        QuantizationSpec, QuantizationSpecBase, SharedQuantizationSpec)
+from .composable_quantizer import ComposableQuantizer  # noqa: E402  (needs Quantizer)
+from .utils import (annotate_input_qspec_map, annotate_output_qspec,  # noqa: E402
+                    is_valid_annotation)
+
+__all__ = ["ComposableQuantizer", "QuantizationConfig", "Quantizer", "Q_ANNOTATION_KEY",
+           "DerivedQuantizationSpec", "FixedQParamsQuantizationSpec", "QuantizationAnnotation",
+           "QuantizationSpec", "QuantizationSpecBase", "SharedQuantizationSpec",
+           "annotate_input_qspec_map", "annotate_output_qspec", "is_valid_annotation"]
