@@ -38,7 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_HERE = Path(__file__).resolve().parent
+# run as a script, benchmarks/ is sys.path[0], and its cuda.py would shadow the `cuda`
+# package (cuda.bindings: the driver): --cuda found no GPU on an H100
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 import ember  # noqa: E402
 from benchmarks.common import RESULTS, bench_args, timed_row, timing_note  # noqa: E402
