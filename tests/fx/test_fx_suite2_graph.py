@@ -18,24 +18,7 @@ import torch.fx
 import ember
 import ember.fx
 
-
-def neutral(text) -> str:
-    return str(text).replace("torch", "LIB").replace("ember", "LIB")
-
-
-def same(build):
-    expected, got = build(torch), build(ember)
-    assert got == expected
-    return got
-
-
-def outcome(fn):
-    try:
-        return ("ok", fn())
-    except Exception as e:     # noqa: BLE001 - the kind is what is compared
-        kinds = [k.__name__ for k in (TypeError, ValueError, RuntimeError, AttributeError,
-                                      AssertionError) if isinstance(e, k)]
-        return kinds, neutral(str(e).split("\n")[0])
+from fx_suite2_common import neutral, same, outcome
 
 
 def relu_graph(lib):

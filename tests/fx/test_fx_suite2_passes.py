@@ -13,19 +13,11 @@ import torch.fx
 import ember
 import ember.fx
 
-
-def neutral(text) -> str:
-    return str(text).replace("torch", "LIB").replace("ember", "LIB")
+from fx_suite2_common import neutral, same
 
 
 def sub(lib, path):
     return importlib.import_module(lib.__name__ + path)
-
-
-def same(build):
-    expected, got = build(torch), build(ember)
-    assert got == expected
-    return got
 
 
 def rounded(t):

@@ -18,27 +18,9 @@ import torch.fx
 import ember
 import ember.fx
 
+from fx_suite2_common import neutral, same, outcome
+
 Point = namedtuple("Point", ["x", "y"])
-
-
-def neutral(text) -> str:
-    return str(text).replace("torch", "LIB").replace("ember", "LIB")
-
-
-def same(build):
-    expected, got = build(torch), build(ember)
-    assert got == expected
-    return got
-
-
-def outcome(fn):
-    """('ok', value) or (error kinds, first line of the message)."""
-    try:
-        return ("ok", fn())
-    except Exception as e:     # noqa: BLE001 - the kind is what is compared
-        kinds = [k.__name__ for k in (TypeError, ValueError, RuntimeError, AttributeError,
-                                      AssertionError) if isinstance(e, k)]
-        return kinds, neutral(str(e).split("\n")[0])
 
 
 def a_lifted_leaf(a, b):

@@ -216,9 +216,10 @@ def _lift_weighted(gm) -> None:
         gm.graph.erase_node(node)
 
 
-def _bn_pattern(add_node):
-    """(input, mean, var, eps, gamma, beta) when add_node ends ember's eval-mode
-    batch_norm decomposition: (x - mean) / sqrt(var + eps) * gamma + beta."""
+def _bn_parts(add_node):
+    """(mul, div, sub, sqrt, var_eps, x, mean, var, eps, gamma, beta) of the nodes of
+    (x - mean) / sqrt(var + eps) * gamma + beta ending at add_node, or None where its
+    arguments do not unpack so (what each node computes is checked by the callers)."""
     try:
         mul, beta = add_node.args
         div, gamma = mul.args
@@ -228,6 +229,16 @@ def _bn_pattern(add_node):
         var, eps = var_eps.args
     except (ValueError, AttributeError, TypeError):
         return None
+    return mul, div, sub, sqrt, var_eps, x, mean, var, eps, gamma, beta
+
+
+def _bn_pattern(add_node):
+    """(input, mean, var, eps, gamma, beta) when add_node ends ember's eval-mode
+    batch_norm decomposition: (x - mean) / sqrt(var + eps) * gamma + beta."""
+    parts = _bn_parts(add_node)
+    if parts is None:
+        return None
+    mul, div, sub, sqrt, var_eps, x, mean, var, eps, gamma, beta = parts
     ops = (_op(mul), _op(div), _op(sub), _op(sqrt), _op(var_eps))
     attrs = (_attr(mean), _attr(var), _attr(gamma), _attr(beta))
     if ops != ("mul", "div", "sub", "sqrt", "add") or None in attrs or \
@@ -275,15 +286,10 @@ def _train_bn_pattern(add_node):
     """(input, eps, gamma, beta, mean node, var node) when add_node ends ember's
     training-mode batch_norm decomposition: (x - mean(x)) / sqrt(var(x) + eps) * gamma +
     beta, with mean / var over (0, 2, 3)."""
-    try:
-        mul, beta = add_node.args
-        div, gamma = mul.args
-        sub, sqrt = div.args
-        x, mean = sub.args
-        (var_eps,) = sqrt.args
-        var, eps = var_eps.args
-    except (ValueError, AttributeError, TypeError):
+    parts = _bn_parts(add_node)
+    if parts is None:
         return None
+    mul, div, sub, sqrt, var_eps, x, mean, var, eps, gamma, beta = parts
     ops = (_op(mul), _op(div), _op(sub), _op(sqrt), _op(var_eps), _op(mean), _op(var))
     if ops != ("mul", "div", "sub", "sqrt", "add", "mean", "mean") or \
             mean.args[0] is not x or _attr(gamma) is None or _attr(beta) is None or \
