@@ -25,6 +25,7 @@ import sys
 import types
 
 import numpy as np
+import pytest
 
 #: packages that are never imported with torch aliased (the oracle and its friends)
 _ALIASED_ROOT = "torch"
@@ -131,3 +132,46 @@ def copy_state_dict(torch_model, ember_model) -> None:
     # the per-module versions that layout-changing modules (MNASNet, BatchNorm) read back
     state._metadata = copy.deepcopy(getattr(torch_model.state_dict(), "_metadata", {}))
     ember_model.load_state_dict(state)
+
+
+# --- comparing a program's results from the two libraries ------------------------------------
+def plain(value):
+    """Tensors as NumPy arrays (bfloat16 as float32: NumPy has no such type of its own),
+    sizes as lists, dtypes and strings without the library's name."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu()
+        if "bfloat16" in str(value.dtype):
+            value = value.float()
+        return value.numpy()
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if type(value).__name__ in ("dtype", "DType"):
+        return str(value).split(".")[-1]
+    if isinstance(value, str):
+        return value.replace("torch.", "").replace("ember.", "")
+    return value
+
+
+def assert_same(got, want, where="result"):
+    """plain() results equal: arrays to 1e-4 (same shape and dtype), floats likewise,
+    everything else exactly; `where` names the failing element."""
+    if isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), f"{where}: keys differ"
+        for key in want:
+            assert_same(got[key], want[key], f"{where}[{key!r}]")
+    elif isinstance(want, np.ndarray):
+        assert isinstance(got, np.ndarray), f"{where}: {type(got)} is not an array"
+        assert got.shape == want.shape and got.dtype == want.dtype, \
+            f"{where}: {got.shape} {got.dtype} != {want.shape} {want.dtype}"
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, equal_nan=True,
+                                   err_msg=where)
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-5), where
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"

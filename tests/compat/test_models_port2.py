@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from domain_oracles import import_torchvision  # noqa: E402
-from porting import torch_as_ember  # noqa: E402
+from porting import assert_same as _assert_same, plain as _plain, torch_as_ember  # noqa: E402
 
 import ember  # noqa: E402
 import ember.vision.ops  # noqa: E402
@@ -30,44 +30,6 @@ _SHIMS = {"torchvision": ember.vision, "torchvision.ops": ember.vision.ops,
           "torchvision.ops.boxes": ember.vision.ops}
 with torch_as_ember(*PROGRAMS, shims=_SHIMS) as _ported:
     ported = dict(_ported)
-
-
-def _plain(value):
-    """Tensors as NumPy arrays, dtypes and sizes as plain values."""
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
-        return value.detach().cpu().numpy()
-    if isinstance(value, (list, tuple)) and type(value).__name__ in ("Size", "torch.Size"):
-        return list(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if type(value).__name__ in ("dtype", "DType"):
-        return str(value).split(".")[-1]
-    if isinstance(value, str):
-        return value.replace("torch.", "").replace("ember.", "")
-    return value
-
-
-def _assert_same(got, want, where="result"):
-    if isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
-        for i, (a, b) in enumerate(zip(got, want)):
-            _assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(want, dict):
-        assert isinstance(got, dict) and set(got) == set(want), f"{where}: keys differ"
-        for key in want:
-            _assert_same(got[key], want[key], f"{where}[{key!r}]")
-    elif isinstance(want, np.ndarray):
-        assert isinstance(got, np.ndarray), f"{where}: {type(got)} is not an array"
-        assert got.shape == want.shape and got.dtype == want.dtype, \
-            f"{where}: {got.shape} {got.dtype} != {want.shape} {want.dtype}"
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, equal_nan=True,
-                                   err_msg=where)
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, rel=1e-4, abs=1e-5), where
-    else:
-        assert got == want, f"{where}: {got!r} != {want!r}"
 
 
 CASES = [(program, case) for program in PROGRAMS
