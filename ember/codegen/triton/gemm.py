@@ -34,8 +34,13 @@ from dataclasses import dataclass
 from ...ir.dtypes import DType, float32
 from ...ir.errors import LoweringError
 from .. import kernel as K
-from .source import (Emitter, GeneratedKernel, LaunchSpec, Scope, function_name, pointer_type,
-                     tl_type)
+from .source import (Emitter, GeneratedKernel, LaunchSpec, Scope, Sizes, function_name,
+                     literal_mode, pointer_type, tl_type)
+
+
+def _sz(sizes: Sizes | None) -> Sizes:
+    """The problem methods' integers: runtime arguments in `sizes`, literals without it."""
+    return sizes or Sizes(literal=True)
 
 
 @dataclass(frozen=True)
@@ -107,23 +112,24 @@ class MatmulProblem:
     def b_layout(self) -> str:
         return "kmajor" if self.b_strides[1] == 1 and self.b_strides[2] != 1 else "row"
 
-    def a_setup(self) -> list[str]:
-        return _tile_pointers("a", self.a_strides, "rm", "rk")
+    def a_setup(self, sizes: Sizes | None = None) -> list[str]:
+        return _tile_pointers("a", self.a_strides, "rm", "rk", _sz(sizes))
 
-    def a_load(self, k_mask: bool) -> list[str]:
-        return _tile_load("a", "rk[None, :]", self.a_strides[2], k_mask)
+    def a_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        return _tile_load("a", "rk[None, :]", self.a_strides[2], k_mask, _sz(sizes))
 
-    def b_setup(self) -> list[str]:
-        return _tile_pointers("b", self.b_strides, "rk", "rn")
+    def b_setup(self, sizes: Sizes | None = None) -> list[str]:
+        return _tile_pointers("b", self.b_strides, "rk", "rn", _sz(sizes))
 
-    def b_load(self, k_mask: bool) -> list[str]:
-        return _tile_load("b", "rk[:, None]", self.b_strides[1], k_mask)
+    def b_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        return _tile_load("b", "rk[:, None]", self.b_strides[1], k_mask, _sz(sizes))
 
-    def c_offset(self) -> str:
-        sb, sm, sn = self.c_strides
+    def c_offset(self, sizes: Sizes | None = None) -> str:
+        sz = _sz(sizes)
+        sb, sm, sn = (sz.int(s, ("c", i)) for i, s in enumerate(self.c_strides))
         return f"pid_b.to(tl.int64) * {sb} + rm * {sm} + rn * {sn}"
 
-    def bias_offset(self) -> str:
+    def bias_offset(self, sizes: Sizes | None = None) -> str:
         return "rn"
 
     def describe(self) -> str:
@@ -131,17 +137,20 @@ class MatmulProblem:
                 f"{self.dtype.name}, B {self.b_layout}")
 
 
-def _tile_pointers(name: str, strides: tuple, rows: str, cols: str) -> list[str]:
+def _tile_pointers(name: str, strides: tuple, rows: str, cols: str,
+                   sizes: Sizes | None = None) -> list[str]:
     """`<name>_ptrs`: a (rows x cols) tile of operand `name` in this program's batch."""
-    sb, s_row, s_col = strides
+    sb, s_row, s_col = (_sz(sizes).int(s, (name, i)) for i, s in enumerate(strides))
     return [f"{name}_ptrs = {name}_ptr + pid_b.to(tl.int64) * {sb} + {rows}[:, None] * {s_row} "
             f"+ {cols}[None, :] * {s_col}"]
 
 
-def _tile_load(name: str, k_index: str, k_stride: int, k_mask: bool) -> list[str]:
+def _tile_load(name: str, k_index: str, k_stride: int, k_mask: bool,
+               sizes: Sizes | None = None) -> list[str]:
     """Load operand `name`'s tile (masked past K on the last step) and step along K."""
     mask = f", mask={k_index} < K - k0, other=0.0" if k_mask else ""
-    return [f"{name} = tl.load({name}_ptrs{mask})", f"{name}_ptrs += BLOCK_K * {k_stride}"]
+    return [f"{name} = tl.load({name}_ptrs{mask})",
+            f"{name}_ptrs += BLOCK_K * {_sz(sizes).int(k_stride, (name, 'k'))}"]
 
 
 @dataclass(frozen=True)
@@ -185,49 +194,64 @@ class ConvProblem:
     def batch(self) -> int:
         return self.groups
 
-    def a_setup(self) -> list[str]:
+    # Sizes, strides, stride/padding/dilation are `sizes` arguments where given (a
+    # shape-generic kernel: layers of one structure and tile share a cubin); a kernel
+    # size of 1, a unit stride and zero padding stay literals (they shape the code)
+    def a_setup(self, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
         ho, wo = self.out_hw
         sn, sc, sh, sw = self.x_strides
         cin_g = self.w_shape[1]
-        return [f"img = rm // {ho * wo}", f"oh = (rm // {wo}) % {ho}", f"ow = rm % {wo}",
-                f"ih0 = oh * {self.stride[0]} - {self.padding[0]}",
-                f"iw0 = ow * {self.stride[1]} - {self.padding[1]}",
-                f"x_base = a_ptr + pid_b.to(tl.int64) * {cin_g * sc} + img.to(tl.int64) * {sn}"]
+        return [f"img = rm // {sz.int(ho * wo, 'hw')}",
+                f"oh = (rm // {sz.int(wo, 'wo')}) % {sz.int(ho, 'ho')}",
+                f"ow = rm % {sz.int(wo, 'wo')}",
+                f"ih0 = oh * {sz.int(self.stride[0], 'sh')} - {sz.int(self.padding[0], 'ph')}",
+                f"iw0 = ow * {sz.int(self.stride[1], 'sw')} - {sz.int(self.padding[1], 'pw')}",
+                f"x_base = a_ptr + pid_b.to(tl.int64) * {sz.int(cin_g * sc, 'x_group')} + "
+                f"img.to(tl.int64) * {sz.int(sn, ('x', 0))}"]
 
-    def _k_split(self) -> list[str]:
+    def _k_split(self, sz: Sizes) -> list[str]:
         cin_g, kw = self.w_shape[1], self.w_shape[3]
-        return ["kk = k0 + rk", f"kh = kk // {kw * cin_g}", f"kw = (kk // {cin_g}) % {kw}",
-                f"ci = kk % {cin_g}"]
+        return ["kk = k0 + rk", f"kh = kk // {sz.int(kw * cin_g, 'kwc')}",
+                f"kw = (kk // {sz.int(cin_g, 'cin')}) % {sz.int(kw, 'kw')}",
+                f"ci = kk % {sz.int(cin_g, 'cin')}"]
 
-    def a_load(self, k_mask: bool) -> list[str]:
-        _, sc, sh, sw = self.x_strides
-        h, w = self.x_shape[2:]
-        return self._k_split() + [
-            f"ih = ih0[:, None] + kh[None, :] * {self.dilation[0]}",
-            f"iw = iw0[:, None] + kw[None, :] * {self.dilation[1]}",
+    def a_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
+        _, sc, sh, sw = (sz.int(s, ("x", i)) for i, s in enumerate(self.x_strides))
+        h, w = sz.int(self.x_shape[2], "h"), sz.int(self.x_shape[3], "w")
+        return self._k_split(sz) + [
+            f"ih = ih0[:, None] + kh[None, :] * {sz.int(self.dilation[0], 'dh')}",
+            f"iw = iw0[:, None] + kw[None, :] * {sz.int(self.dilation[1], 'dw')}",
             f"inside = (ih >= 0) & (ih < {h}) & (iw >= 0) & (iw < {w}) & (kk[None, :] < K)",
             f"a = tl.load(x_base[:, None] + ih * {sh} + iw * {sw} + ci[None, :] * {sc}, "
             "mask=inside, other=0.0)"]
 
-    def b_setup(self) -> list[str]:
+    def b_setup(self, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
         so = self.w_strides[0]
-        return [f"w_base = b_ptr + pid_b.to(tl.int64) * {self.n * so} + rn[None, :] * {so}"]
+        return [f"w_base = b_ptr + pid_b.to(tl.int64) * {sz.int(self.n * so, 'w_group')} + "
+                f"rn[None, :] * {sz.int(so, ('w', 0))}"]
 
-    def b_load(self, k_mask: bool) -> list[str]:
+    def b_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
+        sz = _sz(sizes)
         _, si, sh, sw = self.w_strides
         cin_g, kw = self.w_shape[1], self.w_shape[3]
         dense = (si, sw, sh) == (1, cin_g, kw * cin_g)     # OHWI: k is the memory offset
-        koff = "kk" if dense else f"(kh * {sh} + kw * {sw} + ci * {si})"
+        koff = "kk" if dense else \
+            f"(kh * {sz.int(sh, ('w', 2))} + kw * {sz.int(sw, ('w', 3))} + ci * {sz.int(si, ('w', 1))})"
         return [f"b = tl.load(w_base + {koff}[:, None], mask=kk[:, None] < K, other=0.0)"]
 
-    def c_offset(self) -> str:
-        ho, wo = self.out_hw
-        sn, sc, sh, sw = self.out_strides
-        return (f"(rm // {ho * wo}) * {sn} + ((rm // {wo}) % {ho}) * {sh} + (rm % {wo}) * {sw} "
-                f"+ (pid_b * {self.n} + rn) * {sc}")
+    def c_offset(self, sizes: Sizes | None = None) -> str:
+        sz = _sz(sizes)
+        ho, wo = sz.int(self.out_hw[0], "ho"), sz.int(self.out_hw[1], "wo")
+        hw = sz.int(self.out_hw[0] * self.out_hw[1], "hw")
+        sn, sc, sh, sw = (sz.int(s, ("out", i)) for i, s in enumerate(self.out_strides))
+        return (f"(rm // {hw}) * {sn} + ((rm // {wo}) % {ho}) * {sh} + (rm % {wo}) * {sw} "
+                f"+ (pid_b * {sz.int(self.n, 'N')} + rn) * {sc}")
 
-    def bias_offset(self) -> str:
-        return f"pid_b * {self.n} + rn"
+    def bias_offset(self, sizes: Sizes | None = None) -> str:
+        return f"pid_b * {_sz(sizes).int(self.n, 'N')} + rn"
 
     def describe(self) -> str:
         return (f"conv2d implicit GEMM x{list(self.x_shape)} w{list(self.w_shape)} "
@@ -251,26 +275,28 @@ def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel 
                                       if hasattr(problem, "x_shape") else
                                       input_precision(problem.dtype))
     k_mask = problem.k % config.block_k != 0 or hasattr(problem, "x_shape")
-    body = _main_loop(problem, config, precision, k_mask)
+    sizes = Sizes(literal=literal_mode())
+    body = _main_loop(problem, config, precision, k_mask, sizes)
     args = [("a_ptr", pointer_type(problem.dtype)), ("b_ptr", pointer_type(problem.dtype))]
     buffers = ["a", "b"]
     if problem.bias is not None:
         args.append(("bias_ptr", pointer_type(problem.bias)))
         buffers.append("bias")
-        body += [f"acc += tl.load(bias_ptr + {problem.bias_offset()}, mask=rn < N, "
+        body += [f"acc += tl.load(bias_ptr + {problem.bias_offset(sizes)}, mask=rn < N, "
                  "other=0.0).to(tl.float32)"]
-    body += [f"cidx = {problem.c_offset()}"]
+    body += [f"cidx = {problem.c_offset(sizes)}"]
     if epilogue is None:
         body += [f"tl.store(c_ptr + cidx, acc.to({tl_type(problem.out_dtype)}), mask=xmask)"]
         args.append(("c_ptr", pointer_type(problem.out_dtype)))
         buffers.append("c")
     else:
-        body += _epilogue(epilogue, problem)
+        body += _epilogue(epilogue, problem, sizes)
         extra = [b for b in epilogue.inputs if b.name != "acc"] + list(epilogue.outputs)
         args += [(f"{b.name}_ptr", pointer_type(b.dtype)) for b in extra]
         buffers += [b.name for b in extra]
     constexprs = config.constexprs()
-    params = [a for a, _ in args] + [f"{c}: tl.constexpr" for c in constexprs]
+    params = [a for a, _ in args] + [n for n, _, _ in sizes.args] + \
+        [f"{c}: tl.constexpr" for c in constexprs]
     header = [f"# {problem.describe()}, {precision or 'fp32 accumulate'}"]
     if epilogue is not None:
         header += ["# epilogue:"] + ["#   " + line for line in str(epilogue).splitlines()]
@@ -280,13 +306,16 @@ def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel 
             problem.batch, 1)
     launch = LaunchSpec(fn, args, constexprs, grid,
                         "(cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), batch, 1)", config.num_warps,
-                        config.num_stages, buffers)
+                        config.num_stages, buffers, sizes.args)
     return GeneratedKernel(text, launch)
 
 
-def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool) -> list[str]:
+def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
+               sizes: Sizes | None = None) -> list[str]:
     dot_args = f", input_precision=\"{precision}\"" if precision else ""
-    lines = [f"M = {problem.m}", f"N = {problem.n}", f"K = {problem.k}",
+    sz = _sz(sizes)
+    lines = [f"M = {sz.int(problem.m, 'M')}", f"N = {sz.int(problem.n, 'N')}",
+             f"K = {sz.int(problem.k, 'K')}",
              "pid = tl.program_id(0)", "pid_b = tl.program_id(1)",
              "num_pid_m = (M + BLOCK_M - 1) // BLOCK_M", "num_pid_n = (N + BLOCK_N - 1) // BLOCK_N",
              "# grouped order: GROUP_M rows of tiles share B tiles in L2",
@@ -299,10 +328,11 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool)
              "rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M",
              "rn = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N",
              "rk = tl.arange(0, BLOCK_K)"]
-    lines += problem.a_setup() + problem.b_setup()
+    lines += problem.a_setup(sz) + problem.b_setup(sz)
     lines += ["acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)",
               "for k0 in range(0, K, BLOCK_K):"]
-    inner = problem.a_load(k_mask) + problem.b_load(k_mask) + [f"acc = tl.dot(a, b, acc{dot_args})"]
+    inner = problem.a_load(k_mask, sz) + problem.b_load(k_mask, sz) + \
+        [f"acc = tl.dot(a, b, acc{dot_args})"]
     lines += ["    " + line for line in inner]
     lines += ["rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
               "rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]",
@@ -310,13 +340,13 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool)
     return lines
 
 
-def _epilogue(kernel: K.Kernel, problem) -> list[str]:
+def _epilogue(kernel: K.Kernel, problem, sizes: Sizes | None = None) -> list[str]:
     """The epilogue description's stores, with its "acc" loads reading the tile."""
     if kernel.inner:
         raise LoweringError(f"{kernel.name}: a reduction cannot be a GEMM epilogue")
     index = _acc_index(kernel)
     lines = ["xindex = cidx"]
-    emitter = Emitter(kernel, wide=False, substitutes={"acc": "acc_value"})
+    emitter = Emitter(kernel, wide=False, substitutes={"acc": "acc_value"}, sizes=_sz(sizes))
     emitter.unravel_dense(lines, "cidx", index)
     acc_dtype = next(b.dtype for b in kernel.inputs if b.name == "acc")
     if acc_dtype.name in ("float16", "bfloat16"):
