@@ -201,3 +201,35 @@ def test_literal_sizes_bakes_the_shape_in():
     _, c, _ = _generated(lambda t: (t * 3).sigmoid(), x)
     _, d, _ = _generated(lambda t: (t * 3).sigmoid(), y)
     assert c.launch.sizes and _code(c) == _code(d)
+
+
+def _wgrad_case(n, c, h, w, cout, seed):
+    """dW of a 3x3, stride 1, padding 1 conv over channels-last x and grad_output, split in
+    K (a partial kernel, then the ordered sum), against torch's weight gradient."""
+    from ember.codegen.triton import conv_wgrad
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    g = rng.standard_normal((n, cout, h, w)).astype(np.float32)
+    problem = conv_wgrad.WeightGradProblem(
+        (n, c, h, w), (h * w * c, 1, w * c, c), (n, cout, h, w), (h * w * cout, 1, w * cout, cout),
+        (cout, c, 3, 3), (9 * c, 1, 3 * c, c), (1, 1), (1, 1), (1, 1), 1, dtypes.float32,
+        dtypes.float32, "ieee")
+    split = conv_wgrad.SplitPlan(16, 16, 16, 3, -(-(n * h * w) // 48) * 16, 1, 1)
+    parts = conv_wgrad.partial_kernel(problem, split), conv_wgrad.reduce_kernel(problem, split)
+    ws = dev(np.full(conv_wgrad.workspace_elements(problem, split), np.nan, np.float32))
+    out = dev(np.full(cout * c * 9, np.nan, np.float32))
+    cache.launch(parts[0], [dev(np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(-1)),
+                            dev(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1)), ws])
+    cache.launch(parts[1], [ws, out])
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    tw = torch.zeros((cout, c, 3, 3), dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, padding=1).backward(torch.tensor(g, dtype=torch.float64))
+    got = host(out).reshape(cout, 3, 3, c).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
+    return parts
+
+
+def test_conv_weight_gradients_share_their_kernels():
+    a = _wgrad_case(1, 16, 4, 5, 16, 0)
+    b = _wgrad_case(2, 16, 3, 3, 32, 1)
+    assert [_code(k) for k in a] == [_code(k) for k in b]
