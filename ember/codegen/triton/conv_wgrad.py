@@ -122,7 +122,8 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
     fn = function_name(name)
     p = problem
     sz = Sizes(literal=literal_mode())
-    h, w = sz.int(p.x_shape[2], "h"), sz.int(p.x_shape[3], "w")
+    # the padding mask's bounds: compiled without divisibility specialization
+    h, w = sz.int(p.x_shape[2], "h", False), sz.int(p.x_shape[3], "w", False)
     ho, wo = sz.int(p.g_shape[2], "ho"), sz.int(p.g_shape[3], "wo")
     hw = sz.int(p.g_shape[2] * p.g_shape[3], "hw")
     cin_g, kw_ = sz.int(p.w_shape[1], "cin"), sz.int(p.w_shape[3], "kw")
@@ -209,7 +210,8 @@ def partial_kernel(problem: WeightGradProblem, split: SplitPlan,
     grid = (tiles, split.splits, p.groups)
     return GeneratedKernel(text, LaunchSpec(
         fn, args, constexprs, grid, "(tiles, splits, groups)", split.num_warps,
-        split.num_stages, ["grad_output", "input", "out" if direct else "workspace"], sz.args))
+        split.num_stages, ["grad_output", "input", "out" if direct else "workspace"], sz.args,
+        sz.plain))
 
 
 def _times(expr: str, stride: int, sz: Sizes, role) -> str:
@@ -247,7 +249,7 @@ def reduce_kernel(problem: WeightGradProblem, split: SplitPlan,
     grid = (math.ceil(total / REDUCE_BLOCK), 1, 1)
     return GeneratedKernel(text, LaunchSpec(fn, args, {"BLOCK": REDUCE_BLOCK}, grid,
                                             "cdiv(Cout * N, BLOCK)", 4, 1, ["workspace", "out"],
-                                            sz.args))
+                                            sz.args, sz.plain))
 
 
 def workspace_elements(problem: WeightGradProblem, split: SplitPlan) -> int:

@@ -202,13 +202,22 @@ class ConvProblem:
         ho, wo = self.out_hw
         sn, sc, sh, sw = self.x_strides
         cin_g = self.w_shape[1]
-        return [f"img = rm // {sz.int(ho * wo, 'hw')}",
-                f"oh = (rm // {sz.int(wo, 'wo')}) % {sz.int(ho, 'ho')}",
-                f"ow = rm % {sz.int(wo, 'wo')}",
+        spec = self._m_contiguous()
+        return [f"img = rm // {sz.int(ho * wo, 'hw', spec)}",
+                f"oh = (rm // {sz.int(wo, 'wo', spec)}) % {sz.int(ho, 'ho', spec)}",
+                f"ow = rm % {sz.int(wo, 'wo', spec)}",
                 f"ih0 = oh * {sz.int(self.stride[0], 'sh')} - {sz.int(self.padding[0], 'ph')}",
                 f"iw0 = ow * {sz.int(self.stride[1], 'sw')} - {sz.int(self.padding[1], 'pw')}",
                 f"x_base = a_ptr + pid_b.to(tl.int64) * {sz.int(cin_g * sc, 'x_group')} + "
                 f"img.to(tl.int64) * {sz.int(sn, ('x', 0))}"]
+
+    def _m_contiguous(self) -> bool:
+        """Whether a tile's rows (output pixels) are contiguous in the input or output
+        (an NCHW operand): only then does the divisibility of the output's size by 16 tell
+        Triton something (contiguous runs along M); channels-last convs read and write
+        along channels, so their spatial sizes are compiled without it (one cubin for
+        layers whose sizes differ only there)."""
+        return self.x_strides[3] == 1 or self.out_strides[3] == 1
 
     def _k_split(self, sz: Sizes) -> list[str]:
         cin_g, kw = self.w_shape[1], self.w_shape[3]
@@ -219,7 +228,8 @@ class ConvProblem:
     def a_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
         sz = _sz(sizes)
         _, sc, sh, sw = (sz.int(s, ("x", i)) for i, s in enumerate(self.x_strides))
-        h, w = sz.int(self.x_shape[2], "h"), sz.int(self.x_shape[3], "w")
+        # bounds of the padding mask only: no divisibility specialization
+        h, w = sz.int(self.x_shape[2], "h", False), sz.int(self.x_shape[3], "w", False)
         return self._k_split(sz) + [
             f"ih = ih0[:, None] + kh[None, :] * {sz.int(self.dilation[0], 'dh')}",
             f"iw = iw0[:, None] + kw[None, :] * {sz.int(self.dilation[1], 'dw')}",
@@ -244,8 +254,9 @@ class ConvProblem:
 
     def c_offset(self, sizes: Sizes | None = None) -> str:
         sz = _sz(sizes)
-        ho, wo = sz.int(self.out_hw[0], "ho"), sz.int(self.out_hw[1], "wo")
-        hw = sz.int(self.out_hw[0] * self.out_hw[1], "hw")
+        spec = self._m_contiguous()
+        ho, wo = sz.int(self.out_hw[0], "ho", spec), sz.int(self.out_hw[1], "wo", spec)
+        hw = sz.int(self.out_hw[0] * self.out_hw[1], "hw", spec)
         sn, sc, sh, sw = (sz.int(s, ("out", i)) for i, s in enumerate(self.out_strides))
         return (f"(rm // {hw}) * {sn} + ((rm // {wo}) % {ho}) * {sh} + (rm % {wo}) * {sw} "
                 f"+ (pid_b * {sz.int(self.n, 'N')} + rn) * {sc}")
@@ -306,7 +317,7 @@ def generate_gemm(problem, config: GemmConfig | None = None, epilogue: K.Kernel 
             problem.batch, 1)
     launch = LaunchSpec(fn, args, constexprs, grid,
                         "(cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), batch, 1)", config.num_warps,
-                        config.num_stages, buffers, sizes.args)
+                        config.num_stages, buffers, sizes.args, sizes.plain)
     return GeneratedKernel(text, launch)
 
 
@@ -314,7 +325,8 @@ def _main_loop(problem, config: GemmConfig, precision: str | None, k_mask: bool,
                sizes: Sizes | None = None) -> list[str]:
     dot_args = f", input_precision=\"{precision}\"" if precision else ""
     sz = _sz(sizes)
-    lines = [f"M = {sz.int(problem.m, 'M')}", f"N = {sz.int(problem.n, 'N')}",
+    m_spec = not hasattr(problem, "x_shape") or problem._m_contiguous()
+    lines = [f"M = {sz.int(problem.m, 'M', m_spec)}", f"N = {sz.int(problem.n, 'N')}",
              f"K = {sz.int(problem.k, 'K')}",
              "pid = tl.program_id(0)", "pid_b = tl.program_id(1)",
              "num_pid_m = (M + BLOCK_M - 1) // BLOCK_M", "num_pid_n = (N + BLOCK_N - 1) // BLOCK_N",

@@ -54,4 +54,4 @@ def batched_transpose(batch: int, rows: int, cols: int, dtype: DType,
         fn, [("in_ptr", pointer), ("out_ptr", pointer)],
         {"BLOCK_ROWS": BLOCK_ROWS, "BLOCK_COLS": BLOCK_COLS}, grid,
         "(cdiv(rows, BLOCK_ROWS), cdiv(cols, BLOCK_COLS), batch)", 4, 1, ["input", "out"],
-        sizes.args))
+        sizes.args, sizes.plain))

@@ -290,7 +290,7 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
     arguments), then every part's outputs, as a plan step passes them (default: each
     part's arguments in turn). None when a part cannot join: a 2-D or 3-D grid, a
     source that is not one function, scalar (non-pointer) arguments."""
-    functions, branches, ins, outs, sizes, first = [], [], [], [], [], 0
+    functions, branches, ins, outs, sizes, plain, first = [], [], [], [], [], (), 0
     warps = 1
     for i, part in enumerate(parts):
         spec = part.launch
@@ -311,6 +311,7 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
         own_sizes = {n: f"p{i}_{n}" for n, _, _ in spec.sizes}   # bound sizes pass through
         mine.update(own_sizes)
         sizes += [(own_sizes[n], t, v) for n, t, v in spec.sizes]
+        plain += tuple(own_sizes[n] for n in spec.plain)
         names = [p.split(":")[0].strip() for p in params.split(",")]
         if any(n not in mine and n not in spec.constexprs for n in names):
             return None
@@ -331,4 +332,4 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
     source = "\n\n".join(functions + ["\n".join(lines)]) + "\n"
     return GeneratedKernel(source, LaunchSpec(name, args, {}, (first, 1, 1),
                                               "sum of the parts' grids", warps, 1,
-                                              [a for a, _ in args], sizes))
+                                              [a for a, _ in args], sizes, plain))

@@ -1,10 +1,13 @@
 """Kernel descriptions (codegen/kernel.py) -> Triton source text.
 
 Each description becomes one `@triton.jit` function whose arguments are the
-description's buffers (inputs then outputs, as `<name>_ptr`) and its block sizes
-(constexprs). Sizes, strides and offsets are baked into the text as literals:
-descriptions are shape-specialized, and literal strides let Triton prove
-contiguity (vector loads) without runtime arguments.
+description's buffers (inputs then outputs, as `<name>_ptr`), its sizes (`ks0, ks1,
+...`: element counts, unravel divisors, index coefficients and offsets, constants;
+bound to the shape's values in `LaunchSpec.sizes`, see `Sizes`) and its block sizes
+(constexprs). The text is the same for every shape of one structure, so such kernels
+share one source and one cubin; integer sizes that are multiples of 16 are compiled
+as such (Triton's specialization), which keeps the contiguity that vector loads need.
+`literal_sizes()` / EMBER_TRITON_LITERAL_SIZES=1 bake the sizes in instead.
 
 - Pointwise (no inner space): 1-D blocks of XBLOCK points over the flattened
   outer space, masked at the end; the flat index is unraveled into the loop
@@ -93,10 +96,10 @@ def next_pow2(n: int) -> int:
 class LaunchSpec:
     """What a runtime needs to launch the compiled kernel without Triton.
 
-    `args` are the kernel's runtime arguments in call order: (name, signature type),
-    all device pointers (sizes are literals in the source). `constexprs` are the block
-    sizes compiled in. The grid is fixed by the sizes: `grid` is the value, `grid_rule`
-    says how it was computed.
+    `args` are the runtime arguments a caller passes, in call order: (name, signature
+    type), device pointers (and the optimizer kernels' hyperparameters); `sizes` follow
+    them, bound here. `constexprs` are the block sizes compiled in. The grid comes from
+    the shape: `grid` is the value, `grid_rule` says how it was computed.
     """
     name: str
     args: list[tuple[str, str]]
@@ -109,6 +112,7 @@ class LaunchSpec:
     # runtime scalars the generator binds (sizes, strides, element counts, constants of a
     # shape-generic kernel): (parameter name, signature type, value), passed after `args`
     sizes: list[tuple[str, str, object]] = field(default_factory=list)
+    plain: tuple[str, ...] = ()      # sizes compiled without divisibility (Sizes.int)
 
     def to_json(self) -> dict:
         return {"name": self.name, "args": [list(a) for a in self.args],
@@ -136,8 +140,8 @@ class LaunchSpec:
         """Per bound integer, whether it is a multiple of DIVISIBILITY: the kernel is
         compiled assuming it (as Triton's own launcher specializes integer arguments), so
         the index math keeps its contiguity and vector loads; part of the kernel's key."""
-        return tuple(not t.startswith("fp") and int(v) % DIVISIBILITY == 0
-                     for _, t, v in self.sizes)
+        return tuple(not t.startswith("fp") and n not in self.plain and
+                     int(v) % DIVISIBILITY == 0 for n, t, v in self.sizes)
 
     def divisibility_attrs(self, pointer_alignment) -> dict:
         """triton.compile's `attrs`: pointers marked 16-byte divisible where
@@ -250,12 +254,19 @@ class Sizes:
         self.itype = "i64" if wide else "i32"
         self._names: dict = {}
         self.args: list[tuple[str, str, object]] = []
+        self.plain: tuple[str, ...] = ()
 
-    def int(self, value: int, role=None) -> str:
+    def int(self, value: int, role=None, specialize: bool = True) -> str:
+        """`specialize=False` for a size whose divisibility tells Triton nothing it uses (a
+        bound compared against, a conv's stride or padding): the kernel is then compiled
+        once whatever the value, where each divisibility pattern is another cubin."""
         value = int(value)
         if self.literal or value in (0, 1, -1):
             return str(value)
-        return self._arg(self.itype if -2 ** 31 <= value < 2 ** 31 else "i64", value, role)
+        name = self._arg(self.itype if -2 ** 31 <= value < 2 ** 31 else "i64", value, role)
+        if not specialize and name not in self.plain:
+            self.plain += (name,)
+        return name
 
     def const(self, value, dtype: DType) -> str:
         """`tl.full([], value, <register type>)` with the value a parameter where it may be."""
@@ -702,7 +713,7 @@ def generate(kernel: K.Kernel, blocks: Blocks | None = None) -> GeneratedKernel:
     args = [(f"{b.name}_ptr", pointer_type(b.dtype)) for b in kernel.inputs + kernel.outputs]
     grid = (math.ceil(x / blocks.xblock), 1, 1)
     launch = LaunchSpec(name, args, constexprs, grid, f"cdiv({x}, XBLOCK)", blocks.num_warps,
-                        1, buffers, sizes.args)
+                        1, buffers, sizes.args, sizes.plain)
     return GeneratedKernel(text, launch)
 
 

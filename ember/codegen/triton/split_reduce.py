@@ -196,7 +196,8 @@ def _phase(kernel: K.Kernel, split: SplitPlan, levels: dict, slots: dict,
             for b in kernel.inputs + kernel.outputs] + [("ws_ptr", "*fp32")]
     grid = (math.ceil(x / blocks.xblock), split.splits, 1)
     launch = LaunchSpec(name, args, constexprs, grid, f"(cdiv({x}, XBLOCK), {split.splits})",
-                        blocks.num_warps, 1, buffers + ["workspace"], sizes.args)
+                        blocks.num_warps, 1, buffers + ["workspace"], sizes.args,
+                        sizes.plain)
     return GeneratedKernel(text, launch)
 
 

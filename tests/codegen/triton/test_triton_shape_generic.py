@@ -185,6 +185,10 @@ def test_conv_layers_of_one_tile_share_one_kernel():
     gens = [_conv_case(2, 16, 6, 5, 16, 3, 1, 1, 0), _conv_case(1, 32, 7, 7, 48, 3, 1, 1, 1),
             _conv_case(3, 16, 5, 5, 32, 3, 1, 1, 2)]
     assert len({_code(g) for g in gens}) == 1
+    # channels-last: the spatial sizes (6x5 and 7x7, not multiples of 16) are compiled
+    # without divisibility, the channel strides (multiples of 16) with it: one cubin
+    assert gens[0].key() == gens[1].key()
+    assert "ks" in _code(gens[0]) and len(gens[0].launch.plain) >= 4
     strided = [_conv_case(2, 16, 8, 8, 32, 3, 2, 1, 3), _conv_case(1, 32, 9, 7, 64, 3, 2, 1, 4)]
     assert _code(strided[0]) == _code(strided[1]) != _code(gens[0])
 
