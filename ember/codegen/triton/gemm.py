@@ -202,14 +202,25 @@ class ConvProblem:
         ho, wo = self.out_hw
         sn, sc, sh, sw = self.x_strides
         cin_g = self.w_shape[1]
-        spec = self._m_contiguous()
-        return [f"img = rm // {sz.int(ho * wo, 'hw', spec)}",
-                f"oh = (rm // {sz.int(wo, 'wo', spec)}) % {sz.int(ho, 'ho', spec)}",
-                f"ow = rm % {sz.int(wo, 'wo', spec)}",
+        img, oh, ow = self._pixel("rm", sz)
+        return [f"img = {img}", f"oh = {oh}", f"ow = {ow}",
                 f"ih0 = oh * {sz.int(self.stride[0], 'sh')} - {sz.int(self.padding[0], 'ph')}",
                 f"iw0 = ow * {sz.int(self.stride[1], 'sw')} - {sz.int(self.padding[1], 'pw')}",
                 f"x_base = a_ptr + pid_b.to(tl.int64) * {sz.int(cin_g * sc, 'x_group')} + "
                 f"img.to(tl.int64) * {sz.int(sn, ('x', 0))}"]
+
+    def _pixel(self, rows: str, sz: Sizes) -> tuple[str, str, str]:
+        """(image, output row, output column) of the output pixels `rows`: literal divisions
+        for an NCHW operand (its pixels are the contiguous runs, which Triton must see),
+        else multiply-shift divisions by runtime magic numbers (Sizes.div), as cheap as
+        a literal divisor's, so convs of other spatial sizes share the kernel."""
+        ho, wo = self.out_hw
+        if self._m_contiguous() or sz.literal:
+            return (f"{rows} // {ho * wo}", f"({rows} // {wo}) % {ho}", f"{rows} % {wo}")
+        by_w = sz.div(rows, wo, "wo")
+        oh = f"({by_w} - {sz.div(by_w, ho, 'ho')} * {sz.int(ho, 'ho', False)})"
+        ow = f"({rows} - {by_w} * {sz.int(wo, 'wo', False)})"
+        return sz.div(rows, ho * wo, "hw"), oh, ow
 
     def _m_contiguous(self) -> bool:
         """Whether a tile's rows (output pixels) are contiguous in the input or output
@@ -220,10 +231,14 @@ class ConvProblem:
         return self.x_strides[3] == 1 or self.out_strides[3] == 1
 
     def _k_split(self, sz: Sizes) -> list[str]:
+        # literals, whatever `sz`: these divide a K step's indices on every iteration of
+        # the main loop, where a literal divisor is a multiply-shift and a runtime one an
+        # integer division (PTX of a resnet 3x3 conv: 111 div/rem against 1), and their
+        # value sets the contiguity of the channel run a cp.async moves; the layers of
+        # one channel count still share a kernel
         cin_g, kw = self.w_shape[1], self.w_shape[3]
-        return ["kk = k0 + rk", f"kh = kk // {sz.int(kw * cin_g, 'kwc')}",
-                f"kw = (kk // {sz.int(cin_g, 'cin')}) % {sz.int(kw, 'kw')}",
-                f"ci = kk % {sz.int(cin_g, 'cin')}"]
+        return ["kk = k0 + rk", f"kh = kk // {kw * cin_g}", f"kw = (kk // {cin_g}) % {kw}",
+                f"ci = kk % {cin_g}"]
 
     def a_load(self, k_mask: bool, sizes: Sizes | None = None) -> list[str]:
         sz = _sz(sizes)
@@ -254,11 +269,9 @@ class ConvProblem:
 
     def c_offset(self, sizes: Sizes | None = None) -> str:
         sz = _sz(sizes)
-        spec = self._m_contiguous()
-        ho, wo = sz.int(self.out_hw[0], "ho", spec), sz.int(self.out_hw[1], "wo", spec)
-        hw = sz.int(self.out_hw[0] * self.out_hw[1], "hw", spec)
+        img, oh, ow = self._pixel("rm", sz)
         sn, sc, sh, sw = (sz.int(s, ("out", i)) for i, s in enumerate(self.out_strides))
-        return (f"(rm // {hw}) * {sn} + ((rm // {wo}) % {ho}) * {sh} + (rm % {wo}) * {sw} "
+        return (f"({img}) * {sn} + ({oh}) * {sh} + ({ow}) * {sw} "
                 f"+ (pid_b * {sz.int(self.n, 'N')} + rn) * {sc}")
 
     def bias_offset(self, sizes: Sizes | None = None) -> str:

@@ -268,6 +268,24 @@ class Sizes:
             self.plain += (name,)
         return name
 
+    def div(self, expr: str, value: int, role) -> str:
+        """`expr // value` for 0 <= expr < 2**31 as a multiply-high and a shift by runtime
+        magic numbers (the division a compiler makes of a literal divisor: an integer
+        division by a runtime value is ~20 instructions): q = umulhi(n, m) >> s with
+        s = ceil(log2 d) - 1, m = ceil(2**(31 + s + 1) / d), exact for n < 2**31.
+        Triton learns nothing about the quotient's contiguity, so this is for indices
+        along a dimension no vector access walks (a channels-last conv's output pixels)."""
+        value = int(value)
+        if self.literal or value == 1:
+            return f"({expr} // {value})" if value != 1 else expr
+        shift = (value - 1).bit_length() - 1
+        magic = -(-(1 << (32 + shift)) // value)
+        magic = magic - (1 << 32) if magic >= 1 << 31 else magic     # its bits, as an i32
+        m = self._arg("i32", magic, ("magic", role))
+        s = self._arg("i32", shift, ("shift", role))
+        self.plain += tuple(n for n in (m, s) if n not in self.plain)
+        return f"(tl.umulhi({expr}, {m}) >> {s})"
+
     def const(self, value, dtype: DType) -> str:
         """`tl.full([], value, <register type>)` with the value a parameter where it may be."""
         sig = _CONST_SIGS.get(register_type(dtype))
