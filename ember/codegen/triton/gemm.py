@@ -371,7 +371,10 @@ def _epilogue(kernel: K.Kernel, problem, sizes: Sizes | None = None) -> list[str
         raise LoweringError(f"{kernel.name}: a reduction cannot be a GEMM epilogue")
     index = _acc_index(kernel)
     lines = ["xindex = cidx"]
-    emitter = Emitter(kernel, wide=False, substitutes={"acc": "acc_value"}, sizes=_sz(sizes))
+    # literal sizes: the epilogue unravels every element of the tile into the anchor's
+    # loop variables, where runtime divisors would be integer divisions per element
+    emitter = Emitter(kernel, wide=False, substitutes={"acc": "acc_value"},
+                      sizes=Sizes(literal=True))
     emitter.unravel_dense(lines, "cidx", index)
     acc_dtype = next(b.dtype for b in kernel.inputs if b.name == "acc")
     if acc_dtype.name in ("float16", "bfloat16"):
