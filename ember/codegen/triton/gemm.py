@@ -263,8 +263,9 @@ class ConvProblem:
         _, si, sh, sw = self.w_strides
         cin_g, kw = self.w_shape[1], self.w_shape[3]
         dense = (si, sw, sh) == (1, cin_g, kw * cin_g)     # OHWI: k is the memory offset
-        koff = "kk" if dense else \
-            f"(kh * {sz.int(sh, ('w', 2))} + kw * {sz.int(sw, ('w', 3))} + ci * {sz.int(si, ('w', 1))})"
+        terms = [f"kh * {sz.int(sh, ('w', 2))}", f"kw * {sz.int(sw, ('w', 3))}",
+                 f"ci * {sz.int(si, ('w', 1))}"]
+        koff = "kk" if dense else f"({' + '.join(terms)})"
         return [f"b = tl.load(w_base + {koff}[:, None], mask=kk[:, None] < K, other=0.0)"]
 
     def c_offset(self, sizes: Sizes | None = None) -> str:

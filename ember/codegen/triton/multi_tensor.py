@@ -320,7 +320,8 @@ def horizontal_kernel(parts: tuple[GeneratedKernel, ...],
         first += spec.grid[0]
         warps = max(warps, spec.num_warps)
     name, args = f"horizontal_{len(parts)}", ins + outs
-    lines = ["@triton.jit", f"def {name}({', '.join([a for a, _ in args] + [n for n, _, _ in sizes])}):",
+    names = [a for a, _ in args] + [n for n, _, _ in sizes]
+    lines = ["@triton.jit", f"def {name}({', '.join(names)}):",
              f'    """{len(parts)} independent kernels in one launch."""',
              "    pid = tl.program_id(0)"]
     for k, (end, call) in enumerate(branches):
